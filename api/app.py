@@ -1,0 +1,78 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from dataworkflows import __version__
+from dataworkflows.actions import default_registry
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database, make_pool
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+
+from .executions import ExecutionController
+from .principals import HeaderPrincipalResolver
+from .problems import exception_handlers, problem
+from .schemas import HealthRead
+from .services import Services, services
+from .workflows import WorkflowController
+
+
+@get("/health/live", tags=["health"], summary="The process is up")
+async def live() -> HealthRead:
+    return HealthRead(status="ok")
+
+
+@get("/health/ready", tags=["health"], summary="The database answers", responses=None)
+async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
+    try:
+        await services(request).db.ping()
+    except DataWorkflowsError as exc:
+        return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
+    return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
+
+
+def create_app(settings: Settings) -> Litestar:
+    if not settings.database_url:
+        raise ConfigurationError("DATABASE_URL is not set")
+    pool = make_pool(settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size, name="api")
+    conditions = ConditionPool(size=1)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # wait=False: the API starts (and /health/live answers) even while the database is
+        # down; requests get 503 until it is back.
+        await pool.open(wait=False)
+        app.state.services = Services(
+            db=Database(pool),
+            settings=settings,
+            registry=default_registry(),
+            conditions=conditions,
+            principals=HeaderPrincipalResolver(),
+        )
+        try:
+            yield
+        finally:
+            await conditions.close()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[live, ready, WorkflowController, ExecutionController],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="DataWorkflows",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,137 @@
+"""/api/v1/executions: status, node states, attempts, events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.params import Parameter
+
+from dataworkflows.errors import ExecutionNotFound, InvalidInput
+
+from .paging import decode_cursor, encode_cursor
+from .schemas import AttemptRead, EventRead, ExecutionList, ExecutionRead, ExecutionSummary, NodeStateRead
+from .services import services
+
+
+def _parse_id(execution_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(execution_id)
+    except ValueError:
+        raise ExecutionNotFound(f"execution {execution_id!r} not found (not a UUID)") from None
+
+
+async def _require(request: Request[Any, Any, Any], execution_id: uuid.UUID) -> dict[str, Any]:
+    row = await services(request).db.fetch_one("get_execution", id=execution_id)
+    if row is None:
+        raise ExecutionNotFound(f"execution {execution_id} not found")
+    return row
+
+
+class ExecutionController(Controller):
+    path = "/api/v1/executions"
+    tags = ["executions"]
+
+    @get("/", summary="List executions, newest first")
+    async def list_executions(
+        self,
+        request: Request[Any, Any, Any],
+        workflow_id: Annotated[str | None, Parameter(query="workflowId", required=False)] = None,
+        status: Annotated[str | None, Parameter(query="status", required=False)] = None,
+        cursor: Annotated[str | None, Parameter(query="cursor", required=False)] = None,
+        limit: Annotated[int, Parameter(query="limit", ge=1, le=500)] = 50,
+    ) -> ExecutionList:
+        after = decode_cursor(cursor)
+        after_created = after_id = None
+        if after is not None:
+            try:
+                after_created = datetime.fromisoformat(after[0])
+                after_id = uuid.UUID(after[1])
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                raise InvalidInput("the cursor is not valid; use nextCursor from a previous page") from exc
+        rows = await services(request).db.fetch_all(
+            "list_executions",
+            workflow_id=workflow_id,
+            status=status,
+            after_created=after_created,
+            after_id=after_id,
+            limit=limit + 1,
+        )
+        items = [
+            ExecutionSummary(
+                id=r["id"],
+                workflow_id=r["workflow_id"],
+                workflow_version=r["workflow_version"],
+                request_id=r["request_id"],
+                status=r["status"],
+                principal_id=r["principal_id"],
+                created_at=r["created_at"],
+                start_time=r["started_at"],
+                end_time=r["ended_at"],
+            )
+            for r in rows[:limit]
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
+        return ExecutionList(items=items, next_cursor=next_cursor)
+
+    @get("/{execution_id:str}", summary="Execution status, trigger, times, node states and error")
+    async def get_execution(self, request: Request[Any, Any, Any], execution_id: str) -> ExecutionRead:
+        eid = _parse_id(execution_id)
+        row = await _require(request, eid)
+        nodes = await services(request).db.fetch_all("list_node_states", id=eid)
+        return ExecutionRead(
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            workflow_version=row["workflow_version"],
+            workflow_checksum=row["workflow_checksum"],
+            request_id=row["request_id"],
+            status=row["status"],
+            trigger=row["trigger"],
+            principal_id=row["principal_id"],
+            principal_type=row["principal_type"],
+            correlation_id=row["correlation_id"],
+            created_at=row["created_at"],
+            start_time=row["started_at"],
+            end_time=row["ended_at"],
+            error=row["error"],
+            recovery_count=row["recovery_count"],
+            nodes=[
+                NodeStateRead(
+                    node_id=n["node_id"],
+                    action_type=n["action_type"],
+                    status=n["status"],
+                    attempts=n["attempts"],
+                    outputs=n["outputs"],
+                    error=n["error"],
+                    next_attempt_at=n["next_attempt_at"],
+                    start_time=n["started_at"],
+                    end_time=n["ended_at"],
+                )
+                for n in nodes
+            ],
+        )
+
+    @get("/{execution_id:str}/actions", summary="Every action attempt of an execution")
+    async def actions(self, request: Request[Any, Any, Any], execution_id: str) -> list[AttemptRead]:
+        eid = _parse_id(execution_id)
+        await _require(request, eid)
+        rows = await services(request).db.fetch_all("list_attempts", id=eid)
+        return [AttemptRead(**r) for r in rows]
+
+    @get("/{execution_id:str}/events", summary="The execution log, in order")
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        execution_id: str,
+        after: Annotated[int, Parameter(query="after", ge=0)] = 0,
+        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 1000,
+    ) -> list[EventRead]:
+        eid = _parse_id(execution_id)
+        await _require(request, eid)
+        rows = await services(request).db.fetch_all("list_events", id=eid, after=after, limit=limit)
+        return [EventRead(**r) for r in rows]

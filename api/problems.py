@@ -1,0 +1,98 @@
+"""RFC 9457 problem details. HTTP status codes are chosen here, and only here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from dataworkflows import errors
+
+log = structlog.get_logger("dataworkflows.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
+    (errors.DefinitionError, 422, "Invalid workflow definition"),
+    (errors.InvalidInput, 422, "Invalid input"),
+    (errors.NotFound, 404, "Not found"),
+    (errors.Conflict, 409, "Conflict"),
+    (errors.DatabaseUnavailable, 503, "Database unavailable"),
+]
+
+
+class Unauthorized(errors.DataWorkflowsError):
+    """Authentication is required."""
+
+    code = "unauthorized"
+
+
+def problem(status: int, title: str, detail: str, *, code: str, request: Request[Any, Any, Any] | None = None,
+            **extra: Any) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"type": f"https://dataworkflows.dev/problems/{code}", "title": title,
+                            "status": status, "detail": detail, "code": code}
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update(extra)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflowsError) -> Response[dict[str, Any]]:
+    if isinstance(exc, Unauthorized):
+        return problem(401, "Unauthorized", exc.message, code=exc.code, request=request)
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, errors.DefinitionError):
+                extra["errors"] = [
+                    {"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems
+                ]
+            if status == 503:
+                log.warning("database unavailable", path=request.url.path, error=exc.message)
+            return problem(status, title, exc.message, code=exc.code, request=request, **extra)
+    log.error("unhandled domain error", path=request.url.path, error=exc.message, error_type=type(exc).__name__)
+    return problem(500, "Internal error", "an internal error occurred", code="internal_error", request=request)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException):
+        status = 400
+        if isinstance(exc.extra, list):
+            extra["errors"] = [
+                {"pointer": _pointer(item.get("key")), "detail": item.get("message")}
+                for item in exc.extra if isinstance(item, dict)
+            ]
+    titles = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
+              413: "Request body too large", 415: "Unsupported media type", 429: "Too many requests"}
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(status, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else titles.get(status, "error")
+    if status >= 500:
+        log.error("http error", path=request.url.path, status=status, detail=detail)
+    return problem(status, titles.get(status, "Error"), detail, code=code, request=request, **extra)
+
+
+def _pointer(key: Any) -> str:
+    if not key:
+        return ""
+    return "/" + str(key).replace(".", "/")
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "an internal error occurred",
+                   code="internal_error", request=request)
+
+
+exception_handlers: dict[Any, Any] = {
+    errors.DataWorkflowsError: handle_domain_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}
+
+__all__ = ["PROBLEM_JSON", "MediaType", "Unauthorized", "exception_handlers", "problem"]

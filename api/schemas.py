@@ -1,0 +1,138 @@
+"""Request and response bodies (msgspec, camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+
+class Camel(msgspec.Struct, rename="camel", omit_defaults=False):
+    pass
+
+
+class ExecuteRequest(Camel, forbid_unknown_fields=True):
+    trigger: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Idempotency key: the same requestId for the same workflow returns the same execution.
+    request_id: str | None = None
+    correlation_id: str | None = None
+
+
+class ExecuteResponse(Camel):
+    execution_id: UUID
+    status: str
+    status_url: str
+    workflow_id: str
+    workflow_version: int
+    request_id: str
+    # False when requestId matched an earlier execution (nothing new was started).
+    created: bool
+
+
+class WorkflowRead(Camel):
+    id: str
+    display_name: str
+    description: str | None
+    status: str
+    current_version: int | None
+    latest_version: int | None
+    is_enabled: bool
+    max_concurrent_executions: int | None
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+    definition: dict[str, Any] | None = None
+    checksum: str | None = None
+
+
+class WorkflowList(Camel):
+    items: list[WorkflowRead]
+    next_cursor: str | None
+
+
+class VersionRead(Camel):
+    workflow_id: str
+    version: int
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    published_at: datetime | None
+    published_by: str | None
+
+
+class NodeStateRead(Camel):
+    node_id: str
+    action_type: str
+    status: str
+    attempts: int
+    outputs: Any
+    error: Any
+    next_attempt_at: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class ExecutionRead(Camel):
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    workflow_checksum: str
+    request_id: str
+    status: str
+    trigger: dict[str, Any]
+    principal_id: str | None
+    principal_type: str | None
+    correlation_id: str | None
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    error: Any
+    recovery_count: int
+    nodes: list[NodeStateRead]
+
+
+class ExecutionSummary(Camel):
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    request_id: str
+    status: str
+    principal_id: str | None
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class ExecutionList(Camel):
+    items: list[ExecutionSummary]
+    next_cursor: str | None
+
+
+class AttemptRead(Camel):
+    id: UUID
+    node_id: str
+    action_type: str
+    attempt: int
+    status: str
+    parameters: Any
+    outputs: Any
+    error: Any
+    worker: str | None
+    start_time: datetime
+    end_time: datetime
+
+
+class EventRead(Camel):
+    id: int
+    node_id: str | None
+    type: str
+    at: datetime
+    principal: str | None
+    details: dict[str, Any]
+
+
+class HealthRead(Camel):
+    status: str
+    database: str | None = None

@@ -1,0 +1,38 @@
+"""What the controllers share, stored on app.state: database, settings, registry, the condition
+sandbox (for validating conditions at publish time) and the principal resolver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from dataworkflows.actions import ActionRegistry
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from dataworkflows.publishing import PreparedDefinition, collect_conditions, prepare_definition
+
+from .principals import PrincipalResolver
+
+
+@dataclass
+class Services:
+    db: Database
+    settings: Settings
+    registry: ActionRegistry
+    conditions: ConditionPool
+    principals: PrincipalResolver
+
+    async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
+        """Validates a definition: conditions compile in the sandbox, then everything else."""
+        expressions = collect_conditions(raw)
+        errors = await self.conditions.check_many(expressions) if expressions else {}
+        return prepare_definition(raw, self.registry, errors, expected_id=expected_id)
+
+
+def services(request: Request[Any, Any, Any]) -> Services:
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found

@@ -1,0 +1,437 @@
+-- Execution lifecycle procedures. Callers: the API (start), workers (acquire, node writes,
+-- completion, parking) and the recovery task. Error codes (SQLSTATE class DW) are mapped to
+-- exception classes in dataworkflows.db; keep both lists in step.
+--   DW001 workflow not found        DW002 workflow not runnable (not Active, or disabled)
+--   DW010 lease lost (fencing)      DW011 node not runnable      DW012 execution not found
+
+-- Defers one run job for an execution. Procrastinate's own function, so the insert fires its
+-- NOTIFY trigger and workers wake at once; called inside the caller's transaction (the outbox).
+CREATE OR REPLACE FUNCTION dw.defer_run_job_v1(p_execution_id uuid, p_queue text, p_scheduled_at timestamptz)
+    RETURNS bigint LANGUAGE sql AS $$
+    SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
+        p_queue, 'dw.run_execution', 0, NULL, NULL,
+        jsonb_build_object('execution_id', p_execution_id::text), p_scheduled_at
+    )::procrastinate_job_to_defer_v1]))[1];
+$$;
+
+-- Starts an execution of the workflow's current version. Idempotent on (workflow, request id),
+-- also under concurrent calls: the unique constraint decides, and the loser returns the winner's row.
+CREATE OR REPLACE FUNCTION dw.start_execution_v1(
+    p_workflow_id text,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_wf dw.workflows%ROWTYPE;
+    v_plan jsonb;
+    v_id uuid;
+    v_timeout double precision;
+BEGIN
+    RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
+        WHERE e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- FOR SHARE: an archive or publish running concurrently waits for this start to commit.
+    SELECT * INTO v_wf FROM dw.workflows w WHERE w.id = p_workflow_id FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    END IF;
+    IF v_wf.status <> 'Active' THEN
+        RAISE EXCEPTION 'workflow % is % and cannot be executed', p_workflow_id, v_wf.status
+            USING ERRCODE = 'DW002', DETAIL = v_wf.status;
+    END IF;
+    IF NOT v_wf.is_enabled THEN
+        RAISE EXCEPTION 'workflow % is disabled', p_workflow_id USING ERRCODE = 'DW002', DETAIL = 'Disabled';
+    END IF;
+
+    SELECT p.plan INTO v_plan FROM dw.workflow_plans p
+        WHERE p.workflow_id = p_workflow_id AND p.version = v_wf.current_version;
+    IF v_plan IS NULL THEN
+        RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, v_wf.current_version
+            USING ERRCODE = 'DW002', DETAIL = 'NoPlan';
+    END IF;
+    v_timeout := (v_plan ->> 'workflowTimeoutSeconds')::double precision;
+
+    INSERT INTO dw.executions AS e (workflow_id, workflow_version, request_id, trigger, principal_id,
+                                    principal_type, correlation_id, tenant_id, deadline_at)
+    VALUES (p_workflow_id, v_wf.current_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
+            p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
+            CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END)
+    ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING
+    RETURNING e.id INTO v_id;
+
+    IF v_id IS NULL THEN
+        -- A concurrent call with the same request id committed first.
+        RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
+            WHERE e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+        RETURN;
+    END IF;
+
+    INSERT INTO dw.node_states (execution_id, node_id, position, action_type, status,
+                                expected_incoming, edge_targets)
+    SELECT v_id, n ->> 'id', (ord - 1)::integer, n ->> 'actionType',
+           CASE WHEN (n ->> 'incoming')::integer = 0 THEN 'Ready' ELSE 'Pending' END,
+           (n ->> 'incoming')::integer,
+           ARRAY(SELECT jsonb_array_elements(n -> 'edges') ->> 'target')
+    FROM jsonb_array_elements(v_plan -> 'nodes') WITH ORDINALITY AS t(n, ord);
+
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (v_id, 'execution_requested', p_principal_id,
+            jsonb_build_object('workflowId', p_workflow_id, 'version', v_wf.current_version,
+                               'requestId', p_request_id, 'correlationId', p_correlation_id));
+
+    PERFORM dw.defer_run_job_v1(v_id, p_queue, NULL);
+
+    RETURN QUERY SELECT v_id, 'Pending'::text, v_wf.current_version, true;
+END;
+$$;
+
+-- Takes the execution's lease. Outcomes: acquired (with a new fencing token), held (another live
+-- worker has it), finished (nothing to do), throttled (workflow concurrency limit), not_found.
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v1(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision
+) RETURNS TABLE (outcome text, lease_token bigint)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+    v_limit integer;
+    v_running integer;
+    v_token bigint;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'not_found'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    IF v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
+        RETURN QUERY SELECT 'held'::text, NULL::bigint;
+        RETURN;
+    END IF;
+
+    IF v_e.status = 'Pending' THEN
+        -- Lock the workflow row only when a limit applies, so unlimited workflows never contend.
+        SELECT w.max_concurrent_executions INTO v_limit FROM dw.workflows w WHERE w.id = v_e.workflow_id;
+        IF v_limit IS NOT NULL THEN
+            PERFORM 1 FROM dw.workflows w WHERE w.id = v_e.workflow_id FOR NO KEY UPDATE;
+            SELECT count(*) INTO v_running FROM dw.executions e
+                WHERE e.workflow_id = v_e.workflow_id AND e.status IN ('Running', 'Waiting');
+            IF v_running >= v_limit THEN
+                RETURN QUERY SELECT 'throttled'::text, NULL::bigint;
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
+
+    UPDATE dw.executions e
+       SET lease_owner = p_owner,
+           lease_token = e.lease_token + 1,
+           lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+           status = 'Running',
+           started_at = COALESCE(e.started_at, now())
+     WHERE e.id = p_execution_id
+    RETURNING e.lease_token INTO v_token;
+
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id,
+            CASE WHEN v_e.status = 'Pending' THEN 'execution_started' ELSE 'execution_resumed' END,
+            jsonb_build_object('worker', p_owner, 'leaseToken', v_token, 'previousStatus', v_e.status,
+                               'previousOwner', v_e.lease_owner));
+
+    RETURN QUERY SELECT 'acquired'::text, v_token;
+END;
+$$;
+
+-- The fencing check every worker write goes through: locks the execution row and refuses a
+-- token that is no longer current, or a run that has already ended.
+CREATE OR REPLACE FUNCTION dw.check_lease_v1(p_execution_id uuid, p_token bigint)
+    RETURNS dw.executions LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    IF v_e.lease_token <> p_token OR v_e.lease_owner IS NULL
+       OR v_e.status NOT IN ('Running') THEN
+        RAISE EXCEPTION 'lease on execution % lost (token %, current %, status %)',
+            p_execution_id, p_token, v_e.lease_token, v_e.status USING ERRCODE = 'DW010';
+    END IF;
+    RETURN v_e;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dw.renew_lease_v1(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
+    RETURNS boolean LANGUAGE sql AS $$
+    WITH renewed AS (
+        UPDATE dw.executions e SET lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+         WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.lease_owner IS NOT NULL
+           AND e.status = 'Running'
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM renewed);
+$$;
+
+-- Marks a node Running for its next attempt and returns the attempt number. Refuses a node that
+-- has already ended, so a Succeeded node can never run again.
+CREATE OR REPLACE FUNCTION dw.start_node_attempt_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text
+) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_attempt integer;
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    UPDATE dw.node_states n
+       SET status = 'Running', attempts = n.attempts + 1,
+           started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
+       AND n.status IN ('Ready', 'Waiting')
+    RETURNING n.attempts INTO v_attempt;
+    IF v_attempt IS NULL THEN
+        RAISE EXCEPTION 'node % of execution % is not runnable', p_node_id, p_execution_id
+            USING ERRCODE = 'DW011';
+    END IF;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+    VALUES (p_execution_id, p_node_id, 'node_started', jsonb_build_object('attempt', v_attempt));
+    RETURN v_attempt;
+END;
+$$;
+
+-- Decides edges into target nodes: counts them, makes a target Ready when all its incoming edges
+-- are decided and one fired, or Skipped when none fired; a Skipped node's own edges are decided
+-- as not fired in turn (dead-path elimination), so joins never hang. Returns changed nodes.
+CREATE OR REPLACE FUNCTION dw.decide_edges_v1(
+    p_execution_id uuid, p_targets text[], p_fired boolean[]
+) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_targets text[] := p_targets;
+    v_fired boolean[] := p_fired;
+    v_target text;
+    v_is_fired boolean;
+    v_n dw.node_states%ROWTYPE;
+BEGIN
+    WHILE COALESCE(array_length(v_targets, 1), 0) > 0 LOOP
+        v_target := v_targets[1];
+        v_is_fired := v_fired[1];
+        v_targets := v_targets[2:];
+        v_fired := v_fired[2:];
+
+        UPDATE dw.node_states n
+           SET decided_incoming = n.decided_incoming + 1,
+               satisfied_incoming = n.satisfied_incoming + CASE WHEN v_is_fired THEN 1 ELSE 0 END
+         WHERE n.execution_id = p_execution_id AND n.node_id = v_target AND n.status = 'Pending'
+        RETURNING n.* INTO v_n;
+        CONTINUE WHEN NOT FOUND OR v_n.decided_incoming < v_n.expected_incoming;
+
+        IF v_n.satisfied_incoming > 0 THEN
+            UPDATE dw.node_states n SET status = 'Ready'
+             WHERE n.execution_id = p_execution_id AND n.node_id = v_target;
+            node_id := v_target; status := 'Ready';
+            RETURN NEXT;
+        ELSE
+            UPDATE dw.node_states n SET status = 'Skipped', ended_at = now()
+             WHERE n.execution_id = p_execution_id AND n.node_id = v_target;
+            INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+            VALUES (p_execution_id, v_target, 'node_skipped',
+                    jsonb_build_object('reason', 'no incoming edge fired'));
+            node_id := v_target; status := 'Skipped';
+            RETURN NEXT;
+            v_targets := v_targets || v_n.edge_targets;
+            v_fired := v_fired || array_fill(false, ARRAY[COALESCE(array_length(v_n.edge_targets, 1), 0)]);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Records one attempt and its consequences in one transaction: the attempt row, the node's new
+-- state, the event, and (when the node ended) the decision of each outgoing edge.
+-- p_node_status: Succeeded | Failed (ended), Ready (retry now), Waiting (retry at p_next_attempt_at).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
+    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
+    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
+    p_node_status text, p_next_attempt_at timestamptz, p_fired boolean[]
+) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_edges text[];
+    v_event text;
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+
+    INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
+                                      outputs, error, worker, start_time, end_time)
+    VALUES (p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
+            p_outputs, p_error, p_worker, p_start_time, p_end_time);
+
+    UPDATE dw.node_states n
+       SET status = p_node_status,
+           outputs = CASE WHEN p_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
+           error = CASE WHEN p_node_status = 'Succeeded' THEN NULL ELSE p_error END,
+           next_attempt_at = p_next_attempt_at,
+           ended_at = CASE WHEN p_node_status IN ('Succeeded', 'Failed') THEN p_end_time END
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
+    RETURNING n.edge_targets INTO v_edges;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node % of execution % has no attempt in flight', p_node_id, p_execution_id
+            USING ERRCODE = 'DW011';
+    END IF;
+
+    v_event := CASE p_node_status
+        WHEN 'Succeeded' THEN 'node_succeeded'
+        WHEN 'Failed' THEN 'node_failed'
+        ELSE 'node_retry_scheduled' END;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+    VALUES (p_execution_id, p_node_id, v_event,
+            jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
+                                                 'error', p_error, 'nextAttemptAt', p_next_attempt_at)));
+
+    IF p_node_status IN ('Succeeded', 'Failed') AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
+        IF COALESCE(array_length(p_fired, 1), 0) <> array_length(v_edges, 1) THEN
+            RAISE EXCEPTION 'node % has % edges but % decisions', p_node_id, array_length(v_edges, 1),
+                COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = '22023';
+        END IF;
+        RETURN QUERY SELECT * FROM dw.decide_edges_v1(p_execution_id, v_edges, p_fired);
+    END IF;
+END;
+$$;
+
+-- Ends the run: final status, error, times, event; nodes that never started become Skipped and
+-- nodes with an attempt in flight become Cancelled, so nothing is left Pending.
+CREATE OR REPLACE FUNCTION dw.complete_execution_v1(
+    p_execution_id uuid, p_token bigint, p_status text, p_error jsonb
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RAISE EXCEPTION 'not a final status: %', p_status USING ERRCODE = '22023';
+    END IF;
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
+END;
+$$;
+
+-- Unfenced finish, for callers that already hold the row (completion, recovery giving up).
+CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
+    p_execution_id uuid, p_status text, p_error jsonb, p_event text
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.node_states n
+       SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled' ELSE 'Skipped' END,
+           ended_at = now(), next_attempt_at = NULL
+     WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting');
+
+    UPDATE dw.executions e
+       SET status = p_status, error = p_error, ended_at = now(),
+           lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_execution_id;
+
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, p_event,
+            jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error)));
+END;
+$$;
+
+-- Parks the run until p_wake_at: gives up the lease and defers a run job for that time, so a long
+-- backoff holds no worker slot.
+CREATE OR REPLACE FUNCTION dw.park_execution_v1(
+    p_execution_id uuid, p_token bigint, p_wake_at timestamptz, p_queue text
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_execution_id;
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', p_wake_at));
+    PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, p_wake_at);
+END;
+$$;
+
+-- Gives the lease back without finishing (a worker shutting down) and re-queues the run at once,
+-- so another worker resumes it from its checkpoints.
+CREATE OR REPLACE FUNCTION dw.release_execution_v1(
+    p_execution_id uuid, p_token bigint, p_queue text, p_reason text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_rows integer;
+BEGIN
+    UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.status = 'Running';
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    IF v_rows = 0 THEN
+        RETURN false;
+    END IF;
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, 'execution_released', jsonb_build_object('reason', p_reason));
+    PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+    RETURN true;
+END;
+$$;
+
+-- Finds runs whose worker vanished and re-queues them (DBOS-style: recovery enqueues, the lease
+-- picks one runner). A Running execution whose lease expired lost its worker; a Pending one with
+-- no queued or live job lost its job. Past p_max_recoveries the run fails with worker_lost.
+-- SKIP LOCKED lets every worker run this concurrently without double work.
+CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
+    p_max_recoveries integer, p_stalled_worker_seconds double precision, p_queue text
+) RETURNS TABLE (execution_id uuid, action text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e record;
+    v_job record;
+BEGIN
+    FOR v_e IN
+        SELECT e.id, e.status, e.recovery_count, e.lease_owner FROM dw.executions e
+         WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
+                OR (e.status = 'Pending' AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)))
+           -- A queued job will handle it; so will a running job whose worker still sends
+           -- heartbeats, unless the run is Running (then the lease is the heartbeat, and it expired).
+           AND NOT EXISTS (
+               SELECT 1 FROM procrastinate_jobs j
+                 LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+                WHERE (j.args ->> 'execution_id') = e.id::text AND j.status IN ('todo', 'doing')
+                  AND (j.status = 'todo'
+                       OR (e.status = 'Pending' AND w.id IS NOT NULL
+                           AND w.last_heartbeat > now() - make_interval(secs => p_stalled_worker_seconds))))
+         ORDER BY e.created_at
+         LIMIT 500
+         FOR NO KEY UPDATE OF e SKIP LOCKED
+    LOOP
+        -- Close the dead worker's job so it does not stay 'doing' forever.
+        FOR v_job IN SELECT j.id FROM procrastinate_jobs j
+                      WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing'
+        LOOP
+            PERFORM procrastinate_finish_job_v1(v_job.id, 'failed', false);
+        END LOOP;
+
+        IF v_e.recovery_count >= p_max_recoveries THEN
+            PERFORM dw.finish_execution_v1(v_e.id, 'Failed',
+                jsonb_build_object('code', 'worker_lost',
+                                   'message', format('the run lost its worker %s times', v_e.recovery_count + 1)),
+                'execution_failed');
+            execution_id := v_e.id; action := 'failed';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        UPDATE dw.executions e SET recovery_count = e.recovery_count + 1, lease_owner = NULL,
+                                   lease_expires_at = NULL
+         WHERE e.id = v_e.id;
+        INSERT INTO dw.execution_events (execution_id, type, details)
+        VALUES (v_e.id, 'execution_recovered',
+                jsonb_build_object('previousOwner', v_e.lease_owner, 'previousStatus', v_e.status,
+                                   'recovery', v_e.recovery_count + 1));
+        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+        execution_id := v_e.id; action := 'requeued';
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;

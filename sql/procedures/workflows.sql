@@ -1,0 +1,32 @@
+-- Workflow lifecycle procedures.
+
+-- Publishes a version: stores its compiled plan, stamps it published (immutable from then on) and
+-- makes it the workflow's current version. Publishing an Archived workflow re-activates it.
+CREATE OR REPLACE FUNCTION dw.publish_workflow_v1(
+    p_workflow_id text, p_version integer, p_plan jsonb, p_principal text
+) RETURNS TABLE (workflow_id text, version integer, status text) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    END IF;
+    PERFORM 1 FROM dw.workflow_versions v WHERE v.workflow_id = p_workflow_id AND v.version = p_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
+    END IF;
+
+    INSERT INTO dw.workflow_plans (workflow_id, version, plan)
+    VALUES (p_workflow_id, p_version, p_plan)
+    ON CONFLICT ON CONSTRAINT workflow_plans_pkey DO NOTHING;
+
+    UPDATE dw.workflow_versions v
+       SET published_at = COALESCE(v.published_at, now()),
+           published_by = CASE WHEN v.published_at IS NULL THEN p_principal ELSE v.published_by END
+     WHERE v.workflow_id = p_workflow_id AND v.version = p_version;
+
+    UPDATE dw.workflows w SET status = 'Active', current_version = p_version, updated_at = now()
+     WHERE w.id = p_workflow_id;
+
+    RETURN QUERY SELECT p_workflow_id, p_version, 'Active'::text;
+END;
+$$;

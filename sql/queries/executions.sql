@@ -1,0 +1,90 @@
+-- name: start_execution
+-- Starts (or finds, by request id) an execution and queues its run job in the same transaction.
+SELECT * FROM dw.start_execution_v1(%(workflow_id)s, %(request_id)s, %(trigger)s, %(principal_id)s,
+                                    %(principal_type)s, %(correlation_id)s, %(queue)s);
+
+-- name: get_execution
+-- One execution with the checksum of the version that ran.
+SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum, e.request_id, e.status,
+       e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
+       e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at, e.ended_at, e.error
+  FROM dw.executions e
+  JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+ WHERE e.id = %(id)s;
+
+-- name: list_executions
+-- Executions newest first, after a (created_at, id) cursor, with optional filters.
+SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
+       e.created_at, e.started_at, e.ended_at
+  FROM dw.executions e
+ WHERE (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
+   AND (%(status)s::text IS NULL OR e.status = %(status)s::text)
+   AND (%(after_created)s::timestamptz IS NULL
+        OR (e.created_at, e.id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+ ORDER BY e.created_at DESC, e.id DESC
+ LIMIT %(limit)s;
+
+-- name: list_node_states
+-- Node checkpoints of one execution, in definition order.
+SELECT node_id, action_type, status, attempts, expected_incoming, decided_incoming, satisfied_incoming,
+       outputs, error, next_attempt_at, started_at, ended_at
+  FROM dw.node_states WHERE execution_id = %(id)s ORDER BY position;
+
+-- name: list_attempts
+-- Every attempt of one execution, in the order they started.
+SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time
+  FROM dw.action_executions WHERE execution_id = %(id)s ORDER BY start_time, node_id, attempt;
+
+-- name: list_events
+-- The execution log of one execution, in order.
+SELECT id, node_id, type, at, principal, details
+  FROM dw.execution_events WHERE execution_id = %(id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: try_acquire
+-- Takes the execution's lease (see dw.try_acquire_execution_v1 for the outcomes).
+SELECT * FROM dw.try_acquire_execution_v1(%(id)s, %(owner)s, %(lease_seconds)s);
+
+-- name: renew_lease
+-- Extends the lease while the fencing token is current.
+SELECT dw.renew_lease_v1(%(id)s, %(token)s, %(lease_seconds)s) AS renewed;
+
+-- name: load_run
+-- What a worker needs to run an execution it has just acquired.
+SELECT e.workflow_id, e.workflow_version, e.trigger, e.principal_id, e.principal_type, e.correlation_id,
+       e.deadline_at, e.status
+  FROM dw.executions e WHERE e.id = %(id)s;
+
+-- name: start_node_attempt
+-- Marks a node Running for its next attempt; returns the attempt number.
+SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
+
+-- name: record_attempt
+-- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
+SELECT * FROM dw.record_attempt_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+    %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
+    %(node_status)s, %(next_attempt_at)s, %(fired)s);
+
+-- name: complete_execution
+-- Ends the run with its final status.
+SELECT dw.complete_execution_v1(%(id)s, %(token)s, %(status)s, %(error)s);
+
+-- name: park_execution
+-- Gives up the lease until a due time and queues the wake-up job.
+SELECT dw.park_execution_v1(%(id)s, %(token)s, %(wake_at)s, %(queue)s);
+
+-- name: release_execution
+-- Gives the lease back and re-queues the run (worker shutdown).
+SELECT dw.release_execution_v1(%(id)s, %(token)s, %(queue)s, %(reason)s) AS released;
+
+-- name: defer_run
+-- Queues a run job for an execution, optionally at a later time.
+SELECT dw.defer_run_job_v1(%(id)s, %(queue)s, %(scheduled_at)s) AS job_id;
+
+-- name: recover_executions
+-- Re-queues runs whose worker vanished; fails those past the recovery limit.
+SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
+
+-- name: record_event
+-- Appends one event to the execution log.
+INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
+VALUES (%(id)s, %(node_id)s, %(type)s, %(principal)s, %(details)s);

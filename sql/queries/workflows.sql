@@ -1,0 +1,56 @@
+-- name: insert_workflow
+-- Creates a Draft workflow row; the primary key refuses a duplicate id.
+INSERT INTO dw.workflows (id, display_name, description, created_by, max_concurrent_executions)
+VALUES (%(id)s, %(display_name)s, %(description)s, %(principal)s, %(max_concurrent_executions)s)
+RETURNING id, status, current_version, created_at;
+
+-- name: lock_workflow
+-- Serializes version numbering for one workflow.
+SELECT id, status FROM dw.workflows WHERE id = %(id)s FOR NO KEY UPDATE;
+
+-- name: find_version_by_checksum
+-- An existing version with the same canonical definition.
+SELECT version FROM dw.workflow_versions WHERE workflow_id = %(id)s AND checksum = %(checksum)s;
+
+-- name: insert_version
+-- Adds the next version number for a workflow.
+INSERT INTO dw.workflow_versions (workflow_id, version, definition, checksum, created_by)
+SELECT %(id)s, COALESCE(MAX(version), 0) + 1, %(definition)s, %(checksum)s, %(principal)s
+  FROM dw.workflow_versions WHERE workflow_id = %(id)s
+RETURNING version;
+
+-- name: get_workflow
+-- One workflow with its current version's checksum.
+SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
+       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at,
+       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
+  FROM dw.workflows w WHERE w.id = %(id)s;
+
+-- name: list_workflows
+-- Workflows ordered by id, after a cursor, optionally filtered by status.
+SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
+       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at,
+       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
+  FROM dw.workflows w
+ WHERE (%(after)s::text IS NULL OR w.id > %(after)s::text)
+   AND (%(status)s::text IS NULL OR w.status = %(status)s::text)
+ ORDER BY w.id
+ LIMIT %(limit)s;
+
+-- name: get_version
+-- One version of a workflow, with its definition.
+SELECT workflow_id, version, definition, checksum, created_at, created_by, published_at, published_by
+  FROM dw.workflow_versions WHERE workflow_id = %(id)s AND version = %(version)s;
+
+-- name: list_versions
+-- Every version of a workflow, newest first (no definitions).
+SELECT workflow_id, version, checksum, created_at, created_by, published_at, published_by
+  FROM dw.workflow_versions WHERE workflow_id = %(id)s ORDER BY version DESC;
+
+-- name: publish_workflow
+-- Publishes a version with its compiled plan.
+SELECT * FROM dw.publish_workflow_v1(%(id)s, %(version)s, %(plan)s, %(principal)s);
+
+-- name: get_plan
+-- The compiled plan a worker runs.
+SELECT plan FROM dw.workflow_plans WHERE workflow_id = %(id)s AND version = %(version)s;

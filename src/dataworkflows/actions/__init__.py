@@ -1,0 +1,137 @@
+"""The action contract and registry.
+
+An action is a type name, a msgspec ``Params`` struct and ``async execute(ctx, params)`` returning an
+``ActionResult``. Built-in actions register here; other packages add theirs through the
+``dataworkflows.actions`` entry-point group (each entry point names an action class).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.statuses import AttemptStatus
+
+ENTRY_POINT_GROUP = "dataworkflows.actions"
+
+
+class ActionError(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
+    """Why an attempt did not succeed. ``retry_after`` (seconds) overrides the backoff."""
+
+    code: str
+    message: str
+    retry_after: float | None = None
+    details: dict[str, Any] | None = None
+
+
+class ResourceLink(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
+    """An external resource an action created or touched (stored with the node's outcome)."""
+
+    resource_type: str
+    resource_key: str
+    external_id: str
+    data: dict[str, Any] | None = None
+
+
+class ActionResult(msgspec.Struct, frozen=True):
+    status: AttemptStatus
+    outputs: dict[str, Any] = msgspec.field(default_factory=dict)
+    error: ActionError | None = None
+    resource_links: tuple[ResourceLink, ...] = ()
+
+    @classmethod
+    def succeeded(cls, outputs: dict[str, Any] | None = None) -> ActionResult:
+        return cls(AttemptStatus.SUCCEEDED, outputs or {})
+
+    @classmethod
+    def failed(cls, code: str, message: str, **details: Any) -> ActionResult:
+        return cls(AttemptStatus.FAILED, error=ActionError(code, message, details=details or None))
+
+    @classmethod
+    def retriable(cls, code: str, message: str, retry_after: float | None = None) -> ActionResult:
+        return cls(AttemptStatus.RETRIABLE_FAILURE, error=ActionError(code, message, retry_after))
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action may know about the attempt it runs in."""
+
+    execution_id: UUID
+    workflow_id: str
+    workflow_version: int
+    node_id: str
+    attempt: int
+    max_attempts: int
+    trigger: Mapping[str, Any]
+    principal_id: str | None = None
+    log: Any = field(default_factory=lambda: structlog.get_logger("dataworkflows.action"))
+
+
+class Action(Protocol):
+    type_name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[msgspec.Struct]]
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult: ...
+
+
+class UnknownActionType(DataWorkflowsError):
+    """The action type is not registered."""
+
+    code = "unknown_action_type"
+
+
+class ActionRegistry:
+    """Action types by name."""
+
+    def __init__(self, actions: Iterable[Action] = ()) -> None:
+        self._actions: dict[str, Action] = {}
+        for action in actions:
+            self.register(action)
+
+    def register(self, action: Action) -> None:
+        if not isinstance(getattr(action, "type_name", None), str):
+            raise TypeError(f"{action!r} has no type_name")
+        self._actions[action.type_name] = action
+
+    def get(self, type_name: str) -> Action:
+        try:
+            return self._actions[type_name]
+        except KeyError:
+            raise UnknownActionType(f"unknown action type {type_name!r}", type_name=type_name) from None
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in self._actions
+
+    def types(self) -> list[str]:
+        return sorted(self._actions)
+
+    def parse_params(self, type_name: str, parameters: Mapping[str, Any]) -> msgspec.Struct:
+        """Convert rendered parameters into the action's Params struct (msgspec.ValidationError if not)."""
+        return msgspec.convert(dict(parameters), self.get(type_name).Params)
+
+
+def builtin_actions() -> list[Action]:
+    from dataworkflows.actions.echo import EchoAction
+
+    return [EchoAction()]
+
+
+def load_entry_point_actions() -> list[Action]:
+    """Actions that installed packages declare in the dataworkflows.actions entry-point group."""
+    actions: list[Action] = []
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        loaded = entry_point.load()
+        actions.append(loaded() if isinstance(loaded, type) else loaded)
+    return actions
+
+
+def default_registry() -> ActionRegistry:
+    return ActionRegistry([*builtin_actions(), *load_entry_point_actions()])

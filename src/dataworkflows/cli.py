@@ -1,0 +1,325 @@
+"""The `dataworkflows` command: up, migrate, api, worker, run, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from dataworkflows import __version__
+from dataworkflows.config import Settings
+from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+FINAL = {"Succeeded", "Failed", "Cancelled", "TimedOut"}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        api_host=getattr(args, "host", None),
+        api_port=getattr(args, "port", None),
+        worker_concurrency=getattr(args, "concurrency", None),
+    )
+
+
+def _require_database(settings: Settings) -> str:
+    if not settings.database_url:
+        raise DataWorkflowsError(
+            "DATABASE_URL is not set. Set it to your PostgreSQL server, or run `dataworkflows up`, "
+            "which starts an embedded database and prints its URL."
+        )
+    return settings.database_url
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from dataworkflows.migrations import migrate
+
+    settings = _settings(args)
+    applied = migrate(_require_database(settings))
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return EXIT_OK
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dataworkflows.api.app import create_app
+
+    settings = _settings(args)
+    _require_database(settings)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning",
+                access_log=False)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from dataworkflows.workers.app import run_worker
+
+    settings = _settings(args)
+    _require_database(settings)
+    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from dataworkflows.migrations import migrate
+
+    settings = _settings(args)
+    embedded = None
+    if not settings.database_url:
+        from dataworkflows.embedded import EmbeddedPostgres
+
+        print(f"starting the embedded PostgreSQL under {os.path.abspath(settings.data_dir)} ...", flush=True)
+        embedded = EmbeddedPostgres(settings.data_dir)
+        settings = Settings.from_env(
+            database_url=embedded.uri(), api_host=settings.api_host, api_port=settings.api_port,
+            worker_concurrency=settings.worker_concurrency,
+        )
+    assert settings.database_url is not None
+    try:
+        migrate(settings.database_url)
+        return asyncio.run(_up(settings, load=not args.no_examples))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _up(settings: Settings, *, load: bool) -> int:
+    import uvicorn
+
+    from dataworkflows.actions import default_registry
+    from dataworkflows.api.app import create_app
+    from dataworkflows.conditions import ConditionPool
+    from dataworkflows.db import Database, make_pool
+    from dataworkflows.examples import load_examples
+    from dataworkflows.workers.app import run_worker
+
+    assert settings.database_url is not None
+    if load:
+        pool = make_pool(settings.database_url, max_size=2, name="examples")
+        await pool.open(wait=True)
+        conditions = ConditionPool(size=1)
+        try:
+            loaded = await load_examples(Database(pool), default_registry(), conditions)
+        finally:
+            await conditions.close()
+            await pool.close()
+        print(f"example workflows (Active): {', '.join(loaded)}")
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # this command handles signals itself
+            yield
+
+    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
+                            log_level="warning", access_log=False)
+    server = _Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    print(
+        f"\nDataWorkflows {__version__} is up.\n"
+        f"  API:       {base}  (OpenAPI: {base}/schema)\n"
+        f"  Database:  {settings.database_url}\n"
+        f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
+        "-H 'Content-Type: application/json' -d '{\"trigger\": {\"userId\": \"me\"}}'\n"
+        "  Ctrl-C stops the API and the worker; running executions are handed back and resume on the next start.\n",
+        flush=True,
+    )
+    api_task = asyncio.create_task(server.serve())
+    worker_task = asyncio.create_task(run_worker(settings, install_signal_handlers=False, stop=stop))
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({api_task, worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    server.should_exit = True
+    results = await asyncio.gather(api_task, worker_task, return_exceptions=True)
+    stop_task.cancel()
+    failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    if api_task in done and not server.started:
+        print(f"error: the API could not start on {base} (is the port in use?)", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_UNAVAILABLE if failures else EXIT_OK
+
+
+def _api_url(args: argparse.Namespace) -> str:
+    return str(args.api_url or os.environ.get("DW_API_URL") or "http://127.0.0.1:5131").rstrip("/")
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    headers = {}
+    principal = os.environ.get("DW_PRINCIPAL_ID")
+    if principal:
+        headers["X-Principal-Id"] = principal
+    return httpx.Client(base_url=_api_url(args), timeout=30.0, headers=headers)
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:500]}"
+    text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
+    for problem in body.get("errors") or []:
+        text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
+    return text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        trigger = json.loads(args.trigger)
+    except json.JSONDecodeError as exc:
+        print(f"error: --trigger is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(trigger, dict):
+        print("error: --trigger must be a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    body: dict[str, Any] = {"trigger": trigger}
+    if args.request_id:
+        body["requestId"] = args.request_id
+    with _client(args) as client:
+        response = client.post(f"/api/v1/workflows/{args.workflow}/execute", json=body)
+        if response.status_code != 202:
+            print(f"error: {_problem_text(response)}", file=sys.stderr)
+            return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+        started = response.json()
+        execution_id = started["executionId"]
+        print(f"execution {execution_id} ({args.workflow} v{started['workflowVersion']}) {started['status']}", flush=True)
+        if not args.wait:
+            return EXIT_OK
+        return _follow(client, execution_id, timeout=args.timeout)
+
+
+def _follow(client: httpx.Client, execution_id: str, *, timeout: float) -> int:
+    """Prints each node as it finishes; the exit code tells the outcome."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        response = client.get(f"/api/v1/executions/{execution_id}")
+        if response.status_code != 200:
+            print(f"error: {_problem_text(response)}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        execution = response.json()
+        for node in execution["nodes"]:
+            status = node["status"]
+            if status in {"Succeeded", "Failed", "Skipped", "Cancelled"} and seen.get(node["nodeId"]) != status:
+                seen[node["nodeId"]] = status
+                detail = ""
+                if status == "Succeeded":
+                    detail = json.dumps(node["outputs"], separators=(",", ":"))[:200]
+                elif node.get("error"):
+                    detail = str(node["error"].get("message", ""))[:200]
+                attempts = f" after {node['attempts']} attempts" if node["attempts"] > 1 else ""
+                print(f"  {node['nodeId']:<24} {status:<10}{attempts} {detail}".rstrip(), flush=True)
+        if execution["status"] in FINAL:
+            error = execution.get("error") or {}
+            suffix = f": {error.get('message')}" if error.get("message") else ""
+            print(f"execution {execution_id} {execution['status']}{suffix}")
+            return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
+        if time.monotonic() > deadline:
+            print(f"error: gave up waiting after {timeout:g}s (status {execution['status']})", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.get(f"/api/v1/executions/{args.execution_id}")
+        if response.status_code != 200:
+            print(f"error: {_problem_text(response)}", file=sys.stderr)
+            return EXIT_USAGE if response.status_code == 404 else EXIT_UNAVAILABLE
+        execution = response.json()
+    if args.json:
+        print(json.dumps(execution, indent=2))
+        return EXIT_OK
+    print(f"execution {execution['id']}")
+    print(f"  workflow  {execution['workflowId']} v{execution['workflowVersion']} ({execution['workflowChecksum'][:19]})")
+    print(f"  status    {execution['status']}")
+    print(f"  started   {execution['startTime'] or '-'}")
+    print(f"  ended     {execution['endTime'] or '-'}")
+    if execution.get("error"):
+        print(f"  error     {execution['error'].get('message')}")
+    for node in execution["nodes"]:
+        print(f"  {node['nodeId']:<24} {node['status']:<10} attempts={node['attempts']}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
+    parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="embedded database (unless DATABASE_URL) + migrations + examples + API + worker")
+    up.add_argument("--host", help="API host (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="API port (default 5131)")
+    up.add_argument("--concurrency", type=int, help="executions run at once by the worker")
+    up.add_argument("--no-examples", action="store_true", help="do not load the example workflows")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a worker (start several to scale out)")
+    worker.add_argument("--concurrency", type=int, default=None, help="executions run at once (default 20)")
+    worker.set_defaults(func=cmd_worker)
+
+    run = sub.add_parser("run", help="start an execution through the API")
+    run.add_argument("workflow")
+    run.add_argument("--trigger", default="{}", help="trigger payload as a JSON object")
+    run.add_argument("--request-id", help="idempotency key")
+    run.add_argument("--wait", action="store_true", help="print nodes as they finish; exit 0 only on Succeeded")
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
+    run.add_argument("--api-url", help="default $DW_API_URL or http://127.0.0.1:5131")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="show an execution")
+    status.add_argument("execution_id")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--api-url")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        code = int(args.func(args))
+    except DataWorkflowsError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE if exc.code == "database_unavailable" else EXIT_USAGE
+    except httpx.TransportError as exc:
+        print(f"error: cannot reach the API at {_api_url(args)}: {exc}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        code = 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Settings, read from the environment (12-factor); every name starts with DW_ except DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from dataworkflows.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 5131
+    queue: str = "executions"
+    # Worker lease on an execution; renewed every lease_seconds / 3 while the run is alive.
+    lease_seconds: float = 30.0
+    # How often each worker looks for runs whose worker vanished.
+    recovery_interval_seconds: float = 5.0
+    # A run whose worker died this many times fails with worker_lost instead of being re-queued.
+    max_recoveries: int = 5
+    # A Procrastinate worker silent for this long is considered dead.
+    stalled_worker_seconds: float = 30.0
+    # Backoffs up to this long wait in-process; longer ones park the run and free the worker.
+    park_threshold_seconds: float = 30.0
+    # Delay before retrying a start refused by the workflow's concurrency limit.
+    throttle_delay_seconds: float = 2.0
+    # Grace period for running nodes when a worker is asked to stop (Ctrl-C, SIGTERM).
+    shutdown_grace_seconds: float = 10.0
+    max_body_bytes: int = 1_048_576
+    max_trigger_depth: int = 32
+    data_dir: str = ".dataworkflows"
+    log_format: str = "console"
+    log_level: str = "info"
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    worker_concurrency: int = 20
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "DATABASE_URL" if f.name == "database_url" else "DW_" + f.name.upper()
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(key, raw, f.default)
+        settings = cls(**values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _coerce(key: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}={raw!r} is not a valid {type(default).__name__}") from exc
+    return raw

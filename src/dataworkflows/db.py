@@ -1,0 +1,260 @@
+"""Database access. The only module that runs SQL at run time: named queries from sql/queries,
+stored procedures from sql/procedures. Driver errors are translated here, once, into
+DataWorkflowsError subclasses (by SQLSTATE or constraint name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any, LiteralString
+from uuid import UUID
+
+import msgspec
+import psycopg
+import psycopg.errors
+import psycopg_pool
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
+
+from dataworkflows import errors
+from dataworkflows.sqlfiles import QUERIES
+
+Row = dict[str, Any]
+
+_SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
+    "DW001": errors.WorkflowNotFound,
+    "DW002": errors.WorkflowNotRunnable,
+    "DW003": errors.NotFound,
+    "DW010": errors.LeaseLost,
+    "DW011": errors.NodeNotRunnable,
+    "DW012": errors.ExecutionNotFound,
+}
+_CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
+    "workflows_pkey": errors.WorkflowExists,
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def _dumps(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+def configure_json() -> None:
+    """msgspec for jsonb in both directions: faster than the stdlib, and it encodes structs."""
+    set_json_dumps(_dumps)
+    set_json_loads(msgspec.json.decode)
+
+
+def jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except errors.DataWorkflowsError:
+        raise
+    except psycopg.errors.UniqueViolation as exc:
+        name = exc.diag.constraint_name or ""
+        cls = _CONSTRAINT_ERRORS.get(name, errors.Conflict)
+        raise cls(exc.diag.message_primary or str(exc), constraint=name) from exc
+    except psycopg.Error as exc:
+        sqlstate = exc.sqlstate or ""
+        if sqlstate in _SQLSTATE_ERRORS:
+            raise _SQLSTATE_ERRORS[sqlstate](
+                exc.diag.message_primary or str(exc), detail=exc.diag.message_detail
+            ) from exc
+        if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in {"57P01", "57P03"}:
+            raise errors.DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
+        raise
+    except psycopg_pool.PoolTimeout as exc:
+        raise errors.DatabaseUnavailable("no database connection available (is PostgreSQL running?)") from exc
+
+
+def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "dataworkflows") -> psycopg_pool.AsyncConnectionPool:
+    configure_json()
+    return psycopg_pool.AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        timeout=10.0,
+        # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
+        # its LISTEN connection and passes autocommit itself.
+        configure=_autocommit,
+        check=psycopg_pool.AsyncConnectionPool.check_connection,
+    )
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+class Database:
+    """Named queries over an async pool. Each call is one round trip and one transaction."""
+
+    def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        with translate_errors():
+            async with self.pool.connection() as conn:
+                yield conn
+
+    async def fetch_all(self, name: str, **params: Any) -> list[Row]:
+        with translate_errors():
+            async with self.pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(QUERIES[name], params)
+                return await cur.fetchall()
+
+    async def fetch_one(self, name: str, **params: Any) -> Row | None:
+        with translate_errors():
+            async with self.pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(QUERIES[name], params)
+                return await cur.fetchone()
+
+    async def ping(self) -> None:
+        with translate_errors():
+            async with self.pool.connection(timeout=3.0) as conn:
+                await conn.execute("SELECT 1")
+
+    # -- workflows ---------------------------------------------------------------------------
+
+    async def create_workflow(
+        self,
+        *,
+        workflow_id: str,
+        display_name: str,
+        description: str | None,
+        definition: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+        max_concurrent_executions: int | None = None,
+    ) -> int:
+        """Creates a Draft workflow with version 1; returns the version."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(
+                    QUERIES["insert_workflow"],
+                    {
+                        "id": workflow_id,
+                        "display_name": display_name,
+                        "description": description,
+                        "principal": principal,
+                        "max_concurrent_executions": max_concurrent_executions,
+                    },
+                )
+                await cur.execute(
+                    QUERIES["insert_version"],
+                    {"id": workflow_id, "definition": Jsonb(definition), "checksum": checksum, "principal": principal},
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                return int(row["version"])
+
+    async def add_version(
+        self, *, workflow_id: str, definition: dict[str, Any], checksum: str, principal: str | None
+    ) -> tuple[int, bool]:
+        """Adds a version unless one with the same checksum exists; returns (version, created)."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(QUERIES["lock_workflow"], {"id": workflow_id})
+                if await cur.fetchone() is None:
+                    raise errors.WorkflowNotFound(f"workflow {workflow_id!r} not found")
+                await cur.execute(QUERIES["find_version_by_checksum"], {"id": workflow_id, "checksum": checksum})
+                existing = await cur.fetchone()
+                if existing is not None:
+                    return int(existing["version"]), False
+                await cur.execute(
+                    QUERIES["insert_version"],
+                    {"id": workflow_id, "definition": Jsonb(definition), "checksum": checksum, "principal": principal},
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                return int(row["version"]), True
+
+    async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
+        await self.fetch_one(
+            "publish_workflow", id=workflow_id, version=version, plan=Jsonb(plan), principal=principal
+        )
+
+    # -- executions --------------------------------------------------------------------------
+
+    async def start_execution(
+        self,
+        *,
+        workflow_id: str,
+        request_id: str,
+        trigger: dict[str, Any],
+        principal_id: str | None,
+        principal_type: str | None,
+        correlation_id: str | None,
+        queue: str,
+    ) -> Row:
+        row = await self.fetch_one(
+            "start_execution",
+            workflow_id=workflow_id,
+            request_id=request_id,
+            trigger=Jsonb(trigger),
+            principal_id=principal_id,
+            principal_type=principal_type,
+            correlation_id=correlation_id,
+            queue=queue,
+        )
+        assert row is not None
+        return row
+
+    async def record_attempt(
+        self,
+        *,
+        execution_id: UUID,
+        token: int,
+        node_id: str,
+        attempt: int,
+        action_type: str,
+        attempt_status: str,
+        parameters: Any,
+        outputs: Any,
+        error: Any,
+        start_time: datetime,
+        end_time: datetime,
+        worker: str,
+        node_status: str,
+        next_attempt_at: datetime | None,
+        fired: list[bool],
+    ) -> list[Row]:
+        return await self.fetch_all(
+            "record_attempt",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            attempt=attempt,
+            action_type=action_type,
+            attempt_status=attempt_status,
+            parameters=jsonb(parameters),
+            outputs=jsonb(outputs),
+            error=jsonb(error),
+            start_time=start_time,
+            end_time=end_time,
+            worker=worker,
+            node_status=node_status,
+            next_attempt_at=next_attempt_at,
+            fired=fired,
+        )
+
+    async def execute_procedure(self, name: str, **params: Any) -> None:
+        await self.fetch_all(name, **params)
+
+
+def query(name: str) -> LiteralString:
+    return QUERIES[name]

@@ -1,0 +1,128 @@
+"""Workflow definition types (the seeds' JSON, camelCase), durations and canonical checksums.
+
+Pure module: no database or HTTP imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+
+class EdgeWhen(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ALWAYS = "always"
+
+
+class RoutePolicy(StrEnum):
+    PARALLEL = "parallel"
+    FIRST_MATCH = "firstMatch"
+
+
+class NodeType(StrEnum):
+    ACTION = "action"
+    SUBWORKFLOW = "subworkflow"
+
+
+class Edge(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    target_node: str
+    when: EdgeWhen = EdgeWhen.SUCCESS
+    condition: str | None = None
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    max_attempts: int = 3
+    initial_delay: str = "PT1S"
+    backoff_multiplier: float = 2.0
+    max_delay: str = "PT5M"
+    jitter: bool = True
+
+
+class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    max_parallel_actions: int = 10
+    default_action_timeout: str = "PT5M"
+    workflow_timeout: str | None = None
+    retry_policy: RetryPolicy | None = None
+
+
+class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    id: str
+    action_type: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    edges: tuple[Edge, ...] = ()
+    retry_policy: RetryPolicy | None = None
+    timeout: str | None = None
+    route_policy: RoutePolicy = RoutePolicy.PARALLEL
+    rerender_on_retry: bool = False
+    node_type: NodeType = NodeType.ACTION
+    description: str | None = None
+
+
+class WorkflowDefinition(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    id: str
+    display_name: str
+    start_node: str
+    nodes: tuple[Node, ...]
+    description: str | None = None
+    orchestration: Orchestration = msgspec.field(default_factory=Orchestration)
+    metadata: dict[str, Any] | None = None
+
+    def node(self, node_id: str) -> Node:
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    @property
+    def has_edges(self) -> bool:
+        return any(node.edges for node in self.nodes)
+
+
+def parse_definition(raw: Any) -> WorkflowDefinition:
+    """Convert an already validated JSON object into a WorkflowDefinition."""
+    return msgspec.convert(raw, WorkflowDefinition)
+
+
+def to_builtins(definition: WorkflowDefinition) -> dict[str, Any]:
+    """The definition as plain JSON-able data (camelCase keys, defaults omitted)."""
+    result = msgspec.to_builtins(definition)
+    assert isinstance(result, dict)
+    return result
+
+
+# ISO 8601 durations as the seeds write them ("PT5M", "PT1H", "PT0.5S", "P1DT2H").
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in an ISO 8601 duration such as PT5M; ValueError when it is not one."""
+    match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT30S, PT5M or PT1H")
+    parts = {key: float(value) for key, value in match.groupdict().items() if value is not None}
+    if not parts:
+        raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT30S, PT5M or PT1H")
+    return (
+        parts.get("days", 0.0) * 86400
+        + parts.get("hours", 0.0) * 3600
+        + parts.get("minutes", 0.0) * 60
+        + parts.get("seconds", 0.0)
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: equal documents give equal bytes."""
+    return msgspec.json.encode(value, order="sorted")
+
+
+def checksum(definition: dict[str, Any]) -> str:
+    """sha256 of the canonical form; key order and whitespace do not change it."""
+    return "sha256:" + hashlib.sha256(canonical_json(definition)).hexdigest()

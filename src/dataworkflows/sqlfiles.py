@@ -1,0 +1,93 @@
+"""Loads the package's .sql files: migrations, procedures and named queries.
+
+Named queries are blocks headed ``-- name: query_name`` followed by a one-line description, one
+file per area (sql/queries/executions.sql). They are read once, at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import re
+from dataclasses import dataclass
+from typing import LiteralString, cast
+
+_NAME = re.compile(r"^-- name: (?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+def _sql_dir(sub: str) -> importlib.resources.abc.Traversable:
+    return importlib.resources.files("dataworkflows.sql").joinpath(sub)
+
+
+def parse_named_queries(text: str) -> dict[str, str]:
+    """Splits a queries file into {name: sql}."""
+    queries: dict[str, str] = {}
+    matches = list(_NAME.finditer(text))
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        body = text[match.end() : end].strip()
+        lines = [line for line in body.splitlines() if not line.startswith("--")]
+        name = match.group("name")
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def load_queries() -> dict[str, LiteralString]:
+    queries: dict[str, str] = {}
+    for entry in sorted(_sql_dir("queries").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            for name, text in parse_named_queries(entry.read_text("utf-8")).items():
+                if name in queries:
+                    raise ValueError(f"query {name!r} is defined in two files")
+                queries[name] = text
+    # The files ship with the package: they are trusted, constant SQL.
+    return cast(dict[str, LiteralString], queries)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+    transactional: bool
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    migrations = []
+    for entry in _sql_dir("migrations").iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match is None:
+            continue
+        text = entry.read_text("utf-8")
+        first_line = text.splitlines()[0] if text else ""
+        migrations.append(
+            Migration(
+                version=match.group("version"),
+                name=match.group("name"),
+                sql=text,
+                transactional="no-transaction" not in first_line,
+            )
+        )
+    migrations.sort(key=lambda m: m.version)
+    versions = [m.version for m in migrations]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations share a version number: {versions}")
+    return migrations
+
+
+def load_procedures() -> list[tuple[str, str]]:
+    return [
+        (entry.name, entry.read_text("utf-8"))
+        for entry in sorted(_sql_dir("procedures").iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".sql")
+    ]
+
+
+QUERIES = load_queries()

@@ -1,0 +1,56 @@
+"""Status enums. Values match the SQL check constraints (and the seeds' spelling)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class WorkflowStatus(StrEnum):
+    DRAFT = "Draft"
+    ACTIVE = "Active"
+    ARCHIVED = "Archived"
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    WAITING = "Waiting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    TIMED_OUT = "TimedOut"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_EXECUTION
+
+
+_FINAL_EXECUTION = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT}
+)
+
+
+class NodeStatus(StrEnum):
+    PENDING = "Pending"
+    READY = "Ready"
+    RUNNING = "Running"
+    WAITING = "Waiting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_NODE
+
+
+_FINAL_NODE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
+
+
+class AttemptStatus(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    RETRIABLE_FAILURE = "RetriableFailure"
+    SKIPPED = "Skipped"
+    TIMED_OUT = "TimedOut"

@@ -1,0 +1,404 @@
+"""Definition validation: every problem, each with a JSON pointer (RFC 6901).
+
+Runs before parsing, on the raw JSON, so one bad node does not hide the others. Pure module.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Union
+
+import msgspec
+
+from dataworkflows.templating import has_template
+from dataworkflows.definitions import (
+    Edge,
+    Node,
+    RetryPolicy,
+    WorkflowDefinition,
+    parse_definition,
+    parse_duration,
+)
+
+WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_NODES = 1000
+MAX_CONDITION_LENGTH = 4096
+
+
+class Problem(msgspec.Struct, frozen=True):
+    pointer: str
+    code: str
+    message: str
+
+
+def pointer_escape(token: str | int) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def join_pointer(base: str, *tokens: str | int) -> str:
+    return base + "".join("/" + pointer_escape(t) for t in tokens)
+
+
+# A hook to check a node's parameters for its action type: returns problems relative to the
+# parameters object, or None when the action type is unknown.
+ParameterChecker = Callable[[str, dict[str, Any], str], list[Problem] | None]
+# A hook to check that a condition compiles: returns an error message or None.
+ConditionChecker = Callable[[str], str | None]
+
+
+def validate_definition(
+    raw: Any,
+    *,
+    check_parameters: ParameterChecker | None = None,
+    check_condition: ConditionChecker | None = None,
+) -> list[Problem]:
+    """All problems with a raw workflow definition; an empty list means it is valid."""
+    problems: list[Problem] = []
+    if not _check_struct(raw, WorkflowDefinition, "", problems):
+        return problems
+    if problems:
+        # Structural problems make semantic checks unreliable (nodes may be missing ids),
+        # but the per-node checks below still run where the shape allows.
+        _semantic_checks_on_raw(raw, problems, check_parameters, check_condition)
+        return _dedupe(problems)
+    definition = parse_definition(raw)
+    _semantic_checks(definition, problems, check_parameters, check_condition)
+    return _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str, str]] = set()
+    result = []
+    for problem in problems:
+        key = (problem.pointer, problem.code, problem.message)
+        if key not in seen:
+            seen.add(key)
+            result.append(problem)
+    return result
+
+
+def _check_struct(raw: Any, cls: type[msgspec.Struct], pointer: str, problems: list[Problem]) -> bool:
+    if not isinstance(raw, dict):
+        problems.append(Problem(pointer or "", "type", f"must be a JSON object, not {_json_type(raw)}"))
+        return False
+    fields = msgspec.structs.fields(cls)
+    known = {f.encode_name: f for f in fields}
+    for key in raw:
+        if key not in known:
+            expected = ", ".join(sorted(known))
+            problems.append(
+                Problem(join_pointer(pointer, key), "unknown_field", f"unknown field {key!r} (expected one of: {expected})")
+            )
+    for f in fields:
+        if f.encode_name not in raw:
+            if f.required:
+                problems.append(Problem(join_pointer(pointer, f.encode_name), "required", "is required"))
+            continue
+        _check_value(raw[f.encode_name], f.type, join_pointer(pointer, f.encode_name), problems)
+    return True
+
+
+def _check_value(value: Any, tp: Any, pointer: str, problems: list[Problem]) -> None:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        _check_struct(value, tp, pointer, problems)
+        return
+    if origin in (Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            _check_value(value, rest[0], pointer, problems)
+            return
+    if origin in (tuple, list) and args and isinstance(tp, types.GenericAlias):
+        item_type = args[0]
+        if isinstance(item_type, type) and issubclass(item_type, msgspec.Struct):
+            if not isinstance(value, list):
+                problems.append(Problem(pointer, "type", f"must be a JSON array, not {_json_type(value)}"))
+                return
+            for index, item in enumerate(value):
+                _check_struct(item, item_type, join_pointer(pointer, index), problems)
+            return
+    try:
+        msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        problems.append(Problem(pointer, "type", _clean_msgspec_message(str(exc))))
+
+
+def _clean_msgspec_message(message: str) -> str:
+    return message.replace("`", "").split(" - at ")[0]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _semantic_checks_on_raw(
+    raw: dict[str, Any],
+    problems: list[Problem],
+    check_parameters: ParameterChecker | None,
+    check_condition: ConditionChecker | None,
+) -> None:
+    """Best-effort checks for definitions that are not well-formed: each well-formed node still
+    gets its action, parameter and condition checks so the report is complete."""
+    nodes = raw.get("nodes")
+    if not isinstance(nodes, list):
+        return
+    for index, node_raw in enumerate(nodes):
+        try:
+            node = msgspec.convert(node_raw, Node)
+        except msgspec.ValidationError:
+            continue
+        _check_node_local(node, f"/nodes/{index}", problems, check_parameters, check_condition)
+
+
+def _semantic_checks(
+    definition: WorkflowDefinition,
+    problems: list[Problem],
+    check_parameters: ParameterChecker | None,
+    check_condition: ConditionChecker | None,
+) -> None:
+    if not WORKFLOW_ID.match(definition.id):
+        problems.append(
+            Problem("/id", "format", "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        )
+    if not definition.display_name.strip():
+        problems.append(Problem("/displayName", "required", "must not be empty"))
+    if not definition.nodes:
+        problems.append(Problem("/nodes", "required", "must contain at least one node"))
+        return
+    if len(definition.nodes) > MAX_NODES:
+        problems.append(Problem("/nodes", "too_many", f"at most {MAX_NODES} nodes are allowed"))
+
+    index_of: dict[str, int] = {}
+    for index, node in enumerate(definition.nodes):
+        if node.id in index_of:
+            problems.append(
+                Problem(f"/nodes/{index}/id", "duplicate", f"node id {node.id!r} is already used by /nodes/{index_of[node.id]}")
+            )
+        else:
+            index_of[node.id] = index
+        if not NODE_ID.match(node.id):
+            problems.append(
+                Problem(f"/nodes/{index}/id", "format", "must be 1-128 letters, digits, '.', '_' or '-'")
+            )
+        _check_node_local(node, f"/nodes/{index}", problems, check_parameters, check_condition)
+
+    if definition.start_node not in index_of:
+        problems.append(Problem("/startNode", "unknown_node", f"start node {definition.start_node!r} is not a node id"))
+
+    for index, node in enumerate(definition.nodes):
+        targets: set[str] = set()
+        for edge_index, edge in enumerate(node.edges):
+            pointer = f"/nodes/{index}/edges/{edge_index}/targetNode"
+            if edge.target_node not in index_of:
+                problems.append(Problem(pointer, "unknown_node", f"edge target {edge.target_node!r} is not a node id"))
+            elif edge.target_node == node.id:
+                problems.append(Problem(pointer, "cycle", f"node {node.id!r} has an edge to itself"))
+            if edge.target_node in targets:
+                problems.append(
+                    Problem(pointer, "duplicate", f"node {node.id!r} already has an edge to {edge.target_node!r}")
+                )
+            targets.add(edge.target_node)
+
+    if not definition.has_edges:
+        # Seeds' bundles 1-2: no edges at all means "run the nodes in list order".
+        if definition.nodes and definition.start_node in index_of and definition.nodes[0].id != definition.start_node:
+            problems.append(
+                Problem(
+                    "/startNode",
+                    "order",
+                    "a workflow without edges runs its nodes in list order, so startNode must be the first node",
+                )
+            )
+        _check_orchestration(definition, problems)
+        return
+
+    if any(p.code == "unknown_node" for p in problems):
+        _check_orchestration(definition, problems)
+        return
+
+    cycle = find_cycle(definition)
+    if cycle:
+        problems.append(Problem("/nodes", "cycle", "the graph has a cycle: " + " -> ".join(cycle)))
+    elif definition.start_node in index_of:
+        incoming = {node.id: 0 for node in definition.nodes}
+        for node in definition.nodes:
+            for edge in node.edges:
+                incoming[edge.target_node] += 1
+        if incoming[definition.start_node]:
+            problems.append(Problem("/startNode", "start_has_incoming", "the start node must have no incoming edges"))
+        reachable = reachable_from(definition, definition.start_node)
+        for index, node in enumerate(definition.nodes):
+            if node.id not in reachable:
+                problems.append(
+                    Problem(f"/nodes/{index}", "unreachable", f"node {node.id!r} is not reachable from the start node")
+                )
+    _check_orchestration(definition, problems)
+
+
+def _check_node_local(
+    node: Node,
+    pointer: str,
+    problems: list[Problem],
+    check_parameters: ParameterChecker | None,
+    check_condition: ConditionChecker | None,
+) -> None:
+    if node.timeout is not None:
+        _check_duration(node.timeout, f"{pointer}/timeout", problems, positive=True)
+    if node.retry_policy is not None:
+        _check_retry_policy(node.retry_policy, f"{pointer}/retryPolicy", problems)
+    if node.node_type != "action":
+        problems.append(
+            Problem(f"{pointer}/nodeType", "unsupported", f"nodeType {node.node_type!r} is not supported yet")
+        )
+    if check_parameters is not None:
+        found = check_parameters(node.action_type, node.parameters, f"{pointer}/parameters")
+        if found is None:
+            problems.append(Problem(f"{pointer}/actionType", "unknown_action_type", f"unknown action type {node.action_type!r}"))
+        else:
+            problems.extend(found)
+    for edge_index, edge in enumerate(node.edges):
+        _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
+
+
+def _check_edge(edge: Edge, pointer: str, problems: list[Problem], check_condition: ConditionChecker | None) -> None:
+    if edge.condition is None:
+        return
+    if not edge.condition.strip():
+        problems.append(Problem(f"{pointer}/condition", "required", "must not be empty (omit it instead)"))
+        return
+    if len(edge.condition) > MAX_CONDITION_LENGTH:
+        problems.append(Problem(f"{pointer}/condition", "too_long", f"at most {MAX_CONDITION_LENGTH} characters"))
+        return
+    if check_condition is None:
+        return
+    error = check_condition(edge.condition)
+    if error is not None:
+        problems.append(Problem(f"{pointer}/condition", "condition_syntax", error))
+
+
+def _check_retry_policy(policy: RetryPolicy, pointer: str, problems: list[Problem]) -> None:
+    if not 1 <= policy.max_attempts <= 100:
+        problems.append(Problem(f"{pointer}/maxAttempts", "range", "must be between 1 and 100"))
+    if not 1.0 <= policy.backoff_multiplier <= 10.0:
+        problems.append(Problem(f"{pointer}/backoffMultiplier", "range", "must be between 1 and 10"))
+    _check_duration(policy.initial_delay, f"{pointer}/initialDelay", problems, positive=False)
+    _check_duration(policy.max_delay, f"{pointer}/maxDelay", problems, positive=False)
+
+
+def _check_duration(text: str, pointer: str, problems: list[Problem], *, positive: bool) -> None:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        problems.append(Problem(pointer, "duration", str(exc)))
+        return
+    if positive and seconds <= 0:
+        problems.append(Problem(pointer, "range", "must be longer than zero"))
+
+
+def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]) -> None:
+    orchestration = definition.orchestration
+    if not 1 <= orchestration.max_parallel_actions <= 1000:
+        problems.append(Problem("/orchestration/maxParallelActions", "range", "must be between 1 and 1000"))
+    _check_duration(orchestration.default_action_timeout, "/orchestration/defaultActionTimeout", problems, positive=True)
+    if orchestration.workflow_timeout is not None:
+        _check_duration(orchestration.workflow_timeout, "/orchestration/workflowTimeout", problems, positive=True)
+    if orchestration.retry_policy is not None:
+        _check_retry_policy(orchestration.retry_policy, "/orchestration/retryPolicy", problems)
+
+
+def find_cycle(definition: WorkflowDefinition) -> list[str] | None:
+    """A cycle as a path that starts and ends at the same node, or None."""
+    graph = {node.id: [edge.target_node for edge in node.edges] for node in definition.nodes}
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    stack_path: list[str] = []
+
+    def visit(start: str) -> list[str] | None:
+        # Iterative DFS: definitions may be deep chains.
+        iterators = [iter(graph.get(start, []))]
+        color[start] = grey
+        stack_path.append(start)
+        while iterators:
+            for target in iterators[-1]:
+                if target not in color:
+                    continue
+                if color[target] == grey:
+                    return [*stack_path[stack_path.index(target) :], target]
+                if color[target] == white:
+                    color[target] = grey
+                    stack_path.append(target)
+                    iterators.append(iter(graph.get(target, [])))
+                    break
+            else:
+                iterators.pop()
+                color[stack_path.pop()] = black
+        return None
+
+    for node_id in graph:
+        if color[node_id] == white:
+            found = visit(node_id)
+            if found:
+                return found
+    return None
+
+
+def reachable_from(definition: WorkflowDefinition, start: str) -> set[str]:
+    graph = {node.id: [edge.target_node for edge in node.edges] for node in definition.nodes}
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        current = frontier.pop()
+        for target in graph.get(current, []):
+            if target not in seen:
+                seen.add(target)
+                frontier.append(target)
+    return seen
+
+
+def registry_parameter_checker(registry: Any) -> ParameterChecker:
+    """Checks parameters against the action's Params struct. Values that are templates
+    ({{ ... }}) are rendered at run time, so only their field names are checked here."""
+
+    def check(action_type: str, parameters: dict[str, Any], pointer: str) -> list[Problem] | None:
+        if action_type not in registry:
+            return None
+        params_type = registry.get(action_type).Params
+        fields = {f.encode_name: f for f in msgspec.structs.fields(params_type)}
+        if any(has_template(value) for value in parameters.values()):
+            found = []
+            for key in parameters:
+                if key not in fields:
+                    found.append(Problem(join_pointer(pointer, key), "unknown_field", f"unknown parameter {key!r}"))
+            for name, f in fields.items():
+                if f.required and name not in parameters:
+                    found.append(Problem(join_pointer(pointer, name), "required", "is required"))
+            return found
+        try:
+            msgspec.convert(parameters, params_type)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            sub = ""
+            if " - at `$." in message:
+                sub = message.split(" - at `$.")[1].rstrip("`").split("[")[0].split(".")[0]
+            target = join_pointer(pointer, sub) if sub else pointer
+            return [Problem(target, "invalid_parameter", _clean_msgspec_message(message))]
+        return []
+
+    return check

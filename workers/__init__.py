@@ -1,0 +1,1 @@
+"""Workers: the Procrastinate app and its tasks. Thin: the runtime does the work."""

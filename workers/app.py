@@ -1,0 +1,134 @@
+"""The worker process: a Procrastinate worker draining the executions queue (FOR UPDATE SKIP
+LOCKED), running each execution through the runtime, plus a recovery loop that re-queues runs
+whose worker vanished. Scale out by starting more processes, on any host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from typing import Any
+
+import procrastinate
+import structlog
+
+from dataworkflows.actions import default_registry
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database, make_pool
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.runtime import Runtime, RuntimeSettings
+
+log = structlog.get_logger("dataworkflows.worker")
+
+RUN_EXECUTION_TASK = "dw.run_execution"
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+def build_app(runtime: Runtime) -> procrastinate.App:
+    """A Procrastinate app whose one task runs an execution."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+
+    @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue)
+    async def run_execution(execution_id: str) -> None:
+        structlog.contextvars.bind_contextvars(execution_id=execution_id)
+        try:
+            await runtime.run_execution(uuid.UUID(execution_id))
+        finally:
+            structlog.contextvars.unbind_contextvars("execution_id")
+
+    return app
+
+
+async def recovery_loop(db: Database, settings: Settings) -> None:
+    """Every worker runs this; SKIP LOCKED in the procedure keeps them from doubling up."""
+    while True:
+        await asyncio.sleep(settings.recovery_interval_seconds)
+        try:
+            rows = await db.fetch_all(
+                "recover_executions",
+                max_recoveries=settings.max_recoveries,
+                stalled_worker_seconds=settings.stalled_worker_seconds,
+                queue=settings.queue,
+            )
+        except DataWorkflowsError as exc:
+            log.warning("recovery pass failed", error=str(exc))
+            continue
+        for row in rows:
+            log.warning("execution recovered", execution_id=str(row["execution_id"]), action=row["action"])
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    install_signal_handlers: bool = True,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Runs a worker until it is asked to stop (SIGINT/SIGTERM, or `stop` being set)."""
+    if not settings.database_url:
+        raise ConfigurationError("DATABASE_URL is not set")
+    concurrency = concurrency or settings.worker_concurrency
+    worker_id = new_worker_id()
+    # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
+    # concurrent database call. Size for both.
+    pool = make_pool(settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 4), name="worker")
+    await pool.open(wait=True, timeout=30)
+    db = Database(pool)
+    conditions = ConditionPool(size=2)
+    runtime = Runtime(
+        db,
+        default_registry(),
+        RuntimeSettings(
+            worker_id=worker_id,
+            queue=settings.queue,
+            lease_seconds=settings.lease_seconds,
+            park_threshold_seconds=settings.park_threshold_seconds,
+            throttle_delay_seconds=settings.throttle_delay_seconds,
+        ),
+        conditions,
+    )
+    app = build_app(runtime)
+    structlog.contextvars.bind_contextvars(worker_id=worker_id)
+    log.info("worker starting", concurrency=concurrency, queue=settings.queue)
+    recovery = asyncio.create_task(recovery_loop(db, settings))
+    try:
+        async with app.open_async(pool=pool):
+            worker_kwargs: dict[str, Any] = {
+                "queues": [settings.queue],
+                "concurrency": concurrency,
+                "name": worker_id,
+                "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
+                "install_signal_handlers": install_signal_handlers,
+                "delete_jobs": "successful",
+                "update_heartbeat_interval": max(settings.stalled_worker_seconds / 3, 1.0),
+                "stalled_worker_timeout": settings.stalled_worker_seconds,
+            }
+            worker_task = asyncio.create_task(app.run_worker_async(**worker_kwargs))
+            if stop is None:
+                await worker_task
+            else:
+                stop_task = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait({worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+                if stop_task in done and not worker_task.done():
+                    # Procrastinate's graceful stop: let running jobs finish within the grace
+                    # period, then cancel them (the runtime releases their leases).
+                    worker_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker_task
+                else:
+                    stop_task.cancel()
+                    await worker_task
+    finally:
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovery
+        await conditions.close()
+        await pool.close()
+        log.info("worker stopped")
