@@ -52,6 +52,11 @@ def jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
 
+def _adapt(params: dict[str, Any]) -> dict[str, Any]:
+    """dicts go to PostgreSQL as jsonb (lists stay arrays: boolean[], text[])."""
+    return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in params.items()}
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     try:
@@ -111,14 +116,14 @@ class Database:
         with translate_errors():
             async with self.pool.connection() as conn:
                 cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES[name], params)
+                await cur.execute(QUERIES[name], _adapt(params))
                 return await cur.fetchall()
 
     async def fetch_one(self, name: str, **params: Any) -> Row | None:
         with translate_errors():
             async with self.pool.connection() as conn:
                 cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES[name], params)
+                await cur.execute(QUERIES[name], _adapt(params))
                 return await cur.fetchone()
 
     async def ping(self) -> None:

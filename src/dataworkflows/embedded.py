@@ -41,6 +41,16 @@ class EmbeddedPostgres:
     def uri(self, database: str | None = None) -> str:
         return str(self.server.get_uri(database or self.database))
 
+    @property
+    def socket_dir(self) -> str:
+        info = self.server.get_postmaster_info()
+        return str(info.socket_dir)
+
+    @property
+    def port(self) -> int:
+        info = self.server.get_postmaster_info()
+        return int(info.port or 5432)
+
     def _ensure_database(self) -> None:
         with psycopg.connect(self.uri("postgres"), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()

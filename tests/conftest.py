@@ -1,0 +1,122 @@
+"""Test infrastructure (DESIGN §8): one embedded PostgreSQL per session, a template database
+migrated once, and a fresh clone of it for every test that asks for `postgresql`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_postgresql import factories
+
+from dataworkflows.actions import default_registry
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database, make_pool
+from dataworkflows.publishing import collect_conditions, compile_for_publish, prepare_definition
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+@dataclass
+class EmbeddedServer:
+    """What pytest-postgresql's noproc factory reads from a `depends_on` fixture."""
+
+    host: str
+    port: int
+    user: str = "postgres"
+    password: str = ""
+    options: str = ""
+    maintenance_dbname: str = "postgres"
+    template_dbname: str | None = None
+
+
+@pytest.fixture(scope="session")
+def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    from dataworkflows.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), database="postgres")
+    try:
+        yield EmbeddedServer(host=server.socket_dir, port=server.port)
+    finally:
+        server.stop()
+
+
+postgresql_proc = factories.postgresql_noproc(
+    depends_on="embedded_pg", dbname="dw_test", load=["dataworkflows.migrations:load_for_tests"]
+)
+postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture
+def dsn(postgresql: Any) -> str:
+    info = postgresql.info
+    return f"host={info.host} port={info.port} user={info.user} dbname={info.dbname}"
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[Database]:
+    pool = make_pool(dsn, min_size=1, max_size=20, name="tests")
+    await pool.open(wait=True)
+    try:
+        yield Database(pool)
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def conditions() -> AsyncIterator[ConditionPool]:
+    pool = ConditionPool(size=2, timeout_seconds=1.0)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def load_fixture(relative: str) -> dict[str, Any]:
+    data = json.loads((FIXTURES / relative).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+async def publish(db: Database, raw: dict[str, Any], conditions: ConditionPool | None = None) -> int:
+    """Creates (or versions) and publishes a workflow; returns the version."""
+    errors: dict[str, str | None] = {}
+    if conditions is not None:
+        errors = await conditions.check_many(collect_conditions(raw))
+    prepared = prepare_definition(raw, default_registry(), errors)
+    definition = prepared.definition
+    if await db.fetch_one("get_workflow", id=definition.id) is None:
+        version = await db.create_workflow(
+            workflow_id=definition.id,
+            display_name=definition.display_name,
+            description=definition.description,
+            definition=prepared.raw,
+            checksum=prepared.checksum,
+            principal="tests",
+        )
+    else:
+        version, _ = await db.add_version(
+            workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal="tests"
+        )
+    await db.publish(
+        workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version), principal="tests"
+    )
+    return version
+
+
+async def start(db: Database, workflow_id: str, trigger: dict[str, Any] | None = None, request_id: str | None = None) -> Any:
+    row = await db.start_execution(
+        workflow_id=workflow_id,
+        request_id=request_id or os.urandom(8).hex(),
+        trigger=trigger or {},
+        principal_id="tests",
+        principal_type="user",
+        correlation_id=None,
+        queue="executions",
+    )
+    return row["execution_id"]

@@ -1,0 +1,206 @@
+"""The stored procedures' invariants, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from dataworkflows import errors
+from dataworkflows.db import Database
+from dataworkflows.migrations import migrate
+from tests.conftest import load_fixture, publish, start
+
+
+async def _jobs(db: Database, execution_id: object) -> list[dict]:
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT task_name, status, queue_name, scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s",
+            (str(execution_id),),
+        )
+        return [dict(zip(["task_name", "status", "queue_name", "scheduled_at"], r, strict=True)) for r in await cur.fetchall()]
+
+
+async def _sql(db: Database, query: str, *params: object) -> list[tuple]:
+    async with db.connection() as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def test_start_defers_the_run_job_in_the_same_transaction(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo", {"userId": "u"})
+    jobs = await _jobs(db, execution_id)
+    assert jobs == [{"task_name": "dw.run_execution", "status": "todo", "queue_name": "executions", "scheduled_at": None}]
+    states = await db.fetch_all("list_node_states", id=execution_id)
+    assert [(s["node_id"], s["status"], s["expected_incoming"]) for s in states] == [
+        ("echo1", "Ready", 0), ("echo2", "Pending", 1)]
+    events = await db.fetch_all("list_events", id=execution_id, after=0, limit=10)
+    assert [e["type"] for e in events] == ["execution_requested"]
+
+
+async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    rows = await asyncio.gather(*[
+        db.start_execution(workflow_id="simple-echo", request_id="same-request", trigger={"i": i},
+                           principal_id=None, principal_type=None, correlation_id=None, queue="executions")
+        for i in range(20)
+    ])
+    assert len({r["execution_id"] for r in rows}) == 1
+    assert sum(1 for r in rows if r["created"]) == 1
+    assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
+    assert len(await _jobs(db, rows[0]["execution_id"])) == 1
+    assert await _sql(db, "SELECT count(*) FROM dw.node_states") == [(2,)]
+
+
+async def test_a_workflow_that_is_not_active_is_refused(db: Database) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    with pytest.raises(errors.WorkflowNotFound):
+        await start(db, "simple-echo")
+    await db.create_workflow(workflow_id="simple-echo", display_name="x", description=None, definition=raw,
+                             checksum="c", principal=None)
+    with pytest.raises(errors.WorkflowNotRunnable, match="Draft"):
+        await start(db, "simple-echo")
+    await publish(db, raw)
+    await _sql(db, "UPDATE dw.workflows SET status = 'Archived'")
+    with pytest.raises(errors.WorkflowNotRunnable, match="Archived"):
+        await start(db, "simple-echo")
+    await _sql(db, "UPDATE dw.workflows SET status = 'Active', is_enabled = false")
+    with pytest.raises(errors.WorkflowNotRunnable, match="disabled"):
+        await start(db, "simple-echo")
+    assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(0,)]
+
+
+async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    first = await db.fetch_one("try_acquire", id=execution_id, owner="w1", lease_seconds=30)
+    second = await db.fetch_one("try_acquire", id=execution_id, owner="w2", lease_seconds=30)
+    assert (first["outcome"], first["lease_token"]) == ("acquired", 1)
+    assert (second["outcome"], second["lease_token"]) == ("held", None)
+
+    # w1 starts an attempt, then stalls past its lease; w2 takes over with a newer token.
+    attempt = await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
+    assert attempt["attempt"] == 1
+    await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+    taken = await db.fetch_one("try_acquire", id=execution_id, owner="w2", lease_seconds=30)
+    assert (taken["outcome"], taken["lease_token"]) == ("acquired", 2)
+
+    now = datetime.now(UTC)
+    with pytest.raises(errors.LeaseLost):
+        await db.record_attempt(
+            execution_id=execution_id, token=1, node_id="echo1", attempt=1, action_type="core.echo",
+            attempt_status="Succeeded", parameters={}, outputs={"echo": "late"}, error=None, start_time=now,
+            end_time=now, worker="w1", node_status="Succeeded", next_attempt_at=None, fired=[True],
+        )
+    with pytest.raises(errors.LeaseLost):
+        await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
+    with pytest.raises(errors.LeaseLost):
+        await db.fetch_one("complete_execution", id=execution_id, token=1, status="Succeeded", error=None)
+    renewed = await db.fetch_one("renew_lease", id=execution_id, token=1, lease_seconds=30)
+    assert renewed["renewed"] is False
+    assert await _sql(db, "SELECT count(*) FROM dw.action_executions") == [(0,)]
+
+    # The new holder's writes go through.
+    await db.record_attempt(
+        execution_id=execution_id, token=2, node_id="echo1", attempt=1, action_type="core.echo",
+        attempt_status="Succeeded", parameters={}, outputs={"echo": "ok"}, error=None, start_time=now,
+        end_time=now, worker="w2", node_status="Succeeded", next_attempt_at=None, fired=[True],
+    )
+    states = {s["node_id"]: s["status"] for s in await db.fetch_all("list_node_states", id=execution_id)}
+    assert states == {"echo1": "Succeeded", "echo2": "Ready"}
+    # A Succeeded node can never start again.
+    with pytest.raises(errors.NodeNotRunnable):
+        await db.fetch_one("start_node_attempt", id=execution_id, token=2, node_id="echo1")
+
+
+async def test_finished_executions_are_not_acquired(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=execution_id, owner="w1", lease_seconds=30)
+    await db.fetch_one("complete_execution", id=execution_id, token=1, status="Failed", error={"code": "x"})
+    again = await db.fetch_one("try_acquire", id=execution_id, owner="w2", lease_seconds=30)
+    assert again["outcome"] == "finished"
+    states = {s["node_id"]: s["status"] for s in await db.fetch_all("list_node_states", id=execution_id)}
+    assert states == {"echo1": "Skipped", "echo2": "Skipped"}
+
+
+async def test_concurrency_limit_throttles_acquire(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await _sql(db, "UPDATE dw.workflows SET max_concurrent_executions = 1")
+    first, second = await start(db, "simple-echo"), await start(db, "simple-echo")
+    assert (await db.fetch_one("try_acquire", id=first, owner="w1", lease_seconds=30))["outcome"] == "acquired"
+    assert (await db.fetch_one("try_acquire", id=second, owner="w2", lease_seconds=30))["outcome"] == "throttled"
+
+
+async def test_execution_events_are_append_only(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await start(db, "simple-echo")
+    for statement in ["UPDATE dw.execution_events SET type = 'x'", "DELETE FROM dw.execution_events",
+                      "TRUNCATE dw.execution_events"]:
+        with pytest.raises(psycopg.Error, match="append-only"):
+            await _sql(db, statement)
+
+
+async def test_published_versions_are_immutable(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    with pytest.raises(psycopg.Error, match="immutable"):
+        await _sql(db, "UPDATE dw.workflow_versions SET definition = '{}'::jsonb")
+
+
+async def test_recovery_requeues_runs_whose_worker_vanished(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=execution_id, owner="dead", lease_seconds=30)
+    # The worker fetched the job and died: job 'doing' without a live worker, lease expired.
+    await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing'")
+    assert await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+    await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+    recovered = await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions")
+    assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "requeued")]
+    statuses = sorted(j["status"] for j in await _jobs(db, execution_id))
+    assert statuses == ["failed", "todo"]
+    # A queued job means nothing more to do.
+    assert await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+
+    # Past the limit the run fails with worker_lost instead of looping forever.
+    for _ in range(2):
+        await db.fetch_one("try_acquire", id=execution_id, owner="dead", lease_seconds=30)
+        await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE status = 'todo'")
+        await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+        last = await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions")
+    assert [r["action"] for r in last] == ["failed"]
+    row = await db.fetch_one("get_execution", id=execution_id)
+    assert row["status"] == "Failed" and row["error"]["code"] == "worker_lost"
+
+
+def test_migrations_are_idempotent_and_safe_from_two_processes_at_once(postgresql: psycopg.Connection) -> None:
+    info = postgresql.info
+    postgresql.autocommit = True
+    postgresql.execute("CREATE DATABASE dw_migrate_race")
+    try:
+        conninfo = f"host={info.host} port={info.port} user={info.user} dbname=dw_migrate_race"
+        results: list[object] = []
+
+        def run() -> None:
+            try:
+                results.append(migrate(conninfo))
+            except Exception as exc:  # collected and asserted below
+                results.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        applied = sorted(results, key=len)  # type: ignore[arg-type]
+        assert applied[0] == [] and applied[1][:2] == ["0000", "0001"]
+        assert migrate(conninfo) == []
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT count(*) FROM dw.schema_migrations").fetchone()[0] >= 2
+    finally:
+        postgresql.execute("DROP DATABASE dw_migrate_race WITH (FORCE)")

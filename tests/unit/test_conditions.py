@@ -1,0 +1,80 @@
+"""The condition sandbox: real helper processes, no database."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dataworkflows.conditions import ConditionError, ConditionPool, ConditionTimeout
+
+SCOPE = {"trigger": {"status": "approved", "n": 2}, "nodes": {"a": {"echo": "x"}}, "execution": {"id": "e"}}
+
+
+async def test_conditions_see_trigger_nodes_and_execution(conditions: ConditionPool) -> None:
+    assert await conditions.evaluate("trigger.status === 'approved'", SCOPE) is True
+    assert await conditions.evaluate("trigger.status !== 'approved'", SCOPE) is False
+    assert await conditions.evaluate("nodes.a.echo === 'x' && execution.id === 'e'", SCOPE) is True
+
+
+async def test_results_are_coerced_to_booleans(conditions: ConditionPool) -> None:
+    assert await conditions.evaluate("trigger.n", SCOPE) is True
+    assert await conditions.evaluate("''", SCOPE) is False
+    assert await conditions.evaluate("null", SCOPE) is False
+
+
+async def test_process_env_is_empty(conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DW_TEST_SECRET", "hunter2")
+    assert await conditions.evaluate("Object.keys(process.env).length === 0", SCOPE) is True
+    assert await conditions.evaluate("JSON.stringify(process.env).indexOf('hunter2') === -1", SCOPE) is True
+
+
+async def test_require_cannot_read_files(conditions: ConditionPool) -> None:
+    with pytest.raises(ConditionError):
+        await conditions.evaluate("require('/etc/passwd') !== null", SCOPE)
+    assert await conditions.evaluate("typeof require === 'undefined'", SCOPE) is True
+
+
+async def test_conditions_cannot_leave_state_for_the_next(conditions: ConditionPool) -> None:
+    with pytest.raises(ConditionError):
+        await conditions.evaluate("(globalThis.leak = 1)", SCOPE)
+    with pytest.raises(ConditionError):
+        await conditions.evaluate("(Object.prototype.leak = 1)", SCOPE)
+    assert await conditions.evaluate("typeof leak === 'undefined' && ({}).leak === undefined", SCOPE) is True
+
+
+async def test_an_infinite_loop_times_out_and_the_helper_is_replaced() -> None:
+    pool = ConditionPool(size=1, timeout_seconds=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConditionTimeout) as caught:
+            await pool.evaluate("(function () { while (true) {} })()", SCOPE)
+        assert time.monotonic() - started < 2.0
+        assert caught.value.code == "condition_timeout"
+        assert pool.helpers_killed == 1
+        # The pool works again with a fresh helper.
+        assert await pool.evaluate("trigger.n === 2", SCOPE) is True
+    finally:
+        await pool.close()
+
+
+async def test_runtime_errors_are_condition_errors(conditions: ConditionPool) -> None:
+    with pytest.raises(ConditionError, match="ReferenceError"):
+        await conditions.evaluate("notDefined > 1", SCOPE)
+    with pytest.raises(ConditionError, match="TypeError"):
+        await conditions.evaluate("nodes.missing.echo", SCOPE)
+
+
+async def test_syntax_check(conditions: ConditionPool) -> None:
+    found = await conditions.check_many(["trigger.n > 1", "trigger.(", "a b"])
+    assert found["trigger.n > 1"] is None
+    assert "SyntaxError" in (found["trigger.("] or "")
+    assert found["a b"] is not None
+
+
+async def test_code_that_breaks_out_of_the_expression_is_still_confined(conditions: ConditionPool) -> None:
+    # A syntax check cannot stop a balanced injection; the sandbox is what makes it harmless.
+    injected = "1); }; globalThis.process.env.X = 1; (function(){ return (1"
+    with pytest.raises(ConditionError):
+        await conditions.evaluate(injected, SCOPE)
+    assert await conditions.evaluate("Object.keys(process.env).length === 0", SCOPE) is True

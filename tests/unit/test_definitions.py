@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dataworkflows.definitions import checksum, parse_definition, parse_duration
+from dataworkflows.planning import compile_plan
+from tests.conftest import FIXTURES, load_fixture
+
+WORKFLOW_FIXTURES = sorted(
+    p.relative_to(FIXTURES).as_posix() for p in FIXTURES.glob("bundle*/*.json") if "nodes" in json.loads(p.read_text())
+)
+
+
+@pytest.mark.parametrize("name", WORKFLOW_FIXTURES)
+def test_seed_fixtures_parse_unchanged(name: str) -> None:
+    raw = load_fixture(name)
+    definition = parse_definition(raw)
+    assert definition.id == raw["id"]
+    assert [n.id for n in definition.nodes] == [n["id"] for n in raw["nodes"]]
+
+
+def test_fixtures_include_the_seed_bundles() -> None:
+    assert {"bundle1/simple-echo-workflow.json", "bundle2/retry-workflow.json",
+            "bundle3/fanout-fanin-workflow.json", "bundle3/conditional-branch-workflow.json"} <= set(WORKFLOW_FIXTURES)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT5M", 300), ("PT1H", 3600), ("PT0.5S", 0.5), ("P1DT2H", 93600), ("PT1H30M15S", 5415), ("pt10s", 10)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "P", "PT", "5m", "PT-5S", "1 hour", "P1H"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_duration(text)
+
+
+def test_checksum_ignores_key_order_and_whitespace() -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    reordered = json.loads(json.dumps(dict(reversed(list(raw.items())))))
+    spaced = json.loads(json.dumps(raw, indent=8))
+    assert checksum(raw) == checksum(reordered) == checksum(spaced)
+    changed = {**raw, "displayName": "Other"}
+    assert checksum(changed) != checksum(raw)
+
+
+def test_list_order_workflow_compiles_to_a_chain() -> None:
+    plan = compile_plan(parse_definition(load_fixture("bundle1/simple-echo-workflow.json")), 1)
+    assert plan.implicit_order
+    first, second = plan.nodes
+    assert (first.incoming, second.incoming) == (0, 1)
+    assert [e.target for e in first.edges] == ["echo2"]
+    assert second.edges == ()
+    assert first.retry.max_attempts == 3
+    assert first.timeout_seconds == 300
+
+
+def test_fanout_plan_counts_join_edges() -> None:
+    plan = compile_plan(parse_definition(load_fixture("bundle3/fanout-fanin-workflow.json")), 2)
+    incoming = {n.id: n.incoming for n in plan.nodes}
+    assert incoming == {"start": 0, "branch-a": 1, "branch-b": 1, "join": 2}
+    assert plan.version == 2 and not plan.implicit_order

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from dataworkflows.templating import TemplateRenderError, check_template, render
+
+SCOPE = {
+    "trigger": {"user": "ana", "n": 3, "tags": ["a", "b"], "nested": {"ok": True}},
+    "nodes": {"first": {"echo": "hi"}},
+    "execution": {"id": "e1", "workflowId": "wf"},
+}
+
+
+def test_whole_expression_keeps_its_json_type() -> None:
+    params = {"count": "{{ trigger.n }}", "tags": "{{ trigger.tags }}", "flag": "{{ trigger.nested.ok }}",
+              "sum": "{{ trigger.n + 1 }}"}
+    assert render(params, SCOPE) == {"count": 3, "tags": ["a", "b"], "flag": True, "sum": 4}
+
+
+def test_mixed_text_renders_to_a_string() -> None:
+    assert render({"m": "Hello {{ trigger.user }} ({{ nodes.first.echo }})"}, SCOPE) == {"m": "Hello ana (hi)"}
+    assert render({"deep": [{"x": "{{ execution.workflowId }}-{{ trigger.n }}"}]}, SCOPE) == {"deep": [{"x": "wf-3"}]}
+
+
+def test_values_without_templates_are_untouched() -> None:
+    params = {"a": 1, "b": None, "c": "plain", "d": [True]}
+    assert render(params, SCOPE) == params
+
+
+def test_missing_names_fail_with_the_path() -> None:
+    with pytest.raises(TemplateRenderError, match="/m"):
+        render({"m": "{{ trigger.missing }}"}, SCOPE)
+    with pytest.raises(TemplateRenderError):
+        render({"m": "x {{ nodes.nope.echo }}"}, SCOPE)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "x {{ trigger.__class__ }}",
+        "{{ trigger.tags.append(1) }}",
+        "{{ execution.__init__.__globals__ }}",
+    ],
+)
+def test_python_internals_are_refused(template: str) -> None:
+    with pytest.raises(TemplateRenderError):
+        render({"m": template}, SCOPE)
+
+
+def test_check_template_reports_syntax_errors() -> None:
+    assert check_template({"a": "{{ ok }}", "b": ["{% if %}"]}) is not None
+    assert check_template({"a": "{{ trigger.user }}"}) is None

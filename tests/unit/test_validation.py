@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from dataworkflows.actions import default_registry
+from dataworkflows.errors import DefinitionError
+from dataworkflows.publishing import prepare_definition
+from dataworkflows.validation import registry_parameter_checker, validate_definition
+from tests.conftest import load_fixture
+
+
+def problems(raw: Any, **kwargs: Any) -> dict[str, str]:
+    found = validate_definition(raw, check_parameters=registry_parameter_checker(default_registry()), **kwargs)
+    return {p.pointer: p.code for p in found}
+
+
+def edge(target: str, **extra: Any) -> dict[str, Any]:
+    return {"targetNode": target, **extra}
+
+
+def node(node_id: str, *edges: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "actionType": "core.echo", "parameters": {"message": node_id}, "edges": list(edges), **extra}
+
+
+def workflow(*nodes: dict[str, Any], start: str = "a") -> dict[str, Any]:
+    return {"id": "wf", "displayName": "WF", "startNode": start, "nodes": list(nodes)}
+
+
+def test_valid_fixtures_have_no_problems() -> None:
+    for name in ["bundle1/simple-echo-workflow.json", "bundle2/retry-workflow.json",
+                 "bundle3/fanout-fanin-workflow.json", "bundle3/conditional-branch-workflow.json"]:
+        assert problems(load_fixture(name)) == {}, name
+
+
+def test_every_problem_is_reported_with_a_pointer() -> None:
+    raw = workflow(
+        node("a", edge("b"), edge("ghost")),
+        node("b", edge("c")),
+        node("b", edge("a")),
+        {"id": "c", "actionType": "nope.action"},
+        node("island"),
+        start="missing",
+    )
+    raw["orchestration"] = {"maxParallelActions": 0, "workflowTimeout": "soon"}
+    found = problems(raw)
+    assert found["/nodes/0/edges/1/targetNode"] == "unknown_node"
+    assert found["/nodes/2/id"] == "duplicate"
+    assert found["/nodes/3/actionType"] == "unknown_action_type"
+    assert found["/startNode"] == "unknown_node"
+    assert found["/orchestration/maxParallelActions"] == "range"
+    assert found["/orchestration/workflowTimeout"] == "duration"
+    assert len(found) >= 6
+
+
+def test_structural_problems_in_several_nodes_are_all_reported() -> None:
+    raw = workflow(
+        {"id": "a", "actionType": 7},
+        {"actionType": "core.echo"},
+        {"id": "c", "actionType": "core.echo", "edges": [{"target": "a"}]},
+        node("d", retryPolicy={"maxAttempts": "three"}),
+    )
+    raw["displayNam"] = raw.pop("displayName")
+    found = problems(raw)
+    assert found["/nodes/0/actionType"] == "type"
+    assert found["/nodes/1/id"] == "required"
+    assert found["/nodes/2/edges/0/targetNode"] == "required"
+    assert found["/nodes/2/edges/0/target"] == "unknown_field"
+    assert found["/nodes/3/retryPolicy/maxAttempts"] == "type"
+    assert found["/displayNam"] == "unknown_field"
+    assert found["/displayName"] == "required"
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    found = validate_definition(workflow(node("a", edge("b")), node("b", edge("c")), node("c", edge("b"))))
+    cycle = [p for p in found if p.code == "cycle"]
+    assert cycle and "b -> c -> b" in cycle[0].message
+
+
+def test_unreachable_nodes_and_self_loops() -> None:
+    found = problems(workflow(node("a", edge("b")), node("b"), node("c", edge("c"))))
+    assert found["/nodes/2/edges/0/targetNode"] == "cycle"
+    found = problems(workflow(node("a", edge("b")), node("b"), node("c", edge("b"))))
+    assert found["/nodes/2"] == "unreachable"
+
+
+def test_parameters_are_checked_against_the_action() -> None:
+    found = problems(workflow(node("a", parameters={"message": "x", "delayMs": "slow", "bogus": 1})))
+    assert "/nodes/0/parameters/delayMs" in found or "/nodes/0/parameters/bogus" in found
+    found = problems(workflow(node("a", parameters={"message": "x", "simulateFailure": "sometimes"})))
+    assert found["/nodes/0/parameters/simulateFailure"] == "invalid_parameter"
+    # Templated values are checked at run time, but unknown names are caught now.
+    found = problems(workflow(node("a", parameters={"delayMs": "{{ trigger.delay }}", "oops": "{{ x }}"})))
+    assert found == {"/nodes/0/parameters/oops": "unknown_field"}
+
+
+def test_list_order_workflows_must_start_at_the_first_node() -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    raw["startNode"] = "echo2"
+    assert problems(raw) == {"/startNode": "order"}
+
+
+def test_condition_syntax_errors_come_from_the_checker() -> None:
+    raw = workflow(node("a", edge("b", condition="trigger.(")), node("b"))
+    found = problems(raw, check_condition=lambda expr: "SyntaxError" if "(" in expr else None)
+    assert found == {"/nodes/0/edges/0/condition": "condition_syntax"}
+
+
+def test_not_an_object() -> None:
+    assert problems([1, 2]) == {"": "type"}
+    assert problems({"id": "x", "displayName": "X", "startNode": "a", "nodes": "a"}) == {"/nodes": "type"}
+
+
+def test_prepare_raises_with_every_problem_and_template_syntax() -> None:
+    raw = workflow(node("a", parameters={"message": "{{ trigger.user "}), node("b"))
+    raw["nodes"][0]["edges"] = [edge("b")]
+    with pytest.raises(DefinitionError) as caught:
+        prepare_definition(copy.deepcopy(raw), default_registry())
+    assert [(p.pointer, p.code) for p in caught.value.problems] == [("/nodes/0/parameters", "template_syntax")]
