@@ -126,6 +126,12 @@ class Database:
                 await cur.execute(QUERIES[name], _adapt(params))
                 return await cur.fetchone()
 
+    async def execute(self, name: str, **params: Any) -> None:
+        """Runs a named statement that returns no rows."""
+        with translate_errors():
+            async with self.pool.connection() as conn:
+                await conn.execute(QUERIES[name], _adapt(params))
+
     async def ping(self) -> None:
         with translate_errors():
             async with self.pool.connection(timeout=3.0) as conn:
@@ -257,8 +263,6 @@ class Database:
             fired=fired,
         )
 
-    async def execute_procedure(self, name: str, **params: Any) -> None:
-        await self.fetch_all(name, **params)
 
 
 def query(name: str) -> LiteralString:

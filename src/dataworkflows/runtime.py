@@ -443,7 +443,7 @@ class _Run:
                     raise
                 except ConditionError as exc:
                     ok = False
-                    await self.db.fetch_one(
+                    await self.db.execute(
                         "record_event",
                         id=self.execution_id,
                         node_id=node.id,
