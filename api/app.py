@@ -42,7 +42,13 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
 def create_app(settings: Settings) -> Litestar:
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
-    pool = make_pool(settings.database_url, min_size=settings.pool_min_size, max_size=settings.pool_max_size, name="api")
+    pool = make_pool(
+        settings.database_url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        name="api",
+        timeout=settings.db_timeout_seconds,
+    )
     conditions = ConditionPool(size=1)
 
     @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from dataworkflows.errors import ExecutionNotFound, InvalidInput
 
@@ -38,10 +38,10 @@ class ExecutionController(Controller):
     async def list_executions(
         self,
         request: Request[Any, Any, Any],
-        workflow_id: Annotated[str | None, Parameter(query="workflowId", required=False)] = None,
-        status: Annotated[str | None, Parameter(query="status", required=False)] = None,
-        cursor: Annotated[str | None, Parameter(query="cursor", required=False)] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=500)] = 50,
+        workflow_id: Annotated[str | None, QueryParameter(name="workflowId", required=False)] = None,
+        status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
+        cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=500)] = 50,
     ) -> ExecutionList:
         after = decode_cursor(cursor)
         after_created = after_id = None
@@ -80,7 +80,7 @@ class ExecutionController(Controller):
         return ExecutionList(items=items, next_cursor=next_cursor)
 
     @get("/{execution_id:str}", summary="Execution status, trigger, times, node states and error")
-    async def get_execution(self, request: Request[Any, Any, Any], execution_id: str) -> ExecutionRead:
+    async def get_execution(self, request: Request[Any, Any, Any], execution_id: FromPath[str]) -> ExecutionRead:
         eid = _parse_id(execution_id)
         row = await _require(request, eid)
         nodes = await services(request).db.fetch_all("list_node_states", id=eid)
@@ -117,7 +117,7 @@ class ExecutionController(Controller):
         )
 
     @get("/{execution_id:str}/actions", summary="Every action attempt of an execution")
-    async def actions(self, request: Request[Any, Any, Any], execution_id: str) -> list[AttemptRead]:
+    async def actions(self, request: Request[Any, Any, Any], execution_id: FromPath[str]) -> list[AttemptRead]:
         eid = _parse_id(execution_id)
         await _require(request, eid)
         rows = await services(request).db.fetch_all("list_attempts", id=eid)
@@ -127,9 +127,9 @@ class ExecutionController(Controller):
     async def events(
         self,
         request: Request[Any, Any, Any],
-        execution_id: str,
-        after: Annotated[int, Parameter(query="after", ge=0)] = 0,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=1000)] = 1000,
+        execution_id: FromPath[str],
+        after: Annotated[int, QueryParameter(name="after", ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 1000,
     ) -> list[EventRead]:
         eid = _parse_id(execution_id)
         await _require(request, eid)

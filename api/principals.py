@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from litestar import Request
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 PRINCIPAL_ID_HEADER = "X-Principal-Id"
 PRINCIPAL_TYPE_HEADER = "X-Principal-Type"
@@ -37,9 +37,9 @@ class HeaderPrincipalResolver:
 
 
 # Documented in OpenAPI on every route that records who acted.
-principal_id_param = Parameter(
-    header=PRINCIPAL_ID_HEADER, required=False, description="Who is calling (loose auth mode)."
+principal_id_param = HeaderParameter(
+    name=PRINCIPAL_ID_HEADER, required=False, description="Who is calling (loose auth mode)."
 )
-principal_type_param = Parameter(
-    header=PRINCIPAL_TYPE_HEADER, required=False, description="Kind of caller: user, service, ..."
+principal_type_param = HeaderParameter(
+    name=PRINCIPAL_TYPE_HEADER, required=False, description="Kind of caller: user, service, ..."
 )

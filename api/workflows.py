@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
@@ -77,10 +77,10 @@ class WorkflowController(Controller):
     async def create(
         self,
         request: Request[Any, Any, Any],
-        data: dict[str, Any],
-        auto_activate: Annotated[bool, Parameter(query="autoActivate", default=False)] = False,
+        data: JSONBody[dict[str, Any]],
+        auto_activate: Annotated[bool, QueryParameter(name="autoActivate")] = False,
         max_concurrent_executions: Annotated[
-            int | None, Parameter(query="maxConcurrentExecutions", gt=0, required=False)
+            int | None, QueryParameter(name="maxConcurrentExecutions", gt=0, required=False)
         ] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
@@ -111,9 +111,9 @@ class WorkflowController(Controller):
     async def list_workflows(
         self,
         request: Request[Any, Any, Any],
-        status: Annotated[str | None, Parameter(query="status", required=False)] = None,
-        cursor: Annotated[str | None, Parameter(query="cursor", required=False)] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=500)] = 100,
+        status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
+        cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=500)] = 100,
     ) -> WorkflowList:
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
@@ -124,11 +124,11 @@ class WorkflowController(Controller):
         return WorkflowList(items=items, next_cursor=next_cursor)
 
     @get("/{workflow_id:str}", summary="Get a workflow with its current definition")
-    async def get_workflow(self, request: Request[Any, Any, Any], workflow_id: str) -> WorkflowRead:
+    async def get_workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowRead:
         return await _read(request, workflow_id)
 
     @get("/{workflow_id:str}/versions", summary="List a workflow's versions")
-    async def versions(self, request: Request[Any, Any, Any], workflow_id: str) -> list[VersionRead]:
+    async def versions(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> list[VersionRead]:
         svc = services(request)
         if await svc.db.fetch_one("get_workflow", id=workflow_id) is None:
             raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
@@ -139,8 +139,8 @@ class WorkflowController(Controller):
     async def publish(
         self,
         request: Request[Any, Any, Any],
-        workflow_id: str,
-        version: Annotated[int | None, Parameter(query="version", ge=1, required=False)] = None,
+        workflow_id: FromPath[str],
+        version: Annotated[int | None, QueryParameter(name="version", ge=1, required=False)] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
     ) -> WorkflowRead:
@@ -167,8 +167,8 @@ class WorkflowController(Controller):
     async def execute(
         self,
         request: Request[Any, Any, Any],
-        workflow_id: str,
-        data: ExecuteRequest,
+        workflow_id: FromPath[str],
+        data: JSONBody[ExecuteRequest],
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
     ) -> ExecuteResponse:

@@ -35,6 +35,8 @@ class Settings:
     data_dir: str = ".dataworkflows"
     log_format: str = "console"
     log_level: str = "info"
+    # How long a request waits for a database connection before answering 503.
+    db_timeout_seconds: float = 5.0
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20

@@ -80,7 +80,9 @@ def translate_errors() -> Iterator[None]:
         raise errors.DatabaseUnavailable("no database connection available (is PostgreSQL running?)") from exc
 
 
-def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "dataworkflows") -> psycopg_pool.AsyncConnectionPool:
+def make_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "dataworkflows", timeout: float = 10.0
+) -> psycopg_pool.AsyncConnectionPool:
     configure_json()
     return psycopg_pool.AsyncConnectionPool(
         conninfo,
@@ -88,7 +90,7 @@ def make_pool(conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str
         max_size=max_size,
         open=False,
         name=name,
-        timeout=10.0,
+        timeout=timeout,
         # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
         # its LISTEN connection and passes autocommit itself.
         configure=_autocommit,

@@ -1,0 +1,148 @@
+"""The HTTP API in-process (Litestar test client) against a real database: the lifecycle of a
+request and every error shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from tests.conftest import load_fixture
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, max_body_bytes=64 * 1024, max_trigger_depth=16))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert "Traceback" not in response.text
+    return body
+
+
+async def test_create_publish_execute_and_read(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    created = await client.post("/api/v1/workflows", json=raw, headers={"X-Principal-Id": "ana"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["status"], body["currentVersion"], body["latestVersion"], body["createdBy"]) == ("Draft", None, 1, "ana")
+    assert body["definition"] == raw and body["checksum"].startswith("sha256:")
+
+    draft_run = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
+    assert assert_problem(draft_run, 409)["code"] == "workflow_not_runnable"
+
+    published = await client.post("/api/v1/workflows/simple-echo/publish")
+    assert published.status_code == 200 and published.json()["status"] == "Active"
+    assert published.json()["currentVersion"] == 1
+
+    request = load_fixture("bundle1/execute-request.json") | {"requestId": "req-1"}
+    first = await client.post("/api/v1/workflows/simple-echo/execute", json=request, headers={"X-Principal-Id": "bo"})
+    assert first.status_code == 202
+    started = first.json()
+    assert started["status"] == "Pending" and started["created"] is True
+    assert started["statusUrl"] == f"/api/v1/executions/{started['executionId']}"
+    again = await client.post("/api/v1/workflows/simple-echo/execute", json=request)
+    assert again.status_code == 202 and again.json()["executionId"] == started["executionId"]
+    assert again.json()["created"] is False
+
+    status = await client.get(started["statusUrl"])
+    assert status.status_code == 200
+    execution = status.json()
+    assert execution["trigger"] == request["trigger"] and execution["principalId"] == "bo"
+    assert execution["workflowChecksum"] == body["checksum"]
+    assert [n["status"] for n in execution["nodes"]] == ["Ready", "Pending"]
+    assert (await client.get(f"{started['statusUrl']}/actions")).json() == []
+    events = (await client.get(f"{started['statusUrl']}/events")).json()
+    assert [e["type"] for e in events] == ["execution_requested"]
+
+    listing = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
+    assert [i["id"] for i in listing["items"]] == [started["executionId"]]
+    workflows = (await client.get("/api/v1/workflows")).json()
+    assert [w["id"] for w in workflows["items"]] == ["simple-echo"]
+    versions = (await client.get("/api/v1/workflows/simple-echo/versions")).json()
+    assert [(v["version"], v["publishedAt"] is not None) for v in versions] == [(1, True)]
+
+
+async def test_auto_activate_and_duplicate_create(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle2/retry-workflow.json")
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+    assert created.json()["status"] == "Active"
+    assert assert_problem(await client.post("/api/v1/workflows", json=raw), 409)["code"] == "workflow_exists"
+
+
+async def test_invalid_definition_lists_every_problem(client: AsyncTestClient[Any]) -> None:
+    raw = {
+        "id": "bad",
+        "displayName": "Bad",
+        "startNode": "a",
+        "nodes": [
+            {"id": "a", "actionType": "core.echo", "edges": [{"targetNode": "ghost"}, {"targetNode": "b", "condition": "x.("}]},
+            {"id": "b", "actionType": "core.nope"},
+            {"id": "c", "actionType": "core.echo", "parameters": {"delayMs": "soon"}},
+        ],
+    }
+    body = assert_problem(await client.post("/api/v1/workflows", json=raw), 422)
+    pointers = {e["pointer"]: e["code"] for e in body["errors"]}
+    assert pointers["/nodes/0/edges/0/targetNode"] == "unknown_node"
+    assert pointers["/nodes/0/edges/1/condition"] == "condition_syntax"
+    assert pointers["/nodes/1/actionType"] == "unknown_action_type"
+    assert pointers["/nodes/2/parameters/delayMs"] == "invalid_parameter"
+    assert (await client.get("/api/v1/workflows/bad")).status_code == 404
+
+
+async def test_bad_requests_get_problem_details(client: AsyncTestClient[Any]) -> None:
+    malformed = await client.post("/api/v1/workflows", content=b"{not json", headers={"content-type": "application/json"})
+    assert_problem(malformed, 400)
+    assert_problem(await client.post("/api/v1/workflows", json=[1, 2]), 400)
+    assert_problem(await client.post("/api/v1/workflows/nope/execute", json={"trigger": {}}), 404)
+    assert_problem(await client.get("/api/v1/workflows/nope"), 404)
+    assert_problem(await client.get("/api/v1/executions/not-a-uuid"), 404)
+    assert_problem(await client.get("/api/v1/executions/00000000-0000-0000-0000-000000000000"), 404)
+    assert_problem(await client.get("/api/v1/executions", params={"cursor": "!!!"}), 422)
+    assert_problem(await client.post("/api/v1/workflows/x/execute", json={"trigger": [1]}), 400)
+    assert_problem(await client.post("/api/v1/workflows/x/execute", json={"trigger": {}, "extra": 1}), 400)
+    huge = {"trigger": {"blob": "x" * 70_000}}
+    body = assert_problem(await client.post("/api/v1/workflows/x/execute", content=json.dumps(huge).encode(),
+                                            headers={"content-type": "application/json"}), 413)
+    assert body["code"] == "body_too_large"
+
+
+async def test_deeply_nested_trigger_is_refused(client: AsyncTestClient[Any]) -> None:
+    await client.post("/api/v1/workflows", params={"autoActivate": "true"},
+                      json=load_fixture("bundle1/simple-echo-workflow.json"))
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(40):
+        nested = {"n": nested}
+    body = assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": nested}), 422)
+    assert "nested deeper" in body["detail"]
+
+
+async def test_openapi_and_health(client: AsyncTestClient[Any]) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert "/api/v1/workflows/{workflow_id}/execute" in schema["paths"]
+    params = schema["paths"]["/api/v1/workflows/{workflow_id}/execute"]["post"]["parameters"]
+    assert "X-Principal-Id" in {p["name"] for p in params}
+    assert (await client.get("/health/live")).json() == {"status": "ok", "database": None}
+    assert (await client.get("/health/ready")).json()["database"] == "ok"
+
+
+async def test_database_down_gives_503(tmp_path: Any) -> None:
+    settings = Settings(database_url=f"host={tmp_path} port=1 user=nobody dbname=none connect_timeout=1",
+                        db_timeout_seconds=0.5)
+    async with AsyncTestClient(create_app(settings)) as test_client:
+        assert (await test_client.get("/health/live")).status_code == 200
+        assert_problem(await test_client.get("/health/ready"), 503)
+        body = assert_problem(await test_client.get("/api/v1/workflows"), 503)
+        assert body["code"] == "database_unavailable"
+        assert_problem(await test_client.post("/api/v1/workflows/x/execute", json={"trigger": {}}), 503)
