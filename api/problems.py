@@ -30,10 +30,16 @@ class Unauthorized(errors.DataWorkflowsError):
     code = "unauthorized"
 
 
-def problem(status: int, title: str, detail: str, *, code: str, request: Request[Any, Any, Any] | None = None,
-            **extra: Any) -> Response[dict[str, Any]]:
-    body: dict[str, Any] = {"type": f"https://dataworkflows.dev/problems/{code}", "title": title,
-                            "status": status, "detail": detail, "code": code}
+def problem(
+    status: int, title: str, detail: str, *, code: str, request: Request[Any, Any, Any] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"https://dataworkflows.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     if request is not None:
         body["instance"] = request.url.path
     body.update(extra)
@@ -48,9 +54,7 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}
             if isinstance(exc, errors.DefinitionError):
-                extra["errors"] = [
-                    {"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems
-                ]
+                extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
             if status == 503:
                 log.warning("database unavailable", path=request.url.path, error=exc.message)
             return problem(status, title, exc.message, code=exc.code, request=request, **extra)
@@ -66,11 +70,21 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         if isinstance(exc.extra, list):
             extra["errors"] = [
                 {"pointer": _pointer(item.get("key")), "detail": item.get("message")}
-                for item in exc.extra if isinstance(item, dict)
+                for item in exc.extra
+                if isinstance(item, dict)
             ]
-    titles = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed",
-              413: "Request body too large", 415: "Unsupported media type", 429: "Too many requests"}
-    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(status, "http_error")
+    titles = {
+        400: "Bad request",
+        401: "Unauthorized",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
+        415: "Unsupported media type",
+        429: "Too many requests",
+    }
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+        status, "http_error"
+    )
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else titles.get(status, "error")
     if status >= 500:
         log.error("http error", path=request.url.path, status=status, detail=detail)
@@ -85,8 +99,13 @@ def _pointer(key: Any) -> str:
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
-    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "an internal error occurred",
-                   code="internal_error", request=request)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "Internal error",
+        "an internal error occurred",
+        code="internal_error",
+        request=request,
+    )
 
 
 exception_handlers: dict[Any, Any] = {

@@ -9,9 +9,9 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
+from dataworkflows.definitions import parse_definition
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
-from dataworkflows.definitions import parse_definition
 
 from .paging import decode_cursor, encode_cursor
 from .principals import principal_id_param, principal_type_param

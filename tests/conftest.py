@@ -109,7 +109,9 @@ async def publish(db: Database, raw: dict[str, Any], conditions: ConditionPool |
     return version
 
 
-async def start(db: Database, workflow_id: str, trigger: dict[str, Any] | None = None, request_id: str | None = None) -> Any:
+async def start(
+    db: Database, workflow_id: str, trigger: dict[str, Any] | None = None, request_id: str | None = None
+) -> Any:
     row = await db.start_execution(
         workflow_id=workflow_id,
         request_id=request_id or os.urandom(8).hex(),

@@ -78,7 +78,9 @@ async def run_worker(
     worker_id = new_worker_id()
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
     # concurrent database call. Size for both.
-    pool = make_pool(settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 4), name="worker")
+    pool = make_pool(
+        settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 4), name="worker"
+    )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
     conditions = ConditionPool(size=2)

@@ -61,8 +61,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _require_database(settings)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False
+    )
     return EXIT_OK
 
 
@@ -86,7 +87,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"starting the embedded PostgreSQL under {os.path.abspath(settings.data_dir)} ...", flush=True)
         embedded = EmbeddedPostgres(settings.data_dir)
         settings = Settings.from_env(
-            database_url=embedded.uri(), api_host=settings.api_host, api_port=settings.api_port,
+            database_url=embedded.uri(),
+            api_host=settings.api_host,
+            api_port=settings.api_port,
             worker_concurrency=settings.worker_concurrency,
         )
     assert settings.database_url is not None
@@ -125,8 +128,9 @@ async def _up(settings: Settings, *, load: bool) -> int:
         def capture_signals(self) -> Iterator[None]:  # this command handles signals itself
             yield
 
-    config = uvicorn.Config(create_app(settings), host=settings.api_host, port=settings.api_port,
-                            log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False
+    )
     server = _Server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -139,7 +143,7 @@ async def _up(settings: Settings, *, load: bool) -> int:
         f"  API:       {base}  (OpenAPI: {base}/schema)\n"
         f"  Database:  {settings.database_url}\n"
         f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
-        "-H 'Content-Type: application/json' -d '{\"trigger\": {\"userId\": \"me\"}}'\n"
+        '-H \'Content-Type: application/json\' -d \'{"trigger": {"userId": "me"}}\'\n'
         "  Ctrl-C stops the API and the worker; running executions are handed back and resume on the next start.\n",
         flush=True,
     )
@@ -202,7 +206,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
         started = response.json()
         execution_id = started["executionId"]
-        print(f"execution {execution_id} ({args.workflow} v{started['workflowVersion']}) {started['status']}", flush=True)
+        print(
+            f"execution {execution_id} ({args.workflow} v{started['workflowVersion']}) {started['status']}", flush=True
+        )
         if not args.wait:
             return EXIT_OK
         return _follow(client, execution_id, timeout=args.timeout)
@@ -253,7 +259,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(execution, indent=2))
         return EXIT_OK
     print(f"execution {execution['id']}")
-    print(f"  workflow  {execution['workflowId']} v{execution['workflowVersion']} ({execution['workflowChecksum'][:19]})")
+    print(
+        f"  workflow  {execution['workflowId']} v{execution['workflowVersion']} ({execution['workflowChecksum'][:19]})"
+    )
     print(f"  status    {execution['status']}")
     print(f"  started   {execution['startTime'] or '-'}")
     print(f"  ended     {execution['endTime'] or '-'}")

@@ -105,7 +105,7 @@ class ConditionPool:
             stderr=asyncio.subprocess.DEVNULL,
             cwd=workdir,
             env={},
-            preexec_fn=lambda: _limit_resources(self.memory_bytes),  # noqa: PLW0108
+            preexec_fn=lambda: _limit_resources(self.memory_bytes),
             limit=4 * 1024 * 1024,
         )
         return _Helper(process, workdir)
@@ -149,9 +149,7 @@ class ConditionPool:
             except TimeoutError:
                 self.helpers_killed += 1
                 log.warning("condition timed out; replacing its helper", timeout=self.timeout_seconds)
-                raise ConditionTimeout(
-                    f"condition ran longer than {self.timeout_seconds:g}s and was stopped"
-                ) from None
+                raise ConditionTimeout(f"condition ran longer than {self.timeout_seconds:g}s and was stopped") from None
             if not line:
                 raise ConditionError("the condition helper exited (memory limit or crash)")
             answer = self._decoder.decode(line)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -197,9 +197,7 @@ class Database:
                 return int(row["version"]), True
 
     async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
-        await self.fetch_one(
-            "publish_workflow", id=workflow_id, version=version, plan=Jsonb(plan), principal=principal
-        )
+        await self.fetch_one("publish_workflow", id=workflow_id, version=version, plan=Jsonb(plan), principal=principal)
 
     # -- executions --------------------------------------------------------------------------
 
@@ -266,6 +264,5 @@ class Database:
         )
 
 
-
-def query(name: str) -> LiteralString:
+def query(name: str) -> str:
     return QUERIES[name]

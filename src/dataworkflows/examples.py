@@ -52,7 +52,9 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
             )
         else:
             version, _ = await db.add_version(
-                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum,
+                workflow_id=definition.id,
+                definition=prepared.raw,
+                checksum=prepared.checksum,
                 principal="system:examples",
             )
             # Leave alone what an operator decided: an archived example stays archived, and an
@@ -61,7 +63,9 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
                 loaded.append(definition.id)
                 continue
         await db.publish(
-            workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version),
+            workflow_id=definition.id,
+            version=version,
+            plan=compile_for_publish(definition, version),
             principal="system:examples",
         )
         log.info("example workflow ready", workflow_id=definition.id, version=version, file=name)

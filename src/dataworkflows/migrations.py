@@ -5,12 +5,12 @@ schema (as migration 0000) and (re)creates the stored procedures, which are CREA
 
 from __future__ import annotations
 
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import procrastinate
-from procrastinate.schema import SchemaManager
 import psycopg
 import structlog
+from procrastinate.schema import SchemaManager
 
 from dataworkflows.errors import MigrationError
 from dataworkflows.sqlfiles import load_migrations, load_procedures
@@ -37,14 +37,12 @@ def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
                 " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            applied = {
-                row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM dw.schema_migrations")
-            }
+            applied = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM dw.schema_migrations")}
             if "0000" not in applied:
                 with conn.transaction():
                     exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
                     if not (exists and exists[0]):
-                        conn.execute(cast(LiteralString, _procrastinate_schema()))
+                        conn.execute(_procrastinate_schema())
                     conn.execute(
                         "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('0000', %s, %s)",
                         (f"procrastinate_schema {procrastinate.__version__}", "procrastinate"),
@@ -68,9 +66,7 @@ def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
                         _apply(conn, migration.sql)
                         _record(conn, migration.version, migration.name, migration.checksum)
                 except psycopg.Error as exc:
-                    raise MigrationError(
-                        f"migration {migration.version}_{migration.name} failed: {exc}"
-                    ) from exc
+                    raise MigrationError(f"migration {migration.version}_{migration.name} failed: {exc}") from exc
                 applied_now.append(migration.version)
             with conn.transaction():
                 for name, text in load_procedures():
@@ -85,7 +81,7 @@ def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
 
 def _apply(conn: psycopg.Connection[Any], text: str) -> None:
     # Trusted SQL shipped with the package; no parameters, so several statements are allowed.
-    conn.execute(cast(LiteralString, text))
+    conn.execute(text)
 
 
 def _record(conn: psycopg.Connection[Any], version: str, name: str, checksum: str) -> None:

@@ -267,7 +267,10 @@ class _Run:
                         delay = (wake - now).total_seconds()
                         if delay > self.settings.park_threshold_seconds:
                             await self.db.fetch_one(
-                                "park_execution", id=self.execution_id, token=self.token, wake_at=wake,
+                                "park_execution",
+                                id=self.execution_id,
+                                token=self.token,
+                                wake_at=wake,
                                 queue=self.settings.queue,
                             )
                             self.log.info("execution parked until a retry is due", wake_at=wake.isoformat())
@@ -289,6 +292,7 @@ class _Run:
                     if task is lost_waiter:
                         raise LeaseLost()
                     outcome = task.result()  # LeaseLost and database errors propagate
+                    assert isinstance(outcome, _NodeOutcome)
                     self.running.pop(outcome.node_id, None)
                     if outcome.unhandled_failure:
                         return await self._fail_node(outcome)
@@ -372,9 +376,7 @@ class _Run:
         node = self.nodes[node_id]
         rendered: dict[str, Any] | None = None
         while True:
-            row = await self.db.fetch_one(
-                "start_node_attempt", id=self.execution_id, token=self.token, node_id=node_id
-            )
+            row = await self.db.fetch_one("start_node_attempt", id=self.execution_id, token=self.token, node_id=node_id)
             assert row is not None
             attempt = int(row["attempt"])
             self.status[node_id] = NodeStatus.RUNNING
@@ -421,7 +423,9 @@ class _Run:
         except TimeoutError:
             return ActionResult(
                 AttemptStatus.TIMED_OUT,
-                error=ActionError("action_timeout", f"the action ran longer than its {node.timeout_seconds:g}s timeout"),
+                error=ActionError(
+                    "action_timeout", f"the action ran longer than its {node.timeout_seconds:g}s timeout"
+                ),
             )
         except Exception as exc:
             # An action that raises is a bug or an unexpected condition: fail the attempt with
@@ -551,5 +555,3 @@ class _Run:
             )
             return _NodeOutcome(node.id, NodeStatus.FAILED, unhandled_failure=not handled, error=error)
         return _NodeOutcome(node.id, node_status)
-
-

@@ -10,7 +10,6 @@ import hashlib
 import importlib.resources
 import re
 from dataclasses import dataclass
-from typing import LiteralString, cast
 
 _NAME = re.compile(r"^-- name: (?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -35,7 +34,7 @@ def parse_named_queries(text: str) -> dict[str, str]:
     return queries
 
 
-def load_queries() -> dict[str, LiteralString]:
+def load_queries() -> dict[str, str]:
     queries: dict[str, str] = {}
     for entry in sorted(_sql_dir("queries").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
@@ -44,7 +43,7 @@ def load_queries() -> dict[str, LiteralString]:
                     raise ValueError(f"query {name!r} is defined in two files")
                 queries[name] = text
     # The files ship with the package: they are trusted, constant SQL.
-    return cast(dict[str, LiteralString], queries)
+    return queries
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from typing import Any, Union
 
 import msgspec
 
-from dataworkflows.templating import has_template
 from dataworkflows.definitions import (
     Edge,
     Node,
@@ -22,6 +21,7 @@ from dataworkflows.definitions import (
     parse_definition,
     parse_duration,
 )
+from dataworkflows.templating import has_template
 
 WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -91,7 +91,9 @@ def _check_struct(raw: Any, cls: type[msgspec.Struct], pointer: str, problems: l
         if key not in known:
             expected = ", ".join(sorted(known))
             problems.append(
-                Problem(join_pointer(pointer, key), "unknown_field", f"unknown field {key!r} (expected one of: {expected})")
+                Problem(
+                    join_pointer(pointer, key), "unknown_field", f"unknown field {key!r} (expected one of: {expected})"
+                )
             )
     for f in fields:
         if f.encode_name not in raw:
@@ -189,14 +191,16 @@ def _semantic_checks(
     for index, node in enumerate(definition.nodes):
         if node.id in index_of:
             problems.append(
-                Problem(f"/nodes/{index}/id", "duplicate", f"node id {node.id!r} is already used by /nodes/{index_of[node.id]}")
+                Problem(
+                    f"/nodes/{index}/id",
+                    "duplicate",
+                    f"node id {node.id!r} is already used by /nodes/{index_of[node.id]}",
+                )
             )
         else:
             index_of[node.id] = index
         if not NODE_ID.match(node.id):
-            problems.append(
-                Problem(f"/nodes/{index}/id", "format", "must be 1-128 letters, digits, '.', '_' or '-'")
-            )
+            problems.append(Problem(f"/nodes/{index}/id", "format", "must be 1-128 letters, digits, '.', '_' or '-'"))
         _check_node_local(node, f"/nodes/{index}", problems, check_parameters, check_condition)
 
     if definition.start_node not in index_of:
@@ -270,7 +274,9 @@ def _check_node_local(
     if check_parameters is not None:
         found = check_parameters(node.action_type, node.parameters, f"{pointer}/parameters")
         if found is None:
-            problems.append(Problem(f"{pointer}/actionType", "unknown_action_type", f"unknown action type {node.action_type!r}"))
+            problems.append(
+                Problem(f"{pointer}/actionType", "unknown_action_type", f"unknown action type {node.action_type!r}")
+            )
         else:
             problems.extend(found)
     for edge_index, edge in enumerate(node.edges):
@@ -316,7 +322,9 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
     orchestration = definition.orchestration
     if not 1 <= orchestration.max_parallel_actions <= 1000:
         problems.append(Problem("/orchestration/maxParallelActions", "range", "must be between 1 and 1000"))
-    _check_duration(orchestration.default_action_timeout, "/orchestration/defaultActionTimeout", problems, positive=True)
+    _check_duration(
+        orchestration.default_action_timeout, "/orchestration/defaultActionTimeout", problems, positive=True
+    )
     if orchestration.workflow_timeout is not None:
         _check_duration(orchestration.workflow_timeout, "/orchestration/workflowTimeout", problems, positive=True)
     if orchestration.retry_policy is not None:

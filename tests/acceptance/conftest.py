@@ -70,7 +70,9 @@ class Stack:
         return worker
 
     def read_logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log"))
+        )
 
     def wait_for(self, execution_id: str, statuses: set[str], timeout: float = 30) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -47,8 +47,10 @@ def test_bundle1_checkpoint(stack: Stack) -> None:
             " ORDER BY start_time",
             (started["executionId"],),
         ).fetchall()
-    assert rows == [("echo1", "core.echo", "Succeeded", {"echo": "Hello from node 1"}),
-                    ("echo2", "core.echo", "Succeeded", {"echo": "Hello from node 2"})]
+    assert rows == [
+        ("echo1", "core.echo", "Succeeded", {"echo": "Hello from node 1"}),
+        ("echo2", "core.echo", "Succeeded", {"echo": "Hello from node 2"}),
+    ]
     with stack.client() as client:
         assert client.get("/health/live").status_code == 200
         assert len(client.get(f"{started['statusUrl']}/actions").json()) == 2
@@ -66,13 +68,19 @@ def test_bundle2_retries_then_success_and_permanent_failure(stack: Stack) -> Non
     with stack.client() as client:
         attempts = client.get(f"/api/v1/executions/{retry['executionId']}/actions").json()
     assert [(a["nodeId"], a["attempt"], a["status"]) for a in attempts] == [
-        ("transient-fail", 1, "RetriableFailure"), ("transient-fail", 2, "RetriableFailure"),
-        ("transient-fail", 3, "Succeeded"), ("success", 1, "Succeeded")]
+        ("transient-fail", 1, "RetriableFailure"),
+        ("transient-fail", 2, "RetriableFailure"),
+        ("transient-fail", 3, "Succeeded"),
+        ("success", 1, "Succeeded"),
+    ]
 
     execution = stack.wait_for(failing["executionId"], {"Succeeded", "Failed"})
     assert execution["status"] == "Failed"
     assert {n["nodeId"]: n["status"] for n in execution["nodes"]} == {
-        "first": "Succeeded", "boom": "Failed", "after": "Skipped"}
+        "first": "Succeeded",
+        "boom": "Failed",
+        "after": "Skipped",
+    }
     assert execution["error"]["nodeId"] == "boom"
 
 
@@ -132,11 +140,14 @@ def test_sigterm_hands_running_work_back(stack: Stack) -> None:
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     with psycopg.connect(stack.dsn) as conn:
-        row = conn.execute("SELECT lease_owner, status FROM dw.executions WHERE id = %s",
-                           (started["executionId"],)).fetchone()
+        row = conn.execute(
+            "SELECT lease_owner, status FROM dw.executions WHERE id = %s", (started["executionId"],)
+        ).fetchone()
         assert row == (None, "Running"), "the lease was released, not left to expire"
-        jobs = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' AND args->>'execution_id' = %s",
-                            (started["executionId"],)).fetchone()
+        jobs = conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' AND args->>'execution_id' = %s",
+            (started["executionId"],),
+        ).fetchone()
         assert jobs == (1,)
     stack.start_worker()
     assert stack.wait_for(started["executionId"], {"Succeeded", "Failed"}, timeout=30)["status"] == "Succeeded"
@@ -147,21 +158,29 @@ def test_cli_run_wait_and_status(stack: Stack) -> None:
     create(stack, load_fixture("bundle1/simple-echo-workflow.json"))
     create(stack, load_fixture("bundle2/permanent-failure-workflow.json"))
     env = {**stack.env, "DW_API_URL": stack.url}
-    ok = subprocess.run([*command(), "run", "simple-echo", "--trigger", '{"userId": "cli"}', "--wait"],
-                        env=env, capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [*command(), "run", "simple-echo", "--trigger", '{"userId": "cli"}', "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "echo1" in ok.stdout and "echo2" in ok.stdout and "Succeeded" in ok.stdout
     execution_id = ok.stdout.split()[1]
     status = subprocess.run([*command(), "status", execution_id], env=env, capture_output=True, text=True, timeout=30)
     assert status.returncode == 0 and "Succeeded" in status.stdout
 
-    failed = subprocess.run([*command(), "run", "permanent-failure", "--wait"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    failed = subprocess.run(
+        [*command(), "run", "permanent-failure", "--wait"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert failed.returncode == 1 and "boom" in failed.stdout and "Failed" in failed.stdout
 
-    bad = subprocess.run([*command(), "run", "simple-echo", "--trigger", "{nope"], env=env, capture_output=True,
-                         text=True, timeout=30)
+    bad = subprocess.run(
+        [*command(), "run", "simple-echo", "--trigger", "{nope"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
-    missing = subprocess.run([*command(), "run", "no-such-workflow"], env=env, capture_output=True, text=True,
-                             timeout=30)
+    missing = subprocess.run(
+        [*command(), "run", "no-such-workflow"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr

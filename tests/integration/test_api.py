@@ -36,7 +36,12 @@ async def test_create_publish_execute_and_read(client: AsyncTestClient[Any]) -> 
     created = await client.post("/api/v1/workflows", json=raw, headers={"X-Principal-Id": "ana"})
     assert created.status_code == 201, created.text
     body = created.json()
-    assert (body["status"], body["currentVersion"], body["latestVersion"], body["createdBy"]) == ("Draft", None, 1, "ana")
+    assert (body["status"], body["currentVersion"], body["latestVersion"], body["createdBy"]) == (
+        "Draft",
+        None,
+        1,
+        "ana",
+    )
     assert body["definition"] == raw and body["checksum"].startswith("sha256:")
 
     draft_run = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
@@ -87,7 +92,11 @@ async def test_invalid_definition_lists_every_problem(client: AsyncTestClient[An
         "displayName": "Bad",
         "startNode": "a",
         "nodes": [
-            {"id": "a", "actionType": "core.echo", "edges": [{"targetNode": "ghost"}, {"targetNode": "b", "condition": "x.("}]},
+            {
+                "id": "a",
+                "actionType": "core.echo",
+                "edges": [{"targetNode": "ghost"}, {"targetNode": "b", "condition": "x.("}],
+            },
             {"id": "b", "actionType": "core.nope"},
             {"id": "c", "actionType": "core.echo", "parameters": {"delayMs": "soon"}},
         ],
@@ -102,7 +111,9 @@ async def test_invalid_definition_lists_every_problem(client: AsyncTestClient[An
 
 
 async def test_bad_requests_get_problem_details(client: AsyncTestClient[Any]) -> None:
-    malformed = await client.post("/api/v1/workflows", content=b"{not json", headers={"content-type": "application/json"})
+    malformed = await client.post(
+        "/api/v1/workflows", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert_problem(malformed, 400)
     assert_problem(await client.post("/api/v1/workflows", json=[1, 2]), 400)
     assert_problem(await client.post("/api/v1/workflows/nope/execute", json={"trigger": {}}), 404)
@@ -113,14 +124,21 @@ async def test_bad_requests_get_problem_details(client: AsyncTestClient[Any]) ->
     assert_problem(await client.post("/api/v1/workflows/x/execute", json={"trigger": [1]}), 400)
     assert_problem(await client.post("/api/v1/workflows/x/execute", json={"trigger": {}, "extra": 1}), 400)
     huge = {"trigger": {"blob": "x" * 70_000}}
-    body = assert_problem(await client.post("/api/v1/workflows/x/execute", content=json.dumps(huge).encode(),
-                                            headers={"content-type": "application/json"}), 413)
+    body = assert_problem(
+        await client.post(
+            "/api/v1/workflows/x/execute",
+            content=json.dumps(huge).encode(),
+            headers={"content-type": "application/json"},
+        ),
+        413,
+    )
     assert body["code"] == "body_too_large"
 
 
 async def test_deeply_nested_trigger_is_refused(client: AsyncTestClient[Any]) -> None:
-    await client.post("/api/v1/workflows", params={"autoActivate": "true"},
-                      json=load_fixture("bundle1/simple-echo-workflow.json"))
+    await client.post(
+        "/api/v1/workflows", params={"autoActivate": "true"}, json=load_fixture("bundle1/simple-echo-workflow.json")
+    )
     nested: dict[str, Any] = {"leaf": 1}
     for _ in range(40):
         nested = {"n": nested}
@@ -138,8 +156,9 @@ async def test_openapi_and_health(client: AsyncTestClient[Any]) -> None:
 
 
 async def test_database_down_gives_503(tmp_path: Any) -> None:
-    settings = Settings(database_url=f"host={tmp_path} port=1 user=nobody dbname=none connect_timeout=1",
-                        db_timeout_seconds=0.5)
+    settings = Settings(
+        database_url=f"host={tmp_path} port=1 user=nobody dbname=none connect_timeout=1", db_timeout_seconds=0.5
+    )
     async with AsyncTestClient(create_app(settings)) as test_client:
         assert (await test_client.get("/health/live")).status_code == 200
         assert_problem(await test_client.get("/health/ready"), 503)

@@ -18,10 +18,14 @@ from tests.conftest import load_fixture, publish, start
 async def _jobs(db: Database, execution_id: object) -> list[dict]:
     async with db.connection() as conn:
         cur = await conn.execute(
-            "SELECT task_name, status, queue_name, scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s",
+            "SELECT task_name, status, queue_name, scheduled_at FROM procrastinate_jobs"
+            " WHERE args->>'execution_id' = %s",
             (str(execution_id),),
         )
-        return [dict(zip(["task_name", "status", "queue_name", "scheduled_at"], r, strict=True)) for r in await cur.fetchall()]
+        return [
+            dict(zip(["task_name", "status", "queue_name", "scheduled_at"], r, strict=True))
+            for r in await cur.fetchall()
+        ]
 
 
 async def _sql(db: Database, query: str, *params: object) -> list[tuple]:
@@ -34,21 +38,34 @@ async def test_start_defers_the_run_job_in_the_same_transaction(db: Database) ->
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     execution_id = await start(db, "simple-echo", {"userId": "u"})
     jobs = await _jobs(db, execution_id)
-    assert jobs == [{"task_name": "dw.run_execution", "status": "todo", "queue_name": "executions", "scheduled_at": None}]
+    assert jobs == [
+        {"task_name": "dw.run_execution", "status": "todo", "queue_name": "executions", "scheduled_at": None}
+    ]
     states = await db.fetch_all("list_node_states", id=execution_id)
     assert [(s["node_id"], s["status"], s["expected_incoming"]) for s in states] == [
-        ("echo1", "Ready", 0), ("echo2", "Pending", 1)]
+        ("echo1", "Ready", 0),
+        ("echo2", "Pending", 1),
+    ]
     events = await db.fetch_all("list_events", id=execution_id, after=0, limit=10)
     assert [e["type"] for e in events] == ["execution_requested"]
 
 
 async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    rows = await asyncio.gather(*[
-        db.start_execution(workflow_id="simple-echo", request_id="same-request", trigger={"i": i},
-                           principal_id=None, principal_type=None, correlation_id=None, queue="executions")
-        for i in range(20)
-    ])
+    rows = await asyncio.gather(
+        *[
+            db.start_execution(
+                workflow_id="simple-echo",
+                request_id="same-request",
+                trigger={"i": i},
+                principal_id=None,
+                principal_type=None,
+                correlation_id=None,
+                queue="executions",
+            )
+            for i in range(20)
+        ]
+    )
     assert len({r["execution_id"] for r in rows}) == 1
     assert sum(1 for r in rows if r["created"]) == 1
     assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
@@ -60,8 +77,9 @@ async def test_a_workflow_that_is_not_active_is_refused(db: Database) -> None:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     with pytest.raises(errors.WorkflowNotFound):
         await start(db, "simple-echo")
-    await db.create_workflow(workflow_id="simple-echo", display_name="x", description=None, definition=raw,
-                             checksum="c", principal=None)
+    await db.create_workflow(
+        workflow_id="simple-echo", display_name="x", description=None, definition=raw, checksum="c", principal=None
+    )
     with pytest.raises(errors.WorkflowNotRunnable, match="Draft"):
         await start(db, "simple-echo")
     await publish(db, raw)
@@ -92,9 +110,21 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     now = datetime.now(UTC)
     with pytest.raises(errors.LeaseLost):
         await db.record_attempt(
-            execution_id=execution_id, token=1, node_id="echo1", attempt=1, action_type="core.echo",
-            attempt_status="Succeeded", parameters={}, outputs={"echo": "late"}, error=None, start_time=now,
-            end_time=now, worker="w1", node_status="Succeeded", next_attempt_at=None, fired=[True],
+            execution_id=execution_id,
+            token=1,
+            node_id="echo1",
+            attempt=1,
+            action_type="core.echo",
+            attempt_status="Succeeded",
+            parameters={},
+            outputs={"echo": "late"},
+            error=None,
+            start_time=now,
+            end_time=now,
+            worker="w1",
+            node_status="Succeeded",
+            next_attempt_at=None,
+            fired=[True],
         )
     with pytest.raises(errors.LeaseLost):
         await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
@@ -106,9 +136,21 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
 
     # The new holder's writes go through.
     await db.record_attempt(
-        execution_id=execution_id, token=2, node_id="echo1", attempt=1, action_type="core.echo",
-        attempt_status="Succeeded", parameters={}, outputs={"echo": "ok"}, error=None, start_time=now,
-        end_time=now, worker="w2", node_status="Succeeded", next_attempt_at=None, fired=[True],
+        execution_id=execution_id,
+        token=2,
+        node_id="echo1",
+        attempt=1,
+        action_type="core.echo",
+        attempt_status="Succeeded",
+        parameters={},
+        outputs={"echo": "ok"},
+        error=None,
+        start_time=now,
+        end_time=now,
+        worker="w2",
+        node_status="Succeeded",
+        next_attempt_at=None,
+        fired=[True],
     )
     states = {s["node_id"]: s["status"] for s in await db.fetch_all("list_node_states", id=execution_id)}
     assert states == {"echo1": "Succeeded", "echo2": "Ready"}
@@ -139,8 +181,11 @@ async def test_concurrency_limit_throttles_acquire(db: Database) -> None:
 async def test_execution_events_are_append_only(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     await start(db, "simple-echo")
-    for statement in ["UPDATE dw.execution_events SET type = 'x'", "DELETE FROM dw.execution_events",
-                      "TRUNCATE dw.execution_events"]:
+    for statement in [
+        "UPDATE dw.execution_events SET type = 'x'",
+        "DELETE FROM dw.execution_events",
+        "TRUNCATE dw.execution_events",
+    ]:
         with pytest.raises(psycopg.Error, match="append-only"):
             await _sql(db, statement)
 
@@ -157,14 +202,20 @@ async def test_recovery_requeues_runs_whose_worker_vanished(db: Database) -> Non
     await db.fetch_one("try_acquire", id=execution_id, owner="dead", lease_seconds=30)
     # The worker fetched the job and died: job 'doing' without a live worker, lease expired.
     await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing'")
-    assert await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+    assert (
+        await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+    )
     await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
-    recovered = await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions")
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions"
+    )
     assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "requeued")]
     statuses = sorted(j["status"] for j in await _jobs(db, execution_id))
     assert statuses == ["failed", "todo"]
     # A queued job means nothing more to do.
-    assert await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+    assert (
+        await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []
+    )
 
     # Past the limit the run fails with worker_lost instead of looping forever.
     for _ in range(2):

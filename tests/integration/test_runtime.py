@@ -39,14 +39,24 @@ def to(target: str, when: str = "success", condition: str | None = None) -> dict
 
 
 def wf(workflow_id: str, *nodes: dict[str, Any], **orchestration: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = {"id": workflow_id, "displayName": workflow_id, "startNode": nodes[0]["id"], "nodes": list(nodes)}
+    raw: dict[str, Any] = {
+        "id": workflow_id,
+        "displayName": workflow_id,
+        "startNode": nodes[0]["id"],
+        "nodes": list(nodes),
+    }
     if orchestration:
         raw["orchestration"] = orchestration
     return raw
 
 
-async def execute(db: Database, runtime: Runtime, raw: dict[str, Any], trigger: dict[str, Any] | None = None,
-                  conditions: ConditionPool | None = None) -> tuple[UUID, str]:
+async def execute(
+    db: Database,
+    runtime: Runtime,
+    raw: dict[str, Any],
+    trigger: dict[str, Any] | None = None,
+    conditions: ConditionPool | None = None,
+) -> tuple[UUID, str]:
     await publish(db, raw, conditions)
     execution_id = await start(db, raw["id"], trigger)
     return execution_id, await runtime.run_execution(execution_id)
@@ -66,8 +76,12 @@ async def events(db: Database, execution_id: UUID) -> list[str]:
 
 async def test_bundle1_two_nodes_in_list_order(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
-    execution_id, outcome = await execute(db, runtime, load_fixture("bundle1/simple-echo-workflow.json"),
-                                          load_fixture("bundle1/execute-request.json")["trigger"])
+    execution_id, outcome = await execute(
+        db,
+        runtime,
+        load_fixture("bundle1/simple-echo-workflow.json"),
+        load_fixture("bundle1/execute-request.json")["trigger"],
+    )
     assert outcome == "Succeeded"
     rows = await attempts(db, execution_id)
     assert [(r["node_id"], r["status"], r["outputs"]) for r in rows] == [
@@ -78,8 +92,14 @@ async def test_bundle1_two_nodes_in_list_order(db: Database, conditions: Conditi
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution["status"] == "Succeeded" and execution["ended_at"] >= execution["started_at"]
     assert await events(db, execution_id) == [
-        "execution_requested", "execution_started", "node_started", "node_succeeded", "node_started",
-        "node_succeeded", "execution_succeeded"]
+        "execution_requested",
+        "execution_started",
+        "node_started",
+        "node_succeeded",
+        "node_started",
+        "node_succeeded",
+        "execution_succeeded",
+    ]
     # Running it again is a no-op: the job may be delivered twice.
     assert await runtime.run_execution(execution_id) == "finished"
     assert len(await attempts(db, execution_id)) == 2
@@ -93,8 +113,11 @@ async def test_transient_failures_are_retried_with_backoff(db: Database, conditi
     assert outcome == "Succeeded"
     rows = await attempts(db, execution_id)
     assert [(r["node_id"], r["attempt"], r["status"]) for r in rows] == [
-        ("flaky", 1, "RetriableFailure"), ("flaky", 2, "RetriableFailure"), ("flaky", 3, "Succeeded"),
-        ("after", 1, "Succeeded")]
+        ("flaky", 1, "RetriableFailure"),
+        ("flaky", 2, "RetriableFailure"),
+        ("flaky", 3, "Succeeded"),
+        ("after", 1, "Succeeded"),
+    ]
     # Backoff 0.05s then 0.1s between attempts.
     assert rows[1]["start_time"] - rows[0]["end_time"] >= timedelta(seconds=0.04)
     assert rows[2]["start_time"] - rows[1]["end_time"] >= timedelta(seconds=0.09)
@@ -118,7 +141,9 @@ async def test_permanent_failure_fails_fast_and_skips_the_rest(db: Database, con
     execution_id, outcome = await execute(db, runtime, load_fixture("bundle2/permanent-failure-workflow.json"))
     assert outcome == "Failed"
     assert [(r["node_id"], r["status"]) for r in await attempts(db, execution_id)] == [
-        ("first", "Succeeded"), ("boom", "Failed")]
+        ("first", "Succeeded"),
+        ("boom", "Failed"),
+    ]
     state = await nodes(db, execution_id)
     assert {k: v["status"] for k, v in state.items()} == {"first": "Succeeded", "boom": "Failed", "after": "Skipped"}
     execution = await db.fetch_one("get_execution", id=execution_id)
@@ -154,15 +179,18 @@ async def test_fan_out_fan_in(db: Database, conditions: ConditionPool) -> None:
     assert join["start_time"] >= max(a["end_time"], b["end_time"])
 
 
-@pytest.mark.parametrize(("status", "ran", "skipped"), [("approved", "approved", "rejected"),
-                                                        ("denied", "rejected", "approved"),
-                                                        (None, "rejected", "approved")])
-async def test_conditional_branch(db: Database, conditions: ConditionPool, status: str | None, ran: str,
-                                  skipped: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "ran", "skipped"),
+    [("approved", "approved", "rejected"), ("denied", "rejected", "approved"), (None, "rejected", "approved")],
+)
+async def test_conditional_branch(
+    db: Database, conditions: ConditionPool, status: str | None, ran: str, skipped: str
+) -> None:
     runtime = make_runtime(db, conditions)
     trigger = {"status": status} if status else {}
-    execution_id, outcome = await execute(db, runtime, load_fixture("bundle3/conditional-branch-workflow.json"),
-                                          trigger, conditions)
+    execution_id, outcome = await execute(
+        db, runtime, load_fixture("bundle3/conditional-branch-workflow.json"), trigger, conditions
+    )
     assert outcome == "Succeeded"
     state = await nodes(db, execution_id)
     assert state[ran]["status"] == "Succeeded" and state[skipped]["status"] == "Skipped"
@@ -183,8 +211,14 @@ async def test_dead_path_elimination_never_hangs_a_join(db: Database, conditions
     execution_id, outcome = await execute(db, runtime, raw, {"go": False}, conditions)
     assert outcome == "Succeeded"
     state = {k: v["status"] for k, v in (await nodes(db, execution_id)).items()}
-    assert state == {"start": "Succeeded", "never": "Skipped", "always": "Succeeded", "deeper": "Skipped",
-                     "join": "Succeeded", "behind-two-dead": "Skipped"}
+    assert state == {
+        "start": "Succeeded",
+        "never": "Skipped",
+        "always": "Succeeded",
+        "deeper": "Skipped",
+        "join": "Succeeded",
+        "behind-two-dead": "Skipped",
+    }
 
 
 async def test_failure_routing_and_first_match(db: Database, conditions: ConditionPool) -> None:
@@ -202,19 +236,26 @@ async def test_failure_routing_and_first_match(db: Database, conditions: Conditi
     execution_id, outcome = await execute(db, runtime, raw, conditions=conditions)
     assert outcome == "Succeeded"
     state = {k: v["status"] for k, v in (await nodes(db, execution_id)).items()}
-    assert state == {"boom": "Failed", "handler": "Succeeded", "on-success": "Skipped", "cleanup": "Succeeded",
-                     "first": "Succeeded", "second": "Skipped"}
+    assert state == {
+        "boom": "Failed",
+        "handler": "Succeeded",
+        "on-success": "Skipped",
+        "cleanup": "Succeeded",
+        "first": "Succeeded",
+        "second": "Skipped",
+    }
 
 
 async def test_parallelism_is_bounded(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     branches = [echo(f"b{i}", to("join"), delayMs=150) for i in range(10)]
-    raw = wf("wide", echo("start", *[to(f"b{i}") for i in range(10)]), *branches, echo("join"),
-             maxParallelActions=3)
+    raw = wf("wide", echo("start", *[to(f"b{i}") for i in range(10)]), *branches, echo("join"), maxParallelActions=3)
     execution_id, outcome = await execute(db, runtime, raw)
     assert outcome == "Succeeded"
     rows = [r for r in await attempts(db, execution_id) if r["node_id"].startswith("b")]
-    points = sorted([(r["start_time"], 1) for r in rows] + [(r["end_time"], -1) for r in rows], key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(r["start_time"], 1) for r in rows] + [(r["end_time"], -1) for r in rows], key=lambda p: (p[0], p[1])
+    )
     running = peak = 0
     for _, delta in points:
         running += delta
@@ -234,8 +275,11 @@ async def test_workflow_timeout_ends_the_run_as_timed_out(db: Database, conditio
 
 async def test_templates_render_into_attempt_rows(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
-    raw = wf("templated", echo("first", to("second"), message="hi {{ trigger.user }}"),
-             echo("second", message="{{ nodes.first.echo }}", delayMs="{{ trigger.delay }}"))
+    raw = wf(
+        "templated",
+        echo("first", to("second"), message="hi {{ trigger.user }}"),
+        echo("second", message="{{ nodes.first.echo }}", delayMs="{{ trigger.delay }}"),
+    )
     execution_id, outcome = await execute(db, runtime, raw, {"user": "ana", "delay": 1})
     assert outcome == "Succeeded"
     rows = {r["node_id"]: r for r in await attempts(db, execution_id)}
@@ -301,8 +345,9 @@ async def test_long_backoff_parks_the_execution(db: Database, conditions: Condit
     assert [r["status"] for r in await attempts(db, execution_id)] == ["RetriableFailure", "Succeeded"]
 
 
-async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun(db: Database,
-                                                                                  conditions: ConditionPool) -> None:
+async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun(
+    db: Database, conditions: ConditionPool
+) -> None:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     await publish(db, raw)
     execution_id = await start(db, "simple-echo")
@@ -313,10 +358,23 @@ async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-    await db.record_attempt(execution_id=execution_id, token=token, node_id="echo1", attempt=1,
-                            action_type="core.echo", attempt_status="Succeeded", parameters={},
-                            outputs={"echo": "Hello from node 1"}, error=None, start_time=now, end_time=now,
-                            worker="dead-worker", node_status="Succeeded", next_attempt_at=None, fired=[True])
+    await db.record_attempt(
+        execution_id=execution_id,
+        token=token,
+        node_id="echo1",
+        attempt=1,
+        action_type="core.echo",
+        attempt_status="Succeeded",
+        parameters={},
+        outputs={"echo": "Hello from node 1"},
+        error=None,
+        start_time=now,
+        end_time=now,
+        worker="dead-worker",
+        node_status="Succeeded",
+        next_attempt_at=None,
+        fired=[True],
+    )
     await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo2")
     async with db.connection() as conn:
         await conn.execute("UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
@@ -324,8 +382,11 @@ async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun
     survivor = make_runtime(db, conditions, worker_id="survivor")
     assert await survivor.run_execution(execution_id) == "Succeeded"
     rows = [(r["node_id"], r["attempt"], r["status"], r["worker"]) for r in await attempts(db, execution_id)]
-    assert rows == [("echo1", 1, "Succeeded", "dead-worker"), ("echo2", 1, "RetriableFailure", "survivor"),
-                    ("echo2", 2, "Succeeded", "survivor")]
+    assert rows == [
+        ("echo1", 1, "Succeeded", "dead-worker"),
+        ("echo2", 1, "RetriableFailure", "survivor"),
+        ("echo2", 2, "Succeeded", "survivor"),
+    ]
     assert (await nodes(db, execution_id))["echo1"]["attempts"] == 1
 
 

@@ -22,8 +22,12 @@ def test_seed_fixtures_parse_unchanged(name: str) -> None:
 
 
 def test_fixtures_include_the_seed_bundles() -> None:
-    assert {"bundle1/simple-echo-workflow.json", "bundle2/retry-workflow.json",
-            "bundle3/fanout-fanin-workflow.json", "bundle3/conditional-branch-workflow.json"} <= set(WORKFLOW_FIXTURES)
+    assert {
+        "bundle1/simple-echo-workflow.json",
+        "bundle2/retry-workflow.json",
+        "bundle3/fanout-fanin-workflow.json",
+        "bundle3/conditional-branch-workflow.json",
+    } <= set(WORKFLOW_FIXTURES)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,9 @@ def test_backoff_is_exponential_and_capped() -> None:
     policy = PlanRetry(max_attempts=5, initial_delay_seconds=1, backoff_multiplier=2, max_delay_seconds=5, jitter=False)
     assert [backoff_seconds(policy, n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
     assert backoff_seconds(policy, 1, retry_after=3) == 3
-    jittered = PlanRetry(max_attempts=5, initial_delay_seconds=4, backoff_multiplier=2, max_delay_seconds=60, jitter=True)
+    jittered = PlanRetry(
+        max_attempts=5, initial_delay_seconds=4, backoff_multiplier=2, max_delay_seconds=60, jitter=True
+    )
     assert all(2 <= backoff_seconds(jittered, 1) <= 4 for _ in range(50))
 
 
@@ -30,8 +32,12 @@ async def test_echo_transient_failure_is_decided_by_attempt_number() -> None:
     action = default_registry().get("core.echo")
     params = EchoParams(message="m", simulate_failure="transient")
     results = [await action.execute(ctx(n), params) for n in (1, 2, 3, 1)]
-    assert [r.status for r in results] == [AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.RETRIABLE_FAILURE,
-                                           AttemptStatus.SUCCEEDED, AttemptStatus.RETRIABLE_FAILURE]
+    assert [r.status for r in results] == [
+        AttemptStatus.RETRIABLE_FAILURE,
+        AttemptStatus.RETRIABLE_FAILURE,
+        AttemptStatus.SUCCEEDED,
+        AttemptStatus.RETRIABLE_FAILURE,
+    ]
     assert results[2].outputs == {"echo": "m"}
     permanent = await action.execute(ctx(1), EchoParams(simulate_failure="permanent"))
     assert permanent.status == AttemptStatus.FAILED and permanent.error is not None

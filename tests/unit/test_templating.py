@@ -12,8 +12,12 @@ SCOPE = {
 
 
 def test_whole_expression_keeps_its_json_type() -> None:
-    params = {"count": "{{ trigger.n }}", "tags": "{{ trigger.tags }}", "flag": "{{ trigger.nested.ok }}",
-              "sum": "{{ trigger.n + 1 }}"}
+    params = {
+        "count": "{{ trigger.n }}",
+        "tags": "{{ trigger.tags }}",
+        "flag": "{{ trigger.nested.ok }}",
+        "sum": "{{ trigger.n + 1 }}",
+    }
     assert render(params, SCOPE) == {"count": 3, "tags": ["a", "b"], "flag": True, "sum": 4}
 
 

@@ -30,8 +30,12 @@ def workflow(*nodes: dict[str, Any], start: str = "a") -> dict[str, Any]:
 
 
 def test_valid_fixtures_have_no_problems() -> None:
-    for name in ["bundle1/simple-echo-workflow.json", "bundle2/retry-workflow.json",
-                 "bundle3/fanout-fanin-workflow.json", "bundle3/conditional-branch-workflow.json"]:
+    for name in [
+        "bundle1/simple-echo-workflow.json",
+        "bundle2/retry-workflow.json",
+        "bundle3/fanout-fanin-workflow.json",
+        "bundle3/conditional-branch-workflow.json",
+    ]:
         assert problems(load_fixture(name)) == {}, name
 
 
