@@ -33,7 +33,7 @@ from dataworkflows.actions import ActionContext, ActionError, ActionRegistry, Ac
 from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.db import Database, jsonb
 from dataworkflows.definitions import EdgeWhen, RoutePolicy
-from dataworkflows.errors import DataWorkflowsError, LeaseLost
+from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
 from dataworkflows.planning import Plan, PlanNode, plan_from_json
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus
@@ -291,7 +291,19 @@ class _Run:
                 for task in done:
                     if task is lost_waiter:
                         raise LeaseLost()
-                    outcome = task.result()  # LeaseLost and database errors propagate
+                    node_id = task.get_name().removeprefix("node-")
+                    try:
+                        outcome = task.result()
+                    except (LeaseLost, DatabaseUnavailable):
+                        raise  # fenced out, or the database is away: the lease/recovery resume it
+                    except Exception as exc:
+                        # An engine bug must end the run with a reason, not crash the job and loop
+                        # through recoveries.
+                        self.log.exception("node task crashed", node_id=node_id)
+                        return await self._finish(
+                            ExecutionStatus.FAILED,
+                            {"code": "engine_error", "nodeId": node_id, "message": f"{type(exc).__name__}: {exc}"},
+                        )
                     assert isinstance(outcome, _NodeOutcome)
                     self.running.pop(outcome.node_id, None)
                     if outcome.unhandled_failure:

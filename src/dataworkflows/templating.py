@@ -20,7 +20,17 @@ from dataworkflows.errors import DataWorkflowsError
 
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 
-_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+class _JsonSandbox(ImmutableSandboxedEnvironment):
+    """Template data is JSON: `trigger.items` means the key "items", not dict.items."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 class TemplateRenderError(DataWorkflowsError):
@@ -87,7 +97,11 @@ def render(value: Any, scope: dict[str, Any], path: str = "") -> Any:
                     str(result)
                 return _to_json(result, path)
             return _compile_template(value).render(**scope)
-        except jinja2.TemplateError as exc:
+        except TemplateRenderError:
+            raise
+        except Exception as exc:
+            # Jinja raises plain Python errors at render time too (TypeError, ZeroDivisionError...):
+            # all of them are the template's fault, never a reason to crash the run.
             where = f" at {path}" if path else ""
             raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}") from exc
     if isinstance(value, dict):

@@ -401,3 +401,97 @@ async def test_losing_the_lease_stops_the_run_without_writes(db: Database, condi
         await conn.execute("UPDATE dw.executions SET lease_token = lease_token + 1 WHERE id = %s", (execution_id,))
     assert await asyncio.wait_for(task, 5) == "lease_lost"
     assert await attempts(db, execution_id) == []
+
+
+@pytest.mark.parametrize(
+    ("fixture", "trigger", "expected"),
+    [
+        (
+            "bundle3/dead-path-join-workflow.json",
+            {"orderId": 7, "priority": False},
+            {
+                "receive": "Succeeded",
+                "express": "Skipped",
+                "notify-courier": "Skipped",
+                "standard": "Succeeded",
+                "ship": "Succeeded",
+            },
+        ),
+        (
+            "bundle3/dead-path-join-workflow.json",
+            {"orderId": 7, "priority": True},
+            {
+                "receive": "Succeeded",
+                "express": "Succeeded",
+                "notify-courier": "Succeeded",
+                "standard": "Succeeded",
+                "ship": "Succeeded",
+            },
+        ),
+        (
+            "bundle3/first-match-workflow.json",
+            {"amount": 5000},
+            {"classify": "Succeeded", "large": "Succeeded", "medium": "Skipped", "small": "Skipped"},
+        ),
+        (
+            "bundle3/first-match-workflow.json",
+            {"amount": 150},
+            {"classify": "Succeeded", "large": "Skipped", "medium": "Succeeded", "small": "Skipped"},
+        ),
+        (
+            "bundle3/first-match-workflow.json",
+            {"amount": 3},
+            {"classify": "Succeeded", "large": "Skipped", "medium": "Skipped", "small": "Succeeded"},
+        ),
+        (
+            "bundle3/failure-routing-workflow.json",
+            {"orderId": 9, "simulate": "permanent"},
+            {"charge": "Failed", "receipt": "Skipped", "refund-flow": "Succeeded", "audit": "Succeeded"},
+        ),
+        (
+            "bundle3/failure-routing-workflow.json",
+            {"orderId": 9, "simulate": None},
+            {"charge": "Succeeded", "receipt": "Succeeded", "refund-flow": "Skipped", "audit": "Succeeded"},
+        ),
+    ],
+)
+async def test_semantics_fixtures(
+    db: Database, conditions: ConditionPool, fixture: str, trigger: dict[str, Any], expected: dict[str, str]
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id, outcome = await execute(db, runtime, load_fixture(fixture), trigger, conditions)
+    assert outcome == "Succeeded"
+    assert {k: v["status"] for k, v in (await nodes(db, execution_id)).items()} == expected
+
+
+async def test_templating_fixture_keeps_types(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    trigger = {"user": {"name": "ada lovelace"}, "items": ["tea", "cake"]}
+    execution_id, outcome = await execute(
+        db, runtime, load_fixture("bundle4/templated-greeting-workflow.json"), trigger, conditions
+    )
+    assert outcome == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert state["greet"]["outputs"]["echo"] == {
+        "text": "Hello Ada Lovelace, you have 2 items",
+        "itemCount": 2,
+        "firstItem": "tea",
+        "run": "templated-greeting",
+    }
+    assert state["follow-up"]["outputs"]["echo"] == "Hello Ada Lovelace, you have 2 items (count=2)"
+
+
+async def test_an_engine_crash_fails_the_run_with_a_reason(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataworkflows import runtime as runtime_module
+
+    async def broken(self: Any, node: Any, succeeded: bool) -> list[bool]:
+        raise RuntimeError("bug in edge decisions")
+
+    monkeypatch.setattr(runtime_module._Run, "_decide_edges", broken)
+    runtime = make_runtime(db, conditions)
+    execution_id, outcome = await execute(db, runtime, load_fixture("bundle3/fanout-fanin-workflow.json"))
+    assert outcome == "Failed"
+    error = (await db.fetch_one("get_execution", id=execution_id))["error"]
+    assert error == {"code": "engine_error", "nodeId": "start", "message": "RuntimeError: bug in edge decisions"}

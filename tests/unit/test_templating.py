@@ -56,3 +56,16 @@ def test_python_internals_are_refused(template: str) -> None:
 def test_check_template_reports_syntax_errors() -> None:
     assert check_template({"a": "{{ ok }}", "b": ["{% if %}"]}) is not None
     assert check_template({"a": "{{ trigger.user }}"}) is None
+
+
+def test_json_keys_win_over_python_attributes() -> None:
+    scope = {"trigger": {"items": [1, 2], "keys": "k", "values": {"get": 5}}}
+    assert render(
+        {"a": "{{ trigger.items | length }}", "b": "{{ trigger.keys }}", "c": "{{ trigger.values.get }}"}, scope
+    ) == {"a": 2, "b": "k", "c": 5}
+
+
+@pytest.mark.parametrize("template", ["{{ 1 / 0 }}", "{{ trigger.n | length }}", "{{ trigger.user + 1 }}"])
+def test_python_errors_while_rendering_are_template_errors(template: str) -> None:
+    with pytest.raises(TemplateRenderError):
+        render({"m": template}, SCOPE)
