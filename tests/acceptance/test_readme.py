@@ -1,0 +1,49 @@
+"""The README's walkthrough runs as written (against real processes), so it cannot rot."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import Stack
+from tests.conftest import ROOT, load_fixture
+
+pytestmark = pytest.mark.acceptance
+
+
+def walkthrough() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- walkthrough:start -->\s*```bash\n(.*?)```\s*<!-- walkthrough:end -->", text, re.DOTALL)
+    assert block, "README.md lost its walkthrough block"
+    return block.group(1)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
+def test_readme_walkthrough(stack: Stack, tmp_path: Path) -> None:
+    stack.start_worker()
+    with stack.client() as client:
+        created = client.post(
+            "/api/v1/workflows", params={"autoActivate": "true"}, json=load_fixture("bundle1/simple-echo-workflow.json")
+        )
+        assert created.status_code == 201
+    script = walkthrough().replace("http://127.0.0.1:5131", stack.url)
+    script = script.replace("/tmp/execution-response.json", str(tmp_path / "response.json"))
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert '"status":"Pending"' in out and '"statusUrl":"/api/v1/executions/' in out
+    assert '"status":"Succeeded"' in out, out
+    assert '"echo":"Hello from node 1"' in out and '"echo":"Hello from node 2"' in out
+    assert out.count('"requestId":"order-42"') == 2
+    ids = re.findall(
+        r'"executionId":"([0-9a-f-]+)","status":"[A-Za-z]+","statusUrl":"[^"]+","workflowId":"simple-echo",'
+        r'"workflowVersion":1,"requestId":"order-42"',
+        out,
+    )
+    assert len(ids) == 2 and ids[0] == ids[1]
