@@ -342,7 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["psql"] and not {"-h", "--help"} & set(argv[1:2]):
+        # psql's own arguments pass through verbatim, in order (argparse would reorder them).
+        args = argparse.Namespace(command="psql", func=cmd_psql, psql_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
     try:
