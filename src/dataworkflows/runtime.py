@@ -399,7 +399,9 @@ class _Run:
             try:
                 if rendered is None or node.rerender_on_retry:
                     rendered = None
-                    rendered = templating.render(node.parameters, self._scope())
+                    # Templates also see the attempt number: with rerenderOnRetry each attempt
+                    # renders its own parameters; without it, attempt 1's are reused.
+                    rendered = templating.render(node.parameters, {**self._scope(), "attempt": attempt})
                 result = await self._invoke(node, attempt, rendered, node_log)
             except templating.TemplateRenderError as exc:
                 result = ActionResult.failed(exc.code, exc.message)

@@ -495,3 +495,15 @@ async def test_an_engine_crash_fails_the_run_with_a_reason(
     assert outcome == "Failed"
     error = (await db.fetch_one("get_execution", id=execution_id))["error"]
     assert error == {"code": "engine_error", "nodeId": "start", "message": "RuntimeError: bug in edge decisions"}
+
+
+@pytest.mark.parametrize(("rerender", "messages"), [(True, ["try 1", "try 2"]), (False, ["try 1", "try 1"])])
+async def test_rerender_on_retry(db: Database, conditions: ConditionPool, rerender: bool, messages: list[str]) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(f"rerender-{rerender}".lower(), echo("n", simulateFailure="transient", failUntilAttempt=2))
+    raw["nodes"][0]["parameters"]["message"] = "try {{ attempt }}"
+    raw["nodes"][0]["retryPolicy"] = FAST_RETRY
+    raw["nodes"][0]["rerenderOnRetry"] = rerender
+    execution_id, outcome = await execute(db, runtime, raw)
+    assert outcome == "Succeeded"
+    assert [r["parameters"]["message"] for r in await attempts(db, execution_id)] == messages
