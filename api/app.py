@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -22,6 +24,7 @@ from .principals import HeaderPrincipalResolver
 from .problems import exception_handlers, problem
 from .schemas import HealthRead
 from .services import Services, services
+from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
 
 
@@ -37,6 +40,20 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     except DataWorkflowsError as exc:
         return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
+
+
+async def bind_request_context(request: Request[Any, Any, Any]) -> None:
+    """Every log line about this request names it, its caller and its correlation id."""
+    structlog.contextvars.clear_contextvars()
+    principal = services(request).principals.resolve(request)
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request.state.request_id = request_id[:100]
+    structlog.contextvars.bind_contextvars(
+        request_id=request.state.request_id,
+        principal=principal.id,
+        correlation_id=request.headers.get("X-Correlation-Id"),
+        path=request.url.path,
+    )
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -70,9 +87,10 @@ def create_app(settings: Settings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=[live, ready, WorkflowController, ExecutionController],
+        route_handlers=[live, ready, WorkflowController, WorkflowTemplateController, ExecutionController],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
+        before_request=bind_request_context,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="DataWorkflows",
@@ -81,4 +99,7 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         debug=False,
+        # Logging is structlog's (dataworkflows.logs); Litestar's default config would take over
+        # the root logger.
+        logging_config=None,
     )

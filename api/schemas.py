@@ -43,6 +43,10 @@ class WorkflowRead(Camel):
     created_at: datetime
     created_by: str | None
     updated_at: datetime
+    archived_at: datetime | None = None
+    archived_by: str | None = None
+    template_id: str | None = None
+    template_version: int | None = None
     definition: dict[str, Any] | None = None
     checksum: str | None = None
 
@@ -60,6 +64,43 @@ class VersionRead(Camel):
     created_by: str | None
     published_at: datetime | None
     published_by: str | None
+    definition: dict[str, Any] | None = None
+
+
+class VersionWritten(Camel):
+    workflow_id: str
+    version: int
+    checksum: str
+    # False when the same definition (by checksum) already existed: that version is returned.
+    created: bool
+    workflow_status: str
+    current_version: int | None
+
+
+class TemplateParameterRead(Camel):
+    name: str
+    type: str
+    required: bool
+    default: Any = None
+    description: str | None = None
+
+
+class WorkflowTemplateRead(Camel):
+    id: str
+    version: int
+    display_name: str
+    description: str | None
+    parameters: list[dict[str, Any]]
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    definition: dict[str, Any] | None = None
+
+
+class InstantiateRequest(Camel, forbid_unknown_fields=True):
+    workflow_id: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    template_version: int | None = None
 
 
 class NodeStateRead(Camel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -15,7 +15,8 @@ from dataworkflows.publishing import compile_for_publish
 
 from .paging import decode_cursor, encode_cursor
 from .principals import principal_id_param, principal_type_param
-from .schemas import ExecuteRequest, ExecuteResponse, VersionRead, WorkflowList, WorkflowRead
+from .problems import Unauthorized
+from .schemas import ExecuteRequest, ExecuteResponse, VersionRead, VersionWritten, WorkflowList, WorkflowRead
 from .services import services
 
 PrincipalId = Annotated[str | None, principal_id_param]
@@ -39,7 +40,9 @@ def json_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-async def _read(request: Request[Any, Any, Any], workflow_id: str, *, with_definition: bool = True) -> WorkflowRead:
+async def read_workflow(
+    request: Request[Any, Any, Any], workflow_id: str, *, with_definition: bool = True
+) -> WorkflowRead:
     svc = services(request)
     row = await svc.db.fetch_one("get_workflow", id=workflow_id)
     if row is None:
@@ -66,6 +69,10 @@ def _workflow_fields(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "created_by": row["created_by"],
         "updated_at": row["updated_at"],
+        "archived_at": row["archived_at"],
+        "archived_by": row["archived_by"],
+        "template_id": row["template_id"],
+        "template_version": row["template_version"],
     }
 
 
@@ -105,7 +112,7 @@ class WorkflowController(Controller):
                 plan=compile_for_publish(definition, version),
                 principal=principal.id,
             )
-        return await _read(request, definition.id)
+        return await read_workflow(request, definition.id)
 
     @get("/", summary="List workflows")
     async def list_workflows(
@@ -125,7 +132,57 @@ class WorkflowController(Controller):
 
     @get("/{workflow_id:str}", summary="Get a workflow with its current definition")
     async def get_workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowRead:
-        return await _read(request, workflow_id)
+        return await read_workflow(request, workflow_id)
+
+    @put("/{workflow_id:str}", status_code=200, summary="Add a draft version (the same definition returns its version)")
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        workflow_id: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        principal_id: PrincipalId = None,
+        principal_type: PrincipalType = None,
+    ) -> VersionWritten:
+        svc = services(request)
+        principal = svc.principals.resolve(request)
+        if await svc.db.fetch_one("get_workflow", id=workflow_id) is None:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        prepared = await svc.prepare(data, expected_id=workflow_id)
+        version, created = await svc.db.add_version(
+            workflow_id=workflow_id, definition=prepared.raw, checksum=prepared.checksum, principal=principal.id
+        )
+        workflow = await svc.db.fetch_one("get_workflow", id=workflow_id)
+        assert workflow is not None
+        return VersionWritten(
+            workflow_id=workflow_id,
+            version=version,
+            checksum=prepared.checksum,
+            created=created,
+            workflow_status=workflow["status"],
+            current_version=workflow["current_version"],
+        )
+
+    @post("/{workflow_id:str}/archive", status_code=200, summary="Archive: refuse new executions")
+    async def archive(
+        self,
+        request: Request[Any, Any, Any],
+        workflow_id: FromPath[str],
+        principal_id: PrincipalId = None,
+        principal_type: PrincipalType = None,
+    ) -> WorkflowRead:
+        svc = services(request)
+        principal = svc.principals.resolve(request)
+        await svc.db.fetch_one("archive_workflow", id=workflow_id, principal=principal.id)
+        return await read_workflow(request, workflow_id)
+
+    @get("/{workflow_id:str}/versions/{version:int}", summary="One version, with its definition")
+    async def version(
+        self, request: Request[Any, Any, Any], workflow_id: FromPath[str], version: FromPath[int]
+    ) -> VersionRead:
+        row = await services(request).db.fetch_one("get_version", id=workflow_id, version=version)
+        if row is None:
+            raise NotFound(f"workflow {workflow_id!r} has no version {version}")
+        return VersionRead(**row)
 
     @get("/{workflow_id:str}/versions", summary="List a workflow's versions")
     async def versions(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> list[VersionRead]:
@@ -161,7 +218,7 @@ class WorkflowController(Controller):
             plan=compile_for_publish(parse_definition(prepared.raw), target),
             principal=principal.id,
         )
-        return await _read(request, workflow_id)
+        return await read_workflow(request, workflow_id)
 
     @post("/{workflow_id:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
     async def execute(
@@ -174,6 +231,8 @@ class WorkflowController(Controller):
     ) -> ExecuteResponse:
         svc = services(request)
         principal = svc.principals.resolve(request)
+        if svc.settings.require_principal and principal.id is None:
+            raise Unauthorized("this server requires a principal to execute workflows (X-Principal-Id)")
         limit = svc.settings.max_trigger_depth
         if json_depth(data.trigger, limit) > limit:
             raise InvalidInput(f"the trigger payload is nested deeper than {limit} levels")

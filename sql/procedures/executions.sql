@@ -43,8 +43,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
-    IF v_wf.status <> 'Active' THEN
-        RAISE EXCEPTION 'workflow % is % and cannot be executed', p_workflow_id, v_wf.status
+    IF v_wf.status = 'Archived' THEN
+        RAISE EXCEPTION 'workflow % is Archived and refuses new executions; publish a version to activate it again',
+            p_workflow_id USING ERRCODE = 'DW002', DETAIL = v_wf.status;
+    ELSIF v_wf.status <> 'Active' THEN
+        RAISE EXCEPTION 'workflow % is a Draft; publish it before executing it', p_workflow_id
             USING ERRCODE = 'DW002', DETAIL = v_wf.status;
     END IF;
     IF NOT v_wf.is_enabled THEN

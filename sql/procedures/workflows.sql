@@ -24,9 +24,40 @@ BEGIN
            published_by = CASE WHEN v.published_at IS NULL THEN p_principal ELSE v.published_by END
      WHERE v.workflow_id = p_workflow_id AND v.version = p_version;
 
-    UPDATE dw.workflows w SET status = 'Active', current_version = p_version, updated_at = now()
-     WHERE w.id = p_workflow_id;
+    -- The workflow's names follow the version that runs.
+    UPDATE dw.workflows w
+       SET status = 'Active', current_version = p_version, updated_at = now(),
+           archived_at = NULL, archived_by = NULL,
+           display_name = COALESCE(v.definition ->> 'displayName', w.display_name),
+           description = v.definition ->> 'description'
+      FROM dw.workflow_versions v
+     WHERE w.id = p_workflow_id AND v.workflow_id = p_workflow_id AND v.version = p_version;
 
     RETURN QUERY SELECT p_workflow_id, p_version, 'Active'::text;
+END;
+$$;
+
+-- Archives an Active workflow: new executions are refused (start_execution checks the status),
+-- running ones finish on their pinned version. Archiving twice is a no-op; a Draft was never
+-- published, so there is nothing to archive (DW004).
+CREATE OR REPLACE FUNCTION dw.archive_workflow_v1(p_workflow_id text, p_principal text)
+    RETURNS TABLE (workflow_id text, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT w.status INTO v_status FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    END IF;
+    IF v_status = 'Draft' THEN
+        RAISE EXCEPTION 'workflow % is a Draft that was never published; there is nothing to archive', p_workflow_id
+            USING ERRCODE = 'DW004';
+    END IF;
+    IF v_status = 'Active' THEN
+        UPDATE dw.workflows w SET status = 'Archived', archived_at = now(), archived_by = p_principal,
+                                  updated_at = now()
+         WHERE w.id = p_workflow_id;
+    END IF;
+    RETURN QUERY SELECT p_workflow_id, 'Archived'::text;
 END;
 $$;

@@ -22,14 +22,16 @@ RETURNING version;
 -- name: get_workflow
 -- One workflow with its current version's checksum.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
-       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at,
+       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
   FROM dw.workflows w WHERE w.id = %(id)s;
 
 -- name: list_workflows
 -- Workflows ordered by id, after a cursor, optionally filtered by status.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
-       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at,
+       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
   FROM dw.workflows w
  WHERE (%(after)s::text IS NULL OR w.id > %(after)s::text)
@@ -54,3 +56,42 @@ SELECT * FROM dw.publish_workflow_v1(%(id)s, %(version)s, %(plan)s, %(principal)
 -- name: get_plan
 -- The compiled plan a worker runs.
 SELECT plan FROM dw.workflow_plans WHERE workflow_id = %(id)s AND version = %(version)s;
+
+-- name: archive_workflow
+-- Archives a workflow (see dw.archive_workflow_v1).
+SELECT * FROM dw.archive_workflow_v1(%(id)s, %(principal)s);
+
+-- name: set_workflow_template
+-- Records which template version a workflow was instantiated from.
+UPDATE dw.workflows SET template_id = %(template_id)s, template_version = %(template_version)s WHERE id = %(id)s;
+
+-- name: lock_workflow_template
+-- Serializes version numbering for one workflow template.
+SELECT pg_advisory_xact_lock(hashtextextended('dw.workflow_templates:' || %(id)s, 0));
+
+-- name: find_template_by_checksum
+-- An existing template version with the same canonical content.
+SELECT version FROM dw.workflow_templates WHERE id = %(id)s AND checksum = %(checksum)s;
+
+-- name: insert_workflow_template
+-- Adds the next version of a workflow template.
+INSERT INTO dw.workflow_templates (id, version, display_name, description, parameters, definition_template,
+                                   checksum, created_by)
+SELECT %(id)s, COALESCE(MAX(version), 0) + 1, %(display_name)s, %(description)s, %(parameters)s,
+       %(definition_template)s, %(checksum)s, %(principal)s
+  FROM dw.workflow_templates WHERE id = %(id)s
+RETURNING version;
+
+-- name: get_workflow_template
+-- One version of a template (the latest when version is null).
+SELECT id, version, display_name, description, parameters, definition_template, checksum, created_at, created_by
+  FROM dw.workflow_templates
+ WHERE id = %(id)s AND (%(version)s::integer IS NULL OR version = %(version)s::integer)
+ ORDER BY version DESC
+ LIMIT 1;
+
+-- name: list_workflow_templates
+-- The latest version of every template.
+SELECT DISTINCT ON (id) id, version, display_name, description, parameters, checksum, created_at, created_by
+  FROM dw.workflow_templates
+ ORDER BY id, version DESC;

@@ -108,7 +108,7 @@ async def _up(settings: Settings, *, load: bool) -> int:
     from dataworkflows.api.app import create_app
     from dataworkflows.conditions import ConditionPool
     from dataworkflows.db import Database, make_pool
-    from dataworkflows.examples import load_examples
+    from dataworkflows.examples import load_examples, load_templates
     from dataworkflows.workers.app import run_worker
 
     assert settings.database_url is not None
@@ -118,10 +118,12 @@ async def _up(settings: Settings, *, load: bool) -> int:
         conditions = ConditionPool(size=1)
         try:
             loaded = await load_examples(Database(pool), default_registry(), conditions)
+            templates = await load_templates(Database(pool))
         finally:
             await conditions.close()
             await pool.close()
         print(f"example workflows (Active): {', '.join(loaded)}")
+        print(f"example workflow templates: {', '.join(templates)}")
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -297,6 +299,79 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_workflows_apply(args: argparse.Namespace) -> int:
+    """Create the workflow or add a version (the same definition is not duplicated); --publish too."""
+    try:
+        raw = json.loads(open(args.file, encoding="utf-8").read())  # noqa: SIM115 - read once
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except json.JSONDecodeError as exc:
+        print(f"error: {args.file} is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        print(f"error: {args.file} must be a workflow definition object with an id", file=sys.stderr)
+        return EXIT_USAGE
+    workflow_id = raw["id"]
+    with _client(args) as client:
+        existing = client.get(f"/api/v1/workflows/{workflow_id}")
+        if existing.status_code == 404:
+            response = client.post("/api/v1/workflows", json=raw)
+            if response.status_code != 201:
+                print(f"error: {_problem_text(response)}", file=sys.stderr)
+                return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+            version, created = 1, True
+        elif existing.status_code == 200:
+            response = client.put(f"/api/v1/workflows/{workflow_id}", json=raw)
+            if response.status_code != 200:
+                print(f"error: {_problem_text(response)}", file=sys.stderr)
+                return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+            version, created = response.json()["version"], response.json()["created"]
+        else:
+            print(f"error: {_problem_text(existing)}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        print(f"{workflow_id} v{version} {'created' if created else 'unchanged (same definition)'}")
+        if args.publish:
+            published = client.post(f"/api/v1/workflows/{workflow_id}/publish", params={"version": version})
+            if published.status_code != 200:
+                print(f"error: {_problem_text(published)}", file=sys.stderr)
+                return EXIT_USAGE if published.status_code < 500 else EXIT_UNAVAILABLE
+            print(f"{workflow_id} v{version} published: Active")
+    return EXIT_OK
+
+
+def cmd_workflows_list(args: argparse.Namespace) -> int:
+    rows = []
+    with _client(args) as client:
+        cursor = None
+        while True:
+            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            response = client.get("/api/v1/workflows", params=params)
+            if response.status_code != 200:
+                print(f"error: {_problem_text(response)}", file=sys.stderr)
+                return EXIT_UNAVAILABLE
+            page = response.json()
+            rows.extend(page["items"])
+            cursor = page["nextCursor"]
+            if not cursor:
+                break
+    print(f"{'ID':<28} {'STATUS':<9} {'CURRENT':>7} {'LATEST':>6}  NAME")
+    for w in rows:
+        current = w["currentVersion"] if w["currentVersion"] is not None else "-"
+        print(f"{w['id']:<28} {w['status']:<9} {current!s:>7} {w['latestVersion']!s:>6}  {w['displayName']}")
+    return EXIT_OK
+
+
+def cmd_workflows_archive(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.post(f"/api/v1/workflows/{args.workflow_id}/archive")
+    if response.status_code != 200:
+        print(f"error: {_problem_text(response)}", file=sys.stderr)
+        return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+    print(f"{args.workflow_id} Archived: new executions are refused; running ones finish")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
@@ -328,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
     run.add_argument("--api-url", help="default $DW_API_URL or http://127.0.0.1:5131")
     run.set_defaults(func=cmd_run)
+
+    workflows = sub.add_parser("workflows", help="manage workflows through the API")
+    wsub = workflows.add_subparsers(dest="workflows_command", required=True)
+    apply = wsub.add_parser("apply", help="create a workflow from FILE, or add it as a new version")
+    apply.add_argument("file")
+    apply.add_argument("--publish", action="store_true", help="publish the version (make it Active)")
+    apply.add_argument("--api-url")
+    apply.set_defaults(func=cmd_workflows_apply)
+    wlist = wsub.add_parser("list", help="list workflows")
+    wlist.add_argument("--api-url")
+    wlist.set_defaults(func=cmd_workflows_list)
+    archive = wsub.add_parser("archive", help="archive a workflow (refuse new executions)")
+    archive.add_argument("workflow_id")
+    archive.add_argument("--api-url")
+    archive.set_defaults(func=cmd_workflows_archive)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

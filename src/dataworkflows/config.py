@@ -30,6 +30,8 @@ class Settings:
     throttle_delay_seconds: float = 2.0
     # Grace period for running nodes when a worker is asked to stop (Ctrl-C, SIGTERM).
     shutdown_grace_seconds: float = 10.0
+    # Refuse executions without a named caller (401); loose mode otherwise accepts anonymous calls.
+    require_principal: bool = False
     max_body_bytes: int = 1_048_576
     max_trigger_depth: int = 32
     data_dir: str = ".dataworkflows"

@@ -27,6 +27,7 @@ _SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "DW001": errors.WorkflowNotFound,
     "DW002": errors.WorkflowNotRunnable,
     "DW003": errors.NotFound,
+    "DW004": errors.Conflict,
     "DW010": errors.LeaseLost,
     "DW011": errors.NodeNotRunnable,
     "DW012": errors.ExecutionNotFound,
@@ -191,6 +192,42 @@ class Database:
                 await cur.execute(
                     QUERIES["insert_version"],
                     {"id": workflow_id, "definition": Jsonb(definition), "checksum": checksum, "principal": principal},
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                return int(row["version"]), True
+
+    async def add_workflow_template(
+        self,
+        *,
+        template_id: str,
+        display_name: str,
+        description: str | None,
+        parameters: list[Any],
+        definition_template: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+    ) -> tuple[int, bool]:
+        """Stores a template version unless one with the same checksum exists; (version, created)."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(QUERIES["lock_workflow_template"], {"id": template_id})
+                await cur.execute(QUERIES["find_template_by_checksum"], {"id": template_id, "checksum": checksum})
+                existing = await cur.fetchone()
+                if existing is not None:
+                    return int(existing["version"]), False
+                await cur.execute(
+                    QUERIES["insert_workflow_template"],
+                    {
+                        "id": template_id,
+                        "display_name": display_name,
+                        "description": description,
+                        "parameters": Jsonb(parameters),
+                        "definition_template": Jsonb(definition_template),
+                        "checksum": checksum,
+                        "principal": principal,
+                    },
                 )
                 row = await cur.fetchone()
                 assert row is not None

@@ -11,13 +11,14 @@ import structlog
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
 from dataworkflows.publishing import collect_conditions, compile_for_publish, prepare_definition
+from dataworkflows.workflow_templates import template_checksum, validate_template
 
 log = structlog.get_logger("dataworkflows.examples")
 
 
-def example_definitions() -> list[tuple[str, dict[str, Any]]]:
-    """(file name, definition) for every fixture that is a workflow definition."""
+def _fixture_documents() -> list[tuple[str, dict[str, Any]]]:
     found = []
     root = importlib.resources.files("dataworkflows.fixtures")
     for bundle in sorted(root.iterdir(), key=lambda e: e.name):
@@ -27,9 +28,39 @@ def example_definitions() -> list[tuple[str, dict[str, Any]]]:
             if not entry.name.endswith(".json"):
                 continue
             data = json.loads(entry.read_text("utf-8"))
-            if isinstance(data, dict) and "nodes" in data and "startNode" in data:
+            if isinstance(data, dict):
                 found.append((f"{bundle.name}/{entry.name}", data))
     return found
+
+
+def example_definitions() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, definition) for every fixture that is a workflow definition."""
+    return [(name, d) for name, d in _fixture_documents() if "nodes" in d and "startNode" in d]
+
+
+def example_templates() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) for every fixture that is a workflow template."""
+    return [(name, d) for name, d in _fixture_documents() if "definition" in d and "parameters" in d]
+
+
+async def load_templates(db: Database) -> list[str]:
+    """Stores each example workflow template (a changed one becomes a new version)."""
+    loaded = []
+    for name, raw in example_templates():
+        document, problems = validate_template(raw)
+        if document is None or problems:
+            raise DefinitionError(problems, f"example template {name} is invalid")
+        await db.add_workflow_template(
+            template_id=document.id,
+            display_name=document.display_name,
+            description=document.description,
+            parameters=list(raw.get("parameters", [])),
+            definition_template=document.definition,
+            checksum=template_checksum(raw),
+            principal="system:examples",
+        )
+        loaded.append(document.id)
+    return loaded
 
 
 async def load_examples(db: Database, registry: ActionRegistry, conditions: ConditionPool) -> list[str]:

@@ -1,9 +1,10 @@
 """Parameter templating: Jinja2's ImmutableSandboxedEnvironment with StrictUndefined.
 
-Templates see trigger, nodes (node id -> outputs) and execution. A value that is exactly one
-{{ expression }} keeps the expression's JSON type (a number stays a number); anything else
-renders to a string. Reaching Python internals (``''.__class__``) is refused by the sandbox.
-Pure module.
+Run-time templates ({{ ... }}) see trigger, nodes (node id -> outputs), execution and attempt.
+A value that is exactly one {{ expression }} keeps the expression's JSON type (a number stays a
+number); anything else renders to a string. Reaching Python internals (``''.__class__``) is refused
+by the sandbox. Workflow templates use the same machinery with [[ ... ]] delimiters at
+instantiation time. Pure module.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dataworkflows.errors import DataWorkflowsError
 
-_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
+
+class TemplateRenderError(DataWorkflowsError):
+    """The parameter template could not be rendered."""
+
+    code = "template_error"
 
 
 class _JsonSandbox(ImmutableSandboxedEnvironment):
@@ -30,85 +35,78 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+class _Renderer:
+    def __init__(self, env: jinja2.Environment, start: str, end: str, block: str) -> None:
+        self.env = env
+        self.markers = (start, block)
+        self.whole = re.compile(rf"^\s*{re.escape(start)}(?P<expr>.*?){re.escape(end)}\s*$", re.DOTALL)
+        self.start, self.end = start, end
+        self.compile_expression = functools.lru_cache(maxsize=2048)(self._compile_expression)
+        self.compile_template = functools.lru_cache(maxsize=2048)(env.from_string)
 
+    def _compile_expression(self, expr: str) -> Any:
+        return self.env.compile_expression(expr, undefined_to_none=False)
 
-class TemplateRenderError(DataWorkflowsError):
-    """The parameter template could not be rendered."""
+    def has_template(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return any(marker in value for marker in self.markers)
+        if isinstance(value, dict):
+            return any(self.has_template(v) for v in value.values())
+        if isinstance(value, list):
+            return any(self.has_template(v) for v in value)
+        return False
 
-    code = "template_error"
+    def _whole_expression(self, value: str) -> str | None:
+        match = self.whole.match(value)
+        if match and self.start not in match.group("expr") and self.end not in match.group("expr"):
+            return match.group("expr")
+        return None
 
-
-def has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(has_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_template(v) for v in value)
-    return False
-
-
-@functools.lru_cache(maxsize=2048)
-def _compile_expression(expr: str) -> Any:
-    return _env.compile_expression(expr, undefined_to_none=False)
-
-
-@functools.lru_cache(maxsize=2048)
-def _compile_template(source: str) -> jinja2.Template:
-    return _env.from_string(source)
-
-
-def check_template(value: Any) -> str | None:
-    """None when every template in the value compiles, else the first error."""
-    try:
-        _walk_compile(value)
-    except jinja2.TemplateError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _walk_compile(value: Any) -> None:
-    if isinstance(value, str) and has_template(value):
-        match = _WHOLE_EXPRESSION.match(value)
-        if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
-            _compile_expression(match.group("expr"))
-        else:
-            _compile_template(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _walk_compile(item)
-    elif isinstance(value, list):
-        for item in value:
-            _walk_compile(item)
-
-
-def render(value: Any, scope: dict[str, Any], path: str = "") -> Any:
-    """Renders every template in a JSON value; TemplateRenderError names the failing path."""
-    if isinstance(value, str):
-        if not has_template(value):
-            return value
+    def check(self, value: Any) -> str | None:
         try:
-            match = _WHOLE_EXPRESSION.match(value)
-            if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
-                result = _compile_expression(match.group("expr"))(**scope)
-                if isinstance(result, jinja2.Undefined):
-                    # Force StrictUndefined to raise its descriptive error.
-                    str(result)
-                return _to_json(result, path)
-            return _compile_template(value).render(**scope)
-        except TemplateRenderError:
-            raise
-        except Exception as exc:
-            # Jinja raises plain Python errors at render time too (TypeError, ZeroDivisionError...):
-            # all of them are the template's fault, never a reason to crash the run.
-            where = f" at {path}" if path else ""
-            raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}") from exc
-    if isinstance(value, dict):
-        return {k: render(v, scope, f"{path}/{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, scope, f"{path}/{i}") for i, v in enumerate(value)]
-    return value
+            self._walk_compile(value)
+        except jinja2.TemplateError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _walk_compile(self, value: Any) -> None:
+        if isinstance(value, str) and self.has_template(value):
+            expr = self._whole_expression(value)
+            if expr is not None:
+                self.compile_expression(expr)
+            else:
+                self.compile_template(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                self._walk_compile(item)
+        elif isinstance(value, list):
+            for item in value:
+                self._walk_compile(item)
+
+    def render(self, value: Any, scope: dict[str, Any], path: str = "") -> Any:
+        if isinstance(value, str):
+            if not self.has_template(value):
+                return value
+            try:
+                expr = self._whole_expression(value)
+                if expr is not None:
+                    result = self.compile_expression(expr)(**scope)
+                    if isinstance(result, jinja2.Undefined):
+                        str(result)  # StrictUndefined raises its descriptive error here
+                    return _to_json(result, path)
+                return self.compile_template(value).render(**scope)
+            except TemplateRenderError:
+                raise
+            except Exception as exc:
+                # Jinja raises plain Python errors at render time too (TypeError,
+                # ZeroDivisionError...): all are the template's fault, never a reason to crash.
+                where = f" at {path}" if path else ""
+                raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(value, dict):
+            return {k: self.render(v, scope, f"{path}/{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v, scope, f"{path}/{i}") for i, v in enumerate(value)]
+        return value
 
 
 def _to_json(value: Any, path: str) -> Any:
@@ -118,3 +116,45 @@ def _to_json(value: Any, path: str) -> Any:
         raise TemplateRenderError(
             f"template at {path or '/'} produced a {type(value).__name__}, which is not JSON"
         ) from exc
+
+
+_runtime = _Renderer(_JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False), "{{", "}}", "{%")
+_instantiation = _Renderer(
+    _JsonSandbox(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+    ),
+    "[[",
+    "]]",
+    "[%",
+)
+
+
+def has_template(value: Any) -> bool:
+    """Whether a JSON value holds a run-time ({{ }}) template anywhere."""
+    return _runtime.has_template(value)
+
+
+def check_template(value: Any) -> str | None:
+    """None when every run-time template in the value compiles, else the first error."""
+    return _runtime.check(value)
+
+
+def render(value: Any, scope: dict[str, Any], path: str = "") -> Any:
+    """Renders every run-time template in a JSON value; TemplateRenderError names the path."""
+    return _runtime.render(value, scope, path)
+
+
+def check_instantiation_template(value: Any) -> str | None:
+    return _instantiation.check(value)
+
+
+def render_instantiation(value: Any, scope: dict[str, Any]) -> Any:
+    """Renders the [[ ... ]] templates of a workflow template; {{ ... }} is left alone."""
+    return _instantiation.render(value, scope)

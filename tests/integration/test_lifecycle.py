@@ -1,0 +1,254 @@
+"""Issue 4: workflow lifecycle, immutable versions, principals, plan cache, workflow templates."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.actions import default_registry
+from dataworkflows.api.app import create_app
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from dataworkflows.runtime import Runtime, RuntimeSettings
+from tests.conftest import FIXTURES, load_fixture
+from tests.integration.test_api import assert_problem
+
+ANA = {"X-Principal-Id": "ana", "X-Principal-Type": "user"}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as test_client:
+        yield test_client
+
+
+def echo_workflow(message: str = "v1") -> dict[str, Any]:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    raw["nodes"][0]["parameters"]["message"] = message
+    return raw
+
+
+async def test_lifecycle_transitions_and_refusals(client: AsyncTestClient[Any]) -> None:
+    assert (await client.post("/api/v1/workflows", json=echo_workflow(), headers=ANA)).json()["status"] == "Draft"
+    body = assert_problem(await client.post("/api/v1/workflows/simple-echo/archive"), 409)
+    assert "Draft" in body["detail"]
+    body = assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 409)
+    assert "publish it" in body["detail"]
+
+    active = (await client.post("/api/v1/workflows/simple-echo/publish", headers=ANA)).json()
+    assert (active["status"], active["currentVersion"]) == ("Active", 1)
+    assert (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).status_code == 202
+
+    archived = (await client.post("/api/v1/workflows/simple-echo/archive", headers=ANA)).json()
+    assert (archived["status"], archived["archivedBy"]) == ("Archived", "ana")
+    again = await client.post("/api/v1/workflows/simple-echo/archive")
+    assert again.status_code == 200 and again.json()["status"] == "Archived"
+    body = assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 409)
+    assert "Archived" in body["detail"] and "refuses new executions" in body["detail"]
+
+    reactivated = (await client.post("/api/v1/workflows/simple-echo/publish")).json()
+    assert reactivated["status"] == "Active" and reactivated["archivedAt"] is None
+    assert (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).status_code == 202
+    assert_problem(await client.post("/api/v1/workflows/nope/archive"), 404)
+    assert_problem(await client.post("/api/v1/workflows/simple-echo/publish", params={"version": 9}), 404)
+
+
+async def test_put_adds_versions_and_checksums_are_idempotent(client: AsyncTestClient[Any]) -> None:
+    await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow())
+    # Same definition, keys reordered and re-indented: the existing version comes back.
+    reordered = json.loads(json.dumps(dict(reversed(list(echo_workflow().items()))), indent=4))
+    same = (await client.put("/api/v1/workflows/simple-echo", json=reordered)).json()
+    assert (same["version"], same["created"]) == (1, False)
+
+    changed = (await client.put("/api/v1/workflows/simple-echo", json=echo_workflow("v2"), headers=ANA)).json()
+    assert (changed["version"], changed["created"], changed["workflowStatus"], changed["currentVersion"]) == (
+        2,
+        True,
+        "Active",
+        1,
+    )
+    workflow = (await client.get("/api/v1/workflows/simple-echo")).json()
+    assert (workflow["currentVersion"], workflow["latestVersion"]) == (1, 2)
+    assert workflow["definition"]["nodes"][0]["parameters"]["message"] == "v1", "shows what runs"
+
+    await client.post("/api/v1/workflows/simple-echo/publish", headers={"X-Principal-Id": "bo"})
+    versions = (await client.get("/api/v1/workflows/simple-echo/versions")).json()
+    assert [(v["version"], v["createdBy"], v["publishedBy"]) for v in versions] == [(2, "ana", "bo"), (1, None, None)]
+    assert versions[0]["checksum"] != versions[1]["checksum"]
+    one = (await client.get("/api/v1/workflows/simple-echo/versions/1")).json()
+    assert one["definition"]["nodes"][0]["parameters"]["message"] == "v1"
+    assert_problem(await client.get("/api/v1/workflows/simple-echo/versions/7"), 404)
+
+    # Rolling back is publishing an older version.
+    rolled = (await client.post("/api/v1/workflows/simple-echo/publish", params={"version": 1})).json()
+    assert rolled["currentVersion"] == 1
+
+    other = echo_workflow()
+    other["id"] = "something-else"
+    body = assert_problem(await client.put("/api/v1/workflows/simple-echo", json=other), 422)
+    assert body["errors"][0]["pointer"] == "/id"
+    assert_problem(await client.put("/api/v1/workflows/missing", json=echo_workflow()), 404)
+    broken = echo_workflow()
+    broken["nodes"][1]["actionType"] = "nope"
+    assert_problem(await client.put("/api/v1/workflows/simple-echo", json=broken), 422)
+
+
+async def test_published_version_pins_running_executions(client: AsyncTestClient[Any], db: Database) -> None:
+    await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow("old"))
+    first = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
+    await client.put("/api/v1/workflows/simple-echo", json=echo_workflow("new"))
+    await client.post("/api/v1/workflows/simple-echo/publish")
+    second = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
+    assert (first["workflowVersion"], second["workflowVersion"]) == (1, 2)
+
+    conditions = ConditionPool(size=1)
+    try:
+        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions)
+        for started in (second, first):
+            assert await runtime.run_execution(UUID(started["executionId"])) == "Succeeded"
+        # Two versions, each compiled once at publish time, each loaded once by the worker.
+        assert runtime.plans.loads == 2
+        third = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
+        assert await runtime.run_execution(UUID(third["executionId"])) == "Succeeded"
+        assert runtime.plans.loads == 2
+    finally:
+        await conditions.close()
+    outputs = {}
+    for started in (first, second):
+        execution = (await client.get(started["statusUrl"])).json()
+        outputs[execution["workflowVersion"]] = execution["nodes"][0]["outputs"]["echo"]
+        versions = (await client.get("/api/v1/workflows/simple-echo/versions")).json()
+        checksum = next(v["checksum"] for v in versions if v["version"] == execution["workflowVersion"])
+        assert execution["workflowChecksum"] == checksum
+    assert outputs == {1: "old", 2: "new"}
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT version FROM dw.workflow_plans ORDER BY version")
+        assert await cur.fetchall() == [(1,), (2,)]
+
+
+async def test_principals_are_stored_and_can_be_required(dsn: str, db: Database) -> None:
+    settings = Settings(database_url=dsn, require_principal=True)
+    async with AsyncTestClient(create_app(settings)) as strict:
+        created = await strict.post(
+            "/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow(), headers=ANA
+        )
+        assert created.json()["createdBy"] == "ana"
+        body = assert_problem(await strict.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 401)
+        assert "X-Principal-Id" in body["detail"]
+        ok = await strict.post(
+            "/api/v1/workflows/simple-echo/execute",
+            json={"trigger": {}},
+            headers={"X-Principal-Id": "svc-billing", "X-Principal-Type": "service"},
+        )
+        assert ok.status_code == 202
+        execution = (await strict.get(ok.json()["statusUrl"])).json()
+        assert (execution["principalId"], execution["principalType"]) == ("svc-billing", "service")
+        events = (await strict.get(ok.json()["statusUrl"] + "/events")).json()
+        assert events[0]["principal"] == "svc-billing"
+    versions = await db.fetch_all("list_versions", id="simple-echo")
+    assert (versions[0]["created_by"], versions[0]["published_by"]) == ("ana", "ana")
+
+
+def template() -> dict[str, Any]:
+    data = json.loads((FIXTURES / "templates" / "approval-workflow-template.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+async def test_workflow_template_instantiation(client: AsyncTestClient[Any], db: Database) -> None:
+    created = await client.post("/api/v1/workflow-templates", json=template(), headers=ANA)
+    assert created.status_code == 201, created.text
+    assert (created.json()["version"], created.json()["createdBy"]) == (1, "ana")
+    assert (await client.post("/api/v1/workflow-templates", json=template())).json()["version"] == 1
+    changed = template()
+    changed["description"] = "v2"
+    assert (await client.post("/api/v1/workflow-templates", json=changed)).json()["version"] == 2
+    listed = (await client.get("/api/v1/workflow-templates")).json()
+    assert [(t["id"], t["version"]) for t in listed] == [("approval-flow", 2)]
+    assert (await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 1})).json()["version"] == 1
+
+    request = {"workflowId": "expenses", "config": {"name": "Expenses", "reviewer": "finance", "threshold": 250}}
+    made = await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=request, headers=ANA)
+    assert made.status_code == 201, made.text
+    workflow = made.json()
+    assert (workflow["id"], workflow["status"], workflow["displayName"]) == ("expenses", "Draft", "Expenses")
+    assert (workflow["templateId"], workflow["templateVersion"], workflow["createdBy"]) == ("approval-flow", 2, "ana")
+    definition = workflow["definition"]
+    assert definition["orchestration"]["maxParallelActions"] == 5, "a whole [[ ]] expression keeps its type"
+    assert definition["nodes"][0]["edges"][0]["condition"] == "trigger.amount >= 250"
+    assert definition["nodes"][0]["parameters"]["message"] == "Request {{ trigger.requestId }} for {{ trigger.amount }}"
+    assert definition["nodes"][2]["parameters"]["message"]["notify"] is False
+
+    # The Draft publishes and runs like any workflow.
+    assert (await client.post("/api/v1/workflows/expenses/publish")).json()["status"] == "Active"
+    started = (
+        await client.post("/api/v1/workflows/expenses/execute", json={"trigger": {"amount": 300, "requestId": "r-1"}})
+    ).json()
+    conditions = ConditionPool(size=1)
+    try:
+        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions)
+        assert await runtime.run_execution(UUID(started["executionId"])) == "Succeeded"
+    finally:
+        await conditions.close()
+    nodes = {n["nodeId"]: n["status"] for n in (await client.get(started["statusUrl"])).json()["nodes"]}
+    assert nodes == {"receive": "Succeeded", "review": "Succeeded", "auto-approve": "Skipped"}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "pointers"),
+    [
+        ({"workflowId": "w1", "config": {"reviewer": "x"}}, 422, {"/config/name": "required"}),
+        (
+            {"workflowId": "w1", "config": {"name": "n", "reviewer": "x", "bogus": 1}},
+            422,
+            {"/config/bogus": "unknown_parameter"},
+        ),
+        (
+            {"workflowId": "w1", "config": {"name": "n", "reviewer": "x", "threshold": "high"}},
+            422,
+            {"/config/threshold": "type"},
+        ),
+        (
+            {"workflowId": "w1", "config": {"name": "n", "reviewer": "x", "parallelism": 1.5}},
+            422,
+            {"/config/parallelism": "type"},
+        ),
+        ({"workflowId": "bad id!", "config": {"name": "n", "reviewer": "x"}}, 422, {"/workflowId": "format"}),
+        (
+            {"workflowId": "w1", "config": {"name": "n", "reviewer": "x", "parallelism": 0}},
+            422,
+            {"/definition/orchestration/maxParallelActions": "range"},
+        ),
+        ({"workflowId": "w1", "config": {"name": "", "reviewer": "x"}}, 422, {"/definition/displayName": "required"}),
+        ({"workflowId": "w1"}, 422, {"/config/name": "required", "/config/reviewer": "required"}),
+    ],
+)
+async def test_workflow_template_refusals(
+    client: AsyncTestClient[Any], request_body: dict[str, Any], status: int, pointers: dict[str, str]
+) -> None:
+    await client.post("/api/v1/workflow-templates", json=template())
+    response = await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=request_body)
+    body = assert_problem(response, status)
+    assert {e["pointer"]: e["code"] for e in body["errors"]} == pointers
+    assert (await client.get("/api/v1/workflows/w1")).status_code == 404, "nothing was created"
+
+
+async def test_workflow_template_other_refusals(client: AsyncTestClient[Any]) -> None:
+    good = {"workflowId": "w1", "config": {"name": "n", "reviewer": "x"}}
+    assert_problem(await client.post("/api/v1/workflow-templates/nope/instantiate", json=good), 404)
+    await client.post("/api/v1/workflow-templates", json=template())
+    assert (await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=good)).status_code == 201
+    assert_problem(await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=good), 409)
+    bad = copy.deepcopy(template())
+    bad["parameters"].append({"name": "name", "type": "string"})
+    bad["definition"]["displayName"] = "[[ config.name "
+    body = assert_problem(await client.post("/api/v1/workflow-templates", json=bad), 422)
+    assert {e["code"] for e in body["errors"]} == {"duplicate", "template_syntax"}
+    assert_problem(await client.post("/api/v1/workflow-templates", json={"id": "x"}), 422)
