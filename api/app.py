@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dataworkflows import __version__
 from dataworkflows.actions import default_registry
@@ -18,7 +22,10 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.event_stream import EventHub
+from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 
+from .dead_letters import DeadLetterController
 from .executions import ExecutionController
 from .principals import HeaderPrincipalResolver
 from .problems import exception_handlers, problem
@@ -40,6 +47,38 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
     except DataWorkflowsError as exc:
         return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
+
+
+@get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+async def metrics() -> bytes:
+    return generate_latest()
+
+
+def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    """Counts and times every routed request by its route template (not its raw path)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            method = scope.get("method", "GET")
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+
+    return middleware
 
 
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
@@ -67,6 +106,7 @@ def create_app(settings: Settings) -> Litestar:
         timeout=settings.db_timeout_seconds,
     )
     conditions = ConditionPool(size=1)
+    events = EventHub(settings.database_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -79,15 +119,26 @@ def create_app(settings: Settings) -> Litestar:
             registry=default_registry(),
             conditions=conditions,
             principals=HeaderPrincipalResolver(),
+            events=events,
         )
         try:
             yield
         finally:
+            await events.close()
             await conditions.close()
             await pool.close()
 
     return Litestar(
-        route_handlers=[live, ready, WorkflowController, WorkflowTemplateController, ExecutionController],
+        route_handlers=[
+            live,
+            ready,
+            metrics,
+            WorkflowController,
+            WorkflowTemplateController,
+            ExecutionController,
+            DeadLetterController,
+        ],
+        middleware=[metrics_middleware],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         before_request=bind_request_context,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.params import FromPath, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from dataworkflows.errors import ExecutionNotFound, InvalidInput
+from dataworkflows.event_stream import is_final
+from dataworkflows.statuses import ExecutionStatus
 
 from .paging import decode_cursor, encode_cursor
 from .schemas import AttemptRead, EventRead, ExecutionList, ExecutionRead, ExecutionSummary, NodeStateRead
@@ -123,15 +129,50 @@ class ExecutionController(Controller):
         rows = await services(request).db.fetch_all("list_attempts", id=eid)
         return [AttemptRead(**r) for r in rows]
 
-    @get("/{execution_id:str}/events", summary="The execution log, in order")
+    @get(
+        "/{execution_id:str}/events",
+        summary="The execution log, in order; with Accept: text/event-stream, live until the run ends",
+    )
     async def events(
         self,
         request: Request[Any, Any, Any],
         execution_id: FromPath[str],
         after: Annotated[int, QueryParameter(name="after", ge=0)] = 0,
         limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 1000,
-    ) -> list[EventRead]:
+    ) -> Response[Any]:
         eid = _parse_id(execution_id)
-        await _require(request, eid)
+        execution = await _require(request, eid)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            last_id = request.headers.get("last-event-id", "")
+            start = int(last_id) if last_id.isdigit() else after
+            final = ExecutionStatus(execution["status"]).is_final
+            return ServerSentEvent(_stream(request, eid, start, final))
         rows = await services(request).db.fetch_all("list_events", id=eid, after=after, limit=limit)
-        return [EventRead(**r) for r in rows]
+        return Response([EventRead(**r) for r in rows], media_type=MediaType.JSON)
+
+
+_KEEPALIVE_SECONDS = 15.0
+
+
+async def _stream(
+    request: Request[Any, Any, Any], execution_id: uuid.UUID, after: int, already_final: bool
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Events after `after`, then each new one as its NOTIFY arrives; ends with the run."""
+    svc = services(request)
+    last = after
+    async with svc.events.subscribe(execution_id) as wakeups:
+        while True:
+            rows = await svc.db.fetch_all("list_events", id=execution_id, after=last, limit=1000)
+            for row in rows:
+                last = row["id"]
+                data = msgspec.json.encode(EventRead(**row)).decode()
+                yield ServerSentEventMessage(data=data, event=row["type"], id=row["id"])
+            if any(is_final(row["type"]) for row in rows) or (already_final and not rows):
+                return
+            if len(rows) == 1000:
+                continue
+            try:
+                await asyncio.wait_for(wakeups.get(), _KEEPALIVE_SECONDS)
+            except TimeoutError:
+                # Keeps proxies from closing an idle stream; the loop re-reads from the database.
+                yield ServerSentEventMessage(comment="keepalive")

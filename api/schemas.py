@@ -177,3 +177,30 @@ class EventRead(Camel):
 class HealthRead(Camel):
     status: str
     database: str | None = None
+
+
+class DeadLetterRead(Camel):
+    id: int
+    kind: str
+    execution_id: UUID | None
+    workflow_id: str | None
+    node_id: str | None
+    job_id: int | None
+    payload: dict[str, Any]
+    error: Any
+    attempts: int
+    created_at: datetime
+    redriven_at: datetime | None
+    redriven_by: str | None
+
+
+class DeadLetterList(Camel):
+    items: list[DeadLetterRead]
+    next_cursor: str | None
+
+
+class RedriveResponse(Camel):
+    dead_letter_id: int
+    execution_id: UUID
+    action: str
+    status_url: str

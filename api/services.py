@@ -12,6 +12,7 @@ from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.event_stream import EventHub
 from dataworkflows.publishing import PreparedDefinition, collect_conditions, prepare_definition
 
 from .principals import PrincipalResolver
@@ -24,6 +25,7 @@ class Services:
     registry: ActionRegistry
     conditions: ConditionPool
     principals: PrincipalResolver
+    events: EventHub
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""

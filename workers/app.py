@@ -9,12 +9,16 @@ import asyncio
 import contextlib
 import os
 import socket
+import traceback
 import uuid
 from typing import Any
 
 import procrastinate
 import structlog
+from procrastinate.job_context import JobContext
+from prometheus_client import start_http_server
 
+from dataworkflows import metrics
 from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
@@ -35,15 +39,64 @@ def build_app(runtime: Runtime) -> procrastinate.App:
     """A Procrastinate app whose one task runs an execution."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 
-    @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue)
-    async def run_execution(execution_id: str) -> None:
+    @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue, pass_context=True)
+    async def run_execution(context: JobContext, execution_id: str) -> None:
         structlog.contextvars.bind_contextvars(execution_id=execution_id)
         try:
             await runtime.run_execution(uuid.UUID(execution_id))
+        except Exception as exc:
+            # The job failed (the run itself is resumed by recovery once its lease expires):
+            # keep the evidence where an operator looks, then let Procrastinate mark it failed.
+            await _record_job_failure(runtime, context, execution_id, exc)
+            raise
         finally:
             structlog.contextvars.unbind_contextvars("execution_id")
 
     return app
+
+
+async def _record_job_failure(runtime: Runtime, context: JobContext, execution_id: str, exc: Exception) -> None:
+    job = context.job
+    try:
+        execution = uuid.UUID(execution_id)
+    except ValueError:
+        execution = None
+    error = {
+        "code": "job_failed",
+        "message": f"{type(exc).__name__}: {exc}"[:2000],
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }
+    try:
+        await runtime.db.fetch_one(
+            "record_job_failure",
+            job_id=job.id,
+            execution_id=execution,
+            payload={"task": job.task_name, "args": job.task_kwargs, "queue": job.queue},
+            error=error,
+            attempts=job.attempts + 1,
+        )
+    except DataWorkflowsError as record_error:
+        log.error("could not record the failed job", job_id=job.id, error=str(record_error))
+
+
+async def update_queue_metrics(db: Database) -> None:
+    rows = await db.fetch_all("queue_depth")
+    seen = set()
+    for row in rows:
+        metrics.QUEUE_DEPTH.labels(row["queue_name"], row["status"]).set(row["jobs"])
+        seen.add((row["queue_name"], row["status"]))
+    for queue, status in _known_queue_labels - seen:
+        metrics.QUEUE_DEPTH.labels(queue, status).set(0)
+    _known_queue_labels.update(seen)
+    oldest: dict[str, float] = {}
+    for row in rows:
+        if row["status"] == "todo" and row["oldest_seconds"] is not None:
+            oldest[row["queue_name"]] = float(row["oldest_seconds"])
+    for queue in {q for q, _ in _known_queue_labels}:
+        metrics.QUEUE_OLDEST.labels(queue).set(oldest.get(queue, 0.0))
+
+
+_known_queue_labels: set[tuple[str, str]] = set()
 
 
 async def recovery_loop(db: Database, settings: Settings) -> None:
@@ -61,7 +114,12 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             log.warning("recovery pass failed", error=str(exc))
             continue
         for row in rows:
+            metrics.RECOVERIES.labels(row["action"]).inc()
             log.warning("execution recovered", execution_id=str(row["execution_id"]), action=row["action"])
+        try:
+            await update_queue_metrics(db)
+        except DataWorkflowsError as exc:
+            log.warning("queue metrics update failed", error=str(exc))
 
 
 async def run_worker(
@@ -76,6 +134,9 @@ async def run_worker(
         raise ConfigurationError("DATABASE_URL is not set")
     concurrency = concurrency or settings.worker_concurrency
     worker_id = new_worker_id()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
     # concurrent database call. Size for both.
     pool = make_pool(

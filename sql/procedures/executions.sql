@@ -3,6 +3,7 @@
 -- exception classes in dataworkflows.db; keep both lists in step.
 --   DW001 workflow not found        DW002 workflow not runnable (not Active, or disabled)
 --   DW010 lease lost (fencing)      DW011 node not runnable      DW012 execution not found
+--   DW005 dead letter already redriven / nothing to redrive      DW006 dead letter not found
 
 -- Defers one run job for an execution. Procrastinate's own function, so the insert fires its
 -- NOTIFY trigger and workers wake at once; called inside the caller's transaction (the outbox).
@@ -145,9 +146,17 @@ BEGIN
      WHERE e.id = p_execution_id
     RETURNING e.lease_token INTO v_token;
 
+    IF v_e.lease_owner IS NOT NULL THEN
+        -- The previous holder stopped renewing (died, or lost the database): its token is now stale.
+        INSERT INTO dw.execution_events (execution_id, type, details)
+        VALUES (p_execution_id, 'lease_lost',
+                jsonb_build_object('previousOwner', v_e.lease_owner, 'previousToken', v_e.lease_token,
+                                   'expiredAt', v_e.lease_expires_at, 'newOwner', p_owner));
+    END IF;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id,
-            CASE WHEN v_e.status = 'Pending' THEN 'execution_started' ELSE 'execution_resumed' END,
+            CASE WHEN v_e.status = 'Pending' AND v_e.started_at IS NULL THEN 'execution_started'
+                 ELSE 'execution_resumed' END,
             jsonb_build_object('worker', p_owner, 'leaseToken', v_token, 'previousStatus', v_e.status,
                                'previousOwner', v_e.lease_owner));
 
@@ -299,7 +308,10 @@ BEGIN
             jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
                                                  'error', p_error, 'nextAttemptAt', p_next_attempt_at)));
 
-    IF p_node_status IN ('Succeeded', 'Failed') AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
+    -- p_fired NULL: an unhandled failure ends the run, so its edges stay undecided (and a redrive
+    -- can pick the run up exactly where it stopped).
+    IF p_node_status IN ('Succeeded', 'Failed') AND p_fired IS NOT NULL
+       AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
         IF COALESCE(array_length(p_fired, 1), 0) <> array_length(v_edges, 1) THEN
             RAISE EXCEPTION 'node % has % edges but % decisions', p_node_id, array_length(v_edges, 1),
                 COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = '22023';
@@ -320,6 +332,16 @@ BEGIN
     END IF;
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
+    IF p_status = 'Failed' AND p_error ->> 'nodeId' IS NOT NULL THEN
+        -- A node failed and nothing handled it: a human decides (fix and redrive, or let it go).
+        INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)
+        SELECT 'node_failed', p_execution_id, n.node_id,
+               jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
+                                  'actionType', n.action_type, 'trigger', e.trigger),
+               COALESCE(p_error -> 'cause', p_error), n.attempts
+          FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
+         WHERE n.execution_id = p_execution_id AND n.node_id = p_error ->> 'nodeId';
+    END IF;
 END;
 $$;
 
@@ -328,10 +350,18 @@ CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
     p_execution_id uuid, p_status text, p_error jsonb, p_event text
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE dw.node_states n
-       SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled' ELSE 'Skipped' END,
-           ended_at = now(), next_attempt_at = NULL
-     WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting');
+    WITH ended AS (
+        UPDATE dw.node_states n
+           SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled' ELSE 'Skipped' END,
+               ended_at = now(), next_attempt_at = NULL, end_reason = 'run_ended'
+         WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
+        RETURNING n.node_id, n.status
+    )
+    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+    SELECT p_execution_id, ended.node_id,
+           CASE WHEN ended.status = 'Cancelled' THEN 'node_cancelled' ELSE 'node_skipped' END,
+           jsonb_build_object('reason', 'run_ended', 'runStatus', p_status)
+      FROM ended;
 
     UPDATE dw.executions e
        SET status = p_status, error = p_error, ended_at = now(),
@@ -420,6 +450,11 @@ BEGIN
                 jsonb_build_object('code', 'worker_lost',
                                    'message', format('the run lost its worker %s times', v_e.recovery_count + 1)),
                 'execution_failed');
+            INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
+            SELECT 'worker_lost', e.id,
+                   jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger),
+                   e.error, v_e.recovery_count + 1
+              FROM dw.executions e WHERE e.id = v_e.id;
             execution_id := v_e.id; action := 'failed';
             RETURN NEXT;
             CONTINUE;
@@ -436,5 +471,80 @@ BEGIN
         execution_id := v_e.id; action := 'requeued';
         RETURN NEXT;
     END LOOP;
+END;
+$$;
+
+-- Records a Procrastinate job that raised (the worker calls this before re-raising).
+CREATE OR REPLACE FUNCTION dw.record_job_failure_v1(
+    p_job_id bigint, p_execution_id uuid, p_payload jsonb, p_error jsonb, p_attempts integer
+) RETURNS bigint LANGUAGE sql AS $$
+    INSERT INTO dw.dead_letters (kind, execution_id, job_id, payload, error, attempts)
+    VALUES ('job_failed', (SELECT e.id FROM dw.executions e WHERE e.id = p_execution_id), p_job_id,
+            p_payload, p_error, p_attempts)
+    RETURNING id;
+$$;
+
+-- Re-runs the failed part of a dead-lettered run: the failed node gets a fresh retry budget, nodes
+-- that the run's end skipped or cancelled get their place back (from their join counters), and a
+-- run job is queued. Succeeded nodes keep their outputs and never run again. A letter is redriven
+-- at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005).
+CREATE OR REPLACE FUNCTION dw.redrive_dead_letter_v1(p_id bigint, p_principal text, p_queue text)
+    RETURNS TABLE (dead_letter_id bigint, execution_id uuid, action text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_d dw.dead_letters%ROWTYPE;
+    v_e dw.executions%ROWTYPE;
+    v_timeout double precision;
+BEGIN
+    SELECT * INTO v_d FROM dw.dead_letters d WHERE d.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';
+    END IF;
+    IF v_d.redriven_at IS NOT NULL THEN
+        RAISE EXCEPTION 'dead letter % was already redriven at % by %', p_id, v_d.redriven_at,
+            COALESCE(v_d.redriven_by, 'an anonymous caller') USING ERRCODE = 'DW005';
+    END IF;
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = v_d.execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter % has no execution to redrive', p_id USING ERRCODE = 'DW005';
+    END IF;
+
+    IF v_d.kind = 'job_failed' THEN
+        IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+            RAISE EXCEPTION 'execution % already ended (%); redrive its node_failed or worker_lost letter instead',
+                v_e.id, v_e.status USING ERRCODE = 'DW005';
+        END IF;
+        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+    ELSE
+        IF v_e.status <> 'Failed' THEN
+            RAISE EXCEPTION 'execution % is %, not Failed: nothing to redrive', v_e.id, v_e.status
+                USING ERRCODE = 'DW005';
+        END IF;
+        UPDATE dw.node_states n
+           SET status = CASE
+                   WHEN n.node_id = v_d.node_id OR n.status = 'Cancelled' THEN 'Ready'
+                   WHEN n.decided_incoming = n.expected_incoming AND (n.expected_incoming = 0 OR n.satisfied_incoming > 0)
+                       THEN 'Ready'
+                   ELSE 'Pending' END,
+               attempt_base = CASE WHEN n.node_id = v_d.node_id OR n.status = 'Cancelled' THEN n.attempts
+                                   ELSE n.attempt_base END,
+               error = NULL, ended_at = NULL, end_reason = NULL, next_attempt_at = NULL
+         WHERE n.execution_id = v_e.id
+           AND ((n.node_id = v_d.node_id AND n.status = 'Failed') OR n.end_reason = 'run_ended');
+
+        SELECT (p.plan ->> 'workflowTimeoutSeconds')::double precision INTO v_timeout
+          FROM dw.workflow_plans p WHERE p.workflow_id = v_e.workflow_id AND p.version = v_e.workflow_version;
+        UPDATE dw.executions e
+           SET status = 'Pending', ended_at = NULL, error = NULL, recovery_count = 0,
+               lease_owner = NULL, lease_expires_at = NULL,
+               deadline_at = CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END
+         WHERE e.id = v_e.id;
+        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+    END IF;
+
+    UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = p_principal WHERE d.id = p_id;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
+    VALUES (v_e.id, v_d.node_id, 'execution_redriven', p_principal,
+            jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind));
+    RETURN QUERY SELECT p_id, v_e.id, 'requeued'::text;
 END;
 $$;

@@ -26,8 +26,8 @@ SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.princi
 
 -- name: list_node_states
 -- Node checkpoints of one execution, in definition order.
-SELECT node_id, action_type, status, attempts, expected_incoming, decided_incoming, satisfied_incoming,
-       outputs, error, next_attempt_at, started_at, ended_at
+SELECT node_id, action_type, status, attempts, attempt_base, expected_incoming, decided_incoming,
+       satisfied_incoming, outputs, error, next_attempt_at, started_at, ended_at
   FROM dw.node_states WHERE execution_id = %(id)s ORDER BY position;
 
 -- name: list_attempts
@@ -88,3 +88,33 @@ SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seco
 -- Appends one event to the execution log.
 INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
 VALUES (%(id)s, %(node_id)s, %(type)s, %(principal)s, %(details)s);
+
+-- name: record_job_failure
+-- Records a run job that raised, as a job_failed dead letter.
+SELECT dw.record_job_failure_v1(%(job_id)s, %(execution_id)s, %(payload)s, %(error)s, %(attempts)s) AS id;
+
+-- name: list_dead_letters
+-- Dead letters newest first, optionally only open ones or one kind, after an id cursor.
+SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
+       d.created_at, d.redriven_at, d.redriven_by
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL) = %(open)s::boolean)
+   AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+   AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
+ ORDER BY d.id DESC
+ LIMIT %(limit)s;
+
+-- name: get_dead_letter
+-- One dead letter.
+SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
+       d.created_at, d.redriven_at, d.redriven_by
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE d.id = %(id)s;
+
+-- name: redrive_dead_letter
+-- Re-runs the failed part of a dead-lettered run (see dw.redrive_dead_letter_v1).
+SELECT * FROM dw.redrive_dead_letter_v1(%(id)s, %(principal)s, %(queue)s);
+
+-- name: queue_depth
+-- Jobs waiting and running per queue, with the oldest job's age.
+SELECT queue_name, status, jobs, oldest_seconds FROM dw.v_queue_depth;

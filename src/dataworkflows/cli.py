@@ -33,6 +33,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         api_host=getattr(args, "host", None),
         api_port=getattr(args, "port", None),
         worker_concurrency=getattr(args, "concurrency", None),
+        worker_metrics_port=getattr(args, "metrics_port", None),
     )
 
 
@@ -238,7 +239,66 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if not args.wait:
             return EXIT_OK
-        return _follow(client, execution_id, timeout=args.timeout)
+        code = _follow_stream(client, execution_id, timeout=args.timeout)
+        if code is None:  # no live stream (an older server, a proxy): poll instead
+            code = _follow(client, execution_id, timeout=args.timeout)
+        return code
+
+
+def _describe_event(event: dict[str, Any]) -> str | None:
+    details = event.get("details") or {}
+    node = event.get("nodeId") or ""
+    kind = event["type"]
+    attempt = details.get("attempt")
+    error = (details.get("error") or {}).get("message", "")
+    if kind == "node_succeeded":
+        return f"  {node:<24} Succeeded" + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
+    if kind == "node_failed":
+        return f"  {node:<24} Failed     {error}".rstrip()
+    if kind == "node_retry_scheduled":
+        return f"  {node:<24} retrying   attempt {attempt} failed: {error}".rstrip()
+    if kind == "node_skipped":
+        return f"  {node:<24} Skipped"
+    if kind == "node_cancelled":
+        return f"  {node:<24} Cancelled"
+    if kind == "condition_error":
+        return f"  {node:<24} condition error: {details.get('error')}"
+    if kind in {"execution_recovered", "lease_lost"}:
+        return f"  (run {kind.replace('_', ' ')})"
+    return None
+
+
+def _follow_stream(client: httpx.Client, execution_id: str, *, timeout: float) -> int | None:
+    """Prints nodes as they finish, from the server-sent event stream; None if there is none."""
+    deadline = time.monotonic() + timeout
+    try:
+        with client.stream(
+            "GET",
+            f"/api/v1/executions/{execution_id}/events",
+            headers={"Accept": "text/event-stream"},
+            timeout=httpx.Timeout(10.0, read=60.0),
+        ) as response:
+            if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
+                return None
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:].strip())
+                text = _describe_event(event)
+                if text:
+                    print(text, flush=True)
+                if time.monotonic() > deadline:
+                    print(f"error: gave up waiting after {timeout:g}s", file=sys.stderr)
+                    return EXIT_UNAVAILABLE
+    except (httpx.TransportError, json.JSONDecodeError):
+        return None
+    execution = client.get(f"/api/v1/executions/{execution_id}").json()
+    if execution["status"] not in FINAL:
+        return None
+    error = execution.get("error") or {}
+    suffix = f": {error.get('message')}" if error.get("message") else ""
+    print(f"execution {execution_id} {execution['status']}{suffix}")
+    return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
 
 
 def _follow(client: httpx.Client, execution_id: str, *, timeout: float) -> int:
@@ -372,6 +432,44 @@ def cmd_workflows_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if not args.all:
+        params["open"] = "true"
+    with _client(args) as client:
+        response = client.get("/api/v1/dead-letters", params=params)
+    if response.status_code != 200:
+        print(f"error: {_problem_text(response)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    items = response.json()["items"]
+    if not items:
+        print("no dead letters" if args.all else "no open dead letters")
+        return EXIT_OK
+    print(f"{'ID':>6} {'KIND':<12} {'WORKFLOW':<20} {'NODE':<16} {'ATTEMPTS':>8}  {'STATE':<9} ERROR")
+    for d in items:
+        state = "redriven" if d["redrivenAt"] else "open"
+        message = ((d.get("error") or {}).get("message") or "")[:80]
+        print(
+            f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
+            f"{d['attempts']:>8}  {state:<9} {message}"
+        )
+    return EXIT_OK
+
+
+def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.post(f"/api/v1/dead-letters/{args.dead_letter_id}/redrive")
+        if response.status_code != 200:
+            print(f"error: {_problem_text(response)}", file=sys.stderr)
+            return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+        body = response.json()
+        print(f"dead letter {body['deadLetterId']} redriven: execution {body['executionId']} {body['action']}")
+        if args.wait:
+            code = _follow_stream(client, body["executionId"], timeout=args.timeout)
+            return code if code is not None else _follow(client, body["executionId"], timeout=args.timeout)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
@@ -393,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a worker (start several to scale out)")
     worker.add_argument("--concurrency", type=int, default=None, help="executions run at once (default 20)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     worker.set_defaults(func=cmd_worker)
 
     run = sub.add_parser("run", help="start an execution through the API")
@@ -418,6 +517,20 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("workflow_id")
     archive.add_argument("--api-url")
     archive.set_defaults(func=cmd_workflows_archive)
+
+    dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive")
+    dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
+    dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven ones)")
+    dlist.add_argument("--all", action="store_true")
+    dlist.add_argument("--limit", type=int, default=100)
+    dlist.add_argument("--api-url")
+    dlist.set_defaults(func=cmd_dead_letters_list)
+    redrive = dsub.add_parser("redrive", help="re-run the failed part of a dead-lettered run (once)")
+    redrive.add_argument("dead_letter_id", type=int)
+    redrive.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    redrive.add_argument("--timeout", type=float, default=3600.0)
+    redrive.add_argument("--api-url")
+    redrive.set_defaults(func=cmd_dead_letters_redrive)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

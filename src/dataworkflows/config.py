@@ -42,6 +42,9 @@ class Settings:
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20
+    # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -28,6 +28,8 @@ _SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "DW002": errors.WorkflowNotRunnable,
     "DW003": errors.NotFound,
     "DW004": errors.Conflict,
+    "DW005": errors.Conflict,
+    "DW006": errors.NotFound,
     "DW010": errors.LeaseLost,
     "DW011": errors.NodeNotRunnable,
     "DW012": errors.ExecutionNotFound,
@@ -279,7 +281,7 @@ class Database:
         worker: str,
         node_status: str,
         next_attempt_at: datetime | None,
-        fired: list[bool],
+        fired: list[bool] | None,
     ) -> list[Row]:
         return await self.fetch_all(
             "record_attempt",

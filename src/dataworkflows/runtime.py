@@ -28,7 +28,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
-from dataworkflows import templating
+from dataworkflows import metrics, templating
 from dataworkflows.actions import ActionContext, ActionError, ActionRegistry, ActionResult, UnknownActionType
 from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.db import Database, jsonb
@@ -147,6 +147,8 @@ class _Run:
     token: int
     status: dict[str, NodeStatus] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    # Attempts made before the latest redrive: a node's retry budget counts from here.
+    attempt_base: dict[str, int] = field(default_factory=dict)
     next_at: dict[str, datetime] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     running: dict[str, asyncio.Task[_NodeOutcome]] = field(default_factory=dict)
@@ -181,17 +183,20 @@ class _Run:
             node_id = state["node_id"]
             self.status[node_id] = NodeStatus(state["status"])
             self.attempts[node_id] = int(state["attempts"])
+            self.attempt_base[node_id] = int(state["attempt_base"])
             if state["next_attempt_at"] is not None:
                 self.next_at[node_id] = state["next_attempt_at"]
             if state["status"] == NodeStatus.SUCCEEDED:
                 self.outputs[node_id] = state["outputs"]
         self.order = [node.id for node in self.plan.nodes]
         self.log.info("execution acquired", lease_token=self.token)
+        metrics.EXECUTIONS_STARTED.labels(self.workflow_id).inc()
 
         heartbeat = asyncio.create_task(self._heartbeat(), name=f"lease-{self.execution_id}")
         try:
             return await self._drive()
         except LeaseLost:
+            metrics.LEASES_LOST.inc()
             self.log.warning("lease lost; another worker owns this execution now")
             await self._cancel_running()
             return "lease_lost"
@@ -273,6 +278,7 @@ class _Run:
                                 wake_at=wake,
                                 queue=self.settings.queue,
                             )
+                            metrics.EXECUTIONS_PARKED.inc()
                             self.log.info("execution parked until a retry is due", wake_at=wake.isoformat())
                             return "parked"
                         await asyncio.wait({lost_waiter}, timeout=max(delay, 0))
@@ -350,6 +356,7 @@ class _Run:
         await self.db.fetch_one(
             "complete_execution", id=self.execution_id, token=self.token, status=status.value, error=error
         )
+        metrics.EXECUTIONS_FINISHED.labels(self.workflow_id, status.value).inc()
         self.log.info("execution finished", status=status.value, error=error)
         return status.value
 
@@ -504,7 +511,7 @@ class _Run:
                 node_status = NodeStatus.FAILED
             else:
                 node_status = NodeStatus.SUCCEEDED
-        elif retriable and attempt < node.retry.max_attempts:
+        elif retriable and attempt - self.attempt_base.get(node.id, 0) < node.retry.max_attempts:
             retry_after = result.error.retry_after if result.error else None
             delay = backoff_seconds(node.retry, attempt, retry_after)
             next_at = end + timedelta(seconds=delay)
@@ -512,7 +519,7 @@ class _Run:
         else:
             node_status = NodeStatus.FAILED
             if retriable:
-                error = {**(error or {}), "attemptsExhausted": attempt}
+                error = {**(error or {}), "attemptsExhausted": attempt - self.attempt_base.get(node.id, 0)}
         if node_status == NodeStatus.FAILED and not fired:
             try:
                 fired = await self._decide_edges(node, succeeded=False)
@@ -520,6 +527,10 @@ class _Run:
                 error = {**(error or {}), "conditionError": {"code": exc.code, "message": exc.message}}
                 fired = [False] * len(node.edges)
 
+        handled = any(
+            f and e.when in (EdgeWhen.FAILURE, EdgeWhen.ALWAYS) for f, e in zip(fired, node.edges, strict=False)
+        )
+        unhandled = node_status == NodeStatus.FAILED and not handled
         changes = await self.db.record_attempt(
             execution_id=self.execution_id,
             token=self.token,
@@ -535,8 +546,14 @@ class _Run:
             worker=self.settings.worker_id,
             node_status=node_status.value,
             next_attempt_at=next_at,
-            fired=fired,
+            # An unhandled failure ends the run: its edges stay undecided, so a redrive resumes
+            # exactly here.
+            fired=None if unhandled else fired,
         )
+        metrics.ATTEMPTS.labels(node.action_type, status.value).inc()
+        metrics.NODE_DURATION.labels(node.action_type, status.value).observe((end - start).total_seconds())
+        if node_status == NodeStatus.WAITING:
+            metrics.RETRIES.labels(node.action_type).inc()
         self.status[node.id] = node_status
         if next_at is not None:
             self.next_at[node.id] = next_at
@@ -564,8 +581,5 @@ class _Run:
                 return None
             return _NodeOutcome(node.id, NodeStatus.WAITING)
         if node_status == NodeStatus.FAILED:
-            handled = any(
-                f and e.when in (EdgeWhen.FAILURE, EdgeWhen.ALWAYS) for f, e in zip(fired, node.edges, strict=True)
-            )
-            return _NodeOutcome(node.id, NodeStatus.FAILED, unhandled_failure=not handled, error=error)
+            return _NodeOutcome(node.id, NodeStatus.FAILED, unhandled_failure=unhandled, error=error)
         return _NodeOutcome(node.id, node_status)

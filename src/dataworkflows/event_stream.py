@@ -1,0 +1,121 @@
+"""Live execution events: one LISTEN connection per process fans notifications out to every
+stream that follows an execution (no polling loop per client). The NOTIFY comes from a trigger on
+dw.execution_events (channel dw_events_<execution id without dashes>, payload the event id).
+
+psycopg's notifies() owns the connection while it waits, so one reader task is the connection's
+only user: it waits for notifications in short windows and runs LISTEN/UNLISTEN requests between
+them. Notifications that arrive meanwhile are kept by libpq and delivered in the next window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+import psycopg
+import structlog
+from psycopg import sql
+
+log = structlog.get_logger("dataworkflows.events")
+
+FINAL_EVENTS = frozenset({"execution_succeeded", "execution_failed", "execution_cancelled", "execution_timedout"})
+_WINDOW_SECONDS = 0.1
+
+
+def channel(execution_id: UUID) -> str:
+    return "dw_events_" + execution_id.hex
+
+
+class EventHub:
+    """Subscriptions by execution: LISTEN while someone follows it, UNLISTEN when the last leaves."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
+        self._commands: asyncio.Queue[tuple[str, str, asyncio.Future[None]]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._run(), name="event-hub")
+
+    async def _run(self) -> None:
+        try:
+            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                # After a reconnect, listen again to everything that is followed.
+                for name in list(self._subscribers):
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+                while not self._closed:
+                    while not self._commands.empty():
+                        verb, name, done = self._commands.get_nowait()
+                        try:
+                            await conn.execute(sql.SQL(verb + " {}").format(sql.Identifier(name)))
+                        except psycopg.Error as exc:
+                            if not done.done():
+                                done.set_exception(exc)
+                            raise
+                        if not done.done():
+                            done.set_result(None)
+                    async for notify in conn.notifies(timeout=_WINDOW_SECONDS):
+                        for queue in list(self._subscribers.get(notify.channel, ())):
+                            with contextlib.suppress(ValueError):
+                                queue.put_nowait(int(notify.payload))
+        except psycopg.Error as exc:
+            log.warning("event listener connection lost", error=str(exc))
+        finally:
+            # Fail pending requests and wake every stream: streams re-read from the database.
+            while not self._commands.empty():
+                _, _, done = self._commands.get_nowait()
+                if not done.done():
+                    done.set_exception(ConnectionError("the event listener stopped"))
+            for queues in self._subscribers.values():
+                for queue in queues:
+                    queue.put_nowait(None)
+
+    async def _request(self, verb: str, name: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commands.put_nowait((verb, name, done))
+        self._ensure_reader()
+        await asyncio.wait_for(done, 10)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, execution_id: UUID) -> AsyncIterator[asyncio.Queue[int | None]]:
+        """A queue of event ids for one execution; LISTEN is active when this is entered."""
+        name = channel(execution_id)
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+        first = name not in self._subscribers
+        self._subscribers.setdefault(name, set()).add(queue)
+        try:
+            if first:
+                await self._request("LISTEN", name)
+            yield queue
+        finally:
+            subscribers = self._subscribers.get(name)
+            if subscribers is not None:
+                subscribers.discard(queue)
+                if not subscribers:
+                    del self._subscribers[name]
+                    if not self._closed:
+                        with contextlib.suppress(Exception):
+                            await self._request("UNLISTEN", name)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    @property
+    def listening(self) -> int:
+        return len(self._subscribers)
+
+
+def is_final(event_type: str) -> bool:
+    return event_type in FINAL_EVENTS
+
+
+__all__ = ["FINAL_EVENTS", "EventHub", "channel", "is_final"]

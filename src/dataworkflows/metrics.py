@@ -1,0 +1,43 @@
+"""Prometheus metrics. Names follow the conventions: dataworkflows_<what>_<unit>, counters end in
+_total. The API exposes them at /metrics; a worker on its own --metrics-port; `up` serves both
+from the API's /metrics (one process, one registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+# API
+HTTP_REQUESTS = Counter(
+    "dataworkflows_http_requests_total", "HTTP requests answered, by route and status", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "dataworkflows_http_request_duration_seconds",
+    "HTTP request latency, by route",
+    ["method", "route"],
+    buckets=_DURATION_BUCKETS,
+)
+
+# Workers
+EXECUTIONS_STARTED = Counter(
+    "dataworkflows_executions_started_total", "Executions a worker acquired (first start or resume)", ["workflow_id"]
+)
+EXECUTIONS_FINISHED = Counter(
+    "dataworkflows_executions_finished_total", "Executions ended, by final status", ["workflow_id", "status"]
+)
+EXECUTIONS_PARKED = Counter("dataworkflows_executions_parked_total", "Executions parked until a retry is due")
+NODE_DURATION = Histogram(
+    "dataworkflows_node_duration_seconds",
+    "Duration of one action attempt, by action type and outcome",
+    ["action_type", "status"],
+    buckets=_DURATION_BUCKETS,
+)
+ATTEMPTS = Counter(
+    "dataworkflows_attempts_total", "Action attempts, by action type and status", ["action_type", "status"]
+)
+RETRIES = Counter("dataworkflows_retries_total", "Attempts scheduled for a retry, by action type", ["action_type"])
+LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because another worker took the lease")
+RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued or failed by recovery", ["action"])
+QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])
+QUEUE_OLDEST = Gauge("dataworkflows_queue_oldest_job_age_seconds", "Age of the oldest waiting job, by queue", ["queue"])
