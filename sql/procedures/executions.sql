@@ -548,3 +548,29 @@ BEGIN
     RETURN QUERY SELECT p_id, v_e.id, 'requeued'::text;
 END;
 $$;
+
+-- record_attempt_v1 plus the resource links the action reported, in the same transaction, so a
+-- node's outcome and the external resources it created are recorded together.
+CREATE OR REPLACE FUNCTION dw.record_attempt_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
+    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
+    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
+    p_node_status text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb
+) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+    v_link jsonb;
+BEGIN
+    RETURN QUERY SELECT * FROM dw.record_attempt_v1(
+        p_execution_id, p_token, p_node_id, p_attempt, p_action_type, p_attempt_status, p_parameters, p_outputs,
+        p_error, p_start_time, p_end_time, p_worker, p_node_status, p_next_attempt_at, p_fired);
+    IF p_resource_links IS NOT NULL AND jsonb_array_length(p_resource_links) > 0 THEN
+        SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id;
+        FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
+            PERFORM dw.link_external_resource_v1(
+                v_e.tenant_id, v_link ->> 'resourceType', v_link ->> 'resourceKey', v_link ->> 'externalId',
+                v_e.workflow_id, p_execution_id, p_node_id, v_link -> 'data');
+        END LOOP;
+    END IF;
+END;
+$$;

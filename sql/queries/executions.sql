@@ -60,9 +60,9 @@ SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
-SELECT * FROM dw.record_attempt_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+SELECT * FROM dw.record_attempt_v2(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
-    %(node_status)s, %(next_attempt_at)s, %(fired)s);
+    %(node_status)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s);
 
 -- name: complete_execution
 -- Ends the run with its final status.

@@ -117,25 +117,29 @@ class Database:
             async with self.pool.connection() as conn:
                 yield conn
 
-    async def fetch_all(self, name: str, **params: Any) -> list[Row]:
+    async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         with translate_errors():
             async with self.pool.connection() as conn:
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(QUERIES[name], _adapt(params))
                 return await cur.fetchall()
 
-    async def fetch_one(self, name: str, **params: Any) -> Row | None:
+    async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         with translate_errors():
             async with self.pool.connection() as conn:
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(QUERIES[name], _adapt(params))
                 return await cur.fetchone()
 
-    async def execute(self, name: str, **params: Any) -> None:
+    async def execute(self, name: str, /, **params: Any) -> None:
         """Runs a named statement that returns no rows."""
         with translate_errors():
             async with self.pool.connection() as conn:
                 await conn.execute(QUERIES[name], _adapt(params))
+
+    async def fetch_connection(self, name: str) -> Row | None:
+        """For the credential provider: a connection with its ciphertext."""
+        return await self.fetch_one("fetch_connection", name=name)
 
     async def ping(self) -> None:
         with translate_errors():
@@ -282,6 +286,7 @@ class Database:
         node_status: str,
         next_attempt_at: datetime | None,
         fired: list[bool] | None,
+        resource_links: list[dict[str, Any]] | None = None,
     ) -> list[Row]:
         return await self.fetch_all(
             "record_attempt",
@@ -300,6 +305,7 @@ class Database:
             node_status=node_status,
             next_attempt_at=next_attempt_at,
             fired=fired,
+            resource_links=Jsonb(resource_links) if resource_links else None,
         )
 
 

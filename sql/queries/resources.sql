@@ -1,0 +1,47 @@
+-- name: claim_resource
+-- Claims the right to create a resource, or returns the one that exists.
+SELECT * FROM dw.claim_resource_v1(%(tenant)s, %(type)s, %(key)s, %(workflow_id)s, %(execution_id)s,
+                                   %(node_id)s, %(claim_seconds)s);
+
+-- name: link_resource
+-- Links an external resource to a run (idempotent; the first external id wins).
+SELECT * FROM dw.link_external_resource_v1(%(tenant)s, %(type)s, %(key)s, %(external_id)s, %(workflow_id)s,
+                                           %(execution_id)s, %(node_id)s, %(data)s);
+
+-- name: release_resource_claim
+-- Gives up a claim after a failed create.
+SELECT dw.release_resource_claim_v1(%(tenant)s, %(type)s, %(key)s, %(execution_id)s, %(node_id)s);
+
+-- name: check_resource
+-- The external id of a linked resource, or null.
+SELECT dw.check_resource_exists_v1(%(tenant)s, %(type)s, %(key)s) AS external_id;
+
+-- name: list_resource_links
+-- Which runs touched which resource, newest first, filtered by type and key.
+SELECT link_id, resource_type, resource_key, external_id, action, execution_id, workflow_id, node_id, at
+  FROM dw.v_resource_links
+ WHERE (%(type)s::text IS NULL OR resource_type = %(type)s::text)
+   AND (%(key)s::text IS NULL OR resource_key = %(key)s::text)
+   AND (%(execution_id)s::uuid IS NULL OR execution_id = %(execution_id)s::uuid)
+ ORDER BY at DESC
+ LIMIT %(limit)s;
+
+-- name: upsert_connection
+-- Stores (or replaces) an encrypted connection secret.
+INSERT INTO dw.connections (name, kind, secret, key_id, created_by)
+VALUES (%(name)s, %(kind)s, %(secret)s, %(key_id)s, %(principal)s)
+ON CONFLICT (name) DO UPDATE
+   SET kind = EXCLUDED.kind, secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, updated_at = now()
+RETURNING name, kind, key_id, created_at, created_by, updated_at;
+
+-- name: fetch_connection
+-- One connection with its ciphertext (for the credential provider only).
+SELECT name, kind, secret, key_id FROM dw.connections WHERE name = %(name)s;
+
+-- name: list_connections
+-- Connections without their secrets.
+SELECT name, kind, key_id, created_at, created_by, updated_at FROM dw.connections ORDER BY name;
+
+-- name: delete_connection
+-- Removes a connection.
+DELETE FROM dw.connections WHERE name = %(name)s RETURNING name;

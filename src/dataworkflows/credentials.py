@@ -1,0 +1,146 @@
+"""Credentials: workflows name a connection, never a secret.
+
+Providers resolve a connection name to its Secret: the environment (DW_CONNECTION_<NAME>, the seeds'
+EnvVarCredentialProvider) or the database (dw.connections, AES-256-GCM encrypted with a key from
+DW_CREDENTIALS_KEY that never reaches the database). A Secret never shows its value in repr/str, so
+it cannot leak into logs, attempt rows or API responses by accident.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+
+ENV_PREFIX = "DW_CONNECTION_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class CredentialNotFound(DataWorkflowsError):
+    """The connection is not configured."""
+
+    code = "connection_not_found"
+
+
+class Secret:
+    """A secret value that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+class CredentialProvider(Protocol):
+    async def get(self, name: str) -> Secret: ...
+
+
+def env_name(connection: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", connection).upper()
+
+
+class EnvCredentialProvider:
+    """DW_CONNECTION_<NAME> (non-alphanumerics become _): connection "slack-main" is DW_CONNECTION_SLACK_MAIN."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    async def get(self, name: str) -> Secret:
+        value = self._environ.get(env_name(name))
+        if not value:
+            raise CredentialNotFound(f"connection {name!r} is not configured", connection=name)
+        return Secret(value)
+
+
+class Cipher:
+    """AES-256-GCM with a random 96-bit nonce per secret; the key id names the key, not the secret."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ConfigurationError("DW_CREDENTIALS_KEY must be 32 bytes, base64-encoded")
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(key).hexdigest()[:12]
+
+    @classmethod
+    def from_setting(cls, value: str) -> Cipher:
+        try:
+            key = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except ValueError as exc:
+            raise ConfigurationError("DW_CREDENTIALS_KEY is not valid base64") from exc
+        return cls(key)
+
+    @staticmethod
+    def generate_key() -> str:
+        return base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+    def encrypt(self, plaintext: str, associated: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plaintext.encode(), associated.encode())
+
+    def decrypt(self, blob: bytes, associated: str) -> str:
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], associated.encode()).decode()
+        except InvalidTag as exc:
+            raise DataWorkflowsError("a stored credential cannot be decrypted with DW_CREDENTIALS_KEY") from exc
+
+
+class ConnectionStore(Protocol):
+    async def fetch_connection(self, name: str) -> dict[str, Any] | None: ...
+
+
+class DatabaseCredentialProvider:
+    """Secrets stored in dw.connections, encrypted at rest (the connection name is bound in as
+    associated data, so a ciphertext cannot be moved to another connection)."""
+
+    def __init__(self, store: ConnectionStore, cipher: Cipher) -> None:
+        self._store = store
+        self._cipher = cipher
+
+    async def get(self, name: str) -> Secret:
+        row = await self._store.fetch_connection(name)
+        if row is None:
+            raise CredentialNotFound(f"connection {name!r} is not configured", connection=name)
+        return Secret(self._cipher.decrypt(bytes(row["secret"]), name))
+
+
+class ChainedCredentialProvider:
+    """The first provider that knows the connection wins (database first, then environment)."""
+
+    def __init__(self, providers: Sequence[CredentialProvider]) -> None:
+        self._providers = list(providers)
+
+    async def get(self, name: str) -> Secret:
+        if not _NAME.match(name):
+            raise CredentialNotFound(f"{name!r} is not a valid connection name", connection=name)
+        for provider in self._providers:
+            try:
+                return await provider.get(name)
+            except CredentialNotFound:
+                continue
+        raise CredentialNotFound(
+            f"connection {name!r} is not configured (store it with PUT /api/v1/connections/{name} "
+            f"or set {env_name(name)})",
+            connection=name,
+        )

@@ -1,0 +1,107 @@
+"""The HTTP client connectors use, with SSRF protection by default.
+
+Only http and https. Every request, including each redirect hop, is resolved first and refused
+unless every address is public: no loopback, private, link-local (169.254.169.254 and friends),
+shared, multicast, reserved or unspecified ranges, in IPv4, IPv6 or IPv4-mapped IPv6 form. The
+connection then goes to the address that was checked (Host header and TLS server name keep the
+original name), so a DNS answer cannot change between the check and the connect. An explicit
+allow-list (DW_HTTP_ALLOWED_HOSTS: host or host:port entries) admits local services for
+development and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+import httpx
+
+from dataworkflows.errors import DataWorkflowsError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedDestination(DataWorkflowsError):
+    """The destination is not allowed (SSRF protection)."""
+
+    code = "destination_blocked"
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is not None:
+            return is_public(mapped)
+        if address.teredo is not None:
+            return False
+    return bool(address.is_global) and not address.is_multicast and not address.is_reserved
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Resolves, checks and pins each request's destination before the real transport sends it."""
+
+    def __init__(self, allowed: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._allowed = {entry.strip().lower() for entry in allowed if entry.strip()}
+        self._transport = transport or httpx.AsyncHTTPTransport()
+
+    def _is_allowed(self, host: str, port: int) -> bool:
+        return host in self._allowed or f"{host}:{port}" in self._allowed
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise BlockedDestination(f"only http and https URLs are allowed, not {url.scheme}:")
+        host = url.host.lower()
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if self._is_allowed(host, port):
+            return await self._transport.handle_async_request(request)
+        addresses = await _resolve(host, port)
+        blocked = [a for a in addresses if not is_public(a)]
+        if blocked:
+            raise BlockedDestination(
+                f"{host} resolves to a non-public address ({blocked[0]}); "
+                "add it to DW_HTTP_ALLOWED_HOSTS to allow it deliberately",
+                host=host,
+            )
+        pinned = addresses[0]
+        request.url = url.copy_with(host=str(pinned))
+        request.headers["Host"] = url.netloc.decode("ascii")
+        if url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise httpx.ConnectError(f"cannot resolve {host}")
+    return addresses
+
+
+def make_http_client(allowed_hosts: Iterable[str] = (), *, timeout: float = 30.0) -> httpx.AsyncClient:
+    """The shared client: SSRF-guarded, redirects followed (each hop checked), no environment proxies."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(allowed_hosts),
+        timeout=timeout,
+        follow_redirects=True,
+        max_redirects=5,
+        trust_env=False,
+        headers={"User-Agent": "DataWorkflows/0.1"},
+    )

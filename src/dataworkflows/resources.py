@@ -1,0 +1,78 @@
+"""Resource links for actions: claim before creating, link after, so runs that share an
+idempotency key create the resource once (also when they race). Uses the db layer's named queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from dataworkflows.db import Database
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: str  # exists | claimed | pending
+    external_id: str | None
+
+
+class DatabaseResources:
+    """What an action sees as ctx.services.resources."""
+
+    def __init__(self, db: Database, *, claim_seconds: float = 120.0, tenant: str = "default") -> None:
+        self._db = db
+        self._claim_seconds = claim_seconds
+        self._tenant = tenant
+
+    async def claim(self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str) -> Claim:
+        row = await self._db.fetch_one(
+            "claim_resource",
+            tenant=self._tenant,
+            type=resource_type,
+            key=key,
+            workflow_id=workflow_id,
+            execution_id=execution_id,
+            node_id=node_id,
+            claim_seconds=self._claim_seconds,
+        )
+        assert row is not None
+        return Claim(row["state"], row["external_id"])
+
+    async def link(
+        self,
+        resource_type: str,
+        key: str,
+        external_id: str,
+        *,
+        workflow_id: str,
+        execution_id: UUID,
+        node_id: str,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        row = await self._db.fetch_one(
+            "link_resource",
+            tenant=self._tenant,
+            type=resource_type,
+            key=key,
+            external_id=external_id,
+            workflow_id=workflow_id,
+            execution_id=execution_id,
+            node_id=node_id,
+            data=data,
+        )
+        assert row is not None
+        return str(row["external_id"])
+
+    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str) -> None:
+        await self._db.fetch_one(
+            "release_resource_claim",
+            tenant=self._tenant,
+            type=resource_type,
+            key=key,
+            execution_id=execution_id,
+            node_id=node_id,
+        )
+
+    async def check(self, resource_type: str, key: str) -> str | None:
+        row = await self._db.fetch_one("check_resource", tenant=self._tenant, type=resource_type, key=key)
+        return None if row is None else row["external_id"]
