@@ -117,6 +117,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             metrics.RECOVERIES.labels(row["action"]).inc()
             log.warning("execution recovered", execution_id=str(row["execution_id"]), action=row["action"])
         try:
+            await db.execute("prune_event_listeners", max_age_seconds=86400.0)
             await update_queue_metrics(db)
         except DataWorkflowsError as exc:
             log.warning("queue metrics update failed", error=str(exc))

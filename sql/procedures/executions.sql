@@ -574,3 +574,33 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- try_acquire_execution_v1 plus everything the worker reads next (the execution's run data and its
+-- node checkpoints), in one round trip.
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v2(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_outcome text;
+    v_token bigint;
+BEGIN
+    SELECT a.outcome, a.lease_token INTO v_outcome, v_token
+      FROM dw.try_acquire_execution_v1(p_execution_id, p_owner, p_lease_seconds) a;
+    IF v_outcome <> 'acquired' THEN
+        RETURN QUERY SELECT v_outcome, v_token, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT v_outcome, v_token,
+           jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
+                              'principalId', e.principal_id, 'correlationId', e.correlation_id,
+                              'deadlineAt', e.deadline_at),
+           (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                       'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
+                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs)
+                       ORDER BY n.position), '[]'::jsonb)
+              FROM dw.node_states n WHERE n.execution_id = p_execution_id)
+      FROM dw.executions e WHERE e.id = p_execution_id;
+END;
+$$;

@@ -44,15 +44,25 @@ SELECT id, node_id, type, at, principal, details
 -- Takes the execution's lease (see dw.try_acquire_execution_v1 for the outcomes).
 SELECT * FROM dw.try_acquire_execution_v1(%(id)s, %(owner)s, %(lease_seconds)s);
 
+-- name: acquire_run
+-- Takes the lease and returns the run data and node checkpoints with it (one round trip).
+SELECT * FROM dw.try_acquire_execution_v2(%(id)s, %(owner)s, %(lease_seconds)s);
+
+-- name: add_event_listener
+-- A stream follows this execution: its events are NOTIFYed from now on.
+INSERT INTO dw.event_listeners (execution_id, listener) VALUES (%(id)s, %(listener)s) ON CONFLICT DO NOTHING;
+
+-- name: remove_event_listener
+-- The stream stopped following.
+DELETE FROM dw.event_listeners WHERE execution_id = %(id)s AND listener = %(listener)s;
+
+-- name: prune_event_listeners
+-- Forgets listeners of processes that died without saying so.
+DELETE FROM dw.event_listeners WHERE since < now() - make_interval(secs => %(max_age_seconds)s);
+
 -- name: renew_lease
 -- Extends the lease while the fencing token is current.
 SELECT dw.renew_lease_v1(%(id)s, %(token)s, %(lease_seconds)s) AS renewed;
-
--- name: load_run
--- What a worker needs to run an execution it has just acquired.
-SELECT e.workflow_id, e.workflow_version, e.trigger, e.principal_id, e.principal_type, e.correlation_id,
-       e.deadline_at, e.status
-  FROM dw.executions e WHERE e.id = %(id)s;
 
 -- name: start_node_attempt
 -- Marks a node Running for its next attempt; returns the attempt number.

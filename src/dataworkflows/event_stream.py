@@ -1,6 +1,8 @@
 """Live execution events: one LISTEN connection per process fans notifications out to every
 stream that follows an execution (no polling loop per client). The NOTIFY comes from a trigger on
-dw.execution_events (channel dw_events_<execution id without dashes>, payload the event id).
+dw.execution_events (channel dw_events_<execution id without dashes>). It fires only for executions
+listed in dw.event_listeners, which a hub fills while it follows them, and its payload is constant so a
+transaction's events fold into one notification: a wake-up, after which the stream reads its rows.
 
 psycopg's notifies() owns the connection while it waits, so one reader task is the connection's
 only user: it waits for notifications in short windows and runs LISTEN/UNLISTEN requests between
@@ -11,17 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 import psycopg
 import structlog
 from psycopg import sql
 
+from dataworkflows.sqlfiles import QUERIES
+
 log = structlog.get_logger("dataworkflows.events")
 
 FINAL_EVENTS = frozenset({"execution_succeeded", "execution_failed", "execution_cancelled", "execution_timedout"})
 _WINDOW_SECONDS = 0.1
+
+
+Command = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
 def channel(execution_id: UUID) -> str:
@@ -33,8 +42,9 @@ class EventHub:
 
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
+        self.listener_id = uuid.uuid4().hex
         self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
-        self._commands: asyncio.Queue[tuple[str, str, asyncio.Future[None]]] = asyncio.Queue()
+        self._commands: asyncio.Queue[tuple[Command, asyncio.Future[None]]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -47,12 +57,12 @@ class EventHub:
             async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
                 # After a reconnect, listen again to everything that is followed.
                 for name in list(self._subscribers):
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(name)))
+                    await self._follow(UUID(hex=name.removeprefix("dw_events_")))(conn)
                 while not self._closed:
                     while not self._commands.empty():
-                        verb, name, done = self._commands.get_nowait()
+                        command, done = self._commands.get_nowait()
                         try:
-                            await conn.execute(sql.SQL(verb + " {}").format(sql.Identifier(name)))
+                            await command(conn)
                         except psycopg.Error as exc:
                             if not done.done():
                                 done.set_exception(exc)
@@ -61,25 +71,38 @@ class EventHub:
                             done.set_result(None)
                     async for notify in conn.notifies(timeout=_WINDOW_SECONDS):
                         for queue in list(self._subscribers.get(notify.channel, ())):
-                            with contextlib.suppress(ValueError):
-                                queue.put_nowait(int(notify.payload))
+                            queue.put_nowait(0)
         except psycopg.Error as exc:
             log.warning("event listener connection lost", error=str(exc))
         finally:
             # Fail pending requests and wake every stream: streams re-read from the database.
             while not self._commands.empty():
-                _, _, done = self._commands.get_nowait()
+                _, done = self._commands.get_nowait()
                 if not done.done():
                     done.set_exception(ConnectionError("the event listener stopped"))
             for queues in self._subscribers.values():
                 for queue in queues:
                     queue.put_nowait(None)
 
-    async def _request(self, verb: str, name: str) -> None:
+    async def _request(self, command: Command) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._commands.put_nowait((verb, name, done))
+        self._commands.put_nowait((command, done))
         self._ensure_reader()
         await asyncio.wait_for(done, 10)
+
+    def _follow(self, execution_id: UUID) -> Command:
+        async def command(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(execution_id))))
+            await conn.execute(QUERIES["add_event_listener"], {"id": execution_id, "listener": self.listener_id})
+
+        return command
+
+    def _unfollow(self, execution_id: UUID) -> Command:
+        async def command(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(QUERIES["remove_event_listener"], {"id": execution_id, "listener": self.listener_id})
+            await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel(execution_id))))
+
+        return command
 
     @contextlib.asynccontextmanager
     async def subscribe(self, execution_id: UUID) -> AsyncIterator[asyncio.Queue[int | None]]:
@@ -90,7 +113,7 @@ class EventHub:
         self._subscribers.setdefault(name, set()).add(queue)
         try:
             if first:
-                await self._request("LISTEN", name)
+                await self._request(self._follow(execution_id))
             yield queue
         finally:
             subscribers = self._subscribers.get(name)
@@ -100,7 +123,7 @@ class EventHub:
                     del self._subscribers[name]
                     if not self._closed:
                         with contextlib.suppress(Exception):
-                            await self._request("UNLISTEN", name)
+                            await self._request(self._unfollow(execution_id))
 
     async def close(self) -> None:
         self._closed = True

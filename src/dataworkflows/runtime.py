@@ -85,6 +85,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _timestamp(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
 def _error_json(error: ActionError | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -120,7 +124,7 @@ class Runtime:
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
         row = await self.db.fetch_one(
-            "try_acquire", id=execution_id, owner=self.settings.worker_id, lease_seconds=self.settings.lease_seconds
+            "acquire_run", id=execution_id, owner=self.settings.worker_id, lease_seconds=self.settings.lease_seconds
         )
         assert row is not None
         outcome = str(row["outcome"])
@@ -137,7 +141,7 @@ class Runtime:
             log.debug("execution not acquired", execution_id=str(execution_id), outcome=outcome)
             return outcome
         run = _Run(self, execution_id, int(row["lease_token"]))
-        return await run.execute()
+        return await run.execute(row["run"], row["nodes"])
 
 
 @dataclass
@@ -162,30 +166,30 @@ class _Run:
     def settings(self) -> RuntimeSettings:
         return self.runtime.settings
 
-    async def execute(self) -> str:
-        info = await self.db.fetch_one("load_run", id=self.execution_id)
-        assert info is not None
-        self.workflow_id = str(info["workflow_id"])
-        self.version = int(info["workflow_version"])
+    async def execute(self, info: dict[str, Any], node_states: list[dict[str, Any]]) -> str:
+        """Runs the execution whose lease this run holds (info and node_states come with the lease)."""
+        self.workflow_id = str(info["workflowId"])
+        self.version = int(info["version"])
         self.trigger: dict[str, Any] = info["trigger"] or {}
-        self.principal_id: str | None = info["principal_id"]
-        self.deadline: datetime | None = info["deadline_at"]
+        self.principal_id: str | None = info["principalId"]
+        self.deadline: datetime | None = _timestamp(info["deadlineAt"])
         self.log = log.bind(
             execution_id=str(self.execution_id),
             workflow_id=self.workflow_id,
             version=self.version,
             worker_id=self.settings.worker_id,
             principal=self.principal_id,
-            correlation_id=info["correlation_id"],
+            correlation_id=info["correlationId"],
         )
         self.plan, self.nodes = await self.runtime.plans.get(self.workflow_id, self.version)
-        for state in await self.db.fetch_all("list_node_states", id=self.execution_id):
-            node_id = state["node_id"]
+        for state in node_states:
+            node_id = state["nodeId"]
             self.status[node_id] = NodeStatus(state["status"])
             self.attempts[node_id] = int(state["attempts"])
-            self.attempt_base[node_id] = int(state["attempt_base"])
-            if state["next_attempt_at"] is not None:
-                self.next_at[node_id] = state["next_attempt_at"]
+            self.attempt_base[node_id] = int(state["attemptBase"])
+            next_at = _timestamp(state["nextAttemptAt"])
+            if next_at is not None:
+                self.next_at[node_id] = next_at
             if state["status"] == NodeStatus.SUCCEEDED:
                 self.outputs[node_id] = state["outputs"]
         self.order = [node.id for node in self.plan.nodes]
