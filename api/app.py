@@ -25,6 +25,7 @@ from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 
+from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
 from .principals import HeaderPrincipalResolver
@@ -137,6 +138,9 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowTemplateController,
             ExecutionController,
             DeadLetterController,
+            CatalogController,
+            ConnectionController,
+            ResourceLinkController,
         ],
         middleware=[metrics_middleware],
         lifespan=[lifespan],

@@ -204,3 +204,37 @@ class RedriveResponse(Camel):
     execution_id: UUID
     action: str
     status_url: str
+
+
+class ActionTypeRead(Camel):
+    type: str
+    connector: str
+    description: str
+    parameters_schema: dict[str, Any]
+
+
+class ConnectionWrite(Camel, forbid_unknown_fields=True):
+    kind: str
+    # Write-only: stored encrypted, never returned.
+    secret: str
+
+
+class ConnectionRead(Camel):
+    name: str
+    kind: str
+    key_id: str
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+
+
+class ResourceLinkRead(Camel):
+    link_id: int
+    resource_type: str
+    resource_key: str
+    external_id: str | None
+    action: str
+    execution_id: UUID | None
+    workflow_id: str | None
+    node_id: str | None
+    at: datetime

@@ -19,11 +19,20 @@ from procrastinate.job_context import JobContext
 from prometheus_client import start_http_server
 
 from dataworkflows import metrics
-from dataworkflows.actions import default_registry
+from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
+from dataworkflows.credentials import (
+    ChainedCredentialProvider,
+    Cipher,
+    CredentialProvider,
+    DatabaseCredentialProvider,
+    EnvCredentialProvider,
+)
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.http_client import make_http_client
+from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
 
 log = structlog.get_logger("dataworkflows.worker")
@@ -53,6 +62,24 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             structlog.contextvars.unbind_contextvars("execution_id")
 
     return app
+
+
+def credential_provider(settings: Settings, db: Database) -> CredentialProvider:
+    """Stored connections (when DW_CREDENTIALS_KEY is set) first, then DW_CONNECTION_<NAME>."""
+    providers: list[CredentialProvider] = []
+    if settings.credentials_key:
+        providers.append(DatabaseCredentialProvider(db, Cipher.from_setting(settings.credentials_key)))
+    providers.append(EnvCredentialProvider())
+    return ChainedCredentialProvider(providers)
+
+
+def build_services(settings: Settings, db: Database, http: Any) -> ActionServices:
+    return ActionServices(
+        credentials=credential_provider(settings, db),
+        http=http,
+        resources=DatabaseResources(db, claim_seconds=settings.resource_claim_seconds),
+        endpoints={"slack": settings.slack_api_url, "monday": settings.monday_api_url},
+    )
 
 
 async def _record_job_failure(runtime: Runtime, context: JobContext, execution_id: str, exc: Exception) -> None:
@@ -146,6 +173,8 @@ async def run_worker(
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
     conditions = ConditionPool(size=2)
+    http = make_http_client(settings.allowed_hosts)
+    services = build_services(settings, db, http)
     runtime = Runtime(
         db,
         default_registry(),
@@ -157,6 +186,7 @@ async def run_worker(
             throttle_delay_seconds=settings.throttle_delay_seconds,
         ),
         conditions,
+        services,
     )
     app = build_app(runtime)
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
@@ -194,5 +224,6 @@ async def run_worker(
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
         await conditions.close()
+        await http.aclose()
         await pool.close()
         log.info("worker stopped")

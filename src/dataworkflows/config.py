@@ -37,6 +37,14 @@ class Settings:
     data_dir: str = ".dataworkflows"
     log_format: str = "console"
     log_level: str = "info"
+    # Connectors. Hosts (or host:port) that may be private/loopback despite SSRF protection.
+    http_allowed_hosts: str = ""
+    slack_api_url: str = "https://slack.com/api"
+    monday_api_url: str = "https://api.monday.com/v2"
+    # base64 of 32 random bytes: encrypts connections stored in the database (unset: env only).
+    credentials_key: str = ""
+    # How long a run's claim on a resource key lasts before another run may take it over.
+    resource_claim_seconds: float = 120.0
     # How long a request waits for a database connection before answering 503.
     db_timeout_seconds: float = 5.0
     pool_min_size: int = 1
@@ -45,6 +53,10 @@ class Settings:
     # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return [h.strip() for h in self.http_allowed_hosts.split(",") if h.strip()]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

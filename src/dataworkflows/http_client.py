@@ -65,12 +65,21 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 "add it to DW_HTTP_ALLOWED_HOSTS to allow it deliberately",
                 host=host,
             )
-        pinned = addresses[0]
-        request.url = url.copy_with(host=str(pinned))
-        request.headers["Host"] = url.netloc.decode("ascii")
+        # Send a copy addressed to the checked IP: the caller's request keeps its URL, so redirects
+        # resolve against the real host (and are checked again), and Host/SNI keep the name.
+        headers = httpx.Headers(request.headers)
+        headers["Host"] = url.netloc.decode("ascii")
+        extensions = dict(request.extensions)
         if url.scheme == "https":
-            request.extensions = {**request.extensions, "sni_hostname": host}
-        return await self._transport.handle_async_request(request)
+            extensions["sni_hostname"] = host
+        pinned = httpx.Request(
+            request.method,
+            url.copy_with(host=str(addresses[0])),
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        return await self._transport.handle_async_request(pinned)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

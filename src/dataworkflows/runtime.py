@@ -29,7 +29,14 @@ import msgspec
 import structlog
 
 from dataworkflows import metrics, templating
-from dataworkflows.actions import ActionContext, ActionError, ActionRegistry, ActionResult, UnknownActionType
+from dataworkflows.actions import (
+    ActionContext,
+    ActionError,
+    ActionRegistry,
+    ActionResult,
+    ActionServices,
+    UnknownActionType,
+)
 from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.db import Database, jsonb
 from dataworkflows.definitions import EdgeWhen, RoutePolicy
@@ -89,6 +96,12 @@ def _timestamp(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _link_json(link: Any) -> dict[str, Any]:
+    data = msgspec.to_builtins(link)
+    assert isinstance(data, dict)
+    return data
+
+
 def _error_json(error: ActionError | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -114,11 +127,13 @@ class Runtime:
         registry: ActionRegistry,
         settings: RuntimeSettings,
         conditions: ConditionEvaluator,
+        services: ActionServices | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.settings = settings
         self.conditions = conditions
+        self.services = services
         self.plans = PlanCache(db)
 
     async def run_execution(self, execution_id: UUID) -> str:
@@ -441,6 +456,7 @@ class _Run:
             trigger=self.trigger,
             principal_id=self.principal_id,
             log=node_log,
+            services=self.runtime.services,
         )
         started = time.monotonic()
         try:
@@ -553,6 +569,7 @@ class _Run:
             # An unhandled failure ends the run: its edges stay undecided, so a redrive resumes
             # exactly here.
             fired=None if unhandled else fired,
+            resource_links=[_link_json(link) for link in result.resource_links] or None,
         )
         metrics.ATTEMPTS.labels(node.action_type, status.value).inc()
         metrics.NODE_DURATION.labels(node.action_type, status.value).observe((end - start).total_seconds())

@@ -62,3 +62,57 @@ def test_settings_from_environment() -> None:
     assert (settings.database_url, settings.api_port, settings.lease_seconds) == ("postgresql://x", 6000, 2.5)
     with pytest.raises(ConfigurationError, match="DW_API_PORT"):
         Settings.from_env({"DW_API_PORT": "many"})
+
+
+async def test_credential_providers_and_cipher() -> None:
+    import pytest as _pytest
+
+    from dataworkflows.credentials import (
+        ChainedCredentialProvider,
+        Cipher,
+        CredentialNotFound,
+        EnvCredentialProvider,
+        Secret,
+        env_name,
+    )
+    from dataworkflows.errors import DataWorkflowsError
+
+    assert env_name("slack-main") == "DW_CONNECTION_SLACK_MAIN"
+    provider = ChainedCredentialProvider([EnvCredentialProvider({"DW_CONNECTION_SLACK_MAIN": "xoxb-1"})])
+    secret = await provider.get("slack-main")
+    assert secret.reveal() == "xoxb-1" and "xoxb" not in repr(secret) and "xoxb" not in f"{secret}"
+    with _pytest.raises(CredentialNotFound, match="DW_CONNECTION_NOPE"):
+        await provider.get("nope")
+    cipher = Cipher.from_setting(Cipher.generate_key())
+    blob = cipher.encrypt("s3cret", "conn-a")
+    assert b"s3cret" not in blob and cipher.decrypt(blob, "conn-a") == "s3cret"
+    with _pytest.raises(DataWorkflowsError):
+        cipher.decrypt(blob, "conn-b")  # bound to its connection name
+    with _pytest.raises(DataWorkflowsError):
+        cipher.decrypt(blob[:-1] + bytes([blob[-1] ^ 1]), "conn-a")
+    assert Secret("a") == Secret("a")
+
+
+def test_public_address_classification() -> None:
+    import ipaddress
+
+    from dataworkflows.http_client import is_public
+
+    for private in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "2002:7f00:1::",
+        "224.0.0.1",
+    ]:
+        assert not is_public(ipaddress.ip_address(private)), private
+    for public in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"]:
+        assert is_public(ipaddress.ip_address(public)), public

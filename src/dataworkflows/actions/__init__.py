@@ -59,6 +59,43 @@ class ActionResult(msgspec.Struct, frozen=True):
         return cls(AttemptStatus.RETRIABLE_FAILURE, error=ActionError(code, message, retry_after))
 
 
+class ResourceStore(Protocol):
+    """Resource links as actions see them (dataworkflows.resources.DatabaseResources)."""
+
+    async def claim(
+        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str
+    ) -> Any: ...
+
+    async def link(
+        self,
+        resource_type: str,
+        key: str,
+        external_id: str,
+        *,
+        workflow_id: str,
+        execution_id: UUID,
+        node_id: str,
+        data: dict[str, Any] | None = None,
+    ) -> str: ...
+
+    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str) -> None: ...
+
+
+class SecretSource(Protocol):
+    async def get(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ActionServices:
+    """What connector actions use: credentials by connection name, the SSRF-guarded HTTP client,
+    resource links, and service base URLs (overridable for tests and on-premise endpoints)."""
+
+    credentials: SecretSource
+    http: Any
+    resources: ResourceStore
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ActionContext:
     """What an action may know about the attempt it runs in."""
@@ -72,11 +109,19 @@ class ActionContext:
     trigger: Mapping[str, Any]
     principal_id: str | None = None
     log: Any = field(default_factory=lambda: structlog.get_logger("dataworkflows.action"))
+    services: ActionServices | None = None
+
+    def require_services(self) -> ActionServices:
+        if self.services is None:
+            raise DataWorkflowsError("this action needs connector services, which this runtime does not provide")
+        return self.services
 
 
 class Action(Protocol):
     type_name: ClassVar[str]
     description: ClassVar[str]
+    # The external system the action talks to (core, http, slack, monday...), for the catalog.
+    connector: ClassVar[str]
     Params: ClassVar[type[msgspec.Struct]]
 
     async def execute(self, ctx: ActionContext, params: Any) -> ActionResult: ...
@@ -120,8 +165,18 @@ class ActionRegistry:
 
 def builtin_actions() -> list[Action]:
     from dataworkflows.actions.echo import EchoAction
+    from dataworkflows.actions.http import HttpRequestAction
+    from dataworkflows.actions.monday import MondayCreateItemAction, MondayGetItemsAction, MondayUpdateItemAction
+    from dataworkflows.actions.slack import SlackPostMessageAction
 
-    return [EchoAction()]
+    return [
+        EchoAction(),
+        HttpRequestAction(),
+        SlackPostMessageAction(),
+        MondayGetItemsAction(),
+        MondayCreateItemAction(),
+        MondayUpdateItemAction(),
+    ]
 
 
 def load_entry_point_actions() -> list[Action]:

@@ -30,6 +30,7 @@ class EchoParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fie
 class EchoAction:
     type_name: ClassVar[str] = "core.echo"
     description: ClassVar[str] = "Returns its message as outputs.echo."
+    connector: ClassVar[str] = "core"
     Params: ClassVar[type[msgspec.Struct]] = EchoParams
 
     async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:

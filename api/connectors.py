@@ -1,0 +1,108 @@
+"""/api/v1/actions (the action catalog), /api/v1/connections (credentials, write-only) and
+/api/v1/resource-links (which runs touched which external resource)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, delete, get, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from dataworkflows.credentials import Cipher
+from dataworkflows.errors import Conflict, InvalidInput, NotFound
+
+from .principals import principal_id_param, principal_type_param
+from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead
+from .services import services
+
+PrincipalId = Annotated[str | None, principal_id_param]
+PrincipalType = Annotated[str | None, principal_type_param]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class CatalogController(Controller):
+    path = "/api/v1/actions"
+    tags = ["actions"]
+
+    @get("/", summary="Every action type, with its connector and parameter JSON schema")
+    async def list_actions(self, request: Request[Any, Any, Any]) -> list[ActionTypeRead]:
+        registry = services(request).registry
+        result = []
+        for type_name in registry.types():
+            action = registry.get(type_name)
+            result.append(
+                ActionTypeRead(
+                    type=type_name,
+                    connector=getattr(action, "connector", "core"),
+                    description=action.description,
+                    parameters_schema=msgspec.json.schema(action.Params),
+                )
+            )
+        return result
+
+
+class ConnectionController(Controller):
+    path = "/api/v1/connections"
+    tags = ["connections"]
+
+    @put("/{name:str}", status_code=200, summary="Store a connection's secret (encrypted; never returned)")
+    async def put_connection(
+        self,
+        request: Request[Any, Any, Any],
+        name: FromPath[str],
+        data: JSONBody[ConnectionWrite],
+        principal_id: PrincipalId = None,
+        principal_type: PrincipalType = None,
+    ) -> ConnectionRead:
+        svc = services(request)
+        if not _NAME.match(name):
+            raise InvalidInput("a connection name is 1-128 letters, digits, '.', '_' or '-'")
+        if not data.secret:
+            raise InvalidInput("secret must not be empty")
+        if not svc.settings.credentials_key:
+            raise Conflict(
+                "storing connections needs DW_CREDENTIALS_KEY (base64 of 32 random bytes); "
+                "without it, give workers DW_CONNECTION_<NAME> environment variables instead"
+            )
+        cipher = Cipher.from_setting(svc.settings.credentials_key)
+        row = await svc.db.fetch_one(
+            "upsert_connection",
+            name=name,
+            kind=data.kind,
+            secret=cipher.encrypt(data.secret, name),
+            key_id=cipher.key_id,
+            principal=svc.principals.resolve(request).id,
+        )
+        assert row is not None
+        return ConnectionRead(**row)
+
+    @get("/", summary="Connections (names and kinds, never secrets)")
+    async def list_connections(self, request: Request[Any, Any, Any]) -> list[ConnectionRead]:
+        return [ConnectionRead(**r) for r in await services(request).db.fetch_all("list_connections")]
+
+    @delete("/{name:str}", status_code=204, summary="Remove a connection")
+    async def delete_connection(self, request: Request[Any, Any, Any], name: FromPath[str]) -> None:
+        if await services(request).db.fetch_one("delete_connection", name=name) is None:
+            raise NotFound(f"connection {name!r} not found")
+
+
+class ResourceLinkController(Controller):
+    path = "/api/v1/resource-links"
+    tags = ["resource links"]
+
+    @get("/", summary="Which runs touched which external resource")
+    async def list_links(
+        self,
+        request: Request[Any, Any, Any],
+        resource_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
+        key: Annotated[str | None, QueryParameter(name="key", required=False)] = None,
+        execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
+    ) -> list[ResourceLinkRead]:
+        rows = await services(request).db.fetch_all(
+            "list_resource_links", type=resource_type, key=key, execution_id=execution_id, limit=limit
+        )
+        return [ResourceLinkRead(**r) for r in rows]

@@ -1,0 +1,301 @@
+"""Monday.com connector: get items (filters, cursor paging), create an item (idempotent with a
+key, through resource links), update column values. GraphQL over the SSRF-guarded client.
+
+Monday answers errors in several shapes: HTTP 429/5xx, `errors: [{message, extensions: {code,
+retry_in_seconds}}]`, and the older `error_code` / `error_message`. Complexity budget and rate
+limits are retriable after the time Monday names; authentication, unknown boards and items, and
+bad column values are permanent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+import httpx
+import msgspec
+
+from dataworkflows.actions import ActionContext, ActionResult, ActionServices, ResourceLink
+from dataworkflows.actions.web import RETRIABLE_STATUSES, retry_after_seconds, secret_for, transport_failure
+from dataworkflows.http_client import BlockedDestination
+from dataworkflows.statuses import AttemptStatus
+
+DEFAULT_API_URL = "https://api.monday.com/v2"
+API_VERSION = "2024-10"
+RETRIABLE_CODES = frozenset(
+    {
+        "ComplexityException",
+        "COMPLEXITY_BUDGET_EXHAUSTED",
+        "RATE_LIMIT_EXCEEDED",
+        "IP_RATE_LIMIT_EXCEEDED",
+        "maxConcurrencyExceeded",
+        "CONCURRENCY_LIMIT_EXCEEDED",
+        "INTERNAL_SERVER_ERROR",
+    }
+)
+ITEM_RESOURCE = "monday.item"
+
+_ITEM_FIELDS = "id name column_values { id text value }"
+
+
+class MondayError(Exception):
+    def __init__(self, result: ActionResult) -> None:
+        super().__init__(result.error.message if result.error else "monday error")
+        self.result = result
+
+
+async def _graphql(services: ActionServices, connection: str, query: str, variables: dict[str, Any]) -> Any:
+    secret = await secret_for(services, connection)
+    if isinstance(secret, ActionResult):
+        raise MondayError(secret)
+    client: httpx.AsyncClient = services.http
+    url = services.endpoints.get("monday", DEFAULT_API_URL)
+    try:
+        response = await client.post(
+            url,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": secret.reveal(), "API-Version": API_VERSION},
+        )
+    except (httpx.HTTPError, OSError, BlockedDestination) as exc:
+        raise MondayError(transport_failure(exc, "monday.com")) from exc
+    retry_after = retry_after_seconds(response)
+    if response.status_code in (401, 403):
+        raise MondayError(ActionResult.failed("monday_unauthorized", f"monday.com answered {response.status_code}"))
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        if response.status_code in RETRIABLE_STATUSES:
+            raise MondayError(
+                ActionResult.retriable(f"monday_http_{response.status_code}", "monday.com is unavailable", retry_after)
+            )
+        raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {response.status_code}"))
+    errors = body.get("errors") or []
+    if body.get("error_code"):
+        errors = [*errors, {"message": body.get("error_message", ""), "extensions": {"code": body["error_code"]}}]
+    if errors or response.status_code >= 400:
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        extensions = first.get("extensions") or {}
+        code = str(
+            extensions.get("code") or (f"HTTP_{response.status_code}" if response.status_code >= 400 else "ERROR")
+        )
+        message = str(first.get("message") or f"monday.com answered {response.status_code}")
+        wait = extensions.get("retry_in_seconds")
+        if isinstance(wait, (int, float)):
+            retry_after = float(wait)
+        if code in RETRIABLE_CODES or response.status_code in RETRIABLE_STATUSES:
+            raise MondayError(ActionResult.retriable(f"monday_{code}", f"monday.com: {message}", retry_after))
+        raise MondayError(ActionResult.failed(f"monday_{code}", f"monday.com: {message}"))
+    return body.get("data")
+
+
+def _item(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": raw.get("id"),
+        "name": raw.get("name"),
+        "columnValues": {c.get("id"): c.get("text") for c in raw.get("column_values") or [] if isinstance(c, dict)},
+    }
+
+
+class Filter(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    column_id: str
+    compare_value: Any
+    operator: Literal[
+        "any_of",
+        "not_any_of",
+        "is_empty",
+        "is_not_empty",
+        "greater_than",
+        "lower_than",
+        "contains_text",
+        "not_contains_text",
+        "between",
+    ] = "any_of"
+
+
+class GetItemsParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    board_id: int | str
+    filters: list[Filter] = msgspec.field(default_factory=list)
+    match: Literal["and", "or"] = "and"
+    # Stop after this many items in total, following Monday's cursor page by page.
+    limit: int = 500
+    page_size: int = 100
+    connection: str = "monday"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        if not 1 <= self.page_size <= 500:
+            raise ValueError("pageSize must be between 1 and 500")
+
+
+class MondayGetItemsAction:
+    type_name: ClassVar[str] = "monday.get-items"
+    description: ClassVar[str] = "Reads items of a board (filters become items_page query_params; cursor paging)."
+    connector: ClassVar[str] = "monday"
+    Params: ClassVar[type[msgspec.Struct]] = GetItemsParams
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        assert isinstance(params, GetItemsParams)
+        services = ctx.require_services()
+        query_params: dict[str, Any] | None = None
+        if params.filters:
+            query_params = {
+                "rules": [
+                    {
+                        "column_id": f.column_id,
+                        "compare_value": f.compare_value if isinstance(f.compare_value, list) else [f.compare_value],
+                        "operator": f.operator,
+                    }
+                    for f in params.filters
+                ],
+                "operator": params.match,
+            }
+        items: list[dict[str, Any]] = []
+        pages = 0
+        try:
+            first_size = min(params.page_size, params.limit)
+            data = await _graphql(
+                services,
+                params.connection,
+                "query ($board: [ID!], $limit: Int!, $qp: ItemsQuery) { boards(ids: $board) {"
+                f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {_ITEM_FIELDS} }} }} }} }}",
+                {"board": [str(params.board_id)], "limit": first_size, "qp": query_params},
+            )
+            boards = (data or {}).get("boards") or []
+            if not boards:
+                return ActionResult.failed("monday_board_not_found", f"board {params.board_id} was not found")
+            page = boards[0].get("items_page") or {}
+            while True:
+                pages += 1
+                items.extend(_item(i) for i in page.get("items") or [])
+                cursor = page.get("cursor")
+                if not cursor or len(items) >= params.limit:
+                    break
+                data = await _graphql(
+                    services,
+                    params.connection,
+                    "query ($cursor: String!, $limit: Int!) { next_items_page(cursor: $cursor, limit: $limit)"
+                    f" {{ cursor items {{ {_ITEM_FIELDS} }} }} }}",
+                    {"cursor": cursor, "limit": min(params.page_size, params.limit - len(items))},
+                )
+                page = (data or {}).get("next_items_page") or {}
+        except MondayError as exc:
+            return exc.result
+        truncated = len(items) >= params.limit and bool(page.get("cursor"))
+        return ActionResult.succeeded(
+            {
+                "items": items[: params.limit],
+                "count": min(len(items), params.limit),
+                "pages": pages,
+                "truncated": truncated,
+            }
+        )
+
+
+class CreateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    board_id: int | str
+    item_name: str
+    group_id: str | None = None
+    column_values: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Runs that share this key create one item: e.g. "{{ trigger.ticketId }}".
+    idempotency_key: str | None = None
+    connection: str = "monday"
+
+    def __post_init__(self) -> None:
+        if not self.item_name.strip():
+            raise ValueError("itemName must not be empty")
+
+
+class MondayCreateItemAction:
+    type_name: ClassVar[str] = "monday.create-item"
+    description: ClassVar[str] = (
+        "Creates an item; with idempotencyKey, returns the existing item instead of a duplicate."
+    )
+    connector: ClassVar[str] = "monday"
+    Params: ClassVar[type[msgspec.Struct]] = CreateItemParams
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        assert isinstance(params, CreateItemParams)
+        services = ctx.require_services()
+        key = f"{params.board_id}:{params.idempotency_key}" if params.idempotency_key else None
+        if key is not None:
+            claim = await services.resources.claim(
+                ITEM_RESOURCE, key, workflow_id=ctx.workflow_id, execution_id=ctx.execution_id, node_id=ctx.node_id
+            )
+            if claim.state == "exists":
+                return ActionResult.succeeded({"itemId": claim.external_id, "created": False})
+            if claim.state == "pending":
+                return ActionResult.retriable(
+                    "resource_pending", "another run is creating the item with this idempotency key", retry_after=1.0
+                )
+        try:
+            data = await _graphql(
+                services,
+                params.connection,
+                "mutation ($board: ID!, $group: String, $name: String!, $values: JSON) {"
+                " create_item(board_id: $board, group_id: $group, item_name: $name, column_values: $values) { id } }",
+                {
+                    "board": str(params.board_id),
+                    "group": params.group_id,
+                    "name": params.item_name,
+                    "values": json.dumps(params.column_values),
+                },
+            )
+        except MondayError as exc:
+            if key is not None:
+                await services.resources.release(ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id)
+            return exc.result
+        item_id = str(((data or {}).get("create_item") or {}).get("id") or "")
+        if not item_id:
+            return ActionResult.failed("monday_bad_response", "monday.com did not return the new item's id")
+        links: tuple[ResourceLink, ...] = ()
+        if key is not None:
+            # Link at once (not only with the node's outcome), so a crash before the outcome is
+            # recorded cannot lead another run to create a second item.
+            await services.resources.link(
+                ITEM_RESOURCE,
+                key,
+                item_id,
+                workflow_id=ctx.workflow_id,
+                execution_id=ctx.execution_id,
+                node_id=ctx.node_id,
+                data={"boardId": str(params.board_id)},
+            )
+            links = (ResourceLink(ITEM_RESOURCE, key, item_id, {"boardId": str(params.board_id)}),)
+        return ActionResult(AttemptStatus.SUCCEEDED, {"itemId": item_id, "created": True}, None, links)
+
+
+class UpdateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    board_id: int | str
+    item_id: int | str
+    column_values: dict[str, Any]
+    connection: str = "monday"
+
+
+class MondayUpdateItemAction:
+    type_name: ClassVar[str] = "monday.update-item"
+    description: ClassVar[str] = "Changes column values of an item (change_multiple_column_values)."
+    connector: ClassVar[str] = "monday"
+    Params: ClassVar[type[msgspec.Struct]] = UpdateItemParams
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        assert isinstance(params, UpdateItemParams)
+        services = ctx.require_services()
+        try:
+            data = await _graphql(
+                services,
+                params.connection,
+                "mutation ($board: ID!, $item: ID!, $values: JSON!) {"
+                " change_multiple_column_values(board_id: $board, item_id: $item, column_values: $values) { id } }",
+                {
+                    "board": str(params.board_id),
+                    "item": str(params.item_id),
+                    "values": json.dumps(params.column_values),
+                },
+            )
+        except MondayError as exc:
+            return exc.result
+        changed = (data or {}).get("change_multiple_column_values") or {}
+        return ActionResult.succeeded({"itemId": str(changed.get("id") or params.item_id)})

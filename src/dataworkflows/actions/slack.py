@@ -1,0 +1,96 @@
+"""slack.post-message: Slack's chat.postMessage, with Slack's error semantics.
+
+`ok: false` answers carry an error code: ratelimited and Slack's own transient errors are
+retriable (Retry-After honoured); channel_not_found, not_in_channel, invalid_auth and the rest are
+permanent. HTTP 429 and 5xx are retriable. Outputs: channel, ts (the message id) and threadTs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+import msgspec
+
+from dataworkflows.actions import ActionContext, ActionResult
+from dataworkflows.actions.web import RETRIABLE_STATUSES, retry_after_seconds, secret_for, transport_failure
+from dataworkflows.http_client import BlockedDestination
+
+DEFAULT_API_URL = "https://slack.com/api"
+RETRIABLE_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+class SlackPostMessageParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    channel: str
+    text: str | None = None
+    blocks: list[dict[str, Any]] | None = None
+    thread_ts: str | None = None
+    unfurl_links: bool | None = None
+    # The connection holding the bot token (xoxb-...).
+    connection: str = "slack"
+
+    def __post_init__(self) -> None:
+        if not self.text and not self.blocks:
+            raise ValueError("give text or blocks")
+        if not self.channel.strip():
+            raise ValueError("channel must not be empty")
+
+
+class SlackPostMessageAction:
+    type_name: ClassVar[str] = "slack.post-message"
+    description: ClassVar[str] = "Posts a message with chat.postMessage; outputs channel and ts."
+    connector: ClassVar[str] = "slack"
+    Params: ClassVar[type[msgspec.Struct]] = SlackPostMessageParams
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        assert isinstance(params, SlackPostMessageParams)
+        services = ctx.require_services()
+        secret = await secret_for(services, params.connection)
+        if isinstance(secret, ActionResult):
+            return secret
+        payload: dict[str, Any] = {"channel": params.channel}
+        if params.text:
+            payload["text"] = params.text
+        if params.blocks:
+            payload["blocks"] = params.blocks
+        if params.thread_ts:
+            payload["thread_ts"] = params.thread_ts
+        if params.unfurl_links is not None:
+            payload["unfurl_links"] = params.unfurl_links
+        base = services.endpoints.get("slack", DEFAULT_API_URL).rstrip("/")
+        client: httpx.AsyncClient = services.http
+        try:
+            response = await client.post(
+                f"{base}/chat.postMessage",
+                json=payload,
+                headers={
+                    "Authorization": f"Bearer {secret.reveal()}",
+                    "Content-Type": "application/json; charset=utf-8",
+                },
+            )
+        except (httpx.HTTPError, OSError, BlockedDestination) as exc:
+            return transport_failure(exc, "Slack")
+        if response.status_code == 429 or response.status_code in RETRIABLE_STATUSES:
+            return ActionResult.retriable(
+                "slack_ratelimited" if response.status_code == 429 else f"slack_http_{response.status_code}",
+                f"Slack answered HTTP {response.status_code}",
+                retry_after_seconds(response),
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            return ActionResult.failed("slack_bad_response", f"Slack answered HTTP {response.status_code} without JSON")
+        if not isinstance(body, dict):
+            return ActionResult.failed("slack_bad_response", "Slack's answer is not a JSON object")
+        if body.get("ok") is True:
+            outputs = {"channel": body.get("channel"), "ts": body.get("ts")}
+            message = body.get("message")
+            if isinstance(message, dict) and message.get("thread_ts"):
+                outputs["threadTs"] = message["thread_ts"]
+            return ActionResult.succeeded(outputs)
+        error = str(body.get("error") or "unknown_error")
+        if error in RETRIABLE_ERRORS:
+            return ActionResult.retriable(f"slack_{error}", f"Slack: {error}", retry_after_seconds(response))
+        return ActionResult.failed(f"slack_{error}", f"Slack refused the message: {error}")

@@ -1,0 +1,209 @@
+"""Local stand-ins for Slack, monday.com and an HTTP API, served on loopback by uvicorn. They speak
+the real request and response shapes (Slack's ok/error bodies and Retry-After, monday's GraphQL
+errors with extensions and cursors) and record every call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from litestar import Litestar, Request, Response, get, post, route
+from litestar.params import FromPath
+
+SLACK_TOKEN = "xoxb-test-token-123"
+MONDAY_TOKEN = "monday-test-token-456"
+HTTP_TOKEN = "http-bearer-secret-789"
+
+
+@dataclass
+class FakeState:
+    calls: Counter[str] = field(default_factory=Counter)
+    slack_messages: list[dict[str, Any]] = field(default_factory=list)
+    boards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    create_delay: float = 0.0
+    next_id: int = 1000
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_app(state: FakeState) -> Litestar:
+    @post("/slack/api/chat.postMessage")
+    async def slack_post(request: Request[Any, Any, Any]) -> Response[Any]:
+        body = await request.json()
+        channel = body.get("channel", "")
+        state.calls[f"slack:{channel}"] += 1
+        if request.headers.get("authorization") != f"Bearer {SLACK_TOKEN}":
+            return Response({"ok": False, "error": "invalid_auth"})
+        if channel == "C-missing":
+            return Response({"ok": False, "error": "channel_not_found"})
+        if channel == "C-ratelimited" and state.calls[f"slack:{channel}"] <= 1:
+            return Response({"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"})
+        if channel == "C-busy" and state.calls[f"slack:{channel}"] <= 1:
+            return Response({"ok": False, "error": "service_unavailable"})
+        ts = f"1700000000.{len(state.slack_messages):06d}"
+        state.slack_messages.append({**body, "ts": ts})
+        message = {
+            "text": body.get("text"),
+            "ts": ts,
+            **({"thread_ts": body["thread_ts"]} if body.get("thread_ts") else {}),
+        }
+        return Response({"ok": True, "channel": channel, "ts": ts, "message": message})
+
+    @post("/monday/v2")
+    async def monday(request: Request[Any, Any, Any]) -> Response[Any]:
+        if request.headers.get("authorization") != MONDAY_TOKEN:
+            return Response({"error_message": "Not Authenticated", "status_code": 401}, status_code=401)
+        payload = await request.json()
+        query, variables = payload["query"], payload.get("variables") or {}
+        if "create_item" in query:
+            return await _create(state, variables)
+        if "change_multiple_column_values" in query:
+            state.calls["monday:update"] += 1
+            for items in state.boards.values():
+                for item in items:
+                    if item["id"] == variables["item"]:
+                        item["columns"].update(json.loads(variables["values"]))
+                        return Response({"data": {"change_multiple_column_values": {"id": item["id"]}}})
+            return Response(
+                {"errors": [{"message": "Item not found", "extensions": {"code": "ItemNotFoundException"}}]}
+            )
+        if "next_items_page" in query:
+            state.calls["monday:next_page"] += 1
+            board, offset, rules = json.loads(variables["cursor"])
+            return Response({"data": {"next_items_page": _page(state, board, offset, variables["limit"], rules)}})
+        if "items_page" in query:
+            board = variables["board"][0]
+            state.calls[f"monday:items_page:{board}"] += 1
+            if board == "budget" and state.calls[f"monday:items_page:{board}"] == 1:
+                return Response(
+                    {
+                        "errors": [
+                            {
+                                "message": "Complexity budget exhausted",
+                                "extensions": {"code": "COMPLEXITY_BUDGET_EXHAUSTED", "retry_in_seconds": 1},
+                            }
+                        ],
+                        "account_id": 1,
+                    }
+                )
+            if board not in state.boards:
+                return Response({"data": {"boards": []}})
+            rules = (variables.get("qp") or {}).get("rules") or []
+            return Response({"data": {"boards": [{"items_page": _page(state, board, 0, variables["limit"], rules)}]}})
+        return Response({"errors": [{"message": "Unsupported query"}]}, status_code=400)
+
+    @get("/http/json")
+    async def http_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        state.calls["http:json"] += 1
+        return {
+            "hello": "world",
+            "query": dict(request.query_params),
+            "authorized": request.headers.get("authorization") == f"Bearer {HTTP_TOKEN}",
+        }
+
+    @route("/http/status/{code:int}", http_method=["GET", "POST"])
+    async def http_status(request: Request[Any, Any, Any], code: FromPath[int]) -> Response[Any]:
+        state.calls[f"http:status:{code}"] += 1
+        headers = {"Retry-After": request.query_params["retryAfter"]} if "retryAfter" in request.query_params else {}
+        return Response({"status": code}, status_code=code, headers=headers)
+
+    @get("/http/flaky/{key:str}")
+    async def http_flaky(key: FromPath[str]) -> Response[Any]:
+        state.calls[f"http:flaky:{key}"] += 1
+        if state.calls[f"http:flaky:{key}"] <= 2:
+            return Response({"error": "try later"}, status_code=503)
+        return Response({"ok": True, "attempts": state.calls[f"http:flaky:{key}"]})
+
+    @get("/http/big")
+    async def http_big() -> Response[bytes]:
+        return Response(b"x" * 2_000_000, media_type="application/octet-stream")
+
+    @get("/http/redirect")
+    async def http_redirect(request: Request[Any, Any, Any]) -> Response[Any]:
+        return Response(None, status_code=302, headers={"Location": request.query_params["to"]})
+
+    @post("/http/echo")
+    async def http_echo(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        return {"received": await request.json(), "contentType": request.headers.get("content-type")}
+
+    return Litestar(
+        [slack_post, monday, http_json, http_status, http_flaky, http_big, http_redirect, http_echo],
+        logging_config=None,
+    )
+
+
+async def _create(state: FakeState, variables: dict[str, Any]) -> Response[Any]:
+    state.calls["monday:create"] += 1
+    board = variables["board"]
+    if board == "999":
+        return Response({"errors": [{"message": "Board not found", "extensions": {"code": "InvalidBoardIdException"}}]})
+    await asyncio.sleep(state.create_delay)
+    state.next_id += 1
+    item = {"id": str(state.next_id), "name": variables["name"], "columns": json.loads(variables.get("values") or "{}")}
+    state.boards.setdefault(board, []).append(item)
+    state.created.append(item)
+    return Response({"data": {"create_item": {"id": item["id"]}}})
+
+
+def _page(state: FakeState, board: str, offset: int, limit: int, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    items = [
+        i
+        for i in state.boards.get(board, [])
+        if all(str(i["columns"].get(r["column_id"])) in [str(v) for v in r["compare_value"]] for r in rules)
+    ]
+    chunk = items[offset : offset + limit]
+    more = offset + limit < len(items)
+    return {
+        "cursor": json.dumps([board, offset + limit, rules]) if more else None,
+        "items": [
+            {
+                "id": i["id"],
+                "name": i["name"],
+                "column_values": [{"id": k, "text": str(v), "value": json.dumps(v)} for k, v in i["columns"].items()],
+            }
+            for i in chunk
+        ],
+    }
+
+
+@dataclass
+class FakeServers:
+    port: int
+    state: FakeState
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@asynccontextmanager
+async def fake_servers() -> AsyncIterator[FakeServers]:
+    state = FakeState()
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_app(state), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    try:
+        yield FakeServers(port, state)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

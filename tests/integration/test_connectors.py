@@ -1,0 +1,380 @@
+"""Issue 6: http.request, Slack, monday.com, credentials, SSRF, resource links, the catalog, all
+against local fake servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.actions import ActionServices, default_registry
+from dataworkflows.api.app import create_app
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.credentials import Cipher
+from dataworkflows.db import Database
+from dataworkflows.http_client import make_http_client
+from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.workers.app import build_services
+from tests.conftest import publish, start
+from tests.fakes import HTTP_TOKEN, MONDAY_TOKEN, SLACK_TOKEN, FakeServers, fake_servers
+from tests.integration.test_api import assert_problem
+
+FAST = {"maxAttempts": 3, "initialDelay": "PT0.05S", "backoffMultiplier": 2, "maxDelay": "PT5S", "jitter": False}
+CREDENTIAL_KEY = Cipher.generate_key()
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[FakeServers]:
+    async with fake_servers() as servers:
+        yield servers
+
+
+@pytest.fixture
+def env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DW_CONNECTION_SLACK", SLACK_TOKEN)
+    monkeypatch.setenv("DW_CONNECTION_MONDAY", MONDAY_TOKEN)
+    monkeypatch.setenv("DW_CONNECTION_EXAMPLE_API", HTTP_TOKEN)
+
+
+@pytest.fixture
+async def runtime(
+    db: Database, conditions: ConditionPool, fakes: FakeServers, env_credentials: None
+) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        http_allowed_hosts=f"127.0.0.1:{fakes.port}",
+        slack_api_url=f"{fakes.base}/slack/api",
+        monday_api_url=f"{fakes.base}/monday/v2",
+        credentials_key=CREDENTIAL_KEY,
+    )
+    http = make_http_client(settings.allowed_hosts)
+    services: ActionServices = build_services(settings, db, http)
+    try:
+        yield Runtime(db, default_registry(), RuntimeSettings(worker_id="w", lease_seconds=10), conditions, services)
+    finally:
+        await http.aclose()
+
+
+def node(node_id: str, action: str, retry: dict[str, Any] | None = None, **parameters: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": node_id, "actionType": action, "parameters": parameters, "retryPolicy": retry or FAST}
+    return data
+
+
+async def run_one(
+    db: Database, runtime: Runtime, workflow_id: str, *nodes: dict[str, Any], trigger: dict[str, Any] | None = None
+) -> tuple[UUID, dict[str, Any], list[dict[str, Any]]]:
+    raw = {"id": workflow_id, "displayName": workflow_id, "startNode": nodes[0]["id"], "nodes": list(nodes)}
+    await publish(db, raw)
+    execution_id = await start(db, workflow_id, trigger)
+    await runtime.run_execution(execution_id)
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    attempts = await db.fetch_all("list_attempts", id=execution_id)
+    assert execution is not None
+    return execution_id, execution, attempts
+
+
+async def test_http_request_success_with_connection_and_query(
+    db: Database, runtime: Runtime, fakes: FakeServers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "http-ok",
+        node(
+            "call",
+            "http.request",
+            url=f"{fakes.base}/http/json",
+            query={"q": "{{ trigger.q }}"},
+            connection="example-api",
+        ),
+        trigger={"q": "dataworkflows"},
+    )
+    assert execution["status"] == "Succeeded"
+    outputs = attempts[0]["outputs"]
+    assert outputs["status"] == 200 and outputs["body"]["hello"] == "world"
+    assert outputs["body"]["authorized"] is True and outputs["body"]["query"] == {"q": "dataworkflows"}
+    assert "set-cookie" not in outputs["headers"]
+    row_text = json.dumps(attempts, default=str)
+    assert HTTP_TOKEN not in row_text and "example-api" in row_text, "rows name the connection, never the secret"
+    assert HTTP_TOKEN not in capsys.readouterr().out
+
+
+async def test_http_retriable_and_permanent_statuses(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    _, execution, attempts = await run_one(
+        db, runtime, "http-flaky", node("call", "http.request", url=f"{fakes.base}/http/flaky/a")
+    )
+    assert execution["status"] == "Succeeded"
+    assert [(a["status"], (a["error"] or {}).get("code")) for a in attempts] == [
+        ("RetriableFailure", "http_503"),
+        ("RetriableFailure", "http_503"),
+        ("Succeeded", None),
+    ]
+
+    _, execution, attempts = await run_one(
+        db, runtime, "http-404", node("call", "http.request", url=f"{fakes.base}/http/status/404")
+    )
+    assert execution["status"] == "Failed"
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "http_404")]
+    assert attempts[0]["outputs"]["status"] == 404
+
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "http-expected",
+        node("call", "http.request", url=f"{fakes.base}/http/status/404", expectedStatus=[200, 404]),
+    )
+    assert execution["status"] == "Succeeded"
+
+    _, execution, attempts = await run_one(
+        db, runtime, "http-big", node("call", "http.request", url=f"{fakes.base}/http/big", maxResponseBytes=1000)
+    )
+    assert [a["error"]["code"] for a in attempts] == ["response_too_large"]
+
+
+async def test_retry_after_is_honoured(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "http-429",
+        node(
+            "call", "http.request", retry={**FAST, "maxAttempts": 2}, url=f"{fakes.base}/http/status/429?retryAfter=1"
+        ),
+    )
+    assert execution["status"] == "Failed" and len(attempts) == 2
+    assert attempts[0]["error"]["retryAfter"] == 1.0
+    assert (attempts[1]["start_time"] - attempts[0]["end_time"]).total_seconds() >= 0.95
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://localhost:9/",
+    ],
+)
+async def test_ssrf_refusals(db: Database, runtime: Runtime, url: str) -> None:
+    _, execution, attempts = await run_one(db, runtime, "ssrf", node("call", "http.request", url=url))
+    assert execution["status"] == "Failed"
+    assert [a["error"]["code"] for a in attempts] == ["destination_blocked"], "permanent, not retried"
+
+
+async def test_ssrf_refuses_a_redirect_to_a_private_address(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    target = f"http://127.0.0.2:{fakes.port}/http/json"  # loopback, but not the allowed host
+    _, _execution, attempts = await run_one(
+        db, runtime, "ssrf-redirect", node("call", "http.request", url=f"{fakes.base}/http/redirect?to={target}")
+    )
+    assert [a["error"]["code"] for a in attempts] == ["destination_blocked"]
+    assert fakes.state.calls["http:json"] == 0
+
+
+async def test_slack_post_message(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "slack-ok",
+        node("post", "slack.post-message", channel="C123", text="Deployed {{ trigger.version }}"),
+        trigger={"version": "1.2"},
+    )
+    assert execution["status"] == "Succeeded"
+    assert attempts[0]["outputs"] == {"channel": "C123", "ts": "1700000000.000000"}
+    assert fakes.state.slack_messages[0]["text"] == "Deployed 1.2"
+
+    _, execution, attempts = await run_one(
+        db, runtime, "slack-missing", node("post", "slack.post-message", channel="C-missing", text="x")
+    )
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "slack_channel_not_found")]
+
+    _, execution, attempts = await run_one(
+        db, runtime, "slack-ratelimited", node("post", "slack.post-message", channel="C-ratelimited", text="x")
+    )
+    assert execution["status"] == "Succeeded"
+    assert [a["status"] for a in attempts] == ["RetriableFailure", "Succeeded"]
+    assert attempts[0]["error"]["retryAfter"] == 1.0
+    assert (attempts[1]["start_time"] - attempts[0]["end_time"]).total_seconds() >= 0.95
+
+    _, execution, attempts = await run_one(
+        db, runtime, "slack-busy", node("post", "slack.post-message", channel="C-busy", text="x")
+    )
+    assert [a["status"] for a in attempts] == ["RetriableFailure", "Succeeded"]
+
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "slack-no-connection",
+        node("post", "slack.post-message", channel="C1", text="x", connection="nope"),
+    )
+    assert [a["error"]["code"] for a in attempts] == ["connection_not_found"]
+
+
+async def test_slack_bad_token_is_permanent(db: Database, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DW_CONNECTION_SLACK_OTHER", "xoxb-wrong")
+    _, _execution, attempts = await run_one(
+        db, runtime, "slack-auth", node("post", "slack.post-message", channel="C1", text="x", connection="slack-other")
+    )
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "slack_invalid_auth")]
+
+
+async def test_monday_items_filters_paging_errors(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    fakes.state.boards["42"] = [
+        {"id": str(i), "name": f"item {i}", "columns": {"status": "Done" if i % 2 else "Open"}} for i in range(1, 15)
+    ]
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "monday-get",
+        node(
+            "get",
+            "monday.get-items",
+            boardId=42,
+            filters=[{"columnId": "status", "compareValue": "Done"}],
+            pageSize=3,
+            limit=5,
+        ),
+    )
+    assert execution["status"] == "Succeeded"
+    outputs = attempts[0]["outputs"]
+    assert outputs["count"] == 5 and outputs["pages"] == 2 and outputs["truncated"] is True
+    assert [i["id"] for i in outputs["items"]] == ["1", "3", "5", "7", "9"]
+    assert outputs["items"][0]["columnValues"] == {"status": "Done"}
+
+    fakes.state.boards["budget"] = [{"id": "1", "name": "a", "columns": {}}]
+    _, execution, attempts = await run_one(
+        db, runtime, "monday-budget", node("get", "monday.get-items", boardId="budget")
+    )
+    assert [(a["status"], (a["error"] or {}).get("code")) for a in attempts] == [
+        ("RetriableFailure", "monday_COMPLEXITY_BUDGET_EXHAUSTED"),
+        ("Succeeded", None),
+    ]
+    assert attempts[0]["error"]["retryAfter"] == 1
+
+    _, execution, attempts = await run_one(
+        db, runtime, "monday-bad-board", node("create", "monday.create-item", boardId=999, itemName="x")
+    )
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "monday_InvalidBoardIdException")]
+
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "monday-create-update",
+        node(
+            "create",
+            "monday.create-item",
+            boardId=42,
+            itemName="Ticket {{ trigger.id }}",
+            columnValues={"status": "Open"},
+            retry=FAST,
+        )
+        | {"edges": [{"targetNode": "update"}]},
+        node(
+            "update",
+            "monday.update-item",
+            boardId=42,
+            itemId="{{ nodes.create.itemId }}",
+            columnValues={"status": "Done"},
+        ),
+        trigger={"id": 7},
+    )
+    assert execution["status"] == "Succeeded"
+    created = fakes.state.created[-1]
+    assert created["name"] == "Ticket 7" and created["columns"] == {"status": "Done"}
+
+    _, execution, attempts = await run_one(
+        db, runtime, "monday-no-token", node("get", "monday.get-items", boardId=42, connection="monday-missing")
+    )
+    assert [a["error"]["code"] for a in attempts] == ["connection_not_found"]
+
+
+async def test_create_item_is_idempotent_across_racing_runs(
+    db: Database, runtime: Runtime, fakes: FakeServers, client: AsyncTestClient[Any]
+) -> None:
+    """The seeds' step 99: duplicate executions for one ticket create one item."""
+    fakes.state.create_delay = 0.3  # widen the race window
+    raw = {
+        "id": "ticket-sync",
+        "displayName": "Ticket sync",
+        "startNode": "create",
+        "nodes": [
+            node(
+                "create",
+                "monday.create-item",
+                boardId=42,
+                itemName="Ticket {{ trigger.ticketId }}",
+                idempotencyKey="{{ trigger.ticketId }}",
+                retry={**FAST, "maxAttempts": 10, "initialDelay": "PT0.2S"},
+            )
+        ],
+    }
+    await publish(db, raw)
+    first, second = (
+        await start(db, "ticket-sync", {"ticketId": "T-1"}),
+        await start(db, "ticket-sync", {"ticketId": "T-1"}),
+    )
+    outcomes = await asyncio.gather(runtime.run_execution(first), runtime.run_execution(second))
+    assert outcomes == ["Succeeded", "Succeeded"]
+    assert fakes.state.calls["monday:create"] == 1, "exactly one item was created"
+    outputs = [(await db.fetch_all("list_node_states", id=e))[0]["outputs"] for e in (first, second)]
+    assert outputs[0]["itemId"] == outputs[1]["itemId"]
+    assert sorted(o["created"] for o in outputs) == [False, True]
+
+    third = await start(db, "ticket-sync", {"ticketId": "T-1"})
+    assert await runtime.run_execution(third) == "Succeeded"
+    assert fakes.state.calls["monday:create"] == 1
+    links = (await client.get("/api/v1/resource-links", params={"type": "monday.item", "key": "42:T-1"})).json()
+    assert {(link["action"], link["executionId"]) for link in links} == {
+        ("created", str(first if outputs[0]["created"] else second)),
+        ("found", str(second if outputs[0]["created"] else first)),
+        ("found", str(third)),
+    }
+    assert {link["externalId"] for link in links} == {outputs[0]["itemId"]}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, credentials_key=CREDENTIAL_KEY))) as c:
+        yield c
+
+
+async def test_action_catalog(client: AsyncTestClient[Any]) -> None:
+    catalog = {a["type"]: a for a in (await client.get("/api/v1/actions")).json()}
+    assert set(catalog) >= {
+        "core.echo",
+        "http.request",
+        "slack.post-message",
+        "monday.get-items",
+        "monday.create-item",
+        "monday.update-item",
+    }
+    slack = catalog["slack.post-message"]
+    assert slack["connector"] == "slack"
+    schema = json.dumps(slack["parametersSchema"])
+    assert "channel" in schema and "threadTs" in schema
+
+
+async def test_connections_are_stored_encrypted_and_used(
+    client: AsyncTestClient[Any], db: Database, runtime: Runtime, dsn: str, fakes: FakeServers
+) -> None:
+    stored = await client.put("/api/v1/connections/slack-db", json={"kind": "slack", "secret": SLACK_TOKEN})
+    assert stored.status_code == 200 and "secret" not in stored.json()
+    listing = (await client.get("/api/v1/connections")).text
+    assert SLACK_TOKEN not in listing and "slack-db" in listing
+    async with db.connection() as conn:
+        blob = (await (await conn.execute("SELECT secret FROM dw.connections")).fetchone())[0]
+    assert SLACK_TOKEN.encode() not in bytes(blob)
+    _, execution, _ = await run_one(
+        db, runtime, "slack-db", node("post", "slack.post-message", channel="C9", text="from db", connection="slack-db")
+    )
+    assert execution["status"] == "Succeeded"
+    assert (await client.delete("/api/v1/connections/slack-db")).status_code == 204
+    assert_problem(await client.delete("/api/v1/connections/slack-db"), 404)
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as keyless:
+        body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "http", "secret": "s"}), 409)
+        assert "DW_CREDENTIALS_KEY" in body["detail"]
