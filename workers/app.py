@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import traceback
 import uuid
@@ -192,34 +193,45 @@ async def run_worker(
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
     recovery = asyncio.create_task(recovery_loop(db, settings))
+    stop_event = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop_event.set)
+    fetchers = max(1, min(settings.worker_fetchers, concurrency))
     try:
         async with app.open_async(pool=pool):
-            worker_kwargs: dict[str, Any] = {
+            common: dict[str, Any] = {
                 "queues": [settings.queue],
-                "concurrency": concurrency,
-                "name": worker_id,
                 "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
-                "install_signal_handlers": install_signal_handlers,
+                # Signals are handled here, once, for every fetch loop.
+                "install_signal_handlers": False,
                 "delete_jobs": "successful",
                 "update_heartbeat_interval": max(settings.stalled_worker_seconds / 3, 1.0),
                 "stalled_worker_timeout": settings.stalled_worker_seconds,
             }
-            worker_task = asyncio.create_task(app.run_worker_async(**worker_kwargs))
-            if stop is None:
-                await worker_task
-            else:
-                stop_task = asyncio.create_task(stop.wait())
-                done, _ = await asyncio.wait({worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-                if stop_task in done and not worker_task.done():
-                    # Procrastinate's graceful stop: let running jobs finish within the grace
-                    # period, then cancel them (the runtime releases their leases).
-                    worker_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await worker_task
-                else:
-                    stop_task.cancel()
-                    await worker_task
+            shares = [concurrency // fetchers + (1 if i < concurrency % fetchers else 0) for i in range(fetchers)]
+            loops = [
+                asyncio.create_task(app.run_worker_async(**common, concurrency=share, name=f"{worker_id}#{i}"))
+                for i, share in enumerate(shares)
+            ]
+            stop_task = asyncio.create_task(stop_event.wait())
+            await asyncio.wait({*loops, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            # Procrastinate's graceful stop: running jobs get the grace period, then are cancelled
+            # (the runtime hands their executions back).
+            for task in loops:
+                task.cancel()
+            results = await asyncio.gather(*loops, return_exceptions=True)
+            stop_task.cancel()
+            failures = [
+                r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+            ]
+            if failures:
+                raise failures[0]
     finally:
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
         recovery.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recovery

@@ -34,6 +34,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         api_port=getattr(args, "port", None),
         worker_concurrency=getattr(args, "concurrency", None),
         worker_metrics_port=getattr(args, "metrics_port", None),
+        worker_fetchers=getattr(args, "fetchers", None),
     )
 
 
@@ -492,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a worker (start several to scale out)")
     worker.add_argument("--concurrency", type=int, default=None, help="executions run at once (default 20)")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    worker.add_argument(
+        "--fetchers", type=int, default=None, help="job fetch loops sharing the concurrency (default 2)"
+    )
     worker.set_defaults(func=cmd_worker)
 
     run = sub.add_parser("run", help="start an execution through the API")

@@ -50,6 +50,9 @@ class Settings:
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20
+    # Procrastinate fetches one job at a time per worker loop; a process runs this many loops
+    # (sharing its concurrency) so fetching does not cap throughput (bench/throughput.py).
+    worker_fetchers: int = 2
     # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
