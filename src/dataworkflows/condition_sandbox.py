@@ -9,28 +9,48 @@ the wall-clock limit by killing this process. Protocol: one JSON object per line
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import msgspec
 
-# Runs once per helper: lock down the global object so one condition cannot leave state behind
-# for the next (they share an interpreter for speed; helpers are also recycled periodically).
+# Runs once per helper. Removes every host capability dukpy installs (call_python reaches Python,
+# require/_dukpy_* load files, process/console talk to the host), then locks the global object so
+# one condition cannot leave state behind for the next: every binding becomes non-writable and
+# non-configurable (dukpy's per-call `dukpy` variable stays writable but cannot become an accessor),
+# builtins and their prototypes are frozen, and no global can be added.
 _PRELUDE = """
 (function () {
   'use strict';
   var g = globalThis;
-  try { delete g.require; } catch (e) {}
-  g.require = undefined;
-  if (g.process) { g.process.env = {}; }
+  // call_python is re-installed by dukpy before every evaluation, so it stays; the sealed
+  // interpreter refuses every call through it.
+  var hostile = ['require', 'process', 'console', '_dukpy_cjs_source_compiles',
+                 '_dukpy_eval_cjs_source', 'performance', 'queueMicrotask', 'SharedArrayBuffer', 'Atomics',
+                 'WeakRef', 'FinalizationRegistry'];
+  for (var h = 0; h < hostile.length; h++) { delete g[hostile[h]]; }
+  // Scripts written for Node may test process.env: it exists, and it is empty.
+  g.process = {env: {}};
   var names = Object.getOwnPropertyNames(g);
   for (var i = 0; i < names.length; i++) {
-    var v = g[names[i]];
-    if (v && (typeof v === 'object' || typeof v === 'function') && names[i] !== 'dukpy' && v !== g) {
-      try { Object.freeze(v); if (v.prototype) Object.freeze(v.prototype); } catch (e) {}
+    var name = names[i];
+    var v = g[name];
+    if (v && (typeof v === 'object' || typeof v === 'function') && name !== 'dukpy' && name !== 'call_python'
+        && v !== g) {
+      Object.freeze(v);
+      if (v.prototype) { Object.freeze(v.prototype); }
+    }
+    if (name === 'call_python') { continue; }
+    if (name === 'dukpy') {
+      Object.defineProperty(g, name, {configurable: false});
+    } else {
+      Object.defineProperty(g, name, {writable: false, configurable: false});
     }
   }
   Object.freeze(Object.prototype); Object.freeze(Array.prototype); Object.freeze(Function.prototype);
+  Object.freeze(Object.getPrototypeOf(function* () {}));
+  Object.freeze(Object.getPrototypeOf(async function () {}));
   Object.preventExtensions(g);
 })();
 """
@@ -54,11 +74,45 @@ class Request(msgspec.Struct):
     scope: dict[str, Any] | None = None
 
 
-def main() -> None:
+def _sealed_interpreter() -> Any:
+    """dukpy's interpreter with its ways back into Python shut: no module loading (import()),
+    no exported Python functions."""
     import dukpy
 
-    interpreter = dukpy.JSInterpreter()
+    class Sealed(dukpy.JSInterpreter):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._funcs.clear()
+
+        def _normalize_module(self, base_name: Any, module_name: Any) -> Any:
+            raise RuntimeError("modules are disabled in conditions")
+
+        def _call_python(self, func: Any, json_args: Any) -> Any:
+            raise RuntimeError("host calls are disabled in conditions")
+
+        def _check_exported_function_exists(self, func: Any) -> bool:
+            return False
+
+    interpreter = Sealed()
     interpreter.evaljs(_PRELUDE)
+    return interpreter
+
+
+def _drop_privileges() -> None:
+    """As root, confine the helper to its empty directory and become nobody, so that even a JS
+    engine bug cannot read the parent's files or /proc/<parent>/environ."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    os.chroot(".")
+    os.chdir("/")
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def main() -> None:
+    interpreter = _sealed_interpreter()
+    _drop_privileges()
     decoder = msgspec.json.Decoder(Request)
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer

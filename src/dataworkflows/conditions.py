@@ -84,9 +84,10 @@ class ConditionPool:
         self.timeout_seconds = timeout_seconds
         self.memory_bytes = memory_bytes
         self.recycle_after = recycle_after
-        self._idle: asyncio.Queue[_Helper] | None = None
-        self._started = 0
-        self._lock = asyncio.Lock()
+        # Capacity is a semaphore: a helper that is killed frees its slot at once, so a waiter
+        # never hangs on an idle queue that nobody refills.
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[_Helper] = []
         self._ids = itertools.count(1)
         self._decoder = msgspec.json.Decoder(_Answer)
         self._encoder = msgspec.json.Encoder()
@@ -113,27 +114,23 @@ class ConditionPool:
     async def _acquire(self) -> _Helper:
         if self._closed:
             raise ConditionError("the condition pool is closed")
-        async with self._lock:
-            if self._idle is None:
-                self._idle = asyncio.Queue()
-            if self._idle.empty() and self._started < self.size:
-                self._started += 1
-                try:
-                    return await self._spawn()
-                except BaseException:
-                    self._started -= 1
-                    raise
-        assert self._idle is not None
-        return await self._idle.get()
+        await self._slots.acquire()
+        try:
+            if self._idle:
+                return self._idle.pop()
+            return await self._spawn()
+        except BaseException:
+            self._slots.release()
+            raise
 
     async def _release(self, helper: _Helper, healthy: bool) -> None:
-        assert self._idle is not None
-        if healthy and helper.uses < self.recycle_after and not self._closed:
-            self._idle.put_nowait(helper)
-            return
-        await helper.close()
-        async with self._lock:
-            self._started -= 1
+        try:
+            if healthy and helper.uses < self.recycle_after and not self._closed:
+                self._idle.append(helper)
+            else:
+                await helper.close()
+        finally:
+            self._slots.release()
 
     async def _call(self, op: str, expr: str, scope: dict[str, Any] | None) -> _Answer:
         helper = await self._acquire()
@@ -185,6 +182,5 @@ class ConditionPool:
 
     async def close(self) -> None:
         self._closed = True
-        if self._idle is not None:
-            while not self._idle.empty():
-                await self._idle.get_nowait().close()
+        while self._idle:
+            await self._idle.pop().close()

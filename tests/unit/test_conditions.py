@@ -78,3 +78,55 @@ async def test_code_that_breaks_out_of_the_expression_is_still_confined(conditio
     with pytest.raises(ConditionError):
         await conditions.evaluate(injected, SCOPE)
     assert await conditions.evaluate("Object.keys(process.env).length === 0", SCOPE) is True
+
+
+async def test_host_bridges_are_closed(conditions: ConditionPool) -> None:
+    # dukpy exposes call_python (file reads through dukpy.load_module) and import(): both refuse.
+    with pytest.raises(ConditionError, match="No Python Function"):
+        await conditions.evaluate("call_python('dukpy.load_module', '/etc/hostname')", SCOPE)
+    with pytest.raises(ConditionError):
+        await conditions.evaluate("import('/etc/hostname').then(function () { return 1 })", SCOPE)
+    assert await conditions.evaluate("Object.isFrozen(process) && Object.keys(process).join() === 'env'", SCOPE)
+    for name in ["require", "console"]:
+        assert await conditions.evaluate(f"typeof {name} === 'undefined'", SCOPE) is True
+
+
+async def test_one_condition_cannot_steal_or_forge_anothers_result() -> None:
+    pool = ConditionPool(size=1)  # one helper: both conditions share its interpreter
+    try:
+        attack = (
+            "(function () { try { Object.defineProperty(globalThis, 'dukpy', {get: function () {"
+            " return {scope: {trigger: {amount: 1e9}, nodes: {}, execution: {}}}; }, set: function () {}}); }"
+            " catch (e) {} try { Math = {max: function () { return 1e9; }}; } catch (e) {} return true; })()"
+        )
+        assert await pool.evaluate(attack, SCOPE) is True
+        assert (
+            await pool.evaluate("trigger.amount > 1000", {"trigger": {"amount": 5}, "nodes": {}, "execution": {}})
+            is False
+        )
+        assert await pool.evaluate("Math.max(1, 2) === 2", SCOPE) is True
+    finally:
+        await pool.close()
+
+
+async def test_validation_cannot_run_host_code(conditions: ConditionPool) -> None:
+    breakout = (
+        "1\n)}); throw new Error('FILE:' + call_python('dukpy.load_module', '/etc/hostname')[1]); (function(){return (1"
+    )
+    error = await conditions.check(breakout)
+    assert error is not None and "FILE:" not in error
+
+
+async def test_a_waiter_gets_a_fresh_helper_after_a_timeout() -> None:
+    import asyncio
+
+    pool = ConditionPool(size=1, timeout_seconds=0.3)
+    try:
+        looping = asyncio.create_task(pool.evaluate("(function () { while (true) {} })()", SCOPE))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        with pytest.raises(ConditionTimeout):
+            await looping
+        assert await asyncio.wait_for(waiting, 5) is True
+    finally:
+        await pool.close()
