@@ -138,8 +138,9 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
                 stalled_worker_seconds=settings.stalled_worker_seconds,
                 queue=settings.queue,
             )
-        except DataWorkflowsError as exc:
-            log.warning("recovery pass failed", error=str(exc))
+        except Exception as exc:
+            # Never let the loop die: it is what re-queues runs whose worker vanished.
+            log.warning("recovery pass failed", error=str(exc), error_type=type(exc).__name__)
             continue
         for row in rows:
             metrics.RECOVERIES.labels(row["action"]).inc()
@@ -147,7 +148,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         try:
             await db.execute("prune_event_listeners", max_age_seconds=86400.0)
             await update_queue_metrics(db)
-        except DataWorkflowsError as exc:
+        except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
 
 

@@ -98,13 +98,21 @@ SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.attempts, d.err
 -- A read-only role for reporting: the views and nothing else. Log-in users are granted it
 -- (GRANT dw_reporting TO alice). Views run with their owner's rights, so the role needs no access
 -- to the base tables; the views are not security barriers (they expose all rows by design).
+-- A migrating user without CREATEROLE skips the role (a notice says so); a DBA can create it and
+-- re-run the grants below.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dw_reporting') THEN
-        CREATE ROLE dw_reporting NOLOGIN;
+        BEGIN
+            CREATE ROLE dw_reporting NOLOGIN;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'dw_reporting not created (no CREATEROLE privilege); create it and grant it the dw.v_* views';
+        END;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dw_reporting') THEN
+        GRANT USAGE ON SCHEMA dw TO dw_reporting;
+        GRANT SELECT ON dw.v_executions, dw.v_node_durations, dw.v_action_stats, dw.v_queue_depth,
+                        dw.v_workflow_health, dw.v_dead_letters TO dw_reporting;
     END IF;
 END;
 $$;
-GRANT USAGE ON SCHEMA dw TO dw_reporting;
-GRANT SELECT ON dw.v_executions, dw.v_node_durations, dw.v_action_stats, dw.v_queue_depth,
-                dw.v_workflow_health, dw.v_dead_letters TO dw_reporting;

@@ -51,4 +51,10 @@ SELECT l.id AS link_id, l.tenant_id, l.resource_type, l.resource_key, l.external
   FROM dw.resource_links l
   JOIN dw.resource_touches t ON t.resource_link_id = l.id
   LEFT JOIN dw.executions e ON e.id = t.execution_id;
-GRANT SELECT ON dw.v_resource_links TO dw_reporting;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dw_reporting') THEN
+        GRANT SELECT ON dw.v_resource_links TO dw_reporting;
+    END IF;
+END;
+$$;

@@ -291,7 +291,10 @@ BEGIN
            outputs = CASE WHEN p_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
            error = CASE WHEN p_node_status = 'Succeeded' THEN NULL ELSE p_error END,
            next_attempt_at = p_next_attempt_at,
-           ended_at = CASE WHEN p_node_status IN ('Succeeded', 'Failed') THEN p_end_time END
+           ended_at = CASE WHEN p_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
+           -- A failure nothing handled (its edges stay undecided): a redrive restores it, even when
+           -- another node's failure is the one that ended the run.
+           end_reason = CASE WHEN p_node_status = 'Failed' AND p_fired IS NULL THEN 'unhandled_failure' END
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
     RETURNING n.edge_targets INTO v_edges;
     IF NOT FOUND THEN
@@ -398,7 +401,8 @@ DECLARE
     v_rows integer;
 BEGIN
     UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
-     WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.status = 'Running';
+     WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.lease_owner IS NOT NULL
+       AND e.status = 'Running';
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     IF v_rows = 0 THEN
         RETURN false;
@@ -419,31 +423,31 @@ CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
 ) RETURNS TABLE (execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
     v_e record;
-    v_job record;
 BEGIN
     FOR v_e IN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
-                OR (e.status = 'Pending' AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)))
-           -- A queued job will handle it; so will a running job whose worker still sends
-           -- heartbeats, unless the run is Running (then the lease is the heartbeat, and it expired).
+                OR (e.status IN ('Pending', 'Waiting')
+                    AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)))
+           -- Covered: a queued job (a parked run's wake-up included); or a job that a live worker
+           -- (recent heartbeat) holds, while nobody holds the lease (it is about to acquire). A
+           -- Running run whose lease expired is not covered by its worker: the lease is the
+           -- heartbeat that matters, and it stopped.
            AND NOT EXISTS (
                SELECT 1 FROM procrastinate_jobs j
                  LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
                 WHERE (j.args ->> 'execution_id') = e.id::text AND j.status IN ('todo', 'doing')
                   AND (j.status = 'todo'
-                       OR (e.status = 'Pending' AND w.id IS NOT NULL
+                       OR (e.lease_owner IS NULL AND w.id IS NOT NULL
                            AND w.last_heartbeat > now() - make_interval(secs => p_stalled_worker_seconds))))
          ORDER BY e.created_at
          LIMIT 500
          FOR NO KEY UPDATE OF e SKIP LOCKED
     LOOP
-        -- Close the dead worker's job so it does not stay 'doing' forever.
-        FOR v_job IN SELECT j.id FROM procrastinate_jobs j
-                      WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing'
-        LOOP
-            PERFORM procrastinate_finish_job_v1(v_job.id, 'failed', false);
-        END LOOP;
+        -- Close the dead worker's job so it does not stay 'doing' forever. A plain conditional
+        -- update, not procrastinate_finish_job_v1, which raises if the job finished meanwhile.
+        UPDATE procrastinate_jobs j SET status = 'failed'
+         WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing';
 
         IF v_e.recovery_count >= p_max_recoveries THEN
             PERFORM dw.finish_execution_v1(v_e.id, 'Failed',
@@ -521,15 +525,17 @@ BEGIN
         END IF;
         UPDATE dw.node_states n
            SET status = CASE
-                   WHEN n.node_id = v_d.node_id OR n.status = 'Cancelled' THEN 'Ready'
+                   WHEN n.status IN ('Failed', 'Cancelled') THEN 'Ready'
                    WHEN n.decided_incoming = n.expected_incoming AND (n.expected_incoming = 0 OR n.satisfied_incoming > 0)
                        THEN 'Ready'
                    ELSE 'Pending' END,
-               attempt_base = CASE WHEN n.node_id = v_d.node_id OR n.status = 'Cancelled' THEN n.attempts
-                                   ELSE n.attempt_base END,
+               -- Failed and interrupted nodes get a fresh retry budget.
+               attempt_base = CASE WHEN n.status IN ('Failed', 'Cancelled') THEN n.attempts ELSE n.attempt_base END,
                error = NULL, ended_at = NULL, end_reason = NULL, next_attempt_at = NULL
          WHERE n.execution_id = v_e.id
-           AND ((n.node_id = v_d.node_id AND n.status = 'Failed') OR n.end_reason = 'run_ended');
+           AND ((n.node_id = v_d.node_id AND n.status = 'Failed')
+                OR (n.status = 'Failed' AND n.end_reason = 'unhandled_failure')
+                OR n.end_reason = 'run_ended');
 
         SELECT (p.plan ->> 'workflowTimeoutSeconds')::double precision INTO v_timeout
           FROM dw.workflow_plans p WHERE p.workflow_id = v_e.workflow_id AND p.version = v_e.workflow_version;

@@ -128,3 +128,9 @@ SELECT * FROM dw.redrive_dead_letter_v1(%(id)s, %(principal)s, %(queue)s);
 -- name: queue_depth
 -- Jobs waiting and running per queue, with the oldest job's age.
 SELECT queue_name, status, jobs, oldest_seconds FROM dw.v_queue_depth;
+
+-- name: earlier_parameters
+-- The parameters a node's first rendered attempt used (reused by retries unless rerenderOnRetry).
+SELECT parameters FROM dw.action_executions
+ WHERE execution_id = %(id)s AND node_id = %(node_id)s AND parameters IS NOT NULL
+ ORDER BY attempt LIMIT 1;

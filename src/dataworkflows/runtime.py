@@ -219,6 +219,11 @@ class _Run:
             self.log.warning("lease lost; another worker owns this execution now")
             await self._cancel_running()
             return "lease_lost"
+        except Exception:
+            # The database went away (or worse): stop every node task now, so none keeps running
+            # beside the worker that resumes this run once the lease expires.
+            await self._cancel_running()
+            raise
         except asyncio.CancelledError:
             # The worker is stopping: give the run back so another worker resumes it now,
             # instead of waiting for the lease to expire.
@@ -248,9 +253,9 @@ class _Run:
                 row = await self.db.fetch_one(
                     "renew_lease", id=self.execution_id, token=self.token, lease_seconds=self.settings.lease_seconds
                 )
-            except DataWorkflowsError as exc:
+            except Exception as exc:
                 # A blip: keep trying; if the lease expires meanwhile, fencing protects the data.
-                self.log.warning("lease renewal failed", error=str(exc))
+                self.log.warning("lease renewal failed", error=str(exc), error_type=type(exc).__name__)
                 continue
             if not (row and row["renewed"]):
                 self.lease_lost.set()
@@ -288,6 +293,8 @@ class _Run:
                     waiting = [self.next_at[n] for n, s in self.status.items() if s == NodeStatus.WAITING]
                     if waiting:
                         wake = min(waiting)
+                        if self.deadline is not None:
+                            wake = min(wake, self.deadline)  # wake up in time to time out
                         delay = (wake - now).total_seconds()
                         if delay > self.settings.park_threshold_seconds:
                             await self.db.fetch_one(
@@ -347,10 +354,13 @@ class _Run:
         )
 
     def _next_wakeup(self, now: datetime) -> float | None:
+        # A retry that is due but has no free slot waits for a running node, not for the clock
+        # (counting it would make the wait time 0 and spin).
+        slots_free = len(self.running) < self.plan.max_parallel_actions
         candidates = [
             self.next_at[n]
             for n, s in self.status.items()
-            if s == NodeStatus.WAITING and n not in self.running and n in self.next_at
+            if slots_free and s == NodeStatus.WAITING and n not in self.running and n in self.next_at
         ]
         if self.deadline is not None:
             candidates.append(self.deadline)
@@ -423,6 +433,9 @@ class _Run:
             start = _now()
             result: ActionResult
             try:
+                if rendered is None and not node.rerender_on_retry and attempt > 1:
+                    # Resumed after a park or a crash: reuse what an earlier attempt rendered.
+                    rendered = await self._earlier_parameters(node.id)
                 if rendered is None or node.rerender_on_retry:
                     rendered = None
                     # Templates also see the attempt number: with rerenderOnRetry each attempt
@@ -436,6 +449,10 @@ class _Run:
             if outcome is None:
                 continue  # short backoff done in-process; next attempt
             return outcome
+
+    async def _earlier_parameters(self, node_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetch_one("earlier_parameters", id=self.execution_id, node_id=node_id)
+        return None if row is None else row["parameters"]
 
     async def _invoke(self, node: PlanNode, attempt: int, rendered: dict[str, Any], node_log: Any) -> ActionResult:
         try:
@@ -524,10 +541,11 @@ class _Run:
             try:
                 fired = await self._decide_edges(node, succeeded=True)
             except ConditionTimeout as exc:
+                # The node fails: its failure/always edges are decided below, like any failure.
                 self.outputs.pop(node.id, None)
                 status = AttemptStatus.FAILED
                 error = {"code": exc.code, "message": exc.message}
-                fired = [False] * len(node.edges)
+                fired = []
                 node_status = NodeStatus.FAILED
             else:
                 node_status = NodeStatus.SUCCEEDED

@@ -255,3 +255,30 @@ def test_migrations_are_idempotent_and_safe_from_two_processes_at_once(postgresq
             assert conn.execute("SELECT count(*) FROM dw.schema_migrations").fetchone()[0] >= 2
     finally:
         postgresql.execute("DROP DATABASE dw_migrate_race WITH (FORCE)")
+
+
+async def test_recovery_covers_parked_runs_and_spares_live_workers(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    parked = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=parked, owner="w1", lease_seconds=30)
+    await db.fetch_one("park_execution", id=parked, token=1, wake_at=None, queue="executions")
+    released = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=released, owner="w2", lease_seconds=30)
+    await db.fetch_one("release_execution", id=released, token=1, queue="executions", reason="test")
+    async with db.connection() as conn:
+        worker = (await (await conn.execute("SELECT procrastinate_register_worker_v1()")).fetchone())[0]
+        # The parked run lost its wake-up job; the released run's job is held by a live worker.
+        await conn.execute("DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", (str(parked),))
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE status = 'todo'"
+            " AND args->>'execution_id' = %s",
+            (worker, str(released)),
+        )
+        await conn.execute("UPDATE dw.executions SET created_at = now() - interval '1 hour'")
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions"
+    )
+    assert [(r["execution_id"], r["action"]) for r in recovered] == [(parked, "requeued")]
+    # A stale token cannot release (or re-queue) a run it no longer holds.
+    again = await db.fetch_one("release_execution", id=released, token=1, queue="executions", reason="stale")
+    assert again["released"] is False

@@ -507,3 +507,90 @@ async def test_rerender_on_retry(db: Database, conditions: ConditionPool, rerend
     execution_id, outcome = await execute(db, runtime, raw)
     assert outcome == "Succeeded"
     assert [r["parameters"]["message"] for r in await attempts(db, execution_id)] == messages
+
+
+async def test_two_unhandled_failures_both_come_back_on_redrive(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    once = {**FAST_RETRY, "maxAttempts": 1}
+    raw = wf(
+        "two-failures",
+        echo("a", to("b"), to("c")),
+        echo("b", to("d"), simulateFailure="transient", failUntilAttempt=2),
+        echo("c", to("d"), simulateFailure="transient", failUntilAttempt=2),
+        echo("d"),
+    )
+    raw["nodes"][1]["retryPolicy"] = once
+    raw["nodes"][2]["retryPolicy"] = once
+    execution_id, outcome = await execute(db, runtime, raw)
+    assert outcome == "Failed"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
+    assert len(letters) == 1
+    await db.fetch_one("redrive_dead_letter", id=letters[0]["id"], principal="ops", queue="executions")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert {k: v["status"] for k, v in (await nodes(db, execution_id)).items()} == {
+        "a": "Succeeded",
+        "b": "Succeeded",
+        "c": "Succeeded",
+        "d": "Succeeded",
+    }
+
+
+async def test_condition_timeout_routes_to_the_failure_edge(db: Database) -> None:
+    pool = ConditionPool(size=1, timeout_seconds=0.3)
+    try:
+        runtime = make_runtime(db, pool)
+        raw = wf(
+            "cond-timeout-route",
+            echo("a", to("ok", condition="(function(){ while (true) {} })()"), to("handler", "failure")),
+            echo("ok"),
+            echo("handler"),
+        )
+        execution_id, outcome = await execute(db, runtime, raw, {}, pool)
+        assert outcome == "Succeeded"
+        state = await nodes(db, execution_id)
+        assert (state["a"]["status"], state["a"]["error"]["code"]) == ("Failed", "condition_timeout")
+        assert (state["handler"]["status"], state["ok"]["status"]) == ("Succeeded", "Skipped")
+    finally:
+        await pool.close()
+
+
+async def test_a_due_retry_without_a_free_slot_does_not_spin(db: Database, conditions: ConditionPool) -> None:
+    import time
+
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "no-spin",
+        echo("s", to("x"), to("y"), to("r")),
+        echo("x", delayMs=1500),
+        echo("y", delayMs=1500),
+        echo("r", simulateFailure="transient", failUntilAttempt=2),
+        maxParallelActions=2,
+    )
+    raw["nodes"][3]["retryPolicy"] = {**FAST_RETRY, "initialDelay": "PT0.3S"}
+    await publish(db, raw)
+    execution_id = await start(db, "no-spin")
+    cpu = time.process_time()
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert time.process_time() - cpu < 1.0, "the loop waited instead of spinning"
+
+
+async def test_parking_wakes_in_time_for_the_deadline_and_reuses_parameters(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions, park_threshold_seconds=1.0)
+    raw = wf("park-deadline", echo("n", simulateFailure="transient", failUntilAttempt=2), workflowTimeout="PT20S")
+    raw["nodes"][0]["parameters"]["message"] = "try {{ attempt }}"
+    raw["nodes"][0]["retryPolicy"] = {**FAST_RETRY, "initialDelay": "PT600S", "maxDelay": "PT600S"}
+    execution_id, outcome = await execute(db, runtime, raw)
+    assert outcome == "parked"
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND scheduled_at IS NOT NULL",
+            (str(execution_id),),
+        )
+        (scheduled,) = await cur.fetchone()
+        assert abs((scheduled - execution["deadline_at"]).total_seconds()) < 0.01, "woken at the deadline"
+        await conn.execute("UPDATE dw.node_states SET next_attempt_at = now() WHERE execution_id = %s", (execution_id,))
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert [r["parameters"]["message"] for r in await attempts(db, execution_id)] == ["try 1", "try 1"]
