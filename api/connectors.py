@@ -15,6 +15,7 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 
 from .principals import principal_id_param, principal_type_param
+from .problems import Unauthorized
 from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead
 from .services import services
 
@@ -60,8 +61,13 @@ class ConnectionController(Controller):
         svc = services(request)
         if not _NAME.match(name):
             raise InvalidInput("a connection name is 1-128 letters, digits, '.', '_' or '-'")
-        if not data.secret:
+        if svc.settings.require_principal and svc.principals.resolve(request).id is None:
+            raise Unauthorized("this server requires a principal to change connections (X-Principal-Id)")
+        secret = data.secret.strip()
+        if not secret:
             raise InvalidInput("secret must not be empty")
+        if any(ord(c) < 32 for c in secret):
+            raise InvalidInput("secret must not contain line breaks or other control characters")
         if not svc.settings.credentials_key:
             raise Conflict(
                 "storing connections needs DW_CREDENTIALS_KEY (base64 of 32 random bytes); "
@@ -72,7 +78,7 @@ class ConnectionController(Controller):
             "upsert_connection",
             name=name,
             kind=data.kind,
-            secret=cipher.encrypt(data.secret, name),
+            secret=cipher.encrypt(secret, name),
             key_id=cipher.key_id,
             principal=svc.principals.resolve(request).id,
         )
@@ -85,7 +91,10 @@ class ConnectionController(Controller):
 
     @delete("/{name:str}", status_code=204, summary="Remove a connection")
     async def delete_connection(self, request: Request[Any, Any, Any], name: FromPath[str]) -> None:
-        if await services(request).db.fetch_one("delete_connection", name=name) is None:
+        svc = services(request)
+        if svc.settings.require_principal and svc.principals.resolve(request).id is None:
+            raise Unauthorized("this server requires a principal to change connections (X-Principal-Id)")
+        if await svc.db.fetch_one("delete_connection", name=name) is None:
             raise NotFound(f"connection {name!r} not found")
 
 

@@ -5,6 +5,7 @@ errors with extensions and cursors) and record every call."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 from collections import Counter
@@ -134,12 +135,33 @@ def build_app(state: FakeState) -> Litestar:
     async def http_redirect(request: Request[Any, Any, Any]) -> Response[Any]:
         return Response(None, status_code=302, headers={"Location": request.query_params["to"]})
 
+    @get("/http/echo-headers")
+    async def http_echo_headers(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        return {"headers": dict(request.headers)}
+
+    bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)  # ~50 KB on the wire, 50 MB inflated
+
+    @get("/http/gzip-bomb")
+    async def http_gzip_bomb() -> Response[bytes]:
+        return Response(bomb, media_type="application/octet-stream", headers={"Content-Encoding": "gzip"})
+
     @post("/http/echo")
     async def http_echo(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return {"received": await request.json(), "contentType": request.headers.get("content-type")}
 
     return Litestar(
-        [slack_post, monday, http_json, http_status, http_flaky, http_big, http_redirect, http_echo],
+        [
+            slack_post,
+            monday,
+            http_json,
+            http_status,
+            http_flaky,
+            http_big,
+            http_redirect,
+            http_echo,
+            http_echo_headers,
+            http_gzip_bomb,
+        ],
         logging_config=None,
     )
 

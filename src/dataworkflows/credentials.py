@@ -68,7 +68,8 @@ class EnvCredentialProvider:
         self._environ = os.environ if environ is None else environ
 
     async def get(self, name: str) -> Secret:
-        value = self._environ.get(env_name(name))
+        # Pasted from a file, a secret often ends with a newline: never part of a token.
+        value = (self._environ.get(env_name(name)) or "").strip()
         if not value:
             raise CredentialNotFound(f"connection {name!r} is not configured", connection=name)
         return Secret(value)
@@ -102,7 +103,7 @@ class Cipher:
     def decrypt(self, blob: bytes, associated: str) -> str:
         try:
             return self._aead.decrypt(blob[:12], blob[12:], associated.encode()).decode()
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:
             raise DataWorkflowsError("a stored credential cannot be decrypted with DW_CREDENTIALS_KEY") from exc
 
 

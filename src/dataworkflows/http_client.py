@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import httpx
@@ -43,17 +44,33 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     """Resolves, checks and pins each request's destination before the real transport sends it."""
 
     def __init__(self, allowed: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._allowed = {entry.strip().lower() for entry in allowed if entry.strip()}
+        self._allowed = {_allow_entry(entry) for entry in allowed if entry.strip()}
         self._transport = transport or httpx.AsyncHTTPTransport()
+        # One connection pool per (scheme, host, port): a TLS connection to a pinned IP, verified for
+        # one name, is never reused for another name that resolves to the same address.
+        self._per_host: OrderedDict[tuple[str, str, int], httpx.AsyncBaseTransport] = OrderedDict()
+        self._max_hosts = 64
 
     def _is_allowed(self, host: str, port: int) -> bool:
-        return host in self._allowed or f"{host}:{port}" in self._allowed
+        return (host, None) in self._allowed or (host, port) in self._allowed
+
+    async def _transport_for(self, key: tuple[str, str, int]) -> httpx.AsyncBaseTransport:
+        transport = self._per_host.get(key)
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport()
+            self._per_host[key] = transport
+            if len(self._per_host) > self._max_hosts:
+                _, oldest = self._per_host.popitem(last=False)
+                await oldest.aclose()
+        else:
+            self._per_host.move_to_end(key)
+        return transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         if url.scheme not in ("http", "https"):
             raise BlockedDestination(f"only http and https URLs are allowed, not {url.scheme}:")
-        host = url.host.lower()
+        host = url.host.lower().rstrip(".")
         port = url.port or (443 if url.scheme == "https" else 80)
         if self._is_allowed(host, port):
             return await self._transport.handle_async_request(request)
@@ -79,10 +96,27 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             stream=request.stream,
             extensions=extensions,
         )
-        return await self._transport.handle_async_request(pinned)
+        transport = await self._transport_for((url.scheme, host, port))
+        return await transport.handle_async_request(pinned)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+        for transport in self._per_host.values():
+            await transport.aclose()
+        self._per_host.clear()
+
+
+def _allow_entry(entry: str) -> tuple[str, int | None]:
+    """'host', 'host:port', '[v6]' or '[v6]:port' -> (host, port or None)."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return entry, None
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:

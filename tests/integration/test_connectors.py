@@ -36,10 +36,12 @@ async def fakes() -> AsyncIterator[FakeServers]:
 
 
 @pytest.fixture
-def env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DW_CONNECTION_SLACK", SLACK_TOKEN)
+def env_credentials(monkeypatch: pytest.MonkeyPatch, fakes: FakeServers) -> None:
+    monkeypatch.setenv("DW_CONNECTION_SLACK", SLACK_TOKEN + "\n")  # pasted from a file
     monkeypatch.setenv("DW_CONNECTION_MONDAY", MONDAY_TOKEN)
-    monkeypatch.setenv("DW_CONNECTION_EXAMPLE_API", HTTP_TOKEN)
+    hosts = [f"127.0.0.1:{fakes.port}"]
+    monkeypatch.setenv("DW_CONNECTION_EXAMPLE_API", json.dumps({"hosts": hosts, "bearer": HTTP_TOKEN}))
+    monkeypatch.setenv("DW_CONNECTION_PLAIN", HTTP_TOKEN)
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ async def runtime(
     db: Database, conditions: ConditionPool, fakes: FakeServers, env_credentials: None
 ) -> AsyncIterator[Runtime]:
     settings = Settings(
-        http_allowed_hosts=f"127.0.0.1:{fakes.port}",
+        http_allowed_hosts=f"127.0.0.1:{fakes.port},localhost:{fakes.port}",
         slack_api_url=f"{fakes.base}/slack/api",
         monday_api_url=f"{fakes.base}/monday/v2",
         credentials_key=CREDENTIAL_KEY,
@@ -378,3 +380,58 @@ async def test_connections_are_stored_encrypted_and_used(
     async with AsyncTestClient(create_app(Settings(database_url=dsn))) as keyless:
         body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "http", "secret": "s"}), 409)
         assert "DW_CREDENTIALS_KEY" in body["detail"]
+
+
+async def test_a_connection_only_goes_where_it_says(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    _, _, attempts = await run_one(
+        db,
+        runtime,
+        "conn-elsewhere",
+        node("call", "http.request", url=f"http://localhost:{fakes.port}/http/json", connection="example-api"),
+    )
+    assert [a["error"]["code"] for a in attempts] == ["connection_host_mismatch"]
+    _, _, attempts = await run_one(
+        db, runtime, "conn-plain", node("call", "http.request", url=f"{fakes.base}/http/json", connection="plain")
+    )
+    assert [a["error"]["code"] for a in attempts] == ["connection_invalid"]
+
+
+async def test_credentials_are_dropped_on_a_cross_origin_redirect_and_scrubbed(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    other_origin = f"http://localhost:{fakes.port}/http/echo-headers"
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "conn-redirect",
+        node("call", "http.request", url=f"{fakes.base}/http/redirect?to={other_origin}", connection="example-api"),
+    )
+    assert execution["status"] == "Succeeded"
+    assert "authorization" not in attempts[0]["outputs"]["body"]["headers"]
+    # Same origin: the server echoes the credential back, and it is scrubbed from the outputs.
+    _, _, attempts = await run_one(
+        db,
+        runtime,
+        "conn-echo",
+        node("call", "http.request", url=f"{fakes.base}/http/echo-headers", connection="example-api"),
+    )
+    echoed = attempts[0]["outputs"]["body"]["headers"]["authorization"]
+    assert "[redacted]" in echoed and HTTP_TOKEN not in json.dumps(attempts, default=str)
+
+
+async def test_a_compressed_response_cannot_exceed_the_cap(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        _, _, attempts = await run_one(
+            db,
+            runtime,
+            "gzip-bomb",
+            node("call", "http.request", url=f"{fakes.base}/http/gzip-bomb", maxResponseBytes=1_000_000),
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [a["error"]["code"] for a in attempts] == ["response_too_large"]
+    assert peak < 40_000_000, f"decompression was bounded (peak {peak} bytes)"

@@ -2,8 +2,9 @@
 
 429, 408, 425 and 5xx answers and transport errors are retriable (Retry-After honoured); any
 other status outside expectedStatus is permanent. The response body is capped (maxResponseBytes).
-A connection name supplies credentials: a plain secret becomes `Authorization: Bearer <secret>`;
-a JSON object secret {"headers": {...}} supplies those headers. Credentials never reach outputs.
+A connection supplies credentials, and says where they may go: its secret is JSON with "hosts" and
+"bearer" or "headers"; a request to any other host is refused, redirects to another origin drop the
+credentials, and the secret's values are scrubbed from outputs and error messages.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataworkflows.actions import ActionContext, ActionResult
 from dataworkflows.actions.web import (
     RETRIABLE_STATUSES,
     ResponseTooLarge,
+    UnsupportedEncoding,
     decode_body,
     read_capped,
     retry_after_seconds,
+    scrub_result,
     secret_for,
     transport_failure,
 )
@@ -58,16 +61,53 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
             raise ValueError("maxResponseBytes must be between 1 and 52428800")
 
 
-def _auth_headers(secret: Secret) -> dict[str, str]:
-    value = secret.reveal()
-    if value.lstrip().startswith("{"):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("headers"), dict):
-            return {str(k): str(v) for k, v in parsed["headers"].items()}
-    return {"Authorization": f"Bearer {value}"}
+class InvalidConnection(Exception):
+    pass
+
+
+def _connection(secret: Secret) -> tuple[dict[str, str], list[tuple[str, int | None]]]:
+    """A connection for http.request is JSON that says where it may be sent:
+    {"hosts": ["api.example.com", "api.example.com:8443"], "bearer": "..."} or
+    {"hosts": [...], "headers": {"X-Api-Key": "..."}}. A secret without hosts is refused, so a
+    workflow cannot send a credential to a server of its choosing."""
+    try:
+        parsed = json.loads(secret.reveal())
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("hosts"), list) or not parsed["hosts"]:
+        raise InvalidConnection(
+            'an http.request connection must be JSON naming the hosts it may be sent to: {"hosts": [...], '
+            '"bearer": "..."} or {"hosts": [...], "headers": {...}}'
+        )
+    headers: dict[str, str] = {}
+    if isinstance(parsed.get("bearer"), str):
+        headers["Authorization"] = f"Bearer {parsed['bearer']}"
+    if isinstance(parsed.get("headers"), dict):
+        headers.update({str(k): str(v) for k, v in parsed["headers"].items()})
+    if not headers:
+        raise InvalidConnection("the connection has neither bearer nor headers")
+    for value in headers.values():
+        if any(c in value for c in "\r\n\0"):
+            raise InvalidConnection("a connection header value contains a line break")
+    hosts = []
+    for entry in parsed["hosts"]:
+        host, _, port = str(entry).lower().partition(":")
+        hosts.append((host, int(port) if port.isdigit() else None))
+    return headers, hosts
+
+
+def _host_allowed(url: httpx.URL, hosts: list[tuple[str, int | None]]) -> bool:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = url.host.lower().rstrip(".")
+    return any(h == host and (p is None or p == port) for h, p in hosts)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host.lower(), url.port or (443 if url.scheme == "https" else 80)
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
 
 
 class HttpRequestAction:
@@ -78,13 +118,38 @@ class HttpRequestAction:
 
     async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
         assert isinstance(params, HttpRequestParams)
+        secrets: list[str] = []
+        result = await self._execute(ctx, params, secrets)
+        return scrub_result(result, secrets)
+
+    async def _execute(self, ctx: ActionContext, params: HttpRequestParams, secrets: list[str]) -> ActionResult:
         services = ctx.require_services()
+        try:
+            url = httpx.URL(params.url)
+            if params.query:
+                # Merge: httpx's params= would replace a query string already in the URL.
+                url = url.copy_merge_params(params.query)
+        except httpx.InvalidURL as exc:
+            return ActionResult.failed("invalid_url", f"the url is not valid: {exc}")
         headers = dict(params.headers)
+        headers.setdefault("Accept-Encoding", "gzip, deflate")
+        auth_headers: dict[str, str] = {}
         if params.connection:
             secret = await secret_for(services, params.connection)
             if isinstance(secret, ActionResult):
                 return secret
-            headers.update(_auth_headers(secret))
+            secrets.append(secret.reveal())
+            try:
+                auth_headers, hosts = _connection(secret)
+            except InvalidConnection as exc:
+                return ActionResult.failed("connection_invalid", f"connection {params.connection!r}: {exc}")
+            secrets.extend(auth_headers.values())
+            secrets.extend(v.removeprefix("Bearer ") for v in auth_headers.values())
+            if not _host_allowed(url, hosts):
+                return ActionResult.failed(
+                    "connection_host_mismatch",
+                    f"connection {params.connection!r} may not be sent to {url.host} (see its hosts)",
+                )
         content: dict[str, Any] = {}
         if params.json is not msgspec.UNSET:
             content["json"] = params.json
@@ -93,13 +158,30 @@ class HttpRequestAction:
         elif params.body is not None:
             content["content"] = params.body.encode()
         client: httpx.AsyncClient = services.http
-        # Merge: httpx's params= would replace a query string already in the URL.
-        url = httpx.URL(params.url).copy_merge_params(params.query) if params.query else httpx.URL(params.url)
-        request = client.build_request(params.method, url, headers=headers, timeout=params.timeout_ms / 1000, **content)
-        try:
-            response = await client.send(request, stream=True, follow_redirects=params.follow_redirects)
-        except (httpx.HTTPError, OSError, BlockedDestination) as exc:
-            return transport_failure(exc, f"{params.method} {request.url.host}")
+        origin = _origin(url)
+        method = params.method
+        timeout = params.timeout_ms / 1000
+        for _ in range(_MAX_REDIRECTS + 1):
+            # Credentials go only to the origin they were given for (redirects are followed here,
+            # one by one, so a hop to another origin does not carry them).
+            send_headers = {**headers, **(auth_headers if _origin(url) == origin else {})}
+            request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
+            try:
+                response = await client.send(request, stream=True, follow_redirects=False)
+            except (httpx.HTTPError, OSError, BlockedDestination) as exc:
+                return transport_failure(exc, f"{method} {url.host}")
+            location = response.headers.get("location")
+            if not (params.follow_redirects and response.status_code in _REDIRECTS and location):
+                break
+            await response.aclose()
+            try:
+                url = url.join(location)
+            except httpx.InvalidURL as exc:
+                return ActionResult.failed("invalid_redirect", f"{method} {request.url.host} redirected badly: {exc}")
+            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                method, content = "GET", {}
+        else:
+            return ActionResult.failed("too_many_redirects", f"more than {_MAX_REDIRECTS} redirects")
         try:
             try:
                 body = await read_capped(response, params.max_response_bytes)
@@ -107,8 +189,10 @@ class HttpRequestAction:
                 return ActionResult.failed(
                     "response_too_large", f"the response is larger than maxResponseBytes ({params.max_response_bytes})"
                 )
+            except UnsupportedEncoding as exc:
+                return ActionResult.failed("unsupported_encoding", f"cannot decode the response: {exc}")
             except httpx.HTTPError as exc:
-                return transport_failure(exc, f"reading the response from {request.url.host}")
+                return transport_failure(exc, f"reading the response from {url.host}")
         finally:
             await response.aclose()
         outputs = {
@@ -119,7 +203,7 @@ class HttpRequestAction:
         expected = params.expected_status
         if (expected is None and 200 <= response.status_code < 300) or (expected and response.status_code in expected):
             return ActionResult.succeeded(outputs)
-        message = f"{params.method} {request.url.host} answered {response.status_code}"
+        message = f"{method} {url.host} answered {response.status_code}"
         if response.status_code in RETRIABLE_STATUSES:
             result = ActionResult.retriable(f"http_{response.status_code}", message, retry_after_seconds(response))
         else:

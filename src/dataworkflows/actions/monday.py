@@ -16,7 +16,16 @@ import httpx
 import msgspec
 
 from dataworkflows.actions import ActionContext, ActionResult, ActionServices, ResourceLink
-from dataworkflows.actions.web import RETRIABLE_STATUSES, retry_after_seconds, secret_for, transport_failure
+from dataworkflows.actions.web import (
+    RETRIABLE_STATUSES,
+    ResponseTooLarge,
+    UnsupportedEncoding,
+    post_json,
+    retry_after_seconds,
+    scrub_result,
+    secret_for,
+    transport_failure,
+)
 from dataworkflows.http_client import BlockedDestination
 from dataworkflows.statuses import AttemptStatus
 
@@ -50,21 +59,20 @@ async def _graphql(services: ActionServices, connection: str, query: str, variab
         raise MondayError(secret)
     client: httpx.AsyncClient = services.http
     url = services.endpoints.get("monday", DEFAULT_API_URL)
+    token = secret.reveal()
     try:
-        response = await client.post(
-            url,
-            json={"query": query, "variables": variables},
-            headers={"Authorization": secret.reveal(), "API-Version": API_VERSION},
+        response, body = await post_json(
+            client, url, {"query": query, "variables": variables}, {"Authorization": token, "API-Version": API_VERSION}
         )
     except (httpx.HTTPError, OSError, BlockedDestination) as exc:
-        raise MondayError(transport_failure(exc, "monday.com")) from exc
+        raise MondayError(scrub_result(transport_failure(exc, "monday.com"), [token])) from exc
+    except (ResponseTooLarge, UnsupportedEncoding) as exc:
+        raise MondayError(
+            ActionResult.failed("monday_bad_response", f"unreadable answer: {type(exc).__name__}")
+        ) from exc
     retry_after = retry_after_seconds(response)
     if response.status_code in (401, 403):
         raise MondayError(ActionResult.failed("monday_unauthorized", f"monday.com answered {response.status_code}"))
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
     if not isinstance(body, dict):
         if response.status_code in RETRIABLE_STATUSES:
             raise MondayError(

@@ -13,7 +13,16 @@ import httpx
 import msgspec
 
 from dataworkflows.actions import ActionContext, ActionResult
-from dataworkflows.actions.web import RETRIABLE_STATUSES, retry_after_seconds, secret_for, transport_failure
+from dataworkflows.actions.web import (
+    RETRIABLE_STATUSES,
+    ResponseTooLarge,
+    UnsupportedEncoding,
+    post_json,
+    retry_after_seconds,
+    scrub_result,
+    secret_for,
+    transport_failure,
+)
 from dataworkflows.http_client import BlockedDestination
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -50,6 +59,9 @@ class SlackPostMessageAction:
         secret = await secret_for(services, params.connection)
         if isinstance(secret, ActionResult):
             return secret
+        return scrub_result(await self._post(services, params, secret.reveal()), [secret.reveal()])
+
+    async def _post(self, services: Any, params: SlackPostMessageParams, token: str) -> ActionResult:
         payload: dict[str, Any] = {"channel": params.channel}
         if params.text:
             payload["text"] = params.text
@@ -62,28 +74,24 @@ class SlackPostMessageAction:
         base = services.endpoints.get("slack", DEFAULT_API_URL).rstrip("/")
         client: httpx.AsyncClient = services.http
         try:
-            response = await client.post(
+            response, body = await post_json(
+                client,
                 f"{base}/chat.postMessage",
-                json=payload,
-                headers={
-                    "Authorization": f"Bearer {secret.reveal()}",
-                    "Content-Type": "application/json; charset=utf-8",
-                },
+                payload,
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
             )
         except (httpx.HTTPError, OSError, BlockedDestination) as exc:
             return transport_failure(exc, "Slack")
+        except (ResponseTooLarge, UnsupportedEncoding) as exc:
+            return ActionResult.failed("slack_bad_response", f"Slack's answer cannot be read: {type(exc).__name__}")
         if response.status_code == 429 or response.status_code in RETRIABLE_STATUSES:
             return ActionResult.retriable(
                 "slack_ratelimited" if response.status_code == 429 else f"slack_http_{response.status_code}",
                 f"Slack answered HTTP {response.status_code}",
                 retry_after_seconds(response),
             )
-        try:
-            body = response.json()
-        except ValueError:
-            return ActionResult.failed("slack_bad_response", f"Slack answered HTTP {response.status_code} without JSON")
         if not isinstance(body, dict):
-            return ActionResult.failed("slack_bad_response", "Slack's answer is not a JSON object")
+            return ActionResult.failed("slack_bad_response", f"Slack answered HTTP {response.status_code} without JSON")
         if body.get("ok") is True:
             outputs = {"channel": body.get("channel"), "ts": body.get("ts")}
             message = body.get("message")

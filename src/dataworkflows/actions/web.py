@@ -1,9 +1,13 @@
-"""What connector actions share: status classification, Retry-After, reading a capped body."""
+"""What connector actions share: status classification, Retry-After, capped and bounded reads,
+secret scrubbing."""
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
+import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -13,6 +17,7 @@ from dataworkflows.credentials import CredentialNotFound, Secret
 from dataworkflows.http_client import BlockedDestination
 
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDACTED = "[redacted]"
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -24,8 +29,9 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return min(max(float(value), 0.0), 3600.0)
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
-    if parsed is None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
     return min(max(parsed.timestamp() - time.time(), 0.0), 3600.0)
 
@@ -34,13 +40,36 @@ class ResponseTooLarge(Exception):
     pass
 
 
+class UnsupportedEncoding(Exception):
+    pass
+
+
 async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body, decompressed, refusing more than `limit` bytes at any point (also inside a
+    compressed stream: a small gzip body cannot expand into gigabytes)."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(int(declared))
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        decoder = None
+    elif encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    else:
+        raise UnsupportedEncoding(encoding)
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body.extend(chunk)
+    async for chunk in response.aiter_raw():
+        if decoder is None:
+            body.extend(chunk)
+        else:
+            try:
+                body.extend(decoder.decompress(chunk, limit + 1 - len(body)))
+            except zlib.error as exc:
+                raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
+            if decoder.unconsumed_tail:
+                raise ResponseTooLarge(len(body))
         if len(body) > limit:
             raise ResponseTooLarge(len(body))
     return bytes(body)
@@ -48,19 +77,37 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
 
 def decode_body(response: httpx.Response, body: bytes) -> Any:
     content_type = response.headers.get("content-type", "")
-    text = body.decode(response.encoding or "utf-8", errors="replace")
-    if "json" in content_type:
+    text = body.decode(response.charset_encoding or "utf-8", errors="replace")
+    if "json" in content_type and body:
         try:
-            return response.json() if not body else _json(body)
+            return json.loads(text)
         except ValueError:
             return text
     return text
 
 
-def _json(body: bytes) -> Any:
-    import json
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """The value with every secret string replaced by [redacted] (outputs, error messages)."""
+    needles = [s for s in secrets if s and len(s) >= 4]
+    if not needles:
+        return value
+    if isinstance(value, str):
+        for needle in needles:
+            value = value.replace(needle, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {scrub(k, needles): scrub(v, needles) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, needles) for v in value]
+    return value
 
-    return json.loads(body)
+
+def scrub_result(result: ActionResult, secrets: Iterable[str]) -> ActionResult:
+    needles = list(secrets)
+    error = result.error
+    if error is not None:
+        error = type(error)(error.code, scrub(error.message, needles), error.retry_after, scrub(error.details, needles))
+    return ActionResult(result.status, scrub(result.outputs, needles), error, result.resource_links)
 
 
 def transport_failure(exc: Exception, what: str) -> ActionResult:
@@ -69,6 +116,9 @@ def transport_failure(exc: Exception, what: str) -> ActionResult:
         return ActionResult.failed(exc.code, exc.message)
     if isinstance(exc, httpx.TimeoutException):
         return ActionResult.retriable("timeout", f"{what} timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Raised before sending, e.g. a header value with a newline: retrying cannot help.
+        return ActionResult.failed("invalid_request", f"{what}: the request is malformed: {exc}")
     return ActionResult.retriable("transport_error", f"{what} failed: {type(exc).__name__}: {exc}")
 
 
@@ -79,3 +129,19 @@ async def secret_for(ctx_services: Any, connection: str) -> Secret | ActionResul
         return ActionResult.failed(exc.code, exc.message)
     assert isinstance(secret, Secret)
     return secret
+
+
+async def post_json(
+    client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str], limit: int = 8 * 1024 * 1024
+) -> tuple[httpx.Response, Any]:
+    """POST JSON and read a capped JSON answer (None when it is not JSON)."""
+    request = client.build_request("POST", url, json=payload, headers={"Accept-Encoding": "gzip", **headers})
+    response = await client.send(request, stream=True)
+    try:
+        body = await read_capped(response, limit)
+    finally:
+        await response.aclose()
+    try:
+        return response, json.loads(body) if body else None
+    except ValueError:
+        return response, None
