@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> Litestar:
         name="api",
         timeout=settings.db_timeout_seconds,
     )
-    conditions = ConditionPool(size=1)
+    conditions = ConditionPool(size=2)
     events = EventHub(settings.database_url)
 
     @contextlib.asynccontextmanager

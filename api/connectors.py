@@ -21,7 +21,7 @@ from .services import services
 
 PrincipalId = Annotated[str | None, principal_id_param]
 PrincipalType = Annotated[str | None, principal_type_param]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class CatalogController(Controller):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -53,6 +54,8 @@ class ExecutionController(Controller):
         after_created = after_id = None
         if after is not None:
             try:
+                if not (isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)):
+                    raise ValueError("cursor shape")
                 after_created = datetime.fromisoformat(after[0])
                 after_id = uuid.UUID(after[1])
             except (TypeError, ValueError, IndexError, KeyError) as exc:
@@ -144,7 +147,7 @@ class ExecutionController(Controller):
         execution = await _require(request, eid)
         if "text/event-stream" in request.headers.get("accept", ""):
             last_id = request.headers.get("last-event-id", "")
-            start = int(last_id) if last_id.isdigit() else after
+            start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else after
             final = ExecutionStatus(execution["status"]).is_final
             return ServerSentEvent(_stream(request, eid, start, final))
         rows = await services(request).db.fetch_all("list_events", id=eid, after=after, limit=limit)
@@ -169,10 +172,16 @@ async def _stream(
                 yield ServerSentEventMessage(data=data, event=row["type"], id=row["id"])
             if any(is_final(row["type"]) for row in rows) or (already_final and not rows):
                 return
+            if not rows:
+                # Nothing new: has the run ended before the events we were asked to start after?
+                current = await svc.db.fetch_one("get_execution", id=execution_id)
+                if current is None or ExecutionStatus(current["status"]).is_final:
+                    already_final = True
+                    continue
             if len(rows) == 1000:
                 continue
             try:
                 await asyncio.wait_for(wakeups.get(), _KEEPALIVE_SECONDS)
             except TimeoutError:
                 # Keeps proxies from closing an idle stream; the loop re-reads from the database.
-                yield ServerSentEventMessage(comment="keepalive")
+                yield ServerSentEventMessage(comment="keepalive", data=None)

@@ -98,6 +98,11 @@ def _pointer(key: Any) -> str:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # Raised while decoding a request body: the client's fault.
+    if isinstance(exc, UnicodeDecodeError):
+        return problem(400, "Bad request", "the request body is not valid UTF-8", code="bad_request", request=request)
+    if isinstance(exc, RecursionError):
+        return problem(400, "Bad request", "the request body is nested too deeply", code="bad_request", request=request)
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR,

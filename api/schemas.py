@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -100,7 +100,7 @@ class WorkflowTemplateRead(Camel):
 class InstantiateRequest(Camel, forbid_unknown_fields=True):
     workflow_id: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
-    template_version: int | None = None
+    template_version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
 
 
 class NodeStateRead(Camel):

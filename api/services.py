@@ -12,10 +12,15 @@ from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.publishing import PreparedDefinition, collect_conditions, prepare_definition
+from dataworkflows.validation import Problem
 
 from .principals import PrincipalResolver
+
+# Each distinct condition is compiled in the sandbox at validation: bound the work one request causes.
+MAX_CONDITIONS = 500
 
 
 @dataclass
@@ -29,7 +34,11 @@ class Services:
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""
-        expressions = collect_conditions(raw)
+        expressions = list(dict.fromkeys(collect_conditions(raw)))
+        if len(expressions) > MAX_CONDITIONS:
+            raise DefinitionError(
+                [Problem("/nodes", "too_many", f"at most {MAX_CONDITIONS} distinct edge conditions per workflow")]
+            )
         errors = await self.conditions.check_many(expressions) if expressions else {}
         return prepare_definition(raw, self.registry, errors, expected_id=expected_id)
 

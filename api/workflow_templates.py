@@ -74,7 +74,7 @@ class WorkflowTemplateController(Controller):
         self,
         request: Request[Any, Any, Any],
         template_id: FromPath[str],
-        version: Annotated[int | None, QueryParameter(name="version", ge=1, required=False)] = None,
+        version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
     ) -> WorkflowTemplateRead:
         row = await services(request).db.fetch_one("get_workflow_template", id=template_id, version=version)
         if row is None:

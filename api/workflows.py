@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from dataworkflows.definitions import parse_definition
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
+from dataworkflows.validation import json_depth
 
 from .paging import decode_cursor, encode_cursor
 from .principals import principal_id_param, principal_type_param
@@ -21,23 +22,6 @@ from .services import services
 
 PrincipalId = Annotated[str | None, principal_id_param]
 PrincipalType = Annotated[str | None, principal_type_param]
-
-
-def json_depth(value: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, stopping early past `limit` (iterative: no recursion bomb)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
 
 
 async def read_workflow(
@@ -87,7 +71,7 @@ class WorkflowController(Controller):
         data: JSONBody[dict[str, Any]],
         auto_activate: Annotated[bool, QueryParameter(name="autoActivate")] = False,
         max_concurrent_executions: Annotated[
-            int | None, QueryParameter(name="maxConcurrentExecutions", gt=0, required=False)
+            int | None, QueryParameter(name="maxConcurrentExecutions", gt=0, le=2**31 - 1, required=False)
         ] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
@@ -197,7 +181,7 @@ class WorkflowController(Controller):
         self,
         request: Request[Any, Any, Any],
         workflow_id: FromPath[str],
-        version: Annotated[int | None, QueryParameter(name="version", ge=1, required=False)] = None,
+        version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
     ) -> WorkflowRead:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -216,10 +217,19 @@ def _problem_text(response: httpx.Response) -> str:
     return text
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _path(value: str) -> str:
+    """An id as one URL path segment (so 'a/b' or '../x' cannot address another resource)."""
+    return quote(value, safe="")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        trigger = json.loads(args.trigger)
-    except json.JSONDecodeError as exc:
+        trigger = json.loads(args.trigger, parse_constant=_no_constants)
+    except (json.JSONDecodeError, ValueError) as exc:
         print(f"error: --trigger is not valid JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(trigger, dict):
@@ -229,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.request_id:
         body["requestId"] = args.request_id
     with _client(args) as client:
-        response = client.post(f"/api/v1/workflows/{args.workflow}/execute", json=body)
+        response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/execute", json=body)
         if response.status_code != 202:
             print(f"error: {_problem_text(response)}", file=sys.stderr)
             return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
@@ -282,7 +292,7 @@ def _follow_stream(client: httpx.Client, execution_id: str, *, timeout: float) -
             if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
                 return None
             for line in response.iter_lines():
-                if not line.startswith("data:"):
+                if not line.startswith("data:") or not line[5:].strip():
                     continue
                 event = json.loads(line[5:].strip())
                 text = _describe_event(event)
@@ -338,7 +348,7 @@ def _follow(client: httpx.Client, execution_id: str, *, timeout: float) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.get(f"/api/v1/executions/{args.execution_id}")
+        response = client.get(f"/api/v1/executions/{_path(args.execution_id)}")
         if response.status_code != 200:
             print(f"error: {_problem_text(response)}", file=sys.stderr)
             return EXIT_USAGE if response.status_code == 404 else EXIT_UNAVAILABLE
@@ -363,11 +373,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_workflows_apply(args: argparse.Namespace) -> int:
     """Create the workflow or add a version (the same definition is not duplicated); --publish too."""
     try:
-        raw = json.loads(open(args.file, encoding="utf-8").read())  # noqa: SIM115 - read once
+        raw = json.loads(open(args.file, encoding="utf-8").read(), parse_constant=_no_constants)  # noqa: SIM115
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError:
+        print(f"error: {args.file} is not UTF-8 text", file=sys.stderr)
+        return EXIT_USAGE
+    except (json.JSONDecodeError, ValueError) as exc:
         print(f"error: {args.file} is not valid JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
@@ -375,7 +388,7 @@ def cmd_workflows_apply(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     workflow_id = raw["id"]
     with _client(args) as client:
-        existing = client.get(f"/api/v1/workflows/{workflow_id}")
+        existing = client.get(f"/api/v1/workflows/{_path(workflow_id)}")
         if existing.status_code == 404:
             response = client.post("/api/v1/workflows", json=raw)
             if response.status_code != 201:
@@ -383,7 +396,7 @@ def cmd_workflows_apply(args: argparse.Namespace) -> int:
                 return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
             version, created = 1, True
         elif existing.status_code == 200:
-            response = client.put(f"/api/v1/workflows/{workflow_id}", json=raw)
+            response = client.put(f"/api/v1/workflows/{_path(workflow_id)}", json=raw)
             if response.status_code != 200:
                 print(f"error: {_problem_text(response)}", file=sys.stderr)
                 return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
@@ -393,7 +406,7 @@ def cmd_workflows_apply(args: argparse.Namespace) -> int:
             return EXIT_UNAVAILABLE
         print(f"{workflow_id} v{version} {'created' if created else 'unchanged (same definition)'}")
         if args.publish:
-            published = client.post(f"/api/v1/workflows/{workflow_id}/publish", params={"version": version})
+            published = client.post(f"/api/v1/workflows/{_path(workflow_id)}/publish", params={"version": version})
             if published.status_code != 200:
                 print(f"error: {_problem_text(published)}", file=sys.stderr)
                 return EXIT_USAGE if published.status_code < 500 else EXIT_UNAVAILABLE
@@ -425,7 +438,7 @@ def cmd_workflows_list(args: argparse.Namespace) -> int:
 
 def cmd_workflows_archive(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.post(f"/api/v1/workflows/{args.workflow_id}/archive")
+        response = client.post(f"/api/v1/workflows/{_path(args.workflow_id)}/archive")
     if response.status_code != 200:
         print(f"error: {_problem_text(response)}", file=sys.stderr)
         return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
@@ -565,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.TransportError as exc:
         print(f"error: cannot reach the API at {_api_url(args)}: {exc}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
+    except httpx.InvalidURL as exc:
+        print(f"error: the API URL {_api_url(args)!r} is not valid: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
     return code

@@ -175,10 +175,10 @@ class ConditionPool:
         return None if answer.ok else (answer.error or "invalid condition")
 
     async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
-        results: dict[str, str | None] = {}
-        for expr in dict.fromkeys(expressions):
-            results[expr] = await self.check(expr)
-        return results
+        """Checks concurrently, as many at once as the pool has helpers."""
+        unique = list(dict.fromkeys(expressions))
+        checked = await asyncio.gather(*(self.check(expr) for expr in unique))
+        return dict(zip(unique, checked, strict=True))
 
     async def close(self) -> None:
         self._closed = True

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 
 ENV_PREFIX = "DW_CONNECTION_"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class CredentialNotFound(DataWorkflowsError):

@@ -76,6 +76,10 @@ def translate_errors() -> Iterator[None]:
             raise _SQLSTATE_ERRORS[sqlstate](
                 exc.diag.message_primary or str(exc), detail=exc.diag.message_detail
             ) from exc
+        if sqlstate.startswith("22") or sqlstate.startswith("54") or isinstance(exc, psycopg.DataError):
+            # Data exceptions (a NUL character, a number out of range, an impossible interval) and
+            # program limits: the input's fault, never a 500.
+            raise errors.InvalidInput(f"the database refused a value: {exc.diag.message_primary or exc}") from exc
         if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in {"57P01", "57P03"}:
             raise errors.DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
         raise
@@ -167,6 +171,12 @@ class Database:
         with translate_errors():
             async with self.pool.connection() as conn, conn.transaction():
                 cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(QUERIES["lock_workflow"], {"id": workflow_id})
+                if await cur.fetchone() is not None:
+                    raise errors.WorkflowExists(
+                        f"a workflow with id {workflow_id!r} already exists; PUT /api/v1/workflows/{workflow_id} "
+                        "adds a version"
+                    )
                 await cur.execute(
                     QUERIES["insert_workflow"],
                     {

@@ -26,13 +26,37 @@ class TemplateRenderError(DataWorkflowsError):
     code = "template_error"
 
 
+MAX_RENDERED_CHARS = 1_000_000
+MAX_RANGE = 10_000
+
+
 class _JsonSandbox(ImmutableSandboxedEnvironment):
-    """Template data is JSON: `trigger.items` means the key "items", not dict.items."""
+    """Template data is JSON: `trigger.items` means the key "items", not dict.items. Operators that
+    can build huge values ('a' * 10**9, 10**10**10) are checked, which also stops Jinja from
+    folding such constants at compile time."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64:
+                raise TemplateRenderError("exponent too large in a template (at most 64)")
+            return left**right
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
+                if sized and len(sequence) * count > MAX_RENDERED_CHARS:
+                    raise TemplateRenderError(f"a template value would exceed {MAX_RENDERED_CHARS} characters")
+            return left * right
+        result = left + right
+        if isinstance(result, (str, list)) and len(result) > MAX_RENDERED_CHARS:
+            raise TemplateRenderError(f"a template value would exceed {MAX_RENDERED_CHARS} characters")
+        return result
 
 
 class _Renderer:
@@ -41,8 +65,8 @@ class _Renderer:
         self.markers = (start, block)
         self.whole = re.compile(rf"^\s*{re.escape(start)}(?P<expr>.*?){re.escape(end)}\s*$", re.DOTALL)
         self.start, self.end = start, end
-        self.compile_expression = functools.lru_cache(maxsize=2048)(self._compile_expression)
-        self.compile_template = functools.lru_cache(maxsize=2048)(env.from_string)
+        self.compile_expression = functools.lru_cache(maxsize=512)(self._compile_expression)
+        self.compile_template = functools.lru_cache(maxsize=512)(env.from_string)
 
     def _compile_expression(self, expr: str) -> Any:
         return self.env.compile_expression(expr, undefined_to_none=False)
@@ -65,8 +89,11 @@ class _Renderer:
     def check(self, value: Any) -> str | None:
         try:
             self._walk_compile(value)
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, TemplateRenderError) as exc:
             return f"{type(exc).__name__}: {exc}"
+        except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+            # The compiler itself gave up (e.g. thousands of nested parentheses).
+            return f"the template cannot be compiled: {type(exc).__name__}"
         return None
 
     def _walk_compile(self, value: Any) -> None:
@@ -94,7 +121,7 @@ class _Renderer:
                     if isinstance(result, jinja2.Undefined):
                         str(result)  # StrictUndefined raises its descriptive error here
                     return _to_json(result, path)
-                return self.compile_template(value).render(**scope)
+                return _bounded(self.compile_template(value).generate(**scope))
             except TemplateRenderError:
                 raise
             except Exception as exc:
@@ -109,6 +136,26 @@ class _Renderer:
         return value
 
 
+def _safe_range(*args: int) -> range:
+    result = range(*args)
+    if len(result) > MAX_RANGE:
+        raise TemplateRenderError(f"range() is limited to {MAX_RANGE} items in templates")
+    return result
+
+
+def _bounded(chunks: Any) -> str:
+    """Joins rendered output, stopping as soon as it grows past the limit (a loop that prints
+    forever ends here, not in memory)."""
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateRenderError(f"the rendered template exceeds {MAX_RENDERED_CHARS} characters")
+        parts.append(chunk)
+    return "".join(parts)
+
+
 def _to_json(value: Any, path: str) -> Any:
     try:
         return msgspec.to_builtins(value)
@@ -118,22 +165,22 @@ def _to_json(value: Any, path: str) -> Any:
         ) from exc
 
 
-_runtime = _Renderer(_JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False), "{{", "}}", "{%")
-_instantiation = _Renderer(
-    _JsonSandbox(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        variable_start_string="[[",
-        variable_end_string="]]",
-        block_start_string="[%",
-        block_end_string="%]",
-        comment_start_string="[#",
-        comment_end_string="#]",
-    ),
-    "[[",
-    "]]",
-    "[%",
+_runtime_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+_runtime = _Renderer(_runtime_env, "{{", "}}", "{%")
+_instantiation_env = _JsonSandbox(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    variable_start_string="[[",
+    variable_end_string="]]",
+    block_start_string="[%",
+    block_end_string="%]",
+    comment_start_string="[#",
+    comment_end_string="#]",
 )
+_instantiation = _Renderer(_instantiation_env, "[[", "]]", "[%")
+# The sandbox's range() limit (default 100,000) is per call; nested loops multiply it.
+for _env in (_runtime_env, _instantiation_env):
+    _env.globals["range"] = lambda *args: _safe_range(*args)
 
 
 def has_template(value: Any) -> bool:

@@ -23,10 +23,14 @@ from dataworkflows.definitions import (
 )
 from dataworkflows.templating import has_template
 
-WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# \Z, not $: "$" also matches before a trailing newline.
+WORKFLOW_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+NODE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 MAX_NODES = 1000
+MAX_EDGES_PER_NODE = 100
 MAX_CONDITION_LENGTH = 4096
+MAX_DEPTH = 64
+MAX_DURATION_SECONDS = 366 * 86400
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -58,6 +62,8 @@ def validate_definition(
 ) -> list[Problem]:
     """All problems with a raw workflow definition; an empty list means it is valid."""
     problems: list[Problem] = []
+    if json_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        return [Problem("", "too_deep", f"the definition is nested deeper than {MAX_DEPTH} levels")]
     if not _check_struct(raw, WorkflowDefinition, "", problems):
         return problems
     if problems:
@@ -208,6 +214,8 @@ def _semantic_checks(
 
     for index, node in enumerate(definition.nodes):
         targets: set[str] = set()
+        if len(node.edges) > MAX_EDGES_PER_NODE:
+            problems.append(Problem(f"/nodes/{index}/edges", "too_many", f"at most {MAX_EDGES_PER_NODE} edges"))
         for edge_index, edge in enumerate(node.edges):
             pointer = f"/nodes/{index}/edges/{edge_index}/targetNode"
             if edge.target_node not in index_of:
@@ -316,6 +324,8 @@ def _check_duration(text: str, pointer: str, problems: list[Problem], *, positiv
         return
     if positive and seconds <= 0:
         problems.append(Problem(pointer, "range", "must be longer than zero"))
+    if seconds > MAX_DURATION_SECONDS:
+        problems.append(Problem(pointer, "range", "must be at most 366 days"))
 
 
 def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]) -> None:
@@ -329,6 +339,23 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
         _check_duration(orchestration.workflow_timeout, "/orchestration/workflowTimeout", problems, positive=True)
     if orchestration.retry_policy is not None:
         _check_retry_policy(orchestration.retry_policy, "/orchestration/retryPolicy", problems)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping early past `limit` (iterative: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def find_cycle(definition: WorkflowDefinition) -> list[str] | None:

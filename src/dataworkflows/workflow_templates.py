@@ -118,7 +118,15 @@ def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tu
         pointer = join_pointer("/config", name)
         if name in config:
             value = config[name]
-            if value is None and parameter.is_required:
+            if _has_runtime_template(value):
+                problems.append(
+                    Problem(
+                        pointer,
+                        "template_injection",
+                        "config values must not contain {{ or {% (they would become run-time templates)",
+                    )
+                )
+            elif value is None and parameter.is_required:
                 problems.append(Problem(pointer, "required", "is required and must not be null"))
             elif value is not None and not _matches(value, parameter.type):
                 problems.append(Problem(pointer, "type", f"must be a {parameter.type}"))
@@ -128,6 +136,20 @@ def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tu
         else:
             values[name] = None if parameter.default is msgspec.UNSET else parameter.default
     return values, problems
+
+
+def _has_runtime_template(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and ("{{" in item or "{%" in item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def instantiate(

@@ -165,3 +165,66 @@ async def test_database_down_gives_503(tmp_path: Any) -> None:
         body = assert_problem(await test_client.get("/api/v1/workflows"), 503)
         assert body["code"] == "database_unavailable"
         assert_problem(await test_client.post("/api/v1/workflows/x/execute", json={"trigger": {}}), 503)
+
+
+async def test_hostile_input_gets_4xx_not_500(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    nul = {**raw, "displayName": "bad\u0000name"}
+    assert assert_problem(await client.post("/api/v1/workflows", json=nul), 422)["code"] == "invalid_input"
+    body = b'{"trigger": {"a": "\xff"}}'
+    assert_problem(
+        await client.post("/api/v1/workflows/x/execute", content=body, headers={"content-type": "application/json"}),
+        400,
+    )
+    deep = "[" * 1500 + "]" * 1500
+    assert_problem(
+        await client.post("/api/v1/workflows", content=deep.encode(), headers={"content-type": "application/json"}), 400
+    )
+    newline_id = {**raw, "id": "nl\n"}
+    assert assert_problem(await client.post("/api/v1/workflows", json=newline_id), 422)["errors"][0]["pointer"] == "/id"
+    forever = json.loads(json.dumps(raw))
+    forever["nodes"][0]["timeout"] = "P99999999999999999999D"
+    assert "/nodes/0/timeout" in {
+        e["pointer"] for e in assert_problem(await client.post("/api/v1/workflows", json=forever), 422)["errors"]
+    }
+    nested = json.loads(json.dumps(raw))
+    value: Any = "x"
+    for _ in range(100):
+        value = {"v": value}
+    nested["nodes"][0]["parameters"]["message"] = value
+    assert assert_problem(await client.post("/api/v1/workflows", json=nested), 422)["errors"][0]["code"] == "too_deep"
+    assert_problem(
+        await client.post("/api/v1/workflows", params={"maxConcurrentExecutions": "99999999999"}, json=raw), 400
+    )
+    cursor = "WyIyMDIwLTAxLTAxIiwgNV0"  # base64 of ["2020-01-01", 5]
+    assert_problem(await client.get("/api/v1/executions", params={"cursor": cursor}), 422)
+    bomb = json.loads(json.dumps(raw))
+    bomb["nodes"][0]["parameters"]["message"] = "{{ 'a' * 10**8 + '1' }}"
+    assert (await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=bomb)).status_code == 201
+    assert (await client.post("/api/v1/workflows", json=raw)).json()["detail"].startswith("a workflow with id")
+
+
+async def test_stream_after_the_last_event_of_a_finished_run_closes(
+    client: AsyncTestClient[Any], db: Any, conditions: Any
+) -> None:
+    from tests.integration.test_runtime import make_runtime
+
+    await client.post(
+        "/api/v1/workflows", params={"autoActivate": "true"}, json=load_fixture("bundle1/simple-echo-workflow.json")
+    )
+    started = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
+    from uuid import UUID
+
+    await make_runtime(db, conditions).run_execution(UUID(started["executionId"]))
+    response = await client.get(
+        f"{started['statusUrl']}/events",
+        headers={"Accept": "text/event-stream", "Last-Event-ID": "99999999"},
+        timeout=10,
+    )
+    assert response.status_code == 200 and "event:" not in response.text
+    bad = await client.get(
+        f"{started['statusUrl']}/events",
+        headers={"Accept": "text/event-stream", "Last-Event-ID": "\u00b2".encode()},
+        timeout=10,
+    )
+    assert bad.status_code == 200 and bad.text.count("event:") >= 7

@@ -252,3 +252,25 @@ async def test_workflow_template_other_refusals(client: AsyncTestClient[Any]) ->
     body = assert_problem(await client.post("/api/v1/workflow-templates", json=bad), 422)
     assert {e["code"] for e in body["errors"]} == {"duplicate", "template_syntax"}
     assert_problem(await client.post("/api/v1/workflow-templates", json={"id": "x"}), 422)
+
+
+async def test_template_config_cannot_inject_runtime_templates_and_bombs_are_refused(
+    client: AsyncTestClient[Any],
+) -> None:
+    await client.post("/api/v1/workflow-templates", json=template())
+    sneaky = {"workflowId": "w2", "config": {"name": "n", "reviewer": "{{ trigger.secret }}"}}
+    body = assert_problem(await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=sneaky), 422)
+    assert body["errors"][0] == {
+        "pointer": "/config/reviewer",
+        "code": "template_injection",
+        "detail": body["errors"][0]["detail"],
+    }
+    bomb = template()
+    bomb["id"] = "bomb"
+    bomb["definition"]["displayName"] = "[[ 'a' * 10**8 ]]"
+    await client.post("/api/v1/workflow-templates", json=bomb)
+    made = await client.post(
+        "/api/v1/workflow-templates/bomb/instantiate",
+        json={"workflowId": "w3", "config": {"name": "n", "reviewer": "x"}},
+    )
+    assert assert_problem(made, 422)["errors"][0]["code"] == "template_error"
