@@ -14,6 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from dataworkflows.credentials import Cipher
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 
+from .openapi_docs import PROBLEMS
 from .principals import principal_id_param, principal_type_param
 from .problems import Unauthorized
 from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead
@@ -28,7 +29,7 @@ class CatalogController(Controller):
     path = "/api/v1/actions"
     tags = ["actions"]
 
-    @get("/", summary="Every action type, with its connector and parameter JSON schema")
+    @get("/", responses=PROBLEMS, summary="Every action type, with its connector and parameter JSON schema")
     async def list_actions(self, request: Request[Any, Any, Any]) -> list[ActionTypeRead]:
         registry = services(request).registry
         result = []
@@ -49,7 +50,12 @@ class ConnectionController(Controller):
     path = "/api/v1/connections"
     tags = ["connections"]
 
-    @put("/{name:str}", status_code=200, summary="Store a connection's secret (encrypted; never returned)")
+    @put(
+        "/{name:str}",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Store a connection's secret (encrypted; never returned)",
+    )
     async def put_connection(
         self,
         request: Request[Any, Any, Any],
@@ -85,11 +91,11 @@ class ConnectionController(Controller):
         assert row is not None
         return ConnectionRead(**row)
 
-    @get("/", summary="Connections (names and kinds, never secrets)")
+    @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)")
     async def list_connections(self, request: Request[Any, Any, Any]) -> list[ConnectionRead]:
         return [ConnectionRead(**r) for r in await services(request).db.fetch_all("list_connections")]
 
-    @delete("/{name:str}", status_code=204, summary="Remove a connection")
+    @delete("/{name:str}", status_code=204, responses=PROBLEMS, summary="Remove a connection")
     async def delete_connection(self, request: Request[Any, Any, Any], name: FromPath[str]) -> None:
         svc = services(request)
         if svc.settings.require_principal and svc.principals.resolve(request).id is None:
@@ -102,7 +108,7 @@ class ResourceLinkController(Controller):
     path = "/api/v1/resource-links"
     tags = ["resource links"]
 
-    @get("/", summary="Which runs touched which external resource")
+    @get("/", responses=PROBLEMS, summary="Which runs touched which external resource")
     async def list_links(
         self,
         request: Request[Any, Any, Any],

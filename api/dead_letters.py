@@ -9,6 +9,7 @@ from litestar.params import FromPath, QueryParameter
 
 from dataworkflows.errors import InvalidInput, NotFound
 
+from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
 from .principals import principal_id_param, principal_type_param
 from .schemas import DeadLetterList, DeadLetterRead, RedriveResponse
@@ -22,7 +23,7 @@ class DeadLetterController(Controller):
     path = "/api/v1/dead-letters"
     tags = ["dead letters"]
 
-    @get("/", summary="Dead letters, newest first")
+    @get("/", responses=PROBLEMS, summary="Dead letters, newest first")
     async def list_dead_letters(
         self,
         request: Request[Any, Any, Any],
@@ -40,14 +41,14 @@ class DeadLetterController(Controller):
         items = [DeadLetterRead(**r) for r in rows[:limit]]
         return DeadLetterList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
 
-    @get("/{dead_letter_id:int}", summary="One dead letter")
+    @get("/{dead_letter_id:int}", responses=PROBLEMS, summary="One dead letter")
     async def get_dead_letter(self, request: Request[Any, Any, Any], dead_letter_id: FromPath[int]) -> DeadLetterRead:
         row = await services(request).db.fetch_one("get_dead_letter", id=dead_letter_id)
         if row is None:
             raise NotFound(f"dead letter {dead_letter_id} not found")
         return DeadLetterRead(**row)
 
-    @post("/{dead_letter_id:int}/redrive", status_code=200, summary="Re-run the failed part (once)")
+    @post("/{dead_letter_id:int}/redrive", status_code=200, responses=PROBLEMS, summary="Re-run the failed part (once)")
     async def redrive(
         self,
         request: Request[Any, Any, Any],

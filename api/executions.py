@@ -18,6 +18,7 @@ from dataworkflows.errors import ExecutionNotFound, InvalidInput
 from dataworkflows.event_stream import is_final
 from dataworkflows.statuses import ExecutionStatus
 
+from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
 from .schemas import AttemptRead, EventRead, ExecutionList, ExecutionRead, ExecutionSummary, NodeStateRead
 from .services import services
@@ -41,7 +42,7 @@ class ExecutionController(Controller):
     path = "/api/v1/executions"
     tags = ["executions"]
 
-    @get("/", summary="List executions, newest first")
+    @get("/", responses=PROBLEMS, summary="List executions, newest first")
     async def list_executions(
         self,
         request: Request[Any, Any, Any],
@@ -88,7 +89,7 @@ class ExecutionController(Controller):
             next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
         return ExecutionList(items=items, next_cursor=next_cursor)
 
-    @get("/{execution_id:str}", summary="Execution status, trigger, times, node states and error")
+    @get("/{execution_id:str}", responses=PROBLEMS, summary="Execution status, trigger, times, node states and error")
     async def get_execution(self, request: Request[Any, Any, Any], execution_id: FromPath[str]) -> ExecutionRead:
         eid = _parse_id(execution_id)
         row = await _require(request, eid)
@@ -125,7 +126,7 @@ class ExecutionController(Controller):
             ],
         )
 
-    @get("/{execution_id:str}/actions", summary="Every action attempt of an execution")
+    @get("/{execution_id:str}/actions", responses=PROBLEMS, summary="Every action attempt of an execution")
     async def actions(self, request: Request[Any, Any, Any], execution_id: FromPath[str]) -> list[AttemptRead]:
         eid = _parse_id(execution_id)
         await _require(request, eid)
@@ -134,6 +135,7 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/events",
+        responses=PROBLEMS,
         summary="The execution log, in order; with Accept: text/event-stream, live until the run ends",
     )
     async def events(

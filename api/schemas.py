@@ -238,3 +238,21 @@ class ResourceLinkRead(Camel):
     workflow_id: str | None
     node_id: str | None
     at: datetime
+
+
+class ProblemEntry(msgspec.Struct):
+    pointer: str
+    detail: str
+    code: str | None = None
+
+
+class ProblemDetails(msgspec.Struct):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[ProblemEntry] | None = None

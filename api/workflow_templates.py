@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from dataworkflows.errors import DefinitionError, NotFound
 from dataworkflows.workflow_templates import instantiate, prefix_problems, template_checksum, validate_template
 
+from .openapi_docs import PROBLEMS
 from .principals import principal_id_param, principal_type_param
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead
 from .services import services
@@ -38,7 +39,12 @@ class WorkflowTemplateController(Controller):
     path = "/api/v1/workflow-templates"
     tags = ["workflow templates"]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Store a template (a changed one becomes a new version)")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=PROBLEMS,
+        summary="Store a template (a changed one becomes a new version)",
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -64,12 +70,12 @@ class WorkflowTemplateController(Controller):
         assert row is not None
         return _template_read(row, with_definition=True)
 
-    @get("/", summary="List templates (latest versions)")
+    @get("/", responses=PROBLEMS, summary="List templates (latest versions)")
     async def list_templates(self, request: Request[Any, Any, Any]) -> list[WorkflowTemplateRead]:
         rows = await services(request).db.fetch_all("list_workflow_templates")
         return [_template_read(r, with_definition=False) for r in rows]
 
-    @get("/{template_id:str}", summary="A template (latest version unless ?version=)")
+    @get("/{template_id:str}", responses=PROBLEMS, summary="A template (latest version unless ?version=)")
     async def get_template(
         self,
         request: Request[Any, Any, Any],
@@ -81,7 +87,12 @@ class WorkflowTemplateController(Controller):
             raise NotFound(f"workflow template {template_id!r} not found")
         return _template_read(row, with_definition=True)
 
-    @post("/{template_id:str}/instantiate", status_code=HTTP_201_CREATED, summary="Create a Draft workflow")
+    @post(
+        "/{template_id:str}/instantiate",
+        status_code=HTTP_201_CREATED,
+        responses=PROBLEMS,
+        summary="Create a Draft workflow",
+    )
     async def instantiate(
         self,
         request: Request[Any, Any, Any],

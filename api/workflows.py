@@ -14,6 +14,7 @@ from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.validation import json_depth
 
+from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
 from .principals import principal_id_param, principal_type_param
 from .problems import Unauthorized
@@ -64,7 +65,7 @@ class WorkflowController(Controller):
     path = "/api/v1/workflows"
     tags = ["workflows"]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create a Draft workflow from a definition")
+    @post("/", status_code=HTTP_201_CREATED, responses=PROBLEMS, summary="Create a Draft workflow from a definition")
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -98,7 +99,7 @@ class WorkflowController(Controller):
             )
         return await read_workflow(request, definition.id)
 
-    @get("/", summary="List workflows")
+    @get("/", responses=PROBLEMS, summary="List workflows")
     async def list_workflows(
         self,
         request: Request[Any, Any, Any],
@@ -114,11 +115,16 @@ class WorkflowController(Controller):
         next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
         return WorkflowList(items=items, next_cursor=next_cursor)
 
-    @get("/{workflow_id:str}", summary="Get a workflow with its current definition")
+    @get("/{workflow_id:str}", responses=PROBLEMS, summary="Get a workflow with its current definition")
     async def get_workflow(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> WorkflowRead:
         return await read_workflow(request, workflow_id)
 
-    @put("/{workflow_id:str}", status_code=200, summary="Add a draft version (the same definition returns its version)")
+    @put(
+        "/{workflow_id:str}",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Add a draft version (the same definition returns its version)",
+    )
     async def update(
         self,
         request: Request[Any, Any, Any],
@@ -146,7 +152,7 @@ class WorkflowController(Controller):
             current_version=workflow["current_version"],
         )
 
-    @post("/{workflow_id:str}/archive", status_code=200, summary="Archive: refuse new executions")
+    @post("/{workflow_id:str}/archive", status_code=200, responses=PROBLEMS, summary="Archive: refuse new executions")
     async def archive(
         self,
         request: Request[Any, Any, Any],
@@ -159,7 +165,7 @@ class WorkflowController(Controller):
         await svc.db.fetch_one("archive_workflow", id=workflow_id, principal=principal.id)
         return await read_workflow(request, workflow_id)
 
-    @get("/{workflow_id:str}/versions/{version:int}", summary="One version, with its definition")
+    @get("/{workflow_id:str}/versions/{version:int}", responses=PROBLEMS, summary="One version, with its definition")
     async def version(
         self, request: Request[Any, Any, Any], workflow_id: FromPath[str], version: FromPath[int]
     ) -> VersionRead:
@@ -168,7 +174,7 @@ class WorkflowController(Controller):
             raise NotFound(f"workflow {workflow_id!r} has no version {version}")
         return VersionRead(**row)
 
-    @get("/{workflow_id:str}/versions", summary="List a workflow's versions")
+    @get("/{workflow_id:str}/versions", responses=PROBLEMS, summary="List a workflow's versions")
     async def versions(self, request: Request[Any, Any, Any], workflow_id: FromPath[str]) -> list[VersionRead]:
         svc = services(request)
         if await svc.db.fetch_one("get_workflow", id=workflow_id) is None:
@@ -176,7 +182,12 @@ class WorkflowController(Controller):
         rows = await svc.db.fetch_all("list_versions", id=workflow_id)
         return [VersionRead(**r) for r in rows]
 
-    @post("/{workflow_id:str}/publish", status_code=200, summary="Publish a version (default: the latest)")
+    @post(
+        "/{workflow_id:str}/publish",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Publish a version (default: the latest)",
+    )
     async def publish(
         self,
         request: Request[Any, Any, Any],
@@ -204,7 +215,7 @@ class WorkflowController(Controller):
         )
         return await read_workflow(request, workflow_id)
 
-    @post("/{workflow_id:str}/execute", status_code=HTTP_202_ACCEPTED, summary="Start an execution")
+    @post("/{workflow_id:str}/execute", status_code=HTTP_202_ACCEPTED, responses=PROBLEMS, summary="Start an execution")
     async def execute(
         self,
         request: Request[Any, Any, Any],

@@ -228,3 +228,10 @@ async def test_stream_after_the_last_event_of_a_finished_run_closes(
         timeout=10,
     )
     assert bad.status_code == 200 and bad.text.count("event:") >= 7
+
+
+async def test_openapi_documents_problem_responses(client: AsyncTestClient[Any]) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    execute = schema["paths"]["/api/v1/workflows/{workflow_id}/execute"]["post"]["responses"]
+    assert {"202", "400", "404", "409", "413", "422", "503"} <= set(execute)
+    assert "application/problem+json" in execute["422"]["content"]
