@@ -89,3 +89,50 @@ CREATE OR REPLACE FUNCTION dw.release_resource_claim_v1(
      WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
        AND l.external_id IS NULL AND l.execution_id = p_execution_id AND l.node_id = p_node_id;
 $$;
+
+-- claim_resource_v1 with the claim owned by one attempt (p_owner, e.g. execution:node:attempt):
+-- another attempt, even of the same node, sees 'pending' until the claim is linked, released or
+-- expired.
+CREATE OR REPLACE FUNCTION dw.claim_resource_v2(
+    p_tenant text, p_type text, p_key text, p_workflow_id text, p_execution_id uuid, p_node_id text,
+    p_owner text, p_claim_seconds double precision
+) RETURNS TABLE (state text, external_id text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_l dw.resource_links%ROWTYPE;
+BEGIN
+    INSERT INTO dw.resource_links AS l (tenant_id, resource_type, resource_key, workflow_id, execution_id, node_id,
+                                        claim_owner, claimed_until)
+    VALUES (p_tenant, p_type, p_key, p_workflow_id, p_execution_id, p_node_id, p_owner,
+            now() + make_interval(secs => p_claim_seconds))
+    ON CONFLICT ON CONSTRAINT resource_links_key DO NOTHING
+    RETURNING l.* INTO v_l;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'claimed'::text, NULL::text;
+        RETURN;
+    END IF;
+
+    SELECT * INTO v_l FROM dw.resource_links l
+     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key FOR UPDATE;
+    IF v_l.external_id IS NOT NULL THEN
+        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action)
+        VALUES (v_l.id, p_execution_id, p_node_id, 'found');
+        RETURN QUERY SELECT 'exists'::text, v_l.external_id;
+    ELSIF v_l.claim_owner IS NOT DISTINCT FROM p_owner OR v_l.claimed_until < now() THEN
+        UPDATE dw.resource_links l
+           SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,
+               claim_owner = p_owner, claimed_until = now() + make_interval(secs => p_claim_seconds)
+         WHERE l.id = v_l.id;
+        RETURN QUERY SELECT 'claimed'::text, NULL::text;
+    ELSE
+        RETURN QUERY SELECT 'pending'::text, NULL::text;
+    END IF;
+END;
+$$;
+
+-- release_resource_claim_v1 for claims owned by one attempt.
+CREATE OR REPLACE FUNCTION dw.release_resource_claim_v2(p_tenant text, p_type text, p_key text, p_owner text)
+    RETURNS void LANGUAGE sql AS $$
+    DELETE FROM dw.resource_links l
+     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
+       AND l.external_id IS NULL AND l.claim_owner = p_owner;
+$$;

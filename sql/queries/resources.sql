@@ -1,7 +1,7 @@
 -- name: claim_resource
 -- Claims the right to create a resource, or returns the one that exists.
-SELECT * FROM dw.claim_resource_v1(%(tenant)s, %(type)s, %(key)s, %(workflow_id)s, %(execution_id)s,
-                                   %(node_id)s, %(claim_seconds)s);
+SELECT * FROM dw.claim_resource_v2(%(tenant)s, %(type)s, %(key)s, %(workflow_id)s, %(execution_id)s,
+                                   %(node_id)s, %(owner)s, %(claim_seconds)s);
 
 -- name: link_resource
 -- Links an external resource to a run (idempotent; the first external id wins).
@@ -10,7 +10,7 @@ SELECT * FROM dw.link_external_resource_v1(%(tenant)s, %(type)s, %(key)s, %(exte
 
 -- name: release_resource_claim
 -- Gives up a claim after a failed create.
-SELECT dw.release_resource_claim_v1(%(tenant)s, %(type)s, %(key)s, %(execution_id)s, %(node_id)s);
+SELECT dw.release_resource_claim_v2(%(tenant)s, %(type)s, %(key)s, %(owner)s);
 
 -- name: check_resource
 -- The external id of a linked resource, or null.

@@ -10,6 +10,10 @@ from uuid import UUID
 from dataworkflows.db import Database
 
 
+def _owner(execution_id: UUID, node_id: str, attempt: int) -> str:
+    return f"{execution_id}:{node_id}:{attempt}"
+
+
 @dataclass(frozen=True)
 class Claim:
     state: str  # exists | claimed | pending
@@ -24,7 +28,10 @@ class DatabaseResources:
         self._claim_seconds = claim_seconds
         self._tenant = tenant
 
-    async def claim(self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str) -> Claim:
+    async def claim(
+        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int
+    ) -> Claim:
+        """Claims the key for this attempt (another attempt of the same node sees 'pending')."""
         row = await self._db.fetch_one(
             "claim_resource",
             tenant=self._tenant,
@@ -33,6 +40,7 @@ class DatabaseResources:
             workflow_id=workflow_id,
             execution_id=execution_id,
             node_id=node_id,
+            owner=_owner(execution_id, node_id, attempt),
             claim_seconds=self._claim_seconds,
         )
         assert row is not None
@@ -63,14 +71,13 @@ class DatabaseResources:
         assert row is not None
         return str(row["external_id"])
 
-    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str) -> None:
+    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int) -> None:
         await self._db.fetch_one(
             "release_resource_claim",
             tenant=self._tenant,
             type=resource_type,
             key=key,
-            execution_id=execution_id,
-            node_id=node_id,
+            owner=_owner(execution_id, node_id, attempt),
         )
 
     async def check(self, resource_type: str, key: str) -> str | None:

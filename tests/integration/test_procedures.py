@@ -282,3 +282,21 @@ async def test_recovery_covers_parked_runs_and_spares_live_workers(db: Database)
     # A stale token cannot release (or re-queue) a run it no longer holds.
     again = await db.fetch_one("release_execution", id=released, token=1, queue="executions", reason="stale")
     assert again["released"] is False
+
+
+async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
+    from dataworkflows.resources import DatabaseResources
+
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    resources = DatabaseResources(db, claim_seconds=30)
+    where = {"workflow_id": "simple-echo", "execution_id": execution_id, "node_id": "echo1"}
+    assert (await resources.claim("t", "k", **where, attempt=1)).state == "claimed"
+    # The zombie's attempt 1 may still be creating it: the retry waits instead of creating twice.
+    assert (await resources.claim("t", "k", **where, attempt=2)).state == "pending"
+    await resources.release("t", "k", execution_id=execution_id, node_id="echo1", attempt=1)
+    assert (await resources.claim("t", "k", **where, attempt=2)).state == "claimed"
+    await resources.link("t", "k", "ext-1", workflow_id="simple-echo", execution_id=execution_id, node_id="echo1")
+    claim = await resources.claim("t", "k", **where, attempt=3)
+    assert (claim.state, claim.external_id) == ("exists", "ext-1")
+    assert await resources.check("t", "k") == "ext-1"

@@ -63,7 +63,7 @@ class ResourceStore(Protocol):
     """Resource links as actions see them (dataworkflows.resources.DatabaseResources)."""
 
     async def claim(
-        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str
+        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int
     ) -> Any: ...
 
     async def link(
@@ -78,7 +78,9 @@ class ResourceStore(Protocol):
         data: dict[str, Any] | None = None,
     ) -> str: ...
 
-    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str) -> None: ...
+    async def release(
+        self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int
+    ) -> None: ...
 
 
 class SecretSource(Protocol):

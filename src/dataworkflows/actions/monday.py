@@ -230,7 +230,12 @@ class MondayCreateItemAction:
         key = f"{params.board_id}:{params.idempotency_key}" if params.idempotency_key else None
         if key is not None:
             claim = await services.resources.claim(
-                ITEM_RESOURCE, key, workflow_id=ctx.workflow_id, execution_id=ctx.execution_id, node_id=ctx.node_id
+                ITEM_RESOURCE,
+                key,
+                workflow_id=ctx.workflow_id,
+                execution_id=ctx.execution_id,
+                node_id=ctx.node_id,
+                attempt=ctx.attempt,
             )
             if claim.state == "exists":
                 return ActionResult.succeeded({"itemId": claim.external_id, "created": False})
@@ -253,7 +258,9 @@ class MondayCreateItemAction:
             )
         except MondayError as exc:
             if key is not None:
-                await services.resources.release(ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id)
+                await services.resources.release(
+                    ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id, attempt=ctx.attempt
+                )
             return exc.result
         item_id = str(((data or {}).get("create_item") or {}).get("id") or "")
         if not item_id:
