@@ -476,14 +476,7 @@ def chain_workflow(workflow_id: str, length: int) -> dict[str, Any]:
 async def publish(db: Database, raw: dict[str, Any]) -> None:
     prepared = prepare_definition(raw, default_registry())
     definition = prepared.definition
-    version = await db.create_workflow(
-        workflow_id=definition.id,
-        display_name=definition.display_name,
-        description=definition.description,
-        definition=prepared.raw,
-        checksum=prepared.checksum,
-        principal="bench",
-    )
+    version, _ = await db.save_definition(prepared, "bench")
     await db.publish(
         workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version), principal="bench"
     )

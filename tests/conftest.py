@@ -90,19 +90,7 @@ async def publish(db: Database, raw: dict[str, Any], conditions: ConditionPool |
         errors = await conditions.check_many(collect_conditions(raw))
     prepared = prepare_definition(raw, default_registry(), errors)
     definition = prepared.definition
-    if await db.fetch_one("get_workflow", id=definition.id) is None:
-        version = await db.create_workflow(
-            workflow_id=definition.id,
-            display_name=definition.display_name,
-            description=definition.description,
-            definition=prepared.raw,
-            checksum=prepared.checksum,
-            principal="tests",
-        )
-    else:
-        version, _ = await db.add_version(
-            workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal="tests"
-        )
+    version, _ = await db.save_definition(prepared, "tests")
     await db.publish(
         workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version), principal="tests"
     )

@@ -9,47 +9,6 @@ CREATE OR REPLACE FUNCTION dw.check_resource_exists_v1(p_tenant text, p_type tex
        AND l.external_id IS NOT NULL;
 $$;
 
--- Before creating a resource: 'exists' (here is its id, do not create), 'claimed' (you create it,
--- then link it), or 'pending' (another run is creating it right now: try again shortly). A claim
--- whose holder died expires after p_claim_seconds and can be taken over.
-CREATE OR REPLACE FUNCTION dw.claim_resource_v1(
-    p_tenant text, p_type text, p_key text, p_workflow_id text, p_execution_id uuid, p_node_id text,
-    p_claim_seconds double precision
-) RETURNS TABLE (state text, external_id text) LANGUAGE plpgsql AS $$
-DECLARE
-    v_l dw.resource_links%ROWTYPE;
-BEGIN
-    INSERT INTO dw.resource_links AS l (tenant_id, resource_type, resource_key, workflow_id, execution_id, node_id,
-                                        claimed_until)
-    VALUES (p_tenant, p_type, p_key, p_workflow_id, p_execution_id, p_node_id,
-            now() + make_interval(secs => p_claim_seconds))
-    ON CONFLICT ON CONSTRAINT resource_links_key DO NOTHING
-    RETURNING l.* INTO v_l;
-    IF FOUND THEN
-        RETURN QUERY SELECT 'claimed'::text, NULL::text;
-        RETURN;
-    END IF;
-
-    SELECT * INTO v_l FROM dw.resource_links l
-     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key FOR UPDATE;
-    IF v_l.external_id IS NOT NULL THEN
-        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action)
-        VALUES (v_l.id, p_execution_id, p_node_id, 'found');
-        RETURN QUERY SELECT 'exists'::text, v_l.external_id;
-    ELSIF v_l.execution_id IS NOT DISTINCT FROM p_execution_id AND v_l.node_id IS NOT DISTINCT FROM p_node_id
-          OR v_l.claimed_until < now() THEN
-        -- Our own claim (a retry of the same node), or an abandoned one: take it.
-        UPDATE dw.resource_links l
-           SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,
-               claimed_until = now() + make_interval(secs => p_claim_seconds)
-         WHERE l.id = v_l.id;
-        RETURN QUERY SELECT 'claimed'::text, NULL::text;
-    ELSE
-        RETURN QUERY SELECT 'pending'::text, NULL::text;
-    END IF;
-END;
-$$;
-
 -- Records that a run created (or changed) an external resource. Idempotent: linking the same
 -- key again keeps the first external id and returns it (created = false).
 CREATE OR REPLACE FUNCTION dw.link_external_resource_v1(
@@ -81,16 +40,9 @@ BEGIN
 END;
 $$;
 
--- Gives up a claim after a failed create, so another run need not wait for it to expire.
-CREATE OR REPLACE FUNCTION dw.release_resource_claim_v1(
-    p_tenant text, p_type text, p_key text, p_execution_id uuid, p_node_id text
-) RETURNS void LANGUAGE sql AS $$
-    DELETE FROM dw.resource_links l
-     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
-       AND l.external_id IS NULL AND l.execution_id = p_execution_id AND l.node_id = p_node_id;
-$$;
-
--- claim_resource_v1 with the claim owned by one attempt (p_owner, e.g. execution:node:attempt):
+-- Before creating a resource: 'exists' (here is its id, do not create), 'claimed' (you create it,
+-- then link it), or 'pending' (another attempt is creating it right now: try again shortly). The
+-- claim is owned by one attempt (p_owner, e.g. execution:node:attempt):
 -- another attempt, even of the same node, sees 'pending' until the claim is linked, released or
 -- expired.
 CREATE OR REPLACE FUNCTION dw.claim_resource_v2(
@@ -129,7 +81,7 @@ BEGIN
 END;
 $$;
 
--- release_resource_claim_v1 for claims owned by one attempt.
+-- Gives up a claim after a failed create, so another run need not wait for it to expire.
 CREATE OR REPLACE FUNCTION dw.release_resource_claim_v2(p_tenant text, p_type text, p_key text, p_owner text)
     RETURNS void LANGUAGE sql AS $$
     DELETE FROM dw.resource_links l

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
+from dataworkflows.publishing import PreparedDefinition
 from dataworkflows.sqlfiles import QUERIES
 
 Row = dict[str, Any]
@@ -252,6 +253,30 @@ class Database:
                 row = await cur.fetchone()
                 assert row is not None
                 return int(row["version"]), True
+
+    async def save_definition(self, prepared: PreparedDefinition, principal: str | None) -> tuple[int, bool]:
+        """Creates the workflow from a prepared definition, or adds it as a version (an unchanged
+        definition returns its existing version); returns (version, whether it is new)."""
+        definition = prepared.definition
+        if await self.fetch_one("get_workflow", id=definition.id) is not None:
+            return await self.add_version(
+                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
+            )
+        try:
+            version = await self.create_workflow(
+                workflow_id=definition.id,
+                display_name=definition.display_name,
+                description=definition.description,
+                definition=prepared.raw,
+                checksum=prepared.checksum,
+                principal=principal,
+            )
+        except errors.WorkflowExists:
+            # Created by someone else in the meantime: this definition becomes a version of it.
+            return await self.add_version(
+                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
+            )
+        return version, True
 
     async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
         await self.fetch_one("publish_workflow", id=workflow_id, version=version, plan=Jsonb(plan), principal=principal)

@@ -72,27 +72,12 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
         prepared = prepare_definition(raw, registry, errors)
         definition = prepared.definition
         existing = await db.fetch_one("get_workflow", id=definition.id)
-        if existing is None:
-            version = await db.create_workflow(
-                workflow_id=definition.id,
-                display_name=definition.display_name,
-                description=definition.description,
-                definition=prepared.raw,
-                checksum=prepared.checksum,
-                principal="system:examples",
-            )
-        else:
-            version, _ = await db.add_version(
-                workflow_id=definition.id,
-                definition=prepared.raw,
-                checksum=prepared.checksum,
-                principal="system:examples",
-            )
-            # Leave alone what an operator decided: an archived example stays archived, and an
-            # example already at this version needs nothing.
-            if existing["status"] == "Archived" or existing["current_version"] == version:
-                loaded.append(definition.id)
-                continue
+        version, _ = await db.save_definition(prepared, "system:examples")
+        # Leave alone what an operator decided: an archived example stays archived, and an example
+        # already at this version needs nothing.
+        if existing is not None and (existing["status"] == "Archived" or existing["current_version"] == version):
+            loaded.append(definition.id)
+            continue
         await db.publish(
             workflow_id=definition.id,
             version=version,
