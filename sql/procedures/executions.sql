@@ -610,3 +610,14 @@ BEGIN
       FROM dw.executions e WHERE e.id = p_execution_id;
 END;
 $$;
+
+-- An event a worker records outside an attempt (a condition error), fenced like every worker write.
+CREATE OR REPLACE FUNCTION dw.record_event_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_type text, p_details jsonb
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+    VALUES (p_execution_id, p_node_id, p_type, COALESCE(p_details, '{}'::jsonb));
+END;
+$$;

@@ -95,9 +95,8 @@ SELECT dw.defer_run_job_v1(%(id)s, %(queue)s, %(scheduled_at)s) AS job_id;
 SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
 
 -- name: record_event
--- Appends one event to the execution log.
-INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
-VALUES (%(id)s, %(node_id)s, %(type)s, %(principal)s, %(details)s);
+-- Appends one event to the execution log, if this worker still holds the lease.
+SELECT dw.record_event_v1(%(id)s, %(token)s, %(node_id)s, %(type)s, %(details)s);
 
 -- name: record_job_failure
 -- Records a run job that raised, as a job_failed dead letter.

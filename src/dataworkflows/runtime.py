@@ -507,10 +507,10 @@ class _Run:
                     ok = False
                     await self.db.execute(
                         "record_event",
+                        token=self.token,
                         id=self.execution_id,
                         node_id=node.id,
                         type="condition_error",
-                        principal=None,
                         details=jsonb({"target": edge.target, "condition": edge.condition, "error": exc.message}),
                     )
             matched = matched or ok
