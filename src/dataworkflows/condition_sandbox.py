@@ -32,28 +32,62 @@ _PRELUDE = """
   for (var h = 0; h < hostile.length; h++) { delete g[hostile[h]]; }
   // Scripts written for Node may test process.env: it exists, and it is empty.
   g.process = {env: {}};
-  var names = Object.getOwnPropertyNames(g);
-  for (var i = 0; i < names.length; i++) {
-    var name = names[i];
-    var v = g[name];
-    if (v && (typeof v === 'object' || typeof v === 'function') && name !== 'dukpy' && name !== 'call_python'
-        && v !== g) {
-      Object.freeze(v);
-      if (v.prototype) { Object.freeze(v.prototype); }
-    }
-    if (name === 'call_python') { continue; }
-    if (name === 'dukpy') {
-      Object.defineProperty(g, name, {configurable: false});
-    } else {
-      Object.defineProperty(g, name, {writable: false, configurable: false});
+
+  // Deep-freeze everything reachable from the global object, and the intrinsics that are reachable
+  // only through values (iterator, generator and typed-array prototypes): shared state is what
+  // would let one condition change what the next one computes.
+  var seen = [];
+  var queue = [g];
+  function push(v) {
+    if (v !== null && (typeof v === 'object' || typeof v === 'function') && seen.indexOf(v) < 0) {
+      seen.push(v); queue.push(v);
     }
   }
-  Object.freeze(Object.prototype); Object.freeze(Array.prototype); Object.freeze(Function.prototype);
-  Object.freeze(Object.getPrototypeOf(function* () {}));
-  Object.freeze(Object.getPrototypeOf(async function () {}));
+  function* gen() {}
+  async function* agen() {}
+  async function afn() {}
+  var extras = [
+    Object.getPrototypeOf([][Symbol.iterator]()),
+    Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())),
+    Object.getPrototypeOf(new Map()[Symbol.iterator]()),
+    Object.getPrototypeOf(new Set()[Symbol.iterator]()),
+    Object.getPrototypeOf(''[Symbol.iterator]()),
+    Object.getPrototypeOf(/x/[Symbol.matchAll](''))
+  ];
+  [gen, agen, afn, gen(), agen(), Object.getPrototypeOf(Int8Array)].forEach(function (v) { extras.push(v); });
+  extras.forEach(push);
+  while (queue.length) {
+    var o = queue.pop();
+    push(Object.getPrototypeOf(o));
+    var keys = Object.getOwnPropertyNames(o).concat(Object.getOwnPropertySymbols(o));
+    for (var i = 0; i < keys.length; i++) {
+      var key = keys[i];
+      if (o === g && (key === 'dukpy' || key === 'call_python')) { continue; }
+      var d = Object.getOwnPropertyDescriptor(o, key);
+      if (!d) { continue; }
+      if ('value' in d) { push(d.value); } else { push(d.get); push(d.set); }
+    }
+    if (o !== g) { Object.freeze(o); }
+  }
+  // Global bindings: fixed; dukpy's own two stay writable (it re-sets them per call) but cannot
+  // become accessors.
+  var names = Object.getOwnPropertyNames(g);
+  for (var n = 0; n < names.length; n++) {
+    var name = names[n];
+    var writable = name === 'dukpy' || name === 'call_python';
+    Object.defineProperty(g, name, writable ? {configurable: false} : {writable: false, configurable: false});
+  }
   Object.preventExtensions(g);
 })();
 """
+
+# After every evaluation: if a condition managed to make dukpy's bindings unusable, this helper
+# must not serve another one.
+_INTEGRITY = """(function () {
+  var d = Object.getOwnPropertyDescriptor(globalThis, 'dukpy');
+  var c = Object.getOwnPropertyDescriptor(globalThis, 'call_python');
+  return !!(d && c && d.writable && c.writable && !d.get && !c.get && !d.configurable && !c.configurable);
+})()"""
 
 _EVAL = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
@@ -136,6 +170,12 @@ def main() -> None:
             answer = {"id": request.id, "ok": False, "error": _first_line(str(exc))}
         out.write(encoder.encode(answer) + b"\n")
         out.flush()
+        try:
+            intact = interpreter.evaljs(_INTEGRITY) is True
+        except Exception:
+            intact = False
+        if not intact:
+            sys.exit(3)  # the parent starts a fresh helper for the next condition
 
 
 def _first_line(text: str) -> str:

@@ -39,6 +39,10 @@ class ConditionTimeout(ConditionError):
     code = "condition_timeout"
 
 
+class _HelperGone(Exception):
+    pass
+
+
 class _Answer(msgspec.Struct):
     id: int
     ok: bool
@@ -133,6 +137,17 @@ class ConditionPool:
             self._slots.release()
 
     async def _call(self, op: str, expr: str, scope: dict[str, Any] | None) -> _Answer:
+        try:
+            return await self._call_once(op, expr, scope)
+        except _HelperGone:
+            # The helper exited before answering (it retires itself when a condition damaged its
+            # interpreter): this request deserves a fresh one.
+            try:
+                return await self._call_once(op, expr, scope)
+            except _HelperGone as exc:
+                raise ConditionError("the condition helper exited (memory limit or crash)") from exc
+
+    async def _call_once(self, op: str, expr: str, scope: dict[str, Any] | None) -> _Answer:
         helper = await self._acquire()
         healthy = False
         try:
@@ -148,7 +163,7 @@ class ConditionPool:
                 log.warning("condition timed out; replacing its helper", timeout=self.timeout_seconds)
                 raise ConditionTimeout(f"condition ran longer than {self.timeout_seconds:g}s and was stopped") from None
             if not line:
-                raise ConditionError("the condition helper exited (memory limit or crash)")
+                raise _HelperGone()
             answer = self._decoder.decode(line)
             if answer.id != request_id:
                 raise ConditionError("the condition helper answered out of order")
@@ -177,8 +192,11 @@ class ConditionPool:
     async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
         """Checks concurrently, as many at once as the pool has helpers."""
         unique = list(dict.fromkeys(expressions))
-        checked = await asyncio.gather(*(self.check(expr) for expr in unique))
-        return dict(zip(unique, checked, strict=True))
+        checked = await asyncio.gather(*(self.check(expr) for expr in unique), return_exceptions=True)
+        return {
+            expr: (f"the condition could not be checked: {result}" if isinstance(result, BaseException) else result)
+            for expr, result in zip(unique, checked, strict=True)
+        }
 
     async def close(self) -> None:
         self._closed = True

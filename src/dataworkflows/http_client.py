@@ -50,6 +50,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # one name, is never reused for another name that resolves to the same address.
         self._per_host: OrderedDict[tuple[str, str, int], httpx.AsyncBaseTransport] = OrderedDict()
         self._max_hosts = 64
+        self._retiring: set[asyncio.TimerHandle] = set()
 
     def _is_allowed(self, host: str, port: int) -> bool:
         return (host, None) in self._allowed or (host, port) in self._allowed
@@ -61,7 +62,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             self._per_host[key] = transport
             if len(self._per_host) > self._max_hosts:
                 _, oldest = self._per_host.popitem(last=False)
-                await oldest.aclose()
+                # Requests may still be in flight on it: close it once they can have finished.
+                handle = asyncio.get_running_loop().call_later(_RETIRE_AFTER_SECONDS, _close_soon, oldest)
+                self._retiring.add(handle)
         else:
             self._per_host.move_to_end(key)
         return transport
@@ -100,10 +103,23 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return await transport.handle_async_request(pinned)
 
     async def aclose(self) -> None:
+        for handle in self._retiring:
+            handle.cancel()
+        self._retiring.clear()
         await self._transport.aclose()
         for transport in self._per_host.values():
             await transport.aclose()
         self._per_host.clear()
+
+
+_RETIRE_AFTER_SECONDS = 900.0  # longer than any request timeout (timeoutMs is at most 600 s)
+_background: set[asyncio.Task[None]] = set()
+
+
+def _close_soon(transport: httpx.AsyncBaseTransport) -> None:
+    task = asyncio.ensure_future(transport.aclose())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def _allow_entry(entry: str) -> tuple[str, int | None]:

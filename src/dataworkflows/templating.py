@@ -15,6 +15,8 @@ from typing import Any
 
 import jinja2
 import msgspec
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dataworkflows.errors import DataWorkflowsError
@@ -28,6 +30,47 @@ class TemplateRenderError(DataWorkflowsError):
 
 MAX_RENDERED_CHARS = 1_000_000
 MAX_RANGE = 10_000
+_WIDE_FORMAT = re.compile(r"[%{][^%{}]*?\d{7,}")
+
+
+def _estimate(value: Any, limit: int) -> int:
+    """Roughly how many characters a value serializes to, stopping once past `limit` (shared
+    references count every time, which is what serializing them costs)."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            total += 2 + len(item)
+            if len(item) > limit:
+                return limit + 1
+            stack.extend(item)
+        else:
+            total += 8
+        if total > limit:
+            return total
+    return total
+
+
+def _too_big(what: str) -> TemplateRenderError:
+    return TemplateRenderError(f"{what} would exceed {MAX_RENDERED_CHARS} characters")
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Compiles `a ~ b` to a join that refuses oversized results (Jinja's own str_join does not)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class _JsonSandbox(ImmutableSandboxedEnvironment):
@@ -35,7 +78,34 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
     can build huge values ('a' * 10**9, 10**10**10) are checked, which also stops Jinja from
     folding such constants at compile time."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BoundedCodeGenerator
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Padding filters take a width: the cheapest way to build a huge string.
+        for name in ("center", "indent", "wordwrap", "format"):
+            self.filters.pop(name, None)
+
+    def bounded_concat(self, parts: Any) -> str:
+        pieces = [str(part) for part in parts]
+        if sum(len(piece) for piece in pieces) > MAX_RENDERED_CHARS:
+            raise _too_big("a concatenation")
+        return "".join(pieces)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        for argument in (*args, *kwargs.values()):
+            if isinstance(argument, int) and not isinstance(argument, bool) and abs(argument) > MAX_RENDERED_CHARS:
+                raise TemplateRenderError(f"a number argument above {MAX_RENDERED_CHARS} is not allowed in templates")
+        # The sandbox wraps str.format; the format string is the wrapped method's __self__.
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        is_format = getattr(__obj, "__name__", "") in ("format", "format_map")
+        if is_format and isinstance(owner, str) and _WIDE_FORMAT.search(owner):
+            raise _too_big("a formatted string")
+        result = super().call(__context, __obj, *args, **kwargs)
+        if isinstance(result, (str, list, tuple, dict)) and _estimate(result, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+            raise _too_big("a call result")
+        return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
@@ -50,13 +120,19 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         if operator == "*":
             for sequence, count in ((left, right), (right, left)):
                 sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
-                if sized and len(sequence) * count > MAX_RENDERED_CHARS:
-                    raise TemplateRenderError(f"a template value would exceed {MAX_RENDERED_CHARS} characters")
+                if sized and _estimate(sequence, MAX_RENDERED_CHARS) * max(count, 0) > MAX_RENDERED_CHARS:
+                    raise _too_big("a template value")
             return left * right
-        result = left + right
-        if isinstance(result, (str, list)) and len(result) > MAX_RENDERED_CHARS:
-            raise TemplateRenderError(f"a template value would exceed {MAX_RENDERED_CHARS} characters")
-        return result
+        if operator == "%":
+            if isinstance(left, str) and _WIDE_FORMAT.search(left):
+                raise _too_big("a formatted string")
+            result = left % right
+            if isinstance(result, str) and len(result) > MAX_RENDERED_CHARS:
+                raise _too_big("a formatted string")
+            return result
+        if _estimate(left, MAX_RENDERED_CHARS) + _estimate(right, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+            raise _too_big("a template value")
+        return left + right
 
 
 class _Renderer:
@@ -120,6 +196,8 @@ class _Renderer:
                     result = self.compile_expression(expr)(**scope)
                     if isinstance(result, jinja2.Undefined):
                         str(result)  # StrictUndefined raises its descriptive error here
+                    if _estimate(result, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+                        raise _too_big("the expression's value")
                     return _to_json(result, path)
                 return _bounded(self.compile_template(value).generate(**scope))
             except TemplateRenderError:

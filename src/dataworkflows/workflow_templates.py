@@ -118,12 +118,13 @@ def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tu
         pointer = join_pointer("/config", name)
         if name in config:
             value = config[name]
-            if _has_runtime_template(value):
+            if _has_braces(value):
                 problems.append(
                     Problem(
                         pointer,
                         "template_injection",
-                        "config values must not contain {{ or {% (they would become run-time templates)",
+                        "config values must not contain { or } "
+                        "(two values side by side could form a run-time {{ }} template)",
                     )
                 )
             elif value is None and parameter.is_required:
@@ -138,11 +139,11 @@ def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tu
     return values, problems
 
 
-def _has_runtime_template(value: Any) -> bool:
+def _has_braces(value: Any) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) and ("{{" in item or "{%" in item):
+        if isinstance(item, str) and ("{" in item or "}" in item):
             return True
         if isinstance(item, dict):
             stack.extend(item.keys())

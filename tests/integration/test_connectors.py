@@ -435,3 +435,22 @@ async def test_a_compressed_response_cannot_exceed_the_cap(db: Database, runtime
         tracemalloc.stop()
     assert [a["error"]["code"] for a in attempts] == ["response_too_large"]
     assert peak < 40_000_000, f"decompression was bounded (peak {peak} bytes)"
+
+
+async def test_redirects_drop_caller_credentials_and_bogus_charsets_decode(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    other_origin = f"http://localhost:{fakes.port}/http/echo-headers"
+    _, _, attempts = await run_one(
+        db,
+        runtime,
+        "own-auth",
+        node(
+            "call",
+            "http.request",
+            url=f"{fakes.base}/http/redirect?to={other_origin}",
+            headers={"Authorization": "Bearer caller-own-token", "X-Trace": "t1"},
+        ),
+    )
+    echoed = attempts[0]["outputs"]["body"]["headers"]
+    assert "authorization" not in echoed and echoed["x-trace"] == "t1"

@@ -300,3 +300,38 @@ async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
     claim = await resources.claim("t", "k", **where, attempt=3)
     assert (claim.state, claim.external_id) == ("exists", "ext-1")
     assert await resources.check("t", "k") == "ext-1"
+
+
+async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> None:
+    from datetime import UTC, datetime
+
+    from dataworkflows.resources import DatabaseResources
+
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    token = (await db.fetch_one("try_acquire", id=execution_id, owner="w", lease_seconds=30))["lease_token"]
+    await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo1")
+    resources = DatabaseResources(db, claim_seconds=300)
+    where = {"workflow_id": "simple-echo", "execution_id": execution_id, "node_id": "echo1"}
+    assert (await resources.claim("t", "k2", **where, attempt=1)).state == "claimed"
+    assert (await resources.claim("t", "k2", **where, attempt=2)).state == "pending"
+    now = datetime.now(UTC)
+    # Attempt 1 timed out: its outcome is recorded, so attempt 2 need not wait out the claim.
+    await db.record_attempt(
+        execution_id=execution_id,
+        token=token,
+        node_id="echo1",
+        attempt=1,
+        action_type="core.echo",
+        attempt_status="TimedOut",
+        parameters={},
+        outputs=None,
+        error={"code": "action_timeout"},
+        start_time=now,
+        end_time=now,
+        worker="w",
+        node_status="Ready",
+        next_attempt_at=None,
+        fired=[],
+    )
+    assert (await resources.claim("t", "k2", **where, attempt=2)).state == "claimed"

@@ -130,3 +130,24 @@ async def test_a_waiter_gets_a_fresh_helper_after_a_timeout() -> None:
         assert await asyncio.wait_for(waiting, 5) is True
     finally:
         await pool.close()
+
+
+async def test_shared_intrinsics_are_frozen_and_a_poisoned_helper_retires() -> None:
+    pool = ConditionPool(size=1)
+    scope = {"trigger": {"items": [1, 2, 3]}, "nodes": {}, "execution": {}}
+    try:
+        attacks = [
+            "(function(){ try { Object.getPrototypeOf([][Symbol.iterator]()).next = function(){ return {done: true} }"
+            " } catch (e) {} return true })()",
+            "(function(){ try { Array.prototype.some.call = function(){ return true } } catch (e) {} return true })()",
+            "(function(){ try { Object.keys.loot = 1 } catch (e) {} return true })()",
+            "(function(){ try { Object.defineProperty(globalThis, 'dukpy', {writable: false}) } catch (e) {}"
+            " return true })()",
+        ]
+        for attack in attacks:
+            assert await pool.evaluate(attack, scope) is True
+        assert await pool.evaluate("[...trigger.items].length === 3", scope) is True
+        assert await pool.evaluate("[1].some.call([1], function () { return false }) === false", scope) is True
+        assert await pool.evaluate("Object.keys.loot === undefined", scope) is True
+    finally:
+        await pool.close()

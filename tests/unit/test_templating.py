@@ -69,3 +69,19 @@ def test_json_keys_win_over_python_attributes() -> None:
 def test_python_errors_while_rendering_are_template_errors(template: str) -> None:
     with pytest.raises(TemplateRenderError):
         render({"m": template}, SCOPE)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ['x' * 1000000] * 1000000 }}",
+        "{{ 'x'.ljust(50000000) }}",
+        "{{ '%050000000d' % 1 }}",
+        "{{ '{:>50000000}'.format(1) }}",
+        "{% set s = 'x' * 1000 %}" + "{% set s = s ~ s %}" * 10 + "{{ s }}",
+        "{% for i in range(100000) %}x{% endfor %}",
+    ],
+)
+def test_size_bombs_are_refused(template: str) -> None:
+    with pytest.raises(TemplateRenderError):
+        render({"m": template}, SCOPE)

@@ -99,7 +99,9 @@ def _connection(secret: Secret) -> tuple[dict[str, str], list[tuple[str, int | N
 def _host_allowed(url: httpx.URL, hosts: list[tuple[str, int | None]]) -> bool:
     port = url.port or (443 if url.scheme == "https" else 80)
     host = url.host.lower().rstrip(".")
-    return any(h == host and (p is None or p == port) for h, p in hosts)
+    # A host named without a port admits https only: the credential never travels in clear text
+    # unless the connection names the port explicitly.
+    return any(h == host and ((p is None and url.scheme == "https") or p == port) for h, p in hosts)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
@@ -107,6 +109,7 @@ def _origin(url: httpx.URL) -> tuple[str, str, int]:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _MAX_REDIRECTS = 5
 
 
@@ -163,8 +166,12 @@ class HttpRequestAction:
         timeout = params.timeout_ms / 1000
         for _ in range(_MAX_REDIRECTS + 1):
             # Credentials go only to the origin they were given for (redirects are followed here,
-            # one by one, so a hop to another origin does not carry them).
-            send_headers = {**headers, **(auth_headers if _origin(url) == origin else {})}
+            # one by one, so a hop to another origin carries neither the connection's nor the
+            # caller's own Authorization, Cookie or Proxy-Authorization).
+            if _origin(url) == origin:
+                send_headers = {**headers, **auth_headers}
+            else:
+                send_headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
             request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
             try:
                 response = await client.send(request, stream=True, follow_redirects=False)
@@ -178,7 +185,9 @@ class HttpRequestAction:
                 url = url.join(location)
             except httpx.InvalidURL as exc:
                 return ActionResult.failed("invalid_redirect", f"{method} {request.url.host} redirected badly: {exc}")
-            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            if method != "HEAD" and (
+                response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")
+            ):
                 method, content = "GET", {}
         else:
             return ActionResult.failed("too_many_redirects", f"more than {_MAX_REDIRECTS} redirects")

@@ -3,6 +3,7 @@ secret scrubbing."""
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import json
 import time
@@ -77,7 +78,12 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
 
 def decode_body(response: httpx.Response, body: bytes) -> Any:
     content_type = response.headers.get("content-type", "")
-    text = body.decode(response.charset_encoding or "utf-8", errors="replace")
+    charset = response.charset_encoding or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"  # a server's unknown charset name is not a reason to fail the node
+    text = body.decode(charset, errors="replace")
     if "json" in content_type and body:
         try:
             return json.loads(text)
@@ -89,6 +95,8 @@ def decode_body(response: httpx.Response, body: bytes) -> Any:
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
     """The value with every secret string replaced by [redacted] (outputs, error messages)."""
     needles = [s for s in secrets if s and len(s) >= 4]
+    # Also as they appear inside a JSON string (escaped quotes, backslashes, unicode).
+    needles += [e for e in (json.dumps(s)[1:-1] for s in needles) if e not in needles]
     if not needles:
         return value
     if isinstance(value, str):
