@@ -346,7 +346,3 @@ class Database:
             fired=fired,
             resource_links=Jsonb(resource_links) if resource_links else None,
         )
-
-
-def query(name: str) -> str:
-    return QUERIES[name]

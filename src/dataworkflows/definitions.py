@@ -72,12 +72,6 @@ class WorkflowDefinition(msgspec.Struct, frozen=True, rename="camel", forbid_unk
     orchestration: Orchestration = msgspec.field(default_factory=Orchestration)
     metadata: dict[str, Any] | None = None
 
-    def node(self, node_id: str) -> Node:
-        for node in self.nodes:
-            if node.id == node_id:
-                return node
-        raise KeyError(node_id)
-
     @property
     def has_edges(self) -> bool:
         return any(node.edges for node in self.nodes)

@@ -58,14 +58,6 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     implicit_order: bool
     nodes: tuple[PlanNode, ...]
 
-    def node(self, node_id: str) -> PlanNode:
-        return self._index()[node_id]
-
-    def _index(self) -> dict[str, PlanNode]:
-        # Plans are frozen and cached per process; building the index on demand is cheap enough
-        # for the sizes allowed (<= 1000 nodes) and keeps the struct serializable.
-        return {node.id: node for node in self.nodes}
-
 
 def _retry(policy: RetryPolicy) -> PlanRetry:
     return PlanRetry(
