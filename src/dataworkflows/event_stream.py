@@ -122,8 +122,11 @@ class EventHub:
                 if not subscribers:
                     del self._subscribers[name]
                     if not self._closed:
-                        with contextlib.suppress(Exception):
+                        try:
                             await self._request(self._unfollow(execution_id))
+                        except Exception as exc:
+                            # Harmless (a stale listener row is pruned later), but visible.
+                            log.warning("could not stop following an execution", error=str(exc))
 
     async def close(self) -> None:
         self._closed = True

@@ -228,7 +228,7 @@ class _Run:
             # The worker is stopping: give the run back so another worker resumes it now,
             # instead of waiting for the lease to expire.
             await self._cancel_running()
-            with contextlib.suppress(DataWorkflowsError):
+            try:
                 await asyncio.shield(
                     self.db.fetch_one(
                         "release_execution",
@@ -238,7 +238,11 @@ class _Run:
                         reason="worker_shutdown",
                     )
                 )
-            self.log.info("execution released for another worker (shutdown)")
+            except DataWorkflowsError as exc:
+                # Not fatal: the lease expires and recovery re-queues the run; but say so.
+                self.log.warning("could not hand the execution back on shutdown", error=str(exc))
+            else:
+                self.log.info("execution released for another worker (shutdown)")
             raise
         finally:
             heartbeat.cancel()
@@ -266,8 +270,13 @@ class _Run:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await task
+            except (asyncio.CancelledError, LeaseLost):
+                continue
+            except Exception:
+                # The run is ending anyway; a node task's own failure must still leave a trace.
+                self.log.exception("node task failed while the run was stopping", task=task.get_name())
         self.running.clear()
 
     def _final(self, node_id: str) -> bool:
