@@ -206,6 +206,12 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     return httpx.Client(base_url=_api_url(args), timeout=30.0, headers=headers)
 
 
+def _refused(response: httpx.Response) -> int:
+    """Prints the API's problem; the exit code says whose fault it was (4xx: the request's)."""
+    print(f"error: {_problem_text(response)}", file=sys.stderr)
+    return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+
+
 def _problem_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -241,8 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/execute", json=body)
         if response.status_code != 202:
-            print(f"error: {_problem_text(response)}", file=sys.stderr)
-            return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+            return _refused(response)
         started = response.json()
         execution_id = started["executionId"]
         print(
@@ -320,8 +325,7 @@ def _follow(client: httpx.Client, execution_id: str, *, timeout: float) -> int:
     while True:
         response = client.get(f"/api/v1/executions/{execution_id}")
         if response.status_code != 200:
-            print(f"error: {_problem_text(response)}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            return _refused(response)
         execution = response.json()
         for node in execution["nodes"]:
             status = node["status"]
@@ -350,8 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.get(f"/api/v1/executions/{_path(args.execution_id)}")
         if response.status_code != 200:
-            print(f"error: {_problem_text(response)}", file=sys.stderr)
-            return EXIT_USAGE if response.status_code == 404 else EXIT_UNAVAILABLE
+            return _refused(response)
         execution = response.json()
     if args.json:
         print(json.dumps(execution, indent=2))
@@ -392,24 +395,20 @@ def cmd_workflows_apply(args: argparse.Namespace) -> int:
         if existing.status_code == 404:
             response = client.post("/api/v1/workflows", json=raw)
             if response.status_code != 201:
-                print(f"error: {_problem_text(response)}", file=sys.stderr)
-                return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+                return _refused(response)
             version, created = 1, True
         elif existing.status_code == 200:
             response = client.put(f"/api/v1/workflows/{_path(workflow_id)}", json=raw)
             if response.status_code != 200:
-                print(f"error: {_problem_text(response)}", file=sys.stderr)
-                return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+                return _refused(response)
             version, created = response.json()["version"], response.json()["created"]
         else:
-            print(f"error: {_problem_text(existing)}", file=sys.stderr)
-            return EXIT_UNAVAILABLE
+            return _refused(existing)
         print(f"{workflow_id} v{version} {'created' if created else 'unchanged (same definition)'}")
         if args.publish:
             published = client.post(f"/api/v1/workflows/{_path(workflow_id)}/publish", params={"version": version})
             if published.status_code != 200:
-                print(f"error: {_problem_text(published)}", file=sys.stderr)
-                return EXIT_USAGE if published.status_code < 500 else EXIT_UNAVAILABLE
+                return _refused(published)
             print(f"{workflow_id} v{version} published: Active")
     return EXIT_OK
 
@@ -422,8 +421,7 @@ def cmd_workflows_list(args: argparse.Namespace) -> int:
             params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
             response = client.get("/api/v1/workflows", params=params)
             if response.status_code != 200:
-                print(f"error: {_problem_text(response)}", file=sys.stderr)
-                return EXIT_UNAVAILABLE
+                return _refused(response)
             page = response.json()
             rows.extend(page["items"])
             cursor = page["nextCursor"]
@@ -440,8 +438,7 @@ def cmd_workflows_archive(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.post(f"/api/v1/workflows/{_path(args.workflow_id)}/archive")
     if response.status_code != 200:
-        print(f"error: {_problem_text(response)}", file=sys.stderr)
-        return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+        return _refused(response)
     print(f"{args.workflow_id} Archived: new executions are refused; running ones finish")
     return EXIT_OK
 
@@ -453,8 +450,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.get("/api/v1/dead-letters", params=params)
     if response.status_code != 200:
-        print(f"error: {_problem_text(response)}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _refused(response)
     items = response.json()["items"]
     if not items:
         print("no dead letters" if args.all else "no open dead letters")
@@ -474,8 +470,7 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.post(f"/api/v1/dead-letters/{args.dead_letter_id}/redrive")
         if response.status_code != 200:
-            print(f"error: {_problem_text(response)}", file=sys.stderr)
-            return EXIT_USAGE if response.status_code < 500 else EXIT_UNAVAILABLE
+            return _refused(response)
         body = response.json()
         print(f"dead letter {body['deadLetterId']} redriven: execution {body['executionId']} {body['action']}")
         if args.wait:
