@@ -110,3 +110,40 @@ async def start(
         queue="executions",
     )
     return row["execution_id"]
+
+
+async def record(
+    db: Database,
+    execution_id: Any,
+    token: int,
+    node_id: str = "echo1",
+    *,
+    attempt: int = 1,
+    status: str = "Succeeded",
+    node_status: str | None = None,
+    outputs: Any = None,
+    error: Any = None,
+    worker: str = "w",
+    fired: list[bool] | None = None,
+) -> list[Any]:
+    """Records one attempt the way a worker does (dw.record_attempt_v2), with test defaults."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return await db.record_attempt(
+        execution_id=execution_id,
+        token=token,
+        node_id=node_id,
+        attempt=attempt,
+        action_type="core.echo",
+        attempt_status=status,
+        parameters={},
+        outputs=outputs,
+        error=error,
+        start_time=now,
+        end_time=now,
+        worker=worker,
+        node_status=node_status or status,
+        next_attempt_at=None,
+        fired=[True] if fired is None else fired,
+    )

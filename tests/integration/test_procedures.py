@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from dataworkflows import errors
 from dataworkflows.db import Database
 from dataworkflows.migrations import migrate
-from tests.conftest import load_fixture, publish, start
+from tests.conftest import load_fixture, publish, record, start
 
 
 async def _jobs(db: Database, execution_id: object) -> list[dict]:
@@ -107,25 +106,8 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     taken = await db.fetch_one("try_acquire", id=execution_id, owner="w2", lease_seconds=30)
     assert (taken["outcome"], taken["lease_token"]) == ("acquired", 2)
 
-    now = datetime.now(UTC)
     with pytest.raises(errors.LeaseLost):
-        await db.record_attempt(
-            execution_id=execution_id,
-            token=1,
-            node_id="echo1",
-            attempt=1,
-            action_type="core.echo",
-            attempt_status="Succeeded",
-            parameters={},
-            outputs={"echo": "late"},
-            error=None,
-            start_time=now,
-            end_time=now,
-            worker="w1",
-            node_status="Succeeded",
-            next_attempt_at=None,
-            fired=[True],
-        )
+        await record(db, execution_id, 1, outputs={"echo": "late"}, worker="w1")
     with pytest.raises(errors.LeaseLost):
         await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
     with pytest.raises(errors.LeaseLost):
@@ -135,23 +117,7 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     assert await _sql(db, "SELECT count(*) FROM dw.action_executions") == [(0,)]
 
     # The new holder's writes go through.
-    await db.record_attempt(
-        execution_id=execution_id,
-        token=2,
-        node_id="echo1",
-        attempt=1,
-        action_type="core.echo",
-        attempt_status="Succeeded",
-        parameters={},
-        outputs={"echo": "ok"},
-        error=None,
-        start_time=now,
-        end_time=now,
-        worker="w2",
-        node_status="Succeeded",
-        next_attempt_at=None,
-        fired=[True],
-    )
+    await record(db, execution_id, 2, outputs={"echo": "ok"}, worker="w2")
     states = {s["node_id"]: s["status"] for s in await db.fetch_all("list_node_states", id=execution_id)}
     assert states == {"echo1": "Succeeded", "echo2": "Ready"}
     # A Succeeded node can never start again.
@@ -303,7 +269,6 @@ async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
 
 
 async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> None:
-    from datetime import UTC, datetime
 
     from dataworkflows.resources import DatabaseResources
 
@@ -315,23 +280,8 @@ async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> 
     where = {"workflow_id": "simple-echo", "execution_id": execution_id, "node_id": "echo1"}
     assert (await resources.claim("t", "k2", **where, attempt=1)).state == "claimed"
     assert (await resources.claim("t", "k2", **where, attempt=2)).state == "pending"
-    now = datetime.now(UTC)
     # Attempt 1 timed out: its outcome is recorded, so attempt 2 need not wait out the claim.
-    await db.record_attempt(
-        execution_id=execution_id,
-        token=token,
-        node_id="echo1",
-        attempt=1,
-        action_type="core.echo",
-        attempt_status="TimedOut",
-        parameters={},
-        outputs=None,
-        error={"code": "action_timeout"},
-        start_time=now,
-        end_time=now,
-        worker="w",
-        node_status="Ready",
-        next_attempt_at=None,
-        fired=[],
+    await record(
+        db, execution_id, token, status="TimedOut", node_status="Ready", error={"code": "action_timeout"}, fired=[]
     )
     assert (await resources.claim("t", "k2", **where, attempt=2)).state == "claimed"

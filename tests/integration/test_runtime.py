@@ -14,7 +14,7 @@ from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
-from tests.conftest import load_fixture, publish, start
+from tests.conftest import load_fixture, publish, record, start
 
 FAST_RETRY = {"maxAttempts": 3, "initialDelay": "PT0.05S", "backoffMultiplier": 2, "maxDelay": "PT1S", "jitter": False}
 
@@ -355,26 +355,7 @@ async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun
     token = (await db.fetch_one("try_acquire", id=execution_id, owner="dead-worker", lease_seconds=30))["lease_token"]
 
     await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo1")
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    await db.record_attempt(
-        execution_id=execution_id,
-        token=token,
-        node_id="echo1",
-        attempt=1,
-        action_type="core.echo",
-        attempt_status="Succeeded",
-        parameters={},
-        outputs={"echo": "Hello from node 1"},
-        error=None,
-        start_time=now,
-        end_time=now,
-        worker="dead-worker",
-        node_status="Succeeded",
-        next_attempt_at=None,
-        fired=[True],
-    )
+    await record(db, execution_id, token, outputs={"echo": "Hello from node 1"}, worker="dead-worker")
     await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo2")
     async with db.connection() as conn:
         await conn.execute("UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
