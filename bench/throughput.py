@@ -12,8 +12,9 @@ DATABASE_URL set it creates a scratch database dw_bench_<random> on that server 
 What is measured, in one run, on the same database:
 
 * Baseline B, raw commits: M single-row INSERTs in autocommit on one connection, then on C connections at once.
-* Pool checkout: the engine's pool checks every connection it hands out (an empty query: one more round trip
-  and one more transaction per database call); a `SELECT 1` through a pool with and without that check.
+* Pool checkout: the engine's pool (dataworkflows.db.CheckedPool) polls each connection's socket before handing
+  it out, to drop connections whose server end is gone (no round trip); a `SELECT 1` through that pool and
+  through a plain psycopg_pool pool.
 * Baseline A, raw Procrastinate: N no-op jobs deferred in batches, drained by one worker process
   (bench/noop_worker.py) at concurrency C, set up like the engine's worker (same pool, delete_jobs="successful").
   jobs/s over first job started -> last job ended.
@@ -74,9 +75,9 @@ RESULTS_DIR = BENCH_DIR / "results"
 FINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut")
 QUEUE = "executions"
 NOOP_QUEUE = "bench_noop"
-# An empty query (the pool's checkout check) is a transaction too, and so is every wake-up of a LISTENing
-# backend by a NOTIFY.
-TRANSACTIONS_NOTE = "pg_stat_database, incl. pool checks and NOTIFY wake-ups"
+# Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (the pool's checkout check is a
+# socket poll and sends nothing, unless the connection has something to read).
+TRANSACTIONS_NOTE = "pg_stat_database, incl. NOTIFY wake-ups"
 # Backends that have just disconnected flush their statistics as they exit.
 STATS_SETTLE_SECONDS = 0.5
 
@@ -645,8 +646,8 @@ async def bench_commits(conninfo: str, monitor: Monitor, sizes: Sizes) -> dict[s
 
 
 async def bench_pool_check(conninfo: str, sizes: Sizes) -> dict[str, Any]:
-    """`SELECT 1` through the engine's pool (check_connection on every checkout) and through the same pool
-    without the check: what one pool checkout costs in round trips."""
+    """`SELECT 1` through the engine's pool (a socket poll on every checkout) and through a plain pool: what
+    the dead-connection check costs per database call."""
     results: dict[str, Any] = {}
     for label, check in (("with_check", True), ("without_check", False)):
         pool: psycopg_pool.AsyncConnectionPool
@@ -1006,7 +1007,7 @@ def print_report(results: dict[str, Any]) -> None:
     if check:
         row("pool checkout + SELECT 1, with check", check["with_check"]["mean_us"], "us (engine's make_pool)")
         row("pool checkout + SELECT 1, no check", check["without_check"]["mean_us"], "us")
-        row("pool check overhead per DB call", check["check_overhead_us"], "us (one extra round trip)")
+        row("pool check overhead per DB call", check["check_overhead_us"], "us (a socket poll, no round trip)")
     proc = results.get("procrastinate")
     if proc:
         rows.append(None)

@@ -10,12 +10,18 @@ import contextlib
 import os
 import signal
 import socket
+import time
 import traceback
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import procrastinate
+import psycopg
 import structlog
+from procrastinate import connector as procrastinate_connector
+from procrastinate import jobs, manager
 from procrastinate.job_context import JobContext
 from prometheus_client import start_http_server
 
@@ -31,10 +37,11 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.db import Database, make_pool
-from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.template_pool import TemplatePool
 
 log = structlog.get_logger("dataworkflows.worker")
 
@@ -63,6 +70,208 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             structlog.contextvars.unbind_contextvars("execution_id")
 
     return app
+
+
+class Backoff:
+    """Delays between attempts while the database is away: 0.5 s, doubling, at most 10 s."""
+
+    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an error means the connection or the server went away (worth retrying), as
+    opposed to a bug or a refused statement. Procrastinate wraps psycopg's errors, so the
+    causes are searched too."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable | psycopg.OperationalError):
+            return True  # includes psycopg_pool's PoolTimeout and the 57P* shutdown errors
+        if isinstance(current, psycopg.Error) and (current.sqlstate or "").startswith(("08", "57P")):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """The error that explains a failure: Procrastinate's "Database error." hides its cause."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, psycopg.Error | DataWorkflowsError):
+            break
+        current = current.__cause__
+    found = current or exc
+    return f"{type(found).__name__}: {str(found).strip()}"[:500]
+
+
+async def stopped_within(stop: asyncio.Event, delay: float) -> bool:
+    """Sleeps `delay` seconds, or less if `stop` is set; returns whether it was."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+    return stop.is_set()
+
+
+class ResilientJobManager(manager.JobManager):
+    """Procrastinate's job manager, made to ride out a lost connection or a restarting server.
+
+    Left alone, Procrastinate stops a worker on the first database error in its fetch loop,
+    heartbeat or LISTEN reconnection: running jobs are cancelled after the grace period and
+    run_worker_async ends (measured: a killed backend or a PostgreSQL restart ended the process).
+    Here such errors are logged and retried with a backoff instead; only errors that are not about
+    the connection propagate (the supervisor in run_worker restarts the loop then).
+    """
+
+    def __init__(self, connector: procrastinate_connector.BaseConnector, stop: asyncio.Event) -> None:
+        super().__init__(connector)
+        self.stop = stop
+        # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
+        self.in_hand: dict[int, set[int]] = {}
+
+    async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        backoff = Backoff()
+        answer_lost = False
+        while True:
+            try:
+                if answer_lost:
+                    await self._requeue_lost_fetches(worker_id)
+                    answer_lost = False
+                job = await super().fetch_job(queues, worker_id)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                answer_lost = True
+                if self.stop.is_set():
+                    # Unregistering clears the worker id of a job this fetch may have taken,
+                    # and recovery re-queues its run.
+                    log.warning("fetching a job failed while stopping", error=describe(exc))
+                    return None
+                delay = backoff.next()
+                log.warning("fetching a job failed; retrying", error=describe(exc), retry_in=delay)
+                if await stopped_within(self.stop, delay):
+                    return None
+                continue
+            if job is not None and job.id is not None:
+                self.in_hand.setdefault(worker_id, set()).add(job.id)
+            return job
+
+    async def _requeue_lost_fetches(self, worker_id: int) -> None:
+        """A fetch whose connection died may have committed all the same (measured with
+        `pg_ctl -m immediate`): its job is then 'doing' for this worker, which never got it, and the
+        worker's live heartbeat keeps recovery from re-queuing the run. Such jobs go back to 'todo'."""
+        held = self.in_hand.get(worker_id, set())
+        for job in await self.list_jobs_async(status="doing", worker_id=worker_id):
+            if job.id is not None and job.id not in held:
+                log.warning("re-queuing a job fetched by a call that lost its answer", job_id=job.id)
+                await super().retry_job(job)
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        try:
+            await super().update_heartbeat(worker_id)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            # The next beat (one interval later) is the retry.
+            log.warning("worker heartbeat failed; retrying at the next beat", error=describe(exc))
+
+    async def unregister_worker(self, worker_id: int) -> None:
+        try:
+            await super().unregister_worker(worker_id)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            # Its heartbeat goes stale and the next worker to start prunes it.
+            log.warning("could not unregister the Procrastinate worker", error=describe(exc))
+
+    async def listen_for_jobs(
+        self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None = None
+    ) -> None:
+        # Procrastinate reconnects a LISTEN connection that dies, but the first failed reconnection
+        # (the server restarting) ends the listener, and with it the worker.
+        backoff = Backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                await super().listen_for_jobs(on_notification=on_notification, queues=queues)
+                error = "the listener returned"
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                error = describe(exc)
+            if time.monotonic() - started > backoff.cap:
+                backoff.reset()
+            delay = backoff.next()
+            log.warning("listening for new jobs failed; reconnecting", error=error, retry_in=delay)
+            await asyncio.sleep(delay)
+            # Jobs queued while nobody listened sent their notification into the void: look for
+            # work now rather than at the next polling interval.
+            wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
+            await on_notification(channel="", notification=wake_up)
+
+    async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
+        await self._persist(job, lambda: super(ResilientJobManager, self).finish_job(job, status, delete_job))
+
+    async def retry_job(
+        self,
+        job: jobs.Job,
+        retry_at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        await self._persist(
+            job,
+            lambda: super(ResilientJobManager, self).retry_job(
+                job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
+            ),
+        )
+
+    async def _persist(self, job: jobs.Job, write: Callable[[], Awaitable[None]]) -> None:
+        """Records a job's end, retrying while the connection is lost: a job left 'doing' on a
+        live worker would keep recovery from re-queuing its run."""
+        try:
+            await self._persist_with_retries(job, write)
+        finally:
+            for held in self.in_hand.values():
+                held.discard(job.id or 0)
+
+    async def _persist_with_retries(self, job: jobs.Job, write: Callable[[], Awaitable[None]]) -> None:
+        backoff = Backoff()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if not connection_lost(exc):
+                    if attempt == 1:
+                        raise
+                    # A lost attempt may have been applied before its connection died; the job
+                    # is not 'doing' any more, which is all this is for.
+                    log.warning("a retried job update was refused", job_id=job.id, error=describe(exc))
+                    return
+                if self.stop.is_set():
+                    log.error(
+                        "could not record the job's end; recovery will close it", job_id=job.id, error=describe(exc)
+                    )
+                    return
+                delay = backoff.next()
+                log.warning(
+                    "recording the job's end failed; retrying", job_id=job.id, error=describe(exc), retry_in=delay
+                )
+                await stopped_within(self.stop, delay)
 
 
 def credential_provider(settings: Settings, db: Database) -> CredentialProvider:
@@ -152,6 +361,31 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             log.warning("queue metrics update failed", error=str(exc))
 
 
+async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: asyncio.Event) -> None:
+    """Runs one Procrastinate fetch loop until `stop` is set, starting it again (after a backoff)
+    whenever it ends: Procrastinate ends a worker on errors ResilientJobManager does not absorb
+    (registering while the server is down, a side task failing), and the process must not."""
+    backoff = Backoff()
+    name = options.get("name")
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await app.run_worker_async(**options)
+            error = "the fetch loop stopped"
+        except Exception as exc:
+            if stop.is_set():
+                log.warning("fetch loop failed while stopping", fetch_loop=name, error=describe(exc))
+                return
+            error = describe(exc)
+        if stop.is_set():
+            return
+        if time.monotonic() - started > backoff.cap:
+            backoff.reset()
+        delay = backoff.next()
+        log.warning("fetch loop ended; restarting it", fetch_loop=name, error=error, retry_in=delay)
+        await stopped_within(stop, delay)
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -175,6 +409,9 @@ async def run_worker(
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
     conditions = ConditionPool(size=2)
+    templates = TemplatePool(
+        size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
+    )
     http = make_http_client(settings.allowed_hosts)
     services = build_services(settings, db, http)
     runtime = Runtime(
@@ -189,12 +426,14 @@ async def run_worker(
         ),
         conditions,
         services,
+        templates=templates,
     )
+    stop_event = stop or asyncio.Event()
     app = build_app(runtime)
+    app.job_manager = ResilientJobManager(app.connector, stop_event)
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
     recovery = asyncio.create_task(recovery_loop(db, settings))
-    stop_event = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -213,13 +452,18 @@ async def run_worker(
             }
             shares = [concurrency // fetchers + (1 if i < concurrency % fetchers else 0) for i in range(fetchers)]
             loops = [
-                asyncio.create_task(app.run_worker_async(**common, concurrency=share, name=f"{worker_id}#{i}"))
+                asyncio.create_task(
+                    supervise_fetch_loop(app, {**common, "concurrency": share, "name": f"{worker_id}#{i}"}, stop_event)
+                )
                 for i, share in enumerate(shares)
             ]
             stop_task = asyncio.create_task(stop_event.wait())
+            # The supervisors end only once stop is set (or on a bug: then the worker stops too).
             await asyncio.wait({*loops, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-            # Procrastinate's graceful stop: running jobs get the grace period, then are cancelled
-            # (the runtime hands their executions back).
+            # From now on no run starts another attempt: each lets its running attempts end and
+            # hands itself back. Procrastinate's graceful stop gives running jobs the grace period,
+            # then cancels them (the runtime hands those executions back at once).
+            runtime.stop_starting()
             for task in loops:
                 task.cancel()
             results = await asyncio.gather(*loops, return_exceptions=True)
@@ -237,6 +481,7 @@ async def run_worker(
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
         await conditions.close()
+        await templates.close()
         await http.aclose()
         await pool.close()
         log.info("worker stopped")

