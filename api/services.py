@@ -1,5 +1,6 @@
 """What the controllers share, stored on app.state: database, settings, registry, the condition
-sandbox (for validating conditions at publish time) and the principal resolver."""
+sandbox (for validating conditions at publish time), the template sandbox (for instantiating
+workflow templates) and the principal resolver."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import DefinitionError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.publishing import PreparedDefinition, collect_conditions, prepare_definition
+from dataworkflows.template_pool import TemplatePool
 from dataworkflows.validation import Problem
 
 from .principals import PrincipalResolver
@@ -31,6 +33,8 @@ class Services:
     conditions: ConditionPool
     principals: PrincipalResolver
     events: EventHub
+    # Renders workflow templates at instantiation (helper processes for anything beyond lookups).
+    templates: TemplatePool
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""

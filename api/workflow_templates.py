@@ -116,7 +116,7 @@ class WorkflowTemplateController(Controller):
             }
         )
         assert document is not None and not problems, problems
-        definition, problems = instantiate(document, data.workflow_id, data.config)
+        definition, problems = await instantiate(document, data.workflow_id, data.config, svc.templates)
         if problems or definition is None:
             raise DefinitionError(problems, "the template cannot be instantiated with this request")
         try:

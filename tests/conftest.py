@@ -17,6 +17,7 @@ from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database, make_pool
 from dataworkflows.publishing import collect_conditions, compile_for_publish, prepare_definition
+from dataworkflows.template_pool import TemplatePool
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -75,6 +76,27 @@ async def conditions() -> AsyncIterator[ConditionPool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def templates() -> AsyncIterator[TemplatePool]:
+    pool = TemplatePool(size=2, timeout_seconds=3.0)
+    _TEMPLATES.append(pool)
+    try:
+        yield pool
+    finally:
+        _TEMPLATES.remove(pool)
+        await pool.close()
+
+
+# The template pool of the running test, for helpers that build runtimes (its helper processes
+# belong to the test's event loop). tests/integration/conftest.py provides one to every test.
+_TEMPLATES: list[TemplatePool] = []
+
+
+def current_templates() -> TemplatePool:
+    assert _TEMPLATES, "this test needs the `templates` fixture"
+    return _TEMPLATES[-1]
 
 
 def load_fixture(relative: str) -> dict[str, Any]:

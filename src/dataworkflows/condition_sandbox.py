@@ -9,11 +9,12 @@ the wall-clock limit by killing this process. Protocol: one JSON object per line
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import msgspec
+
+from dataworkflows.confinement import drop_privileges
 
 # Runs once per helper. Removes every host capability dukpy installs (call_python reaches Python,
 # require/_dukpy_* load files, process/console talk to the host), then locks the global object so
@@ -132,21 +133,9 @@ def _sealed_interpreter() -> Any:
     return interpreter
 
 
-def _drop_privileges() -> None:
-    """As root, confine the helper to its empty directory and become nobody, so that even a JS
-    engine bug cannot read the parent's files or /proc/<parent>/environ."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return
-    os.chroot(".")
-    os.chdir("/")
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
-
-
 def main() -> None:
     interpreter = _sealed_interpreter()
-    _drop_privileges()
+    drop_privileges()
     decoder = msgspec.json.Decoder(Request)
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer

@@ -56,6 +56,10 @@ class Settings:
     # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    # Templates that do more than look values up render in helper processes: at most this many
+    # loop iterations and calls per render, and this long before the helper is killed.
+    template_max_steps: int = 1_000_000
+    template_timeout_seconds: float = 5.0
 
     @property
     def allowed_hosts(self) -> list[str]:

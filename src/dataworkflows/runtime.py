@@ -28,7 +28,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
-from dataworkflows import metrics, templating
+from dataworkflows import metrics
 from dataworkflows.actions import (
     ActionContext,
     ActionError,
@@ -40,10 +40,12 @@ from dataworkflows.actions import (
 from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.db import Database, jsonb
 from dataworkflows.definitions import EdgeWhen, RoutePolicy
-from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
+from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, InvalidInput, LeaseLost
 from dataworkflows.planning import Plan, PlanNode, plan_from_json
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus
+from dataworkflows.template_pool import TemplateRenderer
+from dataworkflows.templating import TemplateRenderError
 
 log = structlog.get_logger("dataworkflows.runtime")
 
@@ -128,13 +130,23 @@ class Runtime:
         settings: RuntimeSettings,
         conditions: ConditionEvaluator,
         services: ActionServices | None = None,
+        *,
+        templates: TemplateRenderer,
     ) -> None:
         self.db = db
         self.registry = registry
         self.settings = settings
         self.conditions = conditions
+        self.templates = templates
         self.services = services
         self.plans = PlanCache(db)
+        # Set when the worker is asked to stop: no run starts another attempt; each hands itself
+        # back once its running attempts have ended (within the worker's grace period).
+        self.stopping = asyncio.Event()
+
+    def stop_starting(self) -> None:
+        """From now on, no new node attempt starts in this process."""
+        self.stopping.set()
 
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
@@ -225,29 +237,32 @@ class _Run:
             await self._cancel_running()
             raise
         except asyncio.CancelledError:
-            # The worker is stopping: give the run back so another worker resumes it now,
-            # instead of waiting for the lease to expire.
+            # The grace period is over and attempts were still running: give the run back so
+            # another worker resumes it now, instead of waiting for the lease to expire.
             await self._cancel_running()
-            try:
-                await asyncio.shield(
-                    self.db.fetch_one(
-                        "release_execution",
-                        id=self.execution_id,
-                        token=self.token,
-                        queue=self.settings.queue,
-                        reason="worker_shutdown",
-                    )
-                )
-            except DataWorkflowsError as exc:
-                # Not fatal: the lease expires and recovery re-queues the run; but say so.
-                self.log.warning("could not hand the execution back on shutdown", error=str(exc))
-            else:
-                self.log.info("execution released for another worker (shutdown)")
+            await asyncio.shield(self._hand_back())
             raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def _hand_back(self) -> str:
+        """Releases the lease and re-queues the run for another worker (this one is stopping)."""
+        try:
+            await self.db.fetch_one(
+                "release_execution",
+                id=self.execution_id,
+                token=self.token,
+                queue=self.settings.queue,
+                reason="worker_shutdown",
+            )
+        except DataWorkflowsError as exc:
+            # Not fatal: the lease expires and recovery re-queues the run; but say so.
+            self.log.warning("could not hand the execution back on shutdown", error=str(exc))
+        else:
+            self.log.info("execution released for another worker (shutdown)")
+        return "released"
 
     async def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
@@ -287,10 +302,15 @@ class _Run:
         if interrupted is not None:
             return await self._fail_node(interrupted)
         lost_waiter = asyncio.create_task(self.lease_lost.wait())
+        stop_waiter = asyncio.create_task(self.runtime.stopping.wait())
         try:
             while True:
                 if self.lease_lost.is_set():
                     raise LeaseLost()
+                # Wake up for a stop request until it has come (a done task would wake every wait).
+                waiters = {lost_waiter} if stop_waiter.done() else {lost_waiter, stop_waiter}
+                if self.runtime.stopping.is_set() and not self.running:
+                    return await self._hand_back()
                 now = _now()
                 if self.deadline is not None and now >= self.deadline:
                     return await self._finish(
@@ -316,7 +336,7 @@ class _Run:
                             metrics.EXECUTIONS_PARKED.inc()
                             self.log.info("execution parked until a retry is due", wake_at=wake.isoformat())
                             return "parked"
-                        await asyncio.wait({lost_waiter}, timeout=max(delay, 0))
+                        await asyncio.wait(waiters, timeout=max(delay, 0), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     if all(self._final(n) for n in self.order):
                         return await self._finish(ExecutionStatus.SUCCEEDED, None)
@@ -327,11 +347,13 @@ class _Run:
                     )
                 timeout = self._next_wakeup(now)
                 done, _ = await asyncio.wait(
-                    {*self.running.values(), lost_waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    {*self.running.values(), *waiters}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
                     if task is lost_waiter:
                         raise LeaseLost()
+                    if task is stop_waiter:
+                        continue
                     node_id = task.get_name().removeprefix("node-")
                     try:
                         outcome = task.result()
@@ -351,6 +373,7 @@ class _Run:
                         return await self._fail_node(outcome)
         finally:
             lost_waiter.cancel()
+            stop_waiter.cancel()
 
     async def _fail_node(self, outcome: _NodeOutcome) -> str:
         """Fail fast: a node failed and no failure/always edge took the failure."""
@@ -378,6 +401,8 @@ class _Run:
         return max((min(candidates) - now).total_seconds(), 0.0)
 
     def _launch_ready(self, now: datetime) -> None:
+        if self.runtime.stopping.is_set():
+            return
         limit = self.plan.max_parallel_actions
         for node_id in self.order:
             if len(self.running) >= limit:
@@ -449,9 +474,11 @@ class _Run:
                     rendered = None
                     # Templates also see the attempt number: with rerenderOnRetry each attempt
                     # renders its own parameters; without it, attempt 1's are reused.
-                    rendered = templating.render(node.parameters, {**self._scope(), "attempt": attempt})
+                    rendered = await self.runtime.templates.render(
+                        node.parameters, {**self._scope(), "attempt": attempt}
+                    )
                 result = await self._invoke(node, attempt, rendered, node_log)
-            except templating.TemplateRenderError as exc:
+            except TemplateRenderError as exc:
                 result = ActionResult.failed(exc.code, exc.message)
             end = _now()
             outcome = await self._record(node, attempt, rendered, result, start, end, retry_in_process=True)
@@ -578,26 +605,40 @@ class _Run:
             f and e.when in (EdgeWhen.FAILURE, EdgeWhen.ALWAYS) for f, e in zip(fired, node.edges, strict=False)
         )
         unhandled = node_status == NodeStatus.FAILED and not handled
-        changes = await self.db.record_attempt(
-            execution_id=self.execution_id,
-            token=self.token,
-            node_id=node.id,
-            attempt=attempt,
-            action_type=node.action_type,
-            attempt_status=status.value,
-            parameters=rendered,
-            outputs=result.outputs if status == AttemptStatus.SUCCEEDED else (result.outputs or None),
-            error=error,
-            start_time=start,
-            end_time=end,
-            worker=self.settings.worker_id,
-            node_status=node_status.value,
-            next_attempt_at=next_at,
-            # An unhandled failure ends the run: its edges stay undecided, so a redrive resumes
-            # exactly here.
-            fired=None if unhandled else fired,
-            resource_links=[_link_json(link) for link in result.resource_links] or None,
-        )
+        try:
+            changes = await self.db.record_attempt(
+                execution_id=self.execution_id,
+                token=self.token,
+                node_id=node.id,
+                attempt=attempt,
+                action_type=node.action_type,
+                attempt_status=status.value,
+                parameters=rendered,
+                outputs=result.outputs if status == AttemptStatus.SUCCEEDED else (result.outputs or None),
+                error=error,
+                start_time=start,
+                end_time=end,
+                worker=self.settings.worker_id,
+                node_status=node_status.value,
+                next_attempt_at=next_at,
+                # An unhandled failure ends the run: its edges stay undecided, so a redrive resumes
+                # exactly here.
+                fired=None if unhandled else fired,
+                resource_links=[_link_json(link) for link in result.resource_links] or None,
+            )
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            # What the attempt produced cannot be stored (not JSON, or refused by PostgreSQL, such
+            # as a NUL character): the transaction rolled back, so record a failure that says so
+            # instead, without the offending values. Not retried: the same input would do it again.
+            if result.error is not None and result.error.code == "unrecordable_result":
+                raise
+            self.outputs.pop(node.id, None)
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self.log.warning("attempt result could not be stored", node_id=node.id, attempt=attempt, error=message)
+            unrecordable = ActionResult.failed(
+                "unrecordable_result", f"the attempt's parameters or outputs could not be stored: {message}"[:2000]
+            )
+            return await self._record(node, attempt, None, unrecordable, start, end, retry_in_process=retry_in_process)
         metrics.ATTEMPTS.labels(node.action_type, status.value).inc()
         metrics.NODE_DURATION.labels(node.action_type, status.value).observe((end - start).total_seconds())
         if node_status == NodeStatus.WAITING:
@@ -619,14 +660,18 @@ class _Run:
             if retry_in_process and delay <= self.settings.park_threshold_seconds:
                 sleep_task = asyncio.ensure_future(asyncio.sleep(delay))
                 lost = asyncio.ensure_future(self.lease_lost.wait())
+                stopping = asyncio.ensure_future(self.runtime.stopping.wait())
                 try:
-                    await asyncio.wait({sleep_task, lost}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({sleep_task, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     sleep_task.cancel()
                     lost.cancel()
+                    stopping.cancel()
                 if self.lease_lost.is_set():
                     raise LeaseLost()
-                return None
+                if not self.runtime.stopping.is_set():
+                    return None
+                # Stopping: the node stays Waiting with its due time; the next worker retries it.
             return _NodeOutcome(node.id, NodeStatus.WAITING)
         if node_status == NodeStatus.FAILED:
             return _NodeOutcome(node.id, NodeStatus.FAILED, unhandled_failure=unhandled, error=error)

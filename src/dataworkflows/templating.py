@@ -5,10 +5,17 @@ A value that is exactly one {{ expression }} keeps the expression's JSON type (a
 number); anything else renders to a string. Reaching Python internals (``''.__class__``) is refused
 by the sandbox. Workflow templates use the same machinery with [[ ... ]] delimiters at
 instantiation time. Pure module.
+
+Every render runs under a budget of work (RenderBudget): loop iterations and calls (macros,
+methods, the range global) count as steps, integers may not grow past MAX_INT_BITS, and the
+characters a render produces are counted across the whole value, not per string. Past the budget,
+TemplateBudgetExceeded. The budget is deterministic; the wall-clock limit and the isolation that
+keep a worker's event loop responsive come from rendering in helper processes (template_pool).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 from typing import Any
@@ -28,8 +35,64 @@ class TemplateRenderError(DataWorkflowsError):
     code = "template_error"
 
 
+class TemplateBudgetExceeded(TemplateRenderError):
+    """The template did more work than a render may (steps, integer size or time)."""
+
+    code = "template_budget_exceeded"
+
+
 MAX_RENDERED_CHARS = 1_000_000
 MAX_RANGE = 10_000
+# Loop iterations plus calls in one render. A document looping over 1,000 rows of 50 columns
+# takes about 100,000; a million takes roughly a second of CPU in a helper.
+DEFAULT_MAX_STEPS = 1_000_000
+# About 308 decimal digits, the range of a double: enough for any real number in a workflow;
+# (10**64)**64 is far past it.
+MAX_INT_BITS = 1024
+
+
+class RenderBudget:
+    """The work one render may do. Not thread-safe: one budget per render call."""
+
+    __slots__ = ("chars", "max_chars", "max_steps", "steps")
+
+    def __init__(self, max_steps: int = DEFAULT_MAX_STEPS, max_chars: int = MAX_RENDERED_CHARS) -> None:
+        self.max_steps = max_steps
+        self.max_chars = max_chars
+        self.steps = 0
+        self.chars = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise TemplateBudgetExceeded(
+                f"the template ran more than {self.max_steps:,} loop iterations and calls; "
+                "it was stopped (template_budget_exceeded)"
+            )
+
+    def produce(self, chars: int) -> None:
+        self.chars += chars
+        if self.chars > self.max_chars:
+            raise _too_big("the rendered value")
+
+
+# The budget of the render in progress (set by _Renderer.render; a render never awaits, so a
+# context variable is enough to keep concurrent renders apart).
+_budget: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar("template_budget", default=None)
+
+
+def _step() -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.step()
+
+
+def _check_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise TemplateBudgetExceeded(f"an integer in the template grew past {MAX_INT_BITS} bits")
+    return value
+
+
 _WIDE_FORMAT = re.compile(r"[%{][^%{}]*?\d{7,}")
 
 
@@ -63,7 +126,19 @@ def _too_big(what: str) -> TemplateRenderError:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Compiles `a ~ b` to a join that refuses oversized results (Jinja's own str_join does not)."""
+    """Compiles `a ~ b` to a join that refuses oversized results (Jinja's own str_join does not),
+    and makes every loop iteration a counted step (nested loops multiply, so each level counts)."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        self._loop_bodies = {*getattr(self, "_loop_bodies", ()), id(node.body)}
+        super().visit_For(node, frame)
+
+    def blockvisit(self, body: Any, frame: Frame) -> None:
+        if id(body) in getattr(self, "_loop_bodies", ()):
+            # A direct call at the top of each iteration: going through the sandbox's call()
+            # would cost more than the iteration itself.
+            self.writeline("environment.loop_step()")
+        super().blockvisit(body, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -87,6 +162,10 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         for name in ("center", "indent", "wordwrap", "format"):
             self.filters.pop(name, None)
 
+    def loop_step(self) -> None:
+        """Called at the top of every loop iteration."""
+        _step()
+
     def bounded_concat(self, parts: Any) -> str:
         pieces = [str(part) for part in parts]
         if sum(len(piece) for piece in pieces) > MAX_RENDERED_CHARS:
@@ -94,6 +173,7 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         return "".join(pieces)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _step()
         for argument in (*args, *kwargs.values()):
             if isinstance(argument, int) and not isinstance(argument, bool) and abs(argument) > MAX_RENDERED_CHARS:
                 raise TemplateRenderError(f"a number argument above {MAX_RENDERED_CHARS} is not allowed in templates")
@@ -113,11 +193,17 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _step()
+        ints = _is_int(left) and _is_int(right)
         if operator == "**":
             if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64:
                 raise TemplateRenderError("exponent too large in a template (at most 64)")
+            if ints and right > 0 and left.bit_length() * right > MAX_INT_BITS:
+                raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
             return left**right
         if operator == "*":
+            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
             for sequence, count in ((left, right), (right, left)):
                 sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
                 if sized and _estimate(sequence, MAX_RENDERED_CHARS) * max(count, 0) > MAX_RENDERED_CHARS:
@@ -132,7 +218,11 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
             return result
         if _estimate(left, MAX_RENDERED_CHARS) + _estimate(right, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
             raise _too_big("a template value")
-        return left + right
+        return _check_int(left + right)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Renderer:
@@ -186,7 +276,14 @@ class _Renderer:
             for item in value:
                 self._walk_compile(item)
 
-    def render(self, value: Any, scope: dict[str, Any], path: str = "") -> Any:
+    def render(self, value: Any, scope: dict[str, Any], budget: RenderBudget) -> Any:
+        token = _budget.set(budget)
+        try:
+            return self._render(value, scope, "", budget)
+        finally:
+            _budget.reset(token)
+
+    def _render(self, value: Any, scope: dict[str, Any], path: str, budget: RenderBudget) -> Any:
         if isinstance(value, str):
             if not self.has_template(value):
                 return value
@@ -196,22 +293,53 @@ class _Renderer:
                     result = self.compile_expression(expr)(**scope)
                     if isinstance(result, jinja2.Undefined):
                         str(result)  # StrictUndefined raises its descriptive error here
-                    if _estimate(result, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
-                        raise _too_big("the expression's value")
-                    return _to_json(result, path)
-                return _bounded(self.compile_template(value).generate(**scope))
+                    budget.produce(_estimate(result, budget.max_chars - budget.chars))
+                    return _to_json(_check_int(result), path)
+                return _bounded(self.compile_template(value).generate(**scope), budget)
             except TemplateRenderError:
                 raise
             except Exception as exc:
                 # Jinja raises plain Python errors at render time too (TypeError,
-                # ZeroDivisionError...): all are the template's fault, never a reason to crash.
+                # ZeroDivisionError, RecursionError...): all are the template's fault, never a
+                # reason to crash.
                 where = f" at {path}" if path else ""
                 raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}") from exc
         if isinstance(value, dict):
-            return {k: self.render(v, scope, f"{path}/{k}") for k, v in value.items()}
+            return {k: self._render(v, scope, f"{path}/{k}", budget) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.render(v, scope, f"{path}/{i}") for i, v in enumerate(value)]
+            return [self._render(v, scope, f"{path}/{i}", budget) for i, v in enumerate(value)]
         return value
+
+    def is_lookup_only(self, value: Any) -> bool:
+        """Whether every template in the value only looks values up (`{{ trigger.a }}`,
+        `Hi {{ nodes.x['y'] }}`): no loops, calls, filters or operators. Such a template does work
+        proportional to the data it copies, so it is safe to render anywhere."""
+        if isinstance(value, str):
+            return not self.has_template(value) or self._lookup_only_source(value)
+        if isinstance(value, dict):
+            return all(self.is_lookup_only(v) for v in value.values())
+        if isinstance(value, list):
+            return all(self.is_lookup_only(v) for v in value)
+        return True
+
+    @functools.lru_cache(maxsize=2048)  # noqa: B019 - two module-level renderers, never collected
+    def _lookup_only_source(self, source: str) -> bool:
+        try:
+            tree = self.env.parse(source)
+        except Exception:  # a syntax error: let the full renderer report it
+            return False
+        return all(_is_lookup_node(node) for node in tree.find_all(nodes.Node))
+
+
+_LOOKUP_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Const)
+
+
+def _is_lookup_node(node: nodes.Node) -> bool:
+    if isinstance(node, nodes.Getitem):
+        return isinstance(node.arg, nodes.Const)
+    if isinstance(node, nodes.Name):
+        return node.ctx == "load"
+    return type(node) in _LOOKUP_NODES
 
 
 def _safe_range(*args: int) -> range:
@@ -221,15 +349,12 @@ def _safe_range(*args: int) -> range:
     return result
 
 
-def _bounded(chunks: Any) -> str:
-    """Joins rendered output, stopping as soon as it grows past the limit (a loop that prints
-    forever ends here, not in memory)."""
+def _bounded(chunks: Any, budget: RenderBudget) -> str:
+    """Joins rendered output, stopping as soon as the render's output grows past the limit (a loop
+    that prints forever ends here, not in memory)."""
     parts: list[str] = []
-    size = 0
     for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_RENDERED_CHARS:
-            raise TemplateRenderError(f"the rendered template exceeds {MAX_RENDERED_CHARS} characters")
+        budget.produce(len(chunk))
         parts.append(chunk)
     return "".join(parts)
 
@@ -271,15 +396,25 @@ def check_template(value: Any) -> str | None:
     return _runtime.check(value)
 
 
-def render(value: Any, scope: dict[str, Any], path: str = "") -> Any:
-    """Renders every run-time template in a JSON value; TemplateRenderError names the path."""
-    return _runtime.render(value, scope, path)
+def render(value: Any, scope: dict[str, Any], budget: RenderBudget | None = None) -> Any:
+    """Renders every run-time template in a JSON value under a budget of work;
+    TemplateRenderError names the path, TemplateBudgetExceeded says the budget ran out."""
+    return _runtime.render(value, scope, budget or RenderBudget())
+
+
+def is_lookup_only(value: Any) -> bool:
+    """Whether the value's run-time templates only look values up (safe to render in process)."""
+    return _runtime.is_lookup_only(value)
 
 
 def check_instantiation_template(value: Any) -> str | None:
     return _instantiation.check(value)
 
 
-def render_instantiation(value: Any, scope: dict[str, Any]) -> Any:
+def render_instantiation(value: Any, scope: dict[str, Any], budget: RenderBudget | None = None) -> Any:
     """Renders the [[ ... ]] templates of a workflow template; {{ ... }} is left alone."""
-    return _instantiation.render(value, scope)
+    return _instantiation.render(value, scope, budget or RenderBudget())
+
+
+def is_lookup_only_instantiation(value: Any) -> bool:
+    return _instantiation.is_lookup_only(value)

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import msgspec
 
 from dataworkflows.definitions import checksum
-from dataworkflows.templating import TemplateRenderError, check_instantiation_template, render_instantiation
+from dataworkflows.template_pool import TemplateRenderer
+from dataworkflows.templating import TemplateRenderError, check_instantiation_template
 from dataworkflows.validation import WORKFLOW_ID, Problem, join_pointer
 
 ParameterType = Literal["string", "number", "integer", "boolean", "object", "array"]
@@ -153,10 +154,12 @@ def _has_braces(value: Any) -> bool:
     return False
 
 
-def instantiate(
-    document: WorkflowTemplateDocument, workflow_id: str, config: Any
+async def instantiate(
+    document: WorkflowTemplateDocument, workflow_id: str, config: Any, templates: TemplateRenderer
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """The rendered workflow definition, or the problems that stopped it."""
+    """The rendered workflow definition, or the problems that stopped it. Rendering goes through
+    `templates`, so a template that loops without end fails its budget instead of stalling the
+    caller (the API)."""
     problems: list[Problem] = []
     if not isinstance(workflow_id, str) or not WORKFLOW_ID.match(workflow_id):
         problems.append(Problem("/workflowId", "format", "must be 1-128 letters, digits, '.', '_' or '-'"))
@@ -165,7 +168,7 @@ def instantiate(
     if problems:
         return None, problems
     try:
-        rendered = render_instantiation(document.definition, {"config": values, "workflowId": workflow_id})
+        rendered = await templates.instantiate(document.definition, {"config": values, "workflowId": workflow_id})
     except TemplateRenderError as exc:
         return None, [Problem("/definition", exc.code, exc.message)]
     if not isinstance(rendered, dict):

@@ -20,6 +20,7 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
 from dataworkflows.http_client import make_http_client
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.template_pool import TemplatePool
 from dataworkflows.workers.app import build_services
 from tests.conftest import publish, start
 from tests.fakes import HTTP_TOKEN, MONDAY_TOKEN, SLACK_TOKEN, FakeServers, fake_servers
@@ -46,7 +47,7 @@ def env_credentials(monkeypatch: pytest.MonkeyPatch, fakes: FakeServers) -> None
 
 @pytest.fixture
 async def runtime(
-    db: Database, conditions: ConditionPool, fakes: FakeServers, env_credentials: None
+    db: Database, conditions: ConditionPool, templates: TemplatePool, fakes: FakeServers, env_credentials: None
 ) -> AsyncIterator[Runtime]:
     settings = Settings(
         http_allowed_hosts=f"127.0.0.1:{fakes.port},localhost:{fakes.port}",
@@ -57,7 +58,14 @@ async def runtime(
     http = make_http_client(settings.allowed_hosts)
     services: ActionServices = build_services(settings, db, http)
     try:
-        yield Runtime(db, default_registry(), RuntimeSettings(worker_id="w", lease_seconds=10), conditions, services)
+        yield Runtime(
+            db,
+            default_registry(),
+            RuntimeSettings(worker_id="w", lease_seconds=10),
+            conditions,
+            services,
+            templates=templates,
+        )
     finally:
         await http.aclose()
 

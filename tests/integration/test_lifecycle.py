@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.template_pool import TemplatePool
 from tests.conftest import FIXTURES, load_fixture
 from tests.integration.test_api import assert_problem
 
@@ -100,7 +102,9 @@ async def test_put_adds_versions_and_checksums_are_idempotent(client: AsyncTestC
     assert_problem(await client.put("/api/v1/workflows/simple-echo", json=broken), 422)
 
 
-async def test_published_version_pins_running_executions(client: AsyncTestClient[Any], db: Database) -> None:
+async def test_published_version_pins_running_executions(
+    client: AsyncTestClient[Any], db: Database, templates: TemplatePool
+) -> None:
     await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow("old"))
     first = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
     await client.put("/api/v1/workflows/simple-echo", json=echo_workflow("new"))
@@ -110,7 +114,7 @@ async def test_published_version_pins_running_executions(client: AsyncTestClient
 
     conditions = ConditionPool(size=1)
     try:
-        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions)
+        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=templates)
         for started in (second, first):
             assert await runtime.run_execution(UUID(started["executionId"])) == "Succeeded"
         # Two versions, each compiled once at publish time, each loaded once by the worker.
@@ -162,7 +166,9 @@ def template() -> dict[str, Any]:
     return data
 
 
-async def test_workflow_template_instantiation(client: AsyncTestClient[Any], db: Database) -> None:
+async def test_workflow_template_instantiation(
+    client: AsyncTestClient[Any], db: Database, templates: TemplatePool
+) -> None:
     created = await client.post("/api/v1/workflow-templates", json=template(), headers=ANA)
     assert created.status_code == 201, created.text
     assert (created.json()["version"], created.json()["createdBy"]) == (1, "ana")
@@ -193,7 +199,7 @@ async def test_workflow_template_instantiation(client: AsyncTestClient[Any], db:
     ).json()
     conditions = ConditionPool(size=1)
     try:
-        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions)
+        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=templates)
         assert await runtime.run_execution(UUID(started["executionId"])) == "Succeeded"
     finally:
         await conditions.close()
@@ -274,3 +280,33 @@ async def test_template_config_cannot_inject_runtime_templates_and_bombs_are_ref
         json={"workflowId": "w3", "config": {"name": "n", "reviewer": "x"}},
     )
     assert assert_problem(made, 422)["errors"][0]["code"] == "template_error"
+
+
+async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsive(
+    client: AsyncTestClient[Any],
+) -> None:
+    hostile = template()
+    hostile["id"] = "hostile"
+    loops = "[% for a in range(10000) %][% for b in range(10000) %][% for c in range(10000) %][% endfor %]"
+    hostile["definition"]["description"] = loops + "[% endfor %][% endfor %]"
+    assert (await client.post("/api/v1/workflow-templates", json=hostile)).status_code == 201
+    request = {"workflowId": "bombed", "config": {"name": "B", "reviewer": "r"}}
+
+    async def health_latencies() -> list[float]:
+        latencies = []
+        for _ in range(10):
+            began = asyncio.get_running_loop().time()
+            assert (await client.get("/health/live")).status_code == 200
+            latencies.append(asyncio.get_running_loop().time() - began)
+            await asyncio.sleep(0.02)
+        return latencies
+
+    refused, latencies = await asyncio.gather(
+        client.post("/api/v1/workflow-templates/hostile/instantiate", json=request), health_latencies()
+    )
+    body = assert_problem(refused, 422)
+    assert [(p["pointer"], p["code"]) for p in body["errors"]] == [("/definition", "template_budget_exceeded")]
+    # In process this template froze the API for 40 s; rendered in a helper, /health/live answers
+    # at once throughout (generous bound: it only catches a render on the event loop).
+    assert max(latencies) < 1.0
+    assert_problem(await client.get("/api/v1/workflows/bombed"), 404)

@@ -14,14 +14,14 @@ from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
-from tests.conftest import load_fixture, publish, record, start
+from tests.conftest import current_templates, load_fixture, publish, record, start
 
 FAST_RETRY = {"maxAttempts": 3, "initialDelay": "PT0.05S", "backoffMultiplier": 2, "maxDelay": "PT1S", "jitter": False}
 
 
 def make_runtime(db: Database, conditions: ConditionPool, **settings: Any) -> Runtime:
     options = {"worker_id": "test-worker", "lease_seconds": 5.0, "park_threshold_seconds": 30.0, **settings}
-    return Runtime(db, default_registry(), RuntimeSettings(**options), conditions)
+    return Runtime(db, default_registry(), RuntimeSettings(**options), conditions, templates=current_templates())
 
 
 def echo(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from dataworkflows.templating import TemplateRenderError, check_template, render
+from dataworkflows.templating import (
+    RenderBudget,
+    TemplateBudgetExceeded,
+    TemplateRenderError,
+    check_template,
+    is_lookup_only,
+    render,
+)
 
 SCOPE = {
     "trigger": {"user": "ana", "n": 3, "tags": ["a", "b"], "nested": {"ok": True}},
@@ -85,3 +92,76 @@ def test_python_errors_while_rendering_are_template_errors(template: str) -> Non
 def test_size_bombs_are_refused(template: str) -> None:
     with pytest.raises(TemplateRenderError):
         render({"m": template}, SCOPE)
+
+
+NESTED_LOOPS_1E9 = (
+    "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}{% endfor %}{% endfor %}{% endfor %}"
+)
+NESTED_LOOPS_1E12 = (
+    "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}"
+)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        NESTED_LOOPS_1E9,
+        NESTED_LOOPS_1E12,
+        # Loops in a recursive loop and in macros count too.
+        "{% for i in range(10000) recursive %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+        "{% macro f() %}{% for i in range(10000) %}{% endfor %}{% endmacro %}"
+        "{% for i in range(10000) %}{{ f() }}{% endfor %}",
+        # Integers: the exponent check alone let (((10**64)**64)**64)**64 run for 17 s.
+        "{{ (((10**64)**64)**64)**64 }}",
+        "{{ ((10**64)**64)**2 }}",
+        "{% set ns = namespace(n=3) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n }}",
+    ],
+)
+def test_work_bombs_exceed_the_budget(template: str) -> None:
+    with pytest.raises(TemplateBudgetExceeded) as caught:
+        render({"m": template}, SCOPE)
+    assert caught.value.code == "template_budget_exceeded"
+
+
+def test_the_budget_counts_steps_across_the_whole_value() -> None:
+    loop = "{% for i in range(600) %}{% endfor %}"
+    assert render({"a": loop, "b": loop}, SCOPE, RenderBudget(max_steps=1210)) == {"a": "", "b": ""}
+    with pytest.raises(TemplateBudgetExceeded):
+        render({"a": loop, "b": loop}, SCOPE, RenderBudget(max_steps=1100))
+
+
+def test_output_is_bounded_across_the_whole_value() -> None:
+    # Each value alone is under the limit; together they are over it.
+    big = {"trigger": {"s": "x" * 600_000}}
+    with pytest.raises(TemplateRenderError, match="exceed"):
+        render({"a": "{{ trigger.s }}", "b": "{{ trigger.s }}"}, big)
+    with pytest.raises(TemplateRenderError, match="exceed"):
+        render({"a": "<{{ trigger.s }}>", "b": "<{{ trigger.s }}>"}, big)
+
+
+def test_ordinary_work_fits_the_budget() -> None:
+    scope = {"trigger": {"rows": [{"n": i, "name": f"r{i}"} for i in range(1000)]}}
+    table = "{% for row in trigger.rows %}{% for k, v in row.items() %}{{ k }}={{ v }};{% endfor %}{% endfor %}"
+    assert render({"t": table}, scope)["t"].startswith("n=0;name=r0;")
+    assert render({"n": "{{ 10**64 }}"}, SCOPE) == {"n": 10**64}
+    assert render({"n": "{{ (2**50) ** 20 * 8 }}"}, SCOPE) == {"n": 2**1003}
+
+
+@pytest.mark.parametrize(
+    ("value", "lookup_only"),
+    [
+        ({"a": "{{ trigger.user }}", "b": ["Hi {{ nodes.first.echo }}!", 3, None]}, True),
+        ("{{ trigger['user'] }} and {{ execution.id }}", True),
+        ("no template", True),
+        ("{{ trigger.n + 1 }}", False),
+        ("{{ trigger.user | upper }}", False),
+        ("{{ trigger[trigger.user] }}", False),
+        ("{% for i in trigger.tags %}{{ i }}{% endfor %}", False),
+        ("{{ trigger.user.upper() }}", False),
+        ("{% set x = 1 %}{{ x }}", False),
+        ("{{ oops", False),
+    ],
+)
+def test_lookup_only_templates_are_recognised(value: object, lookup_only: bool) -> None:
+    assert is_lookup_only(value) is lookup_only

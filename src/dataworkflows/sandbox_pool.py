@@ -1,0 +1,178 @@
+"""A pool of long-lived sandboxed helper processes that answer one JSON request per line.
+
+Untrusted code (JavaScript conditions, Jinja2 templates) never runs in the process that holds
+leases and serves requests: a helper is started with an empty environment, an empty working
+directory and resource limits, and the parent enforces the wall-clock limit by killing it. While a
+helper works, the parent's event loop only waits on a pipe, so lease renewals, other runs and
+health checks go on.
+
+Protocol: the parent writes one JSON object per line with an integer "id"; the helper answers one
+JSON object per line with the same "id". What else the objects hold is the client's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import resource
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+import msgspec
+import structlog
+
+log = structlog.get_logger("dataworkflows.sandbox")
+
+
+class SandboxTimeout(Exception):
+    """The helper ran past its time limit and was killed."""
+
+
+class SandboxGone(Exception):
+    """The helper exited before answering (memory limit, crash, or it retired itself)."""
+
+
+class _Id(msgspec.Struct):
+    id: int
+
+
+def _limit_resources(memory_bytes: int) -> None:
+    # Runs in the child between fork and exec.
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.setsid()
+
+
+class _Helper:
+    def __init__(self, process: asyncio.subprocess.Process, workdir: str) -> None:
+        self.process = process
+        self.workdir = workdir
+        self.uses = 0
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class SandboxPool:
+    """Helpers running `python -I -m <module>`, at most `size` at once. Safe to share between tasks."""
+
+    def __init__(
+        self,
+        module: str,
+        *,
+        size: int = 2,
+        timeout_seconds: float = 1.0,
+        memory_bytes: int = 512 * 1024 * 1024,
+        recycle_after: int = 10_000,
+        max_line_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        self.module = module
+        self.size = size
+        self.timeout_seconds = timeout_seconds
+        self.memory_bytes = memory_bytes
+        self.recycle_after = recycle_after
+        self.max_line_bytes = max_line_bytes
+        # Capacity is a semaphore: a helper that is killed frees its slot at once, so a waiter
+        # never hangs on an idle queue that nobody refills.
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[_Helper] = []
+        self._ids = itertools.count(1)
+        self._encoder = msgspec.json.Encoder()
+        self._id_decoder = msgspec.json.Decoder(_Id)
+        self._closed = False
+        self.helpers_killed = 0
+
+    async def _spawn(self) -> _Helper:
+        workdir = tempfile.mkdtemp(prefix="dw-sandbox-")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",  # isolated: ignore PYTHON* variables and the user site directory
+            "-m",
+            self.module,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=workdir,
+            env={},
+            preexec_fn=lambda: _limit_resources(self.memory_bytes),
+            limit=self.max_line_bytes,
+        )
+        return _Helper(process, workdir)
+
+    async def _acquire(self) -> _Helper:
+        if self._closed:
+            raise SandboxGone("the sandbox pool is closed")
+        await self._slots.acquire()
+        try:
+            if self._idle:
+                return self._idle.pop()
+            return await self._spawn()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _release(self, helper: _Helper, healthy: bool) -> None:
+        try:
+            if healthy and helper.uses < self.recycle_after and not self._closed:
+                self._idle.append(helper)
+            else:
+                await helper.close()
+        finally:
+            self._slots.release()
+
+    async def call(self, request: dict[str, Any], *, timeout_seconds: float | None = None) -> bytes:
+        """Sends one request (an "id" is added) and returns the helper's answer line. A helper that
+        exits before answering is replaced and the request tried once more on a fresh one."""
+        try:
+            return await self._call_once(request, timeout_seconds)
+        except SandboxGone:
+            # It may have retired itself after the previous request (a damaged interpreter): this
+            # request deserves a fresh helper.
+            return await self._call_once(request, timeout_seconds)
+
+    async def _call_once(self, request: dict[str, Any], timeout_seconds: float | None) -> bytes:
+        timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        helper = await self._acquire()
+        healthy = False
+        try:
+            request_id = next(self._ids)
+            assert helper.process.stdin is not None and helper.process.stdout is not None
+            helper.process.stdin.write(self._encoder.encode({**request, "id": request_id}) + b"\n")
+            try:
+                await asyncio.wait_for(helper.process.stdin.drain(), timeout)
+                line = await asyncio.wait_for(helper.process.stdout.readline(), timeout)
+            except TimeoutError:
+                self.helpers_killed += 1
+                log.warning("sandboxed work timed out; replacing its helper", module=self.module, timeout=timeout)
+                raise SandboxTimeout(f"stopped after {timeout:g}s") from None
+            except (BrokenPipeError, ConnectionResetError, ValueError) as exc:
+                # ValueError: an answer longer than the pipe reader's limit.
+                raise SandboxGone(f"the helper failed: {type(exc).__name__}") from exc
+            if not line:
+                raise SandboxGone("the helper exited (memory limit or crash)")
+            try:
+                answered = self._id_decoder.decode(line).id
+            except msgspec.DecodeError as exc:
+                raise SandboxGone("the helper answered something that is not JSON") from exc
+            if answered != request_id:
+                raise SandboxGone("the helper answered out of order")
+            helper.uses += 1
+            healthy = True
+            return line
+        finally:
+            await self._release(helper, healthy)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            await self._idle.pop().close()

@@ -1,0 +1,99 @@
+"""Renders templates without letting one of them stall the process that asked.
+
+A template that only looks values up (`{{ trigger.user }}`, `Hi {{ nodes.a.echo }}`) does work in
+proportion to the data it copies, so it renders here, in process, in microseconds. Anything else
+(loops, filters, calls, operators) renders in a sandboxed helper process (template_sandbox) under
+the step budget of dataworkflows.templating; a render that runs past the wall-clock limit gets its
+helper killed and fails with template_budget_exceeded. Meanwhile this process's event loop only
+waits on a pipe: lease renewals, other runs and health checks go on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+
+from dataworkflows import templating
+from dataworkflows.sandbox_pool import SandboxGone, SandboxPool, SandboxTimeout
+from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError
+
+
+class TemplateRenderer(Protocol):
+    async def render(self, value: Any, scope: dict[str, Any]) -> Any: ...
+
+    async def instantiate(self, value: Any, scope: dict[str, Any]) -> Any: ...
+
+
+class _Answer(msgspec.Struct):
+    id: int
+    ok: bool
+    value: Any = None
+    code: str | None = None
+    error: str | None = None
+
+
+class TemplatePool:
+    """Templates rendered in process when they only look values up, in helpers otherwise."""
+
+    def __init__(
+        self,
+        size: int = 2,
+        *,
+        timeout_seconds: float = 5.0,
+        max_steps: int = templating.DEFAULT_MAX_STEPS,
+        memory_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.max_steps = max_steps
+        self._pool = SandboxPool(
+            "dataworkflows.template_sandbox",
+            size=size,
+            timeout_seconds=timeout_seconds,
+            memory_bytes=memory_bytes,
+            # An answer holds up to MAX_RENDERED_CHARS characters, each up to 6 bytes escaped.
+            max_line_bytes=8 * templating.MAX_RENDERED_CHARS,
+        )
+        self._decoder = msgspec.json.Decoder(_Answer)
+        self.in_process = 0
+        self.sandboxed = 0
+
+    @property
+    def helpers_killed(self) -> int:
+        return self._pool.helpers_killed
+
+    async def render(self, value: Any, scope: dict[str, Any]) -> Any:
+        """Renders the run-time ({{ }}) templates in a JSON value."""
+        if templating.is_lookup_only(value):
+            self.in_process += 1
+            return templating.render(value, scope, templating.RenderBudget(self.max_steps))
+        return await self._sandboxed("render", value, scope)
+
+    async def instantiate(self, value: Any, scope: dict[str, Any]) -> Any:
+        """Renders the [[ ]] templates of a workflow template."""
+        if templating.is_lookup_only_instantiation(value):
+            self.in_process += 1
+            return templating.render_instantiation(value, scope, templating.RenderBudget(self.max_steps))
+        return await self._sandboxed("instantiate", value, scope)
+
+    async def _sandboxed(self, op: str, value: Any, scope: dict[str, Any]) -> Any:
+        self.sandboxed += 1
+        try:
+            line = await self._pool.call({"op": op, "value": value, "scope": scope, "maxSteps": self.max_steps})
+        except SandboxTimeout as exc:
+            raise TemplateBudgetExceeded(
+                f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"
+            ) from exc
+        except SandboxGone as exc:
+            # Twice in a row (the pool retries once): the template itself kills its helper, most
+            # likely by exhausting the helper's memory limit.
+            raise TemplateBudgetExceeded(f"the template could not be rendered within its limits: {exc}") from exc
+        answer = self._decoder.decode(line)
+        if answer.ok:
+            return answer.value
+        message = answer.error or "the template could not be rendered"
+        if answer.code == TemplateBudgetExceeded.code:
+            raise TemplateBudgetExceeded(message)
+        raise TemplateRenderError(message)
+
+    async def close(self) -> None:
+        await self._pool.close()

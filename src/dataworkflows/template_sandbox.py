@@ -1,0 +1,91 @@
+"""The template helper process: renders Jinja2 templates under a budget, one request a line.
+
+Started by dataworkflows.template_pool with an empty environment, an empty working directory and
+resource limits (as root: chrooted into that directory as nobody). The parent kills it when a
+render runs past its wall-clock limit. Protocol: one JSON object per line on stdin,
+{"id", "op": "render"|"instantiate", "value", "scope", "maxSteps"}; one JSON answer per line on
+stdout, {"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import msgspec
+
+from dataworkflows import templating
+from dataworkflows.confinement import drop_privileges
+
+
+class Request(msgspec.Struct):
+    id: int
+    op: str
+    value: Any = None
+    scope: dict[str, Any] = {}
+    maxSteps: int = templating.DEFAULT_MAX_STEPS
+
+
+def _warm_up() -> None:
+    """Import and compile what rendering reaches lazily, while the file system is still there."""
+    # Modules Jinja's filters and globals import on first use (pprint, striptags, lipsum).
+    for module in ("pprint", "html", "jinja2.constants", "jinja2.debug"):
+        importlib.import_module(module)
+    scope = {"trigger": {"a": [3, 1, 2], "s": "x"}, "nodes": {}, "execution": {}, "attempt": 1}
+    templating.render(
+        "{% for i in trigger.a | sort %}{{ loop.index }}{{ i | string | upper }}{% endfor %}"
+        "{{ trigger | tojson }}{{ trigger.s | replace('x', 'y') | title | trim }}{{ 1.5 | round }}"
+        "{{ trigger.a | map('string') | join(',') }}{{ trigger.a | sum }}{{ '%d' % 1 }}",
+        scope,
+    )
+    templating.render_instantiation("[[ config.x | default(1) ]]", {"config": {}, "workflowId": "w"})
+    # Jinja imports its traceback rewriting (jinja2.debug) on the first error a template raises.
+    for failing in ("{{ 1 / 0 }}", "{{ nope }}", "{% for i in range(3) %}{{ i.x.y }}{% endfor %}"):
+        try:
+            templating.render(failing, scope)
+        except templating.TemplateRenderError:
+            continue
+
+
+def _answer(request: Request) -> dict[str, Any]:
+    budget = templating.RenderBudget(max_steps=request.maxSteps)
+    try:
+        if request.op == "render":
+            value = templating.render(request.value, request.scope, budget)
+        elif request.op == "instantiate":
+            value = templating.render_instantiation(request.value, request.scope, budget)
+        else:
+            return {"id": request.id, "ok": False, "code": "bad_request", "error": f"unknown op {request.op!r}"}
+    except templating.TemplateRenderError as exc:
+        return {"id": request.id, "ok": False, "code": exc.code, "error": exc.message}
+    return {"id": request.id, "ok": True, "value": value}
+
+
+def main() -> None:
+    _warm_up()
+    drop_privileges()
+    decoder = msgspec.json.Decoder(Request)
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        try:
+            request = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            answer: dict[str, Any] = {"id": -1, "ok": False, "code": "bad_request", "error": f"bad request: {exc}"}
+        else:
+            answer = _answer(request)
+        try:
+            encoded = encoder.encode(answer)
+        except (TypeError, ValueError, OverflowError) as exc:
+            encoded = encoder.encode(
+                {"id": answer["id"], "ok": False, "code": "template_error", "error": f"not JSON: {exc}"}
+            )
+        out.write(encoded + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

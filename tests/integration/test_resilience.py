@@ -1,0 +1,193 @@
+"""The engine under hostile input and lost workers: budgets, unrecordable results, a stopping
+worker, and the bookkeeping recovery does (orphaned jobs, dead letters). Real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.conftest import publish, record, start
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.unit.test_templating import NESTED_LOOPS_1E9, NESTED_LOOPS_1E12
+
+
+async def _sql(db: Database, query: str, *params: object) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def test_hostile_templates_fail_their_node_while_a_neighbour_finishes(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions, lease_seconds=2.0)
+    await publish(db, wf("hostile-9", echo("bomb", message=NESTED_LOOPS_1E9)))
+    await publish(db, wf("hostile-12", echo("bomb", message=NESTED_LOOPS_1E12)))
+    await publish(db, wf("hostile-int", echo("bomb", message="{{ ((10**64)**64)**2 }}")))
+    await publish(db, wf("neighbour", echo("a", message="{{ trigger.n * 2 }}", delayMs=50), echo("b")))
+    hostile = [await start(db, name) for name in ("hostile-9", "hostile-12", "hostile-int")]
+    neighbour = await start(db, "neighbour", {"n": 21})
+
+    runs = [asyncio.ensure_future(runtime.run_execution(e)) for e in hostile]
+    await asyncio.sleep(0.01)
+    began = time.monotonic()
+    assert await runtime.run_execution(neighbour) == "Succeeded"
+    neighbour_seconds = time.monotonic() - began
+    assert await asyncio.gather(*runs) == ["Failed", "Failed", "Failed"]
+
+    assert (await attempts(db, neighbour))[0]["parameters"]["message"] == 42
+    assert neighbour_seconds < 3.0
+    for execution_id in hostile:
+        rows = await attempts(db, execution_id)
+        # One attempt row that says why; not retried.
+        assert [(r["status"], r["error"]["code"]) for r in rows] == [("Failed", "template_budget_exceeded")]
+        assert (await nodes(db, execution_id))["bomb"]["status"] == "Failed"
+        assert "lease_lost" not in await events(db, execution_id)
+
+
+async def test_a_result_postgresql_refuses_becomes_a_failed_attempt_row(
+    db: Database, conditions: ConditionPool
+) -> None:
+    # jsonb has no NUL character: the template makes one (the definition holds the escape, which
+    # jsonb stores), so the echo's parameters and outputs both carry it.
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("nul", echo("a", to("b"), message="{{ 'x\\u0000y' }}"), echo("b")))
+    execution_id = await start(db, "nul")
+    assert await runtime.run_execution(execution_id) == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [(r["node_id"], r["status"], r["error"]["code"]) for r in rows] == [("a", "Failed", "unrecordable_result")]
+    assert rows[0]["parameters"] is None and rows[0]["outputs"] is None
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution["error"]["code"] == "node_failed"
+    assert "engine_error" not in str(execution["error"])
+
+
+async def test_a_stopping_worker_starts_no_attempt_and_hands_the_run_back(
+    db: Database, conditions: ConditionPool
+) -> None:
+    raw = wf("chain", echo("a", to("b"), delayMs=300), echo("b", to("c"), delayMs=300), echo("c"))
+    await publish(db, raw)
+    execution_id = await start(db, "chain")
+    stopping = make_runtime(db, conditions)
+    run = asyncio.ensure_future(stopping.run_execution(execution_id))
+    await asyncio.sleep(0.1)  # a is running
+    stopping.stop_starting()
+    assert await asyncio.wait_for(run, 5) == "released"
+    # a finished and was recorded; b never started; nothing was interrupted.
+    assert [(r["node_id"], r["status"]) for r in await attempts(db, execution_id)] == [("a", "Succeeded")]
+    assert "execution_released" in await events(db, execution_id)
+
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    assert [r["node_id"] for r in rows] == ["a", "b", "c"]
+    assert not [r for r in rows if (r["error"] or {}).get("code") == "attempt_interrupted"]
+
+
+async def test_a_stopping_worker_leaves_a_retry_for_the_next_one(db: Database, conditions: ConditionPool) -> None:
+    retry = {"maxAttempts": 3, "initialDelay": "PT2S", "backoffMultiplier": 1, "jitter": False}
+    node = echo("flaky", simulateFailure="transient", failUntilAttempt=2)
+    node["retryPolicy"] = retry
+    await publish(db, wf("flaky-stop", node))
+    execution_id = await start(db, "flaky-stop")
+    runtime = make_runtime(db, conditions)
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.3)  # attempt 1 failed, the node waits 2 s in process
+    runtime.stop_starting()
+    assert await asyncio.wait_for(run, 1.5) == "released"
+    assert (await nodes(db, execution_id))["flaky"]["status"] == "Waiting"
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+
+
+async def test_recovery_finishes_jobs_left_doing_by_a_worker_that_died_after_the_run_ended(
+    db: Database, conditions: ConditionPool
+) -> None:
+    await publish(db, wf("short", echo("a")))
+    execution_id = await start(db, "short")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    # The worker died between completing the run and finishing the job: 'doing', no live worker.
+    await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE args->>'execution_id' = %s", str(execution_id))
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions"
+    )
+    assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "job_reconciled")]
+    assert (
+        await _sql(db, "SELECT status FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(execution_id))
+        == []
+    )
+    queue = await _sql(db, "SELECT coalesce(sum(jobs), 0) FROM dw.v_queue_depth WHERE status = 'doing'")
+    assert queue == [(0,)]
+
+    # A live worker's job is its own to finish.
+    other = await start(db, "short")
+    assert await make_runtime(db, conditions).run_execution(other) == "Succeeded"
+    worker = (await _sql(db, "SELECT procrastinate_register_worker_v1()"))[0][0]
+    await _sql(
+        db,
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE args->>'execution_id' = %s",
+        worker,
+        str(other),
+    )
+    assert (
+        await db.fetch_all("recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions") == []
+    )
+
+
+async def test_job_failed_letters_close_when_the_run_ends(db: Database, conditions: ConditionPool) -> None:
+    await publish(db, wf("short", echo("a")))
+    execution_id = await start(db, "short")
+    letter = await db.fetch_one(
+        "record_job_failure",
+        job_id=1,
+        execution_id=execution_id,
+        payload={},
+        error={"code": "job_failed", "message": "ConnectorException"},
+        attempts=1,
+    )
+    assert letter is not None
+    open_letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
+    assert [d["kind"] for d in open_letters] == ["job_failed"]
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    assert await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10) == []
+    closed = (await db.fetch_all("list_dead_letters", open=False, kind=None, before=None, limit=10))[0]
+    assert closed["close_reason"] == "run_ended" and closed["closed_at"] is not None
+
+
+async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) -> None:
+    await publish(db, wf("crashy", echo("ok", to("crash")), echo("crash")))
+    execution_id: UUID = await start(db, "crashy")
+    for lost in range(3):
+        # A worker fetches the run's job and takes the lease.
+        await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE status = 'todo'")
+        row = await db.fetch_one("acquire_run", id=execution_id, owner="doomed", lease_seconds=30)
+        token = int(row["lease_token"])
+        if lost == 0:
+            await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="ok")
+            await record(db, execution_id, token, "ok", fired=[True])
+        else:
+            # Each new worker records the interrupted attempt, as the runtime does, then retries.
+            await record(
+                db,
+                execution_id,
+                token,
+                "crash",
+                attempt=lost,
+                status="RetriableFailure",
+                node_status="Waiting",
+                error={"code": "attempt_interrupted"},
+            )
+        # The crash node's attempt starts, and its worker dies with it.
+        await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="crash")
+        await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+        await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions")
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution["status"] == "Failed"
+    error = execution["error"]
+    assert error["code"] == "worker_lost"
+    assert "node crash attempt 3 (core.echo)" in error["message"]
+    assert [(f["nodeId"], f["attempt"], f["interruptedAttempts"]) for f in error["inFlight"]] == [("crash", 3, 2)]
+    letter = (await db.fetch_all("list_dead_letters", open=True, kind="worker_lost", before=None, limit=10))[0]
+    assert letter["error"]["inFlight"][0]["nodeId"] == "crash"
