@@ -13,7 +13,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dataworkflows import __version__
@@ -24,12 +24,14 @@ from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
+from dataworkflows.template_pool import TemplatePool
 
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
+from .params import refuse_impossible_ids
 from .principals import HeaderPrincipalResolver
-from .problems import exception_handlers, problem
+from .problems import ClientDisconnected, exception_handlers, problem
 from .schemas import HealthRead
 from .services import Services, services
 from .workflow_templates import WorkflowTemplateController
@@ -56,7 +58,11 @@ async def metrics() -> bytes:
 
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
-    """Counts and times every routed request by its route template (not its raw path)."""
+    """Counts and times every routed request by its route template (not its raw path).
+
+    A client that hangs up before its answer is counted apart from server errors: Litestar would
+    turn the http.disconnect met while reading the body into a 500 (InternalServerException), so
+    the disconnect is raised here, as ClientDisconnected, before Litestar sees it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -64,15 +70,25 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             return
         started = time.perf_counter()
         status = 500
+        response_started = False
+
+        async def receive_wrapper() -> ReceiveMessage:
+            message = await receive()
+            # After the response has started, a disconnect is how a stream (SSE) learns that its
+            # reader left: that is the stream's normal end, not a failed request.
+            if message["type"] == "http.disconnect" and not response_started:
+                raise ClientDisconnected("the client closed the connection while sending its request")
+            return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                response_started = True
             await send(message)
 
         try:
-            await app(scope, receive, send_wrapper)
+            await app(scope, receive_wrapper, send_wrapper)
         finally:
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "GET")
@@ -107,6 +123,9 @@ def create_app(settings: Settings) -> Litestar:
         timeout=settings.db_timeout_seconds,
     )
     conditions = ConditionPool(size=2)
+    templates = TemplatePool(
+        size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
+    )
     events = EventHub(settings.database_url)
 
     @contextlib.asynccontextmanager
@@ -121,11 +140,13 @@ def create_app(settings: Settings) -> Litestar:
             conditions=conditions,
             principals=HeaderPrincipalResolver(),
             events=events,
+            templates=templates,
         )
         try:
             yield
         finally:
             await events.close()
+            await templates.close()
             await conditions.close()
             await pool.close()
 
@@ -146,6 +167,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers=exception_handlers,
         before_request=bind_request_context,
+        guards=[refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="DataWorkflows",

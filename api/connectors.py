@@ -16,6 +16,7 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
+from .params import query_int
 from .principals import principal_id_param, principal_type_param
 from .problems import Unauthorized
 from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead
@@ -124,7 +125,7 @@ class ResourceLinkController(Controller):
         resource_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
         key: Annotated[str | None, QueryParameter(name="key", required=False)] = None,
         execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 100,
+        limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 100,
     ) -> list[ResourceLinkRead]:
         rows = await services(request).db.fetch_all(
             "list_resource_links", type=resource_type, key=key, execution_id=execution_id, limit=limit

@@ -20,6 +20,7 @@ from dataworkflows.statuses import ExecutionStatus
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
+from .params import BIGINT_MAX, query_int
 from .schemas import AttemptRead, EventRead, ExecutionList, ExecutionRead, ExecutionSummary, NodeStateRead
 from .services import services
 
@@ -49,7 +50,7 @@ class ExecutionController(Controller):
         workflow_id: Annotated[str | None, QueryParameter(name="workflowId", required=False)] = None,
         status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=500)] = 50,
+        limit: Annotated[int, query_int("limit", ge=1, le=500)] = 50,
     ) -> ExecutionList:
         after = decode_cursor(cursor)
         after_created = after_id = None
@@ -142,8 +143,8 @@ class ExecutionController(Controller):
         self,
         request: Request[Any, Any, Any],
         execution_id: FromPath[str],
-        after: Annotated[int, QueryParameter(name="after", ge=0)] = 0,
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=1000)] = 1000,
+        after: Annotated[int, query_int("after", ge=0, le=BIGINT_MAX)] = 0,
+        limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 1000,
     ) -> Response[Any]:
         eid = _parse_id(execution_id)
         execution = await _require(request, eid)

@@ -16,6 +16,7 @@ from dataworkflows.validation import json_depth
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
+from .params import INT_MAX, query_int
 from .principals import principal_id_param, principal_type_param
 from .problems import Unauthorized
 from .schemas import ExecuteRequest, ExecuteResponse, VersionRead, VersionWritten, WorkflowList, WorkflowRead
@@ -72,7 +73,7 @@ class WorkflowController(Controller):
         data: JSONBody[dict[str, Any]],
         auto_activate: Annotated[bool, QueryParameter(name="autoActivate")] = False,
         max_concurrent_executions: Annotated[
-            int | None, QueryParameter(name="maxConcurrentExecutions", gt=0, le=2**31 - 1, required=False)
+            int | None, query_int("maxConcurrentExecutions", ge=1, le=INT_MAX, required=False)
         ] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
@@ -105,7 +106,7 @@ class WorkflowController(Controller):
         request: Request[Any, Any, Any],
         status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=500)] = 100,
+        limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> WorkflowList:
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
@@ -192,7 +193,7 @@ class WorkflowController(Controller):
         self,
         request: Request[Any, Any, Any],
         workflow_id: FromPath[str],
-        version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
+        version: Annotated[int | None, query_int("version", ge=1, le=INT_MAX, required=False)] = None,
         principal_id: PrincipalId = None,
         principal_type: PrincipalType = None,
     ) -> WorkflowRead:

@@ -1,0 +1,205 @@
+"""The HTTP API against input no client should send: integers no row can have, in every path and
+query position, and a client that hangs up in the middle of its request body."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from tests.acceptance.conftest import Stack, free_port
+from tests.conftest import load_fixture
+
+BIGINT_MAX = 2**63 - 1
+
+# Integers no id or version can be: zero, negative, past PostgreSQL's integer and bigint, and past
+# Python's int-from-string digit limit (4300).
+IMPOSSIBLE = ["0", "-1", "-0", str(2**31), str(BIGINT_MAX), str(2**63), str(-(2**63) - 1), "9" * 40, "9" * 5000]
+
+# Every route with an int path parameter; {n} is the integer.
+INT_PATHS = [
+    ("GET", "/api/v1/dead-letters/{n}"),
+    ("POST", "/api/v1/dead-letters/{n}/redrive"),
+    ("GET", "/api/v1/workflows/simple-echo/versions/{n}"),
+    ("GET", "/api/v1/workflows/nope/versions/{n}"),
+]
+
+# Every int query parameter, with values that are out of its range (or not integers at all).
+INT_QUERIES = [
+    ("GET", "/api/v1/workflows", "limit"),
+    ("GET", "/api/v1/executions", "limit"),
+    ("GET", "/api/v1/dead-letters", "limit"),
+    ("GET", "/api/v1/resource-links", "limit"),
+    ("GET", "/api/v1/executions/{execution}/events", "limit"),
+    ("GET", "/api/v1/executions/{execution}/events", "after"),
+    ("POST", "/api/v1/workflows/simple-echo/publish", "version"),
+    ("GET", "/api/v1/workflow-templates/nope", "version"),
+    ("POST", "/api/v1/workflows", "maxConcurrentExecutions"),
+]
+OUT_OF_RANGE = ["-1", str(2**63), str(-(2**63) - 1), "9" * 40, "9" * 5000, "1e30", "0x10", "1.5", ""]
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, max_body_bytes=64 * 1024, max_trigger_depth=16))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def execution(client: AsyncTestClient[Any]) -> str:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+    assert created.status_code == 201, created.text
+    started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+def assert_problem(response: Any, *statuses: int) -> dict[str, Any]:
+    assert response.status_code in statuses, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body = response.json()
+    assert body["status"] == response.status_code and body["title"] and body["detail"]
+    assert "Traceback" not in response.text
+    return body
+
+
+@pytest.mark.parametrize("value", IMPOSSIBLE)
+@pytest.mark.parametrize(("method", "path"), INT_PATHS)
+async def test_an_id_or_version_that_cannot_exist_is_404(
+    client: AsyncTestClient[Any], execution: str, method: str, path: str, value: str
+) -> None:
+    response = await client.request(method, path.format(n=value))
+    assert assert_problem(response, 404)["code"].endswith("not_found")
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+@pytest.mark.parametrize(("method", "path", "name"), INT_QUERIES)
+async def test_an_int_query_value_out_of_range_is_400(
+    client: AsyncTestClient[Any], execution: str, method: str, path: str, name: str, value: str
+) -> None:
+    kwargs: dict[str, Any] = {"params": {name: value}}
+    if method == "POST" and path == "/api/v1/workflows":
+        kwargs["json"] = load_fixture("bundle2/retry-workflow.json")
+    response = await client.request(method, path.format(execution=execution), **kwargs)
+    assert_problem(response, 400, 422)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", str(2**31), str(BIGINT_MAX)])
+async def test_publishing_a_version_that_cannot_exist_is_4xx(client: AsyncTestClient[Any], value: str) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+    response = await client.post("/api/v1/workflows/simple-echo/publish", params={"version": value})
+    assert_problem(response, 400, 404)
+
+
+async def test_reading_events_after_the_largest_id_is_empty(client: AsyncTestClient[Any], execution: str) -> None:
+    response = await client.get(f"/api/v1/executions/{execution}/events", params={"after": str(BIGINT_MAX)})
+    assert response.status_code == 200 and response.json() == []
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/api/v1/dead-letters", _cursor(2**63)),
+        ("/api/v1/dead-letters", _cursor(-(2**63) - 1)),
+        ("/api/v1/dead-letters", _cursor(10**40)),
+        ("/api/v1/dead-letters", _cursor(0)),
+        ("/api/v1/dead-letters", _cursor(-5)),
+        ("/api/v1/dead-letters", _cursor(True)),
+        ("/api/v1/dead-letters", _cursor(1.5)),
+        ("/api/v1/workflows", _cursor("a\u0000b")),
+        ("/api/v1/workflows", _cursor(2**63)),
+        ("/api/v1/executions", _cursor(["2020-01-01T00:00:00+00:00", str(2**63)])),
+        ("/api/v1/executions", _cursor(["99999-01-01", "00000000-0000-0000-0000-000000000000"])),
+        ("/api/v1/executions", base64.urlsafe_b64encode(b"9" * 5000).decode()),
+    ],
+)
+async def test_a_cursor_no_page_produced_is_422(client: AsyncTestClient[Any], path: str, cursor: str) -> None:
+    response = await client.get(path, params={"cursor": cursor})
+    assert assert_problem(response, 422)["code"] == "invalid_input"
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/api/v1/dead-letters", _cursor(BIGINT_MAX)),
+        ("/api/v1/dead-letters", _cursor(1)),
+        # The ends of what a timestamp can be, with the offsets that push them past a year's edge.
+        ("/api/v1/executions", _cursor(["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"])),
+        ("/api/v1/executions", _cursor(["9999-12-31T23:59:59-14:00", "00000000-0000-0000-0000-000000000000"])),
+    ],
+)
+async def test_an_extreme_but_well_formed_cursor_is_a_page(
+    client: AsyncTestClient[Any], path: str, cursor: str
+) -> None:
+    response = await client.get(path, params={"cursor": cursor})
+    assert response.status_code == 200 and response.json()["items"] == [], response.text
+
+
+# A client that hangs up mid-body, against a real server: the in-process test client never sends
+# http.disconnect while a body is being read.
+
+
+_REQUESTS = re.compile(r"^dataworkflows_http_requests_total\{(.*)\} (\S+)$", re.MULTILINE)
+
+
+def _counter(metrics: str, status: str) -> float:
+    """dataworkflows_http_requests_total summed over routes; labels hold braces ({workflow_id})."""
+    return sum(float(value) for labels, value in _REQUESTS.findall(metrics) if f'status="{status}"' in labels)
+
+
+def _requests(metrics: str) -> str:
+    return "\n".join(line for line in metrics.splitlines() if line.startswith("dataworkflows_http_requests_total"))
+
+
+def _hang_up_mid_body(port: int, path: str) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"trigger": {"blob": "' + b"x" * 1000)
+        time.sleep(0.2)
+
+
+def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_500(dsn: str, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": dsn, "DW_LOG_FORMAT": "json"}
+    stack = Stack(dsn=dsn, port=free_port(), logs=tmp_path, env=env)
+    try:
+        stack.start_api()
+        with httpx.Client(base_url=stack.url, timeout=10) as http:
+            before = http.get("/metrics").text
+            for path in ["/api/v1/workflows/simple-echo/execute", "/api/v1/workflows"]:
+                _hang_up_mid_body(stack.port, path)
+            deadline = time.monotonic() + 10
+            while True:
+                after = http.get("/metrics").text
+                if _counter(after, "499") - _counter(before, "499") >= 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+    finally:
+        stack.stop()
+    logs = stack.read_logs()
+    assert _counter(after, "500") == _counter(before, "500"), _requests(after)
+    assert _counter(after, "499") - _counter(before, "499") == 2, _requests(after)
+    assert 'route="/api/v1/workflows/{workflow_id}/execute",status="499"' in after, _requests(after)
+    assert "Traceback" not in logs and '"level": "error"' not in logs, logs
+    assert "client disconnected" in logs, logs
