@@ -192,6 +192,17 @@ class DeadLetterRead(Camel):
     created_at: datetime
     redriven_at: datetime | None
     redriven_by: str | None
+    # Closed without a redrive: acknowledged by an operator, or run_ended (a job failure whose run
+    # finished after recovery). Open means neither redriven nor closed.
+    closed_at: datetime | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+    close_note: str | None = None
+
+
+class AcknowledgeRequest(Camel):
+    # Why it needs nothing more ("customer cancelled", "fixed by hand"): kept with the letter.
+    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
 class DeadLetterList(Camel):

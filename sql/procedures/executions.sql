@@ -374,6 +374,12 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, p_event,
             jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error)));
+
+    -- A job of this run raised earlier and recovery resumed the run: now that it has ended, that
+    -- letter needs nobody.
+    UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
+     WHERE d.execution_id = p_execution_id AND d.kind = 'job_failed'
+       AND d.redriven_at IS NULL AND d.closed_at IS NULL;
 END;
 $$;
 
@@ -423,7 +429,27 @@ CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
 ) RETURNS TABLE (execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
     v_e record;
+    v_in_flight jsonb;
 BEGIN
+    -- A worker killed between completing its run and finishing its job leaves the job 'doing'
+    -- forever: the run has ended, so the job is done (deleted, as Procrastinate deletes the jobs
+    -- that succeed). Only jobs whose worker is gone or silent: a live worker finishes its own.
+    RETURN QUERY
+    WITH orphans AS (
+        SELECT j.id, (j.args ->> 'execution_id')::uuid AS execution_id
+          FROM procrastinate_jobs j
+          JOIN dw.executions e ON e.id::text = j.args ->> 'execution_id'
+          LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+         WHERE j.status = 'doing' AND j.task_name = 'dw.run_execution'
+           AND e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+           AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => p_stalled_worker_seconds))
+         LIMIT 500
+         FOR UPDATE OF j SKIP LOCKED
+    ), deleted AS (
+        DELETE FROM procrastinate_jobs j USING orphans o WHERE j.id = o.id RETURNING o.execution_id
+    )
+    SELECT d.execution_id, 'job_reconciled'::text FROM deleted d;
+
     FOR v_e IN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
@@ -450,9 +476,26 @@ BEGIN
          WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing';
 
         IF v_e.recovery_count >= p_max_recoveries THEN
+            -- Say what was running each time: an attempt that keeps killing its worker (a crash in
+            -- an action, memory exhaustion) is named here, with how often it was interrupted.
+            SELECT jsonb_agg(jsonb_build_object('nodeId', n.node_id, 'actionType', n.action_type,
+                                                'attempt', n.attempts, 'startedAt', n.started_at,
+                                                'interruptedAttempts', (
+                       SELECT count(*) FROM dw.action_executions a
+                        WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
+                          AND a.error ->> 'code' = 'attempt_interrupted')) ORDER BY n.position)
+              INTO v_in_flight
+              FROM dw.node_states n WHERE n.execution_id = v_e.id AND n.status = 'Running';
             PERFORM dw.finish_execution_v1(v_e.id, 'Failed',
-                jsonb_build_object('code', 'worker_lost',
-                                   'message', format('the run lost its worker %s times', v_e.recovery_count + 1)),
+                jsonb_strip_nulls(jsonb_build_object(
+                    'code', 'worker_lost',
+                    'message', format('the run lost its worker %s times%s', v_e.recovery_count + 1,
+                                      CASE WHEN v_in_flight IS NULL THEN ''
+                                           ELSE '; in flight each time: ' || (
+                                               SELECT string_agg(format('node %s attempt %s (%s)', f ->> 'nodeId',
+                                                                        f ->> 'attempt', f ->> 'actionType'), ', ')
+                                                 FROM jsonb_array_elements(v_in_flight) f) END),
+                    'inFlight', v_in_flight)),
                 'execution_failed');
             INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
             SELECT 'worker_lost', e.id,
@@ -506,6 +549,10 @@ BEGIN
     IF v_d.redriven_at IS NOT NULL THEN
         RAISE EXCEPTION 'dead letter % was already redriven at % by %', p_id, v_d.redriven_at,
             COALESCE(v_d.redriven_by, 'an anonymous caller') USING ERRCODE = 'DW005';
+    END IF;
+    IF v_d.closed_at IS NOT NULL THEN
+        RAISE EXCEPTION 'dead letter % was closed at % (%)', p_id, v_d.closed_at, v_d.close_reason
+            USING ERRCODE = 'DW005';
     END IF;
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = v_d.execution_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
@@ -619,5 +666,37 @@ BEGIN
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     VALUES (p_execution_id, p_node_id, p_type, COALESCE(p_details, '{}'::jsonb));
+END;
+$$;
+
+-- An operator closes a dead letter without redriving it ("seen; nothing to re-run"), with an
+-- optional note. Once only (DW005), like a redrive; the run's log records it.
+CREATE OR REPLACE FUNCTION dw.acknowledge_dead_letter_v1(p_id bigint, p_principal text, p_note text)
+    RETURNS SETOF dw.dead_letters LANGUAGE plpgsql AS $$
+DECLARE
+    v_d dw.dead_letters%ROWTYPE;
+BEGIN
+    SELECT * INTO v_d FROM dw.dead_letters d WHERE d.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';
+    END IF;
+    IF v_d.redriven_at IS NOT NULL THEN
+        RAISE EXCEPTION 'dead letter % was redriven at %; nothing to acknowledge', p_id, v_d.redriven_at
+            USING ERRCODE = 'DW005';
+    END IF;
+    IF v_d.closed_at IS NOT NULL THEN
+        RAISE EXCEPTION 'dead letter % was already closed at % (%)', p_id, v_d.closed_at, v_d.close_reason
+            USING ERRCODE = 'DW005';
+    END IF;
+    UPDATE dw.dead_letters d
+       SET closed_at = now(), closed_by = p_principal, close_reason = 'acknowledged', close_note = p_note
+     WHERE d.id = p_id
+    RETURNING * INTO v_d;
+    IF v_d.execution_id IS NOT NULL THEN
+        INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
+        VALUES (v_d.execution_id, v_d.node_id, 'dead_letter_acknowledged', p_principal,
+                jsonb_strip_nulls(jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind, 'note', p_note)));
+    END IF;
+    RETURN NEXT v_d;
 END;
 $$;

@@ -105,9 +105,9 @@ SELECT dw.record_job_failure_v1(%(job_id)s, %(execution_id)s, %(payload)s, %(err
 -- name: list_dead_letters
 -- Dead letters newest first, optionally only open ones or one kind, after an id cursor.
 SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
-       d.created_at, d.redriven_at, d.redriven_by
+       d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
   FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
- WHERE (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL) = %(open)s::boolean)
+ WHERE (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL AND d.closed_at IS NULL) = %(open)s::boolean)
    AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
    AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
  ORDER BY d.id DESC
@@ -116,9 +116,13 @@ SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.paylo
 -- name: get_dead_letter
 -- One dead letter.
 SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
-       d.created_at, d.redriven_at, d.redriven_by
+       d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
   FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
  WHERE d.id = %(id)s;
+
+-- name: acknowledge_dead_letter
+-- Closes a dead letter without redriving it (see dw.acknowledge_dead_letter_v1).
+SELECT id FROM dw.acknowledge_dead_letter_v1(%(id)s, %(principal)s, %(note)s);
 
 -- name: redrive_dead_letter
 -- Re-runs the failed part of a dead-lettered run (see dw.redrive_dead_letter_v1).

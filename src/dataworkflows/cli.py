@@ -457,7 +457,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'ID':>6} {'KIND':<12} {'WORKFLOW':<20} {'NODE':<16} {'ATTEMPTS':>8}  {'STATE':<9} ERROR")
     for d in items:
-        state = "redriven" if d["redrivenAt"] else "open"
+        state = "redriven" if d["redrivenAt"] else (d.get("closeReason") or "open")
         message = ((d.get("error") or {}).get("message") or "")[:80]
         print(
             f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
@@ -476,6 +476,19 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
         if args.wait:
             code = _follow_stream(client, body["executionId"], timeout=args.timeout)
             return code if code is not None else _follow(client, body["executionId"], timeout=args.timeout)
+    return EXIT_OK
+
+
+def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.post(
+            f"/api/v1/dead-letters/{args.dead_letter_id}/acknowledge", json={"note": args.note} if args.note else None
+        )
+    if response.status_code != 200:
+        return _refused(response)
+    body = response.json()
+    by = f" by {body['closedBy']}" if body.get("closedBy") else ""
+    print(f"dead letter {body['id']} acknowledged{by}: closed, nothing will be re-run")
     return EXIT_OK
 
 
@@ -530,9 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--api-url")
     archive.set_defaults(func=cmd_workflows_archive)
 
-    dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive")
+    dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive, acknowledge")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
-    dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven ones)")
+    dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven and closed ones)")
     dlist.add_argument("--all", action="store_true")
     dlist.add_argument("--limit", type=int, default=100)
     dlist.add_argument("--api-url")
@@ -543,6 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--timeout", type=float, default=3600.0)
     redrive.add_argument("--api-url")
     redrive.set_defaults(func=cmd_dead_letters_redrive)
+    ack = dsub.add_parser("ack", help="close a dead letter without a redrive (once)")
+    ack.add_argument("dead_letter_id", type=int)
+    ack.add_argument("--note", help="why nothing needs to be re-run")
+    ack.add_argument("--api-url")
+    ack.set_defaults(func=cmd_dead_letters_ack)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -144,3 +144,15 @@ def test_dead_letters_from_the_cli(stack: Stack) -> None:
     twice = cli("dead-letters", "redrive", letter_id)
     assert twice.returncode == 2 and "already redriven" in twice.stderr
     assert "no open dead letters" in cli("dead-letters", "list").stdout
+
+    # A second failure is let go: acknowledged once from the CLI, with a note.
+    failed_again = cli("run", "flaky-chain", "--request-id", "second", "--wait")
+    assert failed_again.returncode == 1, failed_again.stdout + failed_again.stderr
+    second_id = cli("dead-letters", "list").stdout.splitlines()[1].split()[0]
+    ack = cli("dead-letters", "ack", second_id, "--note", "known flaky upstream")
+    assert ack.returncode == 0 and "acknowledged" in ack.stdout, ack.stdout + ack.stderr
+    assert "no open dead letters" in cli("dead-letters", "list").stdout
+    closed = cli("dead-letters", "list", "--all").stdout
+    assert "acknowledged" in closed and "redriven" in closed
+    again = cli("dead-letters", "ack", second_id)
+    assert again.returncode == 2 and "already closed" in again.stderr

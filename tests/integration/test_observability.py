@@ -21,7 +21,7 @@ from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.workers.app import build_app
-from tests.conftest import load_fixture, publish, start
+from tests.conftest import current_templates, load_fixture, publish, start
 from tests.integration.test_api import assert_problem
 from tests.integration.test_runtime import FAST_RETRY, echo, make_runtime, to, wf
 
@@ -231,7 +231,9 @@ async def test_a_failed_job_is_dead_lettered(db: Database, conditions: Condition
         async def run_execution(self, execution_id: UUID) -> str:
             raise RuntimeError("boom in the worker")
 
-    runtime = Exploding(db, default_registry(), RuntimeSettings(worker_id="w"), conditions)
+    runtime = Exploding(
+        db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=current_templates()
+    )
     task = build_app(runtime).tasks["dw.run_execution"]
     execution_id = str(uuid.uuid4())
     context = SimpleNamespace(
@@ -284,3 +286,39 @@ async def test_metrics_move_when_work_happens(
     text = (await client.get("/metrics")).text
     assert "dataworkflows_http_request_duration_seconds_bucket" in text
     assert sample("dataworkflows_http_requests_total", method="GET", route=route, status="404") == seen + 1
+
+
+async def test_a_dead_letter_can_be_acknowledged_once(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await run(db, runtime, wf("fails", echo("only", simulateFailure="permanent")))
+    letter = (await client.get("/api/v1/dead-letters", params={"open": "true"})).json()["items"][0]
+
+    acknowledged = await client.post(
+        f"/api/v1/dead-letters/{letter['id']}/acknowledge",
+        json={"note": "customer cancelled"},
+        headers={"X-Principal-Id": "ops"},
+    )
+    assert acknowledged.status_code == 200, acknowledged.text
+    body = acknowledged.json()
+    assert (body["closeReason"], body["closedBy"], body["closeNote"]) == ("acknowledged", "ops", "customer cancelled")
+    assert body["closedAt"] is not None and body["redrivenAt"] is None
+    assert (await client.get("/api/v1/dead-letters", params={"open": "true"})).json()["items"] == []
+    closed = (await client.get("/api/v1/dead-letters", params={"open": "false"})).json()["items"]
+    assert [d["id"] for d in closed] == [letter["id"]]
+    events = await db.fetch_all("list_events", id=execution_id, after=0, limit=1000)
+    acknowledged_events = [e for e in events if e["type"] == "dead_letter_acknowledged"]
+    assert [(e["principal"], e["details"]["note"]) for e in acknowledged_events] == [("ops", "customer cancelled")]
+
+    # Once: a second acknowledgement or a redrive of a closed letter is a conflict.
+    assert (
+        "already closed"
+        in assert_problem(await client.post(f"/api/v1/dead-letters/{letter['id']}/acknowledge"), 409)["detail"]
+    )
+    assert_problem(await client.post(f"/api/v1/dead-letters/{letter['id']}/redrive"), 409)
+    assert_problem(await client.post("/api/v1/dead-letters/999999/acknowledge"), 404)
+    assert_problem(await client.post(f"/api/v1/dead-letters/{2**63}/acknowledge"), 404)
+    assert_problem(
+        await client.post(f"/api/v1/dead-letters/{letter['id']}/acknowledge", json={"note": "x" * 3000}), 400
+    )
