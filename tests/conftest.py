@@ -16,7 +16,7 @@ from pytest_postgresql import factories
 from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database, make_pool
-from dataworkflows.publishing import collect_conditions, compile_for_publish, prepare_definition
+from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.template_pool import TemplatePool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,14 +106,18 @@ def load_fixture(relative: str) -> dict[str, Any]:
 
 
 async def publish(db: Database, raw: dict[str, Any], conditions: ConditionPool | None = None) -> int:
-    """Creates (or versions) and publishes a workflow; returns the version."""
-    errors: dict[str, str | None] = {}
-    if conditions is not None:
-        errors = await conditions.check_many(collect_conditions(raw))
-    prepared = prepare_definition(raw, default_registry(), errors)
+    """Creates (or versions) and publishes a workflow, prepared as the API prepares it; returns the
+    version."""
+    # Without a pool, one of its own: it starts a helper process only if the workflow has conditions.
+    own = ConditionPool(size=1) if conditions is None else None
+    try:
+        prepared = await prepare_definition(raw, default_registry(), conditions or own)
+    finally:
+        if own is not None:
+            await own.close()
     definition = prepared.definition
-    version, _ = await db.save_definition(prepared, "tests")
-    await db.publish(
+    version, _ = await db.workflows.save_definition(prepared, "tests")
+    await db.workflows.publish(
         workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version), principal="tests"
     )
     return version
@@ -122,7 +126,7 @@ async def publish(db: Database, raw: dict[str, Any], conditions: ConditionPool |
 async def start(
     db: Database, workflow_id: str, trigger: dict[str, Any] | None = None, request_id: str | None = None
 ) -> Any:
-    row = await db.start_execution(
+    row = await db.executions.start(
         workflow_id=workflow_id,
         request_id=request_id or os.urandom(8).hex(),
         trigger=trigger or {},
@@ -131,7 +135,7 @@ async def start(
         correlation_id=None,
         queue="executions",
     )
-    return row["execution_id"]
+    return row.execution_id
 
 
 async def record(
@@ -148,24 +152,33 @@ async def record(
     worker: str = "w",
     fired: list[bool] | None = None,
 ) -> list[Any]:
-    """Records one attempt the way a worker does (dw.record_attempt_v2), with test defaults."""
+    """Records one attempt the way a worker does (dw.record_attempt_v3), with test defaults: the
+    outcome follows from the node status (Succeeded; Waiting or Ready: a retry; Failed: handled by
+    `fired`)."""
     from datetime import UTC, datetime
 
+    from dataworkflows.checkpoints import AttemptRecord
+    from dataworkflows.statuses import AttemptStatus, Verdict
+
+    outcomes = {"Succeeded": Verdict.SUCCEEDED, "Waiting": Verdict.RETRY, "Ready": Verdict.RETRY}
+    outcome = outcomes.get(node_status or status, Verdict.FAILED_HANDLED)
     now = datetime.now(UTC)
-    return await db.record_attempt(
-        execution_id=execution_id,
-        token=token,
-        node_id=node_id,
-        attempt=attempt,
-        action_type="core.echo",
-        attempt_status=status,
-        parameters={},
-        outputs=outputs,
-        error=error,
-        start_time=now,
-        end_time=now,
-        worker=worker,
-        node_status=node_status or status,
-        next_attempt_at=None,
-        fired=[True] if fired is None else fired,
+    return await db.runs.record_attempt(
+        AttemptRecord(
+            execution_id=execution_id,
+            token=token,
+            node_id=node_id,
+            attempt=attempt,
+            action_type="core.echo",
+            attempt_status=AttemptStatus(status),
+            parameters={},
+            outputs=outputs,
+            error=error,
+            start_time=now,
+            end_time=now,
+            worker=worker,
+            outcome=outcome,
+            next_attempt_at=None,
+            fired=(True,) if fired is None else tuple(fired),
+        )
     )

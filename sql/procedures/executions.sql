@@ -61,6 +61,13 @@ BEGIN
         RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, v_wf.current_version
             USING ERRCODE = 'DW002', DETAIL = 'NoPlan';
     END IF;
+    -- The plan's field names below (nodes, id, actionType, incoming, edges/target,
+    -- workflowTimeoutSeconds) are those of dataworkflows.planning's format 1.
+    IF (v_plan ->> 'format') IS DISTINCT FROM '1' THEN
+        RAISE EXCEPTION 'workflow % version % has a plan in format %, which this database cannot start',
+            p_workflow_id, v_wf.current_version, COALESCE(v_plan ->> 'format', 'none')
+            USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
+    END IF;
     v_timeout := (v_plan ->> 'workflowTimeoutSeconds')::double precision;
 
     INSERT INTO dw.executions AS e (workflow_id, workflow_version, request_id, trigger, principal_id,
@@ -99,9 +106,11 @@ $$;
 
 -- Takes the execution's lease. Outcomes: acquired (with a new fencing token), held (another live
 -- worker has it), finished (nothing to do), throttled (workflow concurrency limit), not_found.
-CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v1(
+-- When acquired, it also returns what the worker reads next, in the same round trip: the run's
+-- data and its node checkpoints (the shapes dataworkflows.checkpoints decodes).
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v3(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision
-) RETURNS TABLE (outcome text, lease_token bigint)
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb)
     LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions%ROWTYPE;
@@ -111,15 +120,15 @@ DECLARE
 BEGIN
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'not_found'::text, NULL::bigint;
+        RETURN QUERY SELECT 'not_found'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
     IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
-        RETURN QUERY SELECT 'finished'::text, NULL::bigint;
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
     IF v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
-        RETURN QUERY SELECT 'held'::text, NULL::bigint;
+        RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
 
@@ -131,7 +140,7 @@ BEGIN
             SELECT count(*) INTO v_running FROM dw.executions e
                 WHERE e.workflow_id = v_e.workflow_id AND e.status IN ('Running', 'Waiting');
             IF v_running >= v_limit THEN
-                RETURN QUERY SELECT 'throttled'::text, NULL::bigint;
+                RETURN QUERY SELECT 'throttled'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
                 RETURN;
             END IF;
         END IF;
@@ -160,7 +169,17 @@ BEGIN
             jsonb_build_object('worker', p_owner, 'leaseToken', v_token, 'previousStatus', v_e.status,
                                'previousOwner', v_e.lease_owner));
 
-    RETURN QUERY SELECT 'acquired'::text, v_token;
+    RETURN QUERY
+    SELECT 'acquired'::text, v_token,
+           jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
+                              'principalId', e.principal_id, 'correlationId', e.correlation_id,
+                              'deadlineAt', e.deadline_at),
+           (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                       'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
+                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs)
+                       ORDER BY n.position), '[]'::jsonb)
+              FROM dw.node_states n WHERE n.execution_id = p_execution_id)
+      FROM dw.executions e WHERE e.id = p_execution_id;
 END;
 $$;
 
@@ -267,19 +286,35 @@ END;
 $$;
 
 -- Records one attempt and its consequences in one transaction: the attempt row, the node's new
--- state, the event, and (when the node ended) the decision of each outgoing edge.
--- p_node_status: Succeeded | Failed (ended), Ready (retry now), Waiting (retry at p_next_attempt_at).
-CREATE OR REPLACE FUNCTION dw.record_attempt_v1(
+-- state, the event, the decision of each outgoing edge, and the external resources the action
+-- reported (so a node's outcome and what it created are recorded together).
+-- p_outcome is what the worker decided (dataworkflows.outcomes.Verdict):
+--   succeeded         the node Succeeded; p_fired decides its edges
+--   retry             the node Waits until p_next_attempt_at
+--   failed_handled    the node Failed and a failure/always edge took it; p_fired decides its edges
+--   failed_unhandled  the node Failed and nothing took it: the run ends, its edges stay undecided so
+--                     a redrive resumes exactly here
+CREATE OR REPLACE FUNCTION dw.record_attempt_v3(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
     p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
     p_start_time timestamptz, p_end_time timestamptz, p_worker text,
-    p_node_status text, p_next_attempt_at timestamptz, p_fired boolean[]
+    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb
 ) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
 DECLARE
+    v_e dw.executions;
+    v_node_status text;
     v_edges text[];
-    v_event text;
+    v_link jsonb;
 BEGIN
-    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    v_node_status := CASE p_outcome
+        WHEN 'succeeded' THEN 'Succeeded'
+        WHEN 'retry' THEN 'Waiting'
+        WHEN 'failed_handled' THEN 'Failed'
+        WHEN 'failed_unhandled' THEN 'Failed' END;
+    IF v_node_status IS NULL THEN
+        RAISE EXCEPTION 'unknown attempt outcome %', p_outcome USING ERRCODE = '22023';
+    END IF;
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
 
     INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
                                       outputs, error, worker, start_time, end_time)
@@ -287,14 +322,14 @@ BEGIN
             p_outputs, p_error, p_worker, p_start_time, p_end_time);
 
     UPDATE dw.node_states n
-       SET status = p_node_status,
-           outputs = CASE WHEN p_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
-           error = CASE WHEN p_node_status = 'Succeeded' THEN NULL ELSE p_error END,
+       SET status = v_node_status,
+           outputs = CASE WHEN v_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
+           error = CASE WHEN v_node_status = 'Succeeded' THEN NULL ELSE p_error END,
            next_attempt_at = p_next_attempt_at,
-           ended_at = CASE WHEN p_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
-           -- A failure nothing handled (its edges stay undecided): a redrive restores it, even when
-           -- another node's failure is the one that ended the run.
-           end_reason = CASE WHEN p_node_status = 'Failed' AND p_fired IS NULL THEN 'unhandled_failure' END
+           ended_at = CASE WHEN v_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
+           -- A redrive restores an unhandled failure, also when another node's failure is the one
+           -- that ended the run.
+           end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
     RETURNING n.edge_targets INTO v_edges;
     IF NOT FOUND THEN
@@ -302,19 +337,22 @@ BEGIN
             USING ERRCODE = 'DW011';
     END IF;
 
-    v_event := CASE p_node_status
-        WHEN 'Succeeded' THEN 'node_succeeded'
-        WHEN 'Failed' THEN 'node_failed'
-        ELSE 'node_retry_scheduled' END;
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
-    VALUES (p_execution_id, p_node_id, v_event,
+    VALUES (p_execution_id, p_node_id,
+            CASE v_node_status WHEN 'Succeeded' THEN 'node_succeeded' WHEN 'Failed' THEN 'node_failed'
+                               ELSE 'node_retry_scheduled' END,
             jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
                                                  'error', p_error, 'nextAttemptAt', p_next_attempt_at)));
 
-    -- p_fired NULL: an unhandled failure ends the run, so its edges stay undecided (and a redrive
-    -- can pick the run up exactly where it stopped).
-    IF p_node_status IN ('Succeeded', 'Failed') AND p_fired IS NOT NULL
-       AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
+    IF p_resource_links IS NOT NULL THEN
+        FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
+            PERFORM dw.link_external_resource_v1(
+                v_e.tenant_id, v_link ->> 'resourceType', v_link ->> 'resourceKey', v_link ->> 'externalId',
+                v_e.workflow_id, p_execution_id, p_node_id, v_link -> 'data');
+        END LOOP;
+    END IF;
+
+    IF p_outcome IN ('succeeded', 'failed_handled') AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
         IF COALESCE(array_length(p_fired, 1), 0) <> array_length(v_edges, 1) THEN
             RAISE EXCEPTION 'node % has % edges but % decisions', p_node_id, array_length(v_edges, 1),
                 COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = '22023';
@@ -326,24 +364,29 @@ $$;
 
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
 -- nodes with an attempt in flight become Cancelled, so nothing is left Pending.
-CREATE OR REPLACE FUNCTION dw.complete_execution_v1(
-    p_execution_id uuid, p_token bigint, p_status text, p_error jsonb
+-- p_dead_letter_node: the node whose unhandled failure ended the run; it becomes a node_failed
+-- dead letter (with p_dead_letter_error, the node's own error) for a human to redrive or let go.
+CREATE OR REPLACE FUNCTION dw.complete_execution_v2(
+    p_execution_id uuid, p_token bigint, p_status text, p_error jsonb,
+    p_dead_letter_node text, p_dead_letter_error jsonb
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
         RAISE EXCEPTION 'not a final status: %', p_status USING ERRCODE = '22023';
     END IF;
+    IF p_dead_letter_node IS NOT NULL AND p_status <> 'Failed' THEN
+        RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = '22023';
+    END IF;
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
-    IF p_status = 'Failed' AND p_error ->> 'nodeId' IS NOT NULL THEN
-        -- A node failed and nothing handled it: a human decides (fix and redrive, or let it go).
+    IF p_dead_letter_node IS NOT NULL THEN
         INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)
         SELECT 'node_failed', p_execution_id, n.node_id,
                jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
                                   'actionType', n.action_type, 'trigger', e.trigger),
-               COALESCE(p_error -> 'cause', p_error), n.attempts
+               p_dead_letter_error, n.attempts
           FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
-         WHERE n.execution_id = p_execution_id AND n.node_id = p_error ->> 'nodeId';
+         WHERE n.execution_id = p_execution_id AND n.node_id = p_dead_letter_node;
     END IF;
 END;
 $$;
@@ -599,62 +642,6 @@ BEGIN
     VALUES (v_e.id, v_d.node_id, 'execution_redriven', p_principal,
             jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind));
     RETURN QUERY SELECT p_id, v_e.id, 'requeued'::text;
-END;
-$$;
-
--- record_attempt_v1 plus the resource links the action reported, in the same transaction, so a
--- node's outcome and the external resources it created are recorded together.
-CREATE OR REPLACE FUNCTION dw.record_attempt_v2(
-    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
-    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
-    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
-    p_node_status text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb
-) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
-DECLARE
-    v_e dw.executions%ROWTYPE;
-    v_link jsonb;
-BEGIN
-    RETURN QUERY SELECT * FROM dw.record_attempt_v1(
-        p_execution_id, p_token, p_node_id, p_attempt, p_action_type, p_attempt_status, p_parameters, p_outputs,
-        p_error, p_start_time, p_end_time, p_worker, p_node_status, p_next_attempt_at, p_fired);
-    IF p_resource_links IS NOT NULL AND jsonb_array_length(p_resource_links) > 0 THEN
-        SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id;
-        FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
-            PERFORM dw.link_external_resource_v1(
-                v_e.tenant_id, v_link ->> 'resourceType', v_link ->> 'resourceKey', v_link ->> 'externalId',
-                v_e.workflow_id, p_execution_id, p_node_id, v_link -> 'data');
-        END LOOP;
-    END IF;
-END;
-$$;
-
--- try_acquire_execution_v1 plus everything the worker reads next (the execution's run data and its
--- node checkpoints), in one round trip.
-CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v2(
-    p_execution_id uuid, p_owner text, p_lease_seconds double precision
-) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb)
-    LANGUAGE plpgsql AS $$
-DECLARE
-    v_outcome text;
-    v_token bigint;
-BEGIN
-    SELECT a.outcome, a.lease_token INTO v_outcome, v_token
-      FROM dw.try_acquire_execution_v1(p_execution_id, p_owner, p_lease_seconds) a;
-    IF v_outcome <> 'acquired' THEN
-        RETURN QUERY SELECT v_outcome, v_token, NULL::jsonb, NULL::jsonb;
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_outcome, v_token,
-           jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
-                              'principalId', e.principal_id, 'correlationId', e.correlation_id,
-                              'deadlineAt', e.deadline_at),
-           (SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                       'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
-                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs)
-                       ORDER BY n.position), '[]'::jsonb)
-              FROM dw.node_states n WHERE n.execution_id = p_execution_id)
-      FROM dw.executions e WHERE e.id = p_execution_id;
 END;
 $$;
 

@@ -46,6 +46,9 @@ class PlanNode(msgspec.Struct, frozen=True, rename="camel"):
     retry: PlanRetry
     route_policy: RoutePolicy
     rerender_on_retry: bool
+    # The node kind that runs it (dataworkflows.node_kinds); plans compiled before kinds existed
+    # hold only actions.
+    kind: str = "action"
 
 
 class Plan(msgspec.Struct, frozen=True, rename="camel"):
@@ -102,6 +105,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
             retry=_retry(node.retry_policy or default_retry),
             route_policy=node.route_policy,
             rerender_on_retry=node.rerender_on_retry,
+            kind=node.node_type.value,
         )
         for node in definition.nodes
     )

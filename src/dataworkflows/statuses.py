@@ -54,3 +54,24 @@ class AttemptStatus(StrEnum):
     RETRIABLE_FAILURE = "RetriableFailure"
     SKIPPED = "Skipped"
     TIMED_OUT = "TimedOut"
+
+
+class Verdict(StrEnum):
+    """The node's next state after an attempt. Values are dw.record_attempt_v3's p_outcome."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    FAILED_HANDLED = "failed_handled"
+    FAILED_UNHANDLED = "failed_unhandled"
+
+    @property
+    def node_status(self) -> NodeStatus:
+        return _NODE_STATUS[self]
+
+
+_NODE_STATUS = {
+    Verdict.SUCCEEDED: NodeStatus.SUCCEEDED,
+    Verdict.RETRY: NodeStatus.WAITING,
+    Verdict.FAILED_HANDLED: NodeStatus.FAILED,
+    Verdict.FAILED_UNHANDLED: NodeStatus.FAILED,
+}

@@ -11,6 +11,7 @@ import pytest
 from dataworkflows import errors
 from dataworkflows.db import Database
 from dataworkflows.migrations import migrate
+from dataworkflows.statuses import ExecutionStatus
 from tests.conftest import load_fixture, publish, record, start
 
 
@@ -53,7 +54,7 @@ async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(d
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     rows = await asyncio.gather(
         *[
-            db.start_execution(
+            db.executions.start(
                 workflow_id="simple-echo",
                 request_id="same-request",
                 trigger={"i": i},
@@ -65,10 +66,10 @@ async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(d
             for i in range(20)
         ]
     )
-    assert len({r["execution_id"] for r in rows}) == 1
-    assert sum(1 for r in rows if r["created"]) == 1
+    assert len({r.execution_id for r in rows}) == 1
+    assert sum(1 for r in rows if r.created) == 1
     assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
-    assert len(await _jobs(db, rows[0]["execution_id"])) == 1
+    assert len(await _jobs(db, rows[0].execution_id)) == 1
     assert await _sql(db, "SELECT count(*) FROM dw.node_states") == [(2,)]
 
 
@@ -76,7 +77,7 @@ async def test_a_workflow_that_is_not_active_is_refused(db: Database) -> None:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     with pytest.raises(errors.WorkflowNotFound):
         await start(db, "simple-echo")
-    await db.create_workflow(
+    await db.workflows.create(
         workflow_id="simple-echo", display_name="x", description=None, definition=raw, checksum="c", principal=None
     )
     with pytest.raises(errors.WorkflowNotRunnable, match="Draft"):
@@ -111,7 +112,7 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     with pytest.raises(errors.LeaseLost):
         await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
     with pytest.raises(errors.LeaseLost):
-        await db.fetch_one("complete_execution", id=execution_id, token=1, status="Succeeded", error=None)
+        await db.runs.complete(execution_id, 1, status=ExecutionStatus.SUCCEEDED, error=None)
     renewed = await db.fetch_one("renew_lease", id=execution_id, token=1, lease_seconds=30)
     assert renewed["renewed"] is False
     assert await _sql(db, "SELECT count(*) FROM dw.action_executions") == [(0,)]
@@ -129,7 +130,7 @@ async def test_finished_executions_are_not_acquired(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     execution_id = await start(db, "simple-echo")
     await db.fetch_one("try_acquire", id=execution_id, owner="w1", lease_seconds=30)
-    await db.fetch_one("complete_execution", id=execution_id, token=1, status="Failed", error={"code": "x"})
+    await db.runs.complete(execution_id, 1, status=ExecutionStatus.FAILED, error={"code": "x"})
     again = await db.fetch_one("try_acquire", id=execution_id, owner="w2", lease_seconds=30)
     assert again["outcome"] == "finished"
     states = {s["node_id"]: s["status"] for s in await db.fetch_all("list_node_states", id=execution_id)}
@@ -152,13 +153,13 @@ async def test_execution_events_are_append_only(db: Database) -> None:
         "DELETE FROM dw.execution_events",
         "TRUNCATE dw.execution_events",
     ]:
-        with pytest.raises(psycopg.Error, match="append-only"):
+        with pytest.raises(errors.Immutable, match="append-only"):
             await _sql(db, statement)
 
 
 async def test_published_versions_are_immutable(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    with pytest.raises(psycopg.Error, match="immutable"):
+    with pytest.raises(errors.Immutable, match="immutable"):
         await _sql(db, "UPDATE dw.workflow_versions SET definition = '{}'::jsonb")
 
 

@@ -89,8 +89,8 @@ async def test_bundle1_two_nodes_in_list_order(db: Database, conditions: Conditi
         ("echo2", "Succeeded", {"echo": "Hello from node 2"}),
     ]
     assert rows[0]["end_time"] <= rows[1]["start_time"]
-    execution = await db.fetch_one("get_execution", id=execution_id)
-    assert execution["status"] == "Succeeded" and execution["ended_at"] >= execution["started_at"]
+    execution = await db.executions.get(execution_id)
+    assert execution.status == "Succeeded" and execution.end_time >= execution.start_time
     assert await events(db, execution_id) == [
         "execution_requested",
         "execution_started",
@@ -465,12 +465,13 @@ async def test_templating_fixture_keeps_types(db: Database, conditions: Conditio
 async def test_an_engine_crash_fails_the_run_with_a_reason(
     db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataworkflows import runtime as runtime_module
+    from dataworkflows import node_attempts
 
-    async def broken(self: Any, node: Any, succeeded: bool) -> list[bool]:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug in edge decisions")
 
-    monkeypatch.setattr(runtime_module._Run, "_decide_edges", broken)
+    # The decision after an attempt (dataworkflows.outcomes.decide, as node_attempts calls it).
+    monkeypatch.setattr(node_attempts, "decide", broken)
     runtime = make_runtime(db, conditions)
     execution_id, outcome = await execute(db, runtime, load_fixture("bundle3/fanout-fanin-workflow.json"))
     assert outcome == "Failed"

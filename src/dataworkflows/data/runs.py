@@ -1,0 +1,147 @@
+"""The worker's side of the data layer: the lease, node attempts, checkpoints and the run's end.
+Every write is fenced by the lease token in its procedure (SQLSTATE DW010 -> LeaseLost)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from dataworkflows.checkpoints import Acquired, AttemptRecord, NodeChange
+from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.planning import Plan, plan_from_json
+from dataworkflows.statuses import ExecutionStatus, NodeStatus
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class RunData:
+    """What a worker reads and writes while it runs an execution."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def acquire(self, execution_id: UUID, *, owner: str, lease_seconds: float) -> Acquired:
+        """Takes the lease; with it, the run and its node checkpoints (one round trip)."""
+        row = await self._db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=lease_seconds)
+        assert row is not None
+        return msgspec.convert({**row, "nodes": row["nodes"] or ()}, Acquired)
+
+    async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> bool:
+        row = await self._db.fetch_one("renew_lease", id=execution_id, token=token, lease_seconds=lease_seconds)
+        return bool(row and row["renewed"])
+
+    async def defer(self, execution_id: UUID, *, queue: str, at: datetime | None) -> None:
+        """Queues a run job for the execution (at a time, or now)."""
+        await self._db.fetch_one("defer_run", id=execution_id, queue=queue, scheduled_at=at)
+
+    async def plan(self, workflow_id: str, version: int) -> Plan | None:
+        row = await self._db.fetch_one("get_plan", id=workflow_id, version=version)
+        return None if row is None else plan_from_json(row["plan"])
+
+    async def start_node_attempt(self, execution_id: UUID, token: int, node_id: str) -> int:
+        """Marks the node Running for its next attempt; returns the attempt number."""
+        row = await self._db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id=node_id)
+        assert row is not None
+        return int(row["attempt"])
+
+    async def earlier_parameters(self, execution_id: UUID, node_id: str) -> dict[str, Any] | None:
+        """The parameters the node's first rendered attempt used."""
+        row = await self._db.fetch_one("earlier_parameters", id=execution_id, node_id=node_id)
+        return None if row is None else row["parameters"]
+
+    async def record_attempt(self, record: AttemptRecord) -> list[NodeChange]:
+        """The attempt row, the node's new state, its event, its edge decisions and its resource
+        links, in one transaction; returns the nodes the edge decisions made Ready or Skipped."""
+        rows = await self._db.fetch_all(
+            "record_attempt",
+            id=record.execution_id,
+            token=record.token,
+            node_id=record.node_id,
+            attempt=record.attempt,
+            action_type=record.action_type,
+            attempt_status=record.attempt_status.value,
+            parameters=_jsonb(record.parameters),
+            outputs=_jsonb(record.outputs),
+            error=_jsonb(record.error),
+            start_time=record.start_time,
+            end_time=record.end_time,
+            worker=record.worker,
+            outcome=record.outcome.value,
+            next_attempt_at=record.next_attempt_at,
+            fired=list(record.fired),
+            resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
+        )
+        return [NodeChange(row["node_id"], NodeStatus(row["status"])) for row in rows]
+
+    async def record_event(
+        self, execution_id: UUID, token: int, *, node_id: str | None, type: str, details: dict[str, Any]
+    ) -> None:
+        """An event outside an attempt (a condition that threw), fenced like every worker write."""
+        await self._db.execute(
+            "record_event", token=token, id=execution_id, node_id=node_id, type=type, details=_jsonb(details)
+        )
+
+    async def complete(
+        self,
+        execution_id: UUID,
+        token: int,
+        *,
+        status: ExecutionStatus,
+        error: dict[str, Any] | None,
+        dead_letter_node: str | None = None,
+        dead_letter_error: dict[str, Any] | None = None,
+    ) -> None:
+        """Ends the run; a node whose unhandled failure ended it becomes a dead letter."""
+        await self._db.fetch_one(
+            "complete_execution",
+            id=execution_id,
+            token=token,
+            status=status.value,
+            error=error,
+            dead_letter_node=dead_letter_node,
+            dead_letter_error=_jsonb(dead_letter_error),
+        )
+
+    async def park(self, execution_id: UUID, token: int, *, wake_at: datetime, queue: str) -> None:
+        """Gives the lease up until `wake_at` (a run job is deferred to then)."""
+        await self._db.fetch_one("park_execution", id=execution_id, token=token, wake_at=wake_at, queue=queue)
+
+    async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
+        """Gives the lease back and re-queues the run at once (this worker is stopping)."""
+        await self._db.fetch_one("release_execution", id=execution_id, token=token, queue=queue, reason=reason)
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    # Any JSON value (a list or a string too, not only a dict) goes to PostgreSQL as jsonb.
+    return None if value is None else Jsonb(value)
+
+
+class PlanCache:
+    """Compiled plans by (workflow, version); versions are immutable, so entries never go stale."""
+
+    def __init__(self, data: RunData, max_entries: int = 512) -> None:
+        self._data = data
+        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        self._max = max_entries
+        self.loads = 0
+
+    async def get(self, workflow_id: str, version: int) -> Plan:
+        key = (workflow_id, version)
+        cached = self._plans.get(key)
+        if cached is not None:
+            self._plans.move_to_end(key)
+            return cached
+        plan = await self._data.plan(workflow_id, version)
+        if plan is None:
+            raise DataWorkflowsError(f"no compiled plan for {workflow_id} v{version}")
+        self.loads += 1
+        self._plans[key] = plan
+        if len(self._plans) > self._max:
+            self._plans.popitem(last=False)
+        return plan

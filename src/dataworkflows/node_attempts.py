@@ -1,0 +1,218 @@
+"""One node's attempts, each decided and checkpointed: the part of a run that the node kinds,
+dataworkflows.outcomes and the fenced dw.record_attempt_v3 share. The scheduling loop around it
+(which nodes run when, parking, the run's end) is dataworkflows.runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from dataworkflows import metrics
+from dataworkflows.actions import ActionResult
+from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo
+from dataworkflows.data.runs import RunData
+from dataworkflows.errors import InvalidInput, LeaseLost
+from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds
+from dataworkflows.outcomes import ConditionEvaluator, Decision, decide
+from dataworkflows.planning import Plan, PlanNode
+from dataworkflows.statuses import NodeStatus, Verdict
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunContext:
+    """What the holder of one execution's lease shares between its scheduling loop and its nodes."""
+
+    execution_id: UUID
+    token: int
+    info: RunInfo
+    plan: Plan
+    state: dict[str, NodeState]
+    data: RunData
+    kinds: NodeKinds
+    conditions: ConditionEvaluator
+    worker_id: str
+    park_threshold_seconds: float
+    # Set by the runtime when the worker is asked to stop; by the heartbeat when the lease is gone.
+    stopping: asyncio.Event
+    log: Any
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.nodes = {node.id: node for node in self.plan.nodes}
+        self.order = [node.id for node in self.plan.nodes]
+        self.trigger: dict[str, Any] = self.info.trigger or {}
+
+    def scope(self) -> dict[str, Any]:
+        """What templates and conditions see: trigger, nodes (id -> outputs), execution."""
+        outputs = {n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED}
+        execution = {
+            "id": str(self.execution_id),
+            "workflowId": self.info.workflow_id,
+            "version": self.info.version,
+            "principal": self.info.principal_id,
+        }
+        return {"trigger": self.trigger, "nodes": outputs, "execution": execution}
+
+
+class NodeAttempts:
+    """Runs nodes of one execution attempt by attempt, checkpointing each."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+
+    async def recover_interrupted(self) -> tuple[str, dict[str, Any] | None] | None:
+        """An attempt that was in flight when its worker died is recorded as interrupted; the
+        node is retried if its policy allows, so a Succeeded node never runs again. Returns the
+        node and error of an unhandled failure, if recording one ended a node for good."""
+        for node_id in self.run.order:
+            state = self.run.state[node_id]
+            if state.status != NodeStatus.RUNNING:
+                continue
+            at = now()
+            result = ActionResult.retriable(
+                "attempt_interrupted", "the worker running this attempt stopped before recording its outcome"
+            )
+            self.run.log.warning("recording interrupted attempt", node_id=node_id, attempt=state.attempts)
+            decision = await self._record(self.run.nodes[node_id], state.attempts, Attempt(None, result), at, at)
+            if decision.verdict == Verdict.FAILED_UNHANDLED:
+                return node_id, decision.error
+        return None
+
+    async def run_node(self, node_id: str) -> Decision:
+        node = self.run.nodes[node_id]
+        kind = self.run.kinds.get(node.kind)
+        while True:
+            attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
+            state = self.run.state[node_id]
+            state.status, state.attempts = NodeStatus.RUNNING, attempt
+            start = now()
+            outcome = await kind.attempt(self._attempt_context(node, attempt))
+            decision = await self._record(node, attempt, outcome, start, now())
+            if decision.verdict != Verdict.RETRY or not await self._backoff_in_process(decision.retry_delay):
+                return decision
+
+    def _attempt_context(self, node: PlanNode, attempt: int) -> AttemptContext:
+        async def earlier_parameters() -> dict[str, Any] | None:
+            return await self.run.data.earlier_parameters(self.run.execution_id, node.id)
+
+        return AttemptContext(
+            node=node,
+            attempt=attempt,
+            execution_id=self.run.execution_id,
+            workflow_id=self.run.info.workflow_id,
+            workflow_version=self.run.info.version,
+            trigger=self.run.trigger,
+            principal_id=self.run.info.principal_id,
+            scope=self.run.scope(),
+            log=self.run.log.bind(node_id=node.id, attempt=attempt, action_type=node.action_type),
+            earlier_parameters=earlier_parameters,
+        )
+
+    async def _backoff_in_process(self, delay: float) -> bool:
+        """Waits out a short backoff; False when the node should not be retried here (a long
+        backoff parks the run instead; a stopping worker leaves the retry to the next one)."""
+        if delay > self.run.park_threshold_seconds:
+            return False
+        sleeping = asyncio.ensure_future(asyncio.sleep(delay))
+        lost = asyncio.ensure_future(self.run.lease_lost.wait())
+        stopping = asyncio.ensure_future(self.run.stopping.wait())
+        try:
+            await asyncio.wait({sleeping, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, lost, stopping):
+                task.cancel()
+        if self.run.lease_lost.is_set():
+            raise LeaseLost()
+        return not self.run.stopping.is_set()
+
+    async def _record(self, node: PlanNode, attempt: int, outcome: Attempt, start: datetime, end: datetime) -> Decision:
+        """Decides what the attempt means and checkpoints it (one fenced transaction)."""
+        state = self.run.state[node.id]
+        result = outcome.result
+        decision = await decide(
+            node,
+            result,
+            attempt=attempt,
+            attempt_base=state.attempt_base,
+            ended_at=end,
+            scope=self.run.scope(),
+            conditions=self.run.conditions,
+        )
+        for failure in decision.condition_errors:
+            details = {"target": failure.target, "condition": failure.condition, "error": failure.message}
+            await self.run.data.record_event(
+                self.run.execution_id, self.run.token, node_id=node.id, type="condition_error", details=details
+            )
+        succeeded = decision.verdict == Verdict.SUCCEEDED
+        record = AttemptRecord(
+            execution_id=self.run.execution_id,
+            token=self.run.token,
+            node_id=node.id,
+            attempt=attempt,
+            action_type=node.action_type,
+            attempt_status=decision.attempt_status,
+            parameters=outcome.parameters,
+            outputs=result.outputs if succeeded else (result.outputs or None),
+            error=decision.error,
+            start_time=start,
+            end_time=end,
+            worker=self.run.worker_id,
+            outcome=decision.verdict,
+            next_attempt_at=decision.retry_at,
+            fired=decision.fired,
+            resource_links=tuple(_link_json(link) for link in result.resource_links),
+        )
+        try:
+            changes = await self.run.data.record_attempt(record)
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            if result.error is not None and result.error.code == "unrecordable_result":
+                raise
+            return await self._record_unrecordable(node, attempt, exc, start, end)
+        metrics.ATTEMPTS.labels(node.action_type, decision.attempt_status.value).inc()
+        metrics.NODE_DURATION.labels(node.action_type, decision.attempt_status.value).observe(
+            (end - start).total_seconds()
+        )
+        if decision.verdict == Verdict.RETRY:
+            metrics.RETRIES.labels(node.action_type).inc()
+        state.status, state.next_at = decision.verdict.node_status, decision.retry_at
+        state.outputs = result.outputs if succeeded else state.outputs
+        for change in changes:
+            self.run.state[change.node_id].status = change.status
+        self.run.log.info(
+            "attempt recorded",
+            node_id=node.id,
+            attempt=attempt,
+            attempt_status=decision.attempt_status.value,
+            node_status=decision.verdict.node_status.value,
+            retry_in=round(decision.retry_delay, 3) if decision.retry_at else None,
+        )
+        return decision
+
+    async def _record_unrecordable(
+        self, node: PlanNode, attempt: int, exc: Exception, start: datetime, end: datetime
+    ) -> Decision:
+        # What the attempt produced cannot be stored (not JSON, or refused by PostgreSQL, such as a
+        # NUL character): the transaction rolled back, so record a failure that says so instead,
+        # without the offending values. Not retried: the same input would do it again.
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        self.run.log.warning("attempt result could not be stored", node_id=node.id, attempt=attempt, error=message)
+        result = ActionResult.failed(
+            "unrecordable_result", f"the attempt's parameters or outputs could not be stored: {message}"[:2000]
+        )
+        return await self._record(node, attempt, Attempt(None, result), start, end)
+
+
+def _link_json(link: Any) -> dict[str, Any]:
+    data = msgspec.to_builtins(link)
+    assert isinstance(data, dict)
+    return data

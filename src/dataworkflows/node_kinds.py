@@ -1,0 +1,162 @@
+"""Node kinds: what a node does with one attempt. The runtime dispatches on the plan node's `kind`.
+
+The contract. A kind is an object with
+  - `name`: the plan node's `kind` it serves ("action"; later "delay", "signal", "approval",
+    "subworkflow", "forEach", "transform");
+  - `async attempt(ctx: AttemptContext) -> Attempt`: one attempt of a node the runtime has marked
+    Running (dw.start_node_attempt_v1). It returns the parameters to record (rendered, or None) and
+    an ActionResult: Succeeded with outputs, RetriableFailure/TimedOut (retried by the node's
+    policy), or Failed. It never writes to the database and never raises for the node's own
+    failures: a template, parameter or action error is a result with a code.
+Everything after that is the runtime's and is the same for every kind: dataworkflows.outcomes
+decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v3)
+writes the attempt, the checkpoint, the event and the edge decisions.
+
+A new kind is one module with a class that implements this contract, registered in
+`default_node_kinds()`, plus its validation (dataworkflows.validation) and its SQL (for a kind that
+waits: its wait rows and the procedure that consumes them). The runtime does not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+import msgspec
+
+from dataworkflows.actions import (
+    ActionContext,
+    ActionError,
+    ActionRegistry,
+    ActionResult,
+    ActionServices,
+    UnknownActionType,
+)
+from dataworkflows.planning import PlanNode
+from dataworkflows.statuses import AttemptStatus
+from dataworkflows.template_pool import TemplateRenderer
+from dataworkflows.templating import TemplateRenderError
+
+
+@dataclass(frozen=True)
+class AttemptContext:
+    """What a kind gets for one attempt of one node."""
+
+    node: PlanNode
+    attempt: int
+    execution_id: UUID
+    workflow_id: str
+    workflow_version: int
+    trigger: dict[str, Any]
+    principal_id: str | None
+    # trigger, nodes (id -> outputs of Succeeded nodes), execution: what templates see.
+    scope: dict[str, Any]
+    log: Any
+    # The parameters an earlier attempt of this node rendered (None if none did).
+    earlier_parameters: Callable[[], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    parameters: dict[str, Any] | None
+    result: ActionResult
+
+
+class NodeKind(Protocol):
+    name: ClassVar[str]
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt: ...
+
+
+class UnknownNodeKind(Exception):
+    """A plan names a node kind this worker does not have."""
+
+
+class NodeKinds:
+    """The kinds a runtime can run, by name."""
+
+    def __init__(self, *kinds: NodeKind) -> None:
+        self._kinds = {kind.name: kind for kind in kinds}
+
+    def get(self, name: str) -> NodeKind:
+        try:
+            return self._kinds[name]
+        except KeyError:
+            raise UnknownNodeKind(name) from None
+
+
+class ActionKind:
+    """Runs an action from the registry: renders the node's parameters (once per node unless
+    rerenderOnRetry), converts them to the action's Params and runs it under the node's timeout."""
+
+    name: ClassVar[str] = "action"
+
+    def __init__(self, registry: ActionRegistry, templates: TemplateRenderer, services: ActionServices | None) -> None:
+        self.registry = registry
+        self.templates = templates
+        self.services = services
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt:
+        node = ctx.node
+        rendered: dict[str, Any] | None = None
+        try:
+            if not node.rerender_on_retry and ctx.attempt > 1:
+                # Resumed after a retry, a park or a crash: reuse what an earlier attempt rendered.
+                rendered = await ctx.earlier_parameters()
+            if rendered is None:
+                # Templates also see the attempt number: with rerenderOnRetry each attempt renders
+                # its own parameters; without it, attempt 1's are reused.
+                rendered = await self.templates.render(node.parameters, {**ctx.scope, "attempt": ctx.attempt})
+        except TemplateRenderError as exc:
+            return Attempt(rendered, ActionResult.failed(exc.code, exc.message))
+        assert rendered is not None
+        return Attempt(rendered, await self._invoke(ctx, rendered))
+
+    async def _invoke(self, ctx: AttemptContext, rendered: dict[str, Any]) -> ActionResult:
+        node = ctx.node
+        try:
+            action = self.registry.get(node.action_type)
+        except UnknownActionType as exc:
+            return ActionResult.failed(exc.code, exc.message)
+        try:
+            params = msgspec.convert(rendered, action.Params)
+        except msgspec.ValidationError as exc:
+            return ActionResult.failed("invalid_parameters", f"parameters are invalid after rendering: {exc}")
+        action_ctx = ActionContext(
+            execution_id=ctx.execution_id,
+            workflow_id=ctx.workflow_id,
+            workflow_version=ctx.workflow_version,
+            node_id=node.id,
+            attempt=ctx.attempt,
+            max_attempts=node.retry.max_attempts,
+            trigger=ctx.trigger,
+            principal_id=ctx.principal_id,
+            log=ctx.log,
+            services=self.services,
+        )
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(action.execute(action_ctx, params), node.timeout_seconds)
+        except TimeoutError:
+            return ActionResult(
+                AttemptStatus.TIMED_OUT,
+                error=ActionError(
+                    "action_timeout", f"the action ran longer than its {node.timeout_seconds:g}s timeout"
+                ),
+            )
+        except Exception as exc:
+            # An action that raises is a bug or an unexpected condition: fail the attempt with
+            # the exception named (not retried: a crash half-way may already have side effects).
+            ctx.log.exception("action raised", elapsed=time.monotonic() - started)
+            return ActionResult.failed("action_exception", f"{type(exc).__name__}: {exc}")
+
+
+def default_node_kinds(
+    registry: ActionRegistry, templates: TemplateRenderer, services: ActionServices | None
+) -> NodeKinds:
+    """Every kind this engine runs."""
+    return NodeKinds(ActionKind(registry, templates, services))

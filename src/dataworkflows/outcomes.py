@@ -1,0 +1,160 @@
+"""What an attempt's result means for its node: decided here, written elsewhere. Pure module.
+
+`decide` takes a node's policy (its plan node: retry policy, edges, route policy), the attempt's
+result and the retry budget, and returns a Decision: the node's verdict (succeeded, retry at a
+time, failed and handled by a failure/always edge, failed with nothing to handle it), the attempt
+status to record, the error, and which outgoing edges fire. Edge conditions are evaluated by the
+evaluator passed in (the sandboxed ConditionPool at run time, a fake in tests); a condition that
+throws does not fire its edge and is reported in `condition_errors`; one that times out fails the
+node (success path) or leaves every edge unfired (failure path). The runtime writes a Decision
+with one fenced call (dw.record_attempt_v3, whose p_outcome is a Verdict value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import msgspec
+
+from dataworkflows.actions import ActionResult
+from dataworkflows.conditions import ConditionError, ConditionTimeout
+from dataworkflows.definitions import EdgeWhen, RoutePolicy
+from dataworkflows.planning import PlanNode
+from dataworkflows.retry import backoff_seconds
+from dataworkflows.statuses import AttemptStatus, Verdict
+
+
+class ConditionEvaluator(Protocol):
+    async def evaluate(self, expr: str, scope: dict[str, Any]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ConditionFailure:
+    """A condition that threw: its edge did not fire; the run's log records why."""
+
+    target: str
+    condition: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    attempt_status: AttemptStatus
+    error: dict[str, Any] | None
+    # One entry per outgoing edge, in order; empty when the edges stay undecided (retry, or an
+    # unhandled failure, so that a redrive resumes exactly there).
+    fired: tuple[bool, ...] = ()
+    retry_at: datetime | None = None
+    retry_delay: float = 0.0
+    condition_errors: tuple[ConditionFailure, ...] = field(default_factory=tuple)
+
+
+def error_json(result: ActionResult) -> dict[str, Any] | None:
+    if result.error is None:
+        return None
+    data = msgspec.to_builtins(result.error)
+    assert isinstance(data, dict)
+    return data
+
+
+def retries_left(node: PlanNode, attempt: int, attempt_base: int) -> bool:
+    """Whether the node may try again after `attempt`. A redrive sets attempt_base to the attempts
+    made before it, so the node gets a fresh budget of retry.max_attempts."""
+    return attempt - attempt_base < node.retry.max_attempts
+
+
+async def decide(
+    node: PlanNode,
+    result: ActionResult,
+    *,
+    attempt: int,
+    attempt_base: int,
+    ended_at: datetime,
+    scope: Mapping[str, Any],
+    conditions: ConditionEvaluator,
+) -> Decision:
+    """The node's next state after this attempt, and the edges that fire. `scope` is what
+    conditions see (trigger, nodes, execution); on success they also see this node's outputs."""
+    edges = _EdgeDecider(node, scope, conditions)
+    if result.status == AttemptStatus.SUCCEEDED:
+        return await _succeeded(node, result, edges)
+    if result.status in (AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.TIMED_OUT):
+        if retries_left(node, attempt, attempt_base):
+            retry_after = result.error.retry_after if result.error else None
+            delay = backoff_seconds(node.retry, attempt, retry_after)
+            return Decision(
+                Verdict.RETRY,
+                result.status,
+                error_json(result),
+                retry_at=ended_at + timedelta(seconds=delay),
+                retry_delay=delay,
+            )
+        exhausted = {**(error_json(result) or {}), "attemptsExhausted": attempt - attempt_base}
+        return await _failed(node, result.status, exhausted, edges)
+    return await _failed(node, result.status, error_json(result), edges)
+
+
+async def _succeeded(node: PlanNode, result: ActionResult, edges: _EdgeDecider) -> Decision:
+    try:
+        fired = await edges.decide(succeeded=True, outputs=result.outputs)
+    except ConditionTimeout as exc:
+        # The node fails: its failure/always edges are decided like any failure's.
+        return await _failed(node, AttemptStatus.FAILED, {"code": exc.code, "message": exc.message}, edges)
+    return Decision(Verdict.SUCCEEDED, result.status, error_json(result), fired, condition_errors=edges.errors)
+
+
+async def _failed(node: PlanNode, status: AttemptStatus, error: dict[str, Any] | None, edges: _EdgeDecider) -> Decision:
+    try:
+        fired = await edges.decide(succeeded=False)
+    except ConditionTimeout as exc:
+        error = {**(error or {}), "conditionError": {"code": exc.code, "message": exc.message}}
+        fired = (False,) * len(node.edges)
+    handled = any(f and e.when in (EdgeWhen.FAILURE, EdgeWhen.ALWAYS) for f, e in zip(fired, node.edges, strict=True))
+    if not handled:
+        return Decision(Verdict.FAILED_UNHANDLED, status, error, condition_errors=edges.errors)
+    return Decision(Verdict.FAILED_HANDLED, status, error, fired, condition_errors=edges.errors)
+
+
+class _EdgeDecider:
+    """Evaluates a node's outgoing edges in order, remembering conditions that threw."""
+
+    def __init__(self, node: PlanNode, scope: Mapping[str, Any], conditions: ConditionEvaluator) -> None:
+        self.node = node
+        self.scope = scope
+        self.conditions = conditions
+        self.errors: tuple[ConditionFailure, ...] = ()
+
+    async def decide(self, *, succeeded: bool, outputs: dict[str, Any] | None = None) -> tuple[bool, ...]:
+        fired: list[bool] = []
+        matched = False
+        scope: dict[str, Any] | None = None
+        for edge in self.node.edges:
+            ok = edge.when == EdgeWhen.ALWAYS or (edge.when == EdgeWhen.SUCCESS) == succeeded
+            if ok and matched and self.node.route_policy == RoutePolicy.FIRST_MATCH:
+                ok = False
+            if ok and edge.condition is not None:
+                if scope is None:
+                    scope = self._scope(outputs)
+                ok = await self._evaluate(edge.target, edge.condition, scope)
+            matched = matched or ok
+            fired.append(ok)
+        return tuple(fired)
+
+    def _scope(self, outputs: dict[str, Any] | None) -> dict[str, Any]:
+        if outputs is None:
+            return dict(self.scope)
+        # The node's own outputs are visible to the conditions of its edges.
+        return {**self.scope, "nodes": {**self.scope.get("nodes", {}), self.node.id: outputs}}
+
+    async def _evaluate(self, target: str, condition: str, scope: dict[str, Any]) -> bool:
+        try:
+            return await self.conditions.evaluate(condition, scope)
+        except ConditionTimeout:
+            raise
+        except ConditionError as exc:
+            self.errors = (*self.errors, ConditionFailure(target, condition, exc.message))
+            return False
