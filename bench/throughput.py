@@ -475,10 +475,15 @@ def chain_workflow(workflow_id: str, length: int) -> dict[str, Any]:
 
 
 async def publish(db: Database, raw: dict[str, Any]) -> None:
-    prepared = prepare_definition(raw, default_registry())
+    # Prepared as the API prepares it; the pool starts a helper only for a workflow with conditions.
+    conditions = ConditionPool(size=1)
+    try:
+        prepared = await prepare_definition(raw, default_registry(), conditions)
+    finally:
+        await conditions.close()
     definition = prepared.definition
-    version, _ = await db.save_definition(prepared, "bench")
-    await db.publish(
+    version, _ = await db.workflows.save_definition(prepared, "bench")
+    await db.workflows.publish(
         workflow_id=definition.id, version=version, plan=compile_for_publish(definition, version), principal="bench"
     )
 
@@ -486,7 +491,7 @@ async def publish(db: Database, raw: dict[str, Any]) -> None:
 async def start_one(db: Database, workflow_id: str, index: int) -> float:
     """Starts one execution; returns the call's round-trip seconds."""
     started = time.perf_counter()
-    await db.start_execution(
+    await db.executions.start(
         workflow_id=workflow_id,
         request_id=f"{workflow_id}-{index}-{secrets.token_hex(4)}",
         trigger={"index": index, "status": "approved"},

@@ -278,7 +278,7 @@ def credential_provider(settings: Settings, db: Database) -> CredentialProvider:
     """Stored connections (when DW_CREDENTIALS_KEY is set) first, then DW_CONNECTION_<NAME>."""
     providers: list[CredentialProvider] = []
     if settings.credentials_key:
-        providers.append(DatabaseCredentialProvider(db, Cipher.from_setting(settings.credentials_key)))
+        providers.append(DatabaseCredentialProvider(db.connections, Cipher.from_setting(settings.credentials_key)))
     providers.append(EnvCredentialProvider())
     return ChainedCredentialProvider(providers)
 
@@ -304,8 +304,7 @@ async def _record_job_failure(runtime: Runtime, context: JobContext, execution_i
         "traceback": "".join(traceback.format_exception(exc))[-4000:],
     }
     try:
-        await runtime.db.fetch_one(
-            "record_job_failure",
+        await runtime.db.operations.record_job_failure(
             job_id=job.id,
             execution_id=execution,
             payload={"task": job.task_name, "args": job.task_kwargs, "queue": job.queue},
@@ -317,18 +316,18 @@ async def _record_job_failure(runtime: Runtime, context: JobContext, execution_i
 
 
 async def update_queue_metrics(db: Database) -> None:
-    rows = await db.fetch_all("queue_depth")
+    rows = await db.operations.queue_depth()
     seen = set()
     for row in rows:
-        metrics.QUEUE_DEPTH.labels(row["queue_name"], row["status"]).set(row["jobs"])
-        seen.add((row["queue_name"], row["status"]))
+        metrics.QUEUE_DEPTH.labels(row.queue_name, row.status).set(row.jobs)
+        seen.add((row.queue_name, row.status))
     for queue, status in _known_queue_labels - seen:
         metrics.QUEUE_DEPTH.labels(queue, status).set(0)
     _known_queue_labels.update(seen)
     oldest: dict[str, float] = {}
     for row in rows:
-        if row["status"] == "todo" and row["oldest_seconds"] is not None:
-            oldest[row["queue_name"]] = float(row["oldest_seconds"])
+        if row.status == "todo" and row.oldest_seconds is not None:
+            oldest[row.queue_name] = row.oldest_seconds
     for queue in {q for q, _ in _known_queue_labels}:
         metrics.QUEUE_OLDEST.labels(queue).set(oldest.get(queue, 0.0))
 
@@ -341,8 +340,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
     while True:
         await asyncio.sleep(settings.recovery_interval_seconds)
         try:
-            rows = await db.fetch_all(
-                "recover_executions",
+            recovered = await db.operations.recover(
                 max_recoveries=settings.max_recoveries,
                 stalled_worker_seconds=settings.stalled_worker_seconds,
                 queue=settings.queue,
@@ -351,11 +349,11 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             # Never let the loop die: it is what re-queues runs whose worker vanished.
             log.warning("recovery pass failed", error=str(exc), error_type=type(exc).__name__)
             continue
-        for row in rows:
-            metrics.RECOVERIES.labels(row["action"]).inc()
-            log.warning("execution recovered", execution_id=str(row["execution_id"]), action=row["action"])
+        for recovery in recovered:
+            metrics.RECOVERIES.labels(recovery.action).inc()
+            log.warning("execution recovered", execution_id=str(recovery.execution_id), action=recovery.action)
         try:
-            await db.execute("prune_event_listeners", max_age_seconds=86400.0)
+            await db.executions.prune_event_listeners(max_age_seconds=86400.0)
             await update_queue_metrics(db)
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
@@ -384,6 +382,50 @@ async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], 
         delay = backoff.next()
         log.warning("fetch loop ended; restarting it", fetch_loop=name, error=error, retry_in=delay)
         await stopped_within(stop, delay)
+
+
+async def run_fetch_loops(
+    app: procrastinate.App,
+    runtime: Runtime,
+    settings: Settings,
+    *,
+    worker_id: str,
+    concurrency: int,
+    stop: asyncio.Event,
+) -> None:
+    """Runs DW_WORKER_FETCHERS supervised fetch loops sharing `concurrency` until `stop` is set,
+    then lets the runs stop (see Runtime.stop_starting) and the loops end."""
+    fetchers = max(1, min(settings.worker_fetchers, concurrency))
+    common: dict[str, Any] = {
+        "queues": [settings.queue],
+        "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
+        # Signals are handled by run_worker, once, for every fetch loop.
+        "install_signal_handlers": False,
+        "delete_jobs": "successful",
+        "update_heartbeat_interval": max(settings.stalled_worker_seconds / 3, 1.0),
+        "stalled_worker_timeout": settings.stalled_worker_seconds,
+    }
+    shares = [concurrency // fetchers + (1 if i < concurrency % fetchers else 0) for i in range(fetchers)]
+    loops = [
+        asyncio.create_task(
+            supervise_fetch_loop(app, {**common, "concurrency": share, "name": f"{worker_id}#{i}"}, stop)
+        )
+        for i, share in enumerate(shares)
+    ]
+    stop_task = asyncio.create_task(stop.wait())
+    # The supervisors end only once stop is set (or on a bug: then the worker stops too).
+    await asyncio.wait({*loops, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    # From now on no run starts another attempt: each lets its running attempts end and
+    # hands itself back. Procrastinate's graceful stop gives running jobs the grace period,
+    # then cancels them (the runtime hands those executions back at once).
+    runtime.stop_starting()
+    for task in loops:
+        task.cancel()
+    results = await asyncio.gather(*loops, return_exceptions=True)
+    stop_task.cancel()
+    failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    if failures:
+        raise failures[0]
 
 
 async def run_worker(
@@ -438,41 +480,9 @@ async def run_worker(
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop_event.set)
-    fetchers = max(1, min(settings.worker_fetchers, concurrency))
     try:
         async with app.open_async(pool=pool):
-            common: dict[str, Any] = {
-                "queues": [settings.queue],
-                "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
-                # Signals are handled here, once, for every fetch loop.
-                "install_signal_handlers": False,
-                "delete_jobs": "successful",
-                "update_heartbeat_interval": max(settings.stalled_worker_seconds / 3, 1.0),
-                "stalled_worker_timeout": settings.stalled_worker_seconds,
-            }
-            shares = [concurrency // fetchers + (1 if i < concurrency % fetchers else 0) for i in range(fetchers)]
-            loops = [
-                asyncio.create_task(
-                    supervise_fetch_loop(app, {**common, "concurrency": share, "name": f"{worker_id}#{i}"}, stop_event)
-                )
-                for i, share in enumerate(shares)
-            ]
-            stop_task = asyncio.create_task(stop_event.wait())
-            # The supervisors end only once stop is set (or on a bug: then the worker stops too).
-            await asyncio.wait({*loops, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-            # From now on no run starts another attempt: each lets its running attempts end and
-            # hands itself back. Procrastinate's graceful stop gives running jobs the grace period,
-            # then cancels them (the runtime hands those executions back at once).
-            runtime.stop_starting()
-            for task in loops:
-                task.cancel()
-            results = await asyncio.gather(*loops, return_exceptions=True)
-            stop_task.cancel()
-            failures = [
-                r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
-            ]
-            if failures:
-                raise failures[0]
+            await run_fetch_loops(app, runtime, settings, worker_id=worker_id, concurrency=concurrency, stop=stop_event)
     finally:
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):

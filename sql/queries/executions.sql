@@ -7,7 +7,8 @@ SELECT * FROM dw.start_execution_v1(%(workflow_id)s, %(request_id)s, %(trigger)s
 -- One execution with the checksum of the version that ran.
 SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum, e.request_id, e.status,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
-       e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at, e.ended_at, e.error
+       e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
+       e.ended_at AS end_time, e.error
   FROM dw.executions e
   JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;
@@ -15,7 +16,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
 -- name: list_executions
 -- Executions newest first, after a (created_at, id) cursor, with optional filters.
 SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
-       e.created_at, e.started_at, e.ended_at
+       e.created_at, e.started_at AS start_time, e.ended_at AS end_time
   FROM dw.executions e
  WHERE (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
    AND (%(status)s::text IS NULL OR e.status = %(status)s::text)
@@ -27,7 +28,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.princi
 -- name: list_node_states
 -- Node checkpoints of one execution, in definition order.
 SELECT node_id, action_type, status, attempts, attempt_base, expected_incoming, decided_incoming,
-       satisfied_incoming, outputs, error, next_attempt_at, started_at, ended_at
+       satisfied_incoming, outputs, error, next_attempt_at, started_at AS start_time, ended_at AS end_time
   FROM dw.node_states WHERE execution_id = %(id)s ORDER BY position;
 
 -- name: list_attempts
@@ -41,12 +42,12 @@ SELECT id, node_id, type, at, principal, details
   FROM dw.execution_events WHERE execution_id = %(id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s;
 
 -- name: try_acquire
--- Takes the execution's lease (see dw.try_acquire_execution_v1 for the outcomes).
-SELECT * FROM dw.try_acquire_execution_v1(%(id)s, %(owner)s, %(lease_seconds)s);
+-- Takes the execution's lease (see dw.try_acquire_execution_v3 for the outcomes).
+SELECT outcome, lease_token FROM dw.try_acquire_execution_v3(%(id)s, %(owner)s, %(lease_seconds)s);
 
 -- name: acquire_run
 -- Takes the lease and returns the run data and node checkpoints with it (one round trip).
-SELECT * FROM dw.try_acquire_execution_v2(%(id)s, %(owner)s, %(lease_seconds)s);
+SELECT * FROM dw.try_acquire_execution_v3(%(id)s, %(owner)s, %(lease_seconds)s);
 
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.
@@ -70,13 +71,14 @@ SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
-SELECT * FROM dw.record_attempt_v2(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+SELECT * FROM dw.record_attempt_v3(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
-    %(node_status)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s);
+    %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s);
 
 -- name: complete_execution
--- Ends the run with its final status.
-SELECT dw.complete_execution_v1(%(id)s, %(token)s, %(status)s, %(error)s);
+-- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).
+SELECT dw.complete_execution_v2(%(id)s, %(token)s, %(status)s, %(error)s, %(dead_letter_node)s,
+    %(dead_letter_error)s);
 
 -- name: park_execution
 -- Gives up the lease until a due time and queues the wake-up job.

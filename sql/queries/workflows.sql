@@ -84,7 +84,8 @@ RETURNING version;
 
 -- name: get_workflow_template
 -- One version of a template (the latest when version is null).
-SELECT id, version, display_name, description, parameters, definition_template, checksum, created_at, created_by
+SELECT id, version, display_name, description, parameters, definition_template AS definition, checksum,
+       created_at, created_by
   FROM dw.workflow_templates
  WHERE id = %(id)s AND (%(version)s::integer IS NULL OR version = %(version)s::integer)
  ORDER BY version DESC

@@ -13,11 +13,12 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from dataworkflows.data.connections import StoredSecret
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 
 ENV_PREFIX = "DW_CONNECTION_"
@@ -108,7 +109,9 @@ class Cipher:
 
 
 class ConnectionStore(Protocol):
-    async def fetch_connection(self, name: str) -> dict[str, Any] | None: ...
+    """Where stored connections come from (db.connections)."""
+
+    async def fetch_connection(self, name: str) -> StoredSecret | None: ...
 
 
 class DatabaseCredentialProvider:
@@ -120,10 +123,10 @@ class DatabaseCredentialProvider:
         self._cipher = cipher
 
     async def get(self, name: str) -> Secret:
-        row = await self._store.fetch_connection(name)
-        if row is None:
+        stored = await self._store.fetch_connection(name)
+        if stored is None:
             raise CredentialNotFound(f"connection {name!r} is not configured", connection=name)
-        return Secret(self._cipher.decrypt(bytes(row["secret"]), name))
+        return Secret(self._cipher.decrypt(stored.secret, name))
 
 
 class ChainedCredentialProvider:

@@ -1,6 +1,8 @@
-"""Database access. The only module that runs SQL at run time: named queries from sql/queries,
-stored procedures from sql/procedures. Driver errors are translated here, once, into
-DataWorkflowsError subclasses (by SQLSTATE or constraint name).
+"""Database access. With dataworkflows.data, the only code that runs SQL at run time: named queries
+from sql/queries, stored procedures from sql/procedures. Callers use the typed methods of the data
+layer (db.workflows, db.executions, ...); the generic fetch_one/fetch_all/execute below are its
+internals. Driver errors are translated here, once, into DataWorkflowsError subclasses (by SQLSTATE
+or constraint name).
 """
 
 from __future__ import annotations
@@ -9,38 +11,48 @@ import contextlib
 import select
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
-from typing import Any
-from uuid import UUID
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
 import psycopg.errors
 import psycopg_pool
 import structlog
-from psycopg.rows import TupleRow, dict_row
+from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
-from dataworkflows.publishing import PreparedDefinition
+from dataworkflows.data.connections import ConnectionData
+from dataworkflows.data.executions import ExecutionData
+from dataworkflows.data.operations import OperationsData
+from dataworkflows.data.resources import ResourceData
+from dataworkflows.data.runs import RunData
+from dataworkflows.data.workflows import WorkflowData
+from dataworkflows.errors import SqlState
 from dataworkflows.sqlfiles import QUERIES
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
-_SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
-    "DW001": errors.WorkflowNotFound,
-    "DW002": errors.WorkflowNotRunnable,
-    "DW003": errors.NotFound,
-    "DW004": errors.Conflict,
-    "DW005": errors.Conflict,
-    "DW006": errors.NotFound,
-    "DW010": errors.LeaseLost,
-    "DW011": errors.NodeNotRunnable,
-    "DW012": errors.ExecutionNotFound,
+# Keyed by SqlState members, which are the SQLSTATE strings themselves (a StrEnum).
+SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
+    SqlState.WORKFLOW_NOT_FOUND: errors.WorkflowNotFound,
+    SqlState.WORKFLOW_NOT_RUNNABLE: errors.WorkflowNotRunnable,
+    SqlState.VERSION_NOT_FOUND: errors.NotFound,
+    SqlState.NOTHING_TO_ARCHIVE: errors.Conflict,
+    SqlState.DEAD_LETTER_CLOSED: errors.Conflict,
+    SqlState.DEAD_LETTER_NOT_FOUND: errors.NotFound,
+    SqlState.LEASE_LOST: errors.LeaseLost,
+    SqlState.NODE_NOT_RUNNABLE: errors.NodeNotRunnable,
+    SqlState.EXECUTION_NOT_FOUND: errors.ExecutionNotFound,
+    SqlState.VERSION_IMMUTABLE: errors.Immutable,
+    SqlState.EVENTS_APPEND_ONLY: errors.Immutable,
 }
 _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "workflows_pkey": errors.WorkflowExists,
 }
+# The server is shutting down (57P01) or starting up (57P03): worth a retry, like a lost connection.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03"})
 
 _encoder = msgspec.json.Encoder()
 
@@ -64,31 +76,36 @@ def _adapt(params: dict[str, Any]) -> dict[str, Any]:
     return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in params.items()}
 
 
+def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
+    """The DataWorkflowsError a driver error stands for, or None for one that is a bug (a 500)."""
+    message = exc.diag.message_primary or str(exc)
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        name = exc.diag.constraint_name or ""
+        return _CONSTRAINT_ERRORS.get(name, errors.Conflict)(message, constraint=name)
+    sqlstate = exc.sqlstate or ""
+    mapped = SQLSTATE_ERRORS.get(sqlstate)
+    if mapped is not None:
+        return mapped(message, detail=exc.diag.message_detail)
+    if sqlstate.startswith(("22", "54")) or isinstance(exc, psycopg.DataError):
+        # Data exceptions (a NUL character, a number out of range, an impossible interval) and
+        # program limits: the input's fault, never a 500.
+        return errors.InvalidInput(f"the database refused a value: {message}")
+    # psycopg_pool's PoolTimeout is an OperationalError: no connection came in time.
+    if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+        return errors.DatabaseUnavailable(f"the database is unavailable: {exc}")
+    return None
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
+    """Re-raises driver errors as DataWorkflowsError subclasses (the driver's error as the cause)."""
     try:
         yield
-    except errors.DataWorkflowsError:
-        raise
-    except psycopg.errors.UniqueViolation as exc:
-        name = exc.diag.constraint_name or ""
-        cls = _CONSTRAINT_ERRORS.get(name, errors.Conflict)
-        raise cls(exc.diag.message_primary or str(exc), constraint=name) from exc
     except psycopg.Error as exc:
-        sqlstate = exc.sqlstate or ""
-        if sqlstate in _SQLSTATE_ERRORS:
-            raise _SQLSTATE_ERRORS[sqlstate](
-                exc.diag.message_primary or str(exc), detail=exc.diag.message_detail
-            ) from exc
-        if sqlstate.startswith("22") or sqlstate.startswith("54") or isinstance(exc, psycopg.DataError):
-            # Data exceptions (a NUL character, a number out of range, an impossible interval) and
-            # program limits: the input's fault, never a 500.
-            raise errors.InvalidInput(f"the database refused a value: {exc.diag.message_primary or exc}") from exc
-        if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in {"57P01", "57P03"}:
-            raise errors.DatabaseUnavailable(f"the database is unavailable: {exc}") from exc
-        raise
-    except psycopg_pool.PoolTimeout as exc:
-        raise errors.DatabaseUnavailable("no database connection available (is PostgreSQL running?)") from exc
+        error = translated(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def make_pool(
@@ -176,17 +193,43 @@ async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.set_autocommit(True)
 
 
+class Transaction:
+    """Named statements on one connection inside one transaction (for the data layer)."""
+
+    def __init__(self, cursor: psycopg.AsyncCursor[DictRow]) -> None:
+        self._cursor = cursor
+
+    async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
+        await self._cursor.execute(QUERIES[name], _adapt(params))
+        return await self._cursor.fetchone()
+
+
 class Database:
-    """Named queries over an async pool. Each call is one round trip and one transaction."""
+    """Named queries over an async pool. Each call is one round trip and one transaction, except
+    inside `transaction()`. The data layer's typed methods hang off it by area."""
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         self.pool = pool
+        self.workflows = WorkflowData(self)
+        self.executions = ExecutionData(self)
+        self.operations = OperationsData(self)
+        self.connections = ConnectionData(self)
+        self.resources = ResourceData(self)
+        # What a worker reads and writes while it holds a run's lease.
+        self.runs = RunData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         with translate_errors():
             async with self.pool.connection() as conn:
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Several named statements that commit together, or not at all."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         with translate_errors():
@@ -208,203 +251,16 @@ class Database:
             async with self.pool.connection() as conn:
                 await conn.execute(QUERIES[name], _adapt(params))
 
-    async def fetch_connection(self, name: str) -> Row | None:
-        """For the credential provider: a connection with its ciphertext."""
-        return await self.fetch_one("fetch_connection", name=name)
+    async def fetch_one_as(self, cls: type[T], name: str, /, **params: Any) -> T | None:
+        """One row as a struct (its fields named like the query's columns)."""
+        row = await self.fetch_one(name, **params)
+        return None if row is None else msgspec.convert(row, cls)
+
+    async def fetch_all_as(self, cls: type[T], name: str, /, **params: Any) -> list[T]:
+        """Rows as structs (their fields named like the query's columns)."""
+        return [msgspec.convert(row, cls) for row in await self.fetch_all(name, **params)]
 
     async def ping(self) -> None:
         with translate_errors():
             async with self.pool.connection(timeout=3.0) as conn:
                 await conn.execute("SELECT 1")
-
-    # -- workflows ---------------------------------------------------------------------------
-
-    async def create_workflow(
-        self,
-        *,
-        workflow_id: str,
-        display_name: str,
-        description: str | None,
-        definition: dict[str, Any],
-        checksum: str,
-        principal: str | None,
-        max_concurrent_executions: int | None = None,
-    ) -> int:
-        """Creates a Draft workflow with version 1; returns the version."""
-        with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction():
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES["lock_workflow"], {"id": workflow_id})
-                if await cur.fetchone() is not None:
-                    raise errors.WorkflowExists(
-                        f"a workflow with id {workflow_id!r} already exists; PUT /api/v1/workflows/{workflow_id} "
-                        "adds a version"
-                    )
-                await cur.execute(
-                    QUERIES["insert_workflow"],
-                    {
-                        "id": workflow_id,
-                        "display_name": display_name,
-                        "description": description,
-                        "principal": principal,
-                        "max_concurrent_executions": max_concurrent_executions,
-                    },
-                )
-                await cur.execute(
-                    QUERIES["insert_version"],
-                    {"id": workflow_id, "definition": Jsonb(definition), "checksum": checksum, "principal": principal},
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                return int(row["version"])
-
-    async def add_version(
-        self, *, workflow_id: str, definition: dict[str, Any], checksum: str, principal: str | None
-    ) -> tuple[int, bool]:
-        """Adds a version unless one with the same checksum exists; returns (version, created)."""
-        with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction():
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES["lock_workflow"], {"id": workflow_id})
-                if await cur.fetchone() is None:
-                    raise errors.WorkflowNotFound(f"workflow {workflow_id!r} not found")
-                await cur.execute(QUERIES["find_version_by_checksum"], {"id": workflow_id, "checksum": checksum})
-                existing = await cur.fetchone()
-                if existing is not None:
-                    return int(existing["version"]), False
-                await cur.execute(
-                    QUERIES["insert_version"],
-                    {"id": workflow_id, "definition": Jsonb(definition), "checksum": checksum, "principal": principal},
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                return int(row["version"]), True
-
-    async def add_workflow_template(
-        self,
-        *,
-        template_id: str,
-        display_name: str,
-        description: str | None,
-        parameters: list[Any],
-        definition_template: dict[str, Any],
-        checksum: str,
-        principal: str | None,
-    ) -> tuple[int, bool]:
-        """Stores a template version unless one with the same checksum exists; (version, created)."""
-        with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction():
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES["lock_workflow_template"], {"id": template_id})
-                await cur.execute(QUERIES["find_template_by_checksum"], {"id": template_id, "checksum": checksum})
-                existing = await cur.fetchone()
-                if existing is not None:
-                    return int(existing["version"]), False
-                await cur.execute(
-                    QUERIES["insert_workflow_template"],
-                    {
-                        "id": template_id,
-                        "display_name": display_name,
-                        "description": description,
-                        "parameters": Jsonb(parameters),
-                        "definition_template": Jsonb(definition_template),
-                        "checksum": checksum,
-                        "principal": principal,
-                    },
-                )
-                row = await cur.fetchone()
-                assert row is not None
-                return int(row["version"]), True
-
-    async def save_definition(self, prepared: PreparedDefinition, principal: str | None) -> tuple[int, bool]:
-        """Creates the workflow from a prepared definition, or adds it as a version (an unchanged
-        definition returns its existing version); returns (version, whether it is new)."""
-        definition = prepared.definition
-        if await self.fetch_one("get_workflow", id=definition.id) is not None:
-            return await self.add_version(
-                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
-            )
-        try:
-            version = await self.create_workflow(
-                workflow_id=definition.id,
-                display_name=definition.display_name,
-                description=definition.description,
-                definition=prepared.raw,
-                checksum=prepared.checksum,
-                principal=principal,
-            )
-        except errors.WorkflowExists:
-            # Created by someone else in the meantime: this definition becomes a version of it.
-            return await self.add_version(
-                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
-            )
-        return version, True
-
-    async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
-        await self.fetch_one("publish_workflow", id=workflow_id, version=version, plan=Jsonb(plan), principal=principal)
-
-    # -- executions --------------------------------------------------------------------------
-
-    async def start_execution(
-        self,
-        *,
-        workflow_id: str,
-        request_id: str,
-        trigger: dict[str, Any],
-        principal_id: str | None,
-        principal_type: str | None,
-        correlation_id: str | None,
-        queue: str,
-    ) -> Row:
-        row = await self.fetch_one(
-            "start_execution",
-            workflow_id=workflow_id,
-            request_id=request_id,
-            trigger=Jsonb(trigger),
-            principal_id=principal_id,
-            principal_type=principal_type,
-            correlation_id=correlation_id,
-            queue=queue,
-        )
-        assert row is not None
-        return row
-
-    async def record_attempt(
-        self,
-        *,
-        execution_id: UUID,
-        token: int,
-        node_id: str,
-        attempt: int,
-        action_type: str,
-        attempt_status: str,
-        parameters: Any,
-        outputs: Any,
-        error: Any,
-        start_time: datetime,
-        end_time: datetime,
-        worker: str,
-        node_status: str,
-        next_attempt_at: datetime | None,
-        fired: list[bool] | None,
-        resource_links: list[dict[str, Any]] | None = None,
-    ) -> list[Row]:
-        return await self.fetch_all(
-            "record_attempt",
-            id=execution_id,
-            token=token,
-            node_id=node_id,
-            attempt=attempt,
-            action_type=action_type,
-            attempt_status=attempt_status,
-            parameters=jsonb(parameters),
-            outputs=jsonb(outputs),
-            error=jsonb(error),
-            start_time=start_time,
-            end_time=end_time,
-            worker=worker,
-            node_status=node_status,
-            next_attempt_at=next_attempt_at,
-            fired=fired,
-            resource_links=Jsonb(resource_links) if resource_links else None,
-        )

@@ -1,8 +1,38 @@
-"""The exception hierarchy. Each class's docstring is its default message."""
+"""The exception hierarchy. Each class's docstring is its default message. SqlState names the
+SQLSTATE codes the engine's own SQL raises; dataworkflows.db maps each one to a class here."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class SqlState(StrEnum):
+    """`RAISE ... USING ERRCODE = 'DWnnn'` in sql/. tests/unit/test_data_layer.py fails when SQL
+    raises a code that is not a member here, or a member that dataworkflows.db does not map."""
+
+    # No workflow with this id.
+    WORKFLOW_NOT_FOUND = "DW001"
+    # The workflow cannot start an execution: not Active, disabled, or without a compiled plan.
+    WORKFLOW_NOT_RUNNABLE = "DW002"
+    # The workflow has no version with this number.
+    VERSION_NOT_FOUND = "DW003"
+    # Archiving a Draft: it was never published, so there is nothing to archive.
+    NOTHING_TO_ARCHIVE = "DW004"
+    # The dead letter is already redriven or closed, or its run has nothing left to redrive.
+    DEAD_LETTER_CLOSED = "DW005"
+    # No dead letter with this id.
+    DEAD_LETTER_NOT_FOUND = "DW006"
+    # The caller's fencing token is not the execution's current lease (another worker holds it).
+    LEASE_LOST = "DW010"
+    # The node is not in a state that allows an attempt (or this outcome).
+    NODE_NOT_RUNNABLE = "DW011"
+    # No execution with this id.
+    EXECUTION_NOT_FOUND = "DW012"
+    # A published workflow version's definition or checksum was to be changed.
+    VERSION_IMMUTABLE = "DW020"
+    # An execution event was to be updated, deleted or truncated: the log is append-only.
+    EVENTS_APPEND_ONLY = "DW021"
 
 
 class DataWorkflowsError(Exception):
@@ -71,6 +101,12 @@ class WorkflowExists(Conflict):
     """A workflow with this id already exists."""
 
     code = "workflow_exists"
+
+
+class Immutable(Conflict):
+    """The record cannot be changed: a published version, or the execution log."""
+
+    code = "immutable"
 
 
 class WorkflowNotRunnable(Conflict):

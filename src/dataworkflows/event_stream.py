@@ -22,7 +22,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from dataworkflows.sqlfiles import QUERIES
+from dataworkflows.data.executions import add_event_listener, remove_event_listener
 
 log = structlog.get_logger("dataworkflows.events")
 
@@ -93,13 +93,13 @@ class EventHub:
     def _follow(self, execution_id: UUID) -> Command:
         async def command(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel(execution_id))))
-            await conn.execute(QUERIES["add_event_listener"], {"id": execution_id, "listener": self.listener_id})
+            await add_event_listener(conn, execution_id, self.listener_id)
 
         return command
 
     def _unfollow(self, execution_id: UUID) -> Command:
         async def command(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(QUERIES["remove_event_listener"], {"id": execution_id, "listener": self.listener_id})
+            await remove_event_listener(conn, execution_id, self.listener_id)
             await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel(execution_id))))
 
         return command

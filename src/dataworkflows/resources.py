@@ -1,5 +1,5 @@
 """Resource links for actions: claim before creating, link after, so runs that share an
-idempotency key create the resource once (also when they race). Uses the db layer's named queries."""
+idempotency key create the resource once (also when they race), through db.resources."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class DatabaseResources:
     """What an action sees as ctx.services.resources."""
 
     def __init__(self, db: Database, *, claim_seconds: float = 120.0, tenant: str = "default") -> None:
-        self._db = db
+        self._data = db.resources
         self._claim_seconds = claim_seconds
         self._tenant = tenant
 
@@ -32,10 +32,9 @@ class DatabaseResources:
         self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int
     ) -> Claim:
         """Claims the key for this attempt (another attempt of the same node sees 'pending')."""
-        row = await self._db.fetch_one(
-            "claim_resource",
+        claim = await self._data.claim(
             tenant=self._tenant,
-            type=resource_type,
+            resource_type=resource_type,
             key=key,
             workflow_id=workflow_id,
             execution_id=execution_id,
@@ -43,8 +42,7 @@ class DatabaseResources:
             owner=_owner(execution_id, node_id, attempt),
             claim_seconds=self._claim_seconds,
         )
-        assert row is not None
-        return Claim(row["state"], row["external_id"])
+        return Claim(claim.state, claim.external_id)
 
     async def link(
         self,
@@ -57,10 +55,9 @@ class DatabaseResources:
         node_id: str,
         data: dict[str, Any] | None = None,
     ) -> str:
-        row = await self._db.fetch_one(
-            "link_resource",
+        return await self._data.link(
             tenant=self._tenant,
-            type=resource_type,
+            resource_type=resource_type,
             key=key,
             external_id=external_id,
             workflow_id=workflow_id,
@@ -68,18 +65,11 @@ class DatabaseResources:
             node_id=node_id,
             data=data,
         )
-        assert row is not None
-        return str(row["external_id"])
 
     async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int) -> None:
-        await self._db.fetch_one(
-            "release_resource_claim",
-            tenant=self._tenant,
-            type=resource_type,
-            key=key,
-            owner=_owner(execution_id, node_id, attempt),
+        await self._data.release_claim(
+            tenant=self._tenant, resource_type=resource_type, key=key, owner=_owner(execution_id, node_id, attempt)
         )
 
     async def check(self, resource_type: str, key: str) -> str | None:
-        row = await self._db.fetch_one("check_resource", tenant=self._tenant, type=resource_type, key=key)
-        return None if row is None else row["external_id"]
+        return await self._data.check(tenant=self._tenant, resource_type=resource_type, key=key)

@@ -1,0 +1,184 @@
+"""Executions as callers see them: starting one, reading it, its node states, attempts and events,
+and the listeners that have its events NOTIFYed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from dataworkflows.sqlfiles import QUERIES
+from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class StartedExecution(msgspec.Struct, frozen=True):
+    execution_id: UUID
+    status: ExecutionStatus
+    workflow_version: int
+    # False when the request id matched an earlier execution (nothing new was started).
+    created: bool
+
+
+class Execution(msgspec.Struct, frozen=True):
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    workflow_checksum: str
+    request_id: str
+    status: ExecutionStatus
+    trigger: dict[str, Any]
+    principal_id: str | None
+    principal_type: str | None
+    correlation_id: str | None
+    parent_execution_id: UUID | None
+    lease_owner: str | None
+    recovery_count: int
+    deadline_at: datetime | None
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    error: Any
+
+
+class ExecutionListItem(msgspec.Struct, frozen=True):
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    request_id: str
+    status: ExecutionStatus
+    principal_id: str | None
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class NodeState(msgspec.Struct, frozen=True):
+    node_id: str
+    action_type: str
+    status: NodeStatus
+    attempts: int
+    attempt_base: int
+    expected_incoming: int
+    decided_incoming: int
+    satisfied_incoming: int
+    outputs: Any
+    error: Any
+    next_attempt_at: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class Attempt(msgspec.Struct, frozen=True):
+    id: UUID
+    node_id: str
+    action_type: str
+    attempt: int
+    status: AttemptStatus
+    parameters: Any
+    outputs: Any
+    error: Any
+    worker: str | None
+    start_time: datetime
+    end_time: datetime
+
+
+class Event(msgspec.Struct, frozen=True):
+    id: int
+    node_id: str | None
+    type: str
+    at: datetime
+    principal: str | None
+    details: dict[str, Any]
+
+
+class ExecutionData:
+    """Starting and reading executions."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def start(
+        self,
+        *,
+        workflow_id: str,
+        request_id: str,
+        trigger: dict[str, Any],
+        principal_id: str | None,
+        principal_type: str | None,
+        correlation_id: str | None,
+        queue: str,
+    ) -> StartedExecution:
+        """Starts an execution and queues its run job, or finds the one with this request id."""
+        started = await self._db.fetch_one_as(
+            StartedExecution,
+            "start_execution",
+            workflow_id=workflow_id,
+            request_id=request_id,
+            # Explicit: an empty trigger is still a jsonb object.
+            trigger=Jsonb(trigger),
+            principal_id=principal_id,
+            principal_type=principal_type,
+            correlation_id=correlation_id,
+            queue=queue,
+        )
+        assert started is not None
+        return started
+
+    async def get(self, execution_id: UUID) -> Execution | None:
+        return await self._db.fetch_one_as(Execution, "get_execution", id=execution_id)
+
+    async def page(
+        self,
+        *,
+        workflow_id: str | None,
+        status: str | None,
+        after_created: datetime | None,
+        after_id: UUID | None,
+        limit: int,
+    ) -> list[ExecutionListItem]:
+        """Newest first, after a (created_at, id) cursor."""
+        return await self._db.fetch_all_as(
+            ExecutionListItem,
+            "list_executions",
+            workflow_id=workflow_id,
+            status=status,
+            after_created=after_created,
+            after_id=after_id,
+            limit=limit,
+        )
+
+    async def node_states(self, execution_id: UUID) -> list[NodeState]:
+        """In definition order."""
+        return await self._db.fetch_all_as(NodeState, "list_node_states", id=execution_id)
+
+    async def attempts(self, execution_id: UUID) -> list[Attempt]:
+        """In the order they started."""
+        return await self._db.fetch_all_as(Attempt, "list_attempts", id=execution_id)
+
+    async def events(self, execution_id: UUID, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """The execution log after event id `after`, in order."""
+        return await self._db.fetch_all_as(Event, "list_events", id=execution_id, after=after, limit=limit)
+
+    async def prune_event_listeners(self, *, max_age_seconds: float) -> None:
+        """Forgets listeners of processes that died without saying so."""
+        await self._db.execute("prune_event_listeners", max_age_seconds=max_age_seconds)
+
+
+# The event hub runs these on its own LISTEN connection, not the pool: it owns that connection and
+# handles its errors (a lost connection is reconnected), so they are not translated here.
+
+
+async def add_event_listener(conn: psycopg.AsyncConnection[Any], execution_id: UUID, listener: str) -> None:
+    """From now on, the execution's events are NOTIFYed (for this listener among others)."""
+    await conn.execute(QUERIES["add_event_listener"], {"id": execution_id, "listener": listener})
+
+
+async def remove_event_listener(conn: psycopg.AsyncConnection[Any], execution_id: UUID, listener: str) -> None:
+    await conn.execute(QUERIES["remove_event_listener"], {"id": execution_id, "listener": listener})

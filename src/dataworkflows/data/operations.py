@@ -1,0 +1,109 @@
+"""What operators and the recovery loop work with: dead letters (redrive, acknowledge), failed
+jobs, recovery of runs whose worker vanished, and queue depth."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    id: int
+    kind: str
+    execution_id: UUID | None
+    workflow_id: str | None
+    node_id: str | None
+    job_id: int | None
+    payload: dict[str, Any]
+    error: Any
+    attempts: int
+    created_at: datetime
+    redriven_at: datetime | None
+    redriven_by: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    close_reason: str | None
+    close_note: str | None
+
+
+class Redrive(msgspec.Struct, frozen=True):
+    dead_letter_id: int
+    execution_id: UUID
+    # What the redrive did to the run (see dw.redrive_dead_letter_v1).
+    action: str
+
+
+class Recovery(msgspec.Struct, frozen=True):
+    execution_id: UUID
+    # requeued, or failed (past the recovery limit).
+    action: str
+
+
+class QueueDepth(msgspec.Struct, frozen=True):
+    queue_name: str
+    status: str
+    jobs: int
+    oldest_seconds: float | None
+
+
+class OperationsData:
+    """Dead letters, job failures, recovery and queue depth."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def dead_letters(
+        self, *, open_only: bool | None, kind: str | None, before: int | None, limit: int
+    ) -> list[DeadLetter]:
+        """Newest first, below an id cursor; open_only=False gives only the closed ones."""
+        return await self._db.fetch_all_as(
+            DeadLetter, "list_dead_letters", open=open_only, kind=kind, before=before, limit=limit
+        )
+
+    async def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        return await self._db.fetch_one_as(DeadLetter, "get_dead_letter", id=dead_letter_id)
+
+    async def redrive(self, dead_letter_id: int, *, principal: str | None, queue: str) -> Redrive:
+        """Re-runs the failed part of the letter's run (once; Conflict after that)."""
+        redrive = await self._db.fetch_one_as(
+            Redrive, "redrive_dead_letter", id=dead_letter_id, principal=principal, queue=queue
+        )
+        assert redrive is not None
+        return redrive
+
+    async def acknowledge(self, dead_letter_id: int, *, principal: str | None, note: str | None) -> None:
+        """Closes the letter without a redrive (once; Conflict after that)."""
+        await self._db.fetch_one("acknowledge_dead_letter", id=dead_letter_id, principal=principal, note=note)
+
+    async def record_job_failure(
+        self, *, job_id: int | None, execution_id: UUID | None, payload: dict[str, Any], error: Any, attempts: int
+    ) -> None:
+        """A run job that raised becomes a job_failed dead letter."""
+        await self._db.fetch_one(
+            "record_job_failure",
+            job_id=job_id,
+            execution_id=execution_id,
+            payload=payload,
+            error=error,
+            attempts=attempts,
+        )
+
+    async def recover(self, *, max_recoveries: int, stalled_worker_seconds: float, queue: str) -> list[Recovery]:
+        """Re-queues runs whose worker vanished; fails those past the recovery limit."""
+        return await self._db.fetch_all_as(
+            Recovery,
+            "recover_executions",
+            max_recoveries=max_recoveries,
+            stalled_worker_seconds=stalled_worker_seconds,
+            queue=queue,
+        )
+
+    async def queue_depth(self) -> list[QueueDepth]:
+        """Jobs waiting and running per queue, with the oldest one's age."""
+        return await self._db.fetch_all_as(QueueDepth, "queue_depth")

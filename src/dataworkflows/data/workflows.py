@@ -1,0 +1,226 @@
+"""Workflows, their versions and publishing, and workflow templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from dataworkflows import errors
+from dataworkflows.statuses import WorkflowStatus
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class Workflow(msgspec.Struct, frozen=True):
+    id: str
+    display_name: str
+    description: str | None
+    status: WorkflowStatus
+    current_version: int | None
+    is_enabled: bool
+    max_concurrent_executions: int | None
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+    archived_at: datetime | None
+    archived_by: str | None
+    template_id: str | None
+    template_version: int | None
+    latest_version: int | None
+
+
+class Version(msgspec.Struct, frozen=True):
+    workflow_id: str
+    version: int
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    published_at: datetime | None
+    published_by: str | None
+    # Only when one version is read: listing versions leaves definitions out.
+    definition: dict[str, Any] | None = None
+
+
+class WorkflowTemplate(msgspec.Struct, frozen=True):
+    id: str
+    version: int
+    display_name: str
+    description: str | None
+    parameters: list[dict[str, Any]]
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    # Only when one template is read: the list leaves definitions out.
+    definition: dict[str, Any] | None = None
+
+
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+
+
+class StorableDefinition(Protocol):
+    """What saving a definition needs (publishing.PreparedDefinition is one), named here so that
+    the data layer imports nothing above it."""
+
+    @property
+    def definition(self) -> _Named: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+    @property
+    def checksum(self) -> str: ...
+
+
+class WorkflowData:
+    """Workflow rows, versions, publishing and workflow templates."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, workflow_id: str) -> Workflow | None:
+        return await self._db.fetch_one_as(Workflow, "get_workflow", id=workflow_id)
+
+    async def page(self, *, after: str | None, status: str | None, limit: int) -> list[Workflow]:
+        """Workflows ordered by id, after the cursor id."""
+        return await self._db.fetch_all_as(Workflow, "list_workflows", after=after, status=status, limit=limit)
+
+    async def create(
+        self,
+        *,
+        workflow_id: str,
+        display_name: str,
+        description: str | None,
+        definition: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+        max_concurrent_executions: int | None = None,
+    ) -> int:
+        """Creates a Draft workflow with version 1; returns the version."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_workflow", id=workflow_id) is not None:
+                raise errors.WorkflowExists(
+                    f"a workflow with id {workflow_id!r} already exists; PUT /api/v1/workflows/{workflow_id} "
+                    "adds a version"
+                )
+            await tx.fetch_one(
+                "insert_workflow",
+                id=workflow_id,
+                display_name=display_name,
+                description=description,
+                principal=principal,
+                max_concurrent_executions=max_concurrent_executions,
+            )
+            row = await tx.fetch_one(
+                "insert_version", id=workflow_id, definition=definition, checksum=checksum, principal=principal
+            )
+            assert row is not None
+            return int(row["version"])
+
+    async def add_version(
+        self, *, workflow_id: str, definition: dict[str, Any], checksum: str, principal: str | None
+    ) -> tuple[int, bool]:
+        """Adds a version unless one with the same checksum exists; returns (version, created)."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_workflow", id=workflow_id) is None:
+                raise errors.WorkflowNotFound(f"workflow {workflow_id!r} not found")
+            existing = await tx.fetch_one("find_version_by_checksum", id=workflow_id, checksum=checksum)
+            if existing is not None:
+                return int(existing["version"]), False
+            row = await tx.fetch_one(
+                "insert_version", id=workflow_id, definition=definition, checksum=checksum, principal=principal
+            )
+            assert row is not None
+            return int(row["version"]), True
+
+    async def save_definition(self, prepared: StorableDefinition, principal: str | None) -> tuple[int, bool]:
+        """Creates the workflow from a prepared definition, or adds it as a version (an unchanged
+        definition returns its existing version); returns (version, whether it is new)."""
+        definition = prepared.definition
+        if await self.get(definition.id) is not None:
+            return await self.add_version(
+                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
+            )
+        try:
+            version = await self.create(
+                workflow_id=definition.id,
+                display_name=definition.display_name,
+                description=definition.description,
+                definition=prepared.raw,
+                checksum=prepared.checksum,
+                principal=principal,
+            )
+        except errors.WorkflowExists:
+            # Created by someone else in the meantime: this definition becomes a version of it.
+            return await self.add_version(
+                workflow_id=definition.id, definition=prepared.raw, checksum=prepared.checksum, principal=principal
+            )
+        return version, True
+
+    async def get_version(self, workflow_id: str, version: int) -> Version | None:
+        """One version, with its definition."""
+        return await self._db.fetch_one_as(Version, "get_version", id=workflow_id, version=version)
+
+    async def list_versions(self, workflow_id: str) -> list[Version]:
+        """Every version, newest first, without definitions."""
+        return await self._db.fetch_all_as(Version, "list_versions", id=workflow_id)
+
+    async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
+        """Stores the compiled plan and makes the version current (and the workflow Active)."""
+        await self._db.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
+
+    async def archive(self, workflow_id: str, principal: str | None) -> None:
+        """New executions are refused from now on; a Draft cannot be archived (Conflict)."""
+        await self._db.fetch_one("archive_workflow", id=workflow_id, principal=principal)
+
+    async def set_template(self, workflow_id: str, *, template_id: str, template_version: int) -> None:
+        """Records which template version the workflow was instantiated from."""
+        await self._db.execute(
+            "set_workflow_template", id=workflow_id, template_id=template_id, template_version=template_version
+        )
+
+    async def add_template(
+        self,
+        *,
+        template_id: str,
+        display_name: str,
+        description: str | None,
+        parameters: list[Any],
+        definition_template: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+    ) -> tuple[int, bool]:
+        """Stores a template version unless one with the same checksum exists; (version, created)."""
+        async with self._db.transaction() as tx:
+            await tx.fetch_one("lock_workflow_template", id=template_id)
+            existing = await tx.fetch_one("find_template_by_checksum", id=template_id, checksum=checksum)
+            if existing is not None:
+                return int(existing["version"]), False
+            row = await tx.fetch_one(
+                "insert_workflow_template",
+                id=template_id,
+                display_name=display_name,
+                description=description,
+                # A list is not turned into jsonb on its own (lists go to PostgreSQL as arrays).
+                parameters=Jsonb(parameters),
+                definition_template=definition_template,
+                checksum=checksum,
+                principal=principal,
+            )
+            assert row is not None
+            return int(row["version"]), True
+
+    async def get_template(self, template_id: str, version: int | None = None) -> WorkflowTemplate | None:
+        """One version of a template, with its definition (the latest when version is None)."""
+        return await self._db.fetch_one_as(WorkflowTemplate, "get_workflow_template", id=template_id, version=version)
+
+    async def list_templates(self) -> list[WorkflowTemplate]:
+        """The latest version of every template, without definitions."""
+        return await self._db.fetch_all_as(WorkflowTemplate, "list_workflow_templates")
