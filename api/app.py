@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -30,10 +30,10 @@ from .connectors import CatalogController, ConnectionController, ResourceLinkCon
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
 from .params import refuse_impossible_ids
-from .principals import HeaderPrincipalResolver
+from .principals import PRINCIPAL_HEADERS, HeaderPrincipalResolver
 from .problems import ClientDisconnected, exception_handlers, problem
 from .schemas import HealthRead
-from .services import Services, services
+from .services import DEPENDENCIES, DatabaseDep, Services, require_principal, services_of
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
 
@@ -44,9 +44,9 @@ async def live() -> HealthRead:
 
 
 @get("/health/ready", tags=["health"], summary="The database answers", responses=None)
-async def ready(request: Request[Any, Any, Any]) -> Response[Any]:
+async def ready(request: Request[Any, Any, Any], db: DatabaseDep) -> Response[Any]:
     try:
-        await services(request).db.ping()
+        await db.ping()
     except DataWorkflowsError as exc:
         return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
@@ -101,7 +101,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     """Every log line about this request names it, its caller and its correlation id."""
     structlog.contextvars.clear_contextvars()
-    principal = services(request).principals.resolve(request)
+    principal = services_of(request.app.state).principals.resolve(request)
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     request.state.request_id = request_id[:100]
     structlog.contextvars.bind_contextvars(
@@ -150,11 +150,9 @@ def create_app(settings: Settings) -> Litestar:
             await conditions.close()
             await pool.close()
 
-    return Litestar(
+    api_v1 = Router(
+        path="/api/v1",
         route_handlers=[
-            live,
-            ready,
-            metrics,
             WorkflowController,
             WorkflowTemplateController,
             ExecutionController,
@@ -163,6 +161,12 @@ def create_app(settings: Settings) -> Litestar:
             ConnectionController,
             ResourceLinkController,
         ],
+        parameters=PRINCIPAL_HEADERS,
+        guards=[require_principal],
+    )
+    return Litestar(
+        route_handlers=[live, ready, metrics, api_v1],
+        dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
         lifespan=[lifespan],
         exception_handlers=exception_handlers,

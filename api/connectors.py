@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, delete, get, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.credentials import Cipher
@@ -17,14 +17,11 @@ from dataworkflows.errors import Conflict, InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
 from .params import query_int
-from .principals import principal_id_param, principal_type_param
-from .problems import Unauthorized
-from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead
-from .services import services
+from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
-PrincipalId = Annotated[str | None, principal_id_param]
-PrincipalType = Annotated[str | None, principal_type_param]
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_CHANGE_CONNECTIONS = {REQUIRES_PRINCIPAL: "change connections"}
 
 
 def _is_json_object(text: str) -> bool:
@@ -35,12 +32,12 @@ def _is_json_object(text: str) -> bool:
 
 
 class CatalogController(Controller):
-    path = "/api/v1/actions"
+    path = "/actions"
     tags = ["actions"]
 
     @get("/", responses=PROBLEMS, summary="Every action type, with its connector and parameter JSON schema")
-    async def list_actions(self, request: Request[Any, Any, Any]) -> list[ActionTypeRead]:
-        registry = services(request).registry
+    async def list_actions(self, svc: ServicesDep) -> list[ActionTypeRead]:
+        registry = svc.registry
         result = []
         for type_name in registry.types():
             action = registry.get(type_name)
@@ -56,7 +53,7 @@ class CatalogController(Controller):
 
 
 class ConnectionController(Controller):
-    path = "/api/v1/connections"
+    path = "/connections"
     tags = ["connections"]
 
     @put(
@@ -64,20 +61,13 @@ class ConnectionController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Store a connection's secret (encrypted; never returned)",
+        opt=_CHANGE_CONNECTIONS,
     )
     async def put_connection(
-        self,
-        request: Request[Any, Any, Any],
-        name: FromPath[str],
-        data: JSONBody[ConnectionWrite],
-        principal_id: PrincipalId = None,
-        principal_type: PrincipalType = None,
+        self, svc: ServicesDep, principal: PrincipalDep, name: FromPath[str], data: JSONBody[ConnectionWrite]
     ) -> ConnectionRead:
-        svc = services(request)
         if not _NAME.match(name):
             raise InvalidInput("a connection name is 1-128 letters, digits, '.', '_' or '-'")
-        if svc.settings.require_principal and svc.principals.resolve(request).id is None:
-            raise Unauthorized("this server requires a principal to change connections (X-Principal-Id)")
         secret = data.secret.strip()
         if not secret:
             raise InvalidInput("secret must not be empty")
@@ -90,44 +80,33 @@ class ConnectionController(Controller):
                 "without it, give workers DW_CONNECTION_<NAME> environment variables instead"
             )
         cipher = Cipher.from_setting(svc.settings.credentials_key)
-        row = await svc.db.fetch_one(
-            "upsert_connection",
-            name=name,
-            kind=data.kind,
-            secret=cipher.encrypt(secret, name),
-            key_id=cipher.key_id,
-            principal=svc.principals.resolve(request).id,
+        stored = await svc.db.connections.put(
+            name, kind=data.kind, secret=cipher.encrypt(secret, name), key_id=cipher.key_id, principal=principal.id
         )
-        assert row is not None
-        return ConnectionRead(**row)
+        return from_row(ConnectionRead, stored)
 
     @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)")
-    async def list_connections(self, request: Request[Any, Any, Any]) -> list[ConnectionRead]:
-        return [ConnectionRead(**r) for r in await services(request).db.fetch_all("list_connections")]
+    async def list_connections(self, db: DatabaseDep) -> list[ConnectionRead]:
+        return [from_row(ConnectionRead, connection) for connection in await db.connections.list_all()]
 
-    @delete("/{name:str}", status_code=204, responses=PROBLEMS, summary="Remove a connection")
-    async def delete_connection(self, request: Request[Any, Any, Any], name: FromPath[str]) -> None:
-        svc = services(request)
-        if svc.settings.require_principal and svc.principals.resolve(request).id is None:
-            raise Unauthorized("this server requires a principal to change connections (X-Principal-Id)")
-        if await svc.db.fetch_one("delete_connection", name=name) is None:
+    @delete("/{name:str}", status_code=204, responses=PROBLEMS, summary="Remove a connection", opt=_CHANGE_CONNECTIONS)
+    async def delete_connection(self, db: DatabaseDep, name: FromPath[str]) -> None:
+        if not await db.connections.delete(name):
             raise NotFound(f"connection {name!r} not found")
 
 
 class ResourceLinkController(Controller):
-    path = "/api/v1/resource-links"
+    path = "/resource-links"
     tags = ["resource links"]
 
     @get("/", responses=PROBLEMS, summary="Which runs touched which external resource")
     async def list_links(
         self,
-        request: Request[Any, Any, Any],
+        db: DatabaseDep,
         resource_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
         key: Annotated[str | None, QueryParameter(name="key", required=False)] = None,
         execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 100,
     ) -> list[ResourceLinkRead]:
-        rows = await services(request).db.fetch_all(
-            "list_resource_links", type=resource_type, key=key, execution_id=execution_id, limit=limit
-        )
-        return [ResourceLinkRead(**r) for r in rows]
+        links = await db.resources.links(resource_type=resource_type, key=key, execution_id=execution_id, limit=limit)
+        return [from_row(ResourceLinkRead, link) for link in links]

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.params import HeaderParameter
+from litestar.types import ParametersMap
 
 PRINCIPAL_ID_HEADER = "X-Principal-Id"
 PRINCIPAL_TYPE_HEADER = "X-Principal-Type"
@@ -20,15 +21,15 @@ class Principal:
 
 
 class PrincipalResolver(Protocol):
-    def resolve(self, request: Request[Any, Any, Any]) -> Principal: ...
+    def resolve(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal: ...
 
 
 class HeaderPrincipalResolver:
     """Loose mode: the caller names itself."""
 
-    def resolve(self, request: Request[Any, Any, Any]) -> Principal:
-        principal_id = (request.headers.get(PRINCIPAL_ID_HEADER) or "").strip() or None
-        principal_type = (request.headers.get(PRINCIPAL_TYPE_HEADER) or "").strip() or None
+    def resolve(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        principal_id = (connection.headers.get(PRINCIPAL_ID_HEADER) or "").strip() or None
+        principal_type = (connection.headers.get(PRINCIPAL_TYPE_HEADER) or "").strip() or None
         if principal_id is not None:
             principal_id = principal_id[:200]
         if principal_type is not None:
@@ -36,10 +37,14 @@ class HeaderPrincipalResolver:
         return Principal(principal_id, principal_type or ("user" if principal_id else None))
 
 
-# Documented in OpenAPI on every route that records who acted.
-principal_id_param = HeaderParameter(
-    name=PRINCIPAL_ID_HEADER, required=False, description="Who is calling (loose auth mode)."
-)
-principal_type_param = HeaderParameter(
-    name=PRINCIPAL_TYPE_HEADER, required=False, description="Kind of caller: user, service, ..."
-)
+# Declared once, on the /api/v1 router, so that OpenAPI documents them on every route there: each one
+# binds the caller into its log lines, and those that change something record who did. Handlers
+# never read them; they take the resolved `principal` dependency.
+PRINCIPAL_HEADERS: ParametersMap = {
+    "principal_id_header": HeaderParameter(
+        name=PRINCIPAL_ID_HEADER, annotation=str, required=False, description="Who is calling (loose auth mode)."
+    ),
+    "principal_type_header": HeaderParameter(
+        name=PRINCIPAL_TYPE_HEADER, annotation=str, required=False, description="Kind of caller: user, service, ..."
+    ),
+}

@@ -1,9 +1,11 @@
-"""Request and response bodies (msgspec, camelCase on the wire)."""
+"""Request and response bodies (msgspec, camelCase on the wire), and from_row, which makes them
+from the data layer's row structs."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from types import SimpleNamespace
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -11,6 +13,17 @@ import msgspec
 
 class Camel(msgspec.Struct, rename="camel", omit_defaults=False):
     pass
+
+
+W = TypeVar("W", bound=Camel)
+
+
+def from_row(cls: type[W], row: msgspec.Struct, **extra: Any) -> W:
+    """A wire struct from a row struct, field by field name (the queries alias their columns to the
+    wire's names; columns the wire does not show are left out), plus `extra`: what the row does not
+    hold. Nested rows (an execution's nodes) convert the same way."""
+    source = SimpleNamespace(**msgspec.structs.asdict(row), **extra) if extra else row
+    return msgspec.convert(source, cls, from_attributes=True)
 
 
 class ExecuteRequest(Camel, forbid_unknown_fields=True):

@@ -1,6 +1,8 @@
 """What the controllers share, stored on app.state: database, settings, registry, the condition
 sandbox (for validating conditions at publish time), the template sandbox (for instantiating
-workflow templates) and the principal resolver."""
+workflow templates) and the principal resolver. Handlers receive them as Litestar dependencies
+(`svc`, `db`, `principal`), and the require_principal guard enforces DW_REQUIRE_PRINCIPAL; both are
+declared once, in app.py."""
 
 from __future__ import annotations
 
@@ -8,21 +10,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.handlers.base import BaseRouteHandler
 
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
-from dataworkflows.errors import DefinitionError
 from dataworkflows.event_stream import EventHub
-from dataworkflows.publishing import PreparedDefinition, collect_conditions, prepare_definition
+from dataworkflows.publishing import PreparedDefinition, prepare_definition
 from dataworkflows.template_pool import TemplatePool
-from dataworkflows.validation import Problem
 
-from .principals import PrincipalResolver
+from .principals import PRINCIPAL_ID_HEADER, Principal, PrincipalResolver
+from .problems import Unauthorized
 
-# Each distinct condition is compiled in the sandbox at validation: bound the work one request causes.
-MAX_CONDITIONS = 500
+# A route's opt entry that makes DW_REQUIRE_PRINCIPAL apply to it; the value completes "this server
+# requires a principal to ...".
+REQUIRES_PRINCIPAL = "requires_principal"
 
 
 @dataclass
@@ -38,16 +44,42 @@ class Services:
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""
-        expressions = list(dict.fromkeys(collect_conditions(raw)))
-        if len(expressions) > MAX_CONDITIONS:
-            raise DefinitionError(
-                [Problem("/nodes", "too_many", f"at most {MAX_CONDITIONS} distinct edge conditions per workflow")]
-            )
-        errors = await self.conditions.check_many(expressions) if expressions else {}
-        return prepare_definition(raw, self.registry, errors, expected_id=expected_id)
+        return await prepare_definition(raw, self.registry, self.conditions, expected_id=expected_id)
 
 
-def services(request: Request[Any, Any, Any]) -> Services:
-    found = request.app.state.services
+def services_of(state: State) -> Services:
+    """The services the lifespan stored on app.state."""
+    found = state.services
     assert isinstance(found, Services)
     return found
+
+
+# What handlers declare to receive them: parameters named svc, db and principal of these types.
+ServicesDep = NamedDependency[Services]
+DatabaseDep = NamedDependency[Database]
+PrincipalDep = NamedDependency[Principal]
+
+
+def _database(svc: ServicesDep) -> Database:
+    return svc.db
+
+
+def _principal(request: Request[Any, Any, Any], svc: ServicesDep) -> Principal:
+    return svc.principals.resolve(request)
+
+
+DEPENDENCIES = {
+    "svc": Provide(services_of, sync_to_thread=False),
+    "db": Provide(_database, sync_to_thread=False),
+    "principal": Provide(_principal, sync_to_thread=False),
+}
+
+
+def require_principal(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """With DW_REQUIRE_PRINCIPAL, an anonymous caller of a route that asks for it gets a 401."""
+    purpose = handler.opt.get(REQUIRES_PRINCIPAL)
+    if purpose is None:
+        return
+    svc = services_of(connection.app.state)
+    if svc.settings.require_principal and svc.principals.resolve(connection).id is None:
+        raise Unauthorized(f"this server requires a principal to {purpose} ({PRINCIPAL_ID_HEADER})")

@@ -4,39 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
+from dataworkflows.data.workflows import WorkflowTemplate
+from dataworkflows.db import Database
+from dataworkflows.definitions import checksum
 from dataworkflows.errors import DefinitionError, NotFound
-from dataworkflows.workflow_templates import instantiate, prefix_problems, template_checksum, validate_template
+from dataworkflows.workflow_templates import instantiate, prefix_problems, validate_template
 
 from .openapi_docs import PROBLEMS
-from .principals import principal_id_param, principal_type_param
-from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead
-from .services import services
+from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
+from .services import DatabaseDep, PrincipalDep, ServicesDep
 from .workflows import read_workflow
 
-PrincipalId = Annotated[str | None, principal_id_param]
-PrincipalType = Annotated[str | None, principal_type_param]
 
-
-def _template_read(row: dict[str, Any], *, with_definition: bool) -> WorkflowTemplateRead:
-    return WorkflowTemplateRead(
-        id=row["id"],
-        version=row["version"],
-        display_name=row["display_name"],
-        description=row["description"],
-        parameters=row["parameters"],
-        checksum=row["checksum"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        definition=row.get("definition_template") if with_definition else None,
-    )
+async def _require(db: Database, template_id: str, version: int | None) -> WorkflowTemplate:
+    template = await db.workflows.get_template(template_id, version)
+    if template is None:
+        raise NotFound(f"workflow template {template_id!r} not found")
+    return template
 
 
 class WorkflowTemplateController(Controller):
-    path = "/api/v1/workflow-templates"
+    path = "/workflow-templates"
     tags = ["workflow templates"]
 
     @post(
@@ -46,46 +38,34 @@ class WorkflowTemplateController(Controller):
         summary="Store a template (a changed one becomes a new version)",
     )
     async def create(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[dict[str, Any]],
-        principal_id: PrincipalId = None,
-        principal_type: PrincipalType = None,
+        self, db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
     ) -> WorkflowTemplateRead:
-        svc = services(request)
-        principal = svc.principals.resolve(request)
         document, problems = validate_template(data)
         if problems or document is None:
             raise DefinitionError(problems, "the workflow template is invalid")
-        version, _ = await svc.db.add_workflow_template(
+        version, _ = await db.workflows.add_template(
             template_id=document.id,
             display_name=document.display_name,
             description=document.description,
             parameters=list(data.get("parameters", [])),
             definition_template=document.definition,
-            checksum=template_checksum(data),
+            checksum=checksum(data),
             principal=principal.id,
         )
-        row = await svc.db.fetch_one("get_workflow_template", id=document.id, version=version)
-        assert row is not None
-        return _template_read(row, with_definition=True)
+        return from_row(WorkflowTemplateRead, await _require(db, document.id, version))
 
     @get("/", responses=PROBLEMS, summary="List templates (latest versions)")
-    async def list_templates(self, request: Request[Any, Any, Any]) -> list[WorkflowTemplateRead]:
-        rows = await services(request).db.fetch_all("list_workflow_templates")
-        return [_template_read(r, with_definition=False) for r in rows]
+    async def list_templates(self, db: DatabaseDep) -> list[WorkflowTemplateRead]:
+        return [from_row(WorkflowTemplateRead, template) for template in await db.workflows.list_templates()]
 
     @get("/{template_id:str}", responses=PROBLEMS, summary="A template (latest version unless ?version=)")
     async def get_template(
         self,
-        request: Request[Any, Any, Any],
+        db: DatabaseDep,
         template_id: FromPath[str],
         version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
     ) -> WorkflowTemplateRead:
-        row = await services(request).db.fetch_one("get_workflow_template", id=template_id, version=version)
-        if row is None:
-            raise NotFound(f"workflow template {template_id!r} not found")
-        return _template_read(row, with_definition=True)
+        return from_row(WorkflowTemplateRead, await _require(db, template_id, version))
 
     @post(
         "/{template_id:str}/instantiate",
@@ -94,25 +74,16 @@ class WorkflowTemplateController(Controller):
         summary="Create a Draft workflow",
     )
     async def instantiate(
-        self,
-        request: Request[Any, Any, Any],
-        template_id: FromPath[str],
-        data: JSONBody[InstantiateRequest],
-        principal_id: PrincipalId = None,
-        principal_type: PrincipalType = None,
+        self, svc: ServicesDep, principal: PrincipalDep, template_id: FromPath[str], data: JSONBody[InstantiateRequest]
     ) -> WorkflowRead:
-        svc = services(request)
-        principal = svc.principals.resolve(request)
-        row = await svc.db.fetch_one("get_workflow_template", id=template_id, version=data.template_version)
-        if row is None:
-            raise NotFound(f"workflow template {template_id!r} not found")
+        template = await _require(svc.db, template_id, data.template_version)
         document, problems = validate_template(
             {
-                "id": row["id"],
-                "displayName": row["display_name"],
-                "description": row["description"],
-                "parameters": row["parameters"],
-                "definition": row["definition_template"],
+                "id": template.id,
+                "displayName": template.display_name,
+                "description": template.description,
+                "parameters": template.parameters,
+                "definition": template.definition,
             }
         )
         assert document is not None and not problems, problems
@@ -126,7 +97,7 @@ class WorkflowTemplateController(Controller):
                 prefix_problems(exc.problems, "/definition"),
                 "the instantiated definition is invalid (a problem with the template or its config)",
             ) from exc
-        await svc.db.create_workflow(
+        await svc.db.workflows.create(
             workflow_id=prepared.definition.id,
             display_name=prepared.definition.display_name,
             description=prepared.definition.description,
@@ -134,7 +105,7 @@ class WorkflowTemplateController(Controller):
             checksum=prepared.checksum,
             principal=principal.id,
         )
-        await svc.db.execute(
-            "set_workflow_template", id=prepared.definition.id, template_id=row["id"], template_version=row["version"]
+        await svc.db.workflows.set_template(
+            prepared.definition.id, template_id=template.id, template_version=template.version
         )
-        return await read_workflow(request, prepared.definition.id)
+        return await read_workflow(svc.db, prepared.definition.id)
