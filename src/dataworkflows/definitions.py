@@ -82,13 +82,6 @@ def parse_definition(raw: Any) -> WorkflowDefinition:
     return msgspec.convert(raw, WorkflowDefinition)
 
 
-def to_builtins(definition: WorkflowDefinition) -> dict[str, Any]:
-    """The definition as plain JSON-able data (camelCase keys, defaults omitted)."""
-    result = msgspec.to_builtins(definition)
-    assert isinstance(result, dict)
-    return result
-
-
 # ISO 8601 durations as the seeds write them ("PT5M", "PT1H", "PT0.5S", "P1DT2H").
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<days>\d+(?:\.\d+)?)D)?"

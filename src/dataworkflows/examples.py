@@ -1,4 +1,5 @@
-"""Loads the example workflows shipped in fixtures/ as Active workflows (used by `up`)."""
+"""Loads the examples shipped in fixtures/ (used by `up`): the workflow templates, and the workflows
+as Active workflows."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import structlog
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
+from dataworkflows.definitions import checksum
 from dataworkflows.errors import DefinitionError
-from dataworkflows.publishing import collect_conditions, compile_for_publish, prepare_definition
-from dataworkflows.workflow_templates import template_checksum, validate_template
+from dataworkflows.publishing import compile_for_publish, prepare_definition
+from dataworkflows.workflow_templates import validate_template
 
 log = structlog.get_logger("dataworkflows.examples")
 
@@ -50,13 +52,13 @@ async def load_templates(db: Database) -> list[str]:
         document, problems = validate_template(raw)
         if document is None or problems:
             raise DefinitionError(problems, f"example template {name} is invalid")
-        await db.add_workflow_template(
+        await db.workflows.add_template(
             template_id=document.id,
             display_name=document.display_name,
             description=document.description,
             parameters=list(raw.get("parameters", [])),
             definition_template=document.definition,
-            checksum=template_checksum(raw),
+            checksum=checksum(raw),
             principal="system:examples",
         )
         loaded.append(document.id)
@@ -67,18 +69,16 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
     """Creates or updates each example and publishes it; returns the workflow ids."""
     loaded = []
     for name, raw in example_definitions():
-        expressions = collect_conditions(raw)
-        errors = await conditions.check_many(expressions) if expressions else {}
-        prepared = prepare_definition(raw, registry, errors)
+        prepared = await prepare_definition(raw, registry, conditions)
         definition = prepared.definition
-        existing = await db.fetch_one("get_workflow", id=definition.id)
-        version, _ = await db.save_definition(prepared, "system:examples")
+        existing = await db.workflows.get(definition.id)
+        version, _ = await db.workflows.save_definition(prepared, "system:examples")
         # Leave alone what an operator decided: an archived example stays archived, and an example
         # already at this version needs nothing.
-        if existing is not None and (existing["status"] == "Archived" or existing["current_version"] == version):
+        if existing is not None and (existing.status == "Archived" or existing.current_version == version):
             loaded.append(definition.id)
             continue
-        await db.publish(
+        await db.workflows.publish(
             workflow_id=definition.id,
             version=version,
             plan=compile_for_publish(definition, version),

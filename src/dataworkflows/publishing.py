@@ -1,11 +1,13 @@
-"""Turns a submitted definition into something storable: validated (every problem reported),
-parsed, checksummed; and compiles its plan at publish time. Pure module: condition syntax is
-checked by the caller (in the sandbox) and passed in."""
+"""Turns a submitted definition into something storable, the one way the API, the examples loader
+and the tests all use: its edge conditions compiled in the condition sandbox, every problem reported
+(each with a JSON pointer), then parsed and checksummed; and compiles its plan at publish time.
+
+Pure module: the sandbox comes in as a ConditionSandbox (dataworkflows.conditions.ConditionPool)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dataworkflows import templating
 from dataworkflows.actions import ActionRegistry
@@ -13,6 +15,17 @@ from dataworkflows.definitions import WorkflowDefinition, checksum, parse_defini
 from dataworkflows.errors import DefinitionError
 from dataworkflows.planning import compile_plan, plan_to_json
 from dataworkflows.validation import Problem, registry_parameter_checker, validate_definition
+
+# Each distinct condition is compiled in the sandbox: bound the work one definition causes.
+MAX_CONDITIONS = 500
+
+
+class ConditionSandbox(Protocol):
+    """What preparing a definition needs from the condition sandbox."""
+
+    async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
+        """For each expression, None when it compiles, else the error."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -38,35 +51,56 @@ def collect_conditions(raw: Any) -> list[str]:
     return found
 
 
-def prepare_definition(
+async def prepare_definition(
     raw: Any,
     registry: ActionRegistry,
-    condition_errors: dict[str, str | None] | None = None,
+    conditions: ConditionSandbox,
     *,
     expected_id: str | None = None,
 ) -> PreparedDefinition:
-    """Validates and parses; raises DefinitionError listing every problem."""
-    errors = condition_errors or {}
+    """Validates and parses a raw definition; raises DefinitionError listing every problem.
+
+    `expected_id` is the id of the workflow being updated, which the definition must keep."""
+    expressions = list(dict.fromkeys(collect_conditions(raw)))
+    if len(expressions) > MAX_CONDITIONS:
+        raise DefinitionError(
+            [Problem("/nodes", "too_many", f"at most {MAX_CONDITIONS} distinct edge conditions per workflow")]
+        )
+    errors = await conditions.check_many(expressions) if expressions else {}
     problems = validate_definition(
         raw,
         check_parameters=registry_parameter_checker(registry),
         check_condition=lambda expr: errors.get(expr),
     )
     if isinstance(raw, dict):
-        if expected_id is not None and raw.get("id") not in (None, expected_id):
-            problems.append(Problem("/id", "mismatch", f"must be {expected_id!r}, the workflow being updated"))
-        nodes = raw.get("nodes")
-        if isinstance(nodes, list):
-            for index, node in enumerate(nodes):
-                if isinstance(node, dict) and "parameters" in node:
-                    error = templating.check_template(node["parameters"])
-                    if error:
-                        problems.append(Problem(f"/nodes/{index}/parameters", "template_syntax", error))
+        problems.extend(_id_mismatch(raw, expected_id))
+        problems.extend(_template_syntax(raw))
     if problems:
         raise DefinitionError(problems)
     assert isinstance(raw, dict)
     return PreparedDefinition(parse_definition(raw), raw, checksum(raw))
 
 
+def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:
+    if expected_id is not None and raw.get("id") not in (None, expected_id):
+        return [Problem("/id", "mismatch", f"must be {expected_id!r}, the workflow being updated")]
+    return []
+
+
+def _template_syntax(raw: dict[str, Any]) -> list[Problem]:
+    """Run-time templates in node parameters that do not compile."""
+    nodes = raw.get("nodes")
+    if not isinstance(nodes, list):
+        return []
+    found = []
+    for index, node in enumerate(nodes):
+        if isinstance(node, dict) and "parameters" in node:
+            error = templating.check_template(node["parameters"])
+            if error:
+                found.append(Problem(f"/nodes/{index}/parameters", "template_syntax", error))
+    return found
+
+
 def compile_for_publish(definition: WorkflowDefinition, version: int) -> dict[str, Any]:
+    """The execution plan of a prepared definition, as stored in dw.workflow_plans."""
     return plan_to_json(compile_plan(definition, version))

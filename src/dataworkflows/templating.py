@@ -194,31 +194,47 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _step()
-        ints = _is_int(left) and _is_int(right)
         if operator == "**":
-            if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64:
-                raise TemplateRenderError("exponent too large in a template (at most 64)")
-            if ints and right > 0 and left.bit_length() * right > MAX_INT_BITS:
-                raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
-            return left**right
+            return _bounded_power(left, right)
         if operator == "*":
-            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
-            for sequence, count in ((left, right), (right, left)):
-                sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
-                if sized and _estimate(sequence, MAX_RENDERED_CHARS) * max(count, 0) > MAX_RENDERED_CHARS:
-                    raise _too_big("a template value")
-            return left * right
+            return _bounded_product(left, right)
         if operator == "%":
-            if isinstance(left, str) and _WIDE_FORMAT.search(left):
-                raise _too_big("a formatted string")
-            result = left % right
-            if isinstance(result, str) and len(result) > MAX_RENDERED_CHARS:
-                raise _too_big("a formatted string")
-            return result
-        if _estimate(left, MAX_RENDERED_CHARS) + _estimate(right, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+            return _bounded_format(left, right)
+        return _bounded_sum(left, right)
+
+
+def _bounded_power(left: Any, right: Any) -> Any:
+    if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64:
+        raise TemplateRenderError("exponent too large in a template (at most 64)")
+    if _is_int(left) and _is_int(right) and right > 0 and left.bit_length() * right > MAX_INT_BITS:
+        raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
+    return left**right
+
+
+def _bounded_product(left: Any, right: Any) -> Any:
+    if _is_int(left) and _is_int(right) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+        raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
+    # A repeated sequence: 'ab' * n and n * 'ab' alike.
+    for sequence, count in ((left, right), (right, left)):
+        sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
+        if sized and _estimate(sequence, MAX_RENDERED_CHARS) * max(count, 0) > MAX_RENDERED_CHARS:
             raise _too_big("a template value")
-        return _check_int(left + right)
+    return left * right
+
+
+def _bounded_format(left: Any, right: Any) -> Any:
+    if isinstance(left, str) and _WIDE_FORMAT.search(left):
+        raise _too_big("a formatted string")
+    result = left % right
+    if isinstance(result, str) and len(result) > MAX_RENDERED_CHARS:
+        raise _too_big("a formatted string")
+    return result
+
+
+def _bounded_sum(left: Any, right: Any) -> Any:
+    if _estimate(left, MAX_RENDERED_CHARS) + _estimate(right, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+        raise _too_big("a template value")
+    return _check_int(left + right)
 
 
 def _is_int(value: Any) -> bool:

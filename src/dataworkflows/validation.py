@@ -1,6 +1,7 @@
 """Definition validation: every problem, each with a JSON pointer (RFC 6901).
 
-Runs before parsing, on the raw JSON, so one bad node does not hide the others. Pure module.
+The shape is checked on the raw JSON, before parsing, so one bad node does not hide the others;
+ids, edges and the graph are checked on the parsed definition. Pure module.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from dataworkflows.definitions import (
 )
 from dataworkflows.templating import has_template
 
-# \Z, not $: "$" also matches before a trailing newline.
-WORKFLOW_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-NODE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# Workflow, node and template ids share one pattern. \Z, not $: "$" also matches before a
+# trailing newline.
+ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 MAX_NODES = 1000
 MAX_EDGES_PER_NODE = 100
 MAX_CONDITION_LENGTH = 4096
@@ -45,6 +47,11 @@ def pointer_escape(token: str | int) -> str:
 
 def join_pointer(base: str, *tokens: str | int) -> str:
     return base + "".join("/" + pointer_escape(t) for t in tokens)
+
+
+def is_valid_id(value: Any) -> bool:
+    """Whether a value is a string that ID_PATTERN accepts (a workflow, node or template id)."""
+    return isinstance(value, str) and ID_PATTERN.match(value) is not None
 
 
 # A hook to check a node's parameters for its action type: returns problems relative to the
@@ -111,31 +118,53 @@ def _check_struct(raw: Any, cls: type[msgspec.Struct], pointer: str, problems: l
 
 
 def _check_value(value: Any, tp: Any, pointer: str, problems: list[Problem]) -> None:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         _check_struct(value, tp, pointer, problems)
         return
-    if origin in (Union, types.UnionType) and type(None) in args:
+    if _is_optional(tp):
         if value is None:
             return
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1:
-            _check_value(value, rest[0], pointer, problems)
+        inner = _only_other_type(tp)
+        if inner is not None:
+            _check_value(value, inner, pointer, problems)
             return
-    if origin in (tuple, list) and args and isinstance(tp, types.GenericAlias):
-        item_type = args[0]
-        if isinstance(item_type, type) and issubclass(item_type, msgspec.Struct):
-            if not isinstance(value, list):
-                problems.append(Problem(pointer, "type", f"must be a JSON array, not {_json_type(value)}"))
-                return
-            for index, item in enumerate(value):
-                _check_struct(item, item_type, join_pointer(pointer, index), problems)
-            return
+    item_type = _struct_item_type(tp)
+    if item_type is not None:
+        _check_struct_items(value, item_type, pointer, problems)
+        return
     try:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
         problems.append(Problem(pointer, "type", _clean_msgspec_message(str(exc))))
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _only_other_type(tp: Any) -> Any:
+    """The one type besides None in an optional type (`X | None`), or None when there are several."""
+    rest = [a for a in typing.get_args(tp) if a is not type(None)]
+    return rest[0] if len(rest) == 1 else None
+
+
+def _struct_item_type(tp: Any) -> type[msgspec.Struct] | None:
+    """The item type of a list or tuple of structs (checked item by item, for a pointer each)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) not in (tuple, list) or not args or not isinstance(tp, types.GenericAlias):
+        return None
+    item_type = args[0]
+    if isinstance(item_type, type) and issubclass(item_type, msgspec.Struct):
+        return item_type
+    return None
+
+
+def _check_struct_items(value: Any, item_type: type[msgspec.Struct], pointer: str, problems: list[Problem]) -> None:
+    if not isinstance(value, list):
+        problems.append(Problem(pointer, "type", f"must be a JSON array, not {_json_type(value)}"))
+        return
+    for index, item in enumerate(value):
+        _check_struct(item, item_type, join_pointer(pointer, index), problems)
 
 
 def _clean_msgspec_message(message: str) -> str:
@@ -181,18 +210,35 @@ def _semantic_checks(
     check_parameters: ParameterChecker | None,
     check_condition: ConditionChecker | None,
 ) -> None:
-    if not WORKFLOW_ID.match(definition.id):
-        problems.append(
-            Problem("/id", "format", "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        )
-    if not definition.display_name.strip():
-        problems.append(Problem("/displayName", "required", "must not be empty"))
+    _check_workflow_fields(definition, problems)
     if not definition.nodes:
         problems.append(Problem("/nodes", "required", "must contain at least one node"))
         return
     if len(definition.nodes) > MAX_NODES:
         problems.append(Problem("/nodes", "too_many", f"at most {MAX_NODES} nodes are allowed"))
+    index_of = _check_nodes(definition, problems, check_parameters, check_condition)
+    if definition.start_node not in index_of:
+        problems.append(Problem("/startNode", "unknown_node", f"start node {definition.start_node!r} is not a node id"))
+    for index, node in enumerate(definition.nodes):
+        _check_edge_targets(node, f"/nodes/{index}", index_of, problems)
+    _check_graph(definition, index_of, problems)
+    _check_orchestration(definition, problems)
 
+
+def _check_workflow_fields(definition: WorkflowDefinition, problems: list[Problem]) -> None:
+    if not ID_PATTERN.match(definition.id):
+        problems.append(Problem("/id", "format", f"must be {ID_RULE}"))
+    if not definition.display_name.strip():
+        problems.append(Problem("/displayName", "required", "must not be empty"))
+
+
+def _check_nodes(
+    definition: WorkflowDefinition,
+    problems: list[Problem],
+    check_parameters: ParameterChecker | None,
+    check_condition: ConditionChecker | None,
+) -> dict[str, int]:
+    """Each node's id and its own fields; returns the index of each node id's first use."""
     index_of: dict[str, int] = {}
     for index, node in enumerate(definition.nodes):
         if node.id in index_of:
@@ -205,63 +251,71 @@ def _semantic_checks(
             )
         else:
             index_of[node.id] = index
-        if not NODE_ID.match(node.id):
-            problems.append(Problem(f"/nodes/{index}/id", "format", "must be 1-128 letters, digits, '.', '_' or '-'"))
+        if not ID_PATTERN.match(node.id):
+            problems.append(Problem(f"/nodes/{index}/id", "format", f"must be {ID_RULE}"))
         _check_node_local(node, f"/nodes/{index}", problems, check_parameters, check_condition)
+    return index_of
 
-    if definition.start_node not in index_of:
-        problems.append(Problem("/startNode", "unknown_node", f"start node {definition.start_node!r} is not a node id"))
 
-    for index, node in enumerate(definition.nodes):
-        targets: set[str] = set()
-        if len(node.edges) > MAX_EDGES_PER_NODE:
-            problems.append(Problem(f"/nodes/{index}/edges", "too_many", f"at most {MAX_EDGES_PER_NODE} edges"))
-        for edge_index, edge in enumerate(node.edges):
-            pointer = f"/nodes/{index}/edges/{edge_index}/targetNode"
-            if edge.target_node not in index_of:
-                problems.append(Problem(pointer, "unknown_node", f"edge target {edge.target_node!r} is not a node id"))
-            elif edge.target_node == node.id:
-                problems.append(Problem(pointer, "cycle", f"node {node.id!r} has an edge to itself"))
-            if edge.target_node in targets:
-                problems.append(
-                    Problem(pointer, "duplicate", f"node {node.id!r} already has an edge to {edge.target_node!r}")
-                )
-            targets.add(edge.target_node)
-
-    if not definition.has_edges:
-        # Seeds' bundles 1-2: no edges at all means "run the nodes in list order".
-        if definition.nodes and definition.start_node in index_of and definition.nodes[0].id != definition.start_node:
+def _check_edge_targets(node: Node, pointer: str, index_of: dict[str, int], problems: list[Problem]) -> None:
+    if len(node.edges) > MAX_EDGES_PER_NODE:
+        problems.append(Problem(f"{pointer}/edges", "too_many", f"at most {MAX_EDGES_PER_NODE} edges"))
+    targets: set[str] = set()
+    for edge_index, edge in enumerate(node.edges):
+        target_pointer = f"{pointer}/edges/{edge_index}/targetNode"
+        if edge.target_node not in index_of:
             problems.append(
-                Problem(
-                    "/startNode",
-                    "order",
-                    "a workflow without edges runs its nodes in list order, so startNode must be the first node",
-                )
+                Problem(target_pointer, "unknown_node", f"edge target {edge.target_node!r} is not a node id")
             )
-        _check_orchestration(definition, problems)
-        return
+        elif edge.target_node == node.id:
+            problems.append(Problem(target_pointer, "cycle", f"node {node.id!r} has an edge to itself"))
+        if edge.target_node in targets:
+            problems.append(
+                Problem(target_pointer, "duplicate", f"node {node.id!r} already has an edge to {edge.target_node!r}")
+            )
+        targets.add(edge.target_node)
 
+
+def _check_graph(definition: WorkflowDefinition, index_of: dict[str, int], problems: list[Problem]) -> None:
+    """Order, cycles, the start node's incoming edges and reachability."""
+    if not definition.has_edges:
+        _check_list_order(definition, index_of, problems)
+        return
+    # An edge to a node that does not exist leaves no graph to reason about.
     if any(p.code == "unknown_node" for p in problems):
-        _check_orchestration(definition, problems)
         return
-
     cycle = find_cycle(definition)
     if cycle:
         problems.append(Problem("/nodes", "cycle", "the graph has a cycle: " + " -> ".join(cycle)))
     elif definition.start_node in index_of:
-        incoming = {node.id: 0 for node in definition.nodes}
-        for node in definition.nodes:
-            for edge in node.edges:
-                incoming[edge.target_node] += 1
-        if incoming[definition.start_node]:
-            problems.append(Problem("/startNode", "start_has_incoming", "the start node must have no incoming edges"))
-        reachable = reachable_from(definition, definition.start_node)
-        for index, node in enumerate(definition.nodes):
-            if node.id not in reachable:
-                problems.append(
-                    Problem(f"/nodes/{index}", "unreachable", f"node {node.id!r} is not reachable from the start node")
-                )
-    _check_orchestration(definition, problems)
+        _check_start_has_no_incoming_edges(definition, problems)
+        _check_reachable(definition, problems)
+
+
+def _check_list_order(definition: WorkflowDefinition, index_of: dict[str, int], problems: list[Problem]) -> None:
+    # Seeds' bundles 1-2: no edges at all means "run the nodes in list order".
+    if definition.nodes and definition.start_node in index_of and definition.nodes[0].id != definition.start_node:
+        problems.append(
+            Problem(
+                "/startNode",
+                "order",
+                "a workflow without edges runs its nodes in list order, so startNode must be the first node",
+            )
+        )
+
+
+def _check_start_has_no_incoming_edges(definition: WorkflowDefinition, problems: list[Problem]) -> None:
+    if any(edge.target_node == definition.start_node for node in definition.nodes for edge in node.edges):
+        problems.append(Problem("/startNode", "start_has_incoming", "the start node must have no incoming edges"))
+
+
+def _check_reachable(definition: WorkflowDefinition, problems: list[Problem]) -> None:
+    reachable = reachable_from(definition, definition.start_node)
+    for index, node in enumerate(definition.nodes):
+        if node.id not in reachable:
+            problems.append(
+                Problem(f"/nodes/{index}", "unreachable", f"node {node.id!r} is not reachable from the start node")
+            )
 
 
 def _check_node_local(

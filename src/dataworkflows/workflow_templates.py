@@ -16,10 +16,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from dataworkflows.definitions import checksum
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, check_instantiation_template
-from dataworkflows.validation import WORKFLOW_ID, Problem, join_pointer
+from dataworkflows.validation import ID_RULE, Problem, is_valid_id, join_pointer
 
 ParameterType = Literal["string", "number", "integer", "boolean", "object", "array"]
 
@@ -75,8 +74,8 @@ def validate_template(raw: Any) -> tuple[WorkflowTemplateDocument | None, list[P
             )
         return None, [Problem(pointer, "invalid", message.split(" - at ")[0].replace("`", ""))]
     problems: list[Problem] = []
-    if not WORKFLOW_ID.match(document.id):
-        problems.append(Problem("/id", "format", "must be 1-128 letters, digits, '.', '_' or '-'"))
+    if not is_valid_id(document.id):
+        problems.append(Problem("/id", "format", f"must be {ID_RULE}"))
     seen: set[str] = set()
     for index, parameter in enumerate(document.parameters):
         pointer = f"/parameters/{index}"
@@ -94,50 +93,52 @@ def validate_template(raw: Any) -> tuple[WorkflowTemplateDocument | None, list[P
     return document, problems
 
 
-def template_checksum(raw: dict[str, Any]) -> str:
-    return checksum(raw)
-
-
 def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tuple[dict[str, Any], list[Problem]]:
     """The config with defaults applied, and every problem (missing, extra, mistyped)."""
     if not isinstance(config, dict):
         return {}, [Problem("/config", "type", "must be a JSON object")]
-    problems: list[Problem] = []
     declared = {p.name: p for p in parameters}
-    for key in config:
-        if key not in declared:
-            expected = ", ".join(sorted(declared)) or "none"
-            problems.append(
-                Problem(
-                    join_pointer("/config", key),
-                    "unknown_parameter",
-                    f"the template declares no parameter {key!r} (declared: {expected})",
-                )
-            )
+    problems = _undeclared(config, declared)
     values: dict[str, Any] = {}
     for name, parameter in declared.items():
         pointer = join_pointer("/config", name)
         if name in config:
-            value = config[name]
-            if _has_braces(value):
-                problems.append(
-                    Problem(
-                        pointer,
-                        "template_injection",
-                        "config values must not contain { or } "
-                        "(two values side by side could form a run-time {{ }} template)",
-                    )
-                )
-            elif value is None and parameter.is_required:
-                problems.append(Problem(pointer, "required", "is required and must not be null"))
-            elif value is not None and not _matches(value, parameter.type):
-                problems.append(Problem(pointer, "type", f"must be a {parameter.type}"))
-            values[name] = value
+            values[name] = config[name]
+            problems.extend(_config_value_problems(config[name], parameter, pointer))
         elif parameter.is_required:
             problems.append(Problem(pointer, "required", "is required"))
         else:
             values[name] = None if parameter.default is msgspec.UNSET else parameter.default
     return values, problems
+
+
+def _undeclared(config: dict[str, Any], declared: dict[str, TemplateParameter]) -> list[Problem]:
+    expected = ", ".join(sorted(declared)) or "none"
+    return [
+        Problem(
+            join_pointer("/config", key),
+            "unknown_parameter",
+            f"the template declares no parameter {key!r} (declared: {expected})",
+        )
+        for key in config
+        if key not in declared
+    ]
+
+
+def _config_value_problems(value: Any, parameter: TemplateParameter, pointer: str) -> list[Problem]:
+    if _has_braces(value):
+        return [
+            Problem(
+                pointer,
+                "template_injection",
+                "config values must not contain { or } (two values side by side could form a run-time {{ }} template)",
+            )
+        ]
+    if value is None and parameter.is_required:
+        return [Problem(pointer, "required", "is required and must not be null")]
+    if value is not None and not _matches(value, parameter.type):
+        return [Problem(pointer, "type", f"must be a {parameter.type}")]
+    return []
 
 
 def _has_braces(value: Any) -> bool:
@@ -161,8 +162,8 @@ async def instantiate(
     `templates`, so a template that loops without end fails its budget instead of stalling the
     caller (the API)."""
     problems: list[Problem] = []
-    if not isinstance(workflow_id, str) or not WORKFLOW_ID.match(workflow_id):
-        problems.append(Problem("/workflowId", "format", "must be 1-128 letters, digits, '.', '_' or '-'"))
+    if not is_valid_id(workflow_id):
+        problems.append(Problem("/workflowId", "format", f"must be {ID_RULE}"))
     values, config_problems = resolve_config(document.parameters, config)
     problems.extend(config_problems)
     if problems:
@@ -190,6 +191,5 @@ __all__ = [
     "instantiate",
     "prefix_problems",
     "resolve_config",
-    "template_checksum",
     "validate_template",
 ]

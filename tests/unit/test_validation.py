@@ -7,7 +7,7 @@ import pytest
 
 from dataworkflows.actions import default_registry
 from dataworkflows.errors import DefinitionError
-from dataworkflows.publishing import prepare_definition
+from dataworkflows.publishing import MAX_CONDITIONS, prepare_definition
 from dataworkflows.validation import registry_parameter_checker, validate_definition
 from tests.conftest import load_fixture
 
@@ -117,9 +117,55 @@ def test_not_an_object() -> None:
     assert problems({"id": "x", "displayName": "X", "startNode": "a", "nodes": "a"}) == {"/nodes": "type"}
 
 
-def test_prepare_raises_with_every_problem_and_template_syntax() -> None:
+class FakeConditions:
+    """A condition sandbox that refuses expressions containing "(" and counts what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
+        self.asked.append(expressions)
+        return {expr: ("SyntaxError" if "(" in expr else None) for expr in expressions}
+
+
+async def test_prepare_raises_with_every_problem_and_template_syntax() -> None:
     raw = workflow(node("a", parameters={"message": "{{ trigger.user "}), node("b"))
     raw["nodes"][0]["edges"] = [edge("b")]
     with pytest.raises(DefinitionError) as caught:
-        prepare_definition(copy.deepcopy(raw), default_registry())
+        await prepare_definition(copy.deepcopy(raw), default_registry(), FakeConditions())
     assert [(p.pointer, p.code) for p in caught.value.problems] == [("/nodes/0/parameters", "template_syntax")]
+
+
+async def test_prepare_compiles_each_distinct_condition_once_in_the_sandbox() -> None:
+    raw = workflow(
+        node(
+            "a", edge("b", condition="trigger.ok"), edge("c", condition="trigger.("), edge("d", condition="trigger.ok")
+        ),
+        node("b"),
+        node("c"),
+        node("d"),
+    )
+    sandbox = FakeConditions()
+    with pytest.raises(DefinitionError) as caught:
+        await prepare_definition(raw, default_registry(), sandbox)
+    assert sandbox.asked == [["trigger.ok", "trigger.("]]
+    assert [(p.pointer, p.code) for p in caught.value.problems] == [("/nodes/0/edges/1/condition", "condition_syntax")]
+
+
+async def test_prepare_refuses_too_many_distinct_conditions_before_compiling_any() -> None:
+    edges = [edge(f"n{i}", condition=f"trigger.n === {i}") for i in range(MAX_CONDITIONS + 1)]
+    raw = workflow(node("a", *edges), *(node(f"n{i}") for i in range(MAX_CONDITIONS + 1)))
+    sandbox = FakeConditions()
+    with pytest.raises(DefinitionError) as caught:
+        await prepare_definition(raw, default_registry(), sandbox)
+    assert sandbox.asked == []
+    assert [(p.pointer, p.code) for p in caught.value.problems] == [("/nodes", "too_many")]
+
+
+async def test_prepare_keeps_the_id_of_the_workflow_being_updated() -> None:
+    raw = workflow(node("a"))
+    prepared = await prepare_definition(raw, default_registry(), FakeConditions(), expected_id="wf")
+    assert (prepared.definition.id, prepared.checksum.startswith("sha256:")) == ("wf", True)
+    with pytest.raises(DefinitionError) as caught:
+        await prepare_definition(raw, default_registry(), FakeConditions(), expected_id="other")
+    assert [(p.pointer, p.code) for p in caught.value.problems] == [("/id", "mismatch")]

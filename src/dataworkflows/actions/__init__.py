@@ -2,7 +2,8 @@
 
 An action is a type name, a msgspec ``Params`` struct and ``async execute(ctx, params)`` returning an
 ``ActionResult``. Built-in actions register here; other packages add theirs through the
-``dataworkflows.actions`` entry-point group (each entry point names an action class).
+``dataworkflows.actions`` entry-point group (each entry point names an action class, which is
+instantiated, or an action instance).
 """
 
 from __future__ import annotations
@@ -159,10 +160,6 @@ class ActionRegistry:
 
     def types(self) -> list[str]:
         return sorted(self._actions)
-
-    def parse_params(self, type_name: str, parameters: Mapping[str, Any]) -> msgspec.Struct:
-        """Convert rendered parameters into the action's Params struct (msgspec.ValidationError if not)."""
-        return msgspec.convert(dict(parameters), self.get(type_name).Params)
 
 
 def builtin_actions() -> list[Action]:

@@ -1,21 +1,23 @@
 """http.request: one HTTP call through the SSRF-guarded client.
 
-429, 408, 425 and 5xx answers and transport errors are retriable (Retry-After honoured); any
-other status outside expectedStatus is permanent. The response body is capped (maxResponseBytes).
-A connection supplies credentials, and says where they may go: its secret is JSON with "hosts" and
-"bearer" or "headers"; a request to any other host is refused, redirects to another origin drop the
-credentials, and the secret's values are scrubbed from outputs and error messages.
+408, 425, 429, 500, 502, 503 and 504 answers and transport errors are retriable (Retry-After
+honoured); any other status outside expectedStatus is permanent. The response body is capped
+(maxResponseBytes). A connection supplies credentials, and says where they may go: its secret is
+JSON with "hosts" and "bearer" or "headers"; a request to any other host is refused, redirects to
+another origin drop the credentials, and the secret's values are scrubbed from outputs and error
+messages.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import httpx
 import msgspec
 
-from dataworkflows.actions import ActionContext, ActionResult
+from dataworkflows.actions import ActionContext, ActionResult, ActionServices
 from dataworkflows.actions.web import (
     RETRIABLE_STATUSES,
     ResponseTooLarge,
@@ -127,94 +129,153 @@ class HttpRequestAction:
 
     async def _execute(self, ctx: ActionContext, params: HttpRequestParams, secrets: list[str]) -> ActionResult:
         services = ctx.require_services()
-        try:
-            url = httpx.URL(params.url)
-            if params.query:
-                # Merge: httpx's params= would replace a query string already in the URL.
-                url = url.copy_merge_params(params.query)
-        except httpx.InvalidURL as exc:
-            return ActionResult.failed("invalid_url", f"the url is not valid: {exc}")
+        url = _request_url(params)
+        if isinstance(url, ActionResult):
+            return url
+        auth_headers = await _auth_headers(services, params, url, secrets)
+        if isinstance(auth_headers, ActionResult):
+            return auth_headers
         headers = dict(params.headers)
         headers.setdefault("Accept-Encoding", "gzip, deflate")
-        auth_headers: dict[str, str] = {}
-        if params.connection:
-            secret = await secret_for(services, params.connection)
-            if isinstance(secret, ActionResult):
-                return secret
-            secrets.append(secret.reveal())
-            try:
-                auth_headers, hosts = _connection(secret)
-            except InvalidConnection as exc:
-                return ActionResult.failed("connection_invalid", f"connection {params.connection!r}: {exc}")
-            secrets.extend(auth_headers.values())
-            secrets.extend(v.removeprefix("Bearer ") for v in auth_headers.values())
-            if not _host_allowed(url, hosts):
-                return ActionResult.failed(
-                    "connection_host_mismatch",
-                    f"connection {params.connection!r} may not be sent to {url.host} (see its hosts)",
-                )
-        content: dict[str, Any] = {}
-        if params.json is not msgspec.UNSET:
-            content["json"] = params.json
-        elif params.form is not None:
-            content["data"] = params.form
-        elif params.body is not None:
-            content["content"] = params.body.encode()
-        client: httpx.AsyncClient = services.http
-        origin = _origin(url)
-        method = params.method
-        timeout = params.timeout_ms / 1000
-        for _ in range(_MAX_REDIRECTS + 1):
-            # Credentials go only to the origin they were given for (redirects are followed here,
-            # one by one, so a hop to another origin carries neither the connection's nor the
-            # caller's own Authorization, Cookie or Proxy-Authorization).
-            if _origin(url) == origin:
-                send_headers = {**headers, **auth_headers}
-            else:
-                send_headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
-            request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
-            try:
-                response = await client.send(request, stream=True, follow_redirects=False)
-            except (httpx.HTTPError, OSError, BlockedDestination) as exc:
-                return transport_failure(exc, f"{method} {url.host}")
-            location = response.headers.get("location")
-            if not (params.follow_redirects and response.status_code in _REDIRECTS and location):
-                break
-            await response.aclose()
-            try:
-                url = url.join(location)
-            except httpx.InvalidURL as exc:
-                return ActionResult.failed("invalid_redirect", f"{method} {request.url.host} redirected badly: {exc}")
-            if method != "HEAD" and (
-                response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")
-            ):
-                method, content = "GET", {}
-        else:
-            return ActionResult.failed("too_many_redirects", f"more than {_MAX_REDIRECTS} redirects")
+        exchange = await _send(services.http, params, url, headers, auth_headers)
+        if isinstance(exchange, ActionResult):
+            return exchange
+        body = await _read_body(exchange, params.max_response_bytes)
+        if isinstance(body, ActionResult):
+            return body
+        return _outcome(exchange, body, params.expected_status)
+
+
+def _request_url(params: HttpRequestParams) -> httpx.URL | ActionResult:
+    try:
+        url = httpx.URL(params.url)
+        if params.query:
+            # Merge: httpx's params= would replace a query string already in the URL.
+            url = url.copy_merge_params(params.query)
+    except httpx.InvalidURL as exc:
+        return ActionResult.failed("invalid_url", f"the url is not valid: {exc}")
+    return url
+
+
+async def _auth_headers(
+    services: ActionServices, params: HttpRequestParams, url: httpx.URL, secrets: list[str]
+) -> dict[str, str] | ActionResult:
+    """The connection's headers, once it is known that they may go to `url`; each secret value is
+    added to `secrets` (to scrub from the result)."""
+    if not params.connection:
+        return {}
+    secret = await secret_for(services, params.connection)
+    if isinstance(secret, ActionResult):
+        return secret
+    secrets.append(secret.reveal())
+    try:
+        auth_headers, hosts = _connection(secret)
+    except InvalidConnection as exc:
+        return ActionResult.failed("connection_invalid", f"connection {params.connection!r}: {exc}")
+    secrets.extend(auth_headers.values())
+    secrets.extend(v.removeprefix("Bearer ") for v in auth_headers.values())
+    if not _host_allowed(url, hosts):
+        return ActionResult.failed(
+            "connection_host_mismatch",
+            f"connection {params.connection!r} may not be sent to {url.host} (see its hosts)",
+        )
+    return auth_headers
+
+
+def _content(params: HttpRequestParams) -> dict[str, Any]:
+    """The request body as httpx's keyword argument (json, data or content), if any."""
+    if params.json is not msgspec.UNSET:
+        return {"json": params.json}
+    if params.form is not None:
+        return {"data": params.form}
+    if params.body is not None:
+        return {"content": params.body.encode()}
+    return {}
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """The final response (its body not read yet), and the URL and method that produced it."""
+
+    response: httpx.Response
+    url: httpx.URL
+    method: str
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    params: HttpRequestParams,
+    url: httpx.URL,
+    headers: dict[str, str],
+    auth_headers: dict[str, str],
+) -> _Exchange | ActionResult:
+    content = _content(params)
+    origin = _origin(url)
+    method: str = params.method
+    timeout = params.timeout_ms / 1000
+    for _ in range(_MAX_REDIRECTS + 1):
+        send_headers = _headers_for(url, origin, headers, auth_headers)
+        request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
         try:
-            try:
-                body = await read_capped(response, params.max_response_bytes)
-            except ResponseTooLarge:
-                return ActionResult.failed(
-                    "response_too_large", f"the response is larger than maxResponseBytes ({params.max_response_bytes})"
-                )
-            except UnsupportedEncoding as exc:
-                return ActionResult.failed("unsupported_encoding", f"cannot decode the response: {exc}")
-            except httpx.HTTPError as exc:
-                return transport_failure(exc, f"reading the response from {url.host}")
-        finally:
-            await response.aclose()
-        outputs = {
-            "status": response.status_code,
-            "headers": {k: v for k, v in response.headers.items() if k.lower() not in _HIDDEN_RESPONSE_HEADERS},
-            "body": decode_body(response, body),
-        }
-        expected = params.expected_status
-        if (expected is None and 200 <= response.status_code < 300) or (expected and response.status_code in expected):
-            return ActionResult.succeeded(outputs)
-        message = f"{method} {url.host} answered {response.status_code}"
-        if response.status_code in RETRIABLE_STATUSES:
-            result = ActionResult.retriable(f"http_{response.status_code}", message, retry_after_seconds(response))
-        else:
-            result = ActionResult.failed(f"http_{response.status_code}", message)
-        return ActionResult(result.status, outputs, result.error)
+            response = await client.send(request, stream=True, follow_redirects=False)
+        except (httpx.HTTPError, OSError, BlockedDestination) as exc:
+            return transport_failure(exc, f"{method} {url.host}")
+        location = response.headers.get("location")
+        if not (params.follow_redirects and response.status_code in _REDIRECTS and location):
+            return _Exchange(response, url, method)
+        await response.aclose()
+        try:
+            url = url.join(location)
+        except httpx.InvalidURL as exc:
+            return ActionResult.failed("invalid_redirect", f"{method} {request.url.host} redirected badly: {exc}")
+        if _redirect_becomes_get(method, response.status_code):
+            method, content = "GET", {}
+    return ActionResult.failed("too_many_redirects", f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _headers_for(
+    url: httpx.URL, origin: tuple[str, str, int], headers: dict[str, str], auth_headers: dict[str, str]
+) -> dict[str, str]:
+    # Credentials go only to the origin they were given for (redirects are followed one by one,
+    # so a hop to another origin carries neither the connection's nor the caller's own
+    # Authorization, Cookie or Proxy-Authorization).
+    if _origin(url) == origin:
+        return {**headers, **auth_headers}
+    return {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+
+
+def _redirect_becomes_get(method: str, status: int) -> bool:
+    # As browsers do: 303 always, and 301/302 after a POST, repeat the request as a GET.
+    return method != "HEAD" and (status == 303 or (status in (301, 302) and method == "POST"))
+
+
+async def _read_body(exchange: _Exchange, limit: int) -> bytes | ActionResult:
+    response = exchange.response
+    try:
+        return await read_capped(response, limit)
+    except ResponseTooLarge:
+        return ActionResult.failed("response_too_large", f"the response is larger than maxResponseBytes ({limit})")
+    except UnsupportedEncoding as exc:
+        return ActionResult.failed("unsupported_encoding", f"cannot decode the response: {exc}")
+    except httpx.HTTPError as exc:
+        return transport_failure(exc, f"reading the response from {exchange.url.host}")
+    finally:
+        await response.aclose()
+
+
+def _outcome(exchange: _Exchange, body: bytes, expected: list[int] | None) -> ActionResult:
+    response = exchange.response
+    status = response.status_code
+    outputs = {
+        "status": status,
+        "headers": {k: v for k, v in response.headers.items() if k.lower() not in _HIDDEN_RESPONSE_HEADERS},
+        "body": decode_body(response, body),
+    }
+    if (expected is None and 200 <= status < 300) or (expected and status in expected):
+        return ActionResult.succeeded(outputs)
+    message = f"{exchange.method} {exchange.url.host} answered {status}"
+    if status in RETRIABLE_STATUSES:
+        result = ActionResult.retriable(f"http_{status}", message, retry_after_seconds(response))
+    else:
+        result = ActionResult.failed(f"http_{status}", message)
+    return ActionResult(result.status, outputs, result.error)

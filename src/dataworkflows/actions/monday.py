@@ -54,14 +54,22 @@ class MondayError(Exception):
 
 
 async def _graphql(services: ActionServices, connection: str, query: str, variables: dict[str, Any]) -> Any:
+    """The answer's `data`; MondayError carries the attempt's result when Monday cannot answer."""
     secret = await secret_for(services, connection)
     if isinstance(secret, ActionResult):
         raise MondayError(secret)
+    response, body = await _post(services, secret.reveal(), query, variables)
+    _raise_for_errors(response, body)
+    return body.get("data")
+
+
+async def _post(
+    services: ActionServices, token: str, query: str, variables: dict[str, Any]
+) -> tuple[httpx.Response, Any]:
     client: httpx.AsyncClient = services.http
     url = services.endpoints.get("monday", DEFAULT_API_URL)
-    token = secret.reveal()
     try:
-        response, body = await post_json(
+        return await post_json(
             client, url, {"query": query, "variables": variables}, {"Authorization": token, "API-Version": API_VERSION}
         )
     except (httpx.HTTPError, OSError, BlockedDestination) as exc:
@@ -70,32 +78,39 @@ async def _graphql(services: ActionServices, connection: str, query: str, variab
         raise MondayError(
             ActionResult.failed("monday_bad_response", f"unreadable answer: {type(exc).__name__}")
         ) from exc
-    retry_after = retry_after_seconds(response)
+
+
+def _raise_for_errors(response: httpx.Response, body: Any) -> None:
     if response.status_code in (401, 403):
         raise MondayError(ActionResult.failed("monday_unauthorized", f"monday.com answered {response.status_code}"))
     if not isinstance(body, dict):
         if response.status_code in RETRIABLE_STATUSES:
             raise MondayError(
-                ActionResult.retriable(f"monday_http_{response.status_code}", "monday.com is unavailable", retry_after)
+                ActionResult.retriable(
+                    f"monday_http_{response.status_code}", "monday.com is unavailable", retry_after_seconds(response)
+                )
             )
         raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {response.status_code}"))
     errors = body.get("errors") or []
     if body.get("error_code"):
+        # The older error shape, alongside the GraphQL one.
         errors = [*errors, {"message": body.get("error_message", ""), "extensions": {"code": body["error_code"]}}]
     if errors or response.status_code >= 400:
-        first = errors[0] if errors and isinstance(errors[0], dict) else {}
-        extensions = first.get("extensions") or {}
-        code = str(
-            extensions.get("code") or (f"HTTP_{response.status_code}" if response.status_code >= 400 else "ERROR")
-        )
-        message = str(first.get("message") or f"monday.com answered {response.status_code}")
-        wait = extensions.get("retry_in_seconds")
-        if isinstance(wait, (int, float)):
-            retry_after = float(wait)
-        if code in RETRIABLE_CODES or response.status_code in RETRIABLE_STATUSES:
-            raise MondayError(ActionResult.retriable(f"monday_{code}", f"monday.com: {message}", retry_after))
-        raise MondayError(ActionResult.failed(f"monday_{code}", f"monday.com: {message}"))
-    return body.get("data")
+        raise MondayError(_error_result(response, errors))
+
+
+def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
+    """The first error decides: retriable for rate and complexity limits and 5xx, else permanent."""
+    status = response.status_code
+    first = errors[0] if errors and isinstance(errors[0], dict) else {}
+    extensions = first.get("extensions") or {}
+    code = str(extensions.get("code") or (f"HTTP_{status}" if status >= 400 else "ERROR"))
+    message = str(first.get("message") or f"monday.com answered {status}")
+    wait = extensions.get("retry_in_seconds")
+    retry_after = float(wait) if isinstance(wait, (int, float)) else retry_after_seconds(response)
+    if code in RETRIABLE_CODES or status in RETRIABLE_STATUSES:
+        return ActionResult.retriable(f"monday_{code}", f"monday.com: {message}", retry_after)
+    return ActionResult.failed(f"monday_{code}", f"monday.com: {message}")
 
 
 def _item(raw: dict[str, Any]) -> dict[str, Any]:
@@ -147,48 +162,11 @@ class MondayGetItemsAction:
     async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
         assert isinstance(params, GetItemsParams)
         services = ctx.require_services()
-        query_params: dict[str, Any] | None = None
-        if params.filters:
-            query_params = {
-                "rules": [
-                    {
-                        "column_id": f.column_id,
-                        "compare_value": f.compare_value if isinstance(f.compare_value, list) else [f.compare_value],
-                        "operator": f.operator,
-                    }
-                    for f in params.filters
-                ],
-                "operator": params.match,
-            }
-        items: list[dict[str, Any]] = []
-        pages = 0
         try:
-            first_size = min(params.page_size, params.limit)
-            data = await _graphql(
-                services,
-                params.connection,
-                "query ($board: [ID!], $limit: Int!, $qp: ItemsQuery) { boards(ids: $board) {"
-                f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {_ITEM_FIELDS} }} }} }} }}",
-                {"board": [str(params.board_id)], "limit": first_size, "qp": query_params},
-            )
-            boards = (data or {}).get("boards") or []
-            if not boards:
+            page = await _first_page(services, params)
+            if page is None:
                 return ActionResult.failed("monday_board_not_found", f"board {params.board_id} was not found")
-            page = boards[0].get("items_page") or {}
-            while True:
-                pages += 1
-                items.extend(_item(i) for i in page.get("items") or [])
-                cursor = page.get("cursor")
-                if not cursor or len(items) >= params.limit:
-                    break
-                data = await _graphql(
-                    services,
-                    params.connection,
-                    "query ($cursor: String!, $limit: Int!) { next_items_page(cursor: $cursor, limit: $limit)"
-                    f" {{ cursor items {{ {_ITEM_FIELDS} }} }} }}",
-                    {"cursor": cursor, "limit": min(params.page_size, params.limit - len(items))},
-                )
-                page = (data or {}).get("next_items_page") or {}
+            items, pages, page = await _follow_pages(services, params, page)
         except MondayError as exc:
             return exc.result
         truncated = len(items) >= params.limit and bool(page.get("cursor"))
@@ -200,6 +178,61 @@ class MondayGetItemsAction:
                 "truncated": truncated,
             }
         )
+
+
+def _query_params(params: GetItemsParams) -> dict[str, Any] | None:
+    """The filters as items_page's query_params (None: every item)."""
+    if not params.filters:
+        return None
+    return {
+        "rules": [
+            {
+                "column_id": f.column_id,
+                "compare_value": f.compare_value if isinstance(f.compare_value, list) else [f.compare_value],
+                "operator": f.operator,
+            }
+            for f in params.filters
+        ],
+        "operator": params.match,
+    }
+
+
+async def _first_page(services: ActionServices, params: GetItemsParams) -> dict[str, Any] | None:
+    """The board's first items page, or None when there is no such board."""
+    data = await _graphql(
+        services,
+        params.connection,
+        "query ($board: [ID!], $limit: Int!, $qp: ItemsQuery) { boards(ids: $board) {"
+        f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {_ITEM_FIELDS} }} }} }} }}",
+        {"board": [str(params.board_id)], "limit": min(params.page_size, params.limit), "qp": _query_params(params)},
+    )
+    boards = (data or {}).get("boards") or []
+    if not boards:
+        return None
+    page: dict[str, Any] = boards[0].get("items_page") or {}
+    return page
+
+
+async def _follow_pages(
+    services: ActionServices, params: GetItemsParams, page: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """Items from `page` on, following the cursor until the limit: (items, pages read, last page)."""
+    items: list[dict[str, Any]] = []
+    pages = 0
+    while True:
+        pages += 1
+        items.extend(_item(i) for i in page.get("items") or [])
+        cursor = page.get("cursor")
+        if not cursor or len(items) >= params.limit:
+            return items, pages, page
+        data = await _graphql(
+            services,
+            params.connection,
+            "query ($cursor: String!, $limit: Int!) { next_items_page(cursor: $cursor, limit: $limit)"
+            f" {{ cursor items {{ {_ITEM_FIELDS} }} }} }}",
+            {"cursor": cursor, "limit": min(params.page_size, params.limit - len(items))},
+        )
+        page = (data or {}).get("next_items_page") or {}
 
 
 class CreateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

@@ -2,7 +2,7 @@
 
 `ok: false` answers carry an error code: ratelimited and Slack's own transient errors are
 retriable (Retry-After honoured); channel_not_found, not_in_channel, invalid_auth and the rest are
-permanent. HTTP 429 and 5xx are retriable. Outputs: channel, ts (the message id) and threadTs.
+permanent. HTTP 408, 425, 429, 500, 502, 503 and 504 are retriable. Outputs: channel, ts (the message id) and threadTs.
 """
 
 from __future__ import annotations
@@ -62,43 +62,56 @@ class SlackPostMessageAction:
         return scrub_result(await self._post(services, params, secret.reveal()), [secret.reveal()])
 
     async def _post(self, services: Any, params: SlackPostMessageParams, token: str) -> ActionResult:
-        payload: dict[str, Any] = {"channel": params.channel}
-        if params.text:
-            payload["text"] = params.text
-        if params.blocks:
-            payload["blocks"] = params.blocks
-        if params.thread_ts:
-            payload["thread_ts"] = params.thread_ts
-        if params.unfurl_links is not None:
-            payload["unfurl_links"] = params.unfurl_links
         base = services.endpoints.get("slack", DEFAULT_API_URL).rstrip("/")
         client: httpx.AsyncClient = services.http
         try:
             response, body = await post_json(
                 client,
                 f"{base}/chat.postMessage",
-                payload,
+                _payload(params),
                 {"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
             )
         except (httpx.HTTPError, OSError, BlockedDestination) as exc:
             return transport_failure(exc, "Slack")
         except (ResponseTooLarge, UnsupportedEncoding) as exc:
             return ActionResult.failed("slack_bad_response", f"Slack's answer cannot be read: {type(exc).__name__}")
-        if response.status_code == 429 or response.status_code in RETRIABLE_STATUSES:
-            return ActionResult.retriable(
-                "slack_ratelimited" if response.status_code == 429 else f"slack_http_{response.status_code}",
-                f"Slack answered HTTP {response.status_code}",
-                retry_after_seconds(response),
-            )
-        if not isinstance(body, dict):
-            return ActionResult.failed("slack_bad_response", f"Slack answered HTTP {response.status_code} without JSON")
-        if body.get("ok") is True:
-            outputs = {"channel": body.get("channel"), "ts": body.get("ts")}
-            message = body.get("message")
-            if isinstance(message, dict) and message.get("thread_ts"):
-                outputs["threadTs"] = message["thread_ts"]
-            return ActionResult.succeeded(outputs)
-        error = str(body.get("error") or "unknown_error")
-        if error in RETRIABLE_ERRORS:
-            return ActionResult.retriable(f"slack_{error}", f"Slack: {error}", retry_after_seconds(response))
-        return ActionResult.failed(f"slack_{error}", f"Slack refused the message: {error}")
+        return _outcome(response, body)
+
+
+def _payload(params: SlackPostMessageParams) -> dict[str, Any]:
+    """chat.postMessage's arguments; optional ones only when given."""
+    payload: dict[str, Any] = {"channel": params.channel}
+    if params.text:
+        payload["text"] = params.text
+    if params.blocks:
+        payload["blocks"] = params.blocks
+    if params.thread_ts:
+        payload["thread_ts"] = params.thread_ts
+    if params.unfurl_links is not None:
+        payload["unfurl_links"] = params.unfurl_links
+    return payload
+
+
+def _outcome(response: httpx.Response, body: Any) -> ActionResult:
+    if response.status_code == 429 or response.status_code in RETRIABLE_STATUSES:
+        return ActionResult.retriable(
+            "slack_ratelimited" if response.status_code == 429 else f"slack_http_{response.status_code}",
+            f"Slack answered HTTP {response.status_code}",
+            retry_after_seconds(response),
+        )
+    if not isinstance(body, dict):
+        return ActionResult.failed("slack_bad_response", f"Slack answered HTTP {response.status_code} without JSON")
+    if body.get("ok") is True:
+        return ActionResult.succeeded(_outputs(body))
+    error = str(body.get("error") or "unknown_error")
+    if error in RETRIABLE_ERRORS:
+        return ActionResult.retriable(f"slack_{error}", f"Slack: {error}", retry_after_seconds(response))
+    return ActionResult.failed(f"slack_{error}", f"Slack refused the message: {error}")
+
+
+def _outputs(body: dict[str, Any]) -> dict[str, Any]:
+    outputs = {"channel": body.get("channel"), "ts": body.get("ts")}
+    message = body.get("message")
+    if isinstance(message, dict) and message.get("thread_ts"):
+        outputs["threadTs"] = message["thread_ts"]
+    return outputs

@@ -27,14 +27,14 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     if not value:
         return None
     try:
-        return min(max(float(value), 0.0), 3600.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(parsed.timestamp() - time.time(), 0.0), 3600.0)
+        # Not delta-seconds, so an HTTP date (or nothing usable).
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), 3600.0)
 
 
 class ResponseTooLarge(Exception):
