@@ -497,8 +497,10 @@ async def test_two_unhandled_failures_both_come_back_on_redrive(db: Database, co
     raw = wf(
         "two-failures",
         echo("a", to("b"), to("c")),
-        echo("b", to("d"), simulateFailure="transient", failUntilAttempt=2),
-        echo("c", to("d"), simulateFailure="transient", failUntilAttempt=2),
+        # Both attempts are under way before either fails (a node the first failure ended before it
+        # started would fail again on its first attempt after the redrive: a race, not the point).
+        echo("b", to("d"), simulateFailure="transient", failUntilAttempt=2, delayMs=100),
+        echo("c", to("d"), simulateFailure="transient", failUntilAttempt=2, delayMs=100),
         echo("d"),
     )
     raw["nodes"][1]["retryPolicy"] = once
