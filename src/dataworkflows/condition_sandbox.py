@@ -9,12 +9,11 @@ the wall-clock limit by killing this process. Protocol: one JSON object per line
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import msgspec
 
-from dataworkflows.confinement import drop_privileges
+from dataworkflows.confinement import drop_privileges, serve
 
 # Runs once per helper. Removes every host capability dukpy installs (call_python reaches Python,
 # require/_dukpy_* load files, process/console talk to the host), then locks the global object so
@@ -136,35 +135,26 @@ def _sealed_interpreter() -> Any:
 def main() -> None:
     interpreter = _sealed_interpreter()
     drop_privileges()
-    decoder = msgspec.json.Decoder(Request)
-    encoder = msgspec.json.Encoder()
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        if not line.strip():
-            continue
-        try:
-            request = decoder.decode(line)
-        except msgspec.DecodeError as exc:
-            out.write(encoder.encode({"id": -1, "ok": False, "error": f"bad request: {exc}"}) + b"\n")
-            out.flush()
-            continue
+
+    def answer(request: Request) -> dict[str, Any]:
         try:
             if request.op == "check":
                 interpreter.evaljs(_CHECK, expr=request.expr)
-                answer: dict[str, Any] = {"id": request.id, "ok": True, "value": True}
-            else:
-                value = interpreter.evaljs(_EVAL % request.expr, scope=request.scope or {})
-                answer = {"id": request.id, "ok": True, "value": bool(value)}
+                return {"id": request.id, "ok": True, "value": True}
+            value = interpreter.evaljs(_EVAL % request.expr, scope=request.scope or {})
+            return {"id": request.id, "ok": True, "value": bool(value)}
         except Exception as exc:
-            answer = {"id": request.id, "ok": False, "error": _first_line(str(exc))}
-        out.write(encoder.encode(answer) + b"\n")
-        out.flush()
+            return {"id": request.id, "ok": False, "error": _first_line(str(exc))}
+
+    def intact() -> bool:
+        # If a condition managed to make dukpy's bindings unusable, this helper must not serve
+        # another one.
         try:
-            intact = interpreter.evaljs(_INTEGRITY) is True
+            return interpreter.evaljs(_INTEGRITY) is True
         except Exception:
-            intact = False
-        if not intact:
-            sys.exit(3)  # the parent starts a fresh helper for the next condition
+            return False
+
+    serve(Request, answer, intact=intact)
 
 
 def _first_line(text: str) -> str:

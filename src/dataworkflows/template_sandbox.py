@@ -10,13 +10,12 @@ stdout, {"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"}.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.confinement import drop_privileges
+from dataworkflows.confinement import drop_privileges, serve
 
 
 class Request(msgspec.Struct):
@@ -65,26 +64,8 @@ def _answer(request: Request) -> dict[str, Any]:
 def main() -> None:
     _warm_up()
     drop_privileges()
-    decoder = msgspec.json.Decoder(Request)
-    encoder = msgspec.json.Encoder()
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        if not line.strip():
-            continue
-        try:
-            request = decoder.decode(line)
-        except msgspec.DecodeError as exc:
-            answer: dict[str, Any] = {"id": -1, "ok": False, "code": "bad_request", "error": f"bad request: {exc}"}
-        else:
-            answer = _answer(request)
-        try:
-            encoded = encoder.encode(answer)
-        except (TypeError, ValueError, OverflowError) as exc:
-            encoded = encoder.encode(
-                {"id": answer["id"], "ok": False, "code": "template_error", "error": f"not JSON: {exc}"}
-            )
-        out.write(encoded + b"\n")
-        out.flush()
+    # Rendering leaves no state behind (every render gets a fresh budget and scope).
+    serve(Request, _answer, intact=lambda: True)
 
 
 if __name__ == "__main__":
