@@ -91,18 +91,24 @@ class NodeAttempts:
     async def run_node(self, node_id: str) -> Decision:
         node = self.run.nodes[node_id]
         kind = self.run.kinds.get(node.kind)
+        # What this task's previous attempt used: an in-process retry reuses it as it was rendered
+        # (key order included) without reading it back from the database.
+        previous: dict[str, Any] | None = None
         while True:
             attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
             state = self.run.state[node_id]
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
-            outcome = await kind.attempt(self._attempt_context(node, attempt))
+            outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
+            previous = outcome.parameters if outcome.parameters is not None else previous
             decision = await self._record(node, attempt, outcome, start, now())
             if decision.verdict != Verdict.RETRY or not await self._backoff_in_process(decision.retry_delay):
                 return decision
 
-    def _attempt_context(self, node: PlanNode, attempt: int) -> AttemptContext:
+    def _attempt_context(self, node: PlanNode, attempt: int, previous: dict[str, Any] | None) -> AttemptContext:
         async def earlier_parameters() -> dict[str, Any] | None:
+            if previous is not None:
+                return previous
             return await self.run.data.earlier_parameters(self.run.execution_id, node.id)
 
         return AttemptContext(

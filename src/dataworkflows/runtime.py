@@ -220,14 +220,15 @@ class _Run:
 
     async def _step(self, waiters: set[asyncio.Task[Any]]) -> str | None:
         """Launches what is due and waits for something to happen; returns how the run ended, if it did."""
-        if self.runtime.stopping.is_set() and not self.running:
-            return await self._hand_back()
         at = now()
         if self.info.deadline_at is not None and at >= self.info.deadline_at:
             error = {"code": "workflow_timeout", "message": "the workflow ran past its workflowTimeout"}
             return await self._finish(ExecutionStatus.TIMED_OUT, error)
         self._launch_ready(at)
         if not self.running:
+            unfinished = any(not self.state[n].status.is_final for n in self.ctx.order)
+            if self.runtime.stopping.is_set() and unfinished:
+                return await self._hand_back()
             return await self._idle(at, waiters)
         done, _ = await asyncio.wait(
             {*self.running.values(), *waiters}, timeout=self._next_wakeup(at), return_when=asyncio.FIRST_COMPLETED
@@ -286,13 +287,14 @@ class _Run:
         if cause and cause.get("message"):
             message += f": {cause['message']}"
         error = {"code": "node_failed", "nodeId": node_id, "message": message, "cause": cause}
-        return await self._finish(ExecutionStatus.FAILED, error, dead_letter=(node_id, cause))
+        return await self._finish(ExecutionStatus.FAILED, error, dead_letter=(node_id, cause or error))
 
     def _next_wakeup(self, at: datetime) -> float | None:
         # A retry that is due but has no free slot waits for a running node, not for the clock
-        # (counting it would make the wait time 0 and spin).
+        # (counting it would make the wait time 0 and spin); so does every retry once the worker is
+        # stopping (nothing new starts).
         candidates = []
-        if len(self.running) < self.plan.max_parallel_actions:
+        if len(self.running) < self.plan.max_parallel_actions and not self.runtime.stopping.is_set():
             candidates = [
                 s.next_at
                 for n, s in self.state.items()

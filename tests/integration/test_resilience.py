@@ -191,3 +191,47 @@ async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) ->
     assert [(f["nodeId"], f["attempt"], f["interruptedAttempts"]) for f in error["inFlight"]] == [("crash", 3, 2)]
     letter = (await db.fetch_all("list_dead_letters", open=True, kind="worker_lost", before=None, limit=10))[0]
     assert letter["error"]["inFlight"][0]["nodeId"] == "crash"
+
+
+async def test_a_stopping_worker_completes_a_run_whose_last_attempt_ended(
+    db: Database, conditions: ConditionPool
+) -> None:
+    await publish(db, wf("last-one", echo("only", delayMs=200)))
+    execution_id = await start(db, "last-one")
+    runtime = make_runtime(db, conditions)
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.05)
+    runtime.stop_starting()
+    # Nothing is left to run: the run ends here instead of being handed to another worker.
+    assert await asyncio.wait_for(run, 5) == "Succeeded"
+
+
+async def test_a_stopping_worker_does_not_spin_while_an_attempt_finishes(
+    db: Database, conditions: ConditionPool, monkeypatch: Any
+) -> None:
+    from dataworkflows import runtime as runtime_module
+
+    retry = {"maxAttempts": 3, "initialDelay": "PT0.4S", "backoffMultiplier": 1, "jitter": False}
+    flaky = echo("flaky", simulateFailure="transient", failUntilAttempt=3)
+    flaky["retryPolicy"] = retry
+    await publish(db, wf("spin", echo("start", to("slow"), to("flaky")), echo("slow", delayMs=1000), flaky))
+    execution_id = await start(db, "spin")
+    steps = 0
+    original = runtime_module._Run._step
+
+    async def counted(self: Any, waiters: Any) -> Any:
+        nonlocal steps
+        steps += 1
+        return await original(self, waiters)
+
+    monkeypatch.setattr(runtime_module._Run, "_step", counted)
+    runtime = make_runtime(db, conditions)
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    # slow runs for 1 s; flaky failed once and waits 0.4 s to retry, so its retry falls due while
+    # the stopping worker waits for slow.
+    await asyncio.sleep(0.2)
+    runtime.stop_starting()
+    assert await asyncio.wait_for(run, 5) == "released"
+    # One pass per event (a node done, the stop request), not one per event-loop turn.
+    assert steps < 20, steps
+    assert (await nodes(db, execution_id))["flaky"]["status"] == "Waiting"
