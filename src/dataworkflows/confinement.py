@@ -39,6 +39,9 @@ def serve(request_type: type[R], answer: Callable[[R], dict[str, Any]], *, intac
             reply = answer(decoder.decode(line))
         except msgspec.DecodeError as exc:
             reply = {"id": -1, "ok": False, "code": "bad_request", "error": f"bad request: {exc}"}
+        except MemoryError:
+            # The request's data alone exceeds the helper's address-space limit.
+            reply = {"id": -1, "ok": False, "code": "request_too_large", "error": "the data is too large for a helper"}
         try:
             encoded = encoder.encode(reply)
         except (TypeError, ValueError, OverflowError) as exc:

@@ -39,7 +39,7 @@ from dataworkflows.actions import (
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.template_pool import TemplateRenderer
-from dataworkflows.templating import TemplateRenderError
+from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class ActionKind:
                 # Templates also see the attempt number: with rerenderOnRetry each attempt renders
                 # its own parameters; without it, attempt 1's are reused.
                 rendered = await self.templates.render(node.parameters, {**ctx.scope, "attempt": ctx.attempt})
+        except TemplateUnavailable as exc:
+            return Attempt(rendered, ActionResult.retriable(exc.code, exc.message))
         except TemplateRenderError as exc:
             return Attempt(rendered, ActionResult.failed(exc.code, exc.message))
         assert rendered is not None

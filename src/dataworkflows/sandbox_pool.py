@@ -38,6 +38,7 @@ class SandboxGone(Exception):
 
 class _Id(msgspec.Struct):
     id: int
+    error: str | None = None
 
 
 def _limit_resources(memory_bytes: int) -> None:
@@ -117,6 +118,10 @@ class SandboxPool:
             if self._idle:
                 return self._idle.pop()
             return await self._spawn()
+        except OSError as exc:
+            # No process, file or memory to spare right now (EAGAIN, EMFILE, ENOMEM).
+            self._slots.release()
+            raise SandboxGone(f"could not start a helper: {exc}") from exc
         except BaseException:
             self._slots.release()
             raise
@@ -161,9 +166,13 @@ class SandboxPool:
             if not line:
                 raise SandboxGone("the helper exited (memory limit or crash)")
             try:
-                answered = self._id_decoder.decode(line).id
+                head = self._id_decoder.decode(line)
             except msgspec.DecodeError as exc:
                 raise SandboxGone("the helper answered something that is not JSON") from exc
+            answered = head.id
+            if answered == -1:
+                # The helper could not even read the request (too large for its memory limit).
+                raise SandboxGone(f"the helper could not read the request: {head.error}")
             if answered != request_id:
                 raise SandboxGone("the helper answered out of order")
             helper.uses += 1

@@ -16,7 +16,7 @@ import msgspec
 
 from dataworkflows import templating
 from dataworkflows.sandbox_pool import SandboxGone, SandboxPool, SandboxTimeout
-from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError
+from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError, TemplateUnavailable
 
 
 class TemplateRenderer(Protocol):
@@ -66,7 +66,7 @@ class TemplatePool:
         if templating.is_lookup_only(value):
             self.in_process += 1
             return templating.render(value, scope, templating.RenderBudget(self.max_steps))
-        return await self._sandboxed("render", value, scope)
+        return await self._sandboxed("render", value, _narrowed(value, scope))
 
     async def instantiate(self, value: Any, scope: dict[str, Any]) -> Any:
         """Renders the [[ ]] templates of a workflow template."""
@@ -84,9 +84,10 @@ class TemplatePool:
                 f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"
             ) from exc
         except SandboxGone as exc:
-            # Twice in a row (the pool retries once): the template itself kills its helper, most
-            # likely by exhausting the helper's memory limit.
-            raise TemplateBudgetExceeded(f"the template could not be rendered within its limits: {exc}") from exc
+            # Twice in a row (the pool retries once), or no helper could start: not the template's
+            # fault as far as anyone can tell (a template's own memory blow-up is a MemoryError the
+            # helper reports), so the node retries.
+            raise TemplateUnavailable(f"no template helper could render: {exc}") from exc
         answer = self._decoder.decode(line)
         if answer.ok:
             return answer.value
@@ -97,3 +98,14 @@ class TemplatePool:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _narrowed(value: Any, scope: dict[str, Any]) -> dict[str, Any]:
+    """The part of the scope the value's templates can read: node outputs can be large, and each
+    sandboxed render copies what it is given through a pipe (and into the helper's memory)."""
+    names, node_ids = templating.referenced_scope(value)
+    narrowed = {name: scope[name] for name in names if name in scope}
+    if node_ids is not None and isinstance(narrowed.get("nodes"), dict):
+        outputs = narrowed["nodes"]
+        narrowed["nodes"] = {node_id: outputs[node_id] for node_id in node_ids if node_id in outputs}
+    return narrowed

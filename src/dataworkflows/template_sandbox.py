@@ -9,7 +9,10 @@ stdout, {"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"}.
 
 from __future__ import annotations
 
+import contextlib
+import encodings
 import importlib
+import pkgutil
 from typing import Any
 
 import msgspec
@@ -28,9 +31,13 @@ class Request(msgspec.Struct):
 
 def _warm_up() -> None:
     """Import and compile what rendering reaches lazily, while the file system is still there."""
-    # Modules Jinja's filters and globals import on first use (pprint, striptags, lipsum).
+    # Modules Jinja's filters and globals import on first use (pprint, striptags, lipsum), and every
+    # text codec ('x'.encode('idna') loads its module on first use).
     for module in ("pprint", "html", "jinja2.constants", "jinja2.debug"):
         importlib.import_module(module)
+    for codec in pkgutil.iter_modules(encodings.__path__):
+        with contextlib.suppress(ImportError, LookupError):  # platform-only codecs (mbcs, oem)
+            importlib.import_module(f"encodings.{codec.name}")
     scope = {"trigger": {"a": [3, 1, 2], "s": "x"}, "nodes": {}, "execution": {}, "attempt": 1}
     templating.render(
         "{% for i in trigger.a | sort %}{{ loop.index }}{{ i | string | upper }}{% endfor %}"

@@ -35,6 +35,12 @@ class TemplateRenderError(DataWorkflowsError):
     code = "template_error"
 
 
+class TemplateUnavailable(TemplateRenderError):
+    """No template helper could render right now (it could not start, or died): worth a retry."""
+
+    code = "template_unavailable"
+
+
 class TemplateBudgetExceeded(TemplateRenderError):
     """The template did more work than a render may (steps, integer size or time)."""
 
@@ -131,6 +137,11 @@ class _BoundedCodeGenerator(CodeGenerator):
 
     def visit_For(self, node: nodes.For, frame: Frame) -> None:
         self._loop_bodies = {*getattr(self, "_loop_bodies", ()), id(node.body)}
+        if node.test is not None:
+            # A filtered loop (`for x in xs if test`) skips its body for rejected items: count every
+            # item it looks at, not only those it keeps.
+            counted = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None, None, lineno=node.lineno)
+            node = nodes.For(node.target, counted, node.body, node.else_, node.test, node.recursive, lineno=node.lineno)
         super().visit_For(node, frame)
 
     def blockvisit(self, body: Any, frame: Frame) -> None:
@@ -161,6 +172,15 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         # Padding filters take a width: the cheapest way to build a huge string.
         for name in ("center", "indent", "wordwrap", "format"):
             self.filters.pop(name, None)
+        # Filters are called directly by compiled templates, not through call(): they count as
+        # steps here, and their results are bounded like calls'.
+        self.filters = {name: _bounded_filter(name, function) for name, function in self.filters.items()}
+
+    def counted(self, iterable: Any) -> Any:
+        """Yields the items of a filtered loop, each a step."""
+        for item in iterable:
+            _step()
+            yield item
 
     def loop_step(self) -> None:
         """Called at the top of every loop iteration."""
@@ -235,6 +255,26 @@ def _bounded_sum(left: Any, right: Any) -> Any:
     if _estimate(left, MAX_RENDERED_CHARS) + _estimate(right, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
         raise _too_big("a template value")
     return _check_int(left + right)
+
+
+# Filters whose int argument sets how much they build (slice(3000000) makes three million lists).
+_COUNT_FILTERS = frozenset({"slice", "batch"})
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    @functools.wraps(function)  # keeps Jinja's pass_context/pass_environment marker
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _step()
+        if name in _COUNT_FILTERS:
+            for argument in (*args[1:], *kwargs.values()):
+                if _is_int(argument) and abs(argument) > MAX_RANGE:
+                    raise TemplateBudgetExceeded(f"{name}() takes counts up to {MAX_RANGE} in templates")
+        result = function(*args, **kwargs)
+        if isinstance(result, (str, list, tuple, dict)) and _estimate(result, MAX_RENDERED_CHARS) > MAX_RENDERED_CHARS:
+            raise _too_big(f"the {name} filter's result")
+        return _check_int(result)
+
+    return bounded
 
 
 def _is_int(value: Any) -> bool:
@@ -339,12 +379,40 @@ class _Renderer:
         return True
 
     @functools.lru_cache(maxsize=2048)  # noqa: B019 - two module-level renderers, never collected
+    def references(self, source: str) -> tuple[frozenset[str], frozenset[str] | None]:
+        try:
+            return _references(self.env.parse(source))
+        except Exception:  # a syntax error: the render reports it; ship everything meanwhile
+            return frozenset({"trigger", "nodes", "execution", "attempt", "config", "workflowId"}), None
+
+    @functools.lru_cache(maxsize=2048)  # noqa: B019 - two module-level renderers, never collected
     def _lookup_only_source(self, source: str) -> bool:
         try:
             tree = self.env.parse(source)
         except Exception:  # a syntax error: let the full renderer report it
             return False
         return all(_is_lookup_node(node) for node in tree.find_all(nodes.Node))
+
+
+def _references(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:
+    names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == "nodes" and n.ctx == "load")
+    node_ids: set[str] = set()
+    lookups = 0
+    for item in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(item, (nodes.Getattr, nodes.Getitem))
+        inner = item.node
+        if not (isinstance(inner, nodes.Name) and inner.name == "nodes"):
+            continue
+        if isinstance(item, nodes.Getattr):
+            node_ids.add(item.attr)
+        elif isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            node_ids.add(item.arg.value)
+        else:
+            continue
+        lookups += 1
+    # Every use of `nodes` must be a lookup of one named node; any other use may read them all.
+    return frozenset(names), frozenset(node_ids) if lookups == uses else None
 
 
 _LOOKUP_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Const)
@@ -416,6 +484,29 @@ def render(value: Any, scope: dict[str, Any], budget: RenderBudget | None = None
     """Renders every run-time template in a JSON value under a budget of work;
     TemplateRenderError names the path, TemplateBudgetExceeded says the budget ran out."""
     return _runtime.render(value, scope, budget or RenderBudget())
+
+
+def referenced_scope(value: Any) -> tuple[frozenset[str], frozenset[str] | None]:
+    """The top-level names the run-time templates in a value read, and the node ids they read
+    under `nodes` (None: they may read any node, e.g. `nodes[name]` or `nodes | list`). Lets a
+    render ship only that part of the scope to its helper."""
+    names: set[str] = set()
+    node_ids: set[str] | None = set()
+    for source in _template_strings(value):
+        found_names, found_ids = _runtime.references(source)
+        names |= found_names
+        node_ids = None if node_ids is None or found_ids is None else node_ids | found_ids
+    return frozenset(names), None if node_ids is None else frozenset(node_ids)
+
+
+def _template_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if _runtime.has_template(value) else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _template_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _template_strings(v)]
+    return []
 
 
 def is_lookup_only(value: Any) -> bool:

@@ -123,3 +123,39 @@ def templating_filters() -> list[str]:
     from dataworkflows import templating
 
     return sorted(templating._runtime_env.filters)
+
+
+async def test_a_helper_gets_only_the_part_of_the_scope_its_template_reads(templates: TemplatePool) -> None:
+    from dataworkflows.template_pool import _narrowed
+
+    scope = {"trigger": {"n": 1}, "nodes": {"a": {"x": 1}, "big": {"blob": "x" * 100_000}}, "execution": {}}
+    assert _narrowed({"m": "{{ nodes.a.x + trigger.n }}"}, scope) == {"trigger": {"n": 1}, "nodes": {"a": {"x": 1}}}
+    assert _narrowed({"m": "{{ nodes[trigger.k] | length }}"}, scope)["nodes"] == scope["nodes"]
+    # Rendering sees the same values either way, and a missing node is still an error.
+    assert await templates.render({"m": "{{ nodes.a.x + trigger.n }}"}, scope) == {"m": 2}
+    with pytest.raises(TemplateRenderError):
+        await templates.render({"m": "{{ nodes.missing.x | upper }}"}, scope)
+
+
+async def test_a_helper_that_cannot_start_makes_a_retriable_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataworkflows.sandbox_pool import SandboxPool
+    from dataworkflows.templating import TemplateUnavailable
+
+    async def no_processes(self: SandboxPool) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(SandboxPool, "_spawn", no_processes)
+    pool = TemplatePool(size=1)
+    try:
+        with pytest.raises(TemplateUnavailable) as caught:
+            await pool.render({"m": "{{ trigger.n + 1 }}"}, SCOPE)
+        assert caught.value.code == "template_unavailable"
+    finally:
+        await pool.close()
+
+
+async def test_text_codecs_work_in_the_confined_helper(templates: TemplatePool) -> None:
+    # Codecs load their module on first use, which the chrooted helper could not do.
+    for codec in ("idna", "cp1252", "shift_jis", "utf-16"):
+        value = {"m": f"{{{{ trigger.user.encode('{codec}') | length }}}}"}
+        assert await templates.render(value, SCOPE) == {"m": len("ana".encode(codec))}, codec

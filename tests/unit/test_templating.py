@@ -165,3 +165,19 @@ def test_ordinary_work_fits_the_budget() -> None:
 )
 def test_lookup_only_templates_are_recognised(value: object, lookup_only: bool) -> None:
     assert is_lookup_only(value) is lookup_only
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        # Rejected items of a filtered loop are work too.
+        "{% for a in range(300) %}{% for b in range(10000) if b < 0 %}{% endfor %}{% endfor %}",
+        # Filters are called without call(): they are steps, and counts they take are bounded.
+        "{{ [0] | slice(3000000) | list }}",
+        # 600,000 iterations fit the budget; with a filter in each, they do not.
+        "{% for i in range(600) %}{% for j in range(1000) %}{% set x = trigger.user | lower %}{% endfor %}{% endfor %}",
+    ],
+)
+def test_loop_filters_and_filters_count_too(template: str) -> None:
+    with pytest.raises(TemplateBudgetExceeded):
+        render({"m": template}, SCOPE)
