@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated
 from uuid import UUID
 
@@ -14,13 +13,13 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.credentials import Cipher
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
+from dataworkflows.validation import is_valid_id
 
 from .openapi_docs import PROBLEMS
 from .params import query_int
 from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
-_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _CHANGE_CONNECTIONS = {REQUIRES_PRINCIPAL: "change connections"}
 
 
@@ -66,7 +65,7 @@ class ConnectionController(Controller):
     async def put_connection(
         self, svc: ServicesDep, principal: PrincipalDep, name: FromPath[str], data: JSONBody[ConnectionWrite]
     ) -> ConnectionRead:
-        if not _NAME.match(name):
+        if not is_valid_id(name):
             raise InvalidInput("a connection name is 1-128 letters, digits, '.', '_' or '-'")
         secret = data.secret.strip()
         if not secret:

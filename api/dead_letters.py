@@ -13,7 +13,7 @@ from .openapi_docs import PROBLEMS
 from .paging import decode_id_cursor, encode_cursor
 from .params import query_int
 from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, RedriveResponse, from_row
-from .services import DatabaseDep, PrincipalDep, ServicesDep
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 
 class DeadLetterController(Controller):
@@ -41,7 +41,13 @@ class DeadLetterController(Controller):
             raise NotFound(f"dead letter {dead_letter_id} not found")
         return from_row(DeadLetterRead, letter)
 
-    @post("/{dead_letter_id:int}/redrive", status_code=200, responses=PROBLEMS, summary="Re-run the failed part (once)")
+    @post(
+        "/{dead_letter_id:int}/redrive",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Re-run the failed part (once)",
+        opt={REQUIRES_PRINCIPAL: "redrive dead letters"},
+    )
     async def redrive(
         self, svc: ServicesDep, principal: PrincipalDep, dead_letter_id: FromPath[int]
     ) -> RedriveResponse:
@@ -53,6 +59,7 @@ class DeadLetterController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Close without a redrive (once)",
+        opt={REQUIRES_PRINCIPAL: "acknowledge dead letters"},
     )
     async def acknowledge(
         self,

@@ -22,7 +22,7 @@ def from_row(cls: type[W], row: msgspec.Struct, **extra: Any) -> W:
     """A wire struct from a row struct, field by field name (the queries alias their columns to the
     wire's names; columns the wire does not show are left out), plus `extra`: what the row does not
     hold. Nested rows (an execution's nodes) convert the same way."""
-    source = SimpleNamespace(**msgspec.structs.asdict(row), **extra) if extra else row
+    source = SimpleNamespace(**{**msgspec.structs.asdict(row), **extra}) if extra else row
     return msgspec.convert(source, cls, from_attributes=True)
 
 
@@ -213,7 +213,7 @@ class DeadLetterRead(Camel):
     close_note: str | None = None
 
 
-class AcknowledgeRequest(Camel):
+class AcknowledgeRequest(Camel, forbid_unknown_fields=True):
     # Why it needs nothing more ("customer cancelled", "fixed by hand"): kept with the letter.
     note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 

@@ -11,7 +11,6 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
-from dataworkflows.definitions import parse_definition
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.validation import json_depth
@@ -167,7 +166,7 @@ class WorkflowController(Controller):
         await svc.db.workflows.publish(
             workflow_id=workflow_id,
             version=target,
-            plan=compile_for_publish(parse_definition(prepared.raw), target),
+            plan=compile_for_publish(prepared.definition, target),
             principal=principal.id,
         )
         return await read_workflow(svc.db, workflow_id)

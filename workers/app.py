@@ -256,11 +256,18 @@ class ResilientJobManager(manager.JobManager):
                 return
             except Exception as exc:
                 if not connection_lost(exc):
-                    if attempt == 1:
-                        raise
-                    # A lost attempt may have been applied before its connection died; the job
-                    # is not 'doing' any more, which is all this is for.
-                    log.warning("a retried job update was refused", job_id=job.id, error=describe(exc))
+                    # Refused: a lost earlier attempt may have been applied before its connection
+                    # died, or recovery removed the job of a worker it took for dead (its heartbeat
+                    # went stale). Either way the job is not 'doing' for this worker any more.
+                    # Raising here would only end Procrastinate's job task with an unretrieved
+                    # exception.
+                    log.warning(
+                        "the job's end was refused; it is no longer this worker's",
+                        job_id=job.id,
+                        attempt=attempt,
+                        error=describe(exc),
+                        exc_info=attempt == 1,
+                    )
                     return
                 if self.stop.is_set():
                     log.error(
@@ -375,6 +382,10 @@ async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], 
                 log.warning("fetch loop failed while stopping", fetch_loop=name, error=describe(exc))
                 return
             error = describe(exc)
+            if not connection_lost(exc):
+                # Not the database being away: a bug or a mismatch (Procrastinate's schema) that a
+                # restart may not cure. Keep the whole trace where an operator looks.
+                log.error("fetch loop failed", fetch_loop=name, error=error, exc_info=exc)
         if stop.is_set():
             return
         if time.monotonic() - started > backoff.cap:

@@ -4,6 +4,7 @@
 --   DW001 workflow not found        DW002 workflow not runnable (not Active, or disabled)
 --   DW010 lease lost (fencing)      DW011 node not runnable      DW012 execution not found
 --   DW005 dead letter already redriven / nothing to redrive      DW006 dead letter not found
+--   DW013 a worker's write broke an invariant (an engine bug)
 
 -- Defers one run job for an execution. Procrastinate's own function, so the insert fires its
 -- NOTIFY trigger and workers wake at once; called inside the caller's transaction (the outbox).
@@ -312,7 +313,7 @@ BEGIN
         WHEN 'failed_handled' THEN 'Failed'
         WHEN 'failed_unhandled' THEN 'Failed' END;
     IF v_node_status IS NULL THEN
-        RAISE EXCEPTION 'unknown attempt outcome %', p_outcome USING ERRCODE = '22023';
+        RAISE EXCEPTION 'unknown attempt outcome %', p_outcome USING ERRCODE = 'DW013';
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
 
@@ -355,7 +356,7 @@ BEGIN
     IF p_outcome IN ('succeeded', 'failed_handled') AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
         IF COALESCE(array_length(p_fired, 1), 0) <> array_length(v_edges, 1) THEN
             RAISE EXCEPTION 'node % has % edges but % decisions', p_node_id, array_length(v_edges, 1),
-                COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = '22023';
+                COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = 'DW013';
         END IF;
         RETURN QUERY SELECT * FROM dw.decide_edges_v1(p_execution_id, v_edges, p_fired);
     END IF;
@@ -372,10 +373,10 @@ CREATE OR REPLACE FUNCTION dw.complete_execution_v2(
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
-        RAISE EXCEPTION 'not a final status: %', p_status USING ERRCODE = '22023';
+        RAISE EXCEPTION 'not a final status: %', p_status USING ERRCODE = 'DW013';
     END IF;
     IF p_dead_letter_node IS NOT NULL AND p_status <> 'Failed' THEN
-        RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = '22023';
+        RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = 'DW013';
     END IF;
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
@@ -479,9 +480,10 @@ BEGIN
     -- that succeed). Only jobs whose worker is gone or silent: a live worker finishes its own.
     RETURN QUERY
     WITH orphans AS (
-        SELECT j.id, (j.args ->> 'execution_id')::uuid AS execution_id
+        SELECT j.id, e.id AS execution_id
           FROM procrastinate_jobs j
-          JOIN dw.executions e ON e.id::text = j.args ->> 'execution_id'
+          -- Cast the job's text, not the key: the executions primary key stays usable.
+          JOIN dw.executions e ON e.id = (j.args ->> 'execution_id')::uuid
           LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
          WHERE j.status = 'doing' AND j.task_name = 'dw.run_execution'
            AND e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
@@ -565,12 +567,16 @@ END;
 $$;
 
 -- Records a Procrastinate job that raised (the worker calls this before re-raising).
+-- A job of a run that has already ended (its completion committed, but the worker lost the answer)
+-- needs nobody: its letter is filed closed, as finish_execution_v1 closes the earlier ones.
 CREATE OR REPLACE FUNCTION dw.record_job_failure_v1(
     p_job_id bigint, p_execution_id uuid, p_payload jsonb, p_error jsonb, p_attempts integer
 ) RETURNS bigint LANGUAGE sql AS $$
-    INSERT INTO dw.dead_letters (kind, execution_id, job_id, payload, error, attempts)
-    VALUES ('job_failed', (SELECT e.id FROM dw.executions e WHERE e.id = p_execution_id), p_job_id,
-            p_payload, p_error, p_attempts)
+    INSERT INTO dw.dead_letters (kind, execution_id, job_id, payload, error, attempts, closed_at, close_reason)
+    SELECT 'job_failed', e.id, p_job_id, p_payload, p_error, p_attempts,
+           CASE WHEN e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN now() END,
+           CASE WHEN e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN 'run_ended' END
+      FROM (SELECT 1) one LEFT JOIN dw.executions e ON e.id = p_execution_id
     RETURNING id;
 $$;
 

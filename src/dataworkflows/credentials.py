@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dataworkflows.data.connections import StoredSecret
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.validation import is_valid_id
 
 ENV_PREFIX = "DW_CONNECTION_"
-_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 class CredentialNotFound(DataWorkflowsError):
@@ -136,7 +136,7 @@ class ChainedCredentialProvider:
         self._providers = list(providers)
 
     async def get(self, name: str) -> Secret:
-        if not _NAME.match(name):
+        if not is_valid_id(name):
             raise CredentialNotFound(f"{name!r} is not a valid connection name", connection=name)
         for provider in self._providers:
             try:

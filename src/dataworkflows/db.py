@@ -45,6 +45,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.LEASE_LOST: errors.LeaseLost,
     SqlState.NODE_NOT_RUNNABLE: errors.NodeNotRunnable,
     SqlState.EXECUTION_NOT_FOUND: errors.ExecutionNotFound,
+    SqlState.WORKER_INVARIANT: errors.InvariantViolation,
     SqlState.VERSION_IMMUTABLE: errors.Immutable,
     SqlState.EVENTS_APPEND_ONLY: errors.Immutable,
 }
@@ -65,10 +66,6 @@ def configure_json() -> None:
     """msgspec for jsonb in both directions: faster than the stdlib, and it encodes structs."""
     set_json_dumps(_dumps)
     set_json_loads(msgspec.json.decode)
-
-
-def jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
 
 
 def _adapt(params: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,9 @@ class SqlState(StrEnum):
     NODE_NOT_RUNNABLE = "DW011"
     # No execution with this id.
     EXECUTION_NOT_FOUND = "DW012"
+    # A worker's write broke an invariant the procedure checks (an unknown outcome, a count of edge
+    # decisions that does not match the node's edges): an engine bug, never the input's fault.
+    WORKER_INVARIANT = "DW013"
     # A published workflow version's definition or checksum was to be changed.
     VERSION_IMMUTABLE = "DW020"
     # An execution event was to be updated, deleted or truncated: the log is append-only.
@@ -113,6 +116,12 @@ class WorkflowNotRunnable(Conflict):
     """The workflow cannot be executed in its current state."""
 
     code = "workflow_not_runnable"
+
+
+class InvariantViolation(DataWorkflowsError):
+    """A worker's write broke an invariant of the procedure it called (an engine bug)."""
+
+    code = "invariant_violation"
 
 
 class LeaseLost(DataWorkflowsError):
