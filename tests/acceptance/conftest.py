@@ -29,6 +29,20 @@ def command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "dataworkflows.cli"]
 
 
+def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float = 60) -> None:
+    """Waits for a started process's /health/ready; fails with its log if it exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "not ready in time\n" + log.read_text(errors="replace")
+        time.sleep(0.1)
+
+
 @dataclass
 class Stack:
     dsn: str

@@ -22,7 +22,7 @@ from procrastinate import exceptions, jobs, manager
 
 from dataworkflows.db import make_pool
 from dataworkflows.workers.app import ResilientJobManager, supervise_fetch_loop
-from tests.acceptance.conftest import Stack, command, free_port
+from tests.acceptance.conftest import Stack, command, free_port, wait_until_ready
 
 pytestmark = pytest.mark.acceptance
 
@@ -382,16 +382,7 @@ def test_up_survives_its_backends_being_terminated(dsn: str, tmp_path: Path) -> 
     with log.open("wb") as out:
         proc = subprocess.Popen([*command(), "up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+            wait_until_ready(proc, base, log)
 
             def run_one() -> None:
                 started = httpx.post(f"{base}/api/v1/workflows/simple-echo/execute", json={"trigger": {}}, timeout=10)

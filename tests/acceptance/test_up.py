@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.conftest import command, free_port
+from tests.acceptance.conftest import command, free_port, wait_until_ready
 
 pytestmark = pytest.mark.acceptance
 
@@ -25,16 +25,7 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         proc = subprocess.Popen([*command(), "up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+            wait_until_ready(proc, base, log)
             workflows = {w["id"]: w["status"] for w in httpx.get(f"{base}/api/v1/workflows").json()["items"]}
             assert workflows["simple-echo"] == "Active" and workflows["fanout-fanin"] == "Active"
             started = httpx.post(f"{base}/api/v1/workflows/fanout-fanin/execute", json={"trigger": {}}).json()
