@@ -26,6 +26,7 @@ from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 from dataworkflows.template_pool import TemplatePool
 
+from .approvals import ApprovalController
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
@@ -156,6 +157,7 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowController,
             WorkflowTemplateController,
             ExecutionController,
+            ApprovalController,
             DeadLetterController,
             CatalogController,
             ConnectionController,

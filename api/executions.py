@@ -10,27 +10,50 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get
-from litestar.params import FromPath, QueryParameter
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.status_codes import HTTP_202_ACCEPTED
 
 from dataworkflows.data.executions import Execution
 from dataworkflows.db import Database
 from dataworkflows.errors import ExecutionNotFound, InvalidInput
 from dataworkflows.event_stream import is_final
+from dataworkflows.statuses import ExecutionStatus
+from dataworkflows.validation import json_depth
+from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
 from .params import BIGINT_MAX, query_int
-from .schemas import AttemptRead, EventRead, ExecutionList, ExecutionRead, ExecutionSummary, from_row
-from .services import DatabaseDep, Services, ServicesDep
+from .schemas import (
+    AttemptRead,
+    ControlRequest,
+    ControlResponse,
+    EventRead,
+    ExecutionList,
+    ExecutionRead,
+    ExecutionSummary,
+    SignalRequest,
+    SignalResponse,
+    WaitRead,
+    from_row,
+)
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
+
+_STATUSES = ", ".join(ExecutionStatus)
+
+
+def execution_uuid(execution_id: str) -> uuid.UUID:
+    """The execution id of a path; one that is not a UUID names no execution (404)."""
+    try:
+        return uuid.UUID(execution_id)
+    except ValueError:
+        raise ExecutionNotFound(f"execution {execution_id!r} not found (not a UUID)") from None
 
 
 async def _require(db: Database, execution_id: str) -> Execution:
-    try:
-        parsed = uuid.UUID(execution_id)
-    except ValueError:
-        raise ExecutionNotFound(f"execution {execution_id!r} not found (not a UUID)") from None
+    parsed = execution_uuid(execution_id)
     execution = await db.executions.get(parsed)
     if execution is None:
         raise ExecutionNotFound(f"execution {parsed} not found")
@@ -63,6 +86,8 @@ class ExecutionController(Controller):
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 50,
     ) -> ExecutionList:
+        if status is not None and status not in set(ExecutionStatus):
+            raise InvalidInput(f"status must be one of {_STATUSES}, not {status[:50]!r}")
         after_created, after_id = _after(cursor) or (None, None)
         rows = await db.executions.page(
             workflow_id=workflow_id, status=status, after_created=after_created, after_id=after_id, limit=limit + 1
@@ -104,6 +129,96 @@ class ExecutionController(Controller):
             return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final))
         rows = await svc.db.executions.events(execution.id, after=after, limit=limit)
         return Response([from_row(EventRead, row) for row in rows], media_type=MediaType.JSON)
+
+    @get("/{execution_id:str}/waits", responses=PROBLEMS, summary="What the execution's nodes wait and waited for")
+    async def waits(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[WaitRead]:
+        execution = await _require(db, execution_id)
+        return [from_row(WaitRead, wait) for wait in await db.control.waits(execution.id)]
+
+    @post(
+        "/{execution_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        responses=PROBLEMS,
+        summary="Cancel: at once when no worker holds the run, else its worker ends it (idempotent)",
+        opt={REQUIRES_PRINCIPAL: "cancel executions"},
+    )
+    async def cancel(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        execution_id: FromPath[str],
+        data: JSONBody[ControlRequest | None] = None,
+    ) -> ControlResponse:
+        parsed = execution_uuid(execution_id)
+        reason = data.reason if data is not None else None
+        outcome = await db.control.cancel(parsed, principal=principal.id, reason=reason)
+        return from_row(ControlResponse, outcome, execution_id=parsed)
+
+    @post(
+        "/{execution_id:str}/suspend",
+        status_code=HTTP_202_ACCEPTED,
+        responses=PROBLEMS,
+        summary="Suspend: running attempts finish, nothing new starts until it is resumed (idempotent)",
+        opt={REQUIRES_PRINCIPAL: "suspend executions"},
+    )
+    async def suspend(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        execution_id: FromPath[str],
+        data: JSONBody[ControlRequest | None] = None,
+    ) -> ControlResponse:
+        parsed = execution_uuid(execution_id)
+        reason = data.reason if data is not None else None
+        outcome = await db.control.suspend(parsed, principal=principal.id, reason=reason)
+        return from_row(ControlResponse, outcome, execution_id=parsed)
+
+    @post(
+        "/{execution_id:str}/resume",
+        status_code=HTTP_202_ACCEPTED,
+        responses=PROBLEMS,
+        summary="Resume a Suspended execution, or withdraw a suspension not yet in effect",
+        opt={REQUIRES_PRINCIPAL: "resume executions"},
+    )
+    async def resume(self, svc: ServicesDep, principal: PrincipalDep, execution_id: FromPath[str]) -> ControlResponse:
+        parsed = execution_uuid(execution_id)
+        outcome = await svc.db.control.resume(parsed, principal=principal.id, queue=svc.settings.queue)
+        return from_row(ControlResponse, outcome, execution_id=parsed)
+
+    @post(
+        "/{execution_id:str}/signals/{name:str}",
+        status_code=HTTP_202_ACCEPTED,
+        responses=PROBLEMS,
+        summary="Send a signal: a waiting node consumes it, else it is kept for one (idempotent on signalId)",
+        opt={REQUIRES_PRINCIPAL: "send signals"},
+    )
+    async def signal(
+        self,
+        svc: ServicesDep,
+        principal: PrincipalDep,
+        execution_id: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[SignalRequest | None] = None,
+    ) -> SignalResponse:
+        parsed = execution_uuid(execution_id)
+        if not SIGNAL_NAME.match(name):
+            raise InvalidInput(
+                "the signal name must be 1-200 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+            )
+        body = data if data is not None else SignalRequest()
+        limit = svc.settings.max_trigger_depth
+        if json_depth(body.payload, limit) > limit:
+            raise InvalidInput(f"the signal payload is nested deeper than {limit} levels")
+        delivery = await svc.db.control.signal(
+            parsed,
+            name,
+            payload=body.payload,
+            signal_id=body.signal_id,
+            correlation_key=body.correlation_key,
+            principal=principal.id,
+            queue=svc.settings.queue,
+        )
+        return from_row(SignalResponse, delivery)
 
 
 _KEEPALIVE_SECONDS = 15.0

@@ -18,6 +18,7 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
     (errors.DefinitionError, 422, "Invalid workflow definition"),
     (errors.InvalidInput, 422, "Invalid input"),
+    (errors.Forbidden, 403, "Forbidden"),
     (errors.NotFound, 404, "Not found"),
     (errors.Conflict, 409, "Conflict"),
     (errors.DatabaseUnavailable, 503, "Database unavailable"),

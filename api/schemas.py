@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -145,6 +145,11 @@ class ExecutionRead(Camel):
     error: Any
     recovery_count: int
     nodes: list[NodeStateRead]
+    # Control requests: a cancel or suspension asked for (and by whom), and since when it is Suspended.
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
+    suspend_requested_at: datetime | None = None
+    suspended_at: datetime | None = None
 
 
 class ExecutionSummary(Camel):
@@ -157,11 +162,108 @@ class ExecutionSummary(Camel):
     created_at: datetime
     start_time: datetime | None
     end_time: datetime | None
+    cancel_requested_at: datetime | None = None
+    suspended_at: datetime | None = None
 
 
 class ExecutionList(Camel):
     items: list[ExecutionSummary]
     next_cursor: str | None
+
+
+class ControlRequest(Camel, forbid_unknown_fields=True):
+    # Why (kept in the run's log, and in a cancelled run's error).
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class ControlResponse(Camel):
+    execution_id: UUID
+    # The execution's status after the request.
+    status: str
+    # cancel: cancelled | requested | already_requested | already_cancelled; suspend: suspended |
+    # requested | already_suspended | already_requested; resume: resumed | withdrawn.
+    outcome: str
+
+
+class SignalRequest(Camel, forbid_unknown_fields=True):
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    # Idempotency key: the same signalId for the same execution is one signal.
+    signal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    # Delivered only to a wait with this key (or one without a key).
+    correlation_key: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+
+
+class SignalResponse(Camel):
+    signal_id: str
+    # consumed (a waiting node took it) | buffered (kept for a wait to come) | duplicate (this
+    # signalId was delivered before: waitId and nodeId are the first delivery's).
+    outcome: str
+    wait_id: UUID | None
+    node_id: str | None
+    execution_status: str
+
+
+class WaitRead(Camel):
+    id: UUID
+    node_id: str
+    attempt: int
+    # timer | signal | approval
+    kind: str
+    # open | fired | received | approved | rejected | timed_out | withdrawn
+    state: str
+    name: str | None
+    correlation_key: str | None
+    details: dict[str, Any]
+    created_at: datetime
+    due_at: datetime | None
+    expires_at: datetime | None
+    consumed_at: datetime | None
+    consumed_by: str | None
+    result: Any
+
+
+class ApprovalDecisionRead(Camel):
+    principal: str
+    decision: str
+    decided_at: datetime
+    comment: str | None = None
+
+
+class ApprovalRead(Camel):
+    id: UUID
+    execution_id: UUID
+    workflow_id: str
+    node_id: str
+    # open | approved | rejected | timed_out | withdrawn
+    state: str
+    title: str | None
+    description: str | None
+    # Who may decide, how many approvals it needs, and the quorum as the node asked for it ("any",
+    # "all" or a number).
+    approvers: list[str]
+    required: int | None
+    quorum: int | str | None
+    created_at: datetime
+    expires_at: datetime | None
+    decided_at: datetime | None
+    result: Any
+    decisions: list[ApprovalDecisionRead]
+
+
+class DecisionRequest(Camel, forbid_unknown_fields=True):
+    decision: Literal["approve", "reject"]
+    comment: Annotated[str, msgspec.Meta(max_length=4000)] | None = None
+
+
+class DecisionResponse(Camel):
+    approval_id: UUID
+    execution_id: UUID
+    node_id: str
+    # open (more decisions needed) | approved | rejected
+    state: str
+    approvals: int
+    rejections: int
+    required: int
 
 
 class AttemptRead(Camel):

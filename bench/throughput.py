@@ -569,7 +569,7 @@ async def execution_figures(monitor: Monitor, workflow_id: str) -> dict[str, Any
     events = dict(
         await monitor.rows(
             "SELECT v.type, count(*) FROM dw.execution_events v JOIN dw.executions e ON e.id = v.execution_id"
-            " WHERE e.workflow_id = %s AND v.type IN ('execution_resumed', 'execution_recovered',"
+            " WHERE e.workflow_id = %s AND v.type IN ('execution_reacquired', 'execution_recovered',"
             " 'execution_released', 'condition_error') GROUP BY v.type",
             (workflow_id,),
         )

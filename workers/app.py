@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import procrastinate
@@ -36,6 +36,7 @@ from dataworkflows.credentials import (
     DatabaseCredentialProvider,
     EnvCredentialProvider,
 )
+from dataworkflows.data.control import listen_for_control
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
@@ -138,6 +139,35 @@ class ResilientJobManager(manager.JobManager):
         self.stop = stop
         # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
         self.in_hand: dict[int, set[int]] = {}
+        # Each fetch loop's "a job was inserted" callback: calling it makes the loop fetch now.
+        self.wake_callbacks: list[manager.NotificationCallback] = []
+        self._wake_slots: set[int] = set()
+        self._wake_tasks: set[asyncio.Task[None]] = set()
+
+    async def wake_fetch_loops(self) -> None:
+        """Makes every fetch loop look for jobs now (a parked run's wake-up time has come)."""
+        wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
+        for callback in list(self.wake_callbacks):
+            await callback(channel="", notification=wake_up)
+
+    def wake_at(self, when: datetime) -> None:
+        """Wakes the fetch loops at `when` (Runtime.wake_hint), rather than at the next poll. Wake-ups
+        within the same 10 ms are one (10,000 runs parked until the same time set one timer)."""
+        loop = asyncio.get_running_loop()
+        delay = max((when - datetime.now(UTC)).total_seconds(), 0.0) + 0.005
+        slot = round((loop.time() + delay) * 100)
+        if slot in self._wake_slots:
+            return
+        self._wake_slots.add(slot)
+
+        def wake() -> None:
+            self._wake_slots.discard(slot)
+            task = loop.create_task(self.wake_fetch_loops())
+            # Keep a reference until it ends (the loop holds tasks only weakly).
+            self._wake_tasks.add(task)
+            task.add_done_callback(self._wake_tasks.discard)
+
+        loop.call_later(delay, wake)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         backoff = Backoff()
@@ -199,6 +229,15 @@ class ResilientJobManager(manager.JobManager):
     ) -> None:
         # Procrastinate reconnects a LISTEN connection that dies, but the first failed reconnection
         # (the server restarting) ends the listener, and with it the worker.
+        self.wake_callbacks.append(on_notification)
+        try:
+            await self._listen_for_jobs(on_notification=on_notification, queues=queues)
+        finally:
+            self.wake_callbacks.remove(on_notification)
+
+    async def _listen_for_jobs(
+        self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None
+    ) -> None:
         backoff = Backoff()
         while True:
             started = time.monotonic()
@@ -337,6 +376,9 @@ async def update_queue_metrics(db: Database) -> None:
             oldest[row.queue_name] = row.oldest_seconds
     for queue in {q for q, _ in _known_queue_labels}:
         metrics.QUEUE_OLDEST.labels(queue).set(oldest.get(queue, 0.0))
+    waiting = {row.status: row.runs for row in await db.control.waiting_runs()}
+    for status in ("Waiting", "Suspended"):
+        metrics.WAITING_RUNS.labels(status).set(waiting.get(status, 0))
 
 
 _known_queue_labels: set[tuple[str, str]] = set()
@@ -364,6 +406,39 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             await update_queue_metrics(db)
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
+
+
+async def control_listener(conninfo: str, runtime: Runtime, stop: asyncio.Event) -> None:
+    """LISTEN dw_control: a cancel or suspend request, or a wait that a signal or a decision
+    resolved, for a run this process holds reaches that run at once (its lease renewal would tell
+    it within lease_seconds / 3). Reconnects with a backoff; after a reconnection every run this
+    process holds checks, since notifications sent meanwhile are lost."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await listen_for_control(conn)
+                backoff.reset()
+                runtime.poke_all()
+                while not stop.is_set():
+                    async for notify in conn.notifies(timeout=1.0):
+                        _poke(runtime, notify.payload)
+        except Exception as exc:
+            if not connection_lost(exc):
+                log.error("control listener failed", error=describe(exc), exc_info=exc)
+            else:
+                log.warning("control listener lost its connection; reconnecting", error=describe(exc))
+        if await stopped_within(stop, backoff.next()):
+            return
+
+
+def _poke(runtime: Runtime, payload: str) -> None:
+    try:
+        execution_id = uuid.UUID(payload)
+    except ValueError:
+        log.warning("ignoring a dw_control notification that is not an execution id", payload=payload[:100])
+        return
+    runtime.poke(execution_id)
 
 
 async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: asyncio.Event) -> None:
@@ -413,6 +488,7 @@ async def run_fetch_loops(
         # Signals are handled by run_worker, once, for every fetch loop.
         "install_signal_handlers": False,
         "delete_jobs": "successful",
+        "fetch_job_polling_interval": settings.worker_poll_seconds,
         "update_heartbeat_interval": max(settings.stalled_worker_seconds / 3, 1.0),
         "stalled_worker_timeout": settings.stalled_worker_seconds,
     }
@@ -483,10 +559,13 @@ async def run_worker(
     )
     stop_event = stop or asyncio.Event()
     app = build_app(runtime)
-    app.job_manager = ResilientJobManager(app.connector, stop_event)
+    job_manager = ResilientJobManager(app.connector, stop_event)
+    app.job_manager = job_manager
+    runtime.wake_hint = job_manager.wake_at
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
     recovery = asyncio.create_task(recovery_loop(db, settings))
+    control = asyncio.create_task(control_listener(settings.database_url, runtime, stop_event), name="control")
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -498,9 +577,10 @@ async def run_worker(
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        recovery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recovery
+        for task in (recovery, control):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await conditions.close()
         await templates.close()
         await http.aclose()

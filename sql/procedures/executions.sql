@@ -106,10 +106,13 @@ END;
 $$;
 
 -- Takes the execution's lease. Outcomes: acquired (with a new fencing token), held (another live
--- worker has it), finished (nothing to do), throttled (workflow concurrency limit), not_found.
--- When acquired, it also returns what the worker reads next, in the same round trip: the run's
--- data and its node checkpoints (the shapes dataworkflows.checkpoints decodes).
-CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v3(
+-- worker has it), finished (nothing to do; a run whose cancel was requested ends here), suspended
+-- (Suspended, or its suspension was requested: it is now), throttled (workflow concurrency limit),
+-- not_found. When acquired, timers that came due fire and waits past their timeout time out, and
+-- it returns what the worker reads next, in the same round trip: the run's data and its node
+-- checkpoints, a Waiting node's wait included (the shapes dataworkflows.checkpoints decodes).
+-- v4 (over v3): cancel and suspend requests, Suspended runs, waits.
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision
 ) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb)
     LANGUAGE plpgsql AS $$
@@ -130,6 +133,21 @@ BEGIN
     END IF;
     IF v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
         RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF v_e.status = 'Suspended' THEN
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF v_e.cancel_requested_at IS NOT NULL THEN
+        -- Its worker died (or stopped) before it could end the run.
+        PERFORM dw.finish_cancelled_v1(v_e);
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF v_e.suspend_requested_at IS NOT NULL THEN
+        PERFORM dw.suspend_now_v1(v_e, NULL);
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
 
@@ -166,9 +184,11 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id,
             CASE WHEN v_e.status = 'Pending' AND v_e.started_at IS NULL THEN 'execution_started'
-                 ELSE 'execution_resumed' END,
+                 ELSE 'execution_reacquired' END,
             jsonb_build_object('worker', p_owner, 'leaseToken', v_token, 'previousStatus', v_e.status,
                                'previousOwner', v_e.lease_owner));
+
+    PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
 
     RETURN QUERY
     SELECT 'acquired'::text, v_token,
@@ -177,7 +197,13 @@ BEGIN
                               'deadlineAt', e.deadline_at),
            (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                        'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
-                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs)
+                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs,
+                       -- The wait of a node that waits (open, or resolved and not yet recorded).
+                       'wait', CASE WHEN n.status = 'Waiting' THEN (
+                           SELECT dw.wait_json_v1(w) FROM dw.waits w
+                            WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                              AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
+                            ORDER BY w.created_at DESC LIMIT 1) END)
                        ORDER BY n.position), '[]'::jsonb)
               FROM dw.node_states n WHERE n.execution_id = p_execution_id)
       FROM dw.executions e WHERE e.id = p_execution_id;
@@ -204,16 +230,6 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION dw.renew_lease_v1(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
-    RETURNS boolean LANGUAGE sql AS $$
-    WITH renewed AS (
-        UPDATE dw.executions e SET lease_expires_at = now() + make_interval(secs => p_lease_seconds)
-         WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.lease_owner IS NOT NULL
-           AND e.status = 'Running'
-        RETURNING 1
-    )
-    SELECT EXISTS (SELECT 1 FROM renewed);
-$$;
 
 -- Marks a node Running for its next attempt and returns the attempt number. Refuses a node that
 -- has already ended, so a Succeeded node can never run again.
@@ -229,6 +245,11 @@ BEGIN
            started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
        AND n.status IN ('Ready', 'Waiting')
+       -- A node that waits on a wait (not on a retry's due time) is resumed from its wait, not
+       -- started again.
+       AND NOT EXISTS (SELECT 1 FROM dw.waits w
+                        WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                          AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn')
     RETURNING n.attempts INTO v_attempt;
     IF v_attempt IS NULL THEN
         RAISE EXCEPTION 'node % of execution % is not runnable', p_node_id, p_execution_id
@@ -331,12 +352,22 @@ BEGIN
            -- A redrive restores an unhandled failure, also when another node's failure is the one
            -- that ended the run.
            end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END
-     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
+       AND (n.status = 'Running'
+            -- A node that waited: its wait was resolved (a signal, a decision, its timer, its
+            -- timeout) and this writes the outcome, once.
+            OR (n.status = 'Waiting' AND n.attempts = p_attempt AND EXISTS (
+                    SELECT 1 FROM dw.waits w
+                     WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id AND w.attempt = p_attempt
+                       AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL)))
     RETURNING n.edge_targets INTO v_edges;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'node % of execution % has no attempt in flight', p_node_id, p_execution_id
             USING ERRCODE = 'DW011';
     END IF;
+    UPDATE dw.waits w SET recorded_at = now()
+     WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt
+       AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL;
 
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     VALUES (p_execution_id, p_node_id,
@@ -397,12 +428,42 @@ CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
     p_execution_id uuid, p_status text, p_error jsonb, p_event text
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    -- Attempts in flight (running, or waiting on a wait) are recorded Cancelled: the attempt row
+    -- says that the run's end stopped them, whatever they may already have done.
+    INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters, error,
+                                      start_time, end_time)
+    SELECT n.execution_id, n.node_id, n.action_type, n.attempts, 'Cancelled', w.parameters,
+           jsonb_build_object('code', 'run_ended',
+                              'message', format('the run ended (%s) while this attempt was in flight', p_status)),
+           COALESCE(w.created_at, n.started_at, now()), now()
+      FROM dw.node_states n
+      LEFT JOIN dw.waits w ON w.execution_id = n.execution_id AND w.node_id = n.node_id
+                          AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
+     WHERE n.execution_id = p_execution_id AND n.attempts > 0
+       AND (n.status = 'Running' OR (n.status = 'Waiting' AND w.id IS NOT NULL))
+    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
+
     WITH ended AS (
         UPDATE dw.node_states n
-           SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled' ELSE 'Skipped' END,
+           SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled'
+                             WHEN n.status = 'Waiting' AND EXISTS (
+                                 SELECT 1 FROM dw.waits w
+                                  WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                                    AND w.attempt = n.attempts AND w.recorded_at IS NULL
+                                    AND w.state <> 'withdrawn') THEN 'Cancelled'
+                             ELSE 'Skipped' END,
                ended_at = now(), next_attempt_at = NULL, end_reason = 'run_ended'
          WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
         RETURNING n.node_id, n.status
+    ), withdrawn AS (
+        UPDATE dw.waits w SET state = 'withdrawn', consumed_at = now(), consumed_by = 'run_ended'
+         WHERE w.execution_id = p_execution_id AND w.state = 'open'
+        RETURNING w.id, w.node_id, w.kind
+    ), withdrawn_events AS (
+        INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+        SELECT p_execution_id, withdrawn.node_id, 'wait_withdrawn',
+               jsonb_build_object('waitId', withdrawn.id, 'kind', withdrawn.kind, 'runStatus', p_status)
+          FROM withdrawn
     )
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     SELECT p_execution_id, ended.node_id,
@@ -414,6 +475,9 @@ BEGIN
        SET status = p_status, error = p_error, ended_at = now(),
            lease_owner = NULL, lease_expires_at = NULL
      WHERE e.id = p_execution_id;
+    -- Wake-up jobs still queued for it have nothing left to do.
+    DELETE FROM procrastinate_jobs j
+     WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo';
 
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, p_event,
@@ -424,21 +488,6 @@ BEGIN
     UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
      WHERE d.execution_id = p_execution_id AND d.kind = 'job_failed'
        AND d.redriven_at IS NULL AND d.closed_at IS NULL;
-END;
-$$;
-
--- Parks the run until p_wake_at: gives up the lease and defers a run job for that time, so a long
--- backoff holds no worker slot.
-CREATE OR REPLACE FUNCTION dw.park_execution_v1(
-    p_execution_id uuid, p_token bigint, p_wake_at timestamptz, p_queue text
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM dw.check_lease_v1(p_execution_id, p_token);
-    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL
-     WHERE e.id = p_execution_id;
-    INSERT INTO dw.execution_events (execution_id, type, details)
-    VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', p_wake_at));
-    PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, p_wake_at);
 END;
 $$;
 
@@ -500,6 +549,9 @@ BEGIN
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
                 OR (e.status IN ('Pending', 'Waiting')
                     AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)))
+           -- A Waiting run that waits only for signals or approvals without a timeout has no job,
+           -- rightly: their arrival queues one.
+           AND (e.status <> 'Waiting' OR dw.run_wake_at_v1(e.id) IS NOT NULL)
            -- Covered: a queued job (a parked run's wake-up included); or a job that a live worker
            -- (recent heartbeat) holds, while nobody holds the lease (it is about to acquire). A
            -- Running run whose lease expired is not covered by its worker: the lease is the

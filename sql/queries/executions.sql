@@ -8,7 +8,8 @@ SELECT * FROM dw.start_execution_v1(%(workflow_id)s, %(request_id)s, %(trigger)s
 SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum, e.request_id, e.status,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
-       e.ended_at AS end_time, e.error
+       e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
+       e.suspended_at
   FROM dw.executions e
   JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;
@@ -16,7 +17,8 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
 -- name: list_executions
 -- Executions newest first, after a (created_at, id) cursor, with optional filters.
 SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
-       e.created_at, e.started_at AS start_time, e.ended_at AS end_time
+       e.created_at, e.started_at AS start_time, e.ended_at AS end_time, e.cancel_requested_at,
+       e.suspended_at
   FROM dw.executions e
  WHERE (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
    AND (%(status)s::text IS NULL OR e.status = %(status)s::text)
@@ -42,12 +44,12 @@ SELECT id, node_id, type, at, principal, details
   FROM dw.execution_events WHERE execution_id = %(id)s AND id > %(after)s ORDER BY id LIMIT %(limit)s;
 
 -- name: try_acquire
--- Takes the execution's lease (see dw.try_acquire_execution_v3 for the outcomes).
-SELECT outcome, lease_token FROM dw.try_acquire_execution_v3(%(id)s, %(owner)s, %(lease_seconds)s);
+-- Takes the execution's lease (see dw.try_acquire_execution_v4 for the outcomes).
+SELECT outcome, lease_token FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, %(lease_seconds)s);
 
 -- name: acquire_run
 -- Takes the lease and returns the run data and node checkpoints with it (one round trip).
-SELECT * FROM dw.try_acquire_execution_v3(%(id)s, %(owner)s, %(lease_seconds)s);
+SELECT * FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, %(lease_seconds)s);
 
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.
@@ -62,8 +64,9 @@ DELETE FROM dw.event_listeners WHERE execution_id = %(id)s AND listener = %(list
 DELETE FROM dw.event_listeners WHERE since < now() - make_interval(secs => %(max_age_seconds)s);
 
 -- name: renew_lease
--- Extends the lease while the fencing token is current.
-SELECT dw.renew_lease_v1(%(id)s, %(token)s, %(lease_seconds)s) AS renewed;
+-- Extends the lease while the fencing token is current; says what the holder must know (control
+-- requests, waits resolved by others).
+SELECT renewed, control, waits FROM dw.renew_lease_v2(%(id)s, %(token)s, %(lease_seconds)s);
 
 -- name: start_node_attempt
 -- Marks a node Running for its next attempt; returns the attempt number.
@@ -81,8 +84,25 @@ SELECT dw.complete_execution_v2(%(id)s, %(token)s, %(status)s, %(error)s, %(dead
     %(dead_letter_error)s);
 
 -- name: park_execution
--- Gives up the lease until a due time and queues the wake-up job.
-SELECT dw.park_execution_v1(%(id)s, %(token)s, %(wake_at)s, %(queue)s);
+-- Gives up the lease and queues the wake-up job for when the run must next wake up, if ever.
+SELECT wake_at, outcome FROM dw.park_execution_v2(%(id)s, %(token)s, %(queue)s);
+
+-- name: begin_wait
+-- The node starts waiting (timer, signal or approval); answers the wait, resolved already or open.
+SELECT dw.begin_wait_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(kind)s, %(name)s, %(correlation_key)s,
+    %(parameters)s, %(details)s, %(due_at)s, %(expires_at)s) AS wait;
+
+-- name: fire_due_waits
+-- Fires the run's due timers and times out its expired waits (fenced).
+SELECT w AS wait FROM dw.fire_due_waits_v1(%(id)s, %(token)s) AS w;
+
+-- name: cancel_execution
+-- The worker ends a run whose cancel was requested (fenced).
+SELECT dw.cancel_execution_v1(%(id)s, %(token)s);
+
+-- name: suspend_execution
+-- The worker suspends a run whose suspension was requested (fenced); false if it was withdrawn.
+SELECT dw.suspend_execution_v1(%(id)s, %(token)s, %(worker)s) AS suspended;
 
 -- name: release_execution
 -- Gives the lease back and re-queues the run (worker shutdown).

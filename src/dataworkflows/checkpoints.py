@@ -26,6 +26,43 @@ class RunInfo(msgspec.Struct, frozen=True, rename="camel"):
     deadline_at: datetime | None
 
 
+class WaitCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
+    """A node's wait (dw.wait_json_v1): open, or resolved and not yet recorded as the node's outcome."""
+
+    id: UUID
+    node_id: str
+    kind: str
+    # open | fired | received | approved | rejected | timed_out | withdrawn
+    state: str
+    attempt: int
+    name: str | None
+    correlation_key: str | None
+    parameters: Any
+    created_at: datetime
+    due_at: datetime | None
+    expires_at: datetime | None
+    result: Any
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def wakes_at(self) -> datetime | None:
+        """When it resolves by itself (a timer fires, a timeout expires), if ever."""
+        return self.due_at or self.expires_at
+
+
+class LeaseRenewal(msgspec.Struct, frozen=True):
+    """The answer to a lease renewal (dw.renew_lease_v2)."""
+
+    renewed: bool
+    # 'cancel' or 'suspend' when an operator asked for it; None otherwise.
+    control: str | None
+    # Waits that someone else resolved (a signal, an approval) and whose outcome is not recorded.
+    waits: tuple[WaitCheckpoint, ...] = ()
+
+
 class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
     """One node's durable state (an element of the `nodes` column of try_acquire_execution_v3)."""
 
@@ -36,6 +73,8 @@ class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
     attempt_base: int
     next_attempt_at: datetime | None
     outputs: Any
+    # The wait of a Waiting node that waits on one (not on a retry's due time).
+    wait: WaitCheckpoint | None = None
 
 
 class Acquired(msgspec.Struct, frozen=True):
@@ -56,11 +95,33 @@ class NodeState:
     attempt_base: int
     next_at: datetime | None
     outputs: Any
+    wait: WaitCheckpoint | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: NodeCheckpoint) -> NodeState:
         outputs = checkpoint.outputs if checkpoint.status == NodeStatus.SUCCEEDED else None
-        return cls(checkpoint.status, checkpoint.attempts, checkpoint.attempt_base, checkpoint.next_attempt_at, outputs)
+        return cls(
+            checkpoint.status,
+            checkpoint.attempts,
+            checkpoint.attempt_base,
+            checkpoint.next_attempt_at,
+            outputs,
+            checkpoint.wait,
+        )
+
+    @property
+    def open_wait(self) -> WaitCheckpoint | None:
+        return self.wait if self.wait is not None and self.wait.is_open else None
+
+    @property
+    def resolved_wait(self) -> WaitCheckpoint | None:
+        """A wait whose result is in and whose outcome this node has not recorded yet."""
+        return self.wait if self.wait is not None and not self.wait.is_open else None
+
+    @property
+    def retry_due(self) -> datetime | None:
+        """When a Waiting node that backs off may try again (None for one that waits on a wait)."""
+        return self.next_at if self.status == NodeStatus.WAITING and self.wait is None else None
 
 
 class AttemptRecord(msgspec.Struct, frozen=True):

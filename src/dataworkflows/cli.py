@@ -1,4 +1,5 @@
-"""The `dataworkflows` command: up, migrate, api, worker, run, status."""
+"""The `dataworkflows` command: up, migrate, api, worker, run, status; and, through the API, workflows,
+executions (list, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataworkflows import __version__
 from dataworkflows.config import Settings
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.logs import configure_logging
+from dataworkflows.statuses import ExecutionStatus
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -199,8 +201,9 @@ def _api_url(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
+    """The API client; it names the caller (X-Principal-Id) from --principal, else $DW_PRINCIPAL_ID."""
     headers = {}
-    principal = os.environ.get("DW_PRINCIPAL_ID")
+    principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
         headers["X-Principal-Id"] = principal
     return httpx.Client(base_url=_api_url(args), timeout=30.0, headers=headers)
@@ -368,6 +371,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  ended     {execution['endTime'] or '-'}")
     if execution.get("error"):
         print(f"  error     {execution['error'].get('message')}")
+    if execution.get("cancelRequestedAt") and execution["status"] not in FINAL:
+        print(f"  cancel    requested {execution['cancelRequestedAt']} by {execution.get('cancelRequestedBy') or '-'}")
+    if execution.get("suspendedAt"):
+        print(f"  suspended {execution['suspendedAt']}")
     for node in execution["nodes"]:
         print(f"  {node['nodeId']:<24} {node['status']:<10} attempts={node['attempts']}")
     return EXIT_OK
@@ -492,6 +499,194 @@ def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _status_name(value: str) -> str:
+    """An execution status, in any letter case (suspended -> Suspended)."""
+    for status in ExecutionStatus:
+        if status.value.lower() == value.lower():
+            return status.value
+    raise argparse.ArgumentTypeError(f"unknown status {value!r} (one of {', '.join(ExecutionStatus)})")
+
+
+def cmd_executions_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status
+    if args.workflow:
+        params["workflowId"] = args.workflow
+    with _client(args) as client:
+        response = client.get("/api/v1/executions", params=params)
+    if response.status_code != 200:
+        return _refused(response)
+    items = response.json()["items"]
+    if not items:
+        print("no executions")
+        return EXIT_OK
+    print(f"{'ID':<36}  {'WORKFLOW':<24} {'VERSION':>7}  {'STATUS':<20} CREATED")
+    for e in items:
+        status = e["status"]
+        if e.get("cancelRequestedAt") and status not in FINAL:
+            status += " (cancelling)"
+        workflow = f"{e['workflowId']:<24} {e['workflowVersion']:>7}"
+        print(f"{e['id']:<36}  {workflow}  {status:<20} {e['createdAt']}")
+    return EXIT_OK
+
+
+# What a control request did, by (action, outcome).
+_CONTROL_OUTCOMES = {
+    ("cancel", "cancelled"): "cancelled",
+    ("cancel", "requested"): "cancel requested: the worker running it stops it",
+    ("cancel", "already_requested"): "cancel already requested",
+    ("cancel", "already_cancelled"): "already cancelled",
+    ("suspend", "suspended"): "suspended: nothing runs until it is resumed",
+    ("suspend", "requested"): "suspension requested: running attempts finish, nothing new starts",
+    ("suspend", "already_suspended"): "already suspended",
+    ("suspend", "already_requested"): "suspension already requested",
+    ("resume", "resumed"): "resumed",
+    ("resume", "withdrawn"): "suspension withdrawn before it took effect",
+}
+
+
+def cmd_executions_control(args: argparse.Namespace) -> int:
+    """cancel, suspend or resume (args.action) one execution."""
+    reason = getattr(args, "reason", None)
+    with _client(args) as client:
+        response = client.post(
+            f"/api/v1/executions/{_path(args.execution_id)}/{args.action}",
+            json={"reason": reason} if reason else None,
+        )
+    if response.status_code != 202:
+        return _refused(response)
+    body = response.json()
+    done = _CONTROL_OUTCOMES.get((args.action, body["outcome"]), body["outcome"])
+    print(f"execution {body['executionId']} {done} (status {body['status']})")
+    return EXIT_OK
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload, parse_constant=_no_constants)
+    except (json.JSONDecodeError, ValueError) as exc:
+        print(f"error: --payload is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(payload, dict):
+        print("error: --payload must be a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    body: dict[str, Any] = {"payload": payload}
+    if args.signal_id:
+        body["signalId"] = args.signal_id
+    if args.correlation_key:
+        body["correlationKey"] = args.correlation_key
+    with _client(args) as client:
+        response = client.post(f"/api/v1/executions/{_path(args.execution_id)}/signals/{_path(args.name)}", json=body)
+    if response.status_code != 202:
+        return _refused(response)
+    sent = response.json()
+    what = {
+        "consumed": f"consumed by node {sent['nodeId']}",
+        "buffered": "buffered: no node waits for it yet",
+        "duplicate": "duplicate: delivered before, nothing changed",
+    }.get(sent["outcome"], sent["outcome"])
+    print(f"signal {args.name} ({sent['signalId']}) {what} (execution {sent['executionStatus']})")
+    return EXIT_OK
+
+
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": args.limit, "status": "all" if args.all else "open"}
+    if args.principal:
+        params["principal"] = args.principal
+    with _client(args) as client:
+        response = client.get("/api/v1/approvals", params=params)
+    if response.status_code != 200:
+        return _refused(response)
+    items = response.json()
+    if not items:
+        print("no approvals" if args.all else "no open approvals")
+        return EXIT_OK
+    print(f"{'ID':<36}  {'STATE':<9} {'WORKFLOW':<20} {'NODE':<16} {'VOTES':>5}  {'APPROVERS':<24} TITLE")
+    for a in items:
+        approved = sum(1 for d in a["decisions"] if d["decision"] == "approve")
+        votes = f"{approved}/{a['required'] if a['required'] is not None else '?'}"
+        approvers = ",".join(a["approvers"])
+        print(
+            f"{a['id']:<36}  {a['state']:<9} {a['workflowId']:<20} {a['nodeId']:<16} {votes:>5}  "
+            f"{approvers:<24} {a['title'] or ''}".rstrip()
+        )
+    return EXIT_OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """approve or reject (args.decision) an approval, as --principal or $DW_PRINCIPAL_ID."""
+    body: dict[str, Any] = {"decision": args.decision}
+    if args.comment:
+        body["comment"] = args.comment
+    with _client(args) as client:
+        response = client.post(f"/api/v1/approvals/{_path(args.approval_id)}/decision", json=body)
+    if response.status_code == 401:
+        print("error: say who decides: --principal NAME or DW_PRINCIPAL_ID", file=sys.stderr)
+        return EXIT_USAGE
+    if response.status_code != 200:
+        return _refused(response)
+    d = response.json()
+    verb = "approved" if args.decision == "approve" else "rejected"
+    print(
+        f"approval {d['approvalId']} {verb}; it is now {d['state']} "
+        f"({d['approvals']}/{d['required']} approvals, {d['rejections']} rejections)"
+    )
+    return EXIT_OK
+
+
+def _add_executions(sub: Any) -> None:
+    executions = sub.add_parser("executions", help="list executions; cancel, suspend or resume one")
+    esub = executions.add_subparsers(dest="executions_command", required=True)
+    elist = esub.add_parser("list", help="executions, newest first")
+    elist.add_argument("--status", type=_status_name, help="only these (Pending, Running, Waiting, Suspended, ...)")
+    elist.add_argument("--workflow", help="only this workflow's")
+    elist.add_argument("--limit", type=int, default=50)
+    elist.add_argument("--api-url")
+    elist.set_defaults(func=cmd_executions_list)
+    helps = {
+        "cancel": "cancel an execution (at once, or its worker stops it)",
+        "suspend": "suspend an execution: running attempts finish, nothing new starts",
+        "resume": "resume a suspended execution",
+    }
+    for action, text in helps.items():
+        control = esub.add_parser(action, help=text)
+        control.add_argument("execution_id")
+        if action != "resume":
+            control.add_argument("--reason", help="why (kept in the execution's log)")
+        control.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+        control.add_argument("--api-url")
+        control.set_defaults(func=cmd_executions_control, action=action)
+
+
+def _add_signals_and_approvals(sub: Any) -> None:
+    signal_parser = sub.add_parser("signal", help="send a named signal to an execution")
+    signal_parser.add_argument("execution_id")
+    signal_parser.add_argument("name")
+    signal_parser.add_argument("--payload", default="{}", help="the signal's payload, a JSON object")
+    signal_parser.add_argument("--signal-id", help="idempotency key: the same id again is the same signal")
+    signal_parser.add_argument("--correlation-key", help="only a wait with this key (or none) takes it")
+    signal_parser.add_argument("--principal", help="who sends it (default $DW_PRINCIPAL_ID)")
+    signal_parser.add_argument("--api-url")
+    signal_parser.set_defaults(func=cmd_signal)
+
+    approvals = sub.add_parser("approvals", help="approvals waiting for people's decisions")
+    asub = approvals.add_subparsers(dest="approvals_command", required=True)
+    alist = asub.add_parser("list", help="open approvals (--all: decided ones too)")
+    alist.add_argument("--principal", help="only those this principal may decide")
+    alist.add_argument("--all", action="store_true")
+    alist.add_argument("--limit", type=int, default=100)
+    alist.add_argument("--api-url")
+    alist.set_defaults(func=cmd_approvals_list)
+    for decision in ("approve", "reject"):
+        decide = sub.add_parser(decision, help=f"{decision} an approval, as --principal or $DW_PRINCIPAL_ID")
+        decide.add_argument("approval_id")
+        decide.add_argument("--comment", help="kept with the decision")
+        decide.add_argument("--principal", help="who decides (default $DW_PRINCIPAL_ID)")
+        decide.add_argument("--api-url")
+        decide.set_defaults(func=cmd_decide, decision=decision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
@@ -561,6 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--note", help="why nothing needs to be re-run")
     ack.add_argument("--api-url")
     ack.set_defaults(func=cmd_dead_letters_ack)
+
+    _add_executions(sub)
+    _add_signals_and_approvals(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
 from dataworkflows.data.connections import ConnectionData
+from dataworkflows.data.control import ControlData
 from dataworkflows.data.executions import ExecutionData
 from dataworkflows.data.operations import OperationsData
 from dataworkflows.data.resources import ResourceData
@@ -48,6 +49,11 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.WORKER_INVARIANT: errors.InvariantViolation,
     SqlState.VERSION_IMMUTABLE: errors.Immutable,
     SqlState.EVENTS_APPEND_ONLY: errors.Immutable,
+    SqlState.EXECUTION_ENDED: errors.ExecutionEnded,
+    SqlState.CONTROL_CONFLICT: errors.Conflict,
+    SqlState.APPROVAL_NOT_FOUND: errors.NotFound,
+    SqlState.NOT_AN_APPROVER: errors.Forbidden,
+    SqlState.APPROVAL_DECIDED: errors.Conflict,
 }
 _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "workflows_pkey": errors.WorkflowExists,
@@ -212,6 +218,8 @@ class Database:
         self.operations = OperationsData(self)
         self.connections = ConnectionData(self)
         self.resources = ResourceData(self)
+        # Cancel, suspend, resume, signals and approvals: requests from outside the worker.
+        self.control = ControlData(self)
         # What a worker reads and writes while it holds a run's lease.
         self.runs = RunData(self)
 

@@ -26,6 +26,10 @@ class RoutePolicy(StrEnum):
 
 class NodeType(StrEnum):
     ACTION = "action"
+    # Waiting kinds (dataworkflows.waits): a timer, a named signal, people's decisions.
+    DELAY = "delay"
+    SIGNAL = "signal"
+    APPROVAL = "approval"
     SUBWORKFLOW = "subworkflow"
 
 
@@ -52,7 +56,8 @@ class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_
 
 class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     id: str
-    action_type: str
+    # Required for action nodes; other kinds have none.
+    action_type: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
     edges: tuple[Edge, ...] = ()
     retry_policy: RetryPolicy | None = None

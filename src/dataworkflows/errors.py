@@ -32,6 +32,17 @@ class SqlState(StrEnum):
     # A worker's write broke an invariant the procedure checks (an unknown outcome, a count of edge
     # decisions that does not match the node's edges): an engine bug, never the input's fault.
     WORKER_INVARIANT = "DW013"
+    # The execution has already ended: it takes no more signals, cancel or suspend requests.
+    EXECUTION_ENDED = "DW014"
+    # The control request does not apply in the run's state (resume a run that is not suspended,
+    # suspend one that is being cancelled).
+    CONTROL_CONFLICT = "DW015"
+    # No approval with this id.
+    APPROVAL_NOT_FOUND = "DW016"
+    # The caller is not one of the approval's approvers.
+    NOT_AN_APPROVER = "DW017"
+    # The approval is already decided, or this approver has already decided it.
+    APPROVAL_DECIDED = "DW018"
     # A published workflow version's definition or checksum was to be changed.
     VERSION_IMMUTABLE = "DW020"
     # An execution event was to be updated, deleted or truncated: the log is append-only.
@@ -116,6 +127,18 @@ class WorkflowNotRunnable(Conflict):
     """The workflow cannot be executed in its current state."""
 
     code = "workflow_not_runnable"
+
+
+class ExecutionEnded(Conflict):
+    """The execution has already ended."""
+
+    code = "execution_ended"
+
+
+class Forbidden(DataWorkflowsError):
+    """The caller may not do this."""
+
+    code = "forbidden"
 
 
 class InvariantViolation(DataWorkflowsError):

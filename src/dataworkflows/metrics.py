@@ -41,3 +41,19 @@ LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because a
 RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued or failed by recovery", ["action"])
 QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])
 QUEUE_OLDEST = Gauge("dataworkflows_queue_oldest_job_age_seconds", "Age of the oldest waiting job, by queue", ["queue"])
+WAITS_STARTED = Counter("dataworkflows_waits_started_total", "Nodes that started waiting, by wait kind", ["kind"])
+WAITS_RESOLVED = Counter(
+    "dataworkflows_waits_resolved_total",
+    "Waits whose outcome a worker recorded, by wait kind and how they ended",
+    ["kind", "state"],
+)
+WAITING_RUNS = Gauge(
+    "dataworkflows_waiting_runs",
+    "Runs that hold no worker: Waiting (timers, signals, approvals, retries) or Suspended",
+    ["status"],
+)
+CONTROL_APPLIED = Counter(
+    "dataworkflows_control_applied_total",
+    "Cancel and suspend requests applied by a worker holding the run",
+    ["control"],
+)

@@ -18,7 +18,7 @@ from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
-from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds
+from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, WaitFor
 from dataworkflows.outcomes import ConditionEvaluator, Decision, decide
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import NodeStatus, Verdict
@@ -46,6 +46,12 @@ class RunContext:
     stopping: asyncio.Event
     log: Any
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set while an operator's suspension is pending: attempts in flight finish, nothing new starts.
+    suspending: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def holding(self) -> bool:
+        """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
+        return self.stopping.is_set() or self.suspending.is_set()
 
     def __post_init__(self) -> None:
         self.nodes = {node.id: node for node in self.plan.nodes}
@@ -88,7 +94,8 @@ class NodeAttempts:
                 return node_id, decision.error
         return None
 
-    async def run_node(self, node_id: str) -> Decision:
+    async def run_node(self, node_id: str) -> Decision | None:
+        """Attempts the node until it has an outcome (a Decision), or it waits (None)."""
         node = self.run.nodes[node_id]
         kind = self.run.kinds.get(node.kind)
         # What this task's previous attempt used: an in-process retry reuses it as it was rendered
@@ -100,10 +107,51 @@ class NodeAttempts:
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
             outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
+            if isinstance(outcome, WaitFor):
+                return await self._begin_wait(node, attempt, outcome, start)
             previous = outcome.parameters if outcome.parameters is not None else previous
             decision = await self._record(node, attempt, outcome, start, now())
             if decision.verdict != Verdict.RETRY or not await self._backoff_in_process(decision.retry_delay):
                 return decision
+
+    async def _begin_wait(self, node: PlanNode, attempt: int, wait_for: WaitFor, start: datetime) -> Decision | None:
+        """Writes the wait; a wait resolved at once (a buffered signal, a due timer) is recorded now."""
+        try:
+            wait = await self.run.data.begin_wait(
+                self.run.execution_id,
+                self.run.token,
+                node_id=node.id,
+                attempt=attempt,
+                parameters=wait_for.parameters,
+                spec=wait_for.spec,
+            )
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            return await self._record_unrecordable(node, attempt, exc, start, now())
+        state = self.run.state[node.id]
+        state.status, state.next_at, state.wait = NodeStatus.WAITING, None, wait
+        metrics.WAITS_STARTED.labels(wait.kind).inc()
+        self.run.log.info(
+            "node waits",
+            node_id=node.id,
+            attempt=attempt,
+            wait_kind=wait.kind,
+            wait_id=str(wait.id),
+            name=wait.name,
+            wakes_at=wait.wakes_at.isoformat() if wait.wakes_at else None,
+        )
+        if wait.is_open:
+            return None
+        return await self.resume_wait(node.id)
+
+    async def resume_wait(self, node_id: str) -> Decision:
+        """Records the outcome of a node whose wait was resolved (the attempt that waited)."""
+        state = self.run.state[node_id]
+        wait = state.resolved_wait
+        assert wait is not None, f"node {node_id} has no resolved wait"
+        node = self.run.nodes[node_id]
+        result = self.run.kinds.get(node.kind).resume(wait)
+        metrics.WAITS_RESOLVED.labels(wait.kind, wait.state).inc()
+        return await self._record(node, wait.attempt, Attempt(wait.parameters, result), wait.created_at, now())
 
     def _attempt_context(self, node: PlanNode, attempt: int, previous: dict[str, Any] | None) -> AttemptContext:
         async def earlier_parameters() -> dict[str, Any] | None:
@@ -132,14 +180,15 @@ class NodeAttempts:
         sleeping = asyncio.ensure_future(asyncio.sleep(delay))
         lost = asyncio.ensure_future(self.run.lease_lost.wait())
         stopping = asyncio.ensure_future(self.run.stopping.wait())
+        suspending = asyncio.ensure_future(self.run.suspending.wait())
         try:
-            await asyncio.wait({sleeping, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({sleeping, lost, stopping, suspending}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeping, lost, stopping):
+            for task in (sleeping, lost, stopping, suspending):
                 task.cancel()
         if self.run.lease_lost.is_set():
             raise LeaseLost()
-        return not self.run.stopping.is_set()
+        return not self.run.holding()
 
     async def _record(self, node: PlanNode, attempt: int, outcome: Attempt, start: datetime, end: datetime) -> Decision:
         """Decides what the attempt means and checkpoints it (one fenced transaction)."""
@@ -190,7 +239,7 @@ class NodeAttempts:
         )
         if decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
-        state.status, state.next_at = decision.verdict.node_status, decision.retry_at
+        state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
         state.outputs = result.outputs if succeeded else state.outputs
         for change in changes:
             self.run.state[change.node_id].status = change.status

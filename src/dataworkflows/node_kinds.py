@@ -12,6 +12,12 @@ Everything after that is the runtime's and is the same for every kind: dataworkf
 decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v3)
 writes the attempt, the checkpoint, the event and the edge decisions.
 
+A kind that waits (delay, signal, approval) returns a `WaitFor` from `attempt` instead: the runtime
+writes the wait (dw.begin_wait_v1: the wait row and the node Waiting, in one fenced transaction)
+and the run holds nothing while it waits. Once the wait is resolved (a timer fired, a signal or a
+decision came, a timeout expired), the runtime calls the kind's `resume(wait)` for the ActionResult
+and records it like any attempt's: same decision, same edges, same procedure.
+
 A new kind is one module with a class that implements this contract, registered in
 `default_node_kinds()`, plus its validation (dataworkflows.validation) and its SQL (for a kind that
 waits: its wait rows and the procedure that consumes them). The runtime does not change.
@@ -23,7 +29,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -36,10 +43,12 @@ from dataworkflows.actions import (
     ActionServices,
     UnknownActionType,
 )
+from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+from dataworkflows.waits import WAITING_KINDS, WaitParameterError, WaitSpec, resolved_result, wait_spec
 
 
 @dataclass(frozen=True)
@@ -66,10 +75,21 @@ class Attempt:
     result: ActionResult
 
 
-class NodeKind(Protocol):
-    name: ClassVar[str]
+@dataclass(frozen=True)
+class WaitFor:
+    """The attempt waits: for a time, a signal or people's decisions."""
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt: ...
+    parameters: dict[str, Any]
+    spec: WaitSpec
+
+
+class NodeKind(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor: ...
+
+    def resume(self, wait: WaitCheckpoint) -> ActionResult: ...
 
 
 class UnknownNodeKind(Exception):
@@ -93,14 +113,17 @@ class ActionKind:
     """Runs an action from the registry: renders the node's parameters (once per node unless
     rerenderOnRetry), converts them to the action's Params and runs it under the node's timeout."""
 
-    name: ClassVar[str] = "action"
+    name = "action"
 
     def __init__(self, registry: ActionRegistry, templates: TemplateRenderer, services: ActionServices | None) -> None:
         self.registry = registry
         self.templates = templates
         self.services = services
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt:
+    def resume(self, wait: WaitCheckpoint) -> ActionResult:
+        raise AssertionError(f"an action node does not wait (wait {wait.id})")
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
         node = ctx.node
         rendered: dict[str, Any] | None = None
         try:
@@ -157,8 +180,35 @@ class ActionKind:
             return ActionResult.failed("action_exception", f"{type(exc).__name__}: {exc}")
 
 
+class WaitingKind:
+    """delay, signal and approval (dataworkflows.waits): renders the node's parameters (each
+    attempt), turns them into what to wait for, and turns the resolved wait into the result."""
+
+    def __init__(self, name: str, templates: TemplateRenderer) -> None:
+        self.name = name
+        self.templates = templates
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
+        rendered: dict[str, Any] | None = None
+        try:
+            rendered = await self.templates.render(ctx.node.parameters, {**ctx.scope, "attempt": ctx.attempt})
+            return WaitFor(rendered, wait_spec(self.name, rendered, now=datetime.now(UTC)))
+        except TemplateUnavailable as exc:
+            return Attempt(rendered, ActionResult.retriable(exc.code, exc.message))
+        except TemplateRenderError as exc:
+            return Attempt(rendered, ActionResult.failed(exc.code, exc.message))
+        except WaitParameterError as exc:
+            return Attempt(rendered, ActionResult.failed("invalid_parameters", str(exc)))
+
+    def resume(self, wait: WaitCheckpoint) -> ActionResult:
+        return resolved_result(wait.kind, wait.state, wait.result)
+
+
 def default_node_kinds(
     registry: ActionRegistry, templates: TemplateRenderer, services: ActionServices | None
 ) -> NodeKinds:
     """Every kind this engine runs."""
-    return NodeKinds(ActionKind(registry, templates, services))
+    return NodeKinds(
+        ActionKind(registry, templates, services),
+        *(WaitingKind(name, templates) for name in WAITING_KINDS),
+    )

@@ -97,7 +97,8 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
     nodes = tuple(
         PlanNode(
             id=node.id,
-            action_type=node.action_type,
+            # Other kinds are named by their kind (node_states.action_type, metrics labels).
+            action_type=node.action_type or node.node_type.value,
             parameters=node.parameters,
             incoming=incoming[node.id],
             edges=edges_of.get(node.id, ()),

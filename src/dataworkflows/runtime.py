@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ import structlog
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionRegistry, ActionServices
-from dataworkflows.checkpoints import NodeState
+from dataworkflows.checkpoints import LeaseRenewal, NodeState, WaitCheckpoint
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
@@ -73,10 +74,27 @@ class Runtime:
         # Set when the worker is asked to stop: no run starts another attempt; each hands itself
         # back once its running attempts have ended (within the worker's grace period).
         self.stopping = asyncio.Event()
+        # The runs this process holds, for pokes (a control request or a resolved wait).
+        self.active: dict[UUID, _Run] = {}
+        # Told when a run parks until a time, so the worker can look for its wake-up job then
+        # rather than at the next polling interval (set by the worker process).
+        self.wake_hint: Callable[[datetime], None] | None = None
 
     def stop_starting(self) -> None:
         """From now on, no new node attempt starts in this process."""
         self.stopping.set()
+
+    def poke(self, execution_id: UUID) -> None:
+        """Something changed for this run outside the worker (NOTIFY dw_control): if this process
+        holds it, it checks now instead of at its next lease renewal."""
+        run = self.active.get(execution_id)
+        if run is not None:
+            run.poke()
+
+    def poke_all(self) -> None:
+        """Notifications may have been missed (the listener reconnected): every run checks."""
+        for run in list(self.active.values()):
+            run.poke()
 
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
@@ -88,6 +106,8 @@ class Runtime:
             log.info("execution throttled by the workflow's concurrency limit", execution_id=str(execution_id))
             return acquired.outcome
         if acquired.outcome != "acquired":
+            # held, finished (a cancel requested while nobody held it ends the run there),
+            # suspended, not_found.
             log.debug("execution not acquired", execution_id=str(execution_id), outcome=acquired.outcome)
             return acquired.outcome
         assert acquired.run is not None and acquired.lease_token is not None
@@ -114,7 +134,13 @@ class Runtime:
                 correlation_id=info.correlation_id,
             ),
         )
-        return await _Run(self, run).execute()
+        holder = _Run(self, run)
+        self.active[execution_id] = holder
+        try:
+            return await holder.execute()
+        finally:
+            if self.active.get(execution_id) is holder:
+                del self.active[execution_id]
 
 
 class _Run:
@@ -125,11 +151,23 @@ class _Run:
         self.runtime = runtime
         self.ctx = run
         self.attempts = NodeAttempts(run)
-        self.running: dict[str, asyncio.Task[Decision]] = {}
+        self.running: dict[str, asyncio.Task[Decision | None]] = {}
         # Shorthands for what the loop reads all the time.
         self.data, self.settings, self.state, self.log = run.data, runtime.settings, run.state, run.log
         self.execution_id, self.token, self.info, self.plan = run.execution_id, run.token, run.info, run.plan
         self.lease_lost = run.lease_lost
+        # An operator's request the holder acts on: "cancel" or "suspend" (None: carry on).
+        self.control: str | None = None
+        # Set by a poke, a renewal that brought news, or a wait that came due: the loop looks again.
+        self.wakeup = asyncio.Event()
+        self.check_requested = False
+        # Not before this time does the loop ask again to fire waits it believes due (the
+        # database's clock decides; this keeps a small skew from spinning the loop).
+        self.next_fire_check: datetime | None = None
+
+    def poke(self) -> None:
+        self.check_requested = True
+        self.wakeup.set()
 
     async def execute(self) -> str:
         self.log.info("execution acquired", lease_token=self.token)
@@ -174,16 +212,43 @@ class _Run:
         while True:
             await asyncio.sleep(interval)
             try:
-                renewed = await self.data.renew_lease(
+                renewal = await self.data.renew_lease(
                     self.execution_id, self.token, lease_seconds=self.settings.lease_seconds
                 )
             except Exception as exc:
                 # A blip: keep trying; if the lease expires meanwhile, fencing protects the data.
                 self.log.warning("lease renewal failed", error=str(exc), error_type=type(exc).__name__)
                 continue
-            if not renewed:
+            if not renewal.renewed:
                 self.lease_lost.set()
                 return
+            if self._apply(renewal):
+                self.wakeup.set()
+
+    async def _check_now(self) -> None:
+        """A poke: renew the lease now and take in what the renewal says."""
+        renewal = await self.data.renew_lease(self.execution_id, self.token, lease_seconds=self.settings.lease_seconds)
+        if not renewal.renewed:
+            raise LeaseLost()
+        self._apply(renewal)
+
+    def _apply(self, renewal: LeaseRenewal) -> bool:
+        """Takes in a control request and waits resolved by others; returns whether anything changed."""
+        changed = False
+        for wait in renewal.waits:
+            state = self.state.get(wait.node_id)
+            if state is not None and state.wait is not None and state.wait.id == wait.id and state.wait.is_open:
+                state.wait = wait
+                changed = True
+        if renewal.control != self.control:
+            self.log.info("control request", control=renewal.control, previous=self.control)
+            self.control = renewal.control
+            if self.control == "suspend":
+                self.ctx.suspending.set()
+            else:
+                self.ctx.suspending.clear()
+            changed = True
+        return changed
 
     async def _cancel_running(self) -> None:
         tasks = list(self.running.values())
@@ -205,29 +270,41 @@ class _Run:
             return await self._fail_node(*unhandled)
         lost_waiter = asyncio.create_task(self.lease_lost.wait())
         stop_waiter = asyncio.create_task(self.runtime.stopping.wait())
+        wake_waiter = asyncio.create_task(self.wakeup.wait())
         try:
             while True:
                 if self.lease_lost.is_set():
                     raise LeaseLost()
+                if wake_waiter.done():
+                    self.wakeup.clear()
+                    wake_waiter = asyncio.create_task(self.wakeup.wait())
                 # Wake up for a stop request until it has come (a done task would wake every wait).
-                waiters = {lost_waiter} if stop_waiter.done() else {lost_waiter, stop_waiter}
+                waiters = {lost_waiter, wake_waiter} if stop_waiter.done() else {lost_waiter, stop_waiter, wake_waiter}
                 ended = await self._step(waiters)
                 if ended is not None:
                     return ended
         finally:
             lost_waiter.cancel()
             stop_waiter.cancel()
+            wake_waiter.cancel()
 
     async def _step(self, waiters: set[asyncio.Task[Any]]) -> str | None:
         """Launches what is due and waits for something to happen; returns how the run ended, if it did."""
+        if self.check_requested:
+            self.check_requested = False
+            await self._check_now()
+        if self.control == "cancel":
+            return await self._cancel()
         at = now()
         if self.info.deadline_at is not None and at >= self.info.deadline_at:
             error = {"code": "workflow_timeout", "message": "the workflow ran past its workflowTimeout"}
             return await self._finish(ExecutionStatus.TIMED_OUT, error)
+        await self._fire_due_waits(at)
         self._launch_ready(at)
         if not self.running:
-            unfinished = any(not self.state[n].status.is_final for n in self.ctx.order)
-            if self.runtime.stopping.is_set() and unfinished:
+            if self.control == "suspend" and await self._suspend():
+                return "suspended"
+            if self.runtime.stopping.is_set() and self._startable_now(at):
                 return await self._hand_back()
             return await self._idle(at, waiters)
         done, _ = await asyncio.wait(
@@ -237,34 +314,105 @@ class _Run:
             if task in waiters:
                 if self.lease_lost.is_set():
                     raise LeaseLost()
-                continue  # the stop request: nothing new starts from now on
+                continue  # the stop request (nothing new starts from now on) or a wake-up
             ended = await self._collect(task)
             if ended is not None:
                 return ended
         return None
 
     async def _idle(self, at: datetime, waiters: set[asyncio.Task[Any]]) -> str | None:
-        """Nothing runs: wait for a due retry (or park for a long one), or end the run."""
-        waiting = [s.next_at for s in self.state.values() if s.status == NodeStatus.WAITING and s.next_at]
-        if waiting:
-            wake = min(waiting)
-            if self.info.deadline_at is not None:
-                wake = min(wake, self.info.deadline_at)  # wake up in time to time out
-            delay = (wake - at).total_seconds()
-            if delay > self.settings.park_threshold_seconds:
-                await self.data.park(self.execution_id, self.token, wake_at=wake, queue=self.settings.queue)
-                metrics.EXECUTIONS_PARKED.inc()
-                self.log.info("execution parked until a retry is due", wake_at=wake.isoformat())
-                return "parked"
+        """Nothing runs: wait for a retry due soon, park (retries due later, waits), or end the run."""
+        retries = [s.retry_due for s in self.state.values() if s.retry_due is not None]
+        waits = [s.open_wait for s in self.state.values() if s.open_wait is not None]
+        delay = self._retry_delay(retries, at)
+        if delay is not None and delay <= self.settings.park_threshold_seconds:
             await asyncio.wait(waiters, timeout=max(delay, 0), return_when=asyncio.FIRST_COMPLETED)
             return None
+        if retries or waits:
+            return await self._park(waiting_on=sorted({w.kind for w in waits if w is not None}))
         unfinished = [n for n in self.ctx.order if not self.state[n].status.is_final]
         if not unfinished:
             return await self._finish(ExecutionStatus.SUCCEEDED, None)
         stuck = {"code": "stuck", "message": f"no runnable node, but nodes are unfinished: {unfinished}"}
         return await self._finish(ExecutionStatus.FAILED, stuck)
 
-    async def _collect(self, task: asyncio.Task[Decision]) -> str | None:
+    def _retry_delay(self, retries: list[datetime], at: datetime) -> float | None:
+        """Seconds until the next retry (or the deadline, if sooner), when it may be waited for in
+        this process: not while stopping or while an operator's request is pending."""
+        if not retries or self.runtime.stopping.is_set() or self.control is not None:
+            return None
+        wake = min(retries)
+        if self.info.deadline_at is not None:
+            wake = min(wake, self.info.deadline_at)  # wake up in time to time out
+        return (wake - at).total_seconds()
+
+    async def _park(self, *, waiting_on: list[str]) -> str:
+        """Gives the lease up; the database queues the wake-up job (if a time is due at all)."""
+        parked = await self.data.park(self.execution_id, self.token, queue=self.settings.queue)
+        if parked.outcome == "cancelled":
+            metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
+            self.log.info("execution cancelled (the request came as it parked)")
+            return ExecutionStatus.CANCELLED.value
+        if parked.outcome == "suspended":
+            self.log.info("execution suspended (the request came as it parked)")
+            return "suspended"
+        wake_at = parked.wake_at
+        metrics.EXECUTIONS_PARKED.inc()
+        self.log.info(
+            "execution parked", wake_at=wake_at.isoformat() if wake_at else None, waiting_on=waiting_on or ["retry"]
+        )
+        if wake_at is not None and self.runtime.wake_hint is not None:
+            self.runtime.wake_hint(wake_at)
+        return "parked"
+
+    async def _fire_due_waits(self, at: datetime) -> None:
+        """Timers that came due while this worker holds the run fire now (and timeouts expire)."""
+        if (self.next_fire_check is not None and at < self.next_fire_check) or not self._due_waits(at):
+            return
+        for wait in await self.data.fire_due_waits(self.execution_id, self.token):
+            state = self.state.get(wait.node_id)
+            if state is not None and state.wait is not None and state.wait.id == wait.id:
+                state.wait = wait
+        # Still open: the database's clock is behind ours; ask again shortly, not in a spin.
+        self.next_fire_check = at + timedelta(seconds=0.1) if self._due_waits(at) else None
+
+    def _due_waits(self, at: datetime) -> list[WaitCheckpoint]:
+        return [
+            s.wait
+            for s in self.state.values()
+            if s.wait is not None and s.wait.is_open and s.wait.wakes_at is not None and s.wait.wakes_at <= at
+        ]
+
+    def _startable_now(self, at: datetime) -> bool:
+        """Whether a node could start (or record its resolved wait) now: a stopping worker hands
+        such a run back rather than parking it."""
+        return any(
+            s.status == NodeStatus.READY
+            or s.resolved_wait is not None
+            or (s.retry_due is not None and s.retry_due <= at)
+            for s in self.state.values()
+        )
+
+    async def _cancel(self) -> str:
+        """An operator cancelled the run: running attempts stop, the run ends Cancelled."""
+        await self._cancel_running()
+        await self.data.cancel(self.execution_id, self.token)
+        metrics.CONTROL_APPLIED.labels("cancel").inc()
+        metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
+        self.log.info("execution cancelled")
+        return ExecutionStatus.CANCELLED.value
+
+    async def _suspend(self) -> bool:
+        """An operator suspended the run and its attempts have ended: it holds nothing from now on."""
+        if await self.data.suspend(self.execution_id, self.token, worker=self.settings.worker_id):
+            metrics.CONTROL_APPLIED.labels("suspend").inc()
+            self.log.info("execution suspended")
+            return True
+        self.control = None  # resumed before it took effect
+        self.ctx.suspending.clear()
+        return False
+
+    async def _collect(self, task: asyncio.Task[Decision | None]) -> str | None:
         node_id = task.get_name().removeprefix("node-")
         self.running.pop(node_id, None)
         try:
@@ -277,7 +425,7 @@ class _Run:
             self.log.exception("node task crashed", node_id=node_id)
             error = {"code": "engine_error", "nodeId": node_id, "message": f"{type(exc).__name__}: {exc}"}
             return await self._finish(ExecutionStatus.FAILED, error, dead_letter=(node_id, error))
-        if decision.verdict == Verdict.FAILED_UNHANDLED:
+        if decision is not None and decision.verdict == Verdict.FAILED_UNHANDLED:
             return await self._fail_node(node_id, decision.error)
         return None
 
@@ -293,27 +441,35 @@ class _Run:
         # A retry that is due but has no free slot waits for a running node, not for the clock
         # (counting it would make the wait time 0 and spin); so does every retry once the worker is
         # stopping (nothing new starts).
-        candidates = []
-        if len(self.running) < self.plan.max_parallel_actions and not self.runtime.stopping.is_set():
-            candidates = [
-                s.next_at
-                for n, s in self.state.items()
-                if s.status == NodeStatus.WAITING and s.next_at and n not in self.running
-            ]
+        candidates: list[datetime] = []
+        if len(self.running) < self.plan.max_parallel_actions and not self.ctx.holding():
+            candidates = [s.retry_due for n, s in self.state.items() if s.retry_due and n not in self.running]
+        # A timer or timeout that comes due while other nodes run is fired by this worker.
+        for state in self.state.values():
+            wait = state.open_wait
+            if wait is not None and wait.wakes_at is not None:
+                candidates.append(max(wait.wakes_at, self.next_fire_check or wait.wakes_at))
         if self.info.deadline_at is not None:
             candidates.append(self.info.deadline_at)
         return max((min(candidates) - at).total_seconds(), 0.0) if candidates else None
 
     def _launch_ready(self, at: datetime) -> None:
-        if self.runtime.stopping.is_set():
+        if self.ctx.holding():
             return
         for node_id in self.ctx.order:
             if len(self.running) >= self.plan.max_parallel_actions:
                 return
+            if node_id in self.running:
+                continue
             state = self.state[node_id]
-            due = state.status == NodeStatus.WAITING and (state.next_at or at) <= at
-            if node_id not in self.running and (state.status == NodeStatus.READY or due):
-                self.running[node_id] = asyncio.create_task(self.attempts.run_node(node_id), name=f"node-{node_id}")
+            work: Coroutine[Any, Any, Decision | None]
+            if state.resolved_wait is not None:
+                work = self.attempts.resume_wait(node_id)
+            elif state.status == NodeStatus.READY or (state.retry_due is not None and state.retry_due <= at):
+                work = self.attempts.run_node(node_id)
+            else:
+                continue
+            self.running[node_id] = asyncio.create_task(work, name=f"node-{node_id}")
 
     async def _finish(
         self,

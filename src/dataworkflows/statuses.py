@@ -15,6 +15,8 @@ class ExecutionStatus(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     WAITING = "Waiting"
+    # Paused by an operator: nothing starts until it is resumed.
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
@@ -54,6 +56,8 @@ class AttemptStatus(StrEnum):
     RETRIABLE_FAILURE = "RetriableFailure"
     SKIPPED = "Skipped"
     TIMED_OUT = "TimedOut"
+    # The run ended (cancelled, failed elsewhere, timed out) while the attempt was in flight.
+    CANCELLED = "Cancelled"
 
 
 class Verdict(StrEnum):

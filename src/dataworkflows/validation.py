@@ -17,12 +17,15 @@ import msgspec
 from dataworkflows.definitions import (
     Edge,
     Node,
+    NodeType,
     RetryPolicy,
     WorkflowDefinition,
     parse_definition,
     parse_duration,
 )
 from dataworkflows.templating import has_template
+from dataworkflows.waits import WAITING_KINDS
+from dataworkflows.waits import check_parameters as check_wait_parameters
 
 # Workflow, node and template ids share one pattern. \Z, not $: "$" also matches before a
 # trailing newline.
@@ -329,11 +332,11 @@ def _check_node_local(
         _check_duration(node.timeout, f"{pointer}/timeout", problems, positive=True)
     if node.retry_policy is not None:
         _check_retry_policy(node.retry_policy, f"{pointer}/retryPolicy", problems)
-    if node.node_type != "action":
-        problems.append(
-            Problem(f"{pointer}/nodeType", "unsupported", f"nodeType {node.node_type!r} is not supported yet")
-        )
-    if check_parameters is not None:
+    if node.node_type != NodeType.ACTION:
+        _check_kind(node, pointer, problems)
+    elif not node.action_type:
+        problems.append(Problem(f"{pointer}/actionType", "required", "an action node needs an actionType"))
+    elif check_parameters is not None:
         found = check_parameters(node.action_type, node.parameters, f"{pointer}/parameters")
         if found is None:
             problems.append(
@@ -343,6 +346,21 @@ def _check_node_local(
             problems.extend(found)
     for edge_index, edge in enumerate(node.edges):
         _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
+
+
+def _check_kind(node: Node, pointer: str, problems: list[Problem]) -> None:
+    """A node of another kind than action: no actionType, and parameters its kind accepts."""
+    if node.node_type not in WAITING_KINDS:
+        problems.append(
+            Problem(f"{pointer}/nodeType", "unsupported", f"nodeType {node.node_type!r} is not supported yet")
+        )
+        return
+    if node.action_type:
+        problems.append(
+            Problem(f"{pointer}/actionType", "not_allowed", f"a {node.node_type} node has no actionType; remove it")
+        )
+    for relative, code, message in check_wait_parameters(node.node_type, node.parameters):
+        problems.append(Problem(f"{pointer}/parameters{relative}", code, message))
 
 
 def _check_edge(edge: Edge, pointer: str, problems: list[Problem], check_condition: ConditionChecker | None) -> None:

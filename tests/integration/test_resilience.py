@@ -97,7 +97,9 @@ async def test_a_stopping_worker_leaves_a_retry_for_the_next_one(db: Database, c
     run = asyncio.ensure_future(runtime.run_execution(execution_id))
     await asyncio.sleep(0.3)  # attempt 1 failed, the node waits 2 s in process
     runtime.stop_starting()
-    assert await asyncio.wait_for(run, 1.5) == "released"
+    # Nothing is due now: the run is parked until the retry is (not handed back at once, which
+    # would only make the next worker wait in its place).
+    assert await asyncio.wait_for(run, 1.5) == "parked"
     assert (await nodes(db, execution_id))["flaky"]["status"] == "Waiting"
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
 
@@ -107,9 +109,9 @@ async def test_recovery_finishes_jobs_left_doing_by_a_worker_that_died_after_the
 ) -> None:
     await publish(db, wf("short", echo("a")))
     execution_id = await start(db, "short")
-    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
-    # The worker died between completing the run and finishing the job: 'doing', no live worker.
+    # A worker took the job ('doing') and died between completing the run and finishing the job.
     await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE args->>'execution_id' = %s", str(execution_id))
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     recovered = await db.fetch_all(
         "recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions"
     )
@@ -123,7 +125,6 @@ async def test_recovery_finishes_jobs_left_doing_by_a_worker_that_died_after_the
 
     # A live worker's job is its own to finish.
     other = await start(db, "short")
-    assert await make_runtime(db, conditions).run_execution(other) == "Succeeded"
     worker = (await _sql(db, "SELECT procrastinate_register_worker_v1()"))[0][0]
     await _sql(
         db,
@@ -131,6 +132,7 @@ async def test_recovery_finishes_jobs_left_doing_by_a_worker_that_died_after_the
         worker,
         str(other),
     )
+    assert await make_runtime(db, conditions).run_execution(other) == "Succeeded"
     assert (
         await db.fetch_all("recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions") == []
     )

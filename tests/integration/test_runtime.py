@@ -331,11 +331,16 @@ async def test_long_backoff_parks_the_execution(db: Database, conditions: Condit
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution["status"] == "Waiting" and execution["lease_owner"] is None
     async with db.connection() as conn:
+        # The test ran the start job's run itself: without that job (as once a worker took it), a
+        # park queues one wake-up job, for the retry's due time.
+        await conn.execute("DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", (str(execution_id),))
+    assert await runtime.run_execution(execution_id) == "parked"
+    async with db.connection() as conn:
         cur = await conn.execute(
-            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND scheduled_at IS NOT NULL",
+            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND status = 'todo'",
             (str(execution_id),),
         )
-        (scheduled,) = await cur.fetchone()
+        ((scheduled,),) = await cur.fetchall()
         state = await nodes(db, execution_id)
         assert state["flaky"]["status"] == "Waiting"
         assert abs((scheduled - state["flaky"]["next_attempt_at"]).total_seconds()) < 0.01
@@ -569,11 +574,16 @@ async def test_parking_wakes_in_time_for_the_deadline_and_reuses_parameters(
     assert outcome == "parked"
     execution = await db.fetch_one("get_execution", id=execution_id)
     async with db.connection() as conn:
+        # The test ran the start job's run itself: without that job (as once a worker took it), a
+        # park queues one wake-up job, for the retry's due time.
+        await conn.execute("DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", (str(execution_id),))
+    assert await runtime.run_execution(execution_id) == "parked"
+    async with db.connection() as conn:
         cur = await conn.execute(
-            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND scheduled_at IS NOT NULL",
+            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND status = 'todo'",
             (str(execution_id),),
         )
-        (scheduled,) = await cur.fetchone()
+        ((scheduled,),) = await cur.fetchall()
         assert abs((scheduled - execution["deadline_at"]).total_seconds()) < 0.01, "woken at the deadline"
         await conn.execute("UPDATE dw.node_states SET next_attempt_at = now() WHERE execution_id = %s", (execution_id,))
     assert await runtime.run_execution(execution_id) == "Succeeded"

@@ -45,6 +45,11 @@ class Execution(msgspec.Struct, frozen=True):
     start_time: datetime | None
     end_time: datetime | None
     error: Any
+    # Control requests (POST /executions/{id}/cancel, /suspend).
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
+    suspend_requested_at: datetime | None = None
+    suspended_at: datetime | None = None
 
 
 class ExecutionListItem(msgspec.Struct, frozen=True):
@@ -57,6 +62,8 @@ class ExecutionListItem(msgspec.Struct, frozen=True):
     created_at: datetime
     start_time: datetime | None
     end_time: datetime | None
+    cancel_requested_at: datetime | None = None
+    suspended_at: datetime | None = None
 
 
 class NodeState(msgspec.Struct, frozen=True):

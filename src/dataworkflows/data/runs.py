@@ -11,13 +11,20 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
-from dataworkflows.checkpoints import Acquired, AttemptRecord, NodeChange
+from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, WaitCheckpoint
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.planning import Plan, plan_from_json
 from dataworkflows.statuses import ExecutionStatus, NodeStatus
+from dataworkflows.waits import WaitSpec
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
+
+
+class Parked(msgspec.Struct, frozen=True):
+    wake_at: datetime | None
+    # parked | cancelled | suspended
+    outcome: str
 
 
 class RunData:
@@ -32,9 +39,11 @@ class RunData:
         assert row is not None
         return msgspec.convert({**row, "nodes": row["nodes"] or ()}, Acquired)
 
-    async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> bool:
+    async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> LeaseRenewal:
+        """Extends the lease; with it, control requests and waits resolved by others."""
         row = await self._db.fetch_one("renew_lease", id=execution_id, token=token, lease_seconds=lease_seconds)
-        return bool(row and row["renewed"])
+        assert row is not None
+        return msgspec.convert({**row, "waits": row["waits"] or ()}, LeaseRenewal)
 
     async def defer(self, execution_id: UUID, *, queue: str, at: datetime | None) -> None:
         """Queues a run job for the execution (at a time, or now)."""
@@ -108,9 +117,48 @@ class RunData:
             dead_letter_error=_jsonb(dead_letter_error),
         )
 
-    async def park(self, execution_id: UUID, token: int, *, wake_at: datetime, queue: str) -> None:
-        """Gives the lease up until `wake_at` (a run job is deferred to then)."""
-        await self._db.fetch_one("park_execution", id=execution_id, token=token, wake_at=wake_at, queue=queue)
+    async def park(self, execution_id: UUID, token: int, *, queue: str) -> Parked:
+        """Gives the lease up; a run job is queued for when the run must next wake up, or none
+        when only signals and approvals without a timeout remain. A cancel or suspend request
+        that arrived meanwhile takes effect instead (outcome cancelled or suspended)."""
+        parked = await self._db.fetch_one_as(Parked, "park_execution", id=execution_id, token=token, queue=queue)
+        assert parked is not None
+        return parked
+
+    async def begin_wait(
+        self, execution_id: UUID, token: int, *, node_id: str, attempt: int, parameters: Any, spec: WaitSpec
+    ) -> WaitCheckpoint:
+        """The node waits from now on (a buffered signal or a due timer resolves it at once)."""
+        row = await self._db.fetch_one(
+            "begin_wait",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            attempt=attempt,
+            kind=spec.kind,
+            name=spec.name,
+            correlation_key=spec.correlation_key,
+            parameters=_jsonb(parameters),
+            details=_jsonb(spec.details),
+            due_at=spec.due_at,
+            expires_at=spec.expires_at,
+        )
+        assert row is not None
+        return msgspec.convert(row["wait"], WaitCheckpoint)
+
+    async def fire_due_waits(self, execution_id: UUID, token: int) -> list[WaitCheckpoint]:
+        """Timers that came due fire and waits past their timeout time out; returns them."""
+        rows = await self._db.fetch_all("fire_due_waits", id=execution_id, token=token)
+        return [msgspec.convert(row["wait"], WaitCheckpoint) for row in rows]
+
+    async def cancel(self, execution_id: UUID, token: int) -> None:
+        """Ends the run Cancelled (its cancel was requested); attempts in flight are recorded Cancelled."""
+        await self._db.fetch_one("cancel_execution", id=execution_id, token=token)
+
+    async def suspend(self, execution_id: UUID, token: int, *, worker: str) -> bool:
+        """Suspends the run (its suspension was requested); False if the request was withdrawn."""
+        row = await self._db.fetch_one("suspend_execution", id=execution_id, token=token, worker=worker)
+        return bool(row and row["suspended"])
 
     async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
         """Gives the lease back and re-queues the run at once (this worker is stopping)."""

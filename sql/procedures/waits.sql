@@ -1,0 +1,568 @@
+-- Waits (timers, signals, approvals) and control of running executions (cancel, suspend, resume).
+-- Callers: workers (begin a wait, fire due ones, suspend or cancel the run they hold) and the API
+-- (deliver a signal, decide an approval, request cancel/suspend/resume). Error codes as in
+-- executions.sql, plus:
+--   DW014 the execution has already ended      DW015 the control request does not apply now
+--   DW016 approval not found                   DW017 the caller is not one of the approvers
+--   DW018 the approval is already decided (by this person, or for good)
+--
+-- A wait is resolved (consumed) once: its state leaves 'open' under the execution row's lock, in
+-- the same transaction that re-queues the run (or tells the worker holding it, on dw_control). The
+-- worker then writes the node's outcome from the wait's result with dw.record_attempt_v3, which
+-- also evaluates the node's edge conditions (JavaScript, which only workers run).
+
+-- The JSON a worker reads for a wait (dataworkflows.checkpoints.WaitCheckpoint).
+CREATE OR REPLACE FUNCTION dw.wait_json_v1(w dw.waits) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('id', w.id, 'nodeId', w.node_id, 'kind', w.kind, 'state', w.state, 'attempt', w.attempt,
+                              'name', w.name, 'correlationKey', w.correlation_key, 'parameters', w.parameters,
+                              'createdAt', w.created_at, 'dueAt', w.due_at, 'expiresAt', w.expires_at,
+                              'result', w.result);
+$$;
+
+-- Resolves an open wait (state open -> p_state) and logs it; NULL when it was not open any more.
+CREATE OR REPLACE FUNCTION dw.resolve_wait_v1(
+    p_wait_id uuid, p_state text, p_by text, p_result jsonb, p_principal text
+) RETURNS dw.waits LANGUAGE plpgsql AS $$
+DECLARE
+    v_w dw.waits;
+BEGIN
+    UPDATE dw.waits w SET state = p_state, consumed_at = now(), consumed_by = p_by, result = p_result
+     WHERE w.id = p_wait_id AND w.state = 'open'
+    RETURNING w.* INTO v_w;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
+    VALUES (v_w.execution_id, v_w.node_id,
+            CASE p_state WHEN 'fired' THEN 'timer_fired' WHEN 'received' THEN 'signal_consumed'
+                         WHEN 'timed_out' THEN 'wait_timed_out' WHEN 'withdrawn' THEN 'wait_withdrawn'
+                         WHEN 'approved' THEN 'approval_approved' ELSE 'approval_rejected' END,
+            p_principal,
+            jsonb_strip_nulls(jsonb_build_object('waitId', v_w.id, 'kind', v_w.kind, 'name', v_w.name,
+                                                 'dueAt', v_w.due_at, 'expiresAt', v_w.expires_at,
+                                                 'by', p_by)));
+    RETURN v_w;
+END;
+$$;
+
+-- Timers that came due fire; signal and approval waits past their timeout time out. Callers hold
+-- the execution row (the worker through its lease, or acquire).
+CREATE OR REPLACE FUNCTION dw.fire_due_waits_internal_v1(p_execution_id uuid)
+    RETURNS SETOF dw.waits LANGUAGE plpgsql AS $$
+DECLARE
+    v_w dw.waits;
+BEGIN
+    FOR v_w IN
+        SELECT * FROM dw.waits w
+         WHERE w.execution_id = p_execution_id AND w.state = 'open'
+           AND (w.due_at <= now() OR w.expires_at <= now())
+         ORDER BY w.created_at
+         FOR UPDATE
+    LOOP
+        IF v_w.kind = 'timer' THEN
+            RETURN NEXT dw.resolve_wait_v1(v_w.id, 'fired', 'timer',
+                jsonb_build_object('dueAt', v_w.due_at, 'firedAt', now(),
+                                   'lateSeconds', extract(epoch FROM now() - v_w.due_at)), NULL);
+        ELSE
+            RETURN NEXT dw.resolve_wait_v1(v_w.id, 'timed_out', 'timeout',
+                jsonb_build_object('code', 'wait_timeout',
+                                   'message', format('the %s wait%s timed out at %s (waiting since %s)', v_w.kind,
+                                                     COALESCE(' for ' || quote_literal(v_w.name), ''),
+                                                     v_w.expires_at, v_w.created_at)), NULL);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- The worker's call for the same, fenced.
+CREATE OR REPLACE FUNCTION dw.fire_due_waits_v1(p_execution_id uuid, p_token bigint)
+    RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    RETURN QUERY SELECT dw.wait_json_v1(w) FROM dw.fire_due_waits_internal_v1(p_execution_id) w;
+END;
+$$;
+
+-- A buffered signal is consumed by a wait: the signal row names the wait, the wait holds the signal.
+CREATE OR REPLACE FUNCTION dw.consume_signal_v1(p_wait_id uuid, p_signal dw.signals)
+    RETURNS dw.waits LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.signals s SET consumed_at = now(), wait_id = p_wait_id WHERE s.id = p_signal.id;
+    RETURN dw.resolve_wait_v1(p_wait_id, 'received', 'signal:' || p_signal.signal_id,
+        jsonb_strip_nulls(jsonb_build_object('signalId', p_signal.signal_id, 'name', p_signal.name,
+                                             'correlationKey', p_signal.correlation_key,
+                                             'payload', p_signal.payload, 'sentBy', p_signal.sent_by,
+                                             'receivedAt', p_signal.received_at)),
+        p_signal.sent_by);
+END;
+$$;
+
+-- The run learns that a wait was resolved: a parked run gets a run job now (unless one is already
+-- due), a run a worker holds gets a NOTIFY on dw_control (its lease renewal would tell it too).
+-- A Suspended run stays put: resuming it queues the job.
+CREATE OR REPLACE FUNCTION dw.wake_run_v1(p_e dw.executions, p_queue text)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_e.status = 'Waiting' THEN
+        IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                        WHERE (j.args ->> 'execution_id') = p_e.id::text AND j.status = 'todo'
+                          AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) THEN
+            PERFORM dw.defer_run_job_v1(p_e.id, p_queue, NULL);
+        END IF;
+    ELSIF p_e.status = 'Running' AND p_e.lease_owner IS NOT NULL THEN
+        PERFORM pg_notify('dw_control', p_e.id::text);
+    END IF;
+END;
+$$;
+
+-- When a parked run must next wake up: now if a resolved wait or a Ready node waits for a worker,
+-- else the earliest retry, timer, wait timeout or the workflow's deadline. NULL when only signals
+-- and approvals without a timeout remain: nothing but their arrival wakes the run.
+CREATE OR REPLACE FUNCTION dw.run_wake_at_v1(p_execution_id uuid)
+    RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT min(t) FROM (
+        SELECT now() AS t FROM dw.waits w
+         WHERE w.execution_id = p_execution_id AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL
+        UNION ALL
+        SELECT now() FROM dw.node_states n
+         WHERE n.execution_id = p_execution_id AND n.status IN ('Ready', 'Running')
+        UNION ALL
+        SELECT n.next_attempt_at FROM dw.node_states n
+         WHERE n.execution_id = p_execution_id AND n.status = 'Waiting' AND n.next_attempt_at IS NOT NULL
+        UNION ALL
+        SELECT COALESCE(w.due_at, w.expires_at) FROM dw.waits w
+         WHERE w.execution_id = p_execution_id AND w.state = 'open'
+        UNION ALL
+        SELECT e.deadline_at FROM dw.executions e WHERE e.id = p_execution_id
+    ) due;
+$$;
+
+-- A node starts waiting: the wait row, the node Waiting, the event, in the node attempt's fenced
+-- transaction. A signal buffered before the wait started is consumed at once, and a timer already
+-- due fires at once; the answer says which (state other than 'open').
+CREATE OR REPLACE FUNCTION dw.begin_wait_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_kind text, p_name text,
+    p_correlation_key text, p_parameters jsonb, p_details jsonb, p_due_at timestamptz, p_expires_at timestamptz
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_w dw.waits;
+    v_s dw.signals;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    UPDATE dw.node_states n SET status = 'Waiting', next_attempt_at = NULL
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
+       AND n.attempts = p_attempt;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node % of execution % has no attempt % in flight', p_node_id, p_execution_id, p_attempt
+            USING ERRCODE = 'DW011';
+    END IF;
+    INSERT INTO dw.waits (tenant_id, execution_id, node_id, attempt, kind, name, correlation_key, parameters,
+                          details, due_at, expires_at)
+    VALUES (v_e.tenant_id, p_execution_id, p_node_id, p_attempt, p_kind, p_name, p_correlation_key, p_parameters,
+            COALESCE(p_details, '{}'::jsonb), p_due_at, p_expires_at)
+    RETURNING * INTO v_w;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+    VALUES (p_execution_id, p_node_id, 'wait_started',
+            jsonb_strip_nulls(jsonb_build_object('waitId', v_w.id, 'kind', p_kind, 'name', p_name,
+                                                 'correlationKey', p_correlation_key, 'attempt', p_attempt,
+                                                 'dueAt', p_due_at, 'expiresAt', p_expires_at)));
+
+    IF p_kind = 'signal' THEN
+        SELECT * INTO v_s FROM dw.signals s
+         WHERE s.execution_id = p_execution_id AND s.name = p_name AND s.consumed_at IS NULL
+           AND (p_correlation_key IS NULL OR s.correlation_key = p_correlation_key)
+         ORDER BY s.id LIMIT 1
+         FOR UPDATE;
+        IF FOUND THEN
+            v_w := dw.consume_signal_v1(v_w.id, v_s);
+        END IF;
+    END IF;
+    IF v_w.state = 'open' AND (v_w.due_at <= now() OR v_w.expires_at <= now()) THEN
+        PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+        SELECT * INTO v_w FROM dw.waits w WHERE w.id = v_w.id;
+    END IF;
+    RETURN dw.wait_json_v1(v_w);
+END;
+$$;
+
+-- POST /executions/{id}/signals/{name}. Idempotent on the signal id: the same id again answers
+-- 'duplicate' with what the first delivery did. A signal with no wait for it yet is buffered.
+CREATE OR REPLACE FUNCTION dw.deliver_signal_v1(
+    p_execution_id uuid, p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb,
+    p_principal text, p_queue text
+) RETURNS TABLE (signal_id text, outcome text, wait_id uuid, node_id text, execution_status text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_s dw.signals;
+    v_w dw.waits;
+    v_id text := COALESCE(p_signal_id, gen_random_uuid()::text);
+BEGIN
+    -- The execution row serializes deliveries: concurrent copies of one signal wait here, then
+    -- find the first one's row.
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    SELECT * INTO v_s FROM dw.signals s WHERE s.execution_id = p_execution_id AND s.signal_id = v_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT v_s.signal_id, 'duplicate'::text, v_s.wait_id,
+                            (SELECT w.node_id FROM dw.waits w WHERE w.id = v_s.wait_id), v_e.status;
+        RETURN;
+    END IF;
+    IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RAISE EXCEPTION 'execution % has already ended (%); it takes no more signals', p_execution_id, v_e.status
+            USING ERRCODE = 'DW014';
+    END IF;
+    INSERT INTO dw.signals (execution_id, name, signal_id, correlation_key, payload, sent_by)
+    VALUES (p_execution_id, p_name, v_id, p_correlation_key, COALESCE(p_payload, 'null'::jsonb), p_principal)
+    RETURNING * INTO v_s;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_execution_id, 'signal_received', p_principal,
+            jsonb_strip_nulls(jsonb_build_object('signalId', v_id, 'name', p_name,
+                                                 'correlationKey', p_correlation_key)));
+
+    SELECT * INTO v_w FROM dw.waits w
+     WHERE w.execution_id = p_execution_id AND w.kind = 'signal' AND w.state = 'open' AND w.name = p_name
+       AND (w.correlation_key IS NULL OR w.correlation_key = p_correlation_key)
+     ORDER BY w.created_at LIMIT 1
+     FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT v_id, 'buffered'::text, NULL::uuid, NULL::text, v_e.status;
+        RETURN;
+    END IF;
+    v_w := dw.consume_signal_v1(v_w.id, v_s);
+    PERFORM dw.wake_run_v1(v_e, p_queue);
+    RETURN QUERY SELECT v_id, 'consumed'::text, v_w.id, v_w.node_id, v_e.status;
+END;
+$$;
+
+-- POST /approvals/{id}/decision. Approved once `required` approvers approve; rejected as soon as
+-- that can no longer happen (so one rejection rejects an approval that needs everyone).
+CREATE OR REPLACE FUNCTION dw.decide_approval_v1(
+    p_wait_id uuid, p_principal text, p_decision text, p_comment text, p_queue text
+) RETURNS TABLE (approval_id uuid, execution_id uuid, node_id text, state text, approvals integer,
+                 rejections integer, required integer)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_execution uuid;
+    v_e dw.executions;
+    v_w dw.waits;
+    v_yes integer;
+    v_no integer;
+    v_required integer;
+    v_total integer;
+    v_state text := 'open';
+    v_result jsonb;
+BEGIN
+    IF p_decision IS NULL OR p_decision NOT IN ('approve', 'reject') THEN
+        RAISE EXCEPTION 'decision must be approve or reject, not %', COALESCE(p_decision, 'nothing')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT w.execution_id INTO v_execution FROM dw.waits w WHERE w.id = p_wait_id AND w.kind = 'approval';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'approval % not found', p_wait_id USING ERRCODE = 'DW016';
+    END IF;
+    -- Lock order as everywhere: the execution, then its rows.
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = v_execution FOR NO KEY UPDATE;
+    SELECT * INTO v_w FROM dw.waits w WHERE w.id = p_wait_id FOR UPDATE;
+    IF p_principal IS NULL OR NOT (v_w.details -> 'approvers') ? p_principal THEN
+        RAISE EXCEPTION '% is not an approver of approval %', COALESCE(quote_literal(p_principal), 'an anonymous caller'),
+            p_wait_id USING ERRCODE = 'DW017';
+    END IF;
+    IF v_w.state <> 'open' THEN
+        RAISE EXCEPTION 'approval % is already %', p_wait_id, v_w.state USING ERRCODE = 'DW018';
+    END IF;
+    INSERT INTO dw.approval_decisions (wait_id, principal, decision, comment)
+    VALUES (p_wait_id, p_principal, p_decision, p_comment)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% has already decided approval %', quote_literal(p_principal), p_wait_id
+            USING ERRCODE = 'DW018';
+    END IF;
+    INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
+    VALUES (v_w.execution_id, v_w.node_id, 'approval_decided', p_principal,
+            jsonb_strip_nulls(jsonb_build_object('approvalId', p_wait_id, 'decision', p_decision,
+                                                 'comment', p_comment)));
+
+    SELECT count(*) FILTER (WHERE d.decision = 'approve'), count(*) FILTER (WHERE d.decision = 'reject')
+      INTO v_yes, v_no FROM dw.approval_decisions d WHERE d.wait_id = p_wait_id;
+    v_required := (v_w.details ->> 'required')::integer;
+    v_total := jsonb_array_length(v_w.details -> 'approvers');
+    IF v_yes >= v_required THEN
+        v_state := 'approved';
+    ELSIF v_yes + (v_total - v_yes - v_no) < v_required THEN
+        v_state := 'rejected';
+    END IF;
+    IF v_state <> 'open' THEN
+        SELECT jsonb_build_object(
+                   'decision', v_state, 'approvals', v_yes, 'rejections', v_no, 'required', v_required,
+                   'decisions', COALESCE(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                       'principal', d.principal, 'decision', d.decision, 'comment', d.comment,
+                       'decidedAt', d.decided_at)) ORDER BY d.decided_at, d.principal), '[]'::jsonb),
+                   'comments', COALESCE(jsonb_agg(d.comment ORDER BY d.decided_at, d.principal)
+                                            FILTER (WHERE d.comment IS NOT NULL), '[]'::jsonb))
+          INTO v_result
+          FROM dw.approval_decisions d WHERE d.wait_id = p_wait_id;
+        PERFORM dw.resolve_wait_v1(p_wait_id, v_state, 'approval', v_result, p_principal);
+        PERFORM dw.wake_run_v1(v_e, p_queue);
+    END IF;
+    RETURN QUERY SELECT p_wait_id, v_w.execution_id, v_w.node_id, v_state, v_yes, v_no, v_required;
+END;
+$$;
+
+-- Ends a run as Cancelled, with the error saying who asked and why. Callers hold the row.
+CREATE OR REPLACE FUNCTION dw.finish_cancelled_v1(p_e dw.executions) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.finish_execution_v1(p_e.id, 'Cancelled',
+        jsonb_strip_nulls(jsonb_build_object(
+            'code', 'cancelled',
+            'message', 'cancelled' || COALESCE(' by ' || p_e.cancel_requested_by, '')
+                       || COALESCE(': ' || p_e.cancel_reason, ''),
+            'reason', p_e.cancel_reason, 'by', p_e.cancel_requested_by,
+            'requestedAt', p_e.cancel_requested_at)),
+        'execution_cancelled');
+END;
+$$;
+
+-- POST /executions/{id}/cancel. A run nobody holds (Pending, Waiting, Suspended, or its worker
+-- gone) ends here; a run a worker holds is told (NOTIFY dw_control, and its lease renewal) and
+-- its worker cancels the running attempts and ends it. outcome: cancelled | requested |
+-- already_requested | already_cancelled.
+CREATE OR REPLACE FUNCTION dw.request_cancel_v1(
+    p_execution_id uuid, p_principal text, p_reason text
+) RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    IF v_e.status = 'Cancelled' THEN
+        RETURN QUERY SELECT v_e.status, 'already_cancelled'::text;
+        RETURN;
+    END IF;
+    IF v_e.status IN ('Succeeded', 'Failed', 'TimedOut') THEN
+        RAISE EXCEPTION 'execution % has already ended (%); there is nothing to cancel', p_execution_id, v_e.status
+            USING ERRCODE = 'DW014';
+    END IF;
+    IF v_e.cancel_requested_at IS NOT NULL THEN
+        RETURN QUERY SELECT v_e.status, 'already_requested'::text;
+        RETURN;
+    END IF;
+    UPDATE dw.executions e
+       SET cancel_requested_at = now(), cancel_requested_by = p_principal, cancel_reason = p_reason
+     WHERE e.id = p_execution_id
+    RETURNING * INTO v_e;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_execution_id, 'cancel_requested', p_principal,
+            jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
+    IF v_e.status = 'Running' AND v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
+        PERFORM pg_notify('dw_control', p_execution_id::text);
+        RETURN QUERY SELECT v_e.status, 'requested'::text;
+        RETURN;
+    END IF;
+    PERFORM dw.finish_cancelled_v1(v_e);
+    RETURN QUERY SELECT 'Cancelled'::text, 'cancelled'::text;
+END;
+$$;
+
+-- The worker holding a run whose cancel was requested: its running attempts are stopped, it ends
+-- the run (fenced).
+CREATE OR REPLACE FUNCTION dw.cancel_execution_v1(p_execution_id uuid, p_token bigint)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NULL THEN
+        RAISE EXCEPTION 'execution % has no cancel request', p_execution_id USING ERRCODE = 'DW013';
+    END IF;
+    PERFORM dw.finish_cancelled_v1(v_e);
+END;
+$$;
+
+-- POST /executions/{id}/suspend. A run nobody holds is Suspended here; a held one is told, and its
+-- worker lets running attempts finish, starts nothing new, and suspends it (suspend_execution_v1).
+-- outcome: suspended | requested | already_suspended | already_requested.
+CREATE OR REPLACE FUNCTION dw.request_suspend_v1(
+    p_execution_id uuid, p_principal text, p_reason text
+) RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RAISE EXCEPTION 'execution % has already ended (%); there is nothing to suspend', p_execution_id, v_e.status
+            USING ERRCODE = 'DW014';
+    END IF;
+    IF v_e.cancel_requested_at IS NOT NULL THEN
+        RAISE EXCEPTION 'execution % is being cancelled', p_execution_id USING ERRCODE = 'DW015';
+    END IF;
+    IF v_e.status = 'Suspended' THEN
+        RETURN QUERY SELECT v_e.status, 'already_suspended'::text;
+        RETURN;
+    END IF;
+    IF v_e.suspend_requested_at IS NOT NULL THEN
+        RETURN QUERY SELECT v_e.status, 'already_requested'::text;
+        RETURN;
+    END IF;
+    UPDATE dw.executions e SET suspend_requested_at = now(), suspend_requested_by = p_principal
+     WHERE e.id = p_execution_id
+    RETURNING * INTO v_e;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_execution_id, 'suspend_requested', p_principal,
+            jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
+    IF v_e.status = 'Running' AND v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
+        PERFORM pg_notify('dw_control', p_execution_id::text);
+        RETURN QUERY SELECT v_e.status, 'requested'::text;
+        RETURN;
+    END IF;
+    PERFORM dw.suspend_now_v1(v_e, NULL);
+    RETURN QUERY SELECT 'Suspended'::text, 'suspended'::text;
+END;
+$$;
+
+-- The run becomes Suspended, holding nothing; its open timers keep their due times and fire when
+-- it is resumed if they came due meanwhile.
+CREATE OR REPLACE FUNCTION dw.suspend_now_v1(p_e dw.executions, p_worker text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.executions e
+       SET status = 'Suspended', suspended_at = now(), lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_e.id;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_e.id, 'execution_suspended', p_e.suspend_requested_by,
+            jsonb_strip_nulls(jsonb_build_object('previousStatus', p_e.status, 'worker', p_worker)));
+END;
+$$;
+
+-- The worker holding a run whose suspension was requested, once its running attempts ended.
+-- False when the request was withdrawn (resumed) meanwhile: the worker carries on.
+CREATE OR REPLACE FUNCTION dw.suspend_execution_v1(p_execution_id uuid, p_token bigint, p_worker text)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.suspend_requested_at IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM dw.suspend_now_v1(v_e, p_worker);
+    RETURN true;
+END;
+$$;
+
+-- POST /executions/{id}/resume. A Suspended run is queued again (timers that came due meanwhile
+-- fire as soon as a worker takes it); a suspension requested but not yet in effect is withdrawn.
+-- outcome: resumed | withdrawn.
+CREATE OR REPLACE FUNCTION dw.resume_execution_v1(p_execution_id uuid, p_principal text, p_queue text)
+    RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_status text;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RAISE EXCEPTION 'execution % has already ended (%)', p_execution_id, v_e.status USING ERRCODE = 'DW014';
+    END IF;
+    IF v_e.status = 'Suspended' THEN
+        v_status := CASE WHEN v_e.started_at IS NULL THEN 'Pending' ELSE 'Waiting' END;
+        UPDATE dw.executions e
+           SET status = v_status, suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL
+         WHERE e.id = p_execution_id;
+        INSERT INTO dw.execution_events (execution_id, type, principal, details)
+        VALUES (p_execution_id, 'execution_resumed', p_principal,
+                jsonb_build_object('suspendedSeconds', extract(epoch FROM now() - v_e.suspended_at)));
+        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+        RETURN QUERY SELECT v_status, 'resumed'::text;
+        RETURN;
+    END IF;
+    IF v_e.suspend_requested_at IS NOT NULL THEN
+        UPDATE dw.executions e SET suspend_requested_at = NULL, suspend_requested_by = NULL
+         WHERE e.id = p_execution_id;
+        INSERT INTO dw.execution_events (execution_id, type, principal, details)
+        VALUES (p_execution_id, 'execution_resumed', p_principal,
+                jsonb_build_object('suspendWithdrawn', true));
+        IF v_e.lease_owner IS NOT NULL THEN
+            PERFORM pg_notify('dw_control', p_execution_id::text);
+        END IF;
+        RETURN QUERY SELECT v_e.status, 'withdrawn'::text;
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'execution % is %, not Suspended: nothing to resume', p_execution_id, v_e.status
+        USING ERRCODE = 'DW015';
+END;
+$$;
+
+-- Parks a run that has nothing to run now: gives up the lease and queues one run job for the
+-- time it must next wake up (dw.run_wake_at_v1), or none when only signals and approvals without a
+-- timeout remain. Wake-up jobs queued for later times are dropped, so a parked run has at most
+-- one. A cancel or suspend request that came while the worker decided to park takes effect here
+-- instead (nobody would hold the run to act on it). outcome: parked | cancelled | suspended.
+CREATE OR REPLACE FUNCTION dw.park_execution_v2(p_execution_id uuid, p_token bigint, p_queue text)
+    RETURNS TABLE (wake_at timestamptz, outcome text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_wake timestamptz;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL THEN
+        PERFORM dw.finish_cancelled_v1(v_e);
+        RETURN QUERY SELECT NULL::timestamptz, 'cancelled'::text;
+        RETURN;
+    END IF;
+    IF v_e.suspend_requested_at IS NOT NULL THEN
+        PERFORM dw.suspend_now_v1(v_e, v_e.lease_owner);
+        RETURN QUERY SELECT NULL::timestamptz, 'suspended'::text;
+        RETURN;
+    END IF;
+    v_wake := dw.run_wake_at_v1(p_execution_id);
+    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_execution_id;
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', v_wake));
+    DELETE FROM procrastinate_jobs j
+     WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo' AND j.scheduled_at > now();
+    IF v_wake IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs j
+         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+           AND (j.scheduled_at IS NULL OR j.scheduled_at <= v_wake)) THEN
+        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, CASE WHEN v_wake > now() THEN v_wake END);
+    END IF;
+    RETURN QUERY SELECT v_wake, 'parked'::text;
+END;
+$$;
+
+-- Lease renewal that also answers what the holder must know: a control request ('cancel' or
+-- 'suspend') and waits resolved by someone else (a signal, an approval) whose outcome it has
+-- not written yet.
+CREATE OR REPLACE FUNCTION dw.renew_lease_v2(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
+    RETURNS TABLE (renewed boolean, control text, waits jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    v_control text;
+BEGIN
+    UPDATE dw.executions e SET lease_expires_at = now() + make_interval(secs => p_lease_seconds)
+     WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.lease_owner IS NOT NULL
+       AND e.status = 'Running'
+    RETURNING CASE WHEN e.cancel_requested_at IS NOT NULL THEN 'cancel'
+                   WHEN e.suspend_requested_at IS NOT NULL THEN 'suspend' END
+      INTO v_control;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, NULL::text, '[]'::jsonb;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT true, v_control,
+           COALESCE((SELECT jsonb_agg(dw.wait_json_v1(w) ORDER BY w.consumed_at) FROM dw.waits w
+                      WHERE w.execution_id = p_execution_id AND w.state NOT IN ('open', 'withdrawn')
+                        AND w.recorded_at IS NULL), '[]'::jsonb);
+END;
+$$;

@@ -1,0 +1,64 @@
+-- name: request_cancel
+-- Asks for a run to be cancelled (ends it at once when no worker holds it).
+SELECT status, outcome FROM dw.request_cancel_v1(%(id)s, %(principal)s, %(reason)s);
+
+-- name: request_suspend
+-- Asks for a run to be suspended (at once when no worker holds it).
+SELECT status, outcome FROM dw.request_suspend_v1(%(id)s, %(principal)s, %(reason)s);
+
+-- name: resume_execution
+-- Resumes a Suspended run, or withdraws a suspension not yet in effect.
+SELECT status, outcome FROM dw.resume_execution_v1(%(id)s, %(principal)s, %(queue)s);
+
+-- name: deliver_signal
+-- Delivers a signal to a run: consumed by a waiting node, buffered, or a duplicate of an earlier one.
+SELECT signal_id, outcome, wait_id, node_id, execution_status
+  FROM dw.deliver_signal_v1(%(id)s, %(name)s, %(signal_id)s, %(correlation_key)s, %(payload)s, %(principal)s,
+                            %(queue)s);
+
+-- name: decide_approval
+-- One approver's decision; resolves the approval once its quorum is reached or cannot be.
+SELECT approval_id, execution_id, node_id, state, approvals, rejections, required
+  FROM dw.decide_approval_v1(%(id)s, %(principal)s, %(decision)s, %(comment)s, %(queue)s);
+
+-- name: list_waits
+-- Every wait of an execution, oldest first.
+SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.correlation_key, w.details,
+       w.created_at, w.due_at, w.expires_at, w.consumed_at, w.consumed_by, w.result
+  FROM dw.waits w WHERE w.execution_id = %(id)s ORDER BY w.created_at, w.id;
+
+-- name: list_approvals
+-- Approvals, newest first: open ones (or all), optionally only those a principal may decide.
+SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
+       w.consumed_at, w.result,
+       COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                    'principal', d.principal, 'decision', d.decision, 'comment', d.comment,
+                    'decidedAt', d.decided_at)) ORDER BY d.decided_at, d.principal)
+                   FROM dw.approval_decisions d WHERE d.wait_id = w.id), '[]'::jsonb) AS decisions
+  FROM dw.waits w JOIN dw.executions e ON e.id = w.execution_id
+ WHERE w.kind = 'approval'
+   AND (NOT %(open_only)s::boolean OR w.state = 'open')
+   AND (%(principal)s::text IS NULL OR (w.details -> 'approvers') ? %(principal)s::text)
+   AND (%(execution_id)s::uuid IS NULL OR w.execution_id = %(execution_id)s::uuid)
+ ORDER BY w.created_at DESC, w.id
+ LIMIT %(limit)s;
+
+-- name: get_approval
+-- One approval with its decisions.
+SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
+       w.consumed_at, w.result,
+       COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                    'principal', d.principal, 'decision', d.decision, 'comment', d.comment,
+                    'decidedAt', d.decided_at)) ORDER BY d.decided_at, d.principal)
+                   FROM dw.approval_decisions d WHERE d.wait_id = w.id), '[]'::jsonb) AS decisions
+  FROM dw.waits w JOIN dw.executions e ON e.id = w.execution_id
+ WHERE w.kind = 'approval' AND w.id = %(id)s;
+
+-- name: count_waiting_runs
+-- Runs by waiting status, for the waiting-runs gauge.
+SELECT status, count(*) AS runs FROM dw.executions
+ WHERE status IN ('Waiting', 'Suspended') GROUP BY status;
+
+-- name: listen_control
+-- A worker's listening connection: control requests and resolved waits of runs it may hold.
+LISTEN dw_control;

@@ -1,0 +1,184 @@
+"""Control of running executions from outside the worker: cancel, suspend and resume requests,
+signals, approval decisions, and reading waits and approvals (see sql/procedures/waits.sql)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+from dataworkflows.sqlfiles import QUERIES
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from dataworkflows.db import Database
+
+# Workers LISTEN here: its payload is an execution id whose holder must look at it now.
+CONTROL_CHANNEL = "dw_control"
+
+
+class ControlOutcome(msgspec.Struct, frozen=True):
+    # The execution's status after the request.
+    status: str
+    # What the request did: cancelled | requested | already_requested | already_cancelled (cancel);
+    # suspended | requested | already_suspended | already_requested (suspend); resumed | withdrawn.
+    outcome: str
+
+
+class SignalDelivery(msgspec.Struct, frozen=True):
+    signal_id: str
+    # consumed (a waiting node took it) | buffered (kept for a wait to come) | duplicate (this signal
+    # id was delivered before: the first delivery's wait and node are answered).
+    outcome: str
+    wait_id: UUID | None
+    node_id: str | None
+    execution_status: str
+
+
+class ApprovalDecision(msgspec.Struct, frozen=True):
+    approval_id: UUID
+    execution_id: UUID
+    node_id: str
+    # open (more decisions needed) | approved | rejected
+    state: str
+    approvals: int
+    rejections: int
+    required: int
+
+
+class Wait(msgspec.Struct, frozen=True):
+    id: UUID
+    execution_id: UUID
+    node_id: str
+    attempt: int
+    kind: str
+    state: str
+    name: str | None
+    correlation_key: str | None
+    details: dict[str, Any]
+    created_at: datetime
+    due_at: datetime | None
+    expires_at: datetime | None
+    consumed_at: datetime | None
+    consumed_by: str | None
+    result: Any
+
+
+class Approval(msgspec.Struct, frozen=True):
+    id: UUID
+    execution_id: UUID
+    workflow_id: str
+    node_id: str
+    state: str
+    # approvers, required, quorum, title, description
+    details: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime | None
+    consumed_at: datetime | None
+    result: Any
+    decisions: list[dict[str, Any]]
+
+
+class WaitingRuns(msgspec.Struct, frozen=True):
+    status: str
+    runs: int
+
+
+class ControlData:
+    """Requests that change a run from outside its worker, and what they wait on."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def cancel(self, execution_id: UUID, *, principal: str | None, reason: str | None) -> ControlOutcome:
+        """Cancels a run: at once when no worker holds it, else its worker is told."""
+        row = await self._db.fetch_one_as(
+            ControlOutcome, "request_cancel", id=execution_id, principal=principal, reason=reason
+        )
+        assert row is not None
+        return row
+
+    async def suspend(self, execution_id: UUID, *, principal: str | None, reason: str | None) -> ControlOutcome:
+        row = await self._db.fetch_one_as(
+            ControlOutcome, "request_suspend", id=execution_id, principal=principal, reason=reason
+        )
+        assert row is not None
+        return row
+
+    async def resume(self, execution_id: UUID, *, principal: str | None, queue: str) -> ControlOutcome:
+        row = await self._db.fetch_one_as(
+            ControlOutcome, "resume_execution", id=execution_id, principal=principal, queue=queue
+        )
+        assert row is not None
+        return row
+
+    async def signal(
+        self,
+        execution_id: UUID,
+        name: str,
+        *,
+        payload: Any,
+        signal_id: str | None,
+        correlation_key: str | None,
+        principal: str | None,
+        queue: str,
+    ) -> SignalDelivery:
+        row = await self._db.fetch_one_as(
+            SignalDelivery,
+            "deliver_signal",
+            id=execution_id,
+            name=name,
+            signal_id=signal_id,
+            correlation_key=correlation_key,
+            payload=Jsonb(payload),
+            principal=principal,
+            queue=queue,
+        )
+        assert row is not None
+        return row
+
+    async def decide(
+        self, approval_id: UUID, *, principal: str | None, decision: str, comment: str | None, queue: str
+    ) -> ApprovalDecision:
+        row = await self._db.fetch_one_as(
+            ApprovalDecision,
+            "decide_approval",
+            id=approval_id,
+            principal=principal,
+            decision=decision,
+            comment=comment,
+            queue=queue,
+        )
+        assert row is not None
+        return row
+
+    async def waits(self, execution_id: UUID) -> list[Wait]:
+        return await self._db.fetch_all_as(Wait, "list_waits", id=execution_id)
+
+    async def approvals(
+        self, *, principal: str | None, open_only: bool, execution_id: UUID | None = None, limit: int = 100
+    ) -> list[Approval]:
+        return await self._db.fetch_all_as(
+            Approval,
+            "list_approvals",
+            principal=principal,
+            open_only=open_only,
+            execution_id=execution_id,
+            limit=limit,
+        )
+
+    async def approval(self, approval_id: UUID) -> Approval | None:
+        return await self._db.fetch_one_as(Approval, "get_approval", id=approval_id)
+
+    async def waiting_runs(self) -> list[WaitingRuns]:
+        return await self._db.fetch_all_as(WaitingRuns, "count_waiting_runs")
+
+
+async def listen_for_control(conn: psycopg.AsyncConnection[Any]) -> None:
+    """On the worker's own listening connection (not the pool): from now on, dw_control's
+    notifications arrive there."""
+    await conn.execute(QUERIES["listen_control"])

@@ -1,0 +1,214 @@
+"""The waiting node kinds' rules: their parameters, what to wait for once they are rendered, and what
+a resolved wait means for the node. Pure module (no database, no templates).
+
+- delay:    `{"duration": "PT2S"}` or `{"until": "2026-12-24T18:00:00Z"}` (templated): a timer.
+- signal:   `{"name": "payment", "correlationKey": "{{ trigger.orderId }}", "timeout": "PT1H"}`:
+            waits for POST /executions/{id}/signals/payment; the signal's payload becomes the
+            node's outputs.
+- approval: `{"approvers": ["alice", "bob"], "quorum": "any" | "all" | 2, "timeout": "P2D",
+            "title": "...", "description": "..."}`: waits for approvers' decisions.
+A signal or approval wait that times out fails the node with `wait_timeout`; a rejected approval
+fails it with `rejected`. Both are permanent failures a failure edge can route.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from dataworkflows.actions import ActionResult
+from dataworkflows.definitions import parse_duration
+
+WAITING_KINDS = ("delay", "signal", "approval")
+MAX_APPROVERS = 100
+MAX_WAIT_SECONDS = 366 * 86400
+SIGNAL_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,199}\Z")
+
+
+class WaitParameterError(ValueError):
+    """Rendered parameters that do not describe a wait (the node fails with invalid_parameters)."""
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """What a node waits for (dw.begin_wait_v1's arguments)."""
+
+    kind: str  # timer | signal | approval
+    name: str | None = None
+    correlation_key: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    due_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class DelayParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    duration: str | None = None
+    until: str | None = None
+
+
+class SignalParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    name: str
+    correlation_key: str | None = None
+    timeout: str | None = None
+
+
+class ApprovalParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    approvers: list[str] | str
+    quorum: str | int = "any"
+    timeout: str | None = None
+    title: str | None = None
+    description: str | None = None
+
+
+_PARAMS: dict[str, type[msgspec.Struct]] = {"delay": DelayParams, "signal": SignalParams, "approval": ApprovalParams}
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def check_parameters(kind: str, parameters: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Publish-time problems as (relative pointer, code, message); templated values are checked
+    when they are rendered, at run time."""
+    static = {k: v for k, v in parameters.items() if not _templated(v)}
+    problems: list[tuple[str, str, str]] = []
+    try:
+        msgspec.convert({**static, **{k: _placeholder(k) for k in parameters if k not in static}}, _PARAMS[kind])
+    except msgspec.ValidationError as exc:
+        return [("", "invalid_parameters", str(exc))]
+    try:
+        _spec(kind, {k: v for k, v in parameters.items()}, now=datetime.now(UTC), strict=False)
+    except WaitParameterError as exc:
+        problems.append(("", "invalid_parameters", str(exc)))
+    return problems
+
+
+def _placeholder(key: str) -> Any:
+    return ["x"] if key == "approvers" else "x"
+
+
+def wait_spec(kind: str, rendered: dict[str, Any], *, now: datetime) -> WaitSpec:
+    """The wait a rendered node asks for; WaitParameterError when the values do not make one."""
+    try:
+        msgspec.convert(rendered, _PARAMS[kind])
+    except msgspec.ValidationError as exc:
+        raise WaitParameterError(f"parameters are invalid after rendering: {exc}") from None
+    return _spec(kind, rendered, now=now, strict=True)
+
+
+def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> WaitSpec:
+    """strict=False (publish time) skips values that are still templates."""
+
+    def given(key: str) -> Any:
+        value = values.get(key)
+        return None if value is None or (not strict and _templated(value)) else value
+
+    if kind == "delay":
+        return _delay(values, given, now)
+    expires_at = _expiry(given("timeout"), now)
+    if kind == "signal":
+        name = given("name")
+        if name is not None and not SIGNAL_NAME.match(name):
+            raise WaitParameterError(f"signal name {name!r} must be 1-200 letters, digits, '.', '_', ':' or '-'")
+        key = given("correlationKey")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
+            raise WaitParameterError("correlationKey must be a string of 1-500 characters")
+        return WaitSpec("signal", name=name, correlation_key=key, expires_at=expires_at)
+    return _approval(values, given, expires_at)
+
+
+def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
+    if (values.get("duration") is None) == (values.get("until") is None):
+        raise WaitParameterError("a delay needs exactly one of duration (PT30S) or until (an ISO 8601 timestamp)")
+    duration, until = given("duration"), given("until")
+    if duration is not None:
+        seconds = _seconds(duration, "duration", allow_zero=True)
+        return WaitSpec("timer", due_at=now + timedelta(seconds=seconds))
+    if until is not None:
+        return WaitSpec("timer", due_at=_timestamp(until))
+    return WaitSpec("timer", due_at=now)
+
+
+def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None) -> WaitSpec:
+    approvers = given("approvers")
+    quorum = given("quorum") if "quorum" in values else "any"
+    names: list[str] = []
+    if approvers is not None:
+        if isinstance(approvers, str) or not all(isinstance(a, str) and a.strip() for a in approvers):
+            raise WaitParameterError("approvers must be a list of principal ids")
+        names = list(dict.fromkeys(a.strip() for a in approvers))
+        if not 1 <= len(names) <= MAX_APPROVERS:
+            raise WaitParameterError(f"an approval needs 1 to {MAX_APPROVERS} approvers")
+    required = _required(quorum, len(names) if approvers is not None else None)
+    details = {
+        "approvers": names,
+        "required": required,
+        "quorum": quorum,
+        "title": given("title"),
+        "description": given("description"),
+    }
+    return WaitSpec("approval", details={k: v for k, v in details.items() if v is not None}, expires_at=expires_at)
+
+
+def _required(quorum: Any, approvers: int | None) -> int | None:
+    if quorum is None:
+        return None
+    if quorum == "any":
+        return 1
+    if quorum == "all":
+        return approvers
+    if isinstance(quorum, bool) or not isinstance(quorum, int):
+        raise WaitParameterError(f"quorum must be 'any', 'all' or a number of approvers, not {quorum!r}")
+    if quorum < 1 or (approvers is not None and quorum > approvers):
+        raise WaitParameterError(f"quorum {quorum} must be between 1 and the number of approvers")
+    return quorum
+
+
+def _expiry(timeout: Any, now: datetime) -> datetime | None:
+    if timeout is None:
+        return None
+    return now + timedelta(seconds=_seconds(timeout, "timeout", allow_zero=False))
+
+
+def _seconds(text: Any, name: str, *, allow_zero: bool) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise WaitParameterError(f"{name}: {exc}") from None
+    if seconds > MAX_WAIT_SECONDS or (seconds <= 0 and not allow_zero):
+        raise WaitParameterError(f"{name} must be {'' if allow_zero else 'longer than zero and '}at most 366 days")
+    return seconds
+
+
+def _timestamp(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise WaitParameterError(f"until must be an ISO 8601 timestamp, not {text!r}")
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise WaitParameterError(f"until {text!r} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z") from None
+    # A timestamp without an offset is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def resolved_result(kind: str, state: str, result: Any) -> ActionResult:
+    """What a resolved wait means for its node."""
+    data = result if isinstance(result, dict) else {}
+    if state == "fired":
+        return ActionResult.succeeded(data)
+    if state == "received":
+        payload = data.get("payload")
+        return ActionResult.succeeded(payload if isinstance(payload, dict) else {"payload": payload})
+    if state == "approved":
+        return ActionResult.succeeded(data)
+    if state == "rejected":
+        who = ", ".join(d.get("principal", "?") for d in data.get("decisions", []) if d.get("decision") == "reject")
+        failed = ActionResult.failed("rejected", f"the approval was rejected (by {who or 'nobody'})")
+        return ActionResult(failed.status, outputs=data, error=failed.error)
+    if state == "timed_out":
+        return ActionResult.failed("wait_timeout", str(data.get("message") or f"the {kind} wait timed out"))
+    return ActionResult.failed("wait_withdrawn", f"the {kind} wait ended without a result ({state})")

@@ -1,0 +1,465 @@
+"""Control of executions over HTTP, with no worker running: cancel, suspend, resume, signals, waits
+and approval decisions (sql/procedures/waits.sql behind api/executions.py and api/approvals.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from tests.conftest import load_fixture
+from tests.integration.test_api import assert_problem
+
+OPS = {"X-Principal-Id": "ops"}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, max_body_bytes=64 * 1024, max_trigger_depth=16, pool_max_size=25))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def start_run(client: AsyncTestClient[Any]) -> str:
+    """A Pending run of simple-echo (echo1 Ready, echo2 Pending), with its run job queued."""
+    if (await client.get("/api/v1/workflows/simple-echo")).status_code == 404:
+        raw = load_fixture("bundle1/simple-echo-workflow.json")
+        created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+        assert created.status_code == 201, created.text
+    started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+async def sql(db: Database, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(statement, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def queued_jobs(db: Database, execution_id: str) -> int:
+    rows = await sql(
+        db,
+        "SELECT count(*) FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s AND status = 'todo'",
+        execution_id,
+    )
+    return int(rows[0][0])
+
+
+async def make_waiting(db: Database, execution_id: str, node_id: str = "echo1") -> None:
+    """As a worker leaves a run whose node waits: the node Waiting on attempt 1, the run parked."""
+    await sql(
+        db,
+        "UPDATE dw.node_states SET status = 'Waiting', attempts = 1, started_at = now() "
+        "WHERE execution_id = %s AND node_id = %s",
+        execution_id,
+        node_id,
+    )
+    await sql(db, "UPDATE dw.executions SET status = 'Waiting', started_at = now() WHERE id = %s", execution_id)
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
+
+
+async def add_wait(db: Database, execution_id: str, kind: str, name: str | None, details: dict[str, Any]) -> str:
+    rows = await sql(
+        db,
+        "INSERT INTO dw.waits (execution_id, node_id, attempt, kind, name, details) "
+        "VALUES (%s, 'echo1', 1, %s, %s, %s::jsonb) RETURNING id",
+        execution_id,
+        kind,
+        name,
+        json.dumps(details),
+    )
+    return str(rows[0][0])
+
+
+async def end_run(db: Database, execution_id: str, status: str = "Succeeded") -> None:
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = %s, started_at = now(), ended_at = now() WHERE id = %s",
+        status,
+        execution_id,
+    )
+
+
+# --- cancel --------------------------------------------------------------------------------------
+
+
+async def test_cancel_of_a_pending_run_ends_it_at_once(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}"
+    cancelled = await client.post(f"{url}/cancel", json={"reason": "wrong customer"}, headers=OPS)
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json() == {"executionId": execution_id, "status": "Cancelled", "outcome": "cancelled"}
+
+    execution = (await client.get(url)).json()
+    assert execution["status"] == "Cancelled" and execution["endTime"] is not None
+    assert [n["status"] for n in execution["nodes"]] == ["Skipped", "Skipped"]
+    assert (execution["cancelRequestedBy"], execution["error"]["code"]) == ("ops", "cancelled")
+    assert execution["cancelRequestedAt"] is not None
+    assert "wrong customer" in execution["error"]["message"]
+    events = (await client.get(f"{url}/events")).json()
+    requested = next(e for e in events if e["type"] == "cancel_requested")
+    assert requested["principal"] == "ops" and requested["details"]["reason"] == "wrong customer"
+    assert events[-1]["type"] == "execution_cancelled"
+    assert await queued_jobs(db, execution_id) == 0, "the run job has nothing left to do"
+
+    # Idempotent: a second cancel (no body at all) changes nothing.
+    again = await client.post(f"{url}/cancel")
+    assert again.status_code == 202
+    assert again.json()["outcome"] == "already_cancelled"
+    listed = (await client.get("/api/v1/executions", params={"status": "Cancelled"})).json()["items"]
+    assert [i["id"] for i in listed] == [execution_id] and listed[0]["cancelRequestedAt"] is not None
+
+
+async def test_cancel_of_a_held_run_is_requested_once(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = 'Running', started_at = now(), lease_owner = 'w1', lease_token = 1, "
+        "lease_expires_at = now() + interval '1 minute' WHERE id = %s",
+        execution_id,
+    )
+    url = f"/api/v1/executions/{execution_id}"
+    first = await client.post(f"{url}/cancel", headers=OPS)
+    assert (first.status_code, first.json()["status"], first.json()["outcome"]) == (202, "Running", "requested")
+    second = await client.post(f"{url}/cancel", json={"reason": "again"})
+    assert (second.status_code, second.json()["outcome"]) == (202, "already_requested")
+    # A run being cancelled cannot be suspended.
+    assert assert_problem(await client.post(f"{url}/suspend"), 409)["code"] == "conflict"
+    execution = (await client.get(url)).json()
+    assert (execution["status"], execution["cancelRequestedBy"]) == ("Running", "ops")
+
+
+async def test_control_of_ended_and_unknown_runs(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await end_run(db, execution_id)
+    url = f"/api/v1/executions/{execution_id}"
+    for action in ("cancel", "suspend", "resume"):
+        body = assert_problem(await client.post(f"{url}/{action}"), 409)
+        assert body["code"] == "execution_ended" and "Succeeded" in body["detail"]
+        for unknown in (str(uuid.uuid4()), "not-a-uuid"):
+            missing = assert_problem(await client.post(f"/api/v1/executions/{unknown}/{action}"), 404)
+            assert missing["code"] == "execution_not_found"
+    assert_problem(await client.post(f"{url}/cancel", json={"reason": "x" * 2001}), 400)
+    assert_problem(await client.post(f"{url}/cancel", json={"why": "unknown field"}), 400)
+    assert_problem(await client.post(f"{url}/cancel", json=["not", "an", "object"]), 400)
+    assert_problem(await client.get(f"/api/v1/executions/{uuid.uuid4()}/waits"), 404)
+
+
+# --- suspend and resume --------------------------------------------------------------------------
+
+
+async def test_suspend_and_resume_a_pending_run(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}"
+    assert assert_problem(await client.post(f"{url}/resume"), 409)["code"] == "conflict", "not suspended"
+
+    suspended = await client.post(f"{url}/suspend", json={"reason": "maintenance"}, headers=OPS)
+    assert suspended.status_code == 202, suspended.text
+    assert suspended.json() == {"executionId": execution_id, "status": "Suspended", "outcome": "suspended"}
+    execution = (await client.get(url)).json()
+    assert execution["status"] == "Suspended" and execution["suspendedAt"] is not None
+    assert execution["suspendRequestedAt"] is not None
+    again = await client.post(f"{url}/suspend")
+    assert (again.status_code, again.json()["outcome"]) == (202, "already_suspended")
+    listed = (await client.get("/api/v1/executions", params={"status": "Suspended"})).json()["items"]
+    assert [i["id"] for i in listed] == [execution_id] and listed[0]["suspendedAt"] is not None
+    assert (await client.get("/api/v1/executions", params={"status": "Pending"})).json()["items"] == []
+
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
+    resumed = await client.post(f"{url}/resume", headers=OPS)
+    assert resumed.status_code == 202, resumed.text
+    assert resumed.json() == {"executionId": execution_id, "status": "Pending", "outcome": "resumed"}
+    assert await queued_jobs(db, execution_id) == 1, "resuming queues the run"
+    execution = (await client.get(url)).json()
+    assert (execution["status"], execution["suspendedAt"], execution["suspendRequestedAt"]) == ("Pending", None, None)
+    types = [e["type"] for e in (await client.get(f"{url}/events")).json()]
+    assert types[-3:] == ["suspend_requested", "execution_suspended", "execution_resumed"]
+    assert assert_problem(await client.post(f"{url}/resume"), 409)["code"] == "conflict"
+
+    # A Suspended run can be cancelled: nobody holds it.
+    assert (await client.post(f"{url}/suspend")).json()["status"] == "Suspended"
+    cancelled = await client.post(f"{url}/cancel")
+    assert (cancelled.status_code, cancelled.json()["status"]) == (202, "Cancelled")
+
+
+async def test_list_refuses_an_unknown_status(client: AsyncTestClient[Any]) -> None:
+    body = assert_problem(await client.get("/api/v1/executions", params={"status": "Paused"}), 422)
+    assert "Suspended" in body["detail"]
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+async def test_signal_is_buffered_then_duplicate(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}/signals/order.paid"
+    body = {"payload": {"amount": 12}, "signalId": "pay-1", "correlationKey": "order-7"}
+    first = await client.post(url, json=body, headers=OPS)
+    assert first.status_code == 202, first.text
+    assert first.json() == {
+        "signalId": "pay-1",
+        "outcome": "buffered",
+        "waitId": None,
+        "nodeId": None,
+        "executionStatus": "Pending",
+    }
+    second = await client.post(url, json=body)
+    assert (second.status_code, second.json()["outcome"], second.json()["signalId"]) == (202, "duplicate", "pay-1")
+    rows = await sql(
+        db, "SELECT name, correlation_key, payload, sent_by FROM dw.signals WHERE execution_id = %s", execution_id
+    )
+    assert rows == [("order.paid", "order-7", {"amount": 12}, "ops")]
+
+    # Without a body: an empty payload and a generated signal id.
+    bare = await client.post(f"/api/v1/executions/{execution_id}/signals/ping")
+    assert bare.status_code == 202 and bare.json()["outcome"] == "buffered" and bare.json()["signalId"]
+
+
+async def test_bad_signals_are_refused(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}/signals"
+    assert_problem(await client.post(f"{url}/go", json={"payload": [1, 2]}), 400)
+    assert_problem(await client.post(f"{url}/go", json={"payload": "text"}), 400)
+    assert_problem(await client.post(f"{url}/go", json={"payload": {}, "extra": 1}), 400)
+    assert_problem(await client.post(f"{url}/go", json={"signalId": "s" * 201}), 400)
+    assert_problem(await client.post(f"{url}/go", json={"signalId": ""}), 400)
+    assert_problem(await client.post(f"{url}/go", json={"correlationKey": "k" * 501}), 400)
+    assert_problem(await client.post(f"{url}/go", json=[{"payload": {}}]), 400)
+    deep: dict[str, Any] = {}
+    for _ in range(20):
+        deep = {"a": deep}
+    assert "nested" in assert_problem(await client.post(f"{url}/go", json={"payload": deep}), 422)["detail"]
+    for name in ("-go", "a" * 201, "with space", "é"):
+        assert "signal name" in assert_problem(await client.post(f"{url}/{name}", json={}), 422)["detail"]
+    assert await sql(db, "SELECT 1 FROM dw.signals") == []
+
+    for unknown in (str(uuid.uuid4()), "nope"):
+        missing = assert_problem(await client.post(f"/api/v1/executions/{unknown}/signals/go", json={}), 404)
+        assert missing["code"] == "execution_not_found"
+
+    await end_run(db, execution_id, "Failed")
+    ended = assert_problem(await client.post(f"{url}/go", json={"signalId": "late"}), 409)
+    assert ended["code"] == "execution_ended"
+
+
+async def test_concurrent_copies_of_a_signal_are_one_signal(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}/signals/approved"
+    body = {"payload": {"ok": True}, "signalId": "once"}
+    responses = await asyncio.gather(*(client.post(url, json=body) for _ in range(20)))
+    assert {r.status_code for r in responses} == {202}
+    outcomes = sorted(r.json()["outcome"] for r in responses)
+    assert outcomes == ["buffered"] + ["duplicate"] * 19
+    assert await sql(db, "SELECT count(*) FROM dw.signals WHERE execution_id = %s", execution_id) == [(1,)]
+
+
+async def test_signal_consumed_by_a_waiting_node(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    wait_id = await add_wait(db, execution_id, "signal", "order.paid", {})
+    url = f"/api/v1/executions/{execution_id}"
+
+    waits = (await client.get(f"{url}/waits")).json()
+    assert [(w["id"], w["kind"], w["state"], w["name"], w["nodeId"]) for w in waits] == [
+        (wait_id, "signal", "open", "order.paid", "echo1")
+    ]
+    other = await client.post(f"{url}/signals/order.shipped", json={"signalId": "s-0"})
+    assert other.json()["outcome"] == "buffered", "another name is not what it waits for"
+    consumed = await client.post(f"{url}/signals/order.paid", json={"payload": {"amount": 5}, "signalId": "s-1"})
+    assert consumed.status_code == 202, consumed.text
+    assert consumed.json() == {
+        "signalId": "s-1",
+        "outcome": "consumed",
+        "waitId": wait_id,
+        "nodeId": "echo1",
+        "executionStatus": "Waiting",
+    }
+    assert await queued_jobs(db, execution_id) == 1, "the parked run is woken"
+    duplicate = (await client.post(f"{url}/signals/order.paid", json={"signalId": "s-1"})).json()
+    assert (duplicate["outcome"], duplicate["waitId"], duplicate["nodeId"]) == ("duplicate", wait_id, "echo1")
+
+    wait = (await client.get(f"{url}/waits")).json()[0]
+    assert (wait["state"], wait["consumedBy"]) == ("received", "signal:s-1")
+    assert wait["consumedAt"] is not None and wait["result"]["payload"] == {"amount": 5}
+    assert wait["attempt"] == 1 and wait["createdAt"] and wait["details"] == {}
+
+
+# --- approvals -----------------------------------------------------------------------------------
+
+APPROVAL = {
+    "approvers": ["alice", "bob", "carol"],
+    "required": 2,
+    "quorum": 2,
+    "title": "Refund 120 EUR",
+    "description": "Order 7",
+}
+
+
+async def test_approvals_without_any(client: AsyncTestClient[Any]) -> None:
+    listed = await client.get("/api/v1/approvals")
+    assert (listed.status_code, listed.json()) == (200, [])
+    assert (await client.get("/api/v1/approvals", params={"status": "all", "principal": "alice"})).json() == []
+    assert_problem(await client.get("/api/v1/approvals", params={"status": "closed"}), 400)
+    assert_problem(await client.get("/api/v1/approvals", params={"executionId": "nope"}), 400)
+    assert_problem(await client.get("/api/v1/approvals", params={"limit": 0}), 400)
+    assert_problem(await client.get("/api/v1/approvals", params={"principal": "p" * 201}), 422)
+    for unknown in (str(uuid.uuid4()), "nope"):
+        assert_problem(await client.get(f"/api/v1/approvals/{unknown}"), 404)
+        decided = await client.post(
+            f"/api/v1/approvals/{unknown}/decision", json={"decision": "approve"}, headers={"X-Principal-Id": "alice"}
+        )
+        assert assert_problem(decided, 404)["code"] == "not_found"
+
+
+async def test_approval_decisions(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    approval_id = await add_wait(db, execution_id, "approval", "refund", APPROVAL)
+    url = f"/api/v1/approvals/{approval_id}"
+
+    listed = (await client.get("/api/v1/approvals")).json()
+    assert [a["id"] for a in listed] == [approval_id]
+    approval = listed[0]
+    assert (approval["executionId"], approval["workflowId"], approval["nodeId"]) == (
+        execution_id,
+        "simple-echo",
+        "echo1",
+    )
+    assert (approval["state"], approval["title"], approval["description"]) == ("open", "Refund 120 EUR", "Order 7")
+    assert (approval["approvers"], approval["required"], approval["quorum"]) == (["alice", "bob", "carol"], 2, 2)
+    assert (approval["decidedAt"], approval["result"], approval["decisions"]) == (None, None, [])
+    assert [a["id"] for a in (await client.get("/api/v1/approvals", params={"principal": "bob"})).json()] == [
+        approval_id
+    ]
+    assert (await client.get("/api/v1/approvals", params={"principal": "mallory"})).json() == []
+    by_run = await client.get("/api/v1/approvals", params={"executionId": execution_id})
+    assert [a["id"] for a in by_run.json()] == [approval_id]
+    assert (await client.get("/api/v1/approvals", params={"executionId": str(uuid.uuid4())})).json() == []
+
+    def decide(who: str | None, decision: str = "approve", comment: str | None = None) -> Any:
+        headers = {"X-Principal-Id": who} if who else {}
+        body = {"decision": decision} | ({"comment": comment} if comment else {})
+        return client.post(f"{url}/decision", json=body, headers=headers)
+
+    assert assert_problem(await decide("mallory"), 403)["code"] == "forbidden"
+    assert "X-Principal-Id" in assert_problem(await decide(None), 401)["detail"]
+    assert_problem(await decide("alice", "maybe"), 400)
+    assert_problem(await decide("alice", comment="c" * 4001), 400)
+    assert_problem(await client.post(f"{url}/decision", json={}, headers={"X-Principal-Id": "alice"}), 400)
+
+    first = await decide("alice", comment="fine by me")
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "approvalId": approval_id,
+        "executionId": execution_id,
+        "nodeId": "echo1",
+        "state": "open",
+        "approvals": 1,
+        "rejections": 0,
+        "required": 2,
+    }
+    assert await queued_jobs(db, execution_id) == 0, "still open: the run sleeps on"
+    assert assert_problem(await decide("alice", "reject"), 409)["code"] == "conflict"
+    second = await decide("bob")
+    assert second.status_code == 200
+    assert (second.json()["state"], second.json()["approvals"]) == ("approved", 2)
+    assert await queued_jobs(db, execution_id) == 1, "decided: the run is woken"
+    late = assert_problem(await decide("carol"), 409)
+    assert "approved" in late["detail"]
+
+    approval = (await client.get(url)).json()
+    assert (approval["state"], approval["decidedAt"] is not None) == ("approved", True)
+    assert [(d["principal"], d["decision"], d.get("comment")) for d in approval["decisions"]] == [
+        ("alice", "approve", "fine by me"),
+        ("bob", "approve", None),
+    ]
+    assert approval["result"]["decision"] == "approved"
+    assert (await client.get("/api/v1/approvals")).json() == []
+    assert [a["state"] for a in (await client.get("/api/v1/approvals", params={"status": "all"})).json()] == [
+        "approved"
+    ]
+    events = (await client.get(f"/api/v1/executions/{execution_id}/events")).json()
+    decided = [(e["principal"], e["details"]["decision"]) for e in events if e["type"] == "approval_decided"]
+    assert decided == [("alice", "approve"), ("bob", "approve")]
+    wait = (await client.get(f"/api/v1/executions/{execution_id}/waits")).json()[0]
+    assert (wait["kind"], wait["state"], wait["consumedBy"]) == ("approval", "approved", "approval")
+
+
+async def test_a_rejection_that_leaves_too_few_approvers_rejects(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    approval_id = await add_wait(
+        db, execution_id, "approval", None, {"approvers": ["alice", "bob"], "required": 2, "quorum": "all"}
+    )
+    rejected = await client.post(
+        f"/api/v1/approvals/{approval_id}/decision",
+        json={"decision": "reject", "comment": "no"},
+        headers={"X-Principal-Id": "bob"},
+    )
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["state"], rejected.json()["rejections"]) == ("rejected", 1)
+    approval = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+    assert (approval["state"], approval["title"], approval["quorum"]) == ("rejected", None, "all")
+
+
+async def test_cancel_withdraws_open_waits(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    approval_id = await add_wait(db, execution_id, "approval", None, APPROVAL)
+    cancelled = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=OPS)
+    assert cancelled.json()["status"] == "Cancelled"
+    assert (await client.get(f"/api/v1/approvals/{approval_id}")).json()["state"] == "withdrawn"
+    late = await client.post(
+        f"/api/v1/approvals/{approval_id}/decision", json={"decision": "approve"}, headers={"X-Principal-Id": "alice"}
+    )
+    assert assert_problem(late, 409)["code"] == "conflict"
+
+
+# --- principals and the OpenAPI document ---------------------------------------------------------
+
+
+async def test_control_requires_a_principal_when_the_server_does(dsn: str, db: Database) -> None:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, require_principal=True))) as strict:
+        execution_id = await start_run_as(strict)
+        url = f"/api/v1/executions/{execution_id}"
+        for path in ("cancel", "suspend", "resume", "signals/go"):
+            body = assert_problem(await strict.post(f"{url}/{path}", json={}), 401)
+            assert "X-Principal-Id" in body["detail"]
+        approval_id = await add_wait(db, execution_id, "approval", None, APPROVAL)
+        assert_problem(
+            await strict.post(f"/api/v1/approvals/{approval_id}/decision", json={"decision": "approve"}), 401
+        )
+        assert (await strict.get("/api/v1/approvals")).status_code == 200, "reading needs no principal"
+        ok = await strict.post(f"{url}/suspend", json={}, headers=OPS)
+        assert (ok.status_code, ok.json()["outcome"]) == (202, "suspended")
+
+
+async def start_run_as(client: AsyncTestClient[Any]) -> str:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw, headers=OPS)
+    assert created.status_code == 201, created.text
+    started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}, headers=OPS)
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+async def test_openapi_documents_the_control_routes(client: AsyncTestClient[Any]) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    for path in ("cancel", "suspend", "resume", "signals/{name}"):
+        responses = paths[f"/api/v1/executions/{{execution_id}}/{path}"]["post"]["responses"]
+        assert {"202", "400", "404", "409"} <= set(responses)
+    decision = paths["/api/v1/approvals/{approval_id}/decision"]["post"]["responses"]
+    assert {"200", "401", "403", "404", "409"} <= set(decision)
+    assert "application/problem+json" in decision["403"]["content"]
+    assert "/api/v1/executions/{execution_id}/waits" in paths
+    listed = paths["/api/v1/approvals"]["get"]["parameters"]
+    assert {"principal", "status", "executionId", "limit"} <= {p["name"] for p in listed}

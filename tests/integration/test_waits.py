@@ -1,0 +1,378 @@
+"""Waiting node kinds (delay, signal, approval) and run control (cancel, suspend, resume), with the
+runtime in-process as in test_runtime.py: the worker's Procrastinate task is played by calling
+run_execution, and a NOTIFY on dw_control by Runtime.poke."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from prometheus_client import REGISTRY
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.errors import Conflict, ExecutionEnded, Forbidden
+from dataworkflows.workers.app import update_queue_metrics
+from tests.conftest import load_fixture, publish, start
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+
+
+def delay(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return _kind("delay", node_id, edges, params)
+
+
+def signal(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return _kind("signal", node_id, edges, params)
+
+
+def approval(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return _kind("approval", node_id, edges, params)
+
+
+def _kind(kind: str, node_id: str, edges: tuple[dict[str, Any], ...], params: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": node_id, "nodeType": kind, "parameters": params}
+    if edges:
+        node["edges"] = list(edges)
+    return node
+
+
+async def sql(db: Database, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(query, args)
+        return await cur.fetchall() if cur.description else []
+
+
+async def jobs(db: Database, execution_id: UUID) -> list[tuple[Any, ...]]:
+    return await sql(
+        db,
+        "SELECT status::text, scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s ORDER BY id",
+        str(execution_id),
+    )
+
+
+async def started(db: Database, raw: dict[str, Any], trigger: dict[str, Any] | None = None) -> UUID:
+    """Publishes and starts; the start job is dropped, as if a worker had taken it."""
+    await publish(db, raw)
+    execution_id = await start(db, raw["id"], trigger)
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(execution_id))
+    return execution_id
+
+
+async def status(db: Database, execution_id: UUID) -> str:
+    execution = await db.executions.get(execution_id)
+    assert execution is not None
+    return execution.status.value
+
+
+async def test_a_delay_parks_the_run_and_fires_once_at_its_due_time(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("nap", delay("nap", duration="PT0.4S"), echo("after")))
+    before = datetime.now(UTC)
+    assert await runtime.run_execution(execution_id) == "parked"
+    assert await status(db, execution_id) == "Waiting"
+    assert (await nodes(db, execution_id))["nap"]["status"] == "Waiting"
+    # One wake-up job, at the timer's due time; the run holds no lease.
+    ((job_status, scheduled),) = await jobs(db, execution_id)
+    assert job_status == "todo" and timedelta(seconds=0.3) < scheduled - before < timedelta(seconds=1)
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["lease_owner"] is None
+
+    # Too early: the run parks again, the timer stays open.
+    assert await runtime.run_execution(execution_id) == "parked"
+    await asyncio.sleep(max((scheduled - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    assert [(r["node_id"], r["status"]) for r in rows] == [("nap", "Succeeded"), ("after", "Succeeded")]
+    assert rows[0]["outputs"]["lateSeconds"] >= 0
+    assert (await events(db, execution_id)).count("timer_fired") == 1
+    # Fired once: the run is over and a late job finds nothing.
+    assert await runtime.run_execution(execution_id) == "finished"
+
+
+async def test_a_delay_until_a_past_time_fires_at_once(db: Database, conditions: ConditionPool) -> None:
+    raw = wf("past", delay("wait", until="{{ trigger.at }}"), echo("after"))
+    execution_id = await started(db, raw, {"at": "2020-01-01T00:00:00Z"})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+
+
+async def test_a_bad_until_fails_the_node_with_a_reason(db: Database, conditions: ConditionPool) -> None:
+    execution_id = await started(db, wf("bad-until", delay("wait", until="{{ trigger.at }}")), {"at": "tomorrow"})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    error = (await nodes(db, execution_id))["wait"]["error"]
+    assert error["code"] == "invalid_parameters" and "ISO 8601" in error["message"]
+
+
+async def test_a_signal_sent_before_its_wait_is_consumed_exactly_once(db: Database, conditions: ConditionPool) -> None:
+    raw = wf(
+        "early",
+        echo("first"),
+        signal("approve", name="go", correlationKey="{{ trigger.order }}"),
+        echo("after", message="{{ nodes.approve.amount }}"),
+    )
+    execution_id = await started(db, raw, {"order": "o-1"})
+    # Another order's signal is not this wait's; this order's is buffered until the wait starts.
+    other = await db.control.signal(
+        execution_id, "go", payload={"amount": 1}, signal_id="s-0", correlation_key="o-2", principal="t", queue="q"
+    )
+    mine = await db.control.signal(
+        execution_id, "go", payload={"amount": 7}, signal_id="s-1", correlation_key="o-1", principal="t", queue="q"
+    )
+    assert (other.outcome, mine.outcome) == ("buffered", "buffered")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert state["approve"]["outputs"] == {"amount": 7}
+    assert state["after"]["outputs"]["echo"] == 7
+    consumed = await sql(
+        db, "SELECT signal_id, wait_id IS NOT NULL FROM dw.signals WHERE execution_id = %s ORDER BY id", execution_id
+    )
+    assert consumed == [("s-0", False), ("s-1", True)]
+    again = await db.control.signal(
+        execution_id, "go", payload={"amount": 7}, signal_id="s-1", correlation_key="o-1", principal="t", queue="q"
+    )
+    assert again.outcome == "duplicate" and again.node_id == "approve"
+
+
+async def test_a_signal_wakes_a_parked_run_and_20_copies_deliver_once(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("late", signal("pay", name="paid"), echo("after")))
+    assert await runtime.run_execution(execution_id) == "parked"
+    # Nothing but the signal can wake it: no job is queued.
+    assert await jobs(db, execution_id) == []
+
+    async def send() -> str:
+        delivery = await db.control.signal(
+            execution_id, "paid", payload={"n": 1}, signal_id="same", correlation_key=None, principal="p", queue="q"
+        )
+        return delivery.outcome
+
+    outcomes = await asyncio.gather(*(send() for _ in range(20)))
+    assert sorted(outcomes) == ["consumed"] + ["duplicate"] * 19
+    assert [j[0] for j in await jobs(db, execution_id)] == ["todo"]
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert [r["status"] for r in await attempts(db, execution_id)] == ["Succeeded", "Succeeded"]
+    assert (await sql(db, "SELECT count(*) FROM dw.signals WHERE execution_id = %s", execution_id)) == [(1,)]
+
+
+async def test_a_signal_timeout_is_routed_by_a_failure_edge(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "timeout",
+        signal("wait", to("handled", "failure"), to("happy"), name="never", timeout="PT0.3S"),
+        echo("handled"),
+        echo("happy"),
+    )
+    execution_id = await started(db, raw)
+    assert await runtime.run_execution(execution_id) == "parked"
+    ((_, scheduled),) = await jobs(db, execution_id)  # wakes up at the timeout
+    await asyncio.sleep(max((scheduled - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert state["wait"]["status"] == "Failed" and state["wait"]["error"]["code"] == "wait_timeout"
+    assert (state["handled"]["status"], state["happy"]["status"]) == ("Succeeded", "Skipped")
+
+
+async def _approval_run(db: Database, conditions: ConditionPool, workflow_id: str, **params: Any) -> tuple[UUID, UUID]:
+    raw = wf(
+        workflow_id,
+        approval("ok", to("ship"), to("rejected", "failure"), approvers=["alice", "bob", "carol"], **params),
+        echo("ship"),
+        echo("rejected"),
+    )
+    execution_id = await started(db, raw)
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+    (pending,) = await db.control.approvals(principal="alice", open_only=True)
+    assert pending.execution_id == execution_id and pending.details["approvers"] == ["alice", "bob", "carol"]
+    return execution_id, pending.id
+
+
+async def test_an_approval_with_a_quorum_of_2_of_3(db: Database, conditions: ConditionPool) -> None:
+    execution_id, approval_id = await _approval_run(db, conditions, "quorum", quorum=2, title="Ship it?")
+    assert await db.control.approvals(principal="mallory", open_only=True) == []
+    with pytest.raises(Forbidden):
+        await db.control.decide(approval_id, principal="mallory", decision="approve", comment=None, queue="q")
+    first = await db.control.decide(approval_id, principal="alice", decision="approve", comment="fine", queue="q")
+    assert (first.state, first.approvals, first.required) == ("open", 1, 2)
+    pending = await sql(db, "SELECT title, approvers, required, approvals FROM dw.v_pending_approvals")
+    assert pending == [("Ship it?", ["alice", "bob", "carol"], 2, 1)]
+    with pytest.raises(Conflict):
+        await db.control.decide(approval_id, principal="alice", decision="reject", comment=None, queue="q")
+    second = await db.control.decide(approval_id, principal="bob", decision="approve", comment=None, queue="q")
+    assert second.state == "approved"
+    with pytest.raises(Conflict):
+        await db.control.decide(approval_id, principal="carol", decision="approve", comment=None, queue="q")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    outputs = (await nodes(db, execution_id))["ok"]["outputs"]
+    assert outputs["decision"] == "approved" and outputs["comments"] == ["fine"]
+    assert [d["principal"] for d in outputs["decisions"]] == ["alice", "bob"]
+    assert "approval_decided" in await events(db, execution_id)
+
+
+async def test_a_rejection_is_routed_by_a_failure_edge(db: Database, conditions: ConditionPool) -> None:
+    execution_id, approval_id = await _approval_run(db, conditions, "all", quorum="all")
+    decided = await db.control.decide(approval_id, principal="carol", decision="reject", comment="no", queue="q")
+    assert decided.state == "rejected"  # everyone had to approve: one rejection decides
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert state["ok"]["status"] == "Failed" and state["ok"]["error"]["code"] == "rejected"
+    assert (state["ship"]["status"], state["rejected"]["status"]) == ("Skipped", "Succeeded")
+
+
+async def test_cancel_of_a_waiting_run_withdraws_its_wait(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("cancel-wait", signal("wait", name="never"), echo("after")))
+    assert await runtime.run_execution(execution_id) == "parked"
+    cancelled = await db.control.cancel(execution_id, principal="ops", reason="not needed")
+    assert (cancelled.status, cancelled.outcome) == ("Cancelled", "cancelled")
+    state = await nodes(db, execution_id)
+    assert (state["wait"]["status"], state["after"]["status"]) == ("Cancelled", "Skipped")
+    assert [r["status"] for r in await attempts(db, execution_id)] == ["Cancelled"]
+    assert [w.state for w in await db.control.waits(execution_id)] == ["withdrawn"]
+    execution = await db.executions.get(execution_id)
+    assert execution is not None and execution.error is not None
+    assert execution.error["code"] == "cancelled" and "not needed" in execution.error["message"]
+    log = await events(db, execution_id)
+    assert log.index("cancel_requested") < log.index("wait_withdrawn") < log.index("execution_cancelled")
+    again = await db.control.cancel(execution_id, principal="ops", reason=None)
+    assert again.outcome == "already_cancelled"
+    with pytest.raises(ExecutionEnded):
+        await db.control.signal(
+            execution_id, "never", payload={}, signal_id=None, correlation_key=None, principal=None, queue="q"
+        )
+
+
+async def test_cancel_during_a_long_node_ends_the_run_within_a_second(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions, lease_seconds=30.0)  # the heartbeat is 10 s away
+    execution_id = await started(db, wf("long", echo("slow", delayMs=30000), echo("after")))
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.3)
+    requested = await db.control.cancel(execution_id, principal="ops", reason=None)
+    assert (requested.status, requested.outcome) == ("Running", "requested")
+    began = time.monotonic()
+    runtime.poke(execution_id)  # what the worker's dw_control listener does on the NOTIFY
+    assert await asyncio.wait_for(run, 2) == "Cancelled"
+    assert time.monotonic() - began < 1
+    assert await status(db, execution_id) == "Cancelled"
+    ((node, attempt_status, error),) = [
+        (r["node_id"], r["status"], r["error"]) for r in await attempts(db, execution_id)
+    ]
+    assert (node, attempt_status, error["code"]) == ("slow", "Cancelled", "run_ended")
+    assert (await nodes(db, execution_id))["after"]["status"] == "Skipped"
+
+
+async def test_a_cancel_requested_while_its_worker_died_ends_the_run_at_the_next_acquire(
+    db: Database, conditions: ConditionPool
+) -> None:
+    execution_id = await started(db, wf("orphan", echo("a")))
+    # A worker holds a live lease and then vanishes.
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = 'Running', lease_owner = 'dead',"
+        " lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+        execution_id,
+    )
+    assert (await db.control.cancel(execution_id, principal=None, reason=None)).outcome == "requested"
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "finished"
+    assert await status(db, execution_id) == "Cancelled"
+
+
+async def test_suspend_lets_running_attempts_finish_and_starts_nothing(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("pause", echo("a", delayMs=400), echo("b")))
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.15)
+    assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
+    runtime.poke(execution_id)
+    assert await asyncio.wait_for(run, 3) == "suspended"
+    state = await nodes(db, execution_id)
+    assert (state["a"]["status"], state["b"]["status"]) == ("Succeeded", "Ready")
+    assert await status(db, execution_id) == "Suspended"
+    # A job that finds it Suspended does nothing.
+    assert await runtime.run_execution(execution_id) == "suspended"
+    resumed = await db.control.resume(execution_id, principal="ops", queue="executions")
+    assert (resumed.status, resumed.outcome) == ("Waiting", "resumed")
+    assert [j[0] for j in await jobs(db, execution_id)] == ["todo"]
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    log = await events(db, execution_id)
+    assert log.index("suspend_requested") < log.index("execution_suspended") < log.index("execution_resumed")
+
+
+async def test_suspend_freezes_a_timer_and_resume_fires_it(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("frozen", delay("nap", duration="PT0.3S"), echo("after")))
+    assert await runtime.run_execution(execution_id) == "parked"
+    suspended = await db.control.suspend(execution_id, principal="ops", reason="freeze")
+    assert (suspended.status, suspended.outcome) == ("Suspended", "suspended")
+    await asyncio.sleep(0.5)
+    # The timer came due while suspended: its wake-up job finds the run Suspended and does nothing.
+    assert await runtime.run_execution(execution_id) == "suspended"
+    assert [w.state for w in await db.control.waits(execution_id)] == ["open"]
+    assert (await db.control.resume(execution_id, principal="ops", queue="executions")).outcome == "resumed"
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    (fired,) = [w for w in await db.control.waits(execution_id)]
+    assert fired.state == "fired" and fired.result["lateSeconds"] >= 0.15  # caught up on resume
+    with pytest.raises(Conflict):
+        await db.control.resume(execution_id, principal="ops", queue="executions")
+
+
+async def test_a_run_waiting_only_for_a_signal_is_not_recovered(db: Database, conditions: ConditionPool) -> None:
+    execution_id = await started(db, wf("quiet", signal("wait", name="someday")))
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+    await sql(db, "UPDATE dw.executions SET created_at = now() - interval '1 hour' WHERE id = %s", execution_id)
+    recovered = await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions")
+    assert execution_id not in [r.execution_id for r in recovered]
+    assert await jobs(db, execution_id) == []
+    await update_queue_metrics(db)
+    assert REGISTRY.get_sample_value("dataworkflows_waiting_runs", {"status": "Waiting"}) == 1
+    views = await sql(
+        db, "SELECT node_id, kind, name, due_at FROM dw.v_waiting_runs WHERE execution_id = %s", execution_id
+    )
+    assert views == [("wait", "signal", "someday", None)]
+
+
+async def test_a_cancel_that_comes_as_the_run_parks_takes_effect(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("race", signal("wait", name="never")))
+    real_park = runtime.data.park
+
+    async def park_after_a_cancel(execution: UUID, token: int, *, queue: str) -> Any:
+        # The request lands after the worker decided to park, before its park commits.
+        assert (await db.control.cancel(execution, principal="ops", reason=None)).outcome == "requested"
+        return await real_park(execution, token, queue=queue)
+
+    runtime.data.park = park_after_a_cancel  # type: ignore[method-assign]
+    assert await runtime.run_execution(execution_id) == "Cancelled"
+    assert await status(db, execution_id) == "Cancelled"
+
+
+async def test_the_waiting_examples_in_fixtures_run(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    reminder = await started(db, load_fixture("bundle5/delayed-reminder-workflow.json"), {"after": "PT0.2S"})
+    assert await runtime.run_execution(reminder) == "parked"
+    await asyncio.sleep(0.3)
+    assert await runtime.run_execution(reminder) == "Succeeded"
+    assert (await nodes(db, reminder))["remind"]["outputs"]["echo"].startswith("Reminder for you")
+
+    order = await started(db, load_fixture("bundle5/order-payment-workflow.json"), {"orderId": "A-7"})
+    assert await runtime.run_execution(order) == "parked"
+    paid = await db.control.signal(
+        order, "payment", payload={"amount": 30}, signal_id="p-1", correlation_key="A-7", principal=None, queue="q"
+    )
+    assert paid.outcome == "consumed" and paid.node_id == "payment"
+    assert await runtime.run_execution(order) == "Succeeded"
+    assert (await nodes(db, order))["ship"]["outputs"]["echo"] == "shipping order A-7, paid 30"
+
+    expense = await started(
+        db, load_fixture("bundle5/expense-approval-workflow.json"), {"amount": 120, "requester": "dan"}
+    )
+    assert await runtime.run_execution(expense) == "parked"
+    (pending,) = await db.control.approvals(principal="bob", open_only=True)
+    assert pending.details["title"] == "Expense of 120 for dan"
+    for person in ("alice", "bob"):
+        await db.control.decide(pending.id, principal=person, decision="approve", comment=None, queue="q")
+    assert await runtime.run_execution(expense) == "Succeeded"
+    assert (await nodes(db, expense))["pay"]["outputs"]["echo"] == "paying 120, approved by alice, bob"

@@ -1,0 +1,109 @@
+"""The waiting kinds' rules (dataworkflows.waits) and their publish-time validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dataworkflows.statuses import AttemptStatus
+from dataworkflows.validation import validate_definition
+from dataworkflows.waits import WaitParameterError, resolved_result, wait_spec
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_delay_is_a_timer_due_after_its_duration_or_at_its_time() -> None:
+    assert wait_spec("delay", {"duration": "PT90S"}, now=NOW).due_at == NOW + timedelta(seconds=90)
+    assert wait_spec("delay", {"until": "2026-12-24T18:00:00Z"}, now=NOW).due_at == datetime(
+        2026, 12, 24, 18, tzinfo=UTC
+    )
+    # No offset: UTC.
+    assert wait_spec("delay", {"until": "2026-12-24T18:00:00"}, now=NOW).due_at == datetime(
+        2026, 12, 24, 18, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "exactly one of duration"),
+        ({"duration": "PT1S", "until": "2026-12-24T18:00:00Z"}, "exactly one of duration"),
+        ({"duration": "soon"}, "ISO 8601 duration"),
+        ({"until": "tomorrow"}, "ISO 8601 timestamp"),
+        ({"duration": "P400D"}, "366 days"),
+    ],
+)
+def test_a_delay_refuses_what_is_not_a_time(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(WaitParameterError, match=message):
+        wait_spec("delay", params, now=NOW)
+
+
+def test_a_signal_wait_has_a_name_an_optional_key_and_timeout() -> None:
+    spec = wait_spec("signal", {"name": "paid", "correlationKey": "o-1", "timeout": "PT1H"}, now=NOW)
+    assert (spec.kind, spec.name, spec.correlation_key) == ("signal", "paid", "o-1")
+    assert spec.expires_at == NOW + timedelta(hours=1) and spec.due_at is None
+    with pytest.raises(WaitParameterError, match="signal name"):
+        wait_spec("signal", {"name": "no spaces"}, now=NOW)
+    with pytest.raises(WaitParameterError, match="longer than zero"):
+        wait_spec("signal", {"name": "x", "timeout": "PT0S"}, now=NOW)
+
+
+@pytest.mark.parametrize(("quorum", "required"), [("any", 1), ("all", 3), (2, 2)])
+def test_an_approval_quorum_is_a_number_of_approvals(quorum: Any, required: int) -> None:
+    spec = wait_spec("approval", {"approvers": ["a", "b", "c", "a"], "quorum": quorum}, now=NOW)
+    assert spec.details["approvers"] == ["a", "b", "c"] and spec.details["required"] == required
+
+
+@pytest.mark.parametrize("quorum", [0, 4, "most", True])
+def test_an_impossible_quorum_is_refused(quorum: Any) -> None:
+    with pytest.raises(WaitParameterError):
+        wait_spec("approval", {"approvers": ["a", "b", "c"], "quorum": quorum}, now=NOW)
+
+
+def test_resolved_waits_become_results() -> None:
+    assert resolved_result("signal", "received", {"payload": {"a": 1}}).outputs == {"a": 1}
+    assert resolved_result("signal", "received", {"payload": [1]}).outputs == {"payload": [1]}
+    timed_out = resolved_result("signal", "timed_out", {"code": "wait_timeout", "message": "late"})
+    assert timed_out.status == AttemptStatus.FAILED and timed_out.error is not None
+    assert timed_out.error.code == "wait_timeout"
+    rejected = resolved_result(
+        "approval", "rejected", {"decision": "rejected", "decisions": [{"principal": "bob", "decision": "reject"}]}
+    )
+    assert rejected.error is not None and rejected.error.code == "rejected" and "bob" in rejected.error.message
+    assert rejected.outputs["decision"] == "rejected"
+    assert resolved_result("timer", "fired", {"lateSeconds": 0.1}).status == AttemptStatus.SUCCEEDED
+
+
+def _definition(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "w", "displayName": "w", "startNode": nodes[0]["id"], "nodes": list(nodes)}
+
+
+def test_publish_time_validation_of_waiting_nodes() -> None:
+    problems = validate_definition(
+        _definition(
+            {"id": "a", "nodeType": "delay", "parameters": {"duration": "later"}},
+            {"id": "b", "nodeType": "signal", "actionType": "core.echo", "parameters": {"name": "x"}},
+            {"id": "c", "nodeType": "approval", "parameters": {"approvers": ["x"], "quorum": 2}},
+            {"id": "d", "parameters": {}},
+            {"id": "e", "nodeType": "subworkflow", "parameters": {}},
+        )
+    )
+    found = {(p.pointer, p.code) for p in problems}
+    assert ("/nodes/0/parameters", "invalid_parameters") in found
+    assert ("/nodes/1/actionType", "not_allowed") in found
+    assert ("/nodes/2/parameters", "invalid_parameters") in found
+    assert ("/nodes/3/actionType", "required") in found
+    assert ("/nodes/4/nodeType", "unsupported") in found
+
+
+def test_templated_wait_parameters_are_checked_when_rendered() -> None:
+    problems = validate_definition(
+        _definition(
+            {"id": "a", "nodeType": "delay", "parameters": {"until": "{{ trigger.at }}"}},
+            {"id": "b", "nodeType": "signal", "parameters": {"name": "{{ trigger.kind }}", "timeout": "PT5M"}},
+            {"id": "c", "nodeType": "approval", "parameters": {"approvers": "{{ trigger.people }}", "quorum": "all"}},
+        )
+    )
+    assert problems == []
