@@ -135,14 +135,14 @@ BEGIN
         RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
-    IF v_e.status = 'Suspended' THEN
-        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
-        RETURN;
-    END IF;
     IF v_e.cancel_requested_at IS NOT NULL THEN
         -- Its worker died (or stopped) before it could end the run.
         PERFORM dw.finish_cancelled_v1(v_e);
         RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
+    IF v_e.status = 'Suspended' THEN
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
     IF v_e.suspend_requested_at IS NOT NULL THEN
@@ -247,9 +247,10 @@ BEGIN
        AND n.status IN ('Ready', 'Waiting')
        -- A node that waits on a wait (not on a retry's due time) is resumed from its wait, not
        -- started again.
-       AND NOT EXISTS (SELECT 1 FROM dw.waits w
-                        WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
-                          AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn')
+       AND (n.status = 'Ready' OR NOT EXISTS (
+                SELECT 1 FROM dw.waits w
+                 WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                   AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'))
     RETURNING n.attempts INTO v_attempt;
     IF v_attempt IS NULL THEN
         RAISE EXCEPTION 'node % of execution % is not runnable', p_node_id, p_execution_id
@@ -456,9 +457,16 @@ BEGIN
          WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
         RETURNING n.node_id, n.status
     ), withdrawn AS (
+        -- Open waits, and waits resolved whose outcome the run's end came before: their node is
+        -- Cancelled, and a redrive starts it again with a new wait.
         UPDATE dw.waits w SET state = 'withdrawn', consumed_at = now(), consumed_by = 'run_ended'
-         WHERE w.execution_id = p_execution_id AND w.state = 'open'
+         WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL
         RETURNING w.id, w.node_id, w.kind
+    ), released_signals AS (
+        -- A signal such a wait took goes back to the inbox, for that new wait: it is not lost.
+        UPDATE dw.signals s SET consumed_at = NULL, wait_id = NULL
+          FROM withdrawn
+         WHERE s.execution_id = p_execution_id AND s.wait_id = withdrawn.id
     ), withdrawn_events AS (
         INSERT INTO dw.execution_events (execution_id, node_id, type, details)
         SELECT p_execution_id, withdrawn.node_id, 'wait_withdrawn',
@@ -547,11 +555,13 @@ BEGIN
     FOR v_e IN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
-                OR (e.status IN ('Pending', 'Waiting')
-                    AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)))
-           -- A Waiting run that waits only for signals or approvals without a timeout has no job,
-           -- rightly: their arrival queues one.
-           AND (e.status <> 'Waiting' OR dw.run_wake_at_v1(e.id) IS NOT NULL)
+                OR (e.status = 'Pending'
+                    AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds))
+                -- A parked run whose wake-up time has passed (its job may be lost). One that waits
+                -- only for signals or approvals without a timeout (wake_at NULL) has no job,
+                -- rightly: their arrival queues one.
+                OR (e.status = 'Waiting'
+                    AND e.wake_at < now() - make_interval(secs => p_stalled_worker_seconds)))
            -- Covered: a queued job (a parked run's wake-up included); or a job that a live worker
            -- (recent heartbeat) holds, while nobody holds the lease (it is about to acquire). A
            -- Running run whose lease expired is not covered by its worker: the lease is the

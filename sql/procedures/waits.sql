@@ -74,12 +74,18 @@ BEGIN
 END;
 $$;
 
--- The worker's call for the same, fenced.
+-- The worker's call for the same, fenced; answers every resolved wait not yet recorded.
 CREATE OR REPLACE FUNCTION dw.fire_due_waits_v1(p_execution_id uuid, p_token bigint)
     RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
-    RETURN QUERY SELECT dw.wait_json_v1(w) FROM dw.fire_due_waits_internal_v1(p_execution_id) w;
+    PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+    -- Every wait resolved and not recorded, not only those fired now: one a signal resolved just
+    -- before its timeout, whose NOTIFY this worker has not handled yet, comes back too.
+    RETURN QUERY SELECT dw.wait_json_v1(w) FROM dw.waits w
+                  WHERE w.execution_id = p_execution_id AND w.state NOT IN ('open', 'withdrawn')
+                    AND w.recorded_at IS NULL
+                  ORDER BY w.consumed_at;
 END;
 $$;
 
@@ -442,18 +448,24 @@ END;
 $$;
 
 -- The worker holding a run whose suspension was requested, once its running attempts ended.
--- False when the request was withdrawn (resumed) meanwhile: the worker carries on.
+-- outcome: suspended; cancelled (a cancel came meanwhile, and wins); withdrawn (resumed meanwhile:
+-- the worker carries on).
+DROP FUNCTION IF EXISTS dw.suspend_execution_v1(uuid, bigint, text);  -- returned boolean before
 CREATE OR REPLACE FUNCTION dw.suspend_execution_v1(p_execution_id uuid, p_token bigint, p_worker text)
-    RETURNS boolean LANGUAGE plpgsql AS $$
+    RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL THEN
+        PERFORM dw.finish_cancelled_v1(v_e);
+        RETURN 'cancelled';
+    END IF;
     IF v_e.suspend_requested_at IS NULL THEN
-        RETURN false;
+        RETURN 'withdrawn';
     END IF;
     PERFORM dw.suspend_now_v1(v_e, p_worker);
-    RETURN true;
+    RETURN 'suspended';
 END;
 $$;
 
@@ -476,7 +488,8 @@ BEGIN
     IF v_e.status = 'Suspended' THEN
         v_status := CASE WHEN v_e.started_at IS NULL THEN 'Pending' ELSE 'Waiting' END;
         UPDATE dw.executions e
-           SET status = v_status, suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL
+           SET status = v_status, suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL,
+               wake_at = now()
          WHERE e.id = p_execution_id;
         INSERT INTO dw.execution_events (execution_id, type, principal, details)
         VALUES (p_execution_id, 'execution_resumed', p_principal,
@@ -525,7 +538,7 @@ BEGIN
         RETURN;
     END IF;
     v_wake := dw.run_wake_at_v1(p_execution_id);
-    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL
+    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL, wake_at = v_wake
      WHERE e.id = p_execution_id;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', v_wake));

@@ -101,8 +101,8 @@ SELECT w AS wait FROM dw.fire_due_waits_v1(%(id)s, %(token)s) AS w;
 SELECT dw.cancel_execution_v1(%(id)s, %(token)s);
 
 -- name: suspend_execution
--- The worker suspends a run whose suspension was requested (fenced); false if it was withdrawn.
-SELECT dw.suspend_execution_v1(%(id)s, %(token)s, %(worker)s) AS suspended;
+-- The worker suspends a run whose suspension was requested (fenced): suspended, cancelled or withdrawn.
+SELECT dw.suspend_execution_v1(%(id)s, %(token)s, %(worker)s) AS outcome;
 
 -- name: release_execution
 -- Gives the lease back and re-queues the run (worker shutdown).

@@ -227,7 +227,14 @@ class _Run:
 
     async def _check_now(self) -> None:
         """A poke: renew the lease now and take in what the renewal says."""
-        renewal = await self.data.renew_lease(self.execution_id, self.token, lease_seconds=self.settings.lease_seconds)
+        try:
+            renewal = await self.data.renew_lease(
+                self.execution_id, self.token, lease_seconds=self.settings.lease_seconds
+            )
+        except DatabaseUnavailable as exc:
+            # As for the heartbeat: a blip; the next renewal carries the same news.
+            self.log.warning("checking the run after a notification failed", error=str(exc))
+            return
         if not renewal.renewed:
             raise LeaseLost()
         self._apply(renewal)
@@ -302,8 +309,9 @@ class _Run:
         await self._fire_due_waits(at)
         self._launch_ready(at)
         if not self.running:
-            if self.control == "suspend" and await self._suspend():
-                return "suspended"
+            if self.control == "suspend":
+                # Withdrawn (None): look again from the top, where nodes start once more.
+                return await self._suspend()
             if self.runtime.stopping.is_set() and self._startable_now(at):
                 return await self._hand_back()
             return await self._idle(at, waiters)
@@ -402,15 +410,22 @@ class _Run:
         self.log.info("execution cancelled")
         return ExecutionStatus.CANCELLED.value
 
-    async def _suspend(self) -> bool:
-        """An operator suspended the run and its attempts have ended: it holds nothing from now on."""
-        if await self.data.suspend(self.execution_id, self.token, worker=self.settings.worker_id):
+    async def _suspend(self) -> str | None:
+        """An operator suspended the run and its attempts have ended: it holds nothing from now on.
+        None when the suspension was withdrawn meanwhile (the run goes on)."""
+        outcome = await self.data.suspend(self.execution_id, self.token, worker=self.settings.worker_id)
+        if outcome == "suspended":
             metrics.CONTROL_APPLIED.labels("suspend").inc()
             self.log.info("execution suspended")
-            return True
+            return "suspended"
+        if outcome == "cancelled":
+            metrics.CONTROL_APPLIED.labels("cancel").inc()
+            metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
+            self.log.info("execution cancelled (the request came as it was being suspended)")
+            return ExecutionStatus.CANCELLED.value
         self.control = None  # resumed before it took effect
         self.ctx.suspending.clear()
-        return False
+        return None
 
     async def _collect(self, task: asyncio.Task[Decision | None]) -> str | None:
         node_id = task.get_name().removeprefix("node-")

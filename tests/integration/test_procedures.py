@@ -245,6 +245,13 @@ async def test_recovery_covers_parked_runs_and_spares_live_workers(db: Database)
     recovered = await db.fetch_all(
         "recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions"
     )
+    # The parked run was due at once: recovery gives its lost job the stalled-worker grace first.
+    assert recovered == []
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET wake_at = now() - interval '1 minute' WHERE id = %s", (parked,))
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=5, stalled_worker_seconds=30, queue="executions"
+    )
     assert [(r["execution_id"], r["action"]) for r in recovered] == [(parked, "requeued")]
     # A stale token cannot release (or re-queue) a run it no longer holds.
     again = await db.fetch_one("release_execution", id=released, token=1, queue="executions", reason="stale")

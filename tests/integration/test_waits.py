@@ -376,3 +376,75 @@ async def test_the_waiting_examples_in_fixtures_run(db: Database, conditions: Co
         await db.control.decide(pending.id, principal=person, decision="approve", comment=None, queue="q")
     assert await runtime.run_execution(expense) == "Succeeded"
     assert (await nodes(db, expense))["pay"]["outputs"]["echo"] == "paying 120, approved by alice, bob"
+
+
+async def test_a_withdrawn_suspension_lets_the_run_go_on(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("withdrawn", echo("a", delayMs=300), echo("b")))
+    real_suspend = runtime.data.suspend
+
+    async def resumed_first(execution: UUID, token: int, *, worker: str) -> str:
+        # The resume lands after the worker heard the request, before its suspension commits.
+        assert (await db.control.resume(execution, principal="ops", queue="q")).outcome == "withdrawn"
+        return await real_suspend(execution, token, worker=worker)
+
+    runtime.data.suspend = resumed_first  # type: ignore[method-assign]
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.1)
+    await db.control.suspend(execution_id, principal="ops", reason=None)
+    runtime.poke(execution_id)
+    assert await asyncio.wait_for(run, 3) == "Succeeded"
+
+
+async def test_a_cancel_that_comes_as_the_run_suspends_wins(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("both", echo("a", delayMs=300), echo("b")))
+    real_suspend = runtime.data.suspend
+
+    async def cancelled_first(execution: UUID, token: int, *, worker: str) -> str:
+        assert (await db.control.cancel(execution, principal="ops", reason=None)).outcome == "requested"
+        return await real_suspend(execution, token, worker=worker)
+
+    runtime.data.suspend = cancelled_first  # type: ignore[method-assign]
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.1)
+    await db.control.suspend(execution_id, principal="ops", reason=None)
+    runtime.poke(execution_id)
+    assert await asyncio.wait_for(run, 3) == "Cancelled"
+    assert await status(db, execution_id) == "Cancelled"
+
+
+async def test_a_signal_taken_by_a_node_whose_run_ended_is_given_back(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "give-back",
+        echo("s", to("w"), to("f")),
+        signal("w", name="go"),
+        echo("f", simulateFailure="permanent", delayMs=200),
+    )
+    execution_id = await started(db, raw)
+    real_record = runtime.data.record_attempt
+
+    async def signal_then_record(record: Any) -> Any:
+        if record.node_id == "f":
+            # The signal resolves w's open wait just as f's failure is about to end the run
+            # (this worker has not heard of it: no listener here).
+            delivery = await db.control.signal(
+                execution_id, "go", payload={"n": 1}, signal_id="g-1", correlation_key=None, principal=None, queue="q"
+            )
+            assert delivery.outcome == "consumed"
+        return await real_record(record)
+
+    runtime.data.record_attempt = signal_then_record  # type: ignore[method-assign]
+    assert await runtime.run_execution(execution_id) == "Failed"
+    # The signal is back in the inbox; the wait is withdrawn, its node Cancelled.
+    assert await sql(db, "SELECT wait_id FROM dw.signals WHERE execution_id = %s", execution_id) == [(None,)]
+    assert [w.state for w in await db.control.waits(execution_id)] == ["withdrawn"]
+    assert (await nodes(db, execution_id))["w"]["status"] == "Cancelled"
+    # A redrive of f's letter runs w again, and its new wait takes the signal.
+    runtime.data.record_attempt = real_record  # type: ignore[method-assign]
+    (letter,) = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=10)
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    assert await runtime.run_execution(execution_id) == "Failed"  # f fails again, permanently
+    state = await nodes(db, execution_id)
+    assert (state["w"]["status"], state["w"]["outputs"]) == ("Succeeded", {"n": 1})

@@ -155,10 +155,12 @@ class RunData:
         """Ends the run Cancelled (its cancel was requested); attempts in flight are recorded Cancelled."""
         await self._db.fetch_one("cancel_execution", id=execution_id, token=token)
 
-    async def suspend(self, execution_id: UUID, token: int, *, worker: str) -> bool:
-        """Suspends the run (its suspension was requested); False if the request was withdrawn."""
+    async def suspend(self, execution_id: UUID, token: int, *, worker: str) -> str:
+        """Suspends the run (its suspension was requested): "suspended", "cancelled" (a cancel came
+        meanwhile and ended the run) or "withdrawn" (resumed meanwhile: carry on)."""
         row = await self._db.fetch_one("suspend_execution", id=execution_id, token=token, worker=worker)
-        return bool(row and row["suspended"])
+        assert row is not None
+        return str(row["outcome"])
 
     async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
         """Gives the lease back and re-queues the run at once (this worker is stopping)."""
