@@ -515,10 +515,10 @@ BEGIN
 END;
 $$;
 
--- Parks a run that has nothing to run now: gives up the lease and queues one run job for the
--- time it must next wake up (dw.run_wake_at_v1), or none when only signals and approvals without a
--- timeout remain. Wake-up jobs queued for later times are dropped, so a parked run has at most
--- one. A cancel or suspend request that came while the worker decided to park takes effect here
+-- Parks a run that has nothing to run now: gives up the lease and keeps the time it must next wake
+-- up (dw.run_wake_at_v1) on the execution (wake_at), NULL when only signals and approvals without
+-- a timeout remain. A run due now gets its job now; a later one gets it from dw.wake_due_runs_v1
+-- when the time comes (no job waits in procrastinate_jobs meanwhile). A cancel or suspend request that came while the worker decided to park takes effect here
 -- instead (nobody would hold the run to act on it). outcome: parked | cancelled | suspended.
 CREATE OR REPLACE FUNCTION dw.park_execution_v2(p_execution_id uuid, p_token bigint, p_queue text)
     RETURNS TABLE (wake_at timestamptz, outcome text) LANGUAGE plpgsql AS $$
@@ -542,15 +542,43 @@ BEGIN
      WHERE e.id = p_execution_id;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', v_wake));
+    -- Jobs queued for later (by a release before this one) would wake it for nothing.
     DELETE FROM procrastinate_jobs j
      WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo' AND j.scheduled_at > now();
-    IF v_wake IS NOT NULL AND NOT EXISTS (
+    -- Due now: the job now. Due later: dw.wake_due_runs_v1 queues it when the time comes.
+    IF v_wake <= now() AND NOT EXISTS (
         SELECT 1 FROM procrastinate_jobs j
-         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
-           AND (j.scheduled_at IS NULL OR j.scheduled_at <= v_wake)) THEN
-        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, CASE WHEN v_wake > now() THEN v_wake END);
+         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo') THEN
+        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
     END IF;
     RETURN QUERY SELECT v_wake, 'parked'::text;
+END;
+$$;
+
+-- Queues one run job for each parked run whose wake-up time has come and that has no job yet
+-- (at most p_limit, oldest due first; SKIP LOCKED, so every worker's waker can run it at once).
+-- Returns how many it queued.
+CREATE OR REPLACE FUNCTION dw.wake_due_runs_v1(p_limit integer, p_queue text)
+    RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids uuid[];
+BEGIN
+    SELECT array_agg(due.id) INTO v_ids FROM (
+        SELECT e.id FROM dw.executions e
+         WHERE e.status = 'Waiting' AND e.wake_at <= now()
+           AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                            WHERE (j.args ->> 'execution_id') = e.id::text AND j.status IN ('todo', 'doing'))
+         ORDER BY e.wake_at
+         LIMIT p_limit
+         FOR NO KEY UPDATE OF e SKIP LOCKED) due;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM procrastinate_defer_jobs_v1(ARRAY(
+        SELECT ROW(p_queue, 'dw.run_execution', 0, NULL, NULL, jsonb_build_object('execution_id', id::text),
+                   NULL)::procrastinate_job_to_defer_v1
+          FROM unnest(v_ids) AS id));
+    RETURN array_length(v_ids, 1);
 END;
 $$;
 

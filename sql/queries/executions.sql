@@ -112,6 +112,10 @@ SELECT dw.release_execution_v1(%(id)s, %(token)s, %(queue)s, %(reason)s) AS rele
 -- Queues a run job for an execution, optionally at a later time.
 SELECT dw.defer_run_job_v1(%(id)s, %(queue)s, %(scheduled_at)s) AS job_id;
 
+-- name: wake_due_runs
+-- Queues the run jobs of parked runs whose wake-up time has come (at most `limit`).
+SELECT dw.wake_due_runs_v1(%(limit)s, %(queue)s) AS woken;
+
 -- name: recover_executions
 -- Re-queues runs whose worker vanished; fails those past the recovery limit.
 SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);

@@ -53,9 +53,8 @@ class Settings:
     # Procrastinate fetches one job at a time per worker loop; a process runs this many loops
     # (sharing its concurrency) so fetching does not cap throughput (bench/throughput.py).
     worker_fetchers: int = 2
-    # How often an idle fetch loop looks for jobs that came due (a parked run's wake-up job whose
-    # time came; new jobs wake it at once through LISTEN). A worker also wakes its loops at the
-    # wake-up times of the runs it parked itself.
+    # How often a worker queues the jobs of parked runs whose wake-up time came (timers, timeouts,
+    # long retries). It also does so at the wake-up times of the runs it parked itself.
     worker_poll_seconds: float = 1.0
     # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
     worker_metrics_port: int = 0

@@ -322,6 +322,26 @@ async def test_condition_errors_and_timeouts(db: Database) -> None:
         await pool.close()
 
 
+async def parked_wake(db: Database, execution_id: UUID) -> tuple[Any, int]:
+    """A parked run's wake-up time, and how many run jobs it has queued."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT e.wake_at, (SELECT count(*) FROM procrastinate_jobs j WHERE j.args->>'execution_id' = e.id::text"
+            " AND j.status = 'todo') FROM dw.executions e WHERE e.id = %s",
+            (execution_id,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row[0], int(row[1])
+
+
+async def _due_now(db: Database, execution_id: UUID) -> None:
+    """Time passes: the run's retry, and its wake-up time, are due."""
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.node_states SET next_attempt_at = now() WHERE execution_id = %s", (execution_id,))
+        await conn.execute("UPDATE dw.executions SET wake_at = now() WHERE id = %s", (execution_id,))
+
+
 async def test_long_backoff_parks_the_execution(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions, park_threshold_seconds=1.0)
     raw = wf("parking", echo("flaky", simulateFailure="transient", failUntilAttempt=2))
@@ -335,17 +355,17 @@ async def test_long_backoff_parks_the_execution(db: Database, conditions: Condit
         # park queues one wake-up job, for the retry's due time.
         await conn.execute("DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", (str(execution_id),))
     assert await runtime.run_execution(execution_id) == "parked"
-    async with db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND status = 'todo'",
-            (str(execution_id),),
-        )
-        ((scheduled,),) = await cur.fetchall()
-        state = await nodes(db, execution_id)
-        assert state["flaky"]["status"] == "Waiting"
-        assert abs((scheduled - state["flaky"]["next_attempt_at"]).total_seconds()) < 0.01
-        # Time passes: the wake-up job runs the next attempt.
-        await conn.execute("UPDATE dw.node_states SET next_attempt_at = now() WHERE execution_id = %s", (execution_id,))
+    (scheduled, queued) = await parked_wake(db, execution_id)
+    state = await nodes(db, execution_id)
+    assert state["flaky"]["status"] == "Waiting"
+    assert abs((scheduled - state["flaky"]["next_attempt_at"]).total_seconds()) < 0.01
+    assert queued == 0, "no job waits in the queue until the retry is due"
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 0
+    # Time passes: the waker queues the wake-up job, which runs the next attempt.
+    await _due_now(db, execution_id)
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 1
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 0, "one job per run"
+    assert (await parked_wake(db, execution_id))[1] == 1
     assert await runtime.run_execution(execution_id) == "Succeeded"
     assert [r["status"] for r in await attempts(db, execution_id)] == ["RetriableFailure", "Succeeded"]
 
@@ -578,13 +598,8 @@ async def test_parking_wakes_in_time_for_the_deadline_and_reuses_parameters(
         # park queues one wake-up job, for the retry's due time.
         await conn.execute("DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", (str(execution_id),))
     assert await runtime.run_execution(execution_id) == "parked"
-    async with db.connection() as conn:
-        cur = await conn.execute(
-            "SELECT scheduled_at FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND status = 'todo'",
-            (str(execution_id),),
-        )
-        ((scheduled,),) = await cur.fetchall()
-        assert abs((scheduled - execution["deadline_at"]).total_seconds()) < 0.01, "woken at the deadline"
-        await conn.execute("UPDATE dw.node_states SET next_attempt_at = now() WHERE execution_id = %s", (execution_id,))
+    (scheduled, _) = await parked_wake(db, execution_id)
+    assert abs((scheduled - execution["deadline_at"]).total_seconds()) < 0.01, "woken at the deadline"
+    await _due_now(db, execution_id)
     assert await runtime.run_execution(execution_id) == "Succeeded"
     assert [r["parameters"]["message"] for r in await attempts(db, execution_id)] == ["try 1", "try 1"]

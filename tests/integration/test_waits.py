@@ -18,7 +18,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, ExecutionEnded, Forbidden
 from dataworkflows.workers.app import update_queue_metrics
 from tests.conftest import load_fixture, publish, start
-from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, parked_wake, to, wf
 
 
 def delay(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -75,15 +75,17 @@ async def test_a_delay_parks_the_run_and_fires_once_at_its_due_time(db: Database
     assert await runtime.run_execution(execution_id) == "parked"
     assert await status(db, execution_id) == "Waiting"
     assert (await nodes(db, execution_id))["nap"]["status"] == "Waiting"
-    # One wake-up job, at the timer's due time; the run holds no lease.
-    ((job_status, scheduled),) = await jobs(db, execution_id)
-    assert job_status == "todo" and timedelta(seconds=0.3) < scheduled - before < timedelta(seconds=1)
+    # It wakes at the timer's due time; meanwhile it holds no lease and no job.
+    (scheduled, queued) = await parked_wake(db, execution_id)
+    assert queued == 0 and timedelta(seconds=0.3) < scheduled - before < timedelta(seconds=1)
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution is not None and execution["lease_owner"] is None
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 0
 
     # Too early: the run parks again, the timer stays open.
     assert await runtime.run_execution(execution_id) == "parked"
     await asyncio.sleep(max((scheduled - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 1
     assert await runtime.run_execution(execution_id) == "Succeeded"
     rows = await attempts(db, execution_id)
     assert [(r["node_id"], r["status"]) for r in rows] == [("nap", "Succeeded"), ("after", "Succeeded")]
@@ -167,7 +169,7 @@ async def test_a_signal_timeout_is_routed_by_a_failure_edge(db: Database, condit
     )
     execution_id = await started(db, raw)
     assert await runtime.run_execution(execution_id) == "parked"
-    ((_, scheduled),) = await jobs(db, execution_id)  # wakes up at the timeout
+    (scheduled, _) = await parked_wake(db, execution_id)  # wakes up at the timeout
     await asyncio.sleep(max((scheduled - datetime.now(UTC)).total_seconds(), 0) + 0.05)
     assert await runtime.run_execution(execution_id) == "Succeeded"
     state = await nodes(db, execution_id)

@@ -94,6 +94,11 @@ class OperationsData:
             attempts=attempts,
         )
 
+    async def wake_due_runs(self, *, limit: int, queue: str) -> int:
+        """Queues a run job for parked runs whose wake-up time has come; returns how many."""
+        row = await self._db.fetch_one("wake_due_runs", limit=limit, queue=queue)
+        return int(row["woken"]) if row else 0
+
     async def recover(self, *, max_recoveries: int, stalled_worker_seconds: float, queue: str) -> list[Recovery]:
         """Re-queues runs whose worker vanished; fails those past the recovery limit."""
         return await self._db.fetch_all_as(
