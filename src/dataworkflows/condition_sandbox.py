@@ -3,8 +3,9 @@
 Started by dataworkflows.conditions with an empty environment (so dukpy's process.env is empty),
 an empty working directory, no `require`, frozen builtins and resource limits. The parent enforces
 the wall-clock limit by killing this process. Protocol: one JSON object per line on stdin,
-{"id", "op": "eval"|"check", "expr", "scope"}; one JSON answer per line on stdout,
-{"id", "ok", "value"} or {"id", "ok": false, "error"}.
+{"id", "op": "eval"|"value"|"check", "expr", "scope", "max_bytes"}; one JSON answer per line on
+stdout, {"id", "ok", "value"} or {"id", "ok": false, "error"}. "eval" coerces the value to a
+boolean (a condition); "value" returns it as JSON (a transform), up to max_bytes.
 """
 
 from __future__ import annotations
@@ -95,6 +96,14 @@ _EVAL = """(function () { 'use strict';
   );
 })()"""
 
+# A transform: the expression's value, as JSON (functions and undefined become null).
+_VALUE = """(function () { 'use strict';
+  var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
+  var __v = (%s
+  );
+  return __v === undefined ? null : JSON.parse(JSON.stringify(__v === undefined ? null : __v) || 'null');
+})()"""
+
 _CHECK = """(function () { 'use strict';
   new Function('trigger', 'nodes', 'execution', "'use strict'; return (" + dukpy.expr + "\\n);");
   return true;
@@ -106,6 +115,8 @@ class Request(msgspec.Struct):
     op: str
     expr: str
     scope: dict[str, Any] | None = None
+    # For op "value": the largest answer, in bytes of JSON.
+    max_bytes: int = 1_000_000
 
 
 def _sealed_interpreter() -> Any:
@@ -141,6 +152,8 @@ def main() -> None:
             if request.op == "check":
                 interpreter.evaljs(_CHECK, expr=request.expr)
                 return {"id": request.id, "ok": True, "value": True}
+            if request.op == "value":
+                return _value(request, interpreter.evaljs(_VALUE % request.expr, scope=request.scope or {}))
             value = interpreter.evaljs(_EVAL % request.expr, scope=request.scope or {})
             return {"id": request.id, "ok": True, "value": bool(value)}
         except Exception as exc:
@@ -155,6 +168,13 @@ def main() -> None:
             return False
 
     serve(Request, answer, intact=intact)
+
+
+def _value(request: Request, value: Any) -> dict[str, Any]:
+    size = len(msgspec.json.encode(value))
+    if size > request.max_bytes:
+        return {"id": request.id, "ok": False, "error": f"the result is {size} bytes of JSON, over {request.max_bytes}"}
+    return {"id": request.id, "ok": True, "value": value}
 
 
 def _first_line(text: str) -> str:

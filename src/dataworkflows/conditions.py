@@ -33,7 +33,7 @@ class ConditionTimeout(ConditionError):
 class _Answer(msgspec.Struct):
     id: int
     ok: bool
-    value: bool | None = None
+    value: Any = None
     error: str | None = None
 
 
@@ -65,13 +65,15 @@ class ConditionPool:
     def helpers_killed(self) -> int:
         return self._pool.helpers_killed
 
-    async def _call(self, op: str, expr: str, scope: dict[str, Any] | None) -> _Answer:
+    async def _call(
+        self, op: str, expr: str, scope: dict[str, Any] | None, *, time_limit: float | None = None, **extra: Any
+    ) -> _Answer:
         try:
-            line = await self._pool.call({"op": op, "expr": expr, "scope": scope})
+            line = await self._pool.call({"op": op, "expr": expr, "scope": scope, **extra}, timeout_seconds=time_limit)
         except SandboxTimeout:
-            raise ConditionTimeout(
-                f"condition ran longer than {self._pool.timeout_seconds:g}s and was stopped"
-            ) from None
+            limit = self._pool.timeout_seconds if time_limit is None else time_limit
+            what = "the transform" if op == "value" else "condition"
+            raise ConditionTimeout(f"{what} ran longer than {limit:g}s and was stopped") from None
         except SandboxGone as exc:
             raise ConditionError(f"the condition helper exited (memory limit or crash): {exc}") from exc
         return self._decoder.decode(line)
@@ -83,6 +85,14 @@ class ConditionPool:
         if not answer.ok:
             raise ConditionError(answer.error or "condition failed")
         return bool(answer.value)
+
+    async def value(self, expr: str, scope: dict[str, Any], *, time_limit: float, max_bytes: int) -> Any:
+        """The expression's value as JSON (a transform). ConditionError if it throws or its result is
+        larger than max_bytes, ConditionTimeout if it runs longer than `time_limit` seconds."""
+        answer = await self._call("value", expr, scope, time_limit=time_limit, max_bytes=max_bytes)
+        if not answer.ok:
+            raise ConditionError(answer.error or "the expression failed")
+        return answer.value
 
     async def check(self, expr: str) -> str | None:
         """None when the expression compiles, else the syntax error."""

@@ -30,6 +30,8 @@ class NodeType(StrEnum):
     DELAY = "delay"
     SIGNAL = "signal"
     APPROVAL = "approval"
+    # A JavaScript expression whose value becomes the node's outputs (dataworkflows.transforms).
+    TRANSFORM = "transform"
     SUBWORKFLOW = "subworkflow"
 
 

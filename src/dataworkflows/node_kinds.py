@@ -30,11 +30,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
+from dataworkflows import transforms
 from dataworkflows.actions import (
     ActionContext,
     ActionError,
@@ -44,6 +45,7 @@ from dataworkflows.actions import (
     UnknownActionType,
 )
 from dataworkflows.checkpoints import WaitCheckpoint
+from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.template_pool import TemplateRenderer
@@ -204,11 +206,50 @@ class WaitingKind:
         return resolved_result(wait.kind, wait.state, wait.result)
 
 
+@runtime_checkable
+class ExpressionSandbox(Protocol):
+    """Evaluates a JavaScript expression to a JSON value (dataworkflows.conditions.ConditionPool)."""
+
+    async def value(self, expr: str, scope: dict[str, Any], *, time_limit: float, max_bytes: int) -> Any: ...
+
+
+class TransformKind:
+    """transform (dataworkflows.transforms): a JavaScript expression over trigger, nodes and
+    execution, evaluated in the sandbox; its value becomes the node's outputs. Not retried: the
+    same input gives the same throw, timeout or oversized value."""
+
+    name = "transform"
+
+    def __init__(self, sandbox: ExpressionSandbox) -> None:
+        self.sandbox = sandbox
+
+    def resume(self, wait: WaitCheckpoint) -> ActionResult:
+        raise AssertionError(f"a transform node does not wait (wait {wait.id})")
+
+    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
+        parameters = ctx.node.parameters
+        timeout = transforms.timeout_seconds(parameters)
+        try:
+            value = await self.sandbox.value(
+                str(parameters["expression"]), ctx.scope, time_limit=timeout, max_bytes=transforms.MAX_OUTPUT_BYTES
+            )
+        except ConditionTimeout:
+            failed = ActionResult.failed("transform_timeout", f"the transform ran longer than {timeout:g}s")
+            return Attempt(parameters, failed)
+        except ConditionError as exc:
+            return Attempt(parameters, ActionResult.failed("transform_error", exc.message))
+        return Attempt(parameters, ActionResult.succeeded(transforms.outputs_of(value)))
+
+
 def default_node_kinds(
-    registry: ActionRegistry, templates: TemplateRenderer, services: ActionServices | None
+    registry: ActionRegistry,
+    templates: TemplateRenderer,
+    services: ActionServices | None,
+    expressions: ExpressionSandbox | None = None,
 ) -> NodeKinds:
-    """Every kind this engine runs."""
-    return NodeKinds(
-        ActionKind(registry, templates, services),
-        *(WaitingKind(name, templates) for name in WAITING_KINDS),
-    )
+    """Every kind this engine runs (transform when there is a sandbox for its expressions)."""
+    kinds: list[NodeKind] = [ActionKind(registry, templates, services)]
+    kinds.extend(WaitingKind(name, templates) for name in WAITING_KINDS)
+    if expressions is not None:
+        kinds.append(TransformKind(expressions))
+    return NodeKinds(*kinds)

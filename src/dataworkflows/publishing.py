@@ -36,12 +36,16 @@ class PreparedDefinition:
 
 
 def collect_conditions(raw: Any) -> list[str]:
-    """Every edge condition in a raw definition (for checking in the sandbox first)."""
+    """Every edge condition and transform expression in a raw definition (for checking in the
+    sandbox first)."""
     found: list[str] = []
     nodes = raw.get("nodes") if isinstance(raw, dict) else None
     if not isinstance(nodes, list):
         return found
     for node in nodes:
+        expression = transform_expression(node)
+        if expression is not None:
+            found.append(expression)
         edges = node.get("edges") if isinstance(node, dict) else None
         if not isinstance(edges, list):
             continue
@@ -49,6 +53,15 @@ def collect_conditions(raw: Any) -> list[str]:
             if isinstance(edge, dict) and isinstance(edge.get("condition"), str) and edge["condition"].strip():
                 found.append(edge["condition"])
     return found
+
+
+def transform_expression(node: Any) -> str | None:
+    """A transform node's JavaScript expression, if the node is one and has a non-empty one."""
+    if not isinstance(node, dict) or node.get("nodeType") != "transform":
+        return None
+    parameters = node.get("parameters")
+    expression = parameters.get("expression") if isinstance(parameters, dict) else None
+    return expression if isinstance(expression, str) and expression.strip() else None
 
 
 async def prepare_definition(

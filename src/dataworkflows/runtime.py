@@ -34,7 +34,7 @@ from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
-from dataworkflows.node_kinds import NodeKinds, default_node_kinds
+from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
 from dataworkflows.statuses import ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.template_pool import TemplateRenderer
@@ -69,7 +69,8 @@ class Runtime:
         self.data = db.runs
         self.settings = settings
         self.conditions = conditions
-        self.kinds = kinds or default_node_kinds(registry, templates, services)
+        expressions = conditions if isinstance(conditions, ExpressionSandbox) else None
+        self.kinds = kinds or default_node_kinds(registry, templates, services, expressions)
         self.plans = PlanCache(self.data)
         # Set when the worker is asked to stop: no run starts another attempt; each hands itself
         # back once its running attempts have ended (within the worker's grace period).

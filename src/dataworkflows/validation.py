@@ -24,6 +24,7 @@ from dataworkflows.definitions import (
     parse_duration,
 )
 from dataworkflows.templating import has_template
+from dataworkflows.transforms import check_parameters as check_transform_parameters
 from dataworkflows.waits import WAITING_KINDS
 from dataworkflows.waits import check_parameters as check_wait_parameters
 
@@ -333,7 +334,7 @@ def _check_node_local(
     if node.retry_policy is not None:
         _check_retry_policy(node.retry_policy, f"{pointer}/retryPolicy", problems)
     if node.node_type != NodeType.ACTION:
-        _check_kind(node, pointer, problems)
+        _check_kind(node, pointer, problems, check_condition)
     elif not node.action_type:
         problems.append(Problem(f"{pointer}/actionType", "required", "an action node needs an actionType"))
     elif check_parameters is not None:
@@ -348,9 +349,9 @@ def _check_node_local(
         _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
 
 
-def _check_kind(node: Node, pointer: str, problems: list[Problem]) -> None:
+def _check_kind(node: Node, pointer: str, problems: list[Problem], check_condition: ConditionChecker | None) -> None:
     """A node of another kind than action: no actionType, and parameters its kind accepts."""
-    if node.node_type not in WAITING_KINDS:
+    if node.node_type not in (*WAITING_KINDS, NodeType.TRANSFORM):
         problems.append(
             Problem(f"{pointer}/nodeType", "unsupported", f"nodeType {node.node_type!r} is not supported yet")
         )
@@ -359,7 +360,16 @@ def _check_kind(node: Node, pointer: str, problems: list[Problem]) -> None:
         problems.append(
             Problem(f"{pointer}/actionType", "not_allowed", f"a {node.node_type} node has no actionType; remove it")
         )
-    for relative, code, message in check_wait_parameters(node.node_type, node.parameters):
+    if node.node_type == NodeType.TRANSFORM:
+        found = check_transform_parameters(node.parameters)
+        expression = node.parameters.get("expression")
+        if not found and check_condition is not None and isinstance(expression, str):
+            error = check_condition(expression)
+            if error is not None:
+                found.append(("/expression", "expression_syntax", error))
+    else:
+        found = check_wait_parameters(node.node_type, node.parameters)
+    for relative, code, message in found:
         problems.append(Problem(f"{pointer}/parameters{relative}", code, message))
 
 

@@ -107,3 +107,22 @@ def test_templated_wait_parameters_are_checked_when_rendered() -> None:
         )
     )
     assert problems == []
+
+
+def test_transform_parameters_are_checked_at_publish() -> None:
+    problems = validate_definition(
+        _definition(
+            {"id": "a", "nodeType": "transform", "parameters": {}},
+            {"id": "b", "nodeType": "transform", "parameters": {"expression": "1", "timeout": "PT2M"}},
+            {"id": "c", "nodeType": "transform", "parameters": {"expression": "1", "extra": 1}},
+            {"id": "d", "nodeType": "transform", "parameters": {"expression": "trigger.n +"}},
+        ),
+        check_condition=lambda expr: "SyntaxError: parse error" if expr.endswith("+") else None,
+    )
+    found = {(p.pointer, p.code) for p in problems}
+    assert found == {
+        ("/nodes/0/parameters/expression", "required"),
+        ("/nodes/1/parameters/timeout", "range"),
+        ("/nodes/2/parameters/extra", "unknown_field"),
+        ("/nodes/3/parameters/expression", "expression_syntax"),
+    }
