@@ -150,6 +150,8 @@ class ExecutionRead(Camel):
     cancel_requested_by: str | None = None
     suspend_requested_at: datetime | None = None
     suspended_at: datetime | None = None
+    # The workflow's declared `outputs`, rendered when the run succeeded (null otherwise).
+    outputs: Any = None
 
 
 class ExecutionSummary(Camel):

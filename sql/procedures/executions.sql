@@ -424,6 +424,24 @@ BEGIN
 END;
 $$;
 
+-- v3 (over v2): a successful run's outputs (the definition's `outputs`, rendered by the worker) are
+-- stored with its end.
+CREATE OR REPLACE FUNCTION dw.complete_execution_v3(
+    p_execution_id uuid, p_token bigint, p_status text, p_error jsonb,
+    p_dead_letter_node text, p_dead_letter_error jsonb, p_outputs jsonb
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_outputs IS NOT NULL AND p_status <> 'Succeeded' THEN
+        RAISE EXCEPTION 'outputs for a % run', p_status USING ERRCODE = 'DW013';
+    END IF;
+    PERFORM dw.complete_execution_v2(p_execution_id, p_token, p_status, p_error, p_dead_letter_node,
+                                     p_dead_letter_error);
+    IF p_outputs IS NOT NULL THEN
+        UPDATE dw.executions e SET outputs = p_outputs WHERE e.id = p_execution_id;
+    END IF;
+END;
+$$;
+
 -- Unfenced finish, for callers that already hold the row (completion, recovery giving up).
 CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
     p_execution_id uuid, p_status text, p_error jsonb, p_event text

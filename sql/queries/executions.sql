@@ -9,7 +9,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
-       e.suspended_at
+       e.suspended_at, e.outputs
   FROM dw.executions e
   JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;
@@ -80,8 +80,8 @@ SELECT * FROM dw.record_attempt_v3(%(id)s, %(token)s, %(node_id)s, %(attempt)s, 
 
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).
-SELECT dw.complete_execution_v2(%(id)s, %(token)s, %(status)s, %(error)s, %(dead_letter_node)s,
-    %(dead_letter_error)s);
+SELECT dw.complete_execution_v3(%(id)s, %(token)s, %(status)s, %(error)s, %(dead_letter_node)s,
+    %(dead_letter_error)s, %(outputs)s);
 
 -- name: park_execution
 -- Gives up the lease and queues the wake-up job for when the run must next wake up, if ever.

@@ -78,6 +78,8 @@ class WorkflowDefinition(msgspec.Struct, frozen=True, rename="camel", forbid_unk
     description: str | None = None
     orchestration: Orchestration = msgspec.field(default_factory=Orchestration)
     metadata: dict[str, Any] | None = None
+    # The run's own outputs: templates over trigger and nodes, rendered when the run succeeds.
+    outputs: dict[str, Any] | None = None
 
     @property
     def has_edges(self) -> bool:

@@ -60,6 +60,8 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     workflow_timeout_seconds: float | None
     implicit_order: bool
     nodes: tuple[PlanNode, ...]
+    # The definition's `outputs` templates (plans compiled before they existed have none).
+    outputs: dict[str, Any] | None = None
 
 
 def _retry(policy: RetryPolicy) -> PlanRetry:
@@ -121,6 +123,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
         ),
         implicit_order=implicit,
         nodes=nodes,
+        outputs=definition.outputs,
     )
 
 

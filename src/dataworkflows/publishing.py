@@ -101,16 +101,21 @@ def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:
 
 
 def _template_syntax(raw: dict[str, Any]) -> list[Problem]:
-    """Run-time templates in node parameters that do not compile."""
+    """Run-time templates in node parameters (a transform's are JavaScript, not templates) and in the
+    workflow's outputs that do not compile."""
     nodes = raw.get("nodes")
     if not isinstance(nodes, list):
         return []
     found = []
     for index, node in enumerate(nodes):
-        if isinstance(node, dict) and "parameters" in node:
+        if isinstance(node, dict) and "parameters" in node and node.get("nodeType") != "transform":
             error = templating.check_template(node["parameters"])
             if error:
                 found.append(Problem(f"/nodes/{index}/parameters", "template_syntax", error))
+    if isinstance(raw.get("outputs"), dict):
+        error = templating.check_template(raw["outputs"])
+        if error:
+            found.append(Problem("/outputs", "template_syntax", error))
     return found
 
 

@@ -38,6 +38,7 @@ from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_
 from dataworkflows.outcomes import ConditionEvaluator, Decision
 from dataworkflows.statuses import ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.template_pool import TemplateRenderer
+from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
 log = structlog.get_logger("dataworkflows.runtime")
 
@@ -69,6 +70,8 @@ class Runtime:
         self.data = db.runs
         self.settings = settings
         self.conditions = conditions
+        # Renders a successful run's declared outputs.
+        self.templates = templates
         expressions = conditions if isinstance(conditions, ExpressionSandbox) else None
         self.kinds = kinds or default_node_kinds(registry, templates, services, expressions)
         self.plans = PlanCache(self.data)
@@ -341,7 +344,7 @@ class _Run:
             return await self._park(waiting_on=sorted({w.kind for w in waits if w is not None}))
         unfinished = [n for n in self.ctx.order if not self.state[n].status.is_final]
         if not unfinished:
-            return await self._finish(ExecutionStatus.SUCCEEDED, None)
+            return await self._succeed()
         stuck = {"code": "stuck", "message": f"no runnable node, but nodes are unfinished: {unfinished}"}
         return await self._finish(ExecutionStatus.FAILED, stuck)
 
@@ -354,6 +357,22 @@ class _Run:
         if self.info.deadline_at is not None:
             wake = min(wake, self.info.deadline_at)  # wake up in time to time out
         return (wake - at).total_seconds()
+
+    async def _succeed(self) -> str:
+        """Every node is done: the run succeeds, with its declared outputs rendered over what its
+        nodes produced. An outputs template that fails (a skipped node's outputs, a typo) fails the
+        run with outputs_error: the definition promised values the run cannot give. A template
+        helper that cannot start raises, and recovery resumes the run later to try again."""
+        if self.plan.outputs is None:
+            return await self._finish(ExecutionStatus.SUCCEEDED, None)
+        try:
+            outputs = await self.runtime.templates.render(self.plan.outputs, self.ctx.scope())
+        except TemplateUnavailable:
+            raise
+        except TemplateRenderError as exc:
+            error = {"code": "outputs_error", "message": f"the workflow's outputs could not be rendered: {exc.message}"}
+            return await self._finish(ExecutionStatus.FAILED, error)
+        return await self._finish(ExecutionStatus.SUCCEEDED, None, outputs=outputs)
 
     async def _park(self, *, waiting_on: list[str]) -> str:
         """Gives the lease up; the database queues the wake-up job (if a time is due at all)."""
@@ -492,6 +511,7 @@ class _Run:
         status: ExecutionStatus,
         error: dict[str, Any] | None,
         dead_letter: tuple[str, dict[str, Any] | None] | None = None,
+        outputs: Any = None,
     ) -> str:
         await self._cancel_running()
         node, node_error = dead_letter or (None, None)
@@ -502,6 +522,7 @@ class _Run:
             error=error,
             dead_letter_node=node,
             dead_letter_error=node_error,
+            outputs=outputs,
         )
         metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, status.value).inc()
         self.log.info("execution finished", status=status.value, error=error)

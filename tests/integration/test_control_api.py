@@ -463,3 +463,10 @@ async def test_openapi_documents_the_control_routes(client: AsyncTestClient[Any]
     assert "/api/v1/executions/{execution_id}/waits" in paths
     listed = paths["/api/v1/approvals"]["get"]["parameters"]
     assert {"principal", "status", "executionId", "limit"} <= {p["name"] for p in listed}
+
+
+async def test_an_execution_read_carries_the_runs_outputs(client: AsyncTestClient[Any], db: Database) -> None:
+    execution_id = await start_run(client)
+    assert (await client.get(f"/api/v1/executions/{execution_id}")).json()["outputs"] is None
+    await sql(db, "UPDATE dw.executions SET outputs = '{\"total\": 5}' WHERE id = %s", uuid.UUID(execution_id))
+    assert (await client.get(f"/api/v1/executions/{execution_id}")).json()["outputs"] == {"total": 5}

@@ -520,3 +520,37 @@ async def test_the_transform_example_in_fixtures_runs(db: Database, conditions: 
     execution_id = await started(db, load_fixture("bundle6/order-summary-transform-workflow.json"), {"lines": lines})
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     assert (await nodes(db, execution_id))["report"]["outputs"]["echo"] == "2 lines, total 17: A1, B2"
+
+
+async def test_a_run_returns_its_declared_outputs(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("with-outputs", echo("greet", message="hi {{ trigger.user }}"), echo("count", message="{{ trigger.n }}"))
+    raw["outputs"] = {"greeting": "{{ nodes.greet.echo }}", "n": "{{ nodes.count.echo }}", "fixed": 1}
+    execution_id = await started(db, raw, {"user": "ada", "n": 3})
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    execution = await db.executions.get(execution_id)
+    assert execution is not None and execution.outputs == {"greeting": "hi ada", "n": 3, "fixed": 1}
+    assert await sql(db, "SELECT outputs FROM dw.v_executions WHERE id = %s", execution_id) == [
+        ({"greeting": "hi ada", "n": 3, "fixed": 1},)
+    ]
+
+    # Outputs that reach for what the run did not produce fail it, saying so.
+    broken = wf("bad-outputs", echo("a"))
+    broken["outputs"] = {"x": "{{ nodes.missing.echo }}"}
+    failed = await started(db, broken)
+    assert await runtime.run_execution(failed) == "Failed"
+    execution = await db.executions.get(failed)
+    assert execution is not None and execution.outputs is None and execution.error is not None
+    assert execution.error["code"] == "outputs_error"
+
+
+async def test_an_outputs_template_that_does_not_compile_is_refused_at_publish(conditions: ConditionPool) -> None:
+    from dataworkflows.actions import default_registry
+    from dataworkflows.errors import DefinitionError
+    from dataworkflows.publishing import prepare_definition
+
+    raw = wf("bad-syntax", echo("a"))
+    raw["outputs"] = {"x": "{{ nodes.a.echo "}
+    with pytest.raises(DefinitionError) as refused:
+        await prepare_definition(raw, default_registry(), conditions)
+    assert [(p.pointer, p.code) for p in refused.value.problems] == [("/outputs", "template_syntax")]

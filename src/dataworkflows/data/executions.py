@@ -50,6 +50,8 @@ class Execution(msgspec.Struct, frozen=True):
     cancel_requested_by: str | None = None
     suspend_requested_at: datetime | None = None
     suspended_at: datetime | None = None
+    # The definition's `outputs`, rendered when the run succeeded.
+    outputs: Any = None
 
 
 class ExecutionListItem(msgspec.Struct, frozen=True):

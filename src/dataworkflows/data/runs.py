@@ -105,8 +105,10 @@ class RunData:
         error: dict[str, Any] | None,
         dead_letter_node: str | None = None,
         dead_letter_error: dict[str, Any] | None = None,
+        outputs: Any = None,
     ) -> None:
-        """Ends the run; a node whose unhandled failure ended it becomes a dead letter."""
+        """Ends the run; a node whose unhandled failure ended it becomes a dead letter; a run that
+        succeeded keeps its rendered outputs."""
         await self._db.fetch_one(
             "complete_execution",
             id=execution_id,
@@ -115,6 +117,7 @@ class RunData:
             error=error,
             dead_letter_node=dead_letter_node,
             dead_letter_error=_jsonb(dead_letter_error),
+            outputs=_jsonb(outputs),
         )
 
     async def park(self, execution_id: UUID, token: int, *, queue: str) -> Parked:
