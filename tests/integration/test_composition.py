@@ -1,0 +1,118 @@
+"""Composition node kinds and a run's own outputs (issue 12): transform nodes, declared outputs. The
+runtime runs in-process as in test_runtime.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.conftest import load_fixture
+from tests.integration.test_runtime import attempts, echo, make_runtime, nodes, to, wf
+from tests.integration.test_waits import kind_node, sql, started
+
+
+def transform(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return kind_node("transform", node_id, edges, params)
+
+
+async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "reshape",
+        echo("load", to("shape")),
+        transform(
+            "shape",
+            to("use"),
+            expression="({ total: trigger.items.reduce(function (a, b) { return a + b.n; }, 0),"
+            " names: trigger.items.map(function (i) { return i.name; }), from: nodes.load.echo })",
+        ),
+        echo("use", message="{{ nodes.shape.total }} for {{ nodes.shape.names | join(',') }}"),
+    )
+    execution_id = await started(db, raw, {"items": [{"name": "a", "n": 2}, {"name": "b", "n": 3}]})
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert state["shape"]["outputs"] == {"total": 5, "names": ["a", "b"], "from": "load"}
+    assert state["use"]["outputs"]["echo"] == "5 for a,b"
+    # A value that is not an object is kept under "value".
+    scalar = await started(db, wf("scalar", transform("n", expression="trigger.n * 2")), {"n": 21})
+    assert await runtime.run_execution(scalar) == "Succeeded"
+    assert (await nodes(db, scalar))["n"]["outputs"] == {"value": 42}
+
+
+@pytest.mark.parametrize(
+    ("expression", "timeout", "code", "message"),
+    [
+        ("(function () { throw new Error('no items') })()", None, "transform_error", "no items"),
+        ("(function () { while (true) {} })()", "PT0.5S", "transform_timeout", "0.5s"),
+        ("'x'.repeat(2000000)", None, "transform_error", "over 1000000"),
+    ],
+)
+async def test_a_transform_that_throws_loops_or_returns_too_much_fails_its_node(
+    db: Database, conditions: ConditionPool, expression: str, timeout: str | None, code: str, message: str
+) -> None:
+    params: dict[str, Any] = {"expression": expression}
+    if timeout:
+        params["timeout"] = timeout
+    execution_id = await started(db, wf("bad-transform", transform("t", **params)))
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    state = (await nodes(db, execution_id))["t"]
+    assert state["error"]["code"] == code and message in state["error"]["message"]
+    assert [r["status"] for r in await attempts(db, execution_id)] == ["Failed"], "not retried"
+    # The pool still works after a helper was killed.
+    assert await conditions.evaluate("1 === 1", {"trigger": {}, "nodes": {}, "execution": {}})
+
+
+async def test_a_transform_syntax_error_is_refused_at_publish(conditions: ConditionPool) -> None:
+    from dataworkflows.actions import default_registry
+    from dataworkflows.errors import DefinitionError
+    from dataworkflows.publishing import prepare_definition
+
+    with pytest.raises(DefinitionError) as refused:
+        await prepare_definition(wf("broken", transform("t", expression="trigger.n +")), default_registry(), conditions)
+    assert [(p.pointer, p.code) for p in refused.value.problems] == [
+        ("/nodes/0/parameters/expression", "expression_syntax")
+    ]
+
+
+async def test_the_transform_example_in_fixtures_runs(db: Database, conditions: ConditionPool) -> None:
+    lines = [{"sku": "A1", "qty": 2, "price": 5}, {"sku": "B2", "qty": 1, "price": 7}]
+    execution_id = await started(db, load_fixture("bundle6/order-summary-transform-workflow.json"), {"lines": lines})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    assert (await nodes(db, execution_id))["report"]["outputs"]["echo"] == "2 lines, total 17: A1, B2"
+
+
+async def test_a_run_returns_its_declared_outputs(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("with-outputs", echo("greet", message="hi {{ trigger.user }}"), echo("count", message="{{ trigger.n }}"))
+    raw["outputs"] = {"greeting": "{{ nodes.greet.echo }}", "n": "{{ nodes.count.echo }}", "fixed": 1}
+    execution_id = await started(db, raw, {"user": "ada", "n": 3})
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    execution = await db.executions.get(execution_id)
+    assert execution is not None and execution.outputs == {"greeting": "hi ada", "n": 3, "fixed": 1}
+    assert await sql(db, "SELECT outputs FROM dw.v_executions WHERE id = %s", execution_id) == [
+        ({"greeting": "hi ada", "n": 3, "fixed": 1},)
+    ]
+
+    # Outputs that reach for what the run did not produce fail it, saying so.
+    broken = wf("bad-outputs", echo("a"))
+    broken["outputs"] = {"x": "{{ nodes.missing.echo }}"}
+    failed = await started(db, broken)
+    assert await runtime.run_execution(failed) == "Failed"
+    execution = await db.executions.get(failed)
+    assert execution is not None and execution.outputs is None and execution.error is not None
+    assert execution.error["code"] == "outputs_error"
+
+
+async def test_an_outputs_template_that_does_not_compile_is_refused_at_publish(conditions: ConditionPool) -> None:
+    from dataworkflows.actions import default_registry
+    from dataworkflows.errors import DefinitionError
+    from dataworkflows.publishing import prepare_definition
+
+    raw = wf("bad-syntax", echo("a"))
+    raw["outputs"] = {"x": "{{ nodes.a.echo "}
+    with pytest.raises(DefinitionError) as refused:
+        await prepare_definition(raw, default_registry(), conditions)
+    assert [(p.pointer, p.code) for p in refused.value.problems] == [("/outputs", "template_syntax")]
