@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1160,24 +1160,28 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
     return results
 
 
-async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
-    """The whole run under one overall time limit (the phases have their own). SIGTERM and SIGINT cancel it,
-    so that the workers are stopped and the database removed on the way out."""
+async def interruptible(total_timeout: float, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """A whole benchmark run under one overall time limit (the phases have their own). SIGTERM and SIGINT
+    cancel it, so that the processes are stopped and the database removed on the way out."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     try:
-        async with asyncio.timeout(args.total_timeout):
-            return await run(args, conninfo, description, workdir)
+        async with asyncio.timeout(total_timeout):
+            return await work()
     except TimeoutError:
-        raise BenchError(f"the benchmark ran past --total-timeout ({args.total_timeout:g}s)") from None
+        raise BenchError(f"the benchmark ran past --total-timeout ({total_timeout:g}s)") from None
     except asyncio.CancelledError:
         raise BenchError("interrupted") from None
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
+    return await interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

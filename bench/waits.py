@@ -55,7 +55,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -85,6 +84,7 @@ from throughput import (
     echo_node,
     execution_figures,
     fmt,
+    interruptible,
     machine_info,
     open_pool,
     percentile,
@@ -1371,23 +1371,7 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
 
 
 async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
-    """The whole run under one time limit; SIGTERM and SIGINT cancel it, so that the processes are stopped
-    and the database removed on the way out."""
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        async with asyncio.timeout(args.total_timeout):
-            return await run(args, conninfo, description, workdir)
-    except TimeoutError:
-        raise BenchError(f"the benchmark ran past --total-timeout ({args.total_timeout:g}s)") from None
-    except asyncio.CancelledError:
-        raise BenchError("interrupted") from None
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    return await interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

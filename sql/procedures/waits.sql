@@ -11,6 +11,24 @@
 -- worker then writes the node's outcome from the wait's result with dw.record_attempt_v3, which
 -- also evaluates the node's edge conditions (JavaScript, which only workers run).
 
+-- The execution row, locked as every control request and signal takes it (DW012 when there is none).
+CREATE OR REPLACE FUNCTION dw.lock_execution_v1(p_execution_id uuid) RETURNS dw.executions LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
+    END IF;
+    RETURN v_e;
+END;
+$$;
+
+-- Whether a live worker holds the run (it must be told; nobody else may end or suspend it).
+CREATE OR REPLACE FUNCTION dw.held_by_live_worker_v1(p_e dw.executions) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_e.status = 'Running' AND p_e.lease_owner IS NOT NULL AND p_e.lease_expires_at > now();
+$$;
+
 -- The JSON a worker reads for a wait (dataworkflows.checkpoints.WaitCheckpoint).
 CREATE OR REPLACE FUNCTION dw.wait_json_v1(w dw.waits) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('id', w.id, 'nodeId', w.node_id, 'kind', w.kind, 'state', w.state, 'attempt', w.attempt,
@@ -207,10 +225,7 @@ DECLARE
 BEGIN
     -- The execution row serializes deliveries: concurrent copies of one signal wait here, then
     -- find the first one's row.
-    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
-    END IF;
+    v_e := dw.lock_execution_v1(p_execution_id);
     SELECT * INTO v_s FROM dw.signals s WHERE s.execution_id = p_execution_id AND s.signal_id = v_id;
     IF FOUND THEN
         RETURN QUERY SELECT v_s.signal_id, 'duplicate'::text, v_s.wait_id,
@@ -271,7 +286,7 @@ BEGIN
         RAISE EXCEPTION 'approval % not found', p_wait_id USING ERRCODE = 'DW016';
     END IF;
     -- Lock order as everywhere: the execution, then its rows.
-    SELECT * INTO v_e FROM dw.executions e WHERE e.id = v_execution FOR NO KEY UPDATE;
+    v_e := dw.lock_execution_v1(v_execution);
     SELECT * INTO v_w FROM dw.waits w WHERE w.id = p_wait_id FOR UPDATE;
     IF p_principal IS NULL OR NOT (v_w.details -> 'approvers') ? p_principal THEN
         RAISE EXCEPTION '% is not an approver of approval %', COALESCE(quote_literal(p_principal), 'an anonymous caller'),
@@ -342,10 +357,7 @@ CREATE OR REPLACE FUNCTION dw.request_cancel_v1(
 DECLARE
     v_e dw.executions;
 BEGIN
-    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
-    END IF;
+    v_e := dw.lock_execution_v1(p_execution_id);
     IF v_e.status = 'Cancelled' THEN
         RETURN QUERY SELECT v_e.status, 'already_cancelled'::text;
         RETURN;
@@ -365,7 +377,7 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'cancel_requested', p_principal,
             jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
-    IF v_e.status = 'Running' AND v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
+    IF dw.held_by_live_worker_v1(v_e) THEN
         PERFORM pg_notify('dw_control', p_execution_id::text);
         RETURN QUERY SELECT v_e.status, 'requested'::text;
         RETURN;
@@ -399,10 +411,7 @@ CREATE OR REPLACE FUNCTION dw.request_suspend_v1(
 DECLARE
     v_e dw.executions;
 BEGIN
-    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
-    END IF;
+    v_e := dw.lock_execution_v1(p_execution_id);
     IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
         RAISE EXCEPTION 'execution % has already ended (%); there is nothing to suspend', p_execution_id, v_e.status
             USING ERRCODE = 'DW014';
@@ -424,7 +433,7 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'suspend_requested', p_principal,
             jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
-    IF v_e.status = 'Running' AND v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
+    IF dw.held_by_live_worker_v1(v_e) THEN
         PERFORM pg_notify('dw_control', p_execution_id::text);
         RETURN QUERY SELECT v_e.status, 'requested'::text;
         RETURN;
@@ -478,10 +487,7 @@ DECLARE
     v_e dw.executions;
     v_status text;
 BEGIN
-    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'execution % not found', p_execution_id USING ERRCODE = 'DW012';
-    END IF;
+    v_e := dw.lock_execution_v1(p_execution_id);
     IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
         RAISE EXCEPTION 'execution % has already ended (%)', p_execution_id, v_e.status USING ERRCODE = 'DW014';
     END IF;
