@@ -34,8 +34,10 @@ from .schemas import (
     ExecutionList,
     ExecutionRead,
     ExecutionSummary,
+    ItemRead,
     SignalRequest,
     SignalResponse,
+    TreeNodeRead,
     WaitRead,
     from_row,
 )
@@ -102,7 +104,28 @@ class ExecutionController(Controller):
     @get("/{execution_id:str}", responses=PROBLEMS, summary="Execution status, trigger, times, node states and error")
     async def get_execution(self, db: DatabaseDep, execution_id: FromPath[str]) -> ExecutionRead:
         execution = await _require(db, execution_id)
-        return from_row(ExecutionRead, execution, nodes=await db.executions.node_states(execution.id))
+        nodes = await db.executions.node_states(execution.id)
+        children = await db.executions.children(execution.id)
+        return from_row(ExecutionRead, execution, nodes=nodes, children=children)
+
+    @get(
+        "/{execution_id:str}/tree",
+        responses=PROBLEMS,
+        summary="The whole tree the execution belongs to (from its root), each child under its parent",
+    )
+    async def tree(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[TreeNodeRead]:
+        execution = await _require(db, execution_id)
+        return [from_row(TreeNodeRead, row) for row in await db.executions.tree(execution.id)]
+
+    @get(
+        "/{execution_id:str}/nodes/{node_id:str}/items",
+        responses=PROBLEMS,
+        summary="A forEach node's items, in order (none for another node)",
+    )
+    async def items(self, db: DatabaseDep, execution_id: FromPath[str], node_id: FromPath[str]) -> list[ItemRead]:
+        execution = await _require(db, execution_id)
+        rows = await db.executions.items(execution.id, node_id)
+        return [from_row(ItemRead, row, start_time=row.started_at, end_time=row.ended_at) for row in rows]
 
     @get("/{execution_id:str}/actions", responses=PROBLEMS, summary="Every action attempt of an execution")
     async def actions(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[AttemptRead]:

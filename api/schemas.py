@@ -152,6 +152,51 @@ class ExecutionRead(Camel):
     suspended_at: datetime | None = None
     # The workflow's declared `outputs`, rendered when the run succeeded (null otherwise).
     outputs: Any = None
+    # Composition: the execution (and its node) that started this one, the root of its tree (itself
+    # for a run nobody started), how deep it is (0 for a root), and the executions its nodes started.
+    parent_execution_id: UUID | None = None
+    parent_node_id: str | None = None
+    root_execution_id: UUID | None = None
+    depth: int = 0
+    children: list[ChildRead] = msgspec.field(default_factory=list)
+
+
+class ChildRead(Camel):
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    parent_node_id: str | None
+    status: str
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class TreeNodeRead(Camel):
+    id: UUID
+    parent_execution_id: UUID | None
+    parent_node_id: str | None
+    depth: int
+    workflow_id: str
+    workflow_version: int
+    status: str
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    error_code: str | None
+
+
+class ItemRead(Camel):
+    index: int
+    # Pending | Running | Waiting | Succeeded | Failed | Cancelled
+    status: str
+    attempts: int
+    # The attempt of the forEach node the item belongs to.
+    node_attempt: int
+    outputs: Any
+    error: Any
+    start_time: datetime | None
+    end_time: datetime | None
 
 
 class ExecutionSummary(Camel):
@@ -280,6 +325,8 @@ class AttemptRead(Camel):
     worker: str | None
     start_time: datetime
     end_time: datetime
+    # A forEach item attempt's item index (null for a node's own attempts).
+    item_index: int | None = None
 
 
 class EventRead(Camel):

@@ -47,6 +47,8 @@ from dataworkflows.template_pool import TemplatePool
 log = structlog.get_logger("dataworkflows.worker")
 
 RUN_EXECUTION_TASK = "dw.run_execution"
+# Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
+CANCEL_CHILDREN_TASK = "dw.cancel_children"
 
 
 def new_worker_id() -> str:
@@ -54,7 +56,7 @@ def new_worker_id() -> str:
 
 
 def build_app(runtime: Runtime) -> procrastinate.App:
-    """A Procrastinate app whose one task runs an execution."""
+    """A Procrastinate app whose tasks run an execution, and cancel the children of a parent that ended."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 
     @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue, pass_context=True)
@@ -69,6 +71,14 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             raise
         finally:
             structlog.contextvars.unbind_contextvars("execution_id")
+
+    @app.task(name=CANCEL_CHILDREN_TASK, queue=runtime.settings.queue, retry=5)
+    async def cancel_children(parent_execution_id: str) -> None:
+        asked = await runtime.db.control.cancel_children(uuid.UUID(parent_execution_id))
+        if asked:
+            log.info(
+                "children cancelled with their parent", parent_execution_id=parent_execution_id, children=len(asked)
+            )
 
     return app
 
@@ -557,6 +567,7 @@ async def run_worker(
             lease_seconds=settings.lease_seconds,
             park_threshold_seconds=settings.park_threshold_seconds,
             throttle_delay_seconds=settings.throttle_delay_seconds,
+            max_nesting_depth=settings.max_nesting_depth,
         ),
         conditions,
         services,

@@ -28,10 +28,35 @@ CREATE OR REPLACE FUNCTION dw.start_execution_v1(
     p_queue text
 ) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
     LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM dw.start_execution_v2(p_workflow_id, NULL, p_request_id, p_trigger, p_principal_id,
+                                                     p_principal_type, p_correlation_id, p_queue,
+                                                     NULL::dw.executions, NULL);
+END;
+$$;
+
+-- v2 (over v1): a version other than the current one (p_version; NULL: the current one), and a
+-- parent (p_parent, p_parent_node_id: a subworkflow's child, started by dw.begin_child_v1 in its
+-- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper.
+CREATE OR REPLACE FUNCTION dw.start_execution_v2(
+    p_workflow_id text,
+    p_version integer,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text,
+    p_parent dw.executions,
+    p_parent_node_id text
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
 DECLARE
     v_wf dw.workflows%ROWTYPE;
+    v_version integer;
     v_plan jsonb;
-    v_id uuid;
+    v_id uuid := gen_random_uuid();
+    v_inserted uuid;
     v_timeout double precision;
 BEGIN
     RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
@@ -42,7 +67,7 @@ BEGIN
 
     -- FOR SHARE: an archive or publish running concurrently waits for this start to commit.
     SELECT * INTO v_wf FROM dw.workflows w WHERE w.id = p_workflow_id FOR SHARE;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR (p_parent.id IS NOT NULL AND v_wf.tenant_id <> p_parent.tenant_id) THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
     IF v_wf.status = 'Archived' THEN
@@ -56,30 +81,39 @@ BEGIN
         RAISE EXCEPTION 'workflow % is disabled', p_workflow_id USING ERRCODE = 'DW002', DETAIL = 'Disabled';
     END IF;
 
+    v_version := COALESCE(p_version, v_wf.current_version);
     SELECT p.plan INTO v_plan FROM dw.workflow_plans p
-        WHERE p.workflow_id = p_workflow_id AND p.version = v_wf.current_version;
+        WHERE p.workflow_id = p_workflow_id AND p.version = v_version;
+    IF v_plan IS NULL AND p_version IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.workflow_id = p_workflow_id
+                                                              AND v.version = p_version) THEN
+        RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
+    END IF;
     IF v_plan IS NULL THEN
-        RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, v_wf.current_version
+        RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, v_version
             USING ERRCODE = 'DW002', DETAIL = 'NoPlan';
     END IF;
     -- The plan's field names below (nodes, id, actionType, incoming, edges/target,
     -- workflowTimeoutSeconds) are those of dataworkflows.planning's format 1.
     IF (v_plan ->> 'format') IS DISTINCT FROM '1' THEN
         RAISE EXCEPTION 'workflow % version % has a plan in format %, which this database cannot start',
-            p_workflow_id, v_wf.current_version, COALESCE(v_plan ->> 'format', 'none')
+            p_workflow_id, v_version, COALESCE(v_plan ->> 'format', 'none')
             USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
     END IF;
     v_timeout := (v_plan ->> 'workflowTimeoutSeconds')::double precision;
 
-    INSERT INTO dw.executions AS e (workflow_id, workflow_version, request_id, trigger, principal_id,
-                                    principal_type, correlation_id, tenant_id, deadline_at)
-    VALUES (p_workflow_id, v_wf.current_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
+    INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
+                                    principal_type, correlation_id, tenant_id, deadline_at, queue,
+                                    parent_execution_id, parent_node_id, root_execution_id, path, depth)
+    VALUES (v_id, p_workflow_id, v_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
             p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
-            CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END)
+            CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END,
+            p_queue, p_parent.id, p_parent_node_id, COALESCE(p_parent.root_execution_id, v_id),
+            COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0))
     ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING
-    RETURNING e.id INTO v_id;
+    RETURNING e.id INTO v_inserted;
 
-    IF v_id IS NULL THEN
+    IF v_inserted IS NULL THEN
         -- A concurrent call with the same request id committed first.
         RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
             WHERE e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
@@ -96,12 +130,13 @@ BEGIN
 
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (v_id, 'execution_requested', p_principal_id,
-            jsonb_build_object('workflowId', p_workflow_id, 'version', v_wf.current_version,
-                               'requestId', p_request_id, 'correlationId', p_correlation_id));
+            jsonb_strip_nulls(jsonb_build_object('workflowId', p_workflow_id, 'version', v_version,
+                                                 'requestId', p_request_id, 'correlationId', p_correlation_id,
+                                                 'parentExecutionId', p_parent.id, 'parentNodeId', p_parent_node_id)));
 
     PERFORM dw.defer_run_job_v1(v_id, p_queue, NULL);
 
-    RETURN QUERY SELECT v_id, 'Pending'::text, v_wf.current_version, true;
+    RETURN QUERY SELECT v_id, 'Pending'::text, v_version, true;
 END;
 $$;
 
@@ -434,18 +469,25 @@ BEGIN
     IF p_outputs IS NOT NULL AND p_status <> 'Succeeded' THEN
         RAISE EXCEPTION 'outputs for a % run', p_status USING ERRCODE = 'DW013';
     END IF;
-    PERFORM dw.complete_execution_v2(p_execution_id, p_token, p_status, p_error, p_dead_letter_node,
-                                     p_dead_letter_error);
     IF p_outputs IS NOT NULL THEN
+        -- Before the end itself: a child's end hands its outputs to its parent's wait.
+        PERFORM dw.check_lease_v1(p_execution_id, p_token);
         UPDATE dw.executions e SET outputs = p_outputs WHERE e.id = p_execution_id;
     END IF;
+    PERFORM dw.complete_execution_v2(p_execution_id, p_token, p_status, p_error, p_dead_letter_node,
+                                     p_dead_letter_error);
 END;
 $$;
 
 -- Unfenced finish, for callers that already hold the row (completion, recovery giving up).
+-- A child's end resolves its parent's wait (dw.child_ended_v1); a parent's end queues the
+-- cancellation of the children it can no longer wait for (dw.children_to_cancel_v1).
 CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
     p_execution_id uuid, p_status text, p_error jsonb, p_event text
 ) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_parent uuid;
+    v_queue text;
 BEGIN
     -- Attempts in flight (running, or waiting on a wait) are recorded Cancelled: the attempt row
     -- says that the run's end stopped them, whatever they may already have done.
@@ -497,10 +539,25 @@ BEGIN
            jsonb_build_object('reason', 'run_ended', 'runStatus', p_status)
       FROM ended;
 
+    -- forEach items in flight are recorded Cancelled like the node's attempt; those that never ran
+    -- are Cancelled too.
+    INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
+                                      start_time, end_time)
+    SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
+           jsonb_build_object('code', 'run_ended',
+                              'message', format('the run ended (%s) while this attempt was in flight', p_status)),
+           COALESCE(i.started_at, now()), now()
+      FROM dw.foreach_items i
+     WHERE i.execution_id = p_execution_id AND i.status = 'Running'
+    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
+    UPDATE dw.foreach_items i SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL
+     WHERE i.execution_id = p_execution_id AND i.status IN ('Pending', 'Running', 'Waiting');
+
     UPDATE dw.executions e
        SET status = p_status, error = p_error, ended_at = now(),
            lease_owner = NULL, lease_expires_at = NULL
-     WHERE e.id = p_execution_id;
+     WHERE e.id = p_execution_id
+    RETURNING e.parent_execution_id, e.queue INTO v_parent, v_queue;
     -- Wake-up jobs still queued for it have nothing left to do.
     DELETE FROM procrastinate_jobs j
      WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo';
@@ -514,6 +571,17 @@ BEGIN
     UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
      WHERE d.execution_id = p_execution_id AND d.kind = 'job_failed'
        AND d.redriven_at IS NULL AND d.closed_at IS NULL;
+
+    IF v_parent IS NOT NULL THEN
+        PERFORM dw.child_ended_v1(p_execution_id, v_parent);
+    END IF;
+    IF EXISTS (SELECT 1 FROM dw.children_to_cancel_v1(p_execution_id)) THEN
+        -- Not here: cancelling a child locks it, and a child that ends locks it and then this row.
+        PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+            v_queue, 'dw.cancel_children', 0, NULL, NULL,
+            jsonb_build_object('parent_execution_id', p_execution_id::text), NULL
+        )::procrastinate_job_to_defer_v1]);
+    END IF;
 END;
 $$;
 

@@ -54,7 +54,8 @@ BEGIN
     VALUES (v_w.execution_id, v_w.node_id,
             CASE p_state WHEN 'fired' THEN 'timer_fired' WHEN 'received' THEN 'signal_consumed'
                          WHEN 'timed_out' THEN 'wait_timed_out' WHEN 'withdrawn' THEN 'wait_withdrawn'
-                         WHEN 'approved' THEN 'approval_approved' ELSE 'approval_rejected' END,
+                         WHEN 'approved' THEN 'approval_approved' WHEN 'rejected' THEN 'approval_rejected'
+                         WHEN 'completed' THEN 'child_ended' ELSE 'child_detached' END,
             p_principal,
             jsonb_strip_nulls(jsonb_build_object('waitId', v_w.id, 'kind', v_w.kind, 'name', v_w.name,
                                                  'dueAt', v_w.due_at, 'expiresAt', v_w.expires_at,

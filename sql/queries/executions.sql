@@ -9,7 +9,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
-       e.suspended_at, e.outputs
+       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth
   FROM dw.executions e
   JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;
@@ -35,8 +35,10 @@ SELECT node_id, action_type, status, attempts, attempt_base, expected_incoming, 
 
 -- name: list_attempts
 -- Every attempt of one execution, in the order they started.
-SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time
-  FROM dw.action_executions WHERE execution_id = %(id)s ORDER BY start_time, node_id, attempt;
+SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
+       item_index
+  FROM dw.action_executions WHERE execution_id = %(id)s
+ ORDER BY start_time, node_id, item_index NULLS FIRST, attempt;
 
 -- name: list_events
 -- The execution log of one execution, in order.

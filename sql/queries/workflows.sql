@@ -96,3 +96,7 @@ SELECT id, version, display_name, description, parameters, definition_template A
 SELECT DISTINCT ON (id) id, version, display_name, description, parameters, checksum, created_at, created_by
   FROM dw.workflow_templates
  ORDER BY id, version DESC;
+
+-- name: existing_workflows
+-- Which of these workflow ids exist (in any status).
+SELECT w.id FROM dw.workflows w WHERE w.id = ANY (%(ids)s);

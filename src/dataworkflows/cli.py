@@ -1,5 +1,5 @@
 """The `dataworkflows` command: up, migrate, api, worker, run, status; and, through the API, workflows,
-executions (list, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters."""
+executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters."""
 
 from __future__ import annotations
 
@@ -531,6 +531,29 @@ def cmd_executions_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tree_line(e: dict[str, Any]) -> str:
+    """One execution of a tree, indented by its depth."""
+    line = f"{'  ' * int(e.get('depth') or 0)}{e['id']}  {e['workflowId']}@{e['workflowVersion']}  {e['status']}"
+    if e.get("parentNodeId"):
+        line += f"  (node {e['parentNodeId']})"
+    return line
+
+
+def cmd_executions_tree(args: argparse.Namespace) -> int:
+    """The tree an execution belongs to: its root and every execution started under it."""
+    with _client(args) as client:
+        response = client.get(f"/api/v1/executions/{_path(args.execution_id)}/tree")
+    if response.status_code != 200:
+        return _refused(response)
+    tree = response.json()
+    if args.json:
+        print(json.dumps(tree, indent=2))
+        return EXIT_OK
+    for e in tree:
+        print(_tree_line(e))
+    return EXIT_OK
+
+
 # What a control request did, by (action, outcome).
 _CONTROL_OUTCOMES = {
     ("cancel", "cancelled"): "cancelled",
@@ -636,7 +659,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _add_executions(sub: Any) -> None:
-    executions = sub.add_parser("executions", help="list executions; cancel, suspend or resume one")
+    executions = sub.add_parser("executions", help="list executions; show one's tree; cancel, suspend or resume one")
     esub = executions.add_subparsers(dest="executions_command", required=True)
     elist = esub.add_parser("list", help="executions, newest first")
     elist.add_argument("--status", type=_status_name, help="only these (Pending, Running, Waiting, Suspended, ...)")
@@ -644,6 +667,11 @@ def _add_executions(sub: Any) -> None:
     elist.add_argument("--limit", type=int, default=50)
     elist.add_argument("--api-url")
     elist.set_defaults(func=cmd_executions_list)
+    tree = esub.add_parser("tree", help="an execution's tree: its root and the subworkflows under it")
+    tree.add_argument("execution_id")
+    tree.add_argument("--json", action="store_true")
+    tree.add_argument("--api-url")
+    tree.set_defaults(func=cmd_executions_tree)
     helps = {
         "cancel": "cancel an execution (at once, or its worker stops it)",
         "suspend": "suspend an execution: running attempts finish, nothing new starts",

@@ -61,6 +61,9 @@ class Settings:
     worker_metrics_host: str = "127.0.0.1"
     # Templates that do more than look values up render in helper processes: at most this many
     # loop iterations and calls per render, and this long before the helper is killed.
+    # Subworkflows nest at most this deep (a root run is at depth 0); deeper, the node fails with
+    # nesting_too_deep (which also stops a workflow that calls itself).
+    max_nesting_depth: int = 8
     template_max_steps: int = 1_000_000
     template_timeout_seconds: float = 5.0
 

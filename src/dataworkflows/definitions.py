@@ -32,7 +32,10 @@ class NodeType(StrEnum):
     APPROVAL = "approval"
     # A JavaScript expression whose value becomes the node's outputs (dataworkflows.transforms).
     TRANSFORM = "transform"
+    # A child execution of another workflow (dataworkflows.subworkflows).
     SUBWORKFLOW = "subworkflow"
+    # An action per element of a list, each item checkpointed (dataworkflows.foreach).
+    FOR_EACH = "forEach"
 
 
 class Edge(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

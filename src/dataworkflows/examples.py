@@ -67,12 +67,17 @@ async def load_templates(db: Database) -> list[str]:
 
 async def load_examples(db: Database, registry: ActionRegistry, conditions: ConditionPool) -> list[str]:
     """Creates or updates each example and publishes it; returns the workflow ids."""
-    loaded = []
+    # Saved first, published next: an example may call another that comes later (a subworkflow's
+    # workflow must exist when its caller is published).
+    saved = []
     for name, raw in example_definitions():
         prepared = await prepare_definition(raw, registry, conditions)
-        definition = prepared.definition
-        existing = await db.workflows.get(definition.id)
+        existing = await db.workflows.get(prepared.definition.id)
         version, _ = await db.workflows.save_definition(prepared, "system:examples")
+        saved.append((name, prepared, existing, version))
+    loaded = []
+    for name, prepared, existing, version in saved:
+        definition = prepared.definition
         # Leave alone what an operator decided: an archived example stays archived, and an example
         # already at this version needs nothing.
         if existing is not None and (existing.status == "Archived" or existing.current_version == version):

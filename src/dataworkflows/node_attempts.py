@@ -15,10 +15,11 @@ import msgspec
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
-from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo
+from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo, WaitCheckpoint
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
-from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, WaitFor
+from dataworkflows.foreach import ItemCheckpoint, ItemRecord
+from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
 from dataworkflows.outcomes import ConditionEvaluator, Decision, decide
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import NodeStatus, Verdict
@@ -42,6 +43,8 @@ class RunContext:
     conditions: ConditionEvaluator
     worker_id: str
     park_threshold_seconds: float
+    # Children nest at most this deep (DW_MAX_NESTING_DEPTH).
+    max_nesting_depth: int
     # Set by the runtime when the worker is asked to stop; by the heartbeat when the lease is gone.
     stopping: asyncio.Event
     log: Any
@@ -82,7 +85,7 @@ class NodeAttempts:
         node and error of an unhandled failure, if recording one ended a node for good."""
         for node_id in self.run.order:
             state = self.run.state[node_id]
-            if state.status != NodeStatus.RUNNING:
+            if state.status != NodeStatus.RUNNING or self.resumable(node_id):
                 continue
             at = now()
             result = ActionResult.retriable(
@@ -94,21 +97,35 @@ class NodeAttempts:
                 return node_id, decision.error
         return None
 
-    async def run_node(self, node_id: str) -> Decision | None:
-        """Attempts the node until it has an outcome (a Decision), or it waits (None)."""
+    def resumable(self, node_id: str) -> bool:
+        """Whether the node's kind carries a Running attempt on from its checkpoints (forEach)
+        rather than having it recorded as interrupted."""
+        return bool(getattr(self.run.kinds.get(self.run.nodes[node_id].kind), "resumable", False))
+
+    async def run_node(self, node_id: str, *, resume: bool = False) -> Decision | None:
+        """Attempts the node until it has an outcome (a Decision), or it waits or pauses (None).
+        resume: carry on with the node's Running attempt (a resumable kind's) instead of starting one."""
         node = self.run.nodes[node_id]
         kind = self.run.kinds.get(node.kind)
         # What this task's previous attempt used: an in-process retry reuses it as it was rendered
         # (key order included) without reading it back from the database.
         previous: dict[str, Any] | None = None
         while True:
-            attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
             state = self.run.state[node_id]
+            if resume:
+                attempt, resume = state.attempts, False
+            else:
+                attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
             outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
+            if isinstance(outcome, Paused):
+                self.run.log.info("node paused; it goes on from its checkpoints", node_id=node_id, attempt=attempt)
+                return None
             if isinstance(outcome, WaitFor):
                 return await self._begin_wait(node, attempt, outcome, start)
+            if isinstance(outcome, StartChild):
+                return await self._begin_child(node, attempt, outcome, start)
             previous = outcome.parameters if outcome.parameters is not None else previous
             decision = await self._record(node, attempt, outcome, start, now())
             if decision.verdict != Verdict.RETRY or not await self._backoff_in_process(decision.retry_delay):
@@ -127,6 +144,34 @@ class NodeAttempts:
             )
         except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
             return await self._record_unrecordable(node, attempt, exc, start, now())
+        return await self._waiting(node, attempt, wait)
+
+    async def _begin_child(self, node: PlanNode, attempt: int, child: StartChild, start: datetime) -> Decision | None:
+        """Starts the child in the attempt's checkpoint and waits on it (or, with waitForCompletion
+        false, records the node's success with the child's id at once). A child that cannot start
+        fails the node with the reason (not retried: the same parameters would be refused again)."""
+        try:
+            wait, error = await self.run.data.begin_child(
+                self.run.execution_id,
+                self.run.token,
+                node_id=node.id,
+                attempt=attempt,
+                parameters=child.parameters,
+                spec=child.spec,
+                max_depth=self.run.max_nesting_depth,
+            )
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            return await self._record_unrecordable(node, attempt, exc, start, now())
+        if wait is None:
+            assert error is not None
+            code, message = str(error.get("code", "child_not_started")), str(error.get("message", ""))
+            failed = ActionResult.failed(
+                code, message, **{k: v for k, v in error.items() if k not in ("code", "message")}
+            )
+            return await self._record(node, attempt, Attempt(child.parameters, failed), start, now())
+        return await self._waiting(node, attempt, wait)
+
+    async def _waiting(self, node: PlanNode, attempt: int, wait: WaitCheckpoint) -> Decision | None:
         state = self.run.state[node.id]
         state.status, state.next_at, state.wait = NodeStatus.WAITING, None, wait
         metrics.WAITS_STARTED.labels(wait.kind).inc()
@@ -170,6 +215,8 @@ class NodeAttempts:
             scope=self.run.scope(),
             log=self.run.log.bind(node_id=node.id, attempt=attempt, action_type=node.action_type),
             earlier_parameters=earlier_parameters,
+            holding=self.run.holding,
+            items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
         )
 
     async def _backoff_in_process(self, delay: float) -> bool:
@@ -265,6 +312,35 @@ class NodeAttempts:
             "unrecordable_result", f"the attempt's parameters or outputs could not be stored: {message}"[:2000]
         )
         return await self._record(node, attempt, Attempt(None, result), start, end)
+
+
+class _Items:
+    """A forEach node attempt's item checkpoints (dataworkflows.foreach.ItemStore), fenced by the
+    run's lease token."""
+
+    def __init__(self, run: RunContext, node_id: str, attempt: int) -> None:
+        self.run = run
+        self.node_id = node_id
+        self.attempt = attempt
+
+    async def load(self) -> list[ItemCheckpoint]:
+        return await self.run.data.load_items(self.run.execution_id, self.run.token, self.node_id, self.attempt)
+
+    async def begin(self, action_type: str, items: list[Any]) -> list[ItemCheckpoint]:
+        return await self.run.data.begin_items(
+            self.run.execution_id, self.run.token, self.node_id, self.attempt, action_type=action_type, items=items
+        )
+
+    async def start(self, indexes: list[int]) -> dict[int, int]:
+        return await self.run.data.start_item_attempts(self.run.execution_id, self.run.token, self.node_id, indexes)
+
+    async def record(self, record: ItemRecord) -> None:
+        await self.run.data.record_item_attempt(
+            self.run.execution_id, self.run.token, self.node_id, record, worker=self.run.worker_id
+        )
+
+    async def stop(self) -> int:
+        return await self.run.data.stop_items(self.run.execution_id, self.run.token, self.node_id)
 
 
 def _link_json(link: Any) -> dict[str, Any]:

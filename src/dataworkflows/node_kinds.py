@@ -16,7 +16,14 @@ A kind that waits (delay, signal, approval) returns a `WaitFor` from `attempt` i
 writes the wait (dw.begin_wait_v1: the wait row and the node Waiting, in one fenced transaction)
 and the run holds nothing while it waits. Once the wait is resolved (a timer fired, a signal or a
 decision came, a timeout expired), the runtime calls the kind's `resume(wait)` for the ActionResult
-and records it like any attempt's: same decision, same edges, same procedure.
+and records it like any attempt's: same decision, same edges, same procedure. A subworkflow returns
+a `StartChild`: the runtime starts the child in the same kind of transaction (dw.begin_child_v1),
+and the node waits on it (a `child` wait) that the child's own end resolves.
+
+A kind whose attempt is long and made of parts (forEach: an action per item) checkpoints each part
+through `ctx.items` and may return `Paused` when `ctx.holding()` says to stop starting work: the node
+stays Running, and the next holder of the run calls `attempt` again with the same attempt number
+(the kind's `resumable` is True), which carries on from the checkpoints.
 
 A new kind is one module with a class that implements this contract, registered in
 `default_node_kinds()`, plus its validation (dataworkflows.validation) and its SQL (for a kind that
@@ -48,6 +55,7 @@ from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionTimeout
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
+from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 from dataworkflows.waits import WAITING_KINDS, WaitParameterError, WaitSpec, resolved_result, wait_spec
@@ -69,6 +77,10 @@ class AttemptContext:
     log: Any
     # The parameters an earlier attempt of this node rendered (None if none did).
     earlier_parameters: Callable[[], Awaitable[dict[str, Any] | None]]
+    # Whether no new work may start now (the worker stops, or the run is being suspended).
+    holding: Callable[[], bool] = lambda: False
+    # A forEach node's item checkpoints, bound to this node attempt (dataworkflows.foreach).
+    items: Any = None
 
 
 @dataclass(frozen=True)
@@ -85,11 +97,28 @@ class WaitFor:
     spec: WaitSpec
 
 
+@dataclass(frozen=True)
+class StartChild:
+    """The attempt starts a child execution (a subworkflow), in its checkpoint transaction."""
+
+    parameters: dict[str, Any]
+    spec: ChildSpec
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The attempt stopped half-way with its progress checkpointed (a forEach whose run is being
+    suspended or handed back): the node stays Running and the attempt goes on where it stopped."""
+
+
+Outcome = Attempt | WaitFor | StartChild | Paused
+
+
 class NodeKind(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor: ...
+    async def attempt(self, ctx: AttemptContext) -> Outcome: ...
 
     def resume(self, wait: WaitCheckpoint) -> ActionResult: ...
 
@@ -125,7 +154,7 @@ class ActionKind:
     def resume(self, wait: WaitCheckpoint) -> ActionResult:
         raise AssertionError(f"an action node does not wait (wait {wait.id})")
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
+    async def attempt(self, ctx: AttemptContext) -> Outcome:
         node = ctx.node
         rendered: dict[str, Any] | None = None
         try:
@@ -190,7 +219,7 @@ class WaitingKind:
         self.name = name
         self.templates = templates
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
+    async def attempt(self, ctx: AttemptContext) -> Outcome:
         rendered: dict[str, Any] | None = None
         try:
             rendered = await self.templates.render(ctx.node.parameters, {**ctx.scope, "attempt": ctx.attempt})
@@ -200,6 +229,32 @@ class WaitingKind:
         except TemplateRenderError as exc:
             return Attempt(rendered, ActionResult.failed(exc.code, exc.message))
         except WaitParameterError as exc:
+            return Attempt(rendered, ActionResult.failed("invalid_parameters", str(exc)))
+
+    def resume(self, wait: WaitCheckpoint) -> ActionResult:
+        return resolved_result(wait.kind, wait.state, wait.result)
+
+
+class SubworkflowKind:
+    """subworkflow (dataworkflows.subworkflows): renders the node's parameters (each attempt) into
+    the child to start; the runtime starts it in the attempt's checkpoint (dw.begin_child_v1) and
+    the node waits on it like on any wait, holding no worker."""
+
+    name = "subworkflow"
+
+    def __init__(self, templates: TemplateRenderer) -> None:
+        self.templates = templates
+
+    async def attempt(self, ctx: AttemptContext) -> Outcome:
+        rendered: dict[str, Any] | None = None
+        try:
+            rendered = await self.templates.render(ctx.node.parameters, {**ctx.scope, "attempt": ctx.attempt})
+            return StartChild(rendered, child_spec(rendered))
+        except TemplateUnavailable as exc:
+            return Attempt(rendered, ActionResult.retriable(exc.code, exc.message))
+        except TemplateRenderError as exc:
+            return Attempt(rendered, ActionResult.failed(exc.code, exc.message))
+        except SubworkflowParameterError as exc:
             return Attempt(rendered, ActionResult.failed("invalid_parameters", str(exc)))
 
     def resume(self, wait: WaitCheckpoint) -> ActionResult:
@@ -226,7 +281,7 @@ class TransformKind:
     def resume(self, wait: WaitCheckpoint) -> ActionResult:
         raise AssertionError(f"a transform node does not wait (wait {wait.id})")
 
-    async def attempt(self, ctx: AttemptContext) -> Attempt | WaitFor:
+    async def attempt(self, ctx: AttemptContext) -> Outcome:
         parameters = ctx.node.parameters
         timeout = transforms.timeout_seconds(parameters)
         try:
@@ -248,7 +303,10 @@ def default_node_kinds(
     expressions: ExpressionSandbox | None = None,
 ) -> NodeKinds:
     """Every kind this engine runs (transform when there is a sandbox for its expressions)."""
-    kinds: list[NodeKind] = [ActionKind(registry, templates, services)]
+    from dataworkflows.foreach import ForEachKind  # it runs its items with ActionKind
+
+    actions = ActionKind(registry, templates, services)
+    kinds: list[NodeKind] = [actions, SubworkflowKind(templates), ForEachKind(actions, templates)]
     kinds.extend(WaitingKind(name, templates) for name in WAITING_KINDS)
     if expressions is not None:
         kinds.append(TransformKind(expressions))

@@ -50,6 +50,8 @@ class RuntimeSettings:
     lease_seconds: float = 30.0
     park_threshold_seconds: float = 30.0
     throttle_delay_seconds: float = 2.0
+    # Children nest at most this deep (DW_MAX_NESTING_DEPTH): a root is at depth 0.
+    max_nesting_depth: int = 8
 
 
 class Runtime:
@@ -128,6 +130,7 @@ class Runtime:
             conditions=self.conditions,
             worker_id=settings.worker_id,
             park_threshold_seconds=settings.park_threshold_seconds,
+            max_nesting_depth=settings.max_nesting_depth,
             stopping=self.stopping,
             log=log.bind(
                 execution_id=str(execution_id),
@@ -415,7 +418,7 @@ class _Run:
         """Whether a node could start (or record its resolved wait) now: a stopping worker hands
         such a run back rather than parking it."""
         return any(
-            s.status == NodeStatus.READY
+            s.status in (NodeStatus.READY, NodeStatus.RUNNING)
             or s.resolved_wait is not None
             or (s.retry_due is not None and s.retry_due <= at)
             for s in self.state.values()
@@ -500,6 +503,9 @@ class _Run:
             work: Coroutine[Any, Any, Decision | None]
             if state.resolved_wait is not None:
                 work = self.attempts.resume_wait(node_id)
+            elif state.status == NodeStatus.RUNNING:
+                # A resumable attempt (forEach) that a previous holder, or a pause, left half-way.
+                work = self.attempts.run_node(node_id, resume=True)
             elif state.status == NodeStatus.READY or (state.retry_due is not None and state.retry_due <= at):
                 work = self.attempts.run_node(node_id)
             else:

@@ -23,9 +23,10 @@ from dataworkflows.definitions import (
     parse_definition,
     parse_duration,
 )
+from dataworkflows.foreach import check_parameters as check_foreach_parameters
+from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
 from dataworkflows.transforms import check_parameters as check_transform_parameters
-from dataworkflows.waits import WAITING_KINDS
 from dataworkflows.waits import check_parameters as check_wait_parameters
 
 # Workflow, node and template ids share one pattern. \Z, not $: "$" also matches before a
@@ -334,7 +335,7 @@ def _check_node_local(
     if node.retry_policy is not None:
         _check_retry_policy(node.retry_policy, f"{pointer}/retryPolicy", problems)
     if node.node_type != NodeType.ACTION:
-        _check_kind(node, pointer, problems, check_condition)
+        _check_kind(node, pointer, problems, check_parameters, check_condition)
     elif not node.action_type:
         problems.append(Problem(f"{pointer}/actionType", "required", "an action node needs an actionType"))
     elif check_parameters is not None:
@@ -349,13 +350,14 @@ def _check_node_local(
         _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
 
 
-def _check_kind(node: Node, pointer: str, problems: list[Problem], check_condition: ConditionChecker | None) -> None:
+def _check_kind(
+    node: Node,
+    pointer: str,
+    problems: list[Problem],
+    check_parameters: ParameterChecker | None,
+    check_condition: ConditionChecker | None,
+) -> None:
     """A node of another kind than action: no actionType, and parameters its kind accepts."""
-    if node.node_type not in (*WAITING_KINDS, NodeType.TRANSFORM):
-        problems.append(
-            Problem(f"{pointer}/nodeType", "unsupported", f"nodeType {node.node_type!r} is not supported yet")
-        )
-        return
     if node.action_type:
         problems.append(
             Problem(f"{pointer}/actionType", "not_allowed", f"a {node.node_type} node has no actionType; remove it")
@@ -367,10 +369,29 @@ def _check_kind(node: Node, pointer: str, problems: list[Problem], check_conditi
             error = check_condition(expression)
             if error is not None:
                 found.append(("/expression", "expression_syntax", error))
+    elif node.node_type == NodeType.SUBWORKFLOW:
+        found = check_subworkflow_parameters(node.parameters)
+    elif node.node_type == NodeType.FOR_EACH:
+        found = check_foreach_parameters(node.parameters)
+        if not found and check_parameters is not None:
+            found = _check_item_action(node.parameters["action"], f"{pointer}/parameters/action", check_parameters)
     else:
         found = check_wait_parameters(node.node_type, node.parameters)
     for relative, code, message in found:
         problems.append(Problem(f"{pointer}/parameters{relative}", code, message))
+
+
+def _check_item_action(
+    action: dict[str, Any], pointer: str, check_parameters: ParameterChecker
+) -> list[tuple[str, str, str]]:
+    """A forEach's item action: a known action type whose parameters it accepts (as for an action
+    node; they may also use `item` and `index`). Problems are relative to the node's parameters."""
+    action_type = action["actionType"]
+    found = check_parameters(action_type, action.get("parameters") or {}, f"{pointer}/parameters")
+    if found is None:
+        return [("/action/actionType", "unknown_action_type", f"unknown action type {action_type!r}")]
+    prefix = pointer.rsplit("/parameters/action", 1)[0] + "/parameters"
+    return [(p.pointer.removeprefix(prefix), p.code, p.message) for p in found]
 
 
 def _check_edge(edge: Edge, pointer: str, problems: list[Problem], check_condition: ConditionChecker | None) -> None:

@@ -195,9 +195,40 @@ def _timestamp(text: Any) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+_CHILD_FAILURES = {"Failed": "child_failed", "Cancelled": "child_cancelled", "TimedOut": "child_timed_out"}
+
+
+def child_result(state: str, data: dict[str, Any]) -> ActionResult:
+    """What a subworkflow's child wait means for its node: started (waitForCompletion false: the
+    child's id), or completed (the child's outputs, or its error as the cause of the node's)."""
+    if state == "started":
+        return ActionResult.succeeded(
+            {
+                "executionId": data.get("executionId"),
+                "workflowId": data.get("workflowId"),
+                "version": data.get("version"),
+            }
+        )
+    status = data.get("status")
+    if status == "Succeeded":
+        outputs = data.get("outputs")
+        return ActionResult.succeeded(outputs if isinstance(outputs, dict) else {})
+    cause = data.get("error") if isinstance(data.get("error"), dict) else None
+    reason = f": {cause['message']}" if cause and cause.get("message") else ""
+    message = f"child execution {data.get('executionId')} ({data.get('workflowId')}) ended {status}{reason}"
+    return ActionResult.failed(
+        _CHILD_FAILURES.get(str(status), "child_failed"),
+        message[:2000],
+        cause=cause,
+        childExecutionId=data.get("executionId"),
+    )
+
+
 def resolved_result(kind: str, state: str, result: Any) -> ActionResult:
     """What a resolved wait means for its node."""
     data = result if isinstance(result, dict) else {}
+    if kind == "child" and state in ("started", "completed"):
+        return child_result(state, data)
     if state == "fired":
         return ActionResult.succeeded(data)
     if state == "received":

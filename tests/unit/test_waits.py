@@ -95,7 +95,8 @@ def test_publish_time_validation_of_waiting_nodes() -> None:
     assert ("/nodes/1/actionType", "not_allowed") in found
     assert ("/nodes/2/parameters", "invalid_parameters") in found
     assert ("/nodes/3/actionType", "required") in found
-    assert ("/nodes/4/nodeType", "unsupported") in found
+    # A subworkflow needs its workflowId.
+    assert ("/nodes/4/parameters", "invalid_parameters") in found
 
 
 def test_templated_wait_parameters_are_checked_when_rendered() -> None:

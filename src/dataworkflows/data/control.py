@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
+from dataworkflows.errors import ExecutionEnded
 from dataworkflows.sqlfiles import QUERIES
 
 if TYPE_CHECKING:
@@ -101,6 +102,20 @@ class ControlData:
         )
         assert row is not None
         return row
+
+    async def cancel_children(self, parent_id: UUID) -> list[UUID]:
+        """Cancels the unfinished children a parent that ended must cancel (dw.children_to_cancel_v1),
+        each in its own transaction (see the lock order in composition.sql); returns those it asked."""
+        rows = await self._db.fetch_all("children_to_cancel", id=parent_id)
+        asked = []
+        for row in rows:
+            child = row["execution_id"]
+            try:
+                await self.cancel(child, principal=None, reason=f"its parent execution {parent_id} ended")
+            except ExecutionEnded:
+                continue  # it ended meanwhile: nothing to cancel
+            asked.append(child)
+        return asked
 
     async def suspend(self, execution_id: UUID, *, principal: str | None, reason: str | None) -> ControlOutcome:
         row = await self._db.fetch_one_as(

@@ -52,6 +52,40 @@ class Execution(msgspec.Struct, frozen=True):
     suspended_at: datetime | None = None
     # The definition's `outputs`, rendered when the run succeeded.
     outputs: Any = None
+    # Composition: the node of the parent that started it, the root of its tree (itself for a run
+    # nobody started) and how deep it is (0 for a root).
+    parent_node_id: str | None = None
+    root_execution_id: UUID | None = None
+    depth: int = 0
+
+
+class ChildExecution(msgspec.Struct, frozen=True):
+    """An execution a node of another started (a subworkflow)."""
+
+    id: UUID
+    workflow_id: str
+    workflow_version: int
+    parent_node_id: str | None
+    status: ExecutionStatus
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class TreeExecution(msgspec.Struct, frozen=True):
+    """One execution of a tree (a root, its children, theirs ...)."""
+
+    id: UUID
+    parent_execution_id: UUID | None
+    parent_node_id: str | None
+    depth: int
+    workflow_id: str
+    workflow_version: int
+    status: ExecutionStatus
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    error_code: str | None
 
 
 class ExecutionListItem(msgspec.Struct, frozen=True):
@@ -96,6 +130,21 @@ class Attempt(msgspec.Struct, frozen=True):
     worker: str | None
     start_time: datetime
     end_time: datetime
+    # A forEach item attempt's item (None for a node's own attempts).
+    item_index: int | None = None
+
+
+class ForEachItem(msgspec.Struct, frozen=True):
+    """One item of a forEach node."""
+
+    index: int
+    status: str
+    attempts: int
+    node_attempt: int
+    outputs: Any
+    error: Any
+    started_at: datetime | None
+    ended_at: datetime | None
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -170,6 +219,18 @@ class ExecutionData:
     async def attempts(self, execution_id: UUID) -> list[Attempt]:
         """In the order they started."""
         return await self._db.fetch_all_as(Attempt, "list_attempts", id=execution_id)
+
+    async def children(self, execution_id: UUID) -> list[ChildExecution]:
+        """The executions its nodes started, oldest first."""
+        return await self._db.fetch_all_as(ChildExecution, "list_children", id=execution_id)
+
+    async def tree(self, execution_id: UUID) -> list[TreeExecution]:
+        """The whole tree it belongs to (from its root), each child under its parent."""
+        return await self._db.fetch_all_as(TreeExecution, "execution_tree", id=execution_id)
+
+    async def items(self, execution_id: UUID, node_id: str) -> list[ForEachItem]:
+        """A forEach node's items, in order (none for another node)."""
+        return await self._db.fetch_all_as(ForEachItem, "list_items", id=execution_id, node_id=node_id)
 
     async def events(self, execution_id: UUID, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """The execution log after event id `after`, in order."""

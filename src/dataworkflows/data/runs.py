@@ -13,8 +13,10 @@ from psycopg.types.json import Jsonb
 
 from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, WaitCheckpoint
 from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
 from dataworkflows.statuses import ExecutionStatus, NodeStatus
+from dataworkflows.subworkflows import ChildSpec
 from dataworkflows.waits import WaitSpec
 
 if TYPE_CHECKING:
@@ -148,6 +150,95 @@ class RunData:
         )
         assert row is not None
         return msgspec.convert(row["wait"], WaitCheckpoint)
+
+    async def begin_child(
+        self,
+        execution_id: UUID,
+        token: int,
+        *,
+        node_id: str,
+        attempt: int,
+        parameters: Any,
+        spec: ChildSpec,
+        max_depth: int,
+    ) -> tuple[WaitCheckpoint | None, dict[str, Any] | None]:
+        """Starts the node's child in its checkpoint: (its wait, None), or (None, the error that
+        says why no child started: nesting_too_deep, child_workflow_not_found, child_not_runnable)."""
+        row = await self._db.fetch_one(
+            "begin_child",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            attempt=attempt,
+            workflow_id=spec.workflow_id,
+            version=spec.version,
+            input=Jsonb(spec.input),
+            parameters=_jsonb(parameters),
+            wait=spec.wait,
+            max_depth=max_depth,
+        )
+        assert row is not None
+        if row["wait"] is None:
+            return None, row["error"]
+        return msgspec.convert(row["wait"], WaitCheckpoint), None
+
+    async def load_items(self, execution_id: UUID, token: int, node_id: str, attempt: int) -> list[ItemCheckpoint]:
+        """A forEach node attempt's items, in order (none before it wrote them)."""
+        rows = await self._db.fetch_all("load_items", id=execution_id, token=token, node_id=node_id, attempt=attempt)
+        return [msgspec.convert(row["item"], ItemCheckpoint) for row in rows]
+
+    async def begin_items(
+        self, execution_id: UUID, token: int, node_id: str, attempt: int, *, action_type: str, items: list[Any]
+    ) -> list[ItemCheckpoint]:
+        """Writes a forEach node attempt's items; returns every item, in order."""
+        rows = await self._db.fetch_all(
+            "begin_items",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            attempt=attempt,
+            action_type=action_type,
+            items=Jsonb(items),
+        )
+        return [msgspec.convert(row["item"], ItemCheckpoint) for row in rows]
+
+    async def start_item_attempts(
+        self, execution_id: UUID, token: int, node_id: str, indexes: list[int]
+    ) -> dict[int, int]:
+        """Items start their next attempt: index -> attempt number."""
+        rows = await self._db.fetch_all(
+            "start_item_attempts", id=execution_id, token=token, node_id=node_id, indexes=indexes
+        )
+        return {int(row["item_index"]): int(row["attempt"]) for row in rows}
+
+    async def record_item_attempt(
+        self, execution_id: UUID, token: int, node_id: str, record: ItemRecord, *, worker: str
+    ) -> None:
+        """One item attempt's row and the item's new state, in one fenced transaction."""
+        await self._db.fetch_one(
+            "record_item_attempt",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            index=record.index,
+            attempt=record.attempt,
+            action_type=record.action_type,
+            attempt_status=record.attempt_status.value,
+            item_status=record.item_status,
+            parameters=_jsonb(record.parameters),
+            outputs=_jsonb(record.outputs),
+            error=_jsonb(record.error),
+            start_time=record.start_time,
+            end_time=record.end_time,
+            worker=worker,
+            next_attempt_at=record.next_attempt_at,
+        )
+
+    async def stop_items(self, execution_id: UUID, token: int, node_id: str) -> int:
+        """The items of a forEach that stopped at a failure and never ran are Cancelled."""
+        row = await self._db.fetch_one("stop_items", id=execution_id, token=token, node_id=node_id)
+        assert row is not None
+        return int(row["stopped"])
 
     async def fire_due_waits(self, execution_id: UUID, token: int) -> list[WaitCheckpoint]:
         """Timers that came due fire and waits past their timeout time out; returns them."""

@@ -10,6 +10,8 @@ from psycopg.types.json import Jsonb
 
 from dataworkflows import errors
 from dataworkflows.statuses import WorkflowStatus
+from dataworkflows.subworkflows import referenced_workflows
+from dataworkflows.validation import Problem
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
@@ -173,8 +175,27 @@ class WorkflowData:
         return await self._db.fetch_all_as(Version, "list_versions", id=workflow_id)
 
     async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
-        """Stores the compiled plan and makes the version current (and the workflow Active)."""
+        """Stores the compiled plan and makes the version current (and the workflow Active). A
+        subworkflow naming a workflow that does not exist at all is refused (DefinitionError); one
+        that exists but cannot run (a Draft, archived, disabled) fails its node at run time, and a
+        workflow may call itself (the nesting depth limit stops it)."""
+        await self._check_children_exist(workflow_id, plan)
         await self._db.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
+
+    async def _check_children_exist(self, workflow_id: str, plan: dict[str, Any]) -> None:
+        referenced = referenced_workflows(plan.get("nodes") or [])
+        wanted = sorted({ref for _, _, ref in referenced if ref != workflow_id})
+        if not wanted:
+            return
+        rows = await self._db.fetch_all("existing_workflows", ids=wanted)
+        known = {row["id"] for row in rows}
+        problems = [
+            Problem(f"/nodes/{index}{pointer}", "unknown_workflow", f"workflow {ref!r} does not exist")
+            for index, pointer, ref in referenced
+            if ref != workflow_id and ref not in known
+        ]
+        if problems:
+            raise errors.DefinitionError(problems)
 
     async def archive(self, workflow_id: str, principal: str | None) -> None:
         """New executions are refused from now on; a Draft cannot be archived (Conflict)."""

@@ -1,0 +1,54 @@
+-- name: begin_child
+-- A subworkflow node starts its child (or is refused: error) in its attempt's fenced transaction.
+SELECT wait, error FROM dw.begin_child_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(workflow_id)s,
+    %(version)s, %(input)s, %(parameters)s, %(wait)s, %(max_depth)s);
+
+-- name: children_to_cancel
+-- The unfinished children a parent that ended must cancel.
+SELECT execution_id FROM dw.children_to_cancel_v1(%(id)s);
+
+-- name: load_items
+-- A forEach node attempt's items (none before it wrote them).
+SELECT i AS item FROM dw.load_items_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s) AS i;
+
+-- name: begin_items
+-- A forEach node attempt writes its items; answers every item, in order.
+SELECT i AS item FROM dw.begin_items_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+    %(items)s) AS i;
+
+-- name: start_item_attempts
+-- Items start their next attempt.
+SELECT item_index, attempt FROM dw.start_item_attempts_v1(%(id)s, %(token)s, %(node_id)s, %(indexes)s);
+
+-- name: record_item_attempt
+-- One item attempt's outcome and the item's new state.
+SELECT dw.record_item_attempt_v1(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s, %(action_type)s,
+    %(attempt_status)s, %(item_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s,
+    %(worker)s, %(next_attempt_at)s);
+
+-- name: stop_items
+-- The items of a forEach that stopped at a failure and never ran are Cancelled.
+SELECT dw.stop_items_v1(%(id)s, %(token)s, %(node_id)s) AS stopped;
+
+-- name: list_children
+-- An execution's children, oldest first.
+SELECT e.id, e.workflow_id, e.workflow_version, e.parent_node_id, e.status, e.created_at,
+       e.started_at AS start_time, e.ended_at AS end_time
+  FROM dw.executions e WHERE e.parent_execution_id = %(id)s ORDER BY e.created_at, e.id;
+
+-- name: execution_tree
+-- The whole tree an execution belongs to, each child under its parent.
+SELECT t.execution_id AS id, t.parent_execution_id, t.parent_node_id, t.depth, t.workflow_id,
+       t.workflow_version, t.status, t.created_at, t.started_at AS start_time, t.ended_at AS end_time,
+       t.error_code
+  FROM dw.v_execution_tree t
+ WHERE t.root_execution_id = (SELECT e.root_execution_id FROM dw.executions e WHERE e.id = %(id)s)
+ ORDER BY t.path;
+
+-- name: list_items
+-- A forEach node's items, in order.
+SELECT i.item_index AS index, i.status, i.attempts, i.node_attempt, i.outputs, i.error, i.started_at,
+       i.ended_at
+  FROM dw.foreach_items i
+ WHERE i.execution_id = %(id)s AND i.node_id = %(node_id)s
+ ORDER BY i.item_index;

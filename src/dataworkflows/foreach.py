@@ -1,0 +1,399 @@
+"""forEach: one action per element of a list, each item checkpointed.
+
+    {"id": "notify", "nodeType": "forEach",
+     "parameters": {"items": "{{ trigger.orders }}", "concurrency": 20, "onItemFailure": "continue",
+                    "maxItems": 5000,
+                    "action": {"actionType": "core.echo", "parameters": {"message": "{{ item.id }} #{{ index }}"}}}}
+
+- items: a list, or a template that renders one (at most maxItems elements: default 1,000, at
+  most 10,000; more fails the node with too_many_items);
+- action: what runs for each item; its parameters are templates that also see `item` and `index`;
+  each item is retried by the node's retryPolicy and bounded by its timeout;
+- concurrency: items in flight at once (default 10, at most 100);
+- onItemFailure: failFast (default: the first item that fails for good fails the node with
+  item_failed; items in flight are cancelled, those not started are not run) or continue (every
+  item runs; the node succeeds and lists the failures).
+
+The node's outputs: {"items": [each item's outputs in input order, null for an item that did not
+succeed], "errors": [{"index": i, "error": {...}}], "count", "succeeded", "failed"}.
+
+Each item is a row (dw.foreach_items) and each item attempt an attempt row with the item's index.
+A worker that dies half-way leaves the node Running: the next holder of the run carries on with the
+same node attempt, records the items that were in flight as interrupted (retried by the policy) and
+never runs an item that succeeded again. The node itself is not retried (its items are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import msgspec
+
+from dataworkflows.actions import ActionResult
+from dataworkflows.checkpoints import WaitCheckpoint
+from dataworkflows.errors import InvalidInput
+from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
+from dataworkflows.outcomes import error_json, retries_left
+from dataworkflows.planning import PlanNode
+from dataworkflows.retry import backoff_seconds
+from dataworkflows.statuses import AttemptStatus
+from dataworkflows.template_pool import TemplateRenderer
+from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+
+DEFAULT_MAX_ITEMS = 1_000
+HARD_MAX_ITEMS = 10_000
+DEFAULT_CONCURRENCY = 10
+MAX_CONCURRENCY = 100
+ON_ITEM_FAILURE = ("failFast", "continue")
+# While items wait for a retry, look this often whether the run is being suspended or handed back.
+HOLD_CHECK_SECONDS = 0.5
+
+
+class ItemAction(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    action_type: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ForEachParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    items: list[Any] | str
+    action: ItemAction
+    concurrency: int = DEFAULT_CONCURRENCY
+    on_item_failure: str = "failFast"
+    max_items: int = DEFAULT_MAX_ITEMS
+
+
+class ItemCheckpoint(msgspec.Struct, rename="camel"):
+    """One item's durable state (dw.foreach_item_json_v1); kept current while the node runs."""
+
+    index: int
+    item: Any
+    status: str  # Pending | Running | Waiting | Succeeded | Failed | Cancelled
+    attempts: int
+    attempt_base: int
+    next_attempt_at: datetime | None
+    outputs: Any
+    error: Any
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """One item attempt and the item's state after it (dw.record_item_attempt_v1)."""
+
+    index: int
+    attempt: int
+    action_type: str
+    attempt_status: AttemptStatus
+    item_status: str
+    parameters: dict[str, Any] | None
+    outputs: Any
+    error: dict[str, Any] | None
+    start_time: datetime
+    end_time: datetime
+    next_attempt_at: datetime | None
+
+
+class ItemStore(Protocol):
+    """A forEach node attempt's item checkpoints (fenced by the run's lease)."""
+
+    async def load(self) -> list[ItemCheckpoint]: ...
+
+    async def begin(self, action_type: str, items: list[Any]) -> list[ItemCheckpoint]: ...
+
+    async def start(self, indexes: list[int]) -> dict[int, int]: ...
+
+    async def record(self, record: ItemRecord) -> None: ...
+
+    async def stop(self) -> int: ...
+
+
+def check_parameters(parameters: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Publish-time problems as (relative pointer, code, message); the item action's own
+    parameters are checked by the caller against the action registry."""
+    try:
+        params = msgspec.convert(parameters, ForEachParams)
+    except msgspec.ValidationError as exc:
+        return [("", "invalid_parameters", str(exc))]
+    problems: list[tuple[str, str, str]] = []
+    if isinstance(params.items, str) and "{{" not in params.items:
+        problems.append(("/items", "invalid", "items must be a list or a template that renders one"))
+    if not 1 <= params.concurrency <= MAX_CONCURRENCY:
+        problems.append(("/concurrency", "range", f"must be between 1 and {MAX_CONCURRENCY}"))
+    if params.on_item_failure not in ON_ITEM_FAILURE:
+        problems.append(("/onItemFailure", "invalid", "must be failFast or continue"))
+    if not 1 <= params.max_items <= HARD_MAX_ITEMS:
+        problems.append(("/maxItems", "range", f"must be between 1 and {HARD_MAX_ITEMS}"))
+    if isinstance(params.items, list) and len(params.items) > params.max_items:
+        problems.append(("/items", "too_many_items", f"{len(params.items)} items; the limit is {params.max_items}"))
+    return problems
+
+
+def item_node(node: PlanNode, action: ItemAction) -> PlanNode:
+    """The plan node an item's attempts run as: the item action, with the forEach node's retry
+    policy and timeout; its parameters are rendered for each attempt (they see item and index)."""
+    return msgspec.structs.replace(
+        node, action_type=action.action_type, parameters=action.parameters, kind="action", rerender_on_retry=True
+    )
+
+
+def outputs_of(rows: list[ItemCheckpoint]) -> dict[str, Any]:
+    ordered = sorted(rows, key=lambda r: r.index)
+    failed = [r for r in ordered if r.status == "Failed"]
+    return {
+        "items": [r.outputs if r.status == "Succeeded" else None for r in ordered],
+        "errors": [{"index": r.index, "error": r.error} for r in failed],
+        "count": len(ordered),
+        "succeeded": sum(1 for r in ordered if r.status == "Succeeded"),
+        "failed": len(failed),
+    }
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ForEachKind:
+    """forEach: renders `items`, checkpoints one row per item, and runs the item action for each
+    with bounded concurrency, each item retried by the node's policy."""
+
+    name = "forEach"
+    resumable = True
+
+    def __init__(self, actions: ActionKind, templates: TemplateRenderer) -> None:
+        self.actions = actions
+        self.templates = templates
+
+    def resume(self, wait: WaitCheckpoint) -> ActionResult:
+        raise AssertionError(f"a forEach node does not wait (wait {wait.id})")
+
+    async def attempt(self, ctx: AttemptContext) -> Outcome:
+        params = msgspec.convert(ctx.node.parameters, ForEachParams)
+        store: ItemStore = ctx.items
+        recorded = {
+            "itemCount": None,
+            "actionType": params.action.action_type,
+            "concurrency": params.concurrency,
+            "onItemFailure": params.on_item_failure,
+        }
+        rows = await store.load()
+        if not rows:
+            items = await self._items(ctx, params)
+            if isinstance(items, ActionResult):
+                return Attempt(recorded, items)
+            rows = await store.begin(params.action.action_type, items) if items else []
+        recorded["itemCount"] = len(rows)
+        return await _ItemRun(self.actions, ctx, store, params, rows).run(recorded)
+
+    async def _items(self, ctx: AttemptContext, params: ForEachParams) -> list[Any] | ActionResult:
+        """The rendered list, or the failure that says why there is none."""
+        try:
+            rendered = await self.templates.render({"items": params.items}, {**ctx.scope, "attempt": ctx.attempt})
+        except TemplateUnavailable as exc:
+            return ActionResult.retriable(exc.code, exc.message)
+        except TemplateRenderError as exc:
+            return ActionResult.failed(exc.code, exc.message)
+        items = rendered.get("items")
+        if not isinstance(items, list):
+            kind = type(items).__name__
+            return ActionResult.failed("invalid_items", f"items must render to a list, not a {kind}: {items!r}"[:500])
+        if len(items) > params.max_items:
+            return ActionResult.failed(
+                "too_many_items",
+                f"items has {len(items)} elements; the limit is {params.max_items}"
+                f" (maxItems, at most {HARD_MAX_ITEMS})",
+            )
+        return items
+
+
+class _ItemRun:
+    """One forEach node attempt's items, run to the end (or to a pause)."""
+
+    def __init__(
+        self,
+        actions: ActionKind,
+        ctx: AttemptContext,
+        store: ItemStore,
+        params: ForEachParams,
+        rows: list[ItemCheckpoint],
+    ) -> None:
+        self.actions = actions
+        self.ctx = ctx
+        self.store = store
+        self.params = params
+        self.rows = {row.index: row for row in rows}
+        self.node = item_node(ctx.node, params.action)
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.fail_fast = params.on_item_failure == "failFast"
+
+    async def run(self, recorded: dict[str, Any]) -> Outcome:
+        try:
+            await self._recover_interrupted()
+            while True:
+                failed = self._first_failure()
+                if failed is not None:
+                    return Attempt(recorded, await self._stop(failed))
+                at = _now()
+                if not self.ctx.holding():
+                    await self._launch(at)
+                if not self.tasks:
+                    waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting"]
+                    if not waiting and not self._due(at):
+                        return Attempt(recorded, ActionResult.succeeded(outputs_of(list(self.rows.values()))))
+                    if self.ctx.holding():
+                        return Paused()
+                    delay = min((w - at).total_seconds() for w in waiting if w is not None) if waiting else 0.0
+                    await asyncio.sleep(min(max(delay, 0.0), HOLD_CHECK_SECONDS))
+                    continue
+                done, _ = await asyncio.wait(
+                    self.tasks.values(), timeout=self._next_due(at), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    del self.tasks[int(task.get_name().rsplit("-", 1)[1])]
+                    task.result()  # the record's own failure (the lease lost, the database away) ends the node task
+        finally:
+            await self._cancel_tasks(record=False)
+
+    def _first_failure(self) -> ItemCheckpoint | None:
+        if not self.fail_fast:
+            return None
+        return next((r for r in sorted(self.rows.values(), key=lambda r: r.index) if r.status == "Failed"), None)
+
+    def _due(self, at: datetime) -> list[int]:
+        return sorted(
+            r.index
+            for r in self.rows.values()
+            if r.index not in self.tasks
+            and (
+                r.status == "Pending"
+                or (r.status == "Waiting" and (r.next_attempt_at is None or r.next_attempt_at <= at))
+            )
+        )
+
+    def _next_due(self, at: datetime) -> float | None:
+        """Seconds until an item's retry is due while items run (None: wait for one to end)."""
+        waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting" and r.next_attempt_at]
+        return max((min(waiting) - at).total_seconds(), 0.0) if waiting else None
+
+    async def _launch(self, at: datetime) -> None:
+        free = self.params.concurrency - len(self.tasks)
+        due = self._due(at)[: max(free, 0)]
+        if not due:
+            return
+        started = await self.store.start(due)
+        for index, attempt in sorted(started.items()):
+            row = self.rows[index]
+            row.status, row.attempts = "Running", attempt
+            self.tasks[index] = asyncio.create_task(self._run_item(row, attempt), name=f"item-{index}")
+
+    async def _run_item(self, row: ItemCheckpoint, attempt: int) -> None:
+        start = _now()
+        item_ctx = replace(
+            self.ctx,
+            node=self.node,
+            attempt=attempt,
+            scope={**self.ctx.scope, "item": row.item, "index": row.index},
+            log=self.ctx.log.bind(item_index=row.index, attempt=attempt, action_type=self.node.action_type),
+            items=None,
+        )
+        outcome = await self.actions.attempt(item_ctx)
+        assert isinstance(outcome, Attempt)
+        await self._record(row, attempt, outcome.parameters, outcome.result, start)
+
+    async def _record(
+        self,
+        row: ItemCheckpoint,
+        attempt: int,
+        parameters: dict[str, Any] | None,
+        result: ActionResult,
+        start: datetime,
+    ) -> None:
+        end = _now()
+        status, next_at, error = self._decide(row, attempt, result, end)
+        succeeded = status == "Succeeded"
+        record = ItemRecord(
+            index=row.index,
+            attempt=attempt,
+            action_type=self.node.action_type,
+            attempt_status=result.status,
+            item_status=status,
+            parameters=parameters,
+            outputs=result.outputs if succeeded else (result.outputs or None),
+            error=error,
+            start_time=start,
+            end_time=end,
+            next_attempt_at=next_at,
+        )
+        try:
+            await self.store.record(record)
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            # What the attempt produced cannot be stored: record a failure that says so instead.
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            failed = ActionResult.failed(
+                "unrecordable_result", f"the item attempt's parameters or outputs could not be stored: {message}"[:2000]
+            )
+            if result.error is not None and result.error.code == "unrecordable_result":
+                raise
+            await self._record(row, attempt, None, failed, start)
+            return
+        row.status, row.next_attempt_at, row.error = status, next_at, error
+        row.outputs = record.outputs if succeeded else None
+
+    def _decide(
+        self, row: ItemCheckpoint, attempt: int, result: ActionResult, end: datetime
+    ) -> tuple[str, datetime | None, dict[str, Any] | None]:
+        error = error_json(result)
+        if result.status == AttemptStatus.SUCCEEDED:
+            return "Succeeded", None, error
+        if result.status == AttemptStatus.CANCELLED:
+            return "Cancelled", None, error
+        if result.status in (AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.TIMED_OUT):
+            if retries_left(self.node, attempt, row.attempt_base):
+                retry_after = result.error.retry_after if result.error else None
+                delay = backoff_seconds(self.node.retry, attempt, retry_after)
+                return "Waiting", end + timedelta(seconds=delay), error
+            error = {**(error or {}), "attemptsExhausted": attempt - row.attempt_base}
+        return "Failed", None, error
+
+    async def _recover_interrupted(self) -> None:
+        """Items that were in flight when the previous holder of the run stopped: recorded as
+        interrupted, and retried by the policy (an item that succeeded never runs again)."""
+        for row in sorted(self.rows.values(), key=lambda r: r.index):
+            if row.status != "Running":
+                continue
+            result = ActionResult.retriable(
+                "attempt_interrupted", "the worker running this item stopped before recording its outcome"
+            )
+            await self._record(row, row.attempts, None, result, _now())
+
+    async def _stop(self, failed: ItemCheckpoint) -> ActionResult:
+        """failFast: items in flight are cancelled, those not started are not run; the node fails."""
+        await self._cancel_tasks(record=True)
+        await self.store.stop()
+        for row in self.rows.values():
+            if row.status in ("Pending", "Waiting"):
+                row.status = "Cancelled"
+        cause = failed.error if isinstance(failed.error, dict) else None
+        message = f"item {failed.index} failed" + (f": {cause['message']}" if cause and cause.get("message") else "")
+        result = ActionResult.failed("item_failed", message[:2000], index=failed.index, cause=cause)
+        return ActionResult(result.status, outputs=outputs_of(list(self.rows.values())), error=result.error)
+
+    async def _cancel_tasks(self, *, record: bool) -> None:
+        tasks = dict(self.tasks)
+        self.tasks.clear()
+        for task in tasks.values():
+            task.cancel()
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for index, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception):
+                self.ctx.log.error(
+                    "item task failed while the forEach was stopping", item_index=index, error=repr(result)
+                )
+            row = self.rows[index]
+            if record and row.status == "Running":
+                cancelled = ActionResult(
+                    AttemptStatus.CANCELLED,
+                    error=ActionResult.failed("item_cancelled", "cancelled: another item failed (failFast)").error,
+                )
+                await self._record(row, row.attempts, None, cancelled, _now())

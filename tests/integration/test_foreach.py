@@ -1,0 +1,206 @@
+"""forEach nodes: an action per item, each item a checkpointed row and each item attempt an attempt
+row with its index; concurrency, failFast and continue, the limits, and a run resumed half-way."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
+from tests.conftest import publish, start
+from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
+from tests.integration.test_subworkflows import drain, execution
+from tests.integration.test_waits import kind_node, sql
+
+
+def for_each(node_id: str, items: Any, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    action = params.pop("action", {"actionType": "core.echo", "parameters": {"message": "{{ item }}#{{ index }}"}})
+    return kind_node("forEach", node_id, edges, {"items": items, "action": action, **params})
+
+
+async def item_attempts(db: Database, execution_id: Any) -> list[tuple[int, int, str]]:
+    rows = await sql(
+        db,
+        "SELECT item_index, attempt, status FROM dw.action_executions"
+        " WHERE execution_id = %s AND item_index IS NOT NULL ORDER BY item_index, attempt",
+        execution_id,
+    )
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+
+async def test_items_run_with_bounded_concurrency_and_outputs_keep_input_order(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {"message": "{{ item.name }}-{{ index }}", "delayMs": "{{ item.ms }}"},
+    }
+    raw = wf(
+        "each",
+        for_each("all", "{{ trigger.rows }}", to("after"), action=action, concurrency=2),
+        echo("after", message="{{ nodes.all.count }}"),
+    )
+    await publish(db, raw, conditions)
+    rows = [{"name": n, "ms": ms} for n, ms in (("a", 80), ("b", 10), ("c", 30), ("d", 0), ("e", 5))]
+    root = await start(db, "each", {"rows": rows})
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    outputs = (await nodes(db, root))["all"]["outputs"]
+    assert [o["echo"] for o in outputs["items"]] == ["a-0", "b-1", "c-2", "d-3", "e-4"]
+    assert (outputs["count"], outputs["succeeded"], outputs["failed"], outputs["errors"]) == (5, 5, 0, [])
+    assert await item_attempts(db, root) == [(i, 1, "Succeeded") for i in range(5)]
+    overlap = await sql(
+        db,
+        "SELECT max(c) FROM (SELECT (SELECT count(*) FROM dw.action_executions b WHERE b.execution_id = a.execution_id"
+        " AND b.item_index IS NOT NULL AND b.start_time <= a.start_time AND b.end_time > a.start_time) AS c"
+        " FROM dw.action_executions a WHERE a.execution_id = %s AND a.item_index IS NOT NULL) t",
+        root,
+    )
+    assert overlap[0][0] == 2  # items in flight when each one started, itself included
+
+
+async def test_continue_collects_every_error_in_order(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {"message": "{{ item }}", "simulateFailure": "{{ 'permanent' if item % 3 == 0 else none }}"},
+    }
+    raw = wf("keeps-going", for_each("all", "{{ trigger.n }}", action=action, onItemFailure="continue"))
+    await publish(db, raw, conditions)
+    root = await start(db, "keeps-going", {"n": list(range(1, 8))})
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    outputs = (await nodes(db, root))["all"]["outputs"]
+    assert [e["index"] for e in outputs["errors"]] == [2, 5]
+    assert {e["error"]["code"] for e in outputs["errors"]} == {"simulated_permanent_failure"}
+    assert [o and o["echo"] for o in outputs["items"]] == [1, 2, None, 4, 5, None, 7]
+    assert (outputs["succeeded"], outputs["failed"]) == (5, 2)
+
+
+async def test_fail_fast_stops_at_the_first_failure_and_routes_it(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {"message": "{{ item }}", "simulateFailure": "{{ 'permanent' if item == 3 else none }}"},
+    }
+    raw = wf(
+        "stops",
+        for_each("all", list(range(1, 30)), to("ok"), to("handled", "failure"), action=action, concurrency=1),
+        echo("ok"),
+        echo("handled"),
+    )
+    await publish(db, raw, conditions)
+    root = await start(db, "stops")
+    await drain(db, runtime)
+    states = await nodes(db, root)
+    assert (states["all"]["status"], states["handled"]["status"]) == ("Failed", "Succeeded")
+    error = states["all"]["error"]
+    assert error["code"] == "item_failed" and error["details"]["index"] == 2
+    assert await item_attempts(db, root) == [(0, 1, "Succeeded"), (1, 1, "Succeeded"), (2, 1, "Failed")]
+    statuses = await sql(db, "SELECT status, count(*) FROM dw.foreach_items WHERE execution_id = %s GROUP BY 1", root)
+    assert dict(statuses) == {"Succeeded": 2, "Failed": 1, "Cancelled": 26}
+
+
+async def test_items_are_retried_by_the_node_policy(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {"message": "{{ item }}", "simulateFailure": "transient", "failUntilAttempt": 2},
+    }
+    raw = wf(
+        "flaky-items",
+        {**for_each("all", [1, 2], action=action), "retryPolicy": {"initialDelay": "PT0.05S", "maxAttempts": 3}},
+    )
+    await publish(db, raw, conditions)
+    root = await start(db, "flaky-items")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await item_attempts(db, root) == [
+        (0, 1, "RetriableFailure"),
+        (0, 2, "Succeeded"),
+        (1, 1, "RetriableFailure"),
+        (1, 2, "Succeeded"),
+    ]
+
+
+async def test_item_limits(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("too-many", for_each("all", "{{ trigger.items }}", maxItems=3)), conditions)
+    root = await start(db, "too-many", {"items": [1, 2, 3, 4]})
+    await drain(db, runtime)
+    assert (await nodes(db, root))["all"]["error"]["code"] == "too_many_items"
+    await publish(db, wf("not-a-list", for_each("all", "{{ trigger.items }}")), conditions)
+    root = await start(db, "not-a-list", {"items": {"a": 1}})
+    await drain(db, runtime)
+    assert (await nodes(db, root))["all"]["error"]["code"] == "invalid_items"
+    with pytest.raises(DefinitionError) as refused:
+        await publish(db, wf("over-cap", for_each("all", "{{ trigger.items }}", maxItems=10_001)), conditions)
+    assert [p.pointer for p in refused.value.problems] == ["/nodes/0/parameters/maxItems"]
+    with pytest.raises(DefinitionError) as refused:
+        bad = {"actionType": "core.nope", "parameters": {}}
+        await publish(db, wf("bad-action", for_each("all", [1], action=bad)), conditions)
+    assert [p.code for p in refused.value.problems] == ["unknown_action_type"]
+
+
+async def test_a_run_stopped_half_way_resumes_without_redoing_finished_items(
+    db: Database, conditions: ConditionPool
+) -> None:
+    first = make_runtime(db, conditions, worker_id="first")
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 40}}
+    await publish(db, wf("long-list", for_each("all", list(range(40)), action=action, concurrency=4)), conditions)
+    root = await start(db, "long-list")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    task = asyncio.create_task(first.run_execution(root))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        done = await sql(
+            db, "SELECT count(*) FROM dw.foreach_items WHERE execution_id = %s AND status = 'Succeeded'", root
+        )
+        if done[0][0] >= 10:
+            break
+    # The worker dies: its tasks stop, its lease is left to expire.
+    first.stop_starting()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", root)
+    second = make_runtime(db, conditions, worker_id="second")
+    assert await second.run_execution(root) == "Succeeded"
+    rows = await item_attempts(db, root)
+    succeeded = [index for index, _, status in rows if status == "Succeeded"]
+    assert sorted(succeeded) == list(range(40))  # each item succeeded exactly once
+    # The items in flight when the worker died were recorded as interrupted, then retried.
+    interrupted = await sql(
+        db,
+        "SELECT count(*) FROM dw.action_executions WHERE execution_id = %s AND error->>'code' = 'attempt_interrupted'",
+        root,
+    )
+    assert 1 <= interrupted[0][0] <= 4
+    outputs = (await nodes(db, root))["all"]["outputs"]
+    assert [o["echo"] for o in outputs["items"]] == list(range(40))
+
+
+async def test_a_suspended_for_each_finishes_its_items_in_flight_and_goes_on_when_resumed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 30}}
+    await publish(db, wf("pausable", for_each("all", list(range(30)), action=action, concurrency=3)), conditions)
+    root = await start(db, "pausable")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    task = asyncio.create_task(runtime.run_execution(root))
+    await asyncio.sleep(0.15)
+    assert (await db.control.suspend(root, principal="ops", reason="pause")).outcome == "requested"
+    runtime.poke(root)
+    assert await task == "suspended"
+    done = await sql(db, "SELECT status, count(*) FROM dw.foreach_items WHERE execution_id = %s GROUP BY 1", root)
+    assert "Running" not in dict(done) and 0 < dict(done)["Succeeded"] < 30
+    await db.control.resume(root, principal="ops", queue="executions")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    rows = await item_attempts(db, root)
+    assert rows == [(i, 1, "Succeeded") for i in range(30)]

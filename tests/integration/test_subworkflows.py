@@ -1,0 +1,235 @@
+"""Subworkflows: a child started in its parent node's checkpoint, the parent waiting holding nothing,
+the child's end resolving the parent's wait, the depth limit and the cancel cascade. Workers are
+played by `drain`, which runs queued jobs in-process the way the worker's tasks do."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
+from dataworkflows.runtime import Runtime
+from tests.conftest import load_fixture, publish, start
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.integration.test_waits import kind_node, signal, sql
+
+
+def sub(node_id: str, workflow_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    return kind_node("subworkflow", node_id, edges, {"workflowId": workflow_id, **params})
+
+
+async def drain(db: Database, runtime: Runtime, *, limit: int = 100) -> list[tuple[str, str]]:
+    """Runs queued jobs one by one, as workers would, until none is left; returns (execution,
+    outcome) for each run job."""
+    ran: list[tuple[str, str]] = []
+    for _ in range(limit):
+        rows = await sql(
+            db,
+            "DELETE FROM procrastinate_jobs WHERE id = (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
+            " AND (scheduled_at IS NULL OR scheduled_at <= now()) ORDER BY id LIMIT 1) RETURNING task_name, args",
+        )
+        if not rows:
+            return ran
+        task, args = rows[0]
+        if task == "dw.cancel_children":
+            await db.control.cancel_children(UUID(args["parent_execution_id"]))
+            continue
+        ran.append((args["execution_id"], await runtime.run_execution(UUID(args["execution_id"]))))
+    raise AssertionError(f"jobs still queued after {limit}: {ran[-5:]}")
+
+
+async def execution(db: Database, execution_id: UUID | str) -> dict[str, Any]:
+    row = await db.fetch_one("get_execution", id=execution_id)
+    assert row is not None
+    return row
+
+
+async def children(db: Database, execution_id: UUID) -> list[dict[str, Any]]:
+    return await db.fetch_all("list_children", id=execution_id)
+
+
+async def test_outputs_flow_back_from_a_grandchild(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    grandchild = wf("gc", echo("g", message="{{ trigger.x * 2 }}"))
+    grandchild["outputs"] = {"doubled": "{{ nodes.g.echo }}"}
+    child = wf("ch", sub("call", "gc", input={"x": "{{ trigger.x }}"}))
+    child["outputs"] = {"fromGrandchild": "{{ nodes.call.doubled }}"}
+    parent = wf(
+        "pa",
+        sub("call", "ch", to("after"), input={"x": "{{ trigger.n }}"}),
+        echo("after", message="{{ nodes.call.fromGrandchild }}"),
+    )
+    parent["outputs"] = {"result": "{{ nodes.after.echo }}"}
+    for raw in (grandchild, child, parent):
+        await publish(db, raw, conditions)
+    root = await start(db, "pa", {"n": 21})
+    outcomes = await drain(db, runtime)
+    # The parent and the child each park while their child runs, and resume once it ended.
+    assert [o for _, o in outcomes].count("parked") == 2
+    top = await execution(db, root)
+    assert top["status"] == "Succeeded" and top["outputs"] == {"result": 42}
+    (kid,) = await children(db, root)
+    (grandkid,) = await children(db, kid["id"])
+    mid, low = await execution(db, kid["id"]), await execution(db, grandkid["id"])
+    assert (mid["depth"], mid["root_execution_id"], mid["parent_node_id"]) == (1, root, "call")
+    assert (low["depth"], low["root_execution_id"], low["parent_execution_id"]) == (2, root, kid["id"])
+    assert low["trigger"] == {"x": 21} and mid["outputs"] == {"fromGrandchild": 42}
+    assert (await nodes(db, root))["call"]["outputs"] == {"fromGrandchild": 42}
+    tree = await db.fetch_all("execution_tree", id=grandkid["id"])
+    assert [(t["id"], t["depth"]) for t in tree] == [(root, 0), (kid["id"], 1), (grandkid["id"], 2)]
+    assert "child_started" in await events(db, root) and "child_ended" in await events(db, root)
+
+
+async def test_the_depth_limit_stops_a_workflow_that_calls_itself(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions, max_nesting_depth=2)
+    await publish(db, wf("again", sub("call", "again")), conditions)
+    root = await start(db, "again")
+    await drain(db, runtime)
+    chain = await db.fetch_all("execution_tree", id=root)
+    assert [t["depth"] for t in chain] == [0, 1, 2]
+    deepest = await execution(db, chain[-1]["id"])
+    assert deepest["status"] == "Failed"
+    assert deepest["error"]["cause"]["code"] == "nesting_too_deep"
+    assert (await nodes(db, chain[-1]["id"]))["call"]["error"]["code"] == "nesting_too_deep"
+    # Each parent fails with its child's failure as the cause.
+    top = await execution(db, root)
+    assert top["status"] == "Failed" and top["error"]["cause"]["code"] == "child_failed"
+    cause = top["error"]["cause"]["details"]["cause"]
+    assert cause["cause"]["code"] == "child_failed"
+
+
+async def test_a_child_failure_is_routed_by_the_parent_failure_edge(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    parent = wf("routes", sub("call", "breaks", to("ok"), to("handled", "failure")), echo("ok"), echo("handled"))
+    await publish(db, parent, conditions)
+    root = await start(db, "routes")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    states = await nodes(db, root)
+    assert (states["call"]["status"], states["ok"]["status"], states["handled"]["status"]) == (
+        "Failed",
+        "Skipped",
+        "Succeeded",
+    )
+    error = states["call"]["error"]
+    assert error["code"] == "child_failed" and error["details"]["cause"]["code"] == "node_failed"
+
+
+async def test_cancelling_a_parent_cancels_its_children(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("waits-long", signal("s", name="never")), conditions)
+    await publish(db, wf("awaits", sub("call", "waits-long")), conditions)
+    await publish(
+        db, wf("detaches", sub("spawn", "waits-long", waitForCompletion=False), signal("s", name="never")), conditions
+    )
+    root = await start(db, "awaits")
+    detached_root = await start(db, "detaches")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    (detached,) = await children(db, detached_root)
+    assert kid["status"] == "Waiting" and detached["status"] == "Waiting"
+    spawn = (await nodes(db, detached_root))["spawn"]
+    assert spawn["status"] == "Succeeded" and spawn["outputs"]["executionId"] == str(detached["id"])
+
+    outcome = await db.control.cancel(root, principal="ops", reason="enough")
+    assert outcome.outcome == "cancelled"
+    await drain(db, runtime)
+    assert (await execution(db, kid["id"]))["status"] == "Cancelled"
+    assert "its parent execution" in (await execution(db, kid["id"]))["error"]["message"]
+    # A parent cancelled cancels every child, a detached one too.
+    await db.control.cancel(detached_root, principal="ops", reason="enough")
+    await drain(db, runtime)
+    assert (await execution(db, detached["id"]))["status"] == "Cancelled"
+
+
+async def test_a_cancelled_child_fails_its_parent_node(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("waits-a-bit", signal("s", name="never")), conditions)
+    await publish(db, wf("calls", sub("call", "waits-a-bit")), conditions)
+    root = await start(db, "calls")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    await db.control.cancel(kid["id"], principal="ops", reason="not needed")
+    await drain(db, runtime)
+    top = await execution(db, root)
+    assert top["status"] == "Failed"
+    assert (await nodes(db, root))["call"]["error"]["code"] == "child_cancelled"
+
+
+async def test_a_detached_child_outlives_a_parent_that_succeeded(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("lingers", signal("s", name="never")), conditions)
+    await publish(db, wf("fire-and-forget", sub("spawn", "lingers", waitForCompletion=False)), conditions)
+    root = await start(db, "fire-and-forget")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    (kid,) = await children(db, root)
+    assert (await execution(db, kid["id"]))["status"] == "Waiting"
+
+
+async def test_the_child_starts_once_per_attempt(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("leaf", echo("x")), conditions)
+    await publish(db, wf("once", sub("call", "leaf")), conditions)
+    root = await start(db, "once")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    acquired = await db.runs.acquire(root, owner="w1", lease_seconds=5)
+    assert acquired.lease_token is not None
+    attempt = await db.runs.start_node_attempt(root, acquired.lease_token, "call")
+    from dataworkflows.subworkflows import ChildSpec
+
+    spec = ChildSpec("leaf", None, {}, True)
+    first, _ = await db.runs.begin_child(
+        root, acquired.lease_token, node_id="call", attempt=attempt, parameters={}, spec=spec, max_depth=8
+    )
+    again, _ = await db.runs.begin_child(
+        root, acquired.lease_token, node_id="call", attempt=attempt, parameters={}, spec=spec, max_depth=8
+    )
+    assert first is not None and again is not None and first.id == again.id
+    assert len(await children(db, root)) == 1
+    # The worker dies here: the next holder finds the node waiting on that child, and starts no other.
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", root)
+    assert await runtime.run_execution(root) == "parked"
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert len(await children(db, root)) == 1
+    assert [a["status"] for a in await attempts(db, root)] == ["Succeeded"]
+
+
+async def test_an_unknown_child_workflow_is_refused_at_publish(db: Database, conditions: ConditionPool) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        await publish(db, wf("orphan", sub("call", "no-such-workflow")), conditions)
+    assert [(p.pointer, p.code) for p in refused.value.problems] == [
+        ("/nodes/0/parameters/workflowId", "unknown_workflow")
+    ]
+
+
+async def test_a_child_that_cannot_start_fails_the_node(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("versioned", echo("x")), conditions)
+    await publish(db, wf("asks-v9", sub("call", "versioned", version=9)), conditions)
+    root = await start(db, "asks-v9")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["call"]["error"]
+    assert error["code"] == "child_workflow_not_found" and "no version 9" in error["message"]
+    assert await children(db, root) == []
+
+
+async def test_the_composition_examples_in_fixtures_run(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    for name in ("ship-order", "process-order", "notify-customers"):
+        await publish(db, load_fixture(f"bundle7/{name}-workflow.json"), conditions)
+    order = await start(db, "process-order", {"orderId": "A-7", "lines": [{"sku": "x"}, {"sku": "y"}]})
+    customers = [{"name": n} for n in ("ann", "bo", "cy")]
+    notify = await start(db, "notify-customers", {"customers": customers})
+    await drain(db, runtime)
+    shipped = await execution(db, order)
+    assert shipped["status"] == "Succeeded" and shipped["outputs"] == {"trackingId": "TRK-A-7"}
+    assert (await nodes(db, order))["confirm"]["outputs"]["echo"] == "order A-7 shipped as TRK-A-7"
+    assert (await nodes(db, notify))["report"]["outputs"]["echo"] == "3 of 3 customers notified"
