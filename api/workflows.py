@@ -47,6 +47,10 @@ async def read_workflow(db: Database, workflow_id: str) -> WorkflowRead:
     return from_row(WorkflowRead, workflow, definition=version.definition, checksum=version.checksum)
 
 
+# Request ids of the executions subworkflows start (child:<parent>:<node>:<attempt>, item:...).
+RESERVED_REQUEST_PREFIXES = ("child:", "item:")
+
+
 class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflows"]
@@ -191,6 +195,9 @@ class WorkflowController(Controller):
             raise InvalidInput(f"the trigger payload is nested deeper than {limit} levels")
         if data.request_id is not None and not (0 < len(data.request_id) <= 200):
             raise InvalidInput("requestId must be 1-200 characters")
+        if data.request_id is not None and data.request_id.startswith(RESERVED_REQUEST_PREFIXES):
+            # The engine derives its children's request ids from these (dw.begin_child_v1).
+            raise InvalidInput(f"requestId must not start with {' or '.join(RESERVED_REQUEST_PREFIXES)}")
         request_id = data.request_id or str(uuid.uuid4())
         correlation_id = data.correlation_id or request.headers.get("X-Correlation-Id") or request_id
         started = await svc.db.executions.start(

@@ -58,6 +58,10 @@ BEGIN
             'message', v_message);
         RETURN;
     END;
+    IF NOT dw.is_child_of_v1(v_child.execution_id, p_execution_id, p_node_id) THEN
+        RETURN QUERY SELECT NULL::jsonb, dw.child_request_taken_v1(v_child.execution_id);
+        RETURN;
+    END IF;
 
     UPDATE dw.node_states n SET status = 'Waiting', next_attempt_at = NULL
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id;
@@ -82,6 +86,19 @@ BEGIN
 END;
 $$;
 
+-- Whether the execution a child's request id found is this parent node's child (and not one that
+-- somebody started with that request id through the API).
+CREATE OR REPLACE FUNCTION dw.is_child_of_v1(p_child_id uuid, p_parent_id uuid, p_node_id text)
+    RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM dw.executions e
+                    WHERE e.id = p_child_id AND e.parent_execution_id = p_parent_id AND e.parent_node_id = p_node_id);
+$$;
+
+CREATE OR REPLACE FUNCTION dw.child_request_taken_v1(p_other uuid) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('code', 'child_request_conflict',
+        'message', format('the child''s request id is taken by execution %s, which this node did not start', p_other));
+$$;
+
 -- A child ended (called by dw.finish_execution_v1, in the child's completion transaction): the
 -- parent's open child wait is resolved with the child's status, outputs and error, and the parent
 -- is woken (a run job, or a NOTIFY to the worker holding it).
@@ -91,6 +108,10 @@ DECLARE
     v_child dw.executions;
     v_w dw.waits;
 BEGIN
+    IF EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_child_id AND i.status = 'Running') THEN
+        PERFORM dw.item_child_ended_v1(p_child_id, p_parent_id);
+        RETURN;
+    END IF;
     -- A parent that ended withdrew its waits: nothing is owed to it, and its row is not locked.
     IF NOT EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = p_child_id AND w.state = 'open') THEN
         RETURN;
@@ -109,26 +130,161 @@ BEGIN
 END;
 $$;
 
--- The children a parent that ended must cancel: every unfinished one when it was Cancelled, and
--- otherwise those it was waiting for (a child started with waitForCompletion false outlives a
--- parent that succeeded or failed).
+-- The children a parent must cancel: every unfinished one when it was Cancelled; those whose wait it
+-- withdrew when it ended (a child started with waitForCompletion false outlives a parent that
+-- succeeded or failed); and the children of forEach items it cancelled (failFast stopped the
+-- forEach, or the run ended).
 CREATE OR REPLACE FUNCTION dw.children_to_cancel_v1(p_parent_id uuid)
     RETURNS TABLE (execution_id uuid) LANGUAGE sql STABLE AS $$
     SELECT c.id FROM dw.executions c
       JOIN dw.executions p ON p.id = c.parent_execution_id
      WHERE c.parent_execution_id = p_parent_id
        AND c.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-       AND p.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
        AND (p.status = 'Cancelled'
-            OR EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = c.id AND w.state = 'withdrawn'))
+            -- Withdrawn: its parent ended while waiting for it (also when the parent was redriven
+            -- since: the redriven node starts a child of its own).
+            OR EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = c.id AND w.state = 'withdrawn')
+            OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id AND i.status = 'Cancelled'))
      ORDER BY c.created_at;
+$$;
+
+-- Queues the cancellation of the children dw.children_to_cancel_v1 names, if there are any.
+CREATE OR REPLACE FUNCTION dw.queue_cancel_children_v1(p_parent_id uuid, p_queue text) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM dw.children_to_cancel_v1(p_parent_id)) THEN
+        -- Not in this transaction: cancelling a child locks it, and a child that ends locks it and
+        -- then its parent.
+        PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+            p_queue, 'dw.cancel_children', 0, NULL, NULL,
+            jsonb_build_object('parent_execution_id', p_parent_id::text), NULL
+        )::procrastinate_job_to_defer_v1]);
+    END IF;
+END;
+$$;
+
+-- A forEach item starts its child (the item is Running in attempt p_attempt; fenced): like
+-- dw.begin_child_v1, with a request id derived from the item attempt. With p_wait false the item
+-- succeeds at once with the child's id. A child that cannot start starts nothing: the answer is the
+-- error, and the worker records the item's failure.
+CREATE OR REPLACE FUNCTION dw.begin_item_child_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_index integer, p_attempt integer, p_workflow_id text,
+    p_version integer, p_input jsonb, p_wait boolean, p_max_depth integer, p_worker text
+) RETURNS TABLE (item jsonb, error jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_i dw.foreach_items;
+    v_child record;
+    v_state text;
+    v_message text;
+    v_outputs jsonb;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    SELECT * INTO v_i FROM dw.foreach_items i
+     WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
+       AND i.status = 'Running' AND i.attempts = p_attempt
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'item % of node % of execution % has no attempt % in flight', p_index, p_node_id,
+            p_execution_id, p_attempt USING ERRCODE = 'DW011';
+    END IF;
+    IF v_i.child_execution_id IS NOT NULL THEN
+        RETURN QUERY SELECT dw.foreach_item_json_v1(v_i), NULL::jsonb;  -- a repeated call
+        RETURN;
+    END IF;
+    IF v_e.depth + 1 > p_max_depth THEN
+        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
+            'code', 'nesting_too_deep',
+            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
+                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, v_e.depth + 1, p_max_depth));
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT * INTO v_child FROM dw.start_execution_v2(
+            p_workflow_id, p_version, format('item:%s:%s:%s:%s', p_execution_id, p_node_id, p_index, p_attempt),
+            p_input, v_e.principal_id, v_e.principal_type, v_e.correlation_id, v_e.queue, v_e, p_node_id);
+    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
+            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
+            'message', v_message);
+        RETURN;
+    END;
+    IF NOT dw.is_child_of_v1(v_child.execution_id, p_execution_id, p_node_id) THEN
+        RETURN QUERY SELECT NULL::jsonb, dw.child_request_taken_v1(v_child.execution_id);
+        RETURN;
+    END IF;
+    UPDATE dw.foreach_items i SET child_execution_id = v_child.execution_id
+     WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
+    RETURNING * INTO v_i;
+    IF NOT p_wait THEN
+        v_outputs := jsonb_build_object('executionId', v_child.execution_id, 'workflowId', p_workflow_id,
+                                        'version', v_child.workflow_version);
+        UPDATE dw.foreach_items i SET status = 'Succeeded', outputs = v_outputs, ended_at = now()
+         WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
+        RETURNING * INTO v_i;
+        INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status,
+                                          parameters, outputs, worker, start_time, end_time)
+        VALUES (p_execution_id, p_node_id, p_index, 'subworkflow', p_attempt, 'Succeeded',
+                jsonb_build_object('workflowId', p_workflow_id, 'version', p_version, 'input', p_input,
+                                   'waitForCompletion', false),
+                v_outputs, p_worker, COALESCE(v_i.started_at, now()), now());
+    END IF;
+    RETURN QUERY SELECT dw.foreach_item_json_v1(v_i), NULL::jsonb;
+END;
+$$;
+
+-- A forEach item's child ended (from dw.child_ended_v1, in the child's completion transaction): the
+-- item's attempt row and its outcome (the child's outputs, or its error as the cause of
+-- child_failed, child_cancelled or child_timed_out), and the parent is woken.
+CREATE OR REPLACE FUNCTION dw.item_child_ended_v1(p_child_id uuid, p_parent_id uuid) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_parent dw.executions;
+    v_child dw.executions;
+    v_i dw.foreach_items;
+    v_error jsonb;
+BEGIN
+    v_parent := dw.lock_execution_v1(p_parent_id);
+    SELECT * INTO v_i FROM dw.foreach_items i
+     WHERE i.child_execution_id = p_child_id AND i.status = 'Running'
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_child FROM dw.executions e WHERE e.id = p_child_id;
+    IF v_child.status <> 'Succeeded' THEN
+        v_error := jsonb_build_object(
+            'code', CASE v_child.status WHEN 'Cancelled' THEN 'child_cancelled' WHEN 'TimedOut' THEN 'child_timed_out'
+                                        ELSE 'child_failed' END,
+            'message', left(format('child execution %s (%s) ended %s%s', v_child.id, v_child.workflow_id,
+                                   v_child.status, COALESCE(': ' || (v_child.error ->> 'message'), '')), 2000),
+            'details', jsonb_strip_nulls(jsonb_build_object('cause', v_child.error,
+                                                            'childExecutionId', v_child.id)));
+    END IF;
+    UPDATE dw.foreach_items i
+       SET status = CASE WHEN v_error IS NULL THEN 'Succeeded' ELSE 'Failed' END,
+           outputs = CASE WHEN v_error IS NULL THEN COALESCE(v_child.outputs, '{}'::jsonb) END,
+           error = v_error, ended_at = now()
+     WHERE i.execution_id = v_i.execution_id AND i.node_id = v_i.node_id AND i.item_index = v_i.item_index;
+    INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status,
+                                      parameters, outputs, error, start_time, end_time)
+    VALUES (v_i.execution_id, v_i.node_id, v_i.item_index, 'subworkflow', v_i.attempts,
+            CASE WHEN v_error IS NULL THEN 'Succeeded' ELSE 'Failed' END,
+            jsonb_build_object('workflowId', v_child.workflow_id, 'version', v_child.workflow_version,
+                               'input', v_child.trigger, 'childExecutionId', v_child.id),
+            CASE WHEN v_error IS NULL THEN COALESCE(v_child.outputs, '{}'::jsonb) END, v_error,
+            COALESCE(v_child.created_at, now()), now())
+    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
+    PERFORM dw.wake_run_v1(v_parent, v_parent.queue);
+END;
 $$;
 
 -- The JSON a worker reads for a forEach item (dataworkflows.foreach.ItemCheckpoint).
 CREATE OR REPLACE FUNCTION dw.foreach_item_json_v1(i dw.foreach_items) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('index', i.item_index, 'item', i.item, 'status', i.status, 'attempts', i.attempts,
                               'attemptBase', i.attempt_base, 'nextAttemptAt', i.next_attempt_at,
-                              'outputs', i.outputs, 'error', i.error);
+                              'outputs', i.outputs, 'error', i.error, 'childExecutionId', i.child_execution_id);
 $$;
 
 -- The items of a forEach node's attempt, in order; none before dw.begin_items_v1 wrote them.
@@ -202,18 +358,25 @@ BEGIN
 END;
 $$;
 
--- One item attempt's outcome (fenced): the attempt row (with the item's index) and the item's new
--- state: Succeeded, Failed, Waiting (a retry due at p_next_attempt_at) or Cancelled.
-CREATE OR REPLACE FUNCTION dw.record_item_attempt_v1(
+-- One item attempt's outcome (fenced): the attempt row (with the item's index), the item's new
+-- state (Succeeded, Failed, Waiting: a retry due at p_next_attempt_at, or Cancelled) and the external
+-- resources its action reported (linked to node#index).
+DROP FUNCTION IF EXISTS dw.record_item_attempt_v1(uuid, bigint, text, integer, integer, text, text, text, jsonb,
+                                                  jsonb, jsonb, timestamptz, timestamptz, text, timestamptz);
+CREATE OR REPLACE FUNCTION dw.record_item_attempt_v2(
     p_execution_id uuid, p_token bigint, p_node_id text, p_index integer, p_attempt integer,
     p_action_type text, p_attempt_status text, p_item_status text, p_parameters jsonb, p_outputs jsonb,
-    p_error jsonb, p_start_time timestamptz, p_end_time timestamptz, p_worker text, p_next_attempt_at timestamptz
+    p_error jsonb, p_start_time timestamptz, p_end_time timestamptz, p_worker text, p_next_attempt_at timestamptz,
+    p_resource_links jsonb
 ) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_link jsonb;
 BEGIN
     IF p_item_status NOT IN ('Succeeded', 'Failed', 'Waiting', 'Cancelled') THEN
         RAISE EXCEPTION 'not an item outcome: %', p_item_status USING ERRCODE = 'DW013';
     END IF;
-    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
     UPDATE dw.foreach_items i
        SET status = p_item_status,
            outputs = CASE WHEN p_item_status = 'Succeeded' THEN p_outputs END,
@@ -230,21 +393,46 @@ BEGIN
                                       outputs, error, worker, start_time, end_time)
     VALUES (p_execution_id, p_node_id, p_index, p_action_type, p_attempt, p_attempt_status, p_parameters,
             p_outputs, p_error, p_worker, p_start_time, p_end_time);
+    IF p_resource_links IS NOT NULL THEN
+        FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
+            PERFORM dw.link_external_resource_v1(
+                v_e.tenant_id, v_link ->> 'resourceType', v_link ->> 'resourceKey', v_link ->> 'externalId',
+                v_e.workflow_id, p_execution_id, p_node_id || '#' || p_index, v_link -> 'data');
+        END LOOP;
+    END IF;
 END;
 $$;
 
--- A forEach that stopped at its first failure (failFast): the items that did not run are Cancelled.
+-- A forEach that stopped at its first failure (failFast): the items that did not run are Cancelled,
+-- and so are the children of items in flight.
 CREATE OR REPLACE FUNCTION dw.stop_items_v1(p_execution_id uuid, p_token bigint, p_node_id text)
     RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
+    v_e dw.executions;
     v_rows integer;
 BEGIN
-    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    -- Items whose child is still running: their attempt is Cancelled, and so is the child.
+    INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
+                                      start_time, end_time)
+    SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
+           jsonb_build_object('code', 'item_cancelled', 'message', 'cancelled: another item failed (failFast)'),
+           COALESCE(i.started_at, now()), now()
+      FROM dw.foreach_items i
+     WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.status = 'Running'
+       AND i.child_execution_id IS NOT NULL
+    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
     UPDATE dw.foreach_items i
        SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL,
-           error = jsonb_build_object('code', 'not_run', 'message', 'the forEach stopped at an earlier item''s failure')
-     WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.status IN ('Pending', 'Waiting');
+           error = CASE WHEN i.status = 'Running'
+                        THEN jsonb_build_object('code', 'item_cancelled',
+                                                'message', 'cancelled: another item failed (failFast)')
+                        ELSE jsonb_build_object('code', 'not_run',
+                                                'message', 'the forEach stopped at an earlier item''s failure') END
+     WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id
+       AND (i.status IN ('Pending', 'Waiting') OR (i.status = 'Running' AND i.child_execution_id IS NOT NULL));
     GET DIAGNOSTICS v_rows = ROW_COUNT;
+    PERFORM dw.queue_cancel_children_v1(p_execution_id, v_e.queue);
     RETURN v_rows;
 END;
 $$;

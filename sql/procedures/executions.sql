@@ -186,13 +186,16 @@ BEGIN
         RETURN;
     END IF;
 
-    IF v_e.status = 'Pending' THEN
+    -- A workflow's concurrency limit counts and throttles root runs only: a child belongs to a tree
+    -- that was admitted (throttling it could stall its parent for good, as with a workflow that
+    -- calls itself under a limit of 1).
+    IF v_e.status = 'Pending' AND v_e.depth = 0 THEN
         -- Lock the workflow row only when a limit applies, so unlimited workflows never contend.
         SELECT w.max_concurrent_executions INTO v_limit FROM dw.workflows w WHERE w.id = v_e.workflow_id;
         IF v_limit IS NOT NULL THEN
             PERFORM 1 FROM dw.workflows w WHERE w.id = v_e.workflow_id FOR NO KEY UPDATE;
             SELECT count(*) INTO v_running FROM dw.executions e
-                WHERE e.workflow_id = v_e.workflow_id AND e.status IN ('Running', 'Waiting');
+                WHERE e.workflow_id = v_e.workflow_id AND e.status IN ('Running', 'Waiting') AND e.depth = 0;
             IF v_running >= v_limit THEN
                 RETURN QUERY SELECT 'throttled'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
                 RETURN;
@@ -575,13 +578,7 @@ BEGIN
     IF v_parent IS NOT NULL THEN
         PERFORM dw.child_ended_v1(p_execution_id, v_parent);
     END IF;
-    IF EXISTS (SELECT 1 FROM dw.children_to_cancel_v1(p_execution_id)) THEN
-        -- Not here: cancelling a child locks it, and a child that ends locks it and then this row.
-        PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
-            v_queue, 'dw.cancel_children', 0, NULL, NULL,
-            jsonb_build_object('parent_execution_id', p_execution_id::text), NULL
-        )::procrastinate_job_to_defer_v1]);
-    END IF;
+    PERFORM dw.queue_cancel_children_v1(p_execution_id, v_queue);
 END;
 $$;
 
@@ -639,7 +636,7 @@ BEGIN
     SELECT d.execution_id, 'job_reconciled'::text FROM deleted d;
 
     FOR v_e IN
-        SELECT e.id, e.status, e.recovery_count, e.lease_owner FROM dw.executions e
+        SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
                 OR (e.status = 'Pending'
                     AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds))
@@ -669,6 +666,12 @@ BEGIN
          WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing';
 
         IF v_e.recovery_count >= p_max_recoveries THEN
+            -- A child's end locks its parent. Not waiting for it here, where other runs' rows are
+            -- held (two sweeps could wait for each other): a parent locked now is tried next time.
+            IF v_e.parent_execution_id IS NOT NULL THEN
+                PERFORM 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id FOR NO KEY UPDATE SKIP LOCKED;
+                CONTINUE WHEN NOT FOUND;
+            END IF;
             -- Say what was running each time: an attempt that keeps killing its worker (a crash in
             -- an action, memory exhaustion) is named here, with how often it was interrupted.
             SELECT jsonb_agg(jsonb_build_object('nodeId', n.node_id, 'actionType', n.action_type,

@@ -71,10 +71,11 @@ BEGIN
         RETURN QUERY SELECT 'exists'::text, v_l.external_id;
     ELSIF v_l.claim_owner IS NOT DISTINCT FROM p_owner OR v_l.claimed_until < now()
           -- The owning attempt has a recorded outcome, so it is over (cancelled by its timeout,
-          -- say): its claim need not be waited out. (Owner: execution:node:attempt.)
+          -- say): its claim need not be waited out. (Owner: execution:node:attempt; for a forEach
+          -- item, execution:node#index:attempt.)
           OR EXISTS (SELECT 1 FROM dw.action_executions a
                       WHERE a.execution_id::text = split_part(v_l.claim_owner, ':', 1)
-                        AND a.node_id = split_part(v_l.claim_owner, ':', 2)
+                        AND a.node_id || COALESCE('#' || a.item_index, '') = split_part(v_l.claim_owner, ':', 2)
                         AND a.attempt::text = split_part(v_l.claim_owner, ':', 3)) THEN
         UPDATE dw.resource_links l
            SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,

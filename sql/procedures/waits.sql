@@ -150,7 +150,24 @@ CREATE OR REPLACE FUNCTION dw.run_wake_at_v1(p_execution_id uuid)
          WHERE w.execution_id = p_execution_id AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL
         UNION ALL
         SELECT now() FROM dw.node_states n
-         WHERE n.execution_id = p_execution_id AND n.status IN ('Ready', 'Running')
+         WHERE n.execution_id = p_execution_id
+           AND (n.status = 'Ready'
+                -- A Running node is a forEach a worker must carry on now, unless it waits for the
+                -- children of its items (their end wakes the run) or only for its items' retries
+                -- (their times come next).
+                OR (n.status = 'Running'
+                    AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i
+                                     WHERE i.execution_id = n.execution_id AND i.node_id = n.node_id
+                                       AND i.status = 'Running' AND i.child_execution_id IS NOT NULL)
+                    AND (EXISTS (SELECT 1 FROM dw.foreach_items i
+                                  WHERE i.execution_id = n.execution_id AND i.node_id = n.node_id
+                                    AND (i.status = 'Pending' OR (i.status = 'Running' AND i.child_execution_id IS NULL)))
+                         OR NOT EXISTS (SELECT 1 FROM dw.foreach_items i
+                                         WHERE i.execution_id = n.execution_id AND i.node_id = n.node_id
+                                           AND i.status = 'Waiting'))))
+        UNION ALL
+        SELECT i.next_attempt_at FROM dw.foreach_items i
+         WHERE i.execution_id = p_execution_id AND i.status = 'Waiting'
         UNION ALL
         SELECT n.next_attempt_at FROM dw.node_states n
          WHERE n.execution_id = p_execution_id AND n.status = 'Waiting' AND n.next_attempt_at IS NOT NULL

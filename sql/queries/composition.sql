@@ -21,10 +21,15 @@ SELECT i AS item FROM dw.begin_items_v1(%(id)s, %(token)s, %(node_id)s, %(attemp
 SELECT item_index, attempt FROM dw.start_item_attempts_v1(%(id)s, %(token)s, %(node_id)s, %(indexes)s);
 
 -- name: record_item_attempt
--- One item attempt's outcome and the item's new state.
-SELECT dw.record_item_attempt_v1(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s, %(action_type)s,
+-- One item attempt's outcome, the item's new state and the resources its action reported.
+SELECT dw.record_item_attempt_v2(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(item_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s,
-    %(worker)s, %(next_attempt_at)s);
+    %(worker)s, %(next_attempt_at)s, %(resource_links)s);
+
+-- name: begin_item_child
+-- A forEach item starts its child (or is refused: error), fenced.
+SELECT item, error FROM dw.begin_item_child_v1(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s,
+    %(workflow_id)s, %(version)s, %(input)s, %(wait)s, %(max_depth)s, %(worker)s);
 
 -- name: stop_items
 -- The items of a forEach that stopped at a failure and never ran are Cancelled.

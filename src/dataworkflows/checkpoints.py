@@ -96,6 +96,8 @@ class NodeState:
     next_at: datetime | None
     outputs: Any
     wait: WaitCheckpoint | None = None
+    # A Running forEach parked: nothing to start until an item's child ends or a retry comes due.
+    parked: bool = False
 
     @classmethod
     def from_checkpoint(cls, checkpoint: NodeCheckpoint) -> NodeState:

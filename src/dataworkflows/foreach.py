@@ -1,4 +1,4 @@
-"""forEach: one action per element of a list, each item checkpointed.
+"""forEach: one action, or one child execution, per element of a list, each item checkpointed.
 
     {"id": "notify", "nodeType": "forEach",
      "parameters": {"items": "{{ trigger.orders }}", "concurrency": 20, "onItemFailure": "continue",
@@ -8,7 +8,11 @@
 - items: a list, or a template that renders one (at most maxItems elements: default 1,000, at
   most 10,000; more fails the node with too_many_items);
 - action: what runs for each item; its parameters are templates that also see `item` and `index`;
-  each item is retried by the node's retryPolicy and bounded by its timeout;
+  each item is retried by the node's retryPolicy and bounded by its timeout; or
+- subworkflow: {"workflowId", "version", "input", "waitForCompletion"} (as a subworkflow node's,
+  `input` also seeing `item` and `index`): a child execution per item, started from SQL
+  (dw.begin_item_child_v1); the run holds no worker while only children are in flight, and each
+  child's end records its item (dw.item_child_ended_v1) and wakes the run;
 - concurrency: items in flight at once (default 10, at most 100);
 - onItemFailure: failFast (default: the first item that fails for good fails the node with
   item_failed; items in flight are cancelled, those not started are not run) or continue (every
@@ -29,17 +33,21 @@ import asyncio
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from uuid import UUID
 
 import msgspec
 
+from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
-from dataworkflows.errors import InvalidInput
+from dataworkflows.errors import InvalidInput, NodeNotRunnable
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
 from dataworkflows.outcomes import error_json, retries_left
 from dataworkflows.planning import PlanNode
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus
+from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
+from dataworkflows.subworkflows import check_parameters as check_subworkflow
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
@@ -48,7 +56,7 @@ HARD_MAX_ITEMS = 10_000
 DEFAULT_CONCURRENCY = 10
 MAX_CONCURRENCY = 100
 ON_ITEM_FAILURE = ("failFast", "continue")
-# While items wait for a retry, look this often whether the run is being suspended or handed back.
+# While items wait for a short retry, look this often whether the run is being suspended or handed back.
 HOLD_CHECK_SECONDS = 0.5
 
 
@@ -59,7 +67,8 @@ class ItemAction(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fie
 
 class ForEachParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     items: list[Any] | str
-    action: ItemAction
+    action: ItemAction | None = None
+    subworkflow: dict[str, Any] | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     on_item_failure: str = "failFast"
     max_items: int = DEFAULT_MAX_ITEMS
@@ -76,11 +85,13 @@ class ItemCheckpoint(msgspec.Struct, rename="camel"):
     next_attempt_at: datetime | None
     outputs: Any
     error: Any
+    # A subworkflow item's child (in flight while the item is Running).
+    child_execution_id: UUID | None = None
 
 
 @dataclass(frozen=True)
 class ItemRecord:
-    """One item attempt and the item's state after it (dw.record_item_attempt_v1)."""
+    """One item attempt and the item's state after it (dw.record_item_attempt_v2)."""
 
     index: int
     attempt: int
@@ -93,6 +104,7 @@ class ItemRecord:
     start_time: datetime
     end_time: datetime
     next_attempt_at: datetime | None
+    resource_links: tuple[dict[str, Any], ...] = ()
 
 
 class ItemStore(Protocol):
@@ -108,6 +120,10 @@ class ItemStore(Protocol):
 
     async def stop(self) -> int: ...
 
+    async def begin_child(
+        self, index: int, attempt: int, spec: ChildSpec
+    ) -> tuple[ItemCheckpoint | None, dict[str, Any] | None]: ...
+
 
 def check_parameters(parameters: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Publish-time problems as (relative pointer, code, message); the item action's own
@@ -117,6 +133,10 @@ def check_parameters(parameters: dict[str, Any]) -> list[tuple[str, str, str]]:
     except msgspec.ValidationError as exc:
         return [("", "invalid_parameters", str(exc))]
     problems: list[tuple[str, str, str]] = []
+    if (params.action is None) == (params.subworkflow is None):
+        problems.append(("", "invalid_parameters", "a forEach needs exactly one of action and subworkflow"))
+    if params.subworkflow is not None:
+        problems.extend((f"/subworkflow{p}", code, m) for p, code, m in check_subworkflow(params.subworkflow))
     if isinstance(params.items, str) and "{{" not in params.items:
         problems.append(("/items", "invalid", "items must be a list or a template that renders one"))
     if not 1 <= params.concurrency <= MAX_CONCURRENCY:
@@ -154,9 +174,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _link_json(link: Any) -> dict[str, Any]:
+    data = msgspec.to_builtins(link)
+    assert isinstance(data, dict)
+    return data
+
+
 class ForEachKind:
-    """forEach: renders `items`, checkpoints one row per item, and runs the item action for each
-    with bounded concurrency, each item retried by the node's policy."""
+    """forEach: renders `items`, checkpoints one row per item, and runs the item action (or starts
+    the item's child) for each with bounded concurrency."""
 
     name = "forEach"
     resumable = True
@@ -171,9 +197,10 @@ class ForEachKind:
     async def attempt(self, ctx: AttemptContext) -> Outcome:
         params = msgspec.convert(ctx.node.parameters, ForEachParams)
         store: ItemStore = ctx.items
-        recorded = {
+        action_type = params.action.action_type if params.action is not None else "subworkflow"
+        recorded: dict[str, Any] = {
             "itemCount": None,
-            "actionType": params.action.action_type,
+            "actionType": action_type,
             "concurrency": params.concurrency,
             "onItemFailure": params.on_item_failure,
         }
@@ -182,9 +209,12 @@ class ForEachKind:
             items = await self._items(ctx, params)
             if isinstance(items, ActionResult):
                 return Attempt(recorded, items)
-            rows = await store.begin(params.action.action_type, items) if items else []
+            # Also when there are none: a redrive's new attempt drops the previous attempt's items.
+            rows = await store.begin(action_type, items)
         recorded["itemCount"] = len(rows)
-        return await _ItemRun(self.actions, ctx, store, params, rows).run(recorded)
+        if params.subworkflow is not None:
+            return await _ChildItems(self.templates, ctx, store, params, rows).run(recorded)
+        return await _ActionItems(self.actions, ctx, store, params, rows).run(recorded)
 
     async def _items(self, ctx: AttemptContext, params: ForEachParams) -> list[Any] | ActionResult:
         """The rendered list, or the failure that says why there is none."""
@@ -207,8 +237,133 @@ class ForEachKind:
         return items
 
 
-class _ItemRun:
-    """One forEach node attempt's items, run to the end (or to a pause)."""
+class _Items:
+    """What both ways of running items share: the rows, the failFast rule, the result."""
+
+    def __init__(
+        self, ctx: AttemptContext, store: ItemStore, params: ForEachParams, rows: list[ItemCheckpoint]
+    ) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.params = params
+        self.rows = {row.index: row for row in rows}
+        self.order = sorted(self.rows)
+        self.fail_fast = params.on_item_failure == "failFast"
+
+    def first_failure(self) -> ItemCheckpoint | None:
+        if not self.fail_fast:
+            return None
+        return next((self.rows[i] for i in self.order if self.rows[i].status == "Failed"), None)
+
+    def failure(self, failed: ItemCheckpoint) -> ActionResult:
+        """failFast: the node fails with the item's error as the cause (the others were stopped)."""
+        for row in self.rows.values():
+            if row.status in ("Pending", "Waiting", "Running"):
+                row.status = "Cancelled"
+        cause = failed.error if isinstance(failed.error, dict) else None
+        message = f"item {failed.index} failed" + (f": {cause['message']}" if cause and cause.get("message") else "")
+        result = ActionResult.failed("item_failed", message[:2000], index=failed.index, cause=cause)
+        return ActionResult(result.status, outputs=outputs_of(list(self.rows.values())), error=result.error)
+
+    def succeeded(self) -> ActionResult:
+        return ActionResult.succeeded(outputs_of(list(self.rows.values())))
+
+
+class _ChildItems(_Items):
+    """Items that each run a child execution: started from SQL; while only children are in flight
+    the attempt returns Paused(parked=True) and the run parks; each child's end records its item
+    in the child's completion transaction and wakes the run, which carries the attempt on."""
+
+    def __init__(
+        self,
+        templates: TemplateRenderer,
+        ctx: AttemptContext,
+        store: ItemStore,
+        params: ForEachParams,
+        rows: list[ItemCheckpoint],
+    ) -> None:
+        super().__init__(ctx, store, params, rows)
+        assert params.subworkflow is not None
+        self.templates = templates
+        self.spec = params.subworkflow
+
+    async def run(self, recorded: dict[str, Any]) -> Outcome:
+        await self._recover_interrupted()
+        while True:
+            failed = self.first_failure()
+            if failed is not None:
+                await self.store.stop()
+                return Attempt(recorded, self.failure(failed))
+            in_flight = sum(1 for r in self.rows.values() if r.status == "Running")
+            due = [i for i in self.order if self.rows[i].status in ("Pending", "Waiting")]
+            if not due and not in_flight:
+                return Attempt(recorded, self.succeeded())
+            free = self.params.concurrency - in_flight
+            if not due or free <= 0 or self.ctx.holding():
+                # Nothing to start now: with children in flight the run parks until one ends.
+                return Paused(parked=in_flight > 0 and not self.ctx.holding())
+            started = await self.store.start(due[:free])
+            for index, attempt in sorted(started.items()):
+                await self._start_child(self.rows[index], attempt)
+
+    async def _recover_interrupted(self) -> None:
+        """The worker stopped between an item's start and its child's: the item goes again."""
+        for index in self.order:
+            row = self.rows[index]
+            if row.status == "Running" and row.child_execution_id is None:
+                interrupted = ActionResult.retriable(
+                    "attempt_interrupted", "the worker starting this item's child stopped first"
+                )
+                await self._record(row, interrupted)
+
+    async def _start_child(self, row: ItemCheckpoint, attempt: int) -> None:
+        row.status, row.attempts = "Running", attempt
+        scope = {**self.ctx.scope, "item": row.item, "index": row.index, "attempt": attempt}
+        try:
+            spec = child_spec(await self.templates.render(self.spec, scope))
+        except TemplateUnavailable as exc:
+            await self._record(row, ActionResult.retriable(exc.code, exc.message))
+            return
+        except TemplateRenderError as exc:
+            await self._record(row, ActionResult.failed(exc.code, exc.message))
+            return
+        except SubworkflowParameterError as exc:
+            await self._record(row, ActionResult.failed("invalid_parameters", str(exc)))
+            return
+        started, error = await self.store.begin_child(row.index, attempt, spec)
+        if started is None:
+            error = error or {}
+            await self._record(row, ActionResult.failed(str(error.get("code")), str(error.get("message"))))
+            return
+        self.rows[row.index] = started
+
+    async def _record(self, row: ItemCheckpoint, result: ActionResult) -> None:
+        """An item attempt that ended without a child (refused, or interrupted before it started)."""
+        end = _now()
+        error = error_json(result)
+        retry = result.status == AttemptStatus.RETRIABLE_FAILURE and retries_left(
+            self.ctx.node, row.attempts, row.attempt_base
+        )
+        status = "Waiting" if retry else "Failed"
+        record = ItemRecord(
+            index=row.index,
+            attempt=row.attempts,
+            action_type="subworkflow",
+            attempt_status=result.status,
+            item_status=status,
+            parameters=None,
+            outputs=None,
+            error=error,
+            start_time=end,
+            end_time=end,
+            next_attempt_at=end if retry else None,
+        )
+        await self.store.record(record)
+        row.status, row.error, row.next_attempt_at = status, error, record.next_attempt_at
+
+
+class _ActionItems(_Items):
+    """One forEach node attempt's action items, run in this worker to the end (or to a pause)."""
 
     def __init__(
         self,
@@ -218,33 +373,28 @@ class _ItemRun:
         params: ForEachParams,
         rows: list[ItemCheckpoint],
     ) -> None:
+        super().__init__(ctx, store, params, rows)
+        assert params.action is not None
         self.actions = actions
-        self.ctx = ctx
-        self.store = store
-        self.params = params
-        self.rows = {row.index: row for row in rows}
         self.node = item_node(ctx.node, params.action)
         self.tasks: dict[int, asyncio.Task[None]] = {}
-        self.fail_fast = params.on_item_failure == "failFast"
 
     async def run(self, recorded: dict[str, Any]) -> Outcome:
         try:
             await self._recover_interrupted()
             while True:
-                failed = self._first_failure()
+                failed = self.first_failure()
                 if failed is not None:
                     return Attempt(recorded, await self._stop(failed))
                 at = _now()
                 if not self.ctx.holding():
                     await self._launch(at)
                 if not self.tasks:
-                    waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting"]
-                    if not waiting and not self._due(at):
-                        return Attempt(recorded, ActionResult.succeeded(outputs_of(list(self.rows.values()))))
-                    if self.ctx.holding():
-                        return Paused()
-                    delay = min((w - at).total_seconds() for w in waiting if w is not None) if waiting else 0.0
-                    await asyncio.sleep(min(max(delay, 0.0), HOLD_CHECK_SECONDS))
+                    idle = await self._idle(at)
+                    if isinstance(idle, Paused):
+                        return idle
+                    if idle is not None:
+                        return Attempt(recorded, idle)
                     continue
                 done, _ = await asyncio.wait(
                     self.tasks.values(), timeout=self._next_due(at), return_when=asyncio.FIRST_COMPLETED
@@ -255,24 +405,37 @@ class _ItemRun:
         finally:
             await self._cancel_tasks(record=False)
 
-    def _first_failure(self) -> ItemCheckpoint | None:
-        if not self.fail_fast:
-            return None
-        return next((r for r in sorted(self.rows.values(), key=lambda r: r.index) if r.status == "Failed"), None)
+    async def _idle(self, at: datetime) -> Paused | ActionResult | None:
+        """No item runs: the result when all are done; Paused when the run must stop starting work
+        (holding), or parks because the next retry is too far off to wait for in the worker
+        (dw.run_wake_at_v1 counts item retries); else None, after waiting a little."""
+        waiting = [r.next_attempt_at or at for r in self.rows.values() if r.status == "Waiting"]
+        if not waiting and not self._due(at):
+            return self.succeeded()
+        if self.ctx.holding():
+            return Paused()
+        delay = max((min(waiting) - at).total_seconds(), 0.0) if waiting else 0.0
+        if delay > self.ctx.park_threshold_seconds:
+            return Paused(parked=True)
+        await asyncio.sleep(min(delay, HOLD_CHECK_SECONDS))
+        return None
 
     def _due(self, at: datetime) -> list[int]:
-        return sorted(
-            r.index
-            for r in self.rows.values()
-            if r.index not in self.tasks
+        return [
+            i
+            for i in self.order
+            if i not in self.tasks
             and (
-                r.status == "Pending"
-                or (r.status == "Waiting" and (r.next_attempt_at is None or r.next_attempt_at <= at))
+                self.rows[i].status == "Pending"
+                or (self.rows[i].status == "Waiting" and (self.rows[i].next_attempt_at or at) <= at)
             )
-        )
+        ]
 
     def _next_due(self, at: datetime) -> float | None:
-        """Seconds until an item's retry is due while items run (None: wait for one to end)."""
+        """Seconds until an item's retry is due while items run, when it could start then (a slot
+        free, nothing holding); None: wait for an item to end."""
+        if len(self.tasks) >= self.params.concurrency or self.ctx.holding():
+            return None
         waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting" and r.next_attempt_at]
         return max((min(waiting) - at).total_seconds(), 0.0) if waiting else None
 
@@ -296,6 +459,7 @@ class _ItemRun:
             scope={**self.ctx.scope, "item": row.item, "index": row.index},
             log=self.ctx.log.bind(item_index=row.index, attempt=attempt, action_type=self.node.action_type),
             items=None,
+            item_index=row.index,
         )
         outcome = await self.actions.attempt(item_ctx)
         assert isinstance(outcome, Attempt)
@@ -324,21 +488,26 @@ class _ItemRun:
             start_time=start,
             end_time=end,
             next_attempt_at=next_at,
+            resource_links=tuple(_link_json(link) for link in result.resource_links),
         )
         try:
             await self.store.record(record)
         except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
             # What the attempt produced cannot be stored: record a failure that says so instead.
+            if result.error is not None and result.error.code == "unrecordable_result":
+                raise
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             failed = ActionResult.failed(
                 "unrecordable_result", f"the item attempt's parameters or outputs could not be stored: {message}"[:2000]
             )
-            if result.error is not None and result.error.code == "unrecordable_result":
-                raise
             await self._record(row, attempt, None, failed, start)
             return
         row.status, row.next_attempt_at, row.error = status, next_at, error
         row.outputs = record.outputs if succeeded else None
+        metrics.ATTEMPTS.labels(self.node.action_type, result.status.value).inc()
+        metrics.NODE_DURATION.labels(self.node.action_type, result.status.value).observe((end - start).total_seconds())
+        if status == "Waiting":
+            metrics.RETRIES.labels(self.node.action_type).inc()
 
     def _decide(
         self, row: ItemCheckpoint, attempt: int, result: ActionResult, end: datetime
@@ -359,7 +528,8 @@ class _ItemRun:
     async def _recover_interrupted(self) -> None:
         """Items that were in flight when the previous holder of the run stopped: recorded as
         interrupted, and retried by the policy (an item that succeeded never runs again)."""
-        for row in sorted(self.rows.values(), key=lambda r: r.index):
+        for index in self.order:
+            row = self.rows[index]
             if row.status != "Running":
                 continue
             result = ActionResult.retriable(
@@ -371,13 +541,7 @@ class _ItemRun:
         """failFast: items in flight are cancelled, those not started are not run; the node fails."""
         await self._cancel_tasks(record=True)
         await self.store.stop()
-        for row in self.rows.values():
-            if row.status in ("Pending", "Waiting"):
-                row.status = "Cancelled"
-        cause = failed.error if isinstance(failed.error, dict) else None
-        message = f"item {failed.index} failed" + (f": {cause['message']}" if cause and cause.get("message") else "")
-        result = ActionResult.failed("item_failed", message[:2000], index=failed.index, cause=cause)
-        return ActionResult(result.status, outputs=outputs_of(list(self.rows.values())), error=result.error)
+        return self.failure(failed)
 
     async def _cancel_tasks(self, *, record: bool) -> None:
         tasks = dict(self.tasks)
@@ -387,13 +551,18 @@ class _ItemRun:
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         for index, result in zip(tasks, results, strict=True):
             if isinstance(result, Exception):
-                self.ctx.log.error(
-                    "item task failed while the forEach was stopping", item_index=index, error=repr(result)
-                )
+                self.ctx.log.error("item task failed as the forEach stopped", item_index=index, error=repr(result))
             row = self.rows[index]
             if record and row.status == "Running":
-                cancelled = ActionResult(
-                    AttemptStatus.CANCELLED,
-                    error=ActionResult.failed("item_cancelled", "cancelled: another item failed (failFast)").error,
-                )
-                await self._record(row, row.attempts, None, cancelled, _now())
+                await self._record_cancelled(row)
+
+    async def _record_cancelled(self, row: ItemCheckpoint) -> None:
+        cancelled = ActionResult(
+            AttemptStatus.CANCELLED,
+            error=ActionResult.failed("item_cancelled", "cancelled: another item failed (failFast)").error,
+        )
+        try:
+            await self._record(row, row.attempts, None, cancelled, _now())
+        except NodeNotRunnable:
+            # Its own outcome was committed just as it was cancelled (the answer never came back).
+            self.ctx.log.info("a cancelled item had recorded its outcome", item_index=row.index)

@@ -23,6 +23,7 @@ from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused,
 from dataworkflows.outcomes import ConditionEvaluator, Decision, decide
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import NodeStatus, Verdict
+from dataworkflows.subworkflows import ChildSpec
 
 
 def now() -> datetime:
@@ -120,7 +121,8 @@ class NodeAttempts:
             start = now()
             outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
             if isinstance(outcome, Paused):
-                self.run.log.info("node paused; it goes on from its checkpoints", node_id=node_id, attempt=attempt)
+                state.parked = outcome.parked
+                self.run.log.info("node paused", node_id=node_id, attempt=attempt, parked=outcome.parked)
                 return None
             if isinstance(outcome, WaitFor):
                 return await self._begin_wait(node, attempt, outcome, start)
@@ -217,6 +219,7 @@ class NodeAttempts:
             earlier_parameters=earlier_parameters,
             holding=self.run.holding,
             items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
+            park_threshold_seconds=self.run.park_threshold_seconds,
         )
 
     async def _backoff_in_process(self, delay: float) -> bool:
@@ -341,6 +344,20 @@ class _Items:
 
     async def stop(self) -> int:
         return await self.run.data.stop_items(self.run.execution_id, self.run.token, self.node_id)
+
+    async def begin_child(
+        self, index: int, attempt: int, spec: ChildSpec
+    ) -> tuple[ItemCheckpoint | None, dict[str, Any] | None]:
+        return await self.run.data.begin_item_child(
+            self.run.execution_id,
+            self.run.token,
+            self.node_id,
+            index=index,
+            attempt=attempt,
+            spec=spec,
+            max_depth=self.run.max_nesting_depth,
+            worker=self.run.worker_id,
+        )
 
 
 def _link_json(link: Any) -> dict[str, Any]:

@@ -81,6 +81,10 @@ class AttemptContext:
     holding: Callable[[], bool] = lambda: False
     # A forEach node's item checkpoints, bound to this node attempt (dataworkflows.foreach).
     items: Any = None
+    # For a forEach item's attempt: the item's index (its action sees node#index as its node).
+    item_index: int | None = None
+    # Waits longer than this are not waited out in the worker (DW_PARK_THRESHOLD_SECONDS).
+    park_threshold_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,12 @@ class StartChild:
 
 @dataclass(frozen=True)
 class Paused:
-    """The attempt stopped half-way with its progress checkpointed (a forEach whose run is being
-    suspended or handed back): the node stays Running and the attempt goes on where it stopped."""
+    """The attempt stopped half-way with its progress checkpointed: the node stays Running and the
+    attempt goes on where it stopped. A forEach pauses when its run is being suspended or handed
+    back, and parks (parked=True) when nothing can start until an item's child ends or an item's
+    retry comes due (the run parks, holding nothing; dw.run_wake_at_v1 knows when to wake it)."""
+
+    parked: bool = False
 
 
 Outcome = Attempt | WaitFor | StartChild | Paused
@@ -186,7 +194,8 @@ class ActionKind:
             execution_id=ctx.execution_id,
             workflow_id=ctx.workflow_id,
             workflow_version=ctx.workflow_version,
-            node_id=node.id,
+            # A forEach item's action claims and links resources as node#index (its own owner).
+            node_id=node.id if ctx.item_index is None else f"{node.id}#{ctx.item_index}",
             attempt=ctx.attempt,
             max_attempts=node.retry.max_attempts,
             trigger=ctx.trigger,

@@ -174,7 +174,13 @@ class _Run:
 
     def poke(self) -> None:
         self.check_requested = True
+        self.unpark()
         self.wakeup.set()
+
+    def unpark(self) -> None:
+        """A parked forEach looks at its items again (a child of one may have ended)."""
+        for state in self.state.values():
+            state.parked = False
 
     async def execute(self) -> str:
         self.log.info("execution acquired", lease_token=self.token)
@@ -230,6 +236,10 @@ class _Run:
                 self.lease_lost.set()
                 return
             if self._apply(renewal):
+                self.wakeup.set()
+            if any(s.parked for s in self.state.values()):
+                # In case a NOTIFY for an item's child went missing.
+                self.unpark()
                 self.wakeup.set()
 
     async def _check_now(self) -> None:
@@ -338,18 +348,25 @@ class _Run:
     async def _idle(self, at: datetime, waiters: set[asyncio.Task[Any]]) -> str | None:
         """Nothing runs: wait for a retry due soon, park (retries due later, waits), or end the run."""
         retries = [s.retry_due for s in self.state.values() if s.retry_due is not None]
-        waits = [s.open_wait for s in self.state.values() if s.open_wait is not None]
         delay = self._retry_delay(retries, at)
         if delay is not None and delay <= self.settings.park_threshold_seconds:
             await asyncio.wait(waiters, timeout=max(delay, 0), return_when=asyncio.FIRST_COMPLETED)
             return None
-        if retries or waits:
-            return await self._park(waiting_on=sorted({w.kind for w in waits if w is not None}))
+        waiting_on = self._waiting_on()
+        if retries or waiting_on:
+            return await self._park(waiting_on=waiting_on)
         unfinished = [n for n in self.ctx.order if not self.state[n].status.is_final]
         if not unfinished:
             return await self._succeed()
         stuck = {"code": "stuck", "message": f"no runnable node, but nodes are unfinished: {unfinished}"}
         return await self._finish(ExecutionStatus.FAILED, stuck)
+
+    def _waiting_on(self) -> list[str]:
+        """What the run's nodes wait for, if anything: wait kinds, and "items" for a parked forEach."""
+        kinds = {s.open_wait.kind for s in self.state.values() if s.open_wait is not None}
+        if any(s.parked for s in self.state.values()):
+            kinds.add("items")
+        return sorted(kinds)
 
     def _retry_delay(self, retries: list[datetime], at: datetime) -> float | None:
         """Seconds until the next retry (or the deadline, if sooner), when it may be waited for in
@@ -418,7 +435,8 @@ class _Run:
         """Whether a node could start (or record its resolved wait) now: a stopping worker hands
         such a run back rather than parking it."""
         return any(
-            s.status in (NodeStatus.READY, NodeStatus.RUNNING)
+            s.status == NodeStatus.READY
+            or (s.status == NodeStatus.RUNNING and not s.parked)
             or s.resolved_wait is not None
             or (s.retry_due is not None and s.retry_due <= at)
             for s in self.state.values()
@@ -504,6 +522,8 @@ class _Run:
             if state.resolved_wait is not None:
                 work = self.attempts.resume_wait(node_id)
             elif state.status == NodeStatus.RUNNING:
+                if state.parked:
+                    continue  # until an item's child ends or a retry comes due (a poke unparks it)
                 # A resumable attempt (forEach) that a previous holder, or a pause, left half-way.
                 work = self.attempts.run_node(node_id, resume=True)
             elif state.status == NodeStatus.READY or (state.retry_due is not None and state.retry_due <= at):

@@ -373,7 +373,7 @@ def _check_kind(
         found = check_subworkflow_parameters(node.parameters)
     elif node.node_type == NodeType.FOR_EACH:
         found = check_foreach_parameters(node.parameters)
-        if not found and check_parameters is not None:
+        if not found and check_parameters is not None and node.parameters.get("action") is not None:
             found = _check_item_action(node.parameters["action"], f"{pointer}/parameters/action", check_parameters)
     else:
         found = check_wait_parameters(node.node_type, node.parameters)

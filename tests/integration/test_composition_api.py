@@ -130,3 +130,11 @@ async def test_a_foreach_node_lists_its_items_and_item_attempts(
     assert sorted(a["itemIndex"] for a in item_attempts) == [0, 1, 2]
     assert {(a["nodeId"], a["status"]) for a in item_attempts} == {("all", "Succeeded")}
     assert all(a["itemIndex"] is None for a in attempts if a["nodeId"] == "other")
+
+
+async def test_request_ids_reserved_for_children_are_refused(client: Any) -> None:
+    response = await client.post(
+        "/api/v1/workflows/whatever/execute", json={"trigger": {}, "requestId": "child:abc:call:1"}
+    )
+    assert response.status_code == 422, response.text
+    assert "must not start with" in response.json()["detail"]

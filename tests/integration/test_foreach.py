@@ -204,3 +204,91 @@ async def test_a_suspended_for_each_finishes_its_items_in_flight_and_goes_on_whe
     assert (await execution(db, root))["status"] == "Succeeded"
     rows = await item_attempts(db, root)
     assert rows == [(i, 1, "Succeeded") for i in range(30)]
+
+
+def child_items(node_id: str, items: Any, workflow_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    sub = {"workflowId": workflow_id, "input": {"value": "{{ item }}", "position": "{{ index }}"}}
+    return kind_node("forEach", node_id, edges, {"items": items, "subworkflow": sub, **params})
+
+
+async def test_a_subworkflow_per_item_parks_the_parent_while_children_run(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    leaf = wf("square", echo("sq", message="{{ trigger.value * trigger.value }}"))
+    leaf["outputs"] = {"square": "{{ nodes.sq.echo }}", "at": "{{ trigger.position }}"}
+    await publish(db, leaf, conditions)
+    await publish(db, wf("squares", child_items("all", [1, 2, 3, 4, 5], "square", concurrency=2)), conditions)
+    root = await start(db, "squares")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    # The first holder starts two children (the concurrency) and parks: the run holds nothing.
+    assert await runtime.run_execution(root) == "parked"
+    assert await sql(db, "SELECT status, wake_at, lease_owner FROM dw.executions WHERE id = %s", root) == [
+        ("Waiting", None, None)
+    ]
+    assert len(await db.fetch_all("list_children", id=root)) == 2
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    outputs = (await nodes(db, root))["all"]["outputs"]
+    assert outputs["items"] == [{"square": v * v, "at": i} for i, v in enumerate([1, 2, 3, 4, 5])]
+    kids = await db.fetch_all("list_children", id=root)
+    assert len(kids) == 5 and {k["status"] for k in kids} == {"Succeeded"}
+    assert await item_attempts(db, root) == [(i, 1, "Succeeded") for i in range(5)]
+
+
+async def test_a_failing_child_item_stops_the_for_each_and_cancels_its_siblings(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    flaky = wf(
+        "odd-fails",
+        echo("check", simulateFailure="{{ 'permanent' if trigger.value == 2 else none }}"),
+        kind_node("signal", "hold", (), {"name": "never"}),
+    )
+    flaky["nodes"][0]["edges"] = [to("hold")]
+    await publish(db, flaky, conditions)
+    await publish(db, wf("stops-children", child_items("all", [1, 2, 3, 4], "odd-fails", concurrency=3)), conditions)
+    root = await start(db, "stops-children")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["all"]["error"]
+    assert error["code"] == "item_failed" and error["details"]["index"] == 1
+    assert error["details"]["cause"]["code"] == "child_failed"
+    kids = {k["id"]: k["status"] for k in await db.fetch_all("list_children", id=root)}
+    # Three started (the concurrency); the one that failed, and two cancelled with the forEach.
+    assert sorted(kids.values()) == ["Cancelled", "Cancelled", "Failed"]
+    statuses = await sql(db, "SELECT item_index, status FROM dw.foreach_items WHERE execution_id = %s ORDER BY 1", root)
+    assert [s for _, s in statuses] == ["Cancelled", "Failed", "Cancelled", "Cancelled"]
+
+
+async def test_cancelling_a_parent_cancels_the_children_of_its_items(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("holds", kind_node("signal", "hold", (), {"name": "never"})), conditions)
+    await publish(db, wf("fans-out", child_items("all", [1, 2], "holds")), conditions)
+    root = await start(db, "fans-out")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Waiting"
+    await db.control.cancel(root, principal="ops", reason="stop")
+    await drain(db, runtime)
+    kids = await db.fetch_all("list_children", id=root)
+    assert [k["status"] for k in kids] == ["Cancelled", "Cancelled"]
+
+
+async def test_a_long_item_backoff_parks_the_run(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions, park_threshold_seconds=0.2)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {"message": "{{ item }}", "simulateFailure": "transient", "failUntilAttempt": 2},
+    }
+    node = {**for_each("all", [1], action=action), "retryPolicy": {"initialDelay": "PT0.6S", "jitter": False}}
+    await publish(db, wf("slow-retry", node), conditions)
+    root = await start(db, "slow-retry")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    assert await runtime.run_execution(root) == "parked"
+    ((wake_at, owner),) = await sql(db, "SELECT wake_at, lease_owner FROM dw.executions WHERE id = %s", root)
+    assert owner is None and wake_at is not None
+    await asyncio.sleep(0.7)
+    assert await db.operations.wake_due_runs(limit=10, queue="executions") == 1
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await item_attempts(db, root) == [(0, 1, "RetriableFailure"), (0, 2, "Succeeded")]

@@ -223,7 +223,7 @@ async def test_a_child_that_cannot_start_fails_the_node(db: Database, conditions
 
 async def test_the_composition_examples_in_fixtures_run(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
-    for name in ("ship-order", "process-order", "notify-customers"):
+    for name in ("ship-order", "process-order", "notify-customers", "ship-orders"):
         await publish(db, load_fixture(f"bundle7/{name}-workflow.json"), conditions)
     order = await start(db, "process-order", {"orderId": "A-7", "lines": [{"sku": "x"}, {"sku": "y"}]})
     customers = [{"name": n} for n in ("ann", "bo", "cy")]
@@ -233,3 +233,60 @@ async def test_the_composition_examples_in_fixtures_run(db: Database, conditions
     assert shipped["status"] == "Succeeded" and shipped["outputs"] == {"trackingId": "TRK-A-7"}
     assert (await nodes(db, order))["confirm"]["outputs"]["echo"] == "order A-7 shipped as TRK-A-7"
     assert (await nodes(db, notify))["report"]["outputs"]["echo"] == "3 of 3 customers notified"
+    orders = [{"id": f"B-{i}", "lines": [{"sku": "z"}]} for i in range(4)]
+    bulk = await start(db, "ship-orders", {"orders": orders})
+    await drain(db, runtime)
+    summary = (await nodes(db, bulk))["summary"]["outputs"]["echo"]
+    assert summary == "4 orders shipped: TRK-B-0, TRK-B-1, TRK-B-2, TRK-B-3"
+
+
+async def test_a_request_id_squatted_through_the_api_is_not_taken_for_the_child(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("leaf2", echo("x")), conditions)
+    await publish(db, wf("squatted", sub("call", "leaf2")), conditions)
+    root = await start(db, "squatted")
+    impostor = await start(db, "leaf2", request_id=f"child:{root}:call:1")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["call"]["error"]
+    assert error["code"] == "child_request_conflict" and str(impostor) in error["message"]
+
+
+async def test_a_parent_redriven_before_its_children_were_cancelled_leaves_no_orphan(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("slowpoke", signal("s", name="go")), conditions)
+    parent = wf(
+        "races",
+        echo("go", to("call"), to("boom")),
+        sub("call", "slowpoke"),
+        # After call has started its child.
+        echo("boom", simulateFailure="permanent", delayMs=300),
+    )
+    await publish(db, parent, conditions)
+    root = await start(db, "races")
+    await drain(db, runtime)
+    (first,) = await children(db, root)
+    assert (await execution(db, root))["status"] == "Failed"  # boom failed while the child ran
+    # Redriven before the cancel job ran: the child that the run stopped waiting for is cancelled
+    # all the same, and the redriven node starts one child of its own.
+    letters = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=10)
+    (letter,) = [d for d in letters if d.execution_id == root]
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    await drain(db, runtime)
+    assert (await execution(db, first["id"]))["status"] == "Cancelled"
+
+
+async def test_a_workflow_that_calls_itself_under_a_concurrency_limit_of_1_finishes(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions, max_nesting_depth=2)
+    await publish(db, wf("narrow", sub("call", "narrow", to("done", "always")), echo("done")), conditions)
+    await sql(db, "UPDATE dw.workflows SET max_concurrent_executions = 1 WHERE id = 'narrow'")
+    root = await start(db, "narrow")
+    await drain(db, runtime)
+    tree = await db.fetch_all("execution_tree", id=root)
+    assert [t["status"] for t in tree] == ["Succeeded", "Succeeded", "Succeeded"]

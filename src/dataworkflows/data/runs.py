@@ -232,7 +232,40 @@ class RunData:
             end_time=record.end_time,
             worker=worker,
             next_attempt_at=record.next_attempt_at,
+            resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
         )
+
+    async def begin_item_child(
+        self,
+        execution_id: UUID,
+        token: int,
+        node_id: str,
+        *,
+        index: int,
+        attempt: int,
+        spec: ChildSpec,
+        max_depth: int,
+        worker: str,
+    ) -> tuple[ItemCheckpoint | None, dict[str, Any] | None]:
+        """A forEach item starts its child: (the item, None), or (None, why no child started)."""
+        row = await self._db.fetch_one(
+            "begin_item_child",
+            id=execution_id,
+            token=token,
+            node_id=node_id,
+            index=index,
+            attempt=attempt,
+            workflow_id=spec.workflow_id,
+            version=spec.version,
+            input=Jsonb(spec.input),
+            wait=spec.wait,
+            max_depth=max_depth,
+            worker=worker,
+        )
+        assert row is not None
+        if row["item"] is None:
+            return None, row["error"]
+        return msgspec.convert(row["item"], ItemCheckpoint), None
 
     async def stop_items(self, execution_id: UUID, token: int, node_id: str) -> int:
         """The items of a forEach that stopped at a failure and never ran are Cancelled."""
