@@ -144,7 +144,10 @@ CREATE OR REPLACE FUNCTION dw.children_to_cancel_v1(p_parent_id uuid)
             -- Withdrawn: its parent ended while waiting for it (also when the parent was redriven
             -- since: the redriven node starts a child of its own).
             OR EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = c.id AND w.state = 'withdrawn')
-            OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id AND i.status = 'Cancelled'))
+            OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id AND i.status = 'Cancelled')
+            -- An item's child that its item no longer names (the item started again after a redrive).
+            OR (c.request_id LIKE 'item:%'
+                AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id)))
      ORDER BY c.created_at;
 $$;
 
@@ -329,10 +332,15 @@ BEGIN
                                ELSE i.attempts END,
            outputs = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.outputs END,
            error = NULL, next_attempt_at = NULL,
-           ended_at = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.ended_at END
+           ended_at = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.ended_at END,
+           -- An item that starts again starts a child of its own (dw.children_to_cancel_v1 cancels
+           -- the previous one if it still runs).
+           child_execution_id = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item
+                                     THEN i.child_execution_id END
      WHERE i.node_attempt < EXCLUDED.node_attempt;
     SELECT count(*) INTO v_kept FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.status = 'Succeeded';
+    PERFORM dw.queue_cancel_children_v1(p_execution_id, (SELECT e.queue FROM dw.executions e WHERE e.id = p_execution_id));
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     VALUES (p_execution_id, p_node_id, 'items_started',
             jsonb_build_object('attempt', p_attempt, 'items', v_count, 'alreadySucceeded', v_kept));
@@ -351,7 +359,7 @@ BEGIN
     RETURN QUERY
     UPDATE dw.foreach_items i
        SET status = 'Running', attempts = i.attempts + 1, started_at = COALESCE(i.started_at, now()),
-           next_attempt_at = NULL
+           next_attempt_at = NULL, child_execution_id = NULL
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = ANY (p_indexes)
        AND i.status IN ('Pending', 'Waiting')
     RETURNING i.item_index, i.attempts;
@@ -412,7 +420,7 @@ DECLARE
     v_rows integer;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
-    -- Items whose child is still running: their attempt is Cancelled, and so is the child.
+    -- Items in flight: their attempt is Cancelled, and so is the child of one that has one.
     INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
                                       start_time, end_time)
     SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
@@ -420,7 +428,6 @@ BEGIN
            COALESCE(i.started_at, now()), now()
       FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.status = 'Running'
-       AND i.child_execution_id IS NOT NULL
     ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
     UPDATE dw.foreach_items i
        SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL,
@@ -430,7 +437,7 @@ BEGIN
                         ELSE jsonb_build_object('code', 'not_run',
                                                 'message', 'the forEach stopped at an earlier item''s failure') END
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id
-       AND (i.status IN ('Pending', 'Waiting') OR (i.status = 'Running' AND i.child_execution_id IS NOT NULL));
+       AND i.status IN ('Pending', 'Waiting', 'Running');
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     PERFORM dw.queue_cancel_children_v1(p_execution_id, v_e.queue);
     RETURN v_rows;

@@ -208,7 +208,9 @@ BEGIN
            lease_token = e.lease_token + 1,
            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
            status = 'Running',
-           started_at = COALESCE(e.started_at, now())
+           started_at = COALESCE(e.started_at, now()),
+           -- The new holder reads the run's state as it is now: earlier wakes are answered.
+           wake_requested_at = NULL
      WHERE e.id = p_execution_id
     RETURNING e.lease_token INTO v_token;
 

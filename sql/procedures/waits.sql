@@ -129,12 +129,16 @@ CREATE OR REPLACE FUNCTION dw.wake_run_v1(p_e dw.executions, p_queue text)
     RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF p_e.status = 'Waiting' THEN
+        -- Due now: recovery re-queues it if the job is lost (a worker dies as it takes it).
+        UPDATE dw.executions e SET wake_at = now() WHERE e.id = p_e.id;
         IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                         WHERE (j.args ->> 'execution_id') = p_e.id::text AND j.status = 'todo'
                           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) THEN
             PERFORM dw.defer_run_job_v1(p_e.id, p_queue, NULL);
         END IF;
     ELSIF p_e.status = 'Running' AND p_e.lease_owner IS NOT NULL THEN
+        -- Kept for dw.park_execution_v2, in case the holder parks before it hears the NOTIFY.
+        UPDATE dw.executions e SET wake_requested_at = now() WHERE e.id = p_e.id;
         PERFORM pg_notify('dw_control', p_e.id::text);
     END IF;
 END;
@@ -562,7 +566,12 @@ BEGIN
         RETURN;
     END IF;
     v_wake := dw.run_wake_at_v1(p_execution_id);
-    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL, wake_at = v_wake
+    IF v_e.wake_requested_at IS NOT NULL THEN
+        -- Woken while it held the run (dw.wake_run_v1): look again at once (one extra hop at most).
+        v_wake := now();
+    END IF;
+    UPDATE dw.executions e SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL, wake_at = v_wake,
+                               wake_requested_at = NULL
      WHERE e.id = p_execution_id;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'execution_parked', jsonb_build_object('wakeAt', v_wake));

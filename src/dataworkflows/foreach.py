@@ -290,21 +290,59 @@ class _ChildItems(_Items):
     async def run(self, recorded: dict[str, Any]) -> Outcome:
         await self._recover_interrupted()
         while True:
-            failed = self.first_failure()
-            if failed is not None:
-                await self.store.stop()
-                return Attempt(recorded, self.failure(failed))
-            in_flight = sum(1 for r in self.rows.values() if r.status == "Running")
-            due = [i for i in self.order if self.rows[i].status in ("Pending", "Waiting")]
-            if not due and not in_flight:
+            if self.first_failure() is not None:
+                return Attempt(recorded, await self._stop())
+            at = _now()
+            in_flight, due, retries = self._state(at)
+            if not due and not in_flight and not retries:
                 return Attempt(recorded, self.succeeded())
             free = self.params.concurrency - in_flight
-            if not due or free <= 0 or self.ctx.holding():
-                # Nothing to start now: with children in flight the run parks until one ends.
-                return Paused(parked=in_flight > 0 and not self.ctx.holding())
-            started = await self.store.start(due[:free])
-            for index, attempt in sorted(started.items()):
-                await self._start_child(self.rows[index], attempt)
+            if due and free > 0 and not self.ctx.holding():
+                await self._start(due[:free])
+                continue
+            paused = self._pause(in_flight, retries, at)
+            if paused is not None:
+                return paused
+            await asyncio.sleep(min(max((min(retries) - at).total_seconds(), 0.0), HOLD_CHECK_SECONDS))
+
+    def _state(self, at: datetime) -> tuple[int, list[int], list[datetime]]:
+        """Items in flight (children running), items due to start, and the times of later retries."""
+        in_flight = sum(1 for r in self.rows.values() if r.status == "Running")
+        due = [i for i in self.order if self._is_due(self.rows[i], at)]
+        retries = [r.next_attempt_at or at for r in self.rows.values() if r.status == "Waiting"]
+        return in_flight, due, retries
+
+    def _pause(self, in_flight: int, retries: list[datetime], at: datetime) -> Paused | None:
+        """Nothing can start now: pause (holding), park (a child's end or the next retry's time wakes
+        the run, dw.run_wake_at_v1), or None to wait here for a retry due soon."""
+        if self.ctx.holding():
+            return Paused()
+        delay = max((min(retries) - at).total_seconds(), 0.0) if retries else None
+        if in_flight or delay is None or delay > self.ctx.park_threshold_seconds:
+            return Paused(parked=True)
+        return None
+
+    @staticmethod
+    def _is_due(row: ItemCheckpoint, at: datetime) -> bool:
+        return row.status == "Pending" or (row.status == "Waiting" and (row.next_attempt_at or at) <= at)
+
+    async def _start(self, indexes: list[int]) -> None:
+        started = await self.store.start(indexes)
+        for index, attempt in sorted(started.items()):
+            if self.first_failure() is not None:
+                # failFast: the items started with it are cancelled by the stop, not begun.
+                self.rows[index].status, self.rows[index].attempts = "Running", attempt
+                continue
+            await self._start_child(self.rows[index], attempt)
+
+    async def _stop(self) -> ActionResult:
+        """failFast: items not started are not run, children in flight are cancelled; the outputs
+        are the items as the database has them once stopped."""
+        await self.store.stop()
+        failed = self.first_failure()
+        assert failed is not None
+        self.rows = {row.index: row for row in await self.store.load()}
+        return self.failure(self.rows.get(failed.index, failed))
 
     async def _recover_interrupted(self) -> None:
         """The worker stopped between an item's start and its child's: the item goes again."""
@@ -330,7 +368,13 @@ class _ChildItems(_Items):
         except SubworkflowParameterError as exc:
             await self._record(row, ActionResult.failed("invalid_parameters", str(exc)))
             return
-        started, error = await self.store.begin_child(row.index, attempt, spec)
+        try:
+            started, error = await self.store.begin_child(row.index, attempt, spec)
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            # The input could not be stored (not JSON, or refused by PostgreSQL): the item fails.
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            await self._record(row, ActionResult.failed("unrecordable_result", f"the child's input: {message}"[:2000]))
+            return
         if started is None:
             error = error or {}
             await self._record(row, ActionResult.failed(str(error.get("code")), str(error.get("message"))))
@@ -345,6 +389,8 @@ class _ChildItems(_Items):
             self.ctx.node, row.attempts, row.attempt_base
         )
         status = "Waiting" if retry else "Failed"
+        retry_after = result.error.retry_after if result.error else None
+        next_at = end + timedelta(seconds=backoff_seconds(self.ctx.node.retry, row.attempts, retry_after))
         record = ItemRecord(
             index=row.index,
             attempt=row.attempts,
@@ -356,7 +402,7 @@ class _ChildItems(_Items):
             error=error,
             start_time=end,
             end_time=end,
-            next_attempt_at=end if retry else None,
+            next_attempt_at=next_at if retry else None,
         )
         await self.store.record(record)
         row.status, row.error, row.next_attempt_at = status, error, record.next_attempt_at

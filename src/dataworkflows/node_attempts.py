@@ -52,6 +52,9 @@ class RunContext:
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     # Set while an operator's suspension is pending: attempts in flight finish, nothing new starts.
     suspending: asyncio.Event = field(default_factory=asyncio.Event)
+    # How many times the run was poked (something changed outside the worker): a forEach that
+    # parks with rows read before the latest poke does not park (its items changed meanwhile).
+    pokes: int = 0
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -119,9 +122,10 @@ class NodeAttempts:
                 attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
+            pokes = self.run.pokes
             outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
             if isinstance(outcome, Paused):
-                state.parked = outcome.parked
+                state.parked = outcome.parked and self.run.pokes == pokes
                 self.run.log.info("node paused", node_id=node_id, attempt=attempt, parked=outcome.parked)
                 return None
             if isinstance(outcome, WaitFor):

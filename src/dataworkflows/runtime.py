@@ -174,6 +174,7 @@ class _Run:
 
     def poke(self) -> None:
         self.check_requested = True
+        self.ctx.pokes += 1
         self.unpark()
         self.wakeup.set()
 

@@ -292,3 +292,51 @@ async def test_a_long_item_backoff_parks_the_run(db: Database, conditions: Condi
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
     assert await item_attempts(db, root) == [(0, 1, "RetriableFailure"), (0, 2, "Succeeded")]
+
+
+async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    breaks = wf("breaks-on-2", echo("x", simulateFailure="{{ 'permanent' if trigger.value == 2 else none }}"))
+    await publish(db, breaks, conditions)
+    await publish(db, wf("redrives", child_items("all", [1, 2, 3], "breaks-on-2", concurrency=1)), conditions)
+    root = await start(db, "redrives")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    first_children = {k["id"] for k in await db.fetch_all("list_children", id=root)}
+    assert len(first_children) == 2  # item 0 succeeded, item 1 failed, item 2 never started
+    # The child workflow is fixed, then the run redriven: item 1 starts a child of its own.
+    await publish(db, wf("breaks-on-2", echo("x", message="fixed")), conditions)
+    letters = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=10)
+    (letter,) = [d for d in letters if d.execution_id == root]
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    kids = await db.fetch_all("list_children", id=root)
+    assert len(kids) == 4 and len({k["id"] for k in kids} - first_children) == 2
+    # Item 0 kept its first child's outputs; items 1 and 2 ran new children.
+    assert await item_attempts(db, root) == [
+        (0, 1, "Succeeded"),
+        (1, 1, "Failed"),
+        (1, 2, "Succeeded"),
+        (2, 1, "Succeeded"),
+    ]
+
+
+async def test_a_wake_that_comes_while_the_worker_holds_the_run_is_kept_for_its_park(db: Database) -> None:
+    await publish(db, wf("held", kind_node("signal", "s", (), {"name": "go"})))
+    root = await start(db, "held")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+    acquired = await db.runs.acquire(root, owner="w1", lease_seconds=5)
+    assert acquired.lease_token is not None
+    # A child ends (or a signal comes) while w1 holds the run and has not heard the NOTIFY yet.
+    await sql(db, "SELECT dw.wake_run_v1(e, 'executions') FROM dw.executions e WHERE e.id = %s", root)
+    parked = await db.runs.park(root, acquired.lease_token, queue="executions")
+    assert parked.outcome == "parked" and parked.wake_at is not None
+    assert await sql(db, "SELECT count(*) FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root)) == [
+        (1,)
+    ]
+    # Taking the run answers the wake; a run woken while Waiting is due now (recovery's view).
+    await db.runs.acquire(root, owner="w2", lease_seconds=5)
+    assert await sql(db, "SELECT wake_requested_at FROM dw.executions WHERE id = %s", root) == [(None,)]
