@@ -30,11 +30,13 @@ from .approvals import ApprovalController
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
+from .hooks import HooksController
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, HeaderPrincipalResolver
 from .problems import ClientDisconnected, exception_handlers, problem
 from .schemas import HealthRead
 from .services import DEPENDENCIES, DatabaseDep, Services, require_principal, services_of
+from .triggers import TriggerController, WorkflowTriggerController
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
 
@@ -162,6 +164,9 @@ def create_app(settings: Settings) -> Litestar:
             CatalogController,
             ConnectionController,
             ResourceLinkController,
+            WorkflowTriggerController,
+            TriggerController,
+            HooksController,
         ],
         parameters=PRINCIPAL_HEADERS,
         guards=[require_principal],

@@ -159,6 +159,8 @@ class ExecutionRead(Camel):
     root_execution_id: UUID | None = None
     depth: int = 0
     children: list[ChildRead] = msgspec.field(default_factory=list)
+    # The schedule or webhook that started it (its trigger payload's firedBy says more).
+    trigger_id: UUID | None = None
 
 
 class ChildRead(Camel):
@@ -431,3 +433,41 @@ class ProblemDetails(msgspec.Struct):
     code: str
     instance: str | None = None
     errors: list[ProblemEntry] | None = None
+
+
+class TriggerWrite(Camel, forbid_unknown_fields=True):
+    kind: str
+    name: str
+    config: dict[str, Any] = msgspec.field(default_factory=dict)
+    enabled: bool = True
+    # A webhook's signing secret (default: a generated one, answered once); never for a schedule.
+    secret: str | None = None
+
+
+class TriggerPatch(Camel, forbid_unknown_fields=True):
+    name: str | None = None
+    enabled: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class TriggerRead(Camel):
+    id: UUID
+    workflow_id: str
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any]
+    # Whether a webhook has a signing secret (the secret itself is shown once, at creation).
+    has_secret: bool
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    # Schedules: the next tick due (null until a scheduler computed it) and the last one fired.
+    next_tick_at: datetime | None
+    last_tick_at: datetime | None
+    # Why a schedule stopped firing, if it did.
+    error: str | None
+    # Webhooks: where senders POST.
+    hook_url: str | None = None
+    # The generated or given secret, in the creation answer only.
+    secret: str | None = None

@@ -47,8 +47,9 @@ async def read_workflow(db: Database, workflow_id: str) -> WorkflowRead:
     return from_row(WorkflowRead, workflow, definition=version.definition, checksum=version.checksum)
 
 
-# Request ids of the executions subworkflows start (child:<parent>:<node>:<attempt>, item:...).
-RESERVED_REQUEST_PREFIXES = ("child:", "item:")
+# Request ids the engine derives for the runs it starts itself: subworkflow children, schedule
+# ticks and webhook deliveries.
+RESERVED_REQUEST_PREFIXES = ("child:", "item:", "schedule:", "hook:")
 
 
 class WorkflowController(Controller):

@@ -378,6 +378,22 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             await update_queue_metrics(db)
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
+        await prune_webhook_deliveries(db, settings)
+
+
+async def prune_webhook_deliveries(db: Database, settings: Settings) -> int:
+    """Deletes a batch of webhook delivery rows older than DW_WEBHOOK_RETENTION_DAYS (workers share
+    the work); a failure is logged and tried again at the next pass."""
+    if settings.webhook_retention_days <= 0:
+        return 0
+    try:
+        deleted = await db.webhooks.prune(keep_seconds=settings.webhook_retention_days * 86400.0)
+    except Exception as exc:
+        log.warning("webhook delivery pruning failed", error=str(exc), error_type=type(exc).__name__)
+        return 0
+    if deleted:
+        log.info("pruned webhook deliveries", deleted=deleted, retention_days=settings.webhook_retention_days)
+    return deleted
 
 
 class Waker:
@@ -422,6 +438,17 @@ class Waker:
             except Exception as exc:
                 # Never let the loop die: it is what wakes parked runs (recovery is the backstop).
                 log.warning("waking parked runs failed", error=describe(exc))
+
+
+def start_scheduler(db: Database, settings: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """The scheduler's loop (workers/scheduler.py: it fires due schedule ticks), unless
+    DW_SCHEDULER_INTERVAL_SECONDS is 0 or less."""
+    if settings.scheduler_interval_seconds <= 0:
+        return []
+    # Imported here: the scheduler uses this module's helpers (Backoff, describe).
+    from dataworkflows.workers.scheduler import Scheduler
+
+    return [asyncio.create_task(Scheduler(db, settings).run(stop), name="scheduler")]
 
 
 async def control_listener(conninfo: str, runtime: Runtime, stop: asyncio.Event) -> None:
@@ -583,6 +610,7 @@ async def run_worker(
     recovery = asyncio.create_task(recovery_loop(db, settings))
     control = asyncio.create_task(control_listener(settings.database_url, runtime, stop_event), name="control")
     waking = asyncio.create_task(waker.run(stop_event), name="waker")
+    scheduling = start_scheduler(db, settings, stop_event)
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -594,7 +622,7 @@ async def run_worker(
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        for task in (recovery, control, waking):
+        for task in (recovery, control, waking, *scheduling):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

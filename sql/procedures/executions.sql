@@ -38,6 +38,8 @@ $$;
 -- v2 (over v1): a version other than the current one (p_version; NULL: the current one), and a
 -- parent (p_parent, p_parent_node_id: a subworkflow's child, started by dw.begin_child_v1 in its
 -- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper.
+DROP FUNCTION IF EXISTS dw.start_execution_v2(text, integer, text, jsonb, text, text, text, text, dw.executions,
+                                               text);
 CREATE OR REPLACE FUNCTION dw.start_execution_v2(
     p_workflow_id text,
     p_version integer,
@@ -48,7 +50,9 @@ CREATE OR REPLACE FUNCTION dw.start_execution_v2(
     p_correlation_id text,
     p_queue text,
     p_parent dw.executions,
-    p_parent_node_id text
+    p_parent_node_id text,
+    -- The schedule or webhook starting it (dw.start_triggered_v1).
+    p_trigger_id uuid DEFAULT NULL
 ) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -104,12 +108,13 @@ BEGIN
 
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
                                     principal_type, correlation_id, tenant_id, deadline_at, queue,
-                                    parent_execution_id, parent_node_id, root_execution_id, path, depth)
+                                    parent_execution_id, parent_node_id, root_execution_id, path, depth,
+                                    trigger_id)
     VALUES (v_id, p_workflow_id, v_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
             p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
             CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END,
             p_queue, p_parent.id, p_parent_node_id, COALESCE(p_parent.root_execution_id, v_id),
-            COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0))
+            COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0), p_trigger_id)
     ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING
     RETURNING e.id INTO v_inserted;
 

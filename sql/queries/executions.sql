@@ -9,7 +9,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
-       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth
+       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id
   FROM dw.executions e
   JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;

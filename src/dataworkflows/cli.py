@@ -12,6 +12,8 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -97,6 +99,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             api_port=settings.api_port,
             worker_concurrency=settings.worker_concurrency,
         )
+    if not settings.credentials_key:
+        settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
     assert settings.database_url is not None
     try:
         migrate(settings.database_url)
@@ -104,6 +108,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _local_credentials_key(data_dir: str) -> str:
+    """`up` without DW_CREDENTIALS_KEY: a key kept in the data directory (mode 0600), made on the
+    first start, so that connections and signed webhooks work with no setup. Production sets
+    DW_CREDENTIALS_KEY (the key must not live beside the data it protects)."""
+    from dataworkflows.credentials import Cipher
+
+    path = Path(data_dir) / "credentials.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(Cipher.generate_key())
+        print(f"made a credentials key for this data directory: {path} (set DW_CREDENTIALS_KEY in production)")
+    return path.read_text().strip()
 
 
 async def _up(settings: Settings, *, load: bool) -> int:
@@ -687,6 +707,116 @@ def _add_executions(sub: Any) -> None:
         control.set_defaults(func=cmd_executions_control, action=action)
 
 
+def _trigger_line(t: dict[str, Any]) -> str:
+    state = "enabled" if t["enabled"] else "disabled"
+    config = t.get("config") or {}
+    if t["kind"] == "schedule":
+        what = f"{config.get('cron')} {config.get('timezone') or 'UTC'}  next {t.get('nextTickAt') or '-'}"
+    else:
+        what = f"{t.get('hookUrl')}  signature {config.get('signature') or 'hmac-sha256'}"
+    line = f"{t['id']}  {t['workflowId']:<24} {t['kind']:<8} {t['name']:<24} {state:<8} {what}"
+    return line + (f"  error: {t['error']}" if t.get("error") else "")
+
+
+def cmd_triggers_list(args: argparse.Namespace) -> int:
+    path = f"/api/v1/workflows/{_path(args.workflow)}/triggers" if args.workflow else "/api/v1/triggers"
+    with _client(args) as client:
+        response = client.get(path, params={"kind": args.kind} if args.kind and not args.workflow else None)
+    if response.status_code != 200:
+        return _refused(response)
+    triggers = response.json()
+    if args.json:
+        print(json.dumps(triggers, indent=2))
+    elif not triggers:
+        print("no triggers")
+    for t in [] if args.json else triggers:
+        print(_trigger_line(t))
+    return EXIT_OK
+
+
+def _trigger_config(args: argparse.Namespace) -> dict[str, Any]:
+    """A schedule's or a webhook's config from the create command's options."""
+    if args.kind == "schedule":
+        if not args.cron:
+            raise ValueError("a schedule needs --cron (e.g. '0 2 * * *' or @hourly)")
+        config: dict[str, Any] = {"cron": args.cron, "timezone": args.timezone, "catchUp": args.catch_up}
+        payload = json.loads(args.payload, parse_constant=_no_constants)
+        if not isinstance(payload, dict):
+            raise ValueError("--payload must be a JSON object")
+        return {**config, "payload": payload}
+    config = {"signature": "none" if args.unsigned else args.signature}
+    if args.activation:
+        config["activationCondition"] = args.activation
+    if args.header:
+        config["headers"] = args.header
+    return config
+
+
+def cmd_triggers_create(args: argparse.Namespace) -> int:
+    try:
+        config = _trigger_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    body = {"kind": args.kind, "name": args.name, "config": config, "enabled": not args.disabled}
+    with _client(args) as client:
+        response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/triggers", json=body)
+    if response.status_code != 201:
+        return _refused(response)
+    created = response.json()
+    print(_trigger_line(created))
+    if created.get("secret"):
+        print(f"signing secret (shown once; keep it with the sender): {created['secret']}")
+    return EXIT_OK
+
+
+def cmd_triggers_change(args: argparse.Namespace) -> int:
+    """enable, disable or delete (args.action) one trigger."""
+    path = f"/api/v1/triggers/{_path(args.trigger_id)}"
+    with _client(args) as client:
+        if args.action == "delete":
+            response = client.delete(path)
+        else:
+            response = client.patch(path, json={"enabled": args.action == "enable"})
+    if response.status_code not in (200, 204):
+        return _refused(response)
+    print(f"trigger {args.trigger_id} {args.action}d")
+    return EXIT_OK
+
+
+def _add_triggers(sub: Any) -> None:
+    triggers = sub.add_parser("triggers", help="schedules and webhooks: list, create, enable, disable, delete")
+    tsub = triggers.add_subparsers(dest="triggers_command", required=True)
+    tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
+    tlist.add_argument("--workflow", help="only this workflow's")
+    tlist.add_argument("--kind", choices=("schedule", "webhook"))
+    tlist.add_argument("--json", action="store_true")
+    tlist.add_argument("--api-url")
+    tlist.set_defaults(func=cmd_triggers_list)
+    create = tsub.add_parser("create", help="add a schedule (--cron) or a webhook to a workflow")
+    create.add_argument("workflow")
+    create.add_argument("--kind", choices=("schedule", "webhook"), required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--cron", help="schedule: 5 fields (or @hourly, @daily, ...), e.g. '0 2 * * *'")
+    create.add_argument("--timezone", default="UTC", help="schedule: an IANA time zone (default UTC)")
+    create.add_argument("--catch-up", default="latest", choices=("none", "latest", "all"))
+    create.add_argument("--payload", default="{}", help="schedule: the runs' trigger, a JSON object")
+    create.add_argument("--signature", default="hmac-sha256", choices=("hmac-sha256", "github", "slack"))
+    create.add_argument("--unsigned", action="store_true", help="webhook: accept unsigned deliveries")
+    create.add_argument("--activation", help="webhook: a JavaScript condition over body, headers, query")
+    create.add_argument("--header", action="append", help="webhook: a request header to pass to the run")
+    create.add_argument("--disabled", action="store_true", help="create it disabled")
+    create.add_argument("--principal", help="who creates it (default $DW_PRINCIPAL_ID)")
+    create.add_argument("--api-url")
+    create.set_defaults(func=cmd_triggers_create)
+    for action in ("enable", "disable", "delete"):
+        change = tsub.add_parser(action, help=f"{action} a trigger")
+        change.add_argument("trigger_id")
+        change.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+        change.add_argument("--api-url")
+        change.set_defaults(func=cmd_triggers_change, action=action)
+
+
 def _add_signals_and_approvals(sub: Any) -> None:
     signal_parser = sub.add_parser("signal", help="send a named signal to an execution")
     signal_parser.add_argument("execution_id")
@@ -787,6 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_executions(sub)
     _add_signals_and_approvals(sub)
+    _add_triggers(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -56,6 +56,10 @@ class Settings:
     # How often a worker queues the jobs of parked runs whose wake-up time came (timers, timeouts,
     # long retries). It also does so at the wake-up times of the runs it parked itself.
     worker_poll_seconds: float = 1.0
+    # How often each worker's scheduler looks for due schedules at most (it also wakes at the
+    # earliest next tick, so ticks fire on time; this bounds how soon a new schedule is picked up).
+    # 0 or less: this worker runs no scheduler.
+    scheduler_interval_seconds: float = 1.0
     # Serve a worker's Prometheus metrics on this port (0: off). `up` exposes them on the API's /metrics.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
@@ -66,6 +70,10 @@ class Settings:
     max_nesting_depth: int = 8
     template_max_steps: int = 1_000_000
     template_timeout_seconds: float = 5.0
+    # Webhook delivery rows (every delivery, whatever its outcome) are kept this long; workers
+    # delete older ones in their recovery loop (0 or less: kept forever). A delivery id is known
+    # as a duplicate for as long as its row is kept (and an accepted one for as long as its run is).
+    webhook_retention_days: float = 7.0
 
     @property
     def allowed_hosts(self) -> list[str]:

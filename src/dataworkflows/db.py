@@ -28,6 +28,9 @@ from dataworkflows.data.executions import ExecutionData
 from dataworkflows.data.operations import OperationsData
 from dataworkflows.data.resources import ResourceData
 from dataworkflows.data.runs import RunData
+from dataworkflows.data.schedules import ScheduleData
+from dataworkflows.data.triggers import TriggerData
+from dataworkflows.data.webhooks import WebhookData
 from dataworkflows.data.workflows import WorkflowData
 from dataworkflows.errors import SqlState
 from dataworkflows.sqlfiles import QUERIES
@@ -54,9 +57,12 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.APPROVAL_NOT_FOUND: errors.NotFound,
     SqlState.NOT_AN_APPROVER: errors.Forbidden,
     SqlState.APPROVAL_DECIDED: errors.Conflict,
+    SqlState.TRIGGER_NOT_FOUND: errors.NotFound,
+    SqlState.INVALID_SCHEDULE: errors.InvalidInput,
 }
 _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "workflows_pkey": errors.WorkflowExists,
+    "triggers_name_key": errors.Conflict,
 }
 # The server is shutting down (57P01) or starting up (57P03): worth a retry, like a lost connection.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03"})
@@ -222,6 +228,10 @@ class Database:
         self.control = ControlData(self)
         # What a worker reads and writes while it holds a run's lease.
         self.runs = RunData(self)
+        # Triggers (schedules and webhooks), the scheduler's ticks and webhook deliveries.
+        self.triggers = TriggerData(self)
+        self.schedules = ScheduleData(self)
+        self.webhooks = WebhookData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

@@ -47,6 +47,10 @@ class SqlState(StrEnum):
     VERSION_IMMUTABLE = "DW020"
     # An execution event was to be updated, deleted or truncated: the log is append-only.
     EVENTS_APPEND_ONLY = "DW021"
+    # No trigger with this id.
+    TRIGGER_NOT_FOUND = "DW030"
+    # A schedule's cron expression or time zone is not valid (dw.schedule_v1).
+    INVALID_SCHEDULE = "DW031"
 
 
 class DataWorkflowsError(Exception):

@@ -57,3 +57,15 @@ CONTROL_APPLIED = Counter(
     "Cancel and suspend requests applied by a worker holding the run",
     ["control"],
 )
+SCHEDULE_TICKS = Counter(
+    "dataworkflows_schedule_ticks_total",
+    "Schedule ticks a scheduler handled, by outcome: started, existing (its run existed), duplicate "
+    "(fired already), refused (the workflow cannot run), skipped (catch-up policy), failed (its run could not "
+    "start)",
+    ["outcome"],
+)
+SCHEDULE_LATENESS = Histogram(
+    "dataworkflows_schedule_tick_lateness_seconds",
+    "Time from a schedule tick to the transaction that fired it",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)

@@ -57,6 +57,8 @@ class Execution(msgspec.Struct, frozen=True):
     parent_node_id: str | None = None
     root_execution_id: UUID | None = None
     depth: int = 0
+    # The schedule or webhook that started it (dw.triggers; kept when the trigger is deleted).
+    trigger_id: UUID | None = None
 
 
 class ChildExecution(msgspec.Struct, frozen=True):

@@ -1,0 +1,171 @@
+"""/api/v1/workflows/{id}/triggers and /api/v1/triggers: schedules and webhooks that start runs.
+
+A schedule's config is checked by dataworkflows.schedules, a webhook's by dataworkflows.webhooks
+(its activation condition compiled in the condition sandbox). A signed webhook's secret is generated
+unless given, stored encrypted with DW_CREDENTIALS_KEY (AES-256-GCM, bound to the trigger's id), and
+answered once, in the creation answer."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED
+
+from dataworkflows.credentials import Cipher
+from dataworkflows.data.triggers import Trigger
+from dataworkflows.db import Database
+from dataworkflows.errors import Conflict, DefinitionError, InvalidInput, NotFound
+from dataworkflows.validation import Problem, is_valid_id
+
+from .openapi_docs import PROBLEMS
+from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
+from .workflows import require_workflow
+
+_CHANGE_TRIGGERS = {REQUIRES_PRINCIPAL: "change triggers"}
+KINDS = ("schedule", "webhook")
+MIN_SECRET_LENGTH = 16
+
+
+def trigger_uuid(trigger_id: str) -> uuid.UUID:
+    """The trigger id of a path; one that is not a UUID names no trigger (404)."""
+    try:
+        return uuid.UUID(trigger_id)
+    except ValueError:
+        raise NotFound(f"trigger {trigger_id!r} not found (not a UUID)") from None
+
+
+async def require_trigger(db: Database, trigger_id: str) -> Trigger:
+    found = await db.triggers.get(trigger_uuid(trigger_id))
+    if found is None:
+        raise NotFound(f"trigger {trigger_id} not found")
+    return found
+
+
+def read(trigger: Trigger, *, secret: str | None = None) -> TriggerRead:
+    hook_url = f"/api/v1/hooks/{trigger.id}" if trigger.kind == "webhook" else None
+    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret)
+
+
+async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None:
+    """422 with every problem of the kind's config (pointers under /config)."""
+    if kind == "schedule":
+        from dataworkflows import schedules
+
+        found = schedules.check_config(config)
+    else:
+        from dataworkflows import webhooks
+
+        found = webhooks.check_config(config)
+        expression = config.get("activationCondition")
+        if not found and isinstance(expression, str):
+            error = await svc.conditions.check(expression)
+            if error is not None:
+                found.append(("/activationCondition", "condition_syntax", error))
+    if found:
+        raise DefinitionError([Problem(f"/config{pointer}", code, message) for pointer, code, message in found])
+
+
+def signed(config: dict[str, Any]) -> bool:
+    return bool(config.get("signature", "hmac-sha256") != "none")
+
+
+def new_secret(svc: Services, data: TriggerWrite, trigger_id: uuid.UUID) -> tuple[str | None, bytes | None]:
+    """The webhook's secret in clear (to answer once) and encrypted (to store); none for a schedule
+    or an unsigned webhook."""
+    if data.kind != "webhook" or not signed(data.config):
+        if data.secret is not None:
+            raise InvalidInput("only a signed webhook has a secret")
+        return None, None
+    secret = data.secret if data.secret is not None else secrets.token_urlsafe(32)
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidInput(f"a webhook secret has at least {MIN_SECRET_LENGTH} characters")
+    if not svc.settings.credentials_key:
+        raise Conflict(
+            "a signed webhook's secret is stored encrypted: set DW_CREDENTIALS_KEY (base64 of 32 random bytes; "
+            '`dataworkflows up` makes one), or create the webhook unsigned ({"signature": "none"})'
+        )
+    cipher = Cipher.from_setting(svc.settings.credentials_key)
+    return secret, cipher.encrypt(secret, f"trigger:{trigger_id}")
+
+
+class WorkflowTriggerController(Controller):
+    path = "/workflows/{workflow_id:str}/triggers"
+    tags = ["triggers"]
+
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=PROBLEMS,
+        summary="Add a schedule or a webhook to a workflow (a webhook's secret is answered once)",
+        opt=_CHANGE_TRIGGERS,
+    )
+    async def create(
+        self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[TriggerWrite]
+    ) -> TriggerRead:
+        await require_workflow(svc.db, workflow_id)
+        if data.kind not in KINDS:
+            raise InvalidInput("kind must be schedule or webhook")
+        if not is_valid_id(data.name):
+            raise InvalidInput("a trigger name is 1-128 letters, digits, '.', '_' or '-'")
+        await check_config(svc, data.kind, data.config)
+        trigger_id = uuid.uuid4()
+        secret, encrypted = new_secret(svc, data, trigger_id)
+        created = await svc.db.triggers.create(
+            workflow_id=workflow_id,
+            kind=data.kind,
+            name=data.name,
+            enabled=data.enabled,
+            config=data.config,
+            principal=principal.id,
+            trigger_id=trigger_id,
+            secret=encrypted,
+        )
+        return read(created, secret=secret)
+
+    @get("/", responses=PROBLEMS, summary="A workflow's triggers")
+    async def list_for_workflow(self, db: DatabaseDep, workflow_id: FromPath[str]) -> list[TriggerRead]:
+        await require_workflow(db, workflow_id)
+        return [read(t) for t in await db.triggers.for_workflow(workflow_id)]
+
+
+class TriggerController(Controller):
+    path = "/triggers"
+    tags = ["triggers"]
+
+    @get("/", responses=PROBLEMS, summary="Every trigger (of a kind)")
+    async def list_triggers(
+        self, db: DatabaseDep, kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None
+    ) -> list[TriggerRead]:
+        if kind is not None and kind not in KINDS:
+            raise InvalidInput("kind must be schedule or webhook")
+        return [read(t) for t in await db.triggers.everything(kind=kind)]
+
+    @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)")
+    async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:
+        return read(await require_trigger(db, trigger_id))
+
+    @patch(
+        "/{trigger_id:str}", responses=PROBLEMS, summary="Enable, disable, rename or reconfigure", opt=_CHANGE_TRIGGERS
+    )
+    async def change(self, svc: ServicesDep, trigger_id: FromPath[str], data: JSONBody[TriggerPatch]) -> TriggerRead:
+        current = await require_trigger(svc.db, trigger_id)
+        if data.name is not None and not is_valid_id(data.name):
+            raise InvalidInput("a trigger name is 1-128 letters, digits, '.', '_' or '-'")
+        if data.config is not None:
+            await check_config(svc, current.kind, data.config)
+            if current.kind == "webhook" and signed(data.config) != current.has_secret:
+                raise InvalidInput("a webhook cannot change between signed and unsigned; create a new trigger instead")
+        changed = await svc.db.triggers.update(current.id, name=data.name, enabled=data.enabled, config=data.config)
+        if changed is None:
+            raise NotFound(f"trigger {trigger_id} not found")
+        return read(changed)
+
+    @delete("/{trigger_id:str}", status_code=204, responses=PROBLEMS, summary="Remove a trigger", opt=_CHANGE_TRIGGERS)
+    async def remove(self, db: DatabaseDep, trigger_id: FromPath[str]) -> None:
+        if not await db.triggers.delete(trigger_uuid(trigger_id)):
+            raise NotFound(f"trigger {trigger_id} not found")

@@ -1,0 +1,330 @@
+-- Schedules: cron rows (like pg_cron's cron.job) that workers' schedulers fire. An operator
+-- creates one from psql with dw.schedule_v1 (like cron.schedule) and removes it with
+-- dw.unschedule_v1; the API does the same through dw.triggers. The scheduler (workers/scheduler.py)
+-- locks due schedules (SKIP LOCKED), computes their ticks with croniter and fires them here, one
+-- dw.schedule_ticks row per (schedule, tick) in the transaction that starts the tick's run.
+
+-- One cron field's values (o_values; day-of-week 7 is folded into 0), or why it is not valid
+-- (o_problem). p_field: 1 minute, 2 hour, 3 day-of-month, 4 month, 5 day-of-week, 6 second. The
+-- grammar and the messages are those of dataworkflows.schedules.parse_cron.
+CREATE OR REPLACE FUNCTION dw.cron_field_v1(p_part text, p_field integer, OUT o_values integer[], OUT o_problem text)
+    LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_label text := (ARRAY['minute', 'hour', 'day-of-month', 'month', 'day-of-week', 'second'])[p_field];
+    v_low integer := (ARRAY[0, 0, 1, 1, 0, 0])[p_field];
+    v_high integer := (ARRAY[59, 23, 31, 12, 7, 59])[p_field];
+    v_names text[] := CASE p_field
+        WHEN 4 THEN ARRAY['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+        WHEN 5 THEN ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']
+        ELSE ARRAY[]::text[] END;
+    v_names_from integer := CASE p_field WHEN 4 THEN 1 ELSE 0 END;
+    v_item text;
+    v_match text[];
+    v_bounds integer[];
+    v_text text;
+    v_step integer := 1;
+    v_first integer;
+    v_last integer;
+BEGIN
+    o_values := ARRAY[]::integer[];
+    FOREACH v_item IN ARRAY string_to_array(p_part, ',') LOOP
+        v_match := regexp_match(v_item, '^(?:\*|([0-9]+|[A-Za-z]+)(?:-([0-9]+|[A-Za-z]+))?)(?:/([0-9]+))?$');
+        IF v_match IS NULL THEN
+            o_problem := format('%s field: "%s" is not *, a value or a range a-b, each with an optional step /n',
+                                v_label, v_item);
+            RETURN;
+        END IF;
+        -- The range's ends, as numbers: names looked up, digits range-checked.
+        v_bounds := ARRAY[]::integer[];
+        FOREACH v_text IN ARRAY ARRAY[v_match[1], v_match[2]] LOOP
+            CONTINUE WHEN v_text IS NULL;
+            IF v_text ~ '^[0-9]+$' THEN
+                IF v_text::numeric NOT BETWEEN v_low AND v_high THEN
+                    o_problem := format('%s field: %s is out of range %s-%s', v_label, v_text, v_low, v_high);
+                    RETURN;
+                END IF;
+                v_bounds := v_bounds || v_text::integer;
+            ELSIF array_position(v_names, lower(v_text)) IS NULL THEN
+                o_problem := format('%s field: unknown name "%s"', v_label, v_text);
+                RETURN;
+            ELSE
+                v_bounds := v_bounds || (array_position(v_names, lower(v_text)) - 1 + v_names_from);
+            END IF;
+        END LOOP;
+        IF v_match[1] IS NULL THEN
+            v_first := v_low;
+            v_last := v_high;
+        ELSE
+            v_first := v_bounds[1];
+            v_last := COALESCE(v_bounds[2], CASE WHEN v_match[3] IS NOT NULL THEN v_high ELSE v_first END);
+            IF v_last < v_first THEN
+                o_problem := format('%s field: the range "%s-%s" goes backwards', v_label, v_match[1], v_match[2]);
+                RETURN;
+            END IF;
+        END IF;
+        IF v_match[3] IS NOT NULL THEN
+            IF v_match[3]::numeric NOT BETWEEN 1 AND v_high - v_low + 1 THEN
+                o_problem := format('%s field: step %s is out of range 1-%s', v_label, v_match[3], v_high - v_low + 1);
+                RETURN;
+            END IF;
+            v_step := v_match[3]::integer;
+        ELSE
+            v_step := 1;
+        END IF;
+        o_values := o_values || ARRAY(SELECT generate_series(v_first, v_last, v_step));
+    END LOOP;
+    IF p_field = 5 THEN
+        o_values := array_replace(o_values, 7, 0);
+    END IF;
+    o_values := ARRAY(SELECT DISTINCT v FROM unnest(o_values) v ORDER BY v);
+END;
+$$;
+
+-- Why a cron expression is not valid (NULL: it is): 5 fields, or 6 with seconds last, or an
+-- @name. The same grammar and messages as dataworkflows.schedules.parse_cron.
+CREATE OR REPLACE FUNCTION dw.cron_problem_v1(p_cron text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_text text := btrim(COALESCE(p_cron, ''), E' \t\n\r\f\x0B');
+    v_parts text[];
+    v_field record;
+    v_days integer[];
+    v_months integer[];
+    v_weekdays integer[];
+BEGIN
+    IF v_text = '' THEN
+        RETURN 'the cron expression is empty';
+    END IF;
+    IF left(v_text, 1) = '@' THEN
+        IF v_text !~ '^@[A-Za-z]+$' OR lower(v_text) NOT IN ('@yearly', '@annually', '@monthly', '@weekly', '@daily',
+                                                              '@midnight', '@hourly') THEN
+            RETURN format('unknown cron name "%s"; use one of @yearly, @annually, @monthly, @weekly, @daily, '
+                          '@midnight, @hourly', v_text);
+        END IF;
+        RETURN NULL;
+    END IF;
+    v_parts := regexp_split_to_array(v_text, '[ \t\n\r\f\v]+');
+    IF array_length(v_parts, 1) NOT IN (5, 6) THEN
+        RETURN format('a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with '
+                      'seconds last; this one has %s', array_length(v_parts, 1));
+    END IF;
+    FOR i IN 1 .. array_length(v_parts, 1) LOOP
+        v_field := dw.cron_field_v1(v_parts[i], i);
+        IF v_field.o_problem IS NOT NULL THEN
+            RETURN v_field.o_problem;
+        END IF;
+        CASE i
+            WHEN 3 THEN v_days := v_field.o_values;
+            WHEN 4 THEN v_months := v_field.o_values;
+            WHEN 5 THEN v_weekdays := v_field.o_values;
+            ELSE NULL;
+        END CASE;
+    END LOOP;
+    -- A day-of-month none of the months has (30 2 *: February 30th), the day of the week open.
+    IF cardinality(v_days) < 31 AND cardinality(v_weekdays) = 7
+       AND v_days[1] > (SELECT max((ARRAY[31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[m]) FROM unnest(v_months) m) THEN
+        RETURN format('the schedule never fires: none of its months has a day %s', v_days[1]);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Raises DW031 when a cron expression or a time zone is not valid.
+CREATE OR REPLACE FUNCTION dw.check_schedule_v1(p_cron text, p_timezone text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_problem text := dw.cron_problem_v1(p_cron);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'invalid cron expression "%": %', p_cron, v_problem USING ERRCODE = 'DW031';
+    END IF;
+    IF p_timezone IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = p_timezone) THEN
+        RAISE EXCEPTION 'unknown time zone "%"; use an IANA name such as Europe/Berlin or UTC', p_timezone
+            USING ERRCODE = 'DW031';
+    END IF;
+END;
+$$;
+
+-- Creates the schedule of this name, or replaces its workflow, cron, time zone and payload (like
+-- cron.schedule): SELECT dw.schedule_v1('nightly', 'reports', '0 2 * * *', 'Europe/Berlin', '{}').
+-- Its catchUp and maxCatchUp stay as they were (defaults for a new one), and so does `enabled`. The
+-- next tick is computed from now by a worker's scheduler. Returns the trigger's id. Raises DW031
+-- for an invalid cron, time zone, name or payload, DW001 for an unknown workflow.
+CREATE OR REPLACE FUNCTION dw.schedule_v1(
+    p_name text, p_workflow_id text, p_cron text, p_timezone text DEFAULT 'UTC', p_payload jsonb DEFAULT '{}'
+) RETURNS uuid LANGUAGE plpgsql AS $$
+DECLARE
+    v_cron text := btrim(p_cron, E' \t\n\r\f\x0B');
+    v_timezone text := COALESCE(p_timezone, 'UTC');
+    v_id uuid;
+BEGIN
+    IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'a schedule needs a name of 1 to 200 characters' USING ERRCODE = 'DW031';
+    END IF;
+    PERFORM dw.check_schedule_v1(v_cron, v_timezone);
+    IF p_payload IS NOT NULL AND jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'the payload of schedule % must be a JSON object', p_name USING ERRCODE = 'DW031';
+    END IF;
+    PERFORM 1 FROM dw.workflows w WHERE w.id = p_workflow_id AND w.tenant_id = 'default';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    END IF;
+    INSERT INTO dw.triggers AS t (tenant_id, workflow_id, kind, name, config, created_by)
+    VALUES ('default', p_workflow_id, 'schedule', p_name,
+            jsonb_build_object('cron', v_cron, 'timezone', v_timezone, 'payload', COALESCE(p_payload, '{}'::jsonb)),
+            session_user)
+    ON CONFLICT ON CONSTRAINT triggers_name_key DO UPDATE
+       SET workflow_id = EXCLUDED.workflow_id, config = t.config || EXCLUDED.config, next_tick_at = NULL,
+           error = NULL, updated_at = now()
+    RETURNING t.id INTO v_id;
+    RETURN v_id;
+END;
+$$;
+
+-- Deletes the schedule of this name (like cron.unschedule); false when there is none. Its ticks go
+-- with it; the runs it started stay (executions.trigger_id keeps its id).
+CREATE OR REPLACE FUNCTION dw.unschedule_v1(p_name text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM dw.triggers t WHERE t.tenant_id = 'default' AND t.kind = 'schedule' AND t.name = p_name;
+    RETURN FOUND;
+END;
+$$;
+
+-- Why the workflow cannot start a run (NULL: it can), checked the way dw.start_execution_v2 does;
+-- locks the workflow FOR SHARE (as that does), so the answer holds until the transaction ends.
+-- Checking first keeps a refusal from aborting the scheduler's whole batch.
+CREATE OR REPLACE FUNCTION dw.schedule_refusal_v1(p_workflow_id text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_wf dw.workflows;
+BEGIN
+    SELECT * INTO v_wf FROM dw.workflows w WHERE w.id = p_workflow_id FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN format('workflow %s not found', p_workflow_id);
+    ELSIF v_wf.status = 'Archived' THEN
+        RETURN format('workflow %s is Archived and refuses new executions', p_workflow_id);
+    ELSIF v_wf.status <> 'Active' THEN
+        RETURN format('workflow %s is a Draft; publish it to run it', p_workflow_id);
+    ELSIF NOT v_wf.is_enabled THEN
+        RETURN format('workflow %s is disabled', p_workflow_id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- A tick as it appears in request ids and payloads: UTC, whole seconds (cron ticks are).
+CREATE OR REPLACE FUNCTION dw.schedule_tick_text_v1(p_tick timestamptz) RETURNS text
+    LANGUAGE sql STABLE AS $$
+    SELECT to_char(p_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- Fires a schedule's ticks (oldest first) and moves its next tick; the caller holds the trigger's
+-- row (the scheduler's claim). Each tick: a dw.schedule_ticks row (ON CONFLICT DO NOTHING: a tick
+-- fires once, whatever the number of schedulers) and, only when that row is new, a run started
+-- with request id 'schedule:<trigger id>:<tick>' and the trigger payload
+-- {"firedBy": {kind, triggerId, name, tick, missedTicks}, ...config.payload}. A workflow that cannot
+-- run (archived, draft, disabled) does not stop the schedule: the tick is recorded without a run
+-- (outcome refused), the reason goes to triggers.error, and the schedule goes on ticking; the
+-- next tick that starts a run clears the error. outcome: started | existing (the request id had a
+-- run already) | duplicate (the tick had fired) | refused.
+CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
+    p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
+) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_t dw.triggers;
+    v_refusal text;
+    v_checked boolean := false;
+    v_tick timestamptz;
+    v_fired_at timestamptz;
+    v_last timestamptz;
+    v_error text;
+    v_started record;
+    v_payload jsonb;
+    v_text text;
+BEGIN
+    SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_error := v_t.error;
+    v_payload := CASE WHEN jsonb_typeof(v_t.config -> 'payload') = 'object' THEN v_t.config -> 'payload'
+                      ELSE '{}'::jsonb END;
+    FOR i IN 1 .. COALESCE(cardinality(p_ticks), 0) LOOP
+        v_tick := p_ticks[i];
+        INSERT INTO dw.schedule_ticks AS k (trigger_id, tick_at, fired_at, missed_ticks)
+        VALUES (p_trigger_id, v_tick, clock_timestamp(), COALESCE(p_missed[i], 0))
+        ON CONFLICT DO NOTHING
+        RETURNING k.fired_at INTO v_fired_at;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT v_tick, k.fired_at, k.execution_id, 'duplicate'::text FROM dw.schedule_ticks k
+                          WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+            CONTINUE;
+        END IF;
+        v_last := GREATEST(v_last, v_tick);
+        IF NOT v_checked THEN
+            v_refusal := dw.schedule_refusal_v1(v_t.workflow_id);
+            v_checked := true;
+        END IF;
+        IF v_refusal IS NOT NULL THEN
+            v_error := v_refusal;
+            RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'refused'::text;
+            CONTINUE;
+        END IF;
+        v_text := dw.schedule_tick_text_v1(v_tick);
+        SELECT * INTO v_started FROM dw.start_triggered_v1(
+            p_trigger_id, 'schedule:' || p_trigger_id || ':' || v_text,
+            v_payload || jsonb_build_object('firedBy', jsonb_build_object(
+                'kind', 'schedule', 'triggerId', p_trigger_id, 'name', v_t.name, 'tick', v_text,
+                'missedTicks', COALESCE(p_missed[i], 0))),
+            p_queue);
+        UPDATE dw.schedule_ticks k SET execution_id = v_started.execution_id
+         WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+        v_error := NULL;
+        RETURN QUERY SELECT v_tick, v_fired_at, v_started.execution_id,
+                            CASE WHEN v_started.created THEN 'started' ELSE 'existing' END;
+    END LOOP;
+    UPDATE dw.triggers t
+       SET next_tick_at = p_next_tick, last_tick_at = GREATEST(t.last_tick_at, v_last), error = v_error
+     WHERE t.id = p_trigger_id;
+END;
+$$;
+
+-- A schedule the scheduler could not fire: the reason in triggers.error; either it is disabled
+-- (its config cannot be used: fix it and enable it again) or its due ticks are skipped and it
+-- goes on from p_next_tick.
+CREATE OR REPLACE FUNCTION dw.schedule_failed_v1(
+    p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.triggers t
+       SET error = left(p_error, 2000), next_tick_at = CASE WHEN p_disable THEN NULL ELSE p_next_tick END,
+           enabled = t.enabled AND NOT p_disable
+     WHERE t.id = p_trigger_id AND t.kind = 'schedule';
+END;
+$$;
+
+-- The scheduler's batch: what to do with each schedule it claimed, in one round trip.
+-- p_plans: [{"id", "ticks": [timestamptz], "missed": [integer], "next": timestamptz | null,
+--            "error": text | null, "disable": boolean}] (with an error: dw.schedule_failed_v1).
+CREATE OR REPLACE FUNCTION dw.fire_schedules_v1(p_plans jsonb, p_queue text)
+    RETURNS TABLE (trigger_id uuid, tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_plan jsonb;
+    v_id uuid;
+BEGIN
+    FOR v_plan IN SELECT p.value FROM jsonb_array_elements(p_plans) p LOOP
+        v_id := (v_plan ->> 'id')::uuid;
+        IF v_plan ->> 'error' IS NOT NULL THEN
+            PERFORM dw.schedule_failed_v1(v_id, v_plan ->> 'error', (v_plan ->> 'next')::timestamptz,
+                                          COALESCE((v_plan ->> 'disable')::boolean, false));
+            CONTINUE;
+        END IF;
+        RETURN QUERY
+        SELECT v_id, f.tick_at, f.fired_at, f.execution_id, f.outcome
+          FROM dw.fire_schedule_v1(
+              v_id,
+              ARRAY(SELECT jsonb_array_elements_text(COALESCE(v_plan -> 'ticks', '[]'::jsonb))::timestamptz),
+              ARRAY(SELECT jsonb_array_elements_text(COALESCE(v_plan -> 'missed', '[]'::jsonb))::integer),
+              (v_plan ->> 'next')::timestamptz, p_queue) f;
+    END LOOP;
+END;
+$$;

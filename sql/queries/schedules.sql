@@ -1,0 +1,35 @@
+-- name: claim_due_schedules
+-- Locks up to `limit` enabled schedules whose next tick is due or not computed yet, the oldest
+-- first (SKIP LOCKED: concurrent schedulers take others), with the database's clock as now.
+SELECT t.id, t.config, t.next_tick_at, now() AS now
+  FROM dw.triggers t
+ WHERE t.kind = 'schedule' AND t.enabled AND (t.next_tick_at IS NULL OR t.next_tick_at <= now())
+ ORDER BY t.next_tick_at NULLS FIRST
+ LIMIT %(limit)s
+   FOR NO KEY UPDATE SKIP LOCKED;
+
+-- name: claim_due_schedule
+-- Locks one schedule if it is enabled and due (or not computed yet) and nobody holds it.
+SELECT t.id, t.config, t.next_tick_at, now() AS now
+  FROM dw.triggers t
+ WHERE t.id = %(id)s AND t.kind = 'schedule' AND t.enabled
+   AND (t.next_tick_at IS NULL OR t.next_tick_at <= now())
+   FOR NO KEY UPDATE SKIP LOCKED;
+
+-- name: fire_schedules
+-- Fires the claimed schedules' ticks and moves their next ticks (dw.fire_schedules_v1).
+SELECT trigger_id, tick_at, fired_at, execution_id, outcome FROM dw.fire_schedules_v1(%(plans)s, %(queue)s);
+
+-- name: schedule_failed
+-- Records why a schedule could not fire; it skips its due ticks, or is disabled.
+SELECT dw.schedule_failed_v1(%(id)s, %(error)s, %(next_tick)s, %(disable)s);
+
+-- name: seconds_to_next_tick
+-- Seconds until the earliest next tick of an enabled schedule (0: one is due or not computed yet;
+-- no row: there is no enabled schedule).
+SELECT CASE WHEN t.next_tick_at IS NULL THEN 0
+            ELSE GREATEST(extract(epoch FROM t.next_tick_at - clock_timestamp()), 0) END::float8 AS seconds
+  FROM dw.triggers t
+ WHERE t.kind = 'schedule' AND t.enabled
+ ORDER BY t.next_tick_at NULLS FIRST
+ LIMIT 1;

@@ -1,0 +1,46 @@
+-- name: insert_trigger
+-- A new trigger of a workflow (the workflow must exist: NotFound otherwise).
+INSERT INTO dw.triggers (id, tenant_id, workflow_id, kind, name, enabled, config, secret, created_by)
+SELECT %(id)s, w.tenant_id, w.id, %(kind)s, %(name)s, %(enabled)s, %(config)s, %(secret)s, %(principal)s
+  FROM dw.workflows w WHERE w.id = %(workflow_id)s
+RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+          created_at, updated_at, next_tick_at, last_tick_at, error;
+
+-- name: get_trigger
+SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+       created_at, updated_at, next_tick_at, last_tick_at, error
+  FROM dw.triggers WHERE id = %(id)s;
+
+-- name: get_trigger_secret
+SELECT secret FROM dw.triggers WHERE id = %(id)s;
+
+-- name: list_triggers
+-- A workflow's triggers, oldest first.
+SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+       created_at, updated_at, next_tick_at, last_tick_at, error
+  FROM dw.triggers WHERE workflow_id = %(workflow_id)s ORDER BY created_at, id;
+
+-- name: list_all_triggers
+-- Every trigger (of a kind), by workflow then name.
+SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+       created_at, updated_at, next_tick_at, last_tick_at, error
+  FROM dw.triggers WHERE (%(kind)s::text IS NULL OR kind = %(kind)s::text) ORDER BY workflow_id, kind, name;
+
+-- name: update_trigger
+-- Changes what is given (NULL: unchanged). A schedule's next tick is computed again by the scheduler
+-- when its config changes or it is enabled again; its error is cleared.
+UPDATE dw.triggers t
+   SET name = COALESCE(%(name)s, t.name),
+       enabled = COALESCE(%(enabled)s, t.enabled),
+       config = COALESCE(%(config)s, t.config),
+       updated_at = now(),
+       next_tick_at = CASE WHEN t.kind = 'schedule'
+                            AND (%(config)s::jsonb IS NOT NULL OR (%(enabled)s::boolean AND NOT t.enabled))
+                           THEN NULL ELSE t.next_tick_at END,
+       error = CASE WHEN %(config)s::jsonb IS NOT NULL OR %(enabled)s::boolean THEN NULL ELSE t.error END
+ WHERE t.id = %(id)s
+RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+          created_at, updated_at, next_tick_at, last_tick_at, error;
+
+-- name: delete_trigger
+DELETE FROM dw.triggers WHERE id = %(id)s RETURNING id;

@@ -1,0 +1,28 @@
+-- name: hook_trigger
+-- A webhook trigger as its endpoint reads it, with its encrypted secret (NULL: unsigned).
+SELECT t.id, t.workflow_id, t.name, t.enabled, t.config, t.secret
+  FROM dw.triggers t WHERE t.id = %(id)s AND t.kind = 'webhook';
+
+-- name: accept_webhook_delivery
+-- Claims the delivery id and starts the trigger's run in one transaction (or answers a duplicate).
+SELECT outcome, execution_id, first_outcome, created
+  FROM dw.accept_webhook_delivery_v1(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(payload)s, %(queue)s,
+                                     %(body_bytes)s, %(received_at)s);
+
+-- name: record_webhook_delivery
+-- A refused or not activated delivery's row (a not activated one claims its delivery id).
+SELECT outcome, execution_id, first_outcome, created
+  FROM dw.record_webhook_delivery_v1(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(outcome)s, %(reason)s,
+                                     %(status_code)s, %(body_bytes)s, %(received_at)s);
+
+-- name: prune_webhook_deliveries
+-- Deletes a batch of delivery rows older than the retention.
+SELECT dw.prune_webhook_deliveries_v1(%(keep_seconds)s, %(limit)s) AS deleted;
+
+-- name: list_webhook_deliveries
+-- A trigger's deliveries, newest first.
+SELECT d.id, d.trigger_id, d.delivery_id, d.received_at, d.outcome, d.reason, d.status_code, d.execution_id,
+       d.body_bytes
+  FROM dw.webhook_deliveries d WHERE d.trigger_id = %(trigger_id)s
+ ORDER BY d.received_at DESC, d.id DESC
+ LIMIT %(limit)s;

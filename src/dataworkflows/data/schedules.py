@@ -1,0 +1,95 @@
+"""Schedules: the scheduler's claims of due schedules and the ticks it fires (dw.schedule_ticks)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from dataworkflows.sqlfiles import QUERIES
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class DueSchedule(msgspec.Struct, frozen=True):
+    """A schedule the scheduler holds (its row locked until the batch commits)."""
+
+    id: UUID
+    config: dict[str, Any]
+    # None: not computed yet (new, enabled again, config changed): it starts from now.
+    next_tick_at: datetime | None
+
+
+class SchedulePlan(msgspec.Struct, frozen=True):
+    """What to do with one claimed schedule: fire these ticks (oldest first, each with the number of
+    missed ticks it stands for) and look again at `next`; or, with an error, record it and skip the
+    due ticks (go on from `next`) or disable the schedule."""
+
+    id: UUID
+    ticks: list[datetime] = []
+    missed: list[int] = []
+    next: datetime | None = None
+    error: str | None = None
+    disable: bool = False
+    # Due ticks the catch-up policy skipped (for the scheduler's metrics; the database ignores it).
+    skipped: int = 0
+
+
+class FiredTick(msgspec.Struct, frozen=True):
+    trigger_id: UUID
+    tick_at: datetime
+    fired_at: datetime
+    execution_id: UUID | None
+    # started | existing | duplicate | refused (see dw.fire_schedule_v1)
+    outcome: str
+
+
+class Batch(msgspec.Struct, frozen=True):
+    claimed: int
+    fired: list[FiredTick]
+
+
+# Given the claimed schedules and the database's clock, what to do with each.
+Planner = Callable[[list[DueSchedule], datetime], Awaitable[list[SchedulePlan]]]
+
+
+class ScheduleData:
+    """What the scheduler reads and writes."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def fire_due(self, *, limit: int, queue: str, planner: Planner, only: UUID | None = None) -> Batch:
+        """In one transaction: locks up to `limit` due schedules (SKIP LOCKED; `only`: that one
+        schedule, if due and free), asks the planner what to do with them, fires their ticks and
+        moves their next ticks. A tick's run starts in the transaction that records the tick."""
+        async with self._db.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            if only is None:
+                await cur.execute(QUERIES["claim_due_schedules"], {"limit": limit})
+            else:
+                await cur.execute(QUERIES["claim_due_schedule"], {"id": only})
+            rows = await cur.fetchall()
+            if not rows:
+                return Batch(0, [])
+            due = [msgspec.convert(row, DueSchedule) for row in rows]
+            plans = await planner(due, rows[0]["now"])
+            await cur.execute(QUERIES["fire_schedules"], {"plans": Jsonb(msgspec.to_builtins(plans)), "queue": queue})
+            fired = [msgspec.convert(row, FiredTick) for row in await cur.fetchall()]
+        return Batch(len(due), fired)
+
+    async def failed(self, trigger_id: UUID, *, error: str, next_tick: datetime | None, disable: bool) -> None:
+        """Records why a schedule could not fire: it skips its due ticks and goes on from
+        `next_tick`, or it is disabled."""
+        await self._db.execute("schedule_failed", id=trigger_id, error=error, next_tick=next_tick, disable=disable)
+
+    async def seconds_to_next_tick(self) -> float | None:
+        """Until the earliest next tick of an enabled schedule (0: due now); None without any."""
+        row = await self._db.fetch_one("seconds_to_next_tick")
+        return None if row is None else float(row["seconds"])

@@ -1,0 +1,98 @@
+"""Triggers (schedules and webhooks) as the API and the CLI see them: create, read, change, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class Trigger(msgspec.Struct, frozen=True):
+    id: UUID
+    tenant_id: str
+    workflow_id: str
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any]
+    # Whether a signing secret is stored (never the secret itself).
+    has_secret: bool
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_tick_at: datetime | None
+    last_tick_at: datetime | None
+    error: str | None
+
+
+class TriggerData:
+    """The dw.triggers rows."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        *,
+        workflow_id: str,
+        kind: str,
+        name: str,
+        enabled: bool,
+        config: dict[str, Any],
+        principal: str | None,
+        trigger_id: UUID,
+        secret: bytes | None,
+    ) -> Trigger:
+        """A new trigger (Conflict when the name is taken for this kind; NotFound without the workflow)."""
+        row = await self._db.fetch_one_as(
+            Trigger,
+            "insert_trigger",
+            id=trigger_id,
+            workflow_id=workflow_id,
+            kind=kind,
+            name=name,
+            enabled=enabled,
+            config=Jsonb(config),
+            secret=secret,
+            principal=principal,
+        )
+        assert row is not None
+        return row
+
+    async def get(self, trigger_id: UUID) -> Trigger | None:
+        return await self._db.fetch_one_as(Trigger, "get_trigger", id=trigger_id)
+
+    async def for_workflow(self, workflow_id: str) -> list[Trigger]:
+        return await self._db.fetch_all_as(Trigger, "list_triggers", workflow_id=workflow_id)
+
+    async def everything(self, *, kind: str | None = None) -> list[Trigger]:
+        return await self._db.fetch_all_as(Trigger, "list_all_triggers", kind=kind)
+
+    async def update(
+        self, trigger_id: UUID, *, name: str | None, enabled: bool | None, config: dict[str, Any] | None
+    ) -> Trigger | None:
+        """Changes what is given; a schedule whose config changes or that is enabled again has its
+        next tick computed afresh by the scheduler."""
+        return await self._db.fetch_one_as(
+            Trigger,
+            "update_trigger",
+            id=trigger_id,
+            name=name,
+            enabled=enabled,
+            config=None if config is None else Jsonb(config),
+        )
+
+    async def delete(self, trigger_id: UUID) -> bool:
+        row = await self._db.fetch_one("delete_trigger", id=trigger_id)
+        return row is not None
+
+    async def secret(self, trigger_id: UUID) -> bytes | None:
+        """The encrypted signing secret (for the webhook endpoint)."""
+        row = await self._db.fetch_one("get_trigger_secret", id=trigger_id)
+        return None if row is None else row["secret"]

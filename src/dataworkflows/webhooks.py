@@ -1,0 +1,382 @@
+"""Webhooks: a trigger's config, signature verification, delivery ids and the run's payload. Pure
+module (api/hooks.py reads the request, the database and the sandboxes).
+
+Config (dw.triggers.config of a webhook trigger):
+    {"signature": "hmac-sha256" (default) | "github" | "slack" | "none",
+     "payloadTemplate": object | null  ({{ }} templates over body, headers, query),
+     "headers": [header names copied into the payload, lower-cased] (default []),
+     "activationCondition": JavaScript | null  (sandboxed, over body, headers, query),
+     "deliveryIdHeader": header name | null}
+
+Signature schemes (the secret is the trigger's, UTF-8; hex digests in lower case):
+    hmac-sha256  X-DW-Timestamp: unix seconds; X-DW-Signature: "sha256=" + hex(HMAC-SHA256(secret,
+                 "<timestamp>." + body)); the timestamp within TOLERANCE_SECONDS of now, either way.
+    github       X-Hub-Signature-256: "sha256=" + hex(HMAC-SHA256(secret, body)) (no timestamp:
+                 replays are caught by the delivery id, X-GitHub-Delivery).
+    slack        X-Slack-Request-Timestamp and X-Slack-Signature: "v0=" + hex(HMAC-SHA256(secret,
+                 "v0:<timestamp>:" + body)), the same window.
+    none         no check (a trigger created explicitly as unsigned).
+Every comparison of a signature is constant-time (hmac.compare_digest).
+
+Delivery id: the configured header, else X-GitHub-Delivery (github), else X-Delivery-Id, else
+"sha256:" + hex(SHA-256 of the signed content) (timestamp and body as signed), so that a replay of
+the same signed request is a duplicate while a re-signed retry with a new timestamp is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from dataworkflows import templating
+from dataworkflows.validation import json_depth
+
+HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
+SCHEMES = (HMAC_SHA256, GITHUB, SLACK, NONE)
+# How far a signed timestamp may be from the server's clock, in either direction.
+TOLERANCE_SECONDS = 300
+
+DW_TIMESTAMP, DW_SIGNATURE = "X-DW-Timestamp", "X-DW-Signature"
+GITHUB_SIGNATURE, GITHUB_DELIVERY = "X-Hub-Signature-256", "X-GitHub-Delivery"
+SLACK_TIMESTAMP, SLACK_SIGNATURE = "X-Slack-Request-Timestamp", "X-Slack-Signature"
+DELIVERY_ID_HEADER = "X-Delivery-Id"
+# Longer delivery ids are refused (they become part of the run's request id).
+MAX_DELIVERY_ID = 200
+MAX_COPIED_HEADERS = 50
+MAX_CONDITION_CHARS = 10_000
+
+CONFIG_KEYS = ("signature", "payloadTemplate", "headers", "activationCondition", "deliveryIdHeader")
+# An HTTP field name (RFC 9110 token), at most 100 characters.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+Problem = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    """A webhook trigger's config with its defaults applied."""
+
+    signature: str = HMAC_SHA256
+    payload_template: dict[str, Any] | None = None
+    # Lower-case names.
+    headers: tuple[str, ...] = ()
+    activation_condition: str | None = None
+    delivery_id_header: str | None = None
+
+    @property
+    def signed(self) -> bool:
+        return self.signature != NONE
+
+    @property
+    def timestamp_header(self) -> str | None:
+        return {HMAC_SHA256: DW_TIMESTAMP, SLACK: SLACK_TIMESTAMP}.get(self.signature)
+
+    @property
+    def signature_header(self) -> str | None:
+        return {HMAC_SHA256: DW_SIGNATURE, GITHUB: GITHUB_SIGNATURE, SLACK: SLACK_SIGNATURE}.get(self.signature)
+
+    @property
+    def delivery_id_headers(self) -> tuple[str, ...]:
+        """The headers read for the delivery id, first found wins."""
+        names = [self.delivery_id_header] if self.delivery_id_header else []
+        if self.signature == GITHUB:
+            names.append(GITHUB_DELIVERY)
+        names.append(DELIVERY_ID_HEADER)
+        return tuple(dict.fromkeys(names))
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+def check_config(config: Any) -> list[Problem]:
+    """Every problem with a webhook trigger's config: (JSON pointer relative to the config, code,
+    message). The activation condition's syntax is checked in the sandbox apart (check_condition)."""
+    if not isinstance(config, dict):
+        return [("", "type", "must be a JSON object")]
+    problems: list[Problem] = [
+        (f"/{_escape(key)}", "unknown_field", f"unknown field; expected one of {', '.join(CONFIG_KEYS)}")
+        for key in config
+        if key not in CONFIG_KEYS
+    ]
+    signature = config.get("signature", HMAC_SHA256)
+    if signature not in SCHEMES:
+        problems.append(("/signature", "enum", f"must be one of {', '.join(SCHEMES)}"))
+    problems.extend(_template_problems(config.get("payloadTemplate")))
+    problems.extend(_headers_problems(config.get("headers", [])))
+    condition = config.get("activationCondition")
+    if condition is not None and not (isinstance(condition, str) and condition.strip()):
+        problems.append(("/activationCondition", "type", "must be a non-empty string (JavaScript) or null"))
+    elif isinstance(condition, str) and len(condition) > MAX_CONDITION_CHARS:
+        problems.append(("/activationCondition", "too_long", f"must be at most {MAX_CONDITION_CHARS} characters"))
+    header = config.get("deliveryIdHeader")
+    if header is not None and not (isinstance(header, str) and _HEADER_NAME.match(header)):
+        problems.append(("/deliveryIdHeader", "format", "must be an HTTP header name (letters, digits, -) or null"))
+    return problems
+
+
+def _template_problems(template: Any) -> list[Problem]:
+    if template is None:
+        return []
+    if not isinstance(template, dict):
+        return [("/payloadTemplate", "type", "must be a JSON object or null")]
+    error = templating.check_template(template)
+    return [] if error is None else [("/payloadTemplate", "template_syntax", error)]
+
+
+def _headers_problems(headers: Any) -> list[Problem]:
+    if not isinstance(headers, list):
+        return [("/headers", "type", "must be a list of header names")]
+    if len(headers) > MAX_COPIED_HEADERS:
+        return [("/headers", "too_long", f"at most {MAX_COPIED_HEADERS} headers")]
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, name in enumerate(headers):
+        if not (isinstance(name, str) and _HEADER_NAME.match(name)):
+            problems.append((f"/headers/{index}", "format", "must be an HTTP header name (letters, digits, -)"))
+        elif name.lower() in seen:
+            problems.append((f"/headers/{index}", "duplicate", f"header {name!r} is listed twice"))
+        else:
+            seen.add(name.lower())
+    return problems
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def parse_config(config: Mapping[str, Any]) -> HookConfig:
+    """The config with defaults applied (a stored config was checked when it was written; anything
+    unusable still falls back to the safe default: signed with hmac-sha256)."""
+    signature = config.get("signature")
+    template = config.get("payloadTemplate")
+    headers = config.get("headers")
+    condition = config.get("activationCondition")
+    delivery_header = config.get("deliveryIdHeader")
+    return HookConfig(
+        signature=signature if signature in SCHEMES else HMAC_SHA256,
+        payload_template=template if isinstance(template, dict) else None,
+        headers=tuple(dict.fromkeys(h.lower() for h in headers if isinstance(h, str)))
+        if isinstance(headers, list)
+        else (),
+        activation_condition=condition if isinstance(condition, str) and condition.strip() else None,
+        delivery_id_header=delivery_header if isinstance(delivery_header, str) and delivery_header else None,
+    )
+
+
+# -- the activation condition ----------------------------------------------------------------------
+
+# The condition sandbox binds trigger, nodes and execution; the condition reads body, headers and
+# query, bound here from the scope's trigger ({"body", "headers", "query"}).
+_CONDITION = (
+    "(function (body, headers, query) {{ 'use strict'; return (\n{expr}\n); }})"
+    "(trigger.body, trigger.headers, trigger.query)"
+)
+
+
+def activation_expression(config: Mapping[str, Any]) -> str | None:
+    """The JavaScript the condition sandbox evaluates (or checks) for the trigger's
+    activationCondition, or None without one."""
+    condition = parse_config(config).activation_condition
+    return None if condition is None else _CONDITION.format(expr=condition)
+
+
+def condition_scope(body: Any, headers: dict[str, str], query: dict[str, Any]) -> dict[str, Any]:
+    """The scope for ConditionPool.evaluate(activation_expression(config), scope)."""
+    return {"trigger": {"body": body, "headers": headers, "query": query}}
+
+
+async def check_condition(config: Mapping[str, Any], check: Callable[[str], Awaitable[str | None]]) -> list[Problem]:
+    """The activation condition's syntax, checked with the sandbox (`check` is ConditionPool.check)."""
+    expression = activation_expression(config)
+    if expression is None:
+        return []
+    error = await check(expression)
+    return [] if error is None else [("/activationCondition", "condition_syntax", error)]
+
+
+# -- signatures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a delivery is not accepted: a code for the problem detail, and the detail."""
+
+    code: str
+    message: str
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value (the mapping's names are lower-case); an empty value counts as missing."""
+    value = headers.get(name.lower())
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def signed_content(config: HookConfig, headers: Mapping[str, str], body: bytes) -> bytes:
+    """What the scheme signs: the body, after its timestamp for hmac-sha256 and slack."""
+    timestamp = (_header(headers, config.timestamp_header) if config.timestamp_header else None) or ""
+    if config.signature == HMAC_SHA256:
+        return timestamp.encode() + b"." + body
+    if config.signature == SLACK:
+        return b"v0:" + timestamp.encode() + b":" + body
+    return body
+
+
+def expected_signature(config: HookConfig, secret: str, content: bytes) -> str:
+    """The signature header's value for this content: "sha256=<hex>" ("v0=<hex>" for slack)."""
+    digest = hmac.new(secret.encode(), content, hashlib.sha256).hexdigest()
+    return ("v0=" if config.signature == SLACK else "sha256=") + digest
+
+
+def verify(
+    config: HookConfig, secret: str | None, headers: Mapping[str, str], body: bytes, now: float
+) -> Refusal | None:
+    """None when the request is signed as the trigger's scheme says (or the scheme is none), else
+    why not. `now` is the server's clock in unix seconds."""
+    if not config.signed:
+        return None
+    assert secret is not None, "a signed trigger has a secret"
+    stale = _timestamp_refusal(config, headers, now)
+    if stale is not None:
+        return stale
+    assert config.signature_header is not None
+    sent = _header(headers, config.signature_header)
+    if sent is None:
+        return Refusal("signature_missing", f"the {config.signature_header} header is required ({config.signature})")
+    expected = expected_signature(config, secret, signed_content(config, headers, body))
+    if not hmac.compare_digest(expected.encode(), sent.lower().encode("utf-8", "replace")):
+        return Refusal("signature_invalid", f"the {config.signature_header} header does not match the request")
+    return None
+
+
+def _timestamp_refusal(config: HookConfig, headers: Mapping[str, str], now: float) -> Refusal | None:
+    name = config.timestamp_header
+    if name is None:
+        return None
+    timestamp = _header(headers, name)
+    if timestamp is None:
+        return Refusal("timestamp_missing", f"the {name} header is required ({config.signature})")
+    if not _TIMESTAMP.match(timestamp):
+        return Refusal("timestamp_invalid", f"the {name} header must be unix seconds")
+    if abs(now - int(timestamp)) > TOLERANCE_SECONDS:
+        return Refusal(
+            "timestamp_out_of_range",
+            f"the {name} header is more than {TOLERANCE_SECONDS} seconds from the server's clock "
+            "(a stale or replayed request, or a clock out of sync)",
+        )
+    return None
+
+
+# -- delivery ids --------------------------------------------------------------------------------
+
+
+def delivery_id(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str:
+    """The delivery's id: from the first of its delivery id headers present, else a hash of the
+    signed content."""
+    for name in config.delivery_id_headers:
+        value = _header(headers, name)
+        if value is not None:
+            return value
+    return "sha256:" + hashlib.sha256(signed_content(config, headers, body)).hexdigest()
+
+
+def content_hash(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str | None:
+    """A signed delivery's SHA-256 of what its signature covers (None when unsigned): the same
+    signed request sent again under another delivery id is a replay, and answered as a duplicate."""
+    if not config.signed:
+        return None
+    return hashlib.sha256(signed_content(config, headers, body)).hexdigest()
+
+
+def delivery_id_refusal(value: str) -> Refusal | None:
+    if len(value) > MAX_DELIVERY_ID:
+        return Refusal("invalid_delivery_id", f"a delivery id is at most {MAX_DELIVERY_ID} characters")
+    return None
+
+
+# -- the body and the payload --------------------------------------------------------------------
+
+
+class BodyError(ValueError):
+    """The body cannot be read as its content type says (a 400)."""
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
+def parse_body(content_type: str, body: bytes, max_depth: int) -> Any:
+    """The body as the payload holds it: JSON for a JSON content type (or none; an empty body is
+    null), the fields of a form (application/x-www-form-urlencoded, as query), else UTF-8 text."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    try:
+        if media == "application/x-www-form-urlencoded":
+            value: Any = pairs_object(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
+        elif is_json(media):
+            value = _decoder.decode(body) if body.strip() else None
+        else:
+            return body.decode()
+    except UnicodeDecodeError:
+        raise BodyError("the request body is not valid UTF-8") from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BodyError(f"the request body is not valid JSON: {exc}") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise BodyError(f"the request body is nested deeper than {max_depth} levels")
+    return value
+
+
+def pairs_object(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Query (or form) pairs as an object: a name given once is a string, given more often a list."""
+    result: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        found = result.get(name)
+        if found is None:
+            result[name] = value
+        elif isinstance(found, list):
+            found.append(value)
+        else:
+            result[name] = [found, value]
+    return result
+
+
+def copied_headers(config: HookConfig, headers: Mapping[str, str]) -> dict[str, str]:
+    """The configured headers the request has, by lower-case name."""
+    return {name: headers[name] for name in config.headers if name in headers}
+
+
+def fired_by(trigger_id: UUID, name: str, delivery: str, received_at: datetime) -> dict[str, Any]:
+    return {
+        "kind": "webhook",
+        "triggerId": str(trigger_id),
+        "name": name,
+        "deliveryId": delivery,
+        "receivedAt": received_at.isoformat(),
+    }
+
+
+def payload(
+    body: Any, headers: dict[str, str], query: dict[str, Any], fired: dict[str, Any], rendered: Any = None
+) -> dict[str, Any]:
+    """The run's trigger: body, headers and query (or the rendered payloadTemplate), plus firedBy."""
+    base = rendered if isinstance(rendered, dict) else {"body": body, "headers": headers, "query": query}
+    return {**base, "firedBy": fired}
+
+
+def template_scope(body: Any, headers: dict[str, str], query: dict[str, Any]) -> dict[str, Any]:
+    """What payloadTemplate's templates read."""
+    return {"body": body, "headers": headers, "query": query}

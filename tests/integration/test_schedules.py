@@ -1,0 +1,397 @@
+"""Schedules in the database: dw.schedule_v1 from SQL, the scheduler firing ticks exactly once
+(two schedulers on their own pools at once), catch-up after downtime, refusals, v_schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from dataworkflows.config import Settings
+from dataworkflows.data.schedules import FiredTick
+from dataworkflows.db import Database, make_pool
+from dataworkflows.errors import InvalidInput, WorkflowNotFound
+from dataworkflows.schedules import CronError, parse_cron
+from dataworkflows.workers.scheduler import Scheduler
+from tests.conftest import publish
+from tests.integration.test_runtime import echo, wf
+from tests.unit.test_schedules import INVALID_CRONS
+
+WORKFLOW = "sched-echo"
+SETTINGS = Settings(scheduler_interval_seconds=0.5)
+
+
+async def sql(db: Database, query: str, *args: Any) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(query, args)
+        return await cur.fetchall() if cur.description else []
+
+
+async def one(db: Database, query: str, *args: Any) -> Any:
+    rows = await sql(db, query, *args)
+    assert len(rows) == 1
+    return rows[0][0] if len(rows[0]) == 1 else rows[0]
+
+
+@pytest.fixture
+async def echo_workflow(db: Database) -> str:
+    await publish(db, wf(WORKFLOW, echo("echo1")))
+    return WORKFLOW
+
+
+async def create(db: Database, name: str, cron: str, workflow_id: str = WORKFLOW, **config: Any) -> UUID:
+    """A schedule as the triggers API creates one."""
+    trigger = await db.triggers.create(
+        workflow_id=workflow_id,
+        kind="schedule",
+        name=name,
+        enabled=True,
+        config={"cron": cron, **config},
+        principal="tests",
+        trigger_id=uuid4(),
+        secret=None,
+    )
+    return trigger.id
+
+
+async def ticks(db: Database, trigger_id: UUID) -> list[tuple[Any, ...]]:
+    return await sql(
+        db,
+        "SELECT tick_at, execution_id, missed_ticks FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+
+
+async def make_due(db: Database, trigger_id: UUID, tick: datetime) -> None:
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = %s WHERE id = %s", tick, trigger_id)
+
+
+def this_second() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+# -- from SQL ------------------------------------------------------------------------------------
+
+
+async def test_schedule_v1_creates_and_replaces_a_schedule_like_cron_schedule(db: Database, echo_workflow: str) -> None:
+    trigger_id = await one(
+        db, "SELECT dw.schedule_v1('nightly', %s, '0 2 * * *', 'Europe/Berlin', '{\"report\": true}')", echo_workflow
+    )
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None
+    assert (trigger.kind, trigger.name, trigger.workflow_id, trigger.enabled, trigger.tenant_id) == (
+        "schedule",
+        "nightly",
+        echo_workflow,
+        True,
+        "default",
+    )
+    assert trigger.config == {"cron": "0 2 * * *", "timezone": "Europe/Berlin", "payload": {"report": True}}
+    assert trigger.next_tick_at is None
+    assert trigger.created_by == await one(db, "SELECT session_user::text")
+
+    # Same name: replaced (time zone and payload default to UTC and {}); catchUp stays; the next
+    # tick is computed again.
+    await sql(
+        db,
+        'UPDATE dw.triggers SET config = config || \'{"catchUp": "all"}\', next_tick_at = now() WHERE id = %s',
+        trigger_id,
+    )
+    assert await one(db, "SELECT dw.schedule_v1('nightly', %s, ' */5 * * * * ')", echo_workflow) == trigger_id
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None
+    assert trigger.config == {"cron": "*/5 * * * *", "timezone": "UTC", "payload": {}, "catchUp": "all"}
+    assert trigger.next_tick_at is None
+
+    assert await one(db, "SELECT dw.unschedule_v1('nightly')") is True
+    assert await one(db, "SELECT dw.unschedule_v1('nightly')") is False
+    assert await db.triggers.get(trigger_id) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            "SELECT dw.schedule_v1('x', %s, '0 25 * * *')",
+            'invalid cron expression "0 25 * * *": hour field: 25 is out of range 0-23',
+        ),
+        (
+            "SELECT dw.schedule_v1('x', %s, '@fortnightly')",
+            'invalid cron expression "@fortnightly": unknown cron name "@fortnightly"; use one of @yearly, '
+            "@annually, @monthly, @weekly, @daily, @midnight, @hourly",
+        ),
+        (
+            "SELECT dw.schedule_v1('x', %s, '0 2 * * *', 'Europe/Bonn')",
+            'unknown time zone "Europe/Bonn"; use an IANA name such as Europe/Berlin or UTC',
+        ),
+        (
+            "SELECT dw.schedule_v1('x', %s, '0 2 * * *', 'UTC', '[1]')",
+            "the payload of schedule x must be a JSON object",
+        ),
+        ("SELECT dw.schedule_v1('', %s, '0 2 * * *')", "a schedule needs a name of 1 to 200 characters"),
+    ],
+)
+async def test_schedule_v1_refuses_an_invalid_cron_or_time_zone(
+    db: Database, echo_workflow: str, call: str, message: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await sql(db, call, echo_workflow)
+    assert str(caught.value) == message
+    assert await one(db, "SELECT count(*) FROM dw.triggers") == 0
+
+
+async def test_schedule_v1_needs_the_workflow(db: Database) -> None:
+    with pytest.raises(WorkflowNotFound, match="workflow nope not found"):
+        await sql(db, "SELECT dw.schedule_v1('x', 'nope', '0 2 * * *')")
+
+
+async def test_the_sql_cron_check_agrees_with_the_python_one(db: Database) -> None:
+    expressions = [e for e, _ in INVALID_CRONS] + [
+        "0 2 * * *",
+        "*/15 0-23/2 1,15 jan-JUN mon-fri",
+        "0 0 * * 7",
+        "5/20 * * * *",
+        "* * * * * */10",
+        "@Weekly",
+        "0 0 29 2 *",
+        "0 0 30 2 1",
+        "0 0 1-31/40 * *",
+        "0 0 31 2,3 *",
+        "1-1 * * * *",
+        "\t0 2 * * *\n",
+        "0 2 * * * \u00a0",
+        "0 2 * * fr\u00ed",
+    ]
+    for expression in expressions:
+        try:
+            parse_cron(expression)
+            expected = None
+        except CronError as exc:
+            expected = str(exc)
+        assert await one(db, "SELECT dw.cron_problem_v1(%s)", expression) == expected, expression
+
+
+# -- firing --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def second_db(dsn: str) -> AsyncIterator[Database]:
+    pool = make_pool(dsn, min_size=1, max_size=4, name="second-scheduler")
+    await pool.open(wait=True)
+    try:
+        yield Database(pool)
+    finally:
+        await pool.close()
+
+
+class RecordingScheduler(Scheduler):
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings)
+        self.handled: list[FiredTick] = []
+
+    async def run_pass(self, stop: asyncio.Event | None = None) -> list[FiredTick]:
+        fired = await super().run_pass(stop)
+        self.handled.extend(fired)
+        return fired
+
+
+async def test_two_schedulers_fire_each_tick_of_a_per_second_schedule_once(
+    db: Database, second_db: Database, echo_workflow: str
+) -> None:
+    trigger_id = await one(
+        db, "SELECT dw.schedule_v1('every-second', %s, '* * * * * *', 'UTC', '{\"a\": 1}')", echo_workflow
+    )
+    created = datetime.now(UTC)
+    stop = asyncio.Event()
+    settings = Settings(scheduler_interval_seconds=0.2)
+    schedulers = [RecordingScheduler(db, settings), RecordingScheduler(second_db, settings)]
+    tasks = [asyncio.create_task(s.run(stop)) for s in schedulers]
+    await asyncio.sleep(4.6)
+    stop.set()
+    await asyncio.gather(*tasks)
+    ended = datetime.now(UTC)
+
+    rows = await ticks(db, trigger_id)
+    at = [row[0] for row in rows]
+    # Each tick was handled by one of the schedulers, never by both (not even as a duplicate).
+    handled = [t for s in schedulers for t in s.handled]
+    assert sorted(t.tick_at for t in handled) == at
+    assert {t.outcome for t in handled} == {"started"}
+    # Every second from the first one after the schedule was created, none twice.
+    assert len(at) >= 3
+    assert created < at[0] <= created + timedelta(seconds=2)
+    assert at[-1] >= ended - timedelta(seconds=2)
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(at))
+    executions = [row[1] for row in rows]
+    assert None not in executions and len(set(executions)) == len(executions)
+    assert {row[2] for row in rows} == {0}
+    runs = await sql(
+        db,
+        "SELECT id, request_id, trigger, principal_type FROM dw.executions WHERE trigger_id = %s ORDER BY created_at",
+        trigger_id,
+    )
+    assert sorted(r[0] for r in runs) == sorted(executions)
+    first = next(r for r in runs if r[0] == executions[0])
+    tick = at[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert first[1] == f"schedule:{trigger_id}:{tick}"
+    assert first[2] == {
+        "a": 1,
+        "firedBy": {
+            "kind": "schedule",
+            "triggerId": str(trigger_id),
+            "name": "every-second",
+            "tick": tick,
+            "missedTicks": 0,
+        },
+    }
+    assert first[3] == "schedule"
+
+    view = await one(
+        db,
+        "SELECT next_tick_at, last_tick_at, last_run_status, last_run_id, recent_ticks, lateness_p50_seconds,"
+        " lateness_p95_seconds, error FROM dw.v_schedules WHERE id = %s",
+        trigger_id,
+    )
+    next_tick_at, last_tick_at, status, last_run, recent, p50, p95, error = view
+    assert last_tick_at == at[-1] and next_tick_at > last_tick_at
+    assert (status, last_run, recent, error) == ("Pending", executions[-1], len(at), None)
+    # Each tick fired within a fraction of a second (both schedulers sleep until the next tick).
+    assert 0 <= p50 <= p95 < 0.5
+
+
+async def test_a_new_schedule_starts_from_now(db: Database, echo_workflow: str) -> None:
+    trigger_id = await create(db, "hourly", "0 * * * *", catchUp="all")
+    assert await Scheduler(db, SETTINGS).run_pass() == []
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None and trigger.next_tick_at is not None
+    now = datetime.now(UTC)
+    assert trigger.next_tick_at == now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    assert trigger.last_tick_at is None and await ticks(db, trigger_id) == []
+
+
+@pytest.mark.parametrize(
+    ("policy", "fired", "missed"),
+    [("none", [], []), ("latest", [0], [5]), ("all", [-2, -1, 0], [0, 0, 0])],
+)
+async def test_after_downtime_the_catch_up_policy_decides(
+    db: Database, echo_workflow: str, policy: str, fired: list[int], missed: list[int]
+) -> None:
+    # An hourly schedule whose latest tick was about 30 minutes ago (older than the grace of none),
+    # not seen for five hours: 6 ticks due.
+    now = datetime.now(UTC)
+    minute = (now.minute + 30) % 60
+    latest = now.replace(minute=minute, second=0, microsecond=0)
+    if latest > now:
+        latest -= timedelta(hours=1)
+    trigger_id = await create(db, f"hourly-{policy}", f"{minute} * * * *", catchUp=policy, maxCatchUp=3)
+    await sql(
+        db,
+        "UPDATE dw.triggers SET next_tick_at = %s, last_tick_at = %s WHERE id = %s",
+        latest - timedelta(hours=5),
+        latest - timedelta(hours=6),
+        trigger_id,
+    )
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    expected = [latest + timedelta(hours=h) for h in fired]
+    assert [t.tick_at for t in handled] == expected
+    assert {t.outcome for t in handled} <= {"started"}
+    rows = await ticks(db, trigger_id)
+    assert [(r[0], r[2]) for r in rows] == list(zip(expected, missed, strict=True))
+    runs = await sql(
+        db, "SELECT trigger -> 'firedBy' ->> 'missedTicks' FROM dw.executions WHERE trigger_id = %s", trigger_id
+    )
+    assert sorted(int(r[0]) for r in runs) == sorted(missed)
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None
+    assert trigger.next_tick_at == latest + timedelta(hours=1)
+    assert trigger.last_tick_at == (expected[-1] if expected else latest - timedelta(hours=6))
+
+
+async def test_a_tick_fires_once_even_when_asked_twice(db: Database, echo_workflow: str) -> None:
+    trigger_id = await create(db, "minutely", "* * * * *")
+    tick = this_second().replace(second=0)
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    second = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    assert first[0] == "started" and second == ("duplicate", first[1])
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
+    # The tick row gone, the request id still finds the run: no second run either.
+    await sql(db, "DELETE FROM dw.schedule_ticks WHERE trigger_id = %s", trigger_id)
+    assert await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1)) == ("existing", first[1])
+
+
+async def test_a_workflow_that_cannot_run_is_recorded_and_the_schedule_keeps_ticking(
+    db: Database, echo_workflow: str
+) -> None:
+    trigger_id = await create(db, "every-second", "* * * * * *")
+    scheduler = Scheduler(db, SETTINGS)
+    await sql(db, "UPDATE dw.workflows SET is_enabled = false WHERE id = %s", echo_workflow)
+    tick = this_second()
+    await make_due(db, trigger_id, tick)
+    [handled] = await scheduler.run_pass()
+    assert (handled.tick_at, handled.outcome, handled.execution_id) == (tick, "refused", None)
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None
+    assert (trigger.enabled, trigger.error, trigger.last_tick_at) == (
+        True,
+        f"workflow {echo_workflow} is disabled",
+        tick,
+    )
+    assert trigger.next_tick_at is not None and trigger.next_tick_at > tick
+
+    await sql(db, "UPDATE dw.workflows SET is_enabled = true WHERE id = %s", echo_workflow)
+    await make_due(db, trigger_id, tick + timedelta(seconds=1))
+    await asyncio.sleep((tick + timedelta(seconds=1.05) - datetime.now(UTC)).total_seconds())
+    [handled] = await scheduler.run_pass()
+    assert handled.outcome == "started" and handled.execution_id is not None
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None and trigger.error is None
+
+
+async def test_one_schedule_that_cannot_start_does_not_hold_up_the_others(db: Database, echo_workflow: str) -> None:
+    await publish(db, wf("sched-broken", echo("echo1")))
+    good = await create(db, "good", "* * * * * *")
+    broken = await create(db, "broken", "* * * * * *", workflow_id="sched-broken")
+    # Active and enabled, but its plan is gone: dw.start_execution_v2 raises, the batch rolls back.
+    await sql(db, "DELETE FROM dw.workflow_plans WHERE workflow_id = 'sched-broken'")
+    tick = this_second()
+    for trigger_id in (good, broken):
+        await make_due(db, trigger_id, tick)
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    assert [(t.trigger_id, t.outcome) for t in handled] == [(good, "started")]
+    assert [r[0] for r in await ticks(db, good)] == [tick]
+    assert await ticks(db, broken) == []
+    trigger = await db.triggers.get(broken)
+    assert trigger is not None and trigger.enabled
+    assert trigger.error is not None and trigger.error.startswith("a run could not start: ")
+    assert "has no compiled plan" in trigger.error
+    # Its due tick is skipped; it tries again at the next one.
+    assert trigger.next_tick_at is not None and trigger.next_tick_at > tick
+
+
+async def test_a_config_that_cannot_be_used_disables_the_schedule(db: Database, echo_workflow: str) -> None:
+    trigger_id = await create(db, "bad", "0 * * * *")
+    # Past the API's check (which would have refused it).
+    await sql(db, 'UPDATE dw.triggers SET config = \'{"cron": "0 24 * * *"}\' WHERE id = %s', trigger_id)
+    assert await Scheduler(db, SETTINGS).run_pass() == []
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None
+    assert (trigger.enabled, trigger.next_tick_at) == (False, None)
+    assert trigger.error == "its config is not valid: /cron: hour field: 24 is out of range 0-23"
+
+
+async def test_the_scheduler_sleeps_until_the_next_tick_at_most_its_interval(db: Database, echo_workflow: str) -> None:
+    scheduler = Scheduler(db, Settings(scheduler_interval_seconds=0.8))
+    assert await scheduler.delay() == 0.8
+    trigger_id = await create(db, "daily", "@daily")
+    # Not computed yet: look at once (soon).
+    assert await scheduler.delay() == Scheduler.MIN_SLEEP
+    await scheduler.run_pass()
+    assert await scheduler.delay() == 0.8
+    await make_due(db, trigger_id, datetime.now(UTC) + timedelta(seconds=0.4))
+    assert 0.3 < await scheduler.delay() < 0.41

@@ -1,0 +1,107 @@
+"""The triggers API (api/triggers.py): schedules and webhooks added to a workflow, listed, changed
+and removed; a signed webhook's secret answered once and stored encrypted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.credentials import Cipher
+from dataworkflows.db import Database
+from tests.integration.test_api import assert_problem
+from tests.integration.test_composition_api import publish_over_api
+from tests.integration.test_runtime import echo, wf
+
+KEY = Cipher.generate_key()
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, credentials_key=KEY))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def test_a_schedule_and_a_webhook_round_trip(client: AsyncTestClient[Any], db: Database) -> None:
+    await publish_over_api(client, wf("nightly", echo("e")))
+    schedule = {"kind": "schedule", "name": "every-night", "config": {"cron": "0 2 * * *", "timezone": "Europe/Berlin"}}
+    created = await client.post("/api/v1/workflows/nightly/triggers", json=schedule, headers={"X-Principal-Id": "ops"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["kind"], body["name"], body["enabled"], body["hasSecret"], body["createdBy"]) == (
+        "schedule",
+        "every-night",
+        True,
+        False,
+        "ops",
+    )
+    assert body["secret"] is None and body["hookUrl"] is None
+
+    hook = await client.post("/api/v1/workflows/nightly/triggers", json={"kind": "webhook", "name": "inbound"})
+    assert hook.status_code == 201, hook.text
+    answered = hook.json()
+    assert answered["hasSecret"] and len(answered["secret"]) >= 32
+    assert answered["hookUrl"] == f"/api/v1/hooks/{answered['id']}"
+    # Stored encrypted (bound to the trigger), and never shown again.
+    stored = await db.triggers.secret(uuid.UUID(answered["id"]))
+    assert stored is not None and answered["secret"].encode() not in stored
+    assert Cipher.from_setting(KEY).decrypt(stored, f"trigger:{answered['id']}") == answered["secret"]
+    again = (await client.get(f"/api/v1/triggers/{answered['id']}")).json()
+    assert again["secret"] is None and again["hasSecret"]
+
+    listed = (await client.get("/api/v1/workflows/nightly/triggers")).json()
+    assert [t["name"] for t in listed] == ["every-night", "inbound"]
+    assert [t["name"] for t in (await client.get("/api/v1/triggers", params={"kind": "webhook"})).json()] == ["inbound"]
+
+    disabled = await client.patch(f"/api/v1/triggers/{body['id']}", json={"enabled": False})
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    changed = await client.patch(f"/api/v1/triggers/{body['id']}", json={"config": {"cron": "@hourly"}})
+    assert changed.status_code == 200 and changed.json()["config"] == {"cron": "@hourly"}
+    assert (await client.delete(f"/api/v1/triggers/{body['id']}")).status_code == 204
+    assert_problem(await client.get(f"/api/v1/triggers/{body['id']}"), 404)
+    assert_problem(await client.delete(f"/api/v1/triggers/{body['id']}"), 404)
+
+
+async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any]) -> None:
+    await publish_over_api(client, wf("target", echo("e")))
+    url = "/api/v1/workflows/target/triggers"
+    bad_cron = await client.post(url, json={"kind": "schedule", "name": "x", "config": {"cron": "61 * * * *"}})
+    assert_problem(bad_cron, 422)
+    assert any(e["pointer"].startswith("/config/cron") for e in bad_cron.json()["errors"])
+    bad_zone = {"kind": "schedule", "name": "x", "config": {"cron": "@daily", "timezone": "Mars/Olympus"}}
+    assert_problem(await client.post(url, json=bad_zone), 422)
+    assert_problem(await client.post(url, json={"kind": "cron", "name": "x"}), 422)
+    assert_problem(await client.post(url, json={"kind": "webhook", "name": "bad name!"}), 422)
+    condition = {"kind": "webhook", "name": "y", "config": {"activationCondition": "body.x ==="}}
+    refused = await client.post(url, json=condition)
+    assert_problem(refused, 422)
+    assert refused.json()["errors"][0]["pointer"] == "/config/activationCondition"
+    assert_problem(await client.post("/api/v1/workflows/nope/triggers", json={"kind": "webhook", "name": "z"}), 404)
+    short = {"kind": "webhook", "name": "z", "secret": "short"}
+    assert_problem(await client.post(url, json=short), 422)
+    first = await client.post(url, json={"kind": "webhook", "name": "dup", "config": {"signature": "none"}})
+    assert first.status_code == 201 and first.json()["secret"] is None
+    assert_problem(
+        await client.post(url, json={"kind": "webhook", "name": "dup", "config": {"signature": "none"}}), 409
+    )
+    # Signed and unsigned are different triggers.
+    flip = await client.patch(f"/api/v1/triggers/{first.json()['id']}", json={"config": {"signature": "github"}})
+    assert_problem(flip, 422)
+    assert_problem(await client.get("/api/v1/triggers/not-a-uuid"), 404)
+
+
+async def test_a_signed_webhook_needs_a_credentials_key(dsn: str) -> None:
+    app = create_app(Settings(database_url=dsn))
+    async with AsyncTestClient(app) as plain:
+        await publish_over_api(plain, wf("keyless", echo("e")))
+        signed = await plain.post("/api/v1/workflows/keyless/triggers", json={"kind": "webhook", "name": "s"})
+        assert_problem(signed, 409)
+        assert "DW_CREDENTIALS_KEY" in signed.json()["detail"]
+        unsigned = {"kind": "webhook", "name": "u", "config": {"signature": "none"}}
+        assert (await plain.post("/api/v1/workflows/keyless/triggers", json=unsigned)).status_code == 201

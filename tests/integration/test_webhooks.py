@@ -1,0 +1,567 @@
+"""Webhook deliveries over HTTP (api/hooks.py, sql/procedures/webhooks.sql), with no worker running:
+signatures, replays, activation conditions, templates, refusals and a storm of deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.credentials import Cipher
+from dataworkflows.db import Database
+from dataworkflows.workers.app import prune_webhook_deliveries
+from tests.integration.test_api import assert_problem
+from tests.integration.test_composition_api import publish_over_api
+from tests.integration.test_control_api import sql
+from tests.integration.test_runtime import echo, wf
+
+KEY = Cipher.generate_key()
+SECRET = "hook-secret-0123456789abcdef"
+MAX_BODY = 64 * 1024
+
+
+def settings(dsn: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": dsn,
+        "credentials_key": KEY,
+        "max_body_bytes": MAX_BODY,
+        "max_trigger_depth": 16,
+        "pool_max_size": 25,
+    }
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(settings(dsn))) as test_client:
+        yield test_client
+
+
+async def make_hook(
+    db: Database, workflow_id: str = "hooked", *, name: str = "inbound", enabled: bool = True, **config: Any
+) -> str:
+    """A webhook trigger, its secret encrypted as the triggers API stores it."""
+    trigger_id = uuid.uuid4()
+    signed = config.get("signature", "hmac-sha256") != "none"
+    secret = Cipher.from_setting(KEY).encrypt(SECRET, f"trigger:{trigger_id}") if signed else None
+    await db.triggers.create(
+        workflow_id=workflow_id,
+        kind="webhook",
+        name=name,
+        enabled=enabled,
+        config=config,
+        principal="hook-owner",
+        trigger_id=trigger_id,
+        secret=secret,
+    )
+    return str(trigger_id)
+
+
+def sign(body: bytes, *, timestamp: float | None = None, secret: str = SECRET, **extra: str) -> dict[str, str]:
+    """X-DW-Timestamp and X-DW-Signature for the body (plus any other headers)."""
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    named = {name.replace("_", "-"): value for name, value in extra.items()}
+    return {"X-DW-Timestamp": ts, "X-DW-Signature": f"sha256={digest}", "Content-Type": "application/json", **named}
+
+
+async def deliver(
+    client: AsyncTestClient[Any], hook: str, payload: Any, *, params: Any = None, **headers: str
+) -> tuple[Any, bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    sent = sign(body, **headers)
+    response = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=sent, params=params)
+    return response, body, sent
+
+
+async def rows(db: Database, hook: str) -> list[tuple[str, int, str | None]]:
+    """(outcome, status code, reason) of the hook's deliveries, oldest first."""
+    found = await db.webhooks.deliveries(uuid.UUID(hook), limit=10_000)
+    return [(d.outcome, d.status_code, d.reason) for d in reversed(found)]
+
+
+async def runs_of(db: Database, hook: str) -> int:
+    return int((await sql(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", uuid.UUID(hook)))[0][0])
+
+
+@pytest.fixture
+async def hooked(client: AsyncTestClient[Any]) -> str:
+    await publish_over_api(client, wf("hooked", echo("e")))
+    return "hooked"
+
+
+async def test_a_valid_delivery_starts_a_run_with_body_headers_query_and_fired_by(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db, headers=["X-Source", "X-Absent"])
+    response, body, sent = await deliver(
+        client, hook, {"order": 42}, params=[("a", "1"), ("a", "2"), ("b", "x")], X_Source="ci", X_Other="no"
+    )
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    execution_id = answer["executionId"]
+    delivery_id = "sha256:" + hashlib.sha256(f"{sent['X-DW-Timestamp']}.".encode() + body).hexdigest()
+    assert answer == {
+        "deliveryId": delivery_id,
+        "activated": True,
+        "duplicate": False,
+        "executionId": execution_id,
+        "statusUrl": f"/api/v1/executions/{execution_id}",
+    }
+    execution = (await client.get(answer["statusUrl"])).json()
+    trigger = execution["trigger"]
+    fired = trigger.pop("firedBy")
+    assert trigger == {"body": {"order": 42}, "headers": {"x-source": "ci"}, "query": {"a": ["1", "2"], "b": "x"}}
+    assert (fired["kind"], fired["triggerId"], fired["name"], fired["deliveryId"]) == (
+        "webhook",
+        hook,
+        "inbound",
+        delivery_id,
+    )
+    assert fired["receivedAt"].endswith("+00:00")
+    found = await sql(
+        db,
+        "SELECT trigger_id::text, request_id, principal_id, principal_type, status FROM dw.executions WHERE id = %s",
+        uuid.UUID(execution_id),
+    )
+    assert found == [(hook, f"hook:{hook}:{delivery_id}", "hook-owner", "webhook", "Pending")]
+    [delivery] = await db.webhooks.deliveries(uuid.UUID(hook))
+    assert (delivery.outcome, delivery.status_code, str(delivery.execution_id), delivery.body_bytes) == (
+        "accepted",
+        202,
+        execution_id,
+        len(body),
+    )
+    assert delivery.delivery_id == delivery_id and delivery.reason is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "timestamp_missing"),
+        ({"X-DW-Timestamp": "now"}, "timestamp_invalid"),
+        ("no-signature", "signature_missing"),
+        ("wrong", "signature_invalid"),
+        ("other-secret", "signature_invalid"),
+        ("stale", "timestamp_out_of_range"),
+        ("future", "timestamp_out_of_range"),
+    ],
+)
+async def test_missing_wrong_or_stale_signatures_are_refused_and_recorded(
+    client: AsyncTestClient[Any], db: Database, hooked: str, headers: Any, code: str
+) -> None:
+    hook = await make_hook(db)
+    body = b'{"x": 1}'
+    if headers == "no-signature":
+        headers = {"X-DW-Timestamp": str(int(time.time()))}
+    elif headers == "wrong":
+        headers = {**sign(body), "X-DW-Signature": "sha256=" + "0" * 64}
+    elif headers == "other-secret":
+        headers = sign(body, secret="not-the-secret-at-all")
+    elif headers == "stale":
+        headers = sign(body, timestamp=time.time() - 301)
+    elif headers == "future":
+        headers = sign(body, timestamp=time.time() + 400)
+    response = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers)
+    problem = assert_problem(response, 401)
+    assert problem["code"] == code
+    assert problem["instance"] == f"/api/v1/hooks/{hook}"
+    [(outcome, status, reason)] = await rows(db, hook)
+    assert (outcome, status) == ("refused", 401) and reason is not None and reason.startswith(code)
+    assert await runs_of(db, hook) == 0
+
+
+async def test_a_replayed_delivery_answers_the_first_execution_and_starts_nothing(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    body = b'{"n": 1}'
+    headers = sign(body)
+    first = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers)
+    again = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers)
+    assert first.status_code == 202 and again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True and again.json()["activated"] is True
+    assert again.json()["executionId"] == first.json()["executionId"]
+    assert again.json()["deliveryId"] == first.json()["deliveryId"]
+    # A sender's retry: re-signed later, but with the same delivery id header.
+    for _ in range(2):
+        retried = await client.post(
+            f"/api/v1/hooks/{hook}", content=body, headers=sign(body, timestamp=time.time() + 1, X_Delivery_Id="d-7")
+        )
+        assert retried.status_code in (200, 202), retried.text
+    assert retried.json()["duplicate"] is True
+    assert await runs_of(db, hook) == 2
+    outcomes = [(o, s) for o, s, _ in await rows(db, hook)]
+    assert outcomes == [("accepted", 202), ("duplicate", 200), ("accepted", 202), ("duplicate", 200)]
+
+
+async def test_a_signed_request_replayed_under_another_delivery_id_is_a_duplicate(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    body = b'{"n": 2}'
+    captured = sign(body, X_Delivery_Id="d-1")
+    first = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=captured)
+    # The delivery id header is not signed: an attacker resends the signed request under a new one.
+    replayed = await client.post(f"/api/v1/hooks/{hook}", content=body, headers={**captured, "X-Delivery-Id": "d-2"})
+    assert first.status_code == 202 and replayed.status_code == 200, replayed.text
+    assert replayed.json()["duplicate"] is True
+    assert replayed.json()["executionId"] == first.json()["executionId"]
+    assert await runs_of(db, hook) == 1
+
+
+async def test_activation_condition_false_answers_200_and_starts_nothing(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(
+        db,
+        headers=["X-Event"],
+        activationCondition="body.action === 'opened' && headers['x-event'] === 'pr' && query.env === 'prod'",
+    )
+    closed, body, headers = await deliver(client, hook, {"action": "closed"}, params={"env": "prod"}, X_Event="pr")
+    assert closed.status_code == 200, closed.text
+    assert closed.json() == {
+        "deliveryId": closed.json()["deliveryId"],
+        "activated": False,
+        "duplicate": False,
+        "executionId": None,
+        "statusUrl": None,
+    }
+    # Its replay is a duplicate of a delivery that did not activate.
+    replay = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers, params={"env": "prod"})
+    assert replay.status_code == 200
+    assert (replay.json()["activated"], replay.json()["duplicate"]) == (False, True)
+    # The query is not signed, so it is not part of a derived delivery id, and a signed body is taken
+    # once whatever its query says: the same body again under another query (or delivery id) is a replay.
+    wrong_query, _, _ = await deliver(
+        client, hook, {"action": "opened"}, params={"env": "dev"}, X_Event="pr", X_Delivery_Id="q-1"
+    )
+    assert wrong_query.json()["activated"] is False
+    same_body, _, _ = await deliver(
+        client, hook, {"action": "opened"}, params={"env": "prod"}, X_Event="pr", X_Delivery_Id="q-2"
+    )
+    assert (same_body.status_code, same_body.json()["duplicate"]) == (200, True)
+    opened, _, _ = await deliver(
+        client, hook, {"action": "opened", "n": 2}, params={"env": "prod"}, X_Event="pr", X_Delivery_Id="q-3"
+    )
+    assert opened.status_code == 202, opened.text
+    assert await runs_of(db, hook) == 1
+    outcomes = [(o, s) for o, s, _ in await rows(db, hook)]
+    assert outcomes == [
+        ("not_activated", 200),
+        ("duplicate", 200),
+        ("not_activated", 200),
+        ("duplicate", 200),
+        ("accepted", 202),
+    ]
+
+
+async def test_a_condition_that_throws_is_refused_with_422(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db, activationCondition="body.missing.deeper === 1")
+    response, _, _ = await deliver(client, hook, {"a": 1})
+    assert assert_problem(response, 422)["code"] == "activation_condition_error"
+    assert [(o, s) for o, s, _ in await rows(db, hook)] == [("refused", 422)]
+
+
+async def test_payload_template_reshapes_the_trigger(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
+    template = {
+        "repo": "{{ body.repository.name }}",
+        "event": "{{ headers['x-event'] }}",
+        "page": "{{ query.page }}",
+        "commits": "{{ body.commits | length }}",
+        "firedBy": "cannot be spoofed",
+    }
+    hook = await make_hook(db, headers=["X-Event"], payloadTemplate=template)
+    payload = {"repository": {"name": "dw"}, "commits": [1, 2, 3]}
+    response, _, _ = await deliver(client, hook, payload, params={"page": "2"}, X_Event="push")
+    assert response.status_code == 202, response.text
+    trigger = (await client.get(response.json()["statusUrl"])).json()["trigger"]
+    assert trigger.pop("firedBy")["kind"] == "webhook"
+    assert trigger == {"repo": "dw", "event": "push", "page": "2", "commits": 3}
+    broken = await make_hook(db, name="broken", payloadTemplate={"x": "{{ body.nope.deeper }}"})
+    failed, _, _ = await deliver(client, broken, {"a": 1})
+    assert assert_problem(failed, 422)["code"] == "payload_template_error"
+    assert [(o, s) for o, s, _ in await rows(db, broken)] == [("refused", 422)]
+
+
+async def test_unknown_disabled_deleted_or_other_triggers_answer_404(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    for target in (str(uuid.uuid4()), "not-a-uuid", "1"):
+        assert_problem(await client.post(f"/api/v1/hooks/{target}", content=b"{}", headers=sign(b"{}")), 404)
+        assert_problem(await client.get(f"/api/v1/hooks/{target}"), 404)
+    # A schedule's id is not a hook.
+    schedule_id = uuid.uuid4()
+    await db.triggers.create(
+        workflow_id="hooked",
+        kind="schedule",
+        name="nightly",
+        enabled=True,
+        config={"cron": "0 2 * * *"},
+        principal=None,
+        trigger_id=schedule_id,
+        secret=None,
+    )
+    assert_problem(await client.post(f"/api/v1/hooks/{schedule_id}", content=b"{}", headers=sign(b"{}")), 404)
+    # Disabled: refused at once (nothing cached), and enabled again accepted at once.
+    assert (await deliver(client, hook, {"i": 1}))[0].status_code == 202
+    await db.triggers.update(uuid.UUID(hook), name=None, enabled=False, config=None)
+    assert_problem((await deliver(client, hook, {"i": 2}))[0], 404)
+    assert_problem(await client.get(f"/api/v1/hooks/{hook}"), 404)
+    await db.triggers.update(uuid.UUID(hook), name=None, enabled=True, config=None)
+    assert (await deliver(client, hook, {"i": 3}))[0].status_code == 202
+    assert await db.triggers.delete(uuid.UUID(hook))
+    assert_problem((await deliver(client, hook, {"i": 4}))[0], 404)
+    # The runs it started keep their trigger id.
+    found = await sql(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", uuid.UUID(hook))
+    assert found == [(2,)]
+
+
+async def test_oversized_and_malformed_bodies_are_refused_and_recorded(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    big = json.dumps({"blob": "x" * MAX_BODY}).encode()
+    oversized = await client.post(f"/api/v1/hooks/{hook}", content=big, headers=sign(big))
+    assert assert_problem(oversized, 413)["code"] == "body_too_large"
+    malformed = b'{"unclosed": '
+    bad = await client.post(f"/api/v1/hooks/{hook}", content=malformed, headers=sign(malformed))
+    assert assert_problem(bad, 400)["code"] == "malformed_body"
+    deep = (b"[" * 20) + (b"]" * 20)
+    assert assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=deep, headers=sign(deep)), 400)
+    long_id = await client.post(f"/api/v1/hooks/{hook}", content=b"{}", headers=sign(b"{}", X_Delivery_Id="d" * 201))
+    assert assert_problem(long_id, 400)["code"] == "invalid_delivery_id"
+    recorded = await db.webhooks.deliveries(uuid.UUID(hook))
+    assert sorted((d.outcome, d.status_code) for d in recorded) == [
+        ("refused", 400),
+        ("refused", 400),
+        ("refused", 400),
+        ("refused", 413),
+    ]
+    assert next(d.body_bytes for d in recorded if d.status_code == 413) == len(big)
+    assert await runs_of(db, hook) == 0
+
+
+async def test_text_and_form_bodies(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
+    hook = await make_hook(db, signature="none")
+    text = await client.post(f"/api/v1/hooks/{hook}", content=b"plain words", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 202, text.text
+    assert (await client.get(text.json()["statusUrl"])).json()["trigger"]["body"] == "plain words"
+    form = await client.post(
+        f"/api/v1/hooks/{hook}",
+        content=b"command=%2Fdeploy&text=prod",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 202, form.text
+    body = (await client.get(form.json()["statusUrl"])).json()["trigger"]["body"]
+    assert body == {"command": "/deploy", "text": "prod"}
+
+
+async def test_unsigned_hooks_need_no_signature_and_dedupe_by_body_or_delivery_id(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db, signature="none")
+    url = f"/api/v1/hooks/{hook}"
+    first = await client.post(url, json={"a": 1})
+    same = await client.post(url, json={"a": 1})
+    assert first.status_code == 202 and same.status_code == 200 and same.json()["duplicate"]
+    one = await client.post(url, json={"a": 1}, headers={"X-Delivery-Id": "one"})
+    two = await client.post(url, json={"a": 1}, headers={"X-Delivery-Id": "two"})
+    assert (one.status_code, two.status_code) == (202, 202)
+    assert len({first.json()["executionId"], one.json()["executionId"], two.json()["executionId"]}) == 3
+
+
+async def test_github_and_slack_schemes_over_http(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
+    github = await make_hook(db, name="gh", signature="github", headers=["X-GitHub-Event"])
+    body = b'{"zen": "Keep it logically awesome."}'
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Hub-Signature-256": f"sha256={digest}",
+        "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        "X-GitHub-Event": "ping",
+        "Content-Type": "application/json",
+    }
+    accepted = await client.post(f"/api/v1/hooks/{github}", content=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["deliveryId"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    redelivered = await client.post(f"/api/v1/hooks/{github}", content=body, headers=headers)
+    assert redelivered.json()["duplicate"] is True
+    assert_problem(await client.post(f"/api/v1/hooks/{github}", content=body + b" ", headers=headers), 401)
+
+    slack = await make_hook(db, name="slack", signature="slack")
+    form = b"command=%2Fdeploy&text=prod"
+    ts = str(int(time.time()))
+    signature = "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + form, hashlib.sha256).hexdigest()
+    slack_headers = {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    response = await client.post(f"/api/v1/hooks/{slack}", content=form, headers=slack_headers)
+    assert response.status_code == 202, response.text
+    stale = {**slack_headers, "X-Slack-Request-Timestamp": str(int(ts) - 600)}
+    assert assert_problem(await client.post(f"/api/v1/hooks/{slack}", content=form, headers=stale), 401)
+
+
+async def test_a_signed_hook_without_the_credentials_key_answers_503(dsn: str, db: Database) -> None:
+    async with AsyncTestClient(create_app(settings(dsn, credentials_key=""))) as keyless:
+        await publish_over_api(keyless, wf("hooked", echo("e")))
+        hook = await make_hook(db)
+        response, _, _ = await deliver(keyless, hook, {"a": 1})
+        problem = assert_problem(response, 503)
+        assert problem["code"] == "signature_unverifiable" and "DW_CREDENTIALS_KEY" in problem["detail"]
+        assert response.headers.get("retry-after") == "5"
+    # Another key cannot decrypt it either.
+    async with AsyncTestClient(create_app(settings(dsn, credentials_key=Cipher.generate_key()))) as other:
+        assert_problem((await deliver(other, hook, {"a": 1}))[0], 503)
+    assert [(o, s) for o, s, _ in await rows(db, hook)] == [("refused", 503), ("refused", 503)]
+
+
+async def test_a_workflow_that_cannot_run_refuses_the_delivery(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    assert (await client.post("/api/v1/workflows/hooked/archive")).status_code == 200
+    response, _, _ = await deliver(client, hook, {"a": 1})
+    assert assert_problem(response, 409)["code"] == "workflow_not_runnable"
+    [(outcome, status, reason)] = await rows(db, hook)
+    assert (outcome, status) == ("refused", 409) and reason is not None and "Archived" in reason
+    assert await runs_of(db, hook) == 0
+
+
+async def test_a_storm_of_1000_deliveries_with_50_duplicates_starts_950_runs(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    url = f"/api/v1/hooks/{hook}"
+    originals = []
+    for i in range(950):
+        body = json.dumps({"i": i}).encode()
+        originals.append((body, sign(body)))
+    rng = random.Random(13)
+    deliveries = originals + rng.sample(originals, 50)
+    rng.shuffle(deliveries)
+    gate = asyncio.Semaphore(20)
+
+    async def send(body: bytes, headers: dict[str, str]) -> Any:
+        async with gate:
+            return await client.post(url, content=body, headers=headers)
+
+    responses = await asyncio.gather(*(send(body, headers) for body, headers in deliveries))
+    assert all(r.status_code in (200, 202) for r in responses), [r.text for r in responses if r.status_code >= 300]
+    by_delivery: dict[str, list[Any]] = {}
+    for response in responses:
+        by_delivery.setdefault(response.json()["deliveryId"], []).append(response.json())
+    assert len(by_delivery) == 950
+    for answers in by_delivery.values():
+        assert [a["duplicate"] for a in answers].count(False) == 1
+        assert len({a["executionId"] for a in answers}) == 1
+    assert sum(r.status_code == 202 for r in responses) == 950
+    assert await runs_of(db, hook) == 950
+    outcomes = await sql(
+        db,
+        "SELECT outcome, count(*) FROM dw.webhook_deliveries WHERE trigger_id = %s GROUP BY 1 ORDER BY 1",
+        uuid.UUID(hook),
+    )
+    assert outcomes == [("accepted", 950), ("duplicate", 50)]
+
+
+async def test_get_tells_what_the_hook_expects_without_the_secret(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db, headers=["X-Event"], activationCondition="body.ok", deliveryIdHeader="X-Request-Id")
+    response = await client.get(f"/api/v1/hooks/{hook}")
+    assert response.status_code == 200, response.text
+    info = response.json()
+    assert SECRET not in response.text and "secret" not in {k.lower() for k in info}
+    assert (info["triggerId"], info["workflowId"], info["name"], info["method"], info["url"]) == (
+        hook,
+        "hooked",
+        "inbound",
+        "POST",
+        f"/api/v1/hooks/{hook}",
+    )
+    assert info["signature"] == "hmac-sha256"
+    assert info["requiredHeaders"] == ["X-DW-Timestamp", "X-DW-Signature"]
+    assert info["signedContent"] == "<X-DW-Timestamp>.<raw body>"
+    assert info["timestampToleranceSeconds"] == 300
+    assert info["deliveryIdHeaders"] == ["X-Request-Id", "X-Delivery-Id"]
+    assert info["copiedHeaders"] == ["x-event"]
+    assert (info["activationCondition"], info["payloadTemplate"], info["maxBodyBytes"]) == (True, False, MAX_BODY)
+    github = await make_hook(db, name="gh", signature="github")
+    info = (await client.get(f"/api/v1/hooks/{github}")).json()
+    assert info["requiredHeaders"] == ["X-Hub-Signature-256"] and info["timestampToleranceSeconds"] is None
+    assert info["deliveryIdHeaders"] == ["X-GitHub-Delivery", "X-Delivery-Id"]
+    unsigned = await make_hook(db, name="open", signature="none")
+    info = (await client.get(f"/api/v1/hooks/{unsigned}")).json()
+    assert info["requiredHeaders"] == [] and info["signatureFormat"] is None
+
+
+async def test_old_deliveries_are_pruned(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
+    hook = await make_hook(db)
+    first, body, headers = await deliver(client, hook, {"i": 0})
+    for i in range(1, 3):
+        assert (await deliver(client, hook, {"i": i}))[0].status_code == 202
+    assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=b"{}"), 401)
+    await sql(
+        db,
+        "UPDATE dw.webhook_deliveries SET received_at = received_at - %s WHERE id IN "
+        "(SELECT id FROM dw.webhook_deliveries ORDER BY id LIMIT 2)",
+        timedelta(days=8),
+    )
+    assert await prune_webhook_deliveries(db, settings("", webhook_retention_days=0)) == 0
+    assert await prune_webhook_deliveries(db, settings("", webhook_retention_days=7)) == 2
+    assert len(await rows(db, hook)) == 2
+    assert await db.webhooks.prune(keep_seconds=0.0, limit=1) == 1
+    assert len(await rows(db, hook)) == 1
+    # The pruned deliveries' runs remain; a replay of a pruned accepted delivery starts nothing new.
+    assert await runs_of(db, hook) == 3
+    replay = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers)
+    assert replay.status_code == 200, replay.text
+    assert (replay.json()["duplicate"], replay.json()["executionId"]) == (True, first.json()["executionId"])
+    assert await runs_of(db, hook) == 3
+
+
+async def test_the_same_delivery_sent_20_times_at_once_starts_one_run(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    body = b'{"once": true}'
+    headers = sign(body)
+    responses = await asyncio.gather(
+        *(client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers) for _ in range(20))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [202]
+    assert len({r.json()["executionId"] for r in responses}) == 1
+    assert await runs_of(db, hook) == 1
+
+
+async def test_a_hook_created_through_the_triggers_api_accepts_deliveries_signed_with_its_secret(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    created = await client.post(
+        "/api/v1/workflows/hooked/triggers", json={"kind": "webhook", "name": "from-api", "config": {}}
+    )
+    assert created.status_code == 201, created.text
+    secret, url = created.json()["secret"], created.json()["hookUrl"]
+    body = b'{"via": "api"}'
+    accepted = await client.post(url, content=body, headers=sign(body, secret=secret))
+    assert accepted.status_code == 202, accepted.text
+    refused = await client.post(url, content=body, headers=sign(body, secret=SECRET))
+    assert assert_problem(refused, 401)["code"] == "signature_invalid"
+    assert SECRET not in (await client.get(url)).text and secret not in (await client.get(url)).text

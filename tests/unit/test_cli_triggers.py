@@ -1,0 +1,93 @@
+"""`dataworkflows triggers ...`: what the commands send and print (the API is faked with httpx's
+MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser
+from tests.unit.test_cli_tree import fake_api
+
+TRIGGER = {
+    "id": "44444444-4444-4444-4444-444444444444",
+    "workflowId": "nightly",
+    "kind": "webhook",
+    "name": "inbound",
+    "enabled": True,
+    "config": {"signature": "github"},
+    "hasSecret": True,
+    "hookUrl": "/api/v1/hooks/44444444-4444-4444-4444-444444444444",
+    "nextTickAt": None,
+    "error": None,
+    "secret": "s3cr3t-s3cr3t-s3cr3t-s3cr3t",
+}
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args([*argv, "--api-url", "http://api"])
+    code = args.func(args)
+    assert isinstance(code, int)
+    return code
+
+
+def test_create_a_schedule_sends_its_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schedule = {**TRIGGER, "kind": "schedule", "name": "night", "config": {"cron": "0 2 * * *"}, "secret": None}
+    seen = fake_api(monkeypatch, 201, schedule)
+    argv = ["triggers", "create", "nightly", "--kind", "schedule", "--name", "night", "--cron", "0 2 * * *"]
+    assert run([*argv, "--timezone", "Europe/Berlin", "--payload", '{"report": "daily"}']) == EXIT_OK
+    sent = json.loads(seen[0].content)
+    assert seen[0].url.path == "/api/v1/workflows/nightly/triggers"
+    assert sent == {
+        "kind": "schedule",
+        "name": "night",
+        "enabled": True,
+        "config": {
+            "cron": "0 2 * * *",
+            "timezone": "Europe/Berlin",
+            "catchUp": "latest",
+            "payload": {"report": "daily"},
+        },
+    }
+    assert "night" in capsys.readouterr().out
+
+
+def test_create_a_webhook_prints_its_secret_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = fake_api(monkeypatch, 201, TRIGGER)
+    assert (
+        run(["triggers", "create", "nightly", "--kind", "webhook", "--name", "inbound", "--signature", "github"]) == 0
+    )
+    assert json.loads(seen[0].content)["config"] == {"signature": "github"}
+    assert "s3cr3t-s3cr3t-s3cr3t-s3cr3t" in capsys.readouterr().out
+
+
+def test_a_schedule_without_cron_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = fake_api(monkeypatch, 201, TRIGGER)
+    assert run(["triggers", "create", "nightly", "--kind", "schedule", "--name", "n"]) == EXIT_USAGE
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("action", "method", "body"),
+    [("enable", "PATCH", {"enabled": True}), ("disable", "PATCH", {"enabled": False}), ("delete", "DELETE", None)],
+)
+def test_enable_disable_delete(monkeypatch: pytest.MonkeyPatch, action: str, method: str, body: Any) -> None:
+    seen = fake_api(monkeypatch, 204 if method == "DELETE" else 200, TRIGGER)
+    assert run(["triggers", action, TRIGGER["id"]]) == EXIT_OK
+    assert (seen[0].method, seen[0].url.path) == (method, f"/api/v1/triggers/{TRIGGER['id']}")
+    assert (json.loads(seen[0].content) if seen[0].content else None) == body
+
+
+def test_list_and_a_refusal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_api(monkeypatch, 200, [TRIGGER])
+    assert run(["triggers", "list", "--kind", "webhook"]) == EXIT_OK
+    assert "inbound" in capsys.readouterr().out
+    fake_api(monkeypatch, 404, {"status": 404, "title": "Not Found", "detail": "trigger x not found"})
+    assert run(["triggers", "disable", "x"]) == EXIT_USAGE
+    assert "trigger x not found" in capsys.readouterr().err

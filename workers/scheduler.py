@@ -1,0 +1,213 @@
+"""The scheduler every worker runs: it fires the ticks of due schedules (schedule triggers).
+
+A pass locks due schedules in batches (FOR NO KEY UPDATE SKIP LOCKED, so any number of workers
+share the work without waiting on each other), computes each one's ticks in Python (croniter, in
+its time zone; dataworkflows.schedules), and in the same transaction records each tick
+(dw.schedule_ticks, unique per schedule and tick) and starts its run (request id
+schedule:<trigger id>:<tick>), then moves the schedule's next tick. A tick therefore fires once,
+whatever the number of schedulers, and is not lost while one worker runs: a worker that dies
+mid-batch rolls the batch back and its rows are free again.
+
+Between passes it sleeps until the earliest next tick (looked up in SQL) or
+DW_SCHEDULER_INTERVAL_SECONDS, whichever comes first; database errors are logged and retried
+with a backoff, never ending the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from dataworkflows import metrics
+from dataworkflows.config import Settings
+from dataworkflows.data.schedules import DueSchedule, FiredTick, SchedulePlan
+from dataworkflows.db import Database
+from dataworkflows.schedules import Schedule, ScheduleConfigError, TickPlan, plan_ticks
+from dataworkflows.workers.app import Backoff, connection_lost, describe, stopped_within
+
+log = structlog.get_logger("dataworkflows.scheduler")
+
+# Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused).
+_FIRED_NOW = frozenset({"started", "existing", "refused"})
+
+
+class Scheduler:
+    BATCH = 500
+    # Batches fired at once in a pass (each on its own connection; SKIP LOCKED keeps them apart):
+    # a burst of ticks due at the same instant is handled about twice as fast with two on two
+    # cores (bench/triggers.py), since starting runs is the database's work.
+    PARALLEL = 2
+    # The shortest sleep between passes: when a due schedule is held by another scheduler, it is
+    # looked at again this soon (the other one is firing it).
+    MIN_SLEEP = 0.05
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stop.is_set():
+            try:
+                await self.run_pass(stop)
+                delay = await self.delay()
+                backoff.reset()
+            except Exception as exc:
+                # Never let the loop die: it is what starts scheduled runs.
+                delay = backoff.next()
+                if connection_lost(exc):
+                    log.warning("scheduler pass failed", error=describe(exc), retry_in=delay)
+                else:
+                    log.error("scheduler pass failed", error=describe(exc), retry_in=delay, exc_info=exc)
+            if await stopped_within(stop, delay):
+                return
+
+    async def run_pass(self, stop: asyncio.Event | None = None) -> list[FiredTick]:
+        """Fires what is due now, batch after batch, PARALLEL batches at a time; returns the ticks
+        handled. An error is raised once every batch in flight has ended."""
+        outcomes = await asyncio.gather(*(self._batches(stop) for _ in range(self.PARALLEL)), return_exceptions=True)
+        fired: list[FiredTick] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            fired.extend(outcome)
+        return fired
+
+    async def delay(self) -> float:
+        """Until the earliest next tick, at most the interval."""
+        interval = self.settings.scheduler_interval_seconds
+        seconds = await self.db.schedules.seconds_to_next_tick()
+        if seconds is None:
+            return interval
+        # A little past the tick: the database's clock and this one's timer are not the same.
+        return min(interval, seconds + 0.002 if seconds > 0 else self.MIN_SLEEP)
+
+    async def _batches(self, stop: asyncio.Event | None) -> list[FiredTick]:
+        fired: list[FiredTick] = []
+        while stop is None or not stop.is_set():
+            claimed, ticks = await self._fire_batch()
+            fired.extend(ticks)
+            if claimed < self.BATCH:
+                break
+        return fired
+
+    async def _fire_batch(self) -> tuple[int, list[FiredTick]]:
+        planner = _Planner()
+        try:
+            batch = await self.db.schedules.fire_due(limit=self.BATCH, queue=self.settings.queue, planner=planner)
+        except Exception as exc:
+            if connection_lost(exc) or not planner.planned:
+                raise
+            # Not the database being away: one schedule's run could not start (its workflow has no
+            # plan, ...). One by one, so that only that schedule misses its ticks.
+            log.warning("a batch of schedules failed; firing them one by one", error=describe(exc))
+            return len(planner.planned), await self._one_by_one(list(planner.planned))
+        _account(planner.planned.values(), batch.fired)
+        return batch.claimed, batch.fired
+
+    async def _one_by_one(self, trigger_ids: list[UUID]) -> list[FiredTick]:
+        fired: list[FiredTick] = []
+        for trigger_id in trigger_ids:
+            planner = _Planner()
+            try:
+                batch = await self.db.schedules.fire_due(
+                    limit=1, queue=self.settings.queue, planner=planner, only=trigger_id
+                )
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                await self._failed(trigger_id, planner.planned.get(trigger_id), exc)
+                continue
+            _account(planner.planned.values(), batch.fired)
+            fired.extend(batch.fired)
+        return fired
+
+    async def _failed(self, trigger_id: UUID, plan: SchedulePlan | None, exc: Exception) -> None:
+        log.warning(
+            "schedule could not fire; its due ticks are skipped", trigger_id=str(trigger_id), error=describe(exc)
+        )
+        if plan is None:
+            return
+        metrics.SCHEDULE_TICKS.labels("failed").inc(len(plan.ticks))
+        await self.db.schedules.failed(
+            trigger_id, error=f"a run could not start: {describe(exc)}", next_tick=plan.next, disable=False
+        )
+
+
+class _Planner:
+    """Plans one batch (ScheduleData.fire_due calls it with the claimed schedules) and keeps the plans."""
+
+    def __init__(self) -> None:
+        self.planned: dict[UUID, SchedulePlan] = {}
+
+    async def __call__(self, due: list[DueSchedule], now: datetime) -> list[SchedulePlan]:
+        # croniter is pure Python: a large batch is computed off the event loop's thread.
+        plans = await asyncio.to_thread(plan_batch, due, now)
+        self.planned = {plan.id: plan for plan in plans}
+        return plans
+
+
+def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
+    for plan in plans:
+        if plan.skipped:
+            metrics.SCHEDULE_TICKS.labels("skipped").inc(plan.skipped)
+            log.info("schedule ticks skipped by its catch-up policy", trigger_id=str(plan.id), skipped=plan.skipped)
+        if plan.error is not None:
+            log.warning("schedule stopped", trigger_id=str(plan.id), error=plan.error, disabled=plan.disable)
+    for tick in fired:
+        metrics.SCHEDULE_TICKS.labels(tick.outcome).inc()
+        if tick.outcome in _FIRED_NOW:
+            metrics.SCHEDULE_LATENESS.observe(max((tick.fired_at - tick.tick_at).total_seconds(), 0.0))
+        if tick.outcome == "refused":
+            log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
+
+
+def plan_batch(due: list[DueSchedule], now: datetime) -> list[SchedulePlan]:
+    """What to do with each claimed schedule. Schedules with the same config and next tick (10,000
+    rows of one cron) are computed once."""
+    parsed: dict[bytes, Schedule | ScheduleConfigError] = {}
+    plans: dict[tuple[bytes, datetime | None], TickPlan] = {}
+    return [_plan_one(schedule, now, parsed, plans) for schedule in due]
+
+
+def _plan_one(
+    due: DueSchedule,
+    now: datetime,
+    parsed: dict[bytes, Schedule | ScheduleConfigError],
+    plans: dict[tuple[bytes, datetime | None], TickPlan],
+) -> SchedulePlan:
+    key = msgspec.json.encode(due.config)
+    if key not in parsed:
+        parsed[key] = _parse(due.config)
+    schedule = parsed[key]
+    if isinstance(schedule, ScheduleConfigError):
+        return SchedulePlan(due.id, error=f"its config is not valid: {schedule}", disable=True)
+    plan = plans.get((key, due.next_tick_at))
+    if plan is None:
+        try:
+            plan = plan_ticks(schedule, next_due=due.next_tick_at, now=now)
+        except Exception as exc:  # croniter's, on an expression parse_cron accepted: a bug
+            return SchedulePlan(due.id, error=f"its ticks could not be computed: {exc}", disable=True)
+        plans[(key, due.next_tick_at)] = plan
+    if plan.next_tick is None:
+        return SchedulePlan(due.id, error="its cron has no more ticks", disable=True)
+    return SchedulePlan(
+        due.id,
+        ticks=[tick.at for tick in plan.fire],
+        missed=[tick.missed for tick in plan.fire],
+        next=plan.next_tick,
+        skipped=plan.skipped,
+    )
+
+
+def _parse(config: dict[str, Any]) -> Schedule | ScheduleConfigError:
+    try:
+        return Schedule.from_config(config)
+    except ScheduleConfigError as exc:
+        return exc
