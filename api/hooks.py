@@ -144,7 +144,7 @@ class _Delivery:
     query: dict[str, Any] = field(default_factory=dict)
 
     async def run(self) -> Response[Any]:
-        for step in (self._read, self._authenticate, self._parse, self._activate):
+        for step in (self._read, self._authenticate, self._parse, self._handshake, self._activate):
             answer = await step()
             if answer is not None:
                 return answer
@@ -208,6 +208,10 @@ class _Delivery:
 
     async def _parse(self) -> Response[Any] | None:
         assert self.delivery_id is not None
+        if "\x00" in self.delivery_id:
+            self.delivery_id = self.delivery_id.replace("\x00", "\\0")  # recorded, not stored as sent
+            refusal = Refusal("invalid_delivery_id", "a delivery id must not hold a NUL character")
+            return await self.refuse(400, "Bad request", refusal)
         bad_id = webhooks.delivery_id_refusal(self.delivery_id)
         if bad_id is not None:
             return await self.refuse(400, "Bad request", bad_id)
@@ -219,7 +223,22 @@ class _Delivery:
             return await self.refuse(400, "Bad request", Refusal("malformed_body", str(exc)))
         self.headers = webhooks.copied_headers(self.config, self.request.headers)
         self.query = webhooks.pairs_object(self.request.query_params.multi_items())
+        if webhooks.has_nul([self.value, self.headers, self.query]):
+            refusal = Refusal(
+                "nul_character", "the body, a header or the query holds a NUL character, which is not stored"
+            )
+            return await self.refuse(400, "Bad request", refusal)
         return None
+
+    async def _handshake(self) -> Response[Any] | None:
+        """Slack's url_verification (when an Events API URL is registered): the challenge is answered,
+        signed like any request; no run starts."""
+        if self.config.signature != webhooks.SLACK or not isinstance(self.value, dict):
+            return None
+        if self.value.get("type") != "url_verification":
+            return None
+        await self.record("not_activated", "Slack url_verification: the challenge was answered", 200)
+        return Response({"challenge": self.value.get("challenge")}, status_code=200, media_type=MediaType.JSON)
 
     async def _activate(self) -> Response[Any] | None:
         expression = webhooks.activation_expression(self.hook.config)

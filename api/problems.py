@@ -16,6 +16,7 @@ log = structlog.get_logger("dataworkflows.api")
 PROBLEM_JSON = "application/problem+json"
 
 _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
+    (errors.InvalidTriggerConfig, 422, "Invalid trigger config"),
     (errors.DefinitionError, 422, "Invalid workflow definition"),
     (errors.InvalidInput, 422, "Invalid input"),
     (errors.Forbidden, 403, "Forbidden"),

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from dataworkflows.credentials import Cipher
 from dataworkflows.data.triggers import Trigger
 from dataworkflows.db import Database
-from dataworkflows.errors import Conflict, DefinitionError, InvalidInput, NotFound
+from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
 from dataworkflows.validation import Problem, is_valid_id
 
 from .openapi_docs import PROBLEMS
@@ -67,7 +67,8 @@ async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None
             if error is not None:
                 found.append(("/activationCondition", "condition_syntax", error))
     if found:
-        raise DefinitionError([Problem(f"/config{pointer}", code, message) for pointer, code, message in found])
+        problems = [Problem(f"/config{pointer}", code, message) for pointer, code, message in found]
+        raise InvalidTriggerConfig(problems, f"the {kind}'s config has {len(problems)} problem(s)")
 
 
 def signed(config: dict[str, Any]) -> bool:

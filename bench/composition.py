@@ -37,13 +37,8 @@ executions/s) are printed as a table and written to bench/results/composition-<t
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import secrets
-import shutil
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,28 +55,25 @@ from throughput import (
     CpuSampler,
     Monitor,
     Subprocess,
-    bench_database,
     chain_workflow,
     echo2_workflow,
     echo_node,
     engine_worker,
     execution_figures,
     fmt,
-    interruptible,
     machine_info,
     open_pool,
     progress,
     publish,
     ratio,
     report_failures,
+    run_main,
     start_many,
     summarize_log,
     wait_final,
     wait_registered,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 CHAIN_ID, FOREACH_ID, ECHO2_ID = "bench-chain", "bench-foreach", "bench-echo2"
 CHILD_ID, PARENT_ID = "bench-child", "bench-parent"
 
@@ -497,10 +489,6 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
     return results
 
 
-async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
-    return await interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="forEach items and subworkflow runs against plain runs.")
     parser.add_argument("--quick", action="store_true", help="small sizes: 20 chains, 200 items, 50 parents")
@@ -534,31 +522,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
-    try:
-        with bench_database() as (conninfo, description):
-            try:
-                results = asyncio.run(run_within(args, conninfo, description, workdir))
-            except (BenchError, psycopg.Error) as exc:
-                detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                print(f"error: {detail}", file=sys.stderr)
-                for log in sorted(workdir.glob("*.log")):
-                    print(f"--- last lines of {log.name}:", file=sys.stderr)
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
-                return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    results["total_seconds"] = time.perf_counter() - began
-    print_report(results)
-    print(f"total run time {results['total_seconds']:.1f}s")
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"composition-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
-    return 0
+    return run_main("composition", parse_args(argv), run, print_report, errors=(BenchError, psycopg.Error))
 
 
 if __name__ == "__main__":

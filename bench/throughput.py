@@ -1180,8 +1180,43 @@ async def interruptible(total_timeout: float, work: Callable[[], Awaitable[dict[
             loop.remove_signal_handler(sig)
 
 
-async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
-    return await interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
+def run_main(
+    name: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, str, str, Path], Awaitable[dict[str, Any]]],
+    report: Callable[[dict[str, Any]], None],
+    *,
+    errors: tuple[type[Exception], ...] = (BenchError,),
+    exit_code: Callable[[dict[str, Any]], int] = lambda results: 0,
+) -> int:
+    """The shared tail of every benchmark's main(): run against a bench database within
+    --total-timeout, report, and save bench/results/<name>-<UTC timestamp>.json unless --no-save."""
+    began = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
+    try:
+        with bench_database() as (conninfo, description):
+            try:
+                results = asyncio.run(
+                    interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
+                )
+            except errors as exc:
+                detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                print(f"error: {detail}", file=sys.stderr)
+                for log in sorted(workdir.glob("*.log")):
+                    print(f"--- last lines of {log.name}:", file=sys.stderr)
+                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+                return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["total_seconds"] = time.perf_counter() - began
+    report(results)
+    print(f"total run time {results['total_seconds']:.1f}s")
+    if not args.no_save:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
+    return exit_code(results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1215,30 +1250,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
-    try:
-        with bench_database() as (conninfo, description):
-            try:
-                results = asyncio.run(run_within(args, conninfo, description, workdir))
-            except BenchError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                for log in sorted(workdir.glob("*.log")):
-                    print(f"--- last lines of {log.name}:", file=sys.stderr)
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
-                return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    results["total_seconds"] = time.perf_counter() - began
-    print_report(results)
-    print(f"total run time {results['total_seconds']:.1f}s")
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"throughput-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
-    return 0
+    return run_main("throughput", parse_args(argv), run, print_report)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,22 +59,19 @@ from throughput import (
     CpuSampler,
     Monitor,
     Subprocess,
-    bench_database,
     child_env,
     echo_node,
     fmt,
-    interruptible,
     machine_info,
     open_pool,
     progress,
     publish,
+    run_main,
     summarize_log,
     wait_registered,
     worker_command,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 WORKFLOW_ID = "bench-schedule-echo"
 # The in-process scheduler's runs go here: no worker drains it.
 PARKED_QUEUE = "bench_schedules_parked"
@@ -462,33 +456,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
-    try:
-        with bench_database() as (conninfo, description):
-            try:
-                results = asyncio.run(
-                    interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
-                )
-            except (BenchError, psycopg.Error) as exc:
-                detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                print(f"error: {detail}", file=sys.stderr)
-                for log in sorted(workdir.glob("*.log")):
-                    print(f"--- last lines of {log.name}:", file=sys.stderr)
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
-                return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    results["total_seconds"] = time.perf_counter() - began
-    print_report(results)
-    print(f"total run time {results['total_seconds']:.1f}s")
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"triggers-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
-    return 0
+    return run_main("triggers", parse_args(argv), run, print_report, errors=(BenchError, psycopg.Error))
 
 
 if __name__ == "__main__":

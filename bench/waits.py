@@ -54,10 +54,8 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -78,13 +76,11 @@ from throughput import (
     BenchError,
     Monitor,
     Subprocess,
-    bench_database,
     child_env,
     echo2_workflow,
     echo_node,
     execution_figures,
     fmt,
-    interruptible,
     machine_info,
     open_pool,
     percentile,
@@ -92,12 +88,11 @@ from throughput import (
     publish,
     ratio,
     report_failures,
+    run_main,
     summarize_log,
     worker_command,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 WORKER_APP = "dw-bench-worker"
 API_APP = "dw-bench-api"
 MONITOR_APP = "dw-bench-monitor"
@@ -1370,10 +1365,6 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
     return results
 
 
-async def run_within(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
-    return await interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Runs waiting on timers and signals: footprint, firing, latency.")
     parser.add_argument("--quick", action="store_true", help="small sizes: 2,000 timers, 50 signals, 500 baseline")
@@ -1412,31 +1403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
-    try:
-        with bench_database() as (conninfo, description):
-            try:
-                results = asyncio.run(run_within(args, conninfo, description, workdir))
-            except (BenchError, psycopg.Error, httpx.HTTPError) as exc:
-                detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                print(f"error: {detail}", file=sys.stderr)
-                for log in sorted(workdir.glob("*.log")):
-                    print(f"--- last lines of {log.name}:", file=sys.stderr)
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
-                return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    results["total_seconds"] = time.perf_counter() - began
-    print_report(results)
-    print(f"total run time {results['total_seconds']:.1f}s")
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"waits-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
-    return 0
+    return run_main("waits", parse_args(argv), run, print_report, errors=(BenchError, psycopg.Error, httpx.HTTPError))
 
 
 if __name__ == "__main__":

@@ -44,9 +44,7 @@ import hmac
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -66,23 +64,20 @@ from throughput import (
     BenchError,
     Monitor,
     Subprocess,
-    bench_database,
     echo2_workflow,
     fmt,
-    interruptible,
     machine_info,
     open_pool,
     percentile,
     progress,
     publish,
     ratio,
+    run_main,
     summarize_log,
     worker_command,
 )
 from waits import ServerCpu, cpu_seconds, free_port, named_env, wait_api_ready
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 API_APP = "dw-bench-api"
 MONITOR_APP = "dw-bench-monitor"
 WORKFLOW_ID = "bench-hook-echo"
@@ -517,33 +512,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
-    try:
-        with bench_database() as (conninfo, description):
-            try:
-                results = asyncio.run(
-                    interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
-                )
-            except (BenchError, psycopg.Error, httpx.HTTPError, TimeoutError) as exc:
-                detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                print(f"error: {detail}", file=sys.stderr)
-                for log in sorted(workdir.glob("*.log")):
-                    print(f"--- last lines of {log.name}:", file=sys.stderr)
-                    print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
-                return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    results["total_seconds"] = time.perf_counter() - began
-    print_report(results)
-    print(f"total run time {results['total_seconds']:.1f}s")
-    if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"webhooks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(BENCH_DIR.parent)}")
-    return 0 if results["checks_passed"] else 2
+    return run_main(
+        "webhooks",
+        parse_args(argv),
+        run,
+        print_report,
+        errors=(BenchError, psycopg.Error, httpx.HTTPError, TimeoutError),
+        exit_code=lambda results: 0 if results["checks_passed"] else 2,
+    )
 
 
 if __name__ == "__main__":

@@ -379,20 +379,32 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
         await prune_webhook_deliveries(db, settings)
+        await prune_schedule_ticks(db, settings)
 
 
 async def prune_webhook_deliveries(db: Database, settings: Settings) -> int:
-    """Deletes a batch of webhook delivery rows older than DW_WEBHOOK_RETENTION_DAYS (workers share
-    the work); a failure is logged and tried again at the next pass."""
-    if settings.webhook_retention_days <= 0:
+    """Deletes a batch of webhook delivery rows older than DW_WEBHOOK_RETENTION_DAYS."""
+    return await _prune("webhook deliveries", settings.webhook_retention_days, db.webhooks.prune)
+
+
+async def prune_schedule_ticks(db: Database, settings: Settings) -> int:
+    """Deletes a batch of schedule tick rows older than DW_SCHEDULE_TICK_RETENTION_DAYS (each
+    schedule's newest tick stays)."""
+    return await _prune("schedule ticks", settings.schedule_tick_retention_days, db.schedules.prune_ticks)
+
+
+async def _prune(what: str, retention_days: float, prune: Callable[..., Awaitable[int]]) -> int:
+    """One batch of a retention (workers share the work; 0 days keeps everything); a failure is
+    logged and tried again at the next pass."""
+    if retention_days <= 0:
         return 0
     try:
-        deleted = await db.webhooks.prune(keep_seconds=settings.webhook_retention_days * 86400.0)
+        deleted = await prune(keep_seconds=retention_days * 86400.0)
     except Exception as exc:
-        log.warning("webhook delivery pruning failed", error=str(exc), error_type=type(exc).__name__)
+        log.warning(f"pruning {what} failed", error=str(exc), error_type=type(exc).__name__)
         return 0
     if deleted:
-        log.info("pruned webhook deliveries", deleted=deleted, retention_days=settings.webhook_retention_days)
+        log.info(f"pruned {what}", deleted=deleted, retention_days=retention_days)
     return deleted
 
 
@@ -573,9 +585,10 @@ async def run_worker(
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
         log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
-    # concurrent database call. Size for both.
+    # concurrent database call; the scheduler (PARALLEL batches, the one-by-one retry, the delay
+    # lookup) and the recovery and wake loops take a few more. Size for all.
     pool = make_pool(
-        settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 4), name="worker"
+        settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 8), name="worker"
     )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -28,13 +28,15 @@ from dataworkflows import metrics
 from dataworkflows.config import Settings
 from dataworkflows.data.schedules import DueSchedule, FiredTick, SchedulePlan
 from dataworkflows.db import Database
-from dataworkflows.schedules import Schedule, ScheduleConfigError, TickPlan, plan_ticks
+from dataworkflows.schedules import Schedule, ScheduleConfigError, TickPlan, plan_ticks, zone_unavailable
 from dataworkflows.workers.app import Backoff, connection_lost, describe, stopped_within
 
 log = structlog.get_logger("dataworkflows.scheduler")
 
 # Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused).
 _FIRED_NOW = frozenset({"started", "existing", "refused"})
+# A schedule whose time zone this worker cannot load is looked at again this much later.
+ZONE_RETRY = timedelta(minutes=1)
 
 
 class Scheduler:
@@ -136,7 +138,12 @@ class Scheduler:
             return
         metrics.SCHEDULE_TICKS.labels("failed").inc(len(plan.ticks))
         await self.db.schedules.failed(
-            trigger_id, error=f"a run could not start: {describe(exc)}", next_tick=plan.next, disable=False
+            trigger_id,
+            error=f"a run could not start: {describe(exc)}",
+            next_tick=plan.next,
+            disable=False,
+            due=plan.due,
+            updated_at=plan.updated_at,
         )
 
 
@@ -159,7 +166,8 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
             metrics.SCHEDULE_TICKS.labels("skipped").inc(plan.skipped)
             log.info("schedule ticks skipped by its catch-up policy", trigger_id=str(plan.id), skipped=plan.skipped)
         if plan.error is not None:
-            log.warning("schedule stopped", trigger_id=str(plan.id), error=plan.error, disabled=plan.disable)
+            event = "schedule stopped" if plan.disable else "schedule not fired"
+            log.warning(event, trigger_id=str(plan.id), error=plan.error, disabled=plan.disable)
     for tick in fired:
         metrics.SCHEDULE_TICKS.labels(tick.outcome).inc()
         if tick.outcome in _FIRED_NOW:
@@ -172,7 +180,7 @@ def plan_batch(due: list[DueSchedule], now: datetime) -> list[SchedulePlan]:
     """What to do with each claimed schedule. Schedules with the same config and next tick (10,000
     rows of one cron) are computed once."""
     parsed: dict[bytes, Schedule | ScheduleConfigError] = {}
-    plans: dict[tuple[bytes, datetime | None], TickPlan] = {}
+    plans: dict[tuple[bytes, datetime | None, datetime | None], TickPlan] = {}
     return [_plan_one(schedule, now, parsed, plans) for schedule in due]
 
 
@@ -180,30 +188,56 @@ def _plan_one(
     due: DueSchedule,
     now: datetime,
     parsed: dict[bytes, Schedule | ScheduleConfigError],
-    plans: dict[tuple[bytes, datetime | None], TickPlan],
+    plans: dict[tuple[bytes, datetime | None, datetime | None], TickPlan],
 ) -> SchedulePlan:
     key = msgspec.json.encode(due.config)
     if key not in parsed:
         parsed[key] = _parse(due.config)
     schedule = parsed[key]
     if isinstance(schedule, ScheduleConfigError):
-        return SchedulePlan(due.id, error=f"its config is not valid: {schedule}", disable=True)
-    plan = plans.get((key, due.next_tick_at))
+        return _config_failure(due, schedule, now)
+    # Without a next tick it starts from the moment it was created or changed (updated_at).
+    since = due.updated_at if due.next_tick_at is None else None
+    plan = plans.get((key, due.next_tick_at, since))
     if plan is None:
         try:
-            plan = plan_ticks(schedule, next_due=due.next_tick_at, now=now)
+            plan = plan_ticks(schedule, next_due=due.next_tick_at, now=now, since=since)
         except Exception as exc:  # croniter's, on an expression parse_cron accepted: a bug
-            return SchedulePlan(due.id, error=f"its ticks could not be computed: {exc}", disable=True)
-        plans[(key, due.next_tick_at)] = plan
+            return _failure(due, f"its ticks could not be computed: {exc}", disable=True)
+        plans[(key, due.next_tick_at, since)] = plan
     if plan.next_tick is None:
-        return SchedulePlan(due.id, error="its cron has no more ticks", disable=True)
+        return _failure(due, "its cron has no more ticks", disable=True)
     return SchedulePlan(
         due.id,
         ticks=[tick.at for tick in plan.fire],
         missed=[tick.missed for tick in plan.fire],
         next=plan.next_tick,
         skipped=plan.skipped,
+        due=due.next_tick_at,
+        updated_at=due.updated_at,
     )
+
+
+def _failure(due: DueSchedule, error: str, *, disable: bool, next_tick: datetime | None = None) -> SchedulePlan:
+    return SchedulePlan(
+        due.id, error=error, disable=disable, next=next_tick, due=due.next_tick_at, updated_at=due.updated_at
+    )
+
+
+def _config_failure(due: DueSchedule, error: ScheduleConfigError, now: datetime) -> SchedulePlan:
+    """A config that cannot be used disables the schedule; but a time zone that only this worker
+    cannot load (its tz database lacks it) leaves it enabled, looked at again in ZONE_RETRY."""
+    timezone = due.config.get("timezone")
+    if all(pointer == "/timezone" for pointer, _, _ in error.problems) and zone_unavailable(timezone):
+        log.error("schedule time zone cannot be loaded on this worker", trigger_id=str(due.id), timezone=timezone)
+        return _failure(
+            due,
+            f'its time zone "{timezone}" cannot be loaded on this worker (is the tzdata package installed?); '
+            "tried again in a minute",
+            disable=False,
+            next_tick=now + ZONE_RETRY,
+        )
+    return _failure(due, f"its config is not valid: {error}", disable=True)
 
 
 def _parse(config: dict[str, Any]) -> Schedule | ScheduleConfigError:

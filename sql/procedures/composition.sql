@@ -7,6 +7,47 @@
 -- parent's end only queues a dw.cancel_children job, which cancels each child in a transaction of
 -- its own. So a parent and its children never wait for each other's locks.
 
+-- Starts a child of the execution's node with this request id: (its id and version, NULL), or
+-- (NULL, NULL, why not) when it is too deep, its workflow or version is unknown or cannot run, or the
+-- request id names an execution this node did not start. Nothing is written when refused.
+CREATE OR REPLACE FUNCTION dw.start_child_v1(
+    p_parent dw.executions, p_node_id text, p_request_id text, p_workflow_id text, p_version integer,
+    p_input jsonb, p_max_depth integer,
+    OUT o_execution_id uuid, OUT o_version integer, OUT o_error jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_child record;
+    v_state text;
+    v_message text;
+BEGIN
+    IF p_parent.depth + 1 > p_max_depth THEN
+        o_error := jsonb_build_object(
+            'code', 'nesting_too_deep',
+            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
+                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, p_parent.depth + 1, p_max_depth),
+            'depth', p_parent.depth + 1, 'maxDepth', p_max_depth);
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT * INTO v_child FROM dw.start_execution_v2(
+            p_workflow_id, p_version, p_request_id, p_input, p_parent.principal_id, p_parent.principal_type,
+            p_parent.correlation_id, p_parent.queue, p_parent, p_node_id);
+    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        o_error := jsonb_build_object(
+            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
+            'message', v_message);
+        RETURN;
+    END;
+    IF NOT dw.is_child_of_v1(v_child.execution_id, p_parent.id, p_node_id) THEN
+        o_error := dw.child_request_taken_v1(v_child.execution_id);
+        RETURN;
+    END IF;
+    o_execution_id := v_child.execution_id;
+    o_version := v_child.workflow_version;
+END;
+$$;
+
 -- Starts a subworkflow node's child, in the node attempt's fenced transaction: the child execution
 -- (its run job queued), the child wait, the node Waiting and the event, or nothing. Idempotent per
 -- node attempt: the child's request id is derived from it, and a repeated call answers the wait
@@ -21,8 +62,6 @@ DECLARE
     v_e dw.executions;
     v_w dw.waits;
     v_child record;
-    v_state text;
-    v_message text;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     SELECT * INTO v_w FROM dw.waits w
@@ -39,27 +78,11 @@ BEGIN
         RAISE EXCEPTION 'node % of execution % has no attempt % in flight', p_node_id, p_execution_id, p_attempt
             USING ERRCODE = 'DW011';
     END IF;
-    IF v_e.depth + 1 > p_max_depth THEN
-        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
-            'code', 'nesting_too_deep',
-            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
-                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, v_e.depth + 1, p_max_depth),
-            'depth', v_e.depth + 1, 'maxDepth', p_max_depth);
-        RETURN;
-    END IF;
-    BEGIN
-        SELECT * INTO v_child FROM dw.start_execution_v2(
-            p_workflow_id, p_version, format('child:%s:%s:%s', p_execution_id, p_node_id, p_attempt),
-            p_input, v_e.principal_id, v_e.principal_type, v_e.correlation_id, v_e.queue, v_e, p_node_id);
-    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
-            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
-            'message', v_message);
-        RETURN;
-    END;
-    IF NOT dw.is_child_of_v1(v_child.execution_id, p_execution_id, p_node_id) THEN
-        RETURN QUERY SELECT NULL::jsonb, dw.child_request_taken_v1(v_child.execution_id);
+    SELECT * INTO v_child FROM dw.start_child_v1(
+        v_e, p_node_id, format('child:%s:%s:%s', p_execution_id, p_node_id, p_attempt), p_workflow_id, p_version,
+        p_input, p_max_depth);
+    IF v_child.o_error IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::jsonb, v_child.o_error;
         RETURN;
     END IF;
 
@@ -68,19 +91,19 @@ BEGIN
     INSERT INTO dw.waits (tenant_id, execution_id, node_id, attempt, kind, name, parameters, details,
                           child_execution_id)
     VALUES (v_e.tenant_id, p_execution_id, p_node_id, p_attempt, 'child', p_workflow_id, p_parameters,
-            jsonb_build_object('childExecutionId', v_child.execution_id, 'workflowId', p_workflow_id,
-                               'version', v_child.workflow_version, 'waitForCompletion', p_wait),
-            v_child.execution_id)
+            jsonb_build_object('childExecutionId', v_child.o_execution_id, 'workflowId', p_workflow_id,
+                               'version', v_child.o_version, 'waitForCompletion', p_wait),
+            v_child.o_execution_id)
     RETURNING * INTO v_w;
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     VALUES (p_execution_id, p_node_id, 'child_started',
-            jsonb_build_object('waitId', v_w.id, 'childExecutionId', v_child.execution_id,
-                               'workflowId', p_workflow_id, 'version', v_child.workflow_version,
+            jsonb_build_object('waitId', v_w.id, 'childExecutionId', v_child.o_execution_id,
+                               'workflowId', p_workflow_id, 'version', v_child.o_version,
                                'attempt', p_attempt, 'waitForCompletion', p_wait));
     IF NOT p_wait THEN
         v_w := dw.resolve_wait_v1(v_w.id, 'started', 'child',
-            jsonb_build_object('executionId', v_child.execution_id, 'workflowId', p_workflow_id,
-                               'version', v_child.workflow_version), NULL);
+            jsonb_build_object('executionId', v_child.o_execution_id, 'workflowId', p_workflow_id,
+                               'version', v_child.o_version), NULL);
     END IF;
     RETURN QUERY SELECT dw.wait_json_v1(v_w), NULL::jsonb;
 END;
@@ -178,8 +201,6 @@ DECLARE
     v_e dw.executions;
     v_i dw.foreach_items;
     v_child record;
-    v_state text;
-    v_message text;
     v_outputs jsonb;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
@@ -195,34 +216,19 @@ BEGIN
         RETURN QUERY SELECT dw.foreach_item_json_v1(v_i), NULL::jsonb;  -- a repeated call
         RETURN;
     END IF;
-    IF v_e.depth + 1 > p_max_depth THEN
-        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
-            'code', 'nesting_too_deep',
-            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
-                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, v_e.depth + 1, p_max_depth));
+    SELECT * INTO v_child FROM dw.start_child_v1(
+        v_e, p_node_id, format('item:%s:%s:%s:%s', p_execution_id, p_node_id, p_index, p_attempt), p_workflow_id,
+        p_version, p_input, p_max_depth);
+    IF v_child.o_error IS NOT NULL THEN
+        RETURN QUERY SELECT NULL::jsonb, v_child.o_error;
         RETURN;
     END IF;
-    BEGIN
-        SELECT * INTO v_child FROM dw.start_execution_v2(
-            p_workflow_id, p_version, format('item:%s:%s:%s:%s', p_execution_id, p_node_id, p_index, p_attempt),
-            p_input, v_e.principal_id, v_e.principal_type, v_e.correlation_id, v_e.queue, v_e, p_node_id);
-    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        RETURN QUERY SELECT NULL::jsonb, jsonb_build_object(
-            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
-            'message', v_message);
-        RETURN;
-    END;
-    IF NOT dw.is_child_of_v1(v_child.execution_id, p_execution_id, p_node_id) THEN
-        RETURN QUERY SELECT NULL::jsonb, dw.child_request_taken_v1(v_child.execution_id);
-        RETURN;
-    END IF;
-    UPDATE dw.foreach_items i SET child_execution_id = v_child.execution_id
+    UPDATE dw.foreach_items i SET child_execution_id = v_child.o_execution_id
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
     RETURNING * INTO v_i;
     IF NOT p_wait THEN
-        v_outputs := jsonb_build_object('executionId', v_child.execution_id, 'workflowId', p_workflow_id,
-                                        'version', v_child.workflow_version);
+        v_outputs := jsonb_build_object('executionId', v_child.o_execution_id, 'workflowId', p_workflow_id,
+                                        'version', v_child.o_version);
         UPDATE dw.foreach_items i SET status = 'Succeeded', outputs = v_outputs, ended_at = now()
          WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
         RETURNING * INTO v_i;

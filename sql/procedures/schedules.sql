@@ -94,6 +94,9 @@ BEGIN
     IF v_text = '' THEN
         RETURN 'the cron expression is empty';
     END IF;
+    IF length(p_cron) > 200 THEN
+        RETURN 'the cron expression is longer than 200 characters';
+    END IF;
     IF left(v_text, 1) = '@' THEN
         IF v_text !~ '^@[A-Za-z]+$' OR lower(v_text) NOT IN ('@yearly', '@annually', '@monthly', '@weekly', '@daily',
                                                               '@midnight', '@hourly') THEN
@@ -136,7 +139,11 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION 'invalid cron expression "%": %', p_cron, v_problem USING ERRCODE = 'DW031';
     END IF;
-    IF p_timezone IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = p_timezone) THEN
+    -- Names whose meaning depends on the host (localtime, posix/..., right/...) are refused, as
+    -- dataworkflows.schedules.zone_problem does.
+    IF p_timezone IS NULL OR p_timezone IN ('localtime', 'posixrules') OR p_timezone LIKE 'posix/%'
+       OR p_timezone LIKE 'right/%'
+       OR NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = p_timezone) THEN
         RAISE EXCEPTION 'unknown time zone "%"; use an IANA name such as Europe/Berlin or UTC', p_timezone
             USING ERRCODE = 'DW031';
     END IF;
@@ -145,8 +152,10 @@ $$;
 
 -- Creates the schedule of this name, or replaces its workflow, cron, time zone and payload (like
 -- cron.schedule): SELECT dw.schedule_v1('nightly', 'reports', '0 2 * * *', 'Europe/Berlin', '{}').
--- Its catchUp and maxCatchUp stay as they were (defaults for a new one), and so does `enabled`. The
--- next tick is computed from now by a worker's scheduler. Returns the trigger's id. Raises DW031
+-- Its catchUp and maxCatchUp stay as they were (defaults for a new one), and so does `enabled`. Only
+-- a new cron or time zone resets the next tick (a worker's scheduler computes it again, from the
+-- moment of the change: updated_at); running the same call again (a deploy) keeps the next tick,
+-- so ticks missed while the workers were away are caught up per the schedule's policy. Returns the trigger's id. Raises DW031
 -- for an invalid cron, time zone, name or payload, DW001 for an unknown workflow.
 CREATE OR REPLACE FUNCTION dw.schedule_v1(
     p_name text, p_workflow_id text, p_cron text, p_timezone text DEFAULT 'UTC', p_payload jsonb DEFAULT '{}'
@@ -172,7 +181,10 @@ BEGIN
             jsonb_build_object('cron', v_cron, 'timezone', v_timezone, 'payload', COALESCE(p_payload, '{}'::jsonb)),
             session_user)
     ON CONFLICT ON CONSTRAINT triggers_name_key DO UPDATE
-       SET workflow_id = EXCLUDED.workflow_id, config = t.config || EXCLUDED.config, next_tick_at = NULL,
+       SET workflow_id = EXCLUDED.workflow_id, config = t.config || EXCLUDED.config,
+           next_tick_at = CASE WHEN btrim(t.config ->> 'cron', E' \t\n\r\f\x0B') IS DISTINCT FROM v_cron
+                                 OR COALESCE(t.config ->> 'timezone', 'UTC') IS DISTINCT FROM v_timezone
+                               THEN NULL ELSE t.next_tick_at END,
            error = NULL, updated_at = now()
     RETURNING t.id INTO v_id;
     RETURN v_id;
@@ -289,21 +301,27 @@ $$;
 
 -- A schedule the scheduler could not fire: the reason in triggers.error; either it is disabled
 -- (its config cannot be used: fix it and enable it again) or its due ticks are skipped and it
--- goes on from p_next_tick.
+-- goes on from p_next_tick. Only if the row is as the scheduler claimed it (next tick p_due,
+-- updated_at p_updated_at): the caller may no longer hold the claim, and a concurrent fire or
+-- change wins.
+DROP FUNCTION IF EXISTS dw.schedule_failed_v1(uuid, text, timestamptz, boolean);
 CREATE OR REPLACE FUNCTION dw.schedule_failed_v1(
-    p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean
+    p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean, p_due timestamptz,
+    p_updated_at timestamptz
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE dw.triggers t
        SET error = left(p_error, 2000), next_tick_at = CASE WHEN p_disable THEN NULL ELSE p_next_tick END,
            enabled = t.enabled AND NOT p_disable
-     WHERE t.id = p_trigger_id AND t.kind = 'schedule';
+     WHERE t.id = p_trigger_id AND t.kind = 'schedule' AND t.next_tick_at IS NOT DISTINCT FROM p_due
+       AND t.updated_at IS NOT DISTINCT FROM p_updated_at;
 END;
 $$;
 
 -- The scheduler's batch: what to do with each schedule it claimed, in one round trip.
 -- p_plans: [{"id", "ticks": [timestamptz], "missed": [integer], "next": timestamptz | null,
---            "error": text | null, "disable": boolean}] (with an error: dw.schedule_failed_v1).
+--            "error": text | null, "disable": boolean, "due": timestamptz | null, "updatedAt": timestamptz}]
+--          (with an error: dw.schedule_failed_v1).
 CREATE OR REPLACE FUNCTION dw.fire_schedules_v1(p_plans jsonb, p_queue text)
     RETURNS TABLE (trigger_id uuid, tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
     LANGUAGE plpgsql AS $$
@@ -315,7 +333,8 @@ BEGIN
         v_id := (v_plan ->> 'id')::uuid;
         IF v_plan ->> 'error' IS NOT NULL THEN
             PERFORM dw.schedule_failed_v1(v_id, v_plan ->> 'error', (v_plan ->> 'next')::timestamptz,
-                                          COALESCE((v_plan ->> 'disable')::boolean, false));
+                                          COALESCE((v_plan ->> 'disable')::boolean, false),
+                                          (v_plan ->> 'due')::timestamptz, (v_plan ->> 'updatedAt')::timestamptz);
             CONTINUE;
         END IF;
         RETURN QUERY

@@ -1,7 +1,7 @@
 -- name: claim_due_schedules
 -- Locks up to `limit` enabled schedules whose next tick is due or not computed yet, the oldest
 -- first (SKIP LOCKED: concurrent schedulers take others), with the database's clock as now.
-SELECT t.id, t.config, t.next_tick_at, now() AS now
+SELECT t.id, t.config, t.next_tick_at, t.updated_at, now() AS now
   FROM dw.triggers t
  WHERE t.kind = 'schedule' AND t.enabled AND (t.next_tick_at IS NULL OR t.next_tick_at <= now())
  ORDER BY t.next_tick_at NULLS FIRST
@@ -10,7 +10,7 @@ SELECT t.id, t.config, t.next_tick_at, now() AS now
 
 -- name: claim_due_schedule
 -- Locks one schedule if it is enabled and due (or not computed yet) and nobody holds it.
-SELECT t.id, t.config, t.next_tick_at, now() AS now
+SELECT t.id, t.config, t.next_tick_at, t.updated_at, now() AS now
   FROM dw.triggers t
  WHERE t.id = %(id)s AND t.kind = 'schedule' AND t.enabled
    AND (t.next_tick_at IS NULL OR t.next_tick_at <= now())
@@ -21,8 +21,9 @@ SELECT t.id, t.config, t.next_tick_at, now() AS now
 SELECT trigger_id, tick_at, fired_at, execution_id, outcome FROM dw.fire_schedules_v1(%(plans)s, %(queue)s);
 
 -- name: schedule_failed
--- Records why a schedule could not fire; it skips its due ticks, or is disabled.
-SELECT dw.schedule_failed_v1(%(id)s, %(error)s, %(next_tick)s, %(disable)s);
+-- Records why a schedule could not fire; it skips its due ticks, or is disabled (only if the row is
+-- still as claimed: due tick and updated_at).
+SELECT dw.schedule_failed_v1(%(id)s, %(error)s, %(next_tick)s, %(disable)s, %(due)s, %(updated_at)s);
 
 -- name: seconds_to_next_tick
 -- Seconds until the earliest next tick of an enabled schedule (0: one is due or not computed yet;
@@ -33,3 +34,24 @@ SELECT CASE WHEN t.next_tick_at IS NULL THEN 0
  WHERE t.kind = 'schedule' AND t.enabled
  ORDER BY t.next_tick_at NULLS FIRST
  LIMIT 1;
+
+-- name: prune_schedule_ticks
+-- Deletes a batch of tick rows that fired more than `keep_seconds` ago (SKIP LOCKED: workers share
+-- the work), keeping each schedule's newest tick and its newest tick with a run (v_schedules's
+-- last run).
+WITH doomed AS (
+    SELECT k.trigger_id, k.tick_at
+      FROM dw.schedule_ticks k
+     WHERE k.fired_at < now() - make_interval(secs => %(keep_seconds)s)
+       AND EXISTS (SELECT 1 FROM dw.schedule_ticks n WHERE n.trigger_id = k.trigger_id AND n.tick_at > k.tick_at)
+       AND (k.execution_id IS NULL
+            OR EXISTS (SELECT 1 FROM dw.schedule_ticks n
+                        WHERE n.trigger_id = k.trigger_id AND n.tick_at > k.tick_at AND n.execution_id IS NOT NULL))
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM dw.schedule_ticks k USING doomed d
+     WHERE k.trigger_id = d.trigger_id AND k.tick_at = d.tick_at
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;

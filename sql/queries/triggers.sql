@@ -27,15 +27,22 @@ SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NU
   FROM dw.triggers WHERE (%(kind)s::text IS NULL OR kind = %(kind)s::text) ORDER BY workflow_id, kind, name;
 
 -- name: update_trigger
--- Changes what is given (NULL: unchanged). A schedule's next tick is computed again by the scheduler
--- when its config changes or it is enabled again; its error is cleared.
+-- Changes what is given (NULL: unchanged). A schedule's next tick is computed again by the scheduler,
+-- from the moment of the change (updated_at), when its cron or time zone changes or it is enabled
+-- again (the ticks it missed while disabled are not caught up); a change of its payload, catchUp
+-- or name keeps it. Its error is cleared.
 UPDATE dw.triggers t
    SET name = COALESCE(%(name)s, t.name),
        enabled = COALESCE(%(enabled)s, t.enabled),
        config = COALESCE(%(config)s, t.config),
        updated_at = now(),
        next_tick_at = CASE WHEN t.kind = 'schedule'
-                            AND (%(config)s::jsonb IS NOT NULL OR (%(enabled)s::boolean AND NOT t.enabled))
+                            AND ((%(config)s::jsonb IS NOT NULL
+                                  AND (btrim(%(config)s::jsonb ->> 'cron', E' \t\n\r\f\x0B')
+                                           IS DISTINCT FROM btrim(t.config ->> 'cron', E' \t\n\r\f\x0B')
+                                       OR COALESCE(%(config)s::jsonb ->> 'timezone', 'UTC')
+                                           IS DISTINCT FROM COALESCE(t.config ->> 'timezone', 'UTC')))
+                                 OR (%(enabled)s::boolean AND NOT t.enabled))
                            THEN NULL ELSE t.next_tick_at END,
        error = CASE WHEN %(config)s::jsonb IS NOT NULL OR %(enabled)s::boolean THEN NULL ELSE t.error END
  WHERE t.id = %(id)s

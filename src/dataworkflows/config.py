@@ -74,6 +74,9 @@ class Settings:
     # delete older ones in their recovery loop (0 or less: kept forever). A delivery id is known
     # as a duplicate for as long as its row is kept (and an accepted one for as long as its run is).
     webhook_retention_days: float = 7.0
+    # Schedule tick rows (dw.schedule_ticks) are kept this long, each schedule's newest kept
+    # always; workers delete older ones in their recovery loop (0 or less: kept forever).
+    schedule_tick_retention_days: float = 30.0
 
     @property
     def allowed_hosts(self) -> list[str]:

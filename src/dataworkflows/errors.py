@@ -85,6 +85,12 @@ class DefinitionError(DataWorkflowsError):
         self.problems = problems
 
 
+class InvalidTriggerConfig(DefinitionError):
+    """A schedule's or a webhook's config is invalid (one problem per field, like a definition's)."""
+
+    code = "invalid_trigger_config"
+
+
 class InvalidInput(DataWorkflowsError):
     """The input is invalid."""
 

@@ -33,8 +33,17 @@ scheduler that fell behind):
       (missedTicks, exact up to MISSED_LIMIT; MISSED_LIMIT means at least that many);
     * all: every due tick fires, oldest first; at most maxCatchUp of them (the most recent), the
       older ones are skipped.
-A schedule without a next tick (new, re-enabled, changed) starts from now: no catch-up for the
-time before.
+A schedule without a next tick (new, enabled again, its cron or time zone changed) starts from the
+moment of that change (the row's updated_at, see plan_ticks' `since`): its ticks from then on are
+due, so a tick that came due between the change and the scheduler's next look is not lost. Ticks
+from before the change are not caught up; in particular a disabled schedule's missed ticks are not
+fired when it is enabled again. A change of only its payload, catchUp or name keeps its next tick
+(ticks missed while the workers were away are still caught up), and so does running the same
+dw.schedule_v1 call again.
+
+Time zone names: the IANA names (zoneinfo.available_timezones(); the tzdata package provides them
+where the system has none), not those whose meaning depends on the host (localtime, posix/...,
+right/...), which dw.check_schedule_v1 refuses too.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
@@ -303,16 +312,42 @@ def _cron_problems(config: dict[str, Any]) -> list[Problem]:
     return []
 
 
+# Names in a tz database whose meaning depends on the host (its local zone, the posix/ and right/
+# variants some systems install): refused here and by dw.check_schedule_v1.
+_HOST_ZONES = frozenset({"localtime", "posixrules"})
+_HOST_ZONE_PREFIXES = ("posix/", "right/")
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(name for name in available_timezones() if not _host_dependent(name))
+
+
+def _host_dependent(name: str) -> bool:
+    return name in _HOST_ZONES or name.startswith(_HOST_ZONE_PREFIXES)
+
+
+def _malformed_zone(name: str) -> bool:
+    return not name or name.startswith("/") or ".." in name.split("/") or _host_dependent(name)
+
+
 def zone_problem(name: str) -> str | None:
     """Why a time zone name is not usable, or None."""
     message = f'unknown time zone "{name}"; use an IANA name such as Europe/Berlin or UTC'
-    if not name or name.startswith("/") or ".." in name.split("/"):
+    if _malformed_zone(name) or name not in _known_zones():
         return message
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return message
     return None
+
+
+def zone_unavailable(name: Any) -> bool:
+    """Whether a well-formed time zone name is refused only because this host's tz database lacks
+    it (the database and the API checked it when it was stored: another worker, or this one after
+    an update, may load it)."""
+    return isinstance(name, str) and not _malformed_zone(name) and zone_problem(name) is not None
 
 
 def _escape(token: str) -> str:
@@ -440,12 +475,17 @@ class _Due:
         return MISSED_LIMIT if self.overflow else min(self.count - fired, MISSED_LIMIT)
 
 
-def plan_ticks(schedule: Schedule, *, next_due: datetime | None, now: datetime) -> TickPlan:
+def plan_ticks(
+    schedule: Schedule, *, next_due: datetime | None, now: datetime, since: datetime | None = None
+) -> TickPlan:
     """The catch-up decision (see the module's doc). `next_due` is the schedule's next tick as last
-    computed (None: not yet, so it starts from now); the ticks due are those in [next_due, now]."""
+    computed (None: not yet, so it starts with the first tick after `since`, the moment it was
+    created or changed, or after now without one); the ticks due are those in [next_due, now]."""
     cron, zone = schedule.cron, schedule.zone
+    if next_due is None:
+        next_due = next_tick(cron, zone, now if since is None else min(since, now))
     if next_due is None or next_due > now:
-        return TickPlan((), next_due if next_due is not None else next_tick(cron, zone, now))
+        return TickPlan((), next_due)
     keep = schedule.max_catch_up if schedule.catch_up == ALL else 1
     due = _due_ticks(cron, zone, next_due - _MICROSECOND, now, keep)
     if not due.recent:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -282,21 +283,58 @@ def _timestamp_refusal(config: HookConfig, headers: Mapping[str, str], now: floa
 
 
 def delivery_id(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str:
-    """The delivery's id: from the first of its delivery id headers present, else a hash of the
-    signed content."""
+    """The delivery's id: from the first of its delivery id headers present; for Slack, the Events
+    API's event_id (Slack re-signs each retry with a new timestamp, the event id stays); else a hash
+    of the signed content (of the body alone for Slack)."""
     for name in config.delivery_id_headers:
         value = _header(headers, name)
         if value is not None:
             return value
-    return "sha256:" + hashlib.sha256(signed_content(config, headers, body)).hexdigest()
+    if config.signature == SLACK:
+        event_id = slack_field(body, "event_id")
+        if event_id is not None:
+            return f"slack:{event_id}"
+    return "sha256:" + _deduplicated_hash(config, headers, body)
 
 
 def content_hash(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str | None:
     """A signed delivery's SHA-256 of what its signature covers (None when unsigned): the same
-    signed request sent again under another delivery id is a replay, and answered as a duplicate."""
+    signed request sent again under another delivery id is a replay, and answered as a duplicate.
+    For Slack, of the body alone: its retries are the same event, re-signed."""
     if not config.signed:
         return None
-    return hashlib.sha256(signed_content(config, headers, body)).hexdigest()
+    return _deduplicated_hash(config, headers, body)
+
+
+def _deduplicated_hash(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str:
+    content = body if config.signature == SLACK else signed_content(config, headers, body)
+    return hashlib.sha256(content).hexdigest()
+
+
+def slack_field(body: bytes, name: str) -> str | None:
+    """A top-level string field of a Slack JSON body (event_id, type, challenge), if there is one."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    found = value.get(name) if isinstance(value, dict) else None
+    return found if isinstance(found, str) and 0 < len(found) <= MAX_DELIVERY_ID else None
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in the value's strings (PostgreSQL stores none)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def delivery_id_refusal(value: str) -> Refusal | None:

@@ -395,3 +395,130 @@ async def test_the_scheduler_sleeps_until_the_next_tick_at_most_its_interval(db:
     assert await scheduler.delay() == 0.8
     await make_due(db, trigger_id, datetime.now(UTC) + timedelta(seconds=0.4))
     assert 0.3 < await scheduler.delay() < 0.41
+
+
+# -- re-scheduling and changes keep the ticks due --------------------------------------------------
+
+
+def hour_ago() -> datetime:
+    """The hourly tick that came due most recently."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def test_running_the_same_schedule_v1_again_keeps_the_missed_tick(db: Database, echo_workflow: str) -> None:
+    call = "SELECT dw.schedule_v1('hourly', %s, '0 * * * *', 'UTC', %s)"
+    trigger_id = await one(db, call, echo_workflow, '{"a": 1}')
+    # The workers were down across a tick; then a deploy runs the same call (and one with only a
+    # new payload) again.
+    missed = hour_ago()
+    await make_due(db, trigger_id, missed)
+    await one(db, call, echo_workflow, '{"a": 1}')
+    await one(db, call, echo_workflow, '{"a": 2}')
+    await one(db, "SELECT dw.schedule_v1('hourly', %s, ' 0 * * * * ', NULL, '{\"a\": 2}')", echo_workflow)
+    assert await one(db, "SELECT next_tick_at FROM dw.triggers WHERE id = %s", trigger_id) == missed
+    [handled] = await Scheduler(db, SETTINGS).run_pass()
+    assert (handled.tick_at, handled.outcome) == (missed, "started")
+    # A new cron or time zone: computed again.
+    for cron, zone in (("0 * * * *", "Europe/Berlin"), ("30 * * * *", "Europe/Berlin")):
+        await make_due(db, trigger_id, missed)
+        await one(db, "SELECT dw.schedule_v1('hourly', %s, %s, %s)", echo_workflow, cron, zone)
+        assert await one(db, "SELECT next_tick_at FROM dw.triggers WHERE id = %s", trigger_id) is None
+
+
+async def test_a_change_resets_the_next_tick_only_for_a_new_cron_time_zone_or_when_enabled_again(
+    db: Database, echo_workflow: str
+) -> None:
+    trigger_id = await create(db, "patched", "0 * * * *", timezone="UTC")
+    due = hour_ago()
+    await make_due(db, trigger_id, due)
+
+    async def patch(config: dict[str, Any] | None = None, enabled: bool | None = None) -> datetime | None:
+        trigger = await db.triggers.update(trigger_id, name=None, enabled=enabled, config=config)
+        assert trigger is not None
+        return trigger.next_tick_at
+
+    assert await patch({"cron": "0 * * * *", "timezone": "UTC", "payload": {"x": 1}, "catchUp": "all"}) == due
+    assert await patch({"cron": " 0 * * * * ", "payload": {"x": 1}}) == due  # UTC is the default
+    assert await patch(enabled=True) == due  # enabled already
+    assert await patch({"cron": "0 * * * *", "timezone": "Europe/Berlin"}) is None
+    await make_due(db, trigger_id, due)
+    assert await patch({"cron": "5 * * * *", "timezone": "Europe/Berlin"}) is None
+    await make_due(db, trigger_id, due)
+    assert await patch(enabled=False) == due
+    # Enabled again: from now on (the ticks missed while disabled are not caught up).
+    assert await patch(enabled=True) is None
+
+
+async def test_a_tick_right_after_a_change_is_not_lost(db: Database, echo_workflow: str) -> None:
+    # A change committed 0.4 s before a minute's tick, the scheduler's next look after that tick.
+    trigger_id = await create(db, "minutely", "* * * * *")
+    tick = this_second().replace(second=0)
+    await sql(
+        db,
+        "UPDATE dw.triggers SET next_tick_at = NULL, updated_at = %s WHERE id = %s",
+        tick - timedelta(seconds=0.4),
+        trigger_id,
+    )
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    assert [(t.tick_at, t.outcome) for t in handled] == [(tick, "started")]
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None and trigger.next_tick_at == tick + timedelta(minutes=1)
+
+
+async def test_a_failure_is_not_recorded_over_a_concurrent_fire_or_change(db: Database, echo_workflow: str) -> None:
+    trigger_id = await create(db, "raced", "0 * * * *")
+    due = hour_ago()
+    await make_due(db, trigger_id, due)
+    updated_at = await one(db, "SELECT updated_at FROM dw.triggers WHERE id = %s", trigger_id)
+    failed = "SELECT dw.schedule_failed_v1(%s, 'boom', %s, %s, %s, %s)"
+    later = due + timedelta(hours=1)
+    # Another scheduler fired it meanwhile (its next tick moved): not overwritten.
+    await one(db, failed, trigger_id, later, True, due - timedelta(hours=1), updated_at)
+    # A PATCH changed it meanwhile (updated_at moved): not overwritten.
+    await one(db, failed, trigger_id, later, True, due, updated_at - timedelta(seconds=1))
+    row = await one(db, "SELECT enabled, next_tick_at, error FROM dw.triggers WHERE id = %s", trigger_id)
+    assert row == (True, due, None)
+    # As claimed: recorded.
+    await one(db, failed, trigger_id, later, False, due, updated_at)
+    row = await one(db, "SELECT enabled, next_tick_at, error FROM dw.triggers WHERE id = %s", trigger_id)
+    assert row == (True, later, "boom")
+
+
+async def test_sql_refuses_a_long_cron_and_host_dependent_time_zones(db: Database, echo_workflow: str) -> None:
+    assert await one(db, "SELECT dw.cron_problem_v1(%s)", "0 2 * * *" + " " * 191) is None
+    assert await one(db, "SELECT dw.cron_problem_v1(%s)", "0 2 * * *" + " " * 192) == (
+        "the cron expression is longer than 200 characters"
+    )
+    for zone in ("localtime", "posix/Europe/Berlin", "right/UTC", "posixrules"):
+        with pytest.raises(InvalidInput, match="unknown time zone"):
+            await one(db, "SELECT dw.schedule_v1('x', %s, '0 2 * * *', %s)", echo_workflow, zone)
+
+
+# -- pruning ---------------------------------------------------------------------------------------
+
+
+async def test_old_ticks_are_pruned_keeping_each_schedules_newest(db: Database, echo_workflow: str) -> None:
+    from dataworkflows.workers.app import prune_schedule_ticks
+
+    trigger_id = await create(db, "old", "0 * * * *")
+    quiet = await create(db, "quiet", "0 * * * *")
+    now = this_second()
+    days = [40, 35, 31, 1]
+    for d in days:
+        tick = now - timedelta(days=d)
+        await sql(
+            db,
+            "INSERT INTO dw.schedule_ticks (trigger_id, tick_at, fired_at) VALUES (%s, %s, %s), (%s, %s, %s)",
+            trigger_id,
+            tick,
+            tick,
+            quiet,
+            tick - timedelta(days=10),
+            tick - timedelta(days=10),
+        )
+    assert await prune_schedule_ticks(db, Settings(schedule_tick_retention_days=0)) == 0
+    assert await prune_schedule_ticks(db, Settings(schedule_tick_retention_days=30)) == 3 + 3
+    assert [r[0] for r in await ticks(db, trigger_id)] == [now - timedelta(days=1)]
+    # All of its ticks are old: the newest stays (v_schedules shows it).
+    assert [r[0] for r in await ticks(db, quiet)] == [now - timedelta(days=11)]
+    assert await prune_schedule_ticks(db, Settings(schedule_tick_retention_days=30)) == 0

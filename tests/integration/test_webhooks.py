@@ -418,6 +418,45 @@ async def test_github_and_slack_schemes_over_http(client: AsyncTestClient[Any], 
     assert assert_problem(await client.post(f"/api/v1/hooks/{slack}", content=form, headers=stale), 401)
 
 
+def slack_signed(body: bytes, ts: int) -> dict[str, str]:
+    signature = "v0=" + hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": signature, "Content-Type": "application/json"}
+
+
+async def test_slack_retries_are_one_delivery_and_its_url_verification_is_answered(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    slack = await make_hook(db, name="events", signature="slack")
+    url = f"/api/v1/hooks/{slack}"
+    handshake = b'{"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}'
+    answered = await client.post(url, content=handshake, headers=slack_signed(handshake, int(time.time())))
+    assert answered.status_code == 200, answered.text
+    assert answered.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    event = b'{"type": "event_callback", "event_id": "Ev0PV52K21", "event": {"type": "app_mention"}}'
+    first = await client.post(url, content=event, headers=slack_signed(event, int(time.time())))
+    # Slack retries later, re-signed with a new timestamp: the same event, one run.
+    retry = await client.post(
+        url, content=event, headers={**slack_signed(event, int(time.time()) + 2), "X-Slack-Retry-Num": "1"}
+    )
+    assert first.status_code == 202 and retry.status_code == 200, retry.text
+    assert retry.json()["duplicate"] is True and retry.json()["executionId"] == first.json()["executionId"]
+    assert first.json()["deliveryId"] == "slack:Ev0PV52K21"
+    assert await runs_of(db, slack) == 1
+
+
+async def test_nul_characters_are_refused_with_400_and_recorded(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    body = b'{"n": 3}'
+    bad_id = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=sign(body, X_Delivery_Id="a\x00b"))
+    assert_problem(bad_id, 400)
+    nul_body = b'{"text": "a\\u0000b"}'
+    assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=nul_body, headers=sign(nul_body)), 400)
+    assert [(o, code) for o, code, _ in await rows(db, hook)] == [("refused", 400), ("refused", 400)]
+    assert await runs_of(db, hook) == 0
+
+
 async def test_a_signed_hook_without_the_credentials_key_answers_503(dsn: str, db: Database) -> None:
     async with AsyncTestClient(create_app(settings(dsn, credentials_key=""))) as keyless:
         await publish_over_api(keyless, wf("hooked", echo("e")))

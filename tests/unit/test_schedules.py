@@ -13,6 +13,7 @@ import pytest
 
 from dataworkflows.data.schedules import DueSchedule
 from dataworkflows.schedules import (
+    MAX_CRON_CHARS,
     MISSED_LIMIT,
     ON_TIME_GRACE,
     CronError,
@@ -25,8 +26,10 @@ from dataworkflows.schedules import (
     plan_ticks,
     ticks_after,
     ticks_between,
+    zone_problem,
+    zone_unavailable,
 )
-from dataworkflows.workers.scheduler import plan_batch
+from dataworkflows.workers.scheduler import ZONE_RETRY, plan_batch
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # 2025 in Europe/Berlin: clocks go 02:00 CET -> 03:00 CEST on March 30 (01:00 UTC), and
@@ -179,6 +182,22 @@ def test_every_config_problem_is_reported_with_its_pointer() -> None:
     ]
     for zone in ("", "../etc/passwd", "/etc/localtime", "Europe"):
         assert [p[1] for p in check_config({"cron": "@daily", "timezone": zone})] == ["invalid_timezone"]
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "posix/Europe/Berlin", "right/UTC"])
+def test_time_zones_that_depend_on_the_host_are_refused(zone: str) -> None:
+    assert zone_problem(zone) is not None and not zone_unavailable(zone)
+    # PostgreSQL's names are case-sensitive: so are these.
+    assert zone_problem("europe/berlin") is not None
+
+
+def test_the_iana_time_zones_are_accepted_even_without_a_system_tz_database() -> None:
+    # The tzdata package provides them (slim images have no /usr/share/zoneinfo).
+    import tzdata  # noqa: F401
+
+    for zone in ("UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"):
+        assert zone_problem(zone) is None and not zone_unavailable(zone)
+    assert MAX_CRON_CHARS == 200 and check_config({"cron": " " * 201 + "@daily"})[0][1] == "too_long"
 
 
 # -- ticks and daylight saving ---------------------------------------------------------------------
@@ -360,14 +379,55 @@ def test_a_next_tick_that_is_not_a_tick_of_the_cron_fires_nothing_of_its_own() -
 def test_a_batch_plan_disables_schedules_whose_config_cannot_be_used() -> None:
     good, bad = uuid4(), uuid4()
     due = [
-        DueSchedule(good, {"cron": "0 * * * *", "catchUp": "latest"}, utc(2025, 6, 1, 7)),
-        DueSchedule(bad, {"cron": "0 25 * * *"}, None),
-        DueSchedule(uuid4(), {"cron": "0 * * * *", "catchUp": "latest"}, utc(2025, 6, 1, 7)),
+        DueSchedule(good, {"cron": "0 * * * *", "catchUp": "latest"}, utc(2025, 6, 1, 7), EARLIER),
+        DueSchedule(bad, {"cron": "0 25 * * *"}, None, EARLIER),
+        DueSchedule(uuid4(), {"cron": "0 * * * *", "catchUp": "latest"}, utc(2025, 6, 1, 7), EARLIER),
     ]
     plans = plan_batch(due, NOW)
     assert (plans[0].ticks, plans[0].missed, plans[0].next) == ([utc(2025, 6, 1, 12)], [5], utc(2025, 6, 1, 13))
+    assert (plans[0].due, plans[0].updated_at) == (utc(2025, 6, 1, 7), EARLIER)
     assert plans[2].ticks == plans[0].ticks
     assert plans[1].disable and plans[1].error == "its config is not valid: /cron: hour field: 25 is out of range 0-23"
+    assert (plans[1].due, plans[1].updated_at) == (None, EARLIER)
+
+
+EARLIER = utc(2025, 5, 1)
+
+
+def test_a_schedule_without_a_next_tick_starts_from_the_moment_it_changed() -> None:
+    # Changed at 11:59:59.6, looked at 12:00:00.3: the 12:00 tick is due, whatever the policy.
+    changed, now = utc(2025, 6, 1, 11, 59, 59) + timedelta(milliseconds=600), utc(2025, 6, 1, 12, 0, 0)
+    now += timedelta(milliseconds=300)
+    for policy in ("none", "latest", "all"):
+        schedule = Schedule.from_config({"cron": "0 * * * *", "catchUp": policy})
+        plan = plan_ticks(schedule, next_due=None, now=now, since=changed)
+        assert plan == TickPlan((Tick(utc(2025, 6, 1, 12)),), utc(2025, 6, 1, 13))
+        [batch] = plan_batch([DueSchedule(uuid4(), {"cron": "0 * * * *", "catchUp": policy}, None, changed)], now)
+        assert (batch.ticks, batch.next, batch.error) == ([utc(2025, 6, 1, 12)], utc(2025, 6, 1, 13), None)
+    # Without `since` (or changed after the tick): from now.
+    schedule = Schedule.from_config({"cron": "0 * * * *"})
+    assert plan_ticks(schedule, next_due=None, now=now) == TickPlan((), utc(2025, 6, 1, 13))
+    assert plan_ticks(schedule, next_due=None, now=now, since=now) == TickPlan((), utc(2025, 6, 1, 13))
+    # Created hours ago and not looked at since: the catch-up policy decides.
+    plan = plan_ticks(schedule, next_due=None, now=NOW, since=utc(2025, 6, 1, 6, 30))
+    assert plan == TickPlan((Tick(utc(2025, 6, 1, 12), 5),), utc(2025, 6, 1, 13))
+
+
+def test_a_time_zone_this_worker_cannot_load_leaves_the_schedule_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataworkflows import schedules
+
+    monkeypatch.setattr(schedules, "_known_zones", lambda: frozenset({"UTC"}))
+    missing, host = uuid4(), uuid4()
+    due = [
+        DueSchedule(missing, {"cron": "@daily", "timezone": "Europe/Berlin"}, utc(2025, 6, 1, 7), EARLIER),
+        DueSchedule(host, {"cron": "@daily", "timezone": "posix/Europe/Berlin"}, None, EARLIER),
+    ]
+    plans = plan_batch(due, NOW)
+    assert not plans[0].disable and plans[0].ticks == []
+    assert plans[0].error is not None and 'time zone "Europe/Berlin" cannot be loaded' in plans[0].error
+    # Looked at again in a minute: no spinning, no disabling.
+    assert (plans[0].next, plans[0].due, plans[0].updated_at) == (NOW + ZONE_RETRY, utc(2025, 6, 1, 7), EARLIER)
+    assert plans[1].disable and plans[1].error is not None and "its config is not valid" in plans[1].error
 
 
 async def test_a_worker_runs_no_scheduler_with_a_zero_interval() -> None:

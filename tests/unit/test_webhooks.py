@@ -212,9 +212,11 @@ def test_delivery_id_without_a_header_hashes_the_signed_content() -> None:
     assert webhooks.delivery_id(HMAC, dw_signed(body), body) == derived
     assert webhooks.delivery_id(HMAC, dw_signed(body, NOW + 1), body) != derived
     assert webhooks.delivery_id(HMAC, signed, b'{"a": 2}') != derived
-    # Slack signs v0:<ts>:<body>; github and unsigned hooks the body alone.
+    # Slack re-signs its retries with a new timestamp: the body alone (or its event_id) names them;
+    # github and unsigned hooks sign (or send) the body alone.
     slack = headers(X_Slack_Request_Timestamp=SLACK_TS)
-    assert webhooks.delivery_id(SLACK, slack, b"x") == "sha256:" + hashlib.sha256(b"v0:1531420618:x").hexdigest()
+    assert webhooks.delivery_id(SLACK, slack, b"x") == "sha256:" + hashlib.sha256(b"x").hexdigest()
+    assert webhooks.delivery_id(SLACK, slack, b'{"event_id": "Ev1"}') == "slack:Ev1"
     assert webhooks.delivery_id(UNSIGNED, headers(), b"x") == "sha256:" + hashlib.sha256(b"x").hexdigest()
     assert webhooks.delivery_id(GITHUB, headers(), b"x") == "sha256:" + hashlib.sha256(b"x").hexdigest()
 

@@ -22,8 +22,10 @@ class DueSchedule(msgspec.Struct, frozen=True):
 
     id: UUID
     config: dict[str, Any]
-    # None: not computed yet (new, enabled again, config changed): it starts from now.
+    # None: not computed yet (new, enabled again, cron or time zone changed): it starts from
+    # updated_at (the moment of that change).
     next_tick_at: datetime | None
+    updated_at: datetime
 
 
 class SchedulePlan(msgspec.Struct, frozen=True):
@@ -39,6 +41,9 @@ class SchedulePlan(msgspec.Struct, frozen=True):
     disable: bool = False
     # Due ticks the catch-up policy skipped (for the scheduler's metrics; the database ignores it).
     skipped: int = 0
+    # The row as claimed (next_tick_at, updated_at): an error is recorded only if it still is.
+    due: datetime | None = None
+    updated_at: datetime | None = msgspec.field(default=None, name="updatedAt")
 
 
 class FiredTick(msgspec.Struct, frozen=True):
@@ -84,10 +89,34 @@ class ScheduleData:
             fired = [msgspec.convert(row, FiredTick) for row in await cur.fetchall()]
         return Batch(len(due), fired)
 
-    async def failed(self, trigger_id: UUID, *, error: str, next_tick: datetime | None, disable: bool) -> None:
+    async def failed(
+        self,
+        trigger_id: UUID,
+        *,
+        error: str,
+        next_tick: datetime | None,
+        disable: bool,
+        due: datetime | None,
+        updated_at: datetime | None,
+    ) -> None:
         """Records why a schedule could not fire: it skips its due ticks and goes on from
-        `next_tick`, or it is disabled."""
-        await self._db.execute("schedule_failed", id=trigger_id, error=error, next_tick=next_tick, disable=disable)
+        `next_tick`, or it is disabled; only if its row is still as claimed (next tick `due`,
+        `updated_at`), so a concurrent fire or change is not overwritten."""
+        await self._db.execute(
+            "schedule_failed",
+            id=trigger_id,
+            error=error,
+            next_tick=next_tick,
+            disable=disable,
+            due=due,
+            updated_at=updated_at,
+        )
+
+    async def prune_ticks(self, *, keep_seconds: float, limit: int = 10_000) -> int:
+        """Deletes up to `limit` tick rows fired more than `keep_seconds` ago (keeping each
+        schedule's newest tick and newest tick with a run); returns how many."""
+        row = await self._db.fetch_one("prune_schedule_ticks", keep_seconds=keep_seconds, limit=limit)
+        return 0 if row is None else int(row["deleted"])
 
     async def seconds_to_next_tick(self) -> float | None:
         """Until the earliest next tick of an enabled schedule (0: due now); None without any."""

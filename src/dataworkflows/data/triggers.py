@@ -77,8 +77,8 @@ class TriggerData:
     async def update(
         self, trigger_id: UUID, *, name: str | None, enabled: bool | None, config: dict[str, Any] | None
     ) -> Trigger | None:
-        """Changes what is given; a schedule whose config changes or that is enabled again has its
-        next tick computed afresh by the scheduler."""
+        """Changes what is given; a schedule whose cron or time zone changes, or that is enabled
+        again, has its next tick computed afresh by the scheduler (from the change)."""
         return await self._db.fetch_one_as(
             Trigger,
             "update_trigger",
