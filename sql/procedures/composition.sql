@@ -7,6 +7,21 @@
 -- parent's end only queues a dw.cancel_children job, which cancels each child in a transaction of
 -- its own. So a parent and its children never wait for each other's locks.
 
+-- Locks a node's state while its attempt p_attempt is in flight (Running); DW011 otherwise.
+CREATE OR REPLACE FUNCTION dw.lock_running_attempt_v1(p_execution_id uuid, p_node_id text, p_attempt integer)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM dw.node_states n
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
+       AND n.attempts = p_attempt
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node % of execution % has no attempt % in flight', p_node_id, p_execution_id, p_attempt
+            USING ERRCODE = 'DW011';
+    END IF;
+END;
+$$;
+
 -- Starts a child of the execution's node with this request id: (its id and version, NULL), or
 -- (NULL, NULL, why not) when it is too deep, its workflow or version is unknown or cannot run, or the
 -- request id names an execution this node did not start. Nothing is written when refused.
@@ -70,14 +85,7 @@ BEGIN
         RETURN QUERY SELECT dw.wait_json_v1(v_w), NULL::jsonb;
         RETURN;
     END IF;
-    PERFORM 1 FROM dw.node_states n
-     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
-       AND n.attempts = p_attempt
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'node % of execution % has no attempt % in flight', p_node_id, p_execution_id, p_attempt
-            USING ERRCODE = 'DW011';
-    END IF;
+    PERFORM dw.lock_running_attempt_v1(p_execution_id, p_node_id, p_attempt);
     SELECT * INTO v_child FROM dw.start_child_v1(
         v_e, p_node_id, format('child:%s:%s:%s', p_execution_id, p_node_id, p_attempt), p_workflow_id, p_version,
         p_input, p_max_depth);
@@ -318,14 +326,7 @@ DECLARE
     v_kept integer;
 BEGIN
     PERFORM dw.check_lease_v1(p_execution_id, p_token);
-    PERFORM 1 FROM dw.node_states n
-     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id AND n.status = 'Running'
-       AND n.attempts = p_attempt
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'node % of execution % has no attempt % in flight', p_node_id, p_execution_id, p_attempt
-            USING ERRCODE = 'DW011';
-    END IF;
+    PERFORM dw.lock_running_attempt_v1(p_execution_id, p_node_id, p_attempt);
     DELETE FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index >= v_count;
     INSERT INTO dw.foreach_items AS i (execution_id, node_id, item_index, item, node_attempt, action_type)

@@ -62,6 +62,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, croniter
 
+from dataworkflows.validation import unknown_fields
+
 Problem = tuple[str, str, str]
 
 NONE, LATEST, ALL = "none", "latest", "all"
@@ -274,11 +276,7 @@ def check_config(config: Any) -> list[Problem]:
     message)."""
     if not isinstance(config, dict):
         return [("", "type", "must be a JSON object")]
-    problems: list[Problem] = [
-        (f"/{_escape(key)}", "unknown_field", f"unknown field; expected one of {', '.join(CONFIG_KEYS)}")
-        for key in config
-        if key not in CONFIG_KEYS
-    ]
+    problems: list[Problem] = unknown_fields(config, CONFIG_KEYS)
     problems.extend(_cron_problems(config))
     timezone = config.get("timezone", DEFAULT_TIMEZONE)
     if not isinstance(timezone, str):
@@ -348,10 +346,6 @@ def zone_unavailable(name: Any) -> bool:
     it (the database and the API checked it when it was stored: another worker, or this one after
     an update, may load it)."""
     return isinstance(name, str) and not _malformed_zone(name) and zone_problem(name) is not None
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 # -- ticks ---------------------------------------------------------------------------------------

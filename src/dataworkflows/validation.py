@@ -50,6 +50,15 @@ def pointer_escape(token: str | int) -> str:
     return str(token).replace("~", "~0").replace("/", "~1")
 
 
+def unknown_fields(value: dict[str, Any], known: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(pointer, code, message) for each key of an object that is not one of `known`."""
+    return [
+        (f"/{pointer_escape(key)}", "unknown_field", f"unknown field; expected one of {', '.join(known)}")
+        for key in value
+        if key not in known
+    ]
+
+
 def join_pointer(base: str, *tokens: str | int) -> str:
     return base + "".join("/" + pointer_escape(t) for t in tokens)
 

@@ -39,7 +39,7 @@ from uuid import UUID
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.validation import json_depth
+from dataworkflows.validation import json_depth, unknown_fields
 
 HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
 SCHEMES = (HMAC_SHA256, GITHUB, SLACK, NONE)
@@ -104,11 +104,7 @@ def check_config(config: Any) -> list[Problem]:
     message). The activation condition's syntax is checked in the sandbox apart (check_condition)."""
     if not isinstance(config, dict):
         return [("", "type", "must be a JSON object")]
-    problems: list[Problem] = [
-        (f"/{_escape(key)}", "unknown_field", f"unknown field; expected one of {', '.join(CONFIG_KEYS)}")
-        for key in config
-        if key not in CONFIG_KEYS
-    ]
+    problems: list[Problem] = unknown_fields(config, CONFIG_KEYS)
     signature = config.get("signature", HMAC_SHA256)
     if signature not in SCHEMES:
         problems.append(("/signature", "enum", f"must be one of {', '.join(SCHEMES)}"))
@@ -149,10 +145,6 @@ def _headers_problems(headers: Any) -> list[Problem]:
         else:
             seen.add(name.lower())
     return problems
-
-
-def _escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 def parse_config(config: Mapping[str, Any]) -> HookConfig:
