@@ -61,11 +61,9 @@ async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None
         from dataworkflows import webhooks
 
         found = webhooks.check_config(config)
-        expression = config.get("activationCondition")
-        if not found and isinstance(expression, str):
-            error = await svc.conditions.check(expression)
-            if error is not None:
-                found.append(("/activationCondition", "condition_syntax", error))
+        if not found:
+            # The condition as the endpoint evaluates it (wrapped to see body, headers, query).
+            found = await webhooks.check_condition(config, svc.conditions.check)
     if found:
         problems = [Problem(f"/config{pointer}", code, message) for pointer, code, message in found]
         raise InvalidTriggerConfig(problems, f"the {kind}'s config has {len(problems)} problem(s)")
