@@ -25,6 +25,7 @@ from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 from dataworkflows.template_pool import TemplatePool
+from dataworkflows.tenancy import enter_tenant
 
 from .approvals import ApprovalController
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
@@ -104,7 +105,12 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     """Every log line about this request names it, its caller and its correlation id."""
     structlog.contextvars.clear_contextvars()
+    # Nothing of this request runs under an earlier request's tenant (a keep-alive connection's
+    # requests share a task), even if resolving the caller fails.
+    enter_tenant(None)
     principal = services_of(request.app.state).principals.resolve(request)
+    # Every database call this request makes works in the caller's tenant (row-level security).
+    enter_tenant(principal.tenant)
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
     request.state.request_id = request_id[:100]
     structlog.contextvars.bind_contextvars(
@@ -112,6 +118,7 @@ async def bind_request_context(request: Request[Any, Any, Any]) -> None:
         principal=principal.id,
         correlation_id=request.headers.get("X-Correlation-Id"),
         path=request.url.path,
+        tenant=principal.tenant,
     )
 
 
@@ -124,12 +131,13 @@ def create_app(settings: Settings) -> Litestar:
         max_size=settings.pool_max_size,
         name="api",
         timeout=settings.db_timeout_seconds,
+        role=settings.database_role,
     )
     conditions = ConditionPool(size=2)
     templates = TemplatePool(
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
     )
-    events = EventHub(settings.database_url)
+    events = EventHub(settings.database_url, role=settings.database_role)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -40,6 +40,7 @@ from dataworkflows.data.webhooks import DeliveryOutcome, HookTrigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, DatabaseUnavailable, DataWorkflowsError, InvalidInput, NotFound
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.validation import json_depth
 from dataworkflows.webhooks import HookConfig, Refusal
 
@@ -107,8 +108,10 @@ def hook_uuid(trigger_id: str) -> UUID:
 
 async def require_hook(db: Database, trigger_id: str) -> HookTrigger:
     """The enabled webhook trigger of a path: 404 for any other id (unknown, another kind,
-    disabled, deleted)."""
-    hook = await db.webhooks.trigger(hook_uuid(trigger_id))
+    disabled, deleted). Senders carry no token: the trigger's id (a random UUID) finds it in
+    whichever tenant it is, and the delivery then runs as that tenant."""
+    with all_tenants():
+        hook = await db.webhooks.trigger(hook_uuid(trigger_id))
     if hook is None or not hook.enabled:
         raise NotFound(f"webhook {trigger_id} not found (or disabled)")
     return hook
@@ -359,7 +362,8 @@ class HooksController(Controller):
         self, svc: ServicesDep, request: Request[Any, Any, Any], trigger_id: FromPath[str]
     ) -> Response[Any]:
         hook = await require_hook(svc.db, trigger_id)
-        return await _Delivery(svc, request, hook, webhooks.parse_config(hook.config)).run()
+        with tenant_scope(hook.tenant_id):
+            return await _Delivery(svc, request, hook, webhooks.parse_config(hook.config)).run()
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="What the webhook expects (never its secret)")
     async def expects(self, svc: ServicesDep, trigger_id: FromPath[str]) -> HookInfo:

@@ -10,14 +10,21 @@ from litestar.connection import ASGIConnection
 from litestar.params import HeaderParameter
 from litestar.types import ParametersMap
 
+from dataworkflows.errors import InvalidInput
+from dataworkflows.tenancy import DEFAULT_TENANT, is_valid_tenant
+
 PRINCIPAL_ID_HEADER = "X-Principal-Id"
 PRINCIPAL_TYPE_HEADER = "X-Principal-Type"
+TENANT_HEADER = "X-Tenant-Id"
+ALL_ROLES = frozenset({"viewer", "operator", "author", "admin"})
 
 
 @dataclass(frozen=True)
 class Principal:
     id: str | None
     type: str | None = None
+    tenant: str = DEFAULT_TENANT
+    roles: frozenset[str] = ALL_ROLES
 
 
 class PrincipalResolver(Protocol):
@@ -34,7 +41,12 @@ class HeaderPrincipalResolver:
             principal_id = principal_id[:200]
         if principal_type is not None:
             principal_type = principal_type[:50]
-        return Principal(principal_id, principal_type or ("user" if principal_id else None))
+        tenant = (connection.headers.get(TENANT_HEADER) or "").strip() or DEFAULT_TENANT
+        if not is_valid_tenant(tenant):
+            raise InvalidInput(
+                f"{TENANT_HEADER} must be 1 to 100 letters, digits, '_', '.' or '-', starting alphanumeric"
+            )
+        return Principal(principal_id, principal_type or ("user" if principal_id else None), tenant)
 
 
 # Declared once, on the /api/v1 router, so that OpenAPI documents them on every route there: each one
@@ -46,5 +58,11 @@ PRINCIPAL_HEADERS: ParametersMap = {
     ),
     "principal_type_header": HeaderParameter(
         name=PRINCIPAL_TYPE_HEADER, annotation=str, required=False, description="Kind of caller: user, service, ..."
+    ),
+    "tenant_header": HeaderParameter(
+        name=TENANT_HEADER,
+        annotation=str,
+        required=False,
+        description="The caller's tenant (loose auth mode; default: default).",
     ),
 }

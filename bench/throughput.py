@@ -68,6 +68,7 @@ from dataworkflows.db import Database, make_pool
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
 from dataworkflows.publishing import compile_for_publish, prepare_definition
+from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
 from noop_worker import NOOP_TASK, build_app
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -1196,9 +1197,12 @@ def run_main(
     try:
         with bench_database() as (conninfo, description):
             try:
-                results = asyncio.run(
-                    interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
-                )
+                # The engine's pools act as the application role (row-level security): the
+                # benchmark's own database work is the default tenant's.
+                with tenant_scope(DEFAULT_TENANT):
+                    results = asyncio.run(
+                        interruptible(args.total_timeout, lambda: run(args, conninfo, description, workdir))
+                    )
             except errors as exc:
                 detail = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
                 print(f"error: {detail}", file=sys.stderr)

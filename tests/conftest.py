@@ -18,6 +18,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database, make_pool
 from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.template_pool import TemplatePool
+from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -51,6 +52,15 @@ postgresql_proc = factories.postgresql_noproc(
     depends_on="embedded_pg", dbname="dw_test", load=["dataworkflows.migrations:load_for_tests"]
 )
 postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture(autouse=True)
+def _default_tenant() -> Iterator[None]:
+    """Tests work in the default tenant, as a single-tenant installation does: the `db` fixture's
+    pool acts as the application role, so row-level security applies to what a test does through
+    it (its requests to the API and its workers' jobs choose their own tenants)."""
+    with tenant_scope(DEFAULT_TENANT):
+        yield
 
 
 @pytest.fixture

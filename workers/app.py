@@ -43,6 +43,7 @@ from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.template_pool import TemplatePool
+from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
 
 log = structlog.get_logger("dataworkflows.worker")
 
@@ -60,27 +61,47 @@ def build_app(runtime: Runtime) -> procrastinate.App:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
 
     @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue, pass_context=True)
-    async def run_execution(context: JobContext, execution_id: str) -> None:
+    async def run_execution(context: JobContext, execution_id: str, tenant_id: str | None = None) -> None:
         structlog.contextvars.bind_contextvars(execution_id=execution_id)
         try:
-            await runtime.run_execution(uuid.UUID(execution_id))
-        except Exception as exc:
-            # The job failed (the run itself is resumed by recovery once its lease expires):
-            # keep the evidence where an operator looks, then let Procrastinate mark it failed.
-            await _record_job_failure(runtime, context, execution_id, exc)
-            raise
+            # The run executes as its tenant (row-level security): the job names it; a job queued
+            # before jobs did (an upgrade) is looked up.
+            tenant = tenant_id or await _tenant_of(runtime.db, execution_id)
+            with tenant_scope(tenant or DEFAULT_TENANT):
+                try:
+                    await runtime.run_execution(uuid.UUID(execution_id))
+                except Exception as exc:
+                    # The job failed (the run itself is resumed by recovery once its lease
+                    # expires): keep the evidence where an operator looks, then let Procrastinate
+                    # mark it failed.
+                    await _record_job_failure(runtime, context, execution_id, exc)
+                    raise
         finally:
             structlog.contextvars.unbind_contextvars("execution_id")
 
     @app.task(name=CANCEL_CHILDREN_TASK, queue=runtime.settings.queue, retry=5)
     async def cancel_children(parent_execution_id: str) -> None:
-        asked = await runtime.db.control.cancel_children(uuid.UUID(parent_execution_id))
+        tenant = await _tenant_of(runtime.db, parent_execution_id)
+        if tenant is None:
+            return
+        with tenant_scope(tenant):
+            asked = await runtime.db.control.cancel_children(uuid.UUID(parent_execution_id))
         if asked:
             log.info(
                 "children cancelled with their parent", parent_execution_id=parent_execution_id, children=len(asked)
             )
 
     return app
+
+
+async def _tenant_of(db: Database, execution_id: str) -> str | None:
+    """The tenant of an execution (None: no such execution, or not an id)."""
+    try:
+        execution = uuid.UUID(execution_id)
+    except ValueError:
+        return None
+    with all_tenants():
+        return await db.executions.tenant_of(execution)
 
 
 class Backoff:
@@ -588,7 +609,11 @@ async def run_worker(
     # concurrent database call; the scheduler (PARALLEL batches, the one-by-one retry, the delay
     # lookup) and the recovery and wake loops take a few more. Size for all.
     pool = make_pool(
-        settings.database_url, min_size=2, max_size=max(settings.pool_max_size, concurrency + 8), name="worker"
+        settings.database_url,
+        min_size=2,
+        max_size=max(settings.pool_max_size, concurrency + 8),
+        name="worker",
+        role=settings.database_role,
     )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
@@ -620,10 +645,13 @@ async def run_worker(
     runtime.wake_hint = waker.wake_at
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
-    recovery = asyncio.create_task(recovery_loop(db, settings))
+    # The maintenance loops work across tenants (their tasks keep the scope they were created in);
+    # jobs run each in its run's tenant.
+    with all_tenants():
+        recovery = asyncio.create_task(recovery_loop(db, settings))
+        waking = asyncio.create_task(waker.run(stop_event), name="waker")
+        scheduling = start_scheduler(db, settings, stop_event)
     control = asyncio.create_task(control_listener(settings.database_url, runtime, stop_event), name="control")
-    waking = asyncio.create_task(waker.run(stop_event), name="waker")
-    scheduling = start_scheduler(db, settings, stop_event)
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):

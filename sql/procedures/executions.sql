@@ -12,7 +12,9 @@ CREATE OR REPLACE FUNCTION dw.defer_run_job_v1(p_execution_id uuid, p_queue text
     RETURNS bigint LANGUAGE sql AS $$
     SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
         p_queue, 'dw.run_execution', 0, NULL, NULL,
-        jsonb_build_object('execution_id', p_execution_id::text), p_scheduled_at
+        jsonb_build_object('execution_id', p_execution_id::text,
+                           'tenant_id', (SELECT e.tenant_id FROM dw.executions e WHERE e.id = p_execution_id)),
+        p_scheduled_at
     )::procrastinate_job_to_defer_v1]))[1];
 $$;
 
@@ -62,16 +64,22 @@ DECLARE
     v_id uuid := gen_random_uuid();
     v_inserted uuid;
     v_timeout double precision;
+    -- A child runs in its parent's tenant; anything else in the transaction's (dw.enter_tenant_v1).
+    v_tenant text := COALESCE(p_parent.tenant_id, current_setting('dw.tenant_id', true));
 BEGIN
+    IF v_tenant IS NULL OR v_tenant IN ('', '*') THEN
+        RAISE EXCEPTION 'starting a run needs a tenant (dw.tenant_id is %)', COALESCE(v_tenant, 'not set')
+            USING ERRCODE = 'DW040';
+    END IF;
     RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
-        WHERE e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+        WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
     IF FOUND THEN
         RETURN;
     END IF;
 
     -- FOR SHARE: an archive or publish running concurrently waits for this start to commit.
-    SELECT * INTO v_wf FROM dw.workflows w WHERE w.id = p_workflow_id FOR SHARE;
-    IF NOT FOUND OR (p_parent.id IS NOT NULL AND v_wf.tenant_id <> p_parent.tenant_id) THEN
+    SELECT * INTO v_wf FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR SHARE;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
     IF v_wf.status = 'Archived' THEN
@@ -87,9 +95,10 @@ BEGIN
 
     v_version := COALESCE(p_version, v_wf.current_version);
     SELECT p.plan INTO v_plan FROM dw.workflow_plans p
-        WHERE p.workflow_id = p_workflow_id AND p.version = v_version;
+        WHERE p.tenant_id = v_tenant AND p.workflow_id = p_workflow_id AND p.version = v_version;
     IF v_plan IS NULL AND p_version IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.workflow_id = p_workflow_id
+       AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.tenant_id = v_tenant
+                                                              AND v.workflow_id = p_workflow_id
                                                               AND v.version = p_version) THEN
         RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
     END IF;
@@ -121,7 +130,7 @@ BEGIN
     IF v_inserted IS NULL THEN
         -- A concurrent call with the same request id committed first.
         RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
-            WHERE e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+            WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
         RETURN;
     END IF;
 

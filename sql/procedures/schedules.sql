@@ -164,6 +164,7 @@ DECLARE
     v_cron text := btrim(p_cron, E' \t\n\r\f\x0B');
     v_timezone text := COALESCE(p_timezone, 'UTC');
     v_id uuid;
+    v_tenant text := dw.session_tenant_v1();
 BEGIN
     IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION 'a schedule needs a name of 1 to 200 characters' USING ERRCODE = 'DW031';
@@ -172,12 +173,12 @@ BEGIN
     IF p_payload IS NOT NULL AND jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'the payload of schedule % must be a JSON object', p_name USING ERRCODE = 'DW031';
     END IF;
-    PERFORM 1 FROM dw.workflows w WHERE w.id = p_workflow_id AND w.tenant_id = 'default';
+    PERFORM 1 FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
     INSERT INTO dw.triggers AS t (tenant_id, workflow_id, kind, name, config, created_by)
-    VALUES ('default', p_workflow_id, 'schedule', p_name,
+    VALUES (v_tenant, p_workflow_id, 'schedule', p_name,
             jsonb_build_object('cron', v_cron, 'timezone', v_timezone, 'payload', COALESCE(p_payload, '{}'::jsonb)),
             session_user)
     ON CONFLICT ON CONSTRAINT triggers_name_key DO UPDATE
@@ -195,7 +196,8 @@ $$;
 -- with it; the runs it started stay (executions.trigger_id keeps its id).
 CREATE OR REPLACE FUNCTION dw.unschedule_v1(p_name text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM dw.triggers t WHERE t.tenant_id = 'default' AND t.kind = 'schedule' AND t.name = p_name;
+    DELETE FROM dw.triggers t
+     WHERE t.tenant_id = dw.session_tenant_v1() AND t.kind = 'schedule' AND t.name = p_name;
     RETURN FOUND;
 END;
 $$;
@@ -207,7 +209,8 @@ CREATE OR REPLACE FUNCTION dw.schedule_refusal_v1(p_workflow_id text) RETURNS te
 DECLARE
     v_wf dw.workflows;
 BEGIN
-    SELECT * INTO v_wf FROM dw.workflows w WHERE w.id = p_workflow_id FOR SHARE;
+    SELECT * INTO v_wf FROM dw.workflows w
+     WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id FOR SHARE;
     IF NOT FOUND THEN
         RETURN format('workflow %s not found', p_workflow_id);
     ELSIF v_wf.status = 'Archived' THEN
@@ -251,11 +254,14 @@ DECLARE
     v_started record;
     v_payload jsonb;
     v_text text;
+    v_previous_tenant text;
 BEGIN
     SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- The scheduler claims schedules of every tenant; each one fires as its own tenant.
+    v_previous_tenant := dw.enter_tenant_v1(v_t.tenant_id);
     v_error := v_t.error;
     v_payload := CASE WHEN jsonb_typeof(v_t.config -> 'payload') = 'object' THEN v_t.config -> 'payload'
                       ELSE '{}'::jsonb END;
@@ -296,6 +302,7 @@ BEGIN
     UPDATE dw.triggers t
        SET next_tick_at = p_next_tick, last_tick_at = GREATEST(t.last_tick_at, v_last), error = v_error
      WHERE t.id = p_trigger_id;
+    PERFORM dw.leave_tenant_v1(v_previous_tenant);
 END;
 $$;
 

@@ -608,9 +608,10 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM procrastinate_defer_jobs_v1(ARRAY(
-        SELECT ROW(p_queue, 'dw.run_execution', 0, NULL, NULL, jsonb_build_object('execution_id', id::text),
+        SELECT ROW(p_queue, 'dw.run_execution', 0, NULL, NULL,
+                   jsonb_build_object('execution_id', e.id::text, 'tenant_id', e.tenant_id),
                    NULL)::procrastinate_job_to_defer_v1
-          FROM unnest(v_ids) AS id));
+          FROM dw.executions e WHERE e.id = ANY (v_ids)));
     RETURN array_length(v_ids, 1);
 END;
 $$;

@@ -11,8 +11,13 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
        e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id
   FROM dw.executions e
-  JOIN dw.workflow_versions v ON v.workflow_id = e.workflow_id AND v.version = e.workflow_version
+  JOIN dw.workflow_versions v
+    ON v.tenant_id = e.tenant_id AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
  WHERE e.id = %(id)s;
+
+-- name: execution_tenant
+-- The tenant of an execution (workers look it up under '*' for jobs that do not name it).
+SELECT tenant_id FROM dw.executions WHERE id = %(id)s;
 
 -- name: list_executions
 -- Executions newest first, after a (created_at, id) cursor, with optional filters.

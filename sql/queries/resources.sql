@@ -30,7 +30,7 @@ SELECT link_id, resource_type, resource_key, external_id, action, execution_id, 
 -- Stores (or replaces) an encrypted connection secret.
 INSERT INTO dw.connections (name, kind, secret, key_id, created_by)
 VALUES (%(name)s, %(kind)s, %(secret)s, %(key_id)s, %(principal)s)
-ON CONFLICT (name) DO UPDATE
+ON CONFLICT (tenant_id, name) DO UPDATE
    SET kind = EXCLUDED.kind, secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, updated_at = now()
 RETURNING name, kind, key_id, created_at, created_by, updated_at;
 

@@ -1,6 +1,6 @@
 -- name: hook_trigger
 -- A webhook trigger as its endpoint reads it, with its encrypted secret (NULL: unsigned).
-SELECT t.id, t.workflow_id, t.name, t.enabled, t.config, t.secret
+SELECT t.id, t.tenant_id, t.workflow_id, t.name, t.enabled, t.config, t.secret
   FROM dw.triggers t WHERE t.id = %(id)s AND t.kind = 'webhook';
 
 -- name: accept_webhook_delivery

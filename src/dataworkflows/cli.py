@@ -134,16 +134,18 @@ async def _up(settings: Settings, *, load: bool) -> int:
     from dataworkflows.conditions import ConditionPool
     from dataworkflows.db import Database, make_pool
     from dataworkflows.examples import load_examples, load_templates
+    from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
     from dataworkflows.workers.app import run_worker
 
     assert settings.database_url is not None
     if load:
-        pool = make_pool(settings.database_url, max_size=2, name="examples")
+        pool = make_pool(settings.database_url, max_size=2, name="examples", role=settings.database_role)
         await pool.open(wait=True)
         conditions = ConditionPool(size=1)
         try:
-            loaded = await load_examples(Database(pool), default_registry(), conditions)
-            templates = await load_templates(Database(pool))
+            with tenant_scope(DEFAULT_TENANT):
+                loaded = await load_examples(Database(pool), default_registry(), conditions)
+                templates = await load_templates(Database(pool))
         finally:
             await conditions.close()
             await pool.close()

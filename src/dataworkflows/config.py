@@ -47,6 +47,10 @@ class Settings:
     resource_claim_seconds: float = 120.0
     # How long a request waits for a database connection before answering 503.
     db_timeout_seconds: float = 5.0
+    # The database role the API and the workers act as (SET ROLE on each pooled connection): one
+    # that owns no table, so row-level security applies. "none": the login's own rights (a
+    # superuser bypasses tenant isolation; for benchmarks and diagnosis only).
+    db_role: str = "dataworkflows_app"
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20
@@ -77,6 +81,12 @@ class Settings:
     # Schedule tick rows (dw.schedule_ticks) are kept this long, each schedule's newest kept
     # always; workers delete older ones in their recovery loop (0 or less: kept forever).
     schedule_tick_retention_days: float = 30.0
+
+    @property
+    def database_role(self) -> str | None:
+        """The role to SET on pooled connections (None: the login's own)."""
+        role = self.db_role.strip()
+        return None if role.lower() in ("", "none") else role
 
     @property
     def allowed_hosts(self) -> list[str]:

@@ -8,6 +8,7 @@ or constraint name).
 from __future__ import annotations
 
 import contextlib
+import functools
 import select
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +17,10 @@ from typing import Any, TypeVar
 import msgspec
 import psycopg
 import psycopg.errors
+import psycopg.sql
 import psycopg_pool
 import structlog
+from psycopg import AsyncClientCursor
 from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
@@ -34,6 +37,7 @@ from dataworkflows.data.webhooks import WebhookData
 from dataworkflows.data.workflows import WorkflowData
 from dataworkflows.errors import SqlState
 from dataworkflows.sqlfiles import QUERIES
+from dataworkflows.tenancy import current_tenant
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -59,11 +63,14 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.APPROVAL_DECIDED: errors.Conflict,
     SqlState.TRIGGER_NOT_FOUND: errors.NotFound,
     SqlState.INVALID_SCHEDULE: errors.InvalidInput,
+    SqlState.TENANT_REQUIRED: errors.InvariantViolation,
 }
 _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "workflows_pkey": errors.WorkflowExists,
     "triggers_name_key": errors.Conflict,
 }
+# The role the API's and the workers' pools act as (migration 0018 creates it).
+APP_ROLE = "dataworkflows_app"
 # The server is shutting down (57P01) or starting up (57P03): worth a retry, like a lost connection.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03"})
 
@@ -118,8 +125,17 @@ def translate_errors() -> Iterator[None]:
 
 
 def make_pool(
-    conninfo: str, *, min_size: int = 1, max_size: int = 10, name: str = "dataworkflows", timeout: float = 10.0
+    conninfo: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    name: str = "dataworkflows",
+    timeout: float = 10.0,
+    role: str | None = APP_ROLE,
 ) -> psycopg_pool.AsyncConnectionPool:
+    """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
+    ROLE`): the application role owns no table, so row-level security applies to everything the
+    pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row)."""
     configure_json()
     return CheckedPool(
         conninfo,
@@ -130,7 +146,7 @@ def make_pool(
         timeout=timeout,
         # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
         # its LISTEN connection and passes autocommit itself.
-        configure=_autocommit,
+        configure=functools.partial(_configure, role=role or None),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
@@ -198,8 +214,25 @@ def _peer_hung_up(conn: psycopg.AsyncConnection[Any]) -> bool:
     return bool(readable or errored)
 
 
-async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+async def _configure(conn: psycopg.AsyncConnection[Any], *, role: str | None) -> None:
     await conn.set_autocommit(True)
+    if role is not None:
+        try:
+            await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise errors.ConfigurationError(
+                f"cannot SET ROLE {role}: run `dataworkflows migrate` (it creates the role) and grant it to "
+                f"the database user ({exc.diag.message_primary})"
+            ) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise errors.ConfigurationError(
+                f"the database user may not act as {role}: GRANT {role} TO <the user in DATABASE_URL>"
+            ) from exc
+
+
+# The first statement of every transaction the data layer opens (see dataworkflows.tenancy).
+SET_TENANT = "SELECT set_config('dw.tenant_id', %s, true)"
+_SET_TENANT_THEN = "SELECT set_config('dw.tenant_id', %(_dw_tenant)s, true); "
 
 
 class Transaction:
@@ -212,10 +245,37 @@ class Transaction:
         await self._cursor.execute(QUERIES[name], _adapt(params))
         return await self._cursor.fetchone()
 
+    async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
+        await self._cursor.execute(QUERIES[name], _adapt(params))
+        return await self._cursor.fetchall()
+
+
+async def _run(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]) -> psycopg.AsyncCursor[DictRow]:
+    """Runs one statement as its own transaction, under the task's tenant (dataworkflows.tenancy).
+
+    With a tenant, the statement goes as `SELECT set_config('dw.tenant_id', ..., true); <statement>`
+    in one simple-protocol message: PostgreSQL runs a multi-statement message as one implicit
+    transaction, so the setting holds for exactly that statement, in one round trip. That needs
+    client-side binding (AsyncClientCursor: psycopg quotes each value as a literal; the SQL text is
+    still only ours). Measured on the embedded server: 132 us against 104 us for the statement
+    alone, where a pipeline or an explicit transaction cost 260-330 us. Without a tenant the
+    statement runs as is, and row-level security shows it no rows."""
+    tenant = current_tenant()
+    adapted = _adapt(params)
+    if tenant is None:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, adapted)
+        return cur
+    client = AsyncClientCursor(conn, row_factory=dict_row)
+    await client.execute(_SET_TENANT_THEN + query, {"_dw_tenant": tenant, **adapted})
+    client.nextset()
+    return client
+
 
 class Database:
     """Named queries over an async pool. Each call is one round trip and one transaction, except
-    inside `transaction()`. The data layer's typed methods hang off it by area."""
+    inside `transaction()`. Every transaction runs under the task's tenant (dataworkflows.tenancy).
+    The data layer's typed methods hang off it by area."""
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         self.pool = pool
@@ -235,36 +295,48 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection for tools and tests, under the task's tenant for as long as it is
+        held (a session setting, reset before the connection goes back to the pool)."""
+        tenant = current_tenant()
         with translate_errors():
             async with self.pool.connection() as conn:
-                yield conn
+                if tenant is None:
+                    yield conn
+                    return
+                await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (tenant,))
+                try:
+                    yield conn
+                finally:
+                    if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                        await conn.execute("RESET dw.tenant_id")
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several named statements that commit together, or not at all."""
+        tenant = current_tenant()
         with translate_errors():
             async with self.pool.connection() as conn, conn.transaction():
+                if tenant is not None:
+                    await conn.execute(SET_TENANT, (tenant,))
                 yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         with translate_errors():
             async with self.pool.connection() as conn:
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES[name], _adapt(params))
+                cur = await _run(conn, QUERIES[name], params)
                 return await cur.fetchall()
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         with translate_errors():
             async with self.pool.connection() as conn:
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(QUERIES[name], _adapt(params))
+                cur = await _run(conn, QUERIES[name], params)
                 return await cur.fetchone()
 
     async def execute(self, name: str, /, **params: Any) -> None:
         """Runs a named statement that returns no rows."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                await conn.execute(QUERIES[name], _adapt(params))
+                await _run(conn, QUERIES[name], params)
 
     async def fetch_one_as(self, cls: type[T], name: str, /, **params: Any) -> T | None:
         """One row as a struct (its fields named like the query's columns)."""

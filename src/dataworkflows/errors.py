@@ -51,6 +51,9 @@ class SqlState(StrEnum):
     TRIGGER_NOT_FOUND = "DW030"
     # A schedule's cron expression or time zone is not valid (dw.schedule_v1).
     INVALID_SCHEDULE = "DW031"
+    # Work that needs a tenant ran without one, or a transaction of one tenant tried to work for
+    # another (dw.enter_tenant_v1): an engine bug, never the input's fault.
+    TENANT_REQUIRED = "DW040"
 
 
 class DataWorkflowsError(Exception):

@@ -23,6 +23,7 @@ import structlog
 from psycopg import sql
 
 from dataworkflows.data.executions import add_event_listener, remove_event_listener
+from dataworkflows.tenancy import ALL_TENANTS
 
 log = structlog.get_logger("dataworkflows.events")
 
@@ -40,8 +41,12 @@ def channel(execution_id: UUID) -> str:
 class EventHub:
     """Subscriptions by execution: LISTEN while someone follows it, UNLISTEN when the last leaves."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, role: str | None = None) -> None:
         self.conninfo = conninfo
+        # The hub's connection serves every tenant's streams (each stream checks its caller may
+        # see the execution before it subscribes): it acts as the application role, across
+        # tenants, and its dw.event_listeners rows take their execution's tenant.
+        self.role = role or None
         self.listener_id = uuid.uuid4().hex
         self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
         self._commands: asyncio.Queue[tuple[Command, asyncio.Future[None]]] = asyncio.Queue()
@@ -55,6 +60,9 @@ class EventHub:
     async def _run(self) -> None:
         try:
             async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
+                if self.role is not None:
+                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role)))
+                await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
                 # After a reconnect, listen again to everything that is followed.
                 for name in list(self._subscribers):
                     await self._follow(UUID(hex=name.removeprefix("dw_events_")))(conn)

@@ -8,6 +8,8 @@ from typing import Any
 from uuid import UUID
 
 from dataworkflows.db import Database
+from dataworkflows.errors import InvariantViolation
+from dataworkflows.tenancy import ALL_TENANTS, current_tenant
 
 
 def _owner(execution_id: UUID, node_id: str, attempt: int) -> str:
@@ -23,10 +25,17 @@ class Claim:
 class DatabaseResources:
     """What an action sees as ctx.services.resources."""
 
-    def __init__(self, db: Database, *, claim_seconds: float = 120.0, tenant: str = "default") -> None:
+    def __init__(self, db: Database, *, claim_seconds: float = 120.0) -> None:
         self._data = db.resources
         self._claim_seconds = claim_seconds
-        self._tenant = tenant
+
+    @property
+    def _tenant(self) -> str:
+        """Keys are unique per tenant: the tenant of the run the calling action belongs to."""
+        tenant = current_tenant()
+        if tenant is None or tenant == ALL_TENANTS:
+            raise InvariantViolation("resource links are per tenant: no tenant is set for this run")
+        return tenant
 
     async def claim(
         self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int

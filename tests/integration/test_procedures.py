@@ -148,13 +148,18 @@ async def test_concurrency_limit_throttles_acquire(db: Database) -> None:
 async def test_execution_events_are_append_only(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     await start(db, "simple-echo")
-    for statement in [
-        "UPDATE dw.execution_events SET type = 'x'",
-        "DELETE FROM dw.execution_events",
-        "TRUNCATE dw.execution_events",
-    ]:
+    for statement in ["UPDATE dw.execution_events SET type = 'x'", "DELETE FROM dw.execution_events"]:
         with pytest.raises(errors.Immutable, match="append-only"):
             await _sql(db, statement)
+    # The application role may not even try (no TRUNCATE privilege); the tables' owner meets the
+    # trigger (test_owner_cannot_truncate_events).
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await _sql(db, "TRUNCATE dw.execution_events")
+
+
+def test_owner_cannot_truncate_events(postgresql: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.DatabaseError, match="append-only"):
+        postgresql.execute("TRUNCATE dw.execution_events")
 
 
 async def test_published_versions_are_immutable(db: Database) -> None:

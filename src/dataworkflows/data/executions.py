@@ -194,6 +194,11 @@ class ExecutionData:
     async def get(self, execution_id: UUID) -> Execution | None:
         return await self._db.fetch_one_as(Execution, "get_execution", id=execution_id)
 
+    async def tenant_of(self, execution_id: UUID) -> str | None:
+        """The execution's tenant, if this task may see it (under ALL_TENANTS: any execution)."""
+        row = await self._db.fetch_one("execution_tenant", id=execution_id)
+        return None if row is None else str(row["tenant_id"])
+
     async def page(
         self,
         *,

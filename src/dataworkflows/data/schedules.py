@@ -8,10 +8,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-
-from dataworkflows.sqlfiles import QUERIES
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
@@ -74,19 +71,17 @@ class ScheduleData:
         """In one transaction: locks up to `limit` due schedules (SKIP LOCKED; `only`: that one
         schedule, if due and free), asks the planner what to do with them, fires their ticks and
         moves their next ticks. A tick's run starts in the transaction that records the tick."""
-        async with self._db.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
+        async with self._db.transaction() as tx:
             if only is None:
-                await cur.execute(QUERIES["claim_due_schedules"], {"limit": limit})
+                rows = await tx.fetch_all("claim_due_schedules", limit=limit)
             else:
-                await cur.execute(QUERIES["claim_due_schedule"], {"id": only})
-            rows = await cur.fetchall()
+                rows = await tx.fetch_all("claim_due_schedule", id=only)
             if not rows:
                 return Batch(0, [])
             due = [msgspec.convert(row, DueSchedule) for row in rows]
             plans = await planner(due, rows[0]["now"])
-            await cur.execute(QUERIES["fire_schedules"], {"plans": Jsonb(msgspec.to_builtins(plans)), "queue": queue})
-            fired = [msgspec.convert(row, FiredTick) for row in await cur.fetchall()]
+            fired_rows = await tx.fetch_all("fire_schedules", plans=Jsonb(msgspec.to_builtins(plans)), queue=queue)
+            fired = [msgspec.convert(row, FiredTick) for row in fired_rows]
         return Batch(len(due), fired)
 
     async def failed(

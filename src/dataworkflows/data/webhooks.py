@@ -18,6 +18,7 @@ class HookTrigger(msgspec.Struct, frozen=True):
     """A webhook trigger as its endpoint reads it."""
 
     id: UUID
+    tenant_id: str
     workflow_id: str
     name: str
     enabled: bool

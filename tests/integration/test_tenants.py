@@ -1,0 +1,260 @@
+"""Tenant isolation (migration 0018): through the API, where another tenant's objects answer 404,
+and in SQL, connected as the application role with a tenant set and with none."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.db import APP_ROLE, Database
+from dataworkflows.workers.app import run_worker
+from tests.conftest import load_fixture
+from tests.integration.test_api import assert_problem
+
+A = {"X-Tenant-Id": "acme", "X-Principal-Id": "ana"}
+B = {"X-Tenant-Id": "globex", "X-Principal-Id": "bo"}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    key = base64.b64encode(b"k" * 32).decode()
+    app = create_app(Settings(database_url=dsn, pool_max_size=10, credentials_key=key))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def create_active(client: AsyncTestClient[Any], headers: dict[str, str], raw: dict[str, Any]) -> None:
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw, headers=headers)
+    assert created.status_code == 201, created.text
+
+
+async def execute(client: AsyncTestClient[Any], headers: dict[str, str], workflow_id: str, **body: Any) -> str:
+    started = await client.post(
+        f"/api/v1/workflows/{workflow_id}/execute", json={"trigger": {}, **body}, headers=headers
+    )
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+async def test_ids_are_unique_per_tenant(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw | {"description": "globex's own"})
+    again = await client.post("/api/v1/workflows", json=raw, headers=A)
+    assert assert_problem(again, 409)["code"] == "workflow_exists"
+
+    a_run = await execute(client, A, "simple-echo", requestId="same")
+    b_run = await execute(client, B, "simple-echo", requestId="same")
+    assert a_run != b_run, "request ids are idempotency keys per tenant"
+    assert (await client.get("/api/v1/workflows/simple-echo", headers=B)).json()["description"] == "globex's own"
+
+
+async def test_another_tenants_objects_answer_404(client: AsyncTestClient[Any], db: Database) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    run = await execute(client, A, "simple-echo")
+    connection = await client.put(
+        "/api/v1/connections/acme-slack", json={"kind": "slack", "secret": "xoxb-1"}, headers=A
+    )
+    assert connection.status_code in (200, 201), connection.text
+    assert (await client.get(f"/api/v1/executions/{run}", headers=A)).status_code == 200
+
+    for method, path, body in [
+        ("GET", f"/api/v1/executions/{run}", None),
+        ("GET", f"/api/v1/executions/{run}/events", None),
+        ("GET", f"/api/v1/executions/{run}/tree", None),
+        ("POST", f"/api/v1/executions/{run}/cancel", {}),
+        ("POST", f"/api/v1/executions/{run}/suspend", {}),
+        ("POST", f"/api/v1/executions/{run}/signals/go", {"signalId": "s1", "payload": {}}),
+        ("GET", "/api/v1/workflows/simple-echo", None),
+        ("GET", "/api/v1/workflows/simple-echo/versions", None),
+        ("POST", "/api/v1/workflows/simple-echo/execute", {"trigger": {}}),
+        ("POST", "/api/v1/workflows/simple-echo/publish", None),
+        ("DELETE", "/api/v1/connections/acme-slack", None),
+    ]:
+        response = await client.request(method, path, json=body, headers=B)
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+
+    listing = (await client.get("/api/v1/executions", headers=B)).json()
+    assert listing["items"] == []
+    assert (await client.get("/api/v1/workflows", headers=B)).json()["items"] == []
+    assert [c["name"] for c in (await client.get("/api/v1/connections", headers=B)).json()] == []
+    # A's run is untouched by B's attempts.
+    assert (await client.get(f"/api/v1/executions/{run}", headers=A)).json()["cancelRequestedAt"] is None
+
+
+async def test_a_dead_letter_is_redriven_by_its_tenant_only(client: AsyncTestClient[Any], dsn: str) -> None:
+    failing = load_fixture("bundle1/simple-echo-workflow.json") | {"id": "fails", "startNode": "boom"}
+    failing["nodes"] = [
+        {"id": "boom", "actionType": "core.echo", "parameters": {"message": "no", "simulateFailure": "permanent"}}
+    ]
+    await create_active(client, A, failing)
+    run = await execute(client, A, "fails")
+    async with worker(dsn):
+        await until_ended(client, A, run)
+    letters = (await client.get("/api/v1/dead-letters", headers=A)).json()["items"]
+    assert letters, "the failed run left a dead letter"
+    letter = letters[0]["id"]
+    assert (await client.get("/api/v1/dead-letters", headers=B)).json()["items"] == []
+    assert (await client.get(f"/api/v1/dead-letters/{letter}", headers=B)).status_code == 404
+    assert (await client.post(f"/api/v1/dead-letters/{letter}/redrive", headers=B)).status_code == 404
+
+
+@contextlib.asynccontextmanager
+async def worker(dsn: str) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    settings = Settings(database_url=dsn, worker_poll_seconds=0.2, recovery_interval_seconds=0.5)
+    task = asyncio.create_task(run_worker(settings, concurrency=4, install_signal_handlers=False, stop=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def until_ended(client: AsyncTestClient[Any], headers: dict[str, str], run: str) -> dict[str, Any]:
+    for _ in range(200):
+        body = (await client.get(f"/api/v1/executions/{run}", headers=headers)).json()
+        if body["status"] in ("Succeeded", "Failed", "Cancelled", "TimedOut"):
+            return dict(body)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run} did not end")
+
+
+async def test_workers_run_each_execution_as_its_tenant(client: AsyncTestClient[Any], dsn: str) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw)
+    runs = {"acme": await execute(client, A, "simple-echo"), "globex": await execute(client, B, "simple-echo")}
+    async with worker(dsn):
+        for tenant, headers in (("acme", A), ("globex", B)):
+            body = await until_ended(client, headers, runs[tenant])
+            assert body["status"] == "Succeeded", body
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT e.tenant_id, count(DISTINCT n.tenant_id), count(DISTINCT a.tenant_id), "
+                "count(DISTINCT v.tenant_id), bool_and(v.tenant_id = e.tenant_id) "
+                "FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id "
+                "JOIN dw.action_executions a ON a.execution_id = e.id "
+                "JOIN dw.execution_events v ON v.execution_id = e.id GROUP BY e.tenant_id ORDER BY 1"
+            )
+        ).fetchall()
+    assert rows == [("acme", 1, 1, 1, True), ("globex", 1, 1, 1, True)]
+
+
+async def test_a_schedule_fires_in_its_own_tenant(client: AsyncTestClient[Any], dsn: str) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, B, raw)
+    created = await client.post(
+        "/api/v1/workflows/simple-echo/triggers",
+        json={"kind": "schedule", "name": "every-second", "config": {"cron": "* * * * * *"}},
+        headers=B,
+    )
+    assert created.status_code == 201, created.text
+    async with worker(dsn):
+        for _ in range(100):
+            items = (await client.get("/api/v1/executions", headers=B)).json()["items"]
+            if items:
+                break
+            await asyncio.sleep(0.1)
+    assert items, "the schedule started a run in its tenant"
+    assert (await client.get("/api/v1/executions", headers={"X-Tenant-Id": "default"})).json()["items"] == []
+
+
+# In SQL, as the application role.
+
+
+async def as_app(conn: psycopg.AsyncConnection[Any], tenant: str | None) -> None:
+    await conn.execute(f'SET ROLE "{APP_ROLE}"')
+    if tenant is not None:
+        await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (tenant,))
+
+
+async def count(conn: psycopg.AsyncConnection[Any], table: str) -> int:
+    row = await (await conn.execute(f"SELECT count(*) FROM dw.{table}")).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_sql_sees_the_tenant_set_and_nothing_without_one(client: AsyncTestClient[Any], dsn: str) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw)
+    await execute(client, A, "simple-echo")
+    await execute(client, B, "simple-echo")
+    tables = ("workflows", "workflow_versions", "executions", "node_states", "execution_events")
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await as_app(conn, None)
+        assert [await count(conn, t) for t in tables] == [0, 0, 0, 0, 0], "no tenant: nothing at all"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute(
+                "INSERT INTO dw.connections (tenant_id, name, kind, secret, key_id) VALUES "
+                "('acme', 'x', 'http', '\\x00', 'k')"
+            )
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await as_app(conn, "acme")
+        assert await count(conn, "executions") == 1
+        row = await (await conn.execute("SELECT DISTINCT tenant_id FROM dw.node_states")).fetchall()
+        assert row == [("acme",)]
+        # Writing another tenant's row is refused (WITH CHECK), as is reading it.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute(
+                "INSERT INTO dw.connections (tenant_id, name, kind, secret, key_id) VALUES "
+                "('globex', 'x', 'http', '\\x00', 'k')"
+            )
+        updated = await conn.execute("UPDATE dw.workflows SET description = 'hijacked' WHERE tenant_id = 'globex'")
+        assert updated.rowcount == 0
+        # The app role owns nothing: it cannot switch row-level security off.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute("ALTER TABLE dw.executions NO FORCE ROW LEVEL SECURITY")
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await as_app(conn, "*")
+        assert await count(conn, "executions") == 2, "the workers' maintenance scope sees every tenant"
+
+
+async def test_the_reporting_role_sees_one_tenant_unless_granted_all(client: AsyncTestClient[Any], dsn: str) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw)
+    await execute(client, A, "simple-echo")
+    await execute(client, B, "simple-echo")
+    reporter = f"reporter_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f"CREATE ROLE {reporter} NOLOGIN IN ROLE dw_reporting")
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(f"SET ROLE {reporter}")
+            assert await count(conn, "v_executions") == 0
+            await conn.execute("SET dw.tenant_id = 'acme'")
+            rows = await (await conn.execute("SELECT tenant_id, workflow_id FROM dw.v_executions")).fetchall()
+            assert rows == [("acme", "simple-echo")]
+            assert await count(conn, "v_workflow_health") == 2  # one workflow, two periods
+            await conn.execute("SET dw.tenant_id = '*'")
+            assert await count(conn, "v_executions") == 0, "'*' counts only for dataworkflows_all_tenants"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("SELECT trigger FROM dw.executions")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("SELECT * FROM dw.connections")
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(f"GRANT dataworkflows_all_tenants TO {reporter}")
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(f"SET ROLE {reporter}")
+            await conn.execute("SET dw.tenant_id = '*'")
+            assert await count(conn, "v_executions") == 2
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(f"DROP ROLE {reporter}")
