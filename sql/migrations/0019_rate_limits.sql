@@ -5,7 +5,9 @@
 -- subject 'principal:<id>', 'address:<client address>' (anonymous), or 'hook:<trigger id>' (webhook
 -- receivers, tenant '-'). No row-level security on purpose: the limiter runs before the request's
 -- tenant is known to the database, and a row holds no data of the tenant's beyond a caller's name.
-CREATE TABLE dw.api_rate_buckets (
+-- UNLOGGED: no WAL, so taking a token commits without a WAL flush; a crash empties the table
+-- (every bucket full again) and standbys do not have it, which for rate limiting is harmless.
+CREATE UNLOGGED TABLE dw.api_rate_buckets (
     tenant_id   text NOT NULL,
     subject     text NOT NULL,
     -- Tokens left at updated_at (fractional: the bucket refills continuously).

@@ -4,6 +4,7 @@ every run succeeds, starts one second apart."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
 from collections.abc import Iterator
@@ -78,7 +79,7 @@ def test_a_workflow_limited_to_60_a_minute_starts_its_runs_a_second_apart(stack:
     assert time.monotonic() - began < 20
     assert [f["status"] for f in finals] == ["Succeeded"] * 6
     starts = sorted(datetime.fromisoformat(f["startTime"]) for f in finals)
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.999, gaps
     # Woken at their turn, not at Procrastinate's next poll (5 s).
     assert max(gaps) < 2.5, gaps

@@ -4,6 +4,7 @@ database, and workflows' start limits at acquire (set in the definition, through
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
@@ -125,8 +126,13 @@ async def test_limits_through_the_api(client: AsyncTestClient[Any]) -> None:
     assert (changed.json()["maxConcurrentExecutions"], changed.json()["rateLimitPerMinute"]) == (2, 30)
     cleared = (await client.patch(path, json={"rateLimitPerMinute": None})).json()
     assert (cleared["maxConcurrentExecutions"], cleared["rateLimitPerMinute"]) == (2, None)
-    for bad in [{"maxConcurrentExecutions": 0}, {"rateLimitPerMinute": 60_001}, {"rateLimitPerMinute": "x"},
-                {"rateLimitPerMinute": 1.5}, {"burst": 3}]:
+    for bad in [
+        {"maxConcurrentExecutions": 0},
+        {"rateLimitPerMinute": 60_001},
+        {"rateLimitPerMinute": "x"},
+        {"rateLimitPerMinute": 1.5},
+        {"burst": 3},
+    ]:
         answer = await client.patch(path, json=bad)
         assert answer.status_code == 400, bad
         assert answer.headers["content-type"].startswith("application/problem+json")
@@ -158,9 +164,7 @@ async def _acquire(db: Database, execution_id: Any, owner: str = "w") -> dict[st
     return row
 
 
-async def test_a_concurrency_change_through_the_api_takes_effect(
-    client: AsyncTestClient[Any], db: Database
-) -> None:
+async def test_a_concurrency_change_through_the_api_takes_effect(client: AsyncTestClient[Any], db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     path = "/api/v1/workflows/simple-echo/limits"
     assert (await client.patch(path, json={"maxConcurrentExecutions": 1})).status_code == 200
@@ -224,5 +228,5 @@ async def test_starts_never_come_closer_than_the_rate_allows(db: Database) -> No
     async with db.connection() as conn:
         cur = await conn.execute("SELECT started_at FROM dw.executions WHERE id = ANY(%s) ORDER BY 1", (runs,))
         starts: list[datetime] = [r[0] for r in await cur.fetchall()]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.5, gaps
