@@ -24,6 +24,7 @@ from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
+from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import enter_tenant
 
@@ -35,6 +36,7 @@ from .hooks import HooksController
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, HeaderPrincipalResolver
 from .problems import ClientDisconnected, exception_handlers, problem
+from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead
 from .services import DEPENDENCIES, DatabaseDep, Services, require_principal, services_of
 from .triggers import TriggerController, WorkflowTriggerController
@@ -125,6 +127,7 @@ async def bind_request_context(request: Request[Any, Any, Any]) -> None:
 def create_app(settings: Settings) -> Litestar:
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
+    rate_policy = BucketPolicy.from_settings(settings.api_rate_per_minute, settings.api_rate_burst)
     pool = make_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
@@ -152,6 +155,7 @@ def create_app(settings: Settings) -> Litestar:
             principals=HeaderPrincipalResolver(),
             events=events,
             templates=templates,
+            rate_policy=rate_policy,
         )
         try:
             yield
@@ -178,6 +182,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         parameters=PRINCIPAL_HEADERS,
         guards=[require_principal],
+        middleware=[rate_limit_middleware],
     )
     return Litestar(
         route_handlers=[live, ready, metrics, api_v1],

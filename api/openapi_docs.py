@@ -21,5 +21,6 @@ PROBLEMS = {
     409: _spec("Conflicts with the current state (Draft/Archived workflow, duplicate id, redriven letter)"),
     413: _spec("Request body larger than DW_MAX_BODY_BYTES"),
     422: _spec("Invalid definition or input: one entry per problem in errors[], each with a JSON pointer"),
+    429: _spec("Over the caller's rate limit (DW_API_RATE_PER_MINUTE): see Retry-After and the RateLimit fields"),
     503: _spec("The database is unreachable; retry later"),
 }

@@ -42,7 +42,14 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 def problem(
-    status: int, title: str, detail: str, *, code: str, request: Request[Any, Any, Any] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    request: Request[Any, Any, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {
         "type": f"https://dataworkflows.dev/problems/{code}",
@@ -54,8 +61,21 @@ def problem(
     if request is not None:
         body["instance"] = request.url.path
     body.update(extra)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 503:
+        headers = {"Retry-After": "5", **(headers or {})}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def rate_limited(request: Request[Any, Any, Any], headers: dict[str, str], retry_after: int) -> Response[Any]:
+    """429: the caller's token bucket is empty; `headers` carry Retry-After and the RateLimit fields."""
+    return problem(
+        429,
+        "Too many requests",
+        f"this caller's request rate is over the limit; retry in {retry_after} s",
+        code="rate_limited",
+        request=request,
+        headers=headers,
+    )
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflowsError) -> Response[dict[str, Any]]:
@@ -143,4 +163,12 @@ exception_handlers: dict[Any, Any] = {
     Exception: handle_unexpected,
 }
 
-__all__ = ["PROBLEM_JSON", "ClientDisconnected", "MediaType", "Unauthorized", "exception_handlers", "problem"]
+__all__ = [
+    "PROBLEM_JSON",
+    "ClientDisconnected",
+    "MediaType",
+    "Unauthorized",
+    "exception_handlers",
+    "problem",
+    "rate_limited",
+]

@@ -10,6 +10,8 @@ from uuid import UUID
 
 import msgspec
 
+from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
+
 
 class Camel(msgspec.Struct, rename="camel", omit_defaults=False):
     pass
@@ -53,6 +55,7 @@ class WorkflowRead(Camel):
     latest_version: int | None
     is_enabled: bool
     max_concurrent_executions: int | None
+    rate_limit_per_minute: int | None
     created_at: datetime
     created_by: str | None
     updated_at: datetime
@@ -62,6 +65,17 @@ class WorkflowRead(Camel):
     template_version: int | None = None
     definition: dict[str, Any] | None = None
     checksum: str | None = None
+
+
+class WorkflowLimitsUpdate(Camel, forbid_unknown_fields=True):
+    """PATCH /workflows/{id}/limits: a field left out stays as it is; null clears it."""
+
+    max_concurrent_executions: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_CONCURRENT_EXECUTIONS)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATE_PER_MINUTE)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
 
 
 class WorkflowList(Camel):

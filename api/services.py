@@ -21,6 +21,7 @@ from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.event_stream import EventHub
 from dataworkflows.publishing import PreparedDefinition, prepare_definition
+from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 
 from .principals import PRINCIPAL_ID_HEADER, Principal, PrincipalResolver
@@ -41,6 +42,8 @@ class Services:
     events: EventHub
     # Renders workflow templates at instantiation (helper processes for anything beyond lookups).
     templates: TemplatePool
+    # The API's rate limit per caller (api/rate_limits.py); None: off.
+    rate_policy: BucketPolicy | None = None
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""

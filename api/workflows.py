@@ -1,14 +1,16 @@
-"""/api/v1/workflows: create, list, get, versions, publish, execute."""
+"""/api/v1/workflows: create, list, get, versions, publish, execute, limits."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post, put
+import msgspec
+from litestar import Controller, Request, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
+from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
@@ -23,6 +25,7 @@ from .schemas import (
     ExecuteResponse,
     VersionRead,
     VersionWritten,
+    WorkflowLimitsUpdate,
     WorkflowList,
     WorkflowRead,
     from_row,
@@ -134,6 +137,28 @@ class WorkflowController(Controller):
     @post("/{workflow_id:str}/archive", status_code=200, responses=PROBLEMS, summary="Archive: refuse new executions")
     async def archive(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
         await db.workflows.archive(workflow_id, principal.id)
+        return await read_workflow(db, workflow_id)
+
+    @patch(
+        "/{workflow_id:str}/limits",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Set or clear maxConcurrentExecutions and rateLimitPerMinute (null clears; left out: unchanged)",
+    )
+    async def set_limits(
+        self, db: DatabaseDep, workflow_id: FromPath[str], data: JSONBody[WorkflowLimitsUpdate]
+    ) -> WorkflowRead:
+        concurrent, rate = data.max_concurrent_executions, data.rate_limit_per_minute
+        if concurrent is msgspec.UNSET and rate is msgspec.UNSET:
+            raise InvalidInput("give maxConcurrentExecutions and/or rateLimitPerMinute (a number, or null to clear)")
+        limits = WorkflowLimits(
+            set_concurrent=concurrent is not msgspec.UNSET,
+            max_concurrent=None if concurrent is msgspec.UNSET else concurrent,
+            set_rate=rate is not msgspec.UNSET,
+            rate_per_minute=None if rate is msgspec.UNSET else rate,
+        )
+        if not await db.limits.set_workflow_limits(workflow_id, limits):
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
         return await read_workflow(db, workflow_id)
 
     @get("/{workflow_id:str}/versions/{version:int}", responses=PROBLEMS, summary="One version, with its definition")

@@ -170,6 +170,23 @@ class ResilientJobManager(manager.JobManager):
         self.stop = stop
         # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
         self.in_hand: dict[int, set[int]] = {}
+        # The fetch loops' notification callbacks, while they listen: wake_fetchers_at uses them.
+        self.listeners: list[manager.NotificationCallback] = []
+        self._wake_tasks: set[asyncio.Task[None]] = set()
+
+    def wake_fetchers_at(self, when: datetime) -> None:
+        """Makes every fetch loop of this process look for jobs at `when` (a job queued for then,
+        such as a throttled run's retry), as a new job's NOTIFY would, instead of at Procrastinate's
+        next poll (up to 5 s later)."""
+        delay = max((when - datetime.now(UTC)).total_seconds(), 0.0) + 0.005
+        asyncio.get_running_loop().call_later(delay, self._wake_fetchers)
+
+    def _wake_fetchers(self) -> None:
+        wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
+        for callback in list(self.listeners):
+            task = asyncio.ensure_future(callback(channel="", notification=wake_up))
+            self._wake_tasks.add(task)
+            task.add_done_callback(self._wake_tasks.discard)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         backoff = Backoff()
@@ -228,6 +245,15 @@ class ResilientJobManager(manager.JobManager):
 
     async def listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None = None
+    ) -> None:
+        self.listeners.append(on_notification)
+        try:
+            await self._listen_for_jobs(on_notification=on_notification, queues=queues)
+        finally:
+            self.listeners.remove(on_notification)
+
+    async def _listen_for_jobs(
+        self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None
     ) -> None:
         # Procrastinate reconnects a LISTEN connection that dies, but the first failed reconnection
         # (the server restarting) ends the listener, and with it the worker.
@@ -401,6 +427,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             log.warning("queue metrics update failed", error=str(exc))
         await prune_webhook_deliveries(db, settings)
         await prune_schedule_ticks(db, settings)
+        await prune_rate_buckets(db)
 
 
 async def prune_webhook_deliveries(db: Database, settings: Settings) -> int:
@@ -412,6 +439,19 @@ async def prune_schedule_ticks(db: Database, settings: Settings) -> int:
     """Deletes a batch of schedule tick rows older than DW_SCHEDULE_TICK_RETENTION_DAYS (each
     schedule's newest tick stays)."""
     return await _prune("schedule ticks", settings.schedule_tick_retention_days, db.schedules.prune_ticks)
+
+
+async def prune_rate_buckets(db: Database) -> int:
+    """Deletes a batch of the API's token buckets that are full again (a full bucket and no bucket
+    mean the same), so the table holds only callers seen lately."""
+    try:
+        deleted = await db.limits.prune_buckets()
+    except Exception as exc:
+        log.warning("pruning API rate buckets failed", error=str(exc), error_type=type(exc).__name__)
+        return 0
+    if deleted:
+        log.debug("pruned API rate buckets", deleted=deleted)
+    return deleted
 
 
 async def _prune(what: str, retention_days: float, prune: Callable[..., Awaitable[int]]) -> int:
@@ -640,9 +680,11 @@ async def run_worker(
     )
     stop_event = stop or asyncio.Event()
     app = build_app(runtime)
-    app.job_manager = ResilientJobManager(app.connector, stop_event)
+    job_manager = ResilientJobManager(app.connector, stop_event)
+    app.job_manager = job_manager
     waker = Waker(db, settings)
     runtime.wake_hint = waker.wake_at
+    runtime.retry_hint = job_manager.wake_fetchers_at
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
     # The maintenance loops work across tenants (their tasks keep the scope they were created in);

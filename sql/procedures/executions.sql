@@ -156,7 +156,7 @@ $$;
 
 -- Takes the execution's lease. Outcomes: acquired (with a new fencing token), held (another live
 -- worker has it), finished (nothing to do; a run whose cancel was requested ends here), suspended
--- (Suspended, or its suspension was requested: it is now), throttled (workflow concurrency limit),
+-- (Suspended, or its suspension was requested: it is now), throttled (workflow limits; see below),
 -- not_found. When acquired, timers that came due fire and waits past their timeout time out, and
 -- it returns what the worker reads next, in the same round trip: the run's data and its node
 -- checkpoints, a Waiting node's wait included (the shapes dataworkflows.checkpoints decodes).
@@ -167,8 +167,7 @@ CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
     LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions%ROWTYPE;
-    v_limit integer;
-    v_running integer;
+    v_throttle record;
     v_token bigint;
 BEGIN
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
@@ -203,17 +202,15 @@ BEGIN
     -- A workflow's concurrency limit counts and throttles root runs only: a child belongs to a tree
     -- that was admitted (throttling it could stall its parent for good, as with a workflow that
     -- calls itself under a limit of 1).
+    -- The limits (maxConcurrentExecutions, rateLimitPerMinute) are dw.admit_root_run_v1's, which locks
+    -- nothing for a workflow without any; `run` says {throttledBy, retryAt} (NULL: poll).
     IF v_e.status = 'Pending' AND v_e.depth = 0 THEN
-        -- Lock the workflow row only when a limit applies, so unlimited workflows never contend.
-        SELECT w.max_concurrent_executions INTO v_limit FROM dw.workflows w WHERE w.id = v_e.workflow_id;
-        IF v_limit IS NOT NULL THEN
-            PERFORM 1 FROM dw.workflows w WHERE w.id = v_e.workflow_id FOR NO KEY UPDATE;
-            SELECT count(*) INTO v_running FROM dw.executions e
-                WHERE e.workflow_id = v_e.workflow_id AND e.status IN ('Running', 'Waiting') AND e.depth = 0;
-            IF v_running >= v_limit THEN
-                RETURN QUERY SELECT 'throttled'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
-                RETURN;
-            END IF;
+        SELECT * INTO v_throttle FROM dw.admit_root_run_v1(v_e);
+        IF v_throttle.throttled_by IS NOT NULL THEN
+            RETURN QUERY SELECT 'throttled'::text, NULL::bigint,
+                                jsonb_build_object('throttledBy', v_throttle.throttled_by,
+                                                   'retryAt', v_throttle.retry_at), NULL::jsonb;
+            RETURN;
         END IF;
     END IF;
 

@@ -22,7 +22,7 @@ RETURNING version;
 -- name: get_workflow
 -- One workflow with its current version's checksum.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
-       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
        w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
   FROM dw.workflows w WHERE w.id = %(id)s;
@@ -30,7 +30,7 @@ SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_en
 -- name: list_workflows
 -- Workflows ordered by id, after a cursor, optionally filtered by status.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
-       w.max_concurrent_executions, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
        w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
   FROM dw.workflows w

@@ -77,13 +77,23 @@ class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
     wait: WaitCheckpoint | None = None
 
 
+class Throttle(msgspec.Struct, frozen=True, rename="camel"):
+    """Why a root run may not start yet: "concurrency" (retry_at None: when a running one ends) or
+    "rate" (retry_at: its turn under the workflow's rateLimitPerMinute)."""
+
+    throttled_by: str
+    retry_at: datetime | None = None
+
+
 class Acquired(msgspec.Struct, frozen=True):
-    """The answer to a lease request. `run` and `nodes` are set when outcome is "acquired"."""
+    """The answer to a lease request. `run` and `nodes` are set when outcome is "acquired",
+    `throttle` when it is "throttled"."""
 
     outcome: str
     lease_token: int | None
     run: RunInfo | None = None
     nodes: tuple[NodeCheckpoint, ...] = ()
+    throttle: Throttle | None = None
 
 
 @dataclass

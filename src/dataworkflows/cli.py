@@ -472,6 +472,43 @@ def cmd_workflows_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _limits_change(args: argparse.Namespace) -> dict[str, int | None]:
+    """The PATCH body from the limits command's options (empty: only show them)."""
+    change: dict[str, int | None] = {}
+    for key, value, clear in (
+        ("maxConcurrentExecutions", args.max_concurrent, args.clear_max_concurrent),
+        ("rateLimitPerMinute", args.per_minute, args.clear_per_minute),
+    ):
+        if value is not None and (clear or args.clear):
+            raise ValueError(f"{key}: give a value or clear it, not both")
+        if value is not None:
+            change[key] = value
+        elif clear or args.clear:
+            change[key] = None
+    return change
+
+
+def cmd_workflows_limits(args: argparse.Namespace) -> int:
+    """Shows a workflow's limits, or sets or clears them."""
+    try:
+        change = _limits_change(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    path = f"/api/v1/workflows/{_path(args.workflow_id)}"
+    with _client(args) as client:
+        response = client.patch(f"{path}/limits", json=change) if change else client.get(path)
+    if response.status_code != 200:
+        return _refused(response)
+    workflow = response.json()
+    concurrent, rate = workflow.get("maxConcurrentExecutions"), workflow.get("rateLimitPerMinute")
+    print(
+        f"{workflow['id']}  maxConcurrentExecutions {concurrent if concurrent is not None else 'none'}"
+        f"  rateLimitPerMinute {rate if rate is not None else 'none'}"
+    )
+    return EXIT_OK
+
+
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if not args.all:
@@ -893,6 +930,18 @@ def build_parser() -> argparse.ArgumentParser:
     wlist = wsub.add_parser("list", help="list workflows")
     wlist.add_argument("--api-url")
     wlist.set_defaults(func=cmd_workflows_list)
+    limits = wsub.add_parser(
+        "limits", help="show a workflow's start limits, or set or clear them (root runs over them wait)"
+    )
+    limits.add_argument("workflow_id")
+    limits.add_argument("--max-concurrent", type=int, help="root runs Running or Waiting at once")
+    limits.add_argument("--per-minute", type=int, help="root runs started per minute (one every 60/N s)")
+    limits.add_argument("--clear-max-concurrent", action="store_true", help="no concurrency limit")
+    limits.add_argument("--clear-per-minute", action="store_true", help="no rate limit")
+    limits.add_argument("--clear", action="store_true", help="clear both")
+    limits.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    limits.add_argument("--api-url")
+    limits.set_defaults(func=cmd_workflows_limits)
     archive = wsub.add_parser("archive", help="archive a workflow (refuse new executions)")
     archive.add_argument("workflow_id")
     archive.add_argument("--api-url")

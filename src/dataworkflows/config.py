@@ -32,6 +32,11 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     # Refuse executions without a named caller (401); loose mode otherwise accepts anonymous calls.
     require_principal: bool = False
+    # The API's rate limit per caller (tenant + principal, else client address; a webhook's
+    # deliveries per trigger): a token bucket in PostgreSQL that refills at this many requests a
+    # minute and holds at most api_rate_burst (0 per minute: no limit).
+    api_rate_per_minute: int = 600
+    api_rate_burst: int = 100
     max_body_bytes: int = 1_048_576
     max_trigger_depth: int = 32
     data_dir: str = ".dataworkflows"

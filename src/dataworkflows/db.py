@@ -28,6 +28,7 @@ from dataworkflows import errors
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
 from dataworkflows.data.executions import ExecutionData
+from dataworkflows.data.limits import LimitData
 from dataworkflows.data.operations import OperationsData
 from dataworkflows.data.resources import ResourceData
 from dataworkflows.data.runs import RunData
@@ -292,6 +293,8 @@ class Database:
         self.triggers = TriggerData(self)
         self.schedules = ScheduleData(self)
         self.webhooks = WebhookData(self)
+        # The API's token buckets per caller and workflows' start limits.
+        self.limits = LimitData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

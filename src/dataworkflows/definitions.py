@@ -57,6 +57,10 @@ class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_
     default_action_timeout: str = "PT5M"
     workflow_timeout: str | None = None
     retry_policy: RetryPolicy | None = None
+    # The workflow's start limits for root runs: publishing a version that states them sets them
+    # (null clears; left out keeps what the API or CLI set). Enforced when a run starts.
+    max_concurrent_executions: int | None = None
+    rate_limit_per_minute: int | None = None
 
 
 class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

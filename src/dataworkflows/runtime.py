@@ -2,7 +2,8 @@
 
 run_execution(execution_id), called by the worker's Procrastinate task:
 1. take the lease (dw.try_acquire_execution_v3: a fencing token, the run and its node checkpoints)
-   or leave: held by a live worker, finished, or throttled (then re-queued later);
+   or leave: held by a live worker, finished, or throttled by its workflow's limits (then
+   re-queued for later);
 2. load the compiled plan (cached per process by workflow/version); an attempt that was in flight
    when a previous worker died is recorded as interrupted and retried;
 3. run Ready nodes with bounded parallelism: each attempt goes to the node's kind
@@ -29,7 +30,7 @@ import structlog
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionRegistry, ActionServices
-from dataworkflows.checkpoints import LeaseRenewal, NodeState, WaitCheckpoint
+from dataworkflows.checkpoints import LeaseRenewal, NodeState, Throttle, WaitCheckpoint
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
@@ -85,6 +86,9 @@ class Runtime:
         # Told when a run parks until a time, so the worker can look for its wake-up job then
         # rather than at the next polling interval (set by the worker process).
         self.wake_hint: Callable[[datetime], None] | None = None
+        # Told when a throttled run's job is queued for a later time, so the worker fetches it then
+        # rather than at Procrastinate's next poll (set by the worker process).
+        self.retry_hint: Callable[[datetime], None] | None = None
 
     def stop_starting(self) -> None:
         """From now on, no new node attempt starts in this process."""
@@ -102,14 +106,28 @@ class Runtime:
         for run in list(self.active.values()):
             run.poke()
 
+    async def _retry_throttled(self, execution_id: UUID, throttle: Throttle | None) -> None:
+        """A root run its workflow's limits hold back tries again: at its turn under the rate limit,
+        else after DW_THROTTLE_DELAY_SECONDS (a concurrency slot frees when a running root run ends,
+        which nothing announces). It stays Pending; its job waits in the queue until then."""
+        retry_at = throttle.retry_at if throttle is not None else None
+        later = retry_at or now() + timedelta(seconds=self.settings.throttle_delay_seconds)
+        await self.data.defer(execution_id, queue=self.settings.queue, at=later)
+        if self.retry_hint is not None:
+            self.retry_hint(later)
+        log.info(
+            "execution throttled by its workflow's limits",
+            execution_id=str(execution_id),
+            throttled_by=throttle.throttled_by if throttle is not None else "concurrency",
+            retry_at=later.isoformat(),
+        )
+
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
         settings = self.settings
         acquired = await self.data.acquire(execution_id, owner=settings.worker_id, lease_seconds=settings.lease_seconds)
         if acquired.outcome == "throttled":
-            later = now() + timedelta(seconds=settings.throttle_delay_seconds)
-            await self.data.defer(execution_id, queue=settings.queue, at=later)
-            log.info("execution throttled by the workflow's concurrency limit", execution_id=str(execution_id))
+            await self._retry_throttled(execution_id, acquired.throttle)
             return acquired.outcome
         if acquired.outcome != "acquired":
             # held, finished (a cancel requested while nobody held it ends the run there),

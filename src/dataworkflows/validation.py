@@ -24,6 +24,7 @@ from dataworkflows.definitions import (
     parse_duration,
 )
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
+from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
 from dataworkflows.transforms import check_parameters as check_transform_parameters
@@ -451,6 +452,13 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
         _check_duration(orchestration.workflow_timeout, "/orchestration/workflowTimeout", problems, positive=True)
     if orchestration.retry_policy is not None:
         _check_retry_policy(orchestration.retry_policy, "/orchestration/retryPolicy", problems)
+    limits = (
+        ("maxConcurrentExecutions", orchestration.max_concurrent_executions, MAX_CONCURRENT_EXECUTIONS),
+        ("rateLimitPerMinute", orchestration.rate_limit_per_minute, MAX_RATE_PER_MINUTE),
+    )
+    for name, value, most in limits:
+        if value is not None and not 1 <= value <= most:
+            problems.append(Problem(f"/orchestration/{name}", "range", f"must be between 1 and {most} (or null)"))
 
 
 def json_depth(value: Any, limit: int) -> int:

@@ -11,7 +11,7 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
-from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, WaitCheckpoint
+from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, Throttle, WaitCheckpoint
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
@@ -39,6 +39,10 @@ class RunData:
         """Takes the lease; with it, the run and its node checkpoints (one round trip)."""
         row = await self._db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=lease_seconds)
         assert row is not None
+        if row["outcome"] == "throttled":
+            # dw.try_acquire_execution_v4 says why in `run`: {throttledBy, retryAt}.
+            throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
+            return Acquired(outcome="throttled", lease_token=None, throttle=throttle)
         return msgspec.convert({**row, "nodes": row["nodes"] or ()}, Acquired)
 
     async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> LeaseRenewal:

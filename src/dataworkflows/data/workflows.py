@@ -9,6 +9,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from dataworkflows import errors
+from dataworkflows.data.limits import apply_published_limits
 from dataworkflows.statuses import WorkflowStatus
 from dataworkflows.subworkflows import referenced_workflows
 from dataworkflows.validation import Problem
@@ -25,6 +26,7 @@ class Workflow(msgspec.Struct, frozen=True):
     current_version: int | None
     is_enabled: bool
     max_concurrent_executions: int | None
+    rate_limit_per_minute: int | None
     created_at: datetime
     created_by: str | None
     updated_at: datetime
@@ -178,9 +180,12 @@ class WorkflowData:
         """Stores the compiled plan and makes the version current (and the workflow Active). A
         subworkflow naming a workflow that does not exist at all is refused (DefinitionError); one
         that exists but cannot run (a Draft, archived, disabled) fails its node at run time, and a
-        workflow may call itself (the nesting depth limit stops it)."""
+        workflow may call itself (the nesting depth limit stops it). The limits the definition states
+        become the workflow's (data.limits.apply_published_limits)."""
         await self._check_children_exist(workflow_id, plan)
-        await self._db.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
+        async with self._db.transaction() as tx:
+            await tx.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
+            await apply_published_limits(tx, workflow_id, version)
 
     async def _check_children_exist(self, workflow_id: str, plan: dict[str, Any]) -> None:
         referenced = referenced_workflows(plan.get("nodes") or [])

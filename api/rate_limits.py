@@ -1,0 +1,112 @@
+"""The API's rate limit per caller (DW_API_RATE_PER_MINUTE, DW_API_RATE_BURST): middleware on the
+/api/v1 router (health checks, /metrics and /schema are outside it) that takes a token from the
+caller's bucket in PostgreSQL, one statement per request, so that every API process on the database
+shares it. Over the limit: 429 problem details with Retry-After and the RateLimit fields
+(dataworkflows.rate_limits); within it, the RateLimit fields on the answer.
+
+Who the caller is (caller_key): the tenant and principal id; anonymous callers by client address;
+webhook receivers (/api/v1/hooks/{triggerId}) by trigger, since their senders (GitHub, Slack) name no
+principal and come from many addresses: one noisy hook cannot starve the others or anyone else.
+
+When the bucket cannot be read (the database is down or slow), the request goes through (fail open)
+with a warning at most every 10 s: it will most likely answer 503 itself, and a limiter that failed
+closed would turn a database hiccup into refusals of requests that need no database."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from dataworkflows.rate_limits import BucketPolicy, RateDecision
+
+from .principals import Principal
+from .problems import rate_limited
+from .services import Services, services_of
+
+log = structlog.get_logger("dataworkflows.api")
+
+HOOKS_PATH = "/api/v1/hooks/"
+# Webhook buckets belong to no tenant (trigger ids are unique across tenants); not a valid tenant id.
+HOOKS_TENANT = "-"
+DEFAULT_TENANT = "default"
+WARNING_INTERVAL_SECONDS = 10.0
+
+_last_warning = 0.0
+
+
+def caller_principal(request: Request[Any, Any, Any], svc: Services) -> Principal:
+    """The request's principal: resolved once per request onto request.state.principal where the
+    app does that before this middleware runs, else by the resolver (as the `principal`
+    dependency does)."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    return found if found is not None else svc.principals.resolve(request)
+
+
+def caller_key(request: Request[Any, Any, Any], svc: Services) -> tuple[str, str]:
+    """(tenant, subject) of the bucket this request draws from."""
+    template = request.scope.get("path_template") or ""
+    if template.startswith(HOOKS_PATH):
+        return HOOKS_TENANT, f"hook:{str(request.path_params.get('trigger_id', ''))[:200]}"
+    principal = caller_principal(request, svc)
+    tenant = str(getattr(principal, "tenant", None) or DEFAULT_TENANT)
+    if principal.id:
+        return tenant, f"principal:{principal.id[:200]}"
+    address = request.client.host if request.client is not None else "unknown"
+    return tenant, f"address:{address[:100]}"
+
+
+async def take_token(request: Request[Any, Any, Any], svc: Services, policy: BucketPolicy) -> RateDecision | None:
+    """The bucket's answer for this request; None when it could not be read (let through)."""
+    tenant, subject = caller_key(request, svc)
+    try:
+        level = await svc.db.limits.take_token(
+            tenant=tenant, subject=subject, per_second=policy.per_second, burst=policy.burst
+        )
+    except Exception as exc:
+        global _last_warning
+        if time.monotonic() - _last_warning >= WARNING_INTERVAL_SECONDS:
+            _last_warning = time.monotonic()
+            log.warning(
+                "rate limiter unavailable; requests go through unlimited",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+        return None
+    return policy.decide(tokens=level.tokens, granted=level.granted)
+
+
+def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
+    """Takes a token per request; 429 without one; the RateLimit fields on every answer."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        svc = services_of(scope["litestar_app"].state)
+        policy = svc.rate_policy
+        request: Request[Any, Any, Any] = Request(scope, receive)
+        decision = None if policy is None else await take_token(request, svc, policy)
+        if decision is None:
+            await app(scope, receive, send)
+            return
+        headers = decision.headers()
+        if not decision.granted:
+            assert decision.retry_after is not None
+            response = rate_limited(request, headers, decision.retry_after)
+            await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+            return
+        encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *encoded]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware

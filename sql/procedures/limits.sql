@@ -1,0 +1,139 @@
+-- Rate limits: the API's token buckets (the statement is take_api_token in sql/queries/limits.sql)
+-- and the per-workflow start limits that dw.try_acquire_execution_v4 applies to root runs.
+
+-- A token bucket's level now: what it held at p_since plus the refill since, at most p_burst.
+CREATE OR REPLACE FUNCTION dw.api_bucket_level_v1(
+    p_tokens double precision, p_since timestamptz, p_burst double precision, p_per_second double precision
+) RETURNS double precision LANGUAGE sql STABLE AS $$
+    SELECT LEAST(p_burst, p_tokens + GREATEST(0, extract(epoch FROM now() - p_since)) * p_per_second);
+$$;
+
+-- May this Pending root run start now under its workflow's limits? Called by
+-- dw.try_acquire_execution_v4 with the run's row locked. throttled_by NULL: yes (the start is
+-- counted). 'concurrency': maxConcurrentExecutions root runs are Running or Waiting (retry_at NULL:
+-- when one ends, which the worker polls for). 'rate': rateLimitPerMinute N allows one start every
+-- 60/N s, with no burst, so that no window of 60 s ever holds more than N starts; retry_at is the
+-- run's turn. A run is promised a start time (rate_slot_at) when it first waits, in arrival order, so
+-- that waiting runs wake one by one rather than all at each free slot; the start itself still
+-- waits for the spacing after the last actual start. A workflow without limits takes no lock.
+CREATE OR REPLACE FUNCTION dw.admit_root_run_v1(p_e dw.executions)
+    RETURNS TABLE (throttled_by text, retry_at timestamptz) LANGUAGE plpgsql AS $$
+DECLARE
+    v_concurrent integer;
+    v_rate integer;
+    v_next timestamptz;
+    v_last timestamptz;
+    v_running integer;
+    v_spacing interval;
+    v_slot timestamptz;
+    v_earliest timestamptz;
+BEGIN
+    SELECT w.max_concurrent_executions, w.rate_limit_per_minute INTO v_concurrent, v_rate
+      FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
+    IF v_concurrent IS NULL AND v_rate IS NULL THEN
+        RETURN QUERY SELECT NULL::text, NULL::timestamptz;
+        RETURN;
+    END IF;
+    -- One admission at a time per limited workflow: the count and the spacing hold.
+    SELECT w.max_concurrent_executions, w.rate_limit_per_minute, w.rate_next_slot_at, w.rate_last_start_at
+      INTO v_concurrent, v_rate, v_next, v_last
+      FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id FOR NO KEY UPDATE;
+    IF v_concurrent IS NOT NULL THEN
+        SELECT count(*) INTO v_running FROM dw.executions e
+         WHERE e.workflow_id = p_e.workflow_id AND e.tenant_id = p_e.tenant_id
+           AND e.status IN ('Running', 'Waiting') AND e.depth = 0;
+        IF v_running >= v_concurrent THEN
+            RETURN QUERY SELECT 'concurrency'::text, NULL::timestamptz;
+            RETURN;
+        END IF;
+    END IF;
+    IF v_rate IS NOT NULL THEN
+        v_spacing := make_interval(secs => 60.0 / v_rate);
+        v_slot := p_e.rate_slot_at;
+        IF v_slot IS NULL THEN
+            v_slot := GREATEST(v_next, now());
+            UPDATE dw.workflows w SET rate_next_slot_at = v_slot + v_spacing
+             WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
+        END IF;
+        -- GREATEST ignores NULL: the first start of a workflow waits for nobody.
+        v_earliest := GREATEST(v_slot, v_last + v_spacing);
+        IF v_earliest > now() THEN
+            IF p_e.rate_slot_at IS DISTINCT FROM v_slot THEN
+                UPDATE dw.executions e SET rate_slot_at = v_slot WHERE e.id = p_e.id;
+            END IF;
+            RETURN QUERY SELECT 'rate'::text, v_earliest;
+            RETURN;
+        END IF;
+        UPDATE dw.workflows w SET rate_last_start_at = now()
+         WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
+        IF p_e.rate_slot_at IS NOT NULL THEN
+            UPDATE dw.executions e SET rate_slot_at = NULL WHERE e.id = p_e.id;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT NULL::text, NULL::timestamptz;
+END;
+$$;
+
+-- Sets a workflow's limits (p_set_*: change this one; a NULL value clears it) and returns the
+-- workflow's id, or nothing when it does not exist. When the rate changes, the start times promised
+-- under the old rate are withdrawn and those runs are queued now, to be given new ones (a run whose
+-- row is locked, being acquired at this moment, keeps its promise). Runs' rows are never waited
+-- for: dw.admit_root_run_v1 locks a run, then its workflow; this locks the workflow first.
+CREATE OR REPLACE FUNCTION dw.set_workflow_limits_v1(
+    p_workflow_id text, p_set_concurrent boolean, p_concurrent integer, p_set_rate boolean, p_rate integer
+) RETURNS TABLE (workflow_id text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_tenant text;
+    v_old_rate integer;
+    v_requeued bigint;
+BEGIN
+    SELECT w.tenant_id, w.rate_limit_per_minute INTO v_tenant, v_old_rate
+      FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE dw.workflows w
+       SET max_concurrent_executions = CASE WHEN p_set_concurrent THEN p_concurrent
+                                            ELSE w.max_concurrent_executions END,
+           rate_limit_per_minute = CASE WHEN p_set_rate THEN p_rate ELSE w.rate_limit_per_minute END,
+           updated_at = now()
+     WHERE w.id = p_workflow_id AND w.tenant_id = v_tenant;
+    IF p_set_rate AND p_rate IS DISTINCT FROM v_old_rate THEN
+        UPDATE dw.workflows w SET rate_next_slot_at = NULL WHERE w.id = p_workflow_id AND w.tenant_id = v_tenant;
+        WITH promised AS (
+            SELECT e.id FROM dw.executions e
+             WHERE e.workflow_id = p_workflow_id AND e.tenant_id = v_tenant AND e.status = 'Pending'
+               AND e.rate_slot_at IS NOT NULL
+             FOR NO KEY UPDATE SKIP LOCKED
+        ), withdrawn AS (
+            UPDATE dw.executions e SET rate_slot_at = NULL FROM promised p WHERE e.id = p.id
+            RETURNING e.id, e.queue
+        ), unscheduled AS (
+            -- Their jobs were scheduled for the old start times.
+            DELETE FROM procrastinate_jobs j USING withdrawn w
+             WHERE (j.args ->> 'execution_id') = w.id::text AND j.status = 'todo' AND j.scheduled_at > now()
+            RETURNING w.id, w.queue
+        )
+        SELECT count(dw.defer_run_job_v1(r.id, r.queue, NULL)) INTO v_requeued
+          FROM (SELECT DISTINCT u.id, u.queue FROM unscheduled u) r;
+    END IF;
+    RETURN QUERY SELECT p_workflow_id;
+END;
+$$;
+
+-- Deletes up to p_limit API token buckets that are full again (as good as no row); returns how many.
+CREATE OR REPLACE FUNCTION dw.prune_api_rate_buckets_v1(p_limit integer)
+    RETURNS integer LANGUAGE sql AS $$
+    WITH full_again AS (
+        SELECT b.tenant_id, b.subject FROM dw.api_rate_buckets b
+         WHERE b.full_at < now()
+         ORDER BY b.full_at
+         LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    ), deleted AS (
+        DELETE FROM dw.api_rate_buckets b USING full_again f
+         WHERE b.tenant_id = f.tenant_id AND b.subject = f.subject AND b.full_at < now()
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM deleted;
+$$;

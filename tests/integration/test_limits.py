@@ -1,0 +1,232 @@
+"""Rate limits against a real PostgreSQL: the API's token buckets shared by two API apps on one
+database, and workflows' start limits at acquire (set in the definition, through the API)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.data.limits import WorkflowLimits
+from dataworkflows.db import Database
+from tests.conftest import load_fixture, publish, start
+
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
+
+
+@pytest.fixture
+async def two_apps(dsn: str) -> AsyncIterator[list[AsyncTestClient[Any]]]:
+    """Two API apps (each with its own pool) on one database, 60 requests a minute, burst 3."""
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(2):
+            app = create_app(Settings(database_url=dsn, api_rate_per_minute=60, api_rate_burst=3))
+            clients.append(await stack.enter_async_context(AsyncTestClient(app)))
+        yield clients
+
+
+async def test_one_bucket_per_caller_across_two_api_apps(two_apps: list[AsyncTestClient[Any]]) -> None:
+    first, second = two_apps
+    ana = {"X-Principal-Id": "ana"}
+    answers = [await (first, second)[i % 2].get("/api/v1/workflows", headers=ana) for i in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    for answer in answers:
+        assert answer.headers["RateLimit-Limit"] == "3" and answer.headers["RateLimit-Policy"] == "3;w=3"
+    refused = answers[3]
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    body = refused.json()
+    assert (body["status"], body["code"], body["title"]) == (429, "rate_limited", "Too many requests")
+    retry_after = int(refused.headers["Retry-After"])
+    assert 1 <= retry_after <= 1 and 1 <= int(refused.headers["RateLimit-Reset"]) <= 3
+
+    # Another principal, an anonymous caller: buckets of their own.
+    assert (await second.get("/api/v1/workflows", headers={"X-Principal-Id": "bo"})).status_code == 200
+    assert (await first.get("/api/v1/workflows")).status_code == 200
+    # Outside /api/v1: never limited, no RateLimit fields.
+    for path in ("/health/live", "/health/ready", "/metrics", "/schema/openapi.json"):
+        answer = await first.get(path, headers=ana)
+        assert answer.status_code == 200, path
+        assert not any(h in answer.headers for h in RATE_HEADERS)
+
+
+async def test_a_bucket_refills_with_time(dsn: str) -> None:
+    app = create_app(Settings(database_url=dsn, api_rate_per_minute=600, api_rate_burst=2))
+    async with AsyncTestClient(app) as client:
+        answers = [(await client.get("/api/v1/actions")).status_code for _ in range(3)]
+        assert answers == [200, 200, 429]
+        await asyncio.sleep(0.25)  # 10 tokens a second: both back
+        again = [await client.get("/api/v1/actions") for _ in range(3)]
+        assert [a.status_code for a in again] == [200, 200, 429]
+        assert again[0].headers["RateLimit-Remaining"] == "1"
+
+
+async def test_webhooks_have_a_bucket_per_trigger(two_apps: list[AsyncTestClient[Any]], db: Database) -> None:
+    first, second = two_apps
+    # Unknown triggers answer 404; each still draws from its own trigger's bucket only.
+    codes = [(await first.post("/api/v1/hooks/t-1", json={})).status_code for _ in range(3)]
+    assert codes == [404, 404, 404]
+    assert (await second.post("/api/v1/hooks/t-1", json={})).status_code == 429
+    assert (await second.post("/api/v1/hooks/t-2", json={})).status_code == 404
+    assert (await second.get("/api/v1/workflows")).status_code == 200
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT tenant_id, subject FROM dw.api_rate_buckets ORDER BY subject")
+        rows = await cur.fetchall()
+    assert ("-", "hook:t-1") in rows and ("-", "hook:t-2") in rows
+    assert ("default", "address:testclient") in rows
+
+
+async def test_the_limiter_fails_open_and_is_off_at_zero(dsn: str, db: Database) -> None:
+    off = create_app(Settings(database_url=dsn, api_rate_per_minute=0))
+    async with AsyncTestClient(off) as client:
+        answers = [await client.get("/api/v1/actions") for _ in range(5)]
+        assert {a.status_code for a in answers} == {200}
+        assert "RateLimit-Limit" not in answers[0].headers
+    async with db.connection() as conn:
+        await conn.execute("DROP TABLE dw.api_rate_buckets")
+    broken = create_app(Settings(database_url=dsn, api_rate_per_minute=60, api_rate_burst=1))
+    async with AsyncTestClient(broken) as client:
+        answers = [await client.get("/api/v1/actions") for _ in range(3)]
+        assert {a.status_code for a in answers} == {200}
+
+
+async def test_full_buckets_are_pruned(db: Database) -> None:
+    await db.limits.take_token(tenant="default", subject="principal:quick", per_second=1000.0, burst=1)
+    await db.limits.take_token(tenant="default", subject="principal:slow", per_second=0.001, burst=1)
+    await asyncio.sleep(0.05)
+    assert await db.limits.prune_buckets() == 1
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT subject FROM dw.api_rate_buckets")
+        assert await cur.fetchall() == [("principal:slow",)]
+
+
+# -- workflow limits ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as test_client:
+        yield test_client
+
+
+async def test_limits_through_the_api(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+    path = "/api/v1/workflows/simple-echo/limits"
+    changed = await client.patch(path, json={"maxConcurrentExecutions": 2, "rateLimitPerMinute": 30})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["maxConcurrentExecutions"], changed.json()["rateLimitPerMinute"]) == (2, 30)
+    cleared = (await client.patch(path, json={"rateLimitPerMinute": None})).json()
+    assert (cleared["maxConcurrentExecutions"], cleared["rateLimitPerMinute"]) == (2, None)
+    for bad in [
+        {"maxConcurrentExecutions": 0},
+        {"rateLimitPerMinute": 60_001},
+        {"rateLimitPerMinute": "x"},
+        {"rateLimitPerMinute": 1.5},
+        {"burst": 3},
+    ]:
+        answer = await client.patch(path, json=bad)
+        assert answer.status_code == 400, bad
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    assert (await client.patch(path, json={})).status_code == 422
+    assert (await client.patch("/api/v1/workflows/nope/limits", json={"rateLimitPerMinute": 1})).status_code == 404
+    listed = (await client.get("/api/v1/workflows")).json()["items"][0]
+    assert (listed["maxConcurrentExecutions"], listed["rateLimitPerMinute"]) == (2, None)
+
+
+async def test_publishing_applies_the_limits_a_definition_states(client: AsyncTestClient[Any]) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    raw["orchestration"] = {**raw.get("orchestration", {}), "rateLimitPerMinute": 30}
+    assert (await client.post("/api/v1/workflows", json=raw, params={"autoActivate": "true"})).status_code == 201
+    workflow = (await client.get("/api/v1/workflows/simple-echo")).json()
+    assert (workflow["rateLimitPerMinute"], workflow["maxConcurrentExecutions"]) == (30, None)
+    # Set through the API, kept by a version that does not mention it.
+    await client.patch("/api/v1/workflows/simple-echo/limits", json={"maxConcurrentExecutions": 4})
+    raw["orchestration"] = {"maxParallelActions": 5, "rateLimitPerMinute": None}
+    assert (await client.put("/api/v1/workflows/simple-echo", json=raw)).status_code == 200
+    published = (await client.post("/api/v1/workflows/simple-echo/publish")).json()
+    assert (published["rateLimitPerMinute"], published["maxConcurrentExecutions"]) == (None, 4)
+    raw["orchestration"] = {"rateLimitPerMinute": 0}
+    assert (await client.put("/api/v1/workflows/simple-echo", json=raw)).status_code == 422
+
+
+async def _acquire(db: Database, execution_id: Any, owner: str = "w") -> dict[str, Any]:
+    row = await db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=30)
+    assert row is not None
+    return row
+
+
+async def test_a_concurrency_change_through_the_api_takes_effect(client: AsyncTestClient[Any], db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    path = "/api/v1/workflows/simple-echo/limits"
+    assert (await client.patch(path, json={"maxConcurrentExecutions": 1})).status_code == 200
+    first, second = await start(db, "simple-echo"), await start(db, "simple-echo")
+    assert (await _acquire(db, first))["outcome"] == "acquired"
+    throttled = await _acquire(db, second)
+    assert throttled["outcome"] == "throttled"
+    assert throttled["run"] == {"throttledBy": "concurrency", "retryAt": None}
+    acquired = await db.runs.acquire(second, owner="w", lease_seconds=30)
+    assert acquired.throttle is not None and acquired.throttle.throttled_by == "concurrency"
+    assert (await client.patch(path, json={"maxConcurrentExecutions": 2})).status_code == 200
+    assert (await _acquire(db, second))["outcome"] == "acquired"
+
+
+async def test_the_rate_promises_start_times_in_arrival_order(client: AsyncTestClient[Any], db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await client.patch("/api/v1/workflows/simple-echo/limits", json={"rateLimitPerMinute": 60})
+    runs = [await start(db, "simple-echo") for _ in range(3)]
+    assert (await _acquire(db, runs[0]))["outcome"] == "acquired"
+    second = await db.runs.acquire(runs[1], owner="w", lease_seconds=30)
+    third = await db.runs.acquire(runs[2], owner="w", lease_seconds=30)
+    assert second.throttle is not None and third.throttle is not None
+    assert second.throttle.throttled_by == "rate" and second.throttle.retry_at is not None
+    assert third.throttle.retry_at is not None
+    assert third.throttle.retry_at - second.throttle.retry_at == timedelta(seconds=1)
+    # Asking again early keeps the promise; a child is never held back (none here), a root is.
+    again = await db.runs.acquire(runs[2], owner="w", lease_seconds=30)
+    assert again.throttle is not None and again.throttle.retry_at == third.throttle.retry_at
+    # A faster rate withdraws the old promises: their jobs are queued now, to be promised anew.
+    for run in runs[1:]:
+        await db.runs.defer(run, queue="executions", at=third.throttle.retry_at)
+    await client.patch("/api/v1/workflows/simple-echo/limits", json={"rateLimitPerMinute": 6000})
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FILTER (WHERE rate_slot_at IS NOT NULL) FROM dw.executions WHERE id = ANY(%s)",
+            (runs[1:],),
+        )
+        assert (await cur.fetchone()) == (0,)
+        cur = await conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE args->>'execution_id' = ANY(%s)"
+            " AND status = 'todo' AND scheduled_at IS NOT NULL AND scheduled_at > now()",
+            ([str(r) for r in runs[1:]],),
+        )
+        assert (await cur.fetchone()) == (0,)
+    await asyncio.sleep(0.02)
+    assert (await _acquire(db, runs[1]))["outcome"] == "acquired"
+
+
+async def test_starts_never_come_closer_than_the_rate_allows(db: Database) -> None:
+    """Eight acquires racing for four seconds under 120 a minute: starts are 0.5 s apart or more."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    assert await db.limits.set_workflow_limits("simple-echo", WorkflowLimits(set_rate=True, rate_per_minute=120))
+    runs = [await start(db, "simple-echo") for _ in range(8)]
+    pending = list(runs)
+    deadline = asyncio.get_running_loop().time() + 10
+    while pending and asyncio.get_running_loop().time() < deadline:
+        results = await asyncio.gather(*(_acquire(db, r, owner=f"w{i}") for i, r in enumerate(pending)))
+        pending = [r for r, res in zip(pending, results, strict=True) if res["outcome"] != "acquired"]
+        await asyncio.sleep(0.05)
+    assert not pending
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT started_at FROM dw.executions WHERE id = ANY(%s) ORDER BY 1", (runs,))
+        starts: list[datetime] = [r[0] for r in await cur.fetchall()]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.5, gaps
