@@ -8,19 +8,32 @@ from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, delete, get, put
+from litestar import Controller, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from dataworkflows.credentials import Cipher
+from dataworkflows.credentials import ALL_WORKFLOWS, Cipher
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 from dataworkflows.validation import is_valid_id
 
 from .openapi_docs import PROBLEMS
 from .params import query_int
-from .schemas import ActionTypeRead, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
+from .schemas import ActionTypeRead, ConnectionAccess, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 _CHANGE_CONNECTIONS = {REQUIRES_PRINCIPAL: "change connections"}
+MAX_ALLOWED_WORKFLOWS = 1000
+
+
+def allowed_workflows(value: list[str]) -> list[str]:
+    """An allow-list as stored: workflow ids, sorted and distinct, or ["*"] (every workflow)."""
+    if len(value) > MAX_ALLOWED_WORKFLOWS:
+        raise InvalidInput(f"allowedWorkflows holds at most {MAX_ALLOWED_WORKFLOWS} workflow ids")
+    if ALL_WORKFLOWS in value:
+        return [ALL_WORKFLOWS]
+    bad = [w for w in value if not is_valid_id(w)]
+    if bad:
+        raise InvalidInput(f"allowedWorkflows must hold workflow ids or '*', not {bad[0]!r}")
+    return sorted(set(value))
 
 
 def _is_json_object(text: str) -> bool:
@@ -78,11 +91,39 @@ class ConnectionController(Controller):
                 "storing connections needs DW_CREDENTIALS_KEY (base64 of 32 random bytes); "
                 "without it, give workers DW_CONNECTION_<NAME> environment variables instead"
             )
+        allowed = None if data.allowed_workflows is None else allowed_workflows(data.allowed_workflows)
         cipher = Cipher.from_setting(svc.settings.credentials_key)
         stored = await svc.db.connections.put(
-            name, kind=data.kind, secret=cipher.encrypt(secret, name), key_id=cipher.key_id, principal=principal.id
+            name,
+            kind=data.kind,
+            secret=cipher.encrypt(secret, name),
+            key_id=cipher.key_id,
+            principal=principal.id,
+            allowed_workflows=allowed,
         )
         return from_row(ConnectionRead, stored)
+
+    @patch(
+        "/{name:str}",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Change which workflows may use a connection (allowedWorkflows: ids, or ['*'])",
+        opt=_CHANGE_CONNECTIONS,
+    )
+    async def change_access(
+        self, db: DatabaseDep, name: FromPath[str], data: JSONBody[ConnectionAccess]
+    ) -> ConnectionRead:
+        changed = await db.connections.set_allowed_workflows(name, allowed_workflows(data.allowed_workflows))
+        if changed is None:
+            raise NotFound(f"connection {name!r} not found")
+        return from_row(ConnectionRead, changed)
+
+    @get("/{name:str}", responses=PROBLEMS, summary="One connection (its name, kind and allow-list, never its secret)")
+    async def get_connection(self, db: DatabaseDep, name: FromPath[str]) -> ConnectionRead:
+        found = await db.connections.get(name)
+        if found is None:
+            raise NotFound(f"connection {name!r} not found")
+        return from_row(ConnectionRead, found)
 
     @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)")
     async def list_connections(self, db: DatabaseDep) -> list[ConnectionRead]:

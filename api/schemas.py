@@ -408,6 +408,14 @@ class ConnectionWrite(Camel, forbid_unknown_fields=True):
     kind: str
     # Write-only: stored encrypted, never returned.
     secret: str
+    # Workflow ids that may use it, or ["*"] for every workflow. Omitted: none for a new
+    # connection, unchanged for an existing one (rotating a secret keeps its allow-list).
+    allowed_workflows: list[str] | None = None
+
+
+class ConnectionAccess(Camel, forbid_unknown_fields=True):
+    # Replaces the list: workflow ids, or ["*"] for every workflow; [] for none.
+    allowed_workflows: list[str]
 
 
 class ConnectionRead(Camel):
@@ -417,6 +425,7 @@ class ConnectionRead(Camel):
     created_at: datetime
     created_by: str | None
     updated_at: datetime
+    allowed_workflows: list[str]
 
 
 class ResourceLinkRead(Camel):

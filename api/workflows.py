@@ -82,6 +82,7 @@ class WorkflowController(Controller):
             max_concurrent_executions=max_concurrent_executions,
         )
         if auto_activate:
+            await svc.db.connections.check_allowed(definition.id, prepared.connections)
             await svc.db.workflows.publish(
                 workflow_id=definition.id,
                 version=version,
@@ -193,6 +194,8 @@ class WorkflowController(Controller):
             raise NotFound(f"workflow {workflow_id!r} has no version {target}")
         # Validate again: the registry of action types may have changed since the draft.
         prepared = await svc.prepare(found.definition, expected_id=workflow_id)
+        # A stored connection the definition names must admit this workflow (connection_not_allowed).
+        await svc.db.connections.check_allowed(workflow_id, prepared.connections)
         await svc.db.workflows.publish(
             workflow_id=workflow_id,
             version=target,

@@ -27,20 +27,39 @@ SELECT link_id, resource_type, resource_key, external_id, action, execution_id, 
  LIMIT %(limit)s;
 
 -- name: upsert_connection
--- Stores (or replaces) an encrypted connection secret.
-INSERT INTO dw.connections (name, kind, secret, key_id, created_by)
-VALUES (%(name)s, %(kind)s, %(secret)s, %(key_id)s, %(principal)s)
+-- Stores (or replaces) an encrypted connection secret. allowed_workflows NULL: none for a new
+-- connection, unchanged for an existing one (a rotated secret keeps its allow-list).
+INSERT INTO dw.connections (name, kind, secret, key_id, created_by, allowed_workflows)
+VALUES (%(name)s, %(kind)s, %(secret)s, %(key_id)s, %(principal)s, COALESCE(%(allowed)s::text[], '{}'))
 ON CONFLICT (tenant_id, name) DO UPDATE
-   SET kind = EXCLUDED.kind, secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, updated_at = now()
-RETURNING name, kind, key_id, created_at, created_by, updated_at;
+   SET kind = EXCLUDED.kind, secret = EXCLUDED.secret, key_id = EXCLUDED.key_id, updated_at = now(),
+       allowed_workflows = COALESCE(%(allowed)s::text[], dw.connections.allowed_workflows)
+RETURNING name, kind, key_id, created_at, created_by, updated_at, allowed_workflows;
+
+-- name: set_connection_allowed_workflows
+-- Replaces which workflows may use a connection.
+UPDATE dw.connections SET allowed_workflows = %(allowed)s::text[], updated_at = now()
+ WHERE name = %(name)s
+RETURNING name, kind, key_id, created_at, created_by, updated_at, allowed_workflows;
 
 -- name: fetch_connection
 -- One connection with its ciphertext (for the credential provider only).
-SELECT name, kind, secret, key_id FROM dw.connections WHERE name = %(name)s;
+SELECT name, kind, secret, key_id, allowed_workflows FROM dw.connections WHERE name = %(name)s;
+
+-- name: get_connection
+-- One connection without its secret.
+SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows
+  FROM dw.connections WHERE name = %(name)s;
 
 -- name: list_connections
 -- Connections without their secrets.
-SELECT name, kind, key_id, created_at, created_by, updated_at FROM dw.connections ORDER BY name;
+SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows FROM dw.connections ORDER BY name;
+
+-- name: connections_refusing
+-- Which of these stored connections may not be used by the workflow.
+SELECT name FROM dw.connections
+ WHERE name = ANY(%(names)s::text[])
+   AND NOT ('*' = ANY(allowed_workflows) OR %(workflow_id)s = ANY(allowed_workflows));
 
 -- name: delete_connection
 -- Removes a connection.

@@ -1,5 +1,6 @@
 """The `dataworkflows` command: up, migrate, api, worker, run, status; and, through the API, workflows,
-executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters."""
+executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters,
+triggers, connections."""
 
 from __future__ import annotations
 
@@ -856,6 +857,109 @@ def _add_triggers(sub: Any) -> None:
         change.set_defaults(func=cmd_triggers_change, action=action)
 
 
+def _connection_line(c: dict[str, Any]) -> str:
+    allowed = c.get("allowedWorkflows") or []
+    who = "every workflow" if allowed == ["*"] else (", ".join(allowed) or "no workflow (allow some first)")
+    return f"{c['name']:<24} {c['kind']:<10} used by: {who}"
+
+
+def cmd_connections_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.get("/api/v1/connections")
+    if response.status_code != 200:
+        return _refused(response)
+    connections = response.json()
+    if args.json:
+        print(json.dumps(connections, indent=2))
+        return EXIT_OK
+    if not connections:
+        print("no stored connections (environment connections, DW_CONNECTION_<NAME>, are not listed)")
+    for c in connections:
+        print(_connection_line(c))
+    return EXIT_OK
+
+
+def _allowed(args: argparse.Namespace) -> list[str] | None:
+    if args.all_workflows:
+        return ["*"]
+    return list(args.allow) if args.allow else None
+
+
+STDIN = "-"
+
+
+def cmd_connections_put(args: argparse.Namespace) -> int:
+    """The secret comes from a file or stdin, never the command line (shell history, ps)."""
+    try:
+        source = str(args.secret_file)
+        secret = sys.stdin.read() if source == STDIN else Path(source).read_text("utf-8")
+    except OSError as exc:
+        print(f"error: cannot read the secret: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    body: dict[str, Any] = {"kind": args.kind, "secret": secret}
+    allowed = _allowed(args)
+    if allowed is not None:
+        body["allowedWorkflows"] = allowed
+    with _client(args) as client:
+        response = client.put(f"/api/v1/connections/{_path(args.name)}", json=body)
+    if response.status_code != 200:
+        return _refused(response)
+    print(_connection_line(response.json()))
+    return EXIT_OK
+
+
+def cmd_connections_allow(args: argparse.Namespace) -> int:
+    """Replaces the connection's allow-list."""
+    allowed = _allowed(args)
+    if allowed is None and not args.none:
+        print("error: name workflows with --allow, or give --all-workflows or --none", file=sys.stderr)
+        return EXIT_USAGE
+    allowed = allowed or []
+    with _client(args) as client:
+        response = client.patch(f"/api/v1/connections/{_path(args.name)}", json={"allowedWorkflows": allowed})
+    if response.status_code != 200:
+        return _refused(response)
+    print(_connection_line(response.json()))
+    return EXIT_OK
+
+
+def cmd_connections_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        response = client.delete(f"/api/v1/connections/{_path(args.name)}")
+    if response.status_code != 204:
+        return _refused(response)
+    print(f"connection {args.name} deleted")
+    return EXIT_OK
+
+
+def _add_connections(sub: Any) -> None:
+    connections = sub.add_parser("connections", help="stored connections: list, put, allow, delete")
+    csub = connections.add_subparsers(dest="connections_command", required=True)
+    clist = csub.add_parser("list", help="stored connections and the workflows that may use them")
+    clist.add_argument("--json", action="store_true")
+    clist.add_argument("--api-url")
+    clist.set_defaults(func=cmd_connections_list)
+    put = csub.add_parser("put", help="store a connection's secret (a new one is usable by no workflow until allowed)")
+    put.add_argument("name")
+    put.add_argument("--kind", required=True, help="slack, monday, http, ...")
+    put.add_argument("--secret-file", required=True, help="a file holding the secret, or - for stdin")
+    for parser in (put, csub.add_parser("allow", help="set the workflows that may use a connection (replaces them)")):
+        parser.add_argument("--allow", action="append", metavar="WORKFLOW", help="a workflow that may use it")
+        parser.add_argument("--all-workflows", action="store_true", help="every workflow may use it ('*')")
+        parser.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+        parser.add_argument("--api-url")
+    put.set_defaults(func=cmd_connections_put)
+    allow = csub.choices["allow"]
+    allow.add_argument("name")
+    allow.add_argument("--none", action="store_true", help="no workflow may use it")
+    allow.set_defaults(func=cmd_connections_allow)
+    remove = csub.add_parser("delete", help="remove a stored connection")
+    remove.add_argument("name")
+    remove.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    remove.add_argument("--api-url")
+    remove.set_defaults(func=cmd_connections_delete)
+
+
 def _add_signals_and_approvals(sub: Any) -> None:
     signal_parser = sub.add_parser("signal", help="send a named signal to an execution")
     signal_parser.add_argument("execution_id")
@@ -969,6 +1073,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executions(sub)
     _add_signals_and_approvals(sub)
     _add_triggers(sub)
+    _add_connections(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -4,6 +4,11 @@ Providers resolve a connection name to its Secret: the environment (DW_CONNECTIO
 EnvVarCredentialProvider) or the database (dw.connections, AES-256-GCM encrypted with a key from
 DW_CREDENTIALS_KEY that never reaches the database). A Secret never shows its value in repr/str, so
 it cannot leak into logs, attempt rows or API responses by accident.
+
+A stored connection says which workflows may use it (allowed_workflows: names, or "*" for every
+workflow); asked for it on behalf of another workflow, the provider refuses with
+ConnectionNotAllowed (a permanent node failure, connection_not_allowed). Environment connections
+are the operator's, configured per worker deployment: every workflow may use them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dataworkflows.data.connections import StoredSecret
-from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, ConnectionNotAllowed, DataWorkflowsError
 from dataworkflows.validation import is_valid_id
 
 ENV_PREFIX = "DW_CONNECTION_"
@@ -29,6 +34,24 @@ class CredentialNotFound(DataWorkflowsError):
     """The connection is not configured."""
 
     code = "connection_not_found"
+
+
+ALL_WORKFLOWS = "*"
+
+
+def workflow_allowed(allowed: Sequence[str], workflow_id: str | None) -> bool:
+    """Whether an allow-list admits the workflow ("*" admits every one; none admits none)."""
+    return ALL_WORKFLOWS in allowed or (workflow_id is not None and workflow_id in allowed)
+
+
+def not_allowed(name: str, workflow_id: str | None) -> ConnectionNotAllowed:
+    who = f"workflow {workflow_id!r}" if workflow_id else "a caller outside any workflow"
+    return ConnectionNotAllowed(
+        f"connection {name!r} may not be used by {who} (an admin adds it to the connection's "
+        f"allowedWorkflows: PATCH /api/v1/connections/{name})",
+        connection=name,
+        workflow_id=workflow_id,
+    )
 
 
 class Secret:
@@ -55,7 +78,9 @@ class Secret:
 
 
 class CredentialProvider(Protocol):
-    async def get(self, name: str) -> Secret: ...
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Secret:
+        """The connection's secret, for use by `workflow_id` (ConnectionNotAllowed if it may not)."""
+        ...
 
 
 def env_name(connection: str) -> str:
@@ -68,7 +93,8 @@ class EnvCredentialProvider:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    async def get(self, name: str) -> Secret:
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Secret:
+        # Every workflow may use an environment connection (the operator set it for this worker).
         # Pasted from a file, a secret often ends with a newline: never part of a token.
         value = (self._environ.get(env_name(name)) or "").strip()
         if not value:
@@ -122,10 +148,14 @@ class DatabaseCredentialProvider:
         self._store = store
         self._cipher = cipher
 
-    async def get(self, name: str) -> Secret:
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Secret:
         stored = await self._store.fetch_connection(name)
         if stored is None:
             raise CredentialNotFound(f"connection {name!r} is not configured", connection=name)
+        if not workflow_allowed(stored.allowed_workflows, workflow_id):
+            # Not a CredentialNotFound: the chain must not fall back to a same-named environment
+            # connection when the stored one refuses.
+            raise not_allowed(name, workflow_id)
         return Secret(self._cipher.decrypt(stored.secret, name))
 
 
@@ -135,12 +165,12 @@ class ChainedCredentialProvider:
     def __init__(self, providers: Sequence[CredentialProvider]) -> None:
         self._providers = list(providers)
 
-    async def get(self, name: str) -> Secret:
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Secret:
         if not is_valid_id(name):
             raise CredentialNotFound(f"{name!r} is not a valid connection name", connection=name)
         for provider in self._providers:
             try:
-                return await provider.get(name)
+                return await provider.get(name, workflow_id=workflow_id)
             except CredentialNotFound:
                 continue
         raise CredentialNotFound(

@@ -88,10 +88,24 @@ class DefinitionError(DataWorkflowsError):
         self.problems = problems
 
 
+class ConnectionsNotAllowed(DefinitionError):
+    """A definition names stored connections whose allow-lists do not name its workflow (one
+    problem per node parameter)."""
+
+    code = "connection_not_allowed"
+
+
 class InvalidTriggerConfig(DefinitionError):
     """A schedule's or a webhook's config is invalid (one problem per field, like a definition's)."""
 
     code = "invalid_trigger_config"
+
+
+class ConnectionNotAllowed(DataWorkflowsError):
+    """A stored connection's allow-list does not name the workflow that asks for it (at run time:
+    the node fails; at publish: the definition is refused)."""
+
+    code = "connection_not_allowed"
 
 
 class InvalidInput(DataWorkflowsError):

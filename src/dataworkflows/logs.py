@@ -9,6 +9,9 @@ from typing import Any
 
 import structlog
 
+from dataworkflows.scrubbing import current as current_scrubber
+from dataworkflows.scrubbing import scrub_log_event
+
 # Parameter and header names whose values are never logged.
 SECRET_KEYS = frozenset(
     {"password", "secret", "token", "authorization", "api_key", "apikey", "client_secret", "access_token"}
@@ -22,6 +25,37 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
     return event_dict
 
 
+class ScrubbingFilter(logging.Filter):
+    """Libraries' own log records (httpx, psycopg, Procrastinate), scrubbed like structlog's lines
+    while a run executes: the message, and the traceback as it will be printed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrubber = current_scrubber()
+        if scrubber.empty:
+            return True
+        record.msg, record.args = scrubber.text(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrubber.text(record.exc_text)
+        return True
+
+
+def processors(renderer: Any) -> list[Any]:
+    """The processor chain: a run's trigger values and secrets are scrubbed from every line written
+    while it executes (dataworkflows.scrubbing), after the exception is formatted, so its text too."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        scrub_log_event,
+        renderer,
+    ]
+
+
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -32,15 +66,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors(renderer),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
@@ -48,3 +74,6 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     logging.basicConfig(
         level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
+            handler.addFilter(ScrubbingFilter())

@@ -35,14 +35,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
-from dataworkflows import transforms
+from dataworkflows import scrubbing, transforms
 from dataworkflows.actions import (
     ActionContext,
     ActionError,
@@ -53,6 +53,7 @@ from dataworkflows.actions import (
 )
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionTimeout
+from dataworkflows.errors import ConnectionNotAllowed
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
@@ -201,11 +202,29 @@ class ActionKind:
             trigger=ctx.trigger,
             principal_id=ctx.principal_id,
             log=ctx.log,
-            services=self.services,
+            services=self._services_for(ctx.workflow_id),
         )
+        result = await self._execute(ctx, action, action_ctx, params)
+        # Whatever the action does with a secret it resolved, its outputs never show it (trigger
+        # values stay: they are the workflow's data; errors are scrubbed where they are recorded).
+        return _without_secrets(result, scrubbing.current())
+
+    def _services_for(self, workflow_id: str) -> ActionServices | None:
+        """The services, with credentials asked for on behalf of the attempt's workflow (its
+        connections' allow-lists apply) and reported to the run's scrubber."""
+        if self.services is None:
+            return None
+        credentials = WorkflowCredentials(self.services.credentials, workflow_id, scrubbing.current())
+        return replace(self.services, credentials=credentials)
+
+    async def _execute(self, ctx: AttemptContext, action: Any, action_ctx: ActionContext, params: Any) -> ActionResult:
+        node = ctx.node
         started = time.monotonic()
         try:
             return await asyncio.wait_for(action.execute(action_ctx, params), node.timeout_seconds)
+        except ConnectionNotAllowed as exc:
+            # An action that asks for credentials itself (rather than through actions.web).
+            return ActionResult.failed(exc.code, exc.message)
         except TimeoutError:
             return ActionResult(
                 AttemptStatus.TIMED_OUT,
@@ -218,6 +237,31 @@ class ActionKind:
             # the exception named (not retried: a crash half-way may already have side effects).
             ctx.log.exception("action raised", elapsed=time.monotonic() - started)
             return ActionResult.failed("action_exception", f"{type(exc).__name__}: {exc}")
+
+
+class WorkflowCredentials:
+    """What one attempt's action sees as its credential source: the worker's provider, asked on
+    behalf of the attempt's workflow whatever the action passes (so connections' allow-lists hold),
+    telling the run's scrubber each secret it hands out (so the run's errors, logs and outputs
+    never show it)."""
+
+    def __init__(self, provider: Any, workflow_id: str, scrubber: scrubbing.Scrubber) -> None:
+        self._provider = provider
+        self._workflow_id = workflow_id
+        self._scrubber = scrubber
+
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Any:
+        secret = await self._provider.get(name, workflow_id=self._workflow_id)
+        reveal = getattr(secret, "reveal", None)
+        self._scrubber.add_secret(reveal() if callable(reveal) else str(secret))
+        return secret
+
+
+def _without_secrets(result: ActionResult, scrubber: scrubbing.Scrubber) -> ActionResult:
+    outputs = scrubber.secrets(result.outputs)
+    if outputs is result.outputs:
+        return result
+    return ActionResult(result.status, outputs, result.error, result.resource_links)
 
 
 class WaitingKind:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from dataworkflows import templating
-from dataworkflows.actions import ActionRegistry
+from dataworkflows.actions import ActionRegistry, UnknownActionType
 from dataworkflows.definitions import WorkflowDefinition, checksum, parse_definition
 from dataworkflows.errors import DefinitionError
 from dataworkflows.planning import compile_plan, plan_to_json
@@ -29,10 +31,22 @@ class ConditionSandbox(Protocol):
 
 
 @dataclass(frozen=True)
+class ConnectionUse:
+    """A connection a definition names (or its action's default), where: checked against the
+    connection's allow-list at publish."""
+
+    pointer: str
+    name: str
+
+
+@dataclass(frozen=True)
 class PreparedDefinition:
     definition: WorkflowDefinition
     raw: dict[str, Any]
     checksum: str
+    # The connections its action nodes (and forEach actions) name; one chosen by a template is
+    # known only at run time and is checked there.
+    connections: tuple[ConnectionUse, ...] = ()
 
 
 def collect_conditions(raw: Any) -> list[str]:
@@ -91,7 +105,42 @@ async def prepare_definition(
     if problems:
         raise DefinitionError(problems)
     assert isinstance(raw, dict)
-    return PreparedDefinition(parse_definition(raw), raw, checksum(raw))
+    return PreparedDefinition(parse_definition(raw), raw, checksum(raw), connection_uses(raw, registry))
+
+
+def connection_uses(raw: dict[str, Any], registry: ActionRegistry) -> tuple[ConnectionUse, ...]:
+    """Every connection a valid definition's actions will ask for, when it is known before the run:
+    a literal `connection` parameter, or the action's default (slack.post-message: "slack")."""
+    found: list[ConnectionUse] = []
+    for index, node in enumerate(raw.get("nodes") or []):
+        if not isinstance(node, dict) or not isinstance(node.get("parameters"), dict):
+            continue
+        parameters = node["parameters"]
+        if node.get("nodeType", "action") == "action" and isinstance(node.get("actionType"), str):
+            use = _connection_of(registry, node["actionType"], parameters, f"/nodes/{index}/parameters")
+        elif node.get("nodeType") == "forEach" and isinstance(parameters.get("action"), dict):
+            action = parameters["action"]
+            pointer = f"/nodes/{index}/parameters/action/parameters"
+            use = _connection_of(registry, action.get("actionType"), action.get("parameters") or {}, pointer)
+        else:
+            use = None
+        if use is not None:
+            found.append(use)
+    return tuple(found)
+
+
+def _connection_of(registry: ActionRegistry, action_type: Any, parameters: Any, pointer: str) -> ConnectionUse | None:
+    try:
+        params = registry.get(str(action_type)).Params
+    except UnknownActionType:
+        return None
+    field = next((f for f in msgspec.structs.fields(params) if f.encode_name == "connection"), None)
+    if field is None or not isinstance(parameters, dict):
+        return None
+    value = parameters.get("connection", field.default)
+    if not isinstance(value, str) or not value or "{{" in value or "{%" in value:
+        return None  # none, or chosen by a template: checked when the node runs
+    return ConnectionUse(f"{pointer}/connection", value)
 
 
 def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:

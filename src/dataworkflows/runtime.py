@@ -37,6 +37,7 @@ from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseL
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
+from dataworkflows.scrubbing import Scrubber, scrubbing
 from dataworkflows.statuses import ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
@@ -162,7 +163,10 @@ class Runtime:
         holder = _Run(self, run)
         self.active[execution_id] = holder
         try:
-            return await holder.execute()
+            # The run's trigger values, and the secrets its nodes resolve, are scrubbed from the
+            # errors it records and the lines it logs (its node tasks inherit the scrubber).
+            with scrubbing(Scrubber.for_trigger(run.trigger)):
+                return await holder.execute()
         finally:
             if self.active.get(execution_id) is holder:
                 del self.active[execution_id]

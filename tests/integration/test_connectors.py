@@ -372,7 +372,8 @@ async def test_action_catalog(client: AsyncTestClient[Any]) -> None:
 async def test_connections_are_stored_encrypted_and_used(
     client: AsyncTestClient[Any], db: Database, runtime: Runtime, dsn: str, fakes: FakeServers
 ) -> None:
-    stored = await client.put("/api/v1/connections/slack-db", json={"kind": "slack", "secret": SLACK_TOKEN})
+    body = {"kind": "slack", "secret": SLACK_TOKEN, "allowedWorkflows": ["slack-db"]}
+    stored = await client.put("/api/v1/connections/slack-db", json=body)
     assert stored.status_code == 200 and "secret" not in stored.json()
     listing = (await client.get("/api/v1/connections")).text
     assert SLACK_TOKEN not in listing and "slack-db" in listing

@@ -85,7 +85,11 @@ class ResourceStore(Protocol):
 
 
 class SecretSource(Protocol):
-    async def get(self, name: str) -> Any: ...
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Any:
+        """A connection's secret (dataworkflows.credentials.Secret). An action's services answer for
+        the attempt's workflow whatever `workflow_id` says, and refuse a connection whose allow-list
+        does not name it (ConnectionNotAllowed)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import httpx
 
 from dataworkflows.actions import ActionResult
 from dataworkflows.credentials import CredentialNotFound, Secret
+from dataworkflows.errors import ConnectionNotAllowed
 from dataworkflows.http_client import BlockedDestination
 
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -133,8 +134,9 @@ def transport_failure(exc: Exception, what: str) -> ActionResult:
 async def secret_for(ctx_services: Any, connection: str) -> Secret | ActionResult:
     try:
         secret = await ctx_services.credentials.get(connection)
-    except CredentialNotFound as exc:
-        return ActionResult.failed(exc.code, exc.message)
+    except (CredentialNotFound, ConnectionNotAllowed) as exc:
+        # Permanent: retrying cannot make the connection appear or admit the workflow.
+        return ActionResult.failed(exc.code, exc.message, connection=connection)
     assert isinstance(secret, Secret)
     return secret
 

@@ -1,5 +1,7 @@
 """The worker's side of the data layer: the lease, node attempts, checkpoints and the run's end.
-Every write is fenced by the lease token in its procedure (SQLSTATE DW010 -> LeaseLost)."""
+Every write is fenced by the lease token in its procedure (SQLSTATE DW010 -> LeaseLost). Every
+error written here is scrubbed with the current run's scrubber (dataworkflows.scrubbing): the one
+place where node, item and run errors, events and dead letters reach the database from a worker."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, Nod
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
+from dataworkflows.scrubbing import current as current_scrubber
 from dataworkflows.statuses import ExecutionStatus, NodeStatus
 from dataworkflows.subworkflows import ChildSpec
 from dataworkflows.waits import WaitSpec
@@ -83,7 +86,7 @@ class RunData:
             attempt_status=record.attempt_status.value,
             parameters=_jsonb(record.parameters),
             outputs=_jsonb(record.outputs),
-            error=_jsonb(record.error),
+            error=_jsonb(current_scrubber().error(record.error)),
             start_time=record.start_time,
             end_time=record.end_time,
             worker=record.worker,
@@ -99,7 +102,12 @@ class RunData:
     ) -> None:
         """An event outside an attempt (a condition that threw), fenced like every worker write."""
         await self._db.execute(
-            "record_event", token=token, id=execution_id, node_id=node_id, type=type, details=_jsonb(details)
+            "record_event",
+            token=token,
+            id=execution_id,
+            node_id=node_id,
+            type=type,
+            details=_jsonb(current_scrubber().error(details)),
         )
 
     async def complete(
@@ -114,15 +122,17 @@ class RunData:
         outputs: Any = None,
     ) -> None:
         """Ends the run; a node whose unhandled failure ended it becomes a dead letter; a run that
-        succeeded keeps its rendered outputs."""
+        succeeded keeps its rendered outputs. Errors are scrubbed of the run's trigger values and
+        secrets (dataworkflows.scrubbing), like every error this class records."""
+        scrubber = current_scrubber()
         await self._db.fetch_one(
             "complete_execution",
             id=execution_id,
             token=token,
             status=status.value,
-            error=error,
+            error=scrubber.error(error),
             dead_letter_node=dead_letter_node,
-            dead_letter_error=_jsonb(dead_letter_error),
+            dead_letter_error=_jsonb(scrubber.error(dead_letter_error)),
             outputs=_jsonb(outputs),
         )
 
@@ -231,7 +241,7 @@ class RunData:
             item_status=record.item_status,
             parameters=_jsonb(record.parameters),
             outputs=_jsonb(record.outputs),
-            error=_jsonb(record.error),
+            error=_jsonb(current_scrubber().error(record.error)),
             start_time=record.start_time,
             end_time=record.end_time,
             worker=worker,

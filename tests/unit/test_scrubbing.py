@@ -1,0 +1,206 @@
+"""The scrubber (dataworkflows.scrubbing), its log sinks, what publish checks against allow-lists,
+the credentials an attempt sees, and `dataworkflows connections ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from dataworkflows import scrubbing
+from dataworkflows.actions import default_registry
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser
+from dataworkflows.credentials import (
+    ChainedCredentialProvider,
+    Cipher,
+    DatabaseCredentialProvider,
+    EnvCredentialProvider,
+    Secret,
+    workflow_allowed,
+)
+from dataworkflows.data.connections import StoredSecret
+from dataworkflows.errors import ConnectionNotAllowed
+from dataworkflows.logs import ScrubbingFilter
+from dataworkflows.node_kinds import WorkflowCredentials
+from dataworkflows.publishing import ConnectionUse, connection_uses
+from dataworkflows.scrubbing import MASK, Scrubber, scrub_log_event
+from tests.unit.test_cli_tree import fake_api
+
+
+def test_trigger_strings_nested_and_long_enough_are_scrubbed() -> None:
+    trigger = {"user": {"password": "hunter22", "pin": "123"}, "tags": ["alpha-tag", 12345, True], "n": 7}
+    s = Scrubber.for_trigger(trigger)
+    assert s.text("login hunter22 with alpha-tag") == f"login {MASK} with {MASK}"
+    assert s.text("pin 123 and 12345 stay") == "pin 123 and 12345 stay", "short values and numbers are not scrubbed"
+
+
+def test_case_escaped_and_url_encoded_forms_are_caught_base64_is_not() -> None:
+    s = Scrubber(['Pa ss"wörd/1'])
+    assert MASK in s.text('host pa ss"WÖRD/1 refused')
+    assert MASK in s.text(json.dumps({"m": 'Pa ss"wörd/1'})), "inside a JSON string"
+    assert MASK in s.text("url ?p=Pa%20ss%22w%C3%B6rd%2F1"), "percent-encoded"
+    assert MASK in s.text("url ?p=Pa+ss%22w%C3%B6rd%2F1"), "form-encoded"
+    assert MASK in s.text(repr('Pa ss"wörd/1')), "inside a repr"
+    import base64
+
+    encoded = base64.b64encode(b'Pa ss"w\xc3\xb6rd/1').decode()
+    assert s.text(f"echo {encoded}") == f"echo {encoded}", "transformed values are not recognised"
+
+
+def test_longest_match_wins_and_errors_keep_their_names() -> None:
+    s = Scrubber(["secret", "secret-and-more"])
+    assert s.text("x secret-and-more y") == f"x {MASK} y"
+    error = {
+        "code": "secret_failed",
+        "nodeId": "secret",
+        "message": "the secret leaked",
+        "cause": {"code": "c", "message": "secret", "details": {"items": ["secret"]}},
+    }
+    assert s.error(error) == {
+        "code": "secret_failed",
+        "nodeId": "secret",
+        "message": f"the {MASK} leaked",
+        "cause": {"code": "c", "message": MASK, "details": {"items": [MASK]}},
+    }
+    assert Scrubber().error(error) is error
+
+
+def test_secrets_json_values_are_scrubbed_but_not_their_hosts_and_outputs_keep_trigger_values() -> None:
+    s = Scrubber.for_trigger({"customer": "ann-the-customer"})
+    s.add_secret(json.dumps({"hosts": ["api.example.com"], "headers": {"X-Api-Key": "k-123456"}, "bearer": "tok-abc"}))
+    assert s.text("api.example.com said k-123456 / tok-abc") == f"api.example.com said {MASK} / {MASK}"
+    outputs = {"body": "hello ann-the-customer, your key is k-123456"}
+    assert s.secrets(outputs) == {"body": f"hello ann-the-customer, your key is {MASK}"}
+    assert s.text("ann-the-customer") == MASK, "errors and logs scrub trigger values too"
+    assert Scrubber.for_trigger({"a": "b"}).secrets(outputs) is outputs
+
+
+def test_the_trigger_values_scrubbed_are_bounded() -> None:
+    s = Scrubber.for_trigger({"items": [f"value-{i:05d}" for i in range(scrubbing.MAX_TRIGGER_VALUES + 10)]})
+    assert s.text("value-00000") == MASK
+    assert s.text(f"value-{scrubbing.MAX_TRIGGER_VALUES + 5:05d}") != MASK
+
+
+def test_the_current_scrubber_is_per_run_and_reaches_log_lines() -> None:
+    assert scrubbing.current().empty
+    event = {"event": "failed", "error": {"message": "bad hunter22"}, "n": 3}
+    assert scrub_log_event(None, "info", dict(event)) == event
+
+    async def in_a_task() -> str:
+        return scrubbing.current().text("hunter22")
+
+    with scrubbing.scrubbing(Scrubber(["hunter22"])):
+        assert scrub_log_event(None, "info", dict(event))["error"] == {"message": f"bad {MASK}"}
+        assert asyncio.run(in_a_task()) == MASK, "tasks started by the run inherit it"
+    assert scrubbing.current().empty
+
+
+def test_library_log_records_are_scrubbed_too() -> None:
+    record = logging.LogRecord("httpx", logging.WARNING, __file__, 1, "request to %s failed", ("hunter22.io",), None)
+    with scrubbing.scrubbing(Scrubber(["hunter22"])):
+        assert ScrubbingFilter().filter(record)
+    assert record.getMessage() == f"request to {MASK}.io failed"
+
+
+def test_publish_finds_the_connections_a_definition_will_use() -> None:
+    raw = {
+        "nodes": [
+            {"id": "a", "actionType": "slack.post-message", "parameters": {"channel": "C", "text": "x"}},
+            {"id": "b", "actionType": "http.request", "parameters": {"url": "https://x", "connection": "crm"}},
+            {"id": "c", "actionType": "http.request", "parameters": {"url": "https://x"}},
+            {
+                "id": "d",
+                "actionType": "http.request",
+                "parameters": {"url": "https://x", "connection": "{{ trigger.c }}"},
+            },
+            {"id": "e", "actionType": "core.echo", "parameters": {"message": "x"}},
+            {
+                "id": "f",
+                "nodeType": "forEach",
+                "parameters": {
+                    "items": [1],
+                    "action": {"actionType": "monday.get-items", "parameters": {"boardId": 1}},
+                },
+            },
+            {"id": "g", "nodeType": "delay", "parameters": {"connection": "not-an-action"}},
+        ]
+    }
+    assert connection_uses(raw, default_registry()) == (
+        ConnectionUse("/nodes/0/parameters/connection", "slack"),
+        ConnectionUse("/nodes/1/parameters/connection", "crm"),
+        ConnectionUse("/nodes/5/parameters/action/parameters/connection", "monday"),
+    )
+
+
+class _Store:
+    def __init__(self, allowed: list[str]) -> None:
+        self.cipher = Cipher(b"k" * 32)
+        self.allowed = allowed
+
+    async def fetch_connection(self, name: str) -> StoredSecret | None:
+        blob = self.cipher.encrypt("stored-token", name)
+        return StoredSecret(name=name, kind="slack", secret=blob, key_id="k", allowed_workflows=self.allowed)
+
+
+async def test_an_attempt_asks_for_credentials_as_its_own_workflow() -> None:
+    store = _Store(["billing"])
+    provider = ChainedCredentialProvider(
+        [DatabaseCredentialProvider(store, store.cipher), EnvCredentialProvider({"DW_CONNECTION_CRM": "env-token"})]
+    )
+    seen = Scrubber()
+    mine = WorkflowCredentials(provider, "billing", seen)
+    assert await mine.get("crm") == Secret("stored-token")
+    assert seen.text("stored-token") == MASK, "the run's scrubber learns what it resolved"
+    other = WorkflowCredentials(provider, "reports", Scrubber())
+    with pytest.raises(ConnectionNotAllowed) as refused:
+        await other.get("crm", workflow_id="billing")  # an action cannot claim another workflow
+    assert "'crm'" in refused.value.message and "reports" in refused.value.message
+    assert "stored-token" not in refused.value.message
+    assert workflow_allowed(["*"], None) and not workflow_allowed([], "x") and not workflow_allowed(["a"], None)
+
+
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args([*argv, "--api-url", "http://api"])
+    code = args.func(args)
+    assert isinstance(code, int)
+    return code
+
+
+CONNECTION = {"name": "crm", "kind": "http", "allowedWorkflows": ["sync"], "keyId": "k"}
+
+
+def test_cli_connections_put_reads_the_secret_from_a_file_and_allow_replaces_the_list(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"hosts": ["crm.example.com"], "bearer": "t"}')
+    seen = fake_api(monkeypatch, 200, CONNECTION)
+    assert run(["connections", "put", "crm", "--kind", "http", "--secret-file", str(secret), "--allow", "sync"]) == 0
+    assert seen[0].method == "PUT" and seen[0].url.path == "/api/v1/connections/crm"
+    assert json.loads(seen[0].content) == {
+        "kind": "http",
+        "secret": '{"hosts": ["crm.example.com"], "bearer": "t"}',
+        "allowedWorkflows": ["sync"],
+    }
+    assert "used by: sync" in capsys.readouterr().out
+
+    assert run(["connections", "put", "crm", "--kind", "http", "--secret-file", str(secret)]) == EXIT_OK
+    assert "allowedWorkflows" not in json.loads(seen[1].content), "omitted: a rotation keeps the list"
+
+    assert run(["connections", "allow", "crm", "--all-workflows"]) == EXIT_OK
+    assert seen[2].method == "PATCH" and json.loads(seen[2].content) == {"allowedWorkflows": ["*"]}
+    assert run(["connections", "allow", "crm", "--none"]) == EXIT_OK
+    assert json.loads(seen[3].content) == {"allowedWorkflows": []}
+    assert run(["connections", "allow", "crm"]) == EXIT_USAGE, "an empty list must be asked for"
+    assert len(seen) == 4
+    assert run(["connections", "put", "crm", "--kind", "http", "--secret-file", str(tmp_path / "missing")]) == 2
+
+
+def test_cli_connections_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_api(monkeypatch, 200, [CONNECTION, {**CONNECTION, "name": "new", "allowedWorkflows": []}])
+    assert run(["connections", "list"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "crm" in out and "used by: sync" in out and "no workflow (allow some first)" in out
