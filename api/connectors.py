@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from dataworkflows.credentials import ALL_WORKFLOWS, Cipher
+from dataworkflows.credentials import ALL_WORKFLOWS, Cipher, connection_binding
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 from dataworkflows.validation import is_valid_id
 
@@ -96,7 +96,7 @@ class ConnectionController(Controller):
         stored = await svc.db.connections.put(
             name,
             kind=data.kind,
-            secret=cipher.encrypt(secret, name),
+            secret=cipher.encrypt(secret, connection_binding(name)),
             key_id=cipher.key_id,
             principal=principal.id,
             allowed_workflows=allowed,

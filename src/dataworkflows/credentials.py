@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dataworkflows.data.connections import StoredSecret
 from dataworkflows.errors import ConfigurationError, ConnectionNotAllowed, DataWorkflowsError
+from dataworkflows.tenancy import ALL_TENANTS, DEFAULT_TENANT, current_tenant
 from dataworkflows.validation import is_valid_id
 
 ENV_PREFIX = "DW_CONNECTION_"
@@ -140,9 +141,19 @@ class ConnectionStore(Protocol):
     async def fetch_connection(self, name: str) -> StoredSecret | None: ...
 
 
+def connection_binding(name: str) -> str:
+    """What a stored connection's ciphertext is bound to (AES-GCM associated data): its name, and
+    its tenant (the task's) unless that is the default tenant, whose connections predate tenants.
+    A ciphertext copied to another connection or another tenant does not decrypt."""
+    tenant = current_tenant()
+    if tenant is None or tenant == ALL_TENANTS:
+        raise CredentialNotFound(f"connection {name!r}: no tenant to read it in", connection=name)
+    return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
+
+
 class DatabaseCredentialProvider:
-    """Secrets stored in dw.connections, encrypted at rest (the connection name is bound in as
-    associated data, so a ciphertext cannot be moved to another connection)."""
+    """Secrets stored in dw.connections, encrypted at rest (name and tenant bound in as associated
+    data: connection_binding)."""
 
     def __init__(self, store: ConnectionStore, cipher: Cipher) -> None:
         self._store = store
@@ -156,7 +167,7 @@ class DatabaseCredentialProvider:
             # Not a CredentialNotFound: the chain must not fall back to a same-named environment
             # connection when the stored one refuses.
             raise not_allowed(name, workflow_id)
-        return Secret(self._cipher.decrypt(stored.secret, name))
+        return Secret(self._cipher.decrypt(stored.secret, connection_binding(name)))
 
 
 class ChainedCredentialProvider:
