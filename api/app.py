@@ -13,6 +13,7 @@ from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,19 +27,21 @@ from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
-from dataworkflows.tenancy import enter_tenant
+from dataworkflows.tenancy import enter_tenant, no_tenant
 
 from .approvals import ApprovalController
+from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
+from .auth import authorize, authorize_metrics, check_routes
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .executions import ExecutionController
 from .hooks import HooksController
 from .params import refuse_impossible_ids
-from .principals import PRINCIPAL_HEADERS, HeaderPrincipalResolver
+from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
 from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead
-from .services import DEPENDENCIES, DatabaseDep, Services, require_principal, services_of
+from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
@@ -58,7 +61,13 @@ async def ready(request: Request[Any, Any, Any], db: DatabaseDep) -> Response[An
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
 
 
-@get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=CONTENT_TYPE_LATEST)
+@get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics (the viewer role with DW_METRICS_REQUIRE_AUTH)",
+    media_type=CONTENT_TYPE_LATEST,
+    guards=[authorize_metrics],
+)
 async def metrics() -> bytes:
     return generate_latest()
 
@@ -94,7 +103,9 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             await send(message)
 
         try:
-            await app(scope, receive_wrapper, send_wrapper)
+            # No request starts in, or leaves behind, another request's tenant (dataworkflows.tenancy).
+            with no_tenant():
+                await app(scope, receive_wrapper, send_wrapper)
         finally:
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "GET")
@@ -107,10 +118,9 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     """Every log line about this request names it, its caller and its correlation id."""
     structlog.contextvars.clear_contextvars()
-    # Nothing of this request runs under an earlier request's tenant (a keep-alive connection's
-    # requests share a task), even if resolving the caller fails.
-    enter_tenant(None)
-    principal = services_of(request.app.state).principals.resolve(request)
+    # On /api/v1 the guard (or the rate limiter before it) has resolved the caller already, and
+    # entered its tenant (guards run before this hook); on other routes this does.
+    principal = await principal_for_logs(request, services_of(request.app.state).principals)
     # Every database call this request makes works in the caller's tenant (row-level security).
     enter_tenant(principal.tenant)
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
@@ -141,6 +151,8 @@ def create_app(settings: Settings) -> Litestar:
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
     )
     events = EventHub(settings.database_url, role=settings.database_role)
+    # Strict mode that could not verify a token refuses to start here (ConfigurationError).
+    principals = build_resolver(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -152,7 +164,7 @@ def create_app(settings: Settings) -> Litestar:
             settings=settings,
             registry=default_registry(),
             conditions=conditions,
-            principals=HeaderPrincipalResolver(),
+            principals=principals,
             events=events,
             templates=templates,
             rate_policy=rate_policy,
@@ -181,15 +193,15 @@ def create_app(settings: Settings) -> Litestar:
             HooksController,
         ],
         parameters=PRINCIPAL_HEADERS,
-        guards=[require_principal],
+        guards=[authorize],
         middleware=[rate_limit_middleware],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[live, ready, metrics, api_v1],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
         lifespan=[lifespan],
-        exception_handlers=exception_handlers,
+        exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
         guards=[refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
@@ -198,9 +210,22 @@ def create_app(settings: Settings) -> Litestar:
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "bearerAuth": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="Strict auth mode (DW_AUTH_MODE=strict); loose mode reads X-Principal-Id",
+                    )
+                }
+            ),
         ),
         debug=False,
         # Logging is structlog's (dataworkflows.logs); Litestar's default config would take over
         # the root logger.
         logging_config=None,
     )
+    # Every /api/v1 route declares its role (or the app refuses to start); OpenAPI documents it.
+    check_routes(app)
+    return app

@@ -98,6 +98,7 @@ class ApprovalController(Controller):
         responses=PROBLEMS,
         summary="Approvals, newest first (open ones unless status=all)",
         operation_class=_ListOperation,
+        opt={"role": "viewer"},
     )
     async def list_approvals(
         self,
@@ -115,7 +116,7 @@ class ApprovalController(Controller):
         )
         return [approval_read(row) for row in rows]
 
-    @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions")
+    @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions", opt={"role": "viewer"})
     async def get_approval(self, db: DatabaseDep, approval_id: FromPath[str]) -> ApprovalRead:
         parsed = approval_uuid(approval_id)
         row = await db.control.approval(parsed)
@@ -128,7 +129,7 @@ class ApprovalController(Controller):
         status_code=200,
         responses=DECISION_PROBLEMS,
         summary="Approve or reject, as the calling principal (once per approver)",
-        opt={REQUIRES_PRINCIPAL: "decide approvals"},
+        opt={REQUIRES_PRINCIPAL: "decide approvals", "role": "operator"},
     )
     async def decide(
         self, svc: ServicesDep, principal: PrincipalDep, approval_id: FromPath[str], data: JSONBody[DecisionRequest]

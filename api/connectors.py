@@ -47,7 +47,12 @@ class CatalogController(Controller):
     path = "/actions"
     tags = ["actions"]
 
-    @get("/", responses=PROBLEMS, summary="Every action type, with its connector and parameter JSON schema")
+    @get(
+        "/",
+        responses=PROBLEMS,
+        summary="Every action type, with its connector and parameter JSON schema",
+        opt={"role": "viewer"},
+    )
     async def list_actions(self, svc: ServicesDep) -> list[ActionTypeRead]:
         registry = svc.registry
         result = []
@@ -73,7 +78,7 @@ class ConnectionController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Store a connection's secret (encrypted; never returned)",
-        opt=_CHANGE_CONNECTIONS,
+        opt={**_CHANGE_CONNECTIONS, "role": "admin"},
     )
     async def put_connection(
         self, svc: ServicesDep, principal: PrincipalDep, name: FromPath[str], data: JSONBody[ConnectionWrite]
@@ -108,7 +113,7 @@ class ConnectionController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Change which workflows may use a connection (allowedWorkflows: ids, or ['*'])",
-        opt=_CHANGE_CONNECTIONS,
+        opt={**_CHANGE_CONNECTIONS, "role": "admin"},
     )
     async def change_access(
         self, db: DatabaseDep, name: FromPath[str], data: JSONBody[ConnectionAccess]
@@ -118,18 +123,29 @@ class ConnectionController(Controller):
             raise NotFound(f"connection {name!r} not found")
         return from_row(ConnectionRead, changed)
 
-    @get("/{name:str}", responses=PROBLEMS, summary="One connection (its name, kind and allow-list, never its secret)")
+    @get(
+        "/{name:str}",
+        responses=PROBLEMS,
+        summary="One connection (its name, kind and allow-list, never its secret)",
+        opt={"role": "viewer"},
+    )
     async def get_connection(self, db: DatabaseDep, name: FromPath[str]) -> ConnectionRead:
         found = await db.connections.get(name)
         if found is None:
             raise NotFound(f"connection {name!r} not found")
         return from_row(ConnectionRead, found)
 
-    @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)")
+    @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)", opt={"role": "viewer"})
     async def list_connections(self, db: DatabaseDep) -> list[ConnectionRead]:
         return [from_row(ConnectionRead, connection) for connection in await db.connections.list_all()]
 
-    @delete("/{name:str}", status_code=204, responses=PROBLEMS, summary="Remove a connection", opt=_CHANGE_CONNECTIONS)
+    @delete(
+        "/{name:str}",
+        status_code=204,
+        responses=PROBLEMS,
+        summary="Remove a connection",
+        opt={**_CHANGE_CONNECTIONS, "role": "admin"},
+    )
     async def delete_connection(self, db: DatabaseDep, name: FromPath[str]) -> None:
         if not await db.connections.delete(name):
             raise NotFound(f"connection {name!r} not found")
@@ -139,7 +155,7 @@ class ResourceLinkController(Controller):
     path = "/resource-links"
     tags = ["resource links"]
 
-    @get("/", responses=PROBLEMS, summary="Which runs touched which external resource")
+    @get("/", responses=PROBLEMS, summary="Which runs touched which external resource", opt={"role": "viewer"})
     async def list_links(
         self,
         db: DatabaseDep,

@@ -20,7 +20,7 @@ class DeadLetterController(Controller):
     path = "/dead-letters"
     tags = ["dead letters"]
 
-    @get("/", responses=PROBLEMS, summary="Dead letters, newest first")
+    @get("/", responses=PROBLEMS, summary="Dead letters, newest first", opt={"role": "viewer"})
     async def list_dead_letters(
         self,
         db: DatabaseDep,
@@ -34,7 +34,7 @@ class DeadLetterController(Controller):
         items = [from_row(DeadLetterRead, row) for row in rows[:limit]]
         return DeadLetterList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
 
-    @get("/{dead_letter_id:int}", responses=PROBLEMS, summary="One dead letter")
+    @get("/{dead_letter_id:int}", responses=PROBLEMS, summary="One dead letter", opt={"role": "viewer"})
     async def get_dead_letter(self, db: DatabaseDep, dead_letter_id: FromPath[int]) -> DeadLetterRead:
         letter = await db.operations.dead_letter(dead_letter_id)
         if letter is None:
@@ -46,7 +46,7 @@ class DeadLetterController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Re-run the failed part (once)",
-        opt={REQUIRES_PRINCIPAL: "redrive dead letters"},
+        opt={REQUIRES_PRINCIPAL: "redrive dead letters", "role": "operator"},
     )
     async def redrive(
         self, svc: ServicesDep, principal: PrincipalDep, dead_letter_id: FromPath[int]
@@ -59,7 +59,7 @@ class DeadLetterController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Close without a redrive (once)",
-        opt={REQUIRES_PRINCIPAL: "acknowledge dead letters"},
+        opt={REQUIRES_PRINCIPAL: "acknowledge dead letters", "role": "operator"},
     )
     async def acknowledge(
         self,

@@ -79,7 +79,7 @@ class ExecutionController(Controller):
     path = "/executions"
     tags = ["executions"]
 
-    @get("/", responses=PROBLEMS, summary="List executions, newest first")
+    @get("/", responses=PROBLEMS, summary="List executions, newest first", opt={"role": "viewer"})
     async def list_executions(
         self,
         db: DatabaseDep,
@@ -101,7 +101,12 @@ class ExecutionController(Controller):
             next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
         return ExecutionList(items=items, next_cursor=next_cursor)
 
-    @get("/{execution_id:str}", responses=PROBLEMS, summary="Execution status, trigger, times, node states and error")
+    @get(
+        "/{execution_id:str}",
+        responses=PROBLEMS,
+        summary="Execution status, trigger, times, node states and error",
+        opt={"role": "viewer"},
+    )
     async def get_execution(self, db: DatabaseDep, execution_id: FromPath[str]) -> ExecutionRead:
         execution = await _require(db, execution_id)
         nodes = await db.executions.node_states(execution.id)
@@ -112,6 +117,7 @@ class ExecutionController(Controller):
         "/{execution_id:str}/tree",
         responses=PROBLEMS,
         summary="The whole tree the execution belongs to (from its root), each child under its parent",
+        opt={"role": "viewer"},
     )
     async def tree(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[TreeNodeRead]:
         execution = await _require(db, execution_id)
@@ -121,13 +127,19 @@ class ExecutionController(Controller):
         "/{execution_id:str}/nodes/{node_id:str}/items",
         responses=PROBLEMS,
         summary="A forEach node's items, in order (none for another node)",
+        opt={"role": "viewer"},
     )
     async def items(self, db: DatabaseDep, execution_id: FromPath[str], node_id: FromPath[str]) -> list[ItemRead]:
         execution = await _require(db, execution_id)
         rows = await db.executions.items(execution.id, node_id)
         return [from_row(ItemRead, row, start_time=row.started_at, end_time=row.ended_at) for row in rows]
 
-    @get("/{execution_id:str}/actions", responses=PROBLEMS, summary="Every action attempt of an execution")
+    @get(
+        "/{execution_id:str}/actions",
+        responses=PROBLEMS,
+        summary="Every action attempt of an execution",
+        opt={"role": "viewer"},
+    )
     async def actions(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[AttemptRead]:
         execution = await _require(db, execution_id)
         return [from_row(AttemptRead, attempt) for attempt in await db.executions.attempts(execution.id)]
@@ -136,6 +148,7 @@ class ExecutionController(Controller):
         "/{execution_id:str}/events",
         responses=PROBLEMS,
         summary="The execution log, in order; with Accept: text/event-stream, live until the run ends",
+        opt={"role": "viewer"},
     )
     async def events(
         self,
@@ -153,7 +166,12 @@ class ExecutionController(Controller):
         rows = await svc.db.executions.events(execution.id, after=after, limit=limit)
         return Response([from_row(EventRead, row) for row in rows], media_type=MediaType.JSON)
 
-    @get("/{execution_id:str}/waits", responses=PROBLEMS, summary="What the execution's nodes wait and waited for")
+    @get(
+        "/{execution_id:str}/waits",
+        responses=PROBLEMS,
+        summary="What the execution's nodes wait and waited for",
+        opt={"role": "viewer"},
+    )
     async def waits(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[WaitRead]:
         execution = await _require(db, execution_id)
         return [from_row(WaitRead, wait) for wait in await db.control.waits(execution.id)]
@@ -163,7 +181,7 @@ class ExecutionController(Controller):
         status_code=HTTP_202_ACCEPTED,
         responses=PROBLEMS,
         summary="Cancel: at once when no worker holds the run, else its worker ends it (idempotent)",
-        opt={REQUIRES_PRINCIPAL: "cancel executions"},
+        opt={REQUIRES_PRINCIPAL: "cancel executions", "role": "operator"},
     )
     async def cancel(
         self,
@@ -182,7 +200,7 @@ class ExecutionController(Controller):
         status_code=HTTP_202_ACCEPTED,
         responses=PROBLEMS,
         summary="Suspend: running attempts finish, nothing new starts until it is resumed (idempotent)",
-        opt={REQUIRES_PRINCIPAL: "suspend executions"},
+        opt={REQUIRES_PRINCIPAL: "suspend executions", "role": "operator"},
     )
     async def suspend(
         self,
@@ -201,7 +219,7 @@ class ExecutionController(Controller):
         status_code=HTTP_202_ACCEPTED,
         responses=PROBLEMS,
         summary="Resume a Suspended execution, or withdraw a suspension not yet in effect",
-        opt={REQUIRES_PRINCIPAL: "resume executions"},
+        opt={REQUIRES_PRINCIPAL: "resume executions", "role": "operator"},
     )
     async def resume(self, svc: ServicesDep, principal: PrincipalDep, execution_id: FromPath[str]) -> ControlResponse:
         parsed = execution_uuid(execution_id)
@@ -213,7 +231,7 @@ class ExecutionController(Controller):
         status_code=HTTP_202_ACCEPTED,
         responses=PROBLEMS,
         summary="Send a signal: a waiting node consumes it, else it is kept for one (idempotent on signalId)",
-        opt={REQUIRES_PRINCIPAL: "send signals"},
+        opt={REQUIRES_PRINCIPAL: "send signals", "role": "operator"},
     )
     async def signal(
         self,

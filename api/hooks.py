@@ -357,6 +357,7 @@ class HooksController(Controller):
         responses=PROBLEMS,
         summary="Deliver a webhook: verifies its signature and starts the trigger's workflow (202), "
         "or answers a duplicate or a false activation condition (200)",
+        opt={"role": "public"},
     )
     async def deliver(
         self, svc: ServicesDep, request: Request[Any, Any, Any], trigger_id: FromPath[str]
@@ -365,6 +366,11 @@ class HooksController(Controller):
         with tenant_scope(hook.tenant_id):
             return await _Delivery(svc, request, hook, webhooks.parse_config(hook.config)).run()
 
-    @get("/{trigger_id:str}", responses=PROBLEMS, summary="What the webhook expects (never its secret)")
+    @get(
+        "/{trigger_id:str}",
+        responses=PROBLEMS,
+        summary="What the webhook expects (never its secret)",
+        opt={"role": "public"},
+    )
     async def expects(self, svc: ServicesDep, trigger_id: FromPath[str]) -> HookInfo:
         return describe(await require_hook(svc.db, trigger_id), svc.settings.max_body_bytes)

@@ -16,7 +16,7 @@ def _spec(description: str) -> ResponseSpec:
 
 PROBLEMS = {
     400: _spec("Malformed request: not JSON, wrong types, unknown fields"),
-    401: _spec("A principal is required (DW_REQUIRE_PRINCIPAL)"),
+    401: _spec("No principal where DW_REQUIRE_PRINCIPAL requires one; strict mode: a missing or invalid token"),
     404: _spec("Unknown id"),
     409: _spec("Conflicts with the current state (Draft/Archived workflow, duplicate id, redriven letter)"),
     413: _spec("Request body larger than DW_MAX_BODY_BYTES"),

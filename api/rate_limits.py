@@ -20,11 +20,14 @@ from typing import Any
 import structlog
 from litestar import Request
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.rate_limits import BucketPolicy, RateDecision
+from dataworkflows.tenancy import DEFAULT_TENANT
 
-from .principals import Principal
+from .principals import Principal, authenticate
 from .problems import rate_limited
 from .services import Services, services_of
 
@@ -33,36 +36,37 @@ log = structlog.get_logger("dataworkflows.api")
 HOOKS_PATH = "/api/v1/hooks/"
 # Webhook buckets belong to no tenant (trigger ids are unique across tenants); not a valid tenant id.
 HOOKS_TENANT = "-"
-DEFAULT_TENANT = "default"
 WARNING_INTERVAL_SECONDS = 10.0
 
 _last_warning = 0.0
 
 
-def caller_principal(request: Request[Any, Any, Any], svc: Services) -> Principal:
-    """The request's principal: resolved once per request onto request.state.principal where the
-    app does that before this middleware runs, else by the resolver (as the `principal`
-    dependency does)."""
-    found: Principal | None = getattr(request.state, "principal", None)
-    return found if found is not None else svc.principals.resolve(request)
+async def caller_principal(request: Request[Any, Any, Any], svc: Services) -> Principal | None:
+    """The request's principal (resolved, its token verified, once per request: the auth guard that
+    runs after this middleware reuses it), or None when it is refused: the guard answers that
+    refusal (authenticate keeps it), and the request draws from its address's bucket meanwhile."""
+    try:
+        return await authenticate(request, svc.principals)
+    except (DataWorkflowsError, HTTPException):
+        return None
 
 
-def caller_key(request: Request[Any, Any, Any], svc: Services) -> tuple[str, str]:
+async def caller_key(request: Request[Any, Any, Any], svc: Services) -> tuple[str, str]:
     """(tenant, subject) of the bucket this request draws from."""
     template = request.scope.get("path_template") or ""
     if template.startswith(HOOKS_PATH):
         return HOOKS_TENANT, f"hook:{str(request.path_params.get('trigger_id', ''))[:200]}"
-    principal = caller_principal(request, svc)
-    tenant = str(getattr(principal, "tenant", None) or DEFAULT_TENANT)
-    if principal.id:
-        return tenant, f"principal:{principal.id[:200]}"
+    principal = await caller_principal(request, svc)
+    if principal is not None and principal.id:
+        return principal.tenant, f"principal:{principal.id[:200]}"
+    tenant = principal.tenant if principal is not None else DEFAULT_TENANT
     address = request.client.host if request.client is not None else "unknown"
     return tenant, f"address:{address[:100]}"
 
 
 async def take_token(request: Request[Any, Any, Any], svc: Services, policy: BucketPolicy) -> RateDecision | None:
     """The bucket's answer for this request; None when it could not be read (let through)."""
-    tenant, subject = caller_key(request, svc)
+    tenant, subject = await caller_key(request, svc)
     try:
         level = await svc.db.limits.take_token(
             tenant=tenant, subject=subject, per_second=policy.per_second, burst=policy.burst

@@ -1,8 +1,8 @@
 """What the controllers share, stored on app.state: database, settings, registry, the condition
 sandbox (for validating conditions at publish time), the template sandbox (for instantiating
 workflow templates) and the principal resolver. Handlers receive them as Litestar dependencies
-(`svc`, `db`, `principal`), and the require_principal guard enforces DW_REQUIRE_PRINCIPAL; both are
-declared once, in app.py."""
+(`svc`, `db`, `principal`), declared once, in app.py; the /api/v1 guard (api/auth.py) checks roles
+and DW_REQUIRE_PRINCIPAL."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.handlers.base import BaseRouteHandler
 
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
@@ -24,8 +22,7 @@ from dataworkflows.publishing import PreparedDefinition, prepare_definition
 from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 
-from .principals import PRINCIPAL_ID_HEADER, Principal, PrincipalResolver
-from .problems import Unauthorized
+from .principals import Principal, PrincipalResolver, authenticate
 
 # A route's opt entry that makes DW_REQUIRE_PRINCIPAL apply to it; the value completes "this server
 # requires a principal to ...".
@@ -67,22 +64,13 @@ def _database(svc: ServicesDep) -> Database:
     return svc.db
 
 
-def _principal(request: Request[Any, Any, Any], svc: ServicesDep) -> Principal:
-    return svc.principals.resolve(request)
+async def _principal(request: Request[Any, Any, Any], svc: ServicesDep) -> Principal:
+    # The one the guard resolved for this request (a token is verified once per request).
+    return await authenticate(request, svc.principals)
 
 
 DEPENDENCIES = {
     "svc": Provide(services_of, sync_to_thread=False),
     "db": Provide(_database, sync_to_thread=False),
-    "principal": Provide(_principal, sync_to_thread=False),
+    "principal": Provide(_principal),
 }
-
-
-def require_principal(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """With DW_REQUIRE_PRINCIPAL, an anonymous caller of a route that asks for it gets a 401."""
-    purpose = handler.opt.get(REQUIRES_PRINCIPAL)
-    if purpose is None:
-        return
-    svc = services_of(connection.app.state)
-    if svc.settings.require_principal and svc.principals.resolve(connection).id is None:
-        raise Unauthorized(f"this server requires a principal to {purpose} ({PRINCIPAL_ID_HEADER})")

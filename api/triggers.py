@@ -101,7 +101,7 @@ class WorkflowTriggerController(Controller):
         status_code=HTTP_201_CREATED,
         responses=PROBLEMS,
         summary="Add a schedule or a webhook to a workflow (a webhook's secret is answered once)",
-        opt=_CHANGE_TRIGGERS,
+        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "workflow"},
     )
     async def create(
         self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[TriggerWrite]
@@ -126,7 +126,7 @@ class WorkflowTriggerController(Controller):
         )
         return read(created, secret=secret)
 
-    @get("/", responses=PROBLEMS, summary="A workflow's triggers")
+    @get("/", responses=PROBLEMS, summary="A workflow's triggers", opt={"role": "viewer"})
     async def list_for_workflow(self, db: DatabaseDep, workflow_id: FromPath[str]) -> list[TriggerRead]:
         await require_workflow(db, workflow_id)
         return [read(t) for t in await db.triggers.for_workflow(workflow_id)]
@@ -136,7 +136,7 @@ class TriggerController(Controller):
     path = "/triggers"
     tags = ["triggers"]
 
-    @get("/", responses=PROBLEMS, summary="Every trigger (of a kind)")
+    @get("/", responses=PROBLEMS, summary="Every trigger (of a kind)", opt={"role": "viewer"})
     async def list_triggers(
         self, db: DatabaseDep, kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None
     ) -> list[TriggerRead]:
@@ -144,12 +144,15 @@ class TriggerController(Controller):
             raise InvalidInput("kind must be schedule or webhook")
         return [read(t) for t in await db.triggers.everything(kind=kind)]
 
-    @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)")
+    @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})
     async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:
         return read(await require_trigger(db, trigger_id))
 
     @patch(
-        "/{trigger_id:str}", responses=PROBLEMS, summary="Enable, disable, rename or reconfigure", opt=_CHANGE_TRIGGERS
+        "/{trigger_id:str}",
+        responses=PROBLEMS,
+        summary="Enable, disable, rename or reconfigure",
+        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "trigger"},
     )
     async def change(self, svc: ServicesDep, trigger_id: FromPath[str], data: JSONBody[TriggerPatch]) -> TriggerRead:
         current = await require_trigger(svc.db, trigger_id)
@@ -164,7 +167,13 @@ class TriggerController(Controller):
             raise NotFound(f"trigger {trigger_id} not found")
         return read(changed)
 
-    @delete("/{trigger_id:str}", status_code=204, responses=PROBLEMS, summary="Remove a trigger", opt=_CHANGE_TRIGGERS)
+    @delete(
+        "/{trigger_id:str}",
+        status_code=204,
+        responses=PROBLEMS,
+        summary="Remove a trigger",
+        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "trigger"},
+    )
     async def remove(self, db: DatabaseDep, trigger_id: FromPath[str]) -> None:
         if not await db.triggers.delete(trigger_uuid(trigger_id)):
             raise NotFound(f"trigger {trigger_id} not found")

@@ -36,6 +36,7 @@ class WorkflowTemplateController(Controller):
         status_code=HTTP_201_CREATED,
         responses=PROBLEMS,
         summary="Store a template (a changed one becomes a new version)",
+        opt={"role": "author"},
     )
     async def create(
         self, db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
@@ -54,11 +55,16 @@ class WorkflowTemplateController(Controller):
         )
         return from_row(WorkflowTemplateRead, await _require(db, document.id, version))
 
-    @get("/", responses=PROBLEMS, summary="List templates (latest versions)")
+    @get("/", responses=PROBLEMS, summary="List templates (latest versions)", opt={"role": "viewer"})
     async def list_templates(self, db: DatabaseDep) -> list[WorkflowTemplateRead]:
         return [from_row(WorkflowTemplateRead, template) for template in await db.workflows.list_templates()]
 
-    @get("/{template_id:str}", responses=PROBLEMS, summary="A template (latest version unless ?version=)")
+    @get(
+        "/{template_id:str}",
+        responses=PROBLEMS,
+        summary="A template (latest version unless ?version=)",
+        opt={"role": "viewer"},
+    )
     async def get_template(
         self,
         db: DatabaseDep,
@@ -72,6 +78,7 @@ class WorkflowTemplateController(Controller):
         status_code=HTTP_201_CREATED,
         responses=PROBLEMS,
         summary="Create a Draft workflow",
+        opt={"role": "author"},
     )
     async def instantiate(
         self, svc: ServicesDep, principal: PrincipalDep, template_id: FromPath[str], data: JSONBody[InstantiateRequest]

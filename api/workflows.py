@@ -59,7 +59,13 @@ class WorkflowController(Controller):
     path = "/workflows"
     tags = ["workflows"]
 
-    @post("/", status_code=HTTP_201_CREATED, responses=PROBLEMS, summary="Create a Draft workflow from a definition")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=PROBLEMS,
+        summary="Create a Draft workflow from a definition",
+        opt={"role": "author"},
+    )
     async def create(
         self,
         svc: ServicesDep,
@@ -91,7 +97,7 @@ class WorkflowController(Controller):
             )
         return await read_workflow(svc.db, definition.id)
 
-    @get("/", responses=PROBLEMS, summary="List workflows")
+    @get("/", responses=PROBLEMS, summary="List workflows", opt={"role": "viewer"})
     async def list_workflows(
         self,
         db: DatabaseDep,
@@ -107,7 +113,12 @@ class WorkflowController(Controller):
         next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
         return WorkflowList(items=items, next_cursor=next_cursor)
 
-    @get("/{workflow_id:str}", responses=PROBLEMS, summary="Get a workflow with its current definition")
+    @get(
+        "/{workflow_id:str}",
+        responses=PROBLEMS,
+        summary="Get a workflow with its current definition",
+        opt={"role": "viewer"},
+    )
     async def get_workflow(self, db: DatabaseDep, workflow_id: FromPath[str]) -> WorkflowRead:
         return await read_workflow(db, workflow_id)
 
@@ -116,6 +127,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Add a draft version (the same definition returns its version)",
+        opt={"role": "author", "owner": "workflow"},
     )
     async def update(
         self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[dict[str, Any]]
@@ -135,7 +147,13 @@ class WorkflowController(Controller):
             current_version=workflow.current_version,
         )
 
-    @post("/{workflow_id:str}/archive", status_code=200, responses=PROBLEMS, summary="Archive: refuse new executions")
+    @post(
+        "/{workflow_id:str}/archive",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Archive: refuse new executions",
+        opt={"role": "author", "owner": "workflow"},
+    )
     async def archive(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
         await db.workflows.archive(workflow_id, principal.id)
         return await read_workflow(db, workflow_id)
@@ -145,6 +163,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Set or clear maxConcurrentExecutions and rateLimitPerMinute (null clears; left out: unchanged)",
+        opt={"role": "author", "owner": "workflow"},
     )
     async def set_limits(
         self, db: DatabaseDep, workflow_id: FromPath[str], data: JSONBody[WorkflowLimitsUpdate]
@@ -162,14 +181,21 @@ class WorkflowController(Controller):
             raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
         return await read_workflow(db, workflow_id)
 
-    @get("/{workflow_id:str}/versions/{version:int}", responses=PROBLEMS, summary="One version, with its definition")
+    @get(
+        "/{workflow_id:str}/versions/{version:int}",
+        responses=PROBLEMS,
+        summary="One version, with its definition",
+        opt={"role": "viewer"},
+    )
     async def version(self, db: DatabaseDep, workflow_id: FromPath[str], version: FromPath[int]) -> VersionRead:
         found = await db.workflows.get_version(workflow_id, version)
         if found is None:
             raise NotFound(f"workflow {workflow_id!r} has no version {version}")
         return from_row(VersionRead, found)
 
-    @get("/{workflow_id:str}/versions", responses=PROBLEMS, summary="List a workflow's versions")
+    @get(
+        "/{workflow_id:str}/versions", responses=PROBLEMS, summary="List a workflow's versions", opt={"role": "viewer"}
+    )
     async def versions(self, db: DatabaseDep, workflow_id: FromPath[str]) -> list[VersionRead]:
         await require_workflow(db, workflow_id)
         return [from_row(VersionRead, version) for version in await db.workflows.list_versions(workflow_id)]
@@ -179,6 +205,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Publish a version (default: the latest)",
+        opt={"role": "author", "owner": "workflow"},
     )
     async def publish(
         self,
@@ -209,7 +236,7 @@ class WorkflowController(Controller):
         status_code=HTTP_202_ACCEPTED,
         responses=PROBLEMS,
         summary="Start an execution",
-        opt={REQUIRES_PRINCIPAL: "execute workflows"},
+        opt={REQUIRES_PRINCIPAL: "execute workflows", "role": "operator"},
     )
     async def execute(
         self,

@@ -1,6 +1,6 @@
-"""The `dataworkflows` command: up, migrate, api, worker, run, status; and, through the API, workflows,
-executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject, dead-letters,
-triggers, connections."""
+"""The `dataworkflows` command: up, migrate, api, worker, run, status, token; and, through the API,
+workflows, executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject,
+dead-letters, triggers, connections."""
 
 from __future__ import annotations
 
@@ -224,12 +224,55 @@ def _api_url(args: argparse.Namespace) -> str:
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    """The API client; it names the caller (X-Principal-Id) from --principal, else $DW_PRINCIPAL_ID."""
+    """The API client. Loose mode: it names the caller (X-Principal-Id) from --principal, else
+    $DW_PRINCIPAL_ID, and its tenant from $DW_TENANT_ID. Strict mode: it sends $DW_API_TOKEN as a
+    bearer token (`dataworkflows token` makes a local one)."""
     headers = {}
     principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
         headers["X-Principal-Id"] = principal
+    tenant = os.environ.get("DW_TENANT_ID")
+    if tenant:
+        headers["X-Tenant-Id"] = tenant
+    token = (os.environ.get("DW_API_TOKEN") or "").strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=_api_url(args), timeout=30.0, headers=headers)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Prints an HS256 token signed with DW_JWT_SECRET, for strict mode on a laptop or in tests."""
+    from dataworkflows.tokens import mint_token
+
+    print(
+        mint_token(
+            Settings.from_env(),
+            subject=args.sub,
+            tenant=args.tenant,
+            roles=args.role,
+            ttl_seconds=args.ttl,
+            issuer=args.issuer,
+            audience=args.audience,
+        )
+    )
+    return EXIT_OK
+
+
+def _add_token(sub: Any) -> None:
+    from dataworkflows.tokens import ROLES
+
+    token = sub.add_parser(
+        "token", help="print a local HS256 bearer token signed with DW_JWT_SECRET (strict auth mode)"
+    )
+    token.add_argument("--sub", required=True, help="the principal (the token's sub)")
+    token.add_argument("--tenant", default="default", help="the tenant (default: default)")
+    token.add_argument(
+        "--role", action="append", required=True, choices=ROLES, help="a role to grant; repeat for several"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
+    token.add_argument("--issuer", help="iss (default $DW_JWT_ISSUER; none when unset)")
+    token.add_argument("--audience", help="aud (default $DW_JWT_AUDIENCE; none when unset)")
+    token.set_defaults(func=cmd_token)
 
 
 def _refused(response: httpx.Response) -> int:
@@ -1074,6 +1117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signals_and_approvals(sub)
     _add_triggers(sub)
     _add_connections(sub)
+    _add_token(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from dataworkflows.errors import ConfigurationError
@@ -37,6 +37,27 @@ class Settings:
     # minute and holds at most api_rate_burst (0 per minute: no limit).
     api_rate_per_minute: int = 600
     api_rate_burst: int = 100
+    # loose: callers name themselves (X-Principal-Id, X-Tenant-Id) and hold every role; strict:
+    # `Authorization: Bearer <JWT>` only, the caller, tenant and roles from its verified claims.
+    auth_mode: str = "loose"
+    # Strict mode takes exactly one key source: an HS256 secret (32 bytes or more), a PEM public key
+    # (RS256 or ES256; PEM text or the path of a PEM file) or a JWKS URL.
+    jwt_secret: str = field(default="", repr=False)
+    jwt_public_key: str = ""
+    jwt_jwks_url: str = ""
+    # Checked when set; the audience is required with a public key or a JWKS.
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    # Claim names (or dotted paths into nested claims) of the caller's tenant and roles.
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = "roles"
+    # Clock skew allowed on exp, nbf and iat.
+    jwt_leeway_seconds: float = 30.0
+    # JWKS keys are kept this long; an unknown key id fetches them again at most this often.
+    jwt_jwks_cache_seconds: float = 300.0
+    jwt_jwks_min_refresh_seconds: float = 30.0
+    # /metrics answers only callers holding the viewer role (strict mode: a bearer token).
+    metrics_require_auth: bool = False
     max_body_bytes: int = 1_048_576
     max_trigger_depth: int = 32
     data_dir: str = ".dataworkflows"

@@ -131,7 +131,7 @@ def _request(path_template: str, *, state: dict[str, Any] | None = None, headers
     return Request(scope)  # type: ignore[arg-type]
 
 
-def test_the_bucket_key_names_tenant_and_caller() -> None:
+async def test_the_bucket_key_names_tenant_and_caller() -> None:
     from types import SimpleNamespace
 
     from dataworkflows.api.principals import HeaderPrincipalResolver
@@ -139,9 +139,12 @@ def test_the_bucket_key_names_tenant_and_caller() -> None:
 
     svc: Any = SimpleNamespace(principals=HeaderPrincipalResolver())
     named = _request("/api/v1/workflows", headers=[(b"x-principal-id", b"ana")])
-    assert caller_key(named, svc) == ("default", "principal:ana")
-    assert caller_key(_request("/api/v1/workflows"), svc) == ("default", "address:10.0.0.7")
-    assert caller_key(_request("/api/v1/hooks/{trigger_id:str}"), svc) == ("-", "hook:t-1")
-    # A principal resolved once per request (request.state.principal) with its tenant is used as is.
-    resolved = _request("/api/v1/workflows", state={"principal": SimpleNamespace(id="ana", tenant="acme")})
-    assert caller_key(resolved, svc) == ("acme", "principal:ana")
+    assert await caller_key(named, svc) == ("default", "principal:ana")
+    assert await caller_key(_request("/api/v1/workflows"), svc) == ("default", "address:10.0.0.7")
+    assert await caller_key(_request("/api/v1/hooks/{trigger_id:str}"), svc) == ("-", "hook:t-1")
+    tenant = _request("/api/v1/workflows", headers=[(b"x-principal-id", b"ana"), (b"x-tenant-id", b"acme")])
+    assert await caller_key(tenant, svc) == ("acme", "principal:ana")
+    # A caller the resolver refuses (here a malformed tenant) draws from its address's bucket; the
+    # auth guard answers the refusal afterwards.
+    refused = _request("/api/v1/workflows", headers=[(b"x-tenant-id", b"*")])
+    assert await caller_key(refused, svc) == ("default", "address:10.0.0.7")

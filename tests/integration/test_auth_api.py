@@ -1,0 +1,387 @@
+"""Strict auth mode over HTTP against a real database: 401s with their challenge, each role's allowed
+and refused routes (one table covering every /api/v1 route), ownership of workflows, what stays open
+(health, schema, metrics, webhook deliveries), and loose mode as it was."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import jwt
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.api.auth import api_handlers
+from dataworkflows.config import Settings
+from dataworkflows.tokens import TokenVerifier, mint_token
+from tests.conftest import load_fixture
+from tests.integration.test_api import assert_problem
+
+SECRET = "integration-secret-" + "x" * 32
+
+
+def strict_settings(dsn: str, **more: Any) -> Settings:
+    return Settings(
+        database_url=dsn,
+        auth_mode="strict",
+        jwt_secret=SECRET,
+        jwt_issuer="https://issuer.test",
+        jwt_audience="dataworkflows",
+        **more,
+    )
+
+
+def bearer(settings: Settings, sub: str, *roles: str, tenant: str = "default") -> dict[str, str]:
+    token = mint_token(settings, subject=sub, tenant=tenant, roles=roles, ttl_seconds=300)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def strict(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(strict_settings(dsn))) as client:
+        yield client
+
+
+async def test_missing_and_bad_tokens_get_401_with_a_bearer_challenge(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    settings = strict_settings(dsn)
+    missing = await strict.get("/api/v1/workflows")
+    assert assert_problem(missing, 401)["code"] == "invalid_token"
+    assert missing.headers["www-authenticate"] == 'Bearer realm="dataworkflows"'
+
+    loose_headers = await strict.get("/api/v1/workflows", headers={"X-Principal-Id": "admin", "X-Tenant-Id": "t"})
+    assert_problem(loose_headers, 401)
+
+    forged = mint_token(replace(settings, jwt_secret="f" * 40), subject="eve", tenant="default", roles=["admin"],
+                        ttl_seconds=60)  # fmt: skip
+    for header, reason in [
+        (f"Bearer {forged}", "signature"),
+        ("Basic YWxpY2U6cHc=", "must be 'Bearer <JWT>'"),
+        ("Bearer ", "must be 'Bearer <JWT>'"),
+        ("Bearer a.b.c", "malformed"),
+    ]:
+        answer = await strict.get("/api/v1/workflows", headers={"Authorization": header})
+        body = assert_problem(answer, 401)
+        assert reason in body["detail"], body
+        challenge = answer.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="dataworkflows", error="invalid_token", error_description="')
+
+    expired = jwt.encode(
+        {"sub": "a", "tenant": "default", "roles": ["admin"], "exp": 1, "iss": "https://issuer.test",
+         "aud": "dataworkflows"},
+        SECRET,
+        algorithm="HS256",
+    )  # fmt: skip
+    answer = await strict.get("/api/v1/workflows", headers={"Authorization": f"Bearer {expired}"})
+    assert "expired" in assert_problem(answer, 401)["detail"]
+
+    ok = await strict.get("/api/v1/workflows", headers=bearer(settings, "ana", "viewer"))
+    assert ok.status_code == 200, ok.text
+
+
+async def test_health_schema_metrics_and_webhook_deliveries_stay_open(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    settings = strict_settings(dsn)
+    assert (await strict.get("/health/live")).status_code == 200
+    assert (await strict.get("/health/ready")).status_code == 200
+    assert (await strict.get("/metrics")).status_code == 200
+    assert (await strict.get("/schema/openapi.json")).status_code == 200
+    assert (await strict.get("/health/live", headers={"Authorization": "Bearer junk"})).status_code == 200
+
+    admin = bearer(settings, "root", "admin")
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    created = await strict.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw, headers=admin)
+    assert created.status_code == 201, created.text
+    hook = await strict.post(
+        "/api/v1/workflows/simple-echo/triggers",
+        json={"kind": "webhook", "name": "open", "config": {"signature": "none"}},
+        headers=admin,
+    )
+    assert hook.status_code == 201, hook.text
+    url = hook.json()["hookUrl"]
+    assert (await strict.get(url)).status_code == 200
+    delivered = await strict.post(url, json={"n": 1})
+    assert delivered.status_code == 202, delivered.text
+
+    async with AsyncTestClient(create_app(strict_settings(dsn, metrics_require_auth=True))) as guarded:
+        answer = await guarded.get("/metrics")
+        assert_problem(answer, 401)
+        assert (await guarded.get("/metrics", headers=bearer(settings, "prom", "viewer"))).status_code == 200
+        assert (await guarded.get("/health/ready")).status_code == 200
+
+
+# Every /api/v1 route, the role it needs (stated here, independently of the decorators) and a request
+# for it. The ids below exist (set up by the test) or not: an allowed request may answer anything but
+# 401 or 403.
+EXECUTION = "{execution}"
+ROUTES: list[tuple[str, str, str, str, Any]] = [
+    ("GET", "/api/v1/workflows", "/api/v1/workflows", "viewer", None),
+    ("GET", "/api/v1/workflows/{workflow_id:str}", "/api/v1/workflows/wf", "viewer", None),
+    ("GET", "/api/v1/workflows/{workflow_id:str}/versions", "/api/v1/workflows/wf/versions", "viewer", None),
+    (
+        "GET",
+        "/api/v1/workflows/{workflow_id:str}/versions/{version:int}",
+        "/api/v1/workflows/wf/versions/1",
+        "viewer",
+        None,
+    ),
+    ("POST", "/api/v1/workflows", "/api/v1/workflows", "author", "new-workflow"),
+    ("PUT", "/api/v1/workflows/{workflow_id:str}", "/api/v1/workflows/wf", "author", "definition"),
+    ("POST", "/api/v1/workflows/{workflow_id:str}/publish", "/api/v1/workflows/wf/publish", "author", None),
+    ("POST", "/api/v1/workflows/{workflow_id:str}/execute", "/api/v1/workflows/wf/execute", "operator", {}),
+    ("GET", "/api/v1/workflow-templates", "/api/v1/workflow-templates", "viewer", None),
+    ("GET", "/api/v1/workflow-templates/{template_id:str}", "/api/v1/workflow-templates/nope", "viewer", None),
+    ("POST", "/api/v1/workflow-templates", "/api/v1/workflow-templates", "author", {}),
+    (
+        "POST",
+        "/api/v1/workflow-templates/{template_id:str}/instantiate",
+        "/api/v1/workflow-templates/nope/instantiate",
+        "author",
+        {"workflowId": "x", "config": {}},
+    ),
+    ("GET", "/api/v1/executions", "/api/v1/executions", "viewer", None),
+    ("GET", "/api/v1/executions/{execution_id:str}", f"/api/v1/executions/{EXECUTION}", "viewer", None),
+    ("GET", "/api/v1/executions/{execution_id:str}/tree", f"/api/v1/executions/{EXECUTION}/tree", "viewer", None),
+    (
+        "GET",
+        "/api/v1/executions/{execution_id:str}/nodes/{node_id:str}/items",
+        f"/api/v1/executions/{EXECUTION}/nodes/echo1/items",
+        "viewer",
+        None,
+    ),
+    (
+        "GET",
+        "/api/v1/executions/{execution_id:str}/actions",
+        f"/api/v1/executions/{EXECUTION}/actions",
+        "viewer",
+        None,
+    ),
+    ("GET", "/api/v1/executions/{execution_id:str}/events", f"/api/v1/executions/{EXECUTION}/events", "viewer", None),
+    ("GET", "/api/v1/executions/{execution_id:str}/waits", f"/api/v1/executions/{EXECUTION}/waits", "viewer", None),
+    (
+        "POST",
+        "/api/v1/executions/{execution_id:str}/signals/{name:str}",
+        f"/api/v1/executions/{EXECUTION}/signals/go",
+        "operator",
+        {},
+    ),
+    (
+        "POST",
+        "/api/v1/executions/{execution_id:str}/suspend",
+        f"/api/v1/executions/{EXECUTION}/suspend",
+        "operator",
+        {},
+    ),
+    ("POST", "/api/v1/executions/{execution_id:str}/resume", f"/api/v1/executions/{EXECUTION}/resume", "operator", {}),
+    ("POST", "/api/v1/executions/{execution_id:str}/cancel", f"/api/v1/executions/{EXECUTION}/cancel", "operator", {}),
+    ("GET", "/api/v1/approvals", "/api/v1/approvals", "viewer", None),
+    ("GET", "/api/v1/approvals/{approval_id:str}", f"/api/v1/approvals/{uuid.UUID(int=1)}", "viewer", None),
+    (
+        "POST",
+        "/api/v1/approvals/{approval_id:str}/decision",
+        f"/api/v1/approvals/{uuid.UUID(int=1)}/decision",
+        "operator",
+        {"decision": "approve"},
+    ),
+    ("GET", "/api/v1/dead-letters", "/api/v1/dead-letters", "viewer", None),
+    ("GET", "/api/v1/dead-letters/{dead_letter_id:int}", "/api/v1/dead-letters/1", "viewer", None),
+    ("POST", "/api/v1/dead-letters/{dead_letter_id:int}/redrive", "/api/v1/dead-letters/1/redrive", "operator", None),
+    (
+        "POST",
+        "/api/v1/dead-letters/{dead_letter_id:int}/acknowledge",
+        "/api/v1/dead-letters/1/acknowledge",
+        "operator",
+        {},
+    ),
+    ("GET", "/api/v1/actions", "/api/v1/actions", "viewer", None),
+    ("GET", "/api/v1/connections", "/api/v1/connections", "viewer", None),
+    ("PUT", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"kind": "http", "secret": "s"}),
+    ("DELETE", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", None),
+    ("GET", "/api/v1/resource-links", "/api/v1/resource-links", "viewer", None),
+    ("GET", "/api/v1/workflows/{workflow_id:str}/triggers", "/api/v1/workflows/wf/triggers", "viewer", None),
+    (
+        "POST",
+        "/api/v1/workflows/{workflow_id:str}/triggers",
+        "/api/v1/workflows/wf/triggers",
+        "author",
+        {"kind": "webhook", "name": "h", "config": {"signature": "none"}},
+    ),
+    ("GET", "/api/v1/triggers", "/api/v1/triggers", "viewer", None),
+    ("GET", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "viewer", None),
+    ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author", {"enabled": True}),
+    ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
+    ("POST", "/api/v1/workflows/{workflow_id:str}/archive", "/api/v1/workflows/wf/archive", "author", None),
+    ("GET", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", None),
+    ("POST", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", {}),
+]
+ALLOWED = {
+    "viewer": {"viewer"},
+    "operator": {"viewer", "operator"},
+    "author": {"viewer", "author"},
+    "admin": {"viewer", "operator", "author", "admin"},
+}
+
+
+def echo(workflow_id: str) -> dict[str, Any]:
+    return load_fixture("bundle1/simple-echo-workflow.json") | {"id": workflow_id}
+
+
+def test_the_table_covers_every_api_route(dsn: str) -> None:
+    app = create_app(strict_settings(dsn))
+    declared = {(method, path): handler.opt["role"] for path, method, handler in api_handlers(app)}
+    tabled = {(method, template): needed for method, template, _, needed, _ in ROUTES}
+    assert tabled == declared
+
+
+@pytest.mark.parametrize("held", ["viewer", "operator", "author", "admin"])
+async def test_each_role_may_call_its_routes_and_no_others(dsn: str, held: str) -> None:
+    settings = strict_settings(dsn)
+    async with AsyncTestClient(create_app(settings)) as client:
+        owner = bearer(settings, "pat", "admin")
+        assert (await client.post("/api/v1/workflows", json=echo("wf"), headers=owner)).status_code == 201
+        assert (await client.post("/api/v1/workflows/wf/publish", headers=owner)).status_code == 200
+        started = await client.post("/api/v1/workflows/wf/execute", json={"trigger": {}}, headers=owner)
+        execution = started.json()["executionId"]
+        hook = await client.post(
+            "/api/v1/workflows/wf/triggers",
+            json={"kind": "webhook", "name": "t", "config": {"signature": "none"}},
+            headers=owner,
+        )
+        trigger = hook.json()["id"]
+        # The same principal as the workflow's creator, holding one role only: roles alone decide.
+        caller = bearer(settings, "pat", held)
+        for method, template, path, needed, body in ROUTES:
+            if body == "new-workflow":
+                body = echo(f"new-{held}")
+            elif body == "definition":
+                body = echo("wf")
+            url = path.replace(EXECUTION, execution).replace("{trigger}", trigger)
+            answer = await client.request(method, url, json=body, headers=caller)
+            if needed == "public" or needed in ALLOWED[held]:
+                assert answer.status_code not in (401, 403), (held, method, template, answer.text)
+            else:
+                problem = assert_problem(answer, 403)
+                assert (problem["code"], problem["requiredRole"]) == ("role_required", needed), problem
+                assert f"needs the {needed} role" in problem["detail"]
+                assert answer.headers["www-authenticate"].endswith('error="insufficient_scope"')
+
+
+async def test_a_token_without_known_roles_may_read_nothing(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    settings = strict_settings(dsn)
+    token = jwt.encode(
+        {"sub": "x", "tenant": "default", "roles": ["superuser"], "exp": 2**40, "iss": "https://issuer.test",
+         "aud": "dataworkflows"},
+        SECRET,
+        algorithm="HS256",
+    )  # fmt: skip
+    answer = await strict.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
+    assert "the caller's roles: none" in assert_problem(answer, 403)["detail"]
+    assert (await strict.get("/api/v1/workflows", headers=bearer(settings, "x", "viewer"))).status_code == 200
+
+
+async def test_authors_change_only_their_own_workflows(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    settings = strict_settings(dsn)
+    alice, bob, root = (
+        bearer(settings, "alice", "author"),
+        bearer(settings, "bob", "author", "operator"),
+        bearer(settings, "root", "admin"),
+    )
+    created = await strict.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo("wf"), headers=alice)
+    assert created.status_code == 201 and created.json()["createdBy"] == "alice"
+    trigger = await strict.post(
+        "/api/v1/workflows/wf/triggers",
+        json={"kind": "schedule", "name": "nightly", "config": {"cron": "0 2 * * *"}},
+        headers=alice,
+    )
+    assert trigger.status_code == 201, trigger.text
+    trigger_url = f"/api/v1/triggers/{trigger.json()['id']}"
+    changed = echo("wf") | {"description": "bob was here"}
+
+    for method, url, body in [
+        ("PUT", "/api/v1/workflows/wf", changed),
+        ("POST", "/api/v1/workflows/wf/publish", None),
+        ("POST", "/api/v1/workflows/wf/archive", None),
+        ("POST", "/api/v1/workflows/wf/triggers", {"kind": "webhook", "name": "b", "config": {"signature": "none"}}),
+        ("PATCH", trigger_url, {"enabled": False}),
+        ("DELETE", trigger_url, None),
+    ]:
+        problem = assert_problem(await strict.request(method, url, json=body, headers=bob), 403)
+        assert problem["code"] == "not_owner" and "created by alice" in problem["detail"], (method, url)
+    # Reading and running someone else's workflow is fine.
+    assert (await strict.get("/api/v1/workflows/wf", headers=bob)).status_code == 200
+    assert (await strict.post("/api/v1/workflows/wf/execute", json={"trigger": {}}, headers=bob)).status_code == 202
+    # An unknown workflow is a 404, as without the ownership check.
+    missing = await strict.put("/api/v1/workflows/nope", json=echo("nope"), headers=bob)
+    assert assert_problem(missing, 404)["code"] == "workflow_not_found"
+    missing_trigger = await strict.patch(f"/api/v1/triggers/{uuid.UUID(int=9)}", json={}, headers=bob)
+    assert_problem(missing_trigger, 404)
+
+    assert (await strict.put("/api/v1/workflows/wf", json=changed, headers=alice)).status_code == 200
+    assert (await strict.patch(trigger_url, json={"enabled": False}, headers=alice)).status_code == 200
+    # Admins change any workflow.
+    assert (await strict.post("/api/v1/workflows/wf/publish", headers=root)).status_code == 200
+    versions = (await strict.get("/api/v1/workflows/wf/versions", headers=root)).json()
+    latest = max(versions, key=lambda v: v["version"])
+    assert (latest["version"], latest["createdBy"], latest["publishedBy"]) == (2, "alice", "root")
+
+
+async def test_the_token_names_the_caller_and_is_verified_once_per_request(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = strict_settings(dsn)
+    calls: list[str] = []
+    original = TokenVerifier.verify
+
+    async def counting(self: TokenVerifier, token: str) -> Any:
+        calls.append(token)
+        return await original(self, token)
+
+    monkeypatch.setattr(TokenVerifier, "verify", counting)
+    async with AsyncTestClient(create_app(settings)) as client:
+        admin = bearer(settings, "svc-billing", "admin", tenant="acme")
+        # Principal headers do not change who the caller is in strict mode.
+        admin_with_claims = admin | {"X-Principal-Id": "mallory", "X-Tenant-Id": "other"}
+        created = await client.post(
+            "/api/v1/workflows", params={"autoActivate": "true"}, json=echo("wf"), headers=admin_with_claims
+        )
+        assert created.json()["createdBy"] == "svc-billing"
+        calls.clear()
+        started = await client.post("/api/v1/workflows/wf/execute", json={"trigger": {}}, headers=admin)
+        assert started.status_code == 202
+        assert len(calls) == 1, "the guard, the principal dependency and the log context share one verification"
+        execution = (await client.get(started.json()["statusUrl"], headers=admin)).json()
+        assert (execution["principalId"], execution["principalType"]) == ("svc-billing", "user")
+
+
+async def test_loose_mode_is_unchanged(dsn: str) -> None:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as loose:
+        created = await loose.post("/api/v1/workflows", json=echo("wf"), headers={"X-Principal-Id": "ana"})
+        assert created.status_code == 201 and created.json()["createdBy"] == "ana"
+        # Anyone may change anyone's workflow, anonymously, with or without a tenant header; no token is read.
+        token = {"Authorization": "Bearer not-even-a-jwt"}
+        assert (await loose.post("/api/v1/workflows/wf/publish", headers=token)).status_code == 200
+        assert (await loose.put("/api/v1/connections/c", json={"kind": "http", "secret": "s"})).status_code == 409
+        tenant = await loose.get("/api/v1/workflows", headers={"X-Tenant-Id": "acme"})
+        assert tenant.status_code == 200
+        bad = await loose.get("/api/v1/workflows", headers={"X-Tenant-Id": "no/slashes"})
+        assert "X-Tenant-Id" in assert_problem(bad, 400)["detail"]
+        assert (await loose.get("/health/live", headers={"X-Tenant-Id": "no/slashes"})).status_code == 200
+
+
+async def test_openapi_documents_each_routes_role(strict: AsyncTestClient[Any]) -> None:
+    document = (await strict.get("/schema/openapi.json")).json()
+    create = document["paths"]["/api/v1/workflows"]["post"]
+    assert create["x-required-role"] == "author"
+    assert "Required role: `author`" in create["description"]
+    assert {"401", "403"} <= set(create["responses"]) and create["security"] == [{"bearerAuth": []}]
+    publish = document["paths"]["/api/v1/workflows/{workflow_id}/publish"]["post"]
+    assert "only the workflows it created" in publish["description"]
+    decide = document["paths"]["/api/v1/approvals/{approval_id}/decision"]["post"]
+    assert "not one of the approval's approvers" in decide["responses"]["403"]["description"]
+    listing = document["paths"]["/api/v1/approvals"]["get"]
+    assert listing["x-required-role"] == "viewer"
+    assert any(p["name"] == "principal" for p in listing["parameters"]), "the custom operation class still applies"
+    hook = document["paths"]["/api/v1/hooks/{trigger_id}"]["post"]
+    assert hook["x-required-role"] == "public" and "security" not in hook
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
