@@ -76,8 +76,8 @@ def test_executions_signals_and_approvals(stack: Stack, tmp_path: Path) -> None:
         )
         details = {"approvers": ["alice", "bob", "carol"], "required": 2, "quorum": 2, "title": "Refund"}
         row = conn.execute(
-            "INSERT INTO dw.waits (execution_id, node_id, attempt, kind, details) "
-            "VALUES (%s, 'echo1', 1, 'approval', %s::jsonb) RETURNING id",
+            "INSERT INTO dw.waits (tenant_id, execution_id, node_id, attempt, kind, details) "
+            "VALUES ('default', %s, 'echo1', 1, 'approval', %s::jsonb) RETURNING id",
             (execution_id, json.dumps(details)),
         ).fetchone()
         assert row is not None
