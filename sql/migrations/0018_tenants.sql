@@ -3,46 +3,86 @@
 --
 -- The tenant is a transaction setting, dw.tenant_id, set with set_config(..., true) by the
 -- application at the start of each transaction (dataworkflows.db). Unset, a query sees nothing and
--- can write nothing. '*' means every tenant, and counts only for members of
--- dataworkflows_all_tenants (the workers' maintenance loops; a reporting login granted it).
+-- can write nothing. '*' means every tenant, and counts only for roles with the privileges of
+-- dataworkflows_all_tenants.
 --
--- Roles: the API and the workers SET ROLE dataworkflows_app, which owns nothing, so RLS applies to
--- them; FORCE makes it apply to the tables' owner too (superusers and BYPASSRLS roles are exempt,
--- as always in PostgreSQL). Existing data lands in the 'default' tenant.
+-- Roles (existing data lands in the 'default' tenant):
+-- * dataworkflows_app: what the API and the workers SET ROLE to. It owns nothing, so RLS applies to
+--   it; FORCE makes RLS apply to the tables' owner too (superusers and BYPASSRLS roles are exempt, as
+--   always in PostgreSQL). NOINHERIT: it holds only its own grants, so its one policy is the plain
+--   equality tenant_id = dw.tenant_id, which the planner uses as an index condition.
+-- * dataworkflows_maintenance: the workers' maintenance loops (recovery, wake-ups, the scheduler,
+--   retention) take it for a transaction (SET LOCAL ROLE, from dataworkflows_app, a member) and set
+--   dw.tenant_id to '*'. It has the privileges of dataworkflows_all_tenants.
+-- * dataworkflows_all_tenants: the role the '*' policy is for.
 
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dataworkflows_app') THEN
-        CREATE ROLE dataworkflows_app NOLOGIN;
+        CREATE ROLE dataworkflows_app NOLOGIN NOINHERIT;
+    END IF;
+    ALTER ROLE dataworkflows_app NOINHERIT;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dataworkflows_maintenance') THEN
+        CREATE ROLE dataworkflows_maintenance NOLOGIN;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dataworkflows_all_tenants') THEN
         CREATE ROLE dataworkflows_all_tenants NOLOGIN;
     END IF;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE EXCEPTION 'migration 0018 needs the roles dataworkflows_app and dataworkflows_all_tenants'
-        USING HINT = 'as a superuser: CREATE ROLE dataworkflows_app NOLOGIN; CREATE ROLE dataworkflows_all_tenants '
-                     'NOLOGIN; GRANT dataworkflows_all_tenants TO dataworkflows_app; GRANT dataworkflows_app TO '
+    RAISE EXCEPTION 'migration 0018 needs the roles dataworkflows_app, dataworkflows_maintenance and '
+                    'dataworkflows_all_tenants'
+        USING HINT = 'as a superuser: CREATE ROLE dataworkflows_app NOLOGIN NOINHERIT; CREATE ROLE '
+                     'dataworkflows_maintenance NOLOGIN; CREATE ROLE dataworkflows_all_tenants NOLOGIN; GRANT '
+                     'dataworkflows_all_tenants TO dataworkflows_maintenance; GRANT dataworkflows_maintenance TO '
+                     'dataworkflows_app; GRANT dataworkflows_app, dataworkflows_all_tenants TO '
                      || quote_ident(current_user) || '; then migrate again';
 END;
 $$;
 
 DO $$
 BEGIN
-    -- The workers' maintenance loops (recovery, wake-ups, schedules) work across tenants.
-    GRANT dataworkflows_all_tenants TO dataworkflows_app;
-    -- The migrating login may SET ROLE to the application role (its pools do).
-    EXECUTE format('GRANT dataworkflows_app TO %I', current_user);
+    GRANT dataworkflows_all_tenants TO dataworkflows_maintenance;
+    -- The application may take the maintenance role for a transaction; being NOINHERIT, it does
+    -- not hold its privileges otherwise.
+    GRANT dataworkflows_maintenance TO dataworkflows_app;
+    -- The migrating login may SET ROLE to the application role (its pools do), and works across
+    -- tenants itself (a later migration that moves data).
+    EXECUTE format('GRANT dataworkflows_app, dataworkflows_all_tenants TO %I', current_user);
 EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'role grants skipped (no ADMIN option); a DBA must grant dataworkflows_all_tenants to '
-                 'dataworkflows_app and dataworkflows_app to the login the application uses';
+                 'dataworkflows_maintenance, dataworkflows_maintenance to dataworkflows_app, and '
+                 'dataworkflows_app and dataworkflows_all_tenants to the login that migrates and runs the application';
 END;
 $$;
 
--- Whether a row of this tenant is visible to the current transaction. A SQL function, so that the
--- planner inlines it into every policy.
-CREATE FUNCTION dw.tenant_visible(p_tenant text) RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT p_tenant = current_setting('dw.tenant_id', true)
-        OR (current_setting('dw.tenant_id', true) = '*' AND pg_has_role('dataworkflows_all_tenants', 'MEMBER'))
+-- Which tenants a reporting login (a member of dw_reporting) may read through the dw.v_* views:
+-- one row per tenant, or '*' for all. Only the tables' owner changes it.
+CREATE TABLE dw.reporting_tenants (
+    role_name   name NOT NULL,
+    tenant_id   text NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role_name, tenant_id),
+    CONSTRAINT reporting_tenants_tenant_check
+        CHECK (tenant_id = '*' OR tenant_id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$')
+);
+
+CREATE FUNCTION dw.reporting_sees_v1(p_role name, p_tenant text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM dw.reporting_tenants r WHERE r.role_name = p_role AND r.tenant_id IN (p_tenant, '*'))
+$$;
+
+-- Whether a view shows a row of this tenant to the current user. The application's roles (and the
+-- owner, and superusers): the tenant its transaction set, or every tenant under '*' for the roles
+-- allowed it. Anyone else (a dw_reporting login): the tenant it set (or '*'), among those
+-- dw.reporting_tenants grants it.
+CREATE FUNCTION dw.tenant_visible(p_tenant text) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN pg_has_role('dataworkflows_app', 'MEMBER') OR pg_has_role('dataworkflows_maintenance', 'MEMBER')
+            THEN p_tenant = current_setting('dw.tenant_id', true)
+                 OR (current_setting('dw.tenant_id', true) = '*' AND pg_has_role('dataworkflows_all_tenants', 'USAGE'))
+        ELSE (p_tenant = current_setting('dw.tenant_id', true) OR current_setting('dw.tenant_id', true) = '*')
+             AND dw.reporting_sees_v1(current_user, p_tenant)
+    END
 $$;
 
 -- Workflows: unique per tenant. Everything that refers to one by id refers to (tenant, id).
@@ -137,8 +177,13 @@ BEGIN
                        t, t || '_tenant_check', '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$');
         EXECUTE format('ALTER TABLE dw.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE dw.%I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON dw.%I USING (dw.tenant_visible(tenant_id)) '
-                       'WITH CHECK (dw.tenant_visible(tenant_id))', t);
+        -- Two permissive policies (a row passes either): its tenant is the transaction's, for
+        -- everyone; or the transaction is '*', for dataworkflows_all_tenants only.
+        EXECUTE format('CREATE POLICY tenant_isolation ON dw.%I USING (tenant_id = current_setting(%L, true)) '
+                       'WITH CHECK (tenant_id = current_setting(%L, true))', t, 'dw.tenant_id', 'dw.tenant_id');
+        EXECUTE format('CREATE POLICY all_tenants ON dw.%I TO dataworkflows_all_tenants '
+                       'USING (current_setting(%L, true) = %L) WITH CHECK (current_setting(%L, true) = %L)',
+                       t, 'dw.tenant_id', '*', 'dw.tenant_id', '*');
     END LOOP;
 END;
 $$;
@@ -182,33 +227,41 @@ BEGIN
 END;
 $$;
 
--- The application role: rows, not schema. Tables later migrations create are granted likewise.
-GRANT USAGE ON SCHEMA dw TO dataworkflows_app;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dw TO dataworkflows_app;
-REVOKE INSERT, UPDATE, DELETE ON dw.schema_migrations FROM dataworkflows_app;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA dw TO dataworkflows_app;
-ALTER DEFAULT PRIVILEGES IN SCHEMA dw GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO dataworkflows_app;
-ALTER DEFAULT PRIVILEGES IN SCHEMA dw GRANT USAGE, SELECT ON SEQUENCES TO dataworkflows_app;
--- Procrastinate's queue (its tables hold job arguments: execution ids, no tenant data).
+-- The application's roles: rows, not schema. Tables later migrations create are granted likewise
+-- when the same login runs them (each later migration also grants its tables explicitly).
 DO $$
 DECLARE
     r record;
+    v_role text;
 BEGIN
-    FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
-              WHERE c.relname LIKE 'procrastinate\_%' AND c.relkind IN ('r', 'S', 'v')
-                AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'procrastinate_jobs'::regclass) LOOP
-        IF r.relkind = 'S' THEN
-            EXECUTE format('GRANT USAGE, SELECT, UPDATE ON SEQUENCE %s TO dataworkflows_app', r.name);
-        ELSE
-            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO dataworkflows_app', r.name);
-        END IF;
+    FOREACH v_role IN ARRAY ARRAY['dataworkflows_app', 'dataworkflows_maintenance'] LOOP
+        EXECUTE format('GRANT USAGE ON SCHEMA dw TO %I', v_role);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA dw TO %I', v_role);
+        EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON dw.schema_migrations FROM %I', v_role);
+        EXECUTE format('REVOKE ALL ON dw.reporting_tenants FROM %I', v_role);
+        EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA dw TO %I', v_role);
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA dw GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I',
+                       v_role);
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA dw GRANT USAGE, SELECT ON SEQUENCES TO %I', v_role);
+        -- Procrastinate's queue (its tables hold job arguments: execution ids, no tenant data).
+        FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+                  WHERE c.relname LIKE 'procrastinate\_%' AND c.relkind IN ('r', 'S', 'v')
+                    AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'procrastinate_jobs'::regclass)
+        LOOP
+            IF r.relkind = 'S' THEN
+                EXECUTE format('GRANT USAGE, SELECT, UPDATE ON SEQUENCE %s TO %I', r.name, v_role);
+            ELSE
+                EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', r.name, v_role);
+            END IF;
+        END LOOP;
     END LOOP;
 END;
 $$;
 
--- Reporting views run as the caller (security_invoker), so RLS shows a reporting login its tenant:
--- SET dw.tenant_id = 'acme' first, or '*' if it was granted dataworkflows_all_tenants. Each view now
--- ends with its tenant_id. v_queue_depth (Procrastinate's queue, counts only) still runs as owner.
+-- Reporting views run with their owner's rights (so dw_reporting needs, and has, no access to the
+-- tables) and show the rows dw.tenant_visible allows: the application its transaction's tenant, a
+-- reporting login the tenant it sets among those dw.reporting_tenants grants it. Each view now ends
+-- with its tenant_id. v_queue_depth (Procrastinate's queue, counts only) is not filtered.
 CREATE OR REPLACE VIEW dw.v_executions AS
 SELECT e.id, e.workflow_id, e.workflow_version, e.status, e.principal_id, e.correlation_id,
        e.created_at, e.started_at, e.ended_at,
@@ -216,12 +269,14 @@ SELECT e.id, e.workflow_id, e.workflow_version, e.status, e.principal_id, e.corr
        extract(epoch FROM COALESCE(e.ended_at, now()) - COALESCE(e.started_at, e.created_at)) AS run_seconds,
        e.recovery_count, e.error ->> 'code' AS error_code, e.error ->> 'message' AS error_message,
        e.outputs, e.parent_execution_id, e.parent_node_id, e.root_execution_id, e.depth, e.tenant_id
-  FROM dw.executions e;
+  FROM dw.executions e
+ WHERE dw.tenant_visible(e.tenant_id);
 
 CREATE OR REPLACE VIEW dw.v_node_durations AS
 SELECT n.execution_id, e.workflow_id, n.node_id, n.action_type, n.status, n.attempts,
        n.started_at, n.ended_at, extract(epoch FROM n.ended_at - n.started_at) AS seconds, n.tenant_id
-  FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id;
+  FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
+ WHERE dw.tenant_visible(n.tenant_id);
 
 DROP VIEW dw.v_action_stats;
 CREATE VIEW dw.v_action_stats AS
@@ -235,6 +290,7 @@ SELECT a.action_type,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM a.end_time - a.start_time)) AS p95_seconds,
        a.tenant_id
   FROM dw.action_executions a
+ WHERE dw.tenant_visible(a.tenant_id)
  GROUP BY a.tenant_id, a.action_type;
 
 DROP VIEW dw.v_workflow_health;
@@ -253,6 +309,7 @@ SELECT w.id AS workflow_id, w.status AS workflow_status, p.period,
   FROM dw.workflows w
  CROSS JOIN (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS p(period, span)
   LEFT JOIN dw.executions e ON e.tenant_id = w.tenant_id AND e.workflow_id = w.id AND e.created_at > now() - p.span
+ WHERE dw.tenant_visible(w.tenant_id)
  GROUP BY w.tenant_id, w.id, w.status, p.period;
 
 CREATE OR REPLACE VIEW dw.v_dead_letters AS
@@ -260,7 +317,8 @@ SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.attempts, d.err
        d.error ->> 'message' AS error_message, d.created_at, d.redriven_at, d.redriven_by,
        d.redriven_at IS NULL AND d.closed_at IS NULL AS open,
        d.closed_at, d.closed_by, d.close_reason, d.tenant_id
-  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id;
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE dw.tenant_visible(d.tenant_id);
 
 CREATE OR REPLACE VIEW dw.v_waiting_runs AS
 SELECT w.execution_id, e.workflow_id, e.status AS execution_status, w.node_id, w.kind, w.name,
@@ -268,7 +326,7 @@ SELECT w.execution_id, e.workflow_id, e.status AS execution_status, w.node_id, w
        extract(epoch FROM now() - w.created_at) AS waiting_seconds,
        w.due_at, w.expires_at, w.tenant_id
   FROM dw.waits w JOIN dw.executions e ON e.id = w.execution_id
- WHERE w.state = 'open';
+ WHERE w.state = 'open' AND dw.tenant_visible(w.tenant_id);
 
 CREATE OR REPLACE VIEW dw.v_pending_approvals AS
 SELECT w.id AS approval_id, w.execution_id, e.workflow_id, w.node_id, w.details ->> 'title' AS title,
@@ -278,49 +336,48 @@ SELECT w.id AS approval_id, w.execution_id, e.workflow_id, w.node_id, w.details 
        (SELECT count(*) FROM dw.approval_decisions d WHERE d.wait_id = w.id AND d.decision = 'reject') AS rejections,
        w.created_at AS requested_at, w.expires_at, w.tenant_id
   FROM dw.waits w JOIN dw.executions e ON e.id = w.execution_id
- WHERE w.kind = 'approval' AND w.state = 'open';
+ WHERE w.kind = 'approval' AND w.state = 'open' AND dw.tenant_visible(w.tenant_id);
 
 CREATE OR REPLACE VIEW dw.v_execution_tree AS
 SELECT e.root_execution_id, e.id AS execution_id, e.parent_execution_id, e.parent_node_id, e.depth,
        e.workflow_id, e.workflow_version, e.status, e.created_at, e.started_at, e.ended_at,
        e.error ->> 'code' AS error_code, e.outputs, e.path, e.tenant_id
-  FROM dw.executions e;
+  FROM dw.executions e
+ WHERE dw.tenant_visible(e.tenant_id);
 
-DO $$
-DECLARE
-    v text;
-BEGIN
-    FOREACH v IN ARRAY ARRAY['v_executions', 'v_node_durations', 'v_action_stats', 'v_workflow_health',
-                             'v_dead_letters', 'v_waiting_runs', 'v_pending_approvals', 'v_execution_tree',
-                             'v_resource_links', 'v_schedules'] LOOP
-        EXECUTE format('ALTER VIEW dw.%I SET (security_invoker = true)', v);
-    END LOOP;
-END;
-$$;
+CREATE OR REPLACE VIEW dw.v_resource_links AS
+SELECT l.id AS link_id, l.tenant_id, l.resource_type, l.resource_key, l.external_id, t.action,
+       t.execution_id, e.workflow_id, t.node_id, t.at
+  FROM dw.resource_links l
+  JOIN dw.resource_touches t ON t.resource_link_id = l.id
+  LEFT JOIN dw.executions e ON e.id = t.execution_id
+ WHERE dw.tenant_visible(l.tenant_id);
 
--- dw_reporting reads the views, so now also the columns under them (RLS applies to those rows);
--- never the secrets or the run inputs: connections, triggers.secret, executions.trigger, attempt
--- parameters, signal payloads and dead-letter payloads stay out of reach.
+CREATE OR REPLACE VIEW dw.v_schedules AS
+SELECT t.id, t.tenant_id, t.name, t.workflow_id, t.enabled, t.config ->> 'cron' AS cron,
+       t.config ->> 'timezone' AS timezone, COALESCE(t.config ->> 'catchUp', 'latest') AS catch_up,
+       t.next_tick_at, t.last_tick_at, t.error,
+       last_run.status AS last_run_status, last_run.id AS last_run_id,
+       recent.ticks AS recent_ticks, recent.lateness_p50_seconds, recent.lateness_p95_seconds,
+       recent.lateness_max_seconds
+  FROM dw.triggers t
+  LEFT JOIN LATERAL (
+      SELECT e.id, e.status FROM dw.schedule_ticks k JOIN dw.executions e ON e.id = k.execution_id
+       WHERE k.trigger_id = t.id ORDER BY k.tick_at DESC LIMIT 1) last_run ON true
+  LEFT JOIN LATERAL (
+      SELECT count(*) AS ticks,
+             percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.fired_at - r.tick_at)) AS lateness_p50_seconds,
+             percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM r.fired_at - r.tick_at)) AS lateness_p95_seconds,
+             max(extract(epoch FROM r.fired_at - r.tick_at)) AS lateness_max_seconds
+        FROM (SELECT k.tick_at, k.fired_at FROM dw.schedule_ticks k WHERE k.trigger_id = t.id
+               ORDER BY k.tick_at DESC LIMIT 100) r) recent ON true
+ WHERE t.kind = 'schedule' AND dw.tenant_visible(t.tenant_id);
+
+-- v_action_stats and v_workflow_health were dropped and created again.
 DO $$
-DECLARE
-    r record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dw_reporting') THEN
-        RETURN;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dw_reporting') THEN
+        GRANT SELECT ON dw.v_action_stats, dw.v_workflow_health TO dw_reporting;
     END IF;
-    GRANT SELECT ON dw.v_executions, dw.v_node_durations, dw.v_action_stats, dw.v_workflow_health,
-                    dw.v_dead_letters TO dw_reporting;
-    FOR r IN SELECT c.table_name, string_agg(quote_ident(c.column_name), ', ') AS columns
-               FROM information_schema.columns c
-              WHERE c.table_schema = 'dw'
-                AND c.table_name IN ('workflows', 'executions', 'node_states', 'action_executions', 'dead_letters',
-                                     'waits', 'approval_decisions', 'resource_links', 'resource_touches',
-                                     'triggers', 'schedule_ticks')
-                AND (c.table_name, c.column_name) NOT IN (('executions', 'trigger'), ('triggers', 'secret'),
-                                                          ('action_executions', 'parameters'),
-                                                          ('dead_letters', 'payload'))
-              GROUP BY c.table_name LOOP
-        EXECUTE format('GRANT SELECT (%s) ON dw.%I TO dw_reporting', r.columns, r.table_name);
-    END LOOP;
 END;
 $$;

@@ -22,6 +22,7 @@ CREATE UNLOGGED TABLE dw.api_rate_buckets (
     CONSTRAINT api_rate_buckets_subject_check CHECK (length(subject) <= 300)
 );
 CREATE INDEX api_rate_buckets_full_idx ON dw.api_rate_buckets (full_at);
+GRANT SELECT, INSERT, UPDATE, DELETE ON dw.api_rate_buckets TO dataworkflows_app, dataworkflows_maintenance;
 
 -- Per-workflow start limits for root runs, enforced at acquire (dw.admit_root_run_v1):
 -- max_concurrent_executions (0001) and rate_limit_per_minute, a minimum spacing of 60/N seconds

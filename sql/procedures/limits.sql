@@ -87,8 +87,9 @@ DECLARE
     v_old_rate integer;
     v_requeued bigint;
 BEGIN
+    -- The session's tenant: a psql session that set none (or '*') means the default one.
     SELECT w.tenant_id, w.rate_limit_per_minute INTO v_tenant, v_old_rate
-      FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+      FROM dw.workflows w WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;

@@ -30,4 +30,5 @@ SELECT v.definition -> 'orchestration' ? 'maxConcurrentExecutions' AS sets_concu
        (v.definition -> 'orchestration' ->> 'maxConcurrentExecutions')::numeric::integer AS max_concurrent,
        v.definition -> 'orchestration' ? 'rateLimitPerMinute' AS sets_rate,
        (v.definition -> 'orchestration' ->> 'rateLimitPerMinute')::numeric::integer AS rate_per_minute
-  FROM dw.workflow_versions v WHERE v.workflow_id = %(id)s AND v.version = %(version)s;
+  FROM dw.workflow_versions v
+ WHERE v.tenant_id = dw.session_tenant_v1() AND v.workflow_id = %(id)s AND v.version = %(version)s;

@@ -38,7 +38,7 @@ from dataworkflows.data.webhooks import WebhookData
 from dataworkflows.data.workflows import WorkflowData
 from dataworkflows.errors import SqlState
 from dataworkflows.sqlfiles import QUERIES
-from dataworkflows.tenancy import current_tenant
+from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE, current_tenant
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -138,7 +138,7 @@ def make_pool(
     ROLE`): the application role owns no table, so row-level security applies to everything the
     pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row)."""
     configure_json()
-    return CheckedPool(
+    pool = CheckedPool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
@@ -151,6 +151,8 @@ def make_pool(
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
+    pool.role = role or None
+    return pool
 
 
 _log = structlog.get_logger("dataworkflows.db")
@@ -158,6 +160,8 @@ _log = structlog.get_logger("dataworkflows.db")
 
 class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]):
     """A pool that never hands out a connection whose server end is already gone.
+
+    `role`: the role its connections act as (make_pool), None for the login's own.
 
     A terminated backend or a restarted server leaves every idle pooled connection dead, and
     without a check the next call on each one fails (DatabaseUnavailable: a 503, a failed job).
@@ -176,6 +180,8 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
     is dropped and the next one tried at once; the pool's timeout still bounds the wait when the
     server really is down.
     """
+
+    role: str | None = None
 
     async def getconn(
         self,
@@ -234,6 +240,17 @@ async def _configure(conn: psycopg.AsyncConnection[Any], *, role: str | None) ->
 # The first statement of every transaction the data layer opens (see dataworkflows.tenancy).
 SET_TENANT = "SELECT set_config('dw.tenant_id', %s, true)"
 _SET_TENANT_THEN = "SELECT set_config('dw.tenant_id', %(_dw_tenant)s, true); "
+# Work across tenants (ALL_TENANTS) takes the maintenance role for its transaction: the application
+# role holds none of its privileges otherwise (migration 0018), so its own policy stays a plain
+# equality on tenant_id, which indexes serve.
+_SET_MAINTENANCE = f"SET LOCAL ROLE {MAINTENANCE_ROLE}; "
+
+
+def _prefix(tenant: str, pool_role: str | None) -> str:
+    """What a statement run for `tenant` starts with, on a pool acting as `pool_role`."""
+    if tenant == ALL_TENANTS and pool_role is not None:
+        return _SET_MAINTENANCE + _SET_TENANT_THEN
+    return _SET_TENANT_THEN
 
 
 class Transaction:
@@ -251,7 +268,9 @@ class Transaction:
         return await self._cursor.fetchall()
 
 
-async def _run(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]) -> psycopg.AsyncCursor[DictRow]:
+async def _run(
+    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], pool_role: str | None
+) -> psycopg.AsyncCursor[DictRow]:
     """Runs one statement as its own transaction, under the task's tenant (dataworkflows.tenancy).
 
     With a tenant, the statement goes as `SELECT set_config('dw.tenant_id', ..., true); <statement>`
@@ -260,7 +279,9 @@ async def _run(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str,
     client-side binding (AsyncClientCursor: psycopg quotes each value as a literal; the SQL text is
     still only ours). Measured on the embedded server: 132 us against 104 us for the statement
     alone, where a pipeline or an explicit transaction cost 260-330 us. Without a tenant the
-    statement runs as is, and row-level security shows it no rows."""
+    statement runs as is, and row-level security shows it no rows. Work across tenants also takes
+    the maintenance role for the statement (SET LOCAL ROLE: it ends with the statement's
+    transaction)."""
     tenant = current_tenant()
     adapted = _adapt(params)
     if tenant is None:
@@ -268,8 +289,10 @@ async def _run(conn: psycopg.AsyncConnection[Any], query: str, params: dict[str,
         await cur.execute(query, adapted)
         return cur
     client = AsyncClientCursor(conn, row_factory=dict_row)
-    await client.execute(_SET_TENANT_THEN + query, {"_dw_tenant": tenant, **adapted})
-    client.nextset()
+    prefix = _prefix(tenant, pool_role)
+    await client.execute(prefix + query, {"_dw_tenant": tenant, **adapted})
+    for _ in range(prefix.count("; ")):  # to the statement's own result
+        client.nextset()
     return client
 
 
@@ -280,6 +303,7 @@ class Database:
 
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         self.pool = pool
+        self._pool_role: str | None = getattr(pool, "role", None)
         self.workflows = WorkflowData(self)
         self.executions = ExecutionData(self)
         self.operations = OperationsData(self)
@@ -306,12 +330,24 @@ class Database:
                 if tenant is None:
                     yield conn
                     return
+                if tenant == ALL_TENANTS and self._pool_role is not None:
+                    await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(MAINTENANCE_ROLE)))
                 await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (tenant,))
                 try:
                     yield conn
                 finally:
-                    if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                        await conn.execute("RESET dw.tenant_id")
+                    await self._restore(conn)
+
+    async def _restore(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Puts a connection that connection() lent back as the pool made it: no tenant, its role.
+        Whatever state the borrower left it in (a failed transaction is rolled back first)."""
+        if conn.closed:
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await conn.rollback()
+        await conn.execute("RESET dw.tenant_id")
+        if self._pool_role is not None:
+            await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(self._pool_role)))
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -319,6 +355,10 @@ class Database:
         tenant = current_tenant()
         with translate_errors():
             async with self.pool.connection() as conn, conn.transaction():
+                if tenant == ALL_TENANTS and self._pool_role is not None:
+                    await conn.execute(
+                        psycopg.sql.SQL("SET LOCAL ROLE {}").format(psycopg.sql.Identifier(MAINTENANCE_ROLE))
+                    )
                 if tenant is not None:
                     await conn.execute(SET_TENANT, (tenant,))
                 yield Transaction(conn.cursor(row_factory=dict_row))
@@ -326,20 +366,20 @@ class Database:
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         with translate_errors():
             async with self.pool.connection() as conn:
-                cur = await _run(conn, QUERIES[name], params)
+                cur = await _run(conn, QUERIES[name], params, self._pool_role)
                 return await cur.fetchall()
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         with translate_errors():
             async with self.pool.connection() as conn:
-                cur = await _run(conn, QUERIES[name], params)
+                cur = await _run(conn, QUERIES[name], params, self._pool_role)
                 return await cur.fetchone()
 
     async def execute(self, name: str, /, **params: Any) -> None:
         """Runs a named statement that returns no rows."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                await _run(conn, QUERIES[name], params)
+                await _run(conn, QUERIES[name], params, self._pool_role)
 
     async def fetch_one_as(self, cls: type[T], name: str, /, **params: Any) -> T | None:
         """One row as a struct (its fields named like the query's columns)."""

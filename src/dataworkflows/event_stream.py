@@ -23,7 +23,7 @@ import structlog
 from psycopg import sql
 
 from dataworkflows.data.executions import add_event_listener, remove_event_listener
-from dataworkflows.tenancy import ALL_TENANTS
+from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE
 
 log = structlog.get_logger("dataworkflows.events")
 
@@ -61,7 +61,8 @@ class EventHub:
         try:
             async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
                 if self.role is not None:
-                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role)))
+                    # Across tenants: the maintenance role (the application role is a member).
+                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
                 await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
                 # After a reconnect, listen again to everything that is followed.
                 for name in list(self._subscribers):

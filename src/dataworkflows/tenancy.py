@@ -21,6 +21,8 @@ from contextvars import ContextVar
 DEFAULT_TENANT = "default"
 # Every tenant at once, for the maintenance loops (and psql users granted dataworkflows_all_tenants).
 ALL_TENANTS = "*"
+# The role work across tenants takes (migration 0018): the application role is a member.
+MAINTENANCE_ROLE = "dataworkflows_maintenance"
 # As the tables' CHECK constraints spell it (migration 0018).
 TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -64,8 +66,9 @@ def all_tenants() -> contextlib.AbstractContextManager[None]:
 
 
 def enter_tenant(tenant: str | None) -> None:
-    """Sets the tenant for the rest of this task (a request's, set once before its handler runs;
-    None: no tenant, so the database shows nothing)."""
-    if tenant is not None and tenant != ALL_TENANTS and not is_valid_tenant(tenant):
+    """Sets the tenant for the rest of this task (a request's caller's, once it is known; None: no
+    tenant, so the database shows nothing). Never ALL_TENANTS: that is all_tenants()'s, for the
+    workers' maintenance only, so no claim or header can ever select it."""
+    if tenant is not None and not is_valid_tenant(tenant):
         raise ValueError(f"not a tenant id: {tenant!r}")
     _tenant.set(tenant)

@@ -198,6 +198,8 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("GET", "/api/v1/connections", "/api/v1/connections", "viewer", None),
     ("PUT", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"kind": "http", "secret": "s"}),
     ("DELETE", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", None),
+    ("GET", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "viewer", None),
+    ("PATCH", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"allowedWorkflows": ["wf"]}),
     ("GET", "/api/v1/resource-links", "/api/v1/resource-links", "viewer", None),
     ("GET", "/api/v1/workflows/{workflow_id:str}/triggers", "/api/v1/workflows/wf/triggers", "viewer", None),
     (
@@ -212,6 +214,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author", {"enabled": True}),
     ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/archive", "/api/v1/workflows/wf/archive", "author", None),
+    (
+        "PATCH",
+        "/api/v1/workflows/{workflow_id:str}/limits",
+        "/api/v1/workflows/wf/limits",
+        "author",
+        {"rateLimitPerMinute": 60},
+    ),
     ("GET", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", None),
     ("POST", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", {}),
 ]

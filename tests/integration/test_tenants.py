@@ -131,10 +131,17 @@ async def until_ended(client: AsyncTestClient[Any], headers: dict[str, str], run
     raise AssertionError(f"run {run} did not end")
 
 
+def with_message(raw: dict[str, Any], message: str) -> dict[str, Any]:
+    nodes = [{**node, "parameters": {**node["parameters"], "message": message}} for node in raw["nodes"]]
+    return {**raw, "nodes": nodes}
+
+
 async def test_workers_run_each_execution_as_its_tenant(client: AsyncTestClient[Any], dsn: str) -> None:
+    # Same workflow id and version in both tenants, different nodes: one worker runs each tenant's
+    # own plan (its plan cache is per tenant).
     raw = load_fixture("bundle1/simple-echo-workflow.json")
-    await create_active(client, A, raw)
-    await create_active(client, B, raw)
+    await create_active(client, A, with_message(raw, "acme's"))
+    await create_active(client, B, with_message(raw, "globex's"))
     runs = {"acme": await execute(client, A, "simple-echo"), "globex": await execute(client, B, "simple-echo")}
     async with worker(dsn):
         for tenant, headers in (("acme", A), ("globex", B)):
@@ -150,7 +157,13 @@ async def test_workers_run_each_execution_as_its_tenant(client: AsyncTestClient[
                 "JOIN dw.execution_events v ON v.execution_id = e.id GROUP BY e.tenant_id ORDER BY 1"
             )
         ).fetchall()
-    assert rows == [("acme", 1, 1, 1, True), ("globex", 1, 1, 1, True)]
+        assert rows == [("acme", 1, 1, 1, True), ("globex", 1, 1, 1, True)]
+        messages = await (
+            await conn.execute(
+                "SELECT DISTINCT tenant_id, parameters ->> 'message' FROM dw.action_executions ORDER BY 1"
+            )
+        ).fetchall()
+    assert messages == [("acme", "acme's"), ("globex", "globex's")]
 
 
 async def test_a_schedule_fires_in_its_own_tenant(client: AsyncTestClient[Any], dsn: str) -> None:
@@ -223,38 +236,68 @@ async def test_sql_sees_the_tenant_set_and_nothing_without_one(client: AsyncTest
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await as_app(conn, "*")
+        assert await count(conn, "executions") == 0, "'*' is not the application role's"
+        # The maintenance loops take the maintenance role (SET LOCAL ROLE, per transaction).
+        await conn.execute("SET ROLE dataworkflows_maintenance")
         assert await count(conn, "executions") == 2, "the workers' maintenance scope sees every tenant"
 
 
-async def test_the_reporting_role_sees_one_tenant_unless_granted_all(client: AsyncTestClient[Any], dsn: str) -> None:
+async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTestClient[Any], dsn: str) -> None:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     await create_active(client, A, raw)
     await create_active(client, B, raw)
     await execute(client, A, "simple-echo")
     await execute(client, B, "simple-echo")
     reporter = f"reporter_{uuid.uuid4().hex[:8]}"
+
+    async def visible(tenant: str) -> list[tuple[Any, ...]]:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(f"SET ROLE {reporter}")
+            await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (tenant,))
+            cur = await conn.execute("SELECT tenant_id, workflow_id FROM dw.v_executions ORDER BY 1")
+            return await cur.fetchall()
+
+    async def grant(tenant: str) -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(
+                "INSERT INTO dw.reporting_tenants (role_name, tenant_id) VALUES (%s, %s)", (reporter, tenant)
+            )
+
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(f"CREATE ROLE {reporter} NOLOGIN IN ROLE dw_reporting")
     try:
+        assert await visible("acme") == [], "no grant: nothing, whatever tenant it names"
+        await grant("acme")
+        assert await visible("acme") == [("acme", "simple-echo")]
+        assert await visible("globex") == [], "a tenant it was not granted"
+        assert await visible("*") == [("acme", "simple-echo")], "'*' shows only what it was granted"
+        await grant("*")
+        assert await visible("*") == [("acme", "simple-echo"), ("globex", "simple-echo")]
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"SET ROLE {reporter}")
-            assert await count(conn, "v_executions") == 0
-            await conn.execute("SET dw.tenant_id = 'acme'")
-            rows = await (await conn.execute("SELECT tenant_id, workflow_id FROM dw.v_executions")).fetchall()
-            assert rows == [("acme", "simple-echo")]
-            assert await count(conn, "v_workflow_health") == 2  # one workflow, two periods
-            await conn.execute("SET dw.tenant_id = '*'")
-            assert await count(conn, "v_executions") == 0, "'*' counts only for dataworkflows_all_tenants"
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                await conn.execute("SELECT trigger FROM dw.executions")
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                await conn.execute("SELECT * FROM dw.connections")
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
-            await admin.execute(f"GRANT dataworkflows_all_tenants TO {reporter}")
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute(f"SET ROLE {reporter}")
-            await conn.execute("SET dw.tenant_id = '*'")
-            assert await count(conn, "v_executions") == 2
+            for statement in (
+                "SELECT * FROM dw.executions",
+                "SELECT * FROM dw.connections",
+                "SELECT * FROM dw.reporting_tenants",
+                "INSERT INTO dw.reporting_tenants VALUES (current_user, 'globex')",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    await conn.execute(statement)
     finally:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute("DELETE FROM dw.reporting_tenants WHERE role_name = %s", (reporter,))
             await admin.execute(f"DROP ROLE {reporter}")
+
+
+async def test_the_tenant_policy_is_an_index_condition(client: AsyncTestClient[Any], dsn: str) -> None:
+    """The application role's policy is a plain equality (its '*' policy is the maintenance
+    role's), so a tenant's listing is an index range, not a scan of every tenant's rows."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await execute(client, A, "simple-echo")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await as_app(conn, "acme")
+        await conn.execute("SET enable_seqscan = off")
+        cur = await conn.execute("EXPLAIN SELECT id FROM dw.executions ORDER BY created_at DESC, id DESC LIMIT 20")
+        plan = "\n".join(row[0] for row in await cur.fetchall())
+    assert "Index Cond: (tenant_id = current_setting('dw.tenant_id'::text, true))" in plan, plan

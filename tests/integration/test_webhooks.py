@@ -39,6 +39,8 @@ def settings(dsn: str, **overrides: Any) -> Settings:
         "max_body_bytes": MAX_BODY,
         "max_trigger_depth": 16,
         "pool_max_size": 25,
+        # These tests are about deliveries; the per-trigger rate limit has its own (test_limits).
+        "api_rate_per_minute": 0,
     }
     return Settings(**{**values, **overrides})
 

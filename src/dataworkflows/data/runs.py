@@ -14,12 +14,13 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, Throttle, WaitCheckpoint
-from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.errors import DataWorkflowsError, InvariantViolation
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
 from dataworkflows.scrubbing import current as current_scrubber
 from dataworkflows.statuses import ExecutionStatus, NodeStatus
 from dataworkflows.subworkflows import ChildSpec
+from dataworkflows.tenancy import ALL_TENANTS, current_tenant
 from dataworkflows.waits import WaitSpec
 
 if TYPE_CHECKING:
@@ -314,16 +315,21 @@ def _jsonb(value: Any) -> Jsonb | None:
 
 
 class PlanCache:
-    """Compiled plans by (workflow, version); versions are immutable, so entries never go stale."""
+    """Compiled plans by (tenant, workflow, version); versions are immutable, so entries never go
+    stale. The tenant is the task's (the run's): workflow ids are unique per tenant only, and one
+    worker runs every tenant's runs."""
 
     def __init__(self, data: RunData, max_entries: int = 512) -> None:
         self._data = data
-        self._plans: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str, int], Plan] = OrderedDict()
         self._max = max_entries
         self.loads = 0
 
     async def get(self, workflow_id: str, version: int) -> Plan:
-        key = (workflow_id, version)
+        tenant = current_tenant()
+        if tenant is None or tenant == ALL_TENANTS:
+            raise InvariantViolation(f"a plan of {workflow_id} v{version} was asked for outside a tenant")
+        key = (tenant, workflow_id, version)
         cached = self._plans.get(key)
         if cached is not None:
             self._plans.move_to_end(key)
