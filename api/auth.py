@@ -39,6 +39,9 @@ ROLE_OPT = "role"
 # workflow_id) or "trigger" (the workflow of the path's trigger_id).
 OWNER_OPT = "owner"
 PUBLIC = "public"
+# The opt key of a second role a route needs as well: a trigger is a standing permission to run its
+# workflow, so creating one or changing it needs the operator role besides the author role.
+ALSO_OPT = "also"
 ROLES = ("viewer", "operator", "author", "admin")
 API_PREFIX = "/api/v1"
 
@@ -53,6 +56,13 @@ class NotOwner(Forbidden):
     """Only the workflow's creator (or an admin) may change it."""
 
     code = "not_owner"
+
+
+def required_roles(handler: BaseRouteHandler) -> str:
+    """The roles a route needs, as the docs and refusals spell them: `author`, `author+operator`."""
+    also = handler.opt.get(ALSO_OPT)
+    needed = str(handler.opt.get(ROLE_OPT))
+    return needed if also is None else f"{needed}+{also}"
 
 
 def role(name: str, **more: Any) -> dict[str, Any]:
@@ -70,9 +80,12 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         raise RoleRequired(f"this route declares no role ({handler.handler_name}); nobody may call it")
     svc = services_of(connection.app.state)
     principal = await authenticate(connection, svc.principals)
-    if not principal.has_role(needed):
-        held = ", ".join(sorted(principal.roles)) or "none"
-        raise RoleRequired(f"this needs the {needed} role (the caller's roles: {held})", required_role=needed)
+    for required in (needed, handler.opt.get(ALSO_OPT)):
+        if required is not None and not principal.has_role(required):
+            held = ", ".join(sorted(principal.roles)) or "none"
+            raise RoleRequired(
+                f"this needs the {required_roles(handler)} role (the caller's roles: {held})", required_role=required
+            )
     purpose = handler.opt.get(REQUIRES_PRINCIPAL)
     if purpose is not None and svc.settings.require_principal and principal.id is None:
         raise Unauthorized(f"this server requires a principal to {purpose} ({PRINCIPAL_ID_HEADER})")
@@ -183,7 +196,10 @@ def check_routes(app: Litestar) -> None:
         if needed not in (*ROLES, PUBLIC):
             undeclared.append(f"{method} {path}")
             continue
-        _document(handler, needed)
+        if handler.opt.get(ALSO_OPT) not in (None, *ROLES):
+            undeclared.append(f"{method} {path} (also {handler.opt.get(ALSO_OPT)!r})")
+            continue
+        _document(handler, required_roles(handler) if needed != PUBLIC else PUBLIC)
     if undeclared:
         raise ConfigurationError(f"routes without a role (opt={{'role': ...}}): {', '.join(undeclared)}")
 

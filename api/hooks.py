@@ -46,6 +46,7 @@ from dataworkflows.webhooks import HookConfig, Refusal
 
 from .openapi_docs import PROBLEMS
 from .problems import problem
+from .rate_limits import take_trigger_token
 from .schemas import Camel
 from .services import Services, ServicesDep
 
@@ -147,7 +148,7 @@ class _Delivery:
     query: dict[str, Any] = field(default_factory=dict)
 
     async def run(self) -> Response[Any]:
-        for step in (self._read, self._authenticate, self._parse, self._handshake, self._activate):
+        for step in (self._read, self._authenticate, self._throttle, self._parse, self._handshake, self._activate):
             answer = await step()
             if answer is not None:
                 return answer
@@ -197,6 +198,10 @@ class _Delivery:
         if refusal is not None:
             return await self.refuse(401, "Unauthorized", refusal)
         return None
+
+    async def _throttle(self) -> Response[Any] | None:
+        # The trigger's own rate bucket, once the delivery is known to be the sender's (api.rate_limits).
+        return await take_trigger_token(self.request, self.svc, self.hook.id)
 
     def _secret(self) -> tuple[str | None, str]:
         key = self.svc.settings.credentials_key

@@ -72,7 +72,9 @@ class InvalidToken(Unauthorized):
     def www_authenticate(self) -> str:
         if self.missing:
             return f'Bearer realm="{REALM}"'
-        detail = self.message.replace("\\", "").replace('"', "'")
+        # The reason may quote the token (an algorithm, a key id, a `crit` entry): only printable
+        # ASCII without quotes or backslashes reaches the header, and not much of it.
+        detail = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in self.message)[:200]
         return f'Bearer realm="{REALM}", error="invalid_token", error_description="{detail}"'
 
 

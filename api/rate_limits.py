@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 import structlog
-from litestar import Request
+from litestar import Request, Response
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,19 +55,39 @@ async def caller_principal(request: Request[Any, Any, Any], svc: Services) -> Pr
 async def caller_key(request: Request[Any, Any, Any], svc: Services) -> tuple[str, str]:
     """(tenant, subject) of the bucket this request draws from."""
     template = request.scope.get("path_template") or ""
+    address = request.client.host if request.client is not None else "unknown"
     if template.startswith(HOOKS_PATH):
-        return HOOKS_TENANT, f"hook:{str(request.path_params.get('trigger_id', ''))[:200]}"
+        # Before anything is verified, a delivery draws from its sender's bucket: made-up trigger
+        # ids do not get a fresh bucket each, and nobody can drain a real trigger's bucket with
+        # unsigned junk. The trigger's own bucket is charged once its signature checks out
+        # (take_trigger_token, from the hook's handler).
+        return HOOKS_TENANT, f"hook-sender:{address[:100]}"
     principal = await caller_principal(request, svc)
     if principal is not None and principal.id:
         return principal.tenant, f"principal:{principal.id[:200]}"
     tenant = principal.tenant if principal is not None else DEFAULT_TENANT
-    address = request.client.host if request.client is not None else "unknown"
     return tenant, f"address:{address[:100]}"
 
 
-async def take_token(request: Request[Any, Any, Any], svc: Services, policy: BucketPolicy) -> RateDecision | None:
-    """The bucket's answer for this request; None when it could not be read (let through)."""
-    tenant, subject = await caller_key(request, svc)
+async def take_trigger_token(request: Request[Any, Any, Any], svc: Services, trigger_id: UUID) -> Response[Any] | None:
+    """A verified webhook delivery takes a token from its trigger's bucket (one noisy hook slows
+    only itself): None to go on, or the 429 to answer."""
+    policy = svc.rate_policy
+    if policy is None:
+        return None
+    decision = await take_token(request, svc, policy, key=(HOOKS_TENANT, f"hook:{trigger_id}"))
+    if decision is None or decision.granted:
+        return None
+    assert decision.retry_after is not None
+    return rate_limited(request, decision.headers(), decision.retry_after)
+
+
+async def take_token(
+    request: Request[Any, Any, Any], svc: Services, policy: BucketPolicy, *, key: tuple[str, str] | None = None
+) -> RateDecision | None:
+    """The bucket's answer for this request (its caller's, or `key`'s); None when it could not be
+    read (let through)."""
+    tenant, subject = key if key is not None else await caller_key(request, svc)
     try:
         level = await svc.db.limits.take_token(
             tenant=tenant, subject=subject, per_second=policy.per_second, burst=policy.burst

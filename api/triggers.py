@@ -101,7 +101,7 @@ class WorkflowTriggerController(Controller):
         status_code=HTTP_201_CREATED,
         responses=PROBLEMS,
         summary="Add a schedule or a webhook to a workflow (a webhook's secret is answered once)",
-        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "workflow"},
+        opt={**_CHANGE_TRIGGERS, "role": "author", "also": "operator", "owner": "workflow"},
     )
     async def create(
         self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[TriggerWrite]
@@ -152,7 +152,7 @@ class TriggerController(Controller):
         "/{trigger_id:str}",
         responses=PROBLEMS,
         summary="Enable, disable, rename or reconfigure",
-        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "trigger"},
+        opt={**_CHANGE_TRIGGERS, "role": "author", "also": "operator", "owner": "trigger"},
     )
     async def change(self, svc: ServicesDep, trigger_id: FromPath[str], data: JSONBody[TriggerPatch]) -> TriggerRead:
         current = await require_trigger(svc.db, trigger_id)

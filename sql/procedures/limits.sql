@@ -39,9 +39,11 @@ BEGIN
       INTO v_concurrent, v_rate, v_next, v_last
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id FOR NO KEY UPDATE;
     IF v_concurrent IS NOT NULL THEN
+        -- A suspended run that had started keeps its place: resuming it does not pass through
+        -- here again.
         SELECT count(*) INTO v_running FROM dw.executions e
-         WHERE e.workflow_id = p_e.workflow_id AND e.tenant_id = p_e.tenant_id
-           AND e.status IN ('Running', 'Waiting') AND e.depth = 0;
+         WHERE e.workflow_id = p_e.workflow_id AND e.tenant_id = p_e.tenant_id AND e.depth = 0
+           AND (e.status IN ('Running', 'Waiting') OR (e.status = 'Suspended' AND e.started_at IS NOT NULL));
         IF v_running >= v_concurrent THEN
             RETURN QUERY SELECT 'concurrency'::text, NULL::timestamptz;
             RETURN;
@@ -51,7 +53,12 @@ BEGIN
         v_spacing := make_interval(secs => 60.0 / v_rate);
         v_slot := p_e.rate_slot_at;
         IF v_slot IS NULL THEN
-            v_slot := GREATEST(v_next, now());
+            -- After the last start promised to a run still waiting: a promised run that ended
+            -- meanwhile (cancelled while Pending) gives its turn back.
+            SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
+             WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
+               AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id;
+            v_slot := GREATEST(v_next, v_last + v_spacing, now());
             UPDATE dw.workflows w SET rate_next_slot_at = v_slot + v_spacing
              WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
         END IF;

@@ -40,7 +40,10 @@ _NON_SECRET_KEYS = frozenset({"hosts"})
 def _variants(value: str) -> set[str]:
     """The value and how it is spelled inside a JSON string, a Python repr and a URL."""
     forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe=""), quote_plus(value, safe="")}
-    return {form.lower() for form in forms if len(form) >= MIN_LENGTH}
+    # Lower-cased (found in a lower-cased text) and as written: lower() changes the length of some
+    # letters ('İ' becomes 'i' and a combining dot), which a case-insensitive pattern of the
+    # lower-cased form would then not match in the original text.
+    return {variant for form in forms for variant in (form, form.lower()) if len(variant) >= MIN_LENGTH}
 
 
 def string_values(value: Any, *, skip: frozenset[str] = frozenset(), limit: int | None = None) -> list[str]:
@@ -117,7 +120,7 @@ class Scrubber:
         # Most texts hold none: a substring scan per needle is far cheaper than compiling one
         # pattern of every needle per run (which costs ~0.1 s for a thousand values).
         lowered = text.lower()
-        found = [n for n in needles if len(n) <= len(text) and n in lowered]
+        found = [n for n in needles if len(n) <= len(lowered) and (n in lowered or n in text)]
         if not found:
             return text
         return _pattern(tuple(found)).sub(MASK, text)
@@ -141,7 +144,10 @@ class Scrubber:
         if self.empty:
             return error
         if isinstance(error, Mapping):
-            return {k: v if k in _STRUCTURAL_KEYS else self.error(v) for k, v in error.items()}
+            return {
+                (k if k in _STRUCTURAL_KEYS else self.text(str(k))): (v if k in _STRUCTURAL_KEYS else self.error(v))
+                for k, v in error.items()
+            }
         if isinstance(error, list | tuple):
             return [self.error(v) for v in error]
         return self.value(error)

@@ -176,11 +176,19 @@ class JwksKeys:
     _fetched_at: float | None = None
     _attempted_at: float | None = None
     _lock: asyncio.Lock | None = None
+    _background: asyncio.Task[None] | None = None
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         now = self.clock()
         stale = self._fetched_at is None or now - self._fetched_at >= self.cache_seconds
-        if stale or (kid not in self._keys and self._may_refresh(now)):
+        known = self._keys.get(kid)
+        if known is not None:
+            # A cached key answers at once; a stale cache is refreshed behind it, so that an
+            # identity provider that is down or slow never holds up tokens it already vouched for.
+            if stale and self._may_refresh(now) and (self._background is None or self._background.done()):
+                self._background = asyncio.create_task(self._refresh(kid), name="jwks-refresh")
+            return known
+        if self._fetched_at is None or stale or self._may_refresh(now):
             await self._refresh(kid)
         if self._fetched_at is None:
             raise KeysUnavailable(f"the signing keys could not be fetched from {self.url}; retry later")
@@ -202,8 +210,11 @@ class JwksKeys:
             self._attempted_at = now
             self.fetches += 1
             try:
-                keys = await self._fetch()
-            except (httpx.HTTPError, ValueError) as exc:
+                # One deadline for the whole fetch: a server that trickles bytes cannot hold the
+                # lock (and every request waiting for an unknown key) longer.
+                async with asyncio.timeout(self.timeout_seconds):
+                    keys = await self._fetch()
+            except (httpx.HTTPError, ValueError, TimeoutError) as exc:
                 # Keep the keys we have: a token signed with one of them still verifies.
                 log.warning("jwks fetch failed", url=self.url, error=str(exc)[:300], kid=kid[:100])
                 return
@@ -272,7 +283,8 @@ class TokenVerifier:
         jwks = JwksKeys(
             settings.jwt_jwks_url,
             cache_seconds=settings.jwt_jwks_cache_seconds,
-            min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
+            # At least a second: unknown key ids in a flood of forged tokens cost one fetch a second.
+            min_refresh_seconds=max(1.0, settings.jwt_jwks_min_refresh_seconds),
         )
         return cls(settings, jwks=jwks)
 

@@ -4,6 +4,8 @@ and refused routes (one table covering every /api/v1 route), ownership of workfl
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,7 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
-from dataworkflows.api.auth import api_handlers
+from dataworkflows.api.auth import api_handlers, required_roles
 from dataworkflows.config import Settings
 from dataworkflows.tokens import TokenVerifier, mint_token
 from tests.conftest import load_fixture
@@ -206,12 +208,12 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
         "POST",
         "/api/v1/workflows/{workflow_id:str}/triggers",
         "/api/v1/workflows/wf/triggers",
-        "author",
+        "author+operator",
         {"kind": "webhook", "name": "h", "config": {"signature": "none"}},
     ),
     ("GET", "/api/v1/triggers", "/api/v1/triggers", "viewer", None),
     ("GET", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "viewer", None),
-    ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author", {"enabled": True}),
+    ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author+operator", {"enabled": True}),
     ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/archive", "/api/v1/workflows/wf/archive", "author", None),
     (
@@ -238,7 +240,7 @@ def echo(workflow_id: str) -> dict[str, Any]:
 
 def test_the_table_covers_every_api_route(dsn: str) -> None:
     app = create_app(strict_settings(dsn))
-    declared = {(method, path): handler.opt["role"] for path, method, handler in api_handlers(app)}
+    declared = {(method, path): required_roles(handler) for path, method, handler in api_handlers(app)}
     tabled = {(method, template): needed for method, template, _, needed, _ in ROUTES}
     assert tabled == declared
 
@@ -267,11 +269,12 @@ async def test_each_role_may_call_its_routes_and_no_others(dsn: str, held: str) 
                 body = echo("wf")
             url = path.replace(EXECUTION, execution).replace("{trigger}", trigger)
             answer = await client.request(method, url, json=body, headers=caller)
-            if needed == "public" or needed in ALLOWED[held]:
+            missing = [r for r in needed.split("+") if r not in ALLOWED[held]]
+            if needed == "public" or not missing:
                 assert answer.status_code not in (401, 403), (held, method, template, answer.text)
             else:
                 problem = assert_problem(answer, 403)
-                assert (problem["code"], problem["requiredRole"]) == ("role_required", needed), problem
+                assert (problem["code"], problem["requiredRole"]) == ("role_required", missing[0]), problem
                 assert f"needs the {needed} role" in problem["detail"]
                 assert answer.headers["www-authenticate"].endswith('error="insufficient_scope"')
 
@@ -292,12 +295,20 @@ async def test_a_token_without_known_roles_may_read_nothing(dsn: str, strict: As
 async def test_authors_change_only_their_own_workflows(dsn: str, strict: AsyncTestClient[Any]) -> None:
     settings = strict_settings(dsn)
     alice, bob, root = (
-        bearer(settings, "alice", "author"),
+        bearer(settings, "alice", "author", "operator"),
         bearer(settings, "bob", "author", "operator"),
         bearer(settings, "root", "admin"),
     )
     created = await strict.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo("wf"), headers=alice)
     assert created.status_code == 201 and created.json()["createdBy"] == "alice"
+    # A trigger runs its workflow: an author who may not run workflows may not make one either.
+    author_only = bearer(settings, "alice", "author")
+    refused = await strict.post(
+        "/api/v1/workflows/wf/triggers",
+        json={"kind": "webhook", "name": "sneaky", "config": {"signature": "none"}},
+        headers=author_only,
+    )
+    assert assert_problem(refused, 403)["requiredRole"] == "operator"
     trigger = await strict.post(
         "/api/v1/workflows/wf/triggers",
         json={"kind": "schedule", "name": "nightly", "config": {"cron": "0 2 * * *"}},
@@ -394,3 +405,18 @@ async def test_openapi_documents_each_routes_role(strict: AsyncTestClient[Any]) 
     hook = document["paths"]["/api/v1/hooks/{trigger_id}"]["post"]
     assert hook["x-required-role"] == "public" and "security" not in hook
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+async def test_a_hostile_token_gets_a_plain_401(strict: AsyncTestClient[Any]) -> None:
+    """A token header that quotes non-ASCII or line breaks (an algorithm, a `crit` entry) gets a 401
+    whose WWW-Authenticate is plain ASCII, never a 500 or a header split."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    for header in ({"alg": "€Ā", "typ": "JWT"}, {"alg": "HS256", "typ": "JWT", "crit": ["x\r\nSet-Cookie: a=1"]}):
+        token = f"{part(header)}.{part({'sub': 'x'})}.c2ln"
+        answer = await strict.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401, answer.text
+        challenge = answer.headers["www-authenticate"]
+        assert challenge.isascii() and "\r" not in challenge and "\n" not in challenge, challenge

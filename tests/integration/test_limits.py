@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
@@ -70,19 +71,36 @@ async def test_a_bucket_refills_with_time(dsn: str) -> None:
         assert again[0].headers["RateLimit-Remaining"] == "1"
 
 
-async def test_webhooks_have_a_bucket_per_trigger(two_apps: list[AsyncTestClient[Any]], db: Database) -> None:
+async def test_webhooks_draw_from_their_sender_then_their_trigger(
+    two_apps: list[AsyncTestClient[Any]], dsn: str, db: Database
+) -> None:
     first, second = two_apps
-    # Unknown triggers answer 404; each still draws from its own trigger's bucket only.
-    codes = [(await first.post("/api/v1/hooks/t-1", json={})).status_code for _ in range(3)]
-    assert codes == [404, 404, 404]
-    assert (await second.post("/api/v1/hooks/t-1", json={})).status_code == 429
-    assert (await second.post("/api/v1/hooks/t-2", json={})).status_code == 404
-    assert (await second.get("/api/v1/workflows")).status_code == 200
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, api_rate_per_minute=0))) as setup:
+        raw = load_fixture("bundle1/simple-echo-workflow.json")
+        created = await setup.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+        assert created.status_code == 201, created.text
+        hook = await setup.post(
+            "/api/v1/workflows/simple-echo/triggers",
+            json={"kind": "webhook", "name": "open", "config": {"signature": "none"}},
+        )
+        assert hook.status_code == 201, hook.text
+    trigger_id = hook.json()["id"]
+    # A real delivery takes a token from its sender's bucket, then (verified) from its trigger's.
+    assert (await first.post(f"/api/v1/hooks/{trigger_id}", json={"n": 1})).status_code == 202
+    # Made-up trigger ids get no bucket of their own: they drain their sender's, shared by both
+    # API processes, and then answer 429 whatever id they name.
+    codes = [(await first.post(f"/api/v1/hooks/{uuid.uuid4()}", json={})).status_code for _ in range(2)]
+    assert codes == [404, 404]
+    assert (await second.post("/api/v1/hooks/made-up", json={})).status_code == 429
+    assert (await second.post(f"/api/v1/hooks/{trigger_id}", json={"n": 2})).status_code == 429
+    assert (await second.get("/api/v1/workflows")).status_code == 200, "other callers have their own buckets"
     async with db.connection() as conn:
         cur = await conn.execute("SELECT tenant_id, subject FROM dw.api_rate_buckets ORDER BY subject")
         rows = await cur.fetchall()
-    assert ("-", "hook:t-1") in rows and ("-", "hook:t-2") in rows
-    assert ("default", "address:testclient") in rows
+    assert [subject for _, subject in rows if subject.startswith("hook")] == [
+        "hook-sender:testclient",
+        f"hook:{trigger_id}",
+    ]
 
 
 async def test_the_limiter_fails_open_and_is_off_at_zero(dsn: str, postgresql: psycopg.Connection) -> None:
@@ -232,3 +250,33 @@ async def test_starts_never_come_closer_than_the_rate_allows(db: Database) -> No
         starts: list[datetime] = [r[0] for r in await cur.fetchall()]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.5, gaps
+
+
+async def test_a_promised_run_that_ends_gives_its_turn_back(client: AsyncTestClient[Any], db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await client.patch("/api/v1/workflows/simple-echo/limits", json={"rateLimitPerMinute": 1})
+    runs = [await start(db, "simple-echo") for _ in range(3)]
+    assert (await _acquire(db, runs[0]))["outcome"] == "acquired"
+    second = await db.runs.acquire(runs[1], owner="w", lease_seconds=30)
+    assert second.throttle is not None and second.throttle.retry_at is not None
+    # The second run is cancelled while it waits for its turn: the third takes that turn, not the next.
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET status = 'Cancelled', ended_at = now() WHERE id = %s", (runs[1],))
+    third = await db.runs.acquire(runs[2], owner="w", lease_seconds=30)
+    assert third.throttle is not None and third.throttle.retry_at == second.throttle.retry_at
+
+
+async def test_a_suspended_run_keeps_its_place_under_a_concurrency_limit(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await client.patch("/api/v1/workflows/simple-echo/limits", json={"maxConcurrentExecutions": 1})
+    first, second = await start(db, "simple-echo"), await start(db, "simple-echo")
+    assert (await _acquire(db, first))["outcome"] == "acquired"
+    # Suspended after it started: resuming it is not admitted again, so it holds its place meanwhile.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.executions SET status = 'Suspended', lease_owner = NULL, suspended_at = now() WHERE id = %s",
+            (first,),
+        )
+    assert (await _acquire(db, second))["outcome"] == "throttled"

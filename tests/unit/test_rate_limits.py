@@ -141,7 +141,7 @@ async def test_the_bucket_key_names_tenant_and_caller() -> None:
     named = _request("/api/v1/workflows", headers=[(b"x-principal-id", b"ana")])
     assert await caller_key(named, svc) == ("default", "principal:ana")
     assert await caller_key(_request("/api/v1/workflows"), svc) == ("default", "address:10.0.0.7")
-    assert await caller_key(_request("/api/v1/hooks/{trigger_id:str}"), svc) == ("-", "hook:t-1")
+    assert await caller_key(_request("/api/v1/hooks/{trigger_id:str}"), svc) == ("-", "hook-sender:10.0.0.7")
     tenant = _request("/api/v1/workflows", headers=[(b"x-principal-id", b"ana"), (b"x-tenant-id", b"acme")])
     assert await caller_key(tenant, svc) == ("acme", "principal:ana")
     # A caller the resolver refuses (here a malformed tenant) draws from its address's bucket; the

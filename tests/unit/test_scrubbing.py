@@ -204,3 +204,14 @@ def test_cli_connections_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     assert run(["connections", "list"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "crm" in out and "used by: sync" in out and "no workflow (allow some first)" in out
+
+
+def test_letters_whose_lower_case_is_longer_are_scrubbed_too() -> None:
+    # 'İ'.lower() is two characters: found by the lower-cased scan, it must still be replaced.
+    scrubber = Scrubber(trigger_values=["İstanbul-7781"])
+    assert scrubber.text("no route to İstanbul-7781.example") == f"no route to {MASK}.example"
+
+
+def test_an_error_s_keys_are_scrubbed_too() -> None:
+    scrubber = Scrubber(secrets=["hunter2-secret"])
+    assert scrubber.error({"code": "x", "details": {"hunter2-secret": 1}}) == {"code": "x", "details": {MASK: 1}}
