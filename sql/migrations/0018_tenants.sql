@@ -191,21 +191,16 @@ $$;
 -- A row written under '*' (a maintenance loop: recovery, the scheduler) takes its tenant from the
 -- row it belongs to, instead of the '*' its default would give it (which the CHECK refuses). The
 -- WHEN clause keeps this off the path of every write made under a tenant.
-CREATE FUNCTION dw.tenant_from_execution() RETURNS trigger LANGUAGE plpgsql AS $$
+-- TG_ARGV[0] names the parent: execution (execution_id), trigger (trigger_id) or wait (wait_id).
+CREATE FUNCTION dw.tenant_from_parent() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.tenant_id := (SELECT e.tenant_id FROM dw.executions e WHERE e.id = NEW.execution_id);
-    RETURN NEW;
-END;
-$$;
-CREATE FUNCTION dw.tenant_from_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.tenant_id := (SELECT t.tenant_id FROM dw.triggers t WHERE t.id = NEW.trigger_id);
-    RETURN NEW;
-END;
-$$;
-CREATE FUNCTION dw.tenant_from_wait() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.tenant_id := (SELECT w.tenant_id FROM dw.waits w WHERE w.id = NEW.wait_id);
+    IF TG_ARGV[0] = 'execution' THEN
+        NEW.tenant_id := (SELECT e.tenant_id FROM dw.executions e WHERE e.id = NEW.execution_id);
+    ELSIF TG_ARGV[0] = 'trigger' THEN
+        NEW.tenant_id := (SELECT t.tenant_id FROM dw.triggers t WHERE t.id = NEW.trigger_id);
+    ELSE
+        NEW.tenant_id := (SELECT w.tenant_id FROM dw.waits w WHERE w.id = NEW.wait_id);
+    END IF;
     RETURN NEW;
 END;
 $$;
@@ -215,15 +210,15 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['node_states', 'action_executions', 'execution_events', 'dead_letters',
                              'resource_touches', 'event_listeners', 'waits', 'signals', 'foreach_items'] LOOP
-        EXECUTE format('CREATE TRIGGER tenant_from_execution BEFORE INSERT ON dw.%I FOR EACH ROW '
-                       'WHEN (NEW.tenant_id = %L) EXECUTE FUNCTION dw.tenant_from_execution()', t, '*');
+        EXECUTE format('CREATE TRIGGER tenant_from_parent BEFORE INSERT ON dw.%I FOR EACH ROW '
+                       'WHEN (NEW.tenant_id = %L) EXECUTE FUNCTION dw.tenant_from_parent(%L)', t, '*', 'execution');
     END LOOP;
     FOREACH t IN ARRAY ARRAY['schedule_ticks', 'webhook_deliveries'] LOOP
-        EXECUTE format('CREATE TRIGGER tenant_from_trigger BEFORE INSERT ON dw.%I FOR EACH ROW '
-                       'WHEN (NEW.tenant_id = %L) EXECUTE FUNCTION dw.tenant_from_trigger()', t, '*');
+        EXECUTE format('CREATE TRIGGER tenant_from_parent BEFORE INSERT ON dw.%I FOR EACH ROW '
+                       'WHEN (NEW.tenant_id = %L) EXECUTE FUNCTION dw.tenant_from_parent(%L)', t, '*', 'trigger');
     END LOOP;
-    CREATE TRIGGER tenant_from_wait BEFORE INSERT ON dw.approval_decisions FOR EACH ROW
-        WHEN (NEW.tenant_id = '*') EXECUTE FUNCTION dw.tenant_from_wait();
+    CREATE TRIGGER tenant_from_parent BEFORE INSERT ON dw.approval_decisions FOR EACH ROW
+        WHEN (NEW.tenant_id = '*') EXECUTE FUNCTION dw.tenant_from_parent('wait');
 END;
 $$;
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -55,7 +56,9 @@ class EventHub:
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._run(), name="event-hub")
+            # In a context of its own: the reader serves every stream, not the request (its log
+            # fields, its tenant) that happened to start it.
+            self._reader = asyncio.create_task(self._run(), name="event-hub", context=contextvars.Context())
 
     async def _run(self) -> None:
         try:
