@@ -10,9 +10,9 @@ directory with DATABASE_URL unset, else a scratch database dw_bench_<random> on 
 
 * Statement: S reads of one execution by id (db.executions.get, a two-table join) through the engine's data
   layer, three ways, interleaved in rounds: as the login (a superuser: row-level security does not apply) with
-  no tenant; as the login with the tenant prefix (`SELECT set_config('dw.tenant_id', ..., true); <statement>`
-  in one message, client-side binding); as the application role (RLS forced) with the prefix, which is what
-  the API and the workers do. Mean and p50/p95 microseconds per call.
+  no tenant; as the application role (RLS forced) in one tenant, which the connection's session keeps; as the
+  application role alternating two tenants, so that every call first sets the connection's tenant (the worst
+  case). Mean and p50/p95 microseconds per call.
 * Steps: the same backlog of N executions of a 2-node echo workflow drained by one `dataworkflows worker` at
   concurrency C, twice, in alternating order over R rounds: with DW_DB_ROLE=none (the login's rights: no
   row-level security) and with the default application role. steps/s per drain and the ratio.
@@ -55,43 +55,45 @@ from throughput import (
     worker_command,
 )
 
-MODES = ("login, no tenant", "login + tenant prefix", "app role (RLS) + prefix")
+MODES = ("login (no RLS), no tenant", "app role (RLS), same tenant", "app role (RLS), tenant switches")
 
 
 async def bench_statement(conninfo: str, reads: int, rounds: int) -> dict[str, Any]:
     """Reads of one execution per mode, interleaved in rounds; microseconds per call."""
     workflow_id = "bench-tenancy-read"
+    ids: dict[str, Any] = {}
     async with open_pool(conninfo, 4) as pool:
         db = Database(pool)
-        await publish(db, echo2_workflow(workflow_id))
-        await start_one(db, workflow_id, 0)
-        found = await db.fetch_all(
-            "list_executions", workflow_id=workflow_id, status=None, before_created=None, before_id=None, limit=1
-        )
-    if not found:
-        raise BenchError("no execution to read")
-    execution_id = found[0]["id"]
+        for tenant in (DEFAULT_TENANT, "other"):
+            with tenant_scope(tenant):
+                await publish(db, echo2_workflow(workflow_id))
+                await start_one(db, workflow_id, 0)
+                found = await db.executions.page(
+                    workflow_id=workflow_id, status=None, after_created=None, after_id=None, limit=1
+                )
+                if not found:
+                    raise BenchError("no execution to read")
+                ids[tenant] = found[0].id
     login = make_pool(conninfo, min_size=1, max_size=1, name="bench-login", role=None)
     app = make_pool(conninfo, min_size=1, max_size=1, name="bench-app")
     timings: dict[str, list[float]] = {mode: [] for mode in MODES}
     await login.open(wait=True)
     await app.open(wait=True)
     try:
-        setups = [
-            (MODES[0], Database(login), no_tenant),
-            (MODES[1], Database(login), lambda: tenant_scope(DEFAULT_TENANT)),
-            (MODES[2], Database(app), lambda: tenant_scope(DEFAULT_TENANT)),
-        ]
+        setups = [(MODES[0], Database(login), False), (MODES[1], Database(app), False), (MODES[2], Database(app), True)]
         for round_no in range(rounds):
             order = setups if round_no % 2 == 0 else list(reversed(setups))
-            for mode, db, scope in order:
-                with scope():
-                    for _ in range(reads // rounds):
+            for mode, db, switch in order:
+                for call in range(reads // rounds):
+                    # Switching: every call of another tenant than the connection's last (one more
+                    # statement each); else always the default tenant (set once per connection).
+                    tenant = ("other" if call % 2 else DEFAULT_TENANT) if switch else DEFAULT_TENANT
+                    with tenant_scope(tenant) if mode != MODES[0] else no_tenant():
                         started = time.perf_counter()
-                        row = await db.executions.get(execution_id)
+                        row = await db.executions.get(ids[tenant])
                         timings[mode].append((time.perf_counter() - started) * 1e6)
-                        if row is None:
-                            raise BenchError(f"{mode}: the execution was not visible")
+                    if row is None:
+                        raise BenchError(f"{mode}: the execution was not visible")
     finally:
         await login.close()
         await app.close()
@@ -158,7 +160,7 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
 
 
 def report(results: dict[str, Any]) -> None:
-    print("\nTenancy: row-level security and the per-transaction tenant")
+    print("\nTenancy: row-level security and the tenant of each call")
     print(f"  {'statement (execution by id)':42} {'mean us':>9} {'p50 us':>9} {'p95 us':>9}")
     for mode, figures in results["statement"].items():
         print(f"  {mode:42} {fmt(figures['mean_us']):>9} {fmt(figures['p50_us']):>9} {fmt(figures['p95_us']):>9}")

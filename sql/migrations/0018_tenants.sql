@@ -1,9 +1,9 @@
 -- Tenants: every owned row names its tenant, user-chosen ids are unique per tenant, and row-level
 -- security, forced, makes a query see its own tenant's rows only.
 --
--- The tenant is a transaction setting, dw.tenant_id, set with set_config(..., true) by the
--- application at the start of each transaction (dataworkflows.db). Unset, a query sees nothing and
--- can write nothing. '*' means every tenant, and counts only for roles with the privileges of
+-- The tenant is the setting dw.tenant_id, which the application's data layer gives each pooled
+-- connection before each statement (dataworkflows.db). Unset or empty, a query sees nothing and can
+-- write nothing. '*' means every tenant, and counts only for roles with the privileges of
 -- dataworkflows_all_tenants.
 --
 -- Roles (existing data lands in the 'default' tenant):
@@ -12,7 +12,7 @@
 --   always in PostgreSQL). NOINHERIT: it holds only its own grants, so its one policy is the plain
 --   equality tenant_id = dw.tenant_id, which the planner uses as an index condition.
 -- * dataworkflows_maintenance: the workers' maintenance loops (recovery, wake-ups, the scheduler,
---   retention) take it for a transaction (SET LOCAL ROLE, from dataworkflows_app, a member) and set
+--   retention) take it (set_config('role', ...), from dataworkflows_app, a member) and set
 --   dw.tenant_id to '*'. It has the privileges of dataworkflows_all_tenants.
 -- * dataworkflows_all_tenants: the role the '*' policy is for.
 

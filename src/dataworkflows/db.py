@@ -11,6 +11,7 @@ import contextlib
 import functools
 import select
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
@@ -20,7 +21,6 @@ import psycopg.errors
 import psycopg.sql
 import psycopg_pool
 import structlog
-from psycopg import AsyncClientCursor
 from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
@@ -237,20 +237,42 @@ async def _configure(conn: psycopg.AsyncConnection[Any], *, role: str | None) ->
             ) from exc
 
 
-# The first statement of every transaction the data layer opens (see dataworkflows.tenancy).
-SET_TENANT = "SELECT set_config('dw.tenant_id', %s, true)"
-_SET_TENANT_THEN = "SELECT set_config('dw.tenant_id', %(_dw_tenant)s, true); "
-# Work across tenants (ALL_TENANTS) takes the maintenance role for its transaction: the application
-# role holds none of its privileges otherwise (migration 0018), so its own policy stays a plain
-# equality on tenant_id, which indexes serve.
-_SET_MAINTENANCE = f"SET LOCAL ROLE {MAINTENANCE_ROLE}; "
+# The tenant and role each pooled connection's session was last given by the data layer (see _enter).
+_SESSIONS: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], tuple[str, str | None]] = weakref.WeakKeyDictionary()
 
 
-def _prefix(tenant: str, pool_role: str | None) -> str:
-    """What a statement run for `tenant` starts with, on a pool acting as `pool_role`."""
-    if tenant == ALL_TENANTS and pool_role is not None:
-        return _SET_MAINTENANCE + _SET_TENANT_THEN
-    return _SET_TENANT_THEN
+async def _enter(conn: psycopg.AsyncConnection[Any], pool_role: str | None) -> None:
+    """Gives the connection the task's tenant (dataworkflows.tenancy) before it runs anything.
+
+    Every call the data layer makes goes through here, on whatever pooled connection it got: the
+    connection's session is set to the task's tenant, or to none ('') for a task that entered no
+    scope (row-level security then shows it nothing, whoever used the connection before), and work
+    across tenants (ALL_TENANTS) takes the maintenance role, which the application role holds none
+    of otherwise (migration 0018), so that its own policy stays a plain equality that indexes serve.
+    It costs a statement only when the tenant or role changes: the statements themselves keep
+    server-side binding and psycopg's prepared statements. (Setting it per transaction, `SET LOCAL`,
+    would put every statement in an explicit transaction or a pipeline, or make it unprepared;
+    measured on a two-table read: 105 us this way, 287 us pipelined, 332 us in a transaction,
+    530 us as one unprepared multi-statement message: bench/tenancy.py, README "Tenants".)"""
+    tenant = current_tenant()
+    role = MAINTENANCE_ROLE if tenant == ALL_TENANTS and pool_role is not None else pool_role
+    wanted = (tenant or "", role)
+    if _SESSIONS.get(conn) == wanted:
+        return
+    # Forgotten first: a failure below leaves the connection to be set again by its next user.
+    _SESSIONS.pop(conn, None)
+    if role is None:
+        await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (wanted[0],))
+    else:
+        await conn.execute(
+            "SELECT set_config('role', %s, false), set_config('dw.tenant_id', %s, false)", (role, wanted[0])
+        )
+    _SESSIONS[conn] = wanted
+
+
+def _forget(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The connection's session was changed outside _enter: set it again at its next use."""
+    _SESSIONS.pop(conn, None)
 
 
 class Transaction:
@@ -271,29 +293,11 @@ class Transaction:
 async def _run(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], pool_role: str | None
 ) -> psycopg.AsyncCursor[DictRow]:
-    """Runs one statement as its own transaction, under the task's tenant (dataworkflows.tenancy).
-
-    With a tenant, the statement goes as `SELECT set_config('dw.tenant_id', ..., true); <statement>`
-    in one simple-protocol message: PostgreSQL runs a multi-statement message as one implicit
-    transaction, so the setting holds for exactly that statement, in one round trip. That needs
-    client-side binding (AsyncClientCursor: psycopg quotes each value as a literal; the SQL text is
-    still only ours). Measured on the embedded server: 132 us against 104 us for the statement
-    alone, where a pipeline or an explicit transaction cost 260-330 us. Without a tenant the
-    statement runs as is, and row-level security shows it no rows. Work across tenants also takes
-    the maintenance role for the statement (SET LOCAL ROLE: it ends with the statement's
-    transaction)."""
-    tenant = current_tenant()
-    adapted = _adapt(params)
-    if tenant is None:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(query, adapted)
-        return cur
-    client = AsyncClientCursor(conn, row_factory=dict_row)
-    prefix = _prefix(tenant, pool_role)
-    await client.execute(prefix + query, {"_dw_tenant": tenant, **adapted})
-    for _ in range(prefix.count("; ")):  # to the statement's own result
-        client.nextset()
-    return client
+    """Runs one statement (its own transaction: the pool's connections autocommit) as the task's tenant."""
+    await _enter(conn, pool_role)
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(query, _adapt(params))
+    return cur
 
 
 class Database:
@@ -322,46 +326,26 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection for tools and tests, under the task's tenant for as long as it is
-        held (a session setting, reset before the connection goes back to the pool)."""
-        tenant = current_tenant()
+        """A pooled connection for tools and tests, as the task's tenant (see _enter). Whatever the
+        borrower does to its session, the next user of the connection sets it again."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                if tenant is None:
-                    yield conn
-                    return
-                if tenant == ALL_TENANTS and self._pool_role is not None:
-                    await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(MAINTENANCE_ROLE)))
-                await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (tenant,))
+                await _enter(conn, self._pool_role)
                 try:
                     yield conn
                 finally:
-                    await self._restore(conn)
-
-    async def _restore(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Puts a connection that connection() lent back as the pool made it: no tenant, its role.
-        Whatever state the borrower left it in (a failed transaction is rolled back first)."""
-        if conn.closed:
-            return
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            await conn.rollback()
-        await conn.execute("RESET dw.tenant_id")
-        if self._pool_role is not None:
-            await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(self._pool_role)))
+                    _forget(conn)
+                    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        await conn.rollback()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several named statements that commit together, or not at all."""
-        tenant = current_tenant()
         with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction():
-                if tenant == ALL_TENANTS and self._pool_role is not None:
-                    await conn.execute(
-                        psycopg.sql.SQL("SET LOCAL ROLE {}").format(psycopg.sql.Identifier(MAINTENANCE_ROLE))
-                    )
-                if tenant is not None:
-                    await conn.execute(SET_TENANT, (tenant,))
-                yield Transaction(conn.cursor(row_factory=dict_row))
+            async with self.pool.connection() as conn:
+                await _enter(conn, self._pool_role)
+                async with conn.transaction():
+                    yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         with translate_errors():

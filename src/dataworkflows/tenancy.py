@@ -1,10 +1,10 @@
 """Which tenant the current task works for.
 
-Every transaction the data layer opens starts by setting PostgreSQL's `dw.tenant_id` to this
-task's tenant (`set_config(..., true)`: it lasts for that transaction only), and row-level security
-(migration 0018) lets the transaction see and write that tenant's rows and nothing else. A task
-that never entered a scope sets nothing, so its queries see no rows at all: forgetting the tenant
-fails closed.
+Before every statement, the data layer gives its pooled connection PostgreSQL's `dw.tenant_id` =
+this task's tenant (dataworkflows.db._enter: a session setting, set again whenever it differs), and
+row-level security (migration 0018) lets the statement see and write that tenant's rows and nothing
+else. A task that never entered a scope gets '' (none), so its queries see no rows at all, whoever
+used the connection before: forgetting the tenant fails closed.
 
 The API enters the caller's tenant for each request; a worker enters the tenant of the run it
 executes; the workers' maintenance loops (recovery, wake-ups, the scheduler, pruning) enter

@@ -16,7 +16,8 @@ from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
-from dataworkflows.db import APP_ROLE, Database
+from dataworkflows.db import APP_ROLE, Database, make_pool
+from dataworkflows.tenancy import all_tenants, no_tenant, tenant_scope
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture
 from tests.integration.test_api import assert_problem
@@ -301,3 +302,29 @@ async def test_the_tenant_policy_is_an_index_condition(client: AsyncTestClient[A
         cur = await conn.execute("EXPLAIN SELECT id FROM dw.executions ORDER BY created_at DESC, id DESC LIMIT 20")
         plan = "\n".join(row[0] for row in await cur.fetchall())
     assert "Index Cond: (tenant_id = current_setting('dw.tenant_id'::text, true))" in plan, plan
+
+
+async def test_a_pooled_connection_never_carries_a_tenant_to_its_next_user(
+    client: AsyncTestClient[Any], dsn: str
+) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    run = uuid.UUID(await execute(client, A, "simple-echo"))
+    pool = make_pool(dsn, min_size=1, max_size=1, name="one-connection")
+    await pool.open(wait=True)
+    try:
+        db = Database(pool)  # one connection: every call below reuses it
+        with tenant_scope("acme"):
+            assert await db.executions.get(run) is not None
+        with no_tenant():
+            assert await db.executions.get(run) is None, "a task that names no tenant sees nothing"
+        with tenant_scope("globex"):
+            assert await db.executions.get(run) is None
+        with tenant_scope("acme"):
+            assert await db.executions.get(run) is not None
+        with all_tenants():
+            assert await db.executions.tenant_of(run) == "acme"
+        with tenant_scope("globex"):
+            assert await db.executions.tenant_of(run) is None, "the maintenance role is left with '*'"
+    finally:
+        await pool.close()
