@@ -34,6 +34,7 @@ from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
+from .document_templates import DocumentTemplateController, TemplateSetController
 from .executions import ExecutionController
 from .hooks import HooksController
 from .params import refuse_impossible_ids
@@ -182,6 +183,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             WorkflowController,
             WorkflowTemplateController,
+            TemplateSetController,
+            DocumentTemplateController,
             ExecutionController,
             ApprovalController,
             DeadLetterController,

@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from dataworkflows import errors
+from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
 log = structlog.get_logger("dataworkflows.api")
 
@@ -23,6 +24,9 @@ _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
     (errors.NotFound, 404, "Not found"),
     (errors.Conflict, 409, "Conflict"),
     (errors.DatabaseUnavailable, 503, "Database unavailable"),
+    (TemplateUnavailable, 503, "Template helpers unavailable"),
+    # Document templates (previews): a template that cannot compile, fails or runs past its budget.
+    (TemplateRenderError, 422, "Template error"),
 ]
 
 
@@ -86,6 +90,8 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
             extra: dict[str, Any] = {}
             if isinstance(exc, errors.DefinitionError):
                 extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
+            if isinstance(exc, TemplateRenderError):
+                extra.update({k: exc.attributes[k] for k in ("template", "line", "column") if k in exc.attributes})
             if status == 503:
                 log.warning("database unavailable", path=request.url.path, error=exc.message)
             return problem(status, title, exc.message, code=exc.code, request=request, **extra)

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from dataworkflows import errors
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
+from dataworkflows.data.document_templates import DocumentTemplateData
 from dataworkflows.data.executions import ExecutionData
 from dataworkflows.data.limits import LimitData
 from dataworkflows.data.operations import OperationsData
@@ -323,6 +324,8 @@ class Database:
         self.webhooks = WebhookData(self)
         # The API's token buckets per caller and workflows' start limits.
         self.limits = LimitData(self)
+        # Document template sets, templates and their versions.
+        self.document_templates = DocumentTemplateData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

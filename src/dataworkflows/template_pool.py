@@ -31,6 +31,10 @@ class _Answer(msgspec.Struct):
     value: Any = None
     code: str | None = None
     error: str | None = None
+    # Document templates' errors: where in which template of the set.
+    template: str | None = None
+    line: int | None = None
+    column: int | None = None
 
 
 class TemplatePool:
@@ -75,10 +79,27 @@ class TemplatePool:
             return templating.render_instantiation(value, scope, templating.RenderBudget(self.max_steps))
         return await self._sandboxed("instantiate", value, scope)
 
+    async def document(
+        self, name: str, sources: dict[str, str], data: dict[str, Any], format: str, *, as_html: bool = False
+    ) -> dict[str, Any]:
+        """Renders the document template `name` of a set ({name: body}, for includes, imports and
+        extends) in a helper: {"document", "contentType"} (dataworkflows.documents.render)."""
+        request = {"op": "document", "name": name, "sources": sources, "data": data, "format": format}
+        value = await self._call(request | {"asHtml": as_html, "maxSteps": self.max_steps})
+        assert isinstance(value, dict)
+        return value
+
+    async def check_document(self, name: str, body: str) -> None:
+        """Compiles a document template body in a helper; TemplateRenderError with its line if it cannot."""
+        await self._call({"op": "check_document", "name": name, "value": body})
+
     async def _sandboxed(self, op: str, value: Any, scope: dict[str, Any]) -> Any:
+        return await self._call({"op": op, "value": value, "scope": scope, "maxSteps": self.max_steps})
+
+    async def _call(self, request: dict[str, Any]) -> Any:
         self.sandboxed += 1
         try:
-            line = await self._pool.call({"op": op, "value": value, "scope": scope, "maxSteps": self.max_steps})
+            line = await self._pool.call(request)
         except SandboxTimeout as exc:
             raise TemplateBudgetExceeded(
                 f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"
@@ -92,9 +113,11 @@ class TemplatePool:
         if answer.ok:
             return answer.value
         message = answer.error or "the template could not be rendered"
+        where = {"template": answer.template, "line": answer.line, "column": answer.column}
+        where = {key: value for key, value in where.items() if value is not None}
         if answer.code == TemplateBudgetExceeded.code:
-            raise TemplateBudgetExceeded(message)
-        raise TemplateRenderError(message)
+            raise TemplateBudgetExceeded(message, **where)
+        raise TemplateRenderError(message, **where)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -3,8 +3,11 @@
 Started by dataworkflows.template_pool with an empty environment, an empty working directory and
 resource limits (as root: chrooted into that directory as nobody). The parent kills it when a
 render runs past its wall-clock limit. Protocol: one JSON object per line on stdin,
-{"id", "op": "render"|"instantiate", "value", "scope", "maxSteps"}; one JSON answer per line on
-stdout, {"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"}.
+{"id", "op": "render"|"instantiate", "value", "scope", "maxSteps"}, or for document templates
+{"id", "op": "document", "name", "sources", "data", "format", "asHtml", "maxSteps"} and
+{"id", "op": "check_document", "name", "value"}; one JSON answer per line on stdout,
+{"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"} (documents' errors add
+"template", "line" and "column" where known).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from dataworkflows import templating
+from dataworkflows import documents, templating
 from dataworkflows.confinement import drop_privileges, serve
 
 
@@ -27,13 +30,18 @@ class Request(msgspec.Struct):
     value: Any = None
     scope: dict[str, Any] = {}
     maxSteps: int = templating.DEFAULT_MAX_STEPS
+    name: str = ""
+    sources: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    format: str = "text"
+    asHtml: bool = False
 
 
 def _warm_up() -> None:
     """Import and compile what rendering reaches lazily, while the file system is still there."""
     # Modules Jinja's filters and globals import on first use (pprint, striptags, lipsum), and every
     # text codec ('x'.encode('idna') loads its module on first use).
-    for module in ("pprint", "html", "jinja2.constants", "jinja2.debug"):
+    for module in ("pprint", "html", "json", "jinja2.constants", "jinja2.debug"):
         importlib.import_module(module)
     for codec in pkgutil.iter_modules(encodings.__path__):
         with contextlib.suppress(ImportError, LookupError):  # platform-only codecs (mbcs, oem)
@@ -52,6 +60,23 @@ def _warm_up() -> None:
             templating.render(failing, scope)
         except templating.TemplateRenderError:
             continue
+    sources = {"base": "{% block b %}{% endblock %}", "page": "{% extends 'base' %}{% block b %}{{ x }}{% endblock %}"}
+    documents.render("page", sources, {"x": "<b>"}, "html")
+    documents.render("page", sources, {"x": "*a*"}, "markdown", as_html=True)
+    for failing in ("{{ nope }}", "{% include 'other' %}", "{% for %}"):
+        try:
+            documents.render("main", {"main": failing}, {}, "text")
+        except templating.TemplateRenderError:
+            continue
+
+
+def _document(request: Request, budget: templating.RenderBudget) -> Any:
+    if request.op == "check_document":
+        documents.check(request.name, str(request.value))
+        return None
+    return documents.render(
+        request.name, request.sources, request.data, request.format, as_html=request.asHtml, budget=budget
+    )
 
 
 def _answer(request: Request) -> dict[str, Any]:
@@ -61,10 +86,15 @@ def _answer(request: Request) -> dict[str, Any]:
             value = templating.render(request.value, request.scope, budget)
         elif request.op == "instantiate":
             value = templating.render_instantiation(request.value, request.scope, budget)
+        elif request.op in ("document", "check_document"):
+            value = _document(request, budget)
         else:
             return {"id": request.id, "ok": False, "code": "bad_request", "error": f"unknown op {request.op!r}"}
     except templating.TemplateRenderError as exc:
-        return {"id": request.id, "ok": False, "code": exc.code, "error": exc.message}
+        where: dict[str, Any] = {
+            key: exc.attributes[key] for key in ("template", "line", "column") if key in exc.attributes
+        }
+        return {"id": request.id, "ok": False, "code": exc.code, "error": exc.message, **where}
     return {"id": request.id, "ok": True, "value": value}
 
 

@@ -1,0 +1,88 @@
+-- name: insert_template_set
+-- Creates a template set; the primary key refuses a duplicate id.
+INSERT INTO dw.template_sets (id, display_name, description, created_by)
+VALUES (%(id)s, %(display_name)s, %(description)s, %(principal)s)
+RETURNING id, display_name, description, created_at, created_by;
+
+-- name: get_template_set
+-- One template set.
+SELECT id, display_name, description, created_at, created_by FROM dw.template_sets WHERE id = %(id)s;
+
+-- name: list_template_sets
+-- Template sets ordered by id, after a cursor.
+SELECT id, display_name, description, created_at, created_by
+  FROM dw.template_sets
+ WHERE (%(after)s::text IS NULL OR id > %(after)s::text)
+ ORDER BY id
+ LIMIT %(limit)s;
+
+-- name: delete_template_set
+-- Deletes a set with its templates and their versions.
+DELETE FROM dw.template_sets WHERE id = %(id)s RETURNING id;
+
+-- name: lock_template_set
+-- Serializes adding templates to a set.
+SELECT id FROM dw.template_sets WHERE id = %(id)s FOR KEY SHARE;
+
+-- name: insert_document_template
+-- Creates a template in a set; the primary key refuses a duplicate name.
+INSERT INTO dw.document_templates (set_id, name, created_by)
+VALUES (%(set_id)s, %(name)s, %(principal)s)
+RETURNING set_id, name;
+
+-- name: lock_document_template
+-- Serializes version numbering for one template.
+SELECT set_id, name FROM dw.document_templates WHERE set_id = %(set_id)s AND name = %(name)s FOR NO KEY UPDATE;
+
+-- name: find_document_template_version
+-- An existing version with the same checksum.
+SELECT version FROM dw.document_template_versions
+ WHERE set_id = %(set_id)s AND name = %(name)s AND checksum = %(checksum)s;
+
+-- name: insert_document_template_version
+-- Adds the next version number for a template.
+INSERT INTO dw.document_template_versions (set_id, name, version, format, body, sample_data, checksum, created_by)
+SELECT %(set_id)s, %(name)s, COALESCE(MAX(version), 0) + 1, %(format)s, %(body)s, %(sample_data)s, %(checksum)s,
+       %(principal)s
+  FROM dw.document_template_versions WHERE set_id = %(set_id)s AND name = %(name)s
+RETURNING version;
+
+-- name: get_document_template_version
+-- One version of a template (the latest when version is null), with its body and sample.
+SELECT v.set_id, v.name, v.version, v.format, v.body, v.sample_data, v.checksum, v.created_at, v.created_by,
+       (SELECT max(version) FROM dw.document_template_versions l
+         WHERE l.set_id = v.set_id AND l.name = v.name) AS latest_version
+  FROM dw.document_template_versions v
+ WHERE v.set_id = %(set_id)s AND v.name = %(name)s
+   AND (%(version)s::integer IS NULL OR v.version = %(version)s::integer)
+ ORDER BY v.version DESC
+ LIMIT 1;
+
+-- name: list_document_template_versions
+-- Every version of a template, newest first (no bodies).
+SELECT set_id, name, version, format, checksum, created_at, created_by
+  FROM dw.document_template_versions
+ WHERE set_id = %(set_id)s AND name = %(name)s
+ ORDER BY version DESC;
+
+-- name: list_document_templates
+-- Templates (their latest versions, no bodies) ordered by set and name, optionally of one set.
+SELECT DISTINCT ON (v.set_id, v.name) v.set_id, v.name, v.version AS latest_version, v.format, v.checksum,
+       t.created_at, t.created_by, v.created_at AS updated_at
+  FROM dw.document_templates t
+  JOIN dw.document_template_versions v ON v.tenant_id = t.tenant_id AND v.set_id = t.set_id AND v.name = t.name
+ WHERE (%(set_id)s::text IS NULL OR t.set_id = %(set_id)s::text)
+   AND (%(after_set)s::text IS NULL OR (t.set_id, t.name) > (%(after_set)s::text, %(after_name)s::text))
+ ORDER BY v.set_id, v.name, v.version DESC
+ LIMIT %(limit)s;
+
+-- name: set_template_sources
+-- The latest body of every template in a set: what includes, imports and extends may load.
+SELECT DISTINCT ON (name) name, body
+  FROM dw.document_template_versions
+ WHERE set_id = %(set_id)s
+ ORDER BY name, version DESC;
+
+-- name: delete_document_template
+-- Deletes a template with its versions.
+DELETE FROM dw.document_templates WHERE set_id = %(set_id)s AND name = %(name)s RETURNING name;

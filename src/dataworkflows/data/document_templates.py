@@ -1,0 +1,167 @@
+"""Document template sets, their templates and the templates' immutable versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from dataworkflows import errors
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+
+class TemplateSet(msgspec.Struct, frozen=True):
+    id: str
+    display_name: str
+    description: str | None
+    created_at: datetime
+    created_by: str | None
+
+
+class DocumentTemplate(msgspec.Struct, frozen=True):
+    """A template's latest version, without its body (lists)."""
+
+    set_id: str
+    name: str
+    latest_version: int
+    format: str
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+
+
+class DocumentTemplateVersion(msgspec.Struct, frozen=True):
+    set_id: str
+    name: str
+    version: int
+    format: str
+    checksum: str
+    created_at: datetime
+    created_by: str | None
+    # Only when one version is read: listing versions leaves them out.
+    body: str | None = None
+    sample_data: dict[str, Any] | None = None
+    latest_version: int | None = None
+
+
+class DocumentTemplateData:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create_set(
+        self, *, set_id: str, display_name: str, description: str | None, principal: str | None
+    ) -> TemplateSet:
+        row = await self._db.fetch_one_as(
+            TemplateSet,
+            "insert_template_set",
+            id=set_id,
+            display_name=display_name,
+            description=description,
+            principal=principal,
+        )
+        assert row is not None
+        return row
+
+    async def get_set(self, set_id: str) -> TemplateSet | None:
+        return await self._db.fetch_one_as(TemplateSet, "get_template_set", id=set_id)
+
+    async def page_sets(self, *, after: str | None, limit: int) -> list[TemplateSet]:
+        return await self._db.fetch_all_as(TemplateSet, "list_template_sets", after=after, limit=limit)
+
+    async def delete_set(self, set_id: str) -> bool:
+        return await self._db.fetch_one("delete_template_set", id=set_id) is not None
+
+    async def create(
+        self,
+        *,
+        set_id: str,
+        name: str,
+        format: str,
+        body: str,
+        sample_data: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+    ) -> None:
+        """Creates a template with version 1."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_template_set", id=set_id) is None:
+                raise errors.NotFound(f"template set {set_id!r} not found")
+            if await tx.fetch_one("lock_document_template", set_id=set_id, name=name) is not None:
+                raise errors.Conflict(
+                    f"template {set_id}/{name} already exists; PUT /api/v1/templates/{set_id}/{name} adds a version"
+                )
+            await tx.fetch_one("insert_document_template", set_id=set_id, name=name, principal=principal)
+            await tx.fetch_one(
+                "insert_document_template_version",
+                set_id=set_id,
+                name=name,
+                format=format,
+                body=body,
+                sample_data=sample_data,
+                checksum=checksum,
+                principal=principal,
+            )
+
+    async def add_version(
+        self,
+        *,
+        set_id: str,
+        name: str,
+        format: str,
+        body: str,
+        sample_data: dict[str, Any],
+        checksum: str,
+        principal: str | None,
+    ) -> tuple[int, bool]:
+        """The new version, or the existing one with the same checksum; and whether it is new."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_document_template", set_id=set_id, name=name) is None:
+                raise errors.NotFound(f"template {set_id}/{name} not found")
+            existing = await tx.fetch_one("find_document_template_version", set_id=set_id, name=name, checksum=checksum)
+            if existing is not None:
+                return int(existing["version"]), False
+            row = await tx.fetch_one(
+                "insert_document_template_version",
+                set_id=set_id,
+                name=name,
+                format=format,
+                body=body,
+                sample_data=sample_data,
+                checksum=checksum,
+                principal=principal,
+            )
+            assert row is not None
+            return int(row["version"]), True
+
+    async def get_version(self, set_id: str, name: str, version: int | None) -> DocumentTemplateVersion | None:
+        return await self._db.fetch_one_as(
+            DocumentTemplateVersion, "get_document_template_version", set_id=set_id, name=name, version=version
+        )
+
+    async def versions(self, set_id: str, name: str) -> list[DocumentTemplateVersion]:
+        return await self._db.fetch_all_as(
+            DocumentTemplateVersion, "list_document_template_versions", set_id=set_id, name=name
+        )
+
+    async def page(self, *, set_id: str | None, after: tuple[str, str] | None, limit: int) -> list[DocumentTemplate]:
+        after_set, after_name = after if after is not None else (None, None)
+        return await self._db.fetch_all_as(
+            DocumentTemplate,
+            "list_document_templates",
+            set_id=set_id,
+            after_set=after_set,
+            after_name=after_name,
+            limit=limit,
+        )
+
+    async def sources(self, set_id: str) -> dict[str, str]:
+        """The latest body of every template in the set, by name."""
+        rows = await self._db.fetch_all("set_template_sources", set_id=set_id)
+        return {str(row["name"]): str(row["body"]) for row in rows}
+
+    async def delete(self, set_id: str, name: str) -> bool:
+        return await self._db.fetch_one("delete_document_template", set_id=set_id, name=name) is not None

@@ -1,0 +1,203 @@
+"""Document templates: Jinja2 templates of a template set, rendered into a document.
+
+The same sandboxed environment and budget of work as every other template (dataworkflows.templating):
+loop iterations, calls (macros too) and filters are steps, and the rendered characters are counted.
+A template may include, import or extend the other templates of its own set, by name, through an
+in-memory loader: there is no file system, and a name outside the set is not found. HTML documents
+are autoescaped. Pure module; the API renders through template_pool, in a helper process.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import types
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+
+from dataworkflows import templating
+from dataworkflows.templating import RenderBudget, TemplateRenderError
+
+CONTENT_TYPES = {
+    "text": "text/plain; charset=utf-8",
+    "markdown": "text/markdown; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "json": "application/json",
+}
+HTML = CONTENT_TYPES["html"]
+FORMATS = tuple(CONTENT_TYPES)
+MAX_BODY_CHARS = 200_000
+# What one render may load: the bodies of its set's templates together (they travel to a helper).
+MAX_SET_CHARS = 4_000_000
+
+# The templates the render in progress may load: {name: source} of its set.
+_sources: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("document_sources", default=None)
+
+
+def _current(name: str) -> str | None:
+    return (_sources.get() or {}).get(name)
+
+
+class _SetLoader(jinja2.BaseLoader):
+    """Loads the templates of the render's set from memory; anything else is not found."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source = _current(template)
+        if source is None:
+            raise jinja2.TemplateNotFound(template)
+        # The file name is the template's name: tracebacks then point into templates by name.
+        return source, template, lambda: _current(template) is source
+
+
+def _environment(autoescape: bool) -> templating._JsonSandbox:
+    env = templating._JsonSandbox(
+        undefined=jinja2.StrictUndefined, autoescape=autoescape, loader=_SetLoader(), cache_size=256
+    )
+    env.globals["range"] = lambda *args: templating._safe_range(*args)
+    return env
+
+
+_plain = _environment(autoescape=False)
+_escaped = _environment(autoescape=True)
+
+
+def _column(source: str | None, line: int | None) -> int | None:
+    """Jinja reports lines only: the column of the first tag on the line (else its first character)."""
+    if source is None or line is None:
+        return None
+    lines = source.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    text = lines[line - 1]
+    starts = [i for i in (text.find("{{"), text.find("{%")) if i >= 0]
+    if starts:
+        return min(starts) + 1
+    return len(text) - len(text.lstrip()) + 1
+
+
+def _traceback_location(exc: BaseException, sources: dict[str, str]) -> tuple[str | None, int | None]:
+    """The innermost template frame of an error raised while rendering (Jinja rewrites tracebacks
+    so that template frames carry the template's file name, here its name, and line)."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb: types.TracebackType | None = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in sources:
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _located(message: str, name: str | None, line: int | None, sources: dict[str, str]) -> dict[str, Any]:
+    return {
+        "template": name,
+        "line": line,
+        "column": _column(sources.get(name or ""), line),
+        "reason": message,
+    }
+
+
+def check(name: str, body: str) -> None:
+    """Compiles a template body; TemplateRenderError with its name, line and column if it cannot."""
+    try:
+        _plain.compile(body, name=name, filename=name)
+    except jinja2.TemplateSyntaxError as exc:
+        where = _located(exc.message or str(exc), name, exc.lineno, {name: body})
+        raise TemplateRenderError(_describe(where), **where) from None
+    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+        raise TemplateRenderError(
+            f"template {name!r} cannot be compiled: {type(exc).__name__}", template=name
+        ) from None
+
+
+def _describe(where: dict[str, Any]) -> str:
+    place = f"template {where['template']!r}" if where.get("template") else "the template"
+    if where.get("line"):
+        place += f", line {where['line']}"
+        if where.get("column"):
+            place += f", column {where['column']}"
+    return f"{place}: {where['reason']}"
+
+
+def render(
+    name: str,
+    sources: dict[str, str],
+    data: dict[str, Any],
+    format: str,
+    *,
+    as_html: bool = False,
+    budget: RenderBudget | None = None,
+) -> dict[str, Any]:
+    """Renders the template `name` of a set ({name: body}) with `data` as its variables:
+    {"document", "contentType"}. Errors are TemplateRenderError (TemplateBudgetExceeded past the
+    budget) with the template's name, line and column where known."""
+    budget = budget or RenderBudget()
+    env = _escaped if format == "html" else _plain
+    budget_token = templating._budget.set(budget)
+    sources_token = _sources.set(sources)
+    try:
+        document = templating._bounded(env.get_template(name).generate(data), budget)
+    except TemplateRenderError as exc:
+        raise _with_location(exc, type(exc), exc.message, name, sources) from None
+    except jinja2.TemplateNotFound as exc:
+        message = (
+            f"template {exc.name!r} is not in this template set; templates may include, import or extend "
+            "only templates of their own set, by name"
+        )
+        raise _with_location(exc, TemplateRenderError, message, name, sources) from None
+    except jinja2.TemplateSyntaxError as exc:
+        where = _located(exc.message or str(exc), exc.name or name, exc.lineno, sources)
+        raise TemplateRenderError(_describe(where), **where) from None
+    except RecursionError as exc:
+        message = "the template recursed too deeply (includes or macros calling themselves)"
+        raise _with_location(exc, templating.TemplateBudgetExceeded, message, name, sources) from None
+    except Exception as exc:
+        # Jinja raises plain Python errors at render time (TypeError, ZeroDivisionError...): the
+        # template's fault, never a crash.
+        message = f"{type(exc).__name__}: {exc}"
+        raise _with_location(exc, TemplateRenderError, message, name, sources) from None
+    finally:
+        _sources.reset(sources_token)
+        templating._budget.reset(budget_token)
+    return _finish(name, document, format, as_html)
+
+
+def _with_location(
+    exc: BaseException, cls: type[TemplateRenderError], message: str, name: str, sources: dict[str, str]
+) -> TemplateRenderError:
+    if getattr(exc, "template", None) is not None:
+        return exc if isinstance(exc, cls) else cls(message, **getattr(exc, "attributes", {}))
+    template, line = _traceback_location(exc, sources)
+    where = _located(message, template or name, line, sources)
+    return cls(_describe(where), **where)
+
+
+def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, Any]:
+    if format == "json":
+        try:
+            json.loads(document)
+        except json.JSONDecodeError as exc:
+            message = (
+                f"the rendered document is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} of the document"
+            )
+            raise TemplateRenderError(
+                f"template {name!r}: {message}", template=name, line=exc.lineno, column=exc.colno, reason=message
+            ) from None
+    if format == "markdown" and as_html:
+        return {"document": _markdown().render(document), "contentType": HTML}
+    return {"document": document, "contentType": CONTENT_TYPES[format]}
+
+
+def _markdown() -> Any:
+    global _md
+    if _md is None:
+        from markdown_it import MarkdownIt
+
+        # CommonMark with raw HTML disabled: HTML in the Markdown source comes out escaped.
+        _md = MarkdownIt("commonmark", {"html": False})
+    return _md
+
+
+_md: Any = None

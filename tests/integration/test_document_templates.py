@@ -1,0 +1,321 @@
+"""Document templates over HTTP: sets, templates and versions, previews with their errors (template,
+line, column), includes within a set, hostile templates under the budget while the API answers, and
+tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from litestar.testing import AsyncTestClient
+
+import dataworkflows
+from dataworkflows import sandbox_pool
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from tests.fakes import _free_port
+from tests.integration.test_api import assert_problem
+
+
+@pytest.fixture(autouse=True)
+def _helpers_run_this_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Template helpers start isolated (python -I -m ...), so they import the installed package; a
+    test run against another source tree (a worktree) makes them import that tree's modules first."""
+    # The directory the test process imported dataworkflows from (run-tree.sh's link tree, or src/).
+    root = str(Path(dataworkflows.__file__).parent.parent)
+    spawn = sandbox_pool.asyncio.create_subprocess_exec
+
+    async def create_subprocess_exec(program: str, *args: str, **kwargs: Any) -> Any:
+        if args[:2] == ("-I", "-m"):
+            bootstrap = (
+                f"import runpy, sys; sys.path.insert(0, {root!r}); "
+                f"runpy.run_module({args[2]!r}, run_name='__main__', alter_sys=True)"
+            )
+            args = ("-I", "-c", bootstrap, *args[3:])
+        return await spawn(program, *args, **kwargs)
+
+    monkeypatch.setattr(sandbox_pool.asyncio, "create_subprocess_exec", create_subprocess_exec)
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, template_timeout_seconds=3.0))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def make_set(client: Any, set_id: str = "brief", **templates: tuple[str, str]) -> None:
+    created = await client.post("/api/v1/template-sets", json={"id": set_id, "displayName": "Briefs"})
+    assert created.status_code == 201, created.text
+    for name, (fmt, body) in templates.items():
+        answer = await client.post("/api/v1/templates", json={"set": set_id, "name": name, "format": fmt, "body": body})
+        assert answer.status_code == 201, answer.text
+
+
+async def render(client: AsyncTestClient[Any], template: str, body: dict[str, Any] | None = None) -> Any:
+    return await client.post(f"/api/v1/templates/{template}/render", json=body or {})
+
+
+async def test_sets_templates_and_versions(client: AsyncTestClient[Any]) -> None:
+    created = await client.post(
+        "/api/v1/template-sets", json={"id": "brief", "displayName": "Project briefs", "description": "d"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["displayName"] == "Project briefs"
+    assert_problem(await client.post("/api/v1/template-sets", json={"id": "brief"}), 409)
+    assert (await client.get("/api/v1/template-sets/brief")).json()["id"] == "brief"
+    assert_problem(await client.get("/api/v1/template-sets/nope"), 404)
+
+    body = {"set": "brief", "name": "main", "format": "text", "body": "Hi {{ who }}", "sampleData": {"who": "Ann"}}
+    first = await client.post("/api/v1/templates", json=body)
+    assert first.status_code == 201, first.text
+    read = first.json()
+    assert (read["id"], read["version"], read["format"], read["body"]) == ("brief/main", 1, "text", "Hi {{ who }}")
+    assert read["checksum"].startswith("sha256:") and read["sampleData"] == {"who": "Ann"}
+    assert_problem(await client.post("/api/v1/templates", json=body), 409)
+    assert_problem(await client.post("/api/v1/templates", json=body | {"set": "nope"}), 404)
+
+    same = await client.put(
+        "/api/v1/templates/brief/main", json={"format": "text", "body": "Hi {{ who }}", "sampleData": {"who": "Ann"}}
+    )
+    assert same.status_code == 200, same.text
+    assert (same.json()["version"], same.json()["created"]) == (1, False)
+    second = await client.put("/api/v1/templates/brief/main", json={"format": "text", "body": "Hello {{ who }}"})
+    assert (second.json()["version"], second.json()["created"], second.json()["latestVersion"]) == (2, True, 2)
+    assert_problem(await client.put("/api/v1/templates/brief/nope", json={"format": "text", "body": "x"}), 404)
+
+    versions = (await client.get("/api/v1/templates/brief/main/versions")).json()
+    assert [v["version"] for v in versions] == [2, 1]
+    assert versions[0]["checksum"] != versions[1]["checksum"]
+    old = (await client.get("/api/v1/templates/brief/main/versions/1")).json()
+    assert old["body"] == "Hi {{ who }}" and old["latestVersion"] == 2
+    assert (await client.get("/api/v1/templates/brief/main", params={"version": 1})).json()["version"] == 1
+    assert (await client.get("/api/v1/templates/brief/main")).json()["version"] == 2
+    assert_problem(await client.get("/api/v1/templates/brief/main/versions/9"), 404)
+    assert_problem(await client.get("/api/v1/templates/brief/nope"), 404)
+
+    await client.post("/api/v1/templates", json=body | {"name": "other"})
+    listed = (await client.get("/api/v1/templates", params={"set": "brief", "limit": 1})).json()
+    assert [t["id"] for t in listed["items"]] == ["brief/main"] and listed["nextCursor"]
+    rest = (await client.get("/api/v1/templates", params={"set": "brief", "cursor": listed["nextCursor"]})).json()
+    assert [t["id"] for t in rest["items"]] == ["brief/other"] and rest["nextCursor"] is None
+    assert [s["id"] for s in (await client.get("/api/v1/template-sets")).json()["items"]] == ["brief"]
+
+    assert (await client.delete("/api/v1/templates/brief/other")).status_code == 204
+    assert_problem(await client.delete("/api/v1/templates/brief/other"), 404)
+    assert (await client.delete("/api/v1/template-sets/brief")).status_code == 204
+    assert_problem(await client.get("/api/v1/templates/brief/main"), 404)
+    assert_problem(await client.delete("/api/v1/template-sets/brief"), 404)
+
+
+async def test_invalid_bodies_are_refused_with_the_line(client: AsyncTestClient[Any]) -> None:
+    await make_set(client)
+    answer = await client.post(
+        "/api/v1/templates",
+        json={"set": "brief", "name": "broken", "format": "text", "body": "ok\n  {% for x in %}{% endfor %}"},
+    )
+    problem = assert_problem(answer, 422)
+    assert (problem["code"], problem["template"], problem["line"], problem["column"]) == (
+        "template_error", "broken", 2, 3,
+    )  # fmt: skip
+    assert "line 2" in problem["detail"]
+    bad_format = {"set": "brief", "name": "x", "format": "pdf", "body": "x"}
+    assert (await client.post("/api/v1/templates", json=bad_format)).status_code in (400, 422)
+    too_big = {"set": "brief", "name": "x", "format": "text", "body": "x" * 200_001}
+    assert (await client.post("/api/v1/templates", json=too_big)).status_code in (400, 413, 422)
+    assert_problem(await client.get("/api/v1/templates/brief/broken"), 404)
+
+
+async def test_preview_formats(client: AsyncTestClient[Any]) -> None:
+    await make_set(
+        client,
+        text=("text", "Dear {{ client.name }},\n{% for item in items %}- {{ item }}\n{% endfor %}"),
+        page=("html", "<p>{{ client.name }}</p>"),
+        notes=("markdown", "# {{ client.name }}\n\n*done* <b>raw</b>"),
+        data=("json", '{"client": {{ client.name | tojson }}, "n": {{ items | length }}}'),
+        notjson=("json", "{ {{ client.name }} }"),
+    )
+    sample = {"client": {"name": "<Ann & Co>"}, "items": ["a", "b"]}
+    await client.put(
+        "/api/v1/templates/brief/text",
+        json={"format": "text", "body": "Sample {{ client.name }}", "sampleData": sample},
+    )
+    text = (await render(client, "brief/text", {"data": sample, "version": 1})).json()
+    assert text["document"] == "Dear <Ann & Co>,\n- a\n- b\n"
+    assert (text["contentType"], text["version"], text["format"]) == ("text/plain; charset=utf-8", 1, "text")
+    assert text["checksum"] == "sha256:" + hashlib.sha256(text["document"].encode()).hexdigest()
+    stored = (await render(client, "brief/text")).json()
+    assert (stored["document"], stored["version"]) == ("Sample <Ann & Co>", 2)
+
+    html = (await render(client, "brief/page", {"data": sample})).json()
+    assert html["document"] == "<p>&lt;Ann &amp; Co&gt;</p>" and html["contentType"].startswith("text/html")
+    markdown = (await render(client, "brief/notes", {"data": sample})).json()
+    assert markdown["contentType"].startswith("text/markdown") and markdown["document"].startswith("# <Ann & Co>")
+    as_html = (await render(client, "brief/notes", {"data": sample, "as": "html"})).json()
+    assert as_html["contentType"].startswith("text/html")
+    assert "<em>done</em>" in as_html["document"] and "&lt;b&gt;raw&lt;/b&gt;" in as_html["document"]
+    assert "<h1>&lt;Ann &amp; Co&gt;</h1>" in as_html["document"]
+    assert_problem(await render(client, "brief/text", {"as": "html"}), 422)
+
+    document = (await render(client, "brief/data", {"data": sample})).json()
+    assert document["contentType"] == "application/json"
+    assert json.loads(document["document"]) == {"client": "<Ann & Co>", "n": 2}
+    problem = assert_problem(await render(client, "brief/notjson", {"data": sample}), 422)
+    assert "not JSON" in problem["detail"] and (problem["line"], problem["column"]) == (1, 3)
+    assert_problem(await render(client, "brief/nope"), 404)
+    assert_problem(await render(client, "brief/text", {"version": 7}), 404)
+
+
+async def test_render_errors_name_the_template_line_and_column(client: AsyncTestClient[Any]) -> None:
+    await make_set(
+        client,
+        undefined=("text", "line one\nline two {{ missing.field }}"),
+        division=("text", "a\nb\n  {{ 1 / n }}"),
+        calls=("text", "{% include 'part' %}"),
+        part=("text", "x\n{{ nope }}"),
+    )
+    problem = assert_problem(await render(client, "brief/undefined", {"data": {}}), 422)
+    assert (problem["code"], problem["template"], problem["line"], problem["column"]) == (
+        "template_error", "undefined", 2, 10,
+    )  # fmt: skip
+    assert "'missing' is undefined" in problem["detail"]
+    problem = assert_problem(await render(client, "brief/division", {"data": {"n": 0}}), 422)
+    assert (problem["template"], problem["line"], problem["column"]) == ("division", 3, 3)
+    assert "ZeroDivisionError" in problem["detail"]
+    # An error inside an included template names the included one.
+    problem = assert_problem(await render(client, "brief/calls", {"data": {}}), 422)
+    assert (problem["template"], problem["line"]) == ("part", 2)
+
+
+async def test_includes_extends_and_imports_within_the_set_only(client: AsyncTestClient[Any]) -> None:
+    await make_set(
+        client,
+        base=("html", "<h1>{% block title %}{% endblock %}</h1>{% include 'footer' %}"),
+        footer=("html", "<footer>{{ who }}</footer>"),
+        macros=("html", "{% macro shout(s) %}{{ s | upper }}!{% endmacro %}"),
+        page=(
+            "html",
+            "{% extends 'base' %}{% import 'macros' as m %}{% block title %}{{ m.shout(who) }}{% endblock %}",
+        ),
+    )
+    await make_set(client, "other", secret=("text", "secret"))
+    page = (await render(client, "brief/page", {"data": {"who": "<x>"}})).json()
+    assert page["document"] == "<h1>&lt;X&gt;!</h1><footer>&lt;x&gt;</footer>"
+
+    # A changed footer is picked up by the next preview (the set's latest versions).
+    await client.put("/api/v1/templates/brief/footer", json={"format": "html", "body": "<p>{{ who }}</p>"})
+    assert (await render(client, "brief/page", {"data": {"who": "y"}})).json()["document"] == "<h1>Y!</h1><p>y</p>"
+
+    for outside in ("secret", "other/secret", "../other/secret", "/etc/passwd"):
+        await client.put(
+            "/api/v1/templates/brief/footer", json={"format": "html", "body": f"{{% include {outside!r} %}}"}
+        )
+        problem = assert_problem(await render(client, "brief/page", {"data": {"who": "y"}}), 422)
+        assert "is not in this template set" in problem["detail"], problem
+        assert problem["template"] == "footer"
+
+
+HOSTILE = {
+    "loops": "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+    "ranges": "{{ range(10**9) | list | length }}",
+    "strings": "{{ 'x' * 10**8 }}",
+    "macros": "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "imported": "{% import 'loopy' as l %}{{ l.spin() }}",
+    "loopy": "{% macro spin() %}{% for i in range(10000) %}{{ spin() if false }}{% for j in range(1000) %}{% endfor %}"
+    "{% endfor %}{% endmacro %}",
+    "growing": "{% for i in range(10000) %}{% for j in range(10000) %}{{ 'xxxxxxxxxx' }}{% endfor %}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", [name for name in HOSTILE if name != "loopy"])
+async def test_hostile_templates_fail_with_the_budget_error(client: AsyncTestClient[Any], name: str) -> None:
+    await make_set(client, **{key: ("text", body) for key, body in HOSTILE.items()})
+    problem = assert_problem(await render(client, f"brief/{name}", {"data": {}}), 422)
+    if name in ("loops", "macros", "imported"):
+        assert problem["code"] == "template_budget_exceeded", problem
+    else:  # refused before it grows: range() over its limit, a string or output past the size limit
+        assert problem["code"] in ("template_budget_exceeded", "template_error"), problem
+        assert any(word in problem["detail"] for word in ("limited to", "exceed", "not allowed")), problem
+    assert problem["template"] in (name, "loopy")
+
+
+async def test_the_api_answers_while_a_hostile_preview_runs(dsn: str) -> None:
+    """Over a real server (the test client runs one request at a time): a template with no step
+    limit runs until the wall-clock limit stops its helper, while other requests, a preview among
+    them, are answered."""
+    settings = Settings(database_url=dsn, template_timeout_seconds=2.0, template_max_steps=10**9)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(250):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            await make_set(http, spin=("text", HOSTILE["loops"]), hello=("text", "hello {{ who }}"))
+            started = time.monotonic()
+            hostile = asyncio.create_task(http.post("/api/v1/templates/brief/spin/render", json={}))
+            await asyncio.sleep(0.2)
+            listed = await http.get("/api/v1/template-sets")
+            preview = await http.post("/api/v1/templates/brief/hello/render", json={"data": {"who": "you"}})
+            answered = time.monotonic() - started
+            answer = await hostile
+            finished = time.monotonic() - started
+        assert listed.status_code == 200 and preview.json()["document"] == "hello you", preview.text
+        problem = assert_problem(answer, 422)
+        assert problem["code"] == "template_budget_exceeded" and "longer than 2s" in problem["detail"], problem
+        assert answered < 1.5 <= finished, (answered, finished)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+
+
+async def test_another_tenant_sees_nothing(client: AsyncTestClient[Any]) -> None:
+    await make_set(client, main=("text", "hi"))
+    other = {"X-Tenant-Id": "acme"}
+    assert_problem(await client.get("/api/v1/template-sets/brief", headers=other), 404)
+    assert_problem(await client.get("/api/v1/templates/brief/main", headers=other), 404)
+    assert_problem(await client.post("/api/v1/templates/brief/main/render", json={}, headers=other), 404)
+    assert (await client.get("/api/v1/templates", headers=other)).json()["items"] == []
+    # The same ids are free in the other tenant.
+    created = await client.post("/api/v1/template-sets", json={"id": "brief"}, headers=other)
+    assert created.status_code == 201, created.text
+    answer = await client.post(
+        "/api/v1/templates", json={"set": "brief", "name": "main", "format": "text", "body": "acme"}, headers=other
+    )
+    assert answer.status_code == 201, answer.text
+    assert (await render(client, "brief/main")).json()["document"] == "hi"
+
+
+async def test_the_tables_are_tenant_isolated_in_sql(client: AsyncTestClient[Any], dsn: str) -> None:
+    await make_set(client, main=("text", "hi"))
+    tables = ("template_sets", "document_templates", "document_template_versions")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,"
+                " (SELECT array_agg(p.polname ORDER BY p.polname) FROM pg_policy p WHERE p.polrelid = c.oid)"
+                " FROM pg_class c WHERE c.relnamespace = 'dw'::regnamespace AND c.relname = ANY(%s) ORDER BY 1",
+                [list(tables)],
+            )
+        ).fetchall()
+        assert rows == [(t, True, True, ["all_tenants", "tenant_isolation"]) for t in sorted(tables)]
+        await conn.execute("SET ROLE dataworkflows_app")
+        for table in tables:
+            assert (await (await conn.execute(f"SELECT count(*) FROM dw.{table}")).fetchone()) == (0,)
+        await conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+        assert (await (await conn.execute("SELECT count(*) FROM dw.document_template_versions")).fetchone()) == (1,)
+        with pytest.raises(psycopg.DatabaseError, match="immutable"):
+            await conn.execute("UPDATE dw.document_template_versions SET body = 'changed'")

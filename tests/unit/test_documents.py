@@ -1,0 +1,67 @@
+"""Document templates rendered in process: the set's loader, autoescaping, formats, error locations
+and the budget (the API renders the same code in a helper process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataworkflows import documents
+from dataworkflows.templating import RenderBudget, TemplateBudgetExceeded, TemplateRenderError
+
+SET = {
+    "base": "<h1>{% block title %}{% endblock %}</h1>{% include 'footer' %}",
+    "footer": "<p>{{ who }}</p>",
+    "macros": "{% macro twice(s) %}{{ s }}{{ s }}{% endmacro %}",
+    "page": "{% extends 'base' %}{% from 'macros' import twice %}{% block title %}{{ twice(who) }}{% endblock %}",
+}
+
+
+def test_includes_extends_and_imports_load_from_the_set() -> None:
+    rendered = documents.render("page", SET, {"who": "<a>"}, "html")
+    assert rendered == {
+        "document": "<h1>&lt;a&gt;&lt;a&gt;</h1><p>&lt;a&gt;</p>",
+        "contentType": "text/html; charset=utf-8",
+    }
+    # Text is not escaped; the same names in another set are other templates.
+    assert documents.render("page", SET, {"who": "<a>"}, "text")["document"] == "<h1><a><a></h1><p><a></p>"
+    other = SET | {"footer": "[{{ who }}]"}
+    assert documents.render("page", other, {"who": "b"}, "text")["document"] == "<h1>bb</h1>[b]"
+
+
+@pytest.mark.parametrize("outside", ["secret", "../secret", "/etc/passwd", "other/footer"])
+def test_names_outside_the_set_are_not_found(outside: str) -> None:
+    with pytest.raises(TemplateRenderError, match="is not in this template set") as caught:
+        documents.render("main", {"main": f"x\n{{% include {outside!r} %}}"}, {}, "text")
+    assert caught.value.attributes["template"] == "main" and caught.value.attributes["line"] == 2
+
+
+def test_errors_carry_template_line_and_column() -> None:
+    with pytest.raises(TemplateRenderError) as caught:
+        documents.check("t", "a\nb {% if %}")
+    assert {k: caught.value.attributes[k] for k in ("template", "line", "column")} == {
+        "template": "t",
+        "line": 2,
+        "column": 3,
+    }
+    with pytest.raises(TemplateRenderError) as caught:
+        documents.render("page", SET | {"footer": "\n\n  {{ who.missing }}"}, {"who": {}}, "text")
+    assert (caught.value.attributes["template"], caught.value.attributes["line"]) == ("footer", 3)
+
+
+def test_macros_and_includes_share_one_budget() -> None:
+    looping = {"main": "{% from 'm' import f %}{% for i in range(100) %}{{ f() }}{% endfor %}",
+               "m": "{% macro f() %}{% for j in range(100) %}{% include 'leaf' %}{% endfor %}{% endmacro %}",
+               "leaf": "."}  # fmt: skip
+    assert len(documents.render("main", looping, {}, "text", budget=RenderBudget(20_000))["document"]) == 10_000
+    with pytest.raises(TemplateBudgetExceeded):
+        documents.render("main", looping, {}, "text", budget=RenderBudget(5_000))
+
+
+def test_json_documents_are_validated_and_markdown_converts() -> None:
+    assert documents.render("j", {"j": '{"a": {{ a }}}'}, {"a": 1}, "json")["contentType"] == "application/json"
+    with pytest.raises(TemplateRenderError, match="not JSON") as caught:
+        documents.render("j", {"j": "{\n  a }"}, {}, "json")
+    assert (caught.value.attributes["line"], caught.value.attributes["column"]) == (2, 3)
+    html = documents.render("m", {"m": "# {{ t }}\n<script>x</script>"}, {"t": "T"}, "markdown", as_html=True)
+    assert html["document"] == "<h1>T</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>\n"
+    assert html["contentType"] == "text/html; charset=utf-8"
