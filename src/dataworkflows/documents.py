@@ -47,8 +47,9 @@ class _SetLoader(jinja2.BaseLoader):
         source = _current(template)
         if source is None:
             raise jinja2.TemplateNotFound(template)
-        # The file name is the template's name: tracebacks then point into templates by name.
-        return source, template, lambda: _current(template) is source
+        # The file name is the template's name: tracebacks then point into templates by name. A compiled
+        # template is reused while its source is the same (in any set: the same source compiles the same).
+        return source, template, lambda: _current(template) == source
 
 
 def _environment(autoescape: bool) -> templating._JsonSandbox:
