@@ -35,6 +35,7 @@ from .auth import authorize, authorize_metrics, check_routes
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
+from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
 from .params import refuse_impossible_ids
@@ -185,6 +186,7 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowTemplateController,
             TemplateSetController,
             DocumentTemplateController,
+            DocumentController,
             ExecutionController,
             ApprovalController,
             DeadLetterController,

@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionServices, default_registry
+from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.credentials import (
@@ -348,12 +349,17 @@ def credential_provider(settings: Settings, db: Database) -> CredentialProvider:
     return ChainedCredentialProvider(providers)
 
 
-def build_services(settings: Settings, db: Database, http: Any) -> ActionServices:
+def build_services(settings: Settings, db: Database, http: Any, templates: Any = None) -> ActionServices:
+    """The services actions use; core.template.render needs `templates` (the worker's TemplatePool)."""
+    documents = None
+    if templates is not None:
+        documents = DocumentServices(db, templates, inline_bytes=settings.document_inline_bytes)
     return ActionServices(
         credentials=credential_provider(settings, db),
         http=http,
         resources=DatabaseResources(db, claim_seconds=settings.resource_claim_seconds),
         endpoints={"slack": settings.slack_api_url, "monday": settings.monday_api_url},
+        documents=documents,
     )
 
 
@@ -662,7 +668,7 @@ async def run_worker(
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
     )
     http = make_http_client(settings.allowed_hosts)
-    services = build_services(settings, db, http)
+    services = build_services(settings, db, http, templates)
     runtime = Runtime(
         db,
         default_registry(),

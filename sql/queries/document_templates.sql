@@ -77,12 +77,35 @@ SELECT DISTINCT ON (v.set_id, v.name) v.set_id, v.name, v.version AS latest_vers
  LIMIT %(limit)s;
 
 -- name: set_template_sources
--- The latest body of every template in a set: what includes, imports and extends may load.
+-- The latest body of every template in a set: what includes, imports and extends may load. As of a
+-- time, when given: each template's latest version saved by then, or its first if it came later.
 SELECT DISTINCT ON (name) name, body
   FROM dw.document_template_versions
  WHERE set_id = %(set_id)s
- ORDER BY name, version DESC;
+ ORDER BY name,
+          created_at <= coalesce(%(as_of)s::timestamptz, 'infinity') DESC,
+          CASE WHEN created_at <= coalesce(%(as_of)s::timestamptz, 'infinity') THEN -version ELSE version END;
 
 -- name: delete_document_template
 -- Deletes a template with its versions.
 DELETE FROM dw.document_templates WHERE set_id = %(set_id)s AND name = %(name)s RETURNING name;
+
+-- name: store_document
+-- Stores a rendered document once per (execution, node, checksum); the id of the stored row either way.
+WITH stored AS (
+    INSERT INTO dw.documents (execution_id, node_id, attempt, content_type, checksum, bytes, body)
+    VALUES (%(execution_id)s, %(node_id)s, %(attempt)s, %(content_type)s, %(checksum)s, %(bytes)s, %(body)s)
+    ON CONFLICT (tenant_id, execution_id, node_id, checksum) DO NOTHING
+    RETURNING id
+)
+SELECT id FROM stored
+UNION ALL
+SELECT id FROM dw.documents
+ WHERE execution_id = %(execution_id)s AND node_id = %(node_id)s AND checksum = %(checksum)s
+ LIMIT 1;
+
+-- name: get_document
+-- One stored document with its body.
+SELECT id, execution_id, node_id, attempt, content_type, checksum, bytes, body, created_at
+  FROM dw.documents
+ WHERE id = %(id)s;

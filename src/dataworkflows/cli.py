@@ -134,7 +134,7 @@ async def _up(settings: Settings, *, load: bool) -> int:
     from dataworkflows.api.app import create_app
     from dataworkflows.conditions import ConditionPool
     from dataworkflows.db import Database, make_pool
-    from dataworkflows.examples import load_examples, load_templates
+    from dataworkflows.examples import load_examples, load_template_sets, load_templates
     from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
     from dataworkflows.workers.app import run_worker
 
@@ -145,6 +145,8 @@ async def _up(settings: Settings, *, load: bool) -> int:
         conditions = ConditionPool(size=1)
         try:
             with tenant_scope(DEFAULT_TENANT):
+                # Template sets first: a workflow's core.template.render names one.
+                sets = await load_template_sets(Database(pool))
                 loaded = await load_examples(Database(pool), default_registry(), conditions)
                 templates = await load_templates(Database(pool))
         finally:
@@ -152,6 +154,7 @@ async def _up(settings: Settings, *, load: bool) -> int:
             await pool.close()
         print(f"example workflows (Active): {', '.join(loaded)}")
         print(f"example workflow templates: {', '.join(templates)}")
+        print(f"example document template sets: {', '.join(sets)}")
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager

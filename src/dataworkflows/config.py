@@ -100,6 +100,9 @@ class Settings:
     max_nesting_depth: int = 8
     template_max_steps: int = 1_000_000
     template_timeout_seconds: float = 5.0
+    # core.template.render: a document larger than this (UTF-8 bytes) is stored in dw.documents and
+    # the node's outputs carry its documentId instead of the body.
+    document_inline_bytes: int = 16 * 1024
     # Webhook delivery rows (every delivery, whatever its outcome) are kept this long; workers
     # delete older ones in their recovery loop (0 or less: kept forever). A delivery id is known
     # as a duplicate for as long as its row is kept (and an accepted one for as long as its run is).

@@ -1,5 +1,5 @@
-"""Loads the examples shipped in fixtures/ (used by `up`): the workflow templates, and the workflows
-as Active workflows."""
+"""Loads the examples shipped in fixtures/ (used by `up`): the document template sets, the workflow
+templates, and the workflows as Active workflows (after the template sets their actions render)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from dataworkflows import documents
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
@@ -43,6 +44,57 @@ def example_definitions() -> list[tuple[str, dict[str, Any]]]:
 def example_templates() -> list[tuple[str, dict[str, Any]]]:
     """(file name, document) for every fixture that is a workflow template."""
     return [(name, d) for name, d in _fixture_documents() if "definition" in d and "parameters" in d]
+
+
+def example_template_sets() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) for every fixture that is a document template set: {"templateSet":
+    {id, displayName, description}, "templates": [{name, format, body, sampleData}]}, a body being a
+    string or a list of lines."""
+    return [(name, d) for name, d in _fixture_documents() if "templateSet" in d and "templates" in d]
+
+
+async def load_template_sets(db: Database) -> list[str]:
+    """Creates each example document template set and its templates; a changed template becomes a
+    new version, an unchanged one stays at its version."""
+    loaded = []
+    for file_name, raw in example_template_sets():
+        info = raw["templateSet"]
+        set_id = str(info["id"])
+        if await db.document_templates.get_set(set_id) is None:
+            await db.document_templates.create_set(
+                set_id=set_id,
+                display_name=str(info.get("displayName") or set_id),
+                description=info.get("description"),
+                principal="system:examples",
+            )
+        for template in raw["templates"]:
+            await _load_document_template(db, set_id, template, file_name)
+        loaded.append(set_id)
+    return loaded
+
+
+async def _load_document_template(db: Database, set_id: str, template: dict[str, Any], file_name: str) -> None:
+    name, fmt = str(template["name"]), str(template["format"])
+    body = template["body"]
+    body = "\n".join(body) if isinstance(body, list) else str(body)
+    sample = dict(template.get("sampleData") or {})
+    if fmt not in documents.FORMATS:
+        raise DefinitionError([], f"example template {set_id}/{name} in {file_name} has an unknown format {fmt!r}")
+    documents.check(name, body)  # trusted fixture text: compiled here, not in a helper
+    values: dict[str, Any] = {
+        "set_id": set_id,
+        "name": name,
+        "format": fmt,
+        "body": body,
+        "sample_data": sample,
+        "checksum": checksum({"format": fmt, "body": body, "sampleData": sample}),
+        "principal": "system:examples",
+    }
+    if await db.document_templates.get_version(set_id, name, None) is None:
+        await db.document_templates.create(**values)
+    else:
+        await db.document_templates.add_version(**values)
+    log.info("example document template ready", template_id=f"{set_id}/{name}", file=file_name)
 
 
 async def load_templates(db: Database) -> list[str]:

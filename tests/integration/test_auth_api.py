@@ -163,6 +163,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
         {"format": "text", "body": "x"},
     ),
     ("DELETE", "/api/v1/templates/{set_id:str}/{name:str}", "/api/v1/templates/s/nope", "author", None),
+    (
+        "GET",
+        "/api/v1/documents/{document_id:str}",
+        "/api/v1/documents/00000000-0000-0000-0000-000000000000",
+        "viewer",
+        None,
+    ),
     ("GET", "/api/v1/templates/{set_id:str}/{name:str}/versions", "/api/v1/templates/s/t/versions", "viewer", None),
     (
         "GET",

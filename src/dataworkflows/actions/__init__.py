@@ -101,6 +101,8 @@ class ActionServices:
     http: Any
     resources: ResourceStore
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # What core.template.render uses (actions.template_render.DocumentServices); None: it cannot run.
+    documents: Any = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ def builtin_actions() -> list[Action]:
     from dataworkflows.actions.http import HttpRequestAction
     from dataworkflows.actions.monday import MondayCreateItemAction, MondayGetItemsAction, MondayUpdateItemAction
     from dataworkflows.actions.slack import SlackPostMessageAction
+    from dataworkflows.actions.template_render import TemplateRenderAction
 
     return [
         EchoAction(),
@@ -179,6 +182,7 @@ def builtin_actions() -> list[Action]:
         MondayGetItemsAction(),
         MondayCreateItemAction(),
         MondayUpdateItemAction(),
+        TemplateRenderAction(),
     ]
 
 

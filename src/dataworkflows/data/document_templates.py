@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import msgspec
 
@@ -46,6 +47,18 @@ class DocumentTemplateVersion(msgspec.Struct, frozen=True):
     body: str | None = None
     sample_data: dict[str, Any] | None = None
     latest_version: int | None = None
+
+
+class StoredDocument(msgspec.Struct, frozen=True):
+    id: UUID
+    execution_id: UUID
+    node_id: str
+    attempt: int
+    content_type: str
+    checksum: str
+    bytes: int
+    body: str
+    created_at: datetime
 
 
 class DocumentTemplateData:
@@ -158,10 +171,31 @@ class DocumentTemplateData:
             limit=limit,
         )
 
-    async def sources(self, set_id: str) -> dict[str, str]:
-        """The latest body of every template in the set, by name."""
-        rows = await self._db.fetch_all("set_template_sources", set_id=set_id)
+    async def sources(self, set_id: str, *, as_of: datetime | None = None) -> dict[str, str]:
+        """The latest body of every template in the set, by name; as of a time, when given (each
+        template's latest version saved by then, or its first if it came later)."""
+        rows = await self._db.fetch_all("set_template_sources", set_id=set_id, as_of=as_of)
         return {str(row["name"]): str(row["body"]) for row in rows}
 
     async def delete(self, set_id: str, name: str) -> bool:
         return await self._db.fetch_one("delete_document_template", set_id=set_id, name=name) is not None
+
+    async def store_document(
+        self, *, execution_id: UUID, node_id: str, attempt: int, content_type: str, checksum: str, body: str
+    ) -> UUID:
+        """Stores a rendered document once per (execution, node, checksum): its id."""
+        row = await self._db.fetch_one(
+            "store_document",
+            execution_id=execution_id,
+            node_id=node_id,
+            attempt=attempt,
+            content_type=content_type,
+            checksum=checksum,
+            bytes=len(body.encode()),
+            body=body,
+        )
+        assert row is not None
+        return UUID(str(row["id"]))
+
+    async def get_document(self, document_id: UUID) -> StoredDocument | None:
+        return await self._db.fetch_one_as(StoredDocument, "get_document", id=document_id)

@@ -1,0 +1,212 @@
+"""core.template.render end to end: rendered by the runtime in the template helpers, small documents
+inline in the outputs, large ones stored once in dw.documents and served by GET
+/api/v1/documents/{id} (per tenant); hostile templates fail their node with the budget error while
+another run on the same worker finishes; the sample project brief loaded as `up` loads it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.actions import ActionContext, ActionServices, default_registry
+from dataworkflows.actions.template_render import DocumentServices, TemplateRenderAction, TemplateRenderParams
+from dataworkflows.api.app import create_app
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
+from dataworkflows.examples import example_template_sets, load_examples, load_template_sets
+from dataworkflows.runtime import Runtime, RuntimeSettings
+from tests.conftest import current_templates, load_fixture, publish, start
+from tests.integration.test_api import assert_problem
+from tests.integration.test_document_templates import HOSTILE, _helpers_run_this_tree  # noqa: F401
+from tests.integration.test_runtime import attempts, echo, nodes, to, wf
+
+
+def make_runtime(db: Database, conditions: ConditionPool, inline_bytes: int = 16 * 1024) -> Runtime:
+    services = ActionServices(
+        credentials=None,  # type: ignore[arg-type]
+        http=None,
+        resources=None,  # type: ignore[arg-type]
+        documents=DocumentServices(db, current_templates(), inline_bytes=inline_bytes),
+    )
+    settings = RuntimeSettings(worker_id="test-worker", lease_seconds=5.0, park_threshold_seconds=30.0)
+    return Runtime(db, default_registry(), settings, conditions, services, templates=current_templates())
+
+
+async def make_templates(db: Database, set_id: str = "briefs", **templates: tuple[str, str]) -> None:
+    await db.document_templates.create_set(set_id=set_id, display_name=set_id, description=None, principal="t")
+    for name, (fmt, body) in templates.items():
+        await db.document_templates.create(
+            set_id=set_id, name=name, format=fmt, body=body, sample_data={}, checksum=f"c-{name}", principal="t"
+        )
+
+
+def render_node(node_id: str, *edges: dict[str, Any], **params: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": node_id, "actionType": "core.template.render", "parameters": params}
+    if edges:
+        node["edges"] = list(edges)
+    return node
+
+
+async def run(db: Database, runtime: Runtime, raw: dict[str, Any], trigger: dict[str, Any]) -> tuple[UUID, str]:
+    await publish(db, raw)
+    execution_id = await start(db, raw["id"], trigger)
+    return execution_id, await runtime.run_execution(execution_id)
+
+
+async def test_small_documents_are_inline_and_large_ones_stored_and_served(
+    db: Database, conditions: ConditionPool, dsn: str
+) -> None:
+    await make_templates(
+        db,
+        main=(
+            "markdown",
+            "{% import 'parts' as p %}# {{ title }}\n{% for row in rows %}{{ p.row(row) }}\n{% endfor %}",
+        ),
+        parts=("markdown", "{% macro row(r) %}- {{ r }}{% endmacro %}"),
+    )
+    runtime = make_runtime(db, conditions, inline_bytes=200)
+    raw = wf(
+        "render-doc",
+        render_node(
+            "doc",
+            to("say"),
+            templateId="briefs/main",
+            data={"title": "{{ trigger.title }}", "rows": "{{ trigger.rows }}"},
+        ),
+        echo("say", message="{{ nodes.doc.bytes }} bytes"),
+    )
+    execution_id, outcome = await run(db, runtime, raw, {"title": "Small", "rows": ["a", "b"]})
+    assert outcome == "Succeeded"
+    outputs = (await nodes(db, execution_id))["doc"]["outputs"]
+    document = "# Small\n- a\n- b\n"
+    assert outputs == {
+        "templateId": "briefs/main",
+        "templateVersion": 1,
+        "contentType": "text/markdown; charset=utf-8",
+        "checksum": "sha256:" + hashlib.sha256(document.encode()).hexdigest(),
+        "bytes": len(document),
+        "document": document,
+    }
+
+    rows = [f"row number {i}" for i in range(40)]
+    execution_id, outcome = await run(db, runtime, raw, {"title": "Large", "rows": rows})
+    assert outcome == "Succeeded"
+    outputs = (await nodes(db, execution_id))["doc"]["outputs"]
+    assert "document" not in outputs and outputs["bytes"] > 200, outputs
+    expected = "# Large\n" + "".join(f"- {r}\n" for r in rows)
+    assert outputs["checksum"] == "sha256:" + hashlib.sha256(expected.encode()).hexdigest()
+
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
+        fetched = await client.get(f"/api/v1/documents/{outputs['documentId']}")
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.text == expected
+        assert fetched.headers["content-type"].startswith("text/markdown")
+        other = {"X-Tenant-Id": "acme"}
+        assert_problem(await client.get(f"/api/v1/documents/{outputs['documentId']}", headers=other), 404)
+        assert_problem(await client.get("/api/v1/documents/not-a-uuid"), 404)
+        assert_problem(await client.get(f"/api/v1/documents/{UUID(int=1)}"), 404)
+
+
+async def test_a_replayed_or_retried_attempt_stores_the_document_once(db: Database, conditions: ConditionPool) -> None:
+    await make_templates(db, big=("text", "{% for i in range(n) %}line {{ i }}\n{% endfor %}"))
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("holder", echo("a")))
+    execution_id = await start(db, "holder", {})
+    documents = DocumentServices(db, current_templates(), inline_bytes=100)
+    services = ActionServices(credentials=None, http=None, resources=None, documents=documents)  # type: ignore[arg-type]
+    params = TemplateRenderParams(template_id="briefs/big", data={"n": 50})
+    ids = set()
+    for attempt in (1, 1, 2):
+        ctx = ActionContext(execution_id, "holder", 1, "doc", attempt, 3, {}, services=services)
+        result = await TemplateRenderAction().execute(ctx, params)
+        ids.add(result.outputs["documentId"])
+    assert len(ids) == 1
+    count = await db.fetch_one("get_document", id=UUID(ids.pop()))
+    assert count is not None and count["attempt"] == 1
+    del runtime
+
+
+async def test_version_pinning_and_errors(db: Database, conditions: ConditionPool) -> None:
+    await make_templates(db, main=("text", "v1 {% include 'part' %}"), part=("text", "part1"))
+    await db.document_templates.add_version(
+        set_id="briefs",
+        name="main",
+        format="text",
+        body="v2 {% include 'part' %}",
+        sample_data={},
+        checksum="m2",
+        principal="t",
+    )
+    await asyncio.sleep(0.01)
+    await db.document_templates.add_version(
+        set_id="briefs", name="part", format="text", body="part2", sample_data={}, checksum="p2", principal="t"
+    )
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "pinned",
+        render_node("latest", to("pinned"), set="briefs", name="main"),
+        render_node("pinned", to("missing", "failure"), templateId="briefs/main", version=1),
+        render_node("missing", templateId="briefs/nope"),
+    )
+    execution_id, outcome = await run(db, runtime, raw, {})
+    states = await nodes(db, execution_id)
+    assert states["latest"]["outputs"]["document"] == "v2 part2"
+    # A pinned version renders with the set's other templates as they were when it was saved.
+    assert states["pinned"]["outputs"]["document"] == "v1 part1"
+    assert states["pinned"]["outputs"]["templateVersion"] == 1
+    with pytest.raises(DefinitionError):
+        await publish(db, wf("bad-params", render_node("doc", data={})))
+    missing = wf("missing", render_node("doc", templateId="briefs/nope"))
+    execution_id, outcome = await run(db, runtime, missing, {})
+    assert outcome == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [r["error"]["code"] for r in rows] == ["template_not_found"]
+
+
+async def test_hostile_templates_fail_their_node_while_another_run_finishes(
+    db: Database, conditions: ConditionPool
+) -> None:
+    await make_templates(db, **{name: ("text", body) for name, body in HOSTILE.items()}, ok=("text", "ok {{ who }}"))
+    runtime = make_runtime(db, conditions)
+    hostile = wf("hostile", render_node("doc", templateId="briefs/loops"))
+    macros = wf("macros", render_node("doc", templateId="briefs/imported"))
+    fine = wf(
+        "fine", echo("wait", to("doc"), delayMs=200), render_node("doc", templateId="briefs/ok", data={"who": "you"})
+    )
+    for raw in (hostile, macros, fine):
+        await publish(db, raw)
+    ids = [await start(db, raw["id"], {}) for raw in (hostile, macros, fine)]
+    outcomes = await asyncio.gather(*(runtime.run_execution(i) for i in ids))
+    assert outcomes == ["Failed", "Failed", "Succeeded"]
+    for execution_id in ids[:2]:
+        rows = await attempts(db, execution_id)
+        assert [r["error"]["code"] for r in rows] == ["template_budget_exceeded"], rows
+    assert (await nodes(db, ids[2]))["doc"]["outputs"]["document"] == "ok you"
+
+
+async def test_the_sample_project_brief_loads_and_runs(db: Database, conditions: ConditionPool) -> None:
+    assert [name for name, _ in example_template_sets()] == ["documents/project-brief-templates.json"]
+    assert await load_template_sets(db) == ["project-briefs"]
+    assert await load_template_sets(db) == ["project-briefs"]  # again: nothing new
+    assert [v.version for v in await db.document_templates.versions("project-briefs", "brief")] == [1]
+    assert "project-brief" in await load_examples(db, default_registry(), conditions)
+    runtime = make_runtime(db, conditions)
+    trigger = load_fixture("documents/project-brief-sample.json")["trigger"]
+    execution_id = await start(db, "project-brief", trigger)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    states = await nodes(db, execution_id)
+    rendered = states["render"]["outputs"]
+    assert rendered["document"].startswith("# Project brief: Website relaunch")
+    assert "EUR 40,000.00" in rendered["document"] and "_Prepared for Acme GmbH" in rendered["document"]
+    summary = states["summary"]["outputs"]["echo"]
+    assert summary["text"].startswith("Brief for Website relaunch (Acme GmbH) is ready: ")
+    assert summary["checksum"] == rendered["checksum"] and summary["documentId"] is None
+    assert json.loads(json.dumps(summary))
