@@ -11,6 +11,7 @@ import json
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -23,6 +24,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import DefinitionError
 from dataworkflows.examples import example_template_sets, load_examples, load_template_sets
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.workers.app import build_services
 from tests.conftest import current_templates, load_fixture, publish, start
 from tests.integration.test_api import assert_problem
 from tests.integration.test_document_templates import HOSTILE, _helpers_run_this_tree  # noqa: F401
@@ -210,3 +212,38 @@ async def test_the_sample_project_brief_loads_and_runs(db: Database, conditions:
     assert summary["text"].startswith("Brief for Website relaunch (Acme GmbH) is ready: ")
     assert summary["checksum"] == rendered["checksum"] and summary["documentId"] is None
     assert json.loads(json.dumps(summary))
+
+
+async def test_markdown_as_html_and_the_workers_services(db: Database, conditions: ConditionPool, dsn: str) -> None:
+    await make_templates(db, md=("markdown", "# {{ title }}\n<b>x</b>"), plain=("text", "t"))
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "as-html",
+        render_node("doc", to("bad"), templateId="briefs/md", data={"title": "Hi"}, **{"as": "html"}),
+        render_node("bad", templateId="briefs/plain", **{"as": "html"}),
+    )
+    execution_id, outcome = await run(db, runtime, raw, {})
+    assert outcome == "Failed"
+    states = await nodes(db, execution_id)
+    assert states["doc"]["outputs"]["contentType"] == "text/html; charset=utf-8"
+    assert states["doc"]["outputs"]["document"] == "<h1>Hi</h1>\n<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
+    assert states["bad"]["error"]["code"] == "invalid_parameters", states["bad"]["error"]
+
+    # A worker's services carry the documents (its template pool and DW_DOCUMENT_INLINE_BYTES).
+    services = build_services(Settings(database_url=dsn, document_inline_bytes=123), db, None, current_templates())
+    assert isinstance(services.documents, DocumentServices) and services.documents.inline_bytes == 123
+    assert build_services(Settings(database_url=dsn), db, None).documents is None
+
+
+async def test_the_documents_table_is_tenant_isolated_in_sql(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT c.relrowsecurity, c.relforcerowsecurity,"
+                " (SELECT array_agg(p.polname ORDER BY p.polname) FROM pg_policy p WHERE p.polrelid = c.oid),"
+                " has_table_privilege('dataworkflows_app', c.oid, 'SELECT, INSERT'),"
+                " has_table_privilege('dataworkflows_maintenance', c.oid, 'SELECT, DELETE')"
+                " FROM pg_class c WHERE c.relnamespace = 'dw'::regnamespace AND c.relname = 'documents'"
+            )
+        ).fetchone()
+        assert row == (True, True, ["all_tenants", "tenant_isolation"], True, True)
