@@ -24,7 +24,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import DefinitionError
 from dataworkflows.examples import example_template_sets, load_examples, load_template_sets
 from dataworkflows.runtime import Runtime, RuntimeSettings
-from dataworkflows.workers.app import build_services
+from dataworkflows.workers.app import build_services, run_worker
 from tests.conftest import current_templates, load_fixture, publish, start
 from tests.integration.test_api import assert_problem
 from tests.integration.test_document_templates import HOSTILE, _helpers_run_this_tree  # noqa: F401
@@ -247,3 +247,45 @@ async def test_the_documents_table_is_tenant_isolated_in_sql(dsn: str) -> None:
             )
         ).fetchone()
         assert row == (True, True, ["all_tenants", "tenant_isolation"], True, True)
+
+
+async def test_in_a_worker_a_hostile_render_is_stopped_while_another_run_finishes(db: Database, dsn: str) -> None:
+    """A real worker (its own template pool and services): a template with no step limit runs until
+    the wall-clock limit kills its helper and fails its node, while a run started after it renders a
+    large document in the other helper, stores it and finishes first."""
+    await make_templates(
+        db, spin=("text", HOSTILE["loops"]), big=("text", "{% for i in range(n) %}line {{ i }}\n{% endfor %}")
+    )
+    await publish(db, wf("spin", render_node("doc", templateId="briefs/spin")))
+    await publish(db, wf("big", render_node("doc", templateId="briefs/big", data={"n": "{{ trigger.n }}"})))
+    hostile = await start(db, "spin", {})
+    fine = await start(db, "big", {"n": 200})
+    settings = Settings(
+        database_url=dsn,
+        worker_poll_seconds=0.2,
+        recovery_interval_seconds=0.5,
+        template_timeout_seconds=1.5,
+        template_max_steps=10**9,
+        document_inline_bytes=100,
+    )
+    ended: dict[UUID, float] = {}
+    stop = asyncio.Event()
+    began = asyncio.get_running_loop().time()
+    task = asyncio.create_task(run_worker(settings, concurrency=4, install_signal_handlers=False, stop=stop))
+    try:
+        while len(ended) < 2 and asyncio.get_running_loop().time() - began < 30:
+            for execution_id in (hostile, fine):
+                row = await db.fetch_one("get_execution", id=execution_id)
+                if execution_id not in ended and row is not None and row["status"] in ("Succeeded", "Failed"):
+                    ended[execution_id] = asyncio.get_running_loop().time() - began
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert set(ended) == {hostile, fine}, ended
+    assert ended[fine] < ended[hostile], ended
+    [failed] = await attempts(db, hostile)
+    assert failed["error"]["code"] == "template_budget_exceeded" and "longer than 1.5s" in failed["error"]["message"]
+    outputs = (await nodes(db, fine))["doc"]["outputs"]
+    stored = await db.document_templates.get_document(UUID(outputs["documentId"]))
+    assert stored is not None and stored.body == "".join(f"line {i}\n" for i in range(200))
