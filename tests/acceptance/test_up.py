@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import command, free_port, wait_until_ready
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 pytestmark = pytest.mark.acceptance
 
@@ -28,11 +31,16 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
             wait_until_ready(proc, base, log)
             workflows = {w["id"]: w["status"] for w in httpx.get(f"{base}/api/v1/workflows").json()["items"]}
             assert workflows["simple-echo"] == "Active" and workflows["fanout-fanin"] == "Active"
-            started = httpx.post(f"{base}/api/v1/workflows/fanout-fanin/execute", json={"trigger": {}}).json()
-            deadline = time.monotonic() + 30
-            while httpx.get(f"{base}{started['statusUrl']}").json()["status"] != "Succeeded":
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+            assert workflows["project-brief"] == "Active"
+            sets = [s["id"] for s in httpx.get(f"{base}/api/v1/template-sets").json()["items"]]
+            assert "project-briefs" in sets
+            sample = json.loads((FIXTURES / "documents" / "project-brief-sample.json").read_text())
+            for workflow, body in (("fanout-fanin", {"trigger": {}}), ("project-brief", sample)):
+                started = httpx.post(f"{base}/api/v1/workflows/{workflow}/execute", json=body).json()
+                deadline = time.monotonic() + 30
+                while httpx.get(f"{base}{started['statusUrl']}").json()["status"] != "Succeeded":
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.1)
         finally:
             proc.send_signal(signal.SIGINT)
             code = proc.wait(30)
