@@ -52,10 +52,27 @@ class _SetLoader(jinja2.BaseLoader):
         return source, template, lambda: _current(template) == source
 
 
+class _FreshModuleTemplate(jinja2.Template):
+    """A template whose module (what `{% import %}` gives) is made anew for every import.
+
+    Jinja keeps an imported template's module on its compiled template; compiled templates are
+    reused across renders (and tenants) while their source is the same, so a mutable value at an
+    imported template's top level (a namespace(), a cycler()) would carry one render's data into
+    the next. Made per import, nothing outlives its render."""
+
+    def _get_default_module(self, ctx: jinja2.runtime.Context | None = None) -> jinja2.environment.TemplateModule:
+        if ctx is not None:
+            keys = ctx.globals_keys - self.globals.keys()
+            if keys:
+                return self.make_module({k: ctx.parent[k] for k in keys})
+        return self.make_module()
+
+
 def _environment(autoescape: bool) -> templating._JsonSandbox:
     env = templating._JsonSandbox(
         undefined=jinja2.StrictUndefined, autoescape=autoescape, loader=_SetLoader(), cache_size=256
     )
+    env.template_class = _FreshModuleTemplate
     env.globals["range"] = lambda *args: templating._safe_range(*args)
     return env
 
@@ -140,6 +157,7 @@ def render(
     sources_token = _sources.set(sources)
     try:
         document = templating._bounded(env.get_template(name).generate(data), budget)
+        return _finish(name, document, format, as_html)
     except TemplateRenderError as exc:
         raise _with_location(exc, type(exc), exc.message, name, sources) from None
     except jinja2.TemplateNotFound as exc:
@@ -162,7 +180,6 @@ def render(
     finally:
         _sources.reset(sources_token)
         templating._budget.reset(budget_token)
-    return _finish(name, document, format, as_html)
 
 
 def _with_location(
@@ -178,7 +195,7 @@ def _with_location(
 def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, Any]:
     if format == "json":
         try:
-            json.loads(document)
+            json.loads(document, parse_constant=_not_json)
         except json.JSONDecodeError as exc:
             message = (
                 f"the rendered document is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} of the document"
@@ -186,9 +203,22 @@ def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, A
             raise TemplateRenderError(
                 f"template {name!r}: {message}", template=name, line=exc.lineno, column=exc.colno, reason=message
             ) from None
+        except (ValueError, RecursionError) as exc:
+            # NaN/Infinity, a number past Python's digit limit, nesting deeper than the parser goes.
+            message = f"the rendered document is not acceptable JSON: {type(exc).__name__}: {str(exc)[:200]}"
+            raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message) from None
     if format == "markdown" and as_html:
-        return {"document": _markdown().render(document), "contentType": HTML}
+        html = _markdown().render(document)
+        if len(html) > templating.MAX_RENDERED_CHARS:
+            # Reference links multiply: the HTML is bounded like any rendered document.
+            message = f"the document as HTML is longer than {templating.MAX_RENDERED_CHARS} characters"
+            raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message)
+        return {"document": html, "contentType": HTML}
     return {"document": document, "contentType": CONTENT_TYPES[format]}
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _markdown() -> Any:

@@ -95,6 +95,12 @@ def _answer(request: Request) -> dict[str, Any]:
             key: exc.attributes[key] for key in ("template", "line", "column") if key in exc.attributes
         }
         return {"id": request.id, "ok": False, "code": exc.code, "error": exc.message, **where}
+    except MemoryError:
+        raise  # serve() retires a helper that ran out of memory
+    except Exception as exc:
+        # Anything else a template's output could provoke is the template's failure, answered as
+        # such: a helper that died here would cost a 503 and a restart, twice (the pool retries).
+        return {"id": request.id, "ok": False, "code": "template_error", "error": f"{type(exc).__name__}: {exc}"[:500]}
     return {"id": request.id, "ok": True, "value": value}
 
 

@@ -319,3 +319,48 @@ async def test_the_tables_are_tenant_isolated_in_sql(client: AsyncTestClient[Any
         assert (await (await conn.execute("SELECT count(*) FROM dw.document_template_versions")).fetchone()) == (1,)
         with pytest.raises(psycopg.DatabaseError, match="immutable"):
             await conn.execute("UPDATE dw.document_template_versions SET body = 'changed'")
+
+
+# Review findings (issue 15, step 1).
+
+
+async def test_an_imported_template_keeps_no_state_between_renders_or_tenants(client: AsyncTestClient[Any]) -> None:
+    """Compiled templates are reused while their source is the same (in any tenant): what an import
+    gives is made anew for each render, so nothing of one render reaches the next."""
+    lib = "{% set box = namespace(value='') %}{% set turn = cycler('one', 'two', 'three') %}"
+    write = "{% import 'lib' as l %}{% set b = l.box %}{% set b.value = secret %}saved"
+    await make_set(client, "shared", lib=("text", lib), write=("text", write))
+    saved = await render(client, "shared/write", {"data": {"secret": "default-tenant-secret"}})
+    assert saved.json()["document"] == "saved", saved.text
+    acme = {"X-Tenant-Id": "acme"}
+    assert (await client.post("/api/v1/template-sets", json={"id": "mine"}, headers=acme)).status_code == 201
+    for name, body in (
+        ("lib", lib),
+        ("read", "{% import 'lib' as l %}[{{ l.box.value }}]"),
+        ("spin", "{% import 'lib' as l %}{{ l.turn.next() }}"),
+    ):
+        created = await client.post(
+            "/api/v1/templates", json={"set": "mine", "name": name, "format": "text", "body": body}, headers=acme
+        )
+        assert created.status_code == 201, created.text
+    read = await client.post("/api/v1/templates/mine/read/render", json={}, headers=acme)
+    assert read.json()["document"] == "[]", read.text
+    spins = [
+        (await client.post("/api/v1/templates/mine/spin/render", json={}, headers=acme)).json()["document"]
+        for _ in range(3)
+    ]
+    assert spins == ["one", "one", "one"]
+
+
+async def test_unacceptable_json_and_oversized_html_are_422s(client: AsyncTestClient[Any]) -> None:
+    await make_set(
+        client,
+        deep=("json", "{{ '[' * 100000 }}"),
+        number=("json", "{{ '1' * 5000 }}"),
+        nan=("json", '{"a": {{ (1e308 * 10) | tojson }}, "b": NaN}'),
+        links=("markdown", "[a]: /{{ 'x' * 10000 }}\n\n{{ '[a]' * 700 }}"),
+    )
+    for name, extra in (("deep", {}), ("number", {}), ("nan", {}), ("links", {"as": "html"})):
+        answer = await render(client, f"brief/{name}", extra)
+        assert answer.status_code == 422, (name, answer.status_code, answer.text[:300])
+    assert (await render(client, "brief/nan")).json()["code"] == "template_error"
