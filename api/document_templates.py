@@ -20,7 +20,7 @@ from dataworkflows.errors import InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor
-from .params import query_int
+from .params import VersionQuery, query_int
 from .schemas import Camel, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
 
@@ -238,7 +238,7 @@ class DocumentTemplateController(Controller):
         db: DatabaseDep,
         set_id: FromPath[str],
         name: FromPath[str],
-        version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
+        version: VersionQuery = None,
     ) -> TemplateRead:
         return _read(await _require_version(db, set_id, name, version))
 

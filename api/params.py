@@ -6,7 +6,7 @@ taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -25,6 +25,10 @@ def query_int(name: str, *, ge: int, le: int, required: bool | None = None) -> Q
     return QueryParameter(name=name, ge=ge, le=le, required=required)
 
 
+# `?version=N` on the routes that read one version of something (versions are PostgreSQL integers).
+VersionQuery = Annotated[int | None, query_int("version", ge=1, le=INT_MAX, required=False)]
+
+
 def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Every int path parameter names a row id or a version, and both start at 1 and fit a bigint:
     any other value names nothing, so it is a 404 before a handler or SQL sees it.
@@ -32,7 +36,9 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
     An app-level guard, because guards of every layer run (a controller's before_request would
     replace the app's), so a route added later is covered without opting in."""
     for name, value in connection.path_params.items():
-        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= BIGINT_MAX:
+        # Versions are integers in PostgreSQL, ids bigints.
+        top = INT_MAX if name == "version" else BIGINT_MAX
+        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= top:
             # The value is not echoed: it may be thousands of digits long.
             what = name.removesuffix("_id").replace("_", " ")
-            raise NotFound(f"no {what} has that number (ids and versions are 1 to {BIGINT_MAX})")
+            raise NotFound(f"no {what} has that number (ids are 1 to {BIGINT_MAX}, versions 1 to {INT_MAX})")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, get, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from dataworkflows.data.workflows import WorkflowTemplate
@@ -15,6 +15,7 @@ from dataworkflows.errors import DefinitionError, NotFound
 from dataworkflows.workflow_templates import instantiate, prefix_problems, validate_template
 
 from .openapi_docs import PROBLEMS
+from .params import VersionQuery
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
 from .workflows import read_workflow
@@ -69,7 +70,7 @@ class WorkflowTemplateController(Controller):
         self,
         db: DatabaseDep,
         template_id: FromPath[str],
-        version: Annotated[int | None, QueryParameter(name="version", ge=1, le=2**31 - 1, required=False)] = None,
+        version: VersionQuery = None,
     ) -> WorkflowTemplateRead:
         return from_row(WorkflowTemplateRead, await _require(db, template_id, version))
 

@@ -364,3 +364,9 @@ async def test_unacceptable_json_and_oversized_html_are_422s(client: AsyncTestCl
         answer = await render(client, f"brief/{name}", extra)
         assert answer.status_code == 422, (name, answer.status_code, answer.text[:300])
     assert (await render(client, "brief/nan")).json()["code"] == "template_error"
+
+
+async def test_a_version_past_the_integer_range_is_a_404(client: AsyncTestClient[Any]) -> None:
+    await make_set(client, hello=("text", "hello"))
+    assert_problem(await client.get("/api/v1/templates/brief/hello/versions/3000000000"), 404)
+    assert (await client.get("/api/v1/templates/brief/hello", params={"version": 3_000_000_000})).status_code == 400
