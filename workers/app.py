@@ -679,6 +679,7 @@ async def run_worker(
             park_threshold_seconds=settings.park_threshold_seconds,
             throttle_delay_seconds=settings.throttle_delay_seconds,
             max_nesting_depth=settings.max_nesting_depth,
+            max_interruptions=settings.max_interruptions,
         ),
         conditions,
         services,

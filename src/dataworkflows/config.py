@@ -22,6 +22,10 @@ class Settings:
     recovery_interval_seconds: float = 5.0
     # A run whose worker died this many times fails with worker_lost instead of being re-queued.
     max_recoveries: int = 5
+    # A node (or forEach item) whose attempts were cut short by their worker this many times (handed
+    # back on shutdown, or lost with the worker) fails with too_many_interruptions at the next one.
+    # Interruptions never use up the retry budget; this bound stops an attempt that kills its worker.
+    max_interruptions: int = 10
     # A Procrastinate worker silent for this long is considered dead.
     stalled_worker_seconds: float = 30.0
     # Backoffs up to this long wait in-process; longer ones park the run and free the worker.

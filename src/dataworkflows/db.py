@@ -52,6 +52,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.NOTHING_TO_ARCHIVE: errors.Conflict,
     SqlState.DEAD_LETTER_CLOSED: errors.Conflict,
     SqlState.DEAD_LETTER_NOT_FOUND: errors.NotFound,
+    SqlState.REQUEST_ID_REUSED: errors.RequestIdReused,
     SqlState.LEASE_LOST: errors.LeaseLost,
     SqlState.NODE_NOT_RUNNABLE: errors.NodeNotRunnable,
     SqlState.EXECUTION_NOT_FOUND: errors.ExecutionNotFound,
