@@ -134,7 +134,15 @@ BEGIN
             p_workflow_id, v_version, COALESCE(v_plan ->> 'format', 'none')
             USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
     END IF;
-    v_timeout := (v_plan ->> 'workflowTimeoutSeconds')::double precision;
+    -- The definition's workflowTimeout, else the server's default (the session's
+    -- dw.default_workflow_timeout, which the API's and the workers' pools set from
+    -- DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when a session did not set it); 0: none.
+    v_timeout := COALESCE((v_plan ->> 'workflowTimeoutSeconds')::double precision,
+                          NULLIF(current_setting('dw.default_workflow_timeout', true), '')::double precision,
+                          3600);
+    IF v_timeout <= 0 THEN
+        v_timeout := NULL;
+    END IF;
 
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
                                     principal_type, correlation_id, tenant_id, deadline_at, queue,
@@ -900,5 +908,42 @@ BEGIN
                 jsonb_strip_nulls(jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind, 'note', p_note)));
     END IF;
     RETURN NEXT v_d;
+END;
+$$;
+
+-- Runs whose deadline passed while no worker held them (throttled, parked on a wait, suspended, or
+-- no worker running) end TimedOut here, at most p_limit per call: every worker calls it with its
+-- recovery pass and the API every few seconds (SKIP LOCKED: they do not double up, and a run a worker
+-- holds is left to that worker, which times it out itself). Returns the runs it ended.
+CREATE OR REPLACE FUNCTION dw.time_out_overdue_v1(p_limit integer)
+    RETURNS TABLE (execution_id uuid, workflow_id text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_parent uuid;
+    v_workflow text;
+BEGIN
+    FOR v_id, v_parent, v_workflow IN
+        SELECT e.id, e.parent_execution_id, e.workflow_id FROM dw.executions e
+         WHERE e.status IN ('Pending', 'Running', 'Waiting', 'Suspended') AND e.deadline_at IS NOT NULL
+           AND e.deadline_at < now()
+           AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
+         ORDER BY e.deadline_at
+         LIMIT p_limit
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        -- A child's end locks its parent: not waited for here (as in recovery), tried next time.
+        IF v_parent IS NOT NULL THEN
+            PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+        END IF;
+        PERFORM dw.finish_execution_v1(
+            v_id, 'TimedOut',
+            jsonb_build_object('code', 'workflow_timeout',
+                               'message', 'the workflow ran past its workflowTimeout while no worker held it'),
+            'execution_timedout');
+        execution_id := v_id;
+        workflow_id := v_workflow;
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;

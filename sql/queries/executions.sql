@@ -128,6 +128,10 @@ SELECT dw.wake_due_runs_v1(%(limit)s, %(queue)s) AS woken;
 -- Re-queues runs whose worker vanished; fails those past the recovery limit.
 SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
 
+-- name: time_out_overdue
+-- Ends runs whose deadline passed while no worker held them (TimedOut); returns their ids.
+SELECT * FROM dw.time_out_overdue_v1(%(limit)s);
+
 -- name: record_event
 -- Appends one event to the execution log, if this worker still holds the lease.
 SELECT dw.record_event_v1(%(id)s, %(token)s, %(node_id)s, %(type)s, %(details)s);

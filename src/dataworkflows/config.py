@@ -26,6 +26,10 @@ class Settings:
     # back on shutdown, or lost with the worker) fails with too_many_interruptions at the next one.
     # Interruptions never use up the retry budget; this bound stops an attempt that kills its worker.
     max_interruptions: int = 10
+    # A run whose definition sets no workflowTimeout times out after this long (the seeds' one
+    # hour; 0: never). Runs past their deadline that no worker holds (throttled, parked, suspended,
+    # or no worker running) are timed out by the workers' recovery pass and by the API.
+    default_workflow_timeout_seconds: float = 3600.0
     # A Procrastinate worker silent for this long is considered dead.
     stalled_worker_seconds: float = 30.0
     # Backoffs up to this long wait in-process; longer ones park the run and free the worker.
