@@ -545,6 +545,7 @@ class _ActionItems(_Items):
             log=self.ctx.log.bind(item_index=row.index, attempt=attempt, action_type=self.node.action_type),
             items=None,
             item_index=row.index,
+            interruptions=row.interruptions,
         )
         outcome = await self.actions.attempt(item_ctx)
         assert isinstance(outcome, Attempt)

@@ -242,6 +242,7 @@ class NodeAttempts:
             items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,
+            interruptions=self.run.state[node.id].interruptions,
         )
 
     async def _backoff_in_process(self, delay: float) -> bool:
