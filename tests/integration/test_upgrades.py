@@ -20,7 +20,7 @@ from psycopg import sql
 from dataworkflows.config import Settings
 from dataworkflows.db import Database, make_pool
 from dataworkflows.migrations import held_back, migrate
-from dataworkflows.procrastinate_schema import load_queue_migrations, parse_version
+from dataworkflows.procrastinate_schema import capture_dependents, load_queue_migrations, parse_version
 from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
@@ -161,6 +161,12 @@ async def test_procrastinate_migrations_apply_under_our_views_and_grants(postgre
     # A fresh installation records the installed Procrastinate's schema.sql as its migration 0000.
     row = postgresql.execute("SELECT name FROM dw.schema_migrations WHERE version = '0000'").fetchone()
     assert row == (f"procrastinate_schema {procrastinate.__version__}",)
+    # Our objects over Procrastinate's, found from the catalog as migrate finds them.
+    with postgresql.transaction():
+        dependents = capture_dependents(postgresql)
+    assert [v.name for v in dependents.views] == ["dw.v_queue_depth"]
+    assert [i.name for i in dependents.indexes] == ["public.dw_procrastinate_jobs_execution_idx"]
+    assert dependents.triggers == []
     fresh = catalog(postgresql_conninfo(postgresql))
     with sibling_database(postgresql, "dw_upgrade_queue") as conninfo:
         old_queue_database(conninfo)
