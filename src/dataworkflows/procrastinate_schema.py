@@ -12,14 +12,15 @@ needs and leave what the old one uses, so they are applied at once. Post migrati
 older releases use (functions old workers call), so while old workers may still run they are held
 back: a post migration is applied when it is not newer than the Procrastinate version this database
 ran before the current one (that version's workers are the only old ones a rolling upgrade allows,
-and their schema.sql already had it), that is by the next upgrade's `migrate`, or at once by
-``migrate --finish`` once every process runs the new release.
+and their schema.sql already had it), that is by the `migrate` of the next Procrastinate upgrade,
+or at once by ``migrate --finish`` once every process runs the new release.
 
-Our objects that depend on Procrastinate's (views over its tables, our indexes and triggers on them)
-would block a migration that alters or drops what they use, or vanish with it. Around each file they
-are detached and put back as they were: views are dropped and re-created from their definition,
-owner, options, comment and grants as read from the catalog just before; our triggers on its tables
-likewise; our indexes on its tables are re-created if the file dropped them. Then the application
+Objects that depend on Procrastinate's (views over its tables, indexes and triggers on them that
+are not its own) would block a migration that alters or drops what they use, or vanish with it.
+Around each file they are detached and put back as they were: views (and views over those) are
+dropped and re-created from their definition, options, owner, comment and grants as read from the
+catalog just before; triggers likewise; indexes are re-created if the file dropped them (a
+materialized view stops the migration: it cannot be re-created without its data). Then the application
 roles get their grants on Procrastinate's relations again (a file may add a table). File, detach and
 re-attach commit together, one transaction per file.
 """
