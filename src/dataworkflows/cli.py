@@ -54,11 +54,18 @@ def _require_database(settings: Settings) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from dataworkflows.migrations import migrate
+    from dataworkflows.migrations import held_back, migrate
 
     settings = _settings(args)
-    applied = migrate(_require_database(settings))
+    database = _require_database(settings)
+    applied = migrate(database, finish=args.finish)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    held = held_back(database)
+    if held:
+        print(
+            f"Procrastinate post migrations held back while workers of the previous release may run: "
+            f"{', '.join(held)} (`dataworkflows migrate --finish` applies them once every process runs this release)"
+        )
     return EXIT_OK
 
 
@@ -1052,7 +1059,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-examples", action="store_true", help="do not load the example workflows")
     up.set_defaults(func=cmd_up)
 
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    mig = sub.add_parser("migrate", help="apply database migrations (safe while the previous release runs)")
+    mig.add_argument(
+        "--finish",
+        action="store_true",
+        help="every process runs this release: also apply Procrastinate's post migrations held back for old workers",
+    )
+    mig.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host")

@@ -1,6 +1,13 @@
 """The migration runner: numbered files, a migrations table, one transaction each, under an
 advisory lock so that two processes starting at once do not race. Also installs Procrastinate's
-schema (as migration 0000) and (re)creates the stored procedures, which are CREATE OR REPLACE.
+schema (as migration 0000), applies Procrastinate's own migrations when the installed Procrastinate
+is newer than that schema (procrastinate_schema.py), and (re)creates the stored procedures, which
+are CREATE OR REPLACE.
+
+Order: Procrastinate's schema first (our migrations and procedures may use what it adds), then our
+migrations, then the procedures. A database that has a migration this code does not know was
+migrated by a newer release: nothing is applied and the procedures are left alone (an old
+release's process started during a rolling upgrade must not put its procedures back).
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import psycopg
 import structlog
 from procrastinate.schema import SchemaManager
 
+from dataworkflows import procrastinate_schema
 from dataworkflows.errors import MigrationError
-from dataworkflows.sqlfiles import load_migrations, load_procedures
+from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures
 
 log = structlog.get_logger("dataworkflows.migrations")
 
@@ -25,8 +33,10 @@ def _procrastinate_schema() -> str:
     return str(SchemaManager.get_schema())
 
 
-def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
-    """Brings the database up to date; returns the versions applied by this call."""
+def migrate(conninfo: str, *, finish: bool = False, **connect_kwargs: Any) -> list[str]:
+    """Brings the database up to date; returns the versions applied by this call (Procrastinate's
+    files as ``procrastinate/<file stem>``). `finish`: every process runs this release, so
+    Procrastinate's post migrations held back for older workers are applied too."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -51,7 +61,13 @@ def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
                         (f"procrastinate_schema {procrastinate.__version__}", "procrastinate"),
                     )
                 applied_now.append("0000")
-            for migration in load_migrations():
+            migrations = load_migrations()
+            newer = _unknown_versions(applied, migrations)
+            if newer:
+                log.warning("the database was migrated by a newer release: nothing applied", unknown=newer)
+                return applied_now
+            applied_now += procrastinate_schema.apply_pending(conn, finish=finish)
+            for migration in migrations:
                 if migration.version in applied:
                     if applied[migration.version] != migration.checksum:
                         raise MigrationError(
@@ -82,6 +98,11 @@ def migrate(conninfo: str, **connect_kwargs: Any) -> list[str]:
     return applied_now
 
 
+def _unknown_versions(applied: dict[str, str], migrations: list[Migration]) -> list[str]:
+    known = {m.version for m in migrations}
+    return sorted(v for v in applied if v.isdigit() and v != "0000" and v not in known)
+
+
 def _apply(conn: psycopg.Connection[Any], text: str) -> None:
     # Trusted SQL shipped with the package; no parameters, so several statements are allowed.
     conn.execute(text)
@@ -92,6 +113,13 @@ def _record(conn: psycopg.Connection[Any], version: str, name: str, checksum: st
         "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
         (version, name, checksum),
     )
+
+
+def held_back(conninfo: str, **connect_kwargs: Any) -> list[str]:
+    """Procrastinate's post migrations that wait for the previous release's workers to be gone."""
+    with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
+        exists = conn.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL").fetchone()
+        return procrastinate_schema.held_back(conn) if exists and exists[0] else []
 
 
 def load_for_tests(host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any) -> None:
