@@ -54,19 +54,31 @@ def _require_database(settings: Settings) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from dataworkflows.migrations import held_back, migrate
-
     settings = _settings(args)
     database = _require_database(settings)
-    applied = migrate(database, finish=args.finish)
+    applied = _migrate(settings, database, finish=args.finish)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    _print_held_back(database)
+    return EXIT_OK
+
+
+def _migrate(settings: Settings, database: str, *, finish: bool) -> list[str]:
+    from dataworkflows.migration_locks import LockPolicy
+    from dataworkflows.migrations import migrate
+
+    return migrate(database, finish=finish, locks=LockPolicy(timeout_seconds=settings.migrate_lock_timeout_seconds))
+
+
+def _print_held_back(database: str) -> None:
+    """Procrastinate's post migrations that wait for `migrate --finish`."""
+    from dataworkflows.migrations import held_back
+
     held = held_back(database)
     if held:
         print(
             f"Procrastinate post migrations held back while workers of the previous release may run: "
             f"{', '.join(held)} (`dataworkflows migrate --finish` applies them once every process runs this release)"
         )
-    return EXIT_OK
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -92,8 +104,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from dataworkflows.migrations import migrate
-
     settings = _settings(args)
     embedded = None
     if not settings.database_url:
@@ -111,11 +121,27 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
     assert settings.database_url is not None
     try:
-        migrate(settings.database_url)
+        _migrate_for_up(settings, settings.database_url, embedded=embedded is not None)
         return asyncio.run(_up(settings, load=not args.no_examples))
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _migrate_for_up(settings: Settings, database: str, *, embedded: bool) -> None:
+    """The embedded server is `up`'s own: no process of an older release can use it, so
+    Procrastinate's post migrations go at once. On DATABASE_URL, `up` migrates like `migrate` (post
+    migrations held back for the previous release's workers, and listed); a database a newer
+    release migrated is left alone, and this release runs on it (as in a rolling upgrade)."""
+    from dataworkflows.errors import DatabaseNewerError
+
+    try:
+        _migrate(settings, database, finish=embedded)
+    except DatabaseNewerError as exc:
+        print(f"warning: {exc.message}", file=sys.stderr)
+        return
+    if not embedded:
+        _print_held_back(database)
 
 
 def _local_credentials_key(data_dir: str) -> str:

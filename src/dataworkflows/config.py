@@ -85,6 +85,9 @@ class Settings:
     # that owns no table, so row-level security applies. "none": the login's own rights (a
     # superuser bypasses tenant isolation; for benchmarks and diagnosis only).
     db_role: str = "dataworkflows_app"
+    # `migrate`: how long one migration transaction waits for a table lock before it is rolled back
+    # and tried again (the queue's readers and writers wait behind it meanwhile; 0: no limit).
+    migrate_lock_timeout_seconds: float = 2.0
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20

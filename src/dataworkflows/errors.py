@@ -204,3 +204,9 @@ class MigrationError(DataWorkflowsError):
     """A migration failed."""
 
     code = "migration_failed"
+
+
+class DatabaseNewerError(MigrationError):
+    """A newer release migrated the database: this one leaves it alone."""
+
+    code = "database_newer"

@@ -5,13 +5,16 @@ is newer than that schema (procrastinate_schema.py), and (re)creates the stored 
 are CREATE OR REPLACE.
 
 Order: Procrastinate's schema first (our migrations and procedures may use what it adds), then our
-migrations, then the procedures. A database that has a migration this code does not know was
-migrated by a newer release: nothing is applied and the procedures are left alone (an old
-release's process started during a rolling upgrade must not put its procedures back).
+migrations, then the procedures. A database that has migrations this code does not know is left
+alone, procedures included (an old release's process started during a rolling upgrade must not
+put its procedures back): DatabaseNewerError when a newer release migrated it (unknown versions
+above our last, or a newer Procrastinate), MigrationError when it diverged (unknown versions at or
+below our last). Every migration transaction has a lock timeout (migration_locks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import procrastinate
@@ -20,7 +23,8 @@ import structlog
 from procrastinate.schema import SchemaManager
 
 from dataworkflows import procrastinate_schema
-from dataworkflows.errors import MigrationError
+from dataworkflows.errors import DatabaseNewerError, MigrationError
+from dataworkflows.migration_locks import LockPolicy, LockRetry
 from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures
 
 log = structlog.get_logger("dataworkflows.migrations")
@@ -33,12 +37,20 @@ def _procrastinate_schema() -> str:
     return str(SchemaManager.get_schema())
 
 
-def migrate(conninfo: str, *, finish: bool = False, **connect_kwargs: Any) -> list[str]:
+def migrate(
+    conninfo: str, *, finish: bool = False, locks: LockPolicy | None = None, **connect_kwargs: Any
+) -> list[str]:
     """Brings the database up to date; returns the versions applied by this call (Procrastinate's
     files as ``procrastinate/<file stem>``). `finish`: every process runs this release, so
-    Procrastinate's post migrations held back for older workers are applied too."""
+    Procrastinate's post migrations held back for older workers are applied too. `locks`: how long
+    each migration transaction may wait for a lock, and how often it is tried (migration_locks).
+    Raises DatabaseNewerError (a newer release migrated the database) or MigrationError, having
+    left the procedures alone."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
+        retry = LockRetry(
+            conn, locks or LockPolicy(), lambda: psycopg.connect(conninfo, autocommit=True, **connect_kwargs)
+        )
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         # Tables force row-level security (0018), on their owner too: a migration that moves data
         # works on every tenant's rows.
@@ -52,55 +64,114 @@ def migrate(conninfo: str, *, finish: bool = False, **connect_kwargs: Any) -> li
             )
             applied = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM dw.schema_migrations")}
             if "0000" not in applied:
-                with conn.transaction():
-                    exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
-                    if not (exists and exists[0]):
-                        conn.execute(_procrastinate_schema())
-                    conn.execute(
-                        "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('0000', %s, %s)",
-                        (f"procrastinate_schema {procrastinate.__version__}", "procrastinate"),
-                    )
+                retry.run("Procrastinate's schema", lambda: _install_queue_schema(conn))
                 applied_now.append("0000")
             migrations = load_migrations()
-            newer = _unknown_versions(applied, migrations)
-            if newer:
-                log.warning("the database was migrated by a newer release: nothing applied", unknown=newer)
-                return applied_now
-            applied_now += procrastinate_schema.apply_pending(conn, finish=finish)
-            for migration in migrations:
-                if migration.version in applied:
-                    if applied[migration.version] != migration.checksum:
-                        raise MigrationError(
-                            f"migration {migration.version}_{migration.name} changed after it was applied; "
-                            "migrations are forward-only: add a new one instead"
-                        )
-                    continue
-                log.info("applying migration", version=migration.version, name=migration.name)
-                try:
-                    if migration.transactional:
-                        with conn.transaction():
-                            _apply(conn, migration.sql)
-                            _record(conn, migration.version, migration.name, migration.checksum)
-                    else:
-                        _apply(conn, migration.sql)
-                        _record(conn, migration.version, migration.name, migration.checksum)
-                except psycopg.Error as exc:
-                    raise MigrationError(f"migration {migration.version}_{migration.name} failed: {exc}") from exc
-                applied_now.append(migration.version)
-            with conn.transaction():
-                for name, text in load_procedures():
-                    try:
-                        _apply(conn, text)
-                    except psycopg.Error as exc:
-                        raise MigrationError(f"procedures in {name} failed: {exc}") from exc
+            _refuse_unknown(conn, applied, migrations)
+            applied_now += procrastinate_schema.apply_pending(conn, retry, finish=finish)
+            applied_now += _apply_ours(retry, migrations, applied)
+            retry.run("the procedures", lambda: _install_procedures(conn))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return applied_now
 
 
-def _unknown_versions(applied: dict[str, str], migrations: list[Migration]) -> list[str]:
-    known = {m.version for m in migrations}
-    return sorted(v for v in applied if v.isdigit() and v != "0000" and v not in known)
+def _install_queue_schema(conn: psycopg.Connection[Any]) -> None:
+    """Procrastinate's schema.sql, unless its tables are there already (then taken to be the
+    installed version's), recorded as '0000' with the files it has."""
+    exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+    if not (exists and exists[0]):
+        conn.execute(_procrastinate_schema())
+    conn.execute(
+        "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('0000', %s, %s)",
+        (procrastinate_schema.BASELINE + procrastinate.__version__, "procrastinate"),
+    )
+    procrastinate_schema.record_baseline(conn)
+
+
+def unknown_migrations(applied: Iterable[str], known: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Our migration versions in `applied` that are not `known`: (newer, diverged). Newer: all above
+    the highest known one, with every known one applied (a newer release migrated the database).
+    Diverged: any other (another branch or build migrated it)."""
+    known_set = set(known)
+    applied_set = {v for v in applied if v.isdigit() and v != "0000"}
+    unknown = sorted(applied_set - known_set)
+    if not unknown:
+        return [], []
+    last = max(known_set, default="")
+    if all(v > last for v in unknown) and known_set <= applied_set | {"0000"}:
+        return unknown, []
+    return [], unknown
+
+
+def _refuse_unknown(conn: psycopg.Connection[Any], applied: dict[str, str], migrations: list[Migration]) -> None:
+    """Stops before anything is applied (procedures included) when another release migrated the
+    database: an old release's process that migrates at start must not undo an upgrade."""
+    known = [m.version for m in migrations]
+    newer, diverged = unknown_migrations(applied, known)
+    last = max(known)
+    if diverged:
+        missing = sorted(set(known) - set(applied))
+        why = (
+            f"at or below this release's last one ({last})"
+            if any(v <= last for v in diverged)
+            else f"and lacks some of this release's ({', '.join(missing)})"
+        )
+        raise MigrationError(
+            f"the database has migrations this release does not know ({', '.join(diverged)}) {why}: another "
+            "branch or build migrated it. Nothing was applied and the procedures were left alone; migrate it "
+            "with the build that made those migrations, or restore it."
+        )
+    state = procrastinate_schema.read_state(conn)
+    queue = state.newest() if state is not None else None
+    installed = procrastinate_schema.installed_version()
+    if newer or (queue is not None and queue > installed):
+        what = (
+            f"migrations {', '.join(newer)} (this release ends at {last})"
+            if newer
+            else f"Procrastinate {procrastinate_schema.version_text(queue or installed)} (this release has "
+            f"{procrastinate.__version__})"
+        )
+        raise DatabaseNewerError(
+            f"the database was migrated by a newer release ({what}): nothing was applied and the procedures "
+            "were left alone. Run `dataworkflows migrate` of that release; this release's API and workers "
+            "may keep running during a rolling upgrade."
+        )
+
+
+def _apply_ours(retry: LockRetry, migrations: list[Migration], applied: dict[str, str]) -> list[str]:
+    conn = retry.conn
+    done = []
+    for migration in migrations:
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version}_{migration.name} changed after it was applied; "
+                    "migrations are forward-only: add a new one instead"
+                )
+            continue
+        log.info("applying migration", version=migration.version, name=migration.name)
+
+        def work(m: Migration = migration) -> None:
+            _apply(conn, m.sql)
+            _record(conn, m.version, m.name, m.checksum)
+
+        try:
+            retry.run(f"migration {migration.version}_{migration.name}", work, transactional=migration.transactional)
+        except psycopg.Error as exc:
+            raise MigrationError(f"migration {migration.version}_{migration.name} failed: {exc}") from exc
+        done.append(migration.version)
+    return done
+
+
+def _install_procedures(conn: psycopg.Connection[Any]) -> None:
+    for name, text in load_procedures():
+        try:
+            _apply(conn, text)
+        except psycopg.errors.LockNotAvailable:
+            raise
+        except psycopg.Error as exc:
+            raise MigrationError(f"procedures in {name} failed: {exc}") from exc
 
 
 def _apply(conn: psycopg.Connection[Any], text: str) -> None:

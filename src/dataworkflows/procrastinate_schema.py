@@ -1,11 +1,16 @@
 """Procrastinate's own schema migrations, applied by `migrate`.
 
 Procrastinate ships its schema changes as SQL files named ``xx.yy.zz_nn_{pre|post}_what.sql``
-(``procrastinate/sql/migrations``; files before 3.0 have no pre/post and count as pre) and keeps no
-record of what a database has. Ours is in dw.schema_migrations: migration '0000' names the
-Procrastinate version whose whole schema.sql it installed (``procrastinate_schema 3.10.0``), so every
-file up to that version is in; each file applied later is a row ``procrastinate/<file stem>`` whose
-name says which Procrastinate applied it (``procrastinate 3.12.0``).
+(``procrastinate/sql/migrations``; files before 3.0 have no pre/post and count as pre; a file named
+otherwise stops `migrate`) and keeps no record of what a database has. Ours is in
+dw.schema_migrations: migration '0000' names the Procrastinate version whose whole schema.sql it
+installed (``procrastinate_schema 3.10.0``), with a row ``procrastinate/<file stem>`` named the same
+for every file that Procrastinate shipped (its schema.sql has them); each file applied later is a
+row ``procrastinate/<file stem>`` whose name says which Procrastinate applied it
+(``procrastinate 3.12.0``). A file is pending when it has no row. Databases whose '0000' came before
+the shipped files were recorded (all of them have a 3.x baseline) take every file up to the
+baseline's version as in: file versions do not always name the release that shipped them
+(02.14.01_* came with 2.15.0), but from 3.0 on they do.
 
 A file's version is the Procrastinate release that ships it. Pre migrations add what the new release
 needs and leave what the old one uses, so they are applied at once. Post migrations remove what only
@@ -13,16 +18,30 @@ older releases use (functions old workers call), so while old workers may still 
 back: a post migration is applied when it is not newer than the Procrastinate version this database
 ran before the current one (that version's workers are the only old ones a rolling upgrade allows,
 and their schema.sql already had it), that is by the `migrate` of the next Procrastinate upgrade,
-or at once by ``migrate --finish`` once every process runs the new release.
+or at once by ``migrate --finish`` once every process runs the new release, which applies every
+pending file in version order. An upgrade across more than one Procrastinate version with
+migrations would run a newer pre migration before an older post one: `migrate` refuses it and
+asks for ``--finish`` with the old workers stopped.
 
-Objects that depend on Procrastinate's (views over its tables, indexes and triggers on them that
-are not its own) would block a migration that alters or drops what they use, or vanish with it.
-Around each file they are detached and put back as they were: views (and views over those) are
-dropped and re-created from their definition, options, owner, comment and grants as read from the
-catalog just before; triggers likewise; indexes are re-created if the file dropped them (a
-materialized view stops the migration: it cannot be re-created without its data). Then the application
-roles get their grants on Procrastinate's relations again (a file may add a table). File, detach and
-re-attach commit together, one transaction per file.
+Objects of ours (or yours) over Procrastinate's can block a migration that alters or drops what they
+use. Each file first runs as it is, in a savepoint. Only when PostgreSQL refuses it because of a
+dependent object (0A000 "cannot alter type of a column used by a view", 2BP01 "other objects
+depend on it"), or when it took one of them along (CASCADE), is it rolled back to the savepoint and
+run again with them detached:
+
+- a view that uses Procrastinate's relations, types or functions is not dropped: its query is
+  swapped (CREATE OR REPLACE VIEW) for a placeholder with the same columns and no dependencies,
+  and put back afterwards with its options, so it keeps everything else (grants, owner, comments,
+  column defaults, INSTEAD OF triggers, views over it, functions returning its row type). A
+  materialized view cannot be swapped: it stops the migration (drop it first). A view whose
+  columns change type with the migration cannot be put back: the migration fails, saying so;
+- our triggers on Procrastinate's tables are dropped and created again as they were;
+- our indexes on its tables are re-created if the file dropped them (a file that removed what one
+  indexes fails then, instead of leaving it out silently), on either path.
+
+Then the application roles get their grants on Procrastinate's relations again (a file may add a
+table). File, detach and re-attach commit together, one transaction per file, under the lock
+timeout of migration_locks.
 """
 
 from __future__ import annotations
@@ -39,6 +58,7 @@ import structlog
 from procrastinate.schema import SchemaManager
 
 from dataworkflows.errors import MigrationError
+from dataworkflows.migration_locks import LockRetry
 
 log = structlog.get_logger("dataworkflows.migrations")
 
@@ -48,6 +68,8 @@ APPLIED_BY = "procrastinate "
 
 _FILE = re.compile(r"^(?P<version>\d{2}\.\d{2}\.\d{2})_(?P<serial>\d{2})_(?P<rest>[a-z0-9_]+)\.sql$")
 _VERSION = re.compile(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?")
+# From this version on, every file is a pre or a post migration.
+PRE_POST_SINCE = (3, 0, 0)
 
 Version = tuple[int, int, int]
 
@@ -58,6 +80,10 @@ def parse_version(text: str) -> Version:
     if match is None:
         raise ValueError(f"not a Procrastinate version: {text!r}")
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def version_text(version: Version) -> str:
+    return ".".join(str(part) for part in version)
 
 
 def installed_version() -> Version:
@@ -77,22 +103,30 @@ class QueueMigration:
 
 
 def load_queue_migrations(directory: str | Path | None = None) -> list[QueueMigration]:
-    """The installed Procrastinate's migration files, in the order they apply."""
+    """The installed Procrastinate's migration files, in the order they apply. Other files of the
+    package (``__init__.py``) are not migrations; an SQL file named otherwise than expected stops
+    here rather than being left out."""
     folder = Path(directory or SchemaManager.get_migrations_path())
-    found = []
-    for path in folder.iterdir():
-        match = _FILE.match(path.name)
-        if match is None:
-            continue
-        found.append(
-            QueueMigration(
-                stem=path.stem,
-                version=parse_version(match.group("version")),
-                post=match.group("rest").startswith("post_"),
-                sql=path.read_text("utf-8"),
-            )
-        )
+    found = [_queue_migration(path) for path in folder.iterdir() if path.suffix == ".sql"]
     return sorted(found, key=lambda m: m.stem)
+
+
+def _queue_migration(path: Path) -> QueueMigration:
+    match = _FILE.match(path.name)
+    if match is None:
+        raise MigrationError(
+            f"Procrastinate ships a migration named {path.name!r}, not xx.yy.zz_nn_name.sql: this release "
+            "does not know how to apply it (which version it belongs to, whether it is pre or post)"
+        )
+    version = parse_version(match.group("version"))
+    rest = match.group("rest")
+    post = rest.startswith("post_")
+    if version >= PRE_POST_SINCE and not (post or rest.startswith("pre_")):
+        raise MigrationError(
+            f"Procrastinate migration {path.name!r} is neither pre_ nor post_: this release does not know "
+            "whether old workers can run with it"
+        )
+    return QueueMigration(stem=path.stem, version=version, post=post, sql=path.read_text("utf-8"))
 
 
 @dataclass
@@ -100,17 +134,26 @@ class QueueSchemaState:
     """What dw.schema_migrations says about Procrastinate's schema."""
 
     baseline: Version
-    # file stem -> the Procrastinate version that applied it
+    # file stem -> the Procrastinate version that applied it (or whose schema.sql had it)
     applied: dict[str, Version] = field(default_factory=dict)
+    # '0000' recorded the files its schema.sql had: no version comparison needed.
+    files_recorded: bool = False
 
     def has(self, migration: QueueMigration) -> bool:
-        return migration.version <= self.baseline or migration.stem in self.applied
+        if migration.stem in self.applied:
+            return True
+        # A '0000' from before files were recorded: a 3.x baseline, where file versions are exact.
+        return not self.files_recorded and migration.version <= self.baseline
 
     def previous_version(self, current: Version) -> Version:
         """The newest Procrastinate version older than `current` that migrated this database: the
         one old workers run during a rolling upgrade to `current`."""
         older = [v for v in (self.baseline, *self.applied.values()) if v < current]
         return max(older, default=self.baseline)
+
+    def newest(self) -> Version:
+        """The newest Procrastinate that installed or migrated this database's schema."""
+        return max((self.baseline, *self.applied.values()))
 
 
 def read_state(conn: psycopg.Connection[Any]) -> QueueSchemaState | None:
@@ -124,8 +167,20 @@ def read_state(conn: psycopg.Connection[Any]) -> QueueSchemaState | None:
         return None
     state = QueueSchemaState(baseline=parse_version(names.pop("0000").removeprefix(BASELINE)))
     for version, name in names.items():
-        state.applied[version.removeprefix(PREFIX)] = parse_version(name.removeprefix(APPLIED_BY))
+        shipped = name.startswith(BASELINE)
+        state.files_recorded |= shipped
+        by = name.removeprefix(BASELINE) if shipped else name.removeprefix(APPLIED_BY)
+        state.applied[version.removeprefix(PREFIX)] = parse_version(by)
     return state
+
+
+def record_baseline(conn: psycopg.Connection[Any]) -> None:
+    """With migration '0000': the installed Procrastinate's schema.sql has all its files."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+            [(PREFIX + m.stem, BASELINE + procrastinate.__version__, m.checksum) for m in load_queue_migrations()],
+        )
 
 
 @dataclass(frozen=True)
@@ -134,17 +189,35 @@ class QueuePlan:
     held: list[QueueMigration]
 
 
+def pending(state: QueueSchemaState, migrations: list[QueueMigration], current: Version) -> list[QueueMigration]:
+    return [m for m in migrations if not state.has(m) and m.version <= current]
+
+
 def plan(
     state: QueueSchemaState, migrations: list[QueueMigration], current: Version, *, finish: bool = False
 ) -> QueuePlan:
-    """Which files to apply now, in order, and which post migrations wait for old workers to go."""
-    pending = [m for m in migrations if not state.has(m) and m.version <= current]
+    """Which files to apply now, in order, and which post migrations wait for old workers to go.
+    Refuses (MigrationError) a rolling upgrade that would apply a pre migration newer than a post
+    one it holds back."""
+    todo = pending(state, migrations, current)
+    if finish:
+        return QueuePlan(apply=todo, held=[])
     old_workers = state.previous_version(current)
-    apply = [m for m in pending if not m.post or finish or m.version <= old_workers]
-    return QueuePlan(apply=apply, held=[m for m in pending if m not in apply])
+    apply = [m for m in todo if not m.post or m.version <= old_workers]
+    held = [m for m in todo if m not in apply]
+    jumped = [m for m in apply if held and m.version > held[0].version]
+    if jumped:
+        raise MigrationError(
+            f"this upgrade takes Procrastinate's schema from {version_text(old_workers)} to "
+            f"{version_text(current)}, across more than one version with migrations: its pre migration "
+            f"{jumped[0].stem} must come after the post migration {held[0].stem}, which removes what the "
+            "previous release's workers use. Stop the previous release's API and workers, then run "
+            "`dataworkflows migrate --finish`: it applies every migration in version order."
+        )
+    return QueuePlan(apply=apply, held=held)
 
 
-def apply_pending(conn: psycopg.Connection[Any], *, finish: bool = False) -> list[str]:
+def apply_pending(conn: psycopg.Connection[Any], retry: LockRetry, *, finish: bool = False) -> list[str]:
     """Applies the due files (the caller holds the migrations lock); returns their record versions."""
     state = read_state(conn)
     if state is None:
@@ -154,17 +227,12 @@ def apply_pending(conn: psycopg.Connection[Any], *, finish: bool = False) -> lis
     applied = []
     for migration in due.apply:
         log.info("applying Procrastinate migration", migration=migration.stem)
+
+        def work(m: QueueMigration = migration) -> None:
+            _apply_file(conn, m, current)
+
         try:
-            with conn.transaction():
-                dependents = capture_dependents(conn)
-                dependents.detach(conn)
-                conn.execute(migration.sql)
-                dependents.attach(conn)
-                grant_queue_access(conn)
-                conn.execute(
-                    "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (PREFIX + migration.stem, APPLIED_BY + procrastinate.__version__, migration.checksum),
-                )
+            retry.run(f"Procrastinate migration {migration.stem}", work)
         except psycopg.Error as exc:
             raise MigrationError(f"Procrastinate migration {migration.stem} failed: {exc}") from exc
         applied.append(PREFIX + migration.stem)
@@ -173,12 +241,63 @@ def apply_pending(conn: psycopg.Connection[Any], *, finish: bool = False) -> lis
     return applied
 
 
+class _TookDependents(Exception):
+    """The file dropped some of our objects along with its own (CASCADE)."""
+
+
+def _apply_file(conn: psycopg.Connection[Any], migration: QueueMigration, current: Version) -> None:
+    dependents = capture_dependents(conn)
+    try:
+        with conn.transaction():  # a savepoint: the file as it is, nothing detached
+            conn.execute(migration.sql)
+            lost = dependents.lost(conn)
+            if lost:
+                raise _TookDependents(f"it dropped {', '.join(lost)}")
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.DependentObjectsStillExist, _TookDependents) as exc:
+        log.info(
+            "Procrastinate migration runs again with dependent objects detached",
+            migration=migration.stem,
+            reason=str(exc).splitlines()[0],
+        )
+        _apply_detached(conn, migration, dependents)
+    dependents.restore_indexes(conn)
+    grant_queue_access(conn)
+    conn.execute(
+        "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (PREFIX + migration.stem, APPLIED_BY + version_text(current), migration.checksum),
+    )
+
+
+def _apply_detached(conn: psycopg.Connection[Any], migration: QueueMigration, dependents: Dependents) -> None:
+    dependents.detach(conn)
+    try:
+        conn.execute(migration.sql)
+    except psycopg.errors.LockNotAvailable:
+        raise
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"Procrastinate migration {migration.stem} failed even with {dependents.describe()} detached: {exc}"
+        ) from exc
+    try:
+        dependents.attach(conn)
+    except psycopg.errors.LockNotAvailable:
+        raise
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"after Procrastinate migration {migration.stem}, {dependents.describe()} cannot be put back as they "
+            f"were (a view whose columns change type with it must be dropped before `migrate` and created "
+            f"again after): {exc}"
+        ) from exc
+
+
 def held_back(conn: psycopg.Connection[Any]) -> list[str]:
     """Post migrations that `migrate --finish` would apply."""
     state = read_state(conn)
     if state is None:
         return []
-    return [m.stem for m in plan(state, load_queue_migrations(), installed_version()).held]
+    current = installed_version()
+    old_workers = state.previous_version(current)
+    return [m.stem for m in pending(state, load_queue_migrations(), current) if m.post and m.version > old_workers]
 
 
 # Procrastinate's relations, types and functions: those named procrastinate_* in the schema of
@@ -192,50 +311,43 @@ SELECT ARRAY(SELECT c.oid FROM pg_class c
               WHERE p.pronamespace = %(ns)s AND p.proname LIKE 'procrastinate\\_%%') AS functions
 """
 
-# Views that use them, directly or through other views, shallowest first, each with the statements
-# that drop it and that create it again as it is: definition, options, owner, comment, grants.
+# Views (and materialized views) whose query uses them, each with the statement that swaps its
+# query for a placeholder with the same columns (names, types, collations) and no dependencies,
+# and the one that puts it back with its options (check_option is left out of the placeholder's:
+# it applies to updatable views only). Views over those are not touched: their columns stay.
 # Names come out schema-qualified (the caller empties search_path while this runs).
 _DEPENDENT_VIEWS = """
-WITH RECURSIVE queue(classid, oid) AS (
+WITH queue(classid, oid) AS (
     SELECT 'pg_class'::regclass, unnest(%(relations)s::oid[])
     UNION ALL SELECT 'pg_type'::regclass, unnest(%(types)s::oid[])
     UNION ALL SELECT 'pg_proc'::regclass, unnest(%(functions)s::oid[])
 ),
-views(oid, depth) AS (
-    SELECT r.ev_class, 1
+views AS (
+    SELECT DISTINCT r.ev_class AS oid
       FROM pg_depend d
       JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
       JOIN queue q ON q.classid = d.refclassid AND q.oid = d.refobjid
      WHERE r.ev_class <> ALL(%(relations)s::oid[])
-    UNION
-    SELECT r.ev_class, v.depth + 1
-      FROM views v
-      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = v.oid
-      JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-     WHERE r.ev_class <> v.oid AND v.depth < 20
 )
-SELECT c.oid::regclass::text AS name, c.relkind::text AS kind,
-       format('DROP VIEW %%s', c.oid::regclass) AS drop_sql,
-       array_remove(ARRAY[
-           format('CREATE VIEW %%s%%s AS %%s', c.oid::regclass,
-                  CASE WHEN c.reloptions IS NULL THEN ''
-                       ELSE format(' WITH (%%s)', array_to_string(c.reloptions, ', ')) END,
-                  pg_get_viewdef(c.oid)),
-           CASE WHEN c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-                THEN format('ALTER VIEW %%s OWNER TO %%I', c.oid::regclass, pg_get_userbyid(c.relowner)) END,
-           CASE WHEN obj_description(c.oid, 'pg_class') IS NOT NULL
-                THEN format('COMMENT ON VIEW %%s IS %%L', c.oid::regclass, obj_description(c.oid, 'pg_class')) END
-       ], NULL) || ARRAY(
-           SELECT format('GRANT %%s ON %%s TO %%s%%s', a.privilege_type, c.oid::regclass,
-                         CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
-                         CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-             FROM aclexplode(c.relacl) WITH ORDINALITY a
-            WHERE a.grantee <> c.relowner
-            ORDER BY a.ordinality
-       ) AS create_sql
-  FROM (SELECT oid, max(depth) AS depth FROM views GROUP BY oid) v
-  JOIN pg_class c ON c.oid = v.oid
- ORDER BY v.depth, 1
+SELECT c.oid, c.oid::regclass::text AS name, c.relkind::text AS kind,
+       format('CREATE OR REPLACE VIEW %%s%%s AS SELECT %%s WHERE false', c.oid::regclass,
+              (SELECT coalesce(' WITH (' || string_agg(o, ', ') || ')', '')
+                 FROM unnest(c.reloptions) o WHERE o NOT LIKE 'check\\_option=%%'),
+              (SELECT coalesce(string_agg(
+                          format('NULL::%%s%%s AS %%I', format_type(a.atttypid, a.atttypmod),
+                                 CASE WHEN a.attcollation <> t.typcollation
+                                      THEN (SELECT format(' COLLATE %%I.%%I', n.nspname, co.collname)
+                                              FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+                                             WHERE co.oid = a.attcollation)
+                                      ELSE '' END,
+                                 a.attname), ', ' ORDER BY a.attnum), '')
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)) AS placeholder_sql,
+       format('CREATE OR REPLACE VIEW %%s%%s AS %%s', c.oid::regclass,
+              coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', ''),
+              pg_get_viewdef(c.oid)) AS restore_sql
+  FROM views v JOIN pg_class c ON c.oid = v.oid
+ ORDER BY 2
 """
 
 # Our indexes and triggers on Procrastinate's tables (theirs are all named procrastinate_* or
@@ -251,7 +363,8 @@ SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text,
 """
 
 _DEPENDENT_TRIGGERS = """
-SELECT format('DROP TRIGGER %%I ON %%s', t.tgname, t.tgrelid::regclass),
+SELECT t.oid, format('%%I on %%s', t.tgname, t.tgrelid::regclass),
+       format('DROP TRIGGER %%I ON %%s', t.tgname, t.tgrelid::regclass),
        ARRAY[
            pg_get_triggerdef(t.oid),
            format('ALTER TABLE %%s %%s TRIGGER %%I', t.tgrelid::regclass,
@@ -260,20 +373,22 @@ SELECT format('DROP TRIGGER %%I ON %%s', t.tgname, t.tgrelid::regclass),
   FROM pg_trigger t
  WHERE t.tgrelid = ANY(%(relations)s::oid[])
    AND NOT t.tgisinternal AND t.tgname NOT LIKE 'procrastinate\\_%%'
- ORDER BY 1
-"""
-
-
-_REVOKE_DEFAULTS = """
-SELECT DISTINCT format('REVOKE ALL ON %%s FROM %%s', c.oid::regclass,
-                       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
-  FROM pg_class c CROSS JOIN aclexplode(c.relacl) a
- WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner
+ ORDER BY 2
 """
 
 
 @dataclass(frozen=True)
-class Detachable:
+class DependentView:
+    oid: int
+    name: str
+    kind: str
+    placeholder_sql: str
+    restore_sql: str
+
+
+@dataclass(frozen=True)
+class DependentTrigger:
+    oid: int
     name: str
     drop_sql: str
     create_sql: list[str]
@@ -291,25 +406,50 @@ class OurIndex:
 class Dependents:
     """Our objects over Procrastinate's, as they are now."""
 
-    views: list[Detachable]
-    triggers: list[Detachable]
+    views: list[DependentView]
+    triggers: list[DependentTrigger]
     indexes: list[OurIndex]
 
+    def describe(self) -> str:
+        names = [f"view {v.name}" for v in self.views] + [f"trigger {t.name}" for t in self.triggers]
+        return ", ".join(names) or "nothing to detach"
+
+    def lost(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Those that are gone."""
+        if not self.views and not self.triggers:
+            return []
+        row = conn.execute(
+            "SELECT ARRAY(SELECT oid FROM pg_class WHERE oid = ANY(%s::oid[])), "
+            "ARRAY(SELECT oid FROM pg_trigger WHERE oid = ANY(%s::oid[]))",
+            ([v.oid for v in self.views], [t.oid for t in self.triggers]),
+        ).fetchone()
+        assert row is not None
+        views, triggers = set(row[0]), set(row[1])
+        return [v.name for v in self.views if v.oid not in views] + [
+            t.name for t in self.triggers if t.oid not in triggers
+        ]
+
     def detach(self, conn: psycopg.Connection[Any]) -> None:
-        for obj in [*reversed(self.views), *self.triggers]:
-            conn.execute(obj.drop_sql)
+        for view in self.views:
+            if view.kind != "v":
+                raise MigrationError(
+                    f"{view.name} depends on Procrastinate's schema and is not a plain view: a Procrastinate "
+                    "migration needs it out of the way and it cannot be put back without its data. Drop it, "
+                    "run `migrate`, then create it again"
+                )
+        for view in self.views:
+            conn.execute(view.placeholder_sql)
+        for trigger in self.triggers:
+            conn.execute(trigger.drop_sql)
 
     def attach(self, conn: psycopg.Connection[Any]) -> None:
         for view in self.views:
-            conn.execute(view.create_sql[0])
-            # Only the grants it had: not those default privileges give a new view.
-            for (revoke,) in conn.execute(_REVOKE_DEFAULTS, (view.name,)).fetchall():
-                conn.execute(revoke)
-            for statement in view.create_sql[1:]:
-                conn.execute(statement)
+            conn.execute(view.restore_sql)
         for trigger in self.triggers:
             for statement in trigger.create_sql:
                 conn.execute(statement)
+
+    def restore_indexes(self, conn: psycopg.Connection[Any]) -> None:
         for index in self.indexes:
             row = conn.execute(
                 "SELECT i.indrelid = to_regclass(%s) FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
@@ -332,23 +472,14 @@ def capture_dependents(conn: psycopg.Connection[Any]) -> Dependents:
     search_path = conn.execute("SELECT current_setting('search_path')").fetchone()
     # Empty: definitions come out with every name schema-qualified.
     conn.execute("SELECT set_config('search_path', '', true)")
-    views = [
-        Detachable(name, drop, list(create))
-        for name, kind, drop, create in conn.execute(_DEPENDENT_VIEWS, params).fetchall()
-        if _is_plain_view(name, kind)
-    ]
+    views = [DependentView(*r) for r in conn.execute(_DEPENDENT_VIEWS, params).fetchall()]
     triggers = [
-        Detachable(drop, drop, list(create)) for drop, create in conn.execute(_DEPENDENT_TRIGGERS, params).fetchall()
+        DependentTrigger(oid, name, drop, list(create))
+        for oid, name, drop, create in conn.execute(_DEPENDENT_TRIGGERS, params).fetchall()
     ]
     indexes = [OurIndex(*r) for r in conn.execute(_DEPENDENT_INDEXES, params).fetchall()]
     conn.execute("SELECT set_config('search_path', %s, true)", (search_path[0] if search_path else "",))
     return Dependents(views=views, triggers=triggers, indexes=indexes)
-
-
-def _is_plain_view(name: str, kind: str) -> bool:
-    if kind != "v":
-        raise MigrationError(f"{name} depends on Procrastinate's schema and is not a plain view: detach it by hand")
-    return True
 
 
 # The application roles' access to Procrastinate's queue, as migration 0018 gave it: its tables,

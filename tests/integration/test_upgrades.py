@@ -8,20 +8,28 @@ import contextlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import procrastinate
 import psycopg
 import pytest
+import structlog
+import structlog.testing
 from psycopg import sql
 
+from dataworkflows import cli, migrations, procrastinate_schema
 from dataworkflows.config import Settings
 from dataworkflows.db import Database, make_pool
+from dataworkflows.errors import DatabaseNewerError, MigrationError
+from dataworkflows.migration_locks import LockPolicy
 from dataworkflows.migrations import held_back, migrate
 from dataworkflows.procrastinate_schema import capture_dependents, load_queue_migrations, parse_version
-from dataworkflows.sqlfiles import load_migrations
+from dataworkflows.sqlfiles import Migration, load_migrations
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
 
@@ -80,25 +88,37 @@ async def until_ended(conn: psycopg.AsyncConnection[Any], runs: list[Any], secon
 
 
 def catalog(conninfo: str) -> dict[str, Any]:
-    """What the application relies on in Procrastinate's schema and ours over it."""
+    """What the application relies on in Procrastinate's schema and ours over it, down to function
+    bodies, trigger and constraint definitions and column defaults."""
     with psycopg.connect(conninfo) as conn:
 
         def rows(query: str) -> list[Any]:
             return sorted(conn.execute(query).fetchall())
 
+        queue = "c.relname LIKE 'procrastinate\\_%' AND c.relnamespace = 'public'::regnamespace"
         return {
             "queue_functions": rows(
-                "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
-                "WHERE p.proname LIKE 'procrastinate\\_%' AND p.pronamespace = 'public'::regnamespace"
+                "SELECT p.proname, pg_get_function_identity_arguments(p.oid), md5(pg_get_functiondef(p.oid)) "
+                "FROM pg_proc p WHERE p.proname LIKE 'procrastinate\\_%' AND p.pronamespace = 'public'::regnamespace"
             ),
             "queue_columns": rows(
-                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull "
-                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-                "WHERE c.relname LIKE 'procrastinate\\_%' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                f"WHERE {queue} AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped"
+            ),
+            "queue_types": rows(
+                "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_type t "
+                "LEFT JOIN pg_enum e ON e.enumtypid = t.oid WHERE t.typname LIKE 'procrastinate\\_%' "
+                "AND t.typnamespace = 'public'::regnamespace GROUP BY 1"
             ),
             "queue_triggers": rows(
-                "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal "
-                "AND tgrelid::regclass::text LIKE 'procrastinate\\_%'"
+                "SELECT pg_get_triggerdef(t.oid), t.tgenabled::text FROM pg_trigger t JOIN pg_class c "
+                f"ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND {queue}"
+            ),
+            "queue_constraints": rows(
+                "SELECT c.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k "
+                f"JOIN pg_class c ON c.oid = k.conrelid WHERE {queue}"
             ),
             "queue_indexes": rows(
                 "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
@@ -116,21 +136,50 @@ def catalog(conninfo: str) -> dict[str, Any]:
         }
 
 
-EXTRAS = """
+EXTRAS = '''
 CREATE VIEW dw.v_test_queue_total AS SELECT sum(jobs) AS jobs FROM dw.v_queue_depth;
 GRANT SELECT ON dw.v_test_queue_total TO dw_reporting;
 CREATE FUNCTION dw.test_started() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;
 CREATE TRIGGER dw_test_started AFTER UPDATE OF status ON procrastinate_jobs
     FOR EACH ROW WHEN (NEW.status = 'doing') EXECUTE FUNCTION dw.test_started();
+CREATE FUNCTION dw.test_depth_rows() RETURNS SETOF dw.v_queue_depth LANGUAGE sql
+    AS $$ SELECT * FROM dw.v_queue_depth $$;
+CREATE VIEW dw.v_test_jobs AS SELECT id, queue_name, status FROM procrastinate_jobs;
+ALTER VIEW dw.v_test_jobs ALTER COLUMN queue_name SET DEFAULT 'default';
+COMMENT ON COLUMN dw.v_test_jobs.queue_name IS 'the queue';
+GRANT SELECT (id) ON dw.v_test_jobs TO dw_reporting;
+CREATE FUNCTION dw.test_jobs_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;
+CREATE TRIGGER test_jobs_insert INSTEAD OF INSERT ON dw.v_test_jobs
+    FOR EACH ROW EXECUTE FUNCTION dw.test_jobs_insert();
+CREATE SCHEMA "Odd Schema";
+CREATE VIEW "Odd Schema"."v; it's ""odd""" WITH (security_barrier=true, check_option=local) AS
+    SELECT id, status FROM procrastinate_jobs WHERE status = 'todo';
+COMMENT ON VIEW "Odd Schema"."v; it's ""odd""" IS 'it''s a comment';
+GRANT USAGE ON SCHEMA "Odd Schema" TO dw_reporting;
+GRANT SELECT ON "Odd Schema"."v; it's ""odd""" TO dw_reporting;
+'''
+DROP_EXTRAS = """
+DROP VIEW dw.v_test_queue_total; DROP TRIGGER dw_test_started ON procrastinate_jobs;
+DROP FUNCTION dw.test_depth_rows(); DROP VIEW dw.v_test_jobs; DROP SCHEMA "Odd Schema" CASCADE;
 """
 
 
 def extra_definitions(conn: psycopg.Connection[Any]) -> Any:
+    """What the extras are, beyond their names: definitions, options, grants (column ones too),
+    comments, defaults, triggers, and the function over a view's row type."""
     return conn.execute(
-        "SELECT pg_get_viewdef('dw.v_test_queue_total'::regclass), "
-        "has_table_privilege('dw_reporting', 'dw.v_test_queue_total', 'SELECT'), "
-        "(SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'dw_test_started')"
-    ).fetchone()
+        "SELECT c.relname, pg_get_viewdef(c.oid), c.reloptions, c.relacl::text, obj_description(c.oid, 'pg_class'), "
+        "ARRAY(SELECT format('%s %s %s %s', a.attname, a.attacl, col_description(c.oid, a.attnum), "
+        "                    pg_get_expr(d.adbin, d.adrelid)) "
+        "        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+        "       WHERE a.attrelid = c.oid AND a.attnum > 0 ORDER BY a.attnum), "
+        "ARRAY(SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = c.oid ORDER BY 1) "
+        "FROM pg_class c WHERE c.relname IN ('v_test_queue_total', 'v_test_jobs', 'v; it''s \"odd\"') "
+        "UNION ALL SELECT 'dw_test_started', pg_get_triggerdef(oid), NULL, NULL, NULL, NULL, NULL "
+        "FROM pg_trigger WHERE tgname = 'dw_test_started' "
+        "UNION ALL SELECT 'test_depth_rows', pg_get_functiondef(to_regproc('dw.test_depth_rows')), "
+        "NULL, NULL, NULL, NULL, NULL ORDER BY 1"
+    ).fetchall()
 
 
 def old_queue_database(conninfo: str) -> None:
@@ -153,14 +202,23 @@ def old_queue_database(conninfo: str) -> None:
                 conn.execute(record, (migration.version, migration.name, migration.checksum))
 
 
-async def test_procrastinate_migrations_apply_under_our_views_and_grants(postgresql: psycopg.Connection) -> None:
+async def test_procrastinate_migrations_apply_under_our_views_and_grants(
+    postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     queue_files = [m for m in load_queue_migrations() if m.version > parse_version(OLD_QUEUE)]
-    pre = ["procrastinate/" + m.stem for m in queue_files if not m.post]
-    post = [m.stem for m in queue_files if m.post]
+    up_to_3_3 = ["procrastinate/" + m.stem for m in queue_files if m.version <= (3, 3, 0)]
+    pre = ["procrastinate/" + m.stem for m in queue_files if not m.post and m.version > (3, 3, 0)]
+    post = [m.stem for m in queue_files if m.post and m.version > (3, 3, 0)]
     assert pre and post
-    # A fresh installation records the installed Procrastinate's schema.sql as its migration 0000.
-    row = postgresql.execute("SELECT name FROM dw.schema_migrations WHERE version = '0000'").fetchone()
-    assert row == (f"procrastinate_schema {procrastinate.__version__}",)
+    # A fresh installation records the installed Procrastinate's schema.sql as its migration 0000,
+    # and the files it had, by name.
+    rows = postgresql.execute(
+        "SELECT version, name FROM dw.schema_migrations WHERE version = '0000' OR version LIKE 'procrastinate/%' "
+        "ORDER BY 1"
+    ).fetchall()
+    baseline = f"procrastinate_schema {procrastinate.__version__}"
+    assert rows == [("0000", baseline)] + [("procrastinate/" + m.stem, baseline) for m in load_queue_migrations()]
+    assert held_back(postgresql_conninfo(postgresql)) == []
     # Our objects over Procrastinate's, found from the catalog as migrate finds them.
     with postgresql.transaction():
         dependents = capture_dependents(postgresql)
@@ -179,29 +237,103 @@ async def test_procrastinate_migrations_apply_under_our_views_and_grants(postgre
             conn.rollback()
 
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            # More of what detaching handles: a view over our view, with a grant, and a trigger
-            # whose condition reads the column 3.0.0 changes.
+            # More of what detaching handles: a view over our view, with a grant; a trigger whose
+            # condition reads the column 3.0.0 changes; a function returning our view's rows; a
+            # view with a column default, column grant and comment, and an INSTEAD OF trigger; an
+            # oddly named one with options, comment and grants.
             conn.execute(EXTRAS)
             extras = extra_definitions(conn)
 
-        # A rolling upgrade: pre migrations now, post migrations held back for the old workers.
+        # 2.15.1 -> 3.10 crosses several versions with post migrations: not while old workers run.
+        with pytest.raises(MigrationError, match="migrate --finish"):
+            migrate(conninfo)
+        assert held_back(conninfo) == [m.stem for m in queue_files if m.post]
+
+        # Stopped, and upgraded to a Procrastinate 3.3 first: everything up to it, in order; only
+        # 3.0.0's post migration needs our objects detached.
+        monkeypatch.setattr(procrastinate_schema, "installed_version", lambda: (3, 3, 0))
+        with structlog.testing.capture_logs() as logs:
+            assert migrate(conninfo, finish=True) == up_to_3_3
+        assert [e["migration"] for e in logs if "detached" in e["event"]] == ["03.00.00_50_post_cancel_notification"]
+        monkeypatch.undo()
+
+        # A rolling upgrade to 3.10: pre migrations now, post migrations held back for the old workers.
         assert migrate(conninfo) == pre
         assert held_back(conninfo) == post
         assert migrate(conninfo) == []
         await run_one(conninfo, "in the rolling window")
 
-        # Every process runs the new release: the post migrations follow.
-        assert migrate(conninfo, finish=True) == ["procrastinate/" + stem for stem in post]
+        # An old worker's transaction on procrastinate_jobs blocks 3.4.0's post migration (DROP
+        # TRIGGER on it): migrate waits the lock timeout at most each time, the queue's readers
+        # get through meanwhile, and it fails naming that session; once it ends, a try succeeds.
+        quick = LockPolicy(timeout_seconds=0.2, attempts=2, backoff_seconds=0.1)
+        with psycopg.connect(conninfo, application_name="dw-test-old-worker") as holder:
+            holder.execute("SELECT count(*) FROM procrastinate_jobs")
+            with reader_waits(conninfo) as waits:
+                started = time.monotonic()
+                with pytest.raises(MigrationError, match=r"could not take its locks.*dw-test-old-worker.*idle in tr"):
+                    migrate(conninfo, finish=True, locks=quick)
+                assert time.monotonic() - started < 3
+            assert waits and max(waits) < 1, waits
+            assert held_back(conninfo) == post
+            threading.Timer(0.3, holder.rollback).start()
+            # Every process runs the new release: the post migrations follow.
+            assert migrate(conninfo, finish=True, locks=replace(quick, attempts=20)) == [
+                "procrastinate/" + stem for stem in post
+            ]
         assert held_back(conninfo) == []
         with psycopg.connect(conninfo, autocommit=True) as conn:
             assert extra_definitions(conn) == extras
-            conn.execute("DROP VIEW dw.v_test_queue_total; DROP TRIGGER dw_test_started ON procrastinate_jobs")
+            conn.execute(DROP_EXTRAS)
         upgraded = catalog(conninfo)
         await run_one(conninfo, "after the post migrations")
-    # Procrastinate's migrations built its current schema, and ours over it is as a fresh
-    # installation has it: same views (definition, grants, owner), index and grants.
+    # Procrastinate's migrations built its current schema (functions, triggers, constraints,
+    # defaults as a fresh installation has them), and ours over it is as a fresh installation has
+    # it: same views (definition, grants, owner), index and grants.
     for key in fresh:
         assert set(upgraded[key]) ^ set(fresh[key]) == set(), key
+
+
+@contextlib.contextmanager
+def reader_waits(conninfo: str) -> Iterator[list[float]]:
+    """A reader of procrastinate_jobs (a worker's fetch) in a loop meanwhile: how long each read took."""
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '3s'")
+            while not stop.wait(0.05):
+                started = time.monotonic()
+                conn.execute("SELECT count(*) FROM procrastinate_jobs")
+                waits.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        yield waits
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_our_migrations_wait_for_a_lock_at_most_the_timeout(
+    postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conninfo = postgresql_conninfo(postgresql)
+    extra = Migration(
+        version="9990", name="test_lock", sql="ALTER TABLE dw.executions ADD COLUMN test_lock int", transactional=True
+    )
+    monkeypatch.setattr(migrations, "load_migrations", lambda: [*load_migrations(), extra])
+    quick = LockPolicy(timeout_seconds=0.2, attempts=2, backoff_seconds=0.1)
+    with psycopg.connect(conninfo, application_name="dw-test-report") as holder:
+        holder.execute("LOCK TABLE dw.executions IN ACCESS SHARE MODE")
+        started = time.monotonic()
+        with pytest.raises(MigrationError, match=r"migration 9990_test_lock could not take its locks.*dw-test-report"):
+            migrate(conninfo, locks=quick)
+        assert time.monotonic() - started < 3
+        threading.Timer(0.3, holder.rollback).start()
+        assert migrate(conninfo, locks=replace(quick, attempts=20)) == ["9990"]
 
 
 def postgresql_conninfo(postgresql: psycopg.Connection) -> str:
@@ -345,16 +477,40 @@ async def test_a_database_of_the_previous_release_upgrades_and_keeps_its_procedu
     assert done == ({"echo": "go"},)
 
 
-def test_migrate_leaves_a_database_of_a_newer_release_alone(postgresql: psycopg.Connection) -> None:
+def test_migrate_leaves_a_database_of_a_newer_or_another_release_alone(
+    postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An old release's process that migrates at start (`up`) during a rolling upgrade must not put
-    its own procedures back over the newer release's."""
+    its own procedures back over the newer release's; `migrate` says why it did nothing, and fails."""
     conninfo = postgresql_conninfo(postgresql)
     postgresql.execute("INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('9999', 'future', 'x')")
     postgresql.execute("DROP FUNCTION dw.renew_lease_v2")
     postgresql.commit()
-    assert migrate(conninfo) == []
-    assert postgresql.execute("SELECT to_regproc('dw.renew_lease_v2')").fetchone() == (None,)
+    with pytest.raises(DatabaseNewerError, match=r"newer release \(migrations 9999"):
+        migrate(conninfo)
+    info = postgresql.info
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://{info.user}@/{info.dbname}?host={info.host}&port={info.port}")
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)  # structlog's global set-up stays the tests'
+    assert cli.main(["migrate"]) != 0
+    out = capsys.readouterr()
+    assert "up to date" not in out.out and "migrated by a newer release" in out.err
+    # Newer, but without one of ours: another line of releases.
+    postgresql.execute("UPDATE dw.schema_migrations SET version = '0003x' WHERE version = '0003'")
+    postgresql.commit()
+    with pytest.raises(MigrationError, match=r"does not know \(9999\) and lacks some of this release.s \(0003\)"):
+        migrate(conninfo)
+    postgresql.execute("UPDATE dw.schema_migrations SET version = '0003' WHERE version = '0003x'")
     postgresql.execute("DELETE FROM dw.schema_migrations WHERE version = '9999'")
+    # A newer Procrastinate installed the queue's schema.
+    postgresql.execute("UPDATE dw.schema_migrations SET name = 'procrastinate_schema 99.0.0' WHERE version = '0000'")
+    postgresql.commit()
+    with pytest.raises(DatabaseNewerError, match=r"Procrastinate 99\.0\.0"):
+        migrate(conninfo)
+    assert postgresql.execute("SELECT to_regproc('dw.renew_lease_v2')").fetchone() == (None,)
+    postgresql.execute(
+        "UPDATE dw.schema_migrations SET name = %s WHERE version = '0000'",
+        (f"procrastinate_schema {procrastinate.__version__}",),
+    )
     postgresql.commit()
     assert migrate(conninfo) == []
     assert postgresql.execute("SELECT to_regproc('dw.renew_lease_v2')").fetchone() == ("dw.renew_lease_v2",)

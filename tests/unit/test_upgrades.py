@@ -7,8 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from procrastinate.schema import SchemaManager
 
+from dataworkflows import cli
+from dataworkflows.config import Settings
+from dataworkflows.errors import DatabaseNewerError, MigrationError
+from dataworkflows.migrations import unknown_migrations
 from dataworkflows.procrastinate_schema import (
     QueueMigration,
     QueueSchemaState,
@@ -62,29 +67,102 @@ def test_a_database_at_the_installed_version_has_nothing_to_apply() -> None:
 
 def test_an_upgrade_applies_pre_migrations_and_holds_post_ones_for_the_old_workers() -> None:
     state = QueueSchemaState(baseline=(3, 10, 0))
-    due = plan(state, MIGRATIONS, (3, 13, 0))
-    assert stems(due.apply) == ["03.11.00_01_pre_a", "03.12.00_01_pre_b", "03.13.00_01_pre_c"]
-    assert stems(due.held) == ["03.11.00_50_post_a", "03.13.00_50_post_c"]
+    due = plan(state, MIGRATIONS, (3, 11, 0))
+    assert stems(due.apply) == ["03.11.00_01_pre_a"]
+    assert stems(due.held) == ["03.11.00_50_post_a"]
     # --finish: every process runs the new release.
+    assert stems(plan(state, MIGRATIONS, (3, 11, 0), finish=True).apply) == ["03.11.00_01_pre_a", "03.11.00_50_post_a"]
+
+
+def test_an_upgrade_across_versions_with_migrations_needs_the_old_workers_stopped() -> None:
+    """3.10 -> 3.13 would apply 3.12's pre migration before 3.11's post one, which the old workers
+    still need: refused, unless --finish applies them all in version order."""
+    state = QueueSchemaState(baseline=(3, 10, 0))
+    with pytest.raises(
+        MigrationError,
+        match=r"03\.12\.00_01_pre_b must come after the post migration "
+        r"03\.11\.00_50_post_a.*migrate --finish",
+    ):
+        plan(state, MIGRATIONS, (3, 13, 0))
     assert stems(plan(state, MIGRATIONS, (3, 13, 0), finish=True).apply) == stems(MIGRATIONS)
+    # A jump over versions whose post migrations are already in (or that have none) is fine.
+    done = QueueSchemaState(baseline=(3, 11, 0))
+    due = plan(done, MIGRATIONS, (3, 13, 0))
+    assert stems(due.apply) == ["03.12.00_01_pre_b", "03.13.00_01_pre_c"] and stems(due.held) == ["03.13.00_50_post_c"]
 
 
 def test_held_post_migrations_wait_for_the_next_upgrade_not_the_next_migrate() -> None:
-    # 3.12 applied the pre migrations of 3.11 and 3.12; old 3.10 workers may still run.
-    state = QueueSchemaState(
-        baseline=(3, 10, 0), applied={"03.11.00_01_pre_a": (3, 12, 0), "03.12.00_01_pre_b": (3, 12, 0)}
-    )
-    again = plan(state, MIGRATIONS, (3, 12, 0))
+    # 3.11 applied its pre migration; old 3.10 workers may still run.
+    state = QueueSchemaState(baseline=(3, 10, 0), applied={"03.11.00_01_pre_a": (3, 11, 0)})
+    again = plan(state, MIGRATIONS, (3, 11, 0))
     assert again.apply == [] and stems(again.held) == ["03.11.00_50_post_a"]
-    # Upgrading to 3.13: the old workers run 3.12 now, whose schema has 3.11's post migration.
+    # Upgrading to 3.12: the old workers run 3.11 now, whose schema has 3.11's post migration.
+    upgrade = plan(state, MIGRATIONS, (3, 12, 0))
+    assert stems(upgrade.apply) == ["03.11.00_50_post_a", "03.12.00_01_pre_b"] and upgrade.held == []
+    state.applied |= {"03.11.00_50_post_a": (3, 12, 0), "03.12.00_01_pre_b": (3, 12, 0)}
     upgrade = plan(state, MIGRATIONS, (3, 13, 0))
-    assert stems(upgrade.apply) == ["03.11.00_50_post_a", "03.13.00_01_pre_c"]
-    assert stems(upgrade.held) == ["03.13.00_50_post_c"]
+    assert stems(upgrade.apply) == ["03.13.00_01_pre_c"] and stems(upgrade.held) == ["03.13.00_50_post_c"]
+
+
+def test_what_schema_sql_had_is_recorded_by_name_not_guessed_from_versions() -> None:
+    """02.14.01_* shipped with 2.15.0: a schema.sql of 2.14.1 did not have it, though its version
+    says otherwise. Databases installed since files are recorded go by name; older records (3.x
+    baselines, where versions are exact) by version."""
+    old = files("02.08.00_01_a", "02.14.01_01_b", "03.00.00_01_pre_c", "03.00.00_50_post_c")
+    recorded = QueueSchemaState(baseline=(2, 14, 1), applied={"02.08.00_01_a": (2, 14, 1)}, files_recorded=True)
+    assert stems(plan(recorded, old, (3, 0, 0), finish=True).apply) == stems(old)[1:]
+    legacy = QueueSchemaState(baseline=(3, 0, 0))
+    assert plan(legacy, old, (3, 0, 0), finish=True).apply == []
 
 
 def test_an_older_procrastinate_applies_nothing_newer_than_itself() -> None:
     state = QueueSchemaState(baseline=(3, 10, 0), applied={"03.11.00_01_pre_a": (3, 11, 0)})
     assert plan(state, MIGRATIONS, (3, 10, 0)).apply == []
+
+
+def test_a_procrastinate_file_named_unexpectedly_stops_migrate(tmp_path: Path) -> None:
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "03.11.00_01_pre_ok.sql").write_text("SELECT 1;")
+    (tmp_path / "02.01.00_01_old_style.sql").write_text("SELECT 1;")
+    assert stems(load_queue_migrations(tmp_path)) == ["02.01.00_01_old_style", "03.11.00_01_pre_ok"]
+    (tmp_path / "03.11.00_02_neither.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="neither pre_ nor post_"):
+        load_queue_migrations(tmp_path)
+    (tmp_path / "03.11.00_02_neither.sql").unlink()
+    (tmp_path / "3.12.0-Add-Things.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=r"3\.12\.0-Add-Things\.sql"):
+        load_queue_migrations(tmp_path)
+
+
+def test_unknown_migrations_are_newer_or_diverged() -> None:
+    known = ["0001", "0002", "0003"]
+    assert unknown_migrations(["0000", "0001", "0002", "procrastinate/03.00.00_01_pre_x"], known) == ([], [])
+    assert unknown_migrations(["0001", "0002", "0003", "0004", "0005"], known) == (["0004", "0005"], [])
+    # Below our last one, or above it without all of ours: another branch.
+    assert unknown_migrations(["0001", "0003", "0025"], ["0001", "0003", "0026"]) == ([], ["0025"])
+    assert unknown_migrations(["0001", "0002", "0004"], known) == ([], ["0004"])
+
+
+def test_up_finishes_on_its_embedded_server_and_lists_held_ones_on_database_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataworkflows import migrations
+
+    calls: list[bool] = []
+    monkeypatch.setattr(migrations, "migrate", lambda _url, *, finish, locks: calls.append(finish) or [])
+    monkeypatch.setattr(migrations, "held_back", lambda _url: ["03.11.00_50_post_a"])
+    cli._migrate_for_up(Settings(), "postgresql:///x", embedded=True)
+    assert "held back" not in capsys.readouterr().out
+    cli._migrate_for_up(Settings(), "postgresql:///x", embedded=False)
+    assert calls == [True, False]
+    assert "03.11.00_50_post_a" in capsys.readouterr().out
+
+    def newer(_url: str, **_: object) -> list[str]:
+        raise DatabaseNewerError("the database was migrated by a newer release (0099)")
+
+    monkeypatch.setattr(migrations, "migrate", newer)
+    cli._migrate_for_up(Settings(), "postgresql:///x", embedded=False)  # runs on, as in a rolling upgrade
+    assert "newer release" in capsys.readouterr().err
 
 
 def test_every_procrastinate_object_our_sql_names_is_in_the_installed_schema() -> None:
