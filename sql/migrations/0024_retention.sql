@@ -46,8 +46,9 @@ DECLARE
     v_before timestamptz := NULLIF(current_setting('dw.pruning', true), '')::timestamptz;
     v_execution uuid;
 BEGIN
+    -- Each run once (a run has several events).
     SELECT o.execution_id INTO v_execution
-      FROM gone o LEFT JOIN dw.executions e ON e.id = o.execution_id
+      FROM (SELECT DISTINCT g.execution_id FROM gone g) o LEFT JOIN dw.executions e ON e.id = o.execution_id
      WHERE e.id IS NULL OR e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
         OR e.ended_at IS NULL OR v_before IS NULL OR e.ended_at >= v_before
      LIMIT 1;

@@ -101,7 +101,7 @@ BEGIN
     IF v_roots IS NOT NULL THEN
         -- Every run of those trees, locked; what another transaction holds is skipped.
         v_locked := ARRAY(SELECT m.id FROM dw.executions m WHERE m.root_execution_id = ANY (v_roots)
-                           ORDER BY m.id FOR UPDATE SKIP LOCKED);
+                           FOR UPDATE SKIP LOCKED);
         -- Checked again now that they are locked (a dead letter resolved meanwhile, a tree only partly
         -- locked): what passes cannot change any more.
         SELECT array_agg(c.id), max(c.cutoff) INTO v_roots, v_newest

@@ -13,11 +13,12 @@ from uuid import UUID
 
 import psycopg
 import pytest
+import uvicorn
 from litestar.testing import AsyncTestClient
 
 from dataworkflows import errors
 from dataworkflows.api.app import create_app
-from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_prune
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_prune, cmd_workflows_retention
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.data.retention import Pruned
@@ -26,6 +27,7 @@ from dataworkflows.retention import Prune, parse_age, prune_due
 from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
+from tests.fakes import _free_port
 from tests.integration.test_runtime import echo, make_runtime, to, wf
 from tests.integration.test_subworkflows import drain, sub
 from tests.integration.test_waits import signal
@@ -256,6 +258,47 @@ async def test_retention_through_the_api(client: AsyncTestClient[Any]) -> None:
     cleared = await client.patch(path, json={"retentionDays": None})
     assert cleared.json()["retentionDays"] is None
     assert (await client.get("/api/v1/workflows")).json()["items"][0]["retentionDays"] is None
+
+
+async def test_the_retention_command_goes_through_the_api(
+    dsn: str, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(database_url=dsn)), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    parser = build_parser()
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(["workflows", "retention", *argv, "--api-url", f"http://127.0.0.1:{port}"])
+        code = await asyncio.to_thread(cmd_workflows_retention, args)
+        out, err = capsys.readouterr()
+        return code, out.strip(), err.strip()
+
+    try:
+        for _ in range(250):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        assert await run("simple-echo") == (
+            EXIT_OK,
+            "simple-echo  finished runs kept the default (DW_RETENTION_DAYS)",
+            "",
+        )
+        assert await run("simple-echo", "--days", "90") == (EXIT_OK, "simple-echo  finished runs kept 90 days", "")
+        assert (await run("simple-echo", "--forever"))[1] == "simple-echo  finished runs kept forever"
+        assert (await run("simple-echo", "--default"))[1].endswith("the default (DW_RETENTION_DAYS)")
+        code, _, err = await run("simple-echo", "--days", "-3")
+        assert (code, err) == (EXIT_USAGE, "error: --days is 0 (keep forever) to 36500, not -3")
+        code, _, err = await run("nope", "--days", "3")
+        assert code == EXIT_USAGE and "HTTP 404" in err
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
 
 
 def test_ages_parse_with_a_unit() -> None:
