@@ -1129,8 +1129,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "their own retention are pruned",
             file=sys.stderr,
         )
+    import psycopg
+
     with _engine_database(settings) as url:
-        return asyncio.run(_prune(url, settings, plan, dry_run=args.dry_run))
+        try:
+            return asyncio.run(_prune(url, settings, plan, dry_run=args.dry_run))
+        except psycopg.errors.UndefinedFunction:
+            print(
+                "error: this database has no retention procedures: run `dataworkflows migrate` first", file=sys.stderr
+            )
+            return EXIT_USAGE
 
 
 def _preview_text(preview: Any) -> str:

@@ -355,6 +355,13 @@ def test_the_prune_command(
     assert (code, out.split(" in ")[0]) == (EXIT_OK, "pruned 2 trees: 2 executions")
     code, out, _ = run("--older-than", "15d", "--workflow", "w")
     assert out.split(" in ")[0] == "pruned 4 trees: 4 executions"
+    postgresql.execute("DROP FUNCTION dw.preview_prune_v1")
+    postgresql.commit()
+    code, _, err = run("--dry-run")
+    assert (code, err.splitlines()[-1]) == (
+        EXIT_USAGE,
+        "error: this database has no retention procedures: run `dataworkflows migrate` first",
+    )
     assert postgresql.execute("SELECT tenant_id, count(*) FROM dw.executions GROUP BY 1 ORDER BY 1").fetchall() == [
         ("acme", 1),
         ("default", 1),
