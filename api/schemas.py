@@ -11,6 +11,7 @@ from uuid import UUID
 import msgspec
 
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
+from dataworkflows.retention import MAX_RETENTION_DAYS
 
 
 class Camel(msgspec.Struct, rename="camel", omit_defaults=False):
@@ -65,6 +66,8 @@ class WorkflowRead(Camel):
     template_version: int | None = None
     definition: dict[str, Any] | None = None
     checksum: str | None = None
+    # Days its finished runs are kept (null: the installation's default, DW_RETENTION_DAYS; 0: forever).
+    retention_days: int | None = None
 
 
 class WorkflowLimitsUpdate(Camel, forbid_unknown_fields=True):
@@ -76,6 +79,12 @@ class WorkflowLimitsUpdate(Camel, forbid_unknown_fields=True):
     rate_limit_per_minute: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATE_PER_MINUTE)] | msgspec.UnsetType | None = (
         msgspec.UNSET
     )
+
+
+class WorkflowRetentionUpdate(Camel, forbid_unknown_fields=True):
+    """PATCH /workflows/{id}/retention: days its finished runs are kept; 0 forever, null the default."""
+
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=MAX_RETENTION_DAYS)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class WorkflowList(Camel):

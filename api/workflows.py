@@ -1,4 +1,4 @@
-"""/api/v1/workflows: create, list, get, versions, publish, execute, limits."""
+"""/api/v1/workflows: create, list, get, versions, publish, execute, limits, retention."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from .schemas import (
     WorkflowLimitsUpdate,
     WorkflowList,
     WorkflowRead,
+    WorkflowRetentionUpdate,
     from_row,
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
@@ -178,6 +179,24 @@ class WorkflowController(Controller):
             rate_per_minute=None if rate is msgspec.UNSET else rate,
         )
         if not await db.limits.set_workflow_limits(workflow_id, limits):
+            raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
+        return await read_workflow(db, workflow_id)
+
+    @patch(
+        "/{workflow_id:str}/retention",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Set how many days the workflow's finished runs are kept (0: forever; null: the default)",
+        # Shortening it removes history (the run log is evidence): admins only.
+        opt={"role": "admin"},
+    )
+    async def set_retention(
+        self, db: DatabaseDep, workflow_id: FromPath[str], data: JSONBody[WorkflowRetentionUpdate]
+    ) -> WorkflowRead:
+        days = data.retention_days
+        if days is msgspec.UNSET:
+            raise InvalidInput("give retentionDays: the days finished runs are kept (0: forever; null: the default)")
+        if not await db.retention.set_workflow_retention(workflow_id, days):
             raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
         return await read_workflow(db, workflow_id)
 

@@ -532,6 +532,15 @@ def start_scheduler(db: Database, settings: Settings, stop: asyncio.Event) -> li
     return [asyncio.create_task(Scheduler(db, settings).run(stop), name="scheduler")]
 
 
+def start_retention(db: Database, settings: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """The retention job's loop (workers/retention.py: it removes finished runs past their
+    retention), unless DW_RETENTION_INTERVAL_SECONDS is 0 or less."""
+    # Imported here: the retention job uses this module's helpers (describe, stopped_within).
+    from dataworkflows.workers.retention import start_retention as start
+
+    return start(db, settings, stop)
+
+
 async def control_listener(conninfo: str, runtime: Runtime, stop: asyncio.Event) -> None:
     """LISTEN dw_control: a cancel or suspend request, or a wait that a signal or a decision
     resolved, for a run this process holds reaches that run at once (its lease renewal would tell
@@ -700,6 +709,7 @@ async def run_worker(
     # The maintenance loops work across tenants (their tasks keep the scope they were created in);
     # jobs run each in its run's tenant.
     with all_tenants():
+        retaining = start_retention(db, settings, stop_event)
         recovery = asyncio.create_task(recovery_loop(db, settings))
         waking = asyncio.create_task(waker.run(stop_event), name="waker")
         scheduling = start_scheduler(db, settings, stop_event)
@@ -715,7 +725,7 @@ async def run_worker(
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        for task in (recovery, control, waking, *scheduling):
+        for task in (recovery, control, waking, *scheduling, *retaining):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

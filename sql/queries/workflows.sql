@@ -24,7 +24,8 @@ RETURNING version;
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
        w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
        w.template_id, w.template_version,
-       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
+       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version,
+       w.retention_days
   FROM dw.workflows w WHERE w.id = %(id)s;
 
 -- name: list_workflows
@@ -32,7 +33,8 @@ SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_en
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
        w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
        w.template_id, w.template_version,
-       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version
+       (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version,
+       w.retention_days
   FROM dw.workflows w
  WHERE (%(after)s::text IS NULL OR w.id > %(after)s::text)
    AND (%(status)s::text IS NULL OR w.status = %(status)s::text)

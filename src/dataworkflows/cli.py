@@ -1,4 +1,4 @@
-"""The `dataworkflows` command: up, migrate, api, worker, run, status, token; and, through the API,
+"""The `dataworkflows` command: up, migrate, prune, api, worker, run, status, token; and, through the API,
 workflows, executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject,
 dead-letters, triggers, connections."""
 
@@ -1073,6 +1073,167 @@ def _add_signals_and_approvals(sub: Any) -> None:
         decide.set_defaults(func=cmd_decide, decision=decision)
 
 
+def _retention_change(args: argparse.Namespace) -> dict[str, int | None] | None:
+    """The PATCH body from the retention command's options (None: only show it)."""
+    from dataworkflows.retention import MAX_RETENTION_DAYS
+
+    if args.days is not None:
+        if not 0 <= args.days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"--days is 0 (keep forever) to {MAX_RETENTION_DAYS}, not {args.days}")
+        return {"retentionDays": args.days}
+    if args.forever:
+        return {"retentionDays": 0}
+    if args.default:
+        return {"retentionDays": None}
+    return None
+
+
+def _retention_text(days: int | None) -> str:
+    if days is None:
+        return "the default (DW_RETENTION_DAYS)"
+    return "forever" if days == 0 else f"{days} days"
+
+
+def cmd_workflows_retention(args: argparse.Namespace) -> int:
+    """Shows how long a workflow's finished runs are kept, or sets it."""
+    try:
+        change = _retention_change(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    path = f"/api/v1/workflows/{_path(args.workflow_id)}"
+    with _client(args) as client:
+        response = client.patch(f"{path}/retention", json=change) if change is not None else client.get(path)
+    if response.status_code != 200:
+        return _refused(response)
+    workflow = response.json()
+    print(f"{workflow['id']}  finished runs kept {_retention_text(workflow.get('retentionDays'))}")
+    return EXIT_OK
+
+
+def _add_workflow_retention(wsub: Any) -> None:
+    retention = wsub.add_parser(
+        "retention", help="show how long a workflow's finished runs are kept, or set it (admin role)"
+    )
+    retention.add_argument("workflow_id")
+    choice = retention.add_mutually_exclusive_group()
+    choice.add_argument("--days", type=int, help="keep its finished runs this many days after they ended")
+    choice.add_argument("--forever", action="store_true", help="never remove its finished runs")
+    choice.add_argument("--default", action="store_true", help="follow DW_RETENTION_DAYS again")
+    retention.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    retention.add_argument("--api-url")
+    retention.set_defaults(func=cmd_workflows_retention)
+
+
+@contextlib.contextmanager
+def _engine_database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL, else the embedded database under DW_DATA_DIR (as `psql` does)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from dataworkflows.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.data_dir)
+    try:
+        yield embedded.uri()
+    finally:
+        embedded.stop()
+
+
+def _prune_plan(args: argparse.Namespace, settings: Settings) -> Any:
+    """What `prune` removes, from its options (ValueError with a message for bad input)."""
+    from dataworkflows.retention import Prune, default_seconds, parse_age
+    from dataworkflows.tenancy import is_valid_tenant
+
+    if args.tenant is not None and not is_valid_tenant(args.tenant):
+        raise ValueError(f"--tenant {args.tenant!r} is not a tenant id")
+    if args.workflow is not None and not args.workflow.strip():
+        raise ValueError("--workflow needs a workflow id")
+    seconds = parse_age(args.older_than) if args.older_than is not None else default_seconds(settings.retention_days)
+    batch = settings.retention_batch_size if args.batch_size is None else args.batch_size
+    return Prune(default_seconds=seconds, batch=batch, workflow_id=args.workflow, tenant=args.tenant)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Removes finished runs past their retention now (every batch), or says what it would remove."""
+    settings = _settings(args)
+    try:
+        plan = _prune_plan(args, settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if plan.default_seconds is None:
+        print(
+            "note: DW_RETENTION_DAYS is off and no --older-than was given: only runs of workflows that set "
+            "their own retention are pruned",
+            file=sys.stderr,
+        )
+    import psycopg
+
+    with _engine_database(settings) as url:
+        try:
+            return asyncio.run(_prune(url, settings, plan, dry_run=args.dry_run))
+        except psycopg.errors.UndefinedFunction:
+            print(
+                "error: this database has no retention procedures: run `dataworkflows migrate` first", file=sys.stderr
+            )
+            return EXIT_USAGE
+
+
+def _preview_text(preview: Any) -> str:
+    text = f"would prune {preview.trees:,} trees ({preview.executions:,} executions, {preview.events:,} events)"
+    if preview.oldest_ended_at is not None:
+        text += f"; the oldest ended {preview.oldest_ended_at:%Y-%m-%d %H:%M %Z}"
+    return text
+
+
+async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> int:
+    from dataworkflows.db import Database, make_pool, translate_errors
+    from dataworkflows.retention import Progress, prune_due, summary
+    from dataworkflows.tenancy import all_tenants
+
+    pool = make_pool(url, min_size=1, max_size=2, name="prune", role=settings.database_role)
+    with translate_errors():
+        await pool.open(wait=True, timeout=settings.db_timeout_seconds * 2)
+    try:
+        db = Database(pool)
+        with all_tenants():
+            if dry_run:
+                preview = await db.retention.preview(
+                    default_seconds=plan.default_seconds, workflow_id=plan.workflow_id, tenant=plan.tenant
+                )
+                print(_preview_text(preview))
+                return EXIT_OK
+            started = time.monotonic()
+            progress = Progress(lambda so_far: print(f"... {summary(so_far)}", flush=True), every=5.0)
+            total = await prune_due(db, plan, on_batch=progress)
+    finally:
+        await pool.close()
+    seconds = time.monotonic() - started
+    rate = f", {total.rows / seconds:,.0f} rows/s" if seconds > 0 and total.rows else ""
+    print(f"pruned {summary(total)} in {seconds:.1f} s{rate}")
+    return EXIT_OK
+
+
+def _add_prune(sub: Any) -> None:
+    prune = sub.add_parser(
+        "prune",
+        help="remove finished runs past their retention now, with their nodes, attempts and events "
+        "(straight to the database, like migrate)",
+    )
+    prune.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="the age (30d, 12h, 90m, 2w) for workflows without their own retention (default DW_RETENTION_DAYS); "
+        "a workflow's own retention still applies",
+    )
+    prune.add_argument("--workflow", metavar="ID", help="only this workflow's runs")
+    prune.add_argument("--tenant", help="only this tenant's runs (default: every tenant)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    prune.add_argument("--batch-size", type=int, metavar="N", help="trees a transaction (default 500)")
+    prune.set_defaults(func=cmd_prune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
     parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
@@ -1141,6 +1302,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("workflow_id")
     archive.add_argument("--api-url")
     archive.set_defaults(func=cmd_workflows_archive)
+    _add_workflow_retention(wsub)
 
     dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive, acknowledge")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
@@ -1166,6 +1328,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_triggers(sub)
     _add_connections(sub)
     _add_token(sub)
+    _add_prune(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

@@ -121,6 +121,14 @@ class Settings:
     # Schedule tick rows (dw.schedule_ticks) are kept this long, each schedule's newest kept
     # always; workers delete older ones in their recovery loop (0 or less: kept forever).
     schedule_tick_retention_days: float = 30.0
+    # Finished runs are kept this long after they ended (a whole tree, by its root), unless their
+    # workflow sets its own retention (retentionDays); then each worker's retention job removes
+    # them with everything that hangs off them (0 or less, or "off": kept, unless their workflow
+    # sets a retention). The job runs every retention_interval_seconds (0 or less: not in this
+    # worker), retention_batch_size trees a transaction.
+    retention_days: float = 30.0
+    retention_interval_seconds: float = 60.0
+    retention_batch_size: int = 500
 
     @property
     def database_role(self) -> str | None:
@@ -147,6 +155,8 @@ class Settings:
 
 
 def _coerce(key: str, raw: str, default: Any) -> Any:
+    if key.endswith("_RETENTION_DAYS") and raw.strip().lower() == "off":
+        return 0.0
     try:
         if isinstance(default, bool):
             return raw.strip().lower() in {"1", "true", "yes", "on"}

@@ -32,6 +32,7 @@ from dataworkflows.data.executions import ExecutionData
 from dataworkflows.data.limits import LimitData
 from dataworkflows.data.operations import OperationsData
 from dataworkflows.data.resources import ResourceData
+from dataworkflows.data.retention import RetentionData
 from dataworkflows.data.runs import RunData
 from dataworkflows.data.schedules import ScheduleData
 from dataworkflows.data.triggers import TriggerData
@@ -335,6 +336,8 @@ class Database:
         self.limits = LimitData(self)
         # Document template sets, templates and their versions.
         self.document_templates = DocumentTemplateData(self)
+        # Removing finished runs past their retention; workflows' retention.
+        self.retention = RetentionData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

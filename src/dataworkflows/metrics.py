@@ -74,3 +74,9 @@ SCHEDULE_LATENESS = Histogram(
     "Time from a schedule tick to the transaction that fired it",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
+RETENTION_REMOVED = Counter(
+    "dataworkflows_retention_removed_total",
+    "What retention removed: trees (a root run and its children), executions, and the rows that hung off them "
+    "(node_states, attempts, events, waits, signals, items, documents, dead_letters, resource_touches)",
+    ["kind"],
+)

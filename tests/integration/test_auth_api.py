@@ -260,6 +260,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
         "author",
         {"rateLimitPerMinute": 60},
     ),
+    (
+        "PATCH",
+        "/api/v1/workflows/{workflow_id:str}/retention",
+        "/api/v1/workflows/wf/retention",
+        "admin",
+        {"retentionDays": 90},
+    ),
     ("GET", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", None),
     ("POST", "/api/v1/hooks/{trigger_id:str}", f"/api/v1/hooks/{uuid.UUID(int=3)}", "public", {}),
 ]

@@ -173,18 +173,35 @@ async def test_concurrency_limit_throttles_acquire(db: Database) -> None:
 async def test_execution_events_are_append_only(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     await start(db, "simple-echo")
-    for statement in ["UPDATE dw.execution_events SET type = 'x'", "DELETE FROM dw.execution_events"]:
-        with pytest.raises(errors.Immutable, match="append-only"):
+    # The application role may not even try (no UPDATE, DELETE or TRUNCATE privilege: only the
+    # retention prune deletes, as the owner); the tables' owner meets the triggers
+    # (test_owner_cannot_change_events; tests/integration/test_retention.py for DELETE).
+    for statement in [
+        "UPDATE dw.execution_events SET type = 'x'",
+        "DELETE FROM dw.execution_events",
+        "TRUNCATE dw.execution_events",
+    ]:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
             await _sql(db, statement)
-    # The application role may not even try (no TRUNCATE privilege); the tables' owner meets the
-    # trigger (test_owner_cannot_truncate_events).
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        await _sql(db, "TRUNCATE dw.execution_events")
 
 
-def test_owner_cannot_truncate_events(postgresql: psycopg.Connection) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    ["TRUNCATE dw.execution_events", "UPDATE dw.execution_events SET type = 'x'", "DELETE FROM dw.execution_events"],
+)
+def test_owner_cannot_change_events(postgresql: psycopg.Connection, statement: str) -> None:
+    postgresql.execute(
+        "INSERT INTO dw.workflows (tenant_id, id, display_name) VALUES ('default', 'w', 'w');"
+        "INSERT INTO dw.workflow_versions (tenant_id, workflow_id, version, definition, checksum)"
+        " VALUES ('default', 'w', 1, '{}', 'c');"
+        "INSERT INTO dw.executions (id, tenant_id, workflow_id, workflow_version, request_id, root_execution_id, path)"
+        " VALUES ('00000000-0000-0000-0000-000000000001', 'default', 'w', 1, 'r',"
+        " '00000000-0000-0000-0000-000000000001', '{00000000-0000-0000-0000-000000000001}');"
+        "INSERT INTO dw.execution_events (tenant_id, execution_id, type)"
+        " VALUES ('default', '00000000-0000-0000-0000-000000000001', 'x')"
+    )
     with pytest.raises(psycopg.DatabaseError, match="append-only"):
-        postgresql.execute("TRUNCATE dw.execution_events")
+        postgresql.execute(statement)
 
 
 async def test_published_versions_are_immutable(db: Database) -> None:

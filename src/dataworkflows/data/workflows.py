@@ -35,6 +35,8 @@ class Workflow(msgspec.Struct, frozen=True):
     template_id: str | None
     template_version: int | None
     latest_version: int | None
+    # Days its finished runs are kept (None: DW_RETENTION_DAYS; 0: forever).
+    retention_days: int | None = None
 
 
 class Version(msgspec.Struct, frozen=True):

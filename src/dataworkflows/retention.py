@@ -1,0 +1,123 @@
+"""Retention: finished runs older than their workflow's retention are removed, a whole tree at a
+time, in bounded batches (dw.prune_executions_v1; see README "Operating it", Retention).
+
+Used by the workers' retention loop (workers/retention.py) and by `dataworkflows prune`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dataworkflows.data.retention import MAX_BATCH, Pruned
+
+if TYPE_CHECKING:
+    from dataworkflows.db import Database
+
+# A workflow's retention in days (dw.workflows.retention_days), as the database's check has it:
+# 0 (forever) to about a hundred years.
+MAX_RETENTION_DAYS = 36_500
+
+_AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhdw])")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_age(text: str) -> float:
+    """`30d`, `12h`, `90m`, `3600s`, `2w` in seconds; ValueError with a message for anything else
+    (no unit, zero, more than MAX_RETENTION_DAYS)."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not an age: give a number and a unit, such as 30d, 12h, 90m or 2w")
+    seconds = float(match.group("number")) * _UNIT_SECONDS[match.group("unit")]
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: the age must be more than zero")
+    if seconds > MAX_RETENTION_DAYS * 86400.0:
+        raise ValueError(f"{text!r}: the age must be at most {MAX_RETENTION_DAYS} days")
+    return seconds
+
+
+def default_seconds(retention_days: float) -> float | None:
+    """DW_RETENTION_DAYS in seconds, None when it is 0 or less (runs of workflows without their own
+    retention are kept)."""
+    return retention_days * 86400.0 if retention_days > 0 else None
+
+
+def summary(pruned: Pruned) -> str:
+    """`12 trees: 14 executions, 28 node states, …` (the counts that are not zero)."""
+    parts = [
+        f"{count:,} {label}"
+        for label, count in (
+            ("executions", pruned.executions),
+            ("node states", pruned.node_states),
+            ("attempts", pruned.attempts),
+            ("events", pruned.events),
+            ("waits", pruned.waits),
+            ("signals", pruned.signals),
+            ("forEach items", pruned.items),
+            ("documents", pruned.documents),
+            ("dead letters", pruned.dead_letters),
+            ("resource touches", pruned.resource_touches),
+        )
+        if count
+    ]
+    return f"{pruned.trees:,} trees" + (f": {', '.join(parts)}" if parts else "")
+
+
+@dataclass(frozen=True)
+class Prune:
+    """What to prune: runs older than their workflow's retention, `default_seconds` for workflows
+    without their own (None: those are kept), optionally one workflow's (in every tenant the caller
+    sees, or `tenant`'s), `batch` trees a transaction."""
+
+    default_seconds: float | None
+    batch: int = 500
+    workflow_id: str | None = None
+    tenant: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"the batch size is 1 to {MAX_BATCH:,} trees, not {self.batch}")
+
+
+async def prune_due(
+    db: Database,
+    what: Prune,
+    *,
+    stop: asyncio.Event | None = None,
+    max_seconds: float | None = None,
+    on_batch: Callable[[Pruned], None] | None = None,
+) -> Pruned:
+    """Removes batches (each its own short transaction) until one comes back short (nothing else
+    is due), `stop` is set or `max_seconds` have passed; returns the total."""
+    total = Pruned()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    while stop is None or not stop.is_set():
+        pruned = await db.retention.prune(
+            default_seconds=what.default_seconds, batch=what.batch, workflow_id=what.workflow_id, tenant=what.tenant
+        )
+        total += pruned
+        if on_batch is not None:
+            on_batch(pruned)
+        if pruned.trees < what.batch or (deadline is not None and time.monotonic() >= deadline):
+            break
+    return total
+
+
+class Progress:
+    """An on_batch callback that adds batches up and calls `report` with the total so far at most
+    every `every` seconds."""
+
+    def __init__(self, report: Callable[[Pruned], None], *, every: float) -> None:
+        self.report = report
+        self.every = every
+        self.total = Pruned()
+        self._shown = time.monotonic()
+
+    def __call__(self, pruned: Pruned) -> None:
+        self.total += pruned
+        if time.monotonic() - self._shown >= self.every:
+            self._shown = time.monotonic()
+            self.report(self.total)
