@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -22,6 +23,7 @@ from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database, make_pool
+from dataworkflows.deadlines import overdue_loop
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.event_stream import EventHub
 from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -147,6 +149,7 @@ def create_app(settings: Settings) -> Litestar:
         name="api",
         timeout=settings.db_timeout_seconds,
         role=settings.database_role,
+        default_workflow_timeout=settings.default_workflow_timeout_seconds,
     )
     conditions = ConditionPool(size=2)
     templates = TemplatePool(
@@ -171,9 +174,16 @@ def create_app(settings: Settings) -> Litestar:
             templates=templates,
             rate_policy=rate_policy,
         )
+        # Runs past their deadline that no worker holds end also while no worker runs.
+        overdue = asyncio.create_task(
+            overdue_loop(app.state.services.db, settings.recovery_interval_seconds), name="overdue-runs"
+        )
         try:
             yield
         finally:
+            overdue.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await overdue
             await events.close()
             await templates.close()
             await conditions.close()

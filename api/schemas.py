@@ -140,6 +140,9 @@ class NodeStateRead(Camel):
     next_attempt_at: datetime | None
     start_time: datetime | None
     end_time: datetime | None
+    # Attempts cut short by their worker (shutdown or a lost worker): retried without using the
+    # retry budget (see "Faults and guarantees" in the README).
+    interruptions: int = 0
 
 
 class ExecutionRead(Camel):
@@ -343,6 +346,8 @@ class AttemptRead(Camel):
     end_time: datetime
     # A forEach item attempt's item index (null for a node's own attempts).
     item_index: int | None = None
+    # Cut short by its worker (handed back on shutdown, or lost): did not use up the retry budget.
+    interrupted: bool = False
 
 
 class EventRead(Camel):

@@ -162,7 +162,7 @@ async def record(
     worker: str = "w",
     fired: list[bool] | None = None,
 ) -> list[Any]:
-    """Records one attempt the way a worker does (dw.record_attempt_v3), with test defaults: the
+    """Records one attempt the way a worker does (dw.record_attempt_v4), with test defaults: the
     outcome follows from the node status (Succeeded; Waiting or Ready: a retry; Failed: handled by
     `fired`)."""
     from datetime import UTC, datetime

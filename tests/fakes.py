@@ -31,6 +31,8 @@ class FakeState:
     created: list[dict[str, Any]] = field(default_factory=list)
     create_delay: float = 0.0
     next_id: int = 1000
+    # /http/record/{key}: the Idempotency-Key header (None: none) of each call, per key.
+    idempotency_keys: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -145,6 +147,15 @@ def build_app(state: FakeState) -> Litestar:
     async def http_gzip_bomb() -> Response[bytes]:
         return Response(bomb, media_type="application/octet-stream", headers={"Content-Encoding": "gzip"})
 
+    @route("/http/record/{key:str}", http_method=["GET", "POST", "PUT", "DELETE"])
+    async def http_record(request: Request[Any, Any, Any], key: FromPath[str]) -> Response[Any]:
+        """Records the call's Idempotency-Key; ?sleepMs= answers that much later, ?status= with it."""
+        state.idempotency_keys.setdefault(key, []).append(request.headers.get("idempotency-key"))
+        await asyncio.sleep(int(request.query_params.get("sleepMs", "0")) / 1000)
+        return Response(
+            {"calls": len(state.idempotency_keys[key])}, status_code=int(request.query_params.get("status", "200"))
+        )
+
     @post("/http/echo")
     async def http_echo(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return {"received": await request.json(), "contentType": request.headers.get("content-type")}
@@ -159,6 +170,7 @@ def build_app(state: FakeState) -> Litestar:
             http_big,
             http_redirect,
             http_echo,
+            http_record,
             http_echo_headers,
             http_gzip_bomb,
         ],

@@ -39,6 +39,7 @@ from dataworkflows.credentials import (
 )
 from dataworkflows.data.control import listen_for_control
 from dataworkflows.db import Database, make_pool
+from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
@@ -431,6 +432,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             await update_queue_metrics(db)
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
+        await time_out_overdue(db)
         await prune_webhook_deliveries(db, settings)
         await prune_schedule_ticks(db, settings)
         await prune_rate_buckets(db)
@@ -660,6 +662,7 @@ async def run_worker(
         max_size=max(settings.pool_max_size, concurrency + 8),
         name="worker",
         role=settings.database_role,
+        default_workflow_timeout=settings.default_workflow_timeout_seconds,
     )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
@@ -679,6 +682,7 @@ async def run_worker(
             park_threshold_seconds=settings.park_threshold_seconds,
             throttle_delay_seconds=settings.throttle_delay_seconds,
             max_nesting_depth=settings.max_nesting_depth,
+            max_interruptions=settings.max_interruptions,
         ),
         conditions,
         services,

@@ -301,7 +301,8 @@ $$;
 CREATE OR REPLACE FUNCTION dw.foreach_item_json_v1(i dw.foreach_items) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('index', i.item_index, 'item', i.item, 'status', i.status, 'attempts', i.attempts,
                               'attemptBase', i.attempt_base, 'nextAttemptAt', i.next_attempt_at,
-                              'outputs', i.outputs, 'error', i.error, 'childExecutionId', i.child_execution_id);
+                              'outputs', i.outputs, 'error', i.error, 'childExecutionId', i.child_execution_id,
+                              'interruptions', i.interruptions);
 $$;
 
 -- The items of a forEach node's attempt, in order; none before dw.begin_items_v1 wrote them.
@@ -378,11 +379,13 @@ $$;
 -- resources its action reported (linked to node#index).
 DROP FUNCTION IF EXISTS dw.record_item_attempt_v1(uuid, bigint, text, integer, integer, text, text, text, jsonb,
                                                   jsonb, jsonb, timestamptz, timestamptz, text, timestamptz);
-CREATE OR REPLACE FUNCTION dw.record_item_attempt_v2(
+-- v3 (over v2): p_interrupted, an item attempt its worker cut short: marked on the attempt row,
+-- counted in the item's interruptions, and not against its retry budget (attempt_base moves past it).
+CREATE OR REPLACE FUNCTION dw.record_item_attempt_v3(
     p_execution_id uuid, p_token bigint, p_node_id text, p_index integer, p_attempt integer,
     p_action_type text, p_attempt_status text, p_item_status text, p_parameters jsonb, p_outputs jsonb,
     p_error jsonb, p_start_time timestamptz, p_end_time timestamptz, p_worker text, p_next_attempt_at timestamptz,
-    p_resource_links jsonb
+    p_resource_links jsonb, p_interrupted boolean
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
@@ -397,7 +400,10 @@ BEGIN
            outputs = CASE WHEN p_item_status = 'Succeeded' THEN p_outputs END,
            error = CASE WHEN p_item_status = 'Succeeded' THEN NULL ELSE p_error END,
            next_attempt_at = p_next_attempt_at,
-           ended_at = CASE WHEN p_item_status <> 'Waiting' THEN p_end_time END
+           ended_at = CASE WHEN p_item_status <> 'Waiting' THEN p_end_time END,
+           -- An interrupted attempt does not use up the item's retry budget.
+           interruptions = i.interruptions + CASE WHEN p_interrupted THEN 1 ELSE 0 END,
+           attempt_base = i.attempt_base + CASE WHEN p_interrupted THEN 1 ELSE 0 END
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
        AND i.status = 'Running' AND i.attempts = p_attempt;
     IF NOT FOUND THEN
@@ -405,9 +411,9 @@ BEGIN
             p_execution_id, p_attempt USING ERRCODE = 'DW011';
     END IF;
     INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, parameters,
-                                      outputs, error, worker, start_time, end_time)
+                                      outputs, error, worker, start_time, end_time, interrupted)
     VALUES (p_execution_id, p_node_id, p_index, p_action_type, p_attempt, p_attempt_status, p_parameters,
-            p_outputs, p_error, p_worker, p_start_time, p_end_time);
+            p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted);
     IF p_resource_links IS NOT NULL THEN
         FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
             PERFORM dw.link_external_resource_v1(
@@ -416,6 +422,18 @@ BEGIN
         END LOOP;
     END IF;
 END;
+$$;
+
+-- v2: kept for workers of the previous release during a rolling upgrade (no interruption).
+CREATE OR REPLACE FUNCTION dw.record_item_attempt_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_index integer, p_attempt integer,
+    p_action_type text, p_attempt_status text, p_item_status text, p_parameters jsonb, p_outputs jsonb,
+    p_error jsonb, p_start_time timestamptz, p_end_time timestamptz, p_worker text, p_next_attempt_at timestamptz,
+    p_resource_links jsonb
+) RETURNS void LANGUAGE sql AS $$
+    SELECT dw.record_item_attempt_v3(p_execution_id, p_token, p_node_id, p_index, p_attempt, p_action_type,
+        p_attempt_status, p_item_status, p_parameters, p_outputs, p_error, p_start_time, p_end_time, p_worker,
+        p_next_attempt_at, p_resource_links, false);
 $$;
 
 -- A forEach that stopped at its first failure (failFast): the items that did not run are Cancelled,

@@ -37,6 +37,20 @@ BEGIN
 END;
 $$;
 
+-- A start whose request id names an existing run must be the same request: the same trigger
+-- (jsonb equality: key order and spacing do not matter). p_check false: not compared.
+CREATE OR REPLACE FUNCTION dw.same_request_v1(p_existing dw.executions, p_trigger jsonb, p_check boolean)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_check AND p_existing.trigger IS DISTINCT FROM COALESCE(p_trigger, '{}'::jsonb) THEN
+        RAISE EXCEPTION 'request id % already started execution % with a different trigger',
+            p_existing.request_id, p_existing.id
+            USING ERRCODE = 'DW007', DETAIL = p_existing.id::text,
+                  HINT = 'use a new requestId for a different request';
+    END IF;
+END;
+$$;
+
 -- v2 (over v1): a version other than the current one (p_version; NULL: the current one), and a
 -- parent (p_parent, p_parent_node_id: a subworkflow's child, started by dw.begin_child_v1 in its
 -- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper.
@@ -64,6 +78,7 @@ DECLARE
     v_id uuid := gen_random_uuid();
     v_inserted uuid;
     v_timeout double precision;
+    v_existing dw.executions;
     -- A child runs in its parent's tenant; anything else in the transaction's (dw.enter_tenant_v1).
     v_tenant text := COALESCE(p_parent.tenant_id, current_setting('dw.tenant_id', true));
 BEGIN
@@ -71,9 +86,15 @@ BEGIN
         RAISE EXCEPTION 'starting a run needs a tenant (dw.tenant_id is %)', COALESCE(v_tenant, 'not set')
             USING ERRCODE = 'DW040';
     END IF;
-    RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
+    -- The same request id again: the same run, when it is the same request. A caller's start with
+    -- another trigger is a 409 (DW007), not the first run passed off as this one's. Runs started by
+    -- a schedule, a webhook or a parent are not compared: their request ids are derived from what
+    -- started them, and a parent re-rendering its child's input after a crash must find the child.
+    SELECT * INTO v_existing FROM dw.executions e
         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
     IF FOUND THEN
+        PERFORM dw.same_request_v1(v_existing, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL);
+        RETURN QUERY SELECT v_existing.id, v_existing.status, v_existing.workflow_version, false;
         RETURN;
     END IF;
 
@@ -113,7 +134,15 @@ BEGIN
             p_workflow_id, v_version, COALESCE(v_plan ->> 'format', 'none')
             USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
     END IF;
-    v_timeout := (v_plan ->> 'workflowTimeoutSeconds')::double precision;
+    -- The definition's workflowTimeout, else the server's default (the session's
+    -- dw.default_workflow_timeout, which the API's and the workers' pools set from
+    -- DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when a session did not set it); 0: none.
+    v_timeout := COALESCE((v_plan ->> 'workflowTimeoutSeconds')::double precision,
+                          NULLIF(current_setting('dw.default_workflow_timeout', true), '')::double precision,
+                          3600);
+    IF v_timeout <= 0 THEN
+        v_timeout := NULL;
+    END IF;
 
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
                                     principal_type, correlation_id, tenant_id, deadline_at, queue,
@@ -129,6 +158,8 @@ BEGIN
 
     IF v_inserted IS NULL THEN
         -- A concurrent call with the same request id committed first.
+        PERFORM dw.same_request_v1(e, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL) FROM dw.executions e
+            WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
         RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
             WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
         RETURN;
@@ -249,6 +280,7 @@ BEGIN
            (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                        'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
                        'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs,
+                       'interruptions', n.interruptions,
                        -- The wait of a node that waits (open, or resolved and not yet recorded).
                        'wait', CASE WHEN n.status = 'Waiting' THEN (
                            SELECT dw.wait_json_v1(w) FROM dw.waits w
@@ -368,11 +400,15 @@ $$;
 --   failed_handled    the node Failed and a failure/always edge took it; p_fired decides its edges
 --   failed_unhandled  the node Failed and nothing took it: the run ends, its edges stay undecided so
 --                     a redrive resumes exactly here
-CREATE OR REPLACE FUNCTION dw.record_attempt_v3(
+-- v4 (over v3): p_interrupted, an attempt its worker cut short (handed back after the grace period,
+-- or lost with the worker). Its row is marked interrupted, the node counts it in `interruptions`,
+-- and it does not use up the retry budget (attempt_base moves past it).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v4(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
     p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
     p_start_time timestamptz, p_end_time timestamptz, p_worker text,
-    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb
+    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
+    p_interrupted boolean
 ) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
@@ -391,9 +427,9 @@ BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
 
     INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
-                                      outputs, error, worker, start_time, end_time)
+                                      outputs, error, worker, start_time, end_time, interrupted)
     VALUES (p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
-            p_outputs, p_error, p_worker, p_start_time, p_end_time);
+            p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted);
 
     UPDATE dw.node_states n
        SET status = v_node_status,
@@ -403,7 +439,10 @@ BEGIN
            ended_at = CASE WHEN v_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
            -- A redrive restores an unhandled failure, also when another node's failure is the one
            -- that ended the run.
-           end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END
+           end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END,
+           -- An interrupted attempt does not use up the retry budget: the budget counts from past it.
+           interruptions = n.interruptions + CASE WHEN p_interrupted THEN 1 ELSE 0 END,
+           attempt_base = n.attempt_base + CASE WHEN p_interrupted THEN 1 ELSE 0 END
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
        AND (n.status = 'Running'
             -- A node that waited: its wait was resolved (a signal, a decision, its timer, its
@@ -426,7 +465,8 @@ BEGIN
             CASE v_node_status WHEN 'Succeeded' THEN 'node_succeeded' WHEN 'Failed' THEN 'node_failed'
                                ELSE 'node_retry_scheduled' END,
             jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
-                                                 'error', p_error, 'nextAttemptAt', p_next_attempt_at)));
+                                                 'error', p_error, 'nextAttemptAt', p_next_attempt_at,
+                                                 'interrupted', CASE WHEN p_interrupted THEN true END)));
 
     IF p_resource_links IS NOT NULL THEN
         FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
@@ -444,6 +484,18 @@ BEGIN
         RETURN QUERY SELECT * FROM dw.decide_edges_v1(p_execution_id, v_edges, p_fired);
     END IF;
 END;
+$$;
+
+-- v3: kept for workers of the previous release during a rolling upgrade (it records no interruption).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v3(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
+    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
+    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
+    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb
+) RETURNS TABLE (node_id text, status text) LANGUAGE sql AS $$
+    SELECT * FROM dw.record_attempt_v4(p_execution_id, p_token, p_node_id, p_attempt, p_action_type,
+        p_attempt_status, p_parameters, p_outputs, p_error, p_start_time, p_end_time, p_worker,
+        p_outcome, p_next_attempt_at, p_fired, p_resource_links, false);
 $$;
 
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
@@ -789,8 +841,9 @@ BEGIN
                    WHEN n.decided_incoming = n.expected_incoming AND (n.expected_incoming = 0 OR n.satisfied_incoming > 0)
                        THEN 'Ready'
                    ELSE 'Pending' END,
-               -- Failed and interrupted nodes get a fresh retry budget.
+               -- Failed and interrupted nodes get a fresh retry budget, and a fresh interruption bound.
                attempt_base = CASE WHEN n.status IN ('Failed', 'Cancelled') THEN n.attempts ELSE n.attempt_base END,
+               interruptions = CASE WHEN n.status IN ('Failed', 'Cancelled') THEN 0 ELSE n.interruptions END,
                error = NULL, ended_at = NULL, end_reason = NULL, next_attempt_at = NULL
          WHERE n.execution_id = v_e.id
            AND ((n.node_id = v_d.node_id AND n.status = 'Failed')
@@ -855,5 +908,42 @@ BEGIN
                 jsonb_strip_nulls(jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind, 'note', p_note)));
     END IF;
     RETURN NEXT v_d;
+END;
+$$;
+
+-- Runs whose deadline passed while no worker held them (throttled, parked on a wait, suspended, or
+-- no worker running) end TimedOut here, at most p_limit per call: every worker calls it with its
+-- recovery pass and the API every few seconds (SKIP LOCKED: they do not double up, and a run a worker
+-- holds is left to that worker, which times it out itself). Returns the runs it ended.
+CREATE OR REPLACE FUNCTION dw.time_out_overdue_v1(p_limit integer)
+    RETURNS TABLE (execution_id uuid, workflow_id text) LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid;
+    v_parent uuid;
+    v_workflow text;
+BEGIN
+    FOR v_id, v_parent, v_workflow IN
+        SELECT e.id, e.parent_execution_id, e.workflow_id FROM dw.executions e
+         WHERE e.status IN ('Pending', 'Running', 'Waiting', 'Suspended') AND e.deadline_at IS NOT NULL
+           AND e.deadline_at < now()
+           AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
+         ORDER BY e.deadline_at
+         LIMIT p_limit
+           FOR NO KEY UPDATE SKIP LOCKED
+    LOOP
+        -- A child's end locks its parent: not waited for here (as in recovery), tried next time.
+        IF v_parent IS NOT NULL THEN
+            PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+        END IF;
+        PERFORM dw.finish_execution_v1(
+            v_id, 'TimedOut',
+            jsonb_build_object('code', 'workflow_timeout',
+                               'message', 'the workflow ran past its workflowTimeout while no worker held it'),
+            'execution_timedout');
+        execution_id := v_id;
+        workflow_id := v_workflow;
+        RETURN NEXT;
+    END LOOP;
 END;
 $$;

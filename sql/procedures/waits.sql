@@ -8,7 +8,7 @@
 --
 -- A wait is resolved (consumed) once: its state leaves 'open' under the execution row's lock, in
 -- the same transaction that re-queues the run (or tells the worker holding it, on dw_control). The
--- worker then writes the node's outcome from the wait's result with dw.record_attempt_v3, which
+-- worker then writes the node's outcome from the wait's result with dw.record_attempt_v4, which
 -- also evaluates the node's edge conditions (JavaScript, which only workers run).
 
 -- The execution row, locked as every control request and signal takes it (DW012 when there is none).

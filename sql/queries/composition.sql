@@ -22,9 +22,9 @@ SELECT item_index, attempt FROM dw.start_item_attempts_v1(%(id)s, %(token)s, %(n
 
 -- name: record_item_attempt
 -- One item attempt's outcome, the item's new state and the resources its action reported.
-SELECT dw.record_item_attempt_v2(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s, %(action_type)s,
+SELECT dw.record_item_attempt_v3(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(item_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s,
-    %(worker)s, %(next_attempt_at)s, %(resource_links)s);
+    %(worker)s, %(next_attempt_at)s, %(resource_links)s, %(interrupted)s);
 
 -- name: begin_item_child
 -- A forEach item starts its child (or is refused: error), fenced.

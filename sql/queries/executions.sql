@@ -35,13 +35,14 @@ SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.princi
 -- name: list_node_states
 -- Node checkpoints of one execution, in definition order.
 SELECT node_id, action_type, status, attempts, attempt_base, expected_incoming, decided_incoming,
-       satisfied_incoming, outputs, error, next_attempt_at, started_at AS start_time, ended_at AS end_time
+       satisfied_incoming, outputs, error, next_attempt_at, started_at AS start_time, ended_at AS end_time,
+       interruptions
   FROM dw.node_states WHERE execution_id = %(id)s ORDER BY position;
 
 -- name: list_attempts
 -- Every attempt of one execution, in the order they started.
 SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
-       item_index
+       item_index, interrupted
   FROM dw.action_executions WHERE execution_id = %(id)s
  ORDER BY start_time, node_id, item_index NULLS FIRST, attempt;
 
@@ -81,9 +82,9 @@ SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
-SELECT * FROM dw.record_attempt_v3(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+SELECT * FROM dw.record_attempt_v4(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
-    %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s);
+    %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s, %(interrupted)s);
 
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).
@@ -126,6 +127,10 @@ SELECT dw.wake_due_runs_v1(%(limit)s, %(queue)s) AS woken;
 -- name: recover_executions
 -- Re-queues runs whose worker vanished; fails those past the recovery limit.
 SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
+
+-- name: time_out_overdue
+-- Ends runs whose deadline passed while no worker held them (TimedOut); returns their ids.
+SELECT * FROM dw.time_out_overdue_v1(%(limit)s);
 
 -- name: record_event
 -- Appends one event to the execution log, if this worker still holds the lease.

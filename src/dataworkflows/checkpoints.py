@@ -1,6 +1,6 @@
 """The typed shapes of what a worker reads and writes: the run and node checkpoints that come with
 the lease (dw.try_acquire_execution_v3), the per-node state the runtime keeps, and an attempt record
-(dw.record_attempt_v3). Pure module.
+(dw.record_attempt_v4). Pure module.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
     outputs: Any
     # The wait of a Waiting node that waits on one (not on a retry's due time).
     wait: WaitCheckpoint | None = None
+    # Attempts cut short by their worker since the latest redrive (bounded by DW_MAX_INTERRUPTIONS).
+    interruptions: int = 0
 
 
 class Throttle(msgspec.Struct, frozen=True, rename="camel"):
@@ -106,6 +108,7 @@ class NodeState:
     next_at: datetime | None
     outputs: Any
     wait: WaitCheckpoint | None = None
+    interruptions: int = 0
     # A Running forEach parked: nothing to start until an item's child ends or a retry comes due.
     parked: bool = False
 
@@ -119,6 +122,7 @@ class NodeState:
             checkpoint.next_attempt_at,
             outputs,
             checkpoint.wait,
+            checkpoint.interruptions,
         )
 
     @property
@@ -155,6 +159,9 @@ class AttemptRecord(msgspec.Struct, frozen=True):
     next_attempt_at: datetime | None
     fired: tuple[bool, ...]
     resource_links: tuple[dict[str, Any], ...] = ()
+    # The worker running this attempt stopped before it ended (handed back, or lost): recorded as
+    # such, counted in the node's interruptions and not against its retry budget.
+    interrupted: bool = False
 
 
 class NodeChange(msgspec.Struct, frozen=True):

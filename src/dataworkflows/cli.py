@@ -140,7 +140,13 @@ async def _up(settings: Settings, *, load: bool) -> int:
 
     assert settings.database_url is not None
     if load:
-        pool = make_pool(settings.database_url, max_size=2, name="examples", role=settings.database_role)
+        pool = make_pool(
+            settings.database_url,
+            max_size=2,
+            name="examples",
+            role=settings.database_role,
+            default_workflow_timeout=settings.default_workflow_timeout_seconds,
+        )
         await pool.open(wait=True)
         conditions = ConditionPool(size=1)
         try:

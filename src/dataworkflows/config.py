@@ -22,6 +22,14 @@ class Settings:
     recovery_interval_seconds: float = 5.0
     # A run whose worker died this many times fails with worker_lost instead of being re-queued.
     max_recoveries: int = 5
+    # A node (or forEach item) whose attempts were cut short by their worker this many times (handed
+    # back on shutdown, or lost with the worker) fails with too_many_interruptions at the next one.
+    # Interruptions never use up the retry budget; this bound stops an attempt that kills its worker.
+    max_interruptions: int = 10
+    # A run whose definition sets no workflowTimeout times out after this long (the seeds' one
+    # hour; 0: never). Runs past their deadline that no worker holds (throttled, parked, suspended,
+    # or no worker running) are timed out by the workers' recovery pass and by the API.
+    default_workflow_timeout_seconds: float = 3600.0
     # A Procrastinate worker silent for this long is considered dead.
     stalled_worker_seconds: float = 30.0
     # Backoffs up to this long wait in-process; longer ones park the run and free the worker.

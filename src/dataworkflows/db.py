@@ -53,6 +53,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.NOTHING_TO_ARCHIVE: errors.Conflict,
     SqlState.DEAD_LETTER_CLOSED: errors.Conflict,
     SqlState.DEAD_LETTER_NOT_FOUND: errors.NotFound,
+    SqlState.REQUEST_ID_REUSED: errors.RequestIdReused,
     SqlState.LEASE_LOST: errors.LeaseLost,
     SqlState.NODE_NOT_RUNNABLE: errors.NodeNotRunnable,
     SqlState.EXECUTION_NOT_FOUND: errors.ExecutionNotFound,
@@ -144,10 +145,13 @@ def make_pool(
     name: str = "dataworkflows",
     timeout: float = 10.0,
     role: str | None = APP_ROLE,
+    default_workflow_timeout: float | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
-    pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row)."""
+    pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row).
+    default_workflow_timeout: the deadline, in seconds, of runs this pool starts whose definition
+    sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour)."""
     configure_json()
     pool = CheckedPool(
         conninfo,
@@ -158,7 +162,7 @@ def make_pool(
         timeout=timeout,
         # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
         # its LISTEN connection and passes autocommit itself.
-        configure=functools.partial(_configure, role=role or None),
+        configure=functools.partial(_configure, role=role or None, default_timeout=default_workflow_timeout),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
@@ -232,8 +236,13 @@ def _peer_hung_up(conn: psycopg.AsyncConnection[Any]) -> bool:
     return bool(readable or errored)
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any], *, role: str | None) -> None:
+async def _configure(
+    conn: psycopg.AsyncConnection[Any], *, role: str | None, default_timeout: float | None = None
+) -> None:
     await conn.set_autocommit(True)
+    if default_timeout is not None:
+        # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
+        await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))
     if role is not None:
         try:
             await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))

@@ -23,6 +23,8 @@ class SqlState(StrEnum):
     DEAD_LETTER_CLOSED = "DW005"
     # No dead letter with this id.
     DEAD_LETTER_NOT_FOUND = "DW006"
+    # A start's request id names a run that another request (a different trigger) started.
+    REQUEST_ID_REUSED = "DW007"
     # The caller's fencing token is not the execution's current lease (another worker holds it).
     LEASE_LOST = "DW010"
     # The node is not in a state that allows an attempt (or this outcome).
@@ -136,6 +138,12 @@ class Conflict(DataWorkflowsError):
     """The request conflicts with the current state."""
 
     code = "conflict"
+
+
+class RequestIdReused(Conflict):
+    """The request id already started an execution with a different trigger."""
+
+    code = "request_id_reused"
 
 
 class WorkflowExists(Conflict):

@@ -42,7 +42,7 @@ from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
-from dataworkflows.outcomes import error_json, retries_left
+from dataworkflows.outcomes import INTERRUPTED, TOO_MANY_INTERRUPTIONS, error_json, retries_left
 from dataworkflows.planning import PlanNode
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus
@@ -87,11 +87,13 @@ class ItemCheckpoint(msgspec.Struct, rename="camel"):
     error: Any
     # A subworkflow item's child (in flight while the item is Running).
     child_execution_id: UUID | None = None
+    # Attempts cut short by their worker (they do not use up the retry budget; DW_MAX_INTERRUPTIONS).
+    interruptions: int = 0
 
 
 @dataclass(frozen=True)
 class ItemRecord:
-    """One item attempt and the item's state after it (dw.record_item_attempt_v2)."""
+    """One item attempt and the item's state after it (dw.record_item_attempt_v3)."""
 
     index: int
     attempt: int
@@ -105,6 +107,8 @@ class ItemRecord:
     end_time: datetime
     next_attempt_at: datetime | None
     resource_links: tuple[dict[str, Any], ...] = ()
+    # The worker running this attempt stopped before it ended (see dataworkflows.outcomes).
+    interrupted: bool = False
 
 
 class ItemStore(Protocol):
@@ -268,6 +272,42 @@ class _Items:
     def succeeded(self) -> ActionResult:
         return ActionResult.succeeded(outputs_of(list(self.rows.values())))
 
+    async def _record_interrupted(self, row: ItemCheckpoint, action_type: str, message: str) -> None:
+        """An item attempt its worker cut short goes again at once, its retry budget untouched;
+        past DW_MAX_INTERRUPTIONS the item fails (too_many_interruptions)."""
+        end = _now()
+        interruptions = row.interruptions + 1
+        if interruptions > self.ctx.max_interruptions:
+            status, next_at, status_of_attempt = "Failed", None, AttemptStatus.FAILED
+            error: dict[str, Any] = {
+                "code": TOO_MANY_INTERRUPTIONS,
+                "message": f"the item's attempts were interrupted {interruptions} times "
+                f"(DW_MAX_INTERRUPTIONS is {self.ctx.max_interruptions})",
+            }
+        else:
+            status, next_at, status_of_attempt = "Waiting", end, AttemptStatus.RETRIABLE_FAILURE
+            error = {"code": INTERRUPTED, "message": message}
+        error["interruptions"] = interruptions
+        self.ctx.log.warning("recording interrupted item attempt", item_index=row.index, attempt=row.attempts)
+        record = ItemRecord(
+            index=row.index,
+            attempt=row.attempts,
+            action_type=action_type,
+            attempt_status=status_of_attempt,
+            item_status=status,
+            parameters=None,
+            outputs=None,
+            error=error,
+            start_time=end,
+            end_time=end,
+            next_attempt_at=next_at,
+            interrupted=True,
+        )
+        await self.store.record(record)
+        metrics.INTERRUPTIONS.labels(action_type).inc()
+        row.status, row.error, row.next_attempt_at = status, error, next_at
+        row.interruptions, row.attempt_base = interruptions, row.attempt_base + 1
+
 
 class _ChildItems(_Items):
     """Items that each run a child execution: started from SQL; while only children are in flight
@@ -349,10 +389,9 @@ class _ChildItems(_Items):
         for index in self.order:
             row = self.rows[index]
             if row.status == "Running" and row.child_execution_id is None:
-                interrupted = ActionResult.retriable(
-                    "attempt_interrupted", "the worker starting this item's child stopped first"
+                await self._record_interrupted(
+                    row, "subworkflow", "the worker starting this item's child stopped first"
                 )
-                await self._record(row, interrupted)
 
     async def _start_child(self, row: ItemCheckpoint, attempt: int) -> None:
         row.status, row.attempts = "Running", attempt
@@ -506,6 +545,7 @@ class _ActionItems(_Items):
             log=self.ctx.log.bind(item_index=row.index, attempt=attempt, action_type=self.node.action_type),
             items=None,
             item_index=row.index,
+            interruptions=row.interruptions,
         )
         outcome = await self.actions.attempt(item_ctx)
         assert isinstance(outcome, Attempt)
@@ -578,10 +618,9 @@ class _ActionItems(_Items):
             row = self.rows[index]
             if row.status != "Running":
                 continue
-            result = ActionResult.retriable(
-                "attempt_interrupted", "the worker running this item stopped before recording its outcome"
+            await self._record_interrupted(
+                row, self.node.action_type, "the worker running this item stopped before recording its outcome"
             )
-            await self._record(row, row.attempts, None, result, _now())
 
     async def _stop(self, failed: ItemCheckpoint) -> ActionResult:
         """failFast: items in flight are cancelled, those not started are not run; the node fails."""

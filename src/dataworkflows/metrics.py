@@ -37,6 +37,11 @@ ATTEMPTS = Counter(
     "dataworkflows_attempts_total", "Action attempts, by action type and status", ["action_type", "status"]
 )
 RETRIES = Counter("dataworkflows_retries_total", "Attempts scheduled for a retry, by action type", ["action_type"])
+INTERRUPTIONS = Counter(
+    "dataworkflows_interruptions_total",
+    "Attempts cut short by their worker (handed back or lost), retried without using the budget",
+    ["action_type"],
+)
 LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because another worker took the lease")
 RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued or failed by recovery", ["action"])
 QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])

@@ -1,5 +1,5 @@
 """One node's attempts, each decided and checkpointed: the part of a run that the node kinds,
-dataworkflows.outcomes and the fenced dw.record_attempt_v3 share. The scheduling loop around it
+dataworkflows.outcomes and the fenced dw.record_attempt_v4 share. The scheduling loop around it
 (which nodes run when, parking, the run's end) is dataworkflows.runtime.
 """
 
@@ -20,7 +20,7 @@ from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
-from dataworkflows.outcomes import ConditionEvaluator, Decision, decide
+from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import NodeStatus, Verdict
 from dataworkflows.subworkflows import ChildSpec
@@ -49,6 +49,8 @@ class RunContext:
     # Set by the runtime when the worker is asked to stop; by the heartbeat when the lease is gone.
     stopping: asyncio.Event
     log: Any
+    # A node interrupted more often than this fails (DW_MAX_INTERRUPTIONS).
+    max_interruptions: int = 10
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     # Set while an operator's suspension is pending: attempts in flight finish, nothing new starts.
     suspending: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,19 +86,34 @@ class NodeAttempts:
         self.run = run
 
     async def recover_interrupted(self) -> tuple[str, dict[str, Any] | None] | None:
-        """An attempt that was in flight when its worker died is recorded as interrupted; the
-        node is retried if its policy allows, so a Succeeded node never runs again. Returns the
-        node and error of an unhandled failure, if recording one ended a node for good."""
+        """An attempt that was in flight when its worker stopped (handed back after the grace
+        period, or lost with the worker) is recorded as interrupted and the node goes again at once,
+        without using up its retry budget; past DW_MAX_INTERRUPTIONS it fails instead. A Succeeded
+        node never runs again. Returns the node and error of an unhandled failure, if recording one
+        ended a node for good."""
         for node_id in self.run.order:
             state = self.run.state[node_id]
             if state.status != NodeStatus.RUNNING or self.resumable(node_id):
                 continue
             at = now()
-            result = ActionResult.retriable(
-                "attempt_interrupted", "the worker running this attempt stopped before recording its outcome"
+            node = self.run.nodes[node_id]
+            self.run.log.warning(
+                "recording interrupted attempt",
+                node_id=node_id,
+                attempt=state.attempts,
+                interruptions=state.interruptions + 1,
             )
-            self.run.log.warning("recording interrupted attempt", node_id=node_id, attempt=state.attempts)
-            decision = await self._record(self.run.nodes[node_id], state.attempts, Attempt(None, result), at, at)
+            decision = await interrupted_decision(
+                node,
+                interruptions=state.interruptions + 1,
+                max_interruptions=self.run.max_interruptions,
+                ended_at=at,
+                scope=self.run.scope(),
+                conditions=self.run.conditions,
+            )
+            # What the attempt produced is lost with it: no parameters, no outputs.
+            outcome = Attempt(None, ActionResult.retriable(INTERRUPTED, "the attempt was interrupted"))
+            decision = await self._record(node, state.attempts, outcome, at, at, decided=decision, interrupted=True)
             if decision.verdict == Verdict.FAILED_UNHANDLED:
                 return node_id, decision.error
         return None
@@ -224,6 +241,8 @@ class NodeAttempts:
             holding=self.run.holding,
             items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
             park_threshold_seconds=self.run.park_threshold_seconds,
+            max_interruptions=self.run.max_interruptions,
+            interruptions=self.run.state[node.id].interruptions,
         )
 
     async def _backoff_in_process(self, delay: float) -> bool:
@@ -244,11 +263,22 @@ class NodeAttempts:
             raise LeaseLost()
         return not self.run.holding()
 
-    async def _record(self, node: PlanNode, attempt: int, outcome: Attempt, start: datetime, end: datetime) -> Decision:
-        """Decides what the attempt means and checkpoints it (one fenced transaction)."""
+    async def _record(
+        self,
+        node: PlanNode,
+        attempt: int,
+        outcome: Attempt,
+        start: datetime,
+        end: datetime,
+        *,
+        decided: Decision | None = None,
+        interrupted: bool = False,
+    ) -> Decision:
+        """Decides what the attempt means (unless `decided` says it already) and checkpoints it
+        (one fenced transaction). interrupted: the attempt was cut short by its worker."""
         state = self.run.state[node.id]
         result = outcome.result
-        decision = await decide(
+        decision = decided or await decide(
             node,
             result,
             attempt=attempt,
@@ -280,6 +310,7 @@ class NodeAttempts:
             next_attempt_at=decision.retry_at,
             fired=decision.fired,
             resource_links=tuple(_link_json(link) for link in result.resource_links),
+            interrupted=interrupted,
         )
         try:
             changes = await self.run.data.record_attempt(record)
@@ -291,7 +322,11 @@ class NodeAttempts:
         metrics.NODE_DURATION.labels(node.action_type, decision.attempt_status.value).observe(
             (end - start).total_seconds()
         )
-        if decision.verdict == Verdict.RETRY:
+        if interrupted:
+            # As the procedure does: the budget counts from past this attempt.
+            metrics.INTERRUPTIONS.labels(node.action_type).inc()
+            state.interruptions, state.attempt_base = state.interruptions + 1, state.attempt_base + 1
+        elif decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
         state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
         state.outputs = result.outputs if succeeded else state.outputs

@@ -9,7 +9,7 @@ The contract. A kind is an object with
     policy), or Failed. It never writes to the database and never raises for the node's own
     failures: a template, parameter or action error is a result with a code.
 Everything after that is the runtime's and is the same for every kind: dataworkflows.outcomes
-decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v3)
+decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v4)
 writes the attempt, the checkpoint, the event and the edge decisions.
 
 A kind that waits (delay, signal, approval) returns a `WaitFor` from `attempt` instead: the runtime
@@ -86,6 +86,10 @@ class AttemptContext:
     item_index: int | None = None
     # Waits longer than this are not waited out in the worker (DW_PARK_THRESHOLD_SECONDS).
     park_threshold_seconds: float = 30.0
+    # A forEach item interrupted more often than this fails (DW_MAX_INTERRUPTIONS).
+    max_interruptions: int = 10
+    # Attempts of this node (or item) cut short by their worker before this one.
+    interruptions: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class ActionKind:
             principal_id=ctx.principal_id,
             log=ctx.log,
             services=self._services_for(ctx.workflow_id),
+            interruptions=ctx.interruptions,
         )
         result = await self._execute(ctx, action, action_ctx, params)
         # Whatever the action does with a secret it resolved, its outputs never show it (trigger

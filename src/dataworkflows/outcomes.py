@@ -7,7 +7,7 @@ status to record, the error, and which outgoing edges fire. Edge conditions are 
 evaluator passed in (the sandboxed ConditionPool at run time, a fake in tests); a condition that
 throws does not fire its edge and is reported in `condition_errors`; one that times out fails the
 node (success path) or leaves every edge unfired (failure path). The runtime writes a Decision
-with one fenced call (dw.record_attempt_v3, whose p_outcome is a Verdict value).
+with one fenced call (dw.record_attempt_v4, whose p_outcome is a Verdict value).
 """
 
 from __future__ import annotations
@@ -96,6 +96,40 @@ async def decide(
         exhausted = {**(error_json(result) or {}), "attemptsExhausted": attempt - attempt_base}
         return await _failed(node, result.status, exhausted, edges)
     return await _failed(node, result.status, error_json(result), edges)
+
+
+INTERRUPTED = "attempt_interrupted"
+TOO_MANY_INTERRUPTIONS = "too_many_interruptions"
+
+
+async def interrupted_decision(
+    node: PlanNode,
+    *,
+    interruptions: int,
+    max_interruptions: int,
+    ended_at: datetime,
+    scope: Mapping[str, Any],
+    conditions: ConditionEvaluator,
+) -> Decision:
+    """An attempt its worker cut short (handed back after the grace period, or lost with a killed
+    worker): the node goes again at once and the retry budget is untouched (the record moves the
+    node's attempt_base past it). `interruptions` counts this one; past max_interruptions the node
+    fails with too_many_interruptions, decided like any failure (a failure edge may take it), so
+    an attempt that keeps killing its worker still ends."""
+    if interruptions > max_interruptions:
+        error = {
+            "code": TOO_MANY_INTERRUPTIONS,
+            "message": f"the node's attempts were interrupted {interruptions} times (DW_MAX_INTERRUPTIONS is "
+            f"{max_interruptions}): its worker keeps stopping or dying while it runs",
+            "interruptions": interruptions,
+        }
+        return await _failed(node, AttemptStatus.FAILED, error, _EdgeDecider(node, scope, conditions))
+    error = {
+        "code": INTERRUPTED,
+        "message": "the worker running this attempt stopped before recording its outcome",
+        "interruptions": interruptions,
+    }
+    return Decision(Verdict.RETRY, AttemptStatus.RETRIABLE_FAILURE, error, retry_at=ended_at, retry_delay=0.0)
 
 
 async def _succeeded(node: PlanNode, result: ActionResult, edges: _EdgeDecider) -> Decision:

@@ -9,7 +9,7 @@ run_execution(execution_id), called by the worker's Procrastinate task:
 3. run Ready nodes with bounded parallelism: each attempt goes to the node's kind
    (dataworkflows.node_kinds), dataworkflows.outcomes decides what its result means, and one fenced
    transaction records the attempt, the checkpoint, the event and the edge decisions
-   (dw.record_attempt_v3);
+   (dw.record_attempt_v4);
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
 5. finish with dw.complete_execution_v2. A failed node with no failure/always edge that fired
@@ -54,6 +54,8 @@ class RuntimeSettings:
     throttle_delay_seconds: float = 2.0
     # Children nest at most this deep (DW_MAX_NESTING_DEPTH): a root is at depth 0.
     max_nesting_depth: int = 8
+    # DW_MAX_INTERRUPTIONS: a node interrupted more often than this fails (too_many_interruptions).
+    max_interruptions: int = 10
 
 
 class Runtime:
@@ -150,6 +152,7 @@ class Runtime:
             worker_id=settings.worker_id,
             park_threshold_seconds=settings.park_threshold_seconds,
             max_nesting_depth=settings.max_nesting_depth,
+            max_interruptions=settings.max_interruptions,
             stopping=self.stopping,
             log=log.bind(
                 execution_id=str(execution_id),

@@ -30,6 +30,10 @@ def test_readme_walkthrough(stack: Stack, tmp_path: Path) -> None:
             "/api/v1/workflows", params={"autoActivate": "true"}, json=load_fixture("bundle1/simple-echo-workflow.json")
         )
         assert created.status_code == 201
+        # The walkthrough gives the run one second: wait until the worker takes work (a machine
+        # under load can take longer than that to start a process).
+        warm = client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}).json()
+    stack.wait_for(warm["executionId"], {"Succeeded"})
     script = walkthrough().replace("http://127.0.0.1:5131", stack.url)
     script = script.replace("/tmp/execution-response.json", str(tmp_path / "response.json"))
     result = subprocess.run(

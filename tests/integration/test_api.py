@@ -60,6 +60,15 @@ async def test_create_publish_execute_and_read(client: AsyncTestClient[Any]) -> 
     again = await client.post("/api/v1/workflows/simple-echo/execute", json=request)
     assert again.status_code == 202 and again.json()["executionId"] == started["executionId"]
     assert again.json()["created"] is False
+    # The same request id for another request is a conflict, not the first run passed off as it.
+    other = {**request, "trigger": {**request["trigger"], "extra": 1}}
+    reused = await client.post("/api/v1/workflows/simple-echo/execute", json=other)
+    problem = assert_problem(reused, 409)
+    assert problem["code"] == "request_id_reused" and "different trigger" in problem["detail"]
+    # The same trigger with its keys in another order is the same request.
+    reordered = {**request, "trigger": dict(reversed(list(request["trigger"].items())))}
+    same = await client.post("/api/v1/workflows/simple-echo/execute", json=reordered)
+    assert same.status_code == 202 and same.json()["executionId"] == started["executionId"]
 
     status = await client.get(started["statusUrl"])
     assert status.status_code == 200

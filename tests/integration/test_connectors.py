@@ -463,3 +463,70 @@ async def test_redirects_drop_caller_credentials_and_bogus_charsets_decode(
     )
     echoed = attempts[0]["outputs"]["body"]["headers"]
     assert "authorization" not in echoed and echoed["x-trace"] == "t1"
+
+
+async def test_http_request_sends_an_idempotency_key_per_logical_attempt(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    base = f"{fakes.base}/http/record"
+    retry = {"maxAttempts": 2, "initialDelay": "PT0.01S", "jitter": False}
+    execution_id, execution, _ = await run_one(
+        db,
+        runtime,
+        "idempotent",
+        {**node("post", "http.request", url=f"{base}/post", method="POST"), "edges": [{"targetNode": "get"}]},
+        {**node("get", "http.request", url=f"{base}/get"), "edges": [{"targetNode": "forced"}]},
+        {
+            **node("forced", "http.request", url=f"{base}/forced", idempotencyKey=True),
+            "edges": [{"targetNode": "mine"}],
+        },
+        {
+            **node("mine", "http.request", url=f"{base}/mine", method="PUT", idempotencyKey="order-{{ trigger.n }}"),
+            "edges": [{"targetNode": "off"}],
+        },
+        {
+            **node("off", "http.request", url=f"{base}/off", method="DELETE", idempotencyKey=False),
+            "edges": [{"targetNode": "retried"}],
+        },
+        node("retried", "http.request", retry, url=f"{base}/retried?status=503", method="POST"),
+        trigger={"n": 42},
+    )
+    assert execution["status"] == "Failed"  # retried answers 503 twice
+    keys = fakes.state.idempotency_keys
+    assert keys["post"] == [f"{execution_id}:post:1"]
+    assert keys["get"] == [None]  # a safe method sends none unless asked
+    assert keys["forced"] == [f"{execution_id}:forced:1"]
+    assert keys["mine"] == ["order-42"]
+    assert keys["off"] == [None]
+    # A retry after a failure the target reported is a new request: a new key.
+    assert keys["retried"] == [f"{execution_id}:retried:1", f"{execution_id}:retried:2"]
+
+
+async def test_an_interrupted_call_is_sent_again_with_the_same_key(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    raw = {
+        "id": "slow-post",
+        "displayName": "slow-post",
+        "startNode": "call",
+        "nodes": [node("call", "http.request", url=f"{fakes.base}/http/record/slow?sleepMs=800", method="POST")],
+    }
+    await publish(db, raw)
+    execution_id = await start(db, "slow-post")
+    first = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(0.3)  # the call is in flight
+    runtime.stop_starting()
+    first.cancel()  # the grace period is over: the attempt is cut short, the run handed back
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = Runtime(
+        db,
+        default_registry(),
+        RuntimeSettings(worker_id="w2", lease_seconds=10),
+        runtime.conditions,
+        templates=runtime.templates,
+        kinds=runtime.kinds,
+    )
+    assert await second.run_execution(execution_id) == "Succeeded"
+    # The target saw the call twice (at least once), with one key to de-duplicate it by.
+    assert fakes.state.idempotency_keys["slow"] == [f"{execution_id}:call:1"] * 2

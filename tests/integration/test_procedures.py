@@ -57,13 +57,13 @@ async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(d
             db.executions.start(
                 workflow_id="simple-echo",
                 request_id="same-request",
-                trigger={"i": i},
+                trigger={"same": True},
                 principal_id=None,
                 principal_type=None,
                 correlation_id=None,
                 queue="executions",
             )
-            for i in range(20)
+            for _ in range(20)
         ]
     )
     assert len({r.execution_id for r in rows}) == 1
@@ -71,6 +71,31 @@ async def test_twenty_concurrent_starts_with_one_request_id_give_one_execution(d
     assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
     assert len(await _jobs(db, rows[0].execution_id)) == 1
     assert await _sql(db, "SELECT count(*) FROM dw.node_states") == [(2,)]
+
+
+async def test_concurrent_starts_reusing_a_request_id_for_other_triggers_are_refused(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    answers = await asyncio.gather(
+        *[
+            db.executions.start(
+                workflow_id="simple-echo",
+                request_id="one-id",
+                trigger={"i": i},
+                principal_id=None,
+                principal_type=None,
+                correlation_id=None,
+                queue="executions",
+            )
+            for i in range(10)
+        ],
+        return_exceptions=True,
+    )
+    started = [a for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    # Whichever committed first is the run; every other request is told, none gets that run.
+    assert len(started) == 1 and started[0].created
+    assert len(refused) == 9 and all(isinstance(a, errors.RequestIdReused) for a in refused)
+    assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
 
 
 async def test_a_workflow_that_is_not_active_is_refused(db: Database) -> None:

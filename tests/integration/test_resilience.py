@@ -237,3 +237,88 @@ async def test_a_stopping_worker_does_not_spin_while_an_attempt_finishes(
     # One pass per event (a node done, the stop request), not one per event-loop turn.
     assert steps < 20, steps
     assert (await nodes(db, execution_id))["flaky"]["status"] == "Waiting"
+
+
+async def _interrupt(db: Database, conditions: ConditionPool, execution_id: UUID, *, after: float = 0.15) -> None:
+    """A worker runs the execution and is stopped with attempts still running once its grace is
+    over (the task is cancelled, as the worker does at the end of DW_SHUTDOWN_GRACE_SECONDS)."""
+    runtime = make_runtime(db, conditions)
+    run = asyncio.ensure_future(runtime.run_execution(execution_id))
+    await asyncio.sleep(after)
+    runtime.stop_starting()
+    run.cancel()
+    try:
+        await run
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the run ended before its attempt was interrupted")
+
+
+async def test_restarts_do_not_use_up_the_retry_budget(db: Database, conditions: ConditionPool) -> None:
+    # No retry at all: before, a single restart during the long node failed it into a dead letter.
+    slow = echo("slow", delayMs=1500)
+    slow["retryPolicy"] = {"maxAttempts": 1}
+    await publish(db, wf("long-node", slow))
+    execution_id = await start(db, "long-node")
+    for _ in range(3):
+        await _interrupt(db, conditions, execution_id)
+        assert "execution_released" in await events(db, execution_id)
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    # Three interrupted attempts (recorded by the next holder) and the one that finished.
+    assert [(r["attempt"], r["status"], r["interrupted"]) for r in rows] == [
+        (1, "RetriableFailure", True),
+        (2, "RetriableFailure", True),
+        (3, "RetriableFailure", True),
+        (4, "Succeeded", False),
+    ]
+    assert rows[0]["error"]["code"] == "attempt_interrupted" and rows[2]["error"]["interruptions"] == 3
+    node = (await nodes(db, execution_id))["slow"]
+    assert (node["status"], node["attempts"], node["interruptions"], node["attempt_base"]) == ("Succeeded", 4, 3, 3)
+
+
+async def test_interruptions_have_their_own_bound(db: Database, conditions: ConditionPool) -> None:
+    slow = echo("slow", delayMs=1500)
+    slow["retryPolicy"] = {"maxAttempts": 5}
+    await publish(db, wf("crash-loop", slow))
+    execution_id = await start(db, "crash-loop")
+    for _ in range(2):
+        await _interrupt(db, conditions, execution_id)
+    # DW_MAX_INTERRUPTIONS=1: the second interruption fails the node, whatever its retry budget.
+    assert await make_runtime(db, conditions, max_interruptions=1).run_execution(execution_id) == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [(r["status"], r["interrupted"], r["error"]["code"]) for r in rows] == [
+        ("RetriableFailure", True, "attempt_interrupted"),
+        ("Failed", True, "too_many_interruptions"),
+    ]
+    letters = await db.fetch_all("list_dead_letters", open=True, kind="node_failed", before=None, limit=10)
+    assert [letter["node_id"] for letter in letters] == ["slow"]
+    # A redrive gives the node a fresh bound as well as a fresh budget.
+    await db.fetch_one("redrive_dead_letter", id=letters[0]["id"], principal="ops", queue="executions")
+    assert await make_runtime(db, conditions, max_interruptions=1).run_execution(execution_id) == "Succeeded"
+    assert (await nodes(db, execution_id))["slow"]["interruptions"] == 0
+
+
+async def test_an_interrupted_foreach_item_keeps_its_retry_budget(db: Database, conditions: ConditionPool) -> None:
+    node = {
+        "id": "each",
+        "nodeType": "forEach",
+        "parameters": {
+            "items": [1, 2],
+            "action": {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 1500}},
+            "concurrency": 2,
+        },
+        "retryPolicy": {"maxAttempts": 1},
+    }
+    await publish(db, wf("each-long", node))
+    execution_id = await start(db, "each-long")
+    await _interrupt(db, conditions, execution_id, after=0.3)
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    rows = [r for r in await attempts(db, execution_id) if r["item_index"] is not None]
+    assert sorted((r["item_index"], r["status"], r["interrupted"]) for r in rows) == [
+        (0, "RetriableFailure", True),
+        (0, "Succeeded", False),
+        (1, "RetriableFailure", True),
+        (1, "Succeeded", False),
+    ]

@@ -116,3 +116,27 @@ def test_public_address_classification() -> None:
         assert not is_public(ipaddress.ip_address(private)), private
     for public in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"]:
         assert is_public(ipaddress.ip_address(public)), public
+
+
+def test_an_idempotency_key_survives_interruptions_but_not_retries() -> None:
+    from uuid import UUID
+
+    import msgspec
+    import pytest
+
+    from dataworkflows.actions import ActionContext
+    from dataworkflows.actions.http import HttpRequestParams
+
+    def ctx(attempt: int, interruptions: int) -> ActionContext:
+        return ActionContext(UUID(int=1), "wf", 1, "call#3", attempt, 3, {}, interruptions=interruptions)
+
+    first = ctx(1, 0).idempotency_key
+    assert first == f"{UUID(int=1)}:call#3:1"
+    assert ctx(2, 1).idempotency_key == first  # the same attempt, run again after an interruption
+    assert ctx(3, 1).idempotency_key != first  # a retry after a reported failure
+    post = HttpRequestParams(url="https://x.test", method="POST")
+    assert post.idempotency(ctx(1, 0)) == first
+    assert HttpRequestParams(url="https://x.test").idempotency(ctx(1, 0)) is None
+    for bad in ({"idempotencyHeader": "Bad Header"}, {"idempotencyKey": "line\nbreak"}, {"idempotencyKey": ""}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert({"url": "https://x.test", **bad}, HttpRequestParams)

@@ -119,6 +119,16 @@ class ActionContext:
     principal_id: str | None = None
     log: Any = field(default_factory=lambda: structlog.get_logger("dataworkflows.action"))
     services: ActionServices | None = None
+    # Attempts of this node (or forEach item) that its worker cut short before this one.
+    interruptions: int = 0
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every run of one logical attempt: an attempt interrupted (its worker
+        stopped or died) and run again keeps its key; a retry after a failure the target reported,
+        and a redrive, get a new one. execution:node[#item]:n, where n is the attempt's number
+        without the interruptions before it."""
+        return f"{self.execution_id}:{self.node_id}:{self.attempt - self.interruptions}"
 
     def require_services(self) -> ActionServices:
         if self.services is None:

@@ -5,12 +5,14 @@ honoured); any other status outside expectedStatus is permanent. The response bo
 (maxResponseBytes). A connection supplies credentials, and says where they may go: its secret is
 JSON with "hosts" and "bearer" or "headers"; a request to any other host is refused, redirects to
 another origin drop the credentials, and the secret's values are scrubbed from outputs and error
-messages.
+messages. POST, PUT, PATCH and DELETE carry an Idempotency-Key (see HttpRequestParams), so that a
+receiver can de-duplicate an attempt that ran twice.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -33,6 +35,9 @@ from dataworkflows.credentials import Secret
 from dataworkflows.http_client import BlockedDestination
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate", "www-authenticate"})
 
 
@@ -50,6 +55,12 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
     max_response_bytes: int = 1_048_576
     connection: str | None = None
     follow_redirects: bool = True
+    # An Idempotency-Key header so that the receiver can de-duplicate an attempt that ran twice (an
+    # interrupted attempt runs again: at least once). None: a key derived from the execution, the
+    # node and the attempt (without its interruptions) for POST, PUT, PATCH and DELETE; true: that
+    # key for any method; false: no header; a string: that key (templated, like every parameter).
+    idempotency_key: str | bool | None = None
+    idempotency_header: str = "Idempotency-Key"
 
     def __post_init__(self) -> None:
         given = [self.json is not msgspec.UNSET, self.form is not None, self.body is not None]
@@ -61,6 +72,19 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
             raise ValueError("timeoutMs must be between 1 and 600000")
         if not 1 <= self.max_response_bytes <= 50 * 1024 * 1024:
             raise ValueError("maxResponseBytes must be between 1 and 52428800")
+        if not _TOKEN.fullmatch(self.idempotency_header):
+            raise ValueError("idempotencyHeader must be a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if isinstance(self.idempotency_key, str) and not _KEY.fullmatch(self.idempotency_key):
+            raise ValueError("idempotencyKey must be 1 to 255 printable ASCII characters")
+
+    def idempotency(self, ctx: ActionContext) -> str | None:
+        """The idempotency key this request sends, if any."""
+        key = self.idempotency_key
+        if isinstance(key, str):
+            return key
+        if key is True or (key is None and self.method in _UNSAFE_METHODS):
+            return ctx.idempotency_key
+        return None
 
 
 class InvalidConnection(Exception):
@@ -137,6 +161,9 @@ class HttpRequestAction:
             return auth_headers
         headers = dict(params.headers)
         headers.setdefault("Accept-Encoding", "gzip, deflate")
+        key = params.idempotency(ctx)
+        if key is not None and params.idempotency_header.lower() not in {h.lower() for h in headers}:
+            headers[params.idempotency_header] = key
         exchange = await _send(services.http, params, url, headers, auth_headers)
         if isinstance(exchange, ActionResult):
             return exchange

@@ -118,6 +118,7 @@ class NodeState(msgspec.Struct, frozen=True):
     next_attempt_at: datetime | None
     start_time: datetime | None
     end_time: datetime | None
+    interruptions: int = 0
 
 
 class Attempt(msgspec.Struct, frozen=True):
@@ -134,6 +135,7 @@ class Attempt(msgspec.Struct, frozen=True):
     end_time: datetime
     # A forEach item attempt's item (None for a node's own attempts).
     item_index: int | None = None
+    interrupted: bool = False
 
 
 class ForEachItem(msgspec.Struct, frozen=True):

@@ -109,6 +109,12 @@ class OperationsData:
             queue=queue,
         )
 
+    async def time_out_overdue(self, *, limit: int = 500) -> list[tuple[UUID, str]]:
+        """Ends runs whose deadline passed while no worker held them (see dw.time_out_overdue_v1):
+        (execution id, workflow id) of each."""
+        rows = await self._db.fetch_all("time_out_overdue", limit=limit)
+        return [(row["execution_id"], row["workflow_id"]) for row in rows]
+
     async def queue_depth(self) -> list[QueueDepth]:
         """Jobs waiting and running per queue, with the oldest one's age."""
         return await self._db.fetch_all_as(QueueDepth, "queue_depth")

@@ -95,6 +95,7 @@ class RunData:
             next_attempt_at=record.next_attempt_at,
             fired=list(record.fired),
             resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
+            interrupted=record.interrupted,
         )
         return [NodeChange(row["node_id"], NodeStatus(row["status"])) for row in rows]
 
@@ -248,6 +249,7 @@ class RunData:
             worker=worker,
             next_attempt_at=record.next_attempt_at,
             resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
+            interrupted=record.interrupted,
         )
 
     async def begin_item_child(

@@ -1,0 +1,105 @@
+"""Runs that nobody picks up still end: the server's default workflowTimeout, and the sweeper that
+times out a run whose deadline passed while no worker held it (dw.time_out_overdue_v1)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.db import Database, make_pool
+from dataworkflows.deadlines import time_out_overdue
+from dataworkflows.tenancy import tenant_scope
+from tests.conftest import publish, start
+from tests.integration.test_runtime import attempts, echo, events, nodes, to, wf
+
+
+async def _sql(db: Database, query: str, *params: object) -> list[tuple[Any, ...]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def _deadline_seconds(db: Database, execution_id: UUID) -> float | None:
+    rows = await _sql(
+        db, "SELECT extract(epoch FROM deadline_at - created_at) FROM dw.executions WHERE id = %s", execution_id
+    )
+    return None if rows[0][0] is None else float(rows[0][0])
+
+
+async def test_every_run_gets_a_deadline_from_its_definition_or_the_server_default(db: Database, dsn: str) -> None:
+    await publish(db, wf("plain", echo("a")))
+    await publish(db, wf("own", echo("a"), workflowTimeout="PT5M"))
+    # A session that set nothing (psql, the tests' pool): the seeds' one hour.
+    assert round(await _deadline_seconds(db, await start(db, "plain")) or 0) == 3600
+    assert round(await _deadline_seconds(db, await start(db, "own")) or 0) == 300
+    for default, expected in ((120.0, 120), (0.0, None)):
+        pool = make_pool(dsn, min_size=1, max_size=1, name="deadline", default_workflow_timeout=default)
+        await pool.open(wait=True)
+        try:
+            with tenant_scope("default"):
+                other = Database(pool)
+                plain = await start(other, "plain")
+                own = await start(other, "own")
+        finally:
+            await pool.close()
+        seconds = await _deadline_seconds(db, plain)
+        assert (round(seconds) if seconds is not None else None) == expected
+        # The definition's own timeout wins over the server's default.
+        assert round(await _deadline_seconds(db, own) or 0) == 300
+
+
+async def test_overdue_runs_that_no_worker_holds_time_out(db: Database) -> None:
+    await publish(db, wf("slow-start", echo("a", to("b")), echo("b"), workflowTimeout="PT1S"))
+    pending = await start(db, "slow-start")  # no worker ever takes it
+    held = await start(db, "slow-start")
+    running = await start(db, "slow-start")
+    # A worker holds `held` (a live lease: it times the run out itself); `running` lost its worker.
+    await _sql(
+        db,
+        "UPDATE dw.executions SET status = 'Running', lease_owner = 'w', lease_expires_at = now() + interval '1 hour'"
+        " WHERE id = %s",
+        held,
+    )
+    await _sql(
+        db,
+        "UPDATE dw.executions SET status = 'Running', lease_owner = 'gone', lease_expires_at = now() - interval '1 s'"
+        " WHERE id = %s",
+        running,
+    )
+    assert await time_out_overdue(db) == []  # not due yet
+    await asyncio.sleep(1.1)
+    ended = await time_out_overdue(db)
+    assert sorted(e for e, _ in ended) == sorted([pending, running])
+    assert {w for _, w in ended} == {"slow-start"}
+    for execution_id in (pending, running):
+        row = await db.fetch_one("get_execution", id=execution_id)
+        assert row["status"] == "TimedOut" and row["error"]["code"] == "workflow_timeout"
+        assert {n["status"] for n in (await nodes(db, execution_id)).values()} == {"Skipped"}
+        assert "execution_timedout" in await events(db, execution_id)
+        assert await attempts(db, execution_id) == []
+        jobs = await _sql(
+            db, "SELECT count(*) FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", str(execution_id)
+        )
+        assert jobs == [(0,)]
+    assert (await db.fetch_one("get_execution", id=held))["status"] == "Running"
+    assert await time_out_overdue(db) == []
+
+
+async def test_the_api_times_out_overdue_runs_while_no_worker_runs(dsn: str, db: Database) -> None:
+    await publish(db, wf("nobody", echo("a"), workflowTimeout="PT1S"))
+    app = create_app(Settings(database_url=dsn, recovery_interval_seconds=0.2))
+    async with AsyncTestClient(app) as client:
+        started = await client.post("/api/v1/workflows/nobody/execute", json={"trigger": {}})
+        assert started.status_code == 202
+        status_url = started.json()["statusUrl"]
+        deadline = time.monotonic() + 10
+        while (body := (await client.get(status_url)).json())["status"] != "TimedOut":
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+        assert body["error"]["code"] == "workflow_timeout"
