@@ -189,7 +189,7 @@ def test_pg_terminate_backend_of_every_connection_every_300_ms(dsn: str, tmp_pat
     """Every backend of the API and of both workers terminated every 300 ms for 3 s, under a batch:
     calls in flight fail, their runs resume through their leases, pools reconnect; nothing exits."""
     began = time.monotonic()
-    count = 150
+    count = 120
     stack = start_stack(dsn, tmp_path, workers=2)
     probe = Probe(dsn)
     kills: list[tuple[float, int]] = []
@@ -303,7 +303,7 @@ class Injector:
 TRANSIENT = {
     "try_acquire_execution": "40P01",  # deadlock_detected
     "start_node_attempt": "53100",  # disk_full
-    "record_attempt_v3": "58030",  # io_error
+    "record_attempt": "58030",  # io_error
     "complete_execution": "40001",  # serialization_failure
 }
 ONE = workflow("faults-one", echo("only"))
@@ -330,7 +330,7 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         for procedure, sqlstate in TRANSIENT.items():
             injector.arm(procedure, sqlstate, probability=0.08, max_faults=12)
         at_a = time.time()
-        batch_a = start_batch(dsn, MIXED["id"], 80)
+        batch_a = start_batch(dsn, MIXED["id"], 60)
         wait_terminal(probe, batch_a, stack, timeout=60)
         fired_a = injector.disarm()
         retried_a = worker_log_count(stack, "retrying a statement the server refused")
@@ -339,9 +339,9 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
 
         # B: every record_attempt fails for 2 s, longer than a call's retries last (1.05 s).
         at_b = time.time()
-        batch_b = start_batch(dsn, MIXED["id"], 30)
+        batch_b = start_batch(dsn, MIXED["id"], 24)
         wait_terminal(probe, batch_b, stack, at_least=1)
-        injector.arm("record_attempt_v3", "58030", probability=1.0, max_faults=100_000)
+        injector.arm("record_attempt", "58030", probability=1.0, max_faults=100_000)
         time.sleep(2.0)
         fired_b = injector.disarm()
         wait_terminal(probe, batch_b, stack, timeout=60)
@@ -349,7 +349,7 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         done_b = last_end(probe, batch_b) - at_b
 
         # C: one record_attempt refused with a plain error (P0001: what a bug in a procedure raises).
-        injector.arm("record_attempt_v3", "P0001", probability=1.0, max_faults=1)
+        injector.arm("record_attempt", "P0001", probability=1.0, max_faults=1)
         [broken] = start_batch(dsn, ONE["id"], 1)
         wait_terminal(probe, [broken], stack)
         fired_c = injector.disarm()
@@ -370,12 +370,12 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
     assert checked_a.problems() == []
     # Transient errors are retried where they happen: no run waited for its lease to expire.
     assert checked_a.recoveries == 0 and checked_a.interrupted_attempts == 0, checked_a
-    assert fired_b["record_attempt_v3"] >= 4
+    assert fired_b["record_attempt"] >= 4
     assert checked_b.problems() == []
     # Longer than the in-process retries: those runs resumed through their leases (and their
     # interrupted attempts ran again), consistently.
     assert checked_b.recoveries > 0
-    assert fired_c == {"record_attempt_v3": 1}
+    assert fired_c == {"record_attempt": 1}
     assert failed.problems() == [], failed
     assert error["code"] == "engine_error", error
     assert [kind for _, kind in letters] == ["node_failed"]
@@ -430,27 +430,27 @@ async def test_a_statement_the_server_refused_transiently_runs_again_and_records
             return await cur.fetchall()
 
     # Refused twice (a deadlock), then accepted: one attempt row, and b is Ready.
-    injector.arm("record_attempt_v3", "40P01", probability=1.0, max_faults=2)
+    injector.arm("record_attempt", "40P01", probability=1.0, max_faults=2)
     changes = await record(db, execution_id, token, "a", fired=[True])
-    assert injector.disarm() == {"record_attempt_v3": 2}
+    assert injector.disarm() == {"record_attempt": 2}
     assert [(c.node_id, c.status) for c in changes] == [("b", "Ready")]
     assert await rows() == [("a", 1, "Succeeded")]
 
     # Refused more often than it is tried (1 + 3 times): DatabaseUnavailable, and nothing written.
     await db.runs.start_node_attempt(execution_id, token, "b")
-    injector.arm("record_attempt_v3", "58030", probability=1.0, max_faults=100)
+    injector.arm("record_attempt", "58030", probability=1.0, max_faults=100)
     with pytest.raises(DatabaseUnavailable):
         await record(db, execution_id, token, "b")
-    assert injector.disarm() == {"record_attempt_v3": 4}
+    assert injector.disarm() == {"record_attempt": 4}
     assert await rows() == [("a", 1, "Succeeded")]
 
     # Not tried again: a refusal that would come again (P0001, what a procedure's bug raises), and
     # a server shutting down (57P01: the connection is going, the caller's lease path decides).
     for sqlstate, raised in (("P0001", psycopg.errors.RaiseException), ("57P01", DatabaseUnavailable)):
-        injector.arm("record_attempt_v3", sqlstate, probability=1.0, max_faults=100)
+        injector.arm("record_attempt", sqlstate, probability=1.0, max_faults=100)
         with pytest.raises(raised):
             await record(db, execution_id, token, "b")
-        assert injector.disarm() == {"record_attempt_v3": 1}, sqlstate
+        assert injector.disarm() == {"record_attempt": 1}, sqlstate
     await record(db, execution_id, token, "b")
     assert await rows() == [("a", 1, "Succeeded"), ("b", 1, "Succeeded")]
 

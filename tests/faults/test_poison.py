@@ -41,19 +41,19 @@ def conditional(workflow_id: str, condition: str, message: Any = "a") -> dict[st
 GOOD = conditional("faults-good", "trigger.n >= 0", message="{{ trigger.n * 2 }}")
 
 # kind: (definition, how many, the run's status, the error code of node a (None: it Succeeded)).
-# A condition that throws, or whose helper runs out of memory, does not fire its edge and records a
-# condition_error event (README, Semantics): that run Succeeds with b Skipped. Everything else
-# fails its node with the reason, not retried.
+# A condition that throws, or that runs out of memory (a 1 GB buffer against the helper's 512 MB),
+# does not fire its edge and records a condition_error event (README, Semantics): that run Succeeds
+# with b Skipped. Everything else fails its node with the reason, not retried.
 POISON: dict[str, tuple[dict[str, Any], int, str, str | None]] = {
     "condition loops": (
         conditional("poison-cond-loop", "(function () { while (true) {} })()"),
-        5,
+        4,
         "Failed",
         "condition_timeout",
     ),
     "condition allocates": (
-        conditional("poison-cond-alloc", "(function () { var s = 'x'; while (true) { s = s + s; } })()"),
-        5,
+        conditional("poison-cond-alloc", "(function () { return new ArrayBuffer(1e9).byteLength > 0; })()"),
+        6,
         "Succeeded",
         None,
     ),
@@ -65,23 +65,23 @@ POISON: dict[str, tuple[dict[str, Any], int, str, str | None]] = {
     ),
     "template loops (10^9)": (
         conditional("poison-tpl-loop", "true", NESTED_LOOPS_1E9),
-        10,
+        6,
         "Failed",
         "template_budget_exceeded",
     ),
     "template allocates (a huge integer)": (
         conditional("poison-tpl-int", "true", "{{ ((10**64)**64)**2 }}"),
-        5,
+        6,
         "Failed",
         "template_budget_exceeded",
     ),
     "template allocates (a 10^8-character string)": (
         conditional("poison-tpl-str", "true", "{{ 'x' * 100000000 }}"),
-        5,
+        6,
         "Failed",
         "template_error",
     ),
-    "template throws": (conditional("poison-tpl-throw", "true", "{{ 1 // 0 }}"), 10, "Failed", "template_error"),
+    "template throws": (conditional("poison-tpl-throw", "true", "{{ 1 // 0 }}"), 12, "Failed", "template_error"),
 }
 
 

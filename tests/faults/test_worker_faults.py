@@ -11,6 +11,7 @@ import pytest
 
 from tests.faults.harness import (
     MIXED,
+    NO_RETRIES,
     PAIR,
     Probe,
     all_succeed,
@@ -36,7 +37,7 @@ def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path)
     """Two workers; kill -9 one, start a replacement, three times. The dead worker's runs resume
     once their lease (2 s) expires; nothing is lost or recorded twice."""
     began = time.monotonic()
-    count = 200
+    count = 150
     stack = start_stack(dsn, tmp_path, workers=2)
     probe = Probe(dsn)
     try:
@@ -82,7 +83,7 @@ def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path)
 
 # Longer than the stopping worker's grace (1 s here): cancelled, handed back at once, and recorded as
 # interrupted by the next holder.
-LONG = workflow("faults-long", echo("quick", "long"), echo("long", delay_ms=3000))
+LONG = workflow("faults-long", echo("quick", "long"), echo("long", delay_ms=3000), **NO_RETRIES)
 
 
 def long_attempts_of(probe: Probe, worker: subprocess.Popen[bytes], long_ids: list[str]) -> list[str]:
@@ -107,7 +108,7 @@ def test_sigterm_of_a_worker_during_a_batch_hands_its_runs_back(dsn: str, tmp_pa
     try:
         publish(stack, MIXED, LONG)
         long_ids = start_batch(dsn, LONG["id"], 6)
-        ids = start_batch(dsn, MIXED["id"], 120)
+        ids = start_batch(dsn, MIXED["id"], 100)
         # The first worker seen holding a long run whose long attempt has just started.
         deadline = time.monotonic() + 20
         while not (cut := {w.pid: long_attempts_of(probe, w, long_ids) for w in stack.live_workers()}) or not any(
