@@ -15,7 +15,7 @@ from typing import Any
 
 HEADER = (
     "| fault injected | runs | executions lost | duplicated Succeeded attempts | stuck runs "
-    "| recovery: first progress / all affected runs ended | test |\n"
+    "| recovery | test |\n"
     "|---|---:|---:|---:|---:|---|---:|"
 )
 
@@ -37,7 +37,9 @@ def _seconds(value: Any) -> str:
 
 
 def row(summary: dict[str, Any]) -> str:
-    recovery = f"{_seconds(summary.get('first_progress_s'))} / {_seconds(summary.get('recovery_s'))}"
+    recovery = summary.get("recovery_note") or (
+        f"first progress {_seconds(summary.get('first_progress_s'))}, all ended {_seconds(summary.get('recovery_s'))}"
+    )
     test = f"{summary['test_s']:.0f} s" if summary.get("test_s") else "(with the above)"
     return (
         f"| {summary['fault']} | {summary['runs']:,} | {summary['lost']} | {summary['duplicated_succeeded']} "

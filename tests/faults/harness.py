@@ -573,10 +573,13 @@ def summarize(
     recovery_s: float | None,
     first_progress_s: float | None,
     test_s: float,
+    recovery_note: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The test's one-line JSON summary: printed, kept for the terminal summary, and appended to
-    $DW_FAULT_RESULTS when set."""
+    $DW_FAULT_RESULTS when set. recovery_s: fault -> the runs it affected all ended;
+    first_progress_s: fault -> the first of them moved again; recovery_note: what the README table
+    says about recovery, in words (bench/faults_table.py)."""
     line: dict[str, Any] = {
         "fault": fault,
         "runs": checked.runs,
@@ -585,6 +588,7 @@ def summarize(
         "stuck": len(checked.stuck),
         "recovery_s": None if recovery_s is None else round(recovery_s, 2),
         "first_progress_s": None if first_progress_s is None else round(first_progress_s, 2),
+        "recovery_note": recovery_note,
         "test_s": round(test_s, 1),
         "attempts": checked.attempts,
         "interrupted": checked.interrupted_attempts,

@@ -24,11 +24,11 @@ def summary(fault: str, lost: int = 0, **extra: object) -> str:
 
 
 def test_the_table_shows_each_fault_once_from_its_last_run_in_that_run_order() -> None:
-    lines = [summary("a", lost=1), summary("b"), "", summary("b"), summary("a")]
+    lines = [summary("a", lost=1), summary("b"), "", summary("b"), summary("a", recovery_note="in process")]
     assert [s["fault"] for s in last_summaries(lines)] == ["b", "a"]
     table = render(lines).splitlines()
     assert table[0].startswith("| fault injected | runs | executions lost |")
     assert table[2:] == [
-        "| b | 1,000 | 0 | 0 | 0 | n/a / 2.3 s | 12 s |",
-        "| a | 1,000 | 0 | 0 | 0 | n/a / 2.3 s | 12 s |",
+        "| b | 1,000 | 0 | 0 | 0 | first progress n/a, all ended 2.3 s | 12 s |",
+        "| a | 1,000 | 0 | 0 | 0 | in process | 12 s |",
     ]
