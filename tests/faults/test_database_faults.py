@@ -230,7 +230,7 @@ def test_pg_terminate_backend_of_every_connection_every_300_ms(dsn: str, tmp_pat
         recovery_s=done,
         first_progress_s=progress,
         test_s=time.monotonic() - began,
-        recovery_note=f"first checkpoint {progress or 0:.1f} s after the last kill, all runs ended {done:.1f} s after it",
+        recovery_note=f"first checkpoint {progress or 0:.1f} s after the last kill, all runs ended {done:.1f} s after",
         backends_terminated=sum(n for _, n in kills),
         accepted_by_api=len(accepted),
         api_answers=statuses,
