@@ -251,14 +251,23 @@ def terminal_count(probe: Probe, ids: list[str]) -> int | None:
 def wait_terminal(
     probe: Probe, ids: list[str], stack: FaultStack, at_least: int | None = None, timeout: float = 40
 ) -> float:
-    """Until at least `at_least` (default: all) of the runs are terminal; returns the time it took."""
+    """Until at least `at_least` (default: all) of the runs are terminal; returns the time it took.
+    Waiting for all, it also waits (10 s at most) for their Procrastinate jobs to be done: a worker
+    killed between ending a run and finishing its job leaves the job 'doing', which recovery
+    removes once the dead worker's heartbeat is DW_STALLED_WORKER_SECONDS (3 s) old. verify()
+    reports a job still there after that."""
     wanted = len(ids) if at_least is None else at_least
     began = time.monotonic()
+    settle_until: float | None = None
     while True:
         stack.assert_alive()
         done = terminal_count(probe, ids)
         if done is not None and done >= wanted:
-            return time.monotonic() - began
+            if at_least is not None or not jobs_in_flight(probe, ids):
+                return time.monotonic() - began
+            settle_until = settle_until or time.monotonic() + 10
+            if time.monotonic() > settle_until:
+                return time.monotonic() - began
         if time.monotonic() - began > timeout:
             raise AssertionError(
                 f"{done} of {len(ids)} runs terminal after {timeout} s (wanted {wanted})\n"
@@ -266,6 +275,18 @@ def wait_terminal(
             )
         # Times are read from the rows afterwards: polling more often would only cost CPU.
         time.sleep(0.2)
+
+
+def jobs_in_flight(probe: Probe, ids: list[str]) -> int:
+    """The runs' Procrastinate jobs still to do or being done (0 while the database is away)."""
+    return int(
+        probe.try_value(
+            "SELECT count(*) FROM procrastinate_jobs WHERE args ->> 'execution_id' = ANY(%s)"
+            " AND status IN ('todo', 'doing')",
+            (ids,),
+        )
+        or 0
+    )
 
 
 def unfinished(probe: Probe, ids: list[str]) -> str:
@@ -342,6 +363,8 @@ class Checked:
     jobs_in_flight: int
     interrupted_attempts: int
     recoveries: int
+    # The most recoveries of one run (DW_MAX_RECOVERIES, 5 by default, fails a run with worker_lost).
+    most_recoveries: int
     open_dead_letters: int
     attempts: int
     # Interruptions (an attempt its worker cut short, migration 0023): each node counts exactly its
@@ -386,58 +409,63 @@ class Checked:
 
 _COUNTS = """
 WITH ids AS (SELECT unnest(%(ids)s::uuid[]) AS id),
-a AS (SELECT x.* FROM dw.action_executions x JOIN ids ON ids.id = x.execution_id),
-n AS (SELECT x.* FROM dw.node_states x JOIN ids ON ids.id = x.execution_id)
+a AS MATERIALIZED (
+    SELECT x.execution_id, x.node_id, x.item_index, x.attempt, x.status, x.interrupted, x.error ->> 'code' AS code,
+           min(x.attempt) FILTER (WHERE x.status = 'Succeeded')
+               OVER (PARTITION BY x.execution_id, x.node_id, x.item_index) AS first_success
+      FROM dw.action_executions x JOIN ids ON ids.id = x.execution_id),
+-- Per node, or forEach item: its attempt rows.
+g AS (SELECT execution_id, node_id, item_index,
+             count(*) FILTER (WHERE status = 'Succeeded') AS succeeded,
+             count(*) FILTER (WHERE attempt > first_success) AS after_success,
+             count(*) - count(DISTINCT attempt) AS duplicate_rows,
+             count(DISTINCT attempt) AS attempts,
+             max(attempt) AS last_attempt,
+             count(*) FILTER (WHERE interrupted) AS interrupted,
+             count(*) FILTER (WHERE NOT interrupted) AS counted
+        FROM a GROUP BY execution_id, node_id, item_index),
+n AS MATERIALIZED (
+    SELECT x.*, e.status AS run_status,
+           EXISTS (SELECT 1 FROM dw.dead_letters d WHERE d.execution_id = x.execution_id
+                                                     AND d.redriven_at IS NOT NULL) AS redriven,
+           COALESCE(g.succeeded, 0) AS rows_succeeded, COALESCE(g.attempts, 0) AS rows_attempts,
+           COALESCE(g.last_attempt, 0) AS rows_last_attempt, COALESCE(g.interrupted, 0) AS rows_interrupted,
+           COALESCE(g.counted, 0) AS rows_counted
+      FROM dw.node_states x JOIN ids ON ids.id = x.execution_id JOIN dw.executions e ON e.id = x.execution_id
+      LEFT JOIN g ON g.execution_id = x.execution_id AND g.node_id = x.node_id AND g.item_index IS NULL)
 SELECT
   -- A node (or forEach item) with more than one Succeeded attempt row.
-  (SELECT count(*) FROM (SELECT 1 FROM a WHERE status = 'Succeeded'
-                          GROUP BY execution_id, node_id, item_index HAVING count(*) > 1) t),
+  (SELECT count(*) FROM g WHERE succeeded > 1),
   -- An attempt row after a Succeeded one: the node ran again.
-  (SELECT count(*) FROM a s JOIN a later ON later.execution_id = s.execution_id AND later.node_id = s.node_id
-                                        AND later.item_index IS NOT DISTINCT FROM s.item_index
-                                        AND later.attempt > s.attempt
-    WHERE s.status = 'Succeeded'),
+  (SELECT COALESCE(sum(after_success), 0) FROM g),
   -- Two rows for one attempt (the unique constraint makes it impossible: checked all the same).
-  (SELECT count(*) FROM (SELECT 1 FROM a GROUP BY execution_id, node_id, item_index, attempt
-                          HAVING count(*) > 1) t),
+  (SELECT COALESCE(sum(duplicate_rows), 0) FROM g),
   (SELECT count(*) FROM (SELECT 1 FROM dw.execution_events ev JOIN ids ON ids.id = ev.execution_id
                           WHERE ev.type = 'node_succeeded' GROUP BY ev.execution_id, ev.node_id
                           HAVING count(*) > 1) t),
   -- A Succeeded node without exactly one Succeeded row, or a Succeeded row of a node that is not.
-  (SELECT count(*) FROM n WHERE (n.status = 'Succeeded') <> EXISTS (
-       SELECT 1 FROM a WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
-                         AND a.item_index IS NULL AND a.status = 'Succeeded')),
-  -- An attempt started (node_states.attempts) without its row: attempts 1..n each have one.
-  (SELECT count(*) FROM n WHERE n.attempts <> (
-       SELECT count(DISTINCT a.attempt) FROM a WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
-                                                 AND a.item_index IS NULL AND a.attempt <= n.attempts)
-       OR EXISTS (SELECT 1 FROM a WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
-                                    AND a.item_index IS NULL AND a.attempt > n.attempts)),
-  (SELECT count(*) FROM n JOIN dw.executions e ON e.id = n.execution_id
-    WHERE e.status = ANY(%(terminal)s) AND n.status = ANY(%(in_flight)s)),
-  (SELECT count(*) FROM procrastinate_jobs j JOIN ids ON ids.id::text = j.args ->> 'execution_id'
-    WHERE j.status IN ('todo', 'doing')),
+  (SELECT count(*) FROM n WHERE (n.status = 'Succeeded') <> (n.rows_succeeded = 1)),
+  -- An attempt started (node_states.attempts) without its row: attempts 1..n, each with one row.
+  (SELECT count(*) FROM n WHERE n.attempts <> n.rows_attempts OR n.rows_last_attempt <> n.attempts),
+  (SELECT count(*) FROM n WHERE n.run_status = ANY(%(terminal)s) AND n.status = ANY(%(in_flight)s)),
+  (SELECT count(*) FROM procrastinate_jobs j WHERE j.args ->> 'execution_id' = ANY(%(ids)s::text[])
+                                               AND j.status IN ('todo', 'doing')),
   (SELECT count(*) FROM a WHERE a.interrupted),
   (SELECT COALESCE(sum(e.recovery_count), 0) FROM dw.executions e JOIN ids ON ids.id = e.id),
+  (SELECT COALESCE(max(e.recovery_count), 0) FROM dw.executions e JOIN ids ON ids.id = e.id),
   (SELECT count(*) FROM dw.dead_letters d JOIN ids ON ids.id = d.execution_id
     WHERE d.redriven_at IS NULL AND d.closed_at IS NULL),
   (SELECT count(*) FROM a),
   -- A node's interruptions are its interrupted rows, which are exactly its attempt_interrupted ones.
-  (SELECT count(*) FROM n WHERE n.interruptions <> (
-       SELECT count(*) FROM a WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
-                                AND a.item_index IS NULL AND a.interrupted))
-   + (SELECT count(*) FROM a WHERE a.interrupted <> (a.error ->> 'code' IS NOT DISTINCT FROM 'attempt_interrupted')),
+  (SELECT count(*) FROM n WHERE n.interruptions <> n.rows_interrupted)
+   + (SELECT count(*) FROM a WHERE a.interrupted <> (a.code IS NOT DISTINCT FROM 'attempt_interrupted')),
   (SELECT count(*) FROM n WHERE n.status = 'Failed'
       AND n.error ->> 'code' IN ('attempt_interrupted', 'too_many_interruptions')),
   -- Retries counted = attempts - interruptions: the budget starts past every interrupted attempt
   -- (attempt_base), and the attempts that count are the others (runs never redriven: a redrive
   -- gives a fresh budget).
-  (SELECT count(*) FROM n WHERE NOT EXISTS (SELECT 1 FROM dw.dead_letters d
-                                             WHERE d.execution_id = n.execution_id AND d.redriven_at IS NOT NULL)
-      AND (n.attempt_base <> n.interruptions
-           OR n.attempts - n.interruptions <> (
-               SELECT count(*) FROM a WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id
-                                        AND a.item_index IS NULL AND NOT a.interrupted)))
+  (SELECT count(*) FROM n WHERE NOT n.redriven
+      AND (n.attempt_base <> n.interruptions OR n.attempts - n.interruptions <> n.rows_counted))
 """
 
 
@@ -466,11 +494,12 @@ def verify(probe: Probe, expected: dict[str, str]) -> Checked:
         jobs_in_flight=counts[7],
         interrupted_attempts=counts[8],
         recoveries=int(counts[9]),
-        open_dead_letters=counts[10],
-        attempts=counts[11],
-        interruptions_miscounted=counts[12],
-        failed_by_interruptions=counts[13],
-        retries_miscounted=counts[14],
+        most_recoveries=int(counts[10]),
+        open_dead_letters=counts[11],
+        attempts=counts[12],
+        interruptions_miscounted=counts[13],
+        failed_by_interruptions=counts[14],
+        retries_miscounted=counts[15],
     )
 
 
@@ -593,6 +622,7 @@ def summarize(
         "attempts": checked.attempts,
         "interrupted": checked.interrupted_attempts,
         "recoveries": checked.recoveries,
+        "most_recoveries_of_a_run": checked.most_recoveries,
         **extra,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -508,3 +508,35 @@ async def test_a_cancellation_the_wait_for_a_connection_swallowed_still_stops_th
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
     assert renewals == 0
+
+
+async def test_the_checks_see_what_they_look_for(db: Database, dsn: str) -> None:
+    """verify() itself: a state that breaks each guarantee, written behind the procedures' back."""
+    await publish_in_process(db, workflow("faults-two", echo("a", "b"), echo("b")))
+    execution_id = str(await start(db, "faults-two"))
+    token = int((await db.runs.acquire(uuid.UUID(execution_id), owner="w", lease_seconds=30)).lease_token or 0)
+    await db.runs.start_node_attempt(uuid.UUID(execution_id), token, "a")
+    await record(db, uuid.UUID(execution_id), token, "a", fired=[True])
+    probe = Probe(dsn)
+    try:
+        assert verify(probe, {execution_id: "Succeeded"}).problems() == [
+            f"1 runs not terminal: ['{execution_id}']",
+            "jobs_in_flight: 1",
+        ]
+        # a ran again after it Succeeded, and Succeeded again; an attempt row no start counted.
+        probe.rows(
+            "INSERT INTO dw.action_executions (tenant_id, execution_id, node_id, action_type, attempt, status,"
+            " start_time, end_time) VALUES ('default', %s, 'a', 'core.echo', 2, 'Succeeded', now(), now())",
+            (execution_id,),
+        )
+        missing = str(uuid.uuid4())
+        checked = verify(probe, {execution_id: "Succeeded", missing: "Succeeded"})
+    finally:
+        probe.close()
+    assert (checked.missing, checked.succeeded_twice, checked.ran_after_success, checked.attempts_lost) == (
+        [missing],
+        1,
+        1,
+        1,
+    )
+    assert checked.duplicated == 2 and checked.lost == 1

@@ -167,14 +167,14 @@ async def test_a_helper_slow_to_start_does_not_time_out_the_first_condition_it_t
     """What the poison test found: a looping condition gets its helper killed, and the start of the
     replacement (an interpreter, dukpy: more than a second on a busy machine) counted against the
     time limit of the next condition, which failed its node with condition_timeout although it
-    answers in a millisecond. Here every helper takes 0.8 s to start, against a 0.5 s limit."""
+    answers in a millisecond. Here every helper takes 0.6 s to start, against a 0.4 s limit."""
     root = str(Path(dataworkflows.__file__).parent.parent)
     spawn = sandbox_pool.asyncio.create_subprocess_exec
 
     async def slow_start(program: str, *args: str, **kwargs: Any) -> Any:
         if args[:2] == ("-I", "-m"):
             bootstrap = (
-                f"import runpy, sys, time; time.sleep(0.8); sys.path.insert(0, {root!r}); "
+                f"import runpy, sys, time; time.sleep(0.6); sys.path.insert(0, {root!r}); "
                 f"runpy.run_module({args[2]!r}, run_name='__main__', alter_sys=True)"
             )
             args = ("-I", "-c", bootstrap, *args[3:])
@@ -182,7 +182,7 @@ async def test_a_helper_slow_to_start_does_not_time_out_the_first_condition_it_t
 
     monkeypatch.setattr(sandbox_pool.asyncio, "create_subprocess_exec", slow_start)
     scope: dict[str, Any] = {"trigger": {"n": 1}, "nodes": {}, "execution": {}}
-    pool = ConditionPool(size=1, timeout_seconds=0.5)
+    pool = ConditionPool(size=1, timeout_seconds=0.4)
     try:
         assert await pool.evaluate("trigger.n === 1", scope) is True
         with pytest.raises(ConditionTimeout):
