@@ -477,7 +477,8 @@ def verify(probe: Probe, expected: dict[str, str]) -> Checked:
     statuses: dict[str, int] = {}
     for status, _ in found.values():
         statuses[status] = statuses.get(status, 0) + 1
-    counts = probe.rows(_COUNTS, {"ids": ids, "terminal": list(TERMINAL), "in_flight": list(IN_FLIGHT_NODE)})[0]
+    row = probe.rows(_COUNTS, {"ids": ids, "terminal": list(TERMINAL), "in_flight": list(IN_FLIGHT_NODE)})[0]
+    counts = [int(value) for value in row]  # sum() answers numeric
     return Checked(
         runs=len(ids),
         statuses=statuses,
@@ -493,8 +494,8 @@ def verify(probe: Probe, expected: dict[str, str]) -> Checked:
         nodes_in_flight=counts[6],
         jobs_in_flight=counts[7],
         interrupted_attempts=counts[8],
-        recoveries=int(counts[9]),
-        most_recoveries=int(counts[10]),
+        recoveries=counts[9],
+        most_recoveries=counts[10],
         open_dead_letters=counts[11],
         attempts=counts[12],
         interruptions_miscounted=counts[13],

@@ -342,9 +342,8 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         checked_a = verify(probe, all_succeed(batch_a))
 
         # B: every record_attempt fails for 2 s, longer than a call's retries last (1.05 s).
-        batch_b = start_batch(dsn, MIXED["id"], 24)
-        wait_terminal(probe, batch_b, stack, at_least=1)
         injector.arm("record_attempt", "58030", probability=1.0, max_faults=100_000)
+        batch_b = start_batch(dsn, MIXED["id"], 24)
         time.sleep(2.0)
         fired_b = injector.disarm()
         off_b = time.time()
