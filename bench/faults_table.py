@@ -3,13 +3,17 @@ one-line JSON summaries (tests/faults, appended to $DW_FAULT_RESULTS when it is 
 fault its last summary, in the order of the last run.
 
     DW_FAULT_RESULTS=bench/results/faults.jsonl .venv/bin/pytest tests/faults
-    .venv/bin/python bench/faults_table.py bench/results/faults.jsonl
+    .venv/bin/python bench/faults_table.py bench/results/faults.jsonl [--readme README.md]
+
+With --readme, the table replaces the one between the README's `<!-- faults:table -->` and
+`<!-- faults:table:end -->` lines instead of being printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +55,27 @@ def render(lines: list[str]) -> str:
     return "\n".join([HEADER, *(row(s) for s in last_summaries(lines))])
 
 
+START, END = "<!-- faults:table -->", "<!-- faults:table:end -->"
+
+
+def replace_table(readme: str, table: str) -> str:
+    """The README with the table between its markers replaced."""
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(readme):
+        raise SystemExit(f"the README has no {START} ... {END} block")
+    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme, count=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="the JSON lines file ($DW_FAULT_RESULTS)")
+    parser.add_argument("--readme", type=Path, help="update the table in this README instead of printing it")
     args = parser.parse_args()
-    print(render(args.results.read_text().splitlines()))
+    table = render(args.results.read_text().splitlines())
+    if args.readme is None:
+        print(table)
+    else:
+        args.readme.write_text(replace_table(args.readme.read_text(), table))
 
 
 if __name__ == "__main__":

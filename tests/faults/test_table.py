@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.faults_table import last_summaries, render
+from bench.faults_table import last_summaries, render, replace_table
 
 
 def summary(fault: str, lost: int = 0, **extra: object) -> str:
@@ -32,3 +32,10 @@ def test_the_table_shows_each_fault_once_from_its_last_run_in_that_run_order() -
         "| b | 1,000 | 0 | 0 | 0 | first progress n/a, all ended 2.3 s | 12 s |",
         "| a | 1,000 | 0 | 0 | 0 | in process | 12 s |",
     ]
+
+
+def test_the_table_replaces_the_one_between_the_readme_markers() -> None:
+    readme = "intro\n<!-- faults:table -->\n| old |\n<!-- faults:table:end -->\nrest\n"
+    assert (
+        replace_table(readme, "| new |") == "intro\n<!-- faults:table -->\n| new |\n<!-- faults:table:end -->\nrest\n"
+    )
