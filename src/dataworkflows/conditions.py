@@ -54,6 +54,8 @@ class ConditionPool:
             timeout_seconds=timeout_seconds,
             memory_bytes=memory_bytes,
             recycle_after=recycle_after,
+            # A fresh helper's start is not counted against the first condition's time limit.
+            warm_up={"op": "check", "expr": "true"},
         )
         self._decoder = msgspec.json.Decoder(_Answer)
 

@@ -7,12 +7,13 @@ or constraint name).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import select
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -77,6 +78,15 @@ _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
 APP_ROLE = "dataworkflows_app"
 # The server is shutting down (57P01) or starting up (57P03): worth a retry, like a lost connection.
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03"})
+# Errors the server raises for a statement that the same statement may well not meet again: a
+# serialization failure or a deadlock (class 40), insufficient resources (class 53: disk full, out
+# of memory), a lock not available (55P03), a system error (class 58: I/O). The server rolled the
+# statement's transaction back, so running it again cannot record anything twice (Database.
+# _statement does, a few times, before the error becomes DatabaseUnavailable).
+_TRANSIENT_SQLSTATE_CLASSES = ("40", "53", "58")
+_TRANSIENT_SQLSTATES = frozenset({"55P03"})
+# The waits before each new try (1.05 s in all: well within a lease's renewal interval).
+STATEMENT_RETRY_DELAYS = (0.05, 0.25, 0.75)
 
 _encoder = msgspec.json.Encoder()
 
@@ -301,10 +311,38 @@ class Transaction:
         return await self._cursor.fetchall()
 
 
+def _refused_transiently(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server answered the statement with a transient error (see _TRANSIENT_SQLSTATES)
+    on a connection that is still open. Never true for a statement whose answer was lost (the
+    connection died: it may have committed) nor for a refusal that would come again (a DWnnn
+    invariant, a constraint, a bug)."""
+    sqlstate = exc.sqlstate or ""
+    transient = sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or sqlstate in _TRANSIENT_SQLSTATES
+    return transient and exc.pgresult is not None and not conn.closed
+
+
+def _stop_if_cancelled() -> None:
+    """Raises the CancelledError that the wait for a pooled connection swallowed, if it did.
+
+    psycopg_pool waits for a connection with asyncio.wait_for, which in Python 3.11 returns a
+    result that arrives together with a cancellation and drops the cancellation (fixed in 3.12,
+    gh-86296): the task carries on as if nothing had asked it to stop. tests/faults found it under
+    repeated pg_terminate_backend (the pools drained, callers queued for connections): a run's lease
+    heartbeat, cancelled as its run ended, got its connection instead, renewed the lease and went on
+    renewing it forever, so that the run was held by a live worker, never resumed and never
+    recovered. A task that is being cancelled (Task.cancelling()) and still asks for the database
+    stops here; nothing in the data layer's callers goes on with database work after catching a
+    cancellation in the same task (they shield such work in a task of its own)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 async def _run(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], pool_role: str | None
 ) -> psycopg.AsyncCursor[DictRow]:
     """Runs one statement (its own transaction: the pool's connections autocommit) as the task's tenant."""
+    _stop_if_cancelled()
     await _enter(conn, pool_role)
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(query, _adapt(params))
@@ -345,6 +383,7 @@ class Database:
         borrower does to its session, the next user of the connection sets it again."""
         with translate_errors():
             async with self.pool.connection() as conn:
+                _stop_if_cancelled()
                 await _enter(conn, self._pool_role)
                 try:
                     yield conn
@@ -358,27 +397,45 @@ class Database:
         """Several named statements that commit together, or not at all."""
         with translate_errors():
             async with self.pool.connection() as conn:
+                _stop_if_cancelled()
                 await _enter(conn, self._pool_role)
                 async with conn.transaction():
                     yield Transaction(conn.cursor(row_factory=dict_row))
 
-    async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
+    async def _statement(
+        self, name: str, params: dict[str, Any], fetch: Callable[[psycopg.AsyncCursor[DictRow]], Awaitable[T]]
+    ) -> T:
+        """Runs one named statement (its own transaction) and fetches its answer. A statement the
+        server refused with a transient error rolled back whole, so it runs again after a short
+        wait, at most len(STATEMENT_RETRY_DELAYS) times, before the error is raised (as
+        DatabaseUnavailable): a worker's checkpoint survives a deadlock or a full disk for a moment
+        without its run waiting for its lease to expire and its action running again. A statement
+        whose answer was lost (the connection died) is never run again here: it may have committed,
+        and the procedures' fencing and the run's lease decide what happens next."""
+        delays = iter(STATEMENT_RETRY_DELAYS)
         with translate_errors():
-            async with self.pool.connection() as conn:
-                cur = await _run(conn, QUERIES[name], params, self._pool_role)
-                return await cur.fetchall()
+            while True:
+                async with self.pool.connection() as conn:
+                    try:
+                        cur = await _run(conn, QUERIES[name], params, self._pool_role)
+                        return await fetch(cur)
+                    except psycopg.Error as exc:
+                        delay = next(delays, None) if _refused_transiently(exc, conn) else None
+                        if delay is None:
+                            raise
+                        refusal = f"{exc.sqlstate}: {exc.diag.message_primary or exc}"
+                _log.warning("retrying a statement the server refused", query=name, error=refusal, retry_in=delay)
+                await asyncio.sleep(delay)
+
+    async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
+        return await self._statement(name, params, _fetch_all)
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
-        with translate_errors():
-            async with self.pool.connection() as conn:
-                cur = await _run(conn, QUERIES[name], params, self._pool_role)
-                return await cur.fetchone()
+        return await self._statement(name, params, _fetch_one)
 
     async def execute(self, name: str, /, **params: Any) -> None:
         """Runs a named statement that returns no rows."""
-        with translate_errors():
-            async with self.pool.connection() as conn:
-                await _run(conn, QUERIES[name], params, self._pool_role)
+        await self._statement(name, params, _fetch_nothing)
 
     async def fetch_one_as(self, cls: type[T], name: str, /, **params: Any) -> T | None:
         """One row as a struct (its fields named like the query's columns)."""
@@ -393,3 +450,15 @@ class Database:
         with translate_errors():
             async with self.pool.connection(timeout=3.0) as conn:
                 await conn.execute("SELECT 1")
+
+
+async def _fetch_all(cur: psycopg.AsyncCursor[DictRow]) -> list[Row]:
+    return await cur.fetchall()
+
+
+async def _fetch_one(cur: psycopg.AsyncCursor[DictRow]) -> Row | None:
+    return await cur.fetchone()
+
+
+async def _fetch_nothing(cur: psycopg.AsyncCursor[DictRow]) -> None:
+    return None

@@ -56,6 +56,8 @@ class TemplatePool:
             memory_bytes=memory_bytes,
             # An answer holds up to MAX_RENDERED_CHARS characters, each up to 6 bytes escaped.
             max_line_bytes=8 * templating.MAX_RENDERED_CHARS,
+            # A fresh helper's start is not counted against the first render's time limit.
+            warm_up={"op": "render", "value": "", "scope": {}},
         )
         self._decoder = msgspec.json.Decoder(_Answer)
         self.in_process = 0

@@ -1,0 +1,215 @@
+"""Workers that die or are stopped in the middle of a batch, and three workers on one batch."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import (
+    MIXED,
+    NO_RETRIES,
+    PAIR,
+    Probe,
+    all_succeed,
+    echo,
+    first_event_after,
+    held_by,
+    last_end,
+    last_event_after,
+    publish,
+    start_batch,
+    start_stack,
+    summarize,
+    terminal_count,
+    verify,
+    wait_terminal,
+    workflow,
+)
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.faults]
+
+
+def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path) -> None:
+    """Two workers; kill -9 one, start a replacement, three times. The dead worker's runs resume
+    once their lease (2 s) expires; nothing is lost or recorded twice."""
+    began = time.monotonic()
+    count = 150
+    stack = start_stack(dsn, tmp_path, workers=2)
+    probe = Probe(dsn)
+    try:
+        publish(stack, MIXED)
+        ids = start_batch(dsn, MIXED["id"], count)
+        kills: list[tuple[float, list[str]]] = []
+        for share in (0.1, 0.35, 0.6):
+            wait_terminal(probe, ids, stack, at_least=int(count * share))
+            victim = stack.live_workers()[0]  # the oldest: the replacements get their turn
+            at = time.time()
+            stack.kill(victim)
+            held = held_by(probe, victim)  # what it held when it died: nothing changes them now
+            assert held, "the worker held no run when it was killed"
+            stack.start_worker()
+            kills.append((at, held))
+        assert (terminal_count(probe, ids) or 0) < count, "the batch ended before the last kill"
+        wait_terminal(probe, ids, stack, timeout=60)
+
+        checked = verify(probe, all_succeed(ids))
+        # Requeued by recovery once their lease expired (2 s, renewed every 0.67 s; recovery looks
+        # every 0.5 s); resumed when a worker takes their new job, behind the batch's backlog.
+        requeued = [last_event_after(probe, held, at, "execution_recovered") for at, held in kills]
+        resumed = [first_event_after(probe, held, at, ("execution_reacquired",)) for at, held in kills]
+        done = [last_end(probe, held) - at for at, held in kills]
+        assert checked.problems() == []
+        assert all(r is not None and 1.0 < r < 8 for r in requeued), requeued
+        assert checked.interrupted_attempts >= len(kills)  # each kill caught attempts in flight
+    finally:
+        stack.stop()
+        probe.close()
+    summarize(
+        "kill -9 of a worker, 3 times (2 workers, a replacement each time)",
+        checked,
+        recovery_s=max(done),
+        first_progress_s=max(r or 0.0 for r in resumed),
+        test_s=time.monotonic() - began,
+        recovery_note=(
+            f"the dead worker's runs requeued {max(r or 0 for r in requeued):.1f} s after the kill (lease 2 s), resumed"
+            f" {max(r or 0 for r in resumed):.1f} s (behind the batch), ended {max(done):.1f} s"
+        ),
+        runs_held_at_kill=[len(h) for _, h in kills],
+        requeued_s=[round(r or 0.0, 2) for r in requeued],
+        resumed_s=[round(r or 0.0, 2) for r in resumed],
+        held_runs_done_s=[round(d, 2) for d in done],
+    )
+
+
+# Longer than the stopping worker's grace (1 s here): cancelled, handed back at once, and recorded as
+# interrupted by the next holder.
+LONG = workflow("faults-long", echo("quick", "long"), echo("long", delay_ms=3000), **NO_RETRIES)
+
+
+def long_attempts_of(probe: Probe, worker: subprocess.Popen[bytes], long_ids: list[str]) -> list[str]:
+    """The long runs the worker holds whose long attempt started less than 1.5 s ago: still
+    running when the grace (1 s) of a stop asked now is over."""
+    rows = probe.rows(
+        "SELECT e.id FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.node_id = 'long'"
+        " WHERE e.id = ANY(%s::uuid[]) AND e.lease_owner LIKE %s AND n.status = 'Running'"
+        " AND n.started_at > now() - interval '1.5 seconds'",
+        (long_ids, f"%/{worker.pid}/%"),
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+def test_sigterm_of_a_worker_during_a_batch_hands_its_runs_back(dsn: str, tmp_path: Path) -> None:
+    """SIGTERM: the worker starts nothing new, lets running attempts finish within its grace,
+    hands every run back (no lease expires, no recovery), cancels what outlives the grace and
+    exits 0; another worker finishes everything."""
+    began = time.monotonic()
+    stack = start_stack(dsn, tmp_path, workers=2, DW_SHUTDOWN_GRACE_SECONDS="1")
+    probe = Probe(dsn)
+    try:
+        publish(stack, MIXED, LONG)
+        long_ids = start_batch(dsn, LONG["id"], 6)
+        ids = start_batch(dsn, MIXED["id"], 100)
+        # The first worker seen holding a long run whose long attempt has just started.
+        deadline = time.monotonic() + 20
+        while not (cut := {w.pid: long_attempts_of(probe, w, long_ids) for w in stack.live_workers()}) or not any(
+            cut.values()
+        ):
+            assert time.monotonic() < deadline, "no long attempt started"
+            time.sleep(0.05)
+        victim = next(w for w in stack.live_workers() if cut.get(w.pid))
+        held = held_by(probe, victim)
+        at = time.time()
+        victim.send_signal(signal.SIGTERM)
+        stack.stopped.add(victim.pid)
+        code = victim.wait(10)
+        exit_s = time.time() - at
+        cut_long = cut[victim.pid]
+        wait_terminal(probe, ids + long_ids, stack, timeout=30)
+
+        checked = verify(probe, all_succeed(ids + long_ids))
+        released = probe.value(
+            "SELECT count(DISTINCT execution_id) FROM dw.execution_events"
+            " WHERE execution_id = ANY(%s::uuid[]) AND type = 'execution_released' AND at > to_timestamp(%s)",
+            (held, at),
+        )
+        interrupted = dict(
+            probe.rows(
+                "SELECT execution_id::text, count(*) FROM dw.action_executions"
+                " WHERE execution_id = ANY(%s::uuid[]) AND error ->> 'code' = 'attempt_interrupted' GROUP BY 1",
+                (ids + long_ids,),
+            )
+        )
+        resumed = first_event_after(probe, held, at, ("execution_reacquired",))
+        done = last_end(probe, held) - at
+        assert code == 0, stack.read_logs()
+        assert exit_s < 1 + 5, exit_s  # the grace, the hand-back, closing the helpers
+        assert checked.problems() == []
+        # Handed back, not left to expire: no run was recovered, and runs the worker held were
+        # released.
+        assert checked.recoveries == 0
+        assert released >= len(cut_long)
+        # Attempts that fit in the grace finished there: only the long ones that outlived it were
+        # interrupted, once each.
+        assert {k: v for k, v in interrupted.items() if k not in long_ids} == {}
+        assert all(interrupted.get(i) == 1 for i in cut_long), (cut_long, interrupted)
+    finally:
+        stack.stop()
+        probe.close()
+    summarize(
+        "SIGTERM of a worker (grace 1 s; 3 s attempts outlive it)",
+        checked,
+        recovery_s=done,
+        first_progress_s=resumed,
+        test_s=time.monotonic() - began,
+        recovery_note=(
+            f"worker exited {exit_s:.1f} s after SIGTERM; its runs resumed {resumed or 0:.1f} s after it (behind the"
+            f" batch), ended {done:.1f} s; no lease waited out"
+        ),
+        runs_held=len(held),
+        long_attempts_cancelled=len(cut_long),
+        released=released,
+        worker_exit_s=round(exit_s, 2),
+    )
+
+
+def test_three_workers_share_a_batch_of_1000(dsn: str, tmp_path: Path) -> None:
+    """Three worker processes on one batch: each run is taken by one of them at a time (the
+    lease), so no attempt is made twice; the throughput is printed."""
+    began = time.monotonic()
+    count = 1000
+    stack = start_stack(dsn, tmp_path, workers=3)
+    probe = Probe(dsn)
+    try:
+        publish(stack, PAIR)
+        at = time.time()
+        ids = start_batch(dsn, PAIR["id"], count)
+        wait_terminal(probe, ids, stack, timeout=60)
+        seconds = last_end(probe, ids) - at
+        checked = verify(probe, all_succeed(ids))
+        per_worker = probe.rows(
+            "SELECT split_part(worker, '/', 2), count(*) FROM dw.action_executions"
+            " WHERE execution_id = ANY(%s::uuid[]) GROUP BY 1 ORDER BY 1",
+            (ids,),
+        )
+        assert checked.problems() == []
+        assert checked.attempts == 2 * count  # two nodes, one attempt each: nothing ran twice
+        assert len(per_worker) == 3, per_worker  # all three took part
+    finally:
+        stack.stop()
+        probe.close()
+    summarize(
+        "three workers on one batch of 1,000 (no fault)",
+        checked,
+        recovery_s=None,
+        first_progress_s=None,
+        test_s=time.monotonic() - began,
+        recovery_note=f"no fault: {count / seconds:.0f} runs/s, {2 * count / seconds:.0f} steps/s",
+        seconds=round(seconds, 2),
+        runs_per_s=round(count / seconds, 1),
+        steps_per_s=round(2 * count / seconds, 1),
+        attempts_per_worker=sorted(int(n) for _, n in per_worker),
+    )
