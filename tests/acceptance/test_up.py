@@ -245,7 +245,10 @@ def test_up_process_life_busy_port_leftover_server_stale_pid_term_and_hangup(tmp
             hup = Up(tmp_path, port, "hup", "--no-examples", DW_SHUTDOWN_GRACE_SECONDS="0.5").ready()
             output = hup.output()
             assert f"removed a stale postmaster.pid from {hup.pgdata} (process {impostor.pid} is 'sleep'" in output
-            assert "forgot the embedded PostgreSQL's users that are gone" in output
+            assert (
+                f"forgot the embedded PostgreSQL's users that are gone (processes {impostor.pid}, {died.proc.pid})"
+                in output
+            )
             with followed(hup, slow) as stream:
                 code, took = hup.signal_and_wait(signal.SIGHUP, within=10)
             assert code == 0 and took < 0.5 + 3, (took, hup.output())
