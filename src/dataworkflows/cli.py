@@ -114,8 +114,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             from dataworkflows.embedded import EmbeddedPostgres
 
             print(f"starting the embedded PostgreSQL under {os.path.abspath(settings.data_dir)} ...", flush=True)
-            # Held while it starts (a Ctrl-C then would leave a server nobody stops): delivered
-            # once `embedded` is set.
+            # Stop signals are held while it starts (an interruption between the server's start
+            # and this assignment would leave a server nobody stops), delivered once it is set.
             with serving.signals_held():
                 embedded = EmbeddedPostgres(settings.data_dir)
             stopper.at_forced_exit(embedded.stop)

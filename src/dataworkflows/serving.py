@@ -14,9 +14,11 @@
 - After a hangup, output that went to the terminal goes to /dev/null (writing to a hung-up
   terminal fails, and a failing log line must not break the stop).
 - Before the event loop runs (PostgreSQL starting, migrations), SIGTERM and SIGHUP interrupt like
-  Ctrl-C, so the `finally` that stops the embedded PostgreSQL runs; while PostgreSQL starts,
-  the three are held (and so are they for pg_ctl, which a Ctrl-C would kill halfway) and delivered
-  once it has started.
+  Ctrl-C, so the `finally` that stops the embedded PostgreSQL runs. While PostgreSQL starts, the
+  three are held, and delivered once the start has finished (or failed): an interruption between
+  the server's start and `up` knowing of it would leave a server that nobody stops. (A Ctrl-C in
+  the terminal also reaches initdb and pg_ctl, which are in the same process group; they abort
+  the start, and clean up after themselves.)
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def _main_thread() -> bool:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Holds the stop signals while the block runs; the programs it starts hold them too (the
-    mask is inherited), so a Ctrl-C cannot kill pg_ctl halfway. They are delivered at the end."""
+    """Holds the stop signals sent to this process while the block runs; they are delivered at
+    its end."""
     if not _main_thread():
         yield
         return
