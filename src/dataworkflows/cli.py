@@ -201,7 +201,8 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
         f"  Database:  {settings.database_url}\n"
         f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
         '-H \'Content-Type: application/json\' -d \'{"trigger": {"userId": "me"}}\'\n'
-        "  Ctrl-C stops the API and the worker; running executions are handed back and resume on the next start.\n",
+        "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
+        "the next start.\n",
         flush=True,
     )
     worker = asyncio.create_task(run_worker(settings, install_signal_handlers=False, stop=stopper.stop))
