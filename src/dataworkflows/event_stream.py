@@ -7,6 +7,10 @@ transaction's events fold into one notification: a wake-up, after which the stre
 psycopg's notifies() owns the connection while it waits, so one reader task is the connection's
 only user: it waits for notifications in short windows and runs LISTEN/UNLISTEN requests between
 them. Notifications that arrive meanwhile are kept by libpq and delivered in the next window.
+
+When the process stops, end_streams() ends every live stream at once (after the events it has not
+sent yet), so that the server does not wait on clients that would follow a run for hours; an SSE
+client reconnects with Last-Event-ID and resumes where it was.
 """
 
 from __future__ import annotations
@@ -50,9 +54,11 @@ class EventHub:
         self.role = role or None
         self.listener_id = uuid.uuid4().hex
         self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
+        self._followed: set[str] = set()
         self._commands: asyncio.Queue[tuple[Command, asyncio.Future[None]]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
+        self._ending = False
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -124,7 +130,9 @@ class EventHub:
         first = name not in self._subscribers
         self._subscribers.setdefault(name, set()).add(queue)
         try:
-            if first:
+            # A stopping hub follows nothing new: such a stream sends what is there and ends.
+            if first and not self._ending:
+                self._followed.add(name)
                 await self._request(self._follow(execution_id))
             yield queue
         finally:
@@ -133,14 +141,29 @@ class EventHub:
                 subscribers.discard(queue)
                 if not subscribers:
                     del self._subscribers[name]
-                    if not self._closed:
+                    followed = name in self._followed
+                    self._followed.discard(name)
+                    if followed and not self._closed:
                         try:
                             await self._request(self._unfollow(execution_id))
                         except Exception as exc:
                             # Harmless (a stale listener row is pruned later), but visible.
                             log.warning("could not stop following an execution", error=str(exc))
 
+    def end_streams(self) -> None:
+        """The process is stopping: every stream ends after its next read of the log, and new
+        streams only send what is already there (see `ending`)."""
+        self._ending = True
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)
+
+    @property
+    def ending(self) -> bool:
+        return self._ending
+
     async def close(self) -> None:
+        self._ending = True
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()

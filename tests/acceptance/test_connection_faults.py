@@ -278,23 +278,21 @@ async def test_a_job_whose_fetch_lost_its_answer_is_handed_back(dsn: str) -> Non
         await pool.close()
 
 
-async def test_a_fetch_loop_that_ends_is_started_again_until_stop() -> None:
+async def test_a_fetch_loop_that_ends_is_started_again_until_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     stop = asyncio.Event()
     calls: list[dict[str, Any]] = []
 
-    class _App:
-        async def run_worker_async(self, **options: Any) -> None:
-            calls.append(options)
-            if len(calls) == 1:
-                raise exceptions.ConnectorException() from psycopg.OperationalError(
-                    "the database system is starting up"
-                )
-            if len(calls) == 2:
-                return  # ended without a stop request: Procrastinate stops a worker whose side task failed
-            stop.set()
+    async def run_fetch_loop(app: Any, options: dict[str, Any], stop_event: asyncio.Event) -> None:
+        calls.append(options)
+        if len(calls) == 1:
+            raise exceptions.ConnectorException() from psycopg.OperationalError("the database system is starting up")
+        if len(calls) == 2:
+            return  # ended without a stop request: Procrastinate stops a worker whose side task failed
+        stop.set()
 
+    monkeypatch.setattr("dataworkflows.workers.app.run_fetch_loop", run_fetch_loop)
     started = time.monotonic()
-    await asyncio.wait_for(supervise_fetch_loop(cast(procrastinate.App, _App()), {"name": "w#0"}, stop), 10)
+    await asyncio.wait_for(supervise_fetch_loop(cast(procrastinate.App, object()), {"name": "w#0"}, stop), 10)
     assert [c["name"] for c in calls] == ["w#0"] * 3
     assert 1.4 < time.monotonic() - started < 5  # backoff: 0.5 s, then 1 s
 

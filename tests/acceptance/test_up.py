@@ -1,52 +1,283 @@
-"""The main command: `dataworkflows up` on its own embedded database, then Ctrl-C."""
+"""The main command: `dataworkflows up` on its own embedded database, then Ctrl-C; and its process
+life: signals with live event streams open, a leftover server, stale process ids, a busy port."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from tests.acceptance.conftest import command, free_port, wait_until_ready
+from tests.acceptance.conftest import Stack, command, free_port, wait_until_ready
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 pytestmark = pytest.mark.acceptance
 
+SLOW = {
+    "id": "slow",
+    "displayName": "One long node",
+    "startNode": "slow",
+    "nodes": [{"id": "slow", "actionType": "core.echo", "parameters": {"message": "slow", "delayMs": 60000}}],
+}
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` runs (a server exits just after it removed its postmaster.pid; an
+    orphan that nobody reaps stays a zombie)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class Up:
+    """One `dataworkflows up` process on a data directory, its output in a log file."""
+
+    def __init__(self, tmp_path: Path, port: int, name: str, *args: str, **env: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.pgdata = tmp_path / "data" / "pgdata"
+        self.log = tmp_path / f"{name}.log"
+        environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        environ |= {"DW_DATA_DIR": str(tmp_path / "data"), "DW_API_PORT": str(port), **env}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*command(), "up", *args], env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+            )
+        self.postmaster: int | None = None
+
+    def ready(self) -> Up:
+        wait_until_ready(self.proc, self.base, self.log)
+        self.postmaster = int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def signal_and_wait(self, sig: int, within: float) -> tuple[int, float]:
+        """Sends `sig`; the exit code and how long the process took to exit (at most `within`)."""
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"not stopped within {within}s\n{self.output()}") from None
+        return code, time.monotonic() - started
+
+    def assert_postgres_stopped(self) -> None:
+        assert not (self.pgdata / "postmaster.pid").exists(), self.output()
+        assert self.postmaster is not None and not running(self.postmaster), self.output()
+
+    def start(self, workflow: str, body: dict[str, Any]) -> str:
+        response = httpx.post(f"{self.base}/api/v1/workflows/{workflow}/execute", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["executionId"])
+
+    def wait_for_node(self, execution_id: str, node: str, status: str) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            nodes = httpx.get(f"{self.base}/api/v1/executions/{execution_id}").json()["nodes"]
+            if {n["nodeId"]: n["status"] for n in nodes}.get(node) == status:
+                return
+            assert time.monotonic() < deadline, (nodes, self.output())
+            time.sleep(0.05)
+
+
+class Stream:
+    """An SSE client following one execution's events in a thread."""
+
+    def __init__(self, base: str, execution_id: str) -> None:
+        self.lines: list[str] = []
+        self.ended_at: float | None = None
+        self.error: str | None = None
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._follow, args=(base, execution_id), daemon=True)
+        self._thread.start()
+        assert self._open.wait(10), "the stream did not open"
+
+    def _follow(self, base: str, execution_id: str) -> None:
+        headers = {"Accept": "text/event-stream"}
+        try:
+            url = f"{base}/api/v1/executions/{execution_id}/events"
+            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=30)) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                self._open.set()
+                for line in response.iter_lines():
+                    self.lines.append(line)
+        except Exception as exc:
+            self.error = repr(exc)
+        finally:
+            self.ended_at = time.monotonic()
+            self._open.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+@contextmanager
+def followed_url(base: str, execution_id: str) -> Iterator[Stream]:
+    stream = Stream(base, execution_id)
+    try:
+        yield stream
+    finally:
+        stream.join(5)
+
+
+def followed(up: Up, execution_id: str) -> contextlib.AbstractContextManager[Stream]:
+    return followed_url(up.base, execution_id)
+
 
 def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env |= {"DW_DATA_DIR": str(tmp_path / "data"), "DW_API_PORT": str(port)}
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*command(), "up"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_ready(proc, base, log)
-            workflows = {w["id"]: w["status"] for w in httpx.get(f"{base}/api/v1/workflows").json()["items"]}
-            assert workflows["simple-echo"] == "Active" and workflows["fanout-fanin"] == "Active"
-            assert workflows["project-brief"] == "Active"
-            sets = [s["id"] for s in httpx.get(f"{base}/api/v1/template-sets").json()["items"]]
-            assert "project-briefs" in sets
-            sample = json.loads((FIXTURES / "documents" / "project-brief-sample.json").read_text())
-            for workflow, body in (("fanout-fanin", {"trigger": {}}), ("project-brief", sample)):
-                started = httpx.post(f"{base}/api/v1/workflows/{workflow}/execute", json=body).json()
-                deadline = time.monotonic() + 30
-                while httpx.get(f"{base}{started['statusUrl']}").json()["status"] != "Succeeded":
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.1)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(30)
-    output = log.read_text()
-    assert code == 0, output
+    up = Up(tmp_path, free_port(), "up", DW_SHUTDOWN_GRACE_SECONDS="30")
+    try:
+        up.ready()
+        base = up.base
+        workflows = {w["id"]: w["status"] for w in httpx.get(f"{base}/api/v1/workflows").json()["items"]}
+        assert workflows["simple-echo"] == "Active" and workflows["fanout-fanin"] == "Active"
+        assert workflows["project-brief"] == "Active"
+        sets = [s["id"] for s in httpx.get(f"{base}/api/v1/template-sets").json()["items"]]
+        assert "project-briefs" in sets
+        sample = json.loads((FIXTURES / "documents" / "project-brief-sample.json").read_text())
+        for workflow, body in (("fanout-fanin", {"trigger": {}}), ("project-brief", sample)):
+            started = httpx.post(f"{base}/api/v1/workflows/{workflow}/execute", json=body).json()
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{base}{started['statusUrl']}").json()["status"] != "Succeeded":
+                assert time.monotonic() < deadline, up.output()
+                time.sleep(0.1)
+
+        # Ctrl-C with a live event stream open and an attempt running (for up to 30 s of grace):
+        # the stream ends at once; a second Ctrl-C stops the process at once.
+        assert httpx.post(f"{base}/api/v1/workflows", params={"autoActivate": "true"}, json=SLOW).status_code == 201
+        slow = up.start("slow", {"trigger": {}})
+        up.wait_for_node(slow, "slow", "Running")
+        with followed(up, slow) as stream:
+            interrupted = time.monotonic()
+            up.proc.send_signal(signal.SIGINT)
+            stream.join(5)
+            assert stream.ended_at is not None and stream.ended_at - interrupted < 3, up.output()
+            assert stream.error is None and ": server stopping" in stream.lines, stream.lines
+            assert up.proc.poll() is None, "the running attempt has its grace period"
+    finally:
+        code, took = up.signal_and_wait(signal.SIGINT, within=10)
+    output = up.output()
+    assert code == 130 and took < 5, output
     assert "DataWorkflows" in output and "is up" in output
+    assert "SIGINT: stopping" in output and "SIGINT again: stopping at once" in output
     assert "Traceback" not in output
     # The embedded server was stopped with the command.
-    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
+    up.assert_postgres_stopped()
+
+
+def test_up_process_life_busy_port_leftover_server_stale_pid_term_and_hangup(tmp_path: Path) -> None:
+    port = free_port()
+
+    # A busy port: one line, exit code 2, before anything starts (no data directory is made).
+    # Meanwhile (in parallel, to save time) an `up` starts and dies without stopping anything,
+    # which leaves its PostgreSQL running.
+    (tmp_path / "busy").mkdir()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy_port = holder.getsockname()[1]
+        busy = Up(tmp_path / "busy", busy_port, "busy")
+        died = Up(tmp_path, port, "died", "--no-examples")
+        assert busy.proc.wait(30) == 2
+    assert busy.output().strip().splitlines() == [
+        f"error: port {busy_port} is already in use on 127.0.0.1 (another `dataworkflows up` or `api`?): "
+        "stop that process, or choose another port with --port N or DW_API_PORT"
+    ]
+    assert not (tmp_path / "busy" / "data").exists()
+    died.ready()
+    died.proc.kill()
+    died.proc.wait(10)
+    assert died.postmaster is not None and psutil.Process(died.postmaster).status() != psutil.STATUS_ZOMBIE
+
+    # The next `up` reuses that server, and stops it when it stops: SIGTERM with a live event
+    # stream and a running attempt exits within the grace period (0.5 s, then the hand-back).
+    term = Up(tmp_path, port, "term", "--no-examples", DW_SHUTDOWN_GRACE_SECONDS="0.5").ready()
+    assert term.postmaster == died.postmaster
+    assert f"reusing the embedded PostgreSQL (process {died.postmaster})" in term.output()
+    assert httpx.post(f"{term.base}/api/v1/workflows", params={"autoActivate": "true"}, json=SLOW).status_code == 201
+    slow = term.start("slow", {"trigger": {}})
+    term.wait_for_node(slow, "slow", "Running")
+    pid_file = (term.pgdata / "postmaster.pid").read_text()
+    with followed(term, slow) as stream:
+        code, took = term.signal_and_wait(signal.SIGTERM, within=10)
+    assert code == 0 and took < 0.5 + 3, (took, term.output())
+    assert stream.ended_at is not None and stream.error is None, stream.lines
+    assert "execution released for another worker (shutdown)" in term.output()
+    assert "Traceback" not in term.output()
+    term.assert_postgres_stopped()
+
+    # Stale records: postmaster.pid and the socket's lock file name a live process that is not
+    # PostgreSQL (PostgreSQL would refuse to start; the wheel would take it for the server), and
+    # the list of the server's users names it and a process that is gone.
+    with subprocess.Popen(["sleep", "60"]) as impostor:
+        try:
+            lines = pid_file.splitlines()
+            (term.pgdata / "postmaster.pid").write_text("\n".join([str(impostor.pid), *lines[1:]]) + "\n")
+            (Path(lines[4]) / f".s.PGSQL.{lines[3]}.lock").write_text(f"{impostor.pid}\n")
+            handles = term.pgdata / ".handle_pids.json"
+            handles.write_text(json.dumps([impostor.pid, died.proc.pid]))
+            os.utime(handles, (time.time() - 3600, time.time() - 3600))
+
+            # Cleaned at the next start; SIGHUP (a closed terminal) with a live stream (on the run
+            # handed back above, which this `up` takes up again) stops it all within the grace period.
+            hup = Up(tmp_path, port, "hup", "--no-examples", DW_SHUTDOWN_GRACE_SECONDS="0.5").ready()
+            output = hup.output()
+            assert f"removed a stale postmaster.pid from {hup.pgdata} (process {impostor.pid} is 'sleep'" in output
+            assert (
+                f"forgot the embedded PostgreSQL's users that are gone (processes {impostor.pid}, {died.proc.pid})"
+                in output
+            )
+            with followed(hup, slow) as stream:
+                code, took = hup.signal_and_wait(signal.SIGHUP, within=10)
+            assert code == 0 and took < 0.5 + 3, (took, hup.output())
+            assert stream.ended_at is not None and stream.error is None, stream.lines
+            assert "SIGHUP: stopping" in hup.output() and "Traceback" not in hup.output()
+            hup.assert_postgres_stopped()
+            assert impostor.poll() is None, "the impostor was left alone"
+        finally:
+            impostor.kill()
+
+
+def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) -> None:
+    # `dataworkflows api` on the port this API holds: one line, exit code 2.
+    args = [*command(), "api", "--port", str(stack.port)]
+    busy = subprocess.run(args, env=stack.env, capture_output=True, timeout=30)
+    assert busy.returncode == 2, busy
+    assert busy.stdout == b""
+    assert busy.stderr.decode().startswith(f"error: port {stack.port} is already in use on 127.0.0.1"), busy
+
+    # No worker runs: the execution stays Pending, and its event stream would stay open.
+    with stack.client() as client:
+        created = client.post("/api/v1/workflows", params={"autoActivate": "true"}, json={**SLOW, "id": "api-stop"})
+        assert created.status_code == 201, created.text
+        started = client.post("/api/v1/workflows/api-stop/execute", json={"trigger": {}})
+        assert started.status_code == 202, started.text
+    assert stack.api is not None
+    with followed_url(stack.url, started.json()["executionId"]) as stream:
+        stopped = time.monotonic()
+        stack.api.send_signal(signal.SIGTERM)
+        assert stack.api.wait(10) == 0, stack.read_logs()
+    assert time.monotonic() - stopped < 3, stack.read_logs()
+    assert stream.error is None and ": server stopping" in stream.lines, stream.lines
