@@ -19,7 +19,6 @@ run_execution(execution_id), called by the worker's Procrastinate task:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -232,8 +231,11 @@ class _Run:
             raise
         finally:
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            # Bounded: a heartbeat that swallowed its cancellation (Python 3.11's wait_for can drop
+            # one that arrives with a pooled connection) must not hold the run's end for ever.
+            await asyncio.wait({heartbeat}, timeout=max(self.settings.lease_seconds, 1.0))
+            if not heartbeat.done():
+                self.log.error("lease heartbeat did not stop when cancelled; leaving it")
 
     async def _hand_back(self) -> str:
         """Releases the lease and re-queues the run for another worker (this one is stopping)."""
@@ -257,6 +259,8 @@ class _Run:
             except Exception as exc:
                 # A blip: keep trying; if the lease expires meanwhile, fencing protects the data.
                 self.log.warning("lease renewal failed", error=str(exc), error_type=type(exc).__name__)
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError() from exc
                 continue
             if not renewal.renewed:
                 self.lease_lost.set()
