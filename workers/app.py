@@ -677,6 +677,13 @@ async def run_fetch_loops(
         raise failures[0]
 
 
+def _hang_up(stop: asyncio.Event) -> None:
+    from dataworkflows.serving import detach_from_terminal
+
+    detach_from_terminal()
+    stop.set()
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -684,7 +691,7 @@ async def run_worker(
     install_signal_handlers: bool = True,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Runs a worker until it is asked to stop (SIGINT/SIGTERM, or `stop` being set)."""
+    """Runs a worker until it is asked to stop (SIGINT, SIGTERM, SIGHUP, or `stop` being set)."""
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
     concurrency = concurrency or settings.worker_concurrency
@@ -748,12 +755,15 @@ async def run_worker(
     if install_signal_handlers:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop_event.set)
+        # A closed terminal stops the worker like SIGTERM (its runs handed back), its output
+        # going to /dev/null from then on instead of failing on the dead terminal.
+        loop.add_signal_handler(signal.SIGHUP, _hang_up, stop_event)
     try:
         async with app.open_async(pool=pool):
             await run_fetch_loops(app, runtime, settings, worker_id=worker_id, concurrency=concurrency, stop=stop_event)
     finally:
         if install_signal_handlers:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         for task in (recovery, control, waking, *scheduling, *retaining):
             task.cancel()

@@ -125,7 +125,8 @@ def test_kill_9_worker_mid_run_another_worker_finishes(stack: Stack) -> None:
     assert "execution_recovered" in events and events[-1] == "execution_succeeded"
 
 
-def test_sigterm_hands_running_work_back(stack: Stack) -> None:
+def test_sighup_hands_running_work_back_like_sigterm(stack: Stack) -> None:
+    # SIGTERM is the fault suite's (tests/faults); a closed terminal (SIGHUP) stops a worker the same way.
     raw = {
         "id": "graceful",
         "displayName": "Graceful",
@@ -137,7 +138,7 @@ def test_sigterm_hands_running_work_back(stack: Stack) -> None:
     started = execute(stack, "graceful", {"trigger": {}})
     stack.wait_for(started["executionId"], {"Running"})
     time.sleep(0.5)
-    worker.send_signal(signal.SIGTERM)
+    worker.send_signal(signal.SIGHUP)
     assert worker.wait(15) == 0
     with psycopg.connect(stack.dsn) as conn:
         row = conn.execute(
@@ -150,7 +151,10 @@ def test_sigterm_hands_running_work_back(stack: Stack) -> None:
         ).fetchone()
         assert jobs == (1,)
     stack.start_worker()
-    assert stack.wait_for(started["executionId"], {"Succeeded", "Failed"}, timeout=30)["status"] == "Succeeded"
+    done = stack.wait_for(started["executionId"], {"Succeeded", "Failed"}, timeout=30)
+    assert done["status"] == "Succeeded"
+    # The attempt the grace period cut short was interrupted, and cost no retry.
+    assert [n["interruptions"] for n in done["nodes"]] == [1]
 
 
 def test_cli_run_wait_and_status(stack: Stack) -> None:
