@@ -3,12 +3,10 @@
 -- says so, the node (or forEach item) counts it in `interruptions`, and it does not use up the retry
 -- budget (attempt_base moves past it, as a redrive's does). Interruptions have their own bound
 -- (DW_MAX_INTERRUPTIONS), so an attempt that keeps killing its worker still ends.
--- Constant defaults: no table rewrite, old workers' inserts keep working.
+-- Constant defaults: no table rewrite, and no backfill that would hold the attempt table while old
+-- workers write to it (attempt rows recorded before have interrupted = false; their error code,
+-- attempt_interrupted, says what they were).
 
 ALTER TABLE dw.action_executions ADD COLUMN interrupted boolean NOT NULL DEFAULT false;
 ALTER TABLE dw.node_states ADD COLUMN interruptions integer NOT NULL DEFAULT 0;
 ALTER TABLE dw.foreach_items ADD COLUMN interruptions integer NOT NULL DEFAULT 0;
-
--- Attempt rows recorded before this migration with the interruption's error code are marked too,
--- so reports read one column.
-UPDATE dw.action_executions SET interrupted = true WHERE error ->> 'code' = 'attempt_interrupted';

@@ -338,6 +338,9 @@ BEGIN
            status = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN 'Succeeded' ELSE 'Pending' END,
            attempt_base = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.attempt_base
                                ELSE i.attempts END,
+           -- A fresh interruption bound too, as a redriven node gets.
+           interruptions = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.interruptions
+                                ELSE 0 END,
            outputs = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.outputs END,
            error = NULL, next_attempt_at = NULL,
            ended_at = CASE WHEN i.status = 'Succeeded' AND i.item = EXCLUDED.item THEN i.ended_at END,

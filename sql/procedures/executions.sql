@@ -37,6 +37,26 @@ BEGIN
 END;
 $$;
 
+-- A run's deadline, from now: its definition's workflowTimeout; else, for a child, its parent's
+-- deadline; else the server's default (the session's dw.default_workflow_timeout, which the API's
+-- and the workers' pools set from DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when the session
+-- set none). A default of 0 or less: no deadline.
+CREATE OR REPLACE FUNCTION dw.deadline_for_v1(p_plan jsonb, p_parent_deadline timestamptz)
+    RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_timeout double precision := (p_plan ->> 'workflowTimeoutSeconds')::double precision;
+BEGIN
+    IF v_timeout IS NOT NULL THEN
+        RETURN now() + make_interval(secs => v_timeout);
+    END IF;
+    IF p_parent_deadline IS NOT NULL THEN
+        RETURN p_parent_deadline;
+    END IF;
+    v_timeout := COALESCE(NULLIF(current_setting('dw.default_workflow_timeout', true), '')::double precision, 3600);
+    RETURN CASE WHEN v_timeout > 0 THEN now() + make_interval(secs => v_timeout) END;
+END;
+$$;
+
 -- A start whose request id names an existing run must be the same request: the same trigger
 -- (jsonb equality: key order and spacing do not matter). p_check false: not compared.
 CREATE OR REPLACE FUNCTION dw.same_request_v1(p_existing dw.executions, p_trigger jsonb, p_check boolean)
@@ -77,7 +97,6 @@ DECLARE
     v_plan jsonb;
     v_id uuid := gen_random_uuid();
     v_inserted uuid;
-    v_timeout double precision;
     v_existing dw.executions;
     -- A child runs in its parent's tenant; anything else in the transaction's (dw.enter_tenant_v1).
     v_tenant text := COALESCE(p_parent.tenant_id, current_setting('dw.tenant_id', true));
@@ -134,15 +153,6 @@ BEGIN
             p_workflow_id, v_version, COALESCE(v_plan ->> 'format', 'none')
             USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
     END IF;
-    -- The definition's workflowTimeout, else the server's default (the session's
-    -- dw.default_workflow_timeout, which the API's and the workers' pools set from
-    -- DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when a session did not set it); 0: none.
-    v_timeout := COALESCE((v_plan ->> 'workflowTimeoutSeconds')::double precision,
-                          NULLIF(current_setting('dw.default_workflow_timeout', true), '')::double precision,
-                          3600);
-    IF v_timeout <= 0 THEN
-        v_timeout := NULL;
-    END IF;
 
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
                                     principal_type, correlation_id, tenant_id, deadline_at, queue,
@@ -150,7 +160,7 @@ BEGIN
                                     trigger_id)
     VALUES (v_id, p_workflow_id, v_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
             p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
-            CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END,
+            dw.deadline_for_v1(v_plan, p_parent.deadline_at),
             p_queue, p_parent.id, p_parent_node_id, COALESCE(p_parent.root_execution_id, v_id),
             COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0), p_trigger_id)
     ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING
@@ -805,7 +815,7 @@ CREATE OR REPLACE FUNCTION dw.redrive_dead_letter_v1(p_id bigint, p_principal te
 DECLARE
     v_d dw.dead_letters%ROWTYPE;
     v_e dw.executions%ROWTYPE;
-    v_timeout double precision;
+    v_plan jsonb;
 BEGIN
     SELECT * INTO v_d FROM dw.dead_letters d WHERE d.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -850,12 +860,14 @@ BEGIN
                 OR (n.status = 'Failed' AND n.end_reason = 'unhandled_failure')
                 OR n.end_reason = 'run_ended');
 
-        SELECT (p.plan ->> 'workflowTimeoutSeconds')::double precision INTO v_timeout
+        SELECT p.plan INTO v_plan
           FROM dw.workflow_plans p WHERE p.workflow_id = v_e.workflow_id AND p.version = v_e.workflow_version;
         UPDATE dw.executions e
            SET status = 'Pending', ended_at = NULL, error = NULL, recovery_count = 0,
                lease_owner = NULL, lease_expires_at = NULL,
-               deadline_at = CASE WHEN v_timeout IS NULL THEN NULL ELSE now() + make_interval(secs => v_timeout) END
+               -- A fresh deadline, as at its start (a child's own, or the default: not its
+               -- parent's, which may have passed; the parent is not redriven with it).
+               deadline_at = dw.deadline_for_v1(v_plan, NULL)
          WHERE e.id = v_e.id;
         PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
     END IF;

@@ -429,7 +429,8 @@ class _ChildItems(_Items):
         )
         status = "Waiting" if retry else "Failed"
         retry_after = result.error.retry_after if result.error else None
-        next_at = end + timedelta(seconds=backoff_seconds(self.ctx.node.retry, row.attempts, retry_after))
+        failed = row.attempts - row.attempt_base
+        next_at = end + timedelta(seconds=backoff_seconds(self.ctx.node.retry, failed, retry_after))
         record = ItemRecord(
             index=row.index,
             attempt=row.attempts,
@@ -545,7 +546,7 @@ class _ActionItems(_Items):
             log=self.ctx.log.bind(item_index=row.index, attempt=attempt, action_type=self.node.action_type),
             items=None,
             item_index=row.index,
-            interruptions=row.interruptions,
+            generation=row.attempt_base - row.interruptions,
         )
         outcome = await self.actions.attempt(item_ctx)
         assert isinstance(outcome, Attempt)
@@ -606,7 +607,7 @@ class _ActionItems(_Items):
         if result.status in (AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.TIMED_OUT):
             if retries_left(self.node, attempt, row.attempt_base):
                 retry_after = result.error.retry_after if result.error else None
-                delay = backoff_seconds(self.node.retry, attempt, retry_after)
+                delay = backoff_seconds(self.node.retry, attempt - row.attempt_base, retry_after)
                 return "Waiting", end + timedelta(seconds=delay), error
             error = {**(error or {}), "attemptsExhausted": attempt - row.attempt_base}
         return "Failed", None, error

@@ -242,7 +242,9 @@ class NodeAttempts:
             items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,
-            interruptions=self.run.state[node.id].interruptions,
+            # attempt_base counts the attempts before the latest redrive plus the interruptions
+            # since (see dw.record_attempt_v4): less those, the redrive's generation.
+            generation=self.run.state[node.id].attempt_base - self.run.state[node.id].interruptions,
         )
 
     async def _backoff_in_process(self, delay: float) -> bool:

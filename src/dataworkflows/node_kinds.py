@@ -88,8 +88,8 @@ class AttemptContext:
     park_threshold_seconds: float = 30.0
     # A forEach item interrupted more often than this fails (DW_MAX_INTERRUPTIONS).
     max_interruptions: int = 10
-    # Attempts of this node (or item) cut short by their worker before this one.
-    interruptions: int = 0
+    # The attempts of this node (or item) before its latest redrive (its idempotency generation).
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class ActionKind:
             principal_id=ctx.principal_id,
             log=ctx.log,
             services=self._services_for(ctx.workflow_id),
-            interruptions=ctx.interruptions,
+            generation=ctx.generation,
         )
         result = await self._execute(ctx, action, action_ctx, params)
         # Whatever the action does with a secret it resolved, its outputs never show it (trigger

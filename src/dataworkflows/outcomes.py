@@ -85,7 +85,9 @@ async def decide(
     if result.status in (AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.TIMED_OUT):
         if retries_left(node, attempt, attempt_base):
             retry_after = result.error.retry_after if result.error else None
-            delay = backoff_seconds(node.retry, attempt, retry_after)
+            # Counted within the budget: interruptions and attempts before a redrive do not
+            # lengthen the backoff.
+            delay = backoff_seconds(node.retry, attempt - attempt_base, retry_after)
             return Decision(
                 Verdict.RETRY,
                 result.status,

@@ -11,6 +11,7 @@ from uuid import UUID
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
+from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
@@ -103,3 +104,61 @@ async def test_the_api_times_out_overdue_runs_while_no_worker_runs(dsn: str, db:
             assert time.monotonic() < deadline, body
             await asyncio.sleep(0.1)
         assert body["error"]["code"] == "workflow_timeout"
+
+
+async def test_a_child_without_its_own_timeout_shares_its_parents_deadline(
+    db: Database, conditions: ConditionPool
+) -> None:
+    from tests.integration.test_runtime import make_runtime
+    from tests.integration.test_subworkflows import children, sub
+
+    await publish(db, wf("leaf", echo("l", delayMs=300)))
+    await publish(db, wf("leaf-own", echo("l", delayMs=300), workflowTimeout="PT10M"))
+    await publish(db, wf("parent", sub("a", "leaf", to("b")), sub("b", "leaf-own"), workflowTimeout="P2D"))
+    parent = await start(db, "parent")
+    runtime = make_runtime(db, conditions)
+    await runtime.run_execution(parent)
+    for _ in range(2):  # each child in turn (the parent parks while it runs)
+        for child in await children(db, parent):
+            await runtime.run_execution(child["id"])
+        await runtime.run_execution(parent)
+    rows = await _sql(
+        db,
+        "SELECT e.workflow_id, round(extract(epoch FROM e.deadline_at - p.deadline_at)) FROM dw.executions e"
+        " JOIN dw.executions p ON p.id = e.parent_execution_id WHERE p.id = %s ORDER BY e.workflow_id",
+        parent,
+    )
+    # leaf: its parent's two days (not the server's hour); leaf-own: its own ten minutes.
+    assert rows[0] == ("leaf", 0)
+    assert rows[1][0] == "leaf-own" and rows[1][1] < -86400
+
+
+async def test_a_redrive_gives_the_run_a_fresh_default_deadline(db: Database, conditions: ConditionPool) -> None:
+    from tests.integration.test_runtime import make_runtime
+
+    await publish(db, wf("fails-once", echo("a", simulateFailure="permanent")))
+    execution_id = await start(db, "fails-once")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind="node_failed", before=None, limit=10)
+    await db.fetch_one("redrive_dead_letter", id=letters[0]["id"], principal="ops", queue="executions")
+    rows = await _sql(
+        db, "SELECT extract(epoch FROM deadline_at - now()) FROM dw.executions WHERE id = %s", execution_id
+    )
+    assert 3500 < float(rows[0][0]) <= 3600
+
+
+async def test_the_examples_that_wait_long_say_how_long(db: Database, conditions: ConditionPool) -> None:
+    from tests.conftest import load_fixture
+    from tests.integration.test_runtime import make_runtime
+
+    # "No quorum in two days routes to 'refuse'": the run must outlive its approval's timeout.
+    await publish(db, load_fixture("bundle5/expense-approval-workflow.json"))
+    execution_id = await start(db, "expense-approval", {"amount": 10, "requester": "dan"})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+    rows = await _sql(
+        db,
+        "SELECT e.deadline_at > w.expires_at FROM dw.executions e JOIN dw.waits w ON w.execution_id = e.id"
+        " WHERE e.id = %s",
+        execution_id,
+    )
+    assert rows == [(True,)]

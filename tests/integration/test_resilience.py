@@ -239,10 +239,12 @@ async def test_a_stopping_worker_does_not_spin_while_an_attempt_finishes(
     assert (await nodes(db, execution_id))["flaky"]["status"] == "Waiting"
 
 
-async def _interrupt(db: Database, conditions: ConditionPool, execution_id: UUID, *, after: float = 0.15) -> None:
+async def _interrupt(
+    db: Database, conditions: ConditionPool, execution_id: UUID, *, after: float = 0.15, **settings: Any
+) -> None:
     """A worker runs the execution and is stopped with attempts still running once its grace is
     over (the task is cancelled, as the worker does at the end of DW_SHUTDOWN_GRACE_SECONDS)."""
-    runtime = make_runtime(db, conditions)
+    runtime = make_runtime(db, conditions, **settings)
     run = asyncio.ensure_future(runtime.run_execution(execution_id))
     await asyncio.sleep(after)
     runtime.stop_starting()
@@ -322,3 +324,75 @@ async def test_an_interrupted_foreach_item_keeps_its_retry_budget(db: Database, 
         (1, "RetriableFailure", True),
         (1, "Succeeded", False),
     ]
+
+
+async def _redrive_the_letter(db: Database) -> None:
+    letters = await db.fetch_all("list_dead_letters", open=True, kind="node_failed", before=None, limit=10)
+    assert len(letters) == 1, letters
+    await db.fetch_one("redrive_dead_letter", id=letters[0]["id"], principal="ops", queue="executions")
+
+
+async def test_the_rerun_after_an_interruption_still_has_its_retry(db: Database, conditions: ConditionPool) -> None:
+    flaky = echo("flaky", delayMs=800, simulateFailure="transient", failUntilAttempt=3)
+    flaky["retryPolicy"] = {"maxAttempts": 2, "initialDelay": "PT0.01S", "jitter": False}
+    await publish(db, wf("flaky-after-cut", flaky))
+    execution_id = await start(db, "flaky-after-cut")
+    await _interrupt(db, conditions, execution_id, after=0.3)
+    # attempt 1 interrupted (free), attempt 2 fails (1st real), attempt 3 succeeds (2nd real).
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    assert [(r["attempt"], r["status"], r["interrupted"]) for r in rows] == [
+        (1, "RetriableFailure", True),
+        (2, "RetriableFailure", False),
+        (3, "Succeeded", False),
+    ]
+
+
+async def test_a_redrive_gives_foreach_items_a_fresh_interruption_bound(
+    db: Database, conditions: ConditionPool
+) -> None:
+    each = {
+        "id": "each",
+        "nodeType": "forEach",
+        "parameters": {
+            "items": [1],
+            "action": {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 1500}},
+        },
+        "retryPolicy": {"maxAttempts": 1},
+    }
+    await publish(db, wf("each-bound", each))
+    execution_id = await start(db, "each-bound")
+    one = {"max_interruptions": 1}
+    await _interrupt(db, conditions, execution_id, after=0.3, **one)
+    await _interrupt(db, conditions, execution_id, after=0.5, **one)  # records interruption 1, re-runs
+    # The second interruption is past the bound: the item, so the node, so the run fail.
+    assert await make_runtime(db, conditions, **one).run_execution(execution_id) == "Failed"
+    await _redrive_the_letter(db)
+    await _interrupt(db, conditions, execution_id, after=0.5, **one)
+    # One interruption after the redrive: within a fresh bound of 1, the item goes again.
+    assert await make_runtime(db, conditions, **one).run_execution(execution_id) == "Succeeded"
+
+
+async def test_interruptions_do_not_lengthen_the_next_backoff(db: Database, conditions: ConditionPool) -> None:
+    flaky = echo("flaky", delayMs=800, simulateFailure="transient", failUntilAttempt=4)
+    flaky["retryPolicy"] = {
+        "maxAttempts": 3,
+        "initialDelay": "PT1S",
+        "backoffMultiplier": 2,
+        "maxDelay": "PT1H",
+        "jitter": False,
+    }
+    await publish(db, wf("backoff-after-cuts", flaky))
+    execution_id = await start(db, "backoff-after-cuts")
+    await _interrupt(db, conditions, execution_id, after=0.3)
+    await _interrupt(db, conditions, execution_id, after=0.5)
+    # Attempt 3 is the first one that ends on its own (a retriable failure); the run parks.
+    assert await make_runtime(db, conditions, park_threshold_seconds=0.1).run_execution(execution_id) == "parked"
+    rows = await _sql(
+        db,
+        "SELECT extract(epoch FROM n.next_attempt_at - a.end_time) FROM dw.node_states n"
+        " JOIN dw.action_executions a ON a.execution_id = n.execution_id AND a.node_id = n.node_id AND a.attempt = 3"
+        " WHERE n.execution_id = %s",
+        execution_id,
+    )
+    assert round(float(rows[0][0])) == 1, rows  # the policy's first delay, not the third one (4 s)

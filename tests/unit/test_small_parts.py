@@ -118,7 +118,7 @@ def test_public_address_classification() -> None:
         assert is_public(ipaddress.ip_address(public)), public
 
 
-def test_an_idempotency_key_survives_interruptions_but_not_retries() -> None:
+def test_an_idempotency_key_is_one_per_node_and_redrive() -> None:
     from uuid import UUID
 
     import msgspec
@@ -127,13 +127,13 @@ def test_an_idempotency_key_survives_interruptions_but_not_retries() -> None:
     from dataworkflows.actions import ActionContext
     from dataworkflows.actions.http import HttpRequestParams
 
-    def ctx(attempt: int, interruptions: int) -> ActionContext:
-        return ActionContext(UUID(int=1), "wf", 1, "call#3", attempt, 3, {}, interruptions=interruptions)
+    def ctx(attempt: int, generation: int) -> ActionContext:
+        return ActionContext(UUID(int=1), "wf", 1, "call#3", attempt, 3, {}, generation=generation)
 
     first = ctx(1, 0).idempotency_key
-    assert first == f"{UUID(int=1)}:call#3:1"
-    assert ctx(2, 1).idempotency_key == first  # the same attempt, run again after an interruption
-    assert ctx(3, 1).idempotency_key != first  # a retry after a reported failure
+    assert first == f"{UUID(int=1)}:call#3:0"
+    assert ctx(2, 0).idempotency_key == first  # a retry, or the re-run of an interrupted attempt
+    assert ctx(4, 3).idempotency_key != first  # after a redrive
     post = HttpRequestParams(url="https://x.test", method="POST")
     assert post.idempotency(ctx(1, 0)) == first
     assert HttpRequestParams(url="https://x.test").idempotency(ctx(1, 0)) is None

@@ -119,16 +119,18 @@ class ActionContext:
     principal_id: str | None = None
     log: Any = field(default_factory=lambda: structlog.get_logger("dataworkflows.action"))
     services: ActionServices | None = None
-    # Attempts of this node (or forEach item) that its worker cut short before this one.
-    interruptions: int = 0
+    # Attempts of this node (or forEach item) made before its latest redrive: the generation of
+    # its idempotency key (0 until a redrive).
+    generation: int = 0
 
     @property
     def idempotency_key(self) -> str:
-        """The same for every run of one logical attempt: an attempt interrupted (its worker
-        stopped or died) and run again keeps its key; a retry after a failure the target reported,
-        and a redrive, get a new one. execution:node[#item]:n, where n is the attempt's number
-        without the interruptions before it."""
-        return f"{self.execution_id}:{self.node_id}:{self.attempt - self.interruptions}"
+        """One key per node (or forEach item) and redrive: an attempt that is interrupted and runs
+        again, and a retry (after a timeout, a lost connection or an error answer: the target may
+        have acted on the first call), send the same key, so a de-duplicating receiver acts once;
+        a redrive (a person asked for the work to be done again) sends a new one.
+        execution:node[#item]:generation."""
+        return f"{self.execution_id}:{self.node_id}:{self.generation}"
 
     def require_services(self) -> ActionServices:
         if self.services is None:
