@@ -1,7 +1,7 @@
-"""Lost database connections and PostgreSQL restarts, with real processes: every backend of a
-worker, of the API or of `up` terminated (pg_terminate_backend), and the server itself restarted
-(`pg_ctl -m fast` and `-m immediate`) under load. Nothing may exit, and every run must finish
-without a hand."""
+"""Lost database connections, with real processes: every backend of a worker, of the API or of `up`
+terminated (pg_terminate_backend). Nothing may exit, and every run must finish without a hand.
+PostgreSQL restarts (`pg_ctl -m fast` and `-m immediate`) under a batch are tests/faults' (with
+OwnServer, defined here)."""
 
 from __future__ import annotations
 
@@ -297,7 +297,7 @@ async def test_a_fetch_loop_that_ends_is_started_again_until_stop(monkeypatch: p
     assert 1.4 < time.monotonic() - started < 5  # backoff: 0.5 s, then 1 s
 
 
-# -- PostgreSQL restarts: a server of this module's own --------------------------------------------
+# -- PostgreSQL restarts: a server of a test's own (tests/faults restarts it under a batch) -------------
 
 
 class OwnServer:
@@ -331,45 +331,6 @@ class OwnServer:
             print(f"pg_ctl stop failed; server log:\n{Path(self.server.log).read_text()[-2000:]}")
         # After a restart the wheel's handle points at the old postmaster; this only releases it.
         self.embedded.stop()
-
-
-@pytest.fixture(scope="module")
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnServer]:
-    from dataworkflows.migrations import migrate
-
-    server = OwnServer(tmp_path_factory.mktemp("restart-pg"))
-    try:
-        migrate(server.dsn)
-        yield server
-    finally:
-        server.stop()
-
-
-def test_processes_ride_out_postgresql_restarts_under_load(own_server: OwnServer, tmp_path: Path) -> None:
-    stack = start_named_stack(own_server.dsn, tmp_path)
-    try:
-        stack.start_worker(concurrency=10)
-        create_workflow(stack.url)
-        ids = start_runs(stack.url, 30)
-
-        wait_until(own_server.dsn, ids, 5, stack)
-        own_server.restart("fast")
-        wait_until(own_server.dsn, ids, 15, stack)
-        own_server.restart("immediate")
-        assert statuses(own_server.dsn, ids).get("Succeeded", 0) < len(ids), "the batch ended before the restart"
-
-        wait_until(own_server.dsn, ids, len(ids), stack, timeout=45)
-        assert statuses(own_server.dsn, ids) == {"Succeeded": len(ids)}
-        # And the API serves again (503 only while the server was really down).
-        with stack.client() as client:
-            assert client.get("/health/ready").status_code == 200
-            assert client.get(f"/api/v1/workflows/{WORKFLOW['id']}").status_code == 200
-        stack.assert_alive()
-    finally:
-        stack.stop()
-
-
-# -- `dataworkflows up` ----------------------------------------------------------------------------
 
 
 def test_up_survives_its_backends_being_terminated(dsn: str, tmp_path: Path) -> None:
