@@ -147,6 +147,7 @@ def end_live_streams(app: Litestar) -> None:
 
 
 def create_app(settings: Settings) -> Litestar:
+    settings.validate()  # before any pool or helper process opens
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
     rate_policy = BucketPolicy.from_settings(settings.api_rate_per_minute, settings.api_rate_burst)

@@ -24,8 +24,8 @@ The login must be a superuser (the rows are generated with triggers off).
   through the engine's data layer: the start call's latency and each run's request -> end, first for
   --baseline-seconds without pruning, then during the prune.
 * The prune: dw.prune_executions_v1 through the same code as `dataworkflows prune` (the application role taking
-  the maintenance role, every tenant), DW_RETENTION_DAYS 30, --batch-size trees a transaction, until nothing is
-  due: total time, trees/s, executions/s, rows/s, each batch's duration; then what is left (young runs, trees
+  the maintenance role, every tenant), DW_RETENTION_DAYS 30, --batch-size runs (whole trees) a transaction, until
+  nothing is due: total time, trees/s, executions/s, rows/s, each batch's duration; then what is left (young runs, trees
   with an open dead letter, the workload's runs) and that nothing of a pruned run is.
 
 Figures are printed and written to bench/results/retention-<timestamp>.json.
@@ -446,7 +446,7 @@ async def prune_under_load(
             await asyncio.sleep(sizes.baseline_seconds)
             workload.phase = "prune"
             prune_from = await monitor.value("SELECT now()")
-            progress(f"pruning (batches of {sizes.batch} trees) while the workload runs")
+            progress(f"pruning (batches of {sizes.batch} runs) while the workload runs")
             batches: list[float] = []
             last = time.perf_counter()
 

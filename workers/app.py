@@ -692,6 +692,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Runs a worker until it is asked to stop (SIGINT, SIGTERM, SIGHUP, or `stop` being set)."""
+    settings.validate()  # before any pool or helper process opens
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
     concurrency = concurrency or settings.worker_concurrency

@@ -1,12 +1,14 @@
 """The retention job every worker runs: every DW_RETENTION_INTERVAL_SECONDS it removes finished runs
-older than their workflow's retention (DW_RETENTION_DAYS for workflows without their own), a whole
-tree at a time, in batches of DW_RETENTION_BATCH_SIZE trees (dataworkflows.retention,
-dw.prune_executions_v1), until nothing else is due.
+older than their workflow's retention (DW_RETENTION_DAYS, off by default, for workflows without
+their own), a whole tree at a time, in batches of whole trees holding DW_RETENTION_BATCH_SIZE runs
+at most (a larger tree alone) (dataworkflows.retention, dw.prune_executions_v1), until a batch
+removes nothing.
 
-Each batch is one short transaction that locks only finished runs (FOR UPDATE SKIP LOCKED), so
-several workers share the work and running work never waits for it. It runs across tenants (the
-worker starts it under all_tenants()). A failed pass is logged and tried again at the next one;
-what each pass removed is logged and counted (dataworkflows_retention_removed_total).
+Each batch is one transaction that locks only finished runs (FOR UPDATE SKIP LOCKED), so running
+work never waits for it; batches of several workers take turns (an advisory lock in the
+procedure). It runs across tenants (the worker starts it under all_tenants()). A failed pass is
+logged and tried again at the next one; what each pass removed is logged and counted
+(dataworkflows_retention_removed_total).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -21,7 +22,7 @@ import httpx
 
 from dataworkflows import __version__
 from dataworkflows.config import Settings
-from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.logs import configure_logging
 from dataworkflows.statuses import ExecutionStatus
 
@@ -1158,7 +1159,7 @@ def _engine_database(settings: Settings) -> Iterator[str]:
 
 def _prune_plan(args: argparse.Namespace, settings: Settings) -> Any:
     """What `prune` removes, from its options (ValueError with a message for bad input)."""
-    from dataworkflows.retention import Prune, default_seconds, parse_age
+    from dataworkflows.retention import MIN_SAFE_AGE_SECONDS, Prune, default_seconds, parse_age
     from dataworkflows.tenancy import is_valid_tenant
 
     if args.tenant is not None and not is_valid_tenant(args.tenant):
@@ -1166,8 +1167,24 @@ def _prune_plan(args: argparse.Namespace, settings: Settings) -> Any:
     if args.workflow is not None and not args.workflow.strip():
         raise ValueError("--workflow needs a workflow id")
     seconds = parse_age(args.older_than) if args.older_than is not None else default_seconds(settings.retention_days)
+    if seconds is not None and seconds < MIN_SAFE_AGE_SECONDS and not args.force:
+        raise ValueError(
+            f"--older-than {args.older_than} removes runs that ended less than an hour ago: "
+            "add --force if that is what you mean"
+        )
     batch = settings.retention_batch_size if args.batch_size is None else args.batch_size
     return Prune(default_seconds=seconds, batch=batch, workflow_id=args.workflow, tenant=args.tenant)
+
+
+def _cutoff_text(plan: Any) -> str:
+    """The cutoff of workflows without their own retention, said before anything is removed."""
+    if plan.default_seconds is None:
+        return "cutoff: runs of workflows without their own retention are kept (DW_RETENTION_DAYS is off)"
+    cutoff = datetime.now(UTC) - timedelta(seconds=plan.default_seconds)
+    return (
+        f"cutoff: trees whose runs all ended before {cutoff:%Y-%m-%d %H:%M:%S} UTC "
+        "(workflows with their own retention: theirs)"
+    )
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -1184,6 +1201,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "their own retention are pruned",
             file=sys.stderr,
         )
+    print(_cutoff_text(plan), flush=True)
     import psycopg
 
     with _engine_database(settings) as url:
@@ -1240,13 +1258,19 @@ def _add_prune(sub: Any) -> None:
     prune.add_argument(
         "--older-than",
         metavar="AGE",
-        help="the age (30d, 12h, 90m, 2w) for workflows without their own retention (default DW_RETENTION_DAYS); "
-        "a workflow's own retention still applies",
+        help="the age (30d, 12h, 90min, 3600s, 2w; `m` is refused: min or d?) for workflows without their own "
+        "retention (default DW_RETENTION_DAYS); a workflow's own retention still applies",
     )
+    prune.add_argument("--force", action="store_true", help="allow an --older-than under one hour")
     prune.add_argument("--workflow", metavar="ID", help="only this workflow's runs")
     prune.add_argument("--tenant", help="only this tenant's runs (default: every tenant)")
     prune.add_argument("--dry-run", action="store_true", help="say what would be removed; remove nothing")
-    prune.add_argument("--batch-size", type=int, metavar="N", help="trees a transaction (default 500)")
+    prune.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="runs a transaction, whole trees (default DW_RETENTION_BATCH_SIZE, 1000; a larger tree goes alone)",
+    )
     prune.set_defaults(func=cmd_prune)
 
 
@@ -1365,7 +1389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(command="psql", func=cmd_psql, psql_args=argv[1:])
     else:
         args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        # Settings are checked here, before any command opens a pool or starts a helper.
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(settings.log_format, settings.log_level)
     try:
         code = int(args.func(args))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from dataworkflows.data.retention import MAX_BATCH
 from dataworkflows.errors import ConfigurationError
+from dataworkflows.retention import MAX_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -121,14 +124,38 @@ class Settings:
     # Schedule tick rows (dw.schedule_ticks) are kept this long, each schedule's newest kept
     # always; workers delete older ones in their recovery loop (0 or less: kept forever).
     schedule_tick_retention_days: float = 30.0
-    # Finished runs are kept this long after they ended (a whole tree, by its root), unless their
-    # workflow sets its own retention (retentionDays); then each worker's retention job removes
-    # them with everything that hangs off them (0 or less, or "off": kept, unless their workflow
-    # sets a retention). The job runs every retention_interval_seconds (0 or less: not in this
-    # worker), retention_batch_size trees a transaction.
-    retention_days: float = 30.0
+    # Finished runs of workflows without their own retention (retentionDays) are kept this long
+    # after they ended (a whole tree goes once every run in it is past its own workflow's
+    # retention); then each worker's retention job removes them with everything that hangs off
+    # them. Off by default (0 or "off": kept forever, unless their workflow sets a retention): an
+    # operator opts in (docker-compose.yml sets 30 days). The job runs every
+    # retention_interval_seconds (0 or less: not in this worker), whole trees of at most
+    # retention_batch_size runs together a transaction (a larger tree alone).
+    retention_days: float = 0.0
     retention_interval_seconds: float = 60.0
-    retention_batch_size: int = 500
+    retention_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ConfigurationError, naming the variable, for values that would fail later and far from
+        their cause (a deadline of `inf` made every start answer 500). Runs on construction, so
+        before any pool or helper process opens."""
+        days = self.retention_days
+        if not math.isfinite(days) or not 0 <= days <= MAX_RETENTION_DAYS:
+            raise ConfigurationError(
+                f"DW_RETENTION_DAYS={days!r}: give 0 to {MAX_RETENTION_DAYS} days, or off (runs are kept)"
+            )
+        if not 1 <= self.retention_batch_size <= MAX_BATCH:
+            raise ConfigurationError(
+                f"DW_RETENTION_BATCH_SIZE={self.retention_batch_size!r}: give 1 to {MAX_BATCH:,} runs a transaction"
+            )
+        timeout = self.default_workflow_timeout_seconds
+        if not math.isfinite(timeout) or timeout < 0:
+            raise ConfigurationError(
+                f"DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS={timeout!r}: give finite seconds, or 0 for no deadline"
+            )
 
     @property
     def database_role(self) -> str | None:

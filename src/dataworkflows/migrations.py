@@ -14,6 +14,7 @@ below our last). Every migration transaction has a lock timeout (migration_locks
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,7 +52,7 @@ def migrate(
         retry = LockRetry(
             conn, locks or LockPolicy(), lambda: psycopg.connect(conninfo, autocommit=True, **connect_kwargs)
         )
-        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        _take_lock(conn)
         # Tables force row-level security (0018), on their owner too: a migration that moves data
         # works on every tenant's rows.
         conn.execute("SELECT set_config('dw.tenant_id', '*', false)")
@@ -74,6 +75,18 @@ def migrate(
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return applied_now
+
+
+def _take_lock(conn: psycopg.Connection[Any]) -> None:
+    """The migrations' advisory lock, polled for rather than waited for: a session blocked inside
+    pg_advisory_lock holds a snapshot, and a no-transaction migration's CREATE INDEX CONCURRENTLY
+    in the session holding the lock waits for every older snapshot (two `migrate` at once would
+    deadlock). Between tries this session holds none."""
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.1)
 
 
 def _install_queue_schema(conn: psycopg.Connection[Any]) -> None:
@@ -153,7 +166,8 @@ def _apply_ours(retry: LockRetry, migrations: list[Migration], applied: dict[str
         log.info("applying migration", version=migration.version, name=migration.name)
 
         def work(m: Migration = migration) -> None:
-            _apply(conn, m.sql)
+            for statement in m.statements:
+                _apply(conn, statement)
             _record(conn, m.version, m.name, m.checksum)
 
         try:

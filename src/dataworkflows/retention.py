@@ -21,17 +21,27 @@ if TYPE_CHECKING:
 # 0 (forever) to about a hundred years.
 MAX_RETENTION_DAYS = 36_500
 
-_AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[smhdw])")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]+)")
+_UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+# Below this an age is taken for a slip (`--older-than 6m`, `0.5h` for 0.5 days): `prune` asks for --force.
+MIN_SAFE_AGE_SECONDS = 3600.0
 
 
 def parse_age(text: str) -> float:
-    """`30d`, `12h`, `90m`, `3600s`, `2w` in seconds; ValueError with a message for anything else
-    (no unit, zero, more than MAX_RETENTION_DAYS)."""
+    """`30d`, `12h`, `90min`, `3600s`, `2w` in seconds; ValueError with a message for anything else
+    (no unit, an unknown one, zero, more than MAX_RETENTION_DAYS). `m` is refused: minutes or
+    months? (it used to mean minutes, so `6m` pruned everything older than six minutes)."""
     match = _AGE.fullmatch(text.strip().lower())
     if match is None:
-        raise ValueError(f"{text!r} is not an age: give a number and a unit, such as 30d, 12h, 90m or 2w")
-    seconds = float(match.group("number")) * _UNIT_SECONDS[match.group("unit")]
+        raise ValueError(f"{text!r} is not an age: give a number and a unit, such as 30d, 12h, 90min or 2w")
+    unit = match.group("unit")
+    if unit == "m":
+        raise ValueError(
+            f"{text!r} is ambiguous: say {match.group('number')}min for minutes or use days (such as 180d)"
+        )
+    if unit not in _UNIT_SECONDS:
+        raise ValueError(f"{text!r} is not an age: the unit is one of d, h, min, s, w (such as 30d, 12h, 90min or 2w)")
+    seconds = float(match.group("number")) * _UNIT_SECONDS[unit]
     if seconds <= 0:
         raise ValueError(f"{text!r}: the age must be more than zero")
     if seconds > MAX_RETENTION_DAYS * 86400.0:
@@ -70,16 +80,17 @@ def summary(pruned: Pruned) -> str:
 class Prune:
     """What to prune: runs older than their workflow's retention, `default_seconds` for workflows
     without their own (None: those are kept), optionally one workflow's (in every tenant the caller
-    sees, or `tenant`'s), `batch` trees a transaction."""
+    sees, or `tenant`'s), whole trees of at most `batch` runs together a transaction (a larger tree
+    alone)."""
 
     default_seconds: float | None
-    batch: int = 500
+    batch: int = 1000
     workflow_id: str | None = None
     tenant: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= MAX_BATCH:
-            raise ValueError(f"the batch size is 1 to {MAX_BATCH:,} trees, not {self.batch}")
+            raise ValueError(f"the batch size is 1 to {MAX_BATCH:,} runs, not {self.batch}")
 
 
 async def prune_due(
@@ -90,8 +101,10 @@ async def prune_due(
     max_seconds: float | None = None,
     on_batch: Callable[[Pruned], None] | None = None,
 ) -> Pruned:
-    """Removes batches (each its own short transaction) until one comes back short (nothing else
-    is due), `stop` is set or `max_seconds` have passed; returns the total."""
+    """Removes batches (each its own short transaction) until one removes nothing (nothing else is
+    due, or what is due is held by other transactions), `stop` is set or `max_seconds` have passed;
+    returns the total. (A batch's size says nothing: it is bounded by runs, and the next tree may
+    not have fitted.)"""
     total = Pruned()
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     while stop is None or not stop.is_set():
@@ -101,7 +114,7 @@ async def prune_due(
         total += pruned
         if on_batch is not None:
             on_batch(pruned)
-        if pruned.trees < what.batch or (deadline is not None and time.monotonic() >= deadline):
+        if not (pruned.trees or pruned.rows) or (deadline is not None and time.monotonic() >= deadline):
             break
     return total
 

@@ -12,7 +12,13 @@ import re
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^-- name: (?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+
+
+def _code(text: str) -> str:
+    """`text` without its whole-line comments and blank lines."""
+    return "\n".join(line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("--"))
 
 
 def _sql_dir(sub: str) -> importlib.resources.abc.Traversable:
@@ -56,6 +62,17 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def statements(self) -> list[str]:
+        """What to execute, in order: the whole file as one (a transactional migration), or each
+        statement on its own (a no-transaction one: PostgreSQL runs a string of several statements
+        as one implicit transaction, where CREATE INDEX CONCURRENTLY is refused). Statements of a
+        no-transaction migration end with `;` at the end of a line and hold no dollar quotes."""
+        if self.transactional:
+            return [self.sql]
+        parts = (_code(part) for part in _STATEMENT_END.split(self.sql))
+        return [part for part in parts if part]
 
 
 def load_migrations() -> list[Migration]:

@@ -18,12 +18,13 @@ from litestar.testing import AsyncTestClient
 
 from dataworkflows import errors
 from dataworkflows.api.app import create_app
-from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_prune, cmd_workflows_retention
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_prune, cmd_workflows_retention, main
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.data.retention import Pruned
 from dataworkflows.db import Database
 from dataworkflows.retention import Prune, parse_age, prune_due
+from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
@@ -217,7 +218,7 @@ async def test_the_event_log_refuses_changes_outside_the_prune(db: Database, dsn
     # of runs that ended before it.
     with pytest.raises(psycopg.DatabaseError, match="append-only"):
         await owner(dsn, "DELETE FROM dw.execution_events WHERE execution_id = %s", done)
-    marked = "SELECT set_config('dw.pruning', (now() - interval '30 days')::text, true)"
+    marked = "SELECT set_config('dw.pruning', extract(epoch FROM now() - interval '30 days')::text, true)"
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         await conn.execute(marked)
         with pytest.raises(psycopg.DatabaseError, match=f"events of execution {running}"):
@@ -227,6 +228,24 @@ async def test_the_event_log_refuses_changes_outside_the_prune(db: Database, dsn
         deleted = await conn.execute("DELETE FROM dw.execution_events WHERE execution_id = %s", (done,))
         assert deleted.rowcount == 1
         await conn.rollback()
+    # Not part of a run's log (the rest would stay), nor with a marker that is not a cutoff, nor by
+    # a role that does not own the table (were it granted DELETE).
+    await owner(dsn, "INSERT INTO dw.execution_events (execution_id, type) VALUES (%s, 'y')", done)
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        await conn.execute(marked)
+        with pytest.raises(psycopg.DatabaseError, match="part of its log would stay"):
+            await conn.execute("DELETE FROM dw.execution_events WHERE execution_id = %s AND type = 'y'", (done,))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET dw.pruning = 'infinity'")  # session-wide, by hand
+        with pytest.raises(psycopg.DatabaseError, match="not a prune's cutoff"):
+            await conn.execute("DELETE FROM dw.execution_events WHERE execution_id = %s", (done,))
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        await conn.execute("GRANT DELETE ON dw.execution_events TO dataworkflows_maintenance")
+        await conn.execute("SET ROLE dataworkflows_maintenance")
+        await conn.execute("SELECT set_config('dw.tenant_id', '*', true)")
+        await conn.execute(marked)
+        with pytest.raises(psycopg.DatabaseError, match="only its owner deletes"):
+            await conn.execute("DELETE FROM dw.execution_events WHERE execution_id = %s", (done,))
     # Only the maintenance role may prune (the application role holds none of its rights).
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await db.retention.prune(default_seconds=DAY, batch=10)
@@ -302,7 +321,7 @@ async def test_the_retention_command_goes_through_the_api(
 
 
 def test_ages_parse_with_a_unit() -> None:
-    assert [parse_age(text) for text in ("30d", "12h", "90m", "45s", "2w", " 1.5D ")] == [
+    assert [parse_age(text) for text in ("30d", "12h", "90min", "45s", "2w", " 1.5D ")] == [
         30 * DAY,
         12 * 3600.0,
         5400.0,
@@ -310,9 +329,12 @@ def test_ages_parse_with_a_unit() -> None:
         14 * DAY,
         1.5 * DAY,
     ]
-    for bad in ("30", "0d", "-1d", "d", "30 days", "100000d"):
+    for bad in ("30", "0d", "-1d", "d", "30 days", "100000d", "6mo", "1y"):
         with pytest.raises(ValueError, match="age"):
             parse_age(bad)
+    # `6m` used to mean six minutes (and pruned nearly everything): minutes or months? Refused.
+    with pytest.raises(ValueError, match="ambiguous: say 6min for minutes or use days"):
+        parse_age("6m")
 
 
 def test_the_prune_command(
@@ -341,20 +363,34 @@ def test_the_prune_command(
     for bad, message in [
         (["--older-than", "30"], "give a number and a unit"),
         (["--older-than", "0d"], "more than zero"),
-        (["--batch-size", "0"], "batch size is 1 to 10,000"),
+        (["--batch-size", "0"], "batch size is 1 to 100,000 runs"),
+        (["--older-than", "6m"], "say 6min for minutes"),
+        (["--older-than", "30min"], "less than an hour ago: add --force"),
         (["--tenant", "*"], "not a tenant id"),
     ]:
         code, _, err = run(*bad)
         assert (code, message in err) == (EXIT_USAGE, True), err
     code, out, err = run("--dry-run")
-    assert (code, out.strip()) == (EXIT_OK, "would prune 0 trees (0 executions, 0 events)")
+    assert (code, out.splitlines()) == (
+        EXIT_OK,
+        [
+            "cutoff: runs of workflows without their own retention are kept (DW_RETENTION_DAYS is off)",
+            "would prune 0 trees (0 executions, 0 events)",
+        ],
+    )
     assert "DW_RETENTION_DAYS is off" in err
+    code, out, _ = run("--older-than", "30min", "--force", "--dry-run")
+    assert out.splitlines()[1].startswith("would prune 8 trees")
     code, out, _ = run("--older-than", "25d", "--dry-run")
-    assert out.startswith("would prune 4 trees (4 executions, 0 events); the oldest ended")
+    cutoff, would = out.splitlines()
+    assert cutoff.startswith("cutoff: trees whose runs all ended before ") and cutoff.endswith(
+        " UTC (workflows with their own retention: theirs)"
+    )
+    assert would.startswith("would prune 4 trees (4 executions, 0 events); the oldest ended")
     code, out, _ = run("--older-than", "25d", "--tenant", "acme", "--batch-size", "1")
-    assert (code, out.split(" in ")[0]) == (EXIT_OK, "pruned 2 trees: 2 executions")
+    assert (code, out.splitlines()[-1].split(" in ")[0]) == (EXIT_OK, "pruned 2 trees: 2 executions")
     code, out, _ = run("--older-than", "15d", "--workflow", "w")
-    assert out.split(" in ")[0] == "pruned 4 trees: 4 executions"
+    assert out.splitlines()[-1].split(" in ")[0] == "pruned 4 trees: 4 executions"
     postgresql.execute("DROP FUNCTION dw.preview_prune_v1")
     postgresql.commit()
     code, _, err = run("--dry-run")
@@ -379,7 +415,9 @@ async def test_workers_prune_every_tenant_in_their_retention_job(db: Database, d
     await owner(dsn, "DELETE FROM procrastinate_jobs")
     await age(dsn, runs, 31)
     stop = asyncio.Event()
-    settings = Settings(database_url=dsn, retention_interval_seconds=0.1, scheduler_interval_seconds=0)
+    settings = Settings(
+        database_url=dsn, retention_days=30, retention_interval_seconds=0.1, scheduler_interval_seconds=0
+    )
     task = asyncio.create_task(run_worker(settings, concurrency=2, install_signal_handlers=False, stop=stop))
     try:
         with contextlib.suppress(TimeoutError):
@@ -390,3 +428,136 @@ async def test_workers_prune_every_tenant_in_their_retention_job(db: Database, d
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_each_member_of_a_tree_keeps_it_for_its_own_workflow(
+    db: Database, dsn: str, conditions: ConditionPool
+) -> None:
+    """A child's own workflow counts, not only the root's: a tree goes once every member's
+    retention has passed, and a member whose workflow keeps its runs forever keeps the tree."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("audit", echo("a")), conditions)
+    await publish(db, wf("quarterly", echo("q")), conditions)
+    await publish(db, wf("caller", sub("call", "audit", to("after")), echo("after")), conditions)
+    await publish(db, wf("other", sub("call", "quarterly", to("after")), echo("after")), conditions)
+    assert await db.retention.set_workflow_retention("audit", 0)  # keep forever
+    assert await db.retention.set_workflow_retention("quarterly", 90)
+    for root_workflow in ("caller", "other"):
+        assert await db.retention.set_workflow_retention(root_workflow, 7)
+    forever, longer = await start(db, "caller"), await start(db, "other")
+    await drain(db, runtime)
+    members = [*await tree(dsn, forever), *await tree(dsn, longer)]
+    assert len(members) == 4
+    await age(dsn, members, 40)
+    assert await prune(db, None) == Pruned()
+    assert await prune(db, 30) == Pruned(), "a default does not override a workflow's own retention"
+    await age(dsn, members, 60)  # 100 days: past the child's 90 days
+    assert (await prune(db, 30)).executions == 2
+    assert sorted(r[0] for r in await owner(dsn, "SELECT id FROM dw.executions")) == sorted(await tree(dsn, forever))
+    # A child whose workflow follows a default that is off keeps its tree too.
+    assert await db.retention.set_workflow_retention("audit", None)
+    assert await prune(db, None) == Pruned()
+    assert (await prune(db, 30)).trees == 1
+
+
+async def test_a_child_that_ended_after_the_cutoff_keeps_its_old_root(
+    db: Database, dsn: str, conditions: ConditionPool
+) -> None:
+    """Two workflows with different cutoffs in one batch: the guard (the newest cutoff) would not
+    catch a tree whose member ended inside its retention; the choice must."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("kid", echo("k")), conditions)
+    await publish(db, wf("mom", sub("spawn", "kid", waitForCompletion=False)), conditions)
+    await publish(db, wf("short", echo("s")), conditions)
+    assert await db.retention.set_workflow_retention("short", 1)
+    root, other = await start(db, "mom"), await start(db, "short")
+    await drain(db, runtime)
+    members = await tree(dsn, root)
+    child = next(m for m in members if m != root)
+    await age(dsn, [root], 40)
+    await age(dsn, [child], 10)  # the detached child ended 10 days ago: inside the 30-day retention
+    await age(dsn, [other], 3)
+    pruned = await prune(db, 30)
+    assert pruned.trees == 1
+    assert sorted(r[0] for r in await owner(dsn, "SELECT id FROM dw.executions")) == sorted([root, child])
+
+
+async def test_prune_under_one_tenant_leaves_the_others(db: Database, dsn: str) -> None:
+    """The procedure's explicit tenant filter: its owner here is a superuser, for whom SECURITY
+    DEFINER bypasses row-level security, so the filter is the only isolation."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    runs = {}
+    for tenant in ("default", "acme"):
+        with tenant_scope(tenant):
+            await publish(db, raw)
+            runs[tenant] = await start(db, "simple-echo")
+    await owner(dsn, "UPDATE dw.executions SET status = 'Succeeded', started_at = now(), ended_at = now()")
+    await age(dsn, list(runs.values()), 40)
+    assert await owner(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET ROLE dataworkflows_maintenance")
+        await conn.execute("SELECT set_config('dw.tenant_id', 'acme', false)")
+        cur = await conn.execute("SELECT trees FROM dw.prune_executions_v1(%s, 100)", (30 * DAY,))
+        assert await cur.fetchone() == (1,)
+    assert await owner(dsn, "SELECT tenant_id FROM dw.executions") == [("default",)]
+
+
+async def test_a_batch_is_bounded_by_runs_and_a_larger_tree_goes_alone(db: Database, dsn: str) -> None:
+    await owner(
+        dsn,
+        "INSERT INTO dw.workflows (tenant_id, id, display_name, status, current_version) VALUES"
+        " ('default', 'w', 'w', 'Active', 1);"
+        "INSERT INTO dw.workflow_versions (tenant_id, workflow_id, version, definition, checksum)"
+        " VALUES ('default', 'w', 1, '{}', 'c');",
+    )
+    # Roots ended 50, 49, … days ago; the oldest holds 1 + 6 children, the others 1 + 1.
+    await owner(
+        dsn,
+        "INSERT INTO dw.executions (tenant_id, workflow_id, workflow_version, request_id, status, ended_at,"
+        " root_execution_id, path, id)"
+        " SELECT 'default', 'w', 1, 'r' || r, 'Succeeded', now() - make_interval(days => 51 - r), x, ARRAY[x], x"
+        " FROM (SELECT r, gen_random_uuid() AS x FROM generate_series(1, 4) r) s;"
+        "INSERT INTO dw.executions (tenant_id, workflow_id, workflow_version, request_id, status, ended_at,"
+        " root_execution_id, parent_execution_id, depth, path)"
+        " SELECT 'default', 'w', 1, 'c' || e.request_id || ':' || i, 'Succeeded', e.ended_at, e.id, e.id, 1,"
+        "        ARRAY[e.id]"
+        " FROM dw.executions e, generate_series(1, CASE WHEN e.request_id = 'r1' THEN 6 ELSE 1 END) i",
+    )
+    with all_tenants():
+        batches = [await db.retention.prune(default_seconds=30 * DAY, batch=5) for _ in range(4)]
+    # 7 runs alone, then two trees of 2 (4 runs; a third would make 6), then the last one.
+    assert [(b.trees, b.executions) for b in batches] == [(1, 7), (2, 4), (1, 2), (0, 0)]
+
+
+def test_settings_are_checked_before_anything_opens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert Settings().retention_days == 0, "retention is opt-in"
+    assert Settings.from_env({"DW_RETENTION_DAYS": "off"}).retention_days == 0
+    for name, value in [
+        ("DW_RETENTION_DAYS", "inf"),
+        ("DW_RETENTION_DAYS", "nan"),
+        ("DW_RETENTION_DAYS", "-1"),
+        ("DW_RETENTION_DAYS", "36501"),
+        ("DW_RETENTION_BATCH_SIZE", "0"),
+        ("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "inf"),
+        ("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "-5"),
+    ]:
+        with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
+            Settings.from_env({name: value})
+    # The command line says so and exits 2 before any command starts.
+    monkeypatch.setenv("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "inf")
+    assert main(["worker"]) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("error: DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS=inf: give finite seconds")
+
+
+def test_the_index_migration_runs_outside_a_transaction() -> None:
+    """CREATE INDEX CONCURRENTLY is refused in a transaction, and in a string of several statements."""
+    (indexes,) = [m for m in load_migrations() if m.version == "0027"]
+    assert not indexes.transactional
+    assert [statement.split(" ON ")[0] for statement in indexes.statements] == [
+        "DROP INDEX CONCURRENTLY IF EXISTS dw.executions_retention_idx",
+        "CREATE INDEX CONCURRENTLY executions_retention_idx",
+        "DROP INDEX CONCURRENTLY IF EXISTS dw.resource_touches_execution_idx",
+        "CREATE INDEX CONCURRENTLY resource_touches_execution_idx",
+    ]

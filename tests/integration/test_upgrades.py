@@ -197,8 +197,10 @@ def old_queue_database(conninfo: str) -> None:
         record = "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
         conn.execute(record, ("0000", f"procrastinate_schema {OLD_QUEUE}", "procrastinate"))
         for migration in load_migrations():
-            with conn.transaction():
-                conn.execute(migration.sql)
+            # A no-transaction migration (CREATE INDEX CONCURRENTLY) runs statement by statement.
+            with conn.transaction() if migration.transactional else contextlib.nullcontext():
+                for statement in migration.statements:
+                    conn.execute(statement)
                 conn.execute(record, (migration.version, migration.name, migration.checksum))
 
 

@@ -11,8 +11,8 @@ import msgspec
 if TYPE_CHECKING:
     from dataworkflows.db import Database
 
-# dw.prune_executions_v1 takes 1 to this many trees a batch.
-MAX_BATCH = 10_000
+# dw.prune_executions_v1 takes batches of 1 to this many runs (a larger tree goes alone).
+MAX_BATCH = 100_000
 
 
 class Pruned(msgspec.Struct, frozen=True):
@@ -60,9 +60,9 @@ class RetentionData:
     async def prune(
         self, *, default_seconds: float | None, batch: int, workflow_id: str | None = None, tenant: str | None = None
     ) -> Pruned:
-        """Removes one batch of at most `batch` trees whose root ended longer ago than its
-        workflow's retention (`default_seconds` for workflows without their own; None: those are
-        kept). A batch shorter than `batch` means nothing else is due now."""
+        """Removes one batch of whole trees past their retention (`default_seconds` for workflows
+        without their own; None: those are kept) holding at most `batch` runs together, or one
+        larger tree alone. A batch that removed nothing means nothing else is due now."""
         pruned = await self._db.fetch_one_as(
             Pruned,
             "prune_executions",
