@@ -635,7 +635,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Pruning a million old executions' history under load.")
     parser.add_argument("--quick", action="store_true", help="50,000 old runs: about a minute")
     parser.add_argument("--executions", "-n", type=int, help="old root runs to generate (default 1,000,000)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="runs a prune transaction (default 1000; a larger tree goes alone)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="runs a prune transaction (default 1000; a larger tree goes alone)"
+    )
     parser.add_argument("--workload-rate", type=float, default=5.0, help="workload starts per second (default 5)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0, help="workload before the prune (default 20)")
     parser.add_argument("--total-timeout", type=float, default=1800.0, help="seconds allowed in all (default 1800)")
