@@ -168,10 +168,10 @@ BEGIN
 
     IF v_inserted IS NULL THEN
         -- A concurrent call with the same request id committed first.
-        PERFORM dw.same_request_v1(e, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL) FROM dw.executions e
+        SELECT * INTO v_existing FROM dw.executions e
             WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
-        RETURN QUERY SELECT e.id, e.status, e.workflow_version, false FROM dw.executions e
-            WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+        PERFORM dw.same_request_v1(v_existing, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL);
+        RETURN QUERY SELECT v_existing.id, v_existing.status, v_existing.workflow_version, false;
         RETURN;
     END IF;
 

@@ -42,7 +42,7 @@ from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
-from dataworkflows.outcomes import INTERRUPTED, TOO_MANY_INTERRUPTIONS, error_json, retries_left
+from dataworkflows.outcomes import error_json, interruption_error, retries_left
 from dataworkflows.planning import PlanNode
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus
@@ -277,17 +277,11 @@ class _Items:
         past DW_MAX_INTERRUPTIONS the item fails (too_many_interruptions)."""
         end = _now()
         interruptions = row.interruptions + 1
-        if interruptions > self.ctx.max_interruptions:
+        exceeded, error = interruption_error(interruptions, self.ctx.max_interruptions, what="item", message=message)
+        if exceeded:
             status, next_at, status_of_attempt = "Failed", None, AttemptStatus.FAILED
-            error: dict[str, Any] = {
-                "code": TOO_MANY_INTERRUPTIONS,
-                "message": f"the item's attempts were interrupted {interruptions} times "
-                f"(DW_MAX_INTERRUPTIONS is {self.ctx.max_interruptions})",
-            }
         else:
             status, next_at, status_of_attempt = "Waiting", end, AttemptStatus.RETRIABLE_FAILURE
-            error = {"code": INTERRUPTED, "message": message}
-        error["interruptions"] = interruptions
         self.ctx.log.warning("recording interrupted item attempt", item_index=row.index, attempt=row.attempts)
         record = ItemRecord(
             index=row.index,

@@ -104,6 +104,23 @@ INTERRUPTED = "attempt_interrupted"
 TOO_MANY_INTERRUPTIONS = "too_many_interruptions"
 
 
+def interruption_error(
+    interruptions: int, max_interruptions: int, *, what: str = "node", message: str | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """The error an interrupted attempt of a node or a forEach item (`what`) is recorded with, and
+    whether it is past DW_MAX_INTERRUPTIONS (too_many_interruptions: it fails) or goes again
+    (attempt_interrupted, with `message` or the usual one). `interruptions` counts this one."""
+    if interruptions > max_interruptions:
+        return True, {
+            "code": TOO_MANY_INTERRUPTIONS,
+            "message": f"the {what}'s attempts were interrupted {interruptions} times (DW_MAX_INTERRUPTIONS is "
+            f"{max_interruptions}): its worker keeps stopping or dying while it runs",
+            "interruptions": interruptions,
+        }
+    message = message or "the worker running this attempt stopped before recording its outcome"
+    return False, {"code": INTERRUPTED, "message": message, "interruptions": interruptions}
+
+
 async def interrupted_decision(
     node: PlanNode,
     *,
@@ -118,19 +135,9 @@ async def interrupted_decision(
     node's attempt_base past it). `interruptions` counts this one; past max_interruptions the node
     fails with too_many_interruptions, decided like any failure (a failure edge may take it), so
     an attempt that keeps killing its worker still ends."""
-    if interruptions > max_interruptions:
-        error = {
-            "code": TOO_MANY_INTERRUPTIONS,
-            "message": f"the node's attempts were interrupted {interruptions} times (DW_MAX_INTERRUPTIONS is "
-            f"{max_interruptions}): its worker keeps stopping or dying while it runs",
-            "interruptions": interruptions,
-        }
+    exceeded, error = interruption_error(interruptions, max_interruptions)
+    if exceeded:
         return await _failed(node, AttemptStatus.FAILED, error, _EdgeDecider(node, scope, conditions))
-    error = {
-        "code": INTERRUPTED,
-        "message": "the worker running this attempt stopped before recording its outcome",
-        "interruptions": interruptions,
-    }
     return Decision(Verdict.RETRY, AttemptStatus.RETRIABLE_FAILURE, error, retry_at=ended_at, retry_delay=0.0)
 
 
