@@ -42,6 +42,13 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSe
     from dataworkflows.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), database="postgres")
+    # A throwaway server: durability buys nothing here, and every test clones and drops a database.
+    import psycopg
+
+    with psycopg.connect(server.uri("postgres"), autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
     try:
         yield EmbeddedServer(host=server.socket_dir, port=server.port)
     finally:
