@@ -6,6 +6,7 @@ dataworkflows.outcomes and the fenced dw.record_attempt_v4 share. The scheduling
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,11 @@ class RunContext:
     # How many times the run was poked (something changed outside the worker): a forEach that
     # parks with rows read before the latest poke does not park (its items changed meanwhile).
     pokes: int = 0
+    # How many of the nodes an attempt's record makes Ready that record may start at once (the
+    # scheduling loop's free parallel slots, counting the recording node's own); set by the loop.
+    free_slots: Callable[[], int] = lambda: 0
+    # Set when an attempt's record ended the run as Succeeded (dw.record_attempt_v5's p_complete).
+    succeeded_by_record: bool = False
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -65,11 +71,19 @@ class RunContext:
     def __post_init__(self) -> None:
         self.nodes = {node.id: node for node in self.plan.nodes}
         self.order = [node.id for node in self.plan.nodes]
+        # The nodes whose outputs something in the run can read: only those are kept (a run's
+        # memory grows with what it uses, not with everything its nodes returned).
+        self.outputs_used = frozenset(node.id for node in self.plan.nodes if node.outputs_used)
+        for node_id, state in self.state.items():
+            if node_id not in self.outputs_used:
+                state.outputs = None
         self.trigger: dict[str, Any] = self.info.trigger or {}
 
     def scope(self) -> dict[str, Any]:
         """What templates and conditions see: trigger, nodes (id -> outputs), execution."""
-        outputs = {n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED}
+        outputs = {
+            n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED and n in self.outputs_used
+        }
         execution = {
             "id": str(self.execution_id),
             "workflowId": self.info.workflow_id,
@@ -93,7 +107,7 @@ class NodeAttempts:
         ended a node for good."""
         for node_id in self.run.order:
             state = self.run.state[node_id]
-            if state.status != NodeStatus.RUNNING or self.resumable(node_id):
+            if state.status != NodeStatus.RUNNING or state.prestarted or self.resumable(node_id):
                 continue
             at = now()
             node = self.run.nodes[node_id]
@@ -113,7 +127,9 @@ class NodeAttempts:
             )
             # What the attempt produced is lost with it: no parameters, no outputs.
             outcome = Attempt(None, ActionResult.retriable(INTERRUPTED, "the attempt was interrupted"))
-            decision = await self._record(node, state.attempts, outcome, at, at, decided=decision, interrupted=True)
+            decision = await self._record(
+                node, state.attempts, outcome, at, at, decided=decision, interrupted=True, next_steps=False
+            )
             if decision.verdict == Verdict.FAILED_UNHANDLED:
                 return node_id, decision.error
         return None
@@ -275,9 +291,12 @@ class NodeAttempts:
         *,
         decided: Decision | None = None,
         interrupted: bool = False,
+        next_steps: bool = True,
     ) -> Decision:
         """Decides what the attempt means (unless `decided` says it already) and checkpoints it
-        (one fenced transaction). interrupted: the attempt was cut short by its worker."""
+        (one fenced transaction). interrupted: the attempt was cut short by its worker. next_steps:
+        the same transaction starts the nodes it makes Ready (as many as the scheduling loop has
+        free slots for) and ends the run when nothing is left to do (see dw.record_attempt_v5)."""
         state = self.run.state[node.id]
         result = outcome.result
         decision = decided or await decide(
@@ -313,9 +332,11 @@ class NodeAttempts:
             fired=decision.fired,
             resource_links=tuple(_link_json(link) for link in result.resource_links),
             interrupted=interrupted,
+            start_limit=self.run.free_slots() if next_steps else 0,
+            complete=next_steps and self._may_end_run(node.id, decision),
         )
         try:
-            changes = await self.run.data.record_attempt(record)
+            recorded = await self.run.data.record_attempt(record)
         except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
             if result.error is not None and result.error.code == "unrecordable_result":
                 raise
@@ -331,9 +352,14 @@ class NodeAttempts:
         elif decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
         state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
-        state.outputs = result.outputs if succeeded else state.outputs
-        for change in changes:
-            self.run.state[change.node_id].status = change.status
+        if succeeded and node.id in self.run.outputs_used:
+            state.outputs = result.outputs
+        for change in recorded.changes:
+            changed = self.run.state[change.node_id]
+            changed.status = change.status
+            if change.attempt is not None:
+                changed.attempts, changed.prestarted = change.attempt, True
+        self.run.succeeded_by_record = self.run.succeeded_by_record or recorded.run_succeeded
         self.run.log.info(
             "attempt recorded",
             node_id=node.id,
@@ -343,6 +369,14 @@ class NodeAttempts:
             retry_in=round(decision.retry_delay, 3) if decision.retry_at else None,
         )
         return decision
+
+    def _may_end_run(self, node_id: str, decision: Decision) -> bool:
+        """Whether this node's record may end the run: the node ends well (edges decided) and, as
+        far as this worker knows, every other node has ended; a run with outputs to render ends
+        in the scheduling loop. The procedure checks again under the run's lock."""
+        if self.run.plan.outputs is not None or decision.verdict not in (Verdict.SUCCEEDED, Verdict.FAILED_HANDLED):
+            return False
+        return all(state.status.is_final for other, state in self.run.state.items() if other != node_id)
 
     async def _record_unrecordable(
         self, node: PlanNode, attempt: int, exc: Exception, start: datetime, end: datetime

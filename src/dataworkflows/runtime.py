@@ -127,7 +127,12 @@ class Runtime:
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
         settings = self.settings
-        acquired = await self.data.acquire(execution_id, owner=settings.worker_id, lease_seconds=settings.lease_seconds)
+        acquired = await self.data.acquire(
+            execution_id,
+            owner=settings.worker_id,
+            lease_seconds=settings.lease_seconds,
+            start=not self.stopping.is_set(),
+        )
         if acquired.outcome == "throttled":
             await self._retry_throttled(execution_id, acquired.throttle)
             return acquired.outcome
@@ -162,6 +167,8 @@ class Runtime:
                 correlation_id=info.correlation_id,
             ),
         )
+        for node_id in acquired.started:
+            run.state[node_id].prestarted = True
         holder = _Run(self, run)
         self.active[execution_id] = holder
         try:
@@ -195,6 +202,18 @@ class _Run:
         # Not before this time does the loop ask again to fire waits it believes due (the
         # database's clock decides; this keeps a small skew from spinning the loop).
         self.next_fire_check: datetime | None = None
+        run.free_slots = self._free_slots
+
+    def _free_slots(self) -> int:
+        """Parallel slots a node's record may fill with the nodes it makes Ready: its own (it ends)
+        and the free ones; none while nothing new may start (the worker stops, an operator's
+        request is pending, the run is past its deadline)."""
+        if self.ctx.holding() or self.control is not None or self.check_requested:
+            return 0
+        if self.info.deadline_at is not None and now() >= self.info.deadline_at:
+            return 0
+        pending = sum(1 for state in self.state.values() if state.prestarted)
+        return max(self.plan.max_parallel_actions - len(self.running) - pending + 1, 0)
 
     def poke(self) -> None:
         self.check_requested = True
@@ -513,6 +532,11 @@ class _Run:
             return await self._finish(ExecutionStatus.FAILED, error, dead_letter=(node_id, error))
         if decision is not None and decision.verdict == Verdict.FAILED_UNHANDLED:
             return await self._fail_node(node_id, decision.error)
+        if self.ctx.succeeded_by_record:
+            # The last node's record ended the run (dw.record_attempt_v5): nothing runs any more.
+            metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.SUCCEEDED.value).inc()
+            self.log.info("execution finished", status=ExecutionStatus.SUCCEEDED.value, error=None)
+            return ExecutionStatus.SUCCEEDED.value
         return None
 
     async def _fail_node(self, node_id: str, cause: dict[str, Any] | None) -> str:
@@ -539,7 +563,18 @@ class _Run:
             candidates.append(self.info.deadline_at)
         return max((min(candidates) - at).total_seconds(), 0.0) if candidates else None
 
+    def _launch_prestarted(self) -> None:
+        """Nodes whose attempt the acquire or another node's record started: they are in flight
+        already, so they run even if the worker has begun to hold back."""
+        for node_id, state in self.state.items():
+            if state.prestarted and node_id not in self.running:
+                state.prestarted = False
+                self.running[node_id] = asyncio.create_task(
+                    self.attempts.run_node(node_id, resume=True), name=f"node-{node_id}"
+                )
+
     def _launch_ready(self, at: datetime) -> None:
+        self._launch_prestarted()
         if self.ctx.holding():
             return
         for node_id in self.ctx.order:
