@@ -134,12 +134,13 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
     )
 
 
-# `nodes` as a word, then how it is read: `.name` (not a method call), `["name"]` / `['name']`, or
-# `.get("name")`. Anything else (`nodes[key]`, `nodes.items()`, `nodes | tojson`, `Object.keys(nodes)`,
-# or the word in plain text) may read any node.
-_NODES = re.compile(r"(?<![\w$.])nodes(?![\w$])")
+# `nodes` as a word (also as a property, `globalThis.nodes`: over-counting is safe), then how it is
+# read: `.name` (not a method call), `["name"]` / `['name']`, or `.get("name")`, the name alone
+# between the brackets. Anything else (`nodes[key]`, `nodes['a' + b]`, `nodes?.a`, `nodes.items()`,
+# `nodes | tojson`, `Object.keys(nodes)`, or the word in plain text) may read any node.
+_NODES = re.compile(r"(?<![\w$])nodes(?![\w$])")
 _ATTRIBUTE = re.compile(r"\s*\.\s*([A-Za-z_$][\w$]*)(?![\w$])(?!\s*\()")
-_ITEM = re.compile(r"""\s*(?:\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)""")
+_ITEM = re.compile(r"""\s*(?:\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)\s*[\])]""")
 
 
 def outputs_read(definition: WorkflowDefinition) -> set[str] | None:

@@ -87,7 +87,11 @@ def _reads(*texts: str, outputs: Any = None) -> set[str] | None:
     ("texts", "expected"),
     [
         (("{{ nodes.a.echo }}", "{{ nodes['b-c'].x }} and {{ nodes.get(\"d\") }}"), {"a", "b-c", "d"}),
-        (("{{ trigger.nodes.a }}", "no templates here"), set()),
+        (("no templates here", "{{ trigger.value }}"), set()),
+        # A property of that name counts too (it may be the scope's: globalThis.nodes).
+        (("globalThis.nodes.a",), {"a"}),
+        (("{{ nodes['a' ~ suffix] }}",), None),
+        (("nodes?.a",), None),
         # Reads that do not name the node may read any node's outputs.
         (("{{ nodes[key] }}",), None),
         (("{{ nodes.items() | list }}",), None),
