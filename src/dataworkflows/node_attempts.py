@@ -16,7 +16,7 @@ import msgspec
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
-from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo, WaitCheckpoint
+from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInfo, WaitCheckpoint
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
@@ -351,15 +351,7 @@ class NodeAttempts:
             state.interruptions, state.attempt_base = state.interruptions + 1, state.attempt_base + 1
         elif decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
-        state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
-        if succeeded and node.id in self.run.outputs_used:
-            state.outputs = result.outputs
-        for change in recorded.changes:
-            changed = self.run.state[change.node_id]
-            changed.status = change.status
-            if change.attempt is not None:
-                changed.attempts, changed.prestarted = change.attempt, True
-        self.run.succeeded_by_record = self.run.succeeded_by_record or recorded.run_succeeded
+        self._take_in(node.id, decision, result.outputs if succeeded else None, recorded)
         self.run.log.info(
             "attempt recorded",
             node_id=node.id,
@@ -369,6 +361,20 @@ class NodeAttempts:
             retry_in=round(decision.retry_delay, 3) if decision.retry_at else None,
         )
         return decision
+
+    def _take_in(self, node_id: str, decision: Decision, outputs: Any, recorded: Recorded) -> None:
+        """What the record changed, in the run's state: the node, the nodes its edges made Ready,
+        Skipped or (started in the record) Running, and the run's end."""
+        state = self.run.state[node_id]
+        state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
+        if decision.verdict == Verdict.SUCCEEDED and node_id in self.run.outputs_used:
+            state.outputs = outputs
+        for change in recorded.changes:
+            changed = self.run.state[change.node_id]
+            changed.status = change.status
+            if change.attempt is not None:
+                changed.attempts, changed.prestarted = change.attempt, True
+        self.run.succeeded_by_record = self.run.succeeded_by_record or recorded.run_succeeded
 
     def _may_end_run(self, node_id: str, decision: Decision) -> bool:
         """Whether this node's record may end the run: the node ends well (edges decided) and, as
