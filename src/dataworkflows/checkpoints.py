@@ -1,6 +1,6 @@
 """The typed shapes of what a worker reads and writes: the run and node checkpoints that come with
-the lease (dw.try_acquire_execution_v3), the per-node state the runtime keeps, and an attempt record
-(dw.record_attempt_v4). Pure module.
+the lease (dw.try_acquire_execution_v5), the per-node state the runtime keeps, and an attempt record
+(dw.record_attempt_v5). Pure module.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
 
 
 class RunInfo(msgspec.Struct, frozen=True, rename="camel"):
-    """The execution as its worker needs it (the `run` column of try_acquire_execution_v3)."""
+    """The execution as its worker needs it (the `run` column of try_acquire_execution_v5)."""
 
     workflow_id: str
     version: int
@@ -64,7 +64,7 @@ class LeaseRenewal(msgspec.Struct, frozen=True):
 
 
 class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
-    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v3)."""
+    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v5)."""
 
     node_id: str
     status: NodeStatus

@@ -1,12 +1,13 @@
 """One node's attempts, each decided and checkpointed: the part of a run that the node kinds,
-dataworkflows.outcomes and the fenced dw.record_attempt_v4 share. The scheduling loop around it
+dataworkflows.outcomes and the fenced dw.record_attempt_v5 share. The scheduling loop around it
 (which nodes run when, parking, the run's end) is dataworkflows.runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,29 @@ from dataworkflows.subworkflows import ChildSpec
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class Slots:
+    """Parallel slots a node's record may fill with the nodes its edges make Ready (it starts them
+    in its transaction: dw.record_attempt_v5). The scheduling loop says how many are free
+    (`available`, counting the recording node's own); a grant holds its extra slots for the
+    record's round trip, so that records in flight at once, and the loop meanwhile, never hand
+    out the same slot twice."""
+
+    def __init__(self) -> None:
+        self.available: Callable[[], int] = lambda: 0
+        # Slots granted to records in flight beyond their own nodes' (which the loop counts as running).
+        self.reserved = 0
+
+    @contextmanager
+    def reserve(self, wanted: bool) -> Iterator[int]:
+        grant = max(self.available(), 0) if wanted else 0
+        extra = max(grant - 1, 0)
+        self.reserved += extra
+        try:
+            yield grant
+        finally:
+            self.reserved -= extra
 
 
 @dataclass
@@ -58,9 +82,8 @@ class RunContext:
     # How many times the run was poked (something changed outside the worker): a forEach that
     # parks with rows read before the latest poke does not park (its items changed meanwhile).
     pokes: int = 0
-    # How many of the nodes an attempt's record makes Ready that record may start at once (the
-    # scheduling loop's free parallel slots, counting the recording node's own); set by the loop.
-    free_slots: Callable[[], int] = lambda: 0
+    # The parallel slots an attempt's record may fill with the nodes it makes Ready.
+    slots: Slots = field(default_factory=lambda: Slots())
     # Set when an attempt's record ended the run as Succeeded (dw.record_attempt_v5's p_complete).
     succeeded_by_record: bool = False
 
@@ -259,7 +282,7 @@ class NodeAttempts:
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,
             # attempt_base counts the attempts before the latest redrive plus the interruptions
-            # since (see dw.record_attempt_v4): less those, the redrive's generation.
+            # since (see dw.record_attempt_v5): less those, the redrive's generation.
             generation=self.run.state[node.id].attempt_base - self.run.state[node.id].interruptions,
         )
 
@@ -314,33 +337,35 @@ class NodeAttempts:
                 self.run.execution_id, self.run.token, node_id=node.id, type="condition_error", details=details
             )
         succeeded = decision.verdict == Verdict.SUCCEEDED
-        record = AttemptRecord(
-            execution_id=self.run.execution_id,
-            token=self.run.token,
-            node_id=node.id,
-            attempt=attempt,
-            action_type=node.action_type,
-            attempt_status=decision.attempt_status,
-            parameters=outcome.parameters,
-            outputs=result.outputs if succeeded else (result.outputs or None),
-            error=decision.error,
-            start_time=start,
-            end_time=end,
-            worker=self.run.worker_id,
-            outcome=decision.verdict,
-            next_attempt_at=decision.retry_at,
-            fired=decision.fired,
-            resource_links=tuple(_link_json(link) for link in result.resource_links),
-            interrupted=interrupted,
-            start_limit=self.run.free_slots() if next_steps else 0,
-            complete=next_steps and self._may_end_run(node.id, decision),
-        )
-        try:
-            recorded = await self.run.data.record_attempt(record)
-        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
-            if result.error is not None and result.error.code == "unrecordable_result":
-                raise
-            return await self._record_unrecordable(node, attempt, exc, start, end)
+        with self.run.slots.reserve(next_steps) as grant:
+            record = AttemptRecord(
+                execution_id=self.run.execution_id,
+                token=self.run.token,
+                node_id=node.id,
+                attempt=attempt,
+                action_type=node.action_type,
+                attempt_status=decision.attempt_status,
+                parameters=outcome.parameters,
+                outputs=result.outputs if succeeded else (result.outputs or None),
+                error=decision.error,
+                start_time=start,
+                end_time=end,
+                worker=self.run.worker_id,
+                outcome=decision.verdict,
+                next_attempt_at=decision.retry_at,
+                fired=decision.fired,
+                resource_links=tuple(_link_json(link) for link in result.resource_links),
+                interrupted=interrupted,
+                start_limit=grant,
+                complete=next_steps and self._may_end_run(node.id, decision),
+            )
+            try:
+                recorded = await self.run.data.record_attempt(record)
+            except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+                if result.error is not None and result.error.code == "unrecordable_result":
+                    raise
+                return await self._record_unrecordable(node, attempt, exc, start, end)
+            self._take_in(node.id, decision, result.outputs if succeeded else None, recorded)
         metrics.ATTEMPTS.labels(node.action_type, decision.attempt_status.value).inc()
         metrics.NODE_DURATION.labels(node.action_type, decision.attempt_status.value).observe(
             (end - start).total_seconds()
@@ -351,7 +376,6 @@ class NodeAttempts:
             state.interruptions, state.attempt_base = state.interruptions + 1, state.attempt_base + 1
         elif decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
-        self._take_in(node.id, decision, result.outputs if succeeded else None, recorded)
         self.run.log.info(
             "attempt recorded",
             node_id=node.id,

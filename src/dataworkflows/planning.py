@@ -15,11 +15,13 @@ import msgspec
 
 from dataworkflows.definitions import (
     EdgeWhen,
+    NodeType,
     RetryPolicy,
     RoutePolicy,
     WorkflowDefinition,
     parse_duration,
 )
+from dataworkflows.templating import has_template
 
 PLAN_FORMAT = 1
 
@@ -143,13 +145,21 @@ _ATTRIBUTE = re.compile(r"\s*\.\s*([A-Za-z_$][\w$]*)(?![\w$])(?!\s*\()")
 _ITEM = re.compile(r"""\s*(?:\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)\s*[\])]""")
 
 
+# Ways into the scope of a JavaScript condition or expression that do not spell `nodes`: the
+# sandbox's wrapper variables, eval, and escapes that can spell it (dataworkflows.condition_sandbox).
+_DYNAMIC = re.compile(r"__|dukpy|\beval\b|\bFunction\b|\\[ux]")
+
+
 def outputs_read(definition: WorkflowDefinition) -> set[str] | None:
     """The nodes whose outputs a template, condition or expression of the definition can read (its
-    nodes' parameters, its edges' conditions, its outputs), or None when one may read any node's.
-    A conservative reading of the text: a node that is named is read, and a use of `nodes` that
-    does not name one (a variable key, the whole object) reads every node's."""
+    nodes' parameter templates, a transform's expression, its edges' conditions, its outputs), or
+    None when one may read any node's. A conservative reading of the text: a node that is named is
+    read, and a use of `nodes` that does not name one (a variable key, the whole object) or a way
+    into the scope that does not spell it reads every node's."""
     names: set[str] = set()
     for text in _texts(definition):
+        if _DYNAMIC.search(text):
+            return None
         for found in _NODES.finditer(text):
             rest = text[found.end() :]
             item = _ITEM.match(rest)
@@ -164,12 +174,16 @@ def outputs_read(definition: WorkflowDefinition) -> set[str] | None:
 
 
 def _texts(definition: WorkflowDefinition) -> Iterator[str]:
+    """What is evaluated against the run's scope: templates (plain text is not), a transform's
+    JavaScript expression, edge conditions (JavaScript)."""
     for node in definition.nodes:
-        yield from _strings(node.parameters)
+        for text in _strings(node.parameters):
+            if node.node_type == NodeType.TRANSFORM or has_template(text):
+                yield text
         for edge in node.edges:
             if edge.condition:
                 yield edge.condition
-    yield from _strings(definition.outputs)
+    yield from (text for text in _strings(definition.outputs) if has_template(text))
 
 
 def _strings(value: Any) -> Iterator[str]:

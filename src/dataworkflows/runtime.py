@@ -1,15 +1,16 @@
 """The DAG runner: runs one execution under a lease, checkpointing every attempt.
 
 run_execution(execution_id), called by the worker's Procrastinate task:
-1. take the lease (dw.try_acquire_execution_v3: a fencing token, the run and its node checkpoints)
-   or leave: held by a live worker, finished, or throttled by its workflow's limits (then
-   re-queued for later);
+1. take the lease (dw.try_acquire_execution_v5: a fencing token, the run and its node checkpoints;
+   on the run's first acquire, its first nodes started in the same transaction) or leave: held by
+   a live worker, finished, or throttled by its workflow's limits (then re-queued for later);
 2. load the compiled plan (cached per process by workflow/version); an attempt that was in flight
    when a previous worker died is recorded as interrupted and retried;
 3. run Ready nodes with bounded parallelism: each attempt goes to the node's kind
    (dataworkflows.node_kinds), dataworkflows.outcomes decides what its result means, and one fenced
    transaction records the attempt, the checkpoint, the event and the edge decisions
-   (dw.record_attempt_v4);
+   (dw.record_attempt_v5), which also starts the nodes the attempt made Ready (as many as there
+   are free parallel slots: Slots) and ends the run when nothing is left to do;
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
 5. finish with dw.complete_execution_v2. A failed node with no failure/always edge that fired
@@ -202,7 +203,7 @@ class _Run:
         # Not before this time does the loop ask again to fire waits it believes due (the
         # database's clock decides; this keeps a small skew from spinning the loop).
         self.next_fire_check: datetime | None = None
-        run.free_slots = self._free_slots
+        run.slots.available = self._free_slots
 
     def _free_slots(self) -> int:
         """Parallel slots a node's record may fill with the nodes it makes Ready: its own (it ends)
@@ -213,7 +214,11 @@ class _Run:
         if self.info.deadline_at is not None and now() >= self.info.deadline_at:
             return 0
         pending = sum(1 for state in self.state.values() if state.prestarted)
-        return max(self.plan.max_parallel_actions - len(self.running) - pending + 1, 0)
+        return max(self.plan.max_parallel_actions - self._slots_taken() - pending + 1, 0)
+
+    def _slots_taken(self) -> int:
+        """Running node tasks, and the slots granted to their records in flight (see Slots)."""
+        return len(self.running) + self.ctx.slots.reserved
 
     def poke(self) -> None:
         self.check_requested = True
@@ -384,7 +389,9 @@ class _Run:
         done, _ = await asyncio.wait(
             {*self.running.values(), *waiters}, timeout=self._next_wakeup(at), return_when=asyncio.FIRST_COMPLETED
         )
-        for task in done:
+        # Node tasks first: the last one's record may have ended the run, and a lease renewal that
+        # raced with that end reports the lease lost.
+        for task in sorted(done, key=lambda t: t in waiters):
             if task in waiters:
                 if self.lease_lost.is_set():
                     raise LeaseLost()
@@ -552,7 +559,7 @@ class _Run:
         # (counting it would make the wait time 0 and spin); so does every retry once the worker is
         # stopping (nothing new starts).
         candidates: list[datetime] = []
-        if len(self.running) < self.plan.max_parallel_actions and not self.ctx.holding():
+        if self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding():
             candidates = [s.retry_due for n, s in self.state.items() if s.retry_due and n not in self.running]
         # A timer or timeout that comes due while other nodes run is fired by this worker.
         for state in self.state.values():
@@ -578,7 +585,7 @@ class _Run:
         if self.ctx.holding():
             return
         for node_id in self.ctx.order:
-            if len(self.running) >= self.plan.max_parallel_actions:
+            if self._slots_taken() >= self.plan.max_parallel_actions:
                 return
             if node_id in self.running:
                 continue

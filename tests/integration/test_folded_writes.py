@@ -84,6 +84,29 @@ async def test_a_record_starts_no_more_nodes_than_the_free_slots(
     assert rows["join"]["start_time"] >= max(end for _, end in spans)
 
 
+async def test_records_in_flight_at_once_never_hand_out_the_same_slot(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    fans = {side: [echo(f"{side}{i}", delayMs=100) for i in range(3)] for side in ("a", "b")}
+    raw = wf(
+        "two-fans",
+        echo("root", to("a"), to("b")),
+        echo("a", *(to(n["id"]) for n in fans["a"]), delayMs=50),
+        echo("b", *(to(n["id"]) for n in fans["b"]), delayMs=50),
+        *fans["a"],
+        *fans["b"],
+        maxParallelActions=3,
+    )
+    await publish(db, raw)
+    execution_id = await start(db, "two-fans")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    assert len(rows) == 9
+    # a and b record at about the same moment; together they start no more than the limit allows.
+    moments = sorted({r["start_time"] for r in rows} | {r["end_time"] for r in rows})
+    peak = max(sum(1 for r in rows if r["start_time"] <= at < r["end_time"]) for at in moments)
+    assert peak <= 3, peak
+
+
 async def test_a_run_with_outputs_ends_after_rendering_them(
     db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
