@@ -180,7 +180,7 @@ async def record(
     outcomes = {"Succeeded": Verdict.SUCCEEDED, "Waiting": Verdict.RETRY, "Ready": Verdict.RETRY}
     outcome = outcomes.get(node_status or status, Verdict.FAILED_HANDLED)
     now = datetime.now(UTC)
-    return await db.runs.record_attempt(
+    recorded = await db.runs.record_attempt(
         AttemptRecord(
             execution_id=execution_id,
             token=token,
@@ -199,3 +199,4 @@ async def record(
             fired=(True,) if fired is None else tuple(fired),
         )
     )
+    return recorded.changes

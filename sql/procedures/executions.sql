@@ -176,11 +176,13 @@ BEGIN
     END IF;
 
     INSERT INTO dw.node_states (execution_id, node_id, position, action_type, status,
-                                expected_incoming, edge_targets)
+                                expected_incoming, edge_targets, outputs_used)
     SELECT v_id, n ->> 'id', (ord - 1)::integer, n ->> 'actionType',
            CASE WHEN (n ->> 'incoming')::integer = 0 THEN 'Ready' ELSE 'Pending' END,
            (n ->> 'incoming')::integer,
-           ARRAY(SELECT jsonb_array_elements(n -> 'edges') ->> 'target')
+           ARRAY(SELECT jsonb_array_elements(n -> 'edges') ->> 'target'),
+           -- Plans compiled before the key existed: every node's outputs are used.
+           COALESCE((n ->> 'outputsUsed')::boolean, true)
     FROM jsonb_array_elements(v_plan -> 'nodes') WITH ORDINALITY AS t(n, ord);
 
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
@@ -202,41 +204,46 @@ $$;
 -- it returns what the worker reads next, in the same round trip: the run's data and its node
 -- checkpoints, a Waiting node's wait included (the shapes dataworkflows.checkpoints decodes).
 -- v4 (over v3): cancel and suspend requests, Suspended runs, waits.
-CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
-    p_execution_id uuid, p_owner text, p_lease_seconds double precision
-) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb)
+-- v5 (over v4): p_start: on a run's first acquire, its Ready nodes (as many as the plan's
+-- maxParallelActions allows, in plan order) are started here, as dw.start_node_attempt_v1 would
+-- start them, and `started` names them: the worker runs their first attempts without a
+-- transaction of their own. Not when the run is past its deadline (the worker times it out).
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v5(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
     LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions%ROWTYPE;
     v_throttle record;
     v_token bigint;
+    v_started text[];
 BEGIN
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT 'not_found'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'not_found'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
     IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
-        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
     IF v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now() THEN
-        RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
     IF v_e.cancel_requested_at IS NOT NULL THEN
         -- Its worker died (or stopped) before it could end the run.
         PERFORM dw.finish_cancelled_v1(v_e);
-        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
     IF v_e.status = 'Suspended' THEN
-        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
     IF v_e.suspend_requested_at IS NOT NULL THEN
         PERFORM dw.suspend_now_v1(v_e, NULL);
-        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb;
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
 
@@ -250,7 +257,7 @@ BEGIN
         IF v_throttle.throttled_by IS NOT NULL THEN
             RETURN QUERY SELECT 'throttled'::text, NULL::bigint,
                                 jsonb_build_object('throttledBy', v_throttle.throttled_by,
-                                                   'retryAt', v_throttle.retry_at), NULL::jsonb;
+                                                   'retryAt', v_throttle.retry_at), NULL::jsonb, NULL::text[];
             RETURN;
         END IF;
     END IF;
@@ -282,6 +289,11 @@ BEGIN
 
     PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
 
+    IF p_start AND v_e.status = 'Pending' AND v_e.started_at IS NULL
+       AND (v_e.deadline_at IS NULL OR v_e.deadline_at > now()) THEN
+        v_started := ARRAY(SELECT s.node_id FROM dw.start_ready_nodes_v1(p_execution_id, NULL, NULL) s);
+    END IF;
+
     RETURN QUERY
     SELECT 'acquired'::text, v_token,
            jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
@@ -289,7 +301,9 @@ BEGIN
                               'deadlineAt', e.deadline_at),
            (SELECT COALESCE(jsonb_agg(jsonb_build_object(
                        'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
-                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at, 'outputs', n.outputs,
+                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at,
+                       -- Only outputs something in the run can read (node_states.outputs_used).
+                       'outputs', CASE WHEN n.outputs_used THEN n.outputs END,
                        'interruptions', n.interruptions,
                        -- The wait of a node that waits (open, or resolved and not yet recorded).
                        'wait', CASE WHEN n.status = 'Waiting' THEN (
@@ -298,8 +312,59 @@ BEGIN
                               AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
                             ORDER BY w.created_at DESC LIMIT 1) END)
                        ORDER BY n.position), '[]'::jsonb)
-              FROM dw.node_states n WHERE n.execution_id = p_execution_id)
+              FROM dw.node_states n WHERE n.execution_id = p_execution_id),
+           COALESCE(v_started, '{}'::text[])
       FROM dw.executions e WHERE e.id = p_execution_id;
+END;
+$$;
+
+-- v4: kept for workers of the previous release during a rolling upgrade (it starts no node).
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb) LANGUAGE sql AS $$
+    SELECT a.outcome, a.lease_token, a.run, a.nodes
+      FROM dw.try_acquire_execution_v5(p_execution_id, p_owner, p_lease_seconds, false) a;
+$$;
+
+-- Starts a run's Ready nodes for their next attempts in plan order, at most p_limit of them (NULL:
+-- as many as the plan's maxParallelActions), as dw.start_node_attempt_v1 starts one; only among
+-- p_candidates when given (nodes the worker has not been told are Ready, so it cannot be starting
+-- them itself). The caller holds the run's row locked (it has checked the lease). Returns the
+-- nodes started with their attempt numbers.
+CREATE OR REPLACE FUNCTION dw.start_ready_nodes_v1(p_execution_id uuid, p_limit integer, p_candidates text[])
+    RETURNS TABLE (node_id text, attempt integer) LANGUAGE plpgsql AS $$
+DECLARE
+    v_limit integer := p_limit;
+BEGIN
+    IF v_limit IS NULL THEN
+        SELECT COALESCE((p.plan ->> 'maxParallelActions')::integer, 1) INTO v_limit
+          FROM dw.executions e
+          JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                                  AND p.version = e.workflow_version
+         WHERE e.id = p_execution_id;
+    END IF;
+    IF COALESCE(v_limit, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH chosen AS (
+        SELECT n.node_id FROM dw.node_states n
+         WHERE n.execution_id = p_execution_id AND n.status = 'Ready'
+           AND (p_candidates IS NULL OR n.node_id = ANY(p_candidates))
+         ORDER BY n.position LIMIT v_limit
+    ), started AS (
+        UPDATE dw.node_states n
+           SET status = 'Running', attempts = n.attempts + 1,
+               started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
+          FROM chosen
+         WHERE n.execution_id = p_execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
+        RETURNING n.node_id, n.attempts
+    ), events AS (
+        INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+        SELECT p_execution_id, started.node_id, 'node_started', jsonb_build_object('attempt', started.attempts)
+          FROM started
+    )
+    SELECT started.node_id, started.attempts FROM started;
 END;
 $$;
 
@@ -413,18 +478,32 @@ $$;
 -- v4 (over v3): p_interrupted, an attempt its worker cut short (handed back after the grace period,
 -- or lost with the worker). Its row is marked interrupted, the node counts it in `interruptions`,
 -- and it does not use up the retry budget (attempt_base moves past it).
-CREATE OR REPLACE FUNCTION dw.record_attempt_v4(
+-- v5 (over v4): the worker's next steps in the same transaction.
+--   p_start_limit  Ready nodes (those the edge decisions just made Ready, in plan order) to start
+--                  for their next attempts at once, as dw.start_node_attempt_v1 would: the worker
+--                  says how many of its parallel slots are free (0: none, it is stopping or an
+--                  operator's request is pending). They come back with status Running and their
+--                  attempt number.
+--   p_complete     end the run as Succeeded when this record leaves every node final, no node failed
+--                  unhandled, no cancel or suspension is pending and the deadline has not passed
+--                  (the worker passes false when the run has outputs to render). A row with a NULL
+--                  node_id and status Succeeded says the run ended.
+-- Rows: (node_id, status, attempt): nodes made Ready (attempt NULL) or Skipped, nodes started.
+CREATE OR REPLACE FUNCTION dw.record_attempt_v5(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
     p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
     p_start_time timestamptz, p_end_time timestamptz, p_worker text,
     p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
-    p_interrupted boolean
-) RETURNS TABLE (node_id text, status text) LANGUAGE plpgsql AS $$
+    p_interrupted boolean, p_start_limit integer, p_complete boolean
+) RETURNS TABLE (node_id text, status text, attempt integer) LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
     v_node_status text;
     v_edges text[];
     v_link jsonb;
+    v_change record;
+    v_ready text[] := '{}';
+    v_started text[] := '{}';
 BEGIN
     v_node_status := CASE p_outcome
         WHEN 'succeeded' THEN 'Succeeded'
@@ -486,15 +565,61 @@ BEGIN
         END LOOP;
     END IF;
 
-    IF p_outcome IN ('succeeded', 'failed_handled') AND COALESCE(array_length(v_edges, 1), 0) > 0 THEN
+    IF p_outcome NOT IN ('succeeded', 'failed_handled') THEN
+        RETURN;
+    END IF;
+    IF COALESCE(array_length(v_edges, 1), 0) > 0 THEN
         IF COALESCE(array_length(p_fired, 1), 0) <> array_length(v_edges, 1) THEN
             RAISE EXCEPTION 'node % has % edges but % decisions', p_node_id, array_length(v_edges, 1),
                 COALESCE(array_length(p_fired, 1), 0) USING ERRCODE = 'DW013';
         END IF;
-        RETURN QUERY SELECT * FROM dw.decide_edges_v1(p_execution_id, v_edges, p_fired);
+        FOR v_change IN SELECT * FROM dw.decide_edges_v1(p_execution_id, v_edges, p_fired) LOOP
+            IF v_change.status = 'Ready' THEN
+                v_ready := v_ready || v_change.node_id;
+            ELSE
+                node_id := v_change.node_id; status := v_change.status; attempt := NULL;
+                RETURN NEXT;
+            END IF;
+        END LOOP;
+        IF COALESCE(p_start_limit, 0) > 0 AND cardinality(v_ready) > 0
+           AND v_e.cancel_requested_at IS NULL AND v_e.suspend_requested_at IS NULL THEN
+            FOR v_change IN SELECT * FROM dw.start_ready_nodes_v1(p_execution_id, p_start_limit, v_ready) LOOP
+                v_started := v_started || v_change.node_id;
+                node_id := v_change.node_id; status := 'Running'; attempt := v_change.attempt;
+                RETURN NEXT;
+            END LOOP;
+        END IF;
+        RETURN QUERY SELECT r.node_id, 'Ready'::text, NULL::integer
+                       FROM unnest(v_ready) AS r(node_id) WHERE NOT r.node_id = ANY(v_started);
+    END IF;
+    IF p_complete AND cardinality(v_ready) = 0
+       AND v_e.cancel_requested_at IS NULL AND v_e.suspend_requested_at IS NULL
+       AND (v_e.deadline_at IS NULL OR v_e.deadline_at > now())
+       AND NOT EXISTS (SELECT 1 FROM dw.node_states n
+                        WHERE n.execution_id = p_execution_id
+                          AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
+                               OR n.end_reason = 'unhandled_failure')) THEN
+        PERFORM dw.finish_execution_v1(p_execution_id, 'Succeeded', NULL, 'execution_succeeded');
+        node_id := NULL; status := 'Succeeded'; attempt := NULL;
+        RETURN NEXT;
     END IF;
 END;
 $$;
+
+-- v4: kept for workers of the previous release during a rolling upgrade (it starts nothing and
+-- ends nothing).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v4(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
+    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
+    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
+    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
+    p_interrupted boolean
+) RETURNS TABLE (node_id text, status text) LANGUAGE sql AS $$
+    SELECT r.node_id, r.status FROM dw.record_attempt_v5(p_execution_id, p_token, p_node_id, p_attempt,
+        p_action_type, p_attempt_status, p_parameters, p_outputs, p_error, p_start_time, p_end_time, p_worker,
+        p_outcome, p_next_attempt_at, p_fired, p_resource_links, p_interrupted, 0, false) r;
+$$;
+
 
 -- v3: kept for workers of the previous release during a rolling upgrade (it records no interruption).
 CREATE OR REPLACE FUNCTION dw.record_attempt_v3(

@@ -57,7 +57,7 @@ SELECT outcome, lease_token FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, 
 
 -- name: acquire_run
 -- Takes the lease and returns the run data and node checkpoints with it (one round trip).
-SELECT * FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, %(lease_seconds)s);
+SELECT * FROM dw.try_acquire_execution_v5(%(id)s, %(owner)s, %(lease_seconds)s, %(start)s);
 
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.
@@ -82,9 +82,10 @@ SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
-SELECT * FROM dw.record_attempt_v4(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+SELECT * FROM dw.record_attempt_v5(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
-    %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s, %(interrupted)s);
+    %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s, %(interrupted)s, %(start_limit)s,
+    %(complete)s);
 
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).

@@ -1,6 +1,6 @@
 """The typed shapes of what a worker reads and writes: the run and node checkpoints that come with
-the lease (dw.try_acquire_execution_v3), the per-node state the runtime keeps, and an attempt record
-(dw.record_attempt_v4). Pure module.
+the lease (dw.try_acquire_execution_v5), the per-node state the runtime keeps, and an attempt record
+(dw.record_attempt_v5). Pure module.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
 
 
 class RunInfo(msgspec.Struct, frozen=True, rename="camel"):
-    """The execution as its worker needs it (the `run` column of try_acquire_execution_v3)."""
+    """The execution as its worker needs it (the `run` column of try_acquire_execution_v5)."""
 
     workflow_id: str
     version: int
@@ -64,7 +64,7 @@ class LeaseRenewal(msgspec.Struct, frozen=True):
 
 
 class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
-    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v3)."""
+    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v5)."""
 
     node_id: str
     status: NodeStatus
@@ -96,6 +96,9 @@ class Acquired(msgspec.Struct, frozen=True):
     run: RunInfo | None = None
     nodes: tuple[NodeCheckpoint, ...] = ()
     throttle: Throttle | None = None
+    # Nodes the acquire started for their next attempt (their checkpoints say Running): the worker
+    # runs those attempts; they were not interrupted.
+    started: tuple[str, ...] = ()
 
 
 @dataclass
@@ -111,6 +114,9 @@ class NodeState:
     interruptions: int = 0
     # A Running forEach parked: nothing to start until an item's child ends or a retry comes due.
     parked: bool = False
+    # Started in the database by the acquire or by another node's record (its attempt number is
+    # `attempts`), not yet launched by the worker.
+    prestarted: bool = False
 
     @classmethod
     def from_checkpoint(cls, checkpoint: NodeCheckpoint) -> NodeState:
@@ -162,10 +168,24 @@ class AttemptRecord(msgspec.Struct, frozen=True):
     # The worker running this attempt stopped before it ended (handed back, or lost): recorded as
     # such, counted in the node's interruptions and not against its retry budget.
     interrupted: bool = False
+    # The worker's next steps, in the same transaction (dw.record_attempt_v5): start up to this many
+    # of the nodes the edge decisions make Ready (its free parallel slots), and end the run as
+    # Succeeded if this record leaves nothing to do.
+    start_limit: int = 0
+    complete: bool = False
 
 
 class NodeChange(msgspec.Struct, frozen=True):
-    """A node whose status an attempt's edge decisions changed (Ready or Skipped)."""
+    """A node whose status an attempt's edge decisions changed: Ready or Skipped, or Running with
+    its attempt number when the record started it."""
 
     node_id: str
     status: NodeStatus
+    attempt: int | None = None
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """What recording an attempt changed: other nodes, and whether it ended the run (Succeeded)."""
+
+    changes: list[NodeChange]
+    run_succeeded: bool = False

@@ -1,11 +1,13 @@
 """One node's attempts, each decided and checkpointed: the part of a run that the node kinds,
-dataworkflows.outcomes and the fenced dw.record_attempt_v4 share. The scheduling loop around it
+dataworkflows.outcomes and the fenced dw.record_attempt_v5 share. The scheduling loop around it
 (which nodes run when, parking, the run's end) is dataworkflows.runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +17,7 @@ import msgspec
 
 from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
-from dataworkflows.checkpoints import AttemptRecord, NodeState, RunInfo, WaitCheckpoint
+from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInfo, WaitCheckpoint
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
@@ -28,6 +30,29 @@ from dataworkflows.subworkflows import ChildSpec
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class Slots:
+    """Parallel slots a node's record may fill with the nodes its edges make Ready (it starts them
+    in its transaction: dw.record_attempt_v5). The scheduling loop says how many are free
+    (`available`, counting the recording node's own); a grant holds its extra slots for the
+    record's round trip, so that records in flight at once, and the loop meanwhile, never hand
+    out the same slot twice."""
+
+    def __init__(self) -> None:
+        self.available: Callable[[], int] = lambda: 0
+        # Slots granted to records in flight beyond their own nodes' (which the loop counts as running).
+        self.reserved = 0
+
+    @contextmanager
+    def reserve(self, wanted: bool) -> Iterator[int]:
+        grant = max(self.available(), 0) if wanted else 0
+        extra = max(grant - 1, 0)
+        self.reserved += extra
+        try:
+            yield grant
+        finally:
+            self.reserved -= extra
 
 
 @dataclass
@@ -57,6 +82,10 @@ class RunContext:
     # How many times the run was poked (something changed outside the worker): a forEach that
     # parks with rows read before the latest poke does not park (its items changed meanwhile).
     pokes: int = 0
+    # The parallel slots an attempt's record may fill with the nodes it makes Ready.
+    slots: Slots = field(default_factory=lambda: Slots())
+    # Set when an attempt's record ended the run as Succeeded (dw.record_attempt_v5's p_complete).
+    succeeded_by_record: bool = False
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -65,11 +94,19 @@ class RunContext:
     def __post_init__(self) -> None:
         self.nodes = {node.id: node for node in self.plan.nodes}
         self.order = [node.id for node in self.plan.nodes]
+        # The nodes whose outputs something in the run can read: only those are kept (a run's
+        # memory grows with what it uses, not with everything its nodes returned).
+        self.outputs_used = frozenset(node.id for node in self.plan.nodes if node.outputs_used)
+        for node_id, state in self.state.items():
+            if node_id not in self.outputs_used:
+                state.outputs = None
         self.trigger: dict[str, Any] = self.info.trigger or {}
 
     def scope(self) -> dict[str, Any]:
         """What templates and conditions see: trigger, nodes (id -> outputs), execution."""
-        outputs = {n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED}
+        outputs = {
+            n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED and n in self.outputs_used
+        }
         execution = {
             "id": str(self.execution_id),
             "workflowId": self.info.workflow_id,
@@ -93,7 +130,7 @@ class NodeAttempts:
         ended a node for good."""
         for node_id in self.run.order:
             state = self.run.state[node_id]
-            if state.status != NodeStatus.RUNNING or self.resumable(node_id):
+            if state.status != NodeStatus.RUNNING or state.prestarted or self.resumable(node_id):
                 continue
             at = now()
             node = self.run.nodes[node_id]
@@ -113,7 +150,9 @@ class NodeAttempts:
             )
             # What the attempt produced is lost with it: no parameters, no outputs.
             outcome = Attempt(None, ActionResult.retriable(INTERRUPTED, "the attempt was interrupted"))
-            decision = await self._record(node, state.attempts, outcome, at, at, decided=decision, interrupted=True)
+            decision = await self._record(
+                node, state.attempts, outcome, at, at, decided=decision, interrupted=True, next_steps=False
+            )
             if decision.verdict == Verdict.FAILED_UNHANDLED:
                 return node_id, decision.error
         return None
@@ -243,7 +282,7 @@ class NodeAttempts:
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,
             # attempt_base counts the attempts before the latest redrive plus the interruptions
-            # since (see dw.record_attempt_v4): less those, the redrive's generation.
+            # since (see dw.record_attempt_v5): less those, the redrive's generation.
             generation=self.run.state[node.id].attempt_base - self.run.state[node.id].interruptions,
         )
 
@@ -275,9 +314,12 @@ class NodeAttempts:
         *,
         decided: Decision | None = None,
         interrupted: bool = False,
+        next_steps: bool = True,
     ) -> Decision:
         """Decides what the attempt means (unless `decided` says it already) and checkpoints it
-        (one fenced transaction). interrupted: the attempt was cut short by its worker."""
+        (one fenced transaction). interrupted: the attempt was cut short by its worker. next_steps:
+        the same transaction starts the nodes it makes Ready (as many as the scheduling loop has
+        free slots for) and ends the run when nothing is left to do (see dw.record_attempt_v5)."""
         state = self.run.state[node.id]
         result = outcome.result
         decision = decided or await decide(
@@ -295,31 +337,35 @@ class NodeAttempts:
                 self.run.execution_id, self.run.token, node_id=node.id, type="condition_error", details=details
             )
         succeeded = decision.verdict == Verdict.SUCCEEDED
-        record = AttemptRecord(
-            execution_id=self.run.execution_id,
-            token=self.run.token,
-            node_id=node.id,
-            attempt=attempt,
-            action_type=node.action_type,
-            attempt_status=decision.attempt_status,
-            parameters=outcome.parameters,
-            outputs=result.outputs if succeeded else (result.outputs or None),
-            error=decision.error,
-            start_time=start,
-            end_time=end,
-            worker=self.run.worker_id,
-            outcome=decision.verdict,
-            next_attempt_at=decision.retry_at,
-            fired=decision.fired,
-            resource_links=tuple(_link_json(link) for link in result.resource_links),
-            interrupted=interrupted,
-        )
-        try:
-            changes = await self.run.data.record_attempt(record)
-        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
-            if result.error is not None and result.error.code == "unrecordable_result":
-                raise
-            return await self._record_unrecordable(node, attempt, exc, start, end)
+        with self.run.slots.reserve(next_steps) as grant:
+            record = AttemptRecord(
+                execution_id=self.run.execution_id,
+                token=self.run.token,
+                node_id=node.id,
+                attempt=attempt,
+                action_type=node.action_type,
+                attempt_status=decision.attempt_status,
+                parameters=outcome.parameters,
+                outputs=result.outputs if succeeded else (result.outputs or None),
+                error=decision.error,
+                start_time=start,
+                end_time=end,
+                worker=self.run.worker_id,
+                outcome=decision.verdict,
+                next_attempt_at=decision.retry_at,
+                fired=decision.fired,
+                resource_links=tuple(_link_json(link) for link in result.resource_links),
+                interrupted=interrupted,
+                start_limit=grant,
+                complete=next_steps and self._may_end_run(node.id, decision),
+            )
+            try:
+                recorded = await self.run.data.record_attempt(record)
+            except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+                if result.error is not None and result.error.code == "unrecordable_result":
+                    raise
+                return await self._record_unrecordable(node, attempt, exc, start, end)
+            self._take_in(node.id, decision, result.outputs if succeeded else None, recorded)
         metrics.ATTEMPTS.labels(node.action_type, decision.attempt_status.value).inc()
         metrics.NODE_DURATION.labels(node.action_type, decision.attempt_status.value).observe(
             (end - start).total_seconds()
@@ -330,10 +376,6 @@ class NodeAttempts:
             state.interruptions, state.attempt_base = state.interruptions + 1, state.attempt_base + 1
         elif decision.verdict == Verdict.RETRY:
             metrics.RETRIES.labels(node.action_type).inc()
-        state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
-        state.outputs = result.outputs if succeeded else state.outputs
-        for change in changes:
-            self.run.state[change.node_id].status = change.status
         self.run.log.info(
             "attempt recorded",
             node_id=node.id,
@@ -343,6 +385,28 @@ class NodeAttempts:
             retry_in=round(decision.retry_delay, 3) if decision.retry_at else None,
         )
         return decision
+
+    def _take_in(self, node_id: str, decision: Decision, outputs: Any, recorded: Recorded) -> None:
+        """What the record changed, in the run's state: the node, the nodes its edges made Ready,
+        Skipped or (started in the record) Running, and the run's end."""
+        state = self.run.state[node_id]
+        state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
+        if decision.verdict == Verdict.SUCCEEDED and node_id in self.run.outputs_used:
+            state.outputs = outputs
+        for change in recorded.changes:
+            changed = self.run.state[change.node_id]
+            changed.status = change.status
+            if change.attempt is not None:
+                changed.attempts, changed.prestarted = change.attempt, True
+        self.run.succeeded_by_record = self.run.succeeded_by_record or recorded.run_succeeded
+
+    def _may_end_run(self, node_id: str, decision: Decision) -> bool:
+        """Whether this node's record may end the run: the node ends well (edges decided) and, as
+        far as this worker knows, every other node has ended; a run with outputs to render ends
+        in the scheduling loop. The procedure checks again under the run's lock."""
+        if self.run.plan.outputs is not None or decision.verdict not in (Verdict.SUCCEEDED, Verdict.FAILED_HANDLED):
+            return False
+        return all(state.status.is_final for other, state in self.run.state.items() if other != node_id)
 
     async def _record_unrecordable(
         self, node: PlanNode, attempt: int, exc: Exception, start: datetime, end: datetime

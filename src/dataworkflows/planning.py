@@ -7,17 +7,21 @@ Compiled once at publish time and stored in dw.workflow_plans; workers cache it 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from dataworkflows.definitions import (
     EdgeWhen,
+    NodeType,
     RetryPolicy,
     RoutePolicy,
     WorkflowDefinition,
     parse_duration,
 )
+from dataworkflows.templating import has_template
 
 PLAN_FORMAT = 1
 
@@ -49,6 +53,9 @@ class PlanNode(msgspec.Struct, frozen=True, rename="camel"):
     # The node kind that runs it (dataworkflows.node_kinds); plans compiled before kinds existed
     # hold only actions.
     kind: str = "action"
+    # Whether anything in the run can read this node's outputs (see outputs_read): if not, its
+    # worker neither loads nor keeps them. Plans compiled before it existed: every node's.
+    outputs_used: bool = True
 
 
 class Plan(msgspec.Struct, frozen=True, rename="camel"):
@@ -91,6 +98,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
                 PlanEdge(target=e.target_node, when=e.when, condition=e.condition) for e in node.edges
             )
 
+    read = outputs_read(definition)
     incoming = {node.id: 0 for node in definition.nodes}
     for edges in edges_of.values():
         for edge in edges:
@@ -109,6 +117,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
             route_policy=node.route_policy,
             rerender_on_retry=node.rerender_on_retry,
             kind=node.node_type.value,
+            outputs_used=read is None or node.id in read,
         )
         for node in definition.nodes
     )
@@ -125,6 +134,68 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
         nodes=nodes,
         outputs=definition.outputs,
     )
+
+
+# `nodes` as a word (also as a property, `globalThis.nodes`: over-counting is safe), then how it is
+# read: `.name` (not a method call), `["name"]` / `['name']`, or `.get("name")`, the name alone
+# between the brackets. Anything else (`nodes[key]`, `nodes['a' + b]`, `nodes?.a`, `nodes.items()`,
+# `nodes | tojson`, `Object.keys(nodes)`, or the word in plain text) may read any node.
+_NODES = re.compile(r"(?<![\w$])nodes(?![\w$])")
+_ATTRIBUTE = re.compile(r"\s*\.\s*([A-Za-z_$][\w$]*)(?![\w$])(?!\s*\()")
+_ITEM = re.compile(r"""\s*(?:\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)\s*[\])]""")
+
+
+# Ways into the scope of a JavaScript condition or expression that do not spell `nodes`: the
+# sandbox's wrapper variables, eval, and escapes that can spell it (dataworkflows.condition_sandbox).
+_DYNAMIC = re.compile(r"__|dukpy|\beval\b|\bFunction\b|\\[ux]")
+
+
+def outputs_read(definition: WorkflowDefinition) -> set[str] | None:
+    """The nodes whose outputs a template, condition or expression of the definition can read (its
+    nodes' parameter templates, a transform's expression, its edges' conditions, its outputs), or
+    None when one may read any node's. A conservative reading of the text: a node that is named is
+    read, and a use of `nodes` that does not name one (a variable key, the whole object) or a way
+    into the scope that does not spell it reads every node's."""
+    names: set[str] = set()
+    for text in _texts(definition):
+        if _DYNAMIC.search(text):
+            return None
+        for found in _NODES.finditer(text):
+            rest = text[found.end() :]
+            item = _ITEM.match(rest)
+            attribute = None if item else _ATTRIBUTE.match(rest)
+            if item is not None:
+                names.add(item.group("name"))
+            elif attribute is not None:
+                names.add(attribute.group(1))
+            else:
+                return None
+    return names
+
+
+def _texts(definition: WorkflowDefinition) -> Iterator[str]:
+    """What is evaluated against the run's scope: templates (plain text is not), a transform's
+    JavaScript expression, edge conditions (JavaScript)."""
+    for node in definition.nodes:
+        for text in _strings(node.parameters):
+            if node.node_type == NodeType.TRANSFORM or has_template(text):
+                yield text
+        for edge in node.edges:
+            if edge.condition:
+                yield edge.condition
+    yield from (text for text in _strings(definition.outputs) if has_template(text))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:

@@ -1,15 +1,16 @@
 """The DAG runner: runs one execution under a lease, checkpointing every attempt.
 
 run_execution(execution_id), called by the worker's Procrastinate task:
-1. take the lease (dw.try_acquire_execution_v3: a fencing token, the run and its node checkpoints)
-   or leave: held by a live worker, finished, or throttled by its workflow's limits (then
-   re-queued for later);
+1. take the lease (dw.try_acquire_execution_v5: a fencing token, the run and its node checkpoints;
+   on the run's first acquire, its first nodes started in the same transaction) or leave: held by
+   a live worker, finished, or throttled by its workflow's limits (then re-queued for later);
 2. load the compiled plan (cached per process by workflow/version); an attempt that was in flight
    when a previous worker died is recorded as interrupted and retried;
 3. run Ready nodes with bounded parallelism: each attempt goes to the node's kind
    (dataworkflows.node_kinds), dataworkflows.outcomes decides what its result means, and one fenced
    transaction records the attempt, the checkpoint, the event and the edge decisions
-   (dw.record_attempt_v4);
+   (dw.record_attempt_v5), which also starts the nodes the attempt made Ready (as many as there
+   are free parallel slots: Slots) and ends the run when nothing is left to do;
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
 5. finish with dw.complete_execution_v2. A failed node with no failure/always edge that fired
@@ -127,7 +128,12 @@ class Runtime:
     async def run_execution(self, execution_id: UUID) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests."""
         settings = self.settings
-        acquired = await self.data.acquire(execution_id, owner=settings.worker_id, lease_seconds=settings.lease_seconds)
+        acquired = await self.data.acquire(
+            execution_id,
+            owner=settings.worker_id,
+            lease_seconds=settings.lease_seconds,
+            start=not self.stopping.is_set(),
+        )
         if acquired.outcome == "throttled":
             await self._retry_throttled(execution_id, acquired.throttle)
             return acquired.outcome
@@ -162,6 +168,8 @@ class Runtime:
                 correlation_id=info.correlation_id,
             ),
         )
+        for node_id in acquired.started:
+            run.state[node_id].prestarted = True
         holder = _Run(self, run)
         self.active[execution_id] = holder
         try:
@@ -195,6 +203,22 @@ class _Run:
         # Not before this time does the loop ask again to fire waits it believes due (the
         # database's clock decides; this keeps a small skew from spinning the loop).
         self.next_fire_check: datetime | None = None
+        run.slots.available = self._free_slots
+
+    def _free_slots(self) -> int:
+        """Parallel slots a node's record may fill with the nodes it makes Ready: its own (it ends)
+        and the free ones; none while nothing new may start (the worker stops, an operator's
+        request is pending, the run is past its deadline)."""
+        if self.ctx.holding() or self.control is not None or self.check_requested:
+            return 0
+        if self.info.deadline_at is not None and now() >= self.info.deadline_at:
+            return 0
+        pending = sum(1 for state in self.state.values() if state.prestarted)
+        return max(self.plan.max_parallel_actions - self._slots_taken() - pending + 1, 0)
+
+    def _slots_taken(self) -> int:
+        """Running node tasks, and the slots granted to their records in flight (see Slots)."""
+        return len(self.running) + self.ctx.slots.reserved
 
     def poke(self) -> None:
         self.check_requested = True
@@ -365,7 +389,9 @@ class _Run:
         done, _ = await asyncio.wait(
             {*self.running.values(), *waiters}, timeout=self._next_wakeup(at), return_when=asyncio.FIRST_COMPLETED
         )
-        for task in done:
+        # Node tasks first: the last one's record may have ended the run, and a lease renewal that
+        # raced with that end reports the lease lost.
+        for task in sorted(done, key=lambda t: t in waiters):
             if task in waiters:
                 if self.lease_lost.is_set():
                     raise LeaseLost()
@@ -513,6 +539,11 @@ class _Run:
             return await self._finish(ExecutionStatus.FAILED, error, dead_letter=(node_id, error))
         if decision is not None and decision.verdict == Verdict.FAILED_UNHANDLED:
             return await self._fail_node(node_id, decision.error)
+        if self.ctx.succeeded_by_record:
+            # The last node's record ended the run (dw.record_attempt_v5): nothing runs any more.
+            metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.SUCCEEDED.value).inc()
+            self.log.info("execution finished", status=ExecutionStatus.SUCCEEDED.value, error=None)
+            return ExecutionStatus.SUCCEEDED.value
         return None
 
     async def _fail_node(self, node_id: str, cause: dict[str, Any] | None) -> str:
@@ -528,7 +559,7 @@ class _Run:
         # (counting it would make the wait time 0 and spin); so does every retry once the worker is
         # stopping (nothing new starts).
         candidates: list[datetime] = []
-        if len(self.running) < self.plan.max_parallel_actions and not self.ctx.holding():
+        if self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding():
             candidates = [s.retry_due for n, s in self.state.items() if s.retry_due and n not in self.running]
         # A timer or timeout that comes due while other nodes run is fired by this worker.
         for state in self.state.values():
@@ -539,11 +570,22 @@ class _Run:
             candidates.append(self.info.deadline_at)
         return max((min(candidates) - at).total_seconds(), 0.0) if candidates else None
 
+    def _launch_prestarted(self) -> None:
+        """Nodes whose attempt the acquire or another node's record started: they are in flight
+        already, so they run even if the worker has begun to hold back."""
+        for node_id, state in self.state.items():
+            if state.prestarted and node_id not in self.running:
+                state.prestarted = False
+                self.running[node_id] = asyncio.create_task(
+                    self.attempts.run_node(node_id, resume=True), name=f"node-{node_id}"
+                )
+
     def _launch_ready(self, at: datetime) -> None:
+        self._launch_prestarted()
         if self.ctx.holding():
             return
         for node_id in self.ctx.order:
-            if len(self.running) >= self.plan.max_parallel_actions:
+            if self._slots_taken() >= self.plan.max_parallel_actions:
                 return
             if node_id in self.running:
                 continue

@@ -313,6 +313,15 @@ TRANSIENT = {
     "complete_execution": "40001",  # serialization_failure
 }
 ONE = workflow("faults-one", echo("only"))
+# MIXED with every checkpointing procedure in play: acquire and records start most nodes and end
+# most runs in their own transactions (issue 17), so here one parallel slot makes a branch start on
+# its own once the other ends, and outputs make the run end on its own after rendering them.
+CHECKPOINTED = {
+    **MIXED,
+    "id": "faults-checkpointed",
+    "orchestration": {**MIXED["orchestration"], "maxParallelActions": 1},
+    "outputs": {"joined": "{{ nodes.join.echo }}"},
+}
 
 
 def worker_log_count(stack: Any, text: str) -> int:
@@ -331,11 +340,11 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
     probe = Probe(dsn)
     injector = Injector(dsn)
     try:
-        publish(stack, MIXED, ONE)
+        publish(stack, MIXED, ONE, CHECKPOINTED)
         # A: every procedure fails now and then.
         for procedure, sqlstate in TRANSIENT.items():
             injector.arm(procedure, sqlstate, probability=0.08, max_faults=12)
-        batch_a = start_batch(dsn, MIXED["id"], 60)
+        batch_a = start_batch(dsn, CHECKPOINTED["id"], 60)
         wait_terminal(probe, batch_a, stack, timeout=60)
         fired_a = injector.disarm()
         retried_a = worker_log_count(stack, "retrying a statement the server refused")

@@ -179,7 +179,7 @@ async def test_publishing_applies_the_limits_a_definition_states(client: AsyncTe
 
 
 async def _acquire(db: Database, execution_id: Any, owner: str = "w") -> dict[str, Any]:
-    row = await db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=30)
+    row = await db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=30, start=False)
     assert row is not None
     return row
 

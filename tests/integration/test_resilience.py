@@ -164,7 +164,7 @@ async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) ->
     for lost in range(3):
         # A worker fetches the run's job and takes the lease.
         await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE status = 'todo'")
-        row = await db.fetch_one("acquire_run", id=execution_id, owner="doomed", lease_seconds=30)
+        row = await db.fetch_one("acquire_run", id=execution_id, owner="doomed", lease_seconds=30, start=False)
         token = int(row["lease_token"])
         if lost == 0:
             await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="ok")

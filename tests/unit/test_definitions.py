@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from dataworkflows.definitions import checksum, parse_definition, parse_duration
-from dataworkflows.planning import compile_plan
+from dataworkflows.planning import compile_plan, outputs_read
 from tests.conftest import FIXTURES, load_fixture
 
 WORKFLOW_FIXTURES = sorted(
@@ -69,3 +70,59 @@ def test_fanout_plan_counts_join_edges() -> None:
     incoming = {n.id: n.incoming for n in plan.nodes}
     assert incoming == {"start": 0, "branch-a": 1, "branch-b": 1, "join": 2}
     assert plan.version == 2 and not plan.implicit_order
+
+
+def _reads(*texts: str, js: tuple[str, ...] = (), outputs: Any = None) -> set[str] | None:
+    nodes: list[dict[str, Any]] = [
+        {"id": f"n{i}", "actionType": "core.echo", "parameters": {"message": text}} for i, text in enumerate(texts)
+    ]
+    nodes += [{"id": f"t{i}", "nodeType": "transform", "parameters": {"expression": text}} for i, text in enumerate(js)]
+    nodes.append({"id": "last", "actionType": "core.echo", "parameters": {}})
+    raw: dict[str, Any] = {"id": "reads", "displayName": "reads", "startNode": nodes[0]["id"], "nodes": nodes}
+    if outputs is not None:
+        raw["outputs"] = outputs
+    return outputs_read(parse_definition(raw))
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (("{{ nodes.a.echo }}", "{{ nodes['b-c'].x }} and {{ nodes.get(\"d\") }}"), {"a", "b-c", "d"}),
+        (("no templates here", "{{ trigger.value }}"), set()),
+        # Plain text is not evaluated: it reads nothing.
+        (("3 nodes done",), set()),
+        # Reads that do not name the node may read any node's outputs.
+        (("{{ nodes[key] }}",), None),
+        (("{{ nodes.items() | list }}",), None),
+        (("{{ nodes | tojson }}",), None),
+        (("{{ nodes['a' ~ suffix] }}",), None),
+    ],
+)
+def test_which_outputs_templates_read(texts: tuple[str, ...], expected: set[str] | None) -> None:
+    assert _reads(*texts) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("nodes.a.total + nodes['b'].total", {"a", "b"}),
+        # A property of that name counts too (it may be the scope's: globalThis.nodes).
+        ("globalThis.nodes.c", {"c"}),
+        ("nodes?.a", None),
+        # Ways into the scope that do not spell nodes.
+        ("Object.values(__s)", None),
+        ("eval('no' + 'des')", None),
+        ("n\\u006fdes.a", None),
+    ],
+)
+def test_which_outputs_expressions_read(expression: str, expected: set[str] | None) -> None:
+    assert _reads(js=(expression,)) == expected
+
+
+def test_conditions_and_workflow_outputs_read_outputs_too() -> None:
+    assert _reads("hi", outputs={"total": "{{ nodes.last.echo }}"}) == {"last"}
+    raw = load_fixture("bundle3/conditional-branch-workflow.json")
+    plan = compile_plan(parse_definition(raw), 1)
+    read = outputs_read(parse_definition(raw))
+    assert read is not None
+    assert {n.id for n in plan.nodes if n.outputs_used} == read

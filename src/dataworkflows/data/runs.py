@@ -13,7 +13,15 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
-from dataworkflows.checkpoints import Acquired, AttemptRecord, LeaseRenewal, NodeChange, Throttle, WaitCheckpoint
+from dataworkflows.checkpoints import (
+    Acquired,
+    AttemptRecord,
+    LeaseRenewal,
+    NodeChange,
+    Recorded,
+    Throttle,
+    WaitCheckpoint,
+)
 from dataworkflows.errors import DataWorkflowsError, InvariantViolation
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
@@ -39,15 +47,18 @@ class RunData:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def acquire(self, execution_id: UUID, *, owner: str, lease_seconds: float) -> Acquired:
-        """Takes the lease; with it, the run and its node checkpoints (one round trip)."""
-        row = await self._db.fetch_one("acquire_run", id=execution_id, owner=owner, lease_seconds=lease_seconds)
+    async def acquire(self, execution_id: UUID, *, owner: str, lease_seconds: float, start: bool = False) -> Acquired:
+        """Takes the lease; with it, the run and its node checkpoints (one round trip). start: on
+        the run's first acquire, its Ready nodes are started too (Acquired.started names them)."""
+        row = await self._db.fetch_one(
+            "acquire_run", id=execution_id, owner=owner, lease_seconds=lease_seconds, start=start
+        )
         assert row is not None
         if row["outcome"] == "throttled":
             # dw.try_acquire_execution_v4 says why in `run`: {throttledBy, retryAt}.
             throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
             return Acquired(outcome="throttled", lease_token=None, throttle=throttle)
-        return msgspec.convert({**row, "nodes": row["nodes"] or ()}, Acquired)
+        return msgspec.convert({**row, "nodes": row["nodes"] or (), "started": row["started"] or ()}, Acquired)
 
     async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> LeaseRenewal:
         """Extends the lease; with it, control requests and waits resolved by others."""
@@ -74,9 +85,11 @@ class RunData:
         row = await self._db.fetch_one("earlier_parameters", id=execution_id, node_id=node_id)
         return None if row is None else row["parameters"]
 
-    async def record_attempt(self, record: AttemptRecord) -> list[NodeChange]:
+    async def record_attempt(self, record: AttemptRecord) -> Recorded:
         """The attempt row, the node's new state, its event, its edge decisions and its resource
-        links, in one transaction; returns the nodes the edge decisions made Ready or Skipped."""
+        links, in one transaction; with them, the nodes it starts and the run's end when
+        record.start_limit and record.complete ask for them. Returns the nodes the edge decisions
+        made Ready, Skipped or (started) Running, and whether the run ended."""
         rows = await self._db.fetch_all(
             "record_attempt",
             id=record.execution_id,
@@ -96,8 +109,15 @@ class RunData:
             fired=list(record.fired),
             resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
             interrupted=record.interrupted,
+            start_limit=record.start_limit,
+            complete=record.complete,
         )
-        return [NodeChange(row["node_id"], NodeStatus(row["status"])) for row in rows]
+        changes = [
+            NodeChange(row["node_id"], NodeStatus(row["status"]), row["attempt"])
+            for row in rows
+            if row["node_id"] is not None
+        ]
+        return Recorded(changes, run_succeeded=any(row["node_id"] is None for row in rows))
 
     async def record_event(
         self, execution_id: UUID, token: int, *, node_id: str | None, type: str, details: dict[str, Any]

@@ -1,0 +1,250 @@
+"""A run's writes folded into fewer transactions (issue 17): the first acquire starts the first
+nodes, a node's record starts the nodes it makes Ready and ends the run when nothing is left, and
+every guarantee of the separate writes still holds (fencing, one checkpoint per attempt, nothing
+new while an operator's request is pending, an attempt started for a dead worker is interrupted)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import pytest
+
+from dataworkflows.checkpoints import AttemptRecord
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
+from tests.conftest import publish, start
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+
+
+def count_calls(db: Database, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the worker's writes by kind, as the runtime makes them through db.runs."""
+    calls: Counter[str] = Counter()
+    for name in ("acquire", "start_node_attempt", "record_attempt", "complete", "park"):
+        original = getattr(db.runs, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(db.runs, name, counted)
+    return calls
+
+
+async def test_a_chain_costs_one_write_per_attempt_and_one_acquire(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("chain3", echo("a", to("b")), echo("b", to("c")), echo("c")))
+    execution_id = await start(db, "chain3")
+    calls = count_calls(db, monkeypatch)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert calls == Counter({"acquire": 1, "record_attempt": 3})
+    assert await events(db, execution_id) == [
+        "execution_requested",
+        "execution_started",
+        "node_started",
+        "node_succeeded",
+        "node_started",
+        "node_succeeded",
+        "node_started",
+        "node_succeeded",
+        "execution_succeeded",
+    ]
+    assert [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)] == [
+        ("a", 1, "Succeeded"),
+        ("b", 1, "Succeeded"),
+        ("c", 1, "Succeeded"),
+    ]
+    execution = await db.executions.get(execution_id)
+    assert execution.status == "Succeeded" and execution.end_time is not None
+
+
+async def test_a_record_starts_no_more_nodes_than_the_free_slots(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(db, conditions)
+    branches = [echo(name, to("join"), delayMs=150) for name in ("x", "y", "z")]
+    raw = wf("fan3", echo("root", *(to(b["id"]) for b in branches)), *branches, echo("join"), maxParallelActions=2)
+    await publish(db, raw)
+    execution_id = await start(db, "fan3")
+    calls = count_calls(db, monkeypatch)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    # root's record started two branches (two slots); the third waited for a slot and started on
+    # its own; the last branch's record started the join, whose record ended the run.
+    assert calls == Counter({"acquire": 1, "record_attempt": 5, "start_node_attempt": 1})
+    rows = {r["node_id"]: r for r in await attempts(db, execution_id)}
+    spans = sorted((rows[b]["start_time"], rows[b]["end_time"]) for b in ("x", "y", "z"))
+    assert spans[2][0] >= min(spans[0][1], spans[1][1]), "at most two branches at a time"
+    assert rows["join"]["start_time"] >= max(end for _, end in spans)
+
+
+async def test_records_in_flight_at_once_never_hand_out_the_same_slot(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    fans = {side: [echo(f"{side}{i}", delayMs=100) for i in range(3)] for side in ("a", "b")}
+    raw = wf(
+        "two-fans",
+        echo("root", to("a"), to("b")),
+        echo("a", *(to(n["id"]) for n in fans["a"]), delayMs=50),
+        echo("b", *(to(n["id"]) for n in fans["b"]), delayMs=50),
+        *fans["a"],
+        *fans["b"],
+        maxParallelActions=3,
+    )
+    await publish(db, raw)
+    execution_id = await start(db, "two-fans")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    rows = await attempts(db, execution_id)
+    assert len(rows) == 9
+    # a and b record at about the same moment; together they start no more than the limit allows.
+    moments = sorted({r["start_time"] for r in rows} | {r["end_time"] for r in rows})
+    peak = max(sum(1 for r in rows if r["start_time"] <= at < r["end_time"]) for at in moments)
+    assert peak <= 3, peak
+
+
+async def test_a_run_with_outputs_ends_after_rendering_them(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("with-outputs", echo("a", to("b")), echo("b"))
+    raw["outputs"] = {"said": "{{ nodes.b.echo }}"}
+    await publish(db, raw)
+    execution_id = await start(db, "with-outputs")
+    calls = count_calls(db, monkeypatch)
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert calls == Counter({"acquire": 1, "record_attempt": 2, "complete": 1})
+    assert (await db.fetch_one("get_execution", id=execution_id))["outputs"] == {"said": "b"}
+
+
+def attempt_record(execution_id: UUID, token: int, node_id: str, **next_steps: Any) -> AttemptRecord:
+    at = datetime.now(UTC)
+    return AttemptRecord(
+        execution_id=execution_id,
+        token=token,
+        node_id=node_id,
+        attempt=1,
+        action_type="core.echo",
+        attempt_status=AttemptStatus.SUCCEEDED,
+        parameters={},
+        outputs={"echo": node_id},
+        error=None,
+        start_time=at,
+        end_time=at,
+        worker="w",
+        outcome=Verdict.SUCCEEDED,
+        next_attempt_at=None,
+        fired=(),
+        **next_steps,
+    )
+
+
+async def test_nothing_starts_or_ends_in_a_record_while_a_cancel_is_pending(db: Database) -> None:
+    await publish(db, wf("pending-cancel", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "pending-cancel")
+    acquired = await db.runs.acquire(execution_id, owner="w", lease_seconds=30, start=True)
+    assert acquired.started == ("a",)
+    assert {n.node_id: (n.status, n.attempts) for n in acquired.nodes} == {
+        "a": (NodeStatus.RUNNING, 1),
+        "b": (NodeStatus.PENDING, 0),
+    }
+    token = int(acquired.lease_token or 0)
+    await db.control.cancel(execution_id, principal="tests", reason=None)
+    record = attempt_record(execution_id, token, "a", start_limit=5, complete=True)
+    recorded = await db.runs.record_attempt(msgspec.structs.replace(record, fired=(True,)))
+    # b is Ready for the worker to see; the worker's loop then takes the cancel.
+    assert [(c.node_id, c.status, c.attempt) for c in recorded.changes] == [("b", NodeStatus.READY, None)]
+    assert not recorded.run_succeeded
+    assert (await db.executions.get(execution_id)).status == "Running"
+
+
+async def test_a_record_ends_the_run_only_when_every_node_has_ended(db: Database) -> None:
+    await publish(db, wf("two-leaves", echo("r", to("a"), to("b")), echo("a"), echo("b")))
+    execution_id = await start(db, "two-leaves")
+    acquired = await db.runs.acquire(execution_id, owner="w", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    root = attempt_record(execution_id, token, "r", start_limit=2, complete=True)
+    started = await db.runs.record_attempt(msgspec.structs.replace(root, fired=(True, True)))
+    assert sorted((c.node_id, c.status, c.attempt) for c in started.changes) == [
+        ("a", NodeStatus.RUNNING, 1),
+        ("b", NodeStatus.RUNNING, 1),
+    ]
+    first = await db.runs.record_attempt(attempt_record(execution_id, token, "a", start_limit=1, complete=True))
+    assert first.changes == [] and not first.run_succeeded
+    assert (await db.executions.get(execution_id)).status == "Running"
+    second = await db.runs.record_attempt(attempt_record(execution_id, token, "b", start_limit=1, complete=True))
+    assert second.run_succeeded
+    assert (await db.executions.get(execution_id)).status == "Succeeded"
+
+
+async def test_a_node_started_for_a_worker_that_died_is_recorded_interrupted(
+    db: Database, conditions: ConditionPool
+) -> None:
+    await publish(db, wf("died-at-start", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "died-at-start")
+    # A worker took the run (starting a) and died before running a's attempt.
+    acquired = await db.runs.acquire(execution_id, owner="dead-worker", lease_seconds=30, start=True)
+    assert acquired.started == ("a",)
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+    survivor = make_runtime(db, conditions, worker_id="survivor")
+    assert await survivor.run_execution(execution_id) == "Succeeded"
+    rows = [(r["node_id"], r["attempt"], r["status"], r["interrupted"]) for r in await attempts(db, execution_id)]
+    assert rows == [
+        ("a", 1, "RetriableFailure", True),
+        ("a", 2, "Succeeded", False),
+        ("b", 1, "Succeeded", False),
+    ]
+    state = await nodes(db, execution_id)
+    assert state["a"]["interruptions"] == 1
+
+
+async def test_the_previous_releases_procedures_start_and_end_nothing(db: Database) -> None:
+    await publish(db, wf("old-worker", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "old-worker")
+    acquired = await db.fetch_one("try_acquire", id=execution_id, owner="old", lease_seconds=30)
+    token = acquired["lease_token"]
+    await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="a")
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM dw.record_attempt_v4(%s, %s, 'a', 1, 'core.echo', 'Succeeded', '{}', '{}', NULL,"
+            " now(), now(), 'old', 'succeeded', NULL, ARRAY[true], NULL, false)",
+            (execution_id, token),
+        )
+        assert await cur.fetchall() == [("b", "Ready")]
+    assert (await nodes(db, execution_id))["b"]["status"] == "Ready"
+
+
+async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, conditions: ConditionPool) -> None:
+    big = "x" * 1_000_000
+    raw = wf(
+        "context-size",
+        echo("big", to("small")),
+        echo("small", to("last")),
+        echo("last", message="small said {{ nodes.small.echo }}"),
+    )
+    await publish(db, raw)
+    plan = (await db.fetch_one("get_plan", id="context-size", version=1))["plan"]
+    assert {n["id"]: n["outputsUsed"] for n in plan["nodes"]} == {"big": False, "small": True, "last": False}
+
+    execution_id = await start(db, "context-size")
+    acquired = await db.runs.acquire(execution_id, owner="first", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    first = attempt_record(execution_id, token, "big", start_limit=1)
+    await db.runs.record_attempt(msgspec.structs.replace(first, outputs={"echo": big}, fired=(True,)))
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+    # The next holder reads big's checkpoint without its megabyte.
+    again = await db.runs.acquire(execution_id, owner="peek", lease_seconds=0.01)
+    assert {n.node_id: n.outputs for n in again.nodes}["big"] is None
+    assert (await nodes(db, execution_id))["big"]["outputs"] == {"echo": big}  # still stored
+
+    await asyncio.sleep(0.05)
+    survivor = make_runtime(db, conditions, worker_id="survivor")
+    assert await survivor.run_execution(execution_id) == "Succeeded"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
+    assert outputs["last"] == {"echo": "small said small"}
