@@ -247,7 +247,12 @@ def _wait_nodes() -> dict[str, Schema]:
         "type": "object",
         "properties": {
             "duration": duration,
-            "until": _or_template({"type": "string", "format": "date-time"}),
+            # Python's ISO 8601 reading, wider than JSON Schema's date-time: no offset means UTC.
+            "until": {
+                "type": "string",
+                "description": "An ISO 8601 timestamp (UTC without an offset), or a template",
+                "examples": ["2026-12-24T18:00:00Z"],
+            },
         },
         "oneOf": [{"required": ["duration"]}, {"required": ["until"]}],
         "additionalProperties": False,
