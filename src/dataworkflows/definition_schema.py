@@ -385,23 +385,31 @@ def _inline_refs(schema: Any, defs: dict[str, Any], depth: int = 0) -> Any:
     return {key: _inline_refs(value, defs, depth + 1) for key, value in schema.items()}
 
 
+def _parameters(name: str, action: Any) -> Schema:
+    """An action's parameters: its Params struct's schema, where any value may be a template."""
+    description = f"{name}: {getattr(action, 'description', '')}".rstrip(": ")
+    try:
+        (ref,), defs = msgspec.json.schema_components([action.Params], ref_template="#/$defs/{name}")
+        params: Schema = _templatable(_inline_refs(ref, defs))
+    except (TypeError, ValueError, KeyError):
+        # An installed action whose Params msgspec cannot describe: an object, unchecked here.
+        return {"type": "object", "description": description}
+    # The template alternative is for the values inside: the parameters themselves are an object.
+    if "anyOf" in params:
+        params = params["anyOf"][0]
+    params.pop("title", None)
+    params["description"] = description
+    return params
+
+
 def _action_defs(registry: ActionRegistry) -> dict[str, Schema]:
     types = registry.types()
-    refs, defs = msgspec.json.schema_components(
-        [registry.get(name).Params for name in types], ref_template="#/$defs/{name}"
-    )
     result: dict[str, Schema] = {
         "ActionType": {"enum": types, "description": "The action types this engine knows (GET /api/v1/actions)"},
     }
     cases = []
-    for name, ref in zip(types, refs, strict=True):
-        action = registry.get(name)
-        params = _templatable(_inline_refs(ref, defs))
-        # The template alternative is for values inside: the parameters themselves are an object.
-        params = params["anyOf"][0] if "anyOf" in params else params
-        params.pop("title", None)
-        params["description"] = f"{name}: {action.description}"
-        result[f"Parameters.{name}"] = params
+    for name in types:
+        result[f"Parameters.{name}"] = _parameters(name, registry.get(name))
         cases.append(
             {
                 "if": {"properties": {"actionType": {"const": name}}, "required": ["actionType"]},

@@ -264,3 +264,24 @@ def test_the_examples_match_their_schemas(document: dict[str, Any]) -> None:
     expected |= {("executeWorkflow", "202"), ("getExecution", "200"), ("listExecutions", "200")}
     expected |= {("createWorkflow", "422"), ("executeWorkflow", "409"), ("getExecution", "404")}
     assert expected <= seen, expected - seen
+
+
+def test_an_installed_action_whose_parameters_have_no_json_schema_is_an_object() -> None:
+    import msgspec
+
+    class OddParams(msgspec.Struct):
+        ratio: complex
+
+    class OddAction:
+        type_name = "acme.odd"
+        description = "Parameters msgspec cannot describe"
+        connector = "acme"
+        Params = OddParams
+
+        async def execute(self, ctx: Any, params: Any) -> Any:
+            raise NotImplementedError
+
+    schema = definition_schema(ActionRegistry([*builtin_actions(), OddAction()]))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$defs"]["Parameters.acme.odd"]["type"] == "object"
+    assert "acme.odd" in schema["$defs"]["ActionType"]["enum"]
