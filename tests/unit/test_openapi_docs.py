@@ -35,7 +35,14 @@ METHODS = ("get", "put", "post", "delete", "patch")
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient[Any]]:
     # No server listens there: the pool retries in the background; these routes never need it.
-    settings = Settings(database_url="host=/nonexistent port=1 dbname=none connect_timeout=1")
+    # Strict mode: the docs, their assets and the schema are public, like the document.
+    settings = Settings(
+        database_url="host=/nonexistent port=1 dbname=none connect_timeout=1",
+        auth_mode="strict",
+        jwt_secret="docs-test-secret-of-at-least-32-bytes!",
+        jwt_issuer="https://issuer.test",
+        jwt_audience="dataworkflows",
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -103,6 +110,8 @@ def test_the_new_routes_never_answer_500(client: TestClient[Any]) -> None:
         response = client.request(method, url)
         assert response.status_code < 500, (method, url, response.status_code)
         assert b"__future__" not in response.content, (method, url)
+    # The app is in strict mode (the routes above answered without a token).
+    assert client.get("/api/v1/workflows").status_code == 401
 
 
 def test_every_operation_has_a_readable_unique_id(document: dict[str, Any]) -> None:
