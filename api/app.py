@@ -37,7 +37,7 @@ from .document_templates import DocumentTemplateController, TemplateSetControlle
 from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
-from .openapi_docs import document_operations, openapi_config, openapi_routes
+from .openapi_docs import document_operations, openapi_config
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
@@ -219,7 +219,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[rate_limit_middleware],
     )
     app = Litestar(
-        route_handlers=[live, ready, metrics, api_v1, *openapi_routes()],
+        route_handlers=[live, ready, metrics, api_v1],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
         lifespan=[lifespan],

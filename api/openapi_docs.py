@@ -37,8 +37,9 @@ from .schemas import ProblemDetails
 SWAGGER_UI_VERSION = "5.35.0"
 ASSETS_DIR = Path(__file__).parent / "openapi_assets" / "swagger-ui"
 # Versioned, so that browsers may keep them for good.
-ASSETS_PATH = f"/schema/assets/swagger-ui-{SWAGGER_UI_VERSION}"
-DEFINITION_SCHEMA_PATH = "/schema/workflow-definition.schema.json"
+OPENAPI_PATH = "/schema"
+ASSETS_PATH = f"{OPENAPI_PATH}/assets/swagger-ui-{SWAGGER_UI_VERSION}"
+DEFINITION_SCHEMA_PATH = f"{OPENAPI_PATH}/workflow-definition.schema.json"
 DEFINITION_COMPONENT = "WorkflowDefinition"
 SCHEMA_JSON = "application/schema+json"
 
@@ -241,6 +242,10 @@ class SwaggerPage(OpenAPIRenderPlugin):
         favicon = f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>"
         super().__init__(path=path, favicon=favicon)
 
+    def receive_router(self, router: Router) -> None:
+        for route in openapi_routes():
+            router.register(route)
+
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         root = request.scope.get("root_path", "")
         assets = html.escape(f"{root}{ASSETS_PATH}", quote=True)
@@ -280,7 +285,7 @@ def openapi_config(version: str) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="DataWorkflows",
         version=version,
-        path="/schema",
+        path=OPENAPI_PATH,
         description=(
             "A durable workflow engine where PostgreSQL is the coordinator. Errors are RFC 9457 problem "
             f"details. The workflow definition's JSON Schema: {DEFINITION_SCHEMA_PATH}."
@@ -300,8 +305,10 @@ def openapi_config(version: str) -> OpenAPIConfig:
 
 
 @get(
-    DEFINITION_SCHEMA_PATH,
+    DEFINITION_SCHEMA_PATH.removeprefix(OPENAPI_PATH),
     tags=["schemas"],
+    # The router that serves the document leaves its own routes out of it; this one is an operation.
+    include_in_schema=True,
     summary="The workflow definition's JSON Schema (draft 2020-12), for editors",
     media_type=SCHEMA_JSON,
     sync_to_thread=False,
@@ -317,7 +324,7 @@ def workflow_definition_schema() -> Response[bytes]:
 def only_shipped_assets(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Serves the files in ASSETS_DIR and nothing else: a name the file system would refuse (a NUL,
     too long) is a 404 here, not an error from the file system (a 500)."""
-    name = connection.scope["path"].removeprefix(ASSETS_PATH + "/")
+    name = str(connection.path_params.get("file_path", "")).lstrip("/")
     if name not in _asset_names():
         raise NotFoundException("no such file")
 
@@ -328,9 +335,10 @@ def _asset_names() -> frozenset[str]:
 
 
 def openapi_routes() -> list[Any]:
-    """The docs page's assets and the definition schema (public, like the OpenAPI document)."""
+    """The docs page's assets and the definition schema, on the router that serves the document
+    (public, like it)."""
     assets: Router = create_static_files_router(
-        path=ASSETS_PATH,
+        path=ASSETS_PATH.removeprefix(OPENAPI_PATH),
         directories=[ASSETS_DIR],
         name="openapi-assets",
         cache_control=CacheControlHeader(max_age=31_536_000, public=True),
