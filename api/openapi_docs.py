@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.connection import ASGIConnection
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
@@ -36,8 +36,8 @@ from .schemas import ProblemDetails
 
 SWAGGER_UI_VERSION = "5.35.0"
 ASSETS_DIR = Path(__file__).parent / "openapi_assets" / "swagger-ui"
-# Versioned, so that browsers may keep them for good.
 OPENAPI_PATH = "/schema"
+# Versioned, so that browsers may keep them for good.
 ASSETS_PATH = f"{OPENAPI_PATH}/assets/swagger-ui-{SWAGGER_UI_VERSION}"
 DEFINITION_SCHEMA_PATH = f"{OPENAPI_PATH}/workflow-definition.schema.json"
 DEFINITION_COMPONENT = "WorkflowDefinition"
@@ -311,14 +311,11 @@ def openapi_config(version: str) -> OpenAPIConfig:
     include_in_schema=True,
     summary="The workflow definition's JSON Schema (draft 2020-12), for editors",
     media_type=SCHEMA_JSON,
+    cache_control=CacheControlHeader(no_cache=True),
     sync_to_thread=False,
 )
-def workflow_definition_schema() -> Response[bytes]:
-    return Response(
-        msgspec.json.encode(definition_schema_document()) + b"\n",
-        media_type=SCHEMA_JSON,
-        headers={"Cache-Control": "no-cache"},
-    )
+def workflow_definition_schema() -> dict[str, Any]:
+    return definition_schema_document()
 
 
 def only_shipped_assets(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
