@@ -409,13 +409,12 @@ def _action_defs(registry: ActionRegistry) -> dict[str, Schema]:
     }
     cases = []
     for name in types:
-        result[f"Parameters.{name}"] = _parameters(name, registry.get(name))
-        cases.append(
-            {
-                "if": {"properties": {"actionType": {"const": name}}, "required": ["actionType"]},
-                "then": {"properties": {"parameters": _ref(f"Parameters.{name}")}},
-            }
-        )
+        params = result[f"Parameters.{name}"] = _parameters(name, registry.get(name))
+        then: Schema = {"properties": {"parameters": _ref(f"Parameters.{name}")}}
+        if params.get("required"):
+            # Left out, the parameters are {}: which lacks what is required.
+            then["required"] = ["parameters"]
+        cases.append({"if": {"properties": {"actionType": {"const": name}}, "required": ["actionType"]}, "then": then})
     result["ActionParameters"] = {"description": "The parameters each action type takes", "allOf": cases}
     return result
 

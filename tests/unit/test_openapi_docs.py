@@ -174,6 +174,11 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
     "action without actionType": (lambda d: d["nodes"][0].pop("actionType"), False),
     "unknown action type": (lambda d: d["nodes"][0].update(actionType="nope.nothing"), False),
     "unknown parameter": (lambda d: d["nodes"][0]["parameters"].update(bogus=1), False),
+    "http.request without parameters": (
+        lambda d: (d["nodes"][0].update(actionType="http.request"), d["nodes"][0].pop("parameters")),
+        False,
+    ),
+    "core.echo without parameters": (lambda d: d["nodes"][0].pop("parameters"), True),
     "parameter of the wrong type": (lambda d: d["nodes"][0]["parameters"].update(delayMs="slow"), False),
     "templated parameter": (lambda d: d["nodes"][0]["parameters"].update(delayMs="{{ trigger.ms }}"), True),
     "transform with an actionType": (lambda d: d["nodes"][0].update(nodeType="transform"), False),
