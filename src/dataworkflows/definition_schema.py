@@ -442,6 +442,8 @@ def definition_schema(registry: ActionRegistry | None = None) -> Schema:
     return {
         "$schema": DRAFT,
         "$id": SCHEMA_ID,
+        "$comment": "Generated from the engine's validation code (python -m dataworkflows.definition_schema); "
+        "do not edit by hand.",
         "title": "DataWorkflows workflow definition",
         "description": "A workflow: nodes (actions and other kinds), the edges between them, retries and "
         "timeouts. A definition without edges runs its nodes in list order. The API validates more than "
@@ -451,7 +453,10 @@ def definition_schema(registry: ActionRegistry | None = None) -> Schema:
             "id": _ref("Id"),
             "displayName": {"type": "string", "minLength": 1, "pattern": NOT_BLANK},
             "description": _nullable({"type": "string"}),
-            "startNode": {**_ref("Id"), "description": "The node the run starts at (the first node without edges)"},
+            "startNode": {
+                **_ref("Id"),
+                "description": "The node the run starts at (the first node, in a workflow without edges)",
+            },
             "nodes": {"type": "array", "items": _ref("Node"), "minItems": 1, "maxItems": MAX_NODES},
             "orchestration": _ref("Orchestration"),
             "metadata": _nullable({"type": "object"}),
