@@ -77,6 +77,13 @@ def _common_defs() -> dict[str, Schema]:
             "description": "An ISO 8601 duration such as PT30S, PT5M, PT1H or P1DT2H (at most 366 days)",
             "examples": ["PT30S", "PT5M", "PT1H"],
         },
+        "PositiveDuration": {
+            **_ref("Duration"),
+            # A digit other than 0 somewhere: longer than zero.
+            "pattern": "[1-9]",
+            "description": "An ISO 8601 duration longer than zero (at most 366 days)",
+            "examples": ["PT30S", "PT5M"],
+        },
         "Template": {
             "type": "string",
             "pattern": TEMPLATE_PATTERN,
@@ -132,12 +139,12 @@ def _orchestration() -> Schema:
                 "description": "Ready nodes that run at once in one execution",
             },
             "defaultActionTimeout": {
-                **_ref("Duration"),
+                **_ref("PositiveDuration"),
                 "default": defaults["defaultActionTimeout"],
                 "description": "Each attempt's timeout where its node sets none",
             },
             "workflowTimeout": {
-                **_nullable(_ref("Duration")),
+                **_nullable(_ref("PositiveDuration")),
                 "description": "Ends the run as TimedOut (default DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS, one hour)",
             },
             "retryPolicy": _nullable(_ref("RetryPolicy")),
@@ -184,7 +191,7 @@ def _node() -> Schema:
             "edges": {"type": "array", "items": _ref("Edge"), "maxItems": MAX_EDGES_PER_NODE},
             "retryPolicy": _nullable(_ref("RetryPolicy")),
             "timeout": {
-                **_nullable(_ref("Duration")),
+                **_nullable(_ref("PositiveDuration")),
                 "description": "Each attempt's timeout (default: orchestration.defaultActionTimeout)",
             },
             "routePolicy": {
@@ -243,6 +250,7 @@ def _subworkflow_parameters() -> Schema:
 
 def _wait_nodes() -> dict[str, Schema]:
     duration = _or_template(_ref("Duration"))
+    timeout = _or_template(_ref("PositiveDuration"))
     delay = {
         "type": "object",
         "properties": {
@@ -262,7 +270,7 @@ def _wait_nodes() -> dict[str, Schema]:
         "properties": {
             "name": _or_template({"type": "string", "pattern": SIGNAL_NAME_PATTERN}),
             "correlationKey": _nullable({"type": "string", "minLength": 1, "maxLength": 500}),
-            "timeout": _nullable(duration),
+            "timeout": _nullable(timeout),
         },
         "required": ["name"],
         "additionalProperties": False,
@@ -279,7 +287,7 @@ def _wait_nodes() -> dict[str, Schema]:
                 "anyOf": [{"enum": ["any", "all"]}, {"type": "integer", "minimum": 1}, _ref("Template")],
                 "default": "any",
             },
-            "timeout": _nullable(duration),
+            "timeout": _nullable(timeout),
             "title": _nullable({"type": "string"}),
             "description": _nullable({"type": "string"}),
         },
@@ -306,7 +314,7 @@ def _other_kind_nodes() -> dict[str, Schema]:
                 "pattern": NOT_BLANK,
                 "description": "JavaScript over trigger, nodes and execution; its value becomes the outputs",
             },
-            "timeout": {**_ref("Duration"), "default": f"PT{transforms.DEFAULT_TIMEOUT_SECONDS:g}S"},
+            "timeout": {**_ref("PositiveDuration"), "default": f"PT{transforms.DEFAULT_TIMEOUT_SECONDS:g}S"},
         },
         "required": ["expression"],
         "additionalProperties": False,

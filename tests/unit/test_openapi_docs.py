@@ -189,6 +189,9 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
     "retry maxAttempts 0": (lambda d: d["nodes"][0].update(retryPolicy={"maxAttempts": 0}), False),
     "retry policy": (lambda d: d["nodes"][0].update(retryPolicy={"maxAttempts": 5, "maxDelay": "PT1M"}), True),
     "duration in words": (lambda d: d["nodes"][0].update(timeout="5 minutes"), False),
+    "timeout of zero": (lambda d: d["nodes"][0].update(timeout="PT0S"), False),
+    "signal timeout of zero": (lambda d: _kind(d["nodes"][0], "signal", {"name": "go", "timeout": "PT0.0S"}), False),
+    "delay of zero": (lambda d: _kind(d["nodes"][0], "delay", {"duration": "PT0S"}), True),
     "lower-case duration": (lambda d: d["nodes"][0].update(timeout="pt0.5s"), True),
     "delay with both": (
         lambda d: _kind(d["nodes"][0], "delay", {"duration": "PT1S", "until": "2030-01-01T00:00:00Z"}),
