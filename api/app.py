@@ -12,9 +12,6 @@ from typing import Any
 import structlog
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -40,6 +37,7 @@ from .document_templates import DocumentTemplateController, TemplateSetControlle
 from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
+from .openapi_docs import document_operations, openapi_config
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
@@ -229,22 +227,7 @@ def create_app(settings: Settings) -> Litestar:
         before_request=bind_request_context,
         guards=[refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="DataWorkflows",
-            version=__version__,
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "bearerAuth": SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        bearer_format="JWT",
-                        description="Strict auth mode (DW_AUTH_MODE=strict); loose mode reads X-Principal-Id",
-                    )
-                }
-            ),
-        ),
+        openapi_config=openapi_config(__version__),
         debug=False,
         # Logging is structlog's (dataworkflows.logs); Litestar's default config would take over
         # the root logger.
@@ -252,4 +235,6 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Every /api/v1 route declares its role (or the app refuses to start); OpenAPI documents it.
     check_routes(app)
+    # Readable operation ids, examples and the workflow definition's schema (api/openapi_docs.py).
+    document_operations(app)
     return app

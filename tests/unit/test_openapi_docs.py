@@ -1,0 +1,305 @@
+"""The OpenAPI document and its docs page: offline assets, readable operation ids, the workflow
+definition's schema (the file in schemas/, the served one, the component), and examples that are true.
+
+One app for the module, without a database: none of these routes reads it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from litestar.testing import TestClient
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from dataworkflows.actions import ActionRegistry, builtin_actions
+from dataworkflows.api.app import create_app
+from dataworkflows.api.openapi_docs import ASSETS_DIR, ASSETS_PATH, DEFINITION_SCHEMA_PATH, OPERATION_IDS
+from dataworkflows.api.openapi_examples import ORDER_GRAPH, SIMPLE_ECHO
+from dataworkflows.api.services import services_of
+from dataworkflows.config import Settings
+from dataworkflows.definition_schema import definition_schema, render
+from dataworkflows.examples import example_definitions
+from dataworkflows.validation import registry_parameter_checker, validate_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "schemas" / "workflow-definition.schema.json"
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient[Any]]:
+    # No server listens there: the pool retries in the background; these routes never need it.
+    # Strict mode: the docs, their assets and the schema are public, like the document.
+    settings = Settings(
+        database_url="host=/nonexistent port=1 dbname=none connect_timeout=1",
+        auth_mode="strict",
+        jwt_secret="docs-test-secret-of-at-least-32-bytes!",
+        jwt_issuer="https://issuer.test",
+        jwt_audience="dataworkflows",
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def document(client: TestClient[Any]) -> dict[str, Any]:
+    response = client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield method.upper(), path, item[method]
+
+
+def test_the_docs_page_and_its_assets_come_from_this_server(client: TestClient[Any]) -> None:
+    for page in ("/schema", "/schema/swagger"):
+        response = client.get(page)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+        text = response.text
+        assert "http://" not in text and "https://" not in text and "//" not in re.sub(r"https?://", "", text)
+        referenced = re.findall(r"""(?:src|href)=["']([^"']+)["']""", text)
+        assert {f"{ASSETS_PATH}/swagger-ui-bundle.js", f"{ASSETS_PATH}/swagger-ui.css"} <= set(referenced)
+        assert all(url.startswith("/") and not url.startswith("//") for url in referenced), referenced
+        assert '"url":"/schema/openapi.json"' in text and '"validatorUrl":null' in text
+    for url in referenced:
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert "max-age=31536000" in asset.headers["cache-control"]
+    css = client.get(f"{ASSETS_PATH}/swagger-ui.css").text
+    assert "@import" not in css
+    assert not [u for u in re.findall(r"url\(([^)]*)\)", css) if not u.strip("'\"").startswith("data:")]
+    # The assets' licence and where they came from ship with them.
+    assert {"LICENSE", "NOTICE", "SOURCE.md"} <= {p.name for p in ASSETS_DIR.iterdir()}
+    # The old CDN page is gone (an HTML 404, not a blank page).
+    assert client.get("/schema/scalar").status_code == 404
+
+
+def test_the_new_routes_never_answer_500(client: TestClient[Any]) -> None:
+    probes: list[tuple[str, str]] = [
+        ("POST", DEFINITION_SCHEMA_PATH),
+        ("DELETE", "/schema"),
+        ("HEAD", DEFINITION_SCHEMA_PATH),
+        ("GET", f"{DEFINITION_SCHEMA_PATH}?x=%ff&x=1"),
+        ("GET", f"{ASSETS_PATH}/nope.js"),
+        ("GET", f"{ASSETS_PATH}/"),
+        ("GET", f"{ASSETS_PATH}/..%2f..%2fapp.py"),
+        ("GET", f"{ASSETS_PATH}/%2e%2e/%2e%2e/openapi_docs.py"),
+        ("GET", f"{ASSETS_PATH}/swagger-ui.css%00.js"),
+        ("GET", f"{ASSETS_PATH}/{'a' * 5000}"),
+        ("POST", f"{ASSETS_PATH}/swagger-ui.css"),
+        ("GET", "/schema/assets"),
+        ("GET", "/schema/swagger?url=https://evil.example/x.json"),
+    ]
+    for method, url in probes:
+        response = client.request(method, url)
+        assert response.status_code < 500, (method, url, response.status_code)
+        assert b"__future__" not in response.content, (method, url)
+    # The routes above answered without a token in strict mode (an /api/v1 request would be a 401,
+    # after the rate limiter's wait for the database this app does not have).
+    assert services_of(client.app.state).settings.auth_mode == "strict"
+
+
+def test_every_operation_has_a_readable_unique_id(document: dict[str, Any]) -> None:
+    ids = {}
+    for method, path, operation in operations(document):
+        operation_id = operation.get("operationId")
+        assert OPERATION_IDS.get((method, path)) == operation_id, f"add {method} {path} to OPERATION_IDS"
+        assert re.fullmatch(r"[a-z]+(?:[A-Z][a-z0-9]*)+", operation_id), operation_id
+        assert operation_id not in ids, f"{operation_id}: {ids.get(operation_id)} and {method} {path}"
+        ids[operation_id] = f"{method} {path}"
+    # No line in the table names a route that is gone.
+    assert set(OPERATION_IDS.values()) == set(ids)
+    assert {"listExecutions", "getExecution", "createWorkflow", "executeWorkflow"} <= set(ids)
+
+
+def test_the_schema_file_is_what_the_code_generates_and_what_the_api_serves(client: TestClient[Any]) -> None:
+    generated = definition_schema(ActionRegistry(builtin_actions()))
+    jsonschema.Draft202012Validator.check_schema(generated)
+    assert SCHEMA_FILE.read_text() == render(generated), (
+        "regenerate it: python -m dataworkflows.definition_schema schemas/workflow-definition.schema.json"
+    )
+    served = client.get(DEFINITION_SCHEMA_PATH)
+    assert served.status_code == 200 and served.headers["content-type"].startswith("application/schema+json")
+    # This installation has no actions from other packages: the served schema is the file's.
+    assert served.json() == generated
+
+
+def test_every_fixture_workflow_and_example_validates(validator: jsonschema.Draft202012Validator) -> None:
+    # What `up` loads as workflows, and every file named like one.
+    fixtures = dict(example_definitions())
+    for path in (ROOT / "fixtures").glob("**/*-workflow.json"):
+        fixtures.setdefault(str(path.relative_to(ROOT / "fixtures")), json.loads(path.read_text()))
+    assert len(fixtures) >= 18
+    check = registry_parameter_checker(ActionRegistry(builtin_actions()))
+    for name, definition in sorted(fixtures.items()):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(definition)]
+        assert not errors, f"{name}: {errors}"
+    for example in (SIMPLE_ECHO, ORDER_GRAPH):
+        assert not list(validator.iter_errors(example))
+        assert validate_definition(example, check_parameters=check) == []
+
+
+def _mutate(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    definition = copy.deepcopy(SIMPLE_ECHO)
+    change(definition)
+    return definition
+
+
+def _kind(node: dict[str, Any], kind: str, parameters: dict[str, Any]) -> None:
+    node.pop("actionType", None)
+    node.update(nodeType=kind, parameters=parameters)
+
+
+MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
+    # name: (change to simple-echo, whether it stays valid)
+    "unknown top-level field": (lambda d: d.update(extra=1), False),
+    "id with a space": (lambda d: d.update(id="bad id"), False),
+    "no nodes": (lambda d: d.update(nodes=[]), False),
+    "unknown node kind": (lambda d: d["nodes"][0].update(nodeType="bogus"), False),
+    "action without actionType": (lambda d: d["nodes"][0].pop("actionType"), False),
+    "unknown action type": (lambda d: d["nodes"][0].update(actionType="nope.nothing"), False),
+    "unknown parameter": (lambda d: d["nodes"][0]["parameters"].update(bogus=1), False),
+    "http.request without parameters": (
+        lambda d: (d["nodes"][0].update(actionType="http.request"), d["nodes"][0].pop("parameters")),
+        False,
+    ),
+    "core.echo without parameters": (lambda d: d["nodes"][0].pop("parameters"), True),
+    "parameter of the wrong type": (lambda d: d["nodes"][0]["parameters"].update(delayMs="slow"), False),
+    "templated parameter": (lambda d: d["nodes"][0]["parameters"].update(delayMs="{{ trigger.ms }}"), True),
+    "transform with an actionType": (lambda d: d["nodes"][0].update(nodeType="transform"), False),
+    "transform": (lambda d: _kind(d["nodes"][0], "transform", {"expression": "trigger.n + 1"}), True),
+    "transform without expression": (lambda d: _kind(d["nodes"][0], "transform", {"timeout": "PT1S"}), False),
+    "retry maxAttempts 0": (lambda d: d["nodes"][0].update(retryPolicy={"maxAttempts": 0}), False),
+    "retry policy": (lambda d: d["nodes"][0].update(retryPolicy={"maxAttempts": 5, "maxDelay": "PT1M"}), True),
+    "duration in words": (lambda d: d["nodes"][0].update(timeout="5 minutes"), False),
+    "timeout of zero": (lambda d: d["nodes"][0].update(timeout="PT0S"), False),
+    "signal timeout of zero": (lambda d: _kind(d["nodes"][0], "signal", {"name": "go", "timeout": "PT0.0S"}), False),
+    "delay of zero": (lambda d: _kind(d["nodes"][0], "delay", {"duration": "PT0S"}), True),
+    "lower-case duration": (lambda d: d["nodes"][0].update(timeout="pt0.5s"), True),
+    "delay with both": (
+        lambda d: _kind(d["nodes"][0], "delay", {"duration": "PT1S", "until": "2030-01-01T00:00:00Z"}),
+        False,
+    ),
+    "delay until a time without offset": (
+        lambda d: _kind(d["nodes"][0], "delay", {"until": "2030-01-01T00:00:00"}),
+        True,
+    ),
+    "templated delay": (lambda d: _kind(d["nodes"][0], "delay", {"duration": "{{ trigger.wait }}"}), True),
+    "signal without name": (lambda d: _kind(d["nodes"][0], "signal", {"timeout": "PT1H"}), False),
+    "forEach with action and subworkflow": (
+        lambda d: _kind(
+            d["nodes"][0],
+            "forEach",
+            {"items": [1], "action": {"actionType": "core.echo"}, "subworkflow": {"workflowId": "x"}},
+        ),
+        False,
+    ),
+    "forEach concurrency 0": (
+        lambda d: _kind(
+            d["nodes"][0], "forEach", {"items": [1], "action": {"actionType": "core.echo"}, "concurrency": 0}
+        ),
+        False,
+    ),
+    "subworkflow with a templated id": (
+        lambda d: _kind(d["nodes"][0], "subworkflow", {"workflowId": "{{ trigger.wf }}"}),
+        False,
+    ),
+    "edge when maybe": (lambda d: d["nodes"][0].update(edges=[{"targetNode": "echo2", "when": "maybe"}]), False),
+    "blank condition": (lambda d: d["nodes"][0].update(edges=[{"targetNode": "echo2", "condition": " "}]), False),
+    "maxParallelActions 0": (lambda d: d.update(orchestration={"maxParallelActions": 0}), False),
+}
+
+
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_the_schema_and_the_validator_agree(name: str, validator: jsonschema.Draft202012Validator) -> None:
+    change, valid = MUTATIONS[name]
+    definition = _mutate(change)
+    check = registry_parameter_checker(ActionRegistry(builtin_actions()))
+    assert validator.is_valid(definition) is valid
+    assert (validate_definition(definition, check_parameters=check) == []) is valid
+
+
+def _refs(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "$ref" and isinstance(item, str):
+                yield item
+            else:
+                yield from _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item)
+
+
+def test_the_definition_is_a_component_that_the_bodies_use(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for path, method in (("/api/v1/workflows", "post"), ("/api/v1/workflows/{workflow_id}", "put")):
+        body = document["paths"][path][method]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": "#/components/schemas/WorkflowDefinition"}
+    assert schemas["WorkflowDefinition"]["required"] == ["id", "displayName", "startNode", "nodes"]
+    assert {"WorkflowDefinition.Node", "WorkflowDefinition.Parameters.http.request"} <= set(schemas)
+    assert "#/components/schemas/WorkflowDefinition" in json.dumps(schemas["WorkflowRead"]["properties"]["definition"])
+    # Every reference in the document names something in it.
+    for ref in set(_refs(document)):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    assert all(name in schemas for name in ("ProblemDetails", "ExecuteRequest", "ExecutionRead"))
+
+
+def test_the_examples_match_their_schemas(document: dict[str, Any]) -> None:
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:openapi", Resource.from_contents(document, default_specification=DRAFT202012)
+    )
+    seen = set()
+    for method, path, operation in operations(document):
+        pointer = f"urn:openapi#/paths/{path.replace('~', '~0').replace('/', '~1')}/{method.lower()}"
+        media = [("requestBody", operation.get("requestBody", {}))]
+        media += [(f"responses/{status}", answer) for status, answer in operation["responses"].items()]
+        for where, holder in media:
+            for media_type, content in holder.get("content", {}).items():
+                for name, example in content.get("examples", {}).items():
+                    schema = {"$ref": f"{pointer}/{where}/content/{media_type.replace('/', '~1')}/schema"}
+                    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+                    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(example["value"])]
+                    assert not errors, f"{operation['operationId']} {where} {name}: {errors}"
+                    seen.add((operation["operationId"], where.split("/")[-1]))
+    expected = {("createWorkflow", "requestBody"), ("createWorkflow", "201"), ("executeWorkflow", "requestBody")}
+    expected |= {("executeWorkflow", "202"), ("getExecution", "200"), ("listExecutions", "200")}
+    expected |= {("createWorkflow", "422"), ("executeWorkflow", "409"), ("getExecution", "404")}
+    assert expected <= seen, expected - seen
+
+
+def test_an_installed_action_whose_parameters_have_no_json_schema_is_an_object() -> None:
+    import msgspec
+
+    class OddParams(msgspec.Struct):
+        ratio: complex
+
+    class OddAction:
+        type_name = "acme.odd"
+        description = "Parameters msgspec cannot describe"
+        connector = "acme"
+        Params = OddParams
+
+        async def execute(self, ctx: Any, params: Any) -> Any:
+            raise NotImplementedError
+
+    schema = definition_schema(ActionRegistry([*builtin_actions(), OddAction()]))
+    assert schema["$defs"]["Parameters.acme.odd"]["type"] == "object"
+    assert "acme.odd" in schema["$defs"]["ActionType"]["enum"]
