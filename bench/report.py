@@ -129,6 +129,8 @@ def verdict(met: bool | None, figure: Any, op: str | None) -> str:
 
 def target_label(target: Target, results: dict[str, Any]) -> str:
     """The target's name with the measured size where it matters (1,000 in flight, 100,000 waiting)."""
+    if dig(results, target.path) is None:
+        return target.name
     if target.path == "engine.memory.inflight.rss_mb":
         return f"worker RSS, {fmt(dig(results, 'engine.memory.inflight.executions'))} executions in flight"
     if target.path == "engine.memory.waiting.rss_mb":
@@ -382,15 +384,6 @@ def print_report(results: dict[str, Any], write: Callable[[str], None] = print) 
 START, END = "<!-- perf:table -->", "<!-- perf:table:end -->"
 
 
-def _scale_cell(results: dict[str, Any]) -> str:
-    points = dig(results, "engine.scale_out.points") or []
-    return "; ".join(
-        f"{p['workers']}: {fmt(p['steps_per_second'], 0)} (workers {fmt(p['cpu']['worker_cores'], 2)} + PostgreSQL"
-        f" {fmt(p['cpu']['postgres_cores'], 2)} cores)"
-        for p in points
-    )
-
-
 def readme_table(results: dict[str, Any]) -> str:
     """The README's Performance table from one results file: the figures, then each target with met / not met."""
     machine, sizes = results["machine"], results["sizes"]
@@ -430,11 +423,17 @@ def readme_table(results: dict[str, Any]) -> str:
         "DBOS Transact two-step workflows: steps/s",
         "skipped" if "skipped" in dbos else fmt(dbos.get("steps_per_second"), 0),
     )
-    add("scale-out, steps/s by worker processes (CPU: cores busy)", _scale_cell(results) or "-")
+    for point in dig(results, "engine.scale_out.points") or []:
+        cpu = point["cpu"]
+        add(
+            f"scale-out, {point['workers']} worker process{'es' if point['workers'] > 1 else ''}: steps/s"
+            " (cores busy: workers + PostgreSQL)",
+            f"{fmt(point['steps_per_second'], 0)} ({fmt(cpu['worker_cores'], 2)} + {fmt(cpu['postgres_cores'], 2)})",
+        )
     for name, figure, goal, outcome in target_lines(results):
         add(
-            name,
-            figure.replace("->", "→"),
+            name.replace("->", "→"),
+            figure,
             goal.replace(">=", "≥").replace("<=", "≤"),
             "" if outcome == "figure" else outcome,
         )

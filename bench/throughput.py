@@ -55,7 +55,7 @@ from baselines import NOOP_QUEUE, bench_commits, bench_conditions, bench_pool_ch
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
 from dbos_peer import bench_dbos
-from engine_phases import bench_engine
+from engine_phases import bench_engine, memory
 from figures import fmt, percentile, progress, ratio
 from harness import (
     BENCH_DIR,
@@ -156,9 +156,12 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
         results["engine"] = await bench_engine(conninfo, monitor, sizes, args, workdir)
         if not args.skip_peer:
             results["peer"] = {"dbos": await bench_dbos(conninfo, monitor, sizes, workdir)}
-    if not args.skip_conditions:
-        progress(f"conditions: {sizes.condition_evals} sequential evaluations")
-        results["conditions"] = await bench_conditions(sizes)
+        if not args.skip_conditions:
+            progress(f"conditions: {sizes.condition_evals} sequential evaluations")
+            results["conditions"] = await bench_conditions(sizes)
+        if not args.skip_memory:  # last: with 100,000 runs to park it is the longest phase
+            results["engine"]["memory"], records = await memory(conninfo, monitor, sizes, workdir)
+            results["engine"]["workers"].extend(records)
     results["ratios"] = compute_ratios(results)
     results["targets"] = evaluate_targets(results)
     return results
