@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -282,10 +283,31 @@ async def scale_out(
                 "postgres_share_of_cpu": ratio(cpu["postgres_cpu_seconds"], busy),
             }
         )
-    one = next((p["steps_per_second"] for p in points if p["workers"] == 1), None)
+    one = next((p for p in points if p["workers"] == 1), None)
     for point in points:
-        point["speedup_vs_1_worker"] = ratio(point["steps_per_second"], one)
-    return {"points": points}, exits
+        point["speedup_vs_1_worker"] = ratio(point["steps_per_second"], one["steps_per_second"] if one else None)
+    return {"points": points, "model": cpu_model(one["cpu_ms_per_step"] if one else {})}, exits
+
+
+def cpu_model(per_step: dict[str, float | None]) -> dict[str, float | None]:
+    """Where the ceiling is, from the CPU one step costs (the 1-worker point: the least contended):
+    * a worker process is one Python process, so at most 1000 / worker_ms steps/s (one core);
+    * PostgreSQL needs postgres_ms per step, so one PostgreSQL core carries 1000 / postgres_ms steps/s;
+    * a worker running flat out keeps postgres_ms / worker_ms PostgreSQL cores busy: one more PostgreSQL core
+      per worker_ms / postgres_ms workers;
+    * with every core shared (this machine: workers and PostgreSQL on the same cores), the machine's ceiling is
+      cores * 1000 / (worker_ms + postgres_ms) steps/s."""
+    worker, server = per_step.get("worker"), per_step.get("postgres")
+    cores = os.cpu_count() or 1
+    return {
+        "worker_ms_per_step": worker,
+        "postgres_ms_per_step": server,
+        "steps_per_s_per_worker_core": ratio(1000.0, worker),
+        "steps_per_s_per_postgres_core": ratio(1000.0, server),
+        "workers_per_postgres_core": ratio(worker, server),
+        "cores": cores,
+        "shared_cores_ceiling_steps_per_s": ratio(cores * 1000.0, (worker or 0) + (server or 0)) if worker else None,
+    }
 
 
 async def wait_count(

@@ -264,6 +264,29 @@ def scale_rows(rows: Rows, engine: dict[str, Any]) -> None:
         )
 
 
+def model_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    model = dig(engine, "scale_out.model")
+    if not model or model.get("worker_ms_per_step") is None:
+        return
+    rows.text(
+        "ceiling: steps/s per worker core / per PostgreSQL core",
+        f"{fmt(model['steps_per_s_per_worker_core'], 0)} / {fmt(model['steps_per_s_per_postgres_core'], 0)}",
+        "from the 1-worker point's CPU per step",
+    )
+    rows.add(
+        "ceiling: workers per PostgreSQL core",
+        model["workers_per_postgres_core"],
+        "a worker running flat out keeps 1 / this PostgreSQL cores busy",
+        2,
+    )
+    rows.add(
+        f"ceiling: {model['cores']} shared cores, steps/s",
+        model["shared_cores_ceiling_steps_per_s"],
+        "workers and PostgreSQL on the same cores, all busy",
+        0,
+    )
+
+
 def memory_rows(rows: Rows, engine: dict[str, Any]) -> None:
     memory = engine.get("memory")
     if not memory:
@@ -327,6 +350,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         drain_rows(rows, engine)
         live_rows(rows, engine)
         scale_rows(rows, engine)
+        model_rows(rows, engine)
         memory_rows(rows, engine)
     peer_rows(rows, results)
     cond = results.get("conditions")
@@ -429,6 +453,12 @@ def readme_table(results: dict[str, Any]) -> str:
             f"scale-out, {point['workers']} worker process{'es' if point['workers'] > 1 else ''}: steps/s"
             " (cores busy: workers + PostgreSQL)",
             f"{fmt(point['steps_per_second'], 0)} ({fmt(cpu['worker_cores'], 2)} + {fmt(cpu['postgres_cores'], 2)})",
+        )
+    model = dig(results, "engine.scale_out.model") or {}
+    if model.get("worker_ms_per_step") is not None:
+        add(
+            "ceiling from CPU per step: steps/s per PostgreSQL core; PostgreSQL cores per worker running flat out",
+            f"{fmt(model['steps_per_s_per_postgres_core'], 0)}; {fmt(ratio(1, model['workers_per_postgres_core']), 2)}",
         )
     for name, figure, goal, outcome in target_lines(results):
         add(

@@ -85,6 +85,7 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     p95 = next(line for line in lines if "start latency p95 at half drain capacity" in line)
     assert p95.rstrip().endswith("NOT met")
     assert any("scale-out, 2 worker(s)" in line for line in lines)
+    assert any(line.startswith("ceiling: workers per PostgreSQL core") for line in lines)
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
