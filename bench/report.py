@@ -253,6 +253,8 @@ def scale_rows(rows: Rows, engine: dict[str, Any]) -> None:
     if not scale:
         return
     rows.gap()
+    if "error" in scale:
+        rows.text("scale-out", "failed", scale["error"][:200])
     for point in scale["points"]:
         cpu, per_step = point["cpu"], point["cpu_ms_per_step"]
         rows.add(
@@ -292,6 +294,8 @@ def memory_rows(rows: Rows, engine: dict[str, Any]) -> None:
     if not memory:
         return
     rows.gap()
+    if "error" in memory:
+        rows.text("worker RSS", "failed", memory["error"][:200])
     inflight = memory.get("inflight")
     if inflight:
         rows.add(
@@ -305,7 +309,13 @@ def memory_rows(rows: Rows, engine: dict[str, Any]) -> None:
         rows.add(
             f"worker RSS, {fmt(waiting['executions'])} waiting",
             waiting["rss_mb"],
-            f"MB (it parked them all, {fmt(waiting['parked_per_second'])}/s; leases held {waiting['leases_held']})",
+            f"MB (the worker that parked them, {fmt(waiting['parked_per_second'])}/s; leases held"
+            f" {waiting['leases_held']})"
+            + (
+                f"; only {fmt(waiting['executions'])} of {fmt(waiting['started'])} parked in time"
+                if waiting.get("timed_out")
+                else ""
+            ),
         )
 
 
@@ -314,8 +324,9 @@ def peer_rows(rows: Rows, results: dict[str, Any]) -> None:
     if dbos is None:
         return
     rows.gap()
-    if "skipped" in dbos:
-        rows.text("peer: DBOS Transact", "skipped", dbos["skipped"])
+    if "skipped" in dbos or "error" in dbos:
+        outcome = "skipped" if "skipped" in dbos else "failed"
+        rows.text("peer: DBOS Transact", outcome, dbos.get("skipped") or dbos["error"])
         return
     rows.add(
         "peer: DBOS two-step steps/s",
@@ -427,6 +438,11 @@ def readme_table(results: dict[str, Any]) -> str:
     def add(label: str, figure: str, target: str = "", met: str = "") -> None:
         lines.append(f"| {label} | {figure} | {target} | {met} |")
 
+    add(
+        f"raw single-row commits/s, 1 connection / {sizes['concurrency']} connections",
+        f"{fmt(dig(results, 'commits.single_connection.commits_per_second'), 0)}"
+        f" / {fmt(dig(results, 'commits.concurrent.commits_per_second'), 0)}",
+    )
     add("raw Procrastinate no-op jobs/s", fmt(dig(results, "procrastinate.jobs_per_second"), 0))
     add(
         "2-node backlog: steps/s (executions/s)",
@@ -445,7 +461,7 @@ def readme_table(results: dict[str, Any]) -> str:
     dbos = dig(results, "peer.dbos") or {}
     add(
         "DBOS Transact two-step workflows: steps/s",
-        "skipped" if "skipped" in dbos else fmt(dbos.get("steps_per_second"), 0),
+        "skipped" if "skipped" in dbos else "failed" if "error" in dbos else fmt(dbos.get("steps_per_second"), 0),
     )
     for point in dig(results, "engine.scale_out.points") or []:
         cpu = point["cpu"]
@@ -454,6 +470,10 @@ def readme_table(results: dict[str, Any]) -> str:
             " (cores busy: workers + PostgreSQL)",
             f"{fmt(point['steps_per_second'], 0)} ({fmt(cpu['worker_cores'], 2)} + {fmt(cpu['postgres_cores'], 2)})",
         )
+    add(
+        "one JavaScript condition in the sandbox, mean / p95",
+        f"{fmt(dig(results, 'conditions.mean_us'), 0)} / {fmt(dig(results, 'conditions.p95_us'), 0)} µs",
+    )
     model = dig(results, "engine.scale_out.model") or {}
     if model.get("worker_ms_per_step") is not None:
         add(

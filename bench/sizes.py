@@ -28,6 +28,7 @@ class Sizes:
     inflight: int = 1000
     inflight_hold_ms: int = 20_000
     waiting: int = 100_000
+    waiting_timeout: float = 900.0
     dbos_executions: int = 0
     dbos_timeout: float = 120.0
     dbos_polling_ms: float = 10.0
@@ -61,6 +62,7 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
         inflight=pick(args.inflight, 1000, 100),
         inflight_hold_ms=pick(None, 20_000, 5_000),
         waiting=pick(args.waiting, 100_000, 1000),
+        waiting_timeout=args.waiting_timeout,
         dbos_executions=pick(args.dbos_executions, executions, executions),
         dbos_timeout=args.dbos_timeout,
         dbos_polling_ms=args.dbos_polling_ms,

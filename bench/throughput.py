@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Awaitable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,16 +156,29 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
             results["procrastinate"] = await bench_procrastinate(conninfo, monitor, sizes, workdir)
         results["engine"] = await bench_engine(conninfo, monitor, sizes, args, workdir)
         if not args.skip_peer:
-            results["peer"] = {"dbos": await bench_dbos(conninfo, monitor, sizes, workdir)}
+            results["peer"] = {"dbos": await optional("the DBOS peer", bench_dbos(conninfo, monitor, sizes, workdir))}
         if not args.skip_conditions:
             progress(f"conditions: {sizes.condition_evals} sequential evaluations")
             results["conditions"] = await bench_conditions(sizes)
         if not args.skip_memory:  # last: with 100,000 runs to park it is the longest phase
-            results["engine"]["memory"], records = await memory(conninfo, monitor, sizes, workdir)
-            results["engine"]["workers"].extend(records)
+            try:
+                results["engine"]["memory"], records = await memory(conninfo, monitor, sizes, workdir)
+                results["engine"]["workers"].extend(records)
+            except BenchError as exc:
+                progress(f"WARNING: the memory phase failed: {exc}")
+                results["engine"]["memory"] = {"error": str(exc)}
     results["ratios"] = compute_ratios(results)
     results["targets"] = evaluate_targets(results)
     return results
+
+
+async def optional(name: str, phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A phase whose failure is reported in its place, so that the figures measured before it are kept."""
+    try:
+        return await phase
+    except BenchError as exc:
+        progress(f"WARNING: {name} failed: {exc}")
+        return {"error": str(exc)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -187,6 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--inflight", type=int, help="executions in flight in the memory phase (default 1000)")
     parser.add_argument("--waiting", type=int, help="executions parked in the memory phase (default 100000)")
+    parser.add_argument(
+        "--waiting-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to start and park them; past it, the figure is taken with those parked (default 900)",
+    )
     parser.add_argument("--dbos-executions", type=int, help="DBOS two-step workflows (default: -n)")
     parser.add_argument("--dbos-timeout", type=float, default=120.0, help="seconds allowed to DBOS (default 120)")
     parser.add_argument("--dbos-polling-ms", type=float, default=10.0, help="DBOS queue polling interval (default 10)")
