@@ -483,8 +483,8 @@ def readme_table(results: dict[str, Any]) -> str:
     for name, figure, goal, outcome in target_lines(results):
         add(
             name.replace("->", "→"),
-            figure,
-            goal.replace(">=", "≥").replace("<=", "≤"),
+            figure[:-1] + "\u00d7" if figure.endswith("x") else figure,
+            (goal[:-1] + "\u00d7" if goal.endswith("x") else goal).replace(">=", "≥").replace("<=", "≤"),
             "" if outcome == "figure" else outcome,
         )
     return "\n".join(lines)

@@ -104,7 +104,7 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     updated = report.replace_table(readme, report.readme_table(results))
     assert updated.startswith("before\n" + report.START) and updated.endswith(report.END + "\nafter\n")
     assert "old table" not in updated
-    assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "≥ 1.50x" in updated
+    assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "\u2265 1.50\u00d7" in updated
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
