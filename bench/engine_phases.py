@@ -129,8 +129,8 @@ async def drain_with_workers(
         figures = await execution_figures(monitor, workflow_id)
         usage = cpu.result(figures["span_seconds"])
     finally:
-        for worker in workers:
-            code, stop_seconds = await worker.stop()
+        stopped = await asyncio.gather(*(worker.stop() for worker in workers))
+        for worker, (code, stop_seconds) in zip(workers, stopped, strict=True):
             exits.append(
                 {"phase": label, "exit_code": code, "stop_seconds": stop_seconds, "log": summarize_log(worker.log_path)}
             )
@@ -367,8 +367,11 @@ async def memory(
             )
             async with open_pool(conninfo, pool_size(sizes)) as pool:
                 await start_many(Database(pool), HOLD_ID, sizes.inflight, sizes.start_batch)
-            _, seconds = await wait_count(
-                monitor, HOLD_ID, "Running", sizes.inflight, worker, sizes.inflight_hold_ms / 1000 * 0.8
+            # Measured once all are Running, or (a slow machine) with those Running when the first ones
+            # are about to finish their sleep.
+            limit = sizes.inflight_hold_ms / 1000 * 0.8
+            running, seconds = await wait_count(
+                monitor, HOLD_ID, "Running", sizes.inflight, worker, limit, partial=True
             )
             held = rss_bytes(worker.process.pid)
             await wait_final(monitor, HOLD_ID, sizes.phase_timeout, worker)
@@ -386,13 +389,14 @@ async def memory(
                 }
             )
         results["inflight"] = {
-            "executions": sizes.inflight,
+            "executions": running,
+            "started": sizes.inflight,
             "worker_concurrency": sizes.inflight,
             "seconds_to_all_running": seconds,
             "idle_rss_mb": ratio(idle, mib),
             "rss_mb": ratio(held, mib),
             "rss_mb_after": ratio(after, mib),
-            "kb_per_execution": ratio((held or 0) - (idle or 0), sizes.inflight * 1024) if held and idle else None,
+            "kb_per_execution": ratio((held or 0) - (idle or 0), running * 1024) if held and idle else None,
             "all_succeeded": figures["all_succeeded"],
         }
 

@@ -302,7 +302,12 @@ def memory_rows(rows: Rows, engine: dict[str, Any]) -> None:
             f"worker RSS, {fmt(inflight['executions'])} in flight",
             inflight["rss_mb"],
             f"MB (idle {fmt(inflight['idle_rss_mb'])} MB; {fmt(inflight['kb_per_execution'])} kB per execution;"
-            f" concurrency {inflight['worker_concurrency']})",
+            f" concurrency {inflight['worker_concurrency']})"
+            + (
+                f"; only {fmt(inflight['executions'])} of {fmt(inflight['started'])} Running in time"
+                if inflight.get("started", inflight["executions"]) > inflight["executions"]
+                else ""
+            ),
         )
     waiting = memory.get("waiting")
     if waiting:

@@ -155,7 +155,9 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
             progress(f"procrastinate: {sizes.executions} no-op jobs, one worker at concurrency {sizes.concurrency}")
             results["procrastinate"] = await bench_procrastinate(conninfo, monitor, sizes, workdir)
         results["engine"] = await bench_engine(conninfo, monitor, sizes, args, workdir)
-        if not args.skip_peer:
+        if args.skip_peer:
+            results["peer"] = {"dbos": {"skipped": "--skip-peer"}}
+        else:
             results["peer"] = {"dbos": await optional("the DBOS peer", bench_dbos(conninfo, monitor, sizes, workdir))}
         if not args.skip_conditions:
             progress(f"conditions: {sizes.condition_evals} sequential evaluations")
