@@ -5,9 +5,12 @@ The results JSON (bench/results/throughput-<UTC timestamp>.json) has a stable sc
 (bench/compare.py): a key keeps its meaning once it exists, new figures are new keys, and `schema_version` says
 which keys to expect. Version 1 (no `schema_version` key) had: timestamp, quick, sizes, machine, commits,
 pool_check, procrastinate, engine.{start_backlog, drain, latency, wide, chain, workers}, conditions, ratios,
-total_seconds. Version 2 adds: schema_version, targets, engine.scale_out, engine.memory, peer.dbos, the
-ratio `engine_steps_per_s / dbos_steps_per_s`, engine.drain.cpu_ms_per_step, and p99/max of
-engine.latency.start_to_first_node_ms.
+total_seconds. Version 2 adds: schema_version, targets (name, path, figure, op, threshold, unit, met),
+engine.scale_out (points, model), engine.memory (inflight, waiting), peer.dbos (or peer.dbos.skipped), the
+ratio `engine_steps_per_s / dbos_steps_per_s`, engine.drain.{workers, concurrency_per_worker,
+cpu_ms_per_step}, and p99/max of engine.latency.start_to_first_node_ms. A phase that failed holds
+{"error": ...} in its place. engine.drain.cpu is now counted over the server's own processes (psutil), not
+every process named postgres on the host.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
