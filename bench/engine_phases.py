@@ -1,0 +1,473 @@
+"""The engine's phases of bench/throughput.py: the 2-node backlog drain, start latency, the 1 -> 50 -> 1 fan-out
+and the 20-node chain, scale-out over 1, 2 and 4 worker processes, and a worker's memory with runs in flight
+and with runs waiting.
+
+How "transactions per step" is counted (engine.drain.transactions_per_step, and per scale-out point):
+pg_stat_database's xact_commit + xact_rollback of the bench database, read before the worker starts and
+again after it has exited (a backend flushes its counters lazily, at the latest as it exits; the reading
+connection forces its own flush), minus the statements of the benchmark's own monitoring connection in that
+window (it polls progress every 0.1 s; each statement is one transaction, counted by Monitor). What remains is
+the worker's transactions, over its whole life: start-up (registration, LISTEN) and shutdown are in it (a few
+dozen against thousands of steps), and so is every wake-up of a LISTENing backend by a NOTIFY (PostgreSQL
+runs one transaction to read the notification queue), and any autovacuum/analyze of the bench database's
+tables in the window. It is divided by the Succeeded attempt rows (steps). No start is in the window: the
+backlog is started before, through a pool closed before the first reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dataworkflows.db import Database
+from figures import percentile, progress, ratio
+from harness import (
+    BenchError,
+    Monitor,
+    ProcessCpu,
+    Subprocess,
+    open_pool,
+    postmaster_pid,
+    rss_bytes,
+    summarize_log,
+)
+from sizes import Sizes
+from workloads import (
+    chain_workflow,
+    echo2_workflow,
+    echo_node,
+    engine_worker,
+    execution_figures,
+    publish,
+    report_failures,
+    start_many,
+    start_one,
+    wait_final,
+    wait_registered,
+    wide_workflow,
+)
+
+DRAIN_ID, LATENCY_ID, WIDE_ID, CHAIN_ID = "bench-echo2", "bench-echo2-latency", "bench-wide", "bench-chain"
+HOLD_ID, PARK_ID = "bench-hold", "bench-park"
+
+
+def pool_size(sizes: Sizes) -> int:
+    return max(sizes.start_batch // 5, 10)
+
+
+def hold_workflow(workflow_id: str, hold_ms: int) -> dict[str, Any]:
+    """One echo node that sleeps `hold_ms` in the worker: an execution in flight, holding its lease."""
+    node = echo_node("hold")
+    node["parameters"]["delayMs"] = hold_ms
+    return {"id": workflow_id, "displayName": "Bench: held in flight", "startNode": "hold", "nodes": [node]}
+
+
+def park_workflow(workflow_id: str) -> dict[str, Any]:
+    """A delay of a day, then an echo: the worker takes the run once and parks it (rows only)."""
+    return {
+        "id": workflow_id,
+        "displayName": "Bench: parked on a delay",
+        "startNode": "nap",
+        "nodes": [
+            {"id": "nap", "nodeType": "delay", "parameters": {"duration": "P1D"}, "edges": [{"targetNode": "echo"}]},
+            echo_node("echo", []),
+        ],
+    }
+
+
+async def publish_all(conninfo: str, sizes: Sizes) -> None:
+    async with open_pool(conninfo, pool_size(sizes)) as pool:
+        db = Database(pool)
+        await publish(db, echo2_workflow(DRAIN_ID))
+        await publish(db, echo2_workflow(LATENCY_ID))
+        await publish(db, wide_workflow(WIDE_ID, sizes.wide_fanout))
+        await publish(db, chain_workflow(CHAIN_ID, sizes.chain_length))
+        await publish(db, hold_workflow(HOLD_ID, sizes.inflight_hold_ms))
+        await publish(db, park_workflow(PARK_ID))
+
+
+async def start_backlog(conninfo: str, sizes: Sizes, workflow_id: str, count: int) -> dict[str, Any]:
+    """`count` executions started with no worker running, through a pool closed afterwards (its backends'
+    statistics are flushed before a transaction count starts)."""
+    async with open_pool(conninfo, pool_size(sizes)) as pool:
+        seconds = await start_many(Database(pool), workflow_id, count, sizes.start_batch)
+    return {"executions": count, "seconds": seconds, "starts_per_second": count / seconds}
+
+
+async def drain_with_workers(
+    conninfo: str,
+    monitor: Monitor,
+    sizes: Sizes,
+    workflow_id: str,
+    worker_count: int,
+    workdir: Path,
+    label: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Drains a backlog already started with `worker_count` worker processes (concurrency C each), stopped
+    afterwards. Returns the figures (execution_figures + transactions + CPU) and the workers' exit records."""
+    await monitor.checkpoint()
+    before = await monitor.transactions()
+    workers = [
+        engine_worker(conninfo, sizes.concurrency, workdir / f"engine-worker-{label}-{i}.log")
+        for i in range(worker_count)
+    ]
+    exits: list[dict[str, Any]] = []
+    try:
+        for worker in workers:
+            await worker.start()
+        pids = [w.process.pid for w in workers if w.process is not None]
+        cpu = ProcessCpu(pids, await postmaster_pid(monitor))
+        await wait_final(monitor, workflow_id, sizes.phase_timeout, workers[0], cpu=cpu)
+        for worker in workers[1:]:
+            if worker.returncode is not None:
+                raise BenchError(f"a worker exited (code {worker.returncode}) during {label}")
+        wall = time.perf_counter() - workers[0].spawned_at
+        figures = await execution_figures(monitor, workflow_id)
+        usage = cpu.result(figures["span_seconds"])
+    finally:
+        stopped = await asyncio.gather(*(worker.stop() for worker in workers))
+        for worker, (code, stop_seconds) in zip(workers, stopped, strict=True):
+            exits.append(
+                {"phase": label, "exit_code": code, "stop_seconds": stop_seconds, "log": summarize_log(worker.log_path)}
+            )
+    after = await monitor.transactions()
+    report_failures(label, figures)
+    transactions = Monitor.transactions_between(before, after)
+    steps = figures["steps"]
+    figures.update(
+        workers=worker_count,
+        concurrency_per_worker=sizes.concurrency,
+        wall_seconds_from_spawn=wall,
+        transactions=transactions,
+        transactions_per_execution=ratio(transactions, figures["executions"]),
+        transactions_per_step=ratio(transactions, steps),
+        cpu=usage,
+        cpu_ms_per_step={
+            "worker": ratio(usage["worker_cpu_seconds"] * 1000, steps),
+            "postgres": ratio(usage["postgres_cpu_seconds"] * 1000, steps),
+        },
+    )
+    return figures, exits
+
+
+async def engine_latency(
+    db: Database, monitor: Monitor, sizes: Sizes, workflow_id: str, worker: Subprocess, capacity: float | None
+) -> dict[str, Any]:
+    """Executions started at a steady rate while the worker is listening: request -> first node running.
+
+    Unless --latency-interval-ms is given, the offered load is half the measured drain capacity (the 2-node
+    backlog's executions/s with one worker: one start every 2 / capacity seconds, at most one a millisecond),
+    so that the figure is the pick-up path, not queueing behind a backlog."""
+    count = sizes.latency_executions
+    if sizes.latency_interval_ms is not None:
+        interval = sizes.latency_interval_ms / 1000
+    else:
+        interval = max(0.001, 2 / capacity) if capacity else 0.02
+    progress(f"engine: start latency, {count} executions one every {interval * 1000:.1f} ms")
+    began = time.perf_counter()
+    tasks: list[asyncio.Task[float]] = []
+    for i in range(count):
+        delay = began + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(start_one(db, workflow_id, i)))
+    call_seconds = await asyncio.gather(*tasks)
+    offered = time.perf_counter() - began
+    await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05)
+    rows = await monitor.rows(
+        "SELECT extract(epoch FROM n.started_at - e.created_at)::float8,"
+        " extract(epoch FROM e.ended_at - e.created_at)::float8"
+        " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
+        " WHERE e.workflow_id = %s",
+        (workflow_id,),
+    )
+    first_node = [r[0] * 1000 for r in rows if r[0] is not None]
+    end_to_end = [r[1] * 1000 for r in rows if r[1] is not None]
+    calls = [s * 1000 for s in call_seconds]
+    figures = await execution_figures(monitor, workflow_id)
+    report_failures("start latency", figures)
+    rate = count / offered
+    return {
+        "executions": count,
+        "interval_ms": interval * 1000,
+        "offered_rate_per_second": rate,
+        "offered_load_vs_drain_capacity": ratio(rate, capacity),
+        "all_succeeded": figures["all_succeeded"],
+        "statuses": figures["statuses"],
+        "start_to_first_node_ms": {
+            "p50": percentile(first_node, 50),
+            "p95": percentile(first_node, 95),
+            "p99": percentile(first_node, 99),
+            "max": max(first_node, default=None),
+        },
+        "start_to_end_ms": {"p50": percentile(end_to_end, 50), "p95": percentile(end_to_end, 95)},
+        "start_call_ms": {"p50": percentile(calls, 50), "p95": percentile(calls, 95)},
+    }
+
+
+async def engine_batch(
+    db: Database, monitor: Monitor, sizes: Sizes, workflow_id: str, count: int, worker: Subprocess
+) -> dict[str, Any]:
+    """K executions started at once while the worker runs; steps/s over first started -> last ended."""
+    await monitor.checkpoint()
+    await start_many(db, workflow_id, count, sizes.start_batch)
+    await wait_final(monitor, workflow_id, sizes.phase_timeout, worker)
+    figures = await execution_figures(monitor, workflow_id)
+    report_failures(workflow_id, figures)
+    return figures
+
+
+async def live_phases(
+    conninfo: str, monitor: Monitor, sizes: Sizes, args: argparse.Namespace, workdir: Path, capacity: float | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start latency, fan-out and chain, with one fresh worker listening while the executions are started."""
+    results: dict[str, Any] = {}
+    worker = engine_worker(conninfo, sizes.concurrency, workdir / "engine-worker-rest.log")
+    try:
+        await worker.start()
+        async with open_pool(conninfo, pool_size(sizes)) as pool:
+            db = Database(pool)
+            await wait_registered(monitor, worker)
+            if not args.skip_latency:
+                results["latency"] = await engine_latency(db, monitor, sizes, LATENCY_ID, worker, capacity)
+            if not args.skip_wide:
+                progress(f"engine: wide, {sizes.wide_executions} executions of {sizes.wide_fanout + 2} nodes")
+                results["wide"] = await engine_batch(db, monitor, sizes, WIDE_ID, sizes.wide_executions, worker)
+            if not args.skip_chain:
+                progress(f"engine: chain, {sizes.chain_executions} executions of {sizes.chain_length} nodes")
+                results["chain"] = await engine_batch(db, monitor, sizes, CHAIN_ID, sizes.chain_executions, worker)
+    finally:
+        code, stop_seconds = await worker.stop()
+    record = {"phase": "latency/wide/chain", "exit_code": code, "stop_seconds": stop_seconds}
+    return results, {**record, "log": summarize_log(worker.log_path)}
+
+
+async def scale_out(
+    conninfo: str, monitor: Monitor, sizes: Sizes, workdir: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The same 2-node backlog (S executions, a workflow of its own per point) drained by 1, 2 and 4 worker
+    processes of concurrency C each: steps/s, transactions per step, and the CPU split between the workers
+    and PostgreSQL over the drain window."""
+    points: list[dict[str, Any]] = []
+    exits: list[dict[str, Any]] = []
+    for count in sizes.scale_workers:
+        workflow_id = f"bench-scale-{count}w"
+        async with open_pool(conninfo, pool_size(sizes)) as pool:
+            await publish(Database(pool), echo2_workflow(workflow_id))
+        progress(f"engine: scale-out, {sizes.scale_executions} executions drained by {count} worker(s)")
+        await start_backlog(conninfo, sizes, workflow_id, sizes.scale_executions)
+        figures, records = await drain_with_workers(
+            conninfo, monitor, sizes, workflow_id, count, workdir, f"scale-{count}w"
+        )
+        exits.extend(records)
+        cpu = figures["cpu"]
+        busy = (cpu["worker_cpu_seconds"] or 0.0) + (cpu["postgres_cpu_seconds"] or 0.0)
+        points.append(
+            {
+                "workers": count,
+                "concurrency_per_worker": sizes.concurrency,
+                "executions": figures["executions"],
+                "steps": figures["steps"],
+                "span_seconds": figures["span_seconds"],
+                "steps_per_second": figures["steps_per_second"],
+                "executions_per_second": figures["executions_per_second"],
+                "all_succeeded": figures["all_succeeded"],
+                "transactions_per_step": figures["transactions_per_step"],
+                "cpu": cpu,
+                "cpu_ms_per_step": figures["cpu_ms_per_step"],
+                # Of the CPU the run used (workers + PostgreSQL), the share PostgreSQL took.
+                "postgres_share_of_cpu": ratio(cpu["postgres_cpu_seconds"], busy),
+            }
+        )
+    one = next((p for p in points if p["workers"] == 1), None)
+    for point in points:
+        point["speedup_vs_1_worker"] = ratio(point["steps_per_second"], one["steps_per_second"] if one else None)
+    return {"points": points, "model": cpu_model(one["cpu_ms_per_step"] if one else {})}, exits
+
+
+def cpu_model(per_step: dict[str, float | None]) -> dict[str, float | None]:
+    """Where the ceiling is, from the CPU one step costs (the 1-worker point: the least contended):
+    * a worker process is one Python process, so at most 1000 / worker_ms steps/s (one core);
+    * PostgreSQL needs postgres_ms per step, so one PostgreSQL core carries 1000 / postgres_ms steps/s;
+    * a worker running flat out keeps postgres_ms / worker_ms PostgreSQL cores busy: one more PostgreSQL core
+      per worker_ms / postgres_ms workers;
+    * with every core shared (this machine: workers and PostgreSQL on the same cores), the machine's ceiling is
+      cores * 1000 / (worker_ms + postgres_ms) steps/s."""
+    worker, server = per_step.get("worker"), per_step.get("postgres")
+    cores = os.cpu_count() or 1
+    return {
+        "worker_ms_per_step": worker,
+        "postgres_ms_per_step": server,
+        "steps_per_s_per_worker_core": ratio(1000.0, worker),
+        "steps_per_s_per_postgres_core": ratio(1000.0, server),
+        "workers_per_postgres_core": ratio(worker, server),
+        "cores": cores,
+        "shared_cores_ceiling_steps_per_s": ratio(cores * 1000.0, (worker or 0) + (server or 0)) if worker else None,
+    }
+
+
+async def wait_count(
+    monitor: Monitor,
+    workflow_id: str,
+    status: str,
+    target: int,
+    worker: Subprocess,
+    limit_seconds: float,
+    *,
+    partial: bool = False,
+) -> tuple[int, float]:
+    """Until `target` executions of the workflow have `status`: (how many have it, seconds waited). Past
+    `limit_seconds` it raises, or with `partial` returns what it reached."""
+    started = time.perf_counter()
+    while True:
+        count = int(
+            await monitor.value(
+                "SELECT count(*) FROM dw.executions WHERE workflow_id = %s AND status = %s", (workflow_id, status)
+            )
+        )
+        waited = time.perf_counter() - started
+        if count >= target:
+            return count, waited
+        if worker.returncode is not None:
+            raise BenchError(f"the worker exited (code {worker.returncode}) with {count} of {target} {status}")
+        if waited > limit_seconds:
+            if partial:
+                return count, waited
+            raise BenchError(f"only {count} of {target} executions of {workflow_id} {status} after {limit_seconds:g}s")
+        await asyncio.sleep(0.5 if partial else 0.2)
+
+
+async def memory(
+    conninfo: str, monitor: Monitor, sizes: Sizes, workdir: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A worker's resident memory (psutil RSS of the worker process; helper processes apart):
+    * idle, once registered;
+    * with `inflight` executions in flight at once: a worker of concurrency `inflight`, each execution
+      holding its lease while its one echo node sleeps `inflight_hold_ms`;
+    * with `waiting` executions parked on a one-day delay (rows only: no lease, no slot), measured on the
+      worker that parked them all, once they are parked; past --waiting-timeout, with those parked by then
+      (`executions` is how many were parked, `timed_out` says so)."""
+    results: dict[str, Any] = {}
+    exits: list[dict[str, Any]] = []
+    mib = 1024 * 1024
+
+    if sizes.inflight:
+        worker = engine_worker(conninfo, sizes.inflight, workdir / "engine-worker-inflight.log")
+        try:
+            await worker.start()
+            assert worker.process is not None
+            await wait_registered(monitor, worker)
+            idle = rss_bytes(worker.process.pid)
+            progress(
+                f"engine: memory, {sizes.inflight} executions in flight (echo sleeping {sizes.inflight_hold_ms} ms)"
+            )
+            async with open_pool(conninfo, pool_size(sizes)) as pool:
+                await start_many(Database(pool), HOLD_ID, sizes.inflight, sizes.start_batch)
+            # Measured once all are Running, or (a slow machine) with those Running when the first ones
+            # are about to finish their sleep.
+            limit = sizes.inflight_hold_ms / 1000 * 0.8
+            running, seconds = await wait_count(
+                monitor, HOLD_ID, "Running", sizes.inflight, worker, limit, partial=True
+            )
+            held = rss_bytes(worker.process.pid)
+            await wait_final(monitor, HOLD_ID, sizes.phase_timeout, worker)
+            after = rss_bytes(worker.process.pid)
+            figures = await execution_figures(monitor, HOLD_ID)
+            report_failures("in flight", figures)
+        finally:
+            code, stop_seconds = await worker.stop()
+            exits.append(
+                {
+                    "phase": "memory: in flight",
+                    "exit_code": code,
+                    "stop_seconds": stop_seconds,
+                    "log": summarize_log(worker.log_path),
+                }
+            )
+        results["inflight"] = {
+            "executions": running,
+            "started": sizes.inflight,
+            "worker_concurrency": sizes.inflight,
+            "seconds_to_all_running": seconds,
+            "idle_rss_mb": ratio(idle, mib),
+            "rss_mb": ratio(held, mib),
+            "rss_mb_after": ratio(after, mib),
+            "kb_per_execution": ratio((held or 0) - (idle or 0), running * 1024) if held and idle else None,
+            "all_succeeded": figures["all_succeeded"],
+        }
+
+    if sizes.waiting:
+        # The worker parks the runs while they are being started (the two overlap: at 100,000 runs each
+        # takes minutes); the figure is taken once all are parked and the last parks have settled.
+        progress(f"engine: memory, {sizes.waiting} executions started and parked on a one-day delay")
+        worker = engine_worker(conninfo, sizes.concurrency, workdir / "engine-worker-waiting.log")
+        try:
+            await worker.start()
+            assert worker.process is not None
+            await wait_registered(monitor, worker)
+            began = time.perf_counter()
+            start = await start_backlog(conninfo, sizes, PARK_ID, sizes.waiting)
+            limit = sizes.waiting_timeout - start["seconds"]
+            parked, _ = await wait_count(monitor, PARK_ID, "Waiting", sizes.waiting, worker, limit, partial=True)
+            park_seconds = time.perf_counter() - began
+            if parked < sizes.waiting:
+                progress(f"engine: memory: only {parked} of {sizes.waiting} parked within --waiting-timeout")
+            await asyncio.sleep(2.0)
+            rss = rss_bytes(worker.process.pid)
+            leases = await monitor.value(
+                "SELECT count(*) FROM dw.executions WHERE workflow_id = %s AND lease_owner IS NOT NULL", (PARK_ID,)
+            )
+        finally:
+            code, stop_seconds = await worker.stop()
+            exits.append(
+                {
+                    "phase": "memory: waiting",
+                    "exit_code": code,
+                    "stop_seconds": stop_seconds,
+                    "log": summarize_log(worker.log_path),
+                }
+            )
+        results["waiting"] = {
+            "executions": parked,
+            "started": sizes.waiting,
+            "timed_out": parked < sizes.waiting,
+            "start_seconds": start["seconds"],
+            "park_seconds": park_seconds,
+            "parked_per_second": ratio(parked, park_seconds),
+            "rss_mb": ratio(rss, mib),
+            "leases_held": leases,
+        }
+    return results, exits
+
+
+async def bench_engine(
+    conninfo: str, monitor: Monitor, sizes: Sizes, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    await publish_all(conninfo, sizes)
+
+    # Backlog: every execution is queued before the worker exists; then one worker drains it.
+    progress(f"engine: starting {sizes.executions} executions ({sizes.start_batch} at a time, no worker yet)")
+    results["start_backlog"] = await start_backlog(conninfo, sizes, DRAIN_ID, sizes.executions)
+    progress(f"engine: one worker (concurrency {sizes.concurrency}) drains the backlog")
+    results["drain"], workers = await drain_with_workers(conninfo, monitor, sizes, DRAIN_ID, 1, workdir, "drain")
+
+    if not (args.skip_latency and args.skip_wide and args.skip_chain):
+        live, record = await live_phases(
+            conninfo, monitor, sizes, args, workdir, results["drain"]["executions_per_second"]
+        )
+        results.update(live)
+        workers.append(record)
+    if not args.skip_scale:
+        try:
+            results["scale_out"], records = await scale_out(conninfo, monitor, sizes, workdir)
+            workers.extend(records)
+        except BenchError as exc:  # the figures measured so far are kept
+            progress(f"WARNING: scale-out failed: {exc}")
+            results["scale_out"] = {"error": str(exc), "points": []}
+    results["workers"] = workers
+    return results

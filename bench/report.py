@@ -1,0 +1,506 @@
+"""bench/throughput.py's results: ratios, the issue-17 targets (met / not met), the printed report, and the README's
+Performance table (`bench/throughput.py --readme README.md [--from results.json]`).
+
+The results JSON (bench/results/throughput-<UTC timestamp>.json) has a stable schema, so that runs can be compared
+(bench/compare.py): a key keeps its meaning once it exists, new figures are new keys, and `schema_version` says
+which keys to expect. Version 1 (no `schema_version` key) had: timestamp, quick, sizes, machine, commits,
+pool_check, procrastinate, engine.{start_backlog, drain, latency, wide, chain, workers}, conditions, ratios,
+total_seconds. Version 2 adds: schema_version, targets (name, path, figure, op, threshold, unit, met),
+engine.scale_out (points, model), engine.memory (inflight, waiting), peer.dbos (or peer.dbos.skipped), the
+ratio `engine_steps_per_s / dbos_steps_per_s`, engine.drain.{workers, concurrency_per_worker,
+cpu_ms_per_step}, and p99/max of engine.latency.start_to_first_node_ms. A phase that failed holds
+{"error": ...} in its place. engine.drain.cpu is now counted over the server's own processes (psutil), not
+every process named postgres on the host.
+
+Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from figures import fmt, ratio
+
+SCHEMA_VERSION = 2
+
+# Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
+# says what else is in the count).
+TRANSACTIONS_NOTE = "pg_stat_database, incl. NOTIFY wake-ups"
+
+
+def dig(results: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path ("engine.drain.steps_per_second"), or None. A ratio's name may hold dots
+    and slashes, so `ratios.` takes the rest of the path as one key."""
+    if path.startswith("ratios."):
+        return results.get("ratios", {}).get(path[len("ratios.") :])
+    value: Any = results
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Same-run ratios. The first seven names are schema version 1's and keep their meaning."""
+    engine = results.get("engine", {})
+    drain = engine.get("drain", {})
+    jobs = results.get("procrastinate", {}).get("jobs_per_second")
+    commits = results.get("commits", {})
+    return {
+        "engine_steps_per_s / procrastinate_jobs_per_s": ratio(drain.get("steps_per_second"), jobs),
+        "engine_executions_per_s / procrastinate_jobs_per_s": ratio(drain.get("executions_per_second"), jobs),
+        "procrastinate_jobs_per_s / commits_per_s (1 conn)": ratio(
+            jobs, commits.get("single_connection", {}).get("commits_per_second")
+        ),
+        "procrastinate_jobs_per_s / commits_per_s (C conns)": ratio(
+            jobs, commits.get("concurrent", {}).get("commits_per_second")
+        ),
+        "wide_steps_per_s / procrastinate_jobs_per_s": ratio(engine.get("wide", {}).get("steps_per_second"), jobs),
+        "chain_steps_per_s / procrastinate_jobs_per_s": ratio(engine.get("chain", {}).get("steps_per_second"), jobs),
+        "engine_transactions_per_step / procrastinate_transactions_per_job": ratio(
+            drain.get("transactions_per_step"), results.get("procrastinate", {}).get("transactions_per_job")
+        ),
+        # Schema version 2.
+        "engine_steps_per_s / dbos_steps_per_s": ratio(
+            drain.get("steps_per_second"), results.get("peer", {}).get("dbos", {}).get("steps_per_second")
+        ),
+    }
+
+
+# -- targets (issue 17) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str  # where the figure is in the results (see dig)
+    op: str | None  # ">=", "<=", or None for a figure printed without a threshold
+    threshold: float | None = None
+    unit: str = "x"
+    digits: int = 2
+
+    def check(self, value: Any) -> bool | None:
+        if value is None or self.op is None or self.threshold is None:
+            return None
+        return bool(value >= self.threshold) if self.op == ">=" else bool(value <= self.threshold)
+
+
+TARGETS = (
+    Target("2-node backlog steps/s / no-op jobs/s", "ratios.engine_steps_per_s / procrastinate_jobs_per_s", ">=", 1.5),
+    Target("transactions per step (2-node backlog)", "engine.drain.transactions_per_step", "<=", 2.0, ""),
+    Target("20-node chain steps/s / no-op jobs/s", "ratios.chain_steps_per_s / procrastinate_jobs_per_s", ">=", 3.0),
+    Target("1->50->1 fan-out steps/s / no-op jobs/s", "ratios.wide_steps_per_s / procrastinate_jobs_per_s", ">=", 2.0),
+    Target(
+        "start latency p95 at half drain capacity", "engine.latency.start_to_first_node_ms.p95", "<=", 10.0, " ms", 1
+    ),
+    Target(
+        "start latency p50 at half drain capacity", "engine.latency.start_to_first_node_ms.p50", "<=", 3.0, " ms", 1
+    ),
+    Target("2-node steps/s / DBOS two-step steps/s", "ratios.engine_steps_per_s / dbos_steps_per_s", ">=", 4.0),
+    Target("worker RSS, executions in flight", "engine.memory.inflight.rss_mb", None, unit=" MB", digits=0),
+    Target("worker RSS, executions waiting (rows only)", "engine.memory.waiting.rss_mb", None, unit=" MB", digits=0),
+)
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its figure from this run and whether it is met (None: not measured or no threshold)."""
+    return [
+        {
+            "name": target.name,
+            "path": target.path,
+            "figure": dig(results, target.path),
+            "op": target.op,
+            "threshold": target.threshold,
+            "unit": target.unit.strip(),
+            "met": target.check(dig(results, target.path)),
+        }
+        for target in TARGETS
+    ]
+
+
+def verdict(met: bool | None, figure: Any, op: str | None) -> str:
+    if figure is None:
+        return "not measured"
+    if op is None:
+        return "figure"
+    return "met" if met else "NOT met"
+
+
+def target_label(target: Target, results: dict[str, Any]) -> str:
+    """The target's name with the measured size where it matters (1,000 in flight, 100,000 waiting)."""
+    if dig(results, target.path) is None:
+        return target.name
+    if target.path == "engine.memory.inflight.rss_mb":
+        return f"worker RSS, {fmt(dig(results, 'engine.memory.inflight.executions'))} executions in flight"
+    if target.path == "engine.memory.waiting.rss_mb":
+        return f"worker RSS, {fmt(dig(results, 'engine.memory.waiting.executions'))} executions waiting (rows only)"
+    return target.name
+
+
+def target_lines(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(name, figure, target, verdict) of every target, for the printed report and the README."""
+    lines = []
+    for target, outcome in zip(TARGETS, evaluate_targets(results), strict=True):
+        figure = outcome["figure"]
+        shown = "-" if figure is None else f"{fmt(float(figure), target.digits)}{target.unit}"
+        goal = "" if target.op is None else f"{target.op} {fmt(target.threshold, target.digits)}{target.unit}"
+        lines.append((target_label(target, results), shown, goal, verdict(outcome["met"], figure, target.op)))
+    return lines
+
+
+# -- the printed report ---------------------------------------------------------------------------
+
+Row = tuple[str, str, str] | None
+
+
+class Rows:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, label: str, value: Any, note: str = "", digits: int = 1) -> None:
+        self.rows.append((label, fmt(value, digits), note))
+
+    def text(self, label: str, value: str, note: str = "") -> None:
+        self.rows.append((label, value, note))
+
+    def gap(self) -> None:
+        self.rows.append(None)
+
+    def cpu(self, name: str, cpu: dict[str, Any], units: int, unit: str) -> None:
+        worker, server = cpu["worker_cpu_seconds"], cpu["postgres_cpu_seconds"]
+        self.text(
+            f"{name} CPU per {unit}: worker / postgres",
+            f"{fmt(ratio(worker, units / 1000), 2)} / {fmt(ratio(server, units / 1000), 2)}",
+            f"ms (cores busy: worker {fmt(cpu['worker_cores'], 2)}, postgres {fmt(cpu['postgres_cores'], 2)})",
+        )
+
+
+def baseline_rows(rows: Rows, results: dict[str, Any]) -> None:
+    commits = results.get("commits")
+    if commits:
+        one, many = commits["single_connection"], commits["concurrent"]
+        rows.add("raw commits/s, 1 connection", one["commits_per_second"], f"{one['mean_ms']:.3f} ms per commit")
+        rows.add(f"raw commits/s, {many['connections']} connections", many["commits_per_second"], "aggregate")
+    check = results.get("pool_check")
+    if check:
+        rows.add("pool checkout + SELECT 1, with check", check["with_check"]["mean_us"], "us (engine's make_pool)")
+        rows.add("pool checkout + SELECT 1, no check", check["without_check"]["mean_us"], "us")
+        rows.add("pool check overhead per DB call", check["check_overhead_us"], "us (a socket poll, no round trip)")
+    proc = results.get("procrastinate")
+    if proc:
+        rows.gap()
+        rows.add(
+            "procrastinate no-op jobs/s",
+            proc["jobs_per_second"],
+            f"{proc['jobs_run']} jobs in {proc['span_seconds']:.2f}s (first start -> last end)",
+        )
+        rows.add("procrastinate transactions per job", proc["transactions_per_job"], TRANSACTIONS_NOTE, digits=2)
+        rows.cpu("procrastinate", proc["cpu"], proc["jobs_run"], "job")
+
+
+def drain_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    drain = engine["drain"]
+    rows.gap()
+    rows.add("engine starts/s (no worker, batches)", engine["start_backlog"]["starts_per_second"])
+    rows.add(
+        "engine executions/s (2-node backlog)",
+        drain["executions_per_second"],
+        f"{drain['executions']} in {fmt(drain['span_seconds'], 2)}s (first started -> last ended)",
+    )
+    rows.add("engine steps/s (2-node backlog)", drain["steps_per_second"], f"{drain['steps']} Succeeded attempts")
+    rows.add("engine drain wall time from spawn", drain["wall_seconds_from_spawn"], "s (incl. worker start-up)", 2)
+    rows.add(
+        "engine execution run time (mean)",
+        drain["mean_execution_ms"],
+        f"ms lease taken -> finished; {fmt(drain['mean_in_flight'])} executions in flight on average",
+    )
+    rows.add("engine transactions per execution", drain["transactions_per_execution"], TRANSACTIONS_NOTE, 2)
+    rows.add("engine transactions per step", drain["transactions_per_step"], "", 2)
+    rows.cpu("engine", drain["cpu"], drain["steps"], "step")
+    rows.add("all executions Succeeded", drain["all_succeeded"], str(drain["statuses"]))
+
+
+def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    latency = engine.get("latency")
+    if latency:
+        rows.gap()
+        note = (
+            f"{latency['executions']} starts at {latency['offered_rate_per_second']:.0f}/s"
+            f" ({fmt(latency['offered_load_vs_drain_capacity'], 2)} of drain capacity)"
+        )
+        rows.add("start latency p50 (-> first node)", latency["start_to_first_node_ms"]["p50"], "ms; " + note)
+        rows.add("start latency p95 (-> first node)", latency["start_to_first_node_ms"]["p95"], "ms")
+        rows.add("start -> execution end p50", latency["start_to_end_ms"]["p50"], "ms")
+        rows.add("start -> execution end p95", latency["start_to_end_ms"]["p95"], "ms")
+        calls = latency["start_call_ms"]
+        rows.text("start call round trip p50 / p95", f"{fmt(calls['p50'], 2)} / {fmt(calls['p95'], 2)}", "ms")
+    for key, label in (("wide", "wide (1 -> 50 -> 1)"), ("chain", "chain (20 nodes)")):
+        figures = engine.get(key)
+        if figures:
+            rows.gap()
+            rows.add(
+                f"{label} steps/s",
+                figures["steps_per_second"],
+                f"{figures['executions']} executions, {figures['steps']} steps in {fmt(figures['span_seconds'], 2)}s",
+            )
+            rows.add(f"{label} executions/s", figures["executions_per_second"], "", 2)
+            rows.add(f"{label} all Succeeded", figures["all_succeeded"], str(figures["statuses"]))
+
+
+def scale_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    scale = engine.get("scale_out")
+    if not scale:
+        return
+    rows.gap()
+    if "error" in scale:
+        rows.text("scale-out", "failed", scale["error"][:200])
+    for point in scale["points"]:
+        cpu, per_step = point["cpu"], point["cpu_ms_per_step"]
+        rows.add(
+            f"scale-out, {point['workers']} worker(s) x {point['concurrency_per_worker']}: steps/s",
+            point["steps_per_second"],
+            f"x{fmt(point['speedup_vs_1_worker'], 2)} of 1 worker; cores busy: workers {fmt(cpu['worker_cores'], 2)},"
+            f" postgres {fmt(cpu['postgres_cores'], 2)}; CPU ms/step {fmt(per_step['worker'], 2)} +"
+            f" {fmt(per_step['postgres'], 2)}; {fmt(point['transactions_per_step'], 2)} transactions/step",
+        )
+
+
+def model_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    model = dig(engine, "scale_out.model")
+    if not model or model.get("worker_ms_per_step") is None:
+        return
+    rows.text(
+        "ceiling: steps/s per worker core / per PostgreSQL core",
+        f"{fmt(model['steps_per_s_per_worker_core'], 0)} / {fmt(model['steps_per_s_per_postgres_core'], 0)}",
+        "from the 1-worker point's CPU per step",
+    )
+    rows.add(
+        "ceiling: workers per PostgreSQL core",
+        model["workers_per_postgres_core"],
+        "a worker running flat out keeps 1 / this PostgreSQL cores busy",
+        2,
+    )
+    rows.add(
+        f"ceiling: {model['cores']} shared cores, steps/s",
+        model["shared_cores_ceiling_steps_per_s"],
+        "workers and PostgreSQL on the same cores, all busy",
+        0,
+    )
+
+
+def memory_rows(rows: Rows, engine: dict[str, Any]) -> None:
+    memory = engine.get("memory")
+    if not memory:
+        return
+    rows.gap()
+    if "error" in memory:
+        rows.text("worker RSS", "failed", memory["error"][:200])
+    inflight = memory.get("inflight")
+    if inflight:
+        rows.add(
+            f"worker RSS, {fmt(inflight['executions'])} in flight",
+            inflight["rss_mb"],
+            f"MB (idle {fmt(inflight['idle_rss_mb'])} MB; {fmt(inflight['kb_per_execution'])} kB per execution;"
+            f" concurrency {inflight['worker_concurrency']})"
+            + (
+                f"; only {fmt(inflight['executions'])} of {fmt(inflight['started'])} Running in time"
+                if inflight.get("started", inflight["executions"]) > inflight["executions"]
+                else ""
+            ),
+        )
+    waiting = memory.get("waiting")
+    if waiting:
+        rows.add(
+            f"worker RSS, {fmt(waiting['executions'])} waiting",
+            waiting["rss_mb"],
+            f"MB (the worker that parked them, {fmt(waiting['parked_per_second'])}/s; leases held"
+            f" {waiting['leases_held']})"
+            + (
+                f"; only {fmt(waiting['executions'])} of {fmt(waiting['started'])} parked in time"
+                if waiting.get("timed_out")
+                else ""
+            ),
+        )
+
+
+def peer_rows(rows: Rows, results: dict[str, Any]) -> None:
+    dbos = results.get("peer", {}).get("dbos")
+    if dbos is None:
+        return
+    rows.gap()
+    if "skipped" in dbos or "error" in dbos:
+        outcome = "skipped" if "skipped" in dbos else "failed"
+        rows.text("peer: DBOS Transact", outcome, dbos.get("skipped") or dbos["error"])
+        return
+    rows.add(
+        "peer: DBOS two-step steps/s",
+        dbos["steps_per_second"],
+        f"{dbos['succeeded']} of {dbos['workflows']} workflows in {fmt(dbos['span_seconds'], 2)}s; dbos"
+        f" {dbos['dbos_version']}, 1 process, queue concurrency {dbos['queue_worker_concurrency']}"
+        + ("; TIMED OUT" if dbos.get("timed_out") else ""),
+    )
+    cpu = dbos.get("cpu")
+    if cpu and dbos["steps"]:
+        rows.cpu("peer: DBOS", cpu, dbos["steps"], "step")
+
+
+def header(results: dict[str, Any]) -> list[str]:
+    machine, sizes = results["machine"], results["sizes"]
+    settings = machine["postgresql_settings"]
+    return [
+        f"DataWorkflows throughput  |  nproc {machine['nproc']}  |  PostgreSQL {settings['server_version']}  |  "
+        f"fsync {settings['fsync']}, synchronous_commit {settings['synchronous_commit']}",
+        f"{machine['platform']}  |  Python {machine['python']}  |  procrastinate {machine['procrastinate']}"
+        f"  |  git {machine['git'] or '-'}",
+        f"database: {machine['database']}  |  N={sizes['executions']} C={sizes['concurrency']} "
+        f"M={sizes['commits']} K={sizes['wide_executions']}/{sizes['chain_executions']}",
+    ]
+
+
+def report_lines(results: dict[str, Any]) -> list[str]:
+    rows = Rows()
+    baseline_rows(rows, results)
+    engine = results.get("engine")
+    if engine:
+        drain_rows(rows, engine)
+        live_rows(rows, engine)
+        scale_rows(rows, engine)
+        model_rows(rows, engine)
+        memory_rows(rows, engine)
+    peer_rows(rows, results)
+    cond = results.get("conditions")
+    if cond:
+        rows.gap()
+        rows.add("JS condition mean", cond["mean_us"], f"us over {cond['evaluations']} sequential evaluations")
+        rows.add("JS condition p95", cond["p95_us"], "us")
+        rows.add("JS condition p95 under 1 ms", cond["under_1ms"], "")
+    rows.gap()
+    for label, value in results["ratios"].items():
+        rows.text(label, fmt(value, 3))
+
+    present = [r for r in rows.rows if r]
+    width = max(len(r[0]) for r in present) + 2
+    vwidth = max(len(r[1]) for r in present) + 2
+    line = "-" * (width + vwidth + 50)
+    out = ["", line, *header(results), line]
+    for r in rows.rows:
+        out.append("" if r is None else f"{r[0]:<{width}}{r[1]:>{vwidth}}  {r[2]}".rstrip())
+    out.append(line)
+    out.append("targets (issue 17), same-run figures:")
+    targets = target_lines(results)
+    tw = max(len(t[0]) for t in targets) + 2
+    for name, figure, goal, outcome in targets:
+        out.append(f"  {name:<{tw}}{figure:>14}  {goal:<10}  {outcome}")
+    out.append(line)
+    out.extend(worker_lines(results))
+    return out
+
+
+def worker_lines(results: dict[str, Any]) -> list[str]:
+    out = []
+    for worker in results.get("engine", {}).get("workers", []):
+        logs = worker["log"]
+        out.append(
+            f"engine worker ({worker['phase']}): exit code {worker['exit_code']} {worker['stop_seconds']:.2f}s after"
+            f" SIGTERM; log lines at warning+: {logs['lines_by_level'] or 'none'}"
+        )
+        out.extend(f"  {sample}" for sample in logs["samples"])
+    for key, title in (("procrastinate", "no-op worker output:"), ("peer.dbos", "DBOS drain output:")):
+        logs = dig(results, key + ".log")
+        if logs and logs["samples"]:
+            out.append(title)
+            out.extend(f"  {sample}" for sample in logs["samples"])
+    return out
+
+
+def print_report(results: dict[str, Any], write: Callable[[str], None] = print) -> None:
+    for line in report_lines(results):
+        write(line)
+
+
+# -- the README table -------------------------------------------------------------------------------
+
+START, END = "<!-- perf:table -->", "<!-- perf:table:end -->"
+
+
+def readme_table(results: dict[str, Any]) -> str:
+    """The README's Performance table from one results file: the figures, then each target with met / not met."""
+    machine, sizes = results["machine"], results["sizes"]
+    settings = machine["postgresql_settings"]
+    drain = dig(results, "engine.drain") or {}
+    lines = [
+        f"Run {results['timestamp']}, git {machine.get('git') or '-'}, {machine['nproc']} cores, PostgreSQL "
+        f"{settings['server_version']} (fsync {settings['fsync']}), one worker process at concurrency "
+        f"{sizes['concurrency']} unless said, {sizes['executions']:,}-run backlogs"
+        + (" (--quick)" if results.get("quick") else "")
+        + ":",
+        "",
+        "| measurement | figure | target | met |",
+        "|---|---:|---|---|",
+    ]
+
+    def add(label: str, figure: str, target: str = "", met: str = "") -> None:
+        lines.append(f"| {label} | {figure} | {target} | {met} |")
+
+    add(
+        f"raw single-row commits/s, 1 connection / {sizes['concurrency']} connections",
+        f"{fmt(dig(results, 'commits.single_connection.commits_per_second'), 0)}"
+        f" / {fmt(dig(results, 'commits.concurrent.commits_per_second'), 0)}",
+    )
+    add("raw Procrastinate no-op jobs/s", fmt(dig(results, "procrastinate.jobs_per_second"), 0))
+    add(
+        "2-node backlog: steps/s (executions/s)",
+        f"{fmt(drain.get('steps_per_second'), 0)} ({fmt(drain.get('executions_per_second'), 0)})",
+    )
+    per_step = drain.get("cpu_ms_per_step") or {}
+    add(
+        "2-node backlog: CPU per step, worker + PostgreSQL",
+        f"{fmt(per_step.get('worker'), 2)} + {fmt(per_step.get('postgres'), 2)} ms",
+    )
+    add(
+        "20-node chain / 1→50→1 fan-out: steps/s",
+        f"{fmt(dig(results, 'engine.chain.steps_per_second'), 0)}"
+        f" / {fmt(dig(results, 'engine.wide.steps_per_second'), 0)}",
+    )
+    dbos = dig(results, "peer.dbos") or {}
+    add(
+        "DBOS Transact two-step workflows: steps/s",
+        "skipped" if "skipped" in dbos else "failed" if "error" in dbos else fmt(dbos.get("steps_per_second"), 0),
+    )
+    for point in dig(results, "engine.scale_out.points") or []:
+        cpu = point["cpu"]
+        add(
+            f"scale-out, {point['workers']} worker process{'es' if point['workers'] > 1 else ''}: steps/s"
+            " (cores busy: workers + PostgreSQL)",
+            f"{fmt(point['steps_per_second'], 0)} ({fmt(cpu['worker_cores'], 2)} + {fmt(cpu['postgres_cores'], 2)})",
+        )
+    add(
+        "one JavaScript condition in the sandbox, mean / p95",
+        f"{fmt(dig(results, 'conditions.mean_us'), 0)} / {fmt(dig(results, 'conditions.p95_us'), 0)} µs",
+    )
+    model = dig(results, "engine.scale_out.model") or {}
+    if model.get("worker_ms_per_step") is not None:
+        add(
+            "ceiling from CPU per step: steps/s per PostgreSQL core; PostgreSQL cores per worker running flat out",
+            f"{fmt(model['steps_per_s_per_postgres_core'], 0)}; {fmt(ratio(1, model['workers_per_postgres_core']), 2)}",
+        )
+    for name, figure, goal, outcome in target_lines(results):
+        add(
+            name.replace("->", "→"),
+            figure[:-1] + "\u00d7" if figure.endswith("x") else figure,
+            (goal[:-1] + "\u00d7" if goal.endswith("x") else goal).replace(">=", "≥").replace("<=", "≤"),
+            "" if outcome == "figure" else outcome,
+        )
+    return "\n".join(lines)
+
+
+def replace_table(readme: str, table: str) -> str:
+    """The README with the table between its markers replaced."""
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if not pattern.search(readme):
+        raise SystemExit(f"the README has no {START} ... {END} block")
+    return pattern.sub(lambda _: f"{START}\n{table}\n{END}", readme, count=1)

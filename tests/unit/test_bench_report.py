@@ -1,0 +1,127 @@
+"""bench/report.py and bench/compare.py on a canned results file (tests/unit/data/throughput-results.json, from a
+--quick run, worker logs trimmed): the schema's keys, the ratios, the targets' verdicts, the README table and
+the side-by-side comparison. No database, no timing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CANNED = Path(__file__).resolve().parent / "data" / "throughput-results.json"
+# bench/ is scripts, not a package: on the path only while its modules are imported (its other scripts' names,
+# such as auth or limits, must not shadow anything for the rest of the session).
+sys.path.insert(0, str(ROOT / "bench"))
+try:
+    import compare
+    import report
+finally:
+    sys.path.remove(str(ROOT / "bench"))
+
+
+@pytest.fixture
+def results() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(CANNED.read_text())
+    return data
+
+
+def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
+    assert results["schema_version"] == report.SCHEMA_VERSION == 2
+    for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
+        assert key in results, key
+    for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
+        assert key in results["engine"], key
+    assert set(results["engine"]["latency"]["start_to_first_node_ms"]) >= {"p50", "p95"}
+    assert "dbos" in results["peer"]
+    # The version-1 ratio names keep their meaning; version 2 adds the peer's.
+    assert list(report.compute_ratios(results))[:7] == [
+        "engine_steps_per_s / procrastinate_jobs_per_s",
+        "engine_executions_per_s / procrastinate_jobs_per_s",
+        "procrastinate_jobs_per_s / commits_per_s (1 conn)",
+        "procrastinate_jobs_per_s / commits_per_s (C conns)",
+        "wide_steps_per_s / procrastinate_jobs_per_s",
+        "chain_steps_per_s / procrastinate_jobs_per_s",
+        "engine_transactions_per_step / procrastinate_transactions_per_job",
+    ]
+    assert "engine_steps_per_s / dbos_steps_per_s" in report.compute_ratios(results)
+
+
+def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
+    ratios = report.compute_ratios(results)
+    jobs = results["procrastinate"]["jobs_per_second"]
+    drain = results["engine"]["drain"]
+    assert ratios["engine_steps_per_s / procrastinate_jobs_per_s"] == pytest.approx(drain["steps_per_second"] / jobs)
+    assert ratios["chain_steps_per_s / procrastinate_jobs_per_s"] == pytest.approx(
+        results["engine"]["chain"]["steps_per_second"] / jobs
+    )
+    assert ratios["engine_steps_per_s / dbos_steps_per_s"] == pytest.approx(
+        drain["steps_per_second"] / results["peer"]["dbos"]["steps_per_second"]
+    )
+    # A phase that did not run gives no ratio rather than an error.
+    del results["procrastinate"]
+    assert report.compute_ratios(results)["engine_steps_per_s / procrastinate_jobs_per_s"] is None
+
+
+def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
+    results = copy.deepcopy(results)
+    results["ratios"] = report.compute_ratios(results)
+    results["engine"]["drain"]["transactions_per_step"] = 1.9  # under the <= 2 target
+    results["engine"]["latency"]["start_to_first_node_ms"]["p95"] = 25.0  # over the <= 10 ms target
+    verdicts = {t["path"]: t["met"] for t in report.evaluate_targets(results)}
+    assert verdicts["engine.drain.transactions_per_step"] is True
+    assert verdicts["engine.latency.start_to_first_node_ms.p95"] is False
+    assert verdicts["engine.memory.inflight.rss_mb"] is None  # a figure, no threshold
+    lines: list[str] = []
+    report.print_report(results, lines.append)
+    text = "\n".join(lines)
+    assert "targets (issue 17)" in text
+    tx = next(line for line in lines if "transactions per step (2-node backlog)" in line and "<=" in line)
+    assert tx.rstrip().endswith(" met") and "NOT" not in tx
+    p95 = next(line for line in lines if "start latency p95 at half drain capacity" in line)
+    assert p95.rstrip().endswith("NOT met")
+    assert any("scale-out, 2 worker(s)" in line for line in lines)
+    assert any(line.startswith("ceiling: workers per PostgreSQL core") for line in lines)
+
+
+def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
+    results["peer"] = {"dbos": {"skipped": "dbos is not installed (pip install -e '.[bench]')"}}
+    results["ratios"] = report.compute_ratios(results)
+    lines: list[str] = []
+    report.print_report(results, lines.append)
+    assert any("peer: DBOS Transact" in line and "skipped" in line for line in lines)
+    peer = next(t for t in report.target_lines(results) if t[0].startswith("2-node steps/s / DBOS"))
+    assert peer[3] == "not measured"
+
+
+def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) -> None:
+    results["ratios"] = report.compute_ratios(results)
+    readme = f"before\n{report.START}\nold table\n{report.END}\nafter\n"
+    updated = report.replace_table(readme, report.readme_table(results))
+    assert updated.startswith("before\n" + report.START) and updated.endswith(report.END + "\nafter\n")
+    assert "old table" not in updated
+    assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "\u2265 1.50\u00d7" in updated
+    with pytest.raises(SystemExit):
+        report.replace_table("no markers", "table")
+
+
+def test_compare_prints_both_files_and_b_over_a(results: dict[str, Any], tmp_path: Path) -> None:
+    faster = copy.deepcopy(results)
+    faster["engine"]["drain"]["steps_per_second"] = results["engine"]["drain"]["steps_per_second"] * 2
+    del faster["peer"]  # a phase missing from one side shows "-"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(results))
+    b.write_text(json.dumps(faster))
+    lines: list[str] = []
+    assert compare.main([str(a), str(b)], lines.append) == 0
+    steps = next(line for line in lines if line.startswith("2-node backlog steps/s"))
+    assert steps.split()[-1] == "2.00"
+    dbos = next(line for line in lines if line.startswith("DBOS two-step steps/s"))
+    assert dbos.split()[-2:] == ["-", "-"]
+    everything: list[str] = []
+    compare.main([str(a), str(b), "--all"], everything.append)
+    assert any(line.startswith("engine.drain.steps_per_second") for line in everything)
