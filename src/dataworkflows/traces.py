@@ -28,8 +28,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
+import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from dataworkflows.errors import DataWorkflowsError
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +55,7 @@ EXECUTE_ROUTE = "/api/v1/workflows/{workflow_id}/execute"
 _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _lock = threading.Lock()
+_log = structlog.get_logger("dataworkflows.traces")
 
 
 def requested(env: Mapping[str, str] = os.environ) -> bool:
@@ -212,8 +216,7 @@ async def execution(
     tracer = _tracer
     if tracer is None:
         return await run()
-    stored = await db.executions.trace_context(execution_id)
-    parent = _PROPAGATOR.extract(stored) if stored else None
+    parent = _PROPAGATOR.extract(await _stored_context(db, execution_id) or {})
     attributes: dict[str, Any] = {
         "dw.execution.id": str(execution_id),
         "dw.workflow.id": workflow_id,
@@ -237,6 +240,17 @@ async def execution(
         if ended in _FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, ended))
         return ended
+
+
+async def _stored_context(db: Database, execution_id: UUID) -> dict[str, str] | None:
+    """The execution's stored trace context; None when it has none or it cannot be read now (a
+    trace that starts at the worker is better than a run that does not start: the run's own first
+    write meets the same database and decides)."""
+    try:
+        return await db.executions.trace_context(execution_id)
+    except DataWorkflowsError as exc:
+        _log.warning("could not read the execution's trace context", execution_id=str(execution_id), error=str(exc))
+        return None
 
 
 async def attempt(node_id: str, action_type: str, number: int, work: Coroutine[Any, Any, T]) -> T:
