@@ -109,7 +109,7 @@ def strings_in(span: ReadableSpan) -> list[str]:
     return found
 
 
-async def test_request_execution_and_attempts_form_one_trace_continued_by_http_request(
+async def test_one_trace_from_the_request_through_the_worker_to_http_request_and_off_without_an_endpoint(
     db: Database, conditions: ConditionPool, spans: InMemorySpanExporter, stack: Any
 ) -> None:
     client, runtime, fakes = stack
@@ -177,20 +177,18 @@ async def test_request_execution_and_attempts_form_one_trace_continued_by_http_r
     for secret in (HTTP_TOKEN, TRIGGER_SECRET, "Bearer"):
         assert secret not in text
 
-
-async def test_without_tracing_the_callers_context_is_still_stored_and_nothing_is_sent(
-    db: Database, conditions: ConditionPool, stack: Any
-) -> None:
-    client, runtime, fakes = stack
-    assert not traces.enabled()
-    await publish(db, wf("untraced", http_node("call", f"{fakes.base}/http/echo-headers")), conditions)
+    # Off (the same API and worker, which read the switch at each call), the caller's context is
+    # still stored, so that a traced worker could continue it; an invalid one is dropped; the
+    # worker sends nothing on.
+    traces.use(None)
+    spans.clear()
+    await publish(db, wf("untraced", http_node("call", echo_url)), conditions)
     with_context = await execute(client, "untraced", {"traceparent": TRACEPARENT, "tracestate": "vendor=abc"})
     without = await execute(client, "untraced", {})
     invalid = await execute(client, "untraced", {"traceparent": "00-not-a-trace-01"})
     await drain(db, runtime)
-    stored = await db.executions.trace_context(with_context)
-    assert stored == {"traceparent": TRACEPARENT, "tracestate": "vendor=abc"}
+    assert await db.executions.trace_context(with_context) == {"traceparent": TRACEPARENT, "tracestate": "vendor=abc"}
     assert await db.executions.trace_context(without) is None
     assert await db.executions.trace_context(invalid) is None
-    # Off, the worker sends no context on.
     assert "traceparent" not in await sent_headers(db, with_context, "call")
+    assert not spans.get_finished_spans()
