@@ -10,6 +10,12 @@ from dataworkflows.cli import EXIT_OK, main
 from dataworkflows.examples import example_definitions
 
 
+@pytest.fixture(autouse=True)
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() would bind structlog to this test's captured stderr, which later tests find closed.
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *_: None)
+
+
 def test_examples_load_into_database_url_and_again_changes_nothing(
     dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
