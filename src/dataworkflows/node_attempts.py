@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from dataworkflows import metrics
+from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInfo, WaitCheckpoint
 from dataworkflows.data.runs import RunData
@@ -179,7 +179,8 @@ class NodeAttempts:
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
             pokes = self.run.pokes
-            outcome = await kind.attempt(self._attempt_context(node, attempt, previous))
+            work = kind.attempt(self._attempt_context(node, attempt, previous))
+            outcome = await traces.attempt(node_id, node.action_type, attempt, work)  # its span, if tracing
             if isinstance(outcome, Paused):
                 state.parked = outcome.parked and self.run.pokes == pokes
                 self.run.log.info("node paused", node_id=node_id, attempt=attempt, parked=outcome.parked)

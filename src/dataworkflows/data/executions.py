@@ -176,11 +176,16 @@ class ExecutionData:
         principal_type: str | None,
         correlation_id: str | None,
         queue: str,
+        trace_context: dict[str, str] | None = None,
     ) -> StartedExecution:
-        """Starts an execution and queues its run job, or finds the one with this request id."""
+        """Starts an execution and queues its run job, or finds the one with this request id.
+        trace_context: the caller's W3C trace context (traceparent, tracestate), kept on a new
+        execution for its worker (dataworkflows.traces); None keeps the plain start."""
+        traced = {} if trace_context is None else {"trace_context": Jsonb(trace_context)}
         started = await self._db.fetch_one_as(
             StartedExecution,
-            "start_execution",
+            "start_execution" if trace_context is None else "start_execution_traced",
+            **traced,
             workflow_id=workflow_id,
             request_id=request_id,
             # Explicit: an empty trigger is still a jsonb object.
@@ -195,6 +200,12 @@ class ExecutionData:
 
     async def get(self, execution_id: UUID) -> Execution | None:
         return await self._db.fetch_one_as(Execution, "get_execution", id=execution_id)
+
+    async def trace_context(self, execution_id: UUID) -> dict[str, str] | None:
+        """The W3C trace context the execution was started with (or inherited from its parent)."""
+        row = await self._db.fetch_one("execution_trace_context", id=execution_id)
+        context = None if row is None else row["trace_context"]
+        return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else None
 
     async def tenant_of(self, execution_id: UUID) -> str | None:
         """The execution's tenant, if this task may see it (under ALL_TENANTS: any execution)."""

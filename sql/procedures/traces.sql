@@ -1,0 +1,22 @@
+-- Traces (README "Traces"). An execution started with the caller's W3C trace context keeps it in
+-- dw.executions.trace_context (migration 0030): the column's default reads dw.trace_context, which
+-- this sets for the start's own transaction only, then clears (nothing else in the transaction
+-- inherits it). Same arguments and answer as dw.start_execution_v1, the context first.
+CREATE OR REPLACE FUNCTION dw.start_execution_traced_v1(
+    p_trace_context jsonb,
+    p_workflow_id text,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('dw.trace_context', COALESCE(p_trace_context::text, ''), true);
+    RETURN QUERY SELECT * FROM dw.start_execution_v1(p_workflow_id, p_request_id, p_trigger, p_principal_id,
+                                                     p_principal_type, p_correlation_id, p_queue);
+    PERFORM set_config('dw.trace_context', '', true);
+END;
+$$;

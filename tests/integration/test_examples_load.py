@@ -1,0 +1,43 @@
+"""`dataworkflows examples load` (docker compose's one-shot `examples` service): the examples `up`
+loads, into DATABASE_URL, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from dataworkflows.cli import EXIT_OK, main
+from dataworkflows.examples import example_definitions
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() would bind structlog to this test's captured stderr, which later tests find closed.
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *_: None)
+
+
+def test_examples_load_into_database_url_and_again_changes_nothing(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    assert main(["examples", "load"]) == EXIT_OK
+    assert "example workflows (Active):" in capsys.readouterr().out
+
+    def versions() -> dict[str, tuple[str, int]]:
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SELECT set_config('dw.tenant_id', '*', false)")
+            rows = conn.execute("SELECT id, status, current_version FROM dw.workflows").fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    first = versions()
+    expected = {definition["id"] for _, definition in example_definitions()}
+    assert expected <= set(first)
+    assert all(first[workflow_id][0] == "Active" for workflow_id in expected)
+    assert main(["examples", "load"]) == EXIT_OK
+    assert versions() == first
+
+
+def test_examples_load_needs_database_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(["examples", "load"]) != EXIT_OK
+    assert "DATABASE_URL is not set" in capsys.readouterr().err

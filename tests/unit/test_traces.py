@@ -1,0 +1,87 @@
+"""dataworkflows.traces without a database: when the environment turns tracing on, and that spans
+really leave over OTLP/HTTP to the configured endpoint (a loopback server standing in for a
+collector)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dataworkflows import traces
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+    ],
+)
+def test_tracing_is_on_only_with_an_otlp_endpoint(env: dict[str, str], expected: bool) -> None:
+    assert traces.requested(env) is expected
+
+
+def test_without_an_endpoint_start_leaves_tracing_off() -> None:
+    assert traces.start({}) is False
+    assert not traces.enabled()
+    headers = {"Accept": "*/*"}
+    traces.inject(headers)
+    assert headers == {"Accept": "*/*"}
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[tuple[str, str, int]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        self.rfile.read(length)
+        self.received.append((self.path, self.headers.get("content-type", ""), length))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_spans_are_exported_over_otlp_http_to_the_configured_endpoint(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "dw-test")
+    _Collector.received.clear()
+    try:
+        assert traces.start() is True
+        assert traces.start() is True  # idempotent: `up` starts the API and a worker in one process
+
+        async def work() -> str:
+            return "done"
+
+        assert await traces.attempt("n1", "core.echo", 1, work()) == "done"
+        traces.flush()
+    finally:
+        traces.stop()
+    assert not traces.enabled()
+    assert _Collector.received, "no OTLP request reached the collector"
+    path, content_type, length = _Collector.received[0]
+    assert path == "/v1/traces" and content_type == "application/x-protobuf" and length > 0
