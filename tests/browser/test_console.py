@@ -9,6 +9,7 @@ a Chromium is missing (`.ci/run` installs Debian's `chromium` when it can)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -288,6 +289,28 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     banner = page.locator("#problem")
     banner.get_by_text("404 Not found").wait_for()
     assert "not_found" in banner.inner_text()
+    # Strict mode's answer to a request without a good token (faked here: this server is loose), and
+    # the token from the header form sent as a bearer token.
+    problem = {
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "the bearer token has expired",
+        "code": "invalid_token",
+    }
+    page.route(
+        "**/api/v1/workers",
+        lambda route: route.fulfill(status=401, content_type="application/problem+json", body=json.dumps(problem)),
+    )
+    page.fill("#auth-token", "token-123")
+    with page.expect_request("**/api/v1/workers") as sent:
+        page.click('#auth button[type="submit"]')
+        page.goto("/ui#/workers")
+    assert sent.value.headers["authorization"] == "Bearer token-123"
+    banner.get_by_text("Paste a bearer token").wait_for()
+    assert "401 Unauthorized" in banner.inner_text() and "has expired" in banner.inner_text()
+    page.unroute("**/api/v1/workers")
+    page.fill("#auth-token", "")
+    page.click('#auth button[type="submit"]')
     # A second version of a workflow, to diff.
     changed = {
         **SLOW_PAIR,

@@ -7,6 +7,16 @@ import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, er
 import { drawGraph } from "../graph.js";
 
 const enc = encodeURIComponent;
+const REFRESH_MS = 1000;
+// What a node's event says about its state, shown before the page is read again.
+const EVENT_STATUS = {
+  node_started: "Running",
+  node_succeeded: "Succeeded",
+  node_failed: "Failed",
+  node_skipped: "Skipped",
+  node_cancelled: "Cancelled",
+  wait_started: "Waiting",
+};
 
 function field(label, ...value) {
   return [h("dt", {}, label), h("dd", {}, ...value)];
@@ -290,14 +300,26 @@ export async function render(main, { args }, ctx) {
     paint();
   }
 
-  // Refreshes at most every 250 ms however many events arrive.
+  // An event moves its node at once; the whole page is read again at most once a second however
+  // many events arrive (three requests: well under the API's per-caller rate limit).
   let pending = null;
+  let lastRefresh = 0;
   function soon() {
     if (pending || !ctx.alive) return;
+    const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
     pending = setTimeout(() => {
       pending = null;
+      lastRefresh = Date.now();
       if (ctx.alive) refresh().catch(ctx.fail);
-    }, 250);
+    }, wait);
+  }
+  function apply(ev) {
+    const status = EVENT_STATUS[ev.type];
+    const node = ev.nodeId && status && execution.nodes.find((n) => n.nodeId === ev.nodeId);
+    if (!node) return;
+    node.status = status;
+    if (status === "Running" && !node.endTime) node.startTime = node.startTime || ev.at;
+    graph.update(new Map(execution.nodes.map((n) => [n.nodeId, n])), selected);
   }
   ctx.onCleanup(() => pending && clearTimeout(pending));
 
@@ -316,6 +338,7 @@ export async function render(main, { args }, ctx) {
             (ev) => {
               lastEvent = Math.max(lastEvent, ev.id);
               eventsBody.append(eventRow(ev));
+              apply(ev);
               soon();
             },
             ctx.signal,
