@@ -328,6 +328,11 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     console.wait_for(waiting, {"Waiting"})
     schedule = {"kind": "schedule", "name": "new-year", "config": {"cron": "0 0 1 1 *", "timezone": "UTC"}}
     assert console.http.post("/api/v1/workflows/quick/triggers", json=schedule).status_code == 201
+    hook = {"kind": "webhook", "name": "orders-in", "config": {"signature": "none"}}
+    created = console.http.post("/api/v1/workflows/quick/triggers", json=hook)
+    assert created.status_code == 201, created.text
+    delivered = console.http.post(f"/api/v1/hooks/{created.json()['id']}", json={"order": 1})
+    assert delivered.status_code == 202, delivered.text
     page.goto("/ui#/waiting")
     page.fill("#auth-principal", "ops")
     page.click('#auth button[type="submit"]')
@@ -341,7 +346,10 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     page.goto("/")
     page.wait_for_selector("#executions tbody tr")
     assert page.url.endswith("/ui") or "/ui#" in page.url
-    for name in ("workflows", "triggers", "workers"):
+    page.goto("/ui#/triggers")
+    page.wait_for_selector(f'#triggers tr[data-trigger="{created.json()["id"]}"] .runs a')
+    shot(page, "triggers")
+    for name in ("workflows", "workers"):
         page.goto(f"/ui#/{name}")
         page.wait_for_selector("main h1")
         page.wait_for_load_state("networkidle")

@@ -52,7 +52,7 @@ export async function render(main, { params }, ctx) {
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
         h("td", {}, describe(t)),
         h("td", {}, t.enabled ? badge("enabled") : badge("disabled")),
-        h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", timeEl(t.nextTickAt)), h("div", {}, "last ", timeEl(t.lastTickAt))] : ""),
+        h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", timeEl(t.nextTickAt) || "not computed yet"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
         h("td", { class: "error-text" }, t.error || ""),
         runs,
         h("td", {}, toggle),
