@@ -5,6 +5,7 @@ heartbeats."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,3 +128,22 @@ async def test_workers_shows_leases_of_the_callers_tenant_and_fetch_loops(
     assert other["leases"] == [] and [f["jobsDoing"] for f in other["fetchLoops"]] == [0, 0]
     with tenant_scope("other"):
         assert await db.operations.worker_leases() == []
+
+
+async def test_dead_letters_filter_by_execution(client: AsyncTestClient[Any], db: Database, dsn: str) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    runs = [await start(db, "simple-echo") for _ in range(2)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+        for run in runs:
+            conn.execute(
+                "INSERT INTO dw.dead_letters (tenant_id, kind, execution_id, node_id)"
+                " VALUES ('default', 'node_failed', %s, 'echo1')",
+                (run,),
+            )
+    every = (await client.get("/api/v1/dead-letters")).json()["items"]
+    assert {d["executionId"] for d in every} == {str(run) for run in runs}
+    mine = (await client.get("/api/v1/dead-letters", params={"executionId": str(runs[0]), "open": "true"})).json()
+    assert [d["executionId"] for d in mine["items"]] == [str(runs[0])]
+    assert (await client.get("/api/v1/dead-letters", params={"executionId": str(uuid.uuid4())})).json()["items"] == []
+    assert_problem(await client.get("/api/v1/dead-letters", params={"executionId": "nope"}), 400)

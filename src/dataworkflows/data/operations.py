@@ -79,11 +79,23 @@ class OperationsData:
         self._db = db
 
     async def dead_letters(
-        self, *, open_only: bool | None, kind: str | None, before: int | None, limit: int
+        self,
+        *,
+        open_only: bool | None,
+        kind: str | None,
+        before: int | None,
+        limit: int,
+        execution_id: UUID | None = None,
     ) -> list[DeadLetter]:
         """Newest first, below an id cursor; open_only=False gives only the closed ones."""
         return await self._db.fetch_all_as(
-            DeadLetter, "list_dead_letters", open=open_only, kind=kind, before=before, limit=limit
+            DeadLetter,
+            "list_dead_letters",
+            open=open_only,
+            kind=kind,
+            execution_id=execution_id,
+            before=before,
+            limit=limit,
         )
 
     async def worker_leases(self) -> list[WorkerLease]:

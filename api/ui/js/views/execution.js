@@ -279,8 +279,8 @@ export async function render(main, { args }, ctx) {
     execution = e;
     attempts = a;
     if (FINAL.has(execution.status)) {
-      const page = await api("/dead-letters" + query({ open: true, limit: 500 }), { signal: ctx.signal }).catch(() => ({ items: [] }));
-      letters = page.items.filter((l) => l.executionId === execution.id);
+      const page = await api("/dead-letters" + query({ open: true, executionId: execution.id }), { signal: ctx.signal }).catch(() => ({ items: [] }));
+      letters = page.items;
     }
     const waits = await api(base + "/waits", { signal: ctx.signal }).catch(() => []);
     waitsBox.replaceChildren(
