@@ -156,13 +156,24 @@ SELECT dw.record_event_v1(%(id)s, %(token)s, %(node_id)s, %(type)s, %(details)s)
 SELECT dw.record_job_failure_v1(%(job_id)s, %(execution_id)s, %(payload)s, %(error)s, %(attempts)s) AS id;
 
 -- name: list_dead_letters
--- Dead letters newest first, optionally only open ones, one kind or one execution's, after an id cursor.
+-- Dead letters newest first, optionally only open ones or one kind, after an id cursor.
 SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
        d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
   FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
  WHERE (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL AND d.closed_at IS NULL) = %(open)s::boolean)
    AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
-   AND (%(execution_id)s::uuid IS NULL OR d.execution_id = %(execution_id)s::uuid)
+   AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
+ ORDER BY d.id DESC
+ LIMIT %(limit)s;
+
+-- name: list_execution_dead_letters
+-- One execution's dead letters newest first, with list_dead_letters' filters (the console's run page).
+SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
+       d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE d.execution_id = %(execution_id)s
+   AND (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL AND d.closed_at IS NULL) = %(open)s::boolean)
+   AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
    AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
  ORDER BY d.id DESC
  LIMIT %(limit)s;

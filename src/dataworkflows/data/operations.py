@@ -87,16 +87,14 @@ class OperationsData:
         limit: int,
         execution_id: UUID | None = None,
     ) -> list[DeadLetter]:
-        """Newest first, below an id cursor; open_only=False gives only the closed ones."""
-        return await self._db.fetch_all_as(
-            DeadLetter,
-            "list_dead_letters",
-            open=open_only,
-            kind=kind,
-            execution_id=execution_id,
-            before=before,
-            limit=limit,
-        )
+        """Newest first, below an id cursor; open_only=False gives only the closed ones; with an
+        execution_id, only that execution's."""
+        filters = {"open": open_only, "kind": kind, "before": before, "limit": limit}
+        if execution_id is not None:
+            return await self._db.fetch_all_as(
+                DeadLetter, "list_execution_dead_letters", execution_id=execution_id, **filters
+            )
+        return await self._db.fetch_all_as(DeadLetter, "list_dead_letters", **filters)
 
     async def worker_leases(self) -> list[WorkerLease]:
         """Workers holding live leases on the tenant's runs."""
