@@ -8,6 +8,7 @@ import { drawGraph } from "../graph.js";
 
 const enc = encodeURIComponent;
 const REFRESH_MS = 1000;
+const MAX_BARS = 300;
 // What a node's event says about its state, shown before the page is read again.
 const EVENT_STATUS = {
   node_started: "Running",
@@ -80,14 +81,16 @@ function waterfall(e, attempts, nodes) {
   const t0 = Math.min(...bars.map((b) => b.start), e.startTime ? new Date(e.startTime) : Infinity);
   const t1 = Math.max(...bars.map((b) => b.end), e.endTime ? new Date(e.endTime) : 0);
   const span = Math.max(1, t1 - t0);
-  const rows = bars.map((b) => {
+  // A forEach of thousands of items would make thousands of rows: the first ones, and a count.
+  const hidden = Math.max(0, bars.length - MAX_BARS);
+  const rows = bars.slice(0, MAX_BARS).map((b) => {
     const bar = h("div", { class: "bar s-" + String(b.status).toLowerCase() + (b.open ? " open" : ""), title: b.title });
     // CSSOM, not a style attribute: allowed by the page's Content-Security-Policy.
     bar.style.left = ((b.start - t0) / span) * 100 + "%";
     bar.style.width = Math.max(0.4, ((b.end - b.start) / span) * 100) + "%";
     return h("div", { class: "wf-row" }, h("div", { class: "wf-label", title: b.title }, b.label), h("div", { class: "wf-track" }, bar));
   });
-  return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows);
+  return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows, hidden ? h("p", { class: "muted" }, "… and " + hidden + " more attempts") : "");
 }
 
 function nodePanel(nodeId, nodes, attempts, definition) {
