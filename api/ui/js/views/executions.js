@@ -58,6 +58,8 @@ export async function render(main, { params }, ctx) {
     triggerKind: params.get("triggerKind") || "",
     createdFrom: params.get("createdFrom") || "",
     createdTo: params.get("createdTo") || "",
+    // From a trigger's "all runs" link; kept until Clear.
+    triggerId: params.get("triggerId") || "",
   };
   const cursor = params.get("cursor") || "";
   // The cursors of the pages before this one, so that "Previous" goes back.
@@ -73,6 +75,7 @@ export async function render(main, { params }, ctx) {
     select("triggerKind", "Trigger", KINDS, filters.triggerKind),
     h("label", {}, "From ", h("input", { type: "datetime-local", name: "createdFrom", value: toLocal(filters.createdFrom) })),
     h("label", {}, "To ", h("input", { type: "datetime-local", name: "createdTo", value: toLocal(filters.createdTo) })),
+    filters.triggerId ? h("span", { class: "muted", id: "trigger-filter" }, "trigger " + filters.triggerId.slice(0, 8)) : "",
     h("button", { type: "submit" }, "Filter"),
     h("button", { type: "button", class: "secondary", onclick: () => (location.hash = "#/executions") }, "Clear"),
   );
@@ -82,6 +85,7 @@ export async function render(main, { params }, ctx) {
     const next = new URLSearchParams();
     for (const key of ["status", "workflowId", "triggerKind"]) if (data.get(key)) next.set(key, String(data.get(key)).trim());
     for (const key of ["createdFrom", "createdTo"]) if (toIso(data.get(key))) next.set(key, toIso(data.get(key)));
+    if (filters.triggerId) next.set("triggerId", filters.triggerId);
     location.hash = "#/executions" + (next.toString() ? "?" + next : "");
   });
   // A changed select applies at once.

@@ -24,7 +24,10 @@ export async function render(main, { params }, ctx) {
       const runs = h("td", { class: "runs" }, h("span", { class: "muted" }, "…"));
       api("/executions" + query({ triggerId: t.id, limit: 5 }), { signal: ctx.signal })
         .then((page) =>
-          runs.replaceChildren(...(page.items.length ? page.items.map((e) => h("div", {}, execLink(e.id), " ", badge(e.status), " ", timeEl(e.createdAt))) : [h("span", { class: "muted" }, "none yet")])),
+          runs.replaceChildren(
+            ...(page.items.length ? page.items.map((e) => h("div", {}, execLink(e.id), " ", badge(e.status), " ", timeEl(e.createdAt))) : [h("span", { class: "muted" }, "none yet")]),
+            page.nextCursor ? h("a", { href: "#/executions?triggerId=" + encodeURIComponent(t.id) }, "all runs →") : "",
+          ),
         )
         .catch(() => runs.replaceChildren("?"));
       const toggle = h(
