@@ -32,6 +32,7 @@ from .approvals import ApprovalController
 from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
+from .console import console_router
 from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
 from .documents import DocumentController
@@ -45,6 +46,7 @@ from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
+from .workers import WorkerController
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
 
@@ -215,13 +217,14 @@ def create_app(settings: Settings) -> Litestar:
             WorkflowTriggerController,
             TriggerController,
             HooksController,
+            WorkerController,
         ],
         parameters=PRINCIPAL_HEADERS,
         guards=[authorize],
         middleware=[rate_limit_middleware],
     )
     app = Litestar(
-        route_handlers=[live, ready, metrics, api_v1],
+        route_handlers=[live, ready, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
         lifespan=[lifespan],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -26,11 +27,14 @@ class DeadLetterController(Controller):
         db: DatabaseDep,
         open_only: Annotated[bool | None, QueryParameter(name="open", required=False)] = None,
         kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> DeadLetterList:
         before = decode_id_cursor(cursor)
-        rows = await db.operations.dead_letters(open_only=open_only, kind=kind, before=before, limit=limit + 1)
+        rows = await db.operations.dead_letters(
+            open_only=open_only, kind=kind, execution_id=execution_id, before=before, limit=limit + 1
+        )
         items = [from_row(DeadLetterRead, row) for row in rows[:limit]]
         return DeadLetterList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
 

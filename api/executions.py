@@ -6,7 +6,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -62,6 +62,17 @@ async def _require(db: Database, execution_id: str) -> Execution:
     return execution
 
 
+# What started a run, as the executions list filters it (and reports it as triggerKind).
+TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is UTC (not the database session's time zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     """The (created_at, id) a nextCursor names."""
     after = decode_cursor(cursor)
@@ -85,14 +96,37 @@ class ExecutionController(Controller):
         db: DatabaseDep,
         workflow_id: Annotated[str | None, QueryParameter(name="workflowId", required=False)] = None,
         status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
+        trigger_kind: Annotated[
+            str | None,
+            QueryParameter(name="triggerKind", required=False, description="manual, schedule, webhook or subworkflow"),
+        ] = None,
+        trigger_id: Annotated[uuid.UUID | None, QueryParameter(name="triggerId", required=False)] = None,
+        created_from: Annotated[
+            datetime | None,
+            QueryParameter(name="createdFrom", required=False, description="ISO 8601, inclusive (no offset: UTC)"),
+        ] = None,
+        created_to: Annotated[
+            datetime | None,
+            QueryParameter(name="createdTo", required=False, description="ISO 8601, exclusive (no offset: UTC)"),
+        ] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 50,
     ) -> ExecutionList:
         if status is not None and status not in set(ExecutionStatus):
             raise InvalidInput(f"status must be one of {_STATUSES}, not {status[:50]!r}")
+        if trigger_kind is not None and trigger_kind not in TRIGGER_KINDS:
+            raise InvalidInput(f"triggerKind must be one of {', '.join(TRIGGER_KINDS)}, not {trigger_kind[:50]!r}")
         after_created, after_id = _after(cursor) or (None, None)
         rows = await db.executions.page(
-            workflow_id=workflow_id, status=status, after_created=after_created, after_id=after_id, limit=limit + 1
+            workflow_id=workflow_id,
+            status=status,
+            trigger_kind=trigger_kind,
+            trigger_id=trigger_id,
+            created_from=_utc(created_from),
+            created_to=_utc(created_to),
+            after_created=after_created,
+            after_id=after_id,
+            limit=limit + 1,
         )
         items = [from_row(ExecutionSummary, row) for row in rows[:limit]]
         next_cursor = None

@@ -239,6 +239,11 @@ class ExecutionSummary(Camel):
     end_time: datetime | None
     cancel_requested_at: datetime | None = None
     suspended_at: datetime | None = None
+    # What started it: the trigger (schedule or webhook) and the parent run (a subworkflow's).
+    trigger_id: UUID | None = None
+    parent_execution_id: UUID | None = None
+    # manual (the API or the CLI) | schedule | webhook | subworkflow
+    trigger_kind: str = "manual"
 
 
 class ExecutionList(Camel):
@@ -508,3 +513,27 @@ class TriggerRead(Camel):
     hook_url: str | None = None
     # The generated or given secret, in the creation answer only.
     secret: str | None = None
+
+
+class WorkerLeaseRead(Camel):
+    # The worker's id as it names itself in leases and attempt rows (host/pid/random).
+    worker_id: str
+    runs_held: int
+    nodes_running: int
+    oldest_run_started_at: datetime | None
+    lease_expires_at: datetime | None
+
+
+class FetchLoopRead(Camel):
+    id: int
+    last_heartbeat: datetime
+    # A heartbeat within DW_STALLED_WORKER_SECONDS.
+    alive: bool
+    jobs_doing: int
+
+
+class WorkersRead(Camel):
+    # Workers holding leases on this tenant's runs now.
+    leases: list[WorkerLeaseRead]
+    # Procrastinate's registered fetch loops (every worker process has DW_WORKER_FETCHERS of them).
+    fetch_loops: list[FetchLoopRead]

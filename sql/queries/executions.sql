@@ -20,13 +20,28 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
 SELECT tenant_id FROM dw.executions WHERE id = %(id)s;
 
 -- name: list_executions
--- Executions newest first, after a (created_at, id) cursor, with optional filters.
+-- Executions newest first, after a (created_at, id) cursor, with optional filters. triggerKind: what
+-- started the run (schedule and webhook runs carry their trigger's id and principal type; a child its
+-- parent; anything else was asked for through the API or the CLI: manual).
 SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
        e.created_at, e.started_at AS start_time, e.ended_at AS end_time, e.cancel_requested_at,
-       e.suspended_at
+       e.suspended_at, e.trigger_id, e.parent_execution_id,
+       CASE WHEN e.parent_execution_id IS NOT NULL THEN 'subworkflow'
+            WHEN e.trigger_id IS NOT NULL AND e.principal_type IN ('schedule', 'webhook') THEN e.principal_type
+            ELSE 'manual' END AS trigger_kind
   FROM dw.executions e
  WHERE (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
    AND (%(status)s::text IS NULL OR e.status = %(status)s::text)
+   AND (%(trigger_id)s::uuid IS NULL OR e.trigger_id = %(trigger_id)s::uuid)
+   AND (%(created_from)s::timestamptz IS NULL OR e.created_at >= %(created_from)s::timestamptz)
+   AND (%(created_to)s::timestamptz IS NULL OR e.created_at < %(created_to)s::timestamptz)
+   AND (%(trigger_kind)s::text IS NULL
+        OR CASE %(trigger_kind)s::text
+             WHEN 'subworkflow' THEN e.parent_execution_id IS NOT NULL
+             WHEN 'manual' THEN e.parent_execution_id IS NULL AND e.trigger_id IS NULL
+             ELSE e.parent_execution_id IS NULL AND e.trigger_id IS NOT NULL
+                  AND e.principal_type = %(trigger_kind)s::text
+           END)
    AND (%(after_created)s::timestamptz IS NULL
         OR (e.created_at, e.id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
  ORDER BY e.created_at DESC, e.id DESC
@@ -147,6 +162,18 @@ SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.paylo
        d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
   FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
  WHERE (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL AND d.closed_at IS NULL) = %(open)s::boolean)
+   AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+   AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
+ ORDER BY d.id DESC
+ LIMIT %(limit)s;
+
+-- name: list_execution_dead_letters
+-- One execution's dead letters newest first, with list_dead_letters' filters (the console's run page).
+SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
+       d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE d.execution_id = %(execution_id)s
+   AND (%(open)s::boolean IS NULL OR (d.redriven_at IS NULL AND d.closed_at IS NULL) = %(open)s::boolean)
    AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
    AND (%(before)s::bigint IS NULL OR d.id < %(before)s::bigint)
  ORDER BY d.id DESC

@@ -102,6 +102,10 @@ class ExecutionListItem(msgspec.Struct, frozen=True):
     end_time: datetime | None
     cancel_requested_at: datetime | None = None
     suspended_at: datetime | None = None
+    trigger_id: UUID | None = None
+    parent_execution_id: UUID | None = None
+    # manual | schedule | webhook | subworkflow
+    trigger_kind: str = "manual"
 
 
 class NodeState(msgspec.Struct, frozen=True):
@@ -220,13 +224,21 @@ class ExecutionData:
         after_created: datetime | None,
         after_id: UUID | None,
         limit: int,
+        trigger_kind: str | None = None,
+        trigger_id: UUID | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> list[ExecutionListItem]:
-        """Newest first, after a (created_at, id) cursor."""
+        """Newest first, after a (created_at, id) cursor; created_from inclusive, created_to exclusive."""
         return await self._db.fetch_all_as(
             ExecutionListItem,
             "list_executions",
             workflow_id=workflow_id,
             status=status,
+            trigger_kind=trigger_kind,
+            trigger_id=trigger_id,
+            created_from=created_from,
+            created_to=created_to,
             after_created=after_created,
             after_id=after_id,
             limit=limit,

@@ -52,6 +52,26 @@ class QueueDepth(msgspec.Struct, frozen=True):
     oldest_seconds: float | None
 
 
+class WorkerLease(msgspec.Struct, frozen=True):
+    """A worker (its DW worker id, host/pid/random) holding live leases on the tenant's runs."""
+
+    worker_id: str
+    runs_held: int
+    nodes_running: int
+    oldest_run_started_at: datetime | None
+    lease_expires_at: datetime | None
+
+
+class FetchLoop(msgspec.Struct, frozen=True):
+    """One of Procrastinate's registered fetch loops (a worker process has one or more)."""
+
+    id: int
+    last_heartbeat: datetime
+    alive: bool
+    # Run jobs of the session's tenant it is doing now.
+    jobs_doing: int
+
+
 class OperationsData:
     """Dead letters, job failures, recovery and queue depth."""
 
@@ -59,12 +79,30 @@ class OperationsData:
         self._db = db
 
     async def dead_letters(
-        self, *, open_only: bool | None, kind: str | None, before: int | None, limit: int
+        self,
+        *,
+        open_only: bool | None,
+        kind: str | None,
+        before: int | None,
+        limit: int,
+        execution_id: UUID | None = None,
     ) -> list[DeadLetter]:
-        """Newest first, below an id cursor; open_only=False gives only the closed ones."""
-        return await self._db.fetch_all_as(
-            DeadLetter, "list_dead_letters", open=open_only, kind=kind, before=before, limit=limit
-        )
+        """Newest first, below an id cursor; open_only=False gives only the closed ones; with an
+        execution_id, only that execution's."""
+        filters = {"open": open_only, "kind": kind, "before": before, "limit": limit}
+        if execution_id is not None:
+            return await self._db.fetch_all_as(
+                DeadLetter, "list_execution_dead_letters", execution_id=execution_id, **filters
+            )
+        return await self._db.fetch_all_as(DeadLetter, "list_dead_letters", **filters)
+
+    async def worker_leases(self) -> list[WorkerLease]:
+        """Workers holding live leases on the tenant's runs."""
+        return await self._db.fetch_all_as(WorkerLease, "list_worker_leases")
+
+    async def fetch_loops(self, *, stalled_seconds: float) -> list[FetchLoop]:
+        """Procrastinate's fetch loops; alive: a heartbeat within stalled_seconds."""
+        return await self._db.fetch_all_as(FetchLoop, "list_fetch_loops", stalled_seconds=stalled_seconds)
 
     async def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         return await self._db.fetch_one_as(DeadLetter, "get_dead_letter", id=dead_letter_id)

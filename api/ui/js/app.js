@@ -1,0 +1,141 @@
+// The console's shell: hash routes, the credentials form, the problem banner, and each view's
+// lifetime (its timers and streams end when another view opens).
+
+import { credentials, ApiError } from "./api.js";
+import { h } from "./dom.js";
+import * as executions from "./views/executions.js";
+import * as execution from "./views/execution.js";
+import * as workflows from "./views/workflows.js";
+import * as workflow from "./views/workflow.js";
+import * as deadLetters from "./views/dead-letters.js";
+import * as waiting from "./views/waiting.js";
+import * as triggers from "./views/triggers.js";
+import * as workers from "./views/workers.js";
+
+const main = document.getElementById("main");
+const banner = document.getElementById("problem");
+
+const ROUTES = [
+  [/^executions\/([^/]+)$/, execution, "executions"],
+  [/^executions$/, executions, "executions"],
+  [/^workflows\/([^/]+)$/, workflow, "workflows"],
+  [/^workflows$/, workflows, "workflows"],
+  [/^dead-letters$/, deadLetters, "dead-letters"],
+  [/^waiting$/, waiting, "waiting"],
+  [/^triggers$/, triggers, "triggers"],
+  [/^workers$/, workers, "workers"],
+];
+
+export function showProblem(error) {
+  banner.replaceChildren();
+  if (error instanceof ApiError) {
+    banner.append(
+      h("strong", {}, error.status + " " + error.title),
+      " ",
+      h("span", { class: "detail" }, error.message),
+      error.problem && error.problem.code ? h("code", {}, error.problem.code) : "",
+      error.hint ? h("div", { class: "hint" }, error.hint) : "",
+    );
+    banner.dataset.status = String(error.status);
+  } else {
+    banner.append(h("strong", {}, "Error"), " ", String((error && error.message) || error));
+    banner.dataset.status = "";
+  }
+  banner.hidden = false;
+}
+
+export function clearProblem() {
+  banner.hidden = true;
+  banner.replaceChildren();
+}
+
+let current = null;
+
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  const [path, search] = raw.split("?");
+  return { path: path || "executions", params: new URLSearchParams(search || "") };
+}
+
+function makeContext() {
+  const controller = new AbortController();
+  const timers = [];
+  const cleanups = [];
+  return {
+    signal: controller.signal,
+    get alive() {
+      return !controller.signal.aborted;
+    },
+    fail(error) {
+      if (error && error.name === "AbortError") return;
+      if (!controller.signal.aborted) showProblem(error);
+    },
+    ok: clearProblem,
+    every(ms, fn) {
+      timers.push(setInterval(fn, ms));
+    },
+    onCleanup(fn) {
+      cleanups.push(fn);
+    },
+    dispose() {
+      controller.abort();
+      timers.forEach(clearInterval);
+      cleanups.forEach((fn) => fn());
+    },
+  };
+}
+
+async function route() {
+  if (current) current.dispose();
+  clearProblem();
+  const { path, params } = parseHash();
+  let found = null;
+  for (const [pattern, view, section] of ROUTES) {
+    const match = path.match(pattern);
+    if (match) {
+      found = { view, section, args: match.slice(1).map(decodeURIComponent) };
+      break;
+    }
+  }
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", Boolean(found) && a.dataset.section === found.section);
+  }
+  const ctx = makeContext();
+  current = ctx;
+  main.replaceChildren();
+  if (!found) {
+    main.append(h("h1", {}, "Not found"), h("p", {}, "No page here. "), h("a", { href: "#/executions" }, "Executions"));
+    return;
+  }
+  try {
+    await found.view.render(main, { args: found.args, params }, ctx);
+  } catch (error) {
+    ctx.fail(error);
+  }
+}
+
+function setupAuth() {
+  const form = document.getElementById("auth");
+  const fields = {
+    token: document.getElementById("auth-token"),
+    principal: document.getElementById("auth-principal"),
+    tenant: document.getElementById("auth-tenant"),
+  };
+  for (const [name, input] of Object.entries(fields)) input.value = credentials.get(name);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    for (const [name, input] of Object.entries(fields)) credentials.set(name, input.value.trim());
+    route();
+  });
+}
+
+export function navigate(path, params) {
+  const search = params ? params.toString() : "";
+  const next = "#/" + path + (search ? "?" + search : "");
+  if (location.hash === next) route();
+  else location.hash = next;
+}
+
+setupAuth();
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,367 @@
+// One execution: its graph coloured by node state and updated live over the event stream, a
+// waterfall of attempts, each node's parameters, outputs and error, the event log, its parent and
+// children, and the control actions the API has (cancel, suspend, resume, signal, redrive).
+
+import { api, query, streamEvents } from "../api.js";
+import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL } from "../dom.js";
+import { drawGraph } from "../graph.js";
+
+const enc = encodeURIComponent;
+const REFRESH_MS = 1000;
+const MAX_BARS = 300;
+// What a node's event says about its state, shown before the page is read again.
+const EVENT_STATUS = {
+  node_started: "Running",
+  node_succeeded: "Succeeded",
+  node_failed: "Failed",
+  node_skipped: "Skipped",
+  node_cancelled: "Cancelled",
+  wait_started: "Waiting",
+};
+
+function field(label, ...value) {
+  return [h("dt", {}, label), h("dd", {}, ...value)];
+}
+
+function summary(e) {
+  return h(
+    "dl",
+    { class: "facts" },
+    field("Status", badge(e.status), e.cancelRequestedAt && !FINAL.has(e.status) ? " (cancel requested)" : "", e.suspendRequestedAt && !e.suspendedAt && !FINAL.has(e.status) ? " (suspend requested)" : ""),
+    field("Workflow", h("a", { href: "#/workflows/" + enc(e.workflowId) }, e.workflowId), " v" + e.workflowVersion, h("span", { class: "muted mono" }, " " + (e.workflowChecksum || "").slice(0, 19))),
+    field("Created", timeEl(e.createdAt)),
+    field("Ran", e.startTime ? [timeEl(e.startTime), " → ", e.endTime ? timeEl(e.endTime) : "…", " (" + duration(e.startTime, e.endTime) + ")"] : "not started"),
+    field("Principal", (e.principalId || "anonymous") + (e.principalType ? " (" + e.principalType + ")" : "")),
+    field("Request id", h("span", { class: "mono" }, e.requestId)),
+    e.correlationId ? field("Correlation", e.correlationId) : [],
+    e.triggerId ? field("Trigger", h("a", { href: "#/triggers" }, e.triggerId)) : [],
+    e.parentExecutionId ? field("Parent", execLink(e.parentExecutionId), e.parentNodeId ? " node " + e.parentNodeId : "") : [],
+    e.rootExecutionId && e.rootExecutionId !== e.id ? field("Root", execLink(e.rootExecutionId), " depth " + e.depth) : [],
+    e.recoveryCount ? field("Recoveries", String(e.recoveryCount)) : [],
+  );
+}
+
+function children(e) {
+  if (!e.children || !e.children.length) return null;
+  return h(
+    "section",
+    { id: "children" },
+    h("h2", {}, "Children"),
+    table(
+      ["Execution", "Workflow", "Node", "Status", "Created"],
+      e.children.map((c) => h("tr", {}, h("td", {}, execLink(c.id)), h("td", {}, c.workflowId + " v" + c.workflowVersion), h("td", {}, c.parentNodeId || ""), h("td", {}, badge(c.status)), h("td", {}, timeEl(c.createdAt)))),
+      { class: "list" },
+    ),
+  );
+}
+
+// The waterfall: one bar per attempt (and one per node running now), on a shared time axis.
+function waterfall(e, attempts, nodes) {
+  const bars = attempts.map((a) => ({
+    label: a.nodeId + (a.itemIndex != null ? "[" + a.itemIndex + "]" : "") + " #" + a.attempt,
+    start: new Date(a.startTime),
+    end: new Date(a.endTime),
+    status: a.interrupted ? "interrupted" : a.status,
+    title: `${a.nodeId} attempt ${a.attempt}: ${a.status} ${duration(a.startTime, a.endTime)}${a.worker ? " on " + a.worker : ""}`,
+  }));
+  for (const n of nodes) {
+    if ((n.status === "Running" || n.status === "Waiting") && n.startTime) {
+      bars.push({
+        label: n.nodeId + " #" + (n.attempts || 1),
+        start: new Date(n.startTime),
+        end: new Date(),
+        status: n.status,
+        title: `${n.nodeId}: ${n.status} since ${time(n.startTime)}`,
+        open: true,
+      });
+    }
+  }
+  if (!bars.length) return empty("No attempts yet.");
+  bars.sort((a, b) => a.start - b.start);
+  const t0 = Math.min(...bars.map((b) => b.start), e.startTime ? new Date(e.startTime) : Infinity);
+  const t1 = Math.max(...bars.map((b) => b.end), e.endTime ? new Date(e.endTime) : 0);
+  const span = Math.max(1, t1 - t0);
+  // A forEach of thousands of items would make thousands of rows: the first ones, and a count.
+  const hidden = Math.max(0, bars.length - MAX_BARS);
+  const rows = bars.slice(0, MAX_BARS).map((b) => {
+    const bar = h("div", { class: "bar s-" + String(b.status).toLowerCase() + (b.open ? " open" : ""), title: b.title });
+    // CSSOM, not a style attribute: allowed by the page's Content-Security-Policy.
+    bar.style.left = ((b.start - t0) / span) * 100 + "%";
+    bar.style.width = Math.max(0.4, ((b.end - b.start) / span) * 100) + "%";
+    return h("div", { class: "wf-row" }, h("div", { class: "wf-label", title: b.title }, b.label), h("div", { class: "wf-track" }, bar));
+  });
+  return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows, hidden ? h("p", { class: "muted" }, "… and " + hidden + " more attempts") : "");
+}
+
+function nodePanel(nodeId, nodes, attempts, definition) {
+  if (!nodeId) return h("p", { class: "muted" }, "Select a node in the graph to see its parameters, outputs and error.");
+  const state = nodes.find((n) => n.nodeId === nodeId);
+  const spec = ((definition && definition.nodes) || []).find((n) => n.id === nodeId);
+  const mine = attempts.filter((a) => a.nodeId === nodeId);
+  const parts = [h("h3", {}, nodeId, " ", state ? badge(state.status) : "")];
+  if (state) {
+    parts.push(
+      h(
+        "dl",
+        { class: "facts" },
+        field("Kind", state.actionType || (spec && spec.nodeType) || ""),
+        field("Attempts", String(state.attempts), state.interruptions ? " (" + state.interruptions + " interrupted)" : ""),
+        state.startTime ? field("Ran", timeEl(state.startTime), " → ", state.endTime ? timeEl(state.endTime) : "…") : [],
+        state.nextAttemptAt ? field("Next attempt", timeEl(state.nextAttemptAt)) : [],
+      ),
+    );
+    if (state.error) parts.push(h("div", { class: "error-text" }, errorMessage(state.error)), jsonBlock(state.error, "Error"));
+    if (state.outputs !== null && state.outputs !== undefined) parts.push(jsonBlock(state.outputs, "Outputs"));
+  }
+  if (spec && spec.parameters) parts.push(jsonBlock(spec.parameters, "Parameters (as defined)"));
+  for (const a of mine) {
+    parts.push(
+      h(
+        "details",
+        { class: "attempt", open: a === mine[mine.length - 1] },
+        h("summary", {}, "Attempt " + a.attempt + (a.itemIndex != null ? " item " + a.itemIndex : "") + " · ", badge(a.status), " · " + duration(a.startTime, a.endTime) + (a.worker ? " · " + a.worker : "")),
+        jsonBlock(a.parameters, "Rendered parameters"),
+        a.outputs != null ? jsonBlock(a.outputs, "Outputs") : "",
+        a.error != null ? jsonBlock(a.error, "Error") : "",
+      ),
+    );
+  }
+  return h("div", {}, parts);
+}
+
+function eventRow(ev) {
+  return h(
+    "tr",
+    { "data-event": ev.type },
+    h("td", { class: "num muted" }, String(ev.id)),
+    h("td", {}, timeEl(ev.at)),
+    h("td", {}, h("code", {}, ev.type)),
+    h("td", {}, ev.nodeId || ""),
+    h("td", {}, ev.principal || ""),
+    h("td", { class: "details" }, ev.details && Object.keys(ev.details).length ? JSON.stringify(ev.details) : ""),
+  );
+}
+
+export async function render(main, { args }, ctx) {
+  const id = args[0];
+  const base = "/executions/" + enc(id);
+  let execution = await api(base, { signal: ctx.signal });
+  const version = await api("/workflows/" + enc(execution.workflowId) + "/versions/" + execution.workflowVersion, { signal: ctx.signal }).catch(() => null);
+  const definition = version && version.definition;
+  let attempts = [];
+  let selected = null;
+
+  const header = h("div", { class: "titlebar" });
+  const facts = h("div", { id: "facts" });
+  const actions = h("div", { class: "actions", id: "actions" });
+  const controlResult = h("div", { class: "muted", id: "control-result" });
+  const graph = drawGraph(definition || { nodes: execution.nodes.map((n) => ({ id: n.nodeId, actionType: n.actionType })) }, (nodeId) => {
+    selected = nodeId;
+    paint();
+  });
+  const panel = h("div", { class: "node-panel", id: "node-panel" });
+  const timeline = h("div", { id: "timeline" });
+  const extra = h("div", { id: "extra" });
+  const waitsBox = h("div", { id: "waits" });
+  const eventsBody = h("tbody", {});
+  const liveState = h("span", { class: "muted", id: "stream-state" }, "");
+  main.append(
+    header,
+    facts,
+    actions,
+    controlResult,
+    h("section", { class: "graph-area" }, h("div", { class: "graph-scroll", id: "graph" }, graph.svg), panel),
+    h("section", {}, h("h2", {}, "Timeline"), timeline),
+    waitsBox,
+    extra,
+    h(
+      "section",
+      {},
+      h("h2", {}, "Events ", liveState),
+      h("table", { class: "list events", id: "events" }, h("thead", {}, h("tr", {}, ["#", "At", "Type", "Node", "Principal", "Details"].map((t) => h("th", {}, t)))), eventsBody),
+    ),
+  );
+
+  function paint() {
+    header.replaceChildren(h("h1", {}, "Execution ", h("span", { class: "mono" }, execution.id)), badge(execution.status));
+    facts.replaceChildren(summary(execution));
+    const states = new Map(execution.nodes.map((n) => [n.nodeId, n]));
+    graph.update(states, selected);
+    panel.replaceChildren(nodePanel(selected, execution.nodes, attempts, definition));
+    timeline.replaceChildren(waterfall(execution, attempts, execution.nodes));
+    const kids = children(execution);
+    extra.replaceChildren(
+      ...(kids ? [kids] : []),
+      h("section", { class: "two" }, jsonBlock(execution.trigger, "Trigger"), execution.outputs != null ? jsonBlock(execution.outputs, "Outputs") : execution.error != null ? jsonBlock(execution.error, "Error") : ""),
+    );
+    renderActions();
+  }
+
+  async function control(path, body, label) {
+    try {
+      const result = await api(base + path, { method: "POST", body });
+      ctx.ok();
+      controlResult.textContent = label + ": " + (result.outcome || result.status || "done");
+      await refresh();
+    } catch (error) {
+      ctx.fail(error);
+    }
+  }
+
+  let letters = [];
+  function renderActions() {
+    const final = FINAL.has(execution.status);
+    const reason = h("input", { type: "text", placeholder: "reason (optional)", size: 18, id: "control-reason" });
+    const buttons = [];
+    if (!final) {
+      buttons.push(h("button", { class: "danger", id: "cancel", onclick: () => control("/cancel", { reason: reason.value || null }, "cancel") }, "Cancel"));
+      if (execution.status === "Suspended" || (execution.suspendRequestedAt && !execution.suspendedAt)) {
+        buttons.push(h("button", { id: "resume", onclick: () => control("/resume", undefined, "resume") }, "Resume"));
+      } else {
+        buttons.push(h("button", { id: "suspend", onclick: () => control("/suspend", { reason: reason.value || null }, "suspend") }, "Suspend"));
+      }
+      buttons.push(reason);
+      const name = h("input", { type: "text", placeholder: "signal name", size: 12, id: "signal-name" });
+      const payload = h("input", { type: "text", placeholder: '{"payload": "json"}', size: 18, id: "signal-payload" });
+      buttons.push(
+        h(
+          "span",
+          { class: "group" },
+          name,
+          payload,
+          h(
+            "button",
+            {
+              id: "signal",
+              onclick: () => {
+                let parsed = {};
+                try {
+                  parsed = payload.value ? JSON.parse(payload.value) : {};
+                } catch (error) {
+                  ctx.fail(new Error("the signal payload is not JSON: " + error.message));
+                  return;
+                }
+                if (!name.value) return ctx.fail(new Error("name the signal"));
+                control("/signals/" + enc(name.value), { payload: parsed }, "signal");
+              },
+            },
+            "Send signal",
+          ),
+        ),
+      );
+    }
+    for (const letter of letters) {
+      buttons.push(
+        h(
+          "button",
+          {
+            class: "redrive",
+            "data-letter": String(letter.id),
+            onclick: async () => {
+              try {
+                const result = await api("/dead-letters/" + letter.id + "/redrive", { method: "POST" });
+                controlResult.textContent = "redrive: " + result.action;
+                letters = [];
+                ctx.ok();
+                await refresh();
+                follow();
+              } catch (error) {
+                ctx.fail(error);
+              }
+            },
+          },
+          "Redrive dead letter " + letter.id + (letter.nodeId ? " (" + letter.nodeId + ")" : ""),
+        ),
+      );
+    }
+    actions.replaceChildren(...buttons);
+  }
+
+  async function refresh() {
+    const [e, a] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/actions", { signal: ctx.signal })]);
+    execution = e;
+    attempts = a;
+    if (FINAL.has(execution.status)) {
+      const page = await api("/dead-letters" + query({ open: true, executionId: execution.id }), { signal: ctx.signal }).catch(() => ({ items: [] }));
+      letters = page.items;
+    }
+    const waits = await api(base + "/waits", { signal: ctx.signal }).catch(() => []);
+    waitsBox.replaceChildren(
+      waits.length
+        ? h(
+            "section",
+            {},
+            h("h2", {}, "Waits"),
+            table(
+              ["Node", "Kind", "State", "Name", "Due", "Expires", "Result"],
+              waits.map((w) => h("tr", {}, h("td", {}, w.nodeId), h("td", {}, w.kind), h("td", {}, badge(w.state)), h("td", {}, w.name || ""), h("td", {}, timeEl(w.dueAt)), h("td", {}, timeEl(w.expiresAt)), h("td", { class: "details" }, w.result != null ? JSON.stringify(w.result) : ""))),
+              { class: "list" },
+            ),
+          )
+        : "",
+    );
+    paint();
+  }
+
+  // An event moves its node at once; the whole page is read again at most once a second however
+  // many events arrive (three requests: well under the API's per-caller rate limit).
+  let pending = null;
+  let lastRefresh = 0;
+  function soon() {
+    if (pending || !ctx.alive) return;
+    const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
+    pending = setTimeout(() => {
+      pending = null;
+      lastRefresh = Date.now();
+      if (ctx.alive) refresh().catch(ctx.fail);
+    }, wait);
+  }
+  function apply(ev) {
+    const status = EVENT_STATUS[ev.type];
+    const node = ev.nodeId && status && execution.nodes.find((n) => n.nodeId === ev.nodeId);
+    if (!node) return;
+    node.status = status;
+    if (status === "Running" && !node.endTime) node.startTime = node.startTime || ev.at;
+    graph.update(new Map(execution.nodes.map((n) => [n.nodeId, n])), selected);
+  }
+  ctx.onCleanup(() => pending && clearTimeout(pending));
+
+  let lastEvent = 0;
+  let following = false;
+  async function follow() {
+    if (following || !ctx.alive) return;
+    following = true;
+    try {
+      for (let tries = 0; ctx.alive && tries < 30; tries++) {
+        liveState.textContent = "(live)";
+        try {
+          lastEvent = await streamEvents(
+            execution.id,
+            lastEvent,
+            (ev) => {
+              lastEvent = Math.max(lastEvent, ev.id);
+              eventsBody.append(eventRow(ev));
+              apply(ev);
+              soon();
+            },
+            ctx.signal,
+          );
+          tries = 0;
+        } catch (error) {
+          if (error.name === "AbortError") return;
+          ctx.fail(error);
+          if (error.status && error.status < 500 && error.status !== 429) return;
+        }
+        await refresh().catch(() => {});
+        if (FINAL.has(execution.status)) break;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    } finally {
+      following = false;
+      liveState.textContent = FINAL.has(execution.status) ? "(ended)" : "";
+    }
+  }
+
+  await refresh();
+  follow();
+}

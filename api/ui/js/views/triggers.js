@@ -1,0 +1,67 @@
+// Schedules and webhooks: their config, next and last tick, error, and their last runs.
+
+import { api, query } from "../api.js";
+import { h, badge, execLink, timeEl, table, empty } from "../dom.js";
+
+function describe(t) {
+  const c = t.config || {};
+  if (t.kind === "schedule") return [h("code", {}, c.cron || ""), " ", c.timezone || "UTC", c.catchUp ? " · catch-up " + c.catchUp : ""];
+  return [h("code", {}, t.hookUrl || "/api/v1/hooks/" + t.id), " · ", c.signature || (t.hasSecret ? "signed" : "unsigned")];
+}
+
+export async function render(main, { params }, ctx) {
+  const kind = params.get("kind") || "";
+  const kindSelect = h("select", { id: "trigger-kind" }, ["", "schedule", "webhook"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")));
+  kindSelect.addEventListener("change", () => (location.hash = "#/triggers" + (kindSelect.value ? "?kind=" + kindSelect.value : "")));
+  const result = h("div", { class: "muted" });
+  const body = h("div", {});
+  main.append(h("div", { class: "titlebar" }, h("h1", {}, "Triggers"), h("label", {}, "Kind ", kindSelect)), result, body);
+
+  async function load() {
+    const data = await api("/triggers" + query({ kind }), { signal: ctx.signal });
+    const triggers = Array.isArray(data) ? data : data.items || [];
+    const rows = triggers.map((t) => {
+      const runs = h("td", { class: "runs" }, h("span", { class: "muted" }, "…"));
+      api("/executions" + query({ triggerId: t.id, limit: 5 }), { signal: ctx.signal })
+        .then((page) =>
+          runs.replaceChildren(
+            ...(page.items.length ? page.items.map((e) => h("div", {}, execLink(e.id), " ", badge(e.status), " ", timeEl(e.createdAt))) : [h("span", { class: "muted" }, "none yet")]),
+            page.nextCursor ? h("a", { href: "#/executions?triggerId=" + encodeURIComponent(t.id) }, "all runs →") : "",
+          ),
+        )
+        .catch(() => runs.replaceChildren("?"));
+      const toggle = h(
+        "button",
+        {
+          class: "small secondary",
+          onclick: async () => {
+            try {
+              await api("/triggers/" + encodeURIComponent(t.id), { method: "PATCH", body: { enabled: !t.enabled } });
+              ctx.ok();
+              result.textContent = t.name + (t.enabled ? " disabled" : " enabled");
+              await load();
+            } catch (error) {
+              ctx.fail(error);
+            }
+          },
+        },
+        t.enabled ? "Disable" : "Enable",
+      );
+      return h(
+        "tr",
+        { "data-trigger": t.id },
+        h("td", {}, t.name),
+        h("td", {}, t.kind),
+        h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
+        h("td", {}, describe(t)),
+        h("td", {}, t.enabled ? badge("enabled") : badge("disabled")),
+        h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", timeEl(t.nextTickAt) || "not computed yet"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
+        h("td", { class: "error-text" }, t.error || ""),
+        runs,
+        h("td", {}, toggle),
+      );
+    });
+    body.replaceChildren(rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules or webhooks."));
+  }
+  await load();
+}

@@ -1,0 +1,106 @@
+// What waits for a person: open approvals (approve or reject, as the principal or token's subject),
+// and runs parked on a wait (timer, signal, approval), with a signal form for signal waits.
+
+import { api, query } from "../api.js";
+import { h, badge, execLink, timeEl, table, empty } from "../dom.js";
+
+const enc = encodeURIComponent;
+
+function approvalRow(a, ctx, reload, result) {
+  const comment = h("input", { type: "text", placeholder: "comment", size: 14 });
+  const decide = (decision) => async () => {
+    try {
+      const r = await api("/approvals/" + enc(a.id) + "/decision", { method: "POST", body: { decision, comment: comment.value || null } });
+      ctx.ok();
+      result.textContent = "Approval " + a.id.slice(0, 8) + ": " + decision + " recorded (" + (r.state || r.outcome || "ok") + ")";
+      await reload();
+    } catch (error) {
+      ctx.fail(error);
+    }
+  };
+  return h(
+    "tr",
+    { "data-approval": a.id },
+    h("td", {}, a.title || a.nodeId, a.description ? h("div", { class: "muted" }, a.description) : ""),
+    h("td", {}, a.workflowId),
+    h("td", {}, execLink(a.executionId), " ", a.nodeId),
+    h("td", {}, a.approvers.join(", ")),
+    h("td", { class: "num" }, (a.decisions || []).filter((d) => d.decision === "approve").length + " / " + (a.required ?? "?")),
+    h("td", {}, (a.decisions || []).map((d) => h("div", {}, d.principal + ": " + d.decision + (d.comment ? " — " + d.comment : "")))),
+    h("td", {}, timeEl(a.expiresAt)),
+    h("td", { class: "row-actions" }, comment, h("button", { class: "small", onclick: decide("approve") }, "Approve"), h("button", { class: "small danger", onclick: decide("reject") }, "Reject")),
+  );
+}
+
+function waitingRow(e, ctx, result) {
+  const waitsCell = h("td", {}, h("span", { class: "muted" }, "…"));
+  api("/executions/" + enc(e.id) + "/waits", { signal: ctx.signal })
+    .then((waits) => {
+      const open = waits.filter((w) => w.state === "open");
+      waitsCell.replaceChildren(
+        ...open.map((w) => {
+          const line = h("div", {}, w.nodeId + ": " + w.kind + (w.name ? " " + w.name : "") + (w.correlationKey ? " [" + w.correlationKey + "]" : ""), w.dueAt ? [" due ", timeEl(w.dueAt)] : "", w.expiresAt ? [" expires ", timeEl(w.expiresAt)] : "");
+          if (w.kind === "signal" && w.name) {
+            const payload = h("input", { type: "text", placeholder: "{}", size: 14 });
+            line.append(
+              " ",
+              payload,
+              h(
+                "button",
+                {
+                  class: "small",
+                  onclick: async () => {
+                    try {
+                      const body = { payload: payload.value ? JSON.parse(payload.value) : {} };
+                      if (w.correlationKey) body.correlationKey = w.correlationKey;
+                      const r = await api("/executions/" + enc(e.id) + "/signals/" + enc(w.name), { method: "POST", body });
+                      ctx.ok();
+                      result.textContent = "Signal " + w.name + ": " + r.outcome;
+                    } catch (error) {
+                      ctx.fail(error);
+                    }
+                  },
+                },
+                "Send " + w.name,
+              ),
+            );
+          }
+          return line;
+        }),
+      );
+      if (!open.length) waitsCell.replaceChildren(h("span", { class: "muted" }, "nothing open"));
+    })
+    .catch(() => waitsCell.replaceChildren(h("span", { class: "muted" }, "?")));
+  return h("tr", {}, h("td", {}, execLink(e.id)), h("td", {}, e.workflowId), h("td", {}, badge(e.status)), h("td", {}, timeEl(e.createdAt)), waitsCell);
+}
+
+export async function render(main, { params }, ctx) {
+  const all = params.get("approvals") === "all";
+  const result = h("div", { class: "muted", id: "waiting-result" });
+  const approvalsBox = h("div", { id: "approvals" });
+  const runsBox = h("div", { id: "waiting-runs" });
+  const toggle = h("a", { href: all ? "#/waiting" : "#/waiting?approvals=all" }, all ? "open only" : "show decided too");
+  main.append(
+    h("div", { class: "titlebar" }, h("h1", {}, "Waiting")),
+    result,
+    h("section", {}, h("h2", {}, "Approvals ", h("small", {}, toggle)), approvalsBox),
+    h("section", {}, h("h2", {}, "Waiting and suspended runs"), runsBox),
+  );
+
+  async function load() {
+    const [approvals, waiting, suspended] = await Promise.all([
+      api("/approvals" + query({ status: all ? "all" : "open" }), { signal: ctx.signal }),
+      api("/executions" + query({ status: "Waiting", limit: 50 }), { signal: ctx.signal }),
+      api("/executions" + query({ status: "Suspended", limit: 50 }), { signal: ctx.signal }),
+    ]);
+    const items = Array.isArray(approvals) ? approvals : approvals.items || [];
+    approvalsBox.replaceChildren(
+      items.length
+        ? table(["Approval", "Workflow", "Execution", "Approvers", "Approved", "Decisions", "Expires", ""], items.map((a) => approvalRow(a, ctx, load, result)), { class: "list" })
+        : empty("No approvals waiting."),
+    );
+    const runs = [...waiting.items, ...suspended.items];
+    runsBox.replaceChildren(runs.length ? table(["Execution", "Workflow", "Status", "Created", "Waits for"], runs.map((e) => waitingRow(e, ctx, result)), { class: "list" }) : empty("No run is waiting."));
+  }
+  await load();
+}

@@ -1,0 +1,102 @@
+// One workflow: its versions with checksums, publish (any version: an older one rolls back) and
+// archive, its current graph, and a diff between two versions computed here from both definitions.
+
+import { api } from "../api.js";
+import { h, badge, timeEl, table } from "../dom.js";
+import { drawGraph } from "../graph.js";
+import { canonicalLines, diffLines } from "../diff.js";
+
+const enc = encodeURIComponent;
+
+export async function render(main, { args }, ctx) {
+  const id = args[0];
+  const base = "/workflows/" + enc(id);
+  const result = h("div", { class: "muted", id: "workflow-result" });
+  const cache = new Map();
+
+  async function definitionOf(version) {
+    if (!cache.has(version)) cache.set(version, api(base + "/versions/" + version, { signal: ctx.signal }).then((v) => v.definition));
+    return cache.get(version);
+  }
+
+  async function act(path, label) {
+    try {
+      const w = await api(base + path, { method: "POST" });
+      ctx.ok();
+      result.textContent = label + ": " + w.status + (w.currentVersion ? " (current v" + w.currentVersion + ")" : "");
+      await draw();
+    } catch (error) {
+      ctx.fail(error);
+    }
+  }
+
+  async function draw() {
+    const [workflow, versions] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/versions", { signal: ctx.signal })]);
+    const ordered = [...versions].sort((a, b) => b.version - a.version);
+    const rows = ordered.map((v) =>
+      h(
+        "tr",
+        { "data-version": String(v.version) },
+        h("td", { class: "num" }, "v" + v.version, v.version === workflow.currentVersion ? h("span", { class: "badge s-current" }, "current") : ""),
+        h("td", { class: "mono small" }, v.checksum),
+        h("td", {}, timeEl(v.createdAt), " ", v.createdBy || ""),
+        h("td", {}, v.publishedAt ? [timeEl(v.publishedAt), " ", v.publishedBy || ""] : h("span", { class: "muted" }, "never")),
+        h(
+          "td",
+          {},
+          v.version === workflow.currentVersion && workflow.status === "Active"
+            ? ""
+            : h("button", { class: "small", onclick: () => act("/publish?version=" + v.version, "publish v" + v.version) }, v.publishedAt ? "Roll back to" : "Publish"),
+        ),
+      ),
+    );
+    const pick = (name, value) =>
+      h("select", { id: name }, ordered.map((v) => h("option", { value: String(v.version), selected: v.version === value }, "v" + v.version)));
+    const latest = ordered[0] ? ordered[0].version : 1;
+    const from = pick("diff-from", ordered[1] ? ordered[1].version : latest);
+    const to = pick("diff-to", latest);
+    const diffBox = h("div", { id: "diff" });
+    async function showDiff() {
+      const [a, b] = await Promise.all([definitionOf(Number(from.value)), definitionOf(Number(to.value))]);
+      const lines = diffLines(canonicalLines(a), canonicalLines(b));
+      const changed = lines.filter((l) => l.op !== " ").length;
+      diffBox.replaceChildren(
+        h("p", { class: "muted" }, changed ? changed + " changed lines (keys sorted)" : "No difference."),
+        h("pre", { class: "diff" }, lines.map((l) => h("span", { class: "d" + (l.op === "+" ? "add" : l.op === "-" ? "del" : "same") }, l.op + " " + l.text + "\n"))),
+      );
+    }
+    from.addEventListener("change", () => showDiff().catch(ctx.fail));
+    to.addEventListener("change", () => showDiff().catch(ctx.fail));
+    const graph = drawGraph(workflow.definition || { nodes: [] }, null);
+    graph.update(new Map(), null);
+    main.replaceChildren(
+      h("div", { class: "titlebar" }, h("h1", {}, workflow.displayName || workflow.id), badge(workflow.status)),
+      h(
+        "dl",
+        { class: "facts" },
+        h("dt", {}, "Id"),
+        h("dd", { class: "mono" }, workflow.id),
+        h("dt", {}, "Current"),
+        h("dd", {}, workflow.currentVersion ? "v" + workflow.currentVersion + " " : "none ", h("span", { class: "mono small" }, workflow.checksum || "")),
+        h("dt", {}, "Created by"),
+        h("dd", {}, workflow.createdBy || "unknown"),
+        workflow.description ? [h("dt", {}, "Description"), h("dd", {}, workflow.description)] : [],
+        h("dt", {}, "Limits"),
+        h("dd", {}, "max concurrent " + (workflow.maxConcurrentExecutions ?? "none") + ", per minute " + (workflow.rateLimitPerMinute ?? "none")),
+      ),
+      h(
+        "div",
+        { class: "actions" },
+        workflow.status === "Archived" ? "" : h("button", { class: "danger", id: "archive", onclick: () => act("/archive", "archive") }, "Archive"),
+        h("a", { class: "button secondary", href: "#/executions?workflowId=" + enc(workflow.id) }, "Executions"),
+      ),
+      result,
+      h("section", {}, h("h2", {}, "Graph (current version)"), h("div", { class: "graph-scroll" }, graph.svg)),
+      h("section", {}, h("h2", {}, "Versions"), table(["Version", "Checksum", "Created", "Published", ""], rows, { class: "list", id: "versions" })),
+      h("section", {}, h("h2", {}, "Diff"), h("div", { class: "filters" }, h("label", {}, "From ", from), h("label", {}, "to ", to)), diffBox),
+    );
+    await showDiff();
+  }
+
+  await draw();
+}

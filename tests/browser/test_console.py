@@ -1,0 +1,368 @@
+"""The console in a real headless Chromium (Playwright driving the system's `chromium`), against a
+real `dataworkflows up` (API and worker in one process) on a database of this module's own: a
+running execution's nodes change state live on its page, the executions list filters, a dead
+letter is redriven from the page, a problem is shown, data is shown as text. Screenshots of the
+main pages go to test-artifacts/console/ (git-ignored).
+
+One `up` and one browser for the whole module. The tests skip, saying why, only where Playwright or
+a Chromium is missing (`.ci/run` installs Debian's `chromium` when it can)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import command, free_port, wait_until_ready
+
+pytestmark = [pytest.mark.acceptance]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+# Playwright's own timeout for each expectation (a bound, not a timing assertion).
+WAIT_MS = 15_000
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def skip_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed (pip install -e '.[test]')"
+    if chromium_path() is None:
+        return "no Chromium on this machine (apt-get install -y chromium; .ci/run does it where it can)"
+    return None
+
+
+SKIP = skip_reason()
+if SKIP:
+    # Said where CI output shows it, besides pytest's -ra summary.
+    print(f"browser tests skipped: {SKIP}")
+    pytestmark.append(pytest.mark.skip(reason=SKIP))
+
+
+SLOW_PAIR = {
+    "id": "slow-pair",
+    "displayName": "Slow pair",
+    "startNode": "first",
+    "nodes": [
+        {
+            "id": "first",
+            "actionType": "core.echo",
+            "parameters": {"message": "one {{ trigger.n }}", "delayMs": 1500},
+            "edges": [{"targetNode": "second"}, {"targetNode": "cleanup", "when": "failure"}],
+        },
+        {"id": "second", "actionType": "core.echo", "parameters": {"message": "two", "delayMs": 800}},
+        {"id": "cleanup", "actionType": "core.echo", "parameters": {"message": "cleanup"}},
+    ],
+}
+FAILING = {
+    "id": "always-fails",
+    # Shown as text, never as markup.
+    "displayName": "<img src=x onerror=alert(1)> fails",
+    "startNode": "boom",
+    "nodes": [
+        {"id": "boom", "actionType": "core.echo", "parameters": {"message": "x", "simulateFailure": "permanent"}}
+    ],
+}
+
+APPROVAL = {
+    "id": "sign-off",
+    "displayName": "Sign-off",
+    "startNode": "ask",
+    "orchestration": {"workflowTimeout": "PT1H"},
+    "nodes": [
+        {
+            "id": "ask",
+            "nodeType": "approval",
+            "parameters": {"approvers": ["ops"], "title": "Expense of {{ trigger.amount }}"},
+            "edges": [{"targetNode": "pay"}],
+        },
+        {"id": "pay", "actionType": "core.echo", "parameters": {"message": "paid"}},
+    ],
+}
+
+
+class Console:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.proc = proc
+        self.log = log
+        self.stopping = False
+        self.http = httpx.Client(base_url=url, timeout=10.0, headers={"X-Principal-Id": "ops"})
+
+    def stop(self) -> None:
+        """SIGTERM, once: a second one would make `up` stop at once instead of cleanly."""
+        if not self.stopping and self.proc.poll() is None:
+            self.stopping = True
+            self.proc.terminate()
+
+    def create(self, definition: dict[str, Any]) -> None:
+        answer = self.http.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition)
+        assert answer.status_code == 201, answer.text
+
+    def execute(self, workflow: str, trigger: dict[str, Any] | None = None) -> str:
+        answer = self.http.post(
+            f"/api/v1/workflows/{workflow}/execute", json={"trigger": trigger or {}, "requestId": uuid.uuid4().hex}
+        )
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["executionId"])
+
+    def wait_for(self, execution_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.http.get(f"/api/v1/executions/{execution_id}").json()
+            if body["status"] in statuses:
+                return dict(body)
+            assert time.monotonic() < deadline, body
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def console(postgresql_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """`dataworkflows up` on a database cloned from the session's migrated template."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    dbname = "dw_console"
+    janitor = DatabaseJanitor(
+        user=postgresql_proc.user,
+        host=postgresql_proc.host,
+        port=postgresql_proc.port,
+        dbname=dbname,
+        template_dbname=postgresql_proc.template_dbname,
+        maintenance_dbname=postgresql_proc.maintenance_dbname,
+        password=postgresql_proc.password,
+    )
+    janitor.init()
+    logs = tmp_path_factory.mktemp("console")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"host={postgresql_proc.host} port={postgresql_proc.port} user={postgresql_proc.user} dbname={dbname}"
+        ),
+        "DW_LOG_FORMAT": "json",
+        "DW_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    log = logs / "up.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [*command(), "up", "--port", str(port), "--no-examples"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    made: Console | None = None
+    try:
+        # Not waited for here: the browser starts meanwhile (see `browser`), then waits for it.
+        made = Console(f"http://127.0.0.1:{port}", proc, log)
+        try:
+            yield made
+        finally:
+            made.http.close()
+    finally:
+        if made is None:
+            proc.terminate()
+        else:
+            made.stop()  # asked already by `browser`, so that both stop at once
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        janitor.drop()
+
+
+@pytest.fixture(scope="module")
+def browser(console: Console) -> Iterator[Any]:
+    """Chromium, launched while `up` starts (each takes seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        try:
+            wait_until_ready(console.proc, console.url, console.log)
+            yield launched
+        finally:
+            # `up` stops (a few seconds) while the browser closes.
+            console.stop()
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, console: Console) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=console.url)
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    # A CSP violation is a console error: the page must need nothing its policy refuses.
+    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not [e for e in errors if "Content Security Policy" in e or "Refused" in e], errors
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: Console) -> None:
+    console.create(SLOW_PAIR)
+    execution_id = console.execute("slow-pair", {"n": 7})
+    page.goto(f"/ui#/executions/{execution_id}")
+    first = page.locator('g[data-node="first"]')
+    second = page.locator('g[data-node="second"]')
+    # While the first node runs, the second has not started; then both succeed, without a reload.
+    page.wait_for_selector('g[data-node="first"][data-status="Running"]')
+    assert second.get_attribute("data-status") in {"Pending", "Ready"}
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_selector('g[data-node="second"][data-status="Running"]')
+    page.wait_for_selector('g[data-node="second"][data-status="Succeeded"]')
+    assert first.get_attribute("data-status") == "Succeeded"
+    page.wait_for_selector('g[data-node="cleanup"][data-status="Skipped"]')
+    assert page.evaluate("window.__sameDocument") is True
+    # The log arrived over the stream, the waterfall has a bar per attempt.
+    page.wait_for_selector('#events tr[data-event="execution_succeeded"]')
+    assert page.locator('#events tr[data-event="node_succeeded"]').count() == 2
+    assert page.locator("#timeline .bar").count() == 2
+    # A node's rendered parameters, outputs and error.
+    first.click()
+    panel = page.locator("#node-panel")
+    panel.get_by_text("Rendered parameters").wait_for()
+    assert "one 7" in panel.inner_text()
+    shot(page, "execution")
+
+
+def test_the_executions_list_filters(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    console.create(
+        {**SLOW_PAIR, "id": "quick", "startNode": "only", "nodes": [{"id": "only", "actionType": "core.echo"}]}
+    )
+    done = [console.execute("quick") for _ in range(3)]
+    for execution_id in done:
+        console.wait_for(execution_id, {"Succeeded"})
+    page.goto("/ui#/executions")
+    page.wait_for_selector("#executions tbody tr")
+    page.select_option('select[name="status"]', "Succeeded")
+    page.wait_for_url("**status=Succeeded**")
+    page.fill('input[name="workflowId"]', "quick")
+    page.click('#execution-filters button[type="submit"]')
+    page.wait_for_url("**workflowId=quick**")
+    rows = page.locator("#executions tbody tr")
+    expect(rows).to_have_count(3, timeout=WAIT_MS)
+    assert sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.execution)")) == sorted(done)
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.status)")) == {"Succeeded"}
+    shot(page, "executions")
+    page.select_option('select[name="triggerKind"]', "webhook")
+    page.wait_for_url("**triggerKind=webhook**")
+    page.get_by_text("No executions match.").wait_for()
+
+
+def test_a_dead_letter_is_redriven_from_the_page(page: Any, console: Console) -> None:
+    console.create(FAILING)
+    execution_id = console.execute("always-fails")
+    console.wait_for(execution_id, {"Failed"})
+    letters = console.http.get("/api/v1/dead-letters", params={"open": "true"}).json()["items"]
+    letter = next(d for d in letters if d["executionId"] == execution_id)
+    page.goto("/ui#/dead-letters")
+    row = page.locator(f'#dead-letters tr[data-letter="{letter["id"]}"]')
+    row.wait_for()
+    shot(page, "dead-letters")
+    row.get_by_role("button", name="Redrive").click()
+    page.wait_for_selector(f"#letter-result:has-text('Dead letter {letter['id']} redriven')")
+    redriven = console.http.get(f"/api/v1/dead-letters/{letter['id']}").json()
+    assert redriven["redrivenAt"] is not None
+    # The workflow's name is shown as the text it is.
+    page.goto("/ui#/workflows")
+    cell = page.locator('#workflows tr[data-workflow="always-fails"] td').nth(1)
+    assert cell.inner_text() == FAILING["displayName"]
+    assert cell.locator("img").count() == 0
+
+
+def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> None:
+    page.goto("/ui#/executions/00000000-0000-0000-0000-000000000000")
+    banner = page.locator("#problem")
+    banner.get_by_text("404 Not found").wait_for()
+    assert "not_found" in banner.inner_text()
+    # Strict mode's answer to a request without a good token (faked here: this server is loose), and
+    # the token from the header form sent as a bearer token.
+    problem = {
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "the bearer token has expired",
+        "code": "invalid_token",
+    }
+    page.route(
+        "**/api/v1/workers",
+        lambda route: route.fulfill(status=401, content_type="application/problem+json", body=json.dumps(problem)),
+    )
+    page.fill("#auth-token", "token-123")
+    with page.expect_request("**/api/v1/workers") as sent:
+        page.click('#auth button[type="submit"]')
+        page.goto("/ui#/workers")
+    assert sent.value.headers["authorization"] == "Bearer token-123"
+    banner.get_by_text("Paste a bearer token").wait_for()
+    assert "401 Unauthorized" in banner.inner_text() and "has expired" in banner.inner_text()
+    page.unroute("**/api/v1/workers")
+    page.fill("#auth-token", "")
+    page.click('#auth button[type="submit"]')
+    # A second version of a workflow, to diff.
+    changed = {
+        **SLOW_PAIR,
+        "nodes": [{**SLOW_PAIR["nodes"][0], "parameters": {"message": "uno"}}, *SLOW_PAIR["nodes"][1:]],
+    }
+    assert console.http.put("/api/v1/workflows/slow-pair", json=changed).status_code in (200, 201)
+    page.goto("/ui#/workflows/slow-pair")
+    page.wait_for_selector("#versions tr[data-version='2']")
+    page.wait_for_selector("#diff .dadd")
+    assert "uno" in page.locator("#diff").inner_text()
+    shot(page, "workflow")
+    # A person approves from the page (as the principal named in the header form).
+    console.create(APPROVAL)
+    waiting = console.execute("sign-off", {"amount": 12})
+    console.wait_for(waiting, {"Waiting"})
+    schedule = {"kind": "schedule", "name": "new-year", "config": {"cron": "0 0 1 1 *", "timezone": "UTC"}}
+    assert console.http.post("/api/v1/workflows/quick/triggers", json=schedule).status_code == 201
+    hook = {"kind": "webhook", "name": "orders-in", "config": {"signature": "none"}}
+    created = console.http.post("/api/v1/workflows/quick/triggers", json=hook)
+    assert created.status_code == 201, created.text
+    delivered = console.http.post(f"/api/v1/hooks/{created.json()['id']}", json={"order": 1})
+    assert delivered.status_code == 202, delivered.text
+    page.goto("/ui#/waiting")
+    page.fill("#auth-principal", "ops")
+    page.click('#auth button[type="submit"]')
+    approval = page.locator("#approvals tbody tr", has_text="Expense of 12")
+    approval.wait_for()
+    page.wait_for_selector(f'#waiting-runs a[title="{waiting}"]')
+    shot(page, "waiting")
+    approval.get_by_role("button", name="Approve").click()
+    page.wait_for_selector("#waiting-result:has-text('approve recorded')")
+    assert console.wait_for(waiting, {"Succeeded", "Failed"})["status"] == "Succeeded"
+    page.goto("/")
+    page.wait_for_selector("#executions tbody tr")
+    assert page.url.endswith("/ui") or "/ui#" in page.url
+    page.goto("/ui#/triggers")
+    page.wait_for_selector(f'#triggers tr[data-trigger="{created.json()["id"]}"] .runs a')
+    shot(page, "triggers")
+    for name, shown in (("workflows", "#workflows tbody tr"), ("workers", "#fetch-loops tbody tr")):
+        page.goto(f"/ui#/{name}")
+        page.wait_for_selector(shown)
+        shot(page, name)

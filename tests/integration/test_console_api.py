@@ -1,0 +1,149 @@
+"""What the console needs from the API, in-process against a real database: its files at /ui with a
+strict Content-Security-Policy (and / sending there), the executions list's filters (trigger kind,
+trigger, time range), and GET /api/v1/workers, tenant-scoped, from the leases and Procrastinate's
+heartbeats."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.api.console import ASSETS
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from dataworkflows.tenancy import tenant_scope
+from tests.conftest import load_fixture, publish, start
+from tests.integration.test_api import assert_problem
+from tests.integration.test_auth_api import bearer, strict_settings
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as test_client:
+        yield test_client
+
+
+async def test_the_console_is_served_offline_with_a_strict_policy(client: AsyncTestClient[Any]) -> None:
+    root = await client.get("/", follow_redirects=False)
+    assert root.status_code in (301, 302, 307, 308) and root.headers["location"] == "/ui"
+    page = await client.get("/ui")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # Every script and stylesheet comes from the package: nothing from another origin, no inline script.
+    assert "http://" not in page.text and "https://" not in page.text
+    assert '<script type="module" src="/ui/js/app.js"></script>' in page.text
+    for name in ("js/app.js", "js/views/execution.js", "console.css"):
+        asset = await client.get(f"/ui/{name}")
+        assert asset.status_code == 200 and asset.headers["content-security-policy"] == policy
+    assert (await client.get("/ui/js/app.js")).headers["content-type"].startswith("text/javascript")
+    # No module writes markup from strings: the console only ever sets text.
+    for name, (content, _) in ASSETS.items():
+        if name.endswith(".js"):
+            text = content.decode()
+            assert "innerHTML" not in text and "outerHTML" not in text and "insertAdjacentHTML" not in text, name
+            assert "eval(" not in text and "new Function" not in text, name
+    missing = assert_problem(await client.get("/ui/../app.py"), 404)
+    assert missing["code"] == "not_found"
+    assert_problem(await client.get("/ui/js/nope.js"), 404)
+
+
+async def test_the_console_is_open_in_strict_mode_and_its_data_is_not(dsn: str) -> None:
+    settings = strict_settings(dsn)
+    async with AsyncTestClient(create_app(settings)) as strict:
+        assert (await strict.get("/ui")).status_code == 200
+        assert_problem(await strict.get("/api/v1/workers"), 401)
+        assert (await strict.get("/api/v1/workers", headers=bearer(settings, "ana", "viewer"))).status_code == 200
+
+
+async def test_executions_filter_by_trigger_kind_trigger_and_time(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    manual = await start(db, "simple-echo")
+    created = await client.post(
+        "/api/v1/workflows/simple-echo/triggers",
+        json={"kind": "webhook", "name": "in", "config": {"signature": "none"}},
+    )
+    assert created.status_code == 201, created.text
+    trigger_id = created.json()["id"]
+    hooked = (await client.post(f"/api/v1/hooks/{trigger_id}", json={"n": 1})).json()["executionId"]
+    listing = (await client.get("/api/v1/executions")).json()["items"]
+    kinds = {item["id"]: (item["triggerKind"], item["triggerId"]) for item in listing}
+    assert kinds == {str(manual): ("manual", None), hooked: ("webhook", trigger_id)}
+
+    async def ids(**params: Any) -> list[str]:
+        answer = await client.get("/api/v1/executions", params=params)
+        assert answer.status_code == 200, answer.text
+        return [item["id"] for item in answer.json()["items"]]
+
+    assert await ids(triggerKind="webhook") == [hooked]
+    assert await ids(triggerKind="manual") == [str(manual)]
+    assert await ids(triggerKind="schedule") == await ids(triggerKind="subworkflow") == []
+    assert await ids(triggerId=trigger_id) == [hooked]
+    # The time range: createdFrom inclusive, createdTo exclusive; no offset means UTC.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE dw.executions SET created_at = '2026-01-01T10:00:00Z' WHERE id = %s", (manual,))
+    assert await ids(createdFrom="2026-01-01T10:00:00Z", createdTo="2026-01-01T10:00:01Z") == [str(manual)]
+    assert await ids(createdFrom="2026-01-01T10:00:00", createdTo="2026-01-01T10:00:01") == [str(manual)]
+    assert await ids(createdTo="2026-01-01T10:00:00Z") == []
+    recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert await ids(createdFrom=recent) == [hooked]
+    problem = assert_problem(await client.get("/api/v1/executions", params={"triggerKind": "cron"}), 422)
+    assert "triggerKind must be one of" in problem["detail"]
+    assert_problem(await client.get("/api/v1/executions", params={"createdFrom": "yesterday"}), 400)
+    assert_problem(await client.get("/api/v1/executions", params={"triggerId": "not-a-uuid"}), 400)
+
+
+async def test_workers_shows_leases_of_the_callers_tenant_and_fetch_loops(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    assert (await client.get("/api/v1/workers")).json() == {"leases": [], "fetchLoops": []}
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution = await start(db, "simple-echo")
+    await db.runs.acquire(execution, owner="host/1/abc", lease_seconds=30)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        live = conn.execute("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id").fetchone()[0]
+        stale = conn.execute(
+            "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour') RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE args ->> 'execution_id' = %s",
+            (live, str(execution)),
+        )
+    body = (await client.get("/api/v1/workers")).json()
+    assert [(lease["workerId"], lease["runsHeld"]) for lease in body["leases"]] == [("host/1/abc", 1)]
+    assert body["leases"][0]["leaseExpiresAt"] is not None
+    assert [(f["id"], f["alive"], f["jobsDoing"]) for f in body["fetchLoops"]] == [(live, True, 1), (stale, False, 0)]
+    # Another tenant sees the fetch loops (processes, no tenant's data) but none of these leases or jobs.
+    other = (await client.get("/api/v1/workers", headers={"X-Tenant-Id": "other"})).json()
+    assert other["leases"] == [] and [f["jobsDoing"] for f in other["fetchLoops"]] == [0, 0]
+    with tenant_scope("other"):
+        assert await db.operations.worker_leases() == []
+
+
+async def test_dead_letters_filter_by_execution(client: AsyncTestClient[Any], db: Database, dsn: str) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    runs = [await start(db, "simple-echo") for _ in range(2)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+        for run in runs:
+            conn.execute(
+                "INSERT INTO dw.dead_letters (tenant_id, kind, execution_id, node_id)"
+                " VALUES ('default', 'node_failed', %s, 'echo1')",
+                (run,),
+            )
+    every = (await client.get("/api/v1/dead-letters")).json()["items"]
+    assert {d["executionId"] for d in every} == {str(run) for run in runs}
+    mine = (await client.get("/api/v1/dead-letters", params={"executionId": str(runs[0]), "open": "true"})).json()
+    assert [d["executionId"] for d in mine["items"]] == [str(runs[0])]
+    assert (await client.get("/api/v1/dead-letters", params={"executionId": str(uuid.uuid4())})).json()["items"] == []
+    assert_problem(await client.get("/api/v1/dead-letters", params={"executionId": "nope"}), 400)
