@@ -40,6 +40,7 @@ from .document_templates import DocumentTemplateController, TemplateSetControlle
 from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
+from .json_newline import end_json_with_newline
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
@@ -227,6 +228,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
+        before_send=[end_json_with_newline],
         guards=[refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
