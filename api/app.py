@@ -31,6 +31,7 @@ from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import enter_tenant, no_tenant
 
+from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
 from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
@@ -40,7 +41,6 @@ from .document_templates import DocumentTemplateController, TemplateSetControlle
 from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
-from .json_newline import end_json_with_newline
 from .params import refuse_impossible_ids
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
@@ -225,10 +225,10 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[live, ready, metrics, api_v1],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
+        before_send=[end_json_with_newline],
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
-        before_send=[end_json_with_newline],
         guards=[refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
