@@ -112,6 +112,7 @@ def test_run_wait_logs_follow_timeout_and_exit_codes(stack: Stack, cli: Cli) -> 
     for args, text in (
         (("run", "cli-steps", "--timeout", "5"), "--timeout is how long --wait waits"),
         (("run", "cli-steps", "--trigger", "[1]"), "--trigger must be a JSON object"),
+        (("run", "cli-steps", "--trigger", "{nope"), "--trigger is not valid JSON"),
         (("run", "nope", "--wait"), "not found"),
         (("logs", waiter_id, "--timeout", "5"), "give --follow too"),
         (("logs", "not-an-id"), "not found"),
