@@ -1607,6 +1607,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except _http_errors() as exc:
         return _http_error(args, exc)
     except KeyboardInterrupt:
+        if args.command not in LOCAL_COMMANDS:
+            print("interrupted: nothing was stopped on the server (a started run goes on)", file=sys.stderr)
         return 130
 
 
