@@ -28,6 +28,7 @@ from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import enter_tenant, no_tenant
 
+from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
 from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
@@ -227,6 +228,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[live, ready, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
+        before_send=[end_json_with_newline],
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.enums import ParamType
@@ -32,6 +32,8 @@ DECISION_PROBLEMS = {
     ),
 }
 MAX_PRINCIPAL = 200
+# The list's status filter: open approvals, or every one.
+_STATUSES = ("open", "all")
 
 
 @dataclass
@@ -104,10 +106,12 @@ class ApprovalController(Controller):
         self,
         db: DatabaseDep,
         request: Request[Any, Any, Any],
-        status: Annotated[Literal["open", "all"], QueryParameter(name="status", required=False)] = "open",
+        status: Annotated[str, QueryParameter(name="status", required=False, enum=list(_STATUSES))] = "open",
         execution_id: Annotated[uuid.UUID | None, QueryParameter(name="executionId", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> list[ApprovalRead]:
+        if status not in _STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(_STATUSES)}, not {status[:50]!r}")
         approver = request.query_params.get("principal") or None
         if approver is not None and len(approver) > MAX_PRINCIPAL:
             raise InvalidInput(f"principal must be at most {MAX_PRINCIPAL} characters")

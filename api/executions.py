@@ -297,6 +297,10 @@ class ExecutionController(Controller):
 
 
 _KEEPALIVE_SECONDS = 15.0
+# The first waits for a wake-up are short, then double up to the keepalive: an event written by a
+# transaction that was under way when the stream subscribed may come without a NOTIFY (the
+# trigger looked for listeners before this one was there), and is read at the next look.
+_FIRST_LOOK_SECONDS = 0.25
 
 
 async def _stream(
@@ -304,6 +308,7 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Events after `after`, then each new one as its NOTIFY arrives; ends with the run."""
     last = after
+    idle = _FIRST_LOOK_SECONDS
     async with svc.events.subscribe(execution_id) as wakeups:
         while True:
             rows = await svc.db.executions.events(execution_id, after=last, limit=1000)
@@ -326,7 +331,9 @@ async def _stream(
             if len(rows) == 1000:
                 continue
             try:
-                await asyncio.wait_for(wakeups.get(), _KEEPALIVE_SECONDS)
+                await asyncio.wait_for(wakeups.get(), idle)
             except TimeoutError:
-                # Keeps proxies from closing an idle stream; the loop re-reads from the database.
-                yield ServerSentEventMessage(comment="keepalive", data=None)
+                if idle >= _KEEPALIVE_SECONDS:
+                    # Keeps proxies from closing an idle stream; the loop re-reads from the database.
+                    yield ServerSentEventMessage(comment="keepalive", data=None)
+                idle = min(idle * 2, _KEEPALIVE_SECONDS)

@@ -16,6 +16,7 @@ from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
+from dataworkflows.statuses import WorkflowStatus
 from dataworkflows.validation import json_depth
 
 from .openapi_docs import PROBLEMS
@@ -103,10 +104,13 @@ class WorkflowController(Controller):
     async def list_workflows(
         self,
         db: DatabaseDep,
-        status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
+        status: Annotated[str | None, QueryParameter(name="status", required=False, enum=list(WorkflowStatus))] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> WorkflowList:
+        if status is not None and status not in set(WorkflowStatus):
+            # An unknown status is a mistake, not a filter that matches nothing.
+            raise InvalidInput(f"status must be one of {', '.join(WorkflowStatus)}, not {status[:50]!r}")
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
             raise InvalidInput("the cursor is not valid; use nextCursor from a previous page")

@@ -1,45 +1,66 @@
-"""The `dataworkflows` command: up, migrate, prune, api, worker, run, status, token; and, through the API,
-workflows, executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject,
-dead-letters, triggers, connections."""
+"""The `dataworkflows` command: up, migrate, prune, api, worker, run, logs, status, token; and, through
+the API, workflows, executions (list, tree, cancel, suspend, resume), signal, approvals, approve, reject,
+dead-letters, triggers, connections.
+
+It starts fast: the commands that talk to the API import httpx (and little else) when they run, and
+only the commands that run the engine here (up, api, worker, migrate, prune, psql, token) read the
+server settings, configure logging and import the engine."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from dataworkflows import __version__
-from dataworkflows.config import Settings
+from dataworkflows.cli_follow import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    FINAL,
+    Printer,
+    Refused,
+    follow,
+    print_log,
+)
+from dataworkflows.cli_help import LOCAL, decorate
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
-from dataworkflows.logs import configure_logging
 from dataworkflows.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
     import socket
 
+    import httpx
+
+    from dataworkflows.config import Settings
     from dataworkflows.serving import Stopper
 
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
+__all__ = ["EXIT_OK", "EXIT_RUN_FAILED", "EXIT_TIMEOUT", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]
 
-FINAL = {"Succeeded", "Failed", "Cancelled", "TimedOut"}
+# The commands that run the engine in this process: they read (and check) the server settings and
+# configure logging. The others only talk to the API.
+LOCAL_COMMANDS = LOCAL
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    from dataworkflows.logs import configure_logging as configure
+
+    configure(log_format, level)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from dataworkflows.config import Settings
+
     return Settings.from_env(
         api_host=getattr(args, "host", None),
         api_port=getattr(args, "port", None),
@@ -87,6 +108,8 @@ def _print_held_back(database: str) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dataworkflows import serving
 
     settings = _settings(args)
@@ -110,6 +133,8 @@ async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+
     from dataworkflows.workers.app import run_worker
 
     settings = _settings(args)
@@ -119,7 +144,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import replace
+
     from dataworkflows import serving
+    from dataworkflows.config import Settings
 
     settings = _settings(args)
     # The port first: a busy one is reported before PostgreSQL starts (and nothing is left behind).
@@ -225,6 +254,8 @@ async def _load_examples(settings: Settings) -> None:
 
 
 async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list[socket.socket]) -> int:
+    import asyncio
+
     from dataworkflows import serving
     from dataworkflows.api.app import create_app, end_live_streams
     from dataworkflows.workers.app import run_worker
@@ -243,6 +274,7 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
         f"  Database:  {settings.database_url}\n"
         f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
         '-H \'Content-Type: application/json\' -d \'{"trigger": {"userId": "me"}}\'\n'
+        f"{_cli_hint(settings.api_host, settings.api_port)}\n"
         "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
         "the next start.\n",
         flush=True,
@@ -250,6 +282,22 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
     worker = asyncio.create_task(run_worker(settings, install_signal_handlers=False, stop=stopper.stop))
     return await stopper.serve(
         serving.ApiServer(app, settings), sockets, on_stop=lambda: end_live_streams(app), others=[worker]
+    )
+
+
+DEFAULT_API_URL = "http://127.0.0.1:5131"
+
+
+def _cli_hint(host: str, port: int) -> str:
+    """How to point the CLI (in another terminal) at this API."""
+    if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - a wildcard bind answers on loopback too
+        host = "127.0.0.1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if url == DEFAULT_API_URL:
+        return f"  CLI:       dataworkflows run simple-echo --wait   (the CLI's default API is {url})"
+    return (
+        f"  CLI:       export DW_API_URL={url}   (the CLI talks to $DW_API_URL, or --api-url URL; "
+        f"default {DEFAULT_API_URL})"
     )
 
 
@@ -279,7 +327,7 @@ def cmd_psql(args: argparse.Namespace) -> int:
 
 
 def _api_url(args: argparse.Namespace) -> str:
-    return str(args.api_url or os.environ.get("DW_API_URL") or "http://127.0.0.1:5131").rstrip("/")
+    return str(getattr(args, "api_url", None) or os.environ.get("DW_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
@@ -296,11 +344,32 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     token = (os.environ.get("DW_API_TOKEN") or "").strip()
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.Client(base_url=_api_url(args), timeout=30.0, headers=headers)
+    http = _httpx()
+    url = _api_url(args)
+    verify: Any = True
+    if not url.lower().startswith("https:"):
+        # Plain HTTP uses no TLS: a context without the CA bundle (loading it costs ~0.1 s a call)
+        # that still verifies, so that nothing could ever go unverified through it.
+        import ssl
+
+        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client: httpx.Client = http.Client(base_url=url, timeout=30.0, headers=headers, verify=verify)
+    return client
+
+
+def _httpx() -> Any:
+    """httpx, without its own command-line client: `import httpx` otherwise imports click, rich and
+    pygments for `httpx.main` (a third of this command's start-up), which this process never uses."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx
+
+    return httpx
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Prints an HS256 token signed with DW_JWT_SECRET, for strict mode on a laptop or in tests."""
+    from dataworkflows.config import Settings
     from dataworkflows.tokens import mint_token
 
     print(
@@ -317,16 +386,19 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_token(sub: Any) -> None:
-    from dataworkflows.tokens import ROLES
+# dataworkflows.tokens.ROLES (a test keeps them equal): importing tokens (jwt, cryptography) would
+# slow every command down.
+TOKEN_ROLES = ("viewer", "operator", "author", "admin")
 
+
+def _add_token(sub: Any) -> None:
     token = sub.add_parser(
         "token", help="print a local HS256 bearer token signed with DW_JWT_SECRET (strict auth mode)"
     )
     token.add_argument("--sub", required=True, help="the principal (the token's sub)")
     token.add_argument("--tenant", default="default", help="the tenant (default: default)")
     token.add_argument(
-        "--role", action="append", required=True, choices=ROLES, help="a role to grant; repeat for several"
+        "--role", action="append", required=True, choices=TOKEN_ROLES, help="a role to grant; repeat for several"
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     token.add_argument("--issuer", help="iss (default $DW_JWT_ISSUER; none when unset)")
@@ -360,19 +432,53 @@ def _path(value: str) -> str:
     return quote(value, safe="")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    """A JSON object from an option's value (ValueError with the message to print)."""
     try:
-        trigger = json.loads(args.trigger, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=_no_constants)
     except (json.JSONDecodeError, ValueError) as exc:
-        print(f"error: --trigger is not valid JSON: {exc}", file=sys.stderr)
+        raise ValueError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object")
+    return value
+
+
+def _sample_trigger(client: httpx.Client, workflow: str) -> dict[str, Any] | None:
+    """The workflow's sample trigger: its definition's metadata.sampleTrigger (every example has
+    one), or None."""
+    response = client.get(f"/api/v1/workflows/{_path(workflow)}")
+    if response.status_code != 200:
+        return None  # the execute request says what is wrong
+    metadata = (response.json().get("definition") or {}).get("metadata") or {}
+    sample = metadata.get("sampleTrigger") if isinstance(metadata, dict) else None
+    return sample if isinstance(sample, dict) else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.wait:
+        print("error: --timeout is how long --wait waits: give --wait too", file=sys.stderr)
         return EXIT_USAGE
-    if not isinstance(trigger, dict):
-        print("error: --trigger must be a JSON object", file=sys.stderr)
+    try:
+        trigger = _json_object(args.trigger, "--trigger") if args.trigger is not None else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    body: dict[str, Any] = {"trigger": trigger}
-    if args.request_id:
-        body["requestId"] = args.request_id
     with _client(args) as client:
+        if trigger is None:
+            trigger = _sample_trigger(client, args.workflow)
+            if trigger is None:
+                trigger = {}
+            else:
+                shown = json.dumps(trigger, separators=(",", ":"))
+                print(
+                    f"no --trigger given: using {args.workflow}'s sample trigger (metadata.sampleTrigger): "
+                    f"{shown if len(shown) <= 200 else shown[:197] + '...'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        body: dict[str, Any] = {"trigger": trigger}
+        if args.request_id:
+            body["requestId"] = args.request_id
         response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/execute", json=body)
         if response.status_code != 202:
             return _refused(response)
@@ -383,99 +489,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         if not args.wait:
             return EXIT_OK
-        code = _follow_stream(client, execution_id, timeout=args.timeout)
-        if code is None:  # no live stream (an older server, a proxy): poll instead
-            code = _follow(client, execution_id, timeout=args.timeout)
-        return code
+        timeout = DEFAULT_WAIT_SECONDS if args.timeout is None else args.timeout
+        return follow(client, execution_id, Printer(), timeout=timeout)
 
 
-def _describe_event(event: dict[str, Any]) -> str | None:
-    details = event.get("details") or {}
-    node = event.get("nodeId") or ""
-    kind = event["type"]
-    attempt = details.get("attempt")
-    error = (details.get("error") or {}).get("message", "")
-    if kind == "node_succeeded":
-        return f"  {node:<24} Succeeded" + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
-    if kind == "node_failed":
-        return f"  {node:<24} Failed     {error}".rstrip()
-    if kind == "node_retry_scheduled":
-        return f"  {node:<24} retrying   attempt {attempt} failed: {error}".rstrip()
-    if kind == "node_skipped":
-        return f"  {node:<24} Skipped"
-    if kind == "node_cancelled":
-        return f"  {node:<24} Cancelled"
-    if kind == "condition_error":
-        return f"  {node:<24} condition error: {details.get('error')}"
-    if kind in {"execution_recovered", "lease_lost"}:
-        return f"  (run {kind.replace('_', ' ')})"
-    return None
+# How long `run --wait` and `dead-letters redrive --wait` wait by default.
+DEFAULT_WAIT_SECONDS = 3600.0
 
 
-def _follow_stream(client: httpx.Client, execution_id: str, *, timeout: float) -> int | None:
-    """Prints nodes as they finish, from the server-sent event stream; None if there is none."""
-    deadline = time.monotonic() + timeout
-    try:
-        with client.stream(
-            "GET",
-            f"/api/v1/executions/{execution_id}/events",
-            headers={"Accept": "text/event-stream"},
-            timeout=httpx.Timeout(10.0, read=60.0),
-        ) as response:
-            if response.status_code != 200 or "text/event-stream" not in response.headers.get("content-type", ""):
-                return None
-            for line in response.iter_lines():
-                if not line.startswith("data:") or not line[5:].strip():
-                    continue
-                event = json.loads(line[5:].strip())
-                text = _describe_event(event)
-                if text:
-                    print(text, flush=True)
-                if time.monotonic() > deadline:
-                    print(f"error: gave up waiting after {timeout:g}s", file=sys.stderr)
-                    return EXIT_UNAVAILABLE
-    except (httpx.TransportError, json.JSONDecodeError):
-        return None
-    execution = client.get(f"/api/v1/executions/{execution_id}").json()
-    if execution["status"] not in FINAL:
-        return None
-    error = execution.get("error") or {}
-    suffix = f": {error.get('message')}" if error.get("message") else ""
-    print(f"execution {execution_id} {execution['status']}{suffix}")
-    return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
-
-
-def _follow(client: httpx.Client, execution_id: str, *, timeout: float) -> int:
-    """Prints each node as it finishes; the exit code tells the outcome."""
-    seen: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        response = client.get(f"/api/v1/executions/{execution_id}")
-        if response.status_code != 200:
-            return _refused(response)
-        execution = response.json()
-        for node in execution["nodes"]:
-            status = node["status"]
-            if status in {"Succeeded", "Failed", "Skipped", "Cancelled"} and seen.get(node["nodeId"]) != status:
-                seen[node["nodeId"]] = status
-                detail = ""
-                if status == "Succeeded":
-                    detail = json.dumps(node["outputs"], separators=(",", ":"))[:200]
-                elif node.get("error"):
-                    detail = str(node["error"].get("message", ""))[:200]
-                attempts = f" after {node['attempts']} attempts" if node["attempts"] > 1 else ""
-                print(f"  {node['nodeId']:<24} {status:<10}{attempts} {detail}".rstrip(), flush=True)
-        if execution["status"] in FINAL:
-            error = execution.get("error") or {}
-            suffix = f": {error.get('message')}" if error.get("message") else ""
-            print(f"execution {execution_id} {execution['status']}{suffix}")
-            return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
-        if time.monotonic() > deadline:
-            print(f"error: gave up waiting after {timeout:g}s (status {execution['status']})", file=sys.stderr)
-            return EXIT_UNAVAILABLE
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+def cmd_logs(args: argparse.Namespace) -> int:
+    """An execution's log; --follow: live until it ends (the exit code then tells how it ended)."""
+    if args.timeout is not None and not args.follow:
+        print("error: --timeout is how long --follow follows: give --follow too", file=sys.stderr)
+        return EXIT_USAGE
+    printer = Printer(everything=True)
+    with _client(args) as client:
+        execution_id = _path(args.execution_id)
+        if not args.follow:
+            return print_log(client, execution_id, printer)
+        return follow(client, execution_id, printer, timeout=args.timeout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -508,7 +540,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_workflows_apply(args: argparse.Namespace) -> int:
     """Create the workflow or add a version (the same definition is not duplicated); --publish too."""
     try:
-        raw = json.loads(open(args.file, encoding="utf-8").read(), parse_constant=_no_constants)  # noqa: SIM115
+        raw = json.loads(Path(args.file).read_text(encoding="utf-8"), parse_constant=_no_constants)
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -643,8 +675,7 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
         body = response.json()
         print(f"dead letter {body['deadLetterId']} redriven: execution {body['executionId']} {body['action']}")
         if args.wait:
-            code = _follow_stream(client, body["executionId"], timeout=args.timeout)
-            return code if code is not None else _follow(client, body["executionId"], timeout=args.timeout)
+            return follow(client, body["executionId"], Printer(), timeout=args.timeout)
     return EXIT_OK
 
 
@@ -661,6 +692,33 @@ def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _page_size(value: str) -> int:
+    number = _positive_int(value)
+    if number > 500:
+        raise argparse.ArgumentTypeError(f"at most 500 a page, not {number}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not positive")
+    return number
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < number < 10**9:
+        raise argparse.ArgumentTypeError(f"{value} seconds: give a positive number")
+    return number
+
+
 def _status_name(value: str) -> str:
     """An execution status, in any letter case (suspended -> Suspended)."""
     for status in ExecutionStatus:
@@ -669,27 +727,91 @@ def _status_name(value: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown status {value!r} (one of {', '.join(ExecutionStatus)})")
 
 
-def cmd_executions_list(args: argparse.Namespace) -> int:
+_AGE_UNITS = {"s": 1, "sec": 1, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
+
+
+def _moment(value: str) -> datetime:
+    """--since/--until: an ISO 8601 time (no offset: UTC) or an age back from now (90s, 30min, 2h, 7d, 2w)."""
+    import re
+
+    text = value.strip()
+    age = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(s|sec|min|h|d|w)", text)
+    if age:
+        return datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither an ISO 8601 time (2026-12-01T08:00:00Z) nor an age (90s, 30min, 2h, 7d, 2w)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _list_params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {"limit": args.limit}
-    if args.status:
-        params["status"] = args.status
-    if args.workflow:
-        params["workflowId"] = args.workflow
+    for key, value in (
+        ("status", args.status),
+        ("workflowId", args.workflow),
+        ("triggerKind", args.trigger_kind),
+        ("cursor", args.cursor),
+        ("createdFrom", args.since.isoformat() if args.since else None),
+        ("createdTo", args.until.isoformat() if args.until else None),
+    ):
+        if value:
+            params[key] = value
+    return params
+
+
+def _created(e: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(e["createdAt"]).replace("Z", "+00:00"))
+
+
+def _in_window(args: argparse.Namespace, e: dict[str, Any]) -> bool:
+    """The time window again, client side (the same answer from a server without createdFrom/To)."""
+    created = _created(e)
+    return (args.since is None or created >= args.since) and (args.until is None or created < args.until)
+
+
+def _execution_row(e: dict[str, Any]) -> str:
+    from dataworkflows.cli_follow import seconds_text
+
+    status = e["status"]
+    if e.get("cancelRequestedAt") and status not in FINAL:
+        status += " (cancelling)"
+    took = "-"
+    if e.get("startTime") and e.get("endTime"):
+        seconds = (datetime.fromisoformat(e["endTime"]) - datetime.fromisoformat(e["startTime"])).total_seconds()
+        took = seconds_text(seconds)
+    created = f"{_created(e):%Y-%m-%dT%H:%M:%SZ}"
+    trigger = e.get("triggerKind") or "-"
+    workflow = f"{e['workflowId']:<24} {e['workflowVersion']:>7}"
+    return f"{e['id']:<36}  {workflow}  {status:<20} {created}  {took:>8}  {trigger}"
+
+
+def cmd_executions_list(args: argparse.Namespace) -> int:
+    """One page of executions, newest first; the next page's --cursor is said on stderr."""
     with _client(args) as client:
-        response = client.get("/api/v1/executions", params=params)
+        response = client.get("/api/v1/executions", params=_list_params(args))
     if response.status_code != 200:
         return _refused(response)
-    items = response.json()["items"]
+    page = response.json()
+    items = [e for e in page["items"] if _in_window(args, e)]
+    if args.trigger_kind and any("triggerKind" not in e for e in items):
+        print("error: this API does not filter executions by trigger kind (an older server)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps({"items": items, "nextCursor": page.get("nextCursor")}, indent=2))
+        return EXIT_OK
     if not items:
         print("no executions")
-        return EXIT_OK
-    print(f"{'ID':<36}  {'WORKFLOW':<24} {'VERSION':>7}  {'STATUS':<20} CREATED")
-    for e in items:
-        status = e["status"]
-        if e.get("cancelRequestedAt") and status not in FINAL:
-            status += " (cancelling)"
-        workflow = f"{e['workflowId']:<24} {e['workflowVersion']:>7}"
-        print(f"{e['id']:<36}  {workflow}  {status:<20} {e['createdAt']}")
+    else:
+        print(f"{'ID':<36}  {'WORKFLOW':<24} {'VERSION':>7}  {'STATUS':<20} {'CREATED':<20}  {'TOOK':>8}  TRIGGER")
+        for e in items:
+            print(_execution_row(e))
+    if page.get("nextCursor"):
+        sys.stdout.flush()
+        print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -823,10 +945,19 @@ def cmd_decide(args: argparse.Namespace) -> int:
 def _add_executions(sub: Any) -> None:
     executions = sub.add_parser("executions", help="list executions; show one's tree; cancel, suspend or resume one")
     esub = executions.add_subparsers(dest="executions_command", required=True)
-    elist = esub.add_parser("list", help="executions, newest first")
-    elist.add_argument("--status", type=_status_name, help="only these (Pending, Running, Waiting, Suspended, ...)")
-    elist.add_argument("--workflow", help="only this workflow's")
-    elist.add_argument("--limit", type=int, default=50)
+    elist = esub.add_parser("list", help="executions, newest first, a page at a time")
+    elist.add_argument(
+        "--status", type=_status_name, help=f"only these ({', '.join(ExecutionStatus)}; any letter case)"
+    )
+    elist.add_argument("--workflow", metavar="ID", help="only this workflow's")
+    elist.add_argument(
+        "--since", type=_moment, metavar="WHEN", help="created at or after: ISO 8601 (UTC unless given) or an age: 2h"
+    )
+    elist.add_argument("--until", type=_moment, metavar="WHEN", help="created before: ISO 8601 or an age (30min)")
+    elist.add_argument("--trigger-kind", choices=TRIGGER_KINDS, help="only runs started this way")
+    elist.add_argument("--limit", type=_page_size, default=50, help="rows a page (1 to 500)")
+    elist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
+    elist.add_argument("--json", action="store_true", help='print {"items": [...], "nextCursor": ...} as JSON')
     elist.add_argument("--api-url")
     elist.set_defaults(func=cmd_executions_list)
     tree = esub.add_parser("tree", help="an execution's tree: its root and the subworkflows under it")
@@ -1202,6 +1333,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(_cutoff_text(plan), flush=True)
+    import asyncio
+
     import psycopg
 
     with _engine_database(settings) as url:
@@ -1292,14 +1425,21 @@ def _add_prune(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dataworkflows", description="A durable workflow engine on PostgreSQL.")
+    parser = argparse.ArgumentParser(
+        prog="dataworkflows",
+        description="A durable workflow engine on PostgreSQL. `dataworkflows COMMAND --help` tells more.",
+    )
     parser.add_argument("--version", action="version", version=f"dataworkflows {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="embedded database (unless DATABASE_URL) + migrations + examples + API + worker")
-    up.add_argument("--host", help="API host (default 127.0.0.1)")
-    up.add_argument("--port", type=int, help="API port (default 5131)")
-    up.add_argument("--concurrency", type=int, help="executions run at once by the worker")
+    up.add_argument("--host", help="the API's host (default $DW_API_HOST, else 127.0.0.1)")
+    up.add_argument(
+        "--port", type=int, help="the API's port (default $DW_API_PORT, else 5131); point the CLI at it with DW_API_URL"
+    )
+    up.add_argument(
+        "--concurrency", type=int, help="executions run at once by the worker (default $DW_WORKER_CONCURRENCY, else 20)"
+    )
     up.add_argument("--no-examples", action="store_true", help="do not load the example workflows")
     up.set_defaults(func=cmd_up)
 
@@ -1312,8 +1452,8 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host")
-    api.add_argument("--port", type=int)
+    api.add_argument("--host", help="listen here (default $DW_API_HOST, else 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen here (default $DW_API_PORT, else 5131)")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a worker (start several to scale out)")
@@ -1324,14 +1464,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=cmd_worker)
 
-    run = sub.add_parser("run", help="start an execution through the API")
+    run = sub.add_parser("run", help="start an execution through the API (--wait: follow it to its end)")
     run.add_argument("workflow")
-    run.add_argument("--trigger", default="{}", help="trigger payload as a JSON object")
-    run.add_argument("--request-id", help="idempotency key")
-    run.add_argument("--wait", action="store_true", help="print nodes as they finish; exit 0 only on Succeeded")
-    run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait with --wait")
-    run.add_argument("--api-url", help="default $DW_API_URL or http://127.0.0.1:5131")
+    run.add_argument(
+        "--trigger",
+        metavar="JSON",
+        help="the trigger, a JSON object (default: the workflow's metadata.sampleTrigger if it has one, else {})",
+    )
+    run.add_argument("--request-id", help="idempotency key: the same one again is the same execution")
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="show nodes as they start and end, with elapsed times; the exit code tells how the run ended",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help=f"with --wait: give up after this long: exit code 4, the run goes on (default {DEFAULT_WAIT_SECONDS:g})",
+    )
+    run.add_argument("--api-url")
     run.set_defaults(func=cmd_run)
+
+    logs = sub.add_parser("logs", help="an execution's log (--follow: live, until it ends)")
+    logs.add_argument("execution_id")
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="stream new events until the run ends; exit code as run --wait"
+    )
+    logs.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="with --follow: stop after this long, exit code 4 (default: until the run ends)",
+    )
+    logs.add_argument("--api-url")
+    logs.set_defaults(func=cmd_logs)
 
     workflows = sub.add_parser("workflows", help="manage workflows through the API")
     wsub = workflows.add_subparsers(dest="workflows_command", required=True)
@@ -1364,14 +1531,20 @@ def build_parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive, acknowledge")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven and closed ones)")
-    dlist.add_argument("--all", action="store_true")
+    dlist.add_argument("--all", action="store_true", help="also those redriven or acknowledged")
     dlist.add_argument("--limit", type=int, default=100)
     dlist.add_argument("--api-url")
     dlist.set_defaults(func=cmd_dead_letters_list)
     redrive = dsub.add_parser("redrive", help="re-run the failed part of a dead-lettered run (once)")
     redrive.add_argument("dead_letter_id", type=int)
-    redrive.add_argument("--wait", action="store_true", help="follow the run until it ends")
-    redrive.add_argument("--timeout", type=float, default=3600.0)
+    redrive.add_argument("--wait", action="store_true", help="follow the run until it ends (as run --wait)")
+    redrive.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="SECONDS",
+        help="with --wait: stop waiting after this long, exit code 4",
+    )
     redrive.add_argument("--api-url")
     redrive.set_defaults(func=cmd_dead_letters_redrive)
     ack = dsub.add_parser("ack", help="close a dead letter without a redrive (once)")
@@ -1397,37 +1570,84 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--api-url")
     status.set_defaults(func=cmd_status)
-    return parser
+    return decorate(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            # Here, not at exit (also after --help, whose SystemExit goes on): a reader that has
+            # gone is handled below.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _pipe_closed()
+    return code
+
+
+def _pipe_closed() -> int:
+    """stdout's reader has gone (`dataworkflows ... | head`): end quietly, as Python's documentation
+    suggests (what is still buffered goes to /dev/null, so the exit flush does not fail again);
+    exit code 1, Python's for EPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        descriptor = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, descriptor)
+        os.close(devnull)
+    return EXIT_RUN_FAILED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["psql"] and not {"-h", "--help"} & set(argv[1:2]):
         # psql's own arguments pass through verbatim, in order (argparse would reorder them).
         args = argparse.Namespace(command="psql", func=cmd_psql, psql_args=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+    if args.command in LOCAL_COMMANDS:
+        from dataworkflows.config import Settings
+
+        try:
+            # Settings are checked here, before any command opens a pool or starts a helper.
+            settings = Settings.from_env()
+        except ConfigurationError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        configure_logging(settings.log_format, settings.log_level)
     try:
-        # Settings are checked here, before any command opens a pool or starts a helper.
-        settings = Settings.from_env()
-    except ConfigurationError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
-    configure_logging(settings.log_format, settings.log_level)
-    try:
-        code = int(args.func(args))
+        return int(args.func(args))
     except DataWorkflowsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        code = EXIT_UNAVAILABLE if exc.code == "database_unavailable" else EXIT_USAGE
-    except httpx.TransportError as exc:
-        print(f"error: cannot reach the API at {_api_url(args)}: {exc}", file=sys.stderr)
-        code = EXIT_UNAVAILABLE
-    except httpx.InvalidURL as exc:
-        print(f"error: the API URL {_api_url(args)!r} is not valid: {exc}", file=sys.stderr)
-        code = EXIT_USAGE
+        return EXIT_UNAVAILABLE if exc.code == "database_unavailable" else EXIT_USAGE
+    except Refused as exc:
+        return _refused(exc.response)
+    except _http_errors() as exc:
+        return _http_error(args, exc)
     except KeyboardInterrupt:
-        code = 130
-    return code
+        if args.command not in LOCAL_COMMANDS:
+            print("interrupted: nothing was stopped on the server (a started run goes on)", file=sys.stderr)
+        return 130
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    """httpx's errors, if a command imported it (evaluated only when an exception is matched)."""
+    httpx = sys.modules.get("httpx")
+    return (httpx.TransportError, httpx.InvalidURL) if httpx is not None else ()
+
+
+def _http_error(args: argparse.Namespace, exc: Exception) -> int:
+    import httpx
+
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        print(f"error: the API URL {_api_url(args)!r} is not valid: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"error: cannot reach the API at {_api_url(args)} ({exc or type(exc).__name__}): is `dataworkflows up` "
+        "running there? (set DW_API_URL or --api-url)",
+        file=sys.stderr,
+    )
+    return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """`dataworkflows executions|signal|approvals|approve|reject` against a running API (no worker: runs
-stay where the commands put them)."""
+stay where the commands put them). The commands run in the test's process (see cli_in_process)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ import json
 import re
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import Stack, command
+from tests.acceptance.cli_in_process import in_process
+from tests.acceptance.conftest import Stack
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.acceptance
 
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
-def cli(stack: Stack, *args: str, principal: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**stack.env, "DW_API_URL": stack.url}
-    env.pop("DW_PRINCIPAL_ID", None)
-    if principal:
-        env["DW_PRINCIPAL_ID"] = principal
-    return subprocess.run([*command(), *args], env=env, capture_output=True, text=True, timeout=60)
+
+@pytest.fixture
+def cli(stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return in_process(stack, capsys, monkeypatch)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -36,36 +37,36 @@ def refused(result: subprocess.CompletedProcess[str], text: str) -> None:
     assert text in result.stderr, result.stderr
 
 
-def test_executions_signals_and_approvals(stack: Stack, tmp_path: Path) -> None:
+def test_executions_signals_and_approvals(stack: Stack, cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(load_fixture("bundle1/simple-echo-workflow.json")))
-    ok(cli(stack, "workflows", "apply", str(path), "--publish"))
-    started = ok(cli(stack, "run", "simple-echo"))
+    ok(cli("workflows", "apply", str(path), "--publish"))
+    started = ok(cli("run", "simple-echo"))
     match = re.search(r"execution ([0-9a-f-]{36}) ", started)
     assert match, started
     execution_id = match.group(1)
 
-    listing = ok(cli(stack, "executions", "list", "--workflow", "simple-echo"))
+    listing = ok(cli("executions", "list", "--workflow", "simple-echo"))
     assert listing.splitlines()[1].split()[:4] == [execution_id, "simple-echo", "1", "Pending"]
-    assert ok(cli(stack, "executions", "list", "--status", "suspended")).strip() == "no executions"
-    refused(cli(stack, "executions", "list", "--status", "paused"), "unknown status")
+    assert ok(cli("executions", "list", "--status", "suspended")).strip() == "no executions"
+    refused(cli("executions", "list", "--status", "paused"), "unknown status")
 
     # Suspend, resume; a second resume is refused.
-    suspended = ok(cli(stack, "executions", "suspend", execution_id, "--reason", "maintenance", "--principal", "ops"))
+    suspended = ok(cli("executions", "suspend", execution_id, "--reason", "maintenance", "--principal", "ops"))
     assert "suspended" in suspended and "(status Suspended)" in suspended
-    assert execution_id in ok(cli(stack, "executions", "list", "--status", "Suspended"))
-    assert "suspended " in ok(cli(stack, "status", execution_id))
-    assert "resumed (status Pending)" in ok(cli(stack, "executions", "resume", execution_id))
-    refused(cli(stack, "executions", "resume", execution_id), "not Suspended")
+    assert execution_id in ok(cli("executions", "list", "--status", "Suspended"))
+    assert "suspended " in ok(cli("status", execution_id))
+    assert "resumed (status Pending)" in ok(cli("executions", "resume", execution_id))
+    refused(cli("executions", "resume", execution_id), "not Suspended")
 
     # Signals: buffered, then a duplicate; bad payloads never reach the API.
     signal = ["signal", execution_id, "order.paid", "--signal-id", "pay-1"]
-    assert "buffered" in ok(cli(stack, *signal, "--payload", '{"amount": 3}', principal="shop"))
-    assert "duplicate" in ok(cli(stack, *signal, "--payload", '{"amount": 3}'))
-    refused(cli(stack, *signal, "--payload", "[1, 2]"), "--payload must be a JSON object")
-    refused(cli(stack, *signal, "--payload", "{broken"), "--payload is not valid JSON")
-    refused(cli(stack, *signal, "--payload", '{"x": NaN}'), "--payload is not valid JSON")
-    refused(cli(stack, "signal", str(uuid.uuid4()), "go"), "not found")
+    assert "buffered" in ok(cli(*signal, "--payload", '{"amount": 3}', principal="shop"))
+    assert "duplicate" in ok(cli(*signal, "--payload", '{"amount": 3}'))
+    refused(cli(*signal, "--payload", "[1, 2]"), "--payload must be a JSON object")
+    refused(cli(*signal, "--payload", "{broken"), "--payload is not valid JSON")
+    refused(cli(*signal, "--payload", '{"x": NaN}'), "--payload is not valid JSON")
+    refused(cli("signal", str(uuid.uuid4()), "go"), "not found")
 
     # Approvals: an approval wait as an approval node leaves it.
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
@@ -83,26 +84,26 @@ def test_executions_signals_and_approvals(stack: Stack, tmp_path: Path) -> None:
         assert row is not None
         approval_id = str(row[0])
 
-    open_list = ok(cli(stack, "approvals", "list"))
+    open_list = ok(cli("approvals", "list"))
     line = next(line for line in open_list.splitlines() if line.startswith(approval_id))
     assert line.split() == [approval_id, "open", "simple-echo", "echo1", "0/2", "alice,bob,carol", "Refund"]
-    assert approval_id in ok(cli(stack, "approvals", "list", "--principal", "bob"))
-    assert ok(cli(stack, "approvals", "list", "--principal", "mallory")).strip() == "no open approvals"
+    assert approval_id in ok(cli("approvals", "list", "--principal", "bob"))
+    assert ok(cli("approvals", "list", "--principal", "mallory")).strip() == "no open approvals"
 
-    refused(cli(stack, "approve", approval_id), "--principal NAME or DW_PRINCIPAL_ID")
-    refused(cli(stack, "approve", approval_id, "--principal", "mallory"), "not an approver")
-    first = ok(cli(stack, "approve", approval_id, "--principal", "alice", "--comment", "fine"))
+    refused(cli("approve", approval_id), "--principal NAME or DW_PRINCIPAL_ID")
+    refused(cli("approve", approval_id, "--principal", "mallory"), "not an approver")
+    first = ok(cli("approve", approval_id, "--principal", "alice", "--comment", "fine"))
     assert "approved; it is now open (1/2 approvals, 0 rejections)" in first
-    refused(cli(stack, "reject", approval_id, "--principal", "alice"), "already decided")
-    second = ok(cli(stack, "approve", approval_id, principal="bob"))
+    refused(cli("reject", approval_id, "--principal", "alice"), "already decided")
+    second = ok(cli("approve", approval_id, principal="bob"))
     assert "it is now approved (2/2 approvals" in second
-    refused(cli(stack, "reject", approval_id, principal="carol"), "already approved")
-    assert ok(cli(stack, "approvals", "list")).strip() == "no open approvals"
-    assert "approved" in ok(cli(stack, "approvals", "list", "--all"))
+    refused(cli("reject", approval_id, principal="carol"), "already approved")
+    assert ok(cli("approvals", "list")).strip() == "no open approvals"
+    assert "approved" in ok(cli("approvals", "list", "--all"))
 
     # Cancel, once; the second is a no-op.
-    cancelled = ok(cli(stack, "executions", "cancel", execution_id, "--reason", "done", "--principal", "ops"))
+    cancelled = ok(cli("executions", "cancel", execution_id, "--reason", "done", "--principal", "ops"))
     assert "cancelled (status Cancelled)" in cancelled
-    assert "already cancelled" in ok(cli(stack, "executions", "cancel", execution_id))
-    refused(cli(stack, "executions", "suspend", execution_id), "already ended")
-    assert "Cancelled" in ok(cli(stack, "executions", "list")).splitlines()[1]
+    assert "already cancelled" in ok(cli("executions", "cancel", execution_id))
+    refused(cli("executions", "suspend", execution_id), "already ended")
+    assert "Cancelled" in ok(cli("executions", "list")).splitlines()[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,11 +16,22 @@ from tests.conftest import ROOT, load_fixture
 pytestmark = pytest.mark.acceptance
 
 
-def walkthrough() -> str:
+def walkthrough(name: str = "walkthrough") -> str:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough:start -->\s*```bash\n(.*?)```\s*<!-- walkthrough:end -->", text, re.DOTALL)
-    assert block, "README.md lost its walkthrough block"
+    block = re.search(rf"<!-- {name}:start -->\s*```bash\n(.*?)```\s*<!-- {name}:end -->", text, re.DOTALL)
+    assert block, f"README.md lost its {name} block"
     return block.group(1)
+
+
+def test_readme_template_shows_the_loaded_template_parameters() -> None:
+    """The README's template (shortened) declares the parameters of the template `up` loads."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Workflow templates") :]
+    shown = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))  # type: ignore[union-attr]
+    loaded = load_fixture("templates/approval-workflow-template.json")
+    assert shown["parameters"] == [
+        {key: value for key, value in p.items() if key != "description"} for p in loaded["parameters"]
+    ]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
@@ -51,3 +63,17 @@ def test_readme_walkthrough(stack: Stack, tmp_path: Path) -> None:
         out,
     )
     assert len(ids) == 2 and ids[0] == ids[1]
+
+    # The workflow-template example, on the template `up` loads.
+    with stack.client() as client:
+        template = load_fixture("templates/approval-workflow-template.json")
+        loaded = client.post("/api/v1/workflow-templates", json=template)
+        assert loaded.status_code == 201, loaded.text
+    script = walkthrough("template-example").replace("http://127.0.0.1:5131", stack.url)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    created, refused = (json.loads(line) for line in result.stdout.splitlines())
+    assert (created["id"], created["status"], created["templateId"]) == ("expenses", "Draft", "approval-flow")
+    assert refused["status"] == 422 and [e["pointer"] for e in refused["errors"]] == ["/config/reviewer"]

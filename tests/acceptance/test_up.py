@@ -181,6 +181,8 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     output = up.output()
     assert code == 130 and took < 5, output
     assert "DataWorkflows" in output and "is up" in output
+    # On a port of its own, it says how to point the CLI at it.
+    assert f"CLI:       export DW_API_URL={up.base}   (the CLI talks to $DW_API_URL, or --api-url URL" in output
     assert "SIGINT: stopping" in output and "SIGINT again: stopping at once" in output
     assert "Traceback" not in output
     # The embedded server was stopped with the command.

@@ -84,6 +84,7 @@ async def test_create_publish_execute_and_read(client: AsyncTestClient[Any]) -> 
     assert [i["id"] for i in listing["items"]] == [started["executionId"]]
     workflows = (await client.get("/api/v1/workflows")).json()
     assert [w["id"] for w in workflows["items"]] == ["simple-echo"]
+    assert (await client.get("/api/v1/workflows", params={"status": "Active"})).json()["items"] == workflows["items"]
     versions = (await client.get("/api/v1/workflows/simple-echo/versions")).json()
     assert [(v["version"], v["publishedAt"] is not None) for v in versions] == [(1, True)]
 

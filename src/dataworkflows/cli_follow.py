@@ -1,0 +1,288 @@
+"""Following a run from the command line (`run --wait`, `logs`, `dead-letters redrive --wait`): each
+event of the run's log as a line, with the time since the run was asked for and, when a node ends,
+how long it ran; then the run's outcome as an exit code. Times are the server's (the events' `at`),
+so a slow terminal or network does not stretch them.
+
+The live stream is the API's server-sent events (GET /executions/{id}/events with Accept:
+text/event-stream). `--timeout` bounds the whole wait: every read waits at most until the deadline,
+and a stream that ends or breaks before the run does is resumed with Last-Event-ID. A server
+without the stream (a proxy that buffers it) is polled instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+# Exit codes: see README "Exit codes".
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
+
+FINAL = {"Succeeded", "Failed", "Cancelled", "TimedOut"}
+FINAL_EVENTS = {"execution_succeeded", "execution_failed", "execution_cancelled", "execution_timedout"}
+_NODE_ENDS = {
+    "node_succeeded": "Succeeded",
+    "node_failed": "Failed",
+    "node_skipped": "Skipped",
+    "node_cancelled": "Cancelled",
+}
+# The longest a single read of the stream waits (the server sends a keepalive every 15 s).
+_READ_SECONDS = 30.0
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def seconds_text(seconds: float) -> str:
+    """0.042s, 1.5s, 2m05s, 1h02m."""
+    if seconds < 10:
+        return f"{seconds:.3f}s" if seconds < 1 else f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _when(event: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(event.get("at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _error_text(details: dict[str, Any]) -> str:
+    error = details.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code") or "")
+    return str(error or "")
+
+
+class Printer:
+    """Turns events into lines. `everything`: every event (logs); else what a person waiting for
+    the run wants to see (run --wait): nodes starting and ending, retries, waits, control.
+    (A plain class: dataclasses would cost this command's start-up 50 ms of imports.)"""
+
+    def __init__(self, *, everything: bool = False, write: Callable[[str], None] | None = None) -> None:
+        self.everything = everything
+        self.write = write or _print
+        self.first: datetime | None = None
+        self.started: dict[str, datetime] = {}
+        self.last_id = 0
+
+    def show(self, event: dict[str, Any]) -> None:
+        self.last_id = max(self.last_id, int(event.get("id") or 0))
+        at = _when(event)
+        if at is not None and self.first is None:
+            self.first = at
+        text = self.describe(event, at)
+        if text is None:
+            return
+        offset = f"+{seconds_text((at - self.first).total_seconds())}" if at and self.first else ""
+        stamp = f"{at:%H:%M:%S.%f}"[:12] if at else "-"
+        self.write(f"{stamp} {offset:>8}  {text}".rstrip())
+
+    def describe(self, event: dict[str, Any], at: datetime | None) -> str | None:
+        kind = str(event.get("type"))
+        node = str(event.get("nodeId") or "")
+        details = event.get("details") or {}
+        text = _node_text(kind, node, details, at, self._elapsed(kind, node, at))
+        if text is None and kind in {"execution_suspended", "execution_resumed", "execution_recovered", "lease_lost"}:
+            text = f"(run {kind.removeprefix('execution_').replace('_', ' ')})"
+        if text is None and self.everything:
+            text = f"{node or '(run)':<24} {kind} {json.dumps(details, separators=(',', ':'))[:300]}"
+        return text
+
+    def _elapsed(self, kind: str, node: str, at: datetime | None) -> str:
+        if kind == "node_started" and at is not None:
+            self.started[node] = at
+            return ""
+        begun = self.started.get(node)
+        if kind in _NODE_ENDS or kind == "node_retry_scheduled":
+            self.started.pop(node, None)
+        if begun is None or at is None or kind not in {*_NODE_ENDS, "node_retry_scheduled"}:
+            return ""
+        return f" in {seconds_text((at - begun).total_seconds())}"
+
+
+def _retry_in(details: dict[str, Any], at: datetime | None) -> str:
+    """ " in 1.5s": when the next attempt is due, from the event's own time."""
+    nxt = _when({"at": details.get("nextAttemptAt")}) if details.get("nextAttemptAt") else None
+    return f" in {seconds_text(max((nxt - at).total_seconds(), 0.0))}" if nxt and at else ""
+
+
+def _node_text(kind: str, node: str, details: dict[str, Any], at: datetime | None, elapsed: str) -> str | None:
+    """One line for a node's event; None for the others."""
+    attempt = details.get("attempt")
+    if kind == "node_started":
+        return f"{node:<24} started" + (f" (attempt {attempt})" if attempt and attempt > 1 else "")
+    if kind in _NODE_ENDS:
+        line = f"{node:<24} {_NODE_ENDS[kind]}{elapsed}"
+        if kind == "node_failed":
+            line += f": {_error_text(details)}"
+        return line.rstrip(": ")
+    if kind == "node_retry_scheduled":
+        retry = f"retrying{_retry_in(details, at)}"
+        return f"{node:<24} attempt {attempt} failed{elapsed}: {_error_text(details)} ({retry})"
+    if kind == "wait_started":
+        what = details.get("name") or details.get("kind") or "?"
+        until = details.get("dueAt") or details.get("expiresAt")
+        return f"{node:<24} waiting for {details.get('kind', 'wait')} {what}" + (f" (until {until})" if until else "")
+    if kind == "condition_error":
+        return f"{node:<24} condition error: {_error_text(details) or details}"
+    return None
+
+
+def outcome(client: httpx.Client, execution_id: str, write: Callable[[str], None]) -> int | None:
+    """The run's final line and exit code; None while it has not ended."""
+    response = client.get(f"/api/v1/executions/{execution_id}")
+    if response.status_code != 200:
+        return None
+    execution = response.json()
+    if execution["status"] not in FINAL:
+        return None
+    error = execution.get("error") or {}
+    suffix = f": {error.get('message')}" if error.get("message") else ""
+    took = ""
+    start, end = execution.get("startTime"), execution.get("endTime")
+    if start and end:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        took = f" in {seconds_text(seconds)}"
+    write(f"execution {execution_id} {execution['status']}{took}{suffix}")
+    return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
+
+
+def timed_out(client: httpx.Client, execution_id: str, timeout: float) -> int:
+    status = "?"
+    with contextlib.suppress(Exception):  # the message below is what matters
+        response = client.get(f"/api/v1/executions/{execution_id}", timeout=5.0)
+        status = response.json().get("status", "?") if response.status_code == 200 else status
+    print(
+        f"timeout: {timeout:g}s passed and execution {execution_id} is still {status}; it goes on "
+        f"(`dataworkflows logs {execution_id} --follow` follows it again)",
+        file=sys.stderr,
+    )
+    return EXIT_TIMEOUT
+
+
+class _NoStream(Exception):
+    """The server answered the events request without a live stream."""
+
+
+class Refused(Exception):
+    """The API refused a request (its problem is in the response)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def follow(client: httpx.Client, execution_id: str, printer: Printer, *, timeout: float | None) -> int:
+    """Prints the run's events until it ends; its exit code (EXIT_TIMEOUT once `timeout` passed)."""
+    import httpx
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    broken = 0  # connections lost in a row
+    while True:
+        remaining = _READ_SECONDS if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            return timed_out(client, execution_id, timeout or 0)
+        try:
+            _read_stream(client, execution_id, printer, deadline, min(remaining, _READ_SECONDS))
+        except _NoStream:
+            return poll(client, execution_id, printer, deadline=deadline, timeout=timeout)
+        except httpx.ReadTimeout:
+            pass  # nothing within the read window (at most until the deadline)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # The connection dropped (a server restarting): resume with Last-Event-ID, a few times.
+            broken += 1
+            if broken > 5:
+                raise
+            time.sleep(0.2 * broken)
+        else:
+            broken = 0
+        code = outcome(client, execution_id, printer.write)
+        if code is not None:
+            return code
+        # Not ended yet (a stream the server closed, stopping): look again a little later.
+        time.sleep(0.1)
+
+
+def _read_stream(
+    client: httpx.Client, execution_id: str, printer: Printer, deadline: float | None, read: float
+) -> None:
+    """Prints events from one stream connection, until the final event, the stream's end (the
+    server stopping) or the deadline."""
+    import httpx
+
+    headers = {"Accept": "text/event-stream"}
+    if printer.last_id:
+        headers["Last-Event-ID"] = str(printer.last_id)
+    with client.stream(
+        "GET",
+        f"/api/v1/executions/{execution_id}/events",
+        headers=headers,
+        timeout=httpx.Timeout(10.0, read=max(read, 0.05)),
+    ) as response:
+        if response.status_code != 200:
+            response.read()
+            raise _NoStream if response.status_code < 400 else Refused(response)
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            raise _NoStream
+        for line in response.iter_lines():
+            if line.startswith("data:") and line[5:].strip():
+                event = json.loads(line[5:].strip())
+                printer.show(event)
+                if event.get("type") in FINAL_EVENTS:
+                    return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+
+def poll(
+    client: httpx.Client, execution_id: str, printer: Printer, *, deadline: float | None, timeout: float | None
+) -> int:
+    """Without a live stream: reads the log every so often (the same lines, a little later)."""
+    delay = 0.1
+    while True:
+        response = client.get(f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id})
+        if response.status_code != 200:
+            raise Refused(response)
+        for event in response.json():
+            printer.show(event)
+        code = outcome(client, execution_id, printer.write)
+        if code is not None:
+            return code
+        if deadline is not None and time.monotonic() + delay > deadline:
+            return timed_out(client, execution_id, timeout or 0)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def print_log(client: httpx.Client, execution_id: str, printer: Printer) -> int:
+    """The run's log so far, every page."""
+    while True:
+        response = client.get(
+            f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id, "limit": 1000}
+        )
+        if response.status_code != 200:
+            raise Refused(response)
+        events = response.json()
+        for event in events:
+            printer.show(event)
+        if len(events) < 1000:
+            return EXIT_OK

@@ -1,0 +1,175 @@
+"""The CLI's help, start-up, event lines and exit codes (no API: a mock transport where one is needed)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from dataworkflows import cli
+from dataworkflows.cli import EXIT_OK, EXIT_RUN_FAILED, TOKEN_ROLES, build_parser, main
+from dataworkflows.cli_follow import Printer, outcome, seconds_text
+from dataworkflows.cli_help import EXAMPLES, commands
+from tests.unit.test_cli_tree import fake_api
+
+
+def test_every_command_has_an_example_environment_exit_codes_and_defaults() -> None:
+    parser = build_parser()
+    found = commands(parser)
+    assert {path for path, _ in found} <= set(EXAMPLES), "a command without an example in cli_help.EXAMPLES"
+    for path, command in found:
+        text = command.format_help()
+        assert re.search(r"example:\n  .*dataworkflows " + path, text) and "exit codes:" in text, path
+        if path:
+            assert "environment:" in text, path
+    shown = dict(found)["executions list"].format_help()
+    assert "(default: 50)" in shown and "DW_API_URL" in shown and "--api-url URL" in shown
+    assert "(default: None)" not in shown and "(default: False)" not in shown
+    run = dict(found)["run"].format_help()
+    assert "0    done; with --wait or --follow: the run Succeeded" in run and "4    --timeout passed" in run
+
+
+def test_token_roles_are_the_engines() -> None:
+    from dataworkflows.tokens import ROLES
+
+    assert TOKEN_ROLES == ROLES
+
+
+def test_the_cli_imports_nothing_heavy() -> None:
+    """A command starts in a fraction of a second: importing the CLI imports no engine, web or
+    database library (the commands import what they use when they run)."""
+    heavy = ["httpx", "structlog", "litestar", "procrastinate", "jwt", "psycopg", "asyncio", "msgspec", "jinja2"]
+    code = f"import sys, dataworkflows.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def at(seconds: float) -> str:
+    return (datetime(2026, 12, 1, 8, 0, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def test_node_lines_with_elapsed_times() -> None:
+    lines: list[str] = []
+    printer = Printer(write=lines.append)
+    events: list[dict[str, Any]] = [
+        {"id": 1, "type": "execution_requested", "at": at(0), "details": {}},
+        {"id": 2, "type": "node_started", "nodeId": "fetch", "at": at(0.5), "details": {"attempt": 1}},
+        {
+            "id": 3,
+            "type": "node_retry_scheduled",
+            "nodeId": "fetch",
+            "at": at(0.75),
+            "details": {"attempt": 1, "error": {"message": "503"}, "nextAttemptAt": at(2.25)},
+        },
+        {"id": 4, "type": "node_started", "nodeId": "fetch", "at": at(2.25), "details": {"attempt": 2}},
+        {"id": 5, "type": "node_succeeded", "nodeId": "fetch", "at": at(75.25), "details": {"attempt": 2}},
+        {"id": 6, "type": "wait_started", "nodeId": "pay", "at": at(76), "details": {"kind": "signal", "name": "paid"}},
+        {"id": 7, "type": "node_failed", "nodeId": "pay", "at": at(80), "details": {"error": {"message": "late"}}},
+        {"id": 8, "type": "execution_failed", "at": at(81), "details": {}},
+    ]
+    for event in events:
+        printer.show(event)
+    assert [line.split(None, 2)[1:] for line in lines] == [
+        ["+0.500s", f"{'fetch':<24} started"],
+        ["+0.750s", f"{'fetch':<24} attempt 1 failed in 0.250s: 503 (retrying in 1.5s)"],
+        ["+2.2s", f"{'fetch':<24} started (attempt 2)"],
+        ["+1m15s", f"{'fetch':<24} Succeeded in 1m13s"],
+        ["+1m16s", f"{'pay':<24} waiting for signal paid"],
+        ["+1m20s", f"{'pay':<24} Failed: late"],
+    ]
+    assert lines[0].startswith("08:00:00.500 ") and printer.last_id == 8
+    everything: list[str] = []
+    logs = Printer(everything=True, write=everything.append)
+    for event in events:
+        logs.show(event)
+    assert len(everything) == len(events) and "(run)" in everything[0] and "execution_requested" in everything[0]
+    assert [seconds_text(s) for s in (0.0421, 1.5, 42, 125, 7260)] == ["0.042s", "1.5s", "42s", "2m05s", "2h01m"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("Succeeded", EXIT_OK), ("Failed", EXIT_RUN_FAILED), ("Cancelled", EXIT_RUN_FAILED), ("TimedOut", 1)],
+)
+def test_the_outcome_is_the_exit_code(status: str, code: int) -> None:
+    body = {"status": status, "startTime": at(0), "endTime": at(2.5), "error": None}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    lines: list[str] = []
+    with httpx.Client(base_url="http://api", transport=transport) as client:
+        assert outcome(client, "e-1", lines.append) == code
+    assert lines == [f"execution e-1 {status} in 2.5s"]
+
+
+def test_running_is_no_outcome_yet() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"status": "Running"}))
+    with httpx.Client(base_url="http://api", transport=transport) as client:
+        assert outcome(client, "e-1", print) is None
+
+
+def test_since_and_until() -> None:
+    moment = cli._moment("2026-12-01T08:00:00")
+    assert moment == datetime(2026, 12, 1, 8, tzinfo=UTC)
+    assert cli._moment("2026-12-01T09:00:00+01:00") == moment
+    ago = datetime.now(UTC) - cli._moment("90min")
+    assert timedelta(minutes=89) < ago < timedelta(minutes=91)
+    for bad in ("yesterday", "5m", "-2h"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli._moment(bad)
+    args = build_parser().parse_args(
+        ["executions", "list", "--since", "2026-12-01T08:00:00Z", "--trigger-kind", "webhook"]
+    )
+    expected = {"limit": 50, "triggerKind": "webhook", "createdFrom": "2026-12-01T08:00:00+00:00"}
+    assert cli._list_params(args) == expected
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["executions", "list", "--limit", "501"])
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_api(monkeypatch, 200, [{"id": 1, "type": "execution_requested", "at": at(0), "details": {}}])
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())  # no file descriptor: nothing is redirected
+    assert main(["logs", "e-1", "--api-url", "http://api"]) == EXIT_RUN_FAILED
+    assert capsys.readouterr().err == ""
+
+
+def test_up_says_how_to_point_the_cli_at_it() -> None:
+    assert "dataworkflows run simple-echo --wait" in cli._cli_hint("127.0.0.1", 5131)
+    assert "export DW_API_URL=http://127.0.0.1:5200" in cli._cli_hint("0.0.0.0", 5200)
+    assert "export DW_API_URL=http://[::1]:5200" in cli._cli_hint("::1", 5200)
+
+
+def test_the_sample_trigger_is_read_from_the_definition(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = {"orderId": "A-1"}
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.method == "GET":
+            return httpx.Response(200, json={"definition": {"metadata": {"sampleTrigger": sample}}})
+        return httpx.Response(202, json={"executionId": "e-1", "status": "Pending", "workflowVersion": 3})
+
+    monkeypatch.setattr(
+        cli, "_client", lambda args: httpx.Client(base_url="http://api", transport=httpx.MockTransport(handler))
+    )
+    assert cli.cmd_run(build_parser().parse_args(["run", "orders"])) == EXIT_OK
+    assert json.loads(seen[1].content) == {"trigger": sample}
+    out = capsys.readouterr()
+    assert 'using orders\'s sample trigger (metadata.sampleTrigger): {"orderId":"A-1"}' in out.err
+    assert out.out == "execution e-1 (orders v3) Pending\n"
+    # A trigger given wins, and the definition is not read.
+    seen.clear()
+    assert cli.cmd_run(build_parser().parse_args(["run", "orders", "--trigger", "{}"])) == EXIT_OK
+    assert [r.method for r in seen] == ["POST"] and json.loads(seen[0].content) == {"trigger": {}}
