@@ -1386,6 +1386,8 @@ def cmd_examples_load(args: argparse.Namespace) -> int:
     """The example workflows, templates and document template sets, as `up` loads them, into
     DATABASE_URL (docker compose's one-shot `examples` service). Safe to run again: unchanged
     examples stay at their versions."""
+    import asyncio
+
     settings = _settings(args)
     _require_database(settings)
     asyncio.run(_load_examples(settings))

@@ -51,6 +51,8 @@ EXAMPLES: dict[str, str] = {
     "psql": "dataworkflows psql -c 'SELECT status, count(*) FROM dw.executions GROUP BY 1'",
     "token": "export DW_API_TOKEN=$(dataworkflows token --sub alice --tenant acme --role author --role operator)",
     "prune": "dataworkflows prune --older-than 30d --dry-run",
+    "examples": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load",
+    "examples load": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load    # safe to run again",
     "signal": "dataworkflows signal 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 order.paid --payload '{\"amount\": 42}'",
     "approve": "dataworkflows approve 7c1d2c9a-4f1e-4b7a-a7a8-0f8e2b1d9c33 --principal alice --comment 'fine'",
     "reject": "dataworkflows reject 7c1d2c9a-4f1e-4b7a-a7a8-0f8e2b1d9c33 --principal bob --comment 'too much'",
@@ -85,7 +87,7 @@ EXAMPLES: dict[str, str] = {
     "connections delete": "dataworkflows connections delete slack-main",
 }
 # The commands that run the engine in this process (the others talk to the API).
-LOCAL = frozenset({"up", "migrate", "api", "worker", "psql", "prune", "token"})
+LOCAL = frozenset({"up", "migrate", "api", "worker", "psql", "prune", "token", "examples"})
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
