@@ -1,7 +1,9 @@
 """Every JSON answer ends with a newline, like any text a terminal prints (`curl` and `http` users
 get their prompt back on its own line). A before-send hook, so that it covers every answer: the
 handlers', the problem details, Litestar's own 404s and the OpenAPI document. A JSON body is whole
-in its answer's Content-Length, which grows by the byte; streams (server-sent events) are left alone."""
+in its answer's Content-Length, which grows by the byte; streams (server-sent events) are left alone,
+and so is an answer with an ETag: its bytes are a stored thing's (a rendered JSON document, whose
+checksum the ETag and X-Document-Checksum give), served exactly."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ async def end_json_with_newline(message: Message, scope: Scope) -> None:
         fields = {name.lower(): value for name, value in headers}
         length = fields.get(b"content-length")
         if not _is_json(fields.get(b"content-type", b"")) or length is None or not length.isdigit() or length == b"0":
+            return
+        if b"etag" in fields:
             return
         message["headers"] = [
             (name, str(int(value) + 1).encode() if name.lower() == b"content-length" else value)

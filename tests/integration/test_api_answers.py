@@ -36,3 +36,24 @@ async def test_json_answers_end_with_a_newline_and_unknown_status_filters_are_re
         refused = assert_problem(await client.get(path, params={"status": "bogus"}), 422)
         assert f"status must be one of {allowed}, not 'bogus'" == refused["detail"]
         assert (await client.get(path, params={"status": "bogus"})).content.endswith(b"}\n")
+
+
+async def test_an_answer_with_an_etag_is_served_byte_for_byte() -> None:
+    """A stored JSON document (GET /api/v1/documents/{id}) is served as stored: its ETag and
+    X-Document-Checksum are the checksum of exactly those bytes."""
+    from dataworkflows.api.answer_newline import end_json_with_newline
+
+    body = b'{"title": "brief"}'
+    scope: dict[str, Any] = {"method": "GET"}
+    for headers, expected in (
+        ([(b"content-type", b"application/json"), (b"content-length", b"18"), (b"etag", b'"sha256:x"')], body),
+        ([(b"content-type", b"application/json"), (b"content-length", b"18")], body + b"\n"),
+    ):
+        scope.clear()
+        scope["method"] = "GET"
+        start: dict[str, Any] = {"type": "http.response.start", "status": 200, "headers": list(headers)}
+        await end_json_with_newline(start, scope)  # type: ignore[arg-type]
+        sent: dict[str, Any] = {"type": "http.response.body", "body": body, "more_body": False}
+        await end_json_with_newline(sent, scope)  # type: ignore[arg-type]
+        assert sent["body"] == expected
+        assert dict(start["headers"])[b"content-length"] == str(len(expected)).encode()

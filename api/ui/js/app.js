@@ -93,7 +93,11 @@ async function route() {
   for (const [pattern, view, section] of ROUTES) {
     const match = path.match(pattern);
     if (match) {
-      found = { view, section, args: match.slice(1).map(decodeURIComponent) };
+      try {
+        found = { view, section, args: match.slice(1).map(decodeURIComponent) };
+      } catch {
+        found = null; // a malformed escape (#/executions/%E0): no such page
+      }
       break;
     }
   }
