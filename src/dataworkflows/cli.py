@@ -447,9 +447,22 @@ def _sample_trigger(client: httpx.Client, workflow: str) -> dict[str, Any] | Non
     """The workflow's sample trigger: its definition's metadata.sampleTrigger (every example has
     one), or None."""
     response = client.get(f"/api/v1/workflows/{_path(workflow)}")
-    if response.status_code != 200:
-        return None  # the execute request says what is wrong
-    metadata = (response.json().get("definition") or {}).get("metadata") or {}
+    if response.status_code == 404:
+        return None  # the execute request says so
+    try:
+        definition = response.json().get("definition") if response.status_code == 200 else None
+    except (ValueError, AttributeError):
+        definition = None
+    if not isinstance(definition, dict):
+        # Not readable (a token that may execute but not read, a server error, a proxy's page):
+        # say so, rather than send an empty trigger without a word.
+        print(
+            f"note: {workflow}'s sample trigger could not be read (HTTP {response.status_code}); "
+            "sending an empty trigger",
+            file=sys.stderr,
+        )
+        return None
+    metadata = definition.get("metadata") or {}
     sample = metadata.get("sampleTrigger") if isinstance(metadata, dict) else None
     return sample if isinstance(sample, dict) else None
 
@@ -668,6 +681,9 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.wait:
+        print("error: --timeout is how long --wait waits: give --wait too", file=sys.stderr)
+        return EXIT_USAGE
     with _client(args) as client:
         response = client.post(f"/api/v1/dead-letters/{args.dead_letter_id}/redrive")
         if response.status_code != 200:
@@ -675,7 +691,8 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
         body = response.json()
         print(f"dead letter {body['deadLetterId']} redriven: execution {body['executionId']} {body['action']}")
         if args.wait:
-            return follow(client, body["executionId"], Printer(), timeout=args.timeout)
+            timeout = args.timeout if args.timeout is not None else DEFAULT_WAIT_SECONDS
+            return follow(client, body["executionId"], Printer(), timeout=timeout)
     return EXIT_OK
 
 
@@ -1543,9 +1560,8 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument(
         "--timeout",
         type=_positive_seconds,
-        default=DEFAULT_WAIT_SECONDS,
         metavar="SECONDS",
-        help="with --wait: stop waiting after this long, exit code 4",
+        help=f"with --wait: stop waiting after this long, exit code 4 (default {DEFAULT_WAIT_SECONDS:g})",
     )
     redrive.add_argument("--api-url")
     redrive.set_defaults(func=cmd_dead_letters_redrive)

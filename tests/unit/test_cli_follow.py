@@ -173,3 +173,28 @@ def test_the_sample_trigger_is_read_from_the_definition(
     seen.clear()
     assert cli.cmd_run(build_parser().parse_args(["run", "orders", "--trigger", "{}"])) == EXIT_OK
     assert [r.method for r in seen] == ["POST"] and json.loads(seen[0].content) == {"trigger": {}}
+
+
+def test_redrive_timeout_without_wait_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dead-letters", "redrive", "7", "--timeout", "5"]) == 2
+    assert "give --wait too" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "said"),
+    [
+        (httpx.Response(200, json={"definition": {"metadata": {"sampleTrigger": {"a": 1}}}}), {"a": 1}, ""),
+        (httpx.Response(200, json={"definition": {"nodes": []}}), None, ""),
+        # Not found: the execute request that follows says so.
+        (httpx.Response(404, json={"title": "Not Found"}), None, ""),
+        (httpx.Response(403, json={"title": "Forbidden"}), None, "could not be read (HTTP 403)"),
+        (httpx.Response(200, text="<html>a proxy</html>"), None, "could not be read (HTTP 200)"),
+    ],
+)
+def test_run_says_when_the_sample_trigger_cannot_be_read(
+    capsys: pytest.CaptureFixture[str], answer: httpx.Response, expected: dict[str, Any] | None, said: str
+) -> None:
+    client = httpx.Client(base_url="http://api", transport=httpx.MockTransport(lambda request: answer))
+    assert cli._sample_trigger(client, "wf") == expected
+    err = capsys.readouterr().err
+    assert said in err if said else err == ""
