@@ -107,12 +107,14 @@ class ClonePool:
             self.ready.put(exc)
 
     def take(self, as_name: str) -> None:
-        """Waits for a clone and gives it `as_name`; the next one starts now."""
+        """Waits for a clone and gives it `as_name` (dropping one a failed teardown left under that
+        name); the next one starts now."""
         got = self.ready.get(timeout=120)
         if isinstance(got, BaseException):
             raise RuntimeError("making a clone of the template database failed") from got
         self.wanted.release()
         with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(as_name)))
             conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(got), sql.Identifier(as_name)))
 
     def drop(self, name: str) -> None:
@@ -139,7 +141,6 @@ def postgresql(postgresql_proc: Any, _clones: ClonePool) -> Iterator[psycopg.Con
     """A connection to a fresh clone of the migrated template, dropped after the test (as
     pytest-postgresql's own fixture does, with the clone made ahead: ClonePool)."""
     name = postgresql_proc.dbname
-    _clones.drop(name)  # one a failed teardown left behind
     _clones.take(name)
     conn = psycopg.connect(
         host=postgresql_proc.host,
