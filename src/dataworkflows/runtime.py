@@ -13,7 +13,8 @@ run_execution(execution_id), called by the worker's Procrastinate task:
    are free parallel slots: Slots) and ends the run when nothing is left to do;
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
-5. finish with dw.complete_execution_v2. A failed node with no failure/always edge that fired
+5. finish with dw.complete_execution_v3, unless the last node's record ended the run (a success
+   with no outputs to render). A failed node with no failure/always edge that fired
    fails the run at once; running work is cancelled and nodes that never started are Skipped.
 """
 
