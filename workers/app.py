@@ -14,6 +14,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,12 +40,14 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.data.control import listen_for_control
+from dataworkflows.data.runs import acquired_from_row
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
 
@@ -66,14 +69,27 @@ def build_app(runtime: Runtime) -> procrastinate.App:
     @app.task(name=RUN_EXECUTION_TASK, queue=runtime.settings.queue, pass_context=True)
     async def run_execution(context: JobContext, execution_id: str, tenant_id: str | None = None) -> None:
         structlog.contextvars.bind_contextvars(execution_id=execution_id)
+        job_manager = context.app.job_manager
+        fetched = job_manager if isinstance(job_manager, ResilientJobManager) else None
+        job_id = context.job.id
         try:
             # The run executes as its tenant (row-level security): the job names it; a job queued
             # before jobs did (an upgrade) is looked up.
             tenant = tenant_id or await _tenant_of(runtime.db, execution_id)
             with tenant_scope(tenant or DEFAULT_TENANT):
                 try:
-                    await runtime.run_execution(uuid.UUID(execution_id))
+                    # The lease, when the fetch took it with the job (dw.fetch_run_job_v1).
+                    lease = fetched.take_acquired(job_id) if fetched is not None and job_id is not None else None
+                    acquired = acquired_from_row(lease) if lease is not None else None
+                    await runtime.run_execution(
+                        uuid.UUID(execution_id), acquired=acquired, job_id=job_id, job_worker=context.job.worker_id
+                    )
                 except Exception as exc:
+                    if fetched is not None and job_id in fetched.ended_in_record:
+                        # The run ended, and its job with it, before this went wrong: nothing is
+                        # left to retry or to hand to an operator.
+                        log.error("error after the run ended", error=describe(exc), exc_info=exc)
+                        return
                     # The job failed (the run itself is resumed by recovery once its lease
                     # expires): keep the evidence where an operator looks, then let Procrastinate
                     # mark it failed.
@@ -158,6 +174,16 @@ async def stopped_within(stop: asyncio.Event, delay: float) -> bool:
     return stop.is_set()
 
 
+@dataclass(frozen=True)
+class LeaseWithFetch:
+    """What the worker's fetch needs to take a run's lease in the fetch's own transaction
+    (dw.fetch_run_job_v1): the lease's owner and length, and whether its first nodes may start."""
+
+    owner: str
+    lease_seconds: float
+    start: Callable[[], bool]
+
+
 class ResilientJobManager(manager.JobManager):
     """Procrastinate's job manager, made to ride out a lost connection or a restarting server.
 
@@ -166,11 +192,27 @@ class ResilientJobManager(manager.JobManager):
     run_worker_async ends (measured: a killed backend or a PostgreSQL restart ended the process).
     Here such errors are logged and retried with a backoff instead; only errors that are not about
     the connection propagate (the supervisor in run_worker restarts the loop then).
+
+    With `lease`, a fetch that hands out a run job takes the run's lease in the same transaction
+    (dw.fetch_run_job_v1; the task finds it with take_acquired), and a job the run's last record
+    ended (dw.record_attempt_v6; runtime.job_finished adds it to ended_in_record) is not finished
+    again: a two-node run costs three transactions, not five.
     """
 
-    def __init__(self, connector: procrastinate_connector.BaseConnector, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        connector: procrastinate_connector.BaseConnector,
+        stop: asyncio.Event,
+        lease: LeaseWithFetch | None = None,
+    ) -> None:
         super().__init__(connector)
         self.stop = stop
+        self.lease = lease
+        # Per job id: the lease its fetch took (dw.fetch_run_job_v1's acquire columns), until the
+        # job's task takes it.
+        self.acquired: dict[int, dict[str, Any]] = {}
+        # Jobs the record that ended their run ended too: their end is written already.
+        self.ended_in_record: set[int] = set()
         # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
         self.in_hand: dict[int, set[int]] = {}
         # The fetch loops' notification callbacks, while they listen: wake_fetchers_at uses them.
@@ -199,7 +241,7 @@ class ResilientJobManager(manager.JobManager):
                 if answer_lost:
                     await self._requeue_lost_fetches(worker_id)
                     answer_lost = False
-                job = await super().fetch_job(queues, worker_id)
+                job = await self._fetch(queues, worker_id)
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
@@ -217,6 +259,39 @@ class ResilientJobManager(manager.JobManager):
             if job is not None and job.id is not None:
                 self.in_hand.setdefault(worker_id, set()).add(job.id)
             return job
+
+    async def _fetch(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        lease = self.lease
+        if lease is None:
+            return await super().fetch_job(queues, worker_id)
+        try:
+            row = await self.connector.execute_query_one_async(
+                query=QUERIES["fetch_run_job"],
+                queues=list(queues) if queues is not None else None,
+                worker_id=worker_id,
+                run_task=RUN_EXECUTION_TASK,
+                owner=lease.owner,
+                lease_seconds=lease.lease_seconds,
+                start=lease.start(),
+            )
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            # Refused (the acquire raised, say): it rolled back and the job is still queued. Fetch
+            # as Procrastinate does: the run's own acquire meets the error again, in the job's task,
+            # which fails the job where an operator looks instead of stopping this fetch loop.
+            log.warning("fetching a job with its run's lease failed; fetching it alone", error=describe(exc))
+            return await super().fetch_job(queues, worker_id)
+        if row["id"] is None:
+            return None
+        job = jobs.Job.from_row(row)
+        if row["outcome"] is not None and job.id is not None:
+            self.acquired[job.id] = {key: row[key] for key in ("outcome", "lease_token", "run", "nodes", "started")}
+        return job
+
+    def take_acquired(self, job_id: int) -> dict[str, Any] | None:
+        """The lease the job's fetch took for its run (None: it took none; the run acquires)."""
+        return self.acquired.pop(job_id, None)
 
     async def _requeue_lost_fetches(self, worker_id: int) -> None:
         """A fetch whose connection died may have committed all the same (measured with
@@ -302,10 +377,14 @@ class ResilientJobManager(manager.JobManager):
         """Records a job's end, retrying while the connection is lost: a job left 'doing' on a
         live worker would keep recovery from re-queuing its run."""
         try:
+            if job.id in self.ended_in_record:
+                return  # the record that ended the run ended its job (dw.record_attempt_v6)
             await self._persist_with_retries(job, write)
         finally:
             for held in self.in_hand.values():
                 held.discard(job.id or 0)
+            self.ended_in_record.discard(job.id or 0)
+            self.acquired.pop(job.id or 0, None)
 
     async def _persist_with_retries(self, job: jobs.Job, write: Callable[[], Awaitable[None]]) -> None:
         backoff = Backoff()
@@ -738,8 +817,12 @@ async def run_worker(
     )
     stop_event = stop or asyncio.Event()
     app = build_app(runtime)
-    job_manager = ResilientJobManager(app.connector, stop_event)
+    lease = LeaseWithFetch(
+        owner=worker_id, lease_seconds=settings.lease_seconds, start=lambda: not runtime.stopping.is_set()
+    )
+    job_manager = ResilientJobManager(app.connector, stop_event, lease)
     app.job_manager = job_manager
+    runtime.job_finished = job_manager.ended_in_record.add
     waker = Waker(db, settings)
     runtime.wake_hint = waker.wake_at
     runtime.retry_hint = job_manager.wake_fetchers_at

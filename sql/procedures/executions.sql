@@ -488,14 +488,20 @@ $$;
 --                  unhandled, no cancel or suspension is pending and the deadline has not passed
 --                  (the worker passes false when the run has outputs to render). A row with a NULL
 --                  node_id and status Succeeded says the run ended.
--- Rows: (node_id, status, attempt): nodes made Ready (attempt NULL) or Skipped, nodes started.
-CREATE OR REPLACE FUNCTION dw.record_attempt_v5(
+-- v6 (over v5): p_job_id and p_job_worker_id, the Procrastinate job the worker runs the run under
+--   and the Procrastinate worker that fetched it: when this record ends the run, the job ends with
+--   it (deleted, as Procrastinate's finish_job does for a job that succeeded), if it is still that
+--   worker's and 'doing' (recovery may have handed it to another), and the run's end row says so
+--   in job_finished: the worker then does not finish it again. One transaction fewer per run.
+-- Rows: (node_id, status, attempt, job_finished): nodes made Ready (attempt NULL) or Skipped, nodes
+-- started; the run's end (node_id NULL).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v6(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
     p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
     p_start_time timestamptz, p_end_time timestamptz, p_worker text,
     p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
-    p_interrupted boolean, p_start_limit integer, p_complete boolean
-) RETURNS TABLE (node_id text, status text, attempt integer) LANGUAGE plpgsql AS $$
+    p_interrupted boolean, p_start_limit integer, p_complete boolean, p_job_id bigint, p_job_worker_id bigint
+) RETURNS TABLE (node_id text, status text, attempt integer, job_finished boolean) LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
     v_node_status text;
@@ -577,7 +583,7 @@ BEGIN
             IF v_change.status = 'Ready' THEN
                 v_ready := v_ready || v_change.node_id;
             ELSE
-                node_id := v_change.node_id; status := v_change.status; attempt := NULL;
+                node_id := v_change.node_id; status := v_change.status; attempt := NULL; job_finished := NULL;
                 RETURN NEXT;
             END IF;
         END LOOP;
@@ -585,11 +591,11 @@ BEGIN
            AND v_e.cancel_requested_at IS NULL AND v_e.suspend_requested_at IS NULL THEN
             FOR v_change IN SELECT * FROM dw.start_ready_nodes_v1(p_execution_id, p_start_limit, v_ready) LOOP
                 v_started := v_started || v_change.node_id;
-                node_id := v_change.node_id; status := 'Running'; attempt := v_change.attempt;
+                node_id := v_change.node_id; status := 'Running'; attempt := v_change.attempt; job_finished := NULL;
                 RETURN NEXT;
             END LOOP;
         END IF;
-        RETURN QUERY SELECT r.node_id, 'Ready'::text, NULL::integer
+        RETURN QUERY SELECT r.node_id, 'Ready'::text, NULL::integer, NULL::boolean
                        FROM unnest(v_ready) AS r(node_id) WHERE NOT r.node_id = ANY(v_started);
     END IF;
     IF p_complete AND cardinality(v_ready) = 0
@@ -600,10 +606,29 @@ BEGIN
                           AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
                                OR n.end_reason = 'unhandled_failure')) THEN
         PERFORM dw.finish_execution_v1(p_execution_id, 'Succeeded', NULL, 'execution_succeeded');
-        node_id := NULL; status := 'Succeeded'; attempt := NULL;
+        node_id := NULL; status := 'Succeeded'; attempt := NULL; job_finished := false;
+        IF p_job_id IS NOT NULL THEN
+            DELETE FROM procrastinate_jobs j
+             WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id;
+            job_finished := FOUND;
+        END IF;
         RETURN NEXT;
     END IF;
 END;
+$$;
+
+-- v5: kept for workers of the previous commit during a rolling upgrade (it finishes no job).
+CREATE OR REPLACE FUNCTION dw.record_attempt_v5(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,
+    p_attempt_status text, p_parameters jsonb, p_outputs jsonb, p_error jsonb,
+    p_start_time timestamptz, p_end_time timestamptz, p_worker text,
+    p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
+    p_interrupted boolean, p_start_limit integer, p_complete boolean
+) RETURNS TABLE (node_id text, status text, attempt integer) LANGUAGE sql AS $$
+    SELECT r.node_id, r.status, r.attempt FROM dw.record_attempt_v6(p_execution_id, p_token, p_node_id,
+        p_attempt, p_action_type, p_attempt_status, p_parameters, p_outputs, p_error, p_start_time, p_end_time,
+        p_worker, p_outcome, p_next_attempt_at, p_fired, p_resource_links, p_interrupted, p_start_limit,
+        p_complete, NULL, NULL) r;
 $$;
 
 -- v4: kept for workers of the previous release during a rolling upgrade (it starts nothing and
@@ -615,9 +640,9 @@ CREATE OR REPLACE FUNCTION dw.record_attempt_v4(
     p_outcome text, p_next_attempt_at timestamptz, p_fired boolean[], p_resource_links jsonb,
     p_interrupted boolean
 ) RETURNS TABLE (node_id text, status text) LANGUAGE sql AS $$
-    SELECT r.node_id, r.status FROM dw.record_attempt_v5(p_execution_id, p_token, p_node_id, p_attempt,
+    SELECT r.node_id, r.status FROM dw.record_attempt_v6(p_execution_id, p_token, p_node_id, p_attempt,
         p_action_type, p_attempt_status, p_parameters, p_outputs, p_error, p_start_time, p_end_time, p_worker,
-        p_outcome, p_next_attempt_at, p_fired, p_resource_links, p_interrupted, 0, false) r;
+        p_outcome, p_next_attempt_at, p_fired, p_resource_links, p_interrupted, 0, false, NULL, NULL) r;
 $$;
 
 

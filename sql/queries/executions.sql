@@ -74,6 +74,15 @@ SELECT outcome, lease_token FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, 
 -- Takes the lease and returns the run data and node checkpoints with it (one round trip).
 SELECT * FROM dw.try_acquire_execution_v5(%(id)s, %(owner)s, %(lease_seconds)s, %(start)s);
 
+-- name: fetch_run_job
+-- The worker's fetch (run by Procrastinate's connector, as its own fetch_job query is): the next job,
+-- Procrastinate's columns, and for a run job the execution's lease taken in the same transaction.
+SELECT (f.job).id, (f.job).status, (f.job).task_name, (f.job).priority, (f.job).lock, (f.job).queueing_lock,
+       (f.job).args, (f.job).scheduled_at, (f.job).queue_name, (f.job).attempts, (f.job).worker_id,
+       (f.job).abort_requested, f.outcome, f.lease_token, f.run, f.nodes, f.started
+  FROM dw.fetch_run_job_v1(%(queues)s::varchar[], %(worker_id)s, %(run_task)s, %(owner)s, %(lease_seconds)s,
+                           %(start)s) f;
+
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.
 INSERT INTO dw.event_listeners (execution_id, listener) VALUES (%(id)s, %(listener)s) ON CONFLICT DO NOTHING;
@@ -97,10 +106,10 @@ SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.
-SELECT * FROM dw.record_attempt_v5(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
+SELECT * FROM dw.record_attempt_v6(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,
     %(attempt_status)s, %(parameters)s, %(outputs)s, %(error)s, %(start_time)s, %(end_time)s, %(worker)s,
     %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s, %(interrupted)s, %(start_limit)s,
-    %(complete)s);
+    %(complete)s, %(job_id)s, %(job_worker_id)s);
 
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).

@@ -1,6 +1,6 @@
 """The typed shapes of what a worker reads and writes: the run and node checkpoints that come with
 the lease (dw.try_acquire_execution_v5), the per-node state the runtime keeps, and an attempt record
-(dw.record_attempt_v5). Pure module.
+(dw.record_attempt_v6). Pure module.
 """
 
 from __future__ import annotations
@@ -168,11 +168,14 @@ class AttemptRecord(msgspec.Struct, frozen=True):
     # The worker running this attempt stopped before it ended (handed back, or lost): recorded as
     # such, counted in the node's interruptions and not against its retry budget.
     interrupted: bool = False
-    # The worker's next steps, in the same transaction (dw.record_attempt_v5): start up to this many
+    # The worker's next steps, in the same transaction (dw.record_attempt_v6): start up to this many
     # of the nodes the edge decisions make Ready (its free parallel slots), and end the run as
-    # Succeeded if this record leaves nothing to do.
+    # Succeeded if this record leaves nothing to do; when it does, the Procrastinate job running
+    # the run (finish_job, its id, fetched by the Procrastinate worker job_worker) ends with it.
     start_limit: int = 0
     complete: bool = False
+    finish_job: int | None = None
+    job_worker: int | None = None
 
 
 class NodeChange(msgspec.Struct, frozen=True):
@@ -189,3 +192,5 @@ class Recorded(msgspec.Struct, frozen=True):
 
     changes: list[NodeChange]
     run_succeeded: bool = False
+    # The run's end also ended its Procrastinate job (AttemptRecord.finish_job).
+    job_finished: bool = False

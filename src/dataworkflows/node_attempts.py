@@ -1,5 +1,5 @@
 """One node's attempts, each decided and checkpointed: the part of a run that the node kinds,
-dataworkflows.outcomes and the fenced dw.record_attempt_v5 share. The scheduling loop around it
+dataworkflows.outcomes and the fenced dw.record_attempt_v6 share. The scheduling loop around it
 (which nodes run when, parking, the run's end) is dataworkflows.runtime.
 """
 
@@ -34,7 +34,7 @@ def now() -> datetime:
 
 class Slots:
     """Parallel slots a node's record may fill with the nodes its edges make Ready (it starts them
-    in its transaction: dw.record_attempt_v5). The scheduling loop says how many are free
+    in its transaction: dw.record_attempt_v6). The scheduling loop says how many are free
     (`available`, counting the recording node's own); a grant holds its extra slots for the
     record's round trip, so that records in flight at once, and the loop meanwhile, never hand
     out the same slot twice."""
@@ -84,8 +84,14 @@ class RunContext:
     pokes: int = 0
     # The parallel slots an attempt's record may fill with the nodes it makes Ready.
     slots: Slots = field(default_factory=lambda: Slots())
-    # Set when an attempt's record ended the run as Succeeded (dw.record_attempt_v5's p_complete).
+    # Set when an attempt's record ended the run as Succeeded (dw.record_attempt_v6's p_complete).
     succeeded_by_record: bool = False
+    # The Procrastinate job this run runs under and the Procrastinate worker that fetched it (None:
+    # not known). The record that ends the run ends the job too, and sets job_finished: the worker
+    # does not finish it again.
+    job_id: int | None = None
+    job_worker: int | None = None
+    job_finished: bool = False
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -283,7 +289,7 @@ class NodeAttempts:
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,
             # attempt_base counts the attempts before the latest redrive plus the interruptions
-            # since (see dw.record_attempt_v5): less those, the redrive's generation.
+            # since (see dw.record_attempt_v6): less those, the redrive's generation.
             generation=self.run.state[node.id].attempt_base - self.run.state[node.id].interruptions,
         )
 
@@ -320,7 +326,7 @@ class NodeAttempts:
         """Decides what the attempt means (unless `decided` says it already) and checkpoints it
         (one fenced transaction). interrupted: the attempt was cut short by its worker. next_steps:
         the same transaction starts the nodes it makes Ready (as many as the scheduling loop has
-        free slots for) and ends the run when nothing is left to do (see dw.record_attempt_v5)."""
+        free slots for) and ends the run when nothing is left to do (see dw.record_attempt_v6)."""
         state = self.run.state[node.id]
         result = outcome.result
         decision = decided or await decide(
@@ -338,6 +344,7 @@ class NodeAttempts:
                 self.run.execution_id, self.run.token, node_id=node.id, type="condition_error", details=details
             )
         succeeded = decision.verdict == Verdict.SUCCEEDED
+        complete = next_steps and self._may_end_run(node.id, decision)
         with self.run.slots.reserve(next_steps) as grant:
             record = AttemptRecord(
                 execution_id=self.run.execution_id,
@@ -358,7 +365,9 @@ class NodeAttempts:
                 resource_links=tuple(_link_json(link) for link in result.resource_links),
                 interrupted=interrupted,
                 start_limit=grant,
-                complete=next_steps and self._may_end_run(node.id, decision),
+                complete=complete,
+                finish_job=self.run.job_id if complete else None,
+                job_worker=self.run.job_worker,
             )
             try:
                 recorded = await self.run.data.record_attempt(record)
@@ -400,6 +409,7 @@ class NodeAttempts:
             if change.attempt is not None:
                 changed.attempts, changed.prestarted = change.attempt, True
         self.run.succeeded_by_record = self.run.succeeded_by_record or recorded.run_succeeded
+        self.run.job_finished = self.run.job_finished or recorded.job_finished
 
     def _may_end_run(self, node_id: str, decision: Decision) -> bool:
         """Whether this node's record may end the run: the node ends well (edges decided) and, as

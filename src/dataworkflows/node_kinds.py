@@ -9,7 +9,7 @@ The contract. A kind is an object with
     policy), or Failed. It never writes to the database and never raises for the node's own
     failures: a template, parameter or action error is a result with a code.
 Everything after that is the runtime's and is the same for every kind: dataworkflows.outcomes
-decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v5)
+decides the node's next state and its edges, and one fenced procedure call (dw.record_attempt_v6)
 writes the attempt, the checkpoint, the event and the edge decisions.
 
 A kind that waits (delay, signal, approval) returns a `WaitFor` from `attempt` instead: the runtime

@@ -7,7 +7,7 @@ status to record, the error, and which outgoing edges fire. Edge conditions are 
 evaluator passed in (the sandboxed ConditionPool at run time, a fake in tests); a condition that
 throws does not fire its edge and is reported in `condition_errors`; one that times out fails the
 node (success path) or leaves every edge unfired (failure path). The runtime writes a Decision
-with one fenced call (dw.record_attempt_v5, whose p_outcome is a Verdict value).
+with one fenced call (dw.record_attempt_v6, whose p_outcome is a Verdict value).
 """
 
 from __future__ import annotations

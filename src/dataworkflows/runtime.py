@@ -9,7 +9,7 @@ run_execution(execution_id), called by the worker's Procrastinate task:
 3. run Ready nodes with bounded parallelism: each attempt goes to the node's kind
    (dataworkflows.node_kinds), dataworkflows.outcomes decides what its result means, and one fenced
    transaction records the attempt, the checkpoint, the event and the edge decisions
-   (dw.record_attempt_v5), which also starts the nodes the attempt made Ready (as many as there
+   (dw.record_attempt_v6), which also starts the nodes the attempt made Ready (as many as there
    are free parallel slots: Slots) and ends the run when nothing is left to do;
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
@@ -31,7 +31,7 @@ import structlog
 
 from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionRegistry, ActionServices
-from dataworkflows.checkpoints import LeaseRenewal, NodeState, Throttle, WaitCheckpoint
+from dataworkflows.checkpoints import Acquired, LeaseRenewal, NodeState, Throttle, WaitCheckpoint
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
@@ -93,6 +93,9 @@ class Runtime:
         # Told when a throttled run's job is queued for a later time, so the worker fetches it then
         # rather than at Procrastinate's next poll (set by the worker process).
         self.retry_hint: Callable[[datetime], None] | None = None
+        # Told the id of a run's Procrastinate job when the record that ended the run ended the job
+        # too (dw.record_attempt_v6), so the worker does not finish it again (set by the worker).
+        self.job_finished: Callable[[int], None] | None = None
 
     def stop_starting(self) -> None:
         """From now on, no new node attempt starts in this process."""
@@ -126,15 +129,26 @@ class Runtime:
             retry_at=later.isoformat(),
         )
 
-    async def run_execution(self, execution_id: UUID) -> str:
-        """Runs (or resumes) one execution; returns what happened, for logs and tests."""
+    async def run_execution(
+        self,
+        execution_id: UUID,
+        *,
+        acquired: Acquired | None = None,
+        job_id: int | None = None,
+        job_worker: int | None = None,
+    ) -> str:
+        """Runs (or resumes) one execution; returns what happened, for logs and tests. `acquired`:
+        the lease, when the worker's fetch took it with the job (dw.fetch_run_job_v1); `job_id`
+        and `job_worker`: the Procrastinate job running the run and the Procrastinate worker that
+        fetched it: the record that ends the run ends the job too."""
         settings = self.settings
-        acquired = await self.data.acquire(
-            execution_id,
-            owner=settings.worker_id,
-            lease_seconds=settings.lease_seconds,
-            start=not self.stopping.is_set(),
-        )
+        if acquired is None:
+            acquired = await self.data.acquire(
+                execution_id,
+                owner=settings.worker_id,
+                lease_seconds=settings.lease_seconds,
+                start=not self.stopping.is_set(),
+            )
         if acquired.outcome == "throttled":
             await self._retry_throttled(execution_id, acquired.throttle)
             return acquired.outcome
@@ -160,6 +174,8 @@ class Runtime:
             max_nesting_depth=settings.max_nesting_depth,
             max_interruptions=settings.max_interruptions,
             stopping=self.stopping,
+            job_id=job_id,
+            job_worker=job_worker,
             log=log.bind(
                 execution_id=str(execution_id),
                 workflow_id=info.workflow_id,
@@ -184,6 +200,8 @@ class Runtime:
         finally:
             if self.active.get(execution_id) is holder:
                 del self.active[execution_id]
+            if run.job_finished and job_id is not None and self.job_finished is not None:
+                self.job_finished(job_id)
 
 
 class _Run:
@@ -544,7 +562,7 @@ class _Run:
         if decision is not None and decision.verdict == Verdict.FAILED_UNHANDLED:
             return await self._fail_node(node_id, decision.error)
         if self.ctx.succeeded_by_record:
-            # The last node's record ended the run (dw.record_attempt_v5): nothing runs any more.
+            # The last node's record ended the run (dw.record_attempt_v6): nothing runs any more.
             metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.SUCCEEDED.value).inc()
             self.log.info("execution finished", status=ExecutionStatus.SUCCEEDED.value, error=None)
             return ExecutionStatus.SUCCEEDED.value

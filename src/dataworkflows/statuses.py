@@ -61,7 +61,7 @@ class AttemptStatus(StrEnum):
 
 
 class Verdict(StrEnum):
-    """The node's next state after an attempt. Values are dw.record_attempt_v5's p_outcome."""
+    """The node's next state after an attempt. Values are dw.record_attempt_v6's p_outcome."""
 
     SUCCEEDED = "succeeded"
     RETRY = "retry"

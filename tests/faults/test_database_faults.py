@@ -306,8 +306,11 @@ class Injector:
 
 
 # The four checkpointing procedures of a run, each with a storage error PostgreSQL raises for real.
+# The lease is taken by the worker's fetch (dw.fetch_run_job_v1, which calls
+# dw.try_acquire_execution_v5): a fetch that fails rolls back and the worker fetches the job alone,
+# its task then acquiring with dw.try_acquire_execution_v5 itself.
 TRANSIENT = {
-    "try_acquire_execution": "40P01",  # deadlock_detected
+    "fetch_run_job": "40P01",  # deadlock_detected
     "start_node_attempt": "53100",  # disk_full
     "record_attempt": "58030",  # io_error
     "complete_execution": "40001",  # serialization_failure

@@ -6,18 +6,25 @@ new while an operator's request is pending, an attempt started for a dead worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import msgspec
+import procrastinate
+import psycopg
 import pytest
+from procrastinate import jobs
 
 from dataworkflows.checkpoints import AttemptRecord
 from dataworkflows.conditions import ConditionPool
+from dataworkflows.data.runs import acquired_from_row
 from dataworkflows.db import Database
 from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
+from dataworkflows.workers.app import LeaseWithFetch, ResilientJobManager
 from tests.conftest import publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 
@@ -248,3 +255,192 @@ async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, c
     assert await survivor.run_execution(execution_id) == "Succeeded"
     outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
     assert outputs["last"] == {"echo": "small said small"}
+
+
+# -- The fetch takes the lease; the last record ends the job (dw.fetch_run_job_v1, record_attempt_v6) --
+
+
+@contextlib.asynccontextmanager
+async def job_manager(db: Database, owner: str = "fetcher") -> AsyncIterator[tuple[ResilientJobManager, int]]:
+    """A worker's job manager on the test database's pool, taking leases with its fetches, and the
+    id of the Procrastinate worker it fetches for."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+    async with app.open_async(pool=db.pool):
+        lease = LeaseWithFetch(owner=owner, lease_seconds=30.0, start=lambda: True)
+        manager = ResilientJobManager(app.connector, asyncio.Event(), lease)
+        yield manager, await manager.register_worker()
+
+
+async def queued_jobs(db: Database) -> list[dict[str, Any]]:
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT id, status::text, task_name, args FROM procrastinate_jobs ORDER BY id")
+        return [dict(zip(("id", "status", "task", "args"), row, strict=True)) for row in await cur.fetchall()]
+
+
+async def test_a_two_node_run_costs_the_fetch_and_two_records(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(db, wf("two", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "two")
+    runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
+    async with job_manager(db) as (manager, worker_id):
+        runtime.job_finished = manager.ended_in_record.add
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.task_kwargs["execution_id"] == str(execution_id)
+        assert job.worker_id == worker_id
+        # The fetch took the lease and started the first node, in its own transaction.
+        row = await db.fetch_one("get_execution", id=execution_id)
+        assert row is not None and row["status"] == "Running" and row["lease_owner"] == "fetcher"
+        assert (await nodes(db, execution_id))["a"]["status"] == "Running"
+        lease = manager.take_acquired(int(job.id or 0))
+        assert lease is not None and lease["outcome"] == "acquired" and lease["started"] == ["a"]
+
+        calls = count_calls(db, monkeypatch)
+        outcome = await runtime.run_execution(
+            execution_id, acquired=acquired_from_row(lease), job_id=job.id, job_worker=job.worker_id
+        )
+        assert outcome == "Succeeded"
+        assert calls == Counter({"record_attempt": 2}), "no acquire of its own, no completion of its own"
+        # The last record ended the run and its job: nothing is left for the job manager to write.
+        assert job.id in manager.ended_in_record
+        assert await queued_jobs(db) == []
+        await manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=True)
+        assert manager.ended_in_record == set() and manager.in_hand[worker_id] == set()
+    assert await events(db, execution_id) == [
+        "execution_requested",
+        "execution_started",
+        "node_started",
+        "node_succeeded",
+        "node_started",
+        "node_succeeded",
+        "execution_succeeded",
+    ]
+
+
+async def test_a_record_that_does_not_end_the_run_leaves_its_job_alone(db: Database) -> None:
+    await publish(db, wf("two-more", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "two-more")
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        token = int(lease.lease_token or 0)
+        # A record that asks to end the run when it cannot (b is still to run) ends nothing.
+        first = attempt_record(execution_id, token, "a", complete=True, finish_job=job.id, job_worker=worker_id)
+        recorded = await db.runs.record_attempt(msgspec.structs.replace(first, fired=(True,)))
+        assert not recorded.run_succeeded and not recorded.job_finished
+        assert [j["status"] for j in await queued_jobs(db)] == ["doing"]
+        # b's record ends the run, and the job with it.
+        await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="b")
+        last = attempt_record(execution_id, token, "b", complete=True, finish_job=job.id, job_worker=worker_id)
+        recorded = await db.runs.record_attempt(last)
+        assert recorded.run_succeeded and recorded.job_finished
+        assert await queued_jobs(db) == []
+
+
+async def test_a_job_another_worker_holds_is_not_ended_by_the_record(db: Database) -> None:
+    await publish(db, wf("one-taken", echo("a")))
+    execution_id = await start(db, "one-taken")
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        other = await manager.register_worker()
+        async with db.connection() as conn:
+            # Recovery took the job back from a worker it took for dead, and another fetched it.
+            await conn.execute("UPDATE procrastinate_jobs SET worker_id = %s", (other,))
+        record = attempt_record(
+            execution_id, int(lease.lease_token or 0), "a", complete=True, finish_job=job.id, job_worker=worker_id
+        )
+        recorded = await db.runs.record_attempt(record)
+        assert recorded.run_succeeded and not recorded.job_finished
+        assert [(j["status"], j["task"]) for j in await queued_jobs(db)] == [("doing", "dw.run_execution")]
+
+
+async def test_jobs_the_fetch_takes_no_lease_for(db: Database) -> None:
+    await publish(db, wf("plain", echo("a")))
+    execution_id = await start(db, "plain")
+    async with db.connection() as conn:
+        # Another task, and a run job of an earlier release (no tenant in its arguments).
+        await conn.execute(
+            "UPDATE procrastinate_jobs SET args = args - 'tenant_id', priority = 1",
+        )
+        await conn.execute(
+            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('executions', 'dw.cancel_children', 2, NULL, NULL,"
+            " jsonb_build_object('parent_execution_id', %s::text), NULL)::procrastinate_job_to_defer_v1])",
+            (str(execution_id),),
+        )
+    async with job_manager(db) as (manager, worker_id):
+        first = await manager.fetch_job(["executions"], worker_id)
+        second = await manager.fetch_job(["executions"], worker_id)
+        assert first is not None and first.task_name == "dw.cancel_children"  # the higher priority
+        assert second is not None and second.task_name == "dw.run_execution"
+        assert manager.acquired == {}
+    row = await db.fetch_one("get_execution", id=execution_id)
+    assert row is not None and row["status"] == "Pending" and row["lease_owner"] is None
+
+
+async def test_a_fetch_whose_acquire_fails_hands_out_the_job_alone(db: Database, dsn: str) -> None:
+    await publish(db, wf("refused", echo("a")))
+    execution_id = await start(db, "refused")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The acquire raises (an engine bug, a storage error) when the fetch runs it.
+        conn.execute(
+            """
+            CREATE FUNCTION public.refuse_in_fetch() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF strpos(current_query(), 'fetch_run_job') > 0 THEN
+                    RAISE EXCEPTION 'refused for the test';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON dw.execution_events
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_in_fetch();
+            """
+        )
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job(["executions"], worker_id)
+        # Rolled back, then fetched as Procrastinate fetches: the job's task acquires (and meets
+        # the error, if it persists, where the job's failure is recorded).
+        assert job is not None and job.task_kwargs["execution_id"] == str(execution_id)
+        assert manager.acquired == {}
+        assert [j["status"] for j in await queued_jobs(db)] == ["doing"]
+    row = await db.fetch_one("get_execution", id=execution_id)
+    assert row is not None and row["status"] == "Pending" and row["lease_owner"] is None
+
+
+async def test_the_fetch_hands_out_jobs_in_procrastinates_order(db: Database) -> None:
+    """dw.fetch_job_v1 is procrastinate_fetch_job_v2's query with a fixed plan: same jobs, same order
+    (priority, then age; a later job of a lock waits for the earlier; a scheduled job waits)."""
+    defer = (
+        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(%s, %s, %s, %s, NULL, '{}'::jsonb,"
+        " %s::timestamptz)::procrastinate_job_to_defer_v1])"
+    )
+    spec = [
+        ("q", "low", 0, None, None),
+        ("q", "high", 5, None, None),
+        ("q", "locked-first", 1, "L", None),
+        ("q", "locked-second", 3, "L", None),
+        ("q", "later", 9, None, "2999-01-01T00:00:00Z"),
+        ("q", "low-2", 0, None, None),
+        ("elsewhere", "other-queue", 9, None, None),
+    ]
+
+    async def fetch_all(function: str) -> list[str]:
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM procrastinate_jobs")
+            for job in spec:
+                await conn.execute(defer, job)
+            order = []
+            while True:
+                cur = await conn.execute(f"SELECT task_name FROM {function}(ARRAY['q']::varchar[], NULL)")
+                row = await cur.fetchone()
+                if row is None or row[0] is None:
+                    return order
+                order.append(row[0])
+                # Finish it, so that its lock's next job may go.
+                await conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE task_name = %s", row)
+
+    ours = await fetch_all("dw.fetch_job_v1")
+    assert ours == await fetch_all("procrastinate_fetch_job_v2")
+    assert ours == ["high", "locked-second", "locked-first", "low", "low-2"]

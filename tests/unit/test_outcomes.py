@@ -201,7 +201,7 @@ def test_the_verdicts_are_the_outcomes_record_attempt_accepts() -> None:
     from dataworkflows.sqlfiles import load_procedures
 
     source = "\n".join(text for _, text in load_procedures())
-    body = source[source.index("FUNCTION dw.record_attempt_v5") :]
+    body = source[source.index("FUNCTION dw.record_attempt_v6") :]
     body = body[: body.index("$$;")]
     for verdict in Verdict:
         assert f"WHEN '{verdict.value}' THEN '{verdict.node_status.value}'" in body, verdict

@@ -6,6 +6,7 @@ place where node, item and run errors, events and dead letters reach the databas
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -54,11 +55,7 @@ class RunData:
             "acquire_run", id=execution_id, owner=owner, lease_seconds=lease_seconds, start=start
         )
         assert row is not None
-        if row["outcome"] == "throttled":
-            # dw.try_acquire_execution_v4 says why in `run`: {throttledBy, retryAt}.
-            throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
-            return Acquired(outcome="throttled", lease_token=None, throttle=throttle)
-        return msgspec.convert({**row, "nodes": row["nodes"] or (), "started": row["started"] or ()}, Acquired)
+        return acquired_from_row(row)
 
     async def renew_lease(self, execution_id: UUID, token: int, *, lease_seconds: float) -> LeaseRenewal:
         """Extends the lease; with it, control requests and waits resolved by others."""
@@ -111,13 +108,16 @@ class RunData:
             interrupted=record.interrupted,
             start_limit=record.start_limit,
             complete=record.complete,
+            job_id=record.finish_job,
+            job_worker_id=record.job_worker,
         )
         changes = [
             NodeChange(row["node_id"], NodeStatus(row["status"]), row["attempt"])
             for row in rows
             if row["node_id"] is not None
         ]
-        return Recorded(changes, run_succeeded=any(row["node_id"] is None for row in rows))
+        end = next((row for row in rows if row["node_id"] is None), None)
+        return Recorded(changes, run_succeeded=end is not None, job_finished=bool(end and end["job_finished"]))
 
     async def record_event(
         self, execution_id: UUID, token: int, *, node_id: str | None, type: str, details: dict[str, Any]
@@ -329,6 +329,18 @@ class RunData:
     async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
         """Gives the lease back and re-queues the run at once (this worker is stopping)."""
         await self._db.fetch_one("release_execution", id=execution_id, token=token, queue=queue, reason=reason)
+
+
+def acquired_from_row(row: Mapping[str, Any]) -> Acquired:
+    """An acquire's answer (dw.try_acquire_execution_v5's columns: outcome, lease_token, run, nodes,
+    started), from the acquire itself or from the worker's fetch that took the lease with the job
+    (dw.fetch_run_job_v1)."""
+    if row["outcome"] == "throttled":
+        # The procedure says why in `run`: {throttledBy, retryAt}.
+        throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
+        return Acquired(outcome="throttled", lease_token=None, throttle=throttle)
+    fields = {key: row[key] for key in ("outcome", "lease_token", "run")}
+    return msgspec.convert({**fields, "nodes": row["nodes"] or (), "started": row["started"] or ()}, Acquired)
 
 
 def _jsonb(value: Any) -> Jsonb | None:
