@@ -40,14 +40,13 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.data.control import listen_for_control
-from dataworkflows.data.runs import acquired_from_row
+from dataworkflows.data.runs import acquired_from_row, fetch_run_job
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
-from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
 
@@ -265,9 +264,9 @@ class ResilientJobManager(manager.JobManager):
         if lease is None:
             return await super().fetch_job(queues, worker_id)
         try:
-            row = await self.connector.execute_query_one_async(
-                query=QUERIES["fetch_run_job"],
-                queues=list(queues) if queues is not None else None,
+            row = await fetch_run_job(
+                self.connector,
+                queues=queues,
                 worker_id=worker_id,
                 run_task=RUN_EXECUTION_TASK,
                 owner=lease.owner,

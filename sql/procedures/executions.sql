@@ -717,55 +717,62 @@ DECLARE
     v_parent uuid;
     v_queue text;
 BEGIN
-    -- Attempts in flight (running, or waiting on a wait) are recorded Cancelled: the attempt row
-    -- says that the run's end stopped them, whatever they may already have done.
-    INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters, error,
-                                      start_time, end_time)
-    SELECT n.execution_id, n.node_id, n.action_type, n.attempts, 'Cancelled', w.parameters,
-           jsonb_build_object('code', 'run_ended',
-                              'message', format('the run ended (%s) while this attempt was in flight', p_status)),
-           COALESCE(w.created_at, n.started_at, now()), now()
-      FROM dw.node_states n
-      LEFT JOIN dw.waits w ON w.execution_id = n.execution_id AND w.node_id = n.node_id
-                          AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
-     WHERE n.execution_id = p_execution_id AND n.attempts > 0
-       AND (n.status = 'Running' OR (n.status = 'Waiting' AND w.id IS NOT NULL))
-    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
+    -- Nodes not yet final and waits not yet recorded are what the next two statements end. A run
+    -- that ends because every node has (most runs) has neither: two index probes instead.
+    IF EXISTS (SELECT 1 FROM dw.node_states n
+                WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting'))
+       OR EXISTS (SELECT 1 FROM dw.waits w
+                   WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL) THEN
+        -- Attempts in flight (running, or waiting on a wait) are recorded Cancelled: the attempt row
+        -- says that the run's end stopped them, whatever they may already have done.
+        INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters, error,
+                                          start_time, end_time)
+        SELECT n.execution_id, n.node_id, n.action_type, n.attempts, 'Cancelled', w.parameters,
+               jsonb_build_object('code', 'run_ended',
+                                  'message', format('the run ended (%s) while this attempt was in flight', p_status)),
+               COALESCE(w.created_at, n.started_at, now()), now()
+          FROM dw.node_states n
+          LEFT JOIN dw.waits w ON w.execution_id = n.execution_id AND w.node_id = n.node_id
+                              AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
+         WHERE n.execution_id = p_execution_id AND n.attempts > 0
+           AND (n.status = 'Running' OR (n.status = 'Waiting' AND w.id IS NOT NULL))
+        ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
 
-    WITH ended AS (
-        UPDATE dw.node_states n
-           SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled'
-                             WHEN n.status = 'Waiting' AND EXISTS (
-                                 SELECT 1 FROM dw.waits w
-                                  WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
-                                    AND w.attempt = n.attempts AND w.recorded_at IS NULL
-                                    AND w.state <> 'withdrawn') THEN 'Cancelled'
-                             ELSE 'Skipped' END,
-               ended_at = now(), next_attempt_at = NULL, end_reason = 'run_ended'
-         WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
-        RETURNING n.node_id, n.status
-    ), withdrawn AS (
-        -- Open waits, and waits resolved whose outcome the run's end came before: their node is
-        -- Cancelled, and a redrive starts it again with a new wait.
-        UPDATE dw.waits w SET state = 'withdrawn', consumed_at = now(), consumed_by = 'run_ended'
-         WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL
-        RETURNING w.id, w.node_id, w.kind
-    ), released_signals AS (
-        -- A signal such a wait took goes back to the inbox, for that new wait: it is not lost.
-        UPDATE dw.signals s SET consumed_at = NULL, wait_id = NULL
-          FROM withdrawn
-         WHERE s.execution_id = p_execution_id AND s.wait_id = withdrawn.id
-    ), withdrawn_events AS (
+        WITH ended AS (
+            UPDATE dw.node_states n
+               SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled'
+                                 WHEN n.status = 'Waiting' AND EXISTS (
+                                     SELECT 1 FROM dw.waits w
+                                      WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                                        AND w.attempt = n.attempts AND w.recorded_at IS NULL
+                                        AND w.state <> 'withdrawn') THEN 'Cancelled'
+                                 ELSE 'Skipped' END,
+                   ended_at = now(), next_attempt_at = NULL, end_reason = 'run_ended'
+             WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
+            RETURNING n.node_id, n.status
+        ), withdrawn AS (
+            -- Open waits, and waits resolved whose outcome the run's end came before: their node is
+            -- Cancelled, and a redrive starts it again with a new wait.
+            UPDATE dw.waits w SET state = 'withdrawn', consumed_at = now(), consumed_by = 'run_ended'
+             WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL
+            RETURNING w.id, w.node_id, w.kind
+        ), released_signals AS (
+            -- A signal such a wait took goes back to the inbox, for that new wait: it is not lost.
+            UPDATE dw.signals s SET consumed_at = NULL, wait_id = NULL
+              FROM withdrawn
+             WHERE s.execution_id = p_execution_id AND s.wait_id = withdrawn.id
+        ), withdrawn_events AS (
+            INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+            SELECT p_execution_id, withdrawn.node_id, 'wait_withdrawn',
+                   jsonb_build_object('waitId', withdrawn.id, 'kind', withdrawn.kind, 'runStatus', p_status)
+              FROM withdrawn
+        )
         INSERT INTO dw.execution_events (execution_id, node_id, type, details)
-        SELECT p_execution_id, withdrawn.node_id, 'wait_withdrawn',
-               jsonb_build_object('waitId', withdrawn.id, 'kind', withdrawn.kind, 'runStatus', p_status)
-          FROM withdrawn
-    )
-    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
-    SELECT p_execution_id, ended.node_id,
-           CASE WHEN ended.status = 'Cancelled' THEN 'node_cancelled' ELSE 'node_skipped' END,
-           jsonb_build_object('reason', 'run_ended', 'runStatus', p_status)
-      FROM ended;
+        SELECT p_execution_id, ended.node_id,
+               CASE WHEN ended.status = 'Cancelled' THEN 'node_cancelled' ELSE 'node_skipped' END,
+               jsonb_build_object('reason', 'run_ended', 'runStatus', p_status)
+          FROM ended;
+    END IF;
 
     -- forEach items in flight are recorded Cancelled like the node's attempt; those that never ran
     -- are Cancelled too.

@@ -244,7 +244,7 @@ async def test_worker_lost_letter_redrives(
 
 async def test_a_failed_job_is_dead_lettered(db: Database, conditions: ConditionPool) -> None:
     class Exploding(Runtime):
-        async def run_execution(self, execution_id: UUID) -> str:
+        async def run_execution(self, execution_id: UUID, **lease: Any) -> str:
             raise RuntimeError("boom in the worker")
 
     runtime = Exploding(
@@ -253,13 +253,15 @@ async def test_a_failed_job_is_dead_lettered(db: Database, conditions: Condition
     task = build_app(runtime).tasks["dw.run_execution"]
     execution_id = str(uuid.uuid4())
     context = SimpleNamespace(
+        app=SimpleNamespace(job_manager=None),
         job=SimpleNamespace(
             id=42,
             task_name="dw.run_execution",
             queue="executions",
             task_kwargs={"execution_id": execution_id},
             attempts=0,
-        )
+            worker_id=None,
+        ),
     )
     with pytest.raises(RuntimeError, match="boom"):
         await task.func(context, execution_id=execution_id)

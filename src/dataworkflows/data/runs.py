@@ -6,12 +6,13 @@ place where node, item and run errors, events and dead letters reach the databas
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
+from procrastinate.connector import BaseConnector
 from psycopg.types.json import Jsonb
 
 from dataworkflows.checkpoints import (
@@ -27,6 +28,7 @@ from dataworkflows.errors import DataWorkflowsError, InvariantViolation
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.planning import Plan, plan_from_json
 from dataworkflows.scrubbing import current as current_scrubber
+from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.statuses import ExecutionStatus, NodeStatus
 from dataworkflows.subworkflows import ChildSpec
 from dataworkflows.tenancy import ALL_TENANTS, current_tenant
@@ -329,6 +331,30 @@ class RunData:
     async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
         """Gives the lease back and re-queues the run at once (this worker is stopping)."""
         await self._db.fetch_one("release_execution", id=execution_id, token=token, queue=queue, reason=reason)
+
+
+async def fetch_run_job(
+    connector: BaseConnector,
+    *,
+    queues: Iterable[str] | None,
+    worker_id: int,
+    run_task: str,
+    owner: str,
+    lease_seconds: float,
+    start: bool,
+) -> dict[str, Any]:
+    """The worker's fetch, through Procrastinate's connector as Procrastinate's own fetch_job query
+    runs: the next job's columns (id None: no job is due), and for a run job the lease
+    (dw.fetch_run_job_v1: outcome, lease_token, run, nodes, started; outcome None: none taken)."""
+    return await connector.execute_query_one_async(
+        query=QUERIES["fetch_run_job"],
+        queues=list(queues) if queues is not None else None,
+        worker_id=worker_id,
+        run_task=run_task,
+        owner=owner,
+        lease_seconds=lease_seconds,
+        start=start,
+    )
 
 
 def acquired_from_row(row: Mapping[str, Any]) -> Acquired:
