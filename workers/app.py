@@ -20,6 +20,7 @@ from typing import Any
 
 import procrastinate
 import psycopg
+import psycopg_pool
 import structlog
 from procrastinate import connector as procrastinate_connector
 from procrastinate import jobs, manager
@@ -40,7 +41,7 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.data.control import listen_for_control
-from dataworkflows.data.runs import acquired_from_row, fetch_run_job
+from dataworkflows.data.runs import acquired_from_row, fetch_run_job, release_fetched_lease
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
@@ -80,8 +81,14 @@ def build_app(runtime: Runtime) -> procrastinate.App:
                     # The lease, when the fetch took it with the job (dw.fetch_run_job_v1).
                     lease = fetched.take_acquired(job_id) if fetched is not None and job_id is not None else None
                     acquired = acquired_from_row(lease) if lease is not None else None
+                    # The job id only where the job's end may be written by the run's last record: the
+                    # job manager then knows not to write it again.
+                    ends_job = fetched is not None and runtime.job_finished is not None
                     await runtime.run_execution(
-                        uuid.UUID(execution_id), acquired=acquired, job_id=job_id, job_worker=context.job.worker_id
+                        uuid.UUID(execution_id),
+                        acquired=acquired,
+                        job_id=job_id if ends_job else None,
+                        job_worker=context.job.worker_id if ends_job else None,
                     )
                 except Exception as exc:
                     if fetched is not None and job_id in fetched.ended_in_record:
@@ -155,6 +162,27 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+def connection_broken(exc: BaseException) -> bool:
+    """Narrower than connection_lost: the connection itself broke or none could be had (a class-08
+    or 57P SQLSTATE, a client-side error without one, the pool's timeout), not a statement the
+    server refused (a deadlock, a serialization failure, a timeout, a full disk: OperationalErrors
+    too, with their own SQLSTATEs)."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DatabaseUnavailable | psycopg_pool.PoolTimeout):
+            return True
+        if isinstance(current, psycopg.Error):
+            sqlstate = current.sqlstate or ""
+            if sqlstate.startswith(("08", "57P")):
+                return True
+            if isinstance(current, psycopg.OperationalError) and not sqlstate:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def describe(exc: BaseException) -> str:
     """The error that explains a failure: Procrastinate's "Database error." hides its cause."""
     current: BaseException | None = exc
@@ -181,6 +209,8 @@ class LeaseWithFetch:
     owner: str
     lease_seconds: float
     start: Callable[[], bool]
+    # Whether this process runs the execution now (Runtime.active): its lease is not to be given back.
+    holds: Callable[[uuid.UUID], bool] = lambda execution_id: False
 
 
 class ResilientJobManager(manager.JobManager):
@@ -274,11 +304,12 @@ class ResilientJobManager(manager.JobManager):
                 start=lease.start(),
             )
         except Exception as exc:
-            if connection_lost(exc):
-                raise
-            # Refused (the acquire raised, say): it rolled back and the job is still queued. Fetch
-            # as Procrastinate does: the run's own acquire meets the error again, in the job's task,
-            # which fails the job where an operator looks instead of stopping this fetch loop.
+            if connection_broken(exc):
+                raise  # fetch_job retries, and hands back what a lost answer fetched
+            # Refused (the acquire raised, a deadlock, a full disk): it rolled back and the job is
+            # still queued. Fetch as Procrastinate does: the run's own acquire meets the error again,
+            # in the job's task, where it is retried or fails the job where an operator looks,
+            # instead of stopping this fetch loop.
             log.warning("fetching a job with its run's lease failed; fetching it alone", error=describe(exc))
             return await super().fetch_job(queues, worker_id)
         if row["id"] is None:
@@ -301,6 +332,36 @@ class ResilientJobManager(manager.JobManager):
             if job.id is not None and job.id not in held:
                 log.warning("re-queuing a job fetched by a call that lost its answer", job_id=job.id)
                 await super().retry_job(job)
+                # The fetch may have taken its run's lease too: give it back, or the run would wait
+                # for the lease to expire and for recovery (counted as a lost worker).
+                await self._release_lease(job, token=None, queue=None, reason="fetch_answer_lost")
+
+    async def _release_lease(self, job: jobs.Job, *, token: int | None, queue: str | None, reason: str) -> None:
+        """Gives back the lease a fetch took for `job`'s run, if it is still this worker's and the run
+        is not running here (see dw.release_fetched_lease_v1)."""
+        lease = self.lease
+        args = job.task_kwargs or {}
+        execution_id, tenant = args.get("execution_id"), args.get("tenant_id")
+        if lease is None or job.task_name != RUN_EXECUTION_TASK or not execution_id or not tenant:
+            return
+        try:
+            if lease.holds(uuid.UUID(str(execution_id))):
+                return
+            released = await release_fetched_lease(
+                self.connector,
+                execution_id=str(execution_id),
+                tenant=str(tenant),
+                owner=lease.owner,
+                token=token,
+                queue=queue,
+                reason=reason,
+            )
+        except Exception as exc:
+            # The lease expires and recovery re-queues the run: slower, not lost.
+            log.warning("could not give back a fetched lease", job_id=job.id, error=describe(exc))
+            return
+        if released:
+            log.info("gave back the lease of a fetched run", job_id=job.id, execution_id=execution_id, reason=reason)
 
     async def update_heartbeat(self, worker_id: int) -> None:
         try:
@@ -383,7 +444,13 @@ class ResilientJobManager(manager.JobManager):
             for held in self.in_hand.values():
                 held.discard(job.id or 0)
             self.ended_in_record.discard(job.id or 0)
-            self.acquired.pop(job.id or 0, None)
+            untaken = self.acquired.pop(job.id or 0, None)
+            if untaken is not None and untaken.get("outcome") == "acquired":
+                # The job's task ended without taking the lease its fetch took (cancelled before it
+                # began): give it back and queue the run again, rather than leave it to expire.
+                await self._release_lease(
+                    job, token=untaken.get("lease_token"), queue=job.queue, reason="job_ended_before_run"
+                )
 
     async def _persist_with_retries(self, job: jobs.Job, write: Callable[[], Awaitable[None]]) -> None:
         backoff = Backoff()
@@ -817,7 +884,10 @@ async def run_worker(
     stop_event = stop or asyncio.Event()
     app = build_app(runtime)
     lease = LeaseWithFetch(
-        owner=worker_id, lease_seconds=settings.lease_seconds, start=lambda: not runtime.stopping.is_set()
+        owner=worker_id,
+        lease_seconds=settings.lease_seconds,
+        start=lambda: not runtime.stopping.is_set(),
+        holds=lambda execution_id: execution_id in runtime.active,
     )
     job_manager = ResilientJobManager(app.connector, stop_event, lease)
     app.job_manager = job_manager

@@ -609,7 +609,8 @@ BEGIN
         node_id := NULL; status := 'Succeeded'; attempt := NULL; job_finished := false;
         IF p_job_id IS NOT NULL THEN
             DELETE FROM procrastinate_jobs j
-             WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id;
+             WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id
+               AND (j.args ->> 'execution_id') = p_execution_id::text;
             job_finished := FOUND;
         END IF;
         RETURN NEXT;

@@ -54,8 +54,11 @@ $$;
 -- dw.try_acquire_execution_v5 does (first nodes started when p_start): one transaction and one
 -- round trip fewer per run. The acquire runs as the job's tenant (row-level security), set for this
 -- transaction only. `job` is NULL when no job is due; `outcome` is NULL when the job is not one this
--- takes a lease for (another task, or a job without a tenant, queued before jobs named it): the
--- worker then acquires as it always did.
+-- takes a lease for (another task, or a job without a tenant, queued before jobs named it) or when
+-- the execution's row is locked: the worker then acquires as it always did, in the job's task.
+-- The row lock is only tried (SKIP LOCKED), never waited for: this transaction holds the job's row,
+-- and a run's end (dw.finish_execution_v1) holds the execution's row and deletes the run's queued
+-- jobs; waiting here would close that cycle (a deadlock, one side aborted after deadlock_timeout).
 CREATE OR REPLACE FUNCTION dw.fetch_run_job_v1(
     p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
     p_lease_seconds double precision, p_start boolean
@@ -80,8 +83,43 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('dw.tenant_id', v_tenant, true);
+    PERFORM 1 FROM dw.executions e WHERE e.id = v_execution::uuid FOR NO KEY UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
       FROM dw.try_acquire_execution_v5(v_execution::uuid, p_owner, p_lease_seconds, p_start) a;
+END;
+$$;
+
+-- Gives back a lease that dw.fetch_run_job_v1 took for p_owner when the run it was taken for will
+-- not run under it: the fetch's answer was lost with its connection (the worker hands the job back
+-- to the queue; p_token NULL, since the worker never learnt it, and p_queue NULL), or the job's task
+-- ended before it took the lease (p_token known; p_queue: a run job is queued again). Only while the
+-- run is Running under that owner (and token). Nodes the fetch started stay Running: the next holder
+-- records their attempts as interrupted (not counted against the retry budget) and runs them again.
+-- As the job's tenant, for this transaction only. Returns whether a lease was given back.
+CREATE OR REPLACE FUNCTION dw.release_fetched_lease_v1(
+    p_execution_id uuid, p_tenant text, p_owner text, p_token bigint, p_queue text, p_reason text
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_tenant IS NULL OR p_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$' THEN
+        RETURN false;
+    END IF;
+    PERFORM set_config('dw.tenant_id', p_tenant, true);
+    UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE e.id = p_execution_id AND e.lease_owner = p_owner AND e.status = 'Running'
+       AND (p_token IS NULL OR e.lease_token = p_token);
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, 'execution_released', jsonb_build_object('reason', p_reason));
+    IF p_queue IS NOT NULL THEN
+        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+    END IF;
+    RETURN true;
 END;
 $$;

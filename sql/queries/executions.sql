@@ -83,6 +83,10 @@ SELECT (f.job).id, (f.job).status, (f.job).task_name, (f.job).priority, (f.job).
   FROM dw.fetch_run_job_v1(%(queues)s::varchar[], %(worker_id)s, %(run_task)s, %(owner)s, %(lease_seconds)s,
                            %(start)s) f;
 
+-- name: release_fetched_lease
+-- Gives back a lease the worker's fetch took for a run that will not run under it (see the procedure).
+SELECT dw.release_fetched_lease_v1(%(id)s, %(tenant)s, %(owner)s, %(token)s, %(queue)s, %(reason)s) AS released;
+
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.
 INSERT INTO dw.event_listeners (execution_id, listener) VALUES (%(id)s, %(listener)s) ON CONFLICT DO NOTHING;

@@ -305,12 +305,14 @@ class Injector:
         return fired
 
 
-# The four checkpointing procedures of a run, each with a storage error PostgreSQL raises for real.
-# The lease is taken by the worker's fetch (dw.fetch_run_job_v1, which calls
-# dw.try_acquire_execution_v5): a fetch that fails rolls back and the worker fetches the job alone,
-# its task then acquiring with dw.try_acquire_execution_v5 itself.
+# The checkpointing procedures of a run, each with a storage error PostgreSQL raises for real. The
+# lease is taken by the worker's fetch (dw.fetch_run_job_v1, which calls dw.try_acquire_execution_v5):
+# a fetch that fails rolls back and the worker fetches the job alone, its task then acquiring with
+# dw.try_acquire_execution_v5 itself, which fails too here (every time, up to 3 faults) so that the
+# task's own retry of a refused acquire is exercised.
 TRANSIENT = {
     "fetch_run_job": "40P01",  # deadlock_detected
+    "try_acquire_execution": "40P01",
     "start_node_attempt": "53100",  # disk_full
     "record_attempt": "58030",  # io_error
     "complete_execution": "40001",  # serialization_failure
@@ -346,7 +348,13 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         publish(stack, MIXED, ONE, CHECKPOINTED)
         # A: every procedure fails now and then.
         for procedure, sqlstate in TRANSIENT.items():
-            injector.arm(procedure, sqlstate, probability=0.08, max_faults=12)
+            if procedure == "try_acquire_execution":
+                injector.arm(procedure, sqlstate, probability=1.0, max_faults=3)
+            elif procedure == "fetch_run_job":
+                # Often enough that some fetch falls back to the task's acquire in every run.
+                injector.arm(procedure, sqlstate, probability=0.15, max_faults=12)
+            else:
+                injector.arm(procedure, sqlstate, probability=0.08, max_faults=12)
         batch_a = start_batch(dsn, CHECKPOINTED["id"], 60)
         wait_terminal(probe, batch_a, stack, timeout=60)
         fired_a = injector.disarm()
@@ -406,7 +414,7 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
     assert redriven.status_code == 200, redriven.text
     assert after_redrive.problems() == []
     summarize(
-        "storage errors at random in the 4 checkpointing procedures (deadlock, disk full, I/O error, serialization"
+        "storage errors at random in the 5 checkpointing procedures (deadlock, disk full, I/O error, serialization"
         " failure)",
         checked_a,
         recovery_s=None,

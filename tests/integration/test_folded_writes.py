@@ -16,15 +16,16 @@ from uuid import UUID
 import msgspec
 import procrastinate
 import psycopg
+import psycopg_pool
 import pytest
 from procrastinate import jobs
 
 from dataworkflows.checkpoints import AttemptRecord
 from dataworkflows.conditions import ConditionPool
-from dataworkflows.data.runs import acquired_from_row
+from dataworkflows.data.runs import acquired_from_row, fetch_run_job
 from dataworkflows.db import Database
 from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
-from dataworkflows.workers.app import LeaseWithFetch, ResilientJobManager
+from dataworkflows.workers.app import RUN_EXECUTION_TASK, LeaseWithFetch, ResilientJobManager, connection_broken
 from tests.conftest import publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 
@@ -410,8 +411,10 @@ async def test_a_fetch_whose_acquire_fails_hands_out_the_job_alone(db: Database,
 
 
 async def test_the_fetch_hands_out_jobs_in_procrastinates_order(db: Database) -> None:
-    """dw.fetch_job_v1 is procrastinate_fetch_job_v2's query with a fixed plan: same jobs, same order
-    (priority, then age; a later job of a lock waits for the earlier; a scheduled job waits)."""
+    """dw.fetch_job_v1 is procrastinate_fetch_job_v2's query with a fixed plan: same jobs, same order, in
+    rounds (every job due is fetched, then those are finished): priority, then age; a job whose lock
+    another job holds ('doing') or an earlier one of the same priority waits; a scheduled job waits;
+    queues NULL takes every queue."""
     defer = (
         "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(%s, %s, %s, %s, NULL, '{}'::jsonb,"
         " %s::timestamptz)::procrastinate_job_to_defer_v1])"
@@ -421,26 +424,116 @@ async def test_the_fetch_hands_out_jobs_in_procrastinates_order(db: Database) ->
         ("q", "high", 5, None, None),
         ("q", "locked-first", 1, "L", None),
         ("q", "locked-second", 3, "L", None),
+        ("q", "same-lock-1", 2, "M", None),
+        ("q", "same-lock-2", 2, "M", None),
         ("q", "later", 9, None, "2999-01-01T00:00:00Z"),
         ("q", "low-2", 0, None, None),
         ("elsewhere", "other-queue", 9, None, None),
     ]
 
-    async def fetch_all(function: str) -> list[str]:
+    async def rounds(function: str, queues: str) -> list[list[str]]:
         async with db.connection() as conn:
             await conn.execute("DELETE FROM procrastinate_jobs")
             for job in spec:
                 await conn.execute(defer, job)
-            order = []
+            order: list[list[str]] = []
             while True:
-                cur = await conn.execute(f"SELECT task_name FROM {function}(ARRAY['q']::varchar[], NULL)")
-                row = await cur.fetchone()
-                if row is None or row[0] is None:
+                fetched: list[str] = []
+                while True:
+                    cur = await conn.execute(f"SELECT task_name FROM {function}({queues}, NULL)")
+                    row = await cur.fetchone()
+                    if row is None or row[0] is None:
+                        break
+                    fetched.append(row[0])
+                if not fetched:
                     return order
-                order.append(row[0])
-                # Finish it, so that its lock's next job may go.
-                await conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE task_name = %s", row)
+                order.append(fetched)
+                # Those end, so that their locks' next jobs may go.
+                await conn.execute(
+                    "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE task_name = ANY(%s)", (fetched,)
+                )
 
-    ours = await fetch_all("dw.fetch_job_v1")
-    assert ours == await fetch_all("procrastinate_fetch_job_v2")
-    assert ours == ["high", "locked-second", "locked-first", "low", "low-2"]
+    for queues in ("ARRAY['q']::varchar[]", "NULL"):
+        ours = await rounds("dw.fetch_job_v1", queues)
+        assert ours == await rounds("procrastinate_fetch_job_v2", queues), queues
+    assert await rounds("dw.fetch_job_v1", "ARRAY['q']::varchar[]") == [
+        ["high", "locked-second", "same-lock-1", "low", "low-2"],
+        ["same-lock-2", "locked-first"],
+    ]
+    assert (await rounds("dw.fetch_job_v1", "NULL"))[0][0] == "other-queue"
+
+
+async def test_a_fetch_whose_answer_was_lost_gives_the_lease_back(db: Database) -> None:
+    await publish(db, wf("lost", echo("a")))
+    execution_id = await start(db, "lost")
+    async with job_manager(db) as (manager, worker_id):
+        # The fetch commits (job 'doing', lease taken, node a started), but its answer is lost with
+        # its connection: the manager never saw it.
+        row = await fetch_run_job(
+            manager.connector,
+            queues=["executions"],
+            worker_id=worker_id,
+            run_task=RUN_EXECUTION_TASK,
+            owner="fetcher",
+            lease_seconds=30.0,
+            start=True,
+        )
+        assert row["outcome"] == "acquired"
+        # What fetch_job does on its next try after a lost answer: the job goes back to the queue,
+        # and the lease with it.
+        await manager._requeue_lost_fetches(worker_id)
+        assert [j["status"] for j in await queued_jobs(db)] == ["todo"]
+        execution = await db.fetch_one("get_execution", id=execution_id)
+        assert execution is not None and execution["lease_owner"] is None
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = manager.take_acquired(job.id)
+        assert lease is not None and lease["outcome"] == "acquired"
+    assert "execution_released" in await events(db, execution_id)
+
+
+async def test_a_fetch_never_waits_for_a_locked_execution(db: Database) -> None:
+    """The fetch holds the job's row; whoever holds the execution's row may want the job's (a run's
+    end deletes its queued jobs): the fetch takes the job without the lease rather than wait."""
+    await publish(db, wf("locked", echo("a")))
+    execution_id = await start(db, "locked")
+    async with job_manager(db) as (manager, worker_id), db.connection() as conn:
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,))
+        job = await asyncio.wait_for(manager.fetch_job(["executions"], worker_id), 5)
+        assert job is not None and manager.acquired == {}, "the job, without a lease: its task acquires"
+        await conn.execute("ROLLBACK")
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["status"] == "Pending" and execution["lease_owner"] is None
+
+
+async def test_a_job_that_ends_before_its_task_took_the_lease_gives_it_back(db: Database) -> None:
+    await publish(db, wf("untaken", echo("a")))
+    execution_id = await start(db, "untaken")
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None and job.id in manager.acquired
+        # Its task was cancelled before it began: Procrastinate ends the job.
+        await manager.finish_job(job, jobs.Status.ABORTED, delete_job=False)
+        assert manager.acquired == {}
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["lease_owner"] is None
+    # The run is queued again, to be taken at once rather than after its lease expires.
+    queued = [(j["status"], j["args"]["execution_id"]) for j in await queued_jobs(db)]
+    assert ("todo", str(execution_id)) in queued
+
+
+def test_only_a_broken_connection_is_retried_as_one() -> None:
+    """A refused statement (a deadlock, a serialization failure: OperationalErrors with their own
+    SQLSTATE) makes the fetch fall back to Procrastinate's; a broken connection is retried."""
+
+    def error(sqlstate: str | None) -> psycopg.OperationalError:
+        exc = psycopg.OperationalError("x")
+        exc.sqlstate = sqlstate  # type: ignore[misc]
+        return exc
+
+    assert not connection_broken(error("40P01")) and not connection_broken(error("40001"))
+    assert not connection_broken(error("57014"))  # statement_timeout
+    assert connection_broken(error("08006")) and connection_broken(error("57P01"))
+    assert connection_broken(error(None)), "the client's own: the connection is closed"
+    assert connection_broken(psycopg_pool.PoolTimeout("no connection"))
