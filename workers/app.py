@@ -209,8 +209,6 @@ class LeaseWithFetch:
     owner: str
     lease_seconds: float
     start: Callable[[], bool]
-    # Whether this process runs the execution now (Runtime.active): its lease is not to be given back.
-    holds: Callable[[uuid.UUID], bool] = lambda execution_id: False
 
 
 class ResilientJobManager(manager.JobManager):
@@ -331,27 +329,28 @@ class ResilientJobManager(manager.JobManager):
         for job in await self.list_jobs_async(status="doing", worker_id=worker_id):
             if job.id is not None and job.id not in held:
                 log.warning("re-queuing a job fetched by a call that lost its answer", job_id=job.id)
-                await super().retry_job(job)
                 # The fetch may have taken its run's lease too: give it back, or the run would wait
-                # for the lease to expire and for recovery (counted as a lost worker).
+                # for the lease to expire and for recovery (counted as a lost worker). First: while
+                # the job is 'doing' for this live worker, recovery leaves the run alone; once it is
+                # queued, a fetch may take it at once and must find the lease free.
                 await self._release_lease(job, token=None, queue=None, reason="fetch_answer_lost")
+                await super().retry_job(job)
 
     async def _release_lease(self, job: jobs.Job, *, token: int | None, queue: str | None, reason: str) -> None:
-        """Gives back the lease a fetch took for `job`'s run, if it is still this worker's and the run
-        is not running here (see dw.release_fetched_lease_v1)."""
+        """Gives back the lease `job`'s fetch took for its run, if the run still holds that very lease
+        (this worker, this job: see dw.release_fetched_lease_v1)."""
         lease = self.lease
         args = job.task_kwargs or {}
         execution_id, tenant = args.get("execution_id"), args.get("tenant_id")
-        if lease is None or job.task_name != RUN_EXECUTION_TASK or not execution_id or not tenant:
+        if lease is None or job.task_name != RUN_EXECUTION_TASK or not execution_id or not tenant or job.id is None:
             return
         try:
-            if lease.holds(uuid.UUID(str(execution_id))):
-                return
             released = await release_fetched_lease(
                 self.connector,
                 execution_id=str(execution_id),
                 tenant=str(tenant),
                 owner=lease.owner,
+                job_id=job.id,
                 token=token,
                 queue=queue,
                 reason=reason,
@@ -887,7 +886,6 @@ async def run_worker(
         owner=worker_id,
         lease_seconds=settings.lease_seconds,
         start=lambda: not runtime.stopping.is_set(),
-        holds=lambda execution_id: execution_id in runtime.active,
     )
     job_manager = ResilientJobManager(app.connector, stop_event, lease)
     app.job_manager = job_manager

@@ -208,8 +208,10 @@ $$;
 -- maxParallelActions allows, in plan order) are started here, as dw.start_node_attempt_v1 would
 -- start them, and `started` names them: the worker runs their first attempts without a
 -- transaction of their own. Not when the run is past its deadline (the worker times it out).
-CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v5(
-    p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
+-- v6 (over v5): p_job_id, the Procrastinate job whose fetch takes the lease (dw.fetch_run_job_v1;
+-- NULL: the worker's own acquire), kept with the lease (executions.lease_job_id).
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v6(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean, p_job_id bigint
 ) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -264,6 +266,7 @@ BEGIN
 
     UPDATE dw.executions e
        SET lease_owner = p_owner,
+           lease_job_id = p_job_id,
            lease_token = e.lease_token + 1,
            lease_expires_at = now() + make_interval(secs => p_lease_seconds),
            status = 'Running',
@@ -318,12 +321,19 @@ BEGIN
 END;
 $$;
 
+-- v5: kept for workers of the previous commit during a rolling upgrade.
+CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v5(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[]) LANGUAGE sql AS $$
+    SELECT * FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, p_start, NULL);
+$$;
+
 -- v4: kept for workers of the previous release during a rolling upgrade (it starts no node).
 CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision
 ) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb) LANGUAGE sql AS $$
     SELECT a.outcome, a.lease_token, a.run, a.nodes
-      FROM dw.try_acquire_execution_v5(p_execution_id, p_owner, p_lease_seconds, false) a;
+      FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, false, NULL) a;
 $$;
 
 -- Starts a run's Ready nodes for their next attempts in plan order, at most p_limit of them (NULL:

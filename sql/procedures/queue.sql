@@ -51,8 +51,8 @@ $$;
 
 -- Fetches the next job (dw.fetch_job_v1) and, when it runs an execution (task p_run_task, naming
 -- its execution and tenant), takes that execution's lease in the same transaction, as
--- dw.try_acquire_execution_v5 does (first nodes started when p_start): one transaction and one
--- round trip fewer per run. The acquire runs as the job's tenant (row-level security), set for this
+-- dw.try_acquire_execution_v6 does (first nodes started when p_start; the lease names the job): one
+-- transaction and one round trip fewer per run. The acquire runs as the job's tenant (row-level security), set for this
 -- transaction only. `job` is NULL when no job is due; `outcome` is NULL when the job is not one this
 -- takes a lease for (another task, or a job without a tenant, queued before jobs named it) or when
 -- the execution's row is locked: the worker then acquires as it always did, in the job's task.
@@ -90,19 +90,22 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
-      FROM dw.try_acquire_execution_v5(v_execution::uuid, p_owner, p_lease_seconds, p_start) a;
+      FROM dw.try_acquire_execution_v6(v_execution::uuid, p_owner, p_lease_seconds, p_start, v_job.id) a;
 END;
 $$;
 
--- Gives back a lease that dw.fetch_run_job_v1 took for p_owner when the run it was taken for will
--- not run under it: the fetch's answer was lost with its connection (the worker hands the job back
--- to the queue; p_token NULL, since the worker never learnt it, and p_queue NULL), or the job's task
--- ended before it took the lease (p_token known; p_queue: a run job is queued again). Only while the
--- run is Running under that owner (and token). Nodes the fetch started stay Running: the next holder
--- records their attempts as interrupted (not counted against the retry budget) and runs them again.
--- As the job's tenant, for this transaction only. Returns whether a lease was given back.
+-- Gives back a lease that dw.fetch_run_job_v1 took with job p_job_id for p_owner when the run will
+-- not run under it: the fetch's answer was lost with its connection (the worker gives the lease
+-- back, then hands the job back to the queue; p_token NULL, since the worker never learnt it, and
+-- p_queue NULL), or the job's task ended before it took the lease (p_token known; p_queue: a run
+-- job is queued again). Only while the run is Running under the lease that job's fetch took (owner,
+-- job, and token when known): never one another fetch took, even of the same worker process. Nodes
+-- the fetch started stay Running: the next holder records their attempts as interrupted (not
+-- counted against the retry budget) and runs them again. As the job's tenant, for this transaction
+-- only. Returns whether a lease was given back.
+DROP FUNCTION IF EXISTS dw.release_fetched_lease_v1(uuid, text, text, bigint, text, text);
 CREATE OR REPLACE FUNCTION dw.release_fetched_lease_v1(
-    p_execution_id uuid, p_tenant text, p_owner text, p_token bigint, p_queue text, p_reason text
+    p_execution_id uuid, p_tenant text, p_owner text, p_job_id bigint, p_token bigint, p_queue text, p_reason text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     IF p_tenant IS NULL OR p_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$' THEN
@@ -110,8 +113,8 @@ BEGIN
     END IF;
     PERFORM set_config('dw.tenant_id', p_tenant, true);
     UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
-     WHERE e.id = p_execution_id AND e.lease_owner = p_owner AND e.status = 'Running'
-       AND (p_token IS NULL OR e.lease_token = p_token);
+     WHERE e.id = p_execution_id AND e.lease_owner = p_owner AND e.lease_job_id = p_job_id
+       AND e.status = 'Running' AND (p_token IS NULL OR e.lease_token = p_token);
     IF NOT FOUND THEN
         RETURN false;
     END IF;

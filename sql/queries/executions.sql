@@ -72,7 +72,7 @@ SELECT outcome, lease_token FROM dw.try_acquire_execution_v4(%(id)s, %(owner)s, 
 
 -- name: acquire_run
 -- Takes the lease and returns the run data and node checkpoints with it (one round trip).
-SELECT * FROM dw.try_acquire_execution_v5(%(id)s, %(owner)s, %(lease_seconds)s, %(start)s);
+SELECT * FROM dw.try_acquire_execution_v6(%(id)s, %(owner)s, %(lease_seconds)s, %(start)s, NULL);
 
 -- name: fetch_run_job
 -- The worker's fetch (run by Procrastinate's connector, as its own fetch_job query is): the next job,
@@ -85,7 +85,8 @@ SELECT (f.job).id, (f.job).status, (f.job).task_name, (f.job).priority, (f.job).
 
 -- name: release_fetched_lease
 -- Gives back a lease the worker's fetch took for a run that will not run under it (see the procedure).
-SELECT dw.release_fetched_lease_v1(%(id)s, %(tenant)s, %(owner)s, %(token)s, %(queue)s, %(reason)s) AS released;
+SELECT dw.release_fetched_lease_v1(%(id)s, %(tenant)s, %(owner)s, %(job_id)s, %(token)s, %(queue)s,
+                                   %(reason)s) AS released;
 
 -- name: add_event_listener
 -- A stream follows this execution: its events are NOTIFYed from now on.

@@ -1,5 +1,5 @@
 """The typed shapes of what a worker reads and writes: the run and node checkpoints that come with
-the lease (dw.try_acquire_execution_v5), the per-node state the runtime keeps, and an attempt record
+the lease (dw.try_acquire_execution_v6), the per-node state the runtime keeps, and an attempt record
 (dw.record_attempt_v6). Pure module.
 """
 
@@ -16,7 +16,7 @@ from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
 
 
 class RunInfo(msgspec.Struct, frozen=True, rename="camel"):
-    """The execution as its worker needs it (the `run` column of try_acquire_execution_v5)."""
+    """The execution as its worker needs it (the `run` column of try_acquire_execution_v6)."""
 
     workflow_id: str
     version: int
@@ -64,7 +64,7 @@ class LeaseRenewal(msgspec.Struct, frozen=True):
 
 
 class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
-    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v5)."""
+    """One node's durable state (an element of the `nodes` column of try_acquire_execution_v6)."""
 
     node_id: str
     status: NodeStatus

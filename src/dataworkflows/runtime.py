@@ -1,7 +1,7 @@
 """The DAG runner: runs one execution under a lease, checkpointing every attempt.
 
 run_execution(execution_id), called by the worker's Procrastinate task:
-1. take the lease (dw.try_acquire_execution_v5: a fencing token, the run and its node checkpoints;
+1. take the lease (dw.try_acquire_execution_v6: a fencing token, the run and its node checkpoints;
    on the run's first acquire, its first nodes started in the same transaction) or leave: held by
    a live worker, finished, or throttled by its workflow's limits (then re-queued for later);
 2. load the compiled plan (cached per process by workflow/version); an attempt that was in flight

@@ -492,6 +492,66 @@ async def test_a_fetch_whose_answer_was_lost_gives_the_lease_back(db: Database) 
     assert "execution_released" in await events(db, execution_id)
 
 
+async def test_a_lost_answer_never_gives_back_a_lease_another_fetch_took(db: Database) -> None:
+    """Two jobs for one run (a wake-up and a re-queue, say) fetched by two fetch loops of one process:
+    the lease belongs to the fetch that took it; the other's lost answer gives back nothing."""
+    await publish(db, wf("two-jobs", echo("a")))
+    execution_id = await start(db, "two-jobs")
+    async with job_manager(db) as (manager, first_loop), db.connection() as conn:
+        await conn.execute("SELECT dw.defer_run_job_v1(%s, 'executions', NULL)", (execution_id,))
+        second_loop = await manager.register_worker()
+        taker = await manager.fetch_job(["executions"], first_loop)
+        assert taker is not None and taker.id is not None
+        lease = manager.acquired[taker.id]
+        assert lease["outcome"] == "acquired"
+        # The second loop's fetch finds the run held, and its answer is lost.
+        row = await fetch_run_job(
+            manager.connector,
+            queues=["executions"],
+            worker_id=second_loop,
+            run_task=RUN_EXECUTION_TASK,
+            owner="fetcher",
+            lease_seconds=30.0,
+            start=True,
+        )
+        assert row["outcome"] == "held"
+        await manager._requeue_lost_fetches(second_loop)
+        execution = await db.fetch_one("get_execution", id=execution_id)
+        assert execution is not None and execution["lease_owner"] == "fetcher", "still the first fetch's"
+        assert "execution_released" not in await events(db, execution_id)
+
+
+async def test_a_lost_answers_lease_is_given_back_before_its_job_is_queued(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued first, the job could be fetched (and end, the run 'held') before the lease is free: the
+    run would be left with neither a lease nor a job."""
+    await publish(db, wf("order", echo("a")))
+    execution_id = await start(db, "order")
+    owners_when_queued: list[Any] = []
+    original = procrastinate.manager.JobManager.retry_job
+
+    async def retry_job(self: Any, job: Any, *args: Any, **kwargs: Any) -> None:
+        execution = await db.fetch_one("get_execution", id=execution_id)
+        owners_when_queued.append(execution["lease_owner"] if execution else "?")
+        await original(self, job, *args, **kwargs)
+
+    monkeypatch.setattr(procrastinate.manager.JobManager, "retry_job", retry_job)
+    async with job_manager(db) as (manager, worker_id):
+        row = await fetch_run_job(
+            manager.connector,
+            queues=["executions"],
+            worker_id=worker_id,
+            run_task=RUN_EXECUTION_TASK,
+            owner="fetcher",
+            lease_seconds=30.0,
+            start=True,
+        )
+        assert row["outcome"] == "acquired"
+        await manager._requeue_lost_fetches(worker_id)
+    assert owners_when_queued == [None]
+
+
 async def test_a_fetch_never_waits_for_a_locked_execution(db: Database) -> None:
     """The fetch holds the job's row; whoever holds the execution's row may want the job's (a run's
     end deletes its queued jobs): the fetch takes the job without the lease rather than wait."""

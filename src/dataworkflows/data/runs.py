@@ -363,18 +363,21 @@ async def release_fetched_lease(
     execution_id: str,
     tenant: str,
     owner: str,
+    job_id: int,
     token: int | None,
     queue: str | None,
     reason: str,
 ) -> bool:
-    """Gives back the lease fetch_run_job took for `owner` when the run will not run under it
-    (dw.release_fetched_lease_v1): token None when the fetch's answer was lost; `queue` to queue the
-    run again (its job ended before its task took the lease). Returns whether one was given back."""
+    """Gives back the lease fetch_run_job took with job `job_id` for `owner` when the run will not
+    run under it (dw.release_fetched_lease_v1): token None when the fetch's answer was lost; `queue`
+    to queue the run again (its job ended before its task took the lease). Returns whether one was
+    given back."""
     row = await connector.execute_query_one_async(
         query=QUERIES["release_fetched_lease"],
         id=execution_id,
         tenant=tenant,
         owner=owner,
+        job_id=job_id,
         token=token,
         queue=queue,
         reason=reason,
@@ -383,7 +386,7 @@ async def release_fetched_lease(
 
 
 def acquired_from_row(row: Mapping[str, Any]) -> Acquired:
-    """An acquire's answer (dw.try_acquire_execution_v5's columns: outcome, lease_token, run, nodes,
+    """An acquire's answer (dw.try_acquire_execution_v6's columns: outcome, lease_token, run, nodes,
     started), from the acquire itself or from the worker's fetch that took the lease with the job
     (dw.fetch_run_job_v1)."""
     if row["outcome"] == "throttled":
