@@ -588,6 +588,33 @@ BEGIN
 END;
 $$;
 
+-- v3 (over v2): p_job_id and p_job_worker_id, the Procrastinate job the worker runs the run under
+-- and the Procrastinate worker that fetched it: the job ends in the same transaction (deleted, as
+-- Procrastinate's finish_job does for a job that succeeded, when it is still 'doing' for that
+-- worker), and job_finished says so: the worker does not finish it again. One transaction fewer per
+-- park, and no window in which a worker killed after parking leaves its job 'doing', which kept the
+-- run's wake-up (dw.wake_due_runs_v1) waiting until recovery found the worker dead.
+CREATE OR REPLACE FUNCTION dw.park_execution_v3(
+    p_execution_id uuid, p_token bigint, p_queue text, p_job_id bigint, p_job_worker_id bigint
+) RETURNS TABLE (wake_at timestamptz, outcome text, job_finished boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    v_wake timestamptz;
+    v_outcome text;
+BEGIN
+    SELECT p.wake_at, p.outcome INTO v_wake, v_outcome FROM dw.park_execution_v2(p_execution_id, p_token, p_queue) p;
+    job_finished := false;
+    IF p_job_id IS NOT NULL THEN
+        DELETE FROM procrastinate_jobs j
+         WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id
+           AND (j.args ->> 'execution_id') = p_execution_id::text;
+        job_finished := FOUND;
+    END IF;
+    wake_at := v_wake;
+    outcome := v_outcome;
+    RETURN NEXT;
+END;
+$$;
+
 -- Queues one run job for each parked run whose wake-up time has come and that has no job yet
 -- (at most p_limit, oldest due first; SKIP LOCKED, so every worker's waker can run it at once).
 -- Returns how many it queued.

@@ -123,7 +123,8 @@ SELECT dw.complete_execution_v3(%(id)s, %(token)s, %(status)s, %(error)s, %(dead
 
 -- name: park_execution
 -- Gives up the lease and queues the wake-up job for when the run must next wake up, if ever.
-SELECT wake_at, outcome FROM dw.park_execution_v2(%(id)s, %(token)s, %(queue)s);
+SELECT wake_at, outcome, job_finished FROM dw.park_execution_v3(%(id)s, %(token)s, %(queue)s, %(job_id)s,
+                                                                 %(job_worker_id)s);
 
 -- name: begin_wait
 -- The node starts waiting (timer, signal or approval); answers the wait, resolved already or open.

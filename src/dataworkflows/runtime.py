@@ -474,7 +474,15 @@ class _Run:
 
     async def _park(self, *, waiting_on: list[str]) -> str:
         """Gives the lease up; the database queues the wake-up job (if a time is due at all)."""
-        parked = await self.data.park(self.execution_id, self.token, queue=self.settings.queue)
+        parked = await self.data.park(
+            self.execution_id,
+            self.token,
+            queue=self.settings.queue,
+            job_id=self.ctx.job_id,
+            job_worker=self.ctx.job_worker,
+        )
+        # The run's job ended with the park (dw.park_execution_v3): the worker does not finish it.
+        self.ctx.job_finished = self.ctx.job_finished or parked.job_finished
         if parked.outcome == "cancelled":
             metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
             self.log.info("execution cancelled (the request came as it parked)")

@@ -318,6 +318,29 @@ async def test_a_two_node_run_costs_the_fetch_and_two_records(
     ]
 
 
+async def test_a_run_that_parks_ends_its_job_in_the_same_transaction(db: Database, conditions: ConditionPool) -> None:
+    """No window in which a worker killed after parking leaves its job 'doing' (which kept the run's
+    wake-up waiting until recovery found the worker dead)."""
+    raw = wf("parks", {"id": "nap", "nodeType": "delay", "parameters": {"duration": "PT1H"}})
+    await publish(db, raw)
+    execution_id = await start(db, "parks")
+    runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
+    async with job_manager(db) as (manager, worker_id):
+        runtime.job_finished = manager.ended_in_record.add
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        assert await runtime.run_execution(execution_id, acquired=lease, job_id=job.id, job_worker=job.worker_id) == (
+            "parked"
+        )
+        assert job.id in manager.ended_in_record
+        assert await queued_jobs(db) == [], "the job ended with the park; the wake-up is the waker's, in an hour"
+        await manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=True)
+        assert manager.ended_in_record == set()
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["status"] == "Waiting"
+
+
 async def test_a_record_that_does_not_end_the_run_leaves_its_job_alone(db: Database) -> None:
     await publish(db, wf("two-more", echo("a", to("b")), echo("b")))
     execution_id = await start(db, "two-more")

@@ -341,10 +341,10 @@ async def test_a_cancel_that_comes_as_the_run_parks_takes_effect(db: Database, c
     execution_id = await started(db, wf("race", signal("wait", name="never")))
     real_park = runtime.data.park
 
-    async def park_after_a_cancel(execution: UUID, token: int, *, queue: str) -> Any:
+    async def park_after_a_cancel(execution: UUID, token: int, *, queue: str, **job: Any) -> Any:
         # The request lands after the worker decided to park, before its park commits.
         assert (await db.control.cancel(execution, principal="ops", reason=None)).outcome == "requested"
-        return await real_park(execution, token, queue=queue)
+        return await real_park(execution, token, queue=queue, **job)
 
     runtime.data.park = park_after_a_cancel  # type: ignore[method-assign]
     assert await runtime.run_execution(execution_id) == "Cancelled"

@@ -42,6 +42,8 @@ class Parked(msgspec.Struct, frozen=True):
     wake_at: datetime | None
     # parked | cancelled | suspended
     outcome: str
+    # The run's Procrastinate job ended in the same transaction (park's job_id).
+    job_finished: bool = False
 
 
 class RunData:
@@ -160,11 +162,22 @@ class RunData:
             outputs=_jsonb(outputs),
         )
 
-    async def park(self, execution_id: UUID, token: int, *, queue: str) -> Parked:
+    async def park(
+        self, execution_id: UUID, token: int, *, queue: str, job_id: int | None = None, job_worker: int | None = None
+    ) -> Parked:
         """Gives the lease up; a run job is queued for when the run must next wake up, or none
         when only signals and approvals without a timeout remain. A cancel or suspend request
-        that arrived meanwhile takes effect instead (outcome cancelled or suspended)."""
-        parked = await self._db.fetch_one_as(Parked, "park_execution", id=execution_id, token=token, queue=queue)
+        that arrived meanwhile takes effect instead (outcome cancelled or suspended). With job_id
+        (and the Procrastinate worker that fetched it), the job running the run ends too."""
+        parked = await self._db.fetch_one_as(
+            Parked,
+            "park_execution",
+            id=execution_id,
+            token=token,
+            queue=queue,
+            job_id=job_id,
+            job_worker_id=job_worker,
+        )
         assert parked is not None
         return parked
 
