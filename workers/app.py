@@ -221,9 +221,10 @@ class ResilientJobManager(manager.JobManager):
     the connection propagate (the supervisor in run_worker restarts the loop then).
 
     With `lease`, a fetch that hands out a run job takes the run's lease in the same transaction
-    (dw.fetch_run_job_v1; the task finds it with take_acquired), and a job the run's last record
-    ended (dw.record_attempt_v6; runtime.job_finished adds it to ended_in_record) is not finished
-    again: a two-node run costs three transactions, not five.
+    (dw.fetch_run_job_v1; the task finds it with take_acquired), and a job that the run's last
+    write ended (the record that ended the run, dw.record_attempt_v6, or its park,
+    dw.park_execution_v3; runtime.job_finished adds it to ended_in_record) is not finished again: a
+    two-node run costs three transactions, not five.
     """
 
     def __init__(
@@ -238,7 +239,7 @@ class ResilientJobManager(manager.JobManager):
         # Per job id: the lease its fetch took (dw.fetch_run_job_v1's acquire columns), until the
         # job's task takes it.
         self.acquired: dict[int, dict[str, Any]] = {}
-        # Jobs the record that ended their run ended too: their end is written already.
+        # Jobs whose run's last write (its ending record, its park) ended them: already written.
         self.ended_in_record: set[int] = set()
         # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
         self.in_hand: dict[int, set[int]] = {}
