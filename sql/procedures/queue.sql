@@ -52,10 +52,11 @@ $$;
 -- Fetches the next job (dw.fetch_job_v1) and, when it runs an execution (task p_run_task, naming
 -- its execution and tenant), takes that execution's lease in the same transaction, as
 -- dw.try_acquire_execution_v6 does (first nodes started when p_start; the lease names the job): one
--- transaction and one round trip fewer per run. The acquire runs as the job's tenant (row-level security), set for this
--- transaction only. `job` is NULL when no job is due; `outcome` is NULL when the job is not one this
--- takes a lease for (another task, or a job without a tenant, queued before jobs named it) or when
--- the execution's row is locked: the worker then acquires as it always did, in the job's task.
+-- transaction and one round trip fewer per run. The acquire runs as the job's tenant (row-level
+-- security), set for this transaction only. `job` is NULL when no job is due; `outcome` is NULL
+-- when the job is not one this takes a lease for (another task, or a job without a tenant, queued
+-- before jobs named it) or when the execution's row is locked: the worker then acquires as it
+-- always did, in the job's task.
 -- The row lock is only tried (SKIP LOCKED), never waited for: this transaction holds the job's row,
 -- and a run's end (dw.finish_execution_v1) holds the execution's row and deletes the run's queued
 -- jobs; waiting here would close that cycle (a deadlock, one side aborted after deadlock_timeout).
