@@ -616,13 +616,8 @@ BEGIN
                           AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
                                OR n.end_reason = 'unhandled_failure')) THEN
         PERFORM dw.finish_execution_v1(p_execution_id, 'Succeeded', NULL, 'execution_succeeded');
-        node_id := NULL; status := 'Succeeded'; attempt := NULL; job_finished := false;
-        IF p_job_id IS NOT NULL THEN
-            DELETE FROM procrastinate_jobs j
-             WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id
-               AND (j.args ->> 'execution_id') = p_execution_id::text;
-            job_finished := FOUND;
-        END IF;
+        node_id := NULL; status := 'Succeeded'; attempt := NULL;
+        job_finished := dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
         RETURN NEXT;
     END IF;
 END;

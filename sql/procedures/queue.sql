@@ -127,3 +127,21 @@ BEGIN
     RETURN true;
 END;
 $$;
+
+-- Ends the Procrastinate job a run ran under, from the transaction that ended the run or parked it
+-- (dw.record_attempt_v6, dw.park_execution_v3): deleted, as Procrastinate's finish_job does for a
+-- job that succeeded, only while it is still 'doing' for the Procrastinate worker that fetched it
+-- and is this run's (recovery may have handed it to another). Returns whether it ended it (false
+-- for p_job_id NULL); the worker then does not finish it again.
+CREATE OR REPLACE FUNCTION dw.end_run_job_v1(p_job_id bigint, p_job_worker_id bigint, p_execution_id uuid)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_job_id IS NULL THEN
+        RETURN false;
+    END IF;
+    DELETE FROM procrastinate_jobs j
+     WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id
+       AND (j.args ->> 'execution_id') = p_execution_id::text;
+    RETURN FOUND;
+END;
+$$;

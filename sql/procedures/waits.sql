@@ -602,13 +602,7 @@ DECLARE
     v_outcome text;
 BEGIN
     SELECT p.wake_at, p.outcome INTO v_wake, v_outcome FROM dw.park_execution_v2(p_execution_id, p_token, p_queue) p;
-    job_finished := false;
-    IF p_job_id IS NOT NULL THEN
-        DELETE FROM procrastinate_jobs j
-         WHERE j.id = p_job_id AND j.status = 'doing' AND j.worker_id = p_job_worker_id
-           AND (j.args ->> 'execution_id') = p_execution_id::text;
-        job_finished := FOUND;
-    END IF;
+    job_finished := dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
     wake_at := v_wake;
     outcome := v_outcome;
     RETURN NEXT;

@@ -272,6 +272,19 @@ async def job_manager(db: Database, owner: str = "fetcher") -> AsyncIterator[tup
         yield manager, await manager.register_worker()
 
 
+async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) -> dict[str, Any]:
+    """The worker's fetch, whose answer never reaches the job manager (lost with its connection)."""
+    return await fetch_run_job(
+        manager.connector,
+        queues=["executions"],
+        worker_id=worker_id,
+        run_task=RUN_EXECUTION_TASK,
+        owner="fetcher",
+        lease_seconds=30.0,
+        start=True,
+    )
+
+
 async def queued_jobs(db: Database) -> list[dict[str, Any]]:
     async with db.connection() as conn:
         cur = await conn.execute("SELECT id, status::text, task_name, args FROM procrastinate_jobs ORDER BY id")
@@ -492,15 +505,7 @@ async def test_a_fetch_whose_answer_was_lost_gives_the_lease_back(db: Database) 
     async with job_manager(db) as (manager, worker_id):
         # The fetch commits (job 'doing', lease taken, node a started), but its answer is lost with
         # its connection: the manager never saw it.
-        row = await fetch_run_job(
-            manager.connector,
-            queues=["executions"],
-            worker_id=worker_id,
-            run_task=RUN_EXECUTION_TASK,
-            owner="fetcher",
-            lease_seconds=30.0,
-            start=True,
-        )
+        row = await fetch_losing_its_answer(manager, worker_id)
         assert row["outcome"] == "acquired"
         # What fetch_job does on its next try after a lost answer: the job goes back to the queue,
         # and the lease with it.
@@ -528,15 +533,7 @@ async def test_a_lost_answer_never_gives_back_a_lease_another_fetch_took(db: Dat
         lease = manager.acquired[taker.id]
         assert lease["outcome"] == "acquired"
         # The second loop's fetch finds the run held, and its answer is lost.
-        row = await fetch_run_job(
-            manager.connector,
-            queues=["executions"],
-            worker_id=second_loop,
-            run_task=RUN_EXECUTION_TASK,
-            owner="fetcher",
-            lease_seconds=30.0,
-            start=True,
-        )
+        row = await fetch_losing_its_answer(manager, second_loop)
         assert row["outcome"] == "held"
         await manager._requeue_lost_fetches(second_loop)
         execution = await db.fetch_one("get_execution", id=execution_id)
@@ -561,15 +558,7 @@ async def test_a_lost_answers_lease_is_given_back_before_its_job_is_queued(
 
     monkeypatch.setattr(procrastinate.manager.JobManager, "retry_job", retry_job)
     async with job_manager(db) as (manager, worker_id):
-        row = await fetch_run_job(
-            manager.connector,
-            queues=["executions"],
-            worker_id=worker_id,
-            run_task=RUN_EXECUTION_TASK,
-            owner="fetcher",
-            lease_seconds=30.0,
-            start=True,
-        )
+        row = await fetch_losing_its_answer(manager, worker_id)
         assert row["outcome"] == "acquired"
         await manager._requeue_lost_fetches(worker_id)
     assert owners_when_queued == [None]
