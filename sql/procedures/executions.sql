@@ -254,7 +254,11 @@ BEGIN
     -- calls itself under a limit of 1).
     -- The limits (maxConcurrentExecutions, rateLimitPerMinute) are dw.admit_root_run_v1's, which locks
     -- nothing for a workflow without any; `run` says {throttledBy, retryAt} (NULL: poll).
-    IF v_e.status = 'Pending' AND v_e.depth = 0 THEN
+    -- (Behind one probe of the workflow's row: most workflows have neither limit.)
+    IF v_e.status = 'Pending' AND v_e.depth = 0
+       AND EXISTS (SELECT 1 FROM dw.workflows w
+                    WHERE w.id = v_e.workflow_id AND w.tenant_id = v_e.tenant_id
+                      AND (w.max_concurrent_executions IS NOT NULL OR w.rate_limit_per_minute IS NOT NULL)) THEN
         SELECT * INTO v_throttle FROM dw.admit_root_run_v1(v_e);
         IF v_throttle.throttled_by IS NOT NULL THEN
             RETURN QUERY SELECT 'throttled'::text, NULL::bigint,
@@ -264,18 +268,6 @@ BEGIN
         END IF;
     END IF;
 
-    UPDATE dw.executions e
-       SET lease_owner = p_owner,
-           lease_job_id = p_job_id,
-           lease_token = e.lease_token + 1,
-           lease_expires_at = now() + make_interval(secs => p_lease_seconds),
-           status = 'Running',
-           started_at = COALESCE(e.started_at, now()),
-           -- The new holder reads the run's state as it is now: earlier wakes are answered.
-           wake_requested_at = NULL
-     WHERE e.id = p_execution_id
-    RETURNING e.lease_token INTO v_token;
-
     IF v_e.lease_owner IS NOT NULL THEN
         -- The previous holder stopped renewing (died, or lost the database): its token is now stale.
         INSERT INTO dw.execution_events (execution_id, type, details)
@@ -283,14 +275,35 @@ BEGIN
                 jsonb_build_object('previousOwner', v_e.lease_owner, 'previousToken', v_e.lease_token,
                                    'expiredAt', v_e.lease_expires_at, 'newOwner', p_owner));
     END IF;
-    INSERT INTO dw.execution_events (execution_id, type, details)
-    VALUES (p_execution_id,
-            CASE WHEN v_e.status = 'Pending' AND v_e.started_at IS NULL THEN 'execution_started'
-                 ELSE 'execution_reacquired' END,
-            jsonb_build_object('worker', p_owner, 'leaseToken', v_token, 'previousStatus', v_e.status,
-                               'previousOwner', v_e.lease_owner));
+    -- The lease and its event in one statement (a statement's executor start and end are the
+    -- largest part of a short run's PostgreSQL time).
+    WITH leased AS (
+        UPDATE dw.executions e
+           SET lease_owner = p_owner,
+               lease_job_id = p_job_id,
+               lease_token = e.lease_token + 1,
+               lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+               status = 'Running',
+               started_at = COALESCE(e.started_at, now()),
+               -- The new holder reads the run's state as it is now: earlier wakes are answered.
+               wake_requested_at = NULL
+         WHERE e.id = p_execution_id
+        RETURNING e.lease_token
+    ), event AS (
+        INSERT INTO dw.execution_events (execution_id, type, details)
+        SELECT p_execution_id,
+               CASE WHEN v_e.status = 'Pending' AND v_e.started_at IS NULL THEN 'execution_started'
+                    ELSE 'execution_reacquired' END,
+               jsonb_build_object('worker', p_owner, 'leaseToken', leased.lease_token, 'previousStatus', v_e.status,
+                                  'previousOwner', v_e.lease_owner)
+          FROM leased
+    )
+    SELECT leased.lease_token INTO v_token FROM leased;
 
-    PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+    -- A run that never started has no waits (a wait is made under a lease, which sets started_at).
+    IF v_e.started_at IS NOT NULL THEN
+        PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+    END IF;
 
     IF p_start AND v_e.status = 'Pending' AND v_e.started_at IS NULL
        AND (v_e.deadline_at IS NULL OR v_e.deadline_at > now()) THEN
@@ -449,21 +462,25 @@ BEGIN
         v_targets := v_targets[2:];
         v_fired := v_fired[2:];
 
+        -- One statement counts the edge and, when it was the last one, decides the target (SET
+        -- reads the row as it was: decided_incoming + 1 is the count after this edge).
         UPDATE dw.node_states n
            SET decided_incoming = n.decided_incoming + 1,
-               satisfied_incoming = n.satisfied_incoming + CASE WHEN v_is_fired THEN 1 ELSE 0 END
+               satisfied_incoming = n.satisfied_incoming + CASE WHEN v_is_fired THEN 1 ELSE 0 END,
+               status = CASE WHEN n.decided_incoming + 1 < n.expected_incoming THEN n.status
+                             WHEN n.satisfied_incoming + CASE WHEN v_is_fired THEN 1 ELSE 0 END > 0 THEN 'Ready'
+                             ELSE 'Skipped' END,
+               ended_at = CASE WHEN n.decided_incoming + 1 >= n.expected_incoming
+                                AND n.satisfied_incoming + CASE WHEN v_is_fired THEN 1 ELSE 0 END = 0
+                               THEN now() ELSE n.ended_at END
          WHERE n.execution_id = p_execution_id AND n.node_id = v_target AND n.status = 'Pending'
         RETURNING n.* INTO v_n;
-        CONTINUE WHEN NOT FOUND OR v_n.decided_incoming < v_n.expected_incoming;
+        CONTINUE WHEN NOT FOUND OR v_n.status = 'Pending';
 
-        IF v_n.satisfied_incoming > 0 THEN
-            UPDATE dw.node_states n SET status = 'Ready'
-             WHERE n.execution_id = p_execution_id AND n.node_id = v_target;
+        IF v_n.status = 'Ready' THEN
             node_id := v_target; status := 'Ready';
             RETURN NEXT;
         ELSE
-            UPDATE dw.node_states n SET status = 'Skipped', ended_at = now()
-             WHERE n.execution_id = p_execution_id AND n.node_id = v_target;
             INSERT INTO dw.execution_events (execution_id, node_id, type, details)
             VALUES (p_execution_id, v_target, 'node_skipped',
                     jsonb_build_object('reason', 'no incoming edge fired'));
@@ -520,6 +537,7 @@ DECLARE
     v_change record;
     v_ready text[] := '{}';
     v_started text[] := '{}';
+    v_waited boolean;
 BEGIN
     v_node_status := CASE p_outcome
         WHEN 'succeeded' THEN 'Succeeded'
@@ -531,47 +549,63 @@ BEGIN
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
 
-    INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
-                                      outputs, error, worker, start_time, end_time, interrupted)
-    VALUES (p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
-            p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted);
-
-    UPDATE dw.node_states n
-       SET status = v_node_status,
-           outputs = CASE WHEN v_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
-           error = CASE WHEN v_node_status = 'Succeeded' THEN NULL ELSE p_error END,
-           next_attempt_at = p_next_attempt_at,
-           ended_at = CASE WHEN v_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
-           -- A redrive restores an unhandled failure, also when another node's failure is the one
-           -- that ended the run.
-           end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END,
-           -- An interrupted attempt does not use up the retry budget: the budget counts from past it.
-           interruptions = n.interruptions + CASE WHEN p_interrupted THEN 1 ELSE 0 END,
-           attempt_base = n.attempt_base + CASE WHEN p_interrupted THEN 1 ELSE 0 END
-     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
-       AND (n.status = 'Running'
-            -- A node that waited: its wait was resolved (a signal, a decision, its timer, its
-            -- timeout) and this writes the outcome, once.
-            OR (n.status = 'Waiting' AND n.attempts = p_attempt AND EXISTS (
-                    SELECT 1 FROM dw.waits w
-                     WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id AND w.attempt = p_attempt
-                       AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL)))
-    RETURNING n.edge_targets INTO v_edges;
+    -- The node's new state, the attempt's row and the node's event in one statement (a statement's
+    -- executor start and end are the largest part of a short run's PostgreSQL time). The row and the
+    -- event are written only when the node had this attempt in flight; otherwise nothing is, and
+    -- the procedure raises below.
+    WITH node AS (
+        UPDATE dw.node_states n
+           SET status = v_node_status,
+               outputs = CASE WHEN v_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
+               error = CASE WHEN v_node_status = 'Succeeded' THEN NULL ELSE p_error END,
+               next_attempt_at = p_next_attempt_at,
+               ended_at = CASE WHEN v_node_status IN ('Succeeded', 'Failed') THEN p_end_time END,
+               -- A redrive restores an unhandled failure, also when another node's failure is the one
+               -- that ended the run.
+               end_reason = CASE WHEN p_outcome = 'failed_unhandled' THEN 'unhandled_failure' END,
+               -- An interrupted attempt does not use up the retry budget: the budget counts from past it.
+               interruptions = n.interruptions + CASE WHEN p_interrupted THEN 1 ELSE 0 END,
+               attempt_base = n.attempt_base + CASE WHEN p_interrupted THEN 1 ELSE 0 END
+         WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id
+           AND (n.status = 'Running'
+                -- A node that waited: its wait was resolved (a signal, a decision, its timer, its
+                -- timeout) and this writes the outcome, once.
+                OR (n.status = 'Waiting' AND n.attempts = p_attempt AND EXISTS (
+                        SELECT 1 FROM dw.waits w
+                         WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id AND w.attempt = p_attempt
+                           AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL)))
+        -- waited: whether the node was Waiting before this update (the subquery reads the row as the
+        -- statement's snapshot saw it), so that a node that never waited (most) skips the waits
+        -- statement below.
+        RETURNING n.edge_targets,
+                  (SELECT o.status = 'Waiting' FROM dw.node_states o
+                    WHERE o.execution_id = p_execution_id AND o.node_id = p_node_id) AS waited
+    ), attempt_row AS (
+        INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
+                                          outputs, error, worker, start_time, end_time, interrupted)
+        SELECT p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
+               p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted
+          FROM node
+    ), event AS (
+        INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+        SELECT p_execution_id, p_node_id,
+               CASE v_node_status WHEN 'Succeeded' THEN 'node_succeeded' WHEN 'Failed' THEN 'node_failed'
+                                  ELSE 'node_retry_scheduled' END,
+               jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
+                                                    'error', p_error, 'nextAttemptAt', p_next_attempt_at,
+                                                    'interrupted', CASE WHEN p_interrupted THEN true END))
+          FROM node
+    )
+    SELECT node.edge_targets, node.waited INTO v_edges, v_waited FROM node;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'node % of execution % has no attempt in flight', p_node_id, p_execution_id
             USING ERRCODE = 'DW011';
     END IF;
-    UPDATE dw.waits w SET recorded_at = now()
-     WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt
-       AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL;
-
-    INSERT INTO dw.execution_events (execution_id, node_id, type, details)
-    VALUES (p_execution_id, p_node_id,
-            CASE v_node_status WHEN 'Succeeded' THEN 'node_succeeded' WHEN 'Failed' THEN 'node_failed'
-                               ELSE 'node_retry_scheduled' END,
-            jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'attemptStatus', p_attempt_status,
-                                                 'error', p_error, 'nextAttemptAt', p_next_attempt_at,
-                                                 'interrupted', CASE WHEN p_interrupted THEN true END)));
+    IF v_waited THEN
+        UPDATE dw.waits w SET recorded_at = now()
+         WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt
+           AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL;
+    END IF;
 
     IF p_resource_links IS NOT NULL THEN
         FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
@@ -605,8 +639,10 @@ BEGIN
                 RETURN NEXT;
             END LOOP;
         END IF;
-        RETURN QUERY SELECT r.node_id, 'Ready'::text, NULL::integer, NULL::boolean
-                       FROM unnest(v_ready) AS r(node_id) WHERE NOT r.node_id = ANY(v_started);
+        IF cardinality(v_ready) > cardinality(v_started) THEN
+            RETURN QUERY SELECT r.node_id, 'Ready'::text, NULL::integer, NULL::boolean
+                           FROM unnest(v_ready) AS r(node_id) WHERE NOT r.node_id = ANY(v_started);
+        END IF;
     END IF;
     IF p_complete AND cardinality(v_ready) = 0
        AND v_e.cancel_requested_at IS NULL AND v_e.suspend_requested_at IS NULL
@@ -722,6 +758,7 @@ CREATE OR REPLACE FUNCTION dw.finish_execution_v1(
 DECLARE
     v_parent uuid;
     v_queue text;
+    v_has_children boolean;
 BEGIN
     -- Nodes not yet final and waits not yet recorded are what the next two statements end. A run
     -- that ends because every node has (most runs) has neither: two index probes instead.
@@ -781,42 +818,59 @@ BEGIN
     END IF;
 
     -- forEach items in flight are recorded Cancelled like the node's attempt; those that never ran
-    -- are Cancelled too.
-    INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
-                                      start_time, end_time)
-    SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
-           jsonb_build_object('code', 'run_ended',
-                              'message', format('the run ended (%s) while this attempt was in flight', p_status)),
-           COALESCE(i.started_at, now()), now()
-      FROM dw.foreach_items i
-     WHERE i.execution_id = p_execution_id AND i.status = 'Running'
-    ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
-    UPDATE dw.foreach_items i SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL
-     WHERE i.execution_id = p_execution_id AND i.status IN ('Pending', 'Running', 'Waiting');
+    -- are Cancelled too (behind one probe: most runs have none).
+    IF EXISTS (SELECT 1 FROM dw.foreach_items i
+                WHERE i.execution_id = p_execution_id AND i.status IN ('Pending', 'Running', 'Waiting')) THEN
+        INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
+                                          start_time, end_time)
+        SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
+               jsonb_build_object('code', 'run_ended',
+                                  'message', format('the run ended (%s) while this attempt was in flight', p_status)),
+               COALESCE(i.started_at, now()), now()
+          FROM dw.foreach_items i
+         WHERE i.execution_id = p_execution_id AND i.status = 'Running'
+        ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
+        UPDATE dw.foreach_items i SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL
+         WHERE i.execution_id = p_execution_id AND i.status IN ('Pending', 'Running', 'Waiting');
+    END IF;
 
-    UPDATE dw.executions e
-       SET status = p_status, error = p_error, ended_at = now(),
-           lease_owner = NULL, lease_expires_at = NULL
-     WHERE e.id = p_execution_id
-    RETURNING e.parent_execution_id, e.queue INTO v_parent, v_queue;
-    -- Wake-up jobs still queued for it have nothing left to do.
-    DELETE FROM procrastinate_jobs j
-     WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo';
-
-    INSERT INTO dw.execution_events (execution_id, type, details)
-    VALUES (p_execution_id, p_event,
-            jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error)));
-
-    -- A job of this run raised earlier and recovery resumed the run: now that it has ended, that
-    -- letter needs nobody.
-    UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
-     WHERE d.execution_id = p_execution_id AND d.kind = 'job_failed'
-       AND d.redriven_at IS NULL AND d.closed_at IS NULL;
+    -- The run's row, its event, its queued wake-up jobs and its closed letters in one statement (each
+    -- statement of a procedure costs its executor's start and end, the largest part of a short
+    -- run's PostgreSQL time); the parts touch different tables, so the order does not matter.
+    WITH ended AS (
+        UPDATE dw.executions e
+           SET status = p_status, error = p_error, ended_at = now(),
+               lease_owner = NULL, lease_expires_at = NULL
+         WHERE e.id = p_execution_id
+        RETURNING e.parent_execution_id, e.queue
+    ), wake_ups AS (
+        -- Wake-up jobs still queued for it have nothing left to do.
+        DELETE FROM procrastinate_jobs j
+         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+    ), event AS (
+        INSERT INTO dw.execution_events (execution_id, type, details)
+        VALUES (p_execution_id, p_event,
+                jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error)))
+    ), letters AS (
+        -- A job of this run raised earlier and recovery resumed the run: now that it has ended, that
+        -- letter needs nobody.
+        UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
+         WHERE d.execution_id = p_execution_id AND d.kind = 'job_failed'
+           AND d.redriven_at IS NULL AND d.closed_at IS NULL
+    )
+    SELECT ended.parent_execution_id, ended.queue,
+           -- Most runs have no children: one index probe says so (dw.queue_cancel_children_v1
+           -- asks the fuller question).
+           EXISTS (SELECT 1 FROM dw.executions c WHERE c.parent_execution_id = p_execution_id)
+      INTO v_parent, v_queue, v_has_children
+      FROM ended;
 
     IF v_parent IS NOT NULL THEN
         PERFORM dw.child_ended_v1(p_execution_id, v_parent);
     END IF;
-    PERFORM dw.queue_cancel_children_v1(p_execution_id, v_queue);
+    IF v_has_children THEN
+        PERFORM dw.queue_cancel_children_v1(p_execution_id, v_queue);
+    END IF;
 END;
 $$;
 

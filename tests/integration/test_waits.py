@@ -91,6 +91,11 @@ async def test_a_delay_parks_the_run_and_fires_once_at_its_due_time(db: Database
     assert [(r["node_id"], r["status"]) for r in rows] == [("nap", "Succeeded"), ("after", "Succeeded")]
     assert rows[0]["outputs"]["lateSeconds"] >= 0
     assert (await events(db, execution_id)).count("timer_fired") == 1
+    # The node's record marked the fired wait recorded (so the run's end had no wait to withdraw).
+    assert await sql(
+        db, "SELECT state, recorded_at IS NOT NULL FROM dw.waits WHERE execution_id = %s", execution_id
+    ) == [("fired", True)]
+    assert "wait_withdrawn" not in await events(db, execution_id)
     # Fired once: the run is over and a late job finds nothing.
     assert await runtime.run_execution(execution_id) == "finished"
 
