@@ -749,6 +749,22 @@ BEGIN
 END;
 $$;
 
+-- v4 (over v3): p_job_id and p_job_worker_id, the Procrastinate job the worker runs the run under
+-- and the Procrastinate worker that fetched it: the job ends in the same transaction as the run
+-- (dw.end_run_job_v1, as dw.record_attempt_v6 ends it for a run its last record ends). Returns
+-- whether it ended it; the worker then does not finish it again. One transaction fewer for a run
+-- with outputs, and for one that fails, is cancelled or times out.
+CREATE OR REPLACE FUNCTION dw.complete_execution_v4(
+    p_execution_id uuid, p_token bigint, p_status text, p_error jsonb,
+    p_dead_letter_node text, p_dead_letter_error jsonb, p_outputs jsonb, p_job_id bigint, p_job_worker_id bigint
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.complete_execution_v3(p_execution_id, p_token, p_status, p_error, p_dead_letter_node,
+                                     p_dead_letter_error, p_outputs);
+    RETURN dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
+END;
+$$;
+
 -- Unfenced finish, for callers that already hold the row (completion, recovery giving up).
 -- A child's end resolves its parent's wait (dw.child_ended_v1); a parent's end queues the
 -- cancellation of the children it can no longer wait for (dw.children_to_cancel_v1).

@@ -117,9 +117,10 @@ SELECT * FROM dw.record_attempt_v6(%(id)s, %(token)s, %(node_id)s, %(attempt)s, 
     %(complete)s, %(job_id)s, %(job_worker_id)s);
 
 -- name: complete_execution
--- Ends the run with its final status (and the node to dead-letter, when one failed unhandled).
-SELECT dw.complete_execution_v3(%(id)s, %(token)s, %(status)s, %(error)s, %(dead_letter_node)s,
-    %(dead_letter_error)s, %(outputs)s);
+-- Ends the run with its final status (and the node to dead-letter, when one failed unhandled); with
+-- job_id, the Procrastinate job running the run ends too (job_finished says whether it did).
+SELECT dw.complete_execution_v4(%(id)s, %(token)s, %(status)s, %(error)s, %(dead_letter_node)s,
+    %(dead_letter_error)s, %(outputs)s, %(job_id)s, %(job_worker_id)s) AS job_finished;
 
 -- name: park_execution
 -- Gives up the lease and queues the wake-up job for when the run must next wake up, if ever.

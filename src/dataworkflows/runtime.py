@@ -13,9 +13,10 @@ run_execution(execution_id), called by the worker's Procrastinate task:
    are free parallel slots: Slots) and ends the run when nothing is left to do;
 4. retries back off: a short backoff waits in-process, a long one parks the execution (lease
    released, run job deferred to the due time);
-5. finish with dw.complete_execution_v3, unless the last node's record ended the run (a success
-   with no outputs to render). A failed node with no failure/always edge that fired
-   fails the run at once; running work is cancelled and nodes that never started are Skipped.
+5. finish with dw.complete_execution_v4 (which ends the run's job too), unless the last node's
+   record ended the run (a success with no outputs to render). A failed node with no
+   failure/always edge that fired fails the run at once; running work is cancelled and nodes that
+   never started are Skipped.
 """
 
 from __future__ import annotations
@@ -643,7 +644,7 @@ class _Run:
     ) -> str:
         await self._cancel_running()
         node, node_error = dead_letter or (None, None)
-        await self.data.complete(
+        ended_job = await self.data.complete(
             self.execution_id,
             self.token,
             status=status,
@@ -651,7 +652,11 @@ class _Run:
             dead_letter_node=node,
             dead_letter_error=node_error,
             outputs=outputs,
+            job_id=self.ctx.job_id,
+            job_worker=self.ctx.job_worker,
         )
+        # The run's job ended with it (dw.complete_execution_v4): the worker does not finish it.
+        self.ctx.job_finished = self.ctx.job_finished or ended_job
         metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, status.value).inc()
         self.log.info("execution finished", status=status.value, error=error)
         return status.value

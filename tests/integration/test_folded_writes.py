@@ -24,7 +24,7 @@ from dataworkflows.checkpoints import AttemptRecord
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.runs import acquired_from_row, fetch_run_job
 from dataworkflows.db import Database
-from dataworkflows.statuses import AttemptStatus, NodeStatus, Verdict
+from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.workers.app import RUN_EXECUTION_TASK, LeaseWithFetch, ResilientJobManager, connection_broken
 from tests.conftest import publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
@@ -352,6 +352,71 @@ async def test_a_run_that_parks_ends_its_job_in_the_same_transaction(db: Databas
         assert manager.ended_in_record == set()
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution is not None and execution["status"] == "Waiting"
+
+
+@pytest.mark.parametrize(
+    ("workflow_id", "second", "outcome"),
+    [
+        # The run has outputs to render: its last record leaves the end to the completion.
+        ("ends-with-outputs", echo("b"), "Succeeded"),
+        # A node fails unhandled: the completion fails the run (and dead-letters the node).
+        ("ends-failed", echo("b", simulateFailure="permanent"), "Failed"),
+    ],
+)
+async def test_a_run_that_completes_ends_its_job_in_the_same_transaction(
+    db: Database,
+    conditions: ConditionPool,
+    monkeypatch: pytest.MonkeyPatch,
+    workflow_id: str,
+    second: dict[str, Any],
+    outcome: str,
+) -> None:
+    """dw.complete_execution_v4 ends the job as the last record and the park do: no transaction of
+    its own, and no window in which a killed worker leaves it 'doing' for an ended run."""
+    raw = wf(workflow_id, echo("a", to("b")), second)
+    if outcome == "Succeeded":
+        raw["outputs"] = {"said": "{{ nodes.b.echo }}"}
+    await publish(db, raw)
+    execution_id = await start(db, workflow_id)
+    runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
+    async with job_manager(db) as (manager, worker_id):
+        runtime.job_finished = manager.ended_in_record.add
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        calls = count_calls(db, monkeypatch)
+        assert await runtime.run_execution(execution_id, acquired=lease, job_id=job.id, job_worker=job.worker_id) == (
+            outcome
+        )
+        assert calls == Counter({"record_attempt": 2, "complete": 1})
+        assert job.id in manager.ended_in_record
+        assert await queued_jobs(db) == [], "the job ended with the run"
+        await manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=True)
+        assert manager.ended_in_record == set() and manager.in_hand[worker_id] == set()
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["status"] == outcome
+
+
+async def test_a_completion_leaves_a_job_another_worker_holds_alone(db: Database) -> None:
+    await publish(db, wf("completes-alone", echo("a")))
+    execution_id = await start(db, "completes-alone")
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job(["executions"], worker_id)
+        assert job is not None and job.id is not None
+        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        # Another Procrastinate worker's id: the job is not this completion's to end.
+        ended = await db.runs.complete(
+            execution_id,
+            int(lease.lease_token or 0),
+            status=ExecutionStatus.CANCELLED,
+            error=None,
+            job_id=job.id,
+            job_worker=worker_id + 1,
+        )
+        assert not ended
+        assert [j["status"] for j in await queued_jobs(db)] == ["doing"]
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["status"] == "Cancelled"
 
 
 async def test_a_record_that_does_not_end_the_run_leaves_its_job_alone(db: Database) -> None:

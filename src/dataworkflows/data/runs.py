@@ -146,12 +146,16 @@ class RunData:
         dead_letter_node: str | None = None,
         dead_letter_error: dict[str, Any] | None = None,
         outputs: Any = None,
-    ) -> None:
+        job_id: int | None = None,
+        job_worker: int | None = None,
+    ) -> bool:
         """Ends the run; a node whose unhandled failure ended it becomes a dead letter; a run that
         succeeded keeps its rendered outputs. Errors are scrubbed of the run's trigger values and
-        secrets (dataworkflows.scrubbing), like every error this class records."""
+        secrets (dataworkflows.scrubbing), like every error this class records. With job_id (and
+        the Procrastinate worker that fetched it), the job running the run ends too; returns
+        whether it did."""
         scrubber = current_scrubber()
-        await self._db.fetch_one(
+        row = await self._db.fetch_one(
             "complete_execution",
             id=execution_id,
             token=token,
@@ -160,7 +164,10 @@ class RunData:
             dead_letter_node=dead_letter_node,
             dead_letter_error=_jsonb(scrubber.error(dead_letter_error)),
             outputs=_jsonb(outputs),
+            job_id=job_id,
+            job_worker_id=job_worker,
         )
+        return bool(row and row["job_finished"])
 
     async def park(
         self, execution_id: UUID, token: int, *, queue: str, job_id: int | None = None, job_worker: int | None = None
