@@ -537,7 +537,6 @@ DECLARE
     v_change record;
     v_ready text[] := '{}';
     v_started text[] := '{}';
-    v_waited boolean;
 BEGIN
     v_node_status := CASE p_outcome
         WHEN 'succeeded' THEN 'Succeeded'
@@ -549,11 +548,18 @@ BEGIN
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
 
-    -- The node's new state, the attempt's row and the node's event in one statement (a statement's
-    -- executor start and end are the largest part of a short run's PostgreSQL time). The row and the
-    -- event are written only when the node had this attempt in flight; otherwise nothing is, and
-    -- the procedure raises below.
-    WITH node AS (
+    -- The attempt's row, the node's new state, its event and its wait's outcome marked recorded, in
+    -- one statement (a statement's executor start and end are the largest part of a short run's
+    -- PostgreSQL time). The row is written whatever the node's state, as it was when it was a
+    -- statement of its own ahead of the others: a second record of the same attempt fails on its
+    -- key (a Conflict) before anything else is said. The event and the wait's mark need the node
+    -- to have had this attempt in flight; otherwise the procedure raises below, and nothing stays.
+    WITH attempt_row AS (
+        INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
+                                          outputs, error, worker, start_time, end_time, interrupted)
+        VALUES (p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
+                p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted)
+    ), node AS (
         UPDATE dw.node_states n
            SET status = v_node_status,
                outputs = CASE WHEN v_node_status = 'Succeeded' THEN p_outputs ELSE n.outputs END,
@@ -574,18 +580,12 @@ BEGIN
                         SELECT 1 FROM dw.waits w
                          WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id AND w.attempt = p_attempt
                            AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL)))
-        -- waited: whether the node was Waiting before this update (the subquery reads the row as the
-        -- statement's snapshot saw it), so that a node that never waited (most) skips the waits
-        -- statement below.
-        RETURNING n.edge_targets,
-                  (SELECT o.status = 'Waiting' FROM dw.node_states o
-                    WHERE o.execution_id = p_execution_id AND o.node_id = p_node_id) AS waited
-    ), attempt_row AS (
-        INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
-                                          outputs, error, worker, start_time, end_time, interrupted)
-        SELECT p_execution_id, p_node_id, p_action_type, p_attempt, p_attempt_status, p_parameters,
-               p_outputs, p_error, p_worker, p_start_time, p_end_time, p_interrupted
-          FROM node
+        RETURNING n.edge_targets
+    ), recorded_wait AS (
+        UPDATE dw.waits w SET recorded_at = now()
+         WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt
+           AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL
+           AND EXISTS (SELECT 1 FROM node)
     ), event AS (
         INSERT INTO dw.execution_events (execution_id, node_id, type, details)
         SELECT p_execution_id, p_node_id,
@@ -596,15 +596,10 @@ BEGIN
                                                     'interrupted', CASE WHEN p_interrupted THEN true END))
           FROM node
     )
-    SELECT node.edge_targets, node.waited INTO v_edges, v_waited FROM node;
+    SELECT node.edge_targets INTO v_edges FROM node;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'node % of execution % has no attempt in flight', p_node_id, p_execution_id
             USING ERRCODE = 'DW011';
-    END IF;
-    IF v_waited THEN
-        UPDATE dw.waits w SET recorded_at = now()
-         WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt
-           AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL;
     END IF;
 
     IF p_resource_links IS NOT NULL THEN

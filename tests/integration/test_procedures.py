@@ -149,6 +149,10 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     # A Succeeded node can never start again.
     with pytest.raises(errors.NodeNotRunnable):
         await db.fetch_one("start_node_attempt", id=execution_id, token=2, node_id="echo1")
+    # A second record of the same attempt is refused on the attempt row's key, and changes nothing.
+    with pytest.raises(errors.Conflict, match="action_executions_attempt_key"):
+        await record(db, execution_id, 2, outputs={"echo": "again"}, worker="w2")
+    assert await _sql(db, "SELECT count(*), min(outputs ->> 'echo') FROM dw.action_executions") == [(1, "ok")]
 
 
 async def test_finished_executions_are_not_acquired(db: Database) -> None:
