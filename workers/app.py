@@ -848,14 +848,19 @@ async def run_worker(
         log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
     # concurrent database call; the scheduler (PARALLEL batches, the one-by-one retry, the delay
-    # lookup) and the recovery and wake loops take a few more. Size for all.
+    # lookup) and the recovery and wake loops take a few more. Size for all. Ten are opened (and
+    # warmed) at start: psycopg_pool opens further ones one at a time, so a burst on a fresh worker
+    # waited for each in turn; all of them at start (3 workers x 28) ran a test server out of
+    # connections.
     pool = make_pool(
         settings.database_url,
-        min_size=2,
+        min_size=min(10, concurrency + 8),
         max_size=max(settings.pool_max_size, concurrency + 8),
         name="worker",
         role=settings.database_role,
         default_workflow_timeout=settings.default_workflow_timeout_seconds,
+        # A new connection compiles the run's procedures before its first run needs them.
+        warm_up=True,
     )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)

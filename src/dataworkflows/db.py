@@ -147,12 +147,14 @@ def make_pool(
     timeout: float = 10.0,
     role: str | None = APP_ROLE,
     default_workflow_timeout: float | None = None,
+    warm_up: bool = False,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
     pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row).
     default_workflow_timeout: the deadline, in seconds, of runs this pool starts whose definition
-    sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour)."""
+    sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour).
+    warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there)."""
     configure_json()
     pool = CheckedPool(
         conninfo,
@@ -163,7 +165,9 @@ def make_pool(
         timeout=timeout,
         # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
         # its LISTEN connection and passes autocommit itself.
-        configure=functools.partial(_configure, role=role or None, default_timeout=default_workflow_timeout),
+        configure=functools.partial(
+            _configure, role=role or None, default_timeout=default_workflow_timeout, warm_up=warm_up
+        ),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
@@ -198,6 +202,32 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
     """
 
     role: str | None = None
+
+    async def _get_ready_connection(
+        self,
+        timeout: float | None,  # noqa: ASYNC109 - psycopg_pool's signature
+    ) -> psycopg.AsyncConnection[TupleRow] | None:
+        """psycopg_pool's own, taking the connection returned last instead of the one idle longest
+        (LIFO, not FIFO). Rotating through every connection made each of a worker's 28 pay its
+        first-call costs (PL/pgSQL compiling the run's procedures, plans, the tables' descriptions:
+        about 10 ms a fetch and 6.5 ms a record) within its first runs, and a new worker's first
+        100-200 starts queued for up to 250 ms behind them; now the few connections a load needs stay
+        warm, and the rest idle (psycopg_pool's shrinking closes those from the other end). A copy of
+        psycopg_pool 3.3's method but for pop(): tests/integration/test_worker_pool.py checks the
+        order, so a psycopg_pool that changes it fails there, not silently."""
+        if timeout is not None and timeout <= 0.0:
+            raise psycopg_pool.PoolTimeout()
+        conn = None
+        if self._pool:
+            conn = self._pool.pop()
+            if len(self._pool) < self._nconns_min:
+                self._nconns_min = len(self._pool)
+        elif self.max_waiting and len(self._waiting) >= self.max_waiting:
+            self._stats[self._REQUESTS_ERRORS] += 1
+            raise psycopg_pool.TooManyRequests(
+                f"the pool {self.name!r} has already {len(self._waiting)} requests waiting"
+            )
+        return conn
 
     async def getconn(
         self,
@@ -238,7 +268,11 @@ def _peer_hung_up(conn: psycopg.AsyncConnection[Any]) -> bool:
 
 
 async def _configure(
-    conn: psycopg.AsyncConnection[Any], *, role: str | None, default_timeout: float | None = None
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    role: str | None,
+    default_timeout: float | None = None,
+    warm_up: bool = False,
 ) -> None:
     await conn.set_autocommit(True)
     if default_timeout is not None:
@@ -256,6 +290,13 @@ async def _configure(
             raise errors.ConfigurationError(
                 f"the database user may not act as {role}: GRANT {role} TO <the user in DATABASE_URL>"
             ) from exc
+    if warm_up:
+        try:
+            await conn.execute("SELECT dw.warm_up_session_v1()")
+        except psycopg.Error as exc:
+            # Only the first runs on this connection are slower without it: not a reason to refuse
+            # the connection (an older schema without the function, a statement the server refused).
+            _log.warning("a new connection's warm-up failed", error=str(exc).strip(), error_type=type(exc).__name__)
 
 
 # The tenant and role each pooled connection's session was last given by the data layer (see _enter).

@@ -1,0 +1,109 @@
+"""The pool a worker runs on: the connection returned last is handed out first (a few connections stay
+warm, the rest idle), and a new connection of a worker's pool compiles the run's procedures before its
+first run needs them (dw.warm_up_session_v1), writing nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from dataworkflows.db import make_pool
+
+RUN_PROCEDURES = {
+    "dw.fetch_run_job_v1",
+    "dw.fetch_job_v1",
+    "dw.try_acquire_execution_v6",
+    "dw.start_ready_nodes_v1",
+    "dw.decide_edges_v1",
+    "dw.record_attempt_v6",
+    "dw.check_lease_v1",
+    "dw.finish_execution_v1",
+    "dw.end_run_job_v1",
+}
+
+
+async def backend(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute("SELECT pg_backend_pid()")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_the_pool_hands_out_the_connection_returned_last(dsn: str) -> None:
+    pool = make_pool(dsn, min_size=3, max_size=3)
+    await pool.open(wait=True)
+    try:
+        taken = [await pool.getconn() for _ in range(3)]
+        pids = [await backend(conn) for conn in taken]
+        for conn in taken:
+            await pool.putconn(conn)
+        # Last in, first out: the most recently used connection again and again, not a rotation
+        # through all three (psycopg_pool's own order).
+        for _ in range(3):
+            async with pool.connection() as conn:
+                assert await backend(conn) == pids[-1]
+        async with pool.connection() as first, pool.connection() as second:
+            assert [await backend(first), await backend(second)] == [pids[2], pids[1]]
+    finally:
+        await pool.close()
+
+
+async def compiled_functions(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    # The view needs more than the application role has; the session's compiled functions stay.
+    await conn.execute("RESET ROLE")
+    cur = await conn.execute(
+        "SELECT ident FROM pg_backend_memory_contexts WHERE name = 'PL/pgSQL function' AND ident LIKE 'dw.%'"
+    )
+    return {str(row[0]).split("(")[0] for row in await cur.fetchall()}
+
+
+async def counts(dsn: str) -> tuple[int, ...]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM dw.executions), (SELECT count(*) FROM dw.execution_events),"
+            " (SELECT count(*) FROM dw.action_executions), (SELECT count(*) FROM procrastinate_jobs),"
+            " (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            "   WHERE a.application_name = 'dw-warm-up-test' AND l.locktype <> 'virtualxid')"
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return tuple(int(value) for value in row)
+
+
+@pytest.mark.parametrize("warm_up", [True, False])
+async def test_a_new_connection_of_a_workers_pool_is_warmed_up(dsn: str, warm_up: bool) -> None:
+    before = await counts(dsn)
+    pool = make_pool(f"{dsn} application_name=dw-warm-up-test", min_size=1, max_size=1, warm_up=warm_up)
+    await pool.open(wait=True)
+    try:
+        assert await counts(dsn) == before, "the warm-up writes nothing and holds no lock"
+        async with pool.connection() as conn:
+            compiled = await compiled_functions(conn)
+        if warm_up:
+            assert compiled >= RUN_PROCEDURES | {"dw.warm_up_session_v1"}
+        else:
+            assert not compiled & RUN_PROCEDURES
+    finally:
+        await pool.close()
+
+
+async def test_a_failed_warm_up_does_not_refuse_the_connection(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker on a schema without the function (or a server that refuses it) runs, only its first
+    runs are slower."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("ALTER FUNCTION dw.warm_up_session_v1() RENAME TO warm_up_session_v1_away")
+    try:
+        pool = make_pool(dsn, min_size=1, max_size=1, warm_up=True)
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT 1")
+                assert await cur.fetchone() == (1,)
+        finally:
+            await pool.close()
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute("ALTER FUNCTION dw.warm_up_session_v1_away() RENAME TO warm_up_session_v1")
+    assert "a new connection's warm-up failed" in capsys.readouterr().out
