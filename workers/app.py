@@ -848,13 +848,10 @@ async def run_worker(
         log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
     # concurrent database call; the scheduler (PARALLEL batches, the one-by-one retry, the delay
-    # lookup) and the recovery and wake loops take a few more. Size for all. Ten are opened (and
-    # warmed) at start: psycopg_pool opens further ones one at a time, so a burst on a fresh worker
-    # waited for each in turn; all of them at start (3 workers x 28) ran a test server out of
-    # connections.
+    # lookup) and the recovery and wake loops take a few more. Size for all.
     pool = make_pool(
         settings.database_url,
-        min_size=min(10, concurrency + 8),
+        min_size=2,
         max_size=max(settings.pool_max_size, concurrency + 8),
         name="worker",
         role=settings.database_role,
@@ -863,6 +860,11 @@ async def run_worker(
         warm_up=True,
     )
     await pool.open(wait=True, timeout=30)
+    # Eight more are opened (and warmed) in the background, and kept: psycopg_pool opens the ones a
+    # burst asks for one at a time, so a fresh worker's first burst waited for each in turn. Not
+    # before the worker starts (a server short of free connections would stop it), and not all of
+    # them (three workers' 28 each at once ran a test server out of connections).
+    await pool.resize(min_size=min(10, pool.max_size), max_size=pool.max_size)
     db = Database(pool)
     conditions = ConditionPool(size=2)
     templates = TemplatePool(

@@ -146,23 +146,23 @@ BEGIN
 END;
 $$;
 
--- Readies a new connection for a worker's first runs, writing nothing: PL/pgSQL compiles a function
--- the first time a session calls it, and plans each of its statements the first time it runs, and
--- a backend loads each table's and index's description on first use. On a fresh connection that
--- made the first fetch cost about 10 ms and the first record 6.5 ms, against 2.5 and 2.9 later,
--- and a new worker's first runs queued behind it. This calls the procedures a run goes through, on
--- an execution and a queue that do not exist, so that each compiles and plans what it reaches:
--- every call finds nothing, and the ones that would raise (or write) run in a block that is rolled
--- back. Locks nothing that exists. Returns the milliseconds it took.
+-- Readies a new connection for a worker's first runs: PL/pgSQL compiles a function the first time a
+-- session calls it, and plans each of its statements the first time it runs, and a backend loads each
+-- table's and index's description on first use. On a fresh connection that made the first fetch cost
+-- about 10 ms and the first record 6.5 ms, against 2.5 and 2.9 later, and a new worker's first runs
+-- queued behind it. This calls the procedures a run goes through on an execution that does not
+-- exist, so that each compiles and plans what it reaches: every call finds nothing, and the ones that
+-- would raise run in a block that rolls back. No row stays and no existing row is locked (the one
+-- insert that fails costs a sequence value and a dead row). Not the fetch itself
+-- (dw.fetch_run_job_v1): a fetch from a queue that does not exist walks every queued job, so a
+-- worker's first fetch on a connection compiles it. Returns the milliseconds it took.
 CREATE OR REPLACE FUNCTION dw.warm_up_session_v1() RETURNS double precision LANGUAGE plpgsql AS $$
 DECLARE
     v_began timestamptz := clock_timestamp();
     v_none uuid := '00000000-0000-0000-0000-000000000000';
-    v_queue varchar := 'dw.warm-up (no such queue)';
 BEGIN
     -- A tenant of its own, for this transaction only (no row of it exists).
     PERFORM set_config('dw.tenant_id', 'dw.warm-up', true);
-    PERFORM * FROM dw.fetch_run_job_v1(ARRAY[v_queue], NULL, 'dw.run_execution', 'dw.warm-up', 1, true);
     PERFORM * FROM dw.try_acquire_execution_v6(v_none, 'dw.warm-up', 1, true, NULL);
     PERFORM * FROM dw.start_ready_nodes_v1(v_none, 1, ARRAY[]::text[]);
     PERFORM * FROM dw.decide_edges_v1(v_none, ARRAY['none'], ARRAY[true]);

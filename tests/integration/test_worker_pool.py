@@ -9,11 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from dataworkflows.db import make_pool
+from dataworkflows.db import Database, make_pool
+from tests.conftest import load_fixture, publish, start
 
 RUN_PROCEDURES = {
-    "dw.fetch_run_job_v1",
-    "dw.fetch_job_v1",
     "dw.try_acquire_execution_v6",
     "dw.start_ready_nodes_v1",
     "dw.decide_edges_v1",
@@ -63,9 +62,8 @@ async def counts(dsn: str) -> tuple[int, ...]:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT (SELECT count(*) FROM dw.executions), (SELECT count(*) FROM dw.execution_events),"
-            " (SELECT count(*) FROM dw.action_executions), (SELECT count(*) FROM procrastinate_jobs),"
-            " (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            "   WHERE a.application_name = 'dw-warm-up-test' AND l.locktype <> 'virtualxid')"
+            " (SELECT count(*) FROM dw.action_executions), (SELECT count(*) FROM dw.node_states),"
+            " (SELECT count(*) FROM procrastinate_jobs)"
         )
         row = await cur.fetchone()
         assert row is not None
@@ -73,12 +71,17 @@ async def counts(dsn: str) -> tuple[int, ...]:
 
 
 @pytest.mark.parametrize("warm_up", [True, False])
-async def test_a_new_connection_of_a_workers_pool_is_warmed_up(dsn: str, warm_up: bool) -> None:
+async def test_a_new_connection_of_a_workers_pool_is_warmed_up(
+    db: Database, dsn: str, warm_up: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A run in the database, so that "finds nothing" is not only an empty database's answer.
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    await start(db, "simple-echo")
     before = await counts(dsn)
-    pool = make_pool(f"{dsn} application_name=dw-warm-up-test", min_size=1, max_size=1, warm_up=warm_up)
+    pool = make_pool(dsn, min_size=1, max_size=1, warm_up=warm_up)
     await pool.open(wait=True)
     try:
-        assert await counts(dsn) == before, "the warm-up writes nothing and holds no lock"
+        assert await counts(dsn) == before, "the warm-up leaves no row"
         async with pool.connection() as conn:
             compiled = await compiled_functions(conn)
         if warm_up:
@@ -87,6 +90,20 @@ async def test_a_new_connection_of_a_workers_pool_is_warmed_up(dsn: str, warm_up
             assert not compiled & RUN_PROCEDURES
     finally:
         await pool.close()
+    # It ran to its end: a compiled function stays compiled after an error, so the set above alone
+    # would not tell.
+    assert "warm-up failed" not in capsys.readouterr().out
+
+
+async def test_the_warm_up_runs_to_its_end_as_the_application_role(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SET ROLE dataworkflows_app")
+        cur = await conn.execute("SELECT dw.warm_up_session_v1()")
+        row = await cur.fetchone()
+        assert row is not None and row[0] > 0
+        # Its tenant was the transaction's only.
+        cur = await conn.execute("SELECT current_setting('dw.tenant_id', true)")
+        assert await cur.fetchone() in {(None,), ("",)}
 
 
 async def test_a_failed_warm_up_does_not_refuse_the_connection(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
