@@ -500,6 +500,35 @@ BEGIN
 END;
 $$;
 
+-- v2 of the two above: p_job_id and p_job_worker_id, the Procrastinate job the worker runs the run
+-- under and the Procrastinate worker that fetched it. When the run ends (cancelled) or is suspended,
+-- the job ends in the same transaction (dw.end_run_job_v1, as a record, a park and a completion end
+-- it); a suspension withdrawn meanwhile leaves it (the run goes on under it). job_finished says
+-- whether it ended it; the worker then does not finish it again.
+CREATE OR REPLACE FUNCTION dw.cancel_execution_v2(
+    p_execution_id uuid, p_token bigint, p_job_id bigint, p_job_worker_id bigint
+) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.cancel_execution_v1(p_execution_id, p_token);
+    RETURN dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dw.suspend_execution_v2(
+    p_execution_id uuid, p_token bigint, p_worker text, p_job_id bigint, p_job_worker_id bigint
+) RETURNS TABLE (outcome text, job_finished boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    v_outcome text;
+    v_ended boolean := false;
+BEGIN
+    v_outcome := dw.suspend_execution_v1(p_execution_id, p_token, p_worker);
+    IF v_outcome IN ('suspended', 'cancelled') THEN
+        v_ended := dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
+    END IF;
+    RETURN QUERY SELECT v_outcome, v_ended;
+END;
+$$;
+
 -- POST /executions/{id}/resume. A Suspended run is queued again (timers that came due meanwhile
 -- fire as soon as a worker takes it); a suspension requested but not yet in effect is withdrawn.
 -- outcome: resumed | withdrawn.

@@ -137,12 +137,15 @@ SELECT dw.begin_wait_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(kind)s, %
 SELECT w AS wait FROM dw.fire_due_waits_v1(%(id)s, %(token)s) AS w;
 
 -- name: cancel_execution
--- The worker ends a run whose cancel was requested (fenced).
-SELECT dw.cancel_execution_v1(%(id)s, %(token)s);
+-- The worker ends a run whose cancel was requested (fenced); with job_id, the Procrastinate job running
+-- the run ends too (job_finished says whether it did).
+SELECT dw.cancel_execution_v2(%(id)s, %(token)s, %(job_id)s, %(job_worker_id)s) AS job_finished;
 
 -- name: suspend_execution
--- The worker suspends a run whose suspension was requested (fenced): suspended, cancelled or withdrawn.
-SELECT dw.suspend_execution_v1(%(id)s, %(token)s, %(worker)s) AS outcome;
+-- The worker suspends a run whose suspension was requested (fenced): suspended, cancelled or withdrawn;
+-- with job_id, the Procrastinate job running the run ends too unless the suspension was withdrawn.
+SELECT outcome, job_finished FROM dw.suspend_execution_v2(%(id)s, %(token)s, %(worker)s, %(job_id)s,
+                                                          %(job_worker_id)s);
 
 -- name: release_execution
 -- Gives the lease back and re-queues the run (worker shutdown).

@@ -532,7 +532,11 @@ class _Run:
     async def _cancel(self) -> str:
         """An operator cancelled the run: running attempts stop, the run ends Cancelled."""
         await self._cancel_running()
-        await self.data.cancel(self.execution_id, self.token)
+        ended_job = await self.data.cancel(
+            self.execution_id, self.token, job_id=self.ctx.job_id, job_worker=self.ctx.job_worker
+        )
+        # The run's job ended with it (dw.cancel_execution_v2): the worker does not finish it.
+        self.ctx.job_finished = self.ctx.job_finished or ended_job
         metrics.CONTROL_APPLIED.labels("cancel").inc()
         metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
         self.log.info("execution cancelled")
@@ -541,7 +545,16 @@ class _Run:
     async def _suspend(self) -> str | None:
         """An operator suspended the run and its attempts have ended: it holds nothing from now on.
         None when the suspension was withdrawn meanwhile (the run goes on)."""
-        outcome = await self.data.suspend(self.execution_id, self.token, worker=self.settings.worker_id)
+        suspension = await self.data.suspend(
+            self.execution_id,
+            self.token,
+            worker=self.settings.worker_id,
+            job_id=self.ctx.job_id,
+            job_worker=self.ctx.job_worker,
+        )
+        # The run's job ended with it unless the suspension was withdrawn (dw.suspend_execution_v2).
+        self.ctx.job_finished = self.ctx.job_finished or suspension.job_finished
+        outcome = suspension.outcome
         if outcome == "suspended":
             metrics.CONTROL_APPLIED.labels("suspend").inc()
             self.log.info("execution suspended")

@@ -419,6 +419,40 @@ async def test_a_completion_leaves_a_job_another_worker_holds_alone(db: Database
     assert execution is not None and execution["status"] == "Cancelled"
 
 
+async def test_an_operators_cancel_or_suspend_ends_the_runs_job_and_a_withdrawn_one_does_not(db: Database) -> None:
+    """dw.cancel_execution_v2 and dw.suspend_execution_v2 end the job as a record, a park and a
+    completion do; a suspension withdrawn meanwhile leaves it (the run goes on under it)."""
+    await publish(db, wf("controlled", echo("a", to("b")), echo("b")))
+    ids = [await start(db, "controlled") for _ in range(3)]
+    async with job_manager(db) as (manager, worker_id):
+        held = {}
+        for _ in ids:
+            job = await manager.fetch_job(["executions"], worker_id)
+            assert job is not None and job.id is not None
+            lease = acquired_from_row(manager.take_acquired(job.id) or {})
+            held[UUID(job.task_kwargs["execution_id"])] = (job.id, int(lease.lease_token or 0))
+        cancelled, suspended, withdrawn = ids
+
+        await db.control.cancel(cancelled, principal="ops", reason=None)
+        job_id, token = held[cancelled]
+        assert await db.runs.cancel(cancelled, token, job_id=job_id, job_worker=worker_id)
+
+        await db.control.suspend(suspended, principal="ops", reason=None)
+        job_id, token = held[suspended]
+        suspension = await db.runs.suspend(suspended, token, worker="w", job_id=job_id, job_worker=worker_id)
+        assert (suspension.outcome, suspension.job_finished) == ("suspended", True)
+
+        await db.control.suspend(withdrawn, principal="ops", reason=None)
+        await db.control.resume(withdrawn, principal="ops", queue="executions")
+        job_id, token = held[withdrawn]
+        suspension = await db.runs.suspend(withdrawn, token, worker="w", job_id=job_id, job_worker=worker_id)
+        assert (suspension.outcome, suspension.job_finished) == ("withdrawn", False)
+
+        assert [(j["id"], j["status"]) for j in await queued_jobs(db)] == [(held[withdrawn][0], "doing")]
+    statuses = {i: (await db.fetch_one("get_execution", id=i) or {})["status"] for i in ids}
+    assert statuses == {cancelled: "Cancelled", suspended: "Suspended", withdrawn: "Running"}
+
+
 async def test_a_record_that_does_not_end_the_run_leaves_its_job_alone(db: Database) -> None:
     await publish(db, wf("two-more", echo("a", to("b")), echo("b")))
     execution_id = await start(db, "two-more")

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from dataworkflows.conditions import ConditionPool
+from dataworkflows.data.runs import Suspension
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, ExecutionEnded, Forbidden
 from dataworkflows.workers.app import update_queue_metrics
@@ -390,10 +391,10 @@ async def test_a_withdrawn_suspension_lets_the_run_go_on(db: Database, condition
     execution_id = await started(db, wf("withdrawn", echo("a", delayMs=300), echo("b")))
     real_suspend = runtime.data.suspend
 
-    async def resumed_first(execution: UUID, token: int, *, worker: str) -> str:
+    async def resumed_first(execution: UUID, token: int, *, worker: str, **job: Any) -> Suspension:
         # The resume lands after the worker heard the request, before its suspension commits.
         assert (await db.control.resume(execution, principal="ops", queue="q")).outcome == "withdrawn"
-        return await real_suspend(execution, token, worker=worker)
+        return await real_suspend(execution, token, worker=worker, **job)
 
     runtime.data.suspend = resumed_first  # type: ignore[method-assign]
     run = asyncio.ensure_future(runtime.run_execution(execution_id))
@@ -408,9 +409,9 @@ async def test_a_cancel_that_comes_as_the_run_suspends_wins(db: Database, condit
     execution_id = await started(db, wf("both", echo("a", delayMs=300), echo("b")))
     real_suspend = runtime.data.suspend
 
-    async def cancelled_first(execution: UUID, token: int, *, worker: str) -> str:
+    async def cancelled_first(execution: UUID, token: int, *, worker: str, **job: Any) -> Suspension:
         assert (await db.control.cancel(execution, principal="ops", reason=None)).outcome == "requested"
-        return await real_suspend(execution, token, worker=worker)
+        return await real_suspend(execution, token, worker=worker, **job)
 
     runtime.data.suspend = cancelled_first  # type: ignore[method-assign]
     run = asyncio.ensure_future(runtime.run_execution(execution_id))

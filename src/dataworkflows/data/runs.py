@@ -46,6 +46,13 @@ class Parked(msgspec.Struct, frozen=True):
     job_finished: bool = False
 
 
+class Suspension(msgspec.Struct, frozen=True):
+    # suspended | cancelled | withdrawn
+    outcome: str
+    # The run's Procrastinate job ended in the same transaction (suspend's job_id).
+    job_finished: bool = False
+
+
 class RunData:
     """What a worker reads and writes while it runs an execution."""
 
@@ -337,16 +344,40 @@ class RunData:
         rows = await self._db.fetch_all("fire_due_waits", id=execution_id, token=token)
         return [msgspec.convert(row["wait"], WaitCheckpoint) for row in rows]
 
-    async def cancel(self, execution_id: UUID, token: int) -> None:
-        """Ends the run Cancelled (its cancel was requested); attempts in flight are recorded Cancelled."""
-        await self._db.fetch_one("cancel_execution", id=execution_id, token=token)
+    async def cancel(
+        self, execution_id: UUID, token: int, *, job_id: int | None = None, job_worker: int | None = None
+    ) -> bool:
+        """Ends the run Cancelled (its cancel was requested); attempts in flight are recorded Cancelled.
+        With job_id (and the Procrastinate worker that fetched it), the job running the run ends too;
+        returns whether it did."""
+        row = await self._db.fetch_one(
+            "cancel_execution", id=execution_id, token=token, job_id=job_id, job_worker_id=job_worker
+        )
+        return bool(row and row["job_finished"])
 
-    async def suspend(self, execution_id: UUID, token: int, *, worker: str) -> str:
+    async def suspend(
+        self,
+        execution_id: UUID,
+        token: int,
+        *,
+        worker: str,
+        job_id: int | None = None,
+        job_worker: int | None = None,
+    ) -> Suspension:
         """Suspends the run (its suspension was requested): "suspended", "cancelled" (a cancel came
-        meanwhile and ended the run) or "withdrawn" (resumed meanwhile: carry on)."""
-        row = await self._db.fetch_one("suspend_execution", id=execution_id, token=token, worker=worker)
-        assert row is not None
-        return str(row["outcome"])
+        meanwhile and ended the run) or "withdrawn" (resumed meanwhile: carry on). With job_id, the
+        job running the run ends too, unless the suspension was withdrawn."""
+        suspension = await self._db.fetch_one_as(
+            Suspension,
+            "suspend_execution",
+            id=execution_id,
+            token=token,
+            worker=worker,
+            job_id=job_id,
+            job_worker_id=job_worker,
+        )
+        assert suspension is not None
+        return suspension
 
     async def release(self, execution_id: UUID, token: int, *, queue: str, reason: str) -> None:
         """Gives the lease back and re-queues the run at once (this worker is stopping)."""
