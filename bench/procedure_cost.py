@@ -30,7 +30,7 @@ import argparse
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,13 +76,14 @@ class Side:
     backend_seconds: float = 0.0
     wall_seconds: float = 0.0
     client_seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
 
 
 def git_short(revision: str) -> str | None:
     """The short hash of a revision (None: git does not know it)."""
     found = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True)
-    return found.stdout.strip() or None if found.returncode == 0 else None
+    if found.returncode != 0:
+        return None
+    return found.stdout.strip() or None
 
 
 def procedures_at(revision: str) -> str:

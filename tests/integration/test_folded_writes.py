@@ -20,7 +20,7 @@ import psycopg_pool
 import pytest
 from procrastinate import jobs
 
-from dataworkflows.checkpoints import AttemptRecord
+from dataworkflows.checkpoints import Acquired, AttemptRecord
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.runs import acquired_from_row, fetch_run_job
 from dataworkflows.db import Database
@@ -285,6 +285,13 @@ async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) 
     )
 
 
+async def fetch_with_lease(manager: ResilientJobManager, worker_id: int) -> tuple[jobs.Job, Acquired]:
+    """The next job, and the lease its fetch took (dw.fetch_run_job_v1), as the run task takes it."""
+    job = await manager.fetch_job(["executions"], worker_id)
+    assert job is not None and job.id is not None
+    return job, acquired_from_row(manager.take_acquired(job.id) or {})
+
+
 async def queued_jobs(db: Database) -> list[dict[str, Any]]:
     async with db.connection() as conn:
         cur = await conn.execute("SELECT id, status::text, task_name, args FROM procrastinate_jobs ORDER BY id")
@@ -340,9 +347,7 @@ async def test_a_run_that_parks_ends_its_job_in_the_same_transaction(db: Databas
     runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
     async with job_manager(db) as (manager, worker_id):
         runtime.job_finished = manager.ended_in_record.add
-        job = await manager.fetch_job(["executions"], worker_id)
-        assert job is not None and job.id is not None
-        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        job, lease = await fetch_with_lease(manager, worker_id)
         assert await runtime.run_execution(execution_id, acquired=lease, job_id=job.id, job_worker=job.worker_id) == (
             "parked"
         )
@@ -381,9 +386,7 @@ async def test_a_run_that_completes_ends_its_job_in_the_same_transaction(
     runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
     async with job_manager(db) as (manager, worker_id):
         runtime.job_finished = manager.ended_in_record.add
-        job = await manager.fetch_job(["executions"], worker_id)
-        assert job is not None and job.id is not None
-        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        job, lease = await fetch_with_lease(manager, worker_id)
         calls = count_calls(db, monkeypatch)
         assert await runtime.run_execution(execution_id, acquired=lease, job_id=job.id, job_worker=job.worker_id) == (
             outcome
@@ -401,9 +404,7 @@ async def test_a_completion_leaves_a_job_another_worker_holds_alone(db: Database
     await publish(db, wf("completes-alone", echo("a")))
     execution_id = await start(db, "completes-alone")
     async with job_manager(db) as (manager, worker_id):
-        job = await manager.fetch_job(["executions"], worker_id)
-        assert job is not None and job.id is not None
-        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        job, lease = await fetch_with_lease(manager, worker_id)
         # Another Procrastinate worker's id: the job is not this completion's to end.
         ended = await db.runs.complete(
             execution_id,
@@ -427,9 +428,7 @@ async def test_an_operators_cancel_or_suspend_ends_the_runs_job_and_a_withdrawn_
     async with job_manager(db) as (manager, worker_id):
         held = {}
         for _ in ids:
-            job = await manager.fetch_job(["executions"], worker_id)
-            assert job is not None and job.id is not None
-            lease = acquired_from_row(manager.take_acquired(job.id) or {})
+            job, lease = await fetch_with_lease(manager, worker_id)
             held[UUID(job.task_kwargs["execution_id"])] = (job.id, int(lease.lease_token or 0))
         cancelled, suspended, withdrawn = ids
 
@@ -457,9 +456,7 @@ async def test_a_record_that_does_not_end_the_run_leaves_its_job_alone(db: Datab
     await publish(db, wf("two-more", echo("a", to("b")), echo("b")))
     execution_id = await start(db, "two-more")
     async with job_manager(db) as (manager, worker_id):
-        job = await manager.fetch_job(["executions"], worker_id)
-        assert job is not None and job.id is not None
-        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        job, lease = await fetch_with_lease(manager, worker_id)
         token = int(lease.lease_token or 0)
         # A record that asks to end the run when it cannot (b is still to run) ends nothing.
         first = attempt_record(execution_id, token, "a", complete=True, finish_job=job.id, job_worker=worker_id)
@@ -478,9 +475,7 @@ async def test_a_job_another_worker_holds_is_not_ended_by_the_record(db: Databas
     await publish(db, wf("one-taken", echo("a")))
     execution_id = await start(db, "one-taken")
     async with job_manager(db) as (manager, worker_id):
-        job = await manager.fetch_job(["executions"], worker_id)
-        assert job is not None and job.id is not None
-        lease = acquired_from_row(manager.take_acquired(job.id) or {})
+        job, lease = await fetch_with_lease(manager, worker_id)
         other = await manager.register_worker()
         async with db.connection() as conn:
             # Recovery took the job back from a worker it took for dead, and another fetched it.
