@@ -13,6 +13,7 @@ from tests.faults.harness import (
     MIXED,
     NO_RETRIES,
     PAIR,
+    FaultStack,
     Probe,
     all_succeed,
     echo,
@@ -46,7 +47,7 @@ def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path)
         kills: list[tuple[float, list[str]]] = []
         for share in (0.1, 0.35, 0.6):
             wait_terminal(probe, ids, stack, at_least=int(count * share))
-            victim = stack.live_workers()[0]  # the oldest: the replacements get their turn
+            victim = oldest_holding(probe, stack)
             at = time.time()
             stack.kill(victim)
             held = held_by(probe, victim)  # what it held when it died: nothing changes them now
@@ -83,6 +84,19 @@ def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path)
         resumed_s=[round(r or 0.0, 2) for r in resumed],
         held_runs_done_s=[round(d, 2) for d in done],
     )
+
+
+def oldest_holding(probe: Probe, stack: FaultStack, timeout: float = 10) -> subprocess.Popen[bytes]:
+    """The oldest live worker that holds a run now, so that the replacements get their turn. A
+    replacement started at the previous kill may still be importing or opening its pool (1-2 s on
+    a loaded 2-core machine): killing it then would kill a worker that holds nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holding = [w for w in stack.live_workers() if held_by(probe, w)]
+        if holding:
+            return holding[0]
+        assert time.monotonic() < deadline, "no live worker held a run\n" + stack.read_logs()
+        time.sleep(0.02)
 
 
 # Longer than the stopping worker's grace (1 s here): cancelled, handed back at once, and recorded as
