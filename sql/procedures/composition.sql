@@ -391,7 +391,7 @@ CREATE OR REPLACE FUNCTION dw.record_item_attempt_v3(
     p_action_type text, p_attempt_status text, p_item_status text, p_parameters jsonb, p_outputs jsonb,
     p_error jsonb, p_start_time timestamptz, p_end_time timestamptz, p_worker text, p_next_attempt_at timestamptz,
     p_resource_links jsonb, p_interrupted boolean
-) RETURNS void LANGUAGE plpgsql AS $$
+) RETURNS void LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_e dw.executions;
     v_link jsonb;

@@ -64,7 +64,7 @@ CREATE OR REPLACE FUNCTION dw.fetch_run_job_v1(
     p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
     p_lease_seconds double precision, p_start boolean
 ) RETURNS TABLE (job procrastinate_jobs, outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_job procrastinate_jobs;
     v_execution text;

@@ -670,7 +670,7 @@ $$;
 -- 'suspend') and waits resolved by someone else (a signal, an approval) whose outcome it has
 -- not written yet.
 CREATE OR REPLACE FUNCTION dw.renew_lease_v2(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
-    RETURNS TABLE (renewed boolean, control text, waits jsonb) LANGUAGE plpgsql AS $$
+    RETURNS TABLE (renewed boolean, control text, waits jsonb) LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_control text;
 BEGIN
