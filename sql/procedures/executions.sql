@@ -382,10 +382,19 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH chosen AS (
-        SELECT n.node_id FROM dw.node_states n
-         WHERE n.execution_id = p_execution_id AND n.status = 'Ready'
-           AND (p_candidates IS NULL OR n.node_id = ANY(p_candidates))
-         ORDER BY n.position LIMIT v_limit
+        -- Two branches, one of them switched off by its guard, rather than "p_candidates IS NULL
+        -- OR node_id = ANY(p_candidates)": under a generic plan (see the top of this file) that
+        -- OR would read every node of the run on each record; the second branch reads only the
+        -- candidates' rows by primary key.
+        SELECT c.node_id FROM (
+            SELECT n.node_id, n.position FROM dw.node_states n
+             WHERE p_candidates IS NULL AND n.execution_id = p_execution_id AND n.status = 'Ready'
+            UNION ALL
+            SELECT n.node_id, n.position FROM dw.node_states n
+             WHERE p_candidates IS NOT NULL AND n.execution_id = p_execution_id
+               AND n.node_id = ANY(p_candidates) AND n.status = 'Ready'
+        ) c
+         ORDER BY c.position LIMIT v_limit
     ), started AS (
         UPDATE dw.node_states n
            SET status = 'Running', attempts = n.attempts + 1,

@@ -43,7 +43,10 @@ BEGIN
         -- here again.
         SELECT count(*) INTO v_running FROM dw.executions e
          WHERE e.workflow_id = p_e.workflow_id AND e.tenant_id = p_e.tenant_id AND e.depth = 0
-           AND (e.status IN ('Running', 'Waiting') OR (e.status = 'Suspended' AND e.started_at IS NOT NULL));
+           -- The status list first, so that it stays in the (tenant_id, workflow_id, status) index
+           -- condition under any plan, and a workflow's history of ended runs is not read.
+           AND e.status IN ('Running', 'Waiting', 'Suspended')
+           AND (e.status <> 'Suspended' OR e.started_at IS NOT NULL);
         IF v_running >= v_concurrent THEN
             RETURN QUERY SELECT 'concurrency'::text, NULL::timestamptz;
             RETURN;

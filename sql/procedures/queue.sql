@@ -155,8 +155,11 @@ $$;
 -- would raise run in a block that rolls back. No row stays and no existing row is locked (the one
 -- insert that fails costs a sequence value and a dead row). Not the fetch itself
 -- (dw.fetch_run_job_v1): a fetch from a queue that does not exist walks every queued job, so a
--- worker's first fetch on a connection compiles it. Returns the milliseconds it took.
-CREATE OR REPLACE FUNCTION dw.warm_up_session_v1() RETURNS double precision LANGUAGE plpgsql AS $$
+-- worker's first fetch on a connection compiles it. With generic plans, as the run's own calls make
+-- them (see sql/procedures/executions.sql), so that what it plans is what a run reuses. Returns the
+-- milliseconds it took.
+CREATE OR REPLACE FUNCTION dw.warm_up_session_v1() RETURNS double precision LANGUAGE plpgsql
+    SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_began timestamptz := clock_timestamp();
     v_none uuid := '00000000-0000-0000-0000-000000000000';

@@ -5,6 +5,7 @@ connection (generic plans), not on each of their first five executions."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -180,6 +181,9 @@ async def test_a_runs_statements_are_planned_once_per_connection(db: Database, d
     await publish(db, wf("plans", echo("a", to("b")), echo("b")))
     execution_id = await start(db, "plans")
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        # The setting comes from the functions, not from the server, database or role.
+        cur = await conn.execute("SHOW plan_cache_mode")
+        assert await cur.fetchone() == ("auto",)
         await conn.execute("SET ROLE dataworkflows_app")
         await conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
         cur = await conn.execute(
@@ -199,3 +203,36 @@ async def test_a_runs_statements_are_planned_once_per_connection(db: Database, d
     # The acquire's, the two records' and the run's end: 19 statements with a generic plan, 2
     # without the setting (measured on PostgreSQL 18).
     assert planned >= 15, planned
+
+
+# The worker's queries that run on every run or step, and the warm-up.
+PER_STEP_QUERIES = (
+    "fetch_run_job",
+    "acquire_run",
+    "start_node_attempt",
+    "record_attempt",
+    "record_item_attempt",
+    "complete_execution",
+    "renew_lease",
+)
+
+
+async def test_every_per_step_function_plans_generically(dsn: str) -> None:
+    """The functions the worker's per-step queries call, whichever version they name now, and the
+    warm-up carry the setting (the test above runs only the acquire and the records)."""
+    called = {"warm_up_session_v1"}
+    for name in PER_STEP_QUERIES:
+        functions = set(re.findall(r"\bdw\.(\w+)\(", QUERIES[name]))
+        assert len(functions) == 1, (name, functions)
+        called |= functions
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'dw' AND p.proname = ANY(%s)",
+            (sorted(called),),
+        )
+        config = {name: settings for name, settings in await cur.fetchall()}
+    assert set(config) == called
+    assert {
+        name for name, settings in config.items() if "plan_cache_mode=force_generic_plan" in (settings or [])
+    } == called
