@@ -173,16 +173,17 @@ async def engine_latency(
         interval = max(0.001, 2 / capacity) if capacity else 0.02
     progress(f"engine: start latency, {count} executions one every {interval * 1000:.1f} ms")
     began = time.perf_counter()
-    call_seconds = await paced_starts(db, workflow_id, range(count), interval)
+    answered: dict[int, float] = {}
+    call_seconds = await paced_starts(db, workflow_id, range(count), interval, answered)
     offered = time.perf_counter() - began
     await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05)
     progress(f"engine: start latency, running worker: {count} more executions at the same pace")
-    await paced_starts(db, workflow_id, range(count, 2 * count), interval)
+    await paced_starts(db, workflow_id, range(count, 2 * count), interval, answered)
     await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05)
     rows = await monitor.rows(
         "SELECT extract(epoch FROM n.started_at - e.created_at)::float8,"
         " extract(epoch FROM e.ended_at - e.created_at)::float8,"
-        " (e.trigger ->> 'index')::int >= %s"
+        " (e.trigger ->> 'index')::int >= %s, (e.trigger ->> 'index')::int, extract(epoch FROM n.started_at)::float8"
         " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
         " WHERE e.workflow_id = %s",
         (count, workflow_id),
@@ -190,6 +191,13 @@ async def engine_latency(
     first_node = [r[0] * 1000 for r in rows if r[0] is not None and not r[2]]
     end_to_end = [r[1] * 1000 for r in rows if r[1] is not None and not r[2]]
     running = [r[0] * 1000 for r in rows if r[0] is not None and r[2]]
+    # From the start call's answer (its commit came before) to the first node's start: the worker's
+    # pick-up without the start's own transaction. Negative when the worker started the node before
+    # the benchmark process had read the answer. Same clock: the server runs on this host.
+    after_answer: dict[bool, list[float]] = {False: [], True: []}
+    for r in rows:
+        if r[4] is not None and r[3] in answered:
+            after_answer[bool(r[2])].append((r[4] - answered[r[3]]) * 1000)
     calls = [s * 1000 for s in call_seconds]
     figures = await execution_figures(monitor, workflow_id)
     report_failures("start latency", figures)
@@ -215,19 +223,36 @@ async def engine_latency(
             "max": max(running, default=None),
         },
         "start_call_ms": {"p50": percentile(calls, 50), "p95": percentile(calls, 95)},
+        "answer_to_first_node_ms": {
+            "p50": percentile(after_answer[False], 50),
+            "p95": percentile(after_answer[False], 95),
+        },
+        "running_answer_to_first_node_ms": {
+            "p50": percentile(after_answer[True], 50),
+            "p95": percentile(after_answer[True], 95),
+        },
     }
 
 
-async def paced_starts(db: Database, workflow_id: str, indexes: range, interval: float) -> list[float]:
+async def paced_starts(
+    db: Database, workflow_id: str, indexes: range, interval: float, answered: dict[int, float]
+) -> list[float]:
     """Starts one execution per index (its trigger's `index`), one every `interval` seconds, without waiting
-    for a start's answer before the next; returns each start call's seconds."""
+    for a start's answer before the next; returns each start call's seconds, and puts in `answered` when
+    (epoch seconds) each call's answer came."""
+
+    async def timed(index: int) -> float:
+        seconds = await start_one(db, workflow_id, index)
+        answered[index] = time.time()
+        return seconds
+
     began = time.perf_counter()
     tasks: list[asyncio.Task[float]] = []
     for n, index in enumerate(indexes):
         delay = began + n * interval - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(start_one(db, workflow_id, index)))
+        tasks.append(asyncio.create_task(timed(index)))
     return list(await asyncio.gather(*tasks))
 
 

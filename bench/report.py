@@ -12,7 +12,10 @@ cpu_ms_per_step}, and p99/max of engine.latency.start_to_first_node_ms. A phase 
 {"error": ...} in its place. engine.drain.cpu is now counted over the server's own processes (psutil), not
 every process named postgres on the host. Version 3 adds engine.latency.running_start_to_first_node_ms: the
 same number of starts again, at the same pace, once the fresh worker's have ended (engine_phases.engine_latency);
-start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold start included).
+start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold start included). Version 4 adds
+engine.latency.answer_to_first_node_ms and running_answer_to_first_node_ms (p50, p95): from the start call's
+answer, as the benchmark process saw it, to the first node's start; the worker's pick-up without the start's own
+transaction (negative when the worker was faster than the answer's way back).
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -26,7 +29,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -261,6 +264,12 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
         rows.add("start -> execution end p95", latency["start_to_end_ms"]["p95"], "ms")
         calls = latency["start_call_ms"]
         rows.text("start call round trip p50 / p95", f"{fmt(calls['p50'], 2)} / {fmt(calls['p95'], 2)}", "ms")
+        for key, label in (
+            ("answer_to_first_node_ms", "start call answered -> first node p50 / p95"),
+            ("running_answer_to_first_node_ms", "the same, running worker"),
+        ):
+            if after := latency.get(key):
+                rows.text(label, f"{fmt(after['p50'], 2)} / {fmt(after['p95'], 2)}", "ms; the worker's pick-up alone")
     for key, label in (("wide", "wide (1 -> 50 -> 1)"), ("chain", "chain (20 nodes)")):
         figures = engine.get(key)
         if figures:
@@ -488,6 +497,12 @@ def readme_table(results: dict[str, Any]) -> str:
         "20-node chain / 1→50→1 fan-out: steps/s",
         f"{fmt(dig(results, 'engine.chain.steps_per_second'), 0)}"
         f" / {fmt(dig(results, 'engine.wide.steps_per_second'), 0)}",
+    )
+    add(
+        "start latency: the start calls' own p95; from a call's answer to the first node, p95 fresh / running",
+        f"{fmt(dig(results, 'engine.latency.start_call_ms.p95'), 1)} ms;"
+        f" {fmt(dig(results, 'engine.latency.answer_to_first_node_ms.p95'), 1)}"
+        f" / {fmt(dig(results, 'engine.latency.running_answer_to_first_node_ms.p95'), 1)} ms",
     )
     dbos = dig(results, "peer.dbos") or {}
     add(

@@ -31,7 +31,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 3
+    assert results["schema_version"] == report.SCHEMA_VERSION == 4
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -39,6 +39,9 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     assert set(results["engine"]["latency"]["start_to_first_node_ms"]) >= {"p50", "p95"}
     # Version 3: the same starts again once the fresh worker's have ended.
     assert set(results["engine"]["latency"]["running_start_to_first_node_ms"]) >= {"p50", "p95"}
+    # Version 4: from the start call's answer to the first node, fresh and running worker.
+    for key in ("answer_to_first_node_ms", "running_answer_to_first_node_ms"):
+        assert set(results["engine"]["latency"][key]) >= {"p50", "p95"}
     assert "dbos" in results["peer"]
     # The version-1 ratio names keep their meaning; version 2 adds the peer's.
     assert list(report.compute_ratios(results))[:7] == [
@@ -88,6 +91,8 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     assert p95.rstrip().endswith("NOT met")
     assert any("scale-out, 2 worker(s)" in line for line in lines)
     assert any(line.startswith("ceiling: workers per PostgreSQL core") for line in lines)
+    answered = next(line for line in lines if line.startswith("start call answered -> first node p50 / p95"))
+    assert "0.61 / 12.40" in answered
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
@@ -107,6 +112,8 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     assert updated.startswith("before\n" + report.START) and updated.endswith(report.END + "\nafter\n")
     assert "old table" not in updated
     assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "\u2265 1.50\u00d7" in updated
+    answered = next(line for line in updated.splitlines() if "from a call's answer to the first node" in line)
+    assert "12.4 / 2.1 ms" in answered
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
