@@ -129,7 +129,9 @@ async def test_a_run_with_outputs_ends_after_rendering_them(
     assert (await db.fetch_one("get_execution", id=execution_id))["outputs"] == {"said": "b"}
 
 
-def attempt_record(execution_id: UUID, token: int, node_id: str, **next_steps: Any) -> AttemptRecord:
+def attempt_record(
+    execution_id: UUID, token: int, node_id: str, *, fired: tuple[bool, ...] = (), **next_steps: Any
+) -> AttemptRecord:
     at = datetime.now(UTC)
     return AttemptRecord(
         execution_id=execution_id,
@@ -146,7 +148,7 @@ def attempt_record(execution_id: UUID, token: int, node_id: str, **next_steps: A
         worker="w",
         outcome=Verdict.SUCCEEDED,
         next_attempt_at=None,
-        fired=(),
+        fired=fired,
         **next_steps,
     )
 

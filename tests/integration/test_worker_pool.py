@@ -6,17 +6,16 @@ connection (generic plans), not on each of their first five executions."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
 from dataworkflows.db import Database, make_pool
 from dataworkflows.sqlfiles import QUERIES
+from dataworkflows.statuses import NodeStatus
 from tests.conftest import load_fixture, publish, start
+from tests.integration.test_folded_writes import attempt_record
 from tests.integration.test_runtime import echo, to, wf
 
 RUN_PROCEDURES = {
@@ -133,33 +132,6 @@ async def test_a_failed_warm_up_does_not_refuse_the_connection(dsn: str, capsys:
     assert "a new connection's warm-up failed" in capsys.readouterr().out
 
 
-def record_params(execution_id: UUID, token: int, node_id: str, fired: list[bool]) -> dict[str, Any]:
-    at = datetime.now(UTC)
-    return {
-        "id": execution_id,
-        "token": token,
-        "node_id": node_id,
-        "attempt": 1,
-        "action_type": "core.echo",
-        "attempt_status": "Succeeded",
-        "parameters": Jsonb({}),
-        "outputs": Jsonb({}),
-        "error": None,
-        "start_time": at,
-        "end_time": at,
-        "worker": "plans",
-        "outcome": "succeeded",
-        "next_attempt_at": None,
-        "fired": fired,
-        "resource_links": None,
-        "interrupted": False,
-        "start_limit": 1,
-        "complete": True,
-        "job_id": None,
-        "job_worker_id": None,
-    }
-
-
 async def generic_plans(conn: psycopg.AsyncConnection[Any]) -> int:
     """The session's generic plans of SQL statements (a custom plan is freed once its statement has
     run; a generic one stays in a CachedPlan context; plpgsql's simple expressions, which always
@@ -180,26 +152,27 @@ async def test_a_runs_statements_are_planned_once_per_connection(db: Database, d
     a new connection, see sql/procedures/executions.sql), and no generic plan exists after one run."""
     await publish(db, wf("plans", echo("a", to("b")), echo("b")))
     execution_id = await start(db, "plans")
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        # The setting comes from the functions, not from the server, database or role.
-        cur = await conn.execute("SHOW plan_cache_mode")
-        assert await cur.fetchone() == ("auto",)
-        await conn.execute("SET ROLE dataworkflows_app")
-        await conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
-        cur = await conn.execute(
-            QUERIES["acquire_run"], {"id": execution_id, "owner": "plans", "lease_seconds": 30.0, "start": True}
-        )
-        acquired = await cur.fetchone()
-        assert acquired is not None and acquired[0] == "acquired" and acquired[4] == ["a"]
-        token = acquired[1]
-        cur = await conn.execute(QUERIES["record_attempt"], record_params(execution_id, token, "a", [True]))
-        assert [row[:2] for row in await cur.fetchall()] == [("b", "Running")]
-        cur = await conn.execute(QUERIES["record_attempt"], record_params(execution_id, token, "b", []))
-        assert (await cur.fetchall())[-1][0] is None  # the record ended the run
-        await conn.execute("RESET ROLE")
-        planned = await generic_plans(conn)
-    row = await db.fetch_one("get_execution", id=execution_id)
-    assert row is not None and row["status"] == "Succeeded"
+    pool = make_pool(dsn, min_size=1, max_size=1)  # one connection: the worker's calls, then the look
+    await pool.open(wait=True)
+    try:
+        one = Database(pool)
+        async with one.connection() as conn:
+            # The setting comes from the functions, not from the server, database or role.
+            cur = await conn.execute("SHOW plan_cache_mode")
+            assert await cur.fetchone() == ("auto",)
+        acquired = await one.runs.acquire(execution_id, owner="plans", lease_seconds=30.0, start=True)
+        assert acquired.outcome == "acquired" and list(acquired.started) == ["a"] and acquired.lease_token is not None
+        token = acquired.lease_token
+        # What the worker writes: a's record starts b; b's ends the run.
+        first = await one.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+        assert [(c.node_id, c.status) for c in first.changes] == [("b", NodeStatus.RUNNING)]
+        last = await one.runs.record_attempt(attempt_record(execution_id, token, "b", start_limit=1, complete=True))
+        assert last.run_succeeded
+        async with one.connection() as conn:
+            await conn.execute("RESET ROLE")
+            planned = await generic_plans(conn)
+    finally:
+        await pool.close()
     # The acquire's, the two records' and the run's end: 19 statements with a generic plan, 2
     # without the setting (measured on PostgreSQL 18).
     assert planned >= 15, planned
