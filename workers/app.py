@@ -883,6 +883,7 @@ async def run_worker(
             throttle_delay_seconds=settings.throttle_delay_seconds,
             max_nesting_depth=settings.max_nesting_depth,
             max_interruptions=settings.max_interruptions,
+            group_commit=settings.worker_group_commit,
         ),
         conditions,
         services,

@@ -675,6 +675,67 @@ BEGIN
 END;
 $$;
 
+-- Records several attempts (of one tenant's runs, this worker's) in one transaction: the worker's
+-- group commit. Each record is dw.record_attempt_v6's, in a subtransaction of its own, in order: a
+-- record the procedure refuses (its lease lost, a node not in flight, a value the database will not
+-- store) rolls back alone and comes back as a row with its SQLSTATE and message; the others commit
+-- together. p_records: a JSON array of objects keyed by dw.record_attempt_v6's parameter names
+-- without the p_ (a missing key is NULL; fired a JSON array of booleans). Rows: the record's ordinal
+-- (1-based) and dw.record_attempt_v6's row, or its error.
+CREATE OR REPLACE FUNCTION dw.record_attempts_v1(p_records jsonb)
+    RETURNS TABLE (ordinal integer, node_id text, status text, attempt integer, job_finished boolean,
+                   error_state text, error_message text, error_detail text, error_constraint text)
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_r jsonb;
+    v_i integer := 0;
+    v_nodes text[];
+    v_statuses text[];
+    v_attempts integer[];
+    v_finished boolean[];
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_constraint text;
+BEGIN
+    FOR v_r IN SELECT e FROM jsonb_array_elements(p_records) AS e LOOP
+        v_i := v_i + 1;
+        BEGIN
+            SELECT array_agg(c.node_id), array_agg(c.status), array_agg(c.attempt), array_agg(c.job_finished)
+              INTO v_nodes, v_statuses, v_attempts, v_finished
+              FROM dw.record_attempt_v6(
+                (v_r ->> 'execution_id')::uuid, (v_r ->> 'token')::bigint, v_r ->> 'node_id',
+                (v_r ->> 'attempt')::integer, v_r ->> 'action_type', v_r ->> 'attempt_status',
+                v_r -> 'parameters', v_r -> 'outputs', v_r -> 'error',
+                (v_r ->> 'start_time')::timestamptz, (v_r ->> 'end_time')::timestamptz, v_r ->> 'worker',
+                v_r ->> 'outcome', (v_r ->> 'next_attempt_at')::timestamptz,
+                ARRAY(SELECT f::boolean FROM jsonb_array_elements_text(v_r -> 'fired') WITH ORDINALITY AS x(f, n)
+                       ORDER BY x.n),
+                v_r -> 'resource_links', (v_r ->> 'interrupted')::boolean, (v_r ->> 'start_limit')::integer,
+                (v_r ->> 'complete')::boolean, (v_r ->> 'job_id')::bigint, (v_r ->> 'job_worker_id')::bigint) AS c;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL, v_constraint = CONSTRAINT_NAME;
+            ordinal := v_i; node_id := NULL; status := NULL; attempt := NULL; job_finished := NULL;
+            error_state := v_state; error_message := v_message; error_detail := NULLIF(v_detail, '');
+            error_constraint := NULLIF(v_constraint, '');
+            RETURN NEXT;
+            CONTINUE;
+        END;
+        error_state := NULL; error_message := NULL; error_detail := NULL; error_constraint := NULL;
+        ordinal := v_i; node_id := NULL; status := NULL; attempt := NULL; job_finished := NULL;
+        -- A row per record even when it changed nothing else: the caller counts on one.
+        IF v_nodes IS NULL THEN
+            status := 'recorded';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        RETURN QUERY SELECT v_i, u.n, u.s, u.a, u.f, NULL::text, NULL::text, NULL::text, NULL::text
+                       FROM unnest(v_nodes, v_statuses, v_attempts, v_finished) AS u(n, s, a, f);
+    END LOOP;
+END;
+$$;
+
 -- v5: kept for workers of the previous commit during a rolling upgrade (it finishes no job).
 CREATE OR REPLACE FUNCTION dw.record_attempt_v5(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,

@@ -116,6 +116,10 @@ SELECT * FROM dw.record_attempt_v6(%(id)s, %(token)s, %(node_id)s, %(attempt)s, 
     %(outcome)s, %(next_attempt_at)s, %(fired)s, %(resource_links)s, %(interrupted)s, %(start_limit)s,
     %(complete)s, %(job_id)s, %(job_worker_id)s);
 
+-- name: record_attempts
+-- Several attempts' records in one transaction, each in a subtransaction of its own (the group commit).
+SELECT * FROM dw.record_attempts_v1(%(records)s::jsonb);
+
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled); with
 -- job_id, the Procrastinate job running the run ends too (job_finished says whether it did).

@@ -12,6 +12,9 @@ from dataworkflows.data.retention import MAX_BATCH
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.retention import MAX_RETENTION_DAYS
 
+# DW_WORKER_GROUP_COMMIT's bound: a batch's records go as one parameter (one JSON document).
+MAX_GROUP_COMMIT = 1000
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -97,6 +100,9 @@ class Settings:
     # Procrastinate fetches one job at a time per worker loop; a process runs this many loops
     # (sharing its concurrency) so fetching does not cap throughput (bench/throughput.py).
     worker_fetchers: int = 2
+    # The most attempt records of a worker's concurrent runs one transaction commits together
+    # (dataworkflows.data.group_commit); 1: each record is a transaction of its own.
+    worker_group_commit: int = 32
     # How often a worker queues the jobs of parked runs whose wake-up time came (timers, timeouts,
     # long retries). It also does so at the wake-up times of the runs it parked itself.
     worker_poll_seconds: float = 1.0
@@ -150,6 +156,11 @@ class Settings:
         if not 1 <= self.retention_batch_size <= MAX_BATCH:
             raise ConfigurationError(
                 f"DW_RETENTION_BATCH_SIZE={self.retention_batch_size!r}: give 1 to {MAX_BATCH:,} runs a transaction"
+            )
+        if not 1 <= self.worker_group_commit <= MAX_GROUP_COMMIT:
+            raise ConfigurationError(
+                f"DW_WORKER_GROUP_COMMIT={self.worker_group_commit!r}: give 1 (no group commit) to "
+                f"{MAX_GROUP_COMMIT} records a transaction"
             )
         timeout = self.default_workflow_timeout_seconds
         if not math.isfinite(timeout) or timeout < 0:

@@ -109,21 +109,41 @@ def _adapt(params: dict[str, Any]) -> dict[str, Any]:
 def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
     """The DataWorkflowsError a driver error stands for, or None for one that is a bug (a 500)."""
     message = exc.diag.message_primary or str(exc)
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        name = exc.diag.constraint_name or ""
-        return _CONSTRAINT_ERRORS.get(name, errors.Conflict)(message, constraint=name)
     sqlstate = exc.sqlstate or ""
-    mapped = SQLSTATE_ERRORS.get(sqlstate)
-    if mapped is not None:
-        return mapped(message, detail=exc.diag.message_detail)
-    if sqlstate.startswith(("22", "54")) or isinstance(exc, psycopg.DataError):
-        # Data exceptions (a NUL character, a number out of range, an impossible interval) and
-        # program limits: the input's fault, never a 500.
+    if sqlstate == "23505" or sqlstate in SQLSTATE_ERRORS or sqlstate.startswith(("22", "54")):
+        error = translated_state(sqlstate, message, detail=exc.diag.message_detail, constraint=exc.diag.constraint_name)
+        assert isinstance(error, errors.DataWorkflowsError)
+        return error
+    if isinstance(exc, psycopg.DataError):
         return errors.InvalidInput(f"the database refused a value: {message}")
     # psycopg_pool's PoolTimeout is an OperationalError: no connection came in time.
     if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
         return errors.DatabaseUnavailable(f"the database is unavailable: {exc}")
     return None
+
+
+def translated_state(
+    sqlstate: str, message: str, *, detail: str | None = None, constraint: str | None = None
+) -> Exception:
+    """translated() for an error reported as its SQLSTATE and message (a record refused inside a
+    batch: dataworkflows.data.group_commit). One that stands for no DataWorkflowsError comes back
+    as the driver's error class for the SQLSTATE, as the driver would have raised it."""
+    if sqlstate == "23505":
+        name = constraint or ""
+        return _CONSTRAINT_ERRORS.get(name, errors.Conflict)(message, constraint=name)
+    mapped = SQLSTATE_ERRORS.get(sqlstate)
+    if mapped is not None:
+        return mapped(message, detail=detail)
+    if sqlstate.startswith(("22", "54")):
+        # Data exceptions (a NUL character, a number out of range, an impossible interval) and
+        # program limits: the input's fault, never a 500.
+        return errors.InvalidInput(f"the database refused a value: {message}")
+    if sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
+        return errors.DatabaseUnavailable(f"the database is unavailable: {message}")
+    try:
+        return psycopg.errors.lookup(sqlstate)(message)
+    except KeyError:
+        return psycopg.Error(f"{sqlstate}: {message}")
 
 
 @contextlib.contextmanager
@@ -352,14 +372,17 @@ class Transaction:
         return await self._cursor.fetchall()
 
 
+def transient_state(sqlstate: str) -> bool:
+    """Whether a refusal with this SQLSTATE may well not come again (see _TRANSIENT_SQLSTATES)."""
+    return sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or sqlstate in _TRANSIENT_SQLSTATES
+
+
 def _refused_transiently(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether the server answered the statement with a transient error (see _TRANSIENT_SQLSTATES)
     on a connection that is still open. Never true for a statement whose answer was lost (the
     connection died: it may have committed) nor for a refusal that would come again (a DWnnn
     invariant, a constraint, a bug)."""
-    sqlstate = exc.sqlstate or ""
-    transient = sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or sqlstate in _TRANSIENT_SQLSTATES
-    return transient and exc.pgresult is not None and not conn.closed
+    return transient_state(exc.sqlstate or "") and exc.pgresult is not None and not conn.closed
 
 
 def _stop_if_cancelled() -> None:

@@ -69,6 +69,11 @@ SCHEDULE_TICKS = Counter(
     "start)",
     ["outcome"],
 )
+GROUP_COMMIT_RECORDS = Histogram(
+    "dataworkflows_group_commit_records",
+    "Attempt records per transaction of a worker's group commit (1: a record that went alone)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)
 SCHEDULE_LATENESS = Histogram(
     "dataworkflows_schedule_tick_lateness_seconds",
     "Time from a schedule tick to the transaction that fired it",

@@ -33,6 +33,7 @@ import structlog
 from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionRegistry, ActionServices
 from dataworkflows.checkpoints import Acquired, LeaseRenewal, NodeState, Throttle, WaitCheckpoint
+from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
@@ -58,6 +59,9 @@ class RuntimeSettings:
     max_nesting_depth: int = 8
     # DW_MAX_INTERRUPTIONS: a node interrupted more often than this fails (too_many_interruptions).
     max_interruptions: int = 10
+    # DW_WORKER_GROUP_COMMIT: the most attempt records of concurrent runs one transaction commits
+    # together (dataworkflows.data.group_commit); 1: each record is a transaction of its own.
+    group_commit: int = 32
 
 
 class Runtime:
@@ -77,6 +81,8 @@ class Runtime:
         self.db = db
         self.data = db.runs
         self.settings = settings
+        if settings.group_commit > 1:
+            self.data.group_commit = GroupCommit(db, self.data, max_batch=settings.group_commit)
         self.conditions = conditions
         # Renders a successful run's declared outputs.
         self.templates = templates

@@ -184,6 +184,7 @@ PER_STEP_QUERIES = (
     "acquire_run",
     "start_node_attempt",
     "record_attempt",
+    "record_attempts",
     "record_item_attempt",
     "complete_execution",
     "renew_lease",

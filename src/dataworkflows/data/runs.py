@@ -35,6 +35,7 @@ from dataworkflows.tenancy import ALL_TENANTS, current_tenant
 from dataworkflows.waits import WaitSpec
 
 if TYPE_CHECKING:
+    from dataworkflows.data.group_commit import GroupCommit
     from dataworkflows.db import Database
 
 
@@ -58,6 +59,22 @@ class RunData:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # A worker's records of concurrent runs, committed together (see GroupCommit); None: each
+        # record is a transaction of its own.
+        self.group_commit: GroupCommit | None = None
+
+    async def record_one(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """One attempt's record (dw.record_attempt_v6), a transaction of its own."""
+        return await self._db.fetch_all(
+            "record_attempt",
+            **{
+                **params,
+                "parameters": _jsonb(params["parameters"]),
+                "outputs": _jsonb(params["outputs"]),
+                "error": _jsonb(params["error"]),
+                "resource_links": _jsonb(params["resource_links"]),
+            },
+        )
 
     async def acquire(self, execution_id: UUID, *, owner: str, lease_seconds: float, start: bool = False) -> Acquired:
         """Takes the lease; with it, the run and its node checkpoints (one round trip). start: on
@@ -98,30 +115,33 @@ class RunData:
         links, in one transaction; with them, the nodes it starts and the run's end when
         record.start_limit and record.complete ask for them. Returns the nodes the edge decisions
         made Ready, Skipped or (started) Running, and whether the run ended."""
-        rows = await self._db.fetch_all(
-            "record_attempt",
-            id=record.execution_id,
-            token=record.token,
-            node_id=record.node_id,
-            attempt=record.attempt,
-            action_type=record.action_type,
-            attempt_status=record.attempt_status.value,
-            parameters=_jsonb(record.parameters),
-            outputs=_jsonb(record.outputs),
-            error=_jsonb(current_scrubber().error(record.error)),
-            start_time=record.start_time,
-            end_time=record.end_time,
-            worker=record.worker,
-            outcome=record.outcome.value,
-            next_attempt_at=record.next_attempt_at,
-            fired=list(record.fired),
-            resource_links=_jsonb(list(record.resource_links)) if record.resource_links else None,
-            interrupted=record.interrupted,
-            start_limit=record.start_limit,
-            complete=record.complete,
-            job_id=record.finish_job,
-            job_worker_id=record.job_worker,
-        )
+        params = {
+            "id": record.execution_id,
+            "token": record.token,
+            "node_id": record.node_id,
+            "attempt": record.attempt,
+            "action_type": record.action_type,
+            "attempt_status": record.attempt_status.value,
+            "parameters": record.parameters,
+            "outputs": record.outputs,
+            "error": current_scrubber().error(record.error),
+            "start_time": record.start_time,
+            "end_time": record.end_time,
+            "worker": record.worker,
+            "outcome": record.outcome.value,
+            "next_attempt_at": record.next_attempt_at,
+            "fired": list(record.fired),
+            "resource_links": list(record.resource_links) if record.resource_links else None,
+            "interrupted": record.interrupted,
+            "start_limit": record.start_limit,
+            "complete": record.complete,
+            "job_id": record.finish_job,
+            "job_worker_id": record.job_worker,
+        }
+        if self.group_commit is not None:
+            rows = await self.group_commit.record(params)
+        else:
+            rows = await self.record_one(params)
         changes = [
             NodeChange(row["node_id"], NodeStatus(row["status"]), row["attempt"])
             for row in rows

@@ -1,0 +1,194 @@
+"""The worker's group commit: the attempt records of its concurrent runs, written in one transaction.
+
+A record that comes while none of the worker's records is in flight goes at once, alone, as
+dw.record_attempt_v6 (the same round trip as without group commit: no record waits for a window
+to close). Records that come while one is in flight queue, and go together as soon as it is
+answered, in one call of dw.record_attempts_v1: each record in a subtransaction of its own, in
+order, then one commit for all. PostgreSQL pays a transaction's start and commit, and a statement's
+executor start, once per batch instead of once per record; the worker pays one round trip.
+
+What stays as it was:
+- Each record is atomic and fenced as before: a record the procedure refuses (the run's lease lost,
+  a node not in flight, a value the database will not store) rolls back alone and raises, in the
+  run that sent it, the error it raises on its own. A transient refusal inside the batch (a
+  deadlock, a lock not available, a resource short) sends that record again alone, through the
+  single path and its retries.
+- A batch whose call fails as a whole (the connection lost, the server stopping) fails every record
+  in it as the single call would fail: each run handles it as it handles a lost answer (its lease and
+  recovery decide; a lost answer may have committed).
+- Records are batched per tenant (the transaction runs as one tenant: row-level security), and
+  sorted by execution id in a batch, so two batches in flight lock runs in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from dataworkflows import metrics
+from dataworkflows.db import transient_state, translated_state
+from dataworkflows.errors import DatabaseUnavailable, InvariantViolation
+from dataworkflows.tenancy import current_tenant
+
+if TYPE_CHECKING:
+    from dataworkflows.data.runs import RunData
+    from dataworkflows.db import Database
+
+Row = dict[str, Any]
+
+# The columns of dw.record_attempt_v6's rows (dw.record_attempts_v1 adds the record's ordinal and error).
+_ROW = ("node_id", "status", "attempt", "job_finished")
+_encoder = msgspec.json.Encoder()
+# A queued record (its parameters, as RunData.record_one takes them) and its caller's answer.
+Queued = tuple[dict[str, Any], "asyncio.Future[list[Row]]"]
+# The same, with the record encoded as dw.record_attempts_v1 reads it.
+Encoded = tuple[bytes, dict[str, Any], "asyncio.Future[list[Row]]"]
+
+
+class GroupCommit:
+    """Batches RunData.record_attempt's records of one worker (see the module's docstring).
+
+    max_batch: at most this many records in one transaction. One batch of a tenant is in flight at
+    a time: measured with bench/throughput.py, two in flight drained more slowly (smaller batches)."""
+
+    def __init__(self, db: Database, runs: RunData, *, max_batch: int = 32) -> None:
+        self._db = db
+        self._runs = runs
+        self.max_batch = max(1, max_batch)
+        # By tenant (None: no scope entered); a flusher task inherits its first caller's tenant.
+        self._queued: defaultdict[str | None, list[tuple[dict[str, Any], asyncio.Future[list[Row]]]]] = defaultdict(
+            list
+        )
+        self._flushing: set[str | None] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # For the benchmark and the tests: batches sent, and records in them.
+        self.batches = 0
+        self.records = 0
+
+    async def record(self, params: dict[str, Any]) -> list[Row]:
+        """The record's rows, as dw.record_attempt_v6 returns them; raises what it would raise."""
+        tenant = current_tenant()
+        future: asyncio.Future[list[Row]] = asyncio.get_running_loop().create_future()
+        self._queued[tenant].append((params, future))
+        if tenant not in self._flushing:
+            self._flushing.add(tenant)
+            task = asyncio.create_task(self._flush(tenant), name=f"group-commit-{tenant}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush(self, tenant: str | None) -> None:
+        """Sends the tenant's queued records, a batch at a time, until none is left. The task runs
+        in its first caller's context, so as that caller's tenant (row-level security)."""
+        try:
+            while queued := self._queued.get(tenant):
+                batch, self._queued[tenant] = queued[: self.max_batch], queued[self.max_batch :]
+                batch = [(params, future) for params, future in batch if not future.done()]
+                try:
+                    await self._send(batch)
+                except Exception as exc:
+                    # A bug here must not leave runs waiting for ever: each learns of it.
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+        finally:
+            self._flushing.discard(tenant)
+            for _, future in self._queued.pop(tenant, []):
+                future.cancel()  # only when this task was cancelled (the worker's loop is closing)
+
+    async def _send(self, batch: list[Queued]) -> None:
+        if not batch:
+            return
+        self.batches += 1
+        self.records += len(batch)
+        metrics.GROUP_COMMIT_RECORDS.observe(len(batch))
+        together: list[Encoded] = []
+        alone: list[Queued] = []
+        for params, future in batch:
+            try:
+                together.append((_encode(params), params, future))
+            except (TypeError, ValueError, msgspec.EncodeError):
+                alone.append((params, future))  # not JSON: alone, it fails as it fails on its own
+        if len(together) == 1:
+            _, params, future = together.pop()
+            alone.append((params, future))
+        if together:
+            together.sort(key=lambda item: item[1]["id"])
+            alone.extend(await self._together(together))
+        for params, future in alone:
+            await _settle(future, self._runs.record_one(params))
+
+    async def _together(self, together: list[Encoded]) -> list[Queued]:
+        """Sends the records in one call and settles them; returns those to send again alone."""
+        document = (b"[" + b",".join(encoded for encoded, _, _ in together) + b"]").decode()
+        try:
+            rows = await self._db.fetch_all("record_attempts", records=document)
+        except DatabaseUnavailable as exc:
+            # The answer was lost (it may have committed) or no connection came: each run gets the
+            # error its own call would have raised, and its lease and recovery decide.
+            for _, _, future in together:
+                if not future.done():
+                    future.set_exception(exc)
+            return []
+        except asyncio.CancelledError:
+            for _, _, future in together:
+                future.cancel()
+            raise
+        except Exception:
+            # Refused as a whole (a value in one record that PostgreSQL will not take as JSON, such
+            # as a NUL character), so nothing of it committed: each record goes alone, and only the
+            # one at fault fails, as it would have on its own.
+            return [(params, future) for _, params, future in together]
+        return _answer(together, rows)
+
+
+def _answer(together: list[Encoded], rows: list[Row]) -> list[Queued]:
+    """Settles each record of a batch with its rows or its error; returns those to send again alone
+    (a transient refusal: with the single path's retries)."""
+    by_record: defaultdict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_record[row["ordinal"]].append(row)
+    again: list[Queued] = []
+    for ordinal, (_, params, future) in enumerate(together, start=1):
+        answer = by_record.get(ordinal, [])
+        failure = next((row for row in answer if row["error_state"] is not None), None)
+        if future.done():
+            continue
+        if not answer:
+            # dw.record_attempts_v1 answers every record with a row at least: a bug, said as one.
+            future.set_exception(InvariantViolation(f"the batch gave no answer for its record {ordinal}"))
+        elif failure is None:
+            future.set_result([{k: row[k] for k in _ROW} for row in answer if row["status"] != "recorded"])
+        elif transient_state(failure["error_state"]):
+            again.append((params, future))
+        else:
+            future.set_exception(
+                translated_state(
+                    failure["error_state"],
+                    failure["error_message"],
+                    detail=failure["error_detail"],
+                    constraint=failure["error_constraint"],
+                )
+            )
+    return again
+
+
+async def _settle(future: asyncio.Future[list[Row]], work: Any) -> None:
+    try:
+        rows = await work
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+    else:
+        if not future.done():
+            future.set_result(rows)
+
+
+def _encode(params: dict[str, Any]) -> bytes:
+    """The record as dw.record_attempts_v1 reads it: keys without None values (NULL there)."""
+    record = {k: v for k, v in params.items() if v is not None}
+    record["execution_id"] = record.pop("id")
+    return _encoder.encode(record)
