@@ -32,6 +32,8 @@ FIGURES = (
     ("2-node transactions per step", "engine.drain.transactions_per_step"),
     ("2-node worker CPU s", "engine.drain.cpu.worker_cpu_seconds"),
     ("2-node postgres CPU s", "engine.drain.cpu.postgres_cpu_seconds"),
+    ("2-node steps/s, group commit off", "engine.drain_unbatched.steps_per_second"),
+    ("2-node transactions per step, group commit off", "engine.drain_unbatched.transactions_per_step"),
     ("start latency p50 ms", "engine.latency.start_to_first_node_ms.p50"),
     ("start latency p95 ms", "engine.latency.start_to_first_node_ms.p95"),
     ("start latency offered load / capacity", "engine.latency.offered_load_vs_drain_capacity"),

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ from workloads import (
 )
 
 DRAIN_ID, LATENCY_ID, WIDE_ID, CHAIN_ID = "bench-echo2", "bench-echo2-latency", "bench-wide", "bench-chain"
+# The same 2-node workflow, drained by a worker that writes each record in a transaction of its own.
+UNBATCHED_ID = "bench-echo2-unbatched"
+# What that worker sets: group commit off (dataworkflows.data.group_commit).
+UNBATCHED = {"DW_WORKER_GROUP_COMMIT": "1"}
 HOLD_ID, PARK_ID = "bench-hold", "bench-park"
 
 
@@ -83,6 +88,7 @@ async def publish_all(conninfo: str, sizes: Sizes) -> None:
     async with open_pool(conninfo, pool_size(sizes)) as pool:
         db = Database(pool)
         await publish(db, echo2_workflow(DRAIN_ID))
+        await publish(db, echo2_workflow(UNBATCHED_ID))
         await publish(db, echo2_workflow(LATENCY_ID))
         await publish(db, wide_workflow(WIDE_ID, sizes.wide_fanout))
         await publish(db, chain_workflow(CHAIN_ID, sizes.chain_length))
@@ -106,13 +112,15 @@ async def drain_with_workers(
     worker_count: int,
     workdir: Path,
     label: str,
+    settings: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Drains a backlog already started with `worker_count` worker processes (concurrency C each), stopped
-    afterwards. Returns the figures (execution_figures + transactions + CPU) and the workers' exit records."""
+    """Drains a backlog already started with `worker_count` worker processes (concurrency C each; `settings`:
+    DW_ variables of theirs), stopped afterwards. Returns the figures (execution_figures + transactions + CPU)
+    and the workers' exit records."""
     await monitor.checkpoint()
     before = await monitor.transactions()
     workers = [
-        engine_worker(conninfo, sizes.concurrency, workdir / f"engine-worker-{label}-{i}.log")
+        engine_worker(conninfo, sizes.concurrency, workdir / f"engine-worker-{label}-{i}.log", settings)
         for i in range(worker_count)
     ]
     exits: list[dict[str, Any]] = []
@@ -502,6 +510,14 @@ async def bench_engine(
     results["start_backlog"] = await start_backlog(conninfo, sizes, DRAIN_ID, sizes.executions)
     progress(f"engine: one worker (concurrency {sizes.concurrency}) drains the backlog")
     results["drain"], workers = await drain_with_workers(conninfo, monitor, sizes, DRAIN_ID, 1, workdir, "drain")
+    if not args.skip_unbatched:
+        # What group commit gains, in the same run: the same backlog, each record a transaction of its own.
+        progress(f"engine: the same backlog again, group commit off ({UNBATCHED})")
+        await start_backlog(conninfo, sizes, UNBATCHED_ID, sizes.executions)
+        results["drain_unbatched"], unbatched = await drain_with_workers(
+            conninfo, monitor, sizes, UNBATCHED_ID, 1, workdir, "drain-unbatched", UNBATCHED
+        )
+        workers.extend(unbatched)
 
     if not (args.skip_latency and args.skip_wide and args.skip_chain):
         live, record = await live_phases(

@@ -15,7 +15,11 @@ same number of starts again, at the same pace, once the fresh worker's have ende
 start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold start included). Version 4 adds
 engine.latency.answer_to_first_node_ms and running_answer_to_first_node_ms (p50, p95): from the start call's
 answer, as the benchmark process saw it, to the first node's start; the worker's pick-up without the start's own
-transaction (negative when the worker was faster than the answer's way back).
+transaction (negative when the worker was faster than the answer's way back). Version 5 adds engine.drain_unbatched:
+the same 2-node backlog (a workflow of its own) drained after engine.drain by a worker with group commit off
+(DW_WORKER_GROUP_COMMIT=1: each attempt record a transaction of its own), with engine.drain's keys, and the ratio
+`engine_steps_per_s / unbatched_steps_per_s`. engine.drain keeps its meaning (the engine as configured by
+default, group commit on since 241634a).
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -29,7 +33,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -72,6 +76,10 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
         # Schema version 2.
         "engine_steps_per_s / dbos_steps_per_s": ratio(
             drain.get("steps_per_second"), results.get("peer", {}).get("dbos", {}).get("steps_per_second")
+        ),
+        # Schema version 5: what group commit gains.
+        "engine_steps_per_s / unbatched_steps_per_s": ratio(
+            drain.get("steps_per_second"), engine.get("drain_unbatched", {}).get("steps_per_second")
         ),
     }
 
@@ -244,6 +252,17 @@ def drain_rows(rows: Rows, engine: dict[str, Any]) -> None:
     rows.add("engine transactions per step", drain["transactions_per_step"], "", 2)
     rows.cpu("engine", drain["cpu"], drain["steps"], "step")
     rows.add("all executions Succeeded", drain["all_succeeded"], str(drain["statuses"]))
+    unbatched = engine.get("drain_unbatched")
+    if unbatched:
+        rows.gap()
+        rows.add(
+            "group commit off: steps/s (2-node backlog)",
+            unbatched["steps_per_second"],
+            "DW_WORKER_GROUP_COMMIT=1: each record a transaction of its own",
+        )
+        rows.add("group commit off: transactions per step", unbatched["transactions_per_step"], "", 2)
+        rows.cpu("group commit off", unbatched["cpu"], unbatched["steps"], "step")
+        rows.add("group commit off: all Succeeded", unbatched["all_succeeded"], str(unbatched["statuses"]))
 
 
 def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
@@ -493,6 +512,15 @@ def readme_table(results: dict[str, Any]) -> str:
         "2-node backlog: CPU per step, worker + PostgreSQL",
         f"{fmt(per_step.get('worker'), 2)} + {fmt(per_step.get('postgres'), 2)} ms",
     )
+    unbatched = dig(results, "engine.drain_unbatched") or {}
+    if unbatched:
+        off = unbatched.get("cpu_ms_per_step") or {}
+        add(
+            "2-node backlog, group commit off (a transaction per record): steps/s; transactions per step;"
+            " CPU per step, worker + PostgreSQL",
+            f"{fmt(unbatched.get('steps_per_second'), 0)}; {fmt(unbatched.get('transactions_per_step'), 2)};"
+            f" {fmt(off.get('worker'), 2)} + {fmt(off.get('postgres'), 2)} ms",
+        )
     add(
         "20-node chain / 1→50→1 fan-out: steps/s",
         f"{fmt(dig(results, 'engine.chain.steps_per_second'), 0)}"

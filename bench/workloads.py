@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,14 @@ def report_failures(name: str, figures: dict[str, Any]) -> None:
         progress(f"  {failure['id']} {failure['status']} {failure['error']}")
 
 
-def engine_worker(conninfo: str, concurrency: int, log_path: Path) -> Subprocess:
+def engine_worker(
+    conninfo: str, concurrency: int, log_path: Path, settings: Mapping[str, str] | None = None
+) -> Subprocess:
+    """A `dataworkflows worker` process; `settings`: DW_ variables that differ from the defaults."""
     return Subprocess(
         "engine worker",
         [*worker_command(), "worker", "--concurrency", str(concurrency)],
-        child_env(conninfo),
+        {**child_env(conninfo), **(settings or {})},
         log_path,
     )
 
