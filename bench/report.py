@@ -16,7 +16,7 @@ start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold star
 engine.latency.answer_to_first_node_ms and running_answer_to_first_node_ms (p50, p95): from the start call's
 answer, as the benchmark process saw it, to the first node's start; the worker's pick-up without the start's own
 transaction (negative when the worker was faster than the answer's way back). Version 5 adds engine.drain_unbatched:
-the same 2-node backlog (a workflow of its own) drained after engine.drain by a worker with group commit off
+the same 2-node backlog (a workflow of its own) drained after the live phases by a worker with group commit off
 (DW_WORKER_GROUP_COMMIT=1: each attempt record a transaction of its own), with engine.drain's keys, and the ratio
 `engine_steps_per_s / unbatched_steps_per_s`. engine.drain keeps its meaning (the engine as configured by
 default, group commit on since 241634a).

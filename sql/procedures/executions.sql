@@ -682,10 +682,13 @@ $$;
 -- together. p_records: a JSON array of objects keyed by dw.record_attempt_v6's parameter names
 -- without the p_ (a missing key is NULL; fired a JSON array of booleans). Rows: the record's ordinal
 -- (1-based) and dw.record_attempt_v6's row, or its error.
+-- lock_timeout: a record whose run's row someone else holds (an operator's session left in a
+-- transaction) gives up its place after 200 ms (55P03, a transient refusal: the worker sends it
+-- again alone, where it waits as it did before group commit) rather than hold the batch back.
 CREATE OR REPLACE FUNCTION dw.record_attempts_v1(p_records jsonb)
     RETURNS TABLE (ordinal integer, node_id text, status text, attempt integer, job_finished boolean,
                    error_state text, error_message text, error_detail text, error_constraint text)
-    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET lock_timeout = '200ms' AS $$
 DECLARE
     v_r jsonb;
     v_i integer := 0;

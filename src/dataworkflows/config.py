@@ -12,8 +12,10 @@ from dataworkflows.data.retention import MAX_BATCH
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.retention import MAX_RETENTION_DAYS
 
-# DW_WORKER_GROUP_COMMIT's bound: a batch's records go as one parameter (one JSON document).
-MAX_GROUP_COMMIT = 1000
+# DW_WORKER_GROUP_COMMIT's bound: each record of a batch is a subtransaction that writes, and a
+# backend caches 64 subtransaction ids; past them every snapshot taken meanwhile, server-wide, has
+# to look the rest up (PostgreSQL's subtransaction overflow).
+MAX_GROUP_COMMIT = 60
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,9 @@ class Runtime:
         self.db = db
         self.data = db.runs
         self.settings = settings
-        if settings.group_commit > 1:
-            self.data.group_commit = GroupCommit(db, self.data, max_batch=settings.group_commit)
+        self.data.group_commit = (
+            GroupCommit(db, self.data, max_batch=settings.group_commit) if settings.group_commit > 1 else None
+        )
         self.conditions = conditions
         # Renders a successful run's declared outputs.
         self.templates = templates

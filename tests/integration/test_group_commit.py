@@ -141,6 +141,18 @@ async def test_a_value_postgresql_refuses_fails_only_its_own_record(
         assert len(await attempts(db, run)) == (0 if index == 2 else 1)
 
 
+async def test_a_value_json_cannot_carry_fails_only_its_own_record(db: Database) -> None:
+    """An output that is not JSON cannot be encoded: that record goes alone and raises what it
+    raises on its own (the TypeError the runtime records as unrecordable_result); the batch's other
+    records commit."""
+    runs = await batching(db, "gc-not-json", 3)
+    records = [attempt_record(run, token, "a", fired=(True,)) for run, token in runs]
+    records[1] = msgspec.structs.replace(records[1], outputs={"echo": object()})
+    results = await asyncio.gather(*(db.runs.record_attempt(r) for r in records), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Recorded", "TypeError", "Recorded"]
+    assert [len(await attempts(db, run)) for run, _ in runs] == [1, 0, 1]
+
+
 async def test_a_batch_whose_answer_is_lost_fails_every_record_in_it(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +194,36 @@ async def test_a_transient_refusal_in_a_batch_sends_that_record_again_alone(
     assert all(not r.run_succeeded for r in results)
     assert sent == ["record_attempts", "record_attempt"]
     assert [len(await attempts(db, run)) for run, _ in runs] == [1, 1, 1]
+
+
+async def test_a_run_whose_row_is_locked_does_not_hold_the_others_back(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone holds one run's row (an operator's psql session left in a transaction): that run's
+    record gives up its place in the batch after the batch's lock_timeout (55P03, a transient
+    refusal) and waits alone, as it did before group commit; the others commit meanwhile, and so do
+    records that come later."""
+    runs = await batching(db, "gc-locked", 4)
+    locked, _ = runs[1]
+    calls = counted(db, monkeypatch)
+    async with db.connection() as holder:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR UPDATE", (locked,))
+        records = [
+            asyncio.ensure_future(db.runs.record_attempt(attempt_record(run, token, "a", fired=(True,))))
+            for run, token in runs[:3]
+        ]
+        others = [records[0], records[2]]
+        done, _ = await asyncio.wait(others, timeout=10)
+        assert done == set(others), "the other runs' records committed while one run's row was held"
+        # A record that comes while the locked one waits is not queued behind it.
+        later, later_token = runs[3]
+        await asyncio.wait_for(db.runs.record_attempt(attempt_record(later, later_token, "a", fired=(True,))), 10)
+        assert not records[1].done(), "the locked run's record waits, alone"
+        assert calls == [("record_attempts", 3), ("record_attempt", 1), ("record_attempt", 1)]
+        await holder.execute("ROLLBACK")
+    await asyncio.wait_for(records[1], 10)
+    assert [len(await attempts(db, run)) for run, _ in runs] == [1, 1, 1, 1]
 
 
 async def test_a_worker_with_group_commit_runs_a_fan_out_once_per_node(

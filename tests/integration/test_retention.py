@@ -544,7 +544,7 @@ def test_settings_are_checked_before_anything_opens(
         ("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "inf"),
         ("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "-5"),
         ("DW_WORKER_GROUP_COMMIT", "0"),
-        ("DW_WORKER_GROUP_COMMIT", "1001"),
+        ("DW_WORKER_GROUP_COMMIT", "61"),
     ]:
         with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
             Settings.from_env({name: value})

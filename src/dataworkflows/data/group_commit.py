@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import structlog
 
 from dataworkflows import metrics
 from dataworkflows.db import transient_state, translated_state
@@ -42,6 +44,9 @@ Row = dict[str, Any]
 # The columns of dw.record_attempt_v6's rows (dw.record_attempts_v1 adds the record's ordinal and error).
 _ROW = ("node_id", "status", "attempt", "job_finished")
 _encoder = msgspec.json.Encoder()
+# How long a batch's flusher waits for the records it sent alone before the next batch goes (the
+# batch function's own lock_timeout, dw.record_attempts_v1).
+ALONE_WAIT_SECONDS = 0.2
 # A queued record (its parameters, as RunData.record_one takes them) and its caller's answer.
 Queued = tuple[dict[str, Any], "asyncio.Future[list[Row]]"]
 # The same, with the record encoded as dw.record_attempts_v1 reads it.
@@ -83,6 +88,9 @@ class GroupCommit:
     async def _flush(self, tenant: str | None) -> None:
         """Sends the tenant's queued records, a batch at a time, until none is left. The task runs
         in its first caller's context, so as that caller's tenant (row-level security)."""
+        # Its log lines are about the batch, not about the run whose record started the task.
+        structlog.contextvars.unbind_contextvars("execution_id")
+        batch: list[Queued] = []
         try:
             while queued := self._queued.get(tenant):
                 batch, self._queued[tenant] = queued[: self.max_batch], queued[self.max_batch :]
@@ -96,8 +104,9 @@ class GroupCommit:
                             future.set_exception(exc)
         finally:
             self._flushing.discard(tenant)
-            for _, future in self._queued.pop(tenant, []):
-                future.cancel()  # only when this task was cancelled (the worker's loop is closing)
+            # Only when this task was cancelled (the worker's loop is closing): nobody answers these.
+            for _, future in [*batch, *self._queued.pop(tenant, [])]:
+                future.cancel()
 
     async def _send(self, batch: list[Queued]) -> None:
         if not batch:
@@ -110,7 +119,7 @@ class GroupCommit:
         for params, future in batch:
             try:
                 together.append((_encode(params), params, future))
-            except (TypeError, ValueError, msgspec.EncodeError):
+            except Exception:
                 alone.append((params, future))  # not JSON: alone, it fails as it fails on its own
         if len(together) == 1:
             _, params, future = together.pop()
@@ -118,8 +127,18 @@ class GroupCommit:
         if together:
             together.sort(key=lambda item: item[1]["id"])
             alone.extend(await self._together(together))
-        for params, future in alone:
-            await _settle(future, self._runs.record_one(params))
+        sends = [self._spawn(_settle(future, self._runs.record_one(params))) for params, future in alone]
+        if sends:
+            # The next batch goes once these are answered, as after a batch; but a record that
+            # waits long (a lock someone holds, the single path's retries) goes on in its own task
+            # after ALONE_WAIT_SECONDS, and the tenant's other records go meanwhile.
+            await asyncio.wait(sends, timeout=ALONE_WAIT_SECONDS)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _together(self, together: list[Encoded]) -> list[Queued]:
         """Sends the records in one call and settles them; returns those to send again alone."""
@@ -176,9 +195,16 @@ def _answer(together: list[Encoded], rows: list[Row]) -> list[Queued]:
     return again
 
 
-async def _settle(future: asyncio.Future[list[Row]], work: Any) -> None:
+async def _settle(future: asyncio.Future[list[Row]], work: Coroutine[Any, Any, list[Row]]) -> None:
+    """Sends a record alone (RunData.record_one) and answers its caller, unless the caller gave up."""
+    if future.done():
+        work.close()
+        return
     try:
         rows = await work
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
     except Exception as exc:
         if not future.done():
             future.set_exception(exc)
