@@ -3,21 +3,28 @@
 A record that comes while none of the worker's records is in flight goes at once, alone, as
 dw.record_attempt_v6 (the same round trip as without group commit: no record waits for a window
 to close). Records that come while one is in flight queue, and go together as soon as it is
-answered, in one call of dw.record_attempts_v1: each record in a subtransaction of its own, in
-order, then one commit for all. PostgreSQL pays a transaction's start and commit, and a statement's
-executor start, once per batch instead of once per record; the worker pays one round trip.
+answered, in one call of dw.record_attempts_v1: each record in a subtransaction of its own, the
+same run's records in the order they came, then one commit for all. PostgreSQL pays a transaction's
+start and commit, and a statement's executor start, once per batch instead of once per record; the
+worker pays one round trip.
 
 What stays as it was:
 - Each record is atomic and fenced as before: a record the procedure refuses (the run's lease lost,
-  a node not in flight, a value the database will not store) rolls back alone and raises, in the
-  run that sent it, the error it raises on its own. A transient refusal inside the batch (a
-  deadlock, a lock not available, a resource short) sends that record again alone, through the
-  single path and its retries.
-- A batch whose call fails as a whole (the connection lost, the server stopping) fails every record
-  in it as the single call would fail: each run handles it as it handles a lost answer (its lease and
-  recovery decide; a lost answer may have committed).
-- Records are batched per tenant (the transaction runs as one tenant: row-level security), and
-  sorted by execution id in a batch, so two batches in flight lock runs in the same order.
+  a node not in flight, a record made twice) rolls back alone and raises, in the run that sent it,
+  the error it raises on its own. A transient refusal inside the batch (a deadlock, a lock not
+  available, a resource short) sends that record again alone, through the single path and its
+  retries.
+- A batch that PostgreSQL refuses as a whole (a value it will not take as JSON, such as a NUL
+  character, in one record) committed nothing: each of its records goes again alone, and only the
+  one at fault fails. A record that cannot be encoded at all goes alone from the start.
+- A batch whose answer is lost (the connection lost, the server stopping) fails every record in it
+  as the single call would fail: each run handles it as it handles a lost answer (its lease and
+  recovery decide; a lost answer may have committed). Nothing is sent again.
+- No run holds the others back: a record whose run's row someone else holds gives up its place in
+  the batch after the batch's lock_timeout (200 ms, dw.record_attempts_v1) and goes again alone,
+  and the flusher waits at most ALONE_WAIT_SECONDS for records sent alone before the next batch.
+- Records are batched per tenant (the transaction runs as one tenant: row-level security), one
+  batch of a tenant in flight at a time, its records sorted by execution id.
 """
 
 from __future__ import annotations
