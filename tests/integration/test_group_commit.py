@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from dataworkflows.conditions import ConditionPool
-from dataworkflows.data.group_commit import GroupCommit
+from dataworkflows.data.group_commit import ALONE_WAIT_SECONDS, GroupCommit
 from dataworkflows.db import Database, translated_state
 from dataworkflows.errors import Conflict, DatabaseUnavailable, InvalidInput, LeaseLost, NodeNotRunnable
 from dataworkflows.statuses import NodeStatus
@@ -224,6 +224,28 @@ async def test_a_run_whose_row_is_locked_does_not_hold_the_others_back(
         await holder.execute("ROLLBACK")
     await asyncio.wait_for(records[1], 10)
     assert [len(await attempts(db, run)) for run, _ in runs] == [1, 1, 1, 1]
+
+
+async def test_a_record_left_waiting_alone_is_answered_when_the_lock_goes(db: Database) -> None:
+    """The flusher stops waiting for a record it sent alone after ALONE_WAIT_SECONDS, and ends when
+    nothing else is queued; the record, still waiting for its run's row, is answered when it gets
+    the row, not dropped with the flusher."""
+    runs = await batching(db, "gc-left", 2)
+    locked, _ = runs[0]
+    async with db.connection() as holder:
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR UPDATE", (locked,))
+        records = [
+            asyncio.ensure_future(db.runs.record_attempt(attempt_record(run, token, "a", fired=(True,))))
+            for run, token in runs
+        ]
+        await asyncio.wait_for(records[1], 10)
+        await asyncio.sleep(ALONE_WAIT_SECONDS + 0.3)  # the flusher has ended
+        assert not records[0].done()
+        await holder.execute("ROLLBACK")
+    recorded = await asyncio.wait_for(records[0], 10)
+    assert [(c.node_id, c.status) for c in recorded.changes] == [("b", NodeStatus.READY)]
+    assert [len(await attempts(db, run)) for run, _ in runs] == [1, 1]
 
 
 async def test_a_worker_with_group_commit_runs_a_fan_out_once_per_node(

@@ -109,11 +109,16 @@ class GroupCommit:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
-        finally:
-            self._flushing.discard(tenant)
-            # Only when this task was cancelled (the worker's loop is closing): nobody answers these.
+        except asyncio.CancelledError:
+            # The worker's loop is closing: nobody answers these any more.
             for _, future in [*batch, *self._queued.pop(tenant, [])]:
                 future.cancel()
+            raise
+        finally:
+            # Records sent alone may still be in flight, in tasks of their own: they answer them.
+            self._flushing.discard(tenant)
+            if not self._queued.get(tenant):
+                self._queued.pop(tenant, None)
 
     async def _send(self, batch: list[Queued]) -> None:
         if not batch:
