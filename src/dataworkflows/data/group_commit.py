@@ -76,9 +76,6 @@ class GroupCommit:
         )
         self._flushing: set[str | None] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        # For the benchmark and the tests: batches sent, and records in them.
-        self.batches = 0
-        self.records = 0
 
     async def record(self, params: dict[str, Any]) -> list[Row]:
         """The record's rows, as dw.record_attempt_v6 returns them; raises what it would raise."""
@@ -123,8 +120,6 @@ class GroupCommit:
     async def _send(self, batch: list[Queued]) -> None:
         if not batch:
             return
-        self.batches += 1
-        self.records += len(batch)
         metrics.GROUP_COMMIT_RECORDS.observe(len(batch))
         together: list[Encoded] = []
         alone: list[Queued] = []
@@ -184,10 +179,10 @@ def _answer(together: list[Encoded], rows: list[Row]) -> list[Queued]:
         by_record[row["ordinal"]].append(row)
     again: list[Queued] = []
     for ordinal, (_, params, future) in enumerate(together, start=1):
-        answer = by_record.get(ordinal, [])
-        failure = next((row for row in answer if row["error_state"] is not None), None)
         if future.done():
             continue
+        answer = by_record.get(ordinal, [])
+        failure = next((row for row in answer if row["error_state"] is not None), None)
         if not answer:
             # dw.record_attempts_v1 answers every record with a row at least: a bug, said as one.
             future.set_exception(InvariantViolation(f"the batch gave no answer for its record {ordinal}"))
