@@ -13,7 +13,7 @@ this host (the embedded one does).
 
 Each side is a database migrated from this tree, with N runs of the benchmark's 2-node echo workflow started.
 A run is the worker's three writes, as the worker sends them (the queries of sql/queries, prepared): the
-fetch that takes the job and the lease and starts the first node (dw.fetch_run_job_v1), and the two records
+fetch that takes the job and the lease and starts the first node (dw.fetch_run_jobs_v1, one job), and the two records
 (dw.record_attempt_v6), the second ending the run and its job. With --against REV the second side's
 procedures are REV's (`git show REV:sql/procedures/*.sql`, run over this tree's schema): it compares
 procedure bodies, so REV must have the same migrations and the same procedure signatures as this tree.
@@ -169,8 +169,9 @@ def record_params(execution_id: str, token: int, node_id: str, job_id: int, work
 def one_run(side: Side) -> None:
     """The fetch and the two records of one run; raises BenchError when the procedures answer otherwise."""
     fetched = side.conn.execute(
-        QUERIES["fetch_run_job"],
+        QUERIES["fetch_run_jobs"],
         {
+            "limit": 1,
             "queues": [QUEUE],
             "worker_id": side.worker_id,
             "run_task": RUN_TASK,

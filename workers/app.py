@@ -13,6 +13,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.data.control import listen_for_control
-from dataworkflows.data.runs import acquired_from_row, fetch_run_job, release_fetched_lease
+from dataworkflows.data.runs import acquired_from_row, fetch_run_jobs, release_fetched_lease
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
@@ -54,6 +55,10 @@ from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
 log = structlog.get_logger("dataworkflows.worker")
 
 RUN_EXECUTION_TASK = "dw.run_execution"
+# How long a stopping fetch loop may take to start the jobs its last fetch took (see
+# ResilientJobManager.hand_out_fetched): it starts them as fast as it has slots, which it had when it
+# fetched them, so only a loop whose slots all stay busy waits this long.
+HAND_OUT_SECONDS = 0.5
 # Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
 CANCEL_CHILDREN_TASK = "dw.cancel_children"
 
@@ -78,7 +83,7 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             tenant = tenant_id or await _tenant_of(runtime.db, execution_id)
             with tenant_scope(tenant or DEFAULT_TENANT):
                 try:
-                    # The lease, when the fetch took it with the job (dw.fetch_run_job_v1).
+                    # The lease, when the fetch took it with the job (dw.fetch_run_jobs_v1).
                     lease = fetched.take_acquired(job_id) if fetched is not None and job_id is not None else None
                     acquired = acquired_from_row(lease) if lease is not None else None
                     # The job id only where the job's end may be written by the run's last record: the
@@ -203,12 +208,16 @@ async def stopped_within(stop: asyncio.Event, delay: float) -> bool:
 
 @dataclass(frozen=True)
 class LeaseWithFetch:
-    """What the worker's fetch needs to take a run's lease in the fetch's own transaction
-    (dw.fetch_run_job_v1): the lease's owner and length, and whether its first nodes may start."""
+    """What the worker's fetch needs to take runs' leases in the fetch's own transaction
+    (dw.fetch_run_jobs_v1): the lease's owner and length, whether first nodes may start, the most
+    jobs one fetch takes (DW_WORKER_FETCH_BATCH) and the slots of each fetch loop (its share of the
+    process's concurrency, the smallest when shares differ)."""
 
     owner: str
     lease_seconds: float
     start: Callable[[], bool]
+    batch: int = 1
+    slots: int = 1
 
 
 class ResilientJobManager(manager.JobManager):
@@ -221,10 +230,17 @@ class ResilientJobManager(manager.JobManager):
     the connection propagate (the supervisor in run_worker restarts the loop then).
 
     With `lease`, a fetch that hands out a run job takes the run's lease in the same transaction
-    (dw.fetch_run_job_v1; the task finds it with take_acquired), and a job that the run's last
+    (dw.fetch_run_jobs_v1; the task finds it with take_acquired), and a job that the run's last
     write ended (the record that ended the run, dw.record_attempt_v6, or its park,
     dw.park_execution_v3; runtime.job_finished adds it to ended_in_record) is not finished again: a
     two-node run costs three transactions, not five.
+
+    A fetch takes up to `lease.batch` jobs in one transaction, never more than the fetch loop has
+    free slots (its slots less the jobs it holds): Procrastinate's loop asks for one job per free
+    slot, so it gets the first at once and the others from `fetched` on its next turns, without a
+    round trip. A stopping worker hands a loop the jobs its last fetch took before telling it to
+    stop (hand_out_fetched); jobs a loop never asked for are given back, at the latest when it
+    unregisters.
     """
 
     def __init__(
@@ -236,13 +252,19 @@ class ResilientJobManager(manager.JobManager):
         super().__init__(connector)
         self.stop = stop
         self.lease = lease
-        # Per job id: the lease its fetch took (dw.fetch_run_job_v1's acquire columns), until the
+        # Per job id: the lease its fetch took (dw.fetch_run_jobs_v1's acquire columns), until the
         # job's task takes it.
         self.acquired: dict[int, dict[str, Any]] = {}
         # Jobs whose run's last write (its ending record, its park) ended them: already written.
         self.ended_in_record: set[int] = set()
         # Per Procrastinate worker id: the jobs fetch_job handed out whose end is not recorded yet.
         self.in_hand: dict[int, set[int]] = {}
+        # Per Procrastinate worker id: jobs a batched fetch took that fetch_job has not handed out yet.
+        self.fetched: dict[int, deque[jobs.Job]] = {}
+        # Procrastinate worker ids with a fetch in flight; and per id, while hand_out_fetched waits,
+        # an event set once that loop has no fetch in flight and nothing in `fetched`.
+        self._fetching: set[int] = set()
+        self._settled: dict[int, asyncio.Event] = {}
         # The fetch loops' notification callbacks, while they listen: wake_fetchers_at uses them.
         self.listeners: list[manager.NotificationCallback] = []
         self._wake_tasks: set[asyncio.Task[None]] = set()
@@ -262,6 +284,23 @@ class ResilientJobManager(manager.JobManager):
             task.add_done_callback(self._wake_tasks.discard)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        waiting = self.fetched.get(worker_id)
+        if waiting:
+            # Taken by this loop's last fetch, with the slot Procrastinate's loop now holds for it.
+            taken = waiting.popleft()
+            self.in_hand.setdefault(worker_id, set()).add(taken.id or 0)
+            self._check_settled(worker_id)
+            return taken
+        if self.stop.is_set():
+            return None  # stopping: the jobs fetched already are handed out, no new ones fetched
+        self._fetching.add(worker_id)
+        try:
+            return await self._fetch_with_retries(queues, worker_id)
+        finally:
+            self._fetching.discard(worker_id)
+            self._check_settled(worker_id)
+
+    async def _fetch_with_retries(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         backoff = Backoff()
         answer_lost = False
         while True:
@@ -292,8 +331,11 @@ class ResilientJobManager(manager.JobManager):
         lease = self.lease
         if lease is None:
             return await super().fetch_job(queues, worker_id)
+        # This fetch fills a slot of its own (Procrastinate's loop holds one for it); the others
+        # free are the loop's slots less the jobs it holds.
+        limit = max(1, min(lease.batch, lease.slots - len(self.in_hand.get(worker_id, ()))))
         try:
-            row = await fetch_run_job(
+            rows = await fetch_run_jobs(
                 self.connector,
                 queues=queues,
                 worker_id=worker_id,
@@ -301,22 +343,26 @@ class ResilientJobManager(manager.JobManager):
                 owner=lease.owner,
                 lease_seconds=lease.lease_seconds,
                 start=lease.start(),
+                limit=limit,
             )
         except Exception as exc:
             if connection_broken(exc):
                 raise  # fetch_job retries, and hands back what a lost answer fetched
-            # Refused (the acquire raised, a deadlock, a full disk): it rolled back and the job is
-            # still queued. Fetch as Procrastinate does: the run's own acquire meets the error again,
-            # in the job's task, where it is retried or fails the job where an operator looks,
-            # instead of stopping this fetch loop.
-            log.warning("fetching a job with its run's lease failed; fetching it alone", error=describe(exc))
+            # Refused (an acquire raised, a deadlock, a full disk): it rolled back and every job is
+            # still queued. Fetch one as Procrastinate does: the run's own acquire meets the error
+            # again, in the job's task, where it is retried or fails the job where an operator
+            # looks, instead of stopping this fetch loop.
+            log.warning("fetching jobs with their runs' leases failed; fetching one alone", error=describe(exc))
             return await super().fetch_job(queues, worker_id)
-        if row["id"] is None:
+        fetched = [jobs.Job.from_row(row) for row in rows]
+        for job, row in zip(fetched, rows, strict=True):
+            if row["outcome"] is not None and job.id is not None:
+                self.acquired[job.id] = {key: row[key] for key in ("outcome", "lease_token", "run", "nodes", "started")}
+        if not fetched:
             return None
-        job = jobs.Job.from_row(row)
-        if row["outcome"] is not None and job.id is not None:
-            self.acquired[job.id] = {key: row[key] for key in ("outcome", "lease_token", "run", "nodes", "started")}
-        return job
+        if len(fetched) > 1:
+            self.fetched.setdefault(worker_id, deque()).extend(fetched[1:])
+        return fetched[0]
 
     def take_acquired(self, job_id: int) -> dict[str, Any] | None:
         """The lease the job's fetch took for its run (None: it took none; the run acquires)."""
@@ -326,7 +372,7 @@ class ResilientJobManager(manager.JobManager):
         """A fetch whose connection died may have committed all the same (measured with
         `pg_ctl -m immediate`): its job is then 'doing' for this worker, which never got it, and the
         worker's live heartbeat keeps recovery from re-queuing the run. Such jobs go back to 'todo'."""
-        held = self.in_hand.get(worker_id, set())
+        held = self.in_hand.get(worker_id, set()) | {job.id for job in self.fetched.get(worker_id, ())}
         for job in await self.list_jobs_async(status="doing", worker_id=worker_id):
             if job.id is not None and job.id not in held:
                 log.warning("re-queuing a job fetched by a call that lost its answer", job_id=job.id)
@@ -363,6 +409,39 @@ class ResilientJobManager(manager.JobManager):
         if released:
             log.info("gave back the lease of a fetched run", job_id=job.id, execution_id=execution_id, reason=reason)
 
+    async def hand_out_fetched(self, worker_id: int, seconds: float) -> None:
+        """The process is stopping, and the loop of `worker_id` with it: the jobs its last fetch took
+        (their runs' first nodes started, as nodes in flight), that fetch's answer included when it
+        is still in flight, are handed out to the loop while it has slots, for at most `seconds`,
+        before it is told to stop; they run as runs already running do when a worker stops (the
+        nodes in flight end, then the run hands itself back). Those left are given back at once,
+        before their leases could expire."""
+        if worker_id in self._fetching or self.fetched.get(worker_id):
+            settled = self._settled[worker_id] = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(settled.wait(), seconds)
+            self._settled.pop(worker_id, None)
+        await self._give_back_fetched(worker_id)
+
+    def _check_settled(self, worker_id: int) -> None:
+        settled = self._settled.get(worker_id)
+        if settled is not None and worker_id not in self._fetching and not self.fetched.get(worker_id):
+            settled.set()
+
+    async def _give_back_fetched(self, worker_id: int) -> None:
+        """The loop of `worker_id` stops with jobs its last batched fetch took and it never asked
+        for: each goes back to the queue, its run's lease given back first (while the job is 'doing'
+        for this live worker, recovery leaves the run alone; once queued, a fetch may take it at once
+        and must find the lease free). Nodes the fetch started stay Running: the next holder records
+        them as interrupted, not counted against the retry budget, and runs them again."""
+        waiting = self.fetched.pop(worker_id, None)
+        for job in waiting or ():
+            untaken = self.acquired.pop(job.id or 0, None)
+            if untaken is not None and untaken.get("outcome") == "acquired":
+                await self._release_lease(job, token=untaken.get("lease_token"), queue=None, reason="fetched_not_run")
+            log.info("giving back a fetched job the stopping worker did not run", job_id=job.id)
+            await self.retry_job(job)
+
     async def update_heartbeat(self, worker_id: int) -> None:
         try:
             await super().update_heartbeat(worker_id)
@@ -373,6 +452,7 @@ class ResilientJobManager(manager.JobManager):
             log.warning("worker heartbeat failed; retrying at the next beat", error=describe(exc))
 
     async def unregister_worker(self, worker_id: int) -> None:
+        await self._give_back_fetched(worker_id)
         try:
             await super().unregister_worker(worker_id)
         except Exception as exc:
@@ -739,6 +819,9 @@ async def run_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: 
     try:
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not running.done():
+            manager = app.job_manager
+            if isinstance(manager, ResilientJobManager) and worker.worker_id is not None:
+                await manager.hand_out_fetched(worker.worker_id, HAND_OUT_SECONDS)
             worker.stop()
         await running
     finally:
@@ -775,6 +858,11 @@ async def supervise_fetch_loop(app: procrastinate.App, options: dict[str, Any], 
         await stopped_within(stop, delay)
 
 
+def fetch_loops(settings: Settings, concurrency: int) -> int:
+    """How many fetch loops a worker of `concurrency` runs (DW_WORKER_FETCHERS, at most one a slot)."""
+    return max(1, min(settings.worker_fetchers, concurrency))
+
+
 async def run_fetch_loops(
     app: procrastinate.App,
     runtime: Runtime,
@@ -786,7 +874,7 @@ async def run_fetch_loops(
 ) -> None:
     """Runs DW_WORKER_FETCHERS supervised fetch loops sharing `concurrency` until `stop` is set,
     then lets the runs stop (see Runtime.stop_starting) and the loops end."""
-    fetchers = max(1, min(settings.worker_fetchers, concurrency))
+    fetchers = fetch_loops(settings, concurrency)
     common: dict[str, Any] = {
         "queues": [settings.queue],
         "shutdown_graceful_timeout": settings.shutdown_grace_seconds,
@@ -895,6 +983,8 @@ async def run_worker(
         owner=worker_id,
         lease_seconds=settings.lease_seconds,
         start=lambda: not runtime.stopping.is_set(),
+        batch=settings.worker_fetch_batch,
+        slots=concurrency // fetch_loops(settings, concurrency),
     )
     job_manager = ResilientJobManager(app.connector, stop_event, lease)
     app.job_manager = job_manager

@@ -6,7 +6,7 @@
 --   DW005 dead letter already redriven / nothing to redrive      DW006 dead letter not found
 --   DW013 a worker's write broke an invariant (an engine bug)
 --
--- Generic plans. The functions a worker calls on every run or step (dw.fetch_run_job_v1,
+-- Generic plans. The functions a worker calls on every run or step (dw.fetch_run_jobs_v1,
 -- dw.try_acquire_execution_v6, dw.start_node_attempt_v1, dw.record_attempt_v6,
 -- dw.record_item_attempt_v3, dw.complete_execution_v4, dw.renew_lease_v2) carry
 -- SET plan_cache_mode = force_generic_plan, which holds for the functions they call too. Their
@@ -219,7 +219,7 @@ $$;
 -- maxParallelActions allows, in plan order) are started here, as dw.start_node_attempt_v1 would
 -- start them, and `started` names them: the worker runs their first attempts without a
 -- transaction of their own. Not when the run is past its deadline (the worker times it out).
--- v6 (over v5): p_job_id, the Procrastinate job whose fetch takes the lease (dw.fetch_run_job_v1;
+-- v6 (over v5): p_job_id, the Procrastinate job whose fetch takes the lease (dw.fetch_run_jobs_v1;
 -- NULL: the worker's own acquire), kept with the lease (executions.lease_job_id).
 CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v6(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean, p_job_id bigint

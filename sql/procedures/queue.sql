@@ -49,20 +49,25 @@ BEGIN
 END;
 $$;
 
--- Fetches the next job (dw.fetch_job_v1) and, when it runs an execution (task p_run_task, naming
--- its execution and tenant), takes that execution's lease in the same transaction, as
--- dw.try_acquire_execution_v6 does (first nodes started when p_start; the lease names the job): one
--- transaction and one round trip fewer per run. The acquire runs as the job's tenant (row-level
--- security), set for this transaction only. `job` is NULL when no job is due; `outcome` is NULL
--- when the job is not one this takes a lease for (another task, or a job without a tenant, queued
--- before jobs named it) or when the execution's row is locked: the worker then acquires as it
--- always did, in the job's task.
--- The row lock is only tried (SKIP LOCKED), never waited for: this transaction holds the job's row,
--- and a run's end (dw.finish_execution_v1) holds the execution's row and deletes the run's queued
--- jobs; waiting here would close that cycle (a deadlock, one side aborted after deadlock_timeout).
-CREATE OR REPLACE FUNCTION dw.fetch_run_job_v1(
+-- The worker's fetch: up to p_limit jobs in one transaction, each fetched as dw.fetch_job_v1 fetches
+-- one (each call sees the jobs taken before it, so Procrastinate's locks hold between the jobs of a
+-- batch as between batches), and for each job that runs an execution (task p_run_task, naming its
+-- execution and tenant) that execution's lease, taken as dw.try_acquire_execution_v6 takes it (first
+-- nodes started when p_start; the lease names the job): one transaction and one round trip for the
+-- jobs and their runs' acquires. One row per job fetched, none when no job is due. The worker asks for
+-- no more jobs than its fetch loop has free slots, so the jobs of a batch start at once (see
+-- ResilientJobManager in workers/app.py). All or nothing: a refused acquire rolls the whole batch
+-- back, every job stays queued, and the worker fetches one job alone.
+-- Each acquire runs as its job's tenant (row-level security), set for this transaction only.
+-- `outcome` is NULL when the job is not one this takes a lease for (another task, or a job without a
+-- tenant, queued before jobs named it) or when the execution's row is locked: the worker then
+-- acquires as it always did, in the job's task. The row lock is only tried (SKIP LOCKED), never
+-- waited for: this transaction holds the job's row, and a run's end (dw.finish_execution_v1) holds
+-- the execution's row and deletes the run's queued jobs; waiting here would close that cycle (a
+-- deadlock, one side aborted after deadlock_timeout).
+CREATE OR REPLACE FUNCTION dw.fetch_run_jobs_v1(
     p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
-    p_lease_seconds double precision, p_start boolean
+    p_lease_seconds double precision, p_start boolean, p_limit integer
 ) RETURNS TABLE (job procrastinate_jobs, outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
@@ -70,32 +75,47 @@ DECLARE
     v_execution text;
     v_tenant text;
 BEGIN
-    v_job := dw.fetch_job_v1(p_queues, p_worker_id);
-    IF v_job.id IS NULL THEN
-        RETURN QUERY SELECT NULL::procrastinate_jobs, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-        RETURN;
-    END IF;
-    v_execution := v_job.args ->> 'execution_id';
-    v_tenant := v_job.args ->> 'tenant_id';
-    IF v_job.task_name <> p_run_task OR v_tenant IS NULL OR v_execution IS NULL
-       OR v_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'
-       OR v_execution !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
-        RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-        RETURN;
-    END IF;
-    PERFORM set_config('dw.tenant_id', v_tenant, true);
-    PERFORM 1 FROM dw.executions e WHERE e.id = v_execution::uuid FOR NO KEY UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-        RETURN;
-    END IF;
-    RETURN QUERY
-    SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
-      FROM dw.try_acquire_execution_v6(v_execution::uuid, p_owner, p_lease_seconds, p_start, v_job.id) a;
+    FOR i IN 1 .. least(greatest(p_limit, 1), 100) LOOP
+        v_job := dw.fetch_job_v1(p_queues, p_worker_id);
+        EXIT WHEN v_job.id IS NULL;
+        v_execution := v_job.args ->> 'execution_id';
+        v_tenant := v_job.args ->> 'tenant_id';
+        IF v_job.task_name <> p_run_task OR v_tenant IS NULL OR v_execution IS NULL
+           OR v_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'
+           OR v_execution !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
+            RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+            CONTINUE;
+        END IF;
+        PERFORM set_config('dw.tenant_id', v_tenant, true);
+        PERFORM 1 FROM dw.executions e WHERE e.id = v_execution::uuid FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+            CONTINUE;
+        END IF;
+        RETURN QUERY
+        SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
+          FROM dw.try_acquire_execution_v6(v_execution::uuid, p_owner, p_lease_seconds, p_start, v_job.id) a;
+    END LOOP;
 END;
 $$;
 
--- Gives back a lease that dw.fetch_run_job_v1 took with job p_job_id for p_owner when the run will
+-- One job and its run's lease (dw.fetch_run_jobs_v1 with p_limit 1); `job` is NULL when no job is
+-- due. Kept for the workers of the release before dw.fetch_run_jobs_v1, during a rolling upgrade.
+CREATE OR REPLACE FUNCTION dw.fetch_run_job_v1(
+    p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
+    p_lease_seconds double precision, p_start boolean
+) RETURNS TABLE (job procrastinate_jobs, outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM dw.fetch_run_jobs_v1(p_queues, p_worker_id, p_run_task, p_owner, p_lease_seconds,
+                                                   p_start, 1);
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT NULL::procrastinate_jobs, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+    END IF;
+END;
+$$;
+
+-- Gives back a lease that dw.fetch_run_jobs_v1 took with job p_job_id for p_owner when the run will
 -- not run under it: the fetch's answer was lost with its connection (the worker gives the lease
 -- back, then hands the job back to the queue; p_token NULL, since the worker never learnt it, and
 -- p_queue NULL), or the job's task ended before it took the lease (p_token known; p_queue: a run
@@ -154,7 +174,7 @@ $$;
 -- exist, so that each compiles and plans what it reaches: every call finds nothing, and the ones that
 -- would raise run in a block that rolls back. No row stays and no existing row is locked (the one
 -- insert that fails costs a sequence value and a dead row). Not the fetch itself
--- (dw.fetch_run_job_v1): a fetch from a queue that does not exist walks every queued job, so a
+-- (dw.fetch_run_jobs_v1): a fetch from a queue that does not exist walks every queued job, so a
 -- worker's first fetch on a connection compiles it. With generic plans, as the run's own calls make
 -- them (see sql/procedures/executions.sql), so that what it plans is what a run reuses. Returns the
 -- milliseconds it took.

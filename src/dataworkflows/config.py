@@ -16,6 +16,8 @@ from dataworkflows.retention import MAX_RETENTION_DAYS
 # backend caches 64 subtransaction ids; past them every snapshot taken meanwhile, server-wide, has
 # to look the rest up (PostgreSQL's subtransaction overflow).
 MAX_GROUP_COMMIT = 60
+# dw.fetch_run_jobs_v1 takes at most this many jobs a transaction, whatever it is asked for.
+MAX_FETCH_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,13 @@ class Settings:
     pool_min_size: int = 1
     pool_max_size: int = 10
     worker_concurrency: int = 20
-    # Procrastinate fetches one job at a time per worker loop; a process runs this many loops
-    # (sharing its concurrency) so fetching does not cap throughput (bench/throughput.py).
+    # A process runs this many Procrastinate fetch loops, sharing its concurrency
+    # (bench/throughput.py).
     worker_fetchers: int = 2
+    # The most jobs one fetch takes in one transaction (each run job with its lease): never more
+    # than the fetch loop has free slots, so every job of a batch starts at once. 1: one job a fetch,
+    # as Procrastinate fetches.
+    worker_fetch_batch: int = 10
     # The most attempt records of a worker's concurrent runs one transaction commits together
     # (dataworkflows.data.group_commit); 1: each record is a transaction of its own.
     worker_group_commit: int = 32
@@ -163,6 +169,11 @@ class Settings:
             raise ConfigurationError(
                 f"DW_WORKER_GROUP_COMMIT={self.worker_group_commit!r}: give 1 (no group commit) to "
                 f"{MAX_GROUP_COMMIT} records a transaction"
+            )
+        if not 1 <= self.worker_fetch_batch <= MAX_FETCH_BATCH:
+            raise ConfigurationError(
+                f"DW_WORKER_FETCH_BATCH={self.worker_fetch_batch!r}: give 1 (one job a fetch) to "
+                f"{MAX_FETCH_BATCH} jobs a fetch"
             )
         timeout = self.default_workflow_timeout_seconds
         if not math.isfinite(timeout) or timeout < 0:

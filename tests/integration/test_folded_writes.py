@@ -22,7 +22,7 @@ from procrastinate import jobs
 
 from dataworkflows.checkpoints import Acquired, AttemptRecord
 from dataworkflows.conditions import ConditionPool
-from dataworkflows.data.runs import acquired_from_row, fetch_run_job
+from dataworkflows.data.runs import acquired_from_row, fetch_run_jobs
 from dataworkflows.db import Database
 from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.workers.app import RUN_EXECUTION_TASK, LeaseWithFetch, ResilientJobManager, connection_broken
@@ -260,23 +260,27 @@ async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, c
     assert outputs["last"] == {"echo": "small said small"}
 
 
-# -- The fetch takes the lease; the last record ends the job (dw.fetch_run_job_v1, record_attempt_v6) --
+# -- The fetch takes the lease; the last record ends the job (dw.fetch_run_jobs_v1, record_attempt_v6) --
 
 
 @contextlib.asynccontextmanager
-async def job_manager(db: Database, owner: str = "fetcher") -> AsyncIterator[tuple[ResilientJobManager, int]]:
-    """A worker's job manager on the test database's pool, taking leases with its fetches, and the
-    id of the Procrastinate worker it fetches for."""
+async def job_manager(
+    db: Database, owner: str = "fetcher", *, batch: int = 1, slots: int = 1
+) -> AsyncIterator[tuple[ResilientJobManager, int]]:
+    """A worker's job manager on the test database's pool, taking leases with its fetches (up to
+    `batch` jobs a fetch, for a fetch loop of `slots` slots), and the id of the Procrastinate worker
+    it fetches for."""
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     async with app.open_async(pool=db.pool):
-        lease = LeaseWithFetch(owner=owner, lease_seconds=30.0, start=lambda: True)
+        lease = LeaseWithFetch(owner=owner, lease_seconds=30.0, start=lambda: True, batch=batch, slots=slots)
         manager = ResilientJobManager(app.connector, asyncio.Event(), lease)
         yield manager, await manager.register_worker()
 
 
 async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) -> dict[str, Any]:
-    """The worker's fetch, whose answer never reaches the job manager (lost with its connection)."""
-    return await fetch_run_job(
+    """The worker's fetch of one job, whose answer never reaches the job manager (lost with its
+    connection)."""
+    [row] = await fetch_run_jobs(
         manager.connector,
         queues=["executions"],
         worker_id=worker_id,
@@ -284,11 +288,13 @@ async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) 
         owner="fetcher",
         lease_seconds=30.0,
         start=True,
+        limit=1,
     )
+    return row
 
 
 async def fetch_with_lease(manager: ResilientJobManager, worker_id: int) -> tuple[jobs.Job, Acquired]:
-    """The next job, and the lease its fetch took (dw.fetch_run_job_v1), as the run task takes it."""
+    """The next job, and the lease its fetch took (dw.fetch_run_jobs_v1), as the run task takes it."""
     job = await manager.fetch_job(["executions"], worker_id)
     assert job is not None and job.id is not None
     return job, acquired_from_row(manager.take_acquired(job.id) or {})
@@ -616,6 +622,30 @@ async def test_a_fetch_whose_answer_was_lost_gives_the_lease_back(db: Database) 
     assert "execution_released" in await events(db, execution_id)
 
 
+async def test_a_batch_whose_answer_was_lost_gives_back_every_job_and_lease(db: Database) -> None:
+    await publish(db, wf("lost-batch", echo("a")))
+    started = [await start(db, "lost-batch") for _ in range(3)]
+    async with job_manager(db, batch=3, slots=3) as (manager, worker_id):
+        rows = await fetch_run_jobs(
+            manager.connector,
+            queues=["executions"],
+            worker_id=worker_id,
+            run_task=RUN_EXECUTION_TASK,
+            owner="fetcher",
+            lease_seconds=30.0,
+            start=True,
+            limit=3,
+        )
+        assert [row["outcome"] for row in rows] == ["acquired"] * 3
+        await manager._requeue_lost_fetches(worker_id)
+        assert [j["status"] for j in await queued_jobs(db)] == ["todo"] * 3
+        for execution_id in started:
+            execution = await db.fetch_one("get_execution", id=execution_id)
+            assert execution is not None and execution["lease_owner"] is None
+        fetched = [await manager.fetch_job(["executions"], worker_id) for _ in range(3)]
+        assert all(job is not None and manager.acquired[job.id or 0]["outcome"] == "acquired" for job in fetched)
+
+
 async def test_a_lost_answer_never_gives_back_a_lease_another_fetch_took(db: Database) -> None:
     """Two jobs for one run (a wake-up and a re-queue, say) fetched by two fetch loops of one process:
     the lease belongs to the fetch that took it; the other's lost answer gives back nothing."""
@@ -689,6 +719,166 @@ async def test_a_job_that_ends_before_its_task_took_the_lease_gives_it_back(db: 
     # The run is queued again, to be taken at once rather than after its lease expires.
     queued = [(j["status"], j["args"]["execution_id"]) for j in await queued_jobs(db)]
     assert ("todo", str(execution_id)) in queued
+
+
+def count_fetches(manager: ResilientJobManager, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `limit` of every batched fetch the manager's connector runs, in order."""
+    limits: list[int] = []
+    original = manager.connector.execute_query_all_async
+
+    async def counted(query: str, **arguments: Any) -> list[dict[str, Any]]:
+        if "dw.fetch_run_jobs_v1" in query:
+            limits.append(arguments["limit"])
+        return await original(query, **arguments)
+
+    monkeypatch.setattr(manager.connector, "execute_query_all_async", counted)
+    return limits
+
+
+async def test_one_fetch_takes_a_batch_of_jobs_each_with_its_lease(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to DW_WORKER_FETCH_BATCH jobs in one transaction: the loop gets the first at once and the
+    others on its next turns without a round trip; each run's lease was taken and its first node
+    started by that one fetch, and each runs to its end under that lease."""
+    await publish(db, wf("batched", echo("a", to("b")), echo("b")))
+    started = [await start(db, "batched") for _ in range(5)]
+    runtime = make_runtime(db, conditions, worker_id="fetcher", lease_seconds=30.0)
+    async with job_manager(db, batch=4, slots=10) as (manager, worker_id):
+        runtime.job_finished = manager.ended_in_record.add
+        limits = count_fetches(manager, monkeypatch)
+        fetched = [await manager.fetch_job(["executions"], worker_id) for _ in range(5)]
+        assert limits == [4, 4], "one fetch for the first four jobs, a second for the fifth"
+        assert [j.task_kwargs["execution_id"] for j in fetched if j is not None] == [str(e) for e in started]
+        assert manager.in_hand[worker_id] == {j.id for j in fetched if j is not None}
+        for job in fetched:
+            assert job is not None and job.id is not None and job.worker_id == worker_id
+            lease = manager.take_acquired(job.id)
+            assert lease is not None and lease["outcome"] == "acquired" and lease["started"] == ["a"]
+            outcome = await runtime.run_execution(
+                UUID(job.task_kwargs["execution_id"]),
+                acquired=acquired_from_row(lease),
+                job_id=job.id,
+                job_worker=job.worker_id,
+            )
+            assert outcome == "Succeeded"
+            await manager.finish_job(job, jobs.Status.SUCCEEDED, delete_job=True)
+        assert await manager.fetch_job(["executions"], worker_id) is None
+    assert await queued_jobs(db) == []
+    for execution_id in started:
+        assert [(r["node_id"], r["attempt"]) for r in await attempts(db, execution_id)] == [("a", 1), ("b", 1)]
+
+
+async def test_a_fetch_takes_no_more_jobs_than_the_loop_has_free_slots(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await publish(db, wf("slots", echo("a")))
+    for _ in range(6):
+        await start(db, "slots")
+    async with job_manager(db, batch=10, slots=3) as (manager, worker_id):
+        limits = count_fetches(manager, monkeypatch)
+        first = [await manager.fetch_job(["executions"], worker_id) for _ in range(3)]
+        assert limits == [3], "three free slots: three jobs"
+        # Two of the three end; the loop asks again with three jobs in hand less the two ended.
+        for job in first[:2]:
+            assert job is not None
+            await manager.finish_job(job, jobs.Status.ABORTED, delete_job=False)
+        await manager.fetch_job(["executions"], worker_id)
+        assert limits == [3, 2]
+        doing = [j for j in await queued_jobs(db) if j["status"] == "doing"]
+        assert len(doing) == 3, "never more jobs taken than slots"
+
+
+async def test_a_stopping_loop_gives_back_the_jobs_it_fetched_and_never_ran(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Procrastinate's loop stops asking once a stop is requested: jobs its last batch took and it
+    never asked for go back to the queue, their leases given back first; another worker runs them
+    (their first nodes, started by the fetch, as interrupted attempts not counted)."""
+    await publish(db, wf("given-back", echo("a", to("b")), echo("b")))
+    started = [await start(db, "given-back") for _ in range(3)]
+    async with job_manager(db, batch=3, slots=3) as (manager, worker_id):
+        first = await manager.fetch_job(["executions"], worker_id)
+        assert first is not None and first.id is not None and len(manager.fetched[worker_id]) == 2
+        await manager.finish_job(first, jobs.Status.ABORTED, delete_job=True)  # its task was cancelled
+        await manager.unregister_worker(worker_id)
+        assert manager.fetched == {} and manager.acquired == {}
+    assert sorted(j["status"] for j in await queued_jobs(db)) == ["todo", "todo", "todo"]
+    for execution_id in started:
+        row = await db.fetch_one("get_execution", id=execution_id)
+        assert row is not None and row["lease_owner"] is None
+        assert "execution_released" in await events(db, execution_id)
+    survivor = make_runtime(db, conditions, worker_id="survivor")
+    for execution_id in started:
+        assert await survivor.run_execution(execution_id) == "Succeeded"
+        counted = [(r["node_id"], r["status"]) for r in await attempts(db, execution_id) if not r["interrupted"]]
+        assert counted == [("a", "Succeeded"), ("b", "Succeeded")]
+
+
+async def test_a_stopping_worker_hands_its_loop_the_jobs_it_fetched_before_stopping_it(db: Database) -> None:
+    """On stop the loop first gets the jobs its last fetch took (their first nodes are in flight, so
+    they run); what it cannot take in time (every slot busy) goes back to the queue at once, and no
+    new job is fetched."""
+    await publish(db, wf("handed-out", echo("a")))
+    for _ in range(5):
+        await start(db, "handed-out")
+    async with job_manager(db, batch=3, slots=3) as (manager, worker_id):
+        first = await manager.fetch_job(["executions"], worker_id)
+        assert first is not None and len(manager.fetched[worker_id]) == 2
+        manager.stop.set()
+        handing = asyncio.create_task(manager.hand_out_fetched(worker_id, 5.0))
+        await asyncio.sleep(0.05)
+        assert not handing.done(), "it waits for the loop to take them"
+        rest = [await manager.fetch_job(["executions"], worker_id) for _ in range(2)]
+        assert all(job is not None and job.id in manager.acquired for job in rest)
+        await asyncio.wait_for(handing, 1.0)
+        assert await manager.fetch_job(["executions"], worker_id) is None, "stopping: nothing new is fetched"
+        assert sorted(j["status"] for j in await queued_jobs(db)) == ["doing"] * 3 + ["todo"] * 2
+
+        # Another loop, whose slots stay busy: its fetched jobs go back once the time is up.
+        manager.stop.clear()
+        busy_loop = await manager.register_worker()
+        await manager.fetch_job(["executions"], busy_loop)
+        assert len(manager.fetched[busy_loop]) == 1
+        manager.stop.set()
+        await asyncio.wait_for(manager.hand_out_fetched(busy_loop, 0.05), 1.0)
+        assert busy_loop not in manager.fetched
+        assert sorted(j["status"] for j in await queued_jobs(db)) == ["doing"] * 4 + ["todo"]
+
+
+async def test_a_batch_keeps_procrastinates_locks_between_its_jobs(db: Database) -> None:
+    """Two jobs with one lock are never in one batch: each fetch in the batch sees the ones before it."""
+    defer = (
+        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('q', %s, 0, %s, NULL, '{}'::jsonb,"
+        " NULL)::procrastinate_job_to_defer_v1])"
+    )
+    async with db.connection() as conn:
+        for task, lock in (("l1", "L"), ("l2", "L"), ("free", None), ("l3", "L")):
+            await conn.execute(defer, (task, lock))
+        cur = await conn.execute(
+            "SELECT (f.job).task_name FROM dw.fetch_run_jobs_v1(ARRAY['q']::varchar[], NULL, 'dw.run_execution',"
+            " 'w', 30, true, 10) f"
+        )
+        assert [r[0] for r in await cur.fetchall()] == ["l1", "free"]
+
+
+async def test_the_previous_releases_fetch_still_answers_as_it_did(db: Database) -> None:
+    """dw.fetch_run_job_v1, which a worker of the release before batched fetches calls during a rolling
+    upgrade: one job and its lease, or one row of NULLs when no job is due."""
+    await publish(db, wf("old-worker", echo("a")))
+    execution_id = await start(db, "old-worker")
+    query = (
+        "SELECT (f.job).id, f.outcome, f.started FROM dw.fetch_run_job_v1(ARRAY['executions']::varchar[], NULL,"
+        " 'dw.run_execution', 'old-worker', 30, true) f"
+    )
+    async with db.connection() as conn:
+        cur = await conn.execute(query)
+        [(job_id, outcome, started)] = await cur.fetchall()
+        assert job_id is not None and outcome == "acquired" and started == ["a"]
+        cur = await conn.execute(query)
+        assert await cur.fetchall() == [(None, None, None)]
+    row = await db.fetch_one("get_execution", id=execution_id)
+    assert row is not None and row["lease_owner"] == "old-worker"
 
 
 def test_only_a_broken_connection_is_retried_as_one() -> None:

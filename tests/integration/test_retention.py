@@ -535,6 +535,7 @@ def test_settings_are_checked_before_anything_opens(
     assert Settings().retention_days == 0, "retention is opt-in"
     assert Settings.from_env({"DW_RETENTION_DAYS": "off"}).retention_days == 0
     assert Settings.from_env({"DW_WORKER_GROUP_COMMIT": "1"}).worker_group_commit == 1  # a record per transaction
+    assert Settings.from_env({"DW_WORKER_FETCH_BATCH": "1"}).worker_fetch_batch == 1  # a job per fetch
     for name, value in [
         ("DW_RETENTION_DAYS", "inf"),
         ("DW_RETENTION_DAYS", "nan"),
@@ -545,6 +546,8 @@ def test_settings_are_checked_before_anything_opens(
         ("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "-5"),
         ("DW_WORKER_GROUP_COMMIT", "0"),
         ("DW_WORKER_GROUP_COMMIT", "61"),
+        ("DW_WORKER_FETCH_BATCH", "0"),
+        ("DW_WORKER_FETCH_BATCH", "101"),
     ]:
         with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
             Settings.from_env({name: value})

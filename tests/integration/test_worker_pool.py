@@ -180,7 +180,7 @@ async def test_a_runs_statements_are_planned_once_per_connection(db: Database, d
 
 # The worker's queries that run on every run or step, and the warm-up.
 PER_STEP_QUERIES = (
-    "fetch_run_job",
+    "fetch_run_jobs",
     "acquire_run",
     "start_node_attempt",
     "record_attempt",

@@ -404,7 +404,7 @@ class RunData:
         await self._db.fetch_one("release_execution", id=execution_id, token=token, queue=queue, reason=reason)
 
 
-async def fetch_run_job(
+async def fetch_run_jobs(
     connector: BaseConnector,
     *,
     queues: Iterable[str] | None,
@@ -413,18 +413,21 @@ async def fetch_run_job(
     owner: str,
     lease_seconds: float,
     start: bool,
-) -> dict[str, Any]:
+    limit: int,
+) -> list[dict[str, Any]]:
     """The worker's fetch, through Procrastinate's connector as Procrastinate's own fetch_job query
-    runs: the next job's columns (id None: no job is due), and for a run job the lease
-    (dw.fetch_run_job_v1: outcome, lease_token, run, nodes, started; outcome None: none taken)."""
-    return await connector.execute_query_one_async(
-        query=QUERIES["fetch_run_job"],
+    runs: up to `limit` jobs in one transaction (none: no job is due), each with its columns and, for
+    a run job, the lease (dw.fetch_run_jobs_v1: outcome, lease_token, run, nodes, started; outcome
+    None: none taken)."""
+    return await connector.execute_query_all_async(
+        query=QUERIES["fetch_run_jobs"],
         queues=list(queues) if queues is not None else None,
         worker_id=worker_id,
         run_task=run_task,
         owner=owner,
         lease_seconds=lease_seconds,
         start=start,
+        limit=limit,
     )
 
 
@@ -439,7 +442,7 @@ async def release_fetched_lease(
     queue: str | None,
     reason: str,
 ) -> bool:
-    """Gives back the lease fetch_run_job took with job `job_id` for `owner` when the run will not
+    """Gives back the lease fetch_run_jobs took with job `job_id` for `owner` when the run will not
     run under it (dw.release_fetched_lease_v1): token None when the fetch's answer was lost; `queue`
     to queue the run again (its job ended before its task took the lease). Returns whether one was
     given back."""
@@ -459,7 +462,7 @@ async def release_fetched_lease(
 def acquired_from_row(row: Mapping[str, Any]) -> Acquired:
     """An acquire's answer (dw.try_acquire_execution_v6's columns: outcome, lease_token, run, nodes,
     started), from the acquire itself or from the worker's fetch that took the lease with the job
-    (dw.fetch_run_job_v1)."""
+    (dw.fetch_run_jobs_v1)."""
     if row["outcome"] == "throttled":
         # The procedure says why in `run`: {throttledBy, retryAt}.
         throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
