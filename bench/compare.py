@@ -34,6 +34,8 @@ FIGURES = (
     ("2-node postgres CPU s", "engine.drain.cpu.postgres_cpu_seconds"),
     ("2-node steps/s, group commit off", "engine.drain_unbatched.steps_per_second"),
     ("2-node transactions per step, group commit off", "engine.drain_unbatched.transactions_per_step"),
+    ("2-node steps/s, one job a fetch", "engine.drain_one_fetch.steps_per_second"),
+    ("2-node transactions per step, one job a fetch", "engine.drain_one_fetch.transactions_per_step"),
     ("start latency p50 ms", "engine.latency.start_to_first_node_ms.p50"),
     ("start latency p95 ms", "engine.latency.start_to_first_node_ms.p95"),
     ("start latency offered load / capacity", "engine.latency.offered_load_vs_drain_capacity"),

@@ -57,6 +57,9 @@ DRAIN_ID, LATENCY_ID, WIDE_ID, CHAIN_ID = "bench-echo2", "bench-echo2-latency", 
 UNBATCHED_ID = "bench-echo2-unbatched"
 # What that worker sets: group commit off (dataworkflows.data.group_commit).
 UNBATCHED = {"DW_WORKER_GROUP_COMMIT": "1"}
+# The same again, drained by a worker that fetches one job a transaction, as Procrastinate does.
+ONE_FETCH_ID = "bench-echo2-one-fetch"
+ONE_FETCH = {"DW_WORKER_FETCH_BATCH": "1"}
 HOLD_ID, PARK_ID = "bench-hold", "bench-park"
 
 
@@ -89,6 +92,7 @@ async def publish_all(conninfo: str, sizes: Sizes) -> None:
         db = Database(pool)
         await publish(db, echo2_workflow(DRAIN_ID))
         await publish(db, echo2_workflow(UNBATCHED_ID))
+        await publish(db, echo2_workflow(ONE_FETCH_ID))
         await publish(db, echo2_workflow(LATENCY_ID))
         await publish(db, wide_workflow(WIDE_ID, sizes.wide_fanout))
         await publish(db, chain_workflow(CHAIN_ID, sizes.chain_length))
@@ -526,6 +530,13 @@ async def bench_engine(
             conninfo, monitor, sizes, UNBATCHED_ID, 1, workdir, "drain-unbatched", UNBATCHED
         )
         workers.extend(unbatched)
+        # What the batched fetch gains, in the same run: the same backlog, one job a fetch.
+        progress(f"engine: the 2-node backlog again, one job a fetch ({ONE_FETCH})")
+        await start_backlog(conninfo, sizes, ONE_FETCH_ID, sizes.executions)
+        results["drain_one_fetch"], one_fetch = await drain_with_workers(
+            conninfo, monitor, sizes, ONE_FETCH_ID, 1, workdir, "drain-one-fetch", ONE_FETCH
+        )
+        workers.extend(one_fetch)
     if not args.skip_scale:
         try:
             results["scale_out"], records = await scale_out(conninfo, monitor, sizes, workdir)

@@ -19,7 +19,10 @@ transaction (negative when the worker was faster than the answer's way back). Ve
 the same 2-node backlog (a workflow of its own) drained after the live phases by a worker with group commit off
 (DW_WORKER_GROUP_COMMIT=1: each attempt record a transaction of its own), with engine.drain's keys, and the ratio
 `engine_steps_per_s / unbatched_steps_per_s`. engine.drain keeps its meaning (the engine as configured by
-default, group commit on since 241634a).
+default, group commit on since 241634a). Version 6 adds engine.drain_one_fetch: the same again (a workflow of its
+own), drained after that by a worker that fetches one job a transaction (DW_WORKER_FETCH_BATCH=1, as Procrastinate
+fetches), with engine.drain's keys, and the ratio `engine_steps_per_s / one_fetch_steps_per_s`; engine.drain
+fetches in batches since 016fd4b.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -33,7 +36,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -80,6 +83,10 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
         # Schema version 5: what group commit gains.
         "engine_steps_per_s / unbatched_steps_per_s": ratio(
             drain.get("steps_per_second"), engine.get("drain_unbatched", {}).get("steps_per_second")
+        ),
+        # Schema version 6: what the batched fetch gains.
+        "engine_steps_per_s / one_fetch_steps_per_s": ratio(
+            drain.get("steps_per_second"), engine.get("drain_one_fetch", {}).get("steps_per_second")
         ),
     }
 
@@ -263,6 +270,22 @@ def drain_rows(rows: Rows, engine: dict[str, Any]) -> None:
         rows.add("group commit off: transactions per step", unbatched["transactions_per_step"], "", 2)
         rows.cpu("group commit off", unbatched["cpu"], unbatched["steps"], "step")
         rows.add("group commit off: all Succeeded", unbatched["all_succeeded"], str(unbatched["statuses"]))
+    one_fetch = engine.get("drain_one_fetch")
+    if one_fetch:
+        rows.gap()
+        rows.add(
+            "one job a fetch: steps/s (2-node backlog)",
+            one_fetch["steps_per_second"],
+            "DW_WORKER_FETCH_BATCH=1: a fetch transaction per job",
+        )
+        rows.add(
+            "one job a fetch: run time (mean)",
+            one_fetch["mean_execution_ms"],
+            f"ms; {fmt(one_fetch['mean_in_flight'])} executions in flight on average",
+        )
+        rows.add("one job a fetch: transactions per step", one_fetch["transactions_per_step"], "", 2)
+        rows.cpu("one job a fetch", one_fetch["cpu"], one_fetch["steps"], "step")
+        rows.add("one job a fetch: all Succeeded", one_fetch["all_succeeded"], str(one_fetch["statuses"]))
 
 
 def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
@@ -520,6 +543,15 @@ def readme_table(results: dict[str, Any]) -> str:
             " CPU per step, worker + PostgreSQL",
             f"{fmt(unbatched.get('steps_per_second'), 0)}; {fmt(unbatched.get('transactions_per_step'), 2)};"
             f" {fmt(off.get('worker'), 2)} + {fmt(off.get('postgres'), 2)} ms",
+        )
+    one_fetch = dig(results, "engine.drain_one_fetch") or {}
+    if one_fetch:
+        one = one_fetch.get("cpu_ms_per_step") or {}
+        add(
+            "2-node backlog, one job a fetch (`DW_WORKER_FETCH_BATCH=1`): steps/s; transactions per step;"
+            " CPU per step, worker + PostgreSQL",
+            f"{fmt(one_fetch.get('steps_per_second'), 0)}; {fmt(one_fetch.get('transactions_per_step'), 2)};"
+            f" {fmt(one.get('worker'), 2)} + {fmt(one.get('postgres'), 2)} ms",
         )
     add(
         "20-node chain / 1→50→1 fan-out: steps/s",

@@ -215,7 +215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds allowed per phase (default 240)")
     parser.add_argument("--total-timeout", type=float, default=2400.0, help="seconds allowed in all (default 2400)")
     parser.add_argument("--skip-baselines", action="store_true", help="engine only: no commits/procrastinate phases")
-    parser.add_argument("--skip-unbatched", action="store_true", help="no second 2-node drain with group commit off")
+    parser.add_argument(
+        "--skip-unbatched",
+        action="store_true",
+        help="no further 2-node drains with group commit off, and with one job a fetch",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-wide", action="store_true")
     parser.add_argument("--skip-chain", action="store_true")
