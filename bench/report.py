@@ -259,33 +259,26 @@ def drain_rows(rows: Rows, engine: dict[str, Any]) -> None:
     rows.add("engine transactions per step", drain["transactions_per_step"], "", 2)
     rows.cpu("engine", drain["cpu"], drain["steps"], "step")
     rows.add("all executions Succeeded", drain["all_succeeded"], str(drain["statuses"]))
-    unbatched = engine.get("drain_unbatched")
-    if unbatched:
-        rows.gap()
-        rows.add(
-            "group commit off: steps/s (2-node backlog)",
-            unbatched["steps_per_second"],
-            "DW_WORKER_GROUP_COMMIT=1: each record a transaction of its own",
-        )
-        rows.add("group commit off: transactions per step", unbatched["transactions_per_step"], "", 2)
-        rows.cpu("group commit off", unbatched["cpu"], unbatched["steps"], "step")
-        rows.add("group commit off: all Succeeded", unbatched["all_succeeded"], str(unbatched["statuses"]))
-    one_fetch = engine.get("drain_one_fetch")
-    if one_fetch:
-        rows.gap()
-        rows.add(
-            "one job a fetch: steps/s (2-node backlog)",
-            one_fetch["steps_per_second"],
-            "DW_WORKER_FETCH_BATCH=1: a fetch transaction per job",
-        )
-        rows.add(
-            "one job a fetch: run time (mean)",
-            one_fetch["mean_execution_ms"],
-            f"ms; {fmt(one_fetch['mean_in_flight'])} executions in flight on average",
-        )
-        rows.add("one job a fetch: transactions per step", one_fetch["transactions_per_step"], "", 2)
-        rows.cpu("one job a fetch", one_fetch["cpu"], one_fetch["steps"], "step")
-        rows.add("one job a fetch: all Succeeded", one_fetch["all_succeeded"], str(one_fetch["statuses"]))
+    for key, label, note in (
+        ("drain_unbatched", "group commit off", "DW_WORKER_GROUP_COMMIT=1: each record a transaction of its own"),
+        ("drain_one_fetch", "one job a fetch", "DW_WORKER_FETCH_BATCH=1: a fetch transaction per job"),
+    ):
+        if engine.get(key):
+            variant_rows(rows, label, engine[key], note)
+
+
+def variant_rows(rows: Rows, label: str, drain: dict[str, Any], note: str) -> None:
+    """The same 2-node backlog drained again with one feature off (engine.drain_unbatched, drain_one_fetch)."""
+    rows.gap()
+    rows.add(f"{label}: steps/s (2-node backlog)", drain["steps_per_second"], note)
+    rows.add(
+        f"{label}: run time (mean)",
+        drain["mean_execution_ms"],
+        f"ms; {fmt(drain['mean_in_flight'])} executions in flight on average",
+    )
+    rows.add(f"{label}: transactions per step", drain["transactions_per_step"], "", 2)
+    rows.cpu(label, drain["cpu"], drain["steps"], "step")
+    rows.add(f"{label}: all Succeeded", drain["all_succeeded"], str(drain["statuses"]))
 
 
 def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
@@ -535,24 +528,18 @@ def readme_table(results: dict[str, Any]) -> str:
         "2-node backlog: CPU per step, worker + PostgreSQL",
         f"{fmt(per_step.get('worker'), 2)} + {fmt(per_step.get('postgres'), 2)} ms",
     )
-    unbatched = dig(results, "engine.drain_unbatched") or {}
-    if unbatched:
-        off = unbatched.get("cpu_ms_per_step") or {}
-        add(
-            "2-node backlog, group commit off (a transaction per record): steps/s; transactions per step;"
-            " CPU per step, worker + PostgreSQL",
-            f"{fmt(unbatched.get('steps_per_second'), 0)}; {fmt(unbatched.get('transactions_per_step'), 2)};"
-            f" {fmt(off.get('worker'), 2)} + {fmt(off.get('postgres'), 2)} ms",
-        )
-    one_fetch = dig(results, "engine.drain_one_fetch") or {}
-    if one_fetch:
-        one = one_fetch.get("cpu_ms_per_step") or {}
-        add(
-            "2-node backlog, one job a fetch (`DW_WORKER_FETCH_BATCH=1`): steps/s; transactions per step;"
-            " CPU per step, worker + PostgreSQL",
-            f"{fmt(one_fetch.get('steps_per_second'), 0)}; {fmt(one_fetch.get('transactions_per_step'), 2)};"
-            f" {fmt(one.get('worker'), 2)} + {fmt(one.get('postgres'), 2)} ms",
-        )
+    for path, what in (
+        ("engine.drain_unbatched", "group commit off (a transaction per record)"),
+        ("engine.drain_one_fetch", "one job a fetch (`DW_WORKER_FETCH_BATCH=1`)"),
+    ):
+        variant = dig(results, path) or {}
+        if variant:
+            cpu = variant.get("cpu_ms_per_step") or {}
+            add(
+                f"2-node backlog, {what}: steps/s; transactions per step; CPU per step, worker + PostgreSQL",
+                f"{fmt(variant.get('steps_per_second'), 0)}; {fmt(variant.get('transactions_per_step'), 2)};"
+                f" {fmt(cpu.get('worker'), 2)} + {fmt(cpu.get('postgres'), 2)} ms",
+            )
     add(
         "20-node chain / 1→50→1 fan-out: steps/s",
         f"{fmt(dig(results, 'engine.chain.steps_per_second'), 0)}"

@@ -277,10 +277,10 @@ async def job_manager(
         yield manager, await manager.register_worker()
 
 
-async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) -> dict[str, Any]:
-    """The worker's fetch of one job, whose answer never reaches the job manager (lost with its
-    connection)."""
-    [row] = await fetch_run_jobs(
+async def fetch_losing_its_answers(manager: ResilientJobManager, worker_id: int, limit: int) -> list[dict[str, Any]]:
+    """The worker's fetch of up to `limit` jobs, whose answer never reaches the job manager (lost
+    with its connection)."""
+    return await fetch_run_jobs(
         manager.connector,
         queues=["executions"],
         worker_id=worker_id,
@@ -288,8 +288,13 @@ async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) 
         owner="fetcher",
         lease_seconds=30.0,
         start=True,
-        limit=1,
+        limit=limit,
     )
+
+
+async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) -> dict[str, Any]:
+    """The same, of one job."""
+    [row] = await fetch_losing_its_answers(manager, worker_id, 1)
     return row
 
 
@@ -626,16 +631,7 @@ async def test_a_batch_whose_answer_was_lost_gives_back_every_job_and_lease(db: 
     await publish(db, wf("lost-batch", echo("a")))
     started = [await start(db, "lost-batch") for _ in range(3)]
     async with job_manager(db, batch=3, slots=3) as (manager, worker_id):
-        rows = await fetch_run_jobs(
-            manager.connector,
-            queues=["executions"],
-            worker_id=worker_id,
-            run_task=RUN_EXECUTION_TASK,
-            owner="fetcher",
-            lease_seconds=30.0,
-            start=True,
-            limit=3,
-        )
+        rows = await fetch_losing_its_answers(manager, worker_id, 3)
         assert [row["outcome"] for row in rows] == ["acquired"] * 3
         await manager._requeue_lost_fetches(worker_id)
         assert [j["status"] for j in await queued_jobs(db)] == ["todo"] * 3
