@@ -359,6 +359,10 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         wait_terminal(probe, batch_a, stack, timeout=60)
         fired_a = injector.disarm()
         retried_a = worker_log_count(stack, "retrying a statement the server refused")
+        # Jobs whose statement was refused past its in-process retries (four faults in a row on one
+        # call: about 0.08**3 per fault, so now and then in a run of this test): the job fails and
+        # the run resumes through its lease, as in B.
+        gave_up_a = worker_log_count(stack, "ended with status: Error")
         checked_a = verify(probe, all_succeed(batch_a))
 
         # B: every record_attempt fails for 2 s, longer than a call's retries last (1.05 s).
@@ -400,8 +404,9 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
 
     assert sum(fired_a.values()) > 0 and all(fired_a.values()), fired_a
     assert checked_a.problems() == []
-    # Transient errors are retried where they happen: no run waited for its lease to expire.
-    assert checked_a.recoveries == 0 and checked_a.interrupted_attempts == 0, checked_a
+    # Transient errors are retried where they happen: no run waited for its lease to expire, but
+    # one whose job gave up past its retries (above).
+    assert checked_a.recoveries <= gave_up_a and checked_a.interrupted_attempts <= gave_up_a, (checked_a, gave_up_a)
     assert fired_b["record_attempt"] >= 4
     assert checked_b.problems() == []
     # Longer than the in-process retries: those runs resumed through their leases (and their
@@ -420,7 +425,14 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         recovery_s=None,
         first_progress_s=None,
         test_s=time.monotonic() - began,
-        recovery_note=f"in process: {sum(fired_a.values())} refusals, each retried after 0.05-0.75 s; no run recovered",
+        recovery_note=(
+            f"in process: {sum(fired_a.values())} refusals, each retried after 0.05-0.75 s; "
+            + (
+                f"{checked_a.recoveries} run(s) recovered, whose statement was refused past its retries"
+                if checked_a.recoveries
+                else "no run recovered"
+            )
+        ),
         faults_raised=fired_a,
         retried_in_process=retried_a,
     )
