@@ -414,8 +414,10 @@ def summarize_log(path: Path) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_pool(conninfo: str, size: int) -> AsyncIterator[psycopg_pool.AsyncConnectionPool]:
-    pool = make_pool(conninfo, min_size=2, max_size=size, name="bench")
+async def open_pool(conninfo: str, size: int, *, min_size: int = 2) -> AsyncIterator[psycopg_pool.AsyncConnectionPool]:
+    """The benchmark's own pool (its start calls, its monitoring): `min_size` connections opened at once,
+    more on demand up to `size`."""
+    pool = make_pool(conninfo, min_size=min(min_size, size), max_size=size, name="bench")
     await pool.open(wait=True, timeout=30)
     try:
         yield pool

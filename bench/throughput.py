@@ -221,6 +221,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="no further 2-node drains with group commit off, and with one job a fetch",
     )
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--cold-client",
+        action="store_true",
+        help="start latency with the benchmark's start client cold, as before schema version 7 (no warm_client)",
+    )
     parser.add_argument("--skip-wide", action="store_true")
     parser.add_argument("--skip-chain", action="store_true")
     parser.add_argument("--skip-scale", action="store_true", help="no scale-out (1, 2, 4 workers)")

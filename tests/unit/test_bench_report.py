@@ -31,7 +31,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 6
+    assert results["schema_version"] == report.SCHEMA_VERSION == 7
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -60,6 +60,8 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     # Version 6: the same 2-node backlog with one job a fetch, and what the batched fetch gains.
     assert set(results["engine"]["drain_one_fetch"]) >= {"steps_per_second", "transactions_per_step", "cpu_ms_per_step"}
     assert list(report.compute_ratios(results))[-1] == "engine_steps_per_s / one_fetch_steps_per_s"
+    # Version 7: the start client warmed before the start-latency phase.
+    assert set(results["engine"]["latency"]["client_warm_up"]) == {"connections", "starts_per_connection", "seconds"}
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
@@ -103,16 +105,17 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     assert p95.rstrip().endswith("NOT met")
     assert any("scale-out, 2 worker(s)" in line for line in lines)
     assert any(line.startswith("ceiling: workers per PostgreSQL core") for line in lines)
+    assert any(line.startswith("start client warmed first") and "20 x 6" in line for line in lines)
     answered = next(line for line in lines if line.startswith("start call answered -> first node p50 / p95"))
-    assert "43.87 / 57.75" in answered
+    assert "0.62 / 2.14" in answered
     # Version 5: the same backlog with group commit off, beside the default drain.
     unbatched = next(line for line in lines if line.startswith("group commit off: steps/s (2-node backlog)"))
-    assert "703.5" in unbatched
-    assert any(line.startswith("group commit off: transactions per step") and "1.33" in line for line in lines)
+    assert "926.5" in unbatched
+    assert any(line.startswith("group commit off: transactions per step") and "1.32" in line for line in lines)
     # Version 6: the same backlog with one job a fetch.
     one_fetch = next(line for line in lines if line.startswith("one job a fetch: steps/s (2-node backlog)"))
-    assert "766.6" in one_fetch
-    assert any(line.startswith("one job a fetch: transactions per step") and "0.87" in line for line in lines)
+    assert "1,079.4" in one_fetch
+    assert any(line.startswith("one job a fetch: transactions per step") and "0.88" in line for line in lines)
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
@@ -133,11 +136,11 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     assert "old table" not in updated
     assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "\u2265 1.50\u00d7" in updated
     answered = next(line for line in updated.splitlines() if "from a call's answer to the first node" in line)
-    assert "57.8 / 5.0 ms" in answered
+    assert "5.3 ms; 2.1 / 2.0 ms" in answered
     off = next(line for line in updated.splitlines() if "group commit off (a transaction per record)" in line)
-    assert "| 703; 1.33; 0.72 + 1.43 ms |" in off
+    assert "| 927; 1.32; 0.50 + 1.07 ms |" in off
     one = next(line for line in updated.splitlines() if "one job a fetch (`DW_WORKER_FETCH_BATCH=1`)" in line)
-    assert "| 767; 0.87; 0.60 + 1.03 ms |" in one
+    assert "| 1,079; 0.88; 0.38 + 0.68 ms |" in one
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
