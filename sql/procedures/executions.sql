@@ -8,7 +8,7 @@
 --
 -- Generic plans. The functions a worker calls on every run or step (dw.fetch_run_jobs_v1,
 -- dw.try_acquire_execution_v6, dw.start_node_attempt_v1, dw.record_attempt_v6,
--- dw.record_item_attempt_v3, dw.complete_execution_v4, dw.renew_lease_v2) carry
+-- dw.record_item_attempt_v3, dw.complete_execution_v4, dw.renew_lease_v3) carry
 -- SET plan_cache_mode = force_generic_plan, which holds for the functions they call too. Their
 -- statements look rows up by key, so the plan does not depend on the values; left to the default,
 -- PostgreSQL plans every statement afresh for its first five executions on each connection before

@@ -669,8 +669,15 @@ $$;
 -- Lease renewal that also answers what the holder must know: a control request ('cancel' or
 -- 'suspend') and waits resolved by someone else (a signal, an approval) whose outcome it has
 -- not written yet.
-CREATE OR REPLACE FUNCTION dw.renew_lease_v2(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
-    RETURNS TABLE (renewed boolean, control text, waits jsonb) LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+-- v3 (over v2): `ended`, when the lease is not renewed because the run ended under it (its token
+-- still this one, its status final). That is the holder's own end: its last record, completion,
+-- cancel or timeout (every end of a held run goes through the holder's lease, except a cancel of
+-- a run whose worker stopped beating, dw.request_cancel_v1). A renewal that runs between that
+-- end's commit and the moment the run takes in its answer must not read as a lease taken by
+-- another worker (the runtime's heartbeat, dataworkflows.runtime).
+CREATE OR REPLACE FUNCTION dw.renew_lease_v3(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
+    RETURNS TABLE (renewed boolean, ended boolean, control text, waits jsonb)
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_control text;
 BEGIN
@@ -681,13 +688,24 @@ BEGIN
                    WHEN e.suspend_requested_at IS NOT NULL THEN 'suspend' END
       INTO v_control;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT false, NULL::text, '[]'::jsonb;
+        RETURN QUERY
+        SELECT false,
+               EXISTS (SELECT 1 FROM dw.executions e
+                        WHERE e.id = p_execution_id AND e.lease_token = p_token
+                          AND e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')),
+               NULL::text, '[]'::jsonb;
         RETURN;
     END IF;
     RETURN QUERY
-    SELECT true, v_control,
+    SELECT true, false, v_control,
            COALESCE((SELECT jsonb_agg(dw.wait_json_v1(w) ORDER BY w.consumed_at) FROM dw.waits w
                       WHERE w.execution_id = p_execution_id AND w.state NOT IN ('open', 'withdrawn')
                         AND w.recorded_at IS NULL), '[]'::jsonb);
 END;
+$$;
+
+-- v2: kept for workers of the previous release during a rolling upgrade.
+CREATE OR REPLACE FUNCTION dw.renew_lease_v2(p_execution_id uuid, p_token bigint, p_lease_seconds double precision)
+    RETURNS TABLE (renewed boolean, control text, waits jsonb) LANGUAGE sql AS $$
+    SELECT r.renewed, r.control, r.waits FROM dw.renew_lease_v3(p_execution_id, p_token, p_lease_seconds) r;
 $$;

@@ -103,8 +103,8 @@ DELETE FROM dw.event_listeners WHERE since < now() - make_interval(secs => %(max
 
 -- name: renew_lease
 -- Extends the lease while the fencing token is current; says what the holder must know (control
--- requests, waits resolved by others).
-SELECT renewed, control, waits FROM dw.renew_lease_v2(%(id)s, %(token)s, %(lease_seconds)s);
+-- requests, waits resolved by others), or, when it is not renewed, whether the run ended under it.
+SELECT renewed, ended, control, waits FROM dw.renew_lease_v3(%(id)s, %(token)s, %(lease_seconds)s);
 
 -- name: start_node_attempt
 -- Marks a node Running for its next attempt; returns the attempt number.

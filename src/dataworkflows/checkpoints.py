@@ -54,9 +54,12 @@ class WaitCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
 
 
 class LeaseRenewal(msgspec.Struct, frozen=True):
-    """The answer to a lease renewal (dw.renew_lease_v2)."""
+    """The answer to a lease renewal (dw.renew_lease_v3)."""
 
     renewed: bool
+    # Not renewed because the run ended under this lease (its token still current): most often the
+    # holder's own end, whose answer the run has not taken in yet; not a lease taken by another.
+    ended: bool
     # 'cancel' or 'suspend' when an operator asked for it; None otherwise.
     control: str | None
     # Waits that someone else resolved (a signal, an approval) and whose outcome is not recorded.

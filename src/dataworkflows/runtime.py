@@ -317,6 +317,13 @@ class _Run:
                     raise asyncio.CancelledError() from exc
                 continue
             if not renewal.renewed:
+                if renewal.ended:
+                    # The run ended under this lease: most often by its own last record, whose
+                    # answer can reach the run after this renewal's (under load, a while after).
+                    # The run's end cancels this task. A run still going when the lease it held
+                    # would have run out did not end it itself (a cancel while its worker had
+                    # stopped beating), and is told its lease is gone.
+                    await asyncio.sleep(self.settings.lease_seconds)
                 self.lease_lost.set()
                 return
             if self._apply(renewal):
@@ -337,6 +344,10 @@ class _Run:
             self.log.warning("checking the run after a notification failed", error=str(exc))
             return
         if not renewal.renewed:
+            if renewal.ended:
+                # Ended under this lease, most often by a record of this run not taken in yet: the
+                # run learns it from that answer, or from its next write (fenced) if it was not its own.
+                return
             raise LeaseLost()
         self._apply(renewal)
 

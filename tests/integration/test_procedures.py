@@ -139,7 +139,7 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     with pytest.raises(errors.LeaseLost):
         await db.runs.complete(execution_id, 1, status=ExecutionStatus.SUCCEEDED, error=None)
     renewed = await db.fetch_one("renew_lease", id=execution_id, token=1, lease_seconds=30)
-    assert renewed["renewed"] is False
+    assert (renewed["renewed"], renewed["ended"]) == (False, False), "taken by another: not ended under it"
     assert await _sql(db, "SELECT count(*) FROM dw.action_executions") == [(0,)]
 
     # The new holder's writes go through.
@@ -153,6 +153,13 @@ async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     with pytest.raises(errors.Conflict, match="action_executions_attempt_key"):
         await record(db, execution_id, 2, outputs={"echo": "again"}, worker="w2")
     assert await _sql(db, "SELECT count(*), min(outputs ->> 'echo') FROM dw.action_executions") == [(1, "ok")]
+    # The holder ends the run: a renewal after that end is refused, and says the run ended under
+    # that lease (not taken by another); the stale token's still says it was not.
+    await db.runs.complete(execution_id, 2, status=ExecutionStatus.SUCCEEDED, error=None)
+    renewed = await db.fetch_one("renew_lease", id=execution_id, token=2, lease_seconds=30)
+    assert (renewed["renewed"], renewed["ended"]) == (False, True)
+    renewed = await db.fetch_one("renew_lease", id=execution_id, token=1, lease_seconds=30)
+    assert (renewed["renewed"], renewed["ended"]) == (False, False)
 
 
 async def test_finished_executions_are_not_acquired(db: Database) -> None:
