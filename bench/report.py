@@ -25,10 +25,10 @@ fetches), with engine.drain's keys, and the ratio `engine_steps_per_s / one_fetc
 fetches in batches since 016fd4b. Version 7 adds engine.latency.client_warm_up {connections,
 starts_per_connection, seconds; null with --cold-client}: before the start-latency phase, the benchmark's own
 start client opens its whole pool and each connection plans the start call in starts rolled back
-(workloads.warm_client). start_to_first_node_ms keeps its
-meaning (a fresh worker's starts, its cold start included); up to version 6 it also held the benchmark client's
-cold start (a pool of two connections growing during the phase, each new connection's first starts compiling and
-planning: start calls p95 ~100-160 ms), which no API that has been serving pays.
+(workloads.warm_client). start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold start
+included); up to version 6 it also held the benchmark client's cold start (a pool of two connections growing
+during the phase, each new connection's first starts compiling and planning: start calls p95 ~100-160 ms), which
+no API that has been serving pays.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
