@@ -70,6 +70,7 @@ from psycopg.types.json import Jsonb
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
+from dataworkflows.tenancy import DEFAULT_TENANT
 from throughput import (
     FINAL,
     QUEUE,
@@ -1334,6 +1335,9 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
         await psycopg.AsyncConnection.connect(conninfo, autocommit=True, application_name=MONITOR_APP) as starter,
     ):
         monitor = Monitor(conn)
+        # Runs are started in a tenant (dw.start_execution_v2 refuses none): the default one, the
+        # workers' and the benchmark pool's (run_main's tenant scope).
+        await starter.execute("SELECT set_config('dw.tenant_id', %s, false)", (DEFAULT_TENANT,))
         results["machine"] = await machine_info(monitor, description)
         results["machine"]["load_average_at_start"] = os.getloadavg()
         ServerCpu.postmaster = ServerCpu.postmaster_of(await monitor.value("SELECT pg_backend_pid()"))
