@@ -26,13 +26,9 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.throughput import bench_database
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -47,6 +43,7 @@ from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
+from harness import bench_database
 
 CHAIN = 20
 

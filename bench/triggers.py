@@ -53,6 +53,7 @@ from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
+from dataworkflows.tenancy import DEFAULT_TENANT
 from dataworkflows.workers.scheduler import Scheduler
 from throughput import (
     BenchError,
@@ -405,6 +406,9 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
     }
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         monitor = Monitor(conn)
+        # The schedules it inserts and the runs it starts are the default tenant's (the rows' tenant
+        # defaults to the session's; dw.start_execution_v2 refuses none), as the worker's and the pool's.
+        await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (DEFAULT_TENANT,))
         results["machine"] = await machine_info(monitor, description)
         async with open_pool(conninfo, 2) as pool:
             await publish(
