@@ -19,7 +19,7 @@ from dataworkflows.config import Settings
 from dataworkflows.db import APP_ROLE, Database, make_pool
 from dataworkflows.tenancy import all_tenants, no_tenant, tenant_scope
 from dataworkflows.workers.app import run_worker
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, publish, start
 from tests.integration.test_api import assert_problem
 
 A = {"X-Tenant-Id": "acme", "X-Principal-Id": "ana"}
@@ -292,7 +292,8 @@ async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTe
 
 async def test_the_tenant_policy_is_an_index_condition(client: AsyncTestClient[Any], dsn: str) -> None:
     """The application role's policy is a plain equality (its '*' policy is the maintenance
-    role's), so a tenant's listing is an index range, not a scan of every tenant's rows."""
+    role's), so a tenant's listing is an index range, not a scan of every tenant's rows. Since
+    migration 0032 the tenant it compares with is a sub-select, read once per statement (an InitPlan)."""
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     await create_active(client, A, raw)
     await execute(client, A, "simple-echo")
@@ -301,7 +302,7 @@ async def test_the_tenant_policy_is_an_index_condition(client: AsyncTestClient[A
         await conn.execute("SET enable_seqscan = off")
         cur = await conn.execute("EXPLAIN SELECT id FROM dw.executions ORDER BY created_at DESC, id DESC LIMIT 20")
         plan = "\n".join(row[0] for row in await cur.fetchall())
-    assert "Index Cond: (tenant_id = current_setting('dw.tenant_id'::text, true))" in plan, plan
+    assert "Index Cond: (tenant_id = " in plan and "InitPlan" in plan, plan
 
 
 async def test_a_pooled_connection_never_carries_a_tenant_to_its_next_user(
@@ -328,3 +329,30 @@ async def test_a_pooled_connection_never_carries_a_tenant_to_its_next_user(
             assert await db.executions.tenant_of(run) is None, "the maintenance role is left with '*'"
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("planned_under", ["", "a-tenant-with-no-runs"])
+async def test_a_plan_made_under_another_tenant_finds_a_run_by_its_key(
+    db: Database, dsn: str, planned_under: str
+) -> None:
+    """Migration 0032. A connection keeps a procedure's generic plans for every tenant it later serves,
+    and PostgreSQL estimated the tenant condition of a policy that called current_setting() with the
+    tenant of the moment it planned: with none set (a worker's connection warming up) or one with no
+    runs, "this tenant's runs" looked like a row, and an UPDATE of a run by its id went through the
+    (tenant_id, created_at, id) index, reading all of the tenant's runs to find one. The policy's
+    sub-select leaves the estimate to the column's statistics, so the primary key is the plan."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    for offset in range(0, 400, 50):
+        await asyncio.gather(*(start(db, "simple-echo", {"userId": str(i)}) for i in range(offset, offset + 50)))
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        owner.execute("ANALYZE dw.executions")
+        execution_id = owner.execute("SELECT id FROM dw.executions LIMIT 1").fetchone()[0]  # type: ignore[index]
+        owner.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(APP_ROLE)))
+        owner.execute("SET plan_cache_mode = force_generic_plan")
+        owner.execute("SELECT set_config('dw.tenant_id', %s, false)", (planned_under,))
+        owner.execute("PREPARE touch(uuid) AS UPDATE dw.executions e SET lease_owner = e.lease_owner WHERE e.id = $1")
+        explain = psycopg.sql.SQL("EXPLAIN EXECUTE touch({})").format(psycopg.sql.Literal(str(execution_id)))
+        owner.execute(explain)  # planned now, and kept
+        owner.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+        plan = "\n".join(r[0] for r in owner.execute(explain).fetchall())
+    assert "executions_pkey" in plan, plan
