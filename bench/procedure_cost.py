@@ -6,6 +6,7 @@ Run from the repository root:
     .venv/bin/python bench/procedure_cost.py                     # this tree's procedures
     .venv/bin/python bench/procedure_cost.py --against HEAD~3    # and HEAD~3's, interleaved, with the ratio
     .venv/bin/python bench/procedure_cost.py --quick
+    .venv/bin/python bench/procedure_cost.py --batch 9          # as a busy worker: fetches and batches of 9
 
 Database as in bench/throughput.py: an embedded PostgreSQL in a temporary directory with DATABASE_URL unset,
 else scratch databases on that server. The CPU is read from the backend's process, so the server must run on
@@ -17,6 +18,10 @@ fetch that takes the job and the lease and starts the first node (dw.fetch_run_j
 (dw.record_attempt_v6), the second ending the run and its job. With --against REV the second side's
 procedures are REV's (`git show REV:sql/procedures/*.sql`, run over this tree's schema): it compares
 procedure bodies, so REV must have the same migrations and the same procedure signatures as this tree.
+
+With --batch K the runs go as a busy worker's do: K jobs a fetch, and the K runs' first records in one
+group-commit batch (the worker's query, dw.record_attempts_v2), their last ones in another; --against REV
+then needs REV to have that function.
 
 No worker process, no concurrency, asynchronous commit: the figure is the server's own CPU per run, without
 the fsync waits, the scheduling and the contention of a drain. The sides run in alternating chunks of runs
@@ -42,6 +47,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from dataworkflows.data.group_commit import _encode
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
@@ -166,12 +172,12 @@ def record_params(execution_id: str, token: int, node_id: str, job_id: int, work
     }
 
 
-def one_run(side: Side) -> None:
-    """The fetch and the two records of one run; raises BenchError when the procedures answer otherwise."""
-    fetched = side.conn.execute(
+def fetch(side: Side, limit: int) -> list[dict[str, Any]]:
+    """The worker's fetch (dw.fetch_run_jobs_v1): up to `limit` jobs, each run's lease and first node."""
+    return side.conn.execute(
         QUERIES["fetch_run_jobs"],
         {
-            "limit": 1,
+            "limit": limit,
             "queues": [QUEUE],
             "worker_id": side.worker_id,
             "run_task": RUN_TASK,
@@ -180,7 +186,13 @@ def one_run(side: Side) -> None:
             "start": True,
         },
         prepare=True,
-    ).fetchone()
+    ).fetchall()
+
+
+def one_run(side: Side) -> None:
+    """The fetch and the two records of one run; raises BenchError when the procedures answer otherwise."""
+    rows = fetch(side, 1)
+    fetched = rows[0] if rows else None
     if fetched is None or fetched["outcome"] != "acquired" or fetched["started"] != ["echo1"]:
         raise BenchError(f"{side.label}: the fetch did not take a run and start echo1: {fetched}")
     execution_id, token, job_id = fetched["args"]["execution_id"], fetched["lease_token"], fetched["id"]
@@ -196,11 +208,41 @@ def one_run(side: Side) -> None:
         raise BenchError(f"{side.label}: echo2's record did not end the run and its job: {last}")
 
 
-def run_chunk(side: Side, count: int) -> None:
+def batch_document(records: list[dict[str, Any]]) -> str:
+    """Records as the worker's group commit sends them (dataworkflows.data.group_commit._encode)."""
+    encoded = []
+    for params in records:
+        plain = {k: (v.obj if isinstance(v, Jsonb) else v) for k, v in params.items()}
+        plain = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in plain.items()}
+        encoded.append(_encode(plain))
+    return (b"[" + b",".join(encoded) + b"]").decode()
+
+
+def one_batch(side: Side, size: int) -> int:
+    """`size` runs as a busy worker makes them: one fetch of `size` jobs, and the runs' first records
+    in one group-commit batch (dw.record_attempts_v2, as the worker's query calls it), then their
+    last ones in another. Returns the runs done; raises BenchError when the procedures answer otherwise."""
+    runs = sorted((row["args"]["execution_id"], row["lease_token"], row["id"]) for row in fetch(side, size))
+    for node, expect in (("echo1", "Running"), ("echo2", "Succeeded")):
+        document = batch_document(
+            [record_params(execution_id, token, node, job_id, side.worker_id) for execution_id, token, job_id in runs]
+        )
+        rows = side.conn.execute(QUERIES["record_attempts"], {"records": document}, prepare=True).fetchall()
+        if [row for row in rows if row["error_state"]] or sum(row["status"] == expect for row in rows) != len(runs):
+            raise BenchError(f"{side.label}: the batch of {node}'s records did not answer {expect}: {rows[:3]}")
+    return len(runs)
+
+
+def run_chunk(side: Side, count: int, batch: int = 1) -> None:
     cpu_before = side.backend.cpu_times()
     wall_before, client_before = time.perf_counter(), time.process_time()
-    for _ in range(count):
-        one_run(side)
+    done = 0
+    while done < count:
+        if batch > 1:
+            done += one_batch(side, min(batch, count - done))
+        else:
+            one_run(side)
+            done += 1
     cpu_after = side.backend.cpu_times()
     side.backend_seconds += (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     side.wall_seconds += time.perf_counter() - wall_before
@@ -247,7 +289,7 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
             # Alternate which side goes first, so that neither always follows the other.
             order = sides if (done // args.chunk) % 2 == 0 else list(reversed(sides))
             for side in order:
-                run_chunk(side, count)
+                run_chunk(side, count, args.batch)
             done += count
     finally:
         for side in sides:
@@ -262,6 +304,7 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
         "against": revision,
         "runs": args.runs,
         "chunk": args.chunk,
+        "batch": args.batch,
         "sides": {side.label: side_figures(side) for side in sides},
     }
     if len(sides) == 2:
@@ -271,7 +314,9 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
 
 
 def report(results: dict[str, Any]) -> None:
-    print(f"\nPostgreSQL CPU per run (fetch + 2 records of a 2-node run, one connection), git {results['git']}")
+    batched = f", {results['batch']} runs a fetch and a batch" if results.get("batch", 1) > 1 else ""
+    what = f"fetch + 2 records of a 2-node run{batched}, one connection"
+    print(f"\nPostgreSQL CPU per run ({what}), git {results['git']}")
     print(f"  {'side':32} {'backend CPU ms/run':>19} {'ms/step':>8} {'wall ms/run':>12} {'client CPU ms/run':>18}")
     for label, figures in results["sides"].items():
         print(
@@ -288,12 +333,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes (300 runs)")
     parser.add_argument("--runs", "-n", type=int, help="runs on each side (default 3000, quick 300)")
     parser.add_argument("--chunk", type=int, default=50, help="runs per side before the other side's (default 50)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="runs fetched together and recorded in group-commit batches (dw.record_attempts_v2) of this size "
+        "(default 1: each run's fetch and records alone, dw.record_attempt_v6)",
+    )
     parser.add_argument("--against", help="a git revision whose sql/procedures to compare with this tree's")
     parser.add_argument("--total-timeout", type=float, default=900.0)
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     args.runs = args.runs or (300 if args.quick else 3000)
-    if min(args.runs, args.chunk) < 1:
+    if min(args.runs, args.chunk, args.batch) < 1:
         parser.error("sizes must be at least 1")
     return args
 

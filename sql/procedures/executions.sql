@@ -739,6 +739,300 @@ BEGIN
 END;
 $$;
 
+-- v2 (over v1): the same records and the same answer, with the common record written set-based
+-- (issue 17: a statement's executor start and end, a subtransaction and a function call per record
+-- were most of a batch's PostgreSQL time). A record that succeeded, fires every edge it has (or has
+-- none), reports no external resource, was not interrupted and is its run's only record in the
+-- batch, whose run this worker still holds and whose node is in flight, is written together with
+-- the others like it, as dw.record_attempt_v6 writes each (the same rows, events and answer): one
+-- statement locks their runs and checks their leases, one writes all their attempt rows, node
+-- states, events and waits' marks, one decides all their edges, one starts the nodes those made
+-- Ready, one finds the runs they end; the runs whose end is only their row end in one statement,
+-- the others through dw.finish_execution_v1, and one statement ends their jobs. Every other record
+-- (a retry, a failure, an edge not fired, a resource link, a second record of one run, a lease lost)
+-- goes through dw.record_attempts_v1, in a subtransaction of its own. The set-based statements run
+-- in one subtransaction: if anything in them raises (a duplicate attempt, a value the database will
+-- not store, a lock not granted within the lock_timeout), they roll back whole and every record goes
+-- through dw.record_attempts_v1, where only the one at fault fails, as before.
+-- Plans: generic, like the rest of the run's procedures; the batch's rows are joined to runs and
+-- nodes by their keys. A plan made while the tables were small and kept (a new database) is made
+-- again when autovacuum's ANALYZE changes their statistics, as every cached plan is.
+CREATE OR REPLACE FUNCTION dw.record_attempts_v2(p_records jsonb)
+    RETURNS TABLE (ordinal integer, node_id text, status text, attempt integer, job_finished boolean,
+                   error_state text, error_message text, error_detail text, error_constraint text)
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET lock_timeout = '200ms' AS $$
+DECLARE
+    -- The set-based records, in batch order: ordinal, record, run, whether the run may start nodes
+    -- (no cancel or suspension pending) and end (also: its deadline not passed).
+    f_ord integer[];
+    f_rec jsonb[];
+    f_exec uuid[];
+    f_open boolean[];
+    f_in_time boolean[];
+    v_recorded integer;
+    v_edge_exec uuid[];
+    v_edge_target text[];
+    v_ready_exec uuid[];
+    v_ready_node text[];
+    v_ready_pos integer[];
+    v_started_exec uuid[];
+    v_started_node text[];
+    v_started_attempt integer[];
+    v_end_exec uuid[];
+    v_end_simple boolean[];
+    v_end_job bigint[];
+    v_end_worker bigint[];
+    v_end_finished boolean[];
+    v_simple uuid[];
+    v_i integer;
+    v_rest jsonb;
+    v_rest_ord integer[];
+BEGIN
+    BEGIN
+        -- The candidates and their runs' rows, locked in id order (the worker sends its records sorted
+        -- so), the lease checked as dw.check_lease_v1 checks it, the node in flight. A run whose row
+        -- another transaction holds (an operator's cancel being written) is skipped: its record goes
+        -- the record-by-record way, and waits there as it always has.
+        SELECT array_agg(s.ord ORDER BY s.ord), array_agg(s.rec ORDER BY s.ord), array_agg(s.id ORDER BY s.ord),
+               array_agg(s.open ORDER BY s.ord), array_agg(s.in_time ORDER BY s.ord)
+          FROM (
+            SELECT r.ord, r.rec, e.id,
+                   e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL AS open,
+                   e.deadline_at IS NULL OR e.deadline_at > now() AS in_time
+              FROM (
+                SELECT x.n::integer AS ord, x.e AS rec, (x.e ->> 'execution_id')::uuid AS execution_id,
+                       count(*) OVER (PARTITION BY x.e ->> 'execution_id') AS records_of_run
+                  FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
+              ) r
+              JOIN dw.executions e ON e.id = r.execution_id
+              JOIN dw.node_states n ON n.execution_id = r.execution_id AND n.node_id = r.rec ->> 'node_id'
+             WHERE r.records_of_run = 1
+               AND r.rec ->> 'outcome' = 'succeeded'
+               AND (r.rec -> 'resource_links' IS NULL OR r.rec -> 'resource_links' IN ('null'::jsonb, '[]'::jsonb))
+               AND (r.rec ->> 'interrupted') IS DISTINCT FROM 'true'
+               AND e.lease_token = (r.rec ->> 'token')::bigint AND e.lease_owner IS NOT NULL AND e.status = 'Running'
+               AND n.status = 'Running'
+               AND (cardinality(n.edge_targets) = 0
+                    OR (jsonb_typeof(r.rec -> 'fired') = 'array'
+                        AND jsonb_array_length(r.rec -> 'fired') = cardinality(n.edge_targets)
+                        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.rec -> 'fired') AS f(v)
+                                         WHERE f.v IS DISTINCT FROM 'true'::jsonb)))
+             ORDER BY e.id
+               FOR NO KEY UPDATE OF e SKIP LOCKED
+          ) s
+              INTO f_ord, f_rec, f_exec, f_open, f_in_time;
+
+        IF f_ord IS NOT NULL THEN
+            -- Each record's attempt row, node state, event and wait's mark, as dw.record_attempt_v6
+            -- writes them for a record that succeeded; and the edges they fired.
+            WITH r AS (
+                SELECT x.ord, (x.rec ->> 'execution_id')::uuid AS execution_id, x.rec ->> 'node_id' AS node_id,
+                       (x.rec ->> 'attempt')::integer AS attempt, x.rec ->> 'action_type' AS action_type,
+                       x.rec ->> 'attempt_status' AS attempt_status, x.rec -> 'parameters' AS parameters,
+                       x.rec -> 'outputs' AS outputs, x.rec -> 'error' AS error, x.rec ->> 'worker' AS worker,
+                       (x.rec ->> 'start_time')::timestamptz AS start_time,
+                       (x.rec ->> 'end_time')::timestamptz AS end_time,
+                       (x.rec ->> 'next_attempt_at')::timestamptz AS next_attempt_at,
+                       (x.rec ->> 'interrupted')::boolean AS interrupted
+                  FROM unnest(f_ord, f_rec) AS x(ord, rec)
+            ), attempt_row AS (
+                INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters,
+                                                  outputs, error, worker, start_time, end_time, interrupted)
+                SELECT r.execution_id, r.node_id, r.action_type, r.attempt, r.attempt_status, r.parameters,
+                       r.outputs, r.error, r.worker, r.start_time, r.end_time, r.interrupted
+                  FROM r ORDER BY r.ord
+            ), node AS (
+                UPDATE dw.node_states n
+                   SET status = 'Succeeded', outputs = r.outputs, error = NULL,
+                       next_attempt_at = r.next_attempt_at, ended_at = r.end_time, end_reason = NULL
+                  FROM r
+                 WHERE n.execution_id = r.execution_id AND n.node_id = r.node_id AND n.status = 'Running'
+                RETURNING n.execution_id, n.edge_targets
+            ), recorded_wait AS (
+                UPDATE dw.waits w SET recorded_at = now()
+                  FROM r
+                 WHERE w.execution_id = r.execution_id AND w.node_id = r.node_id AND w.attempt = r.attempt
+                   AND w.state NOT IN ('open', 'withdrawn') AND w.recorded_at IS NULL
+            ), event AS (
+                INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+                SELECT r.execution_id, r.node_id, 'node_succeeded',
+                       jsonb_strip_nulls(jsonb_build_object('attempt', r.attempt, 'attemptStatus', r.attempt_status,
+                                                            'error', r.error, 'nextAttemptAt', r.next_attempt_at))
+                  FROM r ORDER BY r.ord
+            )
+            SELECT (SELECT count(*) FROM node),
+                   ARRAY(SELECT node.execution_id FROM node, unnest(node.edge_targets) AS t(target)),
+                   ARRAY(SELECT t.target FROM node, unnest(node.edge_targets) AS t(target))
+              INTO v_recorded, v_edge_exec, v_edge_target;
+            IF v_recorded <> cardinality(f_ord) THEN
+                -- A node left flight between the check and the write: all go the record-by-record way.
+                RAISE EXCEPTION 'a node of the batch is no longer in flight' USING ERRCODE = 'DW011';
+            END IF;
+        END IF;
+
+        IF cardinality(v_edge_exec) > 0 THEN
+            -- Every edge fired: a target whose edges are all decided is Ready (dw.decide_edges_v1).
+            WITH d AS (
+                SELECT t.execution_id, t.target, count(*)::integer AS fired
+                  FROM unnest(v_edge_exec, v_edge_target) AS t(execution_id, target)
+                 GROUP BY t.execution_id, t.target
+            ), decided AS (
+                UPDATE dw.node_states n
+                   SET decided_incoming = n.decided_incoming + d.fired,
+                       satisfied_incoming = n.satisfied_incoming + d.fired,
+                       status = CASE WHEN n.decided_incoming + d.fired < n.expected_incoming THEN n.status
+                                     ELSE 'Ready' END
+                  FROM d
+                 WHERE n.execution_id = d.execution_id AND n.node_id = d.target AND n.status = 'Pending'
+                RETURNING n.execution_id, n.node_id, n.status, n.position
+            )
+            SELECT array_agg(decided.execution_id), array_agg(decided.node_id), array_agg(decided.position)
+              FROM decided WHERE decided.status = 'Ready'
+              INTO v_ready_exec, v_ready_node, v_ready_pos;
+        END IF;
+
+        IF v_ready_exec IS NOT NULL THEN
+            -- The nodes made Ready, started in plan order up to each record's start_limit
+            -- (dw.start_ready_nodes_v1), unless its run has a cancel or a suspension pending.
+            WITH ready AS (
+                SELECT t.execution_id, t.node_id,
+                       row_number() OVER (PARTITION BY t.execution_id ORDER BY t.position) AS rank
+                  FROM unnest(v_ready_exec, v_ready_node, v_ready_pos) AS t(execution_id, node_id, position)
+            ), chosen AS (
+                SELECT ready.execution_id, ready.node_id
+                  FROM ready
+                  JOIN unnest(f_exec, f_rec, f_open) AS l(execution_id, rec, open)
+                    ON l.execution_id = ready.execution_id
+                 WHERE l.open AND ready.rank <= COALESCE((l.rec ->> 'start_limit')::integer, 0)
+            ), started AS (
+                UPDATE dw.node_states n
+                   SET status = 'Running', attempts = n.attempts + 1,
+                       started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
+                  FROM chosen
+                 WHERE n.execution_id = chosen.execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
+                RETURNING n.execution_id, n.node_id, n.attempts
+            ), events AS (
+                INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+                SELECT started.execution_id, started.node_id, 'node_started',
+                       jsonb_build_object('attempt', started.attempts)
+                  FROM started
+            )
+            SELECT array_agg(started.execution_id), array_agg(started.node_id), array_agg(started.attempts)
+              FROM started
+              INTO v_started_exec, v_started_node, v_started_attempt;
+        END IF;
+
+        IF f_ord IS NOT NULL THEN
+            -- The runs these records end (dw.record_attempt_v6's p_complete): no node made Ready, no
+            -- cancel or suspension pending, the deadline not passed, every node final and none failed
+            -- unhandled. A run whose end is only its row (no wait left to withdraw, no forEach item in
+            -- flight, no parent to tell, no child to cancel: most runs) is simple.
+            SELECT array_agg(l.execution_id), array_agg((l.rec ->> 'job_id')::bigint),
+                   array_agg((l.rec ->> 'job_worker_id')::bigint),
+                   array_agg(e.parent_execution_id IS NULL
+                             AND NOT EXISTS (SELECT 1 FROM dw.waits w
+                                              WHERE w.execution_id = l.execution_id AND w.state <> 'withdrawn'
+                                                AND w.recorded_at IS NULL)
+                             AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i
+                                              WHERE i.execution_id = l.execution_id
+                                                AND i.status IN ('Pending', 'Running', 'Waiting'))
+                             AND NOT EXISTS (SELECT 1 FROM dw.executions c
+                                              WHERE c.parent_execution_id = l.execution_id))
+              FROM unnest(f_exec, f_rec, f_open, f_in_time) AS l(execution_id, rec, open, in_time)
+              JOIN dw.executions e ON e.id = l.execution_id
+             WHERE (l.rec ->> 'complete') = 'true' AND l.open AND l.in_time
+               AND NOT l.execution_id = ANY(COALESCE(v_ready_exec, '{}'))
+               AND NOT EXISTS (SELECT 1 FROM dw.node_states n
+                                WHERE n.execution_id = l.execution_id
+                                  AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
+                                       OR n.end_reason = 'unhandled_failure'))
+              INTO v_end_exec, v_end_job, v_end_worker, v_end_simple;
+        END IF;
+
+        IF v_end_exec IS NOT NULL THEN
+            SELECT array_agg(t.id) INTO v_simple FROM unnest(v_end_exec, v_end_simple) AS t(id, simple) WHERE t.simple;
+            IF v_simple IS NOT NULL THEN
+                -- Their rows, events, queued wake-up jobs and letters, as dw.finish_execution_v1 ends a run.
+                WITH ended AS (
+                    UPDATE dw.executions e
+                       SET status = 'Succeeded', error = NULL, ended_at = now(),
+                           lease_owner = NULL, lease_expires_at = NULL
+                     WHERE e.id = ANY(v_simple)
+                ), wake_ups AS (
+                    DELETE FROM procrastinate_jobs j
+                     WHERE (j.args ->> 'execution_id') = ANY(v_simple::text[]) AND j.status = 'todo'
+                ), event AS (
+                    INSERT INTO dw.execution_events (execution_id, type, details)
+                    SELECT t.id, 'execution_succeeded', jsonb_build_object('status', 'Succeeded')
+                      FROM unnest(v_simple) AS t(id)
+                )
+                UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
+                 WHERE d.execution_id = ANY(v_simple) AND d.kind = 'job_failed'
+                   AND d.redriven_at IS NULL AND d.closed_at IS NULL;
+            END IF;
+            FOR v_i IN 1 .. cardinality(v_end_exec) LOOP
+                CONTINUE WHEN v_end_simple[v_i];
+                PERFORM dw.finish_execution_v1(v_end_exec[v_i], 'Succeeded', NULL, 'execution_succeeded');
+            END LOOP;
+            -- Their jobs end with them (dw.end_run_job_v1): each if still its fetching worker's and doing.
+            WITH deleted AS (
+                DELETE FROM procrastinate_jobs p
+                 USING unnest(v_end_exec, v_end_job, v_end_worker) AS j(execution_id, job_id, worker_id)
+                 WHERE p.id = j.job_id AND p.status = 'doing' AND p.worker_id = j.worker_id
+                   AND (p.args ->> 'execution_id') = j.execution_id::text
+                RETURNING p.id
+            )
+            SELECT array_agg(j.job_id IS NOT NULL AND j.job_id IN (SELECT deleted.id FROM deleted) ORDER BY j.n)
+              FROM unnest(v_end_job) WITH ORDINALITY AS j(job_id, n)
+              INTO v_end_finished;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        -- Rolled back whole: every record goes the record-by-record way below, where the one at
+        -- fault fails alone with its own error (the others are written as they would have been).
+        f_ord := NULL; f_rec := NULL; f_exec := NULL;
+        v_ready_exec := NULL; v_started_exec := NULL; v_end_exec := NULL;
+    END;
+
+    IF f_ord IS NOT NULL THEN
+        -- The set-based records' answer, each as dw.record_attempt_v6 gives it: the nodes started, the
+        -- nodes made Ready and not started, the run's end; 'recorded' for one that did none of these.
+        RETURN QUERY
+        WITH l AS (
+            SELECT * FROM unnest(f_ord, f_exec) AS l(ord, execution_id)
+        ), answer AS (
+            SELECT l.ord, 1 AS part, s.node_id, 'Running'::text AS status, s.attempt, NULL::boolean AS job_finished
+              FROM l JOIN unnest(v_started_exec, v_started_node, v_started_attempt) AS s(execution_id, node_id, attempt)
+                ON s.execution_id = l.execution_id
+            UNION ALL
+            SELECT l.ord, 2, r.node_id, 'Ready', NULL, NULL
+              FROM l JOIN unnest(v_ready_exec, v_ready_node) AS r(execution_id, node_id)
+                ON r.execution_id = l.execution_id
+             WHERE NOT EXISTS (SELECT 1 FROM unnest(v_started_exec, v_started_node) AS s(execution_id, node_id)
+                                WHERE s.execution_id = r.execution_id AND s.node_id = r.node_id)
+            UNION ALL
+            SELECT l.ord, 3, NULL, 'Succeeded', NULL, d.job
+              FROM l JOIN unnest(v_end_exec, v_end_finished) AS d(execution_id, job) ON d.execution_id = l.execution_id
+        )
+        SELECT l.ord, a.node_id, COALESCE(a.status, 'recorded'), a.attempt, a.job_finished,
+               NULL::text, NULL::text, NULL::text, NULL::text
+          FROM l LEFT JOIN answer a ON a.ord = l.ord
+         ORDER BY l.ord, a.part;
+    END IF;
+
+    -- Every other record, record by record; their ordinals mapped back to the batch's.
+    SELECT jsonb_agg(x.e ORDER BY x.n), array_agg(x.n::integer ORDER BY x.n)
+      INTO v_rest, v_rest_ord
+      FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
+     WHERE NOT x.n::integer = ANY(COALESCE(f_ord, '{}'));
+    IF v_rest IS NOT NULL THEN
+        RETURN QUERY
+        SELECT v_rest_ord[b.ordinal], b.node_id, b.status, b.attempt, b.job_finished,
+               b.error_state, b.error_message, b.error_detail, b.error_constraint
+          FROM dw.record_attempts_v1(v_rest) AS b;
+    END IF;
+END;
+$$;
+
 -- v5: kept for workers of the previous commit during a rolling upgrade (it finishes no job).
 CREATE OR REPLACE FUNCTION dw.record_attempt_v5(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_action_type text,

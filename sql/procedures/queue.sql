@@ -198,8 +198,9 @@ BEGIN
     EXCEPTION WHEN SQLSTATE 'DW012' THEN
         NULL;  -- expected: the execution does not exist
     END;
-    -- The group commit's batch (dataworkflows.data.group_commit): compiled; no record, no statement.
-    PERFORM * FROM dw.record_attempts_v1('[]'::jsonb);
+    -- The group commit's batch (dataworkflows.data.group_commit): compiled; no record, so only its
+    -- first statement runs.
+    PERFORM * FROM dw.record_attempts_v2('[]'::jsonb);
     BEGIN
         -- Plans the run's end on no row; its event's insert then fails (no such execution), and the
         -- block rolls back whatever the statements before it did (nothing: they matched no row).

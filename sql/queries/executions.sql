@@ -119,7 +119,7 @@ SELECT * FROM dw.record_attempt_v6(%(id)s, %(token)s, %(node_id)s, %(attempt)s, 
 
 -- name: record_attempts
 -- Several attempts' records in one transaction, each in a subtransaction of its own (the group commit).
-SELECT * FROM dw.record_attempts_v1(%(records)s::jsonb);
+SELECT * FROM dw.record_attempts_v2(%(records)s::jsonb);
 
 -- name: complete_execution
 -- Ends the run with its final status (and the node to dead-letter, when one failed unhandled); with

@@ -3,10 +3,12 @@
 A record that comes while none of the worker's records is in flight goes at once, alone, as
 dw.record_attempt_v6 (the same round trip as without group commit: no record waits for a window
 to close). Records that come while one is in flight queue, and go together as soon as it is
-answered, in one call of dw.record_attempts_v1: each record in a subtransaction of its own, the
-same run's records in the order they came, then one commit for all. PostgreSQL pays a transaction's
-start and commit, and a statement's executor start, once per batch instead of once per record; the
-worker pays one round trip.
+answered, in one call of dw.record_attempts_v2, then one commit for all: the common record (it
+succeeded, fired every edge, its run's only one in the batch) written set-based with the others like
+it, a statement for all of them at each step, and every other record in a subtransaction of its
+own, the same run's records in the order they came. PostgreSQL pays a transaction's start and
+commit, and most statements' executor start, once per batch instead of once per record; the worker
+pays one round trip.
 
 What stays as it was:
 - Each record is atomic and fenced as before: a record the procedure refuses (the run's lease lost,
@@ -21,7 +23,7 @@ What stays as it was:
   as the single call would fail: each run handles it as it handles a lost answer (its lease and
   recovery decide; a lost answer may have committed). Nothing is sent again.
 - No run holds the others back: a record whose run's row someone else holds gives up its place in
-  the batch after the batch's lock_timeout (200 ms, dw.record_attempts_v1) and goes again alone,
+  the batch after the batch's lock_timeout (200 ms, dw.record_attempts_v2) and goes again alone,
   and the flusher waits at most ALONE_WAIT_SECONDS for records sent alone before the next batch.
 - Records are batched per tenant (the transaction runs as one tenant: row-level security), one
   batch of a tenant in flight at a time, its records sorted by execution id.
@@ -48,15 +50,15 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 
-# The columns of dw.record_attempt_v6's rows (dw.record_attempts_v1 adds the record's ordinal and error).
+# The columns of dw.record_attempt_v6's rows (dw.record_attempts_v2 adds the record's ordinal and error).
 _ROW = ("node_id", "status", "attempt", "job_finished")
 _encoder = msgspec.json.Encoder()
 # How long a batch's flusher waits for the records it sent alone before the next batch goes (the
-# batch function's own lock_timeout, dw.record_attempts_v1).
+# batch function's own lock_timeout, dw.record_attempts_v2).
 ALONE_WAIT_SECONDS = 0.2
 # A queued record (its parameters, as RunData.record_one takes them) and its caller's answer.
 Queued = tuple[dict[str, Any], "asyncio.Future[list[Row]]"]
-# The same, with the record encoded as dw.record_attempts_v1 reads it.
+# The same, with the record encoded as dw.record_attempts_v2 reads it.
 Encoded = tuple[bytes, dict[str, Any], "asyncio.Future[list[Row]]"]
 
 
@@ -184,7 +186,7 @@ def _answer(together: list[Encoded], rows: list[Row]) -> list[Queued]:
         answer = by_record.get(ordinal, [])
         failure = next((row for row in answer if row["error_state"] is not None), None)
         if not answer:
-            # dw.record_attempts_v1 answers every record with a row at least: a bug, said as one.
+            # dw.record_attempts_v2 answers every record with a row at least: a bug, said as one.
             future.set_exception(InvariantViolation(f"the batch gave no answer for its record {ordinal}"))
         elif failure is None:
             future.set_result([{k: row[k] for k in _ROW} for row in answer if row["status"] != "recorded"])
@@ -221,7 +223,7 @@ async def _settle(future: asyncio.Future[list[Row]], work: Coroutine[Any, Any, l
 
 
 def _encode(params: dict[str, Any]) -> bytes:
-    """The record as dw.record_attempts_v1 reads it: keys without None values (NULL there)."""
+    """The record as dw.record_attempts_v2 reads it: keys without None values (NULL there)."""
     record = {k: v for k, v in params.items() if v is not None}
     record["execution_id"] = record.pop("id")
     return _encoder.encode(record)
