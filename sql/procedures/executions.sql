@@ -801,15 +801,15 @@ BEGIN
                    e.deadline_at IS NULL OR e.deadline_at > now() AS in_time
               FROM (
                 SELECT x.n::integer AS ord, x.e AS rec, (x.e ->> 'execution_id')::uuid AS execution_id,
-                       count(*) OVER (PARTITION BY x.e ->> 'execution_id') AS records_of_run
+                       count(*) OVER (PARTITION BY (x.e ->> 'execution_id')::uuid) AS records_of_run
                   FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
               ) r
               JOIN dw.executions e ON e.id = r.execution_id
               JOIN dw.node_states n ON n.execution_id = r.execution_id AND n.node_id = r.rec ->> 'node_id'
              WHERE r.records_of_run = 1
                AND r.rec ->> 'outcome' = 'succeeded'
-               AND (r.rec -> 'resource_links' IS NULL OR r.rec -> 'resource_links' IN ('null'::jsonb, '[]'::jsonb))
-               AND (r.rec ->> 'interrupted') IS DISTINCT FROM 'true'
+               AND (r.rec -> 'resource_links' IS NULL OR r.rec -> 'resource_links' = '[]'::jsonb)
+               AND (r.rec ->> 'interrupted')::boolean IS NOT TRUE
                AND e.lease_token = (r.rec ->> 'token')::bigint AND e.lease_owner IS NOT NULL AND e.status = 'Running'
                AND n.status = 'Running'
                AND (cardinality(n.edge_targets) = 0
@@ -860,9 +860,10 @@ BEGIN
                                                             'error', r.error, 'nextAttemptAt', r.next_attempt_at))
                   FROM r ORDER BY r.ord
             )
-            SELECT (SELECT count(*) FROM node),
-                   ARRAY(SELECT node.execution_id FROM node, unnest(node.edge_targets) AS t(target)),
-                   ARRAY(SELECT t.target FROM node, unnest(node.edge_targets) AS t(target))
+            -- The edges in one pass, so that the two arrays pair up.
+            SELECT (SELECT count(*) FROM node), edges.runs, edges.targets
+              FROM (SELECT array_agg(node.execution_id) AS runs, array_agg(t.target) AS targets
+                      FROM node, unnest(node.edge_targets) AS t(target)) edges
               INTO v_recorded, v_edge_exec, v_edge_target;
             IF v_recorded <> cardinality(f_ord) THEN
                 -- A node left flight between the check and the write: all go the record-by-record way.
@@ -940,7 +941,7 @@ BEGIN
                                               WHERE c.parent_execution_id = l.execution_id))
               FROM unnest(f_exec, f_rec, f_open, f_in_time) AS l(execution_id, rec, open, in_time)
               JOIN dw.executions e ON e.id = l.execution_id
-             WHERE (l.rec ->> 'complete') = 'true' AND l.open AND l.in_time
+             WHERE (l.rec ->> 'complete')::boolean AND l.open AND l.in_time
                AND NOT l.execution_id = ANY(COALESCE(v_ready_exec, '{}'))
                AND NOT EXISTS (SELECT 1 FROM dw.node_states n
                                 WHERE n.execution_id = l.execution_id
@@ -989,6 +990,9 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         -- Rolled back whole: every record goes the record-by-record way below, where the one at
         -- fault fails alone with its own error (the others are written as they would have been).
+        -- In the server's log, so that a set-based statement that always fails does not go unseen.
+        RAISE LOG 'dw.record_attempts_v2: the set-based records were refused (%: %); the batch goes record by record',
+            SQLSTATE, SQLERRM;
         f_ord := NULL; f_rec := NULL; f_exec := NULL;
         v_ready_exec := NULL; v_started_exec := NULL; v_end_exec := NULL;
     END;

@@ -198,9 +198,11 @@ BEGIN
     EXCEPTION WHEN SQLSTATE 'DW012' THEN
         NULL;  -- expected: the execution does not exist
     END;
-    -- The group commit's batch (dataworkflows.data.group_commit): compiled; no record, so only its
-    -- first statement runs.
+    -- The group commit's batch (dataworkflows.data.group_commit), and the record-by-record way it
+    -- sends what it does not write set-based: compiled; no record, so only their first statements
+    -- run (the others are planned at the first batch).
     PERFORM * FROM dw.record_attempts_v2('[]'::jsonb);
+    PERFORM * FROM dw.record_attempts_v1('[]'::jsonb);
     BEGIN
         -- Plans the run's end on no row; its event's insert then fails (no such execution), and the
         -- block rolls back whatever the statements before it did (nothing: they matched no row).

@@ -118,7 +118,8 @@ SELECT * FROM dw.record_attempt_v6(%(id)s, %(token)s, %(node_id)s, %(attempt)s, 
     %(complete)s, %(job_id)s, %(job_worker_id)s);
 
 -- name: record_attempts
--- Several attempts' records in one transaction, each in a subtransaction of its own (the group commit).
+-- Several attempts' records in one transaction (the group commit): the common ones written set-based,
+-- every other one in a subtransaction of its own (dw.record_attempts_v2).
 SELECT * FROM dw.record_attempts_v2(%(records)s::jsonb);
 
 -- name: complete_execution

@@ -47,6 +47,8 @@ SCENARIOS = [
     Scenario("ready", "sb-pair", records=(("a", "succeeded", (True,), 0),)),
     Scenario("join-first", "sb-join", before=(("s", (True, True)),), records=(("l", "succeeded", (True,), 1),)),
     Scenario("cancel-pending", "sb-pair", cancel=True, records=(("a", "succeeded", (True,), 1),)),
+    # Two nodes made Ready, one free slot: the first in plan order starts, the other is left Ready.
+    Scenario("one-slot", "sb-join", records=(("s", "succeeded", (True, True), 1),)),
     # Record by record: two records of one run; a retry; an edge not fired (its target Skipped); a
     # lease lost.
     Scenario(
@@ -115,6 +117,10 @@ STATE = {
     " FROM dw.execution_events WHERE execution_id = %s ORDER BY id",
     "attempts": "SELECT node_id, attempt, status, outputs, error, interrupted FROM dw.action_executions"
     " WHERE execution_id = %s ORDER BY node_id, attempt",
+    "waits": "SELECT node_id, kind, state, recorded_at IS NOT NULL AS recorded FROM dw.waits"
+    " WHERE execution_id = %s ORDER BY node_id, attempt",
+    # The run's own job is still queued (the tests take leases without a fetch): a run's end deletes it.
+    "jobs": "SELECT task_name, status FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s::text ORDER BY id",
 }
 
 
@@ -192,6 +198,8 @@ async def test_a_batch_written_set_based_answers_and_writes_as_record_by_record(
         assert outcome("ready") == [("a", "b", "Ready", None, None, None)]
         assert outcome("join-first") == [("l", None, "recorded", None, None, None)]
         assert outcome("cancel-pending") == [("a", "b", "Ready", None, None, None)]
+        assert outcome("one-slot") == [("s", "l", "Running", 1, None, None), ("s", "r", "Ready", None, None, None)]
+        assert state(conn, scenarios[1].ids[1])["jobs"] == [], "a run's end deletes its queued job"
         assert [row[2] for row in outcome("join-both")] == ["recorded", "Running"]
         assert sorted(outcome("skip")) == [
             ("a", "b", "Running", 1, None, None),
