@@ -223,6 +223,8 @@ def one_batch(side: Side, size: int) -> int:
     in one group-commit batch (dw.record_attempts_v2, as the worker's query calls it), then their
     last ones in another. Returns the runs done; raises BenchError when the procedures answer otherwise."""
     runs = sorted((row["args"]["execution_id"], row["lease_token"], row["id"]) for row in fetch(side, size))
+    if not runs:
+        raise BenchError(f"{side.label}: the fetch found no job, with runs left to make")
     for node, expect in (("echo1", "Running"), ("echo2", "Succeeded")):
         document = batch_document(
             [record_params(execution_id, token, node, job_id, side.worker_id) for execution_id, token, job_id in runs]
