@@ -14,7 +14,7 @@ this host (the embedded one does).
 
 Each side is a database migrated from this tree, with N runs of the benchmark's 2-node echo workflow started.
 A run is the worker's three writes, as the worker sends them (the queries of sql/queries, prepared): the
-fetch that takes the job and the lease and starts the first node (dw.fetch_run_jobs_v1, one job), and the two records
+fetch that takes the job and the lease and starts the first node (dw.fetch_run_jobs_v2, one job), and the two records
 (dw.record_attempt_v6), the second ending the run and its job. With --against REV the second side's
 procedures are REV's (`git show REV:sql/procedures/*.sql`, run over this tree's schema): it compares
 procedure bodies, so REV must have the same migrations and the same procedure signatures as this tree.
@@ -35,7 +35,7 @@ import argparse
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,18 @@ class Side:
     backend_seconds: float = 0.0
     wall_seconds: float = 0.0
     client_seconds: float = 0.0
+    # The backend's CPU by the worker's call that spent it: "fetch", "first record", "last record".
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def cpu(self) -> float:
+        times = self.backend.cpu_times()
+        return float(times.user + times.system)
+
+    def charge(self, phase: str, since: float) -> float:
+        """Adds the backend's CPU since `since` to `phase`; returns the reading taken now."""
+        now = self.cpu()
+        self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + now - since
+        return now
 
 
 def git_short(revision: str) -> str | None:
@@ -123,6 +135,12 @@ async def prepare(conninfo: str, runs: int, procedures: str | None) -> None:
         db = Database(pool)
         await publish(db, echo2_workflow(WORKFLOW))
         await start_many(db, WORKFLOW, runs, 100)
+    # The calls' generic plans are made at their first run on the connection, from the statistics of
+    # the moment, and without this they were made before autovacuum had analyzed the new rows,
+    # differently from side to side (measured: the same procedures at 1.38 and 1.63 ms a run on two
+    # such databases).
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def open_side(label: str, conninfo: str) -> Side:
@@ -173,7 +191,7 @@ def record_params(execution_id: str, token: int, node_id: str, job_id: int, work
 
 
 def fetch(side: Side, limit: int) -> list[dict[str, Any]]:
-    """The worker's fetch (dw.fetch_run_jobs_v1): up to `limit` jobs, each run's lease and first node."""
+    """The worker's fetch (dw.fetch_run_jobs_v2): up to `limit` jobs, each run's lease and first node."""
     return side.conn.execute(
         QUERIES["fetch_run_jobs"],
         {
@@ -191,7 +209,9 @@ def fetch(side: Side, limit: int) -> list[dict[str, Any]]:
 
 def one_run(side: Side) -> None:
     """The fetch and the two records of one run; raises BenchError when the procedures answer otherwise."""
+    at = side.cpu()
     rows = fetch(side, 1)
+    at = side.charge("fetch", at)
     fetched = rows[0] if rows else None
     if fetched is None or fetched["outcome"] != "acquired" or fetched["started"] != ["echo1"]:
         raise BenchError(f"{side.label}: the fetch did not take a run and start echo1: {fetched}")
@@ -199,11 +219,13 @@ def one_run(side: Side) -> None:
     first = side.conn.execute(
         QUERIES["record_attempt"], record_params(execution_id, token, "echo1", job_id, side.worker_id), prepare=True
     ).fetchall()
+    at = side.charge("first record", at)
     if [(r["node_id"], r["status"]) for r in first] != [("echo2", "Running")]:
         raise BenchError(f"{side.label}: echo1's record did not start echo2: {first}")
     last = side.conn.execute(
         QUERIES["record_attempt"], record_params(execution_id, token, "echo2", job_id, side.worker_id), prepare=True
     ).fetchall()
+    side.charge("last record", at)
     if not last or last[-1]["node_id"] is not None or not last[-1]["job_finished"]:
         raise BenchError(f"{side.label}: echo2's record did not end the run and its job: {last}")
 
@@ -222,21 +244,25 @@ def one_batch(side: Side, size: int) -> int:
     """`size` runs as a busy worker makes them: one fetch of `size` jobs, and the runs' first records
     in one group-commit batch (dw.record_attempts_v2, as the worker's query calls it), then their
     last ones in another. Returns the runs done; raises BenchError when the procedures answer otherwise."""
+    at = side.cpu()
     runs = sorted((row["args"]["execution_id"], row["lease_token"], row["id"]) for row in fetch(side, size))
+    at = side.charge("fetch", at)
     if not runs:
         raise BenchError(f"{side.label}: the fetch found no job, with runs left to make")
-    for node, expect in (("echo1", "Running"), ("echo2", "Succeeded")):
+    for node, expect, phase in (("echo1", "Running", "first record"), ("echo2", "Succeeded", "last record")):
         document = batch_document(
             [record_params(execution_id, token, node, job_id, side.worker_id) for execution_id, token, job_id in runs]
         )
+        at = side.cpu()
         rows = side.conn.execute(QUERIES["record_attempts"], {"records": document}, prepare=True).fetchall()
+        side.charge(phase, at)
         if [row for row in rows if row["error_state"]] or sum(row["status"] == expect for row in rows) != len(runs):
             raise BenchError(f"{side.label}: the batch of {node}'s records did not answer {expect}: {rows[:3]}")
     return len(runs)
 
 
 def run_chunk(side: Side, count: int, batch: int = 1) -> None:
-    cpu_before = side.backend.cpu_times()
+    cpu_before = side.cpu()
     wall_before, client_before = time.perf_counter(), time.process_time()
     done = 0
     while done < count:
@@ -245,8 +271,7 @@ def run_chunk(side: Side, count: int, batch: int = 1) -> None:
         else:
             one_run(side)
             done += 1
-    cpu_after = side.backend.cpu_times()
-    side.backend_seconds += (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    side.backend_seconds += side.cpu() - cpu_before
     side.wall_seconds += time.perf_counter() - wall_before
     side.client_seconds += time.process_time() - client_before
     side.runs += count
@@ -260,6 +285,8 @@ def side_figures(side: Side) -> dict[str, Any]:
         "backend_cpu_ms_per_step": side.backend_seconds * per_run / 2,
         "wall_ms_per_run": side.wall_seconds * per_run,
         "client_cpu_ms_per_run": side.client_seconds * per_run,
+        # Read around each call (the clock ticks are coarse: a sum over many calls, not one call's figure).
+        "backend_cpu_ms_per_run_by_call": {phase: seconds * per_run for phase, seconds in side.phase_seconds.items()},
     }
 
 
@@ -326,6 +353,9 @@ def report(results: dict[str, Any]) -> None:
             f"{fmt(figures['backend_cpu_ms_per_step'], 3):>8} {fmt(figures['wall_ms_per_run'], 3):>12} "
             f"{fmt(figures['client_cpu_ms_per_run'], 3):>18}"
         )
+    for label, figures in results["sides"].items():
+        split = ", ".join(f"{phase} {fmt(ms, 3)}" for phase, ms in figures["backend_cpu_ms_per_run_by_call"].items())
+        print(f"  {label}: backend CPU ms/run by call: {split}")
     if "ratio_this_over_against" in results:
         print(f"  {'backend CPU, this tree / against':32} {fmt(results['ratio_this_over_against'], 3):>19}")
 

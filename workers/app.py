@@ -83,7 +83,7 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             tenant = tenant_id or await _tenant_of(runtime.db, execution_id)
             with tenant_scope(tenant or DEFAULT_TENANT):
                 try:
-                    # The lease, when the fetch took it with the job (dw.fetch_run_jobs_v1).
+                    # The lease, when the fetch took it with the job (dw.fetch_run_jobs_v2).
                     lease = fetched.take_acquired(job_id) if fetched is not None and job_id is not None else None
                     acquired = acquired_from_row(lease) if lease is not None else None
                     # The job id only where the job's end may be written by the run's last record: the
@@ -209,7 +209,7 @@ async def stopped_within(stop: asyncio.Event, delay: float) -> bool:
 @dataclass(frozen=True)
 class LeaseWithFetch:
     """What the worker's fetch needs to take runs' leases in the fetch's own transaction
-    (dw.fetch_run_jobs_v1): the lease's owner and length, whether first nodes may start, the most
+    (dw.fetch_run_jobs_v2): the lease's owner and length, whether first nodes may start, the most
     jobs one fetch takes (DW_WORKER_FETCH_BATCH) and the slots of each fetch loop (its share of the
     process's concurrency, the smallest when shares differ)."""
 
@@ -230,7 +230,7 @@ class ResilientJobManager(manager.JobManager):
     the connection propagate (the supervisor in run_worker restarts the loop then).
 
     With `lease`, a fetch that hands out a run job takes the run's lease in the same transaction
-    (dw.fetch_run_jobs_v1; the task finds it with take_acquired), and a job that the run's last
+    (dw.fetch_run_jobs_v2; the task finds it with take_acquired), and a job that the run's last
     write ended (the record that ended the run, dw.record_attempt_v6, or its park,
     dw.park_execution_v3; runtime.job_finished adds it to ended_in_record) is not finished again: a
     two-node run costs three transactions, not five.
@@ -252,7 +252,7 @@ class ResilientJobManager(manager.JobManager):
         super().__init__(connector)
         self.stop = stop
         self.lease = lease
-        # Per job id: the lease its fetch took (dw.fetch_run_jobs_v1's acquire columns), until the
+        # Per job id: the lease its fetch took (dw.fetch_run_jobs_v2's acquire columns), until the
         # job's task takes it.
         self.acquired: dict[int, dict[str, Any]] = {}
         # Jobs whose run's last write (its ending record, its park) ended them: already written.

@@ -99,6 +99,242 @@ BEGIN
 END;
 $$;
 
+-- Up to p_limit jobs in one statement, each as dw.fetch_job_v1 takes one (the same conditions, the
+-- same walk of the (priority DESC, id) index, FOR UPDATE SKIP LOCKED). Procrastinate's locks hold
+-- within the statement as between fetches: of two due jobs with one lock, the later one sees the
+-- earlier still 'todo' in the statement's snapshot and is not taken. In no particular order.
+CREATE OR REPLACE FUNCTION dw.fetch_jobs_v1(p_queues character varying[], p_worker_id bigint, p_limit integer)
+    RETURNS SETOF procrastinate_jobs LANGUAGE plpgsql
+    SET enable_bitmapscan = off SET enable_sort = off AS $$
+BEGIN
+    RETURN QUERY
+    WITH candidate AS (
+        SELECT jobs.id
+          FROM procrastinate_jobs AS jobs
+         WHERE
+            NOT EXISTS (
+                SELECT 1
+                  FROM procrastinate_jobs AS other_jobs
+                 WHERE jobs.lock IS NOT NULL
+                   AND other_jobs.lock = jobs.lock
+                   AND (
+                       other_jobs.status = 'doing'
+                       OR
+                       (other_jobs.status = 'todo'
+                        AND (other_jobs.priority > jobs.priority
+                             OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id)))
+                   )
+            )
+            AND jobs.status = 'todo'
+            AND (p_queues IS NULL OR jobs.queue_name = ANY(p_queues))
+            AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+         ORDER BY jobs.priority DESC, jobs.id ASC LIMIT p_limit
+           FOR UPDATE OF jobs SKIP LOCKED
+    )
+    -- By id from an array: a join with the candidates would be planned for LIMIT's generic guess
+    -- (a tenth of the table) as a hash join over a scan of every job.
+    UPDATE procrastinate_jobs
+       SET status = 'doing', worker_id = p_worker_id
+     WHERE procrastinate_jobs.id = ANY(ARRAY(SELECT candidate.id FROM candidate))
+    RETURNING procrastinate_jobs.*;
+END;
+$$;
+
+-- Whether a fetched job runs an execution dw.fetch_run_jobs_v1/v2 takes a lease for: task p_run_task,
+-- naming its execution (a uuid) and tenant (a valid tenant id).
+CREATE OR REPLACE FUNCTION dw.is_run_job_v1(p_job procrastinate_jobs, p_run_task text)
+    RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_job.task_name = p_run_task
+           AND COALESCE(p_job.args ->> 'tenant_id' ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$', false)
+           AND COALESCE(p_job.args ->> 'execution_id'
+                        ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', false);
+$$;
+
+-- The worker's fetch, as dw.fetch_run_jobs_v1 (same arguments, same answer) with the common case
+-- written set-based: the jobs in one statement (dw.fetch_jobs_v1), and the runs that start for the
+-- first time (Pending, never started, no lease, no cancel or suspension requested, the deadline not
+-- passed, not a root run of a workflow with limits) leased, their events written and their first
+-- nodes started in a statement each for all of them, as dw.try_acquire_execution_v6 does for one.
+-- Any other run is acquired by dw.try_acquire_execution_v6, as before. Per tenant of the batch
+-- (row-level security): one pass for most batches. The answer's rows: the jobs whose run was leased
+-- set-based, in fetch order (priority, then id), then the others. All or nothing as v1: a refusal
+-- rolls the whole batch back.
+CREATE OR REPLACE FUNCTION dw.fetch_run_jobs_v2(
+    p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
+    p_lease_seconds double precision, p_start boolean, p_limit integer
+) RETURNS TABLE (job procrastinate_jobs, outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[])
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_jobs procrastinate_jobs[];
+    v_tenants text[];
+    v_tenant text;
+    v_job procrastinate_jobs;
+    -- This tenant's jobs: their runs whose rows were locked, whether each goes set-based.
+    v_locked bigint[];
+    v_fast_job bigint[];
+    v_fast uuid[];
+    v_slow_job bigint[];
+    v_leased uuid[];
+    v_started_exec uuid[];
+    v_started_node text[];
+BEGIN
+    SELECT array_agg(j ORDER BY j.priority DESC, j.id)
+      INTO v_jobs
+      FROM dw.fetch_jobs_v1(p_queues, p_worker_id, least(greatest(p_limit, 1), 100)) j;
+    IF v_jobs IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- A job that is not a run job, or names no valid run or tenant: no lease (the worker's task
+    -- acquires, as it always did).
+    RETURN QUERY
+    SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
+      FROM unnest(v_jobs) AS j
+     WHERE NOT dw.is_run_job_v1(j, p_run_task);
+
+    SELECT array_agg(DISTINCT j.args ->> 'tenant_id')
+      INTO v_tenants
+      FROM unnest(v_jobs) AS j
+     WHERE dw.is_run_job_v1(j, p_run_task);
+
+    FOREACH v_tenant IN ARRAY COALESCE(v_tenants, '{}') LOOP
+        PERFORM set_config('dw.tenant_id', v_tenant, true);
+        -- The runs' rows, locked (only tried: see v1); the first job of a run in fetch order may go
+        -- set-based, a second job of the same run goes through v6 (and finds the lease held).
+        SELECT array_agg(s.job_id),
+               array_agg(s.job_id) FILTER (WHERE s.fast),
+               array_agg(s.execution_id) FILTER (WHERE s.fast),
+               array_agg(s.job_id) FILTER (WHERE NOT s.fast)
+          INTO v_locked, v_fast_job, v_fast, v_slow_job
+          FROM (
+            SELECT j.job_id, e.id AS execution_id,
+                   j.first_of_run AND p_start
+                   AND e.status = 'Pending' AND e.started_at IS NULL AND e.lease_owner IS NULL
+                   AND e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL
+                   AND (e.deadline_at IS NULL OR e.deadline_at > now())
+                   AND NOT (e.depth = 0
+                            AND EXISTS (SELECT 1 FROM dw.workflows w
+                                         WHERE w.id = e.workflow_id AND w.tenant_id = e.tenant_id
+                                           AND (w.max_concurrent_executions IS NOT NULL
+                                                OR w.rate_limit_per_minute IS NOT NULL))) AS fast
+              FROM (
+                SELECT j.id AS job_id, (j.args ->> 'execution_id')::uuid AS execution_id,
+                       row_number() OVER (PARTITION BY (j.args ->> 'execution_id')::uuid
+                                          ORDER BY j.priority DESC, j.id) = 1 AS first_of_run
+                  FROM unnest(v_jobs) AS j
+                 WHERE dw.is_run_job_v1(j, p_run_task) AND j.args ->> 'tenant_id' = v_tenant
+              ) j
+              JOIN dw.executions e ON e.id = j.execution_id
+             ORDER BY e.id
+               FOR NO KEY UPDATE OF e SKIP LOCKED
+          ) s;
+
+        -- A run whose row another transaction holds (or that does not exist): no lease.
+        RETURN QUERY
+        SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
+          FROM unnest(v_jobs) AS j
+         WHERE dw.is_run_job_v1(j, p_run_task) AND j.args ->> 'tenant_id' = v_tenant
+           AND NOT j.id = ANY(COALESCE(v_locked, '{}'));
+
+        IF v_fast IS NOT NULL THEN
+            -- The leases and their events (dw.try_acquire_execution_v6 on a run's first acquire).
+            WITH leased AS (
+                UPDATE dw.executions e
+                   SET lease_owner = p_owner,
+                       lease_job_id = f.job_id,
+                       lease_token = e.lease_token + 1,
+                       lease_expires_at = now() + make_interval(secs => p_lease_seconds),
+                       status = 'Running',
+                       started_at = now(),
+                       wake_requested_at = NULL
+                  FROM unnest(v_fast, v_fast_job) AS f(execution_id, job_id)
+                 WHERE e.id = f.execution_id
+                RETURNING e.id, e.lease_token
+            ), event AS (
+                INSERT INTO dw.execution_events (execution_id, type, details)
+                SELECT leased.id, 'execution_started',
+                       jsonb_build_object('worker', p_owner, 'leaseToken', leased.lease_token,
+                                          'previousStatus', 'Pending', 'previousOwner', NULL)
+                  FROM leased ORDER BY leased.id
+            )
+            SELECT array_agg(leased.id) INTO v_leased FROM leased;
+            IF cardinality(v_leased) <> cardinality(v_fast) THEN
+                RAISE EXCEPTION 'dw.fetch_run_jobs_v2: % of % runs leased', cardinality(v_leased), cardinality(v_fast)
+                    USING ERRCODE = 'DW011';
+            END IF;
+
+            -- Their Ready nodes started in plan order, as many as each plan's maxParallelActions
+            -- (dw.start_ready_nodes_v1).
+            WITH run_limit AS (
+                SELECT e.id AS execution_id, COALESCE((p.plan ->> 'maxParallelActions')::integer, 1) AS slots
+                  FROM dw.executions e
+                  JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                                          AND p.version = e.workflow_version
+                 WHERE e.id = ANY(v_leased)
+            ), ready AS (
+                SELECT n.execution_id, n.node_id,
+                       row_number() OVER (PARTITION BY n.execution_id ORDER BY n.position) AS rank
+                  FROM dw.node_states n
+                 WHERE n.execution_id = ANY(v_leased) AND n.status = 'Ready'
+            ), begun AS (
+                UPDATE dw.node_states n
+                   SET status = 'Running', attempts = n.attempts + 1,
+                       started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
+                  FROM ready JOIN run_limit ON run_limit.execution_id = ready.execution_id
+                 WHERE ready.rank <= run_limit.slots
+                   AND n.execution_id = ready.execution_id AND n.node_id = ready.node_id AND n.status = 'Ready'
+                RETURNING n.execution_id, n.node_id, n.attempts, n.position
+            ), event AS (
+                INSERT INTO dw.execution_events (execution_id, node_id, type, details)
+                SELECT begun.execution_id, begun.node_id, 'node_started',
+                       jsonb_build_object('attempt', begun.attempts)
+                  FROM begun ORDER BY begun.execution_id, begun.position
+            )
+            SELECT array_agg(begun.execution_id ORDER BY begun.execution_id, begun.position),
+                   array_agg(begun.node_id ORDER BY begun.execution_id, begun.position)
+              INTO v_started_exec, v_started_node
+              FROM begun;
+
+            -- The answer, as v6 gives it: the run's data, every node's checkpoint, the nodes started.
+            RETURN QUERY
+            SELECT j, 'acquired'::text, e.lease_token,
+                   jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
+                                      'trigger', e.trigger, 'principalId', e.principal_id,
+                                      'correlationId', e.correlation_id, 'deadlineAt', e.deadline_at),
+                   cp.checkpoints, cp.started_nodes
+              FROM dw.executions e
+              JOIN unnest(v_jobs) AS j ON j.id = e.lease_job_id
+              CROSS JOIN LATERAL (
+                SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                           'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
+                           'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at,
+                           'outputs', CASE WHEN n.outputs_used THEN n.outputs END,
+                           'interruptions', n.interruptions,
+                           'wait', CASE WHEN n.status = 'Waiting' THEN (
+                               SELECT dw.wait_json_v1(w) FROM dw.waits w
+                                WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                                  AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
+                                ORDER BY w.created_at DESC LIMIT 1) END) ORDER BY n.position), '[]'::jsonb)
+                           AS checkpoints,
+                       ARRAY(SELECT t.node_id FROM unnest(v_started_exec, v_started_node) AS t(execution_id, node_id)
+                              WHERE t.execution_id = e.id) AS started_nodes
+                  FROM dw.node_states n WHERE n.execution_id = e.id
+              ) cp
+             WHERE e.id = ANY(v_leased)
+             ORDER BY j.priority DESC, j.id;
+        END IF;
+
+        -- Every other run of this tenant, one by one (its row is locked already).
+        FOR v_job IN SELECT j.* FROM unnest(v_jobs) AS j WHERE j.id = ANY(COALESCE(v_slow_job, '{}')) LOOP
+            RETURN QUERY
+            SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
+              FROM dw.try_acquire_execution_v6((v_job.args ->> 'execution_id')::uuid, p_owner, p_lease_seconds,
+                                               p_start, v_job.id) a;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
 -- One job and its run's lease (dw.fetch_run_jobs_v1 with p_limit 1); `job` is NULL when no job is
 -- due. Kept for the workers of the release before dw.fetch_run_jobs_v1, during a rolling upgrade.
 CREATE OR REPLACE FUNCTION dw.fetch_run_job_v1(

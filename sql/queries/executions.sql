@@ -77,11 +77,11 @@ SELECT * FROM dw.try_acquire_execution_v6(%(id)s, %(owner)s, %(lease_seconds)s, 
 -- name: fetch_run_jobs
 -- The worker's fetch (run by Procrastinate's connector, as its own fetch_job query is): up to `limit`
 -- jobs in one transaction, Procrastinate's columns, and for each run job the execution's lease taken
--- in the same transaction (dw.fetch_run_jobs_v1). No row: no job is due.
+-- in the same transaction (dw.fetch_run_jobs_v2). No row: no job is due.
 SELECT (f.job).id, (f.job).status, (f.job).task_name, (f.job).priority, (f.job).lock, (f.job).queueing_lock,
        (f.job).args, (f.job).scheduled_at, (f.job).queue_name, (f.job).attempts, (f.job).worker_id,
        (f.job).abort_requested, f.outcome, f.lease_token, f.run, f.nodes, f.started
-  FROM dw.fetch_run_jobs_v1(%(queues)s::varchar[], %(worker_id)s, %(run_task)s, %(owner)s, %(lease_seconds)s,
+  FROM dw.fetch_run_jobs_v2(%(queues)s::varchar[], %(worker_id)s, %(run_task)s, %(owner)s, %(lease_seconds)s,
                             %(start)s, %(limit)s) f;
 
 -- name: release_fetched_lease

@@ -16,7 +16,7 @@ from dataworkflows.retention import MAX_RETENTION_DAYS
 # backend caches 64 subtransaction ids; past them every snapshot taken meanwhile, server-wide, has
 # to look the rest up (PostgreSQL's subtransaction overflow).
 MAX_GROUP_COMMIT = 60
-# dw.fetch_run_jobs_v1 takes at most this many jobs a transaction, whatever it is asked for.
+# dw.fetch_run_jobs_v2 (as v1) takes at most this many jobs a transaction, whatever it is asked for.
 MAX_FETCH_BATCH = 100
 
 

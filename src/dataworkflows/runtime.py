@@ -146,7 +146,7 @@ class Runtime:
         job_worker: int | None = None,
     ) -> str:
         """Runs (or resumes) one execution; returns what happened, for logs and tests. `acquired`:
-        the lease, when the worker's fetch took it with the job (dw.fetch_run_jobs_v1); `job_id`
+        the lease, when the worker's fetch took it with the job (dw.fetch_run_jobs_v2); `job_id`
         and `job_worker`: the Procrastinate job running the run and the Procrastinate worker that
         fetched it: the record that ends the run ends the job too."""
         settings = self.settings

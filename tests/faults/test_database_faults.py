@@ -306,10 +306,11 @@ class Injector:
 
 
 # The checkpointing procedures of a run, each with a storage error PostgreSQL raises for real. The
-# lease is taken by the worker's fetch (dw.fetch_run_jobs_v1, which calls dw.try_acquire_execution_v6):
-# a fetch that fails rolls back, every job of its batch with it, and the worker fetches one job alone,
-# its task then acquiring with dw.try_acquire_execution_v6 itself, which fails too here (every time,
-# up to 3 faults) so that the task's own retry of a refused acquire is exercised.
+# lease is taken by the worker's fetch (dw.fetch_run_jobs_v2: a run's first lease set-based, others
+# through dw.try_acquire_execution_v6): a fetch that fails rolls back, every job of its batch with it,
+# and the worker fetches one job alone, its task then acquiring with dw.try_acquire_execution_v6
+# itself, which fails too here (every time, up to 3 faults) so that the task's own retry of a refused
+# acquire is exercised.
 TRANSIENT = {
     "fetch_run_job": "40P01",  # deadlock_detected
     "try_acquire_execution": "40P01",

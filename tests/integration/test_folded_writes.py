@@ -260,7 +260,7 @@ async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, c
     assert outputs["last"] == {"echo": "small said small"}
 
 
-# -- The fetch takes the lease; the last record ends the job (dw.fetch_run_jobs_v1, record_attempt_v6) --
+# -- The fetch takes the lease; the last record ends the job (dw.fetch_run_jobs_v2, record_attempt_v6) --
 
 
 @contextlib.asynccontextmanager
@@ -299,7 +299,7 @@ async def fetch_losing_its_answer(manager: ResilientJobManager, worker_id: int) 
 
 
 async def fetch_with_lease(manager: ResilientJobManager, worker_id: int) -> tuple[jobs.Job, Acquired]:
-    """The next job, and the lease its fetch took (dw.fetch_run_jobs_v1), as the run task takes it."""
+    """The next job, and the lease its fetch took (dw.fetch_run_jobs_v2), as the run task takes it."""
     job = await manager.fetch_job(["executions"], worker_id)
     assert job is not None and job.id is not None
     return job, acquired_from_row(manager.take_acquired(job.id) or {})
@@ -723,7 +723,7 @@ def count_fetches(manager: ResilientJobManager, monkeypatch: pytest.MonkeyPatch)
     original = manager.connector.execute_query_all_async
 
     async def counted(query: str, **arguments: Any) -> list[dict[str, Any]]:
-        if "dw.fetch_run_jobs_v1" in query:
+        if "dw.fetch_run_jobs_v2" in query:
             limits.append(arguments["limit"])
         return await original(query, **arguments)
 

@@ -417,7 +417,7 @@ async def fetch_run_jobs(
 ) -> list[dict[str, Any]]:
     """The worker's fetch, through Procrastinate's connector as Procrastinate's own fetch_job query
     runs: up to `limit` jobs in one transaction (none: no job is due), each with its columns and, for
-    a run job, the lease (dw.fetch_run_jobs_v1: outcome, lease_token, run, nodes, started; outcome
+    a run job, the lease (dw.fetch_run_jobs_v2: outcome, lease_token, run, nodes, started; outcome
     None: none taken)."""
     return await connector.execute_query_all_async(
         query=QUERIES["fetch_run_jobs"],
@@ -462,7 +462,7 @@ async def release_fetched_lease(
 def acquired_from_row(row: Mapping[str, Any]) -> Acquired:
     """An acquire's answer (dw.try_acquire_execution_v6's columns: outcome, lease_token, run, nodes,
     started), from the acquire itself or from the worker's fetch that took the lease with the job
-    (dw.fetch_run_jobs_v1)."""
+    (dw.fetch_run_jobs_v2)."""
     if row["outcome"] == "throttled":
         # The procedure says why in `run`: {throttledBy, retryAt}.
         throttle = msgspec.convert(row["run"] or {"throttledBy": "concurrency"}, Throttle)
