@@ -659,9 +659,24 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
         await time_out_overdue(db)
+        await analyze_stale_run_tables(db)
         await prune_webhook_deliveries(db, settings)
         await prune_schedule_ticks(db, settings)
         await prune_rate_buckets(db)
+
+
+async def analyze_stale_run_tables(db: Database) -> list[str]:
+    """Analyzes the run tables whose planner statistics are missing or far behind: a new database's
+    first burst would run on plans made without them until autovacuum's next round (see
+    sql/procedures/statistics.sql). A failure is logged and tried again at the next pass."""
+    try:
+        analyzed = await db.operations.analyze_stale_run_tables()
+    except Exception as exc:
+        log.warning("analyzing the run tables failed", error=str(exc), error_type=type(exc).__name__)
+        return []
+    if analyzed:
+        log.info("analyzed run tables whose statistics were missing or far behind", tables=analyzed)
+    return analyzed
 
 
 async def prune_webhook_deliveries(db: Database, settings: Settings) -> int:
@@ -948,12 +963,14 @@ async def run_worker(
         warm_up=True,
     )
     await pool.open(wait=True, timeout=30)
+    db = Database(pool)
+    # Before the first runs plan their calls: statistics for a new database's run tables.
+    await analyze_stale_run_tables(db)
     # Eight more are opened (and warmed) in the background, and kept: psycopg_pool opens the ones a
     # burst asks for one at a time, so a fresh worker's first burst waited for each in turn. Not
     # before the worker starts (a server short of free connections would stop it), and not all of
     # them (three workers' 28 each at once ran a test server out of connections).
     await pool.resize(min_size=min(10, pool.max_size), max_size=pool.max_size)
-    db = Database(pool)
     conditions = ConditionPool(size=2)
     templates = TemplatePool(
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps

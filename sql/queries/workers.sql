@@ -20,3 +20,7 @@ SELECT w.id, w.last_heartbeat,
            AND j.args ->> 'tenant_id' = current_setting('dw.tenant_id', true))::integer AS jobs_doing
   FROM procrastinate_workers w
  ORDER BY w.id;
+
+-- name: analyze_stale_run_tables
+-- Analyzes the run tables whose planner statistics are missing or far behind (see the procedure).
+SELECT dw.analyze_stale_run_tables_v1() AS tables;

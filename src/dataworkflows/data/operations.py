@@ -147,6 +147,12 @@ class OperationsData:
             queue=queue,
         )
 
+    async def analyze_stale_run_tables(self) -> list[str]:
+        """Analyzes the run tables whose planner statistics are missing or far behind (a new
+        database's first burst: see sql/procedures/statistics.sql); returns the tables analyzed."""
+        row = await self._db.fetch_one("analyze_stale_run_tables")
+        return [str(table) for table in (row or {}).get("tables") or ()]
+
     async def time_out_overdue(self, *, limit: int = 500) -> list[tuple[UUID, str]]:
         """Ends runs whose deadline passed while no worker held them (see dw.time_out_overdue_v1):
         (execution id, workflow id) of each."""

@@ -1,0 +1,52 @@
+-- Planner statistics of the tables a run writes.
+--
+-- A worker's calls run with generic plans (see sql/procedures/executions.sql), made at a call's first
+-- run on a connection from the statistics PostgreSQL has then, and kept until those statistics
+-- change. A table that has never been analyzed has none: PostgreSQL then guesses that "this
+-- tenant's rows" (the row-level security policy) are 0.5 % of the table, and plans a set of runs by
+-- id as a scan of the tenant's runs (the executions_tenant_created_idx index, or a bitmap of it)
+-- instead of a probe of the primary key per run. Autovacuum analyzes a table after 50 rows and 10 %
+-- changes, but only at its next round (autovacuum_naptime, a minute by default): on a new database,
+-- a first burst of runs (an import, a backlog queued before the workers start) runs on such plans
+-- for that long. Measured (bench/procedure_cost.py, 2,000 runs queued on a new database, batches
+-- of 9): 1.37 times the PostgreSQL time per run before the first ANALYZE.
+--
+-- Analyzes those of the run tables whose statistics are missing or far behind: more rows changed
+-- since the last analysis than max(1,000, twice the rows it counted). Autovacuum keeps a table
+-- well inside that, so this only acts on a new database or where autovacuum is off or lagging.
+-- Analyzing a table invalidates every session's plans that read it: each is made again, with the
+-- new statistics, at its next call. Never waits: a table whose lock another session holds
+-- (autovacuum, or another worker doing the same) is left for the next call (lock_timeout below
+-- PostgreSQL's deadlock_timeout, so that autovacuum is never cancelled for it). SECURITY DEFINER:
+-- ANALYZE needs the table's owner (or, from PostgreSQL 17, the MAINTAIN privilege), and workers run
+-- as the application role. Returns the tables analyzed.
+CREATE OR REPLACE FUNCTION dw.analyze_stale_run_tables_v1() RETURNS text[]
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
+DECLARE
+    v_table regclass;
+    v_done text[] := '{}';
+BEGIN
+    FOR v_table IN
+        SELECT c.oid::regclass
+          FROM pg_class c
+          JOIN pg_stat_all_tables s ON s.relid = c.oid
+         WHERE (c.oid IN ('dw.executions'::regclass, 'dw.node_states'::regclass, 'dw.execution_events'::regclass,
+                          'dw.action_executions'::regclass, 'dw.waits'::regclass, 'dw.foreach_items'::regclass)
+                -- Procrastinate's job table, in whichever schema it was installed.
+                OR (c.relname = 'procrastinate_jobs' AND c.relkind IN ('r', 'p')))
+           AND s.n_mod_since_analyze >= greatest(1000, 2 * greatest(c.reltuples, 0))
+         ORDER BY c.oid
+    LOOP
+        BEGIN
+            EXECUTE format('ANALYZE %s', v_table);
+            v_done := v_done || v_table::text;
+        EXCEPTION WHEN lock_not_available THEN
+            -- Another session is analyzing or vacuuming it: next time.
+            RAISE LOG 'dw.analyze_stale_run_tables_v1: % is busy; left for the next call', v_table;
+        END;
+    END LOOP;
+    RETURN v_done;
+END;
+$$;
+REVOKE ALL ON FUNCTION dw.analyze_stale_run_tables_v1() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dw.analyze_stale_run_tables_v1() TO dataworkflows_app, dataworkflows_maintenance;
