@@ -208,6 +208,28 @@ BEGIN
 END;
 $$;
 
+-- A run's node checkpoints as an acquire returns them (the shape dataworkflows.checkpoints decodes), in
+-- plan order: each node's status, attempts and outputs (only those something in the run can read:
+-- node_states.outputs_used), and the wait of a node that waits (open, or resolved and not yet
+-- recorded).
+-- PL/pgSQL: its statement is planned at the first call (dw.wait_json_v1 is defined in waits.sql).
+CREATE OR REPLACE FUNCTION dw.run_checkpoints_v1(p_execution_id uuid) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+               'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
+               'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at,
+               'outputs', CASE WHEN n.outputs_used THEN n.outputs END,
+               'interruptions', n.interruptions,
+               'wait', CASE WHEN n.status = 'Waiting' THEN (
+                   SELECT dw.wait_json_v1(w) FROM dw.waits w
+                    WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
+                      AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
+                    ORDER BY w.created_at DESC LIMIT 1) END)
+               ORDER BY n.position), '[]'::jsonb)
+      FROM dw.node_states n WHERE n.execution_id = p_execution_id);
+END;
+$$;
+
 -- Takes the execution's lease. Outcomes: acquired (with a new fencing token), held (another live
 -- worker has it), finished (nothing to do; a run whose cancel was requested ends here), suspended
 -- (Suspended, or its suspension was requested: it is now), throttled (workflow limits; see below),
@@ -326,20 +348,7 @@ BEGIN
            jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
                               'principalId', e.principal_id, 'correlationId', e.correlation_id,
                               'deadlineAt', e.deadline_at),
-           (SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                       'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
-                       'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at,
-                       -- Only outputs something in the run can read (node_states.outputs_used).
-                       'outputs', CASE WHEN n.outputs_used THEN n.outputs END,
-                       'interruptions', n.interruptions,
-                       -- The wait of a node that waits (open, or resolved and not yet recorded).
-                       'wait', CASE WHEN n.status = 'Waiting' THEN (
-                           SELECT dw.wait_json_v1(w) FROM dw.waits w
-                            WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
-                              AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
-                            ORDER BY w.created_at DESC LIMIT 1) END)
-                       ORDER BY n.position), '[]'::jsonb)
-              FROM dw.node_states n WHERE n.execution_id = p_execution_id),
+           dw.run_checkpoints_v1(p_execution_id),
            COALESCE(v_started, '{}'::text[])
       FROM dw.executions e WHERE e.id = p_execution_id;
 END;

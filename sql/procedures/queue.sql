@@ -1,34 +1,33 @@
 -- The worker's fetch from Procrastinate's job table (the outbox).
 
 -- Procrastinate's procrastinate_fetch_job_v2 (3.10), the same query with the same meaning (queues,
--- priorities, locks, scheduled jobs, FOR UPDATE SKIP LOCKED), planned so that it never sorts the
--- backlog. Left to the planner, the job table's statistics decide, and they are stale whenever a
--- burst of jobs arrives faster than autovacuum analyzes the table (the table looked empty when last
--- analyzed): measured with 2,000 jobs queued, PostgreSQL then chose a bitmap scan of every queued
--- job and a sort, 1.3 ms a fetch and growing with the backlog, instead of walking the
--- (priority DESC, id) index to the first free job, 0.04 ms. Turning bitmap scans and sorts off for
--- this one statement leaves the planner that walk whatever the statistics say.
-CREATE OR REPLACE FUNCTION dw.fetch_job_v1(p_queues character varying[], p_worker_id bigint)
-    RETURNS procrastinate_jobs LANGUAGE plpgsql
+-- priorities, locks, scheduled jobs, FOR UPDATE SKIP LOCKED), for up to p_limit jobs in one
+-- statement, planned so that it never sorts the backlog. Left to the planner, the job table's
+-- statistics decide, and they are stale whenever a burst of jobs arrives faster than autovacuum
+-- analyzes the table (the table looked empty when last analyzed): measured with 2,000 jobs queued,
+-- PostgreSQL then chose a bitmap scan of every queued job and a sort, 1.3 ms a fetch and growing
+-- with the backlog, instead of walking the (priority DESC, id) index to the first free job, 0.04 ms.
+-- Turning bitmap scans and sorts off for this one statement leaves the planner that walk whatever
+-- the statistics say. Procrastinate's locks hold within the statement as between fetches: of two
+-- due jobs with one lock, the later one sees the earlier still 'todo' in the statement's snapshot
+-- and is not taken. In no particular order.
+CREATE OR REPLACE FUNCTION dw.fetch_jobs_v1(p_queues character varying[], p_worker_id bigint, p_limit integer)
+    RETURNS SETOF procrastinate_jobs LANGUAGE plpgsql
     SET enable_bitmapscan = off SET enable_sort = off AS $$
-DECLARE
-    v_job procrastinate_jobs;
 BEGIN
+    RETURN QUERY
     WITH candidate AS (
-        SELECT jobs.*
+        SELECT jobs.id
           FROM procrastinate_jobs AS jobs
          WHERE
-            -- reject the job if its lock has earlier or higher priority jobs
             NOT EXISTS (
                 SELECT 1
                   FROM procrastinate_jobs AS other_jobs
                  WHERE jobs.lock IS NOT NULL
                    AND other_jobs.lock = jobs.lock
                    AND (
-                       -- job with same lock is already running
                        other_jobs.status = 'doing'
                        OR
-                       -- job with same lock is waiting and has higher priority (or same priority but was queued first)
                        (other_jobs.status = 'todo'
                         AND (other_jobs.priority > jobs.priority
                              OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id)))
@@ -37,14 +36,25 @@ BEGIN
             AND jobs.status = 'todo'
             AND (p_queues IS NULL OR jobs.queue_name = ANY(p_queues))
             AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-         ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+         ORDER BY jobs.priority DESC, jobs.id ASC LIMIT p_limit
            FOR UPDATE OF jobs SKIP LOCKED
     )
+    -- By id from an array: a join with the candidates would be planned for LIMIT's generic guess
+    -- (a tenth of the table) as a hash join over a scan of every job.
     UPDATE procrastinate_jobs
        SET status = 'doing', worker_id = p_worker_id
-      FROM candidate
-     WHERE procrastinate_jobs.id = candidate.id
-    RETURNING procrastinate_jobs.* INTO v_job;
+     WHERE procrastinate_jobs.id = ANY(ARRAY(SELECT candidate.id FROM candidate))
+    RETURNING procrastinate_jobs.*;
+END;
+$$;
+
+-- One job (dw.fetch_jobs_v1 with p_limit 1); NULL when none is due.
+CREATE OR REPLACE FUNCTION dw.fetch_job_v1(p_queues character varying[], p_worker_id bigint)
+    RETURNS procrastinate_jobs LANGUAGE plpgsql AS $$
+DECLARE
+    v_job procrastinate_jobs;
+BEGIN
+    SELECT * INTO v_job FROM dw.fetch_jobs_v1(p_queues, p_worker_id, 1);
     RETURN v_job;
 END;
 $$;
@@ -96,47 +106,6 @@ BEGIN
         SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
           FROM dw.try_acquire_execution_v6(v_execution::uuid, p_owner, p_lease_seconds, p_start, v_job.id) a;
     END LOOP;
-END;
-$$;
-
--- Up to p_limit jobs in one statement, each as dw.fetch_job_v1 takes one (the same conditions, the
--- same walk of the (priority DESC, id) index, FOR UPDATE SKIP LOCKED). Procrastinate's locks hold
--- within the statement as between fetches: of two due jobs with one lock, the later one sees the
--- earlier still 'todo' in the statement's snapshot and is not taken. In no particular order.
-CREATE OR REPLACE FUNCTION dw.fetch_jobs_v1(p_queues character varying[], p_worker_id bigint, p_limit integer)
-    RETURNS SETOF procrastinate_jobs LANGUAGE plpgsql
-    SET enable_bitmapscan = off SET enable_sort = off AS $$
-BEGIN
-    RETURN QUERY
-    WITH candidate AS (
-        SELECT jobs.id
-          FROM procrastinate_jobs AS jobs
-         WHERE
-            NOT EXISTS (
-                SELECT 1
-                  FROM procrastinate_jobs AS other_jobs
-                 WHERE jobs.lock IS NOT NULL
-                   AND other_jobs.lock = jobs.lock
-                   AND (
-                       other_jobs.status = 'doing'
-                       OR
-                       (other_jobs.status = 'todo'
-                        AND (other_jobs.priority > jobs.priority
-                             OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id)))
-                   )
-            )
-            AND jobs.status = 'todo'
-            AND (p_queues IS NULL OR jobs.queue_name = ANY(p_queues))
-            AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
-         ORDER BY jobs.priority DESC, jobs.id ASC LIMIT p_limit
-           FOR UPDATE OF jobs SKIP LOCKED
-    )
-    -- By id from an array: a join with the candidates would be planned for LIMIT's generic guess
-    -- (a tenth of the table) as a hash join over a scan of every job.
-    UPDATE procrastinate_jobs
-       SET status = 'doing', worker_id = p_worker_id
-     WHERE procrastinate_jobs.id = ANY(ARRAY(SELECT candidate.id FROM candidate))
-    RETURNING procrastinate_jobs.*;
 END;
 $$;
 
@@ -301,25 +270,11 @@ BEGIN
                    jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
                                       'trigger', e.trigger, 'principalId', e.principal_id,
                                       'correlationId', e.correlation_id, 'deadlineAt', e.deadline_at),
-                   cp.checkpoints, cp.started_nodes
+                   dw.run_checkpoints_v1(e.id),
+                   ARRAY(SELECT t.node_id FROM unnest(v_started_exec, v_started_node) AS t(execution_id, node_id)
+                          WHERE t.execution_id = e.id)
               FROM dw.executions e
               JOIN unnest(v_jobs) AS j ON j.id = e.lease_job_id
-              CROSS JOIN LATERAL (
-                SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                           'nodeId', n.node_id, 'status', n.status, 'attempts', n.attempts,
-                           'attemptBase', n.attempt_base, 'nextAttemptAt', n.next_attempt_at,
-                           'outputs', CASE WHEN n.outputs_used THEN n.outputs END,
-                           'interruptions', n.interruptions,
-                           'wait', CASE WHEN n.status = 'Waiting' THEN (
-                               SELECT dw.wait_json_v1(w) FROM dw.waits w
-                                WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
-                                  AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
-                                ORDER BY w.created_at DESC LIMIT 1) END) ORDER BY n.position), '[]'::jsonb)
-                           AS checkpoints,
-                       ARRAY(SELECT t.node_id FROM unnest(v_started_exec, v_started_node) AS t(execution_id, node_id)
-                              WHERE t.execution_id = e.id) AS started_nodes
-                  FROM dw.node_states n WHERE n.execution_id = e.id
-              ) cp
              WHERE e.id = ANY(v_leased)
              ORDER BY j.priority DESC, j.id;
         END IF;
@@ -424,6 +379,7 @@ BEGIN
     PERFORM set_config('dw.tenant_id', 'dw.warm-up', true);
     PERFORM * FROM dw.try_acquire_execution_v6(v_none, 'dw.warm-up', 1, true, NULL);
     PERFORM * FROM dw.start_ready_nodes_v1(v_none, 1, ARRAY[]::text[]);
+    PERFORM dw.run_checkpoints_v1(v_none);
     PERFORM * FROM dw.decide_edges_v1(v_none, ARRAY['none'], ARRAY[true]);
     PERFORM dw.end_run_job_v1(-1, -1, v_none);
     BEGIN

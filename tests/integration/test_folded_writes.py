@@ -842,22 +842,6 @@ async def test_a_stopping_worker_hands_its_loop_the_jobs_it_fetched_before_stopp
         assert sorted(j["status"] for j in await queued_jobs(db)) == ["doing"] * 4 + ["todo"]
 
 
-async def test_a_batch_keeps_procrastinates_locks_between_its_jobs(db: Database) -> None:
-    """Two jobs with one lock are never in one batch: each fetch in the batch sees the ones before it."""
-    defer = (
-        "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('q', %s, 0, %s, NULL, '{}'::jsonb,"
-        " NULL)::procrastinate_job_to_defer_v1])"
-    )
-    async with db.connection() as conn:
-        for task, lock in (("l1", "L"), ("l2", "L"), ("free", None), ("l3", "L")):
-            await conn.execute(defer, (task, lock))
-        cur = await conn.execute(
-            "SELECT (f.job).task_name FROM dw.fetch_run_jobs_v1(ARRAY['q']::varchar[], NULL, 'dw.run_execution',"
-            " 'w', 30, true, 10) f"
-        )
-        assert [r[0] for r in await cur.fetchall()] == ["l1", "free"]
-
-
 async def test_the_previous_releases_fetch_still_answers_as_it_did(db: Database) -> None:
     """dw.fetch_run_job_v1, which a worker of the release before batched fetches calls during a rolling
     upgrade: one job and its lease, or one row of NULLs when no job is due."""

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from dataworkflows.data.limits import WorkflowLimits
@@ -221,24 +222,23 @@ async def test_a_fetch_leased_set_based_answers_and_writes_as_run_by_run(db: Dat
         }
 
 
-async def test_a_batch_keeps_procrastinates_locks_between_its_jobs(db: Database) -> None:
-    """Two jobs with one lock are never in one batch, as with v1: of two due jobs with one lock, the
-    later one sees the earlier still queued and is not taken."""
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_a_batch_keeps_procrastinates_locks_between_its_jobs(db: Database, version: str) -> None:
+    """Two jobs with one lock are never in one batch: v1 fetches one job at a time, each fetch seeing the
+    ones before it; v2 fetches them in one statement, where the later job of a lock sees the earlier
+    still queued and is not taken. The next fetch takes none of that lock while one is 'doing'."""
     defer = (
         "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('q', %s, 0, %s, NULL, '{}'::jsonb,"
         " NULL)::procrastinate_job_to_defer_v1])"
     )
+    fetch = (
+        f"SELECT (f.job).task_name, f.outcome FROM dw.fetch_run_jobs_{version}(ARRAY['q']::varchar[], NULL,"
+        " 'dw.run_execution', 'w', 30, true, 10) f"
+    )
     async with db.connection() as conn:
         for task, lock in (("l1", "L"), ("l2", "L"), ("free", None), ("l3", "L")):
             await conn.execute(defer, (task, lock))
-        cur = await conn.execute(
-            "SELECT (f.job).task_name, f.outcome FROM dw.fetch_run_jobs_v2(ARRAY['q']::varchar[], NULL,"
-            " 'dw.run_execution', 'w', 30, true, 10) f"
-        )
+        cur = await conn.execute(fetch)
         assert sorted(await cur.fetchall()) == [("free", None), ("l1", None)]
-        # The next fetch: l1 is 'doing', so no other job of its lock.
-        cur = await conn.execute(
-            "SELECT (f.job).task_name FROM dw.fetch_run_jobs_v2(ARRAY['q']::varchar[], NULL,"
-            " 'dw.run_execution', 'w', 30, true, 10) f"
-        )
+        cur = await conn.execute(fetch)
         assert await cur.fetchall() == []
