@@ -45,7 +45,7 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
     executions = pick(args.executions, 2000, 300)
     return Sizes(
         executions=executions,
-        concurrency=pick(args.concurrency, 20, 20),
+        concurrency=pick(args.concurrency, 40, 40),
         start_batch=pick(args.start_batch, 100, 100),
         latency_executions=pick(args.latency_executions, 400, 50),
         latency_interval_ms=args.latency_interval_ms,

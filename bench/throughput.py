@@ -187,7 +187,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Engine throughput against raw Procrastinate, raw commits and a peer.")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every phase")
     parser.add_argument("--executions", "-n", type=int, help="backlog executions and no-op jobs (default 2000)")
-    parser.add_argument("--concurrency", "-c", type=int, help="worker concurrency and connections (default 20)")
+    parser.add_argument(
+        "--concurrency", "-c", type=int, help="worker concurrency and connections (default 40, DW_WORKER_CONCURRENCY's)"
+    )
     parser.add_argument("--start-batch", type=int, help="executions started concurrently per batch (default 100)")
     parser.add_argument("--latency-executions", type=int, help="executions in the start-latency phase (default 400)")
     parser.add_argument(

@@ -1457,7 +1457,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="the API's port (default $DW_API_PORT, else 5131); point the CLI at it with DW_API_URL"
     )
     up.add_argument(
-        "--concurrency", type=int, help="executions run at once by the worker (default $DW_WORKER_CONCURRENCY, else 20)"
+        "--concurrency", type=int, help="executions run at once by the worker (default $DW_WORKER_CONCURRENCY, else 40)"
     )
     up.add_argument("--no-examples", action="store_true", help="do not load the example workflows")
     up.set_defaults(func=cmd_up)
