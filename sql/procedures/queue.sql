@@ -113,7 +113,7 @@ $$;
 -- naming its execution (a uuid) and tenant (a valid tenant id).
 CREATE OR REPLACE FUNCTION dw.is_run_job_v1(p_job procrastinate_jobs, p_run_task text)
     RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
-    SELECT p_job.task_name = p_run_task
+    SELECT COALESCE(p_job.task_name = p_run_task, false)
            AND COALESCE(p_job.args ->> 'tenant_id' ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$', false)
            AND COALESCE(p_job.args ->> 'execution_id'
                         ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', false);
@@ -124,10 +124,11 @@ $$;
 -- first time (Pending, never started, no lease, no cancel or suspension requested, the deadline not
 -- passed, not a root run of a workflow with limits) leased, their events written and their first
 -- nodes started in a statement each for all of them, as dw.try_acquire_execution_v6 does for one.
--- Any other run is acquired by dw.try_acquire_execution_v6, as before. Per tenant of the batch
--- (row-level security): one pass for most batches. The answer's rows: the jobs whose run was leased
--- set-based, in fetch order (priority, then id), then the others. All or nothing as v1: a refusal
--- rolls the whole batch back.
+-- Any other run is acquired by dw.try_acquire_execution_v6, as before, but a child whose cancel was
+-- requested (its task acquires it: see below). Per tenant of the batch (row-level security): one
+-- pass for most batches. The answer's rows come in no particular order (the worker orders them:
+-- dataworkflows.data.runs.fetch_run_jobs). All or nothing as v1: a refusal rolls the whole batch
+-- back.
 CREATE OR REPLACE FUNCTION dw.fetch_run_jobs_v2(
     p_queues character varying[], p_worker_id bigint, p_run_task text, p_owner text,
     p_lease_seconds double precision, p_start boolean, p_limit integer
@@ -169,14 +170,19 @@ BEGIN
     FOREACH v_tenant IN ARRAY COALESCE(v_tenants, '{}') LOOP
         PERFORM set_config('dw.tenant_id', v_tenant, true);
         -- The runs' rows, locked (only tried: see v1); the first job of a run in fetch order may go
-        -- set-based, a second job of the same run goes through v6 (and finds the lease held).
-        SELECT array_agg(s.job_id),
+        -- set-based, a second job of the same run goes through v6 (and finds the lease held). A
+        -- child whose cancel was requested is left to its job's task (no lease here): its end locks
+        -- its parent's row, and this transaction holds every job of the batch, among them perhaps
+        -- the parent's, which a cancel of the parent holding that row waits to delete (v1 met that
+        -- cycle only when the parent's job came first in the batch; here it would in any order).
+        SELECT array_agg(s.job_id) FILTER (WHERE NOT s.handed),
                array_agg(s.job_id) FILTER (WHERE s.fast),
                array_agg(s.execution_id) FILTER (WHERE s.fast),
-               array_agg(s.job_id) FILTER (WHERE NOT s.fast)
+               array_agg(s.job_id) FILTER (WHERE NOT s.fast AND NOT s.handed)
           INTO v_locked, v_fast_job, v_fast, v_slow_job
           FROM (
             SELECT j.job_id, e.id AS execution_id,
+                   e.cancel_requested_at IS NOT NULL AND e.parent_execution_id IS NOT NULL AS handed,
                    j.first_of_run AND p_start
                    AND e.status = 'Pending' AND e.started_at IS NULL AND e.lease_owner IS NULL
                    AND e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL
@@ -198,7 +204,8 @@ BEGIN
                FOR NO KEY UPDATE OF e SKIP LOCKED
           ) s;
 
-        -- A run whose row another transaction holds (or that does not exist): no lease.
+        -- A run whose row another transaction holds (or that does not exist), and a child whose
+        -- cancel was requested: no lease.
         RETURN QUERY
         SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
           FROM unnest(v_jobs) AS j

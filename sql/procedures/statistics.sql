@@ -21,7 +21,10 @@
 -- ANALYZE needs the table's owner (or, from PostgreSQL 17, the MAINTAIN privilege), and workers run
 -- as the application role. Returns the tables analyzed.
 CREATE OR REPLACE FUNCTION dw.analyze_stale_run_tables_v1() RETURNS text[]
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms' AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '50ms'
+    -- The caller's session settings do not reach the analysis: the statistics' detail is the
+    -- installation's, and no cost delay stretches the lock.
+    SET default_statistics_target FROM CURRENT SET vacuum_cost_delay = 0 AS $$
 DECLARE
     v_table regclass;
     v_done text[] := '{}';
@@ -34,6 +37,11 @@ BEGIN
                           'dw.action_executions'::regclass, 'dw.waits'::regclass, 'dw.foreach_items'::regclass)
                 -- Procrastinate's job table, in whichever schema it was installed.
                 OR (c.relname = 'procrastinate_jobs' AND c.relkind IN ('r', 'p')))
+           -- Only permanent tables of dw.executions' owner: not a table of that name a caller made
+           -- (a temporary one, or in a schema of its own), and only tables this function's owner
+           -- (the migrations' role, which owns the run tables) may analyze.
+           AND c.relpersistence = 'p'
+           AND c.relowner = (SELECT r.relowner FROM pg_class r WHERE r.oid = 'dw.executions'::regclass)
            AND s.n_mod_since_analyze >= greatest(1000, 2 * greatest(c.reltuples, 0))
          ORDER BY c.oid
     LOOP

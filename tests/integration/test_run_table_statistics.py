@@ -77,3 +77,16 @@ async def test_a_table_another_session_holds_is_left_for_the_next_call(db: Datab
         assert "dw.executions" not in done and "dw.node_states" in done
         holder.rollback()
     assert await db.operations.analyze_stale_run_tables() == ["dw.executions"]
+
+
+async def test_only_the_run_tables_are_analyzed_not_a_callers_table_of_that_name(db: Database, dsn: str) -> None:
+    """The function runs as the migrations' role (SECURITY DEFINER): a table a caller made, named like
+    Procrastinate's, is not among those it analyzes."""
+    async with db.connection() as conn:
+        await conn.execute("CREATE TEMP TABLE procrastinate_jobs (id bigint)")
+        await conn.execute("INSERT INTO procrastinate_jobs SELECT generate_series(1, 5000)")
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.commit()
+        cur = await conn.execute("SELECT dw.analyze_stale_run_tables_v1()")
+        row = await cur.fetchone()
+        assert row is not None and row[0] == []

@@ -242,3 +242,26 @@ async def test_a_batch_keeps_procrastinates_locks_between_its_jobs(db: Database,
         assert sorted(await cur.fetchall()) == [("free", None), ("l1", None)]
         cur = await conn.execute(fetch)
         assert await cur.fetchall() == []
+
+
+async def test_a_child_whose_cancel_was_requested_is_left_to_its_task(db: Database, dsn: str) -> None:
+    """v2 takes no lease for it (v1 ended it in the fetch): its end locks its parent's row, while the
+    fetch holds every job of its batch, perhaps the parent's, which a cancel of the parent waits to
+    delete. Its job's task acquires it, outside the fetch, and ends it there."""
+    await publish(db, wf("fx-pair", echo("a", to("b")), echo("b")))
+    parent = await start_on(db, "fx-pair", "fetch-child", "default")
+    child = await start_on(db, "fx-pair", "fetch-child", "default")
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as admin:
+        admin.execute(
+            "UPDATE dw.executions SET parent_execution_id = %s, parent_node_id = 'a', depth = 1,"
+            " cancel_requested_at = now() WHERE id = %s",
+            (parent, child),
+        )
+        rows = {row["execution_id"]: row for row in fetch(admin, "v2", "fetch-child")}
+        assert rows[str(child)]["outcome"] is None
+        assert rows[str(parent)]["outcome"] == "acquired"
+        run = admin.execute("SELECT status, lease_owner FROM dw.executions WHERE id = %s", (child,)).fetchone()
+        assert run == {"status": "Pending", "lease_owner": None}
+    # The task's own acquire ends it, as the fetch of v1 did.
+    acquired = await db.runs.acquire(child, owner="w", lease_seconds=30, start=True)
+    assert acquired.outcome == "finished"

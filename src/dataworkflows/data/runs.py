@@ -418,8 +418,9 @@ async def fetch_run_jobs(
     """The worker's fetch, through Procrastinate's connector as Procrastinate's own fetch_job query
     runs: up to `limit` jobs in one transaction (none: no job is due), each with its columns and, for
     a run job, the lease (dw.fetch_run_jobs_v2: outcome, lease_token, run, nodes, started; outcome
-    None: none taken)."""
-    return await connector.execute_query_all_async(
+    None: none taken). In Procrastinate's order (priority, then id): the worker hands the first out at
+    once and the others on its loop's next turns, and the procedure answers in no particular order."""
+    rows = await connector.execute_query_all_async(
         query=QUERIES["fetch_run_jobs"],
         queues=list(queues) if queues is not None else None,
         worker_id=worker_id,
@@ -429,6 +430,7 @@ async def fetch_run_jobs(
         start=start,
         limit=limit,
     )
+    return sorted(rows, key=lambda row: (-row["priority"], row["id"]))
 
 
 async def release_fetched_lease(
