@@ -90,9 +90,7 @@ BEGIN
         EXIT WHEN v_job.id IS NULL;
         v_execution := v_job.args ->> 'execution_id';
         v_tenant := v_job.args ->> 'tenant_id';
-        IF v_job.task_name <> p_run_task OR v_tenant IS NULL OR v_execution IS NULL
-           OR v_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'
-           OR v_execution !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
+        IF NOT dw.is_run_job_v1(v_job, p_run_task) THEN
             RETURN QUERY SELECT v_job, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
             CONTINUE;
         END IF;
