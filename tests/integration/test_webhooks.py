@@ -80,10 +80,16 @@ def sign(body: bytes, *, timestamp: float | None = None, secret: str = SECRET, *
 
 
 async def deliver(
-    client: AsyncTestClient[Any], hook: str, payload: Any, *, params: Any = None, **headers: str
+    client: AsyncTestClient[Any],
+    hook: str,
+    payload: Any,
+    *,
+    params: Any = None,
+    timestamp: float | None = None,
+    **headers: str,
 ) -> tuple[Any, bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
-    sent = sign(body, **headers)
+    sent = sign(body, timestamp=timestamp, **headers)
     response = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=sent, params=params)
     return response, body, sent
 
@@ -247,12 +253,14 @@ async def test_activation_condition_false_answers_200_and_starts_nothing(
     assert (replay.json()["activated"], replay.json()["duplicate"]) == (False, True)
     # The query is not signed, so it is not part of a derived delivery id, and a signed body is taken
     # once whatever its query says: the same body again under another query (or delivery id) is a replay.
+    # One signing second for both (the timestamp is signed: a later second is another request).
+    stamp = time.time()
     wrong_query, _, _ = await deliver(
-        client, hook, {"action": "opened"}, params={"env": "dev"}, X_Event="pr", X_Delivery_Id="q-1"
+        client, hook, {"action": "opened"}, params={"env": "dev"}, timestamp=stamp, X_Event="pr", X_Delivery_Id="q-1"
     )
     assert wrong_query.json()["activated"] is False
     same_body, _, _ = await deliver(
-        client, hook, {"action": "opened"}, params={"env": "prod"}, X_Event="pr", X_Delivery_Id="q-2"
+        client, hook, {"action": "opened"}, params={"env": "prod"}, timestamp=stamp, X_Event="pr", X_Delivery_Id="q-2"
     )
     assert (same_body.status_code, same_body.json()["duplicate"]) == (200, True)
     opened, _, _ = await deliver(
