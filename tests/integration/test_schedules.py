@@ -203,10 +203,12 @@ class RecordingScheduler(Scheduler):
 async def test_two_schedulers_fire_each_tick_of_a_per_second_schedule_once(
     db: Database, second_db: Database, echo_workflow: str
 ) -> None:
+    # Read before the call: the first tick is the first second after the call's transaction began, which on a
+    # slow host can be a while before the call returns.
+    created = datetime.now(UTC)
     trigger_id = await one(
         db, "SELECT dw.schedule_v1('every-second', %s, '* * * * * *', 'UTC', '{\"a\": 1}')", echo_workflow
     )
-    created = datetime.now(UTC)
     stop = asyncio.Event()
     settings = Settings(scheduler_interval_seconds=0.2)
     schedulers = [RecordingScheduler(db, settings), RecordingScheduler(second_db, settings)]
