@@ -112,6 +112,7 @@ async def warm_client(db: Database, connections: int, workflow_id: str, starts: 
                 for n in range(starts):
                     await tx.fetch_one(
                         "start_execution",
+                        trace_context=None,
                         workflow_id=workflow_id,
                         request_id=f"{workflow_id}-warm-up-{connection}-{n}-{secrets.token_hex(4)}",
                         trigger=Jsonb({"index": -1, "status": "approved"}),

@@ -82,6 +82,37 @@ BEGIN
 END;
 $$;
 
+-- Raises why dw.start_execution_v2 refuses to start a run of workflow p_workflow_id (p_found: its
+-- row was found, as p_wf; p_version: the version asked for, NULL for the current one, p_resolved; p_plan:
+-- that version's compiled plan, NULL when none was read).
+CREATE OR REPLACE FUNCTION dw.start_refusal_v1(
+    p_workflow_id text, p_found boolean, p_wf dw.workflows, p_version integer, p_resolved integer, p_plan jsonb
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT p_found THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    ELSIF p_wf.status = 'Archived' THEN
+        RAISE EXCEPTION 'workflow % is Archived and refuses new executions; publish a version to activate it again',
+            p_workflow_id USING ERRCODE = 'DW002', DETAIL = p_wf.status;
+    ELSIF p_wf.status <> 'Active' THEN
+        RAISE EXCEPTION 'workflow % is a Draft; publish it before executing it', p_workflow_id
+            USING ERRCODE = 'DW002', DETAIL = p_wf.status;
+    ELSIF NOT p_wf.is_enabled THEN
+        RAISE EXCEPTION 'workflow % is disabled', p_workflow_id USING ERRCODE = 'DW002', DETAIL = 'Disabled';
+    ELSIF p_plan IS NULL AND p_version IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.tenant_id = p_wf.tenant_id
+                                                                 AND v.workflow_id = p_workflow_id
+                                                                 AND v.version = p_version) THEN
+        RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
+    ELSIF p_plan IS NULL THEN
+        RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, p_resolved
+            USING ERRCODE = 'DW002', DETAIL = 'NoPlan';
+    END IF;
+    RAISE EXCEPTION 'workflow % version % has a plan in format %, which this database cannot start',
+        p_workflow_id, p_resolved, COALESCE(p_plan ->> 'format', 'none') USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
+END;
+$$;
+
 -- v2 (over v1): a version other than the current one (p_version; NULL: the current one), and a
 -- parent (p_parent, p_parent_node_id: a subworkflow's child, started by dw.begin_child_v1 in its
 -- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper.
@@ -109,6 +140,7 @@ DECLARE
     v_id uuid := gen_random_uuid();
     v_inserted uuid;
     v_existing dw.executions;
+    v_found boolean;
     -- A child runs in its parent's tenant; anything else in the transaction's (dw.enter_tenant_v1).
     v_tenant text := COALESCE(p_parent.tenant_id, current_setting('dw.tenant_id', true));
 BEGIN
@@ -116,53 +148,29 @@ BEGIN
         RAISE EXCEPTION 'starting a run needs a tenant (dw.tenant_id is %)', COALESCE(v_tenant, 'not set')
             USING ERRCODE = 'DW040';
     END IF;
-    -- The same request id again: the same run, when it is the same request. A caller's start with
-    -- another trigger is a 409 (DW007), not the first run passed off as this one's. Runs started by
-    -- a schedule, a webhook or a parent are not compared: their request ids are derived from what
-    -- started them, and a parent re-rendering its child's input after a crash must find the child.
-    SELECT * INTO v_existing FROM dw.executions e
-        WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
-    IF FOUND THEN
-        PERFORM dw.same_request_v1(v_existing, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL);
-        RETURN QUERY SELECT v_existing.id, v_existing.status, v_existing.workflow_version, false;
-        RETURN;
-    END IF;
-
-    -- FOR SHARE: an archive or publish running concurrently waits for this start to commit.
-    SELECT * INTO v_wf FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
-    END IF;
-    IF v_wf.status = 'Archived' THEN
-        RAISE EXCEPTION 'workflow % is Archived and refuses new executions; publish a version to activate it again',
-            p_workflow_id USING ERRCODE = 'DW002', DETAIL = v_wf.status;
-    ELSIF v_wf.status <> 'Active' THEN
-        RAISE EXCEPTION 'workflow % is a Draft; publish it before executing it', p_workflow_id
-            USING ERRCODE = 'DW002', DETAIL = v_wf.status;
-    END IF;
-    IF NOT v_wf.is_enabled THEN
-        RAISE EXCEPTION 'workflow % is disabled', p_workflow_id USING ERRCODE = 'DW002', DETAIL = 'Disabled';
-    END IF;
-
-    v_version := COALESCE(p_version, v_wf.current_version);
-    SELECT p.plan INTO v_plan FROM dw.workflow_plans p
-        WHERE p.tenant_id = v_tenant AND p.workflow_id = p_workflow_id AND p.version = v_version;
-    IF v_plan IS NULL AND p_version IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.tenant_id = v_tenant
-                                                              AND v.workflow_id = p_workflow_id
-                                                              AND v.version = p_version) THEN
-        RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
-    END IF;
-    IF v_plan IS NULL THEN
-        RAISE EXCEPTION 'workflow % version % has no compiled plan', p_workflow_id, v_version
-            USING ERRCODE = 'DW002', DETAIL = 'NoPlan';
+    -- A start and a change of the workflow's runnable state (publish, archive, disable: the trigger
+    -- workflows_lock_starts, migration 0033) exclude each other: this lock first, then the workflow read.
+    PERFORM pg_advisory_xact_lock_shared(dw.workflow_start_key_v1(v_tenant, p_workflow_id));
+    SELECT * INTO v_wf FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
+    v_found := FOUND;
+    IF v_found AND v_wf.status = 'Active' AND v_wf.is_enabled THEN
+        v_version := COALESCE(p_version, v_wf.current_version);
+        SELECT p.plan INTO v_plan FROM dw.workflow_plans p
+            WHERE p.tenant_id = v_tenant AND p.workflow_id = p_workflow_id AND p.version = v_version;
     END IF;
     -- The plan's field names below (nodes, id, actionType, incoming, edges/target,
     -- workflowTimeoutSeconds) are those of dataworkflows.planning's format 1.
-    IF (v_plan ->> 'format') IS DISTINCT FROM '1' THEN
-        RAISE EXCEPTION 'workflow % version % has a plan in format %, which this database cannot start',
-            p_workflow_id, v_version, COALESCE(v_plan ->> 'format', 'none')
-            USING ERRCODE = 'DW002', DETAIL = 'PlanFormat';
+    IF v_plan IS NULL OR (v_plan ->> 'format') IS DISTINCT FROM '1' THEN
+        -- Refused, unless the request id started a run before: the same request again is answered
+        -- with its run, whatever became of the workflow since (see below).
+        SELECT * INTO v_existing FROM dw.executions e
+            WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
+        IF FOUND THEN
+            PERFORM dw.same_request_v1(v_existing, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL);
+            RETURN QUERY SELECT v_existing.id, v_existing.status, v_existing.workflow_version, false;
+            RETURN;
+        END IF;
+        PERFORM dw.start_refusal_v1(p_workflow_id, v_found, v_wf, p_version, v_version, v_plan);
     END IF;
 
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
@@ -178,7 +186,14 @@ BEGIN
     RETURNING e.id INTO v_inserted;
 
     IF v_inserted IS NULL THEN
-        -- A concurrent call with the same request id committed first.
+        -- The same request id again: the same run, when it is the same request (a call before this
+        -- one, or a concurrent one that committed first). A caller's start with another trigger is a
+        -- 409 (DW007), not the first run passed off as this one's. Runs started by a schedule, a
+        -- webhook or a parent are not compared: their request ids are derived from what started
+        -- them, and a parent re-rendering its child's input after a crash must find the child.
+        -- (Looked up only now: the insert's arbiter, the unique key, finds a repeat at no cost to a
+        -- first start, and under a plan made before the table had statistics a lookup up front read
+        -- the workflow's runs by an index on (tenant, workflow, status).)
         SELECT * INTO v_existing FROM dw.executions e
             WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id AND e.request_id = p_request_id;
         PERFORM dw.same_request_v1(v_existing, p_trigger, p_parent.id IS NULL AND p_trigger_id IS NULL);

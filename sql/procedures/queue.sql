@@ -410,3 +410,49 @@ BEGIN
     RETURN extract(epoch FROM clock_timestamp() - v_began) * 1000;
 END;
 $$;
+
+-- Procrastinate's trigger function for a new job (procrastinate_notify_queue_job_inserted_v1 of
+-- Procrastinate 3.10, its trigger left as it is), with one change between the dw: markers: a
+-- transaction that set dw.notify_after_commit to 'on' sends no NOTIFY here, because its caller sends
+-- one once it has committed (dw.start_execution_v3, then dw.notify_job_inserted_v1).
+--
+-- Why: PostgreSQL serializes the commits of transactions that NOTIFY with one database-wide lock,
+-- held through each commit's WAL flush, so that starts that notified could not share a flush: each
+-- waited for the lock, then flushed alone. Sampled during bench/throughput.py's start-latency phase,
+-- the start call waited on that lock (wait event Lock: object) in 23% of its samples, on WAL flushes in
+-- 51%. A notification alone commits with no WAL to wait for. tests/integration/test_procedures.py
+-- compares the rest of this function with Procrastinate's schema.sql, so that an upgrade of
+-- Procrastinate that changes it fails there instead of being overwritten here.
+CREATE OR REPLACE FUNCTION procrastinate_notify_queue_job_inserted_v1()
+    RETURNS trigger
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    payload TEXT;
+BEGIN
+    -- dw: begin
+    IF current_setting('dw.notify_after_commit', true) = 'on' THEN
+        RETURN NEW;
+    END IF;
+    -- dw: end
+    SELECT json_build_object('type', 'job_inserted', 'job_id', NEW.id)::text INTO payload;
+	PERFORM pg_notify('procrastinate_queue_v1#' || NEW.queue_name, payload);
+	PERFORM pg_notify('procrastinate_any_queue_v1', payload);
+	RETURN NEW;
+END;
+$$;
+
+-- The notification of a job queued in `p_queue` whose transaction sent none (dw.notify_after_commit,
+-- above), as Procrastinate's trigger sends it, with job id 0 (a worker that hears it looks for work,
+-- whichever job it is). In a transaction of its own, after the job's has committed: it writes no WAL
+-- that its commit must wait for (synchronous_commit off for this transaction only; a notification
+-- is not durable anyway: a worker that misses one finds the job at its next poll).
+CREATE OR REPLACE FUNCTION dw.notify_job_inserted_v1(p_queue text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_payload text := json_build_object('type', 'job_inserted', 'job_id', 0)::text;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_notify('procrastinate_queue_v1#' || p_queue, v_payload);
+    PERFORM pg_notify('procrastinate_any_queue_v1', v_payload);
+END;
+$$;

@@ -203,14 +203,15 @@ END;
 $$;
 
 -- Why the workflow cannot start a run (NULL: it can), checked the way dw.start_execution_v2 does;
--- locks the workflow FOR SHARE (as that does), so the answer holds until the transaction ends.
--- Checking first keeps a refusal from aborting the scheduler's whole batch.
+-- takes the workflow's start lock shared first (as that does: migration 0033), so the answer holds
+-- until the transaction ends. Checking first keeps a refusal from aborting the scheduler's whole batch.
 CREATE OR REPLACE FUNCTION dw.schedule_refusal_v1(p_workflow_id text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_wf dw.workflows;
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(dw.workflow_start_key_v1(dw.session_tenant_v1(), p_workflow_id));
     SELECT * INTO v_wf FROM dw.workflows w
-     WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id FOR SHARE;
+     WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id;
     IF NOT FOUND THEN
         RETURN format('workflow %s not found', p_workflow_id);
     ELSIF v_wf.status = 'Archived' THEN

@@ -20,3 +20,30 @@ BEGIN
     PERFORM set_config('dw.trace_context', '', true);
 END;
 $$;
+
+-- v3 (over dw.start_execution_v1 and dw.start_execution_traced_v1, both of which stay for the
+-- previous release's API): one function for both (p_trace_context NULL: none), and the run's job
+-- wakes no worker from this transaction: once it has committed, a caller whose start made a run
+-- (created) calls dw.notify_job_inserted_v1(p_queue) (see there, and for why, Procrastinate's
+-- procrastinate_notify_queue_job_inserted_v1 in queue.sql). Both settings hold for the start alone, as
+-- the trace context's does in v1: what the caller's transaction does afterwards notifies as usual.
+CREATE OR REPLACE FUNCTION dw.start_execution_v3(
+    p_trace_context jsonb,
+    p_workflow_id text,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('dw.notify_after_commit', 'on', true);
+    PERFORM set_config('dw.trace_context', COALESCE(p_trace_context::text, ''), true);
+    RETURN QUERY SELECT * FROM dw.start_execution_v1(p_workflow_id, p_request_id, p_trigger, p_principal_id,
+                                                     p_principal_type, p_correlation_id, p_queue);
+    PERFORM set_config('dw.trace_context', '', true);
+    PERFORM set_config('dw.notify_after_commit', '', true);
+END;
+$$;

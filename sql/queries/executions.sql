@@ -1,7 +1,12 @@
 -- name: start_execution
--- Starts (or finds, by request id) an execution and queues its run job in the same transaction.
-SELECT * FROM dw.start_execution_v1(%(workflow_id)s, %(request_id)s, %(trigger)s, %(principal_id)s,
-                                    %(principal_type)s, %(correlation_id)s, %(queue)s);
+-- Starts (or finds, by request id) an execution and queues its run job in the same transaction, with
+-- the caller's W3C trace context (NULL: none); notify_job_inserted wakes the workers once it committed.
+SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
+                                    %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s);
+
+-- name: notify_job_inserted
+-- After a start_execution that made a run has committed: the NOTIFY its transaction did not send.
+SELECT dw.notify_job_inserted_v1(%(queue)s);
 
 -- name: get_execution
 -- One execution with the checksum of the version that ran.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -115,6 +117,147 @@ async def test_a_workflow_that_is_not_active_is_refused(db: Database) -> None:
     with pytest.raises(errors.WorkflowNotRunnable, match="disabled"):
         await start(db, "simple-echo")
     assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(0,)]
+
+
+async def test_a_repeated_request_finds_its_run_after_the_workflow_stopped_taking_starts(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    first = await start(db, "simple-echo", {"n": 1}, request_id="kept")
+    await _sql(db, "SELECT dw.archive_workflow_v1('simple-echo', 'tests')")
+    # The same request again: its run, although the workflow now refuses new ones.
+    assert await start(db, "simple-echo", {"n": 1}, request_id="kept") == first
+    with pytest.raises(errors.RequestIdReused):
+        await start(db, "simple-echo", {"n": 2}, request_id="kept")
+    with pytest.raises(errors.WorkflowNotRunnable, match="Archived"):
+        await start(db, "simple-echo", {"n": 1}, request_id="new")
+    await _sql(db, "UPDATE dw.workflows SET status = 'Active', is_enabled = false")
+    assert await start(db, "simple-echo", {"n": 1}, request_id="kept") == first
+    with pytest.raises(errors.WorkflowNotRunnable, match="disabled"):
+        await start(db, "simple-echo", {"n": 1}, request_id="new")
+    await _sql(db, "UPDATE dw.workflows SET is_enabled = true")
+    assert await start(db, "simple-echo", {"n": 1}, request_id="new") != first
+
+
+START = "SELECT execution_id FROM dw.start_execution_v1('simple-echo', %s, '{}', 'tests', 'user', NULL, 'executions')"
+
+
+async def _blocked(db: Database, task: asyncio.Task[object]) -> bool:
+    """Whether `task`'s statement waits for a lock (an advisory one: the workflow's start lock)."""
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        waiting = await _sql(
+            db,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory' AND database = ("
+            "SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        if waiting == [(1,)] and not task.done():
+            return True
+    return False
+
+
+async def test_a_start_and_a_change_of_its_workflow_wait_for_each_other(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    # A start in flight leaves the workflow's row unlocked (no row lock is written), yet an archive
+    # waits for it to commit.
+    async with db.connection() as starting, db.connection() as other:
+        async with starting.transaction():
+            started = (await (await starting.execute(START, ("in-flight",))).fetchone())[0]
+            async with other.transaction():
+                row = await other.execute("SELECT id FROM dw.workflows WHERE id = 'simple-echo' FOR UPDATE NOWAIT")
+                assert await row.fetchall() == [("simple-echo",)]
+            archive = asyncio.create_task(other.execute("SELECT dw.archive_workflow_v1('simple-echo', 'tests')"))
+            assert await _blocked(db, archive)
+        await archive
+    assert await _sql(db, "SELECT status FROM dw.executions WHERE id = %s", started) == [("Pending",)]
+    assert await _sql(db, "SELECT status FROM dw.workflows") == [("Archived",)]
+
+    # A disable in flight: a start waits for it to commit, then reads what it committed.
+    await _sql(db, "UPDATE dw.workflows SET status = 'Active'")
+    async with db.connection() as changing, db.connection() as starting:
+        async with changing.transaction():
+            await changing.execute("UPDATE dw.workflows SET is_enabled = false")
+            blocked = asyncio.create_task(starting.execute(START, ("after-disable",)))
+            assert await _blocked(db, blocked)
+        with pytest.raises(psycopg.Error, match="disabled"):
+            await blocked
+    assert await _sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
+
+    # Columns a start does not read take no lock: a start in flight does not hold them up.
+    await _sql(db, "UPDATE dw.workflows SET is_enabled = true")
+    async with db.connection() as starting, db.connection() as other, starting.transaction():
+        await starting.execute(START, ("concurrent",))
+        async with other.transaction():
+            await other.execute("SET LOCAL lock_timeout = '1s'")
+            await other.execute("UPDATE dw.workflows SET updated_at = now()")
+
+
+async def _heard(conn: psycopg.AsyncConnection[object]) -> list[str]:
+    """The job notifications `conn` (listening) has received by now."""
+    return [n.payload async for n in conn.notifies(timeout=0.3)]
+
+
+async def test_a_start_wakes_the_workers_after_its_commit(db: Database) -> None:
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    async with db.connection() as listening:
+        await listening.execute("LISTEN procrastinate_any_queue_v1")
+        # The API's start (dw.start_execution_v3) sends no NOTIFY in its transaction ...
+        async with db.connection() as starting:
+            async with starting.transaction():
+                await starting.execute(
+                    "SELECT * FROM dw.start_execution_v3(NULL, 'simple-echo', 'in-tx', '{}', 't', 'user', NULL, 'q')"
+                )
+                # ... and what its transaction does afterwards notifies as usual.
+                await starting.execute(
+                    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('q', 'other', 0, NULL, NULL, '{}', NULL)"
+                    "::procrastinate_job_to_defer_v1])"
+                )
+            other_job = await _sql(db, "SELECT id FROM procrastinate_jobs WHERE task_name = 'other'")
+            assert await _heard(listening) == [f'{{"type" : "job_inserted", "job_id" : {other_job[0][0]}}}']
+        # The data layer's start wakes them once committed, with a job id of 0 (any job), ...
+        started = await db.executions.start(
+            workflow_id="simple-echo",
+            request_id="r",
+            trigger={},
+            principal_id=None,
+            principal_type=None,
+            correlation_id=None,
+            queue="executions",
+        )
+        assert started.created
+        assert await _heard(listening) == ['{"type" : "job_inserted", "job_id" : 0}']
+        # ... and not for a request it had started already (no job was queued).
+        again = await db.executions.start(
+            workflow_id="simple-echo",
+            request_id="r",
+            trigger={},
+            principal_id=None,
+            principal_type=None,
+            correlation_id=None,
+            queue="executions",
+        )
+        assert (again.execution_id, again.created) == (started.execution_id, False)
+        assert await _heard(listening) == []
+        # The previous release's start (dw.start_execution_v1) notifies inside its transaction, as before.
+        await _sql(db, START, "old-api")
+        assert len(await _heard(listening)) == 1
+
+
+def _function(text: str, name: str) -> str:
+    """A CREATE [OR REPLACE] FUNCTION statement of `text`, from its name to its closing $$;, spaces folded."""
+    begin = text.index(f"FUNCTION {name}()")
+    end = text.index("$$;", text.index("$$", text.index("AS $$", begin) + 5)) + 3
+    return " ".join(text[begin:end].split())
+
+
+def test_the_job_notify_trigger_is_procrastinates_own_but_for_the_dw_block() -> None:
+    import procrastinate
+
+    upstream = (Path(procrastinate.__file__).parent / "sql" / "schema.sql").read_text()
+    ours = (Path(__file__).parents[2] / "sql" / "procedures" / "queue.sql").read_text()
+    name = "procrastinate_notify_queue_job_inserted_v1"
+    block = re.compile(r"-- dw: begin.*?-- dw: end\n", re.S)
+    assert block.search(ours)
+    # A Procrastinate upgrade that changes the function fails here: carry its change into queue.sql.
+    assert _function(block.sub("", ours), name) == _function(upstream, name)
 
 
 async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
