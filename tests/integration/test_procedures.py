@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 from pathlib import Path
@@ -197,6 +198,16 @@ async def _heard(conn: psycopg.AsyncConnection[object]) -> list[str]:
 
 async def test_a_start_wakes_the_workers_after_its_commit(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    start_r = functools.partial(
+        db.executions.start,
+        workflow_id="simple-echo",
+        request_id="r",
+        trigger={},
+        principal_id=None,
+        principal_type=None,
+        correlation_id=None,
+        queue="executions",
+    )
     async with db.connection() as listening:
         await listening.execute("LISTEN procrastinate_any_queue_v1")
         # The API's start (dw.start_execution_v3) sends no NOTIFY in its transaction ...
@@ -213,27 +224,11 @@ async def test_a_start_wakes_the_workers_after_its_commit(db: Database) -> None:
             other_job = await _sql(db, "SELECT id FROM procrastinate_jobs WHERE task_name = 'other'")
             assert await _heard(listening) == [f'{{"type" : "job_inserted", "job_id" : {other_job[0][0]}}}']
         # The data layer's start wakes them once committed, with a job id of 0 (any job), ...
-        started = await db.executions.start(
-            workflow_id="simple-echo",
-            request_id="r",
-            trigger={},
-            principal_id=None,
-            principal_type=None,
-            correlation_id=None,
-            queue="executions",
-        )
+        started = await start_r()
         assert started.created
         assert await _heard(listening) == ['{"type" : "job_inserted", "job_id" : 0}']
         # ... and not for a request it had started already (no job was queued).
-        again = await db.executions.start(
-            workflow_id="simple-echo",
-            request_id="r",
-            trigger={},
-            principal_id=None,
-            principal_type=None,
-            correlation_id=None,
-            queue="executions",
-        )
+        again = await start_r()
         assert (again.execution_id, again.created) == (started.execution_id, False)
         assert await _heard(listening) == []
         # The previous release's start (dw.start_execution_v1) notifies inside its transaction, as before.
