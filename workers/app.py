@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -815,6 +815,49 @@ def _poke(runtime: Runtime, payload: str) -> None:
     runtime.poke(execution_id)
 
 
+class LazyLogExtra(Mapping[str, Any]):
+    """A log call's extra fields, built the first time logging reads them. Logging reads a call's
+    `extra` only when it makes a record, that is when the logger is enabled for the call's level."""
+
+    __slots__ = ("_build", "_fields")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build: Callable[[], dict[str, Any]] | None = build
+        self._fields: dict[str, Any] = {}
+
+    def _built(self) -> dict[str, Any]:
+        if self._build is not None:
+            self._fields, self._build = self._build(), None
+        return self._fields
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+class FetchLoop(procrastinate_worker.Worker):
+    """Procrastinate's worker (a fetch loop), its log calls' context built only for records that are
+    made. Procrastinate builds it for each of its four log calls per job (the job's fields as a dict,
+    its worker's, its result's), whether or not the call's level is logged, and in a worker
+    (configure_logging keeps Procrastinate's loggers at warning and above) only a failure's is:
+    measured with py-spy in a 2-node drain, 4.7% of the worker process's samples."""
+
+    def _log_extra(
+        self,
+        action: str,
+        context: JobContext | None,
+        job_result: Any,
+        **kwargs: Any,
+    ) -> Any:
+        build = super()._log_extra
+        return LazyLogExtra(lambda: build(action, context, job_result, **kwargs))
+
+
 async def run_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: asyncio.Event) -> None:
     """One Procrastinate worker (a fetch loop) until it ends, or until `stop` is set: then its own
     graceful stop (running jobs get the grace period, then are cancelled). Not by cancelling it: a
@@ -826,7 +869,7 @@ async def run_fetch_loop(app: procrastinate.App, options: dict[str, Any], stop: 
     # What App.run_worker_async does, keeping the worker at hand (Procrastinate leaves these untyped).
     untyped: Any = app
     untyped.perform_import_paths()
-    worker: Any = procrastinate_worker.Worker(app=app, **{**app.worker_defaults, **options})
+    worker: Any = FetchLoop(app=app, **{**app.worker_defaults, **options})
     running = asyncio.ensure_future(worker.run())
     # run() resets its stop request on its first step: from the next one on, stop() holds.
     await asyncio.sleep(0)

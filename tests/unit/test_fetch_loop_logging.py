@@ -1,0 +1,42 @@
+"""Procrastinate's log context, built only for the log records that are made (workers.app.FetchLoop)."""
+
+from __future__ import annotations
+
+import logging
+
+import procrastinate
+import pytest
+from procrastinate import jobs, testing
+from procrastinate import worker as procrastinate_worker
+from procrastinate.job_context import JobContext, JobResult
+from workers.app import FetchLoop, LazyLogExtra
+
+
+def test_the_extra_fields_are_built_when_a_record_is_made(caplog: pytest.LogCaptureFixture) -> None:
+    built: list[str] = []
+
+    def build(name: str) -> dict[str, object]:
+        built.append(name)
+        return {"action": name, "job": {"id": 7}}
+
+    logger = logging.getLogger("tests.lazy_extra")
+    with caplog.at_level(logging.WARNING, logger="tests.lazy_extra"):
+        logger.info("not made", extra=LazyLogExtra(lambda: build("info")))
+        logger.error("made", extra=LazyLogExtra(lambda: build("error")))
+    assert built == ["error"]
+    [record] = caplog.records
+    assert (record.getMessage(), record.__dict__["action"], record.__dict__["job"]) == ("made", "error", {"id": 7})
+
+
+def test_a_fetch_loop_logs_what_procrastinates_worker_logs() -> None:
+    app = procrastinate.App(connector=testing.InMemoryConnector())
+    ours = FetchLoop(app=app, name="loop", queues=["q"])
+    theirs = procrastinate_worker.Worker(app=app, name="loop", queues=["q"])
+    job = jobs.Job(id=3, queue="q", lock=None, queueing_lock=None, task_name="t", task_kwargs={"a": 1})
+    context = JobContext(
+        app=app, worker_name="loop", worker_queues=["q"], job=job, start_timestamp=1.0, abort_reason=lambda: None
+    )
+    result = JobResult(start_timestamp=1.0, end_timestamp=2.0, result=5)
+    lazy = ours._log_extra(action="job_success", context=context, job_result=result, status="ok")
+    assert isinstance(lazy, LazyLogExtra)
+    assert dict(lazy) == theirs._log_extra(action="job_success", context=context, job_result=result, status="ok")
