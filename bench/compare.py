@@ -39,6 +39,8 @@ FIGURES = (
     ("start latency p50 ms", "engine.latency.start_to_first_node_ms.p50"),
     ("start latency p95 ms", "engine.latency.start_to_first_node_ms.p95"),
     ("start latency offered load / capacity", "engine.latency.offered_load_vs_drain_capacity"),
+    ("start latency phase: machine busy (share of cores)", "engine.latency.cpu.fresh.busy_share_of_machine"),
+    ("start latency phase: postgres CPU ms per run", "engine.latency.cpu.fresh.postgres_cpu_ms_per_execution"),
     ("fan-out 1->50->1 steps/s", "engine.wide.steps_per_second"),
     ("chain 20 steps/s", "engine.chain.steps_per_second"),
     ("worker RSS MB, in flight", "engine.memory.inflight.rss_mb"),

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from dataworkflows.db import Database
 from figures import percentile, progress, ratio
 from harness import (
@@ -187,14 +189,15 @@ async def engine_latency(
     else:
         interval = max(0.001, 2 / capacity) if capacity else 0.02
     progress(f"engine: start latency, {count} executions one every {interval * 1000:.1f} ms")
-    began = time.perf_counter()
     answered: dict[int, float] = {}
-    call_seconds = await paced_starts(db, workflow_id, range(count), interval, answered)
-    offered = time.perf_counter() - began
-    await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05)
+    postmaster = await postmaster_pid(monitor)
+    call_seconds, offered, fresh_cpu = await paced_phase(
+        db, monitor, sizes, workflow_id, worker, range(count), interval, answered, postmaster
+    )
     progress(f"engine: start latency, running worker: {count} more executions at the same pace")
-    await paced_starts(db, workflow_id, range(count, 2 * count), interval, answered)
-    await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05)
+    _, _, running_cpu = await paced_phase(
+        db, monitor, sizes, workflow_id, worker, range(count, 2 * count), interval, answered, postmaster
+    )
     rows = await monitor.rows(
         "SELECT extract(epoch FROM n.started_at - e.created_at)::float8,"
         " extract(epoch FROM e.ended_at - e.created_at)::float8,"
@@ -246,7 +249,52 @@ async def engine_latency(
             "p50": percentile(after_answer[True], 50),
             "p95": percentile(after_answer[True], 95),
         },
+        "cpu": {"fresh": fresh_cpu, "running": running_cpu},
     }
+
+
+async def paced_phase(
+    db: Database,
+    monitor: Monitor,
+    sizes: Sizes,
+    workflow_id: str,
+    worker: Subprocess,
+    indexes: range,
+    interval: float,
+    answered: dict[int, float],
+    postmaster: int | None,
+) -> tuple[list[float], float, dict[str, Any]]:
+    """One half of the latency phase: the paced starts (paced_starts), then until all of them have ended.
+    Returns the start calls' seconds, the seconds the starts took, and what the machine's CPUs did from the
+    first start to the last run's end: cores busy in the worker (its helpers included), in PostgreSQL's
+    processes and in this process (the start client, and the monitor's polls); their sum as a share of the
+    machine's cores; PostgreSQL's and the worker's CPU per execution (its start included). (Not transactions:
+    the worker's and the client's backends stay connected, and an idle backend reports its counts to
+    pg_stat_database up to 10 s late.)"""
+    pids = [worker.process.pid] if worker.process is not None else []
+    cpu = ProcessCpu(pids, postmaster)
+    cpu.mark()
+    client = psutil.Process()
+    client_before = sum(client.cpu_times()[:2])
+    began = time.perf_counter()
+    call_seconds = await paced_starts(db, workflow_id, indexes, interval, answered)
+    offered = time.perf_counter() - began
+    await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05, cpu=cpu)
+    seconds = time.perf_counter() - began
+    usage = cpu.result(seconds)
+    client_seconds = sum(client.cpu_times()[:2]) - client_before
+    machine = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = usage["worker_cpu_seconds"] + usage["postgres_cpu_seconds"] + client_seconds
+    usage.update(
+        seconds=seconds,
+        client_cpu_seconds=client_seconds,
+        client_cores=ratio(client_seconds, seconds),
+        machine_cores=machine,
+        busy_share_of_machine=ratio(busy, seconds * machine) if machine else None,
+        postgres_cpu_ms_per_execution=ratio(usage["postgres_cpu_seconds"] * 1000, len(indexes)),
+        worker_cpu_ms_per_execution=ratio(usage["worker_cpu_seconds"] * 1000, len(indexes)),
+    )
+    return call_seconds, offered, usage
 
 
 async def paced_starts(

@@ -28,7 +28,10 @@ start client opens its whole pool and each connection plans the start call in st
 (workloads.warm_client). start_to_first_node_ms keeps its meaning (a fresh worker's starts, its cold start
 included); up to version 6 it also held the benchmark client's cold start (a pool of two connections growing
 during the phase, each new connection's first starts compiling and planning: start calls p95 ~100-160 ms), which
-no API that has been serving pays.
+no API that has been serving pays. Version 8 adds engine.latency.cpu.{fresh, running}: from each half's first
+start to its last run's end, the cores busy in the worker, PostgreSQL and the benchmark process (worker_cores,
+postgres_cores, client_cores, and their seconds), machine_cores, busy_share_of_machine (their sum over the
+machine's cores), and postgres_cpu_ms_per_execution / worker_cpu_ms_per_execution (the start's cost included).
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -42,7 +45,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -317,6 +320,17 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
         ):
             if after := latency.get(key):
                 rows.text(label, f"{fmt(after['p50'], 2)} / {fmt(after['p95'], 2)}", "ms; the worker's pick-up alone")
+        for half, cpu in (latency.get("cpu") or {}).items():
+            rows.text(
+                f"latency phase, {half} worker: cores busy",
+                f"{fmt(cpu['worker_cores'], 2)} + {fmt(cpu['postgres_cores'], 2)} + {fmt(cpu['client_cores'], 2)}",
+                f"worker + PostgreSQL + start client, {fmt(cpu['busy_share_of_machine'], 2)} of {cpu['machine_cores']}",
+            )
+            rows.text(
+                f"latency phase, {half} worker: CPU per run",
+                f"{fmt(cpu['worker_cpu_ms_per_execution'], 2)} + {fmt(cpu['postgres_cpu_ms_per_execution'], 2)}",
+                "ms, worker + PostgreSQL (its start included)",
+            )
     for key, label in (("wide", "wide (1 -> 50 -> 1)"), ("chain", "chain (20 nodes)")):
         figures = engine.get(key)
         if figures:
@@ -563,6 +577,23 @@ def readme_table(results: dict[str, Any]) -> str:
         f" {fmt(dig(results, 'engine.latency.answer_to_first_node_ms.p95'), 1)}"
         f" / {fmt(dig(results, 'engine.latency.running_answer_to_first_node_ms.p95'), 1)} ms",
     )
+    fresh = dig(results, "engine.latency.cpu.fresh") or {}
+    if fresh:
+        drain_steps = ratio(dig(results, "engine.drain.steps"), dig(results, "engine.drain.executions")) or 2.0
+
+        def per_run(side: str) -> float | None:
+            figure = dig(results, f"engine.drain.cpu_ms_per_step.{side}")
+            return None if figure is None else figure * drain_steps
+
+        add(
+            "start latency phase (fresh worker): cores busy, worker + PostgreSQL + start client (their share of the"
+            " machine); CPU per run, worker + PostgreSQL (its start included)",
+            f"{fmt(fresh.get('worker_cores'), 2)} + {fmt(fresh.get('postgres_cores'), 2)}"
+            f" + {fmt(fresh.get('client_cores'), 2)} of {fresh.get('machine_cores')} cores"
+            f" ({fmt(fresh.get('busy_share_of_machine'), 2)}); {fmt(fresh.get('worker_cpu_ms_per_execution'), 2)}"
+            f" + {fmt(fresh.get('postgres_cpu_ms_per_execution'), 2)} ms (the backlog drain's, start apart:"
+            f" {fmt(per_run('worker'), 2)} + {fmt(per_run('postgres'), 2)} ms)",
+        )
     dbos = dig(results, "peer.dbos") or {}
     add(
         "DBOS Transact two-step workflows: steps/s",

@@ -31,7 +31,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 7
+    assert results["schema_version"] == report.SCHEMA_VERSION == 8
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -62,6 +62,17 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     assert list(report.compute_ratios(results))[-1] == "engine_steps_per_s / one_fetch_steps_per_s"
     # Version 7: the start client warmed before the start-latency phase.
     assert set(results["engine"]["latency"]["client_warm_up"]) == {"connections", "starts_per_connection", "seconds"}
+    # Version 8: what the machine's CPUs did in each half of the start-latency phase.
+    for half in ("fresh", "running"):
+        assert set(results["engine"]["latency"]["cpu"][half]) >= {
+            "worker_cores",
+            "postgres_cores",
+            "client_cores",
+            "machine_cores",
+            "busy_share_of_machine",
+            "postgres_cpu_ms_per_execution",
+            "worker_cpu_ms_per_execution",
+        }
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
@@ -107,15 +118,20 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     assert any(line.startswith("ceiling: workers per PostgreSQL core") for line in lines)
     assert any(line.startswith("start client warmed first") and "20 x 6" in line for line in lines)
     answered = next(line for line in lines if line.startswith("start call answered -> first node p50 / p95"))
-    assert "0.62 / 2.14" in answered
+    assert "0.03 / 5.22" in answered
     # Version 5: the same backlog with group commit off, beside the default drain.
     unbatched = next(line for line in lines if line.startswith("group commit off: steps/s (2-node backlog)"))
-    assert "926.5" in unbatched
-    assert any(line.startswith("group commit off: transactions per step") and "1.32" in line for line in lines)
+    assert "635.0" in unbatched
+    assert any(line.startswith("group commit off: transactions per step") and "1.28" in line for line in lines)
     # Version 6: the same backlog with one job a fetch.
     one_fetch = next(line for line in lines if line.startswith("one job a fetch: steps/s (2-node backlog)"))
-    assert "1,079.4" in one_fetch
-    assert any(line.startswith("one job a fetch: transactions per step") and "0.88" in line for line in lines)
+    assert "679.4" in one_fetch
+    assert any(line.startswith("one job a fetch: transactions per step") and "0.93" in line for line in lines)
+    # Version 8: the cores busy and the CPU per run in the start-latency phase.
+    busy = next(line for line in lines if line.startswith("latency phase, fresh worker: cores busy"))
+    assert "0.32 + 0.80 + 0.28" in busy and "0.70 of 2" in busy
+    per_run = next(line for line in lines if line.startswith("latency phase, running worker: CPU per run"))
+    assert "1.80 + 4.00" in per_run
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
@@ -136,11 +152,16 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     assert "old table" not in updated
     assert "| 2-node backlog steps/s / no-op jobs/s |" in updated and "\u2265 1.50\u00d7" in updated
     answered = next(line for line in updated.splitlines() if "from a call's answer to the first node" in line)
-    assert "5.3 ms; 2.1 / 2.0 ms" in answered
+    assert "12.5 ms; 5.2 / 5.7 ms" in answered
     off = next(line for line in updated.splitlines() if "group commit off (a transaction per record)" in line)
-    assert "| 927; 1.32; 0.50 + 1.07 ms |" in off
+    assert "| 635; 1.28; 0.77 + 1.55 ms |" in off
     one = next(line for line in updated.splitlines() if "one job a fetch (`DW_WORKER_FETCH_BATCH=1`)" in line)
-    assert "| 1,079; 0.88; 0.38 + 0.68 ms |" in one
+    assert "| 679; 0.93; 0.72 + 1.32 ms |" in one
+    busy = next(line for line in updated.splitlines() if line.startswith("| start latency phase (fresh worker)"))
+    assert (
+        "| 0.32 + 0.80 + 0.28 of 2 cores (0.70); 1.60 + 4.00 ms (the backlog drain's, start apart: 0.90 + 1.37 ms) |"
+        in busy
+    )
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
