@@ -37,6 +37,7 @@ from harness import (
     postmaster_pid,
     rss_bytes,
     summarize_log,
+    usable_cores,
 )
 from sizes import Sizes
 from workloads import (
@@ -283,7 +284,7 @@ async def paced_phase(
     seconds = time.perf_counter() - began
     usage = cpu.result(seconds)
     client_seconds = sum(client.cpu_times()[:2]) - client_before
-    machine = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = usable_cores() or os.cpu_count()
     busy = usage["worker_cpu_seconds"] + usage["postgres_cpu_seconds"] + client_seconds
     usage.update(
         seconds=seconds,

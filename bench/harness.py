@@ -304,13 +304,18 @@ def memory_gb() -> float | None:
     return None
 
 
+def usable_cores() -> int | None:
+    """The CPUs this process may run on (its affinity), or None where the platform cannot say."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 async def machine_info(monitor: Monitor, description: str) -> dict[str, Any]:
     settings = {}
     for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers", "max_connections"):
         settings[name] = await monitor.value("SELECT current_setting(%s)", (name,))
     return {
         "nproc": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_usable": usable_cores(),
         "memory_gb": memory_gb(),
         "platform": platform.platform(),
         "python": platform.python_version(),
