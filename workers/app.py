@@ -59,6 +59,12 @@ RUN_EXECUTION_TASK = "dw.run_execution"
 # ResilientJobManager.hand_out_fetched): it starts them as fast as it has slots, which it had when it
 # fetched them, so only a loop whose slots all stay busy waits this long.
 HAND_OUT_SECONDS = 0.5
+# How long a fetch that found the queue drained (fewer due jobs than it asked for) stands for the
+# queue, while no new job is heard of: a fetch asked for within that time is not sent (see
+# ResilientJobManager.fetch_job). Shorter than Procrastinate's polling interval (5 s), so that a fetch
+# loop's poll, which looks for the jobs no notification announces (queued for later and now due,
+# given back by another worker), always reaches the database.
+NOTHING_NEW_SECONDS = 1.0
 # Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
 CANCEL_CHILDREN_TASK = "dw.cancel_children"
 
@@ -241,6 +247,18 @@ class ResilientJobManager(manager.JobManager):
     round trip. A stopping worker hands a loop the jobs its last fetch took before telling it to
     stop (hand_out_fetched); jobs a loop never asked for are given back, at the latest when it
     unregisters.
+
+    A fetch is not sent when it would find nothing: when a fetch of the same queues that began after
+    the last news of a job (a notification heard by any of the process's listeners, one of its own
+    wake-ups, a job it queued again) found fewer jobs than it asked for, less than
+    NOTHING_NEW_SECONDS ago, with every listener listening; and while the queue is found drained, a
+    fetch that began after the latest news and is still in flight is waited for, and answers for
+    this one. Procrastinate's loop fetches again after every job it gets, and every fetch loop of the
+    process hears every notification: without this, a lone run cost two empty fetches besides its
+    own (each a transaction, and as much worker CPU again). And a fetch that found nothing while a
+    notification came is sent again: the job may have committed after the fetch's snapshot, and
+    Procrastinate's loop forgets the notification once its fetch returns (it clears its new-job
+    event after every fetch), so the job waited for the next notification or poll.
     """
 
     def __init__(
@@ -268,6 +286,16 @@ class ResilientJobManager(manager.JobManager):
         # The fetch loops' notification callbacks, while they listen: wake_fetchers_at uses them.
         self.listeners: list[manager.NotificationCallback] = []
         self._wake_tasks: set[asyncio.Task[None]] = set()
+        # News of jobs that may be due, counted (see fetch_job); per queue list, the count when the
+        # latest fetch that found the queue drained began, and when it began (monotonic seconds).
+        self._news = 0
+        self._drained: dict[tuple[str, ...] | None, tuple[int, float]] = {}
+        # Per queue list: whether the latest fetch to end found the queue drained; the latest fetch
+        # in flight, with the news count when it began and a future done when it ends.
+        self._last_drained: dict[tuple[str, ...] | None, bool] = {}
+        self._in_flight: dict[tuple[str, ...] | None, tuple[int, asyncio.Future[None]]] = {}
+        # Listeners between a lost connection and their next LISTEN: notifications go unheard.
+        self._deaf = 0
 
     def wake_fetchers_at(self, when: datetime) -> None:
         """Makes every fetch loop of this process look for jobs at `when` (a job queued for then,
@@ -293,9 +321,20 @@ class ResilientJobManager(manager.JobManager):
             return taken
         if self.stop.is_set():
             return None  # stopping: the jobs fetched already are handed out, no new ones fetched
+        queues = None if queues is None else list(queues)
+        if await self._nothing_new(queues):
+            metrics.FETCHES.labels("skipped").inc()
+            return None
+        if self.stop.is_set():
+            return None
         self._fetching.add(worker_id)
         try:
-            return await self._fetch_with_retries(queues, worker_id)
+            while True:
+                news = self._news
+                job = await self._fetch_with_retries(queues, worker_id)
+                if job is not None or news == self._news or self.stop.is_set():
+                    return job
+                # Nothing due, and news of a job came while this fetch ran: look again (see above).
         finally:
             self._fetching.discard(worker_id)
             self._check_settled(worker_id)
@@ -327,10 +366,52 @@ class ResilientJobManager(manager.JobManager):
                 self.in_hand.setdefault(worker_id, set()).add(job.id)
             return job
 
+    async def _nothing_new(self, queues: Iterable[str] | None) -> bool:
+        """Whether a fetch of `queues` now would find nothing due, as far as this process can know
+        (see the class's docstring). While the queue is found drained, a fetch of the same queues
+        that began after the latest news and is in flight answers for this one: it is waited for
+        (each notification wakes every fetch loop at once, and one fetch is enough for one job)."""
+        if not self.listeners or self._deaf:
+            return False  # jobs may be queued unheard: every fetch looks
+        key = _queues_key(queues)
+        flight = self._in_flight.get(key)
+        if flight is not None and flight[0] == self._news and self._last_drained.get(key):
+            await asyncio.shield(flight[1])
+        mark = self._drained.get(key)
+        return mark is not None and mark[0] == self._news and time.monotonic() - mark[1] < NOTHING_NEW_SECONDS
+
+    def _found(self, queues: Iterable[str] | None, news: int, began: float, *, took: int, drained: bool) -> None:
+        """Notes a fetch's outcome: it began when the news count was `news`, at `began`, took `took`
+        jobs and found the queue drained (fewer due jobs than it asked for) or not."""
+        metrics.FETCHES.labels("jobs" if took else "empty").inc()
+        key = _queues_key(queues)
+        self._last_drained[key] = drained
+        if not drained:
+            return
+        mark = self._drained.get(key)
+        if mark is None or news >= mark[0]:
+            self._drained[key] = (news, began)
+
+    def _heard_of_jobs(self) -> None:
+        """News that a job may be due: the next fetch looks, whatever the last one found."""
+        self._news += 1
+
     async def _fetch(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        key = _queues_key(queues)
+        flight = (self._news, asyncio.get_running_loop().create_future())
+        self._in_flight[key] = flight
+        try:
+            return await self._fetch_now(queues, worker_id)
+        finally:
+            flight[1].set_result(None)
+            if self._in_flight.get(key) is flight:
+                del self._in_flight[key]
+
+    async def _fetch_now(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
+        news, began = self._news, time.monotonic()
         lease = self.lease
         if lease is None:
-            return await super().fetch_job(queues, worker_id)
+            return await self._fetch_one(queues, worker_id, news, began)
         # This fetch fills a slot of its own (Procrastinate's loop holds one for it); the others
         # free are the loop's slots less the jobs it holds.
         limit = max(1, min(lease.batch, lease.slots - len(self.in_hand.get(worker_id, ()))))
@@ -353,7 +434,8 @@ class ResilientJobManager(manager.JobManager):
             # again, in the job's task, where it is retried or fails the job where an operator
             # looks, instead of stopping this fetch loop.
             log.warning("fetching jobs with their runs' leases failed; fetching one alone", error=describe(exc))
-            return await super().fetch_job(queues, worker_id)
+            return await self._fetch_one(queues, worker_id, news, began)
+        self._found(queues, news, began, took=len(rows), drained=len(rows) < limit)
         fetched = [jobs.Job.from_row(row) for row in rows]
         for job, row in zip(fetched, rows, strict=True):
             if row["outcome"] is not None and job.id is not None:
@@ -363,6 +445,14 @@ class ResilientJobManager(manager.JobManager):
         if len(fetched) > 1:
             self.fetched.setdefault(worker_id, deque()).extend(fetched[1:])
         return fetched[0]
+
+    async def _fetch_one(
+        self, queues: Iterable[str] | None, worker_id: int, news: int, began: float
+    ) -> jobs.Job | None:
+        """One job, as Procrastinate fetches it (no lease taken)."""
+        job = await super().fetch_job(queues, worker_id)
+        self._found(queues, news, began, took=0 if job is None else 1, drained=job is None)
+        return job
 
     def take_acquired(self, job_id: int) -> dict[str, Any] | None:
         """The lease the job's fetch took for its run (None: it took none; the run acquires)."""
@@ -382,6 +472,7 @@ class ResilientJobManager(manager.JobManager):
                 # queued, a fetch may take it at once and must find the lease free.
                 await self._release_lease(job, token=None, queue=None, reason="fetch_answer_lost")
                 await super().retry_job(job)
+                self._heard_of_jobs()
 
     async def _release_lease(self, job: jobs.Job, *, token: int | None, queue: str | None, reason: str) -> None:
         """Gives back the lease `job`'s fetch took for its run, if the run still holds that very lease
@@ -464,11 +555,16 @@ class ResilientJobManager(manager.JobManager):
     async def listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None = None
     ) -> None:
-        self.listeners.append(on_notification)
+        async def heard(*, channel: str, notification: jobs.Notification) -> None:
+            if notification["type"] == "job_inserted":
+                self._heard_of_jobs()
+            await on_notification(channel=channel, notification=notification)
+
+        self.listeners.append(heard)
         try:
-            await self._listen_for_jobs(on_notification=on_notification, queues=queues)
+            await self._listen_for_jobs(on_notification=heard, queues=queues)
         finally:
-            self.listeners.remove(on_notification)
+            self.listeners.remove(heard)
 
     async def _listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None
@@ -489,11 +585,15 @@ class ResilientJobManager(manager.JobManager):
                 backoff.reset()
             delay = backoff.next()
             log.warning("listening for new jobs failed; reconnecting", error=error, retry_in=delay)
-            await asyncio.sleep(delay)
-            # Jobs queued while nobody listened sent their notification into the void: look for
-            # work now rather than at the next polling interval.
-            wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
-            await on_notification(channel="", notification=wake_up)
+            self._deaf += 1
+            try:
+                await asyncio.sleep(delay)
+                # Jobs queued while nobody listened sent their notification into the void: look for
+                # work now rather than at the next polling interval.
+                wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
+                await on_notification(channel="", notification=wake_up)
+            finally:
+                self._deaf -= 1
 
     async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
         await self._persist(job, lambda: super(ResilientJobManager, self).finish_job(job, status, delete_job))
@@ -512,6 +612,7 @@ class ResilientJobManager(manager.JobManager):
                 job, retry_at=retry_at, priority=priority, queue=queue, lock=lock
             ),
         )
+        self._heard_of_jobs()  # queued again, announced by no notification
 
     async def _persist(self, job: jobs.Job, write: Callable[[], Awaitable[None]]) -> None:
         """Records a job's end, retrying while the connection is lost: a job left 'doing' on a
@@ -565,6 +666,10 @@ class ResilientJobManager(manager.JobManager):
                     "recording the job's end failed; retrying", job_id=job.id, error=describe(exc), retry_in=delay
                 )
                 await stopped_within(self.stop, delay)
+
+
+def _queues_key(queues: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if queues is None else tuple(sorted(queues))
 
 
 def credential_provider(settings: Settings, db: Database) -> CredentialProvider:

@@ -27,6 +27,12 @@ EXECUTIONS_FINISHED = Counter(
     "dataworkflows_executions_finished_total", "Executions ended, by final status", ["workflow_id", "status"]
 )
 EXECUTIONS_PARKED = Counter("dataworkflows_executions_parked_total", "Executions parked until a retry is due")
+FETCHES = Counter(
+    "dataworkflows_worker_fetches_total",
+    "A worker's fetches from the job queue: 'jobs' took some, 'empty' found none due, 'skipped' were not sent"
+    " (no job was queued since a fetch that found the queue drained)",
+    ["outcome"],
+)
 NODE_DURATION = Histogram(
     "dataworkflows_node_duration_seconds",
     "Duration of one action attempt, by action type and outcome",
