@@ -249,8 +249,8 @@ class ResilientJobManager(manager.JobManager):
     unregisters.
 
     A fetch is not sent when it would find nothing: when a fetch of the same queues that began after
-    the last news of a job (a notification heard by any of the process's listeners, one of its own
-    wake-ups, a job it queued again) found fewer jobs than it asked for, less than
+    the last news of a job (a notification heard by any of the process's listeners, a job it queued
+    again) found fewer jobs than it asked for, less than
     NOTHING_NEW_SECONDS ago, with every listener listening; and while the queue is found drained, a
     fetch that began after the latest news and is still in flight is waited for, and answers for
     this one. Procrastinate's loop fetches again after every job it gets, and every fetch loop of the
@@ -283,9 +283,8 @@ class ResilientJobManager(manager.JobManager):
         # an event set once that loop has no fetch in flight and nothing in `fetched`.
         self._fetching: set[int] = set()
         self._settled: dict[int, asyncio.Event] = {}
-        # The fetch loops' notification callbacks, while they listen: wake_fetchers_at uses them.
+        # The fetch loops' notification callbacks, while they listen.
         self.listeners: list[manager.NotificationCallback] = []
-        self._wake_tasks: set[asyncio.Task[None]] = set()
         # News of jobs that may be due, counted (see fetch_job); per queue list, the count when the
         # latest fetch that found the queue drained began, and when it began (monotonic seconds).
         self._news = 0
@@ -296,20 +295,6 @@ class ResilientJobManager(manager.JobManager):
         self._in_flight: dict[tuple[str, ...] | None, tuple[int, asyncio.Future[None]]] = {}
         # Listeners between a lost connection and their next LISTEN: notifications go unheard.
         self._deaf = 0
-
-    def wake_fetchers_at(self, when: datetime) -> None:
-        """Makes every fetch loop of this process look for jobs at `when` (a job queued for then,
-        such as a throttled run's retry), as a new job's NOTIFY would, instead of at Procrastinate's
-        next poll (up to 5 s later)."""
-        delay = max((when - datetime.now(UTC)).total_seconds(), 0.0) + 0.005
-        asyncio.get_running_loop().call_later(delay, self._wake_fetchers)
-
-    def _wake_fetchers(self) -> None:
-        wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
-        for callback in list(self.listeners):
-            task = asyncio.ensure_future(callback(channel="", notification=wake_up))
-            self._wake_tasks.add(task)
-            task.add_done_callback(self._wake_tasks.discard)
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         waiting = self.fetched.get(worker_id)
@@ -1156,7 +1141,6 @@ async def run_worker(
     runtime.job_finished = job_manager.ended_in_record.add
     waker = Waker(db, settings)
     runtime.wake_hint = waker.wake_at
-    runtime.retry_hint = job_manager.wake_fetchers_at
     structlog.contextvars.bind_contextvars(worker_id=worker_id)
     log.info("worker starting", concurrency=concurrency, queue=settings.queue)
     # The maintenance loops work across tenants (their tasks keep the scope they were created in);

@@ -1349,7 +1349,11 @@ BEGIN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
                 OR (e.status = 'Pending'
-                    AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds))
+                    AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)
+                    -- A throttled run has no job until its turn (dw.park_throttled_run_v1): only
+                    -- one whose turn has passed (its wake-up job may be lost).
+                    AND (e.wake_at IS NULL
+                         OR e.wake_at < now() - make_interval(secs => p_stalled_worker_seconds)))
                 -- A parked run whose wake-up time has passed (its job may be lost). One that waits
                 -- only for signals or approvals without a timeout (wake_at NULL) has no job,
                 -- rightly: their arrival queues one.

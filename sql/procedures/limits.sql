@@ -84,6 +84,26 @@ BEGIN
 END;
 $$;
 
+-- A root run its workflow's limits hold back (dw.admit_root_run_v1 said 'throttled') waits on its
+-- row until p_wake_at (its turn under the rate, or the next look for a free concurrency slot), as a
+-- parked run does: it stays Pending, with no job, and dw.wake_due_runs_v1 queues one when the time
+-- comes. Not a job scheduled for later: every fetch walks the queued jobs and passes over those not
+-- due (see migration 0034). With p_job_id (and the Procrastinate worker that fetched it), the job the
+-- worker ran it under ends in the same transaction (dw.end_run_job_v1), as a park ends it.
+-- parked false: the run is no longer Pending and unheld (another worker took it, it ended): only
+-- the job ends.
+CREATE OR REPLACE FUNCTION dw.park_throttled_run_v1(
+    p_execution_id uuid, p_wake_at timestamptz, p_job_id bigint, p_job_worker_id bigint
+) RETURNS TABLE (parked boolean, job_finished boolean) LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.executions e SET wake_at = p_wake_at
+     WHERE e.id = p_execution_id AND e.status = 'Pending' AND e.lease_owner IS NULL;
+    parked := FOUND;
+    job_finished := dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
+    RETURN NEXT;
+END;
+$$;
+
 -- Sets a workflow's limits (p_set_*: change this one; a NULL value clears it) and returns the
 -- workflow's id, or nothing when it does not exist. When the rate changes, the start times promised
 -- under the old rate are withdrawn and those runs are queued now, to be given new ones (a run whose
@@ -117,16 +137,21 @@ BEGIN
                AND e.rate_slot_at IS NOT NULL
              FOR NO KEY UPDATE SKIP LOCKED
         ), withdrawn AS (
-            UPDATE dw.executions e SET rate_slot_at = NULL FROM promised p WHERE e.id = p.id
+            -- They waited on their rows for the old start times (dw.park_throttled_run_v1).
+            UPDATE dw.executions e SET rate_slot_at = NULL, wake_at = NULL FROM promised p WHERE e.id = p.id
             RETURNING e.id, e.queue
         ), unscheduled AS (
-            -- Their jobs were scheduled for the old start times.
+            -- Or as jobs scheduled for them (the release before this one).
             DELETE FROM procrastinate_jobs j USING withdrawn w
              WHERE (j.args ->> 'execution_id') = w.id::text AND j.status = 'todo' AND j.scheduled_at > now()
-            RETURNING w.id, w.queue
         )
-        SELECT count(dw.defer_run_job_v1(r.id, r.queue, NULL)) INTO v_requeued
-          FROM (SELECT DISTINCT u.id, u.queue FROM unscheduled u) r;
+        -- Each queued now, unless a job of its is due already (the statement's snapshot: the
+        -- scheduled ones deleted above still show, and are not due).
+        SELECT count(dw.defer_run_job_v1(w.id, w.queue, NULL)) INTO v_requeued
+          FROM withdrawn w
+         WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                            WHERE (j.args ->> 'execution_id') = w.id::text AND j.status = 'todo'
+                              AND (j.scheduled_at IS NULL OR j.scheduled_at <= now()));
     END IF;
     RETURN QUERY SELECT p_workflow_id;
 END;

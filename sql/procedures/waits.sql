@@ -640,6 +640,8 @@ $$;
 
 -- Queues one run job for each parked run whose wake-up time has come and that has no job yet
 -- (at most p_limit, oldest due first; SKIP LOCKED, so every worker's waker can run it at once).
+-- Parked: Waiting (dw.park_execution_v3), or Pending and throttled by its workflow's limits until
+-- its turn (dw.park_throttled_run_v1).
 -- Returns how many it queued.
 CREATE OR REPLACE FUNCTION dw.wake_due_runs_v1(p_limit integer, p_queue text)
     RETURNS integer LANGUAGE plpgsql AS $$
@@ -648,7 +650,8 @@ DECLARE
 BEGIN
     SELECT array_agg(due.id) INTO v_ids FROM (
         SELECT e.id FROM dw.executions e
-         WHERE e.status = 'Waiting' AND e.wake_at <= now()
+         -- One arm per partial index (executions_parked_wake_idx, executions_throttled_wake_idx).
+         WHERE ((e.status = 'Waiting' AND e.wake_at <= now()) OR (e.status = 'Pending' AND e.wake_at <= now()))
            AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                             WHERE (j.args ->> 'execution_id') = e.id::text AND j.status IN ('todo', 'doing'))
          ORDER BY e.wake_at

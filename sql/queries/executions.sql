@@ -162,6 +162,11 @@ SELECT outcome, job_finished FROM dw.suspend_execution_v2(%(id)s, %(token)s, %(w
 -- Gives the lease back and re-queues the run (worker shutdown).
 SELECT dw.release_execution_v1(%(id)s, %(token)s, %(queue)s, %(reason)s) AS released;
 
+-- name: park_throttled_run
+-- A run its workflow's limits hold back waits on its row until its turn, with no job; with job_id, the
+-- Procrastinate job the worker ran it under ends too (job_finished says whether it did).
+SELECT parked, job_finished FROM dw.park_throttled_run_v1(%(id)s, %(wake_at)s, %(job_id)s, %(job_worker_id)s);
+
 -- name: defer_run
 -- Queues a run job for an execution, optionally at a later time.
 SELECT dw.defer_run_job_v1(%(id)s, %(queue)s, %(scheduled_at)s) AS job_id;

@@ -95,12 +95,9 @@ class Runtime:
         self.stopping = asyncio.Event()
         # The runs this process holds, for pokes (a control request or a resolved wait).
         self.active: dict[UUID, _Run] = {}
-        # Told when a run parks until a time, so the worker can look for its wake-up job then
-        # rather than at the next polling interval (set by the worker process).
+        # Told when a run parks until a time (a throttled run included), so the worker can queue its
+        # wake-up job then rather than at the next polling interval (set by the worker process).
         self.wake_hint: Callable[[datetime], None] | None = None
-        # Told when a throttled run's job is queued for a later time, so the worker fetches it then
-        # rather than at Procrastinate's next poll (set by the worker process).
-        self.retry_hint: Callable[[datetime], None] | None = None
         # Told the id of a run's Procrastinate job when the record that ended the run ended the job
         # too (dw.record_attempt_v6), so the worker does not finish it again (set by the worker).
         self.job_finished: Callable[[int], None] | None = None
@@ -121,15 +118,20 @@ class Runtime:
         for run in list(self.active.values()):
             run.poke()
 
-    async def _retry_throttled(self, execution_id: UUID, throttle: Throttle | None) -> None:
+    async def _retry_throttled(
+        self, execution_id: UUID, throttle: Throttle | None, job_id: int | None, job_worker: int | None
+    ) -> None:
         """A root run its workflow's limits hold back tries again: at its turn under the rate limit,
         else after DW_THROTTLE_DELAY_SECONDS (a concurrency slot frees when a running root run ends,
-        which nothing announces). It stays Pending; its job waits in the queue until then."""
+        which nothing announces). It stays Pending and waits on its row, with no job, until then
+        (dw.park_throttled_run_v1); the job it ran under ends with that write."""
         retry_at = throttle.retry_at if throttle is not None else None
         later = retry_at or now() + timedelta(seconds=self.settings.throttle_delay_seconds)
-        await self.data.defer(execution_id, queue=self.settings.queue, at=later)
-        if self.retry_hint is not None:
-            self.retry_hint(later)
+        parked = await self.data.park_throttled(execution_id, wake_at=later, job_id=job_id, job_worker=job_worker)
+        if parked.job_finished and job_id is not None and self.job_finished is not None:
+            self.job_finished(job_id)
+        if parked.parked and self.wake_hint is not None:
+            self.wake_hint(later)
         log.info(
             "execution throttled by its workflow's limits",
             execution_id=str(execution_id),
@@ -158,7 +160,7 @@ class Runtime:
                 start=not self.stopping.is_set(),
             )
         if acquired.outcome == "throttled":
-            await self._retry_throttled(execution_id, acquired.throttle)
+            await self._retry_throttled(execution_id, acquired.throttle, job_id, job_worker)
             return acquired.outcome
         if acquired.outcome != "acquired":
             # held, finished (a cancel requested while nobody held it ends the run there),

@@ -47,6 +47,13 @@ class Parked(msgspec.Struct, frozen=True):
     job_finished: bool = False
 
 
+class ThrottleParked(msgspec.Struct, frozen=True):
+    # The run waits on its row until its turn (false: it is no longer a Pending run nobody holds).
+    parked: bool
+    # The run's Procrastinate job ended in the same transaction (job_id given).
+    job_finished: bool = False
+
+
 class Suspension(msgspec.Struct, frozen=True):
     # suspended | cancelled | withdrawn
     outcome: str
@@ -94,6 +101,23 @@ class RunData:
     async def defer(self, execution_id: UUID, *, queue: str, at: datetime | None) -> None:
         """Queues a run job for the execution (at a time, or now)."""
         await self._db.fetch_one("defer_run", id=execution_id, queue=queue, scheduled_at=at)
+
+    async def park_throttled(
+        self, execution_id: UUID, *, wake_at: datetime, job_id: int | None = None, job_worker: int | None = None
+    ) -> ThrottleParked:
+        """A run its workflow's limits hold back waits on its row until `wake_at`, Pending, with no
+        job (dw.wake_due_runs_v1 queues one then). With job_id (and the Procrastinate worker that
+        fetched it), the job the run ran under ends too."""
+        parked = await self._db.fetch_one_as(
+            ThrottleParked,
+            "park_throttled_run",
+            id=execution_id,
+            wake_at=wake_at,
+            job_id=job_id,
+            job_worker_id=job_worker,
+        )
+        assert parked is not None
+        return parked
 
     async def plan(self, workflow_id: str, version: int) -> Plan | None:
         row = await self._db.fetch_one("get_plan", id=workflow_id, version=version)

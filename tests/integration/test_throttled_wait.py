@@ -1,0 +1,151 @@
+"""A run its workflow's limits hold back waits for its turn on its own row, Pending and with no job
+(dw.park_throttled_run_v1), as a parked run does; a worker's waker queues its job when the turn
+comes (dw.wake_due_runs_v1). Not as a job scheduled for later: every fetch walks past those."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.data.limits import WorkflowLimits
+from dataworkflows.data.runs import acquired_from_row
+from dataworkflows.db import Database
+from tests.conftest import publish, start
+from tests.integration.test_folded_writes import job_manager
+from tests.integration.test_runtime import echo, make_runtime, wf
+
+QUEUE = "executions"
+
+
+async def run_row(db: Database, execution_id: Any) -> dict[str, Any]:
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, wake_at, rate_slot_at, lease_owner FROM dw.executions WHERE id = %s", (execution_id,)
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return dict(zip(("status", "wake_at", "rate_slot_at", "lease_owner"), row, strict=True))
+
+
+async def jobs_of(db: Database, execution_id: Any) -> list[tuple[str, bool]]:
+    """The run's jobs: (status, due now)."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, scheduled_at IS NULL OR scheduled_at <= now() FROM procrastinate_jobs"
+            " WHERE args ->> 'execution_id' = %s ORDER BY id",
+            (str(execution_id),),
+        )
+        return [(status, due) for status, due in await cur.fetchall()]
+
+
+async def limited(db: Database, workflow_id: str, *, rate: int | None = None, concurrent: int | None = None) -> None:
+    await publish(db, wf(workflow_id, echo("a")))
+    limits = WorkflowLimits(
+        set_concurrent=concurrent is not None,
+        max_concurrent=concurrent,
+        set_rate=rate is not None,
+        rate_per_minute=rate,
+    )
+    assert await db.limits.set_workflow_limits(workflow_id, limits)
+
+
+async def test_a_throttled_run_waits_on_its_row_until_its_turn(db: Database, conditions: ConditionPool) -> None:
+    await limited(db, "paced", rate=60)  # one start a second
+    first, second = await start(db, "paced"), await start(db, "paced")
+    runtime = make_runtime(db, conditions)
+    ended: set[int] = set()
+    runtime.job_finished = ended.add
+    woken: list[datetime] = []
+    runtime.wake_hint = woken.append
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", (str(first),))
+    assert await runtime.run_execution(first) == "Succeeded"
+
+    # The worker's fetch takes the second run's job; its acquire says "not yet".
+    async with job_manager(db) as (manager, worker_id):
+        job = await manager.fetch_job([QUEUE], worker_id)
+        assert job is not None and job.id is not None
+        lease = manager.take_acquired(job.id)
+        assert lease is not None
+        acquired = acquired_from_row(lease)
+        assert acquired.outcome == "throttled" and acquired.throttle is not None
+        turn = acquired.throttle.retry_at
+        assert turn is not None
+        outcome = await runtime.run_execution(second, acquired=acquired, job_id=job.id, job_worker=worker_id)
+    assert outcome == "throttled"
+    # Its job ended with the write that parked it; no job waits in the queue for its turn.
+    assert ended == {job.id}
+    assert await jobs_of(db, second) == []
+    assert await run_row(db, second) == {
+        "status": "Pending",
+        "wake_at": turn,
+        "rate_slot_at": turn,
+        "lease_owner": None,
+    }
+    assert woken == [turn]
+
+    # Before its turn: the waker queues nothing, and recovery leaves it alone (it has no job, rightly).
+    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 0
+    recovered = await db.operations.recover(max_recoveries=3, stalled_worker_seconds=0.0, queue=QUEUE)
+    assert second not in [r.execution_id for r in recovered]
+    assert await jobs_of(db, second) == []
+
+    # At its turn: the waker queues its job, and the run starts.
+    await asyncio.sleep(max((turn - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
+    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 1
+    assert await jobs_of(db, second) == [("todo", True)]
+    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 0  # it has a job now
+    assert await runtime.run_execution(second) == "Succeeded"
+
+
+async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
+    await limited(db, "held", concurrent=1)
+    first, second = await start(db, "held"), await start(db, "held")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+        await conn.execute(
+            "UPDATE dw.executions SET status = 'Running', lease_owner = 'w',"
+            " lease_expires_at = now() + interval '1 hour' WHERE id = %s",
+            (first,),
+        )
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert await runtime.run_execution(second) == "throttled"
+    row = await run_row(db, second)
+    assert row["status"] == "Pending" and row["wake_at"] is not None and row["wake_at"] > datetime.now(UTC)
+    assert await jobs_of(db, second) == []
+    # Its turn passed long ago and no waker queued its job (every worker was down): recovery does.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.executions SET wake_at = now() - interval '1 hour', created_at = now() - interval '2 hours'"
+            " WHERE id = %s",
+            (second,),
+        )
+    recovered = await db.operations.recover(max_recoveries=3, stalled_worker_seconds=1.0, queue=QUEUE)
+    assert [r.execution_id for r in recovered] == [second]
+    assert await jobs_of(db, second) == [("todo", True)]
+
+
+async def test_a_new_rate_queues_the_runs_waiting_for_their_old_turns(db: Database, conditions: ConditionPool) -> None:
+    await limited(db, "slowed", rate=1)  # one start a minute
+    runs = [await start(db, "slowed") for _ in range(3)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    runtime = make_runtime(db, conditions)
+    assert await runtime.run_execution(runs[0]) == "Succeeded"
+    assert [await runtime.run_execution(run) for run in runs[1:]] == ["throttled", "throttled"]
+    for run in runs[1:]:
+        assert await jobs_of(db, run) == []
+    # A faster rate withdraws the promised turns: the runs are queued now, to be promised new ones.
+    assert await db.limits.set_workflow_limits("slowed", WorkflowLimits(set_rate=True, rate_per_minute=6000))
+    for run in runs[1:]:
+        assert await run_row(db, run) == {
+            "status": "Pending",
+            "wake_at": None,
+            "rate_slot_at": None,
+            "lease_owner": None,
+        }
+        assert await jobs_of(db, run) == [("todo", True)]
+    await asyncio.sleep(0.02)
+    assert await runtime.run_execution(runs[1]) == "Succeeded"
