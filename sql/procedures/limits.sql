@@ -90,14 +90,19 @@ $$;
 -- comes. Not a job scheduled for later: every fetch walks the queued jobs and passes over those not
 -- due (see migration 0034). With p_job_id (and the Procrastinate worker that fetched it), the job the
 -- worker ran it under ends in the same transaction (dw.end_run_job_v1), as a park ends it.
--- parked false: the run is no longer Pending and unheld (another worker took it, it ended): only
--- the job ends.
+-- parked false: the run is no longer Pending and unheld (another worker took it, it ended), or
+-- another job of it is queued (a rate change withdrew its turn, a resume, a recovery queued one since
+-- the acquire said 'throttled': that job takes it, and its turn is not written over): only the job
+-- ends.
 CREATE OR REPLACE FUNCTION dw.park_throttled_run_v1(
     p_execution_id uuid, p_wake_at timestamptz, p_job_id bigint, p_job_worker_id bigint
 ) RETURNS TABLE (parked boolean, job_finished boolean) LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE dw.executions e SET wake_at = p_wake_at
-     WHERE e.id = p_execution_id AND e.status = 'Pending' AND e.lease_owner IS NULL;
+     WHERE e.id = p_execution_id AND e.status = 'Pending' AND e.lease_owner IS NULL
+       AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                        WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+                          AND j.id IS DISTINCT FROM p_job_id);
     parked := FOUND;
     job_finished := dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
     RETURN NEXT;

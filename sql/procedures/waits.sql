@@ -660,6 +660,10 @@ BEGIN
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
+    -- A throttled run's turn is spent once its job is queued: if that job ends without taking the
+    -- run (its acquire failed), the run is not queued again every pass, but by recovery, which
+    -- counts it against DW_MAX_RECOVERIES.
+    UPDATE dw.executions e SET wake_at = NULL WHERE e.id = ANY (v_ids) AND e.status = 'Pending';
     PERFORM procrastinate_defer_jobs_v1(ARRAY(
         SELECT ROW(p_queue, 'dw.run_execution', 0, NULL, NULL,
                    jsonb_build_object('execution_id', e.id::text, 'tenant_id', e.tenant_id),

@@ -96,7 +96,10 @@ async def test_a_throttled_run_waits_on_its_row_until_its_turn(db: Database, con
     await asyncio.sleep(max((turn - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
     assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 1
     assert await jobs_of(db, second) == [("todo", True)]
-    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 0  # it has a job now
+    # Its turn is spent: were that job to end without taking the run, recovery (which counts) would
+    # queue it again, not every pass of every waker.
+    assert (await run_row(db, second))["wake_at"] is None
+    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 0
     assert await runtime.run_execution(second) == "Succeeded"
 
 
@@ -115,6 +118,14 @@ async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database,
     row = await run_row(db, second)
     assert row["status"] == "Pending" and row["wake_at"] is not None and row["wake_at"] > datetime.now(UTC)
     assert await jobs_of(db, second) == []
+    # Its turn passed a moment ago: the wakers' business still, not recovery's.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.executions SET wake_at = now() - interval '1 second', created_at = now() - interval '2 hours'"
+            " WHERE id = %s",
+            (second,),
+        )
+    assert await db.operations.recover(max_recoveries=3, stalled_worker_seconds=60.0, queue=QUEUE) == []
     # Its turn passed long ago and no waker queued its job (every worker was down): recovery does.
     async with db.connection() as conn:
         await conn.execute(
@@ -149,3 +160,23 @@ async def test_a_new_rate_queues_the_runs_waiting_for_their_old_turns(db: Databa
         assert await jobs_of(db, run) == [("todo", True)]
     await asyncio.sleep(0.02)
     assert await runtime.run_execution(runs[1]) == "Succeeded"
+
+
+async def test_a_run_queued_again_meanwhile_is_not_parked_over(db: Database, conditions: ConditionPool) -> None:
+    """Between the acquire that said 'throttled' and the park, something queued the run again (a rate
+    change that withdrew its turn, a resume): that job takes it, and the old turn is not written."""
+    await limited(db, "requeued", rate=1)
+    first, second = await start(db, "requeued"), await start(db, "requeued")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    runtime = make_runtime(db, conditions)
+    assert await runtime.run_execution(first) == "Succeeded"
+    acquired = await db.runs.acquire(second, owner="w", lease_seconds=30)
+    assert acquired.outcome == "throttled" and acquired.throttle is not None
+    await db.runs.defer(second, queue=QUEUE, at=None)
+    turn = acquired.throttle.retry_at
+    assert turn is not None
+    parked = await db.runs.park_throttled(second, wake_at=turn)
+    assert not parked.parked and not parked.job_finished
+    assert (await run_row(db, second))["wake_at"] is None
+    assert await jobs_of(db, second) == [("todo", True)]
