@@ -250,15 +250,15 @@ class ResilientJobManager(manager.JobManager):
 
     A fetch is not sent when it would find nothing: when a fetch of the same queues that began after
     the last news of a job (a notification heard by any of the process's listeners, a job it queued
-    again) found fewer jobs than it asked for, less than
-    NOTHING_NEW_SECONDS ago, with every listener listening; and while the queue is found drained, a
-    fetch that began after the latest news and is still in flight is waited for, and answers for
-    this one. Procrastinate's loop fetches again after every job it gets, and every fetch loop of the
-    process hears every notification: without this, a lone run cost two empty fetches besides its
-    own (each a transaction, and as much worker CPU again). And a fetch that found nothing while a
-    notification came is sent again: the job may have committed after the fetch's snapshot, and
-    Procrastinate's loop forgets the notification once its fetch returns (it clears its new-job
-    event after every fetch), so the job waited for the next notification or poll.
+    again) found fewer jobs than it asked for, less than NOTHING_NEW_SECONDS ago, with every
+    listener listening; and while the queue is found drained, a fetch that began after the latest
+    news and is still in flight is waited for, and answers for this one. Procrastinate's loop
+    fetches again after every job it gets, and every fetch loop of the process hears every
+    notification: without this, a lone run cost two empty fetches besides its own (each a
+    transaction, and as much worker CPU again). And a fetch that found nothing while a notification
+    came is sent again: the job may have committed after the fetch's snapshot, and Procrastinate's
+    loop forgets the notification once its fetch returns (it clears its new-job event after every
+    fetch), so the job waited for the next notification or poll.
     """
 
     def __init__(

@@ -29,8 +29,9 @@ def fetches(outcome: str) -> float:
 
 @contextlib.asynccontextmanager
 async def listening(manager: ResilientJobManager) -> AsyncIterator[asyncio.Queue[int]]:
-    """The manager listening for new jobs, as a fetch loop's listener does; yields the ids of the jobs
-    whose notifications arrived. Listening once its probe job's notification has come."""
+    """The manager listening for new jobs, as a fetch loop's listener does; yields the job ids of the
+    notifications that arrived (0 for a start's, which names no job). Its LISTEN is in place once a
+    notification has come (started_and_heard)."""
     heard: asyncio.Queue[int] = asyncio.Queue()
 
     async def on_notification(*, channel: str, notification: jobs.Notification) -> None:
