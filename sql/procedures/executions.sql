@@ -766,15 +766,22 @@ $$;
 -- v2 (over v1): the same records and the same answer, with the common record written set-based
 -- (issue 17: a statement's executor start and end, a subtransaction and a function call per record
 -- were most of a batch's PostgreSQL time). A record that succeeded, fires every edge it has (or has
--- none), reports no external resource, was not interrupted and is its run's only record in the
--- batch, whose run this worker still holds and whose node is in flight, is written together with
--- the others like it, as dw.record_attempt_v6 writes each (the same rows, events and answer): one
+-- none), reports no external resource, was not interrupted, is its node's only record in the batch,
+-- whose run this worker still holds and whose node is in flight, is written together with the others
+-- like it, as dw.record_attempt_v6 writes each (the same rows, events and answer), when every record
+-- of its run in the batch is such a record (the records of a fan-out's parallel nodes): one
 -- statement locks their runs and checks their leases, one writes all their attempt rows, node
 -- states, events and waits' marks, one decides all their edges, one starts the nodes those made
 -- Ready, one finds the runs they end; the runs whose end is only their row end in one statement,
 -- the others through dw.finish_execution_v1, and one statement ends their jobs. Every other record
--- (a retry, a failure, an edge not fired, a resource link, a second record of one run, a lease lost)
--- goes through dw.record_attempts_v1, in a subtransaction of its own. The set-based statements run
+-- (a retry, a failure, an edge not fired, a resource link, a lease lost; and every record of a run
+-- with one of those in the batch) goes through dw.record_attempts_v1, in a subtransaction of its own.
+-- Several records of one run, written together, do what they do one after another in batch order: a
+-- node their edges make Ready is made so by the last of them that fires into it (the one that
+-- completes its count), which starts it within its own start_limit and answers for it; only the
+-- run's last record in the batch may end the run. What differs is the order of the run's events
+-- within the transaction: the records' node_succeeded events come before the node_started events
+-- the records cause (one after another, each record's node_started came after its node_succeeded). The set-based statements run
 -- in one subtransaction: if anything in them raises (a duplicate attempt, a value the database will
 -- not store, a lock not granted within the lock_timeout), they roll back whole and every record goes
 -- through dw.record_attempts_v1, where only the one at fault fails, as before.
@@ -794,14 +801,22 @@ DECLARE
     f_open boolean[];
     f_in_time boolean[];
     v_recorded integer;
+    -- Each edge fired, with the ordinal of the record that fired it.
+    v_edge_ord integer[];
     v_edge_exec uuid[];
     v_edge_target text[];
+    -- The nodes made Ready, each with the ordinal of the record that made it so (see above).
+    v_ready_ord integer[];
     v_ready_exec uuid[];
     v_ready_node text[];
     v_ready_pos integer[];
+    v_started_ord integer[];
     v_started_exec uuid[];
     v_started_node text[];
     v_started_attempt integer[];
+    v_started_pos integer[];
+    -- The runs the records end: each run's last record in the batch.
+    v_end_ord integer[];
     v_end_exec uuid[];
     v_end_simple boolean[];
     v_end_job bigint[];
@@ -814,37 +829,45 @@ DECLARE
 BEGIN
     BEGIN
         -- The candidates and their runs' rows, locked in id order (the worker sends its records sorted
-        -- so), the lease checked as dw.check_lease_v1 checks it, the node in flight. A run whose row
-        -- another transaction holds (an operator's cancel being written) is skipped: its record goes
-        -- the record-by-record way, and waits there as it always has.
-        SELECT array_agg(s.ord ORDER BY s.ord), array_agg(s.rec ORDER BY s.ord), array_agg(s.id ORDER BY s.ord),
-               array_agg(s.open ORDER BY s.ord), array_agg(s.in_time ORDER BY s.ord)
+        -- so), the lease checked as dw.check_lease_v1 checks it, the node in flight; then only the runs
+        -- all of whose records in the batch are candidates. A run whose row another transaction holds
+        -- (an operator's cancel being written) is skipped: its records go the record-by-record way, and
+        -- wait there as they always have.
+        SELECT array_agg(q.ord ORDER BY q.ord), array_agg(q.rec ORDER BY q.ord), array_agg(q.id ORDER BY q.ord),
+               array_agg(q.open ORDER BY q.ord), array_agg(q.in_time ORDER BY q.ord)
           FROM (
-            SELECT r.ord, r.rec, e.id,
-                   e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL AS open,
-                   e.deadline_at IS NULL OR e.deadline_at > now() AS in_time
+            SELECT s.*, count(*) OVER (PARTITION BY s.id) AS candidates_of_run
               FROM (
-                SELECT x.n::integer AS ord, x.e AS rec, (x.e ->> 'execution_id')::uuid AS execution_id,
-                       count(*) OVER (PARTITION BY (x.e ->> 'execution_id')::uuid) AS records_of_run
-                  FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
-              ) r
-              JOIN dw.executions e ON e.id = r.execution_id
-              JOIN dw.node_states n ON n.execution_id = r.execution_id AND n.node_id = r.rec ->> 'node_id'
-             WHERE r.records_of_run = 1
-               AND r.rec ->> 'outcome' = 'succeeded'
-               AND (r.rec -> 'resource_links' IS NULL OR r.rec -> 'resource_links' = '[]'::jsonb)
-               AND (r.rec ->> 'interrupted')::boolean IS NOT TRUE
-               AND e.lease_token = (r.rec ->> 'token')::bigint AND e.lease_owner IS NOT NULL AND e.status = 'Running'
-               AND n.status = 'Running'
-               AND (cardinality(n.edge_targets) = 0
-                    OR (jsonb_typeof(r.rec -> 'fired') = 'array'
-                        AND jsonb_array_length(r.rec -> 'fired') = cardinality(n.edge_targets)
-                        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.rec -> 'fired') AS f(v)
-                                         WHERE f.v IS DISTINCT FROM 'true'::jsonb)))
-             ORDER BY e.id
-               FOR NO KEY UPDATE OF e SKIP LOCKED
-          ) s
-              INTO f_ord, f_rec, f_exec, f_open, f_in_time;
+                SELECT r.ord, r.rec, r.records_of_run, e.id,
+                       e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL AS open,
+                       e.deadline_at IS NULL OR e.deadline_at > now() AS in_time
+                  FROM (
+                    SELECT x.n::integer AS ord, x.e AS rec, (x.e ->> 'execution_id')::uuid AS execution_id,
+                           count(*) OVER (PARTITION BY (x.e ->> 'execution_id')::uuid) AS records_of_run,
+                           count(*) OVER (PARTITION BY (x.e ->> 'execution_id')::uuid, x.e ->> 'node_id')
+                               AS records_of_node
+                      FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
+                  ) r
+                  JOIN dw.executions e ON e.id = r.execution_id
+                  JOIN dw.node_states n ON n.execution_id = r.execution_id AND n.node_id = r.rec ->> 'node_id'
+                 WHERE r.records_of_node = 1
+                   AND r.rec ->> 'outcome' = 'succeeded'
+                   AND (r.rec -> 'resource_links' IS NULL OR r.rec -> 'resource_links' = '[]'::jsonb)
+                   AND (r.rec ->> 'interrupted')::boolean IS NOT TRUE
+                   AND e.lease_token = (r.rec ->> 'token')::bigint AND e.lease_owner IS NOT NULL
+                   AND e.status = 'Running'
+                   AND n.status = 'Running'
+                   AND (cardinality(n.edge_targets) = 0
+                        OR (jsonb_typeof(r.rec -> 'fired') = 'array'
+                            AND jsonb_array_length(r.rec -> 'fired') = cardinality(n.edge_targets)
+                            AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(r.rec -> 'fired') AS f(v)
+                                             WHERE f.v IS DISTINCT FROM 'true'::jsonb)))
+                 ORDER BY e.id, r.ord
+                   FOR NO KEY UPDATE OF e SKIP LOCKED
+              ) s
+          ) q
+         WHERE q.candidates_of_run = q.records_of_run
+          INTO f_ord, f_rec, f_exec, f_open, f_in_time;
 
         IF f_ord IS NOT NULL THEN
             -- Each record's attempt row, node state, event and wait's mark, as dw.record_attempt_v6
@@ -871,7 +894,7 @@ BEGIN
                        next_attempt_at = r.next_attempt_at, ended_at = r.end_time, end_reason = NULL
                   FROM r
                  WHERE n.execution_id = r.execution_id AND n.node_id = r.node_id AND n.status = 'Running'
-                RETURNING n.execution_id, n.edge_targets
+                RETURNING r.ord, n.execution_id, n.edge_targets
             ), recorded_wait AS (
                 UPDATE dw.waits w SET recorded_at = now()
                   FROM r
@@ -884,11 +907,12 @@ BEGIN
                                                             'error', r.error, 'nextAttemptAt', r.next_attempt_at))
                   FROM r ORDER BY r.ord
             )
-            -- The edges in one pass, so that the two arrays pair up.
-            SELECT (SELECT count(*) FROM node), edges.runs, edges.targets
-              FROM (SELECT array_agg(node.execution_id) AS runs, array_agg(t.target) AS targets
+            -- The edges in one pass, so that the three arrays pair up.
+            SELECT (SELECT count(*) FROM node), edges.ords, edges.runs, edges.targets
+              FROM (SELECT array_agg(node.ord) AS ords, array_agg(node.execution_id) AS runs,
+                           array_agg(t.target) AS targets
                       FROM node, unnest(node.edge_targets) AS t(target)) edges
-              INTO v_recorded, v_edge_exec, v_edge_target;
+              INTO v_recorded, v_edge_ord, v_edge_exec, v_edge_target;
             IF v_recorded <> cardinality(f_ord) THEN
                 -- A node left flight between the check and the write: all go the record-by-record way.
                 RAISE EXCEPTION 'a node of the batch is no longer in flight' USING ERRCODE = 'DW011';
@@ -896,10 +920,11 @@ BEGIN
         END IF;
 
         IF cardinality(v_edge_exec) > 0 THEN
-            -- Every edge fired: a target whose edges are all decided is Ready (dw.decide_edges_v1).
+            -- Every edge fired: a target whose edges are all decided is Ready (dw.decide_edges_v1), made
+            -- so by the last record (in batch order) that fires into it.
             WITH d AS (
-                SELECT t.execution_id, t.target, count(*)::integer AS fired
-                  FROM unnest(v_edge_exec, v_edge_target) AS t(execution_id, target)
+                SELECT t.execution_id, t.target, count(*)::integer AS fired, max(t.ord) AS owner
+                  FROM unnest(v_edge_ord, v_edge_exec, v_edge_target) AS t(ord, execution_id, target)
                  GROUP BY t.execution_id, t.target
             ), decided AS (
                 UPDATE dw.node_states n
@@ -909,25 +934,26 @@ BEGIN
                                      ELSE 'Ready' END
                   FROM d
                  WHERE n.execution_id = d.execution_id AND n.node_id = d.target AND n.status = 'Pending'
-                RETURNING n.execution_id, n.node_id, n.status, n.position
+                RETURNING d.owner, n.execution_id, n.node_id, n.status, n.position
             )
-            SELECT array_agg(decided.execution_id), array_agg(decided.node_id), array_agg(decided.position)
+            SELECT array_agg(decided.owner), array_agg(decided.execution_id), array_agg(decided.node_id),
+                   array_agg(decided.position)
               FROM decided WHERE decided.status = 'Ready'
-              INTO v_ready_exec, v_ready_node, v_ready_pos;
+              INTO v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos;
         END IF;
 
         IF v_ready_exec IS NOT NULL THEN
-            -- The nodes made Ready, started in plan order up to each record's start_limit
+            -- The nodes made Ready, each record's started in plan order up to its start_limit
             -- (dw.start_ready_nodes_v1), unless its run has a cancel or a suspension pending.
             WITH ready AS (
-                SELECT t.execution_id, t.node_id,
-                       row_number() OVER (PARTITION BY t.execution_id ORDER BY t.position) AS rank
-                  FROM unnest(v_ready_exec, v_ready_node, v_ready_pos) AS t(execution_id, node_id, position)
+                SELECT t.ord, t.execution_id, t.node_id,
+                       row_number() OVER (PARTITION BY t.ord ORDER BY t.position) AS rank
+                  FROM unnest(v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos)
+                       AS t(ord, execution_id, node_id, position)
             ), chosen AS (
-                SELECT ready.execution_id, ready.node_id
+                SELECT ready.ord, ready.execution_id, ready.node_id
                   FROM ready
-                  JOIN unnest(f_exec, f_rec, f_open) AS l(execution_id, rec, open)
-                    ON l.execution_id = ready.execution_id
+                  JOIN unnest(f_ord, f_rec, f_open) AS l(ord, rec, open) ON l.ord = ready.ord
                  WHERE l.open AND ready.rank <= COALESCE((l.rec ->> 'start_limit')::integer, 0)
             ), started AS (
                 UPDATE dw.node_states n
@@ -935,24 +961,26 @@ BEGIN
                        started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
                   FROM chosen
                  WHERE n.execution_id = chosen.execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
-                RETURNING n.execution_id, n.node_id, n.attempts
+                RETURNING chosen.ord, n.execution_id, n.node_id, n.attempts, n.position
             ), events AS (
                 INSERT INTO dw.execution_events (execution_id, node_id, type, details)
                 SELECT started.execution_id, started.node_id, 'node_started',
                        jsonb_build_object('attempt', started.attempts)
-                  FROM started
+                  FROM started ORDER BY started.ord, started.position
             )
-            SELECT array_agg(started.execution_id), array_agg(started.node_id), array_agg(started.attempts)
+            SELECT array_agg(started.ord), array_agg(started.execution_id), array_agg(started.node_id),
+                   array_agg(started.attempts), array_agg(started.position)
               FROM started
-              INTO v_started_exec, v_started_node, v_started_attempt;
+              INTO v_started_ord, v_started_exec, v_started_node, v_started_attempt, v_started_pos;
         END IF;
 
         IF f_ord IS NOT NULL THEN
-            -- The runs these records end (dw.record_attempt_v6's p_complete): no node made Ready, no
+            -- The runs these records end (dw.record_attempt_v6's p_complete, of the run's last record in
+            -- the batch: an earlier one found that one's node in flight): no node made Ready, no
             -- cancel or suspension pending, the deadline not passed, every node final and none failed
             -- unhandled. A run whose end is only its row (no wait left to withdraw, no forEach item in
             -- flight, no parent to tell, no child to cancel: most runs) is simple.
-            SELECT array_agg(l.execution_id), array_agg((l.rec ->> 'job_id')::bigint),
+            SELECT array_agg(l.ord), array_agg(l.execution_id), array_agg((l.rec ->> 'job_id')::bigint),
                    array_agg((l.rec ->> 'job_worker_id')::bigint),
                    array_agg(e.parent_execution_id IS NULL
                              AND NOT EXISTS (SELECT 1 FROM dw.waits w
@@ -963,15 +991,17 @@ BEGIN
                                                 AND i.status IN ('Pending', 'Running', 'Waiting'))
                              AND NOT EXISTS (SELECT 1 FROM dw.executions c
                                               WHERE c.parent_execution_id = l.execution_id))
-              FROM unnest(f_exec, f_rec, f_open, f_in_time) AS l(execution_id, rec, open, in_time)
+              FROM (SELECT u.*, max(u.ord) OVER (PARTITION BY u.execution_id) AS last_ord
+                      FROM unnest(f_ord, f_exec, f_rec, f_open, f_in_time) AS u(ord, execution_id, rec, open, in_time)
+                   ) l
               JOIN dw.executions e ON e.id = l.execution_id
-             WHERE (l.rec ->> 'complete')::boolean AND l.open AND l.in_time
+             WHERE l.ord = l.last_ord AND (l.rec ->> 'complete')::boolean AND l.open AND l.in_time
                AND NOT l.execution_id = ANY(COALESCE(v_ready_exec, '{}'))
                AND NOT EXISTS (SELECT 1 FROM dw.node_states n
                                 WHERE n.execution_id = l.execution_id
                                   AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
                                        OR n.end_reason = 'unhandled_failure'))
-              INTO v_end_exec, v_end_job, v_end_worker, v_end_simple;
+              INTO v_end_ord, v_end_exec, v_end_job, v_end_worker, v_end_simple;
         END IF;
 
         IF v_end_exec IS NOT NULL THEN
@@ -1018,33 +1048,33 @@ BEGIN
         RAISE LOG 'dw.record_attempts_v2: the set-based records were refused (%: %); the batch goes record by record',
             SQLSTATE, SQLERRM;
         f_ord := NULL; f_rec := NULL; f_exec := NULL;
-        v_ready_exec := NULL; v_started_exec := NULL; v_end_exec := NULL;
+        v_ready_ord := NULL; v_ready_exec := NULL; v_started_ord := NULL; v_started_exec := NULL;
+        v_end_ord := NULL; v_end_exec := NULL;
     END;
 
     IF f_ord IS NOT NULL THEN
         -- The set-based records' answer, each as dw.record_attempt_v6 gives it: the nodes started, the
         -- nodes made Ready and not started, the run's end; 'recorded' for one that did none of these.
         RETURN QUERY
-        WITH l AS (
-            SELECT * FROM unnest(f_ord, f_exec) AS l(ord, execution_id)
-        ), answer AS (
-            SELECT l.ord, 1 AS part, s.node_id, 'Running'::text AS status, s.attempt, NULL::boolean AS job_finished
-              FROM l JOIN unnest(v_started_exec, v_started_node, v_started_attempt) AS s(execution_id, node_id, attempt)
-                ON s.execution_id = l.execution_id
+        -- Each row goes to the record that caused it (see above).
+        WITH answer AS (
+            SELECT s.ord, 1 AS part, s.position, s.node_id, 'Running'::text AS status, s.attempt,
+                   NULL::boolean AS job_finished
+              FROM unnest(v_started_ord, v_started_node, v_started_attempt, v_started_pos)
+                   AS s(ord, node_id, attempt, position)
             UNION ALL
-            SELECT l.ord, 2, r.node_id, 'Ready', NULL, NULL
-              FROM l JOIN unnest(v_ready_exec, v_ready_node) AS r(execution_id, node_id)
-                ON r.execution_id = l.execution_id
+            SELECT r.ord, 2, r.position, r.node_id, 'Ready', NULL, NULL
+              FROM unnest(v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos) AS r(ord, execution_id, node_id, position)
              WHERE NOT EXISTS (SELECT 1 FROM unnest(v_started_exec, v_started_node) AS s(execution_id, node_id)
                                 WHERE s.execution_id = r.execution_id AND s.node_id = r.node_id)
             UNION ALL
-            SELECT l.ord, 3, NULL, 'Succeeded', NULL, d.job
-              FROM l JOIN unnest(v_end_exec, v_end_finished) AS d(execution_id, job) ON d.execution_id = l.execution_id
+            SELECT d.ord, 3, NULL, NULL, 'Succeeded', NULL, d.job
+              FROM unnest(v_end_ord, v_end_finished) AS d(ord, job)
         )
         SELECT l.ord, a.node_id, COALESCE(a.status, 'recorded'), a.attempt, a.job_finished,
                NULL::text, NULL::text, NULL::text, NULL::text
-          FROM l LEFT JOIN answer a ON a.ord = l.ord
-         ORDER BY l.ord, a.part;
+          FROM unnest(f_ord) AS l(ord) LEFT JOIN answer a ON a.ord = l.ord
+         ORDER BY l.ord, a.part, a.position;
     END IF;
 
     -- Every other record, record by record; their ordinals mapped back to the batch's.

@@ -4,9 +4,10 @@ A record that comes while none of the worker's records is in flight goes at once
 dw.record_attempt_v6 (the same round trip as without group commit: no record waits for a window
 to close). Records that come while one is in flight queue, and go together as soon as it is
 answered, in one call of dw.record_attempts_v2, then one commit for all: the common record (it
-succeeded, fired every edge, its run's only one in the batch) written set-based with the others like
-it, a statement for all of them at each step, and every other record in a subtransaction of its
-own, the same run's records in the order they came. PostgreSQL pays a transaction's start and
+succeeded, fired every edge, and so did the run's other records in the batch, such as the parallel
+nodes of a fan-out) written set-based with the others like it, a statement for all of them at each
+step, and every other record in a subtransaction of its own, the same run's records in the order
+they came. PostgreSQL pays a transaction's start and
 commit, and most statements' executor start, once per batch instead of once per record; the worker
 pays one round trip.
 
