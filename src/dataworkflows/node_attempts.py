@@ -24,7 +24,7 @@ from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
 from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
-from dataworkflows.statuses import NodeStatus, Verdict
+from dataworkflows.statuses import FINAL_NODE, NodeStatus, Verdict
 from dataworkflows.subworkflows import ChildSpec
 
 
@@ -106,13 +106,14 @@ class RunContext:
         for node_id, state in self.state.items():
             if node_id not in self.outputs_used:
                 state.outputs = None
+        # Those nodes, in the state's order: scope() looks at them only (it runs at every attempt).
+        self._used_in_order = [node_id for node_id in self.state if node_id in self.outputs_used]
         self.trigger: dict[str, Any] = self.info.trigger or {}
 
     def scope(self) -> dict[str, Any]:
         """What templates and conditions see: trigger, nodes (id -> outputs), execution."""
-        outputs = {
-            n: s.outputs for n, s in self.state.items() if s.status == NodeStatus.SUCCEEDED and n in self.outputs_used
-        }
+        state = self.state
+        outputs = {n: state[n].outputs for n in self._used_in_order if state[n].status == NodeStatus.SUCCEEDED}
         execution = {
             "id": str(self.execution_id),
             "workflowId": self.info.workflow_id,
@@ -417,7 +418,10 @@ class NodeAttempts:
         in the scheduling loop. The procedure checks again under the run's lock."""
         if self.run.plan.outputs is not None or decision.verdict not in (Verdict.SUCCEEDED, Verdict.FAILED_HANDLED):
             return False
-        return all(state.status.is_final for other, state in self.run.state.items() if other != node_id)
+        # From the last node back: a node later in the plan is the likelier one still to run, so a
+        # record that cannot end the run finds out at once (this runs at every record).
+        state = self.run.state
+        return all(state[other].status in FINAL_NODE for other in reversed(self.run.order) if other != node_id)
 
     async def _record_unrecordable(
         self, node: PlanNode, attempt: int, exc: Exception, start: datetime, end: datetime

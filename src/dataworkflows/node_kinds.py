@@ -226,7 +226,10 @@ class ActionKind:
         node = ctx.node
         started = time.monotonic()
         try:
-            return await asyncio.wait_for(action.execute(action_ctx, params), node.timeout_seconds)
+            # In this task (asyncio.timeout, not wait_for: no task of its own and its loop turns per attempt).
+            async with asyncio.timeout(node.timeout_seconds):
+                result: ActionResult = await action.execute(action_ctx, params)
+            return result
         except ConnectionNotAllowed as exc:
             # An action that asks for credentials itself (rather than through actions.web).
             return ActionResult.failed(exc.code, exc.message)

@@ -46,6 +46,9 @@ from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
 log = structlog.get_logger("dataworkflows.runtime")
+# The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
+# Waiting: a retry that came due).
+_LAUNCHABLE = frozenset({NodeStatus.READY, NodeStatus.RUNNING, NodeStatus.WAITING})
 
 
 @dataclass(frozen=True)
@@ -623,12 +626,15 @@ class _Run:
         # (counting it would make the wait time 0 and spin); so does every retry once the worker is
         # stopping (nothing new starts).
         candidates: list[datetime] = []
-        if self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding():
-            candidates = [s.retry_due for n, s in self.state.items() if s.retry_due and n not in self.running]
-        # A timer or timeout that comes due while other nodes run is fired by this worker.
-        for state in self.state.values():
-            wait = state.open_wait
-            if wait is not None and wait.wakes_at is not None:
+        retries = self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding()
+        for node_id, state in self.state.items():
+            wait = state.wait
+            if wait is None:
+                # A retry (a Waiting node with no wait) that may start once due.
+                if retries and state.status == NodeStatus.WAITING and state.next_at and node_id not in self.running:
+                    candidates.append(state.next_at)
+            elif wait.is_open and wait.wakes_at is not None:
+                # A timer or timeout that comes due while other nodes run is fired by this worker.
                 candidates.append(max(wait.wakes_at, self.next_fire_check or wait.wakes_at))
         if self.info.deadline_at is not None:
             candidates.append(self.info.deadline_at)
@@ -654,6 +660,8 @@ class _Run:
             if node_id in self.running:
                 continue
             state = self.state[node_id]
+            if state.wait is None and state.status not in _LAUNCHABLE:
+                continue  # Pending or final, with no wait resolved: the branches below start nothing
             work: Coroutine[Any, Any, Decision | None]
             if state.resolved_wait is not None:
                 work = self.attempts.resume_wait(node_id)

@@ -44,10 +44,10 @@ class NodeStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self in _FINAL_NODE
+        return self in FINAL_NODE
 
 
-_FINAL_NODE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
+FINAL_NODE = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED})
 
 
 class AttemptStatus(StrEnum):

@@ -295,7 +295,8 @@ class _Renderer:
 
     def has_template(self, value: Any) -> bool:
         if isinstance(value, str):
-            return any(marker in value for marker in self.markers)
+            start, block = self.markers
+            return start in value or block in value
         if isinstance(value, dict):
             return any(self.has_template(v) for v in value.values())
         if isinstance(value, list):
