@@ -456,3 +456,25 @@ BEGIN
     PERFORM pg_notify('procrastinate_any_queue_v1', v_payload);
 END;
 $$;
+
+-- The notification of the run a start just made and committed (the query start_execution_then_notify:
+-- the start leaves its queue in the session's dw.notify_queue, '' when it made no run), as
+-- dw.notify_job_inserted_v1 sends it; the setting is cleared. A notification that cannot be sent (the
+-- queue full) is a warning, not an error: the run is there, and the workers find its job at their
+-- next poll.
+CREATE OR REPLACE FUNCTION dw.notify_started_job_v1() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_queue text := current_setting('dw.notify_queue', true);
+BEGIN
+    IF COALESCE(v_queue, '') = '' THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('dw.notify_queue', '', false);
+    BEGIN
+        PERFORM dw.notify_job_inserted_v1(v_queue);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'dw.notify_started_job_v1: the workers were not woken for a run queued in % (%: %); they find its job at their next poll',
+            v_queue, SQLSTATE, SQLERRM;
+    END;
+END;
+$$;

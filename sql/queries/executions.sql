@@ -4,6 +4,19 @@
 SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
                                     %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s);
 
+-- name: start_execution_then_notify
+-- start_execution, committed, then in a transaction of its own the NOTIFY it did not send, for a start
+-- that made a run (created): one message, so that the workers are woken as soon as the run is there,
+-- not once the caller has read the answer and sent the next statement. The start leaves its queue in
+-- the session's dw.notify_queue ('' when it made no run) for dw.notify_started_job_v1, which clears it.
+-- A message of several statements is not prepared: the driver binds its parameters.
+SELECT s.execution_id, s.status, s.workflow_version, s.created,
+       set_config('dw.notify_queue', CASE WHEN s.created THEN %(queue)s ELSE '' END, false) AS notify_queue
+  FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
+                             %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s) AS s;
+COMMIT;
+SELECT dw.notify_started_job_v1();
+
 -- name: notify_job_inserted
 -- After a start_execution that made a run has committed: the NOTIFY its transaction did not send.
 SELECT dw.notify_job_inserted_v1(%(queue)s);

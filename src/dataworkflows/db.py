@@ -403,12 +403,21 @@ def _stop_if_cancelled() -> None:
 
 
 async def _run(
-    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any], pool_role: str | None
+    conn: psycopg.AsyncConnection[Any],
+    query: str,
+    params: dict[str, Any],
+    pool_role: str | None,
+    *,
+    one_message: bool = False,
 ) -> psycopg.AsyncCursor[DictRow]:
-    """Runs one statement (its own transaction: the pool's connections autocommit) as the task's tenant."""
+    """Runs one statement (its own transaction: the pool's connections autocommit) as the task's tenant.
+    one_message: the query is several statements, sent in one message with the parameters bound by the
+    driver (PostgreSQL prepares one statement at a time); the cursor is on the first one's answer."""
     _stop_if_cancelled()
     await _enter(conn, pool_role)
-    cur = conn.cursor(row_factory=dict_row)
+    cur: psycopg.AsyncCursor[DictRow] = (
+        psycopg.AsyncClientCursor(conn, row_factory=dict_row) if one_message else conn.cursor(row_factory=dict_row)
+    )
     await cur.execute(query, _adapt(params))
     return cur
 
@@ -467,7 +476,12 @@ class Database:
                     yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def _statement(
-        self, name: str, params: dict[str, Any], fetch: Callable[[psycopg.AsyncCursor[DictRow]], Awaitable[T]]
+        self,
+        name: str,
+        params: dict[str, Any],
+        fetch: Callable[[psycopg.AsyncCursor[DictRow]], Awaitable[T]],
+        *,
+        one_message: bool = False,
     ) -> T:
         """Runs one named statement (its own transaction) and fetches its answer. A statement the
         server refused with a transient error rolled back whole, so it runs again after a short
@@ -481,7 +495,7 @@ class Database:
             while True:
                 async with self.pool.connection() as conn:
                     try:
-                        cur = await _run(conn, QUERIES[name], params, self._pool_role)
+                        cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
                         return await fetch(cur)
                     except psycopg.Error as exc:
                         delay = next(delays, None) if _refused_transiently(exc, conn) else None
@@ -496,6 +510,13 @@ class Database:
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         return await self._statement(name, params, _fetch_one)
+
+    async def fetch_one_of_message(self, name: str, /, **params: Any) -> Row | None:
+        """A named query of several statements (each committed as its COMMITs say), sent in one message:
+        the first row of the first statement's answer. A transient refusal sends the whole message
+        again, so its statements must bear that (start_execution_then_notify's do: the start is
+        idempotent by request id)."""
+        return await self._statement(name, params, _fetch_one, one_message=True)
 
     async def execute(self, name: str, /, **params: Any) -> None:
         """Runs a named statement that returns no rows."""

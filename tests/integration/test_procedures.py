@@ -236,6 +236,44 @@ async def test_a_start_wakes_the_workers_after_its_commit(db: Database) -> None:
         assert len(await _heard(listening)) == 1
 
 
+async def test_a_start_and_its_notification_are_one_message(db: Database) -> None:
+    """The data layer's start sends the start and the notification together (start_execution_then_notify):
+    the notification comes after the start's commit, a refused start sends none, and one that cannot be
+    sent (a channel name PostgreSQL refuses) leaves the run started, with its job queued."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    start_on = functools.partial(
+        db.executions.start,
+        workflow_id="simple-echo",
+        trigger={},
+        principal_id=None,
+        principal_type=None,
+        correlation_id=None,
+    )
+    async with db.connection() as listening:
+        await listening.execute("LISTEN procrastinate_any_queue_v1")
+        started = await start_on(request_id="one", queue="executions")
+        heard = [n async for n in listening.notifies(timeout=0.3)]
+        assert [n.payload for n in heard] == ['{"type" : "job_inserted", "job_id" : 0}']
+        # Another session sees the run and its job: the notification came after the commit.
+        assert await _jobs(db, started.execution_id) == [
+            {"task_name": "dw.run_execution", "status": "todo", "queue_name": "executions", "scheduled_at": None}
+        ]
+        with pytest.raises(errors.WorkflowNotFound):
+            await start_on(workflow_id="no-such-workflow", request_id="two", queue="executions")
+        assert await _heard(listening) == []
+        # 'procrastinate_queue_v1#' and this queue's name make a channel name over PostgreSQL's 63 bytes.
+        long_queue = "q" * 60
+        unheard = await start_on(request_id="three", queue=long_queue)
+        assert unheard.created
+        assert await _heard(listening) == []
+        jobs = await _jobs(db, unheard.execution_id)
+        assert [(j["status"], j["queue_name"]) for j in jobs] == [("todo", long_queue)]
+        # The session's setting the start left for its notification is cleared.
+        async with db.connection() as conn:
+            values = await (await conn.execute("SELECT current_setting('dw.notify_queue', true)")).fetchall()
+        assert values in ([("",)], [(None,)])
+
+
 def _function(text: str, name: str) -> str:
     """A CREATE [OR REPLACE] FUNCTION statement of `text`, from its name to its closing $$;, spaces folded."""
     begin = text.index(f"FUNCTION {name}()")

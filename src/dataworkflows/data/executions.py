@@ -9,17 +9,13 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-import structlog
 from psycopg.types.json import Jsonb
 
-from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
-
-_log = structlog.get_logger("dataworkflows.executions")
 
 
 class StartedExecution(msgspec.Struct, frozen=True):
@@ -191,13 +187,14 @@ class ExecutionData:
         execution for its worker (dataworkflows.traces); None: none.
 
         The start's transaction sends no NOTIFY (dw.start_execution_v3): once it has committed, a
-        second statement wakes the workers, so that concurrent starts share their commits' WAL
-        flushes instead of queuing for PostgreSQL's notify lock one flush after another. If that
-        statement fails, the run is started all the same and a worker finds its job at its next poll
+        second statement, in the same message (start_execution_then_notify), wakes the workers, so that
+        concurrent starts share their commits' WAL flushes instead of queuing for PostgreSQL's notify
+        lock one flush after another, and the workers are woken without waiting for this process to
+        read the answer and send again. If the notification cannot be sent, the run is started all the
+        same (a warning in the server's log) and a worker finds its job at its next poll
         (Procrastinate's, within 5 s)."""
-        started = await self._db.fetch_one_as(
-            StartedExecution,
-            "start_execution",
+        row = await self._db.fetch_one_of_message(
+            "start_execution_then_notify",
             trace_context=None if trace_context is None else Jsonb(trace_context),
             workflow_id=workflow_id,
             request_id=request_id,
@@ -208,17 +205,8 @@ class ExecutionData:
             correlation_id=correlation_id,
             queue=queue,
         )
-        assert started is not None
-        if started.created:
-            try:
-                await self._db.execute("notify_job_inserted", queue=queue)
-            except DataWorkflowsError as exc:
-                _log.warning(
-                    "could not wake the workers for a started run; they find it at their next poll",
-                    execution_id=str(started.execution_id),
-                    error=str(exc),
-                )
-        return started
+        assert row is not None
+        return msgspec.convert(row, StartedExecution)
 
     async def get(self, execution_id: UUID) -> Execution | None:
         return await self._db.fetch_one_as(Execution, "get_execution", id=execution_id)
