@@ -135,6 +135,8 @@ CREATE OR REPLACE FUNCTION dw.fetch_run_jobs_v2(
 DECLARE
     v_jobs procrastinate_jobs[];
     v_tenants text[];
+    -- How many of the jobs are run jobs (of any tenant).
+    v_run_jobs bigint;
     v_tenant text;
     v_job procrastinate_jobs;
     -- This tenant's jobs: their runs whose rows were locked, whether each goes set-based.
@@ -146,8 +148,12 @@ DECLARE
     v_started_exec uuid[];
     v_started_node text[];
 BEGIN
-    SELECT array_agg(j ORDER BY j.priority DESC, j.id)
-      INTO v_jobs
+    -- The jobs, their run jobs' tenants and how many run jobs: one statement (a statement's start and
+    -- end are much of a lone job's fetch; the statements below that would find nothing are skipped).
+    SELECT array_agg(j ORDER BY j.priority DESC, j.id),
+           array_agg(DISTINCT j.args ->> 'tenant_id') FILTER (WHERE dw.is_run_job_v1(j, p_run_task)),
+           count(*) FILTER (WHERE dw.is_run_job_v1(j, p_run_task))
+      INTO v_jobs, v_tenants, v_run_jobs
       FROM dw.fetch_jobs_v1(p_queues, p_worker_id, least(greatest(p_limit, 1), 100)) j;
     IF v_jobs IS NULL THEN
         RETURN;
@@ -155,15 +161,12 @@ BEGIN
 
     -- A job that is not a run job, or names no valid run or tenant: no lease (the worker's task
     -- acquires, as it always did).
-    RETURN QUERY
-    SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
-      FROM unnest(v_jobs) AS j
-     WHERE NOT dw.is_run_job_v1(j, p_run_task);
-
-    SELECT array_agg(DISTINCT j.args ->> 'tenant_id')
-      INTO v_tenants
-      FROM unnest(v_jobs) AS j
-     WHERE dw.is_run_job_v1(j, p_run_task);
+    IF v_run_jobs < cardinality(v_jobs) THEN
+        RETURN QUERY
+        SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
+          FROM unnest(v_jobs) AS j
+         WHERE NOT dw.is_run_job_v1(j, p_run_task);
+    END IF;
 
     FOREACH v_tenant IN ARRAY COALESCE(v_tenants, '{}') LOOP
         PERFORM set_config('dw.tenant_id', v_tenant, true);
@@ -203,12 +206,14 @@ BEGIN
           ) s;
 
         -- A run whose row another transaction holds (or that does not exist), and a child whose
-        -- cancel was requested: no lease.
-        RETURN QUERY
-        SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
-          FROM unnest(v_jobs) AS j
-         WHERE dw.is_run_job_v1(j, p_run_task) AND j.args ->> 'tenant_id' = v_tenant
-           AND NOT j.id = ANY(COALESCE(v_locked, '{}'));
+        -- cancel was requested: no lease. (None when the batch's only tenant had all its rows locked.)
+        IF cardinality(v_tenants) > 1 OR COALESCE(cardinality(v_locked), 0) < v_run_jobs THEN
+            RETURN QUERY
+            SELECT j, NULL::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[]
+              FROM unnest(v_jobs) AS j
+             WHERE dw.is_run_job_v1(j, p_run_task) AND j.args ->> 'tenant_id' = v_tenant
+               AND NOT j.id = ANY(COALESCE(v_locked, '{}'));
+        END IF;
 
         IF v_fast IS NOT NULL THEN
             -- The leases and their events (dw.try_acquire_execution_v6 on a run's first acquire).
@@ -285,12 +290,14 @@ BEGIN
         END IF;
 
         -- Every other run of this tenant, one by one (its row is locked already).
-        FOR v_job IN SELECT j.* FROM unnest(v_jobs) AS j WHERE j.id = ANY(COALESCE(v_slow_job, '{}')) LOOP
-            RETURN QUERY
-            SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
-              FROM dw.try_acquire_execution_v6((v_job.args ->> 'execution_id')::uuid, p_owner, p_lease_seconds,
-                                               p_start, v_job.id) a;
-        END LOOP;
+        IF v_slow_job IS NOT NULL THEN
+            FOR v_job IN SELECT j.* FROM unnest(v_jobs) AS j WHERE j.id = ANY(v_slow_job) LOOP
+                RETURN QUERY
+                SELECT v_job, a.outcome, a.lease_token, a.run, a.nodes, a.started
+                  FROM dw.try_acquire_execution_v6((v_job.args ->> 'execution_id')::uuid, p_owner,
+                                                   p_lease_seconds, p_start, v_job.id) a;
+            END LOOP;
+        END IF;
     END LOOP;
 END;
 $$;
