@@ -466,9 +466,13 @@ $$;
 
 -- The notification of the run a start just made and committed (the query start_execution_then_notify:
 -- the start leaves its queue in the session's dw.notify_queue, '' when it made no run), as
--- dw.notify_job_inserted_v1 sends it; the setting is cleared. A notification that cannot be sent (the
--- queue full) is a warning, not an error: the run is there, and the workers find its job at their
--- next poll.
+-- dw.notify_job_inserted_v1 sends it; the setting is cleared. The run is there whatever happens here,
+-- and the workers find its job at their next poll, so a notification that cannot be sent is a
+-- warning, not an error: one refused at once (inside the block below), and one the commit would
+-- refuse (PostgreSQL finds its notification queue full only at commit, where no handler can catch
+-- it: a listener that reads nothing fills it), which is not sent once the queue is half full. If
+-- this transaction fails all the same, the setting's clearing rolls back with it; harmless: only
+-- this function reads it, and only right after the start of its own message has set it again.
 CREATE OR REPLACE FUNCTION dw.notify_started_job_v1() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     v_queue text := current_setting('dw.notify_queue', true);
@@ -477,6 +481,11 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('dw.notify_queue', '', false);
+    IF pg_notification_queue_usage() > 0.5 THEN
+        RAISE WARNING 'dw.notify_started_job_v1: the notification queue is % full (a session that listens and reads nothing?); the workers find the run queued in % at their next poll',
+            to_char(pg_notification_queue_usage() * 100, 'FM990.0') || '%', v_queue;
+        RETURN;
+    END IF;
     BEGIN
         PERFORM dw.notify_job_inserted_v1(v_queue);
     EXCEPTION WHEN OTHERS THEN
