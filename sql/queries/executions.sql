@@ -20,10 +20,6 @@ SELECT s.execution_id, s.status, s.workflow_version, s.created,
 COMMIT;
 SELECT dw.notify_started_job_v1();
 
--- name: notify_job_inserted
--- After a start_execution that made a run has committed: the NOTIFY its transaction did not send.
-SELECT dw.notify_job_inserted_v1(%(queue)s);
-
 -- name: get_execution
 -- One execution with the checksum of the version that ran.
 SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum, e.request_id, e.status,
