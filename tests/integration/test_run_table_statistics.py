@@ -90,3 +90,29 @@ async def test_only_the_run_tables_are_analyzed_not_a_callers_table_of_that_name
         cur = await conn.execute("SELECT dw.analyze_stale_run_tables_v1()")
         row = await cur.fetchone()
         assert row is not None and row[0] == []
+
+
+async def test_churn_is_not_growth_a_queue_and_a_runs_updates_leave_the_statistics(db: Database, dsn: str) -> None:
+    """Far behind means grown: Procrastinate's job table, whose rows come and go, and the run tables,
+    whose rows are updated several times each, are not analyzed again for changes that leave them
+    the size their statistics counted (counting changes, every recovery pass under load analyzed the
+    job table, and every session planned its calls on it again)."""
+    await publish(db, wf("burst", echo("a")))
+    without_autovacuum(dsn)
+    start_burst(dsn, 1_200)
+    assert {"dw.executions", "public.procrastinate_jobs"} <= set(await db.operations.analyze_stale_run_tables())
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # A queue's day: 3,000 jobs queued and done (5 times the changes that counted before).
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args)"
+            " SELECT 'stats-churn', 'tests.churn', '{}'::jsonb FROM generate_series(1, 3000)"
+        )
+        conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'stats-churn'")
+        # Every run updated twice (2,400 changes: twice the 1,200 rows analyzed).
+        for _ in range(2):
+            conn.execute("UPDATE dw.executions SET correlation_id = gen_random_uuid()::text")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    assert await db.operations.analyze_stale_run_tables() == []
+    # Growth still counts: 2,600 more runs (3,800 rows, over three times the 1,200 analyzed).
+    start_burst(dsn, 2_600)
+    assert "dw.executions" in await db.operations.analyze_stale_run_tables()
