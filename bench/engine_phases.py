@@ -199,13 +199,14 @@ async def engine_latency(
     _, _, running_cpu = await paced_phase(
         db, monitor, sizes, workflow_id, worker, range(count, 2 * count), interval, answered, postmaster
     )
+    at_load = await latency_at_loads(db, monitor, sizes, workflow_id, worker, capacity, postmaster, 2 * count)
     rows = await monitor.rows(
         "SELECT extract(epoch FROM n.started_at - e.created_at)::float8,"
         " extract(epoch FROM e.ended_at - e.created_at)::float8,"
         " (e.trigger ->> 'index')::int >= %s, (e.trigger ->> 'index')::int, extract(epoch FROM n.started_at)::float8"
         " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
-        " WHERE e.workflow_id = %s",
-        (count, workflow_id),
+        " WHERE e.workflow_id = %s AND (e.trigger ->> 'index')::int < %s",
+        (count, workflow_id, 2 * count),
     )
     first_node = [r[0] * 1000 for r in rows if r[0] is not None and not r[2]]
     end_to_end = [r[1] * 1000 for r in rows if r[1] is not None and not r[2]]
@@ -251,7 +252,66 @@ async def engine_latency(
             "p95": percentile(after_answer[True], 95),
         },
         "cpu": {"fresh": fresh_cpu, "running": running_cpu},
+        "at_load": at_load,
     }
+
+
+def load_key(share: float) -> str:
+    """engine.latency.at_load's key for an offered load: 0.1 -> "10pct" (a dotted path cannot hold "0.1")."""
+    return f"{round(share * 100):d}pct"
+
+
+async def latency_at_loads(
+    db: Database,
+    monitor: Monitor,
+    sizes: Sizes,
+    workflow_id: str,
+    worker: Subprocess,
+    capacity: float | None,
+    postmaster: int | None,
+    first_index: int,
+) -> dict[str, Any]:
+    """The start latency again at lower offered loads (sizes.latency_loads: shares of the drain capacity), the
+    same number of starts each, with the worker of the halves before (running): where the latency stands when
+    the machine is not near full. The targets stay at half the drain capacity; these are figures. Empty when
+    the pace was given (--latency-interval-ms) or no capacity was measured."""
+    if not capacity or sizes.latency_interval_ms is not None:
+        return {}
+    count = sizes.latency_executions
+    points: dict[str, Any] = {}
+    for n, share in enumerate(sorted(sizes.latency_loads)):
+        interval = max(0.001, 1 / (share * capacity))
+        first = first_index + n * count
+        progress(
+            f"engine: start latency at {share:.2f} of drain capacity: {count} executions one every"
+            f" {interval * 1000:.1f} ms"
+        )
+        _, offered, cpu = await paced_phase(
+            db, monitor, sizes, workflow_id, worker, range(first, first + count), interval, {}, postmaster
+        )
+        rows = await monitor.rows(
+            "SELECT extract(epoch FROM n.started_at - e.created_at)::float8 * 1000"
+            " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
+            " WHERE e.workflow_id = %s AND (e.trigger ->> 'index')::int >= %s AND (e.trigger ->> 'index')::int < %s",
+            (workflow_id, first, first + count),
+        )
+        latencies = [r[0] for r in rows if r[0] is not None]
+        rate = count / offered
+        points[load_key(share)] = {
+            "share_of_drain_capacity": share,
+            "executions": count,
+            "interval_ms": interval * 1000,
+            "offered_rate_per_second": rate,
+            "offered_load_vs_drain_capacity": ratio(rate, capacity),
+            "start_to_first_node_ms": {
+                "p50": percentile(latencies, 50),
+                "p95": percentile(latencies, 95),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies, default=None),
+            },
+            "cpu": cpu,
+        }
+    return points
 
 
 async def paced_phase(

@@ -32,6 +32,12 @@ no API that has been serving pays. Version 8 adds engine.latency.cpu.{fresh, run
 start to its last run's end, the cores busy in the worker, PostgreSQL and the benchmark process (worker_cores,
 postgres_cores, client_cores, and their seconds), machine_cores, busy_share_of_machine (their sum over the
 machine's cores), and postgres_cpu_ms_per_execution / worker_cpu_ms_per_execution (the start's cost included).
+Version 9 adds engine.latency.at_load: after the two halves at half the drain capacity, the same number of starts
+at lower offered loads (sizes.latency_loads, 0.1 and 0.25 of the drain capacity), the worker of the halves still
+running; keyed "10pct", "25pct", each {share_of_drain_capacity, executions, interval_ms, offered_rate_per_second,
+offered_load_vs_drain_capacity, start_to_first_node_ms {p50, p95, p99, max}, cpu (as engine.latency.cpu's
+halves)}; empty when the pace was given (--latency-interval-ms). Figures, not targets: the targets stay at half
+the drain capacity.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -45,7 +51,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -304,6 +310,14 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
         if running and running.get("p95") is not None:
             rows.add("start latency p50, running worker", running["p50"], "ms; as many starts again, same pace")
             rows.add("start latency p95, running worker", running["p95"], "ms")
+        for point in (latency.get("at_load") or {}).values():
+            figures = point["start_to_first_node_ms"]
+            rows.text(
+                f"start latency p50 / p95 at {fmt(point['share_of_drain_capacity'], 2)} of drain capacity",
+                f"{fmt(figures['p50'], 1)} / {fmt(figures['p95'], 1)}",
+                f"ms; {point['executions']} starts at {point['offered_rate_per_second']:.0f}/s, running worker,"
+                f" machine {fmt(point['cpu']['busy_share_of_machine'], 2)} busy",
+            )
         rows.add("start -> execution end p50", latency["start_to_end_ms"]["p50"], "ms")
         rows.add("start -> execution end p95", latency["start_to_end_ms"]["p95"], "ms")
         calls = latency["start_call_ms"]
@@ -577,6 +591,17 @@ def readme_table(results: dict[str, Any]) -> str:
         f" {fmt(dig(results, 'engine.latency.answer_to_first_node_ms.p95'), 1)}"
         f" / {fmt(dig(results, 'engine.latency.running_answer_to_first_node_ms.p95'), 1)} ms",
     )
+    at_load = dig(results, "engine.latency.at_load") or {}
+    if at_load:
+        add(
+            "start latency at lower offered loads (worker running): p50 / p95 at a share of the drain capacity"
+            " (the machine's share busy)",
+            "; ".join(
+                f"{fmt(p['share_of_drain_capacity'], 2)}: {fmt(p['start_to_first_node_ms']['p50'], 1)}"
+                f" / {fmt(p['start_to_first_node_ms']['p95'], 1)} ms ({fmt(p['cpu']['busy_share_of_machine'], 2)})"
+                for p in at_load.values()
+            ),
+        )
     fresh = dig(results, "engine.latency.cpu.fresh") or {}
     if fresh:
         drain_steps = ratio(dig(results, "engine.drain.steps"), dig(results, "engine.drain.executions")) or 2.0

@@ -32,6 +32,9 @@ class Sizes:
     dbos_executions: int = 0
     dbos_timeout: float = 120.0
     dbos_polling_ms: float = 10.0
+    # Added with results schema_version 9: the offered loads (shares of the drain capacity) at which the
+    # start latency is measured again after the half-capacity halves (engine.latency.at_load).
+    latency_loads: tuple[float, ...] = (0.1, 0.25)
 
 
 def sizes_from_args(args: argparse.Namespace) -> Sizes:

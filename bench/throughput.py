@@ -26,8 +26,10 @@ What is measured, in one run, on the same server (the modules that measure it):
   step (pg_stat_database deltas over the drain, minus the benchmark's own statements: engine_phases.py says
   exactly what is in it) and CPU per step of the worker and of the PostgreSQL server's processes (psutil).
   Start latency: a fresh worker listening, L executions started at a steady rate, by default half the measured
-  drain capacity; latency = first node's node_states.started_at - executions.created_at. Fan-out (start -> 50
-  parallel echo nodes -> join) and chain (20 echo nodes): K executions each, started while that worker runs.
+  drain capacity; latency = first node's node_states.started_at - executions.created_at; the same again with
+  the worker running, then at 0.1 and 0.25 of the drain capacity (figures; the targets are at half). Fan-out
+  (start -> 50 parallel echo nodes -> join) and chain (20 echo nodes): K executions each, started while that
+  worker runs.
   Scale-out: the same backlog drained by 1, 2 and 4 worker processes (concurrency C each), with the CPU split
   between the workers and PostgreSQL. Memory: a worker's RSS with 1,000 executions in flight (concurrency 1,000,
   each holding its lease in a sleeping echo node) and with 100,000 executions parked on a one-day delay.

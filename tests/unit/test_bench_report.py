@@ -1,6 +1,6 @@
 """bench/report.py and bench/compare.py on a canned results file (tests/unit/data/throughput-results.json, from a
---quick run, worker logs trimmed): the schema's keys, the ratios, the targets' verdicts, the README table and
-the side-by-side comparison. No database, no timing."""
+--quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9): the schema's
+keys, the ratios, the targets' verdicts, the README table and the side-by-side comparison. No database, no timing."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 8
+    assert results["schema_version"] == report.SCHEMA_VERSION == 9
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -73,6 +73,12 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
             "postgres_cpu_ms_per_execution",
             "worker_cpu_ms_per_execution",
         }
+    # Version 9: the start latency again at 0.1 and 0.25 of the drain capacity.
+    at_load = results["engine"]["latency"]["at_load"]
+    assert list(at_load) == ["10pct", "25pct"]
+    for point in at_load.values():
+        assert set(point["start_to_first_node_ms"]) >= {"p50", "p95"}
+        assert "busy_share_of_machine" in point["cpu"]
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
@@ -132,6 +138,9 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     assert "0.32 + 0.80 + 0.28" in busy and "0.70 of 2" in busy
     per_run = next(line for line in lines if line.startswith("latency phase, running worker: CPU per run"))
     assert "1.80 + 4.00" in per_run
+    # Version 9: the start latency at lower offered loads.
+    low = next(line for line in lines if line.startswith("start latency p50 / p95 at 0.10 of drain capacity"))
+    assert "1.6 / 1.9" in low and "50 starts at 96/s" in low and "machine 0.29 busy" in low
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
@@ -162,6 +171,8 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
         "| 0.32 + 0.80 + 0.28 of 2 cores (0.70); 1.60 + 4.00 ms (the backlog drain's, start apart: 0.90 + 1.37 ms) |"
         in busy
     )
+    lower = next(line for line in updated.splitlines() if line.startswith("| start latency at lower offered loads"))
+    assert "| 0.10: 1.6 / 1.9 ms (0.29); 0.25: 2.5 / 3.6 ms (" in lower
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
@@ -182,3 +193,5 @@ def test_compare_prints_both_files_and_b_over_a(results: dict[str, Any], tmp_pat
     everything: list[str] = []
     compare.main([str(a), str(b), "--all"], everything.append)
     assert any(line.startswith("engine.drain.steps_per_second") for line in everything)
+    low = next(line for line in lines if line.startswith("start latency p50 ms at 0.25 of capacity"))
+    assert low.split()[-1] == "1.00"
