@@ -631,8 +631,8 @@ class _Run:
             wait = state.wait
             if wait is None:
                 # A retry (a Waiting node with no wait) that may start once due.
-                if retries and state.status == NodeStatus.WAITING and state.next_at and node_id not in self.running:
-                    candidates.append(state.next_at)
+                if retries and (due := state.retry_due) is not None and node_id not in self.running:
+                    candidates.append(due)
             elif wait.is_open and wait.wakes_at is not None:
                 # A timer or timeout that comes due while other nodes run is fired by this worker.
                 candidates.append(max(wait.wakes_at, self.next_fire_check or wait.wakes_at))
