@@ -151,8 +151,12 @@ async def test_a_run_stopped_half_way_resumes_without_redoing_finished_items(
     db: Database, conditions: ConditionPool
 ) -> None:
     first = make_runtime(db, conditions, worker_id="first")
-    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 40}}
-    await publish(db, wf("long-list", for_each("all", list(range(40)), action=action, concurrency=4)), conditions)
+    # Item 12 runs for a second, the others for 20 ms: when the worker dies, item 12 is certainly in
+    # flight. (With equal delays the items in flight start and end together, and the cut could land
+    # while all of them were recording their success: nothing left to interrupt. A CI run met that.)
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item.n }}", "delayMs": "{{ item.ms }}"}}
+    items = [{"n": n, "ms": 1000 if n == 12 else 20} for n in range(40)]
+    await publish(db, wf("long-list", for_each("all", items, action=action, concurrency=4)), conditions)
     root = await start(db, "long-list")
     await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
     task = asyncio.create_task(first.run_execution(root))
@@ -160,13 +164,15 @@ async def test_a_run_stopped_half_way_resumes_without_redoing_finished_items(
         await asyncio.sleep(0.02)
         counts = await sql(
             db,
-            "SELECT count(*) FILTER (WHERE status = 'Succeeded'), count(*) FILTER (WHERE status = 'Running')"
+            "SELECT count(*) FILTER (WHERE status = 'Succeeded'),"
+            " count(*) FILTER (WHERE status = 'Running' AND item_index = 12)"
             " FROM dw.foreach_items WHERE execution_id = %s",
             root,
         )
-        # Half way, with items in flight (between two of them, none might be: a CI run met that).
-        if counts[0][0] >= 10 and counts[0][1] >= 1:
+        if counts[0][0] >= 10 and counts[0][1] == 1:
             break
+    else:
+        pytest.fail("item 12 was never seen running after ten items had succeeded")
     # The worker dies: its tasks stop, its lease is left to expire.
     first.stop_starting()
     task.cancel()
@@ -184,6 +190,7 @@ async def test_a_run_stopped_half_way_resumes_without_redoing_finished_items(
         root,
     )
     assert 1 <= interrupted[0][0] <= 4
+    assert [(index, attempt) for index, attempt, status in rows if index == 12] == [(12, 1), (12, 2)]
     outputs = (await nodes(db, root))["all"]["outputs"]
     assert [o["echo"] for o in outputs["items"]] == list(range(40))
 
@@ -197,7 +204,13 @@ async def test_a_suspended_for_each_finishes_its_items_in_flight_and_goes_on_whe
     root = await start(db, "pausable")
     await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
     task = asyncio.create_task(runtime.run_execution(root))
-    await asyncio.sleep(0.15)
+    for _ in range(200):  # a few items done (on a loaded machine, 0.15 s may not be enough)
+        await asyncio.sleep(0.02)
+        succeeded = await sql(
+            db, "SELECT count(*) FROM dw.foreach_items WHERE execution_id = %s AND status = 'Succeeded'", root
+        )
+        if succeeded[0][0] >= 3:
+            break
     assert (await db.control.suspend(root, principal="ops", reason="pause")).outcome == "requested"
     runtime.poke(root)
     assert await task == "suspended"
