@@ -1323,23 +1323,26 @@ END;
 $$;
 
 -- Gives the lease back without finishing (a worker shutting down) and re-queues the run at once,
--- so another worker resumes it from its checkpoints.
+-- so another worker resumes it from its checkpoints. Like every procedure that queues a run job
+-- again, on the run's own queue (executions.queue: the one it was started on, a child its
+-- parent's), not on the caller's: p_queue is not read any more, and stays for the callers of
+-- earlier releases.
 CREATE OR REPLACE FUNCTION dw.release_execution_v1(
     p_execution_id uuid, p_token bigint, p_queue text, p_reason text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
-    v_rows integer;
+    v_queue text;
 BEGIN
     UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
      WHERE e.id = p_execution_id AND e.lease_token = p_token AND e.lease_owner IS NOT NULL
-       AND e.status = 'Running';
-    GET DIAGNOSTICS v_rows = ROW_COUNT;
-    IF v_rows = 0 THEN
+       AND e.status = 'Running'
+    RETURNING e.queue INTO v_queue;
+    IF NOT FOUND THEN
         RETURN false;
     END IF;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'execution_released', jsonb_build_object('reason', p_reason));
-    PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+    PERFORM dw.defer_run_job_v1(p_execution_id, v_queue, NULL);
     RETURN true;
 END;
 $$;
@@ -1376,7 +1379,7 @@ BEGIN
     SELECT d.execution_id, 'job_reconciled'::text FROM deleted d;
 
     FOR v_e IN
-        SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id FROM dw.executions e
+        SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id, e.queue FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
                 OR (e.status = 'Pending'
                     AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)
@@ -1454,7 +1457,8 @@ BEGIN
         VALUES (v_e.id, 'execution_recovered',
                 jsonb_build_object('previousOwner', v_e.lease_owner, 'previousStatus', v_e.status,
                                    'recovery', v_e.recovery_count + 1));
-        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+        -- On the run's own queue: the worker recovering it may read another.
+        PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
         execution_id := v_e.id; action := 'requeued';
         RETURN NEXT;
     END LOOP;
@@ -1508,7 +1512,7 @@ BEGIN
             RAISE EXCEPTION 'execution % already ended (%); redrive its node_failed or worker_lost letter instead',
                 v_e.id, v_e.status USING ERRCODE = 'DW005';
         END IF;
-        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+        PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
     ELSE
         IF v_e.status <> 'Failed' THEN
             RAISE EXCEPTION 'execution % is %, not Failed: nothing to redrive', v_e.id, v_e.status
@@ -1538,7 +1542,7 @@ BEGIN
                -- parent's, which may have passed; the parent is not redriven with it).
                deadline_at = dw.deadline_for_v1(v_plan, NULL)
          WHERE e.id = v_e.id;
-        PERFORM dw.defer_run_job_v1(v_e.id, p_queue, NULL);
+        PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
     END IF;
 
     UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = p_principal WHERE d.id = p_id;

@@ -326,11 +326,14 @@ $$;
 -- job, and token when known): never one another fetch took, even of the same worker process. Nodes
 -- the fetch started stay Running: the next holder records their attempts as interrupted (not
 -- counted against the retry budget) and runs them again. As the job's tenant, for this transaction
--- only. Returns whether a lease was given back.
+-- only. Returns whether a lease was given back. The job queued again goes to the run's own queue
+-- (p_queue only says whether to queue one).
 DROP FUNCTION IF EXISTS dw.release_fetched_lease_v1(uuid, text, text, bigint, text, text);
 CREATE OR REPLACE FUNCTION dw.release_fetched_lease_v1(
     p_execution_id uuid, p_tenant text, p_owner text, p_job_id bigint, p_token bigint, p_queue text, p_reason text
 ) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_queue text;
 BEGIN
     IF p_tenant IS NULL OR p_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$' THEN
         RETURN false;
@@ -338,14 +341,15 @@ BEGIN
     PERFORM set_config('dw.tenant_id', p_tenant, true);
     UPDATE dw.executions e SET lease_owner = NULL, lease_expires_at = NULL
      WHERE e.id = p_execution_id AND e.lease_owner = p_owner AND e.lease_job_id = p_job_id
-       AND e.status = 'Running' AND (p_token IS NULL OR e.lease_token = p_token);
+       AND e.status = 'Running' AND (p_token IS NULL OR e.lease_token = p_token)
+    RETURNING e.queue INTO v_queue;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'execution_released', jsonb_build_object('reason', p_reason));
     IF p_queue IS NOT NULL THEN
-        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+        PERFORM dw.defer_run_job_v1(p_execution_id, v_queue, NULL);
     END IF;
     RETURN true;
 END;

@@ -124,7 +124,8 @@ $$;
 
 -- The run learns that a wait was resolved: a parked run gets a run job now (unless one is already
 -- due), a run a worker holds gets a NOTIFY on dw_control (its lease renewal would tell it too).
--- A Suspended run stays put: resuming it queues the job.
+-- A Suspended run stays put: resuming it queues the job. The job goes to the run's own queue, not
+-- to the caller's (p_queue, which the API passes, is not read; see dw.release_execution_v1).
 CREATE OR REPLACE FUNCTION dw.wake_run_v1(p_e dw.executions, p_queue text)
     RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -134,7 +135,7 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                         WHERE (j.args ->> 'execution_id') = p_e.id::text AND j.status = 'todo'
                           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())) THEN
-            PERFORM dw.defer_run_job_v1(p_e.id, p_queue, NULL);
+            PERFORM dw.defer_run_job_v1(p_e.id, p_e.queue, NULL);
         END IF;
     ELSIF p_e.status = 'Running' AND p_e.lease_owner IS NOT NULL THEN
         -- Kept for dw.park_execution_v2, in case the holder parks before it hears the NOTIFY.
@@ -551,7 +552,7 @@ BEGIN
         INSERT INTO dw.execution_events (execution_id, type, principal, details)
         VALUES (p_execution_id, 'execution_resumed', p_principal,
                 jsonb_build_object('suspendedSeconds', extract(epoch FROM now() - v_e.suspended_at)));
-        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+        PERFORM dw.defer_run_job_v1(p_execution_id, v_e.queue, NULL);
         RETURN QUERY SELECT v_status, 'resumed'::text;
         RETURN;
     END IF;
@@ -611,7 +612,7 @@ BEGIN
     IF v_wake <= now() AND NOT EXISTS (
         SELECT 1 FROM procrastinate_jobs j
          WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo') THEN
-        PERFORM dw.defer_run_job_v1(p_execution_id, p_queue, NULL);
+        PERFORM dw.defer_run_job_v1(p_execution_id, v_e.queue, NULL);
     END IF;
     RETURN QUERY SELECT v_wake, 'parked'::text;
 END;
@@ -641,7 +642,8 @@ $$;
 -- Queues one run job for each parked run whose wake-up time has come and that has no job yet
 -- (at most p_limit, oldest due first; SKIP LOCKED, so every worker's waker can run it at once).
 -- Parked: Waiting (dw.park_execution_v3), or Pending and throttled by its workflow's limits until
--- its turn (dw.park_throttled_run_v1).
+-- its turn (dw.park_throttled_run_v1). Each job goes to its run's own queue: a worker wakes the
+-- runs of every queue, not only of the one it reads (p_queue is not read any more).
 -- Returns how many it queued.
 CREATE OR REPLACE FUNCTION dw.wake_due_runs_v1(p_limit integer, p_queue text)
     RETURNS integer LANGUAGE plpgsql AS $$
@@ -665,7 +667,7 @@ BEGIN
     -- counts it against DW_MAX_RECOVERIES.
     UPDATE dw.executions e SET wake_at = NULL WHERE e.id = ANY (v_ids) AND e.status = 'Pending';
     PERFORM procrastinate_defer_jobs_v1(ARRAY(
-        SELECT ROW(p_queue, 'dw.run_execution', 0, NULL, NULL,
+        SELECT ROW(e.queue, 'dw.run_execution', 0, NULL, NULL,
                    jsonb_build_object('execution_id', e.id::text, 'tenant_id', e.tenant_id),
                    NULL)::procrastinate_job_to_defer_v1
           FROM dw.executions e WHERE e.id = ANY (v_ids)));
