@@ -1207,6 +1207,9 @@ DECLARE
     v_parent uuid;
     v_queue text;
     v_has_children boolean;
+    v_tenant text;
+    v_workflow_id text;
+    v_frees_slot boolean;
 BEGIN
     -- Nodes not yet final and waits not yet recorded are what the next two statements end. A run
     -- that ends because every node has (most runs) has neither: two index probes instead.
@@ -1290,7 +1293,7 @@ BEGIN
            SET status = p_status, error = p_error, ended_at = now(),
                lease_owner = NULL, lease_expires_at = NULL
          WHERE e.id = p_execution_id
-        RETURNING e.parent_execution_id, e.queue
+        RETURNING e.parent_execution_id, e.queue, e.tenant_id, e.workflow_id, e.depth, e.started_at
     ), wake_ups AS (
         -- Wake-up jobs still queued for it have nothing left to do.
         DELETE FROM procrastinate_jobs j
@@ -1309,8 +1312,16 @@ BEGIN
     SELECT ended.parent_execution_id, ended.queue,
            -- Most runs have no children: one index probe says so (dw.queue_cancel_children_v1
            -- asks the fuller question).
-           EXISTS (SELECT 1 FROM dw.executions c WHERE c.parent_execution_id = p_execution_id)
-      INTO v_parent, v_queue, v_has_children
+           EXISTS (SELECT 1 FROM dw.executions c WHERE c.parent_execution_id = p_execution_id),
+           ended.tenant_id, ended.workflow_id,
+           -- A root run that had started held a slot of its workflow's maxConcurrentExecutions
+           -- (dw.admit_root_run_v1 counts those): it frees it. Most workflows have no such limit:
+           -- one probe of the workflow's row, here rather than in a statement of its own.
+           ended.depth = 0 AND ended.started_at IS NOT NULL
+           AND EXISTS (SELECT 1 FROM dw.workflows w
+                        WHERE w.tenant_id = ended.tenant_id AND w.id = ended.workflow_id
+                          AND w.max_concurrent_executions IS NOT NULL)
+      INTO v_parent, v_queue, v_has_children, v_tenant, v_workflow_id, v_frees_slot
       FROM ended;
 
     IF v_parent IS NOT NULL THEN
@@ -1318,6 +1329,9 @@ BEGIN
     END IF;
     IF v_has_children THEN
         PERFORM dw.queue_cancel_children_v1(p_execution_id, v_queue);
+    END IF;
+    IF v_frees_slot THEN
+        PERFORM dw.hand_over_slot_v1(v_tenant, v_workflow_id);
     END IF;
 END;
 $$;

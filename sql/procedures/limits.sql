@@ -109,6 +109,34 @@ BEGIN
 END;
 $$;
 
+-- A root run of a workflow with maxConcurrentExecutions ended (dw.finish_execution_v1) and freed a
+-- slot: the run that limit has held back longest (Pending on its row until its next look, with no
+-- rate promise: dw.park_throttled_run_v1) is queued now instead of at that look,
+-- DW_THROTTLE_DELAY_SECONDS later. Its acquire counts again (dw.admit_root_run_v1): a run started
+-- meanwhile may have taken the slot, and then it waits again. SKIP LOCKED: a run a worker is
+-- taking or waking at this moment is left to it, and an end never waits here. One run per end: each
+-- end frees one slot.
+CREATE OR REPLACE FUNCTION dw.hand_over_slot_v1(p_tenant text, p_workflow_id text) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_handed bigint;
+BEGIN
+    WITH next AS (
+        SELECT t.id FROM dw.executions t
+         WHERE t.tenant_id = p_tenant AND t.workflow_id = p_workflow_id AND t.depth = 0
+           AND t.status = 'Pending' AND t.wake_at IS NOT NULL AND t.rate_slot_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                            WHERE (j.args ->> 'execution_id') = t.id::text AND j.status IN ('todo', 'doing'))
+         ORDER BY t.wake_at
+         LIMIT 1
+         FOR NO KEY UPDATE OF t SKIP LOCKED
+    ), handed AS (
+        UPDATE dw.executions e SET wake_at = NULL FROM next WHERE e.id = next.id RETURNING e.id, e.queue
+    )
+    SELECT count(dw.defer_run_job_v1(handed.id, handed.queue, NULL)) INTO v_handed FROM handed;
+END;
+$$;
+
 -- Sets a workflow's limits (p_set_*: change this one; a NULL value clears it) and returns the
 -- workflow's id, or nothing when it does not exist. When the rate changes, the start times promised
 -- under the old rate are withdrawn and those runs are queued now, to be given new ones (a run whose

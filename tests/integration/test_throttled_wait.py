@@ -12,6 +12,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.runs import acquired_from_row
 from dataworkflows.db import Database
+from dataworkflows.statuses import ExecutionStatus
 from tests.conftest import publish, start
 from tests.integration.test_folded_writes import job_manager
 from tests.integration.test_runtime import echo, make_runtime, wf
@@ -180,3 +181,48 @@ async def test_a_run_queued_again_meanwhile_is_not_parked_over(db: Database, con
     assert not parked.parked and not parked.job_finished
     assert (await run_row(db, second))["wake_at"] is None
     assert await jobs_of(db, second) == [("todo", True)]
+
+
+async def test_a_run_that_ends_hands_its_slot_to_the_run_held_back_longest(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Under maxConcurrentExecutions, a run held back waits for its next look (DW_THROTTLE_DELAY_SECONDS,
+    60 s here) only if no slot frees before: the end of a run that held one queues it at once
+    (dw.hand_over_slot_v1), one run per end, the longest held back first."""
+    await limited(db, "slots", concurrent=1)
+    first, second, third = [await start(db, "slots") for _ in range(3)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    holder = await db.fetch_one("try_acquire", id=first, owner="w1", lease_seconds=30)
+    assert holder is not None and holder["outcome"] == "acquired"
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert await runtime.run_execution(second) == "throttled"
+    assert await runtime.run_execution(third) == "throttled"
+    assert [await jobs_of(db, run) for run in (second, third)] == [[], []]
+
+    await db.runs.complete(first, holder["lease_token"], status=ExecutionStatus.SUCCEEDED, error=None)
+    assert await jobs_of(db, second) == [("todo", True)]
+    assert (await run_row(db, second))["wake_at"] is None  # its look is spent: the job takes it
+    assert await jobs_of(db, third) == []
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(second) == "Succeeded"
+    assert await jobs_of(db, third) == [("todo", True)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(third) == "Succeeded"
+
+
+async def test_a_run_that_never_started_frees_no_slot(db: Database, conditions: ConditionPool) -> None:
+    """A held-back run cancelled while Pending held no slot: the other held-back run keeps waiting."""
+    await limited(db, "no-slot", concurrent=1)
+    first, second, third = [await start(db, "no-slot") for _ in range(3)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    holder = await db.fetch_one("try_acquire", id=first, owner="w1", lease_seconds=30)
+    assert holder is not None and holder["outcome"] == "acquired"
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert await runtime.run_execution(second) == "throttled"
+    assert await runtime.run_execution(third) == "throttled"
+    assert (await db.control.cancel(second, principal="ops", reason=None)).status == "Cancelled"
+    assert await jobs_of(db, third) == []
