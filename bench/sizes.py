@@ -56,7 +56,7 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
         pool_checks=pick(None, 2000, 500),
         wide_executions=pick(args.wide_executions, 200, 8),
         wide_fanout=50,
-        chain_executions=pick(args.chain_executions, 200, 8),
+        chain_executions=pick(args.chain_executions, 500, 8),
         chain_length=20,
         condition_evals=pick(args.condition_evals, 2000, 300),
         phase_timeout=args.timeout,

@@ -199,7 +199,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--commits", type=int, help="single-row commits in baseline B (default 5000)")
     parser.add_argument("--wide-executions", type=int, help="executions of the fan-out workflow (default 200)")
-    parser.add_argument("--chain-executions", type=int, help="executions of the 20-node chain (default 200)")
+    parser.add_argument("--chain-executions", type=int, help="executions of the 20-node chain (default 500)")
     parser.add_argument("--condition-evals", type=int, help="sequential JS condition evaluations (default 2000)")
     parser.add_argument("--scale-executions", type=int, help="backlog of each scale-out point (default: -n)")
     parser.add_argument(
