@@ -823,6 +823,8 @@ DECLARE
     v_end_worker bigint[];
     v_end_finished boolean[];
     v_simple uuid[];
+    v_slot_tenants text[];
+    v_slot_workflows text[];
     v_i integer;
     v_rest jsonb;
     v_rest_ord integer[];
@@ -1007,12 +1009,15 @@ BEGIN
         IF v_end_exec IS NOT NULL THEN
             SELECT array_agg(t.id) INTO v_simple FROM unnest(v_end_exec, v_end_simple) AS t(id, simple) WHERE t.simple;
             IF v_simple IS NOT NULL THEN
-                -- Their rows, events, queued wake-up jobs and letters, as dw.finish_execution_v1 ends a run.
+                -- Their rows, events, queued wake-up jobs and letters, as dw.finish_execution_v1 ends a run;
+                -- and, as it does, the runs that held a slot of their workflow's maxConcurrentExecutions
+                -- (roots, all of them here, that had started), whose slots go to runs held back.
                 WITH ended AS (
                     UPDATE dw.executions e
                        SET status = 'Succeeded', error = NULL, ended_at = now(),
                            lease_owner = NULL, lease_expires_at = NULL
                      WHERE e.id = ANY(v_simple)
+                    RETURNING e.tenant_id, e.workflow_id, e.started_at
                 ), wake_ups AS (
                     DELETE FROM procrastinate_jobs j
                      WHERE (j.args ->> 'execution_id') = ANY(v_simple::text[]) AND j.status = 'todo'
@@ -1020,10 +1025,21 @@ BEGIN
                     INSERT INTO dw.execution_events (execution_id, type, details)
                     SELECT t.id, 'execution_succeeded', jsonb_build_object('status', 'Succeeded')
                       FROM unnest(v_simple) AS t(id)
+                ), letters AS (
+                    UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
+                     WHERE d.execution_id = ANY(v_simple) AND d.kind = 'job_failed'
+                       AND d.redriven_at IS NULL AND d.closed_at IS NULL
                 )
-                UPDATE dw.dead_letters d SET closed_at = now(), close_reason = 'run_ended'
-                 WHERE d.execution_id = ANY(v_simple) AND d.kind = 'job_failed'
-                   AND d.redriven_at IS NULL AND d.closed_at IS NULL;
+                SELECT array_agg(ended.tenant_id), array_agg(ended.workflow_id)
+                  INTO v_slot_tenants, v_slot_workflows
+                  FROM ended
+                 WHERE ended.started_at IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM dw.workflows w
+                                WHERE w.tenant_id = ended.tenant_id AND w.id = ended.workflow_id
+                                  AND w.max_concurrent_executions IS NOT NULL);
+                FOR v_i IN 1 .. COALESCE(cardinality(v_slot_tenants), 0) LOOP
+                    PERFORM dw.hand_over_slot_v1(v_slot_tenants[v_i], v_slot_workflows[v_i]);
+                END LOOP;
             END IF;
             FOR v_i IN 1 .. cardinality(v_end_exec) LOOP
                 CONTINUE WHEN v_end_simple[v_i];

@@ -5,6 +5,7 @@ comes (dw.wake_due_runs_v1). Not as a job scheduled for later: every fetch walks
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from dataworkflows.statuses import ExecutionStatus
 from tests.conftest import publish, start
 from tests.integration.test_folded_writes import job_manager
 from tests.integration.test_runtime import echo, make_runtime, wf
+from tests.integration.test_set_based_records import encoded
 
 QUEUE = "executions"
 
@@ -226,3 +228,24 @@ async def test_a_run_that_never_started_frees_no_slot(db: Database, conditions: 
     assert await runtime.run_execution(third) == "throttled"
     assert (await db.control.cancel(second, principal="ops", reason=None)).status == "Cancelled"
     assert await jobs_of(db, third) == []
+
+
+async def test_runs_ended_together_in_a_batch_each_hand_a_slot_over(db: Database, conditions: ConditionPool) -> None:
+    """The group commit's set-based end (dw.record_attempts_v2 ends runs without dw.finish_execution_v1)
+    hands the slots over too: two runs ended by one batch queue the two runs held back."""
+    await limited(db, "batch-slots", concurrent=2)
+    runs = [await start(db, "batch-slots") for _ in range(4)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    tokens = []
+    for run in runs[:2]:
+        acquired = await db.runs.acquire(run, owner="w", lease_seconds=30, start=True)
+        assert acquired.outcome == "acquired" and acquired.lease_token is not None
+        tokens.append(acquired.lease_token)
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert [await runtime.run_execution(run) for run in runs[2:]] == ["throttled", "throttled"]
+    batch = [encoded(run, token, "a", "succeeded", (), 1) for run, token in zip(runs[:2], tokens, strict=True)]
+    answers = await db.fetch_all("record_attempts", records=json.dumps(batch))
+    assert all(answer["error_state"] is None for answer in answers)
+    assert [(await run_row(db, run))["status"] for run in runs[:2]] == ["Succeeded", "Succeeded"]
+    assert [await jobs_of(db, run) for run in runs[2:]] == [[("todo", True)], [("todo", True)]]
