@@ -109,13 +109,14 @@ BEGIN
 END;
 $$;
 
--- A root run of a workflow with maxConcurrentExecutions ended (dw.finish_execution_v1) and freed a
--- slot: the run that limit has held back longest (Pending on its row until its next look, with no
--- rate promise: dw.park_throttled_run_v1) is queued now instead of at that look,
--- DW_THROTTLE_DELAY_SECONDS later. Its acquire counts again (dw.admit_root_run_v1): a run started
--- meanwhile may have taken the slot, and then it waits again. SKIP LOCKED: a run a worker is
--- taking or waking at this moment is left to it, and an end never waits here. One run per end: each
--- end frees one slot.
+-- A root run of a workflow with maxConcurrentExecutions ended (dw.finish_execution_v1, or the
+-- set-based end of dw.record_attempts_v2) and freed a slot: of the runs that limit holds back
+-- (Pending on their rows until their next look, with no rate promise: dw.park_throttled_run_v1),
+-- the one whose look comes first is queued now instead of at that look (DW_THROTTLE_DELAY_SECONDS
+-- after it was held back: the one held back longest, unless it lost a slot to another run since).
+-- Its acquire counts again (dw.admit_root_run_v1): a run started meanwhile may have taken the slot,
+-- and then it waits again. SKIP LOCKED: a run a worker is taking or waking at this moment is left
+-- to it, and an end never waits here. One run per end: each end frees one slot.
 CREATE OR REPLACE FUNCTION dw.hand_over_slot_v1(p_tenant text, p_workflow_id text) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE

@@ -126,9 +126,9 @@ class Runtime:
     ) -> None:
         """A root run its workflow's limits hold back tries again: at its turn under the rate limit,
         else after DW_THROTTLE_DELAY_SECONDS, or sooner when a root run that held a concurrency slot
-        ends (dw.hand_over_slot_v1 queues the run held back longest). It stays Pending and waits on
-        its row, with no job, until then (dw.park_throttled_run_v1); the job it ran under ends with
-        that write."""
+        ends (dw.hand_over_slot_v1 queues the held-back run whose look comes first). It stays
+        Pending and waits on its row, with no job, until then (dw.park_throttled_run_v1); the job it
+        ran under ends with that write."""
         retry_at = throttle.retry_at if throttle is not None else None
         later = retry_at or now() + timedelta(seconds=self.settings.throttle_delay_seconds)
         parked = await self.data.park_throttled(execution_id, wake_at=later, job_id=job_id, job_worker=job_worker)
