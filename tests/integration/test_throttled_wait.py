@@ -13,6 +13,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.runs import acquired_from_row
 from dataworkflows.db import Database
+from dataworkflows.runtime import Runtime
 from dataworkflows.statuses import ExecutionStatus
 from tests.conftest import publish, start
 from tests.integration.test_folded_writes import job_manager
@@ -185,24 +186,32 @@ async def test_a_run_queued_again_meanwhile_is_not_parked_over(db: Database, con
     assert await jobs_of(db, second) == [("todo", True)]
 
 
+async def one_holding_two_held_back(
+    db: Database, conditions: ConditionPool, workflow_id: str
+) -> tuple[Runtime, list[Any], int]:
+    """Three runs of a workflow limited to one at a time: the first holds the slot (its lease taken,
+    token returned), the other two are held back with a look 60 s away; no job is queued."""
+    await limited(db, workflow_id, concurrent=1)
+    runs = [await start(db, workflow_id) for _ in range(3)]
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    holder = await db.fetch_one("try_acquire", id=runs[0], owner="w1", lease_seconds=30)
+    assert holder is not None and holder["outcome"] == "acquired"
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert [await runtime.run_execution(run) for run in runs[1:]] == ["throttled", "throttled"]
+    assert [await jobs_of(db, run) for run in runs[1:]] == [[], []]
+    return runtime, runs, int(holder["lease_token"])
+
+
 async def test_a_run_that_ends_hands_its_slot_to_the_run_held_back_longest(
     db: Database, conditions: ConditionPool
 ) -> None:
     """Under maxConcurrentExecutions, a run held back waits for its next look (DW_THROTTLE_DELAY_SECONDS,
-    60 s here) only if no slot frees before: the end of a run that held one queues it at once
-    (dw.hand_over_slot_v1), one run per end, the longest held back first."""
-    await limited(db, "slots", concurrent=1)
-    first, second, third = [await start(db, "slots") for _ in range(3)]
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM procrastinate_jobs")
-    holder = await db.fetch_one("try_acquire", id=first, owner="w1", lease_seconds=30)
-    assert holder is not None and holder["outcome"] == "acquired"
-    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
-    assert await runtime.run_execution(second) == "throttled"
-    assert await runtime.run_execution(third) == "throttled"
-    assert [await jobs_of(db, run) for run in (second, third)] == [[], []]
-
-    await db.runs.complete(first, holder["lease_token"], status=ExecutionStatus.SUCCEEDED, error=None)
+    60 s here) only if no slot frees before: the end of a run that held one queues a held-back run at
+    once (dw.hand_over_slot_v1), one run per end, the one whose look comes first (here, the first held
+    back)."""
+    runtime, (first, second, third), token = await one_holding_two_held_back(db, conditions, "slots")
+    await db.runs.complete(first, token, status=ExecutionStatus.SUCCEEDED, error=None)
     assert await jobs_of(db, second) == [("todo", True)]
     assert (await run_row(db, second))["wake_at"] is None  # its look is spent: the job takes it
     assert await jobs_of(db, third) == []
@@ -217,15 +226,7 @@ async def test_a_run_that_ends_hands_its_slot_to_the_run_held_back_longest(
 
 async def test_a_run_that_never_started_frees_no_slot(db: Database, conditions: ConditionPool) -> None:
     """A held-back run cancelled while Pending held no slot: the other held-back run keeps waiting."""
-    await limited(db, "no-slot", concurrent=1)
-    first, second, third = [await start(db, "no-slot") for _ in range(3)]
-    async with db.connection() as conn:
-        await conn.execute("DELETE FROM procrastinate_jobs")
-    holder = await db.fetch_one("try_acquire", id=first, owner="w1", lease_seconds=30)
-    assert holder is not None and holder["outcome"] == "acquired"
-    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
-    assert await runtime.run_execution(second) == "throttled"
-    assert await runtime.run_execution(third) == "throttled"
+    _, (_, second, third), _ = await one_holding_two_held_back(db, conditions, "no-slot")
     assert (await db.control.cancel(second, principal="ops", reason=None)).status == "Cancelled"
     assert await jobs_of(db, third) == []
 
