@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from dataworkflows.db import Database
-from figures import percentile, progress, ratio
+from figures import percentile, progress, ratio, spread
 from harness import (
     BenchError,
     Monitor,
@@ -229,19 +229,9 @@ async def engine_latency(
         "offered_load_vs_drain_capacity": ratio(rate, capacity),
         "all_succeeded": figures["all_succeeded"],
         "statuses": figures["statuses"],
-        "start_to_first_node_ms": {
-            "p50": percentile(first_node, 50),
-            "p95": percentile(first_node, 95),
-            "p99": percentile(first_node, 99),
-            "max": max(first_node, default=None),
-        },
+        "start_to_first_node_ms": spread(first_node),
         "start_to_end_ms": {"p50": percentile(end_to_end, 50), "p95": percentile(end_to_end, 95)},
-        "running_start_to_first_node_ms": {
-            "p50": percentile(running, 50),
-            "p95": percentile(running, 95),
-            "p99": percentile(running, 99),
-            "max": max(running, default=None),
-        },
+        "running_start_to_first_node_ms": spread(running),
         "start_call_ms": {"p50": percentile(calls, 50), "p95": percentile(calls, 95)},
         "answer_to_first_node_ms": {
             "p50": percentile(after_answer[False], 50),
@@ -303,12 +293,7 @@ async def latency_at_loads(
             "interval_ms": interval * 1000,
             "offered_rate_per_second": rate,
             "offered_load_vs_drain_capacity": ratio(rate, capacity),
-            "start_to_first_node_ms": {
-                "p50": percentile(latencies, 50),
-                "p95": percentile(latencies, 95),
-                "p99": percentile(latencies, 99),
-                "max": max(latencies, default=None),
-            },
+            "start_to_first_node_ms": spread(latencies),
             "cpu": cpu,
         }
     return points

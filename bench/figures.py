@@ -20,6 +20,16 @@ def percentile(values: list[float], pct: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def spread(values: list[float]) -> dict[str, float | None]:
+    """p50, p95, p99 and the largest of a set of timings (all None when there are none)."""
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values, default=None),
+    }
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None

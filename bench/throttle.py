@@ -36,13 +36,13 @@ from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
+from figures import spread
 from throughput import (
     Monitor,
     engine_worker,
     execution_figures,
     machine_info,
     open_pool,
-    percentile,
     progress,
     publish,
     ratio,
@@ -93,11 +93,7 @@ async def phase(
         "ideal_seconds": ideal,
         "span_vs_ideal": ratio(span, ideal),
         "slot_use": ratio(busy, args.limit * span),
-        "hand_off_gap_ms": {
-            "p50": percentile(gaps, 50),
-            "p95": percentile(gaps, 95),
-            "max": max(gaps, default=None),
-        },
+        "hand_off_gap_ms": spread(gaps),
     }
 
 
