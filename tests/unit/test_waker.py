@@ -1,0 +1,41 @@
+"""The worker's waker (workers.app.Waker) runs a pass at each wake-up time the runtime hints, never before it:
+a pass that comes too early leaves the run parked until the next poll (DW_WORKER_POLL_SECONDS)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from workers.app import Waker
+
+from dataworkflows.config import Settings
+
+
+async def test_every_wake_up_gets_a_pass_at_or_after_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    scheduled: list[float] = []  # the loop times at which passes were asked for
+
+    def call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        scheduled.append(when)
+        return asyncio.TimerHandle(when, callback, args, loop)
+
+    def call_later(delay: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        return call_at(loop.time() + delay, callback, *args)
+
+    monkeypatch.setattr(loop, "call_at", call_at)
+    monkeypatch.setattr(loop, "call_later", call_later)
+    waker = Waker(db=None, settings=Settings())  # type: ignore[arg-type]  # wake_at reads no database
+    wall, clock = datetime.now(UTC), loop.time()
+    # Ten runs parked 5 ms apart (paced timers), then a thousand until one time (a burst).
+    offsets = [0.020 + 0.005 * i for i in range(10)]
+    for offset in offsets:
+        waker.wake_at(wall + timedelta(seconds=offset))
+    for _ in range(1000):
+        waker.wake_at(wall + timedelta(seconds=0.5))
+    for offset in [*offsets, 0.5]:
+        due = clock + offset
+        # A pass from when it is due, and soon after (the 2 ms the waker adds, and a millisecond).
+        assert any(due <= at <= due + 0.004 for at in scheduled), (offset, sorted(at - clock for at in scheduled))
+    assert len(scheduled) <= len(offsets) + 1, "a thousand wake-ups at one time are one pass"
