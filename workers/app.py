@@ -826,14 +826,15 @@ class Waker:
 
     def wake_at(self, when: datetime) -> None:
         """Runs a pass at `when` (2 ms after: the database's clock decides what is due). Wake-ups
-        within the same millisecond are one pass, at that millisecond's end, when every one of them
-        is due (10,000 runs parked until the same time set one timer). A pass before a wake-up's time
-        would leave that run to the next poll, DW_WORKER_POLL_SECONDS later: wake-ups 10 ms apart
-        shared a pass at the first one's time until 2026-12-04, and bench/waits.py's paced timers saw
-        one of 200 fire 1 s late in some runs."""
+        within the same 10 ms are one pass, at the end of those 10 ms, when every one of them is due:
+        one timer for 10,000 runs parked until the same time, and at most one per 10 ms for runs
+        parked a day ahead (each timer is held in memory until then). A pass before a wake-up's time
+        would leave that run to the next poll, DW_WORKER_POLL_SECONDS later: the shared pass ran at
+        the first wake-up's time until 2026-12-04, and bench/waits.py's paced timers saw one of 200
+        fire 1 s late in some runs."""
         loop = asyncio.get_running_loop()
         delay = max((when - datetime.now(UTC)).total_seconds(), 0.0) + 0.002
-        slot = math.ceil((loop.time() + delay) * 1000)
+        slot = math.ceil((loop.time() + delay) * 100)
         if slot in self._slots:
             return
         self._slots.add(slot)
@@ -842,7 +843,7 @@ class Waker:
             self._slots.discard(slot)
             self.kick.set()
 
-        loop.call_at(slot / 1000, wake)
+        loop.call_at(slot / 100, wake)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -36,6 +36,6 @@ async def test_every_wake_up_gets_a_pass_at_or_after_its_time(monkeypatch: pytes
         waker.wake_at(wall + timedelta(seconds=0.5))
     for offset in [*offsets, 0.5]:
         due = clock + offset
-        # A pass from when it is due, and soon after (the 2 ms the waker adds, and a millisecond).
-        assert any(due <= at <= due + 0.004 for at in scheduled), (offset, sorted(at - clock for at in scheduled))
+        # A pass from when it is due, and soon after (the 2 ms the waker adds, then the end of its 10 ms).
+        assert any(due <= at <= due + 0.0125 for at in scheduled), (offset, sorted(at - clock for at in scheduled))
     assert len(scheduled) <= len(offsets) + 1, "a thousand wake-ups at one time are one pass"
