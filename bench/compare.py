@@ -42,6 +42,16 @@ FIGURES = (
     ("start latency p50 ms at 0.25 of capacity", "engine.latency.at_load.25pct.start_to_first_node_ms.p50"),
     ("start latency p95 ms at 0.25 of capacity", "engine.latency.at_load.25pct.start_to_first_node_ms.p95"),
     ("start latency p50 ms at 0.10 of capacity", "engine.latency.at_load.10pct.start_to_first_node_ms.p50"),
+    ("capacity with starts, executions/s", "engine.latency.capacity_with_starts.executions_per_second"),
+    ("capacity with starts / drain capacity", "engine.latency.capacity_with_starts.share_of_drain_capacity"),
+    (
+        "start latency p50 ms at half the capacity with starts",
+        "engine.latency.at_half_capacity_with_starts.start_to_first_node_ms.p50",
+    ),
+    (
+        "start latency p95 ms at half the capacity with starts",
+        "engine.latency.at_half_capacity_with_starts.start_to_first_node_ms.p95",
+    ),
     ("start latency phase: machine busy (share of cores)", "engine.latency.cpu.fresh.busy_share_of_machine"),
     ("start latency phase: postgres CPU ms per run", "engine.latency.cpu.fresh.postgres_cpu_ms_per_execution"),
     ("fan-out 1->50->1 steps/s", "engine.wide.steps_per_second"),

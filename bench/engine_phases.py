@@ -57,6 +57,8 @@ from workloads import (
 )
 
 DRAIN_ID, LATENCY_ID, WIDE_ID, CHAIN_ID = "bench-echo2", "bench-echo2-latency", "bench-wide", "bench-chain"
+# The same 2-node workflow, started as fast as the client goes while the worker runs (capacity_with_starts).
+WITH_STARTS_ID = "bench-echo2-with-starts"
 # The same 2-node workflow, drained by a worker that writes each record in a transaction of its own.
 UNBATCHED_ID = "bench-echo2-unbatched"
 # What that worker sets: group commit off (dataworkflows.data.group_commit).
@@ -98,6 +100,7 @@ async def publish_all(conninfo: str, sizes: Sizes) -> None:
         await publish(db, echo2_workflow(UNBATCHED_ID))
         await publish(db, echo2_workflow(ONE_FETCH_ID))
         await publish(db, echo2_workflow(LATENCY_ID))
+        await publish(db, echo2_workflow(WITH_STARTS_ID))
         await publish(db, wide_workflow(WIDE_ID, sizes.wide_fanout))
         await publish(db, chain_workflow(CHAIN_ID, sizes.chain_length))
         await publish(db, hold_workflow(HOLD_ID, sizes.inflight_hold_ms))
@@ -183,7 +186,9 @@ async def engine_latency(
     connection's first calls compile and plan the procedures). The benchmark's start client is not: its
     connections are open and have planned the start call before (warm_client, since schema version 7). The same
     number of starts again, at the same pace once those have ended, measure a worker that has been running:
-    `running_start_to_first_node_ms`."""
+    `running_start_to_first_node_ms`. Then, the worker still running, figures besides the targets: the latency
+    at lower loads (latency_at_loads), the capacity with the starts counted (capacity_with_starts), and the
+    latency at half of that (`at_half_capacity_with_starts`)."""
     count = sizes.latency_executions
     if sizes.latency_interval_ms is not None:
         interval = sizes.latency_interval_ms / 1000
@@ -200,6 +205,23 @@ async def engine_latency(
         db, monitor, sizes, workflow_id, worker, range(count, 2 * count), interval, answered, postmaster
     )
     at_load = await latency_at_loads(db, monitor, sizes, workflow_id, worker, capacity, postmaster, 2 * count)
+    with_starts: dict[str, Any] | None = None
+    at_half_with_starts: dict[str, Any] | None = None
+    if capacity and sizes.latency_interval_ms is None:
+        with_starts = await capacity_with_starts(db, monitor, sizes, worker, capacity, postmaster)
+        if with_starts["executions_per_second"]:
+            at_half_with_starts = await latency_point(
+                db,
+                monitor,
+                sizes,
+                workflow_id,
+                worker,
+                capacity,
+                postmaster,
+                (2 + len(sizes.latency_loads)) * count,
+                with_starts["executions_per_second"] / 2 / capacity,
+                " (half the capacity with starts)",
+            )
     rows = await monitor.rows(
         "SELECT extract(epoch FROM n.started_at - e.created_at)::float8,"
         " extract(epoch FROM e.ended_at - e.created_at)::float8,"
@@ -243,6 +265,8 @@ async def engine_latency(
         },
         "cpu": {"fresh": fresh_cpu, "running": running_cpu},
         "at_load": at_load,
+        "capacity_with_starts": with_starts,
+        "at_half_capacity_with_starts": at_half_with_starts,
     }
 
 
@@ -268,35 +292,113 @@ async def latency_at_loads(
     if not capacity or sizes.latency_interval_ms is not None:
         return {}
     count = sizes.latency_executions
-    points: dict[str, Any] = {}
-    for n, share in enumerate(sorted(sizes.latency_loads)):
-        interval = max(0.001, 1 / (share * capacity))
-        first = first_index + n * count
-        progress(
-            f"engine: start latency at {share:.2f} of drain capacity: {count} executions one every"
-            f" {interval * 1000:.1f} ms"
+    return {
+        load_key(share): await latency_point(
+            db, monitor, sizes, workflow_id, worker, capacity, postmaster, first_index + n * count, share
         )
-        _, offered, cpu = await paced_phase(
-            db, monitor, sizes, workflow_id, worker, range(first, first + count), interval, {}, postmaster
-        )
-        rows = await monitor.rows(
-            "SELECT extract(epoch FROM n.started_at - e.created_at)::float8 * 1000"
-            " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
-            " WHERE e.workflow_id = %s AND (e.trigger ->> 'index')::int >= %s AND (e.trigger ->> 'index')::int < %s",
-            (workflow_id, first, first + count),
-        )
-        latencies = [r[0] for r in rows if r[0] is not None]
-        rate = count / offered
-        points[load_key(share)] = {
-            "share_of_drain_capacity": share,
-            "executions": count,
-            "interval_ms": interval * 1000,
-            "offered_rate_per_second": rate,
-            "offered_load_vs_drain_capacity": ratio(rate, capacity),
-            "start_to_first_node_ms": spread(latencies),
-            "cpu": cpu,
-        }
-    return points
+        for n, share in enumerate(sorted(sizes.latency_loads))
+    }
+
+
+async def latency_point(
+    db: Database,
+    monitor: Monitor,
+    sizes: Sizes,
+    workflow_id: str,
+    worker: Subprocess,
+    capacity: float,
+    postmaster: int | None,
+    first: int,
+    share: float,
+    label: str = "",
+) -> dict[str, Any]:
+    """sizes.latency_executions starts (trigger indexes from `first`) at `share` of the drain capacity, the worker
+    running: one of engine.latency.at_load's points (and at_half_capacity_with_starts)."""
+    count = sizes.latency_executions
+    interval = max(0.001, 1 / (share * capacity))
+    progress(
+        f"engine: start latency at {share:.2f} of drain capacity{label}: {count} executions one every"
+        f" {interval * 1000:.1f} ms"
+    )
+    _, offered, cpu = await paced_phase(
+        db, monitor, sizes, workflow_id, worker, range(first, first + count), interval, {}, postmaster
+    )
+    rows = await monitor.rows(
+        "SELECT extract(epoch FROM n.started_at - e.created_at)::float8 * 1000"
+        " FROM dw.executions e JOIN dw.node_states n ON n.execution_id = e.id AND n.position = 0"
+        " WHERE e.workflow_id = %s AND (e.trigger ->> 'index')::int >= %s AND (e.trigger ->> 'index')::int < %s",
+        (workflow_id, first, first + count),
+    )
+    latencies = [r[0] for r in rows if r[0] is not None]
+    rate = count / offered
+    return {
+        "share_of_drain_capacity": share,
+        "executions": count,
+        "interval_ms": interval * 1000,
+        "offered_rate_per_second": rate,
+        "offered_load_vs_drain_capacity": ratio(rate, capacity),
+        "start_to_first_node_ms": spread(latencies),
+        "cpu": cpu,
+    }
+
+
+async def capacity_with_starts(
+    db: Database, monitor: Monitor, sizes: Sizes, worker: Subprocess, capacity: float, postmaster: int | None
+) -> dict[str, Any]:
+    """The 2-node runs a second the machine completes when it also starts them: sizes.executions runs of a
+    workflow of their own started as fast as the benchmark's client goes (start_many, as the backlog's), the
+    worker running, from the first start to the last run's end (server clock). The drain capacity that sets the
+    latency phase's pace leaves the starts out (its backlog is started before the worker comes), yet a start
+    costs about as much CPU as the run it starts: here they share the machine, as an API's starts and the
+    workers do. A figure for reading the latency targets; half of it is where at_half_capacity_with_starts is
+    measured."""
+    count = sizes.executions
+    progress(f"engine: capacity with starts: {count} executions started as fast as they go while the worker runs")
+    cpu = ProcessCpu([worker.process.pid] if worker.process is not None else [], postmaster)
+    cpu.mark()
+    client = psutil.Process()
+    client_before = sum(client.cpu_times()[:2])
+    began = time.perf_counter()
+    start_seconds = await start_many(db, WITH_STARTS_ID, count, sizes.start_batch)
+    await wait_final(monitor, WITH_STARTS_ID, sizes.phase_timeout, worker, interval=0.05, cpu=cpu)
+    usage = machine_usage(cpu, time.perf_counter() - began, sum(client.cpu_times()[:2]) - client_before, count)
+    span = await monitor.value(
+        "SELECT extract(epoch FROM max(ended_at) - min(created_at))::float8 FROM dw.executions WHERE workflow_id = %s",
+        (WITH_STARTS_ID,),
+    )
+    figures = await execution_figures(monitor, WITH_STARTS_ID)
+    report_failures("capacity with starts", figures)
+    rate = ratio(figures["executions"], span)
+    return {
+        "executions": figures["executions"],
+        "start_seconds": start_seconds,
+        "span_seconds": span,
+        "executions_per_second": rate,
+        "steps_per_second": ratio(figures["steps"], span),
+        "share_of_drain_capacity": ratio(rate, capacity),
+        "all_succeeded": figures["all_succeeded"],
+        "statuses": figures["statuses"],
+        "cpu": usage,
+    }
+
+
+def machine_usage(cpu: ProcessCpu, seconds: float, client_seconds: float, executions: int) -> dict[str, Any]:
+    """What the machine's CPUs did over a window of `seconds` (ProcessCpu's figures, the benchmark process's
+    `client_seconds`): cores busy in each, their sum as a share of the machine's cores, and PostgreSQL's and the
+    worker's CPU per execution."""
+    usage = cpu.result(seconds)
+    machine = usable_cores() or os.cpu_count()
+    busy = usage["worker_cpu_seconds"] + usage["postgres_cpu_seconds"] + client_seconds
+    usage.update(
+        seconds=seconds,
+        client_cpu_seconds=client_seconds,
+        client_cores=ratio(client_seconds, seconds),
+        machine_cores=machine,
+        busy_share_of_machine=ratio(busy, seconds * machine) if machine else None,
+        postgres_cpu_ms_per_execution=ratio(usage["postgres_cpu_seconds"] * 1000, executions),
+        worker_cpu_ms_per_execution=ratio(usage["worker_cpu_seconds"] * 1000, executions),
+    )
+    return usage
 
 
 async def paced_phase(
@@ -326,20 +428,7 @@ async def paced_phase(
     call_seconds = await paced_starts(db, workflow_id, indexes, interval, answered)
     offered = time.perf_counter() - began
     await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05, cpu=cpu)
-    seconds = time.perf_counter() - began
-    usage = cpu.result(seconds)
-    client_seconds = sum(client.cpu_times()[:2]) - client_before
-    machine = usable_cores() or os.cpu_count()
-    busy = usage["worker_cpu_seconds"] + usage["postgres_cpu_seconds"] + client_seconds
-    usage.update(
-        seconds=seconds,
-        client_cpu_seconds=client_seconds,
-        client_cores=ratio(client_seconds, seconds),
-        machine_cores=machine,
-        busy_share_of_machine=ratio(busy, seconds * machine) if machine else None,
-        postgres_cpu_ms_per_execution=ratio(usage["postgres_cpu_seconds"] * 1000, len(indexes)),
-        worker_cpu_ms_per_execution=ratio(usage["worker_cpu_seconds"] * 1000, len(indexes)),
-    )
+    usage = machine_usage(cpu, time.perf_counter() - began, sum(client.cpu_times()[:2]) - client_before, len(indexes))
     return call_seconds, offered, usage
 
 

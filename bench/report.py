@@ -37,7 +37,12 @@ at lower offered loads (sizes.latency_loads, 0.1 and 0.25 of the drain capacity)
 running; keyed "10pct", "25pct", each {share_of_drain_capacity, executions, interval_ms, offered_rate_per_second,
 offered_load_vs_drain_capacity, start_to_first_node_ms {p50, p95, p99, max}, cpu (as engine.latency.cpu's
 halves)}; empty when the pace was given (--latency-interval-ms). Figures, not targets: the targets stay at half
-the drain capacity.
+the drain capacity. Version 10 adds engine.latency.capacity_with_starts {executions, start_seconds, span_seconds,
+executions_per_second, steps_per_second, share_of_drain_capacity, all_succeeded, statuses, cpu}: the 2-node runs a
+second the machine completes when it starts them too (started as fast as the client goes while the worker runs,
+first start -> last end; engine_phases.capacity_with_starts), and engine.latency.at_half_capacity_with_starts (an
+at_load point's keys): the start latency at half of that rate. Null when the pace was given. Figures for reading
+the latency targets, which stay at half the drain capacity.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -51,7 +56,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -317,6 +322,23 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
                 f"{fmt(figures['p50'], 1)} / {fmt(figures['p95'], 1)}",
                 f"ms; {point['executions']} starts at {point['offered_rate_per_second']:.0f}/s, running worker,"
                 f" machine {fmt(point['cpu']['busy_share_of_machine'], 2)} busy",
+            )
+        if with_starts := latency.get("capacity_with_starts"):
+            rows.add(
+                "capacity with starts: executions/s",
+                with_starts["executions_per_second"],
+                f"{with_starts['executions']} started as fast as they go, worker running;"
+                f" {fmt(with_starts['share_of_drain_capacity'], 2)} of drain capacity;"
+                f" machine {fmt(with_starts['cpu']['busy_share_of_machine'], 2)} busy",
+            )
+        if half := latency.get("at_half_capacity_with_starts"):
+            figures = half["start_to_first_node_ms"]
+            rows.text(
+                "start latency p50 / p95 at half the capacity with starts",
+                f"{fmt(figures['p50'], 1)} / {fmt(figures['p95'], 1)}",
+                f"ms; {half['executions']} starts at {half['offered_rate_per_second']:.0f}/s"
+                f" ({fmt(half['share_of_drain_capacity'], 2)} of drain capacity),"
+                f" machine {fmt(half['cpu']['busy_share_of_machine'], 2)} busy",
             )
         rows.add("start -> execution end p50", latency["start_to_end_ms"]["p50"], "ms")
         rows.add("start -> execution end p95", latency["start_to_end_ms"]["p95"], "ms")
@@ -601,6 +623,16 @@ def readme_table(results: dict[str, Any]) -> str:
                 f" / {fmt(p['start_to_first_node_ms']['p95'], 1)} ms ({fmt(p['cpu']['busy_share_of_machine'], 2)})"
                 for p in at_load.values()
             ),
+        )
+    with_starts = dig(results, "engine.latency.capacity_with_starts") or {}
+    half = dig(results, "engine.latency.at_half_capacity_with_starts") or {}
+    if with_starts:
+        rate, share = with_starts.get("executions_per_second"), with_starts.get("share_of_drain_capacity")
+        p50, p95 = dig(half, "start_to_first_node_ms.p50"), dig(half, "start_to_first_node_ms.p95")
+        add(
+            "capacity with starts: 2-node executions/s when the machine starts them too (share of the drain"
+            " capacity); start latency p50 / p95 at half of it",
+            f"{fmt(rate, 0)} ({fmt(share, 2)}); {fmt(p50, 1)} / {fmt(p95, 1)} ms",
         )
     fresh = dig(results, "engine.latency.cpu.fresh") or {}
     if fresh:

@@ -1,5 +1,6 @@
 """bench/report.py and bench/compare.py on a canned results file (tests/unit/data/throughput-results.json, from a
---quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9): the schema's
+--quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9;
+engine.latency.capacity_with_starts and at_half_capacity_with_starts from a third, schema version 10): the schema's
 keys, the ratios, the targets' verdicts, the README table and the side-by-side comparison. No database, no timing."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 9
+    assert results["schema_version"] == report.SCHEMA_VERSION == 10
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -79,6 +80,16 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     for point in at_load.values():
         assert set(point["start_to_first_node_ms"]) >= {"p50", "p95"}
         assert "busy_share_of_machine" in point["cpu"]
+    # Version 10: the capacity with the starts counted, and the start latency at half of it.
+    latency = results["engine"]["latency"]
+    assert set(latency["capacity_with_starts"]) >= {
+        "executions",
+        "span_seconds",
+        "executions_per_second",
+        "share_of_drain_capacity",
+        "cpu",
+    }
+    assert set(latency["at_half_capacity_with_starts"]) == set(at_load["10pct"])
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
@@ -141,6 +152,19 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     # Version 9: the start latency at lower offered loads.
     low = next(line for line in lines if line.startswith("start latency p50 / p95 at 0.10 of drain capacity"))
     assert "1.6 / 1.9" in low and "50 starts at 96/s" in low and "machine 0.29 busy" in low
+    # Version 10: the capacity with starts, and the latency at half of it.
+    capacity = next(line for line in lines if line.startswith("capacity with starts: executions/s"))
+    assert "630.2" in capacity and "0.79 of drain capacity" in capacity and "machine 0.77 busy" in capacity
+    half = next(line for line in lines if line.startswith("start latency p50 / p95 at half the capacity with starts"))
+    assert "3.5 / 6.7" in half and "50 starts at 316/s (0.39 of drain capacity)" in half
+    # Without the phase (the pace given), no line.
+    del (
+        results["engine"]["latency"]["capacity_with_starts"],
+        results["engine"]["latency"]["at_half_capacity_with_starts"],
+    )
+    lines.clear()
+    report.print_report(results, lines.append)
+    assert not any("capacity with starts" in line for line in lines)
 
 
 def test_a_skipped_peer_is_said_so(results: dict[str, Any]) -> None:
@@ -173,6 +197,8 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     )
     lower = next(line for line in updated.splitlines() if line.startswith("| start latency at lower offered loads"))
     assert "| 0.10: 1.6 / 1.9 ms (0.29); 0.25: 2.5 / 3.6 ms (" in lower
+    with_starts = next(line for line in updated.splitlines() if line.startswith("| capacity with starts"))
+    assert "| 630 (0.79); 3.5 / 6.7 ms |" in with_starts
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
@@ -195,3 +221,5 @@ def test_compare_prints_both_files_and_b_over_a(results: dict[str, Any], tmp_pat
     assert any(line.startswith("engine.drain.steps_per_second") for line in everything)
     low = next(line for line in lines if line.startswith("start latency p50 ms at 0.25 of capacity"))
     assert low.split()[-1] == "1.00"
+    half = next(line for line in lines if line.startswith("start latency p50 ms at half the capacity with starts"))
+    assert half.split()[-3:] == ["3.53", "3.53", "1.00"]
