@@ -296,6 +296,8 @@ class ResilientJobManager(manager.JobManager):
         self._in_flight: dict[tuple[str, ...] | None, tuple[int, asyncio.Future[None]]] = {}
         # Listeners between a lost connection and their next LISTEN: notifications go unheard.
         self._deaf = 0
+        # Per queue list: the LISTEN connection the fetch loops reading those queues share.
+        self._shared_listens: dict[tuple[str, ...] | None, _SharedListen] = {}
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
         waiting = self.fetched.get(worker_id)
@@ -541,16 +543,38 @@ class ResilientJobManager(manager.JobManager):
     async def listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None = None
     ) -> None:
-        async def heard(*, channel: str, notification: jobs.Notification) -> None:
-            if notification["type"] == "job_inserted":
-                self._heard_of_jobs()
-            await on_notification(channel=channel, notification=notification)
-
-        self.listeners.append(heard)
+        """Each fetch loop's listener (Procrastinate starts one per loop). The loops of a process that
+        read the same queues share one LISTEN connection: every notification used to reach each
+        loop's connection, waking a PostgreSQL backend (which reads the notification queue in a
+        transaction of its own) and this process once per loop for the same news. The first loop to
+        listen starts the shared listener; each caller waits on it until cancelled (its loop
+        stopping), and the last one to leave stops it. A failure of the shared listener that is not
+        the connection's (a bug) reaches every loop waiting on it, as each loop's own did."""
+        key = _queues_key(queues)
+        shared = self._shared_listens.get(key)
+        if shared is None or shared.task.done():
+            shared = _SharedListen(self, queues)
+            self._shared_listens[key] = shared
+        shared.callbacks.append(on_notification)
+        self.listeners.append(on_notification)
         try:
-            await self._listen_for_jobs(on_notification=heard, queues=queues)
+            await asyncio.shield(shared.task)
         finally:
-            self.listeners.remove(heard)
+            self.listeners.remove(on_notification)
+            shared.callbacks.remove(on_notification)
+            if not shared.callbacks:
+                if self._shared_listens.get(key) is shared:
+                    del self._shared_listens[key]
+                shared.stop()
+
+    async def _dispatch(
+        self, callbacks: list[manager.NotificationCallback], *, channel: str, notification: jobs.Notification
+    ) -> None:
+        """A notification the shared listener heard, to every fetch loop listening through it."""
+        if notification["type"] == "job_inserted":
+            self._heard_of_jobs()
+        for callback in list(callbacks):
+            await callback(channel=channel, notification=notification)
 
     async def _listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None
@@ -656,6 +680,45 @@ class ResilientJobManager(manager.JobManager):
 
 def _queues_key(queues: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if queues is None else tuple(sorted(queues))
+
+
+class _SharedListen:
+    """One LISTEN connection (ResilientJobManager._listen_for_jobs, reconnecting) and the fetch loops'
+    callbacks it hands each notification to (ResilientJobManager.listen_for_jobs)."""
+
+    def __init__(self, owner: ResilientJobManager, queues: Iterable[str] | None) -> None:
+        self.callbacks: list[manager.NotificationCallback] = []
+
+        async def dispatch(*, channel: str, notification: jobs.Notification) -> None:
+            await owner._dispatch(self.callbacks, channel=channel, notification=notification)
+
+        self.task: asyncio.Task[None] = asyncio.create_task(
+            owner._listen_for_jobs(on_notification=dispatch, queues=queues), name="shared-listener"
+        )
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Cancels the listener until it has ended, in a task of its own (the last caller may itself be
+        cancelled): Procrastinate's listener waits with asyncio.wait_for, which in Python 3.11 drops a
+        cancellation that races with a notification's arrival."""
+        if not self._stopping and not self.task.done():
+            self._stopping = True
+            stopping = asyncio.create_task(_cancel_until_done(self.task), name="shared-listener-stop")
+            _STOPPING_LISTENERS.add(stopping)
+            stopping.add_done_callback(_STOPPING_LISTENERS.discard)
+
+
+# The tasks that stop shared listeners (the loop keeps only weak references to tasks).
+_STOPPING_LISTENERS: set[asyncio.Task[None]] = set()
+
+
+async def _cancel_until_done(task: asyncio.Task[Any]) -> None:
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    failure = None if task.cancelled() else task.exception()
+    if failure is not None:
+        log.warning("the shared job listener failed as it stopped", error=describe(failure))
 
 
 def credential_provider(settings: Settings, db: Database) -> CredentialProvider:

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from procrastinate import jobs
 
@@ -159,3 +160,71 @@ async def test_loops_woken_by_one_notification_send_one_fetch(db: Database) -> N
         answers = await asyncio.gather(manager.fetch_job(QUEUES, first), manager.fetch_job(QUEUES, second))
         assert [job.task_kwargs["execution_id"] for job in answers if job is not None] == [str(execution_id)]
         assert (fetches("jobs") + fetches("empty"), fetches("skipped")) == (sent + 1, skipped + 1)
+
+
+async def listen_connections(dsn: str) -> int:
+    """The connections on the test database whose last statement was a fetch loop's LISTEN (seen as the
+    login: the application role sees no other role's statements)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN \"procrastinate%'"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_the_fetch_loops_of_a_process_share_one_listen_connection(db: Database, dsn: str) -> None:
+    """Every fetch loop listens (Procrastinate starts a listener per loop), through one LISTEN connection
+    per queue list: each notification wakes one backend and one listener, which hands it to every loop.
+    A loop that stops leaves the others listening; the last one to stop closes the connection."""
+    await publish(db, wf("shared", echo("a")))
+    async with job_manager(db) as (manager, _):
+        assert await listen_connections(dsn) == 0
+        async with listening(manager) as first:
+            async with listening(manager) as second:
+                await started_and_heard(db, first, "shared")
+                assert await listen_connections(dsn) == 1
+                while not second.empty():
+                    second.get_nowait()
+                await start(db, "shared")
+                await asyncio.wait_for(first.get(), 5.0)
+                await asyncio.wait_for(second.get(), 5.0)
+            # The second loop stopped: the first still hears, on the same connection.
+            await started_and_heard(db, first, "shared")
+            assert await listen_connections(dsn) == 1
+        for _ in range(50):
+            if await listen_connections(dsn) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await listen_connections(dsn) == 0
+        # Listening again after that opens a connection again.
+        async with listening(manager) as again:
+            await started_and_heard(db, again, "shared")
+            assert await listen_connections(dsn) == 1
+
+
+async def test_a_failure_of_the_shared_listener_reaches_every_loop(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the connection's (a bug): each loop's listener ends with it, as each loop's own did, so that
+    Procrastinate stops the loop and its supervisor starts it again."""
+    async with job_manager(db) as (manager, _):
+
+        async def broken(**_: Any) -> None:
+            await asyncio.sleep(0.05)
+            raise RuntimeError("a bug in the listener")
+
+        monkeypatch.setattr(manager, "_listen_for_jobs", broken)
+
+        async def ignore(*, channel: str, notification: jobs.Notification) -> None:
+            return None
+
+        loops = [asyncio.create_task(manager.listen_for_jobs(on_notification=ignore, queues=QUEUES)) for _ in range(2)]
+        done, _ = await asyncio.wait(loops, timeout=5.0)
+        assert len(done) == 2
+        for loop in loops:
+            with pytest.raises(RuntimeError, match="a bug in the listener"):
+                loop.result()
+        assert manager.listeners == [] and manager._shared_listens == {}
