@@ -356,12 +356,10 @@ async def capacity_with_starts(
     progress(f"engine: capacity with starts: {count} executions started as fast as they go while the worker runs")
     cpu = ProcessCpu([worker.process.pid] if worker.process is not None else [], postmaster)
     cpu.mark()
-    client = psutil.Process()
-    client_before = sum(client.cpu_times()[:2])
-    began = time.perf_counter()
+    client_before, began = own_cpu_seconds(), time.perf_counter()
     start_seconds = await start_many(db, WITH_STARTS_ID, count, sizes.start_batch)
     await wait_final(monitor, WITH_STARTS_ID, sizes.phase_timeout, worker, interval=0.05, cpu=cpu)
-    usage = machine_usage(cpu, time.perf_counter() - began, sum(client.cpu_times()[:2]) - client_before, count)
+    usage = machine_usage(cpu, began, client_before, count)
     span = await monitor.value(
         "SELECT extract(epoch FROM max(ended_at) - min(created_at))::float8 FROM dw.executions WHERE workflow_id = %s",
         (WITH_STARTS_ID,),
@@ -382,10 +380,17 @@ async def capacity_with_starts(
     }
 
 
-def machine_usage(cpu: ProcessCpu, seconds: float, client_seconds: float, executions: int) -> dict[str, Any]:
-    """What the machine's CPUs did over a window of `seconds` (ProcessCpu's figures, the benchmark process's
-    `client_seconds`): cores busy in each, their sum as a share of the machine's cores, and PostgreSQL's and the
-    worker's CPU per execution."""
+def own_cpu_seconds() -> float:
+    """This process's CPU seconds so far (user + system): the start client's, and the monitor's polls."""
+    return float(sum(psutil.Process().cpu_times()[:2]))
+
+
+def machine_usage(cpu: ProcessCpu, began: float, client_before: float, executions: int) -> dict[str, Any]:
+    """What the machine's CPUs did from `began` (time.perf_counter()) until now: ProcessCpu's figures and this
+    process's (own_cpu_seconds() was `client_before` then); cores busy in each, their sum as a share of the
+    machine's cores, and PostgreSQL's and the worker's CPU per execution."""
+    seconds = time.perf_counter() - began
+    client_seconds = own_cpu_seconds() - client_before
     usage = cpu.result(seconds)
     machine = usable_cores() or os.cpu_count()
     busy = usage["worker_cpu_seconds"] + usage["postgres_cpu_seconds"] + client_seconds
@@ -422,13 +427,11 @@ async def paced_phase(
     pids = [worker.process.pid] if worker.process is not None else []
     cpu = ProcessCpu(pids, postmaster)
     cpu.mark()
-    client = psutil.Process()
-    client_before = sum(client.cpu_times()[:2])
-    began = time.perf_counter()
+    client_before, began = own_cpu_seconds(), time.perf_counter()
     call_seconds = await paced_starts(db, workflow_id, indexes, interval, answered)
     offered = time.perf_counter() - began
     await wait_final(monitor, workflow_id, sizes.phase_timeout, worker, interval=0.05, cpu=cpu)
-    usage = machine_usage(cpu, time.perf_counter() - began, sum(client.cpu_times()[:2]) - client_before, len(indexes))
+    usage = machine_usage(cpu, began, client_before, len(indexes))
     return call_seconds, offered, usage
 
 

@@ -29,9 +29,8 @@ What is measured, in one run, on the same server (the modules that measure it):
   drain capacity; latency = first node's node_states.started_at - executions.created_at; the same again with
   the worker running, then at 0.1 and 0.25 of the drain capacity, then the capacity with starts (N more runs
   started as fast as they go while the worker runs) and the latency at half of that (figures; the targets are
-  at half the drain capacity). Fan-out
-  (start -> 50 parallel echo nodes -> join) and chain (20 echo nodes): K executions each, started while that
-  worker runs.
+  at half the drain capacity). Fan-out (start -> 50 parallel echo nodes -> join) and chain (20 echo nodes): K
+  executions each, started while that worker runs.
   Scale-out: the same backlog drained by 1, 2 and 4 worker processes (concurrency C each), with the CPU split
   between the workers and PostgreSQL. Memory: a worker's RSS with 1,000 executions in flight (concurrency 1,000,
   each holding its lease in a sleeping echo node) and with 100,000 executions parked on a one-day delay.
