@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import signal
@@ -26,6 +27,7 @@ import psycopg_pool
 import structlog
 from procrastinate import connector as procrastinate_connector
 from procrastinate import jobs, manager
+from procrastinate import sql as procrastinate_sql
 from procrastinate import worker as procrastinate_worker
 from procrastinate.job_context import JobContext
 from prometheus_client import start_http_server
@@ -579,31 +581,78 @@ class ResilientJobManager(manager.JobManager):
     async def _listen_for_jobs(
         self, *, on_notification: manager.NotificationCallback, queues: Iterable[str] | None
     ) -> None:
-        # Procrastinate reconnects a LISTEN connection that dies, but the first failed reconnection
-        # (the server restarting) ends the listener, and with it the worker.
+        """The shared listener: a LISTEN connection, opened again with a backoff whenever it is lost.
+        From the loss until the next LISTEN is in place the listener counts as deaf (every fetch is
+        sent, see _nothing_new); once it is, the loops are woken to look for the jobs whose
+        notifications nobody heard meanwhile. Looking before the LISTEN would leave a job queued
+        between the look and the LISTEN to the next poll (up to 5 s)."""
         backoff = Backoff()
-        while True:
-            started = time.monotonic()
-            try:
-                await super().listen_for_jobs(on_notification=on_notification, queues=queues)
-                error = "the listener returned"
-            except Exception as exc:
-                if not connection_lost(exc):
-                    raise
-                error = describe(exc)
-            if time.monotonic() - started > backoff.cap:
-                backoff.reset()
-            delay = backoff.next()
-            log.warning("listening for new jobs failed; reconnecting", error=error, retry_in=delay)
-            self._deaf += 1
-            try:
-                await asyncio.sleep(delay)
-                # Jobs queued while nobody listened sent their notification into the void: look for
-                # work now rather than at the next polling interval.
-                wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
-                await on_notification(channel="", notification=wake_up)
-            finally:
+        deaf = False
+        wake_up: jobs.JobInserted = {"type": "job_inserted", "job_id": 0}
+
+        async def listening() -> None:
+            nonlocal deaf
+            if deaf:
+                deaf = False
                 self._deaf -= 1
+                await on_notification(channel="", notification=wake_up)
+
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self._listen_once(on_notification=on_notification, queues=queues, listening=listening)
+                    error = "the LISTEN connection was lost"
+                except Exception as exc:
+                    if not connection_lost(exc):
+                        raise
+                    error = describe(exc)
+                if not deaf:
+                    deaf = True
+                    self._deaf += 1
+                if time.monotonic() - started > backoff.cap:
+                    # A connection that served a while: open the next one at once (a backend killed
+                    # alone), backing off only if that fails too (the server restarting).
+                    backoff.reset()
+                    delay = 0.0
+                else:
+                    delay = backoff.next()
+                log.warning("listening for new jobs failed; reconnecting", error=error, retry_in=delay)
+                await asyncio.sleep(delay)
+        finally:
+            if deaf:
+                self._deaf -= 1
+
+    async def _listen_once(
+        self,
+        *,
+        on_notification: manager.NotificationCallback,
+        queues: Iterable[str] | None,
+        listening: Callable[[], Awaitable[None]],
+    ) -> None:
+        """One LISTEN connection, until it is lost (returns, or raises while connecting); `listening` is
+        awaited once its LISTEN is in place. Procrastinate's PsycopgConnector.listen_notify opens a
+        lost connection again by itself, silently: the notifications sent in between went unheard
+        while this process took the listener for listening, so a fetch loop that had found its queue
+        drained waited for the next poll. Here the connection is Procrastinate's (its pool's
+        connection settings, its LISTEN statement, its loop over the notifications), opened once a
+        call."""
+        connector = self.connector
+        if not isinstance(connector, procrastinate.PsycopgConnector):
+            await listening()  # another connector (the in-memory one of tests): its own listener
+            await super().listen_for_jobs(on_notification=on_notification, queues=queues)
+            return
+
+        async def heard(*, channel: str, payload: str) -> None:
+            await on_notification(channel=channel, notification=json.loads(payload))
+
+        async with connector._get_standalone_connection() as connection:
+            listen = procrastinate_sql.queries["listen_queue"]
+            for channel in manager.get_channel_for_queues(queues=queues):
+                await connection.execute(query=connector._make_dynamic_query(query=listen, channel_name=channel))
+            await listening()
+            # Returns when the connection is lost (psycopg's OperationalError), raises otherwise.
+            await connector._loop_notify(on_notification=heard, connection=connection)
 
     async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
         await self._persist(job, lambda: super(ResilientJobManager, self).finish_job(job, status, delete_job))

@@ -228,3 +228,62 @@ async def test_a_failure_of_the_shared_listener_reaches_every_loop(
             with pytest.raises(RuntimeError, match="a bug in the listener"):
                 loop.result()
         assert manager.listeners == [] and manager._shared_listens == {}
+
+
+async def test_a_run_queued_while_the_listen_connection_was_lost_is_fetched_without_waiting_for_a_poll(
+    db: Database, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Procrastinate opens a lost LISTEN connection again by itself, silently: a fetch loop that had
+    found its queue drained went on trusting the listener, and a run queued in between waited for the
+    next poll (up to 5 s). Now, from the loss until the LISTEN is in place again, every fetch is sent,
+    and once it is in place the loops are woken to look for what nobody heard meanwhile."""
+    monkeypatch.setattr(worker_app, "NOTHING_NEW_SECONDS", 60.0)  # no poll comes to the rescue
+    await publish(db, wf("relisten", echo("a")))
+    async with job_manager(db, batch=10, slots=10) as (manager, worker_id):
+        connector = manager.connector
+        original = connector._get_standalone_connection  # type: ignore[attr-defined]
+        opened: list[int] = []
+        reopen = asyncio.Event()
+
+        @contextlib.asynccontextmanager
+        async def held_back_after_the_first() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+            opened.append(1)
+            if len(opened) > 1:
+                await reopen.wait()
+            async with original() as connection:
+                yield connection
+
+        monkeypatch.setattr(connector, "_get_standalone_connection", held_back_after_the_first)
+        async with listening(manager) as heard:
+            await started_and_heard(db, heard, "relisten")
+            while await manager.fetch_job(QUEUES, worker_id) is not None:
+                pass
+            assert await manager.fetch_job(QUEUES, worker_id) is None  # drained: skipped from now on
+
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query LIKE 'LISTEN \"procrastinate%'"
+                )
+            for _ in range(100):
+                if len(opened) > 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(opened) == 2  # the listener noticed, and is held back before its LISTEN
+
+            # Nobody listens: the start's notification is lost. The fetch is sent all the same.
+            while not heard.empty():
+                heard.get_nowait()
+            first = await start(db, "relisten")
+            job = await manager.fetch_job(QUEUES, worker_id)
+            assert job is not None and job.task_kwargs["execution_id"] == str(first)
+            assert await manager.fetch_job(QUEUES, worker_id) is None
+
+            # Queued while still deaf; then the LISTEN is back: the loops are woken, the fetch is sent.
+            second = await start(db, "relisten")
+            reopen.set()
+            assert await asyncio.wait_for(heard.get(), 10.0) == 0
+            assert heard.empty()
+            assert await listen_connections(dsn) == 1
+            job = await manager.fetch_job(QUEUES, worker_id)
+            assert job is not None and job.task_kwargs["execution_id"] == str(second)
