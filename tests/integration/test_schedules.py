@@ -75,6 +75,14 @@ def this_second() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+async def a_second_just_begun() -> datetime:
+    """The next whole second, once it has begun: an every-second schedule made due at this_second()
+    and passed over late in that second was found due twice, at that second and the next."""
+    tick = this_second() + timedelta(seconds=1)
+    await asyncio.sleep((tick - datetime.now(UTC)).total_seconds() + 0.01)
+    return tick
+
+
 # -- from SQL ------------------------------------------------------------------------------------
 
 
@@ -333,7 +341,7 @@ async def test_a_workflow_that_cannot_run_is_recorded_and_the_schedule_keeps_tic
     trigger_id = await create(db, "every-second", "* * * * * *")
     scheduler = Scheduler(db, SETTINGS)
     await sql(db, "UPDATE dw.workflows SET is_enabled = false WHERE id = %s", echo_workflow)
-    tick = this_second()
+    tick = await a_second_just_begun()
     await make_due(db, trigger_id, tick)
     [handled] = await scheduler.run_pass()
     assert (handled.tick_at, handled.outcome, handled.execution_id) == (tick, "refused", None)
@@ -361,7 +369,7 @@ async def test_one_schedule_that_cannot_start_does_not_hold_up_the_others(db: Da
     broken = await create(db, "broken", "* * * * * *", workflow_id="sched-broken")
     # Active and enabled, but its plan is gone: dw.start_execution_v2 raises, the batch rolls back.
     await sql(db, "DELETE FROM dw.workflow_plans WHERE workflow_id = 'sched-broken'")
-    tick = this_second()
+    tick = await a_second_just_begun()
     for trigger_id in (good, broken):
         await make_due(db, trigger_id, tick)
     handled = await Scheduler(db, SETTINGS).run_pass()
