@@ -8,13 +8,48 @@
 -- PostgreSQL then chose a bitmap scan of every queued job and a sort, 1.3 ms a fetch and growing
 -- with the backlog, instead of walking the (priority DESC, id) index to the first free job, 0.04 ms.
 -- Turning bitmap scans and sorts off for this one statement leaves the planner that walk whatever
--- the statistics say. Procrastinate's locks hold within the statement as between fetches: of two
--- due jobs with one lock, the later one sees the earlier still 'todo' in the statement's snapshot
--- and is not taken. In no particular order.
+-- the statistics say; a fetch of one queue walks that queue's own such index (migration 0035), a
+-- fetch of several queues or of all of them the one of every queue. Procrastinate's locks hold
+-- within the statement as between fetches: of two due jobs with one lock, the later one sees the
+-- earlier still 'todo' in the statement's snapshot and is not taken. In no particular order.
 CREATE OR REPLACE FUNCTION dw.fetch_jobs_v1(p_queues character varying[], p_worker_id bigint, p_limit integer)
     RETURNS SETOF procrastinate_jobs LANGUAGE plpgsql
     SET enable_bitmapscan = off SET enable_sort = off AS $$
 BEGIN
+    IF cardinality(p_queues) = 1 THEN
+        -- One queue (a worker's DW_QUEUE): the walk is of that queue's queued jobs only
+        -- (dw_procrastinate_jobs_queue_todo_idx, migration 0035, whose predicate this one's
+        -- `status <= 'todo'` matches, and no other index's: see there), not of every queue's.
+        RETURN QUERY
+        WITH candidate AS (
+            SELECT jobs.id
+              FROM procrastinate_jobs AS jobs
+             WHERE
+                NOT EXISTS (
+                    SELECT 1
+                      FROM procrastinate_jobs AS other_jobs
+                     WHERE jobs.lock IS NOT NULL
+                       AND other_jobs.lock = jobs.lock
+                       AND (
+                           other_jobs.status = 'doing'
+                           OR
+                           (other_jobs.status = 'todo'
+                            AND (other_jobs.priority > jobs.priority
+                                 OR (other_jobs.priority = jobs.priority AND other_jobs.id < jobs.id)))
+                       )
+                )
+                AND jobs.status <= 'todo'
+                AND jobs.queue_name = p_queues[1]
+                AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+             ORDER BY jobs.priority DESC, jobs.id ASC LIMIT p_limit
+               FOR UPDATE OF jobs SKIP LOCKED
+        )
+        UPDATE procrastinate_jobs
+           SET status = 'doing', worker_id = p_worker_id
+         WHERE procrastinate_jobs.id = ANY(ARRAY(SELECT candidate.id FROM candidate))
+        RETURNING procrastinate_jobs.*;
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH candidate AS (
         SELECT jobs.id

@@ -596,7 +596,7 @@ async def test_the_fetch_hands_out_jobs_in_procrastinates_order(db: Database) ->
                     "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE task_name = ANY(%s)", (fetched,)
                 )
 
-    for queues in ("ARRAY['q']::varchar[]", "NULL"):
+    for queues in ("ARRAY['q']::varchar[]", "ARRAY['q', 'elsewhere']::varchar[]", "NULL"):
         ours = await rounds("dw.fetch_job_v1", queues)
         assert ours == await rounds("procrastinate_fetch_job_v2", queues), queues
     assert await rounds("dw.fetch_job_v1", "ARRAY['q']::varchar[]") == [
@@ -604,6 +604,34 @@ async def test_the_fetch_hands_out_jobs_in_procrastinates_order(db: Database) ->
         ["same-lock-2", "locked-first"],
     ]
     assert (await rounds("dw.fetch_job_v1", "NULL"))[0][0] == "other-queue"
+
+
+async def test_a_fetch_of_one_queue_walks_that_queues_jobs_only(db: Database) -> None:
+    """A backlog on another queue (its workers away) is not passed over by every fetch of this one: a
+    fetch of one queue reads its own entries of dw_procrastinate_jobs_queue_todo_idx (migration 0035)
+    and none of Procrastinate's priority index, which holds every queue's jobs. The index's predicate,
+    `status <= 'todo'`, is `status = 'todo'` as long as 'todo' is the first value of the status type."""
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT (enum_range(NULL::procrastinate_job_status))[1]::text")
+        assert await cur.fetchone() == ("todo",)
+        await conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, priority)"
+            " SELECT 'elsewhere', 'backlog', '{}', 5 FROM generate_series(1, 500)"
+        )
+        await conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES ('q', 'mine', '{}')")
+        read = (
+            "SELECT pg_stat_get_xact_tuples_returned('procrastinate_jobs_priority_idx_v1'::regclass),"
+            " pg_stat_get_xact_tuples_returned('dw_procrastinate_jobs_queue_todo_idx'::regclass)"
+        )
+        async with conn.transaction():
+            assert await (await conn.execute(read)).fetchone() == (0, 0)
+            cur = await conn.execute("SELECT task_name FROM dw.fetch_job_v1(ARRAY['q']::varchar[], NULL)")
+            assert await cur.fetchone() == ("mine",)
+            cur = await conn.execute("SELECT task_name FROM dw.fetch_job_v1(ARRAY['q']::varchar[], NULL)")
+            assert await cur.fetchone() == (None,)
+            # Its own queue's one entry, read by each fetch (the second finds it taken).
+            priority_index, queue_index = await (await conn.execute(read)).fetchone() or (None, None)
+            assert priority_index == 0 and queue_index is not None and 1 <= queue_index <= 2
 
 
 async def test_a_fetch_whose_answer_was_lost_gives_the_lease_back(db: Database) -> None:

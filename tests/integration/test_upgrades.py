@@ -225,7 +225,10 @@ async def test_procrastinate_migrations_apply_under_our_views_and_grants(
     with postgresql.transaction():
         dependents = capture_dependents(postgresql)
     assert [v.name for v in dependents.views] == ["dw.v_queue_depth"]
-    assert [i.name for i in dependents.indexes] == ["public.dw_procrastinate_jobs_execution_idx"]
+    assert sorted(i.name for i in dependents.indexes) == [
+        "public.dw_procrastinate_jobs_execution_idx",
+        "public.dw_procrastinate_jobs_queue_todo_idx",
+    ]
     assert dependents.triggers == []
     fresh = catalog(postgresql_conninfo(postgresql))
     with sibling_database(postgresql, "dw_upgrade_queue") as conninfo:
