@@ -444,9 +444,17 @@ def _bounded(chunks: Any, budget: RenderBudget) -> str:
     return "".join(parts)
 
 
+def _plain_string(value: Any) -> str:
+    """A str subclass as a plain string: `tojson`, `e` and `safe` answer markupsafe.Markup, which is
+    text (msgspec refuses subclasses of str); anything else is not JSON."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _to_json(value: Any, path: str) -> Any:
     try:
-        return msgspec.to_builtins(value)
+        return msgspec.to_builtins(value, enc_hook=_plain_string)
     except TypeError as exc:
         raise TemplateRenderError(
             f"template at {path or '/'} produced a {type(value).__name__}, which is not JSON"

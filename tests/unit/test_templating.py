@@ -28,6 +28,28 @@ def test_whole_expression_keeps_its_json_type() -> None:
     assert render(params, SCOPE) == {"count": 3, "tags": ["a", "b"], "flag": True, "sum": 4}
 
 
+def test_filters_answering_markup_render_to_strings() -> None:
+    """tojson, e and safe answer markupsafe.Markup (a str subclass): a whole expression of them is the
+    text, as inside mixed text (it was refused as not JSON)."""
+    scope = {**SCOPE, "trigger": {"a": "x<y", "list": ["<b>"]}}
+    rendered = render(
+        {
+            "json": "{{ trigger | tojson }}",
+            "escaped": "{{ trigger.a | e }}",
+            "safe": "{{ trigger.a | safe }}",
+            "nested": "{{ [trigger.a | e, {'k': trigger.list[0] | e}] }}",
+        },
+        scope,
+    )
+    assert rendered == {
+        "json": '{"a": "x\\u003cy", "list": ["\\u003cb\\u003e"]}',
+        "escaped": "x&lt;y",
+        "safe": "x<y",
+        "nested": ["x&lt;y", {"k": "&lt;b&gt;"}],
+    }
+    assert all(type(v) is str for v in (rendered["json"], rendered["escaped"], rendered["nested"][0]))
+
+
 def test_mixed_text_renders_to_a_string() -> None:
     assert render({"m": "Hello {{ trigger.user }} ({{ nodes.first.echo }})"}, SCOPE) == {"m": "Hello ana (hi)"}
     assert render({"deep": [{"x": "{{ execution.workflowId }}-{{ trigger.n }}"}]}, SCOPE) == {"deep": [{"x": "wf-3"}]}
