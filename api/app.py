@@ -34,6 +34,7 @@ from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .console import console_router
+from .cross_site import refuse_cross_site
 from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
 from .documents import DocumentController
@@ -232,7 +233,8 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
-        guards=[refuse_impossible_ids],
+        # The cross-site checks first: before the caller is resolved (api/cross_site.py).
+        guards=[refuse_cross_site, refuse_impossible_ids],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(__version__),
         debug=False,

@@ -73,7 +73,7 @@ def role(name: str, **more: Any) -> dict[str, Any]:
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The /api/v1 guard: authentication, the route's role, DW_REQUIRE_PRINCIPAL, ownership."""
     needed = handler.opt.get(ROLE_OPT)
-    if needed == PUBLIC:
+    if needed == PUBLIC or _automatic_options(handler):
         return
     if needed not in ROLES:
         # check_routes refuses such an app at startup; this is the belt to its braces.
@@ -92,6 +92,17 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     owned = handler.opt.get(OWNER_OPT)
     if owned is not None and svc.principals.strict and not principal.has_role("admin"):
         await _check_owner(connection, principal, owned)
+
+
+def _automatic_options(handler: BaseRouteHandler) -> bool:
+    """Litestar's own OPTIONS answer of a path (204 with its `Allow` methods, no data): open like
+    the schema, not a route of ours without a role."""
+    return (
+        isinstance(handler, HTTPRouteHandler)
+        and handler.http_methods == {"OPTIONS"}
+        and handler.handler_name == "options_handler"
+        and not handler.include_in_schema
+    )
 
 
 async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal, owned: str) -> None:

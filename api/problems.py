@@ -16,7 +16,27 @@ log = structlog.get_logger("dataworkflows.api")
 
 PROBLEM_JSON = "application/problem+json"
 
+
+class CrossSiteRequest(errors.Forbidden):
+    """A write a page of another origin made through a browser (api/cross_site.py)."""
+
+    code = "cross_site_request"
+
+
+class HostNotAllowed(errors.Forbidden):
+    """A request for a host name DW_API_ALLOWED_HOSTS does not list (api/cross_site.py)."""
+
+    code = "host_not_allowed"
+
+
+class UnsupportedMediaType(errors.DataWorkflowsError):
+    """A body that is not JSON where JSON is read (api/cross_site.py)."""
+
+    code = "unsupported_media_type"
+
+
 _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
+    (UnsupportedMediaType, 415, "Unsupported media type"),
     (errors.InvalidTriggerConfig, 422, "Invalid trigger config"),
     (errors.DefinitionError, 422, "Invalid workflow definition"),
     (errors.InvalidInput, 422, "Invalid input"),

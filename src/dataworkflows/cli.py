@@ -70,6 +70,18 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _serving_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a command that serves the API (`up`, `api`): in loose auth mode, which trusts
+    every caller, only the loopback host names are answered unless DW_API_ALLOWED_HOSTS names others
+    (a page whose name is rebound to 127.0.0.1 would read and change everything: api/cross_site.py)."""
+    from dataclasses import replace
+
+    settings = _settings(args)
+    if settings.auth_mode == "loose" and not settings.api_allowed_hosts.strip():
+        settings = replace(settings, api_allowed_hosts="localhost,127.0.0.1,::1")
+    return settings
+
+
 def _require_database(settings: Settings) -> str:
     if not settings.database_url:
         raise DataWorkflowsError(
@@ -112,7 +124,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from dataworkflows import serving
 
-    settings = _settings(args)
+    settings = _serving_settings(args)
     _require_database(settings)
     # The port first: a busy one is reported before anything starts.
     sockets = serving.bind(settings.api_host, settings.api_port)
@@ -150,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from dataworkflows import serving
     from dataworkflows.config import Settings
 
-    settings = _settings(args)
+    settings = _serving_settings(args)
     # The port first: a busy one is reported before PostgreSQL starts (and nothing is left behind).
     sockets = serving.bind(settings.api_host, settings.api_port)
     # Until the event loop takes them over, SIGTERM and SIGHUP interrupt like Ctrl-C: the

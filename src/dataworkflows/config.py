@@ -58,6 +58,9 @@ class Settings:
     # loose: callers name themselves (X-Principal-Id, X-Tenant-Id) and hold every role; strict:
     # `Authorization: Bearer <JWT>` only, the caller, tenant and roles from its verified claims.
     auth_mode: str = "loose"
+    # The host names the API answers /api/v1 requests for (comma-separated; empty or `*`: any). `up`
+    # and `api` name the loopback ones in loose mode when this is empty (api/cross_site.py).
+    api_allowed_hosts: str = ""
     # Strict mode takes exactly one key source: an HS256 secret (32 bytes or more), a PEM public key
     # (RS256 or ES256; PEM text or the path of a PEM file) or a JWKS URL.
     jwt_secret: str = field(default="", repr=False)
