@@ -19,7 +19,7 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.data.triggers import Trigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
-from dataworkflows.validation import Problem, is_valid_id
+from dataworkflows.validation import Problem, is_valid_id, json_depth
 
 from .openapi_docs import PROBLEMS
 from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
@@ -57,6 +57,11 @@ async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None
         from dataworkflows import schedules
 
         found = schedules.check_config(config)
+        # The payload becomes the runs' trigger (beside firedBy): as deep as an execute's may be.
+        limit = svc.settings.max_trigger_depth
+        payload = config.get("payload")
+        if isinstance(payload, dict) and json_depth(payload, limit) > limit:
+            found.append(("/payload", "too_deep", f"nested deeper than {limit} levels (DW_MAX_TRIGGER_DEPTH)"))
     else:
         from dataworkflows import webhooks
 

@@ -72,7 +72,12 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
 }
 _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     "workflows_pkey": errors.WorkflowExists,
-    "triggers_name_key": errors.Conflict,
+    "triggers_name_key": errors.TriggerNameTaken,
+}
+# What a unique violation of these constraints means, said instead of PostgreSQL's words.
+_CONSTRAINT_MESSAGES: dict[str, str] = {
+    "triggers_name_key": "another trigger of this kind has this name: a trigger's name is unique among the"
+    " tenant's schedules (or webhooks), whatever their workflow",
 }
 # The role the API's and the workers' pools act as (migration 0018 creates it).
 APP_ROLE = "dataworkflows_app"
@@ -130,7 +135,7 @@ def translated_state(
     as the driver's error class for the SQLSTATE, as the driver would have raised it."""
     if sqlstate == "23505":
         name = constraint or ""
-        return _CONSTRAINT_ERRORS.get(name, errors.Conflict)(message, constraint=name)
+        return _CONSTRAINT_ERRORS.get(name, errors.Conflict)(_CONSTRAINT_MESSAGES.get(name, message), constraint=name)
     mapped = SQLSTATE_ERRORS.get(sqlstate)
     if mapped is not None:
         return mapped(message, detail=detail)

@@ -152,6 +152,12 @@ class WorkflowExists(Conflict):
     code = "workflow_exists"
 
 
+class TriggerNameTaken(Conflict):
+    """Another trigger of the tenant has this kind and name (unique per tenant and kind)."""
+
+    code = "trigger_name_taken"
+
+
 class Immutable(Conflict):
     """The record cannot be changed: a published version, or the execution log."""
 

@@ -76,6 +76,15 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     assert any(e["pointer"].startswith("/config/cron") for e in bad_cron.json()["errors"])
     bad_zone = {"kind": "schedule", "name": "x", "config": {"cron": "@daily", "timezone": "Mars/Olympus"}}
     assert_problem(await client.post(url, json=bad_zone), 422)
+    # A payload deeper than an execute's trigger may be (DW_MAX_TRIGGER_DEPTH, 32): refused as there.
+    deep: dict[str, Any] = {}
+    for _ in range(40):
+        deep = {"a": deep}
+    too_deep = await client.post(
+        url, json={"kind": "schedule", "name": "x", "config": {"cron": "@daily", "payload": deep}}
+    )
+    assert_problem(too_deep, 422)
+    assert [e["pointer"] for e in too_deep.json()["errors"]] == ["/config/payload"]
     assert_problem(await client.post(url, json={"kind": "cron", "name": "x"}), 422)
     assert_problem(await client.post(url, json={"kind": "webhook", "name": "bad name!"}), 422)
     condition = {"kind": "webhook", "name": "y", "config": {"activationCondition": "body.x ==="}}
@@ -87,9 +96,11 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     assert_problem(await client.post(url, json=short), 422)
     first = await client.post(url, json={"kind": "webhook", "name": "dup", "config": {"signature": "none"}})
     assert first.status_code == 201 and first.json()["secret"] is None
-    assert_problem(
+    taken = assert_problem(
         await client.post(url, json={"kind": "webhook", "name": "dup", "config": {"signature": "none"}}), 409
     )
+    assert taken["code"] == "trigger_name_taken" and "unique among the tenant's" in taken["detail"]
+    assert "constraint" not in taken["detail"]
     # Signed and unsigned are different triggers.
     flip = await client.patch(f"/api/v1/triggers/{first.json()['id']}", json={"config": {"signature": "github"}})
     assert_problem(flip, 422)
