@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -159,6 +160,27 @@ class _BoundedCodeGenerator(CodeGenerator):
         self.write("))")
 
 
+class _MissingKey(jinja2.StrictUndefined):
+    """A key a JSON object lacks whose name is one of dict's methods (`trigger.items`, `trigger.get`):
+    undefined like any missing key (`default()` applies; printing or testing it fails), not the
+    method, whose text (a memory address) was rendered and which tested true; called, it is still
+    the method (`row.items()`, `trigger.get('k', 1)`)."""
+
+    __slots__ = ("_method",)
+    # What the sandbox and Jinja's Context.call look up before a call (an undefined value's
+    # attributes raise).
+    unsafe_callable = False
+    alters_data = False
+    jinja_pass_arg = None
+
+    def __init__(self, method: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+
 class _JsonSandbox(ImmutableSandboxedEnvironment):
     """Template data is JSON: `trigger.items` means the key "items", not dict.items. Operators that
     can build huge values ('a' * 10**9, 10**10**10) are checked, which also stops Jinja from
@@ -208,8 +230,14 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         return result
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
-            return obj[attribute]
+        if isinstance(obj, dict):
+            if attribute in obj:
+                return obj[attribute]
+            found = super().getattr(obj, attribute)
+            if callable(found) and not isinstance(found, jinja2.Undefined):
+                # A missing key named like one of dict's methods: missing, as any other key.
+                return _MissingKey(found, hint=None, obj=obj, name=attribute)
+            return found
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:

@@ -203,3 +203,21 @@ def test_lookup_only_templates_are_recognised(value: object, lookup_only: bool) 
 def test_loop_filters_and_filters_count_too(template: str) -> None:
     with pytest.raises(TemplateBudgetExceeded):
         render({"m": template}, SCOPE)
+
+
+def test_a_missing_key_named_like_a_dict_method_is_missing() -> None:
+    """`trigger.items` is the key "items": when the object has none, it is undefined like any other
+    missing key (it was dict.items, whose text, a memory address, was rendered and tested true), and
+    calling it still calls the method."""
+    scope = {**SCOPE, "trigger": {"a": 1}}
+    assert render({"m": "{{ trigger.items | default('none') }}"}, scope) == {"m": "none"}
+    assert render({"m": "{{ trigger.values | default([]) }}"}, scope) == {"m": []}
+    for template in ("{{ trigger.items }}", "x {{ trigger.keys }}", "{{ 'yes' if trigger.values else 'no' }}"):
+        with pytest.raises(TemplateRenderError, match=r"has no attribute .(items|keys|values)"):
+            render({"m": template}, scope)
+    assert render({"m": "{% for k, v in trigger.items() %}{{ k }}={{ v }}{% endfor %}"}, scope) == {"m": "a=1"}
+    assert render({"m": "{{ trigger.get('b', 2) }}", "k": "{{ trigger.keys() | list }}"}, scope) == {"m": 2, "k": ["a"]}
+    # A present key wins, as before; a method that changes the object stays refused.
+    assert render({"m": "{{ trigger.items }}"}, {**SCOPE, "trigger": {"items": [1]}}) == {"m": [1]}
+    with pytest.raises(TemplateRenderError):
+        render({"m": "{{ trigger.update({'b': 2}) }}"}, scope)
