@@ -81,6 +81,11 @@ class WorkflowController(Controller):
     ) -> WorkflowRead:
         prepared = await svc.prepare(data)
         definition = prepared.definition
+        if auto_activate:
+            # What publishing refuses, before the Draft is written: a 422 leaves no workflow behind
+            # (a plan's children do not depend on its version).
+            await svc.db.connections.check_allowed(definition.id, prepared.connections)
+            await svc.db.workflows.check_children_exist(definition.id, compile_for_publish(definition, 1))
         version = await svc.db.workflows.create(
             workflow_id=definition.id,
             display_name=definition.display_name,

@@ -138,3 +138,20 @@ async def test_request_ids_reserved_for_children_are_refused(client: Any) -> Non
     )
     assert response.status_code == 422, response.text
     assert "must not start with" in response.json()["detail"]
+
+
+async def test_a_create_that_cannot_publish_leaves_no_draft_behind(client: AsyncTestClient[Any]) -> None:
+    """autoActivate with a subworkflow naming no workflow: 422, and no Draft of it (the Draft was
+    created before the publish refused it)."""
+    raw = {
+        "id": "calls-nobody",
+        "displayName": "calls nobody",
+        "startNode": "s",
+        "nodes": [{"id": "s", "nodeType": "subworkflow", "parameters": {"workflowId": "nobody", "input": {}}}],
+    }
+    refused = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+    assert refused.status_code == 422, refused.text
+    assert [e["code"] for e in refused.json()["errors"]] == ["unknown_workflow"]
+    assert (await client.get("/api/v1/workflows/calls-nobody")).status_code == 404
+    # Without autoActivate the Draft is created, as before (publishing it is refused later).
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201

@@ -184,12 +184,14 @@ class WorkflowData:
         that exists but cannot run (a Draft, archived, disabled) fails its node at run time, and a
         workflow may call itself (the nesting depth limit stops it). The limits the definition states
         become the workflow's (data.limits.apply_published_limits)."""
-        await self._check_children_exist(workflow_id, plan)
+        await self.check_children_exist(workflow_id, plan)
         async with self._db.transaction() as tx:
             await tx.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
             await apply_published_limits(tx, workflow_id, version)
 
-    async def _check_children_exist(self, workflow_id: str, plan: dict[str, Any]) -> None:
+    async def check_children_exist(self, workflow_id: str, plan: dict[str, Any]) -> None:
+        """DefinitionError (unknown_workflow) when a subworkflow node names a workflow that does not
+        exist; publish checks it, and a create that publishes at once checks it first."""
         referenced = referenced_workflows(plan.get("nodes") or [])
         wanted = sorted({ref for _, _, ref in referenced if ref != workflow_id})
         if not wanted:
