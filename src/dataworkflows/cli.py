@@ -76,9 +76,11 @@ def _serving_settings(args: argparse.Namespace) -> Settings:
     (a page whose name is rebound to 127.0.0.1 would read and change everything: api/cross_site.py)."""
     from dataclasses import replace
 
+    from dataworkflows.api.cross_site import LOOPBACK_HOSTS
+
     settings = _settings(args)
     if settings.auth_mode == "loose" and not settings.api_allowed_hosts.strip():
-        settings = replace(settings, api_allowed_hosts="localhost,127.0.0.1,::1")
+        settings = replace(settings, api_allowed_hosts=",".join(LOOPBACK_HOSTS))
     return settings
 
 
