@@ -105,7 +105,10 @@ _WIDE_FORMAT = re.compile(r"[%{][^%{}]*?\d{7,}")
 
 def _estimate(value: Any, limit: int) -> int:
     """Roughly how many characters a value serializes to, stopping once past `limit` (shared
-    references count every time, which is what serializing them costs)."""
+    references count every time, which is what serializing them costs). A string is its length:
+    rendered, it is its characters; only a string inside a list or object gains quotes."""
+    if isinstance(value, str):
+        return len(value)
     total = 0
     stack = [value]
     while stack:
@@ -265,9 +268,20 @@ def _bounded_product(left: Any, right: Any) -> Any:
     # A repeated sequence: 'ab' * n and n * 'ab' alike.
     for sequence, count in ((left, right), (right, left)):
         sized = isinstance(sequence, (str, list, tuple)) and isinstance(count, int)
-        if sized and _estimate(sequence, MAX_RENDERED_CHARS) * max(count, 0) > MAX_RENDERED_CHARS:
+        if sized and _repeated_size(sequence, count) > MAX_RENDERED_CHARS:
             raise _too_big("a template value")
     return left * right
+
+
+def _repeated_size(sequence: str | list[Any] | tuple[Any, ...], count: int) -> int:
+    """What _estimate would say of `sequence * count`, without building it: a string's characters,
+    or a list's items and separators with one pair of brackets (the only part not repeated)."""
+    if count <= 0:
+        return 0
+    size = _estimate(sequence, MAX_RENDERED_CHARS)
+    if isinstance(sequence, str):
+        return size * count
+    return 2 + (size - 2) * count
 
 
 def _bounded_format(left: Any, right: Any) -> Any:

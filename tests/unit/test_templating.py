@@ -162,6 +162,53 @@ def test_output_is_bounded_across_the_whole_value() -> None:
         render({"a": "<{{ trigger.s }}>", "b": "<{{ trigger.s }}>"}, big)
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'x' * 1000000 }}",
+        "{{ 1000000 * 'x' }}",
+        "{{ ('x' * 500000) * 2 }}",
+        "{{ 'é' * 1000000 }}",
+        "{{ 'x' * 600000 + 'x' * 400000 }}",
+        "{{ ('x' * 1000000) | upper }}",
+        "<{{ 'x' * 999998 }}>",
+    ],
+)
+def test_the_output_limit_is_exactly_a_million_characters(template: str) -> None:
+    # The README's limit: 1,000,000 characters of output. A string's size used to be estimated with
+    # its quotes, so 'x' * n was refused from n = 333,334.
+    assert len(render({"m": template}, SCOPE)["m"]) == 1_000_000
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'x' * 1000001 }}",
+        "{{ 1000001 * 'x' }}",
+        "{{ ('x' * 500000) * 3 }}",
+        "{{ ('x' * 1000) * 1000 * 2 }}",
+        "{{ '\U0001f600' * 1000001 }}",
+        "{{ 'x' * 600000 + 'x' * 400001 }}",
+        "<{{ 'x' * 999999 }}>",
+        "{{ ['x'] * 250000 }}",
+        "{{ ['x' * 500000] * 2 }}",
+        "{{ [['x'] * 1000] * 1000 }}",
+    ],
+)
+def test_one_character_past_the_limit_is_refused(template: str) -> None:
+    with pytest.raises(TemplateRenderError, match="exceed 1000000 characters"):
+        render({"m": template}, SCOPE)
+
+
+def test_the_output_limit_counts_the_whole_value() -> None:
+    assert render({"a": "{{ 'x' * 400000 }}", "b": "{{ 'y' * 600000 }}"}, SCOPE) == {
+        "a": "x" * 400_000,
+        "b": "y" * 600_000,
+    }
+    with pytest.raises(TemplateRenderError, match="exceed"):
+        render({"a": "{{ 'x' * 400000 }}", "b": "{{ 'y' * 600001 }}"}, SCOPE)
+
+
 def test_ordinary_work_fits_the_budget() -> None:
     scope = {"trigger": {"rows": [{"n": i, "name": f"r{i}"} for i in range(1000)]}}
     table = "{% for row in trigger.rows %}{% for k, v in row.items() %}{{ k }}={{ v }};{% endfor %}{% endfor %}"
