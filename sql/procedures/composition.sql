@@ -79,6 +79,11 @@ DECLARE
     v_child record;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF NOT p_wait THEN
+        -- A detached child runs on its own: its workflowTimeout, else the default from its own start,
+        -- not the deadline an attached child shares with its parent (dw.deadline_for_v1).
+        v_e.deadline_at := NULL;
+    END IF;
     SELECT * INTO v_w FROM dw.waits w
      WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt AND w.kind = 'child';
     IF FOUND THEN
@@ -214,6 +219,9 @@ DECLARE
     v_outputs jsonb;
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF NOT p_wait THEN
+        v_e.deadline_at := NULL;  -- a detached child's own deadline, as in dw.begin_child_v1
+    END IF;
     SELECT * INTO v_i FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
        AND i.status = 'Running' AND i.attempts = p_attempt

@@ -133,6 +133,46 @@ async def test_a_child_without_its_own_timeout_shares_its_parents_deadline(
     assert rows[1][0] == "leaf-own" and rows[1][1] < -86400
 
 
+async def test_a_detached_child_outlives_its_parents_deadline(db: Database, conditions: ConditionPool) -> None:
+    from tests.integration.test_runtime import make_runtime
+    from tests.integration.test_subworkflows import children, drain, sub
+    from tests.integration.test_waits import kind_node, signal
+
+    # Children that wait for a signal nobody sends, without a workflowTimeout of their own: one
+    # attached (it shares its parent's deadline), two detached (they run on their own): a node's and
+    # a forEach item's.
+    detached_item = {"workflowId": "lingers", "waitForCompletion": False}
+    await publish(db, wf("lingers", signal("s", name="never")), conditions)
+    await publish(
+        db,
+        wf(
+            "spawner",
+            sub("spawn", "lingers", to("each"), waitForCompletion=False),
+            kind_node("forEach", "each", (to("call"),), {"items": [1], "subworkflow": detached_item}),
+            sub("call", "lingers"),
+            workflowTimeout="PT2S",
+        ),
+        conditions,
+    )
+    parent = await start(db, "spawner")
+    runtime = make_runtime(db, conditions)
+    await drain(db, runtime)
+    kids = {kid["parent_node_id"]: kid["id"] for kid in await children(db, parent)}
+    assert set(kids) == {"spawn", "each", "call"}
+    # Wait out the parent's deadline, no longer.
+    (left,) = await _sql(db, "SELECT extract(epoch FROM deadline_at - now()) FROM dw.executions WHERE id = %s", parent)
+    await asyncio.sleep(max(float(left[0]), 0) + 0.05)
+    await time_out_overdue(db)
+    await drain(db, runtime)  # the parent's end cancels the children it waited for
+    statuses = {node: (await db.fetch_one("get_execution", id=kid))["status"] for node, kid in kids.items()}
+    # The attached child is overdue with its parent (or cancelled by the parent's end, whichever came first).
+    assert statuses["spawn"] == statuses["each"] == "Waiting" and statuses["call"] in {"TimedOut", "Cancelled"}
+    assert (await db.fetch_one("get_execution", id=parent))["status"] == "TimedOut"
+    # A detached child's deadline is the server's default from its own start.
+    for node in ("spawn", "each"):
+        assert 3500 < (await _deadline_seconds(db, kids[node]) or 0) <= 3600
+
+
 async def test_a_redrive_gives_the_run_a_fresh_default_deadline(db: Database, conditions: ConditionPool) -> None:
     from tests.integration.test_runtime import make_runtime
 
