@@ -245,6 +245,14 @@ SELECT * FROM dw.redrive_dead_letter_v1(%(id)s, %(principal)s, %(queue)s);
 -- Jobs waiting and running per queue, with the oldest job's age.
 SELECT queue_name, status, jobs, oldest_seconds FROM dw.v_queue_depth;
 
+-- name: attempt_started_at
+-- When a node's attempt started: the node_started event every start writes (read only to record an
+-- attempt its worker never recorded; the events' index on (execution_id, id), newest first).
+SELECT at FROM dw.execution_events
+ WHERE execution_id = %(id)s AND node_id = %(node_id)s AND type = 'node_started'
+   AND details ->> 'attempt' = %(attempt)s::text
+ ORDER BY id DESC LIMIT 1;
+
 -- name: earlier_parameters
 -- The parameters a node's first rendered attempt used (reused by retries unless rerenderOnRetry).
 SELECT parameters FROM dw.action_executions

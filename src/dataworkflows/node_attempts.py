@@ -140,6 +140,9 @@ class NodeAttempts:
             if state.status != NodeStatus.RUNNING or state.prestarted or self.resumable(node_id):
                 continue
             at = now()
+            # Its real start, from the node_started event its start wrote (attempt rows are written
+            # when an attempt ends, so this one has none); the recovery time if that is gone.
+            started = await self.run.data.attempt_started_at(self.run.execution_id, node_id, state.attempts) or at
             node = self.run.nodes[node_id]
             self.run.log.warning(
                 "recording interrupted attempt",
@@ -158,7 +161,7 @@ class NodeAttempts:
             # What the attempt produced is lost with it: no parameters, no outputs.
             outcome = Attempt(None, ActionResult.retriable(INTERRUPTED, "the attempt was interrupted"))
             decision = await self._record(
-                node, state.attempts, outcome, at, at, decided=decision, interrupted=True, next_steps=False
+                node, state.attempts, outcome, started, at, decided=decision, interrupted=True, next_steps=False
             )
             if decision.verdict == Verdict.FAILED_UNHANDLED:
                 return node_id, decision.error

@@ -397,6 +397,32 @@ async def test_an_interrupted_attempt_is_retried_and_succeeded_nodes_never_rerun
     assert (await nodes(db, execution_id))["echo1"]["attempts"] == 1
 
 
+async def test_an_interrupted_attempt_is_recorded_with_its_real_start(db: Database, conditions: ConditionPool) -> None:
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await publish(db, raw)
+    execution_id = await start(db, "simple-echo")
+    # A worker's first attempt at echo1 failed and was retried; it died during the second.
+    token = (await db.fetch_one("try_acquire", id=execution_id, owner="dead-worker", lease_seconds=30))["lease_token"]
+    await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo1")
+    await record(db, execution_id, token, status="RetriableFailure", node_status="Ready", error={"code": "x"})
+    await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="echo1")
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT at FROM dw.execution_events WHERE execution_id = %s AND node_id = 'echo1'"
+            " AND type = 'node_started' AND details ->> 'attempt' = '2'",
+            (execution_id,),
+        )
+        (started_at,) = await cur.fetchone() or (None,)
+        await conn.execute("UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+
+    assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Succeeded"
+    (interrupted,) = [r for r in await attempts(db, execution_id) if r["node_id"] == "echo1" and r["attempt"] == 2]
+    assert interrupted["error"]["code"] == "attempt_interrupted"
+    # When the dead worker started it (not the recovery time, as start = end said before).
+    assert started_at is not None and interrupted["start_time"] == started_at
+    assert interrupted["start_time"] < interrupted["end_time"]
+
+
 async def test_losing_the_lease_stops_the_run_without_writes(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions, lease_seconds=0.6)
     raw = wf("stolen", echo("slow", to("next"), delayMs=1500), echo("next"))

@@ -129,6 +129,11 @@ class RunData:
         assert row is not None
         return int(row["attempt"])
 
+    async def attempt_started_at(self, execution_id: UUID, node_id: str, attempt: int) -> datetime | None:
+        """When the node's attempt started (its node_started event), if that is known."""
+        row = await self._db.fetch_one("attempt_started_at", id=execution_id, node_id=node_id, attempt=attempt)
+        return None if row is None else row["at"]
+
     async def earlier_parameters(self, execution_id: UUID, node_id: str) -> dict[str, Any] | None:
         """The parameters the node's first rendered attempt used."""
         row = await self._db.fetch_one("earlier_parameters", id=execution_id, node_id=node_id)
