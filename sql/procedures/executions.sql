@@ -291,7 +291,9 @@ BEGIN
         RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
-    IF v_e.suspend_requested_at IS NOT NULL THEN
+    -- Unless an attempt was in flight when its worker stopped: the run is taken (the worker learns of
+    -- the suspension from `run`), the attempt is recorded as interrupted, then the worker suspends it.
+    IF v_e.suspend_requested_at IS NOT NULL AND NOT dw.has_abandoned_attempt_v1(p_execution_id) THEN
         PERFORM dw.suspend_now_v1(v_e, NULL);
         RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
@@ -362,7 +364,10 @@ BEGIN
     SELECT 'acquired'::text, v_token,
            jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
                               'principalId', e.principal_id, 'correlationId', e.correlation_id,
-                              'deadlineAt', e.deadline_at),
+                              'deadlineAt', e.deadline_at)
+           -- Only then (the set-based fetch, dw.fetch_run_jobs_v1, answers the same shape without it).
+           || CASE WHEN e.suspend_requested_at IS NOT NULL THEN '{"suspendRequested": true}'::jsonb
+                   ELSE '{}'::jsonb END,
            dw.run_checkpoints_v1(p_execution_id),
            COALESCE(v_started, '{}'::text[])
       FROM dw.executions e WHERE e.id = p_execution_id;

@@ -461,9 +461,26 @@ BEGIN
         RETURN QUERY SELECT v_e.status, 'requested'::text;
         RETURN;
     END IF;
+    IF dw.has_abandoned_attempt_v1(p_execution_id) THEN
+        -- Its worker stopped mid-attempt: the run is queued again (handed back) or will be (recovery);
+        -- the next holder records the attempt as interrupted, then suspends the run.
+        RETURN QUERY SELECT v_e.status, 'requested'::text;
+        RETURN;
+    END IF;
     PERFORM dw.suspend_now_v1(v_e, NULL);
     RETURN QUERY SELECT 'Suspended'::text, 'suspended'::text;
 END;
+$$;
+
+-- Whether a node of the run is Running with nobody running it (the caller knows no live worker
+-- holds the run): an attempt its worker was cut off from. Not a forEach node: its Running attempt
+-- is the checkpoint its items resume from, kept while suspended.
+CREATE OR REPLACE FUNCTION dw.has_abandoned_attempt_v1(p_execution_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM dw.node_states n
+                    WHERE n.execution_id = p_execution_id AND n.status = 'Running'
+                      AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i
+                                       WHERE i.execution_id = n.execution_id AND i.node_id = n.node_id));
 $$;
 
 -- The run becomes Suspended, holding nothing; its open timers keep their due times and fire when

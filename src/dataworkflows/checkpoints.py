@@ -24,6 +24,9 @@ class RunInfo(msgspec.Struct, frozen=True, rename="camel"):
     principal_id: str | None
     correlation_id: str | None
     deadline_at: datetime | None
+    # An operator asked to suspend the run, and it was taken anyway: an attempt its previous holder
+    # was cut off from is recorded as interrupted first (dw.try_acquire_execution_v6).
+    suspend_requested: bool = False
 
 
 class WaitCheckpoint(msgspec.Struct, frozen=True, rename="camel"):

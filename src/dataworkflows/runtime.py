@@ -233,6 +233,10 @@ class _Run:
         self.lease_lost = run.lease_lost
         # An operator's request the holder acts on: "cancel" or "suspend" (None: carry on).
         self.control: str | None = None
+        if run.info.suspend_requested:
+            # Nothing new starts: the interrupted attempts are recorded, then the run is suspended.
+            self.control = "suspend"
+            run.suspending.set()
         # Set by a poke, a renewal that brought news, or a wait that came due: the loop looks again.
         self.wakeup = asyncio.Event()
         self.check_requested = False

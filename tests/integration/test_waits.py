@@ -309,6 +309,54 @@ async def test_suspend_lets_running_attempts_finish_and_starts_nothing(db: Datab
     assert log.index("suspend_requested") < log.index("execution_suspended") < log.index("execution_resumed")
 
 
+async def _cut_off_mid_attempt(db: Database, conditions: ConditionPool) -> UUID:
+    """A run whose worker started node a and stopped holding it mid-attempt (its lease still
+    current: the worker looks alive)."""
+    execution_id = await started(db, wf("cut-off", echo("a", to("b")), echo("b")))
+    token = (await db.fetch_one("try_acquire", id=execution_id, owner="w-1", lease_seconds=30))["lease_token"]
+    await db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id="a")
+    return execution_id
+
+
+async def _suspended_with_nothing_running(db: Database, conditions: ConditionPool, execution_id: UUID) -> None:
+    runtime = make_runtime(db, conditions, worker_id="w-2")
+    assert await runtime.run_execution(execution_id) == "suspended"
+    assert await status(db, execution_id) == "Suspended"
+    state = await nodes(db, execution_id)
+    # The cut-off attempt is recorded as interrupted: a retry due at once (on resume), budget untouched.
+    assert (state["a"]["status"], state["a"]["interruptions"], state["b"]["status"]) == ("Waiting", 1, "Pending")
+    assert [(r["node_id"], r["attempt"], r["error"]["code"]) for r in await attempts(db, execution_id)] == [
+        ("a", 1, "attempt_interrupted")
+    ]
+    await db.control.resume(execution_id, principal="ops", queue="executions")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    rows = [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)]
+    assert rows == [("a", 1, "RetriableFailure"), ("a", 2, "Succeeded"), ("b", 1, "Succeeded")]
+
+
+async def test_a_suspension_then_a_worker_shutdown_leaves_no_node_running(
+    db: Database, conditions: ConditionPool
+) -> None:
+    # The review's case: suspend, then SIGTERM, whose grace ran out mid-attempt: the worker hands
+    # the run back (dw.release_execution_v1) with node a Running. The run was Suspended with a
+    # still Running.
+    execution_id = await _cut_off_mid_attempt(db, conditions)
+    assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
+    ((token,),) = await sql(db, "SELECT lease_token FROM dw.executions WHERE id = %s", execution_id)
+    await db.runs.release(execution_id, token, queue="executions", reason="worker_shutdown")
+    await _suspended_with_nothing_running(db, conditions, execution_id)
+
+
+async def test_a_suspension_after_a_worker_died_leaves_no_node_running(db: Database, conditions: ConditionPool) -> None:
+    # kill -9 mid-attempt, then a suspend: nobody holds the run, whose node a is Running. It used to
+    # be Suspended at once, a still Running; now the next holder records a first.
+    execution_id = await _cut_off_mid_attempt(db, conditions)
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+    suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
+    assert (suspension.status, suspension.outcome) == ("Running", "requested")
+    await _suspended_with_nothing_running(db, conditions, execution_id)
+
+
 async def test_suspend_freezes_a_timer_and_resume_fires_it(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     execution_id = await started(db, wf("frozen", delay("nap", duration="PT0.3S"), echo("after")))
