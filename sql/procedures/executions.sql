@@ -1154,7 +1154,8 @@ CREATE OR REPLACE FUNCTION dw.record_attempt_v3(
 $$;
 
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
--- nodes with an attempt in flight become Cancelled, so nothing is left Pending.
+-- nodes that had (an attempt in flight, a wait, a retry's backoff) become Cancelled, so nothing is
+-- left Pending.
 -- p_dead_letter_node: the node whose unhandled failure ended the run; it becomes a node_failed
 -- dead letter (with p_dead_letter_error, the node's own error) for a human to redrive or let go.
 CREATE OR REPLACE FUNCTION dw.complete_execution_v2(
@@ -1253,15 +1254,13 @@ BEGIN
            AND (n.status = 'Running' OR (n.status = 'Waiting' AND w.id IS NOT NULL))
         ON CONFLICT ON CONSTRAINT action_executions_attempt_key DO NOTHING;
 
+        -- Running and Waiting nodes had started: Cancelled. Waiting is a wait or a retry's backoff
+        -- (the node's last attempt failed and the next was due later): it keeps its attempts and the
+        -- last one's error; end_reason and its node_cancelled event say that the run's end stopped
+        -- it. Only Pending and Ready nodes, which never started, are Skipped.
         WITH ended AS (
             UPDATE dw.node_states n
-               SET status = CASE WHEN n.status = 'Running' THEN 'Cancelled'
-                                 WHEN n.status = 'Waiting' AND EXISTS (
-                                     SELECT 1 FROM dw.waits w
-                                      WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
-                                        AND w.attempt = n.attempts AND w.recorded_at IS NULL
-                                        AND w.state <> 'withdrawn') THEN 'Cancelled'
-                                 ELSE 'Skipped' END,
+               SET status = CASE WHEN n.status IN ('Running', 'Waiting') THEN 'Cancelled' ELSE 'Skipped' END,
                    ended_at = now(), next_attempt_at = NULL, end_reason = 'run_ended'
              WHERE n.execution_id = p_execution_id AND n.status IN ('Pending', 'Ready', 'Running', 'Waiting')
             RETURNING n.node_id, n.status

@@ -504,3 +504,34 @@ async def test_a_signal_taken_by_a_node_whose_run_ended_is_given_back(db: Databa
     assert await runtime.run_execution(execution_id) == "Failed"  # f fails again, permanently
     state = await nodes(db, execution_id)
     assert (state["w"]["status"], state["w"]["outputs"]) == ("Succeeded", {"n": 1})
+
+
+async def test_a_node_cancelled_in_its_retry_backoff_is_cancelled_not_skipped(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions, park_threshold_seconds=1.0)
+    raw = wf("backoff-cancel", echo("flaky", simulateFailure="transient", failUntilAttempt=5), echo("after"))
+    raw["nodes"][0]["retryPolicy"] = {"maxAttempts": 5, "initialDelay": "PT60S", "maxDelay": "PT60S", "jitter": False}
+    execution_id = await started(db, raw)
+    assert await runtime.run_execution(execution_id) == "parked"
+    before = await nodes(db, execution_id)
+    assert (before["flaky"]["status"], before["flaky"]["attempts"]) == ("Waiting", 1)
+    last_error = before["flaky"]["error"]
+    assert last_error is not None
+
+    cancelled = await db.control.cancel(execution_id, principal="ops", reason=None)
+    assert (cancelled.status, cancelled.outcome) == ("Cancelled", "cancelled")
+    state = await nodes(db, execution_id)
+    assert (state["flaky"]["status"], state["after"]["status"]) == ("Cancelled", "Skipped")
+    # Its history is its one attempt (the next one never started), and it keeps that attempt's error.
+    assert [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)] == [
+        ("flaky", 1, "RetriableFailure")
+    ]
+    assert state["flaky"]["error"] == last_error and state["flaky"]["next_attempt_at"] is None
+    node_events = await sql(
+        db,
+        "SELECT node_id, type FROM dw.execution_events WHERE execution_id = %s"
+        " AND type IN ('node_cancelled', 'node_skipped') ORDER BY node_id",
+        execution_id,
+    )
+    assert node_events == [("after", "node_skipped"), ("flaky", "node_cancelled")]
