@@ -260,7 +260,7 @@ class ControlResponse(Camel):
     execution_id: UUID
     # The execution's status after the request.
     status: str
-    # cancel: cancelled | requested | already_requested | already_cancelled; suspend: suspended |
+    # cancel: cancelled | requested | too_late | already_requested | already_cancelled; suspend: suspended |
     # requested | already_suspended | already_requested; resume: resumed | withdrawn.
     outcome: str
 

@@ -282,10 +282,14 @@ BEGIN
         RETURN;
     END IF;
     IF v_e.cancel_requested_at IS NOT NULL THEN
-        -- Its worker died (or stopped) before it could end the run.
-        PERFORM dw.finish_cancelled_v1(v_e);
-        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-        RETURN;
+        -- Its worker died (or stopped) before it could end the run. Unless the cancel came too late
+        -- (every node had ended: dw.cancel_too_late_v1): then the run is taken, and ends as it
+        -- would have.
+        IF NOT dw.cancel_too_late_v1(p_execution_id) THEN
+            PERFORM dw.finish_cancelled_v1(v_e);
+            RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+            RETURN;
+        END IF;
     END IF;
     IF v_e.status = 'Suspended' THEN
         RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
@@ -1158,10 +1162,14 @@ $$;
 -- left Pending.
 -- p_dead_letter_node: the node whose unhandled failure ended the run; it becomes a node_failed
 -- dead letter (with p_dead_letter_error, the node's own error) for a human to redrive or let go.
+-- A run whose cancel was requested and that ends otherwise (the cancel came too late:
+-- dw.cancel_too_late_v1, or as the run failed or timed out) says so in a cancel_too_late event.
 CREATE OR REPLACE FUNCTION dw.complete_execution_v2(
     p_execution_id uuid, p_token bigint, p_status text, p_error jsonb,
     p_dead_letter_node text, p_dead_letter_error jsonb
 ) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
 BEGIN
     IF p_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
         RAISE EXCEPTION 'not a final status: %', p_status USING ERRCODE = 'DW013';
@@ -1169,7 +1177,13 @@ BEGIN
     IF p_dead_letter_node IS NOT NULL AND p_status <> 'Failed' THEN
         RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = 'DW013';
     END IF;
-    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled' THEN
+        INSERT INTO dw.execution_events (execution_id, type, principal, details)
+        VALUES (p_execution_id, 'cancel_too_late', v_e.cancel_requested_by,
+                jsonb_strip_nulls(jsonb_build_object('status', p_status, 'reason', v_e.cancel_reason,
+                                                     'requestedAt', v_e.cancel_requested_at)));
+    END IF;
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
     IF p_dead_letter_node IS NOT NULL THEN
         INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)

@@ -370,10 +370,25 @@ BEGIN
 END;
 $$;
 
+-- Whether a cancel of this run comes too late: every node has ended and none failed unhandled, so
+-- nothing is left to stop and the run's outcome is decided (it succeeds, with the outputs its
+-- worker renders, or fails if they cannot be rendered). Such a cancel stays requested (its
+-- cancel_requested event, executions.cancel_requested_at) but ends nothing: the run ends as it
+-- would have, and that end records cancel_too_late (dw.complete_execution_v2). As Temporal and
+-- Conductor do: a cancel request is a request to stop work, and a run whose work is all done
+-- completes. Callers hold the run's row. Only cancel branches call it.
+CREATE OR REPLACE FUNCTION dw.cancel_too_late_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT NOT EXISTS (SELECT 1 FROM dw.node_states n
+                        WHERE n.execution_id = p_execution_id
+                          AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
+                               OR n.end_reason = 'unhandled_failure'));
+$$;
+
 -- POST /executions/{id}/cancel. A run nobody holds (Pending, Waiting, Suspended, or its worker
 -- gone) ends here; a run a worker holds is told (NOTIFY dw_control, and its lease renewal) and
--- its worker cancels the running attempts and ends it. outcome: cancelled | requested |
--- already_requested | already_cancelled.
+-- its worker cancels the running attempts and ends it. A run every node of which has ended is not
+-- cancelled (dw.cancel_too_late_v1): its worker, or the one that takes it back, ends it as it would
+-- have. outcome: cancelled | requested | too_late | already_requested | already_cancelled.
 CREATE OR REPLACE FUNCTION dw.request_cancel_v1(
     p_execution_id uuid, p_principal text, p_reason text
 ) RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$
@@ -400,6 +415,12 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'cancel_requested', p_principal,
             jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
+    IF dw.cancel_too_late_v1(p_execution_id) THEN
+        -- Nothing to stop, and nobody to tell: a worker holding it ends it now, one that takes it
+        -- back later (recovery, a resume) ends it then.
+        RETURN QUERY SELECT v_e.status, 'too_late'::text;
+        RETURN;
+    END IF;
     IF dw.held_by_live_worker_v1(v_e) THEN
         PERFORM pg_notify('dw_control', p_execution_id::text);
         RETURN QUERY SELECT v_e.status, 'requested'::text;
@@ -497,8 +518,8 @@ END;
 $$;
 
 -- The worker holding a run whose suspension was requested, once its running attempts ended.
--- outcome: suspended; cancelled (a cancel came meanwhile, and wins); withdrawn (resumed meanwhile:
--- the worker carries on).
+-- outcome: suspended; cancelled (a cancel came meanwhile, and wins, unless it came too late:
+-- dw.cancel_too_late_v1); withdrawn (resumed meanwhile: the worker carries on).
 DROP FUNCTION IF EXISTS dw.suspend_execution_v1(uuid, bigint, text);  -- returned boolean before
 CREATE OR REPLACE FUNCTION dw.suspend_execution_v1(p_execution_id uuid, p_token bigint, p_worker text)
     RETURNS text LANGUAGE plpgsql AS $$
@@ -507,8 +528,10 @@ DECLARE
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     IF v_e.cancel_requested_at IS NOT NULL THEN
-        PERFORM dw.finish_cancelled_v1(v_e);
-        RETURN 'cancelled';
+        IF NOT dw.cancel_too_late_v1(p_execution_id) THEN
+            PERFORM dw.finish_cancelled_v1(v_e);
+            RETURN 'cancelled';
+        END IF;
     END IF;
     IF v_e.suspend_requested_at IS NULL THEN
         RETURN 'withdrawn';
@@ -529,6 +552,29 @@ CREATE OR REPLACE FUNCTION dw.cancel_execution_v2(
 BEGIN
     PERFORM dw.cancel_execution_v1(p_execution_id, p_token);
     RETURN dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
+END;
+$$;
+
+-- v3 (over v2): a cancel that comes too late (dw.cancel_too_late_v1: every node has ended, the
+-- last of them perhaps while the request was on its way) ends nothing: outcome too_late, and the
+-- worker ends the run as it would have (dw.complete_execution_v4, which records cancel_too_late);
+-- the job goes on. Otherwise as v2: outcome cancelled, the run and its job ended.
+CREATE OR REPLACE FUNCTION dw.cancel_execution_v3(
+    p_execution_id uuid, p_token bigint, p_job_id bigint, p_job_worker_id bigint
+) RETURNS TABLE (outcome text, job_finished boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NULL THEN
+        RAISE EXCEPTION 'execution % has no cancel request', p_execution_id USING ERRCODE = 'DW013';
+    END IF;
+    IF dw.cancel_too_late_v1(p_execution_id) THEN
+        RETURN QUERY SELECT 'too_late'::text, false;
+        RETURN;
+    END IF;
+    PERFORM dw.finish_cancelled_v1(v_e);
+    RETURN QUERY SELECT 'cancelled'::text, dw.end_run_job_v1(p_job_id, p_job_worker_id, p_execution_id);
 END;
 $$;
 

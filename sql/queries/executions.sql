@@ -160,9 +160,10 @@ SELECT dw.begin_wait_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(kind)s, %
 SELECT w AS wait FROM dw.fire_due_waits_v1(%(id)s, %(token)s) AS w;
 
 -- name: cancel_execution
--- The worker ends a run whose cancel was requested (fenced); with job_id, the Procrastinate job running
--- the run ends too (job_finished says whether it did).
-SELECT dw.cancel_execution_v2(%(id)s, %(token)s, %(job_id)s, %(job_worker_id)s) AS job_finished;
+-- The worker ends a run whose cancel was requested (fenced): cancelled, or too_late when every node
+-- had ended (the worker then ends the run as it would have); with job_id, the Procrastinate job
+-- running a cancelled run ends too (job_finished says whether it did).
+SELECT outcome, job_finished FROM dw.cancel_execution_v3(%(id)s, %(token)s, %(job_id)s, %(job_worker_id)s);
 
 -- name: suspend_execution
 -- The worker suspends a run whose suspension was requested (fenced): suspended, cancelled or withdrawn;

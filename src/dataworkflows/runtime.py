@@ -233,6 +233,8 @@ class _Run:
         self.lease_lost = run.lease_lost
         # An operator's request the holder acts on: "cancel" or "suspend" (None: carry on).
         self.control: str | None = None
+        # The cancel came when every node had ended: renewals still carry it, the run ignores it.
+        self.cancel_too_late = False
         if run.info.suspend_requested:
             # Nothing new starts: the interrupted attempts are recorded, then the run is suspended.
             self.control = "suspend"
@@ -301,15 +303,16 @@ class _Run:
             if not heartbeat.done():
                 self.log.error("lease heartbeat did not stop when cancelled; leaving it")
 
-    async def _hand_back(self) -> str:
-        """Releases the lease and re-queues the run for another worker (this one is stopping)."""
+    async def _hand_back(self, reason: str = "worker_shutdown", why: str = "shutdown") -> str:
+        """Releases the lease and re-queues the run for another worker (this one is stopping, or
+        the run must be read afresh from its checkpoints)."""
         try:
-            await self.data.release(self.execution_id, self.token, queue=self.settings.queue, reason="worker_shutdown")
+            await self.data.release(self.execution_id, self.token, queue=self.settings.queue, reason=reason)
         except DataWorkflowsError as exc:
             # Not fatal: the lease expires and recovery re-queues the run; but say so.
-            self.log.warning("could not hand the execution back on shutdown", error=str(exc))
+            self.log.warning(f"could not hand the execution back on {why}", error=str(exc))
         else:
-            self.log.info("execution released for another worker (shutdown)")
+            self.log.info(f"execution released for another worker ({why})")
         return "released"
 
     async def _heartbeat(self) -> None:
@@ -369,9 +372,10 @@ class _Run:
             if state is not None and state.wait is not None and state.wait.id == wait.id and state.wait.is_open:
                 state.wait = wait
                 changed = True
-        if renewal.control != self.control:
-            self.log.info("control request", control=renewal.control, previous=self.control)
-            self.control = renewal.control
+        control = None if self.cancel_too_late and renewal.control == "cancel" else renewal.control
+        if control != self.control:
+            self.log.info("control request", control=control, previous=self.control)
+            self.control = control
             if self.control == "suspend":
                 self.ctx.suspending.set()
             else:
@@ -557,18 +561,36 @@ class _Run:
             for s in self.state.values()
         )
 
-    async def _cancel(self) -> str:
-        """An operator cancelled the run: running attempts stop, the run ends Cancelled."""
+    async def _cancel(self) -> str | None:
+        """An operator cancelled the run: running attempts stop, the run ends Cancelled. None when
+        the cancel came too late (see _cancel_too_late)."""
+        stopped = bool(self.running)
         await self._cancel_running()
-        ended_job = await self.data.cancel(
+        cancellation = await self.data.cancel(
             self.execution_id, self.token, job_id=self.ctx.job_id, job_worker=self.ctx.job_worker
         )
-        # The run's job ended with it (dw.cancel_execution_v2): the worker does not finish it.
-        self.ctx.job_finished = self.ctx.job_finished or ended_job
+        if cancellation.outcome == "too_late":
+            return await self._cancel_too_late(stopped=stopped)
+        # The run's job ended with it (dw.cancel_execution_v3): the worker does not finish it.
+        self.ctx.job_finished = self.ctx.job_finished or cancellation.job_finished
         metrics.CONTROL_APPLIED.labels("cancel").inc()
         metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
         self.log.info("execution cancelled")
         return ExecutionStatus.CANCELLED.value
+
+    async def _cancel_too_late(self, *, stopped: bool) -> str | None:
+        """Every node had ended when the cancel took effect (dw.cancel_too_late_v1, the last one
+        perhaps while the request was on its way): nothing is left to stop and the run's outcome is
+        decided, so the loop ends it as it would have (Succeeded with its outputs, or Failed), and
+        that end records cancel_too_late. None: carry on. If node tasks were stopped on the way here,
+        a record of theirs committed without this run taking in its answer: the run is handed back,
+        and the worker that takes it reads its checkpoints afresh."""
+        self.cancel_too_late = True
+        self.control = None
+        self.log.info("cancel came too late: every node had ended")
+        if stopped:
+            return await self._hand_back(reason="cancel_too_late", why="a cancel that came too late")
+        return None
 
     async def _suspend(self) -> str | None:
         """An operator suspended the run and its attempts have ended: it holds nothing from now on.

@@ -434,7 +434,7 @@ async def test_a_completion_leaves_a_job_another_worker_holds_alone(db: Database
 
 
 async def test_an_operators_cancel_or_suspend_ends_the_runs_job_and_a_withdrawn_one_does_not(db: Database) -> None:
-    """dw.cancel_execution_v2 and dw.suspend_execution_v2 end the job as a record, a park and a
+    """dw.cancel_execution_v3 and dw.suspend_execution_v2 end the job as a record, a park and a
     completion do; a suspension withdrawn meanwhile leaves it (the run goes on under it)."""
     await publish(db, wf("controlled", echo("a", to("b")), echo("b")))
     ids = [await start(db, "controlled") for _ in range(3)]
@@ -447,7 +447,8 @@ async def test_an_operators_cancel_or_suspend_ends_the_runs_job_and_a_withdrawn_
 
         await db.control.cancel(cancelled, principal="ops", reason=None)
         job_id, token = held[cancelled]
-        assert await db.runs.cancel(cancelled, token, job_id=job_id, job_worker=worker_id)
+        cancellation = await db.runs.cancel(cancelled, token, job_id=job_id, job_worker=worker_id)
+        assert (cancellation.outcome, cancellation.job_finished) == ("cancelled", True)
 
         await db.control.suspend(suspended, principal="ops", reason=None)
         job_id, token = held[suspended]

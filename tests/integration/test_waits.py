@@ -19,6 +19,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, ExecutionEnded, Forbidden
 from dataworkflows.workers.app import update_queue_metrics
 from tests.conftest import load_fixture, publish, start
+from tests.integration.test_folded_writes import attempt_record
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, parked_wake, to, wf
 
 
@@ -504,6 +505,164 @@ async def test_a_signal_taken_by_a_node_whose_run_ended_is_given_back(db: Databa
     assert await runtime.run_execution(execution_id) == "Failed"  # f fails again, permanently
     state = await nodes(db, execution_id)
     assert (state["w"]["status"], state["w"]["outputs"]) == ("Succeeded", {"n": 1})
+
+
+async def test_a_cancel_that_comes_as_the_last_node_is_recorded_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("late-cancel", echo("a", to("b")), echo("b")))
+    real_record = runtime.data.record_attempt
+
+    async def cancel_then_record(record: Any) -> Any:
+        if record.node_id != "b":
+            return await real_record(record)
+        # The request lands while the last node's result is on its way to the database: b is still
+        # running, so the request is one the worker must act on, and b's record cannot end the run.
+        requested = await db.control.cancel(execution_id, principal="ops", reason="late")
+        assert (requested.status, requested.outcome) == ("Running", "requested")
+        recorded = await real_record(record)
+        assert not recorded.run_succeeded
+        # The worker hears of it after it has the record's answer, before it ends the run.
+        runtime.poke(execution_id)
+        return recorded
+
+    runtime.data.record_attempt = cancel_then_record  # type: ignore[method-assign]
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert await status(db, execution_id) == "Succeeded"
+    assert {n: s["status"] for n, s in (await nodes(db, execution_id)).items()} == {"a": "Succeeded", "b": "Succeeded"}
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_succeeded")
+    (details,) = await sql(
+        db, "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'cancel_too_late'", execution_id
+    )
+    assert details[0]["status"] == "Succeeded" and details[0]["reason"] == "late"
+    with pytest.raises(ExecutionEnded):
+        await db.control.cancel(execution_id, principal="ops", reason=None)
+
+
+async def test_a_cancel_heard_while_the_last_record_is_in_flight_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("late-cancel-in-flight", echo("a", to("b")), echo("b")))
+    real_record = runtime.data.record_attempt
+
+    async def cancel_then_record(record: Any) -> Any:
+        if record.node_id == "b":
+            # The worker hears of the request as b's record goes out: it stops b's task, whose
+            # record (sent by the group commit's own task) commits all the same.
+            assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "requested"
+            runtime.poke(execution_id)
+        return await real_record(record)
+
+    runtime.data.record_attempt = cancel_then_record  # type: ignore[method-assign]
+    # Every node had ended, but this worker did not take in b's record: it hands the run back ...
+    assert await runtime.run_execution(execution_id) == "released"
+    assert await status(db, execution_id) == "Running"
+    assert [j[0] for j in await jobs(db, execution_id)] == ["todo"]
+    # ... and the job that queued ends it from its checkpoints, as it would have ended.
+    runtime.data.record_attempt = real_record  # type: ignore[method-assign]
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    assert {n: s["status"] for n, s in (await nodes(db, execution_id)).items()} == {"a": "Succeeded", "b": "Succeeded"}
+    assert [(r["node_id"], r["status"]) for r in await attempts(db, execution_id)] == [
+        ("a", "Succeeded"),
+        ("b", "Succeeded"),
+    ]
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_succeeded")
+
+
+async def test_a_run_whose_last_node_ended_keeps_its_outputs_when_cancelled_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("late-cancel-outputs", echo("a", to("b")), echo("b"))
+    raw["outputs"] = {"said": "{{ nodes.b.echo }}"}
+    execution_id = await started(db, raw)
+    real_record = runtime.data.record_attempt
+    answers: list[str] = []
+
+    async def record_then_cancel(record: Any) -> Any:
+        recorded = await real_record(record)
+        if record.node_id == "b":
+            # Every node has ended; the worker has its outputs to render when the request lands.
+            answers.append((await db.control.cancel(execution_id, principal="ops", reason=None)).outcome)
+            runtime.poke(execution_id)
+        return recorded
+
+    runtime.data.record_attempt = record_then_cancel  # type: ignore[method-assign]
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None
+    assert (execution["status"], execution["outputs"]) == ("Succeeded", {"said": "b"})
+    assert execution["cancel_requested_at"] is not None
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log and log.count("cancel_too_late") == 1
+    # Nothing was left to stop when it was asked: the answer says so.
+    assert answers == ["too_late"]
+
+
+async def test_a_cancel_of_a_run_whose_worker_died_after_its_last_node_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    raw = wf("late-orphan", echo("a"))
+    raw["outputs"] = {"said": "{{ nodes.a.echo }}"}
+    execution_id = await started(db, raw)
+    # A worker took the run and recorded its only node (a run with outputs ends after its last
+    # record, when the worker has rendered them), then died before ending the run.
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    recorded = await db.runs.record_attempt(attempt_record(execution_id, token, "a", start_limit=1, complete=False))
+    assert not recorded.run_succeeded
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+
+    cancelled = await db.control.cancel(execution_id, principal="ops", reason="too slow")
+    assert await status(db, execution_id) == "Running"
+    assert (cancelled.status, cancelled.outcome) == ("Running", "too_late")
+    # The worker that takes it back (recovery queues it) ends it as it would have ended.
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None
+    assert (execution["status"], execution["outputs"]) == ("Succeeded", {"said": "a"})
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_succeeded")
+
+
+async def test_a_cancel_that_comes_as_a_run_with_every_node_ended_suspends_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, wf("late-both", echo("a")))
+    real_record, real_suspend = runtime.data.record_attempt, runtime.data.suspend
+    answers: list[str] = []
+
+    async def suspend_then_record(record: Any) -> Any:
+        # The suspension is asked for while a runs; the worker hears of it once a is recorded.
+        assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
+        recorded = await real_record(record)
+        runtime.poke(execution_id)
+        return recorded
+
+    async def cancelled_first(execution: UUID, token: int, *, worker: str, **job: Any) -> Suspension:
+        answers.append((await db.control.cancel(execution, principal="ops", reason=None)).outcome)
+        return await real_suspend(execution, token, worker=worker, **job)
+
+    runtime.data.record_attempt = suspend_then_record  # type: ignore[method-assign]
+    runtime.data.suspend = cancelled_first  # type: ignore[method-assign]
+    # a ended while the suspension was pending: the cancel finds nothing to stop, the suspension
+    # takes effect as it would have, and the run ends as it would have once it is resumed.
+    assert await runtime.run_execution(execution_id) == "suspended"
+    assert await status(db, execution_id) == "Suspended"
+    assert answers == ["too_late"]
+    assert (await db.control.resume(execution_id, principal="ops", queue="executions")).outcome == "resumed"
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_succeeded")
 
 
 async def test_a_node_cancelled_in_its_retry_backoff_is_cancelled_not_skipped(

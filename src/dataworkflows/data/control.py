@@ -25,7 +25,8 @@ CONTROL_CHANNEL = "dw_control"
 class ControlOutcome(msgspec.Struct, frozen=True):
     # The execution's status after the request.
     status: str
-    # What the request did: cancelled | requested | already_requested | already_cancelled (cancel);
+    # What the request did: cancelled | requested | too_late | already_requested | already_cancelled
+    # (cancel; too_late: every node has ended, the run ends as it would have, dw.cancel_too_late_v1);
     # suspended | requested | already_suspended | already_requested (suspend); resumed | withdrawn.
     outcome: str
 

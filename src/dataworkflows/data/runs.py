@@ -61,6 +61,14 @@ class Suspension(msgspec.Struct, frozen=True):
     job_finished: bool = False
 
 
+class Cancellation(msgspec.Struct, frozen=True):
+    # cancelled (the run ended Cancelled) | too_late (every node had ended: nothing was left to stop,
+    # the worker ends the run as it would have; dw.cancel_too_late_v1)
+    outcome: str
+    # The run's Procrastinate job ended in the same transaction (cancel's job_id).
+    job_finished: bool = False
+
+
 class RunData:
     """What a worker reads and writes while it runs an execution."""
 
@@ -395,14 +403,15 @@ class RunData:
 
     async def cancel(
         self, execution_id: UUID, token: int, *, job_id: int | None = None, job_worker: int | None = None
-    ) -> bool:
+    ) -> Cancellation:
         """Ends the run Cancelled (its cancel was requested); attempts in flight are recorded Cancelled.
-        With job_id (and the Procrastinate worker that fetched it), the job running the run ends too;
-        returns whether it did."""
-        row = await self._db.fetch_one(
-            "cancel_execution", id=execution_id, token=token, job_id=job_id, job_worker_id=job_worker
+        Outcome too_late, ending nothing, when every node had ended. With job_id (and the
+        Procrastinate worker that fetched it), the job running a cancelled run ends too."""
+        cancellation = await self._db.fetch_one_as(
+            Cancellation, "cancel_execution", id=execution_id, token=token, job_id=job_id, job_worker_id=job_worker
         )
-        return bool(row and row["job_finished"])
+        assert cancellation is not None
+        return cancellation
 
     async def suspend(
         self,
