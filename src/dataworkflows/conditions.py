@@ -71,7 +71,12 @@ class ConditionPool:
         self, op: str, expr: str, scope: dict[str, Any] | None, *, time_limit: float | None = None, **extra: Any
     ) -> _Answer:
         try:
-            line = await self._pool.call({"op": op, "expr": expr, "scope": scope, **extra}, timeout_seconds=time_limit)
+            line = await self._pool.call(
+                {"op": op, "expr": expr, "scope": scope, **extra},
+                timeout_seconds=time_limit,
+                # An expression that ran past its limit runs in the suspects' lane (sandbox_pool).
+                key=None if op == "check" else expr,
+            )
         except SandboxTimeout:
             limit = self._pool.timeout_seconds if time_limit is None else time_limit
             what = "the transform" if op == "value" else "condition"

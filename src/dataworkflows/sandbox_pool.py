@@ -8,24 +8,40 @@ health checks go on.
 
 Protocol: the parent writes one JSON object per line with an integer "id"; the helper answers one
 JSON object per line with the same "id". What else the objects hold is the client's business.
+
+Suspects: code that ran past its time limit (a condition that loops) would run past it again, and
+each time it holds one of the few helpers everyone's conditions and transforms share for its whole
+time limit (up to a minute for a transform). So a caller names the code it sends (`key`: the
+expression), and code that timed out is a suspect for SUSPECT_SECONDS after its last timeout: its
+requests go to a lane of their own, one helper at a time besides the pool's `size`, and queue
+there behind each other instead of in front of everyone else's. The first timeout of a code still
+holds a shared helper for its time limit; what follows does not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import os
 import resource
 import shutil
 import sys
 import tempfile
+import time
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
 import structlog
 
 log = structlog.get_logger("dataworkflows.sandbox")
+
+# How long code that ran past its time limit stays a suspect (see the module's docstring), and how
+# many suspects a pool remembers (the oldest timeout is forgotten first).
+SUSPECT_SECONDS = 600.0
+MAX_SUSPECTS = 1024
 
 
 class SandboxTimeout(Exception):
@@ -92,12 +108,18 @@ class SandboxPool:
         # Capacity is a semaphore: a helper that is killed frees its slot at once, so a waiter
         # never hangs on an idle queue that nobody refills.
         self._slots = asyncio.Semaphore(size)
+        # The suspects' lane: one helper, besides `size` (see the module's docstring).
+        self._suspect_slots = asyncio.Semaphore(1)
+        # Digest of a suspect's key -> monotonic time its suspicion ends, oldest timeout first.
+        self._suspects: OrderedDict[bytes, float] = OrderedDict()
         self._idle: list[_Helper] = []
         self._ids = itertools.count(1)
         self._encoder = msgspec.json.Encoder()
         self._id_decoder = msgspec.json.Decoder(_Id)
         self._closed = False
         self.helpers_killed = 0
+        # Requests sent to the suspects' lane.
+        self.suspect_calls = 0
 
     async def _spawn(self) -> _Helper:
         workdir = tempfile.mkdtemp(prefix="dw-sandbox-")
@@ -137,44 +159,75 @@ class SandboxPool:
             await helper.close()
             raise SandboxGone("the helper exited as it started")
 
-    async def _acquire(self) -> _Helper:
+    def _digest(self, key: str) -> bytes:
+        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def _is_suspect(self, digest: bytes) -> bool:
+        until = self._suspects.get(digest)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._suspects[digest]
+        return False
+
+    def _suspect(self, digest: bytes) -> None:
+        self._suspects.pop(digest, None)
+        self._suspects[digest] = time.monotonic() + SUSPECT_SECONDS
+        while len(self._suspects) > MAX_SUSPECTS:
+            self._suspects.popitem(last=False)
+
+    async def _acquire(self, slots: asyncio.Semaphore) -> _Helper:
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
-        await self._slots.acquire()
+        await slots.acquire()
         try:
             if self._idle:
                 return self._idle.pop()
             return await self._spawn()
         except OSError as exc:
             # No process, file or memory to spare right now (EAGAIN, EMFILE, ENOMEM).
-            self._slots.release()
+            slots.release()
             raise SandboxGone(f"could not start a helper: {exc}") from exc
         except BaseException:
-            self._slots.release()
+            slots.release()
             raise
 
-    async def _release(self, helper: _Helper, healthy: bool) -> None:
+    async def _release(self, helper: _Helper, healthy: bool, slots: asyncio.Semaphore) -> None:
         try:
             if healthy and helper.uses < self.recycle_after and not self._closed:
                 self._idle.append(helper)
             else:
                 await helper.close()
         finally:
-            self._slots.release()
+            slots.release()
 
-    async def call(self, request: dict[str, Any], *, timeout_seconds: float | None = None) -> bytes:
+    async def call(
+        self, request: dict[str, Any], *, timeout_seconds: float | None = None, key: str | None = None
+    ) -> bytes:
         """Sends one request (an "id" is added) and returns the helper's answer line. A helper that
-        exits before answering is replaced and the request tried once more on a fresh one."""
+        exits before answering is replaced and the request tried once more on a fresh one. `key`
+        names the code the request runs (see the module's docstring on suspects)."""
+        digest = None if key is None else self._digest(key)
         try:
-            return await self._call_once(request, timeout_seconds)
-        except SandboxGone:
-            # It may have retired itself after the previous request (a damaged interpreter): this
-            # request deserves a fresh helper.
-            return await self._call_once(request, timeout_seconds)
+            try:
+                return await self._call_once(request, timeout_seconds, digest)
+            except SandboxGone:
+                # It may have retired itself after the previous request (a damaged interpreter):
+                # this request deserves a fresh helper.
+                return await self._call_once(request, timeout_seconds, digest)
+        except SandboxTimeout:
+            if digest is not None:
+                self._suspect(digest)
+            raise
 
-    async def _call_once(self, request: dict[str, Any], timeout_seconds: float | None) -> bytes:
+    async def _call_once(self, request: dict[str, Any], timeout_seconds: float | None, digest: bytes | None) -> bytes:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
-        helper = await self._acquire()
+        slots = self._slots
+        if digest is not None and self._is_suspect(digest):
+            slots = self._suspect_slots
+            self.suspect_calls += 1
+        helper = await self._acquire(slots)
         healthy = False
         try:
             request_id = next(self._ids)
@@ -206,7 +259,7 @@ class SandboxPool:
             healthy = True
             return line
         finally:
-            await self._release(helper, healthy)
+            await self._release(helper, healthy, slots)
 
     async def close(self) -> None:
         self._closed = True

@@ -151,3 +151,46 @@ async def test_shared_intrinsics_are_frozen_and_a_poisoned_helper_retires() -> N
         assert await pool.evaluate("Object.keys.loot === undefined", scope) is True
     finally:
         await pool.close()
+
+
+LOOP = "(function () { while (true) {} })()"
+
+
+async def test_code_that_timed_out_queues_in_its_own_lane() -> None:
+    """A looping condition, once it has timed out, no longer holds the helper everyone shares: a
+    good condition sent after three more copies of it is answered before any of them."""
+    import asyncio
+
+    pool = ConditionPool(size=1, timeout_seconds=2.0)
+    tasks: list[asyncio.Task[bool]] = []
+    try:
+        with pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        tasks += [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(3)]
+        await asyncio.sleep(0)
+        good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        tasks.append(good)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {good}
+        assert good.result() is True
+        # The three copies went to the suspects' lane; the good condition did not.
+        assert pool._pool.suspect_calls == 3
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+
+
+async def test_suspicion_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataworkflows import sandbox_pool
+
+    monkeypatch.setattr(sandbox_pool, "SUSPECT_SECONDS", 0.0)
+    pool = ConditionPool(size=1, timeout_seconds=0.3)
+    try:
+        for _ in range(2):
+            with pytest.raises(ConditionTimeout):
+                await pool.evaluate(LOOP, SCOPE)
+        assert pool._pool.suspect_calls == 0
+    finally:
+        await pool.close()
