@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -182,6 +183,14 @@ class ExecutionController(Controller):
         "/{execution_id:str}/events",
         responses=PROBLEMS,
         summary="The execution log, in order; with Accept: text/event-stream, live until the run ends",
+        response_headers=[
+            ResponseHeader(
+                name="Link",
+                description='More events than `limit`: `<…/events?after=N&limit=L>; rel="next"` is the next page '
+                "(absent on the last page)",
+                documentation_only=True,
+            )
+        ],
         opt={"role": "viewer"},
     )
     async def events(
@@ -197,8 +206,16 @@ class ExecutionController(Controller):
             last_id = request.headers.get("last-event-id", "")
             start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else after
             return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final))
-        rows = await svc.db.executions.events(execution.id, after=after, limit=limit)
-        return Response([from_row(EventRead, row) for row in rows], media_type=MediaType.JSON)
+        # One row past the page says whether there is a next one, as the other lists' nextCursor does.
+        rows = await svc.db.executions.events(execution.id, after=after, limit=limit + 1)
+        page = [from_row(EventRead, row) for row in rows[:limit]]
+        headers = {}
+        if len(rows) > limit:
+            # The body stays a bare list (existing clients read it so); the next page is an RFC 8288 link.
+            headers["Link"] = (
+                f'</api/v1/executions/{execution.id}/events?after={page[-1].id}&limit={limit}>; rel="next"'
+            )
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(
         "/{execution_id:str}/waits",

@@ -37,6 +37,8 @@ _NODE_ENDS = {
     "node_skipped": "Skipped",
     "node_cancelled": "Cancelled",
 }
+# Events a read of the log asks for: the API's largest page.
+EVENTS_PAGE = 1000
 # The longest a single read of the stream waits (the server sends a keepalive every 15 s).
 _READ_SECONDS = 30.0
 
@@ -254,18 +256,25 @@ def _read_stream(
 
 
 def poll(
-    client: httpx.Client, execution_id: str, printer: Printer, *, deadline: float | None, timeout: float | None
+    client: httpx.Client,
+    execution_id: str,
+    printer: Printer,
+    *,
+    deadline: float | None,
+    timeout: float | None,
+    page_size: int = EVENTS_PAGE,
 ) -> int:
-    """Without a live stream: reads the log every so often (the same lines, a little later)."""
+    """Without a live stream: reads the log every so often (the same lines, a little later), every
+    page of it each time, so that a run that ended with more than a page unread is printed whole."""
     delay = 0.1
     while True:
-        response = client.get(f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id})
-        if response.status_code != 200:
-            raise Refused(response)
-        for event in response.json():
-            printer.show(event)
-        code = outcome(client, execution_id, printer.write)
+        # The status first, then the log: a run seen ended has every event in the log read after.
+        last_line: list[str] = []
+        code = outcome(client, execution_id, last_line.append)
+        print_log(client, execution_id, printer, page_size=page_size)
         if code is not None:
+            for line in last_line:
+                printer.write(line)
             return code
         if deadline is not None and time.monotonic() + delay > deadline:
             return timed_out(client, execution_id, timeout or 0)
@@ -273,16 +282,17 @@ def poll(
         delay = min(delay * 1.5, 1.0)
 
 
-def print_log(client: httpx.Client, execution_id: str, printer: Printer) -> int:
-    """The run's log so far, every page."""
+def print_log(client: httpx.Client, execution_id: str, printer: Printer, *, page_size: int = EVENTS_PAGE) -> int:
+    """The run's log so far, every page: the API says a next page with a `Link: <…>; rel="next"`
+    header. A full page without one is read past too (a server from before the header)."""
     while True:
         response = client.get(
-            f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id, "limit": 1000}
+            f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id, "limit": page_size}
         )
         if response.status_code != 200:
             raise Refused(response)
         events = response.json()
         for event in events:
             printer.show(event)
-        if len(events) < 1000:
+        if not events or ("next" not in response.links and len(events) < page_size):
             return EXIT_OK
