@@ -41,7 +41,7 @@ from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
-from .params import refuse_impossible_ids
+from .params import refuse_impossible_ids, refuse_nul_query_values
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
 from .rate_limits import rate_limit_middleware
@@ -234,7 +234,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
         # The cross-site checks first: before the caller is resolved (api/cross_site.py).
-        guards=[refuse_cross_site, refuse_impossible_ids],
+        guards=[refuse_cross_site, refuse_impossible_ids, refuse_nul_query_values],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi_config(__version__),
         debug=False,

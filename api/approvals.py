@@ -13,10 +13,10 @@ from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.data.control import Approval
-from dataworkflows.errors import InvalidInput, NotFound
+from dataworkflows.errors import NotFound
 
 from .openapi_docs import PROBLEMS
-from .params import query_int
+from .params import BadQueryValue, query_int, require_one_of
 from .principals import PRINCIPAL_ID_HEADER
 from .problems import PROBLEM_JSON, Unauthorized
 from .schemas import ApprovalRead, DecisionRequest, DecisionResponse, ProblemDetails, from_row
@@ -110,11 +110,10 @@ class ApprovalController(Controller):
         execution_id: Annotated[uuid.UUID | None, QueryParameter(name="executionId", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> list[ApprovalRead]:
-        if status not in _STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(_STATUSES)}, not {status[:50]!r}")
+        require_one_of("status", status, _STATUSES)
         approver = request.query_params.get("principal") or None
         if approver is not None and len(approver) > MAX_PRINCIPAL:
-            raise InvalidInput(f"principal must be at most {MAX_PRINCIPAL} characters")
+            raise BadQueryValue("principal", f"principal must be at most {MAX_PRINCIPAL} characters")
         rows = await db.control.approvals(
             principal=approver, open_only=status == "open", execution_id=execution_id, limit=limit
         )

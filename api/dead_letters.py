@@ -9,10 +9,11 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.errors import NotFound
+from dataworkflows.statuses import DeadLetterKind
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_id_cursor, encode_cursor
-from .params import query_int
+from .params import query_int, require_one_of
 from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, RedriveResponse, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
@@ -26,11 +27,14 @@ class DeadLetterController(Controller):
         self,
         db: DatabaseDep,
         open_only: Annotated[bool | None, QueryParameter(name="open", required=False)] = None,
-        kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        kind: Annotated[
+            str | None, QueryParameter(name="kind", required=False, description=", ".join(DeadLetterKind))
+        ] = None,
         execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> DeadLetterList:
+        require_one_of("kind", kind, DeadLetterKind)
         before = decode_id_cursor(cursor)
         rows = await db.operations.dead_letters(
             open_only=open_only, kind=kind, execution_id=execution_id, before=before, limit=limit + 1

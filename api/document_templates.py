@@ -19,7 +19,7 @@ from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS
 from dataworkflows.errors import InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor
+from .paging import decode_cursor, encode_cursor, invalid_cursor
 from .params import VersionQuery, query_int
 from .schemas import Camel, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
@@ -163,7 +163,7 @@ class TemplateSetController(Controller):
     ) -> TemplateSetList:
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
-            raise InvalidInput("the cursor is not valid; use nextCursor from a previous page")
+            raise invalid_cursor()
         rows = await db.document_templates.page_sets(after=after, limit=limit + 1)
         items = [from_row(TemplateSetRead, row) for row in rows[:limit]]
         return TemplateSetList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
@@ -218,7 +218,7 @@ class DocumentTemplateController(Controller):
         if after is not None and not (
             isinstance(after, list) and len(after) == 2 and all(isinstance(part, str) for part in after)
         ):
-            raise InvalidInput("the cursor is not valid; use nextCursor from a previous page")
+            raise invalid_cursor()
         rows = await db.document_templates.page(
             set_id=set_id, after=(after[0], after[1]) if after else None, limit=limit + 1
         )

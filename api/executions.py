@@ -25,8 +25,8 @@ from dataworkflows.validation import json_depth
 from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor
-from .params import BIGINT_MAX, query_int
+from .paging import decode_cursor, encode_cursor, invalid_cursor
+from .params import BIGINT_MAX, query_int, require_one_of
 from .schemas import (
     AttemptRead,
     ControlRequest,
@@ -43,8 +43,6 @@ from .schemas import (
     from_row,
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
-
-_STATUSES = ", ".join(ExecutionStatus)
 
 
 def execution_uuid(execution_id: str) -> uuid.UUID:
@@ -84,7 +82,7 @@ def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
             raise ValueError("cursor shape")
         return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
     except (TypeError, ValueError, IndexError, KeyError) as exc:
-        raise InvalidInput("the cursor is not valid; use nextCursor from a previous page") from exc
+        raise invalid_cursor() from exc
 
 
 class ExecutionController(Controller):
@@ -113,10 +111,8 @@ class ExecutionController(Controller):
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 50,
     ) -> ExecutionList:
-        if status is not None and status not in set(ExecutionStatus):
-            raise InvalidInput(f"status must be one of {_STATUSES}, not {status[:50]!r}")
-        if trigger_kind is not None and trigger_kind not in TRIGGER_KINDS:
-            raise InvalidInput(f"triggerKind must be one of {', '.join(TRIGGER_KINDS)}, not {trigger_kind[:50]!r}")
+        require_one_of("status", status, ExecutionStatus)
+        require_one_of("triggerKind", trigger_kind, TRIGGER_KINDS)
         after_created, after_id = _after(cursor) or (None, None)
         rows = await db.executions.page(
             workflow_id=workflow_id,

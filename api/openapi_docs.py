@@ -56,7 +56,11 @@ def _spec(description: str, status: int) -> ResponseSpec:
 
 
 PROBLEMS = {
-    400: _spec("Malformed request: not JSON, wrong types, unknown fields", 400),
+    400: _spec(
+        "Malformed request: not JSON, wrong types, unknown fields; or a query value the endpoint does not take "
+        "(errors[].parameter names it)",
+        400,
+    ),
     401: _spec("No principal where DW_REQUIRE_PRINCIPAL requires one; strict mode: a missing or invalid token", 401),
     404: _spec("Unknown id", 404),
     409: _spec("Conflicts with the current state (Draft/Archived workflow, duplicate id, redriven letter)", 409),

@@ -214,7 +214,7 @@ PROBLEM_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "detail": "Validation failed for GET /api/v1/executions",
             "code": "bad_request",
             "instance": "/api/v1/executions",
-            "errors": [{"pointer": "/limit", "detail": "Expected `int`, got `str`"}],
+            "errors": [{"pointer": "/limit", "parameter": "limit", "detail": "Expected `int`, got `str`"}],
         },
     ),
     404: (

@@ -7,11 +7,14 @@ from typing import Any
 
 import msgspec
 
-from dataworkflows.errors import InvalidInput
-
-from .params import BIGINT_MAX
+from .params import BIGINT_MAX, BadQueryValue
 
 _INVALID = "the cursor is not valid; use nextCursor from a previous page"
+
+
+def invalid_cursor() -> BadQueryValue:
+    """The refusal of a cursor that no page produced (a 400, like any bad query value)."""
+    return BadQueryValue("cursor", _INVALID)
 
 
 def encode_cursor(value: Any) -> str:
@@ -23,9 +26,19 @@ def decode_cursor(cursor: str | None) -> Any:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return msgspec.json.decode(base64.urlsafe_b64decode(padded.encode()))
+        value = msgspec.json.decode(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, msgspec.DecodeError) as exc:
-        raise InvalidInput(_INVALID) from exc
+        raise invalid_cursor() from exc
+    # No id holds a NUL, and PostgreSQL would refuse the text (a 422 from the database layer).
+    if _holds_nul(value):
+        raise invalid_cursor()
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(_holds_nul(part) for part in value)
 
 
 def decode_id_cursor(cursor: str | None) -> int | None:
@@ -35,5 +48,5 @@ def decode_id_cursor(cursor: str | None) -> int | None:
         return None
     # bool is an int subclass, and JSON true is not an id.
     if type(value) is not int or not 1 <= value <= BIGINT_MAX:
-        raise InvalidInput(_INVALID)
+        raise invalid_cursor()
     return value

@@ -1,4 +1,5 @@
-"""Integers from a path or a query string are bounded before they reach SQL.
+"""Path and query parameters: integers are bounded before they reach SQL, and a query value an
+endpoint does not take is refused the one way (400, BadQueryValue, naming the parameter).
 
 psycopg sends a Python int past bigint as numeric, and a bigint column compared with it, or a function
 taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
@@ -6,16 +7,37 @@ taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 
-from dataworkflows.errors import NotFound
+from dataworkflows.errors import DataWorkflowsError, NotFound
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
+
+
+class BadQueryValue(DataWorkflowsError):
+    """A query parameter's value is not one the endpoint takes.
+
+    400, like a value Litestar cannot parse (a `limit` that is not a number): every bad query value
+    is a malformed request, whichever check finds it (api/problems.py)."""
+
+    code = "bad_request"
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def require_one_of(parameter: str, value: str | None, allowed: Iterable[str]) -> None:
+    """An enum's value, or none: an unknown one is a mistake, not a filter that matches nothing."""
+    choices = list(allowed)
+    if value is not None and value not in choices:
+        raise BadQueryValue(parameter, f"{parameter} must be one of {', '.join(choices)}, not {value[:50]!r}")
 
 
 def query_int(name: str, *, ge: int, le: int, required: bool | None = None) -> QueryParameter:
@@ -27,6 +49,20 @@ def query_int(name: str, *, ge: int, le: int, required: bool | None = None) -> Q
 
 # `?version=N` on the routes that read one version of something (versions are PostgreSQL integers).
 VersionQuery = Annotated[int | None, query_int("version", ge=1, le=INT_MAX, required=False)]
+
+
+# The webhook receiver's query is a delivery's payload: it refuses a NUL itself, and records the refusal.
+_QUERY_IS_PAYLOAD = "/api/v1/hooks/"
+
+
+def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """No query value the API takes holds a NUL (PostgreSQL text cannot): a 400 naming the parameter
+    here, rather than the database's refusal (422) of a free-text filter such as workflowId."""
+    if connection.url.path.startswith(_QUERY_IS_PAYLOAD):
+        return
+    for name, value in connection.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise BadQueryValue(name.replace("\x00", "\\0")[:50], "a query value must not hold a NUL character")
 
 
 def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -6,11 +6,15 @@ from typing import Any
 
 import structlog
 from litestar import MediaType, Request, Response
+from litestar.enums import ParamType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import ParameterKwarg
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from dataworkflows import errors
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+
+from .params import BadQueryValue
 
 log = structlog.get_logger("dataworkflows.api")
 
@@ -37,6 +41,7 @@ class UnsupportedMediaType(errors.DataWorkflowsError):
 
 _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
     (UnsupportedMediaType, 415, "Unsupported media type"),
+    (BadQueryValue, 400, "Bad request"),
     (errors.InvalidTriggerConfig, 422, "Invalid trigger config"),
     (errors.DefinitionError, 422, "Invalid workflow definition"),
     (errors.InvalidInput, 422, "Invalid input"),
@@ -110,6 +115,8 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
             extra: dict[str, Any] = {}
             if isinstance(exc, errors.DefinitionError):
                 extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
+            if isinstance(exc, BadQueryValue):
+                extra["errors"] = [_query_entry(exc.parameter, exc.message)]
             if isinstance(exc, TemplateRenderError):
                 extra.update({k: exc.attributes[k] for k in ("template", "line", "column") if k in exc.attributes})
             if status == 503:
@@ -126,7 +133,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         status = 400
         if isinstance(exc.extra, list):
             extra["errors"] = [
-                {"pointer": _pointer(item.get("key")), "detail": item.get("message")}
+                _query_entry(_query_name(request, str(item.get("key"))), item.get("message"))
+                if item.get("source") == ParamType.QUERY
+                else {"pointer": _pointer(item.get("key")), "detail": item.get("message")}
                 for item in exc.extra
                 if isinstance(item, dict)
             ]
@@ -146,6 +155,22 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if status >= 500:
         log.error("http error", path=request.url.path, status=status, detail=detail)
     return problem(status, titles.get(status, "Error"), detail, code=code, request=request, **extra)
+
+
+def _query_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name the client sent: Litestar names a query parameter it could not parse by the handler's
+    argument (trigger_id), not by the name the query uses (triggerId)."""
+    handler = request.scope.get("route_handler")
+    field = handler.parsed_fn_signature.parameters.get(key) if handler is not None else None
+    definition = field.kwarg_definition if field is not None else None
+    if isinstance(definition, ParameterKwarg) and definition.name:
+        return definition.name
+    return key
+
+
+def _query_entry(parameter: str, detail: Any) -> dict[str, Any]:
+    """A bad query value's entry: `parameter` names it (`pointer`, "/<name>", is what older clients read)."""
+    return {"pointer": _pointer(parameter), "parameter": parameter, "detail": detail}
 
 
 def _pointer(key: Any) -> str:

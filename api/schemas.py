@@ -463,6 +463,8 @@ class ProblemEntry(msgspec.Struct):
     pointer: str
     detail: str
     code: str | None = None
+    # A bad query value's parameter (its pointer is "/<name>").
+    parameter: str | None = None
 
 
 class ProblemDetails(msgspec.Struct):

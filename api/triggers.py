@@ -22,6 +22,7 @@ from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, N
 from dataworkflows.validation import Problem, is_valid_id, json_depth
 
 from .openapi_docs import PROBLEMS
+from .params import require_one_of
 from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
 from .workflows import require_workflow
@@ -145,8 +146,7 @@ class TriggerController(Controller):
     async def list_triggers(
         self, db: DatabaseDep, kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None
     ) -> list[TriggerRead]:
-        if kind is not None and kind not in KINDS:
-            raise InvalidInput("kind must be schedule or webhook")
+        require_one_of("kind", kind, KINDS)
         return [read(t) for t in await db.triggers.everything(kind=kind)]
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})

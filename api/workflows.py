@@ -20,8 +20,8 @@ from dataworkflows.statuses import WorkflowStatus
 from dataworkflows.validation import json_depth
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor
-from .params import INT_MAX, query_int
+from .paging import decode_cursor, encode_cursor, invalid_cursor
+from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
     ExecuteRequest,
     ExecuteResponse,
@@ -113,12 +113,10 @@ class WorkflowController(Controller):
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> WorkflowList:
-        if status is not None and status not in set(WorkflowStatus):
-            # An unknown status is a mistake, not a filter that matches nothing.
-            raise InvalidInput(f"status must be one of {', '.join(WorkflowStatus)}, not {status[:50]!r}")
+        require_one_of("status", status, WorkflowStatus)
         after = decode_cursor(cursor)
         if after is not None and not isinstance(after, str):
-            raise InvalidInput("the cursor is not valid; use nextCursor from a previous page")
+            raise invalid_cursor()
         rows = await db.workflows.page(after=after, status=status, limit=limit + 1)
         items = [from_row(WorkflowRead, row) for row in rows[:limit]]
         next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None

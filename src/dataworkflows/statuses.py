@@ -32,6 +32,17 @@ _FINAL_EXECUTION = frozenset(
 )
 
 
+class DeadLetterKind(StrEnum):
+    """dw.dead_letters.kind (constraint dead_letters_kind_check)."""
+
+    # A node failed for good and nothing handled it.
+    NODE_FAILED = "node_failed"
+    # The run's worker died more often than DW_MAX_RECOVERIES.
+    WORKER_LOST = "worker_lost"
+    # A Procrastinate job raised.
+    JOB_FAILED = "job_failed"
+
+
 class NodeStatus(StrEnum):
     PENDING = "Pending"
     READY = "Ready"

@@ -1,4 +1,4 @@
-"""What every answer of the API shares: JSON ends with a newline; an unknown status filter is a 422."""
+"""What every answer of the API shares: JSON ends with a newline; an unknown status filter is a 400."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def test_json_answers_end_with_a_newline_and_unknown_status_filters_are_re
         ("/api/v1/executions", "Pending, Running, Waiting, Suspended, Succeeded, Failed, Cancelled, TimedOut"),
         ("/api/v1/approvals", "open, all"),
     ):
-        refused = assert_problem(await client.get(path, params={"status": "bogus"}), 422)
+        refused = assert_problem(await client.get(path, params={"status": "bogus"}), 400)
         assert f"status must be one of {allowed}, not 'bogus'" == refused["detail"]
         assert (await client.get(path, params={"status": "bogus"})).content.endswith(b"}\n")
 

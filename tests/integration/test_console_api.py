@@ -97,7 +97,7 @@ async def test_executions_filter_by_trigger_kind_trigger_and_time(
     assert await ids(createdTo="2026-01-01T10:00:00Z") == []
     recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     assert await ids(createdFrom=recent) == [hooked]
-    problem = assert_problem(await client.get("/api/v1/executions", params={"triggerKind": "cron"}), 422)
+    problem = assert_problem(await client.get("/api/v1/executions", params={"triggerKind": "cron"}), 400)
     assert "triggerKind must be one of" in problem["detail"]
     assert_problem(await client.get("/api/v1/executions", params={"createdFrom": "yesterday"}), 400)
     assert_problem(await client.get("/api/v1/executions", params={"triggerId": "not-a-uuid"}), 400)

@@ -192,7 +192,7 @@ async def test_suspend_and_resume_a_pending_run(client: AsyncTestClient[Any], db
 
 
 async def test_list_refuses_an_unknown_status(client: AsyncTestClient[Any]) -> None:
-    body = assert_problem(await client.get("/api/v1/executions", params={"status": "Paused"}), 422)
+    body = assert_problem(await client.get("/api/v1/executions", params={"status": "Paused"}), 400)
     assert "Suspended" in body["detail"]
 
 
@@ -308,11 +308,11 @@ async def test_approvals_without_any(client: AsyncTestClient[Any]) -> None:
     listed = await client.get("/api/v1/approvals")
     assert (listed.status_code, listed.json()) == (200, [])
     assert (await client.get("/api/v1/approvals", params={"status": "all", "principal": "alice"})).json() == []
-    unknown_status = assert_problem(await client.get("/api/v1/approvals", params={"status": "closed"}), 422)
+    unknown_status = assert_problem(await client.get("/api/v1/approvals", params={"status": "closed"}), 400)
     assert "open, all" in unknown_status["detail"]
     assert_problem(await client.get("/api/v1/approvals", params={"executionId": "nope"}), 400)
     assert_problem(await client.get("/api/v1/approvals", params={"limit": 0}), 400)
-    assert_problem(await client.get("/api/v1/approvals", params={"principal": "p" * 201}), 422)
+    assert_problem(await client.get("/api/v1/approvals", params={"principal": "p" * 201}), 400)
     for unknown in (str(uuid.uuid4()), "nope"):
         assert_problem(await client.get(f"/api/v1/approvals/{unknown}"), 404)
         decided = await client.post(
