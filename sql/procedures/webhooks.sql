@@ -27,7 +27,11 @@ $$;
 -- transaction to end), a 'duplicate' row pointing at the first delivery's execution instead: o_id
 -- is NULL and o_first_* describe the first delivery.
 -- A signed delivery also claims its content hash (p_content_hash): the same signed request under
--- another delivery id is a replay, answered like a duplicate.
+-- another delivery id is a replay, answered like a duplicate. That duplicate row does not claim its
+-- own delivery id, on purpose (README "Webhooks"): the id header is not signed, so a replay's id is
+-- whatever its sender chose, and a claim would let anyone who saw one signed request take ids the
+-- real sender has yet to use. A sender's own first delivery under an id is not a replay (its
+-- signed content differs), so it claims that id for its retries as usual.
 CREATE OR REPLACE FUNCTION dw.claim_webhook_delivery_v1(
     p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_outcome text, p_reason text,
     p_status_code integer, p_body_bytes integer, p_received_at timestamptz,

@@ -230,6 +230,35 @@ async def test_a_signed_request_replayed_under_another_delivery_id_is_a_duplicat
     assert await runs_of(db, hook) == 1
 
 
+async def test_a_replay_under_an_id_the_sender_has_yet_to_use_does_not_take_that_id(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """A hash duplicate claims no delivery id (a decision: README "Webhooks", the comment of
+    dw.claim_webhook_delivery_v1): the id of a replay is the replayer's choice."""
+    hook = await make_hook(db)
+    url = f"/api/v1/hooks/{hook}"
+    body = b'{"order": 42}'
+    captured = sign(body, X_Delivery_Id="order-42")
+    first = await client.post(url, content=body, headers=captured)
+    replayed = await client.post(url, content=body, headers={**captured, "X-Delivery-Id": "order-43"})
+    assert first.status_code == 202 and replayed.status_code == 200, replayed.text
+    assert replayed.json()["duplicate"] is True and replayed.json()["executionId"] == first.json()["executionId"]
+    # The sender's own delivery under that id is a new event: it runs, and claims the id.
+    own_body = b'{"order": 43}'
+    own = await client.post(url, content=own_body, headers=sign(own_body, X_Delivery_Id="order-43"))
+    assert own.status_code == 202 and own.json()["duplicate"] is False, own.text
+    assert own.json()["executionId"] != first.json()["executionId"]
+    # Its retry, re-signed later, is a duplicate of it, not of the replay's run.
+    retried = await client.post(
+        url, content=own_body, headers=sign(own_body, timestamp=time.time() + 1, X_Delivery_Id="order-43")
+    )
+    assert retried.status_code == 200 and retried.json()["duplicate"] is True, retried.text
+    assert retried.json()["executionId"] == own.json()["executionId"]
+    assert await runs_of(db, hook) == 2
+    outcomes = [(o, s) for o, s, _ in await rows(db, hook)]
+    assert outcomes == [("accepted", 202), ("duplicate", 200), ("accepted", 202), ("duplicate", 200)]
+
+
 async def test_activation_condition_false_answers_200_and_starts_nothing(
     client: AsyncTestClient[Any], db: Database, hooked: str
 ) -> None:
