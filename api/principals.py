@@ -23,13 +23,23 @@ from litestar.types import ParametersMap
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tenancy import DEFAULT_TENANT, enter_tenant
-from dataworkflows.tokens import ROLES, TokenRejected, TokenVerifier, valid_tenant
+from dataworkflows.tokens import (
+    MAX_SUBJECT,
+    ROLES,
+    TokenRejected,
+    TokenVerifier,
+    has_control_character,
+    valid_tenant,
+)
 
 from .problems import Unauthorized
 
 PRINCIPAL_ID_HEADER = "X-Principal-Id"
 PRINCIPAL_TYPE_HEADER = "X-Principal-Type"
 TENANT_HEADER = "X-Tenant-Id"
+# As long as a token's sub may be (strict mode), and the approvals ?principal= filter.
+MAX_PRINCIPAL_ID = MAX_SUBJECT
+MAX_PRINCIPAL_TYPE = 50
 ALL_ROLES = frozenset(ROLES)
 # Which roles each role includes: every role may read; admin may do everything. Operator (running
 # things) and author (changing definitions) are independent: grant both to do both.
@@ -92,16 +102,25 @@ class HeaderPrincipalResolver:
     strict = False
 
     async def resolve(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-        principal_id = (connection.headers.get(PRINCIPAL_ID_HEADER) or "").strip() or None
-        principal_type = (connection.headers.get(PRINCIPAL_TYPE_HEADER) or "").strip() or None
-        if principal_id is not None:
-            principal_id = principal_id[:200]
-        if principal_type is not None:
-            principal_type = principal_type[:50]
+        principal_id = _header(connection, PRINCIPAL_ID_HEADER, MAX_PRINCIPAL_ID)
+        principal_type = _header(connection, PRINCIPAL_TYPE_HEADER, MAX_PRINCIPAL_TYPE)
         tenant = (connection.headers.get(TENANT_HEADER) or "").strip() or DEFAULT_TENANT
         if not valid_tenant(tenant):
             raise ClientException(f"{TENANT_HEADER} must be 1-100 letters, digits, '_', '.' or '-'")
         return Principal(principal_id, principal_type or ("user" if principal_id else None), tenant, ALL_ROLES)
+
+
+def _header(connection: ASGIConnection[Any, Any, Any, Any], name: str, most: int) -> str | None:
+    """A principal header's value (None when absent or blank). One that is too long or holds a
+    control character is refused (400), never cut: the caller would be recorded as someone else."""
+    value = (connection.headers.get(name) or "").strip()
+    if not value:
+        return None
+    if len(value) > most:
+        raise ClientException(f"{name} must be at most {most} characters (this one has {len(value)})")
+    if has_control_character(value):
+        raise ClientException(f"{name} must not contain control characters")
+    return value
 
 
 class BearerPrincipalResolver:

@@ -48,6 +48,12 @@ JWKS_MAX_KEYS = 50
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+def has_control_character(text: str) -> bool:
+    """Whether the text holds a control character (C0, DEL or C1; a tab too): never part of a
+    principal's name, and a line break in one would forge log lines."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
 class TokenRejected(DataWorkflowsError):
     """The bearer token is not valid."""
 
@@ -339,6 +345,8 @@ class TokenVerifier:
         subject = payload.get("sub")
         if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT:
             raise TokenRejected(f"the token's sub must be a non-empty string of at most {MAX_SUBJECT} characters")
+        if has_control_character(subject):
+            raise TokenRejected("the token's sub must not contain control characters")
         tenant = claim(payload, settings.jwt_tenant_claim)
         if tenant is None:
             raise TokenRejected(f"the token has no tenant claim ({settings.jwt_tenant_claim!r})")
@@ -395,8 +403,8 @@ def mint_token(
     tokens come from an identity provider."""
     if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigurationError(f"DW_JWT_SECRET must be set, at least {MIN_SECRET_BYTES} bytes, to mint tokens")
-    if not subject.strip() or len(subject) > MAX_SUBJECT:
-        raise ConfigurationError(f"the subject must be 1-{MAX_SUBJECT} characters")
+    if not subject.strip() or len(subject) > MAX_SUBJECT or has_control_character(subject):
+        raise ConfigurationError(f"the subject must be 1-{MAX_SUBJECT} characters, without control characters")
     if not valid_tenant(tenant):
         raise ConfigurationError("the tenant must be 1-100 letters, digits, '_', '.' or '-'")
     unknown = sorted(set(roles) - set(ROLES))

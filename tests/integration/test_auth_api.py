@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -18,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from dataworkflows.api.app import create_app
 from dataworkflows.api.auth import api_handlers, required_roles
 from dataworkflows.config import Settings
+from dataworkflows.errors import ConfigurationError
 from dataworkflows.tokens import TokenVerifier, mint_token
 from tests.conftest import load_fixture
 from tests.integration.test_api import assert_problem
@@ -432,6 +434,41 @@ async def test_loose_mode_is_unchanged(dsn: str) -> None:
         bad = await loose.get("/api/v1/workflows", headers={"X-Tenant-Id": "no/slashes"})
         assert "X-Tenant-Id" in assert_problem(bad, 400)["detail"]
         assert (await loose.get("/health/live", headers={"X-Tenant-Id": "no/slashes"})).status_code == 200
+
+
+async def test_a_loose_principal_header_is_refused_rather_than_cut(dsn: str) -> None:
+    """A principal over 200 characters (a type over 50) or with a control character is a 400 naming
+    the header: the caller is never recorded as a principal it did not send (it was cut to 200)."""
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as loose:
+        longest = "p" * 200
+        created = await loose.post("/api/v1/workflows", json=echo("wf"), headers={"X-Principal-Id": longest})
+        assert created.status_code == 201 and created.json()["createdBy"] == longest
+        for header, value, says in [
+            ("X-Principal-Id", "p" * 201, "at most 200 characters (this one has 201)"),
+            ("X-Principal-Id", "ana\x01", "control characters"),
+            ("X-Principal-Id", "ana\tbob", "control characters"),
+            ("X-Principal-Type", "t" * 51, "at most 50 characters"),
+            ("X-Principal-Type", "user\x7f", "control characters"),
+        ]:
+            refused = await loose.post("/api/v1/workflows", json=echo("wf2"), headers={header: value})
+            body = assert_problem(refused, 400)
+            assert body["code"] == "bad_request" and header in body["detail"] and says in body["detail"], body
+            assert value not in body["detail"]
+        assert (await loose.get("/api/v1/workflows/wf2")).status_code == 404, "nothing was stored"
+        # Routes without the guard (health, webhook deliveries) do not read the headers.
+        assert (await loose.get("/health/live", headers={"X-Principal-Id": "p" * 201})).status_code == 200
+
+
+async def test_a_token_whose_sub_holds_a_control_character_is_refused(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    settings = strict_settings(dsn)
+    now = int(time.time())
+    claims = {"sub": "ana\nadmin", "tenant": "default", "roles": ["admin"], "iss": settings.jwt_issuer,
+              "aud": settings.jwt_audience}  # fmt: skip
+    token = jwt.encode({**claims, "iat": now, "exp": now + 300}, SECRET, algorithm="HS256")
+    body = assert_problem(await strict.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"}), 401)
+    assert "control characters" in body["detail"], body
+    with pytest.raises(ConfigurationError, match="control characters"):
+        mint_token(settings, subject="ana\nadmin", tenant="default", roles=["admin"], ttl_seconds=60)
 
 
 async def test_openapi_documents_each_routes_role(strict: AsyncTestClient[Any]) -> None:
