@@ -211,7 +211,7 @@ PROBLEM_EXAMPLES: dict[int, tuple[str, dict[str, Any]]] = {
             "type": "https://dataworkflows.dev/problems/bad_request",
             "title": "Bad request",
             "status": 400,
-            "detail": "Validation failed for GET /api/v1/executions",
+            "detail": "query parameter limit='abc': Expected `int`, got `str`",
             "code": "bad_request",
             "instance": "/api/v1/executions",
             "errors": [{"pointer": "/limit", "parameter": "limit", "detail": "Expected `int`, got `str`"}],

@@ -33,11 +33,24 @@ class BadQueryValue(DataWorkflowsError):
         self.parameter = parameter
 
 
+# The most of a client's value a problem's detail quotes: a query value may be thousands of
+# characters long.
+MAX_QUOTED = 100
+
+
+def quoted(value: str, most: int = MAX_QUOTED) -> str:
+    """A client's value as a problem quotes it: repr'd, at most `most` characters of it, and its
+    length when it is longer."""
+    if len(value) <= most:
+        return repr(value)
+    return f"{value[:most]!r}… ({len(value)} characters)"
+
+
 def require_one_of(parameter: str, value: str | None, allowed: Iterable[str]) -> None:
     """An enum's value, or none: an unknown one is a mistake, not a filter that matches nothing."""
     choices = list(allowed)
     if value is not None and value not in choices:
-        raise BadQueryValue(parameter, f"{parameter} must be one of {', '.join(choices)}, not {value[:50]!r}")
+        raise BadQueryValue(parameter, f"{parameter} must be one of {', '.join(choices)}, not {quoted(value)}")
 
 
 def query_int(name: str, *, ge: int, le: int, required: bool | None = None) -> QueryParameter:

@@ -14,7 +14,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from dataworkflows import errors
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
-from .params import BadQueryValue
+from .params import BadQueryValue, quoted
 
 log = structlog.get_logger("dataworkflows.api")
 
@@ -129,16 +129,13 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     extra: dict[str, Any] = {}
+    detail = _own_detail(request, exc.detail)
     if isinstance(exc, ValidationException):
         status = 400
         if isinstance(exc.extra, list):
-            extra["errors"] = [
-                _query_entry(_query_name(request, str(item.get("key"))), item.get("message"))
-                if item.get("source") == ParamType.QUERY
-                else {"pointer": _pointer(item.get("key")), "detail": item.get("message")}
-                for item in exc.extra
-                if isinstance(item, dict)
-            ]
+            entries = [_validation_entry(request, item) for item in exc.extra if isinstance(item, dict)]
+            extra["errors"] = [entry for entry, _ in entries]
+            detail = "; ".join(said for _, said in entries) or detail
     titles = {
         400: "Bad request",
         401: "Unauthorized",
@@ -151,10 +148,44 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
         status, "http_error"
     )
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else titles.get(status, "error")
+    detail = detail or titles.get(status, "error")
     if status >= 500:
         log.error("http error", path=request.url.path, status=status, detail=detail)
     return problem(status, titles.get(status, "Error"), detail, code=code, request=request, **extra)
+
+
+# The most of a message quoting a client's value (a field name in a body) a problem repeats.
+MAX_MESSAGE = 200
+
+
+def _bounded(message: Any) -> str:
+    text = str(message or "")
+    return text if len(text) <= MAX_MESSAGE else f"{text[:MAX_MESSAGE]}… ({len(text)} characters)"
+
+
+def _own_detail(request: Request[Any, Any, Any], detail: Any) -> str:
+    """Litestar's own detail, without the request's query string (its 400s repeat the whole URL:
+    "Validation failed for GET /path?…") and bounded."""
+    if not isinstance(detail, str):
+        return ""
+    query = request.url.query
+    if query:
+        detail = detail.replace(f"?{query}", "")
+    return _bounded(detail)
+
+
+def _validation_entry(request: Request[Any, Any, Any], item: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A parsing failure's errors[] entry and what the detail says of it: the parameter's name and
+    at most MAX_QUOTED characters of its value."""
+    message = _bounded(item.get("message"))
+    if item.get("source") == ParamType.QUERY:
+        name = _query_name(request, str(item.get("key")))
+        values = request.query_params.getall(name, [])
+        value = f"={quoted(values[0])}" if values else ""
+        return _query_entry(name, message), f"query parameter {name}{value}: {message}"
+    where = _pointer(item.get("key"))
+    said = "the request body" if item.get("source") == "body" or where == "/data" else (where or "the request")
+    return {"pointer": where, "detail": message}, f"{said}: {message}"
 
 
 def _query_name(request: Request[Any, Any, Any], key: str) -> str:

@@ -130,3 +130,37 @@ async def test_a_known_kind_still_filters_dead_letters(client: AsyncTestClient[A
         db, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'dead_letters_kind_check'"
     )
     assert sorted(kind for kind in DeadLetterKind) == sorted(definition.split("'")[1::2])
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "name"),
+    [
+        ("/api/v1/executions", {"limit": "abc", "workflowId": "w" * 5000}, "limit"),  # Litestar's parsing
+        ("/api/v1/executions", {"createdFrom": "y" * 5000}, "createdFrom"),
+        ("/api/v1/executions", {"status": "s" * 5000}, "status"),  # a handler's check
+    ],
+    ids=["other-value-long", "own-value-long", "enum-value-long"],
+)
+async def test_a_400s_detail_names_the_parameter_and_quotes_little_of_the_query(
+    client: AsyncTestClient[Any], path: str, params: dict[str, str], name: str
+) -> None:
+    """Litestar's detail repeated the whole URL, query string and all ("Validation failed for GET
+    /api/v1/executions?limit=abc&workflowId=www…"): thousands of characters of the client's own
+    input. The detail names the parameter and quotes at most 100 characters of its value."""
+    answer = await client.get(path, params=params)
+    body = assert_problem(answer, 400)
+    assert [entry["parameter"] for entry in body["errors"]] == [name]
+    assert name in body["detail"] and len(body["detail"]) < 400, body["detail"]
+    value = params[name]
+    assert value[:100] in body["detail"], "it quotes the bad value's start"
+    for sent in params.values():
+        if len(sent) > 100:
+            assert sent[:101] not in answer.text, "never more than 100 characters of a value"
+    if len(value) > 100:
+        assert f"({len(value)} characters)" in body["detail"]
+
+
+async def test_a_body_field_name_is_quoted_with_a_bound(client: AsyncTestClient[Any]) -> None:
+    answer = await client.put("/api/v1/connections/x", json={"kind": "http", "secret": "s", "u" * 3000: 1})
+    body = assert_problem(answer, 400)
+    assert "u" * 201 not in answer.text and "(3" in body["detail"], body
