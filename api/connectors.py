@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 from uuid import UUID
 
@@ -11,6 +10,8 @@ import msgspec
 from litestar import Controller, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from dataworkflows.actions import ActionRegistry
+from dataworkflows.connection_kinds import connection_kinds, connection_problems
 from dataworkflows.credentials import ALL_WORKFLOWS, Cipher, connection_binding
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
 from dataworkflows.validation import is_valid_id
@@ -36,11 +37,8 @@ def allowed_workflows(value: list[str]) -> list[str]:
     return sorted(set(value))
 
 
-def _is_json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
+def _connectors(registry: ActionRegistry) -> list[str]:
+    return [getattr(registry.get(name), "connector", "core") for name in registry.types()]
 
 
 class CatalogController(Controller):
@@ -85,12 +83,12 @@ class ConnectionController(Controller):
     ) -> ConnectionRead:
         if not is_valid_id(name):
             raise InvalidInput("a connection name is 1-128 letters, digits, '.', '_' or '-'")
+        # Pasted from a file, a secret often ends with a newline: never part of a token.
         secret = data.secret.strip()
-        if not secret:
-            raise InvalidInput("secret must not be empty")
-        if any(ord(c) < 32 for c in secret) and not _is_json_object(secret):
-            # A token with a line break would be cut into a header; JSON connections may be pretty.
-            raise InvalidInput("secret must not contain line breaks or other control characters")
+        problems = connection_problems(data.kind, secret, connection_kinds(_connectors(svc.registry)))
+        if problems:
+            more = f" (and {len(problems) - 1} more: see errors)" if len(problems) > 1 else ""
+            raise InvalidInput(f"{problems[0].message}{more}", problems=problems)
         if not svc.settings.credentials_key:
             raise Conflict(
                 "storing connections needs DW_CREDENTIALS_KEY (base64 of 32 random bytes); "

@@ -23,14 +23,8 @@ from litestar.types import ParametersMap
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tenancy import DEFAULT_TENANT, enter_tenant
-from dataworkflows.tokens import (
-    MAX_SUBJECT,
-    ROLES,
-    TokenRejected,
-    TokenVerifier,
-    has_control_character,
-    valid_tenant,
-)
+from dataworkflows.tokens import MAX_SUBJECT, ROLES, TokenRejected, TokenVerifier, valid_tenant
+from dataworkflows.validation import has_control_character
 
 from .problems import Unauthorized
 

@@ -113,7 +113,7 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}
-            if isinstance(exc, errors.DefinitionError):
+            if isinstance(exc, errors.DefinitionError) or (isinstance(exc, errors.InvalidInput) and exc.problems):
                 extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
             if isinstance(exc, BadQueryValue):
                 extra["errors"] = [_query_entry(exc.parameter, exc.message)]

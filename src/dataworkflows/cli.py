@@ -1206,7 +1206,12 @@ def _add_connections(sub: Any) -> None:
     clist.set_defaults(func=cmd_connections_list)
     put = csub.add_parser("put", help="store a connection's secret (a new one is usable by no workflow until allowed)")
     put.add_argument("name")
-    put.add_argument("--kind", required=True, help="slack, monday, http, ...")
+    put.add_argument(
+        "--kind",
+        required=True,
+        help="the connector that uses it: http (a JSON secret), slack, monday (a token), or an installed "
+        "action's connector (the API refuses others)",
+    )
     put.add_argument("--secret-file", required=True, help="a file holding the secret, or - for stdin")
     for parser in (put, csub.add_parser("allow", help="set the workflows that may use a connection (replaces them)")):
         parser.add_argument("--allow", action="append", metavar="WORKFLOW", help="a workflow that may use it")

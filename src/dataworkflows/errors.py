@@ -115,6 +115,12 @@ class InvalidInput(DataWorkflowsError):
 
     code = "invalid_input"
 
+    def __init__(self, message: str | None = None, *, problems: list[Any] | None = None, **attributes: Any) -> None:
+        super().__init__(message, **attributes)
+        # validation.Problem entries (a JSON pointer into the request body each), when the input has
+        # fields to point at: answered as the problem details' errors[].
+        self.problems = list(problems or [])
+
 
 class NotFound(DataWorkflowsError):
     """The resource was not found."""

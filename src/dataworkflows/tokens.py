@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.tenancy import is_valid_tenant
+from dataworkflows.validation import has_control_character
 
 log = structlog.get_logger("dataworkflows.tokens")
 
@@ -46,12 +47,6 @@ JWKS_TIMEOUT_SECONDS = 5.0
 JWKS_MAX_BYTES = 256 * 1024
 JWKS_MAX_KEYS = 50
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-def has_control_character(text: str) -> bool:
-    """Whether the text holds a control character (C0, DEL or C1; a tab too): never part of a
-    principal's name, and a line break in one would forge log lines."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
 
 class TokenRejected(DataWorkflowsError):

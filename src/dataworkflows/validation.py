@@ -64,6 +64,12 @@ def join_pointer(base: str, *tokens: str | int) -> str:
     return base + "".join("/" + pointer_escape(t) for t in tokens)
 
 
+def has_control_character(text: str) -> bool:
+    """Whether the text holds a control character (C0 with tab and line breaks, DEL, C1): never part
+    of a name, a principal or a header value, and a line break in one would forge log lines."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
 def is_valid_id(value: Any) -> bool:
     """Whether a value is a string that ID_PATTERN accepts (a workflow, node or template id)."""
     return isinstance(value, str) and ID_PATTERN.match(value) is not None

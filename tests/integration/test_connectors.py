@@ -387,7 +387,7 @@ async def test_connections_are_stored_encrypted_and_used(
     assert (await client.delete("/api/v1/connections/slack-db")).status_code == 204
     assert_problem(await client.delete("/api/v1/connections/slack-db"), 404)
     async with AsyncTestClient(create_app(Settings(database_url=dsn))) as keyless:
-        body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "http", "secret": "s"}), 409)
+        body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "slack", "secret": "s"}), 409)
         assert "DW_CREDENTIALS_KEY" in body["detail"]
 
 

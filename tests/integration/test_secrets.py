@@ -165,17 +165,22 @@ async def stored_texts(db: Database, execution_id: UUID) -> dict[str, str]:
 # --- allow-lists through the API ---------------------------------------------------------------
 
 
+def crm_secret(token: str) -> str:
+    return json.dumps({"hosts": ["crm.example.com"], "bearer": token})
+
+
 async def test_allow_lists_are_set_on_create_changed_later_and_kept_on_rotation(client: AsyncTestClient[Any]) -> None:
-    created = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": "s3cret-token"})
+    created = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": crm_secret("s3cret-token")})
     assert created.status_code == 200
     assert created.json()["allowedWorkflows"] == [], "a new connection is usable by no workflow until allowed"
 
     changed = await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": ["sync-b", "sync-a", "sync-a"]})
     assert changed.status_code == 200 and changed.json()["allowedWorkflows"] == ["sync-a", "sync-b"]
-    rotated = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": "new-token"})
+    rotated = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": crm_secret("new-token")})
     assert rotated.json()["allowedWorkflows"] == ["sync-a", "sync-b"], "rotating the secret keeps the list"
     everyone = await client.put(
-        "/api/v1/connections/crm", json={"kind": "http", "secret": "new-token", "allowedWorkflows": ["x", "*"]}
+        "/api/v1/connections/crm",
+        json={"kind": "http", "secret": crm_secret("new-token"), "allowedWorkflows": ["x", "*"]},
     )
     assert everyone.json()["allowedWorkflows"] == ["*"]
     one = (await client.get("/api/v1/connections/crm")).json()
@@ -191,6 +196,60 @@ async def test_allow_lists_are_set_on_create_changed_later_and_kept_on_rotation(
     assert_problem(await client.get("/api/v1/connections/nope"), 404)
     too_many = {"allowedWorkflows": [f"w{i}" for i in range(1001)]}
     assert_problem(await client.patch("/api/v1/connections/crm", json=too_many), 422)
+
+
+# --- kinds and the shape of their secrets ----------------------------------------------------------
+
+
+async def test_an_unknown_kind_or_a_secret_its_actions_cannot_use_is_refused_when_stored(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Before, any kind was stored (ftp), and an http connection whose secret was a bare token was
+    stored and failed only when a run used it (connection_invalid)."""
+    bare = "Sup3r-Secret-Token-42"
+    for body, pointers in [
+        ({"kind": "ftp", "secret": bare}, ["/kind"]),
+        ({"kind": "HTTP", "secret": crm_secret(bare)}, ["/kind"]),
+        ({"kind": "http", "secret": bare}, ["/secret"]),
+        ({"kind": "http", "secret": json.dumps({"bearer": bare})}, ["/secret/hosts"]),
+        (
+            {"kind": "http", "secret": json.dumps({"hosts": ["https://crm.example.com"], "bearer": bare})},
+            ["/secret/hosts/0"],
+        ),
+        ({"kind": "slack", "secret": json.dumps({"token": bare})}, ["/secret"]),
+        ({"kind": "monday", "secret": f"{bare} {bare}"}, ["/secret"]),
+        ({"kind": "ftp", "secret": "  \n"}, ["/kind", "/secret"]),
+    ]:
+        answer = await client.put("/api/v1/connections/crm", json=body)
+        problem = assert_problem(answer, 422)
+        assert problem["code"] == "invalid_input"
+        assert [entry["pointer"] for entry in problem["errors"]] == pointers, problem
+        assert bare not in answer.text and "Sup3r" not in answer.text, "the secret is never echoed"
+        assert_problem(await client.get("/api/v1/connections/crm"), 404)
+
+    stored = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": crm_secret(bare)})
+    assert stored.status_code == 200 and stored.json()["kind"] == "http"
+
+
+async def test_a_connection_stored_with_a_kind_no_longer_taken_stays_readable(
+    client: AsyncTestClient[Any], postgresql: psycopg.Connection
+) -> None:
+    with postgresql.transaction():
+        postgresql.execute(
+            "INSERT INTO dw.connections (tenant_id, name, kind, secret, key_id, allowed_workflows) "
+            "VALUES ('default', 'legacy', 'ftp', '\\x00', 'k', '{sync}')"
+        )
+    one = await client.get("/api/v1/connections/legacy")
+    assert one.status_code == 200 and one.json()["kind"] == "ftp"
+    assert [c["kind"] for c in (await client.get("/api/v1/connections")).json()] == ["ftp"]
+    changed = await client.patch("/api/v1/connections/legacy", json={"allowedWorkflows": ["sync", "other"]})
+    assert changed.status_code == 200 and changed.json()["kind"] == "ftp"
+    # Storing its secret again takes a kind of today.
+    assert_problem(await client.put("/api/v1/connections/legacy", json={"kind": "ftp", "secret": "t"}), 422)
+    rotated = await client.put("/api/v1/connections/legacy", json={"kind": "slack", "secret": "xoxb-1"})
+    assert rotated.status_code == 200 and rotated.json()["allowedWorkflows"] == ["other", "sync"]
+    assert_problem(await client.delete("/api/v1/connections/nope"), 404)
+    assert (await client.delete("/api/v1/connections/legacy")).status_code == 204
 
 
 async def test_publish_refuses_a_stored_connection_the_workflow_may_not_use(client: AsyncTestClient[Any]) -> None:

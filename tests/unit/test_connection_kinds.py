@@ -1,0 +1,110 @@
+"""A stored connection's kind and the shape of its secret, checked when it is stored: each kind's
+secret is one its actions can use, and no problem quotes any part of the secret."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dataworkflows.actions import default_registry
+from dataworkflows.actions.http import _connection
+from dataworkflows.connection_kinds import connection_kinds, connection_problems
+from dataworkflows.credentials import Secret
+
+KINDS = connection_kinds(["core", "http", "slack", "monday", "acme"])
+SECRET_PART = "s3cr3t-Part"
+
+
+def problems(kind: str, secret: str) -> list[tuple[str, str]]:
+    return [(p.pointer, p.code) for p in connection_problems(kind, secret, KINDS)]
+
+
+def test_the_kinds_are_the_installed_connectors_that_take_a_connection() -> None:
+    registry = default_registry()
+    connectors = {registry.get(name).connector for name in registry.types()}
+    assert connection_kinds(connectors) == ["http", "monday", "slack"]
+    assert KINDS == ["acme", "http", "monday", "slack"], "an installed package's connector is a kind"
+
+
+@pytest.mark.parametrize("kind", ["ftp", "HTTP", "Slack", "", "core", "x" * 500])
+def test_an_unknown_kind_is_refused_naming_the_field(kind: str) -> None:
+    [problem] = connection_problems(kind, "token", KINDS)
+    assert (problem.pointer, problem.code) == ("/kind", "unknown_connection_kind")
+    assert "http, monday, slack" in problem.message and len(problem.message) < 200
+
+
+GOOD_HTTP = [
+    {"hosts": ["api.example.com"], "bearer": "t"},
+    {"hosts": ["API.example.com", "api.example.com:8443", "10.0.0.1:80"], "headers": {"X-Api-Key": "k"}},
+    {"hosts": ["a.example"], "bearer": "t", "headers": {"X-Tenant": "acme"}},
+]
+
+
+@pytest.mark.parametrize("secret", GOOD_HTTP, ids=str)
+def test_a_good_http_secret_is_stored_and_the_action_can_use_it(secret: dict[str, object]) -> None:
+    text = json.dumps(secret, indent=2)  # pretty JSON, line breaks and all, is fine
+    assert problems("http", text) == []
+    headers, hosts = _connection(Secret(text))
+    assert headers and hosts
+
+
+BAD_HTTP = [
+    ("s3cr3t-Part", [("/secret", "invalid_secret")]),  # a bare token: the action needs JSON
+    ('["s3cr3t-Part"]', [("/secret", "invalid_secret")]),
+    ('{"bearer": "s3cr3t-Part"}', [("/secret/hosts", "invalid_secret")]),
+    ('{"hosts": [], "bearer": "s3cr3t-Part"}', [("/secret/hosts", "invalid_secret")]),
+    ('{"hosts": "api.example.com", "bearer": "s3cr3t-Part"}', [("/secret/hosts", "invalid_secret")]),
+    (
+        '{"hosts": ["https://api.example.com", "api.example.com:99999", "ok.example", 7, "a b"], "bearer": "x"}',
+        [
+            ("/secret/hosts/0", "invalid_secret"),
+            ("/secret/hosts/1", "invalid_secret"),
+            ("/secret/hosts/3", "invalid_secret"),
+            ("/secret/hosts/4", "invalid_secret"),
+        ],
+    ),
+    ('{"hosts": ["a.example"]}', [("/secret", "invalid_secret")]),  # nothing to send
+    ('{"hosts": ["a.example"], "headers": {}}', [("/secret", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "bearer": 5}', [("/secret/bearer", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "bearer": "s3cr3t\\nPart"}', [("/secret/bearer", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": {"X-Key": 5}}', [("/secret/headers", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": {"s3cr3t Part": "v"}}', [("/secret/headers", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": {"X-Key": "a\\r\\nb"}}', [("/secret/headers", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": ["X-Key"]}', [("/secret/headers", "invalid_secret")]),
+    (
+        '{"hosts": ["a.example"], "bearer": "t", "headers": {"authorization": "Basic x"}}',
+        [("/secret/headers", "invalid_secret")],
+    ),
+    ('{"hosts": ["a.example"], "bearerToken": "s3cr3t-Part"}', [("/secret", "invalid_secret")] * 2),  # a typo
+]
+
+
+@pytest.mark.parametrize(("secret", "expected"), BAD_HTTP, ids=lambda v: str(v)[:50])
+def test_an_http_secret_the_action_could_not_use_is_refused_without_quoting_it(
+    secret: str, expected: list[tuple[str, str]]
+) -> None:
+    found = connection_problems("http", secret, KINDS)
+    assert [(p.pointer, p.code) for p in found] == expected
+    for problem in found:
+        assert SECRET_PART not in problem.message and "s3cr3t" not in problem.message
+        assert "bearerToken" not in problem.message
+
+
+@pytest.mark.parametrize("kind", ["slack", "monday"])
+def test_a_token_kinds_secret_is_one_token(kind: str) -> None:
+    assert problems(kind, "xoxb-123-abc") == []
+    for bad in ('{"token": "s3cr3t-Part"}', "s3cr3t Part", "s3cr3t\nPart", "s3cr3t-Pärt", "s3cr3t\x7f"):
+        [problem] = connection_problems(kind, bad, KINDS)
+        assert (problem.pointer, problem.code) == ("/secret", "invalid_secret"), bad
+        assert "s3cr3t" not in problem.message
+
+
+def test_an_installed_kinds_secret_keeps_the_old_rules() -> None:
+    assert problems("acme", "any-token") == []
+    assert problems("acme", '{\n  "pretty": "json"\n}') == []
+    assert problems("acme", "two\nlines") == [("/secret", "invalid_secret")]
+
+
+def test_an_empty_secret_and_an_unknown_kind_are_both_reported() -> None:
+    assert problems("ftp", "") == [("/kind", "unknown_connection_kind"), ("/secret", "invalid_secret")]
