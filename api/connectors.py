@@ -14,26 +14,45 @@ from dataworkflows.actions import ActionRegistry
 from dataworkflows.connection_kinds import connection_kinds, connection_problems
 from dataworkflows.credentials import ALL_WORKFLOWS, Cipher, connection_binding
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
-from dataworkflows.validation import is_valid_id
+from dataworkflows.validation import Problem, is_valid_id
 
 from .openapi_docs import PROBLEMS
-from .params import query_int
+from .params import query_int, quoted
 from .schemas import ActionTypeRead, ConnectionAccess, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 _CHANGE_CONNECTIONS = {REQUIRES_PRINCIPAL: "change connections"}
 MAX_ALLOWED_WORKFLOWS = 1000
+ALLOWED = "/allowedWorkflows"
+
+
+def _invalid(*problems: Problem) -> InvalidInput:
+    """422 with one errors[] entry per problem; the detail is the first one's message."""
+    more = f" (and {len(problems) - 1} more: see errors)" if len(problems) > 1 else ""
+    return InvalidInput(f"{problems[0].message}{more}", problems=list(problems))
 
 
 def allowed_workflows(value: list[str]) -> list[str]:
-    """An allow-list as stored: workflow ids, sorted and distinct, or ["*"] (every workflow)."""
+    """An allow-list as stored: workflow ids, sorted and distinct, or ["*"] (every workflow).
+
+    "*" comes alone: beside ids it would make them meaningless (every workflow may use the
+    connection), and dropping them silently would hide that the caller meant something else."""
     if len(value) > MAX_ALLOWED_WORKFLOWS:
-        raise InvalidInput(f"allowedWorkflows holds at most {MAX_ALLOWED_WORKFLOWS} workflow ids")
+        raise _invalid(
+            Problem(ALLOWED, "too_many", f"allowedWorkflows holds at most {MAX_ALLOWED_WORKFLOWS} workflow ids")
+        )
     if ALL_WORKFLOWS in value:
+        if any(w != ALL_WORKFLOWS for w in value):
+            message = "allowedWorkflows is either ['*'] (every workflow) or workflow ids, not both"
+            raise _invalid(Problem(f"{ALLOWED}/{value.index(ALL_WORKFLOWS)}", "all_with_ids", message))
         return [ALL_WORKFLOWS]
-    bad = [w for w in value if not is_valid_id(w)]
-    if bad:
-        raise InvalidInput(f"allowedWorkflows must hold workflow ids or '*', not {bad[0]!r}")
+    problems = [
+        Problem(f"{ALLOWED}/{index}", "invalid_id", f"allowedWorkflows must hold workflow ids or '*', not {quoted(w)}")
+        for index, w in enumerate(value)
+        if not is_valid_id(w)
+    ]
+    if problems:
+        raise _invalid(*problems)
     return sorted(set(value))
 
 
@@ -87,8 +106,7 @@ class ConnectionController(Controller):
         secret = data.secret.strip()
         problems = connection_problems(data.kind, secret, connection_kinds(_connectors(svc.registry)))
         if problems:
-            more = f" (and {len(problems) - 1} more: see errors)" if len(problems) > 1 else ""
-            raise InvalidInput(f"{problems[0].message}{more}", problems=problems)
+            raise _invalid(*problems)
         if not svc.settings.credentials_key:
             raise Conflict(
                 "storing connections needs DW_CREDENTIALS_KEY (base64 of 32 random bytes); "

@@ -1213,15 +1213,18 @@ def _add_connections(sub: Any) -> None:
         "action's connector (the API refuses others)",
     )
     put.add_argument("--secret-file", required=True, help="a file holding the secret, or - for stdin")
-    for parser in (put, csub.add_parser("allow", help="set the workflows that may use a connection (replaces them)")):
-        parser.add_argument("--allow", action="append", metavar="WORKFLOW", help="a workflow that may use it")
-        parser.add_argument("--all-workflows", action="store_true", help="every workflow may use it ('*')")
+    allow = csub.add_parser("allow", help="set the workflows that may use a connection (replaces them)")
+    for parser in (put, allow):
+        # One of them: '*' beside ids would make the ids meaningless (the API refuses the mix).
+        who = parser.add_mutually_exclusive_group()
+        who.add_argument("--allow", action="append", metavar="WORKFLOW", help="a workflow that may use it")
+        who.add_argument("--all-workflows", action="store_true", help="every workflow may use it ('*')")
+        if parser is allow:
+            who.add_argument("--none", action="store_true", help="no workflow may use it")
         parser.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
         parser.add_argument("--api-url")
     put.set_defaults(func=cmd_connections_put)
-    allow = csub.choices["allow"]
     allow.add_argument("name")
-    allow.add_argument("--none", action="store_true", help="no workflow may use it")
     allow.set_defaults(func=cmd_connections_allow)
     remove = csub.add_parser("delete", help="remove a stored connection")
     remove.add_argument("name")

@@ -178,9 +178,21 @@ async def test_allow_lists_are_set_on_create_changed_later_and_kept_on_rotation(
     assert changed.status_code == 200 and changed.json()["allowedWorkflows"] == ["sync-a", "sync-b"]
     rotated = await client.put("/api/v1/connections/crm", json={"kind": "http", "secret": crm_secret("new-token")})
     assert rotated.json()["allowedWorkflows"] == ["sync-a", "sync-b"], "rotating the secret keeps the list"
+    # "*" alone or ids, not both: the mix was stored as ["*"], dropping the ids without a word.
+    for mixed in (["x", "*"], ["*", "x"]):
+        body = {"kind": "http", "secret": crm_secret("other-token"), "allowedWorkflows": mixed}
+        refused = assert_problem(await client.put("/api/v1/connections/crm", json=body), 422)
+        assert [(e["pointer"], e["code"]) for e in refused["errors"]] == [
+            (f"/allowedWorkflows/{mixed.index('*')}", "all_with_ids")
+        ], refused
+        assert "other-token" not in json.dumps(refused)
+        patched = await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": mixed})
+        assert assert_problem(patched, 422)["errors"][0]["code"] == "all_with_ids"
+    kept = (await client.get("/api/v1/connections/crm")).json()["allowedWorkflows"]
+    assert kept == ["sync-a", "sync-b"], "a refused request changes nothing"
     everyone = await client.put(
         "/api/v1/connections/crm",
-        json={"kind": "http", "secret": crm_secret("new-token"), "allowedWorkflows": ["x", "*"]},
+        json={"kind": "http", "secret": crm_secret("new-token"), "allowedWorkflows": ["*"]},
     )
     assert everyone.json()["allowedWorkflows"] == ["*"]
     one = (await client.get("/api/v1/connections/crm")).json()
@@ -189,7 +201,10 @@ async def test_allow_lists_are_set_on_create_changed_later_and_kept_on_rotation(
     assert [(c["name"], c["allowedWorkflows"]) for c in listed] == [("crm", ["*"])]
 
     bad = assert_problem(await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": ["no spaces"]}), 422)
-    assert "no spaces" in bad["detail"]
+    assert "no spaces" in bad["detail"] and bad["errors"][0]["pointer"] == "/allowedWorkflows/0"
+    long_id = {"allowedWorkflows": ["ok", "x" * 5000]}
+    bad = assert_problem(await client.patch("/api/v1/connections/crm", json=long_id), 422)
+    assert bad["errors"][0]["pointer"] == "/allowedWorkflows/1" and "x" * 101 not in json.dumps(bad)
     assert_problem(await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": "sync-a"}), 400)
     assert_problem(await client.patch("/api/v1/connections/crm", json={"other": []}), 400)
     assert_problem(await client.patch("/api/v1/connections/nope", json={"allowedWorkflows": []}), 404)

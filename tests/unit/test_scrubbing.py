@@ -199,6 +199,28 @@ def test_cli_connections_put_reads_the_secret_from_a_file_and_allow_replaces_the
     assert run(["connections", "put", "crm", "--kind", "http", "--secret-file", str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["put", "crm", "--kind", "slack", "--secret-file", "-", "--allow", "sync", "--all-workflows"],
+        ["allow", "crm", "--all-workflows", "--allow", "sync"],
+        ["allow", "crm", "--none", "--allow", "sync"],
+        ["allow", "crm", "--none", "--all-workflows"],
+    ],
+    ids=["put-all-and-ids", "allow-all-and-ids", "allow-none-and-ids", "allow-none-and-all"],
+)
+def test_cli_connections_refuse_every_workflow_beside_ids(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """--all-workflows with --allow sent ['*'] and dropped the ids (--none with --allow dropped
+    --none): the choices exclude each other, as the API refuses '*' beside ids."""
+    seen = fake_api(monkeypatch, 200, CONNECTION)
+    with pytest.raises(SystemExit) as exited:
+        run(["connections", *argv])
+    assert exited.value.code == EXIT_USAGE and seen == []
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_connections_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake_api(monkeypatch, 200, [CONNECTION, {**CONNECTION, "name": "new", "allowedWorkflows": []}])
     assert run(["connections", "list"]) == EXIT_OK
