@@ -36,7 +36,10 @@ MAX_HOSTS = 100
 UNKNOWN_KIND = "unknown_connection_kind"
 BAD_SHAPE = "invalid_secret"
 
-_HOST = re.compile(r"\A[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?\Z", re.IGNORECASE)
+# DNS labels; an underscore too, as internal names use it (svc_a.internal) and the action matches it as it is.
+_HOST = re.compile(
+    r"\A[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*(:[0-9]{1,5})?\Z", re.IGNORECASE
+)
 # RFC 9110 §5.1: a field name is a token.
 _FIELD_NAME = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _HTTP_SHAPE = '{"hosts": ["api.example.com"], "bearer": "…"} or {"hosts": [...], "headers": {"X-Api-Key": "…"}}'

@@ -38,6 +38,7 @@ GOOD_HTTP = [
     {"hosts": ["api.example.com"], "bearer": "t"},
     {"hosts": ["API.example.com", "api.example.com:8443", "10.0.0.1:80"], "headers": {"X-Api-Key": "k"}},
     {"hosts": ["a.example"], "bearer": "t", "headers": {"X-Tenant": "acme"}},
+    {"hosts": ["svc_a.internal:8080"], "bearer": "t"},
 ]
 
 
