@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from dataworkflows.errors import DataWorkflowsError
-from dataworkflows.sandbox_pool import SandboxGone, SandboxPool, SandboxTimeout
+from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
 
 
 class ConditionError(DataWorkflowsError):
@@ -77,6 +77,9 @@ class ConditionPool:
                 # An expression that ran past its limit runs in the suspects' lane (sandbox_pool).
                 key=None if op == "check" else expr,
             )
+        except SandboxBusy as exc:
+            what = "the transform" if op == "value" else "condition"
+            raise ConditionTimeout(f"{what} was not run: {exc}") from None
         except SandboxTimeout:
             limit = self._pool.timeout_seconds if time_limit is None else time_limit
             what = "the transform" if op == "value" else "condition"

@@ -16,6 +16,11 @@ expression), and code that timed out is a suspect for SUSPECT_SECONDS after its 
 requests go to a lane of their own, one helper at a time besides the pool's `size`, and queue
 there behind each other instead of in front of everyone else's. The first timeout of a code still
 holds a shared helper for its time limit; what follows does not.
+- Suspicion is per tenant (the task's tenant is part of the key): one tenant's data that made an
+  expression time out does not send another tenant's runs of the same expression to the lane.
+- At most MAX_SUSPECT_WAITERS requests wait for the lane; one more is refused at once
+  (SandboxBusy, a kind of SandboxTimeout): a flood of code that keeps timing out fails fast, as a
+  circuit breaker would, instead of queueing for minutes.
 """
 
 from __future__ import annotations
@@ -36,16 +41,24 @@ from typing import Any
 import msgspec
 import structlog
 
+from dataworkflows.tenancy import current_tenant
+
 log = structlog.get_logger("dataworkflows.sandbox")
 
 # How long code that ran past its time limit stays a suspect (see the module's docstring), and how
 # many suspects a pool remembers (the oldest timeout is forgotten first).
 SUSPECT_SECONDS = 600.0
 MAX_SUSPECTS = 1024
+# How many requests may wait for the suspects' lane (see the module's docstring).
+MAX_SUSPECT_WAITERS = 8
 
 
 class SandboxTimeout(Exception):
     """The helper ran past its time limit and was killed."""
+
+
+class SandboxBusy(SandboxTimeout):
+    """Code that timed out recently, refused without running: too many of its kind wait already."""
 
 
 class SandboxGone(Exception):
@@ -118,8 +131,9 @@ class SandboxPool:
         self._id_decoder = msgspec.json.Decoder(_Id)
         self._closed = False
         self.helpers_killed = 0
-        # Requests sent to the suspects' lane.
+        # Requests sent to the suspects' lane, and those waiting for it now.
         self.suspect_calls = 0
+        self._suspect_waiters = 0
 
     async def _spawn(self) -> _Helper:
         workdir = tempfile.mkdtemp(prefix="dw-sandbox-")
@@ -160,7 +174,10 @@ class SandboxPool:
             raise SandboxGone("the helper exited as it started")
 
     def _digest(self, key: str) -> bytes:
-        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update((current_tenant() or "").encode() + b"\0")
+        digest.update(key.encode("utf-8", "surrogatepass"))
+        return digest.digest()
 
     def _is_suspect(self, digest: bytes) -> bool:
         until = self._suspects.get(digest)
@@ -181,6 +198,25 @@ class SandboxPool:
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
         await slots.acquire()
+        return await self._take_helper(slots)
+
+    async def _acquire_suspect(self) -> _Helper:
+        """The suspects' lane's helper, refused at once (SandboxBusy) when MAX_SUSPECT_WAITERS wait."""
+        if self._closed:
+            raise SandboxGone("the sandbox pool is closed")
+        if self._suspect_waiters >= MAX_SUSPECT_WAITERS:
+            raise SandboxBusy(
+                f"it ran past its time limit recently, and {self._suspect_waiters} such requests wait already"
+            )
+        self._suspect_waiters += 1
+        try:
+            await self._suspect_slots.acquire()
+        finally:
+            self._suspect_waiters -= 1
+        return await self._take_helper(self._suspect_slots)
+
+    async def _take_helper(self, slots: asyncio.Semaphore) -> _Helper:
+        """An idle helper or a new one, for a slot of `slots` already taken (given back on failure)."""
         try:
             if self._idle:
                 return self._idle.pop()
@@ -223,11 +259,11 @@ class SandboxPool:
 
     async def _call_once(self, request: dict[str, Any], timeout_seconds: float | None, digest: bytes | None) -> bytes:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
-        slots = self._slots
         if digest is not None and self._is_suspect(digest):
-            slots = self._suspect_slots
             self.suspect_calls += 1
-        helper = await self._acquire(slots)
+            slots, helper = self._suspect_slots, await self._acquire_suspect()
+        else:
+            slots, helper = self._slots, await self._acquire(self._slots)
         healthy = False
         try:
             request_id = next(self._ids)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.sandbox_pool import SandboxGone, SandboxPool, SandboxTimeout
+from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
 from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError, TemplateUnavailable
 
 
@@ -105,6 +105,8 @@ class TemplatePool:
             # limit runs in the suspects' lane (sandbox_pool).
             key = msgspec.json.encode({name: part for name, part in request.items() if name not in ("scope", "data")})
             line = await self._pool.call(request, key=key.decode())
+        except SandboxBusy as exc:
+            raise TemplateBudgetExceeded(f"the template was not rendered: {exc}") from exc
         except SandboxTimeout as exc:
             raise TemplateBudgetExceeded(
                 f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"

@@ -194,3 +194,46 @@ async def test_suspicion_ends(monkeypatch: pytest.MonkeyPatch) -> None:
         assert pool._pool.suspect_calls == 0
     finally:
         await pool.close()
+
+
+async def test_suspicion_is_per_tenant() -> None:
+    """One tenant's timeout does not send another tenant's runs of the same expression to the lane."""
+    from dataworkflows.tenancy import tenant_scope
+
+    pool = ConditionPool(size=1, timeout_seconds=0.3)
+    try:
+        with tenant_scope("acme"), pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        with tenant_scope("globex"), pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        assert pool._pool.suspect_calls == 0
+        with tenant_scope("acme"), pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        assert pool._pool.suspect_calls == 1
+    finally:
+        await pool.close()
+
+
+async def test_a_flood_of_suspects_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_SUSPECT_WAITERS waiting for the lane, a suspect is refused at once, not queued."""
+    import asyncio
+
+    from dataworkflows import sandbox_pool
+
+    monkeypatch.setattr(sandbox_pool, "MAX_SUSPECT_WAITERS", 1)
+    pool = ConditionPool(size=1, timeout_seconds=2.0)
+    tasks: list[asyncio.Task[bool]] = []
+    try:
+        with pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        # One runs in the lane, one waits for it, the third is refused.
+        tasks += [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(3)]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {tasks[2]}
+        with pytest.raises(ConditionTimeout, match="was not run: it ran past its time limit recently"):
+            tasks[2].result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
