@@ -225,8 +225,8 @@ $$;
 
 -- A run's node checkpoints as an acquire returns them (the shape dataworkflows.checkpoints decodes), in
 -- plan order: each node's status, attempts and outputs (only those something in the run can read:
--- node_states.outputs_used), and the wait of a node that waits (open, or resolved and not yet
--- recorded).
+-- node_states.outputs_used), the wait of a node that waits (open, or resolved and not yet
+-- recorded), and, for a node whose failure nothing handled, failedUnhandled and its error.
 -- PL/pgSQL: its statement is planned at the first call (dw.wait_json_v1 is defined in waits.sql).
 CREATE OR REPLACE FUNCTION dw.run_checkpoints_v1(p_execution_id uuid) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -240,6 +240,10 @@ BEGIN
                     WHERE w.execution_id = n.execution_id AND w.node_id = n.node_id
                       AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
                     ORDER BY w.created_at DESC LIMIT 1) END)
+               -- A node whose failure nothing handled: its record decided the run (it fails), and a
+               -- worker that takes the run back before its end ends it so, with this error.
+               || CASE WHEN n.end_reason = 'unhandled_failure'
+                       THEN jsonb_build_object('failedUnhandled', true, 'error', n.error) ELSE '{}'::jsonb END
                ORDER BY n.position), '[]'::jsonb)
       FROM dw.node_states n WHERE n.execution_id = p_execution_id);
 END;
@@ -283,7 +287,7 @@ BEGIN
     END IF;
     IF v_e.cancel_requested_at IS NOT NULL THEN
         -- Its worker died (or stopped) before it could end the run. Unless the cancel came too late
-        -- (every node had ended: dw.cancel_too_late_v1): then the run is taken, and ends as it
+        -- (the outcome was decided: dw.cancel_too_late_v1): then the run is taken, and ends as it
         -- would have.
         IF NOT dw.cancel_too_late_v1(p_execution_id) THEN
             PERFORM dw.finish_cancelled_v1(v_e);

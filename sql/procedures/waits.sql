@@ -370,25 +370,38 @@ BEGIN
 END;
 $$;
 
--- Whether a cancel of this run comes too late: every node has ended and none failed unhandled, so
--- nothing is left to stop and the run's outcome is decided (it succeeds, with the outputs its
--- worker renders, or fails if they cannot be rendered). Such a cancel stays requested (its
--- cancel_requested event, executions.cancel_requested_at) but ends nothing: the run ends as it
--- would have, and that end records cancel_too_late (dw.complete_execution_v2). As Temporal and
--- Conductor do: a cancel request is a request to stop work, and a run whose work is all done
--- completes. Callers hold the run's row. Only cancel branches call it.
-CREATE OR REPLACE FUNCTION dw.cancel_too_late_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+-- Whether the run's outcome is decided though the run has not ended: every node has ended (it
+-- succeeds, with the outputs its worker renders, or fails if they cannot be rendered), or a node
+-- failed with nothing to handle the failure (it fails, fail fast: that node's dead letter, and the
+-- run's end stops whatever else is in flight). Its worker ends it so; if that worker stopped first,
+-- the one that takes it back does (the node checkpoints say which node failed unhandled:
+-- dw.run_checkpoints_v1). Callers hold the run's row. Only cancel branches call it.
+CREATE OR REPLACE FUNCTION dw.outcome_decided_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT NOT EXISTS (SELECT 1 FROM dw.node_states n
                         WHERE n.execution_id = p_execution_id
-                          AND (n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
-                               OR n.end_reason = 'unhandled_failure'));
+                          AND n.status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled'))
+        OR EXISTS (SELECT 1 FROM dw.node_states n
+                    WHERE n.execution_id = p_execution_id AND n.end_reason = 'unhandled_failure');
+$$;
+
+-- Whether a cancel of this run comes too late: its outcome is decided (dw.outcome_decided_v1), so
+-- nothing is left to stop. Such a cancel stays requested (its cancel_requested event,
+-- executions.cancel_requested_at) but ends nothing: the run ends as it would have, and that end
+-- records cancel_too_late (dw.complete_execution_v2). As Temporal and Conductor do: a cancel
+-- request is a request to stop work, and a run whose work is all done completes. Callers hold the
+-- run's row. Only cancel branches call it.
+-- (Before, a run with a node failed unhandled was not "too late": its worker's successor could not
+-- tell from the checkpoints that the run had failed, and would have ended it Succeeded.)
+CREATE OR REPLACE FUNCTION dw.cancel_too_late_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT dw.outcome_decided_v1(p_execution_id);
 $$;
 
 -- POST /executions/{id}/cancel. A run nobody holds (Pending, Waiting, Suspended, or its worker
 -- gone) ends here; a run a worker holds is told (NOTIFY dw_control, and its lease renewal) and
--- its worker cancels the running attempts and ends it. A run every node of which has ended is not
--- cancelled (dw.cancel_too_late_v1): its worker, or the one that takes it back, ends it as it would
--- have. outcome: cancelled | requested | too_late | already_requested | already_cancelled.
+-- its worker cancels the running attempts and ends it. A run whose outcome is decided (every node
+-- has ended, or one failed unhandled) is not cancelled (dw.cancel_too_late_v1): its worker, or the
+-- one that takes it back, ends it as it would have. outcome: cancelled | requested | too_late |
+-- already_requested | already_cancelled.
 CREATE OR REPLACE FUNCTION dw.request_cancel_v1(
     p_execution_id uuid, p_principal text, p_reason text
 ) RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$

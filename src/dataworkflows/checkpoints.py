@@ -83,6 +83,10 @@ class NodeCheckpoint(msgspec.Struct, frozen=True, rename="camel"):
     wait: WaitCheckpoint | None = None
     # Attempts cut short by their worker since the latest redrive (bounded by DW_MAX_INTERRUPTIONS).
     interruptions: int = 0
+    # The node failed and nothing handled the failure: its record decided the run (it fails with this
+    # error as the cause), though the worker that wrote it stopped before it ended the run.
+    failed_unhandled: bool = False
+    error: dict[str, Any] | None = None
 
 
 class Throttle(msgspec.Struct, frozen=True, rename="camel"):
@@ -123,6 +127,9 @@ class NodeState:
     # Started in the database by the acquire or by another node's record (its attempt number is
     # `attempts`), not yet launched by the worker.
     prestarted: bool = False
+    # Its failure, recorded under an earlier lease, was unhandled: the run fails (NodeCheckpoint).
+    failed_unhandled: bool = False
+    error: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: NodeCheckpoint) -> NodeState:
@@ -135,6 +142,8 @@ class NodeState:
             outputs,
             checkpoint.wait,
             checkpoint.interruptions,
+            failed_unhandled=checkpoint.failed_unhandled,
+            error=checkpoint.error,
         )
 
     @property

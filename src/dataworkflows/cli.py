@@ -875,7 +875,7 @@ _CONTROL_OUTCOMES = {
     ("cancel", "requested"): "cancel requested: the worker running it stops it",
     ("cancel", "already_requested"): "cancel already requested",
     ("cancel", "already_cancelled"): "already cancelled",
-    ("cancel", "too_late"): "too late to cancel: every node has ended, the run ends as it would have",
+    ("cancel", "too_late"): "too late to cancel: the run's outcome is decided, it ends as it would have",
     ("suspend", "suspended"): "suspended: nothing runs until it is resumed",
     ("suspend", "requested"): "suspension requested: running attempts finish, nothing new starts",
     ("suspend", "already_suspended"): "already suspended",

@@ -398,6 +398,9 @@ class _Run:
         self.running.clear()
 
     async def _drive(self) -> str:
+        decided = self._decided_failure()
+        if decided is not None:
+            return await self._fail_node(*decided)
         unhandled = await self.attempts.recover_interrupted()
         if unhandled is not None:
             return await self._fail_node(*unhandled)
@@ -420,6 +423,19 @@ class _Run:
             lost_waiter.cancel()
             stop_waiter.cancel()
             wake_waiter.cancel()
+
+    def _decided_failure(self) -> tuple[str, dict[str, Any] | None] | None:
+        """A node whose unhandled failure a previous holder recorded and then stopped (died, or
+        handed the run back) before it ended the run: that record decided the outcome, so the run
+        ends now as that holder would have ended it (fail fast: Failed, the node's dead letter, and
+        whatever else is in flight stopped by the run's end), not as a run with nothing left to do.
+        The first such node in plan order, if two failed at once."""
+        for node_id in self.ctx.order:
+            state = self.state[node_id]
+            if state.failed_unhandled:
+                self.log.warning("a node's unhandled failure was recorded before the run's end", node_id=node_id)
+                return node_id, state.error
+        return None
 
     async def _step(self, waiters: set[asyncio.Task[Any]]) -> str | None:
         """Launches what is due and waits for something to happen; returns how the run ended, if it did."""
@@ -579,15 +595,15 @@ class _Run:
         return ExecutionStatus.CANCELLED.value
 
     async def _cancel_too_late(self, *, stopped: bool) -> str | None:
-        """Every node had ended when the cancel took effect (dw.cancel_too_late_v1, the last one
-        perhaps while the request was on its way): nothing is left to stop and the run's outcome is
-        decided, so the loop ends it as it would have (Succeeded with its outputs, or Failed), and
-        that end records cancel_too_late. None: carry on. If node tasks were stopped on the way here,
-        a record of theirs committed without this run taking in its answer: the run is handed back,
-        and the worker that takes it reads its checkpoints afresh."""
+        """The run's outcome was decided when the cancel took effect (dw.cancel_too_late_v1: every
+        node had ended, the last one perhaps while the request was on its way, or one failed
+        unhandled): nothing is left to stop, so the loop ends it as it would have (Succeeded with
+        its outputs, or Failed), and that end records cancel_too_late. None: carry on. If node tasks
+        were stopped on the way here, a record of theirs committed without this run taking in its
+        answer: the run is handed back, and the worker that takes it reads its checkpoints afresh."""
         self.cancel_too_late = True
         self.control = None
-        self.log.info("cancel came too late: every node had ended")
+        self.log.info("cancel came too late: the run's outcome was decided")
         if stopped:
             return await self._hand_back(reason="cancel_too_late", why="a cancel that came too late")
         return None

@@ -26,8 +26,9 @@ class ControlOutcome(msgspec.Struct, frozen=True):
     # The execution's status after the request.
     status: str
     # What the request did: cancelled | requested | too_late | already_requested | already_cancelled
-    # (cancel; too_late: every node has ended, the run ends as it would have, dw.cancel_too_late_v1);
-    # suspended | requested | already_suspended | already_requested (suspend); resumed | withdrawn.
+    # (cancel; too_late: the run's outcome is decided, every node has ended or one failed unhandled,
+    # and it ends as it would have, dw.cancel_too_late_v1); suspended | requested |
+    # already_suspended | already_requested (suspend); resumed | withdrawn.
     outcome: str
 
 

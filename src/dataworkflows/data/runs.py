@@ -62,8 +62,9 @@ class Suspension(msgspec.Struct, frozen=True):
 
 
 class Cancellation(msgspec.Struct, frozen=True):
-    # cancelled (the run ended Cancelled) | too_late (every node had ended: nothing was left to stop,
-    # the worker ends the run as it would have; dw.cancel_too_late_v1)
+    # cancelled (the run ended Cancelled) | too_late (the outcome was decided, every node had ended or
+    # one failed unhandled: nothing was left to stop, the worker ends the run as it would have;
+    # dw.cancel_too_late_v1)
     outcome: str
     # The run's Procrastinate job ended in the same transaction (cancel's job_id).
     job_finished: bool = False

@@ -1,0 +1,167 @@
+"""A run whose outcome is decided before the run's end is written: every node has ended, or a node
+failed with nothing to handle the failure (fail fast). A worker that dies in between, a cancel that
+comes then, and the recovery that takes the run back must all end it as it would have ended:
+Succeeded with its outputs, or Failed with its node_failed dead letter."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.runtime import Runtime
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.integration.test_waits import sql, started, status
+
+
+class WorkerDied(Exception):
+    """The worker's process went away (the test's stand-in for kill -9)."""
+
+
+async def _dies_before_the_runs_end(db: Database, runtime: Runtime, execution_id: UUID) -> None:
+    """Runs the execution on a worker that dies after its last node's record commits and before it
+    ends the run (dw.complete_execution_v4); its lease then runs out, as a dead worker's does."""
+    real_complete = db.runs.complete
+
+    async def died(*args: Any, **kwargs: Any) -> Any:
+        raise WorkerDied()
+
+    db.runs.complete = died  # type: ignore[method-assign]
+    try:
+        with pytest.raises(WorkerDied):
+            await runtime.run_execution(execution_id)
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+    assert await status(db, execution_id) == "Running"
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+
+
+async def _ending(db: Database, execution_id: UUID) -> dict[str, Any]:
+    """What a user sees of a run's end: its status and error, its nodes, its dead letters, and its
+    log without the events a takeover adds."""
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None
+    letters = await db.fetch_all(
+        "list_execution_dead_letters", execution_id=execution_id, open=None, kind=None, before=None, limit=10
+    )
+    takeover = {
+        "lease_lost",
+        "execution_reacquired",
+        "execution_released",
+        "cancel_requested",
+        "cancel_too_late",
+    }
+    return {
+        "status": execution["status"],
+        "error": execution["error"],
+        "nodes": {n: s["status"] for n, s in (await nodes(db, execution_id)).items()},
+        "letters": [(d["kind"], d["node_id"], d["payload"], d["error"], d["attempts"]) for d in letters],
+        "log": [e for e in await events(db, execution_id) if e not in takeover],
+    }
+
+
+async def _attempt_rows(db: Database, execution_id: UUID) -> list[tuple[Any, ...]]:
+    rows = await attempts(db, execution_id)
+    return sorted((r["node_id"], r["attempt"], r["status"], (r["error"] or {}).get("code")) for r in rows)
+
+
+def _fails_last() -> dict[str, Any]:
+    return wf("fails-last", echo("a", to("b")), echo("b", simulateFailure="permanent"))
+
+
+def _fails_first() -> dict[str, Any]:
+    return wf("fails-first", echo("a", to("b"), simulateFailure="permanent"), echo("b"))
+
+
+def _fails_beside_a_running_node() -> dict[str, Any]:
+    return wf(
+        "fails-beside",
+        echo("s", to("a"), to("slow")),
+        echo("a", simulateFailure="permanent"),
+        # Still running when a fails (the run's end stops it), and when the worker dies.
+        echo("slow", delayMs=5_000),
+        maxParallelActions=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "failed"),
+    [(_fails_last(), "b"), (_fails_first(), "a"), (_fails_beside_a_running_node(), "a")],
+    ids=["last-node", "first-node", "beside-a-running-node"],
+)
+async def test_a_run_whose_worker_died_after_an_unhandled_failure_ends_failed(
+    db: Database, conditions: ConditionPool, raw: dict[str, Any], failed: str
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline = await started(db, raw)
+    assert await runtime.run_execution(baseline) == "Failed"
+
+    execution_id = await started(db, raw)
+    await _dies_before_the_runs_end(db, runtime, execution_id)
+    # The worker that takes it back (recovery queues it) ends it as the dead one would have: Failed,
+    # with the failed node's dead letter, not Succeeded (every node had ended) nor "stuck".
+    assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
+    ending = await _ending(db, execution_id)
+    assert ending == await _ending(db, baseline)
+    # What the attempts say too: the attempt cut off by the run's end is Cancelled (run_ended), not
+    # recorded as interrupted and run again.
+    assert await _attempt_rows(db, execution_id) == await _attempt_rows(db, baseline)
+    assert (ending["status"], ending["error"]["code"], ending["error"]["nodeId"]) == ("Failed", "node_failed", failed)
+    assert [letter[:2] for letter in ending["letters"]] == [("node_failed", failed)]
+
+
+async def test_a_cancel_of_a_run_whose_worker_died_after_an_unhandled_failure_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline = await started(db, _fails_last())
+    assert await runtime.run_execution(baseline) == "Failed"
+
+    execution_id = await started(db, _fails_last())
+    await _dies_before_the_runs_end(db, runtime, execution_id)
+    # The run's outcome was decided when b's failure was recorded: nothing is left to stop.
+    cancelled = await db.control.cancel(execution_id, principal="ops", reason="too slow")
+    assert (cancelled.status, cancelled.outcome) == ("Running", "too_late")
+    assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
+    assert await _ending(db, execution_id) == await _ending(db, baseline)
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
+    query = "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = %s"
+    ((details,),) = await sql(db, query, execution_id, "cancel_too_late")
+    assert (details["status"], details["reason"]) == ("Failed", "too slow")
+
+
+async def test_a_cancel_heard_as_an_unhandled_failure_is_recorded_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline = await started(db, _fails_last())
+    assert await runtime.run_execution(baseline) == "Failed"
+
+    execution_id = await started(db, _fails_last())
+    real_record = db.runs.record_attempt
+
+    async def cancel_then_record(record: Any) -> Any:
+        if record.node_id == "b":
+            # The worker hears of the request as b's failure goes out: it stops b's task, whose
+            # record commits all the same, and takes the cancel in before b's failure.
+            assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "requested"
+            runtime.poke(execution_id)
+        return await real_record(record)
+
+    db.runs.record_attempt = cancel_then_record  # type: ignore[method-assign]
+    try:
+        # The failure decided the run, but this worker did not take it in: it hands the run back ...
+        assert await runtime.run_execution(execution_id) == "released"
+    finally:
+        db.runs.record_attempt = real_record  # type: ignore[method-assign]
+    # ... and the worker that takes it ends it Failed, as it would have ended: not Cancelled.
+    assert await runtime.run_execution(execution_id) == "Failed"
+    assert await _ending(db, execution_id) == await _ending(db, baseline)
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
