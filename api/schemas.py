@@ -261,7 +261,7 @@ class ControlResponse(Camel):
     # The execution's status after the request.
     status: str
     # cancel: cancelled | requested | too_late | already_requested | already_cancelled; suspend: suspended |
-    # requested | already_suspended | already_requested; resume: resumed | withdrawn.
+    # requested | too_late | already_suspended | already_requested; resume: resumed | withdrawn.
     outcome: str
 
 

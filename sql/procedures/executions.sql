@@ -299,12 +299,18 @@ BEGIN
         RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
-    -- Unless an attempt was in flight when its worker stopped: the run is taken (the worker learns of
-    -- the suspension from `run`), the attempt is recorded as interrupted, then the worker suspends it.
-    IF v_e.suspend_requested_at IS NOT NULL AND NOT dw.has_abandoned_attempt_v1(p_execution_id) THEN
-        PERFORM dw.suspend_now_v1(v_e, NULL);
-        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-        RETURN;
+    IF v_e.suspend_requested_at IS NOT NULL THEN
+        IF dw.outcome_decided_v1(p_execution_id) THEN
+            -- Its last node ended while the request was pending, and its worker stopped before it
+            -- ended the run: the suspension comes too late, the run is taken and ends as it would have.
+            PERFORM dw.refuse_late_suspension_v1(v_e, NULL);
+        ELSIF NOT dw.has_abandoned_attempt_v1(p_execution_id) THEN
+            PERFORM dw.suspend_now_v1(v_e, NULL);
+            RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+            RETURN;
+        END IF;
+        -- Else an attempt was in flight when its worker stopped: the run is taken (the worker learns of
+        -- the suspension from `run`), the attempt is recorded as interrupted, then the worker suspends it.
     END IF;
 
     -- A workflow's concurrency limit counts and throttles root runs only: a child belongs to a tree

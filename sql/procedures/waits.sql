@@ -375,7 +375,7 @@ $$;
 -- failed with nothing to handle the failure (it fails, fail fast: that node's dead letter, and the
 -- run's end stops whatever else is in flight). Its worker ends it so; if that worker stopped first,
 -- the one that takes it back does (the node checkpoints say which node failed unhandled:
--- dw.run_checkpoints_v1). Callers hold the run's row. Only cancel branches call it.
+-- dw.run_checkpoints_v1). Callers hold the run's row. Only cancel and suspension branches call it.
 CREATE OR REPLACE FUNCTION dw.outcome_decided_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT NOT EXISTS (SELECT 1 FROM dw.node_states n
                         WHERE n.execution_id = p_execution_id
@@ -394,6 +394,21 @@ $$;
 -- tell from the checkpoints that the run had failed, and would have ended it Succeeded.)
 CREATE OR REPLACE FUNCTION dw.cancel_too_late_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT dw.outcome_decided_v1(p_execution_id);
+$$;
+
+-- A suspension that comes when the run's outcome is decided (dw.outcome_decided_v1) is too late,
+-- as a cancel then is: nothing is left to hold back, and the run ends as it would have. The request
+-- is answered (suspend_requested_at cleared, as a resume withdraws one) and the log says so
+-- (suspend_too_late); the run's own end follows. Callers hold the run's row.
+CREATE OR REPLACE FUNCTION dw.refuse_late_suspension_v1(p_e dw.executions, p_reason text) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.executions e SET suspend_requested_at = NULL, suspend_requested_by = NULL WHERE e.id = p_e.id;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_e.id, 'suspend_too_late', p_e.suspend_requested_by,
+            jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'requestedAt', p_e.suspend_requested_at,
+                                                 'status', p_e.status)));
+END;
 $$;
 
 -- POST /executions/{id}/cancel. A run nobody holds (Pending, Waiting, Suspended, or its worker
@@ -461,7 +476,8 @@ $$;
 
 -- POST /executions/{id}/suspend. A run nobody holds is Suspended here; a held one is told, and its
 -- worker lets running attempts finish, starts nothing new, and suspends it (suspend_execution_v1).
--- outcome: suspended | requested | already_suspended | already_requested.
+-- A run whose outcome is decided is not suspended (dw.refuse_late_suspension_v1): it ends as it would
+-- have. outcome: suspended | requested | too_late | already_suspended | already_requested.
 CREATE OR REPLACE FUNCTION dw.request_suspend_v1(
     p_execution_id uuid, p_principal text, p_reason text
 ) RETURNS TABLE (status text, outcome text) LANGUAGE plpgsql AS $$
@@ -490,6 +506,12 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'suspend_requested', p_principal,
             jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
+    IF dw.outcome_decided_v1(p_execution_id) THEN
+        -- Nothing to hold back: a worker holding it ends it now, one that takes it back later ends it then.
+        PERFORM dw.refuse_late_suspension_v1(v_e, p_reason);
+        RETURN QUERY SELECT v_e.status, 'too_late'::text;
+        RETURN;
+    END IF;
     IF dw.held_by_live_worker_v1(v_e) THEN
         PERFORM pg_notify('dw_control', p_execution_id::text);
         RETURN QUERY SELECT v_e.status, 'requested'::text;
@@ -532,7 +554,10 @@ $$;
 
 -- The worker holding a run whose suspension was requested, once its running attempts ended.
 -- outcome: suspended; cancelled (a cancel came meanwhile, and wins, unless it came too late:
--- dw.cancel_too_late_v1); withdrawn (resumed meanwhile: the worker carries on).
+-- dw.cancel_too_late_v1); withdrawn (resumed meanwhile: the worker carries on); too_late (the last
+-- node ended while the request was pending: the outcome is decided, dw.refuse_late_suspension_v1
+-- answers the request, and the worker carries on to end the run as it would have; a previous
+-- release's worker reads it as withdrawn, and does the same).
 DROP FUNCTION IF EXISTS dw.suspend_execution_v1(uuid, bigint, text);  -- returned boolean before
 CREATE OR REPLACE FUNCTION dw.suspend_execution_v1(p_execution_id uuid, p_token bigint, p_worker text)
     RETURNS text LANGUAGE plpgsql AS $$
@@ -548,6 +573,10 @@ BEGIN
     END IF;
     IF v_e.suspend_requested_at IS NULL THEN
         RETURN 'withdrawn';
+    END IF;
+    IF dw.outcome_decided_v1(p_execution_id) THEN
+        PERFORM dw.refuse_late_suspension_v1(v_e, NULL);
+        RETURN 'too_late';
     END IF;
     PERFORM dw.suspend_now_v1(v_e, p_worker);
     RETURN 'suspended';

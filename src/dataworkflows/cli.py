@@ -879,6 +879,7 @@ _CONTROL_OUTCOMES = {
     ("suspend", "suspended"): "suspended: nothing runs until it is resumed",
     ("suspend", "requested"): "suspension requested: running attempts finish, nothing new starts",
     ("suspend", "already_suspended"): "already suspended",
+    ("suspend", "too_late"): "too late to suspend: the run's outcome is decided, it ends as it would have",
     ("suspend", "already_requested"): "suspension already requested",
     ("resume", "resumed"): "resumed",
     ("resume", "withdrawn"): "suspension withdrawn before it took effect",

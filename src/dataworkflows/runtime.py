@@ -610,7 +610,7 @@ class _Run:
 
     async def _suspend(self) -> str | None:
         """An operator suspended the run and its attempts have ended: it holds nothing from now on.
-        None when the suspension was withdrawn meanwhile (the run goes on)."""
+        None when the suspension was withdrawn meanwhile, or came too late (the run goes on)."""
         suspension = await self.data.suspend(
             self.execution_id,
             self.token,
@@ -630,7 +630,11 @@ class _Run:
             metrics.EXECUTIONS_FINISHED.labels(self.info.workflow_id, ExecutionStatus.CANCELLED.value).inc()
             self.log.info("execution cancelled (the request came as it was being suspended)")
             return ExecutionStatus.CANCELLED.value
-        self.control = None  # resumed before it took effect
+        if outcome == "too_late":
+            # Every node ended (or one failed unhandled) while the request was pending: nothing is
+            # left to hold back, and the loop ends the run as it would have (dw.outcome_decided_v1).
+            self.log.info("suspension came too late: the run's outcome was decided")
+        self.control = None  # resumed before it took effect, or too late
         self.ctx.suspending.clear()
         return None
 

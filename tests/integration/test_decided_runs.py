@@ -1,7 +1,7 @@
 """A run whose outcome is decided before the run's end is written: every node has ended, or a node
-failed with nothing to handle the failure (fail fast). A worker that dies in between, a cancel that
-comes then, and the recovery that takes the run back must all end it as it would have ended:
-Succeeded with its outputs, or Failed with its node_failed dead letter."""
+failed with nothing to handle the failure (fail fast). A worker that dies in between, a cancel or a
+suspension that comes then, and the recovery that takes the run back must all end it as it would
+have ended: Succeeded with its outputs, or Failed with its node_failed dead letter."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime
+from tests.integration.test_folded_writes import attempt_record
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 from tests.integration.test_waits import sql, started, status
 
@@ -53,6 +54,8 @@ async def _ending(db: Database, execution_id: UUID) -> dict[str, Any]:
         "execution_released",
         "cancel_requested",
         "cancel_too_late",
+        "suspend_requested",
+        "suspend_too_late",
     }
     return {
         "status": execution["status"],
@@ -165,3 +168,129 @@ async def test_a_cancel_heard_as_an_unhandled_failure_is_recorded_is_too_late(
     log = await events(db, execution_id)
     assert "execution_cancelled" not in log
     assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
+
+
+def _with_outputs(workflow_id: str) -> dict[str, Any]:
+    raw = wf(workflow_id, echo("a", to("b")), echo("b"))
+    raw["outputs"] = {"said": "{{ nodes.b.echo }}"}
+    return raw
+
+
+async def _succeeded_with_outputs(db: Database, execution_id: UUID) -> None:
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None
+    assert (execution["status"], execution["outputs"], execution["suspended_at"]) == ("Succeeded", {"said": "b"}, None)
+    assert execution["suspend_requested_at"] is None
+    log = await events(db, execution_id)
+    assert "execution_suspended" not in log
+    assert log.index("suspend_requested") < log.index("suspend_too_late") < log.index("execution_succeeded")
+
+
+async def test_a_suspension_heard_as_the_last_node_is_recorded_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, _with_outputs("late-suspend"))
+    real_record = db.runs.record_attempt
+
+    async def suspend_then_record(record: Any) -> Any:
+        if record.node_id != "b":
+            return await real_record(record)
+        # The request lands while b's result is on its way: b still runs, so the worker must act on
+        # it, and b's record ends nothing while it is pending.
+        requested = await db.control.suspend(execution_id, principal="ops", reason="maintenance")
+        assert (requested.status, requested.outcome) == ("Running", "requested")
+        recorded = await real_record(record)
+        assert not recorded.run_succeeded
+        runtime.poke(execution_id)
+        return recorded
+
+    db.runs.record_attempt = suspend_then_record  # type: ignore[method-assign]
+    try:
+        # Every node has ended when the suspension would take effect: it ends as it would have.
+        assert await runtime.run_execution(execution_id) == "Succeeded"
+    finally:
+        db.runs.record_attempt = real_record  # type: ignore[method-assign]
+    await _succeeded_with_outputs(db, execution_id)
+    query = "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = %s"
+    ((details,),) = await sql(db, query, execution_id, "suspend_too_late")
+    assert details["status"] == "Running" and "requestedAt" in details
+
+
+async def test_a_suspension_asked_when_every_node_has_ended_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    execution_id = await started(db, _with_outputs("late-suspend-asked"))
+    real_record = db.runs.record_attempt
+    answers: list[str] = []
+
+    async def record_then_suspend(record: Any) -> Any:
+        recorded = await real_record(record)
+        if record.node_id == "b":
+            # The worker has the outputs to render when the request lands.
+            answers.append((await db.control.suspend(execution_id, principal="ops", reason=None)).outcome)
+            runtime.poke(execution_id)
+        return recorded
+
+    db.runs.record_attempt = record_then_suspend  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(execution_id) == "Succeeded"
+    finally:
+        db.runs.record_attempt = real_record  # type: ignore[method-assign]
+    assert answers == ["too_late"]
+    await _succeeded_with_outputs(db, execution_id)
+
+
+async def test_a_suspension_pending_when_the_worker_died_after_the_last_node_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    execution_id = await started(db, _with_outputs("late-suspend-orphan"))
+    # A worker ran a and b; the suspension was asked while b ran, and the worker died after b's
+    # record (which ended nothing: a suspension was pending), before it suspended the run.
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
+    recorded = await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    assert not recorded.run_succeeded
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+
+    # The worker that takes it back (recovery queues it) ends it as it would have: it was Suspended,
+    # with every node ended, until someone resumed it.
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    await _succeeded_with_outputs(db, execution_id)
+
+
+async def test_a_suspension_of_a_run_whose_worker_died_after_its_last_node_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    execution_id = await started(db, _with_outputs("late-suspend-dead"))
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+
+    suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
+    assert (suspension.status, suspension.outcome) == ("Running", "too_late")
+    assert await status(db, execution_id) == "Running"
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    await _succeeded_with_outputs(db, execution_id)
+
+
+async def test_a_suspension_of_a_run_whose_worker_died_after_an_unhandled_failure_is_too_late(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline = await started(db, _fails_first())
+    assert await runtime.run_execution(baseline) == "Failed"
+
+    execution_id = await started(db, _fails_first())
+    await _dies_before_the_runs_end(db, runtime, execution_id)
+    # b never started and never will: the run failed when a's failure was recorded.
+    suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
+    assert (suspension.status, suspension.outcome) == ("Running", "too_late")
+    assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
+    assert await _ending(db, execution_id) == await _ending(db, baseline)
+    assert "execution_suspended" not in await events(db, execution_id)

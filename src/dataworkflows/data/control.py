@@ -27,8 +27,8 @@ class ControlOutcome(msgspec.Struct, frozen=True):
     status: str
     # What the request did: cancelled | requested | too_late | already_requested | already_cancelled
     # (cancel; too_late: the run's outcome is decided, every node has ended or one failed unhandled,
-    # and it ends as it would have, dw.cancel_too_late_v1); suspended | requested |
-    # already_suspended | already_requested (suspend); resumed | withdrawn.
+    # and it ends as it would have, dw.cancel_too_late_v1); suspended | requested | too_late |
+    # already_suspended | already_requested (suspend; too_late likewise); resumed | withdrawn.
     outcome: str
 
 

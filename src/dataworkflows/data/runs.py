@@ -55,7 +55,9 @@ class ThrottleParked(msgspec.Struct, frozen=True):
 
 
 class Suspension(msgspec.Struct, frozen=True):
-    # suspended | cancelled | withdrawn
+    # suspended | cancelled | withdrawn | too_late (the run's outcome was decided, every node ended
+    # or one failed unhandled, while the request was pending: carry on and end it as it would have
+    # ended; dw.refuse_late_suspension_v1)
     outcome: str
     # The run's Procrastinate job ended in the same transaction (suspend's job_id).
     job_finished: bool = False
@@ -424,8 +426,9 @@ class RunData:
         job_worker: int | None = None,
     ) -> Suspension:
         """Suspends the run (its suspension was requested): "suspended", "cancelled" (a cancel came
-        meanwhile and ended the run) or "withdrawn" (resumed meanwhile: carry on). With job_id, the
-        job running the run ends too, unless the suspension was withdrawn."""
+        meanwhile and ended the run), "withdrawn" (resumed meanwhile: carry on) or "too_late" (the
+        run's outcome was decided meanwhile: carry on, and end it). With job_id, the job running the
+        run ends too, unless the suspension was withdrawn or too late."""
         suspension = await self._db.fetch_one_as(
             Suspension,
             "suspend_execution",
