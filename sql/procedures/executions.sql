@@ -1167,13 +1167,29 @@ CREATE OR REPLACE FUNCTION dw.record_attempt_v3(
         p_outcome, p_next_attempt_at, p_fired, p_resource_links, false);
 $$;
 
+-- A run whose cancel was requested and that ends otherwise than Cancelled (the cancel came too late,
+-- dw.cancel_too_late_v1; or the run failed or timed out first) says so: a cancel_too_late event with
+-- the status it ends with, written just before its end. Nothing for a run without a cancel request.
+-- Its worker's end (dw.complete_execution_v2) and the sweeps that end a run nobody holds
+-- (dw.time_out_overdue_v1, dw.recover_executions_v1 when it gives up) call it; they hold the row.
+CREATE OR REPLACE FUNCTION dw.record_cancel_too_late_v1(p_execution_id uuid, p_status text) RETURNS void
+    LANGUAGE sql AS $$
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    SELECT e.id, 'cancel_too_late', e.cancel_requested_by,
+           jsonb_strip_nulls(jsonb_build_object('status', p_status, 'reason', e.cancel_reason,
+                                                'requestedAt', e.cancel_requested_at))
+      FROM dw.executions e
+     WHERE e.id = p_execution_id AND e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled';
+$$;
+
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
 -- nodes that had (an attempt in flight, a wait, a retry's backoff) become Cancelled, so nothing is
 -- left Pending.
 -- p_dead_letter_node: the node whose unhandled failure ended the run; it becomes a node_failed
 -- dead letter (with p_dead_letter_error, the node's own error) for a human to redrive or let go.
 -- A run whose cancel was requested and that ends otherwise (the cancel came too late:
--- dw.cancel_too_late_v1, or as the run failed or timed out) says so in a cancel_too_late event.
+-- dw.cancel_too_late_v1, or as the run failed or timed out) says so in a cancel_too_late event
+-- (dw.record_cancel_too_late_v1).
 CREATE OR REPLACE FUNCTION dw.complete_execution_v2(
     p_execution_id uuid, p_token bigint, p_status text, p_error jsonb,
     p_dead_letter_node text, p_dead_letter_error jsonb
@@ -1189,10 +1205,7 @@ BEGIN
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     IF v_e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled' THEN
-        INSERT INTO dw.execution_events (execution_id, type, principal, details)
-        VALUES (p_execution_id, 'cancel_too_late', v_e.cancel_requested_by,
-                jsonb_strip_nulls(jsonb_build_object('status', p_status, 'reason', v_e.cancel_reason,
-                                                     'requestedAt', v_e.cancel_requested_at)));
+        PERFORM dw.record_cancel_too_late_v1(p_execution_id, p_status);
     END IF;
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
     IF p_dead_letter_node IS NOT NULL THEN
@@ -1437,7 +1450,9 @@ BEGIN
     SELECT d.execution_id, 'job_reconciled'::text FROM deleted d;
 
     FOR v_e IN
-        SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id, e.queue FROM dw.executions e
+        SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id, e.queue,
+               e.cancel_requested_at
+          FROM dw.executions e
          WHERE ((e.status = 'Running' AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now()))
                 OR (e.status = 'Pending'
                     AND e.created_at < now() - make_interval(secs => p_stalled_worker_seconds)
@@ -1487,6 +1502,10 @@ BEGIN
                           AND a.error ->> 'code' = 'attempt_interrupted')) ORDER BY n.position)
               INTO v_in_flight
               FROM dw.node_states n WHERE n.execution_id = v_e.id AND n.status = 'Running';
+            IF v_e.cancel_requested_at IS NOT NULL THEN
+                -- A cancel its worker died before taking in (or one that came too late).
+                PERFORM dw.record_cancel_too_late_v1(v_e.id, 'Failed');
+            END IF;
             PERFORM dw.finish_execution_v1(v_e.id, 'Failed',
                 jsonb_strip_nulls(jsonb_build_object(
                     'code', 'worker_lost',
@@ -1679,6 +1698,8 @@ BEGIN
             PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
         END IF;
+        -- A run whose cancel was pending (its worker died first, or the cancel came too late) says so.
+        PERFORM dw.record_cancel_too_late_v1(v_id, 'TimedOut');
         PERFORM dw.finish_execution_v1(
             v_id, 'TimedOut',
             jsonb_build_object('code', 'workflow_timeout',

@@ -12,6 +12,7 @@ import pytest
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
+from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.runtime import Runtime
 from tests.integration.test_folded_writes import attempt_record
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
@@ -294,3 +295,34 @@ async def test_a_suspension_of_a_run_whose_worker_died_after_an_unhandled_failur
     assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
     assert await _ending(db, execution_id) == await _ending(db, baseline)
     assert "execution_suspended" not in await events(db, execution_id)
+
+
+@pytest.mark.parametrize(
+    ("ended_by", "ended_status", "event"),
+    [("deadline", "TimedOut", "execution_timedout"), ("recovery", "Failed", "execution_failed")],
+)
+async def test_a_run_ended_by_the_sweeps_with_a_cancel_pending_says_the_cancel_came_too_late(
+    db: Database, ended_by: str, ended_status: str, event: str
+) -> None:
+    execution_id = await started(db, _with_outputs(f"swept-{ended_by}"))
+    # Every node ended, a cancel came too late, and the worker died before it ended the run; then,
+    # before a worker takes it back, its deadline passes, or recovery gives up on it.
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    assert (await db.control.cancel(execution_id, principal="ops", reason="late")).outcome == "too_late"
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+    if ended_by == "deadline":
+        await sql(db, "UPDATE dw.executions SET deadline_at = now() - interval '1 second' WHERE id = %s", execution_id)
+        assert [e for e, _ in await time_out_overdue(db)] == [execution_id]
+    else:
+        await db.fetch_all("recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions")
+
+    assert await status(db, execution_id) == ended_status
+    log = await events(db, execution_id)
+    # As when its worker ends a run whose cancel was pending otherwise (dw.complete_execution_v2).
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index(event)
+    query = "SELECT principal, details FROM dw.execution_events WHERE execution_id = %s AND type = %s"
+    ((principal, details),) = await sql(db, query, execution_id, "cancel_too_late")
+    assert (principal, details["status"], details["reason"]) == ("ops", ended_status, "late")
