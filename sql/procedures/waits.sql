@@ -443,9 +443,11 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'cancel_requested', p_principal,
             jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'status', v_e.status)));
-    IF dw.cancel_too_late_v1(p_execution_id) THEN
+    -- Not for a Suspended run: no worker would end it until someone resumed it. (A run whose outcome
+    -- is decided is not suspended, dw.refuse_late_suspension_v1, but one suspended before that rule may be.)
+    IF v_e.status <> 'Suspended' AND dw.cancel_too_late_v1(p_execution_id) THEN
         -- Nothing to stop, and nobody to tell: a worker holding it ends it now, one that takes it
-        -- back later (recovery, a resume) ends it then.
+        -- back later (recovery) ends it then.
         RETURN QUERY SELECT v_e.status, 'too_late'::text;
         RETURN;
     END IF;

@@ -326,3 +326,24 @@ async def test_a_run_ended_by_the_sweeps_with_a_cancel_pending_says_the_cancel_c
     query = "SELECT principal, details FROM dw.execution_events WHERE execution_id = %s AND type = %s"
     ((principal, details),) = await sql(db, query, execution_id, "cancel_too_late")
     assert (principal, details["status"], details["reason"]) == ("ops", ended_status, "late")
+
+
+async def test_a_cancel_of_a_suspended_run_whose_nodes_all_ended_cancels_it(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A run suspended with every node ended (before suspensions that come too late were refused) has
+    no worker to end it: a cancel ends it Cancelled rather than answering too_late and leaving it
+    Suspended, holding its workflow's concurrency slot, until someone resumes it."""
+    execution_id = await started(db, _with_outputs("suspended-all-ended"))
+    acquired = await db.runs.acquire(execution_id, owner="w", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = 'Suspended', lease_owner = NULL, lease_expires_at = NULL WHERE id = %s",
+        execution_id,
+    )
+    cancellation = await db.control.cancel(execution_id, principal="ops", reason=None)
+    assert (cancellation.status, cancellation.outcome) == ("Cancelled", "cancelled")
+    assert await status(db, execution_id) == "Cancelled"
