@@ -208,9 +208,8 @@ class ExecutionController(Controller):
         headers = {}
         if len(rows) > limit:
             # The body stays a bare list (existing clients read it so); the next page is an RFC 8288 link.
-            headers["Link"] = (
-                f'</api/v1/executions/{execution.id}/events?after={page[-1].id}&limit={limit}>; rel="next"'
-            )
+            # The path as the client sent it: behind a proxy's prefix (an ASGI root_path) too.
+            headers["Link"] = f'<{request.url.path}?after={page[-1].id}&limit={limit}>; rel="next"'
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(

@@ -271,7 +271,9 @@ def poll(
         # The status first, then the log: a run seen ended has every event in the log read after.
         last_line: list[str] = []
         code = outcome(client, execution_id, last_line.append)
-        print_log(client, execution_id, printer, page_size=page_size)
+        # A run still going is read until the deadline (a long log's pages would outlast it); an
+        # ended one is read whole.
+        print_log(client, execution_id, printer, page_size=page_size, until=deadline if code is None else None)
         if code is not None:
             for line in last_line:
                 printer.write(line)
@@ -282,10 +284,18 @@ def poll(
         delay = min(delay * 1.5, 1.0)
 
 
-def print_log(client: httpx.Client, execution_id: str, printer: Printer, *, page_size: int = EVENTS_PAGE) -> int:
+def print_log(
+    client: httpx.Client,
+    execution_id: str,
+    printer: Printer,
+    *,
+    page_size: int = EVENTS_PAGE,
+    until: float | None = None,
+) -> int:
     """The run's log so far, every page: the API says a next page with a `Link: <…>; rel="next"`
-    header. A full page without one is read past too (a server from before the header)."""
-    while True:
+    header. A full page without one is read past too (a server from before the header). With
+    `until` (time.monotonic()), no page is asked for after it."""
+    while until is None or time.monotonic() < until:
         response = client.get(
             f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id, "limit": page_size}
         )
@@ -296,3 +306,5 @@ def print_log(client: httpx.Client, execution_id: str, printer: Printer, *, page
             printer.show(event)
         if not events or ("next" not in response.links and len(events) < page_size):
             return EXIT_OK
+    # Past `until`: the caller's deadline decides what comes next.
+    return EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
 from dataworkflows.api.app import create_app
-from dataworkflows.cli_follow import EXIT_OK, Printer, poll, print_log
+from dataworkflows.cli_follow import EXIT_OK, EXIT_TIMEOUT, Printer, poll, print_log
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
@@ -131,3 +132,32 @@ async def test_the_cli_prints_every_event_of_a_log_longer_than_a_page(
     assert follow_code == EXIT_OK and len(followed) == len(expected) + 1
     assert followed[-1].startswith(f"execution {execution_id} Succeeded")
     assert sum("note" in line for line in followed) == EXTRA_EVENTS
+
+
+def _poll_past_the_deadline(dsn: str, execution_id: str) -> tuple[int, list[str]]:
+    with TestClient(create_app(Settings(database_url=dsn))) as api:
+        followed: list[str] = []
+        past = time.monotonic() - 1
+        code = poll(api, execution_id, Printer(everything=True, write=followed.append), deadline=past, timeout=1)
+    return code, followed
+
+
+async def test_the_polling_follow_keeps_its_deadline_on_a_long_log(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    """A run still going whose log is long: the follow stops at its --timeout, it does not read every
+    page first (a long log's pages could outlast the deadline by far)."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)).status_code == 201
+    started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
+    execution_id = str(started.json()["executionId"])
+    await sql(
+        db,
+        "INSERT INTO dw.execution_events (execution_id, type, details)"
+        " SELECT %s, 'note', jsonb_build_object('n', n) FROM generate_series(1, %s) n",
+        uuid.UUID(execution_id),
+        EXTRA_EVENTS,
+    )
+    code, followed = await asyncio.to_thread(_poll_past_the_deadline, dsn, execution_id)
+    assert code == EXIT_TIMEOUT
+    assert followed == []
