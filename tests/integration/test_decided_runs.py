@@ -243,22 +243,28 @@ async def test_a_suspension_asked_when_every_node_has_ended_is_too_late(
     await _succeeded_with_outputs(db, execution_id)
 
 
+async def _every_node_recorded(db: Database, execution_id: UUID, *, suspend_before_b: bool = False) -> None:
+    """A worker ran a and b and recorded both (b's record ended nothing: complete=False), then died
+    before it ended the run; with suspend_before_b, a suspension was asked while b ran."""
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    if suspend_before_b:
+        assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
+    recorded = await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    assert not recorded.run_succeeded
+
+
 async def test_a_suspension_pending_when_the_worker_died_after_the_last_node_is_too_late(
     db: Database, conditions: ConditionPool
 ) -> None:
     execution_id = await started(db, _with_outputs("late-suspend-orphan"))
-    # A worker ran a and b; the suspension was asked while b ran, and the worker died after b's
-    # record (which ended nothing: a suspension was pending), before it suspended the run.
-    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
-    token = int(acquired.lease_token or 0)
-    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
-    assert (await db.control.suspend(execution_id, principal="ops", reason=None)).outcome == "requested"
-    recorded = await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
-    assert not recorded.run_succeeded
+    # The worker died after b's record (which ended nothing: a suspension was pending), before it
+    # suspended the run.
+    await _every_node_recorded(db, execution_id, suspend_before_b=True)
     await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
 
-    # The worker that takes it back (recovery queues it) ends it as it would have: it was Suspended,
-    # with every node ended, until someone resumed it.
+    # The worker that takes it back (recovery queues it) ends it as it would have, not Suspended.
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     await _succeeded_with_outputs(db, execution_id)
 
@@ -267,10 +273,7 @@ async def test_a_suspension_of_a_run_whose_worker_died_after_its_last_node_is_to
     db: Database, conditions: ConditionPool
 ) -> None:
     execution_id = await started(db, _with_outputs("late-suspend-dead"))
-    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
-    token = int(acquired.lease_token or 0)
-    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
-    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    await _every_node_recorded(db, execution_id)
     await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
 
     suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
@@ -335,10 +338,7 @@ async def test_a_cancel_of_a_suspended_run_whose_nodes_all_ended_cancels_it(
     no worker to end it: a cancel ends it Cancelled rather than answering too_late and leaving it
     Suspended, holding its workflow's concurrency slot, until someone resumes it."""
     execution_id = await started(db, _with_outputs("suspended-all-ended"))
-    acquired = await db.runs.acquire(execution_id, owner="w", lease_seconds=30, start=True)
-    token = int(acquired.lease_token or 0)
-    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
-    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    await _every_node_recorded(db, execution_id)
     await sql(
         db,
         "UPDATE dw.executions SET status = 'Suspended', lease_owner = NULL, lease_expires_at = NULL WHERE id = %s",
