@@ -84,7 +84,7 @@ class WorkflowController(Controller):
         if auto_activate:
             # What publishing refuses, before the Draft is written: a 422 leaves no workflow behind
             # (a plan's children do not depend on its version).
-            await svc.db.connections.check_allowed(definition.id, prepared.connections)
+            await svc.db.connections.check_uses(definition.id, prepared.connections)
             await svc.db.workflows.check_children_exist(definition.id, compile_for_publish(definition, 1))
         version = await svc.db.workflows.create(
             workflow_id=definition.id,
@@ -96,7 +96,7 @@ class WorkflowController(Controller):
             max_concurrent_executions=max_concurrent_executions,
         )
         if auto_activate:
-            await svc.db.connections.check_allowed(definition.id, prepared.connections)
+            await svc.db.connections.check_uses(definition.id, prepared.connections)
             await svc.db.workflows.publish(
                 workflow_id=definition.id,
                 version=version,
@@ -248,8 +248,9 @@ class WorkflowController(Controller):
             raise NotFound(f"workflow {workflow_id!r} has no version {target}")
         # Validate again: the registry of action types may have changed since the draft.
         prepared = await svc.prepare(found.definition, expected_id=workflow_id)
-        # A stored connection the definition names must admit this workflow (connection_not_allowed).
-        await svc.db.connections.check_allowed(workflow_id, prepared.connections)
+        # A stored connection the definition names must admit this workflow (connection_not_allowed)
+        # and be of the kind of the action that names it (connection_kind_mismatch).
+        await svc.db.connections.check_uses(workflow_id, prepared.connections)
         await svc.db.workflows.publish(
             workflow_id=workflow_id,
             version=target,

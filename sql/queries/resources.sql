@@ -55,11 +55,11 @@ SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows
 -- Connections without their secrets.
 SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows FROM dw.connections ORDER BY name;
 
--- name: connections_refusing
--- Which of these stored connections may not be used by the workflow.
-SELECT name FROM dw.connections
- WHERE name = ANY(%(names)s::text[])
-   AND NOT ('*' = ANY(allowed_workflows) OR %(workflow_id)s = ANY(allowed_workflows));
+-- name: connections_as_used
+-- These stored connections' kinds, and whether the workflow may use each (checked at publish).
+SELECT name, kind, ('*' = ANY(allowed_workflows) OR %(workflow_id)s = ANY(allowed_workflows)) AS allowed
+  FROM dw.connections
+ WHERE name = ANY(%(names)s::text[]);
 
 -- name: delete_connection
 -- Removes a connection.

@@ -11,7 +11,11 @@ the connector of an installed action package. What each built-in kind's actions 
 - slack, monday: the token itself, sent as a header value: one line of visible ASCII.
 
 A problem never quotes the secret, nor any part of it (not even a header's name): its pointer says
-where, under /secret, and its message what is wrong."""
+where, under /secret, and its message what is wrong.
+
+A node may use a stored connection only of its action's connector's kind: publishing refuses
+another (data.connections.check_uses), and so does the worker when the node runs (the connection
+may have been stored again with another kind since). Environment connections have no kind."""
 
 from __future__ import annotations
 

@@ -9,6 +9,11 @@ A stored connection says which workflows may use it (allowed_workflows: names, o
 workflow); asked for it on behalf of another workflow, the provider refuses with
 ConnectionNotAllowed (a permanent node failure, connection_not_allowed). Environment connections
 are the operator's, configured per worker deployment: every workflow may use them.
+
+A stored connection has a kind (dataworkflows.connection_kinds), which comes with its secret
+(Secret.kind): an action of another connector that asks for it fails the node
+(ConnectionKindMismatch, connection_kind_mismatch; dataworkflows.node_kinds.WorkflowCredentials).
+Environment connections have no kind.
 """
 
 from __future__ import annotations
@@ -56,12 +61,14 @@ def not_allowed(name: str, workflow_id: str | None) -> ConnectionNotAllowed:
 
 
 class Secret:
-    """A secret value that does not print itself."""
+    """A secret value that does not print itself, with its stored connection's kind (None: an
+    environment connection, which has none)."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "kind")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, kind: str | None = None) -> None:
         self._value = value
+        self.kind = kind
 
     def reveal(self) -> str:
         return self._value
@@ -167,7 +174,8 @@ class DatabaseCredentialProvider:
             # Not a CredentialNotFound: the chain must not fall back to a same-named environment
             # connection when the stored one refuses.
             raise not_allowed(name, workflow_id)
-        return Secret(self._cipher.decrypt(stored.secret, connection_binding(name)))
+        # The kind comes with the row the secret is read from: checking it costs no query.
+        return Secret(self._cipher.decrypt(stored.secret, connection_binding(name)), stored.kind)
 
 
 class ChainedCredentialProvider:

@@ -97,6 +97,13 @@ class ConnectionsNotAllowed(DefinitionError):
     code = "connection_not_allowed"
 
 
+class ConnectionKindsMismatch(DefinitionError):
+    """A definition names stored connections whose kind is not its actions' connector (one problem
+    per node parameter)."""
+
+    code = "connection_kind_mismatch"
+
+
 class InvalidTriggerConfig(DefinitionError):
     """A schedule's or a webhook's config is invalid (one problem per field, like a definition's)."""
 
@@ -108,6 +115,24 @@ class ConnectionNotAllowed(DataWorkflowsError):
     the node fails; at publish: the definition is refused)."""
 
     code = "connection_not_allowed"
+
+
+class ConnectionKindMismatch(DataWorkflowsError):
+    """A stored connection's kind is not the connector of the action that asks for it (at run time:
+    the node fails; at publish: the definition is refused)."""
+
+    code = "connection_kind_mismatch"
+
+    def __init__(self, connection: str, kind: str, action_type: str, connector: str) -> None:
+        # Names the connection and the kinds, never any part of the secret.
+        super().__init__(
+            f"connection {connection!r} has kind {kind!r}, but {action_type} takes a {connector!r} connection "
+            "(GET /api/v1/connections lists each connection's kind)",
+            connection=connection,
+            kind=kind,
+            action_type=action_type,
+            connector=connector,
+        )
 
 
 class InvalidInput(DataWorkflowsError):

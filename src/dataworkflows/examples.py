@@ -135,7 +135,7 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
         if existing is not None and (existing.status == "Archived" or existing.current_version == version):
             loaded.append(definition.id)
             continue
-        await db.connections.check_allowed(definition.id, prepared.connections)
+        await db.connections.check_uses(definition.id, prepared.connections)
         await db.workflows.publish(
             workflow_id=definition.id,
             version=version,

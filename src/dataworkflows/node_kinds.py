@@ -53,7 +53,7 @@ from dataworkflows.actions import (
 )
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionTimeout
-from dataworkflows.errors import ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
@@ -206,7 +206,7 @@ class ActionKind:
             trigger=ctx.trigger,
             principal_id=ctx.principal_id,
             log=ctx.log,
-            services=self._services_for(ctx.workflow_id),
+            services=self._services_for(ctx.workflow_id, action),
             generation=ctx.generation,
         )
         result = await self._execute(ctx, action, action_ctx, params)
@@ -214,12 +214,15 @@ class ActionKind:
         # values stay: they are the workflow's data; errors are scrubbed where they are recorded).
         return _without_secrets(result, scrubbing.current())
 
-    def _services_for(self, workflow_id: str) -> ActionServices | None:
+    def _services_for(self, workflow_id: str, action: Any) -> ActionServices | None:
         """The services, with credentials asked for on behalf of the attempt's workflow (its
-        connections' allow-lists apply) and reported to the run's scrubber."""
+        connections' allow-lists apply) and its action (a stored connection's kind must be the
+        action's connector), and reported to the run's scrubber."""
         if self.services is None:
             return None
-        credentials = WorkflowCredentials(self.services.credentials, workflow_id, scrubbing.current())
+        credentials = WorkflowCredentials(
+            self.services.credentials, workflow_id, scrubbing.current(), action=(action.type_name, action.connector)
+        )
         return replace(self.services, credentials=credentials)
 
     async def _execute(self, ctx: AttemptContext, action: Any, action_ctx: ActionContext, params: Any) -> ActionResult:
@@ -230,7 +233,7 @@ class ActionKind:
             async with asyncio.timeout(node.timeout_seconds):
                 result: ActionResult = await action.execute(action_ctx, params)
             return result
-        except ConnectionNotAllowed as exc:
+        except (ConnectionNotAllowed, ConnectionKindMismatch) as exc:
             # An action that asks for credentials itself (rather than through actions.web).
             return ActionResult.failed(exc.code, exc.message)
         except TimeoutError:
@@ -250,16 +253,31 @@ class ActionKind:
 class WorkflowCredentials:
     """What one attempt's action sees as its credential source: the worker's provider, asked on
     behalf of the attempt's workflow whatever the action passes (so connections' allow-lists hold),
-    telling the run's scrubber each secret it hands out (so the run's errors, logs and outputs
-    never show it)."""
+    refusing a stored connection of another kind than the action's connector (it may have been
+    stored again since publish), telling the run's scrubber each secret it hands out (so the run's
+    errors, logs and outputs never show it)."""
 
-    def __init__(self, provider: Any, workflow_id: str, scrubber: scrubbing.Scrubber) -> None:
+    def __init__(
+        self,
+        provider: Any,
+        workflow_id: str,
+        scrubber: scrubbing.Scrubber,
+        *,
+        action: tuple[str, str] | None = None,
+    ) -> None:
         self._provider = provider
         self._workflow_id = workflow_id
         self._scrubber = scrubber
+        # (type name, connector) of the attempt's action; None: kinds are not checked.
+        self._action = action
 
     async def get(self, name: str, *, workflow_id: str | None = None) -> Any:
         secret = await self._provider.get(name, workflow_id=self._workflow_id)
+        # The kind came with the secret (None: an environment connection, which has none).
+        kind = getattr(secret, "kind", None)
+        if self._action is not None and isinstance(kind, str) and kind != self._action[1]:
+            # Never handed to the action, so nothing of it can reach its outputs or errors.
+            raise ConnectionKindMismatch(name, kind, *self._action)
         reveal = getattr(secret, "reveal", None)
         self._scrubber.add_secret(reveal() if callable(reveal) else str(secret))
         return secret

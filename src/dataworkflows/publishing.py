@@ -32,11 +32,14 @@ class ConditionSandbox(Protocol):
 
 @dataclass(frozen=True)
 class ConnectionUse:
-    """A connection a definition names (or its action's default), where: checked against the
-    connection's allow-list at publish."""
+    """A connection a definition names (or its action's default), where, and by which action:
+    checked at publish against the stored connection's allow-list and kind (the action's
+    connector)."""
 
     pointer: str
     name: str
+    action_type: str
+    connector: str
 
 
 @dataclass(frozen=True)
@@ -131,16 +134,16 @@ def connection_uses(raw: dict[str, Any], registry: ActionRegistry) -> tuple[Conn
 
 def _connection_of(registry: ActionRegistry, action_type: Any, parameters: Any, pointer: str) -> ConnectionUse | None:
     try:
-        params = registry.get(str(action_type)).Params
+        action = registry.get(str(action_type))
     except UnknownActionType:
         return None
-    field = next((f for f in msgspec.structs.fields(params) if f.encode_name == "connection"), None)
+    field = next((f for f in msgspec.structs.fields(action.Params) if f.encode_name == "connection"), None)
     if field is None or not isinstance(parameters, dict):
         return None
     value = parameters.get("connection", field.default)
     if not isinstance(value, str) or not value or "{{" in value or "{%" in value:
         return None  # none, or chosen by a template: checked when the node runs
-    return ConnectionUse(f"{pointer}/connection", value)
+    return ConnectionUse(f"{pointer}/connection", value, action.type_name, action.connector)
 
 
 def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:

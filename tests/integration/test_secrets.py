@@ -312,6 +312,98 @@ async def test_publish_refuses_a_stored_connection_the_workflow_may_not_use(clie
     assert (await client.post("/api/v1/workflows?autoActivate=true", json=later)).status_code == 201
 
 
+async def test_publish_refuses_a_stored_connection_of_another_kind_than_its_action(
+    client: AsyncTestClient[Any],
+) -> None:
+    """A node whose stored connection has another kind than its action's connector (a Slack node
+    naming an http connection) is refused at publish, each with a pointer to its connection field.
+    It was published, and its run sent the http connection's JSON to Slack as a token."""
+    crm = {"kind": "http", "secret": crm_secret("crm-bearer-token"), "allowedWorkflows": ["*"]}
+    assert (await client.put("/api/v1/connections/crm", json=crm)).status_code == 200
+    slack = {"kind": "slack", "secret": SLACK_TOKEN, "allowedWorkflows": ["*"]}
+    assert (await client.put("/api/v1/connections/slack", json=slack)).status_code == 200
+    call = {"id": "call", "actionType": "http.request", "parameters": {"url": "https://crm.example.com/x"}}
+    raw = workflow(
+        "crossed",
+        slack_node("crm"),
+        {**call, "parameters": {**call["parameters"], "connection": "slack"}},
+        {
+            "id": "each",
+            "nodeType": "forEach",
+            "parameters": {
+                "items": [1],
+                "action": {"actionType": "monday.get-items", "parameters": {"boardId": 1, "connection": "crm"}},
+            },
+        },
+    )
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+    body = assert_problem(await client.post("/api/v1/workflows/crossed/publish"), 422)
+    assert body["code"] == "connection_kind_mismatch", body
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [
+        ("/nodes/0/parameters/connection", "connection_kind_mismatch"),
+        ("/nodes/1/parameters/connection", "connection_kind_mismatch"),
+        ("/nodes/2/parameters/action/parameters/connection", "connection_kind_mismatch"),
+    ], body
+    assert (
+        "connection 'crm' has kind 'http', but slack.post-message takes a 'slack' connection"
+        in body["errors"][0]["detail"]
+    )
+    assert SLACK_TOKEN not in json.dumps(body) and "crm-bearer-token" not in json.dumps(body)
+    assert (await client.get("/api/v1/workflows/crossed")).json()["status"] == "Draft", "not published"
+
+    # autoActivate refuses it before the Draft is written.
+    refused = assert_problem(await client.post("/api/v1/workflows?autoActivate=true", json={**raw, "id": "now"}), 422)
+    assert refused["code"] == "connection_kind_mismatch"
+    assert_problem(await client.get("/api/v1/workflows/now"), 404)
+
+    # A connection the workflow may not use and of another kind: both are said, at its pointer.
+    await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": ["someone-else"]})
+    both = assert_problem(await client.post("/api/v1/workflows/crossed/publish"), 422)
+    assert both["code"] == "connection_not_allowed"
+    assert [(e["pointer"], e["code"]) for e in both["errors"]][:2] == [
+        ("/nodes/0/parameters/connection", "connection_not_allowed"),
+        ("/nodes/0/parameters/connection", "connection_kind_mismatch"),
+    ], both
+
+    # Each node naming a connection of its action's kind, or one not stored (an environment
+    # connection has no kind; the run decides), publishes.
+    to_crm = {**call, "parameters": {**call["parameters"], "connection": "crm"}}
+    fixed = workflow("straight", slack_node("slack"), to_crm)
+    await client.patch("/api/v1/connections/crm", json={"allowedWorkflows": ["*"]})
+    assert (await client.post("/api/v1/workflows?autoActivate=true", json=fixed)).status_code == 201
+    elsewhere = workflow("env-only", slack_node("from-the-environment"))
+    assert (await client.post("/api/v1/workflows?autoActivate=true", json=elsewhere)).status_code == 201
+
+
+async def test_a_run_fails_a_node_whose_connection_was_stored_again_with_another_kind(
+    client: AsyncTestClient[Any], db: Database, runtime: Runtime, fakes: FakeServers, logged: LogCapture
+) -> None:
+    """Published with a Slack connection that is then stored again as an http one: the node fails
+    for good (connection_kind_mismatch, not retried), nothing is sent, and the secret is nowhere in
+    the run's records or logs. It sent the http connection's JSON to Slack as the token."""
+    body = {"kind": "slack", "secret": SLACK_TOKEN, "allowedWorkflows": ["*"]}
+    assert (await client.put("/api/v1/connections/team", json=body)).status_code == 200
+    raw = workflow("announce", slack_node("team"))
+    execution_id = await run(db, runtime, raw, {})
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution is not None and execution["status"] == "Succeeded"
+    assert len(fakes.state.slack_messages) == 1
+
+    secret = crm_secret("crm-bearer-token")
+    assert (await client.put("/api/v1/connections/team", json={"kind": "http", "secret": secret})).status_code == 200
+    execution_id = await run(db, runtime, raw, {})
+    attempts = await db.fetch_all("list_attempts", id=execution_id)
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "connection_kind_mismatch")], (
+        "permanent: not retried"
+    )
+    message = attempts[0]["error"]["message"]
+    assert "connection 'team' has kind 'http', but slack.post-message takes a 'slack' connection" in message, message
+    assert len(fakes.state.slack_messages) == 1, "nothing was sent with the http connection's secret"
+    for sink, text in (await stored_texts(db, execution_id)).items():
+        assert "crm-bearer-token" not in text and "crm.example.com" not in text, sink
+    assert "crm-bearer-token" not in json.dumps(logged.entries, default=str)
+
+
 async def test_a_run_cannot_use_a_connection_that_does_not_admit_its_workflow(
     client: AsyncTestClient[Any], db: Database, runtime: Runtime, fakes: FakeServers
 ) -> None:

@@ -22,7 +22,7 @@ from dataworkflows.credentials import (
     workflow_allowed,
 )
 from dataworkflows.data.connections import StoredSecret
-from dataworkflows.errors import ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
 from dataworkflows.logs import ScrubbingFilter
 from dataworkflows.node_kinds import WorkflowCredentials
 from dataworkflows.publishing import ConnectionUse, connection_uses
@@ -129,9 +129,9 @@ def test_publish_finds_the_connections_a_definition_will_use() -> None:
         ]
     }
     assert connection_uses(raw, default_registry()) == (
-        ConnectionUse("/nodes/0/parameters/connection", "slack"),
-        ConnectionUse("/nodes/1/parameters/connection", "crm"),
-        ConnectionUse("/nodes/5/parameters/action/parameters/connection", "monday"),
+        ConnectionUse("/nodes/0/parameters/connection", "slack", "slack.post-message", "slack"),
+        ConnectionUse("/nodes/1/parameters/connection", "crm", "http.request", "http"),
+        ConnectionUse("/nodes/5/parameters/action/parameters/connection", "monday", "monday.get-items", "monday"),
     )
 
 
@@ -141,6 +141,8 @@ class _Store:
         self.allowed = allowed
 
     async def fetch_connection(self, name: str) -> StoredSecret | None:
+        if name != "crm":
+            return None
         blob = self.cipher.encrypt("stored-token", name)
         return StoredSecret(name=name, kind="slack", secret=blob, key_id="k", allowed_workflows=self.allowed)
 
@@ -160,6 +162,25 @@ async def test_an_attempt_asks_for_credentials_as_its_own_workflow() -> None:
     assert "'crm'" in refused.value.message and "reports" in refused.value.message
     assert "stored-token" not in refused.value.message
     assert workflow_allowed(["*"], None) and not workflow_allowed([], "x") and not workflow_allowed(["a"], None)
+
+
+async def test_an_attempt_gets_a_stored_connection_only_of_its_actions_kind() -> None:
+    """The kind comes with the secret (no query of its own); another kind is refused before the
+    action sees the secret, and the refusal never quotes it. Environment connections have no kind."""
+    store = _Store(["*"])
+    provider = ChainedCredentialProvider(
+        [DatabaseCredentialProvider(store, store.cipher), EnvCredentialProvider({"DW_CONNECTION_ENV": "env-token"})]
+    )
+    assert (await provider.get("crm")).kind == "slack" and (await provider.get("env")).kind is None
+    slack = WorkflowCredentials(provider, "billing", Scrubber(), action=("slack.post-message", "slack"))
+    assert await slack.get("crm") == Secret("stored-token")
+    http = WorkflowCredentials(provider, "billing", Scrubber(), action=("http.request", "http"))
+    with pytest.raises(ConnectionKindMismatch) as refused:
+        await http.get("crm")
+    assert refused.value.code == "connection_kind_mismatch"
+    assert refused.value.message.startswith("connection 'crm' has kind 'slack', but http.request takes a 'http'")
+    assert "stored-token" not in refused.value.message
+    assert await http.get("env") == Secret("env-token"), "an environment connection has no kind to check"
 
 
 def run(argv: list[str]) -> int:

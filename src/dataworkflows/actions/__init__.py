@@ -88,7 +88,8 @@ class SecretSource(Protocol):
     async def get(self, name: str, *, workflow_id: str | None = None) -> Any:
         """A connection's secret (dataworkflows.credentials.Secret). An action's services answer for
         the attempt's workflow whatever `workflow_id` says, and refuse a connection whose allow-list
-        does not name it (ConnectionNotAllowed)."""
+        does not name it (ConnectionNotAllowed) or, stored, whose kind is not the action's connector
+        (ConnectionKindMismatch)."""
         ...
 
 

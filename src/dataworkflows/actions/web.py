@@ -15,7 +15,7 @@ import httpx
 
 from dataworkflows.actions import ActionResult
 from dataworkflows.credentials import CredentialNotFound, Secret
-from dataworkflows.errors import ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
 from dataworkflows.http_client import BlockedDestination
 
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -134,8 +134,8 @@ def transport_failure(exc: Exception, what: str) -> ActionResult:
 async def secret_for(ctx_services: Any, connection: str) -> Secret | ActionResult:
     try:
         secret = await ctx_services.credentials.get(connection)
-    except (CredentialNotFound, ConnectionNotAllowed) as exc:
-        # Permanent: retrying cannot make the connection appear or admit the workflow.
+    except (CredentialNotFound, ConnectionNotAllowed, ConnectionKindMismatch) as exc:
+        # Permanent: retrying cannot make the connection appear, admit the workflow or change kind.
         return ActionResult.failed(exc.code, exc.message, connection=connection)
     assert isinstance(secret, Secret)
     return secret

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from dataworkflows.errors import ConnectionsNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionKindsMismatch, ConnectionsNotAllowed
 from dataworkflows.validation import Problem
 
 if TYPE_CHECKING:
@@ -38,6 +38,15 @@ class StoredSecret(msgspec.Struct, frozen=True):
     secret: bytes
     key_id: str
     allowed_workflows: list[str]
+
+
+class StoredUse(msgspec.Struct, frozen=True):
+    """What publishing checks of a stored connection a definition names: its kind, and whether the
+    workflow may use it."""
+
+    name: str
+    kind: str
+    allowed: bool
 
 
 class ConnectionData:
@@ -91,29 +100,46 @@ class ConnectionData:
     async def fetch_connection(self, name: str) -> StoredSecret | None:
         return await self._db.fetch_one_as(StoredSecret, "fetch_connection", name=name)
 
-    async def refusing(self, workflow_id: str, names: Collection[str]) -> set[str]:
-        """Which of these stored connections the workflow may not use (names not stored are not
-        refused here: they may come from the environment, or be stored later)."""
+    async def as_used(self, workflow_id: str, names: Collection[str]) -> dict[str, StoredUse]:
+        """These stored connections' kinds and whether the workflow may use each, by name (names
+        not stored are left out: they may come from the environment, or be stored later)."""
         if not names:
-            return set()
-        rows = await self._db.fetch_all("connections_refusing", names=sorted(set(names)), workflow_id=workflow_id)
-        return {row["name"] for row in rows}
+            return {}
+        rows = await self._db.fetch_all_as(
+            StoredUse, "connections_as_used", names=sorted(set(names)), workflow_id=workflow_id
+        )
+        return {row.name: row for row in rows}
 
-    async def check_allowed(self, workflow_id: str, uses: Sequence[ConnectionUse]) -> None:
-        """At publish: refuses (ConnectionsNotAllowed, one problem per use) a definition that names
-        stored connections whose allow-lists do not name its workflow."""
-        refused = await self.refusing(workflow_id, {use.name for use in uses})
-        problems = [
-            Problem(
-                use.pointer,
-                "connection_not_allowed",
-                f"connection {use.name!r} may not be used by workflow {workflow_id!r} "
-                f"(its allowedWorkflows do not name it: PATCH /api/v1/connections/{use.name})",
-            )
-            for use in uses
-            if use.name in refused
-        ]
-        if problems:
+    async def check_uses(self, workflow_id: str, uses: Sequence[ConnectionUse]) -> None:
+        """At publish: refuses a definition that names stored connections whose allow-lists do not
+        name its workflow (ConnectionsNotAllowed) or whose kind is not the connector of the action
+        that names them (ConnectionKindsMismatch); one problem per use, and every problem is listed
+        (the class is ConnectionsNotAllowed when any use is not allowed)."""
+        stored = await self.as_used(workflow_id, {use.name for use in uses})
+        problems: list[Problem] = []
+        refused: set[str] = set()
+        for use in uses:
+            found = stored.get(use.name)
+            if found is None:
+                continue
+            if not found.allowed:
+                refused.add(use.name)
+                problems.append(Problem(use.pointer, "connection_not_allowed", _not_allowed(use.name, workflow_id)))
+            if found.kind != use.connector:
+                mismatch = ConnectionKindMismatch(use.name, found.kind, use.action_type, use.connector)
+                problems.append(Problem(use.pointer, mismatch.code, mismatch.message))
+        if refused:
             raise ConnectionsNotAllowed(
                 problems, f"the workflow names {len(refused)} connection(s) it may not use: {sorted(refused)}"
             )
+        if problems:
+            raise ConnectionKindsMismatch(
+                problems, f"{len(problems)} node(s) name a stored connection of another kind than their action's"
+            )
+
+
+def _not_allowed(name: str, workflow_id: str) -> str:
+    return (
+        f"connection {name!r} may not be used by workflow {workflow_id!r} "
+        f"(its allowedWorkflows do not name it: PATCH /api/v1/connections/{name})"
+    )
