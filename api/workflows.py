@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
+from litestar.exceptions import ClientException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -17,7 +18,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
-from dataworkflows.validation import json_depth
+from dataworkflows.validation import Problem, has_control_character, json_depth
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor, invalid_cursor
@@ -56,6 +57,31 @@ async def read_workflow(db: Database, workflow_id: str) -> WorkflowRead:
 # Request ids the engine derives for the runs it starts itself: subworkflow children, schedule
 # ticks and webhook deliveries.
 RESERVED_REQUEST_PREFIXES = ("child:", "item:", "schedule:", "hook:")
+CORRELATION_HEADER = "X-Correlation-Id"
+# As long as a request id may be.
+MAX_CORRELATION_ID = 200
+
+
+def _correlation_id(data: ExecuteRequest, request: Request[Any, Any, Any]) -> str | None:
+    """The run's correlation id: the body's correlationId, else the X-Correlation-Id header (None:
+    neither; the request id stands in). Either one, when sent, is taken as sent or refused (the
+    body's 422 with a pointer, the header's 400 naming it), never cut: the run would be found under
+    an id nobody sent. The header is checked even when the body's field overrides it."""
+    header = request.headers.get(CORRELATION_HEADER)
+    if header is not None and len(header) > MAX_CORRELATION_ID:
+        raise ClientException(
+            f"{CORRELATION_HEADER} must be at most {MAX_CORRELATION_ID} characters (this one has {len(header)})"
+        )
+    if header is not None and has_control_character(header):
+        raise ClientException(f"{CORRELATION_HEADER} must not contain control characters")
+    given = data.correlation_id
+    if given is not None and len(given) > MAX_CORRELATION_ID:
+        message = f"correlationId must be at most {MAX_CORRELATION_ID} characters (this one has {len(given)})"
+        raise InvalidInput(message, problems=[Problem("/correlationId", "too_long", message)])
+    if given is not None and has_control_character(given):
+        message = "correlationId must not contain control characters"
+        raise InvalidInput(message, problems=[Problem("/correlationId", "format", message)])
+    return given or header
 
 
 class WorkflowController(Controller):
@@ -285,14 +311,14 @@ class WorkflowController(Controller):
             # The engine derives its children's request ids from these (dw.begin_child_v1).
             raise InvalidInput(f"requestId must not start with {' or '.join(RESERVED_REQUEST_PREFIXES)}")
         request_id = data.request_id or str(uuid.uuid4())
-        correlation_id = data.correlation_id or request.headers.get("X-Correlation-Id") or request_id
+        correlation_id = _correlation_id(data, request) or request_id
         started = await svc.db.executions.start(
             workflow_id=workflow_id,
             request_id=request_id,
             trigger=data.trigger,
             principal_id=principal.id,
             principal_type=principal.type,
-            correlation_id=correlation_id[:200],
+            correlation_id=correlation_id,
             queue=svc.settings.queue,
             trace_context=traces.trace_context_to_store(request.headers),
         )

@@ -229,3 +229,38 @@ async def test_stream_after_the_last_event_of_a_finished_run_closes(
         timeout=10,
     )
     assert bad.status_code == 200 and bad.text.count("event:") >= 7
+
+
+async def test_a_correlation_id_is_taken_as_sent_or_refused_never_cut(client: AsyncTestClient[Any]) -> None:
+    """correlationId (body) and X-Correlation-Id (header) over 200 characters, or with a control
+    character, are refused (422 with a pointer; 400 naming the header) and start nothing; they were
+    cut to 200 characters, and the run was recorded under a correlation id nobody sent."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows?autoActivate=true", json=raw)).status_code == 201
+    url = "/api/v1/workflows/simple-echo/execute"
+    longest = "c" * 200
+    for started in (
+        await client.post(url, json={"correlationId": longest}),
+        await client.post(url, json={}, headers={"X-Correlation-Id": longest}),
+    ):
+        assert started.status_code == 202, started.text
+        execution = (await client.get(started.json()["statusUrl"])).json()
+        assert execution["correlationId"] == longest
+
+    for value, says in [("c" * 201, "at most 200 characters (this one has 201)"), ("order\n42", "control characters"),
+                        ("order\x7f42", "control characters"), ("order\x8542", "control characters")]:  # fmt: skip
+        body = assert_problem(await client.post(url, json={"correlationId": value, "requestId": "r-body"}), 422)
+        assert body["code"] == "invalid_input" and says in body["detail"], body
+        assert [e["pointer"] for e in body["errors"]] == ["/correlationId"], body
+        assert value not in json.dumps(body), "the value is not echoed"
+    for value, says in [("c" * 201, "at most 200 characters (this one has 201)"), ("order\t42", "control characters"),
+                        ("order\x0142", "control characters")]:  # fmt: skip
+        refused = await client.post(url, json={"requestId": "r-header"}, headers={"X-Correlation-Id": value})
+        body = assert_problem(refused, 400)
+        assert body["code"] == "bad_request" and "X-Correlation-Id" in body["detail"] and says in body["detail"], body
+        assert value not in body["detail"]
+    # The body's field wins over the header, but a header it overrides is refused all the same.
+    both = await client.post(url, json={"correlationId": "order-42"}, headers={"X-Correlation-Id": "c" * 201})
+    assert assert_problem(both, 400)["code"] == "bad_request"
+    listed = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
+    assert len(listed["items"]) == 2, "nothing was started by a refused request"
