@@ -388,19 +388,53 @@ BEGIN
 END;
 $$;
 
--- v5: kept for workers of the previous commit during a rolling upgrade.
+-- The acquire of workers that do not know `suspendRequested` in `run` (750a030): the previous
+-- release's (v4) and earlier commits' (v5). v6 as it is, except where its answer would make such a
+-- worker do harm; there it keeps their old contract:
+-- - a run whose suspension is pending (and not too late: dw.outcome_decided_v1) is suspended here,
+--   as before, even with an attempt its worker left Running (dw.has_abandoned_attempt_v1). v6 hands
+--   that run over, and a worker that cannot read suspendRequested would record the attempt as
+--   interrupted and start it again after the operator was told nothing new starts. The attempt
+--   stays Running while the run is Suspended, as it did in that release; whoever takes the run back
+--   on resume records it as interrupted.
+-- Only those callers run it: v6, the new workers' acquire, is untouched.
+CREATE OR REPLACE FUNCTION dw.acquire_for_earlier_workers_v1(
+    p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
+) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[]) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+    v_a record;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
+    -- In v6's order: an ended or Suspended run, a live holder and a pending cancel come first (v6
+    -- answers them).
+    IF FOUND AND v_e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut', 'Suspended')
+       AND NOT (v_e.lease_owner IS NOT NULL AND v_e.lease_expires_at > now())
+       AND v_e.cancel_requested_at IS NULL AND v_e.suspend_requested_at IS NOT NULL
+       AND NOT dw.outcome_decided_v1(p_execution_id) THEN
+        PERFORM dw.suspend_now_v1(v_e, NULL);
+        RETURN QUERY SELECT 'suspended'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+        RETURN;
+    END IF;
+    SELECT * INTO v_a FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, p_start, NULL) a;
+    RETURN QUERY SELECT v_a.outcome, v_a.lease_token, v_a.run, v_a.nodes, v_a.started;
+END;
+$$;
+
+-- v5: kept for workers of earlier commits during a rolling upgrade (dw.acquire_for_earlier_workers_v1).
 CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v5(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
 ) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb, started text[]) LANGUAGE sql AS $$
-    SELECT * FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, p_start, NULL);
+    SELECT * FROM dw.acquire_for_earlier_workers_v1(p_execution_id, p_owner, p_lease_seconds, p_start);
 $$;
 
--- v4: kept for workers of the previous release during a rolling upgrade (it starts no node).
+-- v4: kept for workers of the previous release during a rolling upgrade (it starts no node;
+-- dw.acquire_for_earlier_workers_v1).
 CREATE OR REPLACE FUNCTION dw.try_acquire_execution_v4(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision
 ) RETURNS TABLE (outcome text, lease_token bigint, run jsonb, nodes jsonb) LANGUAGE sql AS $$
     SELECT a.outcome, a.lease_token, a.run, a.nodes
-      FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, false, NULL) a;
+      FROM dw.acquire_for_earlier_workers_v1(p_execution_id, p_owner, p_lease_seconds, false) a;
 $$;
 
 -- Starts a run's Ready nodes for their next attempts in plan order, at most p_limit of them (NULL:

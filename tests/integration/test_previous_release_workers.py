@@ -1,0 +1,75 @@
+"""A worker of the previous release during a rolling upgrade (README "Upgrading"): it calls the
+procedures it was built for, as the release's fixture records its queries, and cannot read what this
+release added to their answers (`suspendRequested` in an acquire's run, `failedUnhandled` in its
+node checkpoints). Where the new behaviour would make it do harm, those procedures keep its contract,
+or give it an answer it handles correctly (what it does with each is in the tests' comments, from
+the release's runtime.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+from psycopg.rows import dict_row
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.integration.test_upgrades import META
+from tests.integration.test_waits import sql, started, status
+
+# The previous release's acquire (dw.try_acquire_execution_v4), and v5, which earlier commits call
+# and whose callers read neither key either.
+ACQUIRES = {
+    "v4": META["queries"]["acquire_run"],
+    "v5": "SELECT * FROM dw.try_acquire_execution_v5(%(id)s, %(owner)s, %(lease_seconds)s, false)",
+}
+
+
+async def old(db: Database, query: str, **params: Any) -> dict[str, Any] | None:
+    """One call as the previous release's data layer makes it (its query text, named parameters)."""
+    async with db.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, params)
+        return await cur.fetchone() if cur.description else None
+
+
+async def lease(db: Database, execution_id: UUID) -> tuple[Any, ...]:
+    ((owner, token),) = await sql(db, "SELECT lease_owner, lease_token FROM dw.executions WHERE id = %s", execution_id)
+    return owner, token
+
+
+@pytest.mark.parametrize("acquire", ACQUIRES, ids=list(ACQUIRES))
+async def test_an_old_acquire_suspends_a_run_whose_worker_left_an_attempt_running(
+    db: Database, conditions: ConditionPool, acquire: str
+) -> None:
+    # Node a was in flight when its worker died; then a suspend (answered `requested`: the next
+    # holder records a first). This release's acquire hands the run over with suspendRequested;
+    # the previous release's worker ignores that key, records a as interrupted and starts it again
+    # (runtime.py: _drive -> recover_interrupted, then _launch_ready), though the operator was told
+    # nothing new starts; it hears of the suspension at its first lease renewal only. Its acquire
+    # keeps suspending at once, as in that release (its worker returns on "suspended").
+    execution_id = await started(db, wf("cut-off", echo("a", to("b")), echo("b")))
+    acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+    assert acquired.started == ("a",)
+    await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
+    suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
+    assert (suspension.status, suspension.outcome) == ("Running", "requested")
+
+    answer = await old(db, ACQUIRES[acquire], id=execution_id, owner="old-worker", lease_seconds=30)
+    assert answer is not None
+    assert (answer["outcome"], answer["lease_token"]) == ("suspended", None)
+    assert await status(db, execution_id) == "Suspended"
+    assert await lease(db, execution_id) == (None, acquired.lease_token)
+    # As that release left it: a still Running, nothing recorded, nothing started.
+    assert {n: s["status"] for n, s in (await nodes(db, execution_id)).items()} == {"a": "Running", "b": "Pending"}
+    assert await attempts(db, execution_id) == []
+    log = await events(db, execution_id)
+    assert "execution_reacquired" not in log and log[-1] == "execution_suspended"
+
+    # Resumed, a worker of this release records a as interrupted (its budget untouched) and finishes.
+    await db.control.resume(execution_id, principal="ops", queue="executions")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    rows = [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)]
+    assert rows == [("a", 1, "RetriableFailure"), ("a", 2, "Succeeded"), ("b", 1, "Succeeded")]
