@@ -388,15 +388,20 @@ BEGIN
 END;
 $$;
 
--- The acquire of workers that do not know `suspendRequested` in `run` (750a030): the previous
--- release's (v4) and earlier commits' (v5). v6 as it is, except where its answer would make such a
--- worker do harm; there it keeps their old contract:
+-- The acquire of workers that know neither `suspendRequested` in `run` (750a030) nor `failedUnhandled`
+-- in the node checkpoints (eb7b59e): the previous release's (v4) and earlier commits' (v5). v6 as it
+-- is, except where its answer would make such a worker do harm; there it keeps their old contract:
 -- - a run whose suspension is pending (and not too late: dw.outcome_decided_v1) is suspended here,
 --   as before, even with an attempt its worker left Running (dw.has_abandoned_attempt_v1). v6 hands
 --   that run over, and a worker that cannot read suspendRequested would record the attempt as
 --   interrupted and start it again after the operator was told nothing new starts. The attempt
 --   stays Running while the run is Suspended, as it did in that release; whoever takes the run back
 --   on resume records it as interrupted.
+-- - a run whose node failed unhandled before its worker stopped (its outcome is decided: it fails)
+--   is ended here, Failed as this release's worker ends it (node_failed with that node's error as
+--   cause, its dead letter, nodes in flight Cancelled by the run's end; cancel_too_late when a
+--   cancel is pending), and the answer is finished: such a worker would end it Succeeded or
+--   `stuck`, after running nodes in flight again.
 -- Only those callers run it: v6, the new workers' acquire, is untouched.
 CREATE OR REPLACE FUNCTION dw.acquire_for_earlier_workers_v1(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
@@ -404,6 +409,9 @@ CREATE OR REPLACE FUNCTION dw.acquire_for_earlier_workers_v1(
 DECLARE
     v_e dw.executions%ROWTYPE;
     v_a record;
+    v_failed jsonb;
+    v_cause jsonb;
+    v_error jsonb;
 BEGIN
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
     -- In v6's order: an ended or Suspended run, a live holder and a pending cancel come first (v6
@@ -417,6 +425,26 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_a FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, p_start, NULL) a;
+    IF v_a.outcome = 'acquired' THEN
+        -- The first node in plan order whose failure nothing handled (the checkpoints are in plan order).
+        SELECT c.node INTO v_failed
+          FROM jsonb_array_elements(v_a.nodes) WITH ORDINALITY AS c(node, position)
+         WHERE c.node ? 'failedUnhandled'
+         ORDER BY c.position LIMIT 1;
+        IF v_failed IS NOT NULL THEN
+            -- Worded as the runtime's _fail_node words it (a Python repr quotes the node id).
+            v_cause := NULLIF(NULLIF(v_failed -> 'error', 'null'::jsonb), '{}'::jsonb);
+            v_error := jsonb_build_object(
+                'code', 'node_failed', 'nodeId', v_failed ->> 'nodeId',
+                'message', format('node %L failed', v_failed ->> 'nodeId')
+                           || COALESCE(': ' || NULLIF(v_cause ->> 'message', ''), ''),
+                'cause', COALESCE(v_failed -> 'error', 'null'::jsonb));
+            PERFORM dw.complete_execution_v2(p_execution_id, v_a.lease_token, 'Failed', v_error,
+                                             v_failed ->> 'nodeId', COALESCE(v_cause, v_error));
+            RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY SELECT v_a.outcome, v_a.lease_token, v_a.run, v_a.nodes, v_a.started;
 END;
 $$;

@@ -15,6 +15,14 @@ from psycopg.rows import dict_row
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
+from tests.integration.test_decided_runs import (
+    _attempt_rows,
+    _dies_before_the_runs_end,
+    _ending,
+    _fails_beside_a_running_node,
+    _fails_first,
+    _fails_last,
+)
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 from tests.integration.test_upgrades import META
 from tests.integration.test_waits import sql, started, status
@@ -73,3 +81,43 @@ async def test_an_old_acquire_suspends_a_run_whose_worker_left_an_attempt_runnin
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     rows = [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)]
     assert rows == [("a", 1, "RetriableFailure"), ("a", 2, "Succeeded"), ("b", 1, "Succeeded")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "failed"),
+    [(_fails_last(), "b"), (_fails_first(), "a"), (_fails_beside_a_running_node(), "a")],
+    ids=["last-node", "first-node", "beside-a-running-node"],
+)
+@pytest.mark.parametrize("acquire", ACQUIRES, ids=list(ACQUIRES))
+async def test_an_old_acquire_ends_failed_a_run_whose_node_failed_unhandled(
+    db: Database, conditions: ConditionPool, raw: dict[str, Any], failed: str, acquire: str
+) -> None:
+    # The worker died after recording a node's unhandled failure, before the run's end. The previous
+    # release's worker cannot read failedUnhandled: taking the run, it would record a node in flight
+    # as interrupted and run it again, then end the run Succeeded (every node final: _idle ->
+    # _succeed) or Failed `stuck` with no dead letter (nodes left Pending). Its acquire ends the run
+    # as this release's worker does, and answers finished: that worker then leaves it
+    # (run_execution: "held, finished (...), suspended, not_found" return at once).
+    runtime = make_runtime(db, conditions)
+    baseline = await started(db, raw)
+    assert await runtime.run_execution(baseline) == "Failed"
+
+    execution_id = await started(db, raw)
+    await _dies_before_the_runs_end(db, runtime, execution_id)
+    answer = await old(db, ACQUIRES[acquire], id=execution_id, owner="old-worker", lease_seconds=30)
+    assert answer is not None
+    assert (answer["outcome"], answer["lease_token"], answer["nodes"]) == ("finished", None, None)
+    ending = await _ending(db, execution_id)
+    assert ending == await _ending(db, baseline)
+    assert await _attempt_rows(db, execution_id) == await _attempt_rows(db, baseline)
+    assert (ending["status"], ending["error"]["code"], ending["error"]["nodeId"]) == ("Failed", "node_failed", failed)
+    assert [letter[:2] for letter in ending["letters"]] == [("node_failed", failed)]
+    # A cancel asked then was too late (dw.cancel_too_late_v1), and the end says so.
+    late = await started(db, raw)
+    await _dies_before_the_runs_end(db, runtime, late)
+    assert (await db.control.cancel(late, principal="ops", reason="too slow")).outcome == "too_late"
+    answer = await old(db, ACQUIRES[acquire], id=late, owner="old-worker", lease_seconds=30)
+    assert answer is not None and answer["outcome"] == "finished"
+    assert await _ending(db, late) == await _ending(db, baseline)
+    log = await events(db, late)
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
