@@ -462,7 +462,13 @@ END;
 $$;
 
 -- The worker holding a run whose cancel was requested: its running attempts are stopped, it ends
--- the run (fenced).
+-- the run (fenced). Kept for the previous release's workers (and, through v2, earlier commits'),
+-- which stop their node tasks before they call it and read no answer: they log the run cancelled and
+-- leave it. A cancel that comes too late (dw.cancel_too_late_v1: the run's outcome is decided) ends
+-- nothing here either: the run is handed back (dw.release_execution_v1, reason cancel_too_late) as
+-- dw.cancel_execution_v3's caller hands it back when it stopped node tasks, and the worker that
+-- takes it ends it as it would have (Succeeded with its outputs, or Failed), recording
+-- cancel_too_late.
 CREATE OR REPLACE FUNCTION dw.cancel_execution_v1(p_execution_id uuid, p_token bigint)
     RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -471,6 +477,10 @@ BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     IF v_e.cancel_requested_at IS NULL THEN
         RAISE EXCEPTION 'execution % has no cancel request', p_execution_id USING ERRCODE = 'DW013';
+    END IF;
+    IF dw.cancel_too_late_v1(p_execution_id) THEN
+        PERFORM dw.release_execution_v1(p_execution_id, p_token, NULL, 'cancel_too_late');
+        RETURN;
     END IF;
     PERFORM dw.finish_cancelled_v1(v_e);
 END;

@@ -23,6 +23,7 @@ from tests.integration.test_decided_runs import (
     _fails_first,
     _fails_last,
 )
+from tests.integration.test_folded_writes import attempt_record
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 from tests.integration.test_upgrades import META
 from tests.integration.test_waits import sql, started, status
@@ -32,6 +33,11 @@ from tests.integration.test_waits import sql, started, status
 ACQUIRES = {
     "v4": META["queries"]["acquire_run"],
     "v5": "SELECT * FROM dw.try_acquire_execution_v5(%(id)s, %(owner)s, %(lease_seconds)s, false)",
+}
+# The previous release's cancel (dw.cancel_execution_v1), and v2 (earlier commits) over it.
+CANCELS = {
+    "v1": META["queries"]["cancel_execution"],
+    "v2": "SELECT dw.cancel_execution_v2(%(id)s, %(token)s, NULL, NULL)",
 }
 
 
@@ -121,3 +127,53 @@ async def test_an_old_acquire_ends_failed_a_run_whose_node_failed_unhandled(
     assert await _ending(db, late) == await _ending(db, baseline)
     log = await events(db, late)
     assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
+
+
+async def _cancel_heard_as_the_last_record_commits(db: Database) -> tuple[UUID, int]:
+    """A worker holds the run: it records a; a cancel comes (`requested`, it is told) while b runs;
+    b's record commits before the worker stops its node tasks, so when it calls its cancel the
+    run's outcome is decided (every node has ended)."""
+    execution_id = await started(db, wf("late-cancel", echo("a", to("b")), echo("b")))
+    acquired = await db.runs.acquire(execution_id, owner="old-worker", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    await db.runs.record_attempt(attempt_record(execution_id, token, "a", fired=(True,), start_limit=1))
+    assert (await db.control.cancel(execution_id, principal="ops", reason="too slow")).outcome == "requested"
+    await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
+    # The API, asked now, says so.
+    assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "already_requested"
+    return execution_id, token
+
+
+@pytest.mark.parametrize("cancel", CANCELS, ids=list(CANCELS))
+async def test_an_old_cancel_that_comes_too_late_hands_the_run_back(
+    db: Database, conditions: ConditionPool, cancel: str
+) -> None:
+    # The previous release's worker, told to cancel, stops its node tasks and calls its cancel
+    # (runtime.py _cancel: _cancel_running, then data.cancel, whose void answer it does not read);
+    # it then logs the run cancelled and returns, writing nothing more (its job just ends). The
+    # cancel used to end Cancelled a run whose every node had ended; now it hands the run back, as
+    # this release's worker does when it stopped node tasks on a late cancel, and the worker that
+    # takes it ends it as it would have.
+    execution_id, token = await _cancel_heard_as_the_last_record_commits(db)
+    await old(db, CANCELS[cancel], id=execution_id, token=token)
+    assert await status(db, execution_id) == "Running"
+    assert (await lease(db, execution_id))[0] is None
+    query = "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'execution_released'"
+    assert await sql(db, query, execution_id) == [({"reason": "cancel_too_late"},)]
+    queued = "SELECT count(*) FROM procrastinate_jobs WHERE args->>'execution_id' = %s AND status = 'todo'"
+    assert await sql(db, queued, str(execution_id)) == [(1,)]
+
+    assert await make_runtime(db, conditions, worker_id="next").run_execution(execution_id) == "Succeeded"
+    log = await events(db, execution_id)
+    assert "execution_cancelled" not in log
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_succeeded")
+
+
+@pytest.mark.parametrize("cancel", CANCELS, ids=list(CANCELS))
+async def test_an_old_cancel_in_time_still_cancels(db: Database, cancel: str) -> None:
+    execution_id = await started(db, wf("in-time", echo("a", to("b")), echo("b")))
+    acquired = await db.runs.acquire(execution_id, owner="old-worker", lease_seconds=30, start=True)
+    assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "requested"
+    await old(db, CANCELS[cancel], id=execution_id, token=acquired.lease_token)
+    assert await status(db, execution_id) == "Cancelled"
+    assert {n: s["status"] for n, s in (await nodes(db, execution_id)).items()} == {"a": "Cancelled", "b": "Skipped"}
