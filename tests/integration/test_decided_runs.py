@@ -41,6 +41,16 @@ async def _dies_before_the_runs_end(db: Database, runtime: Runtime, execution_id
     await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
 
 
+async def _failed_and_crashed(db: Database, runtime: Runtime, raw: dict[str, Any]) -> tuple[UUID, UUID]:
+    """Two runs of a workflow whose node fails unhandled: one run through (it ends Failed), the
+    baseline; one whose worker dies after the failure's record and before the run's end."""
+    baseline = await started(db, raw)
+    assert await runtime.run_execution(baseline) == "Failed"
+    execution_id = await started(db, raw)
+    await _dies_before_the_runs_end(db, runtime, execution_id)
+    return baseline, execution_id
+
+
 async def _ending(db: Database, execution_id: UUID) -> dict[str, Any]:
     """What a user sees of a run's end: its status and error, its nodes, its dead letters, and its
     log without the events a takeover adds."""
@@ -100,11 +110,7 @@ async def test_a_run_whose_worker_died_after_an_unhandled_failure_ends_failed(
     db: Database, conditions: ConditionPool, raw: dict[str, Any], failed: str
 ) -> None:
     runtime = make_runtime(db, conditions)
-    baseline = await started(db, raw)
-    assert await runtime.run_execution(baseline) == "Failed"
-
-    execution_id = await started(db, raw)
-    await _dies_before_the_runs_end(db, runtime, execution_id)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, raw)
     # The worker that takes it back (recovery queues it) ends it as the dead one would have: Failed,
     # with the failed node's dead letter, not Succeeded (every node had ended) nor "stuck".
     assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
@@ -121,11 +127,7 @@ async def test_a_cancel_of_a_run_whose_worker_died_after_an_unhandled_failure_is
     db: Database, conditions: ConditionPool
 ) -> None:
     runtime = make_runtime(db, conditions)
-    baseline = await started(db, _fails_last())
-    assert await runtime.run_execution(baseline) == "Failed"
-
-    execution_id = await started(db, _fails_last())
-    await _dies_before_the_runs_end(db, runtime, execution_id)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, _fails_last())
     # The run's outcome was decided when b's failure was recorded: nothing is left to stop.
     cancelled = await db.control.cancel(execution_id, principal="ops", reason="too slow")
     assert (cancelled.status, cancelled.outcome) == ("Running", "too_late")
@@ -287,11 +289,7 @@ async def test_a_suspension_of_a_run_whose_worker_died_after_an_unhandled_failur
     db: Database, conditions: ConditionPool
 ) -> None:
     runtime = make_runtime(db, conditions)
-    baseline = await started(db, _fails_first())
-    assert await runtime.run_execution(baseline) == "Failed"
-
-    execution_id = await started(db, _fails_first())
-    await _dies_before_the_runs_end(db, runtime, execution_id)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, _fails_first())
     # b never started and never will: the run failed when a's failure was recorded.
     suspension = await db.control.suspend(execution_id, principal="ops", reason=None)
     assert (suspension.status, suspension.outcome) == ("Running", "too_late")

@@ -19,6 +19,7 @@ from tests.integration.test_decided_runs import (
     _attempt_rows,
     _dies_before_the_runs_end,
     _ending,
+    _failed_and_crashed,
     _fails_beside_a_running_node,
     _fails_first,
     _fails_last,
@@ -105,11 +106,7 @@ async def test_an_old_acquire_ends_failed_a_run_whose_node_failed_unhandled(
     # as this release's worker does, and answers finished: that worker then leaves it
     # (run_execution: "held, finished (...), suspended, not_found" return at once).
     runtime = make_runtime(db, conditions)
-    baseline = await started(db, raw)
-    assert await runtime.run_execution(baseline) == "Failed"
-
-    execution_id = await started(db, raw)
-    await _dies_before_the_runs_end(db, runtime, execution_id)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, raw)
     answer = await old(db, ACQUIRES[acquire], id=execution_id, owner="old-worker", lease_seconds=30)
     assert answer is not None
     assert (answer["outcome"], answer["lease_token"], answer["nodes"]) == ("finished", None, None)
