@@ -121,6 +121,19 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def _loggable(value: str | None, limit: int) -> str | None:
+    """A header's value as a log line may carry it: at most `limit` characters, control characters
+    escaped (a line break in X-Correlation-Id would otherwise forge a line in the console format).
+    Headers a handler reads are checked there (an over-long or control-character correlation id is
+    refused); every request is logged, before any handler, so this only shapes what is written."""
+    if value is None:
+        return None
+    cut = value[:limit]
+    if cut.isprintable():
+        return cut
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
+
+
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     """Every log line about this request names it, its caller and its correlation id."""
     structlog.contextvars.clear_contextvars()
@@ -130,11 +143,11 @@ async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     # Every database call this request makes works in the caller's tenant (row-level security).
     enter_tenant(principal.tenant)
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    request.state.request_id = request_id[:100]
+    request.state.request_id = _loggable(request_id, 100)
     structlog.contextvars.bind_contextvars(
         request_id=request.state.request_id,
         principal=principal.id,
-        correlation_id=request.headers.get("X-Correlation-Id"),
+        correlation_id=_loggable(request.headers.get("X-Correlation-Id"), 200),
         path=request.url.path,
         tenant=principal.tenant,
     )

@@ -140,3 +140,14 @@ def test_an_idempotency_key_is_one_per_node_and_redrive() -> None:
     for bad in ({"idempotencyHeader": "Bad Header"}, {"idempotencyKey": "line\nbreak"}, {"idempotencyKey": ""}):
         with pytest.raises(msgspec.ValidationError):
             msgspec.convert({"url": "https://x.test", **bad}, HttpRequestParams)
+
+
+def test_request_headers_are_logged_without_control_characters() -> None:
+    """X-Correlation-Id and X-Request-Id go into every request's log lines before any handler
+    checks them: a line break must not forge a line in the console format."""
+    from dataworkflows.api.app import _loggable
+
+    assert _loggable(None, 10) is None
+    assert _loggable("order-42 é", 100) == "order-42 é"
+    assert _loggable("a\nlevel=error event=forged\r\x00\u2028", 100) == "a\\nlevel=error event=forged\\r\\x00\\u2028"
+    assert _loggable("x" * 300, 200) == "x" * 200
