@@ -131,8 +131,9 @@ def _estimate(value: Any, limit: int) -> int:
     return total
 
 
-def _too_big(what: str) -> TemplateRenderError:
-    return TemplateRenderError(f"{what} would exceed {MAX_RENDERED_CHARS} characters")
+def _too_big(what: str) -> TemplateBudgetExceeded:
+    # Output past the size limit is part of the render's budget (README "Template budget").
+    return TemplateBudgetExceeded(f"{what} would exceed {MAX_RENDERED_CHARS} characters")
 
 
 class _BoundedCodeGenerator(CodeGenerator):
@@ -221,7 +222,9 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         _step()
         for argument in (*args, *kwargs.values()):
             if isinstance(argument, int) and not isinstance(argument, bool) and abs(argument) > MAX_RENDERED_CHARS:
-                raise TemplateRenderError(f"a number argument above {MAX_RENDERED_CHARS} is not allowed in templates")
+                raise TemplateBudgetExceeded(
+                    f"a number argument above {MAX_RENDERED_CHARS} is not allowed in templates"
+                )
         # The sandbox wraps str.format; the format string is the wrapped method's __self__.
         owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
         is_format = getattr(__obj, "__name__", "") in ("format", "format_map")
@@ -472,7 +475,7 @@ def _is_lookup_node(node: nodes.Node) -> bool:
 def _safe_range(*args: int) -> range:
     result = range(*args)
     if len(result) > MAX_RANGE:
-        raise TemplateRenderError(f"range() is limited to {MAX_RANGE} items in templates")
+        raise TemplateBudgetExceeded(f"range() is limited to {MAX_RANGE} items in templates")
     return result
 
 

@@ -79,7 +79,7 @@ POISON: dict[str, tuple[dict[str, Any], int, str, str | None]] = {
         conditional("poison-tpl-str", "true", "{{ 'x' * 100000000 }}"),
         6,
         "Failed",
-        "template_error",
+        "template_budget_exceeded",
     ),
     "template throws": (conditional("poison-tpl-throw", "true", "{{ 1 // 0 }}"), 12, "Failed", "template_error"),
 }

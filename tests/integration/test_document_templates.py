@@ -240,10 +240,9 @@ HOSTILE = {
 async def test_hostile_templates_fail_with_the_budget_error(client: AsyncTestClient[Any], name: str) -> None:
     await make_set(client, **{key: ("text", body) for key, body in HOSTILE.items()})
     problem = assert_problem(await render(client, f"brief/{name}", {"data": {}}), 422)
-    if name in ("loops", "macros", "imported"):
-        assert problem["code"] == "template_budget_exceeded", problem
-    else:  # refused before it grows: range() over its limit, a string or output past the size limit
-        assert problem["code"] in ("template_budget_exceeded", "template_error"), problem
+    # Every one is a budget: steps, range() over its limit, a string or output past the size limit.
+    assert problem["code"] == "template_budget_exceeded", problem
+    if name not in ("loops", "macros", "imported"):  # refused before it grows
         assert any(word in problem["detail"] for word in ("limited to", "exceed", "not allowed")), problem
     assert problem["template"] in (name, "loopy")
 

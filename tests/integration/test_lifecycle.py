@@ -279,7 +279,7 @@ async def test_template_config_cannot_inject_runtime_templates_and_bombs_are_ref
         "/api/v1/workflow-templates/bomb/instantiate",
         json={"workflowId": "w3", "config": {"name": "n", "reviewer": "x"}},
     )
-    assert assert_problem(made, 422)["errors"][0]["code"] == "template_error"
+    assert assert_problem(made, 422)["errors"][0]["code"] == "template_budget_exceeded"
 
 
 async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsive(

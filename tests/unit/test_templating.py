@@ -196,7 +196,7 @@ def test_the_output_limit_is_exactly_a_million_characters(template: str) -> None
     ],
 )
 def test_one_character_past_the_limit_is_refused(template: str) -> None:
-    with pytest.raises(TemplateRenderError, match="exceed 1000000 characters"):
+    with pytest.raises(TemplateBudgetExceeded, match="exceed 1000000 characters"):
         render({"m": template}, SCOPE)
 
 
