@@ -47,7 +47,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from dataworkflows.data.group_commit import _encode
+from dataworkflows.data.group_commit import encode_record
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
@@ -231,12 +231,12 @@ def one_run(side: Side) -> None:
 
 
 def batch_document(records: list[dict[str, Any]]) -> str:
-    """Records as the worker's group commit sends them (dataworkflows.data.group_commit._encode)."""
+    """Records as the worker's group commit sends them (dataworkflows.data.group_commit.encode_record)."""
     encoded = []
     for params in records:
         plain = {k: (v.obj if isinstance(v, Jsonb) else v) for k, v in params.items()}
         plain = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in plain.items()}
-        encoded.append(_encode(plain))
+        encoded.append(encode_record(plain))
     return (b"[" + b",".join(encoded) + b"]").decode()
 
 

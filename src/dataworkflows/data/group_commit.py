@@ -128,7 +128,7 @@ class GroupCommit:
         alone: list[Queued] = []
         for params, future in batch:
             try:
-                together.append((_encode(params), params, future))
+                together.append((encode_record(params), params, future))
             except Exception:
                 alone.append((params, future))  # not JSON: alone, it fails as it fails on its own
         if len(together) == 1:
@@ -223,7 +223,7 @@ async def _settle(future: asyncio.Future[list[Row]], work: Coroutine[Any, Any, l
             future.set_result(rows)
 
 
-def _encode(params: dict[str, Any]) -> bytes:
+def encode_record(params: dict[str, Any]) -> bytes:
     """The record as dw.record_attempts_v2 reads it: keys without None values (NULL there)."""
     record = {k: v for k, v in params.items() if v is not None}
     record["execution_id"] = record.pop("id")
