@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from dataworkflows.actions import ActionRegistry
+from dataworkflows.actions import ActionRegistry, connector_of
 from dataworkflows.connection_kinds import connection_kinds, connection_problems
 from dataworkflows.credentials import ALL_WORKFLOWS, Cipher, connection_binding
 from dataworkflows.errors import Conflict, InvalidInput, NotFound
@@ -57,7 +57,7 @@ def allowed_workflows(value: list[str]) -> list[str]:
 
 
 def _connectors(registry: ActionRegistry) -> list[str]:
-    return [getattr(registry.get(name), "connector", "core") for name in registry.types()]
+    return [connector_of(registry.get(name)) for name in registry.types()]
 
 
 class CatalogController(Controller):
@@ -78,7 +78,7 @@ class CatalogController(Controller):
             result.append(
                 ActionTypeRead(
                     type=type_name,
-                    connector=getattr(action, "connector", "core"),
+                    connector=connector_of(action),
                     description=action.description,
                     parameters_schema=msgspec.json.schema(action.Params),
                 )

@@ -50,6 +50,7 @@ from dataworkflows.actions import (
     ActionResult,
     ActionServices,
     UnknownActionType,
+    connector_of,
 )
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionTimeout
@@ -221,7 +222,7 @@ class ActionKind:
         if self.services is None:
             return None
         credentials = WorkflowCredentials(
-            self.services.credentials, workflow_id, scrubbing.current(), action=(action.type_name, action.connector)
+            self.services.credentials, workflow_id, scrubbing.current(), action=(action.type_name, connector_of(action))
         )
         return replace(self.services, credentials=credentials)
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.actions import ActionRegistry, UnknownActionType
+from dataworkflows.actions import ActionRegistry, UnknownActionType, connector_of
 from dataworkflows.definitions import WorkflowDefinition, checksum, parse_definition
 from dataworkflows.errors import DefinitionError
 from dataworkflows.planning import compile_plan, plan_to_json
@@ -143,7 +143,7 @@ def _connection_of(registry: ActionRegistry, action_type: Any, parameters: Any, 
     value = parameters.get("connection", field.default)
     if not isinstance(value, str) or not value or "{{" in value or "{%" in value:
         return None  # none, or chosen by a template: checked when the node runs
-    return ConnectionUse(f"{pointer}/connection", value, action.type_name, action.connector)
+    return ConnectionUse(f"{pointer}/connection", value, action.type_name, connector_of(action))
 
 
 def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:

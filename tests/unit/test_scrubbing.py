@@ -258,3 +258,35 @@ def test_letters_whose_lower_case_is_longer_are_scrubbed_too() -> None:
 def test_an_error_s_keys_are_scrubbed_too() -> None:
     scrubber = Scrubber(secrets=["hunter2-secret"])
     assert scrubber.error({"code": "x", "details": {"hunter2-secret": 1}}) == {"code": "x", "details": {MASK: 1}}
+
+
+async def test_an_installed_action_without_a_connector_is_a_core_action() -> None:
+    """The action protocol does not require `connector`: an installed package's action without one
+    still publishes (its literal connection is checked as a core action's) and gets its services,
+    rather than failing every attempt with an AttributeError."""
+    import msgspec
+
+    from dataworkflows.actions import ActionRegistry, ActionResult, ActionServices, connector_of
+    from dataworkflows.node_kinds import ActionKind
+
+    class PingParams(msgspec.Struct):
+        connection: str = "plugin-default"
+
+    class PluginAction:
+        type_name = "acme.ping"
+        description = "pings"
+        Params = PingParams
+
+        async def execute(self, ctx: Any, params: Any) -> ActionResult:
+            return ActionResult.succeeded({})
+
+    registry = ActionRegistry()
+    registry.register(PluginAction())
+    assert connector_of(registry.get("acme.ping")) == "core"
+    raw = {"nodes": [{"id": "p", "actionType": "acme.ping", "parameters": {"connection": "c1"}}]}
+    assert connection_uses(raw, registry) == (
+        ConnectionUse("/nodes/0/parameters/connection", "c1", "acme.ping", "core"),
+    )
+    services = ActionServices(credentials=object(), http=None, resources=object())  # type: ignore[arg-type]
+    kind = ActionKind(registry, templates=object(), services=services)  # type: ignore[arg-type]
+    assert kind._services_for("billing", registry.get("acme.ping")) is not None

@@ -155,6 +155,13 @@ class UnknownActionType(DataWorkflowsError):
     code = "unknown_action_type"
 
 
+def connector_of(action: Any) -> str:
+    """The action's connector (the kind of stored connection it takes); "core" for an action that
+    declares none (an installed package's action may not: the protocol does not require it)."""
+    connector = getattr(action, "connector", "core")
+    return connector if isinstance(connector, str) else "core"
+
+
 class ActionRegistry:
     """Action types by name."""
 
