@@ -1620,8 +1620,9 @@ $$;
 
 -- Re-runs the failed part of a dead-lettered run: the failed node gets a fresh retry budget, nodes
 -- that the run's end skipped or cancelled get their place back (from their join counters), and a
--- run job is queued. Succeeded nodes keep their outputs and never run again. A letter is redriven
--- at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005).
+-- run job is queued. Succeeded nodes keep their outputs and never run again. A cancel or suspension
+-- still requested of the failed run is withdrawn (the execution_redriven event names it). A letter
+-- is redriven at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005).
 CREATE OR REPLACE FUNCTION dw.redrive_dead_letter_v1(p_id bigint, p_principal text, p_queue text)
     RETURNS TABLE (dead_letter_id bigint, execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
@@ -1679,7 +1680,12 @@ BEGIN
                lease_owner = NULL, lease_expires_at = NULL,
                -- A fresh deadline, as at its start (a child's own, or the default: not its
                -- parent's, which may have passed; the parent is not redriven with it).
-               deadline_at = dw.deadline_for_v1(v_plan, NULL)
+               deadline_at = dw.deadline_for_v1(v_plan, NULL),
+               -- A cancel or suspension asked of the run that failed (one that came too late, or
+               -- was pending when it failed) was about that run: the redriven one would otherwise
+               -- be cancelled or suspended by it at its first acquire. The event below says so.
+               cancel_requested_at = NULL, cancel_requested_by = NULL, cancel_reason = NULL,
+               suspend_requested_at = NULL, suspend_requested_by = NULL
          WHERE e.id = v_e.id;
         PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
     END IF;
@@ -1687,7 +1693,11 @@ BEGIN
     UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = p_principal WHERE d.id = p_id;
     INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
     VALUES (v_e.id, v_d.node_id, 'execution_redriven', p_principal,
-            jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind));
+            jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind)
+            || CASE WHEN v_d.kind <> 'job_failed' AND v_e.cancel_requested_at IS NOT NULL
+                    THEN jsonb_build_object('withdrewCancel', v_e.cancel_requested_at) ELSE '{}'::jsonb END
+            || CASE WHEN v_d.kind <> 'job_failed' AND v_e.suspend_requested_at IS NOT NULL
+                    THEN jsonb_build_object('withdrewSuspension', v_e.suspend_requested_at) ELSE '{}'::jsonb END);
     RETURN QUERY SELECT p_id, v_e.id, 'requeued'::text;
 END;
 $$;

@@ -15,7 +15,7 @@ from dataworkflows.db import Database
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.runtime import Runtime
 from tests.integration.test_folded_writes import attempt_record
-from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
+from tests.integration.test_runtime import FAST_RETRY, attempts, echo, events, make_runtime, nodes, to, wf
 from tests.integration.test_waits import sql, started, status
 
 
@@ -345,3 +345,37 @@ async def test_a_cancel_of_a_suspended_run_whose_nodes_all_ended_cancels_it(
     cancellation = await db.control.cancel(execution_id, principal="ops", reason=None)
     assert (cancellation.status, cancellation.outcome) == ("Cancelled", "cancelled")
     assert await status(db, execution_id) == "Cancelled"
+
+
+def _fails_once(workflow_id: str) -> dict[str, Any]:
+    """b fails unhandled at its first attempt (a budget of one) and succeeds when redriven."""
+    raw = wf(workflow_id, echo("a", to("b")), echo("b", simulateFailure="transient", failUntilAttempt=2))
+    raw["nodes"][1]["retryPolicy"] = {**FAST_RETRY, "maxAttempts": 1}
+    return raw
+
+
+@pytest.mark.parametrize("request_left", ["cancel", "suspension"])
+async def test_a_redrive_withdraws_what_was_asked_of_the_failed_run(
+    db: Database, conditions: ConditionPool, request_left: str
+) -> None:
+    """A cancel that came too late (the run had failed) or a suspension pending when the run failed
+    was about that run: its redrive re-runs the failed node instead of being cancelled or suspended
+    by it at the first acquire."""
+    execution_id = await started(db, _fails_once(f"redrive-withdraws-{request_left}"))
+    if request_left == "cancel":
+        await _dies_before_the_runs_end(db, make_runtime(db, conditions), execution_id)
+        assert (await db.control.cancel(execution_id, principal="ops", reason="stop")).outcome == "too_late"
+        assert await make_runtime(db, conditions, worker_id="survivor").run_execution(execution_id) == "Failed"
+    else:
+        assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+        await sql(db, "UPDATE dw.executions SET suspend_requested_at = now() WHERE id = %s", execution_id)
+    letters = await db.fetch_all(
+        "list_execution_dead_letters", execution_id=execution_id, open=None, kind=None, before=None, limit=10
+    )
+    assert [letter["kind"] for letter in letters] == ["node_failed"]
+    await db.operations.redrive(letters[0]["id"], principal="ops", queue="executions")
+    assert await make_runtime(db, conditions, worker_id="after").run_execution(execution_id) == "Succeeded"
+    logged = await db.fetch_all("list_events", id=execution_id, after=0, limit=1000)
+    redriven = [e["details"] for e in logged if e["type"] == "execution_redriven"]
+    withdrew = "withdrewCancel" if request_left == "cancel" else "withdrewSuspension"
+    assert len(redriven) == 1 and withdrew in redriven[0]
