@@ -30,6 +30,11 @@ class ConditionTimeout(ConditionError):
     code = "condition_timeout"
 
 
+class ConditionRefused(ConditionTimeout):
+    """Not run: the expression ran past its limit recently and too many of it wait for the
+    suspects' lane (dataworkflows.sandbox_pool.SandboxBusy). It fails as its timeout would."""
+
+
 class _Answer(msgspec.Struct):
     id: int
     ok: bool
@@ -79,7 +84,7 @@ class ConditionPool:
             )
         except SandboxBusy as exc:
             what = "the transform" if op == "value" else "condition"
-            raise ConditionTimeout(f"{what} was not run: {exc}") from None
+            raise ConditionRefused(f"{what} was not run: {exc}") from None
         except SandboxTimeout:
             limit = self._pool.timeout_seconds if time_limit is None else time_limit
             what = "the transform" if op == "value" else "condition"

@@ -53,7 +53,7 @@ from dataworkflows.actions import (
     connector_of,
 )
 from dataworkflows.checkpoints import WaitCheckpoint
-from dataworkflows.conditions import ConditionError, ConditionTimeout
+from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout
 from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
@@ -368,6 +368,8 @@ class TransformKind:
             value = await self.sandbox.value(
                 str(parameters["expression"]), ctx.scope, time_limit=timeout, max_bytes=transforms.MAX_OUTPUT_BYTES
             )
+        except ConditionRefused as exc:
+            return Attempt(parameters, ActionResult.failed("transform_timeout", exc.message))
         except ConditionTimeout:
             failed = ActionResult.failed("transform_timeout", f"the transform ran longer than {timeout:g}s")
             return Attempt(parameters, failed)

@@ -18,9 +18,10 @@ there behind each other instead of in front of everyone else's. The first timeou
 holds a shared helper for its time limit; what follows does not.
 - Suspicion is per tenant (the task's tenant is part of the key): one tenant's data that made an
   expression time out does not send another tenant's runs of the same expression to the lane.
-- At most MAX_SUSPECT_WAITERS requests wait for the lane; one more is refused at once
-  (SandboxBusy, a kind of SandboxTimeout): a flood of code that keeps timing out fails fast, as a
-  circuit breaker would, instead of queueing for minutes.
+- At most MAX_SUSPECT_WAITERS requests of one tenant wait for the lane; one more is refused at once
+  (SandboxBusy): a flood of code that keeps timing out fails fast, as a circuit breaker would,
+  instead of queueing for minutes, and one tenant's flood does not refuse another tenant's request.
+  A refusal ran nothing, so it does not renew the suspicion.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 import msgspec
@@ -57,8 +58,9 @@ class SandboxTimeout(Exception):
     """The helper ran past its time limit and was killed."""
 
 
-class SandboxBusy(SandboxTimeout):
-    """Code that timed out recently, refused without running: too many of its kind wait already."""
+class SandboxBusy(Exception):
+    """Code that timed out recently, refused without running: too many of its tenant's suspects wait
+    already (see the module's docstring)."""
 
 
 class SandboxGone(Exception):
@@ -133,7 +135,7 @@ class SandboxPool:
         self.helpers_killed = 0
         # Requests sent to the suspects' lane, and those waiting for it now.
         self.suspect_calls = 0
-        self._suspect_waiters = 0
+        self._suspect_waiters: defaultdict[str | None, int] = defaultdict(int)
 
     async def _spawn(self) -> _Helper:
         workdir = tempfile.mkdtemp(prefix="dw-sandbox-")
@@ -204,15 +206,17 @@ class SandboxPool:
         """The suspects' lane's helper, refused at once (SandboxBusy) when MAX_SUSPECT_WAITERS wait."""
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
-        if self._suspect_waiters >= MAX_SUSPECT_WAITERS:
-            raise SandboxBusy(
-                f"it ran past its time limit recently, and {self._suspect_waiters} such requests wait already"
-            )
-        self._suspect_waiters += 1
+        tenant = current_tenant()
+        waiting = self._suspect_waiters[tenant]
+        if waiting >= MAX_SUSPECT_WAITERS:
+            raise SandboxBusy(f"it ran past its time limit recently, and {waiting} such requests wait already")
+        self._suspect_waiters[tenant] = waiting + 1
         try:
             await self._suspect_slots.acquire()
         finally:
-            self._suspect_waiters -= 1
+            self._suspect_waiters[tenant] -= 1
+            if not self._suspect_waiters[tenant]:
+                del self._suspect_waiters[tenant]
         return await self._take_helper(self._suspect_slots)
 
     async def _take_helper(self, slots: asyncio.Semaphore) -> _Helper:

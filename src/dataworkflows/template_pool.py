@@ -106,7 +106,8 @@ class TemplatePool:
             key = msgspec.json.encode({name: part for name, part in request.items() if name not in ("scope", "data")})
             line = await self._pool.call(request, key=key.decode())
         except SandboxBusy as exc:
-            raise TemplateBudgetExceeded(f"the template was not rendered: {exc}") from exc
+            # Not run, so not the template's budget: too many of it wait now; the node retries.
+            raise TemplateUnavailable(f"the template was not rendered: {exc}") from exc
         except SandboxTimeout as exc:
             raise TemplateBudgetExceeded(
                 f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"

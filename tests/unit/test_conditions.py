@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dataworkflows.conditions import ConditionError, ConditionPool, ConditionTimeout
+from dataworkflows.conditions import ConditionError, ConditionPool, ConditionRefused, ConditionTimeout
 
 SCOPE = {"trigger": {"status": "approved", "n": 2}, "nodes": {"a": {"echo": "x"}}, "execution": {"id": "e"}}
 
@@ -226,12 +226,48 @@ async def test_a_flood_of_suspects_fails_fast(monkeypatch: pytest.MonkeyPatch) -
     try:
         with pytest.raises(ConditionTimeout):
             await pool.evaluate(LOOP, SCOPE)
+        suspicion = dict(pool._pool._suspects)
         # One runs in the lane, one waits for it, the third is refused.
         tasks += [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(3)]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         assert done == {tasks[2]}
-        with pytest.raises(ConditionTimeout, match="was not run: it ran past its time limit recently"):
+        with pytest.raises(ConditionRefused, match="was not run: it ran past its time limit recently"):
             tasks[2].result()
+        # A refusal ran nothing: the suspicion still ends 10 minutes after the last real timeout.
+        assert pool._pool._suspects == suspicion
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+
+
+async def test_one_tenants_flood_does_not_refuse_another_tenants_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiters for the suspects' lane are counted per tenant: acme's flood of its looping
+    condition is refused past the limit, globex's suspect request waits for the lane and runs."""
+    import asyncio
+
+    from dataworkflows import sandbox_pool
+    from dataworkflows.tenancy import tenant_scope
+
+    monkeypatch.setattr(sandbox_pool, "MAX_SUSPECT_WAITERS", 1)
+    pool = ConditionPool(size=1, timeout_seconds=1.0)
+    tasks: list[asyncio.Task[bool]] = []
+    good = "trigger.n === 2"
+    try:
+        with tenant_scope("acme"), pytest.raises(ConditionTimeout):
+            await pool.evaluate(LOOP, SCOPE)
+        with tenant_scope("globex"):
+            # globex's expression is a suspect too (as if one of its inputs had made it time out).
+            pool._pool._suspect(pool._pool._digest(good))
+        with tenant_scope("acme"):
+            tasks += [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with tenant_scope("globex"):
+            theirs = asyncio.create_task(pool.evaluate(good, SCOPE))
+        tasks.append(theirs)
+        assert await asyncio.wait_for(theirs, 30) is True
+        assert pool._pool.suspect_calls == 3
     finally:
         for task in tasks:
             task.cancel()

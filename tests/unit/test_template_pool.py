@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
 import pytest
@@ -159,3 +160,22 @@ async def test_text_codecs_work_in_the_confined_helper(templates: TemplatePool) 
     for codec in ("idna", "cp1252", "shift_jis", "utf-16"):
         value = {"m": f"{{{{ trigger.user.encode('{codec}') | length }}}}"}
         assert await templates.render(value, SCOPE) == {"m": len("ana".encode(codec))}, codec
+
+
+async def test_a_render_the_pool_refused_is_retried_not_a_budget_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A template refused without running (too many of it wait for the suspects' lane) is
+    template_unavailable, which the node retries, not its budget exceeded (which fails it for good)."""
+    from dataworkflows.sandbox_pool import SandboxBusy
+    from dataworkflows.templating import TemplateUnavailable
+
+    pool = TemplatePool(size=1)
+
+    async def refused(*args: Any, **kwargs: Any) -> bytes:
+        raise SandboxBusy("it ran past its time limit recently, and 8 such requests wait already")
+
+    monkeypatch.setattr(pool._pool, "call", refused)
+    try:
+        with pytest.raises(TemplateUnavailable, match="was not rendered"):
+            await pool.render({"m": "{{ range(3) | list | length }}"}, {})
+    finally:
+        await pool.close()
