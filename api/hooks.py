@@ -45,6 +45,7 @@ from dataworkflows.validation import json_depth
 from dataworkflows.webhooks import HookConfig, Refusal
 
 from .openapi_docs import PROBLEMS
+from .params import QUERY_IS_PAYLOAD
 from .problems import problem
 from .rate_limits import take_trigger_token
 from .schemas import Camel
@@ -362,7 +363,7 @@ class HooksController(Controller):
         responses=PROBLEMS,
         summary="Deliver a webhook: verifies its signature and starts the trigger's workflow (202), "
         "or answers a duplicate or a false activation condition (200)",
-        opt={"role": "public"},
+        opt={"role": "public", QUERY_IS_PAYLOAD: True},
     )
     async def deliver(
         self, svc: ServicesDep, request: Request[Any, Any, Any], trigger_id: FromPath[str]

@@ -64,14 +64,15 @@ def query_int(name: str, *, ge: int, le: int, required: bool | None = None) -> Q
 VersionQuery = Annotated[int | None, query_int("version", ge=1, le=INT_MAX, required=False)]
 
 
-# The webhook receiver's query is a delivery's payload: it refuses a NUL itself, and records the refusal.
-_QUERY_IS_PAYLOAD = "/api/v1/hooks/"
+# A route whose query is a payload (the webhook receiver's: it refuses a NUL itself, and records the
+# refusal) says so in its opt; the route, not the path, so that a proxy's prefix changes nothing.
+QUERY_IS_PAYLOAD = "query_is_payload"
 
 
-def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
     """No query value the API takes holds a NUL (PostgreSQL text cannot): a 400 naming the parameter
     here, rather than the database's refusal (422) of a free-text filter such as workflowId."""
-    if connection.url.path.startswith(_QUERY_IS_PAYLOAD):
+    if route.opt.get(QUERY_IS_PAYLOAD):
         return
     for name, value in connection.query_params.multi_items():
         if "\x00" in value or "\x00" in name:

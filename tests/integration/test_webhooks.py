@@ -643,3 +643,20 @@ async def test_a_hook_created_through_the_triggers_api_accepts_deliveries_signed
     refused = await client.post(url, content=body, headers=sign(body, secret=SECRET))
     assert assert_problem(refused, 401)["code"] == "signature_invalid"
     assert SECRET not in (await client.get(url)).text and secret not in (await client.get(url)).text
+
+
+@pytest.mark.parametrize("root_path", ["", "/dw"])
+async def test_a_nul_in_a_deliverys_query_is_the_receivers_to_refuse_behind_a_prefix_too(
+    dsn: str, db: Database, hooked: str, root_path: str
+) -> None:
+    """The delivery's query is its payload: a NUL there is refused by the receiver, which records
+    the refusal, not by the API's query guard; served under a proxy's prefix (an ASGI root_path)
+    as well, where the path the guard used to test began with the prefix."""
+    hook = await make_hook(db)
+    body = b'{"n": 3}'
+    async with AsyncTestClient(create_app(settings(dsn)), root_path=root_path) as prefixed:
+        answer = await prefixed.post(
+            f"{root_path}/api/v1/hooks/{hook}", params={"q": "a\x00b"}, content=body, headers=sign(body)
+        )
+    assert answer.status_code < 500, answer.text
+    assert len(await rows(db, hook)) == 1, answer.text
