@@ -24,7 +24,7 @@ from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tenancy import DEFAULT_TENANT, enter_tenant
 from dataworkflows.tokens import MAX_SUBJECT, ROLES, TokenRejected, TokenVerifier, valid_tenant
-from dataworkflows.validation import has_control_character
+from dataworkflows.validation import header_text
 
 from .problems import Unauthorized
 
@@ -105,16 +105,13 @@ class HeaderPrincipalResolver:
 
 
 def _header(connection: ASGIConnection[Any, Any, Any, Any], name: str, most: int) -> str | None:
-    """A principal header's value (None when absent or blank). One that is too long or holds a
-    control character is refused (400), never cut: the caller would be recorded as someone else."""
-    value = (connection.headers.get(name) or "").strip()
-    if not value:
+    """A principal header's value as the client wrote it (None when absent or blank). One that is
+    not UTF-8, too long or holds a control character is refused (400), never cut: the caller would
+    be recorded as someone else."""
+    value = connection.headers.get(name)
+    if value is None:
         return None
-    if len(value) > most:
-        raise ClientException(f"{name} must be at most {most} characters (this one has {len(value)})")
-    if has_control_character(value):
-        raise ClientException(f"{name} must not contain control characters")
-    return value
+    return header_text(name, value, most, strip=True) or None
 
 
 class BearerPrincipalResolver:

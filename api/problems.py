@@ -42,6 +42,7 @@ class UnsupportedMediaType(errors.DataWorkflowsError):
 _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
     (UnsupportedMediaType, 415, "Unsupported media type"),
     (BadQueryValue, 400, "Bad request"),
+    (errors.HeaderRefused, 400, "Bad request"),
     (errors.InvalidTriggerConfig, 422, "Invalid trigger config"),
     (errors.DefinitionError, 422, "Invalid workflow definition"),
     (errors.InvalidInput, 422, "Invalid input"),

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
-from litestar.exceptions import ClientException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -18,7 +17,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
-from dataworkflows.validation import Problem, has_control_character, json_depth
+from dataworkflows.validation import Problem, has_control_character, header_text, json_depth
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor, invalid_cursor
@@ -68,12 +67,8 @@ def _correlation_id(data: ExecuteRequest, request: Request[Any, Any, Any]) -> st
     body's 422 with a pointer, the header's 400 naming it), never cut: the run would be found under
     an id nobody sent. The header is checked even when the body's field overrides it."""
     header = request.headers.get(CORRELATION_HEADER)
-    if header is not None and len(header) > MAX_CORRELATION_ID:
-        raise ClientException(
-            f"{CORRELATION_HEADER} must be at most {MAX_CORRELATION_ID} characters (this one has {len(header)})"
-        )
-    if header is not None and has_control_character(header):
-        raise ClientException(f"{CORRELATION_HEADER} must not contain control characters")
+    if header is not None:
+        header = header_text(CORRELATION_HEADER, header, MAX_CORRELATION_ID)
     given = data.correlation_id
     if given is not None and len(given) > MAX_CORRELATION_ID:
         message = f"correlationId must be at most {MAX_CORRELATION_ID} characters (this one has {len(given)})"

@@ -147,6 +147,13 @@ class InvalidInput(DataWorkflowsError):
         self.problems = list(problems or [])
 
 
+class HeaderRefused(DataWorkflowsError):
+    """A request header's value is not taken: not UTF-8 text, too long, or with a control character.
+    The message names the header and the rule, never the value."""
+
+    code = "bad_request"
+
+
 class NotFound(DataWorkflowsError):
     """The resource was not found."""
 

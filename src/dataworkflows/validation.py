@@ -23,6 +23,7 @@ from dataworkflows.definitions import (
     parse_definition,
     parse_duration,
 )
+from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
@@ -68,6 +69,33 @@ def has_control_character(text: str) -> bool:
     """Whether the text holds a control character (C0 with tab and line breaks, DEL, C1): never part
     of a name, a principal or a header value, and a line break in one would forge log lines."""
     return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+
+
+def sent_text(value: str) -> str | None:
+    """A request header's value as the client wrote it, or None when its bytes are not UTF-8 text.
+    ASGI servers hand header bytes over decoded as latin-1, so UTF-8 arrives garbled (`José` as
+    `JosÃ©`) and its continuation bytes 0x80-0x9F look like C1 control characters; encoding back to
+    latin-1 gives the bytes that were sent."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
+
+
+def header_text(name: str, value: str, most: int, *, strip: bool = False) -> str:
+    """A header's value as the client wrote it (see sent_text), stripped of surrounding whitespace
+    when asked, taken whole or refused (HeaderRefused, never cut): not UTF-8, over `most`
+    characters (not bytes), or holding a control character."""
+    text = sent_text(value)
+    if text is None:
+        raise HeaderRefused(f"{name} must be UTF-8 text")
+    if strip:
+        text = text.strip()
+    if len(text) > most:
+        raise HeaderRefused(f"{name} must be at most {most} characters (this one has {len(text)})")
+    if has_control_character(text):
+        raise HeaderRefused(f"{name} must not contain control characters")
+    return text
 
 
 def is_valid_id(value: Any) -> bool:

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -20,6 +21,13 @@ async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
     app = create_app(Settings(database_url=dsn, max_body_bytes=64 * 1024, max_trigger_depth=16))
     async with AsyncTestClient(app) as test_client:
         yield test_client
+
+
+def raw_client(client: AsyncTestClient[Any]) -> httpx.AsyncClient:
+    """A client for the running app that sends header bytes as given, as a server hands them over:
+    the test client re-encodes every header value as UTF-8 (bytes that are not UTF-8 arrive as
+    something else)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url=str(client.base_url))
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:
@@ -264,3 +272,26 @@ async def test_a_correlation_id_is_taken_as_sent_or_refused_never_cut(client: As
     assert assert_problem(both, 400)["code"] == "bad_request"
     listed = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
     assert len(listed["items"]) == 2, "nothing was started by a refused request"
+
+
+async def test_a_correlation_id_header_is_utf8_text(client: AsyncTestClient[Any]) -> None:
+    """X-Correlation-Id is read as the UTF-8 the client sent (header bytes reach the app decoded as
+    latin-1): `€` was refused as a control character, `é` stored as `Ã©`, and the limit counted bytes."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows?autoActivate=true", json=raw)).status_code == 201
+    url = "/api/v1/workflows/simple-echo/execute"
+    raw = raw_client(client)
+    for value in ["order-42 €", "commande-é", "注文" * 100]:
+        started = await raw.post(url, json={}, headers={"X-Correlation-Id": value.encode()})
+        assert started.status_code == 202, (value, started.text)
+        assert (await client.get(started.json()["statusUrl"])).json()["correlationId"] == value
+    for value, says in [
+        (("€" * 201).encode(), "at most 200 characters (this one has 201)"),
+        (b"order-\xff", "must be UTF-8 text"),
+        ("order\u009b42".encode(), "control characters"),
+    ]:
+        refused = await raw.post(url, json={"requestId": "r-utf8"}, headers={"X-Correlation-Id": value})
+        body = assert_problem(refused, 400)
+        assert body["code"] == "bad_request" and "X-Correlation-Id" in body["detail"] and says in body["detail"], body
+    listed = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
+    assert len(listed["items"]) == 3, "nothing was started by a refused request"

@@ -22,7 +22,7 @@ from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tokens import TokenVerifier, mint_token
 from tests.conftest import load_fixture
-from tests.integration.test_api import assert_problem
+from tests.integration.test_api import assert_problem, raw_client
 
 SECRET = "integration-secret-" + "x" * 32
 
@@ -457,6 +457,34 @@ async def test_a_loose_principal_header_is_refused_rather_than_cut(dsn: str) -> 
         assert (await loose.get("/api/v1/workflows/wf2")).status_code == 404, "nothing was stored"
         # Routes without the guard (health, webhook deliveries) do not read the headers.
         assert (await loose.get("/health/live", headers={"X-Principal-Id": "p" * 201})).status_code == 200
+
+
+async def test_a_loose_principal_header_is_utf8_text(dsn: str) -> None:
+    """Header bytes reach the app decoded as latin-1: the principal headers are read as the UTF-8
+    the client sent. `Łukasz` and `田中` were refused (their continuation bytes looked like C1 control
+    characters), `José` was recorded as `JosÃ©`, and the limit counted bytes."""
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as loose:
+        raw = raw_client(loose)
+        created = await loose.post("/api/v1/workflows?autoActivate=true", json=echo("wf"))
+        assert created.status_code == 201, created.text
+        # "Voilà" ends in 0xA0, which str.strip() takes for a no-break space before decoding.
+        for name in ["Łukasz", "田中", "José", "Ödön Ő", "Voilà", "é" * 200]:
+            sent = {"X-Principal-Id": name.encode(), "X-Principal-Type": "größe".encode()}
+            started = await raw.post("/api/v1/workflows/wf/execute", json={"trigger": {}}, headers=sent)
+            assert started.status_code == 202, (name, started.text)
+            execution = (await loose.get(started.json()["statusUrl"])).json()
+            assert (execution["principalId"], execution["principalType"]) == (name, "größe")
+        for header, value, says in [
+            ("X-Principal-Id", ("é" * 201).encode(), "at most 200 characters (this one has 201)"),
+            ("X-Principal-Type", ("ü" * 51).encode(), "at most 50 characters (this one has 51)"),
+            ("X-Principal-Id", b"ana\xff", "must be UTF-8 text"),
+            ("X-Principal-Id", b"Jos\xe9", "must be UTF-8 text"),
+            ("X-Principal-Id", "ana\u0085bob".encode(), "control characters"),
+        ]:
+            refused = await raw.post("/api/v1/workflows", json=echo("wf2"), headers={header: value})
+            body = assert_problem(refused, 400)
+            assert body["code"] == "bad_request" and header in body["detail"] and says in body["detail"], body
+        assert (await loose.get("/api/v1/workflows/wf2")).status_code == 404, "nothing was stored"
 
 
 async def test_a_token_whose_sub_holds_a_control_character_is_refused(dsn: str, strict: AsyncTestClient[Any]) -> None:
