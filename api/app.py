@@ -27,6 +27,7 @@ from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import enter_tenant, no_tenant
+from dataworkflows.validation import sent_text
 
 from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
@@ -125,10 +126,12 @@ def _loggable(value: str | None, limit: int) -> str | None:
     """A header's value as a log line may carry it: at most `limit` characters, control characters
     escaped (a line break in X-Correlation-Id would otherwise forge a line in the console format).
     Headers a handler reads are checked there (an over-long or control-character correlation id is
-    refused); every request is logged, before any handler, so this only shapes what is written."""
+    refused); every request is logged, before any handler, so this only shapes what is written.
+    UTF-8 is read as the client sent it (ASGI hands header bytes over decoded as latin-1), so the
+    line names the correlation id the run stores; other bytes are written as latin-1, escaped."""
     if value is None:
         return None
-    cut = value[:limit]
+    cut = (sent_text(value) or value)[:limit]
     if cut.isprintable():
         return cut
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)

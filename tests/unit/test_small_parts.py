@@ -151,3 +151,7 @@ def test_request_headers_are_logged_without_control_characters() -> None:
     assert _loggable("order-42 é", 100) == "order-42 é"
     assert _loggable("a\nlevel=error event=forged\r\x00\u2028", 100) == "a\\nlevel=error event=forged\\r\\x00\\u2028"
     assert _loggable("x" * 300, 200) == "x" * 200
+    # As ASGI gives header bytes (latin-1): UTF-8 is logged as sent; it was `â\x82¬` for `€`.
+    assert _loggable("€ 注文".encode().decode("latin-1"), 100) == "€ 注文"
+    assert _loggable(("é" * 150).encode().decode("latin-1"), 100) == "é" * 100
+    assert _loggable("order\xff\x85", 100) == "orderÿ\\x85", "not UTF-8: latin-1, escaped"
