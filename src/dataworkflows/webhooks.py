@@ -39,7 +39,7 @@ from uuid import UUID
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.validation import json_depth, unknown_fields
+from dataworkflows.validation import json_depth, sent_text, unknown_fields
 
 HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
 SCHEMES = (HMAC_SHA256, GITHUB, SLACK, NONE)
@@ -385,8 +385,10 @@ def pairs_object(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]
 
 
 def copied_headers(config: HookConfig, headers: Mapping[str, str]) -> dict[str, str]:
-    """The configured headers the request has, by lower-case name."""
-    return {name: headers[name] for name in config.headers if name in headers}
+    """The configured headers the request has, by lower-case name, as the sender wrote them (UTF-8,
+    which the server hands over decoded as latin-1: validation.sent_text; bytes that are not UTF-8
+    as they came)."""
+    return {name: sent_text(headers[name]) or headers[name] for name in config.headers if name in headers}
 
 
 def fired_by(trigger_id: UUID, name: str, delivery: str, received_at: datetime) -> dict[str, Any]:

@@ -660,3 +660,17 @@ async def test_a_nul_in_a_deliverys_query_is_the_receivers_to_refuse_behind_a_pr
         )
     assert answer.status_code < 500, answer.text
     assert len(await rows(db, hook)) == 1, answer.text
+
+
+async def test_a_copied_header_reaches_the_run_as_the_sender_wrote_it(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """Header bytes come decoded as latin-1 (ASGI): a UTF-8 value copied into the run's trigger used
+    to arrive as mojibake (José as JosÃ©)."""
+    hook = await make_hook(db, headers=["X-Source"])
+    body = json.dumps({"order": 1}).encode()
+    sent: dict[str, Any] = {**sign(body), "X-Source": "José 田中".encode()}
+    response = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=sent)
+    assert response.status_code == 202, response.text
+    execution = (await client.get(response.json()["statusUrl"])).json()
+    assert execution["trigger"]["headers"] == {"x-source": "José 田中"}
