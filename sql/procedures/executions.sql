@@ -388,6 +388,41 @@ BEGIN
 END;
 $$;
 
+-- Ends a run whose node failed with nothing to handle the failure (its outcome is decided:
+-- dw.outcome_decided_v1) as its worker ends it (the runtime's _decided_failure and _fail_node):
+-- Failed, node_failed with the node's error as cause, the node's dead letter, nodes in flight
+-- Cancelled by the run's end (run_ended), and cancel_too_late when a cancel is pending. The first
+-- such node in plan order, if two failed at once. Returns whether it ended the run (false: no node
+-- failed unhandled). Unfenced: callers hold the row, and nobody else holds the run (the acquire of
+-- earlier workers, dw.acquire_for_earlier_workers_v1, which has just taken it).
+CREATE OR REPLACE FUNCTION dw.fail_decided_run_v1(p_execution_id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_node text;
+    v_failure jsonb;
+    v_cause jsonb;
+    v_error jsonb;
+BEGIN
+    SELECT n.node_id, n.error INTO v_node, v_failure
+      FROM dw.node_states n
+     WHERE n.execution_id = p_execution_id AND n.end_reason = 'unhandled_failure'
+     ORDER BY n.position LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- Worded as the runtime's _fail_node words it (a Python repr quotes the node id).
+    v_cause := NULLIF(NULLIF(v_failure, 'null'::jsonb), '{}'::jsonb);
+    v_error := jsonb_build_object(
+        'code', 'node_failed', 'nodeId', v_node,
+        'message', format('node %L failed', v_node) || COALESCE(': ' || NULLIF(v_cause ->> 'message', ''), ''),
+        'cause', COALESCE(v_failure, 'null'::jsonb));
+    -- As its worker's end does (dw.complete_execution_v2), without the lease.
+    PERFORM dw.record_cancel_too_late_v1(p_execution_id, 'Failed');
+    PERFORM dw.finish_execution_v1(p_execution_id, 'Failed', v_error, 'execution_failed');
+    PERFORM dw.file_node_failed_letter_v1(p_execution_id, v_node, COALESCE(v_cause, v_error));
+    RETURN true;
+END;
+$$;
+
 -- The acquire of workers that know neither `suspendRequested` in `run` (750a030) nor `failedUnhandled`
 -- in the node checkpoints (eb7b59e): the previous release's (v4) and earlier commits' (v5). v6 as it
 -- is, except where its answer would make such a worker do harm; there it keeps their old contract:
@@ -398,10 +433,8 @@ $$;
 --   stays Running while the run is Suspended, as it did in that release; whoever takes the run back
 --   on resume records it as interrupted.
 -- - a run whose node failed unhandled before its worker stopped (its outcome is decided: it fails)
---   is ended here, Failed as this release's worker ends it (node_failed with that node's error as
---   cause, its dead letter, nodes in flight Cancelled by the run's end; cancel_too_late when a
---   cancel is pending), and the answer is finished: such a worker would end it Succeeded or
---   `stuck`, after running nodes in flight again.
+--   is ended here as this release's worker ends it (dw.fail_decided_run_v1), and the answer is
+--   finished: such a worker would end it Succeeded or `stuck`, after running nodes in flight again.
 -- Only those callers run it: v6, the new workers' acquire, is untouched.
 CREATE OR REPLACE FUNCTION dw.acquire_for_earlier_workers_v1(
     p_execution_id uuid, p_owner text, p_lease_seconds double precision, p_start boolean
@@ -409,9 +442,6 @@ CREATE OR REPLACE FUNCTION dw.acquire_for_earlier_workers_v1(
 DECLARE
     v_e dw.executions%ROWTYPE;
     v_a record;
-    v_failed jsonb;
-    v_cause jsonb;
-    v_error jsonb;
 BEGIN
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id FOR NO KEY UPDATE;
     -- In v6's order: an ended or Suspended run, a live holder and a pending cancel come first (v6
@@ -425,25 +455,9 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_a FROM dw.try_acquire_execution_v6(p_execution_id, p_owner, p_lease_seconds, p_start, NULL) a;
-    IF v_a.outcome = 'acquired' THEN
-        -- The first node in plan order whose failure nothing handled (the checkpoints are in plan order).
-        SELECT c.node INTO v_failed
-          FROM jsonb_array_elements(v_a.nodes) WITH ORDINALITY AS c(node, position)
-         WHERE c.node ? 'failedUnhandled'
-         ORDER BY c.position LIMIT 1;
-        IF v_failed IS NOT NULL THEN
-            -- Worded as the runtime's _fail_node words it (a Python repr quotes the node id).
-            v_cause := NULLIF(NULLIF(v_failed -> 'error', 'null'::jsonb), '{}'::jsonb);
-            v_error := jsonb_build_object(
-                'code', 'node_failed', 'nodeId', v_failed ->> 'nodeId',
-                'message', format('node %L failed', v_failed ->> 'nodeId')
-                           || COALESCE(': ' || NULLIF(v_cause ->> 'message', ''), ''),
-                'cause', COALESCE(v_failed -> 'error', 'null'::jsonb));
-            PERFORM dw.complete_execution_v2(p_execution_id, v_a.lease_token, 'Failed', v_error,
-                                             v_failed ->> 'nodeId', COALESCE(v_cause, v_error));
-            RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
-            RETURN;
-        END IF;
+    IF v_a.outcome = 'acquired' AND dw.fail_decided_run_v1(p_execution_id) THEN
+        RETURN QUERY SELECT 'finished'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
+        RETURN;
     END IF;
     RETURN QUERY SELECT v_a.outcome, v_a.lease_token, v_a.run, v_a.nodes, v_a.started;
 END;
@@ -1244,6 +1258,20 @@ CREATE OR REPLACE FUNCTION dw.record_cancel_too_late_v1(p_execution_id uuid, p_s
      WHERE e.id = p_execution_id AND e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled';
 $$;
 
+-- The node_failed dead letter of a run that a node's unhandled failure ended: the node, with
+-- p_error (the node's own error), for a human to redrive or let go. Its worker's end
+-- (dw.complete_execution_v2) and dw.fail_decided_run_v1 file it.
+CREATE OR REPLACE FUNCTION dw.file_node_failed_letter_v1(p_execution_id uuid, p_node_id text, p_error jsonb)
+    RETURNS void LANGUAGE sql AS $$
+    INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)
+    SELECT 'node_failed', p_execution_id, n.node_id,
+           jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
+                              'actionType', n.action_type, 'trigger', e.trigger),
+           p_error, n.attempts
+      FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
+     WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id;
+$$;
+
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
 -- nodes that had (an attempt in flight, a wait, a retry's backoff) become Cancelled, so nothing is
 -- left Pending.
@@ -1271,13 +1299,7 @@ BEGIN
     END IF;
     PERFORM dw.finish_execution_v1(p_execution_id, p_status, p_error, 'execution_' || lower(p_status));
     IF p_dead_letter_node IS NOT NULL THEN
-        INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)
-        SELECT 'node_failed', p_execution_id, n.node_id,
-               jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
-                                  'actionType', n.action_type, 'trigger', e.trigger),
-               p_dead_letter_error, n.attempts
-          FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
-         WHERE n.execution_id = p_execution_id AND n.node_id = p_dead_letter_node;
+        PERFORM dw.file_node_failed_letter_v1(p_execution_id, p_dead_letter_node, p_dead_letter_error);
     END IF;
 END;
 $$;
