@@ -394,7 +394,8 @@ $$;
 -- Cancelled by the run's end (run_ended), and cancel_too_late when a cancel is pending. The first
 -- such node in plan order, if two failed at once. Returns whether it ended the run (false: no node
 -- failed unhandled). Unfenced: callers hold the row, and nobody else holds the run (the acquire of
--- earlier workers, dw.acquire_for_earlier_workers_v1, which has just taken it).
+-- earlier workers, dw.acquire_for_earlier_workers_v1, which has just taken it; the sweeps that end
+-- a run nobody holds, dw.time_out_overdue_v2 and dw.recover_executions_v1 when it gives up).
 CREATE OR REPLACE FUNCTION dw.fail_decided_run_v1(p_execution_id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_node text;
@@ -1504,7 +1505,9 @@ $$;
 
 -- Finds runs whose worker vanished and re-queues them (DBOS-style: recovery enqueues, the lease
 -- picks one runner). A Running execution whose lease expired lost its worker; a Pending one with
--- no queued or live job lost its job. Past p_max_recoveries the run fails with worker_lost.
+-- no queued or live job lost its job. Past p_max_recoveries the run fails with worker_lost, or
+-- node_failed with the node's dead letter when a node failed unhandled before its worker died (as
+-- that worker would have ended it: dw.fail_decided_run_v1).
 -- SKIP LOCKED lets every worker run this concurrently without double work.
 CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
     p_max_recoveries integer, p_stalled_worker_seconds double precision, p_queue text
@@ -1576,6 +1579,14 @@ BEGIN
                 PERFORM 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id FOR NO KEY UPDATE SKIP LOCKED;
                 CONTINUE WHEN NOT FOUND;
             END IF;
+            execution_id := v_e.id;
+            -- Failed as its worker would have ended it when a node failed unhandled before that
+            -- worker died (the worker that takes it back does the same).
+            IF dw.fail_decided_run_v1(v_e.id) THEN
+                action := 'failed';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
             -- Say what was running each time: an attempt that keeps killing its worker (a crash in
             -- an action, memory exhaustion) is named here, with how often it was interrupted.
             SELECT jsonb_agg(jsonb_build_object('nodeId', n.node_id, 'actionType', n.action_type,
@@ -1606,7 +1617,7 @@ BEGIN
                    jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger),
                    e.error, v_e.recovery_count + 1
               FROM dw.executions e WHERE e.id = v_e.id;
-            execution_id := v_e.id; action := 'failed';
+            action := 'failed';
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -1770,9 +1781,12 @@ $$;
 -- Runs whose deadline passed while no worker held them (throttled, parked on a wait, suspended, or
 -- no worker running) end TimedOut here, at most p_limit per call: every worker calls it with its
 -- recovery pass and the API every few seconds (SKIP LOCKED: they do not double up, and a run a worker
--- holds is left to that worker, which times it out itself). Returns the runs it ended.
-CREATE OR REPLACE FUNCTION dw.time_out_overdue_v1(p_limit integer)
-    RETURNS TABLE (execution_id uuid, workflow_id text) LANGUAGE plpgsql AS $$
+-- holds is left to that worker, which times it out itself). A run whose node failed unhandled before
+-- its worker died (its outcome is decided: it fails) ends Failed instead, as the worker that takes
+-- it back ends it (dw.fail_decided_run_v1). Returns the runs it ended, with the status each ended with.
+-- v2 (over v1): `status`.
+CREATE OR REPLACE FUNCTION dw.time_out_overdue_v2(p_limit integer)
+    RETURNS TABLE (execution_id uuid, workflow_id text, status text) LANGUAGE plpgsql AS $$
 DECLARE
     v_id uuid;
     v_parent uuid;
@@ -1792,6 +1806,13 @@ BEGIN
             PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
             CONTINUE WHEN NOT FOUND;
         END IF;
+        execution_id := v_id;
+        workflow_id := v_workflow;
+        IF dw.fail_decided_run_v1(v_id) THEN
+            status := 'Failed';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         -- A run whose cancel was pending (its worker died first, or the cancel came too late) says so.
         PERFORM dw.record_cancel_too_late_v1(v_id, 'TimedOut');
         PERFORM dw.finish_execution_v1(
@@ -1799,9 +1820,14 @@ BEGIN
             jsonb_build_object('code', 'workflow_timeout',
                                'message', 'the workflow ran past its workflowTimeout while no worker held it'),
             'execution_timedout');
-        execution_id := v_id;
-        workflow_id := v_workflow;
+        status := 'TimedOut';
         RETURN NEXT;
     END LOOP;
 END;
+$$;
+
+-- v1: kept for the previous release's API and workers (v2 without `status`).
+CREATE OR REPLACE FUNCTION dw.time_out_overdue_v1(p_limit integer)
+    RETURNS TABLE (execution_id uuid, workflow_id text) LANGUAGE sql AS $$
+    SELECT t.execution_id, t.workflow_id FROM dw.time_out_overdue_v2(p_limit) t;
 $$;

@@ -193,8 +193,9 @@ SELECT dw.wake_due_runs_v1(%(limit)s, %(queue)s) AS woken;
 SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
 
 -- name: time_out_overdue
--- Ends runs whose deadline passed while no worker held them (TimedOut); returns their ids.
-SELECT * FROM dw.time_out_overdue_v1(%(limit)s);
+-- Ends runs whose deadline passed while no worker held them (TimedOut; Failed, one whose node
+-- failed unhandled); returns their ids, workflows and the status each ended with.
+SELECT * FROM dw.time_out_overdue_v2(%(limit)s);
 
 -- name: record_event
 -- Appends one event to the execution log, if this worker still holds the lease.

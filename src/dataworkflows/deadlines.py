@@ -1,7 +1,8 @@
 """Runs that nobody picks up still end: every run has a deadline (its definition's workflowTimeout,
 else DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS), and a run whose deadline passed while no worker held it
 (throttled, parked on a wait, suspended, or no worker running at all) is ended TimedOut by
-dw.time_out_overdue_v1. Workers call it with their recovery pass; the API runs `overdue_loop`, so
+dw.time_out_overdue_v2 (Failed, as its worker would have ended it, if a node failed unhandled
+before that worker died). Workers call it with their recovery pass; the API runs `overdue_loop`, so
 that runs time out also while no worker runs. SKIP LOCKED keeps the callers from doubling up, and a
 run a worker holds is left to that worker, which times it out itself."""
 
@@ -29,10 +30,16 @@ async def time_out_overdue(db: Database, *, limit: int = 500) -> list[tuple[UUID
     except Exception as exc:
         log.warning("timing out overdue runs failed", error=str(exc), error_type=type(exc).__name__)
         return []
-    for execution_id, workflow_id in ended:
-        metrics.EXECUTIONS_FINISHED.labels(workflow_id, "TimedOut").inc()
-        log.warning("overdue execution timed out", execution_id=str(execution_id), workflow_id=workflow_id)
-    return ended
+    for execution_id, workflow_id, status in ended:
+        metrics.EXECUTIONS_FINISHED.labels(workflow_id, status).inc()
+        if status == "TimedOut":
+            log.warning("overdue execution timed out", execution_id=str(execution_id), workflow_id=workflow_id)
+        else:
+            # Its node failed unhandled before its worker died: it ends as that worker would have.
+            log.warning(
+                "overdue execution ended", execution_id=str(execution_id), workflow_id=workflow_id, status=status
+            )
+    return [(execution_id, workflow_id) for execution_id, workflow_id, _ in ended]
 
 
 async def overdue_loop(db: Database, interval_seconds: float) -> None:

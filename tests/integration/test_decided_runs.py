@@ -123,6 +123,73 @@ async def test_a_run_whose_worker_died_after_an_unhandled_failure_ends_failed(
     assert [letter[:2] for letter in ending["letters"]] == [("node_failed", failed)]
 
 
+async def _sweep(db: Database, ended_by: str, execution_id: UUID) -> None:
+    """Ends a run nobody holds as the sweeps do: its deadline passes (dw.time_out_overdue_v2), or
+    recovery gives up on it (dw.recover_executions_v1 past DW_MAX_RECOVERIES)."""
+    if ended_by == "deadline":
+        await sql(db, "UPDATE dw.executions SET deadline_at = now() - interval '1 second' WHERE id = %s", execution_id)
+        assert [e for e, _ in await time_out_overdue(db)] == [execution_id]
+    else:
+        await db.fetch_all("recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions")
+
+
+@pytest.mark.parametrize("ended_by", ["deadline", "recovery"])
+@pytest.mark.parametrize(
+    ("raw", "failed"),
+    [(_fails_last(), "b"), (_fails_first(), "a"), (_fails_beside_a_running_node(), "a")],
+    ids=["last-node", "first-node", "beside-a-running-node"],
+)
+async def test_a_run_the_sweeps_end_after_an_unhandled_failure_ends_failed(
+    db: Database, conditions: ConditionPool, raw: dict[str, Any], failed: str, ended_by: str
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, raw)
+    # Before a worker takes it back, its deadline passes or recovery gives up on it: it ends as the
+    # dead worker would have (Failed, the node's dead letter), not TimedOut without a letter nor
+    # worker_lost.
+    await _sweep(db, ended_by, execution_id)
+    ending = await _ending(db, execution_id)
+    assert ending == await _ending(db, baseline)
+    assert await _attempt_rows(db, execution_id) == await _attempt_rows(db, baseline)
+    assert (ending["status"], ending["error"]["code"], ending["error"]["nodeId"]) == ("Failed", "node_failed", failed)
+    assert [letter[:2] for letter in ending["letters"]] == [("node_failed", failed)]
+
+
+@pytest.mark.parametrize("ended_by", ["deadline", "recovery"])
+async def test_a_run_the_sweeps_end_after_an_unhandled_failure_with_a_cancel_pending_says_it_came_too_late(
+    db: Database, conditions: ConditionPool, ended_by: str
+) -> None:
+    runtime = make_runtime(db, conditions)
+    baseline, execution_id = await _failed_and_crashed(db, runtime, _fails_last())
+    assert (await db.control.cancel(execution_id, principal="ops", reason="too slow")).outcome == "too_late"
+    await _sweep(db, ended_by, execution_id)
+    assert await _ending(db, execution_id) == await _ending(db, baseline)
+    log = await events(db, execution_id)
+    assert log.index("cancel_requested") < log.index("cancel_too_late") < log.index("execution_failed")
+    query = "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = %s"
+    ((details,),) = await sql(db, query, execution_id, "cancel_too_late")
+    assert (details["status"], details["reason"]) == ("Failed", "too slow")
+
+
+async def test_the_sweeps_leave_a_decided_run_its_live_worker_holds(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    _, execution_id = await _failed_and_crashed(db, runtime, _fails_last())
+    # Its worker is slow, not dead: it still renews the lease, past the run's deadline.
+    await sql(
+        db,
+        "UPDATE dw.executions SET lease_expires_at = now() + interval '30 seconds',"
+        " deadline_at = now() - interval '1 second' WHERE id = %s",
+        execution_id,
+    )
+    assert await time_out_overdue(db) == []
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions"
+    )
+    assert execution_id not in [r["execution_id"] for r in recovered]
+    assert await status(db, execution_id) == "Running"
+    assert "execution_failed" not in await events(db, execution_id)
+
+
 async def test_a_cancel_of_a_run_whose_worker_died_after_an_unhandled_failure_is_too_late(
     db: Database, conditions: ConditionPool
 ) -> None:
@@ -314,11 +381,7 @@ async def test_a_run_ended_by_the_sweeps_with_a_cancel_pending_says_the_cancel_c
     await db.runs.record_attempt(attempt_record(execution_id, token, "b", complete=False))
     assert (await db.control.cancel(execution_id, principal="ops", reason="late")).outcome == "too_late"
     await sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id)
-    if ended_by == "deadline":
-        await sql(db, "UPDATE dw.executions SET deadline_at = now() - interval '1 second' WHERE id = %s", execution_id)
-        assert [e for e, _ in await time_out_overdue(db)] == [execution_id]
-    else:
-        await db.fetch_all("recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions")
+    await _sweep(db, ended_by, execution_id)
 
     assert await status(db, execution_id) == ended_status
     log = await events(db, execution_id)

@@ -41,7 +41,8 @@ class Redrive(msgspec.Struct, frozen=True):
 
 class Recovery(msgspec.Struct, frozen=True):
     execution_id: UUID
-    # requeued, or failed (past the recovery limit).
+    # requeued; or failed, past the recovery limit (worker_lost, or node_failed for a run whose node
+    # failed unhandled).
     action: str
 
 
@@ -153,11 +154,12 @@ class OperationsData:
         row = await self._db.fetch_one("analyze_stale_run_tables")
         return [str(table) for table in (row or {}).get("tables") or ()]
 
-    async def time_out_overdue(self, *, limit: int = 500) -> list[tuple[UUID, str]]:
-        """Ends runs whose deadline passed while no worker held them (see dw.time_out_overdue_v1):
-        (execution id, workflow id) of each."""
+    async def time_out_overdue(self, *, limit: int = 500) -> list[tuple[UUID, str, str]]:
+        """Ends runs whose deadline passed while no worker held them (see dw.time_out_overdue_v2):
+        (execution id, workflow id, the status it ended with: TimedOut, or Failed for a run whose
+        node failed unhandled before its worker died) of each."""
         rows = await self._db.fetch_all("time_out_overdue", limit=limit)
-        return [(row["execution_id"], row["workflow_id"]) for row in rows]
+        return [(row["execution_id"], row["workflow_id"], row["status"]) for row in rows]
 
     async def queue_depth(self) -> list[QueueDepth]:
         """Jobs waiting and running per queue, with the oldest one's age."""
