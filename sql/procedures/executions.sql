@@ -1505,15 +1505,17 @@ $$;
 
 -- Finds runs whose worker vanished and re-queues them (DBOS-style: recovery enqueues, the lease
 -- picks one runner). A Running execution whose lease expired lost its worker; a Pending one with
--- no queued or live job lost its job. Past p_max_recoveries the run fails with worker_lost, or
--- node_failed with the node's dead letter when a node failed unhandled before its worker died (as
--- that worker would have ended it: dw.fail_decided_run_v1).
+-- no queued or live job lost its job. Past p_max_recoveries the run fails with worker_lost, unless
+-- it ends as a worker's acquire would have ended it: Cancelled when its cancel was requested in time
+-- (action `cancelled`), Failed node_failed with the node's dead letter when a node failed unhandled
+-- before its worker died (dw.fail_decided_run_v1).
 -- SKIP LOCKED lets every worker run this concurrently without double work.
 CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
     p_max_recoveries integer, p_stalled_worker_seconds double precision, p_queue text
 ) RETURNS TABLE (execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
     v_e record;
+    v_row dw.executions%ROWTYPE;
     v_in_flight jsonb;
 BEGIN
     -- A worker killed between completing its run and finishing its job leaves the job 'doing'
@@ -1580,8 +1582,16 @@ BEGIN
                 CONTINUE WHEN NOT FOUND;
             END IF;
             execution_id := v_e.id;
-            -- Failed as its worker would have ended it when a node failed unhandled before that
-            -- worker died (the worker that takes it back does the same).
+            -- It ends as a worker's acquire would have ended it: Cancelled when its cancel was
+            -- requested in time (its worker died before taking it in; dw.try_acquire_execution_v6),
+            -- Failed as its worker would have when a node failed unhandled before that worker died.
+            IF v_e.cancel_requested_at IS NOT NULL AND NOT dw.cancel_too_late_v1(v_e.id) THEN
+                SELECT * INTO v_row FROM dw.executions e WHERE e.id = v_e.id;
+                PERFORM dw.finish_cancelled_v1(v_row);
+                action := 'cancelled';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
             IF dw.fail_decided_run_v1(v_e.id) THEN
                 action := 'failed';
                 RETURN NEXT;
@@ -1598,7 +1608,7 @@ BEGIN
               INTO v_in_flight
               FROM dw.node_states n WHERE n.execution_id = v_e.id AND n.status = 'Running';
             IF v_e.cancel_requested_at IS NOT NULL THEN
-                -- A cancel its worker died before taking in (or one that came too late).
+                -- A cancel that came too late (every node had ended).
                 PERFORM dw.record_cancel_too_late_v1(v_e.id, 'Failed');
             END IF;
             PERFORM dw.finish_execution_v1(v_e.id, 'Failed',

@@ -49,7 +49,7 @@ INTERRUPTIONS = Counter(
     ["action_type"],
 )
 LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because another worker took the lease")
-RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued or failed by recovery", ["action"])
+RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued, failed or cancelled by recovery", ["action"])
 QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])
 QUEUE_OLDEST = Gauge("dataworkflows_queue_oldest_job_age_seconds", "Age of the oldest waiting job, by queue", ["queue"])
 WAITS_STARTED = Counter("dataworkflows_waits_started_total", "Nodes that started waiting, by wait kind", ["kind"])

@@ -190,6 +190,42 @@ async def test_the_sweeps_leave_a_decided_run_its_live_worker_holds(db: Database
     assert "execution_failed" not in await events(db, execution_id)
 
 
+async def test_recovery_giving_up_on_a_run_whose_cancel_came_in_time_cancels_it(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A cancel requested while a node ran (the outcome was not decided), and the worker died before
+    it took the cancel in: the next acquire ends the run Cancelled, and so does recovery when it gives
+    up on the run first, not Failed worker_lost with a dead letter and a cancel_too_late."""
+
+    async def cancelled_then_dead(workflow_id: str) -> UUID:
+        execution_id = await started(db, wf(workflow_id, echo("a", to("b")), echo("b")))
+        acquired = await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)
+        assert acquired.started == ("a",)
+        assert (
+            await db.control.cancel(execution_id, principal="ops", reason="no longer needed")
+        ).outcome == "requested"
+        await sql(
+            db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", execution_id
+        )
+        return execution_id
+
+    baseline = await cancelled_then_dead("cancel-in-time-acquired")
+    assert (await db.runs.acquire(baseline, owner="survivor", lease_seconds=30, start=True)).outcome == "finished"
+    execution_id = await cancelled_then_dead("cancel-in-time-recovered")
+    recovered = await db.fetch_all(
+        "recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions"
+    )
+    assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "cancelled")]
+
+    ending, expected = await _ending(db, execution_id), await _ending(db, baseline)
+    # The error says when the cancel was asked: not at the same time for the two runs.
+    assert ending["error"].pop("requestedAt") and expected["error"].pop("requestedAt")
+    assert ending == expected
+    assert (ending["status"], ending["error"]["code"], ending["letters"]) == ("Cancelled", "cancelled", [])
+    assert ending["nodes"] == {"a": "Cancelled", "b": "Skipped"}
+    assert "cancel_too_late" not in await events(db, execution_id)
+
+
 async def test_a_cancel_of_a_run_whose_worker_died_after_an_unhandled_failure_is_too_late(
     db: Database, conditions: ConditionPool
 ) -> None:

@@ -41,8 +41,8 @@ class Redrive(msgspec.Struct, frozen=True):
 
 class Recovery(msgspec.Struct, frozen=True):
     execution_id: UUID
-    # requeued; or failed, past the recovery limit (worker_lost, or node_failed for a run whose node
-    # failed unhandled).
+    # requeued; or, past the recovery limit, failed (worker_lost, or node_failed for a run whose node
+    # failed unhandled) or cancelled (its cancel was pending, and not too late).
     action: str
 
 
