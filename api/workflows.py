@@ -17,7 +17,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
-from dataworkflows.validation import Problem, has_control_character, header_text, json_depth
+from dataworkflows.validation import Problem, has_unprintable_character, header_text, json_depth
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor, invalid_cursor
@@ -73,8 +73,8 @@ def _correlation_id(data: ExecuteRequest, request: Request[Any, Any, Any]) -> st
     if given is not None and len(given) > MAX_CORRELATION_ID:
         message = f"correlationId must be at most {MAX_CORRELATION_ID} characters (this one has {len(given)})"
         raise InvalidInput(message, problems=[Problem("/correlationId", "too_long", message)])
-    if given is not None and has_control_character(given):
-        message = "correlationId must not contain control characters"
+    if given is not None and has_unprintable_character(given):
+        message = "correlationId must not contain control, invisible or line-separator characters"
         raise InvalidInput(message, problems=[Problem("/correlationId", "format", message)])
     return given or header
 

@@ -348,10 +348,11 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     """The API client. Loose mode: it names the caller (X-Principal-Id) from --principal, else
     $DW_PRINCIPAL_ID, and its tenant from $DW_TENANT_ID. Strict mode: it sends $DW_API_TOKEN as a
     bearer token (`dataworkflows token` makes a local one)."""
-    headers = {}
+    headers: dict[str, str | bytes] = {}
     principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
-        headers["X-Principal-Id"] = principal
+        # As UTF-8 bytes: httpx sends a str header only when it is ASCII (José, 田中 are principals too).
+        headers["X-Principal-Id"] = principal.encode()
     tenant = os.environ.get("DW_TENANT_ID")
     if tenant:
         headers["X-Tenant-Id"] = tenant

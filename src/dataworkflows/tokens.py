@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.tenancy import is_valid_tenant
-from dataworkflows.validation import has_control_character
+from dataworkflows.validation import has_unprintable_character
 
 log = structlog.get_logger("dataworkflows.tokens")
 
@@ -340,8 +340,8 @@ class TokenVerifier:
         subject = payload.get("sub")
         if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT:
             raise TokenRejected(f"the token's sub must be a non-empty string of at most {MAX_SUBJECT} characters")
-        if has_control_character(subject):
-            raise TokenRejected("the token's sub must not contain control characters")
+        if has_unprintable_character(subject):
+            raise TokenRejected("the token's sub must not contain control, invisible or line-separator characters")
         tenant = claim(payload, settings.jwt_tenant_claim)
         if tenant is None:
             raise TokenRejected(f"the token has no tenant claim ({settings.jwt_tenant_claim!r})")
@@ -398,8 +398,10 @@ def mint_token(
     tokens come from an identity provider."""
     if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigurationError(f"DW_JWT_SECRET must be set, at least {MIN_SECRET_BYTES} bytes, to mint tokens")
-    if not subject.strip() or len(subject) > MAX_SUBJECT or has_control_character(subject):
-        raise ConfigurationError(f"the subject must be 1-{MAX_SUBJECT} characters, without control characters")
+    if not subject.strip() or len(subject) > MAX_SUBJECT or has_unprintable_character(subject):
+        raise ConfigurationError(
+            f"the subject must be 1-{MAX_SUBJECT} characters, without control, invisible or line-separator characters"
+        )
     if not valid_tenant(tenant):
         raise ConfigurationError("the tenant must be 1-100 letters, digits, '_', '.' or '-'")
     unknown = sorted(set(roles) - set(ROLES))

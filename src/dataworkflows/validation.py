@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -82,19 +83,31 @@ def sent_text(value: str) -> str | None:
         return None
 
 
+# Unicode categories a name or an id must not hold: controls, format characters (zero-width space,
+# right-to-left override) and line and paragraph separators. Invisible, or a line break in a log line.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def has_unprintable_character(text: str) -> bool:
+    """Whether the text holds a control, format (zero-width, bidirectional override) or line or
+    paragraph separator character: has_control_character, and what looks like nothing or breaks a
+    line without being a control."""
+    return any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES for c in text)
+
+
 def header_text(name: str, value: str, most: int, *, strip: bool = False) -> str:
-    """A header's value as the client wrote it (see sent_text), stripped of surrounding whitespace
-    when asked, taken whole or refused (HeaderRefused, never cut): not UTF-8, over `most`
-    characters (not bytes), or holding a control character."""
-    text = sent_text(value)
-    if text is None:
-        raise HeaderRefused(f"{name} must be UTF-8 text")
+    """A header's value as the client wrote it, stripped of surrounding whitespace when asked, taken
+    whole or refused (HeaderRefused, never cut): over `most` characters (not bytes), or holding a
+    control, format or separator character. UTF-8 is read as UTF-8 (see sent_text); other bytes as
+    latin-1, which is what browsers' fetch and most HTTP libraries send for characters up to U+00FF
+    (`José` as the single byte 0xE9), and what every release read before."""
+    text = sent_text(value) or value
     if strip:
         text = text.strip()
     if len(text) > most:
         raise HeaderRefused(f"{name} must be at most {most} characters (this one has {len(text)})")
-    if has_control_character(text):
-        raise HeaderRefused(f"{name} must not contain control characters")
+    if has_unprintable_character(text):
+        raise HeaderRefused(f"{name} must not contain control, invisible or line-separator characters")
     return text
 
 
