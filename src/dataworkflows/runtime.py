@@ -43,7 +43,7 @@ from dataworkflows.outcomes import ConditionEvaluator, Decision
 from dataworkflows.scrubbing import Scrubber, scrubbing
 from dataworkflows.statuses import ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.template_pool import TemplateRenderer
-from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+from dataworkflows.templating import TemplateRefused, TemplateRenderError, TemplateUnavailable
 
 log = structlog.get_logger("dataworkflows.runtime")
 # The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
@@ -508,12 +508,17 @@ class _Run:
     async def _succeed(self) -> str:
         """Every node is done: the run succeeds, with its declared outputs rendered over what its
         nodes produced. An outputs template that fails (a skipped node's outputs, a typo) fails the
-        run with outputs_error: the definition promised values the run cannot give. A template
-        helper that cannot start raises, and recovery resumes the run later to try again."""
+        run with outputs_error: the definition promised values the run cannot give; so does one the
+        sandbox refused to run (it timed out recently and a flood of it waits: as its timeout
+        would). A template helper that cannot start raises, and recovery resumes the run later to
+        try again."""
         if self.plan.outputs is None:
             return await self._finish(ExecutionStatus.SUCCEEDED, None)
         try:
             outputs = await self.runtime.templates.render(self.plan.outputs, self.ctx.scope())
+        except TemplateRefused as exc:
+            error = {"code": "outputs_error", "message": f"the workflow's outputs were not rendered: {exc.message}"}
+            return await self._finish(ExecutionStatus.FAILED, error)
         except TemplateUnavailable:
             raise
         except TemplateRenderError as exc:

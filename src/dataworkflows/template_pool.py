@@ -16,7 +16,7 @@ import msgspec
 
 from dataworkflows import templating
 from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
-from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError, TemplateUnavailable
+from dataworkflows.templating import TemplateBudgetExceeded, TemplateRefused, TemplateRenderError, TemplateUnavailable
 
 
 class TemplateRenderer(Protocol):
@@ -107,7 +107,7 @@ class TemplatePool:
             line = await self._pool.call(request, key=key.decode())
         except SandboxBusy as exc:
             # Not run, so not the template's budget: too many of it wait now; the node retries.
-            raise TemplateUnavailable(f"the template was not rendered: {exc}") from exc
+            raise TemplateRefused(f"the template was not rendered: {exc}") from exc
         except SandboxTimeout as exc:
             raise TemplateBudgetExceeded(
                 f"the template ran longer than {self._pool.timeout_seconds:g}s and was stopped"

@@ -42,6 +42,12 @@ class TemplateUnavailable(TemplateRenderError):
     code = "template_unavailable"
 
 
+class TemplateRefused(TemplateUnavailable):
+    """Not rendered: the template ran past its limit recently and too many of it wait for the
+    sandbox's suspects' lane (dataworkflows.sandbox_pool.SandboxBusy). A node's parameters retry it
+    (a TemplateUnavailable); a run's outputs fail as its timeout would."""
+
+
 class TemplateBudgetExceeded(TemplateRenderError):
     """The template did more work than a render may (steps, integer size or time)."""
 

@@ -116,3 +116,29 @@ async def test_an_outputs_template_that_does_not_compile_is_refused_at_publish(c
     with pytest.raises(DefinitionError) as refused:
         await prepare_definition(raw, default_registry(), conditions)
     assert [(p.pointer, p.code) for p in refused.value.problems] == [("/outputs", "template_syntax")]
+
+
+async def test_outputs_the_sandbox_refused_to_render_fail_the_run_not_its_job(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outputs template refused without running (it timed out recently and a flood of it waits
+    for the sandbox's suspects' lane) fails the run with outputs_error, as its timeout would; it used
+    to raise out of the run, fail its job and leave the run Running for recovery, again and again."""
+    from dataworkflows.templating import TemplateRefused
+
+    runtime = make_runtime(db, conditions)
+    raw = wf("refused-outputs", echo("a"))
+    raw["outputs"] = {"x": "{{ nodes.a.echo | upper }}"}
+    execution_id = await started(db, raw)
+
+    async def refused(value: Any, scope: Any) -> Any:
+        if value == raw["outputs"]:
+            raise TemplateRefused("the template was not rendered: it ran past its time limit recently")
+        return await real(value, scope)
+
+    real = runtime.templates.render
+    monkeypatch.setattr(runtime.templates, "render", refused)
+    assert await runtime.run_execution(execution_id) == "Failed"
+    execution = await db.executions.get(execution_id)
+    assert execution is not None and execution.error is not None
+    assert execution.error["code"] == "outputs_error" and "not rendered" in execution.error["message"]
