@@ -154,7 +154,13 @@ class SandboxPool:
         )
         helper = _Helper(process, workdir)
         if self.warm_up is not None:
-            await self._warm_up(helper, self.warm_up)
+            try:
+                await self._warm_up(helper, self.warm_up)
+            except asyncio.CancelledError:
+                # The caller went away while the helper started (its node was cancelled): the
+                # process and its directory must not outlive it. _warm_up closes it on its errors.
+                await asyncio.shield(helper.close())
+                raise
         return helper
 
     async def _warm_up(self, helper: _Helper, request: dict[str, Any]) -> None:

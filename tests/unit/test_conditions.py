@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -272,4 +273,33 @@ async def test_one_tenants_flood_does_not_refuse_another_tenants_request(monkeyp
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+
+
+async def test_a_call_cancelled_while_its_helper_starts_leaves_no_helper_behind() -> None:
+    """A node cancelled while the helper for its condition warms up: the new helper process is
+    killed and its working directory removed, rather than left running."""
+    import asyncio
+    import os
+
+    pool = ConditionPool(size=1)
+    spawned: list[Any] = []
+    warming = asyncio.Event()
+
+    async def warm_up(helper: Any, request: Any) -> None:
+        spawned.append(helper)
+        warming.set()
+        await asyncio.Event().wait()  # still starting when the caller goes away
+
+    pool._pool._warm_up = warm_up  # type: ignore[method-assign]
+    try:
+        task = asyncio.create_task(pool.evaluate("true", SCOPE))
+        await warming.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        (helper,) = spawned
+        assert helper.process.returncode is not None
+        assert not os.path.exists(helper.workdir)
+    finally:
         await pool.close()
