@@ -1248,7 +1248,7 @@ $$;
 -- dw.cancel_too_late_v1; or the run failed or timed out first) says so: a cancel_too_late event with
 -- the status it ends with, written just before its end. Nothing for a run without a cancel request.
 -- Its worker's end (dw.complete_execution_v2) and the sweeps that end a run nobody holds
--- (dw.time_out_overdue_v1, dw.recover_executions_v1 when it gives up) call it; they hold the row.
+-- (dw.time_out_overdue_v2, dw.recover_executions_v1 when it gives up) call it; they hold the row.
 CREATE OR REPLACE FUNCTION dw.record_cancel_too_late_v1(p_execution_id uuid, p_status text) RETURNS void
     LANGUAGE sql AS $$
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
@@ -1836,7 +1836,8 @@ BEGIN
 END;
 $$;
 
--- v1: kept for the previous release's API and workers (v2 without `status`).
+-- v1: kept for workers of earlier (unreleased) commits during a rolling upgrade; release 0.1.0 has no
+-- time_out_overdue (v2 without `status`: such a worker counts every run it ends as TimedOut).
 CREATE OR REPLACE FUNCTION dw.time_out_overdue_v1(p_limit integer)
     RETURNS TABLE (execution_id uuid, workflow_id text) LANGUAGE sql AS $$
     SELECT t.execution_id, t.workflow_id FROM dw.time_out_overdue_v2(p_limit) t;
