@@ -86,13 +86,17 @@ def sent_text(value: str) -> str | None:
 # Unicode categories a name or an id must not hold: controls, format characters (zero-width space,
 # right-to-left override) and line and paragraph separators. Invisible, or a line break in a log line.
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Format characters that are part of how names are written: the zero-width non-joiner and joiner
+# (Persian, Hindi and other scripts, emoji sequences).
+_WRITTEN_FORMAT = frozenset({"\u200c", "\u200d"})
 
 
 def has_unprintable_character(text: str) -> bool:
-    """Whether the text holds a control, format (zero-width, bidirectional override) or line or
+    """Whether the text holds a control, format (zero-width space, bidirectional override) or line or
     paragraph separator character: has_control_character, and what looks like nothing or breaks a
-    line without being a control."""
-    return any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES for c in text)
+    line without being a control. The zero-width (non-)joiner, which scripts write names with, is
+    not one."""
+    return any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES and c not in _WRITTEN_FORMAT for c in text)
 
 
 def header_text(name: str, value: str, most: int, *, strip: bool = False) -> str:

@@ -470,7 +470,16 @@ async def test_a_loose_principal_header_is_utf8_text(dsn: str) -> None:
         # "Voilà" ends in 0xA0, which str.strip() takes for a no-break space before decoding.
         # UTF-8 as UTF-8; other bytes as latin-1, which browsers' fetch and http.client send for
         # characters up to U+00FF (José as the one byte 0xE9), as every release read them.
-        sent_as = [(name, name.encode()) for name in ["Łukasz", "田中", "José", "Ödön Ő", "Voilà", "é" * 200]]
+        names = [
+            "Łukasz",
+            "田中",
+            "José",
+            "Ödön Ő",
+            "Voilà",
+            "é" * 200,
+            "\u0639\u0644\u06cc\u200c\u0631\u0636\u0627",
+        ]  # Persian, a ZWNJ inside
+        sent_as = [(name, name.encode()) for name in names]
         for name, sent_bytes in [*sent_as, ("José", b"Jos\xe9"), ("anaÿ", b"ana\xff")]:
             sent = {"X-Principal-Id": sent_bytes, "X-Principal-Type": "größe".encode()}
             started = await raw.post("/api/v1/workflows/wf/execute", json={"trigger": {}}, headers=sent)
