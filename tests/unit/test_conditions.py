@@ -177,10 +177,7 @@ async def test_code_that_timed_out_queues_in_its_own_lane() -> None:
         # The three copies went to the suspects' lane; the good condition did not.
         assert pool._pool.suspect_calls == 3
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
+        await _stop(tasks, pool)
 
 
 async def test_suspicion_ends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,10 +234,7 @@ async def test_a_flood_of_suspects_fails_fast(monkeypatch: pytest.MonkeyPatch) -
         # A refusal ran nothing: the suspicion still ends 10 minutes after the last real timeout.
         assert pool._pool._suspects == suspicion
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
+        await _stop(tasks, pool)
 
 
 async def test_one_tenants_flood_does_not_refuse_another_tenants_request(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,10 +264,7 @@ async def test_one_tenants_flood_does_not_refuse_another_tenants_request(monkeyp
         assert await asyncio.wait_for(theirs, 30) is True
         assert pool._pool.suspect_calls == 3
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
+        await _stop(tasks, pool)
 
 
 async def test_a_call_cancelled_while_its_helper_starts_leaves_no_helper_behind() -> None:
@@ -303,3 +294,13 @@ async def test_a_call_cancelled_while_its_helper_starts_leaves_no_helper_behind(
         assert not os.path.exists(helper.workdir)
     finally:
         await pool.close()
+
+
+async def _stop(tasks: list[Any], pool: ConditionPool) -> None:
+    """Ends a test's evaluations still running (loops in the suspects' lane), then its pool."""
+    import asyncio
+
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await pool.close()
