@@ -1791,9 +1791,11 @@ $$;
 -- Runs whose deadline passed while no worker held them (throttled, parked on a wait, suspended, or
 -- no worker running) end TimedOut here, at most p_limit per call: every worker calls it with its
 -- recovery pass and the API every few seconds (SKIP LOCKED: they do not double up, and a run a worker
--- holds is left to that worker, which times it out itself). A run whose node failed unhandled before
--- its worker died (its outcome is decided: it fails) ends Failed instead, as the worker that takes
--- it back ends it (dw.fail_decided_run_v1). Returns the runs it ended, with the status each ended with.
+-- holds is left to that worker, which times it out itself). It ends as the worker's acquire would
+-- have ended it instead: Cancelled when its cancel was requested in time (its worker died before
+-- taking it in: dw.try_acquire_execution_v6, as recovery's give-up does), Failed when a node failed
+-- unhandled before its worker died (its outcome is decided: dw.fail_decided_run_v1). Returns the runs
+-- it ended, with the status each ended with.
 -- v2 (over v1): `status`.
 CREATE OR REPLACE FUNCTION dw.time_out_overdue_v2(p_limit integer)
     RETURNS TABLE (execution_id uuid, workflow_id text, status text) LANGUAGE plpgsql AS $$
@@ -1801,9 +1803,11 @@ DECLARE
     v_id uuid;
     v_parent uuid;
     v_workflow text;
+    v_cancel timestamptz;
+    v_row dw.executions%ROWTYPE;
 BEGIN
-    FOR v_id, v_parent, v_workflow IN
-        SELECT e.id, e.parent_execution_id, e.workflow_id FROM dw.executions e
+    FOR v_id, v_parent, v_workflow, v_cancel IN
+        SELECT e.id, e.parent_execution_id, e.workflow_id, e.cancel_requested_at FROM dw.executions e
          WHERE e.status IN ('Pending', 'Running', 'Waiting', 'Suspended') AND e.deadline_at IS NOT NULL
            AND e.deadline_at < now()
            AND (e.lease_expires_at IS NULL OR e.lease_expires_at < now())
@@ -1818,12 +1822,19 @@ BEGIN
         END IF;
         execution_id := v_id;
         workflow_id := v_workflow;
+        IF v_cancel IS NOT NULL AND NOT dw.cancel_too_late_v1(v_id) THEN
+            SELECT * INTO v_row FROM dw.executions e WHERE e.id = v_id;
+            PERFORM dw.finish_cancelled_v1(v_row);
+            status := 'Cancelled';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         IF dw.fail_decided_run_v1(v_id) THEN
             status := 'Failed';
             RETURN NEXT;
             CONTINUE;
         END IF;
-        -- A run whose cancel was pending (its worker died first, or the cancel came too late) says so.
+        -- A run whose cancel came too late says so.
         PERFORM dw.record_cancel_too_late_v1(v_id, 'TimedOut');
         PERFORM dw.finish_execution_v1(
             v_id, 'TimedOut',

@@ -1,10 +1,11 @@
-"""Runs that nobody picks up still end: every run has a deadline (its definition's workflowTimeout,
-else DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS), and a run whose deadline passed while no worker held it
+"""Runs that nobody picks up still end: every run has a deadline (its definition's workflowTimeout, else
+DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS), and a run whose deadline passed while no worker held it
 (throttled, parked on a wait, suspended, or no worker running at all) is ended TimedOut by
-dw.time_out_overdue_v2 (Failed, as its worker would have ended it, if a node failed unhandled
-before that worker died). Workers call it with their recovery pass; the API runs `overdue_loop`, so
-that runs time out also while no worker runs. SKIP LOCKED keeps the callers from doubling up, and a
-run a worker holds is left to that worker, which times it out itself."""
+dw.time_out_overdue_v2, unless it ends as a worker taking it back would end it: Cancelled if its cancel
+came in time, Failed if a node failed unhandled before its worker died. Workers call it with their
+recovery pass; the API runs `overdue_loop`, so that runs time out also while no worker runs. SKIP LOCKED
+keeps the callers from doubling up, and a run a worker holds is left to that worker, which times it out
+itself."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ async def time_out_overdue(db: Database, *, limit: int = 500) -> list[tuple[UUID
         if status == "TimedOut":
             log.warning("overdue execution timed out", execution_id=str(execution_id), workflow_id=workflow_id)
         else:
-            # Its node failed unhandled before its worker died: it ends as that worker would have.
+            # Its worker died after a cancel it had not taken in, or after a node failed unhandled:
+            # it ends as the worker taking it back would have ended it (Cancelled, Failed).
             log.warning(
                 "overdue execution ended", execution_id=str(execution_id), workflow_id=workflow_id, status=status
             )

@@ -190,12 +190,14 @@ async def test_the_sweeps_leave_a_decided_run_its_live_worker_holds(db: Database
     assert "execution_failed" not in await events(db, execution_id)
 
 
-async def test_recovery_giving_up_on_a_run_whose_cancel_came_in_time_cancels_it(
-    db: Database, conditions: ConditionPool
+@pytest.mark.parametrize("ended_by", ["deadline", "recovery"])
+async def test_a_sweep_ending_a_run_whose_cancel_came_in_time_cancels_it(
+    db: Database, conditions: ConditionPool, ended_by: str
 ) -> None:
     """A cancel requested while a node ran (the outcome was not decided), and the worker died before
-    it took the cancel in: the next acquire ends the run Cancelled, and so does recovery when it gives
-    up on the run first, not Failed worker_lost with a dead letter and a cancel_too_late."""
+    it took the cancel in: the next acquire ends the run Cancelled, and so do the sweeps when they end
+    the run first: not TimedOut (its deadline passed), nor Failed worker_lost with a dead letter
+    (recovery gave up on it), each with a cancel_too_late."""
 
     async def cancelled_then_dead(workflow_id: str) -> UUID:
         execution_id = await started(db, wf(workflow_id, echo("a", to("b")), echo("b")))
@@ -211,11 +213,16 @@ async def test_recovery_giving_up_on_a_run_whose_cancel_came_in_time_cancels_it(
 
     baseline = await cancelled_then_dead("cancel-in-time-acquired")
     assert (await db.runs.acquire(baseline, owner="survivor", lease_seconds=30, start=True)).outcome == "finished"
-    execution_id = await cancelled_then_dead("cancel-in-time-recovered")
-    recovered = await db.fetch_all(
-        "recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions"
-    )
-    assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "cancelled")]
+    execution_id = await cancelled_then_dead(f"cancel-in-time-{ended_by}")
+    if ended_by == "deadline":
+        await sql(db, "UPDATE dw.executions SET deadline_at = now() - interval '1 second' WHERE id = %s", execution_id)
+        ended = await db.operations.time_out_overdue(limit=10)
+        assert [(e, s) for e, _, s in ended] == [(execution_id, "Cancelled")]
+    else:
+        recovered = await db.fetch_all(
+            "recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions"
+        )
+        assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "cancelled")]
 
     ending, expected = await _ending(db, execution_id), await _ending(db, baseline)
     # The error says when the cancel was asked: not at the same time for the two runs.

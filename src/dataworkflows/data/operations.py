@@ -156,8 +156,9 @@ class OperationsData:
 
     async def time_out_overdue(self, *, limit: int = 500) -> list[tuple[UUID, str, str]]:
         """Ends runs whose deadline passed while no worker held them (see dw.time_out_overdue_v2):
-        (execution id, workflow id, the status it ended with: TimedOut, or Failed for a run whose
-        node failed unhandled before its worker died) of each."""
+        (execution id, workflow id, the status it ended with: TimedOut; Cancelled for a run whose
+        cancel came in time, Failed for one whose node failed unhandled, before its worker died) of
+        each."""
         rows = await self._db.fetch_all("time_out_overdue", limit=limit)
         return [(row["execution_id"], row["workflow_id"], row["status"]) for row in rows]
 
