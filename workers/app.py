@@ -45,6 +45,7 @@ from dataworkflows.credentials import (
     EnvCredentialProvider,
 )
 from dataworkflows.data.control import listen_for_control
+from dataworkflows.data.operations import Recovery
 from dataworkflows.data.runs import acquired_from_row, fetch_run_jobs, release_fetched_lease
 from dataworkflows.db import Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
@@ -853,9 +854,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
             # Never let the loop die: it is what re-queues runs whose worker vanished.
             log.warning("recovery pass failed", error=str(exc), error_type=type(exc).__name__)
             continue
-        for recovery in recovered:
-            metrics.RECOVERIES.labels(recovery.action).inc()
-            log.warning("execution recovered", execution_id=str(recovery.execution_id), action=recovery.action)
+        count_recoveries(recovered)
         try:
             await db.executions.prune_event_listeners(max_age_seconds=86400.0)
             await update_queue_metrics(db)
@@ -866,6 +865,21 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         await prune_webhook_deliveries(db, settings)
         await prune_schedule_ticks(db, settings)
         await prune_rate_buckets(db)
+
+
+# What a recovery that ends a run ended it with (the others re-queue it).
+RECOVERY_END_STATUS = {"failed": "Failed", "cancelled": "Cancelled"}
+
+
+def count_recoveries(recovered: Iterable[Recovery]) -> None:
+    """A recovery pass's metrics and log lines: every recovery by action, and a run it ended among the
+    executions finished, as a worker's end of it would have been counted."""
+    for recovery in recovered:
+        metrics.RECOVERIES.labels(recovery.action).inc()
+        status = RECOVERY_END_STATUS.get(recovery.action)
+        if status is not None and recovery.workflow_id is not None:
+            metrics.EXECUTIONS_FINISHED.labels(recovery.workflow_id, status).inc()
+        log.warning("execution recovered", execution_id=str(recovery.execution_id), action=recovery.action)
 
 
 async def analyze_stale_run_tables(db: Database) -> list[str]:

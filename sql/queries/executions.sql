@@ -189,8 +189,11 @@ SELECT dw.defer_run_job_v1(%(id)s, %(queue)s, %(scheduled_at)s) AS job_id;
 SELECT dw.wake_due_runs_v1(%(limit)s, %(queue)s) AS woken;
 
 -- name: recover_executions
--- Re-queues runs whose worker vanished; fails those past the recovery limit.
-SELECT * FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s);
+-- Re-queues runs whose worker vanished; fails those past the recovery limit. With each run's workflow
+-- (a run it ends is counted by workflow; a look-up by key a run, for the few it returns).
+SELECT r.execution_id, r.action,
+       (SELECT e.workflow_id FROM dw.executions e WHERE e.id = r.execution_id) AS workflow_id
+  FROM dw.recover_executions_v1(%(max_recoveries)s, %(stalled_worker_seconds)s, %(queue)s) r;
 
 -- name: time_out_overdue
 -- Ends runs whose deadline passed while no worker held them (TimedOut; Failed, one whose node

@@ -9,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from prometheus_client import REGISTRY
+from workers.app import count_recoveries
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
@@ -485,3 +487,37 @@ async def test_a_redrive_withdraws_what_was_asked_of_the_failed_run(
     redriven = [e["details"] for e in logged if e["type"] == "execution_redriven"]
     withdrew = "withdrewCancel" if request_left == "cancel" else "withdrewSuspension"
     assert len(redriven) == 1 and withdrew in redriven[0]
+
+
+async def test_a_run_recovery_ends_is_counted_among_the_executions_finished(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """dataworkflows_executions_finished_total counts every end: a run recovery gives up on (Failed,
+    worker_lost) or cancels (its cancel came in time) as a run its worker ends."""
+
+    def finished(workflow_id: str, status: str) -> float:
+        labels = {"workflow_id": workflow_id, "status": status}
+        return REGISTRY.get_sample_value("dataworkflows_executions_finished_total", labels) or 0.0
+
+    lost = await started(db, wf("recovered-lost", echo("a")))
+    cancelled = await started(db, wf("recovered-cancelled", echo("a")))
+    for execution_id in (lost, cancelled):
+        assert (await db.runs.acquire(execution_id, owner="dead", lease_seconds=30, start=True)).started == ("a",)
+    assert (await db.control.cancel(cancelled, principal="ops", reason=None)).outcome == "requested"
+    await sql(
+        db,
+        "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = ANY(%s)",
+        [
+            lost,
+            cancelled,
+        ],
+    )
+    before = finished("recovered-lost", "Failed"), finished("recovered-cancelled", "Cancelled")
+    recovered = await db.operations.recover(max_recoveries=0, stalled_worker_seconds=30, queue="executions")
+    assert sorted((r.workflow_id, r.action) for r in recovered) == [
+        ("recovered-cancelled", "cancelled"),
+        ("recovered-lost", "failed"),
+    ]
+    count_recoveries(recovered)
+    after = finished("recovered-lost", "Failed"), finished("recovered-cancelled", "Cancelled")
+    assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)

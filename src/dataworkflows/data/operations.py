@@ -44,6 +44,7 @@ class Recovery(msgspec.Struct, frozen=True):
     # requeued; or, past the recovery limit, failed (worker_lost, or node_failed for a run whose node
     # failed unhandled) or cancelled (its cancel was pending, and not too late).
     action: str
+    workflow_id: str | None = None
 
 
 class QueueDepth(msgspec.Struct, frozen=True):
