@@ -1673,6 +1673,13 @@ DECLARE
     v_e dw.executions%ROWTYPE;
     v_plan jsonb;
 BEGIN
+    -- The run first, then its letter: a run's end locks the run, then closes its open job_failed
+    -- letters (dw.finish_execution_v1, dw.complete_execution_v4). The other way round, a redrive and
+    -- the run's end coming at once deadlocked, and PostgreSQL aborted one of them. A letter's run
+    -- never changes, so it is read unlocked to find the run.
+    PERFORM 1 FROM dw.executions e
+     WHERE e.id = (SELECT d.execution_id FROM dw.dead_letters d WHERE d.id = p_id)
+       FOR NO KEY UPDATE;
     SELECT * INTO v_d FROM dw.dead_letters d WHERE d.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';

@@ -8,8 +8,13 @@ import time
 from typing import Any
 from uuid import UUID
 
+import psycopg
+import pytest
+
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
+from dataworkflows.errors import Conflict
+from dataworkflows.tenancy import DEFAULT_TENANT
 from tests.conftest import publish, record, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 from tests.unit.test_templating import NESTED_LOOPS_1E9, NESTED_LOOPS_1E12
@@ -156,6 +161,49 @@ async def test_job_failed_letters_close_when_the_run_ends(db: Database, conditio
     assert await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10) == []
     closed = (await db.fetch_all("list_dead_letters", open=False, kind=None, before=None, limit=10))[0]
     assert closed["close_reason"] == "run_ended" and closed["closed_at"] is not None
+
+
+async def test_a_redrive_meeting_the_runs_end_waits_for_it_instead_of_deadlocking(db: Database, dsn: str) -> None:
+    """A run's end locks the run, then closes its open job_failed letters (dw.finish_execution_v1);
+    a redrive of such a letter locked the letter, then the run. Coming at once they deadlocked:
+    PostgreSQL aborted one of them after deadlock_timeout (1 s), and it was retried. The redrive now
+    takes the run first: it waits for the end, then finds its letter closed (a conflict, 409)."""
+    await publish(db, wf("ending", echo("a")))
+    execution_id = await start(db, "ending")
+    letter = await db.fetch_one(
+        "record_job_failure",
+        job_id=1,
+        execution_id=execution_id,
+        payload={},
+        error={"code": "job_failed", "message": "ConnectorException"},
+        attempts=1,
+    )
+    assert letter is not None
+    # The run's end on a connection of the server's superuser (deadlock_timeout is the superuser's to set).
+    ending = await psycopg.AsyncConnection.connect(dsn)
+    async with ending, db.connection() as watching, ending.transaction():
+        # Were there a deadlock, this transaction would see it first, and fail (the redrive's statement
+        # would be retried: dataworkflows.db retries a refusal of class 40).
+        await ending.execute("SET LOCAL deadlock_timeout = '20ms'")
+        await ending.execute("SELECT set_config('dw.tenant_id', %s, true)", (DEFAULT_TENANT,))
+        # The run's end has taken the run's row (its first statement) ...
+        await ending.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,))
+        redrive = asyncio.create_task(db.operations.redrive(letter["id"], principal="ops", queue="executions"))
+        # ... when the redrive comes, and waits for a lock (bounded: 5 s).
+        for _ in range(100):
+            cur = await watching.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            waiting = await cur.fetchone()
+            if waiting is not None and waiting[0] > 0:
+                break
+            await asyncio.sleep(0.05)
+        await ending.execute(
+            "SELECT dw.finish_execution_v1(%s, 'Failed', %s::jsonb, 'execution_failed')",
+            (execution_id, '{"code": "node_failed", "message": "stopped"}'),
+        )
+    with pytest.raises(Conflict, match="closed"):
+        await asyncio.wait_for(redrive, 10)
+    closed = (await db.fetch_all("list_dead_letters", open=False, kind=None, before=None, limit=10))[0]
+    assert (closed["id"], closed["close_reason"], closed["redriven_at"]) == (letter["id"], "run_ended", None)
 
 
 async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) -> None:
