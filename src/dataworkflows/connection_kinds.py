@@ -47,6 +47,9 @@ _HOST = re.compile(
 # RFC 9110 §5.1: a field name is a token.
 _FIELD_NAME = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _HTTP_SHAPE = '{"hosts": ["api.example.com"], "bearer": "…"} or {"hosts": [...], "headers": {"X-Api-Key": "…"}}'
+# What a header's value may hold as the action sends it: visible ASCII, spaces and tabs (RFC 9110
+# §5.5 without obs-text, which HTTP clients encode as ASCII and refuse).
+_FIELD_VALUE = re.compile(r"\A[\t\x20-\x7e]*\Z")
 
 
 def connection_kinds(connectors: Iterable[str]) -> list[str]:
@@ -111,8 +114,8 @@ def _http_problems(secret: str) -> list[Problem]:
         problems.append(Problem("/secret", BAD_SHAPE, message))
     problems.extend(_hosts_problems(parsed.get("hosts")))
     bearer, headers = parsed.get("bearer"), parsed.get("headers")
-    if bearer is not None and (not isinstance(bearer, str) or not _header_value(bearer)):
-        message = "bearer must be a non-empty string without line breaks or other control characters"
+    if bearer is not None and (not isinstance(bearer, str) or not sendable_header_value(bearer)):
+        message = "bearer must be a non-empty string of visible ASCII characters (no line breaks, no other text)"
         problems.append(Problem("/secret/bearer", BAD_SHAPE, message))
     if headers is not None:
         problems.extend(_headers_problems(headers, with_bearer=bearer is not None))
@@ -149,14 +152,27 @@ def _headers_problems(headers: Any, *, with_bearer: bool) -> list[Problem]:
     problems = []
     if not all(isinstance(name, str) and _FIELD_NAME.match(name) for name in headers):
         problems.append(Problem("/secret/headers", BAD_SHAPE, "a header's name is not an HTTP field name"))
-    if not all(isinstance(value, str) and _header_value(value) for value in headers.values()):
-        message = "each header's value must be a non-empty string without line breaks or other control characters"
+    if not all(isinstance(value, str) and sendable_header_value(value) for value in headers.values()):
+        message = (
+            "each header's value must be a non-empty string of visible ASCII characters (no line breaks, no other text)"
+        )
         problems.append(Problem("/secret/headers", BAD_SHAPE, message))
     if with_bearer and any(str(name).lower() == "authorization" for name in headers):
         message = "give the Authorization header once: bearer or headers.Authorization, not both"
         problems.append(Problem("/secret/headers", BAD_SHAPE, message))
+    elif names_repeated(headers):
+        message = "a header is named twice (names are case-insensitive: X-Key and x-key are one header)"
+        problems.append(Problem("/secret/headers", BAD_SHAPE, message))
     return problems
 
 
-def _header_value(value: str) -> bool:
-    return bool(value.strip()) and not has_control_character(value)
+def sendable_header_value(value: str) -> bool:
+    """Whether a connection may send `value` as a header's value: not blank, visible ASCII (spaces and
+    tabs inside)."""
+    return bool(value.strip()) and _FIELD_VALUE.match(value) is not None
+
+
+def names_repeated(headers: Iterable[Any]) -> bool:
+    """Whether two header names are one header (HTTP's names are case-insensitive): both would be sent."""
+    names = [str(name).lower() for name in headers]
+    return len(set(names)) < len(names)

@@ -114,6 +114,24 @@ async def test_http_request_success_with_connection_and_query(
     assert HTTP_TOKEN not in capsys.readouterr().out
 
 
+async def test_a_header_the_request_could_not_send_fails_the_node_as_invalid_parameters(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """httpx sends header values as ASCII: a rendered value with other text (or a line break) used to
+    raise out of the action (action_exception, with a traceback in the log); it is now a parameter
+    the node's attempt refuses, and says which header."""
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "http-header-text",
+        node("call", "http.request", url=f"{fakes.base}/http/json", headers={"X-Customer": "{{ trigger.name }}"}),
+        trigger={"name": "Jos\u00e9"},
+    )
+    assert execution["status"] == "Failed"
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "invalid_parameters")]
+    assert "X-Customer" in attempts[0]["error"]["message"] and "visible ASCII" in attempts[0]["error"]["message"]
+
+
 async def test_http_retriable_and_permanent_statuses(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
     _, execution, attempts = await run_one(
         db, runtime, "http-flaky", node("call", "http.request", url=f"{fakes.base}/http/flaky/a")

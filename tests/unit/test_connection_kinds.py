@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dataworkflows.actions import default_registry
-from dataworkflows.actions.http import _connection
+from dataworkflows.actions.http import InvalidConnection, _connection
 from dataworkflows.connection_kinds import connection_kinds, connection_problems
 from dataworkflows.credentials import Secret
 
@@ -78,7 +78,35 @@ BAD_HTTP = [
         [("/secret/headers", "invalid_secret")],
     ),
     ('{"hosts": ["a.example"], "bearerToken": "s3cr3t-Part"}', [("/secret", "invalid_secret")] * 2),  # a typo
+    # Text the action could not send (httpx encodes header values as ASCII): every run would fail.
+    ('{"hosts": ["a.example"], "bearer": "s3cr3t-P\u00e4rt"}', [("/secret/bearer", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "bearer": "s3cr3t-Part\ud800"}', [("/secret/bearer", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-P\u00e4rt"}}', [("/secret/headers", "invalid_secret")]),
+    # One header twice (names are case-insensitive): both would be sent.
+    (
+        '{"hosts": ["a.example"], "headers": {"Authorization": "s3cr3t-Part", "authorization": "b"}}',
+        [("/secret/headers", "invalid_secret")],
+    ),
+    (
+        '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-Part", "x-KEY": "b"}}',
+        [("/secret/headers", "invalid_secret")],
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        '{"hosts": ["a.example"], "bearer": "s3cr3t-P\u00e4rt"}',
+        '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-Part", "x-key": "b"}}',
+        '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t\u2028Part"}}',
+    ],
+    ids=["not-ascii", "named-twice", "line-separator"],
+)
+def test_an_http_secret_stored_before_the_checks_is_refused_when_used_without_quoting_it(secret: str) -> None:
+    with pytest.raises(InvalidConnection) as refused:
+        _connection(Secret(secret))
+    assert "s3cr3t" not in str(refused.value) and "\u00e4" not in str(refused.value)
 
 
 @pytest.mark.parametrize(("secret", "expected"), BAD_HTTP, ids=lambda v: str(v)[:50])

@@ -32,6 +32,7 @@ from dataworkflows.actions.web import (
     secret_for,
     transport_failure,
 )
+from dataworkflows.connection_kinds import names_repeated, sendable_header_value
 from dataworkflows.credentials import Secret
 from dataworkflows.http_client import BlockedDestination
 
@@ -39,6 +40,8 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# A header's value as httpx sends it (ASCII): visible characters, spaces and tabs.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate", "www-authenticate"})
 
 
@@ -77,6 +80,14 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
             raise ValueError("idempotencyHeader must be a header name (letters, digits and !#$%&'*+-.^_`|~)")
         if isinstance(self.idempotency_key, str) and not _KEY.fullmatch(self.idempotency_key):
             raise ValueError("idempotencyKey must be 1 to 255 printable ASCII characters")
+        for name, value in self.headers.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+            if not _FIELD_VALUE.fullmatch(value):
+                raise ValueError(
+                    f"headers: {name}'s value must be visible ASCII, spaces and tabs (no line breaks, no other"
+                    " text: percent-encode it, or send it in the body)"
+                )
 
     def idempotency(self, ctx: ActionContext) -> str | None:
         """The idempotency key this request sends, if any."""
@@ -113,9 +124,13 @@ def _connection(secret: Secret) -> tuple[dict[str, str], list[tuple[str, int | N
         headers.update({str(k): str(v) for k, v in parsed["headers"].items()})
     if not headers:
         raise InvalidConnection("the connection has neither bearer nor headers")
+    # Checked when it is stored (dataworkflows.connection_kinds); a connection stored before those
+    # checks is refused here, without quoting it.
     for value in headers.values():
-        if any(c in value for c in "\r\n\0"):
-            raise InvalidConnection("a connection header value contains a line break")
+        if not sendable_header_value(value):
+            raise InvalidConnection("a header value is not visible ASCII (a line break, or other text)")
+    if names_repeated(headers):
+        raise InvalidConnection("a header is named twice (names are case-insensitive)")
     hosts = []
     for entry in parsed["hosts"]:
         host, _, port = str(entry).lower().partition(":")
