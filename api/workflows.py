@@ -302,6 +302,10 @@ class WorkflowController(Controller):
             raise InvalidInput(f"the trigger payload is nested deeper than {limit} levels")
         if data.request_id is not None and not (0 < len(data.request_id) <= 200):
             raise InvalidInput("requestId must be 1-200 characters")
+        if data.request_id is not None and has_unprintable_character(data.request_id):
+            # It is the run's correlation id when none is given: the same rule (see _correlation_id).
+            message = "requestId must not contain control, invisible or line-separator characters"
+            raise InvalidInput(message, problems=[Problem("/requestId", "format", message)])
         if data.request_id is not None and data.request_id.startswith(RESERVED_REQUEST_PREFIXES):
             # The engine derives its children's request ids from these (dw.begin_child_v1).
             raise InvalidInput(f"requestId must not start with {' or '.join(RESERVED_REQUEST_PREFIXES)}")

@@ -239,6 +239,26 @@ async def test_stream_after_the_last_event_of_a_finished_run_closes(
     assert bad.status_code == 200 and bad.text.count("event:") >= 7
 
 
+async def test_a_request_id_that_would_be_the_correlation_id_is_held_to_its_characters(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Without correlationId and X-Correlation-Id, the requestId is the run's correlation id: a
+    requestId with a control, invisible or line-separator character is refused as a correlationId
+    with one is (it used to start a run whose correlation id held them)."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    assert (await client.post("/api/v1/workflows?autoActivate=true", json=raw)).status_code == 201
+    url = "/api/v1/workflows/simple-echo/execute"
+    for value in ("x\nforged", "order\u202e42", "order\x0742", "order\u2028"):
+        body = assert_problem(await client.post(url, json={"trigger": {}, "requestId": value}), 422)
+        assert [e["pointer"] for e in body["errors"]] == ["/requestId"], body
+        assert value not in json.dumps(body), "the value is not echoed"
+    started = await client.post(url, json={"trigger": {}, "requestId": "order-42 (José)"})
+    assert started.status_code == 202, started.text
+    assert (await client.get(started.json()["statusUrl"])).json()["correlationId"] == "order-42 (José)"
+    listed = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
+    assert len(listed["items"]) == 1, "nothing was started by a refused request"
+
+
 async def test_a_correlation_id_is_taken_as_sent_or_refused_never_cut(client: AsyncTestClient[Any]) -> None:
     """correlationId (body) and X-Correlation-Id (header) over 200 characters, or with a control
     character, are refused (422 with a pointer; 400 naming the header) and start nothing; they were
