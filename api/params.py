@@ -71,12 +71,19 @@ QUERY_IS_PAYLOAD = "query_is_payload"
 
 def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
     """No query value the API takes holds a NUL (PostgreSQL text cannot): a 400 naming the parameter
-    here, rather than the database's refusal (422) of a free-text filter such as workflowId."""
+    here, rather than the database's refusal (422) of a free-text filter such as workflowId. Nor is
+    any given twice: every parameter takes one value, and Litestar would read the last one silently
+    (?status=Succeeded&status=Failed listed only Failed runs)."""
     if route.opt.get(QUERY_IS_PAYLOAD):
         return
+    seen: dict[str, int] = {}
     for name, value in connection.query_params.multi_items():
         if "\x00" in value or "\x00" in name:
             raise BadQueryValue(name.replace("\x00", "\\0")[:50], "a query value must not hold a NUL character")
+        seen[name] = seen.get(name, 0) + 1
+    for name, times in seen.items():
+        if times > 1:
+            raise BadQueryValue(name[:50], f"give the query parameter {quoted(name)} once (it came {times} times)")
 
 
 def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -86,6 +93,10 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
     An app-level guard, because guards of every layer run (a controller's before_request would
     replace the app's), so a route added later is covered without opting in."""
     for name, value in connection.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text cannot hold one: no name or id has it (it was the database's 422 on
+            # some routes, a 404 on others).
+            raise NotFound(f"no {name.removesuffix('_id').replace('_', ' ')} has a name with a NUL character")
         # Versions are integers in PostgreSQL, ids bigints.
         top = INT_MAX if name == "version" else BIGINT_MAX
         if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= top:

@@ -164,3 +164,42 @@ async def test_a_body_field_name_is_quoted_with_a_bound(client: AsyncTestClient[
     answer = await client.put("/api/v1/connections/x", json={"kind": "http", "secret": "s", "u" * 3000: 1})
     body = assert_problem(answer, 400)
     assert "u" * 201 not in answer.text and "(3" in body["detail"], body
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/executions", "status=Succeeded&status=Failed"),
+        ("/api/v1/executions", "limit=1&limit=0"),
+        ("/api/v1/workflows", "status=Active&limit=5&status=Draft"),
+    ],
+)
+async def test_a_query_parameter_given_twice_is_refused_naming_it(
+    client: AsyncTestClient[Any], path: str, query: str
+) -> None:
+    """Each parameter takes one value: Litestar read the last of two silently (?status=Succeeded&
+    status=Failed listed only Failed runs, and limit=1&limit=0 was refused quoting the 1)."""
+    body = assert_problem(await client.get(f"{path}?{query}"), 400)
+    assert body["code"] == "bad_request" and "once (it came 2 times)" in body["detail"], body
+    assert [entry["parameter"] for entry in body["errors"]] == ["status" if "status" in query else "limit"], body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/workflows/a%00b"),
+        ("POST", "/api/v1/workflows/a%00b/execute"),
+        ("GET", "/api/v1/connections/a%00"),
+        ("DELETE", "/api/v1/connections/a%00"),
+        ("GET", "/api/v1/templates/rs/t%00"),
+        ("GET", "/api/v1/triggers/a%00"),
+    ],
+)
+async def test_a_name_with_a_nul_in_the_path_names_nothing(
+    client: AsyncTestClient[Any], method: str, path: str
+) -> None:
+    """PostgreSQL text cannot hold a NUL, so no name has one: 404 on every route (some answered the
+    database's refusal, 422)."""
+    kwargs: dict[str, Any] = {"json": {"trigger": {}}} if method == "POST" else {}
+    body = assert_problem(await client.request(method, path, **kwargs), 404)
+    assert "NUL" in body["detail"], body
