@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from dataworkflows.data.executions import Execution
 from dataworkflows.db import Database
-from dataworkflows.errors import ExecutionNotFound, InvalidInput
+from dataworkflows.errors import ExecutionNotFound, InvalidInput, NotFound
 from dataworkflows.event_stream import is_final
 from dataworkflows.statuses import ExecutionStatus
 from dataworkflows.validation import json_depth
@@ -26,7 +26,7 @@ from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor, invalid_cursor
-from .params import BIGINT_MAX, query_int, require_one_of
+from .params import BIGINT_MAX, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
     ControlRequest,
@@ -163,6 +163,9 @@ class ExecutionController(Controller):
     async def items(self, db: DatabaseDep, execution_id: FromPath[str], node_id: FromPath[str]) -> list[ItemRead]:
         execution = await _require(db, execution_id)
         rows = await db.executions.items(execution.id, node_id)
+        if not rows and node_id not in {node.node_id for node in await db.executions.node_states(execution.id)}:
+            # A node the run has not (a typo) is not a node without items.
+            raise NotFound(f"execution {execution.id} has no node {quoted(node_id)}")
         return [from_row(ItemRead, row, start_time=row.started_at, end_time=row.ended_at) for row in rows]
 
     @get(

@@ -78,6 +78,7 @@ _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
 _CONSTRAINT_MESSAGES: dict[str, str] = {
     "triggers_name_key": "another trigger of this kind has this name: a trigger's name is unique among the"
     " tenant's schedules (or webhooks), whatever their workflow",
+    "template_sets_pkey": "a template set with this id exists already: choose another id, or add templates to that set",
 }
 # The role the API's and the workers' pools act as (migration 0018 creates it).
 APP_ROLE = "dataworkflows_app"

@@ -123,6 +123,9 @@ async def test_a_foreach_node_lists_its_items_and_item_attempts(
     assert all(i["error"] is None and i["startTime"] and i["endTime"] for i in items)
     # A node without items has none; an unknown execution is a 404.
     assert (await client.get(f"{url}/nodes/other/items")).json() == []
+    # A node the run has not is a 404 (it was an empty list, like a node without items).
+    missing = assert_problem(await client.get(f"{url}/nodes/no-such-node/items"), 404)
+    assert "has no node 'no-such-node'" in missing["detail"], missing
     assert_problem(await client.get(f"/api/v1/executions/{uuid.uuid4()}/nodes/all/items"), 404)
 
     attempts = (await client.get(f"{url}/actions")).json()

@@ -71,7 +71,9 @@ async def test_sets_templates_and_versions(client: AsyncTestClient[Any]) -> None
     )
     assert created.status_code == 201, created.text
     assert created.json()["displayName"] == "Project briefs"
-    assert_problem(await client.post("/api/v1/template-sets", json={"id": "brief"}), 409)
+    again = assert_problem(await client.post("/api/v1/template-sets", json={"id": "brief"}), 409)
+    # Said in the API's words, not PostgreSQL's ("duplicate key value violates unique constraint").
+    assert again["detail"].startswith("a template set with this id exists already"), again
     assert (await client.get("/api/v1/template-sets/brief")).json()["id"] == "brief"
     assert_problem(await client.get("/api/v1/template-sets/nope"), 404)
 
