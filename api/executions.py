@@ -26,7 +26,7 @@ from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
 from .paging import decode_cursor, encode_cursor, invalid_cursor
-from .params import BIGINT_MAX, query_int, quoted, require_one_of
+from .params import BIGINT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
     ControlRequest,
@@ -65,11 +65,18 @@ async def _require(db: Database, execution_id: str) -> Execution:
 TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is UTC (not the database session's time zone)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+def _moment(parameter: str, value: str | None) -> datetime | None:
+    """A query parameter's ISO 8601 date (its midnight) or date and time; without an offset it is UTC
+    (not the database session's time zone). Parsed here, not by Litestar, which took a number of
+    seconds since 1970 (createdFrom=1700000000) and refused a date alone."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        message = f"query parameter {parameter}={quoted(value)}: not an ISO 8601 date or date and time"
+        raise BadQueryValue(parameter, message) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -101,12 +108,20 @@ class ExecutionController(Controller):
         ] = None,
         trigger_id: Annotated[uuid.UUID | None, QueryParameter(name="triggerId", required=False)] = None,
         created_from: Annotated[
-            datetime | None,
-            QueryParameter(name="createdFrom", required=False, description="ISO 8601, inclusive (no offset: UTC)"),
+            str | None,
+            QueryParameter(
+                name="createdFrom",
+                required=False,
+                description="ISO 8601 date or date and time, inclusive (no offset: UTC; a date: its midnight)",
+            ),
         ] = None,
         created_to: Annotated[
-            datetime | None,
-            QueryParameter(name="createdTo", required=False, description="ISO 8601, exclusive (no offset: UTC)"),
+            str | None,
+            QueryParameter(
+                name="createdTo",
+                required=False,
+                description="ISO 8601 date or date and time, exclusive (no offset: UTC; a date: its midnight)",
+            ),
         ] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 50,
@@ -119,8 +134,8 @@ class ExecutionController(Controller):
             status=status,
             trigger_kind=trigger_kind,
             trigger_id=trigger_id,
-            created_from=_utc(created_from),
-            created_to=_utc(created_to),
+            created_from=_moment("createdFrom", created_from),
+            created_to=_moment("createdTo", created_to),
             after_created=after_created,
             after_id=after_id,
             limit=limit + 1,

@@ -100,6 +100,12 @@ async def test_executions_filter_by_trigger_kind_trigger_and_time(
     problem = assert_problem(await client.get("/api/v1/executions", params={"triggerKind": "cron"}), 400)
     assert "triggerKind must be one of" in problem["detail"]
     assert_problem(await client.get("/api/v1/executions", params={"createdFrom": "yesterday"}), 400)
+    # A date alone is ISO 8601 too (its midnight, UTC); a number of seconds is not (it was taken).
+    assert await ids(createdFrom="2026-01-01", createdTo="2026-01-02") == [str(manual)]
+    assert await ids(createdTo="2026-01-01") == []
+    for epoch in ("1700000000", "1e10"):
+        refused = assert_problem(await client.get("/api/v1/executions", params={"createdFrom": epoch}), 400)
+        assert [e["parameter"] for e in refused["errors"]] == ["createdFrom"], refused
     assert_problem(await client.get("/api/v1/executions", params={"triggerId": "not-a-uuid"}), 400)
 
 
