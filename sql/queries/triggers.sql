@@ -30,7 +30,7 @@ SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NU
 -- Changes what is given (NULL: unchanged). A schedule's next tick is computed again by the scheduler,
 -- from the moment of the change (updated_at), when its cron or time zone changes or it is enabled
 -- again (the ticks it missed while disabled are not caught up); a change of its payload, catchUp
--- or name keeps it. Its error is cleared.
+-- or name keeps it; a disabled schedule has none (migration 0036). Its error is cleared.
 UPDATE dw.triggers t
    SET name = COALESCE(%(name)s, t.name),
        enabled = COALESCE(%(enabled)s, t.enabled),
@@ -42,7 +42,9 @@ UPDATE dw.triggers t
                                            IS DISTINCT FROM btrim(t.config ->> 'cron', E' \t\n\r\f\x0B')
                                        OR COALESCE(%(config)s::jsonb ->> 'timezone', 'UTC')
                                            IS DISTINCT FROM COALESCE(t.config ->> 'timezone', 'UTC')))
-                                 OR (%(enabled)s::boolean AND NOT t.enabled))
+                                 OR (%(enabled)s::boolean AND NOT t.enabled)
+                                 -- disabled by this change, or still disabled
+                                 OR NOT COALESCE(%(enabled)s::boolean, t.enabled))
                            THEN NULL ELSE t.next_tick_at END,
        error = CASE WHEN %(config)s::jsonb IS NOT NULL OR %(enabled)s::boolean THEN NULL ELSE t.error END
  WHERE t.id = %(id)s

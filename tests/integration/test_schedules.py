@@ -17,6 +17,7 @@ from dataworkflows.data.schedules import FiredTick
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import InvalidInput, WorkflowNotFound
 from dataworkflows.schedules import CronError, parse_cron
+from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.workers.scheduler import Scheduler
 from tests.conftest import publish
 from tests.integration.test_runtime import echo, wf
@@ -454,9 +455,20 @@ async def test_a_change_resets_the_next_tick_only_for_a_new_cron_time_zone_or_wh
     await make_due(db, trigger_id, due)
     assert await patch({"cron": "5 * * * *", "timezone": "Europe/Berlin"}) is None
     await make_due(db, trigger_id, due)
-    assert await patch(enabled=False) == due
+    # Disabled: no next tick (it kept the one it had, which the API, the CLI and dw.v_schedules
+    # showed though it would never fire), whatever else changes while it is disabled.
+    assert await patch(enabled=False) is None
+    assert await patch({"cron": "0 * * * *", "timezone": "UTC", "payload": {"x": 2}}) is None
     # Enabled again: from now on (the ticks missed while disabled are not caught up).
     assert await patch(enabled=True) is None
+
+    # A schedule disabled before this release kept its tick: migration 0036 clears it.
+    await db.triggers.update(trigger_id, name=None, enabled=False, config=None)
+    await make_due(db, trigger_id, due)
+    (migration,) = [m for m in load_migrations() if m.version == "0036"]
+    await sql(db, migration.sql)
+    trigger = await db.triggers.get(trigger_id)
+    assert trigger is not None and trigger.next_tick_at is None
 
 
 async def test_a_tick_right_after_a_change_is_not_lost(db: Database, echo_workflow: str) -> None:
