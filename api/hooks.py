@@ -46,8 +46,8 @@ from dataworkflows.webhooks import HookConfig, Refusal
 
 from .openapi_docs import PROBLEMS
 from .params import QUERY_IS_PAYLOAD
-from .problems import problem
-from .rate_limits import take_trigger_token
+from .problems import problem, rate_limited, rate_limited_message
+from .rate_limits import HOOK_RATE, take_trigger_token
 from .schemas import Camel
 from .services import Services, ServicesDep
 
@@ -202,7 +202,15 @@ class _Delivery:
 
     async def _throttle(self) -> Response[Any] | None:
         # The trigger's own rate bucket, once the delivery is known to be the sender's (api.rate_limits).
-        return await take_trigger_token(self.request, self.svc, self.hook.id)
+        refused = await take_trigger_token(self.request, self.svc, self.hook.id)
+        if refused is None:
+            return None
+        assert refused.retry_after is not None
+        # A delivery row as for every other refusal (the README's "every delivery is a row").
+        message = rate_limited_message(refused.retry_after, whose=HOOK_RATE)
+        log.info("webhook delivery refused", trigger_id=str(self.hook.id), status=429, reason="rate_limited")
+        await self.record("refused", f"rate_limited: {message}", 429)
+        return rate_limited(self.request, refused.headers(), refused.retry_after, whose=HOOK_RATE)
 
     def _secret(self) -> tuple[str | None, str]:
         key = self.svc.settings.credentials_key

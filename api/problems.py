@@ -96,16 +96,23 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def rate_limited(request: Request[Any, Any, Any], headers: dict[str, str], retry_after: int) -> Response[Any]:
-    """429: the caller's token bucket is empty; `headers` carry Retry-After and the RateLimit fields."""
+def rate_limited(
+    request: Request[Any, Any, Any], headers: dict[str, str], retry_after: int, *, whose: str = "this caller's request"
+) -> Response[Any]:
+    """429: a token bucket is empty (the caller's, unless `whose` names another); `headers` carry
+    Retry-After and the RateLimit fields."""
     return problem(
         429,
         "Too many requests",
-        f"this caller's request rate is over the limit; retry in {retry_after} s",
+        rate_limited_message(retry_after, whose=whose),
         code="rate_limited",
         request=request,
         headers=headers,
     )
+
+
+def rate_limited_message(retry_after: int, *, whose: str = "this caller's request") -> str:
+    return f"{whose} rate is over the limit; retry in {retry_after} s"
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflowsError) -> Response[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from litestar import Request, Response
+from litestar import Request
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,17 +69,21 @@ async def caller_key(request: Request[Any, Any, Any], svc: Services) -> tuple[st
     return tenant, f"address:{address[:100]}"
 
 
-async def take_trigger_token(request: Request[Any, Any, Any], svc: Services, trigger_id: UUID) -> Response[Any] | None:
+# Whose rate a hook's 429 is about (not its caller's: every sender of the hook shares the bucket).
+HOOK_RATE = "this hook's delivery"
+
+
+async def take_trigger_token(request: Request[Any, Any, Any], svc: Services, trigger_id: UUID) -> RateDecision | None:
     """A verified webhook delivery takes a token from its trigger's bucket (one noisy hook slows
-    only itself): None to go on, or the 429 to answer."""
+    only itself): None to go on, or the refusing decision (rate_limited(..., whose=HOOK_RATE) is
+    its 429)."""
     policy = svc.rate_policy
     if policy is None:
         return None
     decision = await take_token(request, svc, policy, key=(HOOKS_TENANT, f"hook:{trigger_id}"))
     if decision is None or decision.granted:
         return None
-    assert decision.retry_after is not None
-    return rate_limited(request, decision.headers(), decision.retry_after)
+    return decision
 
 
 async def take_token(

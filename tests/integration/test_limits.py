@@ -280,3 +280,29 @@ async def test_a_suspended_run_keeps_its_place_under_a_concurrency_limit(
             (first,),
         )
     assert (await _acquire(db, second))["outcome"] == "throttled"
+
+
+async def test_a_delivery_over_its_hooks_own_limit_is_a_row_and_says_whose_limit(dsn: str, db: Database) -> None:
+    """Its sender's bucket has room, its hook's is empty (other senders used it): the 429 is a
+    delivery row like every other refusal (there was none), and it says the hook's rate is over the
+    limit (it said "this caller's", whose bucket had room)."""
+    app = create_app(Settings(database_url=dsn, api_rate_per_minute=60, api_rate_burst=3))
+    async with AsyncTestClient(app) as client:
+        async with AsyncTestClient(create_app(Settings(database_url=dsn, api_rate_per_minute=0))) as setup:
+            raw = load_fixture("bundle1/simple-echo-workflow.json")
+            assert (await setup.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)).status_code == 201
+            hook = await setup.post(
+                "/api/v1/workflows/simple-echo/triggers",
+                json={"kind": "webhook", "name": "busy", "config": {"signature": "none"}},
+            )
+            assert hook.status_code == 201, hook.text
+        trigger_id = hook.json()["id"]
+        for _ in range(3):  # other senders emptied the hook's bucket
+            await db.limits.take_token(tenant="-", subject=f"hook:{trigger_id}", per_second=1.0, burst=3)
+        refused = await client.post(f"/api/v1/hooks/{trigger_id}", json={"n": 1})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["detail"].startswith("this hook's delivery rate is over the limit"), refused.text
+    deliveries = await db.webhooks.deliveries(uuid.UUID(trigger_id), limit=10)
+    assert [(d.outcome, d.status_code, (d.reason or "").split(":")[0]) for d in deliveries] == [
+        ("refused", 429, "rate_limited")
+    ]
