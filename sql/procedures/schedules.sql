@@ -150,13 +150,34 @@ BEGIN
 END;
 $$;
 
+-- How deeply a JSON value nests, as dataworkflows.validation.json_depth counts (a scalar or an empty
+-- container: 1), not looking past p_limit + 1 levels.
+CREATE OR REPLACE FUNCTION dw.jsonb_depth_v1(p_value jsonb, p_limit integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$
+    WITH RECURSIVE walk(value, depth) AS (
+        SELECT p_value, 1
+        UNION ALL
+        SELECT c.value, w.depth + 1
+          FROM walk w
+          CROSS JOIN LATERAL (
+              SELECT e.value FROM jsonb_each(CASE WHEN jsonb_typeof(w.value) = 'object' THEN w.value END) e
+              UNION ALL
+              SELECT a.value FROM jsonb_array_elements(CASE WHEN jsonb_typeof(w.value) = 'array' THEN w.value END) a
+          ) c
+         WHERE w.depth <= p_limit
+    )
+    SELECT max(depth) FROM walk;
+$$;
+
 -- Creates the schedule of this name, or replaces its workflow, cron, time zone and payload (like
 -- cron.schedule): SELECT dw.schedule_v1('nightly', 'reports', '0 2 * * *', 'Europe/Berlin', '{}').
 -- Its catchUp and maxCatchUp stay as they were (defaults for a new one), and so does `enabled`. Only
 -- a new cron or time zone resets the next tick (a worker's scheduler computes it again, from the
 -- moment of the change: updated_at); running the same call again (a deploy) keeps the next tick,
 -- so ticks missed while the workers were away are caught up per the schedule's policy. Returns the trigger's id. Raises DW031
--- for an invalid cron, time zone, name or payload, DW001 for an unknown workflow.
+-- for an invalid cron, time zone, name or payload, DW001 for an unknown workflow. A new schedule's
+-- name and its payload are held to the API's rules (1-128 letters, digits, '.', '_' or '-'; nested
+-- at most 32 levels, DW_MAX_TRIGGER_DEPTH's default); a schedule made before keeps its name.
 CREATE OR REPLACE FUNCTION dw.schedule_v1(
     p_name text, p_workflow_id text, p_cron text, p_timezone text DEFAULT 'UTC', p_payload jsonb DEFAULT '{}'
 ) RETURNS uuid LANGUAGE plpgsql AS $$
@@ -169,9 +190,19 @@ BEGIN
     IF p_name IS NULL OR length(p_name) NOT BETWEEN 1 AND 200 THEN
         RAISE EXCEPTION 'a schedule needs a name of 1 to 200 characters' USING ERRCODE = 'DW031';
     END IF;
+    IF p_name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'
+       AND NOT EXISTS (SELECT 1 FROM dw.triggers t
+                        WHERE t.tenant_id = v_tenant AND t.kind = 'schedule' AND t.name = p_name) THEN
+        RAISE EXCEPTION 'schedule name "%": a trigger name is 1-128 letters, digits, ''.'', ''_'' or ''-''',
+            left(p_name, 200) USING ERRCODE = 'DW031';
+    END IF;
     PERFORM dw.check_schedule_v1(v_cron, v_timezone);
     IF p_payload IS NOT NULL AND jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'the payload of schedule % must be a JSON object', p_name USING ERRCODE = 'DW031';
+    END IF;
+    IF p_payload IS NOT NULL AND dw.jsonb_depth_v1(p_payload, 32) > 32 THEN
+        RAISE EXCEPTION 'the payload of schedule % is nested deeper than 32 levels (as the API refuses it)', p_name
+            USING ERRCODE = 'DW031';
     END IF;
     PERFORM 1 FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
     IF NOT FOUND THEN

@@ -143,6 +143,15 @@ async def test_schedule_v1_creates_and_replaces_a_schedule_like_cron_schedule(db
             "the payload of schedule x must be a JSON object",
         ),
         ("SELECT dw.schedule_v1('', %s, '0 2 * * *')", "a schedule needs a name of 1 to 200 characters"),
+        # The API's rules, which the SQL did not apply: a trigger's name, and a payload's depth.
+        (
+            "SELECT dw.schedule_v1('nightly report (eu)!', %s, '0 2 * * *')",
+            "schedule name \"nightly report (eu)!\": a trigger name is 1-128 letters, digits, '.', '_' or '-'",
+        ),
+        (
+            "SELECT dw.schedule_v1('deep', %s, '0 2 * * *', 'UTC', '" + '{"a": ' * 40 + "1" + "}" * 40 + "')",
+            "the payload of schedule deep is nested deeper than 32 levels (as the API refuses it)",
+        ),
     ],
 )
 async def test_schedule_v1_refuses_an_invalid_cron_or_time_zone(
@@ -152,6 +161,25 @@ async def test_schedule_v1_refuses_an_invalid_cron_or_time_zone(
         await sql(db, call, echo_workflow)
     assert str(caught.value) == message
     assert await one(db, "SELECT count(*) FROM dw.triggers") == 0
+
+
+async def test_schedule_v1_keeps_the_api_depth_limit_exactly_and_a_name_it_made_before(
+    db: Database, echo_workflow: str
+) -> None:
+    # 32 levels as the API counts them (dataworkflows.validation.json_depth): the 31st object's value.
+    deepest = '{"a": ' * 31 + "1" + "}" * 31
+    assert await one(db, "SELECT dw.schedule_v1('deep', %s, '0 2 * * *', 'UTC', %s::jsonb)", echo_workflow, deepest)
+    assert await one(db, "SELECT dw.jsonb_depth_v1(%s::jsonb, 32)", deepest) == 32
+    assert await one(db, "SELECT dw.jsonb_depth_v1('[1, {\"a\": []}]'::jsonb, 32)") == 3
+    # A schedule made (through SQL) before the name rule keeps working under its name (a deploy
+    # script that runs it again).
+    await sql(
+        db,
+        "INSERT INTO dw.triggers (tenant_id, workflow_id, kind, name, config) VALUES ('default', %s, 'schedule',"
+        ' \'old name!\', \'{"cron": "0 3 * * *", "timezone": "UTC", "payload": {}}\')',
+        echo_workflow,
+    )
+    assert await one(db, "SELECT dw.schedule_v1('old name!', %s, '0 4 * * *')", echo_workflow)
 
 
 async def test_schedule_v1_needs_the_workflow(db: Database) -> None:
