@@ -36,7 +36,8 @@ Schema = dict[str, Any]
 # ECMA-262 forms of the Python patterns (validation.ID_PATTERN, definitions._DURATION, waits.SIGNAL_NAME).
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 DURATION_PATTERN = (
-    r"^\s*[Pp](?!\s*$)(\d+(\.\d+)?[Dd])?([Tt](?=\d)(\d+(\.\d+)?[Hh])?(\d+(\.\d+)?[Mm])?(\d+(\.\d+)?[Ss])?)?\s*$"
+    r"^\s*[Pp](?!\s*$)(\d+(\.\d+)?[Ww])?(\d+(\.\d+)?[Dd])?"
+    r"([Tt](?=\d)(\d+(\.\d+)?[Hh])?(\d+(\.\d+)?[Mm])?(\d+(\.\d+)?[Ss])?)?\s*$"
 )
 SIGNAL_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 TEMPLATE_PATTERN = r"\{\{|\{%"
@@ -74,7 +75,7 @@ def _common_defs() -> dict[str, Schema]:
         "Duration": {
             "type": "string",
             "pattern": DURATION_PATTERN,
-            "description": "An ISO 8601 duration such as PT30S, PT5M, PT1H or P1DT2H (at most 366 days)",
+            "description": "An ISO 8601 duration such as PT30S, PT5M, PT1H, P1DT2H or P2W (at most 366 days)",
             "examples": ["PT30S", "PT5M", "PT1H"],
         },
         "PositiveDuration": {

@@ -98,23 +98,33 @@ def parse_definition(raw: Any) -> WorkflowDefinition:
     return msgspec.convert(raw, WorkflowDefinition)
 
 
-# ISO 8601 durations as the seeds write them ("PT5M", "PT1H", "PT0.5S", "P1DT2H").
+# ISO 8601 durations as the seeds write them ("PT5M", "PT1H", "PT0.5S", "P1DT2H"), and weeks ("P2W", and
+# "P1W2D" as ISO 8601-2 and most parsers allow). Years and months are not a fixed number of seconds.
 _DURATION = re.compile(
-    r"^P(?!$)(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"^P(?!$)(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
+
+
+# A duration with years or months (P1Y, P2M, P1Y2M3D): ISO 8601, but of no fixed length.
+_CALENDAR = re.compile(r"^P(?=[\d.]*[YM])(?:\d+(?:\.\d+)?Y)?(?:\d+(?:\.\d+)?M)?(?:\d+(?:\.\d+)?[WD])*(?:T.*)?$")
 
 
 def parse_duration(text: str) -> float:
     """Seconds in an ISO 8601 duration such as PT5M; ValueError when it is not one."""
     match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
     if match is None:
+        if isinstance(text, str) and _CALENDAR.match(text.strip().upper()):
+            raise ValueError(
+                f"{text!r}: years and months are not a fixed length; give weeks or days (P4W, P30D, P365D)"
+            )
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT30S, PT5M or PT1H")
     parts = {key: float(value) for key, value in match.groupdict().items() if value is not None}
     if not parts:
         raise ValueError(f"{text!r} is not an ISO 8601 duration such as PT30S, PT5M or PT1H")
     return (
-        parts.get("days", 0.0) * 86400
+        parts.get("weeks", 0.0) * 7 * 86400
+        + parts.get("days", 0.0) * 86400
         + parts.get("hours", 0.0) * 3600
         + parts.get("minutes", 0.0) * 60
         + parts.get("seconds", 0.0)

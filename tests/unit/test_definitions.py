@@ -33,7 +33,17 @@ def test_fixtures_include_the_seed_bundles() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("PT5M", 300), ("PT1H", 3600), ("PT0.5S", 0.5), ("P1DT2H", 93600), ("PT1H30M15S", 5415), ("pt10s", 10)],
+    [
+        ("PT5M", 300),
+        ("PT1H", 3600),
+        ("PT0.5S", 0.5),
+        ("P1DT2H", 93600),
+        ("PT1H30M15S", 5415),
+        ("pt10s", 10),
+        # Weeks are ISO 8601 too (they were refused as "not an ISO 8601 duration").
+        ("P1W", 604800),
+        ("P1W2DT1H", 781200),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -42,6 +52,12 @@ def test_durations(text: str, seconds: float) -> None:
 @pytest.mark.parametrize("text", ["", "P", "PT", "5m", "PT-5S", "1 hour", "P1H"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="ISO 8601"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["P1Y", "P2M", "P1Y2M3D", "P1MT1H"])
+def test_years_and_months_are_refused_as_having_no_fixed_length(text: str) -> None:
+    with pytest.raises(ValueError, match="years and months are not a fixed length; give weeks or days"):
         parse_duration(text)
 
 
