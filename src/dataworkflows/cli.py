@@ -34,7 +34,7 @@ from dataworkflows.cli_follow import (
     print_log,
 )
 from dataworkflows.cli_help import LOCAL, decorate
-from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.statuses import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -94,11 +94,19 @@ def _require_database(settings: Settings) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
     settings = _settings(args)
     database = _require_database(settings)
-    applied = _migrate(settings, database, finish=args.finish)
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
-    _print_held_back(database)
+    try:
+        applied = _migrate(settings, database, finish=args.finish)
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        _print_held_back(database)
+    except psycopg.OperationalError as exc:
+        # Unreachable, no such database, refused credentials, or lost on the way (a migration that
+        # did not finish rolled back): exit 3 with psycopg's words, not a traceback.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot migrate: the database cannot be reached ({reason})") from None
     return EXIT_OK
 
 
@@ -321,23 +329,13 @@ def cmd_psql(args: argparse.Namespace) -> int:
     import subprocess
 
     settings = _settings(args)
-    embedded = None
-    url = settings.database_url
-    if not url:
-        from dataworkflows.embedded import EmbeddedPostgres
-
-        embedded = EmbeddedPostgres(settings.data_dir)
-        url = embedded.uri()
     binary = shutil.which("psql")
     if binary is None:
         from dataworkflows.embedded import bundled_binary
 
         binary = bundled_binary("psql")
-    try:
+    with _engine_database(settings) as url:
         return subprocess.call([binary, url, *args.psql_args])
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _api_url(args: argparse.Namespace) -> str:
@@ -368,8 +366,26 @@ def _client(args: argparse.Namespace) -> httpx.Client:
         import ssl
 
         verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client: httpx.Client = http.Client(base_url=url, timeout=30.0, headers=headers, verify=verify)
+    client: httpx.Client = http.Client(
+        base_url=url, timeout=30.0, headers=headers, verify=verify, event_hooks={"response": [_answered_by_the_api]}
+    )
     return client
+
+
+# What the API answers with (JSON; problem details; an execution's event stream).
+_API_CONTENT_TYPES = ("application/json", "application/problem+json", "text/event-stream")
+
+
+class NotTheApi(Exception):
+    """The server at DW_API_URL answered, but not as the DataWorkflows API does."""
+
+
+def _answered_by_the_api(response: httpx.Response) -> None:
+    """Every answer of the API is JSON (or its event stream): another server there (a web server, a
+    proxy's error page) gave tracebacks from deep inside the commands that read it."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if response.status_code != 204 and kind not in _API_CONTENT_TYPES:
+        raise NotTheApi(f"HTTP {response.status_code}, {kind or 'no content type'}")
 
 
 def _httpx() -> Any:
@@ -1321,8 +1337,15 @@ def _engine_database(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    from dataworkflows.embedded import EmbeddedPostgres
+    from dataworkflows.embedded import EmbeddedPostgres, has_cluster
 
+    if not has_cluster(settings.data_dir):
+        # Not made here: a mistyped DW_DATA_DIR would get a new, empty server (46 MB), and psql an
+        # empty database without a word. `up` is what makes one.
+        raise DataWorkflowsError(
+            f"no embedded database under {os.path.abspath(settings.data_dir)}: `dataworkflows up` makes one "
+            "there; set DW_DATA_DIR to the directory `up` uses (default .dataworkflows), or DATABASE_URL"
+        )
     embedded = EmbeddedPostgres(settings.data_dir)
     try:
         yield embedded.uri()
@@ -1667,6 +1690,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return _refused(exc.response)
     except _http_errors() as exc:
         return _http_error(args, exc)
+    except NotTheApi as exc:
+        print(
+            f"error: the server at {_api_url(args)} is not the DataWorkflows API (it answered {exc}): "
+            "set DW_API_URL or --api-url to the API's URL",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         if args.command not in LOCAL_COMMANDS:
             print("interrupted: nothing was stopped on the server (a started run goes on)", file=sys.stderr)

@@ -18,6 +18,8 @@ from dataworkflows.retention import MAX_RETENTION_DAYS
 MAX_GROUP_COMMIT = 60
 # dw.fetch_run_jobs_v2 (as v1) takes at most this many jobs a transaction, whatever it is asked for.
 MAX_FETCH_BATCH = 100
+# TCP ports.
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,15 @@ class Settings:
             raise ConfigurationError(
                 f"DW_WORKER_FETCH_BATCH={self.worker_fetch_batch!r}: give 1 (one job a fetch) to "
                 f"{MAX_FETCH_BATCH} jobs a fetch"
+            )
+        if not 1 <= self.api_port <= MAX_PORT:
+            # The socket layer takes a port modulo 65536 (70000 listened on 4464) and 0 for any free
+            # one, while `up` printed the port as given in the URL it tells the CLI to use.
+            raise ConfigurationError(f"the API's port {self.api_port} (--port or DW_API_PORT): give 1 to {MAX_PORT}")
+        if not 0 <= self.worker_metrics_port <= MAX_PORT:
+            raise ConfigurationError(
+                f"the worker's metrics port {self.worker_metrics_port} (--metrics-port or DW_WORKER_METRICS_PORT):"
+                f" give 1 to {MAX_PORT}, or 0 for none"
             )
         timeout = self.default_workflow_timeout_seconds
         if not math.isfinite(timeout) or timeout < 0:

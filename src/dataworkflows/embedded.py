@@ -44,6 +44,11 @@ def bundled_binary(name: str) -> str:
     return str(path)
 
 
+def has_cluster(data_dir: str | Path) -> bool:
+    """Whether `up` has made an embedded database under data_dir (its PostgreSQL data directory)."""
+    return (Path(data_dir).expanduser() / "pgdata" / "PG_VERSION").is_file()
+
+
 class EmbeddedPostgres:
     """Starts (or reuses) the server for a data directory; stop() or process exit stops it."""
 

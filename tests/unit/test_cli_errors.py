@@ -1,0 +1,117 @@
+"""The CLI's answers to what is wrong around it (a database it cannot reach, a port that is not one,
+a data directory with no database, a server that is not the API): one line on stderr and the
+documented exit code, never a traceback, and nothing made on the way."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataworkflows.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+
+
+@pytest.fixture(autouse=True)
+def _tests_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """structlog's global set-up stays the tests': the CLI's would bind it to this test's captured
+    stderr, closed once the test ends, and later tests' log lines would fail to be written."""
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *_: None)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_migrate_without_a_database_exits_3_saying_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing")
+    assert main(["migrate"]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot migrate: the database cannot be reached (") and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["api", "--port", "70000"], {}),
+        (["api", "--port", "0"], {}),
+        (["api"], {"DW_API_PORT": "70002"}),
+        (["up", "--port", "65536"], {}),
+        (["worker", "--metrics-port", "70000"], {}),
+    ],
+)
+def test_a_port_that_is_not_one_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    env: dict[str, str],
+) -> None:
+    """The socket layer took 70000 as 4464 (modulo 65536) and 0 as any free port, while `up` printed
+    the port as given in the DW_API_URL it tells the CLI to use."""
+    monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "port" in err and "give 1 to 65535" in err, err
+    assert not (tmp_path / "data").exists(), "nothing was started"
+
+
+@pytest.mark.parametrize("argv", [["psql", "-c", "SELECT 1"], ["prune", "--dry-run", "--older-than", "30d"]])
+def test_a_data_directory_without_a_database_gets_none_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    """A mistyped DW_DATA_DIR made a new embedded server there (46 MB), and psql then showed an
+    empty database without a word; only `up` makes one."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "typo"))
+    assert main(argv) == EXIT_USAGE
+    assert "no embedded database under" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+@contextlib.contextmanager
+def _web_server(directory: Path) -> Iterator[str]:
+    """A plain web server (not the API) serving `directory` on loopback."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("argv", [["triggers", "list"], ["workflows", "list"], ["dead-letters", "list"]])
+def test_a_server_that_is_not_the_api_is_said_to_be_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    """DW_API_URL pointing at another web server gave tracebacks (JSONDecodeError, TypeError) and
+    exit 1, which is kept for a followed run that failed."""
+    (tmp_path / "api" / "v1").mkdir(parents=True)
+    (tmp_path / "api" / "v1" / "triggers").write_text("not json")
+    with _web_server(tmp_path) as url:
+        monkeypatch.setenv("DW_API_URL", url)
+        assert main(argv) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert f"the server at {url} is not the DataWorkflows API" in err and "Traceback" not in err, err
