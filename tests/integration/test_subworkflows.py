@@ -147,6 +147,44 @@ async def test_cancelling_a_parent_cancels_its_children(db: Database, conditions
     assert (await execution(db, detached["id"]))["status"] == "Cancelled"
 
 
+@pytest.mark.parametrize("worker", ["gone", "silent"])
+async def test_a_cancel_cascade_whose_worker_died_is_taken_up_again(
+    db: Database, conditions: ConditionPool, worker: str
+) -> None:
+    """The parent's end queues a dw.cancel_children job. A worker killed while it held that job left
+    it 'doing' for good (Procrastinate does not retry a stalled job by itself, and recovery looked
+    only at run jobs): the cancelled parent's children ran on. Recovery now queues such a job again
+    once its worker is gone or silent."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("waits-long", signal("s", name="never")), conditions)
+    await publish(db, wf("awaits", sub("call", "waits-long")), conditions)
+    root = await start(db, "awaits")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert (await db.control.cancel(root, principal="ops", reason="enough")).outcome == "cancelled"
+    # A worker fetched the cascade's job, then died (its row pruned, or its heartbeat stopped).
+    if worker == "gone":
+        holder = None
+    else:
+        ((holder,),) = await sql(
+            db, "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour') RETURNING id"
+        )
+    taken = await sql(
+        db,
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s"
+        " WHERE task_name = 'dw.cancel_children' AND status = 'todo' RETURNING id",
+        holder,
+    )
+    assert len(taken) == 1
+    assert await drain(db, runtime) == [] and (await execution(db, kid["id"]))["status"] == "Waiting"
+
+    recovered = await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions")
+    assert [(r.execution_id, r.action) for r in recovered] == [(root, "cascade_requeued")]
+    await drain(db, runtime)
+    assert (await execution(db, kid["id"]))["status"] == "Cancelled"
+    assert await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions") == []
+
+
 async def test_a_cancelled_child_fails_its_parent_node(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     await publish(db, wf("waits-a-bit", signal("s", name="never")), conditions)

@@ -42,7 +42,8 @@ class Redrive(msgspec.Struct, frozen=True):
 class Recovery(msgspec.Struct, frozen=True):
     execution_id: UUID
     # requeued; or, past the recovery limit, failed (worker_lost, or node_failed for a run whose node
-    # failed unhandled) or cancelled (its cancel was pending, and not too late).
+    # failed unhandled) or cancelled (its cancel was pending, and not too late); job_reconciled (its
+    # run had ended); cascade_requeued (the parent's dw.cancel_children job, whose worker died).
     action: str
     workflow_id: str | None = None
 
