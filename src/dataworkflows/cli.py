@@ -30,6 +30,7 @@ from dataworkflows.cli_follow import (
     FINAL,
     Printer,
     Refused,
+    event_id_of,
     follow,
     print_log,
 )
@@ -723,7 +724,13 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
         print(f"dead letter {body['deadLetterId']} redriven: execution {body['executionId']} {body['action']}")
         if args.wait:
             timeout = args.timeout if args.timeout is not None else DEFAULT_WAIT_SECONDS
-            return follow(client, body["executionId"], Printer(), timeout=timeout)
+            printer = Printer()
+            # The re-run's lines only: from the redrive's own event on (the failed run's lines came
+            # first, stamped with its times, and its end stopped the stream).
+            printer.last_id = event_id_of(
+                client, body["executionId"], "execution_redriven", deadLetterId=body["deadLetterId"]
+            )
+            return follow(client, body["executionId"], printer, timeout=timeout)
     return EXIT_OK
 
 

@@ -284,6 +284,27 @@ def poll(
         delay = min(delay * 1.5, 1.0)
 
 
+def event_id_of(client: httpx.Client, execution_id: str, kind: str, **details: Any) -> int:
+    """The id of the run's last event of this kind whose details hold `details` (0: none), every
+    page of its log read: where a follow that must not show what came before starts (`dead-letters
+    redrive --wait` starts after its redrive's event, not at the failed run's first line)."""
+    found, after = 0, 0
+    while True:
+        response = client.get(
+            f"/api/v1/executions/{execution_id}/events", params={"after": after, "limit": EVENTS_PAGE}
+        )
+        if response.status_code != 200:
+            raise Refused(response)
+        events = response.json()
+        for event in events:
+            after = max(after, int(event.get("id") or 0))
+            said = event.get("details") or {}
+            if event.get("type") == kind and all(said.get(key) == value for key, value in details.items()):
+                found = int(event.get("id") or 0)
+        if not events or ("next" not in response.links and len(events) < EVENTS_PAGE):
+            return found
+
+
 def print_log(
     client: httpx.Client,
     execution_id: str,

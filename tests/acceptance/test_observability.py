@@ -141,6 +141,9 @@ def test_dead_letters_from_the_cli(stack: Stack) -> None:
     # Attempts 3 fails again, 4 succeeds: the redriven node has a fresh budget of two attempts.
     assert redrive.returncode == 0, redrive.stdout + redrive.stderr
     assert "Succeeded" in redrive.stdout
+    # The re-run's lines, not the failed run's again (they came first, and its end stopped the stream).
+    assert "(attempt 3)" in redrive.stdout and "(attempt 4)" in redrive.stdout, redrive.stdout
+    assert "(attempt 2)" not in redrive.stdout and "attempt 1 failed" not in redrive.stdout, redrive.stdout
     twice = cli("dead-letters", "redrive", letter_id)
     assert twice.returncode == 2 and "already redriven" in twice.stderr
     assert "no open dead letters" in cli("dead-letters", "list").stdout
