@@ -325,7 +325,8 @@ def _cli_hint(host: str, port: int) -> str:
 
 
 def cmd_psql(args: argparse.Namespace) -> int:
-    """psql on the engine's database: DATABASE_URL, or the embedded server under DW_DATA_DIR."""
+    """psql on the engine's database: DATABASE_URL, or the embedded server under DW_DATA_DIR; the
+    session sees every tenant the login may (dw.tenant_id '*')."""
     import shutil
     import subprocess
 
@@ -335,8 +336,14 @@ def cmd_psql(args: argparse.Namespace) -> int:
         from dataworkflows.embedded import bundled_binary
 
         binary = bundled_binary("psql")
+    env = os.environ.copy()
+    options = env.get("PGOPTIONS", "")
+    if "dw.tenant_id" not in options:
+        # The dw.v_* views show the tenant a session sets, and none without one: every tenant the
+        # login may see, unless PGOPTIONS or a SET chooses one (they showed nothing, without a word).
+        env["PGOPTIONS"] = f"{options} -c dw.tenant_id=*".strip()
     with _engine_database(settings) as url:
-        return subprocess.call([binary, url, *args.psql_args])
+        return subprocess.call([binary, url, *args.psql_args], env=env)
 
 
 def _api_url(args: argparse.Namespace) -> str:

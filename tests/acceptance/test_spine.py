@@ -183,3 +183,12 @@ def test_cli_run_wait_and_status(stack: Stack) -> None:
         timeout=30,
     )
     assert psql.returncode == 0 and psql.stdout.strip() == "1", psql.stderr
+    # The reporting views too: psql's session sees every tenant (they showed nothing without one).
+    views = subprocess.run(
+        [*command(), "psql", "-At", "-c", "SELECT count(*) FROM dw.v_executions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert views.returncode == 0 and views.stdout.strip() == "1", views.stdout + views.stderr
