@@ -1071,17 +1071,49 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# The create command's options that belong to one kind (a webhook's --unsigned, a schedule's --cron...).
+_SCHEDULE_OPTIONS = {"cron": "--cron", "timezone": "--timezone", "catch_up": "--catch-up", "payload": "--payload"}
+_WEBHOOK_OPTIONS = {
+    "signature": "--signature",
+    "unsigned": "--unsigned",
+    "activation": "--activation",
+    "header": "--header",
+}
+
+
 def _trigger_config(args: argparse.Namespace) -> dict[str, Any]:
-    """A schedule's or a webhook's config from the create command's options."""
-    if args.kind == "schedule":
-        if not args.cron:
-            raise ValueError("a schedule needs --cron (e.g. '0 2 * * *' or @hourly)")
-        config: dict[str, Any] = {"cron": args.cron, "timezone": args.timezone, "catchUp": args.catch_up}
-        payload = json.loads(args.payload, parse_constant=_no_constants)
-        if not isinstance(payload, dict):
-            raise ValueError("--payload must be a JSON object")
-        return {**config, "payload": payload}
-    config = {"signature": "none" if args.unsigned else args.signature}
+    """A schedule's or a webhook's config from the create command's options; ValueError for an
+    option of the other kind, or two that contradict each other (they used to be dropped silently:
+    --unsigned won over --signature, a webhook's --cron was lost)."""
+    other = _WEBHOOK_OPTIONS if args.kind == "schedule" else _SCHEDULE_OPTIONS
+    given = [flag for name, flag in other.items() if getattr(args, name) not in (None, False)]
+    if given:
+        mine = _SCHEDULE_OPTIONS if args.kind == "schedule" else _WEBHOOK_OPTIONS
+        raise ValueError(f"{', '.join(given)}: not for a {args.kind}; a {args.kind} takes {', '.join(mine.values())}")
+    return _schedule_config(args) if args.kind == "schedule" else _webhook_config(args)
+
+
+def _schedule_config(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.cron:
+        raise ValueError("a schedule needs --cron (e.g. '0 2 * * *' or @hourly)")
+    config: dict[str, Any] = {
+        "cron": args.cron,
+        "timezone": args.timezone or "UTC",
+        "catchUp": args.catch_up or "latest",
+    }
+    try:
+        payload = json.loads(args.payload or "{}", parse_constant=_no_constants)
+    except ValueError as exc:
+        raise ValueError(f"--payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("--payload must be a JSON object")
+    return {**config, "payload": payload}
+
+
+def _webhook_config(args: argparse.Namespace) -> dict[str, Any]:
+    if args.unsigned and args.signature:
+        raise ValueError("give --signature or --unsigned, not both")
+    config: dict[str, Any] = {"signature": "none" if args.unsigned else args.signature or "hmac-sha256"}
     if args.activation:
         config["activationCondition"] = args.activation
     if args.header:
@@ -1135,10 +1167,18 @@ def _add_triggers(sub: Any) -> None:
     create.add_argument("--kind", choices=("schedule", "webhook"), required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--cron", help="schedule: 5 fields (or @hourly, @daily, ...), e.g. '0 2 * * *'")
-    create.add_argument("--timezone", default="UTC", help="schedule: an IANA time zone (default UTC)")
-    create.add_argument("--catch-up", default="latest", choices=("none", "latest", "all"))
-    create.add_argument("--payload", default="{}", help="schedule: the runs' trigger, a JSON object")
-    create.add_argument("--signature", default="hmac-sha256", choices=("hmac-sha256", "github", "slack"))
+    # No argparse defaults for the kinds' own options: one given for the other kind is refused, not
+    # dropped (_trigger_config), so it must be told apart from one left out.
+    create.add_argument("--timezone", help="schedule: an IANA time zone (default UTC)")
+    create.add_argument(
+        "--catch-up", choices=("none", "latest", "all"), help="schedule: after downtime (default latest)"
+    )
+    create.add_argument("--payload", help="schedule: the runs' trigger, a JSON object (default {})")
+    create.add_argument(
+        "--signature",
+        choices=("hmac-sha256", "github", "slack"),
+        help="webhook: how deliveries are signed (default hmac-sha256)",
+    )
     create.add_argument("--unsigned", action="store_true", help="webhook: accept unsigned deliveries")
     create.add_argument("--activation", help="webhook: a JavaScript condition over body, headers, query")
     create.add_argument("--header", action="append", help="webhook: a request header to pass to the run")

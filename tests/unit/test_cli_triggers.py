@@ -74,6 +74,35 @@ def test_a_schedule_without_cron_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--kind", "webhook", "--unsigned", "--signature", "github"], "give --signature or --unsigned, not both"),
+        (["--kind", "webhook", "--cron", "* * * * *"], "--cron: not for a webhook"),
+        (["--kind", "webhook", "--payload", "{}", "--timezone", "UTC"], "--timezone, --payload: not for a webhook"),
+        (["--kind", "schedule", "--cron", "* * * * *", "--signature", "github"], "--signature: not for a schedule"),
+        (["--kind", "schedule", "--cron", "* * * * *", "--header", "X-A"], "--header: not for a schedule"),
+        (["--kind", "schedule", "--cron", "* * * * *", "--payload", "{bad"], "--payload is not JSON: Expecting"),
+    ],
+)
+def test_an_option_of_the_other_kind_or_a_contradiction_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], says: str
+) -> None:
+    """They were dropped without a word: --unsigned won over --signature (an unsigned hook), a
+    webhook's --cron was lost, and a schedule took --signature and --header."""
+    seen = fake_api(monkeypatch, 201, TRIGGER)
+    assert run(["triggers", "create", "nightly", "--name", "n", *extra]) == EXIT_USAGE
+    assert says in capsys.readouterr().err
+    assert seen == [], "nothing was created"
+
+
+def test_a_webhook_is_signed_with_hmac_sha256_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = fake_api(monkeypatch, 201, TRIGGER)
+    assert run(["triggers", "create", "nightly", "--kind", "webhook", "--name", "inbound"]) == EXIT_OK
+    assert run(["triggers", "create", "nightly", "--kind", "webhook", "--name", "open", "--unsigned"]) == EXIT_OK
+    assert [json.loads(r.content)["config"] for r in seen] == [{"signature": "hmac-sha256"}, {"signature": "none"}]
+
+
+@pytest.mark.parametrize(
     ("action", "method", "body"),
     [("enable", "PATCH", {"enabled": True}), ("disable", "PATCH", {"enabled": False}), ("delete", "DELETE", None)],
 )
