@@ -24,6 +24,12 @@ from .workflows import read_workflow
 async def _require(db: Database, template_id: str, version: int | None) -> WorkflowTemplate:
     template = await db.workflows.get_template(template_id, version)
     if template is None:
+        latest = None if version is None else await db.workflows.get_template(template_id, None)
+        if latest is not None:
+            # The template is there; the version asked for is not (it said the template was not found).
+            raise NotFound(
+                f"workflow template {template_id!r} has no version {version} (its latest is {latest.version})"
+            )
         raise NotFound(f"workflow template {template_id!r} not found")
     return template
 

@@ -179,6 +179,15 @@ async def test_workflow_template_instantiation(
     listed = (await client.get("/api/v1/workflow-templates")).json()
     assert [(t["id"], t["version"]) for t in listed] == [("approval-flow", 2)]
     assert (await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 1})).json()["version"] == 1
+    # A version it does not have is said to be that, not the template (which is there).
+    missing = await client.post(
+        "/api/v1/workflow-templates/approval-flow/instantiate",
+        json={"workflowId": "w9", "templateVersion": 99, "config": {"name": "n", "reviewer": "r"}},
+    )
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["detail"] == "workflow template 'approval-flow' has no version 99 (its latest is 2)"
+    gone = await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 99})
+    assert "has no version 99" in gone.json()["detail"], gone.text
 
     request = {"workflowId": "expenses", "config": {"name": "Expenses", "reviewer": "finance", "threshold": 250}}
     made = await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=request, headers=ANA)
