@@ -186,6 +186,19 @@ class Settings:
                 f"DW_WORKER_FETCH_BATCH={self.worker_fetch_batch!r}: give 1 (one job a fetch) to "
                 f"{MAX_FETCH_BATCH} jobs a fetch"
             )
+        if self.database_url:
+            from psycopg import ProgrammingError
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(self.database_url)
+            except ProgrammingError:
+                # libpq's words are not repeated: they quote the part they could not read, a
+                # password perhaps. (A bad one used to be retried for 10 s as "unavailable", exit 3.)
+                raise ConfigurationError(
+                    "DATABASE_URL cannot be read as a PostgreSQL connection URL (postgresql://user@host:5432/db,"
+                    " with reserved characters percent-encoded) or key=value string"
+                ) from None
         if not 1 <= self.api_port <= MAX_PORT:
             # The socket layer takes a port modulo 65536 (70000 listened on 4464) and 0 for any free
             # one, while `up` printed the port as given in the URL it tells the CLI to use.

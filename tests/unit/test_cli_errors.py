@@ -115,3 +115,16 @@ def test_a_server_that_is_not_the_api_is_said_to_be_so(
         assert main(argv) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
     assert f"the server at {url} is not the DataWorkflows API" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("url", ["not a url", "postgresql://ops:s3cr3t pass@db.example/dw"])
+def test_a_database_url_libpq_cannot_read_is_a_usage_error_that_quotes_none_of_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """It was retried for 10 s as an unreachable database (exit 3); libpq's own message would quote
+    the part it could not read (here the password)."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["migrate"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "DATABASE_URL cannot be read as a PostgreSQL connection URL" in err, err
+    assert "s3cr3t" not in err and "not a url" not in err
