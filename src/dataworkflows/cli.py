@@ -1418,10 +1418,12 @@ def _prune_plan(args: argparse.Namespace, settings: Settings) -> Any:
         raise ValueError("--workflow needs a workflow id")
     seconds = parse_age(args.older_than) if args.older_than is not None else default_seconds(settings.retention_days)
     if seconds is not None and seconds < MIN_SAFE_AGE_SECONDS and not args.force:
-        raise ValueError(
-            f"--older-than {args.older_than} removes runs that ended less than an hour ago: "
-            "add --force if that is what you mean"
+        given = (
+            f"--older-than {args.older_than}"
+            if args.older_than is not None
+            else (f"DW_RETENTION_DAYS={settings.retention_days:g}")
         )
+        raise ValueError(f"{given} removes runs that ended less than an hour ago: add --force if that is what you mean")
     batch = settings.retention_batch_size if args.batch_size is None else args.batch_size
     return Prune(default_seconds=seconds, batch=batch, workflow_id=args.workflow, tenant=args.tenant)
 

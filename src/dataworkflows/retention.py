@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 # 0 (forever) to about a hundred years.
 MAX_RETENTION_DAYS = 36_500
 
-_AGE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[a-z]+)")
+# ASCII digits only: \d would take other scripts' digits (Arabic-Indic 30d read as 30 days).
+_AGE = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[a-z]+)")
 _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 # Below this an age is taken for a slip (`--older-than 6m`, `0.5h` for 0.5 days): `prune` asks for --force.
 MIN_SAFE_AGE_SECONDS = 3600.0

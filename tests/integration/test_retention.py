@@ -329,7 +329,8 @@ def test_ages_parse_with_a_unit() -> None:
         14 * DAY,
         1.5 * DAY,
     ]
-    for bad in ("30", "0d", "-1d", "d", "30 days", "100000d", "6mo", "1y"):
+    # Digits of other scripts are not read as numbers (Arabic-Indic 30d was 30 days).
+    for bad in ("30", "0d", "-1d", "d", "30 days", "100000d", "6mo", "1y", "\u0663\u0660d"):
         with pytest.raises(ValueError, match="age"):
             parse_age(bad)
     # `6m` used to mean six minutes (and pruned nearly everything): minutes or months? Refused.
@@ -370,6 +371,15 @@ def test_the_prune_command(
     ]:
         code, _, err = run(*bad)
         assert (code, message in err) == (EXIT_USAGE, True), err
+    # Under an hour from DW_RETENTION_DAYS names it, not an --older-than that was not given.
+    monkeypatch.setenv("DW_RETENTION_DAYS", "0.01")
+    code, _, err = run("--dry-run")
+    assert (code, err.strip()) == (
+        EXIT_USAGE,
+        "error: DW_RETENTION_DAYS=0.01 removes runs that ended less than an hour ago: add --force if that is what"
+        " you mean",
+    ), err
+    monkeypatch.setenv("DW_RETENTION_DAYS", "off")
     code, out, err = run("--dry-run")
     assert (code, out.splitlines()) == (
         EXIT_OK,
