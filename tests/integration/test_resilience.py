@@ -143,9 +143,8 @@ async def test_recovery_finishes_jobs_left_doing_by_a_worker_that_died_after_the
     )
 
 
-async def test_job_failed_letters_close_when_the_run_ends(db: Database, conditions: ConditionPool) -> None:
-    await publish(db, wf("short", echo("a")))
-    execution_id = await start(db, "short")
+async def _job_failed_letter(db: Database, execution_id: UUID) -> dict[str, Any]:
+    """A job_failed dead letter of the run, as a worker files one when a run's job raises."""
     letter = await db.fetch_one(
         "record_job_failure",
         job_id=1,
@@ -155,6 +154,13 @@ async def test_job_failed_letters_close_when_the_run_ends(db: Database, conditio
         attempts=1,
     )
     assert letter is not None
+    return letter
+
+
+async def test_job_failed_letters_close_when_the_run_ends(db: Database, conditions: ConditionPool) -> None:
+    await publish(db, wf("short", echo("a")))
+    execution_id = await start(db, "short")
+    await _job_failed_letter(db, execution_id)
     open_letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
     assert [d["kind"] for d in open_letters] == ["job_failed"]
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
@@ -170,15 +176,7 @@ async def test_a_redrive_meeting_the_runs_end_waits_for_it_instead_of_deadlockin
     takes the run first: it waits for the end, then finds its letter closed (a conflict, 409)."""
     await publish(db, wf("ending", echo("a")))
     execution_id = await start(db, "ending")
-    letter = await db.fetch_one(
-        "record_job_failure",
-        job_id=1,
-        execution_id=execution_id,
-        payload={},
-        error={"code": "job_failed", "message": "ConnectorException"},
-        attempts=1,
-    )
-    assert letter is not None
+    letter = await _job_failed_letter(db, execution_id)
     # The run's end on a connection of the server's superuser (deadlock_timeout is the superuser's to set).
     ending = await psycopg.AsyncConnection.connect(dsn)
     async with ending, db.connection() as watching, ending.transaction():
