@@ -388,6 +388,25 @@ BEGIN
 END;
 $$;
 
+-- Ends a run nobody holds whose cancel was requested in time (its outcome still open: not
+-- dw.cancel_too_late_v1), as the next acquire ends it (dw.try_acquire_execution_v6): Cancelled with
+-- the cancel's error, nodes in flight Cancelled (dw.finish_cancelled_v1). Returns whether it ended the
+-- run (false: no cancel pending, or one that came too late). Unfenced: callers hold the row, and
+-- nobody else holds the run (the sweeps: dw.time_out_overdue_v2, dw.recover_executions_v1 when it
+-- gives up).
+CREATE OR REPLACE FUNCTION dw.end_cancelled_in_time_v1(p_execution_id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+BEGIN
+    SELECT * INTO v_e FROM dw.executions e WHERE e.id = p_execution_id;
+    IF NOT FOUND OR v_e.cancel_requested_at IS NULL OR dw.cancel_too_late_v1(p_execution_id) THEN
+        RETURN false;
+    END IF;
+    PERFORM dw.finish_cancelled_v1(v_e);
+    RETURN true;
+END;
+$$;
+
 -- Ends a run whose node failed with nothing to handle the failure (its outcome is decided:
 -- dw.outcome_decided_v1) as its worker ends it (the runtime's _decided_failure and _fail_node):
 -- Failed, node_failed with the node's error as cause, the node's dead letter, nodes in flight
@@ -1515,7 +1534,6 @@ CREATE OR REPLACE FUNCTION dw.recover_executions_v1(
 ) RETURNS TABLE (execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
     v_e record;
-    v_row dw.executions%ROWTYPE;
     v_in_flight jsonb;
 BEGIN
     -- A worker killed between completing its run and finishing its job leaves the job 'doing'
@@ -1606,11 +1624,9 @@ BEGIN
             END IF;
             execution_id := v_e.id;
             -- It ends as a worker's acquire would have ended it: Cancelled when its cancel was
-            -- requested in time (its worker died before taking it in; dw.try_acquire_execution_v6),
+            -- requested in time (its worker died before taking it in; dw.end_cancelled_in_time_v1),
             -- Failed as its worker would have when a node failed unhandled before that worker died.
-            IF v_e.cancel_requested_at IS NOT NULL AND NOT dw.cancel_too_late_v1(v_e.id) THEN
-                SELECT * INTO v_row FROM dw.executions e WHERE e.id = v_e.id;
-                PERFORM dw.finish_cancelled_v1(v_row);
+            IF v_e.cancel_requested_at IS NOT NULL AND dw.end_cancelled_in_time_v1(v_e.id) THEN
                 action := 'cancelled';
                 RETURN NEXT;
                 CONTINUE;
@@ -1823,7 +1839,7 @@ $$;
 -- recovery pass and the API every few seconds (SKIP LOCKED: they do not double up, and a run a worker
 -- holds is left to that worker, which times it out itself). It ends as the worker's acquire would
 -- have ended it instead: Cancelled when its cancel was requested in time (its worker died before
--- taking it in: dw.try_acquire_execution_v6, as recovery's give-up does), Failed when a node failed
+-- taking it in: dw.end_cancelled_in_time_v1, as recovery's give-up does), Failed when a node failed
 -- unhandled before its worker died (its outcome is decided: dw.fail_decided_run_v1). Returns the runs
 -- it ended, with the status each ended with.
 -- v2 (over v1): `status`.
@@ -1834,7 +1850,6 @@ DECLARE
     v_parent uuid;
     v_workflow text;
     v_cancel timestamptz;
-    v_row dw.executions%ROWTYPE;
 BEGIN
     FOR v_id, v_parent, v_workflow, v_cancel IN
         SELECT e.id, e.parent_execution_id, e.workflow_id, e.cancel_requested_at FROM dw.executions e
@@ -1852,9 +1867,7 @@ BEGIN
         END IF;
         execution_id := v_id;
         workflow_id := v_workflow;
-        IF v_cancel IS NOT NULL AND NOT dw.cancel_too_late_v1(v_id) THEN
-            SELECT * INTO v_row FROM dw.executions e WHERE e.id = v_id;
-            PERFORM dw.finish_cancelled_v1(v_row);
+        IF v_cancel IS NOT NULL AND dw.end_cancelled_in_time_v1(v_id) THEN
             status := 'Cancelled';
             RETURN NEXT;
             CONTINUE;
