@@ -8,10 +8,12 @@ import asyncio
 import gzip
 import json
 import socket
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
@@ -35,7 +37,7 @@ class FakeState:
     idempotency_keys: dict[str, list[str | None]] = field(default_factory=dict)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -225,7 +227,7 @@ class FakeServers:
 @asynccontextmanager
 async def fake_servers() -> AsyncIterator[FakeServers]:
     state = FakeState()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             build_app(state), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
@@ -241,3 +243,18 @@ async def fake_servers() -> AsyncIterator[FakeServers]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@contextmanager
+def loopback_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A plain threaded HTTP server on a free loopback port, answering with `handler`: its base URL,
+    until the block ends (then it is shut down and its thread joined)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -22,7 +22,7 @@ import dataworkflows
 from dataworkflows import sandbox_pool
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
-from tests.fakes import _free_port
+from tests.fakes import free_port
 from tests.integration.test_api import assert_problem
 
 
@@ -254,7 +254,7 @@ async def test_the_api_answers_while_a_hostile_preview_runs(dsn: str) -> None:
     limit runs until the wall-clock limit stops its helper, while other requests, a preview among
     them, are answered."""
     settings = Settings(database_url=dsn, template_timeout_seconds=2.0, template_max_steps=10**9)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )

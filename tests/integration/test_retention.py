@@ -28,7 +28,7 @@ from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
-from tests.fakes import _free_port
+from tests.fakes import free_port
 from tests.integration.test_runtime import echo, make_runtime, to, wf
 from tests.integration.test_subworkflows import drain, sub
 from tests.integration.test_waits import signal
@@ -283,7 +283,7 @@ async def test_the_retention_command_goes_through_the_api(
     dsn: str, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(Settings(database_url=dsn)), host="127.0.0.1", port=port, log_level="warning", access_log=False

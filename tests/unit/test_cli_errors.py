@@ -4,16 +4,14 @@ documented exit code, never a traceback, and nothing made on the way."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import http.server
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dataworkflows.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
+from tests.fakes import free_port, loopback_http_server
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +21,10 @@ def _tests_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *_: None)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_migrate_without_a_database_exits_3_saying_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     assert main(["migrate"]) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
     assert err.startswith("error: cannot migrate: the database cannot be reached (") and "Traceback" not in err
@@ -58,7 +50,7 @@ def test_a_port_that_is_not_one_is_a_usage_error(
     """The socket layer took 70000 as 4464 (modulo 65536) and 0 as any free port, while `up` printed
     the port as given in the DW_API_URL it tells the CLI to use."""
     monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert main(argv) == EXIT_USAGE
@@ -80,26 +72,11 @@ def test_a_data_directory_without_a_database_gets_none_made(
     assert not (tmp_path / "typo").exists()
 
 
-@contextlib.contextmanager
-def _web_server(directory: Path) -> Iterator[str]:
-    """A plain web server (not the API) serving `directory` on loopback."""
+class _Files(http.server.SimpleHTTPRequestHandler):
+    """A plain web server's answers: the files under the directory it is given (not the API)."""
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    def log_message(self, format: str, *args: object) -> None:
+        return
 
 
 @pytest.mark.parametrize("argv", [["triggers", "list"], ["workflows", "list"], ["dead-letters", "list"]])
@@ -110,7 +87,7 @@ def test_a_server_that_is_not_the_api_is_said_to_be_so(
     exit 1, which is kept for a followed run that failed."""
     (tmp_path / "api" / "v1").mkdir(parents=True)
     (tmp_path / "api" / "v1" / "triggers").write_text("not json")
-    with _web_server(tmp_path) as url:
+    with loopback_http_server(functools.partial(_Files, directory=str(tmp_path))) as url:  # type: ignore[arg-type]
         monkeypatch.setenv("DW_API_URL", url)
         assert main(argv) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err

@@ -4,13 +4,13 @@ collector)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from dataworkflows import traces
+from tests.fakes import loopback_http_server
 
 
 @pytest.mark.parametrize(
@@ -54,14 +54,8 @@ class _Collector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http_server(_Collector) as url:
+        yield url
 
 
 async def test_spans_are_exported_over_otlp_http_to_the_configured_endpoint(
