@@ -166,10 +166,15 @@ def _headers_problems(headers: Any, *, with_bearer: bool) -> list[Problem]:
     return problems
 
 
+def is_field_value(value: str) -> bool:
+    """Whether `value` can be sent as a header's value as http.request sends it: visible ASCII,
+    spaces and tabs (empty too)."""
+    return _FIELD_VALUE.match(value) is not None
+
+
 def sendable_header_value(value: str) -> bool:
-    """Whether a connection may send `value` as a header's value: not blank, visible ASCII (spaces and
-    tabs inside)."""
-    return bool(value.strip()) and _FIELD_VALUE.match(value) is not None
+    """Whether a connection may send `value` as a header's value: not blank, and is_field_value."""
+    return bool(value.strip()) and is_field_value(value)
 
 
 def names_repeated(headers: Iterable[Any]) -> bool:

@@ -32,7 +32,7 @@ from dataworkflows.actions.web import (
     secret_for,
     transport_failure,
 )
-from dataworkflows.connection_kinds import names_repeated, sendable_header_value
+from dataworkflows.connection_kinds import is_field_value, names_repeated, sendable_header_value
 from dataworkflows.credentials import Secret
 from dataworkflows.http_client import BlockedDestination
 
@@ -40,8 +40,6 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")
-# A header's value as httpx sends it (ASCII): visible characters, spaces and tabs.
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate", "www-authenticate"})
 
 
@@ -83,7 +81,7 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
         for name, value in self.headers.items():
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
-            if not _FIELD_VALUE.fullmatch(value):
+            if not is_field_value(value):
                 raise ValueError(
                     f"headers: {name}'s value must be visible ASCII, spaces and tabs (no line breaks, no other"
                     " text: percent-encode it, or send it in the body)"
