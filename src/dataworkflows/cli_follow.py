@@ -15,7 +15,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -284,25 +284,39 @@ def poll(
         delay = min(delay * 1.5, 1.0)
 
 
-def event_id_of(client: httpx.Client, execution_id: str, kind: str, **details: Any) -> int:
-    """The id of the run's last event of this kind whose details hold `details` (0: none), every
-    page of its log read: where a follow that must not show what came before starts (`dead-letters
-    redrive --wait` starts after its redrive's event, not at the failed run's first line)."""
-    found, after = 0, 0
-    while True:
-        response = client.get(
-            f"/api/v1/executions/{execution_id}/events", params={"after": after, "limit": EVENTS_PAGE}
-        )
+def log_events(
+    client: httpx.Client,
+    execution_id: str,
+    *,
+    after: int = 0,
+    page_size: int = EVENTS_PAGE,
+    until: float | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The run's log after event `after`, every page: the API says a next page with a `Link: <…>;
+    rel="next"` header. A full page without one is read past too (a server from before the header).
+    With `until` (time.monotonic()), no page is asked for after it."""
+    while until is None or time.monotonic() < until:
+        response = client.get(f"/api/v1/executions/{execution_id}/events", params={"after": after, "limit": page_size})
         if response.status_code != 200:
             raise Refused(response)
         events = response.json()
         for event in events:
             after = max(after, int(event.get("id") or 0))
-            said = event.get("details") or {}
-            if event.get("type") == kind and all(said.get(key) == value for key, value in details.items()):
-                found = int(event.get("id") or 0)
-        if not events or ("next" not in response.links and len(events) < EVENTS_PAGE):
-            return found
+            yield event
+        if not events or ("next" not in response.links and len(events) < page_size):
+            return
+
+
+def event_id_of(client: httpx.Client, execution_id: str, kind: str, **details: Any) -> int:
+    """The id of the run's last event of this kind whose details hold `details` (0: none), its whole
+    log read: where a follow that must not show what came before starts (`dead-letters redrive
+    --wait` starts after its redrive's event, not at the failed run's first line)."""
+    found = 0
+    for event in log_events(client, execution_id):
+        said = event.get("details") or {}
+        if event.get("type") == kind and all(said.get(key) == value for key, value in details.items()):
+            found = int(event.get("id") or 0)
+    return found
 
 
 def print_log(
@@ -313,19 +327,8 @@ def print_log(
     page_size: int = EVENTS_PAGE,
     until: float | None = None,
 ) -> int:
-    """The run's log so far, every page: the API says a next page with a `Link: <…>; rel="next"`
-    header. A full page without one is read past too (a server from before the header). With
-    `until` (time.monotonic()), no page is asked for after it."""
-    while until is None or time.monotonic() < until:
-        response = client.get(
-            f"/api/v1/executions/{execution_id}/events", params={"after": printer.last_id, "limit": page_size}
-        )
-        if response.status_code != 200:
-            raise Refused(response)
-        events = response.json()
-        for event in events:
-            printer.show(event)
-        if not events or ("next" not in response.links and len(events) < page_size):
-            return EXIT_OK
-    # Past `until`: the caller's deadline decides what comes next.
+    """The run's log so far, every page (log_events), from the printer's last event on. With `until`
+    (time.monotonic()), no page is asked for after it: the caller's deadline decides what comes next."""
+    for event in log_events(client, execution_id, after=printer.last_id, page_size=page_size, until=until):
+        printer.show(event)
     return EXIT_OK
