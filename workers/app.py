@@ -47,7 +47,7 @@ from dataworkflows.credentials import (
 from dataworkflows.data.control import listen_for_control
 from dataworkflows.data.operations import Recovery
 from dataworkflows.data.runs import acquired_from_row, fetch_run_jobs, release_fetched_lease
-from dataworkflows.db import Database, make_pool
+from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, Database, make_pool
 from dataworkflows.deadlines import time_out_overdue
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
 from dataworkflows.http_client import make_http_client
@@ -145,9 +145,14 @@ async def _tenant_of(db: Database, execution_id: str) -> str | None:
 
 
 class Backoff:
-    """Delays between attempts while the database is away: 0.5 s, doubling, at most 10 s."""
+    """Delays between attempts while the database is away: 0.5 s, doubling, at most
+    RECONNECT_MAX_DELAY_SECONDS (2 s), as the pools' own reconnects (dataworkflows.db.CappedReconnect):
+    once the server is back, a listener, a fetch loop or a write waiting to be retried is back within
+    that. (At most 10 s, the listener and a fetch loop that could not register were deaf for up to
+    10 s after the server came back; the pools' attempts come and go without a word once it is up,
+    and a worker makes a handful of attempts every 2 s while it is down.)"""
 
-    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
+    def __init__(self, first: float = 0.5, cap: float = RECONNECT_MAX_DELAY_SECONDS) -> None:
         self.first = first
         self.cap = cap
         self._next = first

@@ -21,6 +21,7 @@ import psycopg
 import psycopg.errors
 import psycopg.sql
 import psycopg_pool
+import psycopg_pool.base
 import structlog
 from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
@@ -203,6 +204,22 @@ def make_pool(
 
 _log = structlog.get_logger("dataworkflows.db")
 
+# The longest wait between two attempts to reach a database that is away: a pool's attempts to open
+# a connection again (CheckedPool), a worker's listeners and retries (workers.app.Backoff). Once
+# the server is back, each is back within this many seconds.
+RECONNECT_MAX_DELAY_SECONDS = 2.0
+
+
+class CappedReconnect(psycopg_pool.base.AttemptWithBackoff):
+    """psycopg_pool's reconnect schedule (1 s, then doubling), its delays held to
+    RECONNECT_MAX_DELAY_SECONDS. Left alone the delays grew with the outage (1, 3, 7, 15, 31, 63 and
+    127 s after the first failure): measured, a pool whose server was down 100 s had its next
+    attempt, and the API and the worker their first connection, 16 s after the server came back."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY_SECONDS)
+
 
 class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]):
     """A pool that never hands out a connection whose server end is already gone.
@@ -228,6 +245,15 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
     """
 
     role: str | None = None
+
+    async def _add_connection(
+        self, attempt: psycopg_pool.base.AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        """psycopg_pool's own, with the reconnect schedule of CappedReconnect: a connection that
+        could not be opened is tried again at most RECONNECT_MAX_DELAY_SECONDS later
+        (tests/acceptance/test_connection_faults.py checks the schedule, so a psycopg_pool that
+        changes how it retries fails there, not silently)."""
+        await super()._add_connection(attempt or CappedReconnect(timeout=self.reconnect_timeout), growing)
 
     async def _get_ready_connection(
         self,

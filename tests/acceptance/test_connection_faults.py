@@ -6,6 +6,7 @@ OwnServer, defined here)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -17,9 +18,11 @@ from typing import Any, cast
 import httpx
 import procrastinate
 import psycopg
+import psycopg_pool.base
 import pytest
 from procrastinate import exceptions, jobs, manager
 
+from dataworkflows import db
 from dataworkflows.db import make_pool
 from dataworkflows.workers.app import ResilientJobManager, supervise_fetch_loop
 from tests.acceptance.conftest import Stack, command, free_port, wait_until_ready
@@ -234,6 +237,35 @@ async def test_pool_discards_dead_connections_without_waiting(dsn: str) -> None:
         assert time.monotonic() - started < 1.0
     finally:
         await pool.close()
+
+
+async def test_a_pool_tries_to_reconnect_at_most_every_cap_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the server is away, a pool's attempts to open a connection are never further apart than
+    RECONNECT_MAX_DELAY_SECONDS: psycopg_pool doubles the delay after each failure, so after a long
+    outage its next attempt came up to as long again after the server was back. Time is compressed
+    here: the first delay 50 ms and the cap 0.3 s, where psycopg_pool's own schedule would wait
+    0.05, 0.1, 0.2, 0.4, 0.8, 1.6 s."""
+    monkeypatch.setattr(psycopg_pool.base.AttemptWithBackoff, "INITIAL_DELAY", 0.05)
+    monkeypatch.setattr(psycopg_pool.base.AttemptWithBackoff, "DELAY_JITTER", 0.0)
+    monkeypatch.setattr(db, "RECONNECT_MAX_DELAY_SECONDS", 0.3)
+    # Nothing listens there: each attempt is refused at once.
+    pool = make_pool(f"host=127.0.0.1 port={free_port()} dbname=none connect_timeout=2", min_size=1, max_size=1)
+    attempts: list[float] = []
+    connect = pool._connect
+
+    async def counted(timeout: float | None = None) -> Any:
+        attempts.append(time.monotonic())
+        return await connect(timeout)
+
+    monkeypatch.setattr(pool, "_connect", counted)
+    await pool.open(wait=False)
+    try:
+        await asyncio.sleep(3.0)
+    finally:
+        await pool.close()
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) >= 8, gaps
+    assert max(gaps) < 0.3 + 0.15, gaps
 
 
 class _LosesOneAnswer(manager.JobManager):
