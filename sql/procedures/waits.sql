@@ -233,11 +233,13 @@ BEGIN
 END;
 $$;
 
--- POST /executions/{id}/signals/{name}. Idempotent on the signal id: the same id again answers
--- 'duplicate' with what the first delivery did. A signal with no wait for it yet is buffered.
-CREATE OR REPLACE FUNCTION dw.deliver_signal_v1(
+-- POST /executions/{id}/signals/{name}. Idempotent on the signal id: the same signal again (the
+-- same name, correlation key and payload) answers 'duplicate' with what the first delivery did; the
+-- id reused for another signal is refused (DW019), as a requestId reused for another trigger is
+-- (p_check false: not compared, v1's contract). A signal with no wait for it yet is buffered.
+CREATE OR REPLACE FUNCTION dw.deliver_signal_v2(
     p_execution_id uuid, p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb,
-    p_principal text, p_queue text
+    p_principal text, p_queue text, p_check boolean
 ) RETURNS TABLE (signal_id text, outcome text, wait_id uuid, node_id text, execution_status text)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -245,12 +247,23 @@ DECLARE
     v_s dw.signals;
     v_w dw.waits;
     v_id text := COALESCE(p_signal_id, gen_random_uuid()::text);
+    v_differs text;
 BEGIN
     -- The execution row serializes deliveries: concurrent copies of one signal wait here, then
     -- find the first one's row.
     v_e := dw.lock_execution_v1(p_execution_id);
     SELECT * INTO v_s FROM dw.signals s WHERE s.execution_id = p_execution_id AND s.signal_id = v_id;
     IF FOUND THEN
+        v_differs := CASE
+            WHEN NOT p_check THEN NULL
+            WHEN v_s.name IS DISTINCT FROM p_name THEN 'name'
+            WHEN v_s.correlation_key IS DISTINCT FROM p_correlation_key THEN 'correlation key'
+            WHEN v_s.payload IS DISTINCT FROM COALESCE(p_payload, 'null'::jsonb) THEN 'payload'
+        END;
+        IF v_differs IS NOT NULL THEN
+            RAISE EXCEPTION 'signal id % was already used for a signal with another %', v_id, v_differs
+                USING ERRCODE = 'DW019', HINT = 'use a new signalId for a different signal';
+        END IF;
         RETURN QUERY SELECT v_s.signal_id, 'duplicate'::text, v_s.wait_id,
                             (SELECT w.node_id FROM dw.waits w WHERE w.id = v_s.wait_id), v_e.status;
         RETURN;
@@ -280,6 +293,16 @@ BEGIN
     PERFORM dw.wake_run_v1(v_e, p_queue);
     RETURN QUERY SELECT v_id, 'consumed'::text, v_w.id, v_w.node_id, v_e.status;
 END;
+$$;
+
+-- v1 (the previous release's API): a reused signal id answers 'duplicate', whatever it carries.
+CREATE OR REPLACE FUNCTION dw.deliver_signal_v1(
+    p_execution_id uuid, p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb,
+    p_principal text, p_queue text
+) RETURNS TABLE (signal_id text, outcome text, wait_id uuid, node_id text, execution_status text)
+    LANGUAGE sql AS $$
+    SELECT * FROM dw.deliver_signal_v2(p_execution_id, p_name, p_signal_id, p_correlation_key, p_payload,
+                                       p_principal, p_queue, false);
 $$;
 
 -- POST /approvals/{id}/decision. Approved once `required` approvers approve; rejected as soon as

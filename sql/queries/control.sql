@@ -11,10 +11,11 @@ SELECT status, outcome FROM dw.request_suspend_v1(%(id)s, %(principal)s, %(reaso
 SELECT status, outcome FROM dw.resume_execution_v1(%(id)s, %(principal)s, %(queue)s);
 
 -- name: deliver_signal
--- Delivers a signal to a run: consumed by a waiting node, buffered, or a duplicate of an earlier one.
+-- Delivers a signal to a run: consumed by a waiting node, buffered, or a duplicate of an earlier one
+-- (its id reused for another signal: DW019).
 SELECT signal_id, outcome, wait_id, node_id, execution_status
-  FROM dw.deliver_signal_v1(%(id)s, %(name)s, %(signal_id)s, %(correlation_key)s, %(payload)s, %(principal)s,
-                            %(queue)s);
+  FROM dw.deliver_signal_v2(%(id)s, %(name)s, %(signal_id)s, %(correlation_key)s, %(payload)s, %(principal)s,
+                            %(queue)s, true);
 
 -- name: decide_approval
 -- One approver's decision; resolves the approval once its quorum is reached or cannot be.

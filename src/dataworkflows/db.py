@@ -67,6 +67,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.APPROVAL_NOT_FOUND: errors.NotFound,
     SqlState.NOT_AN_APPROVER: errors.Forbidden,
     SqlState.APPROVAL_DECIDED: errors.Conflict,
+    SqlState.SIGNAL_ID_REUSED: errors.SignalIdReused,
     SqlState.TRIGGER_NOT_FOUND: errors.NotFound,
     SqlState.INVALID_SCHEDULE: errors.InvalidInput,
     SqlState.TENANT_REQUIRED: errors.InvariantViolation,

@@ -45,6 +45,9 @@ class SqlState(StrEnum):
     NOT_AN_APPROVER = "DW017"
     # The approval is already decided, or this approver has already decided it.
     APPROVAL_DECIDED = "DW018"
+    # A signal id already named another signal of the execution (another name, correlation key or
+    # payload).
+    SIGNAL_ID_REUSED = "DW019"
     # A published workflow version's definition or checksum was to be changed.
     VERSION_IMMUTABLE = "DW020"
     # An execution event was to be updated, deleted or truncated: the log is append-only.
@@ -182,6 +185,12 @@ class RequestIdReused(Conflict):
     """The request id already started an execution with a different trigger."""
 
     code = "request_id_reused"
+
+
+class SignalIdReused(Conflict):
+    """The signal id already named another signal of the execution."""
+
+    code = "signal_id_reused"
 
 
 class WorkflowExists(Conflict):

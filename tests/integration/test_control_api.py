@@ -224,6 +224,30 @@ async def test_signal_is_buffered_then_duplicate(client: AsyncTestClient[Any], d
     assert bare.status_code == 202 and bare.json()["outcome"] == "buffered" and bare.json()["signalId"]
 
 
+async def test_a_signal_id_reused_for_another_signal_is_refused(client: AsyncTestClient[Any], db: Database) -> None:
+    """A signalId names one signal: sent again with another name, payload or correlation key, it is a
+    409 naming the difference, as a requestId reused for another trigger is; the first stays as it
+    was. (It used to answer 202 'duplicate', the second signal silently dropped.)"""
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}/signals"
+    body = {"payload": {"amount": 12}, "signalId": "pay-1", "correlationKey": "order-7"}
+    assert (await client.post(f"{url}/order.paid", json=body)).status_code == 202
+    for path, other, differs in (
+        ("order.paid", {**body, "payload": {"amount": 13}}, "payload"),
+        ("order.paid", {**body, "correlationKey": "order-8"}, "correlation key"),
+        ("order.paid", {"payload": {"amount": 12}, "signalId": "pay-1"}, "correlation key"),
+        ("order.shipped", body, "name"),
+    ):
+        refused = assert_problem(await client.post(f"{url}/{path}", json=other), 409)
+        assert refused["code"] == "signal_id_reused", refused
+        assert "pay-1" in refused["detail"] and differs in refused["detail"], refused
+    # The same signal again (key order does not matter) is still the duplicate it always was.
+    again = await client.post(f"{url}/order.paid", json={"correlationKey": "order-7", **body})
+    assert (again.status_code, again.json()["outcome"]) == (202, "duplicate")
+    rows = await sql(db, "SELECT name, correlation_key, payload FROM dw.signals WHERE execution_id = %s", execution_id)
+    assert rows == [("order.paid", "order-7", {"amount": 12})]
+
+
 async def test_bad_signals_are_refused(client: AsyncTestClient[Any], db: Database) -> None:
     execution_id = await start_run(client)
     url = f"/api/v1/executions/{execution_id}/signals"
@@ -284,7 +308,9 @@ async def test_signal_consumed_by_a_waiting_node(client: AsyncTestClient[Any], d
         "executionStatus": "Waiting",
     }
     assert await queued_jobs(db, execution_id) == 1, "the parked run is woken"
-    duplicate = (await client.post(f"{url}/signals/order.paid", json={"signalId": "s-1"})).json()
+    duplicate = (
+        await client.post(f"{url}/signals/order.paid", json={"payload": {"amount": 5}, "signalId": "s-1"})
+    ).json()
     assert (duplicate["outcome"], duplicate["waitId"], duplicate["nodeId"]) == ("duplicate", wait_id, "echo1")
 
     wait = (await client.get(f"{url}/waits")).json()[0]
