@@ -42,7 +42,7 @@ from .documents import DocumentController
 from .executions import ExecutionController
 from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
-from .params import refuse_impossible_ids, refuse_nul_query_values
+from .params import refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
 from .rate_limits import rate_limit_middleware
@@ -238,7 +238,7 @@ def create_app(settings: Settings) -> Litestar:
             WorkerController,
         ],
         parameters=PRINCIPAL_HEADERS,
-        guards=[authorize],
+        guards=[authorize, refuse_coerced_body],
         middleware=[rate_limit_middleware],
     )
     app = Litestar(

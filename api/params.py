@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
+import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import QueryParameter
+from litestar.params import BodyKwarg, QueryParameter
 
 from dataworkflows.errors import DataWorkflowsError, NotFound
 
@@ -103,3 +107,31 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
             # The value is not echoed: it may be thousands of digits long.
             what = name.removesuffix("_id").replace("_", " ")
             raise NotFound(f"no {what} has that number (ids are 1 to {BIGINT_MAX}, versions 1 to {INT_MAX})")
+
+
+async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
+    """A JSON body is read as JSON types it: a number written as a string is not a number. Litestar
+    converts a body to the handler's type leniently (msgspec's strict=False, which its query
+    parameters need), so `{"rateLimitPerMinute": "30"}` set 30, and `"1e1"` 10. Here the body is
+    decoded strictly against the same type first, and a value of the wrong JSON type is the 400 a
+    wrong value is (api/problems.py), naming where it is. An empty body and a body that is not JSON
+    are left to Litestar's own answers. A guard after the caller's (authorize): one who may not call
+    the route learns nothing of its body's rules."""
+    field = route.parsed_fn_signature.parameters.get("data") if hasattr(route, "parsed_fn_signature") else None
+    if field is None:
+        return
+    definition = field.kwarg_definition
+    if isinstance(definition, BodyKwarg) and definition.media_type != RequestEncodingType.JSON:
+        return
+    request = connection if isinstance(connection, Request) else Request(connection.scope, connection.receive)
+    body = await request.body()
+    if not body.strip():
+        return
+    try:
+        msgspec.json.decode(body, type=field.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        key = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "")
+        raise ValidationException(extra=[{"message": message, "key": key or "data", "source": "body"}]) from exc
+    except msgspec.DecodeError:
+        return

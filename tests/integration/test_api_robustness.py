@@ -77,6 +77,37 @@ def assert_problem(response: Any, *statuses: int) -> dict[str, Any]:
     return body
 
 
+# A body value of another JSON type than its field's: Litestar's lenient conversion read these as
+# 30, 7 and False. (method, path, body, the field's pointer)
+WRONG_JSON_TYPES = [
+    ("PATCH", "/api/v1/workflows/simple-echo/limits", {"rateLimitPerMinute": "30"}, "/rateLimitPerMinute"),
+    ("PATCH", "/api/v1/workflows/simple-echo/limits", {"maxConcurrentExecutions": "1e1"}, "/maxConcurrentExecutions"),
+    ("PATCH", "/api/v1/workflows/simple-echo/retention", {"retentionDays": "7"}, "/retentionDays"),
+    (
+        "POST",
+        "/api/v1/workflows/simple-echo/triggers",
+        {"kind": "webhook", "name": "hook", "enabled": "false", "config": {"signature": "none"}},
+        "/enabled",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "pointer"), WRONG_JSON_TYPES)
+async def test_a_body_value_of_another_json_type_is_400(
+    client: AsyncTestClient[Any], execution: str, method: str, path: str, body: dict[str, Any], pointer: str
+) -> None:
+    problem = assert_problem(await client.request(method, path, json=body), 400)
+    assert problem["errors"] == [{"pointer": pointer, "detail": problem["errors"][0]["detail"]}], problem
+    assert "got `str`" in problem["detail"], problem
+    workflow = (await client.get("/api/v1/workflows/simple-echo")).json()
+    assert (workflow["rateLimitPerMinute"], workflow["maxConcurrentExecutions"], workflow["retentionDays"]) == (
+        None,
+        None,
+        None,
+    )
+    assert (await client.get("/api/v1/workflows/simple-echo/triggers")).json() == []
+
+
 @pytest.mark.parametrize("value", IMPOSSIBLE)
 @pytest.mark.parametrize(("method", "path"), INT_PATHS)
 async def test_an_id_or_version_that_cannot_exist_is_404(

@@ -151,6 +151,10 @@ async def test_limits_through_the_api(client: AsyncTestClient[Any]) -> None:
         {"rateLimitPerMinute": 60_001},
         {"rateLimitPerMinute": "x"},
         {"rateLimitPerMinute": 1.5},
+        # A number written as a string is not a number (Litestar's lax decoding took "30" and "1e1").
+        {"rateLimitPerMinute": "30"},
+        {"maxConcurrentExecutions": "1e1"},
+        {"rateLimitPerMinute": True},
         {"burst": 3},
     ]:
         answer = await client.patch(path, json=bad)
