@@ -166,6 +166,56 @@ BEGIN
 END;
 $$;
 
+-- Why a redrive of run p_e (a node_failed or worker_lost letter) is refused because it is a child
+-- whose end its parent has already taken, or NULL when it is not: its parent's node, or its forEach
+-- item, recorded how it ended (child_failed, child_timed_out...), or stopped waiting for it (the
+-- parent ended first, or a redrive gave the item a child of its own). Redriving it would leave the
+-- parent as it is, a Succeeded child under a node that says it failed; the parent's redrive runs
+-- the node again, which starts a new child. A detached child (waitForCompletion false: nobody
+-- waits for it) and a root run are redriven as they are.
+CREATE OR REPLACE FUNCTION dw.child_redrive_refusal_v1(p_e dw.executions) RETURNS text
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_taken text;
+    v_code text;
+    v_letter bigint;
+BEGIN
+    IF p_e.parent_execution_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT CASE WHEN w.state = 'withdrawn' THEN 'stopped waiting for it' ELSE 'has taken its end' END
+      INTO v_taken
+      FROM dw.waits w WHERE w.child_execution_id = p_e.id AND w.kind = 'child' AND w.state IN ('completed', 'withdrawn')
+     LIMIT 1;
+    IF v_taken IS NULL THEN
+        SELECT CASE WHEN i.status = 'Cancelled' THEN format('stopped waiting for it (item %s)', i.item_index)
+                    ELSE format('has taken its end (item %s)', i.item_index) END
+          INTO v_taken
+          FROM dw.foreach_items i WHERE i.child_execution_id = p_e.id AND i.status <> 'Running' LIMIT 1;
+    END IF;
+    IF v_taken IS NULL AND p_e.request_id LIKE 'item:%'
+       AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_e.id) THEN
+        v_taken := 'stopped waiting for it (its item has a child of its own since)';
+    END IF;
+    IF v_taken IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT n.error ->> 'code' INTO v_code
+      FROM dw.node_states n WHERE n.execution_id = p_e.parent_execution_id AND n.node_id = p_e.parent_node_id;
+    SELECT d.id INTO v_letter FROM dw.dead_letters d
+     WHERE d.execution_id = p_e.parent_execution_id AND d.kind <> 'job_failed'
+       AND d.redriven_at IS NULL AND d.closed_at IS NULL
+     ORDER BY d.id DESC LIMIT 1;
+    RETURN format('execution %s is a child of execution %s, whose node %s %s%s: redriven, it would change '
+                  'nothing for its parent. %s',
+                  p_e.id, p_e.parent_execution_id, p_e.parent_node_id, v_taken,
+                  COALESCE(format(' (the node failed with %s)', v_code), ''),
+                  CASE WHEN v_letter IS NOT NULL
+                       THEN format('Redrive the parent''s dead letter %s instead: its node starts a new child', v_letter)
+                       ELSE 'The parent has no open dead letter to redrive (it went on, or ended otherwise): start a new run instead' END);
+END;
+$$;
+
 -- The children a parent must cancel: every unfinished one when it was Cancelled; those whose wait it
 -- withdrew when it ended (a child started with waitForCompletion false outlives a parent that
 -- succeeded or failed); and the children of forEach items it cancelled (failFast stopped the

@@ -1704,13 +1704,15 @@ $$;
 -- that the run's end skipped or cancelled get their place back (from their join counters), and a
 -- run job is queued. Succeeded nodes keep their outputs and never run again. A cancel or suspension
 -- still requested of the failed run is withdrawn (the execution_redriven event names it). A letter
--- is redriven at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005).
+-- is redriven at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005);
+-- nor a child whose parent has taken its end (DW005, dw.child_redrive_refusal_v1).
 CREATE OR REPLACE FUNCTION dw.redrive_dead_letter_v1(p_id bigint, p_principal text, p_queue text)
     RETURNS TABLE (dead_letter_id bigint, execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
     v_d dw.dead_letters%ROWTYPE;
     v_e dw.executions%ROWTYPE;
     v_plan jsonb;
+    v_refusal text;
 BEGIN
     -- The run first, then its letter: a run's end locks the run, then closes its open job_failed
     -- letters (dw.finish_execution_v1, dw.complete_execution_v4). The other way round, a redrive and
@@ -1746,6 +1748,10 @@ BEGIN
         IF v_e.status <> 'Failed' THEN
             RAISE EXCEPTION 'execution % is %, not Failed: nothing to redrive', v_e.id, v_e.status
                 USING ERRCODE = 'DW005';
+        END IF;
+        v_refusal := dw.child_redrive_refusal_v1(v_e);
+        IF v_refusal IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'DW005';
         END IF;
         UPDATE dw.node_states n
            SET status = CASE

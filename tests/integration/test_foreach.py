@@ -10,7 +10,7 @@ import pytest
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
-from dataworkflows.errors import DefinitionError
+from dataworkflows.errors import Conflict, DefinitionError
 from tests.conftest import publish, start
 from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
 from tests.integration.test_subworkflows import drain, execution
@@ -340,6 +340,25 @@ async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed
         (1, 2, "Succeeded"),
         (2, 1, "Succeeded"),
     ]
+
+
+async def test_an_item_child_whose_end_its_item_took_is_not_redriven(db: Database, conditions: ConditionPool) -> None:
+    """An item's child that failed: its item recorded child_failed, so redriving the child would
+    leave the item and its run as they are: refused, naming the run's letter (its redrive starts the
+    item a new child, above)."""
+    runtime = make_runtime(db, conditions)
+    breaks = wf("breaks-on-2", echo("x", simulateFailure="{{ 'permanent' if trigger.value == 2 else none }}"))
+    await publish(db, breaks, conditions)
+    await publish(db, wf("item-kids", child_items("all", [2], "breaks-on-2")), conditions)
+    root = await start(db, "item-kids")
+    await drain(db, runtime)
+    (kid,) = await db.fetch_all("list_children", id=root)
+    letters = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=10)
+    by_run = {d.execution_id: d.id for d in letters}
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(by_run[kid["id"]], principal="ops", queue="executions")
+    assert f"dead letter {by_run[root]}" in str(refused.value), refused.value
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
 
 
 async def test_a_wake_that_comes_while_the_worker_holds_the_run_is_kept_for_its_park(db: Database) -> None:

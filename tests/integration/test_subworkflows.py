@@ -11,7 +11,7 @@ import pytest
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
-from dataworkflows.errors import DefinitionError
+from dataworkflows.errors import Conflict, DefinitionError
 from dataworkflows.runtime import Runtime
 from tests.conftest import load_fixture, publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
@@ -290,6 +290,56 @@ async def test_a_request_id_squatted_through_the_api_is_not_taken_for_the_child(
     assert (await execution(db, root))["status"] == "Failed"
     error = (await nodes(db, root))["call"]["error"]
     assert error["code"] == "child_request_conflict" and str(impostor) in error["message"]
+
+
+async def open_letter(db: Database, execution_id: UUID) -> int:
+    letters = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=50)
+    (letter,) = [d for d in letters if d.execution_id == execution_id]
+    return int(letter.id)
+
+
+async def test_a_child_whose_end_its_parent_took_is_not_redriven_but_the_parent_is(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Redriving a failed child its parent waited for would leave the parent as it is (its node
+    failed with child_failed, the run Failed or routed on), a Succeeded child under it: refused,
+    naming the parent's letter. The parent's redrive runs its node again, which starts a new child."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    root = await start(db, "waits-on")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert ((await execution(db, root))["status"], kid["status"]) == ("Failed", "Failed")
+    parent_letter = await open_letter(db, root)
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    said = str(refused.value)
+    assert str(root) in said and f"dead letter {parent_letter}" in said and "child_failed" in said, said
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
+    # The parent's redrive: its node starts a child of its own, which the fixed workflow lets succeed.
+    await publish(db, wf("breaks", echo("boom", message="fixed")), conditions)
+    await db.operations.redrive(parent_letter, principal="ops", queue="executions")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert sorted(k["status"] for k in await children(db, root)) == ["Failed", "Succeeded"]
+
+
+async def test_a_detached_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
+    """Nobody waits for a detached child (waitForCompletion false): its letter redrives it (the
+    version it pinned runs again: its node fails again, a second time)."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("fires", sub("call", "breaks", waitForCompletion=False)), conditions)
+    root = await start(db, "fires")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert ((await execution(db, root))["status"], kid["status"]) == ("Succeeded", "Failed")
+    redrive = await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    assert redrive.action == "requeued"
+    await drain(db, runtime)
+    assert [a["status"] for a in await attempts(db, kid["id"])] == ["Failed", "Failed"]
+    assert "execution_redriven" in await events(db, kid["id"])
 
 
 async def test_a_parent_redriven_before_its_children_were_cancelled_leaves_no_orphan(
