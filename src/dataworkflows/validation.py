@@ -411,6 +411,22 @@ def _check_node_local(
         _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
 
 
+def _what_bounds(node: Node) -> str | None:
+    """What bounds the time a node of another kind than action takes, where its node `timeout` would
+    be ignored (None: it runs an action per item, which the timeout bounds)."""
+    if node.node_type == NodeType.DELAY:
+        return "it waits its duration (or until its time)"
+    if node.node_type in (NodeType.SIGNAL, NodeType.APPROVAL):
+        return "its wait ends after parameters.timeout"
+    if node.node_type == NodeType.TRANSFORM:
+        return "its expression's time limit is parameters.timeout"
+    if node.node_type == NodeType.SUBWORKFLOW or (
+        node.node_type == NodeType.FOR_EACH and node.parameters.get("action") is None
+    ):
+        return "it waits for its children, whose workflowTimeout (or the parent's deadline) bounds them"
+    return None
+
+
 def _check_kind(
     node: Node,
     pointer: str,
@@ -418,10 +434,21 @@ def _check_kind(
     check_parameters: ParameterChecker | None,
     check_condition: ConditionChecker | None,
 ) -> None:
-    """A node of another kind than action: no actionType, and parameters its kind accepts."""
+    """A node of another kind than action: no actionType, no timeout unless it runs an action per item,
+    and parameters its kind accepts."""
     if node.action_type:
         problems.append(
             Problem(f"{pointer}/actionType", "not_allowed", f"a {node.node_type} node has no actionType; remove it")
+        )
+    bounded_by = _what_bounds(node)
+    if node.timeout is not None and bounded_by is not None:
+        problems.append(
+            Problem(
+                f"{pointer}/timeout",
+                "not_allowed",
+                f"a node's timeout bounds an action's attempt, and a {node.node_type} node runs none: "
+                f"{bounded_by}; remove timeout",
+            )
         )
     if node.node_type == NodeType.TRANSFORM:
         found = check_transform_parameters(node.parameters)

@@ -99,6 +99,42 @@ def test_publish_time_validation_of_waiting_nodes() -> None:
     assert ("/nodes/4/parameters", "invalid_parameters") in found
 
 
+def test_a_node_timeout_where_no_action_attempt_runs_is_refused_at_publish() -> None:
+    """A node's `timeout` bounds an action's attempt (and a forEach's action items). A node that runs
+    none ignored it without a word (a signal wait with "timeout": "PT1M" waited for good): refused,
+    pointing to the field that bounds what the node does."""
+    nodes = [
+        ({"nodeType": "delay", "parameters": {"duration": "PT1M"}}, "duration"),
+        ({"nodeType": "signal", "parameters": {"name": "paid"}}, "parameters.timeout"),
+        ({"nodeType": "approval", "parameters": {"approvers": ["x"]}}, "parameters.timeout"),
+        ({"nodeType": "transform", "parameters": {"expression": "1"}}, "parameters.timeout"),
+        ({"nodeType": "subworkflow", "parameters": {"workflowId": "w2"}}, "workflowTimeout"),
+        (
+            {"nodeType": "forEach", "parameters": {"items": [1], "subworkflow": {"workflowId": "w2"}}},
+            "workflowTimeout",
+        ),
+    ]
+    definition = _definition(*({"id": f"n{i}", "timeout": "PT1M", **node} for i, (node, _) in enumerate(nodes)))
+    for i, node in enumerate(definition["nodes"][:-1]):
+        node["edges"] = [{"targetNode": f"n{i + 1}"}]
+    problems = {p.pointer: p for p in validate_definition(definition)}
+    for i, (_, hint) in enumerate(nodes):
+        problem = problems.get(f"/nodes/{i}/timeout")
+        assert problem is not None and problem.code == "not_allowed", (i, problems)
+        assert hint in problem.message, problem.message
+    # An action node, and a forEach running an action per item, keep theirs.
+    kept = _definition(
+        {"id": "a", "actionType": "core.echo", "timeout": "PT1M", "edges": [{"targetNode": "b"}]},
+        {
+            "id": "b",
+            "nodeType": "forEach",
+            "timeout": "PT1M",
+            "parameters": {"items": [1], "action": {"actionType": "core.echo"}},
+        },
+    )
+    assert [p for p in validate_definition(kept) if p.pointer.endswith("/timeout")] == []
+
+
 def test_templated_wait_parameters_are_checked_when_rendered() -> None:
     problems = validate_definition(
         _definition(
