@@ -171,7 +171,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from dataworkflows import serving
-    from dataworkflows.config import Settings
 
     settings = _serving_settings(args)
     # The port first: a busy one is reported before PostgreSQL starts (and nothing is left behind).
@@ -193,12 +192,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             stopper.at_forced_exit(embedded.stop)
             for note in embedded.notes:
                 print(note, flush=True)
-            settings = Settings.from_env(
-                database_url=embedded.uri(),
-                api_host=settings.api_host,
-                api_port=settings.api_port,
-                worker_concurrency=settings.worker_concurrency,
-            )
+            # The serving settings with the embedded server's URL: rebuilt from the environment,
+            # they lost what _serving_settings added (loose mode's loopback-only host names, so
+            # that `up` answered a page whose name was rebound to 127.0.0.1).
+            settings = replace(settings, database_url=embedded.uri())
         if not settings.credentials_key:
             settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
         assert settings.database_url is not None

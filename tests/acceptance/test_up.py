@@ -154,6 +154,11 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         workflows = {w["id"]: w["status"] for w in httpx.get(f"{base}/api/v1/workflows").json()["items"]}
         assert workflows["simple-echo"] == "Active" and workflows["fanout-fanin"] == "Active"
         assert workflows["project-brief"] == "Active"
+        # Loose mode trusts every caller, so `up` answers only the loopback names: a page whose name
+        # is rebound to 127.0.0.1 gets nothing (on the embedded database the allow-list was lost).
+        for host in ("attacker.example", "localhost.attacker.example", "127.0.0.1.nip.io"):
+            refused = httpx.get(f"{base}/api/v1/workflows", headers={"Host": host})
+            assert refused.status_code == 403 and refused.json()["code"] == "host_not_allowed", (host, refused.text)
         sets = [s["id"] for s in httpx.get(f"{base}/api/v1/template-sets").json()["items"]]
         assert "project-briefs" in sets
         sample = json.loads((FIXTURES / "documents" / "project-brief-sample.json").read_text())
