@@ -53,6 +53,9 @@ def build_app(state: FakeState) -> Litestar:
             return Response({"ok": False, "error": "invalid_auth"})
         if channel == "C-missing":
             return Response({"ok": False, "error": "channel_not_found"})
+        if channel == "C-echo-auth":
+            # A service (or whatever sits on the way to it) that repeats the credential in its error.
+            return Response({"ok": False, "error": f"invalid_auth {request.headers.get('authorization')}"})
         if channel == "C-ratelimited" and state.calls[f"slack:{channel}"] <= 1:
             return Response({"ok": False, "error": "ratelimited"}, status_code=429, headers={"Retry-After": "1"})
         if channel == "C-busy" and state.calls[f"slack:{channel}"] <= 1:
@@ -183,6 +186,10 @@ def build_app(state: FakeState) -> Litestar:
 async def _create(state: FakeState, variables: dict[str, Any]) -> Response[Any]:
     state.calls["monday:create"] += 1
     board = variables["board"]
+    if board == "echo-auth":
+        return Response(
+            {"errors": [{"message": "Not allowed", "extensions": {"code": f"Unauthorized {MONDAY_TOKEN}"}}]}
+        )
     if board == "999":
         return Response({"errors": [{"message": "Board not found", "extensions": {"code": "InvalidBoardIdException"}}]})
     await asyncio.sleep(state.create_delay)

@@ -25,6 +25,7 @@ from dataworkflows.workers.app import build_services
 from tests.conftest import publish, start
 from tests.fakes import HTTP_TOKEN, MONDAY_TOKEN, SLACK_TOKEN, FakeServers, fake_servers
 from tests.integration.test_api import assert_problem
+from tests.integration.test_waits import sql
 
 FAST = {"maxAttempts": 3, "initialDelay": "PT0.05S", "backoffMultiplier": 2, "maxDelay": "PT5S", "jitter": False}
 CREDENTIAL_KEY = Cipher.generate_key()
@@ -249,6 +250,39 @@ async def test_slack_bad_token_is_permanent(db: Database, runtime: Runtime, monk
         db, runtime, "slack-auth", node("post", "slack.post-message", channel="C1", text="x", connection="slack-other")
     )
     assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "slack_invalid_auth")]
+
+
+async def test_an_error_code_never_carries_a_remote_echo_of_the_credential(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """Slack's `error` and monday's `extensions.code` became the node's error code as sent, and a code
+    is a structural key, never scrubbed: a service that repeated the credential in it put the token
+    in the run, its attempts, events and dead letter (and the trace's error.type). A remote code
+    that is not one (letters, digits, underscores) is now <service>_error; the message keeps the
+    remote's words, scrubbed."""
+    cases = [
+        ("slack-echo", node("post", "slack.post-message", channel="C-echo-auth", text="x"), "slack_error", SLACK_TOKEN),
+        (
+            "monday-echo",
+            node("create", "monday.create-item", boardId="echo-auth", itemName="x"),
+            "monday_error",
+            MONDAY_TOKEN,
+        ),
+    ]
+    for workflow_id, step, code, token in cases:
+        root, _execution, attempts = await run_one(db, runtime, workflow_id, step)
+        assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", code)], attempts
+        assert "[redacted]" in attempts[0]["error"]["message"], attempts[0]["error"]
+        stored = await sql(
+            db,
+            "SELECT row_to_json(e)::text,"
+            " (SELECT json_agg(a)::text FROM dw.action_executions a WHERE a.execution_id = e.id),"
+            " (SELECT json_agg(v)::text FROM dw.execution_events v WHERE v.execution_id = e.id),"
+            " (SELECT json_agg(d)::text FROM dw.dead_letters d WHERE d.execution_id = e.id)"
+            " FROM dw.executions e WHERE e.id = %s",
+            root,
+        )
+        assert all(token not in (text or "") for text in stored[0]), (workflow_id, stored)
 
 
 async def test_monday_items_filters_paging_errors(db: Database, runtime: Runtime, fakes: FakeServers) -> None:

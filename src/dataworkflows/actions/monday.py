@@ -21,6 +21,7 @@ from dataworkflows.actions.web import (
     ResponseTooLarge,
     UnsupportedEncoding,
     post_json,
+    remote_code,
     retry_after_seconds,
     scrub_result,
     secret_for,
@@ -109,8 +110,10 @@ def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
     wait = extensions.get("retry_in_seconds")
     retry_after = float(wait) if isinstance(wait, (int, float)) else retry_after_seconds(response)
     if code in RETRIABLE_CODES or status in RETRIABLE_STATUSES:
-        return ActionResult.retriable(f"monday_{code}", f"monday.com: {message}", retry_after)
-    return ActionResult.failed(f"monday_{code}", f"monday.com: {message}")
+        return ActionResult.retriable(remote_code("monday", code), f"monday.com: {message}", retry_after)
+    if remote_code("monday", code) == "monday_error":
+        message = f"{message} ({code})"
+    return ActionResult.failed(remote_code("monday", code), f"monday.com: {message}")
 
 
 def _item(raw: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataworkflows.actions.web import (
     ResponseTooLarge,
     UnsupportedEncoding,
     post_json,
+    remote_code,
     retry_after_seconds,
     scrub_result,
     secret_for,
@@ -106,7 +107,7 @@ def _outcome(response: httpx.Response, body: Any) -> ActionResult:
     error = str(body.get("error") or "unknown_error")
     if error in RETRIABLE_ERRORS:
         return ActionResult.retriable(f"slack_{error}", f"Slack: {error}", retry_after_seconds(response))
-    return ActionResult.failed(f"slack_{error}", f"Slack refused the message: {error}")
+    return ActionResult.failed(remote_code("slack", error), f"Slack refused the message: {error}")
 
 
 def _outputs(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import email.utils
 import json
+import re
 import time
 import zlib
 from collections.abc import Iterable
@@ -111,11 +112,28 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     return value
 
 
+# What a remote service's own error code may be to become part of a node's error code.
+_REMOTE_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def remote_code(service: str, code: str) -> str:
+    """A node's error code from the code a remote service answered: `<service>_<code>` when it is one
+    (letters, digits and underscores, at most 64: `channel_not_found`, `InvalidBoardIdException`),
+    else `<service>_error`. A node's error code is a structural key, kept as it is wherever the run
+    is scrubbed (and a trace's error.type); free text from the remote, which may repeat the
+    credential it was sent, goes in the message, which is scrubbed."""
+    return f"{service}_{code}" if _REMOTE_CODE.fullmatch(code) else f"{service}_error"
+
+
 def scrub_result(result: ActionResult, secrets: Iterable[str]) -> ActionResult:
     needles = list(secrets)
     error = result.error
     if error is not None:
-        error = type(error)(error.code, scrub(error.message, needles), error.retry_after, scrub(error.details, needles))
+        code = error.code
+        if scrub(code, needles) != code:
+            # A secret shaped like a code: the code keeps its service's prefix only.
+            code = f"{code.split('_', 1)[0]}_error"
+        error = type(error)(code, scrub(error.message, needles), error.retry_after, scrub(error.details, needles))
     return ActionResult(result.status, scrub(result.outputs, needles), error, result.resource_links)
 
 
