@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar, Request, Response, get, post, route
 from litestar.params import FromPath
+from litestar.response import Stream
 
 SLACK_TOKEN = "xoxb-test-token-123"
 MONDAY_TOKEN = "monday-test-token-456"
@@ -152,6 +153,17 @@ def build_app(state: FakeState) -> Litestar:
     async def http_gzip_bomb() -> Response[bytes]:
         return Response(bomb, media_type="application/octet-stream", headers={"Content-Encoding": "gzip"})
 
+    @get("/http/drip")
+    async def http_drip() -> Stream:
+        """A byte every 0.2 s, for 10 s: each read is quick, the whole answer is not."""
+
+        async def drip() -> AsyncIterator[bytes]:
+            for _ in range(50):
+                await asyncio.sleep(0.2)
+                yield b"."
+
+        return Stream(drip(), media_type="text/plain")
+
     @route("/http/record/{key:str}", http_method=["GET", "POST", "PUT", "DELETE"])
     async def http_record(request: Request[Any, Any, Any], key: FromPath[str]) -> Response[Any]:
         """Records the call's Idempotency-Key; ?sleepMs= answers that much later, ?status= with it."""
@@ -178,6 +190,7 @@ def build_app(state: FakeState) -> Litestar:
             http_record,
             http_echo_headers,
             http_gzip_bomb,
+            http_drip,
         ],
         logging_config=None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -163,6 +164,19 @@ async def test_http_retriable_and_permanent_statuses(db: Database, runtime: Runt
         db, runtime, "http-big", node("call", "http.request", url=f"{fakes.base}/http/big", maxResponseBytes=1000)
     )
     assert [a["error"]["code"] for a in attempts] == ["response_too_large"]
+
+
+async def test_timeout_ms_bounds_the_whole_request(db: Database, runtime: Runtime, fakes: FakeServers) -> None:
+    """timeoutMs bounded each read (httpx's timeout), not the request: a server dripping a byte every
+    0.2 s held the attempt until the node's own timeout (5 minutes by default). Now it is the whole
+    call's deadline: connecting, sending, every redirect and reading the body."""
+    began = time.monotonic()
+    drip = node("call", "http.request", url=f"{fakes.base}/http/drip", timeoutMs=600)
+    _, execution, attempts = await run_one(db, runtime, "drip", {**drip, "retryPolicy": {"maxAttempts": 1}})
+    assert execution["status"] == "Failed"
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("RetriableFailure", "timeout")], attempts
+    assert "600 ms" in attempts[0]["error"]["message"], attempts[0]["error"]
+    assert time.monotonic() - began < 5, "the attempt outlived timeoutMs by far"
 
 
 async def test_retry_after_is_honoured(db: Database, runtime: Runtime, fakes: FakeServers) -> None:

@@ -11,6 +11,7 @@ receiver can de-duplicate an attempt that ran twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -179,10 +180,20 @@ class HttpRequestAction:
         if key is not None and params.idempotency_header.lower() not in {h.lower() for h in headers}:
             headers[params.idempotency_header] = key
         traces.inject(headers)  # the attempt's traceparent, unless the workflow set one
-        exchange = await _send(services.http, params, url, headers, auth_headers)
-        if isinstance(exchange, ActionResult):
-            return exchange
-        body = await _read_body(exchange, params.max_response_bytes)
+        # timeoutMs is the whole call's deadline: httpx's own timeout bounds each read, and a server
+        # sending a byte now and then held the attempt until the node's timeout.
+        try:
+            async with asyncio.timeout(params.timeout_ms / 1000) as deadline:
+                exchange = await _send(services.http, params, url, headers, auth_headers)
+                if isinstance(exchange, ActionResult):
+                    return exchange
+                body = await _read_body(exchange, params.max_response_bytes)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return ActionResult.retriable(
+                "timeout", f"{params.method} {url.host} took longer than timeoutMs ({params.timeout_ms} ms)"
+            )
         if isinstance(body, ActionResult):
             return body
         return _outcome(exchange, body, params.expected_status)
