@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from dataworkflows.actions import default_registry
@@ -137,3 +138,35 @@ def test_an_installed_kinds_secret_keeps_the_old_rules() -> None:
 
 def test_an_empty_secret_and_an_unknown_kind_are_both_reported() -> None:
     assert problems("ftp", "") == [("/kind", "unknown_connection_kind"), ("/secret", "invalid_secret")]
+
+
+def test_a_host_named_without_a_port_admits_https_on_its_standard_port_only() -> None:
+    """A connection's `hosts` entry without a port means the service at https's port. It admitted
+    https on any port: a workflow could send the bearer to another service of the same host (a debug
+    port, `api.example.com:8443`). A port the service uses must be named (`host:port`)."""
+    from dataworkflows.actions.http import _host_allowed
+
+    hosts: list[tuple[str, int | None]] = [("api.example.com", None), ("internal.example.com", 8443)]
+    allowed = {
+        url: _host_allowed(httpx.URL(url), hosts)
+        for url in (
+            "https://api.example.com/v1",
+            "https://api.example.com:443/v1",
+            "https://API.example.com./v1",
+            "https://api.example.com:8443/v1",
+            "https://api.example.com:22/",
+            "http://api.example.com/v1",
+            "https://internal.example.com:8443/",
+            "https://internal.example.com/",
+        )
+    }
+    assert allowed == {
+        "https://api.example.com/v1": True,
+        "https://api.example.com:443/v1": True,
+        "https://API.example.com./v1": True,
+        "https://api.example.com:8443/v1": False,
+        "https://api.example.com:22/": False,
+        "http://api.example.com/v1": False,
+        "https://internal.example.com:8443/": True,
+        "https://internal.example.com/": False,
+    }

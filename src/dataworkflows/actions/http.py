@@ -140,9 +140,10 @@ def _connection(secret: Secret) -> tuple[dict[str, str], list[tuple[str, int | N
 def _host_allowed(url: httpx.URL, hosts: list[tuple[str, int | None]]) -> bool:
     port = url.port or (443 if url.scheme == "https" else 80)
     host = url.host.lower().rstrip(".")
-    # A host named without a port admits https only: the credential never travels in clear text
-    # unless the connection names the port explicitly.
-    return any(h == host and ((p is None and url.scheme == "https") or p == port) for h, p in hosts)
+    # A host named without a port admits https on its standard port only: the credential never
+    # travels in clear text, nor to another service of the same host (a debug port), unless the
+    # connection names that port.
+    return any(h == host and ((p is None and url.scheme == "https" and port == 443) or p == port) for h, p in hosts)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
