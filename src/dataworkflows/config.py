@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -63,6 +64,11 @@ class Settings:
     # The host names the API answers /api/v1 requests for (comma-separated; empty or `*`: any). `up`
     # and `api` name the loopback ones in loose mode when this is empty (api/cross_site.py).
     api_allowed_hosts: str = ""
+    # The addresses (IPs or CIDR networks, comma-separated; `*`: any) of the proxies whose
+    # X-Forwarded-For and X-Forwarded-Proto the API believes: a caller's address (its rate bucket,
+    # when anonymous, and a webhook sender's) is then the one the proxy names. Empty: none, the
+    # connection's own address.
+    api_trusted_proxies: str = ""
     # Strict mode takes exactly one key source: an HS256 secret (32 bytes or more), a PEM public key
     # (RS256 or ES256; PEM text or the path of a PEM file) or a JWKS URL.
     jwt_secret: str = field(default="", repr=False)
@@ -208,6 +214,14 @@ class Settings:
                 f"the worker's metrics port {self.worker_metrics_port} (--metrics-port or DW_WORKER_METRICS_PORT):"
                 f" give 1 to {MAX_PORT}, or 0 for none"
             )
+        for proxy in self.trusted_proxies:
+            try:
+                if proxy != "*":
+                    ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigurationError(
+                    f"DW_API_TRUSTED_PROXIES: {proxy!r} is not an IP address or a CIDR network (or `*`)"
+                ) from None
         timeout = self.default_workflow_timeout_seconds
         if not math.isfinite(timeout) or timeout < 0:
             raise ConfigurationError(
@@ -219,6 +233,10 @@ class Settings:
         """The role to SET on pooled connections (None: the login's own)."""
         role = self.db_role.strip()
         return None if role.lower() in ("", "none") else role
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return [p.strip() for p in self.api_trusted_proxies.split(",") if p.strip()]
 
     @property
     def allowed_hosts(self) -> list[str]:

@@ -171,6 +171,11 @@ class ApiServer(uvicorn.Server):
                 port=settings.api_port,
                 log_level="warning",
                 access_log=False,
+                # X-Forwarded-For is believed from DW_API_TRUSTED_PROXIES only. uvicorn's default
+                # believed any loopback peer, so a caller on the host chose its address (its rate
+                # bucket, a webhook sender's), and drained another's.
+                proxy_headers=bool(settings.trusted_proxies),
+                forwarded_allow_ips=settings.trusted_proxies or None,
                 # Requests still running this long after the stop began are cancelled.
                 timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
             )

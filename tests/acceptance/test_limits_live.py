@@ -58,6 +58,18 @@ def test_two_api_processes_share_a_callers_bucket(limited: tuple[Stack, str]) ->
     assert httpx.get(f"{other}/api/v1/workflows", headers=ana).status_code == 200
 
 
+def test_a_caller_cannot_choose_its_address_with_x_forwarded_for(limited: tuple[Stack, str]) -> None:
+    """An anonymous caller's bucket (and a webhook sender's) is its client address. uvicorn took
+    X-Forwarded-For from any loopback peer by default, so a caller that reached the API from the
+    host chose its address: a fresh bucket for every request, or a victim's drained (auth review).
+    Forwarded headers are honoured only from DW_API_TRUSTED_PROXIES (none by default)."""
+    stack, _ = limited
+    junk = f"{stack.url}/api/v1/hooks/00000000-0000-4000-8000-000000000000"
+    answers = [httpx.post(junk, json={}, headers={"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(3)]
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert [a.headers["RateLimit-Remaining"] for a in answers] == ["3", "2", "1"]
+
+
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**stack.env, "DW_API_URL": stack.url}
     return subprocess.run([*command(), *args], env=env, capture_output=True, text=True, timeout=60)

@@ -155,3 +155,16 @@ def test_request_headers_are_logged_without_control_characters() -> None:
     assert _loggable("€ 注文".encode().decode("latin-1"), 100) == "€ 注文"
     assert _loggable(("é" * 150).encode().decode("latin-1"), 100) == "é" * 100
     assert _loggable("order\xff\x85", 100) == "orderÿ\\x85", "not UTF-8: latin-1, escaped"
+
+
+def test_forwarded_headers_are_believed_from_the_trusted_proxies_only() -> None:
+    from dataworkflows.serving import ApiServer
+
+    def served(**kwargs: str) -> tuple[bool, object]:
+        config = ApiServer(object(), Settings(**kwargs)).config
+        return config.proxy_headers, config.forwarded_allow_ips
+
+    assert served()[0] is False
+    assert served(api_trusted_proxies="10.0.0.5, 192.168.0.0/16") == (True, ["10.0.0.5", "192.168.0.0/16"])
+    with pytest.raises(ConfigurationError, match=r"DW_API_TRUSTED_PROXIES: 'proxy\.local'"):
+        Settings(api_trusted_proxies="10.0.0.5,proxy.local")
