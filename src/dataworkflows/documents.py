@@ -124,7 +124,8 @@ def check(name: str, body: str) -> None:
     except jinja2.TemplateSyntaxError as exc:
         where = _located(exc.message or str(exc), name, exc.lineno, {name: body})
         raise TemplateRenderError(_describe(where), **where) from None
-    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
+    except (RecursionError, MemoryError, ValueError, TypeError, OverflowError, SyntaxError) as exc:
+        # SyntaxError: Python's own parser gave up (about 200 nested filter calls).
         raise TemplateRenderError(
             f"template {name!r} cannot be compiled: {type(exc).__name__}", template=name
         ) from None

@@ -162,6 +162,15 @@ class _BoundedCodeGenerator(CodeGenerator):
             self.writeline("environment.loop_step()")
         super().blockvisit(body, frame)
 
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        """Jinja writes an output whose value it can compute while compiling as a constant, running
+        its filters and operators then: outside every render budget, in the process that compiles
+        (the API's, at publish). Only plain text is constant here; everything else runs at render
+        time, under the budget (and, for untrusted templates, in the sandbox helper)."""
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        return str(super()._output_child_to_const(node, frame, finalize))
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
         for arg in node.nodes:
@@ -200,6 +209,10 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _BoundedCodeGenerator
 
     def __init__(self, **options: Any) -> None:
+        # No constant folding while compiling (Jinja's optimizer; and see _BoundedCodeGenerator):
+        # a constant expression's filters ran at compile time, outside every budget, once for each
+        # filter around them (a template of 290 kB took 50 s to compile).
+        options.setdefault("optimized", False)
         super().__init__(**options)
         # Padding filters take a width: the cheapest way to build a huge string.
         for name in ("center", "indent", "wordwrap", "format"):
@@ -365,8 +378,9 @@ class _Renderer:
             self._walk_compile(value)
         except (jinja2.TemplateError, TemplateRenderError) as exc:
             return f"{type(exc).__name__}: {exc}"
-        except (RecursionError, MemoryError, ValueError, TypeError, OverflowError) as exc:
-            # The compiler itself gave up (e.g. thousands of nested parentheses).
+        except (RecursionError, MemoryError, ValueError, TypeError, OverflowError, SyntaxError) as exc:
+            # The compiler itself gave up (e.g. thousands of nested parentheses; Python's parser
+            # takes fewer than 200 nested calls: SyntaxError).
             return f"the template cannot be compiled: {type(exc).__name__}"
         return None
 

@@ -65,3 +65,10 @@ def test_json_documents_are_validated_and_markdown_converts() -> None:
     html = documents.render("m", {"m": "# {{ t }}\n<script>x</script>"}, {"t": "T"}, "markdown", as_html=True)
     assert html["document"] == "<h1>T</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>\n"
     assert html["contentType"] == "text/html; charset=utf-8"
+
+
+def test_a_document_template_too_deep_for_python_to_compile_is_refused_by_name() -> None:
+    """Python's parser takes fewer than 250 nested filter calls: its SyntaxError escaped the check
+    (a 500 where a 422 naming the template belongs)."""
+    with pytest.raises(TemplateRenderError, match="cannot be compiled: SyntaxError"):
+        documents.check("deep", "{{ title" + " | upper" * 250 + " }}")

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 
+from dataworkflows import templating
 from dataworkflows.templating import (
     RenderBudget,
     TemplateBudgetExceeded,
@@ -268,3 +272,41 @@ def test_a_missing_key_named_like_a_dict_method_is_missing() -> None:
     assert render({"m": "{{ trigger.items }}"}, {**SCOPE, "trigger": {"items": [1]}}) == {"m": [1]}
     with pytest.raises(TemplateRenderError):
         render({"m": "{{ trigger.update({'b': 2}) }}"}, scope)
+
+
+def test_checking_a_template_evaluates_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing checks a definition's templates by compiling them, in the API's process. Jinja
+    folds constant expressions while it compiles (its optimizer, and its code generator for output),
+    outside every render budget: a 100 kB constant string replaced past the size limit under 190
+    `| upper` filters was computed again at each level, and one publish held the API (and, under
+    `up`, the worker) for 50 s (sandbox review). Compiling now evaluates no filter or operator:
+    everything runs at render time, under the budget, in the sandbox helper."""
+    calls: list[str] = []
+    env = templating._runtime_env
+    for name in ("replace", "upper"):
+        real = env.filters[name]
+
+        # wraps: Jinja reads how to call a filter (pass_eval_context) from the function's attributes.
+        @functools.wraps(real)
+        def counting(*args: Any, __name: str = name, __real: Any = real, **kwargs: Any) -> Any:
+            calls.append(__name)
+            return __real(*args, **kwargs)
+
+        monkeypatch.setitem(env.filters, name, counting)
+    bomb = "{{ 'a' * 3 ~ '" + "b" * 1000 + "' | replace('b', 'bb')" + " | upper" * 20 + " }}"
+    mixed = "text {{ '" + "c" * 1000 + "' | replace('c', 'cc') | upper }} more"
+    templating._runtime.compile_expression.cache_clear()
+    templating._runtime.compile_template.cache_clear()
+    for value in (bomb, mixed, {"nested": [bomb]}):
+        assert templating.check_template(value) is None
+    assert calls == [], "compiling evaluated filters"
+    # Rendering still does the work, under the budget.
+    assert templating.render(mixed, {}) == "text " + "C" * 2000 + " more"
+    assert calls == ["replace", "upper"]
+
+
+def test_a_template_too_deep_for_python_to_compile_is_a_syntax_problem() -> None:
+    """250 nested filters compile to more nested parentheses than Python's parser takes: its
+    SyntaxError escaped the check, and publishing answered 500 (sandbox review)."""
+    problem = templating.check_template("{{ trigger.x" + " | upper" * 250 + " }}")
+    assert problem is not None and "cannot be compiled" in problem, problem
