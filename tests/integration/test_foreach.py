@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dataworkflows import foreach
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, DefinitionError
@@ -310,6 +311,41 @@ async def test_a_long_item_backoff_parks_the_run(db: Database, conditions: Condi
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
     assert await item_attempts(db, root) == [(0, 1, "RetriableFailure"), (0, 2, "Succeeded")]
+
+
+@pytest.mark.parametrize("kind", ["action", "subworkflow"])
+async def test_the_items_outputs_together_are_bounded(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A forEach's outputs hold every item's, in the worker's memory and then in one checkpoint: 800
+    items of 1 MB held 3.7 GB in the worker before the checkpoint failed (jsonb's 256 MB), 10,000 of
+    them would have taken tens (sandbox review). The items' outputs together are bounded
+    (foreach.MAX_OUTPUTS_BYTES, 16 MiB; 20 kB here): past it the node fails with
+    outputs_too_large, in either failure mode, and the items not started are not run."""
+    monkeypatch.setattr(foreach, "MAX_OUTPUTS_BYTES", 20_000)
+    runtime = make_runtime(db, conditions)
+    message = "{{ 'x' * 3000 }}"
+    if kind == "action":
+        action = {"actionType": "core.echo", "parameters": {"message": message}}
+        node = for_each("all", list(range(30)), action=action, concurrency=2, onItemFailure="continue")
+    else:
+        leaf = wf("big-out", echo("e", message=message))
+        leaf["outputs"] = {"text": "{{ nodes.e.echo }}"}
+        await publish(db, leaf, conditions)
+        node = child_items("all", list(range(30)), "big-out", concurrency=2, onItemFailure="continue")
+    await publish(db, wf(f"bounded-{kind}", node), conditions)
+    root = await start(db, f"bounded-{kind}")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    state = (await nodes(db, root))["all"]
+    assert state["error"]["code"] == "outputs_too_large", state["error"]
+    assert "20,000 bytes" in state["error"]["message"], state["error"]
+    ((outputs,),) = await sql(
+        db, "SELECT outputs FROM dw.action_executions WHERE execution_id = %s AND item_index IS NULL", root
+    )
+    assert "items" not in outputs and outputs["succeeded"] < 10, outputs
+    statuses = [r[0] for r in await sql(db, "SELECT status FROM dw.foreach_items WHERE execution_id = %s", root)]
+    assert statuses.count("Succeeded") == outputs["succeeded"] and "Pending" not in statuses, statuses
 
 
 async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed(
