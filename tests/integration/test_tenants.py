@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -288,6 +289,33 @@ async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTe
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
             await admin.execute("DELETE FROM dw.reporting_tenants WHERE role_name = %s", (reporter,))
             await admin.execute(f"DROP ROLE {reporter}")
+
+
+async def test_a_reporting_login_cannot_ask_after_another_roles_grants(dsn: str) -> None:
+    """dw.reporting_sees_v1 is SECURITY DEFINER and callable by every role (the views' row filter
+    calls it with current_user): with another role's name, any login learned which tenants that
+    role was granted (auth review). It now answers for the session's own roles only."""
+    suffix = uuid.uuid4().hex[:8]
+    granted, prober = f"granted_{suffix}", f"prober_{suffix}"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f"CREATE ROLE {granted} LOGIN IN ROLE dw_reporting")
+        await admin.execute(f"CREATE ROLE {prober} LOGIN IN ROLE dw_reporting")
+        await admin.execute("INSERT INTO dw.reporting_tenants (role_name, tenant_id) VALUES (%s, 'acme')", (granted,))
+    try:
+        conninfo = psycopg.conninfo.make_conninfo(dsn, user=prober)
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            cur = await conn.execute("SELECT dw.reporting_sees_v1(%s, 'acme'), current_user", (granted,))
+            assert await cur.fetchone() == (False, prober)
+        async with await psycopg.AsyncConnection.connect(
+            psycopg.conninfo.make_conninfo(dsn, user=granted), autocommit=True
+        ) as conn:
+            cur = await conn.execute("SELECT dw.reporting_sees_v1(current_user, 'acme')")
+            assert await cur.fetchone() == (True,), "its own grant still counts"
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute("DELETE FROM dw.reporting_tenants WHERE role_name = %s", (granted,))
+            await admin.execute(f"DROP ROLE {granted}")
+            await admin.execute(f"DROP ROLE {prober}")
 
 
 async def test_the_tenant_policy_is_an_index_condition(client: AsyncTestClient[Any], dsn: str) -> None:
