@@ -420,6 +420,11 @@ class _Renderer:
                 return _bounded(self.compile_template(value).generate(**scope), budget)
             except TemplateRenderError:
                 raise
+            except MemoryError:
+                # A width or count no budget sees ahead (tojson's indent) ran the process out of
+                # memory: the template's budget, as a string past the size limit is.
+                where = f" at {path}" if path else ""
+                raise TemplateBudgetExceeded(f"the template{where} ran out of memory") from None
             except Exception as exc:
                 # Jinja raises plain Python errors at render time too (TypeError,
                 # ZeroDivisionError, RecursionError...): all are the template's fault, never a

@@ -179,3 +179,17 @@ async def test_a_render_the_pool_refused_is_retried_not_a_budget_failure(monkeyp
             await pool.render({"m": "{{ range(3) | list | length }}"}, {})
     finally:
         await pool.close()
+
+
+async def test_a_template_that_runs_out_of_memory_fails_on_its_budget() -> None:
+    """A template that exhausts the helper's memory (a filter's width argument is not bounded:
+    `tojson(indent=...)`) failed as a generic template_error naming MemoryError (the sandbox review
+    took it for an outage). It is the template's budget, as a string past the size limit is:
+    template_budget_exceeded, saying so; the helper goes on."""
+    pool = TemplatePool(size=1, memory_bytes=256 * 1024 * 1024)
+    try:
+        with pytest.raises(TemplateBudgetExceeded, match="memory"):
+            await pool.render({"m": "{{ range(10000) | list | tojson(indent=999999) }}"}, SCOPE)
+        assert await pool.render({"n": "{{ trigger.n + 1 }}"}, SCOPE) == {"n": 4}
+    finally:
+        await pool.close()
