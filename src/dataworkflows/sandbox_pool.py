@@ -22,6 +22,14 @@ holds a shared helper for its time limit; what follows does not.
   (SandboxBusy): a flood of code that keeps timing out fails fast, as a circuit breaker would,
   instead of queueing for minutes, and one tenant's flood does not refuse another tenant's request.
   A refusal ran nothing, so it does not renew the suspicion.
+
+Fair shares: while every helper is busy, requests wait per tenant (the task's), and a helper that
+frees goes to the waiting tenant that holds the fewest helpers (among equals, the one served least
+recently, then the one waiting longest), not to the oldest request. A tenant whose slow code keeps
+every helper busy, with many more requests queued, therefore costs another tenant's next request
+at most one of its own requests' time (until this, that tenant's whole backlog, first in line).
+Nothing is reserved: a lone tenant still uses every helper. Within one tenant requests are served
+in arrival order, as before.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -95,6 +104,70 @@ class _Helper:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class _FairSlots:
+    """`size` slots handed out per owner (see the module's docstring, "Fair shares")."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.taken = 0
+        self.held: Counter[str | None] = Counter()
+        # Per owner, its waiters in arrival order: (arrival number, future set once granted).
+        self.waiting: dict[str | None, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._arrivals = itertools.count()
+        # Per owner holding or waiting: the number of its latest grant (who was served least recently).
+        self.last_grant: dict[str | None, int] = {}
+        self._grants = itertools.count()
+
+    async def acquire(self, owner: str | None) -> None:
+        if self.taken < self.size and not self.waiting:
+            self._grant(owner)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (next(self._arrivals), future)
+        self.waiting.setdefault(owner, deque()).append(entry)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(owner)  # granted as the caller went away: the slot goes on
+            else:
+                queue = self.waiting.get(owner)
+                if queue is not None and entry in queue:
+                    queue.remove(entry)
+                    if not queue:
+                        del self.waiting[owner]
+            raise
+
+    def release(self, owner: str | None) -> None:
+        self.taken -= 1
+        self.held[owner] -= 1
+        if self.held[owner] <= 0:
+            del self.held[owner]
+            if owner not in self.waiting:
+                self.last_grant.pop(owner, None)
+        self._hand_on()
+
+    def _grant(self, owner: str | None) -> None:
+        self.taken += 1
+        self.held[owner] += 1
+        self.last_grant[owner] = next(self._grants)
+
+    def _hand_on(self) -> None:
+        while self.taken < self.size and self.waiting:
+            owner = min(
+                self.waiting,
+                key=lambda o: (self.held[o], self.last_grant.get(o, -1), self.waiting[o][0][0]),
+            )
+            queue = self.waiting[owner]
+            _, future = queue.popleft()
+            if not queue:
+                del self.waiting[owner]
+            if future.done():
+                continue  # its caller was cancelled while it waited
+            self._grant(owner)
+            future.set_result(None)
+
+
 class SandboxPool:
     """Helpers running `python -I -m <module>`, at most `size` at once. Safe to share between tasks."""
 
@@ -120,9 +193,10 @@ class SandboxPool:
         self.memory_bytes = memory_bytes
         self.recycle_after = recycle_after
         self.max_line_bytes = max_line_bytes
-        # Capacity is a semaphore: a helper that is killed frees its slot at once, so a waiter
-        # never hangs on an idle queue that nobody refills.
-        self._slots = asyncio.Semaphore(size)
+        # Capacity is counted in slots, not helpers: a helper that is killed frees its slot at once,
+        # so a waiter never hangs on an idle queue that nobody refills. Handed out per tenant (see
+        # the module's docstring, "Fair shares").
+        self._slots = _FairSlots(size)
         # The suspects' lane: one helper, besides `size` (see the module's docstring).
         self._suspect_slots = asyncio.Semaphore(1)
         # Digest of a suspect's key -> monotonic time its suspicion ends, oldest timeout first.
@@ -202,11 +276,16 @@ class SandboxPool:
         while len(self._suspects) > MAX_SUSPECTS:
             self._suspects.popitem(last=False)
 
-    async def _acquire(self, slots: asyncio.Semaphore) -> _Helper:
+    async def _acquire(self, owner: str | None) -> tuple[_Helper, Callable[[], None]]:
+        """A helper on one of the shared slots, taken for `owner`, and how to give the slot back."""
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
-        await slots.acquire()
-        return await self._take_helper(slots)
+        await self._slots.acquire(owner)
+
+        def release() -> None:
+            self._slots.release(owner)
+
+        return await self._take_helper(release), release
 
     async def _acquire_suspect(self) -> _Helper:
         """The suspects' lane's helper, refused at once (SandboxBusy) when MAX_SUSPECT_WAITERS wait."""
@@ -223,30 +302,30 @@ class SandboxPool:
             self._suspect_waiters[tenant] -= 1
             if not self._suspect_waiters[tenant]:
                 del self._suspect_waiters[tenant]
-        return await self._take_helper(self._suspect_slots)
+        return await self._take_helper(self._suspect_slots.release)
 
-    async def _take_helper(self, slots: asyncio.Semaphore) -> _Helper:
-        """An idle helper or a new one, for a slot of `slots` already taken (given back on failure)."""
+    async def _take_helper(self, release: Callable[[], None]) -> _Helper:
+        """An idle helper or a new one, for a slot already taken (given back with `release` on failure)."""
         try:
             if self._idle:
                 return self._idle.pop()
             return await self._spawn()
         except OSError as exc:
             # No process, file or memory to spare right now (EAGAIN, EMFILE, ENOMEM).
-            slots.release()
+            release()
             raise SandboxGone(f"could not start a helper: {exc}") from exc
         except BaseException:
-            slots.release()
+            release()
             raise
 
-    async def _release(self, helper: _Helper, healthy: bool, slots: asyncio.Semaphore) -> None:
+    async def _release(self, helper: _Helper, healthy: bool, release: Callable[[], None]) -> None:
         try:
             if healthy and helper.uses < self.recycle_after and not self._closed:
                 self._idle.append(helper)
             else:
                 await helper.close()
         finally:
-            slots.release()
+            release()
 
     async def call(
         self, request: dict[str, Any], *, timeout_seconds: float | None = None, key: str | None = None
@@ -271,9 +350,9 @@ class SandboxPool:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
         if digest is not None and self._is_suspect(digest):
             self.suspect_calls += 1
-            slots, helper = self._suspect_slots, await self._acquire_suspect()
+            helper, release = await self._acquire_suspect(), self._suspect_slots.release
         else:
-            slots, helper = self._slots, await self._acquire(self._slots)
+            helper, release = await self._acquire(current_tenant())
         healthy = False
         try:
             request_id = next(self._ids)
@@ -305,7 +384,7 @@ class SandboxPool:
             healthy = True
             return line
         finally:
-            await self._release(helper, healthy, slots)
+            await self._release(helper, healthy, release)
 
     async def close(self) -> None:
         self._closed = True

@@ -180,6 +180,36 @@ async def test_code_that_timed_out_queues_in_its_own_lane() -> None:
         await _stop(tasks, pool)
 
 
+async def test_a_tenants_backlog_does_not_stand_in_front_of_another_tenants_request() -> None:
+    """One tenant's slow code, each expression different (so none is a suspect), kept every helper
+    busy and its backlog queued first: another tenant's condition waited for all of it (the sandbox
+    review: an edge condition 57 s behind four looping transforms). A freed helper now goes to the
+    waiting tenant served least recently: globex's condition runs right after acme's first loop,
+    before acme's other two."""
+    import asyncio
+
+    from dataworkflows.tenancy import tenant_scope
+
+    pool = ConditionPool(size=1, timeout_seconds=1.0)
+    tasks: list[asyncio.Task[bool]] = []
+    try:
+        with tenant_scope("acme"):
+            loops = [
+                asyncio.create_task(pool.evaluate(f"(function () {{ var x = {i}; while (true) {{ x++ }} }})()", SCOPE))
+                for i in range(3)
+            ]
+        tasks += loops
+        await asyncio.sleep(0.1)
+        with tenant_scope("globex"):
+            good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        tasks.append(good)
+        assert await good is True
+        assert loops[0].done() and not loops[1].done() and not loops[2].done()
+        assert pool._pool.suspect_calls == 0
+    finally:
+        await _stop(tasks, pool)
+
+
 async def test_suspicion_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataworkflows import sandbox_pool
 
