@@ -40,6 +40,7 @@ from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseL
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
+from dataworkflows.sandbox_pool import run_scope
 from dataworkflows.scrubbing import Scrubber, scrubbing
 from dataworkflows.statuses import ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.template_pool import TemplateRenderer
@@ -154,7 +155,19 @@ class Runtime:
         """Runs (or resumes) one execution; returns what happened, for logs and tests. `acquired`:
         the lease, when the worker's fetch took it with the job (dw.fetch_run_jobs_v2); `job_id`
         and `job_worker`: the Procrastinate job running the run and the Procrastinate worker that
-        fetched it: the record that ends the run ends the job too."""
+        fetched it: the record that ends the run ends the job too. Its conditions, transforms and
+        templates take the run's share of the sandbox helpers (sandbox_pool.run_scope)."""
+        with run_scope(str(execution_id)):
+            return await self._run_execution(execution_id, acquired=acquired, job_id=job_id, job_worker=job_worker)
+
+    async def _run_execution(
+        self,
+        execution_id: UUID,
+        *,
+        acquired: Acquired | None,
+        job_id: int | None,
+        job_worker: int | None,
+    ) -> str:
         settings = self.settings
         if acquired is None:
             acquired = await self.data.acquire(

@@ -23,19 +23,20 @@ holds a shared helper for its time limit; what follows does not.
   instead of queueing for minutes, and one tenant's flood does not refuse another tenant's request.
   A refusal ran nothing, so it does not renew the suspicion.
 
-Fair shares: while every helper is busy, requests wait per tenant (the task's), and a helper that
-frees goes to the waiting tenant that holds the fewest helpers (among equals, the one served least
-recently, then the one waiting longest), not to the oldest request. A tenant whose slow code keeps
-every helper busy, with many more requests queued, therefore costs another tenant's next request
-at most one of its own requests' time (until this, that tenant's whole backlog, first in line).
-Nothing is reserved: a lone tenant still uses every helper. Within one tenant requests are served
-in arrival order, as before.
+Fair shares: while every helper is busy, requests wait per tenant and, within it, per run (the
+task's, run_scope), and a helper that frees goes to the waiting tenant that holds the fewest
+helpers (among equals, the one served least recently, then the one waiting longest), and within
+that tenant to its waiting run chosen the same way; not to the oldest request. A tenant (or a run)
+whose slow code keeps every helper busy, with many more requests queued, therefore costs another
+tenant's (or run's) next request at most one of its own requests' time (until this, its whole
+backlog, first in line). Nothing is reserved: a lone tenant, or a lone run, still uses every helper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import itertools
 import os
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -104,21 +105,46 @@ class _Helper:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# Who a request's helper time counts for: (tenant, run), the run None outside one (the API's
+# previews and webhook payloads).
+Owner = tuple[str | None, str | None]
+
+_run: contextvars.ContextVar[str | None] = contextvars.ContextVar("dataworkflows_sandbox_run", default=None)
+
+
+@contextlib.contextmanager
+def run_scope(run: str) -> Iterator[None]:
+    """Sandboxed work started in the block (and in the tasks it creates) is the run's: its share of
+    the helpers among its tenant's runs (see the module's docstring, "Fair shares")."""
+    token = _run.set(run)
+    try:
+        yield
+    finally:
+        _run.reset(token)
+
+
+def current_owner() -> Owner:
+    return current_tenant(), _run.get()
+
+
 class _FairSlots:
-    """`size` slots handed out per owner (see the module's docstring, "Fair shares")."""
+    """`size` slots handed out per owner, tenant first (see the module's docstring, "Fair shares")."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.taken = 0
-        self.held: Counter[str | None] = Counter()
+        self.held: Counter[Owner] = Counter()
+        self.tenant_held: Counter[str | None] = Counter()
         # Per owner, its waiters in arrival order: (arrival number, future set once granted).
-        self.waiting: dict[str | None, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self.waiting: dict[Owner, deque[tuple[int, asyncio.Future[None]]]] = {}
         self._arrivals = itertools.count()
-        # Per owner holding or waiting: the number of its latest grant (who was served least recently).
-        self.last_grant: dict[str | None, int] = {}
+        # Per owner and per tenant holding or waiting: the number of its latest grant (who was
+        # served least recently).
+        self.last_grant: dict[Owner, int] = {}
+        self.tenant_last_grant: dict[str | None, int] = {}
         self._grants = itertools.count()
 
-    async def acquire(self, owner: str | None) -> None:
+    async def acquire(self, owner: Owner) -> None:
         if self.taken < self.size and not self.waiting:
             self._grant(owner)
             return
@@ -136,28 +162,52 @@ class _FairSlots:
                     queue.remove(entry)
                     if not queue:
                         del self.waiting[owner]
+                self._forget_idle(owner)
             raise
 
-    def release(self, owner: str | None) -> None:
+    def release(self, owner: Owner) -> None:
         self.taken -= 1
         self.held[owner] -= 1
         if self.held[owner] <= 0:
             del self.held[owner]
-            if owner not in self.waiting:
-                self.last_grant.pop(owner, None)
+        self.tenant_held[owner[0]] -= 1
+        if self.tenant_held[owner[0]] <= 0:
+            del self.tenant_held[owner[0]]
+        self._forget_idle(owner)
         self._hand_on()
 
-    def _grant(self, owner: str | None) -> None:
+    def _forget_idle(self, owner: Owner) -> None:
+        """An owner (and a tenant) neither holding nor waiting needs no place in the rotation."""
+        if owner not in self.held and owner not in self.waiting:
+            self.last_grant.pop(owner, None)
+        tenant = owner[0]
+        if tenant not in self.tenant_held and not any(o[0] == tenant for o in self.waiting):
+            self.tenant_last_grant.pop(tenant, None)
+
+    def _grant(self, owner: Owner) -> None:
         self.taken += 1
         self.held[owner] += 1
-        self.last_grant[owner] = next(self._grants)
+        self.tenant_held[owner[0]] += 1
+        self.last_grant[owner] = self.tenant_last_grant[owner[0]] = next(self._grants)
+
+    def _next_owner(self) -> Owner:
+        """The waiting tenant holding the fewest slots, served least recently, waiting longest; then,
+        among its waiting owners (runs), the same."""
+        first_arrival: dict[str | None, int] = {}
+        for owner, queue in self.waiting.items():
+            first_arrival[owner[0]] = min(first_arrival.get(owner[0], queue[0][0]), queue[0][0])
+        tenant = min(
+            first_arrival,
+            key=lambda t: (self.tenant_held[t], self.tenant_last_grant.get(t, -1), first_arrival[t]),
+        )
+        return min(
+            (owner for owner in self.waiting if owner[0] == tenant),
+            key=lambda o: (self.held[o], self.last_grant.get(o, -1), self.waiting[o][0][0]),
+        )
 
     def _hand_on(self) -> None:
         while self.taken < self.size and self.waiting:
-            owner = min(
-                self.waiting,
-                key=lambda o: (self.held[o], self.last_grant.get(o, -1), self.waiting[o][0][0]),
-            )
+            owner = self._next_owner()
             queue = self.waiting[owner]
             _, future = queue.popleft()
             if not queue:
@@ -276,7 +326,7 @@ class SandboxPool:
         while len(self._suspects) > MAX_SUSPECTS:
             self._suspects.popitem(last=False)
 
-    async def _acquire(self, owner: str | None) -> tuple[_Helper, Callable[[], None]]:
+    async def _acquire(self, owner: Owner) -> tuple[_Helper, Callable[[], None]]:
         """A helper on one of the shared slots, taken for `owner`, and how to give the slot back."""
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
@@ -352,7 +402,7 @@ class SandboxPool:
             self.suspect_calls += 1
             helper, release = await self._acquire_suspect(), self._suspect_slots.release
         else:
-            helper, release = await self._acquire(current_tenant())
+            helper, release = await self._acquire(current_owner())
         healthy = False
         try:
             request_id = next(self._ids)

@@ -1,6 +1,6 @@
-"""The sandbox pool's fair slots (sandbox_pool._FairSlots): a freed slot goes to the waiting owner
-that holds the fewest, served least recently; no slot is lost to a caller cancelled while it waited
-or just after it was granted one."""
+"""The sandbox pool's fair slots (sandbox_pool._FairSlots): a freed slot goes to the waiting tenant
+that holds the fewest, served least recently, and within it to its run chosen the same way; no slot
+is lost to a caller cancelled while it waited or just after it was granted one."""
 
 from __future__ import annotations
 
@@ -8,44 +8,68 @@ import asyncio
 
 from dataworkflows.sandbox_pool import _FairSlots
 
+A, B, C = ("a", None), ("b", None), ("c", None)
 
-async def test_a_freed_slot_goes_to_the_owner_holding_fewest_then_served_least_recently() -> None:
+
+async def test_a_freed_slot_goes_to_the_tenant_holding_fewest_then_served_least_recently() -> None:
     slots = _FairSlots(2)
-    await slots.acquire("a")
-    await slots.acquire("a")
-    order: list[str] = []
+    await slots.acquire(A)
+    await slots.acquire(A)
+    order: list[str | None] = []
 
-    async def wait(owner: str) -> None:
+    async def wait(owner: tuple[str, str | None]) -> None:
         await slots.acquire(owner)
-        order.append(owner)
+        order.append(owner[0])
 
-    waiters = [asyncio.create_task(wait(o)) for o in ("a", "a", "b", "c")]
+    waiters = [asyncio.create_task(wait(o)) for o in (A, A, B, C)]
     await asyncio.sleep(0)
-    slots.release("a")  # a holds 1; b and c hold none and were never served: b (it came first)
+    slots.release(A)  # a holds 1; b and c hold none and were never served: b (it came first)
     await asyncio.sleep(0)
-    slots.release("a")  # a holds 0 but was served last: c
+    slots.release(A)  # a holds 0 but was served last: c
     await asyncio.sleep(0)
     assert order == ["b", "c"]
-    slots.release("b")
-    slots.release("c")
+    slots.release(B)
+    slots.release(C)
     await asyncio.gather(*waiters)
     assert order == ["b", "c", "a", "a"]
-    assert (slots.taken, dict(slots.held)) == (2, {"a": 2})
+    assert (slots.taken, dict(slots.held)) == (2, {A: 2})
+
+
+async def test_within_a_tenant_a_freed_slot_goes_to_the_run_served_least_recently() -> None:
+    """One run of a tenant holding the slots with more queued does not stand in front of the
+    tenant's other runs; another tenant still comes first when it holds fewer."""
+    slots = _FairSlots(1)
+    busy, quiet, other = ("t", "busy"), ("t", "quiet"), ("u", "run")
+    await slots.acquire(busy)
+    order: list[tuple[str, str]] = []
+
+    async def wait(owner: tuple[str, str]) -> None:
+        await slots.acquire(owner)
+        order.append(owner)
+        slots.release(owner)
+
+    waiters = [asyncio.create_task(wait(o)) for o in (busy, busy, quiet, other)]
+    await asyncio.sleep(0)
+    slots.release(busy)
+    await asyncio.gather(*waiters)
+    # u was never served: first; then t's quiet run (never served) before its busy one's backlog.
+    assert order == [other, quiet, busy, busy]
+    assert (slots.taken, dict(slots.held), slots.waiting, slots.last_grant) == (0, {}, {}, {})
 
 
 async def test_a_lone_owner_uses_every_slot_and_none_is_lost_to_cancellation() -> None:
     slots = _FairSlots(2)
-    await slots.acquire("a")
-    await slots.acquire("a")
-    cancelled_waiting = asyncio.create_task(slots.acquire("b"))
-    granted_then_cancelled = asyncio.create_task(slots.acquire("c"))
+    await slots.acquire(A)
+    await slots.acquire(A)
+    cancelled_waiting = asyncio.create_task(slots.acquire(B))
+    granted_then_cancelled = asyncio.create_task(slots.acquire(C))
     await asyncio.sleep(0)
     cancelled_waiting.cancel()
     await asyncio.gather(cancelled_waiting, return_exceptions=True)
-    assert "b" not in slots.waiting
-    slots.release("a")  # granted to c, which is cancelled before it resumes: the slot is given back
+    assert B not in slots.waiting
+    slots.release(A)  # granted to c, which is cancelled before it resumes: the slot is given back
     granted_then_cancelled.cancel()
     await asyncio.gather(granted_then_cancelled, return_exceptions=True)
-    assert (slots.taken, dict(slots.held), slots.waiting) == (1, {"a": 1}, {})
-    await asyncio.wait_for(slots.acquire("d"), 1)
+    assert (slots.taken, dict(slots.held), slots.waiting) == (1, {A: 1}, {})
+    await asyncio.wait_for(slots.acquire(("d", None)), 1)
     assert slots.taken == 2
