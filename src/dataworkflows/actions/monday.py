@@ -109,11 +109,12 @@ def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
     message = str(first.get("message") or f"monday.com answered {status}")
     wait = extensions.get("retry_in_seconds")
     retry_after = float(wait) if isinstance(wait, (int, float)) else retry_after_seconds(response)
+    node_code = remote_code("monday", code)
     if code in RETRIABLE_CODES or status in RETRIABLE_STATUSES:
-        return ActionResult.retriable(remote_code("monday", code), f"monday.com: {message}", retry_after)
-    if remote_code("monday", code) == "monday_error":
-        message = f"{message} ({code})"
-    return ActionResult.failed(remote_code("monday", code), f"monday.com: {message}")
+        return ActionResult.retriable(node_code, f"monday.com: {message}", retry_after)
+    if node_code == "monday_error":
+        message = f"{message} ({code})"  # the remote's code, kept in the scrubbed message
+    return ActionResult.failed(node_code, f"monday.com: {message}")
 
 
 def _item(raw: dict[str, Any]) -> dict[str, Any]:
