@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from dataworkflows.scrubbing import MIN_LENGTH
 from dataworkflows.validation import Problem, has_control_character
 
 HTTP = "http"
@@ -39,6 +40,10 @@ MAX_HOSTS = 100
 
 UNKNOWN_KIND = "unknown_connection_kind"
 BAD_SHAPE = "invalid_secret"
+TOO_SHORT = "secret_too_short"
+# Why a value the scrubber cannot mask is refused (dataworkflows.scrubbing: a shorter one would
+# blank out ordinary words, so it is never looked for in logs, errors and outputs).
+_TOO_SHORT_WHY = f"shorter than {MIN_LENGTH} characters, which could not be kept out of logs, errors and outputs"
 
 # DNS labels; an underscore too, as internal names use it (svc_a.internal) and the action matches it as it is.
 _HOST = re.compile(
@@ -68,6 +73,8 @@ def connection_problems(kind: str, secret: str, kinds: Iterable[str]) -> list[Pr
         problems.append(Problem("/kind", UNKNOWN_KIND, f"kind must be one of {', '.join(known)}, not {shown!r}"))
     if not secret:
         problems.append(Problem("/secret", BAD_SHAPE, "secret must not be empty"))
+    elif len(secret) < MIN_LENGTH:
+        problems.append(Problem("/secret", TOO_SHORT, f"secret is {_TOO_SHORT_WHY}"))
     elif kind == HTTP:
         problems.extend(_http_problems(secret))
     elif kind in TOKEN_KINDS:
@@ -117,6 +124,8 @@ def _http_problems(secret: str) -> list[Problem]:
     if bearer is not None and (not isinstance(bearer, str) or not sendable_header_value(bearer)):
         message = "bearer must be a non-empty string of visible ASCII characters (no line breaks, no other text)"
         problems.append(Problem("/secret/bearer", BAD_SHAPE, message))
+    elif isinstance(bearer, str) and len(bearer) < MIN_LENGTH:
+        problems.append(Problem("/secret/bearer", TOO_SHORT, f"bearer is {_TOO_SHORT_WHY}"))
     if headers is not None:
         problems.extend(_headers_problems(headers, with_bearer=bearer is not None))
     if bearer is None and not headers:
@@ -157,6 +166,11 @@ def _headers_problems(headers: Any, *, with_bearer: bool) -> list[Problem]:
             "each header's value must be a non-empty string of visible ASCII characters (no line breaks, no other text)"
         )
         problems.append(Problem("/secret/headers", BAD_SHAPE, message))
+    elif any(len(value) < MIN_LENGTH for value in headers.values()):
+        # Every header a connection sends is taken for a credential, and scrubbed as one. A
+        # header that is not secret (an API version) belongs in the node's own headers.
+        message = f"a header's value is {_TOO_SHORT_WHY}; send a header that is not secret from the node's headers"
+        problems.append(Problem("/secret/headers", TOO_SHORT, message))
     if with_bearer and any(str(name).lower() == "authorization" for name in headers):
         message = "give the Authorization header once: bearer or headers.Authorization, not both"
         problems.append(Problem("/secret/headers", BAD_SHAPE, message))

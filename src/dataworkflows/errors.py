@@ -120,6 +120,22 @@ class ConnectionNotAllowed(DataWorkflowsError):
     code = "connection_not_allowed"
 
 
+class ConnectionSecretTooShort(DataWorkflowsError):
+    """A connection's value is too short for the run's scrubber to look for (dataworkflows.scrubbing
+    MIN_LENGTH), so it could reach logs, errors and outputs: at run time the node fails, without the
+    action seeing it. PUT /api/v1/connections refuses such a secret; an environment connection, or
+    one stored before that check, is refused here."""
+
+    code = "secret_too_short"
+
+    def __init__(self, connection: str, minimum: int) -> None:
+        super().__init__(
+            f"connection {connection!r} holds a value shorter than {minimum} characters, which could not be "
+            "kept out of logs, errors and outputs; store a real credential",
+            connection=connection,
+        )
+
+
 class ConnectionKindMismatch(DataWorkflowsError):
     """A stored connection's kind is not the connector of the action that asks for it (at run time:
     the node fails; at publish: the definition is refused)."""

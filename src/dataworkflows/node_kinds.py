@@ -54,7 +54,7 @@ from dataworkflows.actions import (
 )
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout
-from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
@@ -234,7 +234,7 @@ class ActionKind:
             async with asyncio.timeout(node.timeout_seconds):
                 result: ActionResult = await action.execute(action_ctx, params)
             return result
-        except (ConnectionNotAllowed, ConnectionKindMismatch) as exc:
+        except (ConnectionNotAllowed, ConnectionKindMismatch, ConnectionSecretTooShort) as exc:
             # An action that asks for credentials itself (rather than through actions.web).
             return ActionResult.failed(exc.code, exc.message)
         except TimeoutError:
@@ -280,7 +280,11 @@ class WorkflowCredentials:
             # Never handed to the action, so nothing of it can reach its outputs or errors.
             raise ConnectionKindMismatch(name, kind, *self._action)
         reveal = getattr(secret, "reveal", None)
-        self._scrubber.add_secret(reveal() if callable(reveal) else str(secret))
+        value = reveal() if callable(reveal) else str(secret)
+        if len(value) < scrubbing.MIN_LENGTH:
+            # The scrubber would not look for it: never handed to the action.
+            raise ConnectionSecretTooShort(name, scrubbing.MIN_LENGTH)
+        self._scrubber.add_secret(value)
         return secret
 
 

@@ -238,7 +238,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ),
     ("GET", "/api/v1/actions", "/api/v1/actions", "viewer", None),
     ("GET", "/api/v1/connections", "/api/v1/connections", "viewer", None),
-    ("PUT", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"kind": "slack", "secret": "s"}),
+    ("PUT", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"kind": "slack", "secret": "s3cr"}),
     ("DELETE", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", None),
     ("GET", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "viewer", None),
     ("PATCH", "/api/v1/connections/{name:str}", "/api/v1/connections/c1", "admin", {"allowedWorkflows": ["wf"]}),
@@ -428,7 +428,7 @@ async def test_loose_mode_is_unchanged(dsn: str) -> None:
         # Anyone may change anyone's workflow, anonymously, with or without a tenant header; no token is read.
         token = {"Authorization": "Bearer not-even-a-jwt"}
         assert (await loose.post("/api/v1/workflows/wf/publish", headers=token)).status_code == 200
-        assert (await loose.put("/api/v1/connections/c", json={"kind": "slack", "secret": "s"})).status_code == 409
+        assert (await loose.put("/api/v1/connections/c", json={"kind": "slack", "secret": "s3cr"})).status_code == 409
         tenant = await loose.get("/api/v1/workflows", headers={"X-Tenant-Id": "acme"})
         assert tenant.status_code == 200
         bad = await loose.get("/api/v1/workflows", headers={"X-Tenant-Id": "no/slashes"})

@@ -266,6 +266,29 @@ async def test_slack_bad_token_is_permanent(db: Database, runtime: Runtime, monk
     assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "slack_invalid_auth")]
 
 
+async def test_a_secret_too_short_to_scrub_is_refused_when_stored_and_when_used(
+    client: AsyncTestClient[Any], db: Database, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fakes: FakeServers
+) -> None:
+    """A run's scrubber does not look for values under 4 characters, so such a credential could
+    reach logs, errors and outputs: PUT refuses it (422 naming where, never quoting it), and an
+    environment connection of that length fails the node before the action sees it."""
+    for body, pointer in [
+        ({"kind": "slack", "secret": "x9Q"}, "/secret"),
+        ({"kind": "http", "secret": json.dumps({"hosts": ["a.example"], "bearer": "x9Q"})}, "/secret/bearer"),
+    ]:
+        problem = assert_problem(await client.put("/api/v1/connections/short", json=body), 422)
+        assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [(pointer, "secret_too_short")]
+        assert "x9Q" not in json.dumps(problem)
+    assert_problem(await client.get("/api/v1/connections/short"), 404)
+    monkeypatch.setenv("DW_CONNECTION_SLACK_SHORT", "x9Q")
+    _, execution, attempts = await run_one(
+        db, runtime, "slack-short", node("post", "slack.post-message", channel="C1", text="x", connection="slack-short")
+    )
+    assert execution["status"] == "Failed"
+    assert [(a["status"], a["error"]["code"]) for a in attempts] == [("Failed", "secret_too_short")]
+    assert fakes.state.calls["slack:C1"] == 0, "the action never ran"
+
+
 async def test_an_error_code_never_carries_a_remote_echo_of_the_credential(
     db: Database, runtime: Runtime, fakes: FakeServers
 ) -> None:
@@ -453,7 +476,7 @@ async def test_connections_are_stored_encrypted_and_used(
     assert (await client.delete("/api/v1/connections/slack-db")).status_code == 204
     assert_problem(await client.delete("/api/v1/connections/slack-db"), 404)
     async with AsyncTestClient(create_app(Settings(database_url=dsn))) as keyless:
-        body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "slack", "secret": "s"}), 409)
+        body = assert_problem(await keyless.put("/api/v1/connections/x", json={"kind": "slack", "secret": "s3cr"}), 409)
         assert "DW_CREDENTIALS_KEY" in body["detail"]
 
 

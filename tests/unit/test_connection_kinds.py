@@ -36,10 +36,10 @@ def test_an_unknown_kind_is_refused_naming_the_field(kind: str) -> None:
 
 
 GOOD_HTTP = [
-    {"hosts": ["api.example.com"], "bearer": "t"},
-    {"hosts": ["API.example.com", "api.example.com:8443", "10.0.0.1:80"], "headers": {"X-Api-Key": "k"}},
-    {"hosts": ["a.example"], "bearer": "t", "headers": {"X-Tenant": "acme"}},
-    {"hosts": ["svc_a.internal:8080"], "bearer": "t"},
+    {"hosts": ["api.example.com"], "bearer": "tok1"},
+    {"hosts": ["API.example.com", "api.example.com:8443", "10.0.0.1:80"], "headers": {"X-Api-Key": "key1"}},
+    {"hosts": ["a.example"], "bearer": "tok1", "headers": {"X-Tenant": "acme"}},
+    {"hosts": ["svc_a.internal:8080"], "bearer": "tok1"},
 ]
 
 
@@ -58,7 +58,7 @@ BAD_HTTP = [
     ('{"hosts": [], "bearer": "s3cr3t-Part"}', [("/secret/hosts", "invalid_secret")]),
     ('{"hosts": "api.example.com", "bearer": "s3cr3t-Part"}', [("/secret/hosts", "invalid_secret")]),
     (
-        '{"hosts": ["https://api.example.com", "api.example.com:99999", "ok.example", 7, "a b"], "bearer": "x"}',
+        '{"hosts": ["https://api.example.com", "api.example.com:99999", "ok.example", 7, "a b"], "bearer": "tok1"}',
         [
             ("/secret/hosts/0", "invalid_secret"),
             ("/secret/hosts/1", "invalid_secret"),
@@ -71,11 +71,11 @@ BAD_HTTP = [
     ('{"hosts": ["a.example"], "bearer": 5}', [("/secret/bearer", "invalid_secret")]),
     ('{"hosts": ["a.example"], "bearer": "s3cr3t\\nPart"}', [("/secret/bearer", "invalid_secret")]),
     ('{"hosts": ["a.example"], "headers": {"X-Key": 5}}', [("/secret/headers", "invalid_secret")]),
-    ('{"hosts": ["a.example"], "headers": {"s3cr3t Part": "v"}}', [("/secret/headers", "invalid_secret")]),
+    ('{"hosts": ["a.example"], "headers": {"s3cr3t Part": "value"}}', [("/secret/headers", "invalid_secret")]),
     ('{"hosts": ["a.example"], "headers": {"X-Key": "a\\r\\nb"}}', [("/secret/headers", "invalid_secret")]),
     ('{"hosts": ["a.example"], "headers": ["X-Key"]}', [("/secret/headers", "invalid_secret")]),
     (
-        '{"hosts": ["a.example"], "bearer": "t", "headers": {"authorization": "Basic x"}}',
+        '{"hosts": ["a.example"], "bearer": "tok1", "headers": {"authorization": "Basic x"}}',
         [("/secret/headers", "invalid_secret")],
     ),
     ('{"hosts": ["a.example"], "bearerToken": "s3cr3t-Part"}', [("/secret", "invalid_secret")] * 2),  # a typo
@@ -85,11 +85,11 @@ BAD_HTTP = [
     ('{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-P\u00e4rt"}}', [("/secret/headers", "invalid_secret")]),
     # One header twice (names are case-insensitive): both would be sent.
     (
-        '{"hosts": ["a.example"], "headers": {"Authorization": "s3cr3t-Part", "authorization": "b"}}',
+        '{"hosts": ["a.example"], "headers": {"Authorization": "s3cr3t-Part", "authorization": "bbbb"}}',
         [("/secret/headers", "invalid_secret")],
     ),
     (
-        '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-Part", "x-KEY": "b"}}',
+        '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-Part", "x-KEY": "bbbb"}}',
         [("/secret/headers", "invalid_secret")],
     ),
 ]
@@ -128,6 +128,26 @@ def test_a_token_kinds_secret_is_one_token(kind: str) -> None:
         [problem] = connection_problems(kind, bad, KINDS)
         assert (problem.pointer, problem.code) == ("/secret", "invalid_secret"), bad
         assert "s3cr3t" not in problem.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "short", "pointer"),
+    [
+        ("slack", "abc", "/secret"),
+        ("monday", "abc", "/secret"),
+        ("acme", "abc", "/secret"),
+        ("http", '{"hosts": ["a.example"], "bearer": "abc"}', "/secret/bearer"),
+        ("http", '{"hosts": ["a.example"], "headers": {"X-Key": "s3cr3t-Part", "X-Pin": "abc"}}', "/secret/headers"),
+    ],
+)
+def test_a_secret_too_short_to_scrub_is_refused(kind: str, short: str, pointer: str) -> None:
+    """The run's scrubber does not look for values under 4 characters (they would blank out ordinary
+    words), so such a secret could reach logs, errors and outputs: it is refused when stored."""
+    [problem] = connection_problems(kind, short, KINDS)
+    assert (problem.pointer, problem.code) == (pointer, "secret_too_short")
+    assert "shorter than 4 characters" in problem.message
+    assert "s3cr3t" not in problem.message and "abc" not in problem.message
+    assert problems(kind, short.replace("abc", "abcd")) == [], "4 characters are enough"
 
 
 def test_an_installed_kinds_secret_keeps_the_old_rules() -> None:

@@ -22,7 +22,7 @@ from dataworkflows.credentials import (
     workflow_allowed,
 )
 from dataworkflows.data.connections import StoredSecret
-from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
 from dataworkflows.logs import ScrubbingFilter
 from dataworkflows.node_kinds import WorkflowCredentials
 from dataworkflows.publishing import ConnectionUse, connection_uses
@@ -181,6 +181,22 @@ async def test_an_attempt_gets_a_stored_connection_only_of_its_actions_kind() ->
     assert refused.value.message.startswith("connection 'crm' has kind 'slack', but http.request takes a 'http'")
     assert "stored-token" not in refused.value.message
     assert await http.get("env") == Secret("env-token"), "an environment connection has no kind to check"
+
+
+async def test_a_connection_too_short_to_scrub_is_never_handed_to_an_action() -> None:
+    """An environment connection (or one stored before PUT refused them) under 4 characters: the
+    run's scrubber would not look for it, so the attempt fails instead of the action getting it."""
+    provider = ChainedCredentialProvider(
+        [EnvCredentialProvider({"DW_CONNECTION_PIN": "123", "DW_CONNECTION_OK": "1234"})]
+    )
+    seen = Scrubber()
+    mine = WorkflowCredentials(provider, "billing", seen, action=("http.request", "http"))
+    with pytest.raises(ConnectionSecretTooShort) as refused:
+        await mine.get("pin")
+    assert refused.value.code == "secret_too_short" and "123" not in refused.value.message
+    assert "'pin'" in refused.value.message and "shorter than 4 characters" in refused.value.message
+    assert await mine.get("ok") == Secret("1234")
+    assert seen.text("pin 1234") == f"pin {MASK}"
 
 
 def run(argv: list[str]) -> int:

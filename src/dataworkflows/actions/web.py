@@ -16,7 +16,7 @@ import httpx
 
 from dataworkflows.actions import ActionResult
 from dataworkflows.credentials import CredentialNotFound, Secret
-from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed
+from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
 from dataworkflows.http_client import BlockedDestination
 
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -152,7 +152,7 @@ def transport_failure(exc: Exception, what: str) -> ActionResult:
 async def secret_for(ctx_services: Any, connection: str) -> Secret | ActionResult:
     try:
         secret = await ctx_services.credentials.get(connection)
-    except (CredentialNotFound, ConnectionNotAllowed, ConnectionKindMismatch) as exc:
+    except (CredentialNotFound, ConnectionNotAllowed, ConnectionKindMismatch, ConnectionSecretTooShort) as exc:
         # Permanent: retrying cannot make the connection appear, admit the workflow or change kind.
         return ActionResult.failed(exc.code, exc.message, connection=connection)
     assert isinstance(secret, Secret)
