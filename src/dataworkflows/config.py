@@ -82,6 +82,10 @@ class Settings:
     jwt_roles_claim: str = "roles"
     # Clock skew allowed on exp, nbf and iat.
     jwt_leeway_seconds: float = 30.0
+    # The longest a token may still be valid when it is used (its exp minus now): a leaked token
+    # with an exp years ahead is a password that never changes. A day, as identity providers' access
+    # tokens at most are by default.
+    jwt_max_lifetime_seconds: float = 86_400.0
     # JWKS keys are kept this long; an unknown key id fetches them again at most this often.
     jwt_jwks_cache_seconds: float = 300.0
     jwt_jwks_min_refresh_seconds: float = 30.0

@@ -268,6 +268,7 @@ class TokenVerifier:
                 "DW_AUTH_MODE=strict needs exactly one of DW_JWT_SECRET (HS256), DW_JWT_PUBLIC_KEY "
                 f"(RS256/ES256) or DW_JWT_JWKS_URL; {'none is' if not sources else ', '.join(sources) + ' are'} set"
             )
+        _check_max_lifetime(settings)
         if settings.jwt_secret:
             if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
                 raise ConfigurationError(f"DW_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256)")
@@ -309,7 +310,23 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenRejected(_reason(exc)) from None
+        self._check_times(payload)
         return self._claims(payload)
+
+    def _check_times(self, payload: Mapping[str, Any]) -> None:
+        """exp, nbf and iat are JSON numbers (RFC 7519's NumericDate: PyJWT also reads "1999999999",
+        a string), and exp is at most DW_JWT_MAX_LIFETIME_SECONDS (and the leeway) ahead."""
+        for name in _TIME_CLAIMS:
+            value = payload.get(name)
+            if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TokenRejected(f"the token's {name} must be a JSON number (seconds since the epoch)")
+        settings = self.settings
+        ahead = float(payload["exp"]) - time.time()
+        if ahead > settings.jwt_max_lifetime_seconds + settings.jwt_leeway_seconds:
+            raise TokenRejected(
+                f"the token is valid for {ahead:.0f} more seconds, longer than this server accepts "
+                f"(DW_JWT_MAX_LIFETIME_SECONDS: {settings.jwt_max_lifetime_seconds:.0f})"
+            )
 
     async def _key_for(self, header: Mapping[str, Any]) -> tuple[Any, str]:
         algorithm = header.get("alg")
@@ -351,6 +368,14 @@ class TokenVerifier:
                 "'_', '.' or '-'"
             )
         return Claims(subject=subject, tenant=tenant, roles=known_roles(claim(payload, settings.jwt_roles_claim)))
+
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_max_lifetime(settings: Settings) -> None:
+    if not settings.jwt_max_lifetime_seconds > 0:
+        raise ConfigurationError("DW_JWT_MAX_LIFETIME_SECONDS must be a positive number of seconds")
 
 
 def _key_sources(settings: Settings) -> list[tuple[str, str]]:
@@ -409,6 +434,12 @@ def mint_token(
         raise ConfigurationError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
     if ttl_seconds <= 0:
         raise ConfigurationError("the time to live must be a positive number of seconds")
+    _check_max_lifetime(settings)
+    if ttl_seconds > settings.jwt_max_lifetime_seconds:
+        raise ConfigurationError(
+            f"the time to live ({ttl_seconds} s) is longer than the server accepts "
+            f"(DW_JWT_MAX_LIFETIME_SECONDS: {settings.jwt_max_lifetime_seconds:.0f})"
+        )
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {
         "sub": subject,

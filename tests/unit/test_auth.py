@@ -116,6 +116,27 @@ async def test_the_leeway_admits_small_clock_skew_only() -> None:
     assert "expired" in await refused(strict_clock, jwt.encode(claims(exp=now - 10), SECRET, algorithm="HS256"))
 
 
+async def test_time_claims_are_numbers_and_exp_is_at_most_the_max_lifetime_ahead() -> None:
+    """PyJWT reads a numeric string as a NumericDate ("exp": "1999999999" verified); RFC 7519 says a
+    JSON number. And a token valid for years is a password that never changes: exp may be at most
+    DW_JWT_MAX_LIFETIME_SECONDS (a day by default) and the leeway ahead when the token is used."""
+    verifier = TokenVerifier.from_settings(HS)
+    now = int(time.time())
+    for name, value in [("exp", str(now + 300)), ("nbf", str(now)), ("iat", str(now))]:
+        token = jwt.encode(claims(**{name: value}), SECRET, algorithm="HS256")
+        assert await refused(verifier, token) == f"the token's {name} must be a JSON number (seconds since the epoch)"
+    for name, value in [("exp", True), ("iat", [now]), ("nbf", {"t": now})]:
+        assert await refused(verifier, jwt.encode(claims(**{name: value}), SECRET, algorithm="HS256")), (name, value)
+    assert await verifier.verify(jwt.encode(claims(exp=now + 86_400, iat=now - 5.5), SECRET, algorithm="HS256"))
+    far = await refused(verifier, jwt.encode(claims(exp=now + 86_400 + 120), SECRET, algorithm="HS256"))
+    assert "longer than this server accepts (DW_JWT_MAX_LIFETIME_SECONDS: 86400)" in far
+    assert "longer than" in await refused(verifier, jwt.encode(claims(exp=2**40), SECRET, algorithm="HS256"))
+    week = TokenVerifier.from_settings(replace(HS, jwt_max_lifetime_seconds=7 * 86_400))
+    assert await week.verify(jwt.encode(claims(exp=now + 6 * 86_400), SECRET, algorithm="HS256"))
+    with pytest.raises(ConfigurationError, match="DW_JWT_MAX_LIFETIME_SECONDS must be a positive"):
+        TokenVerifier.from_settings(replace(HS, jwt_max_lifetime_seconds=0))
+
+
 async def test_alg_none_is_refused_in_every_key_mode() -> None:
     unsigned = hand_made({"alg": "none", "typ": "JWT"}, claims(), None)
     assert "algorithm 'none' is not accepted" in await refused(TokenVerifier.from_settings(HS), unsigned)
@@ -405,6 +426,8 @@ async def test_minted_tokens_verify(monkeypatch: pytest.MonkeyPatch, capsys: pyt
 
     assert main(["token", "--sub", "carol", "--role", "admin", "--ttl", "0"]) == 2
     assert "positive" in capsys.readouterr().err
+    assert main(["token", "--sub", "carol", "--role", "admin", "--ttl", "86401"]) == 2
+    assert "longer than the server accepts (DW_JWT_MAX_LIFETIME_SECONDS: 86400)" in capsys.readouterr().err
     monkeypatch.setenv("DW_JWT_SECRET", "short")
     assert main(["token", "--sub", "carol", "--role", "admin"]) == 2
     assert "DW_JWT_SECRET must be set" in capsys.readouterr().err
