@@ -1242,6 +1242,9 @@ async def run_worker(
     # them (three workers' 28 each at once ran a test server out of connections).
     await pool.resize(min_size=min(10, pool.max_size), max_size=pool.max_size)
     conditions = ConditionPool(size=2)
+    # Transforms (up to 60 s each) in helpers of their own: conditions never queue behind them.
+    # Helpers start when first asked for, so a worker that runs no transform starts none.
+    transforms = ConditionPool(size=2)
     templates = TemplatePool(
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
     )
@@ -1263,6 +1266,7 @@ async def run_worker(
         conditions,
         services,
         templates=templates,
+        transforms=transforms,
     )
     stop_event = stop or asyncio.Event()
     app = build_app(runtime)
@@ -1307,6 +1311,7 @@ async def run_worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await conditions.close()
+        await transforms.close()
         await templates.close()
         await http.aclose()
         await pool.close()

@@ -81,6 +81,7 @@ class Runtime:
         *,
         templates: TemplateRenderer,
         kinds: NodeKinds | None = None,
+        transforms: ExpressionSandbox | None = None,
     ) -> None:
         self.db = db
         self.data = db.runs
@@ -91,7 +92,10 @@ class Runtime:
         self.conditions = conditions
         # Renders a successful run's declared outputs.
         self.templates = templates
-        expressions = conditions if isinstance(conditions, ExpressionSandbox) else None
+        # Transform nodes evaluate in `transforms` when given: helpers of their own, so that a
+        # condition (a second at most) never waits behind transforms (up to a minute each) that
+        # hold every helper; else in the conditions' sandbox.
+        expressions = transforms or (conditions if isinstance(conditions, ExpressionSandbox) else None)
         self.kinds = kinds or default_node_kinds(registry, templates, services, expressions)
         self.plans = PlanCache(self.data)
         # Set when the worker is asked to stop: no run starts another attempt; each hands itself

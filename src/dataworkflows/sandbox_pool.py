@@ -10,12 +10,12 @@ Protocol: the parent writes one JSON object per line with an integer "id"; the h
 JSON object per line with the same "id". What else the objects hold is the client's business.
 
 Suspects: code that ran past its time limit (a condition that loops) would run past it again, and
-each time it holds one of the few helpers everyone's conditions and transforms share for its whole
-time limit (up to a minute for a transform). So a caller names the code it sends (`key`: the
-expression), and code that timed out is a suspect for SUSPECT_SECONDS after its last timeout: its
-requests go to a lane of their own, one helper at a time besides the pool's `size`, and queue
-there behind each other instead of in front of everyone else's. The first timeout of a code still
-holds a shared helper for its time limit; what follows does not.
+each time it holds one of the few helpers every run's conditions (or transforms: the worker gives
+them a pool of their own) share for its whole time limit (up to a minute for a transform). So a
+caller names the code it sends (`key`: the expression), and code that timed out is a suspect for
+SUSPECT_SECONDS after its last timeout: its requests go to a lane of their own, one helper at a time
+besides the pool's `size`, and queue there behind each other instead of in front of everyone else's.
+The first timeout of a code still holds a shared helper for its time limit; what follows does not.
 - Suspicion is per tenant (the task's tenant is part of the key): one tenant's data that made an
   expression time out does not send another tenant's runs of the same expression to the lane.
 - At most MAX_SUSPECT_WAITERS requests of one tenant wait for the lane; one more is refused at once

@@ -3,13 +3,16 @@ runtime runs in-process as in test_runtime.py."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
-from tests.conftest import load_fixture
+from dataworkflows.runtime import Runtime, RuntimeSettings
+from tests.conftest import current_templates, load_fixture
 from tests.integration.test_runtime import attempts, echo, make_runtime, nodes, to, wf
 from tests.integration.test_waits import kind_node, sql, started
 
@@ -142,3 +145,52 @@ async def test_outputs_the_sandbox_refused_to_render_fail_the_run_not_its_job(
     execution = await db.executions.get(execution_id)
     assert execution is not None and execution.error is not None
     assert execution.error["code"] == "outputs_error" and "not rendered" in execution.error["message"]
+
+
+LOOP = "(function () { while (true) {} })()"
+
+
+async def test_a_condition_never_waits_behind_transforms_that_hold_their_helpers(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Transforms (up to a minute each) and conditions (a second) shared the worker's two helpers,
+    so a run's condition waited behind two other runs' slow transforms for as long as they ran.
+    Transforms now evaluate in helpers of their own (Runtime(transforms=...), as the worker does)."""
+    transforms = ConditionPool(size=2)
+    try:
+        runtime = Runtime(
+            db,
+            default_registry(),
+            RuntimeSettings(worker_id="test-worker", lease_seconds=5.0),
+            conditions,
+            templates=current_templates(),
+            transforms=transforms,
+        )
+        slow = await started(
+            db,
+            wf(
+                "slow-transforms",
+                echo("s", to("t1"), to("t2")),
+                transform("t1", expression=LOOP, timeout="PT6S"),
+                # Another text: not the first one's suspect (sandbox_pool), a helper of its own.
+                transform("t2", expression="(function () { for (;;) {} })()", timeout="PT6S"),
+            ),
+        )
+        quick = await started(
+            db, wf("quick-condition", echo("a", to("b", condition="trigger.go === true")), echo("b")), {"go": True}
+        )
+        slow_run = asyncio.create_task(runtime.run_execution(slow))
+        for _ in range(200):
+            state = await nodes(db, slow)
+            if all(state.get(n, {}).get("status") == "Running" for n in ("t1", "t2")):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"the transforms did not start: {state}")
+        assert await runtime.run_execution(quick) == "Succeeded"
+        assert (await nodes(db, quick))["b"]["status"] == "Succeeded", "the condition held"
+        assert not slow_run.done() and transforms.helpers_killed == 0, "it ended while the transforms still ran"
+        assert await slow_run == "Failed"
+        assert transforms.helpers_killed >= 1 and conditions.helpers_killed == 0
+    finally:
+        await transforms.close()
