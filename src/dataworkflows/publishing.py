@@ -6,6 +6,7 @@ Pure module: the sandbox comes in as a ConditionSandbox (dataworkflows.condition
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +21,10 @@ from dataworkflows.validation import Problem, registry_parameter_checker, valida
 
 # Each distinct condition is compiled in the sandbox: bound the work one definition causes.
 MAX_CONDITIONS = 500
+# Characters of run-time template text (strings holding {{, {% or {#) in one definition: compiling
+# them to check their syntax takes about 5 ms per kB in the API's process (a 1 MB body of lookups
+# took 4.8 s), and each worker compiles them again.
+MAX_TEMPLATE_CHARS = 131_072
 
 
 class ConditionSandbox(Protocol):
@@ -104,7 +109,8 @@ async def prepare_definition(
     )
     if isinstance(raw, dict):
         problems.extend(_id_mismatch(raw, expected_id))
-        problems.extend(_template_syntax(raw))
+        # In a thread: the event loop goes on serving other requests while a large one compiles.
+        problems.extend(await asyncio.to_thread(_template_syntax, raw))
     if problems:
         raise DefinitionError(problems)
     assert isinstance(raw, dict)
@@ -154,20 +160,32 @@ def _id_mismatch(raw: dict[str, Any], expected_id: str | None) -> list[Problem]:
 
 def _template_syntax(raw: dict[str, Any]) -> list[Problem]:
     """Run-time templates in node parameters (a transform's are JavaScript, not templates) and in the
-    workflow's outputs that do not compile."""
+    workflow's outputs that do not compile, or that hold more than MAX_TEMPLATE_CHARS in all (then
+    the one that goes over is named, and none after it is compiled)."""
     nodes = raw.get("nodes")
     if not isinstance(nodes, list):
         return []
-    found = []
-    for index, node in enumerate(nodes):
-        if isinstance(node, dict) and "parameters" in node and node.get("nodeType") != "transform":
-            error = templating.check_template(node["parameters"])
-            if error:
-                found.append(Problem(f"/nodes/{index}/parameters", "template_syntax", error))
+    parts = [
+        (f"/nodes/{index}/parameters", node["parameters"])
+        for index, node in enumerate(nodes)
+        if isinstance(node, dict) and "parameters" in node and node.get("nodeType") != "transform"
+    ]
     if isinstance(raw.get("outputs"), dict):
-        error = templating.check_template(raw["outputs"])
+        parts.append(("/outputs", raw["outputs"]))
+    found = []
+    total = 0
+    for pointer, value in parts:
+        total += templating.template_chars(value)
+        if total > MAX_TEMPLATE_CHARS:
+            message = (
+                f"a workflow's templates hold at most {MAX_TEMPLATE_CHARS} characters in all; with this "
+                f"one they hold {total}: move large fixed text out of templates, or split the workflow"
+            )
+            found.append(Problem(pointer, "too_large", message))
+            break
+        error = templating.check_template(value)
         if error:
-            found.append(Problem("/outputs", "template_syntax", error))
+            found.append(Problem(pointer, "template_syntax", error))
     return found
 
 

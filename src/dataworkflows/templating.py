@@ -559,6 +559,11 @@ def check_template(value: Any) -> str | None:
     return _runtime.check(value)
 
 
+def template_chars(value: Any) -> int:
+    """How many characters the run-time templates in a JSON value hold (plain strings not counted)."""
+    return sum(len(source) for source in _template_strings(value))
+
+
 def render(value: Any, scope: dict[str, Any], budget: RenderBudget | None = None) -> Any:
     """Renders every run-time template in a JSON value under a budget of work;
     TemplateRenderError names the path, TemplateBudgetExceeded says the budget ran out."""

@@ -319,3 +319,20 @@ async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsi
     # at once throughout (generous bound: it only catches a render on the event loop).
     assert max(latencies) < 1.0
     assert_problem(await client.get("/api/v1/workflows/bombed"), 404)
+
+
+async def test_a_definition_with_too_much_template_text_is_refused_before_it_is_compiled(
+    client: AsyncTestClient[Any],
+) -> None:
+    raw = {
+        "id": "wordy",
+        "displayName": "Wordy",
+        "startNode": "a",
+        "nodes": [{"id": "a", "actionType": "core.echo", "parameters": {"message": "{{ trigger.a }} " * 9_000}}],
+    }
+    body = assert_problem(await client.post("/api/v1/workflows", json=raw), 422)
+    assert [(e["pointer"], e["code"]) for e in body["errors"]] == [("/nodes/0/parameters", "too_large")]
+    assert "at most 131072 characters" in body["errors"][0]["detail"]
+    assert (await client.get("/api/v1/workflows/wordy")).status_code == 404
+    raw["nodes"][0]["parameters"]["message"] = "{{ trigger.a }} " * 8_000
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
