@@ -47,6 +47,7 @@ from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
 from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead
+from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
 from .workers import WorkerController
@@ -245,7 +246,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[live, ready, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],
-        before_send=[end_json_with_newline],
+        before_send=[end_json_with_newline, add_security_headers],
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,

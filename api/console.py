@@ -18,10 +18,11 @@ from dataworkflows.errors import NotFound
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
 
+# Litestar adds "; charset=utf-8" to a text/ type itself (given here too, it was sent twice).
 _TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
     ".svg": "image/svg+xml",
 }
 

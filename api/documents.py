@@ -11,6 +11,7 @@ from litestar.params import FromPath
 from dataworkflows.errors import NotFound
 
 from .openapi_docs import PROBLEMS
+from .security_headers import DOCUMENT_POLICY
 from .services import DatabaseDep
 
 
@@ -35,6 +36,13 @@ class DocumentController(Controller):
             raise NotFound(f"document {document_id} not found")
         return Response(
             document.body.encode(),
-            media_type=document.content_type,
-            headers={"ETag": f'"{document.checksum}"', "X-Document-Checksum": document.checksum},
+            # Litestar adds "; charset=utf-8" to a text/ type (the body is UTF-8): not twice.
+            media_type=document.content_type.removesuffix("; charset=utf-8"),
+            headers={
+                "ETag": f'"{document.checksum}"',
+                "X-Document-Checksum": document.checksum,
+                # A template's output, markup and all: opened in a tab it runs no script, and in an
+                # origin of its own (api/security_headers.py).
+                "Content-Security-Policy": DOCUMENT_POLICY,
+            },
         )

@@ -44,7 +44,8 @@ async def test_the_console_is_served_offline_with_a_strict_policy(client: AsyncT
     for name in ("js/app.js", "js/views/execution.js", "console.css"):
         asset = await client.get(f"/ui/{name}")
         assert asset.status_code == 200 and asset.headers["content-security-policy"] == policy
-    assert (await client.get("/ui/js/app.js")).headers["content-type"].startswith("text/javascript")
+    assert (await client.get("/ui/js/app.js")).headers["content-type"] == "text/javascript; charset=utf-8"
+    assert page.headers["content-type"] == "text/html; charset=utf-8", "one charset, not two"
     # No module writes markup from strings: the console only ever sets text.
     for name, (content, _) in ASSETS.items():
         if name.endswith(".js"):
@@ -54,6 +55,25 @@ async def test_the_console_is_served_offline_with_a_strict_policy(client: AsyncT
     missing = assert_problem(await client.get("/ui/../app.py"), 404)
     assert missing["code"] == "not_found"
     assert_problem(await client.get("/ui/js/nope.js"), 404)
+
+
+async def test_api_answers_opened_in_a_tab_run_nothing_and_have_an_origin_of_their_own(
+    client: AsyncTestClient[Any],
+) -> None:
+    """An API answer holds stored values (a display name, a trigger's data, a rendered document):
+    opened in the console's tab it must not become a page of the console's origin, which would reach
+    the console's token and the API as same-origin."""
+    for path in ("/api/v1/workflows", "/api/v1/nope", "/api/v1/executions/not-a-uuid"):
+        answer = await client.get(path)
+        assert answer.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'; sandbox"
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["referrer-policy"] == "no-referrer"
+    # The console's own pages keep their policy; every other answer is not sniffed or framed either.
+    assert "script-src 'self'" in (await client.get("/ui")).headers["content-security-policy"]
+    for path in ("/health/live", "/schema/openapi.json", "/nope"):
+        answer = await client.get(path)
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["x-frame-options"] == "DENY", path
 
 
 async def test_the_console_is_open_in_strict_mode_and_its_data_is_not(dsn: str) -> None:

@@ -110,7 +110,12 @@ async def test_small_documents_are_inline_and_large_ones_stored_and_served(
         fetched = await client.get(f"/api/v1/documents/{outputs['documentId']}")
         assert fetched.status_code == 200, fetched.text
         assert fetched.text == expected
-        assert fetched.headers["content-type"].startswith("text/markdown")
+        assert fetched.headers["content-type"] == "text/markdown; charset=utf-8"
+        # A template's output may hold any markup its data put there: opened in a tab it runs no
+        # script, in an origin of its own (not the console's, whose token it would reach).
+        policy = fetched.headers["content-security-policy"]
+        assert policy.startswith("default-src 'none'") and policy.endswith("; sandbox") and "script" not in policy
+        assert fetched.headers["x-content-type-options"] == "nosniff"
         other = {"X-Tenant-Id": "acme"}
         assert_problem(await client.get(f"/api/v1/documents/{outputs['documentId']}", headers=other), 404)
         assert_problem(await client.get("/api/v1/documents/not-a-uuid"), 404)
