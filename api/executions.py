@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -210,6 +211,7 @@ class ExecutionController(Controller):
     async def events(
         self,
         svc: ServicesDep,
+        principal: PrincipalDep,
         request: Request[Any, Any, Any],
         execution_id: FromPath[str],
         after: Annotated[int, query_int("after", ge=0, le=BIGINT_MAX)] = 0,
@@ -219,7 +221,12 @@ class ExecutionController(Controller):
         if "text/event-stream" in request.headers.get("accept", ""):
             last_id = request.headers.get("last-event-id", "")
             start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else after
-            return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final))
+            # Read again past the stream's span: a token that has expired (or lost a role, or been
+            # revoked at its provider) stops reading when the client reconnects.
+            ends = time.time() + _MAX_STREAM_SECONDS
+            if principal.valid_until is not None:
+                ends = min(ends, principal.valid_until)
+            return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final, ends))
         # One row past the page says whether there is a next one, as the other lists' nextCursor does.
         rows = await svc.db.executions.events(execution.id, after=after, limit=limit + 1)
         page = [from_row(EventRead, row) for row in rows[:limit]]
@@ -327,6 +334,10 @@ class ExecutionController(Controller):
 
 
 _KEEPALIVE_SECONDS = 15.0
+# How long one event stream lasts at most (and no longer than its token): then it ends, with a
+# comment saying so, and the client reconnects after the last event it had (Last-Event-ID), its
+# credentials checked again.
+_MAX_STREAM_SECONDS = 600.0
 # The first waits for a wake-up are short, then double up to the keepalive: an event written by a
 # transaction that was under way when the stream subscribed may come without a NOTIFY (the
 # trigger looked for listeners before this one was there), and is read at the next look.
@@ -334,9 +345,10 @@ _FIRST_LOOK_SECONDS = 0.25
 
 
 async def _stream(
-    svc: Services, execution_id: uuid.UUID, after: int, already_final: bool
+    svc: Services, execution_id: uuid.UUID, after: int, already_final: bool, ends: float
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `after`, then each new one as its NOTIFY arrives; ends with the run."""
+    """Events after `after`, then each new one as its NOTIFY arrives; ends with the run, or at `ends`
+    (epoch seconds: the stream's span, or its token's expiry)."""
     last = after
     idle = _FIRST_LOOK_SECONDS
     async with svc.events.subscribe(execution_id) as wakeups:
@@ -360,8 +372,12 @@ async def _stream(
                     continue
             if len(rows) == 1000:
                 continue
+            left = ends - time.time()
+            if left <= 0:
+                yield ServerSentEventMessage(comment="reconnect: the stream's time is up", data=None)
+                return
             try:
-                await asyncio.wait_for(wakeups.get(), idle)
+                await asyncio.wait_for(wakeups.get(), min(idle, left))
             except TimeoutError:
                 if idle >= _KEEPALIVE_SECONDS:
                     # Keeps proxies from closing an idle stream; the loop re-reads from the database.

@@ -52,6 +52,8 @@ class Principal:
     type: str | None = None
     tenant: str = DEFAULT_TENANT
     roles: frozenset[str] = ALL_ROLES
+    # Strict mode: until when the token is accepted (epoch seconds). An event stream it opened ends then.
+    valid_until: float | None = None
 
     def has_role(self, role: str) -> bool:
         """Whether one of the principal's roles includes `role`."""
@@ -133,7 +135,7 @@ class BearerPrincipalResolver:
             claims = await self.verifier.verify(token.strip())
         except TokenRejected as exc:
             raise InvalidToken(exc.message) from None
-        return Principal(claims.subject, "user", claims.tenant, claims.roles)
+        return Principal(claims.subject, "user", claims.tenant, claims.roles, claims.valid_until)
 
 
 def build_resolver(settings: Settings) -> PrincipalResolver:

@@ -68,6 +68,9 @@ class Claims:
     subject: str
     tenant: str
     roles: frozenset[str]
+    # Until when (epoch seconds) the token is accepted: its exp and the leeway. A stream it opened
+    # ends then.
+    valid_until: float | None = None
 
 
 def valid_tenant(value: object) -> bool:
@@ -367,7 +370,12 @@ class TokenVerifier:
                 f"the token's tenant claim ({settings.jwt_tenant_claim!r}) must be 1-100 letters, digits, "
                 "'_', '.' or '-'"
             )
-        return Claims(subject=subject, tenant=tenant, roles=known_roles(claim(payload, settings.jwt_roles_claim)))
+        return Claims(
+            subject=subject,
+            tenant=tenant,
+            roles=known_roles(claim(payload, settings.jwt_roles_claim)),
+            valid_until=float(payload["exp"]) + settings.jwt_leeway_seconds,
+        )
 
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")

@@ -4,6 +4,7 @@ and refused routes (one table covering every /api/v1 route), ownership of workfl
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -545,3 +546,24 @@ async def test_a_hostile_token_gets_a_plain_401(strict: AsyncTestClient[Any]) ->
         assert answer.status_code == 401, answer.text
         challenge = answer.headers["www-authenticate"]
         assert challenge.isascii() and "\r" not in challenge and "\n" not in challenge, challenge
+
+
+async def test_an_event_stream_ends_when_its_token_does(dsn: str) -> None:
+    """A stream checked its token once and then ran as long as the run waited (days): an expired or
+    revoked credential kept reading the tenant's events. It now ends when the token stops being
+    accepted (exp and the leeway), saying so; the client's reconnect is checked again, and refused."""
+    settings = strict_settings(dsn, jwt_leeway_seconds=0.0)
+    async with AsyncTestClient(create_app(settings)) as client:
+        admin = bearer(settings, "ops", "admin")
+        raw = load_fixture("bundle1/simple-echo-workflow.json")
+        assert (await client.post("/api/v1/workflows?autoActivate=true", json=raw, headers=admin)).status_code == 201
+        started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}, headers=admin)
+        url = f"{started.json()['statusUrl']}/events"
+        token = mint_token(settings, subject="viewer-1", tenant="default", roles=["viewer"], ttl_seconds=2)
+        short = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        # No worker runs it: the run stays Pending, and the stream would wait for it.
+        stream = await asyncio.wait_for(client.get(url, headers=short, timeout=30), 30)
+        assert stream.status_code == 200
+        assert "event: execution_requested" in stream.text, "the events so far came first"
+        assert stream.text.rstrip().endswith(": reconnect: the stream's time is up"), stream.text[-200:]
+        assert assert_problem(await client.get(url, headers=short), 401)["code"] == "invalid_token"
