@@ -69,6 +69,7 @@ def migrate(
                 applied_now.append("0000")
             migrations = load_migrations()
             _refuse_unknown(conn, applied, migrations)
+            _refuse_changed(applied, migrations)
             applied_now += procrastinate_schema.apply_pending(conn, retry, finish=finish)
             applied_now += _apply_ours(retry, migrations, applied)
             retry.run("the procedures", lambda: _install_procedures(conn))
@@ -152,17 +153,25 @@ def _refuse_unknown(conn: psycopg.Connection[Any], applied: dict[str, str], migr
         )
 
 
+def _refuse_changed(applied: dict[str, str], migrations: list[Migration]) -> None:
+    """Stops before anything is applied (Procrastinate's migrations and the procedures included)
+    when an applied migration's file is not the text the database applied (nor an earlier text of
+    it this release knows: sqlfiles.EARLIER_CHECKSUMS)."""
+    for migration in migrations:
+        if migration.version in applied and not migration.accepts(applied[migration.version]):
+            raise MigrationError(
+                f"migration {migration.version}_{migration.name} changed after it was applied; "
+                "migrations are forward-only: add a new one instead. Nothing was applied and the "
+                "procedures were left alone"
+            )
+
+
 def _apply_ours(retry: LockRetry, migrations: list[Migration], applied: dict[str, str]) -> list[str]:
     conn = retry.conn
     done = []
     for migration in migrations:
         if migration.version in applied:
-            if applied[migration.version] != migration.checksum:
-                raise MigrationError(
-                    f"migration {migration.version}_{migration.name} changed after it was applied; "
-                    "migrations are forward-only: add a new one instead"
-                )
-            continue
+            continue  # as applied (_refuse_changed)
         log.info("applying migration", version=migration.version, name=migration.name)
 
         def work(m: Migration = migration) -> None:

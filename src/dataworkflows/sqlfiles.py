@@ -52,6 +52,28 @@ def load_queries() -> dict[str, str]:
     return queries
 
 
+# Migrations edited after some databases had applied them (development builds between releases;
+# no release carried these texts): the checksums of their earlier texts, which such a database
+# recorded, are accepted. Each earlier text did what the current one does, or a later migration
+# brings the database level: 0023 also marked earlier interrupted attempts (90f548c); 0024 built
+# its indexes in place (7e1e928, ed99d1e; 0027 rebuilds them) and had older delete checks (0039
+# replaces them); 0026 and 0034 built their index in place (c9db5e5, addc780).
+EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
+    "0023": frozenset({"fad5144b017687a434c4e88929b958f1de8c4912ff8e8c59e9fbc1f2eff7744b"}),
+    "0024": frozenset(
+        {
+            "30c59e4427476cc34555dcbb24f7259cae3645dd89a8ee019164958ca4d052b0",
+            "4ef05fde8cf9bee77ff2ffd1bc4917150ceafca9ba462c0fa65551f9d58dc2cd",
+        }
+    ),
+    "0026": frozenset({"aff2bb85ade71b12ab6725f7b0ece06d674476419273298b13682dbc2010a3c5"}),
+    "0034": frozenset({"40cedb1f218d8dcf326304f2006048a7f3741eb3cb61446b4e01bf7e94453527"}),
+}
+# A recorded checksum may carry a mark after this: migration 0038 marks one so that the previous
+# release, which compares the whole text, refuses the database.
+MARK = "+"
+
+
 @dataclass(frozen=True)
 class Migration:
     version: str
@@ -62,6 +84,12 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def accepts(self, recorded: str) -> bool:
+        """Whether `recorded` (dw.schema_migrations.checksum) is this migration as applied: its
+        checksum, or an earlier text's (EARLIER_CHECKSUMS), with or without a mark."""
+        checksum = recorded.split(MARK, 1)[0]
+        return checksum == self.checksum or checksum in EARLIER_CHECKSUMS.get(self.version, frozenset())
 
     @property
     def statements(self) -> list[str]:

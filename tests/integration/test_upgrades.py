@@ -29,7 +29,7 @@ from dataworkflows.errors import DatabaseNewerError, MigrationError
 from dataworkflows.migration_locks import LockPolicy
 from dataworkflows.migrations import held_back, migrate
 from dataworkflows.procrastinate_schema import capture_dependents, load_queue_migrations, parse_version
-from dataworkflows.sqlfiles import Migration, load_migrations
+from dataworkflows.sqlfiles import EARLIER_CHECKSUMS, Migration, load_migrations
 from dataworkflows.workers.app import run_worker
 from tests.conftest import load_fixture, publish, start
 
@@ -441,6 +441,15 @@ async def test_a_database_of_the_previous_release_upgrades_and_keeps_its_procedu
             # What the previous release's API and workers send still plans: its procedures, tables
             # and columns are there.
             assert unplannable(conn, META["queries"]) == {}
+            recorded = dict(conn.execute("SELECT version, checksum FROM dw.schema_migrations").fetchall())
+        # The previous release's `migrate` (and `up`, which runs it) has no guard against undoing an
+        # upgrade; it compares each recorded checksum of its migrations with its file's, and refuses
+        # before installing anything on a difference: its last migration's record is marked (0038).
+        # Its files are this checkout's (no released migration may change).
+        last = next(m for m in load_migrations() if m.version == PREVIOUS["lastMigration"])
+        assert recorded[last.version] != last.checksum and recorded[last.version].startswith(last.checksum + "+")
+        assert all(recorded[m.version] == m.checksum for m in load_migrations() if m.version < last.version)
+        assert migrate(conninfo) == [], "this release reads the mark"
         # Its procedures are all here, with the same arguments and results, unless retired; and
         # they are defined by this checkout (a fresh installation has them too), not left over.
         kept = {name: result for name, result in before.items() if name not in retired}
@@ -480,6 +489,33 @@ async def test_a_database_of_the_previous_release_upgrades_and_keeps_its_procedu
     assert all(succeeded == 1 for succeeded, _ in attempts.values()), attempts
     assert attempts[(runs["running"], "a")] == (1, 1)
     assert done == ({"echo": "go"},)
+
+
+def test_migrate_takes_an_earlier_text_of_an_edited_migration_and_refuses_any_other(
+    postgresql: psycopg.Connection,
+) -> None:
+    """Migrations 0023, 0024, 0026 and 0034 were edited after development databases applied them:
+    their earlier checksums are accepted (sqlfiles.EARLIER_CHECKSUMS), where such a database was
+    refused for good. Any other text is refused before anything is applied, Procrastinate's
+    migrations and the procedures included."""
+    conninfo = postgresql_conninfo(postgresql)
+    current = {m.version: m.checksum for m in load_migrations()}
+    for version, earlier in EARLIER_CHECKSUMS.items():
+        assert earlier and current[version] not in earlier
+        for checksum in earlier:
+            postgresql.execute("UPDATE dw.schema_migrations SET checksum = %s WHERE version = %s", (checksum, version))
+    postgresql.commit()
+    assert migrate(conninfo) == []
+    postgresql.execute("UPDATE dw.schema_migrations SET checksum = 'edited' WHERE version = '0034'")
+    postgresql.execute("DROP FUNCTION dw.renew_lease_v2")
+    postgresql.commit()
+    with pytest.raises(MigrationError, match=r"0034_throttled_wake changed after it was applied.*Nothing was applied"):
+        migrate(conninfo)
+    assert postgresql.execute("SELECT to_regproc('dw.renew_lease_v2')").fetchone() == (None,)
+    postgresql.execute("UPDATE dw.schema_migrations SET checksum = %s WHERE version = '0034'", (current["0034"],))
+    postgresql.commit()
+    assert migrate(conninfo) == []
+    assert postgresql.execute("SELECT to_regproc('dw.renew_lease_v2')").fetchone() != (None,)
 
 
 def test_migrate_leaves_a_database_of_a_newer_or_another_release_alone(
