@@ -81,8 +81,9 @@ BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     IF NOT p_wait THEN
         -- A detached child runs on its own: its workflowTimeout, else the default from its own start,
-        -- not the deadline an attached child shares with its parent (dw.deadline_for_v1).
-        v_e.deadline_at := NULL;
+        -- not the deadline an attached child shares with its parent ('-infinity': none to share,
+        -- dw.deadline_for_v1).
+        v_e.deadline_at := '-infinity';
     END IF;
     SELECT * INTO v_w FROM dw.waits w
      WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id AND w.attempt = p_attempt AND w.kind = 'child';
@@ -270,7 +271,7 @@ DECLARE
 BEGIN
     v_e := dw.check_lease_v1(p_execution_id, p_token);
     IF NOT p_wait THEN
-        v_e.deadline_at := NULL;  -- a detached child's own deadline, as in dw.begin_child_v1
+        v_e.deadline_at := '-infinity';  -- a detached child's own deadline, as in dw.begin_child_v1
     END IF;
     SELECT * INTO v_i FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index

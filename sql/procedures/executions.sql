@@ -48,10 +48,12 @@ BEGIN
 END;
 $$;
 
--- A run's deadline, from now: its definition's workflowTimeout; else, for a child, its parent's
--- deadline; else the server's default (the session's dw.default_workflow_timeout, which the API's
--- and the workers' pools set from DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when the session
--- set none). A default of 0 or less: no deadline.
+-- A run's deadline, from now: its definition's workflowTimeout; else, for an attached child, its
+-- parent's deadline (p_parent_deadline; 'infinity': its parent has none, and neither has it);
+-- else (a root run, a redriven one, a detached child: NULL or '-infinity') the server's default
+-- (the session's dw.default_workflow_timeout, which the API's and the workers' pools set from
+-- DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; one hour when the session set none). A default of 0 or
+-- less: no deadline. The infinities are never stored.
 CREATE OR REPLACE FUNCTION dw.deadline_for_v1(p_plan jsonb, p_parent_deadline timestamptz)
     RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -60,7 +62,10 @@ BEGIN
     IF v_timeout IS NOT NULL THEN
         RETURN now() + make_interval(secs => v_timeout);
     END IF;
-    IF p_parent_deadline IS NOT NULL THEN
+    IF p_parent_deadline = 'infinity' THEN
+        RETURN NULL;
+    END IF;
+    IF p_parent_deadline IS NOT NULL AND p_parent_deadline <> '-infinity' THEN
         RETURN p_parent_deadline;
     END IF;
     v_timeout := COALESCE(NULLIF(current_setting('dw.default_workflow_timeout', true), '')::double precision, 3600);
@@ -179,7 +184,10 @@ BEGIN
                                     trigger_id)
     VALUES (v_id, p_workflow_id, v_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
             p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
-            dw.deadline_for_v1(v_plan, p_parent.deadline_at),
+            -- An attached child of a parent without a deadline (started with none, or before
+            -- deadlines were: release 0.1.0) has none either, as the README says of such runs.
+            dw.deadline_for_v1(v_plan, CASE WHEN p_parent.id IS NOT NULL AND p_parent.deadline_at IS NULL
+                                            THEN 'infinity' ELSE p_parent.deadline_at END),
             p_queue, p_parent.id, p_parent_node_id, COALESCE(p_parent.root_execution_id, v_id),
             COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0), p_trigger_id)
     ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING

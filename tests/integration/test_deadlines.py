@@ -133,6 +133,35 @@ async def test_a_child_without_its_own_timeout_shares_its_parents_deadline(
     assert rows[1][0] == "leaf-own" and rows[1][1] < -86400
 
 
+async def test_a_child_of_a_run_without_a_deadline_has_none_either(db: Database, conditions: ConditionPool) -> None:
+    """A run started before deadlines were (release 0.1.0), or while the default was 0, has none;
+    an attached child it starts after the upgrade got the server's default (an hour), so an old
+    tree's remaining items and later subworkflows timed out under it. It now shares its parent's
+    none; a detached child still gets its own default, and a workflowTimeout of its own wins."""
+    from tests.integration.test_runtime import make_runtime
+    from tests.integration.test_subworkflows import children, drain, sub
+
+    await publish(db, wf("leaf", echo("l")))
+    await publish(db, wf("leaf-own", echo("l"), workflowTimeout="PT10M"))
+    await publish(
+        db,
+        wf(
+            "old-tree",
+            sub("a", "leaf", to("b")),
+            sub("b", "leaf-own", to("c")),
+            sub("c", "leaf", waitForCompletion=False),
+        ),
+    )
+    parent = await start(db, "old-tree")
+    await _sql(db, "UPDATE dw.executions SET deadline_at = NULL WHERE id = %s", parent)
+    await drain(db, make_runtime(db, conditions))
+    assert (await db.fetch_one("get_execution", id=parent))["status"] == "Succeeded"
+    kids = {kid["parent_node_id"]: kid["id"] for kid in await children(db, parent)}
+    assert await _deadline_seconds(db, kids["a"]) is None, "an attached child shares its parent's none"
+    assert 590 < (await _deadline_seconds(db, kids["b"]) or 0) <= 600, "its own workflowTimeout"
+    assert 3500 < (await _deadline_seconds(db, kids["c"]) or 0) <= 3600, "a detached child: the default"
+
+
 async def test_a_detached_child_outlives_its_parents_deadline(db: Database, conditions: ConditionPool) -> None:
     from tests.integration.test_runtime import make_runtime
     from tests.integration.test_subworkflows import children, drain, sub
