@@ -35,9 +35,11 @@ RETURNING set_id, name;
 SELECT set_id, name FROM dw.document_templates WHERE set_id = %(set_id)s AND name = %(name)s FOR NO KEY UPDATE;
 
 -- name: find_document_template_version
--- An existing version with the same checksum.
-SELECT version FROM dw.document_template_versions
- WHERE set_id = %(set_id)s AND name = %(name)s AND checksum = %(checksum)s;
+-- The latest version, if it has this checksum (saving it again changes nothing; saving an earlier
+-- version's text again makes a new latest version of it).
+SELECT version FROM (SELECT version, checksum FROM dw.document_template_versions
+                      WHERE set_id = %(set_id)s AND name = %(name)s ORDER BY version DESC LIMIT 1) latest
+ WHERE checksum = %(checksum)s;
 
 -- name: insert_document_template_version
 -- Adds the next version number for a template.

@@ -72,8 +72,11 @@ UPDATE dw.workflows SET template_id = %(template_id)s, template_version = %(temp
 SELECT pg_advisory_xact_lock(hashtextextended('dw.workflow_templates:' || %(id)s, 0));
 
 -- name: find_template_by_checksum
--- An existing template version with the same canonical content.
-SELECT version FROM dw.workflow_templates WHERE id = %(id)s AND checksum = %(checksum)s;
+-- The latest version, if it has the same canonical content (an earlier version's content again
+-- makes a new latest version).
+SELECT version FROM (SELECT version, checksum FROM dw.workflow_templates WHERE id = %(id)s
+                      ORDER BY version DESC LIMIT 1) latest
+ WHERE checksum = %(checksum)s;
 
 -- name: insert_workflow_template
 -- Adds the next version of a workflow template.

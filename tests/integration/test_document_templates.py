@@ -104,6 +104,14 @@ async def test_sets_templates_and_versions(client: AsyncTestClient[Any]) -> None
     assert (await client.get("/api/v1/templates/brief/main")).json()["version"] == 2
     assert_problem(await client.get("/api/v1/templates/brief/main/versions/9"), 404)
     assert_problem(await client.get("/api/v1/templates/brief/nope"), 404)
+    # Saving version 1's text again is a rollback: a new latest version (3) with that text; it
+    # answered version 1, and the latest, which renders without a version, stayed version 2's text.
+    back = await client.put(
+        "/api/v1/templates/brief/main", json={"format": "text", "body": "Hi {{ who }}", "sampleData": {"who": "Ann"}}
+    )
+    assert (back.json()["version"], back.json()["created"], back.json()["latestVersion"]) == (3, True, 3)
+    latest = (await client.get("/api/v1/templates/brief/main")).json()
+    assert (latest["version"], latest["body"], latest["checksum"]) == (3, "Hi {{ who }}", read["checksum"])
 
     await client.post("/api/v1/templates", json=body | {"name": "other"})
     listed = (await client.get("/api/v1/templates", params={"set": "brief", "limit": 1})).json()

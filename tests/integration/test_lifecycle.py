@@ -178,6 +178,14 @@ async def test_workflow_template_instantiation(
     assert (await client.post("/api/v1/workflow-templates", json=changed)).json()["version"] == 2
     listed = (await client.get("/api/v1/workflow-templates")).json()
     assert [(t["id"], t["version"]) for t in listed] == [("approval-flow", 2)]
+    # Version 1's content again is a rollback: version 3, the latest (it answered version 1, and
+    # instantiating without a version kept taking version 2's).
+    back = await client.post("/api/v1/workflow-templates", json=template())
+    assert (back.status_code, back.json()["version"]) == (201, 3), back.text
+    assert (await client.get("/api/v1/workflow-templates/approval-flow")).json()["description"] == template()[
+        "description"
+    ]
+    assert (await client.post("/api/v1/workflow-templates", json=template())).json()["version"] == 3
     assert (await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 1})).json()["version"] == 1
     # A version it does not have is said to be that, not the template (which is there).
     missing = await client.post(
@@ -185,7 +193,7 @@ async def test_workflow_template_instantiation(
         json={"workflowId": "w9", "templateVersion": 99, "config": {"name": "n", "reviewer": "r"}},
     )
     assert missing.status_code == 404, missing.text
-    assert missing.json()["detail"] == "workflow template 'approval-flow' has no version 99 (its latest is 2)"
+    assert missing.json()["detail"] == "workflow template 'approval-flow' has no version 99 (its latest is 3)"
     gone = await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 99})
     assert "has no version 99" in gone.json()["detail"], gone.text
 
@@ -194,7 +202,7 @@ async def test_workflow_template_instantiation(
     assert made.status_code == 201, made.text
     workflow = made.json()
     assert (workflow["id"], workflow["status"], workflow["displayName"]) == ("expenses", "Draft", "Expenses")
-    assert (workflow["templateId"], workflow["templateVersion"], workflow["createdBy"]) == ("approval-flow", 2, "ana")
+    assert (workflow["templateId"], workflow["templateVersion"], workflow["createdBy"]) == ("approval-flow", 3, "ana")
     definition = workflow["definition"]
     assert definition["orchestration"]["maxParallelActions"] == 5, "a whole [[ ]] expression keeps its type"
     assert definition["nodes"][0]["edges"][0]["condition"] == "trigger.amount >= 250"
