@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from dataworkflows.data.document_templates import DocumentTemplateVersion
 from dataworkflows.db import Database
 from dataworkflows.definitions import checksum
-from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS
+from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, needed_sources
 from dataworkflows.errors import InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
@@ -311,7 +311,10 @@ class DocumentTemplateController(Controller):
             raise InvalidInput(f'"as": "html" renders Markdown to HTML; template {set_id}/{name} is {row.format}')
         assert row.body is not None
         # The set's latest bodies for includes, imports and extends; the requested version for itself.
-        sources = await svc.db.document_templates.sources(set_id) | {name: row.body}
+        # Only what the template loads, as a run renders it (actions/template_render.py): as of the
+        # version asked for, and not the templates of the set it does not load.
+        as_of = row.created_at if data.version is not None else None
+        sources = needed_sources(name, await svc.db.document_templates.sources(set_id, as_of=as_of) | {name: row.body})
         if sum(len(body) for body in sources.values()) > MAX_SET_CHARS:
             raise InvalidInput(f"template set {set_id!r} holds more than {MAX_SET_CHARS:,} characters of templates")
         variables = data.data if data.data is not None else (row.sample_data or {})

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from dataworkflows import templating
 from dataworkflows.templating import RenderBudget, TemplateRenderError
@@ -73,7 +74,7 @@ def _environment(autoescape: bool) -> templating._JsonSandbox:
         undefined=jinja2.StrictUndefined, autoescape=autoescape, loader=_SetLoader(), cache_size=256
     )
     env.template_class = _FreshModuleTemplate
-    env.globals["range"] = lambda *args: templating._safe_range(*args)
+    env.globals["range"] = templating.SAFE_RANGE
     return env
 
 
@@ -115,6 +116,28 @@ def _located(message: str, name: str | None, line: int | None, sources: dict[str
         "column": _column(sources.get(name or ""), line),
         "reason": message,
     }
+
+
+def needed_sources(name: str, sources: dict[str, str]) -> dict[str, str]:
+    """The templates of a set that rendering `name` can load: it, and those it includes, imports or
+    extends, and theirs (by name, transitively). Shipping the whole set made a render fail as soon
+    as unrelated templates made it pass MAX_SET_CHARS. A reference by expression (`{% include var %}`)
+    may load any: then the whole set. A body that does not parse is kept (its render names the error)."""
+    needed: dict[str, str] = {}
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in needed or current not in sources:
+            continue
+        needed[current] = sources[current]
+        try:
+            found = list(jinja2.meta.find_referenced_templates(_plain.parse(sources[current], name=current)))
+        except (jinja2.TemplateSyntaxError, RecursionError, MemoryError, ValueError, TypeError, SyntaxError):
+            continue
+        if any(ref is None for ref in found):
+            return dict(sources)
+        pending.extend(ref for ref in found if isinstance(ref, str))
+    return needed
 
 
 def check(name: str, body: str) -> None:
@@ -172,6 +195,11 @@ def render(
         raise TemplateRenderError(_describe(where), **where) from None
     except RecursionError as exc:
         message = "the template recursed too deeply (includes or macros calling themselves)"
+        raise _with_location(exc, templating.TemplateBudgetExceeded, message, name, sources) from None
+    except MemoryError as exc:
+        # A width or count no budget sees ahead (tojson's indent) ran the process out of memory: the
+        # template's budget, as for a node's parameters (templating), not a "MemoryError: " failure.
+        message = "the template ran out of memory"
         raise _with_location(exc, templating.TemplateBudgetExceeded, message, name, sources) from None
     except Exception as exc:
         # Jinja raises plain Python errors at render time (TypeError, ZeroDivisionError...): the

@@ -504,6 +504,21 @@ def _safe_range(*args: int) -> range:
     return result
 
 
+class _Range:
+    """range() in templates: at most MAX_RANGE items (the sandbox's own limit is per call, and nested
+    loops multiply it). Printed as `range`: a function's repr would show a memory address and an
+    internal name."""
+
+    def __call__(self, *args: int) -> range:
+        return _safe_range(*args)
+
+    def __repr__(self) -> str:
+        return "range"
+
+
+SAFE_RANGE = _Range()
+
+
 def _bounded(chunks: Any, budget: RenderBudget) -> str:
     """Joins rendered output, stopping as soon as the render's output grows past the limit (a loop
     that prints forever ends here, not in memory)."""
@@ -546,7 +561,7 @@ _instantiation_env = _JsonSandbox(
 _instantiation = _Renderer(_instantiation_env, "[[", "]]", "[%")
 # The sandbox's range() limit (default 100,000) is per call; nested loops multiply it.
 for _env in (_runtime_env, _instantiation_env):
-    _env.globals["range"] = lambda *args: _safe_range(*args)
+    _env.globals["range"] = SAFE_RANGE
 
 
 def has_template(value: Any) -> bool:

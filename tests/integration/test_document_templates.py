@@ -379,3 +379,24 @@ async def test_a_version_past_the_integer_range_is_a_404(client: AsyncTestClient
     await make_set(client, hello=("text", "hello"))
     assert_problem(await client.get("/api/v1/templates/brief/hello/versions/3000000000"), 404)
     assert (await client.get("/api/v1/templates/brief/hello", params={"version": 3_000_000_000})).status_code == 400
+
+
+async def test_a_preview_loads_what_its_template_includes_not_the_whole_set(
+    client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pinned preview (and a run's render) shipped the whole set: templates added later, and never
+    included, pushed it past the set limit and the render failed with template_set_too_large."""
+    monkeypatch.setattr("dataworkflows.api.document_templates.MAX_SET_CHARS", 500)
+    await make_set(client, "lean", page=("text", "hello {{ x }} {% include 'part' %}"), part=("text", "[part]"))
+    assert (await render(client, "lean/page", {"data": {"x": 1}, "version": 1})).json()["document"] == "hello 1 [part]"
+    for n in range(3):
+        await client.post(
+            "/api/v1/templates", json={"set": "lean", "name": f"big{n}", "format": "text", "body": "x" * 300}
+        )
+    pinned = await render(client, "lean/page", {"data": {"x": 2}, "version": 1})
+    assert pinned.status_code == 200 and pinned.json()["document"] == "hello 2 [part]", pinned.text
+    await client.put(
+        "/api/v1/templates/lean/page", json={"format": "text", "body": "{% include 'big0' %}{% include 'big1' %}"}
+    )
+    too_big = assert_problem(await render(client, "lean/page", {"data": {}}), 422)
+    assert "holds more than 500 characters" in too_big["detail"], "what it does include still counts"

@@ -72,3 +72,17 @@ def test_a_document_template_too_deep_for_python_to_compile_is_refused_by_name()
     (a 500 where a 422 naming the template belongs)."""
     with pytest.raises(TemplateRenderError, match="cannot be compiled: SyntaxError"):
         documents.check("deep", "{{ title" + " | upper" * 250 + " }}")
+
+
+def test_a_render_takes_only_the_templates_it_loads() -> None:
+    """The whole set went to every render, so a set grown past MAX_SET_CHARS with templates a render
+    never loads (added after a pinned version, or simply unrelated) failed it. Only what it includes,
+    imports or extends goes, transitively; a reference by expression may load any: the whole set."""
+    sources = SET | {"unrelated": "x" * 1000, "broken": "{% if %}"}
+    assert documents.needed_sources("page", sources) == SET, "base includes footer"
+    assert documents.needed_sources("footer-less", sources) == {}
+    dynamic = sources | {"any": "{% include which %}"}
+    assert documents.needed_sources("any", dynamic) == dynamic
+    assert documents.needed_sources("broken", sources) == {"broken": "{% if %}"}, "kept: its render names the error"
+    rendered = documents.render("page", documents.needed_sources("page", sources), {"who": "b"}, "text")
+    assert rendered == documents.render("page", SET, {"who": "b"}, "text")

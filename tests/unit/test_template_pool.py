@@ -191,5 +191,13 @@ async def test_a_template_that_runs_out_of_memory_fails_on_its_budget() -> None:
         with pytest.raises(TemplateBudgetExceeded, match="memory"):
             await pool.render({"m": "{{ range(10000) | list | tojson(indent=999999) }}"}, SCOPE)
         assert await pool.render({"n": "{{ trigger.n + 1 }}"}, SCOPE) == {"n": 4}
+        # A document template too (it failed as template_error "MemoryError: ", the schedules and
+        # documents review found).
+        with pytest.raises(TemplateBudgetExceeded, match="ran out of memory"):
+            await pool.document("d", {"d": "{{ {'a': [1] * 10000} | tojson(indent=100000) }}"}, {}, "text")
+        assert (await pool.document("d", {"d": "{{ range }} {{ '%r' % (range,) }}"}, {}, "text"))["document"] == (
+            "range range"
+        ), "no memory address, no internal name"
+        assert await pool.render({"r": "{{ range }} of {{ trigger.n }}"}, SCOPE) == {"r": "range of 3"}
     finally:
         await pool.close()
