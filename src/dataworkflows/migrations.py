@@ -32,6 +32,8 @@ log = structlog.get_logger("dataworkflows.migrations")
 
 # pg_advisory_lock key: "dataworkflows migrations", stable across versions.
 LOCK_KEY = 0x4457_4D49_4752
+# How often a migrate waiting for that lock says so.
+LOCK_NOTICE_SECONDS = 5.0
 
 
 def _procrastinate_schema() -> str:
@@ -83,11 +85,36 @@ def _take_lock(conn: psycopg.Connection[Any]) -> None:
     pg_advisory_lock holds a snapshot, and a no-transaction migration's CREATE INDEX CONCURRENTLY
     in the session holding the lock waits for every older snapshot (two `migrate` at once would
     deadlock). Between tries this session holds none."""
+    began = time.monotonic()
+    said = 0.0
     while True:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
         if row is not None and row[0]:
             return
+        waited = time.monotonic() - began
+        if waited - said >= LOCK_NOTICE_SECONDS:
+            # A migrate that waits says for whom, rather than nothing (a killed one's session may
+            # hold the lock until its server-side backend ends).
+            said = waited
+            log.warning("waiting for the migration lock", waited_seconds=round(waited), holder=_lock_holder(conn))
         time.sleep(0.1)
+
+
+def _lock_holder(conn: psycopg.Connection[Any]) -> str:
+    """Who holds the migrations' advisory lock, as pg_stat_activity shows it (pid, application, state,
+    how long its transaction has been open), or why that is not known."""
+    row = conn.execute(
+        "SELECT a.pid, a.application_name, a.state, a.client_addr::text,"
+        " round(extract(epoch FROM now() - a.backend_start)) FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = (%(key)s >> 32)::oid"
+        " AND l.objid = (%(key)s & 4294967295)::oid AND l.objsubid = 1 LIMIT 1",
+        {"key": LOCK_KEY},
+    ).fetchone()
+    if row is None:
+        return "unknown (not visible to this role)"
+    pid, application, state, address, age = row
+    return f"pid {pid} ({application or 'no application_name'}, {state}, from {address or 'local'}, connected {age} s)"
 
 
 def _install_queue_schema(conn: psycopg.Connection[Any]) -> None:

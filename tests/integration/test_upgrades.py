@@ -341,6 +341,23 @@ def test_our_migrations_wait_for_a_lock_at_most_the_timeout(
         assert migrate(conninfo, locks=replace(quick, attempts=20)) == ["9990"]
 
 
+def test_a_migrate_waiting_for_another_says_for_whom(
+    postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second migrate behind one that holds the migrations' lock (or behind the session of one
+    that was killed) printed nothing while it waited; it now says who holds it, every few seconds."""
+    conninfo = postgresql_conninfo(postgresql)
+    monkeypatch.setattr(migrations, "LOCK_NOTICE_SECONDS", 0.2)
+    with psycopg.connect(conninfo, autocommit=True, application_name="dw-test-lock-holder") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (migrations.LOCK_KEY,))
+        pid = holder.info.backend_pid
+        threading.Timer(0.7, lambda: holder.execute("SELECT pg_advisory_unlock(%s)", (migrations.LOCK_KEY,))).start()
+        with structlog.testing.capture_logs() as logs:
+            assert migrate(conninfo) == []
+    said = [entry for entry in logs if entry["event"] == "waiting for the migration lock"]
+    assert said and said[0]["holder"].startswith(f"pid {pid} (dw-test-lock-holder, ")
+
+
 def postgresql_conninfo(postgresql: psycopg.Connection) -> str:
     info = postgresql.info
     return f"host={info.host} port={info.port} user={info.user} dbname={info.dbname}"

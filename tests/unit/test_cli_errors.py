@@ -72,6 +72,26 @@ def test_a_data_directory_without_a_database_gets_none_made(
     assert not (tmp_path / "typo").exists()
 
 
+@pytest.mark.parametrize("argv", [["psql", "-c", "SELECT 1"], ["up", "--no-examples"]])
+def test_a_data_directory_of_another_postgresql_major_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    """An embedded database made by an older PostgreSQL (15) under DW_DATA_DIR: pg_ctl's
+    CalledProcessError came out as a traceback; now the versions are named, and what to do."""
+    from dataworkflows.embedded import bundled_major
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    (tmp_path / "old" / "pgdata").mkdir(parents=True)
+    (tmp_path / "old" / "pgdata" / "PG_VERSION").write_text("15\n")
+    monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "old"))
+    assert main([*argv, *(["--port", str(free_port())] if argv[0] == "up" else [])]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"made by PostgreSQL 15, and this installation runs PostgreSQL {bundled_major()}" in err, err
+    assert "pg_dump" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "old" / "pgdata").iterdir()) == ["PG_VERSION"], "nothing was started"
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
     """A plain web server's answers: the files under the directory it is given (not the API)."""
 
