@@ -250,6 +250,69 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     shot(page, "execution")
 
 
+CHAIN = {
+    "id": "slow-chain",
+    "displayName": "Slow chain",
+    "startNode": "n0",
+    "nodes": [
+        {
+            "id": f"n{i}",
+            "actionType": "core.echo",
+            "parameters": {"message": str(i), "delayMs": 400},
+            **({"edges": [{"targetNode": f"n{i + 1}"}]} if i < 7 else {}),
+        }
+        for i in range(8)
+    ],
+}
+
+
+def test_live_refreshes_keep_what_the_operator_types_and_a_hidden_tab_lets_its_stream_go(
+    page: Any, console: Console
+) -> None:
+    """The review's findings: a live refresh (once a second) rebuilt the control fields, wiping what
+    was typed and taking the focus; and each open execution page held one of the browser's six
+    connections to the host for its stream, also while hidden, so a seventh tab froze the console."""
+    console.create(CHAIN)
+    execution_id = console.execute("slow-chain")
+    page.goto(f"/ui#/executions/{execution_id}")
+    page.wait_for_selector('g[data-node="n1"][data-status="Running"]')
+    page.fill("#control-reason", "checking")
+    page.fill("#signal-name", "go")
+    page.fill("#signal-payload", '{"a": 1}')
+    # Two nodes later (refreshes in between), what was typed is there, and the focus too.
+    page.wait_for_selector('g[data-node="n4"][data-status="Running"]')
+    assert page.input_value("#control-reason") == "checking" and page.input_value("#signal-name") == "go"
+    assert page.input_value("#signal-payload") == '{"a": 1}'
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "signal-payload"
+    # Hidden: the stream closes. Shown again: it is followed again, from the last event it had.
+    hide = "hidden => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});"
+    hide += " document.dispatchEvent(new Event('visibilitychange')); }"
+    page.evaluate(hide, True)
+    page.wait_for_function("document.getElementById('stream-state').textContent === ''")
+    page.evaluate(hide, False)
+    page.wait_for_selector('#events tr[data-event="execution_succeeded"]')
+    assert page.locator('#events tr[data-event="node_succeeded"]').count() == 8, "every event once"
+    assert page.locator("#stream-state").inner_text() == "(ended)"
+
+
+def test_a_decided_approval_takes_no_decision(page: Any, console: Console) -> None:
+    console.create({**APPROVAL, "id": "sign-off-decided"})
+    execution_id = console.execute("sign-off-decided", {"amount": 12})
+    console.wait_for(execution_id, {"Waiting"})
+    [approval] = [
+        a
+        for a in console.http.get("/api/v1/approvals", params={"status": "all"}).json()
+        if a["executionId"] == execution_id
+    ]
+    decided = console.http.post(f"/api/v1/approvals/{approval['id']}/decision", json={"decision": "approve"})
+    assert decided.status_code in (200, 202), decided.text
+    page.goto("/ui#/waiting?approvals=all")
+    row = page.locator(f'tr[data-approval="{approval["id"]}"]')
+    row.wait_for()
+    assert row.get_by_role("button").count() == 0, "no Approve or Reject on a decided approval"
+    assert "approved" in row.inner_text().lower()
+
+
 def test_the_executions_list_filters(page: Any, console: Console) -> None:
     from playwright.sync_api import expect
 

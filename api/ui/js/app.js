@@ -59,7 +59,6 @@ function parseHash() {
 
 function makeContext() {
   const controller = new AbortController();
-  const timers = [];
   const cleanups = [];
   return {
     signal: controller.signal,
@@ -71,15 +70,29 @@ function makeContext() {
       if (!controller.signal.aborted) showProblem(error);
     },
     ok: clearProblem,
+    // fn again `ms` after its last call has settled: one at a time (a slow API got overlapping
+    // loads, answered out of order), and not while the tab is hidden.
     every(ms, fn) {
-      timers.push(setInterval(fn, ms));
+      let timer = null;
+      const tick = async () => {
+        if (controller.signal.aborted) return;
+        if (document.visibilityState !== "hidden") {
+          try {
+            await fn();
+          } catch (error) {
+            console.warn("a refresh failed", error);
+          }
+        }
+        if (!controller.signal.aborted) timer = setTimeout(tick, ms);
+      };
+      timer = setTimeout(tick, ms);
+      cleanups.push(() => clearTimeout(timer));
     },
     onCleanup(fn) {
       cleanups.push(fn);
     },
     dispose() {
       controller.abort();
-      timers.forEach(clearInterval);
       cleanups.forEach((fn) => fn());
     },
   };

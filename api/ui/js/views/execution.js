@@ -187,7 +187,13 @@ export async function render(main, { args }, ctx) {
     facts.replaceChildren(summary(execution));
     const states = new Map(execution.nodes.map((n) => [n.nodeId, n]));
     graph.update(states, selected);
-    panel.replaceChildren(nodePanel(selected, execution.nodes, attempts, definition));
+    // Rebuilt only when what it shows changed: a live refresh (once a second) used to close the
+    // attempts the operator had opened.
+    const panelKey = JSON.stringify([selected, execution.nodes.find((n) => n.nodeId === selected) || null, attempts.filter((a) => a.nodeId === selected)]);
+    if (panelKey !== shownPanel) {
+      shownPanel = panelKey;
+      panel.replaceChildren(nodePanel(selected, execution.nodes, attempts, definition));
+    }
     timeline.replaceChildren(waterfall(execution, attempts, execution.nodes));
     const kids = children(execution);
     extra.replaceChildren(
@@ -209,20 +215,29 @@ export async function render(main, { args }, ctx) {
   }
 
   let letters = [];
+  let shownPanel = null;
+  // The fields live as long as the page: a live refresh (once a second) used to rebuild them,
+  // wiping what the operator was typing and taking the focus away.
+  const reason = h("input", { type: "text", placeholder: "reason (optional)", size: 18, id: "control-reason" });
+  const name = h("input", { type: "text", placeholder: "signal name", size: 12, id: "signal-name" });
+  const payload = h("input", { type: "text", placeholder: '{"payload": "json"}', size: 18, id: "signal-payload" });
+  let shownActions = null;
   function renderActions() {
     const final = FINAL.has(execution.status);
-    const reason = h("input", { type: "text", placeholder: "reason (optional)", size: 18, id: "control-reason" });
+    const suspended = execution.status === "Suspended" || (execution.suspendRequestedAt && !execution.suspendedAt);
+    // The same buttons as shown already: nothing to rebuild.
+    const key = JSON.stringify([final, Boolean(suspended), letters.map((l) => l.id)]);
+    if (key === shownActions) return;
+    shownActions = key;
     const buttons = [];
     if (!final) {
       buttons.push(h("button", { class: "danger", id: "cancel", onclick: () => control("/cancel", { reason: reason.value || null }, "cancel") }, "Cancel"));
-      if (execution.status === "Suspended" || (execution.suspendRequestedAt && !execution.suspendedAt)) {
+      if (suspended) {
         buttons.push(h("button", { id: "resume", onclick: () => control("/resume", undefined, "resume") }, "Resume"));
       } else {
         buttons.push(h("button", { id: "suspend", onclick: () => control("/suspend", { reason: reason.value || null }, "suspend") }, "Suspend"));
       }
       buttons.push(reason);
-      const name = h("input", { type: "text", placeholder: "signal name", size: 12, id: "signal-name" });
-      const payload = h("input", { type: "text", placeholder: '{"payload": "json"}', size: 18, id: "signal-payload" });
       buttons.push(
         h(
           "span",
@@ -328,6 +343,20 @@ export async function render(main, { args }, ctx) {
 
   let lastEvent = 0;
   let following = false;
+  // A browser keeps at most six connections per host over HTTP/1.1: each open execution page held
+  // one for its stream, and the seventh tab (and every request of the others) waited. A hidden
+  // tab's stream is closed, and opened again after the last event it had once the tab is shown.
+  let stream = null;
+  function visibility() {
+    if (document.hidden) {
+      if (stream) stream.abort();
+    } else if (!FINAL.has(execution.status)) {
+      refresh().catch(() => {});
+      follow();
+    }
+  }
+  document.addEventListener("visibilitychange", visibility);
+  ctx.onCleanup(() => document.removeEventListener("visibilitychange", visibility));
   async function follow() {
     if (following || !ctx.alive) return;
     following = true;
@@ -335,20 +364,31 @@ export async function render(main, { args }, ctx) {
       for (let tries = 0; ctx.alive && tries < 30; tries++) {
         liveState.textContent = "(live)";
         try {
-          lastEvent = await streamEvents(
-            execution.id,
-            lastEvent,
-            (ev) => {
-              lastEvent = Math.max(lastEvent, ev.id);
-              eventsBody.append(eventRow(ev));
-              apply(ev);
-              soon();
-            },
-            ctx.signal,
-          );
+          if (document.hidden) return; // visibilitychange follows again when the tab is shown
+          stream = new AbortController();
+          const stop = () => stream.abort();
+          ctx.signal.addEventListener("abort", stop, { once: true });
+          try {
+            lastEvent = await streamEvents(
+              execution.id,
+              lastEvent,
+              (ev) => {
+                lastEvent = Math.max(lastEvent, ev.id);
+                eventsBody.append(eventRow(ev));
+                apply(ev);
+                soon();
+              },
+              stream.signal,
+            );
+          } finally {
+            ctx.signal.removeEventListener("abort", stop);
+          }
           tries = 0;
         } catch (error) {
-          if (error.name === "AbortError") return;
+          if (error.name === "AbortError") {
+            if (!ctx.alive || document.hidden) return;
+            continue;
+          }
           ctx.fail(error);
           if (error.status && error.status < 500 && error.status !== 429) return;
         }

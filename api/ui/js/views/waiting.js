@@ -28,7 +28,10 @@ function approvalRow(a, ctx, reload, result) {
     h("td", { class: "num" }, (a.decisions || []).filter((d) => d.decision === "approve").length + " / " + (a.required ?? "?")),
     h("td", {}, (a.decisions || []).map((d) => h("div", {}, d.principal + ": " + d.decision + (d.comment ? " — " + d.comment : "")))),
     h("td", {}, timeEl(a.expiresAt)),
-    h("td", { class: "row-actions" }, comment, h("button", { class: "small", onclick: decide("approve") }, "Approve"), h("button", { class: "small danger", onclick: decide("reject") }, "Reject")),
+    // A decided (or expired) approval takes no decision: its state instead of the buttons.
+    a.state === "open"
+      ? h("td", { class: "row-actions" }, comment, h("button", { class: "small", onclick: decide("approve") }, "Approve"), h("button", { class: "small danger", onclick: decide("reject") }, "Reject"))
+      : h("td", {}, badge(a.state)),
   );
 }
 
@@ -100,7 +103,12 @@ export async function render(main, { params }, ctx) {
         : empty("No approvals waiting."),
     );
     const runs = [...waiting.items, ...suspended.items];
-    runsBox.replaceChildren(runs.length ? table(["Execution", "Workflow", "Status", "Created", "Waits for"], runs.map((e) => waitingRow(e, ctx, result)), { class: "list" }) : empty("No run is waiting."));
+    // The first 50 of each: say so when there are more, rather than cutting the list silently.
+    const more = [waiting, suspended].filter((page) => page.nextCursor).map((page) => (page === waiting ? "Waiting" : "Suspended"));
+    runsBox.replaceChildren(
+      runs.length ? table(["Execution", "Workflow", "Status", "Created", "Waits for"], runs.map((e) => waitingRow(e, ctx, result)), { class: "list" }) : empty("No run is waiting."),
+      ...more.map((status) => h("p", { class: "muted more" }, "More " + status + " runs than shown: ", h("a", { href: "#/executions?status=" + status }, "list them all"), ".")),
+    );
   }
   await load();
 }

@@ -29,6 +29,7 @@ export async function render(main, _route, ctx) {
         : empty("No worker is registered: start one with `dataworkflows worker` (or `up`)."),
     );
   }
-  await load();
+  // A first load that failed (a 503 while the database restarts) is retried like the others.
+  await load().catch(ctx.fail);
   ctx.every(3000, () => load().catch(ctx.fail));
 }
