@@ -365,6 +365,17 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     banner = page.locator("#problem")
     banner.get_by_text("404 Not found").wait_for()
     assert "not_found" in banner.inner_text()
+    # "." and ".." are no ids: the browser would resolve them in the API's path (GET /api/v1/).
+    requested: list[str] = []
+
+    def record(request: Any) -> None:
+        requested.append(request.url)
+
+    page.on("request", record)
+    page.goto("/ui#/workflows/..")
+    page.get_by_role("heading", name="Not found").wait_for()
+    page.remove_listener("request", record)
+    assert not [url for url in requested if "/api/v1" in url], requested
     # Strict mode's answer to a request without a good token (faked here: this server is loose), and
     # the token from the header form sent as a bearer token.
     problem = {

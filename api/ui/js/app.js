@@ -108,6 +108,9 @@ async function route() {
     if (match) {
       try {
         found = { view, section, args: match.slice(1).map(decodeURIComponent) };
+        // "." and ".." would go into API paths as they are (encodeURIComponent leaves them), and
+        // the browser resolves them: #/workflows/.. read GET /api/v1/. No id is either.
+        if (found.args.some((arg) => arg === "." || arg === "..")) found = null;
       } catch {
         found = null; // a malformed escape (#/executions/%E0): no such page
       }

@@ -257,6 +257,8 @@ export async function render(main, { args }, ctx) {
                   return;
                 }
                 if (!name.value) return ctx.fail(new Error("name the signal"));
+                // The browser would resolve these in the path (a signal name starts with a letter or digit).
+                if (name.value === "." || name.value === "..") return ctx.fail(new Error("a signal name starts with a letter or a digit"));
                 control("/signals/" + enc(name.value), { payload: parsed }, "signal");
               },
             },
