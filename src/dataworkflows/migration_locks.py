@@ -27,6 +27,15 @@ T = TypeVar("T")
 Connect = Callable[[], psycopg.Connection[Any]]
 
 
+# A no-transaction migration that gave up: what it may have left (the upgrade review found an index
+# left INVALID, and maintained on every write, by a migrate that a pg_dump's snapshot held up).
+_PART_APPLIED = (
+    " A statement of it may have run: an index it was building CONCURRENTLY is left INVALID (and is"
+    " kept up to date on every write meanwhile) until the next migrate drops it and builds it again;"
+    " a running pg_dump (or any long transaction, on any table) holds such a build up."
+)
+
+
 @dataclass(frozen=True)
 class LockPolicy:
     """How long one migration transaction may wait for a lock (each wait also holds up the queue's
@@ -144,7 +153,7 @@ class LockRetry:
         who = "; ".join(b.describe() for b in seen) or "a session that let go before it could be seen"
         raise MigrationError(
             f"{what} could not take its locks: it waited {policy.timeout_seconds:g} s, {policy.attempts} times, "
-            f"for {who}.{' Nothing of it was applied.' if transactional else ''} End that transaction (or "
+            f"for {who}.{' Nothing of it was applied.' if transactional else _PART_APPLIED} End that transaction (or "
             "stop what holds it: a worker or report of the previous release) and run `dataworkflows migrate` "
             "again (DW_MIGRATE_LOCK_TIMEOUT_SECONDS sets the wait)."
         )

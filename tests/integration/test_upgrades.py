@@ -339,6 +339,24 @@ def test_our_migrations_wait_for_a_lock_at_most_the_timeout(
         assert time.monotonic() - started < 3
         threading.Timer(0.3, holder.rollback).start()
         assert migrate(conninfo, locks=replace(quick, attempts=20)) == ["9990"]
+    # A no-transaction migration may leave part of itself behind: an index built CONCURRENTLY that
+    # any open snapshot held up stays INVALID; the message says so (and that the next migrate
+    # rebuilds it), where it said nothing.
+    concurrent = Migration(
+        version="9991",
+        name="test_concurrent",
+        sql="-- no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS dw.test_cic;\n"
+        "CREATE INDEX CONCURRENTLY test_cic ON dw.workflows (id);\n",
+        transactional=False,
+    )
+    monkeypatch.setattr(migrations, "load_migrations", lambda: [*load_migrations(), extra, concurrent])
+    with psycopg.connect(conninfo, application_name="dw-test-snapshot") as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM dw.triggers")
+        with pytest.raises(MigrationError, match=r"9991_test_concurrent could not take its locks.*left INVALID"):
+            migrate(conninfo, locks=quick)
+        holder.rollback()
+    assert migrate(conninfo, locks=quick) == ["9991"]
 
 
 def test_a_migrate_waiting_for_another_says_for_whom(
