@@ -9,6 +9,7 @@ a Chromium is missing (`.ci/run` installs Debian's `chromium` when it can)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -250,20 +251,19 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     shot(page, "execution")
 
 
-CHAIN = {
-    "id": "slow-chain",
-    "displayName": "Slow chain",
-    "startNode": "n0",
-    "nodes": [
-        {
-            "id": f"n{i}",
-            "actionType": "core.echo",
-            "parameters": {"message": str(i), "delayMs": 400},
-            **({"edges": [{"targetNode": f"n{i + 1}"}]} if i < 7 else {}),
-        }
-        for i in range(8)
-    ],
-}
+def gated_chain() -> dict[str, Any]:
+    """Waits for `go`, runs six nodes (events, so live refreshes), then waits for `done`."""
+    steps = [
+        {"id": f"n{i}", "actionType": "core.echo", "parameters": {"message": str(i), "delayMs": 200}} for i in range(6)
+    ]
+    nodes = [
+        {"id": "gate", "nodeType": "signal", "parameters": {"name": "go", "timeout": "PT10M"}},
+        *steps,
+        {"id": "gate2", "nodeType": "signal", "parameters": {"name": "done", "timeout": "PT10M"}},
+    ]
+    for node, following in itertools.pairwise(nodes):
+        node["edges"] = [{"targetNode": following["id"]}]
+    return {"id": "gated-chain", "displayName": "Gated chain", "startNode": "gate", "nodes": nodes}
 
 
 def test_live_refreshes_keep_what_the_operator_types_and_a_hidden_tab_lets_its_stream_go(
@@ -272,15 +272,20 @@ def test_live_refreshes_keep_what_the_operator_types_and_a_hidden_tab_lets_its_s
     """The review's findings: a live refresh (once a second) rebuilt the control fields, wiping what
     was typed and taking the focus; and each open execution page held one of the browser's six
     connections to the host for its stream, also while hidden, so a seventh tab froze the console."""
-    console.create(CHAIN)
-    execution_id = console.execute("slow-chain")
+    from playwright.sync_api import expect
+
+    console.create(gated_chain())
+    execution_id = console.execute("gated-chain")
     page.goto(f"/ui#/executions/{execution_id}")
-    page.wait_for_selector('g[data-node="n1"][data-status="Running"]')
+    page.wait_for_selector('g[data-node="gate"][data-status="Waiting"]')
     page.fill("#control-reason", "checking")
     page.fill("#signal-name", "go")
     page.fill("#signal-payload", '{"a": 1}')
-    # Two nodes later (refreshes in between), what was typed is there, and the focus too.
-    page.wait_for_selector('g[data-node="n4"][data-status="Running"]')
+    signal = console.http.post(f"/api/v1/executions/{execution_id}/signals/go", json={"payload": {}})
+    assert signal.status_code == 202, signal.text
+    # The chain's events come, and refreshes with them: what was typed is there, and the focus too.
+    page.wait_for_selector('g[data-node="gate2"][data-status="Waiting"]')
+    assert page.locator('#events tr[data-event="node_succeeded"]').count() >= 6
     assert page.input_value("#control-reason") == "checking" and page.input_value("#signal-name") == "go"
     assert page.input_value("#signal-payload") == '{"a": 1}'
     assert page.evaluate("document.activeElement && document.activeElement.id") == "signal-payload"
@@ -288,11 +293,13 @@ def test_live_refreshes_keep_what_the_operator_types_and_a_hidden_tab_lets_its_s
     hide = "hidden => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});"
     hide += " document.dispatchEvent(new Event('visibilitychange')); }"
     page.evaluate(hide, True)
-    page.wait_for_function("document.getElementById('stream-state').textContent === ''")
+    expect(page.locator("#stream-state")).to_have_text("", timeout=WAIT_MS)
+    done = console.http.post(f"/api/v1/executions/{execution_id}/signals/done", json={"payload": {}})
+    assert done.status_code == 202, done.text
     page.evaluate(hide, False)
     page.wait_for_selector('#events tr[data-event="execution_succeeded"]')
     assert page.locator('#events tr[data-event="node_succeeded"]').count() == 8, "every event once"
-    assert page.locator("#stream-state").inner_text() == "(ended)"
+    expect(page.locator("#stream-state")).to_have_text("(ended)", timeout=WAIT_MS)
 
 
 def test_a_decided_approval_takes_no_decision(page: Any, console: Console) -> None:
