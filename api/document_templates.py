@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from dataworkflows.data.document_templates import DocumentTemplateVersion
 from dataworkflows.db import Database
 from dataworkflows.definitions import checksum
-from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, needed_sources
+from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, sources_for_render
 from dataworkflows.errors import InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
@@ -314,7 +314,9 @@ class DocumentTemplateController(Controller):
         # Only what the template loads, as a run renders it (actions/template_render.py): as of the
         # version asked for, and not the templates of the set it does not load.
         as_of = row.created_at if data.version is not None else None
-        sources = needed_sources(name, await svc.db.document_templates.sources(set_id, as_of=as_of) | {name: row.body})
+        sources = await sources_for_render(
+            name, await svc.db.document_templates.sources(set_id, as_of=as_of) | {name: row.body}
+        )
         if sum(len(body) for body in sources.values()) > MAX_SET_CHARS:
             raise InvalidInput(f"template set {set_id!r} holds more than {MAX_SET_CHARS:,} characters of templates")
         variables = data.data if data.data is not None else (row.sample_data or {})

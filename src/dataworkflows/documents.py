@@ -9,6 +9,7 @@ are autoescaped. Pure module; the API renders through template_pool, in a helper
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import types
@@ -118,18 +119,25 @@ def _located(message: str, name: str | None, line: int | None, sources: dict[str
     }
 
 
-def needed_sources(name: str, sources: dict[str, str]) -> dict[str, str]:
+def needed_sources(name: str, sources: dict[str, str], limit: int | None = None) -> dict[str, str]:
     """The templates of a set that rendering `name` can load: it, and those it includes, imports or
     extends, and theirs (by name, transitively). Shipping the whole set made a render fail as soon
     as unrelated templates made it pass MAX_SET_CHARS. A reference by expression (`{% include var %}`)
-    may load any: then the whole set. A body that does not parse is kept (its render names the error)."""
+    may load any: then the whole set. A body that does not parse is kept (its render names the error).
+    Parsing costs about 1.7 ms per kB of dense template: past `limit` characters it stops (what it
+    returns is then over the limit, which the caller refuses). Callers use it only for a set over
+    the limit, off the event loop (sources_for_render)."""
     needed: dict[str, str] = {}
+    total = 0
     pending = [name]
     while pending:
         current = pending.pop()
         if current in needed or current not in sources:
             continue
         needed[current] = sources[current]
+        total += len(sources[current])
+        if limit is not None and total > limit:
+            return needed
         try:
             found = list(jinja2.meta.find_referenced_templates(_plain.parse(sources[current], name=current)))
         except (jinja2.TemplateSyntaxError, RecursionError, MemoryError, ValueError, TypeError, SyntaxError):
@@ -138,6 +146,15 @@ def needed_sources(name: str, sources: dict[str, str]) -> dict[str, str]:
             return dict(sources)
         pending.extend(ref for ref in found if isinstance(ref, str))
     return needed
+
+
+async def sources_for_render(name: str, sources: dict[str, str]) -> dict[str, str]:
+    """What a render of `name` ships to its helper: the whole set while it is within MAX_SET_CHARS
+    (nothing to parse), else only the templates it loads (needed_sources, in a thread: the worker's
+    and the API's event loops go on). Over MAX_SET_CHARS still: the caller refuses the render."""
+    if sum(len(body) for body in sources.values()) <= MAX_SET_CHARS:
+        return sources
+    return await asyncio.to_thread(needed_sources, name, sources, MAX_SET_CHARS)
 
 
 def check(name: str, body: str) -> None:

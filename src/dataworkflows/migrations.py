@@ -102,7 +102,7 @@ def _take_lock(conn: psycopg.Connection[Any]) -> None:
 
 def _lock_holder(conn: psycopg.Connection[Any]) -> str:
     """Who holds the migrations' advisory lock, as pg_stat_activity shows it (pid, application, state,
-    how long its transaction has been open), or why that is not known."""
+    address, how long it has been connected), or that this role cannot see it."""
     row = conn.execute(
         "SELECT a.pid, a.application_name, a.state, a.client_addr::text,"
         " round(extract(epoch FROM now() - a.backend_start)) FROM pg_locks l"

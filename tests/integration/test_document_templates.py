@@ -387,6 +387,7 @@ async def test_a_preview_loads_what_its_template_includes_not_the_whole_set(
     """A pinned preview (and a run's render) shipped the whole set: templates added later, and never
     included, pushed it past the set limit and the render failed with template_set_too_large."""
     monkeypatch.setattr("dataworkflows.api.document_templates.MAX_SET_CHARS", 500)
+    monkeypatch.setattr("dataworkflows.documents.MAX_SET_CHARS", 500)
     await make_set(client, "lean", page=("text", "hello {{ x }} {% include 'part' %}"), part=("text", "[part]"))
     assert (await render(client, "lean/page", {"data": {"x": 1}, "version": 1})).json()["document"] == "hello 1 [part]"
     for n in range(3):

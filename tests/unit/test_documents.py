@@ -86,3 +86,5 @@ def test_a_render_takes_only_the_templates_it_loads() -> None:
     assert documents.needed_sources("broken", sources) == {"broken": "{% if %}"}, "kept: its render names the error"
     rendered = documents.render("page", documents.needed_sources("page", sources), {"who": "b"}, "text")
     assert rendered == documents.render("page", SET, {"who": "b"}, "text")
+    # Parsing costs: it stops once past the limit (the caller refuses what is over it).
+    assert len(documents.needed_sources("page", sources, limit=10)) == 1

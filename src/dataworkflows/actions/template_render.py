@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from dataworkflows.actions import ActionContext, ActionResult
-from dataworkflows.documents import MAX_SET_CHARS, needed_sources
+from dataworkflows.documents import MAX_SET_CHARS, sources_for_render
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 
 DEFAULT_INLINE_BYTES = 16 * 1024
@@ -91,7 +91,7 @@ class TemplateRenderAction:
             )
         as_of = row.created_at if params.version is not None else None
         # Only what the template loads (the rest of the set may have grown since, past the limit).
-        sources = needed_sources(name, await store.sources(set_id, as_of=as_of) | {name: row.body})
+        sources = await sources_for_render(name, await store.sources(set_id, as_of=as_of) | {name: row.body})
         if sum(len(body) for body in sources.values()) > MAX_SET_CHARS:
             return ActionResult.failed(
                 "template_set_too_large", f"template set {set_id!r} holds more than {MAX_SET_CHARS:,} characters"
