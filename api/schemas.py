@@ -515,6 +515,16 @@ class TriggerRead(Camel):
     hook_url: str | None = None
     # The generated or given secret, in the creation answer only.
     secret: str | None = None
+    # GET /api/v1/triggers only: its latest runs, newest first (at most 5), and whether it has more
+    # (GET /api/v1/executions?triggerId= lists them all).
+    recent_runs: list[RecentRunRead] | None = None
+    more_runs: bool | None = None
+
+
+class RecentRunRead(Camel):
+    id: UUID
+    status: str
+    created_at: datetime
 
 
 class WorkerLeaseRead(Camel):

@@ -16,7 +16,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from dataworkflows.credentials import Cipher
-from dataworkflows.data.triggers import Trigger
+from dataworkflows.data.triggers import RECENT_RUNS, Trigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
 from dataworkflows.validation import Problem, is_valid_id, json_depth
@@ -47,9 +47,10 @@ async def require_trigger(db: Database, trigger_id: str) -> Trigger:
     return found
 
 
-def read(trigger: Trigger, *, secret: str | None = None) -> TriggerRead:
+def read(trigger: Trigger, *, secret: str | None = None, **listed: Any) -> TriggerRead:
+    """The wire form; `listed`: what only the list shows (recent_runs, more_runs)."""
     hook_url = f"/api/v1/hooks/{trigger.id}" if trigger.kind == "webhook" else None
-    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret)
+    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret, **listed)
 
 
 async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None:
@@ -147,7 +148,11 @@ class TriggerController(Controller):
         self, db: DatabaseDep, kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None
     ) -> list[TriggerRead]:
         require_one_of("kind", kind, KINDS)
-        return [read(t) for t in await db.triggers.everything(kind=kind)]
+        listed = []
+        for trigger in await db.triggers.everything(kind=kind):
+            runs = trigger.recent_runs or []
+            listed.append(read(trigger, recent_runs=runs[:RECENT_RUNS], more_runs=len(runs) > RECENT_RUNS))
+        return listed
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})
     async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:

@@ -116,3 +116,23 @@ async def test_a_signed_webhook_needs_a_credentials_key(dsn: str) -> None:
         assert "DW_CREDENTIALS_KEY" in signed.json()["detail"]
         unsigned = {"kind": "webhook", "name": "u", "config": {"signature": "none"}}
         assert (await plain.post("/api/v1/workflows/keyless/triggers", json=unsigned)).status_code == 201
+
+
+async def test_the_trigger_list_carries_each_triggers_latest_runs(client: AsyncTestClient[Any], db: Database) -> None:
+    """The console read each trigger's runs with a request of its own: with a hundred triggers it
+    passed the API's per-caller rate limit, and those rows showed "?". GET /api/v1/triggers now
+    carries each one's latest runs (at most 5, newest first) and whether it has more."""
+    from tests.conftest import start
+
+    await publish_over_api(client, wf("hooked", echo("e")))
+    busy = (await client.post("/api/v1/workflows/hooked/triggers", json={"kind": "webhook", "name": "busy"})).json()
+    idle = (await client.post("/api/v1/workflows/hooked/triggers", json={"kind": "webhook", "name": "idle"})).json()
+    started = [await start(db, "hooked", {"n": n}) for n in range(7)]
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET trigger_id = %s WHERE id = ANY(%s)", (busy["id"], started))
+    listed = {t["name"]: t for t in (await client.get("/api/v1/triggers")).json()}
+    assert [r["id"] for r in listed["busy"]["recentRuns"]] == [str(e) for e in reversed(started)][:5]
+    assert listed["busy"]["moreRuns"] is True and listed["busy"]["recentRuns"][0]["status"] == "Pending"
+    assert (listed["idle"]["recentRuns"], listed["idle"]["moreRuns"]) == ([], False)
+    one = (await client.get(f"/api/v1/triggers/{idle['id']}")).json()
+    assert one["recentRuns"] is None, "the list only"

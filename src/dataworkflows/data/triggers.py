@@ -29,6 +29,18 @@ class Trigger(msgspec.Struct, frozen=True):
     next_tick_at: datetime | None
     last_tick_at: datetime | None
     error: str | None
+    # The list only (list_all_triggers): its latest runs, newest first.
+    recent_runs: list[RecentRun] | None = None
+
+
+class RecentRun(msgspec.Struct, frozen=True):
+    id: UUID
+    status: str
+    created_at: datetime
+
+
+# How many of each trigger's latest runs the list carries (one more says there are more).
+RECENT_RUNS = 5
 
 
 class TriggerData:
@@ -72,7 +84,7 @@ class TriggerData:
         return await self._db.fetch_all_as(Trigger, "list_triggers", workflow_id=workflow_id)
 
     async def everything(self, *, kind: str | None = None) -> list[Trigger]:
-        return await self._db.fetch_all_as(Trigger, "list_all_triggers", kind=kind)
+        return await self._db.fetch_all_as(Trigger, "list_all_triggers", kind=kind, runs=RECENT_RUNS + 1)
 
     async def update(
         self, trigger_id: UUID, *, name: str | None, enabled: bool | None, config: dict[str, Any] | None
