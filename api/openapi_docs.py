@@ -40,6 +40,11 @@ OPENAPI_PATH = "/schema"
 # Versioned, so that browsers may keep them for good.
 ASSETS_PATH = f"{OPENAPI_PATH}/assets/swagger-ui-{SWAGGER_UI_VERSION}"
 DEFINITION_SCHEMA_PATH = f"{OPENAPI_PATH}/workflow-definition.schema.json"
+# The page's own script (not versioned with Swagger UI's assets: revalidated, never kept for good).
+SWAGGER_INIT_PATH = f"{OPENAPI_PATH}/swagger-init.js"
+# Reads the configuration render() puts in the page as JSON data (a script of type application/json
+# runs nothing).
+SWAGGER_INIT_JS = "window.ui = SwaggerUIBundle(JSON.parse(document.getElementById('swagger-config').textContent));\n"
 DEFINITION_COMPONENT = "WorkflowDefinition"
 SCHEMA_JSON = "application/schema+json"
 
@@ -263,8 +268,9 @@ class SwaggerPage(OpenAPIRenderPlugin):
             # No badge from the public validator (it would send the document to another host).
             "validatorUrl": None,
         }
-        # </ cannot end the script element early.
-        config_js = msgspec.json.encode(config).decode().replace("</", "<\\/")
+        # </ cannot end the data block early ("\/" is "/" to JSON.parse).
+        config_json = msgspec.json.encode(config).decode().replace("</", "<\\/")
+        init = html.escape(f"{root}{SWAGGER_INIT_PATH}", quote=True)
         title = html.escape(str(openapi_schema.get("info", {}).get("title", "API")))
         page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -278,8 +284,9 @@ class SwaggerPage(OpenAPIRenderPlugin):
 </head>
 <body>
 <div id="swagger-ui"></div>
+<script id="swagger-config" type="application/json">{config_json}</script>
 <script src="{assets}/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({config_js});</script>
+<script src="{init}"></script>
 </body>
 </html>
 """
@@ -323,6 +330,17 @@ def workflow_definition_schema() -> dict[str, Any]:
     return definition_schema_document()
 
 
+@get(
+    SWAGGER_INIT_PATH.removeprefix(OPENAPI_PATH),
+    include_in_schema=False,
+    media_type="text/javascript",
+    cache_control=CacheControlHeader(no_cache=True),
+    sync_to_thread=False,
+)
+def swagger_init() -> str:
+    return SWAGGER_INIT_JS
+
+
 def only_shipped_assets(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Serves the files in ASSETS_DIR and nothing else: a name the file system would refuse (a NUL,
     too long) is a 404 here, not an error from the file system (a 500)."""
@@ -347,4 +365,4 @@ def openapi_routes() -> list[Any]:
         include_in_schema=False,
         guards=[only_shipped_assets],
     )
-    return [workflow_definition_schema, assets]
+    return [workflow_definition_schema, swagger_init, assets]

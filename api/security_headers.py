@@ -8,6 +8,10 @@ before-send hook, so that it covers every answer: the handlers', the problem det
   Opened in a tab, an answer that holds a stored value (a workflow's display name, a trigger's
   data, a document) runs nothing, and `sandbox` gives it an opaque origin: not the console's, so
   it reaches neither the console's stored token nor, as same-origin, the API.
+- The docs page (/schema, /schema/swagger): SWAGGER_POLICY. The page is of the
+  console's origin and shows the OpenAPI document's text; it runs scripts of this origin only
+  (its configuration is a JSON data block, read by /schema/swagger-init.js), never inline code.
+  The rest of /schema (the documents, the page's files) has API_POLICY.
 - A stored HTML document (GET /api/v1/documents/{id}) is one such answer: it is a template's
   output, so it may hold any markup its data put there. It keeps inline styles and data: images,
   so that it can be looked at, and nothing else (api/documents.py sets DOCUMENT_POLICY).
@@ -20,6 +24,19 @@ from __future__ import annotations
 from litestar.types import Message, Scope
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
+SWAGGER_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        # Swagger UI sets inline styles, and its CSS embeds its icons as data: images.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 DOCUMENT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox"
 
 _EVERY_ANSWER = (
@@ -28,6 +45,8 @@ _EVERY_ANSWER = (
     (b"referrer-policy", b"no-referrer"),
 )
 _API_PREFIX = "/api/"
+_DOCS_PAGES = frozenset({"/schema", "/schema/", "/schema/swagger"})
+_DOCS_PREFIX = "/schema/"
 
 
 async def add_security_headers(message: Message, scope: Scope) -> None:
@@ -36,7 +55,11 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     headers = list(message.get("headers") or [])
     present = {name.lower() for name, _ in headers}
     added = [(name, value) for name, value in _EVERY_ANSWER if name not in present]
-    if b"content-security-policy" not in present and str(scope.get("path", "")).startswith(_API_PREFIX):
-        added.append((b"content-security-policy", API_POLICY.encode()))
+    if b"content-security-policy" not in present:
+        path = str(scope.get("path", ""))
+        if path in _DOCS_PAGES:
+            added.append((b"content-security-policy", SWAGGER_POLICY.encode()))
+        elif path.startswith((_API_PREFIX, _DOCS_PREFIX)):
+            added.append((b"content-security-policy", API_POLICY.encode()))
     if added:
         message["headers"] = headers + added

@@ -447,3 +447,19 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
         page.goto(f"/ui#/{name}")
         page.wait_for_selector(shown)
         shot(page, name)
+
+
+def test_the_api_docs_page_runs_under_its_policy(page: Any, console: Console) -> None:
+    """Swagger UI renders the document's operations with no inline script allowed (the `page` fixture
+    fails the test on any Content-Security-Policy refusal), and an operation's example can be tried."""
+    answer = page.goto("/schema")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    page.locator(".opblock-summary-path", has_text="/api/v1/workflows").first.wait_for()
+    assert page.locator(".opblock").count() > 20
+    # Try it out: the page's own request to this origin (connect-src 'self').
+    health = page.locator(".opblock", has_text="/health/live").first
+    health.locator(".opblock-summary").click()
+    health.get_by_role("button", name="Try it out").click()
+    health.get_by_role("button", name="Execute").click()
+    health.locator(".live-responses-table .response-col_status", has_text="200").wait_for()
+    shot(page, "api-docs")

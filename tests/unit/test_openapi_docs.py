@@ -20,7 +20,13 @@ from referencing.jsonschema import DRAFT202012
 
 from dataworkflows.actions import ActionRegistry, builtin_actions
 from dataworkflows.api.app import create_app
-from dataworkflows.api.openapi_docs import ASSETS_DIR, ASSETS_PATH, DEFINITION_SCHEMA_PATH, OPERATION_IDS
+from dataworkflows.api.openapi_docs import (
+    ASSETS_DIR,
+    ASSETS_PATH,
+    DEFINITION_SCHEMA_PATH,
+    OPERATION_IDS,
+    SWAGGER_INIT_PATH,
+)
 from dataworkflows.api.openapi_examples import ORDER_GRAPH, SIMPLE_ECHO
 from dataworkflows.api.services import services_of
 from dataworkflows.config import Settings
@@ -78,7 +84,19 @@ def test_the_docs_page_and_its_assets_come_from_this_server(client: TestClient[A
         assert {f"{ASSETS_PATH}/swagger-ui-bundle.js", f"{ASSETS_PATH}/swagger-ui.css"} <= set(referenced)
         assert all(url.startswith("/") and not url.startswith("//") for url in referenced), referenced
         assert '"url":"/schema/openapi.json"' in text and '"validatorUrl":null' in text
-    for url in referenced:
+        # The page runs no inline script: its configuration is data, its scripts are files of this
+        # origin, and its policy says so.
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", text, re.S)
+        assert all("src=" in attributes or 'type="application/json"' in attributes for attributes, _ in scripts)
+        config = next(body for attributes, body in scripts if 'id="swagger-config"' in attributes)
+        assert json.loads(config)["url"] == "/schema/openapi.json"
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-eval" not in policy
+        assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    init = client.get(SWAGGER_INIT_PATH)
+    assert init.status_code == 200 and init.headers["content-type"].startswith("text/javascript")
+    assert "swagger-config" in init.text and "no-cache" in init.headers["cache-control"]
+    for url in set(referenced) - {SWAGGER_INIT_PATH}:
         asset = client.get(url)
         assert asset.status_code == 200, url
         assert "max-age=31536000" in asset.headers["cache-control"]
