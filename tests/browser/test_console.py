@@ -212,6 +212,19 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     opened.on("pageerror", lambda error: errors.append(str(error)))
     # A CSP violation is a console error: the page must need nothing its policy refuses.
     opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    # The console asks before what cannot be undone: the questions asked, answered with `accept_dialogs`
+    # (Playwright would otherwise dismiss every dialog).
+    opened.asked = []
+    opened.accept_dialogs = True
+
+    def answer(dialog: Any) -> None:
+        opened.asked.append(dialog.message)
+        if opened.accept_dialogs:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    opened.on("dialog", answer)
     try:
         yield opened
     finally:
@@ -302,6 +315,48 @@ def test_live_refreshes_keep_what_the_operator_types_and_a_hidden_tab_lets_its_s
     expect(page.locator("#stream-state")).to_have_text("(ended)", timeout=WAIT_MS)
 
 
+def test_what_cannot_be_undone_is_asked_first(page: Any, console: Console) -> None:
+    """Cancel, archive and an approval's decision ask first; answered no, nothing is sent."""
+    from playwright.sync_api import expect
+
+    console.create({**gated_chain(), "id": "gated-cancel"})
+    execution_id = console.execute("gated-cancel")
+    page.goto(f"/ui#/executions/{execution_id}")
+    page.wait_for_selector('g[data-node="gate"][data-status="Waiting"]')
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if request.method == "POST" else None)
+    page.accept_dialogs = False
+    page.click("#cancel")
+    assert page.asked == [
+        f"Cancel execution {execution_id}? Its running nodes are stopped and it ends Cancelled; this cannot be undone."
+    ]
+    assert sent == [] and console.wait_for(execution_id, {"Waiting"})["status"] == "Waiting"
+    page.accept_dialogs = True
+    page.click("#cancel")
+    assert console.wait_for(execution_id, {"Cancelled"})["status"] == "Cancelled"
+    assert [url for url in sent if url.endswith("/cancel")] != []
+    # Archive, refused then taken.
+    page.goto("/ui#/workflows/gated-cancel")
+    page.accept_dialogs = False
+    page.click("#archive")
+    assert page.asked[-1] == "Archive workflow gated-cancel? It takes no new executions."
+    assert console.http.get("/api/v1/workflows/gated-cancel").json()["status"] == "Active"
+    page.accept_dialogs = True
+    page.click("#archive")
+    expect(page.locator("#workflow-result")).to_have_text("archive: Archived (current v1)", timeout=WAIT_MS)
+    # A rejection, refused: the approval stays open.
+    console.create({**APPROVAL, "id": "sign-off-asked"})
+    waiting = console.execute("sign-off-asked", {"amount": 99})
+    console.wait_for(waiting, {"Waiting"})
+    page.goto("/ui#/waiting")
+    approval = page.locator("#approvals tbody tr", has_text="Expense of 99")
+    page.accept_dialogs = False
+    approval.get_by_role("button", name="Reject").click()
+    assert page.asked[-1] == "Reject \u201cExpense of 99\u201d? A decision cannot be changed."
+    assert console.wait_for(waiting, {"Waiting"})["status"] == "Waiting"
+    assert approval.get_by_role("button", name="Reject").count() == 1
+
+
 def test_a_decided_approval_takes_no_decision(page: Any, console: Console) -> None:
     console.create({**APPROVAL, "id": "sign-off-decided"})
     execution_id = console.execute("sign-off-decided", {"amount": 12})
@@ -358,6 +413,10 @@ def test_a_dead_letter_is_redriven_from_the_page(page: Any, console: Console) ->
     shot(page, "dead-letters")
     row.get_by_role("button", name="Redrive").click()
     page.wait_for_selector(f"#letter-result:has-text('Dead letter {letter['id']} redriven')")
+    assert page.asked == [
+        f"Redrive dead letter {letter['id']}? The failed part (node boom) runs again, once; what it did before"
+        " may be done twice."
+    ]
     redriven = console.http.get(f"/api/v1/dead-letters/{letter['id']}").json()
     assert redriven["redrivenAt"] is not None
     # The workflow's name is shown as the text it is.

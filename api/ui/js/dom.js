@@ -102,3 +102,14 @@ export function errorMessage(error) {
 }
 
 export const FINAL = new Set(["Succeeded", "Failed", "Cancelled", "TimedOut"]);
+
+// Asks before an action that cannot be taken back (cancel, archive, publish, redrive, acknowledge,
+// an approval's decision): the browser's own dialog, so that a stray click does nothing.
+export function confirmed(question) {
+  return window.confirm(question);
+}
+
+export function redriveQuestion(letter) {
+  const what = letter.nodeId ? "node " + letter.nodeId : "its run";
+  return "Redrive dead letter " + letter.id + "? The failed part (" + what + ") runs again, once; what it did before may be done twice.";
+}

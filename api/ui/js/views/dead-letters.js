@@ -1,7 +1,7 @@
 // Dead letters: open ones first, with redrive (re-run the failed part, once) and acknowledge.
 
 import { api, query } from "../api.js";
-import { h, badge, execLink, timeEl, table, empty, errorMessage } from "../dom.js";
+import { h, badge, execLink, timeEl, table, empty, errorMessage, confirmed, redriveQuestion } from "../dom.js";
 
 export async function render(main, { params }, ctx) {
   const state = params.get("state") || "open";
@@ -37,6 +37,7 @@ export async function render(main, { params }, ctx) {
               {
                 class: "redrive small",
                 onclick: async () => {
+                  if (!confirmed(redriveQuestion(d))) return;
                   try {
                     const r = await api("/dead-letters/" + d.id + "/redrive", { method: "POST" });
                     ctx.ok();
@@ -55,6 +56,7 @@ export async function render(main, { params }, ctx) {
               {
                 class: "secondary small",
                 onclick: async () => {
+                  if (!confirmed("Acknowledge dead letter " + d.id + "? It is closed, and its work does not run again.")) return;
                   try {
                     await api("/dead-letters/" + d.id + "/acknowledge", { method: "POST", body: { note: note.value || null } });
                     ctx.ok();

@@ -3,7 +3,7 @@
 // children, and the control actions the API has (cancel, suspend, resume, signal, redrive).
 
 import { api, query, streamEvents } from "../api.js";
-import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL } from "../dom.js";
+import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL, confirmed, redriveQuestion } from "../dom.js";
 import { drawGraph } from "../graph.js";
 
 const enc = encodeURIComponent;
@@ -231,7 +231,12 @@ export async function render(main, { args }, ctx) {
     shownActions = key;
     const buttons = [];
     if (!final) {
-      buttons.push(h("button", { class: "danger", id: "cancel", onclick: () => control("/cancel", { reason: reason.value || null }, "cancel") }, "Cancel"));
+      const cancel = () => {
+        if (confirmed("Cancel execution " + execution.id + "? Its running nodes are stopped and it ends Cancelled; this cannot be undone.")) {
+          control("/cancel", { reason: reason.value || null }, "cancel");
+        }
+      };
+      buttons.push(h("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel"));
       if (suspended) {
         buttons.push(h("button", { id: "resume", onclick: () => control("/resume", undefined, "resume") }, "Resume"));
       } else {
@@ -275,6 +280,7 @@ export async function render(main, { args }, ctx) {
             class: "redrive",
             "data-letter": String(letter.id),
             onclick: async () => {
+              if (!confirmed(redriveQuestion(letter))) return;
               try {
                 const result = await api("/dead-letters/" + letter.id + "/redrive", { method: "POST" });
                 controlResult.textContent = "redrive: " + result.action;

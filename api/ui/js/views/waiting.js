@@ -2,13 +2,15 @@
 // and runs parked on a wait (timer, signal, approval), with a signal form for signal waits.
 
 import { api, query } from "../api.js";
-import { h, badge, execLink, timeEl, table, empty } from "../dom.js";
+import { h, badge, execLink, timeEl, table, empty, confirmed } from "../dom.js";
 
 const enc = encodeURIComponent;
 
 function approvalRow(a, ctx, reload, result) {
   const comment = h("input", { type: "text", placeholder: "comment", size: 14 });
   const decide = (decision) => async () => {
+    const what = a.title || a.nodeId;
+    if (!confirmed(decision[0].toUpperCase() + decision.slice(1) + " \u201c" + what + "\u201d? A decision cannot be changed.")) return;
     try {
       const r = await api("/approvals/" + enc(a.id) + "/decision", { method: "POST", body: { decision, comment: comment.value || null } });
       ctx.ok();

@@ -2,7 +2,7 @@
 // archive, its current graph, and a diff between two versions computed here from both definitions.
 
 import { api } from "../api.js";
-import { h, badge, timeEl, table } from "../dom.js";
+import { h, badge, timeEl, table, confirmed } from "../dom.js";
 import { drawGraph } from "../graph.js";
 import { canonicalLines, diffLines } from "../diff.js";
 
@@ -19,7 +19,8 @@ export async function render(main, { args }, ctx) {
     return cache.get(version);
   }
 
-  async function act(path, label) {
+  async function act(path, label, question) {
+    if (!confirmed(question)) return;
     try {
       const w = await api(base + path, { method: "POST" });
       ctx.ok();
@@ -46,7 +47,7 @@ export async function render(main, { args }, ctx) {
           {},
           v.version === workflow.currentVersion && workflow.status === "Active"
             ? ""
-            : h("button", { class: "small", onclick: () => act("/publish?version=" + v.version, "publish v" + v.version) }, v.publishedAt ? "Roll back to" : "Publish"),
+            : h("button", { class: "small", onclick: () => act("/publish?version=" + v.version, "publish v" + v.version, "Publish v" + v.version + " of " + id + "? New executions run v" + v.version + ".") }, v.publishedAt ? "Roll back to" : "Publish"),
         ),
       ),
     );
@@ -87,7 +88,7 @@ export async function render(main, { args }, ctx) {
       h(
         "div",
         { class: "actions" },
-        workflow.status === "Archived" ? "" : h("button", { class: "danger", id: "archive", onclick: () => act("/archive", "archive") }, "Archive"),
+        workflow.status === "Archived" ? "" : h("button", { class: "danger", id: "archive", onclick: () => act("/archive", "archive", "Archive workflow " + id + "? It takes no new executions.") }, "Archive"),
         h("a", { class: "button secondary", href: "#/executions?workflowId=" + enc(workflow.id) }, "Executions"),
       ),
       result,
