@@ -50,6 +50,7 @@ from .schemas import HealthRead
 from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
+from .waits import WaitController
 from .workers import WorkerController
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
@@ -229,6 +230,7 @@ def create_app(settings: Settings) -> Litestar:
             DocumentController,
             ExecutionController,
             ApprovalController,
+            WaitController,
             DeadLetterController,
             CatalogController,
             ConnectionController,

@@ -123,6 +123,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/executions/{execution_id}/suspend"): "suspendExecution",
     ("POST", "/api/v1/executions/{execution_id}/resume"): "resumeExecution",
     ("POST", "/api/v1/executions/{execution_id}/signals/{name}"): "signalExecution",
+    ("GET", "/api/v1/waits"): "listWaitsOfExecutions",
     ("GET", "/api/v1/approvals"): "listApprovals",
     ("GET", "/api/v1/approvals/{approval_id}"): "getApproval",
     ("POST", "/api/v1/approvals/{approval_id}/decision"): "decideApproval",

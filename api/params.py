@@ -71,13 +71,16 @@ VersionQuery = Annotated[int | None, query_int("version", ge=1, le=INT_MAX, requ
 # A route whose query is a payload (the webhook receiver's: it refuses a NUL itself, and records the
 # refusal) says so in its opt; the route, not the path, so that a proxy's prefix changes nothing.
 QUERY_IS_PAYLOAD = "query_is_payload"
+# A route's opt: the query parameters it takes as a list, given once per value (?executionId=a&executionId=b).
+REPEATABLE_QUERY = "repeatable_query"
 
 
 def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
     """No query value the API takes holds a NUL (PostgreSQL text cannot): a 400 naming the parameter
     here, rather than the database's refusal (422) of a free-text filter such as workflowId. Nor is
     any given twice: every parameter takes one value, and Litestar would read the last one silently
-    (?status=Succeeded&status=Failed listed only Failed runs)."""
+    (?status=Succeeded&status=Failed listed only Failed runs), but those a route takes as a list
+    (REPEATABLE_QUERY)."""
     if route.opt.get(QUERY_IS_PAYLOAD):
         return
     seen: dict[str, int] = {}
@@ -85,8 +88,9 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
         if "\x00" in value or "\x00" in name:
             raise BadQueryValue(name.replace("\x00", "\\0")[:50], "a query value must not hold a NUL character")
         seen[name] = seen.get(name, 0) + 1
+    repeatable = route.opt.get(REPEATABLE_QUERY, ())
     for name, times in seen.items():
-        if times > 1:
+        if times > 1 and name not in repeatable:
             raise BadQueryValue(name[:50], f"give the query parameter {quoted(name)} once (it came {times} times)")
 
 

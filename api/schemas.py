@@ -302,6 +302,12 @@ class WaitRead(Camel):
     result: Any
 
 
+class RunWaitRead(WaitRead):
+    """A wait in a list of several executions' waits (GET /api/v1/waits)."""
+
+    execution_id: UUID
+
+
 class ApprovalDecisionRead(Camel):
     principal: str
     decision: str

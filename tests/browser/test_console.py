@@ -486,12 +486,17 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     assert created.status_code == 201, created.text
     delivered = console.http.post(f"/api/v1/hooks/{created.json()['id']}", json={"order": 1})
     assert delivered.status_code == 202, delivered.text
+    asked_waits: list[str] = []
+    page.on("request", lambda request: asked_waits.append(request.url) if "/waits" in request.url else None)
     page.goto("/ui#/waiting")
     page.fill("#auth-principal", "ops")
     page.click('#auth button[type="submit"]')
     approval = page.locator("#approvals tbody tr", has_text="Expense of 12")
     approval.wait_for()
     page.wait_for_selector(f'#waiting-runs a[title="{waiting}"]')
+    # Every listed run's open waits came in one request a load (it was one request a run).
+    page.locator(f'#waiting-runs tr[data-execution="{waiting}"]', has_text="ask: approval").wait_for()
+    assert asked_waits and all("/api/v1/waits?executionId=" in url for url in asked_waits), asked_waits
     shot(page, "waiting")
     approval.get_by_role("button", name="Approve").click()
     page.wait_for_selector("#waiting-result:has-text('approve recorded')")

@@ -201,6 +201,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ),
     ("GET", "/api/v1/executions/{execution_id:str}/events", f"/api/v1/executions/{EXECUTION}/events", "viewer", None),
     ("GET", "/api/v1/executions/{execution_id:str}/waits", f"/api/v1/executions/{EXECUTION}/waits", "viewer", None),
+    ("GET", "/api/v1/waits", f"/api/v1/waits?executionId={EXECUTION}", "viewer", None),
     (
         "POST",
         "/api/v1/executions/{execution_id:str}/signals/{name:str}",

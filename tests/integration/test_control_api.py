@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.tenancy import tenant_scope
 from tests.conftest import load_fixture
 from tests.integration.test_api import assert_problem
 
@@ -317,6 +318,57 @@ async def test_signal_consumed_by_a_waiting_node(client: AsyncTestClient[Any], d
     assert (wait["state"], wait["consumedBy"]) == ("received", "signal:s-1")
     assert wait["consumedAt"] is not None and wait["result"]["payload"] == {"amount": 5}
     assert wait["attempt"] == 1 and wait["createdAt"] and wait["details"] == {}
+
+
+async def test_the_waits_of_several_runs_in_one_request(client: AsyncTestClient[Any], db: Database) -> None:
+    """GET /api/v1/waits: the console's waiting page asked each of up to 100 runs for its waits."""
+    first, second, idle = [await start_run(client) for _ in range(3)]
+    for execution_id in (first, second):
+        await make_waiting(db, execution_id)
+    paid = await add_wait(db, first, "signal", "order.paid", {})
+    timer = str(
+        (
+            await sql(
+                db,
+                "INSERT INTO dw.waits (execution_id, node_id, attempt, kind, details, due_at, state, consumed_at) "
+                "VALUES (%s, 'echo1', 1, 'timer', '{}', now(), 'fired', now()) RETURNING id",
+                second,
+            )
+        )[0][0]
+    )
+    later = await add_wait(db, second, "signal", "order.shipped", {})
+    # Another tenant's run and its wait: never listed to this caller, whichever id it names.
+    other = {"X-Principal-Id": "ops", "X-Tenant-Id": "other"}
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw, headers=other)
+    assert created.status_code == 201, created.text
+    theirs = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}, headers=other)).json()
+    with tenant_scope("other"):
+        await add_wait(db, theirs["executionId"], "signal", "x", {})
+    ids = [first, second, idle, theirs["executionId"], str(uuid.uuid4()), first]
+    everything = await client.get("/api/v1/waits", params={"executionId": ids})
+    assert everything.status_code == 200, everything.text
+    by_run = sorted((w["executionId"], w["id"], w["state"]) for w in everything.json())
+    assert by_run == sorted([(first, paid, "open"), (second, timer, "fired"), (second, later, "open")])
+    opened = (await client.get("/api/v1/waits", params={"executionId": ids, "state": "open"})).json()
+    assert sorted(w["id"] for w in opened) == sorted([paid, later])
+    assert opened[0].keys() >= {"executionId", "nodeId", "kind", "name", "state", "dueAt", "expiresAt"}
+    limited = (await client.get("/api/v1/waits", params={"executionId": [second], "limit": 1})).json()
+    assert [w["id"] for w in limited] == [timer], "oldest first, at most `limit`"
+    mine = (await client.get("/api/v1/waits", params={"executionId": [theirs["executionId"]]}, headers=other)).json()
+    assert [w["name"] for w in mine] == ["x"]
+
+    # Bad input: 400s that say what is wrong.
+    for params, says in (
+        ({}, "executionId"),
+        ({"executionId": "not-a-uuid"}, "executionId"),
+        ({"executionId": [str(uuid.uuid4()) for _ in range(101)]}, "at most 100"),
+        ({"executionId": first, "state": "closed"}, "state"),
+        ({"executionId": first, "limit": "0"}, "limit"),
+    ):
+        answer = await client.get("/api/v1/waits", params=params)
+        assert answer.status_code == 400, (params, answer.text)
+        assert says in answer.text, (params, answer.text)
 
 
 # --- approvals -----------------------------------------------------------------------------------

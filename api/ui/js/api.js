@@ -80,7 +80,9 @@ export async function api(path, options = {}) {
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
+    // A list is the parameter once per value (?executionId=a&executionId=b).
+    if (Array.isArray(value)) value.forEach((item) => search.append(key, String(item)));
+    else if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
   }
   const text = search.toString();
   return text ? "?" + text : "";

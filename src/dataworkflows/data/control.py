@@ -176,6 +176,12 @@ class ControlData:
     async def waits(self, execution_id: UUID) -> list[Wait]:
         return await self._db.fetch_all_as(Wait, "list_waits", id=execution_id)
 
+    async def waits_of_runs(self, execution_ids: list[UUID], *, open_only: bool, limit: int) -> list[Wait]:
+        """The waits of these executions (those this task's tenant may see), at most `limit`."""
+        return await self._db.fetch_all_as(
+            Wait, "list_waits_of_runs", ids=execution_ids, open_only=open_only, limit=limit
+        )
+
     async def approvals(
         self, *, principal: str | None, open_only: bool, execution_id: UUID | None = None, limit: int = 100
     ) -> list[Approval]:

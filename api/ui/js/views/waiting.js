@@ -5,6 +5,8 @@ import { api, query } from "../api.js";
 import { h, badge, execLink, timeEl, table, empty, confirmed } from "../dom.js";
 
 const enc = encodeURIComponent;
+// The most open waits one request lists (the API's largest limit); more are said, not cut silently.
+const WAITS_LIMIT = 1000;
 
 function approvalRow(a, ctx, reload, result) {
   const comment = h("input", { type: "text", placeholder: "comment", size: 14 });
@@ -37,46 +39,43 @@ function approvalRow(a, ctx, reload, result) {
   );
 }
 
-function waitingRow(e, ctx, result) {
-  const waitsCell = h("td", {}, h("span", { class: "muted" }, "…"));
-  api("/executions/" + enc(e.id) + "/waits", { signal: ctx.signal })
-    .then((waits) => {
-      const open = waits.filter((w) => w.state === "open");
-      waitsCell.replaceChildren(
-        ...open.map((w) => {
-          const line = h("div", {}, w.nodeId + ": " + w.kind + (w.name ? " " + w.name : "") + (w.correlationKey ? " [" + w.correlationKey + "]" : ""), w.dueAt ? [" due ", timeEl(w.dueAt)] : "", w.expiresAt ? [" expires ", timeEl(w.expiresAt)] : "");
-          if (w.kind === "signal" && w.name) {
-            const payload = h("input", { type: "text", placeholder: "{}", size: 14 });
-            line.append(
-              " ",
-              payload,
-              h(
-                "button",
-                {
-                  class: "small",
-                  onclick: async () => {
-                    try {
-                      const body = { payload: payload.value ? JSON.parse(payload.value) : {} };
-                      if (w.correlationKey) body.correlationKey = w.correlationKey;
-                      const r = await api("/executions/" + enc(e.id) + "/signals/" + enc(w.name), { method: "POST", body });
-                      ctx.ok();
-                      result.textContent = "Signal " + w.name + ": " + r.outcome;
-                    } catch (error) {
-                      ctx.fail(error);
-                    }
-                  },
-                },
-                "Send " + w.name,
-              ),
-            );
-          }
-          return line;
-        }),
-      );
-      if (!open.length) waitsCell.replaceChildren(h("span", { class: "muted" }, "nothing open"));
-    })
-    .catch(() => waitsCell.replaceChildren(h("span", { class: "muted" }, "?")));
-  return h("tr", {}, h("td", {}, execLink(e.id)), h("td", {}, e.workflowId), h("td", {}, badge(e.status)), h("td", {}, timeEl(e.createdAt)), waitsCell);
+// A run's open waits (from one GET /waits for every run listed), with a form for each signal wait.
+function waitingRow(e, open, ctx, result) {
+  const waitsCell = h(
+    "td",
+    {},
+    ...open.map((w) => {
+      const line = h("div", {}, w.nodeId + ": " + w.kind + (w.name ? " " + w.name : "") + (w.correlationKey ? " [" + w.correlationKey + "]" : ""), w.dueAt ? [" due ", timeEl(w.dueAt)] : "", w.expiresAt ? [" expires ", timeEl(w.expiresAt)] : "");
+      if (w.kind === "signal" && w.name) {
+        const payload = h("input", { type: "text", placeholder: "{}", size: 14 });
+        line.append(
+          " ",
+          payload,
+          h(
+            "button",
+            {
+              class: "small",
+              onclick: async () => {
+                try {
+                  const body = { payload: payload.value ? JSON.parse(payload.value) : {} };
+                  if (w.correlationKey) body.correlationKey = w.correlationKey;
+                  const r = await api("/executions/" + enc(e.id) + "/signals/" + enc(w.name), { method: "POST", body });
+                  ctx.ok();
+                  result.textContent = "Signal " + w.name + ": " + r.outcome;
+                } catch (error) {
+                  ctx.fail(error);
+                }
+              },
+            },
+            "Send " + w.name,
+          ),
+        );
+      }
+      return line;
+    }),
+  );
+  if (!open.length) waitsCell.replaceChildren(h("span", { class: "muted" }, "nothing open"));
+  return h("tr", { "data-execution": e.id }, h("td", {}, execLink(e.id)), h("td", {}, e.workflowId), h("td", {}, badge(e.status)), h("td", {}, timeEl(e.createdAt)), waitsCell);
 }
 
 export async function render(main, { params }, ctx) {
@@ -105,11 +104,18 @@ export async function render(main, { params }, ctx) {
         : empty("No approvals waiting."),
     );
     const runs = [...waiting.items, ...suspended.items];
+    // Their open waits in one request (it was one a run: up to 100 against the rate limit).
+    const waits = runs.length
+      ? await api("/waits" + query({ executionId: runs.map((e) => e.id), state: "open", limit: WAITS_LIMIT }), { signal: ctx.signal })
+      : [];
+    const byRun = new Map(runs.map((e) => [e.id, []]));
+    for (const w of waits) byRun.get(w.executionId)?.push(w);
     // The first 50 of each: say so when there are more, rather than cutting the list silently.
     const more = [waiting, suspended].filter((page) => page.nextCursor).map((page) => (page === waiting ? "Waiting" : "Suspended"));
     runsBox.replaceChildren(
-      runs.length ? table(["Execution", "Workflow", "Status", "Created", "Waits for"], runs.map((e) => waitingRow(e, ctx, result)), { class: "list" }) : empty("No run is waiting."),
+      runs.length ? table(["Execution", "Workflow", "Status", "Created", "Waits for"], runs.map((e) => waitingRow(e, byRun.get(e.id), ctx, result)), { class: "list" }) : empty("No run is waiting."),
       ...more.map((status) => h("p", { class: "muted more" }, "More " + status + " runs than shown: ", h("a", { href: "#/executions?status=" + status }, "list them all"), ".")),
+      waits.length >= WAITS_LIMIT ? h("p", { class: "muted more" }, "Only the first " + WAITS_LIMIT + " open waits are shown: a run's own page shows all of its waits.") : "",
     );
   }
   await load();
