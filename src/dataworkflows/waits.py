@@ -129,7 +129,10 @@ def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
         seconds = _seconds(duration, "duration", allow_zero=True)
         return WaitSpec("timer", due_at=now + timedelta(seconds=seconds))
     if until is not None:
-        return WaitSpec("timer", due_at=_timestamp(until))
+        due_at = _timestamp(until)
+        if (due_at - now).total_seconds() > MAX_WAIT_SECONDS:
+            raise WaitParameterError("until must be at most 366 days ahead")
+        return WaitSpec("timer", due_at=due_at)
     return WaitSpec("timer", due_at=now)
 
 
@@ -191,8 +194,13 @@ def _timestamp(text: Any) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise WaitParameterError(f"until {text!r} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z") from None
-    # A timestamp without an offset is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    # A timestamp without an offset is UTC. Its UTC time must be one PostgreSQL and JSON can hold
+    # (0001-01-01T00:00:00+05:00 is in year 0, 9999-12-31T23:59:59-05:00 in year 10000).
+    try:
+        value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise WaitParameterError(f"until {text!r} is out of range (years 1 to 9999)") from None
+    return value
 
 
 _CHILD_FAILURES = {"Failed": "child_failed", "Cancelled": "child_cancelled", "TimedOut": "child_timed_out"}

@@ -23,6 +23,11 @@ def test_a_delay_is_a_timer_due_after_its_duration_or_at_its_time() -> None:
     assert wait_spec("delay", {"until": "2026-12-24T18:00:00"}, now=NOW).due_at == datetime(
         2026, 12, 24, 18, tzinfo=UTC
     )
+    # Another offset: the same instant, in UTC.
+    due = wait_spec("delay", {"until": "2026-12-24T18:00:00+05:00"}, now=NOW).due_at
+    assert due == datetime(2026, 12, 24, 13, tzinfo=UTC) and due.utcoffset() == timedelta(0)
+    # In the past (year 1 too): fires at once.
+    assert wait_spec("delay", {"until": "0001-01-01T00:00:00Z"}, now=NOW).due_at.year == 1
 
 
 @pytest.mark.parametrize(
@@ -33,6 +38,12 @@ def test_a_delay_is_a_timer_due_after_its_duration_or_at_its_time() -> None:
         ({"duration": "soon"}, "ISO 8601 duration"),
         ({"until": "tomorrow"}, "ISO 8601 timestamp"),
         ({"duration": "P400D"}, "366 days"),
+        # Past what PostgreSQL and JSON hold once in UTC (the run ended with an engine error, and its
+        # waits could no longer be read).
+        ({"until": "0001-01-01T00:00:00+05:00"}, "out of range"),
+        ({"until": "9999-12-31T23:59:59-05:00"}, "out of range"),
+        # As far ahead as a duration may be.
+        ({"until": "2027-12-03T12:00:00Z"}, "at most 366 days ahead"),
     ],
 )
 def test_a_delay_refuses_what_is_not_a_time(params: dict[str, Any], message: str) -> None:
