@@ -47,6 +47,11 @@ class ChildSpec:
     wait: bool
 
 
+# Versions are PostgreSQL integers: a larger number names no version (and psycopg would send it as
+# a bigint or numeric, which no procedure takes).
+MAX_VERSION = 2**31 - 1
+
+
 def _templated(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
@@ -60,8 +65,8 @@ def check_parameters(parameters: dict[str, Any]) -> list[tuple[str, str, str]]:
     problems: list[tuple[str, str, str]] = []
     if _templated(params.workflow_id) or not WORKFLOW_ID.match(params.workflow_id):
         problems.append(("/workflowId", "invalid", "workflowId must be the id of a workflow (not a template)"))
-    if isinstance(params.version, int) and (isinstance(params.version, bool) or params.version < 1):
-        problems.append(("/version", "range", "version must be a version number (1 or more)"))
+    if isinstance(params.version, int) and (isinstance(params.version, bool) or not 1 <= params.version <= MAX_VERSION):
+        problems.append(("/version", "range", f"version must be a version number (1 to {MAX_VERSION})"))
     elif isinstance(params.version, str) and not _templated(params.version):
         problems.append(("/version", "invalid", "version must be a number (or a template that renders one)"))
     if isinstance(params.input, str) and not _templated(params.input):
@@ -78,8 +83,10 @@ def child_spec(rendered: Any) -> ChildSpec:
     except msgspec.ValidationError as exc:
         raise SubworkflowParameterError(f"parameters are invalid after rendering: {exc}") from None
     version = params.version
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
-        raise SubworkflowParameterError(f"version must be a version number (1 or more), not {version!r}")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
+    ):
+        raise SubworkflowParameterError(f"version must be a version number (1 to {MAX_VERSION}), not {version!r}"[:500])
     child_input = {} if params.input is None else params.input
     if not isinstance(child_input, dict):
         raise SubworkflowParameterError(

@@ -259,6 +259,35 @@ async def test_a_child_that_cannot_start_fails_the_node(db: Database, conditions
     assert await children(db, root) == []
 
 
+async def test_a_version_past_what_postgresql_holds_is_refused_at_publish_and_fails_the_node_at_run_time(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """It passed publish, and at run time no procedure took the bigint (or numeric) psycopg sent: an
+    engine_error quoting PostgreSQL's text, for a subworkflow node and a forEach's children alike."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("versioned-big", echo("x")), conditions)
+    for version in (2**31, 2**63):
+        with pytest.raises(DefinitionError) as refused:
+            await publish(db, wf("asks-huge", sub("call", "versioned-big", version=version)), conditions)
+        assert [(p.pointer, p.code) for p in refused.value.problems] == [("/nodes/0/parameters/version", "range")]
+        looped = kind_node(
+            "forEach", "each", [], {"items": [1], "subworkflow": {"workflowId": "versioned-big", "version": version}}
+        )
+        with pytest.raises(DefinitionError) as refused:
+            await publish(db, wf("each-huge", looped), conditions)
+        assert [(p.pointer, p.code) for p in refused.value.problems] == [
+            ("/nodes/0/parameters/subworkflow/version", "range")
+        ]
+    # A template that renders one: the node fails with what is wrong, as for any bad parameter.
+    await publish(db, wf("asks-templated", sub("call", "versioned-big", version="{{ trigger.v }}")), conditions)
+    root = await start(db, "asks-templated", {"v": 3_000_000_000})
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["call"]["error"]
+    assert error["code"] == "invalid_parameters" and "1 to 2147483647" in error["message"], error
+    assert await children(db, root) == []
+
+
 async def test_the_composition_examples_in_fixtures_run(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     for name in ("ship-order", "process-order", "notify-customers", "ship-orders"):
