@@ -61,11 +61,13 @@ async def test_one_bucket_per_caller_across_two_api_apps(two_apps: list[AsyncTes
 
 
 async def test_a_bucket_refills_with_time(dsn: str) -> None:
-    app = create_app(Settings(database_url=dsn, api_rate_per_minute=600, api_rate_burst=2))
+    # One token a second: three requests fall within one even on a loaded machine (at 10 a second, a
+    # run beside another suite's took 100 ms over two, and the third found a token back).
+    app = create_app(Settings(database_url=dsn, api_rate_per_minute=60, api_rate_burst=2))
     async with AsyncTestClient(app) as client:
         answers = [(await client.get("/api/v1/actions")).status_code for _ in range(3)]
         assert answers == [200, 200, 429]
-        await asyncio.sleep(0.25)  # 10 tokens a second: both back
+        await asyncio.sleep(2.1)  # both back
         again = [await client.get("/api/v1/actions") for _ in range(3)]
         assert [a.status_code for a in again] == [200, 200, 429]
         assert again[0].headers["RateLimit-Remaining"] == "1"
