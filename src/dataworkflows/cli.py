@@ -694,14 +694,19 @@ def cmd_workflows_limits(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    """One page of dead letters; the next page's --cursor is said on stderr (it was left unsaid, so a
+    list of 100 looked like all there was)."""
     params: dict[str, Any] = {"limit": args.limit}
     if not args.all:
         params["open"] = "true"
+    if args.cursor:
+        params["cursor"] = args.cursor
     with _client(args) as client:
         response = client.get("/api/v1/dead-letters", params=params)
     if response.status_code != 200:
         return _refused(response)
-    items = response.json()["items"]
+    page = response.json()
+    items = page["items"]
     if not items:
         print("no dead letters" if args.all else "no open dead letters")
         return EXIT_OK
@@ -713,6 +718,9 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
             f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
             f"{d['attempts']:>8}  {state:<9} {message}"
         )
+    if page.get("nextCursor"):
+        sys.stdout.flush()
+        print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -797,7 +805,11 @@ def _moment(value: str) -> datetime:
     text = value.strip()
     age = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(s|sec|min|h|d|w)", text)
     if age:
-        return datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+        try:
+            return datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+        except OverflowError:
+            # 99999999d: before year 1.
+            raise argparse.ArgumentTypeError(f"{value!r} goes back before year 1") from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -1652,7 +1664,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven and closed ones)")
     dlist.add_argument("--all", action="store_true", help="also those redriven or acknowledged")
-    dlist.add_argument("--limit", type=int, default=100)
+    dlist.add_argument("--limit", type=_page_size, default=100, help="rows a page (1 to 500)")
+    dlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     dlist.add_argument("--api-url")
     dlist.set_defaults(func=cmd_dead_letters_list)
     redrive = dsub.add_parser("redrive", help="re-run the failed part of a dead-lettered run (once)")

@@ -119,7 +119,7 @@ def test_since_and_until() -> None:
     assert cli._moment("2026-12-01T09:00:00+01:00") == moment
     ago = datetime.now(UTC) - cli._moment("90min")
     assert timedelta(minutes=89) < ago < timedelta(minutes=91)
-    for bad in ("yesterday", "5m", "-2h"):
+    for bad in ("yesterday", "5m", "-2h", "99999999d", "3000000w"):
         with pytest.raises(argparse.ArgumentTypeError):
             cli._moment(bad)
     args = build_parser().parse_args(
@@ -198,3 +198,38 @@ def test_run_says_when_the_sample_trigger_cannot_be_read(
     assert cli._sample_trigger(client, "wf") == expected
     err = capsys.readouterr().err
     assert said in err if said else err == ""
+
+
+def test_a_long_age_is_a_usage_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """An age back past year 1 was an OverflowError's traceback and exit 1."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["executions", "list", "--since", "99999999d"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "goes back before year 1" in err and "Traceback" not in err
+
+
+def test_dead_letters_list_says_there_is_more_and_takes_the_cursor(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator saw the first 100 open letters, nothing said there were more, and had no way to
+    ask for the next page."""
+    letter = {
+        "id": 7,
+        "kind": "node_failed",
+        "workflowId": "w",
+        "nodeId": "n",
+        "attempts": 3,
+        "redrivenAt": None,
+        "closeReason": None,
+        "error": {"message": "boom"},
+    }
+    seen = fake_api(monkeypatch, 200, {"items": [letter], "nextCursor": "Nw"})
+    assert main(["dead-letters", "list", "--limit", "1", "--api-url", "http://api"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].split()[:2] == ["7", "node_failed"]
+    assert err.strip() == "more: add --cursor Nw"
+    assert main(["dead-letters", "list", "--cursor", "Nw", "--api-url", "http://api"]) == EXIT_OK
+    assert dict(seen[-1].url.params) == {"limit": "100", "open": "true", "cursor": "Nw"}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["dead-letters", "list", "--limit", "600"])
