@@ -1,6 +1,9 @@
 -- name: request_cancel
--- Asks for a run to be cancelled (ends it at once when no worker holds it).
-SELECT status, outcome FROM dw.request_cancel_v1(%(id)s, %(principal)s, %(reason)s);
+-- Asks for a run to be cancelled (ends it at once when no worker holds it), with its workflow (for
+-- the finished-runs counter when it ended here).
+SELECT c.status, c.outcome, e.workflow_id
+  FROM dw.request_cancel_v1(%(id)s, %(principal)s, %(reason)s) c
+  LEFT JOIN dw.executions e ON e.id = %(id)s;
 
 -- name: request_suspend
 -- Asks for a run to be suspended (at once when no worker holds it).

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
@@ -93,11 +94,21 @@ async def end_run(db: Database, execution_id: str, status: str = "Succeeded") ->
 # --- cancel --------------------------------------------------------------------------------------
 
 
+def finished(workflow_id: str, status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "dataworkflows_executions_finished_total", {"workflow_id": workflow_id, "status": status}
+    )
+    return value or 0.0
+
+
 async def test_cancel_of_a_pending_run_ends_it_at_once(client: AsyncTestClient[Any], db: Database) -> None:
     execution_id = await start_run(client)
     url = f"/api/v1/executions/{execution_id}"
+    counted = finished("simple-echo", "Cancelled")
     cancelled = await client.post(f"{url}/cancel", json={"reason": "wrong customer"}, headers=OPS)
     assert cancelled.status_code == 202, cancelled.text
+    # Ended here, so counted here (a worker counts the ends it makes; this one no worker saw).
+    assert finished("simple-echo", "Cancelled") == counted + 1
     assert cancelled.json() == {"executionId": execution_id, "status": "Cancelled", "outcome": "cancelled"}
 
     execution = (await client.get(url)).json()
@@ -116,6 +127,7 @@ async def test_cancel_of_a_pending_run_ends_it_at_once(client: AsyncTestClient[A
     again = await client.post(f"{url}/cancel")
     assert again.status_code == 202
     assert again.json()["outcome"] == "already_cancelled"
+    assert finished("simple-echo", "Cancelled") == counted + 1, "counted once"
     listed = (await client.get("/api/v1/executions", params={"status": "Cancelled"})).json()["items"]
     assert [i["id"] for i in listed] == [execution_id] and listed[0]["cancelRequestedAt"] is not None
 
