@@ -236,7 +236,10 @@ $$;
 -- POST /executions/{id}/signals/{name}. Idempotent on the signal id: the same signal again (the
 -- same name, correlation key and payload) answers 'duplicate' with what the first delivery did; the
 -- id reused for another signal is refused (DW019), as a requestId reused for another trigger is
--- (p_check false: not compared, v1's contract). A signal with no wait for it yet is buffered.
+-- (p_check false: not compared, v1's contract). A signal with no wait for it yet is buffered. A wait
+-- past its timeout takes no signal, though no worker has timed it out yet (the run is Suspended, or
+-- parked and its waker not come): it times out here, the run is woken to follow its failure edge,
+-- and the signal is buffered as for no wait.
 CREATE OR REPLACE FUNCTION dw.deliver_signal_v2(
     p_execution_id uuid, p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb,
     p_principal text, p_queue text, p_check boolean
@@ -280,6 +283,11 @@ BEGIN
             jsonb_strip_nulls(jsonb_build_object('signalId', v_id, 'name', p_name,
                                                  'correlationKey', p_correlation_key)));
 
+    IF EXISTS (SELECT 1 FROM dw.waits w
+                WHERE w.execution_id = p_execution_id AND w.state = 'open' AND w.expires_at <= now()) THEN
+        PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+        PERFORM dw.wake_run_v1(v_e, p_queue);
+    END IF;
     SELECT * INTO v_w FROM dw.waits w
      WHERE w.execution_id = p_execution_id AND w.kind = 'signal' AND w.state = 'open' AND w.name = p_name
        AND (w.correlation_key IS NULL OR w.correlation_key = p_correlation_key)
@@ -306,7 +314,8 @@ CREATE OR REPLACE FUNCTION dw.deliver_signal_v1(
 $$;
 
 -- POST /approvals/{id}/decision. Approved once `required` approvers approve; rejected as soon as
--- that can no longer happen (so one rejection rejects an approval that needs everyone).
+-- that can no longer happen (so one rejection rejects an approval that needs everyone). Refused
+-- once the approval is past its timeout.
 CREATE OR REPLACE FUNCTION dw.decide_approval_v1(
     p_wait_id uuid, p_principal text, p_decision text, p_comment text, p_queue text
 ) RETURNS TABLE (approval_id uuid, execution_id uuid, node_id text, state text, approvals integer,
@@ -340,6 +349,13 @@ BEGIN
     END IF;
     IF v_w.state <> 'open' THEN
         RAISE EXCEPTION 'approval % is already %', p_wait_id, v_w.state USING ERRCODE = 'DW018';
+    END IF;
+    -- Past its timeout, though no worker has timed it out yet (the run is Suspended, or parked and
+    -- its waker not come): no decision counts any more. (Refused, so nothing here is kept: the
+    -- worker times it out as it would have.)
+    IF v_w.expires_at <= now() THEN
+        RAISE EXCEPTION 'approval % expired at % (its timeout); it takes no more decisions', p_wait_id, v_w.expires_at
+            USING ERRCODE = 'DW018';
     END IF;
     INSERT INTO dw.approval_decisions (wait_id, principal, decision, comment)
     VALUES (p_wait_id, p_principal, p_decision, p_comment)

@@ -502,6 +502,53 @@ async def test_a_rejection_that_leaves_too_few_approvers_rejects(client: AsyncTe
     assert (approval["state"], approval["title"], approval["quorum"]) == ("rejected", None, "all")
 
 
+async def test_a_wait_past_its_timeout_takes_no_signal_and_no_decision(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """A review's finding: with no worker to time the wait out (the run Suspended, or parked and its
+    waker late), a signal or an approval that came after the timeout was taken, and the run went on
+    along its success edge."""
+    # A signal, on a parked run: the wait times out here, the run is woken for its failure edge, and
+    # the signal is kept for a wait to come.
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    wait_id = await add_wait(db, execution_id, "signal", "go", {})
+    await sql(db, "UPDATE dw.waits SET expires_at = now() - interval '1 second' WHERE id = %s", wait_id)
+    late = await client.post(f"/api/v1/executions/{execution_id}/signals/go", json={"payload": {"late": True}})
+    assert late.status_code == 202, late.text
+    assert (late.json()["outcome"], late.json()["waitId"]) == ("buffered", None)
+    [wait] = (await client.get(f"/api/v1/executions/{execution_id}/waits")).json()
+    assert (wait["state"], wait["result"]["code"]) == ("timed_out", "wait_timeout")
+    assert await queued_jobs(db, execution_id) == 1, "woken to follow the timeout"
+    # Suspended: timed out all the same, and the run stays put until it is resumed.
+    suspended = await start_run(client)
+    await make_waiting(db, suspended)
+    await sql(db, "UPDATE dw.executions SET status = 'Suspended', suspended_at = now() WHERE id = %s", suspended)
+    held = await add_wait(db, suspended, "signal", "go", {})
+    await sql(db, "UPDATE dw.waits SET expires_at = now() - interval '1 second' WHERE id = %s", held)
+    assert (await client.post(f"/api/v1/executions/{suspended}/signals/go", json={})).json()["outcome"] == "buffered"
+    assert (await client.get(f"/api/v1/executions/{suspended}/waits")).json()[0]["state"] == "timed_out"
+    assert await queued_jobs(db, suspended) == 0
+    # An approval past its timeout: refused (409), and no decision kept.
+    approval_run = await start_run(client)
+    await make_waiting(db, approval_run)
+    approval_id = await add_wait(db, approval_run, "approval", None, APPROVAL)
+    await sql(db, "UPDATE dw.waits SET expires_at = now() - interval '1 second' WHERE id = %s", approval_id)
+    refused = await client.post(
+        f"/api/v1/approvals/{approval_id}/decision", json={"decision": "approve"}, headers={"X-Principal-Id": "alice"}
+    )
+    body = assert_problem(refused, 409)
+    assert "expired" in body["detail"], body
+    approval = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+    assert (approval["state"], approval["decisions"]) == ("open", [])
+    # Before its timeout, a decision counts as ever.
+    await sql(db, "UPDATE dw.waits SET expires_at = now() + interval '1 hour' WHERE id = %s", approval_id)
+    taken = await client.post(
+        f"/api/v1/approvals/{approval_id}/decision", json={"decision": "approve"}, headers={"X-Principal-Id": "alice"}
+    )
+    assert taken.status_code == 200, taken.text
+
+
 async def test_cancel_withdraws_open_waits(client: AsyncTestClient[Any], db: Database) -> None:
     execution_id = await start_run(client)
     await make_waiting(db, execution_id)
