@@ -1661,9 +1661,12 @@ BEGIN
             PERFORM dw.finish_execution_v1(v_e.id, 'Failed',
                 jsonb_strip_nulls(jsonb_build_object(
                     'code', 'worker_lost',
-                    'message', format('the run lost its worker %s times%s', v_e.recovery_count + 1,
+                    'message', format('the run lost its worker %s%s',
+                                      CASE v_e.recovery_count WHEN 0 THEN 'once'
+                                           ELSE (v_e.recovery_count + 1) || ' times' END,
                                       CASE WHEN v_in_flight IS NULL THEN ''
-                                           ELSE '; in flight each time: ' || (
+                                           ELSE CASE v_e.recovery_count WHEN 0 THEN '; in flight: '
+                                                     ELSE '; in flight each time: ' END || (
                                                SELECT string_agg(format('node %s attempt %s (%s)', f ->> 'nodeId',
                                                                         f ->> 'attempt', f ->> 'actionType'), ', ')
                                                  FROM jsonb_array_elements(v_in_flight) f) END),

@@ -436,18 +436,16 @@ def _check_kind(
 ) -> None:
     """A node of another kind than action: no actionType, no timeout unless it runs an action per item,
     and parameters its kind accepts."""
+    kind = f"{'an' if str(node.node_type)[0] in 'aeiou' else 'a'} {node.node_type} node"
     if node.action_type:
-        problems.append(
-            Problem(f"{pointer}/actionType", "not_allowed", f"a {node.node_type} node has no actionType; remove it")
-        )
+        problems.append(Problem(f"{pointer}/actionType", "not_allowed", f"{kind} has no actionType; remove it"))
     bounded_by = _what_bounds(node)
     if node.timeout is not None and bounded_by is not None:
         problems.append(
             Problem(
                 f"{pointer}/timeout",
                 "not_allowed",
-                f"a node's timeout bounds an action's attempt, and a {node.node_type} node runs none: "
-                f"{bounded_by}; remove timeout",
+                f"a node's timeout bounds an action's attempt, and {kind} runs none: {bounded_by}; remove timeout",
             )
         )
     if node.node_type == NodeType.TRANSFORM:

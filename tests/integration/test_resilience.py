@@ -235,10 +235,23 @@ async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) ->
     assert execution["status"] == "Failed"
     error = execution["error"]
     assert error["code"] == "worker_lost"
+    assert error["message"].startswith("the run lost its worker 3 times; in flight each time: ")
     assert "node crash attempt 3 (core.echo)" in error["message"]
     assert [(f["nodeId"], f["attempt"], f["interruptedAttempts"]) for f in error["inFlight"]] == [("crash", 3, 2)]
     letter = (await db.fetch_all("list_dead_letters", open=True, kind="worker_lost", before=None, limit=10))[0]
     assert letter["error"]["inFlight"][0]["nodeId"] == "crash"
+
+
+async def test_a_run_given_up_after_its_first_lost_worker_says_once(db: Database) -> None:
+    await publish(db, wf("crashy-once", echo("crash")))
+    execution_id: UUID = await start(db, "crashy-once")
+    await _sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE status = 'todo'")
+    row = await db.fetch_one("acquire_run", id=execution_id, owner="doomed", lease_seconds=30, start=False)
+    await db.fetch_one("start_node_attempt", id=execution_id, token=int(row["lease_token"]), node_id="crash")
+    await _sql(db, "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second'")
+    await db.fetch_all("recover_executions", max_recoveries=0, stalled_worker_seconds=30, queue="executions")
+    error = (await db.fetch_one("get_execution", id=execution_id))["error"]
+    assert error["message"].startswith("the run lost its worker once; in flight: node crash"), error
 
 
 async def test_a_stopping_worker_completes_a_run_whose_last_attempt_ended(

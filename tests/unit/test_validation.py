@@ -195,3 +195,23 @@ async def test_prepare_keeps_the_id_of_the_workflow_being_updated() -> None:
     with pytest.raises(DefinitionError) as caught:
         await prepare_definition(raw, default_registry(), FakeConditions(), expected_id="other")
     assert [(p.pointer, p.code) for p in caught.value.problems] == [("/id", "mismatch")]
+
+
+def test_a_waiting_node_with_action_fields_is_told_so_in_plain_words() -> None:
+    raw = {
+        "id": "x",
+        "displayName": "x",
+        "startNode": "a",
+        "nodes": [
+            {
+                "id": "a",
+                "nodeType": "approval",
+                "actionType": "core.echo",
+                "timeout": "PT1S",
+                "parameters": {"approvers": ["ops"]},
+            },
+        ],
+    }
+    found = {p.pointer: p.message for p in validate_definition(raw)}
+    assert found["/nodes/0/actionType"] == "an approval node has no actionType; remove it"
+    assert "and an approval node runs none" in found["/nodes/0/timeout"]
