@@ -171,7 +171,13 @@ def main() -> None:
 
 
 def _value(request: Request, value: Any) -> dict[str, Any]:
-    size = len(msgspec.json.encode(value))
+    try:
+        size = len(msgspec.json.encode(value))
+    except UnicodeEncodeError as exc:
+        # A JavaScript string may hold half of a UTF-16 pair ('\ud800'); no JSON text (UTF-8) can.
+        lone = "".join(f"\\u{ord(c):04x}" for c in exc.object[exc.start : exc.end][:4])
+        error = f"the result holds a lone UTF-16 surrogate ({lone}), which no JSON text can store"
+        return {"id": request.id, "ok": False, "error": error}
     if size > request.max_bytes:
         return {"id": request.id, "ok": False, "error": f"the result is {size} bytes of JSON, over {request.max_bytes}"}
     return {"id": request.id, "ok": True, "value": value}

@@ -51,6 +51,8 @@ async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions
         ("(function () { throw new Error('no items') })()", None, "transform_error", "no items"),
         ("(function () { while (true) {} })()", "PT0.5S", "transform_timeout", "0.5s"),
         ("'x'.repeat(2000000)", None, "transform_error", "over 1000000"),
+        # Half of a UTF-16 pair: said so, not as Python's codec error.
+        ("({a: 'x' + String.fromCharCode(0xd800)})", None, "transform_error", "lone UTF-16 surrogate (\\ud800)"),
     ],
 )
 async def test_a_transform_that_throws_loops_or_returns_too_much_fails_its_node(
