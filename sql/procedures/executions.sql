@@ -1826,6 +1826,13 @@ CREATE OR REPLACE FUNCTION dw.acknowledge_dead_letter_v1(p_id bigint, p_principa
 DECLARE
     v_d dw.dead_letters%ROWTYPE;
 BEGIN
+    -- The run first, then its letter, as a redrive and a run's end take them. Every writer of a run's
+    -- events holds its row until it commits, so that the events commit in the order of their ids
+    -- and a follower reading after=N misses none; this one wrote its event without it, and could
+    -- commit a lower id after a worker's higher one.
+    PERFORM 1 FROM dw.executions e
+     WHERE e.id = (SELECT d.execution_id FROM dw.dead_letters d WHERE d.id = p_id)
+       FOR NO KEY UPDATE;
     SELECT * INTO v_d FROM dw.dead_letters d WHERE d.id = p_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';

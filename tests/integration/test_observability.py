@@ -306,6 +306,22 @@ async def test_metrics_move_when_work_happens(
     assert sample("dataworkflows_http_requests_total", method="GET", route=route, status="404") == seen + 1
 
 
+async def test_an_acknowledgement_waits_for_whoever_holds_the_run(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    """Its event must commit in id order with the run's other events (a follower reads after=N): like
+    every other writer of a run's events, it takes the run's row first (it did not)."""
+    runtime = make_runtime(db, conditions)
+    execution_id = await run(db, runtime, wf("fails-held", echo("only", simulateFailure="permanent")))
+    letters = (await client.get("/api/v1/dead-letters", params={"executionId": str(execution_id)})).json()["items"]
+    async with db.connection() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,))
+        async with db.connection() as other, other.transaction():
+            await other.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                await other.execute("SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (letters[0]["id"],))
+
+
 async def test_a_dead_letter_can_be_acknowledged_once(
     client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
 ) -> None:
