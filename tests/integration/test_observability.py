@@ -93,6 +93,23 @@ async def test_reporting_views_give_the_right_figures(db: Database, conditions: 
             )
         ).fetchone()
         assert stats == (6, 5, 1, pytest.approx(0.1667, abs=1e-4), True, True)
+        # An attempt its worker's death cut short (retried without using the budget) and one a cancel
+        # stopped are no failures of the action, and their durations (a lease's length) are not its.
+        await conn.execute(
+            "INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, error,"
+            " start_time, end_time) VALUES"
+            " (%s, 'boom', 'core.echo', 8, 'RetriableFailure', '{\"code\": \"attempt_interrupted\"}',"
+            "  now() - interval '1 hour', now()),"
+            " (%s, 'boom', 'core.echo', 9, 'Cancelled', '{\"code\": \"cancelled\"}', now() - interval '1 hour', now())",
+            (failed, failed),
+        )
+        stats = await (
+            await conn.execute(
+                "SELECT attempts, succeeded, failed, failure_rate, interrupted, cancelled, p95_seconds < 3600"
+                " FROM dw.v_action_stats WHERE action_type = 'core.echo'"
+            )
+        ).fetchone()
+        assert stats == (8, 5, 1, pytest.approx(0.1667, abs=1e-4), 1, 1, True)
         health = {
             (r[0], r[1]): r[2:]
             for r in await (
