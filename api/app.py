@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -122,6 +123,24 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
 
     return middleware
+
+
+def count_unrouted(exc: Exception, scope: Scope) -> None:
+    """Counts what the router refused before any route's middleware ran: a path no route has (404)
+    and a method the path's route does not take (405), as route "unmatched". metrics_middleware runs
+    only for a matched route, so scanners and clients with a wrong path were counted nowhere."""
+    if scope.get("type") != ScopeType.HTTP or scope.get("path_template"):
+        return
+    if isinstance(exc, NotFoundException | MethodNotAllowedException):
+        HTTP_REQUESTS.labels(_method_label(str(scope.get("method", "GET"))), "unmatched", str(exc.status_code)).inc()
+
+
+# A label for any method, without one series per garbage method a client invents.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
 def _loggable(value: str | None, limit: int) -> str | None:
@@ -252,6 +271,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
         before_request=bind_request_context,
+        after_exception=[count_unrouted],
         # The cross-site checks first: before the caller is resolved (api/cross_site.py).
         guards=[refuse_cross_site, refuse_impossible_ids, refuse_nul_query_values],
         request_max_body_size=settings.max_body_bytes,

@@ -317,10 +317,23 @@ async def test_metrics_move_when_work_happens(
 
     route = "/api/v1/workflows/{workflow_id}"
     seen = sample("dataworkflows_http_requests_total", method="GET", route=route, status="404")
+    unmatched = {
+        (method, status): sample("dataworkflows_http_requests_total", method=method, route="unmatched", status=status)
+        for method, status in (("GET", "404"), ("DELETE", "405"), ("other", "405"))
+    }
     await client.get("/api/v1/workflows/nope")
     text = (await client.get("/metrics")).text
     assert "dataworkflows_http_request_duration_seconds_bucket" in text
     assert sample("dataworkflows_http_requests_total", method="GET", route=route, status="404") == seen + 1
+    # What the router refuses before any route: counted too, as "unmatched" (it was counted nowhere),
+    # an invented method as "other"; a route's own 404 above is not counted twice.
+    assert (await client.get("/no/such/path")).status_code == 404
+    assert (await client.delete("/health/live")).status_code == 405
+    assert (await client.request("FOO1", "/api/v1/executions")).status_code == 405
+    for (method, status), before in unmatched.items():
+        assert sample("dataworkflows_http_requests_total", method=method, route="unmatched", status=status) == (
+            before + 1
+        ), (method, status)
 
 
 async def test_an_acknowledgement_waits_for_whoever_holds_the_run(
