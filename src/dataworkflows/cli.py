@@ -1462,12 +1462,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
             "their own retention are pruned",
             file=sys.stderr,
         )
-    print(_cutoff_text(plan), flush=True)
     import asyncio
 
     import psycopg
 
     with _engine_database(settings) as url:
+        # Said once the database is found (a missing one is said alone), before anything is removed.
+        print(_cutoff_text(plan), flush=True)
         try:
             return asyncio.run(_prune(url, settings, plan, dry_run=args.dry_run))
         except psycopg.errors.UndefinedFunction:
@@ -1485,10 +1486,20 @@ def _preview_text(preview: Any) -> str:
 
 
 async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> int:
+    import psycopg
+
     from dataworkflows.db import Database, make_pool, translate_errors
     from dataworkflows.retention import Progress, prune_due, summary
     from dataworkflows.tenancy import all_tenants
 
+    # One attempt first: an unreachable server is said at once, in psycopg's words (the pool would
+    # log a warning for each of its retries, then time out).
+    try:
+        probe = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(settings.db_timeout_seconds)))
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot prune: the database cannot be reached ({reason})") from None
+    await probe.close()
     pool = make_pool(url, min_size=1, max_size=2, name="prune", role=settings.database_role)
     with translate_errors():
         await pool.open(wait=True, timeout=settings.db_timeout_seconds * 2)

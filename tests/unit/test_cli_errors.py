@@ -68,8 +68,21 @@ def test_a_data_directory_without_a_database_gets_none_made(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "typo"))
     assert main(argv) == EXIT_USAGE
-    assert "no embedded database under" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "no embedded database under" in err
+    assert "cutoff" not in out, "no cutoff said for a database that is not there"
     assert not (tmp_path / "typo").exists()
+
+
+def test_prune_without_a_database_exits_3_saying_so_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the pool's warning for each of its retries, then 'pool initialization incomplete'."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+    assert main(["prune", "--dry-run", "--older-than", "30d"]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert "error: cannot prune: the database cannot be reached (" in err, err
+    assert "error connecting" not in err and "initialization incomplete" not in err, err
 
 
 @pytest.mark.parametrize("argv", [["psql", "-c", "SELECT 1"], ["up", "--no-examples"]])
