@@ -171,6 +171,10 @@ async def test_database_down_gives_503(tmp_path: Any) -> None:
     async with AsyncTestClient(create_app(settings)) as test_client:
         assert (await test_client.get("/health/live")).status_code == 200
         assert_problem(await test_client.get("/health/ready"), 503)
+        # HEAD too (a probe that uses it read the 405 as down), with no body.
+        assert (await test_client.head("/health/live")).status_code == 200
+        unready = await test_client.head("/health/ready")
+        assert (unready.status_code, unready.content) == (503, b"")
         body = assert_problem(await test_client.get("/api/v1/workflows"), 503)
         assert body["code"] == "database_unavailable"
         assert_problem(await test_client.post("/api/v1/workflows/x/execute", json={"trigger": {}}), 503)

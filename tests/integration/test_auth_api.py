@@ -90,6 +90,9 @@ async def test_health_schema_metrics_and_webhook_deliveries_stay_open(dsn: str, 
     settings = strict_settings(dsn)
     assert (await strict.get("/health/live")).status_code == 200
     assert (await strict.get("/health/ready")).status_code == 200
+    for path in ("/health/live", "/health/ready"):
+        probed = await strict.head(path)
+        assert (probed.status_code, probed.content) == (200, b""), path
     assert (await strict.get("/metrics")).status_code == 200
     assert (await strict.get("/schema/openapi.json")).status_code == 200
     assert (await strict.get("/health/live", headers={"Authorization": "Bearer junk"})).status_code == 200
