@@ -527,3 +527,16 @@ def test_the_api_docs_page_runs_under_its_policy(page: Any, console: Console) ->
     health.get_by_role("button", name="Execute").click()
     health.locator(".live-responses-table .response-col_status", has_text="200").wait_for()
     shot(page, "api-docs")
+
+
+def test_a_name_a_browser_cannot_send_in_a_header_is_said_and_not_kept(page: Any, console: Console) -> None:
+    """A principal such as "José": fetch sends it as ISO-8859-1 (other characters make it throw), the
+    API reads UTF-8, and every request of the console was refused."""
+    from playwright.sync_api import expect
+
+    page.goto("/ui#/workers")
+    page.wait_for_selector("#fetch-loops")
+    page.fill("#auth-principal", "José")
+    page.click('#auth button[type="submit"]')
+    expect(page.locator("#problem")).to_contain_text("can hold only ASCII characters", timeout=WAIT_MS)
+    assert page.evaluate("sessionStorage.getItem('dw.console.principal')") is None

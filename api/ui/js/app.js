@@ -144,6 +144,16 @@ function setupAuth() {
   for (const [name, input] of Object.entries(fields)) input.value = credentials.get(name);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    // A browser sends a header's value as ISO-8859-1 (fetch refuses other characters outright), and
+    // the API reads header values as UTF-8: a name with any non-ASCII letter ("José") was refused on
+    // every request, or made fetch throw. Said here instead, and nothing kept.
+    for (const [name, input] of Object.entries(fields)) {
+      const bad = [...input.value.trim()].find((c) => c < " " || c > "~");
+      if (bad !== undefined) {
+        showProblem(new Error("The " + name + " field can hold only ASCII characters (a browser cannot send " + JSON.stringify(bad) + " in a header): use a token, or the CLI, for such a name."));
+        return;
+      }
+    }
     for (const [name, input] of Object.entries(fields)) credentials.set(name, input.value.trim());
     route();
   });
