@@ -168,6 +168,15 @@ class _Planner:
         return plans
 
 
+# Schedules whose latest tick this process saw refused (their workflow cannot run): the refusal is a
+# warning the first time, and at info while it lasts (its reason is in the schedule's `error`), so
+# that a schedule of a Draft workflow ticking every minute does not write a warning a minute. A tick
+# that runs again clears it. Bounded: a schedule deleted while refused leaves its id here, and past
+# this many the set starts again (each of those warns once more).
+_REFUSING: set[UUID] = set()
+_REFUSING_MOST = 10_000
+
+
 def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
     for plan in plans:
         if plan.skipped:
@@ -181,7 +190,15 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
         if tick.outcome in _FIRED_NOW:
             metrics.SCHEDULE_LATENESS.observe(max((tick.fired_at - tick.tick_at).total_seconds(), 0.0))
         if tick.outcome == "refused":
-            log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
+            if tick.trigger_id in _REFUSING:
+                log.info("schedule tick not run: its workflow still cannot run", trigger_id=str(tick.trigger_id))
+            else:
+                if len(_REFUSING) >= _REFUSING_MOST:
+                    _REFUSING.clear()
+                _REFUSING.add(tick.trigger_id)
+                log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
+        elif tick.outcome in ("started", "existing"):
+            _REFUSING.discard(tick.trigger_id)
 
 
 # How long planning one batch may take: the batch's schedules stay locked (FOR NO KEY UPDATE) until

@@ -486,3 +486,34 @@ async def test_a_scheduler_that_finds_due_schedules_held_by_another_backs_off(mo
     monkeypatch.setattr(scheduler, "stopped_within", stopped_within)
     await Probe(None, Settings()).run(stop)  # type: ignore[arg-type]
     assert slept == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 0.05, 0.05, 0.1]
+
+
+def test_a_schedule_whose_workflow_cannot_run_warns_once_not_every_tick() -> None:
+    """A schedule of a Draft workflow ticking every minute wrote a warning a minute; its reason is in
+    the schedule's error. Warned again once a tick has run in between."""
+    import uuid
+    from datetime import UTC, datetime
+
+    import structlog
+
+    from dataworkflows.data.schedules import FiredTick
+    from workers import scheduler
+
+    trigger, other = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+
+    def tick(trigger_id: uuid.UUID, outcome: str) -> FiredTick:
+        return FiredTick(trigger_id=trigger_id, tick_at=now, fired_at=now, execution_id=None, outcome=outcome)
+
+    with structlog.testing.capture_logs() as logs:
+        scheduler._account([], [tick(trigger, "refused"), tick(other, "refused")])
+        scheduler._account([], [tick(trigger, "refused")])
+        scheduler._account([], [tick(trigger, "started")])
+        scheduler._account([], [tick(trigger, "refused")])
+    levels = [(entry["log_level"], entry["trigger_id"]) for entry in logs if "cannot run" in entry["event"]]
+    assert levels == [
+        ("warning", str(trigger)),
+        ("warning", str(other)),
+        ("info", str(trigger)),
+        ("warning", str(trigger)),
+    ]
