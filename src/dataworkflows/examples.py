@@ -12,6 +12,7 @@ import structlog
 from dataworkflows import documents
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
+from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
 from dataworkflows.definitions import checksum
 from dataworkflows.errors import DefinitionError
@@ -19,6 +20,12 @@ from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.workflow_templates import validate_template
 
 log = structlog.get_logger("dataworkflows.examples")
+
+# Who the loader writes as. What it loaded and nobody changed since is its own to update (a release
+# that changes an example brings a new version); anything another principal wrote or published
+# (a new version, a rollback, a workflow of that id made first) is left as it is: `up` runs the
+# loader at every start, and it used to publish the fixture's version over an operator's.
+EXAMPLES_PRINCIPAL = "system:examples"
 
 
 def _fixture_documents() -> list[tuple[str, dict[str, Any]]]:
@@ -55,7 +62,8 @@ def example_template_sets() -> list[tuple[str, dict[str, Any]]]:
 
 async def load_template_sets(db: Database) -> list[str]:
     """Creates each example document template set and its templates; a changed template becomes a
-    new version, an unchanged one stays at its version."""
+    new version, an unchanged one stays at its version, and one whose latest version someone else
+    saved is left alone."""
     loaded = []
     for file_name, raw in example_template_sets():
         info = raw["templateSet"]
@@ -65,7 +73,7 @@ async def load_template_sets(db: Database) -> list[str]:
                 set_id=set_id,
                 display_name=str(info.get("displayName") or set_id),
                 description=info.get("description"),
-                principal="system:examples",
+                principal=EXAMPLES_PRINCIPAL,
             )
         for template in raw["templates"]:
             await _load_document_template(db, set_id, template, file_name)
@@ -88,22 +96,32 @@ async def _load_document_template(db: Database, set_id: str, template: dict[str,
         "body": body,
         "sample_data": sample,
         "checksum": checksum({"format": fmt, "body": body, "sampleData": sample}),
-        "principal": "system:examples",
+        "principal": EXAMPLES_PRINCIPAL,
     }
-    if await db.document_templates.get_version(set_id, name, None) is None:
+    latest = await db.document_templates.get_version(set_id, name, None)
+    if latest is None:
         await db.document_templates.create(**values)
+    elif latest.created_by != EXAMPLES_PRINCIPAL:
+        log.info("example document template left as an operator saved it", template_id=f"{set_id}/{name}")
+        return
     else:
         await db.document_templates.add_version(**values)
     log.info("example document template ready", template_id=f"{set_id}/{name}", file=file_name)
 
 
 async def load_templates(db: Database) -> list[str]:
-    """Stores each example workflow template (a changed one becomes a new version)."""
+    """Stores each example workflow template (a changed one becomes a new version; one whose latest
+    version someone else saved is left alone)."""
     loaded = []
     for name, raw in example_templates():
         document, problems = validate_template(raw)
         if document is None or problems:
             raise DefinitionError(problems, f"example template {name} is invalid")
+        latest = await db.workflows.get_template(document.id)
+        if latest is not None and latest.created_by != EXAMPLES_PRINCIPAL:
+            log.info("example workflow template left as an operator saved it", template_id=document.id)
+            loaded.append(document.id)
+            continue
         await db.workflows.add_template(
             template_id=document.id,
             display_name=document.display_name,
@@ -111,7 +129,7 @@ async def load_templates(db: Database) -> list[str]:
             parameters=list(raw.get("parameters", [])),
             definition_template=document.definition,
             checksum=checksum(raw),
-            principal="system:examples",
+            principal=EXAMPLES_PRINCIPAL,
         )
         loaded.append(document.id)
     return loaded
@@ -122,17 +140,22 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
     # Saved first, published next: an example may call another that comes later (a subworkflow's
     # workflow must exist when its caller is published).
     saved = []
+    loaded = []
     for name, raw in example_definitions():
         prepared = await prepare_definition(raw, registry, conditions)
         existing = await db.workflows.get(prepared.definition.id)
-        version, _ = await db.workflows.save_definition(prepared, "system:examples")
+        if existing is not None and not await _loaders_own(db, existing):
+            # Archived, published by someone else (a new version, a rollback), or a workflow of this
+            # id that was not the loader's: an operator's decision, left as it is.
+            log.info("example workflow left as an operator set it", workflow_id=existing.id)
+            loaded.append(existing.id)
+            continue
+        version, _ = await db.workflows.save_definition(prepared, EXAMPLES_PRINCIPAL)
         saved.append((name, prepared, existing, version))
-    loaded = []
     for name, prepared, existing, version in saved:
         definition = prepared.definition
-        # Leave alone what an operator decided: an archived example stays archived, and an example
-        # already at this version needs nothing.
-        if existing is not None and (existing.status == "Archived" or existing.current_version == version):
+        # An example already at this version needs nothing.
+        if existing is not None and existing.current_version == version:
             loaded.append(definition.id)
             continue
         await db.connections.check_uses(definition.id, prepared.connections)
@@ -140,8 +163,17 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
             workflow_id=definition.id,
             version=version,
             plan=compile_for_publish(definition, version),
-            principal="system:examples",
+            principal=EXAMPLES_PRINCIPAL,
         )
         log.info("example workflow ready", workflow_id=definition.id, version=version, file=name)
         loaded.append(definition.id)
     return loaded
+
+
+async def _loaders_own(db: Database, workflow: Workflow) -> bool:
+    """Whether an existing example workflow is as the loader left it: at a version the loader
+    published, not archived (archiving is an operator's decision)."""
+    if workflow.status == "Archived" or workflow.current_version is None:
+        return False
+    current = await db.workflows.get_version(workflow.id, workflow.current_version)
+    return current is not None and current.published_by == EXAMPLES_PRINCIPAL

@@ -22,7 +22,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.errors import DefinitionError
-from dataworkflows.examples import example_template_sets, load_examples, load_template_sets
+from dataworkflows.examples import example_definitions, example_template_sets, load_examples, load_template_sets
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.workers.app import build_services, run_worker
 from tests.conftest import current_templates, load_fixture, publish, start
@@ -294,3 +294,62 @@ async def test_in_a_worker_a_hostile_render_is_stopped_while_another_run_finishe
     outputs = (await nodes(db, fine))["doc"]["outputs"]
     stored = await db.document_templates.get_document(UUID(outputs["documentId"]))
     assert stored is not None and stored.body == "".join(f"line {i}\n" for i in range(200))
+
+
+async def test_loading_the_examples_again_leaves_what_an_operator_changed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """`up` loads the examples at every start: it published the fixture's version over an operator's
+    publish or rollback, and made the fixture's text the latest version of a template they changed."""
+    from dataworkflows.definitions import checksum
+    from dataworkflows.examples import load_templates
+    from dataworkflows.publishing import compile_for_publish, prepare_definition
+
+    registry = default_registry()
+    await load_template_sets(db)
+    await load_templates(db)
+    await load_examples(db, registry, conditions)
+    # An operator publishes a v2 of an example, saves a template's text and a workflow template.
+    raw = next(d for name, d in example_definitions() if d["id"] == "simple-echo")
+    changed = await prepare_definition({**raw, "displayName": "Ours now"}, registry, conditions)
+    version, _ = await db.workflows.save_definition(changed, "ops")
+    await db.workflows.publish(
+        workflow_id="simple-echo",
+        version=version,
+        plan=compile_for_publish(changed.definition, version),
+        principal="ops",
+    )
+    footer = await db.document_templates.get_version("project-briefs", "footer", None)
+    assert footer is not None
+    ours = {"format": footer.format, "body": "OPERATOR FOOTER", "sampleData": {}}
+    await db.document_templates.add_version(
+        set_id="project-briefs",
+        name="footer",
+        format=footer.format,
+        body="OPERATOR FOOTER",
+        sample_data={},
+        checksum=checksum(ours),
+        principal="ops",
+    )
+    template = (await db.workflows.list_templates())[0]
+    full = await db.workflows.get_template(template.id)
+    assert full is not None and full.definition is not None
+    await db.workflows.add_template(
+        template_id=template.id,
+        display_name="Ours",
+        description=None,
+        parameters=full.parameters,
+        definition_template=full.definition,
+        checksum="sha256:ours",
+        principal="ops",
+    )
+    # `up` starts again.
+    await load_template_sets(db)
+    await load_templates(db)
+    await load_examples(db, registry, conditions)
+    workflow = await db.workflows.get("simple-echo")
+    assert workflow is not None and workflow.current_version == version and workflow.display_name == "Ours now"
+    latest = await db.document_templates.get_version("project-briefs", "footer", None)
+    assert latest is not None and (latest.body, latest.created_by) == ("OPERATOR FOOTER", "ops")
+    again = await db.workflows.get_template(template.id)
+    assert again is not None and (again.display_name, again.created_by) == ("Ours", "ops")
