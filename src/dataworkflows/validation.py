@@ -436,7 +436,7 @@ def _check_kind(
 ) -> None:
     """A node of another kind than action: no actionType, no timeout unless it runs an action per item,
     and parameters its kind accepts."""
-    kind = f"{'an' if str(node.node_type)[0] in 'aeiou' else 'a'} {node.node_type} node"
+    kind = _a_node_of(str(node.node_type))
     if node.action_type:
         problems.append(Problem(f"{pointer}/actionType", "not_allowed", f"{kind} has no actionType; remove it"))
     bounded_by = _what_bounds(node)
@@ -633,3 +633,8 @@ def registry_parameter_checker(registry: Any) -> ParameterChecker:
         return []
 
     return check
+
+
+def _a_node_of(node_type: str) -> str:
+    """ "an approval node", "a delay node"."""
+    return f"{'an' if node_type[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {node_type} node"
