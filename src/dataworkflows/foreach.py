@@ -691,5 +691,10 @@ class _ActionItems(_Items):
         try:
             await self._record(row, row.attempts, None, cancelled, _now())
         except NodeNotRunnable:
-            # Its own outcome was committed just as it was cancelled (the answer never came back).
+            # Its own outcome was committed just as it was cancelled (the answer never came back):
+            # the node's counts take it as recorded (they said one Succeeded item fewer than the
+            # items' rows).
             self.ctx.log.info("a cancelled item had recorded its outcome", item_index=row.index)
+            recorded = next((r for r in await self.store.load() if r.index == row.index), None)
+            if recorded is not None:
+                row.status, row.outputs, row.error = recorded.status, recorded.outputs, recorded.error

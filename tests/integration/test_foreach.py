@@ -107,6 +107,45 @@ async def test_fail_fast_stops_at_the_first_failure_and_routes_it(db: Database, 
     assert dict(statuses) == {"Succeeded": 2, "Failed": 1, "Cancelled": 26}
 
 
+async def test_an_item_whose_success_committed_as_it_was_cancelled_is_counted(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """failFast cancels the items in flight; one whose own success had committed, its answer not yet
+    back, stays Succeeded in its row, and the node's counts said one Succeeded item fewer (seen in CI
+    under load: succeeded 7 against 8 Succeeded rows)."""
+    from dataworkflows import node_attempts
+
+    real = node_attempts._Items.record
+
+    async def record_then_hang(self: Any, record: foreach.ItemRecord) -> None:
+        await real(self, record)
+        if record.index == 0 and record.item_status == "Succeeded":
+            await asyncio.sleep(30)  # committed; the answer "never comes back" before the cancel
+
+    monkeypatch.setattr(node_attempts._Items, "record", record_then_hang)
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {
+            "message": "{{ item }}",
+            "delayMs": "{{ 300 if item == 1 else 0 }}",
+            "simulateFailure": "{{ 'permanent' if item == 1 else none }}",
+        },
+    }
+    await publish(db, wf("late-success", for_each("all", [0, 1], action=action, concurrency=2)), conditions)
+    root = await start(db, "late-success")
+    await asyncio.wait_for(drain(db, runtime), 20)
+    state = (await nodes(db, root))["all"]
+    assert state["error"]["code"] == "item_failed"
+    rows = dict(await sql(db, "SELECT item_index, status FROM dw.foreach_items WHERE execution_id = %s", root))
+    assert rows == {0: "Succeeded", 1: "Failed"}
+    ((outputs,),) = await sql(
+        db, "SELECT outputs FROM dw.action_executions WHERE execution_id = %s AND item_index IS NULL", root
+    )
+    assert (outputs["succeeded"], outputs["failed"]) == (1, 1), outputs
+    assert outputs["items"][0] is not None and outputs["items"][1] is None, outputs
+
+
 async def test_items_are_retried_by_the_node_policy(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     action = {
