@@ -88,6 +88,44 @@ SELECT DISTINCT ON (name) name, body
           created_at <= coalesce(%(as_of)s::timestamptz, 'infinity') DESC,
           CASE WHEN created_at <= coalesce(%(as_of)s::timestamptz, 'infinity') THEN -version ELSE version END;
 
+-- name: lock_template_set_for_delete
+-- Holds a set against publishes that render its templates (they take it FOR KEY SHARE:
+-- lock_rendered_template_sets) while a delete checks its uses.
+SELECT id FROM dw.template_sets WHERE id = %(id)s FOR UPDATE;
+
+-- name: lock_rendered_template_sets
+-- A publish holds the sets its plan renders templates of until it commits (see
+-- lock_template_set_for_delete).
+SELECT id FROM dw.template_sets WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR KEY SHARE;
+
+-- name: template_uses
+-- What renders a template of this set: the published plans with a core.template.render node, or a
+-- forEach whose action is one, naming a template of the set literally (a templated templateId is
+-- resolved per run), with the version each pins (null: the latest when it runs). Every published
+-- version of a workflow that is not archived (a rollback may publish any of them again), and any
+-- version with runs not finished.
+SELECT p.workflow_id, p.version AS workflow_version, split_part(r.template_id, '/', 2) AS name, r.pinned
+  FROM dw.workflow_plans p
+  JOIN dw.workflows w ON w.tenant_id = p.tenant_id AND w.id = p.workflow_id
+ CROSS JOIN LATERAL jsonb_array_elements(p.plan -> 'nodes') AS n(node)
+ CROSS JOIN LATERAL (
+       SELECT n.node -> 'parameters' AS params WHERE n.node ->> 'actionType' = 'core.template.render'
+       UNION ALL
+       SELECT n.node -> 'parameters' -> 'action' -> 'parameters'
+        WHERE n.node -> 'parameters' -> 'action' ->> 'actionType' = 'core.template.render'
+       ) AS a
+ CROSS JOIN LATERAL (
+       SELECT COALESCE(a.params ->> 'templateId', (a.params ->> 'set') || '/' || (a.params ->> 'name')) AS template_id,
+              CASE WHEN jsonb_typeof(a.params -> 'version') = 'number' THEN (a.params ->> 'version')::integer END AS pinned
+       ) AS r
+ WHERE split_part(r.template_id, '/', 1) = %(set_id)s
+   AND (w.status <> 'Archived'
+        OR EXISTS (SELECT 1 FROM dw.executions e
+                    WHERE e.tenant_id = p.tenant_id AND e.workflow_id = p.workflow_id
+                      AND e.workflow_version = p.version
+                      AND e.status IN ('Pending', 'Running', 'Waiting', 'Suspended')))
+ ORDER BY p.workflow_id, p.version;
+
 -- name: delete_document_template
 -- Deletes a template with its versions.
 DELETE FROM dw.document_templates WHERE set_id = %(set_id)s AND name = %(name)s RETURNING name;

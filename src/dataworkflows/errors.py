@@ -197,6 +197,18 @@ class Conflict(DataWorkflowsError):
     code = "conflict"
 
 
+class TemplateInUse(Conflict):
+    """A document template (or set) that published workflow versions render cannot be deleted."""
+
+    code = "template_in_use"
+
+    def __init__(self, what: str, uses: str) -> None:
+        super().__init__(
+            f"{what} is rendered by published workflow versions: {uses}. A rollback may publish any "
+            "version of a workflow again: archive those workflows (and let their runs finish) first"
+        )
+
+
 class RequestIdReused(Conflict):
     """The request id already started an execution with a different trigger."""
 

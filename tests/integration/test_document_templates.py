@@ -401,3 +401,51 @@ async def test_a_preview_loads_what_its_template_includes_not_the_whole_set(
     )
     too_big = assert_problem(await render(client, "lean/page", {"data": {}}), 422)
     assert "holds more than 500 characters" in too_big["detail"], "what it does include still counts"
+
+
+async def test_a_template_a_published_version_renders_is_not_deleted(client: AsyncTestClient[Any]) -> None:
+    """A review's finding: deleting a template (or one it includes, or its set) that a published
+    version pins broke that version's renders, and made again it rendered other text as the same
+    version. Refused (409 template_in_use, naming the versions) while the workflow is not archived."""
+    await make_set(
+        client,
+        "ts1",
+        footer=("text", "FOOTER-ORIGINAL"),
+        main=("text", 'MAIN {% include "footer" %}'),
+        spare=("text", "unused"),
+    )
+    await make_set(client, "ts2", lone=("text", "lone"))
+    workflow = {
+        "id": "docpin",
+        "displayName": "Doc pin",
+        "startNode": "r",
+        "nodes": [
+            {"id": "r", "actionType": "core.template.render", "parameters": {"templateId": "ts1/main", "version": 1}},
+            {
+                "id": "each",
+                "nodeType": "forEach",
+                "parameters": {
+                    "items": [1],
+                    "action": {"actionType": "core.template.render", "parameters": {"set": "ts2", "name": "lone"}},
+                },
+            },
+        ],
+    }
+    workflow["nodes"][0]["edges"] = [{"targetNode": "each"}]
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=workflow)
+    assert created.status_code == 201, created.text
+    for path, named in (
+        ("/api/v1/templates/ts1/main", "docpin v1 (renders main v1)"),
+        ("/api/v1/templates/ts1/footer", "docpin v1 (renders main v1)"),
+        ("/api/v1/template-sets/ts1", "docpin v1"),
+        ("/api/v1/templates/ts2/lone", "docpin v1 (renders lone)"),
+    ):
+        body = assert_problem(await client.delete(path), 409)
+        assert body["code"] == "template_in_use" and named in body["detail"], (path, body)
+    assert (await render(client, "ts1/main")).json()["document"] == "MAIN FOOTER-ORIGINAL"
+    # What no published version renders goes as before.
+    assert (await client.delete("/api/v1/templates/ts1/spare")).status_code == 204
+    # Archived, with no run in flight: nothing can render them any more, so they may go.
+    assert (await client.post("/api/v1/workflows/docpin/archive")).status_code == 200
+    assert (await client.delete("/api/v1/templates/ts1/footer")).status_code == 204
+    assert (await client.delete("/api/v1/template-sets/ts1")).status_code == 204

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -9,6 +10,7 @@ from uuid import UUID
 import msgspec
 
 from dataworkflows import errors
+from dataworkflows.documents import needed_sources
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
@@ -86,7 +88,15 @@ class DocumentTemplateData:
         return await self._db.fetch_all_as(TemplateSet, "list_template_sets", after=after, limit=limit)
 
     async def delete_set(self, set_id: str) -> bool:
-        return await self._db.fetch_one("delete_template_set", id=set_id) is not None
+        """Deletes a set with its templates, unless a published workflow renders one of them (as
+        delete counts it: TemplateInUse, naming them)."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_template_set_for_delete", id=set_id) is None:
+                return False
+            uses = await tx.fetch_all("template_uses", set_id=set_id)
+            if uses:
+                raise errors.TemplateInUse(f"template set {set_id}", _uses_text(uses))
+            return await tx.fetch_one("delete_template_set", id=set_id) is not None
 
     async def create(
         self,
@@ -178,7 +188,34 @@ class DocumentTemplateData:
         return {str(row["name"]): str(row["body"]) for row in rows}
 
     async def delete(self, set_id: str, name: str) -> bool:
-        return await self._db.fetch_one("delete_document_template", set_id=set_id, name=name) is not None
+        """Deletes a template with its versions, unless a published version of a workflow that is not
+        archived (or one with runs not finished) renders it, or renders a template of its set that
+        includes, imports or extends it (TemplateInUse, naming them): deleted, it broke those
+        versions' renders, and made again it rendered other text under the same version number. The
+        set is held against publishes meanwhile (lock_rendered_template_sets)."""
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one("lock_template_set_for_delete", id=set_id) is None:
+                return False
+            uses = await tx.fetch_all("template_uses", set_id=set_id)
+            blocking = []
+            for use in uses:
+                if str(use["name"]) != name:
+                    as_of = None
+                    if use["pinned"] is not None:
+                        pinned = await tx.fetch_one(
+                            "get_document_template_version", set_id=set_id, name=use["name"], version=use["pinned"]
+                        )
+                        if pinned is None:
+                            continue  # that version is not there: its renders fail already
+                        as_of = pinned["created_at"]
+                    rows = await tx.fetch_all("set_template_sources", set_id=set_id, as_of=as_of)
+                    sources = {str(row["name"]): str(row["body"]) for row in rows}
+                    if name not in await asyncio.to_thread(needed_sources, str(use["name"]), sources):
+                        continue
+                blocking.append(use)
+            if blocking:
+                raise errors.TemplateInUse(f"template {set_id}/{name}", _uses_text(blocking))
+            return await tx.fetch_one("delete_document_template", set_id=set_id, name=name) is not None
 
     async def store_document(
         self, *, execution_id: UUID, node_id: str, attempt: int, content_type: str, checksum: str, body: str
@@ -199,3 +236,14 @@ class DocumentTemplateData:
 
     async def get_document(self, document_id: UUID) -> StoredDocument | None:
         return await self._db.fetch_one_as(StoredDocument, "get_document", id=document_id)
+
+
+def _uses_text(uses: list[Any]) -> str:
+    """The published versions that render it, a few named: "invoice v2 (renders main v1), ..."."""
+    named = [
+        f"{use['workflow_id']} v{use['workflow_version']} (renders {use['name']}"
+        f"{' v' + str(use['pinned']) if use['pinned'] is not None else ''})"
+        for use in uses[:5]
+    ]
+    more = f" and {len(uses) - 5} more" if len(uses) > 5 else ""
+    return ", ".join(named) + more

@@ -186,6 +186,11 @@ class WorkflowData:
         become the workflow's (data.limits.apply_published_limits)."""
         await self.check_children_exist(workflow_id, plan)
         async with self._db.transaction() as tx:
+            # The document template sets it renders from stay until it commits: a delete of one of
+            # their templates waits, then finds this version among the uses that refuse it.
+            sets = rendered_template_sets(plan.get("nodes") or [])
+            if sets:
+                await tx.fetch_all("lock_rendered_template_sets", ids=sets)
             await tx.fetch_one("publish_workflow", id=workflow_id, version=version, plan=plan, principal=principal)
             await apply_published_limits(tx, workflow_id, version)
 
@@ -254,3 +259,22 @@ class WorkflowData:
     async def list_templates(self) -> list[WorkflowTemplate]:
         """The latest version of every template, without definitions."""
         return await self._db.fetch_all_as(WorkflowTemplate, "list_workflow_templates")
+
+
+def rendered_template_sets(plan_nodes: list[dict[str, Any]]) -> list[str]:
+    """The document template sets a plan's core.template.render nodes (or forEach actions) name
+    literally (templateId "<set>/<name>", or set): as dw's template_uses query finds them."""
+    found: set[str] = set()
+    for node in plan_nodes:
+        parameters = node.get("parameters") or {}
+        found_action = parameters.get("action")
+        action: dict[str, Any] = found_action if isinstance(found_action, dict) else {}
+        renders = ((node.get("actionType"), parameters), (action.get("actionType"), action.get("parameters")))
+        for kind, params in renders:
+            if kind != "core.template.render" or not isinstance(params, dict):
+                continue
+            template_id = params.get("templateId")
+            set_id = template_id.split("/", 1)[0] if isinstance(template_id, str) else params.get("set")
+            if isinstance(set_id, str) and set_id and "{" not in set_id:
+                found.add(set_id)
+    return sorted(found)
