@@ -1618,9 +1618,12 @@ BEGIN
          LIMIT 500
          FOR NO KEY UPDATE OF e SKIP LOCKED
     LOOP
-        -- Close the dead worker's job so it does not stay 'doing' forever. A plain conditional
-        -- update, not procrastinate_finish_job_v1, which raises if the job finished meanwhile.
-        UPDATE procrastinate_jobs j SET status = 'failed'
+        -- The dead worker's job goes, so that it does not stay 'doing' forever: deleted, as the
+        -- orphans above are (the run goes on under a new job, or ends here). It was marked 'failed',
+        -- which read as a task failure for runs that then succeeded, and Procrastinate's failed
+        -- rows are never pruned. A plain conditional delete, not procrastinate_finish_job_v1, which
+        -- raises if the job finished meanwhile.
+        DELETE FROM procrastinate_jobs j
          WHERE (j.args ->> 'execution_id') = v_e.id::text AND j.status = 'doing';
 
         IF v_e.recovery_count >= p_max_recoveries THEN

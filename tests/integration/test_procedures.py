@@ -412,7 +412,7 @@ async def test_recovery_requeues_runs_whose_worker_vanished(db: Database) -> Non
     )
     assert [(r["execution_id"], r["action"]) for r in recovered] == [(execution_id, "requeued")]
     statuses = sorted(j["status"] for j in await _jobs(db, execution_id))
-    assert statuses == ["failed", "todo"]
+    assert statuses == ["todo"], "the dead worker's job went; the run has a new one"
     # A queued job means nothing more to do.
     assert (
         await db.fetch_all("recover_executions", max_recoveries=2, stalled_worker_seconds=30, queue="executions") == []

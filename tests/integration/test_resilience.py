@@ -240,6 +240,9 @@ async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) ->
     assert [(f["nodeId"], f["attempt"], f["interruptedAttempts"]) for f in error["inFlight"]] == [("crash", 3, 2)]
     letter = (await db.fetch_all("list_dead_letters", open=True, kind="worker_lost", before=None, limit=10))[0]
     assert letter["error"]["inFlight"][0]["nodeId"] == "crash"
+    # The dead workers' jobs went (they were left 'failed', as if the task had failed, for good).
+    jobs = await _sql(db, "SELECT status FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", str(execution_id))
+    assert jobs == [], jobs
 
 
 async def test_a_run_given_up_after_its_first_lost_worker_says_once(db: Database) -> None:
