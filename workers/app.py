@@ -712,14 +712,15 @@ class ResilientJobManager(manager.JobManager):
                     # died, or recovery removed the job of a worker it took for dead (its heartbeat
                     # went stale). Either way the job is not 'doing' for this worker any more.
                     # Raising here would only end Procrastinate's job task with an unretrieved
-                    # exception.
+                    # exception. Expected after a lost lease: one line (its traceback, 35 lines of
+                    # driver frames a refused job, at debug).
                     log.warning(
                         "the job's end was refused; it is no longer this worker's",
                         job_id=job.id,
                         attempt=attempt,
                         error=describe(exc),
-                        exc_info=attempt == 1,
                     )
+                    log.debug("the refused job end's traceback", job_id=job.id, exc_info=exc)
                     return
                 if self.stop.is_set():
                     log.error(

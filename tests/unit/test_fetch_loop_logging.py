@@ -40,3 +40,22 @@ def test_a_fetch_loop_logs_what_procrastinates_worker_logs() -> None:
     lazy = ours._log_extra(action="job_success", context=context, job_result=result, status="ok")
     assert isinstance(lazy, LazyLogExtra)
     assert dict(lazy) == theirs._log_extra(action="job_success", context=context, job_result=result, status="ok")
+
+
+async def test_a_refused_job_end_is_one_warning_line_and_its_traceback_at_debug() -> None:
+    """Expected after a lost lease (recovery removed the job of a worker it took for dead): each one
+    wrote a 35-line traceback at warning."""
+    import asyncio
+
+    import structlog
+    from workers.app import ResilientJobManager
+
+    manager = ResilientJobManager(testing.InMemoryConnector(), asyncio.Event())
+    job = jobs.Job(id=3, queue="q", lock=None, queueing_lock=None, task_name="t", task_kwargs={})
+
+    async def refused() -> None:
+        raise ValueError("Job was not found or not in 'doing' status")
+
+    with structlog.testing.capture_logs() as logs:
+        await manager._persist_with_retries(job, refused)
+    assert [(e["log_level"], "exc_info" in e) for e in logs] == [("warning", False), ("debug", True)], logs
