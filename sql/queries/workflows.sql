@@ -102,6 +102,13 @@ SELECT DISTINCT ON (id) id, version, display_name, description, parameters, chec
   FROM dw.workflow_templates
  ORDER BY id, version DESC;
 
+-- name: published_versions
+-- Which of these (workflow, version) pairs were published (have a plan a run can start).
+SELECT p.workflow_id, p.version
+  FROM dw.workflow_plans p
+  JOIN unnest(%(ids)s::text[], %(versions)s::integer[]) AS w(id, version)
+    ON p.workflow_id = w.id AND p.version = w.version;
+
 -- name: existing_workflows
 -- Which of these workflow ids exist (in any status).
 SELECT w.id FROM dw.workflows w WHERE w.id = ANY (%(ids)s);

@@ -78,6 +78,9 @@ _CONSTRAINT_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
 }
 # What a unique violation of these constraints means, said instead of PostgreSQL's words.
 _CONSTRAINT_MESSAGES: dict[str, str] = {
+    # Two creates of one id at once: the one that lost the race (the other's check found none yet).
+    "workflows_pkey": "a workflow with this id already exists (created just now by another request); PUT"
+    " /api/v1/workflows/{id} adds a version",
     "triggers_name_key": "another trigger of this kind has this name: a trigger's name is unique among the"
     " tenant's schedules (or webhooks), whatever their workflow",
     "template_sets_pkey": "a template set with this id exists already: choose another id, or add templates to that set",

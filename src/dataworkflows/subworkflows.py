@@ -109,3 +109,21 @@ def referenced_workflows(plan_nodes: list[dict[str, Any]]) -> list[tuple[int, st
         if isinstance(sub, dict) and isinstance(sub.get("workflowId"), str):
             found.append((index, "/parameters/subworkflow/workflowId", sub["workflowId"]))
     return found
+
+
+def pinned_versions(plan_nodes: list[dict[str, Any]]) -> list[tuple[int, str, str, int]]:
+    """(node index, pointer to the version, workflow id, version) for every child a plan's nodes
+    start at a literal version (a templated one is resolved per run)."""
+    found: list[tuple[int, str, str, int]] = []
+    for index, node in enumerate(plan_nodes):
+        parameters = node.get("parameters") or {}
+        candidates = []
+        if node.get("kind") == "subworkflow":
+            candidates.append(("/parameters/version", parameters))
+        if node.get("kind") == "forEach" and isinstance(parameters.get("subworkflow"), dict):
+            candidates.append(("/parameters/subworkflow/version", parameters["subworkflow"]))
+        for pointer, params in candidates:
+            version, workflow_id = params.get("version"), params.get("workflowId")
+            if isinstance(version, int) and not isinstance(version, bool) and isinstance(workflow_id, str):
+                found.append((index, pointer, workflow_id, version))
+    return found

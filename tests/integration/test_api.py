@@ -11,8 +11,10 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from dataworkflows import errors
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
+from dataworkflows.db import Database
 from tests.conftest import load_fixture
 
 
@@ -102,6 +104,26 @@ async def test_auto_activate_and_duplicate_create(client: AsyncTestClient[Any]) 
     created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
     assert created.json()["status"] == "Active"
     assert assert_problem(await client.post("/api/v1/workflows", json=raw), 409)["code"] == "workflow_exists"
+
+
+async def test_the_create_that_loses_a_race_for_an_id_says_so_in_words(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """Two creates of one id at once: the loser passed the existence check before the winner
+    committed, then met the primary key, and its 409 quoted PostgreSQL ('duplicate key value violates
+    unique constraint "workflows_pkey"'). The insert the loser runs, on an id taken meanwhile:"""
+    raw = load_fixture("bundle2/retry-workflow.json")
+    assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+    with pytest.raises(errors.WorkflowExists) as lost:
+        await db.fetch_one(
+            "insert_workflow",
+            id=raw["id"],
+            display_name="x",
+            description=None,
+            principal="p",
+            max_concurrent_executions=None,
+        )
+    assert "already exists" in lost.value.message and "workflows_pkey" not in lost.value.message
 
 
 async def test_invalid_definition_lists_every_problem(client: AsyncTestClient[Any]) -> None:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, DefinitionError
@@ -247,11 +248,41 @@ async def test_an_unknown_child_workflow_is_refused_at_publish(db: Database, con
     ]
 
 
+async def test_a_pinned_version_that_was_never_published_is_refused_at_publish(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """It was accepted, and every run failed at run time (child_not_runnable: 'has no compiled
+    plan', or child_workflow_not_found)."""
+    from dataworkflows.publishing import prepare_definition
+
+    await publish(db, wf("pinned-child", echo("x")), conditions)
+    draft = await prepare_definition(wf("pinned-child", echo("y")), default_registry(), conditions)
+    version, created = await db.workflows.save_definition(draft, "ops")
+    assert (version, created) == (2, True)  # saved, never published
+    for pinned in (2, 99):
+        with pytest.raises(DefinitionError) as refused:
+            await publish(db, wf("pins", sub("call", "pinned-child", version=pinned)), conditions)
+        assert [(p.pointer, p.code) for p in refused.value.problems] == [
+            ("/nodes/0/parameters/version", "unknown_version")
+        ]
+        assert f"no published version {pinned}" in refused.value.problems[0].message
+    looped = kind_node(
+        "forEach", "each", [], {"items": [1], "subworkflow": {"workflowId": "pinned-child", "version": 2}}
+    )
+    with pytest.raises(DefinitionError) as refused:
+        await publish(db, wf("pins-each", looped), conditions)
+    assert [(p.pointer, p.code) for p in refused.value.problems] == [
+        ("/nodes/0/parameters/subworkflow/version", "unknown_version")
+    ]
+    await publish(db, wf("pins", sub("call", "pinned-child", version=1)), conditions)
+
+
 async def test_a_child_that_cannot_start_fails_the_node(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     await publish(db, wf("versioned", echo("x")), conditions)
-    await publish(db, wf("asks-v9", sub("call", "versioned", version=9)), conditions)
-    root = await start(db, "asks-v9")
+    # A templated version is resolved per run (a literal one that was never published is refused).
+    await publish(db, wf("asks-v9", sub("call", "versioned", version="{{ trigger.v }}")), conditions)
+    root = await start(db, "asks-v9", {"v": 9})
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Failed"
     error = (await nodes(db, root))["call"]["error"]

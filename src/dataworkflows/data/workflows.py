@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 from dataworkflows import errors
 from dataworkflows.data.limits import apply_published_limits
 from dataworkflows.statuses import WorkflowStatus
-from dataworkflows.subworkflows import referenced_workflows
+from dataworkflows.subworkflows import pinned_versions, referenced_workflows
 from dataworkflows.validation import Problem
 
 if TYPE_CHECKING:
@@ -208,6 +208,22 @@ class WorkflowData:
             for index, pointer, ref in referenced
             if ref != workflow_id and ref not in known
         ]
+        # A pinned version must have been published: it failed each run at run time instead.
+        pinned = [p for p in pinned_versions(plan.get("nodes") or []) if p[2] != workflow_id and p[2] in known]
+        if pinned:
+            rows = await self._db.fetch_all(
+                "published_versions", ids=[p[2] for p in pinned], versions=[p[3] for p in pinned]
+            )
+            published = {(row["workflow_id"], row["version"]) for row in rows}
+            problems += [
+                Problem(
+                    f"/nodes/{index}{pointer}",
+                    "unknown_version",
+                    f"workflow {ref!r} has no published version {version}: publish it before pinning it",
+                )
+                for index, pointer, ref, version in pinned
+                if (ref, version) not in published
+            ]
         if problems:
             raise errors.DefinitionError(problems)
 
