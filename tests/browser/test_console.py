@@ -540,3 +540,16 @@ def test_a_name_a_browser_cannot_send_in_a_header_is_said_and_not_kept(page: Any
     page.click('#auth button[type="submit"]')
     expect(page.locator("#problem")).to_contain_text("can hold only ASCII characters", timeout=WAIT_MS)
     assert page.evaluate("sessionStorage.getItem('dw.console.principal')") is None
+
+
+def test_a_draft_is_shown_as_never_published(page: Any, console: Console) -> None:
+    """A Draft's page said "Current: none sha256:…" and "Graph (current version)" for a version that
+    was never published."""
+    from playwright.sync_api import expect
+
+    draft = {**SLOW_PAIR, "id": "drafted"}
+    assert console.http.post("/api/v1/workflows", json=draft).status_code == 201
+    page.goto("/ui#/workflows/drafted")
+    expect(page.locator("dl.facts")).to_contain_text("none (never published)", timeout=WAIT_MS)
+    expect(page.get_by_role("heading", name="Graph (v1, the latest: not published)")).to_be_visible()
+    assert "sha256:" not in page.locator("dl.facts").inner_text()

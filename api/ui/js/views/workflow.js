@@ -78,7 +78,8 @@ export async function render(main, { args }, ctx) {
         h("dt", {}, "Id"),
         h("dd", { class: "mono" }, workflow.id),
         h("dt", {}, "Current"),
-        h("dd", {}, workflow.currentVersion ? "v" + workflow.currentVersion + " " : "none ", h("span", { class: "mono small" }, workflow.checksum || "")),
+        // A Draft has no current version: the checksum (and graph) the API gives is its latest's.
+        h("dd", {}, workflow.currentVersion ? ["v" + workflow.currentVersion + " ", h("span", { class: "mono small" }, workflow.checksum || "")] : "none (never published)"),
         h("dt", {}, "Created by"),
         h("dd", {}, workflow.createdBy || "unknown"),
         workflow.description ? [h("dt", {}, "Description"), h("dd", {}, workflow.description)] : [],
@@ -92,7 +93,7 @@ export async function render(main, { args }, ctx) {
         h("a", { class: "button secondary", href: "#/executions?workflowId=" + enc(workflow.id) }, "Executions"),
       ),
       result,
-      h("section", {}, h("h2", {}, "Graph (current version)"), h("div", { class: "graph-scroll" }, graph.svg)),
+      h("section", {}, h("h2", {}, workflow.currentVersion ? "Graph (current version)" : "Graph (v" + latest + ", the latest: not published)"), h("div", { class: "graph-scroll" }, graph.svg)),
       h("section", {}, h("h2", {}, "Versions"), table(["Version", "Checksum", "Created", "Published", ""], rows, { class: "list", id: "versions" })),
       h("section", {}, h("h2", {}, "Diff"), h("div", { class: "filters" }, h("label", {}, "From ", from), h("label", {}, "to ", to)), diffBox),
     );
