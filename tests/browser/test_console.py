@@ -553,3 +553,36 @@ def test_a_draft_is_shown_as_never_published(page: Any, console: Console) -> Non
     expect(page.locator("dl.facts")).to_contain_text("none (never published)", timeout=WAIT_MS)
     expect(page.get_by_role("heading", name="Graph (v1, the latest: not published)")).to_be_visible()
     assert "sha256:" not in page.locator("dl.facts").inner_text()
+
+
+def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, console: Console) -> None:
+    """Thousands of item attempts, each with its parameters and outputs, were all rendered (and
+    stringified on every live refresh)."""
+    from playwright.sync_api import expect
+
+    many = {
+        "id": "many-items",
+        "displayName": "Many items",
+        "startNode": "each",
+        "nodes": [
+            {
+                "id": "each",
+                "nodeType": "forEach",
+                "parameters": {"items": list(range(60)), "concurrency": 10, "action": {"actionType": "core.echo"}},
+            }
+        ],
+    }
+    console.create(many)
+    execution_id = console.execute("many-items")
+    assert console.wait_for(execution_id, {"Succeeded", "Failed"})["status"] == "Succeeded"
+    attempts = console.http.get(f"/api/v1/executions/{execution_id}/actions").json()
+    total = len([a for a in attempts if a["nodeId"] == "each"])
+    assert total == 61  # an attempt per item, and the node's own
+    page.goto(f"/ui#/executions/{execution_id}")
+    page.locator('g[data-node="each"]').click()
+    panel = page.locator("#node-panel")
+    expect(panel.locator("p.more")).to_have_text(
+        f"The latest 50 of {total} attempts (GET …/actions lists them all; a forEach's items: …/nodes/each/items).",
+        timeout=WAIT_MS,
+    )
+    assert panel.locator("details.attempt").count() == 50

@@ -93,6 +93,10 @@ function waterfall(e, attempts, nodes) {
   return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows, hidden ? h("p", { class: "muted" }, "… and " + hidden + " more attempts") : "");
 }
 
+// A node's panel shows its latest attempts, at most this many (a forEach of thousands of items has an
+// attempt each: every one of them, with its parameters and outputs, made the page crawl).
+const PANEL_ATTEMPTS = 50;
+
 function nodePanel(nodeId, nodes, attempts, definition) {
   if (!nodeId) return h("p", { class: "muted" }, "Select a node in the graph to see its parameters, outputs and error.");
   const state = nodes.find((n) => n.nodeId === nodeId);
@@ -114,11 +118,15 @@ function nodePanel(nodeId, nodes, attempts, definition) {
     if (state.outputs !== null && state.outputs !== undefined) parts.push(jsonBlock(state.outputs, "Outputs"));
   }
   if (spec && spec.parameters) parts.push(jsonBlock(spec.parameters, "Parameters (as defined)"));
-  for (const a of mine) {
+  const shown = mine.slice(-PANEL_ATTEMPTS);
+  if (shown.length < mine.length) {
+    parts.push(h("p", { class: "muted more" }, "The latest " + shown.length + " of " + mine.length + " attempts (GET …/actions lists them all; a forEach's items: …/nodes/" + nodeId + "/items)."));
+  }
+  for (const a of shown) {
     parts.push(
       h(
         "details",
-        { class: "attempt", open: a === mine[mine.length - 1] },
+        { class: "attempt", open: a === shown[shown.length - 1] },
         h("summary", {}, "Attempt " + a.attempt + (a.itemIndex != null ? " item " + a.itemIndex : "") + " · ", badge(a.status), " · " + duration(a.startTime, a.endTime) + (a.worker ? " · " + a.worker : "")),
         jsonBlock(a.parameters, "Rendered parameters"),
         a.outputs != null ? jsonBlock(a.outputs, "Outputs") : "",
@@ -189,7 +197,8 @@ export async function render(main, { args }, ctx) {
     graph.update(states, selected);
     // Rebuilt only when what it shows changed: a live refresh (once a second) used to close the
     // attempts the operator had opened.
-    const panelKey = JSON.stringify([selected, execution.nodes.find((n) => n.nodeId === selected) || null, attempts.filter((a) => a.nodeId === selected)]);
+    const mine = attempts.filter((a) => a.nodeId === selected);
+    const panelKey = JSON.stringify([selected, execution.nodes.find((n) => n.nodeId === selected) || null, mine.length, mine.slice(-PANEL_ATTEMPTS)]);
     if (panelKey !== shownPanel) {
       shownPanel = panelKey;
       panel.replaceChildren(nodePanel(selected, execution.nodes, attempts, definition));
