@@ -98,11 +98,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     import psycopg
 
     settings = _settings(args)
-    database = _require_database(settings)
     try:
-        applied = _migrate(settings, database, finish=args.finish)
-        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
-        _print_held_back(database)
+        # DATABASE_URL, else the embedded database under DW_DATA_DIR (as psql and prune take it).
+        with _engine_database(settings) as database:
+            applied = _migrate(settings, database, finish=args.finish)
+            print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+            _print_held_back(database)
     except psycopg.OperationalError as exc:
         # Unreachable, no such database, refused credentials, or lost on the way (a migration that
         # did not finish rolled back): exit 3 with psycopg's words, not a traceback.
@@ -1525,20 +1526,26 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
 
 def cmd_examples_load(args: argparse.Namespace) -> int:
     """The example workflows, templates and document template sets, as `up` loads them, into
-    DATABASE_URL (docker compose's one-shot `examples` service). Safe to run again: unchanged
-    examples stay at their versions."""
+    DATABASE_URL, else the embedded database under DW_DATA_DIR (docker compose's one-shot `examples`
+    service). Safe to run again: unchanged examples stay at their versions."""
     import asyncio
+    from dataclasses import replace
 
     settings = _settings(args)
-    _require_database(settings)
-    asyncio.run(_load_examples(settings))
+    # DATABASE_URL, else the embedded database under DW_DATA_DIR (as psql and prune take it).
+    with _engine_database(settings) as url:
+        asyncio.run(_load_examples(replace(settings, database_url=url)))
     return EXIT_OK
 
 
 def _add_examples(sub: Any) -> None:
     examples = sub.add_parser("examples", help="the example workflows shipped with the engine")
     esub = examples.add_subparsers(dest="examples_command", required=True)
-    load = esub.add_parser("load", help="load them into DATABASE_URL as Active, as `up` does (safe to run again)")
+    load = esub.add_parser(
+        "load",
+        help="load them as Active, as `up` does, into DATABASE_URL (else DW_DATA_DIR's embedded database; safe "
+        "to run again)",
+    )
     load.set_defaults(func=cmd_examples_load)
 
 

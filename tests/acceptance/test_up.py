@@ -161,6 +161,12 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
             assert refused.status_code == 403 and refused.json()["code"] == "host_not_allowed", (host, refused.text)
         sets = [s["id"] for s in httpx.get(f"{base}/api/v1/template-sets").json()["items"]]
         assert "project-briefs" in sets
+        # migrate and examples load take the embedded database as psql does (they asked for a
+        # DATABASE_URL, exit 2, though the README's table says only api and worker need one).
+        environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DW_DATA_DIR": str(tmp_path / "data")}
+        for argv, says in ((["migrate"], "none (up to date)"), (["examples", "load"], "example workflows (Active):")):
+            done = subprocess.run([*command(), *argv], env=environ, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and says in done.stdout, (argv, done.stdout, done.stderr)
         sample = json.loads((FIXTURES / "documents" / "project-brief-sample.json").read_text())
         for workflow, body in (("fanout-fanin", {"trigger": {}}), ("project-brief", sample)):
             started = httpx.post(f"{base}/api/v1/workflows/{workflow}/execute", json=body).json()

@@ -3,6 +3,8 @@ loads, into DATABASE_URL, and a second run changes nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -37,7 +39,12 @@ def test_examples_load_into_database_url_and_again_changes_nothing(
     assert versions() == first
 
 
-def test_examples_load_needs_database_url(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_examples_load_needs_a_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """DATABASE_URL, else an embedded database under DW_DATA_DIR (none is made here)."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DW_DATA_DIR", str(tmp_path / "none"))
     assert main(["examples", "load"]) != EXIT_OK
-    assert "DATABASE_URL is not set" in capsys.readouterr().err
+    assert "no embedded database under" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -59,7 +59,10 @@ def test_a_port_that_is_not_one_is_a_usage_error(
     assert not (tmp_path / "data").exists(), "nothing was started"
 
 
-@pytest.mark.parametrize("argv", [["psql", "-c", "SELECT 1"], ["prune", "--dry-run", "--older-than", "30d"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["psql", "-c", "SELECT 1"], ["prune", "--dry-run", "--older-than", "30d"], ["migrate"], ["examples", "load"]],
+)
 def test_a_data_directory_without_a_database_gets_none_made(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
 ) -> None:
