@@ -87,11 +87,16 @@ async def ready_head(db: DatabaseDep) -> Response[None]:
     return Response(None, status_code=200, media_type=MediaType.TEXT)
 
 
+# Prometheus's text format without its charset: Litestar adds "; charset=utf-8" to a text/ type
+# itself (given here too, it was sent twice).
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
+
 @get(
     "/metrics",
     tags=["health"],
     summary="Prometheus metrics (the viewer role with DW_METRICS_REQUIRE_AUTH)",
-    media_type=CONTENT_TYPE_LATEST,
+    media_type=METRICS_MEDIA_TYPE,
     guards=[authorize_metrics],
 )
 async def metrics() -> bytes:

@@ -322,8 +322,11 @@ async def test_metrics_move_when_work_happens(
         for method, status in (("GET", "404"), ("DELETE", "405"), ("other", "405"))
     }
     await client.get("/api/v1/workflows/nope")
-    text = (await client.get("/metrics")).text
+    scraped = await client.get("/metrics")
+    text = scraped.text
     assert "dataworkflows_http_request_duration_seconds_bucket" in text
+    # Prometheus's text format, its charset once (it was sent twice).
+    assert scraped.headers["content-type"] == "text/plain; version=1.0.0; charset=utf-8"
     assert sample("dataworkflows_http_requests_total", method="GET", route=route, status="404") == seen + 1
     # What the router refuses before any route: counted too, as "unmatched" (it was counted nowhere),
     # an invented method as "other"; a route's own 404 above is not counted twice.
