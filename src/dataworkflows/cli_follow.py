@@ -124,7 +124,10 @@ class Printer:
 def _retry_in(details: dict[str, Any], at: datetime | None) -> str:
     """ " in 1.5s": when the next attempt is due, from the event's own time."""
     nxt = _when({"at": details.get("nextAttemptAt")}) if details.get("nextAttemptAt") else None
-    return f" in {seconds_text(max((nxt - at).total_seconds(), 0.0))}" if nxt and at else ""
+    if not nxt or not at:
+        return ""
+    delay = (nxt - at).total_seconds()
+    return f" in {seconds_text(delay)}" if delay >= 0.001 else " now"
 
 
 def _node_text(kind: str, node: str, details: dict[str, Any], at: datetime | None, elapsed: str) -> str | None:
@@ -139,11 +142,15 @@ def _node_text(kind: str, node: str, details: dict[str, Any], at: datetime | Non
         return line.rstrip(": ")
     if kind == "node_retry_scheduled":
         retry = f"retrying{_retry_in(details, at)}"
+        error = details.get("error")
+        if isinstance(error, dict) and error.get("code") == "attempt_interrupted":
+            # Its worker stopped: no failure of the node, and not counted against its retries.
+            return f"{node:<24} attempt {attempt} interrupted{elapsed}: {_error_text(details)} ({retry}, not counted)"
         return f"{node:<24} attempt {attempt} failed{elapsed}: {_error_text(details)} ({retry})"
     if kind == "wait_started":
-        what = details.get("name") or details.get("kind") or "?"
+        name = f" {details['name']}" if details.get("name") else ""
         until = details.get("dueAt") or details.get("expiresAt")
-        return f"{node:<24} waiting for {details.get('kind', 'wait')} {what}" + (f" (until {until})" if until else "")
+        return f"{node:<24} waiting for {details.get('kind', 'wait')}{name}" + (f" (until {until})" if until else "")
     if kind == "condition_error":
         return f"{node:<24} condition error: {_error_text(details) or details}"
     return None

@@ -72,8 +72,24 @@ def test_node_lines_with_elapsed_times() -> None:
         {"id": 4, "type": "node_started", "nodeId": "fetch", "at": at(2.25), "details": {"attempt": 2}},
         {"id": 5, "type": "node_succeeded", "nodeId": "fetch", "at": at(75.25), "details": {"attempt": 2}},
         {"id": 6, "type": "wait_started", "nodeId": "pay", "at": at(76), "details": {"kind": "signal", "name": "paid"}},
-        {"id": 7, "type": "node_failed", "nodeId": "pay", "at": at(80), "details": {"error": {"message": "late"}}},
-        {"id": 8, "type": "execution_failed", "at": at(81), "details": {}},
+        {"id": 70, "type": "node_failed", "nodeId": "pay", "at": at(80), "details": {"error": {"message": "late"}}},
+        {"id": 80, "type": "execution_failed", "at": at(81), "details": {}},
+    ]
+    # A timer says "timer" once (it said "timer timer"), and an interrupted attempt is no failure.
+    events[6:6] = [
+        {"id": 61, "type": "wait_started", "nodeId": "nap", "at": at(77), "details": {"kind": "timer", "dueAt": "T"}},
+        {"id": 62, "type": "node_started", "nodeId": "crash", "at": at(78), "details": {"attempt": 1}},
+        {
+            "id": 63,
+            "type": "node_retry_scheduled",
+            "nodeId": "crash",
+            "at": at(79),
+            "details": {
+                "attempt": 1,
+                "error": {"code": "attempt_interrupted", "message": "its worker stopped"},
+                "nextAttemptAt": at(79),
+            },
+        },
     ]
     for event in events:
         printer.show(event)
@@ -83,9 +99,12 @@ def test_node_lines_with_elapsed_times() -> None:
         ["+2.2s", f"{'fetch':<24} started (attempt 2)"],
         ["+1m15s", f"{'fetch':<24} Succeeded in 1m13s"],
         ["+1m16s", f"{'pay':<24} waiting for signal paid"],
+        ["+1m17s", f"{'nap':<24} waiting for timer (until T)"],
+        ["+1m18s", f"{'crash':<24} started"],
+        ["+1m19s", f"{'crash':<24} attempt 1 interrupted in 1.0s: its worker stopped (retrying now, not counted)"],
         ["+1m20s", f"{'pay':<24} Failed: late"],
     ]
-    assert lines[0].startswith("08:00:00.500 ") and printer.last_id == 8
+    assert lines[0].startswith("08:00:00.500 ") and printer.last_id == 80
     everything: list[str] = []
     logs = Printer(everything=True, write=everything.append)
     for event in events:
