@@ -75,7 +75,8 @@ class TemplateRead(Camel):
     checksum: str
     created_at: datetime
     created_by: str | None
-    # PUT only: false when the same body, format and sample were saved before (nothing new).
+    # Saves only (POST: true; PUT: false when the same body, format and sample were the latest
+    # version already, nothing new); reads leave it out (null).
     created: bool | None = None
 
 
@@ -204,7 +205,7 @@ class DocumentTemplateController(Controller):
             set_id=data.set, name=data.name, format=data.format, body=data.body, sample_data=data.sample_data,
             checksum=_version_checksum(data), principal=principal.id,
         )  # fmt: skip
-        return _read(await _require_version(svc.db, data.set, data.name, None))
+        return _read(await _require_version(svc.db, data.set, data.name, None), created=True)
 
     @get("/", responses=PROBLEMS, summary="List templates (latest versions, no bodies)", opt={"role": "viewer"})
     async def list_templates(

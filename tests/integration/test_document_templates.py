@@ -59,6 +59,7 @@ async def make_set(client: Any, set_id: str = "brief", **templates: tuple[str, s
     for name, (fmt, body) in templates.items():
         answer = await client.post("/api/v1/templates", json={"set": set_id, "name": name, "format": fmt, "body": body})
         assert answer.status_code == 201, answer.text
+        assert answer.json()["created"] is True, answer.text  # it was null: "PUT only"
 
 
 async def render(client: AsyncTestClient[Any], template: str, body: dict[str, Any] | None = None) -> Any:
