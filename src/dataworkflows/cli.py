@@ -293,8 +293,7 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
         f"\nDataWorkflows {__version__} is up.\n"
         f"  API:       {base}  (OpenAPI: {base}/schema)\n"
         f"  Database:  {settings.database_url}\n"
-        f"  Try:       curl -s -X POST {base}/api/v1/workflows/simple-echo/execute "
-        '-H \'Content-Type: application/json\' -d \'{"trigger": {"userId": "me"}}\'\n'
+        f"{_try_hint(base, strict=settings.auth_mode == 'strict')}\n"
         f"{_cli_hint(settings.api_host, settings.api_port)}\n"
         "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
         "the next start.\n",
@@ -307,6 +306,22 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
 
 
 DEFAULT_API_URL = "http://127.0.0.1:5131"
+
+
+def _try_hint(base: str, *, strict: bool) -> str:
+    """A first request to try; in strict mode with the token it needs (it answered 401 as printed),
+    of the tenant the examples are loaded into."""
+    curl = (
+        f"curl -s -X POST {base}/api/v1/workflows/simple-echo/execute -H 'Content-Type: application/json' "
+        """-d '{"trigger": {"userId": "me"}}'"""
+    )
+    if not strict:
+        return f"  Try:       {curl}"
+    return (
+        "  Token:     export DW_API_TOKEN=$(dataworkflows token --sub you --role operator)   (strict mode: every "
+        "/api/v1 call needs one; the examples are the tenant default's)\n"
+        f'  Try:       {curl} -H "Authorization: Bearer $DW_API_TOKEN"'
+    )
 
 
 def _cli_hint(host: str, port: int) -> str:

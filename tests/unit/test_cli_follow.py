@@ -166,6 +166,11 @@ def test_up_says_how_to_point_the_cli_at_it() -> None:
     assert "dataworkflows run simple-echo --wait" in cli._cli_hint("127.0.0.1", 5131)
     assert "export DW_API_URL=http://127.0.0.1:5200" in cli._cli_hint("0.0.0.0", 5200)
     assert "export DW_API_URL=http://[::1]:5200" in cli._cli_hint("::1", 5200)
+    # In strict mode the request to try carries the token it needs (it answered 401 as printed).
+    assert "Authorization" not in cli._try_hint("http://127.0.0.1:5131", strict=False)
+    strict = cli._try_hint("http://127.0.0.1:5131", strict=True)
+    assert "dataworkflows token --sub you --role operator" in strict
+    assert strict.endswith('-H "Authorization: Bearer $DW_API_TOKEN"')
 
 
 def test_the_sample_trigger_is_read_from_the_definition(
