@@ -723,7 +723,9 @@ class ResilientJobManager(manager.JobManager):
                     log.debug("the refused job end's traceback", job_id=job.id, exc_info=exc)
                     return
                 if self.stop.is_set():
-                    log.error(
+                    # A forced stop (a second signal) closes the pool under it: expected, and taken
+                    # care of, so a warning rather than an error that pages someone.
+                    log.warning(
                         "could not record the job's end; recovery will close it", job_id=job.id, error=describe(exc)
                     )
                     return

@@ -59,3 +59,27 @@ async def test_a_refused_job_end_is_one_warning_line_and_its_traceback_at_debug(
     with structlog.testing.capture_logs() as logs:
         await manager._persist_with_retries(job, refused)
     assert [(e["log_level"], "exc_info" in e) for e in logs] == [("warning", False), ("debug", True)], logs
+
+
+async def test_a_job_end_lost_to_a_forced_stop_is_a_warning_not_an_error() -> None:
+    """A second SIGTERM closes the pool under a job's end: recovery closes the job, as expected; it
+    was logged at error level."""
+    import asyncio
+
+    import psycopg
+    import structlog
+    from workers.app import ResilientJobManager
+
+    stop = asyncio.Event()
+    stop.set()
+    manager = ResilientJobManager(testing.InMemoryConnector(), stop)
+    job = jobs.Job(id=4, queue="q", lock=None, queueing_lock=None, task_name="t", task_kwargs={})
+
+    async def lost() -> None:
+        raise psycopg.OperationalError("the connection is closed")
+
+    with structlog.testing.capture_logs() as logs:
+        await manager._persist_with_retries(job, lost)
+    assert [(e["log_level"], e["event"]) for e in logs] == [
+        ("warning", "could not record the job's end; recovery will close it")
+    ]
