@@ -41,7 +41,8 @@ SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.co
  LIMIT %(limit)s;
 
 -- name: list_approvals
--- Approvals, newest first: open ones (or all), optionally only those a principal may decide.
+-- Approvals, newest first: open ones (or all), optionally only those a principal may decide: one of
+-- its approvers, and (open ones) not decided by it yet (a second decision is a 409).
 SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
        w.consumed_at, w.result,
        COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
@@ -52,6 +53,9 @@ SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.cre
  WHERE w.kind = 'approval'
    AND (NOT %(open_only)s::boolean OR w.state = 'open')
    AND (%(principal)s::text IS NULL OR (w.details -> 'approvers') ? %(principal)s::text)
+   AND (%(principal)s::text IS NULL OR NOT %(open_only)s::boolean
+        OR NOT EXISTS (SELECT 1 FROM dw.approval_decisions d
+                        WHERE d.wait_id = w.id AND d.principal = %(principal)s::text))
    AND (%(execution_id)s::uuid IS NULL OR w.execution_id = %(execution_id)s::uuid)
  ORDER BY w.created_at DESC, w.id
  LIMIT %(limit)s;

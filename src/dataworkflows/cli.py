@@ -1083,7 +1083,7 @@ def _trigger_line(t: dict[str, Any]) -> str:
 def cmd_triggers_list(args: argparse.Namespace) -> int:
     path = f"/api/v1/workflows/{_path(args.workflow)}/triggers" if args.workflow else "/api/v1/triggers"
     with _client(args) as client:
-        response = client.get(path, params={"kind": args.kind} if args.kind and not args.workflow else None)
+        response = client.get(path, params={"kind": args.kind} if args.kind else None)
     if response.status_code != 200:
         return _refused(response)
     triggers = response.json()

@@ -460,6 +460,15 @@ async def test_approval_decisions(client: AsyncTestClient[Any], db: Database) ->
     }
     assert await queued_jobs(db, execution_id) == 0, "still open: the run sleeps on"
     assert assert_problem(await decide("alice", "reject"), 409)["code"] == "conflict"
+    # What alice may decide no longer lists what she decided (a second decision is that 409); bob's
+    # still does, and the history (status=all) keeps it for her.
+    mine = {"principal": "alice"}
+    assert (await client.get("/api/v1/approvals", params=mine)).json() == []
+    assert [a["id"] for a in (await client.get("/api/v1/approvals", params={"principal": "bob"})).json()] == [
+        approval_id
+    ]
+    history = (await client.get("/api/v1/approvals", params={**mine, "status": "all"})).json()
+    assert [a["id"] for a in history] == [approval_id]
     second = await decide("bob")
     assert second.status_code == 200
     assert (second.json()["state"], second.json()["approvals"]) == ("approved", 2)

@@ -136,3 +136,17 @@ async def test_the_trigger_list_carries_each_triggers_latest_runs(client: AsyncT
     assert (listed["idle"]["recentRuns"], listed["idle"]["moreRuns"]) == ([], False)
     one = (await client.get(f"/api/v1/triggers/{idle['id']}")).json()
     assert one["recentRuns"] is None, "the list only"
+
+
+async def test_a_workflows_triggers_filter_by_kind(client: AsyncTestClient[Any]) -> None:
+    """GET /workflows/{id}/triggers took ?kind= and ignored it, an unknown kind too."""
+    await publish_over_api(client, wf("kinds", echo("e")))
+    schedule = {"kind": "schedule", "name": "nightly-kinds", "config": {"cron": "0 2 * * *"}}
+    assert (await client.post("/api/v1/workflows/kinds/triggers", json=schedule)).status_code == 201
+    hook = {"kind": "webhook", "name": "hook-kinds", "config": {"signature": "none"}}
+    assert (await client.post("/api/v1/workflows/kinds/triggers", json=hook)).status_code == 201
+    for kind, names in (("schedule", ["nightly-kinds"]), ("webhook", ["hook-kinds"])):
+        listed = await client.get("/api/v1/workflows/kinds/triggers", params={"kind": kind})
+        assert [t["name"] for t in listed.json()] == names, listed.text
+    assert len((await client.get("/api/v1/workflows/kinds/triggers")).json()) == 2
+    assert (await client.get("/api/v1/workflows/kinds/triggers", params={"kind": "cron"})).status_code == 400

@@ -120,3 +120,11 @@ def test_list_and_a_refusal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     fake_api(monkeypatch, 404, {"status": 404, "title": "Not Found", "detail": "trigger x not found"})
     assert run(["triggers", "disable", "x"]) == EXIT_USAGE
     assert "trigger x not found" in capsys.readouterr().err
+
+
+def test_a_workflows_triggers_are_listed_of_the_kind_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--kind with --workflow was dropped without a word: every trigger of the workflow was listed."""
+    seen = fake_api(monkeypatch, 200, [])
+    assert run(["triggers", "list", "--workflow", "simple-echo", "--kind", "schedule"]) == 0
+    assert seen[-1].url.path == "/api/v1/workflows/simple-echo/triggers"
+    assert dict(seen[-1].url.params) == {"kind": "schedule"}
