@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
@@ -16,6 +17,7 @@ from dataworkflows.data.control import Approval
 from dataworkflows.errors import NotFound
 
 from .openapi_docs import PROBLEMS
+from .paging import decode_time_cursor, encode_time_cursor
 from .params import BadQueryValue, query_int, require_one_of
 from .principals import PRINCIPAL_ID_HEADER
 from .problems import PROBLEM_JSON, Unauthorized
@@ -109,15 +111,28 @@ class ApprovalController(Controller):
         status: Annotated[str, QueryParameter(name="status", required=False, enum=list(_STATUSES))] = "open",
         execution_id: Annotated[uuid.UUID | None, QueryParameter(name="executionId", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
-    ) -> list[ApprovalRead]:
+        cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
+    ) -> Response[list[ApprovalRead]]:
         require_one_of("status", status, _STATUSES)
         approver = request.query_params.get("principal") or None
         if approver is not None and len(approver) > MAX_PRINCIPAL:
             raise BadQueryValue("principal", f"principal must be at most {MAX_PRINCIPAL} characters")
         rows = await db.control.approvals(
-            principal=approver, open_only=status == "open", execution_id=execution_id, limit=limit
+            principal=approver,
+            open_only=status == "open",
+            execution_id=execution_id,
+            limit=limit + 1,
+            before=decode_time_cursor(cursor),
         )
-        return [approval_read(row) for row in rows]
+        page = [approval_read(row) for row in rows[:limit]]
+        headers = {}
+        if len(rows) > limit:
+            # The body stays a bare list (existing clients read it so); the next page is an RFC 8288
+            # link, as the events' (more than `limit` were cut without a word before).
+            query = {key: value for key, value in request.query_params.items() if key != "cursor"}
+            query["cursor"] = encode_time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
+            headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions", opt={"role": "viewer"})
     async def get_approval(self, db: DatabaseDep, approval_id: FromPath[str]) -> ApprovalRead:

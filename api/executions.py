@@ -26,7 +26,7 @@ from dataworkflows.validation import json_depth
 from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor, invalid_cursor
+from .paging import decode_time_cursor, encode_time_cursor
 from .params import BIGINT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
@@ -82,15 +82,7 @@ def _moment(parameter: str, value: str | None) -> datetime | None:
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     """The (created_at, id) a nextCursor names."""
-    after = decode_cursor(cursor)
-    if after is None:
-        return None
-    try:
-        if not (isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)):
-            raise ValueError("cursor shape")
-        return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
-    except (TypeError, ValueError, IndexError, KeyError) as exc:
-        raise invalid_cursor() from exc
+    return decode_time_cursor(cursor)
 
 
 class ExecutionController(Controller):
@@ -145,7 +137,7 @@ class ExecutionController(Controller):
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
-            next_cursor = encode_cursor([last.created_at.isoformat(), str(last.id)])
+            next_cursor = encode_time_cursor(last.created_at, last.id)
         return ExecutionList(items=items, next_cursor=next_cursor)
 
     @get(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -50,3 +52,21 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     if type(value) is not int or not 1 <= value <= BIGINT_MAX:
         raise invalid_cursor()
     return value
+
+
+def encode_time_cursor(at: datetime, row_id: uuid.UUID) -> str:
+    """The cursor of a list in (created_at, id) order: the last row of a page."""
+    return encode_cursor([at.isoformat(), str(row_id)])
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) an encode_time_cursor cursor names (a 400 for any other)."""
+    after = decode_cursor(cursor)
+    if after is None:
+        return None
+    try:
+        if not (isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)):
+            raise ValueError("cursor shape")
+        return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise invalid_cursor() from exc

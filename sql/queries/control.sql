@@ -42,7 +42,8 @@ SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.co
 
 -- name: list_approvals
 -- Approvals, newest first: open ones (or all), optionally only those a principal may decide: one of
--- its approvers, and (open ones) not decided by it yet (a second decision is a 409).
+-- its approvers, and (open ones) not decided by it yet (a second decision is a 409). Keyset paging:
+-- the page after the (created_at, id) of the last one of the page before.
 SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
        w.consumed_at, w.result,
        COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
@@ -57,7 +58,8 @@ SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.cre
         OR NOT EXISTS (SELECT 1 FROM dw.approval_decisions d
                         WHERE d.wait_id = w.id AND d.principal = %(principal)s::text))
    AND (%(execution_id)s::uuid IS NULL OR w.execution_id = %(execution_id)s::uuid)
- ORDER BY w.created_at DESC, w.id
+   AND (%(before_at)s::timestamptz IS NULL OR (w.created_at, w.id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
+ ORDER BY w.created_at DESC, w.id DESC
  LIMIT %(limit)s;
 
 -- name: get_approval

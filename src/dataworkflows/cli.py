@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from dataworkflows import __version__
 from dataworkflows.cli_follow import (
@@ -990,6 +990,8 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit, "status": "all" if args.all else "open"}
     if args.principal:
         params["principal"] = args.principal
+    if args.cursor:
+        params["cursor"] = args.cursor
     with _client(args) as client:
         response = client.get("/api/v1/approvals", params=params)
     if response.status_code != 200:
@@ -1007,6 +1009,13 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
             f"{a['id']:<36}  {a['state']:<9} {a['workflowId']:<20} {a['nodeId']:<16} {votes:>5}  "
             f"{approvers:<24} {a['title'] or ''}".rstrip()
         )
+    # The next page, from the answer's Link header (the list is a bare array): it was cut at
+    # --limit without a word.
+    following = response.links.get("next", {}).get("url")
+    cursor = parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
+    if cursor:
+        sys.stdout.flush()
+        print(f"more: add --cursor {cursor}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -1346,7 +1355,8 @@ def _add_signals_and_approvals(sub: Any) -> None:
     alist = asub.add_parser("list", help="open approvals (--all: decided ones too)")
     alist.add_argument("--principal", help="only those this principal may decide")
     alist.add_argument("--all", action="store_true")
-    alist.add_argument("--limit", type=int, default=100)
+    alist.add_argument("--limit", type=_page_size, default=100, help="rows a page (1 to 500)")
+    alist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     alist.add_argument("--api-url")
     alist.set_defaults(func=cmd_approvals_list)
     for decision in ("approve", "reject"):

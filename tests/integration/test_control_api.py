@@ -494,6 +494,36 @@ async def test_approval_decisions(client: AsyncTestClient[Any], db: Database) ->
     assert (wait["kind"], wait["state"], wait["consumedBy"]) == ("approval", "approved", "approval")
 
 
+async def test_approvals_page_through_a_link_and_none_is_cut_without_a_word(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """Past `limit` (100 by default) the rest were cut without a word, and past 500 could not be
+    listed at all. The body stays a bare list; the next page is a Link header, as the events'."""
+    made = []
+    for _ in range(5):
+        execution_id = await start_run(client)
+        await make_waiting(db, execution_id)
+        made.append(await add_wait(db, execution_id, "approval", None, APPROVAL))
+    # Two at the same instant: the id orders them.
+    await sql(
+        db, "UPDATE dw.waits SET created_at = (SELECT min(created_at) FROM dw.waits) WHERE id = ANY(%s)", made[:2]
+    )
+    seen: list[str] = []
+    url: str | None = "/api/v1/approvals?limit=2&principal=alice"
+    pages = 0
+    while url is not None:
+        answer = await client.get(url)
+        assert answer.status_code == 200, answer.text
+        seen += [a["id"] for a in answer.json()]
+        url = answer.links.get("next", {}).get("url")
+        pages += 1
+        assert pages <= 5
+    assert pages == 3 and sorted(seen) == sorted(made) and len(set(seen)) == 5
+    listed = (await client.get("/api/v1/approvals", params={"principal": "alice"})).json()
+    assert [a["id"] for a in listed] == seen, "the pages in the one list's order, newest first"
+    assert "link" not in (await client.get("/api/v1/approvals", params={"limit": 5})).headers
+
+
 async def test_a_rejection_that_leaves_too_few_approvers_rejects(client: AsyncTestClient[Any], db: Database) -> None:
     execution_id = await start_run(client)
     await make_waiting(db, execution_id)

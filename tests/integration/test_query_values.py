@@ -48,6 +48,7 @@ BAD_VALUES = [
     ("GET", "/api/v1/waits", "state", "closed"),
     ("GET", "/api/v1/waits", "limit", "1001"),
     ("GET", "/api/v1/approvals", "status", "closed"),
+    ("GET", "/api/v1/approvals", "cursor", "!!!"),
     ("GET", "/api/v1/approvals", "executionId", "x"),
     ("GET", "/api/v1/approvals", "principal", "p" * 201),
     ("GET", "/api/v1/approvals", "limit", "0"),

@@ -53,3 +53,44 @@ def test_signal_payload_must_be_a_json_object(payload: str, message: str, capsys
     code = cmd_signal(args)
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_approvals_list_says_when_there_is_more_and_takes_the_cursor(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the first --limit (100) and nothing else, however many more were open."""
+    import argparse
+
+    import httpx
+
+    from dataworkflows import cli
+
+    seen: list[httpx.Request] = []
+    approval = {
+        "id": "a1",
+        "state": "open",
+        "workflowId": "w",
+        "nodeId": "n",
+        "decisions": [],
+        "required": 1,
+        "approvers": ["alice"],
+        "title": "t",
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        link = '</api/v1/approvals?limit=1&status=open&cursor=WyJ4Il0>; rel="next"'
+        return httpx.Response(200, json=[approval], headers={"Link": link})
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        return httpx.Client(base_url=cli._api_url(args), transport=httpx.MockTransport(handler))
+
+    monkeypatch.setattr(cli, "_client", client)
+    args = build_parser().parse_args(["approvals", "list", "--limit", "1", "--api-url", "http://api"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().err.strip() == "more: add --cursor WyJ4Il0"
+    args = build_parser().parse_args(["approvals", "list", "--cursor", "WyJ4Il0", "--api-url", "http://api"])
+    assert args.func(args) == 0
+    assert dict(seen[-1].url.params)["cursor"] == "WyJ4Il0"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["approvals", "list", "--limit", "501"])

@@ -191,8 +191,16 @@ class ControlData:
         )
 
     async def approvals(
-        self, *, principal: str | None, open_only: bool, execution_id: UUID | None = None, limit: int = 100
+        self,
+        *,
+        principal: str | None,
+        open_only: bool,
+        execution_id: UUID | None = None,
+        limit: int = 100,
+        before: tuple[datetime, UUID] | None = None,
     ) -> list[Approval]:
+        """Newest first; `before`: the (created_at, id) of the last approval of the page before."""
+        before_at, before_id = before if before is not None else (None, None)
         return await self._db.fetch_all_as(
             Approval,
             "list_approvals",
@@ -200,6 +208,8 @@ class ControlData:
             open_only=open_only,
             execution_id=execution_id,
             limit=limit,
+            before_at=before_at,
+            before_id=before_id,
         )
 
     async def approval(self, approval_id: UUID) -> Approval | None:

@@ -7,6 +7,8 @@ import { h, badge, execLink, timeEl, table, empty, confirmed } from "../dom.js";
 const enc = encodeURIComponent;
 // The most open waits one request lists (the API's largest limit); more are said, not cut silently.
 const WAITS_LIMIT = 1000;
+// The approvals shown, newest first.
+const APPROVALS_SHOWN = 100;
 
 function approvalRow(a, ctx, reload, result) {
   const comment = h("input", { type: "text", placeholder: "comment", size: 14 });
@@ -93,15 +95,18 @@ export async function render(main, { params }, ctx) {
 
   async function load() {
     const [approvals, waiting, suspended] = await Promise.all([
-      api("/approvals" + query({ status: all ? "all" : "open" }), { signal: ctx.signal }),
+      // One more than shown: whether there are more than APPROVALS_SHOWN (the list was cut there without a word).
+      api("/approvals" + query({ status: all ? "all" : "open", limit: APPROVALS_SHOWN + 1 }), { signal: ctx.signal }),
       api("/executions" + query({ status: "Waiting", limit: 50 }), { signal: ctx.signal }),
       api("/executions" + query({ status: "Suspended", limit: 50 }), { signal: ctx.signal }),
     ]);
-    const items = Array.isArray(approvals) ? approvals : approvals.items || [];
+    const listed = Array.isArray(approvals) ? approvals : approvals.items || [];
+    const items = listed.slice(0, APPROVALS_SHOWN);
     approvalsBox.replaceChildren(
       items.length
         ? table(["Approval", "Workflow", "Execution", "Approvers", "Approved", "Decisions", "Expires", ""], items.map((a) => approvalRow(a, ctx, load, result)), { class: "list" })
         : empty("No approvals waiting."),
+      listed.length > APPROVALS_SHOWN ? h("p", { class: "muted more" }, "More approvals than the " + APPROVALS_SHOWN + " shown (the newest): `dataworkflows approvals list` pages through them all.") : "",
     );
     const runs = [...waiting.items, ...suspended.items];
     // Their open waits in one request (it was one a run: up to 100 against the rate limit).
