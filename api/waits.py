@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, MediaType, Response, get
 from litestar.params import QueryParameter
 
 from .openapi_docs import PROBLEMS
@@ -30,7 +30,7 @@ class WaitController(Controller):
     @get(
         "/",
         responses=PROBLEMS,
-        summary="The waits of up to 100 executions (executionId repeated), by execution then oldest first",
+        summary="The waits of up to 100 executions (executionId repeated), in the order named, each one's oldest first",
         opt={"role": "viewer", REPEATABLE_QUERY: ("executionId",)},
     )
     async def list_waits(
@@ -40,7 +40,7 @@ class WaitController(Controller):
         execution_ids: Annotated[list[uuid.UUID] | None, QueryParameter(name="executionId", required=True)] = None,
         wait_state: Annotated[str, QueryParameter(name="state", required=False, enum=list(_STATES))] = "all",
         limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 500,
-    ) -> list[RunWaitRead]:
+    ) -> Response[list[RunWaitRead]]:
         require_one_of("state", wait_state, _STATES)
         if not execution_ids:
             raise BadQueryValue("executionId", "name the executions: executionId, once per execution (1 to 100)")
@@ -48,5 +48,10 @@ class WaitController(Controller):
         if len(wanted) > MAX_EXECUTIONS:
             many = f"executionId may name at most {MAX_EXECUTIONS} executions, not {len(wanted)}"
             raise BadQueryValue("executionId", many)
-        rows = await db.control.waits_of_runs(wanted, open_only=wait_state == "open", limit=limit)
-        return [from_row(RunWaitRead, row) for row in rows]
+        rows = await db.control.waits_of_runs(wanted, open_only=wait_state == "open", limit=limit + 1)
+        # Cut at `limit`: said, so that a run past the cut is not taken for one that waits for
+        # nothing (the executions named last, in the order named, are the ones cut).
+        headers = {"X-More-Waits": "true"} if len(rows) > limit else {}
+        return Response(
+            [from_row(RunWaitRead, row) for row in rows[:limit]], media_type=MediaType.JSON, headers=headers
+        )

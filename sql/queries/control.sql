@@ -32,12 +32,13 @@ SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.co
   FROM dw.waits w WHERE w.execution_id = %(id)s ORDER BY w.created_at, w.id;
 
 -- name: list_waits_of_runs
--- The waits of several executions (the open ones, or all), by execution then oldest first.
+-- The waits of several executions (the open ones, or all), in the order the executions were named,
+-- each one's oldest first: past the limit, it is the last ones named that go without.
 SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.correlation_key, w.details,
        w.created_at, w.due_at, w.expires_at, w.consumed_at, w.consumed_by, w.result
   FROM dw.waits w
  WHERE w.execution_id = ANY(%(ids)s::uuid[]) AND (NOT %(open_only)s::boolean OR w.state = 'open')
- ORDER BY w.execution_id, w.created_at, w.id
+ ORDER BY array_position(%(ids)s::uuid[], w.execution_id), w.created_at, w.id
  LIMIT %(limit)s;
 
 -- name: list_approvals

@@ -365,8 +365,13 @@ async def test_the_waits_of_several_runs_in_one_request(client: AsyncTestClient[
     opened = (await client.get("/api/v1/waits", params={"executionId": ids, "state": "open"})).json()
     assert sorted(w["id"] for w in opened) == sorted([paid, later])
     assert opened[0].keys() >= {"executionId", "nodeId", "kind", "name", "state", "dueAt", "expiresAt"}
-    limited = (await client.get("/api/v1/waits", params={"executionId": [second], "limit": 1})).json()
-    assert [w["id"] for w in limited] == [timer], "oldest first, at most `limit`"
+    limited = await client.get("/api/v1/waits", params={"executionId": [second], "limit": 1})
+    assert [w["id"] for w in limited.json()] == [timer], "oldest first, at most `limit`"
+    assert limited.headers["X-More-Waits"] == "true", "cut at the limit: said"
+    assert "X-More-Waits" not in everything.headers
+    # In the order the executions are named: past the limit, the last ones named go without.
+    ordered = (await client.get("/api/v1/waits", params={"executionId": [second, first], "limit": 2})).json()
+    assert [w["executionId"] for w in ordered] == [second, second]
     mine = (await client.get("/api/v1/waits", params={"executionId": [theirs["executionId"]]}, headers=other)).json()
     assert [w["name"] for w in mine] == ["x"]
 

@@ -43,6 +43,9 @@ function approvalRow(a, ctx, reload, result) {
 
 // A run's open waits (from one GET /waits for every run listed), with a form for each signal wait.
 function waitingRow(e, open, ctx, result) {
+  if (open === null) {
+    return h("tr", { "data-execution": e.id }, h("td", {}, execLink(e.id)), h("td", {}, e.workflowId), h("td", {}, badge(e.status)), h("td", {}, timeEl(e.createdAt)), h("td", { class: "muted" }, "not shown (past the waits listed)"));
+  }
   const waitsCell = h(
     "td",
     {},
@@ -115,6 +118,10 @@ export async function render(main, { params }, ctx) {
       : [];
     const byRun = new Map(runs.map((e) => [e.id, []]));
     for (const w of waits) byRun.get(w.executionId)?.push(w);
+    // Cut at the limit: the API lists the runs in the order named, so the runs after the last one
+    // it reached are unknown, not waiting for nothing.
+    const cut = waits.length >= WAITS_LIMIT ? runs.findIndex((e) => e.id === waits[waits.length - 1].executionId) : -1;
+    if (cut >= 0) runs.slice(cut + 1).forEach((e) => byRun.set(e.id, null));
     // The first 50 of each: say so when there are more, rather than cutting the list silently.
     const more = [waiting, suspended].filter((page) => page.nextCursor).map((page) => (page === waiting ? "Waiting" : "Suspended"));
     runsBox.replaceChildren(
