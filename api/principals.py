@@ -98,6 +98,11 @@ class HeaderPrincipalResolver:
     strict = False
 
     async def resolve(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        for name in (PRINCIPAL_ID_HEADER, PRINCIPAL_TYPE_HEADER, TENANT_HEADER):
+            # The first of two was taken without a word: behind a proxy that adds its own, the
+            # client's copy would have won.
+            if len(connection.headers.getall(name, [])) > 1:
+                raise ClientException(f"give the header {name} once")
         principal_id = _header(connection, PRINCIPAL_ID_HEADER, MAX_PRINCIPAL_ID)
         principal_type = _header(connection, PRINCIPAL_TYPE_HEADER, MAX_PRINCIPAL_TYPE)
         tenant = (connection.headers.get(TENANT_HEADER) or "").strip() or DEFAULT_TENANT

@@ -431,3 +431,22 @@ async def test_minted_tokens_verify(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     monkeypatch.setenv("DW_JWT_SECRET", "short")
     assert main(["token", "--sub", "carol", "--role", "admin"]) == 2
     assert "DW_JWT_SECRET must be set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["X-Tenant-Id", "X-Principal-Id", "X-Principal-Type"])
+async def test_a_tenant_or_principal_header_given_twice_is_refused(name: str) -> None:
+    """The first of two was taken without a word: behind a proxy that appends its own, the client's
+    copy would have won."""
+    import types
+
+    from litestar.datastructures import Headers
+    from litestar.exceptions import ClientException
+
+    from dataworkflows.api.principals import HeaderPrincipalResolver
+
+    twice = types.SimpleNamespace(headers=Headers([(name.lower().encode(), b"acme"), (name.lower().encode(), b"x")]))
+    with pytest.raises(ClientException, match=f"give the header {name} once"):
+        await HeaderPrincipalResolver().resolve(twice)  # type: ignore[arg-type]
+    once = types.SimpleNamespace(headers=Headers([(b"x-tenant-id", b"acme"), (b"x-principal-id", b"ana")]))
+    principal = await HeaderPrincipalResolver().resolve(once)  # type: ignore[arg-type]
+    assert (principal.id, principal.tenant) == ("ana", "acme")
