@@ -208,24 +208,26 @@ class WorkflowData:
             for index, pointer, ref in referenced
             if ref != workflow_id and ref not in known
         ]
-        # A pinned version must have been published: it failed each run at run time instead.
-        pinned = [p for p in pinned_versions(plan.get("nodes") or []) if p[2] != workflow_id and p[2] in known]
-        if pinned:
-            rows = await self._db.fetch_all(
-                "published_versions", ids=[p[2] for p in pinned], versions=[p[3] for p in pinned]
-            )
-            published = {(row["workflow_id"], row["version"]) for row in rows}
-            problems += [
-                Problem(
-                    f"/nodes/{index}{pointer}",
-                    "unknown_version",
-                    f"workflow {ref!r} has no published version {version}: publish it before pinning it",
-                )
-                for index, pointer, ref, version in pinned
-                if (ref, version) not in published
-            ]
+        problems += await self._unpublished_pins(workflow_id, plan, known)
         if problems:
             raise errors.DefinitionError(problems)
+
+    async def _unpublished_pins(self, workflow_id: str, plan: dict[str, Any], known: set[str]) -> list[Problem]:
+        """unknown_version for each literal child version that was never published (each run failed
+        at run time instead). A workflow that pins itself, or names no workflow, is left out."""
+        pinned = [p for p in pinned_versions(plan.get("nodes") or []) if p[2] != workflow_id and p[2] in known]
+        if not pinned:
+            return []
+        rows = await self._db.fetch_all(
+            "published_versions", ids=[p[2] for p in pinned], versions=[p[3] for p in pinned]
+        )
+        published = {(row["workflow_id"], row["version"]) for row in rows}
+        message = "workflow {!r} has no published version {}: publish it before pinning it"
+        return [
+            Problem(f"/nodes/{index}{pointer}", "unknown_version", message.format(ref, version))
+            for index, pointer, ref, version in pinned
+            if (ref, version) not in published
+        ]
 
     async def archive(self, workflow_id: str, principal: str | None) -> None:
         """New executions are refused from now on; a Draft cannot be archived (Conflict)."""
