@@ -80,11 +80,6 @@ def _moment(parameter: str, value: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (created_at, id) a nextCursor names."""
-    return decode_time_cursor(cursor)
-
-
 class ExecutionController(Controller):
     path = "/executions"
     tags = ["executions"]
@@ -121,7 +116,7 @@ class ExecutionController(Controller):
     ) -> ExecutionList:
         require_one_of("status", status, ExecutionStatus)
         require_one_of("triggerKind", trigger_kind, TRIGGER_KINDS)
-        after_created, after_id = _after(cursor) or (None, None)
+        after_created, after_id = decode_time_cursor(cursor) or (None, None)
         rows = await db.executions.page(
             workflow_id=workflow_id,
             status=status,

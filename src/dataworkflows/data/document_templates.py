@@ -13,7 +13,7 @@ from dataworkflows import errors
 from dataworkflows.documents import needed_sources
 
 if TYPE_CHECKING:
-    from dataworkflows.db import Database
+    from dataworkflows.db import Database, Transaction
 
 
 class TemplateSet(msgspec.Struct, frozen=True):
@@ -197,25 +197,33 @@ class DocumentTemplateData:
             if await tx.fetch_one("lock_template_set_for_delete", id=set_id) is None:
                 return False
             uses = await tx.fetch_all("template_uses", set_id=set_id)
+            # Whether rendering (template, pinned version) loads `name`: once per pair, however
+            # many workflow versions render it.
+            loads: dict[tuple[str, int | None], bool] = {}
             blocking = []
             for use in uses:
-                if str(use["name"]) != name:
-                    as_of = None
-                    if use["pinned"] is not None:
-                        pinned = await tx.fetch_one(
-                            "get_document_template_version", set_id=set_id, name=use["name"], version=use["pinned"]
-                        )
-                        if pinned is None:
-                            continue  # that version is not there: its renders fail already
-                        as_of = pinned["created_at"]
-                    rows = await tx.fetch_all("set_template_sources", set_id=set_id, as_of=as_of)
-                    sources = {str(row["name"]): str(row["body"]) for row in rows}
-                    if name not in await asyncio.to_thread(needed_sources, str(use["name"]), sources):
-                        continue
-                blocking.append(use)
+                key = (str(use["name"]), use["pinned"])
+                if key not in loads:
+                    loads[key] = key[0] == name or await self._loads(tx, set_id, key[0], key[1], name)
+                if loads[key]:
+                    blocking.append(use)
             if blocking:
                 raise errors.TemplateInUse(f"template {set_id}/{name}", _uses_text(blocking))
             return await tx.fetch_one("delete_document_template", set_id=set_id, name=name) is not None
+
+    @staticmethod
+    async def _loads(tx: Transaction, set_id: str, rendered: str, version: int | None, name: str) -> bool:
+        """Whether rendering `rendered` (at `version`, with the set as it was then; None: the latest)
+        includes, imports or extends `name`, directly or through another template."""
+        as_of = None
+        if version is not None:
+            pinned = await tx.fetch_one("get_document_template_version", set_id=set_id, name=rendered, version=version)
+            if pinned is None:
+                return False  # that version is not there: its renders fail already
+            as_of = pinned["created_at"]
+        rows = await tx.fetch_all("set_template_sources", set_id=set_id, as_of=as_of)
+        sources = {str(row["name"]): str(row["body"]) for row in rows}
+        return name in await asyncio.to_thread(needed_sources, rendered, sources)
 
     async def store_document(
         self, *, execution_id: UUID, node_id: str, attempt: int, content_type: str, checksum: str, body: str
