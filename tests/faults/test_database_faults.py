@@ -349,11 +349,12 @@ def test_storage_errors_raised_inside_the_checkpointing_procedures(dsn: str, tmp
         publish(stack, MIXED, ONE, CHECKPOINTED)
         # A: every procedure fails now and then.
         for procedure, sqlstate in TRANSIENT.items():
-            if procedure in ("try_acquire_execution", "start_node_attempt"):
+            if procedure in ("try_acquire_execution", "start_node_attempt", "complete_execution"):
                 # Called only now and then in a batch (a task's acquire after a refused fetch; a node
-                # that no acquire or record started, about once a run): every call fails, up to 3
-                # faults, so that each run of this test has both fail. At random (0.08 a call),
-                # start_node_attempt once went a whole batch without a fault (clean CI at 154d921).
+                # that no acquire or record started, about once a run; a run's end that its last
+                # record did not fold in): every call fails, up to 3 faults, so that each run of this
+                # test has each fail. At random (0.08 a call), start_node_attempt once went a whole
+                # batch without a fault (clean CI at 154d921), and complete_execution did at 68f60c0.
                 injector.arm(procedure, sqlstate, probability=1.0, max_faults=3)
             elif procedure == "fetch_run_job":
                 # Often enough that some fetch falls back to the task's acquire in every run.
