@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -17,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from dataworkflows.data.executions import Execution
+from dataworkflows.data.executions import Attempt, AttemptKey, Execution, attempt_key
 from dataworkflows.db import Database
 from dataworkflows.errors import ExecutionNotFound, InvalidInput, NotFound
 from dataworkflows.event_stream import is_final
@@ -26,8 +27,8 @@ from dataworkflows.validation import json_depth
 from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_time_cursor, encode_time_cursor
-from .params import BIGINT_MAX, BadQueryValue, query_int, quoted, require_one_of
+from .paging import decode_cursor, decode_time_cursor, encode_cursor, encode_time_cursor, invalid_cursor
+from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
     ControlRequest,
@@ -60,6 +61,38 @@ async def _require(db: Database, execution_id: str) -> Execution:
     if execution is None:
         raise ExecutionNotFound(f"execution {parsed} not found")
     return execution
+
+
+# GET …/actions: the attempts in the order they started, or the latest first.
+_ORDERS = ("asc", "desc")
+
+
+def _encode_attempt_cursor(attempt: Attempt, order: str) -> str:
+    """The cursor past `attempt` (the last of a page) in `order`: its paging key, and the order (a cursor
+    of one order is refused in the other, where it would skip or repeat rows)."""
+    key = attempt_key(attempt)
+    return encode_cursor([order, key.start_time.isoformat(), key.node_id, key.item_index, key.attempt])
+
+
+def _decode_attempt_cursor(cursor: str | None, order: str) -> AttemptKey | None:
+    value = decode_cursor(cursor)
+    if value is None:
+        return None
+    try:
+        if not (isinstance(value, list) and len(value) == 5 and value[0] == order and isinstance(value[2], str)):
+            raise ValueError("cursor shape")
+        item_index, attempt = value[3], value[4]
+        # bool is an int subclass, and JSON true is not an index.
+        if type(item_index) is not int or type(attempt) is not int:
+            raise ValueError("cursor numbers")
+        if not (-1 <= item_index <= INT_MAX and 1 <= attempt <= INT_MAX):
+            raise ValueError("cursor numbers")
+        at = datetime.fromisoformat(value[1])
+        if at.tzinfo is None:
+            raise ValueError("cursor time")
+        return AttemptKey(at, value[2], item_index, attempt)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
 
 
 # What started a run, as the executions list filters it (and reports it as triggerKind).
@@ -174,12 +207,46 @@ class ExecutionController(Controller):
     @get(
         "/{execution_id:str}/actions",
         responses=PROBLEMS,
-        summary="Every action attempt of an execution",
+        summary="An execution's action attempts, in the order they started (order=desc: the latest first)",
+        response_headers=[
+            ResponseHeader(
+                name="Link",
+                description='More attempts than `limit`: `<…/actions?cursor=C&limit=L>; rel="next"` is the next '
+                "page (absent on the last page)",
+                documentation_only=True,
+            )
+        ],
         opt={"role": "viewer"},
     )
-    async def actions(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[AttemptRead]:
+    async def actions(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        execution_id: FromPath[str],
+        node_id: Annotated[str | None, QueryParameter(name="nodeId", required=False)] = None,
+        order: Annotated[str, QueryParameter(name="order", required=False, enum=list(_ORDERS))] = "asc",
+        limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 1000,
+        cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
+    ) -> Response[list[AttemptRead]]:
+        require_one_of("order", order, _ORDERS)
+        after = _decode_attempt_cursor(cursor, order)
         execution = await _require(db, execution_id)
-        return [from_row(AttemptRead, attempt) for attempt in await db.executions.attempts(execution.id)]
+        nodes = [] if node_id is None else await db.executions.node_states(execution.id)
+        if node_id is not None and node_id not in {node.node_id for node in nodes}:
+            # A node the run has not (a typo) is not a node without attempts.
+            raise NotFound(f"execution {execution.id} has no node {quoted(node_id)}")
+        rows = await db.executions.attempts_page(
+            execution.id, node_id=node_id, after=after, latest=order == "desc", limit=limit + 1
+        )
+        page = [from_row(AttemptRead, attempt) for attempt in rows[:limit]]
+        headers = {}
+        if len(rows) > limit:
+            # The body stays a bare list (clients read it so); the next page is an RFC 8288 link, as the
+            # events' (a forEach of thousands of items has an attempt each: all of them came at once).
+            query = {key: value for key, value in request.query_params.items() if key != "cursor"}
+            query["cursor"] = _encode_attempt_cursor(rows[limit - 1], order)
+            headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(
         "/{execution_id:str}/events",

@@ -78,6 +78,34 @@ SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, wo
   FROM dw.action_executions WHERE execution_id = %(id)s
  ORDER BY start_time, node_id, item_index NULLS FIRST, attempt;
 
+-- name: page_attempts
+-- A page of one execution's attempts (of one node, when node_id is given) in the order they started,
+-- after the key (start_time, node_id, item index or -1, attempt) of the previous page's last row: unique
+-- in a run (action_executions_attempt_key), so that no row is on two pages or on none.
+SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
+       item_index, interrupted
+  FROM dw.action_executions
+ WHERE execution_id = %(id)s
+   AND (%(node_id)s::text IS NULL OR node_id = %(node_id)s::text)
+   AND (%(after_time)s::timestamptz IS NULL
+        OR (start_time, node_id, COALESCE(item_index, -1), attempt)
+           > (%(after_time)s::timestamptz, %(after_node)s::text, %(after_item)s::integer, %(after_attempt)s::integer))
+ ORDER BY start_time, node_id, COALESCE(item_index, -1), attempt
+ LIMIT %(limit)s;
+
+-- name: page_attempts_latest
+-- As page_attempts, newest first: the page before the key of the previous page's last row.
+SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
+       item_index, interrupted
+  FROM dw.action_executions
+ WHERE execution_id = %(id)s
+   AND (%(node_id)s::text IS NULL OR node_id = %(node_id)s::text)
+   AND (%(after_time)s::timestamptz IS NULL
+        OR (start_time, node_id, COALESCE(item_index, -1), attempt)
+           < (%(after_time)s::timestamptz, %(after_node)s::text, %(after_item)s::integer, %(after_attempt)s::integer))
+ ORDER BY start_time DESC, node_id DESC, COALESCE(item_index, -1) DESC, attempt DESC
+ LIMIT %(limit)s;
+
 -- name: list_events
 -- The execution log of one execution, in order.
 SELECT id, node_id, type, at, principal, details

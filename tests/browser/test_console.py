@@ -582,7 +582,16 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     page.locator('g[data-node="each"]').click()
     panel = page.locator("#node-panel")
     expect(panel.locator("p.more")).to_have_text(
-        f"The latest 50 of {total} attempts (GET …/actions lists them all; a forEach's items: …/nodes/each/items).",
+        "The latest 50 attempts (GET …/actions?nodeId=each pages through them all;"
+        " a forEach's items: …/nodes/each/items).",
         timeout=WAIT_MS,
     )
     assert panel.locator("details.attempt").count() == 50
+    # The newest of them, oldest first, the last one open: as GET …/actions?order=desc lists them, reversed.
+    newest = console.http.get(
+        f"/api/v1/executions/{execution_id}/actions", params={"nodeId": "each", "order": "desc", "limit": 50}
+    ).json()
+    summaries = panel.locator("details.attempt > summary").all_inner_texts()
+    expected = [f"Attempt {a['attempt']} item {a['itemIndex']} ·" for a in reversed(newest)]
+    assert all(got.startswith(want) for want, got in zip(expected, summaries, strict=True)), (expected, summaries)
+    assert panel.locator("details.attempt[open]").count() == 1

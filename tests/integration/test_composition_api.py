@@ -158,3 +158,64 @@ async def test_a_create_that_cannot_publish_leaves_no_draft_behind(client: Async
     assert (await client.get("/api/v1/workflows/calls-nobody")).status_code == 404
     # Without autoActivate the Draft is created, as before (publishing it is refused later).
     assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+
+
+async def _pages(client: AsyncTestClient[Any], url: str, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """Every page of a list that pages by Link header, following rel="next"; (rows, pages)."""
+    rows: list[dict[str, Any]] = []
+    response = await client.get(url, params=params)
+    pages = 1
+    while True:
+        assert response.status_code == 200, response.text
+        rows.extend(response.json())
+        link = response.headers.get("link")
+        if link is None:
+            return rows, pages
+        assert link.endswith('>; rel="next"'), link
+        response = await client.get(link[1 : link.index(">")])
+        pages += 1
+        assert pages < 20, "the pages do not end"
+
+
+async def test_a_runs_attempts_page_by_link_header_in_either_order(
+    client: AsyncTestClient[Any],
+    db: Database,
+    conditions: ConditionPool,
+) -> None:
+    """GET …/actions returned every attempt at once (a forEach of thousands of items has an attempt each,
+    and the console read them every second): it pages now, the body still a bare list."""
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
+    each = {"id": "all", "nodeType": "forEach", "parameters": {"items": list(range(7)), "action": action}}
+    await publish_over_api(client, wf("each7", each, echo("other")))
+    execution_id = await execute(client, "each7", {})
+    await drain(db, make_runtime(db, conditions))
+    url = f"/api/v1/executions/{execution_id}/actions"
+    whole = await client.get(url)
+    assert whole.status_code == 200 and "link" not in whole.headers, whole.headers
+    everything = whole.json()
+    # The forEach node's own attempt, its seven items' and the other node's.
+    assert len(everything) == 9, everything
+
+    def key(a: dict[str, Any]) -> tuple[Any, ...]:
+        return (a["nodeId"], a["itemIndex"], a["attempt"])
+
+    rows, pages = await _pages(client, url, {"limit": 3})
+    assert pages == 3 and [key(a) for a in rows] == [key(a) for a in everything]
+    # The latest first, of one node: its own attempt and its items', each once, the reverse of their order.
+    latest, pages = await _pages(client, url, {"limit": 3, "order": "desc", "nodeId": "all"})
+    assert pages == 3
+    assert [key(a) for a in latest] == [key(a) for a in reversed(everything) if a["nodeId"] == "all"]
+    first = await client.get(url, params={"limit": 9})
+    assert len(first.json()) == 9 and "link" not in first.headers
+
+    # A cursor no page made, or one of the other order (it would skip or repeat rows), is a 400.
+    link = (await client.get(url, params={"limit": 3})).headers["link"]
+    cursor = link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
+    wrong_order = await client.get(url, params={"limit": 3, "order": "desc", "cursor": cursor})
+    assert assert_problem(wrong_order, 400)["errors"][0]["parameter"] == "cursor", wrong_order.text
+    for bad in ("garbage", "WyJhc2MiXQ", "W10"):
+        assert_problem(await client.get(url, params={"cursor": bad}), 400)
+    assert_problem(await client.get(url, params={"order": "sideways"}), 400)
+    assert_problem(await client.get(url, params={"limit": 0}), 400)
+    missing = assert_problem(await client.get(url, params={"nodeId": "no-such-node"}), 404)
+    assert "has no node 'no-such-node'" in missing["detail"], missing

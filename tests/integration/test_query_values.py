@@ -44,6 +44,9 @@ BAD_VALUES = [
     ("GET", "/api/v1/executions", "limit", "501"),
     ("GET", f"/api/v1/executions/{EXECUTION}/events", "after", "-1"),
     ("GET", f"/api/v1/executions/{EXECUTION}/events", "limit", "1001"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "order", "sideways"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "cursor", "!!!"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "limit", "1001"),
     ("GET", "/api/v1/waits", "executionId", "x"),
     ("GET", "/api/v1/waits", "state", "closed"),
     ("GET", "/api/v1/waits", "limit", "1001"),
@@ -64,6 +67,7 @@ BAD_VALUES = [
     # Free text, but never a NUL (PostgreSQL text cannot hold one).
     ("GET", "/api/v1/executions", "workflowId", "a\x00b"),
     ("GET", "/api/v1/templates", "set", "a\x00b"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "nodeId", "n\x00"),
     ("GET", "/api/v1/resource-links", "type", "\x00"),
     ("GET", "/api/v1/resource-links", "key", "k\x00"),
 ]
@@ -74,6 +78,7 @@ FREE_TEXT = {
     ("GET", "/api/v1/templates", "set"),
     ("GET", "/api/v1/resource-links", "type"),
     ("GET", "/api/v1/resource-links", "key"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "nodeId"),
 }
 
 

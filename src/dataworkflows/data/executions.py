@@ -142,6 +142,22 @@ class Attempt(msgspec.Struct, frozen=True):
     interrupted: bool = False
 
 
+class AttemptKey(msgspec.Struct, frozen=True):
+    """Where an attempt stands in a run's attempts (the paging key of attempts_page): unique in a run."""
+
+    start_time: datetime
+    node_id: str
+    # The forEach item's index, -1 for a node's own attempts.
+    item_index: int
+    attempt: int
+
+
+def attempt_key(attempt: Attempt) -> AttemptKey:
+    return AttemptKey(
+        attempt.start_time, attempt.node_id, -1 if attempt.item_index is None else attempt.item_index, attempt.attempt
+    )
+
+
 class ForEachItem(msgspec.Struct, frozen=True):
     """One item of a forEach node."""
 
@@ -257,6 +273,29 @@ class ExecutionData:
     async def attempts(self, execution_id: UUID) -> list[Attempt]:
         """In the order they started."""
         return await self._db.fetch_all_as(Attempt, "list_attempts", id=execution_id)
+
+    async def attempts_page(
+        self,
+        execution_id: UUID,
+        *,
+        node_id: str | None,
+        after: AttemptKey | None,
+        latest: bool,
+        limit: int,
+    ) -> list[Attempt]:
+        """Up to `limit` attempts (of `node_id` only, when given) in the order they started, or the
+        latest first, past `after` (the key of the previous page's last attempt: attempt_key)."""
+        return await self._db.fetch_all_as(
+            Attempt,
+            "page_attempts_latest" if latest else "page_attempts",
+            id=execution_id,
+            node_id=node_id,
+            after_time=None if after is None else after.start_time,
+            after_node=None if after is None else after.node_id,
+            after_item=None if after is None else after.item_index,
+            after_attempt=None if after is None else after.attempt,
+            limit=limit,
+        )
 
     async def children(self, execution_id: UUID) -> list[ChildExecution]:
         """The executions its nodes started, oldest first."""

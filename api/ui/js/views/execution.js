@@ -56,7 +56,8 @@ function children(e) {
 }
 
 // The waterfall: one bar per attempt (and one per node running now), on a shared time axis.
-function waterfall(e, attempts, nodes) {
+// `more`: the run has more attempts than `attempts` (the first MAX_BARS it started).
+function waterfall(e, attempts, nodes, more) {
   const bars = attempts.map((a) => ({
     label: a.nodeId + (a.itemIndex != null ? "[" + a.itemIndex + "]" : "") + " #" + a.attempt,
     start: new Date(a.startTime),
@@ -83,6 +84,7 @@ function waterfall(e, attempts, nodes) {
   const span = Math.max(1, t1 - t0);
   // A forEach of thousands of items would make thousands of rows: the first ones, and a count.
   const hidden = Math.max(0, bars.length - MAX_BARS);
+  const untold = more ? h("p", { class: "muted" }, "… and more attempts (GET …/actions pages through them all)") : "";
   const rows = bars.slice(0, MAX_BARS).map((b) => {
     const bar = h("div", { class: "bar s-" + String(b.status).toLowerCase() + (b.open ? " open" : ""), title: b.title });
     // CSSOM, not a style attribute: allowed by the page's Content-Security-Policy.
@@ -90,18 +92,19 @@ function waterfall(e, attempts, nodes) {
     bar.style.width = Math.max(0.4, ((b.end - b.start) / span) * 100) + "%";
     return h("div", { class: "wf-row" }, h("div", { class: "wf-label", title: b.title }, b.label), h("div", { class: "wf-track" }, bar));
   });
-  return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows, hidden ? h("p", { class: "muted" }, "… and " + hidden + " more attempts") : "");
+  return h("div", { class: "waterfall" }, h("div", { class: "wf-axis muted" }, h("span", {}, "0"), h("span", {}, duration(new Date(t0).toISOString(), new Date(t1).toISOString()))), rows, more ? untold : hidden ? h("p", { class: "muted" }, "… and " + hidden + " more attempts") : "");
 }
 
 // A node's panel shows its latest attempts, at most this many (a forEach of thousands of items has an
 // attempt each: every one of them, with its parameters and outputs, made the page crawl).
 const PANEL_ATTEMPTS = 50;
 
-function nodePanel(nodeId, nodes, attempts, definition) {
+// `latest`: the node's latest attempts, oldest first (GET …/actions?nodeId=…&order=desc, reversed);
+// `more`: whether it has more than those.
+function nodePanel(nodeId, nodes, latest, more, definition) {
   if (!nodeId) return h("p", { class: "muted" }, "Select a node in the graph to see its parameters, outputs and error.");
   const state = nodes.find((n) => n.nodeId === nodeId);
   const spec = ((definition && definition.nodes) || []).find((n) => n.id === nodeId);
-  const mine = attempts.filter((a) => a.nodeId === nodeId);
   const parts = [h("h3", {}, nodeId, " ", state ? badge(state.status) : "")];
   if (state) {
     parts.push(
@@ -118,9 +121,9 @@ function nodePanel(nodeId, nodes, attempts, definition) {
     if (state.outputs !== null && state.outputs !== undefined) parts.push(jsonBlock(state.outputs, "Outputs"));
   }
   if (spec && spec.parameters) parts.push(jsonBlock(spec.parameters, "Parameters (as defined)"));
-  const shown = mine.slice(-PANEL_ATTEMPTS);
-  if (shown.length < mine.length) {
-    parts.push(h("p", { class: "muted more" }, "The latest " + shown.length + " of " + mine.length + " attempts (GET …/actions lists them all; a forEach's items: …/nodes/" + nodeId + "/items)."));
+  const shown = latest;
+  if (more) {
+    parts.push(h("p", { class: "muted more" }, "The latest " + shown.length + " attempts (GET …/actions?nodeId=" + nodeId + " pages through them all; a forEach's items: …/nodes/" + nodeId + "/items)."));
   }
   for (const a of shown) {
     parts.push(
@@ -157,7 +160,20 @@ export async function render(main, { args }, ctx) {
   const version = await api("/workflows/" + enc(execution.workflowId) + "/versions/" + execution.workflowVersion, { signal: ctx.signal }).catch(() => null);
   const definition = version && version.definition;
   let attempts = [];
+  // The run has more attempts than `attempts` holds (its first MAX_BARS).
+  let moreAttempts = false;
   let selected = null;
+  // The selected node's latest attempts (oldest first), and whether it has more.
+  let nodeAttempts = [];
+  let moreNodeAttempts = false;
+  async function loadNode() {
+    const node = selected;
+    if (!node) return;
+    const rows = await api(base + "/actions" + query({ nodeId: node, order: "desc", limit: PANEL_ATTEMPTS + 1 }), { signal: ctx.signal });
+    if (node !== selected) return; // another node was selected meanwhile: its own read fills the panel
+    moreNodeAttempts = rows.length > PANEL_ATTEMPTS;
+    nodeAttempts = rows.slice(0, PANEL_ATTEMPTS).reverse();
+  }
 
   const header = h("div", { class: "titlebar" });
   const facts = h("div", { id: "facts" });
@@ -165,7 +181,10 @@ export async function render(main, { args }, ctx) {
   const controlResult = h("div", { class: "muted", id: "control-result" });
   const graph = drawGraph(definition || { nodes: execution.nodes.map((n) => ({ id: n.nodeId, actionType: n.actionType })) }, (nodeId) => {
     selected = nodeId;
+    nodeAttempts = [];
+    moreNodeAttempts = false;
     paint();
+    loadNode().then(paint, ctx.fail);
   });
   const panel = h("div", { class: "node-panel", id: "node-panel" });
   const timeline = h("div", { id: "timeline" });
@@ -197,13 +216,13 @@ export async function render(main, { args }, ctx) {
     graph.update(states, selected);
     // Rebuilt only when what it shows changed: a live refresh (once a second) used to close the
     // attempts the operator had opened.
-    const mine = attempts.filter((a) => a.nodeId === selected);
-    const panelKey = JSON.stringify([selected, execution.nodes.find((n) => n.nodeId === selected) || null, mine.length, mine.slice(-PANEL_ATTEMPTS)]);
+    const mine = nodeAttempts.filter((a) => a.nodeId === selected);
+    const panelKey = JSON.stringify([selected, execution.nodes.find((n) => n.nodeId === selected) || null, moreNodeAttempts, mine]);
     if (panelKey !== shownPanel) {
       shownPanel = panelKey;
-      panel.replaceChildren(nodePanel(selected, execution.nodes, attempts, definition));
+      panel.replaceChildren(nodePanel(selected, execution.nodes, mine, moreNodeAttempts, definition));
     }
-    timeline.replaceChildren(waterfall(execution, attempts, execution.nodes));
+    timeline.replaceChildren(waterfall(execution, attempts, execution.nodes, moreAttempts));
     const kids = children(execution);
     extra.replaceChildren(
       ...(kids ? [kids] : []),
@@ -310,9 +329,12 @@ export async function render(main, { args }, ctx) {
   }
 
   async function refresh() {
-    const [e, a] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/actions", { signal: ctx.signal })]);
+    // The first MAX_BARS attempts the run started (one more: whether there are more), not all of them: a
+    // forEach of thousands of items has an attempt each, and this is read once a second.
+    const [e, a] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/actions" + query({ limit: MAX_BARS + 1 }), { signal: ctx.signal }), loadNode()]);
     execution = e;
-    attempts = a;
+    moreAttempts = a.length > MAX_BARS;
+    attempts = a.slice(0, MAX_BARS);
     if (FINAL.has(execution.status)) {
       const page = await api("/dead-letters" + query({ open: true, executionId: execution.id }), { signal: ctx.signal }).catch(() => ({ items: [] }));
       letters = page.items;
