@@ -87,6 +87,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/workflows/{workflow_id}"): "getWorkflow",
     ("PUT", "/api/v1/workflows/{workflow_id}"): "updateWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/archive"): "archiveWorkflow",
+    ("POST", "/api/v1/workflows/{workflow_id}/disable"): "disableWorkflow",
+    ("POST", "/api/v1/workflows/{workflow_id}/enable"): "enableWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/publish"): "publishWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/execute"): "executeWorkflow",
     ("PATCH", "/api/v1/workflows/{workflow_id}/limits"): "setWorkflowLimits",

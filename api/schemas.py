@@ -68,6 +68,9 @@ class WorkflowRead(Camel):
     checksum: str | None = None
     # Days its finished runs are kept (null: the installation's default, DW_RETENTION_DAYS; 0: forever).
     retention_days: int | None = None
+    # Who disabled it, and when (null while it is enabled: isEnabled).
+    disabled_at: datetime | None = None
+    disabled_by: str | None = None
 
 
 class WorkflowLimitsUpdate(Camel, forbid_unknown_fields=True):

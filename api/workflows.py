@@ -188,6 +188,28 @@ class WorkflowController(Controller):
         await db.workflows.archive(workflow_id, principal.id)
         return await read_workflow(db, workflow_id)
 
+    @post(
+        "/{workflow_id:str}/disable",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Disable: refuse new executions, whatever the status (running ones go on; idempotent)",
+        opt={"role": "author", "owner": "workflow"},
+    )
+    async def disable(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
+        await db.workflows.set_enabled(workflow_id, False, principal.id)
+        return await read_workflow(db, workflow_id)
+
+    @post(
+        "/{workflow_id:str}/enable",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Enable a disabled workflow: it takes new executions again, as its status allows (idempotent)",
+        opt={"role": "author", "owner": "workflow"},
+    )
+    async def enable(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
+        await db.workflows.set_enabled(workflow_id, True, principal.id)
+        return await read_workflow(db, workflow_id)
+
     @patch(
         "/{workflow_id:str}/limits",
         status_code=200,

@@ -103,7 +103,8 @@ BEGIN
         RAISE EXCEPTION 'workflow % is a Draft; publish it before executing it', p_workflow_id
             USING ERRCODE = 'DW002', DETAIL = p_wf.status;
     ELSIF NOT p_wf.is_enabled THEN
-        RAISE EXCEPTION 'workflow % is disabled', p_workflow_id USING ERRCODE = 'DW002', DETAIL = 'Disabled';
+        RAISE EXCEPTION 'workflow % is disabled and refuses new executions; enable it to run it again', p_workflow_id
+            USING ERRCODE = 'DW002', DETAIL = 'Disabled';
     ELSIF p_plan IS NULL AND p_version IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM dw.workflow_versions v WHERE v.tenant_id = p_wf.tenant_id
                                                                  AND v.workflow_id = p_workflow_id

@@ -61,3 +61,30 @@ BEGIN
     RETURN QUERY SELECT p_workflow_id, 'Archived'::text;
 END;
 $$;
+
+-- Disables (p_enabled false) or enables a workflow: a disabled one refuses new executions, whatever
+-- its status (start_execution checks is_enabled; a schedule's tick is recorded without a run, a
+-- webhook delivery is refused, a subworkflow node calling it fails), and runs already started go on.
+-- Unlike an archive it keeps the status, so that a Draft can be disabled before it is published, and
+-- enabling it again needs no publish. Idempotent: `changed` is false when it already was so (who
+-- disabled it, and when, stay those of the first disable). The row's update takes the start lock
+-- (the workflows_lock_starts trigger, migration 0033): starts in flight commit first, none after.
+CREATE OR REPLACE FUNCTION dw.set_workflow_enabled_v1(p_workflow_id text, p_enabled boolean, p_principal text)
+    RETURNS TABLE (workflow_id text, is_enabled boolean, changed boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    v_enabled boolean;
+BEGIN
+    SELECT w.is_enabled INTO v_enabled FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    END IF;
+    IF v_enabled IS DISTINCT FROM p_enabled THEN
+        UPDATE dw.workflows w
+           SET is_enabled = p_enabled, updated_at = now(),
+               disabled_at = CASE WHEN p_enabled THEN NULL ELSE now() END,
+               disabled_by = CASE WHEN p_enabled THEN NULL ELSE p_principal END
+         WHERE w.id = p_workflow_id;
+    END IF;
+    RETURN QUERY SELECT p_workflow_id, p_enabled, v_enabled IS DISTINCT FROM p_enabled;
+END;
+$$;

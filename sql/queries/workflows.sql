@@ -23,6 +23,7 @@ RETURNING version;
 -- One workflow with its current version's checksum.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
        w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.disabled_at, w.disabled_by,
        w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version,
        w.retention_days
@@ -32,6 +33,7 @@ SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_en
 -- Workflows ordered by id, after a cursor, optionally filtered by status.
 SELECT w.id, w.display_name, w.description, w.status, w.current_version, w.is_enabled,
        w.max_concurrent_executions, w.rate_limit_per_minute, w.created_at, w.created_by, w.updated_at, w.archived_at, w.archived_by,
+       w.disabled_at, w.disabled_by,
        w.template_id, w.template_version,
        (SELECT max(version) FROM dw.workflow_versions v WHERE v.workflow_id = w.id) AS latest_version,
        w.retention_days
@@ -58,6 +60,10 @@ SELECT * FROM dw.publish_workflow_v1(%(id)s, %(version)s, %(plan)s, %(principal)
 -- name: get_plan
 -- The compiled plan a worker runs.
 SELECT plan FROM dw.workflow_plans WHERE workflow_id = %(id)s AND version = %(version)s;
+
+-- name: set_workflow_enabled
+-- Disables or enables a workflow (see dw.set_workflow_enabled_v1).
+SELECT * FROM dw.set_workflow_enabled_v1(%(id)s, %(enabled)s, %(principal)s);
 
 -- name: archive_workflow
 -- Archives a workflow (see dw.archive_workflow_v1).

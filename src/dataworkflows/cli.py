@@ -659,7 +659,9 @@ def cmd_workflows_list(args: argparse.Namespace) -> int:
     print(f"{'ID':<28} {'STATUS':<9} {'CURRENT':>7} {'LATEST':>6}  NAME")
     for w in rows:
         current = w["currentVersion"] if w["currentVersion"] is not None else "-"
-        print(f"{w['id']:<28} {w['status']:<9} {current!s:>7} {w['latestVersion']!s:>6}  {w['displayName']}")
+        # A disabled workflow refuses runs whatever its status: said where the status is read.
+        name = w["displayName"] + ("" if w.get("isEnabled", True) else "  (disabled)")
+        print(f"{w['id']:<28} {w['status']:<9} {current!s:>7} {w['latestVersion']!s:>6}  {name}")
     return EXIT_OK
 
 
@@ -669,6 +671,21 @@ def cmd_workflows_archive(args: argparse.Namespace) -> int:
     if response.status_code != 200:
         return _refused(response)
     print(f"{args.workflow_id} Archived: new executions are refused; running ones finish")
+    return EXIT_OK
+
+
+def cmd_workflows_enabled(args: argparse.Namespace) -> int:
+    """enable or disable (args.action) one workflow."""
+    with _client(args) as client:
+        response = client.post(f"/api/v1/workflows/{_path(args.workflow_id)}/{args.action}")
+    if response.status_code != 200:
+        return _refused(response)
+    if args.action == "disable":
+        print(f"{args.workflow_id} disabled: new executions are refused; running ones finish")
+    else:
+        status = response.json().get("status")
+        takes = "takes new executions" if status == "Active" else f"is {status}: publish it to run it"
+        print(f"{args.workflow_id} enabled: it {takes}")
     return EXIT_OK
 
 
@@ -1701,6 +1718,14 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("workflow_id")
     archive.add_argument("--api-url")
     archive.set_defaults(func=cmd_workflows_archive)
+    for action, help_text in (
+        ("disable", "disable a workflow: refuse new executions, whatever its status (running ones finish)"),
+        ("enable", "enable a disabled workflow again"),
+    ):
+        toggle = wsub.add_parser(action, help=help_text)
+        toggle.add_argument("workflow_id")
+        toggle.add_argument("--api-url")
+        toggle.set_defaults(func=cmd_workflows_enabled, action=action)
     _add_workflow_retention(wsub)
 
     dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive, acknowledge")

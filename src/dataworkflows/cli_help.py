@@ -61,6 +61,8 @@ EXAMPLES: dict[str, str] = {
     "workflows list": "dataworkflows workflows list",
     "workflows limits": "dataworkflows workflows limits nightly-export --max-concurrent 2 --per-minute 30",
     "workflows archive": "dataworkflows workflows archive old-export",
+    "workflows disable": "dataworkflows workflows disable nightly-export",
+    "workflows enable": "dataworkflows workflows enable nightly-export",
     "workflows retention": "dataworkflows workflows retention nightly-export --days 90",
     "dead-letters": "dataworkflows dead-letters list",
     "dead-letters list": "dataworkflows dead-letters list --all --limit 20",

@@ -1,4 +1,4 @@
-"""`dataworkflows workflows apply|list|archive` against a running API (in the test's process, see
+"""`dataworkflows workflows apply|list|disable|enable|archive` against a running API (in the test's process, see
 cli_in_process)."""
 
 from __future__ import annotations
@@ -45,6 +45,16 @@ def test_workflows_apply_list_archive(cli: Cli, tmp_path: Path) -> None:
     assert listing.returncode == 0
     line = next(line for line in listing.stdout.splitlines() if line.startswith("simple-echo"))
     assert line.split()[:4] == ["simple-echo", "Active", "2", "2"]
+
+    disabled = cli("workflows", "disable", "simple-echo")
+    assert disabled.returncode == 0 and "simple-echo disabled: new executions are refused" in disabled.stdout
+    listed = next(line for line in cli("workflows", "list").stdout.splitlines() if line.startswith("simple-echo"))
+    assert listed.endswith("(disabled)"), listed
+    refused = cli("run", "simple-echo")
+    assert refused.returncode == 2 and "is disabled" in refused.stderr
+    enabled = cli("workflows", "enable", "simple-echo")
+    assert enabled.returncode == 0 and "simple-echo enabled: it takes new executions" in enabled.stdout
+    assert cli("workflows", "disable", "nope").returncode == 2
 
     archived = cli("workflows", "archive", "simple-echo")
     assert archived.returncode == 0 and "Archived" in archived.stdout

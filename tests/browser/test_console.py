@@ -335,8 +335,21 @@ def test_what_cannot_be_undone_is_asked_first(page: Any, console: Console) -> No
     page.click("#cancel")
     assert console.wait_for(execution_id, {"Cancelled"})["status"] == "Cancelled"
     assert [url for url in sent if url.endswith("/cancel")] != []
-    # Archive, refused then taken.
+    # Disable, refused then taken; then enabled again.
     page.goto("/ui#/workflows/gated-cancel")
+    page.accept_dialogs = False
+    page.click("#disable")
+    assert page.asked[-1].startswith("Disable workflow gated-cancel? It takes no new executions")
+    assert console.http.get("/api/v1/workflows/gated-cancel").json()["isEnabled"] is True
+    page.accept_dialogs = True
+    page.click("#disable")
+    expect(page.locator("#workflow-result")).to_have_text("disable: Active (current v1), disabled", timeout=WAIT_MS)
+    expect(page.locator("#enabled")).to_contain_text("no: new executions are refused")
+    assert console.http.get("/api/v1/workflows/gated-cancel").json()["isEnabled"] is False
+    page.click("#enable")
+    expect(page.locator("#workflow-result")).to_have_text("enable: Active (current v1)", timeout=WAIT_MS)
+    expect(page.locator("#enabled")).to_have_text("yes")
+    # Archive, refused then taken.
     page.accept_dialogs = False
     page.click("#archive")
     assert page.asked[-1] == "Archive workflow gated-cancel? It takes no new executions."

@@ -261,6 +261,8 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author+operator", {"enabled": True}),
     ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/archive", "/api/v1/workflows/wf/archive", "author", None),
+    ("POST", "/api/v1/workflows/{workflow_id:str}/disable", "/api/v1/workflows/wf/disable", "author", None),
+    ("POST", "/api/v1/workflows/{workflow_id:str}/enable", "/api/v1/workflows/wf/enable", "author", None),
     (
         "PATCH",
         "/api/v1/workflows/{workflow_id:str}/limits",
@@ -374,6 +376,8 @@ async def test_authors_change_only_their_own_workflows(dsn: str, strict: AsyncTe
         ("PUT", "/api/v1/workflows/wf", changed),
         ("POST", "/api/v1/workflows/wf/publish", None),
         ("POST", "/api/v1/workflows/wf/archive", None),
+        ("POST", "/api/v1/workflows/wf/disable", None),
+        ("POST", "/api/v1/workflows/wf/enable", None),
         ("POST", "/api/v1/workflows/wf/triggers", {"kind": "webhook", "name": "b", "config": {"signature": "none"}}),
         ("PATCH", trigger_url, {"enabled": False}),
         ("DELETE", trigger_url, None),

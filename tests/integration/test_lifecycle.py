@@ -62,6 +62,55 @@ async def test_lifecycle_transitions_and_refusals(client: AsyncTestClient[Any]) 
     assert_problem(await client.post("/api/v1/workflows/simple-echo/publish", params={"version": 9}), 404)
 
 
+async def test_a_workflow_is_disabled_and_enabled_over_the_api(
+    client: AsyncTestClient[Any], db: Database, templates: TemplatePool
+) -> None:
+    """isEnabled refused starts since the first release, but only an UPDATE by hand could change it."""
+    await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow())
+    running = (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).json()
+
+    disabled = await client.post("/api/v1/workflows/simple-echo/disable", headers=ANA)
+    assert disabled.status_code == 200, disabled.text
+    body = disabled.json()
+    assert (body["isEnabled"], body["status"], body["disabledBy"]) == (False, "Active", "ana")
+    assert body["disabledAt"] is not None
+    refused = assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 409)
+    assert refused["code"] == "workflow_not_runnable" and "is disabled" in refused["detail"], refused
+    # Idempotent: who disabled it, and when, stay those of the first disable.
+    again = (await client.post("/api/v1/workflows/simple-echo/disable", headers={"X-Principal-Id": "bo"})).json()
+    assert (again["disabledBy"], again["disabledAt"]) == ("ana", body["disabledAt"])
+    listed = (await client.get("/api/v1/workflows")).json()["items"]
+    assert [(w["id"], w["isEnabled"]) for w in listed] == [("simple-echo", False)]
+
+    # A run started before goes on to its end.
+    conditions = ConditionPool(size=1)
+    try:
+        runtime = Runtime(db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=templates)
+        assert await runtime.run_execution(UUID(running["executionId"])) == "Succeeded"
+    finally:
+        await conditions.close()
+
+    # Publishing keeps it disabled (unlike an archive, a disable is not undone by a publish).
+    await client.put("/api/v1/workflows/simple-echo", json=echo_workflow("v2"))
+    published = (await client.post("/api/v1/workflows/simple-echo/publish")).json()
+    assert (published["status"], published["currentVersion"], published["isEnabled"]) == ("Active", 2, False)
+    assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 409)
+
+    enabled = (await client.post("/api/v1/workflows/simple-echo/enable", headers=ANA)).json()
+    assert (enabled["isEnabled"], enabled["disabledAt"], enabled["disabledBy"]) == (True, None, None)
+    assert (await client.post("/api/v1/workflows/simple-echo/enable")).json()["isEnabled"] is True
+    assert (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).status_code == 202
+
+    # A Draft can be disabled before it is published; an unknown workflow is a 404.
+    draft = echo_workflow()
+    draft["id"] = "draft-echo"
+    await client.post("/api/v1/workflows", json=draft)
+    off = (await client.post("/api/v1/workflows/draft-echo/disable")).json()
+    assert (off["status"], off["isEnabled"]) == ("Draft", False)
+    for action in ("disable", "enable"):
+        assert_problem(await client.post(f"/api/v1/workflows/nope/{action}"), 404)
+
+
 async def test_put_adds_versions_and_checksums_are_idempotent(client: AsyncTestClient[Any]) -> None:
     await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow())
     # Same definition, keys reordered and re-indented: the existing version comes back.

@@ -522,6 +522,22 @@ async def test_a_workflow_that_cannot_run_refuses_the_delivery(
     assert await runs_of(db, hook) == 0
 
 
+async def test_a_disabled_workflow_refuses_the_delivery_until_it_is_enabled(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    hook = await make_hook(db)
+    assert (await client.post("/api/v1/workflows/hooked/disable")).status_code == 200
+    response, _, _ = await deliver(client, hook, {"a": 1})
+    assert assert_problem(response, 409)["code"] == "workflow_not_runnable"
+    [(outcome, status, reason)] = await rows(db, hook)
+    assert (outcome, status) == ("refused", 409) and reason is not None and "disabled" in reason
+    assert await runs_of(db, hook) == 0
+    assert (await client.post("/api/v1/workflows/hooked/enable")).status_code == 200
+    response, _, _ = await deliver(client, hook, {"a": 2})
+    assert response.status_code == 202, response.text
+    assert await runs_of(db, hook) == 1
+
+
 async def test_a_storm_of_1000_deliveries_with_50_duplicates_starts_950_runs(
     client: AsyncTestClient[Any], db: Database, hooked: str
 ) -> None:

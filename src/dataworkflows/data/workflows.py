@@ -37,6 +37,9 @@ class Workflow(msgspec.Struct, frozen=True):
     latest_version: int | None
     # Days its finished runs are kept (None: DW_RETENTION_DAYS; 0: forever).
     retention_days: int | None = None
+    # Who disabled it, and when (None while it is enabled).
+    disabled_at: datetime | None = None
+    disabled_by: str | None = None
 
 
 class Version(msgspec.Struct, frozen=True):
@@ -228,6 +231,13 @@ class WorkflowData:
             for index, pointer, ref, version in pinned
             if (ref, version) not in published
         ]
+
+    async def set_enabled(self, workflow_id: str, enabled: bool, principal: str | None) -> bool:
+        """Disables or enables the workflow (a disabled one refuses new executions; running ones go on);
+        whether that changed it (False: it already was so). WorkflowNotFound for an unknown one."""
+        row = await self._db.fetch_one("set_workflow_enabled", id=workflow_id, enabled=enabled, principal=principal)
+        assert row is not None
+        return bool(row["changed"])
 
     async def archive(self, workflow_id: str, principal: str | None) -> None:
         """New executions are refused from now on; a Draft cannot be archived (Conflict)."""

@@ -1,5 +1,5 @@
-// One workflow: its versions with checksums, publish (any version: an older one rolls back) and
-// archive, its current graph, and a diff between two versions computed here from both definitions.
+// One workflow: its versions with checksums, publish (any version: an older one rolls back),
+// disable and enable, archive, its current graph, and a diff between two versions computed here from both definitions.
 
 import { api } from "../api.js";
 import { h, badge, timeEl, table, confirmed } from "../dom.js";
@@ -24,7 +24,7 @@ export async function render(main, { args }, ctx) {
     try {
       const w = await api(base + path, { method: "POST" });
       ctx.ok();
-      result.textContent = label + ": " + w.status + (w.currentVersion ? " (current v" + w.currentVersion + ")" : "");
+      result.textContent = label + ": " + w.status + (w.currentVersion ? " (current v" + w.currentVersion + ")" : "") + (w.isEnabled ? "" : ", disabled");
       await draw();
     } catch (error) {
       ctx.fail(error);
@@ -83,12 +83,17 @@ export async function render(main, { args }, ctx) {
         h("dt", {}, "Created by"),
         h("dd", {}, workflow.createdBy || "unknown"),
         workflow.description ? [h("dt", {}, "Description"), h("dd", {}, workflow.description)] : [],
+        h("dt", {}, "Enabled"),
+        h("dd", { id: "enabled" }, workflow.isEnabled ? "yes" : ["no: new executions are refused (disabled ", workflow.disabledAt ? timeEl(workflow.disabledAt) : "", workflow.disabledBy ? " by " + workflow.disabledBy : "", ")"]),
         h("dt", {}, "Limits"),
         h("dd", {}, "max concurrent " + (workflow.maxConcurrentExecutions ?? "none") + ", per minute " + (workflow.rateLimitPerMinute ?? "none")),
       ),
       h(
         "div",
         { class: "actions" },
+        workflow.isEnabled
+          ? h("button", { class: "danger", id: "disable", onclick: () => act("/disable", "disable", "Disable workflow " + id + "? It takes no new executions (schedules and webhooks included) until it is enabled; running ones go on.") }, "Disable")
+          : h("button", { id: "enable", onclick: () => act("/enable", "enable", "Enable workflow " + id + "? It takes new executions again.") }, "Enable"),
         workflow.status === "Archived" ? "" : h("button", { class: "danger", id: "archive", onclick: () => act("/archive", "archive", "Archive workflow " + id + "? It takes no new executions.") }, "Archive"),
         h("a", { class: "button secondary", href: "#/executions?workflowId=" + enc(workflow.id) }, "Executions"),
       ),
