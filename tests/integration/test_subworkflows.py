@@ -290,6 +290,19 @@ async def test_a_child_that_cannot_start_fails_the_node(db: Database, conditions
     assert await children(db, root) == []
 
 
+async def test_a_disabled_child_fails_the_node_that_calls_it(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("switched-off", echo("x")), conditions)
+    await publish(db, wf("calls-switched-off", sub("call", "switched-off")), conditions)
+    assert await db.workflows.set_enabled("switched-off", False, "ops") is True
+    root = await start(db, "calls-switched-off", {})
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["call"]["error"]
+    assert error["code"] == "child_not_runnable" and "is disabled" in error["message"], error
+    assert await children(db, root) == []
+
+
 async def test_a_version_past_what_postgresql_holds_is_refused_at_publish_and_fails_the_node_at_run_time(
     db: Database, conditions: ConditionPool
 ) -> None:
