@@ -63,34 +63,43 @@ async def _require(db: Database, execution_id: str) -> Execution:
     return execution
 
 
-# GET …/actions: the attempts in the order they started, or the latest first.
+# GET …/actions: the attempts in the order they started, or the latest first; with or without their
+# parameters, outputs and error.
 _ORDERS = ("asc", "desc")
+_VIEWS = ("full", "summary")
+_NOT_THIS_LISTS = (
+    "the cursor is not one a page of this list made (for this execution, nodeId and order); "
+    "follow a previous page's Link header"
+)
 
 
-def _encode_attempt_cursor(attempt: Attempt, order: str) -> str:
-    """The cursor past `attempt` (the last of a page) in `order`: its paging key, and the order (a cursor
-    of one order is refused in the other, where it would skip or repeat rows)."""
+def _encode_attempt_cursor(attempt: Attempt, scope: list[str | None]) -> str:
+    """The cursor past `attempt` (the last of a page): its paging key, and what it was made for
+    (`scope`: the execution id as the path named it, the nodeId filter, the order)."""
     key = attempt_key(attempt)
-    return encode_cursor([order, key.start_time.isoformat(), key.node_id, key.item_index, key.attempt])
+    return encode_cursor([*scope, key.start_time.isoformat(), key.node_id, key.item_index, key.attempt])
 
 
-def _decode_attempt_cursor(cursor: str | None, order: str) -> AttemptKey | None:
+def _decode_attempt_cursor(cursor: str | None, scope: list[str | None]) -> AttemptKey | None:
     value = decode_cursor(cursor)
     if value is None:
         return None
+    if not (isinstance(value, list) and len(value) == len(scope) + 4 and value[: len(scope)] == scope):
+        raise BadQueryValue("cursor", _NOT_THIS_LISTS)
+    value = value[len(scope) :]
     try:
-        if not (isinstance(value, list) and len(value) == 5 and value[0] == order and isinstance(value[2], str)):
+        if not isinstance(value[1], str):
             raise ValueError("cursor shape")
-        item_index, attempt = value[3], value[4]
+        item_index, attempt = value[2], value[3]
         # bool is an int subclass, and JSON true is not an index.
         if type(item_index) is not int or type(attempt) is not int:
             raise ValueError("cursor numbers")
         if not (-1 <= item_index <= INT_MAX and 1 <= attempt <= INT_MAX):
             raise ValueError("cursor numbers")
-        at = datetime.fromisoformat(value[1])
+        at = datetime.fromisoformat(value[0])
         if at.tzinfo is None:
             raise ValueError("cursor time")
-        return AttemptKey(at, value[2], item_index, attempt)
+        return AttemptKey(at, value[1], item_index, attempt)
     except (TypeError, ValueError) as exc:
         raise invalid_cursor() from exc
 
@@ -199,7 +208,7 @@ class ExecutionController(Controller):
     async def items(self, db: DatabaseDep, execution_id: FromPath[str], node_id: FromPath[str]) -> list[ItemRead]:
         execution = await _require(db, execution_id)
         rows = await db.executions.items(execution.id, node_id)
-        if not rows and node_id not in {node.node_id for node in await db.executions.node_states(execution.id)}:
+        if not rows and not await db.executions.has_node(execution.id, node_id):
             # A node the run has not (a typo) is not a node without items.
             raise NotFound(f"execution {execution.id} has no node {quoted(node_id)}")
         return [from_row(ItemRead, row, start_time=row.started_at, end_time=row.ended_at) for row in rows]
@@ -207,7 +216,8 @@ class ExecutionController(Controller):
     @get(
         "/{execution_id:str}/actions",
         responses=PROBLEMS,
-        summary="An execution's action attempts, in the order they started (order=desc: the latest first)",
+        summary="An execution's action attempts, in the order they started (order=desc: the latest first;"
+        " view=summary: without parameters, outputs and error)",
         response_headers=[
             ResponseHeader(
                 name="Link",
@@ -225,18 +235,27 @@ class ExecutionController(Controller):
         execution_id: FromPath[str],
         node_id: Annotated[str | None, QueryParameter(name="nodeId", required=False)] = None,
         order: Annotated[str, QueryParameter(name="order", required=False, enum=list(_ORDERS))] = "asc",
+        view: Annotated[str, QueryParameter(name="view", required=False, enum=list(_VIEWS))] = "full",
         limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 1000,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
     ) -> Response[list[AttemptRead]]:
         require_one_of("order", order, _ORDERS)
-        after = _decode_attempt_cursor(cursor, order)
+        require_one_of("view", view, _VIEWS)
+        # What the cursor was made for: this run, this node filter and this order (a cursor of another
+        # would skip or repeat rows, or come back empty without a word).
+        scope = [execution_id, node_id, order]
+        after = _decode_attempt_cursor(cursor, scope)
         execution = await _require(db, execution_id)
-        nodes = [] if node_id is None else await db.executions.node_states(execution.id)
-        if node_id is not None and node_id not in {node.node_id for node in nodes}:
+        if node_id is not None and not await db.executions.has_node(execution.id, node_id):
             # A node the run has not (a typo) is not a node without attempts.
             raise NotFound(f"execution {execution.id} has no node {quoted(node_id)}")
         rows = await db.executions.attempts_page(
-            execution.id, node_id=node_id, after=after, latest=order == "desc", limit=limit + 1
+            execution.id,
+            node_id=node_id,
+            after=after,
+            latest=order == "desc",
+            limit=limit + 1,
+            full=view == "full",
         )
         page = [from_row(AttemptRead, attempt) for attempt in rows[:limit]]
         headers = {}
@@ -244,7 +263,7 @@ class ExecutionController(Controller):
             # The body stays a bare list (clients read it so); the next page is an RFC 8288 link, as the
             # events' (a forEach of thousands of items has an attempt each: all of them came at once).
             query = {key: value for key, value in request.query_params.items() if key != "cursor"}
-            query["cursor"] = _encode_attempt_cursor(rows[limit - 1], order)
+            query["cursor"] = _encode_attempt_cursor(rows[limit - 1], scope)
             headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
         return Response(page, media_type=MediaType.JSON, headers=headers)
 

@@ -68,7 +68,9 @@ PROBLEMS = {
     ),
     401: _spec("No principal where DW_REQUIRE_PRINCIPAL requires one; strict mode: a missing or invalid token", 401),
     404: _spec("Unknown id", 404),
-    409: _spec("Conflicts with the current state (Draft/Archived workflow, duplicate id, redriven letter)", 409),
+    409: _spec(
+        "Conflicts with the current state (Draft, Archived or disabled workflow, duplicate id, redriven letter)", 409
+    ),
     413: _spec("Request body larger than DW_MAX_BODY_BYTES", 413),
     422: _spec("Invalid definition or input: one entry per problem in errors[], each with a JSON pointer", 422),
     429: _spec("Over the caller's rate limit (DW_API_RATE_PER_MINUTE): see Retry-After and the RateLimit fields", 429),

@@ -96,11 +96,16 @@ CREATE OR REPLACE FUNCTION dw.start_refusal_v1(
 BEGIN
     IF NOT p_found THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
+    -- Archived or a Draft, and disabled as well: both said, so that undoing one is not met by the other.
     ELSIF p_wf.status = 'Archived' THEN
-        RAISE EXCEPTION 'workflow % is Archived and refuses new executions; publish a version to activate it again',
-            p_workflow_id USING ERRCODE = 'DW002', DETAIL = p_wf.status;
+        RAISE EXCEPTION 'workflow % is Archived% and refuses new executions; publish a version%',
+            p_workflow_id, CASE WHEN p_wf.is_enabled THEN '' ELSE ' and disabled' END,
+            CASE WHEN p_wf.is_enabled THEN ' to activate it again' ELSE ' and enable it to run it again' END
+            USING ERRCODE = 'DW002', DETAIL = p_wf.status;
     ELSIF p_wf.status <> 'Active' THEN
-        RAISE EXCEPTION 'workflow % is a Draft; publish it before executing it', p_workflow_id
+        RAISE EXCEPTION 'workflow % is a Draft%; publish it% before executing it', p_workflow_id,
+            CASE WHEN p_wf.is_enabled THEN '' ELSE ' and disabled' END,
+            CASE WHEN p_wf.is_enabled THEN '' ELSE ' and enable it' END
             USING ERRCODE = 'DW002', DETAIL = p_wf.status;
     ELSIF NOT p_wf.is_enabled THEN
         RAISE EXCEPTION 'workflow % is disabled and refuses new executions; enable it to run it again', p_workflow_id

@@ -72,9 +72,13 @@ $$;
 CREATE OR REPLACE FUNCTION dw.set_workflow_enabled_v1(p_workflow_id text, p_enabled boolean, p_principal text)
     RETURNS TABLE (workflow_id text, is_enabled boolean, changed boolean) LANGUAGE plpgsql AS $$
 DECLARE
+    -- The session's tenant (a psql session that set none, or '*', means the default one): row-level
+    -- security narrows the API's role to it, but not a superuser's psql session.
+    v_tenant text := dw.session_tenant_v1();
     v_enabled boolean;
 BEGIN
-    SELECT w.is_enabled INTO v_enabled FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    SELECT w.is_enabled INTO v_enabled FROM dw.workflows w
+     WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
@@ -83,7 +87,7 @@ BEGIN
            SET is_enabled = p_enabled, updated_at = now(),
                disabled_at = CASE WHEN p_enabled THEN NULL ELSE now() END,
                disabled_by = CASE WHEN p_enabled THEN NULL ELSE p_principal END
-         WHERE w.id = p_workflow_id;
+         WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
     END IF;
     RETURN QUERY SELECT p_workflow_id, p_enabled, v_enabled IS DISTINCT FROM p_enabled;
 END;

@@ -71,6 +71,10 @@ SELECT node_id, action_type, status, attempts, attempt_base, expected_incoming, 
        interruptions
   FROM dw.node_states WHERE execution_id = %(id)s ORDER BY position;
 
+-- name: node_exists
+-- Whether the execution has the node (a node id it has not is a typo, not a node without rows).
+SELECT EXISTS (SELECT 1 FROM dw.node_states WHERE execution_id = %(id)s AND node_id = %(node_id)s::text) AS found;
+
 -- name: list_attempts
 -- Every attempt of one execution, in the order they started.
 SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
@@ -81,9 +85,15 @@ SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, wo
 -- name: page_attempts
 -- A page of one execution's attempts (of one node, when node_id is given) in the order they started,
 -- after the key (start_time, node_id, item index or -1, attempt) of the previous page's last row: unique
--- in a run (action_executions_attempt_key), so that no row is on two pages or on none.
-SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
-       item_index, interrupted
+-- in a run (action_executions_attempt_key), so that no row of a run that has ended is on two pages or
+-- on none. (An attempt's row is written when it ends: in a run still going, one that started before
+-- the key and ends after the page was read is on no later page.) Without parameters, outputs and error
+-- unless `full`.
+SELECT id, node_id, action_type, attempt, status,
+       -- Not read at all for a summary (they are TOASTed out of line once large).
+       CASE WHEN %(full)s THEN parameters END AS parameters, CASE WHEN %(full)s THEN outputs END AS outputs,
+       CASE WHEN %(full)s THEN error END AS error,
+       worker, start_time, end_time, item_index, interrupted
   FROM dw.action_executions
  WHERE execution_id = %(id)s
    AND (%(node_id)s::text IS NULL OR node_id = %(node_id)s::text)
@@ -95,8 +105,11 @@ SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, wo
 
 -- name: page_attempts_latest
 -- As page_attempts, newest first: the page before the key of the previous page's last row.
-SELECT id, node_id, action_type, attempt, status, parameters, outputs, error, worker, start_time, end_time,
-       item_index, interrupted
+SELECT id, node_id, action_type, attempt, status,
+       -- Not read at all for a summary (they are TOASTed out of line once large).
+       CASE WHEN %(full)s THEN parameters END AS parameters, CASE WHEN %(full)s THEN outputs END AS outputs,
+       CASE WHEN %(full)s THEN error END AS error,
+       worker, start_time, end_time, item_index, interrupted
   FROM dw.action_executions
  WHERE execution_id = %(id)s
    AND (%(node_id)s::text IS NULL OR node_id = %(node_id)s::text)

@@ -335,13 +335,9 @@ def test_what_cannot_be_undone_is_asked_first(page: Any, console: Console) -> No
     page.click("#cancel")
     assert console.wait_for(execution_id, {"Cancelled"})["status"] == "Cancelled"
     assert [url for url in sent if url.endswith("/cancel")] != []
-    # Disable, refused then taken; then enabled again.
+    # Disable and Enable do not ask (each takes the other back).
     page.goto("/ui#/workflows/gated-cancel")
-    page.accept_dialogs = False
-    page.click("#disable")
-    assert page.asked[-1].startswith("Disable workflow gated-cancel? It takes no new executions")
-    assert console.http.get("/api/v1/workflows/gated-cancel").json()["isEnabled"] is True
-    page.accept_dialogs = True
+    asked = len(page.asked)
     page.click("#disable")
     expect(page.locator("#workflow-result")).to_have_text("disable: Active (current v1), disabled", timeout=WAIT_MS)
     expect(page.locator("#enabled")).to_contain_text("no: new executions are refused")
@@ -349,6 +345,7 @@ def test_what_cannot_be_undone_is_asked_first(page: Any, console: Console) -> No
     page.click("#enable")
     expect(page.locator("#workflow-result")).to_have_text("enable: Active (current v1)", timeout=WAIT_MS)
     expect(page.locator("#enabled")).to_have_text("yes")
+    assert len(page.asked) == asked
     # Archive, refused then taken.
     page.accept_dialogs = False
     page.click("#archive")
@@ -591,6 +588,8 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     attempts = console.http.get(f"/api/v1/executions/{execution_id}/actions").json()
     total = len([a for a in attempts if a["nodeId"] == "each"])
     assert total == 61  # an attempt per item, and the node's own
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url) if "/actions" in request.url else None)
     page.goto(f"/ui#/executions/{execution_id}")
     page.locator('g[data-node="each"]').click()
     panel = page.locator("#node-panel")
@@ -608,3 +607,10 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     expected = [f"Attempt {a['attempt']} item {a['itemIndex']} ·" for a in reversed(newest)]
     assert all(got.startswith(want) for want, got in zip(expected, summaries, strict=True)), (expected, summaries)
     assert panel.locator("details.attempt[open]").count() == 1
+    # The waterfall reads a summary page (no parameters, no outputs), the panel its node's latest ones;
+    # the run has ended, so neither is read again on every refresh.
+    from urllib.parse import parse_qs, urlsplit
+
+    asked = [parse_qs(urlsplit(url).query) for url in reads]
+    assert all(q.get("view") == ["summary"] and q.get("limit") == ["301"] for q in asked if "nodeId" not in q), reads
+    assert [q for q in asked if "nodeId" in q] == [{"nodeId": ["each"], "order": ["desc"], "limit": ["51"]}], reads

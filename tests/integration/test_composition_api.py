@@ -213,8 +213,21 @@ async def test_a_runs_attempts_page_by_link_header_in_either_order(
     cursor = link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
     wrong_order = await client.get(url, params={"limit": 3, "order": "desc", "cursor": cursor})
     assert assert_problem(wrong_order, 400)["errors"][0]["parameter"] == "cursor", wrong_order.text
+    # Nor one of another node filter, or another run (it came back partial, or empty, without a word).
+    of_node = await client.get(url, params={"limit": 3, "nodeId": "all", "cursor": cursor})
+    assert "this execution, nodeId and order" in assert_problem(of_node, 400)["detail"]
+    other_run = await execute(client, "each7", {})
+    await drain(db, make_runtime(db, conditions))
+    other = await client.get(f"/api/v1/executions/{other_run}/actions", params={"limit": 3, "cursor": cursor})
+    assert_problem(other, 400)
     for bad in ("garbage", "WyJhc2MiXQ", "W10"):
         assert_problem(await client.get(url, params={"cursor": bad}), 400)
+    # A summary leaves out what a timeline does not show (a forEach's own outputs hold every item's).
+    summary = (await client.get(url, params={"view": "summary"})).json()
+    assert [key(a) for a in summary] == [key(a) for a in everything]
+    assert all(a["parameters"] is None and a["outputs"] is None and a["error"] is None for a in summary)
+    assert any(a["outputs"] is not None for a in everything)
+    assert_problem(await client.get(url, params={"view": "brief"}), 400)
     assert_problem(await client.get(url, params={"order": "sideways"}), 400)
     assert_problem(await client.get(url, params={"limit": 0}), 400)
     missing = assert_problem(await client.get(url, params={"nodeId": "no-such-node"}), 404)

@@ -107,6 +107,13 @@ async def test_a_workflow_is_disabled_and_enabled_over_the_api(
     await client.post("/api/v1/workflows", json=draft)
     off = (await client.post("/api/v1/workflows/draft-echo/disable")).json()
     assert (off["status"], off["isEnabled"]) == ("Draft", False)
+    # Refused for both reasons at once: undoing one is not met by the other.
+    both = assert_problem(await client.post("/api/v1/workflows/draft-echo/execute", json={"trigger": {}}), 409)
+    assert "is a Draft and disabled; publish it and enable it before executing it" in both["detail"], both
+    await client.post("/api/v1/workflows/simple-echo/disable")
+    await client.post("/api/v1/workflows/simple-echo/archive")
+    both = assert_problem(await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 409)
+    assert "is Archived and disabled and refuses new executions; publish a version and enable it" in both["detail"]
     for action in ("disable", "enable"):
         assert_problem(await client.post(f"/api/v1/workflows/nope/{action}"), 404)
 

@@ -45,6 +45,7 @@ BAD_VALUES = [
     ("GET", f"/api/v1/executions/{EXECUTION}/events", "after", "-1"),
     ("GET", f"/api/v1/executions/{EXECUTION}/events", "limit", "1001"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "order", "sideways"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/actions", "view", "brief"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "cursor", "!!!"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "limit", "1001"),
     ("GET", "/api/v1/waits", "executionId", "x"),

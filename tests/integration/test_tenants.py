@@ -48,6 +48,36 @@ async def execute(client: AsyncTestClient[Any], headers: dict[str, str], workflo
     return str(started.json()["executionId"])
 
 
+async def test_disabling_a_workflow_from_psql_acts_in_the_sessions_tenant_only(
+    client: AsyncTestClient[Any], dsn: str
+) -> None:
+    """dw.set_workflow_enabled_v1 found the workflow by id alone: row-level security narrows the API's
+    role to its tenant, but a superuser's psql session disabled every tenant's workflow of that id."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        assert (await (await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone())[0]
+        await conn.execute("SET dw.tenant_id = 'acme'")
+        await conn.execute("SELECT * FROM dw.set_workflow_enabled_v1('simple-echo', false, 'ops')")
+        rows = await (
+            await conn.execute("SELECT tenant_id, is_enabled FROM dw.workflows WHERE id = 'simple-echo' ORDER BY 1")
+        ).fetchall()
+        assert rows == [("acme", False), ("globex", True)]
+        await conn.execute("SET dw.tenant_id = 'globex'")
+        await conn.execute("SELECT * FROM dw.set_workflow_enabled_v1('simple-echo', true, 'ops')")
+        rows = await (
+            await conn.execute("SELECT tenant_id, is_enabled FROM dw.workflows WHERE id = 'simple-echo' ORDER BY 1")
+        ).fetchall()
+        assert rows == [("acme", False), ("globex", True)]
+    assert (await client.get("/api/v1/workflows/simple-echo", headers=A)).json()["isEnabled"] is False
+    assert (await client.get("/api/v1/workflows/simple-echo", headers=B)).json()["isEnabled"] is True
+    # Over the API, each tenant's own.
+    assert (await client.post("/api/v1/workflows/simple-echo/enable", headers=A)).json()["isEnabled"] is True
+    assert (await client.post("/api/v1/workflows/simple-echo/disable", headers=B)).json()["isEnabled"] is False
+    assert (await client.get("/api/v1/workflows/simple-echo", headers=A)).json()["isEnabled"] is True
+
+
 async def test_ids_are_unique_per_tenant(client: AsyncTestClient[Any]) -> None:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     await create_active(client, A, raw)

@@ -270,6 +270,10 @@ class ExecutionData:
         """In definition order."""
         return await self._db.fetch_all_as(NodeState, "list_node_states", id=execution_id)
 
+    async def has_node(self, execution_id: UUID, node_id: str) -> bool:
+        row = await self._db.fetch_one("node_exists", id=execution_id, node_id=node_id)
+        return bool(row and row["found"])
+
     async def attempts(self, execution_id: UUID) -> list[Attempt]:
         """In the order they started."""
         return await self._db.fetch_all_as(Attempt, "list_attempts", id=execution_id)
@@ -282,13 +286,16 @@ class ExecutionData:
         after: AttemptKey | None,
         latest: bool,
         limit: int,
+        full: bool = True,
     ) -> list[Attempt]:
         """Up to `limit` attempts (of `node_id` only, when given) in the order they started, or the
-        latest first, past `after` (the key of the previous page's last attempt: attempt_key)."""
+        latest first, past `after` (the key of the previous page's last attempt: attempt_key); without
+        their parameters, outputs and error unless `full` (None in their places)."""
         return await self._db.fetch_all_as(
             Attempt,
             "page_attempts_latest" if latest else "page_attempts",
             id=execution_id,
+            full=full,
             node_id=node_id,
             after_time=None if after is None else after.start_time,
             after_node=None if after is None else after.node_id,

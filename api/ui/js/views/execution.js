@@ -166,13 +166,31 @@ export async function render(main, { args }, ctx) {
   // The selected node's latest attempts (oldest first), and whether it has more.
   let nodeAttempts = [];
   let moreNodeAttempts = false;
+  // The node's state when its attempts were read last: read again only when it changed, or while the
+  // node runs or waits (a forEach's items go on under one state).
+  let nodeRead = null;
+  // The read in flight, and the state it is for: a click and a refresh at once share it.
+  let nodeReading = null;
   async function loadNode() {
     const node = selected;
     if (!node) return;
-    const rows = await api(base + "/actions" + query({ nodeId: node, order: "desc", limit: PANEL_ATTEMPTS + 1 }), { signal: ctx.signal });
-    if (node !== selected) return; // another node was selected meanwhile: its own read fills the panel
-    moreNodeAttempts = rows.length > PANEL_ATTEMPTS;
-    nodeAttempts = rows.slice(0, PANEL_ATTEMPTS).reverse();
+    const state = execution.nodes.find((n) => n.nodeId === node) || null;
+    const key = JSON.stringify([node, state]);
+    if (key === nodeRead && state && state.status !== "Running" && state.status !== "Waiting") return;
+    if (nodeReading && nodeReading.key === key) return nodeReading.done;
+    const done = (async () => {
+      const rows = await api(base + "/actions" + query({ nodeId: node, order: "desc", limit: PANEL_ATTEMPTS + 1 }), { signal: ctx.signal });
+      if (node !== selected) return; // another node was selected meanwhile: its own read fills the panel
+      nodeRead = key;
+      moreNodeAttempts = rows.length > PANEL_ATTEMPTS;
+      nodeAttempts = rows.slice(0, PANEL_ATTEMPTS).reverse();
+    })();
+    nodeReading = { key, done };
+    try {
+      await done;
+    } finally {
+      if (nodeReading && nodeReading.done === done) nodeReading = null;
+    }
   }
 
   const header = h("div", { class: "titlebar" });
@@ -329,12 +347,15 @@ export async function render(main, { args }, ctx) {
   }
 
   async function refresh() {
-    // The first MAX_BARS attempts the run started (one more: whether there are more), not all of them: a
-    // forEach of thousands of items has an attempt each, and this is read once a second.
-    const [e, a] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/actions" + query({ limit: MAX_BARS + 1 }), { signal: ctx.signal }), loadNode()]);
+    // The first MAX_BARS attempts the run started (one more: whether there are more), not all of them,
+    // and without their parameters and outputs (the waterfall shows neither; a forEach's own attempt
+    // holds every item's outputs): a forEach of thousands of items has an attempt each, and this is
+    // read once a second. The selected node's panel reads its own latest ones (loadNode).
+    const [e, a] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/actions" + query({ view: "summary", limit: MAX_BARS + 1 }), { signal: ctx.signal })]);
     execution = e;
     moreAttempts = a.length > MAX_BARS;
     attempts = a.slice(0, MAX_BARS);
+    await loadNode();
     if (FINAL.has(execution.status)) {
       const page = await api("/dead-letters" + query({ open: true, executionId: execution.id }), { signal: ctx.signal }).catch(() => ({ items: [] }));
       letters = page.items;
@@ -358,7 +379,9 @@ export async function render(main, { args }, ctx) {
   }
 
   // An event moves its node at once; the whole page is read again at most once a second however
-  // many events arrive (three requests: well under the API's per-caller rate limit).
+  // many events arrive: three requests (the run, its first attempts, its waits), a fourth for the
+  // selected node's attempts while it runs or after it changed, and the dead letters of an ended
+  // run. Two tabs following live runs stay under the API's default per-caller limit (600 a minute).
   let pending = null;
   let lastRefresh = 0;
   function soon() {

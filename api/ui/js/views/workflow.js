@@ -19,8 +19,9 @@ export async function render(main, { args }, ctx) {
     return cache.get(version);
   }
 
+  // `question`: asked first (what cannot be undone); none for what can be taken back (Disable, Enable).
   async function act(path, label, question) {
-    if (!confirmed(question)) return;
+    if (question && !confirmed(question)) return;
     try {
       const w = await api(base + path, { method: "POST" });
       ctx.ok();
@@ -92,8 +93,8 @@ export async function render(main, { args }, ctx) {
         "div",
         { class: "actions" },
         workflow.isEnabled
-          ? h("button", { class: "danger", id: "disable", onclick: () => act("/disable", "disable", "Disable workflow " + id + "? It takes no new executions (schedules and webhooks included) until it is enabled; running ones go on.") }, "Disable")
-          : h("button", { id: "enable", onclick: () => act("/enable", "enable", "Enable workflow " + id + "? It takes new executions again.") }, "Enable"),
+          ? h("button", { class: "secondary", id: "disable", title: "Refuse new executions (schedules and webhooks included) until it is enabled; running ones go on", onclick: () => act("/disable", "disable", null) }, "Disable")
+          : h("button", { id: "enable", onclick: () => act("/enable", "enable", null) }, "Enable"),
         workflow.status === "Archived" ? "" : h("button", { class: "danger", id: "archive", onclick: () => act("/archive", "archive", "Archive workflow " + id + "? It takes no new executions.") }, "Archive"),
         h("a", { class: "button secondary", href: "#/executions?workflowId=" + enc(workflow.id) }, "Executions"),
       ),
