@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.enums import ParamType
@@ -17,7 +16,7 @@ from dataworkflows.data.control import Approval
 from dataworkflows.errors import NotFound
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_time_cursor, encode_time_cursor
+from .paging import decode_time_cursor, encode_time_cursor, next_page, next_page_header
 from .params import BadQueryValue, query_int, require_one_of
 from .principals import PRINCIPAL_ID_HEADER
 from .problems import PROBLEM_JSON, Unauthorized
@@ -102,6 +101,7 @@ class ApprovalController(Controller):
         responses=PROBLEMS,
         summary="Approvals, newest first (open ones unless status=all)",
         operation_class=_ListOperation,
+        response_headers=next_page_header("/api/v1/approvals?cursor=C&limit=L"),
         opt={"role": "viewer"},
     )
     async def list_approvals(
@@ -125,13 +125,8 @@ class ApprovalController(Controller):
             before=decode_time_cursor(cursor),
         )
         page = [approval_read(row) for row in rows[:limit]]
-        headers = {}
-        if len(rows) > limit:
-            # The body stays a bare list (existing clients read it so); the next page is an RFC 8288
-            # link, as the events' (more than `limit` were cut without a word before).
-            query = {key: value for key, value in request.query_params.items() if key != "cursor"}
-            query["cursor"] = encode_time_cursor(rows[limit - 1].created_at, rows[limit - 1].id)
-            headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        # More than `limit` were cut without a word before.
+        headers = next_page(request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id))
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions", opt={"role": "viewer"})

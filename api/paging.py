@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
 import msgspec
+from litestar import Request
+from litestar.datastructures import ResponseHeader
+from litestar.params import QueryParameter
 
-from .params import BIGINT_MAX, BadQueryValue
+from .params import BIGINT_MAX, BadQueryValue, query_int
 
-_INVALID = "the cursor is not valid; use nextCursor from a previous page"
+Row = TypeVar("Row")
+
+# The `limit` and `cursor` of the lists that page through a Link header (next_page) since they came
+# to page (the events' and the approvals' bounds are older): a page holds 100 rows unless asked for
+# fewer or more, up to 1,000.
+PAGE_LIMIT = 100
+PageLimit = Annotated[int, query_int("limit", ge=1, le=1000)]
+PageCursor = Annotated[str | None, QueryParameter(name="cursor", required=False)]
+
+_INVALID = "the cursor is not valid; use the one a previous page gave (its nextCursor, or its Link header's)"
 
 
 def invalid_cursor() -> BadQueryValue:
@@ -43,15 +57,34 @@ def _holds_nul(value: Any) -> bool:
     return isinstance(value, list) and any(_holds_nul(part) for part in value)
 
 
-def decode_id_cursor(cursor: str | None) -> int | None:
-    """A cursor that is a row id: only an id a row can have, so that SQL never sees a numeric."""
+def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX) -> int | None:
+    """A cursor that is a row id (or a version, up to `top`): only an id a row can have, so that SQL
+    never sees a numeric."""
     value = decode_cursor(cursor)
     if value is None:
         return None
     # bool is an int subclass, and JSON true is not an id.
-    if type(value) is not int or not 1 <= value <= BIGINT_MAX:
+    if type(value) is not int or not 1 <= value <= top:
         raise invalid_cursor()
     return value
+
+
+def decode_name_cursor(cursor: str | None) -> str | None:
+    """A cursor that is a name or a text id (encode_cursor(name)): the last row of a page."""
+    value = decode_cursor(cursor)
+    if value is not None and not isinstance(value, str):
+        raise invalid_cursor()
+    return value
+
+
+def decode_names_cursor(cursor: str | None, parts: int) -> tuple[str, ...] | None:
+    """A cursor that is a key of `parts` texts (encode_cursor([a, b, ...])): the last row of a page."""
+    value = decode_cursor(cursor)
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == parts and all(isinstance(part, str) for part in value)):
+        raise invalid_cursor()
+    return tuple(value)
 
 
 def encode_time_cursor(at: datetime, row_id: uuid.UUID) -> str:
@@ -70,3 +103,29 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise invalid_cursor() from exc
+
+
+def next_page(
+    request: Request[Any, Any, Any], rows: Sequence[Row], limit: int, cursor_of: Callable[[Row], str]
+) -> dict[str, str]:
+    """The headers of a page of a bare-list route, whose query read `limit` + 1 rows: when there was
+    one more, an RFC 8288 Link to the next page (after the page's last row, cursor_of names it), with
+    the request's other query parameters (its filters) and `limit`. The body stays a bare list, as
+    existing clients read it; the path is the one the client sent (behind a proxy's prefix too)."""
+    if len(rows) <= limit:
+        return {}
+    query = {key: value for key, value in request.query_params.items() if key not in ("cursor", "limit")}
+    query["cursor"] = cursor_of(rows[limit - 1])
+    query["limit"] = str(limit)
+    return {"Link": f'<{request.url.path}?{urlencode(query)}>; rel="next"'}
+
+
+def next_page_header(example: str) -> list[ResponseHeader]:
+    """The Link header of next_page, as the route's OpenAPI documents it (`example`: the link's target)."""
+    return [
+        ResponseHeader(
+            name="Link",
+            description=f'More rows than `limit`: `<{example}>; rel="next"` is the next page (absent on the last page)',
+            documentation_only=True,
+        )
+    ]

@@ -147,6 +147,29 @@ def test_every_operation_has_a_readable_unique_id(document: dict[str, Any]) -> N
     assert {"listExecutions", "getExecution", "createWorkflow", "executeWorkflow"} <= set(ids)
 
 
+# The bare lists that page through a Link header, with the most rows a page holds.
+LINK_PAGED = {
+    "/api/v1/approvals": 500,
+}
+
+
+@pytest.mark.parametrize("path", sorted(LINK_PAGED))
+def test_a_bare_list_that_pages_documents_its_link_limit_and_cursor(document: dict[str, Any], path: str) -> None:
+    """The body is a bare list (existing clients read it so): the next page is a Link header, which
+    a client learns of from the document, as the events' route documents its own."""
+    operation = document["paths"][path]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    link = operation["responses"]["200"]["headers"]["Link"]
+    assert 'rel="next"' in link["description"] and "cursor=" in link["description"], link
+    query = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
+    assert (query["limit"]["minimum"], query["limit"]["maximum"], query["limit"]["default"]) == (
+        1,
+        LINK_PAGED[path],
+        100,
+    )
+    assert "cursor" in query
+
+
 def test_the_schema_file_is_what_the_code_generates_and_what_the_api_serves(client: TestClient[Any]) -> None:
     generated = definition_schema(ActionRegistry(builtin_actions()))
     jsonschema.Draft202012Validator.check_schema(generated)
