@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, patch, post, put
+from litestar import Controller, MediaType, Request, Response, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -20,7 +20,17 @@ from dataworkflows.statuses import WorkflowStatus
 from dataworkflows.validation import Problem, has_unprintable_character, header_text, json_depth
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor, invalid_cursor
+from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
+    decode_cursor,
+    decode_id_cursor,
+    encode_cursor,
+    invalid_cursor,
+    next_page,
+    next_page_header,
+)
 from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
     ExecuteRequest,
@@ -264,11 +274,28 @@ class WorkflowController(Controller):
         return from_row(VersionRead, found)
 
     @get(
-        "/{workflow_id:str}/versions", responses=PROBLEMS, summary="List a workflow's versions", opt={"role": "viewer"}
+        "/{workflow_id:str}/versions",
+        responses=PROBLEMS,
+        summary="List a workflow's versions, newest first",
+        response_headers=next_page_header("/api/v1/workflows/{workflow_id}/versions?cursor=C&limit=L"),
+        opt={"role": "viewer"},
     )
-    async def versions(self, db: DatabaseDep, workflow_id: FromPath[str]) -> list[VersionRead]:
+    async def versions(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        workflow_id: FromPath[str],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[VersionRead]]:
+        # Every PUT adds a version: the list was unbounded. A page is the versions before the last
+        # one of the page before.
+        before = decode_id_cursor(cursor, top=INT_MAX)
         await require_workflow(db, workflow_id)
-        return [from_row(VersionRead, version) for version in await db.workflows.list_versions(workflow_id)]
+        rows = await db.workflows.list_versions(workflow_id, limit=limit + 1, before=before)
+        page = [from_row(VersionRead, version) for version in rows[:limit]]
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.version))
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @post(
         "/{workflow_id:str}/publish",

@@ -49,9 +49,14 @@ SELECT workflow_id, version, definition, checksum, created_at, created_by, publi
   FROM dw.workflow_versions WHERE workflow_id = %(id)s AND version = %(version)s;
 
 -- name: list_versions
--- Every version of a workflow, newest first (no definitions).
+-- A workflow's versions, newest first (no definitions). Keyset paging: those before version `before`,
+-- the last of the page before.
 SELECT workflow_id, version, checksum, created_at, created_by, published_at, published_by
-  FROM dw.workflow_versions WHERE workflow_id = %(id)s ORDER BY version DESC;
+  FROM dw.workflow_versions
+ WHERE workflow_id = %(id)s
+   AND (%(before)s::integer IS NULL OR version < %(before)s::integer)
+ ORDER BY version DESC
+ LIMIT %(limit)s;
 
 -- name: publish_workflow
 -- Publishes a version with its compiled plan.

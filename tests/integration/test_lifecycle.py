@@ -212,7 +212,7 @@ async def test_principals_are_stored_and_can_be_required(dsn: str, db: Database)
         assert (execution["principalId"], execution["principalType"]) == ("svc-billing", "service")
         events = (await strict.get(ok.json()["statusUrl"] + "/events")).json()
         assert events[0]["principal"] == "svc-billing"
-    versions = await db.fetch_all("list_versions", id="simple-echo")
+    versions = await db.fetch_all("list_versions", id="simple-echo", before=None, limit=1)
     assert (versions[0]["created_by"], versions[0]["published_by"]) == ("ana", "ana")
 
 

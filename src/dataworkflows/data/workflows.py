@@ -177,9 +177,9 @@ class WorkflowData:
         """One version, with its definition."""
         return await self._db.fetch_one_as(Version, "get_version", id=workflow_id, version=version)
 
-    async def list_versions(self, workflow_id: str) -> list[Version]:
-        """Every version, newest first, without definitions."""
-        return await self._db.fetch_all_as(Version, "list_versions", id=workflow_id)
+    async def list_versions(self, workflow_id: str, *, limit: int, before: int | None = None) -> list[Version]:
+        """Newest first, without definitions; `before`: the last version of the page before."""
+        return await self._db.fetch_all_as(Version, "list_versions", id=workflow_id, limit=limit, before=before)
 
     async def publish(self, *, workflow_id: str, version: int, plan: dict[str, Any], principal: str | None) -> None:
         """Stores the compiled plan and makes the version current (and the workflow Active). A
