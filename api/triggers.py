@@ -11,7 +11,7 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -22,6 +22,17 @@ from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, N
 from dataworkflows.validation import Problem, is_valid_id, json_depth
 
 from .openapi_docs import PROBLEMS
+from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
+    decode_names_cursor,
+    decode_time_cursor,
+    encode_cursor,
+    encode_time_cursor,
+    next_page,
+    next_page_header,
+)
 from .params import require_one_of
 from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
@@ -133,33 +144,59 @@ class WorkflowTriggerController(Controller):
         )
         return read(created, secret=secret)
 
-    @get("/", responses=PROBLEMS, summary="A workflow's triggers (of a kind)", opt={"role": "viewer"})
+    @get(
+        "/",
+        responses=PROBLEMS,
+        summary="A workflow's triggers (of a kind), oldest first",
+        response_headers=next_page_header("/api/v1/workflows/{workflow_id}/triggers?kind=K&cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
     async def list_for_workflow(
         self,
         db: DatabaseDep,
+        request: Request[Any, Any, Any],
         workflow_id: FromPath[str],
         kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
-    ) -> list[TriggerRead]:
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[TriggerRead]]:
         # The kind filter as on GET /triggers (it was taken and ignored here, even an unknown kind).
         require_one_of("kind", kind, KINDS)
+        after = decode_time_cursor(cursor)
         await require_workflow(db, workflow_id)
-        return [read(t) for t in await db.triggers.for_workflow(workflow_id) if kind is None or t.kind == kind]
+        rows = await db.triggers.for_workflow(workflow_id, kind=kind, limit=limit + 1, after=after)
+        page = [read(t) for t in rows[:limit]]
+        headers = next_page(request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id))
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
 
 class TriggerController(Controller):
     path = "/triggers"
     tags = ["triggers"]
 
-    @get("/", responses=PROBLEMS, summary="Every trigger (of a kind)", opt={"role": "viewer"})
+    @get(
+        "/",
+        responses=PROBLEMS,
+        summary="Every trigger (of a kind), by workflow, kind and name",
+        response_headers=next_page_header("/api/v1/triggers?kind=K&cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
     async def list_triggers(
-        self, db: DatabaseDep, kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None
-    ) -> list[TriggerRead]:
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[TriggerRead]]:
         require_one_of("kind", kind, KINDS)
+        rows = await db.triggers.everything(kind=kind, limit=limit + 1, after=decode_names_cursor(cursor, 3))
         listed = []
-        for trigger in await db.triggers.everything(kind=kind):
+        for trigger in rows[:limit]:
             runs = trigger.recent_runs or []
             listed.append(read(trigger, recent_runs=runs[:RECENT_RUNS], more_runs=len(runs) > RECENT_RUNS))
-        return listed
+        headers = next_page(request, rows, limit, lambda last: encode_cursor([last.workflow_id, last.kind, last.name]))
+        return Response(listed, media_type=MediaType.JSON, headers=headers)
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})
     async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:

@@ -15,26 +15,39 @@ SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NU
 SELECT secret FROM dw.triggers WHERE id = %(id)s;
 
 -- name: list_triggers
--- A workflow's triggers, oldest first.
+-- A workflow's triggers (of a kind), oldest first. Keyset paging: those after the (created_at, id)
+-- of the last one of the page before.
 SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
        created_at, updated_at, next_tick_at, last_tick_at, error
-  FROM dw.triggers WHERE workflow_id = %(workflow_id)s ORDER BY created_at, id;
+  FROM dw.triggers
+ WHERE workflow_id = %(workflow_id)s
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ ORDER BY created_at, id
+ LIMIT %(limit)s;
 
 -- name: list_all_triggers
--- Every trigger (of a kind), by workflow then name, each with its latest runs (up to `runs`, newest
--- first; one index lookup per trigger: executions_trigger_idx). The console read them with a
--- request per trigger, and 111 triggers passed the API's per-caller rate limit.
+-- Every trigger (of a kind), by workflow, kind and name (unique: a name is unique in its tenant and
+-- kind), each with its latest runs (up to `runs`, newest first; one index lookup per trigger:
+-- executions_trigger_idx). The console read them with a request per trigger, and 111 triggers
+-- passed the API's per-caller rate limit. Keyset paging: those after the (workflow_id, kind, name)
+-- of the last one of the page before; the runs are read for the page's triggers only.
 SELECT t.id, t.tenant_id, t.workflow_id, t.kind, t.name, t.enabled, t.config, t.secret IS NOT NULL AS has_secret,
        t.created_by, t.created_at, t.updated_at, t.next_tick_at, t.last_tick_at, t.error,
        COALESCE(r.runs, '[]'::jsonb) AS recent_runs
-  FROM dw.triggers t
+  FROM (SELECT * FROM dw.triggers t
+         WHERE (%(kind)s::text IS NULL OR t.kind = %(kind)s::text)
+           AND (%(after_workflow)s::text IS NULL
+                OR (t.workflow_id, t.kind, t.name)
+                   > (%(after_workflow)s::text, %(after_kind)s::text, %(after_name)s::text))
+         ORDER BY t.workflow_id, t.kind, t.name
+         LIMIT %(limit)s) t
   LEFT JOIN LATERAL (
       SELECT jsonb_agg(jsonb_build_object('id', e.id, 'status', e.status, 'created_at', e.created_at)
                        ORDER BY e.created_at DESC, e.id DESC) AS runs
         FROM (SELECT e.id, e.status, e.created_at FROM dw.executions e
                WHERE e.trigger_id = t.id ORDER BY e.created_at DESC, e.id DESC LIMIT %(runs)s) e
   ) r ON true
- WHERE (%(kind)s::text IS NULL OR t.kind = %(kind)s::text)
  ORDER BY t.workflow_id, t.kind, t.name;
 
 -- name: update_trigger

@@ -16,8 +16,10 @@ from dataworkflows.api.app import create_app
 from dataworkflows.api.paging import encode_cursor
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
+from dataworkflows.db import Database
 from tests.integration.test_api import assert_problem
 from tests.integration.test_composition_api import publish_over_api
+from tests.integration.test_control_api import sql
 from tests.integration.test_runtime import echo, wf
 
 KEY = Cipher.generate_key()
@@ -83,3 +85,46 @@ async def test_a_workflows_versions_page_newest_first(client: AsyncTestClient[An
     await assert_cursor_refused(
         client, "/api/v1/workflows/paged/versions", encode_cursor("v1"), encode_cursor(0), encode_cursor(2**31)
     )
+
+
+async def test_a_workflows_triggers_page_oldest_first_keeping_the_kind(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await publish_over_api(client, wf("hooked", echo("e")))
+    await publish_over_api(client, wf("other", echo("e")))
+    made = []
+    for n in range(ROWS):
+        hook = {"kind": "webhook", "name": f"hook-{n}", "config": {"signature": "none"}}
+        created = await client.post("/api/v1/workflows/hooked/triggers", json=hook)
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+    schedule = {"kind": "schedule", "name": "nightly", "config": {"cron": "0 2 * * *"}}
+    assert (await client.post("/api/v1/workflows/hooked/triggers", json=schedule)).status_code == 201
+    other = {"kind": "webhook", "name": "elsewhere", "config": {"signature": "none"}}
+    assert (await client.post("/api/v1/workflows/other/triggers", json=other)).status_code == 201
+    # Two at the same instant: the id orders them.
+    same = "UPDATE dw.triggers SET created_at = (SELECT min(created_at) FROM dw.triggers) WHERE id = ANY(%s::uuid[])"
+    await sql(db, same, made[-2:])
+    rows = await sql(db, "SELECT id::text FROM dw.triggers WHERE id = ANY(%s::uuid[]) ORDER BY created_at, id", made)
+    oldest_first = [row[0] for row in rows]
+    await assert_pages(client, "/api/v1/workflows/hooked/triggers?kind=webhook", "id", oldest_first)
+    first = await client.get("/api/v1/workflows/hooked/triggers", params={"kind": "webhook", "limit": PAGE})
+    assert "kind=webhook" in first.links["next"]["url"], "the filter stays in the link"
+    await assert_cursor_refused(client, "/api/v1/workflows/hooked/triggers", encode_cursor(["x", "y", "z"]))
+
+
+async def test_every_trigger_pages_by_workflow_kind_and_name(client: AsyncTestClient[Any]) -> None:
+    for workflow_id in ("wf-b", "wf-a"):
+        await publish_over_api(client, wf(workflow_id, echo("e")))
+    made = [("wf-b", "webhook", "zeta"), ("wf-a", "webhook", "beta"), ("wf-a", "schedule", "gamma")]
+    made += [("wf-b", "schedule", "alpha"), ("wf-a", "webhook", "alpha")]
+    for workflow_id, kind, name in made:
+        config = {"cron": "@daily"} if kind == "schedule" else {"signature": "none"}
+        body = {"kind": kind, "name": name, "config": config}
+        assert (await client.post(f"/api/v1/workflows/{workflow_id}/triggers", json=body)).status_code == 201
+    listed = (await client.get("/api/v1/triggers")).json()
+    assert [(t["workflowId"], t["kind"], t["name"]) for t in listed] == sorted(made)
+    await assert_pages(client, "/api/v1/triggers", "id", [t["id"] for t in listed])
+    hooks = await pages(client, f"/api/v1/triggers?kind=webhook&limit={PAGE}")
+    assert [[t["name"] for t in page] for page in hooks] == [["alpha", "beta"], ["zeta"]], "the kind in the link"
+    await assert_cursor_refused(client, "/api/v1/triggers", encode_cursor(["wf-a", "webhook"]), encode_cursor("wf-a"))

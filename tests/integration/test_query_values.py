@@ -64,7 +64,11 @@ BAD_VALUES = [
     ("GET", "/api/v1/dead-letters", "cursor", "WyJ4Il0"),  # ["x"]: not an id
     ("GET", "/api/v1/dead-letters", "limit", "0"),
     ("GET", "/api/v1/triggers", "kind", "cron"),
+    ("GET", "/api/v1/triggers", "cursor", "WyJ4Il0"),  # ["x"]: not a (workflow, kind, name)
+    ("GET", "/api/v1/triggers", "limit", "1001"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "kind", "cron"),
+    ("GET", "/api/v1/workflows/simple-echo/triggers", "cursor", "!!!"),
+    ("GET", "/api/v1/workflows/simple-echo/triggers", "limit", "0"),
     ("GET", "/api/v1/resource-links", "executionId", "x"),
     ("GET", "/api/v1/resource-links", "limit", "1001"),
     # Free text, but never a NUL (PostgreSQL text cannot hold one).

@@ -151,6 +151,8 @@ def test_every_operation_has_a_readable_unique_id(document: dict[str, Any]) -> N
 LINK_PAGED = {
     "/api/v1/approvals": 500,
     "/api/v1/workflows/{workflow_id}/versions": 1000,
+    "/api/v1/workflows/{workflow_id}/triggers": 1000,
+    "/api/v1/triggers": 1000,
 }
 
 

@@ -80,11 +80,37 @@ class TriggerData:
     async def get(self, trigger_id: UUID) -> Trigger | None:
         return await self._db.fetch_one_as(Trigger, "get_trigger", id=trigger_id)
 
-    async def for_workflow(self, workflow_id: str) -> list[Trigger]:
-        return await self._db.fetch_all_as(Trigger, "list_triggers", workflow_id=workflow_id)
+    async def for_workflow(
+        self, workflow_id: str, *, kind: str | None = None, limit: int, after: tuple[datetime, UUID] | None = None
+    ) -> list[Trigger]:
+        """Oldest first; `after`: the (created_at, id) of the last trigger of the page before."""
+        after_at, after_id = after if after is not None else (None, None)
+        return await self._db.fetch_all_as(
+            Trigger,
+            "list_triggers",
+            workflow_id=workflow_id,
+            kind=kind,
+            limit=limit,
+            after_at=after_at,
+            after_id=after_id,
+        )
 
-    async def everything(self, *, kind: str | None = None) -> list[Trigger]:
-        return await self._db.fetch_all_as(Trigger, "list_all_triggers", kind=kind, runs=RECENT_RUNS + 1)
+    async def everything(
+        self, *, kind: str | None = None, limit: int, after: tuple[str, ...] | None = None
+    ) -> list[Trigger]:
+        """By workflow, kind and name; `after`: the (workflow_id, kind, name) of the last trigger of the
+        page before."""
+        after_workflow, after_kind, after_name = after if after is not None else (None, None, None)
+        return await self._db.fetch_all_as(
+            Trigger,
+            "list_all_triggers",
+            kind=kind,
+            runs=RECENT_RUNS + 1,
+            limit=limit,
+            after_workflow=after_workflow,
+            after_kind=after_kind,
+            after_name=after_name,
+        )
 
     async def update(
         self, trigger_id: UUID, *, name: str | None, enabled: bool | None, config: dict[str, Any] | None
