@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -15,6 +15,7 @@ from dataworkflows.errors import DefinitionError, NotFound
 from dataworkflows.workflow_templates import instantiate, prefix_problems, validate_template
 
 from .openapi_docs import PROBLEMS
+from .paging import PAGE_LIMIT, PageCursor, PageLimit, decode_name_cursor, encode_cursor, next_page, next_page_header
 from .params import VersionQuery
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
@@ -62,9 +63,24 @@ class WorkflowTemplateController(Controller):
         )
         return from_row(WorkflowTemplateRead, await _require(db, document.id, version))
 
-    @get("/", responses=PROBLEMS, summary="List templates (latest versions)", opt={"role": "viewer"})
-    async def list_templates(self, db: DatabaseDep) -> list[WorkflowTemplateRead]:
-        return [from_row(WorkflowTemplateRead, template) for template in await db.workflows.list_templates()]
+    @get(
+        "/",
+        responses=PROBLEMS,
+        summary="List templates (latest versions), by id",
+        response_headers=next_page_header("/api/v1/workflow-templates?cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
+    async def list_templates(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[WorkflowTemplateRead]]:
+        rows = await db.workflows.list_templates(limit=limit + 1, after=decode_name_cursor(cursor))
+        page = [from_row(WorkflowTemplateRead, template) for template in rows[:limit]]
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.id))
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(
         "/{template_id:str}",

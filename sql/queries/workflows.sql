@@ -108,10 +108,13 @@ SELECT id, version, display_name, description, parameters, definition_template A
  LIMIT 1;
 
 -- name: list_workflow_templates
--- The latest version of every template.
+-- The latest version of every template, by id. Keyset paging: those after the id `after`, the last
+-- of the page before.
 SELECT DISTINCT ON (id) id, version, display_name, description, parameters, checksum, created_at, created_by
   FROM dw.workflow_templates
- ORDER BY id, version DESC;
+ WHERE (%(after)s::text IS NULL OR id > %(after)s::text)
+ ORDER BY id, version DESC
+ LIMIT %(limit)s;
 
 -- name: published_versions
 -- Which of these (workflow, version) pairs were published (have a plan a run can start).

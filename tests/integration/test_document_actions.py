@@ -331,7 +331,7 @@ async def test_loading_the_examples_again_leaves_what_an_operator_changed(
         checksum=checksum(ours),
         principal="ops",
     )
-    template = (await db.workflows.list_templates())[0]
+    template = (await db.workflows.list_templates(limit=1))[0]
     full = await db.workflows.get_template(template.id)
     assert full is not None and full.definition is not None
     await db.workflows.add_template(

@@ -5,6 +5,7 @@ approvals' and the events' do, with the request's filters kept; a cursor no page
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ from dataworkflows.api.paging import encode_cursor
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
+from tests.conftest import FIXTURES
 from tests.integration.test_api import assert_problem
 from tests.integration.test_composition_api import publish_over_api
 from tests.integration.test_control_api import sql
@@ -128,3 +130,18 @@ async def test_every_trigger_pages_by_workflow_kind_and_name(client: AsyncTestCl
     hooks = await pages(client, f"/api/v1/triggers?kind=webhook&limit={PAGE}")
     assert [[t["name"] for t in page] for page in hooks] == [["alpha", "beta"], ["zeta"]], "the kind in the link"
     await assert_cursor_refused(client, "/api/v1/triggers", encode_cursor(["wf-a", "webhook"]), encode_cursor("wf-a"))
+
+
+async def test_workflow_templates_page_by_id_each_once(client: AsyncTestClient[Any]) -> None:
+    template = json.loads((FIXTURES / "templates" / "approval-workflow-template.json").read_text())
+    ids = [f"tpl-{n}" for n in (3, 1, 4, 0, 2)]
+    for template_id in ids:
+        created = await client.post("/api/v1/workflow-templates", json={**template, "id": template_id})
+        assert created.status_code == 201, created.text
+    # A second version: the list holds each template once, at its latest.
+    again = await client.post("/api/v1/workflow-templates", json={**template, "id": "tpl-1", "description": "v2"})
+    assert again.json()["version"] == 2
+    await assert_pages(client, "/api/v1/workflow-templates", "id", sorted(ids))
+    latest = {t["id"]: t["version"] for t in (await client.get("/api/v1/workflow-templates")).json()}
+    assert latest["tpl-1"] == 2
+    await assert_cursor_refused(client, "/api/v1/workflow-templates", encode_cursor(["tpl-1"]), encode_cursor(1))

@@ -31,6 +31,8 @@ BAD_VALUES = [
     ("POST", "/api/v1/workflows/simple-echo/publish", "version", "0"),
     ("GET", "/api/v1/workflows/simple-echo/versions", "cursor", "WyJ4Il0"),  # ["x"]: not a version
     ("GET", "/api/v1/workflows/simple-echo/versions", "limit", "1001"),
+    ("GET", "/api/v1/workflow-templates", "cursor", "!!!"),
+    ("GET", "/api/v1/workflow-templates", "limit", "0"),
     ("GET", "/api/v1/workflow-templates/nope", "version", "one"),
     ("GET", "/api/v1/template-sets", "cursor", "!!!"),
     ("GET", "/api/v1/template-sets", "limit", "501"),

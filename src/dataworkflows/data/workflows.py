@@ -284,9 +284,10 @@ class WorkflowData:
         """One version of a template, with its definition (the latest when version is None)."""
         return await self._db.fetch_one_as(WorkflowTemplate, "get_workflow_template", id=template_id, version=version)
 
-    async def list_templates(self) -> list[WorkflowTemplate]:
-        """The latest version of every template, without definitions."""
-        return await self._db.fetch_all_as(WorkflowTemplate, "list_workflow_templates")
+    async def list_templates(self, *, limit: int, after: str | None = None) -> list[WorkflowTemplate]:
+        """The latest version of every template, by id, without definitions; `after`: the id of the
+        last template of the page before."""
+        return await self._db.fetch_all_as(WorkflowTemplate, "list_workflow_templates", limit=limit, after=after)
 
 
 def rendered_template_sets(plan_nodes: list[dict[str, Any]]) -> list[str]:
