@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, delete, get, patch, put
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.actions import ActionRegistry, connector_of
@@ -17,6 +17,7 @@ from dataworkflows.errors import Conflict, InvalidInput, NotFound
 from dataworkflows.validation import Problem, is_valid_id
 
 from .openapi_docs import PROBLEMS
+from .paging import PAGE_LIMIT, PageCursor, PageLimit, decode_name_cursor, encode_cursor, next_page, next_page_header
 from .params import query_int, quoted
 from .schemas import ActionTypeRead, ConnectionAccess, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
@@ -151,9 +152,24 @@ class ConnectionController(Controller):
             raise NotFound(f"connection {name!r} not found")
         return from_row(ConnectionRead, found)
 
-    @get("/", responses=PROBLEMS, summary="Connections (names and kinds, never secrets)", opt={"role": "viewer"})
-    async def list_connections(self, db: DatabaseDep) -> list[ConnectionRead]:
-        return [from_row(ConnectionRead, connection) for connection in await db.connections.list_all()]
+    @get(
+        "/",
+        responses=PROBLEMS,
+        summary="Connections (names and kinds, never secrets), by name",
+        response_headers=next_page_header("/api/v1/connections?cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
+    async def list_connections(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[ConnectionRead]]:
+        rows = await db.connections.list_all(limit=limit + 1, after=decode_name_cursor(cursor))
+        page = [from_row(ConnectionRead, connection) for connection in rows[:limit]]
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.name))
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @delete(
         "/{name:str}",

@@ -52,8 +52,13 @@ SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows
   FROM dw.connections WHERE name = %(name)s;
 
 -- name: list_connections
--- Connections without their secrets.
-SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows FROM dw.connections ORDER BY name;
+-- Connections without their secrets, by name. Keyset paging: those after the name `after`, the last
+-- of the page before.
+SELECT name, kind, key_id, created_at, created_by, updated_at, allowed_workflows
+  FROM dw.connections
+ WHERE (%(after)s::text IS NULL OR name > %(after)s::text)
+ ORDER BY name
+ LIMIT %(limit)s;
 
 -- name: connections_as_used
 -- These stored connections' kinds, and whether the workflow may use each (checked at publish).

@@ -145,3 +145,12 @@ async def test_workflow_templates_page_by_id_each_once(client: AsyncTestClient[A
     latest = {t["id"]: t["version"] for t in (await client.get("/api/v1/workflow-templates")).json()}
     assert latest["tpl-1"] == 2
     await assert_cursor_refused(client, "/api/v1/workflow-templates", encode_cursor(["tpl-1"]), encode_cursor(1))
+
+
+async def test_connections_page_by_name(client: AsyncTestClient[Any]) -> None:
+    names = ["crm", "alpha", "zeta", "billing", "mail"]
+    for name in names:
+        stored = await client.put(f"/api/v1/connections/{name}", json={"kind": "slack", "secret": "xoxb-1"})
+        assert stored.status_code == 200, stored.text
+    await assert_pages(client, "/api/v1/connections", "name", sorted(names))
+    await assert_cursor_refused(client, "/api/v1/connections", encode_cursor(["crm"]), encode_cursor(7))

@@ -71,6 +71,8 @@ BAD_VALUES = [
     ("GET", "/api/v1/workflows/simple-echo/triggers", "kind", "cron"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "cursor", "!!!"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "limit", "0"),
+    ("GET", "/api/v1/connections", "cursor", "WzFd"),  # [1]: not a name
+    ("GET", "/api/v1/connections", "limit", "1001"),
     ("GET", "/api/v1/resource-links", "executionId", "x"),
     ("GET", "/api/v1/resource-links", "limit", "1001"),
     # Free text, but never a NUL (PostgreSQL text cannot hold one).

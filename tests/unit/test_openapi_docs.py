@@ -154,6 +154,7 @@ LINK_PAGED = {
     "/api/v1/workflows/{workflow_id}/triggers": 1000,
     "/api/v1/triggers": 1000,
     "/api/v1/workflow-templates": 1000,
+    "/api/v1/connections": 1000,
 }
 
 

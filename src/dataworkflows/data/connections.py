@@ -89,9 +89,9 @@ class ConnectionData:
     async def get(self, name: str) -> Connection | None:
         return await self._db.fetch_one_as(Connection, "get_connection", name=name)
 
-    async def list_all(self) -> list[Connection]:
-        """By name."""
-        return await self._db.fetch_all_as(Connection, "list_connections")
+    async def list_all(self, *, limit: int, after: str | None = None) -> list[Connection]:
+        """By name; `after`: the name of the last connection of the page before."""
+        return await self._db.fetch_all_as(Connection, "list_connections", limit=limit, after=after)
 
     async def delete(self, name: str) -> bool:
         """Whether there was such a connection."""
