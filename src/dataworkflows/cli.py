@@ -792,11 +792,33 @@ def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _page_size(value: str) -> int:
+def _page_size(value: str, most: int = 500) -> int:
     number = _positive_int(value)
-    if number > 500:
-        raise argparse.ArgumentTypeError(f"at most 500 a page, not {number}")
+    if number > most:
+        raise argparse.ArgumentTypeError(f"at most {most} a page, not {number}")
     return number
+
+
+def _large_page_size(value: str) -> int:
+    """A --limit of the lists whose pages hold up to 1,000 rows (triggers, connections)."""
+    return _page_size(value, 1000)
+
+
+def _say_more(response: httpx.Response) -> None:
+    """The next page of a bare list, from the answer's Link header, as a `more: add --cursor C`
+    line on stderr (stdout keeps the rows, or the JSON): the list was cut at its limit without a
+    word before."""
+    following = response.links.get("next", {}).get("url")
+    cursor = parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
+    if cursor:
+        sys.stdout.flush()
+        print(f"more: add --cursor {cursor}", file=sys.stderr)
+
+
+def _page_params(args: argparse.Namespace, **params: Any) -> dict[str, Any]:
+    """A list request's query: its filters (those given), --limit and --cursor."""
+    given = {name: value for name, value in params.items() if value}
+    return {**given, "limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})}
 
 
 def _positive_int(value: str) -> int:
@@ -1004,11 +1026,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals_list(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"limit": args.limit, "status": "all" if args.all else "open"}
-    if args.principal:
-        params["principal"] = args.principal
-    if args.cursor:
-        params["cursor"] = args.cursor
+    params = _page_params(args, status="all" if args.all else "open", principal=args.principal)
     with _client(args) as client:
         response = client.get("/api/v1/approvals", params=params)
     if response.status_code != 200:
@@ -1026,13 +1044,7 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
             f"{a['id']:<36}  {a['state']:<9} {a['workflowId']:<20} {a['nodeId']:<16} {votes:>5}  "
             f"{approvers:<24} {a['title'] or ''}".rstrip()
         )
-    # The next page, from the answer's Link header (the list is a bare array): it was cut at
-    # --limit without a word.
-    following = response.links.get("next", {}).get("url")
-    cursor = parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
-    if cursor:
-        sys.stdout.flush()
-        print(f"more: add --cursor {cursor}", file=sys.stderr)
+    _say_more(response)
     return EXIT_OK
 
 
@@ -1109,7 +1121,7 @@ def _trigger_line(t: dict[str, Any]) -> str:
 def cmd_triggers_list(args: argparse.Namespace) -> int:
     path = f"/api/v1/workflows/{_path(args.workflow)}/triggers" if args.workflow else "/api/v1/triggers"
     with _client(args) as client:
-        response = client.get(path, params={"kind": args.kind} if args.kind else None)
+        response = client.get(path, params=_page_params(args, kind=args.kind))
     if response.status_code != 200:
         return _refused(response)
     triggers = response.json()
@@ -1119,6 +1131,7 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
         print("no triggers")
     for t in [] if args.json else triggers:
         print(_trigger_line(t))
+    _say_more(response)
     return EXIT_OK
 
 
@@ -1210,6 +1223,8 @@ def _add_triggers(sub: Any) -> None:
     tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
     tlist.add_argument("--workflow", help="only this workflow's")
     tlist.add_argument("--kind", choices=("schedule", "webhook"))
+    tlist.add_argument("--limit", type=_large_page_size, default=100, help="rows a page (1 to 1000)")
+    tlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     tlist.add_argument("--json", action="store_true")
     tlist.add_argument("--api-url")
     tlist.set_defaults(func=cmd_triggers_list)
@@ -1253,17 +1268,17 @@ def _connection_line(c: dict[str, Any]) -> str:
 
 def cmd_connections_list(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.get("/api/v1/connections")
+        response = client.get("/api/v1/connections", params=_page_params(args))
     if response.status_code != 200:
         return _refused(response)
     connections = response.json()
     if args.json:
         print(json.dumps(connections, indent=2))
-        return EXIT_OK
-    if not connections:
+    elif not connections:
         print("no stored connections (environment connections, DW_CONNECTION_<NAME>, are not listed)")
-    for c in connections:
+    for c in [] if args.json else connections:
         print(_connection_line(c))
+    _say_more(response)
     return EXIT_OK
 
 
@@ -1324,6 +1339,8 @@ def _add_connections(sub: Any) -> None:
     connections = sub.add_parser("connections", help="stored connections: list, put, allow, delete")
     csub = connections.add_subparsers(dest="connections_command", required=True)
     clist = csub.add_parser("list", help="stored connections and the workflows that may use them")
+    clist.add_argument("--limit", type=_large_page_size, default=100, help="rows a page (1 to 1000)")
+    clist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     clist.add_argument("--json", action="store_true")
     clist.add_argument("--api-url")
     clist.set_defaults(func=cmd_connections_list)

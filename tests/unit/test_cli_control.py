@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from dataworkflows.cli import EXIT_USAGE, build_parser, cmd_decide, cmd_executions_control, cmd_signal
@@ -94,3 +97,68 @@ def test_approvals_list_says_when_there_is_more_and_takes_the_cursor(
     assert dict(seen[-1].url.params)["cursor"] == "WyJ4Il0"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["approvals", "list", "--limit", "501"])
+
+
+TRIGGER = {
+    "id": "t1",
+    "workflowId": "w",
+    "kind": "webhook",
+    "name": "hook",
+    "enabled": True,
+    "config": {},
+    "hookUrl": "/api/v1/hooks/t1",
+}
+CONNECTION = {"name": "crm", "kind": "http", "allowedWorkflows": ["*"]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "path", "row"),
+    [
+        (["triggers", "list", "--kind", "webhook"], "/api/v1/triggers", TRIGGER),
+        (["triggers", "list", "--workflow", "w"], "/api/v1/workflows/w/triggers", TRIGGER),
+        (["triggers", "list", "--json"], "/api/v1/triggers", TRIGGER),
+        (["connections", "list"], "/api/v1/connections", CONNECTION),
+        (["connections", "list", "--json"], "/api/v1/connections", CONNECTION),
+    ],
+    ids=["triggers", "a-workflows-triggers", "triggers-json", "connections", "connections-json"],
+)
+def test_trigger_and_connection_lists_say_when_there_is_more_and_take_the_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    path: str,
+    row: dict[str, Any],
+) -> None:
+    """They printed what one answer held: since the API pages these lists (100 a page unless
+    --limit says otherwise), the rest would have been cut without a word."""
+    import argparse
+
+    import httpx
+
+    from dataworkflows import cli
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        link = f'<{path}?limit=1&cursor=WyJ4Il0>; rel="next"' if "cursor" not in request.url.params else ""
+        return httpx.Response(200, json=[row], headers={"Link": link} if link else {})
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        return httpx.Client(base_url=cli._api_url(args), transport=httpx.MockTransport(handler))
+
+    monkeypatch.setattr(cli, "_client", client)
+    args = build_parser().parse_args([*argv, "--limit", "1", "--api-url", "http://api"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr()
+    assert printed.err.strip() == "more: add --cursor WyJ4Il0"
+    assert row["name"] in printed.out
+    if "--json" in argv:
+        assert json.loads(printed.out) == [row], "the JSON stays whole on stdout"
+    assert (seen[-1].url.path, seen[-1].url.params["limit"]) == (path, "1")
+    args = build_parser().parse_args([*argv, "--cursor", "WyJ4Il0", "--api-url", "http://api"])
+    assert args.func(args) == 0
+    assert dict(seen[-1].url.params)["cursor"] == "WyJ4Il0" and seen[-1].url.params["limit"] == "100"
+    assert capsys.readouterr().err == "", "the last page says nothing more"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--limit", "1001"])
