@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -550,6 +551,40 @@ def test_a_name_a_browser_cannot_send_in_a_header_is_said_and_not_kept(page: Any
     page.click('#auth button[type="submit"]')
     expect(page.locator("#problem")).to_contain_text("can hold only ASCII characters", timeout=WAIT_MS)
     assert page.evaluate("sessionStorage.getItem('dw.console.principal')") is None
+
+
+def test_the_triggers_and_a_workflows_versions_are_read_page_after_page(page: Any, console: Console) -> None:
+    """The API answers these lists a page at a time (100 rows unless asked for more, the next page in
+    a Link header): the console follows the links, here made to name one row a page, and shows every
+    row, where one request would have shown the first page only."""
+    workflow = {**SLOW_PAIR, "id": "paged"}
+    console.create(workflow)
+    again = console.http.put("/api/v1/workflows/paged", json={**workflow, "description": "a second version"})
+    assert again.status_code in (200, 201), again.text
+    made = []
+    for n in range(3):
+        hook = {"kind": "webhook", "name": f"paged-{n}", "config": {"signature": "none"}}
+        created = console.http.post("/api/v1/workflows/paged/triggers", json=hook)
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+    asked: list[str] = []
+
+    def one_a_page(route: Any) -> None:
+        asked.append(route.request.url)
+        url = urlsplit(route.request.url)
+        route.continue_(url=url._replace(query=urlencode({**dict(parse_qsl(url.query)), "limit": "1"})).geturl())
+
+    page.route("**/api/v1/triggers?*", one_a_page)
+    page.route("**/api/v1/workflows/paged/versions?*", one_a_page)
+    page.goto("/ui#/triggers?kind=webhook")
+    for trigger_id in made:
+        page.wait_for_selector(f'#triggers tr[data-trigger="{trigger_id}"]')
+    assert sum("/triggers?" in url and "cursor=" in url for url in asked) >= len(made) - 1
+    page.goto("/ui#/workflows/paged")
+    page.wait_for_selector("#versions tr[data-version='1']")
+    assert page.locator("#versions tr[data-version]").count() == 2
+    assert any("/versions?" in url and "cursor=" in url for url in asked)
+    assert page.locator(".more").count() == 0, "nothing more to say: every page was read"
 
 
 def test_a_draft_is_shown_as_never_published(page: Any, console: Console) -> None:

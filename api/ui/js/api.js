@@ -50,14 +50,14 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, options = {}) {
+async function send(url, options) {
   const headers = authHeaders({ Accept: "application/json" });
   let body;
   if (options.body !== undefined) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(options.body);
   }
-  const response = await fetch("/api/v1" + path, {
+  const response = await fetch(url, {
     method: options.method || "GET",
     headers,
     body,
@@ -74,7 +74,35 @@ export async function api(path, options = {}) {
     }
   }
   if (!response.ok) throw new ApiError(response.status, data, response.headers.get("WWW-Authenticate"));
-  return data;
+  return { data, response };
+}
+
+export async function api(path, options = {}) {
+  return (await send("/api/v1" + path, options)).data;
+}
+
+// The target of a Link header's rel="next" (RFC 8288), or null: the next page of a bare list.
+export function nextLink(header) {
+  for (const part of (header || "").split(",")) {
+    const match = /^\s*<([^>]*)>(.*)$/.exec(part);
+    if (match && /;\s*rel="?next"?\s*(;|$)/.test(match[2])) return match[1];
+  }
+  return null;
+}
+
+// A bare list that pages through Link headers (a workflow's versions, the triggers, ...), read page
+// after page until `most` rows: { items, more } (more: there were more than `most`). One request
+// read only the first page: the rest were left out without a word.
+export async function apiPages(path, options = {}) {
+  const most = options.most ?? Infinity;
+  const items = [];
+  let url = "/api/v1" + path;
+  while (url && items.length < most) {
+    const { data, response } = await send(url, options);
+    items.push(...(Array.isArray(data) ? data : (data && data.items) || []));
+    url = nextLink(response.headers.get("Link"));
+  }
+  return { items: items.slice(0, most), more: Boolean(url) || items.length > most };
 }
 
 export function query(params) {

@@ -1,7 +1,11 @@
 // Schedules and webhooks: their config, next and last tick, error, and their last runs.
 
-import { api, query } from "../api.js";
+import { api, apiPages, query } from "../api.js";
 import { h, badge, execLink, timeEl, table, empty } from "../dom.js";
+
+// The API's largest page, and the most triggers the page reads (ten pages); more are said, not cut silently.
+const TRIGGERS_PAGE = 1000;
+const TRIGGERS_SHOWN = 10000;
 
 function describe(t) {
   const c = t.config || {};
@@ -18,8 +22,8 @@ export async function render(main, { params }, ctx) {
   main.append(h("div", { class: "titlebar" }, h("h1", {}, "Triggers"), h("label", {}, "Kind ", kindSelect)), result, body);
 
   async function load() {
-    const data = await api("/triggers" + query({ kind }), { signal: ctx.signal });
-    const triggers = Array.isArray(data) ? data : data.items || [];
+    // Every page: the API answers 100 at a time unless asked for more, the next page in a Link header.
+    const { items: triggers, more } = await apiPages("/triggers" + query({ kind, limit: TRIGGERS_PAGE }), { signal: ctx.signal, most: TRIGGERS_SHOWN });
     const rows = triggers.map((t) => {
       // The list carries each trigger's latest runs: a request per trigger passed the API's rate
       // limit with a hundred triggers, and those rows showed "?".
@@ -61,7 +65,10 @@ export async function render(main, { params }, ctx) {
         h("td", {}, toggle),
       );
     });
-    body.replaceChildren(rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules or webhooks."));
+    body.replaceChildren(
+      rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules or webhooks."),
+      more ? h("p", { class: "muted more" }, "More triggers than the " + TRIGGERS_SHOWN + " shown (by workflow and name): `dataworkflows triggers list` pages through them all.") : "",
+    );
   }
   await load();
 }

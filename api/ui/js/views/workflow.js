@@ -1,12 +1,14 @@
 // One workflow: its versions with checksums, publish (any version: an older one rolls back),
 // disable and enable, archive, its current graph, and a diff between two versions computed here from both definitions.
 
-import { api } from "../api.js";
+import { api, apiPages, query } from "../api.js";
 import { h, badge, timeEl, table, confirmed } from "../dom.js";
 import { drawGraph } from "../graph.js";
 import { canonicalLines, diffLines } from "../diff.js";
 
 const enc = encodeURIComponent;
+// The versions shown, newest first (the API's largest page: every PUT adds a version); more are said, not cut silently.
+const VERSIONS_SHOWN = 1000;
 
 export async function render(main, { args }, ctx) {
   const id = args[0];
@@ -33,8 +35,12 @@ export async function render(main, { args }, ctx) {
   }
 
   async function draw() {
-    const [workflow, versions] = await Promise.all([api(base, { signal: ctx.signal }), api(base + "/versions", { signal: ctx.signal })]);
-    const ordered = [...versions].sort((a, b) => b.version - a.version);
+    const [workflow, listed] = await Promise.all([
+      api(base, { signal: ctx.signal }),
+      // The API answers 100 at a time unless asked for more.
+      apiPages(base + "/versions" + query({ limit: VERSIONS_SHOWN }), { signal: ctx.signal, most: VERSIONS_SHOWN }),
+    ]);
+    const ordered = [...listed.items].sort((a, b) => b.version - a.version);
     const rows = ordered.map((v) =>
       h(
         "tr",
@@ -100,7 +106,13 @@ export async function render(main, { args }, ctx) {
       ),
       result,
       h("section", {}, h("h2", {}, workflow.currentVersion ? "Graph (current version)" : "Graph (v" + latest + ", the latest: not published)"), h("div", { class: "graph-scroll" }, graph.svg)),
-      h("section", {}, h("h2", {}, "Versions"), table(["Version", "Checksum", "Created", "Published", ""], rows, { class: "list", id: "versions" })),
+      h(
+        "section",
+        {},
+        h("h2", {}, "Versions"),
+        table(["Version", "Checksum", "Created", "Published", ""], rows, { class: "list", id: "versions" }),
+        listed.more ? h("p", { class: "muted more" }, "More versions than the " + VERSIONS_SHOWN + " newest shown: GET /api/v1/workflows/" + id + "/versions pages through them all.") : "",
+      ),
       h("section", {}, h("h2", {}, "Diff"), h("div", { class: "filters" }, h("label", {}, "From ", from), h("label", {}, "to ", to)), diffBox),
     );
     await showDiff();
