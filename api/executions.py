@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -27,7 +26,15 @@ from dataworkflows.validation import json_depth
 from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, decode_time_cursor, encode_cursor, encode_time_cursor, invalid_cursor
+from .paging import (
+    decode_cursor,
+    decode_time_cursor,
+    encode_cursor,
+    encode_time_cursor,
+    invalid_cursor,
+    next_page,
+    next_page_header,
+)
 from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
@@ -218,14 +225,7 @@ class ExecutionController(Controller):
         responses=PROBLEMS,
         summary="An execution's action attempts, in the order they started (order=desc: the latest first;"
         " view=summary: without parameters, outputs and error)",
-        response_headers=[
-            ResponseHeader(
-                name="Link",
-                description='More attempts than `limit`: `<…/actions?cursor=C&limit=L>; rel="next"` is the next '
-                "page (absent on the last page)",
-                documentation_only=True,
-            )
-        ],
+        response_headers=next_page_header("/api/v1/executions/{execution_id}/actions?cursor=C&limit=L"),
         opt={"role": "viewer"},
     )
     async def actions(
@@ -258,13 +258,9 @@ class ExecutionController(Controller):
             full=view == "full",
         )
         page = [from_row(AttemptRead, attempt) for attempt in rows[:limit]]
-        headers = {}
-        if len(rows) > limit:
-            # The body stays a bare list (clients read it so); the next page is an RFC 8288 link, as the
-            # events' (a forEach of thousands of items has an attempt each: all of them came at once).
-            query = {key: value for key, value in request.query_params.items() if key != "cursor"}
-            query["cursor"] = _encode_attempt_cursor(rows[limit - 1], scope)
-            headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+        # A bare list with the next page in a Link header (a forEach of thousands of items has an
+        # attempt each: all of them came at once).
+        headers = next_page(request, rows, limit, lambda last: _encode_attempt_cursor(last, scope))
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(
