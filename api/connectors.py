@@ -17,7 +17,16 @@ from dataworkflows.errors import Conflict, InvalidInput, NotFound
 from dataworkflows.validation import Problem, is_valid_id
 
 from .openapi_docs import PROBLEMS
-from .paging import PAGE_LIMIT, PageCursor, PageLimit, decode_name_cursor, encode_cursor, next_page, next_page_header
+from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
+    decode_name_cursor,
+    encode_cursor,
+    next_page,
+    next_page_header,
+    scoped,
+)
 from .params import query_int, quoted
 from .schemas import ActionTypeRead, ConnectionAccess, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
@@ -166,9 +175,10 @@ class ConnectionController(Controller):
         limit: PageLimit = PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Response[list[ConnectionRead]]:
-        rows = await db.connections.list_all(limit=limit + 1, after=decode_name_cursor(cursor))
+        scope = ("connections",)
+        rows = await db.connections.list_all(limit=limit + 1, after=decode_name_cursor(cursor, scope=scope))
         page = [from_row(ConnectionRead, connection) for connection in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.name))
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.name)))
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @delete(

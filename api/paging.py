@@ -19,9 +19,9 @@ from .params import BIGINT_MAX, BadQueryValue, query_int
 Row = TypeVar("Row")
 
 # The `limit` and `cursor` of the lists that page through a Link header (next_page) since they came
-# to page (the events' and the approvals' bounds are older): a page holds 100 rows unless asked for
-# fewer or more, up to 1,000.
-PAGE_LIMIT = 100
+# to page (the events' and the approvals' bounds are older): a page holds 1,000 rows (as the events'
+# and the actions') unless asked for fewer: a client that read the whole list before reads as much.
+PAGE_LIMIT = 1000
 PageLimit = Annotated[int, query_int("limit", ge=1, le=1000)]
 PageCursor = Annotated[str | None, QueryParameter(name="cursor", required=False)]
 
@@ -57,10 +57,39 @@ def _holds_nul(value: Any) -> bool:
     return isinstance(value, list) and any(_holds_nul(part) for part in value)
 
 
-def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX) -> int | None:
+# What a cursor was made for: the list (a name of its own) and its path ids and filters, in the cursor
+# besides the key, so that a cursor of another list, another workflow or another filter is refused
+# instead of silently starting elsewhere (an empty or a partial page, and no word of it).
+Scope = Sequence[str | None]
+_NOT_THIS_LIST = (
+    "the cursor is not one a page of this list made (for this path and these filters); "
+    "follow a previous page's Link header"
+)
+
+
+def scoped(scope: Scope | None, key: Any) -> Any:
+    """The value a cursor of `scope` encodes: its scope, then the key of the page's last row."""
+    return key if scope is None else [*scope, key]
+
+
+def _key_of(cursor: str | None, scope: Scope | None) -> Any:
+    """The key a cursor names, checked to be of `scope` (None: a cursor without one, the older lists')."""
+    value = decode_cursor(cursor)
+    if scope is None:
+        return value
+    if value is None:
+        if cursor:
+            raise invalid_cursor()  # a JSON null is no page's cursor
+        return None
+    if not (isinstance(value, list) and len(value) == len(scope) + 1 and value[:-1] == list(scope)):
+        raise BadQueryValue("cursor", _NOT_THIS_LIST)
+    return value[-1]
+
+
+def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX, scope: Scope | None = None) -> int | None:
     """A cursor that is a row id (or a version, up to `top`): only an id a row can have, so that SQL
     never sees a numeric."""
-    value = decode_cursor(cursor)
+    value = _key_of(cursor, scope)
     if value is None:
         return None
     # bool is an int subclass, and JSON true is not an id.
@@ -69,17 +98,17 @@ def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX) -> int | None
     return value
 
 
-def decode_name_cursor(cursor: str | None) -> str | None:
-    """A cursor that is a name or a text id (encode_cursor(name)): the last row of a page."""
-    value = decode_cursor(cursor)
+def decode_name_cursor(cursor: str | None, *, scope: Scope | None = None) -> str | None:
+    """A cursor that is a name or a text id (encode_cursor(scoped(scope, name))): the last row of a page."""
+    value = _key_of(cursor, scope)
     if value is not None and not isinstance(value, str):
         raise invalid_cursor()
     return value
 
 
-def decode_names_cursor(cursor: str | None, parts: int) -> tuple[str, ...] | None:
-    """A cursor that is a key of `parts` texts (encode_cursor([a, b, ...])): the last row of a page."""
-    value = decode_cursor(cursor)
+def decode_names_cursor(cursor: str | None, parts: int, *, scope: Scope | None = None) -> tuple[str, ...] | None:
+    """A cursor that is a key of `parts` texts (encode_cursor(scoped(scope, [a, b, ...]))): the last row of a page."""
+    value = _key_of(cursor, scope)
     if value is None:
         return None
     if not (isinstance(value, list) and len(value) == parts and all(isinstance(part, str) for part in value)):
@@ -87,14 +116,14 @@ def decode_names_cursor(cursor: str | None, parts: int) -> tuple[str, ...] | Non
     return tuple(value)
 
 
-def encode_time_cursor(at: datetime, row_id: uuid.UUID) -> str:
+def encode_time_cursor(at: datetime, row_id: uuid.UUID, *, scope: Scope | None = None) -> str:
     """The cursor of a list in (created_at, id) order: the last row of a page."""
-    return encode_cursor([at.isoformat(), str(row_id)])
+    return encode_cursor(scoped(scope, [at.isoformat(), str(row_id)]))
 
 
-def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+def decode_time_cursor(cursor: str | None, *, scope: Scope | None = None) -> tuple[datetime, uuid.UUID] | None:
     """The (created_at, id) an encode_time_cursor cursor names (a 400 for any other)."""
-    after = decode_cursor(cursor)
+    after = _key_of(cursor, scope)
     if after is None:
         return None
     try:

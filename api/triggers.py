@@ -32,6 +32,7 @@ from .paging import (
     encode_time_cursor,
     next_page,
     next_page_header,
+    scoped,
 )
 from .params import require_one_of
 from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
@@ -162,11 +163,14 @@ class WorkflowTriggerController(Controller):
     ) -> Response[list[TriggerRead]]:
         # The kind filter as on GET /triggers (it was taken and ignored here, even an unknown kind).
         require_one_of("kind", kind, KINDS)
-        after = decode_time_cursor(cursor)
+        scope = ("workflow-triggers", workflow_id, kind)
+        after = decode_time_cursor(cursor, scope=scope)
         await require_workflow(db, workflow_id)
         rows = await db.triggers.for_workflow(workflow_id, kind=kind, limit=limit + 1, after=after)
         page = [read(t) for t in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id))
+        headers = next_page(
+            request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id, scope=scope)
+        )
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
 
@@ -190,12 +194,17 @@ class TriggerController(Controller):
         cursor: PageCursor = None,
     ) -> Response[list[TriggerRead]]:
         require_one_of("kind", kind, KINDS)
-        rows = await db.triggers.everything(kind=kind, limit=limit + 1, after=decode_names_cursor(cursor, 3))
+        scope = ("triggers", kind)
+        rows = await db.triggers.everything(
+            kind=kind, limit=limit + 1, after=decode_names_cursor(cursor, 3, scope=scope)
+        )
         listed = []
         for trigger in rows[:limit]:
             runs = trigger.recent_runs or []
             listed.append(read(trigger, recent_runs=runs[:RECENT_RUNS], more_runs=len(runs) > RECENT_RUNS))
-        headers = next_page(request, rows, limit, lambda last: encode_cursor([last.workflow_id, last.kind, last.name]))
+        headers = next_page(
+            request, rows, limit, lambda last: encode_cursor(scoped(scope, [last.workflow_id, last.kind, last.name]))
+        )
         return Response(listed, media_type=MediaType.JSON, headers=headers)
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})

@@ -15,7 +15,16 @@ from dataworkflows.errors import DefinitionError, NotFound
 from dataworkflows.workflow_templates import instantiate, prefix_problems, validate_template
 
 from .openapi_docs import PROBLEMS
-from .paging import PAGE_LIMIT, PageCursor, PageLimit, decode_name_cursor, encode_cursor, next_page, next_page_header
+from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
+    decode_name_cursor,
+    encode_cursor,
+    next_page,
+    next_page_header,
+    scoped,
+)
 from .params import VersionQuery
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
@@ -77,9 +86,10 @@ class WorkflowTemplateController(Controller):
         limit: PageLimit = PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Response[list[WorkflowTemplateRead]]:
-        rows = await db.workflows.list_templates(limit=limit + 1, after=decode_name_cursor(cursor))
+        scope = ("workflow-templates",)
+        rows = await db.workflows.list_templates(limit=limit + 1, after=decode_name_cursor(cursor, scope=scope))
         page = [from_row(WorkflowTemplateRead, template) for template in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.id))
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.id)))
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(

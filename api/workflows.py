@@ -30,6 +30,7 @@ from .paging import (
     invalid_cursor,
     next_page,
     next_page_header,
+    scoped,
 )
 from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
@@ -290,11 +291,12 @@ class WorkflowController(Controller):
     ) -> Response[list[VersionRead]]:
         # Every PUT adds a version: the list was unbounded. A page is the versions before the last
         # one of the page before.
-        before = decode_id_cursor(cursor, top=INT_MAX)
+        scope = ("workflow-versions", workflow_id)
+        before = decode_id_cursor(cursor, top=INT_MAX, scope=scope)
         await require_workflow(db, workflow_id)
         rows = await db.workflows.list_versions(workflow_id, limit=limit + 1, before=before)
         page = [from_row(VersionRead, version) for version in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(last.version))
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.version)))
         return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @post(

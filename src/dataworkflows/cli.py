@@ -1128,7 +1128,8 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(triggers, indent=2))
     elif not triggers:
-        print("no triggers")
+        # Past a page that was the last, rows may have gone meanwhile: not "none at all".
+        print("no more triggers" if args.cursor else "no triggers")
     for t in [] if args.json else triggers:
         print(_trigger_line(t))
     _say_more(response)
@@ -1223,7 +1224,7 @@ def _add_triggers(sub: Any) -> None:
     tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
     tlist.add_argument("--workflow", help="only this workflow's")
     tlist.add_argument("--kind", choices=("schedule", "webhook"))
-    tlist.add_argument("--limit", type=_large_page_size, default=100, help="rows a page (1 to 1000)")
+    tlist.add_argument("--limit", type=_large_page_size, default=1000, help="rows a page (1 to 1000, the default)")
     tlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     tlist.add_argument("--json", action="store_true")
     tlist.add_argument("--api-url")
@@ -1274,6 +1275,8 @@ def cmd_connections_list(args: argparse.Namespace) -> int:
     connections = response.json()
     if args.json:
         print(json.dumps(connections, indent=2))
+    elif not connections and args.cursor:
+        print("no more stored connections")
     elif not connections:
         print("no stored connections (environment connections, DW_CONNECTION_<NAME>, are not listed)")
     for c in [] if args.json else connections:
@@ -1339,7 +1342,7 @@ def _add_connections(sub: Any) -> None:
     connections = sub.add_parser("connections", help="stored connections: list, put, allow, delete")
     csub = connections.add_subparsers(dest="connections_command", required=True)
     clist = csub.add_parser("list", help="stored connections and the workflows that may use them")
-    clist.add_argument("--limit", type=_large_page_size, default=100, help="rows a page (1 to 1000)")
+    clist.add_argument("--limit", type=_large_page_size, default=1000, help="rows a page (1 to 1000, the default)")
     clist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     clist.add_argument("--json", action="store_true")
     clist.add_argument("--api-url")

@@ -587,6 +587,31 @@ def test_the_triggers_and_a_workflows_versions_are_read_page_after_page(page: An
     assert page.locator(".more").count() == 0, "nothing more to say: every page was read"
 
 
+def test_the_current_version_is_listed_when_it_is_older_than_the_versions_read(page: Any, console: Console) -> None:
+    """With more versions than the page reads (the newest 1,000), the current one was not listed: it
+    could be neither compared with a draft nor rolled back to. Here the versions read are made to
+    leave it out."""
+    import json as json_module
+
+    workflow = {**SLOW_PAIR, "id": "old-current"}
+    console.create(workflow)  # v1, published
+    for n in (2, 3):
+        changed = console.http.put("/api/v1/workflows/old-current", json={**workflow, "description": f"v{n}"})
+        assert changed.status_code in (200, 201), changed.text
+
+    def without_current(route: Any) -> None:
+        answer = route.fetch()
+        newest = [v for v in answer.json() if v["version"] != 1]
+        route.fulfill(response=answer, body=json_module.dumps(newest))
+
+    page.route("**/api/v1/workflows/old-current/versions?*", without_current)
+    page.goto("/ui#/workflows/old-current")
+    page.wait_for_selector("#versions tr[data-version='3']")
+    current = page.locator("#versions tr[data-version='1']")
+    assert current.locator(".s-current").count() == 1
+    assert page.locator("#diff-from option[value='1']").count() == 1
+
+
 def test_a_draft_is_shown_as_never_published(page: Any, console: Console) -> None:
     """A Draft's page said "Current: none sha256:…" and "Graph (current version)" for a version that
     was never published."""

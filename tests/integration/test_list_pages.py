@@ -64,7 +64,7 @@ async def assert_pages(client: AsyncTestClient[Any], path: str, key: str, expect
     seen = [row[key] for page in walked for row in page]
     assert seen == expected, "every row exactly once, in the list's order"
     whole = await client.get(path)
-    assert [row[key] for row in whole.json()] == expected and "link" not in whole.headers, "100 by default"
+    assert [row[key] for row in whole.json()] == expected and "link" not in whole.headers, "1000 by default"
     # A page that holds the last row exactly says nothing more.
     exact = await client.get(f"{path}{joined}limit={ROWS}")
     assert len(exact.json()) == ROWS and "link" not in exact.headers
@@ -154,3 +154,38 @@ async def test_connections_page_by_name(client: AsyncTestClient[Any]) -> None:
         assert stored.status_code == 200, stored.text
     await assert_pages(client, "/api/v1/connections", "name", sorted(names))
     await assert_cursor_refused(client, "/api/v1/connections", encode_cursor(["crm"]), encode_cursor(7))
+
+
+async def test_a_cursor_is_refused_by_another_list_workflow_or_kind(client: AsyncTestClient[Any]) -> None:
+    """A cursor of one list was taken by another, of one workflow for another's list, of one kind for
+    the other: the page started somewhere else (here, after the first workflow's hooks), and rows were
+    skipped without a word."""
+    for workflow_id in ("wf-a", "wf-b"):
+        await publish_over_api(client, wf(workflow_id, echo("e")))
+        for n in range(3):
+            hook = {"kind": "webhook", "name": f"{workflow_id}-hook-{n}", "config": {"signature": "none"}}
+            assert (await client.post(f"/api/v1/workflows/{workflow_id}/triggers", json=hook)).status_code == 201
+    first = await client.get("/api/v1/workflows/wf-a/triggers", params={"kind": "webhook", "limit": 1})
+    cursor = parse_qs(urlsplit(first.links["next"]["url"]).query)["cursor"][0]
+    # Its own list takes it.
+    rest = await client.get("/api/v1/workflows/wf-a/triggers", params={"kind": "webhook", "cursor": cursor})
+    assert [t["name"] for t in rest.json()] == ["wf-a-hook-1", "wf-a-hook-2"]
+    for path, params in [
+        ("/api/v1/workflows/wf-b/triggers", {"kind": "webhook"}),
+        ("/api/v1/workflows/wf-a/triggers", {"kind": "schedule"}),
+        ("/api/v1/workflows/wf-a/triggers", {}),
+        ("/api/v1/triggers", {"kind": "webhook"}),
+        ("/api/v1/approvals", {}),
+        ("/api/v1/workflows/wf-a/versions", {}),
+        ("/api/v1/workflow-templates", {}),
+        ("/api/v1/connections", {}),
+    ]:
+        refused = await client.get(path, params={**params, "cursor": cursor})
+        body = assert_problem(refused, 400)
+        assert [entry["parameter"] for entry in body["errors"]] == ["cursor"], (path, body)
+    everything = await client.get("/api/v1/triggers", params={"kind": "webhook", "limit": 1})
+    other_cursor = parse_qs(urlsplit(everything.links["next"]["url"]).query)["cursor"][0]
+    refused = await client.get("/api/v1/triggers", params={"kind": "schedule", "cursor": other_cursor})
+    assert "this list made" in assert_problem(refused, 400)["detail"]
+    # A JSON null is no page's cursor (it read as no cursor: the first page).
+    assert_problem(await client.get("/api/v1/connections", params={"cursor": encode_cursor(None)}), 400)

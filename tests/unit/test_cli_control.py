@@ -129,7 +129,7 @@ def test_trigger_and_connection_lists_say_when_there_is_more_and_take_the_cursor
     path: str,
     row: dict[str, Any],
 ) -> None:
-    """They printed what one answer held: since the API pages these lists (100 a page unless
+    """They printed what one answer held: since the API pages these lists (1000 a page unless
     --limit says otherwise), the rest would have been cut without a word."""
     import argparse
 
@@ -158,7 +158,35 @@ def test_trigger_and_connection_lists_say_when_there_is_more_and_take_the_cursor
     assert (seen[-1].url.path, seen[-1].url.params["limit"]) == (path, "1")
     args = build_parser().parse_args([*argv, "--cursor", "WyJ4Il0", "--api-url", "http://api"])
     assert args.func(args) == 0
-    assert dict(seen[-1].url.params)["cursor"] == "WyJ4Il0" and seen[-1].url.params["limit"] == "100"
+    assert dict(seen[-1].url.params)["cursor"] == "WyJ4Il0" and seen[-1].url.params["limit"] == "1000"
     assert capsys.readouterr().err == "", "the last page says nothing more"
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--limit", "1001"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "first", "past"),
+    [
+        (["triggers", "list"], "no triggers", "no more triggers"),
+        (["connections", "list"], "no stored connections", "no more stored connections"),
+    ],
+)
+def test_an_empty_page_past_a_cursor_says_no_more_not_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], first: str, past: str
+) -> None:
+    """Rows deleted between two page reads leave the next page empty: it said there were none at all."""
+    import argparse
+
+    import httpx
+
+    from dataworkflows import cli
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, json=[]))
+        return httpx.Client(base_url=cli._api_url(args), transport=transport)
+
+    monkeypatch.setattr(cli, "_client", client)
+    for extra, said in (([], first), (["--cursor", "WyJ4Il0"], past)):
+        args = build_parser().parse_args([*argv, *extra, "--api-url", "http://api"])
+        assert args.func(args) == 0
+        assert capsys.readouterr().out.startswith(said)

@@ -127,4 +127,4 @@ def test_a_workflows_triggers_are_listed_of_the_kind_asked(monkeypatch: pytest.M
     seen = fake_api(monkeypatch, 200, [])
     assert run(["triggers", "list", "--workflow", "simple-echo", "--kind", "schedule"]) == 0
     assert seen[-1].url.path == "/api/v1/workflows/simple-echo/triggers"
-    assert dict(seen[-1].url.params) == {"kind": "schedule", "limit": "100"}
+    assert dict(seen[-1].url.params) == {"kind": "schedule", "limit": "1000"}

@@ -147,14 +147,15 @@ def test_every_operation_has_a_readable_unique_id(document: dict[str, Any]) -> N
     assert {"listExecutions", "getExecution", "createWorkflow", "executeWorkflow"} <= set(ids)
 
 
-# The bare lists that page through a Link header, with the most rows a page holds.
+# The bare lists that page through a Link header, with the most rows a page holds and the default.
 LINK_PAGED = {
-    "/api/v1/approvals": 500,
-    "/api/v1/workflows/{workflow_id}/versions": 1000,
-    "/api/v1/workflows/{workflow_id}/triggers": 1000,
-    "/api/v1/triggers": 1000,
-    "/api/v1/workflow-templates": 1000,
-    "/api/v1/connections": 1000,
+    "/api/v1/approvals": (500, 100),
+    "/api/v1/workflows/{workflow_id}/versions": (1000, 1000),
+    "/api/v1/workflows/{workflow_id}/triggers": (1000, 1000),
+    "/api/v1/triggers": (1000, 1000),
+    "/api/v1/workflow-templates": (1000, 1000),
+    "/api/v1/connections": (1000, 1000),
+    "/api/v1/executions/{execution_id}/actions": (1000, 1000),
 }
 
 
@@ -169,8 +170,7 @@ def test_a_bare_list_that_pages_documents_its_link_limit_and_cursor(document: di
     query = {p["name"]: p["schema"] for p in operation["parameters"] if p["in"] == "query"}
     assert (query["limit"]["minimum"], query["limit"]["maximum"], query["limit"]["default"]) == (
         1,
-        LINK_PAGED[path],
-        100,
+        *LINK_PAGED[path],
     )
     assert "cursor" in query
 

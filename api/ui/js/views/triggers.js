@@ -67,7 +67,7 @@ export async function render(main, { params }, ctx) {
     });
     body.replaceChildren(
       rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules or webhooks."),
-      more ? h("p", { class: "muted more" }, "More triggers than the " + TRIGGERS_SHOWN + " shown (by workflow and name): `dataworkflows triggers list` pages through them all.") : "",
+      more ? h("p", { class: "muted more" }, "More triggers than the " + TRIGGERS_SHOWN + " shown (by workflow, kind and name): GET /api/v1/triggers lists them all, a page at a time (its Link header names the next; `dataworkflows triggers list --cursor C` reads the page after C).") : "",
     );
   }
   await load();

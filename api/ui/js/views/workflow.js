@@ -40,7 +40,15 @@ export async function render(main, { args }, ctx) {
       // The API answers 100 at a time unless asked for more.
       apiPages(base + "/versions" + query({ limit: VERSIONS_SHOWN }), { signal: ctx.signal, most: VERSIONS_SHOWN }),
     ]);
-    const ordered = [...listed.items].sort((a, b) => b.version - a.version);
+    const shown = [...listed.items];
+    // The current version is listed even when it is older than the newest VERSIONS_SHOWN: it is the
+    // one to compare a draft with, and to roll back to.
+    if (workflow.currentVersion && !shown.some((v) => v.version === workflow.currentVersion)) {
+      const current = await api(base + "/versions/" + workflow.currentVersion, { signal: ctx.signal });
+      cache.set(current.version, Promise.resolve(current.definition));
+      shown.push(current);
+    }
+    const ordered = shown.sort((a, b) => b.version - a.version);
     const rows = ordered.map((v) =>
       h(
         "tr",
@@ -111,7 +119,7 @@ export async function render(main, { args }, ctx) {
         {},
         h("h2", {}, "Versions"),
         table(["Version", "Checksum", "Created", "Published", ""], rows, { class: "list", id: "versions" }),
-        listed.more ? h("p", { class: "muted more" }, "More versions than the " + VERSIONS_SHOWN + " newest shown: GET /api/v1/workflows/" + id + "/versions pages through them all.") : "",
+        listed.more ? h("p", { class: "muted more" }, "More versions than the " + VERSIONS_SHOWN + " newest shown (and the current one): GET /api/v1/workflows/" + id + "/versions lists them all, a page at a time (its Link header names the next).") : "",
       ),
       h("section", {}, h("h2", {}, "Diff"), h("div", { class: "filters" }, h("label", {}, "From ", from), h("label", {}, "to ", to)), diffBox),
     );
