@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -19,8 +19,19 @@ from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, sources_for_r
 from dataworkflows.errors import InvalidInput, NotFound
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_cursor, encode_cursor, invalid_cursor
-from .params import VersionQuery, query_int
+from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
+    decode_cursor,
+    decode_id_cursor,
+    encode_cursor,
+    invalid_cursor,
+    next_page,
+    next_page_header,
+    scoped,
+)
+from .params import INT_MAX, VersionQuery, query_int
 from .schemas import Camel, from_row
 from .services import DatabaseDep, PrincipalDep, ServicesDep
 
@@ -265,15 +276,30 @@ class DocumentTemplateController(Controller):
         return _read(await _require_version(svc.db, set_id, name, version), created=created)
 
     @get(
-        "/{set_id:str}/{name:str}/versions", responses=PROBLEMS, summary="A template's versions", opt={"role": "viewer"}
+        "/{set_id:str}/{name:str}/versions",
+        responses=PROBLEMS,
+        summary="A template's versions, newest first",
+        response_headers=next_page_header("/api/v1/templates/{set_id}/{name}/versions?cursor=C&limit=L"),
+        opt={"role": "viewer"},
     )
     async def list_versions(
-        self, db: DatabaseDep, set_id: FromPath[str], name: FromPath[str]
-    ) -> list[TemplateVersionSummary]:
-        rows = await db.document_templates.versions(set_id, name)
-        if not rows:
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        set_id: FromPath[str],
+        name: FromPath[str],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[TemplateVersionSummary]]:
+        # Every PUT of another text adds a version: the list was unbounded, as a workflow's versions.
+        scope = ("template-versions", set_id, name)
+        before = decode_id_cursor(cursor, top=INT_MAX, scope=scope)
+        rows = await db.document_templates.versions(set_id, name, before=before, limit=limit + 1)
+        if not rows and (before is None or await db.document_templates.get_version(set_id, name, None) is None):
             raise NotFound(f"template {set_id}/{name} not found")
-        return [from_row(TemplateVersionSummary, row, id=f"{set_id}/{name}") for row in rows]
+        page = [from_row(TemplateVersionSummary, row, id=f"{set_id}/{name}") for row in rows[:limit]]
+        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.version)))
+        return Response(page, media_type=MediaType.JSON, headers=headers)
 
     @get(
         "/{set_id:str}/{name:str}/versions/{version:int}",

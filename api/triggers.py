@@ -157,7 +157,7 @@ class WorkflowTriggerController(Controller):
         db: DatabaseDep,
         request: Request[Any, Any, Any],
         workflow_id: FromPath[str],
-        kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        kind: Annotated[str | None, QueryParameter(name="kind", required=False, enum=list(KINDS))] = None,
         limit: PageLimit = PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Response[list[TriggerRead]]:
@@ -189,7 +189,7 @@ class TriggerController(Controller):
         self,
         db: DatabaseDep,
         request: Request[Any, Any, Any],
-        kind: Annotated[str | None, QueryParameter(name="kind", required=False)] = None,
+        kind: Annotated[str | None, QueryParameter(name="kind", required=False, enum=list(KINDS))] = None,
         limit: PageLimit = PAGE_LIMIT,
         cursor: PageCursor = None,
     ) -> Response[list[TriggerRead]]:

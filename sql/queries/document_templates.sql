@@ -61,11 +61,14 @@ SELECT v.set_id, v.name, v.version, v.format, v.body, v.sample_data, v.checksum,
  LIMIT 1;
 
 -- name: list_document_template_versions
--- Every version of a template, newest first (no bodies).
+-- A page of a template's versions, newest first (no bodies): those before version `before` (NULL: from
+-- the newest), at most `limit`.
 SELECT set_id, name, version, format, checksum, created_at, created_by
   FROM dw.document_template_versions
  WHERE set_id = %(set_id)s AND name = %(name)s
- ORDER BY version DESC;
+   AND (%(before)s::integer IS NULL OR version < %(before)s::integer)
+ ORDER BY version DESC
+ LIMIT %(limit)s;
 
 -- name: list_document_templates
 -- Templates (their latest versions, no bodies) ordered by set and name, optionally of one set.

@@ -189,3 +189,23 @@ async def test_a_cursor_is_refused_by_another_list_workflow_or_kind(client: Asyn
     assert "this list made" in assert_problem(refused, 400)["detail"]
     # A JSON null is no page's cursor (it read as no cursor: the first page).
     assert_problem(await client.get("/api/v1/connections", params={"cursor": encode_cursor(None)}), 400)
+
+
+async def test_a_document_templates_versions_page_newest_first(client: AsyncTestClient[Any]) -> None:
+    """Every PUT of another text adds a version, and GET …/versions answered all of them."""
+    assert (await client.post("/api/v1/template-sets", json={"id": "briefs"})).status_code == 201
+    body = {"set": "briefs", "name": "main", "format": "text", "body": "v1 {{ who }}"}
+    assert (await client.post("/api/v1/templates", json=body)).status_code == 201
+    for n in range(2, ROWS + 1):
+        changed = await client.put("/api/v1/templates/briefs/main", json={"format": "text", "body": f"v{n}"})
+        assert changed.status_code == 200, changed.text
+    await assert_pages(client, "/api/v1/templates/briefs/main/versions", "version", [5, 4, 3, 2, 1])
+    path = "/api/v1/templates/briefs/main/versions"
+    await assert_cursor_refused(client, path, encode_cursor(3), encode_cursor(["template-versions", "briefs", "x", 3]))
+    # Past the last page, an empty page; an unknown template, a 404 with or without a cursor.
+    last = encode_cursor(["template-versions", "briefs", "main", 1])
+    past = await client.get(path, params={"cursor": last})
+    assert past.status_code == 200 and past.json() == [], past.text
+    assert_problem(await client.get("/api/v1/templates/briefs/nope/versions"), 404)
+    nope = encode_cursor(["template-versions", "briefs", "nope", 1])
+    assert_problem(await client.get("/api/v1/templates/briefs/nope/versions", params={"cursor": nope}), 404)

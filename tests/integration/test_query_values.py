@@ -39,6 +39,8 @@ BAD_VALUES = [
     ("GET", "/api/v1/templates", "cursor", "WzFd"),  # [1]: not a (set, name) cursor
     ("GET", "/api/v1/templates", "limit", "0"),
     ("GET", "/api/v1/templates/briefs/brief", "version", "-1"),
+    ("GET", "/api/v1/templates/briefs/brief/versions", "limit", "1001"),
+    ("GET", "/api/v1/templates/briefs/brief/versions", "cursor", "!!!"),
     ("GET", "/api/v1/executions", "status", "bogus"),
     ("GET", "/api/v1/executions", "triggerKind", "cron"),
     ("GET", "/api/v1/executions", "triggerId", "not-a-uuid"),

@@ -156,6 +156,7 @@ LINK_PAGED = {
     "/api/v1/workflow-templates": (1000, 1000),
     "/api/v1/connections": (1000, 1000),
     "/api/v1/executions/{execution_id}/actions": (1000, 1000),
+    "/api/v1/templates/{set_id}/{name}/versions": (1000, 1000),
 }
 
 

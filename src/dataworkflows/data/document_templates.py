@@ -165,9 +165,17 @@ class DocumentTemplateData:
             DocumentTemplateVersion, "get_document_template_version", set_id=set_id, name=name, version=version
         )
 
-    async def versions(self, set_id: str, name: str) -> list[DocumentTemplateVersion]:
+    async def versions(
+        self, set_id: str, name: str, *, before: int | None = None, limit: int = 1000
+    ) -> list[DocumentTemplateVersion]:
+        """Newest first: at most `limit`, those before version `before` (None: from the newest)."""
         return await self._db.fetch_all_as(
-            DocumentTemplateVersion, "list_document_template_versions", set_id=set_id, name=name
+            DocumentTemplateVersion,
+            "list_document_template_versions",
+            set_id=set_id,
+            name=name,
+            before=before,
+            limit=limit,
         )
 
     async def page(self, *, set_id: str | None, after: tuple[str, str] | None, limit: int) -> list[DocumentTemplate]:
