@@ -27,13 +27,15 @@ from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
 from .paging import (
-    decode_cursor,
+    Scope,
     decode_time_cursor,
     encode_cursor,
     encode_time_cursor,
     invalid_cursor,
+    key_of,
     next_page,
     next_page_header,
+    scoped,
 )
 from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
@@ -74,28 +76,21 @@ async def _require(db: Database, execution_id: str) -> Execution:
 # parameters, outputs and error.
 _ORDERS = ("asc", "desc")
 _VIEWS = ("full", "summary")
-_NOT_THIS_LISTS = (
-    "the cursor is not one a page of this list made (for this execution, nodeId and order); "
-    "follow a previous page's Link header"
-)
 
 
-def _encode_attempt_cursor(attempt: Attempt, scope: list[str | None]) -> str:
+def _encode_attempt_cursor(attempt: Attempt, scope: Scope) -> str:
     """The cursor past `attempt` (the last of a page): its paging key, and what it was made for
-    (`scope`: the execution id as the path named it, the nodeId filter, the order)."""
+    (`scope`: the list, the execution id as the path named it, the nodeId filter, the order)."""
     key = attempt_key(attempt)
-    return encode_cursor([*scope, key.start_time.isoformat(), key.node_id, key.item_index, key.attempt])
+    return encode_cursor(scoped(scope, [key.start_time.isoformat(), key.node_id, key.item_index, key.attempt]))
 
 
-def _decode_attempt_cursor(cursor: str | None, scope: list[str | None]) -> AttemptKey | None:
-    value = decode_cursor(cursor)
+def _decode_attempt_cursor(cursor: str | None, scope: Scope) -> AttemptKey | None:
+    value = key_of(cursor, scope)
     if value is None:
         return None
-    if not (isinstance(value, list) and len(value) == len(scope) + 4 and value[: len(scope)] == scope):
-        raise BadQueryValue("cursor", _NOT_THIS_LISTS)
-    value = value[len(scope) :]
     try:
-        if not isinstance(value[1], str):
+        if not (isinstance(value, list) and len(value) == 4 and isinstance(value[1], str)):
             raise ValueError("cursor shape")
         item_index, attempt = value[2], value[3]
         # bool is an int subclass, and JSON true is not an index.
@@ -243,7 +238,7 @@ class ExecutionController(Controller):
         require_one_of("view", view, _VIEWS)
         # What the cursor was made for: this run, this node filter and this order (a cursor of another
         # would skip or repeat rows, or come back empty without a word).
-        scope = [execution_id, node_id, order]
+        scope = ("attempts", execution_id, node_id, order)
         after = _decode_attempt_cursor(cursor, scope)
         execution = await _require(db, execution_id)
         if node_id is not None and not await db.executions.has_node(execution.id, node_id):

@@ -72,7 +72,7 @@ def scoped(scope: Scope | None, key: Any) -> Any:
     return key if scope is None else [*scope, key]
 
 
-def _key_of(cursor: str | None, scope: Scope | None) -> Any:
+def key_of(cursor: str | None, scope: Scope | None) -> Any:
     """The key a cursor names, checked to be of `scope` (None: a cursor without one, the older lists')."""
     value = decode_cursor(cursor)
     if scope is None:
@@ -89,7 +89,7 @@ def _key_of(cursor: str | None, scope: Scope | None) -> Any:
 def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX, scope: Scope | None = None) -> int | None:
     """A cursor that is a row id (or a version, up to `top`): only an id a row can have, so that SQL
     never sees a numeric."""
-    value = _key_of(cursor, scope)
+    value = key_of(cursor, scope)
     if value is None:
         return None
     # bool is an int subclass, and JSON true is not an id.
@@ -100,7 +100,7 @@ def decode_id_cursor(cursor: str | None, *, top: int = BIGINT_MAX, scope: Scope 
 
 def decode_name_cursor(cursor: str | None, *, scope: Scope | None = None) -> str | None:
     """A cursor that is a name or a text id (encode_cursor(scoped(scope, name))): the last row of a page."""
-    value = _key_of(cursor, scope)
+    value = key_of(cursor, scope)
     if value is not None and not isinstance(value, str):
         raise invalid_cursor()
     return value
@@ -108,7 +108,7 @@ def decode_name_cursor(cursor: str | None, *, scope: Scope | None = None) -> str
 
 def decode_names_cursor(cursor: str | None, parts: int, *, scope: Scope | None = None) -> tuple[str, ...] | None:
     """A cursor that is a key of `parts` texts (encode_cursor(scoped(scope, [a, b, ...]))): the last row of a page."""
-    value = _key_of(cursor, scope)
+    value = key_of(cursor, scope)
     if value is None:
         return None
     if not (isinstance(value, list) and len(value) == parts and all(isinstance(part, str) for part in value)):
@@ -123,7 +123,7 @@ def encode_time_cursor(at: datetime, row_id: uuid.UUID, *, scope: Scope | None =
 
 def decode_time_cursor(cursor: str | None, *, scope: Scope | None = None) -> tuple[datetime, uuid.UUID] | None:
     """The (created_at, id) an encode_time_cursor cursor names (a 400 for any other)."""
-    after = _key_of(cursor, scope)
+    after = key_of(cursor, scope)
     if after is None:
         return None
     try:
@@ -140,7 +140,7 @@ def next_page(
     """The headers of a page of a bare-list route, whose query read `limit` + 1 rows: when there was
     one more, an RFC 8288 Link to the next page (after the page's last row, cursor_of names it), with
     the request's other query parameters (its filters) and `limit`. The body stays a bare list, as
-    existing clients read it; the path is the one the client sent (behind a proxy's prefix too)."""
+    existing clients read it; the path is the one the client sent (with an ASGI root_path's prefix)."""
     if len(rows) <= limit:
         return {}
     query = {key: value for key, value in request.query_params.items() if key not in ("cursor", "limit")}
