@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Operation, Parameter, Schema
@@ -16,7 +16,12 @@ from dataworkflows.data.control import Approval
 from dataworkflows.errors import NotFound
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_time_cursor, encode_time_cursor, next_page, next_page_header
+from .paging import (
+    bare_page,
+    decode_time_cursor,
+    encode_time_cursor,
+    next_page_header,
+)
 from .params import BadQueryValue, query_int, require_one_of
 from .principals import PRINCIPAL_ID_HEADER
 from .problems import PROBLEM_JSON, Unauthorized
@@ -124,10 +129,8 @@ class ApprovalController(Controller):
             limit=limit + 1,
             before=decode_time_cursor(cursor),
         )
-        page = [approval_read(row) for row in rows[:limit]]
         # More than `limit` were cut without a word before.
-        headers = next_page(request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(request, rows, limit, approval_read, lambda last: encode_time_cursor(last.created_at, last.id))
 
     @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions", opt={"role": "viewer"})
     async def get_approval(self, db: DatabaseDep, approval_id: FromPath[str]) -> ApprovalRead:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, delete, get, patch, put
+from litestar import Controller, Request, Response, delete, get, patch, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from dataworkflows.actions import ActionRegistry, connector_of
@@ -21,11 +21,10 @@ from .paging import (
     PAGE_LIMIT,
     PageCursor,
     PageLimit,
+    bare_page,
     decode_name_cursor,
-    encode_cursor,
-    next_page,
+    encode_scoped,
     next_page_header,
-    scoped,
 )
 from .params import query_int, quoted
 from .schemas import ActionTypeRead, ConnectionAccess, ConnectionRead, ConnectionWrite, ResourceLinkRead, from_row
@@ -177,9 +176,13 @@ class ConnectionController(Controller):
     ) -> Response[list[ConnectionRead]]:
         scope = ("connections",)
         rows = await db.connections.list_all(limit=limit + 1, after=decode_name_cursor(cursor, scope=scope))
-        page = [from_row(ConnectionRead, connection) for connection in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.name)))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(ConnectionRead, row),
+            lambda last: encode_scoped(scope, last.name),
+        )
 
     @delete(
         "/{name:str}",

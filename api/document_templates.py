@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -23,13 +23,13 @@ from .paging import (
     PAGE_LIMIT,
     PageCursor,
     PageLimit,
+    bare_page,
     decode_cursor,
     decode_id_cursor,
     encode_cursor,
+    encode_scoped,
     invalid_cursor,
-    next_page,
     next_page_header,
-    scoped,
 )
 from .params import INT_MAX, VersionQuery, query_int
 from .schemas import Camel, from_row
@@ -297,9 +297,13 @@ class DocumentTemplateController(Controller):
         rows = await db.document_templates.versions(set_id, name, before=before, limit=limit + 1)
         if not rows and (before is None or await db.document_templates.get_version(set_id, name, None) is None):
             raise NotFound(f"template {set_id}/{name} not found")
-        page = [from_row(TemplateVersionSummary, row, id=f"{set_id}/{name}") for row in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.version)))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(TemplateVersionSummary, row, id=f"{set_id}/{name}"),
+            lambda last: encode_scoped(scope, last.version),
+        )
 
     @get(
         "/{set_id:str}/{name:str}/versions/{version:int}",

@@ -27,15 +27,17 @@ from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS
 from .paging import (
+    PAGE_LIMIT,
+    PageCursor,
+    PageLimit,
     Scope,
+    bare_page,
     decode_time_cursor,
-    encode_cursor,
+    encode_scoped,
     encode_time_cursor,
     invalid_cursor,
     key_of,
-    next_page,
     next_page_header,
-    scoped,
 )
 from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
@@ -82,7 +84,7 @@ def _encode_attempt_cursor(attempt: Attempt, scope: Scope) -> str:
     """The cursor past `attempt` (the last of a page): its paging key, and what it was made for
     (`scope`: the list, the execution id as the path named it, the nodeId filter, the order)."""
     key = attempt_key(attempt)
-    return encode_cursor(scoped(scope, [key.start_time.isoformat(), key.node_id, key.item_index, key.attempt]))
+    return encode_scoped(scope, [key.start_time.isoformat(), key.node_id, key.item_index, key.attempt])
 
 
 def _decode_attempt_cursor(cursor: str | None, scope: Scope) -> AttemptKey | None:
@@ -231,8 +233,8 @@ class ExecutionController(Controller):
         node_id: Annotated[str | None, QueryParameter(name="nodeId", required=False)] = None,
         order: Annotated[str, QueryParameter(name="order", required=False, enum=list(_ORDERS))] = "asc",
         view: Annotated[str, QueryParameter(name="view", required=False, enum=list(_VIEWS))] = "full",
-        limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 1000,
-        cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
     ) -> Response[list[AttemptRead]]:
         require_one_of("order", order, _ORDERS)
         require_one_of("view", view, _VIEWS)
@@ -252,11 +254,15 @@ class ExecutionController(Controller):
             limit=limit + 1,
             full=view == "full",
         )
-        page = [from_row(AttemptRead, attempt) for attempt in rows[:limit]]
         # A bare list with the next page in a Link header (a forEach of thousands of items has an
         # attempt each: all of them came at once).
-        headers = next_page(request, rows, limit, lambda last: _encode_attempt_cursor(last, scope))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(AttemptRead, row),
+            lambda last: _encode_attempt_cursor(last, scope),
+        )
 
     @get(
         "/{execution_id:str}/events",

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
-from litestar import Request
+from litestar import MediaType, Request, Response
 from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 
@@ -18,7 +18,7 @@ from .params import BIGINT_MAX, BadQueryValue, query_int
 
 Row = TypeVar("Row")
 
-# The `limit` and `cursor` of the lists that page through a Link header (next_page) since they came
+# The `limit` and `cursor` of the lists that page through a Link header (bare_page) since they came
 # to page (the events' and the approvals' bounds are older): a page holds 1,000 rows (as the events'
 # and the actions') unless asked for fewer: a client that read the whole list before reads as much.
 PAGE_LIMIT = 1000
@@ -70,6 +70,11 @@ _NOT_THIS_LIST = (
 def scoped(scope: Scope | None, key: Any) -> Any:
     """The value a cursor of `scope` encodes: its scope, then the key of the page's last row."""
     return key if scope is None else [*scope, key]
+
+
+def encode_scoped(scope: Scope, key: Any) -> str:
+    """The cursor of a page of `scope`'s list whose last row has `key`."""
+    return encode_cursor(scoped(scope, key))
 
 
 def key_of(cursor: str | None, scope: Scope | None) -> Any:
@@ -134,7 +139,7 @@ def decode_time_cursor(cursor: str | None, *, scope: Scope | None = None) -> tup
         raise invalid_cursor() from exc
 
 
-def next_page(
+def _next_page(
     request: Request[Any, Any, Any], rows: Sequence[Row], limit: int, cursor_of: Callable[[Row], str]
 ) -> dict[str, str]:
     """The headers of a page of a bare-list route, whose query read `limit` + 1 rows: when there was
@@ -149,8 +154,21 @@ def next_page(
     return {"Link": f'<{request.url.path}?{urlencode(query)}>; rel="next"'}
 
 
+def bare_page(
+    request: Request[Any, Any, Any],
+    rows: Sequence[Row],
+    limit: int,
+    read: Callable[[Row], Any],
+    cursor_of: Callable[[Row], str],
+) -> Response[list[Any]]:
+    """The answer of a bare-list route whose query read `limit` + 1 rows: the first `limit` of them,
+    each as `read` makes it, and the next page's Link when there was one more (_next_page)."""
+    headers = _next_page(request, rows, limit, cursor_of)
+    return Response([read(row) for row in rows[:limit]], media_type=MediaType.JSON, headers=headers)
+
+
 def next_page_header(example: str) -> list[ResponseHeader]:
-    """The Link header of next_page, as the route's OpenAPI documents it (`example`: the link's target)."""
+    """The Link header of bare_page, as the route's OpenAPI documents it (`example`: the link's target)."""
     return [
         ResponseHeader(
             name="Link",

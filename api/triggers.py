@@ -11,7 +11,7 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -26,13 +26,12 @@ from .paging import (
     PAGE_LIMIT,
     PageCursor,
     PageLimit,
+    bare_page,
     decode_names_cursor,
     decode_time_cursor,
-    encode_cursor,
+    encode_scoped,
     encode_time_cursor,
-    next_page,
     next_page_header,
-    scoped,
 )
 from .params import require_one_of
 from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
@@ -167,11 +166,9 @@ class WorkflowTriggerController(Controller):
         after = decode_time_cursor(cursor, scope=scope)
         await require_workflow(db, workflow_id)
         rows = await db.triggers.for_workflow(workflow_id, kind=kind, limit=limit + 1, after=after)
-        page = [read(t) for t in rows[:limit]]
-        headers = next_page(
-            request, rows, limit, lambda last: encode_time_cursor(last.created_at, last.id, scope=scope)
+        return bare_page(
+            request, rows, limit, read, lambda last: encode_time_cursor(last.created_at, last.id, scope=scope)
         )
-        return Response(page, media_type=MediaType.JSON, headers=headers)
 
 
 class TriggerController(Controller):
@@ -198,14 +195,14 @@ class TriggerController(Controller):
         rows = await db.triggers.everything(
             kind=kind, limit=limit + 1, after=decode_names_cursor(cursor, 3, scope=scope)
         )
-        listed = []
-        for trigger in rows[:limit]:
+
+        def with_runs(trigger: Trigger) -> TriggerRead:
             runs = trigger.recent_runs or []
-            listed.append(read(trigger, recent_runs=runs[:RECENT_RUNS], more_runs=len(runs) > RECENT_RUNS))
-        headers = next_page(
-            request, rows, limit, lambda last: encode_cursor(scoped(scope, [last.workflow_id, last.kind, last.name]))
+            return read(trigger, recent_runs=runs[:RECENT_RUNS], more_runs=len(runs) > RECENT_RUNS)
+
+        return bare_page(
+            request, rows, limit, with_runs, lambda last: encode_scoped(scope, [last.workflow_id, last.kind, last.name])
         )
-        return Response(listed, media_type=MediaType.JSON, headers=headers)
 
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})
     async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:

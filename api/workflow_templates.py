@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -19,11 +19,10 @@ from .paging import (
     PAGE_LIMIT,
     PageCursor,
     PageLimit,
+    bare_page,
     decode_name_cursor,
-    encode_cursor,
-    next_page,
+    encode_scoped,
     next_page_header,
-    scoped,
 )
 from .params import VersionQuery
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
@@ -88,9 +87,13 @@ class WorkflowTemplateController(Controller):
     ) -> Response[list[WorkflowTemplateRead]]:
         scope = ("workflow-templates",)
         rows = await db.workflows.list_templates(limit=limit + 1, after=decode_name_cursor(cursor, scope=scope))
-        page = [from_row(WorkflowTemplateRead, template) for template in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.id)))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(WorkflowTemplateRead, row),
+            lambda last: encode_scoped(scope, last.id),
+        )
 
     @get(
         "/{template_id:str}",

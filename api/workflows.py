@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, patch, post, put
+from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -24,13 +24,13 @@ from .paging import (
     PAGE_LIMIT,
     PageCursor,
     PageLimit,
+    bare_page,
     decode_cursor,
     decode_id_cursor,
     encode_cursor,
+    encode_scoped,
     invalid_cursor,
-    next_page,
     next_page_header,
-    scoped,
 )
 from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
@@ -295,9 +295,13 @@ class WorkflowController(Controller):
         before = decode_id_cursor(cursor, top=INT_MAX, scope=scope)
         await require_workflow(db, workflow_id)
         rows = await db.workflows.list_versions(workflow_id, limit=limit + 1, before=before)
-        page = [from_row(VersionRead, version) for version in rows[:limit]]
-        headers = next_page(request, rows, limit, lambda last: encode_cursor(scoped(scope, last.version)))
-        return Response(page, media_type=MediaType.JSON, headers=headers)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(VersionRead, row),
+            lambda last: encode_scoped(scope, last.version),
+        )
 
     @post(
         "/{workflow_id:str}/publish",
