@@ -1,5 +1,6 @@
-"""Test infrastructure (DESIGN §8): one embedded PostgreSQL per session, a template database
-migrated once, and a fresh clone of it for every test that asks for `postgresql`."""
+"""Test infrastructure (DESIGN §8): one embedded PostgreSQL per test process (pytest-xdist runs two
+or more), a template database migrated once in each, and a fresh clone of it for every test that
+asks for `postgresql`."""
 
 from __future__ import annotations
 
