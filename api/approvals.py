@@ -122,15 +122,19 @@ class ApprovalController(Controller):
         approver = request.query_params.get("principal") or None
         if approver is not None and len(approver) > MAX_PRINCIPAL:
             raise BadQueryValue("principal", f"principal must be at most {MAX_PRINCIPAL} characters")
+        # What the cursor was made for: this list and these filters (paging.scoped).
+        scope = ("approvals", status, None if execution_id is None else str(execution_id), approver)
         rows = await db.control.approvals(
             principal=approver,
             open_only=status == "open",
             execution_id=execution_id,
             limit=limit + 1,
-            before=decode_time_cursor(cursor),
+            before=decode_time_cursor(cursor, scope=scope),
         )
         # More than `limit` were cut without a word before.
-        return bare_page(request, rows, limit, approval_read, lambda last: encode_time_cursor(last.created_at, last.id))
+        return bare_page(
+            request, rows, limit, approval_read, lambda last: encode_time_cursor(last.created_at, last.id, scope=scope)
+        )
 
     @get("/{approval_id:str}", responses=PROBLEMS, summary="One approval, with its decisions", opt={"role": "viewer"})
     async def get_approval(self, db: DatabaseDep, approval_id: FromPath[str]) -> ApprovalRead:

@@ -12,7 +12,7 @@ from dataworkflows.errors import NotFound
 from dataworkflows.statuses import DeadLetterKind
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_id_cursor, encode_cursor
+from .paging import decode_id_cursor, encode_scoped
 from .params import query_int, require_one_of
 from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, RedriveResponse, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
@@ -35,12 +35,21 @@ class DeadLetterController(Controller):
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> DeadLetterList:
         require_one_of("kind", kind, DeadLetterKind)
-        before = decode_id_cursor(cursor)
+        # What the cursor was made for: this list and these filters (paging.scoped).
+        scope = (
+            "dead-letters",
+            None if open_only is None else str(open_only).lower(),
+            kind,
+            None if execution_id is None else str(execution_id),
+        )
+        before = decode_id_cursor(cursor, scope=scope)
         rows = await db.operations.dead_letters(
             open_only=open_only, kind=kind, execution_id=execution_id, before=before, limit=limit + 1
         )
         items = [from_row(DeadLetterRead, row) for row in rows[:limit]]
-        return DeadLetterList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
+        return DeadLetterList(
+            items=items, next_cursor=encode_scoped(scope, items[-1].id) if len(rows) > limit else None
+        )
 
     @get("/{dead_letter_id:int}", responses=PROBLEMS, summary="One dead letter", opt={"role": "viewer"})
     async def get_dead_letter(self, db: DatabaseDep, dead_letter_id: FromPath[int]) -> DeadLetterRead:

@@ -24,11 +24,10 @@ from .paging import (
     PageCursor,
     PageLimit,
     bare_page,
-    decode_cursor,
     decode_id_cursor,
-    encode_cursor,
+    decode_name_cursor,
+    decode_names_cursor,
     encode_scoped,
-    invalid_cursor,
     next_page_header,
 )
 from .params import INT_MAX, VersionQuery, query_int
@@ -173,12 +172,13 @@ class TemplateSetController(Controller):
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> TemplateSetList:
-        after = decode_cursor(cursor)
-        if after is not None and not isinstance(after, str):
-            raise invalid_cursor()
+        # What the cursor was made for: this list (paging.scoped).
+        scope = ("template-sets",)
+        after = decode_name_cursor(cursor, scope=scope)
         rows = await db.document_templates.page_sets(after=after, limit=limit + 1)
         items = [from_row(TemplateSetRead, row) for row in rows[:limit]]
-        return TemplateSetList(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
+        next_cursor = encode_scoped(scope, items[-1].id) if len(rows) > limit else None
+        return TemplateSetList(items=items, next_cursor=next_cursor)
 
     @get("/{set_id:str}", responses=PROBLEMS, summary="A template set", opt={"role": "viewer"})
     async def get_set(self, db: DatabaseDep, set_id: FromPath[str]) -> TemplateSetRead:
@@ -226,18 +226,17 @@ class DocumentTemplateController(Controller):
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> TemplateList:
-        after = decode_cursor(cursor)
-        if after is not None and not (
-            isinstance(after, list) and len(after) == 2 and all(isinstance(part, str) for part in after)
-        ):
-            raise invalid_cursor()
+        # What the cursor was made for: this list and its set filter (paging.scoped).
+        scope = ("templates", set_id)
+        after = decode_names_cursor(cursor, 2, scope=scope)
         rows = await db.document_templates.page(
             set_id=set_id, after=(after[0], after[1]) if after else None, limit=limit + 1
         )
         items = [from_row(TemplateSummary, row, id=f"{row.set_id}/{row.name}") for row in rows[:limit]]
         last = items[-1] if items else None
         more = last is not None and len(rows) > limit
-        return TemplateList(items=items, next_cursor=encode_cursor([last.set_id, last.name]) if more and last else None)
+        next_cursor = encode_scoped(scope, [last.set_id, last.name]) if more and last else None
+        return TemplateList(items=items, next_cursor=next_cursor)
 
     @get(
         "/{set_id:str}/{name:str}",

@@ -162,7 +162,10 @@ class ExecutionController(Controller):
     ) -> ExecutionList:
         require_one_of("status", status, ExecutionStatus)
         require_one_of("triggerKind", trigger_kind, TRIGGER_KINDS)
-        after_created, after_id = decode_time_cursor(cursor) or (None, None)
+        # What the cursor was made for: this list and these filters, as given (paging.scoped).
+        trigger = None if trigger_id is None else str(trigger_id)
+        scope = ("executions", workflow_id, status, trigger_kind, trigger, created_from, created_to)
+        after_created, after_id = decode_time_cursor(cursor, scope=scope) or (None, None)
         rows = await db.executions.page(
             workflow_id=workflow_id,
             status=status,
@@ -178,7 +181,7 @@ class ExecutionController(Controller):
         next_cursor = None
         if len(rows) > limit:
             last = items[-1]
-            next_cursor = encode_time_cursor(last.created_at, last.id)
+            next_cursor = encode_time_cursor(last.created_at, last.id, scope=scope)
         return ExecutionList(items=items, next_cursor=next_cursor)
 
     @get(

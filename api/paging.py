@@ -63,7 +63,7 @@ def _holds_nul(value: Any) -> bool:
 Scope = Sequence[str | None]
 _NOT_THIS_LIST = (
     "the cursor is not one a page of this list made (for this path and these filters); "
-    "follow a previous page's Link header"
+    "use the one a previous page of it gave (its nextCursor, or its Link header's)"
 )
 
 

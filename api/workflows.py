@@ -25,11 +25,9 @@ from .paging import (
     PageCursor,
     PageLimit,
     bare_page,
-    decode_cursor,
     decode_id_cursor,
-    encode_cursor,
+    decode_name_cursor,
     encode_scoped,
-    invalid_cursor,
     next_page_header,
 )
 from .params import INT_MAX, query_int, require_one_of
@@ -146,12 +144,12 @@ class WorkflowController(Controller):
         limit: Annotated[int, query_int("limit", ge=1, le=500)] = 100,
     ) -> WorkflowList:
         require_one_of("status", status, WorkflowStatus)
-        after = decode_cursor(cursor)
-        if after is not None and not isinstance(after, str):
-            raise invalid_cursor()
+        # What the cursor was made for: this list and this status filter (paging.scoped).
+        scope = ("workflows", status)
+        after = decode_name_cursor(cursor, scope=scope)
         rows = await db.workflows.page(after=after, status=status, limit=limit + 1)
         items = [from_row(WorkflowRead, row) for row in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+        next_cursor = encode_scoped(scope, items[-1].id) if len(rows) > limit else None
         return WorkflowList(items=items, next_cursor=next_cursor)
 
     @get(

@@ -146,20 +146,33 @@ def _cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
+# What a cursor of each list holds before its key (paging.scoped): the list and its filters, here none.
+_SCOPES = {
+    "/api/v1/dead-letters": ["dead-letters", None, None, None],
+    "/api/v1/workflows": ["workflows", None],
+    "/api/v1/executions": ["executions", None, None, None, None, None, None],
+}
+
+
+def _key(path: str, key: Any) -> str:
+    """The cursor of `path`'s unfiltered list whose key is `key`."""
+    return _cursor([*_SCOPES[path], key])
+
+
 @pytest.mark.parametrize(
     ("path", "cursor"),
     [
-        ("/api/v1/dead-letters", _cursor(2**63)),
-        ("/api/v1/dead-letters", _cursor(-(2**63) - 1)),
-        ("/api/v1/dead-letters", _cursor(10**40)),
-        ("/api/v1/dead-letters", _cursor(0)),
-        ("/api/v1/dead-letters", _cursor(-5)),
-        ("/api/v1/dead-letters", _cursor(True)),
-        ("/api/v1/dead-letters", _cursor(1.5)),
-        ("/api/v1/workflows", _cursor("a\u0000b")),
-        ("/api/v1/workflows", _cursor(2**63)),
-        ("/api/v1/executions", _cursor(["2020-01-01T00:00:00+00:00", str(2**63)])),
-        ("/api/v1/executions", _cursor(["99999-01-01", "00000000-0000-0000-0000-000000000000"])),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", 2**63)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", -(2**63) - 1)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", 10**40)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", 0)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", -5)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", True)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", 1.5)),
+        ("/api/v1/workflows", _key("/api/v1/workflows", "a\u0000b")),
+        ("/api/v1/workflows", _key("/api/v1/workflows", 2**63)),
+        ("/api/v1/executions", _key("/api/v1/executions", ["2020-01-01T00:00:00+00:00", str(2**63)])),
+        ("/api/v1/executions", _key("/api/v1/executions", ["99999-01-01", "00000000-0000-0000-0000-000000000000"])),
         ("/api/v1/executions", base64.urlsafe_b64encode(b"9" * 5000).decode()),
     ],
 )
@@ -172,11 +185,17 @@ async def test_a_cursor_no_page_produced_is_400(client: AsyncTestClient[Any], pa
 @pytest.mark.parametrize(
     ("path", "cursor"),
     [
-        ("/api/v1/dead-letters", _cursor(BIGINT_MAX)),
-        ("/api/v1/dead-letters", _cursor(1)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", BIGINT_MAX)),
+        ("/api/v1/dead-letters", _key("/api/v1/dead-letters", 1)),
         # The ends of what a timestamp can be, with the offsets that push them past a year's edge.
-        ("/api/v1/executions", _cursor(["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"])),
-        ("/api/v1/executions", _cursor(["9999-12-31T23:59:59-14:00", "00000000-0000-0000-0000-000000000000"])),
+        (
+            "/api/v1/executions",
+            _key("/api/v1/executions", ["0001-01-01T00:00:00+14:00", "00000000-0000-0000-0000-000000000000"]),
+        ),
+        (
+            "/api/v1/executions",
+            _key("/api/v1/executions", ["9999-12-31T23:59:59-14:00", "00000000-0000-0000-0000-000000000000"]),
+        ),
     ],
 )
 async def test_an_extreme_but_well_formed_cursor_is_a_page(

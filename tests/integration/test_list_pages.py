@@ -209,3 +209,37 @@ async def test_a_document_templates_versions_page_newest_first(client: AsyncTest
     assert_problem(await client.get("/api/v1/templates/briefs/nope/versions"), 404)
     nope = encode_cursor(["template-versions", "briefs", "nope", 1])
     assert_problem(await client.get("/api/v1/templates/briefs/nope/versions", params={"cursor": nope}), 404)
+
+
+async def test_a_body_cursor_is_refused_by_another_list_or_filter(client: AsyncTestClient[Any]) -> None:
+    """The lists that give their next page as `nextCursor` in the body (executions, workflows,
+    dead letters, template sets and templates) took a cursor of another filter, or of another list
+    whose key had the same shape, and started somewhere else without a word."""
+    for workflow_id in ("wf-a", "wf-b"):
+        await publish_over_api(client, wf(workflow_id, echo("e")))
+        for n in range(3):
+            started = await client.post(f"/api/v1/workflows/{workflow_id}/execute", json={"trigger": {"n": n}})
+            assert started.status_code == 202, started.text
+    first = (await client.get("/api/v1/executions", params={"workflowId": "wf-a", "limit": 1})).json()
+    cursor = first["nextCursor"]
+    # Its own list and filters take it.
+    rest = await client.get("/api/v1/executions", params={"workflowId": "wf-a", "cursor": cursor})
+    assert rest.status_code == 200 and len(rest.json()["items"]) == 2, rest.text
+    assert {item["workflowId"] for item in rest.json()["items"]} == {"wf-a"}
+    for path, params in [
+        ("/api/v1/executions", {"workflowId": "wf-b"}),
+        ("/api/v1/executions", {}),
+        ("/api/v1/executions", {"workflowId": "wf-a", "status": "Pending"}),
+        ("/api/v1/approvals", {}),
+        ("/api/v1/dead-letters", {}),
+    ]:
+        body = assert_problem(await client.get(path, params={**params, "cursor": cursor}), 400)
+        assert [entry["parameter"] for entry in body["errors"]] == ["cursor"], (path, params, body)
+    # A workflows cursor is a workflow id: the template sets' list (ids too) and another status refuse it.
+    workflows = (await client.get("/api/v1/workflows", params={"limit": 1})).json()
+    assert workflows["nextCursor"] is not None
+    nxt = await client.get("/api/v1/workflows", params={"cursor": workflows["nextCursor"]})
+    assert [w["id"] for w in nxt.json()["items"]] == ["wf-b"], nxt.text
+    for path, params in [("/api/v1/workflows", {"status": "Active"}), ("/api/v1/template-sets", {})]:
+        refused = await client.get(path, params={**params, "cursor": workflows["nextCursor"]})
+        assert "this list made" in assert_problem(refused, 400)["detail"], (path, params)
