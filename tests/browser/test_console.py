@@ -651,6 +651,9 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     reads: list[str] = []
     page.on("request", lambda request: reads.append(request.url) if "/actions" in request.url else None)
     page.goto(f"/ui#/executions/{execution_id}")
+    # The header and facts are there with the graph (painted before the first refresh, which pushed
+    # the graph down under the click when they came with it).
+    expect(page.locator("h1")).to_contain_text(execution_id)
     page.locator('g[data-node="each"]').click()
     panel = page.locator("#node-panel")
     expect(panel.locator("p.more")).to_have_text(

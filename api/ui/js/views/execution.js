@@ -464,6 +464,9 @@ export async function render(main, { args }, ctx) {
     }
   }
 
+  // The run as first read, at once: its header and facts sit above the graph, and filled only after
+  // the first refresh they pushed the graph down under a click already aimed at a node.
+  paint();
   await refresh();
   follow();
 }
