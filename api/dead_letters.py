@@ -12,7 +12,7 @@ from dataworkflows.errors import NotFound
 from dataworkflows.statuses import DeadLetterKind
 
 from .openapi_docs import PROBLEMS
-from .paging import decode_id_cursor, encode_scoped
+from .paging import body_page, decode_id_cursor, encode_scoped
 from .params import query_int, require_one_of
 from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, RedriveResponse, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
@@ -46,10 +46,10 @@ class DeadLetterController(Controller):
         rows = await db.operations.dead_letters(
             open_only=open_only, kind=kind, execution_id=execution_id, before=before, limit=limit + 1
         )
-        items = [from_row(DeadLetterRead, row) for row in rows[:limit]]
-        return DeadLetterList(
-            items=items, next_cursor=encode_scoped(scope, items[-1].id) if len(rows) > limit else None
+        items, next_cursor = body_page(
+            rows, limit, lambda row: from_row(DeadLetterRead, row), lambda last: encode_scoped(scope, last.id)
         )
+        return DeadLetterList(items=items, next_cursor=next_cursor)
 
     @get("/{dead_letter_id:int}", responses=PROBLEMS, summary="One dead letter", opt={"role": "viewer"})
     async def get_dead_letter(self, db: DatabaseDep, dead_letter_id: FromPath[int]) -> DeadLetterRead:

@@ -24,6 +24,7 @@ from .paging import (
     PageCursor,
     PageLimit,
     bare_page,
+    body_page,
     decode_id_cursor,
     decode_name_cursor,
     decode_names_cursor,
@@ -176,8 +177,9 @@ class TemplateSetController(Controller):
         scope = ("template-sets",)
         after = decode_name_cursor(cursor, scope=scope)
         rows = await db.document_templates.page_sets(after=after, limit=limit + 1)
-        items = [from_row(TemplateSetRead, row) for row in rows[:limit]]
-        next_cursor = encode_scoped(scope, items[-1].id) if len(rows) > limit else None
+        items, next_cursor = body_page(
+            rows, limit, lambda row: from_row(TemplateSetRead, row), lambda last: encode_scoped(scope, last.id)
+        )
         return TemplateSetList(items=items, next_cursor=next_cursor)
 
     @get("/{set_id:str}", responses=PROBLEMS, summary="A template set", opt={"role": "viewer"})
@@ -232,10 +234,12 @@ class DocumentTemplateController(Controller):
         rows = await db.document_templates.page(
             set_id=set_id, after=(after[0], after[1]) if after else None, limit=limit + 1
         )
-        items = [from_row(TemplateSummary, row, id=f"{row.set_id}/{row.name}") for row in rows[:limit]]
-        last = items[-1] if items else None
-        more = last is not None and len(rows) > limit
-        next_cursor = encode_scoped(scope, [last.set_id, last.name]) if more and last else None
+        items, next_cursor = body_page(
+            rows,
+            limit,
+            lambda row: from_row(TemplateSummary, row, id=f"{row.set_id}/{row.name}"),
+            lambda last: encode_scoped(scope, [last.set_id, last.name]),
+        )
         return TemplateList(items=items, next_cursor=next_cursor)
 
     @get(

@@ -32,6 +32,7 @@ from .paging import (
     PageLimit,
     Scope,
     bare_page,
+    body_page,
     decode_time_cursor,
     encode_scoped,
     encode_time_cursor,
@@ -177,11 +178,12 @@ class ExecutionController(Controller):
             after_id=after_id,
             limit=limit + 1,
         )
-        items = [from_row(ExecutionSummary, row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = items[-1]
-            next_cursor = encode_time_cursor(last.created_at, last.id, scope=scope)
+        items, next_cursor = body_page(
+            rows,
+            limit,
+            lambda row: from_row(ExecutionSummary, row),
+            lambda last: encode_time_cursor(last.created_at, last.id, scope=scope),
+        )
         return ExecutionList(items=items, next_cursor=next_cursor)
 
     @get(

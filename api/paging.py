@@ -17,6 +17,7 @@ from litestar.params import QueryParameter
 from .params import BIGINT_MAX, BadQueryValue, query_int
 
 Row = TypeVar("Row")
+Item = TypeVar("Item")
 
 # The `limit` and `cursor` of the lists that page through a Link header (bare_page) since they came
 # to page (the events' and the approvals' bounds are older): a page holds 1,000 rows (as the events'
@@ -154,6 +155,15 @@ def _next_page(
     return {"Link": f'<{request.url.path}?{urlencode(query)}>; rel="next"'}
 
 
+def body_page(
+    rows: Sequence[Row], limit: int, read: Callable[[Row], Item], cursor_of: Callable[[Row], str]
+) -> tuple[list[Item], str | None]:
+    """A page of a list that gives its next page in the body (`nextCursor`), whose query read `limit`
+    + 1 rows: the first `limit` of them, each as `read` makes it, and the cursor past the page's last
+    row (cursor_of names it) when there was one more, else None."""
+    return [read(row) for row in rows[:limit]], cursor_of(rows[limit - 1]) if len(rows) > limit else None
+
+
 def bare_page(
     request: Request[Any, Any, Any],
     rows: Sequence[Row],
@@ -163,8 +173,8 @@ def bare_page(
 ) -> Response[list[Any]]:
     """The answer of a bare-list route whose query read `limit` + 1 rows: the first `limit` of them,
     each as `read` makes it, and the next page's Link when there was one more (_next_page)."""
-    headers = _next_page(request, rows, limit, cursor_of)
-    return Response([read(row) for row in rows[:limit]], media_type=MediaType.JSON, headers=headers)
+    items, _ = body_page(rows, limit, read, cursor_of)
+    return Response(items, media_type=MediaType.JSON, headers=_next_page(request, rows, limit, cursor_of))
 
 
 def next_page_header(example: str) -> list[ResponseHeader]:

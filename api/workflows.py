@@ -25,6 +25,7 @@ from .paging import (
     PageCursor,
     PageLimit,
     bare_page,
+    body_page,
     decode_id_cursor,
     decode_name_cursor,
     encode_scoped,
@@ -148,8 +149,9 @@ class WorkflowController(Controller):
         scope = ("workflows", status)
         after = decode_name_cursor(cursor, scope=scope)
         rows = await db.workflows.page(after=after, status=status, limit=limit + 1)
-        items = [from_row(WorkflowRead, row) for row in rows[:limit]]
-        next_cursor = encode_scoped(scope, items[-1].id) if len(rows) > limit else None
+        items, next_cursor = body_page(
+            rows, limit, lambda row: from_row(WorkflowRead, row), lambda last: encode_scoped(scope, last.id)
+        )
         return WorkflowList(items=items, next_cursor=next_cursor)
 
     @get(
