@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import math
 import os
 import signal
@@ -37,7 +38,9 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dataworkflows.config import Settings
 from dataworkflows.errors import DataWorkflowsError
@@ -160,8 +163,44 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+class ProblemH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol (h11), its answer to a request it cannot parse (a malformed
+    request line or header, an invalid Content-Length) a problem document like the API's other 4xx,
+    not uvicorn's `text/plain` "Invalid HTTP request received.". The request never reaches the
+    application, so the answer is made here; the connection is closed after it, as uvicorn closes it."""
+
+    def send_400_response(self, msg: str) -> None:
+        # Ends with a newline, as every JSON answer of the API does (api/answer_newline.py).
+        body = (
+            json.dumps(
+                {
+                    "type": "https://dataworkflows.dev/problems/malformed_request",
+                    "title": "Bad Request",
+                    "status": 400,
+                    # uvicorn's message ("Invalid HTTP request received."), and what it means.
+                    "detail": f"{msg} Its request line or a header is not valid HTTP/1.1.",
+                    "code": "malformed_request",
+                }
+            ).encode()
+            + b"\n"
+        )
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+
 class ApiServer(uvicorn.Server):
-    """uvicorn's server without its own signal handling (the command's Stopper has it)."""
+    """uvicorn's server without its own signal handling (the command's Stopper has it), answering a
+    request it cannot parse with a problem document (ProblemH11Protocol)."""
 
     def __init__(self, app: Any, settings: Settings) -> None:
         super().__init__(
@@ -171,6 +210,9 @@ class ApiServer(uvicorn.Server):
                 port=settings.api_port,
                 log_level="warning",
                 access_log=False,
+                # h11 always, with its 400 as a problem document (uvicorn's "auto" would take
+                # httptools if it were installed, and answer in plain text).
+                http=ProblemH11Protocol,
                 # X-Forwarded-For is believed from DW_API_TRUSTED_PROXIES only. uvicorn's default
                 # believed any loopback peer, so a caller on the host chose its address (its rate
                 # bucket, a webhook sender's), and drained another's.

@@ -281,6 +281,25 @@ def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) 
     assert busy.stdout == b""
     assert busy.stderr.decode().startswith(f"error: port {stack.port} is already in use on 127.0.0.1"), busy
 
+    # A request uvicorn cannot parse never reaches the application: its 400 is still a problem
+    # document, and the connection is closed after it.
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as raw:
+        raw.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/problem+json" in head.lower(), answer
+    assert body.endswith(b"}\n") and f"content-length: {len(body)}".encode() in head.lower(), answer
+    assert json.loads(body) == {
+        "type": "https://dataworkflows.dev/problems/malformed_request",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "Invalid HTTP request received. Its request line or a header is not valid HTTP/1.1.",
+        "code": "malformed_request",
+    }
+
     # No worker runs: the execution stays Pending, and its event stream would stay open.
     with stack.client() as client:
         created = client.post("/api/v1/workflows", params={"autoActivate": "true"}, json={**SLOW, "id": "api-stop"})
