@@ -7,6 +7,7 @@ taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -113,6 +114,21 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
             raise NotFound(f"no {what} has that number (ids are 1 to {BIGINT_MAX}, versions 1 to {INT_MAX})")
 
 
+def _known_path(where: str) -> str:
+    """msgspec's path to a bad value (`.trigger[...][2]`: a field, a mapping's key it does not name, an
+    index) as the dotted key api/problems.py makes a JSON pointer of, up to the first key msgspec does
+    not name: `trigger`. (Each `[...]` was a slash of its own: "/trigger/////////2".)"""
+    parts: list[str] = []
+    for field, index, unnamed in _PATH_PART.findall(where):
+        if unnamed:
+            break
+        parts.append(field or index)
+    return ".".join(parts)
+
+
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[(\.\.\.)\]")
+
+
 async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
     """A JSON body is read as JSON types it: a number written as a string is not a number. Litestar
     converts a body to the handler's type leniently (msgspec's strict=False, which its query
@@ -135,7 +151,7 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
         msgspec.json.decode(body, type=field.annotation, strict=True)
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `$")
-        key = where.rstrip("`").lstrip(".").replace("[", ".").replace("]", "")
+        key = _known_path(where.rstrip("`"))
         raise ValidationException(extra=[{"message": message, "key": key or "data", "source": "body"}]) from exc
     except msgspec.DecodeError:
         return

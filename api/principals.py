@@ -130,6 +130,11 @@ class BearerPrincipalResolver:
         self.verifier = verifier
 
     async def resolve(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        # Two are refused (RFC 6750 3.1: a repeated parameter is a 400, invalid_request), as the
+        # loose mode's headers are: the first was taken, so behind a proxy that adds its own, the
+        # client's copy could win.
+        if len(connection.headers.getall("authorization", [])) > 1:
+            raise ClientException("give the Authorization header once")
         header = connection.headers.get("authorization") or ""
         scheme, _, token = header.strip().partition(" ")
         if not header.strip():

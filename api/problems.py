@@ -159,7 +159,10 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     detail = detail or titles.get(status, "error")
     if status >= 500:
         log.error("http error", path=request.url.path, status=status, detail=detail)
-    return problem(status, titles.get(status, "Error"), detail, code=code, request=request, **extra)
+    # The exception's headers go with its answer: a 405's Allow (RFC 9110 15.5.6), which the problem
+    # dropped.
+    headers = dict(exc.headers or {})
+    return problem(status, titles.get(status, "Error"), detail, code=code, request=request, headers=headers, **extra)
 
 
 # The most of a message quoting a client's value (a field name in a body) a problem repeats.

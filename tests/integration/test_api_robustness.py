@@ -254,3 +254,46 @@ def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_500(dsn: str, tmp_path: 
     assert 'route="/api/v1/workflows/{workflow_id}/execute",status="499"' in after, _requests(after)
     assert "Traceback" not in logs and '"level": "error"' not in logs, logs
     assert "client disconnected" in logs, logs
+
+
+async def test_a_405_says_which_methods_the_path_allows(client: AsyncTestClient[Any], execution: str) -> None:
+    # RFC 9110 15.5.6: a 405 carries Allow. Litestar puts it on its exception; the problem kept it.
+    for method, path in [("DELETE", "/api/v1/workflows/simple-echo"), ("PUT", f"/api/v1/executions/{execution}")]:
+        response = await client.request(method, path)
+        assert_problem(response, 405)
+        allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
+        assert "GET" in allowed and method not in allowed, (path, response.headers)
+
+
+# A value msgspec cannot take, deep inside a body: the pointer goes as far as msgspec names the way
+# (a trigger's keys it does not name: `$.trigger[...][...][2]`). It was "/trigger/////////2", each
+# `[...]` a slash of its own.
+DEEP_VALUES = [
+    {"trigger": {"a": {"b": [1, 2, "1e400"]}}},
+    {"trigger": {"k": "1e400"}},
+    {"trigger": {"a/b": {"c~d": "1e400"}}},
+    {"trigger": {"list": ["1e400"]}},
+]
+
+
+@pytest.mark.parametrize("body", DEEP_VALUES)
+async def test_a_bad_value_deep_in_a_body_is_pointed_at(
+    client: AsyncTestClient[Any], execution: str, body: dict[str, Any]
+) -> None:
+    # 1e400 is past a float's range: json.dumps cannot write it, so the body is written by hand.
+    raw = json.dumps(body).replace('"1e400"', "1e400")
+    response = await client.post(
+        "/api/v1/workflows/simple-echo/execute", content=raw, headers={"content-type": "application/json"}
+    )
+    problem = assert_problem(response, 400)
+    assert [e["pointer"] for e in problem["errors"]] == ["/trigger"], problem
+    assert problem["detail"] == "the request body: Number out of range", problem
+
+
+def test_msgspec_paths_become_pointers_as_far_as_they_name_the_way() -> None:
+    from dataworkflows.api.params import _known_path
+
+    assert _known_path(".nodes[2].parameters[...][0]") == "nodes.2.parameters"
+    assert _known_path(".rateLimitPerMinute") == "rateLimitPerMinute"
+    assert _known_path("[...]") == ""
+    assert _known_path("[3]") == "3"

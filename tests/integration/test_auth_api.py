@@ -15,10 +15,13 @@ from typing import Any
 
 import jwt
 import pytest
+from litestar.connection import ASGIConnection
+from litestar.exceptions import ClientException
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
 from dataworkflows.api.auth import api_handlers, required_roles
+from dataworkflows.api.principals import build_resolver
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tokens import TokenVerifier, mint_token
@@ -84,6 +87,24 @@ async def test_missing_and_bad_tokens_get_401_with_a_bearer_challenge(dsn: str, 
 
     ok = await strict.get("/api/v1/workflows", headers=bearer(settings, "ana", "viewer"))
     assert ok.status_code == 200, ok.text
+
+
+async def test_two_authorization_headers_are_refused(dsn: str) -> None:
+    # The first was taken: behind a proxy that adds its own, the client's copy could win. Refused
+    # whichever comes first, as a repeated parameter is (RFC 6750 3.1). On the resolver itself: the
+    # test client joins repeated headers into one ("Bearer a, Bearer b": a malformed token, a 401).
+    settings = strict_settings(dsn)
+    resolver = build_resolver(settings)
+    viewer, admin = bearer(settings, "ana", "viewer"), bearer(settings, "root", "admin")
+
+    def connection(*headers: dict[str, str]) -> ASGIConnection[Any, Any, Any, Any]:
+        raw = [(b"authorization", h["Authorization"].encode()) for h in headers]
+        return ASGIConnection({"type": "http", "headers": raw, "path": "/", "query_string": b""})  # type: ignore[arg-type]
+
+    for pair in ([viewer, admin], [admin, viewer]):
+        with pytest.raises(ClientException, match="give the Authorization header once"):
+            await resolver.resolve(connection(*pair))
+    assert (await resolver.resolve(connection(viewer))).id == "ana"
 
 
 async def test_health_schema_metrics_and_webhook_deliveries_stay_open(dsn: str, strict: AsyncTestClient[Any]) -> None:
