@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -539,11 +540,32 @@ def _plain_string(value: Any) -> str:
 
 def _to_json(value: Any, path: str) -> Any:
     try:
-        return msgspec.to_builtins(value, enc_hook=_plain_string)
+        result = msgspec.to_builtins(value, enc_hook=_plain_string)
     except TypeError as exc:
         raise TemplateRenderError(
             f"template at {path or '/'} produced a {type(value).__name__}, which is not JSON"
         ) from exc
+    # JSON has no NaN or infinity: written out, they became null without a word (`{{ 1e308 * 10 }}`,
+    # `{{ 'nan' | float }}`), and the next node read null.
+    number = _non_finite(result)
+    if number is not None:
+        raise TemplateRenderError(f"template at {path or '/'} produced {number}, which JSON cannot hold")
+    return result
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity in a JSON value, None when there is none."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 _runtime_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)

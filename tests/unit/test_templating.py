@@ -32,6 +32,23 @@ def test_whole_expression_keeps_its_json_type() -> None:
     assert render(params, SCOPE) == {"count": 3, "tags": ["a", "b"], "flag": True, "sum": 4}
 
 
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [
+        ("{{ 'nan' | float }}", "nan"),
+        ("{{ 1e308 * 10 }}", "inf"),
+        ("{{ [1, -1e308 * 10] }}", "-inf"),
+        ("{{ {'a': {'b': ('nan' | float)} } }}", "nan"),
+    ],
+)
+def test_a_number_json_cannot_hold_fails_the_render(template: str, said: str) -> None:
+    # It became null when written out, and the next node read null.
+    with pytest.raises(TemplateRenderError, match=f"template at /v produced {said}, which JSON cannot hold"):
+        render({"v": template}, SCOPE)
+    # In text it is text.
+    assert render({"v": f"x {template}"}, SCOPE)["v"].startswith("x ")
+
+
 def test_filters_answering_markup_render_to_strings() -> None:
     """tojson, e and safe answer markupsafe.Markup (a str subclass): a whole expression of them is the
     text, as inside mixed text (it was refused as not JSON)."""
