@@ -480,7 +480,13 @@ def _no_constants(name: str) -> Any:
 
 
 def _path(value: str) -> str:
-    """An id as one URL path segment (so 'a/b' or '../x' cannot address another resource)."""
+    """An id as one URL path segment (so 'a/b' or '../x' cannot address another resource). No id is
+    empty, `.` or `..`, and those three would address another resource still: httpx resolves dot
+    segments (`status .` read the executions list, `triggers delete ..` sent DELETE /api/v1)."""
+    if value in ("", ".", ".."):
+        from dataworkflows.errors import InvalidInput
+
+        raise InvalidInput(f"{value!r} is not an id")
     return quote(value, safe="")
 
 
@@ -492,7 +498,20 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
         raise ValueError(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValueError(f"{option} must be a JSON object")
+    _check_sendable(value, option)
     return value
+
+
+def _check_sendable(value: Any, what: str) -> None:
+    """ValueError unless a request body can carry the value read from `what`: json.loads reads a
+    number past a float's range (1e999) as infinity, and keeps a lone surrogate (\ud800); both
+    were tracebacks when the body was written."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} holds a lone surrogate, which is not text") from None
+    except ValueError:
+        raise ValueError(f"{what} holds a number too large for JSON") from None
 
 
 def _sample_trigger(client: httpx.Client, workflow: str) -> dict[str, Any] | None:
@@ -614,6 +633,11 @@ def cmd_workflows_apply(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except (json.JSONDecodeError, ValueError) as exc:
         print(f"error: {args.file} is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        _check_sendable(raw, args.file)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         print(f"error: {args.file} must be a workflow definition object with an id", file=sys.stderr)
@@ -999,12 +1023,9 @@ def cmd_executions_control(args: argparse.Namespace) -> int:
 
 def cmd_signal(args: argparse.Namespace) -> int:
     try:
-        payload = json.loads(args.payload, parse_constant=_no_constants)
-    except (json.JSONDecodeError, ValueError) as exc:
-        print(f"error: --payload is not valid JSON: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not isinstance(payload, dict):
-        print("error: --payload must be a JSON object", file=sys.stderr)
+        payload = _json_object(args.payload, "--payload")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     body: dict[str, Any] = {"payload": payload}
     if args.signal_id:
@@ -1172,6 +1193,7 @@ def _schedule_config(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--payload is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ValueError("--payload must be a JSON object")
+    _check_sendable(payload, "--payload")
     return {**config, "payload": payload}
 
 
@@ -1669,7 +1691,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a worker (start several to scale out)")
-    worker.add_argument("--concurrency", type=int, default=None, help="executions run at once (default 20)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="executions run at once (default $DW_WORKER_CONCURRENCY, else 40)",
+    )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     worker.add_argument(
         "--fetchers", type=int, default=None, help="job fetch loops sharing the concurrency (default 2)"

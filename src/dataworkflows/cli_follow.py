@@ -175,7 +175,13 @@ def outcome(client: httpx.Client, execution_id: str, write: Callable[[str], None
     return EXIT_OK if execution["status"] == "Succeeded" else EXIT_RUN_FAILED
 
 
-def timed_out(client: httpx.Client, execution_id: str, timeout: float) -> int:
+def timed_out(client: httpx.Client, execution_id: str, timeout: float, write: Callable[[str], None]) -> int:
+    """EXIT_TIMEOUT, saying the run goes on; or, when the run ended as the time ran out, its outcome
+    (it was "timeout: ... is still Succeeded; it goes on", exit 4)."""
+    with contextlib.suppress(Exception):  # then the message below
+        code = outcome(client, execution_id, write)
+        if code is not None:
+            return code
     status = "?"
     with contextlib.suppress(Exception):  # the message below is what matters
         response = client.get(f"/api/v1/executions/{execution_id}", timeout=5.0)
@@ -209,7 +215,7 @@ def follow(client: httpx.Client, execution_id: str, printer: Printer, *, timeout
     while True:
         remaining = _READ_SECONDS if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
-            return timed_out(client, execution_id, timeout or 0)
+            return timed_out(client, execution_id, timeout or 0, printer.write)
         try:
             _read_stream(client, execution_id, printer, deadline, min(remaining, _READ_SECONDS))
         except _NoStream:
@@ -286,7 +292,7 @@ def poll(
                 printer.write(line)
             return code
         if deadline is not None and time.monotonic() + delay > deadline:
-            return timed_out(client, execution_id, timeout or 0)
+            return timed_out(client, execution_id, timeout or 0, printer.write)
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
 

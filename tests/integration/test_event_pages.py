@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
 from dataworkflows.api.app import create_app
-from dataworkflows.cli_follow import EXIT_OK, EXIT_TIMEOUT, Printer, poll, print_log
+from dataworkflows.cli_follow import EXIT_OK, EXIT_TIMEOUT, Printer, poll, print_log, timed_out
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
@@ -161,3 +161,21 @@ async def test_the_polling_follow_keeps_its_deadline_on_a_long_log(
     code, followed = await asyncio.to_thread(_poll_past_the_deadline, dsn, execution_id)
     assert code == EXIT_TIMEOUT
     assert followed == []
+
+
+def _time_out_on(dsn: str, execution_id: str) -> tuple[int, list[str]]:
+    with TestClient(create_app(Settings(database_url=dsn))) as api:
+        lines: list[str] = []
+        code = timed_out(api, execution_id, 2, lines.append)
+    return code, lines
+
+
+async def test_a_run_that_ended_as_the_wait_timed_out_gives_its_outcome(
+    client: AsyncTestClient[Any], db: Database, dsn: str, conditions: ConditionPool
+) -> None:
+    """`run --wait --timeout 2` on a run that ended at about 2 s: its outcome and exit code, not
+    "timeout: 2s passed and execution … is still Succeeded; it goes on" (exit 4)."""
+    execution_id = await finished_run(client, db, conditions)
+    code, lines = await asyncio.to_thread(_time_out_on, dsn, execution_id)
+    assert code == EXIT_OK
+    assert len(lines) == 1 and lines[0].startswith(f"execution {execution_id} Succeeded"), lines

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +30,7 @@ from dataworkflows.retention import Prune, parse_age, prune_due
 from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.workers.app import run_worker
+from tests.acceptance.conftest import command
 from tests.conftest import load_fixture, publish, start
 from tests.fakes import free_port
 from tests.integration.test_runtime import echo, make_runtime, to, wf
@@ -561,6 +565,19 @@ def test_settings_are_checked_before_anything_opens(
     ]:
         with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
             Settings.from_env({name: value})
+    # A worker that could never run anything (0), or whose fetch loops failed every 2 s (below 0).
+    for name, value, said in [
+        ("DW_WORKER_CONCURRENCY", "0", "the worker's concurrency 0 (--concurrency or DW_WORKER_CONCURRENCY)"),
+        ("DW_WORKER_CONCURRENCY", "-5", "the worker's concurrency -5"),
+        ("DW_WORKER_FETCHERS", "0", "the worker's fetch loops 0 (--fetchers or DW_WORKER_FETCHERS)"),
+    ]:
+        with pytest.raises(errors.ConfigurationError, match=re.escape(said)):
+            Settings.from_env({name: value})
+    # In a process of its own: main() points logging at this test's captured stderr first.
+    for argv in (["worker", "--concurrency", "0"], ["up", "--concurrency", "-5"], ["worker", "--fetchers", "0"]):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DW_")} | {"DATABASE_URL": "postgresql:///none"}
+        done = subprocess.run([*command(), *argv], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == EXIT_USAGE and "give 1 or more" in done.stderr, (argv, done)
     # The command line says so and exits 2 before any command starts.
     monkeypatch.setenv("DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS", "inf")
     assert main(["worker"]) == EXIT_USAGE

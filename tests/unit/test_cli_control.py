@@ -46,6 +46,11 @@ def test_unknown_status_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
         ("[1, 2]", "--payload must be a JSON object"),
         ('"text"', "--payload must be a JSON object"),
         ('{"x": Infinity}', "--payload is not valid JSON"),
+        # Read as infinity, and as a lone surrogate: tracebacks when the body was written.
+        ('{"x": 1e999}', "--payload holds a number too large for JSON"),
+        ('{"x": [{"y": -1e999}]}', "--payload holds a number too large for JSON"),
+        ('{"x": "\\ud800"}', "--payload holds a lone surrogate, which is not text"),
+        ('{"\\udfff": 1}', "--payload holds a lone surrogate, which is not text"),
     ],
 )
 def test_signal_payload_must_be_a_json_object(payload: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,3 +195,16 @@ def test_an_empty_page_past_a_cursor_says_no_more_not_none(
         args = build_parser().parse_args([*argv, *extra, "--api-url", "http://api"])
         assert args.func(args) == 0
         assert capsys.readouterr().out.startswith(said)
+
+
+@pytest.mark.parametrize("identifier", ["", ".", ".."])
+def test_an_id_that_would_address_another_resource_is_refused(
+    identifier: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # httpx resolves dot segments: `status .` read the executions list, `triggers delete ..` sent
+    # DELETE /api/v1. Refused before any request (the API URL points nowhere).
+    from dataworkflows.cli import main
+
+    for argv in (["status", identifier], ["triggers", "delete", identifier], ["workflows", "archive", identifier]):
+        assert main([*argv, "--api-url", "http://127.0.0.1:9"]) == EXIT_USAGE, argv
+        assert f"error: {identifier!r} is not an id" in capsys.readouterr().err
