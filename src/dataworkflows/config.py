@@ -173,6 +173,19 @@ class Settings:
     def __post_init__(self) -> None:
         self.validate()
 
+    def _validate_worker(self) -> None:
+        """The worker's concurrency and fetch loops: 0 started a worker that could never run
+        anything; below that its fetch loops failed and restarted every 2 s (a semaphore below zero)."""
+        if self.worker_concurrency < 1:
+            raise ConfigurationError(
+                f"the worker's concurrency {self.worker_concurrency} (--concurrency or DW_WORKER_CONCURRENCY):"
+                " give 1 or more"
+            )
+        if self.worker_fetchers < 1:
+            raise ConfigurationError(
+                f"the worker's fetch loops {self.worker_fetchers} (--fetchers or DW_WORKER_FETCHERS): give 1 or more"
+            )
+
     def validate(self) -> None:
         """ConfigurationError, naming the variable, for values that would fail later and far from
         their cause (a deadline of `inf` made every start answer 500). Runs on construction, so
@@ -191,17 +204,7 @@ class Settings:
                 f"DW_WORKER_GROUP_COMMIT={self.worker_group_commit!r}: give 1 (no group commit) to "
                 f"{MAX_GROUP_COMMIT} records a transaction"
             )
-        if self.worker_concurrency < 1:
-            # 0 started a worker that could never run anything; below that its fetch loops failed
-            # and restarted every 2 s (a semaphore below zero).
-            raise ConfigurationError(
-                f"the worker's concurrency {self.worker_concurrency} (--concurrency or DW_WORKER_CONCURRENCY):"
-                " give 1 or more"
-            )
-        if self.worker_fetchers < 1:
-            raise ConfigurationError(
-                f"the worker's fetch loops {self.worker_fetchers} (--fetchers or DW_WORKER_FETCHERS): give 1 or more"
-            )
+        self._validate_worker()
         if not 1 <= self.worker_fetch_batch <= MAX_FETCH_BATCH:
             raise ConfigurationError(
                 f"DW_WORKER_FETCH_BATCH={self.worker_fetch_batch!r}: give 1 (one job a fetch) to "
