@@ -23,8 +23,12 @@ END;
 $$;
 
 -- Starts a child of the execution's node with this request id: (its id and version, NULL), or
--- (NULL, NULL, why not) when it is too deep, its workflow or version is unknown or cannot run, or the
--- request id names an execution this node did not start. Nothing is written when refused.
+-- (NULL, NULL, why not) when it is too deep, its tree holds the most runs a tree may (the session's
+-- dw.max_runs_per_tree, DW_MAX_RUNS_PER_TREE: 10,000 when unset, 0 for no limit), its workflow or
+-- version is unknown or cannot run, or the request id names an execution this node did not start.
+-- Nothing is written when refused. The tree's runs are counted, up to the limit, at each start: runs
+-- of one tree started at the same moment in other transactions may each pass, so a tree may go
+-- past the limit by the children being started at that moment.
 CREATE OR REPLACE FUNCTION dw.start_child_v1(
     p_parent dw.executions, p_node_id text, p_request_id text, p_workflow_id text, p_version integer,
     p_input jsonb, p_max_depth integer,
@@ -34,6 +38,8 @@ DECLARE
     v_child record;
     v_state text;
     v_message text;
+    v_max_runs integer := COALESCE(NULLIF(current_setting('dw.max_runs_per_tree', true), '')::integer, 10000);
+    v_runs bigint;
 BEGIN
     IF p_parent.depth + 1 > p_max_depth THEN
         o_error := jsonb_build_object(
@@ -42,6 +48,19 @@ BEGIN
                               '(DW_MAX_NESTING_DEPTH)', p_workflow_id, p_parent.depth + 1, p_max_depth),
             'depth', p_parent.depth + 1, 'maxDepth', p_max_depth);
         RETURN;
+    END IF;
+    IF v_max_runs > 0 THEN
+        SELECT count(*) INTO v_runs
+          FROM (SELECT 1 FROM dw.executions e WHERE e.root_execution_id = p_parent.root_execution_id
+                 LIMIT v_max_runs) t;
+        IF v_runs >= v_max_runs THEN
+            o_error := jsonb_build_object(
+                'code', 'tree_too_large',
+                'message', format('starting workflow %s here would make run tree %s hold more than %s runs '
+                                  '(DW_MAX_RUNS_PER_TREE)', p_workflow_id, p_parent.root_execution_id, v_max_runs),
+                'rootExecutionId', p_parent.root_execution_id, 'maxRuns', v_max_runs);
+            RETURN;
+        END IF;
     END IF;
     BEGIN
         SELECT * INTO v_child FROM dw.start_execution_v2(

@@ -147,6 +147,11 @@ class Settings:
     # Subworkflows nest at most this deep (a root run is at depth 0); deeper, the node fails with
     # nesting_too_deep (which also stops a workflow that calls itself).
     max_nesting_depth: int = 8
+    # The most runs one tree (a root run and every run its subworkflow and forEach nodes started,
+    # attached or detached, down to the deepest) may hold: a child past it is not started, and its
+    # node fails with tree_too_large. 0: no limit. Depth alone let a workflow that starts itself
+    # twice, detached, make 2^9 - 1 runs from one request (a forEach of k items: k^9).
+    max_runs_per_tree: int = 10_000
     template_max_steps: int = 1_000_000
     template_timeout_seconds: float = 5.0
     # core.template.render: a document larger than this (UTF-8 bytes) is stored in dw.documents and
@@ -184,6 +189,10 @@ class Settings:
         if self.worker_fetchers < 1:
             raise ConfigurationError(
                 f"the worker's fetch loops {self.worker_fetchers} (--fetchers or DW_WORKER_FETCHERS): give 1 or more"
+            )
+        if self.max_runs_per_tree < 0:
+            raise ConfigurationError(
+                f"DW_MAX_RUNS_PER_TREE={self.max_runs_per_tree!r}: give the most runs a tree may hold, or 0 (no limit)"
             )
 
     def validate(self) -> None:

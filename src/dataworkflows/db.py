@@ -178,6 +178,7 @@ def make_pool(
     timeout: float = 10.0,
     role: str | None = APP_ROLE,
     default_workflow_timeout: float | None = None,
+    max_runs_per_tree: int | None = None,
     warm_up: bool = False,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
@@ -185,6 +186,8 @@ def make_pool(
     pool runs. role=None keeps the login's own rights (migrations, tests that inspect every row).
     default_workflow_timeout: the deadline, in seconds, of runs this pool starts whose definition
     sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour).
+    max_runs_per_tree: the most runs a tree may hold when this pool's runs start children
+    (DW_MAX_RUNS_PER_TREE; 0: no limit; None: the procedures' 10,000).
     warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there)."""
     configure_json()
     pool = CheckedPool(
@@ -197,7 +200,11 @@ def make_pool(
         # Autocommit through configure, not kwargs: Procrastinate reuses the pool's kwargs for
         # its LISTEN connection and passes autocommit itself.
         configure=functools.partial(
-            _configure, role=role or None, default_timeout=default_workflow_timeout, warm_up=warm_up
+            _configure,
+            role=role or None,
+            default_timeout=default_workflow_timeout,
+            max_runs_per_tree=max_runs_per_tree,
+            warm_up=warm_up,
         ),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
@@ -328,12 +335,16 @@ async def _configure(
     *,
     role: str | None,
     default_timeout: float | None = None,
+    max_runs_per_tree: int | None = None,
     warm_up: bool = False,
 ) -> None:
     await conn.set_autocommit(True)
     if default_timeout is not None:
         # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
         await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))
+    if max_runs_per_tree is not None:
+        # Read by dw.start_child_v1 (a session setting: the children's procedures keep their signatures).
+        await conn.execute("SELECT set_config('dw.max_runs_per_tree', %s, false)", (str(max_runs_per_tree),))
     if role is not None:
         try:
             await conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))

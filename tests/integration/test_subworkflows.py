@@ -11,7 +11,7 @@ import pytest
 
 from dataworkflows.actions import default_registry
 from dataworkflows.conditions import ConditionPool
-from dataworkflows.db import Database
+from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import Conflict, DefinitionError
 from dataworkflows.runtime import Runtime
 from tests.conftest import load_fixture, publish, start
@@ -101,6 +101,34 @@ async def test_the_depth_limit_stops_a_workflow_that_calls_itself(db: Database, 
     assert top["status"] == "Failed" and top["error"]["cause"]["code"] == "child_failed"
     cause = top["error"]["cause"]["details"]["cause"]
     assert cause["cause"]["code"] == "child_failed"
+
+
+async def test_the_tree_limit_stops_a_workflow_that_starts_itself_twice(dsn: str, conditions: ConditionPool) -> None:
+    """Depth alone let a workflow that starts itself twice, detached, make 2^9 - 1 runs from one
+    request. With DW_MAX_RUNS_PER_TREE (the worker's pool sets it for its sessions) a child past the
+    limit is not started, and its node fails with tree_too_large."""
+    pool = make_pool(dsn, min_size=1, max_size=4, name="tree-limit", max_runs_per_tree=5)
+    await pool.open(wait=True)
+    try:
+        db = Database(pool)
+        runtime = make_runtime(db, conditions)
+        detached = {"waitForCompletion": False}
+        bomb = wf("bomb", echo("s", to("c1"), to("c2")), sub("c1", "bomb", **detached), sub("c2", "bomb", **detached))
+        await publish(db, bomb, conditions)
+        root = await start(db, "bomb")
+        await drain(db, runtime)
+        tree = await sql(db, "SELECT id FROM dw.executions WHERE root_execution_id = %s", root)
+        assert len(tree) == 5
+        refused = await sql(
+            db,
+            "SELECT n.error FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id"
+            " WHERE e.root_execution_id = %s AND n.error ->> 'code' = 'tree_too_large'",
+            root,
+        )
+        assert refused, "a node past the limit fails with tree_too_large"
+        assert "hold more than 5 runs (DW_MAX_RUNS_PER_TREE)" in refused[0][0]["message"]
+    finally:
+        await pool.close()
 
 
 async def test_a_child_failure_is_routed_by_the_parent_failure_edge(db: Database, conditions: ConditionPool) -> None:
