@@ -4,8 +4,9 @@ node's outputs (the outputs carry their documentId)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.params import FromPath
 
 from dataworkflows.errors import NotFound
@@ -25,7 +26,9 @@ class DocumentController(Controller):
         summary="A stored document, with its content type",
         opt={"role": "viewer"},
     )
-    async def get_document(self, db: DatabaseDep, document_id: FromPath[str]) -> Response[bytes]:
+    async def get_document(
+        self, request: Request[Any, Any, Any], db: DatabaseDep, document_id: FromPath[str]
+    ) -> Response[bytes]:
         try:
             key = uuid.UUID(document_id)
         except ValueError:
@@ -34,15 +37,29 @@ class DocumentController(Controller):
         document = await db.document_templates.get_document(key)
         if document is None:
             raise NotFound(f"document {document_id} not found")
+        etag = f'"{document.checksum}"'
+        headers = {
+            "ETag": etag,
+            "X-Document-Checksum": document.checksum,
+            # A template's output, markup and all: opened in a tab it runs no script, and in an
+            # origin of its own (api/security_headers.py).
+            "Content-Security-Policy": DOCUMENT_POLICY,
+        }
+        if _matches(request.headers.get("if-none-match"), etag):
+            # The copy the client has is this one (a document never changes: its ETag is its
+            # checksum). RFC 9110 13.1.2, 15.4.5: 304, no body, the same validator.
+            return Response(b"", status_code=304, headers=headers)
         return Response(
             document.body.encode(),
             # Litestar adds "; charset=utf-8" to a text/ type (the body is UTF-8): not twice.
             media_type=document.content_type.removesuffix("; charset=utf-8"),
-            headers={
-                "ETag": f'"{document.checksum}"',
-                "X-Document-Checksum": document.checksum,
-                # A template's output, markup and all: opened in a tab it runs no script, and in an
-                # origin of its own (api/security_headers.py).
-                "Content-Security-Policy": DOCUMENT_POLICY,
-            },
+            headers=headers,
         )
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether If-None-Match names this ETag, or is `*` (weak comparison: W/ ignored)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags

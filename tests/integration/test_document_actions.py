@@ -116,6 +116,13 @@ async def test_small_documents_are_inline_and_large_ones_stored_and_served(
         policy = fetched.headers["content-security-policy"]
         assert policy.startswith("default-src 'none'") and policy.endswith("; sandbox") and "script" not in policy
         assert fetched.headers["x-content-type-options"] == "nosniff"
+        # A conditional read of the copy the client has: 304 without the body (it was 200 and all).
+        etag = fetched.headers["etag"]
+        for condition in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+            again = await client.get(f"/api/v1/documents/{outputs['documentId']}", headers={"If-None-Match": condition})
+            assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag), condition
+        changed = await client.get(f"/api/v1/documents/{outputs['documentId']}", headers={"If-None-Match": '"x"'})
+        assert changed.status_code == 200 and changed.text == expected
         other = {"X-Tenant-Id": "acme"}
         assert_problem(await client.get(f"/api/v1/documents/{outputs['documentId']}", headers=other), 404)
         assert_problem(await client.get("/api/v1/documents/not-a-uuid"), 404)
