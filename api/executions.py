@@ -293,7 +293,7 @@ class ExecutionController(Controller):
         limit: Annotated[int, query_int("limit", ge=1, le=1000)] = 1000,
     ) -> Response[Any]:
         execution = await _require(svc.db, execution_id)
-        if "text/event-stream" in request.headers.get("accept", ""):
+        if wants_stream(request.headers.get("accept", "")):
             last_id = request.headers.get("last-event-id", "")
             start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else after
             # Read again past the stream's span: a token that has expired (or lost a role, or been
@@ -458,3 +458,27 @@ async def _stream(
                     # Keeps proxies from closing an idle stream; the loop re-reads from the database.
                     yield ServerSentEventMessage(comment="keepalive", data=None)
                 idle = min(idle * 2, _KEEPALIVE_SECONDS)
+
+
+def wants_stream(accept: str) -> bool:
+    """Whether the Accept header asks for the live stream: it names text/event-stream (media types
+    are case-insensitive) with a q above 0, and no higher for application/json. It was a substring
+    test: `text/event-stream;q=0, application/json` streamed, `TEXT/EVENT-STREAM` did not."""
+    stream: float | None = None
+    json_q: float | None = None
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == "text/event-stream":
+            stream = max(stream or 0.0, q)
+        elif media == "application/json":
+            json_q = max(json_q or 0.0, q)
+    return stream is not None and stream > 0 and (json_q is None or stream >= json_q)

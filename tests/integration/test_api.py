@@ -263,6 +263,18 @@ async def test_stream_after_the_last_event_of_a_finished_run_closes(
         timeout=10,
     )
     assert bad.status_code == 200 and bad.text.count("event:") >= 7
+    # The Accept header as HTTP reads it, not as a substring: media types are case-insensitive, and
+    # q=0 refuses (it was JSON for the first, a stream for the second).
+    for accept, streams in [
+        ("TEXT/EVENT-STREAM", True),
+        ("text/event-stream;q=0, application/json", False),
+        ("application/json;q=0.5, text/event-stream", True),
+        ("text/event-stream;q=0.2, application/json", False),
+        ("*/*", False),
+    ]:
+        answer = await client.get(f"{started['statusUrl']}/events", headers={"Accept": accept}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/event-stream") is streams, accept
 
 
 async def test_a_request_id_that_would_be_the_correlation_id_is_held_to_its_characters(
