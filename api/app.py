@@ -41,6 +41,7 @@ from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
 from .documents import DocumentController
 from .executions import ExecutionController
+from .head_requests import HeadAsGet
 from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
 from .params import refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
@@ -284,7 +285,8 @@ def create_app(settings: Settings) -> Litestar:
         guards=[authorize, refuse_coerced_body],
         middleware=[rate_limit_middleware],
     )
-    app = Litestar(
+    # HEAD through the GET routes (api/head_requests.py).
+    app = HeadAsGet(
         route_handlers=[live, live_head, ready, ready_head, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
         middleware=[metrics_middleware],

@@ -306,6 +306,14 @@ def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) 
         assert created.status_code == 201, created.text
         started = client.post("/api/v1/workflows/api-stop/execute", json={"trigger": {}})
         assert started.status_code == 202, started.text
+        # HEAD of the live stream: its headers, then the answer ends (the run goes on, Pending).
+        head = client.head(
+            f"/api/v1/executions/{started.json()['executionId']}/events",
+            headers={"Accept": "text/event-stream"},
+            timeout=5,
+        )
+        assert (head.status_code, head.content) == (200, b""), head
+        assert head.headers["content-type"].startswith("text/event-stream"), head.headers
     assert stack.api is not None
     with followed_url(stack.url, started.json()["executionId"]) as stream:
         stopped = time.monotonic()

@@ -297,3 +297,25 @@ def test_msgspec_paths_become_pointers_as_far_as_they_name_the_way() -> None:
     assert _known_path(".rateLimitPerMinute") == "rateLimitPerMinute"
     assert _known_path("[...]") == ""
     assert _known_path("[3]") == "3"
+
+
+async def test_head_is_answered_wherever_get_is(client: AsyncTestClient[Any], execution: str) -> None:
+    # RFC 9110 9.3.2: HEAD is GET without the body. Only the health checks took it (405 elsewhere).
+    for path in [
+        "/api/v1/workflows",
+        "/api/v1/workflows/simple-echo",
+        f"/api/v1/executions/{execution}",
+        f"/api/v1/executions/{execution}/events",
+        "/metrics",
+    ]:
+        got = await client.get(path)
+        head = await client.head(path)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        if path != "/metrics":  # its counters moved with the GET
+            assert head.headers.get("content-length") == got.headers.get("content-length"), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    # A missing one is the GET's 404, without its problem document.
+    missing = await client.head("/api/v1/workflows/nope")
+    assert (missing.status_code, missing.content) == (404, b"")
+    # A path without GET still refuses it.
+    assert (await client.head("/api/v1/workflows/simple-echo/execute")).status_code == 405

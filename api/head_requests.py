@@ -1,0 +1,61 @@
+"""HEAD wherever GET is answered (RFC 9110 9.3.2: a general-purpose server supports both): the
+request goes through the GET route, as a GET (its guards, rate limits and metrics alike), and the
+answer's status and headers are sent without its body; Content-Length stays the GET's. A route with
+a HEAD handler of its own (the health checks) keeps it. A streamed answer (an event stream) ends
+after its headers: the application is told that the client has gone, as when it hangs up.
+
+Until this release only the health checks took HEAD; every other route answered 405."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
+
+# Set on a HEAD request's scope that goes through its GET route.
+MARK = "dw.head_as_get"
+
+
+class HeadAsGet(Litestar):
+    """Litestar, answering HEAD through the GET route of a path that has no HEAD handler."""
+
+    _own_head: frozenset[str] | None = None
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        fields: Any = scope
+        if fields["type"] != "http" or fields["method"] != "HEAD" or fields["path"] in self._paths_with_head():
+            await super().__call__(scope, receive, send)
+            return
+        answered = False
+        forward: Any = send
+        take: Any = receive
+
+        async def send_head(message: Message) -> None:
+            nonlocal answered
+            if answered:
+                return
+            if message["type"] == "http.response.body":
+                answered = True
+                await forward({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await forward(message)
+
+        async def receive_until_answered() -> Any:
+            # A stream waits on receive for the client to go: once the headers are out, it has.
+            if answered:
+                return {"type": "http.disconnect"}
+            return await take()
+
+        as_get: Any = {**fields, "method": "GET", MARK: True}
+        await super().__call__(as_get, receive_until_answered, send_head)
+
+    def _paths_with_head(self) -> frozenset[str]:
+        if self._own_head is None:
+            self._own_head = frozenset(
+                route.path for route in self.routes if isinstance(route, HTTPRoute) and "HEAD" in route.methods
+            )
+        return self._own_head
