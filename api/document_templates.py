@@ -18,6 +18,7 @@ from dataworkflows.definitions import checksum
 from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, sources_for_render
 from dataworkflows.errors import InvalidInput, NotFound
 
+from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
 from .paging import (
     PAGE_LIMIT,
@@ -155,16 +156,25 @@ class TemplateSetController(Controller):
     tags = ["document templates"]
 
     @post(
-        "/", status_code=HTTP_201_CREATED, responses=PROBLEMS, summary="Create a template set", opt={"role": "author"}
+        "/",
+        status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
+        responses=PROBLEMS,
+        summary="Create a template set",
+        opt={"role": "author"},
     )
     async def create(
-        self, db: DatabaseDep, principal: PrincipalDep, data: JSONBody[TemplateSetCreate]
-    ) -> TemplateSetRead:
+        self,
+        request: Request[Any, Any, Any],
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        data: JSONBody[TemplateSetCreate],
+    ) -> Response[TemplateSetRead]:
         row = await db.document_templates.create_set(
             set_id=data.id, display_name=data.display_name or data.id, description=data.description,
             principal=principal.id,
         )  # fmt: skip
-        return from_row(TemplateSetRead, row)
+        return created(request, from_row(TemplateSetRead, row), "template-sets", data.id)
 
     @get("/", responses=PROBLEMS, summary="List template sets", opt={"role": "viewer"})
     async def list_sets(
@@ -208,17 +218,21 @@ class DocumentTemplateController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a template in a set (version 1)",
         opt={"role": "author"},
     )
-    async def create(self, svc: ServicesDep, principal: PrincipalDep, data: JSONBody[TemplateCreate]) -> TemplateRead:
+    async def create(
+        self, request: Request[Any, Any, Any], svc: ServicesDep, principal: PrincipalDep, data: JSONBody[TemplateCreate]
+    ) -> Response[TemplateRead]:
         await svc.templates.check_document(data.name, data.body)
         await svc.db.document_templates.create(
             set_id=data.set, name=data.name, format=data.format, body=data.body, sample_data=data.sample_data,
             checksum=_version_checksum(data), principal=principal.id,
         )  # fmt: skip
-        return _read(await _require_version(svc.db, data.set, data.name, None), created=True)
+        template = _read(await _require_version(svc.db, data.set, data.name, None), created=True)
+        return created(request, template, "templates", data.set, data.name)
 
     @get("/", responses=PROBLEMS, summary="List templates (latest versions, no bodies)", opt={"role": "viewer"})
     async def list_templates(

@@ -21,6 +21,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
 from dataworkflows.validation import Problem, is_valid_id, json_depth
 
+from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
 from .paging import (
     PAGE_LIMIT,
@@ -117,13 +118,19 @@ class WorkflowTriggerController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Add a schedule or a webhook to a workflow (a webhook's secret is answered once)",
         opt={**_CHANGE_TRIGGERS, "role": "author", "also": "operator", "owner": "workflow"},
     )
     async def create(
-        self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[TriggerWrite]
-    ) -> TriggerRead:
+        self,
+        request: Request[Any, Any, Any],
+        svc: ServicesDep,
+        principal: PrincipalDep,
+        workflow_id: FromPath[str],
+        data: JSONBody[TriggerWrite],
+    ) -> Response[TriggerRead]:
         await require_workflow(svc.db, workflow_id)
         if data.kind not in KINDS:
             raise InvalidInput("kind must be schedule or webhook")
@@ -132,7 +139,7 @@ class WorkflowTriggerController(Controller):
         await check_config(svc, data.kind, data.config)
         trigger_id = uuid.uuid4()
         secret, encrypted = new_secret(svc, data, trigger_id)
-        created = await svc.db.triggers.create(
+        stored = await svc.db.triggers.create(
             workflow_id=workflow_id,
             kind=data.kind,
             name=data.name,
@@ -142,7 +149,7 @@ class WorkflowTriggerController(Controller):
             trigger_id=trigger_id,
             secret=encrypted,
         )
-        return read(created, secret=secret)
+        return created(request, read(stored, secret=secret), "triggers", str(trigger_id))
 
     @get(
         "/",

@@ -14,6 +14,7 @@ from dataworkflows.definitions import checksum
 from dataworkflows.errors import DefinitionError, NotFound
 from dataworkflows.workflow_templates import instantiate, prefix_problems, validate_template
 
+from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
 from .paging import (
     PAGE_LIMIT,
@@ -50,13 +51,14 @@ class WorkflowTemplateController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Store a template (a changed one becomes a new version)",
         opt={"role": "author"},
     )
     async def create(
-        self, db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
-    ) -> WorkflowTemplateRead:
+        self, request: Request[Any, Any, Any], db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
+    ) -> Response[WorkflowTemplateRead]:
         document, problems = validate_template(data)
         if problems or document is None:
             raise DefinitionError(problems, "the workflow template is invalid")
@@ -69,7 +71,8 @@ class WorkflowTemplateController(Controller):
             checksum=checksum(data),
             principal=principal.id,
         )
-        return from_row(WorkflowTemplateRead, await _require(db, document.id, version))
+        template = from_row(WorkflowTemplateRead, await _require(db, document.id, version))
+        return created(request, template, "workflow-templates", document.id)
 
     @get(
         "/",
@@ -112,13 +115,19 @@ class WorkflowTemplateController(Controller):
     @post(
         "/{template_id:str}/instantiate",
         status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a Draft workflow",
         opt={"role": "author"},
     )
     async def instantiate(
-        self, svc: ServicesDep, principal: PrincipalDep, template_id: FromPath[str], data: JSONBody[InstantiateRequest]
-    ) -> WorkflowRead:
+        self,
+        request: Request[Any, Any, Any],
+        svc: ServicesDep,
+        principal: PrincipalDep,
+        template_id: FromPath[str],
+        data: JSONBody[InstantiateRequest],
+    ) -> Response[WorkflowRead]:
         template = await _require(svc.db, template_id, data.template_version)
         document, problems = validate_template(
             {
@@ -151,4 +160,5 @@ class WorkflowTemplateController(Controller):
         await svc.db.workflows.set_template(
             prepared.definition.id, template_id=template.id, template_version=template.version
         )
-        return await read_workflow(svc.db, prepared.definition.id)
+        workflow = await read_workflow(svc.db, prepared.definition.id)
+        return created(request, workflow, "workflows", prepared.definition.id)

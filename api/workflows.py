@@ -19,6 +19,7 @@ from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
 from dataworkflows.validation import Problem, has_unprintable_character, header_text, json_depth
 
+from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
 from .paging import (
     PAGE_LIMIT,
@@ -96,12 +97,14 @@ class WorkflowController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
+        response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a Draft workflow from a definition",
         opt={"role": "author"},
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         svc: ServicesDep,
         principal: PrincipalDep,
         data: JSONBody[dict[str, Any]],
@@ -109,7 +112,7 @@ class WorkflowController(Controller):
         max_concurrent_executions: Annotated[
             int | None, query_int("maxConcurrentExecutions", ge=1, le=INT_MAX, required=False)
         ] = None,
-    ) -> WorkflowRead:
+    ) -> Response[WorkflowRead]:
         prepared = await svc.prepare(data)
         definition = prepared.definition
         if auto_activate:
@@ -134,7 +137,7 @@ class WorkflowController(Controller):
                 plan=compile_for_publish(definition, version),
                 principal=principal.id,
             )
-        return await read_workflow(svc.db, definition.id)
+        return created(request, await read_workflow(svc.db, definition.id), "workflows", definition.id)
 
     @get("/", responses=PROBLEMS, summary="List workflows", opt={"role": "viewer"})
     async def list_workflows(

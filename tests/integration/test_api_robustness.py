@@ -63,6 +63,7 @@ async def execution(client: AsyncTestClient[Any]) -> str:
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
     assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/api/v1/workflows/simple-echo"
     started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})
     assert started.status_code == 202, started.text
     return str(started.json()["executionId"])
@@ -319,3 +320,13 @@ async def test_head_is_answered_wherever_get_is(client: AsyncTestClient[Any], ex
     assert (missing.status_code, missing.content) == (404, b"")
     # A path without GET still refuses it.
     assert (await client.head("/api/v1/workflows/simple-echo/execute")).status_code == 405
+
+
+async def test_a_created_trigger_says_where_it_is(client: AsyncTestClient[Any], execution: str) -> None:
+    hook = await client.post(
+        "/api/v1/workflows/simple-echo/triggers",
+        json={"kind": "webhook", "name": "located", "config": {"signature": "none"}},
+    )
+    assert hook.status_code == 201, hook.text
+    assert hook.headers["location"] == f"/api/v1/triggers/{hook.json()['id']}"
+    assert (await client.get(hook.headers["location"])).json()["name"] == "located"

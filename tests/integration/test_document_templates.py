@@ -56,9 +56,12 @@ async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
 async def make_set(client: Any, set_id: str = "brief", **templates: tuple[str, str]) -> None:
     created = await client.post("/api/v1/template-sets", json={"id": set_id, "displayName": "Briefs"})
     assert created.status_code == 201, created.text
+    assert created.headers["location"] == f"/api/v1/template-sets/{set_id}"
     for name, (fmt, body) in templates.items():
         answer = await client.post("/api/v1/templates", json={"set": set_id, "name": name, "format": fmt, "body": body})
         assert answer.status_code == 201, answer.text
+        assert answer.headers["location"] == f"/api/v1/templates/{set_id}/{name}"
+        assert (await client.get(answer.headers["location"])).status_code == 200
         assert answer.json()["created"] is True, answer.text  # it was null: "PUT only"
 
 

@@ -227,6 +227,9 @@ async def test_workflow_template_instantiation(
 ) -> None:
     created = await client.post("/api/v1/workflow-templates", json=template(), headers=ANA)
     assert created.status_code == 201, created.text
+    # Where the new resource is read (RFC 9110 15.3.2); 201s had no Location.
+    assert created.headers["location"] == "/api/v1/workflow-templates/approval-flow"
+    assert (await client.get(created.headers["location"])).json()["version"] == 1
     assert (created.json()["version"], created.json()["createdBy"]) == (1, "ana")
     assert (await client.post("/api/v1/workflow-templates", json=template())).json()["version"] == 1
     changed = template()
@@ -256,6 +259,7 @@ async def test_workflow_template_instantiation(
     request = {"workflowId": "expenses", "config": {"name": "Expenses", "reviewer": "finance", "threshold": 250}}
     made = await client.post("/api/v1/workflow-templates/approval-flow/instantiate", json=request, headers=ANA)
     assert made.status_code == 201, made.text
+    assert made.headers["location"] == "/api/v1/workflows/expenses"
     workflow = made.json()
     assert (workflow["id"], workflow["status"], workflow["displayName"]) == ("expenses", "Draft", "Expenses")
     assert (workflow["templateId"], workflow["templateVersion"], workflow["createdBy"]) == ("approval-flow", 3, "ana")
