@@ -167,13 +167,21 @@ class ExecutionController(Controller):
         trigger = None if trigger_id is None else str(trigger_id)
         scope = ("executions", workflow_id, status, trigger_kind, trigger, created_from, created_to)
         after_created, after_id = decode_time_cursor(cursor, scope=scope) or (None, None)
+        window_from, window_to = _moment("createdFrom", created_from), _moment("createdTo", created_to)
+        if window_from is not None and window_to is not None and window_to <= window_from:
+            # An empty window (the two swapped, most likely) listed nothing without a word.
+            raise BadQueryValue(
+                "createdTo",
+                f"query parameter createdTo={quoted(created_to or '')} is not after createdFrom="
+                f"{quoted(created_from or '')}: the window [createdFrom, createdTo) would hold nothing",
+            )
         rows = await db.executions.page(
             workflow_id=workflow_id,
             status=status,
             trigger_kind=trigger_kind,
             trigger_id=trigger_id,
-            created_from=_moment("createdFrom", created_from),
-            created_to=_moment("createdTo", created_to),
+            created_from=window_from,
+            created_to=window_to,
             after_created=after_created,
             after_id=after_id,
             limit=limit + 1,

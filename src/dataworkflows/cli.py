@@ -941,6 +941,14 @@ def _execution_row(e: dict[str, Any]) -> str:
 
 def cmd_executions_list(args: argparse.Namespace) -> int:
     """One page of executions, newest first; the next page's --cursor is said on stderr."""
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        # `--since 1h --until 2h` (the two swapped): it printed "no executions".
+        print(
+            f"error: --until ({args.until:%Y-%m-%dT%H:%M:%SZ}) is not after --since ({args.since:%Y-%m-%dT%H:%M:%SZ}):"
+            " the window would hold nothing",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     with _client(args) as client:
         response = client.get("/api/v1/executions", params=_list_params(args))
     if response.status_code != 200:

@@ -127,6 +127,12 @@ async def test_executions_filter_by_trigger_kind_trigger_and_time(
         refused = assert_problem(await client.get("/api/v1/executions", params={"createdFrom": epoch}), 400)
         assert [e["parameter"] for e in refused["errors"]] == ["createdFrom"], refused
     assert_problem(await client.get("/api/v1/executions", params={"triggerId": "not-a-uuid"}), 400)
+    # A window that holds nothing (the two swapped, or equal) is said to be that; it listed nothing.
+    for window in (("2026-01-02", "2026-01-01"), ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z")):
+        empty = await client.get("/api/v1/executions", params={"createdFrom": window[0], "createdTo": window[1]})
+        refused = assert_problem(empty, 400)
+        assert [e["parameter"] for e in refused["errors"]] == ["createdTo"], refused
+        assert "is not after createdFrom" in refused["detail"], refused
 
 
 async def test_workers_shows_leases_of_the_callers_tenant_and_fetch_loops(

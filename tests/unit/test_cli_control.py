@@ -208,3 +208,14 @@ def test_an_id_that_would_address_another_resource_is_refused(
     for argv in (["status", identifier], ["triggers", "delete", identifier], ["workflows", "archive", identifier]):
         assert main([*argv, "--api-url", "http://127.0.0.1:9"]) == EXIT_USAGE, argv
         assert f"error: {identifier!r} is not an id" in capsys.readouterr().err
+
+
+def test_a_window_that_holds_nothing_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--since 1h --until 2h` (swapped) printed "no executions". Refused before any request.
+    from dataworkflows.cli import cmd_executions_list
+
+    args = build_parser().parse_args(
+        ["executions", "list", "--since", "1h", "--until", "2h", "--api-url", "http://127.0.0.1:9"]
+    )
+    assert cmd_executions_list(args) == EXIT_USAGE
+    assert "is not after --since" in capsys.readouterr().err
