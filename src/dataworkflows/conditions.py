@@ -10,6 +10,7 @@ condition_timeout.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import msgspec
@@ -115,7 +116,7 @@ class ConditionPool:
             answer = await self._call("check", expr, None)
         except ConditionTimeout:
             return "the condition took too long to compile"
-        return None if answer.ok else (answer.error or "invalid condition")
+        return None if answer.ok else incomplete(expr, answer.error or "invalid condition")
 
     async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
         """Checks concurrently, as many at once as the pool has helpers."""
@@ -128,3 +129,18 @@ class ConditionPool:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+# Duktape's error when parsing stops at a token: the expression is compiled inside `return (…\n);`,
+# so an expression that ends too early (`body.x ==`, `foo(`) fails at the wrapper's `)` or `;`.
+_STOPPED_AT = re.compile(r"[Uu]nexpected token(?: in expression)?:? '([);])'")
+
+
+def incomplete(expr: str, error: str) -> str:
+    """The syntax error as the user can read it: one that names the wrapper's `)` or `;` (the
+    expression has none) says the expression ends before it is complete, and how it ends."""
+    stopped = _STOPPED_AT.search(error)
+    if stopped is None or stopped.group(1) in expr:
+        return error
+    tail = expr.rstrip()[-30:]
+    return f"SyntaxError: the expression ends before it is complete (it ends with {tail!r})"

@@ -74,6 +74,16 @@ async def test_syntax_check(conditions: ConditionPool) -> None:
     assert found["a b"] is not None
 
 
+async def test_an_expression_that_ends_too_early_is_said_to_be_that(conditions: ConditionPool) -> None:
+    # It named the `)` or `;` of the code the expression is compiled in, a character it does not have.
+    found = await conditions.check_many(["body.x ==", "foo(", "(a", "a )"])
+    assert found["body.x =="] == "SyntaxError: the expression ends before it is complete (it ends with 'body.x ==')"
+    assert found["foo("] == "SyntaxError: the expression ends before it is complete (it ends with 'foo(')"
+    assert found["(a"] == "SyntaxError: the expression ends before it is complete (it ends with '(a')"
+    # Its own `)`: Duktape's words, which are about the expression.
+    assert found["a )"] == "SyntaxError: unexpected token in expression: ')'"
+
+
 async def test_code_that_breaks_out_of_the_expression_is_still_confined(conditions: ConditionPool) -> None:
     # A syntax check cannot stop a balanced injection; the sandbox is what makes it harmless.
     injected = "1); }; globalThis.process.env.X = 1; (function(){ return (1"
