@@ -460,7 +460,7 @@ def definition_schema(registry: ActionRegistry | None = None) -> Schema:
         "type": "object",
         "properties": {
             "id": _ref("Id"),
-            "displayName": {"type": "string", "minLength": 1, "pattern": NOT_BLANK},
+            "displayName": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK},
             "description": _nullable({"type": "string"}),
             "startNode": {
                 **_ref("Id"),

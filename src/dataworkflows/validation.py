@@ -37,6 +37,7 @@ from dataworkflows.waits import check_parameters as check_wait_parameters
 ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 ID_RULE = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 MAX_NODES = 1000
+MAX_DISPLAY_NAME = 200
 MAX_EDGES_PER_NODE = 100
 MAX_CONDITION_LENGTH = 4096
 MAX_DEPTH = 64
@@ -296,6 +297,15 @@ def _check_workflow_fields(definition: WorkflowDefinition, problems: list[Proble
         problems.append(Problem("/id", "format", f"must be {ID_RULE}"))
     if not definition.display_name.strip():
         problems.append(Problem("/displayName", "required", "must not be empty"))
+    elif len(definition.display_name) > MAX_DISPLAY_NAME:
+        # It had no limit (100,000 characters were taken), and every list and page shows it.
+        problems.append(
+            Problem(
+                "/displayName",
+                "too_long",
+                f"at most {MAX_DISPLAY_NAME} characters (it has {len(definition.display_name)})",
+            )
+        )
 
 
 def _check_nodes(

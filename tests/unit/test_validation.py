@@ -77,6 +77,15 @@ def test_structural_problems_in_several_nodes_are_all_reported() -> None:
     assert found["/displayName"] == "required"
 
 
+def test_a_display_name_has_a_length_limit() -> None:
+    # Every list and page shows it; it had no limit (100,000 characters were taken).
+    raw = workflow(node("a"))
+    raw["displayName"] = "n" * 200
+    assert problems(raw) == {}
+    raw["displayName"] = "n" * 201
+    assert problems(raw) == {"/displayName": "too_long"}
+
+
 def test_cycle_is_reported_with_its_path() -> None:
     found = validate_definition(workflow(node("a", edge("b")), node("b", edge("c")), node("c", edge("b"))))
     cycle = [p for p in found if p.code == "cycle"]
