@@ -281,7 +281,9 @@ def delivery_id(config: HookConfig, headers: Mapping[str, str], body: bytes) -> 
     for name in config.delivery_id_headers:
         value = _header(headers, name)
         if value is not None:
-            return value
+            # As the sender wrote it (UTF-8, handed over decoded as latin-1), as copied headers are:
+            # `ordér-1` was stored as `ordÃ©r-1`.
+            return sent_text(value) or value
     if config.signature == SLACK:
         event_id = slack_field(body, "event_id")
         if event_id is not None:

@@ -193,6 +193,10 @@ def test_delivery_id_comes_from_the_configured_header_first() -> None:
     # Without the configured header: X-Delivery-Id.
     assert webhooks.delivery_id(config, headers(X_Delivery_Id="del-1"), b"{}") == "del-1"
     assert webhooks.delivery_id(HMAC, headers(X_Delivery_Id=" del-2 "), b"{}") == "del-2"
+    # UTF-8 as the server hands it over (decoded as latin-1): the id the sender wrote (it was
+    # stored as `ordÃ©r-1`, where a copied header with the same bytes read `ordér-1`).
+    sent_utf8 = headers(X_Delivery_Id="ordér-1".encode().decode("latin-1"))
+    assert webhooks.delivery_id(HMAC, sent_utf8, b"{}") == "ordér-1"
 
 
 def test_github_delivery_id_header() -> None:
