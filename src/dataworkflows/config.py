@@ -179,8 +179,9 @@ class Settings:
         self.validate()
 
     def _validate_worker(self) -> None:
-        """The worker's concurrency and fetch loops: 0 started a worker that could never run
-        anything; below that its fetch loops failed and restarted every 2 s (a semaphore below zero)."""
+        """The worker's concurrency and fetch loops (0 started a worker that could never run
+        anything; below that its fetch loops failed and restarted every 2 s: a semaphore below zero),
+        and the run tree limit its sessions carry."""
         if self.worker_concurrency < 1:
             raise ConfigurationError(
                 f"the worker's concurrency {self.worker_concurrency} (--concurrency or DW_WORKER_CONCURRENCY):"
@@ -190,9 +191,11 @@ class Settings:
             raise ConfigurationError(
                 f"the worker's fetch loops {self.worker_fetchers} (--fetchers or DW_WORKER_FETCHERS): give 1 or more"
             )
-        if self.max_runs_per_tree < 0:
+        if not 0 <= self.max_runs_per_tree <= 2**31 - 1:
+            # The procedures read it as a PostgreSQL integer.
             raise ConfigurationError(
-                f"DW_MAX_RUNS_PER_TREE={self.max_runs_per_tree!r}: give the most runs a tree may hold, or 0 (no limit)"
+                f"DW_MAX_RUNS_PER_TREE={self.max_runs_per_tree!r}: give the most runs a tree may hold"
+                f" (at most {2**31 - 1}), or 0 (no limit)"
             )
 
     def validate(self) -> None:
