@@ -19,7 +19,8 @@ from litestar.exceptions import ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import BodyKwarg, QueryParameter
 
-from dataworkflows.errors import DataWorkflowsError, NotFound
+from dataworkflows.errors import DataWorkflowsError, InvalidInput, NotFound
+from dataworkflows.validation import Problem, nul_pointer
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
@@ -155,3 +156,12 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
         raise ValidationException(extra=[{"message": message, "key": key or "data", "source": "body"}]) from exc
     except msgspec.DecodeError:
         return
+
+
+def refuse_nul(value: Any, base: str) -> None:
+    """InvalidInput (422) naming where a NUL character is: PostgreSQL stores none, and its refusal
+    named no field ("the database refused a value")."""
+    where = nul_pointer(value, base)
+    if where is not None:
+        message = f"{where}: a NUL character (\\u0000), which is not stored"
+        raise InvalidInput(message, problems=[Problem(where, "nul_character", "a NUL character, which is not stored")])

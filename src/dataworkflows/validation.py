@@ -564,6 +564,26 @@ def json_depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def nul_pointer(value: Any, base: str) -> str | None:
+    """The JSON pointer (under `base`) of the first string or key in the value that holds a NUL
+    character, which PostgreSQL stores in no text or JSON value; None when there is none."""
+    stack: list[tuple[Any, str]] = [(value, base)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                at = f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
+                if "\x00" in str(key):
+                    return at
+                stack.append((child, at))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}/{index}") for index, child in enumerate(item))
+    return None
+
+
 def find_cycle(definition: WorkflowDefinition) -> list[str] | None:
     """A cycle as a path that starts and ends at the same node, or None."""
     graph = {node.id: [edge.target_node for edge in node.edges] for node in definition.nodes}

@@ -330,3 +330,20 @@ async def test_a_created_trigger_says_where_it_is(client: AsyncTestClient[Any], 
     assert hook.status_code == 201, hook.text
     assert hook.headers["location"] == f"/api/v1/triggers/{hook.json()['id']}"
     assert (await client.get(hook.headers["location"])).json()["name"] == "located"
+
+
+async def test_a_nul_character_in_a_trigger_or_a_signal_is_pointed_at(
+    client: AsyncTestClient[Any], execution: str
+) -> None:
+    # PostgreSQL stores none; its refusal named no field ("the database refused a value").
+    for trigger, pointer in [
+        ({"a": {"b": ["ok", "x\u0000y"]}}, "/trigger/a/b/1"),
+        ({"k\u0000": 1}, "/trigger/k\u0000"),
+        ({"a/b": "\u0000"}, "/trigger/a~1b"),
+    ]:
+        answer = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": trigger})
+        problem = assert_problem(answer, 422)
+        assert [(e["pointer"], e["code"]) for e in problem["errors"]] == [(pointer, "nul_character")], problem
+    signal = await client.post(f"/api/v1/executions/{execution}/signals/go", json={"payload": {"n": "\u0000"}})
+    problem = assert_problem(signal, 422)
+    assert [e["pointer"] for e in problem["errors"]] == ["/payload/n"], problem
