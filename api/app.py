@@ -41,6 +41,7 @@ from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
 from .documents import DocumentController
 from .executions import ExecutionController
+from .head_requests import MARK as HEAD_AS_GET
 from .head_requests import HeadAsGet
 from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
@@ -140,7 +141,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
                 await app(scope, receive_wrapper, send_wrapper)
         finally:
             route = scope.get("path_template") or "unmatched"
-            method = scope.get("method", "GET")
+            method = _request_method(scope)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
 
@@ -154,11 +155,17 @@ def count_unrouted(exc: Exception, scope: Scope) -> None:
     if scope.get("type") != ScopeType.HTTP or scope.get("path_template"):
         return
     if isinstance(exc, NotFoundException | MethodNotAllowedException):
-        HTTP_REQUESTS.labels(_method_label(str(scope.get("method", "GET"))), "unmatched", str(exc.status_code)).inc()
+        HTTP_REQUESTS.labels(_method_label(_request_method(scope)), "unmatched", str(exc.status_code)).inc()
 
 
 # A label for any method, without one series per garbage method a client invents.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _request_method(scope: Scope) -> str:
+    """The method the client sent: a HEAD that goes through its GET route (api/head_requests.py)
+    is counted as HEAD."""
+    return "HEAD" if scope.get(HEAD_AS_GET) else str(scope.get("method", "GET"))
 
 
 def _method_label(method: str) -> str:

@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
 
-# Set on a HEAD request's scope that goes through its GET route.
+# Set on a HEAD request's scope that goes through its GET route: the metrics count it as HEAD.
 MARK = "dw.head_as_get"
 
 

@@ -320,6 +320,11 @@ async def test_head_is_answered_wherever_get_is(client: AsyncTestClient[Any], ex
     assert (missing.status_code, missing.content) == (404, b"")
     # A path without GET still refuses it.
     assert (await client.head("/api/v1/workflows/simple-echo/execute")).status_code == 405
+    # Counted as what the client sent.
+    metrics = (await client.get("/metrics")).text
+    assert 'method="HEAD",route="/api/v1/workflows/{workflow_id}",status="200"' in metrics, [
+        line for line in metrics.splitlines() if "HEAD" in line
+    ]
 
 
 async def test_a_created_trigger_says_where_it_is(client: AsyncTestClient[Any], execution: str) -> None:
