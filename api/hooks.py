@@ -41,7 +41,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, DatabaseUnavailable, DataWorkflowsError, InvalidInput, NotFound
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 from dataworkflows.tenancy import all_tenants, tenant_scope
-from dataworkflows.validation import json_depth
+from dataworkflows.validation import has_nul, json_depth
 from dataworkflows.webhooks import HookConfig, Refusal
 
 from .openapi_docs import PROBLEMS
@@ -240,7 +240,7 @@ class _Delivery:
             return await self.refuse(400, "Bad request", Refusal("malformed_body", str(exc)))
         self.headers = webhooks.copied_headers(self.config, self.request.headers)
         self.query = webhooks.pairs_object(self.request.query_params.multi_items())
-        if webhooks.has_nul([self.value, self.headers, self.query]):
+        if has_nul([self.value, self.headers, self.query]):
             refusal = Refusal(
                 "nul_character", "the body, a header or the query holds a NUL character, which is not stored"
             )

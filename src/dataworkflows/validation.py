@@ -564,9 +564,28 @@ def json_depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def has_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in the value's strings or keys (PostgreSQL stores none)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def nul_pointer(value: Any, base: str) -> str | None:
     """The JSON pointer (under `base`) of the first string or key in the value that holds a NUL
-    character, which PostgreSQL stores in no text or JSON value; None when there is none."""
+    character, which PostgreSQL stores in no text or JSON value; None when there is none. The
+    pointers are made only for a value that has one (has_nul first: the common case walks once)."""
+    if not has_nul(value):
+        return None
     stack: list[tuple[Any, str]] = [(value, base)]
     while stack:
         item, where = stack.pop()

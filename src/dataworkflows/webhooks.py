@@ -315,22 +315,6 @@ def slack_field(body: bytes, name: str) -> str | None:
     return found if isinstance(found, str) and 0 < len(found) <= MAX_DELIVERY_ID else None
 
 
-def has_nul(value: Any) -> bool:
-    """Whether a NUL character is anywhere in the value's strings (PostgreSQL stores none)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def delivery_id_refusal(value: str) -> Refusal | None:
     if len(value) > MAX_DELIVERY_ID:
         return Refusal("invalid_delivery_id", f"a delivery id is at most {MAX_DELIVERY_ID} characters")
