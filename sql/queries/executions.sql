@@ -288,8 +288,11 @@ SELECT id FROM dw.acknowledge_dead_letter_v1(%(id)s, %(principal)s, %(note)s);
 SELECT * FROM dw.redrive_dead_letter_v1(%(id)s, %(principal)s, %(queue)s);
 
 -- name: queue_depth
--- Jobs waiting and running per queue, with the oldest job's age.
-SELECT queue_name, status, jobs, oldest_seconds FROM dw.v_queue_depth;
+-- Jobs waiting and running per queue, with the oldest job's age (over the tenants the caller sees:
+-- the view counts per tenant).
+SELECT queue_name, status, sum(jobs)::bigint AS jobs, max(oldest_seconds) AS oldest_seconds
+  FROM dw.v_queue_depth
+ GROUP BY queue_name, status;
 
 -- name: attempt_started_at
 -- When a node's attempt started: the node_started event every start writes (read only to record an

@@ -321,6 +321,52 @@ async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTe
             await admin.execute(f"DROP ROLE {reporter}")
 
 
+async def test_a_reporting_logins_own_function_sees_no_row_the_view_hides(
+    client: AsyncTestClient[Any], dsn: str
+) -> None:
+    """The views were plain views: a cheap function the caller's query named (a pg_temp one that
+    raises a NOTICE with its argument) ran on every tenant's rows before the views' filter dropped
+    them (auth review). As security barriers, the caller's function sees the rows the view shows
+    only. v_queue_depth counts per tenant and is filtered like the rest."""
+    raw = load_fixture("bundle1/simple-echo-workflow.json")
+    await create_active(client, A, raw)
+    await create_active(client, B, raw)
+    await execute(client, A, "simple-echo")
+    await execute(client, B, "simple-echo")
+    reporter = f"reporter_{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f"CREATE ROLE {reporter} NOLOGIN IN ROLE dw_reporting")
+        await admin.execute("INSERT INTO dw.reporting_tenants (role_name, tenant_id) VALUES (%s, 'acme')", (reporter,))
+        cur = await admin.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'dw'::regnamespace AND c.relkind = 'v' "
+            "AND c.relname LIKE 'v\\_%' ORDER BY 1"
+        )
+        views = [row[0] for row in await cur.fetchall()]
+    assert "v_executions" in views and "v_queue_depth" in views
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            seen: list[str] = []
+            conn.add_notice_handler(lambda notice: seen.append(notice.message_primary or ""))
+            await conn.execute(f"SET ROLE {reporter}")
+            await conn.execute(
+                "CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 "
+                "AS $f$ BEGIN RAISE NOTICE 'peek %', t; RETURN true; END $f$"
+            )
+            await conn.execute("SELECT set_config('dw.tenant_id', 'globex', false)")
+            for view in views:
+                cur = await conn.execute(f"SELECT count(*) FROM dw.{view} WHERE pg_temp.peek(tenant_id)")
+                assert await cur.fetchone() == (0,), view
+            assert seen == [], "a function of the caller's saw rows of a tenant it was not granted"
+            await conn.execute("SELECT set_config('dw.tenant_id', '*', false)")
+            cur = await conn.execute("SELECT DISTINCT tenant_id FROM dw.v_queue_depth WHERE pg_temp.peek(tenant_id)")
+            assert await cur.fetchall() == [("acme",)], "the queue counts only the granted tenant's jobs"
+            assert set(seen) == {"peek acme"}
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute("DELETE FROM dw.reporting_tenants WHERE role_name = %s", (reporter,))
+            await admin.execute(f"DROP ROLE {reporter}")
+
+
 async def test_a_reporting_login_cannot_ask_after_another_roles_grants(dsn: str) -> None:
     """dw.reporting_sees_v1 is SECURITY DEFINER and callable by every role (the views' row filter
     calls it with current_user): with another role's name, any login learned which tenants that
