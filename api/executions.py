@@ -40,7 +40,7 @@ from .paging import (
     key_of,
     next_page_header,
 )
-from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, refuse_nul, require_one_of
+from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
     ControlRequest,
@@ -404,7 +404,6 @@ class ExecutionController(Controller):
         limit = svc.settings.max_trigger_depth
         if json_depth(body.payload, limit) > limit:
             raise InvalidInput(f"the signal payload is nested deeper than {limit} levels")
-        refuse_nul(body.payload, "/payload")
         delivery = await svc.db.control.signal(
             parsed,
             name,

@@ -7,6 +7,7 @@ taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ValidationException
+from litestar.exceptions import ClientException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import BodyKwarg, QueryParameter
 
@@ -137,7 +138,11 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
     decoded strictly against the same type first, and a value of the wrong JSON type is the 400 a
     wrong value is (api/problems.py), naming where it is. An empty body and a body that is not JSON
     are left to Litestar's own answers. A guard after the caller's (authorize): one who may not call
-    the route learns nothing of its body's rules."""
+    the route learns nothing of its body's rules.
+
+    A NUL character (`\u0000`) anywhere in the body is a 422 naming where it is (refuse_nul):
+    PostgreSQL stores none, and its refusal named no field. A lone UTF-16 surrogate escape is a 400
+    that says so (msgspec's words for it were "Input data was truncated")."""
     field = route.parsed_fn_signature.parameters.get("data") if hasattr(route, "parsed_fn_signature") else None
     if field is None:
         return
@@ -154,8 +159,30 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
         message, _, where = str(exc).partition(" - at `$")
         key = _known_path(where.rstrip("`"))
         raise ValidationException(extra=[{"message": message, "key": key or "data", "source": "body"}]) from exc
-    except msgspec.DecodeError:
+    except msgspec.DecodeError as exc:
+        if _lone_surrogate(body):
+            raise ClientException(
+                "the body is not valid JSON: it escapes a lone UTF-16 surrogate (\\ud800-\\udfff without its "
+                "pair), which is no character"
+            ) from exc
         return
+    if b"\\u0000" in body:
+        # The escape in the text; the decoded value says whether it is a NUL (not "\\\\u0000").
+        refuse_nul(msgspec.json.decode(body), "")
+
+
+def _lone_surrogate(body: bytes) -> bool:
+    """Whether msgspec refused the body only for a lone surrogate escape, which Python's json reads."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def refuse_nul(value: Any, base: str) -> None:

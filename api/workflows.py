@@ -32,7 +32,7 @@ from .paging import (
     encode_scoped,
     next_page_header,
 )
-from .params import INT_MAX, query_int, refuse_nul, require_one_of
+from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
     ExecuteRequest,
     ExecuteResponse,
@@ -358,7 +358,6 @@ class WorkflowController(Controller):
         limit = svc.settings.max_trigger_depth
         if json_depth(data.trigger, limit) > limit:
             raise InvalidInput(f"the trigger payload is nested deeper than {limit} levels")
-        refuse_nul(data.trigger, "/trigger")
         if data.request_id is not None and not (0 < len(data.request_id) <= 200):
             raise InvalidInput("requestId must be 1-200 characters")
         if data.request_id is not None and has_unprintable_character(data.request_id):

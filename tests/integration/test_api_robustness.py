@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,32 @@ async def test_a_nul_character_in_a_trigger_or_a_signal_is_pointed_at(
     signal = await client.post(f"/api/v1/executions/{execution}/signals/go", json={"payload": {"n": "\u0000"}})
     problem = assert_problem(signal, 422)
     assert [e["pointer"] for e in problem["errors"]] == ["/payload/n"], problem
+    # Anywhere in a JSON body: a signal's ids, an approval's comment (the database's 422 named none).
+    for body, pointer in [({"signalId": "a\u0000"}, "/signalId"), ({"correlationKey": "\u0000"}, "/correlationKey")]:
+        signal = await client.post(f"/api/v1/executions/{execution}/signals/go", json=body)
+        assert [e["pointer"] for e in assert_problem(signal, 422)["errors"]] == [pointer], body
+    decision = await client.post(
+        f"/api/v1/approvals/{uuid.uuid4()}/decision",
+        json={"decision": "approve", "comment": "a\u0000b"},
+        headers={"X-Principal-Id": "ana"},
+    )
+    assert [e["pointer"] for e in assert_problem(decision, 422)["errors"]] == ["/comment"]
+    # The six characters \u0000 written as text are no NUL.
+    text = await client.post(f"/api/v1/executions/{execution}/signals/go", json={"payload": {"n": "\\u0000"}})
+    assert text.status_code == 202, text.text
+
+
+async def test_a_lone_surrogate_escape_is_named(client: AsyncTestClient[Any], execution: str) -> None:
+    # msgspec's words for it were "Input data was truncated".
+    for content in [b'{"trigger": {"a": "\\ud800"}}', b'{"trigger": {"a": "x\\udfffy"}}']:
+        answer = await client.post(
+            "/api/v1/workflows/simple-echo/execute", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert "lone UTF-16 surrogate" in assert_problem(answer, 400)["detail"], content
+    # A pair is a character.
+    paired = await client.post(
+        "/api/v1/workflows/simple-echo/execute",
+        content=b'{"trigger": {"a": "\\ud83d\\ude00"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert paired.status_code == 202, paired.text
