@@ -312,22 +312,25 @@ class TokenVerifier:
                 options={"require": ["exp", "sub"], "verify_aud": bool(settings.jwt_audience)},
             )
         except jwt.PyJWTError as exc:
+            if type(exc) in _TIME_CLAIM_ERRORS:
+                # The signature verified, then a time claim was read: a claim that is no number says
+                # so (PyJWT reads `true` as 1, expired; a list as "must be an integer").
+                _check_time_types(_unverified_claims(token))
             raise TokenRejected(_reason(exc)) from None
         self._check_times(payload)
         return self._claims(payload)
 
     def _check_times(self, payload: Mapping[str, Any]) -> None:
-        """exp, nbf and iat are JSON numbers (RFC 7519's NumericDate: PyJWT also reads "1999999999",
-        a string), and exp is at most DW_JWT_MAX_LIFETIME_SECONDS (and the leeway) ahead."""
-        for name in _TIME_CLAIMS:
-            value = payload.get(name)
-            if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise TokenRejected(f"the token's {name} must be a JSON number (seconds since the epoch)")
+        """exp, nbf and iat are JSON numbers, and exp is at most DW_JWT_MAX_LIFETIME_SECONDS (and the
+        leeway) ahead."""
+        _check_time_types(payload)
         settings = self.settings
         ahead = float(payload["exp"]) - time.time()
         if ahead > settings.jwt_max_lifetime_seconds + settings.jwt_leeway_seconds:
+            # Not every digit of an exp such as 1e300.
+            shown = f"{ahead:.0f}" if ahead < 1e12 else "more than 10^12"
             raise TokenRejected(
-                f"the token is valid for {ahead:.0f} more seconds, longer than this server accepts "
+                f"the token is valid for {shown} more seconds, longer than this server accepts "
                 f"(DW_JWT_MAX_LIFETIME_SECONDS: {settings.jwt_max_lifetime_seconds:.0f})"
             )
 
@@ -379,6 +382,28 @@ class TokenVerifier:
 
 
 _TIME_CLAIMS = ("exp", "nbf", "iat")
+# What PyJWT raises for a time claim, once the signature verified (DecodeError itself: "exp must be an
+# integer"; its subclass InvalidSignatureError is not in the list).
+_TIME_CLAIM_ERRORS = frozenset(
+    {jwt.ExpiredSignatureError, jwt.ImmatureSignatureError, jwt.InvalidIssuedAtError, jwt.DecodeError}
+)
+
+
+def _unverified_claims(token: str) -> Mapping[str, Any]:
+    """The claims of a token whose signature verified (and whose claims PyJWT then refused)."""
+    try:
+        claims: Any = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _check_time_types(payload: Mapping[str, Any]) -> None:
+    """RFC 7519's NumericDate: a JSON number (PyJWT also reads "1999999999", a string, and true as 1)."""
+    for name in _TIME_CLAIMS:
+        value = payload.get(name)
+        if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenRejected(f"the token's {name} must be a JSON number (seconds since the epoch)")
 
 
 def _check_max_lifetime(settings: Settings) -> None:

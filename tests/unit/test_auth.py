@@ -125,12 +125,17 @@ async def test_time_claims_are_numbers_and_exp_is_at_most_the_max_lifetime_ahead
     for name, value in [("exp", str(now + 300)), ("nbf", str(now)), ("iat", str(now))]:
         token = jwt.encode(claims(**{name: value}), SECRET, algorithm="HS256")
         assert await refused(verifier, token) == f"the token's {name} must be a JSON number (seconds since the epoch)"
-    for name, value in [("exp", True), ("iat", [now]), ("nbf", {"t": now})]:
-        assert await refused(verifier, jwt.encode(claims(**{name: value}), SECRET, algorithm="HS256")), (name, value)
+    for name, value in [("exp", True), ("iat", [now]), ("nbf", {"t": now}), ("nbf", True), ("iat", True)]:
+        token = jwt.encode(claims(**{name: value}), SECRET, algorithm="HS256")
+        # exp true was "the token has expired": PyJWT reads true as 1.
+        assert await refused(verifier, token) == f"the token's {name} must be a JSON number (seconds since the epoch)"
     assert await verifier.verify(jwt.encode(claims(exp=now + 86_400, iat=now - 5.5), SECRET, algorithm="HS256"))
     far = await refused(verifier, jwt.encode(claims(exp=now + 86_400 + 120), SECRET, algorithm="HS256"))
     assert "longer than this server accepts (DW_JWT_MAX_LIFETIME_SECONDS: 86400)" in far
     assert "longer than" in await refused(verifier, jwt.encode(claims(exp=2**40), SECRET, algorithm="HS256"))
+    # Not its 300 digits.
+    huge = await refused(verifier, jwt.encode(claims(exp=1e300), SECRET, algorithm="HS256"))
+    assert "valid for more than 10^12 more seconds" in huge and len(huge) < 200, huge
     week = TokenVerifier.from_settings(replace(HS, jwt_max_lifetime_seconds=7 * 86_400))
     assert await week.verify(jwt.encode(claims(exp=now + 6 * 86_400), SECRET, algorithm="HS256"))
     with pytest.raises(ConfigurationError, match="DW_JWT_MAX_LIFETIME_SECONDS must be a positive"):
