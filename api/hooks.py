@@ -232,6 +232,12 @@ class _Delivery:
         bad_id = webhooks.delivery_id_refusal(self.delivery_id)
         if bad_id is not None:
             return await self.refuse(400, "Bad request", bad_id)
+        for name in self.config.delivery_id_headers:
+            # Two of them (a proxy that added its own): which one is the sender's is anyone's guess,
+            # as for two Authorization headers; the first one was taken.
+            if len(self.request.headers.getall(name, [])) > 1:
+                twice = Refusal("invalid_delivery_id", f"the {name} header is given more than once")
+                return await self.refuse(400, "Bad request", twice)
         # The body sits one level down in the run's trigger.
         depth = self.svc.settings.max_trigger_depth - 1
         try:
