@@ -135,7 +135,10 @@ def decode_time_cursor(cursor: str | None, *, scope: Scope | None = None) -> tup
     try:
         if not (isinstance(after, list) and len(after) == 2 and all(isinstance(x, str) for x in after)):
             raise ValueError("cursor shape")
-        return datetime.fromisoformat(after[0]), uuid.UUID(after[1])
+        at = datetime.fromisoformat(after[0])
+        if at.tzinfo is None:
+            raise ValueError("a page's cursor names its time with its offset")
+        return at, uuid.UUID(after[1])
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise invalid_cursor() from exc
 

@@ -175,6 +175,8 @@ def _key(path: str, key: Any) -> str:
         ("/api/v1/workflows", _key("/api/v1/workflows", 2**63)),
         ("/api/v1/executions", _key("/api/v1/executions", ["2020-01-01T00:00:00+00:00", str(2**63)])),
         ("/api/v1/executions", _key("/api/v1/executions", ["99999-01-01", "00000000-0000-0000-0000-000000000000"])),
+        # A page's cursor names its time with its offset (the server's time zone would read this one).
+        ("/api/v1/executions", _key("/api/v1/executions", ["2020-01-01T00:00:00", str(uuid.UUID(int=0))])),
         ("/api/v1/executions", base64.urlsafe_b64encode(b"9" * 5000).decode()),
     ],
 )
