@@ -72,7 +72,12 @@ def refuse_cross_site(connection: ASGIConnection[Any, Any, Any, Any], handler: B
     _check_host(headers.get("host", ""), services_of(connection.app.state).settings.api_allowed_hosts)
     if connection.scope.get("method", "GET") in SAFE_METHODS:
         return
-    _check_origin(headers.get("origin"), headers.get("host", ""), headers.get("x-forwarded-host", ""))
+    # A proxy's public name counts only where a proxy is declared: without one, whoever sends the
+    # request names X-Forwarded-Host as it likes.
+    proxied = bool(services_of(connection.app.state).settings.trusted_proxies)
+    _check_origin(
+        headers.get("origin"), headers.get("host", ""), headers.get("x-forwarded-host", "") if proxied else ""
+    )
     _check_content_type(
         headers.get("content-type"),
         has_body=headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers,

@@ -55,6 +55,8 @@ async def runs(client: AsyncTestClient[Any]) -> int:
         {"Origin": "http://evil.example", "Content-Type": "application/json"},
         {"Origin": "null", "Content-Type": "application/json"},
         {"Origin": "http://testserver.local:8080", "Content-Type": "application/json"},
+        # A proxy's name, with no proxy declared (DW_API_TRUSTED_PROXIES): the sender names it.
+        {"Origin": "https://dw.example.com", "Content-Type": "application/json", "X-Forwarded-Host": "dw.example.com"},
     ],
 )
 async def test_a_write_from_another_origin_is_refused(client: AsyncTestClient[Any], headers: dict[str, str]) -> None:
@@ -82,9 +84,8 @@ async def test_a_write_whose_body_is_not_json_is_refused(
         {"Content-Type": "application/json"},
         {"Content-Type": "application/json; charset=utf-8"},
         {"Content-Type": "application/merge-patch+json"},
-        # The page's own origin (the console), and a proxy's public name in front of it.
+        # The page's own origin (the console).
         {"Content-Type": "application/json", "Origin": "http://testserver.local"},
-        {"Content-Type": "application/json", "Origin": "https://dw.example.com", "X-Forwarded-Host": "dw.example.com"},
     ],
 )
 async def test_json_from_a_client_or_the_same_origin_is_taken(
@@ -96,6 +97,23 @@ async def test_json_from_a_client_or_the_same_origin_is_taken(
     execution = response.json()["executionId"]
     cancelled = await client.post(f"/api/v1/executions/{execution}/cancel")
     assert cancelled.status_code in (200, 202), cancelled.text
+
+
+async def test_behind_a_declared_proxy_its_public_name_is_the_origin(dsn: str, db: Database) -> None:
+    from tests.conftest import publish
+
+    await publish(db, wf("hooked", echo("a")))
+    settings = Settings(database_url=dsn, api_rate_per_minute=0, api_trusted_proxies="127.0.0.1")
+    headers = {"Content-Type": "application/json", "Origin": "https://dw.example.com"}
+    async with AsyncTestClient(create_app(settings)) as proxied:
+        taken = await proxied.post(
+            "/api/v1/workflows/hooked/execute", content=BODY, headers={**headers, "X-Forwarded-Host": "dw.example.com"}
+        )
+        assert taken.status_code == 202, taken.text
+        other = await proxied.post(
+            "/api/v1/workflows/hooked/execute", content=BODY, headers={**headers, "X-Forwarded-Host": "elsewhere"}
+        )
+        assert_problem(other, 403, "cross_site_request")
 
 
 async def test_the_webhook_receiver_takes_any_body_from_anywhere(client: AsyncTestClient[Any], db: Database) -> None:
