@@ -7,7 +7,7 @@
 --   DW013 a worker's write broke an invariant (an engine bug)
 --
 -- Generic plans. The functions a worker calls on every run or step (dw.fetch_run_jobs_v1,
--- dw.try_acquire_execution_v6, dw.start_node_attempt_v1, dw.record_attempt_v6,
+-- dw.try_acquire_execution_v6, dw.start_node_attempt_v2, dw.record_attempt_v6,
 -- dw.record_item_attempt_v3, dw.complete_execution_v4, dw.renew_lease_v3) carry
 -- SET plan_cache_mode = force_generic_plan, which holds for the functions they call too. Their
 -- statements look rows up by key, so the plan does not depend on the values; left to the default,
@@ -613,6 +613,25 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, node_id, type, details)
     VALUES (p_execution_id, p_node_id, 'node_started', jsonb_build_object('attempt', v_attempt));
     RETURN v_attempt;
+END;
+$$;
+
+-- As dw.start_node_attempt_v1, but no attempt starts while an operator's cancel or suspension is
+-- pending: NULL then, and the worker checks the run (it learns the request from its lease renewal).
+-- v1 started one: a cancel that came just after a worker took the run (its NOTIFY before the run
+-- was registered in the worker) let the next node start and run to its end, and the run ended
+-- Succeeded with cancel_too_late (crash review). v1 stays for workers of the previous release.
+CREATE OR REPLACE FUNCTION dw.start_node_attempt_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text
+) RETURNS integer LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    v_e dw.executions%ROWTYPE;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL OR v_e.suspend_requested_at IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN dw.start_node_attempt_v1(p_execution_id, p_token, p_node_id);
 END;
 $$;
 

@@ -165,8 +165,9 @@ DELETE FROM dw.event_listeners WHERE since < now() - make_interval(secs => %(max
 SELECT renewed, ended, control, waits FROM dw.renew_lease_v3(%(id)s, %(token)s, %(lease_seconds)s);
 
 -- name: start_node_attempt
--- Marks a node Running for its next attempt; returns the attempt number.
-SELECT dw.start_node_attempt_v1(%(id)s, %(token)s, %(node_id)s) AS attempt;
+-- Marks a node Running for its next attempt; returns the attempt number (NULL: a cancel or a
+-- suspension is pending, and nothing starts).
+SELECT dw.start_node_attempt_v2(%(id)s, %(token)s, %(node_id)s) AS attempt;
 
 -- name: record_attempt
 -- Records an attempt, the node's new state, its event and its edge decisions in one transaction.

@@ -92,6 +92,8 @@ class RunContext:
     job_id: int | None = None
     job_worker: int | None = None
     job_finished: bool = False
+    # Asks the scheduling loop to renew the lease now and take in what it says (set by the loop).
+    request_check: Callable[[], None] = field(default=lambda: None)
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -185,7 +187,14 @@ class NodeAttempts:
             if resume:
                 attempt, resume = state.attempts, False
             else:
-                attempt = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
+                started = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
+                if started is None:
+                    # A cancel or a suspension came (its notification perhaps before this worker
+                    # held the run): the node stays as it was, and the loop reads the request.
+                    self.run.log.info("node not started: a control request is pending", node_id=node_id)
+                    self.run.request_check()
+                    return None
+                attempt = started
             state.status, state.attempts = NodeStatus.RUNNING, attempt
             start = now()
             pokes = self.run.pokes

@@ -22,6 +22,7 @@ run_execution(execution_id), called by the worker's Procrastinate task:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +50,8 @@ from dataworkflows.templating import TemplateRefused, TemplateRenderError, Templ
 log = structlog.get_logger("dataworkflows.runtime")
 # The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
 # Waiting: a retry that came due).
+# At most this many pokes for runs not held are kept (Runtime.early_pokes).
+EARLY_POKES = 10_000
 _LAUNCHABLE = frozenset({NodeStatus.READY, NodeStatus.RUNNING, NodeStatus.WAITING})
 
 
@@ -103,6 +106,11 @@ class Runtime:
         self.stopping = asyncio.Event()
         # The runs this process holds, for pokes (a control request or a resolved wait).
         self.active: dict[UUID, _Run] = {}
+        # Pokes for runs this process did not hold when they came, oldest first: a notification can
+        # arrive between a run's acquire and its registration here (it was dropped, and the run
+        # went on with what its acquire read until its next lease renewal). A run registered after
+        # its poke checks at once.
+        self.early_pokes: dict[UUID, float] = {}
         # Told when a run parks until a time (a throttled run included), so the worker can queue its
         # wake-up job then rather than at the next polling interval (set by the worker process).
         self.wake_hint: Callable[[datetime], None] | None = None
@@ -120,6 +128,17 @@ class Runtime:
         run = self.active.get(execution_id)
         if run is not None:
             run.poke()
+            return
+        at = time.monotonic()
+        self.early_pokes.pop(execution_id, None)
+        self.early_pokes[execution_id] = at
+        # Kept for a minute (an acquire's way to its registration takes milliseconds), at most
+        # EARLY_POKES of them: a stale one costs a run acquired later one lease renewal.
+        while self.early_pokes:
+            oldest, when = next(iter(self.early_pokes.items()))
+            if at - when <= 60.0 and len(self.early_pokes) <= EARLY_POKES:
+                break
+            del self.early_pokes[oldest]
 
     def poke_all(self) -> None:
         """Notifications may have been missed (the listener reconnected): every run checks."""
@@ -220,6 +239,8 @@ class Runtime:
             run.state[node_id].prestarted = True
         holder = _Run(self, run)
         self.active[execution_id] = holder
+        if self.early_pokes.pop(execution_id, None) is not None:
+            holder.poke()
         try:
             # The run's trigger values, and the secrets its nodes resolve, are scrubbed from the
             # errors it records and the lines it logs (its node tasks inherit the scrubber).
@@ -263,6 +284,7 @@ class _Run:
         # database's clock decides; this keeps a small skew from spinning the loop).
         self.next_fire_check: datetime | None = None
         run.slots.available = self._free_slots
+        run.request_check = self.poke
 
     def _free_slots(self) -> int:
         """Parallel slots a node's record may fill with the nodes it makes Ready: its own (it ends)

@@ -134,11 +134,12 @@ class RunData:
         row = await self._db.fetch_one("get_plan", id=workflow_id, version=version)
         return None if row is None else plan_from_json(row["plan"])
 
-    async def start_node_attempt(self, execution_id: UUID, token: int, node_id: str) -> int:
-        """Marks the node Running for its next attempt; returns the attempt number."""
+    async def start_node_attempt(self, execution_id: UUID, token: int, node_id: str) -> int | None:
+        """Marks the node Running for its next attempt; returns the attempt number, or None when an
+        operator's cancel or suspension is pending (nothing starts: the run checks its lease)."""
         row = await self._db.fetch_one("start_node_attempt", id=execution_id, token=token, node_id=node_id)
         assert row is not None
-        return int(row["attempt"])
+        return None if row["attempt"] is None else int(row["attempt"])
 
     async def attempt_started_at(self, execution_id: UUID, node_id: str, attempt: int) -> datetime | None:
         """When the node's attempt started (its node_started event), if that is known."""
