@@ -240,20 +240,27 @@ $$;
 -- withdrew when it ended (a child started with waitForCompletion false outlives a parent that
 -- succeeded or failed); and the children of forEach items it cancelled (failFast stopped the
 -- forEach, or the run ended).
+-- Whether a child run is one its parent no longer wants (dw.children_to_cancel_v1 cancels those):
+-- its parent was cancelled, or ended or was redriven while waiting for it (its wait withdrawn), or
+-- it is a forEach item's child whose item was cancelled or started again.
+CREATE OR REPLACE FUNCTION dw.child_unwanted_v1(p_child_id uuid, p_parent_id uuid, p_request_id text)
+    RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM dw.executions p WHERE p.id = p_parent_id AND p.status = 'Cancelled')
+        -- Withdrawn: its parent ended while waiting for it (also when the parent was redriven
+        -- since: the redriven node starts a child of its own).
+        OR EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = p_child_id AND w.state = 'withdrawn')
+        OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_child_id AND i.status = 'Cancelled')
+        -- An item's child that its item no longer names (the item started again after a redrive).
+        OR (p_request_id LIKE 'item:%'
+            AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_child_id))
+$$;
+
 CREATE OR REPLACE FUNCTION dw.children_to_cancel_v1(p_parent_id uuid)
     RETURNS TABLE (execution_id uuid) LANGUAGE sql STABLE AS $$
     SELECT c.id FROM dw.executions c
-      JOIN dw.executions p ON p.id = c.parent_execution_id
      WHERE c.parent_execution_id = p_parent_id
        AND c.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-       AND (p.status = 'Cancelled'
-            -- Withdrawn: its parent ended while waiting for it (also when the parent was redriven
-            -- since: the redriven node starts a child of its own).
-            OR EXISTS (SELECT 1 FROM dw.waits w WHERE w.child_execution_id = c.id AND w.state = 'withdrawn')
-            OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id AND i.status = 'Cancelled')
-            -- An item's child that its item no longer names (the item started again after a redrive).
-            OR (c.request_id LIKE 'item:%'
-                AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = c.id)))
+       AND dw.child_unwanted_v1(c.id, c.parent_execution_id, c.request_id)
      ORDER BY c.created_at;
 $$;
 

@@ -299,6 +299,20 @@ BEGIN
         RETURN QUERY SELECT 'held'::text, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text[];
         RETURN;
     END IF;
+    IF v_e.parent_execution_id IS NOT NULL AND v_e.cancel_requested_at IS NULL
+       AND dw.child_unwanted_v1(v_e.id, v_e.parent_execution_id, v_e.request_id) THEN
+        -- A child its parent no longer wants, whose cascade (dw.cancel_children) has not come yet:
+        -- its job may wait with a dead worker until recovery queues it again, while this run's own
+        -- lease ran out first. Cancelled here as the cascade would cancel it, not run on (a worker
+        -- took such a child back and sent its HTTP call again; crash review).
+        UPDATE dw.executions e
+           SET cancel_requested_at = now(), cancel_reason = format('its parent execution %s ended', v_e.parent_execution_id)
+         WHERE e.id = p_execution_id
+        RETURNING * INTO v_e;
+        INSERT INTO dw.execution_events (execution_id, type, details)
+        VALUES (p_execution_id, 'cancel_requested',
+                jsonb_build_object('reason', v_e.cancel_reason, 'status', v_e.status));
+    END IF;
     IF v_e.cancel_requested_at IS NOT NULL THEN
         -- Its worker died (or stopped) before it could end the run. Unless the cancel came too late
         -- (the outcome was decided: dw.cancel_too_late_v1): then the run is taken, and ends as it

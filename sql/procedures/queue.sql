@@ -207,18 +207,21 @@ BEGIN
         PERFORM set_config('dw.tenant_id', v_tenant, true);
         -- The runs' rows, locked (only tried: see v1); the first job of a run in fetch order may go
         -- set-based, a second job of the same run goes through v6 (and finds the lease held). A
-        -- child whose cancel was requested is left to its job's task (no lease here): its end locks
+        -- child whose cancel was requested, or that v6 cancels (its parent no longer wants it:
+        -- dw.child_unwanted_v1), is left to its job's task (no lease here): its end locks
         -- its parent's row, and this transaction holds every job of the batch, among them perhaps
         -- the parent's, which a cancel of the parent holding that row waits to delete (v1 met that
         -- cycle only when the parent's job came first in the batch; here it would in any order).
         SELECT array_agg(s.job_id) FILTER (WHERE NOT s.handed),
-               array_agg(s.job_id) FILTER (WHERE s.fast),
-               array_agg(s.execution_id) FILTER (WHERE s.fast),
+               array_agg(s.job_id) FILTER (WHERE s.fast AND NOT s.handed),
+               array_agg(s.execution_id) FILTER (WHERE s.fast AND NOT s.handed),
                array_agg(s.job_id) FILTER (WHERE NOT s.fast AND NOT s.handed)
           INTO v_locked, v_fast_job, v_fast, v_slow_job
           FROM (
             SELECT j.job_id, e.id AS execution_id,
-                   e.cancel_requested_at IS NOT NULL AND e.parent_execution_id IS NOT NULL AS handed,
+                   CASE WHEN e.parent_execution_id IS NULL THEN false
+                        ELSE e.cancel_requested_at IS NOT NULL
+                             OR dw.child_unwanted_v1(e.id, e.parent_execution_id, e.request_id) END AS handed,
                    j.first_of_run AND p_start
                    AND e.status = 'Pending' AND e.started_at IS NULL AND e.lease_owner IS NULL
                    AND e.cancel_requested_at IS NULL AND e.suspend_requested_at IS NULL

@@ -275,3 +275,27 @@ async def test_a_child_whose_cancel_was_requested_is_left_to_its_task(db: Databa
     # The task's own acquire ends it, as the fetch of v1 did.
     acquired = await db.runs.acquire(child, owner="w", lease_seconds=30, start=True)
     assert acquired.outcome == "finished"
+
+
+async def test_a_child_its_cancelled_parent_no_longer_wants_is_left_to_its_task(db: Database, dsn: str) -> None:
+    """Its cancel is not requested yet (the cascade's job waits with a dead worker): v2 took its
+    lease set-based and started its first node. It is left to its task now, whose acquire cancels
+    it as the cascade would (dw.child_unwanted_v1)."""
+    await publish(db, wf("fx-pair", echo("a", to("b")), echo("b")))
+    parent = await start_on(db, "fx-pair", "fetch-unwanted", "default")
+    child = await start_on(db, "fx-pair", "fetch-unwanted", "default")
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as admin:
+        admin.execute(
+            "UPDATE dw.executions SET parent_execution_id = %s, parent_node_id = 'a', depth = 1 WHERE id = %s",
+            (parent, child),
+        )
+        admin.execute("UPDATE dw.executions SET status = 'Cancelled', ended_at = now() WHERE id = %s", (parent,))
+        rows = {row["execution_id"]: row for row in fetch(admin, "v2", "fetch-unwanted")}
+        assert rows[str(child)]["outcome"] is None
+        run = admin.execute("SELECT status, lease_owner FROM dw.executions WHERE id = %s", (child,)).fetchone()
+        assert run == {"status": "Pending", "lease_owner": None}
+    acquired = await db.runs.acquire(child, owner="w", lease_seconds=30, start=True)
+    assert acquired.outcome == "finished"
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as admin:
+        run = admin.execute("SELECT status, cancel_reason FROM dw.executions WHERE id = %s", (child,)).fetchone()
+    assert run == {"status": "Cancelled", "cancel_reason": f"its parent execution {parent} ended"}

@@ -214,6 +214,41 @@ async def test_a_cancel_cascade_whose_worker_died_is_taken_up_again(
     assert await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions") == []
 
 
+async def test_a_child_its_cancelled_parent_no_longer_wants_is_cancelled_when_taken_not_run(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The cascade's job waits with a dead worker (recovery queues it again once that worker is
+    silent for DW_STALLED_WORKER_SECONDS) while the child is taken first: a signal (here), or its
+    own lease running out. The child ran on and its HTTP call was sent again (crash review). The
+    acquire now cancels it as the cascade would, and nothing more of it runs."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("waits-go", signal("s", to("after"), name="go"), echo("after")), conditions)
+    await publish(db, wf("awaits-go", sub("call", "waits-go")), conditions)
+    root = await start(db, "awaits-go")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert kid["status"] == "Waiting"
+    assert (await db.control.cancel(root, principal="ops", reason="enough")).outcome == "cancelled"
+    taken = await sql(
+        db,
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL"
+        " WHERE task_name = 'dw.cancel_children' AND status = 'todo' RETURNING id",
+    )
+    assert len(taken) == 1, "the cascade's job, held by a worker that died"
+    delivered = await db.control.signal(
+        kid["id"], "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+    )
+    assert delivered.outcome == "consumed", delivered
+    assert await drain(db, runtime) == [(str(kid["id"]), "finished")]
+    child = await execution(db, kid["id"])
+    assert child["status"] == "Cancelled" and "its parent execution" in child["error"]["message"], child
+    # The signal's node is recorded Cancelled (it never went on), and after never started.
+    assert [(r["node_id"], r["status"]) for r in await attempts(db, kid["id"])] == [("s", "Cancelled")]
+    log = await events(db, kid["id"])
+    assert log.count("node_started") == 1 and log[-1] == "execution_cancelled", log
+    assert log.index("signal_consumed") < log.index("cancel_requested"), log
+
+
 async def test_a_cancelled_child_fails_its_parent_node(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     await publish(db, wf("waits-a-bit", signal("s", name="never")), conditions)
