@@ -400,8 +400,9 @@ class DeadLetterRead(Camel):
     created_at: datetime
     redriven_at: datetime | None
     redriven_by: str | None
-    # Closed without a redrive: acknowledged by an operator, or run_ended (a job failure whose run
-    # finished after recovery). Open means neither redriven nor closed.
+    # Closed without a redrive: acknowledged by an operator, run_ended (a job failure whose run
+    # finished after recovery), or superseded (a child's, by its parent's redrive). Open means
+    # neither redriven nor closed.
     closed_at: datetime | None = None
     closed_by: str | None = None
     close_reason: str | None = None

@@ -229,7 +229,7 @@ BEGIN
     RETURN format('execution %s is a child of execution %s, whose node %s %s%s: redriven, it would change '
                   'nothing for its parent. %s',
                   p_e.id, p_e.parent_execution_id, p_e.parent_node_id, v_taken,
-                  COALESCE(format(' (the node failed with %s)', v_code), ''),
+                  CASE WHEN v_code IS NOT NULL THEN format(' (the node failed with %s)', v_code) ELSE '' END,
                   CASE WHEN v_letter IS NOT NULL
                        THEN format('Redrive the parent''s dead letter %s instead: its node starts a new child', v_letter)
                        ELSE 'The parent has no open dead letter to redrive (it went on, or ended otherwise): start a new run instead' END);

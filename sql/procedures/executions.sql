@@ -1839,6 +1839,22 @@ BEGIN
     END IF;
 
     UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = p_principal WHERE d.id = p_id;
+    IF v_d.kind <> 'job_failed' THEN
+        -- The letters of the children (and theirs) whose end this run took: its redriven nodes start
+        -- children of their own, and those letters could never be redriven (a 409 naming this
+        -- run's letter). Closed as superseded: they stayed open, and retention kept the tree.
+        WITH RECURSIVE tree AS (
+            SELECT c.* FROM dw.executions c WHERE c.parent_execution_id = v_e.id
+            UNION ALL
+            SELECT c.* FROM dw.executions c JOIN tree t ON c.parent_execution_id = t.id
+        )
+        UPDATE dw.dead_letters d
+           SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',
+               close_note = format('execution %s was redriven (dead letter %s)', v_e.id, p_id)
+          FROM tree t
+         WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+           AND dw.child_redrive_refusal_v1(t::dw.executions) IS NOT NULL;
+    END IF;
     INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
     VALUES (v_e.id, v_d.node_id, 'execution_redriven', p_principal,
             jsonb_build_object('deadLetterId', p_id, 'kind', v_d.kind)

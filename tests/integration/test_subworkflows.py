@@ -455,10 +455,25 @@ async def test_a_child_whose_end_its_parent_took_is_not_redriven_but_the_parent_
     assert (await execution(db, kid["id"]))["status"] == "Failed"
     # The parent's redrive: its node starts a child of its own, which the fixed workflow lets succeed.
     await publish(db, wf("breaks", echo("boom", message="fixed")), conditions)
+    child_letter = await open_letter(db, kid["id"])
     await db.operations.redrive(parent_letter, principal="ops", queue="executions")
+    # Asked meanwhile (the node's error is cleared): no "(the node failed with )".
+    ((said,),) = await sql(db, "SELECT dw.child_redrive_refusal_v1(e) FROM dw.executions e WHERE e.id = %s", kid["id"])
+    assert "failed with" not in said and "has taken its end:" in said, said
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
     assert sorted(k["status"] for k in await children(db, root)) == ["Failed", "Succeeded"]
+    # The old child's letter, which no redrive could take, is closed by the parent's (it stayed
+    # open, and retention kept the tree until someone acknowledged it).
+    letters = await db.operations.dead_letters(open_only=False, kind=None, before=None, limit=50)
+    (closed,) = [d for d in letters if d.id == child_letter]
+    assert (closed.close_reason, closed.closed_by, closed.redriven_at) == ("superseded", "ops", None)
+    assert closed.close_note == f"execution {root} was redriven (dead letter {parent_letter})"
+    assert not [
+        d
+        for d in await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=50)
+        if d.execution_id in (root, kid["id"])
+    ]
 
 
 async def test_a_detached_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
