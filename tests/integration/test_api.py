@@ -13,6 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from dataworkflows import errors
 from dataworkflows.api.app import create_app
+from dataworkflows.api.services import services_of
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from tests.conftest import load_fixture
@@ -197,9 +198,22 @@ async def test_database_down_gives_503(tmp_path: Any) -> None:
         assert (await test_client.head("/health/live")).status_code == 200
         unready = await test_client.head("/health/ready")
         assert (unready.status_code, unready.content) == (503, b"")
+        # One wait for a connection a request (the rate limiter's): it went on to the handler's,
+        # and its caller waited twice DW_DB_TIMEOUT_SECONDS for the 503.
+        pool = services_of(test_client.app.state).db.pool
+        waits = 0
+        real_getconn = pool.getconn
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal waits
+            waits += 1
+            return await real_getconn(*args, **kwargs)
+
+        pool.getconn = counted  # type: ignore[method-assign]
         body = assert_problem(await test_client.get("/api/v1/workflows"), 503)
         assert body["code"] == "database_unavailable"
         assert_problem(await test_client.post("/api/v1/workflows/x/execute", json={"trigger": {}}), 503)
+        assert waits == 2
 
 
 async def test_hostile_input_gets_4xx_not_500(client: AsyncTestClient[Any]) -> None:
