@@ -21,8 +21,8 @@ from dataworkflows.data.executions import Attempt, AttemptKey, Execution, attemp
 from dataworkflows.db import Database
 from dataworkflows.errors import ExecutionNotFound, InvalidInput, NotFound
 from dataworkflows.event_stream import is_final
+from dataworkflows.json_depth import json_depth
 from dataworkflows.statuses import ExecutionStatus
-from dataworkflows.validation import json_depth
 from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import PROBLEMS

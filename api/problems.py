@@ -238,6 +238,17 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     if isinstance(exc, UnicodeDecodeError):
         return problem(400, "Bad request", "the request body is not valid UTF-8", code="bad_request", request=request)
     if isinstance(exc, RecursionError):
+        if request.method in ("GET", "HEAD"):
+            # No body to blame: a stored value (an attempt's outputs recorded before this release
+            # capped their depth at MAX_RESULT_DEPTH) nests deeper than the JSON decoders go.
+            return problem(
+                422,
+                "Unprocessable",
+                "a value stored with this resource is nested too deeply to be read (an attempt recorded before"
+                " this release could store one; its other routes may still answer)",
+                code="stored_value_too_deep",
+                request=request,
+            )
         return problem(400, "Bad request", "the request body is nested too deeply", code="bad_request", request=request)
     log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
     return problem(

@@ -19,7 +19,8 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.data.triggers import RECENT_RUNS, Trigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
-from dataworkflows.validation import Problem, is_valid_id, json_depth
+from dataworkflows.json_depth import json_depth
+from dataworkflows.validation import Problem, is_valid_id
 
 from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS

@@ -15,9 +15,10 @@ from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
 from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
+from dataworkflows.json_depth import json_depth
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
-from dataworkflows.validation import Problem, has_unprintable_character, header_text, json_depth
+from dataworkflows.validation import Problem, has_unprintable_character, header_text
 
 from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS

@@ -159,6 +159,10 @@ def _node_text(kind: str, node: str, details: dict[str, Any], at: datetime | Non
 def outcome(client: httpx.Client, execution_id: str, write: Callable[[str], None]) -> int | None:
     """The run's final line and exit code; None while it has not ended."""
     response = client.get(f"/api/v1/executions/{execution_id}")
+    if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        # Asking again gets the same answer: say it (a run whose status the API could not read
+        # was followed for ever).
+        raise Refused(response)
     if response.status_code != 200:
         return None
     execution = response.json()

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from dataworkflows.confinement import drop_privileges, serve
+from dataworkflows.json_depth import MAX_RESULT_DEPTH, json_depth
 
 # Runs once per helper. Removes every host capability dukpy installs (call_python reaches Python,
 # require/_dukpy_* load files, process/console talk to the host), then locks the global object so
@@ -180,6 +181,10 @@ def _value(request: Request, value: Any) -> dict[str, Any]:
         return {"id": request.id, "ok": False, "error": error}
     if size > request.max_bytes:
         return {"id": request.id, "ok": False, "error": f"the result is {size} bytes of JSON, over {request.max_bytes}"}
+    if json_depth(value, MAX_RESULT_DEPTH) > MAX_RESULT_DEPTH:
+        # Its answer would nest as deep, and the worker's decoder recurses (about 960 levels
+        # crashed it as engine_error).
+        return {"id": request.id, "ok": False, "error": f"the result is nested deeper than {MAX_RESULT_DEPTH} levels"}
     return {"id": request.id, "ok": True, "value": value}
 
 

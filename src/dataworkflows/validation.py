@@ -26,6 +26,7 @@ from dataworkflows.definitions import (
 )
 from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
+from dataworkflows.json_depth import json_depth
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
@@ -545,23 +546,6 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
     for name, value, most in limits:
         if value is not None and not 1 <= value <= most:
             problems.append(Problem(f"/orchestration/{name}", "range", f"must be between 1 and {most} (or null)"))
-
-
-def json_depth(value: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, stopping early past `limit` (iterative: no recursion)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
 
 
 def has_nul(value: Any) -> bool:

@@ -39,7 +39,8 @@ from uuid import UUID
 import msgspec
 
 from dataworkflows import templating
-from dataworkflows.validation import json_depth, sent_text, unknown_fields
+from dataworkflows.json_depth import json_depth
+from dataworkflows.validation import sent_text, unknown_fields
 
 HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
 SCHEMES = (HMAC_SHA256, GITHUB, SLACK, NONE)

@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
+from dataworkflows.db import Database
 from tests.acceptance.conftest import Stack, free_port
 from tests.conftest import load_fixture
 
@@ -384,3 +385,17 @@ async def test_a_lone_surrogate_escape_is_named(client: AsyncTestClient[Any], ex
         headers={"Content-Type": "application/json"},
     )
     assert paired.status_code == 202, paired.text
+
+
+async def test_a_stored_value_too_deep_to_read_is_not_a_bad_request(
+    client: AsyncTestClient[Any], db: Database, execution: str
+) -> None:
+    """An attempt recorded before outputs were capped at 100 levels could nest deeper than the JSON
+    decoders go: the GET said 400 "the request body is nested too deeply" (a GET has none)."""
+    deep = "[" * 990 + "]" * 990
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.node_states SET outputs = %s::jsonb WHERE execution_id = %s", (deep, uuid.UUID(execution))
+        )
+    problem = assert_problem(await client.get(f"/api/v1/executions/{execution}"), 422)
+    assert problem["code"] == "stored_value_too_deep", problem

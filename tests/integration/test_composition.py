@@ -53,6 +53,17 @@ async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions
         ("'x'.repeat(2000000)", None, "transform_error", "over 1000000"),
         # Half of a UTF-16 pair: said so, not as Python's codec error.
         ("({a: 'x' + String.fromCharCode(0xd800)})", None, "transform_error", "lone UTF-16 surrogate (\\ud800)"),
+        # Nested past what the engine records: 960 levels crashed the worker that recorded it, 975
+        # were engine_error (the reply's decoding recursed), 970 made the run unreadable.
+        *[
+            (
+                f"(function () {{ var a = []; for (var i = 0; i < {depth}; i++) a = [a]; return {{v: a}}; }})()",
+                None,
+                "transform_error",
+                "nested deeper than 100 levels",
+            )
+            for depth in (100, 970, 980)
+        ],
     ],
 )
 async def test_a_transform_that_throws_loops_or_returns_too_much_fails_its_node(

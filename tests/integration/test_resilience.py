@@ -11,6 +11,8 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from dataworkflows.actions import ActionResult
+from dataworkflows.actions.echo import EchoAction
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict
@@ -69,6 +71,30 @@ async def test_a_result_postgresql_refuses_becomes_a_failed_attempt_row(
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution["error"]["code"] == "node_failed"
     assert "engine_error" not in str(execution["error"])
+
+
+async def test_a_result_nested_past_what_the_engine_records_becomes_a_failed_attempt_row(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """About 960 levels crashed the worker that recorded it (RecursionError in the JSON encoder, the
+    job failed and recovery queued it again until worker_lost), or made the run unreadable: an
+    attempt's parameters and outputs nest at most 100 levels (dataworkflows.json_depth)."""
+    runtime = make_runtime(db, conditions)
+    deep: Any = []
+    for _ in range(970):
+        deep = [deep]
+
+    async def deep_echo(self: EchoAction, ctx: Any, params: Any) -> ActionResult:
+        return ActionResult.succeeded({"echo": deep})  # as an HTTP response's JSON could be
+
+    monkeypatch.setattr(EchoAction, "execute", deep_echo)
+    await publish(db, wf("deep", echo("a", to("b")), echo("b")))
+    execution_id = await start(db, "deep")
+    assert await runtime.run_execution(execution_id) == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [(r["node_id"], r["status"], r["error"]["code"]) for r in rows] == [("a", "Failed", "unrecordable_result")]
+    assert "outputs are nested deeper than 100 levels" in rows[0]["error"]["message"], rows[0]["error"]
+    assert rows[0]["outputs"] is None
 
 
 async def test_a_stopping_worker_starts_no_attempt_and_hands_the_run_back(

@@ -16,7 +16,7 @@ import pytest
 
 from dataworkflows import cli
 from dataworkflows.cli import EXIT_OK, EXIT_RUN_FAILED, TOKEN_ROLES, build_parser, main
-from dataworkflows.cli_follow import Printer, outcome, seconds_text
+from dataworkflows.cli_follow import Printer, Refused, outcome, seconds_text
 from dataworkflows.cli_help import EXAMPLES, commands
 from tests.unit.test_cli_tree import fake_api
 
@@ -130,6 +130,20 @@ def test_running_is_no_outcome_yet() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"status": "Running"}))
     with httpx.Client(base_url="http://api", transport=transport) as client:
         assert outcome(client, "e-1", print) is None
+
+
+def test_a_status_the_api_refuses_ends_the_wait() -> None:
+    """`run --wait` followed a run whose status read answered 4xx (a stored value too deep to read)
+    for ever: the same request gets the same answer. A 503 or a 429 is still waited out."""
+    problem = {"status": 422, "code": "stored_value_too_deep", "detail": "too deep"}
+    refused = httpx.MockTransport(lambda request: httpx.Response(422, json=problem))
+    with httpx.Client(base_url="http://api", transport=refused) as client, pytest.raises(Refused) as raised:
+        outcome(client, "e-1", print)
+    assert raised.value.response.status_code == 422
+    for status in (429, 503):
+        busy = httpx.MockTransport(lambda request, status=status: httpx.Response(status, json={"status": status}))
+        with httpx.Client(base_url="http://api", transport=busy) as client:
+            assert outcome(client, "e-1", print) is None
 
 
 def test_since_and_until() -> None:

@@ -24,8 +24,9 @@ from dataworkflows.checkpoints import (
     Throttle,
     WaitCheckpoint,
 )
-from dataworkflows.errors import DataWorkflowsError, InvariantViolation
+from dataworkflows.errors import DataWorkflowsError, InvalidInput, InvariantViolation
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
+from dataworkflows.json_depth import too_deep
 from dataworkflows.planning import Plan, plan_from_json
 from dataworkflows.scrubbing import current as current_scrubber
 from dataworkflows.sqlfiles import QUERIES
@@ -156,6 +157,7 @@ class RunData:
         links, in one transaction; with them, the nodes it starts and the run's end when
         record.start_limit and record.complete ask for them. Returns the nodes the edge decisions
         made Ready, Skipped or (started) Running, and whether the run ended."""
+        _refuse_too_deep(record.parameters, record.outputs)
         params = {
             "id": record.execution_id,
             "token": record.token,
@@ -341,6 +343,7 @@ class RunData:
         self, execution_id: UUID, token: int, node_id: str, record: ItemRecord, *, worker: str
     ) -> None:
         """One item attempt's row and the item's new state, in one fenced transaction."""
+        _refuse_too_deep(record.parameters, record.outputs)
         await self._db.fetch_one(
             "record_item_attempt",
             id=execution_id,
@@ -549,3 +552,11 @@ class PlanCache:
         if len(self._plans) > self._max:
             self._plans.popitem(last=False)
         return plan
+
+
+def _refuse_too_deep(parameters: Any, outputs: Any) -> None:
+    """InvalidInput (the attempt is recorded as unrecordable_result instead) for parameters or
+    outputs nested deeper than MAX_RESULT_DEPTH."""
+    why = too_deep("parameters", parameters) or too_deep("outputs", outputs)
+    if why is not None:
+        raise InvalidInput(why)

@@ -1,0 +1,34 @@
+"""How deep a JSON value nests, without recursion (light: the sandbox helpers import it too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# An attempt's parameters and outputs nest at most this deep (a transform's result too). The
+# engine's JSON encoders and decoders, and psycopg's, recurse: about 960 levels crashed the
+# worker that recorded such a value, or made the run unreadable through the API (sandbox review).
+MAX_RESULT_DEPTH = 100
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping early past `limit` (iterative: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def too_deep(what: str, value: Any) -> str | None:
+    """Why `value` (an attempt's `what`) cannot be recorded for its depth, if it cannot."""
+    if value is None or json_depth(value, MAX_RESULT_DEPTH) <= MAX_RESULT_DEPTH:
+        return None
+    return f"the {what} are nested deeper than {MAX_RESULT_DEPTH} levels"
