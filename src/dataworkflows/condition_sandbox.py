@@ -97,18 +97,37 @@ _EVAL = """(function () { 'use strict';
   );
 })()"""
 
-# A transform: the expression's value, as JSON (functions and undefined become null).
+# A transform: the expression's value, as JSON (as JSON.stringify writes it: a function or an
+# undefined property is left out). A value that is undefined, or a number JSON has no value for
+# (NaN, Infinity: a typo such as `l.qty * l.prcie`), is an error; both were recorded as null.
 _VALUE = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
   var __v = (%s
   );
-  return __v === undefined ? null : JSON.parse(JSON.stringify(__v === undefined ? null : __v) || 'null');
+  if (__v === undefined) { throw new Error("the expression's value is undefined"); }
+  var __text = JSON.stringify(__v, function (key, x) {
+    if (typeof x === 'number' && !isFinite(x)) {
+      throw new Error((key === '' ? 'the value' : 'the value at ' + JSON.stringify(key)) + ' is ' + x
+                      + ', which JSON has no value for');
+    }
+    return x;
+  });
+  if (__text === undefined) { throw new Error("the expression's value is a " + typeof __v + ', which is not JSON'); }
+  return JSON.parse(__text);
 })()"""
 
+# Compiled twice: within the parentheses it runs in, and within brackets, so that an expression
+# that closes the wrapper's parenthesis and opens one of its own (`a == 1)||(true`) is refused: it
+# compiled inside the parentheses, and ran spliced into the wrapper.
 _CHECK = """(function () { 'use strict';
   new Function('trigger', 'nodes', 'execution', "'use strict'; return (" + dukpy.expr + "\\n);");
+  new Function('trigger', 'nodes', 'execution', "'use strict'; return [" + dukpy.expr + "\\n];");
   return true;
 })()"""
+
+
+# An error's text, as the helper answers it (the worker keeps its first line, at most 500 characters).
+MAX_ERROR_TEXT = 16_384
 
 
 class Request(msgspec.Struct):
@@ -158,7 +177,9 @@ def main() -> None:
             value = interpreter.evaljs(_EVAL % request.expr, scope=request.scope or {})
             return {"id": request.id, "ok": True, "value": bool(value)}
         except Exception as exc:
-            return {"id": request.id, "ok": False, "error": _first_line(str(exc))}
+            # Whole (bounded): the worker cuts it to its first line once the run's scrubber has
+            # seen it (cut here, the first line of a multi-line secret was not recognized).
+            return {"id": request.id, "ok": False, "error": str(exc).strip()[:MAX_ERROR_TEXT] or "error"}
 
     def intact() -> bool:
         # If a condition managed to make dukpy's bindings unusable, this helper must not serve
@@ -186,10 +207,6 @@ def _value(request: Request, value: Any) -> dict[str, Any]:
         # crashed it as engine_error).
         return {"id": request.id, "ok": False, "error": f"the result is nested deeper than {MAX_RESULT_DEPTH} levels"}
     return {"id": request.id, "ok": True, "value": value}
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:500] if text.strip() else "error"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from dataworkflows import scrubbing
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
 
@@ -99,7 +100,7 @@ class ConditionPool:
         ConditionTimeout if it runs too long."""
         answer = await self._call("eval", expr, scope)
         if not answer.ok:
-            raise ConditionError(answer.error or "condition failed")
+            raise ConditionError(_readable(answer.error) or "condition failed")
         return bool(answer.value)
 
     async def value(self, expr: str, scope: dict[str, Any], *, time_limit: float, max_bytes: int) -> Any:
@@ -107,7 +108,7 @@ class ConditionPool:
         larger than max_bytes, ConditionTimeout if it runs longer than `time_limit` seconds."""
         answer = await self._call("value", expr, scope, time_limit=time_limit, max_bytes=max_bytes)
         if not answer.ok:
-            raise ConditionError(answer.error or "the expression failed")
+            raise ConditionError(_readable(answer.error) or "the expression failed")
         return answer.value
 
     async def check(self, expr: str) -> str | None:
@@ -116,7 +117,7 @@ class ConditionPool:
             answer = await self._call("check", expr, None)
         except ConditionTimeout:
             return "the condition took too long to compile"
-        return None if answer.ok else incomplete(expr, answer.error or "invalid condition")
+        return None if answer.ok else incomplete(expr, _readable(answer.error) or "invalid condition")
 
     async def check_many(self, expressions: list[str]) -> dict[str, str | None]:
         """Checks concurrently, as many at once as the pool has helpers."""
@@ -129,6 +130,16 @@ class ConditionPool:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _readable(error: str | None) -> str | None:
+    """A helper's error as it is recorded: its first line (Duktape adds a stack), at most 500
+    characters, cut once the run's scrubber has replaced its values (the whole text: a multi-line
+    value is recognized only whole)."""
+    if not error:
+        return None
+    lines = scrubbing.current().text(error).strip().splitlines()
+    return lines[0][:500] if lines else None
 
 
 # Duktape's error when parsing stops at a token: the expression is compiled inside `return (…\n);`,

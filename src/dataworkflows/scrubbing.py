@@ -38,8 +38,16 @@ _NON_SECRET_KEYS = frozenset({"hosts"})
 
 
 def _variants(value: str) -> set[str]:
-    """The value and how it is spelled inside a JSON string, a Python repr and a URL."""
-    forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe=""), quote_plus(value, safe="")}
+    """The value and how it is spelled inside a JSON string (ASCII-escaped, as Python writes it, or
+    not, as JavaScript's JSON.stringify and most servers do), a Python repr and a URL."""
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
     # Lower-cased (found in a lower-cased text) and as written: lower() changes the length of some
     # letters ('İ' becomes 'i' and a combining dot), which a case-insensitive pattern of the
     # lower-cased form would then not match in the original text.

@@ -64,6 +64,10 @@ async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions
             )
             for depth in (100, 970, 980)
         ],
+        # JSON has no value for these: they were recorded as null, and a typo ran on as a success.
+        ("({total: 2 * trigger.prcie})", None, "transform_error", 'the value at "total" is NaN'),
+        ("1e400", None, "transform_error", "the value is Infinity"),
+        ("trigger.missing", None, "transform_error", "the expression's value is undefined"),
     ],
 )
 async def test_a_transform_that_throws_loops_or_returns_too_much_fails_its_node(
@@ -207,3 +211,24 @@ async def test_a_condition_never_waits_behind_transforms_that_hold_their_helpers
         assert transforms.helpers_killed >= 1 and conditions.helpers_killed == 0
     finally:
         await transforms.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expression", "message"),
+    [
+        # Cut to its first line before the scrubber saw the whole value: "Error: bad line1" stayed.
+        ("line1-secret\nline2-secret", "'bad ' + trigger.v", "Error: bad [redacted]"),
+        # JavaScript's JSON spelling (non-ASCII as it is, the quote escaped), not Python's.
+        ('Wörd"1234-secret', "'bad ' + JSON.stringify(trigger.v)", 'Error: bad "[redacted]"'),
+    ],
+)
+async def test_a_transforms_error_never_shows_a_trigger_value(
+    db: Database, conditions: ConditionPool, value: str, expression: str, message: str
+) -> None:
+    raw = wf("leaky", transform("t", expression=f"(function () {{ throw new Error({expression}); }})()"))
+    execution_id = await started(db, raw, {"v": value})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    error = (await nodes(db, execution_id))["t"]["error"]
+    assert error["code"] == "transform_error" and error["message"] == message, error
+    ((text,),) = await sql(db, "SELECT error::text FROM dw.executions WHERE id = %s", execution_id)
+    assert "secret" not in text and "line1" not in text, text

@@ -84,9 +84,20 @@ async def test_an_expression_that_ends_too_early_is_said_to_be_that(conditions: 
     assert found["a )"] == "SyntaxError: unexpected token in expression: ')'"
 
 
+async def test_an_expression_that_closes_the_wrappers_parenthesis_is_refused(conditions: ConditionPool) -> None:
+    # It compiled inside `return (…\n);` and ran spliced into the wrapper (sandbox review): balanced
+    # with the wrapper's parentheses, not its own.
+    found = await conditions.check_many(["trigger.x == 1)||(true", "x]||[y", "a, b", "({a: 1})", "[1].map(x => x)"])
+    assert found["trigger.x == 1)||(true"] is not None and "SyntaxError" in found["trigger.x == 1)||(true"]
+    assert found["x]||[y"] is not None
+    assert [found[e] for e in ("a, b", "({a: 1})", "[1].map(x => x)")] == [None, None, None]
+
+
 async def test_code_that_breaks_out_of_the_expression_is_still_confined(conditions: ConditionPool) -> None:
-    # A syntax check cannot stop a balanced injection; the sandbox is what makes it harmless.
+    # Published, the syntax check refuses it now (it does not compile within brackets); whatever
+    # gets to run, the sandbox is what makes it harmless.
     injected = "1); }; globalThis.process.env.X = 1; (function(){ return (1"
+    assert (await conditions.check(injected)) is not None
     with pytest.raises(ConditionError):
         await conditions.evaluate(injected, SCOPE)
     assert await conditions.evaluate("Object.keys(process.env).length === 0", SCOPE) is True
