@@ -103,7 +103,8 @@ def _step() -> None:
 
 def _check_int(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise TemplateBudgetExceeded(f"an integer in the template grew past {MAX_INT_BITS} bits")
+        # Not "grew": the integer may be a trigger's, only looked up.
+        raise TemplateBudgetExceeded(f"an integer in the template is larger than {MAX_INT_BITS} bits")
     return value
 
 
@@ -278,9 +279,17 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
 
 
 def _bounded_power(left: Any, right: Any) -> Any:
-    if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64:
-        raise TemplateRenderError("exponent too large in a template (at most 64)")
-    if _is_int(left) and _is_int(right) and right > 0 and left.bit_length() * right > MAX_INT_BITS:
+    """An integer power whose result would pass MAX_INT_BITS is the budget's refusal, before it is
+    computed (0, 1 and -1 to any power stay small). Anything else is cheap: a float power overflows
+    (an error) or is infinite (refused as a result). Exponents were capped at 64, which refused
+    `2 ** 65` and `10 ** 100`, integers well within the budget the README promises."""
+    if (
+        _is_int(left)
+        and _is_int(right)
+        and right > 0
+        and abs(left) > 1
+        and (abs(left).bit_length() - 1) * right >= MAX_INT_BITS
+    ):
         raise TemplateBudgetExceeded(f"an integer in the template would grow past {MAX_INT_BITS} bits")
     return left**right
 
@@ -535,6 +544,11 @@ def _plain_string(value: Any) -> str:
     text (msgspec refuses subclasses of str); anything else is not JSON."""
     if isinstance(value, str):
         return str.__str__(value)
+    if isinstance(value, jinja2.Undefined):
+        # In a list or a dict (`[trigger.x, trigger.typo]`): StrictUndefined, or the sandbox's
+        # refusal of an attribute, raises its own words here, as a bare `{{ trigger.typo }}`
+        # does ("produced a list, which is not JSON" said nothing of the typo).
+        str(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 

@@ -236,6 +236,20 @@ def test_ordinary_work_fits_the_budget() -> None:
     assert render({"t": table}, scope)["t"].startswith("n=0;name=r0;")
     assert render({"n": "{{ 10**64 }}"}, SCOPE) == {"n": 10**64}
     assert render({"n": "{{ (2**50) ** 20 * 8 }}"}, SCOPE) == {"n": 2**1003}
+    # Exponents past 64 were refused whatever the result ("exponent too large", template_error):
+    # integers of up to 1,024 bits are the budget.
+    assert render({"a": "{{ 2 ** 65 }}", "b": "{{ 10 ** 100 }}", "c": "{{ 2 ** 1023 }}"}, SCOPE) == {
+        "a": 2**65,
+        "b": 10**100,
+        "c": 2**1023,
+    }
+    assert render({"n": "{{ 1 ** 1000000000000 + (-1) ** 1000001 + 0 ** 99999999999 }}"}, SCOPE) == {"n": 0}
+    for past in ("{{ 2 ** 1024 }}", "{{ 3 ** 700 }}", "{{ 10 ** 1000000000 }}"):
+        with pytest.raises(TemplateBudgetExceeded, match="1024 bits"):
+            render({"n": past}, SCOPE)
+    # A trigger's integer that large is not one the template "grew".
+    with pytest.raises(TemplateBudgetExceeded, match="is larger than 1024 bits"):
+        render({"n": "{{ trigger.huge }}"}, {**SCOPE, "trigger": {"huge": 10**400}})
 
 
 @pytest.mark.parametrize(
@@ -327,3 +341,19 @@ def test_a_template_too_deep_for_python_to_compile_is_a_syntax_problem() -> None
     SyntaxError escaped the check, and publishing answered 500 (sandbox review)."""
     problem = templating.check_template("{{ trigger.x" + " | upper" * 250 + " }}")
     assert problem is not None and "cannot be compiled" in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ("{{ [trigger.x, trigger.typo] }}", "UndefinedError: 'dict object' has no attribute 'typo'"),
+        ("{{ {'a': trigger.typo} }}", "UndefinedError: 'dict object' has no attribute 'typo'"),
+        ("{{ ['a'] | map(attribute='nope') | list }}", "has no attribute 'nope'"),
+        ("{{ [1, 2] | map(attribute='__class__') | list }}", "SecurityError: access to attribute '__class__'"),
+    ],
+)
+def test_an_undefined_value_in_a_list_or_a_dict_says_what_is_undefined(template: str, words: str) -> None:
+    # It said "template at /m produced a list, which is not JSON", nothing of the typo.
+    with pytest.raises(TemplateRenderError) as caught:
+        render({"m": template}, {**SCOPE, "trigger": {"x": 1}})
+    assert words in caught.value.message and "not JSON" not in caught.value.message
