@@ -488,6 +488,7 @@ async def test_a_connection_only_goes_where_it_says(db: Database, runtime: Runti
         node("call", "http.request", url=f"http://localhost:{fakes.port}/http/json", connection="example-api"),
     )
     assert [a["error"]["code"] for a in attempts] == ["connection_host_mismatch"]
+    assert f"may not be sent to http://localhost:{fakes.port} (see its hosts" in attempts[0]["error"]["message"]
     _, _, attempts = await run_one(
         db, runtime, "conn-plain", node("call", "http.request", url=f"{fakes.base}/http/json", connection="plain")
     )

@@ -190,3 +190,13 @@ def test_a_host_named_without_a_port_admits_https_on_its_standard_port_only() ->
         "https://internal.example.com:8443/": True,
         "https://internal.example.com/": False,
     }
+
+
+def test_a_refused_host_is_named_with_its_scheme_and_port() -> None:
+    """The refusal named the host alone ("may not be sent to api.example.com"), which the hosts list
+    did name: it was the port, or the scheme, that did not match (sandbox review)."""
+    from dataworkflows.actions.http import _where
+
+    assert _where(httpx.URL("https://api.example.com:8443/x")) == "https://api.example.com:8443"
+    assert _where(httpx.URL("http://api.example.com/x")) == "http://api.example.com:80"
+    assert _where(httpx.URL("https://api.example.com/x")) == "https://api.example.com:443"

@@ -231,9 +231,17 @@ async def _auth_headers(
     if not _host_allowed(url, hosts):
         return ActionResult.failed(
             "connection_host_mismatch",
-            f"connection {params.connection!r} may not be sent to {url.host} (see its hosts)",
+            f"connection {params.connection!r} may not be sent to {_where(url)} (see its hosts: a host "
+            "named without a port admits https on port 443 only)",
         )
     return auth_headers
+
+
+def _where(url: httpx.URL) -> str:
+    """Where a request goes, as the connection's hosts are matched: scheme, host and port (the host
+    alone named one that the hosts list, for the port or the scheme that did not match)."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.scheme}://{url.host}:{port}"
 
 
 def _content(params: HttpRequestParams) -> dict[str, Any]:
