@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from dataworkflows.template_pool import TemplateRenderer
-from dataworkflows.templating import TemplateRenderError, check_instantiation_template
+from dataworkflows.templating import TemplateRenderError, check_instantiation_template, check_template
 from dataworkflows.validation import ID_RULE, Problem, is_valid_id, join_pointer
 
 ParameterType = Literal["string", "number", "integer", "boolean", "object", "array"]
@@ -55,6 +55,11 @@ class WorkflowTemplateDocument(msgspec.Struct, frozen=True, rename="camel", forb
     parameters: tuple[TemplateParameter, ...] = ()
 
 
+def _a(kind: str) -> str:
+    """'an integer', 'a string' (it said "must be a integer")."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def _matches(value: Any, kind: str) -> bool:
     if kind in ("number", "integer") and isinstance(value, bool):
         return False
@@ -86,11 +91,39 @@ def validate_template(raw: Any) -> tuple[WorkflowTemplateDocument | None, list[P
         seen.add(parameter.name)
         has_default = parameter.default is not msgspec.UNSET and parameter.default is not None
         if has_default and not _matches(parameter.default, parameter.type):
-            problems.append(Problem(f"{pointer}/default", "type", f"must be a {parameter.type}"))
+            problems.append(Problem(f"{pointer}/default", "type", f"must be {_a(parameter.type)}"))
     error = check_instantiation_template(document.definition)
     if error:
         problems.append(Problem("/definition", "template_syntax", error))
+    problems.extend(_definition_problems(document.definition))
     return document, problems
+
+
+# What every instantiation would lack (a placeholder fills a value, never a missing key).
+_REQUIRED_KEYS = ("id", "displayName", "startNode", "nodes")
+
+
+def _definition_problems(definition: dict[str, Any]) -> list[Problem]:
+    """What no instantiation can mend, found when the template is stored (it was found at every
+    instantiation): a definition's required keys, and run-time ({{ }}) templates that do not compile
+    (those without [[ ]] or [% %] in them: a placeholder may complete the others)."""
+    problems = [
+        Problem(f"/definition/{key}", "required", "is required (its value may be a [[ ]] placeholder)")
+        for key in _REQUIRED_KEYS
+        if key not in definition
+    ]
+    stack: list[tuple[str, Any]] = [("/definition", definition)]
+    while stack:
+        pointer, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((join_pointer(pointer, str(key)), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{pointer}/{index}", item) for index, item in enumerate(value))
+        elif isinstance(value, str) and "[[" not in value and "[%" not in value:
+            error = check_template(value)
+            if error:
+                problems.append(Problem(pointer, "template_syntax", error))
+    return sorted(problems, key=lambda problem: problem.pointer)
 
 
 def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tuple[dict[str, Any], list[Problem]]:
@@ -137,7 +170,7 @@ def _config_value_problems(value: Any, parameter: TemplateParameter, pointer: st
     if value is None and parameter.is_required:
         return [Problem(pointer, "required", "is required and must not be null")]
     if value is not None and not _matches(value, parameter.type):
-        return [Problem(pointer, "type", f"must be a {parameter.type}")]
+        return [Problem(pointer, "type", f"must be {_a(parameter.type)}")]
     return []
 
 

@@ -335,6 +335,23 @@ async def test_workflow_template_other_refusals(client: AsyncTestClient[Any]) ->
     body = assert_problem(await client.post("/api/v1/workflow-templates", json=bad), 422)
     assert {e["code"] for e in body["errors"]} == {"duplicate", "template_syntax"}
     assert_problem(await client.post("/api/v1/workflow-templates", json={"id": "x"}), 422)
+    # What no instantiation can mend is refused when stored (it was 201, then every instantiation
+    # failed): a definition's missing keys, a run-time template that does not compile. One with a
+    # placeholder in it is left to the instantiation, which may complete it.
+    broken = copy.deepcopy(template())
+    broken["id"] = "broken-flow"
+    del broken["definition"]["startNode"], broken["definition"]["displayName"]
+    broken["definition"]["nodes"][0]["parameters"] = {"message": "{{ unclosed", "later": "{{ nodes.[[ config.name ]]"}
+    body = assert_problem(await client.post("/api/v1/workflow-templates", json=broken), 422)
+    assert {e["pointer"]: e["code"] for e in body["errors"]} == {
+        "/definition/displayName": "required",
+        "/definition/startNode": "required",
+        "/definition/nodes/0/parameters/message": "template_syntax",
+    }
+    mistyped = copy.deepcopy(template())
+    mistyped["parameters"].append({"name": "retries", "type": "integer", "default": "3"})
+    body = assert_problem(await client.post("/api/v1/workflow-templates", json=mistyped), 422)
+    assert [(e["code"], e["detail"]) for e in body["errors"]] == [("type", "must be an integer")], body
 
 
 async def test_template_config_cannot_inject_runtime_templates_and_bombs_are_refused(
