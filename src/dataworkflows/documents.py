@@ -249,8 +249,12 @@ def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, A
             raise TemplateRenderError(
                 f"template {name!r}: {message}", template=name, line=exc.lineno, column=exc.colno, reason=message
             ) from None
-        except (ValueError, RecursionError) as exc:
-            # NaN/Infinity, a number past Python's digit limit, nesting deeper than the parser goes.
+        except RecursionError:
+            # Said as what it is about, not as Python's "maximum recursion depth exceeded".
+            message = "the rendered document is not acceptable JSON: it nests deeper than a JSON parser goes"
+            raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message) from None
+        except ValueError as exc:
+            # NaN/Infinity, a number past Python's digit limit.
             message = f"the rendered document is not acceptable JSON: {type(exc).__name__}: {str(exc)[:200]}"
             raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message) from None
     if format == "markdown" and as_html:

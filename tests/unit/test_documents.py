@@ -62,6 +62,10 @@ def test_json_documents_are_validated_and_markdown_converts() -> None:
     with pytest.raises(TemplateRenderError, match="not JSON") as caught:
         documents.render("j", {"j": "{\n  a }"}, {}, "json")
     assert (caught.value.attributes["line"], caught.value.attributes["column"]) == (2, 3)
+    # Nested past what a JSON parser goes: said so, not as Python's "maximum recursion depth exceeded".
+    with pytest.raises(TemplateRenderError) as deep:
+        documents.render("j", {"j": "{{ '[' * 200000 }}{{ ']' * 200000 }}"}, {}, "json")
+    assert "nests deeper than a JSON parser goes" in deep.value.message and "Recursion" not in deep.value.message
     html = documents.render("m", {"m": "# {{ t }}\n<script>x</script>"}, {"t": "T"}, "markdown", as_html=True)
     assert html["document"] == "<h1>T</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>\n"
     assert html["contentType"] == "text/html; charset=utf-8"
