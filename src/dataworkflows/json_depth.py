@@ -29,6 +29,8 @@ def json_depth(value: Any, limit: int) -> int:
 
 def too_deep(what: str, value: Any) -> str | None:
     """Why `value` (an attempt's `what`) cannot be recorded for its depth, if it cannot."""
-    if value is None or json_depth(value, MAX_RESULT_DEPTH) <= MAX_RESULT_DEPTH:
+    if value is None or (isinstance(value, dict) and not any(isinstance(v, dict | list) for v in value.values())):
+        return None  # the common case, at every record: a flat object
+    if json_depth(value, MAX_RESULT_DEPTH) <= MAX_RESULT_DEPTH:
         return None
     return f"the {what} are nested deeper than {MAX_RESULT_DEPTH} levels"
