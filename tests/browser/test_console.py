@@ -677,3 +677,61 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     asked = [parse_qs(urlsplit(url).query) for url in reads]
     assert all(q.get("view") == ["summary"] and q.get("limit") == ["301"] for q in asked if "nodeId" not in q), reads
     assert [q for q in asked if "nodeId" in q] == [{"nodeId": ["each"], "order": ["desc"], "limit": ["51"]}], reads
+
+
+CORRELATED = {
+    "id": "paid-order",
+    # A right-to-left override: drawn as such, "\u202eevil" read "live".
+    "displayName": "Order \u202eevil",
+    "startNode": "payment",
+    "orchestration": {"workflowTimeout": "PT1H"},
+    "nodes": [
+        {
+            "id": "payment",
+            "nodeType": "signal",
+            "parameters": {"name": "payment", "correlationKey": "{{ trigger.orderId }}"},
+            "edges": [{"targetNode": "ship"}],
+        },
+        {"id": "ship", "actionType": "core.echo", "parameters": {"message": "shipped"}},
+    ],
+}
+
+
+def test_a_signal_is_sent_once_with_its_correlation_key_and_bidi_text_shows_as_stored(
+    page: Any, console: Console
+) -> None:
+    """From a console review: a double-click on Send signal sent two signals (no signalId, the button
+    live during the request); the execution page had no correlation key field, so a correlated wait
+    never took its signal; and a right-to-left override in a name was drawn, not shown."""
+    console.create(CORRELATED)
+    execution_id = console.execute("paid-order", {"orderId": "A-1"})
+    console.wait_for(execution_id, {"Waiting"})
+    page.goto(f"/ui#/executions/{execution_id}")
+    page.locator("#signal-name").fill("payment")
+    page.locator("#signal-correlation").fill("A-1")
+    page.locator("#signal-payload").fill('{"amount": 5}')
+    page.locator("#signal").dblclick()
+    console.wait_for(execution_id, {"Succeeded"})
+    events = console.http.get(f"/api/v1/executions/{execution_id}/events").json()
+    received = [e for e in events if e["type"] == "signal_received"]
+    assert len(received) == 1, received
+    shot(page, "signal-once")
+    page.goto("/ui#/workflows/paid-order")
+    title = page.locator("h1")
+    title.wait_for()
+    assert "Order <U+202E>evil" in title.inner_text(), title.inner_text()
+
+
+def test_the_problem_banner_goes_once_the_api_answers_again(page: Any, console: Console) -> None:
+    """The run's page went on once the API was back, but its "Failed to fetch" banner stayed."""
+    console.create({**SLOW_PAIR, "id": "slow-pair-outage"})
+    execution_id = console.execute("slow-pair-outage", {"n": 1})
+    page.goto(f"/ui#/executions/{execution_id}")
+    page.locator("#stream-state", has_text="(live)").wait_for()
+    page.route("**/api/v1/**", lambda route: route.abort())
+    banner = page.locator("#problem")
+    banner.wait_for(state="visible")
+    assert "the API did not answer" in banner.inner_text(), banner.inner_text()
+    page.unroute("**/api/v1/**")
+    banner.wait_for(state="hidden")
+    console.wait_for(execution_id, {"Succeeded"})

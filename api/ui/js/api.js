@@ -57,13 +57,20 @@ async function send(url, options) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(options.body);
   }
-  const response = await fetch(url, {
-    method: options.method || "GET",
-    headers,
-    body,
-    signal: options.signal,
-    cache: "no-store",
-  });
+  let response;
+  try {
+    response = await fetch(url, {
+      method: options.method || "GET",
+      headers,
+      body,
+      signal: options.signal,
+      cache: "no-store",
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    // The browser's words ("Failed to fetch", "NetworkError…") said nothing of what happened.
+    throw new Error("the API did not answer (" + error.message + "): it may be restarting or unreachable; the page tries again");
+  }
   const text = await response.text();
   let data = null;
   if (text) {

@@ -154,6 +154,9 @@ function setupAuth() {
         return;
       }
     }
+    // A token pasted with its scheme ("Bearer eyJ…", as an Authorization header shows it) was sent as
+    // "Bearer Bearer eyJ…" and refused as malformed.
+    fields.token.value = fields.token.value.trim().replace(/^bearer\s+/i, "");
     for (const [name, input] of Object.entries(fields)) credentials.set(name, input.value.trim());
     route();
   });

@@ -3,21 +3,31 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
+// Characters that reorder the text around them (U+202A-202E, U+2066-2069, the marks): drawn as
+// such, "\u202eevil" read "live" in an approval's title and its confirm dialog, and an unclosed one
+// scrambled the rest of a JSON cell. Shown as <U+202E> instead: the text as it is stored.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+export function visible(text) {
+  return String(text).replace(BIDI, (c) => "<U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0") + ">");
+}
+
 function setAttrs(el, attrs) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.setAttribute("class", value);
-    else if (key === "text") el.textContent = String(value);
+    else if (key === "text") el.textContent = visible(value);
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? "" : String(value));
+    else if (key === "value" || key.startsWith("data-")) el.setAttribute(key, value === true ? "" : String(value));
+    else el.setAttribute(key, value === true ? "" : visible(value));
   }
 }
 
 function appendAll(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    el.append(child instanceof Node ? child : document.createTextNode(visible(child)));
   }
 }
 
@@ -103,10 +113,30 @@ export function errorMessage(error) {
 
 export const FINAL = new Set(["Succeeded", "Failed", "Cancelled", "TimedOut"]);
 
+// A signal sent from a button, once per press: the button is disabled until the answer comes (a
+// double-click sent two signals, and a second "payment" stayed buffered for the next wait of that
+// name), and each press carries its own signalId, so that a request the browser repeats is the
+// same signal (README "Signals": the id makes it exactly-once).
+function newId() {
+  // crypto.randomUUID exists in secure contexts only (a console served over plain HTTP on a LAN name).
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function sendOnce(button, send) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await send(newId());
+  } finally {
+    button.disabled = false;
+  }
+}
+
 // Asks before an action that cannot be taken back (cancel, archive, publish, redrive, acknowledge,
 // an approval's decision): the browser's own dialog, so that a stray click does nothing.
 export function confirmed(question) {
-  return window.confirm(question);
+  return window.confirm(visible(question));
 }
 
 export function redriveQuestion(letter) {

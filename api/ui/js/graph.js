@@ -1,7 +1,7 @@
 // The workflow drawn as an SVG graph: nodes placed in topological layers (longest path from the
 // start, left to right), edges as curves. Each node's class carries its state, so CSS colours it.
 
-import { s } from "./dom.js";
+import { s, visible } from "./dom.js";
 
 const NODE_W = 168;
 const NODE_H = 46;
@@ -140,8 +140,8 @@ export function drawGraph(definition, onSelect) {
       n.group.setAttribute("class", "node s-" + status.toLowerCase() + (id === selected ? " selected" : ""));
       n.group.dataset.status = status;
       const attempts = st && st.attempts ? " · #" + st.attempts : "";
-      n.sub.textContent = clip(status + attempts + " · " + n.kind, 26);
-      n.title.textContent = `${id}: ${status}${attempts}`;
+      n.sub.textContent = visible(clip(status + attempts + " · " + n.kind, 26));
+      n.title.textContent = visible(`${id}: ${status}${attempts}`);
     }
   }
   return { svg, update };

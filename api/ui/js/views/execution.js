@@ -3,7 +3,7 @@
 // children, and the control actions the API has (cancel, suspend, resume, signal, redrive).
 
 import { api, query, streamEvents } from "../api.js";
-import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL, confirmed, redriveQuestion } from "../dom.js";
+import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL, confirmed, redriveQuestion, sendOnce } from "../dom.js";
 import { drawGraph } from "../graph.js";
 
 const enc = encodeURIComponent;
@@ -267,6 +267,9 @@ export async function render(main, { args }, ctx) {
   const reason = h("input", { type: "text", placeholder: "reason (optional)", size: 18, id: "control-reason" });
   const name = h("input", { type: "text", placeholder: "signal name", size: 12, id: "signal-name" });
   const payload = h("input", { type: "text", placeholder: '{"payload": "json"}', size: 18, id: "signal-payload" });
+  // A wait with a correlation key takes only a signal that names it (the form had no field: such a
+  // signal was buffered, and the wait stayed open).
+  const correlation = h("input", { type: "text", placeholder: "correlation key (optional)", size: 16, id: "signal-correlation" });
   let shownActions = null;
   function renderActions() {
     const final = FINAL.has(execution.status);
@@ -295,11 +298,12 @@ export async function render(main, { args }, ctx) {
           { class: "group" },
           name,
           payload,
+          correlation,
           h(
             "button",
             {
               id: "signal",
-              onclick: () => {
+              onclick: async (event) => {
                 let parsed = {};
                 try {
                   parsed = payload.value ? JSON.parse(payload.value) : {};
@@ -310,7 +314,11 @@ export async function render(main, { args }, ctx) {
                 if (!name.value) return ctx.fail(new Error("name the signal"));
                 // The browser would resolve these in the path (a signal name starts with a letter or digit).
                 if (name.value === "." || name.value === "..") return ctx.fail(new Error("a signal name starts with a letter or a digit"));
-                control("/signals/" + enc(name.value), { payload: parsed }, "signal");
+                await sendOnce(event.currentTarget, (signalId) => {
+                  const body = { payload: parsed, signalId };
+                  if (correlation.value) body.correlationKey = correlation.value;
+                  return control("/signals/" + enc(name.value), body, "signal");
+                });
               },
             },
             "Send signal",
@@ -384,13 +392,26 @@ export async function render(main, { args }, ctx) {
   // run. Two tabs following live runs stay under the API's default per-caller limit (600 a minute).
   let pending = null;
   let lastRefresh = 0;
+  // Set while the stream or a refresh fails (the API went away): the banner it raised is cleared
+  // once they work again (it stayed, though the page was live again).
+  let troubled = false;
+  function recovered() {
+    if (!troubled) return;
+    troubled = false;
+    ctx.ok();
+    if (!FINAL.has(execution.status)) liveState.textContent = "(live)";
+  }
+  function troubles(error) {
+    troubled = true;
+    ctx.fail(error);
+  }
   function soon() {
     if (pending || !ctx.alive) return;
     const wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
     pending = setTimeout(() => {
       pending = null;
       lastRefresh = Date.now();
-      if (ctx.alive) refresh().catch(ctx.fail);
+      if (ctx.alive) refresh().then(recovered, troubles);
     }, wait);
   }
   function apply(ev) {
@@ -435,6 +456,7 @@ export async function render(main, { args }, ctx) {
               execution.id,
               lastEvent,
               (ev) => {
+                recovered();
                 lastEvent = Math.max(lastEvent, ev.id);
                 eventsBody.append(eventRow(ev));
                 apply(ev);
@@ -451,10 +473,11 @@ export async function render(main, { args }, ctx) {
             if (!ctx.alive || document.hidden) return;
             continue;
           }
-          ctx.fail(error);
+          troubles(error);
+          liveState.textContent = "(reconnecting)";
           if (error.status && error.status < 500 && error.status !== 429) return;
         }
-        await refresh().catch(() => {});
+        await refresh().then(recovered, () => {});
         if (FINAL.has(execution.status)) break;
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }

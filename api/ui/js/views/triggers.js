@@ -1,7 +1,7 @@
 // Schedules and webhooks: their config, next and last tick, error, and their last runs.
 
 import { api, apiPages, query } from "../api.js";
-import { h, badge, execLink, timeEl, table, empty } from "../dom.js";
+import { h, badge, execLink, timeEl, table, empty, visible } from "../dom.js";
 
 // The API's largest page, and the most triggers the page reads (ten pages); more are said, not cut silently.
 const TRIGGERS_PAGE = 1000;
@@ -42,7 +42,7 @@ export async function render(main, { params }, ctx) {
             try {
               await api("/triggers/" + encodeURIComponent(t.id), { method: "PATCH", body: { enabled: !t.enabled } });
               ctx.ok();
-              result.textContent = t.name + (t.enabled ? " disabled" : " enabled");
+              result.textContent = visible(t.name) + (t.enabled ? " disabled" : " enabled");
               await load();
             } catch (error) {
               ctx.fail(error);
@@ -59,7 +59,7 @@ export async function render(main, { params }, ctx) {
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
         h("td", {}, describe(t)),
         h("td", {}, t.enabled ? badge("enabled") : badge("disabled")),
-        h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", timeEl(t.nextTickAt) || "not computed yet"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
+        h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", t.enabled ? timeEl(t.nextTickAt) || "not computed yet" : "none (disabled)"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
         h("td", { class: "error-text" }, t.error || ""),
         runs,
         h("td", {}, toggle),

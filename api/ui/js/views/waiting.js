@@ -2,7 +2,7 @@
 // and runs parked on a wait (timer, signal, approval), with a signal form for signal waits.
 
 import { api, query } from "../api.js";
-import { h, badge, execLink, timeEl, table, empty, confirmed } from "../dom.js";
+import { h, badge, execLink, timeEl, table, empty, confirmed, visible, sendOnce } from "../dom.js";
 
 const enc = encodeURIComponent;
 // The most open waits one request lists (the API's largest limit); more are said, not cut silently.
@@ -60,17 +60,18 @@ function waitingRow(e, open, ctx, result) {
             "button",
             {
               class: "small",
-              onclick: async () => {
-                try {
-                  const body = { payload: payload.value ? JSON.parse(payload.value) : {} };
-                  if (w.correlationKey) body.correlationKey = w.correlationKey;
-                  const r = await api("/executions/" + enc(e.id) + "/signals/" + enc(w.name), { method: "POST", body });
-                  ctx.ok();
-                  result.textContent = "Signal " + w.name + ": " + r.outcome;
-                } catch (error) {
-                  ctx.fail(error);
-                }
-              },
+              onclick: (event) =>
+                sendOnce(event.currentTarget, async (signalId) => {
+                  try {
+                    const body = { payload: payload.value ? JSON.parse(payload.value) : {}, signalId };
+                    if (w.correlationKey) body.correlationKey = w.correlationKey;
+                    const r = await api("/executions/" + enc(e.id) + "/signals/" + enc(w.name), { method: "POST", body });
+                    ctx.ok();
+                    result.textContent = visible("Signal " + w.name + ": " + r.outcome);
+                  } catch (error) {
+                    ctx.fail(error);
+                  }
+                }),
             },
             "Send " + w.name,
           ),
