@@ -1220,7 +1220,16 @@ async def run_worker(
     worker_id = new_worker_id()
     traces.start()  # OTLP traces when an endpoint is configured (README "Traces")
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        where = f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"
+        try:
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        except OSError as exc:
+            # A busy port or a host name that does not resolve was a traceback, exit 1: a bad setting,
+            # said as one (exit 2), before the worker takes any job.
+            raise ConfigurationError(
+                f"the worker's metrics endpoint cannot listen on {where} (--metrics-port, DW_WORKER_METRICS_HOST):"
+                f" {exc.strerror or exc}"
+            ) from None
         log.info("worker metrics", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics")
     # Procrastinate keeps a listen connection and one per fetch; the runtime needs one per
     # concurrent database call; the scheduler (PARALLEL batches, the one-by-one retry, the delay

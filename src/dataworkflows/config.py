@@ -257,6 +257,28 @@ class Settings:
             raise ConfigurationError(
                 f"DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS={timeout!r}: give finite seconds, or 0 for no deadline"
             )
+        self._validate_numbers()
+        self._validate_choices()
+
+    def _validate_numbers(self) -> None:
+        """Every number a finite one of its range: a negative DW_LEASE_SECONDS started a worker whose
+        every lease had run out when it was taken, and its runs failed worker_lost with no worker lost
+        (ops review); `inf` and `nan` were taken too."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            key = "DW_" + f.name.upper()
+            if not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"{key}={value!r}: give a finite number, 0 or more")
+            if f.name in _POSITIVE and value <= 0:
+                raise ConfigurationError(f"{key}={value!r}: give a number above 0")
+
+    def _validate_choices(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(f"DW_LOG_FORMAT={self.log_format!r}: give {' or '.join(LOG_FORMATS)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigurationError(f"DW_LOG_LEVEL={self.log_level!r}: give one of {', '.join(LOG_LEVELS)}")
 
     @property
     def database_role(self) -> str | None:
@@ -286,12 +308,42 @@ class Settings:
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+LOG_FORMATS = ("console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Durations and sizes that must be above 0 (the others may be 0: off, none or at once; a scheduler
+# or retention interval of 0 runs none, and DW_JWT_MAX_LIFETIME_SECONDS says its own words).
+_POSITIVE = frozenset(
+    {
+        "lease_seconds",
+        "recovery_interval_seconds",
+        "stalled_worker_seconds",
+        "db_timeout_seconds",
+        "worker_poll_seconds",
+        "template_timeout_seconds",
+        "jwt_jwks_cache_seconds",
+        "resource_claim_seconds",
+        "migrate_lock_timeout_seconds",
+        "max_body_bytes",
+        "max_trigger_depth",
+        "pool_max_size",
+        "max_nesting_depth",
+        "template_max_steps",
+    }
+)
+
+
 def _coerce(key: str, raw: str, default: Any) -> Any:
     if key.endswith("_RETENTION_DAYS") and raw.strip().lower() == "off":
         return 0.0
     try:
         if isinstance(default, bool):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            word = raw.strip().lower()
+            if word not in _TRUE | _FALSE:
+                # A typo was false: DW_REQUIRE_PRINCIPAL=ture turned the check off without a word.
+                raise ConfigurationError(f"{key}={raw!r}: give true or false (or 1/0, yes/no, on/off)")
+            return word in _TRUE
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

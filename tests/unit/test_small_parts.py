@@ -57,6 +57,45 @@ def test_migrations_are_numbered_uniquely() -> None:
     assert versions == sorted(set(versions)) and versions[0] == "0001"
 
 
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        # A negative lease started workers whose every run failed worker_lost (ops review).
+        ({"DW_LEASE_SECONDS": "-5"}, "DW_LEASE_SECONDS=-5.0: give a finite number, 0 or more"),
+        ({"DW_LEASE_SECONDS": "0"}, "DW_LEASE_SECONDS=0.0: give a number above 0"),
+        ({"DW_DB_TIMEOUT_SECONDS": "inf"}, "DW_DB_TIMEOUT_SECONDS=inf"),
+        ({"DW_STALLED_WORKER_SECONDS": "nan"}, "DW_STALLED_WORKER_SECONDS=nan"),
+        ({"DW_MAX_RECOVERIES": "-1"}, "DW_MAX_RECOVERIES=-1"),
+        ({"DW_API_RATE_PER_MINUTE": "-10"}, "DW_API_RATE_PER_MINUTE=-10"),
+        # A misspelt boolean was false: DW_REQUIRE_PRINCIPAL=ture turned the check off.
+        ({"DW_REQUIRE_PRINCIPAL": "ture"}, "DW_REQUIRE_PRINCIPAL='ture': give true or false"),
+        ({"DW_LOG_FORMAT": "xml"}, "DW_LOG_FORMAT='xml': give console or json"),
+        ({"DW_LOG_LEVEL": "loud"}, "DW_LOG_LEVEL='loud'"),
+    ],
+)
+def test_a_bad_setting_is_refused_by_name(environ: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env(environ)
+    assert words in refused.value.message, refused.value.message
+
+
+def test_good_settings_still_read() -> None:
+    settings = Settings.from_env(
+        {
+            "DW_REQUIRE_PRINCIPAL": "Off",
+            "DW_METRICS_REQUIRE_AUTH": "YES",
+            "DW_LOG_LEVEL": "WARNING",
+            "DW_SCHEDULER_INTERVAL_SECONDS": "0",
+            "DW_SHUTDOWN_GRACE_SECONDS": "0",
+        }
+    )
+    assert (settings.require_principal, settings.metrics_require_auth, settings.scheduler_interval_seconds) == (
+        False,
+        True,
+        0.0,
+    )
+
+
 def test_settings_from_environment() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql://x", "DW_API_PORT": "6000", "DW_LEASE_SECONDS": "2.5"})
     assert (settings.database_url, settings.api_port, settings.lease_seconds) == ("postgresql://x", 6000, 2.5)
@@ -168,3 +207,18 @@ def test_forwarded_headers_are_believed_from_the_trusted_proxies_only() -> None:
     assert served(api_trusted_proxies="10.0.0.5, 192.168.0.0/16") == (True, ["10.0.0.5", "192.168.0.0/16"])
     with pytest.raises(ConfigurationError, match=r"DW_API_TRUSTED_PROXIES: 'proxy\.local'"):
         Settings(api_trusted_proxies="10.0.0.5,proxy.local")
+
+
+async def test_a_busy_metrics_port_is_a_bad_setting_not_a_traceback() -> None:
+    # `worker --metrics-port` on a busy port printed a traceback and exited 1 (ops review).
+    import socket
+
+    from dataworkflows.workers.app import run_worker
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", worker_metrics_port=port)
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await run_worker(settings, install_signal_handlers=False)
