@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -292,7 +293,7 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
     print(
         f"\nDataWorkflows {__version__} is up.\n"
         f"  API:       {base}  (OpenAPI: {base}/schema)\n"
-        f"  Database:  {settings.database_url}\n"
+        f"  Database:  {shown_conninfo(settings.database_url or '')}\n"
         f"{_try_hint(base, strict=settings.auth_mode == 'strict')}\n"
         f"{_cli_hint(settings.api_host, settings.api_port)}\n"
         "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
@@ -306,6 +307,19 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
 
 
 DEFAULT_API_URL = "http://127.0.0.1:5131"
+
+
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_KEY_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def shown_conninfo(conninfo: str) -> str:
+    """A connection string as printed: its password as ***. `up` printed DATABASE_URL whole in its
+    banner, which ends up in container logs and journald (ops review)."""
+    if "://" in conninfo:
+        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", conninfo))
+    return _KEY_PASSWORD.sub(r"\1***", conninfo)
 
 
 def _try_hint(base: str, *, strict: bool) -> str:

@@ -198,6 +198,10 @@ def timed_out(client: httpx.Client, execution_id: str, timeout: float, write: Ca
     return EXIT_TIMEOUT
 
 
+# Connections lost or refused in a row before a follow gives up (about a minute of waits).
+_RECONNECTS = 35
+
+
 class _NoStream(Exception):
     """The server answered the events request without a live stream."""
 
@@ -216,25 +220,31 @@ def follow(client: httpx.Client, execution_id: str, printer: Printer, *, timeout
 
     deadline = None if timeout is None else time.monotonic() + timeout
     broken = 0  # connections lost in a row
+    connected = False  # an API that never answered is not waited for: the URL may be wrong
     while True:
         remaining = _READ_SECONDS if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
             return timed_out(client, execution_id, timeout or 0, printer.write)
         try:
-            _read_stream(client, execution_id, printer, deadline, min(remaining, _READ_SECONDS))
+            # A read timeout: nothing within the read window (at most until the deadline).
+            with contextlib.suppress(httpx.ReadTimeout):
+                _read_stream(client, execution_id, printer, deadline, min(remaining, _READ_SECONDS))
+            connected = True
+            code = outcome(client, execution_id, printer.write)
         except _NoStream:
             return poll(client, execution_id, printer, deadline=deadline, timeout=timeout)
-        except httpx.ReadTimeout:
-            pass  # nothing within the read window (at most until the deadline)
-        except (httpx.RemoteProtocolError, httpx.ReadError):
-            # The connection dropped (a server restarting): resume with Last-Event-ID, a few times.
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # The connection dropped, or none could be made: a server restarting (until this release
+            # a refused connection ended the follow at once, exit 3, while the run went on). Resume
+            # with Last-Event-ID, for about a minute.
+            dropped = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+            connected = connected or dropped or printer.last_id > 0
             broken += 1
-            if broken > 5:
+            if not connected or broken > _RECONNECTS:
                 raise
-            time.sleep(0.2 * broken)
-        else:
-            broken = 0
-        code = outcome(client, execution_id, printer.write)
+            time.sleep(min(0.2 * broken, 2.0))
+            continue
+        broken = 0
         if code is not None:
             return code
         # Not ended yet (a stream the server closed, stopping): look again a little later.

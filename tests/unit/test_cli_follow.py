@@ -271,3 +271,51 @@ def test_dead_letters_list_says_there_is_more_and_takes_the_cursor(
     assert dict(seen[-1].url.params) == {"limit": "100", "open": "true", "cursor": "Nw"}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["dead-letters", "list", "--limit", "600"])
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "shown"),
+    [
+        ("postgresql://postgres:topsecret@/dw?host=/tmp", "postgresql://postgres:***@/dw?host=/tmp"),
+        ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db?password=x&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+        ("host=h password='a b\\'c' user=u", "host=h password=*** user=u"),
+        ("host=h user=u", "host=h user=u"),
+    ],
+)
+def test_up_prints_the_database_without_its_password(conninfo: str, shown: str) -> None:
+    # `up`'s banner printed DATABASE_URL whole, password and all (ops review).
+    assert cli.shown_conninfo(conninfo) == shown
+
+
+def test_a_follow_waits_for_an_api_that_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`logs --follow` and `run --wait` ended at once (exit 3, "cannot reach the API") when the API
+    restarted under them, while the run went on (ops review): a refused connection after the API
+    answered is waited out, as a dropped one was."""
+    from dataworkflows import cli_follow
+
+    monkeypatch.setattr(cli_follow.time, "sleep", lambda seconds: None)
+    calls = {"n": 0}
+    body = {"status": "Succeeded", "startTime": at(0), "endTime": at(1), "error": None}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if request.url.path.endswith("/events"):
+            if calls["n"] == 1:
+                return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"")
+            if calls["n"] < 6:
+                raise httpx.ConnectError("connection refused", request=request)
+            event = b'data: {"id": 3, "type": "execution_succeeded", "at": "' + at(1).encode() + b'"}\n\n'
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=event)
+        if calls["n"] == 2:
+            return httpx.Response(200, json={**body, "status": "Running"})
+        return httpx.Response(200, json=body)
+
+    lines: list[str] = []
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)) as client:
+        code = cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+    assert code == EXIT_OK and lines[-1].startswith("execution e-1 Succeeded"), lines
+    # An API that never answered is not waited for (its URL may be wrong).
+    refused = httpx.MockTransport(lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)))
+    with httpx.Client(base_url="http://api", transport=refused) as client, pytest.raises(httpx.ConnectError):
+        cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
