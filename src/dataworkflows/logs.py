@@ -71,9 +71,43 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format=_PLAIN)
+    global _json_lines
+    _json_lines = fmt == "json"
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
             handler.addFilter(ScrubbingFilter())
+        if _json_lines:
+            # Libraries' records (psycopg's pool warnings while the database is away, two lines of
+            # text each) as JSON lines too: a log shipper read them as junk exactly then (ops review).
+            handler.setFormatter(
+                structlog.stdlib.ProcessorFormatter(
+                    processors=[
+                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.processors.format_exc_info,
+                        structlog.processors.JSONRenderer(),
+                    ],
+                    foreign_pre_chain=[
+                        structlog.stdlib.add_logger_name,
+                        structlog.processors.add_log_level,
+                        structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    ],
+                )
+            )
+        else:
+            handler.setFormatter(logging.Formatter(_PLAIN))
+
+
+_json_lines = False
+_PLAIN = "%(levelname)s %(name)s: %(message)s"
+
+
+def notice(text: str) -> str:
+    """A line written outside structlog (a stop signal's notice, from its handler), as the chosen
+    format writes lines: with DW_LOG_FORMAT=json a JSON object, not plain text among JSON lines."""
+    if not _json_lines:
+        return text
+    import json
+    from datetime import UTC, datetime
+
+    return json.dumps({"event": text, "level": "warning", "timestamp": datetime.now(UTC).isoformat()})

@@ -159,8 +159,10 @@ def signals_ignored() -> Iterator[None]:
 
 
 def _say(text: str) -> None:
+    from dataworkflows.logs import notice
+
     with contextlib.suppress(OSError, ValueError):
-        print(text, file=sys.stderr, flush=True)
+        print(notice(text), file=sys.stderr, flush=True)
 
 
 class ProblemH11Protocol(H11Protocol):
