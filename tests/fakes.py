@@ -44,6 +44,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[int]:
+    """The app on a real uvicorn server on loopback (what the in-process test client cannot show:
+    repeated headers, concurrent requests); yields its port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(250):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        yield port
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+
+
 def build_app(state: FakeState) -> Litestar:
     @post("/slack/api/chat.postMessage")
     async def slack_post(request: Request[Any, Any, Any]) -> Response[Any]:

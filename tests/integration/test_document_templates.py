@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from litestar.testing import AsyncTestClient
 
 import dataworkflows
 from dataworkflows import sandbox_pool
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
-from tests.fakes import free_port
+from tests.fakes import served
 from tests.integration.test_api import assert_problem
 
 
@@ -266,33 +265,23 @@ async def test_the_api_answers_while_a_hostile_preview_runs(dsn: str) -> None:
     limit runs until the wall-clock limit stops its helper, while other requests, a preview among
     them, are answered."""
     settings = Settings(database_url=dsn, template_timeout_seconds=2.0, template_max_steps=10**9)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(250):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            await make_set(http, spin=("text", HOSTILE["loops"]), hello=("text", "hello {{ who }}"))
-            started = time.monotonic()
-            hostile = asyncio.create_task(http.post("/api/v1/templates/brief/spin/render", json={}))
-            await asyncio.sleep(0.2)
-            listed = await http.get("/api/v1/template-sets")
-            preview = await http.post("/api/v1/templates/brief/hello/render", json={"data": {"who": "you"}})
-            answered = time.monotonic() - started
-            answer = await hostile
-            finished = time.monotonic() - started
-        assert listed.status_code == 200 and preview.json()["document"] == "hello you", preview.text
-        problem = assert_problem(answer, 422)
-        assert problem["code"] == "template_budget_exceeded" and "longer than 2s" in problem["detail"], problem
-        assert answered < 1.5 <= finished, (answered, finished)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
+    async with (
+        served(create_app(settings)) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        await make_set(http, spin=("text", HOSTILE["loops"]), hello=("text", "hello {{ who }}"))
+        started = time.monotonic()
+        hostile = asyncio.create_task(http.post("/api/v1/templates/brief/spin/render", json={}))
+        await asyncio.sleep(0.2)
+        listed = await http.get("/api/v1/template-sets")
+        preview = await http.post("/api/v1/templates/brief/hello/render", json={"data": {"who": "you"}})
+        answered = time.monotonic() - started
+        answer = await hostile
+        finished = time.monotonic() - started
+    assert listed.status_code == 200 and preview.json()["document"] == "hello you", preview.text
+    problem = assert_problem(answer, 422)
+    assert problem["code"] == "template_budget_exceeded" and "longer than 2s" in problem["detail"], problem
+    assert answered < 1.5 <= finished, (answered, finished)
 
 
 async def test_another_tenant_sees_nothing(client: AsyncTestClient[Any]) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
@@ -24,7 +23,7 @@ from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
 from dataworkflows.workers.app import prune_webhook_deliveries
-from tests.fakes import free_port
+from tests.fakes import served
 from tests.integration.test_api import assert_problem
 from tests.integration.test_composition_api import publish_over_api
 from tests.integration.test_control_api import sql
@@ -404,26 +403,16 @@ async def test_a_delivery_id_given_twice_is_refused(dsn: str, db: Database, hook
     is the sender's is anyone's guess, as for two Authorization headers. Over a real server: the
     test client joins repeated headers into one."""
     hook = await make_hook(db)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings(dsn)), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        for _ in range(250):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            twice = await http.post(
-                f"/api/v1/hooks/{hook}",
-                content=b"{}",
-                headers=[*sign(b"{}").items(), ("X-Delivery-Id", "z1"), ("X-Delivery-Id", "z2")],
-            )
-            once = await http.post(f"/api/v1/hooks/{hook}", content=b"{}", headers=sign(b"{}", X_Delivery_Id="z1"))
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
+    async with (
+        served(create_app(settings(dsn))) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        twice = await http.post(
+            f"/api/v1/hooks/{hook}",
+            content=b"{}",
+            headers=[*sign(b"{}").items(), ("X-Delivery-Id", "z1"), ("X-Delivery-Id", "z2")],
+        )
+        once = await http.post(f"/api/v1/hooks/{hook}", content=b"{}", headers=sign(b"{}", X_Delivery_Id="z1"))
     problem = assert_problem(twice, 400)
     assert (
         problem["code"] == "invalid_delivery_id" and "X-Delivery-Id header is given more than once" in problem["detail"]
