@@ -48,10 +48,10 @@ from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRefused, TemplateRenderError, TemplateUnavailable
 
 log = structlog.get_logger("dataworkflows.runtime")
-# The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
-# Waiting: a retry that came due).
 # At most this many pokes for runs not held are kept (Runtime.early_pokes).
 EARLY_POKES = 10_000
+# The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
+# Waiting: a retry that came due).
 _LAUNCHABLE = frozenset({NodeStatus.READY, NodeStatus.RUNNING, NodeStatus.WAITING})
 
 
