@@ -825,7 +825,12 @@ async def _record_job_failure(runtime: Runtime, context: JobContext, execution_i
         log.error("could not record the failed job", job_id=job.id, error=str(record_error))
 
 
-async def update_queue_metrics(db: Database) -> None:
+async def update_queue_metrics(db: Database, queue: str | None = None) -> None:
+    """The queue gauges, per queue and status; `queue` (the worker's own) is exported from the
+    start, at 0 while it holds no job (it was absent until one came, and an alert on it read the
+    series as missing rather than empty: ops review)."""
+    if queue is not None:
+        _known_queue_labels.update({(queue, "todo"), (queue, "doing")})
     rows = await db.operations.queue_depth()
     seen = set()
     for row in rows:
@@ -865,7 +870,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         count_recoveries(recovered)
         try:
             await db.executions.prune_event_listeners(max_age_seconds=86400.0)
-            await update_queue_metrics(db)
+            await update_queue_metrics(db, settings.queue)
         except Exception as exc:
             log.warning("queue metrics update failed", error=str(exc))
         await time_out_overdue(db)

@@ -383,8 +383,14 @@ async def test_a_run_waiting_only_for_a_signal_is_not_recovered(db: Database, co
     recovered = await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions")
     assert execution_id not in [r.execution_id for r in recovered]
     assert await jobs(db, execution_id) == []
-    await update_queue_metrics(db)
+    await update_queue_metrics(db, "a-queue-never-used")
     assert REGISTRY.get_sample_value("dataworkflows_waiting_runs", {"status": "Waiting"}) == 1
+    # The worker's own queue is a series at 0 before any job comes (it was absent).
+    for status in ("todo", "doing"):
+        depth = REGISTRY.get_sample_value(
+            "dataworkflows_queue_depth", {"queue": "a-queue-never-used", "status": status}
+        )
+        assert depth == 0, status
     views = await sql(
         db, "SELECT node_id, kind, name, due_at FROM dw.v_waiting_runs WHERE execution_id = %s", execution_id
     )
