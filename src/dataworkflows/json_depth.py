@@ -1,7 +1,9 @@
-"""How deep a JSON value nests, without recursion (light: the sandbox helpers import it too)."""
+"""Walks of a JSON value without recursion: how deep it nests, whether a string in it matches
+(light: the sandbox helpers import it too)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # An attempt's parameters and outputs nest at most this deep (a transform's result too). The
@@ -34,3 +36,19 @@ def too_deep(what: str, value: Any) -> str | None:
     if json_depth(value, MAX_RESULT_DEPTH) <= MAX_RESULT_DEPTH:
         return None
     return f"the {what} are nested deeper than {MAX_RESULT_DEPTH} levels"
+
+
+def any_string(value: Any, test: Callable[[str], bool]) -> bool:
+    """Whether `test` holds for a string anywhere in the value: its strings and its objects' keys."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if test(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

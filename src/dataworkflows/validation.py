@@ -26,7 +26,7 @@ from dataworkflows.definitions import (
 )
 from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
-from dataworkflows.json_depth import json_depth
+from dataworkflows.json_depth import any_string, json_depth
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
@@ -550,18 +550,7 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
 
 def has_nul(value: Any) -> bool:
     """Whether a NUL character is anywhere in the value's strings or keys (PostgreSQL stores none)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    return any_string(value, lambda text: "\x00" in text)
 
 
 def nul_pointer(value: Any, base: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from dataworkflows.json_depth import any_string
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, check_instantiation_template, check_template
 from dataworkflows.validation import ID_RULE, Problem, is_valid_id, join_pointer
@@ -175,17 +176,7 @@ def _config_value_problems(value: Any, parameter: TemplateParameter, pointer: st
 
 
 def _has_braces(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str) and ("{" in item or "}" in item):
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    return any_string(value, lambda text: "{" in text or "}" in text)
 
 
 async def instantiate(

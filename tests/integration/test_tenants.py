@@ -274,13 +274,18 @@ async def test_sql_sees_the_tenant_set_and_nothing_without_one(client: AsyncTest
         assert await count(conn, "executions") == 2, "the workers' maintenance scope sees every tenant"
 
 
-async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTestClient[Any], dsn: str) -> None:
+async def one_run_each(client: AsyncTestClient[Any]) -> str:
+    """A simple-echo run in each tenant; the name of a reporting role to create."""
     raw = load_fixture("bundle1/simple-echo-workflow.json")
     await create_active(client, A, raw)
     await create_active(client, B, raw)
     await execute(client, A, "simple-echo")
     await execute(client, B, "simple-echo")
-    reporter = f"reporter_{uuid.uuid4().hex[:8]}"
+    return f"reporter_{uuid.uuid4().hex[:8]}"
+
+
+async def test_the_reporting_role_sees_the_tenants_it_is_granted(client: AsyncTestClient[Any], dsn: str) -> None:
+    reporter = await one_run_each(client)
 
     async def visible(tenant: str) -> list[tuple[Any, ...]]:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -328,12 +333,7 @@ async def test_a_reporting_logins_own_function_sees_no_row_the_view_hides(
     raises a NOTICE with its argument) ran on every tenant's rows before the views' filter dropped
     them (auth review). As security barriers, the caller's function sees the rows the view shows
     only. v_queue_depth counts per tenant and is filtered like the rest."""
-    raw = load_fixture("bundle1/simple-echo-workflow.json")
-    await create_active(client, A, raw)
-    await create_active(client, B, raw)
-    await execute(client, A, "simple-echo")
-    await execute(client, B, "simple-echo")
-    reporter = f"reporter_{uuid.uuid4().hex[:8]}"
+    reporter = await one_run_each(client)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(f"CREATE ROLE {reporter} NOLOGIN IN ROLE dw_reporting")
         await admin.execute("INSERT INTO dw.reporting_tenants (role_name, tenant_id) VALUES (%s, 'acme')", (reporter,))
