@@ -148,6 +148,59 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+# Routes a load balancer or Prometheus probes every few seconds: their answers below 400 are logged
+# at debug, not info, so that the access log is about the API's callers.
+_PROBED_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+access_log = structlog.get_logger("dataworkflows.api.access")
+
+
+def access_log_middleware(app: ASGIApp) -> ASGIApp:
+    """One line a request once it is answered (DW_API_ACCESS_LOG): its method, route template, path,
+    status (499 when the client hung up first) and milliseconds, with what bind_request_context
+    bound (request id, caller, tenant, correlation id). A request refused before that hook ran (an
+    unknown path, a missing token) names the X-Request-Id it sent, if any. Outside
+    metrics_middleware, so that its status is the one counted there."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            log_request(scope, status, time.perf_counter() - started)
+
+    return middleware
+
+
+def log_request(scope: Scope, status: int, seconds: float | None) -> None:
+    """The access log's line for one answered request (see access_log_middleware)."""
+    route = scope.get("path_template") or "unmatched"
+    fields: dict[str, Any] = {"method": _method_label(_request_method(scope)), "route": route, "status": status}
+    if seconds is not None:
+        fields["duration_ms"] = round(seconds * 1000, 1)
+    bound = structlog.contextvars.get_contextvars()
+    if "path" not in bound:
+        fields["path"] = _loggable(str(scope.get("path", "")), 200)
+    if "request_id" not in bound:
+        sent = dict(scope.get("headers", ())).get(b"x-request-id")
+        if sent:
+            fields["request_id"] = _loggable(sent.decode("latin-1"), 100)
+    if route in _PROBED_ROUTES and status < 400:
+        access_log.debug("request", **fields)
+    else:
+        access_log.info("request", **fields)
+
+
 def count_unrouted(exc: Exception, scope: Scope) -> None:
     """Counts what the router refused before any route's middleware ran: a path no route has (404)
     and a method the path's route does not take (405), as route "unmatched". metrics_middleware runs
@@ -156,6 +209,11 @@ def count_unrouted(exc: Exception, scope: Scope) -> None:
         return
     if isinstance(exc, NotFoundException | MethodNotAllowedException):
         HTTP_REQUESTS.labels(_method_label(_request_method(scope)), "unmatched", str(exc.status_code)).inc()
+        # No middleware runs for these either: the access log's line is written here (no duration:
+        # the router answered at once).
+        services = scope["app"].state.get("services")
+        if isinstance(services, Services) and services.settings.api_access_log:
+            log_request(scope, exc.status_code, None)
 
 
 # A label for any method, without one series per garbage method a client invents.
@@ -296,7 +354,7 @@ def create_app(settings: Settings) -> Litestar:
     app = HeadAsGet(
         route_handlers=[live, live_head, ready, ready_head, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
-        middleware=[metrics_middleware],
+        middleware=[access_log_middleware, metrics_middleware] if settings.api_access_log else [metrics_middleware],
         before_send=[end_json_with_newline, add_security_headers],
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},

@@ -148,12 +148,22 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
+    import structlog
+
     from dataworkflows import serving
     from dataworkflows.api.app import create_app, end_live_streams
 
     stopper = serving.Stopper(settings.shutdown_grace_seconds)
     stopper.install()
     app = create_app(settings)
+    # The one line that says where it serves (`up` prints its banner instead).
+    structlog.get_logger("dataworkflows.api").info(
+        "api listening",
+        url=f"http://{settings.api_host}:{settings.api_port}",
+        version=__version__,
+        auth=settings.auth_mode,
+        access_log=settings.api_access_log,
+    )
     return await stopper.serve(serving.ApiServer(app, settings), sockets, on_stop=lambda: end_live_streams(app))
 
 

@@ -69,6 +69,11 @@ class Settings:
     # when anonymous, and a webhook sender's) is then the one the proxy names. Empty: none, the
     # connection's own address.
     api_trusted_proxies: str = ""
+    # One log line a request once it is answered (method, route, status, milliseconds, and the
+    # request's id, caller and tenant): info, except the health checks' and /metrics' answers below
+    # 400, which are debug (a load balancer probes them every few seconds). False: none, when a
+    # proxy in front keeps the access log.
+    api_access_log: bool = True
     # Strict mode takes exactly one key source: an HS256 secret (32 bytes or more), a PEM public key
     # (RS256 or ES256; PEM text or the path of a PEM file) or a JWKS URL.
     jwt_secret: str = field(default="", repr=False)

@@ -159,3 +159,42 @@ def test_dead_letters_from_the_cli(stack: Stack) -> None:
     assert "acknowledged" in closed and "redriven" in closed
     again = cli("dead-letters", "ack", second_id)
     assert again.returncode == 2 and "already closed" in again.stderr
+
+
+def _logged(stack: Stack, name: str) -> list[dict[str, Any]]:
+    lines = (stack.logs / f"{name}.log").read_text(errors="replace").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_the_api_says_where_it_listens_and_logs_each_answered_request(stack: Stack) -> None:
+    create(stack, chain("access-logged", 0))
+    with stack.client() as client:
+        started = client.post(
+            "/api/v1/workflows/access-logged/execute", json={"trigger": {}}, headers={"X-Request-Id": "req-access-1"}
+        )
+        assert started.status_code == 202, started.text
+        missing = client.get("/api/v1/no-such-thing", headers={"X-Request-Id": "req-access-2"})
+        assert missing.status_code == 404
+        assert client.get("/health/ready").status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        lines = _logged(stack, "api")
+        requests = [line for line in lines if line.get("event") == "request"]
+        by_id = {line.get("request_id"): line for line in requests}
+        if {"req-access-1", "req-access-2"} <= by_id.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    listening = [line for line in lines if line.get("event") == "api listening"]
+    assert listening and listening[0]["url"] == f"http://127.0.0.1:{stack.port}", lines[:5]
+    execute = by_id.get("req-access-1")
+    assert execute is not None, requests
+    assert execute["method"] == "POST" and execute["status"] == 202 and execute["level"] == "info"
+    assert execute["route"].startswith("/api/v1/workflows/{") and execute["route"].endswith("/execute")
+    assert execute["path"] == "/api/v1/workflows/access-logged/execute"
+    assert isinstance(execute["duration_ms"], float) and execute["duration_ms"] >= 0
+    assert "principal" in execute and execute["tenant"] == "default", execute
+    unknown = by_id.get("req-access-2")
+    assert unknown is not None and unknown["route"] == "unmatched" and unknown["status"] == 404
+    assert unknown["path"] == "/api/v1/no-such-thing"
+    # Health checks below 400 are debug lines: at the default level, none.
+    assert not [line for line in requests if line["route"] == "/health/ready"], requests
