@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import markupsafe
 
 from dataworkflows import templating
 from dataworkflows.templating import RenderBudget, TemplateRenderError
@@ -70,9 +71,33 @@ class _FreshModuleTemplate(jinja2.Template):
         return self.make_module()
 
 
-def _environment(autoescape: bool) -> templating._JsonSandbox:
+def _in_json_string(value: Any) -> Any:
+    """How a `{{ }}` of a JSON template writes its value: as the inside of a JSON string (quotes,
+    backslashes and control characters escaped), so that data cannot close the string and add or
+    override fields (`"user": "{{ name }}"` with a name holding `", "admin": true`); booleans and
+    None in JSON's words (a number is its digits, as before). What is already safe is written as
+    it is: `| tojson` (a value as JSON, quotes included), a macro's output, `| safe`."""
+    if hasattr(value, "__html__"):
+        return value
+    if value is True:
+        text = "true"
+    elif value is False:
+        text = "false"
+    elif value is None:
+        text = "null"
+    else:
+        text = str(value)
+    # Safe where it is written: json.dumps escapes it for a JSON string (S704 is about HTML).
+    return markupsafe.Markup(json.dumps(text, ensure_ascii=False)[1:-1])  # noqa: S704
+
+
+def _environment(autoescape: bool, finalize: Callable[[Any], Any] | None = None) -> templating._JsonSandbox:
     env = templating._JsonSandbox(
-        undefined=jinja2.StrictUndefined, autoescape=autoescape, loader=_SetLoader(), cache_size=256
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,
+        loader=_SetLoader(),
+        cache_size=256,
+        finalize=finalize,
     )
     env.template_class = _FreshModuleTemplate
     env.globals["range"] = templating.SAFE_RANGE
@@ -81,6 +106,10 @@ def _environment(autoescape: bool) -> templating._JsonSandbox:
 
 _plain = _environment(autoescape=False)
 _escaped = _environment(autoescape=True)
+# JSON documents: autoescaped for a JSON string (_in_json_string), so that macros' output, which
+# autoescaping marks safe, is not escaped twice.
+_json = _environment(autoescape=True, finalize=_in_json_string)
+_ENVIRONMENTS = {"html": _escaped, "json": _json}
 
 
 def _column(source: str | None, line: int | None) -> int | None:
@@ -193,7 +222,7 @@ def render(
     {"document", "contentType"}. Errors are TemplateRenderError (TemplateBudgetExceeded past the
     budget) with the template's name, line and column where known."""
     budget = budget or RenderBudget()
-    env = _escaped if format == "html" else _plain
+    env = _ENVIRONMENTS.get(format, _plain)
     budget_token = templating._budget.set(budget)
     sources_token = _sources.set(sources)
     try:
@@ -239,9 +268,15 @@ def _with_location(
 
 
 def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, Any]:
+    if "\x00" in document:
+        # PostgreSQL's text and jsonb hold no NUL: a run could not store the document (the preview
+        # could show it), so no render makes one.
+        line = document.count("\n", 0, document.index("\x00")) + 1
+        message = "the rendered document contains a NUL character (U+0000), which cannot be stored"
+        raise TemplateRenderError(f"template {name!r}: {message}", template=name, line=line, reason=message)
     if format == "json":
         try:
-            json.loads(document, parse_constant=_not_json)
+            json.loads(document, parse_constant=_not_json, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             message = (
                 f"the rendered document is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} of the document"
@@ -254,8 +289,9 @@ def _finish(name: str, document: str, format: str, as_html: bool) -> dict[str, A
             message = "the rendered document is not acceptable JSON: it nests deeper than a JSON parser goes"
             raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message) from None
         except ValueError as exc:
-            # NaN/Infinity, a number past Python's digit limit.
-            message = f"the rendered document is not acceptable JSON: {type(exc).__name__}: {str(exc)[:200]}"
+            # NaN/Infinity, a number past Python's digit limit, a key twice in an object.
+            said = str(exc) if isinstance(exc, _DuplicateKey) else f"{type(exc).__name__}: {str(exc)[:200]}"
+            message = f"the rendered document is not acceptable JSON: {said}"
             raise TemplateRenderError(f"template {name!r}: {message}", template=name, reason=message) from None
     if format == "markdown" and as_html:
         html = _markdown().render(document)
@@ -271,13 +307,28 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose key comes twice is refused: which value counts depends on the reader's parser."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"the key {json.dumps(key, ensure_ascii=False)[:100]} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
 def _markdown() -> Any:
     global _md
     if _md is None:
         from markdown_it import MarkdownIt
 
-        # CommonMark with raw HTML disabled: HTML in the Markdown source comes out escaped.
-        _md = MarkdownIt("commonmark", {"html": False})
+        # CommonMark with raw HTML disabled: HTML in the Markdown source comes out escaped. Tables
+        # (GitHub's pipe tables) too: the sample brief's milestones came out as a paragraph of pipes.
+        _md = MarkdownIt("commonmark", {"html": False}).enable("table")
     return _md
 
 

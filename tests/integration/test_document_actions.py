@@ -178,6 +178,17 @@ async def test_version_pinning_and_errors(db: Database, conditions: ConditionPoo
     assert states["pinned"]["outputs"]["templateVersion"] == 1
     with pytest.raises(DefinitionError):
         await publish(db, wf("bad-params", render_node("doc", data={})))
+    # A version past PostgreSQL's integer: refused at publish, and when templated, a failed node
+    # with invalid_parameters (it was an action_exception with the driver's traceback logged).
+    with pytest.raises(DefinitionError) as refused:
+        await publish(db, wf("huge-version", render_node("doc", templateId="briefs/main", version=2**31)))
+    assert "1 to 2147483647" in str(refused.value.problems), refused.value.problems
+    templated = wf("templated-version", render_node("doc", templateId="briefs/main", version="{{ trigger.v }}"))
+    execution_id, outcome = await run(db, runtime, templated, {"v": 3_000_000_000})
+    assert outcome == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [r["error"]["code"] for r in rows] == ["invalid_parameters"], rows
+    assert "1 to 2147483647" in rows[0]["error"]["message"]
     missing = wf("missing", render_node("doc", templateId="briefs/nope"))
     execution_id, outcome = await run(db, runtime, missing, {})
     assert outcome == "Failed"
@@ -224,6 +235,14 @@ async def test_the_sample_project_brief_loads_and_runs(db: Database, conditions:
     assert summary["text"].startswith("Brief for Website relaunch (Acme GmbH) is ready: ")
     assert summary["checksum"] == rendered["checksum"] and summary["documentId"] is None
     assert json.loads(json.dumps(summary))
+    # The milestones' budgets are in the project's currency (they were EUR whatever it was).
+    in_dollars = json.loads(json.dumps(trigger))
+    in_dollars["project"]["currency"] = "USD"
+    dollars_id = await start(db, "project-brief", in_dollars)
+    assert await runtime.run_execution(dollars_id) == "Succeeded"
+    document = (await nodes(db, dollars_id))["render"]["outputs"]["document"]
+    rows = [line for line in document.splitlines() if line.startswith("| 1 ")]
+    assert rows and "USD" in rows[0] and "EUR" not in document, document
 
 
 async def test_markdown_as_html_and_the_workers_services(db: Database, conditions: ConditionPool, dsn: str) -> None:

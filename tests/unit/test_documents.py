@@ -3,6 +3,8 @@ and the budget (the API renders the same code in a helper process)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dataworkflows import documents
@@ -69,6 +71,49 @@ def test_json_documents_are_validated_and_markdown_converts() -> None:
     html = documents.render("m", {"m": "# {{ t }}\n<script>x</script>"}, {"t": "T"}, "markdown", as_html=True)
     assert html["document"] == "<h1>T</h1>\n<p>&lt;script&gt;x&lt;/script&gt;</p>\n"
     assert html["contentType"] == "text/html; charset=utf-8"
+
+
+def test_json_documents_escape_values_for_json_strings() -> None:
+    """Data cannot close a string and add or override fields (a reviewer's `", "admin": true`)."""
+    body = (
+        '{% macro pair(k, v) %}{"{{ k }}": "{{ v }}"}{% endmacro %}'
+        '{"user": "{{ name }}", "n": {{ n }}, "on": {{ on }}, "none": {{ none }}, "raw": {{ thing | tojson }},'
+        ' "pair": {{ pair("k", name) }}, "admin": false}'
+    )
+    data = {"name": 'x", "admin": true, "q": "O\\Brien\n', "n": 5, "on": True, "none": None, "thing": {"a": "<b>"}}
+    rendered = documents.render("j", {"j": body}, data, "json")
+    parsed = json.loads(rendered["document"])
+    assert parsed == {
+        "user": data["name"],
+        "n": 5,
+        "on": True,
+        "none": None,
+        "raw": {"a": "<b>"},
+        "pair": {"k": data["name"]},
+        "admin": False,
+    }
+    # A key twice in one object is refused: which one counts would depend on the reader.
+    with pytest.raises(TemplateRenderError, match='the key "a" appears twice in one object'):
+        documents.render("j", {"j": '{"a": 1, "a": {{ n }}}'}, {"n": 2}, "json")
+
+
+def test_a_document_with_a_nul_character_is_refused_in_every_format() -> None:
+    """PostgreSQL cannot store it: a preview showed it and then every run failed unrecordable_result."""
+    for format in ("text", "markdown", "html"):
+        with pytest.raises(TemplateRenderError, match="NUL character") as caught:
+            documents.render("d", {"d": 'a\n"{{ s }}"'}, {"s": "x\x00y"}, format)
+        assert caught.value.attributes["line"] == 2
+    # In JSON a value's NUL is escaped (\u0000), which text holds; one written raw is refused.
+    escaped = documents.render("d", {"d": '{"s": "{{ s }}"}'}, {"s": "x\x00y"}, "json")["document"]
+    assert escaped == '{"s": "x\\u0000y"}'
+    with pytest.raises(TemplateRenderError, match="NUL character"):
+        documents.render("d", {"d": '{"s": "{{ s | safe }}"}'}, {"s": "x\x00y"}, "json")
+
+
+def test_markdown_tables_convert_to_html() -> None:
+    table = "| # | Milestone |\n|---|---|\n| 1 | Design <ok> |\n"
+    html = documents.render("m", {"m": table}, {}, "markdown", as_html=True)["document"]
+    assert "<table>" in html and "<td>Design &lt;ok&gt;</td>" in html
 
 
 def test_a_document_template_too_deep_for_python_to_compile_is_refused_by_name() -> None:

@@ -38,6 +38,9 @@ class DocumentServices:
     inline_bytes: int = DEFAULT_INLINE_BYTES
 
 
+MAX_VERSION = 2**31 - 1
+
+
 class TemplateRenderParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     template_id: str | None = None
     set: str | None = None
@@ -54,8 +57,9 @@ class TemplateRenderParams(msgspec.Struct, frozen=True, rename="camel", forbid_u
                 raise ValueError('templateId is "<set>/<name>"')
         elif not self.set or not self.name:
             raise ValueError("templateId, or set and name, is required")
-        if self.version is not None and self.version < 1:
-            raise ValueError("version must be 1 or more")
+        # A version is a PostgreSQL integer: past it the lookup failed as an action_exception.
+        if self.version is not None and not 1 <= self.version <= MAX_VERSION:
+            raise ValueError(f"version must be a version number (1 to {MAX_VERSION})")
 
     def target(self) -> tuple[str, str]:
         if self.template_id is not None:
