@@ -352,8 +352,15 @@ class DocumentTemplateController(Controller):
         opt={"role": "viewer"},
     )
     async def render(
-        self, svc: ServicesDep, set_id: FromPath[str], name: FromPath[str], data: JSONBody[RenderRequest]
+        self,
+        svc: ServicesDep,
+        set_id: FromPath[str],
+        name: FromPath[str],
+        data: JSONBody[RenderRequest | None] = None,
     ) -> RenderResponse:
+        # Every field is optional: no body renders the latest version with its sample data (it was a
+        # 400 saying "'data'").
+        data = data or RenderRequest()
         row = await _require_version(svc.db, set_id, name, data.version)
         if data.as_ is not None and row.format not in ("markdown", "html"):
             raise InvalidInput(f'"as": "html" renders Markdown to HTML; template {set_id}/{name} is {row.format}')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -195,8 +196,42 @@ def _validation_entry(request: Request[Any, Any, Any], item: dict[str, Any]) -> 
         value = f"={quoted(values[0])}" if values else ""
         return _query_entry(name, message), f"query parameter {name}{value}: {message}"
     where = _pointer(item.get("key"))
-    said = "the request body" if item.get("source") == "body" or where == "/data" else (where or "the request")
-    return {"pointer": where, "detail": message}, f"{said}: {message}"
+    if item.get("source") == "body" or where == "/data":
+        # Litestar names the body's fields under the handler's argument, `data`, and cuts msgspec's
+        # " - at `$.path`" from the message: the pointer is rebuilt from its key (every pointer was
+        # "/data"), and a missing body says so (it said "'data'").
+        if message == "'data'":
+            message = "the request has no body: send a JSON object"
+            return {"pointer": "", "detail": message}, message
+        return {"pointer": _body_pointer(str(item.get("key") or ""), message), "detail": message}, (
+            f"the request body: {message}"
+        )
+    return {"pointer": where, "detail": message}, f"{where or 'the request'}: {message}"
+
+
+# msgspec's words for a field that is missing or unknown ("Object missing required field `body`"),
+# and the steps of the path Litestar keys a body's error by ("nodes[0].id"; "data": the body itself).
+_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]*)`")
+_STEP = re.compile(r"(?:^|\.)(?P<key>[^.\[]+)|\[(?P<index>\d+)\]")
+
+
+def _body_pointer(key: str, message: str) -> str:
+    """The JSON pointer (RFC 6901) of the body's value an error is about: "" for the whole body,
+    "/nodes/0/id" for the key `nodes[0].id`, "/body" for a missing required field `body`."""
+    steps: list[str] = []
+    if key and key != "data":
+        position = 0
+        while position < len(key):
+            step = _STEP.match(key, position)
+            if step is None:
+                steps = []
+                break
+            steps.append(step["key"] if step["key"] is not None else step["index"])
+            position = step.end()
+    field = _FIELD.match(message)
+    if field is not None:
+        steps.append(field["field"])
+    return "".join("/" + step.replace("~", "~0").replace("/", "~1") for step in steps)
 
 
 def _query_name(request: Request[Any, Any, Any], key: str) -> str:

@@ -188,6 +188,30 @@ async def test_preview_formats(client: AsyncTestClient[Any]) -> None:
     assert_problem(await render(client, "brief/text", {"version": 7}), 404)
 
 
+async def test_a_preview_needs_no_body_and_bad_bodies_point_at_their_field(client: AsyncTestClient[Any]) -> None:
+    await make_set(client, text=("text", "x"))
+    await client.put(
+        "/api/v1/templates/brief/text",
+        json={"format": "text", "body": "Hello {{ who }}", "sampleData": {"who": "sample"}},
+    )
+    # Every field of a preview is optional: no body at all renders the sample (it was a 400 "'data'").
+    bodyless = await client.post("/api/v1/templates/brief/text/render")
+    assert bodyless.status_code == 200, bodyless.text
+    assert bodyless.json()["document"] == "Hello sample"
+    # A missing or unknown field, or a wrong type, is pointed at (every pointer was "/data").
+    missing = assert_problem(
+        await client.post("/api/v1/templates", json={"set": "brief", "name": "q", "format": "text"}), 400
+    )
+    assert missing["errors"][0]["pointer"] == "/body" and "`body`" in missing["detail"], missing
+    unknown = assert_problem(await render(client, "brief/text", {"data": {}, "colour": 1}), 400)
+    assert unknown["errors"][0]["pointer"] == "/colour", unknown
+    wrong = assert_problem(await render(client, "brief/text", {"version": "one"}), 400)
+    assert wrong["errors"][0]["pointer"] == "/version", wrong
+    # A body that is required and absent says so.
+    absent = assert_problem(await client.post("/api/v1/templates"), 400)
+    assert absent["detail"] == "the request has no body: send a JSON object", absent
+
+
 async def test_render_errors_name_the_template_line_and_column(client: AsyncTestClient[Any]) -> None:
     await make_set(
         client,
