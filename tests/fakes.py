@@ -9,6 +9,7 @@ import gzip
 import json
 import socket
 import threading
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -94,6 +95,9 @@ def build_app(state: FakeState) -> Litestar:
             return Response({"error_message": "Not Authenticated", "status_code": 401}, status_code=401)
         payload = await request.json()
         query, variables = payload["query"], payload.get("variables") or {}
+        misshapen = _misshapen_monday(query, variables)
+        if misshapen is not None:
+            return misshapen
         if "create_item" in query:
             return await _create(state, variables)
         if "change_multiple_column_values" in query:
@@ -191,6 +195,31 @@ def build_app(state: FakeState) -> Litestar:
             {"calls": len(state.idempotency_keys[key])}, status_code=int(request.query_params.get("status", "200"))
         )
 
+    @get("/http/echo-raw-headers")
+    async def http_echo_raw_headers(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Every header as sent, repeats included (a dict keeps one of each name)."""
+        return {"headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]]}
+
+    @get("/http/raw-deflate")
+    async def http_raw_deflate() -> Response[bytes]:
+        """Content-Encoding deflate as many servers send it: raw deflate, without zlib's header."""
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        body = compressor.compress(b'{"hello": "world"}') + compressor.flush()
+        return Response(body, media_type="application/json", headers={"Content-Encoding": "deflate"})
+
+    @get("/http/odd-json/{kind:str}")
+    async def http_odd_json(kind: FromPath[str]) -> Response[bytes]:
+        """Bodies PostgreSQL or the recorder cannot take as they are: a NUL, raw or escaped, and JSON
+        nested 150 deep."""
+        bodies = {
+            "nul-text": (b"before\x00after", "text/plain"),
+            "nul-json": (b'{"a": "x\\u0000y", "k\\u0000": 1}', "application/json"),
+            "deep": (b"[" * 150 + b"]" * 150, "application/json"),
+            "very-deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        }
+        body, media_type = bodies[kind]
+        return Response(body, media_type=media_type)
+
     @post("/http/echo")
     async def http_echo(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return {"received": await request.json(), "contentType": request.headers.get("content-type")}
@@ -207,11 +236,37 @@ def build_app(state: FakeState) -> Litestar:
             http_echo,
             http_record,
             http_echo_headers,
+            http_echo_raw_headers,
+            http_raw_deflate,
+            http_odd_json,
             http_gzip_bomb,
             http_drip,
         ],
         logging_config=None,
     )
+
+
+def _misshapen_monday(query: str, variables: dict[str, Any]) -> Response[Any] | None:
+    """Answers of the wrong shape, by board: "errors-object" (one error, not a list), "data-string",
+    "created-string", a cursor that comes back forever ("loop", with an item on every page) or with
+    empty pages ("empty-loop")."""
+    board = variables.get("board")
+    board = board[0] if isinstance(board, list) else board
+    cursor = variables.get("cursor")
+    if board == "errors-object":
+        return Response({"errors": {"message": "one error, not a list"}})
+    if board == "data-string":
+        return Response({"data": "a string"})
+    if board == "created-string" and "create_item" in query:
+        return Response({"data": {"create_item": "oops"}})
+    if board in ("loop", "empty-loop") or cursor in ("loop", "empty-loop"):
+        which = board if board in ("loop", "empty-loop") else cursor
+        items = [] if which == "empty-loop" else [{"id": "1", "name": "again", "column_values": []}]
+        page = {"cursor": which, "items": items}
+        if "next_items_page" in query:
+            return Response({"data": {"next_items_page": page}})
+        return Response({"data": {"boards": [{"items_page": {"cursor": which, "items": items}}]}})
+    return None
 
 
 async def _create(state: FakeState, variables: dict[str, Any]) -> Response[Any]:

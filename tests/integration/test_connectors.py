@@ -19,6 +19,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
+from dataworkflows.errors import DefinitionError
 from dataworkflows.http_client import make_http_client
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.template_pool import TemplatePool
@@ -620,3 +621,104 @@ async def test_an_interrupted_call_is_sent_again_with_the_same_key(
     assert await second.run_execution(execution_id) == "Succeeded"
     # The target saw the call twice (at least once), with one key to de-duplicate it by.
     assert fakes.state.idempotency_keys["slow"] == [f"{execution_id}:call:0"] * 2
+
+
+async def test_every_server_error_but_501_and_505_is_retried(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """A proxy's 520-524 or a 507 failed the node for good at its first answer (README: 5xx retry)."""
+    for status, expected in ((522, ["RetriableFailure"] * 3), (507, ["RetriableFailure"] * 3), (501, ["Failed"])):
+        _, execution, attempts = await run_one(
+            db, runtime, f"http-{status}", node("call", "http.request", url=f"{fakes.base}/http/status/{status}")
+        )
+        assert execution["status"] == "Failed"
+        statuses = [a["status"] for a in attempts]
+        assert statuses == expected, (status, statuses)
+        assert {a["error"]["code"] for a in attempts} == {f"http_{status}"}
+
+
+async def test_a_nodes_header_does_not_go_beside_the_connections_of_the_same_name(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """Names are case-insensitive: both went, and a server reading the first Authorization took the node's."""
+    _, execution, attempts = await run_one(
+        db,
+        runtime,
+        "header-case",
+        node(
+            "call",
+            "http.request",
+            url=f"{fakes.base}/http/echo-raw-headers",
+            connection="example-api",
+            headers={"authorization": "Bearer chosen-by-the-node", "accept-encoding": "identity", "X-Own": "1"},
+        ),
+    )
+    assert execution["status"] == "Succeeded", attempts
+    sent = attempts[0]["outputs"]["body"]["headers"]
+    by_name: dict[str, list[str]] = {}
+    for name, value in sent:
+        by_name.setdefault(name.lower(), []).append(value)
+    # One Authorization: the connection's (its secret scrubbed from the outputs), not the node's too.
+    assert by_name["authorization"] == ["[redacted]"], by_name
+    assert by_name["accept-encoding"] == ["identity"] and by_name["x-own"] == ["1"]
+    # The same name twice in the node's own headers is refused when published.
+    with pytest.raises(DefinitionError):
+        await publish(db, {"id": "twice", "displayName": "t", "startNode": "c", "nodes": [
+            node("c", "http.request", url=f"{fakes.base}/http/json", headers={"X-A": "1", "x-a": "2"})]})  # fmt: skip
+
+
+async def test_expected_status_must_name_a_status(db: Database) -> None:
+    """An empty list failed every answer, a 200 included."""
+    for expected in ([], [42]):
+        with pytest.raises(DefinitionError):
+            await publish(db, {"id": "exp", "displayName": "e", "startNode": "c", "nodes": [
+                node("c", "http.request", url="https://example.com/", expectedStatus=expected)]})  # fmt: skip
+
+
+async def test_raw_deflate_nul_characters_and_deep_json_answers_are_recorded(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """Raw deflate failed unsupported_encoding; a NUL failed the node unrecordable_result for good; JSON
+    nested past the recorder's depth failed it too, and 100,000 deep raised a RecursionError."""
+    _, execution, attempts = await run_one(
+        db, runtime, "raw-deflate", node("call", "http.request", url=f"{fakes.base}/http/raw-deflate")
+    )
+    assert execution["status"] == "Succeeded", attempts
+    assert attempts[0]["outputs"]["body"] == {"hello": "world"}
+    bodies = {}
+    for kind in ("nul-text", "nul-json", "deep", "very-deep"):
+        _, execution, attempts = await run_one(
+            db, runtime, f"odd-{kind}", node("call", "http.request", url=f"{fakes.base}/http/odd-json/{kind}")
+        )
+        assert execution["status"] == "Succeeded", (kind, attempts)
+        bodies[kind] = attempts[0]["outputs"]["body"]
+    assert bodies["nul-text"] == "before\ufffdafter"
+    assert bodies["nul-json"] == {"a": "x\ufffdy", "k\ufffd": 1}
+    assert bodies["deep"] == "[" * 150 + "]" * 150  # kept as text, as JSON that does not parse is
+    assert isinstance(bodies["very-deep"], str) and len(bodies["very-deep"]) == 200_000
+
+
+async def test_monday_answers_of_the_wrong_shape_fail_as_bad_responses(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """They raised (KeyError, AttributeError: action_exception with a traceback), and a cursor that
+    never ended called monday.com hundreds of times a second until the node's timeout."""
+    cases = {
+        "errors-object": ("monday.get-items", "monday_ERROR"),
+        "data-string": ("monday.get-items", "monday_bad_response"),
+        "loop": ("monday.get-items", "monday_bad_response"),
+        "created-string": ("monday.create-item", "monday_bad_response"),
+    }
+    for board, (action, code) in cases.items():
+        params = {"boardId": board, "itemName": "x"} if action == "monday.create-item" else {"boardId": board}
+        _, execution, attempts = await run_one(db, runtime, f"monday-{board}", node("m", action, **params))
+        assert execution["status"] == "Failed", (board, attempts)
+        assert [a["error"]["code"] for a in attempts] == [code], (board, attempts)
+    loop = await db.fetch_all("list_attempts", id=(await run_one(
+        db, runtime, "monday-loop-again", node("m", "monday.get-items", boardId="loop")))[0])  # fmt: skip
+    assert "cursor seen before" in loop[0]["error"]["message"]
+    # Empty pages end the paging: what was read is the answer.
+    _, execution, attempts = await run_one(
+        db, runtime, "monday-empty", node("m", "monday.get-items", boardId="empty-loop")
+    )
+    assert execution["status"] == "Succeeded" and attempts[0]["outputs"]["count"] == 0

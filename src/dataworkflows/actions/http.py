@@ -79,6 +79,13 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
             raise ValueError("idempotencyHeader must be a header name (letters, digits and !#$%&'*+-.^_`|~)")
         if isinstance(self.idempotency_key, str) and not _KEY.fullmatch(self.idempotency_key):
             raise ValueError("idempotencyKey must be 1 to 255 printable ASCII characters")
+        if self.expected_status is not None and not self.expected_status:
+            # An empty list failed every answer, a 200 included.
+            raise ValueError("expectedStatus must name at least one status (leave it out for any 2xx)")
+        if self.expected_status is not None and not all(100 <= s <= 599 for s in self.expected_status):
+            raise ValueError("expectedStatus holds HTTP statuses, 100 to 599")
+        if len({name.lower() for name in self.headers}) < len(self.headers):
+            raise ValueError("headers: a name is given twice (header names are case-insensitive)")
         for name, value in self.headers.items():
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
@@ -176,7 +183,10 @@ class HttpRequestAction:
         if isinstance(auth_headers, ActionResult):
             return auth_headers
         headers = dict(params.headers)
-        headers.setdefault("Accept-Encoding", "gzip, deflate")
+        # Header names are case-insensitive: the node's accept-encoding replaces this one, it is not
+        # sent beside it.
+        if "accept-encoding" not in {name.lower() for name in headers}:
+            headers["Accept-Encoding"] = "gzip, deflate"
         key = params.idempotency(ctx)
         if key is not None and params.idempotency_header.lower() not in {h.lower() for h in headers}:
             headers[params.idempotency_header] = key
@@ -302,7 +312,10 @@ def _headers_for(
     # so a hop to another origin carries neither the connection's nor the caller's own
     # Authorization, Cookie or Proxy-Authorization).
     if _origin(url) == origin:
-        return {**headers, **auth_headers}
+        # The connection's headers replace the node's of the same name in any case: both were sent,
+        # and a server reading the first Authorization took the node's instead of the credential.
+        replaced = {name.lower() for name in auth_headers}
+        return {**{k: v for k, v in headers.items() if k.lower() not in replaced}, **auth_headers}
     return {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
 
 

@@ -48,6 +48,11 @@ ITEM_RESOURCE = "monday.item"
 _ITEM_FIELDS = "id name column_values { id text value }"
 
 
+# The most pages one get-items reads (limit 10,000 at a page of 1 item: 10,000; more is a cursor
+# that does not end).
+MAX_PAGES = 10_001
+
+
 class MondayError(Exception):
     def __init__(self, result: ActionResult) -> None:
         super().__init__(result.error.message if result.error else "monday error")
@@ -61,7 +66,27 @@ async def _graphql(services: ActionServices, connection: str, query: str, variab
         raise MondayError(secret)
     response, body = await _post(services, secret.reveal(), query, variables)
     _raise_for_errors(response, body)
-    return body.get("data")
+    return _object(body.get("data"), "data")
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """A part of monday.com's answer that must be an object (None: an empty one); anything else is
+    monday_bad_response, not an AttributeError raised from the action."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MondayError(
+            ActionResult.failed("monday_bad_response", f"monday.com answered a {what} that is not an object")
+        )
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {what} that are not a list"))
+    return value
 
 
 async def _post(
@@ -93,6 +118,9 @@ def _raise_for_errors(response: httpx.Response, body: Any) -> None:
             )
         raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {response.status_code}"))
     errors = body.get("errors") or []
+    if not isinstance(errors, list):
+        # GraphQL's errors are a list; one object (or anything else) alone is still the error.
+        errors = [errors if isinstance(errors, dict) else {"message": str(errors)[:500]}]
     if body.get("error_code"):
         # The older error shape, alongside the GraphQL one.
         errors = [*errors, {"message": body.get("error_message", ""), "extensions": {"code": body["error_code"]}}]
@@ -104,7 +132,8 @@ def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
     """The first error decides: retriable for rate and complexity limits and 5xx, else permanent."""
     status = response.status_code
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
-    extensions = first.get("extensions") or {}
+    given = first.get("extensions")
+    extensions: dict[str, Any] = given if isinstance(given, dict) else {}
     code = str(extensions.get("code") or (f"HTTP_{status}" if status >= 400 else "ERROR"))
     message = str(first.get("message") or f"monday.com answered {status}")
     wait = extensions.get("retry_in_seconds")
@@ -117,7 +146,8 @@ def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
     return ActionResult.failed(node_code, f"monday.com: {message}")
 
 
-def _item(raw: dict[str, Any]) -> dict[str, Any]:
+def _item(raw: Any) -> dict[str, Any]:
+    raw = _object(raw, "item")
     return {
         "id": raw.get("id"),
         "name": raw.get("name"),
@@ -210,25 +240,39 @@ async def _first_page(services: ActionServices, params: GetItemsParams) -> dict[
         f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {_ITEM_FIELDS} }} }} }} }}",
         {"board": [str(params.board_id)], "limit": min(params.page_size, params.limit), "qp": _query_params(params)},
     )
-    boards = (data or {}).get("boards") or []
+    boards = _list(data.get("boards"), "boards")
     if not boards:
         return None
-    page: dict[str, Any] = boards[0].get("items_page") or {}
-    return page
+    return _object(_object(boards[0], "board").get("items_page"), "items page")
 
 
 async def _follow_pages(
     services: ActionServices, params: GetItemsParams, page: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
-    """Items from `page` on, following the cursor until the limit: (items, pages read, last page)."""
+    """Items from `page` on, following the cursor until the limit: (items, pages read, last page).
+    A page without items ends it, and a cursor seen before, or more than MAX_PAGES pages, is a bad
+    answer: a cursor that kept coming back with empty pages made hundreds of calls a second until
+    the node's timeout, and again at each retry."""
     items: list[dict[str, Any]] = []
     pages = 0
+    seen: set[str] = set()
     while True:
         pages += 1
-        items.extend(_item(i) for i in page.get("items") or [])
+        found = [_item(i) for i in _list(page.get("items"), "items")]
+        items.extend(found)
         cursor = page.get("cursor")
-        if not cursor or len(items) >= params.limit:
+        if not cursor or not found or len(items) >= params.limit:
             return items, pages, page
+        if not isinstance(cursor, str) or cursor in seen or pages >= MAX_PAGES:
+            raise MondayError(
+                ActionResult.failed(
+                    "monday_bad_response",
+                    f"monday.com's paging does not end (page {pages}, its cursor seen before)"
+                    if isinstance(cursor, str) and cursor in seen
+                    else f"monday.com's paging does not end ({pages} pages)",
+                )
+            )
+        seen.add(cursor)
         data = await _graphql(
             services,
             params.connection,
@@ -236,7 +280,7 @@ async def _follow_pages(
             f" {{ cursor items {{ {_ITEM_FIELDS} }} }} }}",
             {"cursor": cursor, "limit": min(params.page_size, params.limit - len(items))},
         )
-        page = (data or {}).get("next_items_page") or {}
+        page = _object(data.get("next_items_page"), "next items page")
 
 
 class CreateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
@@ -293,13 +337,13 @@ class MondayCreateItemAction:
                     "values": json.dumps(params.column_values),
                 },
             )
+            item_id = str(_object(data.get("create_item"), "created item").get("id") or "")
         except MondayError as exc:
             if key is not None:
                 await services.resources.release(
                     ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id, attempt=ctx.attempt
                 )
             return exc.result
-        item_id = str(((data or {}).get("create_item") or {}).get("id") or "")
         if not item_id:
             return ActionResult.failed("monday_bad_response", "monday.com did not return the new item's id")
         links: tuple[ResourceLink, ...] = ()
@@ -347,7 +391,7 @@ class MondayUpdateItemAction:
                     "values": json.dumps(params.column_values),
                 },
             )
+            changed = _object(data.get("change_multiple_column_values"), "changed item")
         except MondayError as exc:
             return exc.result
-        changed = (data or {}).get("change_multiple_column_values") or {}
         return ActionResult.succeeded({"itemId": str(changed.get("id") or params.item_id)})

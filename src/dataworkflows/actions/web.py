@@ -18,8 +18,12 @@ from dataworkflows.actions import ActionResult
 from dataworkflows.credentials import CredentialNotFound, Secret
 from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
 from dataworkflows.http_client import BlockedDestination
+from dataworkflows.json_depth import MAX_RESULT_DEPTH, any_string, json_depth
 
-RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Timeouts, too early, too many requests, and every server error but the two that say the request
+# itself will never work (501 Not Implemented, 505 HTTP Version Not Supported): a proxy's 520-524
+# or a 507 failed the node for good at its first answer.
+RETRIABLE_STATUSES = frozenset({408, 425, 429, *(s for s in range(500, 600) if s not in (501, 505))})
 REDACTED = "[redacted]"
 
 
@@ -63,6 +67,7 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
     else:
         raise UnsupportedEncoding(encoding)
     body = bytearray()
+    first = True
     async for chunk in response.aiter_raw():
         if decoder is None:
             body.extend(chunk)
@@ -70,7 +75,16 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
             try:
                 body.extend(decoder.decompress(chunk, limit + 1 - len(body)))
             except zlib.error as exc:
-                raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
+                if not (first and encoding == "deflate"):
+                    raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
+                # "deflate" is zlib's format by the standard, and raw deflate from many servers (as
+                # browsers and httpx read it): the first chunk tells which.
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                try:
+                    body.extend(decoder.decompress(chunk, limit + 1 - len(body)))
+                except zlib.error:
+                    raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
+            first = False
             if decoder.unconsumed_tail:
                 raise ResponseTooLarge(len(body))
         if len(body) > limit:
@@ -85,13 +99,34 @@ def decode_body(response: httpx.Response, body: bytes) -> Any:
         codecs.lookup(charset)
     except LookupError:
         charset = "utf-8"  # a server's unknown charset name is not a reason to fail the node
-    text = body.decode(charset, errors="replace")
+    # A NUL is stored nowhere (PostgreSQL's text and jsonb hold none): it becomes U+FFFD, as bytes
+    # the charset cannot read do, instead of failing the node unrecordable_result for good.
+    text = body.decode(charset, errors="replace").replace("\x00", NUL_STAND_IN)
     if "json" in content_type and body:
         try:
-            return json.loads(text)
-        except ValueError:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
             return text
+        # Nested past what an attempt's outputs may be (the body is one level in), it stays text.
+        if json_depth(value, MAX_RESULT_DEPTH - 1) > MAX_RESULT_DEPTH - 1:
+            return text
+        if any_string(value, lambda s: "\x00" in s):
+            return _without_nul(value)  # an escaped \u0000
+        return value
     return text
+
+
+NUL_STAND_IN = "\ufffd"
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STAND_IN)
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
