@@ -901,6 +901,12 @@ _AGE_UNITS = {"s": 1, "sec": 1, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
 
 
+class _Age(datetime):
+    """A --since/--until given as an age: the moment it came to now, and the age as given (`age`)."""
+
+    age: str
+
+
 def _moment(value: str) -> datetime:
     """--since/--until: an ISO 8601 time (no offset: UTC) or an age back from now (90s, 30min, 2h, 7d, 2w)."""
     import re
@@ -909,7 +915,10 @@ def _moment(value: str) -> datetime:
     age = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(s|sec|min|h|d|w)", text)
     if age:
         try:
-            return datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+            moment = datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+            resolved = _Age.fromtimestamp(moment.timestamp(), UTC)
+            resolved.age = text
+            return resolved
         except OverflowError:
             # 99999999d: before year 1.
             raise argparse.ArgumentTypeError(f"{value!r} goes back before year 1") from None
@@ -993,8 +1002,21 @@ def cmd_executions_list(args: argparse.Namespace) -> int:
             print(_execution_row(e))
     if page.get("nextCursor"):
         sys.stdout.flush()
-        print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
+        print(f"more: add --cursor {page['nextCursor']}{_window_hint(args)}", file=sys.stderr)
     return EXIT_OK
+
+
+def _window_hint(args: argparse.Namespace) -> str:
+    """A cursor holds to its page's window: an age (`--since 2h`) names another window at the next
+    call, which the API refused, so the hint gives the window this page had."""
+    given = [
+        (flag, value) for flag, value in (("--since", args.since), ("--until", args.until)) if isinstance(value, _Age)
+    ]
+    if not given:
+        return ""
+    window = " ".join(f"{flag} {value.isoformat()}" for flag, value in given)
+    ages = " and ".join(f"{flag} {value.age}" for flag, value in given)
+    return f" with {window} in place of {ages} (the next page is of this page's window)"
 
 
 def _tree_line(e: dict[str, Any]) -> str:
@@ -1066,16 +1088,49 @@ def cmd_signal(args: argparse.Namespace) -> int:
         body["correlationKey"] = args.correlation_key
     with _client(args) as client:
         response = client.post(f"/api/v1/executions/{_path(args.execution_id)}/signals/{_path(args.name)}", json=body)
-    if response.status_code != 202:
-        return _refused(response)
-    sent = response.json()
-    what = {
-        "consumed": f"consumed by node {sent['nodeId']}",
-        "buffered": "buffered: no node waits for it yet",
-        "duplicate": "duplicate: delivered before, nothing changed",
-    }.get(sent["outcome"], sent["outcome"])
+        if response.status_code != 202:
+            return _refused(response)
+        sent = response.json()
+        what = {
+            "consumed": f"consumed by node {sent['nodeId']}",
+            "buffered": _buffered(client, args),
+            "duplicate": "duplicate: delivered before, nothing changed",
+        }.get(sent["outcome"], sent["outcome"])
     print(f"signal {args.name} ({sent['signalId']}) {what} (execution {sent['executionStatus']})")
     return EXIT_OK
+
+
+def _buffered(client: httpx.Client, args: argparse.Namespace) -> str:
+    """What a buffered signal is waiting for. A wait for this name that expects another correlation key
+    is open, it says so: "no node waits for it yet" misled while the README's order-payment example
+    waited for A-1003."""
+    import httpx
+
+    try:
+        response = client.get(f"/api/v1/executions/{_path(args.execution_id)}/waits")
+        waits = response.json() if response.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        waits = []
+    keys = sorted(
+        {
+            str(w.get("correlationKey"))
+            for w in waits
+            if isinstance(w, dict)
+            and w.get("kind") == "signal"
+            and w.get("state") == "open"
+            and w.get("name") == args.name
+            and w.get("correlationKey") is not None
+            and w.get("correlationKey") != args.correlation_key
+        }
+    )
+    if not keys:
+        return "buffered: no node waits for it yet"
+    expected = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    given = f"correlation key {args.correlation_key}" if args.correlation_key else "no correlation key"
+    return (
+        f"buffered: the open {args.name} wait expects correlation key {expected} and this signal has {given}"
+        " (send it with --correlation-key; it is kept for a wait it matches)"
+    )
 
 
 def cmd_approvals_list(args: argparse.Namespace) -> int:

@@ -219,3 +219,43 @@ def test_a_window_that_holds_nothing_is_refused(capsys: pytest.CaptureFixture[st
     )
     assert cmd_executions_list(args) == EXIT_USAGE
     assert "is not after --since" in capsys.readouterr().err
+
+
+def test_a_buffered_signal_names_the_correlation_key_an_open_wait_expects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "no node waits for it yet" while the order-payment example's node waited for A-1003."""
+    import httpx
+
+    from dataworkflows import cli
+
+    waits: list[dict[str, Any]] = [
+        {"kind": "signal", "state": "open", "name": "payment", "correlationKey": "A-1003"},
+        {"kind": "signal", "state": "received", "name": "payment", "correlationKey": "A-1"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(
+                202,
+                json={
+                    "signalId": "s-1",
+                    "outcome": "buffered",
+                    "waitId": None,
+                    "nodeId": None,
+                    "executionStatus": "Waiting",
+                },
+            )
+        return httpx.Response(200, json=waits)
+
+    def client(args: Any) -> httpx.Client:
+        return httpx.Client(base_url="http://api", transport=httpx.MockTransport(handler))
+
+    monkeypatch.setattr(cli, "_client", client)
+    args = build_parser().parse_args(["signal", "e-1", "payment", "--api-url", "http://api"])
+    assert cmd_signal(args) == 0
+    said = capsys.readouterr().out
+    assert "the open payment wait expects correlation key A-1003 and this signal has no correlation key" in said, said
+    waits.clear()
+    assert cmd_signal(args) == 0
+    assert "buffered: no node waits for it yet" in capsys.readouterr().out

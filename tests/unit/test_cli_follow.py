@@ -319,3 +319,22 @@ def test_a_follow_waits_for_an_api_that_restarts(monkeypatch: pytest.MonkeyPatch
     refused = httpx.MockTransport(lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)))
     with httpx.Client(base_url="http://api", transport=refused) as client, pytest.raises(httpx.ConnectError):
         cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+
+
+def test_the_next_page_hint_of_an_age_window_names_the_window_it_had(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API holds a cursor to its page's createdFrom/createdTo: `--since 2h` named another window at
+    the next call, and every following page was a 400."""
+    seen = fake_api(monkeypatch, 200, {"items": [], "nextCursor": "WyJ4Il0"})
+    assert main(["executions", "list", "--since", "2h", "--api-url", "http://api"]) == EXIT_OK
+    sent = seen[-1].url.params["createdFrom"]
+    hint = capsys.readouterr().err.strip()
+    assert hint == (
+        f"more: add --cursor WyJ4Il0 with --since {sent} in place of --since 2h"
+        " (the next page is of this page's window)"
+    )
+    # Given as the hint says, the next call sends the same window.
+    assert main(["executions", "list", "--since", sent, "--cursor", "WyJ4Il0", "--api-url", "http://api"]) == EXIT_OK
+    assert seen[-1].url.params["createdFrom"] == sent and seen[-1].url.params["cursor"] == "WyJ4Il0"
+    assert capsys.readouterr().err.strip() == "more: add --cursor WyJ4Il0"
