@@ -2,8 +2,9 @@
 
 A delivery is checked in this order, and every outcome is a dw.webhook_deliveries row with its reason
 and status code (sql/procedures/webhooks.sql):
-  404  no such trigger, not a webhook, disabled or deleted (nothing recorded: there may be no row to
-       record against), or an id that is not a UUID;
+  404  no such trigger, not a webhook, deleted (nothing recorded: there is no row to record against),
+       or an id that is not a UUID; a disabled one (recorded, reason trigger_disabled: an operator sees
+       that a sender still delivers to a hook they turned off);
   413  a body larger than DW_MAX_BODY_BYTES;
   503  a signed trigger while this server has no DW_CREDENTIALS_KEY (or one that does not decrypt
        the secret): it cannot verify anything;
@@ -109,13 +110,13 @@ def hook_uuid(trigger_id: str) -> UUID:
         raise NotFound(f"webhook {trigger_id[:100]!r} not found (not a UUID)") from None
 
 
-async def require_hook(db: Database, trigger_id: str) -> HookTrigger:
-    """The enabled webhook trigger of a path: 404 for any other id (unknown, another kind,
-    disabled, deleted). Senders carry no token: the trigger's id (a random UUID) finds it in
-    whichever tenant it is, and the delivery then runs as that tenant."""
+async def require_hook(db: Database, trigger_id: str, *, disabled_too: bool = False) -> HookTrigger:
+    """The enabled webhook trigger of a path (or a disabled one, with `disabled_too`): 404 for any
+    other id (unknown, another kind, deleted). Senders carry no token: the trigger's id (a random
+    UUID) finds it in whichever tenant it is, and the delivery then runs as that tenant."""
     with all_tenants():
         hook = await db.webhooks.trigger(hook_uuid(trigger_id))
-    if hook is None or not hook.enabled:
+    if hook is None or not (hook.enabled or disabled_too):
         raise NotFound(f"webhook {trigger_id} not found (or disabled)")
     return hook
 
@@ -170,6 +171,21 @@ class _Delivery:
             body_bytes=self.body_bytes,
             received_at=self.received_at,
         )
+
+    async def record_disabled(self) -> None:
+        """A delivery to a disabled hook: answered 404 as an unknown one (a sender learns nothing),
+        and recorded, so that an operator sees a sender still delivering to a hook they turned off.
+        Nothing else is checked (no signature, no body parsing): the row says what came."""
+        try:
+            self.body = await self.request.body()
+        except RequestEntityTooLarge:
+            length = self.request.headers.get("content-length", "")
+            self.body_bytes = int(length) if length.isdigit() and len(length) < 10 else None
+        else:
+            self.body_bytes = len(self.body)
+            self.delivery_id = webhooks.delivery_id(self.config, self.request.headers, self.body).replace("\x00", "\\0")
+        log.info("webhook delivery refused", trigger_id=str(self.hook.id), status=404, reason="trigger_disabled")
+        await self.record("refused", "trigger_disabled: the webhook is disabled", 404)
 
     async def refuse(self, status: int, title: str, refusal: Refusal) -> Response[Any]:
         log.info("webhook delivery refused", trigger_id=str(self.hook.id), status=status, reason=refusal.code)
@@ -383,9 +399,13 @@ class HooksController(Controller):
     async def deliver(
         self, svc: ServicesDep, request: Request[Any, Any, Any], trigger_id: FromPath[str]
     ) -> Response[Any]:
-        hook = await require_hook(svc.db, trigger_id)
+        hook = await require_hook(svc.db, trigger_id, disabled_too=True)
         with tenant_scope(hook.tenant_id):
-            return await _Delivery(svc, request, hook, webhooks.parse_config(hook.config)).run()
+            delivery = _Delivery(svc, request, hook, webhooks.parse_config(hook.config))
+            if not hook.enabled:
+                await delivery.record_disabled()
+                raise NotFound(f"webhook {trigger_id} not found (or disabled)")
+            return await delivery.run()
 
     @get(
         "/{trigger_id:str}",

@@ -362,8 +362,16 @@ async def test_unknown_disabled_deleted_or_other_triggers_answer_404(
     # Disabled: refused at once (nothing cached), and enabled again accepted at once.
     assert (await deliver(client, hook, {"i": 1}))[0].status_code == 202
     await db.triggers.update(uuid.UUID(hook), name=None, enabled=False, config=None)
-    assert_problem((await deliver(client, hook, {"i": 2}))[0], 404)
+    assert_problem((await deliver(client, hook, {"i": 2}, **{"X-Delivery-Id": "while-disabled"}))[0], 404)
     assert_problem(await client.get(f"/api/v1/hooks/{hook}"), 404)
+    # Recorded (README: every delivery is a row), so that an operator sees a sender still delivering.
+    rows = await sql(
+        db,
+        "SELECT delivery_id, outcome, status_code, reason, body_bytes FROM dw.webhook_deliveries"
+        " WHERE trigger_id = %s ORDER BY id DESC LIMIT 1",
+        uuid.UUID(hook),
+    )
+    assert rows == [("while-disabled", "refused", 404, "trigger_disabled: the webhook is disabled", 8)], rows
     await db.triggers.update(uuid.UUID(hook), name=None, enabled=True, config=None)
     assert (await deliver(client, hook, {"i": 3}))[0].status_code == 202
     assert await db.triggers.delete(uuid.UUID(hook))

@@ -251,6 +251,8 @@ def test_bodies_by_content_type() -> None:
         ("application/json", b"{not json", "not valid JSON"),
         ("", b"plain words", "not valid JSON"),
         ("text/plain", b"\xff\xfe", "not valid UTF-8"),
+        # Percent-escaped bytes that are not UTF-8 were taken as U+FFFD.
+        ("application/x-www-form-urlencoded", b"a=%FF%FE", "percent-escapes are not UTF-8"),
         ("application/json", b"[" * 40 + b"]" * 40, "nested deeper than 32"),
     ],
 )
