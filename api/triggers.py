@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -20,6 +21,7 @@ from dataworkflows.data.triggers import RECENT_RUNS, Trigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
 from dataworkflows.json_depth import json_depth
+from dataworkflows.schedules import Schedule, ScheduleConfigError, next_tick
 from dataworkflows.validation import Problem, is_valid_id
 
 from .locations import LOCATION, created
@@ -63,7 +65,21 @@ async def require_trigger(db: Database, trigger_id: str) -> Trigger:
 def read(trigger: Trigger, *, secret: str | None = None, **listed: Any) -> TriggerRead:
     """The wire form; `listed`: what only the list shows (recent_runs, more_runs)."""
     hook_url = f"/api/v1/hooks/{trigger.id}" if trigger.kind == "webhook" else None
-    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret, **listed)
+    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret, next_tick_at=_next_tick(trigger), **listed)
+
+
+def _next_tick(trigger: Trigger) -> datetime | None:
+    """A schedule's next tick. Until a scheduler's pass has stored it (a new or changed schedule), the
+    one that pass will find: the first after the schedule was created or changed (workers/scheduler.py).
+    The creation answer and `triggers create` said "next -" for a schedule that would fire, and null
+    otherwise means it never will (disabled, or failed)."""
+    if trigger.next_tick_at is not None or trigger.kind != "schedule" or not trigger.enabled or trigger.error:
+        return trigger.next_tick_at
+    try:
+        schedule = Schedule.from_config(trigger.config)
+    except ScheduleConfigError:
+        return None
+    return next_tick(schedule.cron, schedule.zone, min(trigger.updated_at, datetime.now(UTC)))
 
 
 async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None:

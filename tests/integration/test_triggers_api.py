@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -42,6 +44,12 @@ async def test_a_schedule_and_a_webhook_round_trip(client: AsyncTestClient[Any],
         "ops",
     )
     assert body["secret"] is None and body["hookUrl"] is None
+    # Its next tick before any scheduler's pass (it was null, "next -", as for a schedule that never fires).
+    due = datetime.fromisoformat(body["nextTickAt"])
+    assert due.astimezone(ZoneInfo("Europe/Berlin")).hour == 2 and timedelta(0) < due - datetime.now(UTC) <= timedelta(
+        days=1
+    )
+    assert body["nextTickAt"] == (await client.get(f"/api/v1/triggers/{body['id']}")).json()["nextTickAt"]
 
     hook = await client.post("/api/v1/workflows/nightly/triggers", json={"kind": "webhook", "name": "inbound"})
     assert hook.status_code == 201, hook.text
@@ -61,6 +69,7 @@ async def test_a_schedule_and_a_webhook_round_trip(client: AsyncTestClient[Any],
 
     disabled = await client.patch(f"/api/v1/triggers/{body['id']}", json={"enabled": False})
     assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    assert disabled.json()["nextTickAt"] is None  # a disabled schedule never fires
     changed = await client.patch(f"/api/v1/triggers/{body['id']}", json={"config": {"cron": "@hourly"}})
     assert changed.status_code == 200 and changed.json()["config"] == {"cron": "@hourly"}
     assert (await client.delete(f"/api/v1/triggers/{body['id']}")).status_code == 204
