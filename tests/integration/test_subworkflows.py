@@ -407,6 +407,13 @@ async def test_the_composition_examples_in_fixtures_run(db: Database, conditions
     assert shipped["status"] == "Succeeded" and shipped["outputs"] == {"trackingId": "TRK-A-7"}
     assert (await nodes(db, order))["confirm"]["outputs"]["echo"] == "order A-7 shipped as TRK-A-7"
     assert (await nodes(db, notify))["report"]["outputs"]["echo"] == "3 of 3 customers notified"
+    # A child that fails takes the failure edge, and the run ends Succeeded without a tracking id
+    # (its outputs read the child's, and failed the run outputs_error).
+    unshippable = await start(db, "process-order", {"orderId": "Z", "lines": 5})
+    await drain(db, runtime)
+    apologised = await execution(db, unshippable)
+    assert apologised["status"] == "Succeeded" and apologised["outputs"] == {"trackingId": None}, apologised
+    assert (await nodes(db, unshippable))["apologise"]["status"] == "Succeeded"
     orders = [{"id": f"B-{i}", "lines": [{"sku": "z"}]} for i in range(4)]
     bulk = await start(db, "ship-orders", {"orders": orders})
     await drain(db, runtime)
