@@ -212,7 +212,16 @@ class _Delivery:
         if secret is None:
             unverifiable = Refusal("signature_unverifiable", f"this server cannot verify the signature: {why_not}")
             return await self.refuse(503, "Service unavailable", unverifiable)
-        refusal = webhooks.verify(self.config, secret, self.request.headers, self.body, time.time())
+        now = time.time()
+        refusal = webhooks.verify(self.config, secret, self.request.headers, self.body, now)
+        if refusal is not None and refusal.code == "signature_invalid" and self.hook.previous_secret is not None:
+            # Signed with the secret a rotation replaced, while it is still valid (POST .../secret).
+            previous = self._decrypted(self.hook.previous_secret)
+            if (
+                previous is not None
+                and webhooks.verify(self.config, previous, self.request.headers, self.body, now) is None
+            ):
+                return None
         if refusal is not None:
             return await self.refuse(401, "Unauthorized", refusal)
         return None
@@ -230,15 +239,21 @@ class _Delivery:
         return rate_limited(self.request, refused.headers(), refused.retry_after, whose=HOOK_RATE)
 
     def _secret(self) -> tuple[str | None, str]:
-        key = self.svc.settings.credentials_key
-        if not key:
+        if not self.svc.settings.credentials_key:
             return None, "DW_CREDENTIALS_KEY is not set"
         if self.hook.secret is None:
             return None, "the trigger has no stored secret"
-        try:
-            return _cipher(key).decrypt(self.hook.secret, f"trigger:{self.hook.id}"), ""
-        except DataWorkflowsError:
+        secret = self._decrypted(self.hook.secret)
+        if secret is None:
             return None, "its secret cannot be decrypted with DW_CREDENTIALS_KEY"
+        return secret, ""
+
+    def _decrypted(self, stored: bytes) -> str | None:
+        key = self.svc.settings.credentials_key
+        try:
+            return _cipher(key).decrypt(stored, f"trigger:{self.hook.id}") if key else None
+        except DataWorkflowsError:
+            return None
 
     async def _parse(self) -> Response[Any] | None:
         assert self.delivery_id is not None

@@ -504,6 +504,18 @@ class TriggerPatch(Camel, forbid_unknown_fields=True):
     config: dict[str, Any] | None = None
 
 
+# The longest the secret a rotation replaces may stay valid: a week.
+MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400
+
+
+class SecretRotation(Camel, forbid_unknown_fields=True):
+    # The new secret (default: a generated one); answered once, as at creation.
+    secret: str | None = None
+    # How long the secret it replaces still verifies deliveries (0: not at all), while the sender
+    # is switched over.
+    previous_valid_seconds: Annotated[int, msgspec.Meta(ge=0, le=MAX_PREVIOUS_SECRET_SECONDS)] = 0
+
+
 class TriggerRead(Camel):
     id: UUID
     workflow_id: str
@@ -523,6 +535,8 @@ class TriggerRead(Camel):
     error: str | None
     # Webhooks: where senders POST.
     hook_url: str | None = None
+    # A signed webhook whose secret was rotated: until when the one it replaced still verifies.
+    previous_secret_until: datetime | None = None
     # The generated or given secret, in the creation answer only.
     secret: str | None = None
     # GET /api/v1/triggers only: its latest runs, newest first (at most 5), and whether it has more

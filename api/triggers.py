@@ -38,7 +38,7 @@ from .paging import (
     next_page_header,
 )
 from .params import require_one_of
-from .schemas import TriggerPatch, TriggerRead, TriggerWrite, from_row
+from .schemas import SecretRotation, TriggerPatch, TriggerRead, TriggerWrite, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
 from .workflows import require_workflow
 
@@ -65,7 +65,16 @@ async def require_trigger(db: Database, trigger_id: str) -> Trigger:
 def read(trigger: Trigger, *, secret: str | None = None, **listed: Any) -> TriggerRead:
     """The wire form; `listed`: what only the list shows (recent_runs, more_runs)."""
     hook_url = f"/api/v1/hooks/{trigger.id}" if trigger.kind == "webhook" else None
-    return from_row(TriggerRead, trigger, hook_url=hook_url, secret=secret, next_tick_at=_next_tick(trigger), **listed)
+    until = trigger.previous_secret_until
+    return from_row(
+        TriggerRead,
+        trigger,
+        hook_url=hook_url,
+        secret=secret,
+        next_tick_at=_next_tick(trigger),
+        previous_secret_until=until if until is not None and until > datetime.now(UTC) else None,
+        **listed,
+    )
 
 
 def _next_tick(trigger: Trigger) -> datetime | None:
@@ -116,7 +125,11 @@ def new_secret(svc: Services, data: TriggerWrite, trigger_id: uuid.UUID) -> tupl
         if data.secret is not None:
             raise InvalidInput("only a signed webhook has a secret")
         return None, None
-    secret = data.secret if data.secret is not None else secrets.token_urlsafe(32)
+    return _encrypted_secret(svc, data.secret, trigger_id)
+
+
+def _encrypted_secret(svc: Services, given: str | None, trigger_id: uuid.UUID) -> tuple[str, bytes]:
+    secret = given if given is not None else secrets.token_urlsafe(32)
     if len(secret) < MIN_SECRET_LENGTH:
         raise InvalidInput(f"a webhook secret has at least {MIN_SECRET_LENGTH} characters")
     if not svc.settings.credentials_key:
@@ -250,6 +263,31 @@ class TriggerController(Controller):
         if changed is None:
             raise NotFound(f"trigger {trigger_id} not found")
         return read(changed)
+
+    @post(
+        "/{trigger_id:str}/secret",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Rotate a signed webhook's secret (answered once); the old one may stay valid a while",
+        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "trigger"},
+    )
+    async def rotate_secret(
+        self, svc: ServicesDep, trigger_id: FromPath[str], data: JSONBody[SecretRotation | None] = None
+    ) -> TriggerRead:
+        """The hook URL stays: senders switch to the new secret, and until `previousValidSeconds` have
+        passed the old one still verifies (until this release a leaked secret meant a new trigger
+        under a new URL)."""
+        rotation = data or SecretRotation()
+        current = await require_trigger(svc.db, trigger_id)
+        if current.kind != "webhook" or not current.has_secret:
+            raise Conflict("only a signed webhook has a secret to rotate")
+        secret, encrypted = _encrypted_secret(svc, rotation.secret, current.id)
+        rotated = await svc.db.triggers.rotate_secret(
+            current.id, secret=encrypted, keep_seconds=rotation.previous_valid_seconds
+        )
+        if rotated is None:
+            raise NotFound(f"trigger {trigger_id} not found")
+        return read(rotated, secret=secret)
 
     @delete(
         "/{trigger_id:str}",

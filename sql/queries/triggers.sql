@@ -4,11 +4,11 @@ INSERT INTO dw.triggers (id, tenant_id, workflow_id, kind, name, enabled, config
 SELECT %(id)s, w.tenant_id, w.id, %(kind)s, %(name)s, %(enabled)s, %(config)s, %(secret)s, %(principal)s
   FROM dw.workflows w WHERE w.id = %(workflow_id)s
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-          created_at, updated_at, next_tick_at, last_tick_at, error;
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
 
 -- name: get_trigger
 SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-       created_at, updated_at, next_tick_at, last_tick_at, error
+       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until
   FROM dw.triggers WHERE id = %(id)s;
 
 -- name: get_trigger_secret
@@ -18,7 +18,7 @@ SELECT secret FROM dw.triggers WHERE id = %(id)s;
 -- A workflow's triggers (of a kind), oldest first. Keyset paging: those after the (created_at, id)
 -- of the last one of the page before.
 SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-       created_at, updated_at, next_tick_at, last_tick_at, error
+       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until
   FROM dw.triggers
  WHERE workflow_id = %(workflow_id)s
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
@@ -33,7 +33,7 @@ SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NU
 -- passed the API's per-caller rate limit. Keyset paging: those after the (workflow_id, kind, name)
 -- of the last one of the page before; the runs are read for the page's triggers only.
 SELECT t.id, t.tenant_id, t.workflow_id, t.kind, t.name, t.enabled, t.config, t.secret IS NOT NULL AS has_secret,
-       t.created_by, t.created_at, t.updated_at, t.next_tick_at, t.last_tick_at, t.error,
+       t.created_by, t.created_at, t.updated_at, t.next_tick_at, t.last_tick_at, t.error, t.previous_secret_until,
        COALESCE(r.runs, '[]'::jsonb) AS recent_runs
   FROM (SELECT * FROM dw.triggers t
          WHERE (%(kind)s::text IS NULL OR t.kind = %(kind)s::text)
@@ -73,7 +73,20 @@ UPDATE dw.triggers t
        error = CASE WHEN %(config)s::jsonb IS NOT NULL OR %(enabled)s::boolean THEN NULL ELSE t.error END
  WHERE t.id = %(id)s
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-          created_at, updated_at, next_tick_at, last_tick_at, error;
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
+
+-- name: rotate_trigger_secret
+-- A signed webhook's new secret (encrypted); the one it replaces stays valid for keep_seconds (0:
+-- not at all). NULL row: no such signed webhook.
+UPDATE dw.triggers t
+   SET previous_secret = CASE WHEN %(keep_seconds)s::float8 > 0 THEN t.secret END,
+       previous_secret_until = CASE WHEN %(keep_seconds)s::float8 > 0
+                                    THEN now() + make_interval(secs => %(keep_seconds)s::float8) END,
+       secret = %(secret)s,
+       updated_at = now()
+ WHERE t.id = %(id)s AND t.kind = 'webhook' AND t.secret IS NOT NULL
+RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
 
 -- name: delete_trigger
 DELETE FROM dw.triggers WHERE id = %(id)s RETURNING id;

@@ -1,6 +1,8 @@
 -- name: hook_trigger
--- A webhook trigger as its endpoint reads it, with its encrypted secret (NULL: unsigned).
-SELECT t.id, t.tenant_id, t.workflow_id, t.name, t.enabled, t.config, t.secret
+-- A webhook trigger as its endpoint reads it, with its encrypted secret (NULL: unsigned), and the
+-- secret a rotation replaced while it is still valid (migration 0045).
+SELECT t.id, t.tenant_id, t.workflow_id, t.name, t.enabled, t.config, t.secret,
+       CASE WHEN t.previous_secret_until > now() THEN t.previous_secret END AS previous_secret
   FROM dw.triggers t WHERE t.id = %(id)s AND t.kind = 'webhook';
 
 -- name: accept_webhook_delivery

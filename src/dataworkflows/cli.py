@@ -1327,6 +1327,37 @@ def cmd_triggers_change(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_triggers_rotate_secret(args: argparse.Namespace) -> int:
+    """A signed webhook's new secret (generated, or from a file or stdin), shown once; the old one
+    still verifies for --keep-previous."""
+    from dataworkflows.retention import parse_age
+
+    body: dict[str, Any] = {}
+    try:
+        if args.keep_previous is not None:
+            body["previousValidSeconds"] = round(parse_age(args.keep_previous))
+        if args.secret_file is not None:
+            source = str(args.secret_file)
+            body["secret"] = (sys.stdin.read() if source == STDIN else Path(source).read_text("utf-8")).strip()
+    except ValueError as exc:
+        print(f"error: --keep-previous: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot read the secret: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with _client(args) as client:
+        response = client.post(f"/api/v1/triggers/{_path(args.trigger_id)}/secret", json=body)
+    if response.status_code != 200:
+        return _refused(response)
+    rotated = response.json()
+    print(_trigger_line(rotated))
+    until = rotated.get("previousSecretUntil")
+    print(f"the previous secret {'verifies until ' + until if until else 'no longer verifies'}")
+    if args.secret_file is None:
+        print(f"signing secret (shown once; keep it with the sender): {rotated['secret']}")
+    return EXIT_OK
+
+
 def _add_triggers(sub: Any) -> None:
     triggers = sub.add_parser("triggers", help="schedules and webhooks: list, create, enable, disable, delete")
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
@@ -1362,6 +1393,21 @@ def _add_triggers(sub: Any) -> None:
     create.add_argument("--principal", help="who creates it (default $DW_PRINCIPAL_ID)")
     create.add_argument("--api-url")
     create.set_defaults(func=cmd_triggers_create)
+    rotate = tsub.add_parser(
+        "rotate-secret", help="a signed webhook's new secret (its hook URL stays; the old one may hold a while)"
+    )
+    rotate.add_argument("trigger_id")
+    rotate.add_argument(
+        "--keep-previous",
+        metavar="AGE",
+        help="how long the old secret still verifies deliveries (such as 1h or 2d, at most 7d; default: not at all)",
+    )
+    rotate.add_argument(
+        "--secret-file", help="a file holding the new secret, or - for stdin (default: a generated one, shown once)"
+    )
+    rotate.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    rotate.add_argument("--api-url")
+    rotate.set_defaults(func=cmd_triggers_rotate_secret)
     for action in ("enable", "disable", "delete"):
         change = tsub.add_parser(action, help=f"{action} a trigger")
         change.add_argument("trigger_id")

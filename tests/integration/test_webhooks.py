@@ -723,3 +723,40 @@ async def test_a_copied_header_reaches_the_run_as_the_sender_wrote_it(
     assert response.status_code == 202, response.text
     execution = (await client.get(response.json()["statusUrl"])).json()
     assert execution["trigger"]["headers"] == {"x-source": "José 田中"}
+
+
+async def test_a_signed_webhooks_secret_is_rotated_in_place_with_an_overlap(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """A leaked secret meant deleting the trigger and making one under a new URL (triggers review)."""
+    hook = await make_hook(db)
+
+    async def post(payload: dict[str, Any], secret: str) -> int:
+        body = json.dumps(payload).encode()
+        return int(
+            (await client.post(f"/api/v1/hooks/{hook}", content=body, headers=sign(body, secret=secret))).status_code
+        )
+
+    assert await post({"i": 0}, SECRET) == 202
+    rotated = await client.post(f"/api/v1/triggers/{hook}/secret", json={"previousValidSeconds": 60})
+    assert rotated.status_code == 200, rotated.text
+    first = rotated.json()
+    new_secret = first["secret"]
+    assert len(new_secret) >= 32 and first["hookUrl"] == f"/api/v1/hooks/{hook}" and first["previousSecretUntil"]
+    # While the overlap lasts, the old and the new secret both verify; another one does not.
+    assert (await post({"i": 1}, SECRET), await post({"i": 2}, new_secret)) == (202, 202)
+    assert await post({"i": 3}, "not-the-secret-0123456789") == 401
+    # Shown once; the trigger says until when the old one holds.
+    shown = (await client.get(f"/api/v1/triggers/{hook}")).json()
+    assert shown["secret"] is None and shown["previousSecretUntil"] == first["previousSecretUntil"]
+    # A given secret, the old one cut off at once.
+    given = "rotated-by-hand-0123456789abcdef"
+    again = await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": given})
+    assert again.status_code == 200 and again.json()["secret"] == given and again.json()["previousSecretUntil"] is None
+    assert (await post({"i": 4}, new_secret), await post({"i": 5}, given)) == (401, 202)
+    # Too short, a schedule, an unsigned hook, an overlap past a week: refused.
+    assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": "short"}), 422)
+    assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"previousValidSeconds": 8 * 86_400}), 400)
+    unsigned = await make_hook(db, name="open", signature="none")
+    assert_problem(await client.post(f"/api/v1/triggers/{unsigned}/secret"), 409)
+    assert_problem(await client.post(f"/api/v1/triggers/{uuid.uuid4()}/secret"), 404)

@@ -128,3 +128,19 @@ def test_a_workflows_triggers_are_listed_of_the_kind_asked(monkeypatch: pytest.M
     assert run(["triggers", "list", "--workflow", "simple-echo", "--kind", "schedule"]) == 0
     assert seen[-1].url.path == "/api/v1/workflows/simple-echo/triggers"
     assert dict(seen[-1].url.params) == {"kind": "schedule", "limit": "1000"}
+
+
+def test_rotate_secret_sends_the_overlap_and_shows_the_new_secret_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rotated = {**TRIGGER, "previousSecretUntil": "2026-12-05T20:00:00+00:00"}
+    seen = fake_api(monkeypatch, 200, rotated)
+    assert run(["triggers", "rotate-secret", TRIGGER["id"], "--keep-previous", "1h"]) == EXIT_OK
+    request = seen[-1]
+    assert request.method == "POST" and request.url.path == f"/api/v1/triggers/{TRIGGER['id']}/secret"
+    assert json.loads(request.content) == {"previousValidSeconds": 3600}
+    out = capsys.readouterr().out
+    assert "the previous secret verifies until 2026-12-05T20:00:00+00:00" in out
+    assert f"signing secret (shown once; keep it with the sender): {TRIGGER['secret']}" in out
+    assert run(["triggers", "rotate-secret", TRIGGER["id"], "--keep-previous", "5m"]) == EXIT_USAGE
+    assert "--keep-previous" in capsys.readouterr().err

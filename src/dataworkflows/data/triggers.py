@@ -29,6 +29,8 @@ class Trigger(msgspec.Struct, frozen=True):
     next_tick_at: datetime | None
     last_tick_at: datetime | None
     error: str | None
+    # A webhook's secret that a rotation replaced stays valid until then (migration 0045).
+    previous_secret_until: datetime | None = None
     # The list only (list_all_triggers): its latest runs, newest first.
     recent_runs: list[RecentRun] | None = None
 
@@ -124,6 +126,13 @@ class TriggerData:
             name=name,
             enabled=enabled,
             config=None if config is None else Jsonb(config),
+        )
+
+    async def rotate_secret(self, trigger_id: UUID, *, secret: bytes, keep_seconds: float) -> Trigger | None:
+        """A signed webhook's new (encrypted) secret; the one it replaces stays valid `keep_seconds`.
+        None: no such signed webhook."""
+        return await self._db.fetch_one_as(
+            Trigger, "rotate_trigger_secret", id=trigger_id, secret=secret, keep_seconds=keep_seconds
         )
 
     async def delete(self, trigger_id: UUID) -> bool:

@@ -26,6 +26,8 @@ class HookTrigger(msgspec.Struct, frozen=True):
     # AES-256-GCM ciphertext (dataworkflows.credentials.Cipher, associated data 'trigger:<id>');
     # None for an unsigned trigger.
     secret: bytes | None
+    # The secret a rotation replaced, while it is still valid (the same cipher and associated data).
+    previous_secret: bytes | None = None
 
 
 class DeliveryOutcome(msgspec.Struct, frozen=True):
