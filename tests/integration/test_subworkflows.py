@@ -395,6 +395,23 @@ async def test_a_version_past_what_postgresql_holds_is_refused_at_publish_and_fa
     assert await children(db, root) == []
 
 
+async def test_parameters_too_deep_to_record_start_no_child(db: Database, conditions: ConditionPool) -> None:
+    """Checked only when the attempt was recorded, after the child had run: the node failed
+    unrecordable_result with the child's work done, and each redrive ran another child."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("deep-leaf", echo("x")), conditions)
+    deep: Any = 1
+    for _ in range(100):
+        deep = {"a": deep}
+    await publish(db, wf("asks-deep", sub("call", "deep-leaf", input={"x": "{{ trigger.deep }}"})), conditions)
+    root = await start(db, "asks-deep", {"deep": deep})
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    error = (await nodes(db, root))["call"]["error"]
+    assert error["code"] == "unrecordable_result" and "nested deeper than 100" in error["message"], error
+    assert await children(db, root) == []
+
+
 async def test_the_composition_examples_in_fixtures_run(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     for name in ("ship-order", "process-order", "notify-customers", "ship-orders"):

@@ -262,6 +262,7 @@ class RunData:
         self, execution_id: UUID, token: int, *, node_id: str, attempt: int, parameters: Any, spec: WaitSpec
     ) -> WaitCheckpoint:
         """The node waits from now on (a buffered signal or a due timer resolves it at once)."""
+        _refuse_too_deep(parameters, None)
         row = await self._db.fetch_one(
             "begin_wait",
             id=execution_id,
@@ -291,7 +292,11 @@ class RunData:
         max_depth: int,
     ) -> tuple[WaitCheckpoint | None, dict[str, Any] | None]:
         """Starts the node's child in its checkpoint: (its wait, None), or (None, the error that
-        says why no child started: nesting_too_deep, child_workflow_not_found, child_not_runnable)."""
+        says why no child started: nesting_too_deep, child_workflow_not_found, child_not_runnable).
+        Parameters the attempt could not record are refused before the child starts: checked only
+        when the attempt was recorded, after the child had run, they failed the node
+        unrecordable_result with the child's work done, and each redrive ran another child."""
+        _refuse_too_deep(parameters, None)
         row = await self._db.fetch_one(
             "begin_child",
             id=execution_id,
