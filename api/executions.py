@@ -409,7 +409,7 @@ class ExecutionController(Controller):
             name,
             payload=body.payload,
             signal_id=body.signal_id,
-            correlation_key=body.correlation_key,
+            correlation_key=None if body.correlation_key is None else str(body.correlation_key),
             principal=principal.id,
             queue=svc.settings.queue,
         )

@@ -272,8 +272,9 @@ class SignalRequest(Camel, forbid_unknown_fields=True):
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     # Idempotency key: the same signalId for the same execution is one signal.
     signal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    # Delivered only to a wait with this key (or one without a key).
-    correlation_key: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    # Delivered only to a wait with this key (or one without a key). An integer is its decimal
+    # digits, as a wait's key rendered from a number is.
+    correlation_key: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | int | None = None
 
 
 class SignalResponse(Camel):

@@ -52,7 +52,9 @@ class DelayParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fi
 
 class SignalParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     name: str
-    correlation_key: str | None = None
+    # An integer is its decimal digits: `{{ trigger.orderId }}` keeps a number's type, and an order id
+    # 1003 failed the node invalid_parameters at once, taking its failure edge as if no signal came.
+    correlation_key: str | int | None = None
     timeout: str | None = None
 
 
@@ -115,8 +117,10 @@ def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> 
         if name is not None and not SIGNAL_NAME.match(name):
             raise WaitParameterError(f"signal name {name!r} must be 1-200 letters, digits, '.', '_', ':' or '-'")
         key = given("correlationKey")
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
-            raise WaitParameterError("correlationKey must be a string of 1-500 characters")
+            raise WaitParameterError("correlationKey must be a string of 1-500 characters (or an integer)")
         return WaitSpec("signal", name=name, correlation_key=key, expires_at=expires_at)
     return _approval(values, given, expires_at)
 

@@ -232,6 +232,13 @@ async def test_signal_is_buffered_then_duplicate(client: AsyncTestClient[Any], d
     )
     assert rows == [("order.paid", "order-7", {"amount": 12}, "ops")]
 
+    # A number is a correlation key as its digits (a wait's key rendered from a number is).
+    numeric = await client.post(url, json={"signalId": "pay-2", "correlationKey": 1003})
+    assert numeric.status_code == 202, numeric.text
+    keys = await sql(db, "SELECT correlation_key FROM dw.signals WHERE signal_id = 'pay-2'")
+    assert keys == [("1003",)]
+    assert_problem(await client.post(url, json={"signalId": "pay-3", "correlationKey": True}), 400)
+
     # Without a body: an empty payload and a generated signal id.
     bare = await client.post(f"/api/v1/executions/{execution_id}/signals/ping")
     assert bare.status_code == 202 and bare.json()["outcome"] == "buffered" and bare.json()["signalId"]

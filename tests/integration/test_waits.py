@@ -145,6 +145,22 @@ async def test_a_signal_sent_before_its_wait_is_consumed_exactly_once(db: Databa
     assert again.outcome == "duplicate" and again.node_id == "approve"
 
 
+async def test_a_number_is_a_correlation_key_as_its_digits(db: Database, conditions: ConditionPool) -> None:
+    """`{{ trigger.orderId }}` keeps a number's type: an order id 1003 failed the node invalid_parameters
+    at once, and its failure edge ran as if no payment came (composition review)."""
+    raw = wf("numeric-key", signal("pay", name="paid", correlationKey="{{ trigger.orderId }}"), echo("after"))
+    execution_id = await started(db, raw, {"orderId": 1003})
+    runtime = make_runtime(db, conditions)
+    assert await runtime.run_execution(execution_id) == "parked"
+    keys = await sql(db, "SELECT correlation_key FROM dw.waits WHERE execution_id = %s", execution_id)
+    assert keys == [("1003",)]
+    delivery = await db.control.signal(
+        execution_id, "paid", payload={}, signal_id="p-1", correlation_key="1003", principal="t", queue="q"
+    )
+    assert delivery.outcome == "consumed"
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+
+
 async def test_a_signal_wakes_a_parked_run_and_20_copies_deliver_once(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     execution_id = await started(db, wf("late", signal("pay", name="paid"), echo("after")))
