@@ -1454,8 +1454,12 @@ BEGIN
             RETURNING n.node_id, n.status
         ), withdrawn AS (
             -- Open waits, and waits resolved whose outcome the run's end came before: their node is
-            -- Cancelled, and a redrive starts it again with a new wait.
-            UPDATE dw.waits w SET state = 'withdrawn', consumed_at = now(), consumed_by = 'run_ended'
+            -- Cancelled, and a redrive starts it again with a new wait. A resolved one keeps when and by
+            -- what it was resolved (an approval's decision time, the signal it took): the run's end
+            -- overwrote them, so an approved approval said it was decided when the run was cancelled
+            -- (its wait_withdrawn event dates the withdrawal).
+            UPDATE dw.waits w SET state = 'withdrawn', consumed_at = COALESCE(w.consumed_at, now()),
+                                  consumed_by = COALESCE(w.consumed_by, 'run_ended')
              WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL
             RETURNING w.id, w.node_id, w.kind
         ), released_signals AS (

@@ -659,3 +659,34 @@ async def test_an_execution_read_carries_the_runs_outputs(client: AsyncTestClien
     assert (await client.get(f"/api/v1/executions/{execution_id}")).json()["outputs"] is None
     await sql(db, "UPDATE dw.executions SET outputs = '{\"total\": 5}' WHERE id = %s", uuid.UUID(execution_id))
     assert (await client.get(f"/api/v1/executions/{execution_id}")).json()["outputs"] == {"total": 5}
+
+
+async def test_a_decided_approval_keeps_its_decision_time_when_the_run_ends(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """Approved while the run was suspended, then cancelled: the approval said it was decided when the
+    run was cancelled, and its wait that the run's end had consumed it (composition review)."""
+    execution_id = await start_run(client)
+    await make_waiting(db, execution_id)
+    await sql(db, "UPDATE dw.executions SET status = 'Suspended', suspended_at = now() WHERE id = %s", execution_id)
+    approval_id = await add_wait(db, execution_id, "approval", None, APPROVAL)
+    for approver in ("alice", "bob"):  # its quorum is 2
+        decided = await client.post(
+            f"/api/v1/approvals/{approval_id}/decision",
+            json={"decision": "approve"},
+            headers={"X-Principal-Id": approver},
+        )
+        assert decided.status_code == 200, decided.text
+    before = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+    assert before["state"] == "approved" and before["decidedAt"]
+    await asyncio.sleep(0.05)
+    cancelled = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=OPS)
+    assert cancelled.json()["status"] == "Cancelled", cancelled.text
+    after = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+    assert (after["state"], after["decidedAt"]) == ("withdrawn", before["decidedAt"]), after
+    [wait] = (await client.get(f"/api/v1/executions/{execution_id}/waits")).json()
+    assert wait["state"] == "withdrawn" and wait["consumedBy"] != "run_ended", wait
+    events = await sql(
+        db, "SELECT count(*) FROM dw.execution_events WHERE execution_id = %s AND type = 'wait_withdrawn'", execution_id
+    )
+    assert events == [(1,)]
