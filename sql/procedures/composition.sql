@@ -526,9 +526,11 @@ CREATE OR REPLACE FUNCTION dw.record_item_attempt_v2(
         p_next_attempt_at, p_resource_links, false);
 $$;
 
--- A forEach that stopped at its first failure (failFast): the items that did not run are Cancelled,
--- and so are the children of items in flight.
-CREATE OR REPLACE FUNCTION dw.stop_items_v1(p_execution_id uuid, p_token bigint, p_node_id text)
+-- A forEach that stopped (at its first failure, failFast, or when its items' outputs passed the
+-- limit): the items that did not run are Cancelled, and so are the children of items in flight.
+-- p_why says why, in the items' errors: "another item failed (failFast)" was written whatever
+-- stopped it, also under onItemFailure continue when the outputs had grown too large.
+CREATE OR REPLACE FUNCTION dw.stop_items_v2(p_execution_id uuid, p_token bigint, p_node_id text, p_why text)
     RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
@@ -539,7 +541,7 @@ BEGIN
     INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status, error,
                                       start_time, end_time)
     SELECT i.execution_id, i.node_id, i.item_index, i.action_type, i.attempts, 'Cancelled',
-           jsonb_build_object('code', 'item_cancelled', 'message', 'cancelled: another item failed (failFast)'),
+           jsonb_build_object('code', 'item_cancelled', 'message', 'cancelled: ' || p_why),
            COALESCE(i.started_at, now()), now()
       FROM dw.foreach_items i
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.status = 'Running'
@@ -547,14 +549,18 @@ BEGIN
     UPDATE dw.foreach_items i
        SET status = 'Cancelled', ended_at = now(), next_attempt_at = NULL,
            error = CASE WHEN i.status = 'Running'
-                        THEN jsonb_build_object('code', 'item_cancelled',
-                                                'message', 'cancelled: another item failed (failFast)')
-                        ELSE jsonb_build_object('code', 'not_run',
-                                                'message', 'the forEach stopped at an earlier item''s failure') END
+                        THEN jsonb_build_object('code', 'item_cancelled', 'message', 'cancelled: ' || p_why)
+                        ELSE jsonb_build_object('code', 'not_run', 'message', 'the forEach stopped: ' || p_why) END
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id
        AND i.status IN ('Pending', 'Waiting', 'Running');
     GET DIAGNOSTICS v_rows = ROW_COUNT;
     PERFORM dw.queue_cancel_children_v1(p_execution_id, v_e.queue);
     RETURN v_rows;
 END;
+$$;
+
+-- v1: kept for workers of the previous release during a rolling upgrade (failFast's words).
+CREATE OR REPLACE FUNCTION dw.stop_items_v1(p_execution_id uuid, p_token bigint, p_node_id text)
+    RETURNS integer LANGUAGE sql AS $$
+    SELECT dw.stop_items_v2(p_execution_id, p_token, p_node_id, 'another item failed (failFast)');
 $$;

@@ -32,8 +32,8 @@ SELECT item, error FROM dw.begin_item_child_v1(%(id)s, %(token)s, %(node_id)s, %
     %(workflow_id)s, %(version)s, %(input)s, %(wait)s, %(max_depth)s, %(worker)s);
 
 -- name: stop_items
--- The items of a forEach that stopped at a failure and never ran are Cancelled.
-SELECT dw.stop_items_v1(%(id)s, %(token)s, %(node_id)s) AS stopped;
+-- The items of a forEach that stopped and never ran are Cancelled, with why it stopped.
+SELECT dw.stop_items_v2(%(id)s, %(token)s, %(node_id)s, %(why)s) AS stopped;
 
 -- name: list_children
 -- An execution's children, oldest first.

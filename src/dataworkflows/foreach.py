@@ -122,7 +122,7 @@ class ItemStore(Protocol):
 
     async def record(self, record: ItemRecord) -> None: ...
 
-    async def stop(self) -> int: ...
+    async def stop(self, why: str) -> int: ...
 
     async def begin_child(
         self, index: int, attempt: int, spec: ChildSpec
@@ -166,6 +166,10 @@ def item_node(node: PlanNode, action: ItemAction) -> PlanNode:
 # in the worker's memory and then in one checkpoint (800 items of 1 MB held 3.7 GB in a worker
 # before PostgreSQL refused the checkpoint). Past it the node fails with outputs_too_large.
 MAX_OUTPUTS_BYTES = 16 * 1024 * 1024
+# Why a forEach stopped, as its cancelled and not-run items' errors say ("cancelled: ...", "the forEach
+# stopped: ..."): the failFast words were written whatever stopped it.
+FAIL_FAST = "another item failed (failFast)"
+OUTPUTS_TOO_LARGE = "the items' outputs together passed their limit (outputs_too_large)"
 
 
 def _json_size(value: Any) -> int:
@@ -363,7 +367,7 @@ class _ChildItems(_Items):
         await self._recover_interrupted()
         while True:
             if self.overflow is not None:
-                await self.store.stop()
+                await self.store.stop(OUTPUTS_TOO_LARGE)
                 return Attempt(recorded, self.too_large())
             if self.first_failure() is not None:
                 return Attempt(recorded, await self._stop())
@@ -413,7 +417,7 @@ class _ChildItems(_Items):
     async def _stop(self) -> ActionResult:
         """failFast: items not started are not run, children in flight are cancelled; the outputs
         are the items as the database has them once stopped."""
-        await self.store.stop()
+        await self.store.stop(FAIL_FAST)
         failed = self.first_failure()
         assert failed is not None
         self.rows = {row.index: row for row in await self.store.load()}
@@ -505,8 +509,8 @@ class _ActionItems(_Items):
             await self._recover_interrupted()
             while True:
                 if self.overflow is not None:
-                    await self._cancel_tasks(record=True)
-                    await self.store.stop()
+                    await self._cancel_tasks(record=True, why=OUTPUTS_TOO_LARGE)
+                    await self.store.stop(OUTPUTS_TOO_LARGE)
                     return Attempt(recorded, self.too_large())
                 failed = self.first_failure()
                 if failed is not None:
@@ -528,7 +532,7 @@ class _ActionItems(_Items):
                     del self.tasks[int(task.get_name().rsplit("-", 1)[1])]
                     task.result()  # the record's own failure (the lease lost, the database away) ends the node task
         finally:
-            await self._cancel_tasks(record=False)
+            await self._cancel_tasks(record=False, why="")
 
     async def _idle(self, at: datetime) -> Paused | ActionResult | None:
         """No item runs: the result when all are done; Paused when the run must stop starting work
@@ -666,11 +670,11 @@ class _ActionItems(_Items):
 
     async def _stop(self, failed: ItemCheckpoint) -> ActionResult:
         """failFast: items in flight are cancelled, those not started are not run; the node fails."""
-        await self._cancel_tasks(record=True)
-        await self.store.stop()
+        await self._cancel_tasks(record=True, why=FAIL_FAST)
+        await self.store.stop(FAIL_FAST)
         return self.failure(failed)
 
-    async def _cancel_tasks(self, *, record: bool) -> None:
+    async def _cancel_tasks(self, *, record: bool, why: str) -> None:
         tasks = dict(self.tasks)
         self.tasks.clear()
         for task in tasks.values():
@@ -681,12 +685,11 @@ class _ActionItems(_Items):
                 self.ctx.log.error("item task failed as the forEach stopped", item_index=index, error=repr(result))
             row = self.rows[index]
             if record and row.status == "Running":
-                await self._record_cancelled(row)
+                await self._record_cancelled(row, why)
 
-    async def _record_cancelled(self, row: ItemCheckpoint) -> None:
+    async def _record_cancelled(self, row: ItemCheckpoint, why: str) -> None:
         cancelled = ActionResult(
-            AttemptStatus.CANCELLED,
-            error=ActionResult.failed("item_cancelled", "cancelled: another item failed (failFast)").error,
+            AttemptStatus.CANCELLED, error=ActionResult.failed("item_cancelled", f"cancelled: {why}").error
         )
         try:
             await self._record(row, row.attempts, None, cancelled, _now())

@@ -474,8 +474,8 @@ class _Items:
             self.run.execution_id, self.run.token, self.node_id, record, worker=self.run.worker_id
         )
 
-    async def stop(self) -> int:
-        return await self.run.data.stop_items(self.run.execution_id, self.run.token, self.node_id)
+    async def stop(self, why: str) -> int:
+        return await self.run.data.stop_items(self.run.execution_id, self.run.token, self.node_id, why)
 
     async def begin_child(
         self, index: int, attempt: int, spec: ChildSpec

@@ -385,6 +385,11 @@ async def test_the_items_outputs_together_are_bounded(
     assert "items" not in outputs and outputs["succeeded"] < 10, outputs
     statuses = [r[0] for r in await sql(db, "SELECT status FROM dw.foreach_items WHERE execution_id = %s", root)]
     assert statuses.count("Succeeded") == outputs["succeeded"] and "Pending" not in statuses, statuses
+    # The items it stopped say why: no item failed (they said "another item failed (failFast)").
+    errors = await sql(
+        db, "SELECT error ->> 'message' FROM dw.foreach_items WHERE execution_id = %s AND status = 'Cancelled'", root
+    )
+    assert errors and all("outputs_too_large" in e and "failFast" not in e for (e,) in errors), errors
 
 
 async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed(

@@ -402,9 +402,10 @@ class RunData:
             return None, row["error"]
         return msgspec.convert(row["item"], ItemCheckpoint), None
 
-    async def stop_items(self, execution_id: UUID, token: int, node_id: str) -> int:
-        """The items of a forEach that stopped at a failure and never ran are Cancelled."""
-        row = await self._db.fetch_one("stop_items", id=execution_id, token=token, node_id=node_id)
+    async def stop_items(self, execution_id: UUID, token: int, node_id: str, why: str) -> int:
+        """The items of a forEach that stopped and never ran are Cancelled; `why` it stopped is in
+        their errors ("another item failed (failFast)")."""
+        row = await self._db.fetch_one("stop_items", id=execution_id, token=token, node_id=node_id, why=why)
         assert row is not None
         return int(row["stopped"])
 
