@@ -791,13 +791,13 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     if not items:
         print("no dead letters" if args.all else "no open dead letters")
         return EXIT_OK
-    print(f"{'ID':>6} {'KIND':<12} {'WORKFLOW':<20} {'NODE':<16} {'ATTEMPTS':>8}  {'STATE':<9} ERROR")
+    print(f"{'ID':>6} {'KIND':<12} {'WORKFLOW':<20} {'NODE':<16} {'ATTEMPTS':>8}  {'STATE':<12} ERROR")
     for d in items:
         state = "redriven" if d["redrivenAt"] else (d.get("closeReason") or "open")
         message = ((d.get("error") or {}).get("message") or "")[:80]
         print(
             f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
-            f"{d['attempts']:>8}  {state:<9} {message}"
+            f"{d['attempts']:>8}  {state:<12} {message}"
         )
     if page.get("nextCursor"):
         sys.stdout.flush()
