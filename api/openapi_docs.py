@@ -147,6 +147,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/triggers/{trigger_id}"): "getTrigger",
     ("PATCH", "/api/v1/triggers/{trigger_id}"): "updateTrigger",
     ("DELETE", "/api/v1/triggers/{trigger_id}"): "deleteTrigger",
+    ("POST", "/api/v1/triggers/{trigger_id}/secret"): "rotateTriggerSecret",
     ("GET", "/api/v1/hooks/{trigger_id}"): "describeHook",
     ("POST", "/api/v1/hooks/{trigger_id}"): "deliverHook",
 }

@@ -80,6 +80,9 @@ EXAMPLES: dict[str, str] = {
     "triggers list": "dataworkflows triggers list --workflow simple-echo",
     "triggers create": "dataworkflows triggers create simple-echo --kind schedule --name nightly --cron '0 2 * * *'",
     "triggers enable": "dataworkflows triggers enable 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
+    "triggers rotate-secret": (
+        "dataworkflows triggers rotate-secret 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --keep-previous 1h"
+    ),
     "triggers disable": "dataworkflows triggers disable 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
     "triggers delete": "dataworkflows triggers delete 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
     "connections": "dataworkflows connections list",

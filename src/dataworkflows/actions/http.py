@@ -44,6 +44,19 @@ _KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate", "www-authenticate"})
 
 
+def _check_headers(headers: dict[str, str]) -> None:
+    if len({name.lower() for name in headers}) < len(headers):
+        raise ValueError("headers: a name is given twice (header names are case-insensitive)")
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if not is_field_value(value):
+            raise ValueError(
+                f"headers: {name}'s value must be visible ASCII, spaces and tabs (no line breaks, no other"
+                " text: percent-encode it, or send it in the body)"
+            )
+
+
 class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     url: str
     method: Method = "GET"
@@ -84,16 +97,7 @@ class HttpRequestParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
             raise ValueError("expectedStatus must name at least one status (leave it out for any 2xx)")
         if self.expected_status is not None and not all(100 <= s <= 599 for s in self.expected_status):
             raise ValueError("expectedStatus holds HTTP statuses, 100 to 599")
-        if len({name.lower() for name in self.headers}) < len(self.headers):
-            raise ValueError("headers: a name is given twice (header names are case-insensitive)")
-        for name, value in self.headers.items():
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
-            if not is_field_value(value):
-                raise ValueError(
-                    f"headers: {name}'s value must be visible ASCII, spaces and tabs (no line breaks, no other"
-                    " text: percent-encode it, or send it in the body)"
-                )
+        _check_headers(self.headers)
 
     def idempotency(self, ctx: ActionContext) -> str | None:
         """The idempotency key this request sends, if any."""
