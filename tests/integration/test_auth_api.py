@@ -281,6 +281,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("GET", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "viewer", None),
     ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author+operator", {"enabled": True}),
     ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
+    ("POST", "/api/v1/triggers/{trigger_id:str}/secret", f"/api/v1/triggers/{uuid.UUID(int=2)}/secret", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/archive", "/api/v1/workflows/wf/archive", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/disable", "/api/v1/workflows/wf/disable", "author", None),
     ("POST", "/api/v1/workflows/{workflow_id:str}/enable", "/api/v1/workflows/wf/enable", "author", None),

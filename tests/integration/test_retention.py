@@ -290,7 +290,12 @@ async def test_the_retention_command_goes_through_the_api(
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(Settings(database_url=dsn)), host="127.0.0.1", port=port, log_level="warning", access_log=False
+            # Without the API's access log: it would write to the output the test reads.
+            create_app(Settings(database_url=dsn, api_access_log=False)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
         )
     )
     serving = asyncio.create_task(server.serve())
