@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -105,8 +106,9 @@ async def metrics() -> bytes:
     return generate_latest()
 
 
-def metrics_middleware(app: ASGIApp) -> ASGIApp:
-    """Counts and times every routed request by its route template (not its raw path).
+def metrics_middleware(app: ASGIApp, *, access_log: bool = False) -> ASGIApp:
+    """Counts and times every routed request by its route template (not its raw path), and with
+    `access_log` (DW_API_ACCESS_LOG) writes its line (log_request).
 
     A client that hangs up before its answer is counted apart from server errors: Litestar would
     turn the http.disconnect met while reading the body into a 500 (InternalServerException), so
@@ -142,8 +144,11 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             route = scope.get("path_template") or "unmatched"
             method = _request_method(scope)
+            seconds = time.perf_counter() - started
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            HTTP_DURATION.labels(method, route).observe(seconds)
+            if access_log:
+                log_request(scope, status, seconds)
 
     return middleware
 
@@ -151,39 +156,15 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
 # Routes a load balancer or Prometheus probes every few seconds: their answers below 400 are logged
 # at debug, not info, so that the access log is about the API's callers.
 _PROBED_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
-access_log = structlog.get_logger("dataworkflows.api.access")
-
-
-def access_log_middleware(app: ASGIApp) -> ASGIApp:
-    """One line a request once it is answered (DW_API_ACCESS_LOG): its method, route template, path,
-    status (499 when the client hung up first) and milliseconds, with what bind_request_context
-    bound (request id, caller, tenant, correlation id). A request refused before that hook ran (an
-    unknown path, a missing token) names the X-Request-Id it sent, if any. Outside
-    metrics_middleware, so that its status is the one counted there."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            log_request(scope, status, time.perf_counter() - started)
-
-    return middleware
+access_logger = structlog.get_logger("dataworkflows.api.access")
 
 
 def log_request(scope: Scope, status: int, seconds: float | None) -> None:
-    """The access log's line for one answered request (see access_log_middleware)."""
+    """The access log's line for one answered request: its method, route template, path, status (499
+    when the client hung up first) and milliseconds, with what bind_request_context bound (request
+    id, caller, tenant, correlation id). A request refused before that hook ran (an unknown path, a
+    missing token) names the X-Request-Id it sent, if any. The health checks' and /metrics' answers
+    below 400 are debug lines."""
     route = scope.get("path_template") or "unmatched"
     fields: dict[str, Any] = {"method": _method_label(_request_method(scope)), "route": route, "status": status}
     if seconds is not None:
@@ -196,9 +177,9 @@ def log_request(scope: Scope, status: int, seconds: float | None) -> None:
         if sent:
             fields["request_id"] = _loggable(sent.decode("latin-1"), 100)
     if route in _PROBED_ROUTES and status < 400:
-        access_log.debug("request", **fields)
+        access_logger.debug("request", **fields)
     else:
-        access_log.info("request", **fields)
+        access_logger.info("request", **fields)
 
 
 def count_unrouted(exc: Exception, scope: Scope) -> None:
@@ -354,7 +335,7 @@ def create_app(settings: Settings) -> Litestar:
     app = HeadAsGet(
         route_handlers=[live, live_head, ready, ready_head, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
-        middleware=[access_log_middleware, metrics_middleware] if settings.api_access_log else [metrics_middleware],
+        middleware=[functools.partial(metrics_middleware, access_log=settings.api_access_log)],
         before_send=[end_json_with_newline, add_security_headers],
         lifespan=[lifespan],
         exception_handlers={**exception_handlers, **AUTH_EXCEPTION_HANDLERS},
