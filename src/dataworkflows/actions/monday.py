@@ -337,12 +337,17 @@ class MondayCreateItemAction:
                     "values": json.dumps(params.column_values),
                 },
             )
-            item_id = str(_object(data.get("create_item"), "created item").get("id") or "")
         except MondayError as exc:
             if key is not None:
                 await services.resources.release(
                     ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id, attempt=ctx.attempt
                 )
+            return exc.result
+        try:
+            item_id = str(_object(data.get("create_item"), "created item").get("id") or "")
+        except MondayError as exc:
+            # The mutation was answered, in a shape without the id: the item may exist, so the claim
+            # is kept (as for an answer without an id), not released for another run to create one.
             return exc.result
         if not item_id:
             return ActionResult.failed("monday_bad_response", "monday.com did not return the new item's id")
