@@ -255,9 +255,12 @@ BEGIN
                       AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
                     ORDER BY w.created_at DESC LIMIT 1) END)
                -- A node whose failure nothing handled: its record decided the run (it fails), and a
-               -- worker that takes the run back before its end ends it so, with this error.
+               -- worker that takes the run back before its end ends it so, with this error. A Failed
+               -- node's error otherwise: what templates and conditions read as errors.<node>.
                || CASE WHEN n.end_reason = 'unhandled_failure'
-                       THEN jsonb_build_object('failedUnhandled', true, 'error', n.error) ELSE '{}'::jsonb END
+                       THEN jsonb_build_object('failedUnhandled', true, 'error', n.error)
+                       WHEN n.status = 'Failed' AND n.error IS NOT NULL
+                       THEN jsonb_build_object('error', n.error) ELSE '{}'::jsonb END
                ORDER BY n.position), '[]'::jsonb)
       FROM dw.node_states n WHERE n.execution_id = p_execution_id);
 END;

@@ -93,6 +93,7 @@ _INTEGRITY = """(function () {
 
 _EVAL = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
+  var errors = __s.errors || {};
   return !!(%s
   );
 })()"""
@@ -102,6 +103,7 @@ _EVAL = """(function () { 'use strict';
 # (NaN, Infinity: a typo such as `l.qty * l.prcie`), is an error; both were recorded as null.
 _VALUE = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
+  var errors = __s.errors || {};
   var __v = (%s
   );
   if (__v === undefined) { throw new Error("the expression's value is undefined"); }
@@ -120,8 +122,8 @@ _VALUE = """(function () { 'use strict';
 # that closes the wrapper's parenthesis and opens one of its own (`a == 1)||(true`) is refused: it
 # compiled inside the parentheses, and ran spliced into the wrapper.
 _CHECK = """(function () { 'use strict';
-  new Function('trigger', 'nodes', 'execution', "'use strict'; return (" + dukpy.expr + "\\n);");
-  new Function('trigger', 'nodes', 'execution', "'use strict'; return [" + dukpy.expr + "\\n];");
+  new Function('trigger', 'nodes', 'execution', 'errors', "'use strict'; return (" + dukpy.expr + "\\n);");
+  new Function('trigger', 'nodes', 'execution', 'errors', "'use strict'; return [" + dukpy.expr + "\\n];");
   return true;
 })()"""
 

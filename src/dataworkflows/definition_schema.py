@@ -89,7 +89,8 @@ def _common_defs() -> dict[str, Schema]:
             "type": "string",
             "pattern": TEMPLATE_PATTERN,
             "description": "A Jinja2 template ({{ expression }}), rendered when the node runs, over trigger, "
-            "nodes (node id -> outputs), execution and attempt; a value that is exactly one {{ expression }} "
+            "nodes (node id -> outputs), errors (node id -> a failed node's error), execution and attempt; a value "
+            "that is exactly one {{ expression }} "
             "keeps its JSON type",
             "examples": ["{{ trigger.orderId }}"],
         },
@@ -98,7 +99,7 @@ def _common_defs() -> dict[str, Schema]:
             "minLength": 1,
             "maxLength": MAX_CONDITION_LENGTH,
             "pattern": NOT_BLANK,
-            "description": "JavaScript over trigger, nodes and execution, coerced to a boolean; evaluated in "
+            "description": "JavaScript over trigger, nodes, errors and execution, coerced to a boolean; evaluated in "
             "a sandbox (1 s limit); a syntax error is reported when the definition is validated",
             "examples": ["trigger.amount > 1000"],
         },
@@ -313,7 +314,7 @@ def _other_kind_nodes() -> dict[str, Schema]:
                 "minLength": 1,
                 "maxLength": transforms.MAX_EXPRESSION_LENGTH,
                 "pattern": NOT_BLANK,
-                "description": "JavaScript over trigger, nodes and execution; its value becomes the outputs",
+                "description": "JavaScript over trigger, nodes, errors and execution; its value becomes the outputs",
             },
             "timeout": {**_ref("PositiveDuration"), "default": f"PT{transforms.DEFAULT_TIMEOUT_SECONDS:g}S"},
         },

@@ -113,16 +113,22 @@ class RunContext:
         self.trigger: dict[str, Any] = self.info.trigger or {}
 
     def scope(self) -> dict[str, Any]:
-        """What templates and conditions see: trigger, nodes (id -> outputs), execution."""
+        """What templates and conditions see: trigger, nodes (id -> outputs of a Succeeded node),
+        errors (id -> error of a Failed node: what a node on its failure edge handles), execution."""
         state = self.state
         outputs = {n: state[n].outputs for n in self._used_in_order if state[n].status == NodeStatus.SUCCEEDED}
+        errors = {
+            node_id: node.error
+            for node_id, node in state.items()
+            if node.status == NodeStatus.FAILED and node.error is not None
+        }
         execution = {
             "id": str(self.execution_id),
             "workflowId": self.info.workflow_id,
             "version": self.info.version,
             "principal": self.info.principal_id,
         }
-        return {"trigger": self.trigger, "nodes": outputs, "execution": execution}
+        return {"trigger": self.trigger, "nodes": outputs, "errors": errors, "execution": execution}
 
 
 class NodeAttempts:
@@ -416,6 +422,8 @@ class NodeAttempts:
         state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
         if decision.verdict == Verdict.SUCCEEDED and node_id in self.run.outputs_used:
             state.outputs = outputs
+        if decision.verdict in (Verdict.FAILED_HANDLED, Verdict.FAILED_UNHANDLED):
+            state.error = decision.error
         for change in recorded.changes:
             changed = self.run.state[change.node_id]
             changed.status = change.status

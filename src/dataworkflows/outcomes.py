@@ -152,7 +152,7 @@ async def _succeeded(node: PlanNode, result: ActionResult, edges: _EdgeDecider) 
 
 async def _failed(node: PlanNode, status: AttemptStatus, error: dict[str, Any] | None, edges: _EdgeDecider) -> Decision:
     try:
-        fired = await edges.decide(succeeded=False)
+        fired = await edges.decide(succeeded=False, error=error)
     except ConditionTimeout as exc:
         error = {**(error or {}), "conditionError": {"code": exc.code, "message": exc.message}}
         fired = (False,) * len(node.edges)
@@ -171,7 +171,9 @@ class _EdgeDecider:
         self.conditions = conditions
         self.errors: tuple[ConditionFailure, ...] = ()
 
-    async def decide(self, *, succeeded: bool, outputs: dict[str, Any] | None = None) -> tuple[bool, ...]:
+    async def decide(
+        self, *, succeeded: bool, outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+    ) -> tuple[bool, ...]:
         fired: list[bool] = []
         matched = False
         scope: dict[str, Any] | None = None
@@ -181,17 +183,21 @@ class _EdgeDecider:
                 ok = False
             if ok and edge.condition is not None:
                 if scope is None:
-                    scope = self._scope(outputs)
+                    scope = self._scope(outputs, error)
                 ok = await self._evaluate(edge.target, edge.condition, scope)
             matched = matched or ok
             fired.append(ok)
         return tuple(fired)
 
-    def _scope(self, outputs: dict[str, Any] | None) -> dict[str, Any]:
-        if outputs is None:
-            return dict(self.scope)
-        # The node's own outputs are visible to the conditions of its edges.
-        return {**self.scope, "nodes": {**self.scope.get("nodes", {}), self.node.id: outputs}}
+    def _scope(self, outputs: dict[str, Any] | None, error: dict[str, Any] | None) -> dict[str, Any]:
+        # The node's own outputs (or its error, when it failed) are visible to the conditions of its
+        # edges: a failure edge may route by the error's code.
+        scope = dict(self.scope)
+        if outputs is not None:
+            scope["nodes"] = {**self.scope.get("nodes", {}), self.node.id: outputs}
+        if error is not None:
+            scope["errors"] = {**self.scope.get("errors", {}), self.node.id: error}
+        return scope
 
     async def _evaluate(self, target: str, condition: str, scope: dict[str, Any]) -> bool:
         try:

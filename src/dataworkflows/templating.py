@@ -1,6 +1,7 @@
 """Parameter templating: Jinja2's ImmutableSandboxedEnvironment with StrictUndefined.
 
-Run-time templates ({{ ... }}) see trigger, nodes (node id -> outputs), execution and attempt.
+Run-time templates ({{ ... }}) see trigger, nodes (node id -> outputs), errors (node id -> a failed
+node's error), execution and attempt.
 A value that is exactly one {{ expression }} keeps the expression's JSON type (a number stays a
 number); anything else renders to a string. Reaching Python internals (``''.__class__``) is refused
 by the sandbox. Workflow templates use the same machinery with [[ ... ]] delimiters at
@@ -464,7 +465,7 @@ class _Renderer:
         try:
             return _references(self.env.parse(source))
         except Exception:  # a syntax error: the render reports it; ship everything meanwhile
-            return frozenset({"trigger", "nodes", "execution", "attempt", "config", "workflowId"}), None
+            return frozenset({"trigger", "nodes", "errors", "execution", "attempt", "config", "workflowId"}), None
 
     @functools.lru_cache(maxsize=2048)  # noqa: B019 - two module-level renderers, never collected
     def _lookup_only_source(self, source: str) -> bool:

@@ -233,6 +233,15 @@ def child_result(state: str, data: dict[str, Any]) -> ActionResult:
     )
 
 
+def _rejected(data: dict[str, Any]) -> ActionResult:
+    who = ", ".join(d.get("principal", "?") for d in data.get("decisions", []) if d.get("decision") == "reject")
+    # The decisions and comments are in the error's details too: a node on the failure edge reads
+    # them as errors.<node>.details.comments (a failed node has no outputs in the scope).
+    extra = {key: data[key] for key in ("decisions", "comments") if key in data}
+    failed = ActionResult.failed("rejected", f"the approval was rejected (by {who or 'nobody'})", **extra)
+    return ActionResult(failed.status, outputs=data, error=failed.error)
+
+
 def resolved_result(kind: str, state: str, result: Any) -> ActionResult:
     """What a resolved wait means for its node."""
     data = result if isinstance(result, dict) else {}
@@ -246,9 +255,7 @@ def resolved_result(kind: str, state: str, result: Any) -> ActionResult:
     if state == "approved":
         return ActionResult.succeeded(data)
     if state == "rejected":
-        who = ", ".join(d.get("principal", "?") for d in data.get("decisions", []) if d.get("decision") == "reject")
-        failed = ActionResult.failed("rejected", f"the approval was rejected (by {who or 'nobody'})")
-        return ActionResult(failed.status, outputs=data, error=failed.error)
+        return _rejected(data)
     if state == "timed_out":
         return ActionResult.failed("wait_timeout", str(data.get("message") or f"the {kind} wait timed out"))
     return ActionResult.failed("wait_withdrawn", f"the {kind} wait ended without a result ({state})")

@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from dataworkflows import metrics
 from dataworkflows.actions import default_registry
+from dataworkflows.checkpoints import NodeCheckpoint, NodeState
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
@@ -245,6 +247,40 @@ async def test_failure_routing_and_first_match(db: Database, conditions: Conditi
         "first": "Succeeded",
         "second": "Skipped",
     }
+
+
+async def test_a_failure_handler_reads_the_error_it_handles(db: Database, conditions: ConditionPool) -> None:
+    """`nodes` holds Succeeded nodes' outputs only: a node on a failure edge could not read why its
+    source failed, nor could a failure edge's condition route by the error's code (review)."""
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "handles-errors",
+        echo(
+            "boom",
+            to("by-code", "failure", "errors.boom.code === 'simulated_permanent_failure'"),
+            to("other-code", "failure", "errors.boom.code === 'http_404'"),
+            simulateFailure="permanent",
+        ),
+        echo("by-code", to("transformed"), message="{{ errors.boom.code }}: {{ errors.boom.message }}"),
+        echo("other-code"),
+        {
+            "id": "transformed",
+            "nodeType": "transform",
+            "parameters": {"expression": "({code: errors.boom.code, seen: Object.keys(errors)})"},
+        },
+    )
+    execution_id, outcome = await execute(db, runtime, raw, conditions=conditions)
+    assert outcome == "Succeeded"
+    state = await nodes(db, execution_id)
+    assert (state["boom"]["status"], state["other-code"]["status"]) == ("Failed", "Skipped")
+    assert state["by-code"]["outputs"]["echo"] == "simulated_permanent_failure: Simulated permanent failure"
+    assert state["transformed"]["outputs"] == {"code": "simulated_permanent_failure", "seen": ["boom"]}
+    # A worker that takes the run back reads the error from the checkpoints (the scope is the same).
+    async with db.connection() as conn:
+        checkpoints = (await (await conn.execute("SELECT dw.run_checkpoints_v1(%s)", (execution_id,))).fetchone())[0]
+    boom = next(c for c in checkpoints if c["nodeId"] == "boom")
+    assert boom["error"]["code"] == "simulated_permanent_failure" and "failedUnhandled" not in boom
+    assert NodeState.from_checkpoint(msgspec.convert(boom, NodeCheckpoint)).error == boom["error"]
 
 
 async def test_parallelism_is_bounded(db: Database, conditions: ConditionPool) -> None:

@@ -205,7 +205,8 @@ async def _approval_run(db: Database, conditions: ConditionPool, workflow_id: st
         workflow_id,
         approval("ok", to("ship"), to("rejected", "failure"), approvers=["alice", "bob", "carol"], **params),
         echo("ship"),
-        echo("rejected"),
+        # What the failure edge's node reads of the rejection (a failed node has no outputs in scope).
+        echo("rejected", message="{{ errors.ok.code }} {{ errors.ok.details.comments | join(', ') }}"),
     )
     execution_id = await started(db, raw)
     assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
@@ -244,6 +245,8 @@ async def test_a_rejection_is_routed_by_a_failure_edge(db: Database, conditions:
     state = await nodes(db, execution_id)
     assert state["ok"]["status"] == "Failed" and state["ok"]["error"]["code"] == "rejected"
     assert (state["ship"]["status"], state["rejected"]["status"]) == ("Skipped", "Succeeded")
+    assert state["rejected"]["outputs"]["echo"] == "rejected no", state["rejected"]["outputs"]
+    assert [d["principal"] for d in state["ok"]["error"]["details"]["decisions"]] == ["carol"]
 
 
 async def test_cancel_of_a_waiting_run_withdraws_its_wait(db: Database, conditions: ConditionPool) -> None:
