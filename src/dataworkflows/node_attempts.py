@@ -110,6 +110,13 @@ class RunContext:
                 state.outputs = None
         # Those nodes, in the state's order: scope() looks at them only (it runs at every attempt).
         self._used_in_order = [node_id for node_id in self.state if node_id in self.outputs_used]
+        # The errors of Failed nodes (the scope's `errors`), kept current as nodes fail (_take_in): not a
+        # scan of every node at every attempt.
+        self.errors: dict[str, Any] = {
+            node_id: state.error
+            for node_id, state in self.state.items()
+            if state.status == NodeStatus.FAILED and state.error is not None
+        }
         self.trigger: dict[str, Any] = self.info.trigger or {}
 
     def scope(self) -> dict[str, Any]:
@@ -117,18 +124,13 @@ class RunContext:
         errors (id -> error of a Failed node: what a node on its failure edge handles), execution."""
         state = self.state
         outputs = {n: state[n].outputs for n in self._used_in_order if state[n].status == NodeStatus.SUCCEEDED}
-        errors = {
-            node_id: node.error
-            for node_id, node in state.items()
-            if node.status == NodeStatus.FAILED and node.error is not None
-        }
         execution = {
             "id": str(self.execution_id),
             "workflowId": self.info.workflow_id,
             "version": self.info.version,
             "principal": self.info.principal_id,
         }
-        return {"trigger": self.trigger, "nodes": outputs, "errors": errors, "execution": execution}
+        return {"trigger": self.trigger, "nodes": outputs, "errors": dict(self.errors), "execution": execution}
 
 
 class NodeAttempts:
@@ -424,6 +426,8 @@ class NodeAttempts:
             state.outputs = outputs
         if decision.verdict in (Verdict.FAILED_HANDLED, Verdict.FAILED_UNHANDLED):
             state.error = decision.error
+            if decision.error is not None:
+                self.run.errors[node_id] = decision.error
         for change in recorded.changes:
             changed = self.run.state[change.node_id]
             changed.status = change.status
