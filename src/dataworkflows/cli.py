@@ -1091,11 +1091,14 @@ def cmd_signal(args: argparse.Namespace) -> int:
         if response.status_code != 202:
             return _refused(response)
         sent = response.json()
-        what = {
-            "consumed": f"consumed by node {sent['nodeId']}",
-            "buffered": _buffered(client, args),
-            "duplicate": "duplicate: delivered before, nothing changed",
-        }.get(sent["outcome"], sent["outcome"])
+        outcome = sent["outcome"]
+        if outcome == "buffered":
+            what = _buffered(client, args)  # reads the run's waits: only for a buffered signal
+        else:
+            what = {
+                "consumed": f"consumed by node {sent['nodeId']}",
+                "duplicate": "duplicate: delivered before, nothing changed",
+            }.get(outcome, outcome)
     print(f"signal {args.name} ({sent['signalId']}) {what} (execution {sent['executionStatus']})")
     return EXIT_OK
 

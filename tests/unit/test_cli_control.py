@@ -234,18 +234,19 @@ def test_a_buffered_signal_names_the_correlation_key_an_open_wait_expects(
         {"kind": "signal", "state": "received", "name": "payment", "correlationKey": "A-1"},
     ]
 
+    outcome: dict[str, Any] = {
+        "signalId": "s-1",
+        "outcome": "buffered",
+        "waitId": None,
+        "nodeId": None,
+        "executionStatus": "Waiting",
+    }
+    seen: list[str] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
         if request.method == "POST":
-            return httpx.Response(
-                202,
-                json={
-                    "signalId": "s-1",
-                    "outcome": "buffered",
-                    "waitId": None,
-                    "nodeId": None,
-                    "executionStatus": "Waiting",
-                },
-            )
+            return httpx.Response(202, json=outcome)
         return httpx.Response(200, json=waits)
 
     def client(args: Any) -> httpx.Client:
@@ -259,3 +260,8 @@ def test_a_buffered_signal_names_the_correlation_key_an_open_wait_expects(
     waits.clear()
     assert cmd_signal(args) == 0
     assert "buffered: no node waits for it yet" in capsys.readouterr().out
+    assert seen == ["POST", "GET", "POST", "GET"]
+    # A signal that was consumed reads no waits.
+    outcome["outcome"], outcome["nodeId"] = "consumed", "pay"
+    assert cmd_signal(args) == 0
+    assert "consumed by node pay" in capsys.readouterr().out and seen[-1] == "POST"
