@@ -176,14 +176,9 @@ class _Delivery:
         """A delivery to a disabled hook: answered 404 as an unknown one (a sender learns nothing),
         and recorded, so that an operator sees a sender still delivering to a hook they turned off.
         Nothing else is checked (no signature, no body parsing): the row says what came."""
-        try:
-            self.body = await self.request.body()
-        except RequestEntityTooLarge:
-            length = self.request.headers.get("content-length", "")
-            self.body_bytes = int(length) if length.isdigit() and len(length) < 10 else None
-        else:
-            self.body_bytes = len(self.body)
-            self.delivery_id = webhooks.delivery_id(self.config, self.request.headers, self.body).replace("\x00", "\\0")
+        if await self._take_body():
+            assert self.delivery_id is not None
+            self.delivery_id = self.delivery_id.replace("\x00", "\\0")  # recorded, not stored as sent
         log.info("webhook delivery refused", trigger_id=str(self.hook.id), status=404, reason="trigger_disabled")
         await self.record("refused", "trigger_disabled: the webhook is disabled", 404)
 
@@ -192,18 +187,25 @@ class _Delivery:
         await self.record("refused", f"{refusal.code}: {refusal.message}", status)
         return problem(status, title, refusal.message, code=refusal.code, request=self.request)
 
-    async def _read(self) -> Response[Any] | None:
+    async def _take_body(self) -> bool:
+        """Reads the body and the delivery id; False when the body is larger than DW_MAX_BODY_BYTES
+        (its size is then the one its Content-Length declares, if any)."""
         try:
             self.body = await self.request.body()
         except RequestEntityTooLarge:
             length = self.request.headers.get("content-length", "")
             self.body_bytes = int(length) if length.isdigit() and len(length) < 10 else None
-            limit = self.svc.settings.max_body_bytes
-            refusal = Refusal("body_too_large", f"the request body is larger than {limit} bytes (DW_MAX_BODY_BYTES)")
-            return await self.refuse(413, "Request body too large", refusal)
+            return False
         self.body_bytes = len(self.body)
         self.delivery_id = webhooks.delivery_id(self.config, self.request.headers, self.body)
-        return None
+        return True
+
+    async def _read(self) -> Response[Any] | None:
+        if await self._take_body():
+            return None
+        limit = self.svc.settings.max_body_bytes
+        refusal = Refusal("body_too_large", f"the request body is larger than {limit} bytes (DW_MAX_BODY_BYTES)")
+        return await self.refuse(413, "Request body too large", refusal)
 
     async def _authenticate(self) -> Response[Any] | None:
         if not self.config.signed:

@@ -1339,15 +1339,14 @@ def cmd_triggers_rotate_secret(args: argparse.Namespace) -> int:
     try:
         if args.keep_previous is not None:
             body["previousValidSeconds"] = round(parse_age(args.keep_previous))
-        if args.secret_file is not None:
-            source = str(args.secret_file)
-            body["secret"] = (sys.stdin.read() if source == STDIN else Path(source).read_text("utf-8")).strip()
     except ValueError as exc:
         print(f"error: --keep-previous: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
-        print(f"error: cannot read the secret: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    if args.secret_file is not None:
+        secret = _read_secret(str(args.secret_file))
+        if secret is None:
+            return EXIT_USAGE
+        body["secret"] = secret.strip()
     with _client(args) as client:
         response = client.post(f"/api/v1/triggers/{_path(args.trigger_id)}/secret", json=body)
     if response.status_code != 200:
@@ -1452,13 +1451,20 @@ def _allowed(args: argparse.Namespace) -> list[str] | None:
 STDIN = "-"
 
 
+def _read_secret(source: str) -> str | None:
+    """A secret from a file or stdin (`-`), never the command line (shell history, ps); None, said
+    on stderr, when it cannot be read (a missing file, one that is not UTF-8)."""
+    try:
+        return sys.stdin.read() if source == STDIN else Path(source).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read the secret: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_connections_put(args: argparse.Namespace) -> int:
     """The secret comes from a file or stdin, never the command line (shell history, ps)."""
-    try:
-        source = str(args.secret_file)
-        secret = sys.stdin.read() if source == STDIN else Path(source).read_text("utf-8")
-    except OSError as exc:
-        print(f"error: cannot read the secret: {exc}", file=sys.stderr)
+    secret = _read_secret(str(args.secret_file))
+    if secret is None:
         return EXIT_USAGE
     body: dict[str, Any] = {"kind": args.kind, "secret": secret}
     allowed = _allowed(args)

@@ -509,7 +509,7 @@ class _ActionItems(_Items):
             await self._recover_interrupted()
             while True:
                 if self.overflow is not None:
-                    await self._cancel_tasks(record=True, why=OUTPUTS_TOO_LARGE)
+                    await self._cancel_tasks(recorded_as=OUTPUTS_TOO_LARGE)
                     await self.store.stop(OUTPUTS_TOO_LARGE)
                     return Attempt(recorded, self.too_large())
                 failed = self.first_failure()
@@ -532,7 +532,7 @@ class _ActionItems(_Items):
                     del self.tasks[int(task.get_name().rsplit("-", 1)[1])]
                     task.result()  # the record's own failure (the lease lost, the database away) ends the node task
         finally:
-            await self._cancel_tasks(record=False, why="")
+            await self._cancel_tasks(recorded_as=None)
 
     async def _idle(self, at: datetime) -> Paused | ActionResult | None:
         """No item runs: the result when all are done; Paused when the run must stop starting work
@@ -670,11 +670,13 @@ class _ActionItems(_Items):
 
     async def _stop(self, failed: ItemCheckpoint) -> ActionResult:
         """failFast: items in flight are cancelled, those not started are not run; the node fails."""
-        await self._cancel_tasks(record=True, why=FAIL_FAST)
+        await self._cancel_tasks(recorded_as=FAIL_FAST)
         await self.store.stop(FAIL_FAST)
         return self.failure(failed)
 
-    async def _cancel_tasks(self, *, record: bool, why: str) -> None:
+    async def _cancel_tasks(self, *, recorded_as: str | None) -> None:
+        """Cancels the items in flight; with `recorded_as` (why the forEach stopped), those still
+        Running are recorded Cancelled with it (None: they are left as they are)."""
         tasks = dict(self.tasks)
         self.tasks.clear()
         for task in tasks.values():
@@ -684,8 +686,8 @@ class _ActionItems(_Items):
             if isinstance(result, Exception):
                 self.ctx.log.error("item task failed as the forEach stopped", item_index=index, error=repr(result))
             row = self.rows[index]
-            if record and row.status == "Running":
-                await self._record_cancelled(row, why)
+            if recorded_as is not None and row.status == "Running":
+                await self._record_cancelled(row, recorded_as)
 
     async def _record_cancelled(self, row: ItemCheckpoint, why: str) -> None:
         cancelled = ActionResult(

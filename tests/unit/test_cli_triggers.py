@@ -144,3 +144,20 @@ def test_rotate_secret_sends_the_overlap_and_shows_the_new_secret_once(
     assert f"signing secret (shown once; keep it with the sender): {TRIGGER['secret']}" in out
     assert run(["triggers", "rotate-secret", TRIGGER["id"], "--keep-previous", "5m"]) == EXIT_USAGE
     assert "--keep-previous" in capsys.readouterr().err
+
+
+def test_rotate_secret_from_a_file_that_is_not_utf8_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """It was reported as a bad --keep-previous (UnicodeDecodeError is a ValueError)."""
+    seen = fake_api(monkeypatch, 200, TRIGGER)
+    bad = tmp_path / "secret"
+    bad.write_bytes(b"\xff\xfe not text")
+    assert run(["triggers", "rotate-secret", TRIGGER["id"], "--secret-file", str(bad)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot read the secret" in err and "--keep-previous" not in err and not seen
+    good = tmp_path / "good"
+    good.write_text("a-new-secret-0123456789abcdef\n")
+    assert run(["triggers", "rotate-secret", TRIGGER["id"], "--secret-file", str(good)]) == EXIT_OK
+    assert json.loads(seen[-1].content) == {"secret": "a-new-secret-0123456789abcdef"}
+    assert "shown once" not in capsys.readouterr().out

@@ -45,7 +45,7 @@ _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-auth
 
 
 def _check_headers(headers: dict[str, str]) -> None:
-    if len({name.lower() for name in headers}) < len(headers):
+    if names_repeated(headers):
         raise ValueError("headers: a name is given twice (header names are case-insensitive)")
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
