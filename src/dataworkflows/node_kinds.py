@@ -307,7 +307,8 @@ class WaitingKind:
         rendered: dict[str, Any] | None = None
         try:
             rendered = await self.templates.render(ctx.node.parameters, {**ctx.scope, "attempt": ctx.attempt})
-            return WaitFor(rendered, wait_spec(self.name, rendered, now=datetime.now(UTC)))
+            spec = wait_spec(self.name, rendered, now=datetime.now(UTC), written=ctx.node.parameters)
+            return WaitFor(rendered, spec)
         except TemplateUnavailable as exc:
             return Attempt(rendered, ActionResult.retriable(exc.code, exc.message))
         except TemplateRenderError as exc:

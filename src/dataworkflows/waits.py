@@ -93,13 +93,27 @@ def _placeholder(key: str) -> Any:
     return ["x"] if key == "approvers" else "x"
 
 
-def wait_spec(kind: str, rendered: dict[str, Any], *, now: datetime) -> WaitSpec:
-    """The wait a rendered node asks for; WaitParameterError when the values do not make one."""
+def wait_spec(kind: str, rendered: dict[str, Any], *, now: datetime, written: dict[str, Any] | None = None) -> WaitSpec:
+    """The wait a rendered node asks for; WaitParameterError when the values do not make one.
+    written: the node's parameters as its definition has them (before rendering)."""
     try:
         msgspec.convert(rendered, _PARAMS[kind])
     except msgspec.ValidationError as exc:
         raise WaitParameterError(f"parameters are invalid after rendering: {exc}") from None
+    if kind == "signal" and written is not None:
+        _check_key_rendered(written.get("correlationKey"), rendered.get("correlationKey"), rendered.get("name"))
     return _spec(kind, rendered, now=now, strict=True)
+
+
+def _check_key_rendered(written: Any, rendered: Any, name: Any) -> None:
+    """A correlation key written as a template that renders to null (`{{ trigger.orderId }}` for a
+    trigger without one): a wait without a key takes any signal of its name, another run's included,
+    so the node fails instead. A key written as null, or left out, is such a wait on purpose."""
+    if rendered is None and _templated(written):
+        raise WaitParameterError(
+            f"correlationKey {written} rendered to null; a wait without a key would take any {name} signal,"
+            " so this one waits for none (give the value, or leave correlationKey out to take any)"
+        )
 
 
 def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> WaitSpec:

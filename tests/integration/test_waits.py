@@ -161,6 +161,24 @@ async def test_a_number_is_a_correlation_key_as_its_digits(db: Database, conditi
     assert await runtime.run_execution(execution_id) == "Succeeded"
 
 
+async def test_a_correlation_key_that_renders_to_null_fails_the_node(db: Database, conditions: ConditionPool) -> None:
+    """`{{ trigger.orderId }}` for a trigger whose orderId is null made a wait without a key, which took
+    any `paid` signal: another order's payment completed this run. The node fails instead, with a reason
+    a failure edge can route (a missing orderId is a template error already); a key left out is still a
+    wait for any signal."""
+    raw = wf("null-key", signal("pay", name="paid", correlationKey="{{ trigger.orderId }}"), echo("after"))
+    execution_id = await started(db, raw, {"orderId": None})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    error = (await nodes(db, execution_id))["pay"]["error"]
+    assert error["code"] == "invalid_parameters"
+    assert "correlationKey {{ trigger.orderId }} rendered to null" in error["message"], error
+    assert await sql(db, "SELECT 1 FROM dw.waits WHERE execution_id = %s", execution_id) == []
+    keyless = wf("no-key", signal("pay", name="paid"), echo("after"))
+    execution_id = await started(db, keyless, {})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+    assert await sql(db, "SELECT correlation_key FROM dw.waits WHERE execution_id = %s", execution_id) == [(None,)]
+
+
 async def test_a_signal_wakes_a_parked_run_and_20_copies_deliver_once(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     execution_id = await started(db, wf("late", signal("pay", name="paid"), echo("after")))

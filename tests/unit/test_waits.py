@@ -52,6 +52,13 @@ def test_a_delay_refuses_what_is_not_a_time(params: dict[str, Any], message: str
 def test_a_signal_wait_has_a_name_an_optional_key_and_timeout() -> None:
     spec = wait_spec("signal", {"name": "paid", "correlationKey": "o-1", "timeout": "PT1H"}, now=NOW)
     assert (spec.kind, spec.name, spec.correlation_key) == ("signal", "paid", "o-1")
+    # A key written as a template and rendered to null is refused; one written null, or left out, is keyless.
+    written = {"name": "paid", "correlationKey": "{{ trigger.orderId }}"}
+    with pytest.raises(WaitParameterError, match=r"correlationKey \{\{ trigger.orderId \}\} rendered to null"):
+        wait_spec("signal", {"name": "paid", "correlationKey": None}, now=NOW, written=written)
+    assert wait_spec("signal", {"name": "paid"}, now=NOW, written={"name": "paid"}).correlation_key is None
+    keyless = {"name": "paid", "correlationKey": None}
+    assert wait_spec("signal", keyless, now=NOW, written=keyless).correlation_key is None
     assert spec.expires_at == NOW + timedelta(hours=1) and spec.due_at is None
     with pytest.raises(WaitParameterError, match="signal name"):
         wait_spec("signal", {"name": "no spaces"}, now=NOW)
