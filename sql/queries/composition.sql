@@ -51,9 +51,11 @@ SELECT t.execution_id AS id, t.parent_execution_id, t.parent_node_id, t.depth, t
  ORDER BY t.path;
 
 -- name: list_items
--- A forEach node's items, in order.
+-- A forEach node's items after index %(after)s (-1: from the first), in order, at most %(limit)s
+-- (NULL: all).
 SELECT i.item_index AS index, i.status, i.attempts, i.node_attempt, i.outputs, i.error, i.started_at,
        i.ended_at
   FROM dw.foreach_items i
- WHERE i.execution_id = %(id)s AND i.node_id = %(node_id)s
- ORDER BY i.item_index;
+ WHERE i.execution_id = %(id)s AND i.node_id = %(node_id)s AND i.item_index > %(after)s
+ ORDER BY i.item_index
+ LIMIT %(limit)s;

@@ -232,3 +232,38 @@ async def test_a_runs_attempts_page_by_link_header_in_either_order(
     assert_problem(await client.get(url, params={"limit": 0}), 400)
     missing = assert_problem(await client.get(url, params={"nodeId": "no-such-node"}), 404)
     assert "has no node 'no-such-node'" in missing["detail"], missing
+
+
+async def test_a_foreach_nodes_items_page_by_link_header(
+    client: AsyncTestClient[Any],
+    db: Database,
+    conditions: ConditionPool,
+) -> None:
+    """GET …/nodes/{id}/items returned every item at once (10,000 items were 1.8 MB): it pages now, as the
+    attempts do, the body still a bare list."""
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
+    each = {"id": "all", "nodeType": "forEach", "parameters": {"items": list(range(7)), "action": action}}
+    await publish_over_api(client, wf("items7", each, echo("other")))
+    execution_id = await execute(client, "items7", {})
+    await drain(db, make_runtime(db, conditions))
+    url = f"/api/v1/executions/{execution_id}/nodes/all/items"
+    whole = await client.get(url)
+    assert whole.status_code == 200 and "link" not in whole.headers, whole.headers
+    assert [i["index"] for i in whole.json()] == list(range(7))
+    rows, pages = await _pages(client, url, {"limit": 3})
+    assert pages == 3 and rows == whole.json()
+    exact = await client.get(url, params={"limit": 7})
+    assert len(exact.json()) == 7 and "link" not in exact.headers
+    link = (await client.get(url, params={"limit": 3})).headers["link"]
+    cursor = link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
+    # A cursor of another node's items, or another run's, is a 400 (it would start elsewhere without a word).
+    other_node = await client.get(f"/api/v1/executions/{execution_id}/nodes/other/items", params={"cursor": cursor})
+    assert "this list made" in assert_problem(other_node, 400)["detail"]
+    other_run = await execute(client, "items7", {})
+    other = await client.get(f"/api/v1/executions/{other_run}/nodes/all/items", params={"cursor": cursor})
+    assert_problem(other, 400)
+    for bad in ("garbage", "W10", "WyJpdGVtcyJd"):
+        assert_problem(await client.get(url, params={"cursor": bad}), 400)
+    assert_problem(await client.get(url, params={"limit": 0}), 400)
+    # A node the run has not is still a 404, with a cursor or without.
+    assert_problem(await client.get(f"/api/v1/executions/{execution_id}/nodes/nope/items"), 404)

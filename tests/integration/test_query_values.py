@@ -54,6 +54,8 @@ BAD_VALUES = [
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "view", "brief"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "cursor", "!!!"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "limit", "1001"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/nodes/n/items", "cursor", "!!!"),
+    ("GET", f"/api/v1/executions/{EXECUTION}/nodes/n/items", "limit", "0"),
     ("GET", "/api/v1/waits", "executionId", "x"),
     ("GET", "/api/v1/waits", "state", "closed"),
     ("GET", "/api/v1/waits", "limit", "1001"),
@@ -122,6 +124,7 @@ def _template(path: str) -> str:
         ("workflow-templates", 4): "{template_id}",
         ("templates", 4): "{set_id}",
         ("templates", 5): "{name}",
+        ("executions", 6): "{node_id}",
     }
     return "/".join(names.get((parts[3], i), part) for i, part in enumerate(parts))
 

@@ -312,9 +312,14 @@ class ExecutionData:
         """The whole tree it belongs to (from its root), each child under its parent."""
         return await self._db.fetch_all_as(TreeExecution, "execution_tree", id=execution_id)
 
-    async def items(self, execution_id: UUID, node_id: str) -> list[ForEachItem]:
-        """A forEach node's items, in order (none for another node)."""
-        return await self._db.fetch_all_as(ForEachItem, "list_items", id=execution_id, node_id=node_id)
+    async def items(
+        self, execution_id: UUID, node_id: str, *, after: int = -1, limit: int | None = None
+    ) -> list[ForEachItem]:
+        """A forEach node's items after index `after`, in order, at most `limit` (None: all); none for
+        another node."""
+        return await self._db.fetch_all_as(
+            ForEachItem, "list_items", id=execution_id, node_id=node_id, after=after, limit=limit
+        )
 
     async def events(self, execution_id: UUID, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """The execution log after event id `after`, in order."""
