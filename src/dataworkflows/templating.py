@@ -216,6 +216,10 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         # a constant expression's filters ran at compile time, outside every budget, once for each
         # filter around them (a template of 290 kB took 50 s to compile).
         options.setdefault("optimized", False)
+        # A value written into text is written as JSON writes it (_as_text), unless the caller
+        # writes it otherwise (JSON documents escape it for a JSON string).
+        if options.get("finalize") is None:
+            options["finalize"] = _as_text
         super().__init__(**options)
         # Padding filters take a width: the cheapest way to build a huge string.
         for name in ("center", "indent", "wordwrap", "format"):
@@ -235,7 +239,8 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         _step()
 
     def bounded_concat(self, parts: Any) -> str:
-        pieces = [str(part) for part in parts]
+        # `a ~ b` writes its values as text as an output does (_as_text: null, not None).
+        pieces = [str(_as_text(part)) for part in parts]
         if sum(len(piece) for piece in pieces) > MAX_RENDERED_CHARS:
             raise _too_big("a concatenation")
         return "".join(pieces)
@@ -581,6 +586,25 @@ def _non_finite(value: Any) -> float | None:
         elif isinstance(item, list):
             stack.extend(item)
     return None
+
+
+def _as_text(value: Any) -> Any:
+    """A value written into text (`"Total: {{ nodes.calc }}"`), as JSON writes it: null, true and
+    false, objects and arrays as JSON; strings and numbers as themselves. Jinja wrote Python's words
+    (None, True, {'a': 1}) into messages and bodies. A value that is a whole template keeps its type
+    (_to_json), and this does not apply to it."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return msgspec.json.encode(value, enc_hook=_plain_string).decode()
+        except TypeError:
+            return value  # not JSON (a range, say): Jinja's own text, as before
+    return value
 
 
 _runtime_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)

@@ -92,6 +92,14 @@ def test_json_documents_escape_values_for_json_strings() -> None:
         "pair": {"k": data["name"]},
         "admin": False,
     }
+    # An object written into a string is its JSON text (it was Python's: {'a': '<b>'}).
+    inside = documents.render("j", {"j": '{"s": "{{ thing }}"}'}, data, "json")["document"]
+    assert json.loads(inside) == {"s": '{"a":"<b>"}'}
+    # And in the other formats, JSON's words: null, true, objects as JSON (autoescaped in HTML).
+    text = documents.render("t", {"t": "{{ none }} {{ on }} {{ thing }}"}, data, "text")["document"]
+    assert text == 'null true {"a":"<b>"}'
+    html = documents.render("h", {"h": "<p>{{ thing }}</p>"}, data, "html")["document"]
+    assert "<p>{&#34;a&#34;:&#34;&lt;b&gt;&#34;}</p>" in html
     # A key twice in one object is refused: which one counts would depend on the reader.
     with pytest.raises(TemplateRenderError, match='the key "a" appears twice in one object'):
         documents.render("j", {"j": '{"a": 1, "a": {{ n }}}'}, {"n": 2}, "json")

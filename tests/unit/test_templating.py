@@ -76,6 +76,33 @@ def test_mixed_text_renders_to_a_string() -> None:
     assert render({"deep": [{"x": "{{ execution.workflowId }}-{{ trigger.n }}"}]}, SCOPE) == {"deep": [{"x": "wf-3"}]}
 
 
+def test_values_in_text_are_written_as_json_writes_them() -> None:
+    """Jinja wrote Python's words into text: None, True, {'ok': True} went into messages and bodies."""
+    scope = {"trigger": {"none": None, "yes": True, "no": False, "obj": {"ok": True, "n": None}, "f": 1.5}}
+    rendered = render(
+        {
+            "m": "{{ trigger.none }} {{ trigger.yes }} {{ trigger.no }} {{ trigger.f }}",
+            "o": "obj={{ trigger.obj }} list={{ trigger.obj.values() | list }}",
+            "concat": "{{ 'id-' ~ trigger.none ~ '-' ~ trigger.yes }}",
+            "loop": "{% for k, v in trigger.obj | dictsort %}{{ k }}={{ v }};{% endfor %}",
+        },
+        scope,
+    )
+    assert rendered == {
+        "m": "null true false 1.5",
+        "o": 'obj={"ok":true,"n":null} list=[true,null]',
+        "concat": "id-null-true",
+        "loop": "n=null;ok=true;",
+    }
+    # A whole template keeps its type; strings and tojson are as they were.
+    assert render({"v": "{{ trigger.none }}", "w": "{{ trigger.obj | tojson }} x"}, scope) == {
+        "v": None,
+        "w": '{"n": null, "ok": true} x',
+    }
+    # Workflow templates' [[ ]] the same.
+    assert templating.render_instantiation("[[ x ]] and [[ y ]]", {"x": None, "y": [False]}) == "null and [false]"
+
+
 def test_values_without_templates_are_untouched() -> None:
     params = {"a": 1, "b": None, "c": "plain", "d": [True]}
     assert render(params, SCOPE) == params
