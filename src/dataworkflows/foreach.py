@@ -41,6 +41,7 @@ from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
+from dataworkflows.json_text import json_preview, json_type
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
 from dataworkflows.outcomes import error_json, interruption_error, retries_left
 from dataworkflows.planning import PlanNode
@@ -244,8 +245,8 @@ class ForEachKind:
             return ActionResult.failed(exc.code, exc.message)
         items = rendered.get("items")
         if not isinstance(items, list):
-            kind = type(items).__name__
-            return ActionResult.failed("invalid_items", f"items must render to a list, not a {kind}: {items!r}"[:500])
+            shown = "" if items is None else f": {json_preview(items)}"
+            return ActionResult.failed("invalid_items", f"items must render to an array, not {json_type(items)}{shown}")
         if len(items) > params.max_items:
             return ActionResult.failed(
                 "too_many_items",

@@ -23,6 +23,8 @@ from typing import Any
 
 import msgspec
 
+from dataworkflows.json_text import json_preview, json_type
+
 WORKFLOW_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
@@ -86,11 +88,14 @@ def child_spec(rendered: Any) -> ChildSpec:
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION
     ):
-        raise SubworkflowParameterError(f"version must be a version number (1 to {MAX_VERSION}), not {version!r}"[:500])
+        raise SubworkflowParameterError(
+            f"version must be a version number (1 to {MAX_VERSION}), not {json_preview(version)}"
+        )
     child_input = {} if params.input is None else params.input
     if not isinstance(child_input, dict):
         raise SubworkflowParameterError(
-            f"input must render to an object (the child's trigger), not {child_input!r}"[:500]
+            f"input must render to an object (the child's trigger), not {json_type(child_input)}:"
+            f" {json_preview(child_input)}"
         )
     if not isinstance(params.wait_for_completion, bool):
         raise SubworkflowParameterError("waitForCompletion must be true or false")

@@ -27,6 +27,7 @@ from dataworkflows.definitions import (
 from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
 from dataworkflows.json_depth import any_string, json_depth
+from dataworkflows.json_text import json_type
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
@@ -164,7 +165,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 def _check_struct(raw: Any, cls: type[msgspec.Struct], pointer: str, problems: list[Problem]) -> bool:
     if not isinstance(raw, dict):
-        problems.append(Problem(pointer or "", "type", f"must be a JSON object, not {_json_type(raw)}"))
+        problems.append(Problem(pointer or "", "type", f"must be a JSON object, not {json_type(raw)}"))
         return False
     fields = msgspec.structs.fields(cls)
     known = {f.encode_name: f for f in fields}
@@ -229,7 +230,7 @@ def _struct_item_type(tp: Any) -> type[msgspec.Struct] | None:
 
 def _check_struct_items(value: Any, item_type: type[msgspec.Struct], pointer: str, problems: list[Problem]) -> None:
     if not isinstance(value, list):
-        problems.append(Problem(pointer, "type", f"must be a JSON array, not {_json_type(value)}"))
+        problems.append(Problem(pointer, "type", f"must be a JSON array, not {json_type(value)}"))
         return
     for index, item in enumerate(value):
         _check_struct(item, item_type, join_pointer(pointer, index), problems)
@@ -237,20 +238,6 @@ def _check_struct_items(value: Any, item_type: type[msgspec.Struct], pointer: st
 
 def _clean_msgspec_message(message: str) -> str:
     return message.replace("`", "").split(" - at ")[0]
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _semantic_checks_on_raw(

@@ -177,7 +177,16 @@ async def test_item_limits(db: Database, conditions: ConditionPool) -> None:
     await publish(db, wf("not-a-list", for_each("all", "{{ trigger.items }}")), conditions)
     root = await start(db, "not-a-list", {"items": {"a": 1}})
     await drain(db, runtime)
-    assert (await nodes(db, root))["all"]["error"]["code"] == "invalid_items"
+    error = (await nodes(db, root))["all"]["error"]
+    # Said in JSON's words (it said "not a dict: {'a': 1}", and for null "not a NoneType: None").
+    assert (error["code"], error["message"]) == (
+        "invalid_items",
+        'items must render to an array, not an object: {"a":1}',
+    )
+    root = await start(db, "not-a-list", {"items": None})
+    await drain(db, runtime)
+    error = (await nodes(db, root))["all"]["error"]
+    assert (error["code"], error["message"]) == ("invalid_items", "items must render to an array, not null")
     with pytest.raises(DefinitionError) as refused:
         await publish(db, wf("over-cap", for_each("all", "{{ trigger.items }}", maxItems=10_001)), conditions)
     assert [p.pointer for p in refused.value.problems] == ["/nodes/0/parameters/maxItems"]
