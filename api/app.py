@@ -46,7 +46,7 @@ from .head_requests import MARK as HEAD_AS_GET
 from .head_requests import HeadAsGet
 from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
-from .params import refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
+from .params import note_query_names, refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
 from .problems import ClientDisconnected, exception_handlers, problem
 from .rate_limits import rate_limit_middleware
@@ -354,4 +354,6 @@ def create_app(settings: Settings) -> Litestar:
     check_routes(app)
     # Readable operation ids, examples and the workflow definition's schema (api/openapi_docs.py).
     document_operations(app)
+    # Each /api/v1 route refuses a query parameter it does not document (api/params.py).
+    note_query_names(app)
     return app

@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import BodyKwarg, QueryParameter
+from litestar.routes import HTTPRoute
 
 from dataworkflows.errors import DataWorkflowsError, InvalidInput, NotFound
 from dataworkflows.validation import Problem, nul_pointer
@@ -76,6 +77,36 @@ VersionQuery = Annotated[int | None, query_int("version", ge=1, le=INT_MAX, requ
 QUERY_IS_PAYLOAD = "query_is_payload"
 # A route's opt: the query parameters it takes as a list, given once per value (?executionId=a&executionId=b).
 REPEATABLE_QUERY = "repeatable_query"
+# A route's opt, set when the app is made (note_query_names): the query parameters its OpenAPI documents.
+QUERY_NAMES = "query_names"
+
+
+def note_query_names(app: Litestar) -> None:
+    """Gives each /api/v1 route the names of the query parameters it takes (QUERY_NAMES), from the
+    OpenAPI document, which a test keeps complete (tests/integration/test_query_values.py): what is
+    documented is what is accepted."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        # Not the webhook receiver's: what a provider puts in its URL is its own (the delivery
+        # records it as the hook's query; a provider's GET that checks the URL must not be refused).
+        if (
+            not isinstance(route, HTTPRoute)
+            or not route.path.startswith("/api/v1/")
+            or route.path.startswith("/api/v1/hooks/")
+        ):
+            continue
+        item = paths.get(route.path_format)
+        for handler in route.route_handlers:
+            names: set[str] = set()
+            for method in handler.http_methods:
+                operation = getattr(item, method.lower(), None) if item is not None else None
+                names.update(
+                    p.name
+                    for p in getattr(operation, "parameters", None) or ()
+                    if getattr(p, "param_in", None) == "query"
+                )
+            if item is not None and "OPTIONS" not in handler.http_methods:
+                handler.opt[QUERY_NAMES] = frozenset(names)
 
 
 def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
@@ -83,7 +114,7 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
     here, rather than the database's refusal (422) of a free-text filter such as workflowId. Nor is
     any given twice: every parameter takes one value, and Litestar would read the last one silently
     (?status=Succeeded&status=Failed listed only Failed runs), but those a route takes as a list
-    (REPEATABLE_QUERY)."""
+    (REPEATABLE_QUERY). Nor is one given that the route does not take (QUERY_NAMES)."""
     if route.opt.get(QUERY_IS_PAYLOAD):
         return
     seen: dict[str, int] = {}
@@ -95,6 +126,15 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
     for name, times in seen.items():
         if times > 1 and name not in repeatable:
             raise BadQueryValue(name[:50], f"give the query parameter {quoted(name)} once (it came {times} times)")
+    known = route.opt.get(QUERY_NAMES)
+    if known is None:
+        return
+    for name in seen:
+        if name not in known:
+            # A misspelt filter was ignored, and the answer held what it should have left out
+            # (?stauts=Failed listed every run).
+            takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            raise BadQueryValue(name[:50], f"this route has no query parameter {quoted(name[:50])}: {takes}")
 
 
 def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -229,3 +229,30 @@ async def test_a_name_with_a_nul_in_the_path_names_nothing(
     kwargs: dict[str, Any] = {"json": {"trigger": {}}} if method == "POST" else {}
     body = assert_problem(await client.request(method, path, **kwargs), 404)
     assert "NUL" in body["detail"], body
+
+
+async def test_a_query_parameter_the_route_does_not_take_is_refused(client: AsyncTestClient[Any]) -> None:
+    """A misspelt filter was ignored, and the answer held what it should have left out (?stauts=Failed
+    listed every run). Every /api/v1 route refuses a query parameter its OpenAPI does not document,
+    naming it and what the route takes; the webhook receiver keeps taking any (its query is the
+    provider's)."""
+    concrete = {(method, path) for method, path, _, _ in BAD_VALUES} | {
+        ("GET", "/api/v1/workers"),
+        ("GET", f"/api/v1/executions/{EXECUTION}"),
+        ("POST", f"/api/v1/executions/{EXECUTION}/cancel"),
+    }
+    for method, path in sorted(concrete):
+        response = await client.request(method, path, params={"stauts": "Failed"})
+        problem = assert_problem(response, 400)
+        assert problem["errors"][0]["parameter"] == "stauts", (method, path, problem)
+        assert "has no query parameter 'stauts'" in problem["detail"], problem
+    listed = assert_problem(await client.get("/api/v1/executions", params={"stauts": "Failed"}), 400)
+    assert (
+        "it takes createdFrom, createdTo, cursor, limit, status, triggerId, triggerKind, workflowId" in listed["detail"]
+    )
+    bare = assert_problem(await client.get("/api/v1/workers", params={"x": "1"}), 400)
+    assert bare["detail"].endswith("it takes none"), bare
+    # The documented ones still work, and the webhook receiver's GET takes whatever a provider adds.
+    assert (await client.get("/api/v1/executions", params={"status": "Failed", "limit": "5"})).status_code == 200
+    hook = await client.get("/api/v1/hooks/00000000-0000-4000-8000-000000000009", params={"hub.mode": "x"})
+    assert hook.status_code == 404, hook.text
