@@ -104,6 +104,8 @@ _escaped = _environment(autoescape=True)
 # JSON documents: autoescaped for a JSON string (_in_json_string), so that macros' output, which
 # autoescaping marks safe, is not escaped twice.
 _json = _environment(autoescape=True, finalize=_in_json_string)
+# `a ~ b` with a safe part (`| tojson`, a macro's output) escapes the other parts for a JSON string too.
+_json.concat_escape = _in_json_string
 _ENVIRONMENTS = {"html": _escaped, "json": _json}
 
 

@@ -20,10 +20,11 @@ import contextvars
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from typing import Any
 
 import jinja2
+import markupsafe
 import msgspec
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
@@ -227,6 +228,8 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         # Filters are called directly by compiled templates, not through call(): they count as
         # steps here, and their results are bounded like calls'.
         self.filters = {name: _bounded_filter(name, function) for name, function in self.filters.items()}
+        for name in ("join", "string", "urlencode"):
+            self.filters[name] = _text_filter(self.filters[name], name)
 
     def counted(self, iterable: Any) -> Any:
         """Yields the items of a filtered loop, each a step."""
@@ -240,10 +243,19 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
 
     def bounded_concat(self, parts: Any) -> str:
         # `a ~ b` writes its values as text as an output does (_as_text: null, not None).
-        pieces = [str(_as_text(part)) for part in parts]
+        pieces = [part if hasattr(part, "__html__") else str(_as_text(part)) for part in parts]
         if sum(len(piece) for piece in pieces) > MAX_RENDERED_CHARS:
             raise _too_big("a concatenation")
+        if self.autoescape and any(hasattr(piece, "__html__") for piece in pieces):
+            # As Jinja's own join with autoescaping on: what is safe (a macro's output, `| safe`,
+            # `| tojson`) stays as it is, and the rest is escaped once, the environment's way.
+            escape = self.concat_escape
+            return markupsafe.Markup("").join(p if hasattr(p, "__html__") else escape(p) for p in pieces)
         return "".join(pieces)
+
+    # How `~` escapes a part that is not safe, with autoescaping on (HTML's way; JSON documents
+    # escape for a JSON string).
+    concat_escape: Callable[[Any], Any] = staticmethod(markupsafe.escape)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _step()
@@ -592,18 +604,73 @@ def _as_text(value: Any) -> Any:
     """A value written into text (`"Total: {{ nodes.calc }}"`), as JSON writes it: null, true and
     false, objects and arrays as JSON; strings and numbers as themselves. Jinja wrote Python's words
     (None, True, {'a': 1}) into messages and bodies. A value that is a whole template keeps its type
-    (_to_json), and this does not apply to it."""
+    (_to_json), and this does not apply to it. An iterator (`| reverse`, `| map(…)` without
+    `| list`, a dict's `.values()`) is written as the array it yields (Jinja wrote its repr, a memory
+    address). NaN or an
+    infinity anywhere in it fails the render, as in a whole template: JSON has neither."""
     if isinstance(value, str):
         return value
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TemplateRenderError(f"a template wrote {value} into text, which JSON cannot hold")
+    if isinstance(value, _LAZY):
+        value = _drained(value)
     if isinstance(value, (dict, list, tuple)):
         try:
-            return msgspec.json.encode(value, enc_hook=_plain_string).decode()
+            text = msgspec.json.encode(value, enc_hook=_plain_string).decode()
         except TypeError:
             return value  # not JSON (a range, say): Jinja's own text, as before
+        number = _non_finite(msgspec.to_builtins(value, enc_hook=_plain_string))
+        if number is not None:
+            raise TemplateRenderError(f"a template wrote {number} into text, which JSON cannot hold")
+        return text
+    return value
+
+
+# What Jinja would write as its repr: iterators (`| reverse`, `| map`) and a dict's views (`.values()`).
+_LAZY = (Iterator, KeysView, ValuesView, ItemsView)
+
+
+def _drained(items: Any) -> list[Any]:
+    """An iterator's items, each a step of the render's budget; more than the output's size limit
+    could hold (each item is a character at least) is refused."""
+    drained: list[Any] = []
+    for item in items:
+        _step()
+        if len(drained) >= MAX_RENDERED_CHARS:
+            raise _too_big("an iterator written into text")
+        drained.append(item)
+    return drained
+
+
+def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """`join`, `string` and `urlencode` write values into text as an output does (_as_text)."""
+
+    @functools.wraps(function)
+    def written(*args: Any, **kwargs: Any) -> Any:
+        given = list(args)
+        # Filters that take the evaluation context (join) take it first.
+        at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+        if at < len(given):
+            given[at] = _as_text_deep(given[at], name)
+        return function(*given, **kwargs)
+
+    return written
+
+
+def _as_text_deep(value: Any, name: str) -> Any:
+    """The value a text filter takes: `string` its text; `join` each item's; `urlencode` each value's."""
+    if name == "string":
+        return _as_text(value)
+    if isinstance(value, _LAZY):
+        value = _drained(value)
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v) for v in value]
     return value
 
 

@@ -100,6 +100,16 @@ def test_json_documents_escape_values_for_json_strings() -> None:
     assert text == 'null true {"a":"<b>"}'
     html = documents.render("h", {"h": "<p>{{ thing }}</p>"}, data, "html")["document"]
     assert "<p>{&#34;a&#34;:&#34;&lt;b&gt;&#34;}</p>" in html
+    # `~` keeps a safe part as it is and escapes the others once, the document's way: `| tojson ~ ""` was
+    # escaped into a string (not JSON), and an html macro's output joined with `~` was escaped twice.
+    joined = documents.render(
+        "j", {"j": '{"a": {{ name | tojson ~ "" }}, "b": "{{ "[" | safe ~ name }}"}'}, data, "json"
+    )
+    assert json.loads(joined["document"]) == {"a": data["name"], "b": "[" + data["name"]}
+    macro = '{% macro li(v) %}<li>{{ v }}</li>{% endmacro %}{{ li(n) ~ "" }} {{ "<br>" | safe ~ n }}'
+    assert documents.render("h", {"h": macro}, {"n": "A&B"}, "html")["document"].startswith(
+        "<li>A&amp;B</li> <br>A&amp;B"
+    )
     # A key twice in one object is refused: which one counts would depend on the reader.
     with pytest.raises(TemplateRenderError, match='the key "a" appears twice in one object'):
         documents.render("j", {"j": '{"a": 1, "a": {{ n }}}'}, {"n": 2}, "json")
