@@ -22,6 +22,7 @@ import msgspec
 
 from dataworkflows.actions import ActionResult
 from dataworkflows.definitions import parse_duration
+from dataworkflows.json_text import json_preview
 
 WAITING_KINDS = ("delay", "signal", "approval")
 MAX_APPROVERS = 100
@@ -129,7 +130,9 @@ def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> 
     if kind == "signal":
         name = given("name")
         if name is not None and not SIGNAL_NAME.match(name):
-            raise WaitParameterError(f"signal name {name!r} must be 1-200 letters, digits, '.', '_', ':' or '-'")
+            raise WaitParameterError(
+                f"signal name {json_preview(name)} must be 1-200 letters, digits, '.', '_', ':' or '-'"
+            )
         key = given("correlationKey")
         if isinstance(key, int) and not isinstance(key, bool):
             key = str(key)
@@ -180,7 +183,7 @@ def _required(quorum: Any, approvers: int | None) -> int | None:
     if quorum == "all":
         return approvers
     if isinstance(quorum, bool) or not isinstance(quorum, int):
-        raise WaitParameterError(f"quorum must be 'any', 'all' or a number of approvers, not {quorum!r}")
+        raise WaitParameterError(f"quorum must be 'any', 'all' or a number of approvers, not {json_preview(quorum)}")
     if quorum < 1 or (approvers is not None and quorum > approvers):
         raise WaitParameterError(f"quorum {quorum} must be between 1 and the number of approvers")
     return quorum
@@ -204,17 +207,19 @@ def _seconds(text: Any, name: str, *, allow_zero: bool) -> float:
 
 def _timestamp(text: Any) -> datetime:
     if not isinstance(text, str):
-        raise WaitParameterError(f"until must be an ISO 8601 timestamp, not {text!r}")
+        raise WaitParameterError(f"until must be an ISO 8601 timestamp, not {json_preview(text)}")
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise WaitParameterError(f"until {text!r} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z") from None
+        raise WaitParameterError(
+            f"until {json_preview(text)} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z"
+        ) from None
     # A timestamp without an offset is UTC. Its UTC time must be one PostgreSQL and JSON can hold
     # (0001-01-01T00:00:00+05:00 is in year 0, 9999-12-31T23:59:59-05:00 in year 10000).
     try:
         value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
     except OverflowError:
-        raise WaitParameterError(f"until {text!r} is out of range (years 1 to 9999)") from None
+        raise WaitParameterError(f"until {json_preview(text)} is out of range (years 1 to 9999)") from None
     return value
 
 

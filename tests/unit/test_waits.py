@@ -78,6 +78,14 @@ def test_an_impossible_quorum_is_refused(quorum: Any) -> None:
         wait_spec("approval", {"approvers": ["a", "b", "c"], "quorum": quorum}, now=NOW)
 
 
+def test_refused_values_are_quoted_as_json() -> None:
+    """Rendered values are quoted in JSON's words (they were Python's: 'most', True)."""
+    with pytest.raises(WaitParameterError, match='not "most"'):
+        wait_spec("approval", {"approvers": ["a"], "quorum": "most"}, now=NOW)
+    with pytest.raises(WaitParameterError, match='until "soon" is not an ISO 8601 timestamp'):
+        wait_spec("delay", {"until": "soon"}, now=NOW)
+
+
 def test_resolved_waits_become_results() -> None:
     assert resolved_result("signal", "received", {"payload": {"a": 1}}).outputs == {"a": 1}
     assert resolved_result("signal", "received", {"payload": [1]}).outputs == {"payload": [1]}
