@@ -22,11 +22,15 @@ class HeadAsGet(Litestar):
     """Litestar, answering HEAD through the GET route of a path that has no HEAD handler."""
 
     _own_head: frozenset[str] | None = None
+    _allowed: dict[str, list[str]] | None = None
 
     async def __call__(
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
         fields: Any = scope
+        if fields["type"] == "http" and fields["method"] == "OPTIONS":
+            await super().__call__(scope, receive, self._allow_all(fields, send))
+            return
         if fields["type"] != "http" or fields["method"] != "HEAD" or fields["path"] in self._paths_with_head():
             await super().__call__(scope, receive, send)
             return
@@ -52,6 +56,37 @@ class HeadAsGet(Litestar):
 
         as_get: Any = {**fields, "method": "GET", MARK: True}
         await super().__call__(as_get, receive_until_answered, send_head)
+
+    def _allow_all(self, scope: Any, send: Any) -> Any:
+        """OPTIONS answers every method of its path in Allow: Litestar's answer named one route's
+        (a path with a GET and a POST handler said `OPTIONS, POST`), and never HEAD, which every GET
+        route takes here."""
+
+        async def send_allow(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                methods = self._methods_by_path().get(scope.get("path_template", ""))
+                if methods is not None:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    headers.append((b"allow", ", ".join(methods).encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        return send_allow
+
+    def _methods_by_path(self) -> dict[str, list[str]]:
+        if self._allowed is None:
+            allowed: dict[str, set[str]] = {}
+            for route in self.routes:
+                if isinstance(route, HTTPRoute):
+                    # The router names a matched path by its format (`/api/v1/connections/{name}`).
+                    allowed.setdefault(route.path_format, set()).update(route.methods)
+            order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+            self._allowed = {
+                path: [m for m in order if m in methods or (m == "HEAD" and "GET" in methods)]
+                + sorted(methods - set(order))
+                for path, methods in allowed.items()
+            }
+        return self._allowed
 
     def _paths_with_head(self) -> frozenset[str]:
         if self._own_head is None:

@@ -428,7 +428,8 @@ class HooksController(Controller):
         "/{trigger_id:str}",
         responses=PROBLEMS,
         summary="What the webhook expects (never its secret)",
-        opt={"role": "public"},
+        # A provider's URL query is its own (a key given twice included), as the delivery's is.
+        opt={"role": "public", QUERY_IS_PAYLOAD: True},
     )
     async def expects(self, svc: ServicesDep, trigger_id: FromPath[str]) -> HookInfo:
         return describe(await require_hook(svc.db, trigger_id), svc.settings.max_body_bytes)

@@ -120,7 +120,8 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
     seen: dict[str, int] = {}
     for name, value in connection.query_params.multi_items():
         if "\x00" in value or "\x00" in name:
-            raise BadQueryValue(name.replace("\x00", "\\0")[:50], "a query value must not hold a NUL character")
+            what = "name" if "\x00" in name else "value"
+            raise BadQueryValue(name.replace("\x00", "\\0")[:50], f"a query {what} must not hold a NUL character")
         seen[name] = seen.get(name, 0) + 1
     repeatable = route.opt.get(REPEATABLE_QUERY, ())
     for name, times in seen.items():

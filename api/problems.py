@@ -246,8 +246,10 @@ def _query_name(request: Request[Any, Any, Any], key: str) -> str:
 
 
 def _query_entry(parameter: str, detail: Any) -> dict[str, Any]:
-    """A bad query value's entry: `parameter` names it (`pointer`, "/<name>", is what older clients read)."""
-    return {"pointer": _pointer(parameter), "parameter": parameter, "detail": detail}
+    """A bad query value's entry: `parameter` names it (`pointer`, "/<name>", is what older clients read:
+    a JSON Pointer to the key of that name, escaped as RFC 6901 says, "/" for an empty name)."""
+    pointer = "/" + parameter.replace("~", "~0").replace("/", "~1")
+    return {"pointer": pointer, "parameter": parameter, "detail": detail}
 
 
 def _pointer(key: Any) -> str:

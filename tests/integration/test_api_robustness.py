@@ -331,6 +331,20 @@ async def test_head_is_answered_wherever_get_is(client: AsyncTestClient[Any], ex
     ]
 
 
+async def test_options_names_every_method_of_the_path(client: AsyncTestClient[Any], execution: str) -> None:
+    """Litestar's OPTIONS named one route's methods where a path has several handlers (`OPTIONS, POST` for
+    /workflows, which lists too), and never HEAD, which every GET route takes."""
+    expected = {
+        "/api/v1/workflows": "GET, HEAD, POST, OPTIONS",
+        "/api/v1/connections/x": "GET, HEAD, PUT, PATCH, DELETE, OPTIONS",
+        f"/api/v1/executions/{execution}": "GET, HEAD, OPTIONS",
+        "/api/v1/workflows/simple-echo/execute": "POST, OPTIONS",
+    }
+    for path, allow in expected.items():
+        response = await client.options(path)
+        assert (response.status_code, response.headers.get("allow")) == (204, allow), (path, response.headers)
+
+
 async def test_a_created_trigger_says_where_it_is(client: AsyncTestClient[Any], execution: str) -> None:
     hook = await client.post(
         "/api/v1/workflows/simple-echo/triggers",

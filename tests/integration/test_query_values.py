@@ -254,5 +254,11 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused(client: Asyn
     assert bare["detail"].endswith("it takes none"), bare
     # The documented ones still work, and the webhook receiver's GET takes whatever a provider adds.
     assert (await client.get("/api/v1/executions", params={"status": "Failed", "limit": "5"})).status_code == 200
-    hook = await client.get("/api/v1/hooks/00000000-0000-4000-8000-000000000009", params={"hub.mode": "x"})
-    assert hook.status_code == 404, hook.text
+    hook_url = "/api/v1/hooks/00000000-0000-4000-8000-000000000009?hub.mode=x&events=a&events=b"
+    hook = await client.get(hook_url)
+    assert hook.status_code == 404, hook.text  # no such hook: not a 400 for the query
+    # The pointer is a JSON Pointer to the name (RFC 6901: ~ and / escaped).
+    odd = assert_problem(await client.get("/api/v1/workers", params={"a/b~c": "1"}), 400)
+    assert odd["errors"][0] == {**odd["errors"][0], "parameter": "a/b~c", "pointer": "/a~1b~0c"}, odd
+    nul = assert_problem(await client.get("/api/v1/workers?a%00b=1"), 400)
+    assert "a query name must not hold a NUL character" in nul["detail"], nul
