@@ -28,6 +28,7 @@ import markupsafe
 import msgspec
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.filters import make_attrgetter
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dataworkflows.errors import DataWorkflowsError
@@ -606,8 +607,8 @@ def _as_text(value: Any) -> Any:
     (None, True, {'a': 1}) into messages and bodies. A value that is a whole template keeps its type
     (_to_json), and this does not apply to it. An iterator (`| reverse`, `| map(…)` without
     `| list`, a dict's `.values()`) is written as the array it yields (Jinja wrote its repr, a memory
-    address). NaN or an
-    infinity anywhere in it fails the render, as in a whole template: JSON has neither."""
+    address). NaN or an infinity anywhere in it fails the render, as in a whole template: JSON has
+    neither."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -620,13 +621,13 @@ def _as_text(value: Any) -> Any:
         value = _drained(value)
     if isinstance(value, (dict, list, tuple)):
         try:
-            text = msgspec.json.encode(value, enc_hook=_plain_string).decode()
+            data = msgspec.to_builtins(value, enc_hook=_plain_string)
         except TypeError:
             return value  # not JSON (a range, say): Jinja's own text, as before
-        number = _non_finite(msgspec.to_builtins(value, enc_hook=_plain_string))
+        number = _non_finite(data)
         if number is not None:
             raise TemplateRenderError(f"a template wrote {number} into text, which JSON cannot hold")
-        return text
+        return msgspec.json.encode(data).decode()
     return value
 
 
@@ -648,23 +649,28 @@ def _drained(items: Any) -> list[Any]:
 
 def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
     """`join`, `string` and `urlencode` write values into text as an output does (_as_text)."""
+    if name == "join":
+
+        @functools.wraps(function)
+        def joined(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+            # The attribute first (`join(', ', attribute='name')`), then each item's text.
+            if attribute is not None:
+                value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+            return function(eval_ctx, _as_text_items(value), d)
+
+        return joined
 
     @functools.wraps(function)
-    def written(*args: Any, **kwargs: Any) -> Any:
-        given = list(args)
-        # Filters that take the evaluation context (join) take it first.
-        at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
-        if at < len(given):
-            given[at] = _as_text_deep(given[at], name)
-        return function(*given, **kwargs)
+    def written(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == "string":
+            return function(_as_text(value), *args, **kwargs)
+        return function(_as_text_items(value), *args, **kwargs)
 
     return written
 
 
-def _as_text_deep(value: Any, name: str) -> Any:
-    """The value a text filter takes: `string` its text; `join` each item's; `urlencode` each value's."""
-    if name == "string":
-        return _as_text(value)
+def _as_text_items(value: Any) -> Any:
+    """What `join` and `urlencode` take, each item's (or each value's) text as an output writes it."""
     if isinstance(value, _LAZY):
         value = _drained(value)
     if isinstance(value, dict):

@@ -108,11 +108,12 @@ def wait_spec(kind: str, rendered: dict[str, Any], *, now: datetime, written: di
 
 def _check_key_rendered(written: Any, rendered: Any, name: Any) -> None:
     """A correlation key written as a template that renders to null (`{{ trigger.orderId }}` for a
-    trigger without one): a wait without a key takes any signal of its name, another run's included,
-    so the node fails instead. A key written as null, or left out, is such a wait on purpose."""
+    trigger whose orderId is null): a wait without a key takes any signal of its name, another run's
+    included, so the node fails instead. A key written as null, or left out, is such a wait on purpose."""
     if rendered is None and _templated(written):
+        shown = written if len(written) <= 100 else written[:99] + "…"
         raise WaitParameterError(
-            f"correlationKey {written} rendered to null; a wait without a key would take any {name} signal,"
+            f"correlationKey {shown} rendered to null; a wait without a key would take any {name} signal,"
             " so this one waits for none (give the value, or leave correlationKey out to take any)"
         )
 

@@ -108,6 +108,7 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
             "url": "{{ trigger.obj | urlencode }}",
             "reversed": "x{{ [trigger.none, 1] | reverse }}",
             "mapped": "{{ [trigger.none, trigger.yes] | map('string') | join('|') }}",
+            "attribute": "{{ [trigger.obj, {'n': 1}] | join(', ', attribute='n') }}",
         },
         scope,
     )
@@ -117,6 +118,7 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
         "url": "ok=true&n=null",
         "reversed": "x[1,null]",
         "mapped": "null|true",
+        "attribute": "null, 1",
     }
     # NaN or an infinity written into text fails as in a whole template (JSON has neither).
     for template in ("x{{ [1e308 * 10] }}", "x{{ 1e308 * 10 }}", "x{{ {'v': 'nan' | float} }}"):
