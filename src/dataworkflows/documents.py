@@ -75,13 +75,13 @@ def _in_json_string(value: Any) -> Any:
     """How a `{{ }}` of a JSON template writes its value: as the inside of a JSON string (quotes,
     backslashes and control characters escaped), so that data cannot close the string and add or
     override fields (`"user": "{{ name }}"` with a name holding `", "admin": true`); booleans and
-    None in JSON's words, objects and arrays as JSON (templating._as_text; a number is its digits).
+    None in JSON's words, objects and arrays as JSON (templating.as_text; a number is its digits).
     What is already safe is written as it is: `| tojson` (a value as JSON, quotes included), a
     macro's output, `| safe`."""
     if hasattr(value, "__html__"):
         return value
     # null, true, false, and objects and arrays as JSON, as any template writes a value into text.
-    text = str(templating._as_text(value))
+    text = str(templating.as_text(value))
     # Safe where it is written: json.dumps escapes it for a JSON string (S704 is about HTML).
     return markupsafe.Markup(json.dumps(text, ensure_ascii=False)[1:-1])  # noqa: S704
 

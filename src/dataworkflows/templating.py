@@ -218,10 +218,10 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         # a constant expression's filters ran at compile time, outside every budget, once for each
         # filter around them (a template of 290 kB took 50 s to compile).
         options.setdefault("optimized", False)
-        # A value written into text is written as JSON writes it (_as_text), unless the caller
+        # A value written into text is written as JSON writes it (as_text), unless the caller
         # writes it otherwise (JSON documents escape it for a JSON string).
         if options.get("finalize") is None:
-            options["finalize"] = _as_text
+            options["finalize"] = as_text
         super().__init__(**options)
         # Padding filters take a width: the cheapest way to build a huge string.
         for name in ("center", "indent", "wordwrap", "format"):
@@ -243,8 +243,8 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         _step()
 
     def bounded_concat(self, parts: Any) -> str:
-        # `a ~ b` writes its values as text as an output does (_as_text: null, not None).
-        pieces = [part if hasattr(part, "__html__") else str(_as_text(part)) for part in parts]
+        # `a ~ b` writes its values as text as an output does (as_text: null, not None).
+        pieces = [part if hasattr(part, "__html__") else str(as_text(part)) for part in parts]
         if sum(len(piece) for piece in pieces) > MAX_RENDERED_CHARS:
             raise _too_big("a concatenation")
         if self.autoescape and any(hasattr(piece, "__html__") for piece in pieces):
@@ -601,7 +601,7 @@ def _non_finite(value: Any) -> float | None:
     return None
 
 
-def _as_text(value: Any) -> Any:
+def as_text(value: Any) -> Any:
     """A value written into text (`"Total: {{ nodes.calc }}"`), as JSON writes it: null, true and
     false, objects and arrays as JSON; strings and numbers as themselves. Jinja wrote Python's words
     (None, True, {'a': 1}) into messages and bodies. A value that is a whole template keeps its type
@@ -648,7 +648,7 @@ def _drained(items: Any) -> list[Any]:
 
 
 def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
-    """`join`, `string` and `urlencode` write values into text as an output does (_as_text)."""
+    """`join`, `string` and `urlencode` write values into text as an output does (as_text)."""
     if name == "join":
 
         @functools.wraps(function)
@@ -663,7 +663,7 @@ def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
     @functools.wraps(function)
     def written(value: Any, *args: Any, **kwargs: Any) -> Any:
         if name == "string":
-            return function(_as_text(value), *args, **kwargs)
+            return function(as_text(value), *args, **kwargs)
         return function(_as_text_items(value), *args, **kwargs)
 
     return written
@@ -674,9 +674,9 @@ def _as_text_items(value: Any) -> Any:
     if isinstance(value, _LAZY):
         value = _drained(value)
     if isinstance(value, dict):
-        return {k: _as_text(v) for k, v in value.items()}
+        return {k: as_text(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_as_text(v) for v in value]
+        return [as_text(v) for v in value]
     return value
 
 

@@ -177,6 +177,23 @@ async def _pages(client: AsyncTestClient[Any], url: str, params: dict[str, Any])
         assert pages < 20, "the pages do not end"
 
 
+async def _seven_items_run(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, workflow_id: str
+) -> str:
+    """A run of a forEach over seven echo items and another node, drained: its execution id."""
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
+    each = {"id": "all", "nodeType": "forEach", "parameters": {"items": list(range(7)), "action": action}}
+    await publish_over_api(client, wf(workflow_id, each, echo("other")))
+    execution_id = await execute(client, workflow_id, {})
+    await drain(db, make_runtime(db, conditions))
+    return execution_id
+
+
+def _cursor_of(link: str) -> str:
+    """The cursor a Link header's next page names."""
+    return link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
+
+
 async def test_a_runs_attempts_page_by_link_header_in_either_order(
     client: AsyncTestClient[Any],
     db: Database,
@@ -184,11 +201,7 @@ async def test_a_runs_attempts_page_by_link_header_in_either_order(
 ) -> None:
     """GET …/actions returned every attempt at once (a forEach of thousands of items has an attempt each,
     and the console read them every second): it pages now, the body still a bare list."""
-    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
-    each = {"id": "all", "nodeType": "forEach", "parameters": {"items": list(range(7)), "action": action}}
-    await publish_over_api(client, wf("each7", each, echo("other")))
-    execution_id = await execute(client, "each7", {})
-    await drain(db, make_runtime(db, conditions))
+    execution_id = await _seven_items_run(client, db, conditions, "each7")
     url = f"/api/v1/executions/{execution_id}/actions"
     whole = await client.get(url)
     assert whole.status_code == 200 and "link" not in whole.headers, whole.headers
@@ -210,7 +223,7 @@ async def test_a_runs_attempts_page_by_link_header_in_either_order(
 
     # A cursor no page made, or one of the other order (it would skip or repeat rows), is a 400.
     link = (await client.get(url, params={"limit": 3})).headers["link"]
-    cursor = link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
+    cursor = _cursor_of(link)
     wrong_order = await client.get(url, params={"limit": 3, "order": "desc", "cursor": cursor})
     assert assert_problem(wrong_order, 400)["errors"][0]["parameter"] == "cursor", wrong_order.text
     # Nor one of another node filter, or another run (it came back partial, or empty, without a word).
@@ -241,11 +254,7 @@ async def test_a_foreach_nodes_items_page_by_link_header(
 ) -> None:
     """GET …/nodes/{id}/items returned every item at once (10,000 items were 1.8 MB): it pages now, as the
     attempts do, the body still a bare list."""
-    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
-    each = {"id": "all", "nodeType": "forEach", "parameters": {"items": list(range(7)), "action": action}}
-    await publish_over_api(client, wf("items7", each, echo("other")))
-    execution_id = await execute(client, "items7", {})
-    await drain(db, make_runtime(db, conditions))
+    execution_id = await _seven_items_run(client, db, conditions, "items7")
     url = f"/api/v1/executions/{execution_id}/nodes/all/items"
     whole = await client.get(url)
     assert whole.status_code == 200 and "link" not in whole.headers, whole.headers
@@ -255,7 +264,7 @@ async def test_a_foreach_nodes_items_page_by_link_header(
     exact = await client.get(url, params={"limit": 7})
     assert len(exact.json()) == 7 and "link" not in exact.headers
     link = (await client.get(url, params={"limit": 3})).headers["link"]
-    cursor = link[link.index("cursor=") + 7 : link.index(">")].split("&")[0]
+    cursor = _cursor_of(link)
     # A cursor of another node's items, or another run's, is a 400 (it would start elsewhere without a word).
     other_node = await client.get(f"/api/v1/executions/{execution_id}/nodes/other/items", params={"cursor": cursor})
     assert "this list made" in assert_problem(other_node, 400)["detail"]
