@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from litestar import Litestar, MediaType, Request, Response, Router, get, head
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
@@ -72,22 +72,6 @@ async def ready(request: Request[Any, Any, Any], db: DatabaseDep) -> Response[An
     except DataWorkflowsError as exc:
         return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
-
-
-# HEAD of the health checks, for load balancers and uptime checks that probe with it (a 405 read as
-# down): the same status, no body. (Left out of the OpenAPI document: HEAD is GET without the body.)
-@head("/health/live", include_in_schema=False)
-async def live_head() -> Response[None]:
-    return Response(None, status_code=200, media_type=MediaType.TEXT)
-
-
-@head("/health/ready", include_in_schema=False)
-async def ready_head(db: DatabaseDep) -> Response[None]:
-    try:
-        await db.ping()
-    except DataWorkflowsError:
-        return Response(None, status_code=503, media_type=MediaType.TEXT)
-    return Response(None, status_code=200, media_type=MediaType.TEXT)
 
 
 # Prometheus's text format without its charset: Litestar adds "; charset=utf-8" to a text/ type
@@ -333,7 +317,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     # HEAD through the GET routes (api/head_requests.py).
     app = HeadAsGet(
-        route_handlers=[live, live_head, ready, ready_head, metrics, api_v1, console_router],
+        route_handlers=[live, ready, metrics, api_v1, console_router],
         dependencies=DEPENDENCIES,
         middleware=[functools.partial(metrics_middleware, access_log=settings.api_access_log)],
         before_send=[end_json_with_newline, add_security_headers],

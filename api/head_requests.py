@@ -28,14 +28,14 @@ class HeadAsGet(Litestar):
         self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
     ) -> None:
         fields: Any = scope
-        if fields["type"] == "http" and fields["method"] == "OPTIONS":
-            await super().__call__(scope, receive, self._allow_all(fields, send))
-            return
-        if fields["type"] != "http" or fields["method"] != "HEAD" or fields["path"] in self._paths_with_head():
+        if fields["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        if fields["method"] != "HEAD" or fields["path"] in self._paths_with_head():
+            await super().__call__(scope, receive, self._allow_all(fields, send))
+            return
         answered = False
-        forward: Any = send
+        forward: Any = self._allow_all(fields, send)
         take: Any = receive
 
         async def send_head(message: Message) -> None:
@@ -58,13 +58,19 @@ class HeadAsGet(Litestar):
         await super().__call__(as_get, receive_until_answered, send_head)
 
     def _allow_all(self, scope: Any, send: Any) -> Any:
-        """OPTIONS answers every method of its path in Allow: Litestar's answer named one route's
-        (a path with a GET and a POST handler said `OPTIONS, POST`), and never HEAD, which every GET
-        route takes here."""
+        """OPTIONS, and a 405, answer every method of its path in Allow: Litestar's answer named one
+        route's (a path with a GET and a POST handler said `OPTIONS, POST`), and never HEAD, which
+        every GET route takes here."""
+        options = scope["method"] == "OPTIONS"
 
         async def send_allow(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and (options or message["status"] == 405):
                 methods = self._methods_by_path().get(scope.get("path_template", ""))
+                if methods is None and not options:
+                    # A 405 leaves no path template in the scope, but its Allow names every
+                    # method of the path's routes (Litestar's router), HEAD aside.
+                    named = [v for k, v in message.get("headers", []) if k.lower() == b"allow"]
+                    methods = _ordered({m.strip() for m in b",".join(named).decode().split(",") if m.strip()})
                 if methods is not None:
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
                     headers.append((b"allow", ", ".join(methods).encode()))
@@ -80,12 +86,7 @@ class HeadAsGet(Litestar):
                 if isinstance(route, HTTPRoute):
                     # The router names a matched path by its format (`/api/v1/connections/{name}`).
                     allowed.setdefault(route.path_format, set()).update(route.methods)
-            order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-            self._allowed = {
-                path: [m for m in order if m in methods or (m == "HEAD" and "GET" in methods)]
-                + sorted(methods - set(order))
-                for path, methods in allowed.items()
-            }
+            self._allowed = {path: _ordered(methods) for path, methods in allowed.items()}
         return self._allowed
 
     def _paths_with_head(self) -> frozenset[str]:
@@ -94,3 +95,11 @@ class HeadAsGet(Litestar):
                 route.path for route in self.routes if isinstance(route, HTTPRoute) and "HEAD" in route.methods
             )
         return self._own_head
+
+
+_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _ordered(methods: set[str]) -> list[str]:
+    """An Allow header's methods in one order, HEAD wherever GET is."""
+    return [m for m in _ORDER if m in methods or (m == "HEAD" and "GET" in methods)] + sorted(methods - set(_ORDER))

@@ -194,10 +194,13 @@ async def test_database_down_gives_503(tmp_path: Any) -> None:
     async with AsyncTestClient(create_app(settings)) as test_client:
         assert (await test_client.get("/health/live")).status_code == 200
         assert_problem(await test_client.get("/health/ready"), 503)
-        # HEAD too (a probe that uses it read the 405 as down), with no body.
-        assert (await test_client.head("/health/live")).status_code == 200
-        unready = await test_client.head("/health/ready")
-        assert (unready.status_code, unready.content) == (503, b"")
+        # HEAD too (a probe that uses it read the 405 as down), with no body, and the GET's headers
+        # (its own handlers answered Content-Length 0 and text/plain).
+        for path, status in (("/health/live", 200), ("/health/ready", 503)):
+            got, headed = await test_client.get(path), await test_client.head(path)
+            assert (headed.status_code, headed.content) == (status, b""), headed
+            assert headed.headers["content-length"] == got.headers["content-length"] != "0", headed.headers
+            assert headed.headers["content-type"] == got.headers["content-type"], headed.headers
         # One wait for a connection a request (the rate limiter's): it went on to the handler's,
         # and its caller waited twice DW_DB_TIMEOUT_SECONDS for the 503.
         pool = services_of(test_client.app.state).db.pool

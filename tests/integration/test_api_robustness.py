@@ -268,6 +268,14 @@ async def test_a_405_says_which_methods_the_path_allows(client: AsyncTestClient[
         assert_problem(response, 405)
         allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
         assert "GET" in allowed and method not in allowed, (path, response.headers)
+        # HEAD with GET, as OPTIONS says (Litestar's 405 named its routes' methods only).
+        assert "HEAD" in allowed, (path, response.headers)
+        options = await client.options(path)
+        assert {m.strip() for m in options.headers["allow"].split(",")} == allowed, (options.headers, allowed)
+    # A HEAD of a path that takes no GET is a 405 with the same Allow.
+    head = await client.head("/api/v1/workflows/simple-echo/execute")
+    assert head.status_code == 405, head
+    assert [m.strip() for m in head.headers["allow"].split(",")] == ["POST", "OPTIONS"], head.headers
 
 
 # A value msgspec cannot take, deep inside a body: the pointer goes as far as msgspec names the way
