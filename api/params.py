@@ -121,12 +121,15 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
     for name, value in connection.query_params.multi_items():
         if "\x00" in value or "\x00" in name:
             what = "name" if "\x00" in name else "value"
-            raise BadQueryValue(name.replace("\x00", "\\0")[:50], f"a query {what} must not hold a NUL character")
+            raise BadQueryValue(_named(name.replace("\x00", "\\0")), f"a query {what} must not hold a NUL character")
+        if not name:
+            # `?=x` (or `?&=x`): Litestar reads it as a parameter named "", which no route takes.
+            raise BadQueryValue("", f"a query parameter needs a name ({quoted('=' + value)} has none)")
         seen[name] = seen.get(name, 0) + 1
     repeatable = route.opt.get(REPEATABLE_QUERY, ())
     for name, times in seen.items():
         if times > 1 and name not in repeatable:
-            raise BadQueryValue(name[:50], f"give the query parameter {quoted(name)} once (it came {times} times)")
+            raise BadQueryValue(_named(name), f"give the query parameter {quoted(name)} once (it came {times} times)")
     known = route.opt.get(QUERY_NAMES)
     if known is None:
         return
@@ -135,7 +138,13 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
             # A misspelt filter was ignored, and the answer held what it should have left out
             # (?stauts=Failed listed every run).
             takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
-            raise BadQueryValue(name[:50], f"this route has no query parameter {quoted(name[:50])}: {takes}")
+            raise BadQueryValue(_named(name), f"this route has no query parameter {quoted(name)}: {takes}")
+
+
+def _named(name: str) -> str:
+    """A client's query name as a problem's `parameter` gives it: at most MAX_QUOTED characters, and
+    an ellipsis when it was longer (it was cut at 50 without a sign that it had been)."""
+    return name if len(name) <= MAX_QUOTED else name[: MAX_QUOTED - 1] + "…"
 
 
 def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -262,3 +262,12 @@ async def test_a_query_parameter_the_route_does_not_take_is_refused(client: Asyn
     assert odd["errors"][0] == {**odd["errors"][0], "parameter": "a/b~c", "pointer": "/a~1b~0c"}, odd
     nul = assert_problem(await client.get("/api/v1/workers?a%00b=1"), 400)
     assert "a query name must not hold a NUL character" in nul["detail"], nul
+    # A parameter without a name says so (it was "has no query parameter ''").
+    nameless = assert_problem(await client.get("/api/v1/executions?=Failed"), 400)
+    assert nameless["detail"] == "a query parameter needs a name ('=Failed' has none)", nameless
+    assert nameless["errors"][0]["parameter"] == "", nameless
+    # A long name is cut where the problem shows it, and says it was (it was cut at 50 silently).
+    long_name = "s" * 300
+    cut = assert_problem(await client.get("/api/v1/workers", params={long_name: "1"}), 400)
+    assert cut["errors"][0]["parameter"] == "s" * 99 + "…", cut
+    assert f"has no query parameter {'s' * 100!r}… (300 characters)" in cut["detail"], cut
