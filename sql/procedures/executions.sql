@@ -1695,8 +1695,13 @@ BEGIN
             END IF;
             -- Say what was running each time: an attempt that keeps killing its worker (a crash in
             -- an action, memory exhaustion) is named here, with how often it was interrupted.
+            -- startedAt: this attempt's start (its node_started event), not the node's first.
             SELECT jsonb_agg(jsonb_build_object('nodeId', n.node_id, 'actionType', n.action_type,
-                                                'attempt', n.attempts, 'startedAt', n.started_at,
+                                                'attempt', n.attempts, 'startedAt', COALESCE((
+                       SELECT ev.at FROM dw.execution_events ev
+                        WHERE ev.execution_id = n.execution_id AND ev.node_id = n.node_id
+                          AND ev.type = 'node_started' AND ev.details ->> 'attempt' = n.attempts::text
+                        ORDER BY ev.id DESC LIMIT 1), n.started_at),
                                                 'interruptedAttempts', (
                        SELECT count(*) FROM dw.action_executions a
                         WHERE a.execution_id = n.execution_id AND a.node_id = n.node_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -264,6 +265,15 @@ async def test_a_worker_lost_letter_names_the_attempt_in_flight(db: Database) ->
     assert error["message"].startswith("the run lost its worker 3 times; in flight each time: ")
     assert "node crash attempt 3 (core.echo)" in error["message"]
     assert [(f["nodeId"], f["attempt"], f["interruptedAttempts"]) for f in error["inFlight"]] == [("crash", 3, 2)]
+    # When the attempt in flight started, not the node's first attempt.
+    starts = await _sql(
+        db,
+        "SELECT details ->> 'attempt', at FROM dw.execution_events WHERE execution_id = %s AND node_id = 'crash'"
+        " AND type = 'node_started' ORDER BY id",
+        execution_id,
+    )
+    assert [attempt for attempt, _ in starts] == ["1", "2", "3"], starts
+    assert datetime.fromisoformat(error["inFlight"][0]["startedAt"]) == starts[2][1] != starts[0][1], (error, starts)
     letter = (await db.fetch_all("list_dead_letters", open=True, kind="worker_lost", before=None, limit=10))[0]
     assert letter["error"]["inFlight"][0]["nodeId"] == "crash"
     # The dead workers' jobs went (they were left 'failed', as if the task had failed, for good).
