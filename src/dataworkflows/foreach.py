@@ -504,6 +504,8 @@ class _ActionItems(_Items):
         self.actions = actions
         self.node = item_node(ctx.node, params.action)
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        # When each item's attempt in flight began (a cancelled one is recorded with it).
+        self.attempt_started: dict[int, datetime] = {}
 
     async def run(self, recorded: dict[str, Any]) -> Outcome:
         try:
@@ -581,7 +583,7 @@ class _ActionItems(_Items):
             self.tasks[index] = asyncio.create_task(self._run_item(row, attempt), name=f"item-{index}")
 
     async def _run_item(self, row: ItemCheckpoint, attempt: int) -> None:
-        start = _now()
+        start = self.attempt_started[row.index] = _now()
         item_ctx = replace(
             self.ctx,
             node=self.node,
@@ -694,8 +696,10 @@ class _ActionItems(_Items):
         cancelled = ActionResult(
             AttemptStatus.CANCELLED, error=ActionResult.failed("item_cancelled", f"cancelled: {why}").error
         )
+        # The attempt's own start (it was recorded as starting when it was cancelled: no duration).
+        start = self.attempt_started.get(row.index) or _now()
         try:
-            await self._record(row, row.attempts, None, cancelled, _now())
+            await self._record(row, row.attempts, None, cancelled, start)
         except NodeNotRunnable:
             # Its own outcome was committed just as it was cancelled (the answer never came back):
             # the node's counts take it as recorded (they said one Succeeded item fewer than the

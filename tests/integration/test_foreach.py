@@ -107,6 +107,34 @@ async def test_fail_fast_stops_at_the_first_failure_and_routes_it(db: Database, 
     assert dict(statuses) == {"Succeeded": 2, "Failed": 1, "Cancelled": 26}
 
 
+async def test_an_item_cancelled_in_flight_keeps_its_attempt_start(db: Database, conditions: ConditionPool) -> None:
+    """failFast cancels the items in flight: each such attempt is recorded Cancelled from when it
+    started to the cancel (it was recorded as starting at the cancel, with no duration)."""
+    runtime = make_runtime(db, conditions)
+    action = {
+        "actionType": "core.echo",
+        "parameters": {
+            "message": "{{ item }}",
+            "delayMs": "{{ 5000 if item == 0 else 300 }}",
+            "simulateFailure": "{{ 'permanent' if item == 1 else none }}",
+        },
+    }
+    await publish(db, wf("cut-short", for_each("all", [0, 1], action=action, concurrency=2)), conditions)
+    root = await start(db, "cut-short")
+    await asyncio.wait_for(drain(db, runtime), 20)
+    rows = await sql(
+        db,
+        "SELECT item_index, status, start_time, end_time FROM dw.action_executions"
+        " WHERE execution_id = %s AND item_index IS NOT NULL ORDER BY item_index",
+        root,
+    )
+    (_, cancelled, c_start, c_end), (_, failed, f_start, f_end) = rows
+    assert (cancelled, failed) == ("Cancelled", "Failed"), rows
+    # Both began together; the cancelled one ran until the other failed (after its 300 ms).
+    assert abs((c_start - f_start).total_seconds()) < 0.25, rows
+    assert c_end >= f_end and (c_end - c_start).total_seconds() >= 0.25, rows
+
+
 async def test_an_item_whose_success_committed_as_it_was_cancelled_is_counted(
     db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
