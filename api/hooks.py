@@ -170,6 +170,7 @@ class _Delivery:
             status_code=status,
             body_bytes=self.body_bytes,
             received_at=self.received_at,
+            lapse_seconds=webhooks.lapse_seconds(self.config, self.request.headers),
         )
 
     async def record_disabled(self) -> None:
@@ -348,6 +349,7 @@ class _Delivery:
                 queue=self.svc.settings.queue,
                 body_bytes=self.body_bytes,
                 received_at=self.received_at,
+                lapse_seconds=webhooks.lapse_seconds(self.config, self.request.headers),
             )
         except DataWorkflowsError as exc:
             # The trigger disabled meanwhile, its workflow gone or not runnable (a Draft, archived,
@@ -392,7 +394,10 @@ def describe(hook: HookTrigger, max_body_bytes: int) -> HookInfo:
         timestamp_header=config.timestamp_header,
         timestamp_tolerance_seconds=webhooks.TOLERANCE_SECONDS if config.timestamp_header else None,
         delivery_id_headers=list(config.delivery_id_headers),
-        delivery_id_fallback="sha256: + hex SHA-256 of the signed content (the raw body for an unsigned hook)",
+        delivery_id_fallback="sha256: + hex SHA-256 of the signed content"
+        if config.signed
+        else f"sha256: + hex SHA-256 of the raw body; the same body again is a duplicate for"
+        f" {config.duplicate_window_seconds} s (duplicateWindowSeconds), then a new delivery",
         copied_headers=list(config.headers),
         activation_condition=config.activation_condition is not None,
         payload_template=config.payload_template is not None,

@@ -32,16 +32,19 @@ $$;
 -- whatever its sender chose, and a claim would let anyone who saw one signed request take ids the
 -- real sender has yet to use. A sender's own first delivery under an id is not a replay (its
 -- signed content differs), so it claims that id for its retries as usual.
-CREATE OR REPLACE FUNCTION dw.claim_webhook_delivery_v1(
+-- p_lapse_seconds (not NULL: an unsigned hook's delivery known by its body's hash, migration 0046):
+-- a claim of the id older than that lapses (lapsed_at), and this delivery claims the id again.
+CREATE OR REPLACE FUNCTION dw.claim_webhook_delivery_v2(
     p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_outcome text, p_reason text,
-    p_status_code integer, p_body_bytes integer, p_received_at timestamptz,
+    p_status_code integer, p_body_bytes integer, p_received_at timestamptz, p_lapse_seconds double precision,
     OUT o_id bigint, OUT o_first_outcome text, OUT o_first_execution_id uuid
 ) LANGUAGE plpgsql AS $$
 DECLARE
     v_first dw.webhook_deliveries;
 BEGIN
-    -- Three tries: the first delivery's row may be pruned between the conflict and the read.
-    FOR i IN 1..3 LOOP
+    -- Four tries: the first delivery's row may be pruned between the conflict and the read, or
+    -- lapse (then the id is claimed again).
+    FOR i IN 1..4 LOOP
         -- Either unique index (delivery id, content hash) may refuse it.
         INSERT INTO dw.webhook_deliveries AS d (trigger_id, delivery_id, content_hash, received_at, outcome, reason,
                                                 status_code, body_bytes)
@@ -52,12 +55,18 @@ BEGIN
         IF o_id IS NOT NULL THEN
             RETURN;
         END IF;
+        -- Locked: two deliveries that find the same lapsed claim lapse it once (the second reads
+        -- the claim the first made, once that one commits, on its next try).
         SELECT * INTO v_first FROM dw.webhook_deliveries d
          WHERE d.trigger_id = p_trigger_id
            AND (d.delivery_id = p_delivery_id OR d.content_hash = p_content_hash)
-           AND d.outcome IN ('accepted', 'not_activated')
-         ORDER BY d.id LIMIT 1;
-        IF FOUND THEN
+           AND d.outcome IN ('accepted', 'not_activated') AND d.lapsed_at IS NULL
+         ORDER BY d.id LIMIT 1
+           FOR UPDATE;
+        IF FOUND AND p_lapse_seconds IS NOT NULL AND v_first.delivery_id = p_delivery_id
+           AND v_first.received_at < p_received_at - make_interval(secs => p_lapse_seconds) THEN
+            UPDATE dw.webhook_deliveries d SET lapsed_at = p_received_at WHERE d.id = v_first.id;
+        ELSIF FOUND THEN
             INSERT INTO dw.webhook_deliveries (trigger_id, delivery_id, received_at, outcome, reason, status_code,
                                                execution_id, body_bytes)
             VALUES (p_trigger_id, p_delivery_id, p_received_at, 'duplicate',
@@ -73,15 +82,28 @@ BEGIN
 END;
 $$;
 
+-- The previous release's claim (no lapse).
+CREATE OR REPLACE FUNCTION dw.claim_webhook_delivery_v1(
+    p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_outcome text, p_reason text,
+    p_status_code integer, p_body_bytes integer, p_received_at timestamptz,
+    OUT o_id bigint, OUT o_first_outcome text, OUT o_first_execution_id uuid
+) LANGUAGE sql AS $$
+    SELECT * FROM dw.claim_webhook_delivery_v2(p_trigger_id, p_delivery_id, p_content_hash, p_outcome, p_reason,
+                                        p_status_code, p_body_bytes, p_received_at, NULL) c;
+$$;
+
 -- Accepts a delivery: claims its id and starts the trigger's workflow with the payload (request id
 -- 'hook:<trigger id>:<delivery id>'), in one transaction. A delivery id claimed before starts
 -- nothing: outcome 'duplicate' with the first delivery's execution (NULL when that one was not
 -- activated). DW030 when the trigger is gone or disabled; DW001/DW002 when its workflow is gone or
 -- not runnable (then nothing is written). `created` is false when nothing new started (a
 -- duplicate, or a delivery whose row was pruned but whose run still exists).
-CREATE OR REPLACE FUNCTION dw.accept_webhook_delivery_v1(
+-- With p_lapse_seconds (dw.claim_webhook_delivery_v2) the claim is all there is to a duplicate:
+-- the run's request id is 'hook:<trigger id>:<delivery id>#<delivery row id>', so that a body
+-- claimed again once its claim lapsed, or its row was pruned, starts a run of its own.
+CREATE OR REPLACE FUNCTION dw.accept_webhook_delivery_v2(
     p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_payload jsonb, p_queue text, p_body_bytes integer,
-    p_received_at timestamptz
+    p_received_at timestamptz, p_lapse_seconds double precision
 ) RETURNS TABLE (outcome text, execution_id uuid, first_outcome text, created boolean)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -89,14 +111,18 @@ DECLARE
     v_started record;
 BEGIN
     PERFORM dw.lock_webhook_trigger_v1(p_trigger_id, true);
-    SELECT * INTO v_claim FROM dw.claim_webhook_delivery_v1(
-        p_trigger_id, p_delivery_id, p_content_hash, 'accepted', NULL, 202, p_body_bytes, p_received_at);
+    SELECT * INTO v_claim FROM dw.claim_webhook_delivery_v2(
+        p_trigger_id, p_delivery_id, p_content_hash, 'accepted', NULL, 202, p_body_bytes, p_received_at,
+        p_lapse_seconds);
     IF v_claim.o_id IS NULL THEN
         RETURN QUERY SELECT 'duplicate'::text, v_claim.o_first_execution_id, v_claim.o_first_outcome, false;
         RETURN;
     END IF;
     SELECT * INTO v_started
-      FROM dw.start_triggered_v1(p_trigger_id, 'hook:' || p_trigger_id || ':' || p_delivery_id, p_payload, p_queue);
+      FROM dw.start_triggered_v1(p_trigger_id,
+                                 'hook:' || p_trigger_id || ':' || p_delivery_id
+                                 || CASE WHEN p_lapse_seconds IS NULL THEN '' ELSE '#' || v_claim.o_id END,
+                                 p_payload, p_queue);
     UPDATE dw.webhook_deliveries d
        SET execution_id = v_started.execution_id,
            reason = CASE WHEN v_started.created THEN NULL ELSE 'the run of this delivery id was started before' END
@@ -105,14 +131,24 @@ BEGIN
 END;
 $$;
 
+-- The previous release's accept (no lapse).
+CREATE OR REPLACE FUNCTION dw.accept_webhook_delivery_v1(
+    p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_payload jsonb, p_queue text, p_body_bytes integer,
+    p_received_at timestamptz
+) RETURNS TABLE (outcome text, execution_id uuid, first_outcome text, created boolean)
+    LANGUAGE sql AS $$
+    SELECT * FROM dw.accept_webhook_delivery_v2(p_trigger_id, p_delivery_id, p_content_hash, p_payload, p_queue,
+                                                p_body_bytes, p_received_at, NULL);
+$$;
+
 -- Records a delivery that starts nothing: 'refused' (a bad signature, a stale timestamp, a body,
 -- condition or template that could not be used: p_status_code is the answer given) or
 -- 'not_activated' (the activation condition was false), which claims its delivery id like an
 -- accepted one, so that a replay of it is a duplicate. Nothing is recorded for a trigger deleted
 -- meanwhile (no row comes back).
-CREATE OR REPLACE FUNCTION dw.record_webhook_delivery_v1(
+CREATE OR REPLACE FUNCTION dw.record_webhook_delivery_v2(
     p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_outcome text, p_reason text, p_status_code integer,
-    p_body_bytes integer, p_received_at timestamptz
+    p_body_bytes integer, p_received_at timestamptz, p_lapse_seconds double precision
 ) RETURNS TABLE (outcome text, execution_id uuid, first_outcome text, created boolean)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -132,15 +168,25 @@ BEGIN
         RETURN QUERY SELECT 'refused'::text, NULL::uuid, NULL::text, false;
         RETURN;
     END IF;
-    SELECT * INTO v_claim FROM dw.claim_webhook_delivery_v1(
+    SELECT * INTO v_claim FROM dw.claim_webhook_delivery_v2(
         p_trigger_id, p_delivery_id, p_content_hash, 'not_activated', p_reason, p_status_code, p_body_bytes,
-        p_received_at);
+        p_received_at, p_lapse_seconds);
     IF v_claim.o_id IS NULL THEN
         RETURN QUERY SELECT 'duplicate'::text, v_claim.o_first_execution_id, v_claim.o_first_outcome, false;
     ELSE
         RETURN QUERY SELECT 'not_activated'::text, NULL::uuid, 'not_activated'::text, false;
     END IF;
 END;
+$$;
+
+-- The previous release's record (no lapse).
+CREATE OR REPLACE FUNCTION dw.record_webhook_delivery_v1(
+    p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_outcome text, p_reason text, p_status_code integer,
+    p_body_bytes integer, p_received_at timestamptz
+) RETURNS TABLE (outcome text, execution_id uuid, first_outcome text, created boolean)
+    LANGUAGE sql AS $$
+    SELECT * FROM dw.record_webhook_delivery_v2(p_trigger_id, p_delivery_id, p_content_hash, p_outcome, p_reason,
+                                                p_status_code, p_body_bytes, p_received_at, NULL);
 $$;
 
 -- Deletes up to p_limit delivery rows received more than p_keep_seconds ago, oldest first; workers

@@ -8,14 +8,14 @@ SELECT t.id, t.tenant_id, t.workflow_id, t.name, t.enabled, t.config, t.secret,
 -- name: accept_webhook_delivery
 -- Claims the delivery id and starts the trigger's run in one transaction (or answers a duplicate).
 SELECT outcome, execution_id, first_outcome, created
-  FROM dw.accept_webhook_delivery_v1(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(payload)s, %(queue)s,
-                                     %(body_bytes)s, %(received_at)s);
+  FROM dw.accept_webhook_delivery_v2(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(payload)s, %(queue)s,
+                                     %(body_bytes)s, %(received_at)s, %(lapse_seconds)s);
 
 -- name: record_webhook_delivery
 -- A refused or not activated delivery's row (a not activated one claims its delivery id).
 SELECT outcome, execution_id, first_outcome, created
-  FROM dw.record_webhook_delivery_v1(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(outcome)s, %(reason)s,
-                                     %(status_code)s, %(body_bytes)s, %(received_at)s);
+  FROM dw.record_webhook_delivery_v2(%(trigger_id)s, %(delivery_id)s, %(content_hash)s, %(outcome)s, %(reason)s,
+                                     %(status_code)s, %(body_bytes)s, %(received_at)s, %(lapse_seconds)s);
 
 -- name: prune_webhook_deliveries
 -- Deletes a batch of delivery rows older than the retention.

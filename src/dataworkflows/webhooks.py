@@ -6,7 +6,8 @@ Config (dw.triggers.config of a webhook trigger):
      "payloadTemplate": object | null  ({{ }} templates over body, headers, query),
      "headers": [header names copied into the payload, lower-cased] (default []),
      "activationCondition": JavaScript | null  (sandboxed, over body, headers, query),
-     "deliveryIdHeader": header name | null}
+     "deliveryIdHeader": header name | null,
+     "duplicateWindowSeconds": 1-604800 (default 300; an unsigned hook's only)}
 
 Signature schemes (the secret is the trigger's, UTF-8; hex digests in lower case):
     hmac-sha256  X-DW-Timestamp: unix seconds; X-DW-Signature: "sha256=" + hex(HMAC-SHA256(secret,
@@ -20,7 +21,9 @@ Every comparison of a signature is constant-time (hmac.compare_digest).
 
 Delivery id: the configured header, else X-GitHub-Delivery (github), else X-Delivery-Id, else
 "sha256:" + hex(SHA-256 of the signed content) (timestamp and body as signed), so that a replay of
-the same signed request is a duplicate while a re-signed retry with a new timestamp is not.
+the same signed request is a duplicate while a re-signed retry with a new timestamp is not. An
+unsigned hook's such id (its body's hash) is a duplicate for duplicateWindowSeconds only: past
+that, the same body is a new delivery (lapse_seconds).
 """
 
 from __future__ import annotations
@@ -55,8 +58,19 @@ DELIVERY_ID_HEADER = "X-Delivery-Id"
 MAX_DELIVERY_ID = 200
 MAX_COPIED_HEADERS = 50
 MAX_CONDITION_CHARS = 10_000
+# How long an unsigned hook's delivery without an id (known by its body's hash) makes the same body
+# a duplicate, by default and at most.
+DUPLICATE_WINDOW_SECONDS = TOLERANCE_SECONDS
+MAX_DUPLICATE_WINDOW_SECONDS = 7 * 24 * 3600
 
-CONFIG_KEYS = ("signature", "payloadTemplate", "headers", "activationCondition", "deliveryIdHeader")
+CONFIG_KEYS = (
+    "signature",
+    "payloadTemplate",
+    "headers",
+    "activationCondition",
+    "deliveryIdHeader",
+    "duplicateWindowSeconds",
+)
 # An HTTP field name (RFC 9110 token), at most 100 characters.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
@@ -74,6 +88,7 @@ class HookConfig:
     headers: tuple[str, ...] = ()
     activation_condition: str | None = None
     delivery_id_header: str | None = None
+    duplicate_window_seconds: int = DUPLICATE_WINDOW_SECONDS
 
     @property
     def signed(self) -> bool:
@@ -119,7 +134,22 @@ def check_config(config: Any) -> list[Problem]:
     header = config.get("deliveryIdHeader")
     if header is not None and not (isinstance(header, str) and _HEADER_NAME.match(header)):
         problems.append(("/deliveryIdHeader", "format", "must be an HTTP header name (letters, digits, -) or null"))
+    problems.extend(_window_problems(config.get("duplicateWindowSeconds"), signature))
     return problems
+
+
+def _window_problems(window: Any, signature: Any) -> list[Problem]:
+    if window is None:
+        return []
+    if not (isinstance(window, int) and not isinstance(window, bool)) or not (
+        1 <= window <= MAX_DUPLICATE_WINDOW_SECONDS
+    ):
+        return [("/duplicateWindowSeconds", "range", f"must be whole seconds, 1 to {MAX_DUPLICATE_WINDOW_SECONDS}")]
+    if signature != NONE:
+        # A signed delivery's hash covers its timestamp (or, for github, the sender's id header
+        # names it): the same signed request again is a replay, whenever it comes.
+        return [("/duplicateWindowSeconds", "unsigned_only", 'applies to an unsigned hook ("signature": "none") only')]
+    return []
 
 
 def _template_problems(template: Any) -> list[Problem]:
@@ -156,6 +186,7 @@ def parse_config(config: Mapping[str, Any]) -> HookConfig:
     headers = config.get("headers")
     condition = config.get("activationCondition")
     delivery_header = config.get("deliveryIdHeader")
+    window = config.get("duplicateWindowSeconds")
     return HookConfig(
         signature=signature if signature in SCHEMES else HMAC_SHA256,
         payload_template=template if isinstance(template, dict) else None,
@@ -164,6 +195,9 @@ def parse_config(config: Mapping[str, Any]) -> HookConfig:
         else (),
         activation_condition=condition if isinstance(condition, str) and condition.strip() else None,
         delivery_id_header=delivery_header if isinstance(delivery_header, str) and delivery_header else None,
+        duplicate_window_seconds=window
+        if isinstance(window, int) and not isinstance(window, bool) and 1 <= window <= MAX_DUPLICATE_WINDOW_SECONDS
+        else DUPLICATE_WINDOW_SECONDS,
     )
 
 
@@ -290,6 +324,16 @@ def delivery_id(config: HookConfig, headers: Mapping[str, str], body: bytes) -> 
         if event_id is not None:
             return f"slack:{event_id}"
     return "sha256:" + _deduplicated_hash(config, headers, body)
+
+
+def lapse_seconds(config: HookConfig, headers: Mapping[str, str]) -> int | None:
+    """How long a delivery's claim of its id makes a later one with that id a duplicate (None: as
+    long as the delivery's row, then its run, is kept). An unsigned hook's delivery that names no id
+    is known by its body's hash alone, and two events of a sender can be alike (an alert, a ping):
+    for those, the hook's duplicateWindowSeconds, which covers a sender's retries."""
+    if config.signed or any(_header(headers, name) is not None for name in config.delivery_id_headers):
+        return None
+    return config.duplicate_window_seconds
 
 
 def content_hash(config: HookConfig, headers: Mapping[str, str], body: bytes) -> str | None:

@@ -458,6 +458,71 @@ async def test_unsigned_hooks_need_no_signature_and_dedupe_by_body_or_delivery_i
     assert len({first.json()["executionId"], one.json()["executionId"], two.json()["executionId"]}) == 3
 
 
+async def test_an_unsigned_body_is_a_duplicate_for_the_hooks_window_only(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """An unsigned delivery without an id is known by its body's hash: the same body was a duplicate
+    for as long as the first delivery's row was kept, then of its run through the run's request id,
+    so a sender of alike events (an alert, a ping) started one run, ever. Past the hook's
+    duplicateWindowSeconds (default 300) the same body is a new delivery; a delivery id named in a
+    header is still claimed for good."""
+    hook = await make_hook(db, signature="none")
+    url = f"/api/v1/hooks/{hook}"
+    first = await client.post(url, json={"alert": "disk full"})
+    retry = await client.post(url, json={"alert": "disk full"})
+    assert (first.status_code, retry.status_code, retry.json()["duplicate"]) == (202, 200, True)
+    assert retry.json()["executionId"] == first.json()["executionId"]
+
+    async def age(seconds: int) -> None:
+        await sql(
+            db,
+            "UPDATE dw.webhook_deliveries SET received_at = received_at - make_interval(secs => %s)"
+            " WHERE trigger_id = %s",
+            seconds,
+            uuid.UUID(hook),
+        )
+
+    await age(299)
+    assert (await client.post(url, json={"alert": "disk full"})).json()["duplicate"] is True
+    await age(2)
+    later = await client.post(url, json={"alert": "disk full"})
+    assert later.status_code == 202, later.text
+    assert later.json()["duplicate"] is False and later.json()["executionId"] != first.json()["executionId"]
+    # The new claim holds in its turn: a retry of it is its duplicate.
+    again = await client.post(url, json={"alert": "disk full"})
+    assert (again.json()["duplicate"], again.json()["executionId"]) == (True, later.json()["executionId"])
+    assert await runs_of(db, hook) == 2
+    lapsed = await sql(
+        db,
+        "SELECT count(*) FROM dw.webhook_deliveries WHERE trigger_id = %s AND lapsed_at IS NOT NULL",
+        uuid.UUID(hook),
+    )
+    assert lapsed == [(1,)], lapsed
+    # Its row pruned (DW_WEBHOOK_RETENTION_DAYS), the body still starts a run of its own (the run's
+    # request id is the delivery row's, not the body's).
+    await sql(db, "DELETE FROM dw.webhook_deliveries WHERE trigger_id = %s", uuid.UUID(hook))
+    pruned = await client.post(url, json={"alert": "disk full"})
+    assert (pruned.status_code, pruned.json()["duplicate"]) == (202, False), pruned.text
+    # A delivery id from a header is claimed for good, aged or not.
+    named = await client.post(url, json={"alert": "disk full"}, headers={"X-Delivery-Id": "alert-7"})
+    await age(10_000)
+    renamed = await client.post(url, json={"alert": "disk full"}, headers={"X-Delivery-Id": "alert-7"})
+    assert (named.status_code, renamed.json()["duplicate"]) == (202, True), renamed.text
+    assert await runs_of(db, hook) == 4
+    # The hook says how long, and a window of its own applies.
+    info = (await client.get(url)).json()
+    assert "duplicate for 300 s (duplicateWindowSeconds)" in info["deliveryIdFallback"], info
+    hourly = await make_hook(db, name="hourly", signature="none", duplicateWindowSeconds=3600)
+    hourly_url = f"/api/v1/hooks/{hourly}"
+    assert (await client.post(hourly_url, json={"ping": 1})).status_code == 202
+    await sql(
+        db,
+        "UPDATE dw.webhook_deliveries SET received_at = received_at - interval '10 minutes' WHERE trigger_id = %s",
+        uuid.UUID(hourly),
+    )
+    assert (await client.post(hourly_url, json={"ping": 1})).json()["duplicate"] is True
+
+
 async def test_github_and_slack_schemes_over_http(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
     github = await make_hook(db, name="gh", signature="github", headers=["X-GitHub-Event"])
     body = b'{"zen": "Keep it logically awesome."}'

@@ -353,6 +353,12 @@ def test_valid_configs_have_no_problems() -> None:
         ({"activationCondition": "x" * 10_001}, "/activationCondition", "too_long"),
         ({"deliveryIdHeader": "X Id"}, "/deliveryIdHeader", "format"),
         ({"deliveryIdHeader": ""}, "/deliveryIdHeader", "format"),
+        ({"signature": "none", "duplicateWindowSeconds": 0}, "/duplicateWindowSeconds", "range"),
+        ({"signature": "none", "duplicateWindowSeconds": 604_801}, "/duplicateWindowSeconds", "range"),
+        ({"signature": "none", "duplicateWindowSeconds": 1.5}, "/duplicateWindowSeconds", "range"),
+        ({"signature": "none", "duplicateWindowSeconds": True}, "/duplicateWindowSeconds", "range"),
+        ({"duplicateWindowSeconds": 60}, "/duplicateWindowSeconds", "unsigned_only"),
+        ({"signature": "github", "duplicateWindowSeconds": 60}, "/duplicateWindowSeconds", "unsigned_only"),
         ({"signatur": "none"}, "/signatur", "unknown_field"),
         ({"a/b": 1}, "/a~1b", "unknown_field"),
     ],
@@ -373,4 +379,19 @@ def test_parse_config_applies_defaults() -> None:
     assert github.delivery_id_headers == ("X-Request-Id", "X-GitHub-Delivery", "X-Delivery-Id")
     # An unusable stored value falls back to the safe default: signed.
     assert webhooks.parse_config({"signature": "bogus"}).signature == "hmac-sha256"
+
+
+def test_only_an_unsigned_hooks_body_hash_ids_lapse() -> None:
+    """A delivery known by its body's hash alone, on an unsigned hook, is a duplicate for the hook's
+    window; one that names its id, or a signed one, for as long as it is kept."""
+    unsigned = webhooks.parse_config({"signature": "none"})
+    assert webhooks.check_config({"signature": "none", "duplicateWindowSeconds": 3600}) == []
+    assert webhooks.lapse_seconds(unsigned, {}) == webhooks.DUPLICATE_WINDOW_SECONDS == 300
+    assert webhooks.lapse_seconds(unsigned, {"x-delivery-id": "e-1"}) is None
+    hourly = webhooks.parse_config({"signature": "none", "duplicateWindowSeconds": 3600})
+    assert webhooks.lapse_seconds(hourly, {"x-delivery-id": " "}) == 3600  # an empty id names nothing
+    named = webhooks.parse_config({"signature": "none", "deliveryIdHeader": "X-Request-Id"})
+    assert webhooks.lapse_seconds(named, {"x-request-id": "r-1"}) is None
+    assert webhooks.lapse_seconds(webhooks.parse_config({}), {}) is None
+    assert webhooks.lapse_seconds(webhooks.parse_config({"signature": "github"}), {}) is None
     assert not webhooks.parse_config({"signature": "none"}).signed

@@ -73,8 +73,10 @@ class WebhookData:
         queue: str,
         body_bytes: int,
         received_at: datetime,
+        lapse_seconds: int | None = None,
     ) -> DeliveryOutcome:
-        """Claims the delivery id and starts the run, or answers the first delivery of that id.
+        """Claims the delivery id and starts the run, or answers the first delivery of that id (a
+        claim older than lapse_seconds, when given, lapses: webhooks.lapse_seconds).
         NotFound when the trigger is gone or disabled; WorkflowNotFound/WorkflowNotRunnable when
         its workflow cannot start (nothing is written then)."""
         row = await self._db.fetch_one_as(
@@ -87,6 +89,7 @@ class WebhookData:
             queue=queue,
             body_bytes=body_bytes,
             received_at=received_at,
+            lapse_seconds=lapse_seconds,
         )
         assert row is not None
         return row
@@ -102,6 +105,7 @@ class WebhookData:
         status_code: int,
         body_bytes: int | None,
         received_at: datetime,
+        lapse_seconds: int | None = None,
     ) -> DeliveryOutcome | None:
         """A refused or not_activated delivery's row (None when the trigger was deleted meanwhile).
         A not_activated one claims its delivery id: a replay answers 'duplicate'."""
@@ -116,6 +120,7 @@ class WebhookData:
             status_code=status_code,
             body_bytes=body_bytes,
             received_at=received_at,
+            lapse_seconds=lapse_seconds,
         )
 
     async def prune(self, *, keep_seconds: float, limit: int = 10_000) -> int:
