@@ -122,6 +122,21 @@ async def test_reporting_views_give_the_right_figures(db: Database, conditions: 
         assert health[("simple-echo", "1 hour")] == (3, 2, 0, 1, 1)
         assert health[("simple-echo", "1 day")] == (3, 2, 0, 1, 1)
         assert health[("permanent-failure", "1 hour")] == (1, 0, 1, 0, 0)
+        # A run of two days ago is in neither period, and the view does not read it: it reads the
+        # last day's runs by their creation time, not the workflow's whole history (it did).
+        await conn.execute("UPDATE dw.executions SET created_at = now() - interval '2 days' WHERE id = %s", (failed,))
+        failures = await (
+            await conn.execute(
+                "SELECT period, executions FROM dw.v_workflow_health WHERE workflow_id = 'permanent-failure'"
+                " ORDER BY period"
+            )
+        ).fetchall()
+        assert failures == [("1 day", 0), ("1 hour", 0)], failures
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = (await (await conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM dw.v_workflow_health")).fetchone())[0]
+        scans = [n for n in _plan_nodes(plan[0]["Plan"]) if n.get("Relation Name") == "executions"]
+        bounded = [n.get("Index Cond", "") + n.get("Recheck Cond", "") for n in scans]
+        assert scans and all("created_at" in cond for cond in bounded), scans
         row = await (
             await conn.execute(
                 "SELECT status, error_code, run_seconds >= 0 FROM dw.v_executions WHERE id = %s", (failed,)
@@ -142,6 +157,10 @@ async def test_reporting_views_give_the_right_figures(db: Database, conditions: 
         # These runs were driven in-process; a run that ends drops its queued jobs, so only the
         # start job of the run that never ran is still queued.
         assert depth == [("executions", "todo", 1)], queued
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
 
 
 def test_reporting_role_reads_views_and_nothing_else(postgresql: psycopg.Connection) -> None:
