@@ -45,7 +45,7 @@ class DocumentController(Controller):
             # origin of its own (api/security_headers.py).
             "Content-Security-Policy": DOCUMENT_POLICY,
         }
-        if _matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(request.headers.get("if-none-match"), etag):
             # The copy the client has is this one (a document never changes: its ETag is its
             # checksum). RFC 9110 13.1.2, 15.4.5: 304, no body, the same validator.
             return Response(b"", status_code=304, headers=headers)
@@ -57,7 +57,7 @@ class DocumentController(Controller):
         )
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """Whether If-None-Match names this ETag, or is `*` (weak comparison: W/ ignored)."""
     if not if_none_match:
         return False

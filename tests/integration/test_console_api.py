@@ -57,6 +57,25 @@ async def test_the_console_is_served_offline_with_a_strict_policy(client: AsyncT
     assert_problem(await client.get("/ui/js/nope.js"), 404)
 
 
+async def test_the_console_files_answer_a_conditional_get_by_their_etag(client: AsyncTestClient[Any]) -> None:
+    """`Cache-Control: no-cache` had the browser revalidate every file on every load, but with no
+    validator to revalidate with it fetched each one in full: each has an ETag (its content's hash)
+    now, and a copy still good is a 304 without a body."""
+    for path in ("/ui", "/ui/js/app.js", "/ui/console.css"):
+        first = await client.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"') and etag.endswith('"'), path
+        assert first.headers["cache-control"] == "no-cache"
+        for asked in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+            again = await client.get(path, headers={"If-None-Match": asked})
+            assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag), (path, asked)
+            assert again.headers["cache-control"] == "no-cache"
+        changed = await client.get(path, headers={"If-None-Match": '"something-else"'})
+        assert (changed.status_code, changed.content) == (200, first.content), path
+    # Another file, another tag.
+    assert (await client.get("/ui/js/api.js")).headers["etag"] != (await client.get("/ui/js/app.js")).headers["etag"]
+
+
 async def test_api_answers_opened_in_a_tab_run_nothing_and_have_an_origin_of_their_own(
     client: AsyncTestClient[Any],
 ) -> None:
