@@ -203,9 +203,12 @@ def _validation_entry(request: Request[Any, Any, Any], item: dict[str, Any]) -> 
         if message == "'data'":
             message = "the request has no body: send a JSON object"
             return {"pointer": "", "detail": message}, message
-        return {"pointer": _body_pointer(str(item.get("key") or ""), message), "detail": message}, (
-            f"the request body: {message}"
-        )
+        key = str(item.get("key") or "")
+        # The detail says where in the body (a signal's array payload read "the request body:
+        # Expected `object`, got `array`", as if the body itself were an array).
+        at = _body_pointer(key, "")
+        where = f"the request body at {at}" if at else "the request body"
+        return {"pointer": _body_pointer(key, message), "detail": message}, f"{where}: {message}"
     return {"pointer": where, "detail": message}, f"{where or 'the request'}: {message}"
 
 

@@ -300,7 +300,7 @@ async def test_a_bad_value_deep_in_a_body_is_pointed_at(
     )
     problem = assert_problem(response, 400)
     assert [e["pointer"] for e in problem["errors"]] == ["/trigger"], problem
-    assert problem["detail"] == "the request body: Number out of range", problem
+    assert problem["detail"] == "the request body at /trigger: Number out of range", problem
 
 
 def test_msgspec_paths_become_pointers_as_far_as_they_name_the_way() -> None:

@@ -244,6 +244,20 @@ async def test_signal_is_buffered_then_duplicate(client: AsyncTestClient[Any], d
     assert bare.status_code == 202 and bare.json()["outcome"] == "buffered" and bare.json()["signalId"]
 
 
+async def test_a_payload_that_is_no_object_is_refused_naming_the_payload(client: AsyncTestClient[Any]) -> None:
+    """An array (or any other non-object) payload said "the request body: Expected `object`, got
+    `array`", as if the body were the array; the detail names the payload, as the pointer does."""
+    execution_id = await start_run(client)
+    url = f"/api/v1/executions/{execution_id}/signals/order.paid"
+    for payload, kind in (([1, 2], "array"), ("paid", "str")):
+        problem = assert_problem(await client.post(url, json={"payload": payload}), 400)
+        assert problem["detail"] == f"the request body at /payload: Expected `object`, got `{kind}`", problem
+        assert [e["pointer"] for e in problem["errors"]] == ["/payload"]
+    # The body itself an array: the body is what is wrong.
+    whole = assert_problem(await client.post(url, json=[{"payload": {}}]), 400)
+    assert whole["detail"] == "the request body: Expected `object | null`, got `array`", whole
+
+
 async def test_a_signal_id_reused_for_another_signal_is_refused(client: AsyncTestClient[Any], db: Database) -> None:
     """A signalId names one signal: sent again with another name, payload or correlation key, it is a
     409 naming the difference, as a requestId reused for another trigger is; the first stays as it
