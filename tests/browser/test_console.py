@@ -735,3 +735,59 @@ def test_the_problem_banner_goes_once_the_api_answers_again(page: Any, console: 
     page.unroute("**/api/v1/**")
     banner.wait_for(state="hidden")
     console.wait_for(execution_id, {"Succeeded"})
+
+
+def test_the_triggers_page_shows_what_each_trigger_is_configured_with(page: Any, console: Console) -> None:
+    """The config column showed a schedule's cron and zone and a webhook's URL and signature only:
+    a schedule's payload and catch-up, a webhook's activation condition and template were left out.
+    A long value is cut, the whole of it in its title."""
+    from playwright.sync_api import expect
+
+    console.create({**SLOW_PAIR, "id": "configured"})
+    long_payload = {"scope": "eu", "note": "x" * 100}
+    schedule = {
+        "kind": "schedule",
+        "name": "configured-nightly",
+        "config": {
+            "cron": "0 2 * * *",
+            "timezone": "Europe/Berlin",
+            "catchUp": "all",
+            "maxCatchUp": 5,
+            "payload": long_payload,
+        },
+    }
+    made = console.http.post("/api/v1/workflows/configured/triggers", json=schedule)
+    assert made.status_code == 201, made.text
+    hook = {
+        "kind": "webhook",
+        "name": "configured-orders",
+        "config": {
+            "signature": "none",
+            "activationCondition": "body.amount > 100",
+            "payloadTemplate": {"amount": "{{ body.amount }}"},
+            "headers": ["x-request-id"],
+            "deliveryIdHeader": "X-Order-Id",
+        },
+    }
+    hooked = console.http.post("/api/v1/workflows/configured/triggers", json=hook)
+    assert hooked.status_code == 201, hooked.text
+    page.goto("/ui#/triggers")
+    nightly = page.locator(f'#triggers tr[data-trigger="{made.json()["id"]}"] td.config')
+    expect(nightly).to_contain_text("0 2 * * * Europe/Berlin", timeout=WAIT_MS)
+    expect(nightly).to_contain_text("catch-up all (at most 5)")
+    payload = nightly.locator("code.config-value")
+    title = payload.get_attribute("title")
+    assert json.loads(title) == long_payload
+    assert payload.inner_text() == title[:59] + "…"
+    orders = page.locator(f'#triggers tr[data-trigger="{hooked.json()["id"]}"] td.config')
+    for shown in (
+        "none",
+        "if body.amount > 100",
+        'template {"amount":"{{ body.amount }}"}',
+        "headers x-request-id",
+        "delivery id X-Order-Id",
+    ):
+        expect(orders).to_contain_text(shown)
+    # A short value has no title: there is nothing more to see.
+    assert orders.locator("code.config-value").first.get_attribute("title") is None
+    shot(page, "triggers-config")

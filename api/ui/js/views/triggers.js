@@ -7,10 +7,35 @@ import { h, badge, execLink, timeEl, table, empty, visible } from "../dom.js";
 const TRIGGERS_PAGE = 1000;
 const TRIGGERS_SHOWN = 10000;
 
+// The most of a config value a cell shows; the whole of it is the element's title.
+const VALUE_SHOWN = 60;
+
+function shown(value) {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const long = text.length > VALUE_SHOWN;
+  return h("code", { class: "config-value", title: long ? text : undefined }, long ? text.slice(0, VALUE_SHOWN - 1) + "…" : text);
+}
+
+// What the trigger is configured with, a line a setting (the defaults said as such). The payload,
+// catch-up, activation condition and template were left out.
 function describe(t) {
   const c = t.config || {};
-  if (t.kind === "schedule") return [h("code", {}, c.cron || ""), " ", c.timezone || "UTC", c.catchUp ? " · catch-up " + c.catchUp : ""];
-  return [h("code", {}, t.hookUrl || "/api/v1/hooks/" + t.id), " · ", c.signature || (t.hasSecret ? "signed" : "unsigned")];
+  const line = (...parts) => h("div", {}, ...parts);
+  if (t.kind === "schedule") {
+    const catchUp = c.catchUp || "latest";
+    return [
+      line(h("code", {}, c.cron || ""), " ", c.timezone || "UTC"),
+      line("catch-up " + catchUp + (catchUp === "all" ? " (at most " + (c.maxCatchUp ?? 100) + ")" : "")),
+      c.payload !== undefined && c.payload !== null ? line("payload ", shown(c.payload)) : "",
+    ];
+  }
+  return [
+    line(h("code", {}, t.hookUrl || "/api/v1/hooks/" + t.id), " · ", c.signature || (t.hasSecret ? "signed" : "unsigned")),
+    c.activationCondition ? line("if ", shown(c.activationCondition)) : "",
+    c.payloadTemplate !== undefined && c.payloadTemplate !== null ? line("template ", shown(c.payloadTemplate)) : "",
+    c.headers && c.headers.length ? line("headers ", shown(c.headers.join(", "))) : "",
+    c.deliveryIdHeader ? line("delivery id ", shown(c.deliveryIdHeader)) : "",
+  ];
 }
 
 export async function render(main, { params }, ctx) {
@@ -57,7 +82,7 @@ export async function render(main, { params }, ctx) {
         h("td", {}, t.name),
         h("td", {}, t.kind),
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
-        h("td", {}, describe(t)),
+        h("td", { class: "config" }, describe(t)),
         h("td", {}, t.enabled ? badge("enabled") : badge("disabled")),
         h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", t.enabled ? timeEl(t.nextTickAt) || "not computed yet" : "none (disabled)"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
         h("td", { class: "error-text" }, t.error || ""),
