@@ -791,3 +791,56 @@ def test_the_triggers_page_shows_what_each_trigger_is_configured_with(page: Any,
     # A short value has no title: there is nothing more to see.
     assert orders.locator("code.config-value").first.get_attribute("title") is None
     shot(page, "triggers-config")
+
+
+def test_roll_back_is_offered_on_older_published_versions_only(page: Any, console: Console) -> None:
+    """ "Roll back to" was on every version published once, whatever its place: on versions newer
+    than the current one (left by a rollback, where publishing goes forward) and on the archived
+    current one itself."""
+    from playwright.sync_api import expect
+
+    workflow = {**SLOW_PAIR, "id": "rolled"}
+    console.create(workflow)  # v1, published
+    for n in (2, 3):
+        changed = console.http.put("/api/v1/workflows/rolled", json={**workflow, "description": f"v{n}"})
+        assert changed.status_code in (200, 201), changed.text
+        assert console.http.post("/api/v1/workflows/rolled/publish", params={"version": n}).status_code == 200
+    assert console.http.post("/api/v1/workflows/rolled/publish", params={"version": 2}).status_code == 200
+    drafted = console.http.put("/api/v1/workflows/rolled", json={**workflow, "description": "v4"})
+    assert drafted.status_code in (200, 201), drafted.text
+
+    def buttons() -> dict[str, str]:
+        rows = page.locator("#versions tr[data-version]")
+        return {
+            rows.nth(i).get_attribute("data-version"): " ".join(rows.nth(i).locator("button").all_inner_texts())
+            for i in range(rows.count())
+        }
+
+    page.goto("/ui#/workflows/rolled")
+    page.wait_for_selector("#versions tr[data-version='4']")
+    # v2 is current: v1 is behind it (a rollback), v3 and the draft v4 ahead of it.
+    assert buttons() == {"4": "Publish", "3": "Publish", "2": "", "1": "Roll back to"}
+    page.locator("#versions tr[data-version='1'] button").click()
+    assert page.asked[-1] == "Roll rolled back to v1? New executions run v1 instead of v2.", page.asked
+    expect(page.locator("#workflow-result")).to_contain_text("roll back to v1: Active (current v1)", timeout=WAIT_MS)
+    assert buttons() == {"4": "Publish", "3": "Publish", "2": "Publish", "1": ""}
+    # Archived, the current version is published again to run again: no rollback to itself.
+    page.locator("#archive").click()
+    expect(page.locator("#workflow-result")).to_contain_text("archive: Archived", timeout=WAIT_MS)
+    assert buttons() == {"4": "Publish", "3": "Publish", "2": "Publish", "1": "Publish"}
+    page.locator("#versions tr[data-version='1'] button").click()
+    assert "again? The archived workflow becomes Active" in page.asked[-1], page.asked
+    expect(page.locator("#workflow-result")).to_contain_text("publish v1: Active (current v1)", timeout=WAIT_MS)
+
+
+def test_a_definitions_graph_shows_no_run_state(page: Any, console: Console) -> None:
+    """A workflow's graph drew every node "Pending": a definition has not run, so each node shows
+    its kind, and no state."""
+    from playwright.sync_api import expect
+
+    console.create({**SLOW_PAIR, "id": "drawn"})
+    page.goto("/ui#/workflows/drawn")
+    node = page.locator('svg.graph g[data-node="first"]')
+    expect(node.locator(".node-sub")).to_have_text("core.echo", timeout=WAIT_MS)
+    assert node.get_attribute("class") == "node" and node.get_attribute("data-status") is None
+    assert "Pending" not in (page.locator("svg.graph").text_content() or "")

@@ -60,7 +60,8 @@ function clip(text, max) {
   return value.length > max ? value.slice(0, max - 1) + "…" : value;
 }
 
-// Draws the graph; returns {svg, update(states)} where states maps node id → node state.
+// Draws the graph; returns {svg, update(states)} where states maps node id → node state. Until
+// update is called the nodes have no state (a definition's graph has none: each node shows its kind).
 export function drawGraph(definition, onSelect) {
   const { ids, edges, layer } = layers(definition);
   const byLayer = new Map();
@@ -116,11 +117,12 @@ export function drawGraph(definition, onSelect) {
   for (const id of ids) {
     const p = pos.get(id);
     const label = s("text", { x: 10, y: 19, class: "node-id" }, clip(id, 22));
-    const sub = s("text", { x: 10, y: 36, class: "node-sub" }, clip(kindOf(definitionNodes.get(id) || {}), 26));
-    const title = s("title", {}, id);
+    const kind = kindOf(definitionNodes.get(id) || {});
+    const sub = s("text", { x: 10, y: 36, class: "node-sub" }, clip(kind, 26));
+    const title = s("title", {}, `${id}: ${kind}`);
     const group = s(
       "g",
-      { class: "node s-pending", transform: `translate(${p.x},${p.y})`, tabindex: "0", "data-node": id, role: "button" },
+      { class: "node", transform: `translate(${p.x},${p.y})`, tabindex: "0", "data-node": id, role: "button" },
       title,
       s("rect", { width: NODE_W, height: NODE_H, rx: 6, ry: 6 }),
       label,
@@ -130,7 +132,7 @@ export function drawGraph(definition, onSelect) {
     group.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" || ev.key === " ") onSelect && onSelect(id);
     });
-    nodes.set(id, { group, sub, title, kind: kindOf(definitionNodes.get(id) || {}) });
+    nodes.set(id, { group, sub, title, kind });
     svg.append(group);
   }
   function update(states, selected) {

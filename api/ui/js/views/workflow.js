@@ -34,6 +34,23 @@ export async function render(main, { args }, ctx) {
     }
   }
 
+  // POST …/publish takes any version and makes it the current one (and the workflow Active). A
+  // rollback is that for a version older than the current one that ran before; a newer one (a draft,
+  // or the version a rollback left) is published. The current version has nothing to roll back to:
+  // it runs already, or (archived) is published again to run again. "Roll back to" was offered on
+  // newer versions, and on the archived current one.
+  function publishButton(workflow, v) {
+    const current = workflow.currentVersion;
+    if (v.version === current && workflow.status === "Active") return "";
+    const back = current != null && v.version < current && Boolean(v.publishedAt);
+    const question =
+      v.version === current
+        ? "Publish v" + v.version + " of " + id + " again? The archived workflow becomes Active: new executions run v" + v.version + "."
+        : (back ? "Roll " + id + " back to v" + v.version : "Publish v" + v.version + " of " + id) + "? New executions run v" + v.version + (current ? " instead of v" + current : "") + ".";
+    const label = back ? "Roll back to" : "Publish";
+    return h("button", { class: "small", "data-action": back ? "rollback" : "publish", onclick: () => act("/publish?version=" + v.version, label.toLowerCase() + " v" + v.version, question) }, label);
+  }
+
   async function draw() {
     const [workflow, listed] = await Promise.all([
       api(base, { signal: ctx.signal }),
@@ -57,13 +74,7 @@ export async function render(main, { args }, ctx) {
         h("td", { class: "mono small" }, v.checksum),
         h("td", {}, timeEl(v.createdAt), " ", v.createdBy || ""),
         h("td", {}, v.publishedAt ? [timeEl(v.publishedAt), " ", v.publishedBy || ""] : h("span", { class: "muted" }, "never")),
-        h(
-          "td",
-          {},
-          v.version === workflow.currentVersion && workflow.status === "Active"
-            ? ""
-            : h("button", { class: "small", onclick: () => act("/publish?version=" + v.version, "publish v" + v.version, "Publish v" + v.version + " of " + id + "? New executions run v" + v.version + ".") }, v.publishedAt ? "Roll back to" : "Publish"),
-        ),
+        h("td", {}, publishButton(workflow, v)),
       ),
     );
     const pick = (name, value) =>
@@ -83,8 +94,8 @@ export async function render(main, { args }, ctx) {
     }
     from.addEventListener("change", () => showDiff().catch(ctx.fail));
     to.addEventListener("change", () => showDiff().catch(ctx.fail));
+    // A definition has no run state: its nodes show their kind, not "Pending".
     const graph = drawGraph(workflow.definition || { nodes: [] }, null);
-    graph.update(new Map(), null);
     main.replaceChildren(
       h("div", { class: "titlebar" }, h("h1", {}, workflow.displayName || workflow.id), badge(workflow.status)),
       h(
