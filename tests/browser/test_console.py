@@ -833,6 +833,37 @@ def test_roll_back_is_offered_on_older_published_versions_only(page: Any, consol
     expect(page.locator("#workflow-result")).to_contain_text("publish v1: Active (current v1)", timeout=WAIT_MS)
 
 
+def test_an_anonymous_principal_reads_the_same_everywhere(page: Any, console: Console) -> None:
+    """A caller that named nobody read "anonymous" on a run's page, "unknown" as a workflow's
+    creator, "?" on a dead letter and nothing at all in the lists."""
+    from playwright.sync_api import expect
+
+    nobody = {"X-Principal-Id": ""}
+    created = console.http.post(
+        "/api/v1/workflows", params={"autoActivate": "true"}, json={**SLOW_PAIR, "id": "nobodys"}, headers=nobody
+    )
+    assert created.status_code == 201, created.text
+    started = console.http.post(
+        "/api/v1/workflows/nobodys/execute", json={"trigger": {"n": 1}, "requestId": uuid.uuid4().hex}, headers=nobody
+    )
+    assert started.status_code == 202, started.text
+    execution_id = started.json()["executionId"]
+    page.goto("/ui#/workflows")
+    expect(page.locator('#workflows tr[data-workflow="nobodys"] td').nth(6)).to_have_text("anonymous", timeout=WAIT_MS)
+    page.goto("/ui#/workflows/nobodys")
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("Created byanonymous", timeout=WAIT_MS)
+    version = page.locator("#versions tr[data-version='1'] td")
+    expect(version.nth(2)).to_contain_text("anonymous")
+    expect(version.nth(3)).to_contain_text("anonymous")
+    page.goto(f"/ui#/executions/{execution_id}")
+    expect(page.locator("#facts")).to_contain_text("Principalanonymous", timeout=WAIT_MS)
+    page.goto("/ui#/executions?workflowId=nobodys")
+    row = page.locator(f'#executions tr[data-execution="{execution_id}"] td')
+    expect(row.nth(6)).to_have_text("anonymous", timeout=WAIT_MS)
+    console.wait_for(execution_id, {"Succeeded"})
+
+
 def test_a_definitions_graph_shows_no_run_state(page: Any, console: Console) -> None:
     """A workflow's graph drew every node "Pending": a definition has not run, so each node shows
     its kind, and no state."""

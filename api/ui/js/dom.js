@@ -58,6 +58,14 @@ export function short(id) {
   return id ? String(id).slice(0, 8) : "";
 }
 
+// Who did something: a principal's id, or "anonymous" for a caller that named none (loose mode
+// without X-Principal-Id). One word everywhere: it read "anonymous", "unknown", "?" or nothing.
+export const ANONYMOUS = "anonymous";
+
+export function who(id) {
+  return id ? String(id) : h("span", { class: "muted anonymous" }, ANONYMOUS);
+}
+
 export function badge(status) {
   const name = String(status || "unknown");
   return h("span", { class: "badge s-" + name.toLowerCase().replace(/[^a-z_]/g, "") }, name);

@@ -1,7 +1,7 @@
 // Dead letters: open ones first, with redrive (re-run the failed part, once) and acknowledge.
 
 import { api, query } from "../api.js";
-import { h, badge, execLink, timeEl, table, empty, errorMessage, confirmed, redriveQuestion } from "../dom.js";
+import { h, badge, who, execLink, timeEl, table, empty, errorMessage, confirmed, redriveQuestion } from "../dom.js";
 
 export async function render(main, { params }, ctx) {
   const state = params.get("state") || "open";
@@ -71,8 +71,8 @@ export async function render(main, { params }, ctx) {
             ),
           ]
         : d.redrivenAt
-          ? ["redriven ", timeEl(d.redrivenAt), " by " + (d.redrivenBy || "?")]
-          : ["closed (" + (d.closeReason || "") + ") by " + (d.closedBy || "?"), d.closeNote ? ": " + d.closeNote : ""];
+          ? ["redriven ", timeEl(d.redrivenAt), " by ", who(d.redrivenBy)]
+          : ["closed (" + (d.closeReason || "") + ")", d.closeReason === "run_ended" ? "" : [" by ", who(d.closedBy)], d.closeNote ? ": " + d.closeNote : ""];
       return h(
         "tr",
         { "data-letter": String(d.id), "data-open": String(isOpen) },

@@ -3,7 +3,7 @@
 // children, and the control actions the API has (cancel, suspend, resume, signal, redrive).
 
 import { api, query, streamEvents } from "../api.js";
-import { h, badge, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL, confirmed, redriveQuestion, sendOnce } from "../dom.js";
+import { h, badge, who, execLink, timeEl, time, duration, table, empty, jsonBlock, errorMessage, FINAL, confirmed, redriveQuestion, sendOnce } from "../dom.js";
 import { drawGraph } from "../graph.js";
 
 const enc = encodeURIComponent;
@@ -31,7 +31,7 @@ function summary(e) {
     field("Workflow", h("a", { href: "#/workflows/" + enc(e.workflowId) }, e.workflowId), " v" + e.workflowVersion, h("span", { class: "muted mono" }, " " + (e.workflowChecksum || "").slice(0, 19))),
     field("Created", timeEl(e.createdAt)),
     field("Ran", e.startTime ? [timeEl(e.startTime), " → ", e.endTime ? timeEl(e.endTime) : "…", " (" + duration(e.startTime, e.endTime) + ")"] : "not started"),
-    field("Principal", (e.principalId || "anonymous") + (e.principalType ? " (" + e.principalType + ")" : "")),
+    field("Principal", who(e.principalId), e.principalType ? " (" + e.principalType + ")" : ""),
     field("Request id", h("span", { class: "mono" }, e.requestId)),
     e.correlationId ? field("Correlation", e.correlationId) : [],
     e.triggerId ? field("Trigger", h("a", { href: "#/triggers" }, e.triggerId)) : [],

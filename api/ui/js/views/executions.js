@@ -2,7 +2,7 @@
 // with the API's nextCursor, and live refresh of the first page.
 
 import { api, query } from "../api.js";
-import { h, badge, execLink, timeEl, duration, table, empty, FINAL } from "../dom.js";
+import { h, badge, who, execLink, timeEl, duration, table, empty, FINAL } from "../dom.js";
 
 const STATUSES = ["Pending", "Running", "Waiting", "Suspended", "Succeeded", "Failed", "Cancelled", "TimedOut"];
 const KINDS = ["manual", "schedule", "webhook", "subworkflow"];
@@ -47,7 +47,7 @@ function row(e) {
     h("td", {}, e.triggerKind || "manual", e.parentExecutionId ? [" of ", execLink(e.parentExecutionId)] : ""),
     h("td", {}, timeEl(e.createdAt)),
     h("td", { class: "num" }, duration(e.startTime, e.endTime)),
-    h("td", {}, e.principalId || ""),
+    h("td", {}, who(e.principalId)),
   );
 }
 

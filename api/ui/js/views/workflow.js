@@ -2,7 +2,7 @@
 // disable and enable, archive, its current graph, and a diff between two versions computed here from both definitions.
 
 import { api, apiPages, query } from "../api.js";
-import { h, badge, timeEl, table, confirmed } from "../dom.js";
+import { h, badge, who, timeEl, table, confirmed } from "../dom.js";
 import { drawGraph } from "../graph.js";
 import { canonicalLines, diffLines } from "../diff.js";
 
@@ -72,8 +72,8 @@ export async function render(main, { args }, ctx) {
         { "data-version": String(v.version) },
         h("td", { class: "num" }, "v" + v.version, v.version === workflow.currentVersion ? h("span", { class: "badge s-current" }, "current") : ""),
         h("td", { class: "mono small" }, v.checksum),
-        h("td", {}, timeEl(v.createdAt), " ", v.createdBy || ""),
-        h("td", {}, v.publishedAt ? [timeEl(v.publishedAt), " ", v.publishedBy || ""] : h("span", { class: "muted" }, "never")),
+        h("td", {}, timeEl(v.createdAt), " ", who(v.createdBy)),
+        h("td", {}, v.publishedAt ? [timeEl(v.publishedAt), " ", who(v.publishedBy)] : h("span", { class: "muted" }, "never")),
         h("td", {}, publishButton(workflow, v)),
       ),
     );
@@ -107,10 +107,10 @@ export async function render(main, { args }, ctx) {
         // A Draft has no current version: the checksum (and graph) the API gives is its latest's.
         h("dd", {}, workflow.currentVersion ? ["v" + workflow.currentVersion + " ", h("span", { class: "mono small" }, workflow.checksum || "")] : "none (never published)"),
         h("dt", {}, "Created by"),
-        h("dd", {}, workflow.createdBy || "unknown"),
+        h("dd", {}, who(workflow.createdBy)),
         workflow.description ? [h("dt", {}, "Description"), h("dd", {}, workflow.description)] : [],
         h("dt", {}, "Enabled"),
-        h("dd", { id: "enabled" }, workflow.isEnabled ? "yes" : ["no: new executions are refused (disabled ", workflow.disabledAt ? timeEl(workflow.disabledAt) : "", workflow.disabledBy ? " by " + workflow.disabledBy : "", ")"]),
+        h("dd", { id: "enabled" }, workflow.isEnabled ? "yes" : ["no: new executions are refused (disabled ", workflow.disabledAt ? timeEl(workflow.disabledAt) : "", " by ", who(workflow.disabledBy), ")"]),
         h("dt", {}, "Limits"),
         h("dd", {}, "max concurrent " + (workflow.maxConcurrentExecutions ?? "none") + ", per minute " + (workflow.rateLimitPerMinute ?? "none")),
       ),

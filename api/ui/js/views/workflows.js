@@ -1,7 +1,7 @@
 // Workflows: every workflow with its status and versions; links to each one and to its runs.
 
 import { api, query } from "../api.js";
-import { h, badge, timeEl, table, empty } from "../dom.js";
+import { h, badge, who, timeEl, table, empty } from "../dom.js";
 
 export async function render(main, { params }, ctx) {
   const status = params.get("status") || "";
@@ -28,7 +28,7 @@ export async function render(main, { params }, ctx) {
               h("td", { class: "num" }, w.currentVersion == null ? "" : "v" + w.currentVersion),
               h("td", { class: "num" }, w.latestVersion == null ? "" : "v" + w.latestVersion),
               h("td", {}, timeEl(w.createdAt)),
-              h("td", {}, w.createdBy || ""),
+              h("td", {}, who(w.createdBy)),
               h("td", {}, h("a", { href: "#/executions?workflowId=" + encodeURIComponent(w.id) }, "executions")),
             ),
           ),
