@@ -55,6 +55,7 @@ from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
 from .waits import WaitController
+from .whoami import WhoAmIController
 from .workers import WorkerController
 from .workflow_templates import WorkflowTemplateController
 from .workflows import WorkflowController
@@ -310,6 +311,7 @@ def create_app(settings: Settings) -> Litestar:
             TriggerController,
             HooksController,
             WorkerController,
+            WhoAmIController,
         ],
         parameters=PRINCIPAL_HEADERS,
         guards=[authorize, refuse_coerced_body],

@@ -133,6 +133,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/approvals/{approval_id}/decision"): "decideApproval",
     ("GET", "/api/v1/dead-letters"): "listDeadLetters",
     ("GET", "/api/v1/workers"): "listWorkers",
+    ("GET", "/api/v1/whoami"): "whoAmI",
     ("GET", "/api/v1/dead-letters/{dead_letter_id}"): "getDeadLetter",
     ("POST", "/api/v1/dead-letters/{dead_letter_id}/redrive"): "redriveDeadLetter",
     ("POST", "/api/v1/dead-letters/{dead_letter_id}/acknowledge"): "acknowledgeDeadLetter",

@@ -574,3 +574,16 @@ class WorkersRead(Camel):
     leases: list[WorkerLeaseRead]
     # Procrastinate's registered fetch loops (every worker process has DW_WORKER_FETCHERS of them).
     fetch_loops: list[FetchLoopRead]
+
+
+class WhoAmIRead(Camel):
+    # The caller's id (a token's sub; loose mode: X-Principal-Id), None for an anonymous caller.
+    principal_id: str | None
+    principal_type: str | None
+    tenant: str
+    # The roles held as granted (loose mode: every role), in the order viewer, operator, author, admin.
+    roles: list[str]
+    # "strict" (a bearer token) or "loose" (the X-Principal-Id and X-Tenant-Id headers).
+    auth_mode: str
+    # Strict mode: until when the token is accepted (its exp, with the leeway).
+    valid_until: datetime | None = None

@@ -833,6 +833,48 @@ def test_roll_back_is_offered_on_older_published_versions_only(page: Any, consol
     expect(page.locator("#workflow-result")).to_contain_text("publish v1: Active (current v1)", timeout=WAIT_MS)
 
 
+def test_the_header_says_who_the_console_calls_as(page: Any, console: Console) -> None:
+    """With a token (strict mode) the console showed nobody: not the token's subject, tenant or
+    roles (loose mode at least showed what was typed into its fields). The identity is the server's
+    answer to GET /api/v1/whoami, in either mode."""
+    from playwright.sync_api import expect
+
+    whoami = page.locator("#whoami")
+    page.goto("/ui#/workers")
+    expect(whoami).to_have_text("as anonymous · default · viewer, operator, author, admin", timeout=WAIT_MS)
+    page.fill("#auth-principal", "ops")
+    page.click('#auth button[type="submit"]')
+    expect(whoami).to_have_text("as ops · default · viewer, operator, author, admin", timeout=WAIT_MS)
+    assert whoami.get_attribute("title") == "loose auth mode"
+    # Strict mode's answer for a token (faked: this server is loose), and without one.
+    strict = {
+        "principalId": "ana",
+        "principalType": "user",
+        "tenant": "acme",
+        "roles": ["viewer", "operator"],
+        "authMode": "strict",
+        "validUntil": "2030-01-01T00:00:00Z",
+    }
+    unauthorized = {"title": "Unauthorized", "status": 401, "detail": "this server requires a bearer token"}
+
+    def answer(route: Any) -> None:
+        if route.request.headers.get("authorization") == "Bearer token-ana":
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(strict))
+        else:
+            route.fulfill(status=401, content_type="application/problem+json", body=json.dumps(unauthorized))
+
+    page.route("**/api/v1/whoami", answer)
+    page.fill("#auth-principal", "")
+    page.fill("#auth-token", "token-ana")
+    page.click('#auth button[type="submit"]')
+    expect(whoami).to_have_text("as ana · acme · viewer, operator", timeout=WAIT_MS)
+    assert (whoami.get_attribute("title") or "").startswith("strict auth mode, token valid until ")
+    page.fill("#auth-token", "")
+    page.click('#auth button[type="submit"]')
+    expect(whoami).to_have_text("not signed in", timeout=WAIT_MS)
+    page.unroute("**/api/v1/whoami")
+
+
 def test_an_anonymous_principal_reads_the_same_everywhere(page: Any, console: Console) -> None:
     """A caller that named nobody read "anonymous" on a run's page, "unknown" as a workflow's
     creator, "?" on a dead letter and nothing at all in the lists."""

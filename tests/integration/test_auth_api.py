@@ -253,6 +253,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ),
     ("GET", "/api/v1/dead-letters", "/api/v1/dead-letters", "viewer", None),
     ("GET", "/api/v1/workers", "/api/v1/workers", "viewer", None),
+    ("GET", "/api/v1/whoami", "/api/v1/whoami", "viewer", None),
     ("GET", "/api/v1/dead-letters/{dead_letter_id:int}", "/api/v1/dead-letters/1", "viewer", None),
     ("POST", "/api/v1/dead-letters/{dead_letter_id:int}/redrive", "/api/v1/dead-letters/1/redrive", "operator", None),
     (

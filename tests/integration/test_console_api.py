@@ -103,6 +103,37 @@ async def test_the_console_is_open_in_strict_mode_and_its_data_is_not(dsn: str) 
         assert (await strict.get("/api/v1/workers", headers=bearer(settings, "ana", "viewer"))).status_code == 200
 
 
+async def test_whoami_says_who_the_caller_is_in_either_mode(client: AsyncTestClient[Any], dsn: str) -> None:
+    """The console's header shows who it calls as: with a token (strict mode) its subject, tenant
+    and roles were nowhere to be seen."""
+    settings = strict_settings(dsn)
+    async with AsyncTestClient(create_app(settings)) as strict:
+        assert_problem(await strict.get("/api/v1/whoami"), 401)
+        me = await strict.get("/api/v1/whoami", headers=bearer(settings, "ana", "operator", "viewer", tenant="acme"))
+        assert me.status_code == 200, me.text
+        body = me.json()
+        valid_until = datetime.fromisoformat(body.pop("validUntil"))
+        assert timedelta(0) < valid_until - datetime.now(UTC) <= timedelta(seconds=300 + settings.jwt_leeway_seconds)
+        assert body == {
+            "principalId": "ana",
+            "principalType": "user",
+            "tenant": "acme",
+            "roles": ["viewer", "operator"],
+            "authMode": "strict",
+        }
+    named = await client.get("/api/v1/whoami", headers={"X-Principal-Id": "ops", "X-Tenant-Id": "acme"})
+    assert named.json() == {
+        "principalId": "ops",
+        "principalType": "user",
+        "tenant": "acme",
+        "roles": ["viewer", "operator", "author", "admin"],
+        "authMode": "loose",
+        "validUntil": None,
+    }
+    anonymous = (await client.get("/api/v1/whoami")).json()
+    assert (anonymous["principalId"], anonymous["principalType"], anonymous["tenant"]) == (None, None, "default")
+
+
 async def test_executions_filter_by_trigger_kind_trigger_and_time(
     client: AsyncTestClient[Any], db: Database, dsn: str
 ) -> None:

@@ -1,8 +1,8 @@
 // The console's shell: hash routes, the credentials form, the problem banner, and each view's
 // lifetime (its timers and streams end when another view opens).
 
-import { credentials, ApiError } from "./api.js";
-import { h } from "./dom.js";
+import { api, credentials, ApiError } from "./api.js";
+import { h, who, time } from "./dom.js";
 import * as executions from "./views/executions.js";
 import * as execution from "./views/execution.js";
 import * as workflows from "./views/workflows.js";
@@ -134,6 +134,24 @@ async function route() {
   }
 }
 
+// Who the console calls as, as the server resolved the credentials (GET /api/v1/whoami): in strict
+// mode the token's subject, tenant and roles were shown nowhere.
+async function showWhoami() {
+  const box = document.getElementById("whoami");
+  try {
+    const me = await api("/whoami");
+    const until = me.validUntil ? ", token valid until " + time(me.validUntil) : "";
+    box.replaceChildren("as ", h("strong", {}, who(me.principalId)), " · ", me.tenant, " · ", h("span", { class: "roles" }, me.roles.length ? me.roles.join(", ") : "no roles"));
+    box.title = me.authMode + " auth mode" + until;
+    box.dataset.principal = me.principalId || "";
+  } catch (error) {
+    const status = error instanceof ApiError ? error.status : 0;
+    box.replaceChildren(status === 401 ? "not signed in" : status === 403 ? "signed in, without a role" : "");
+    box.title = error instanceof ApiError ? error.status + " " + error.message : String((error && error.message) || error);
+    box.dataset.principal = "";
+  }
+}
+
 function setupAuth() {
   const form = document.getElementById("auth");
   const fields = {
@@ -158,8 +176,10 @@ function setupAuth() {
     // "Bearer Bearer eyJ…" and refused as malformed.
     fields.token.value = fields.token.value.trim().replace(/^bearer\s+/i, "");
     for (const [name, input] of Object.entries(fields)) credentials.set(name, input.value.trim());
+    showWhoami();
     route();
   });
+  showWhoami();
 }
 
 export function navigate(path, params) {
