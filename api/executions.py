@@ -215,7 +215,7 @@ class ExecutionController(Controller):
         execution = await _require(db, execution_id)
         nodes = await db.executions.node_states(execution.id)
         children = await db.executions.children(execution.id)
-        return from_row(ExecutionRead, execution, nodes=nodes, children=children)
+        return from_row(ExecutionRead, execution, nodes=nodes, children=children, worker=execution.lease_owner)
 
     @get(
         "/{execution_id:str}/tree",

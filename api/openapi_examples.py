@@ -147,6 +147,8 @@ EXECUTION_READ: dict[str, Any] = {
     "depth": 0,
     "children": [],
     "triggerId": None,
+    "worker": None,
+    "leaseExpiresAt": None,
 }
 
 EXECUTION_LIST: dict[str, Any] = {

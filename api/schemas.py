@@ -190,6 +190,12 @@ class ExecutionRead(Camel):
     children: list[ChildRead] = msgspec.field(default_factory=list)
     # The schedule or webhook that started it (its trigger payload's firedBy says more).
     trigger_id: UUID | None = None
+    # The worker that holds the run now, and until when (it renews the lease while it runs); null
+    # while no worker has it: Pending, parked (Waiting, Suspended), ended, or Running but handed
+    # back (its worker stopped) or taken from a lost worker, queued for the next one. A lease past
+    # its expiry is a worker that stopped renewing it: recovery queues the run again.
+    worker: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 class ChildRead(Camel):

@@ -24,7 +24,7 @@ SELECT dw.notify_started_job_v1();
 -- One execution with the checksum of the version that ran.
 SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum, e.request_id, e.status,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
-       e.lease_owner, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
+       e.lease_owner, e.lease_expires_at, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
        e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id
   FROM dw.executions e

@@ -247,6 +247,10 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     # While the first node runs, the second has not started; then both succeed, without a reload.
     page.wait_for_selector('g[data-node="first"][data-status="Running"]')
     assert second.get_attribute("data-status") in {"Pending", "Ready"}
+    # Which worker holds the run while it runs (its lease), and none once it has ended.
+    from playwright.sync_api import expect
+
+    expect(page.locator("#facts")).to_contain_text("Worker", timeout=WAIT_MS)
     page.evaluate("window.__sameDocument = true")
     page.wait_for_selector('g[data-node="second"][data-status="Running"]')
     page.wait_for_selector('g[data-node="second"][data-status="Succeeded"]')
@@ -255,6 +259,7 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     assert page.evaluate("window.__sameDocument") is True
     # The log arrived over the stream, the waterfall has a bar per attempt.
     page.wait_for_selector('#events tr[data-event="execution_succeeded"]')
+    expect(page.locator("#facts")).not_to_contain_text("Worker", timeout=WAIT_MS)
     assert page.locator('#events tr[data-event="node_succeeded"]').count() == 2
     assert page.locator("#timeline .bar").count() == 2
     # A node's rendered parameters, outputs and error.

@@ -704,3 +704,30 @@ async def test_a_decided_approval_keeps_its_decision_time_when_the_run_ends(
         db, "SELECT count(*) FROM dw.execution_events WHERE execution_id = %s AND type = 'wait_withdrawn'", execution_id
     )
     assert events == [(1,)]
+
+
+async def test_a_run_says_which_worker_holds_it(client: AsyncTestClient[Any], db: Database) -> None:
+    """A Running run that its worker handed back (shutdown) looked exactly like one a worker runs:
+    the run says which worker holds it, and until when, and null when none does."""
+    execution_id = await start_run(client)
+    read = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+    assert (read["status"], read["worker"], read["leaseExpiresAt"]) == ("Pending", None, None)
+    with tenant_scope("default"):
+        row = await db.fetch_one(
+            "acquire_run", id=uuid.UUID(execution_id), owner="host/42/w1", lease_seconds=30, start=True
+        )
+    assert row is not None
+    held = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+    assert (held["status"], held["worker"]) == ("Running", "host/42/w1"), held
+    assert held["leaseExpiresAt"] > held["startTime"], held
+    with tenant_scope("default"):
+        released = await db.fetch_one(
+            "release_execution",
+            id=uuid.UUID(execution_id),
+            token=int(row["lease_token"]),
+            queue="executions",
+            reason="shutdown",
+        )
+    assert released is not None and released["released"], released
+    handed_back = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+    assert (handed_back["status"], handed_back["worker"], handed_back["leaseExpiresAt"]) == ("Running", None, None)

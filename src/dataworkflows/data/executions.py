@@ -59,6 +59,8 @@ class Execution(msgspec.Struct, frozen=True):
     depth: int = 0
     # The schedule or webhook that started it (dw.triggers; kept when the trigger is deleted).
     trigger_id: UUID | None = None
+    # Until when the worker named lease_owner holds the run (it renews it while it runs).
+    lease_expires_at: datetime | None = None
 
 
 class ChildExecution(msgspec.Struct, frozen=True):

@@ -38,7 +38,19 @@ function summary(e) {
     e.parentExecutionId ? field("Parent", execLink(e.parentExecutionId), e.parentNodeId ? " node " + e.parentNodeId : "") : [],
     e.rootExecutionId && e.rootExecutionId !== e.id ? field("Root", execLink(e.rootExecutionId), " depth " + e.depth) : [],
     e.recoveryCount ? field("Recoveries", String(e.recoveryCount)) : [],
+    workerField(e),
   );
+}
+
+// Who runs it now: the worker holding its lease, or, for a Running run no worker holds (its worker
+// stopped and handed it back, or was lost), that it waits for the next one.
+function workerField(e) {
+  if (e.worker) {
+    const expired = e.leaseExpiresAt && new Date(e.leaseExpiresAt) < new Date();
+    return field("Worker", h("span", { class: "mono" }, e.worker), expired ? " (its lease expired: recovery queues the run again)" : "");
+  }
+  if (e.status === "Running") return field("Worker", h("span", { class: "muted" }, "none: queued for the next worker"));
+  return [];
 }
 
 function children(e) {
