@@ -192,8 +192,13 @@ class NodeAttempts:
         previous: dict[str, Any] | None = None
         while True:
             state = self.run.state[node_id]
+            start: datetime | None = None
             if resume:
                 attempt, resume = state.attempts, False
+                # The attempt began under an earlier hold of the run (before a park, a suspension or
+                # a lost worker): its row starts then, from its node_started event (it started when
+                # the run was taken again, after its own items).
+                start = await self.run.data.attempt_started_at(self.run.execution_id, node_id, attempt)
             else:
                 started = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
                 if started is None:
@@ -204,7 +209,7 @@ class NodeAttempts:
                     return None
                 attempt = started
             state.status, state.attempts = NodeStatus.RUNNING, attempt
-            start = now()
+            start = start or now()
             pokes = self.run.pokes
             work = kind.attempt(self._attempt_context(node, attempt, previous))
             outcome = await traces.attempt(node_id, node.action_type, attempt, work)  # its span, if tracing

@@ -4,6 +4,7 @@ row with its index; concurrency, failFast and continue, the limits, and a run re
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -387,6 +388,18 @@ async def test_a_long_item_backoff_parks_the_run(db: Database, conditions: Condi
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
     assert await item_attempts(db, root) == [(0, 1, "RetriableFailure"), (0, 2, "Succeeded")]
+    # The node's own attempt row starts when the attempt did, before its items, not when the run
+    # was taken again after its park (its duration was the last hold's, after its own items).
+    times = await sql(
+        db,
+        "SELECT item_index, start_time, end_time FROM dw.action_executions WHERE execution_id = %s"
+        " ORDER BY start_time, item_index NULLS FIRST",
+        root,
+    )
+    assert [index for index, _, _ in times] == [None, 0, 0], times
+    ((started,),) = await sql(db, "SELECT started_at FROM dw.node_states WHERE execution_id = %s", root)
+    assert abs(times[0][1] - started) < timedelta(seconds=0.5), (times, started)
+    assert times[0][2] - times[0][1] >= timedelta(seconds=0.6), times
 
 
 @pytest.mark.parametrize("kind", ["action", "subworkflow"])
