@@ -214,10 +214,25 @@ def _json_content(operation: dict[str, Any], *keys: str) -> dict[str, Any] | Non
     return content if isinstance(content, dict) else None
 
 
+def _optional_body(operation: dict[str, Any], body: dict[str, Any] | None) -> None:
+    """A body the route takes or not (`JSONBody[X | None] = None`: cancel's and suspend's reason) is
+    not required: Litestar wrote `required: true` with a schema of X or null, and generated clients
+    (and "Try it out") insisted on a body that the route does without."""
+    schema = body.get("schema") if body is not None else None
+    choices = schema.get("oneOf") if isinstance(schema, dict) else None
+    if body is None or not isinstance(choices, list) or {"type": "null"} not in choices:
+        return
+    given = [choice for choice in choices if choice != {"type": "null"}]
+    if len(given) == 1:
+        body["schema"] = given[0]
+        operation["requestBody"]["required"] = False
+
+
 def _document_operation(operation: dict[str, Any]) -> None:
     """Examples, and the definition schema for the bodies that are definitions."""
     operation_id = operation.get("operationId")
     body = _json_content(operation, "requestBody")
+    _optional_body(operation, body)
     if operation_id in DEFINITION_BODIES and body is not None:
         body["schema"] = {"$ref": f"#/components/schemas/{DEFINITION_COMPONENT}"}
     examples = OPERATION_EXAMPLES.get(str(operation_id), {})
