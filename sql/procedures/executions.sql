@@ -1503,10 +1503,14 @@ BEGIN
     -- The run's row, its event, its queued wake-up jobs and its closed letters in one statement (each
     -- statement of a procedure costs its executor's start and end, the largest part of a short
     -- run's PostgreSQL time); the parts touch different tables, so the order does not matter.
+    -- An ended run is neither suspended nor being suspended: a run cancelled, or timed out, while
+    -- Suspended kept suspendedAt (a client reading it took the run for suspended); its events say
+    -- that it was.
     WITH ended AS (
         UPDATE dw.executions e
            SET status = p_status, error = p_error, ended_at = now(),
-               lease_owner = NULL, lease_expires_at = NULL
+               lease_owner = NULL, lease_expires_at = NULL,
+               suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL
          WHERE e.id = p_execution_id
         RETURNING e.parent_execution_id, e.queue, e.tenant_id, e.workflow_id, e.depth, e.started_at
     ), wake_ups AS (

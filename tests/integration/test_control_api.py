@@ -202,6 +202,12 @@ async def test_suspend_and_resume_a_pending_run(client: AsyncTestClient[Any], db
     assert (await client.post(f"{url}/suspend")).json()["status"] == "Suspended"
     cancelled = await client.post(f"{url}/cancel")
     assert (cancelled.status_code, cancelled.json()["status"]) == (202, "Cancelled")
+    # Ended, it is no longer suspended (it kept suspendedAt and suspendRequestedAt); its events say
+    # it was.
+    ended = (await client.get(url)).json()
+    assert (ended["status"], ended["suspendedAt"], ended["suspendRequestedAt"]) == ("Cancelled", None, None), ended
+    types = [e["type"] for e in (await client.get(f"{url}/events")).json()]
+    assert types.index("execution_suspended") < types.index("execution_cancelled") == len(types) - 1, types
 
 
 async def test_list_refuses_an_unknown_status(client: AsyncTestClient[Any]) -> None:
