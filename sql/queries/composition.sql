@@ -7,6 +7,11 @@ SELECT wait, error FROM dw.begin_child_v1(%(id)s, %(token)s, %(node_id)s, %(atte
 -- The unfinished children a parent that ended must cancel.
 SELECT execution_id FROM dw.children_to_cancel_v1(%(id)s);
 
+-- name: parent_end
+-- How a parent whose children are being cancelled ended, and who cancelled it and why (the cascade's
+-- reason names them).
+SELECT status, cancel_requested_by, cancel_reason FROM dw.executions WHERE id = %(id)s;
+
 -- name: load_items
 -- A forEach node attempt's items (none before it wrote them).
 SELECT i AS item FROM dw.load_items_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s) AS i;

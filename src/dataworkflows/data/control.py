@@ -117,15 +117,31 @@ class ControlData:
         """Cancels the unfinished children a parent that ended must cancel (dw.children_to_cancel_v1),
         each in its own transaction (see the lock order in composition.sql); returns those it asked."""
         rows = await self._db.fetch_all("children_to_cancel", id=parent_id)
+        if not rows:
+            return []
+        principal, reason = await self._cascade_reason(parent_id)
         asked = []
         for row in rows:
             child = row["execution_id"]
             try:
-                await self.cancel(child, principal=None, reason=f"its parent execution {parent_id} ended")
+                await self.cancel(child, principal=principal, reason=reason)
             except ExecutionEnded:
                 continue  # it ended meanwhile: nothing to cancel
             asked.append(child)
         return asked
+
+    async def _cascade_reason(self, parent_id: UUID) -> tuple[str | None, str]:
+        """Who cancels a parent's children, and why: a cancelled parent's canceller and reason (the
+        children said only that their parent had "ended", whoever cancelled it and why), else how
+        the parent ended."""
+        parent = await self._db.fetch_one("parent_end", id=parent_id)
+        if parent is None:
+            return None, f"its parent execution {parent_id} ended"
+        if parent["status"] == "Cancelled":
+            # The child's error names its canceller as any cancel's does: "cancelled by ops: …".
+            why = f": {parent['cancel_reason'][:1000]}" if parent["cancel_reason"] else ""
+            return parent["cancel_requested_by"], f"its parent execution {parent_id} was cancelled{why}"
+        return None, f"its parent execution {parent_id} ended ({parent['status']})"
 
     async def suspend(self, execution_id: UUID, *, principal: str | None, reason: str | None) -> ControlOutcome:
         row = await self._db.fetch_one_as(
