@@ -17,6 +17,13 @@
 -- a settled run costs the same (bench/procedure_cost.py --against: 0.996x). A worker opens ten
 -- connections when it starts, and all of them again after the server restarts.
 
+-- A time as the API writes one (ISO 8601 in UTC: 2026-12-05T23:17:13.933411Z), for messages built
+-- here: they printed PostgreSQL's text ("2026-12-05 23:17:13.933411+00") beside the API's times.
+CREATE OR REPLACE FUNCTION dw.iso_time_v1(p_at timestamptz) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+$$;
+
 -- Defers one run job for an execution. Procrastinate's own function, so the insert fires its
 -- NOTIFY trigger and workers wake at once; called inside the caller's transaction (the outbox).
 CREATE OR REPLACE FUNCTION dw.defer_run_job_v1(p_execution_id uuid, p_queue text, p_scheduled_at timestamptz)
@@ -1795,11 +1802,11 @@ BEGIN
         RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';
     END IF;
     IF v_d.redriven_at IS NOT NULL THEN
-        RAISE EXCEPTION 'dead letter % was already redriven at % by %', p_id, v_d.redriven_at,
+        RAISE EXCEPTION 'dead letter % was already redriven at % by %', p_id, dw.iso_time_v1(v_d.redriven_at),
             COALESCE(v_d.redriven_by, 'an anonymous caller') USING ERRCODE = 'DW005';
     END IF;
     IF v_d.closed_at IS NOT NULL THEN
-        RAISE EXCEPTION 'dead letter % was closed at % (%)', p_id, v_d.closed_at, v_d.close_reason
+        RAISE EXCEPTION 'dead letter % was closed at % (%)', p_id, dw.iso_time_v1(v_d.closed_at), v_d.close_reason
             USING ERRCODE = 'DW005';
     END IF;
     SELECT * INTO v_e FROM dw.executions e WHERE e.id = v_d.execution_id FOR NO KEY UPDATE;
@@ -1912,11 +1919,11 @@ BEGIN
         RAISE EXCEPTION 'dead letter % not found', p_id USING ERRCODE = 'DW006';
     END IF;
     IF v_d.redriven_at IS NOT NULL THEN
-        RAISE EXCEPTION 'dead letter % was redriven at %; nothing to acknowledge', p_id, v_d.redriven_at
+        RAISE EXCEPTION 'dead letter % was redriven at %; nothing to acknowledge', p_id, dw.iso_time_v1(v_d.redriven_at)
             USING ERRCODE = 'DW005';
     END IF;
     IF v_d.closed_at IS NOT NULL THEN
-        RAISE EXCEPTION 'dead letter % was already closed at % (%)', p_id, v_d.closed_at, v_d.close_reason
+        RAISE EXCEPTION 'dead letter % was already closed at % (%)', p_id, dw.iso_time_v1(v_d.closed_at), v_d.close_reason
             USING ERRCODE = 'DW005';
     END IF;
     UPDATE dw.dead_letters d

@@ -87,7 +87,8 @@ BEGIN
                 jsonb_build_object('code', 'wait_timeout',
                                    'message', format('the %s wait%s timed out at %s (waiting since %s)', v_w.kind,
                                                      COALESCE(' for ' || quote_literal(v_w.name), ''),
-                                                     v_w.expires_at, v_w.created_at)), NULL);
+                                                     dw.iso_time_v1(v_w.expires_at),
+                                                     dw.iso_time_v1(v_w.created_at))), NULL);
         END IF;
     END LOOP;
 END;
@@ -354,7 +355,8 @@ BEGIN
     -- its waker not come): no decision counts any more. (Refused, so nothing here is kept: the
     -- worker times it out as it would have.)
     IF v_w.expires_at <= now() THEN
-        RAISE EXCEPTION 'approval % expired at % (its timeout); it takes no more decisions', p_wait_id, v_w.expires_at
+        RAISE EXCEPTION 'approval % expired at % (its timeout); it takes no more decisions', p_wait_id,
+            dw.iso_time_v1(v_w.expires_at)
             USING ERRCODE = 'DW018';
     END IF;
     INSERT INTO dw.approval_decisions (wait_id, principal, decision, comment)

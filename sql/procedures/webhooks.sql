@@ -70,7 +70,8 @@ BEGIN
             INSERT INTO dw.webhook_deliveries (trigger_id, delivery_id, received_at, outcome, reason, status_code,
                                                execution_id, body_bytes)
             VALUES (p_trigger_id, p_delivery_id, p_received_at, 'duplicate',
-                    format('delivery id first received at %s (%s)', v_first.received_at, v_first.outcome), 200,
+                    format('delivery id first received at %s (%s)', dw.iso_time_v1(v_first.received_at),
+                           v_first.outcome), 200,
                     v_first.execution_id, p_body_bytes);
             o_first_outcome := v_first.outcome;
             o_first_execution_id := v_first.execution_id;

@@ -254,6 +254,9 @@ async def test_dead_letter_and_redrive_end_to_end(
 
     again = assert_problem(await client.post(f"/api/v1/dead-letters/{letter['id']}/redrive"), 409)
     assert "already redriven" in again["detail"] and "ops" in again["detail"]
+    # Its time as the API writes times (it was PostgreSQL's text, "2026-12-05 23:17:13.933411+00").
+    redriven_at = (await client.get(f"/api/v1/dead-letters/{letter['id']}")).json()["redrivenAt"]
+    assert f"already redriven at {redriven_at} by ops" in again["detail"], (again, redriven_at)
     assert (await client.get("/api/v1/dead-letters", params={"open": "true"})).json()["items"] == []
     assert (await client.get(f"/api/v1/dead-letters/{letter['id']}")).json()["redrivenBy"] == "ops"
     assert_problem(await client.get("/api/v1/dead-letters/999999"), 404)

@@ -5,6 +5,7 @@ run_execution, and a NOTIFY on dw_control by Runtime.poke."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -215,6 +216,11 @@ async def test_a_signal_timeout_is_routed_by_a_failure_edge(db: Database, condit
     assert await runtime.run_execution(execution_id) == "Succeeded"
     state = await nodes(db, execution_id)
     assert state["wait"]["status"] == "Failed" and state["wait"]["error"]["code"] == "wait_timeout"
+    assert re.fullmatch(
+        r"the signal wait for 'never' timed out at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+        r" \(waiting since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\)",
+        state["wait"]["error"]["message"],
+    ), state["wait"]["error"]
     assert (state["handled"]["status"], state["happy"]["status"]) == ("Succeeded", "Skipped")
 
 
