@@ -60,7 +60,14 @@ from dataworkflows.statuses import AttemptStatus
 from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
-from dataworkflows.waits import WAITING_KINDS, WaitParameterError, WaitSpec, resolved_result, wait_spec
+from dataworkflows.waits import (
+    WAITING_KINDS,
+    WaitParameterError,
+    WaitSpec,
+    check_key_parts,
+    resolved_result,
+    wait_spec,
+)
 
 
 @dataclass(frozen=True)
@@ -306,8 +313,11 @@ class WaitingKind:
     async def attempt(self, ctx: AttemptContext) -> Outcome:
         rendered: dict[str, Any] | None = None
         try:
-            rendered = await self.templates.render(ctx.node.parameters, {**ctx.scope, "attempt": ctx.attempt})
+            scope = {**ctx.scope, "attempt": ctx.attempt}
+            rendered = await self.templates.render(ctx.node.parameters, scope)
             spec = wait_spec(self.name, rendered, now=datetime.now(UTC), written=ctx.node.parameters)
+            if self.name == "signal":
+                check_key_parts(ctx.node.parameters.get("correlationKey"), scope)
             return WaitFor(rendered, spec)
         except TemplateUnavailable as exc:
             return Attempt(rendered, ActionResult.retriable(exc.code, exc.message))

@@ -747,6 +747,52 @@ def is_lookup_only(value: Any) -> bool:
     return _runtime.is_lookup_only(value)
 
 
+def null_lookups(source: str, scope: dict[str, Any]) -> list[str]:
+    """The lookups written into a text template (`order-{{ trigger.a }}-{{ trigger.b }}`) that are
+    null in `scope`, as written (`trigger.b`), in order; [] for a template that does more than look
+    values up (what it does is rendered in a helper, not here) or that is one whole expression.
+    Evaluated in process, as is_lookup_only templates are rendered: a lookup runs no code."""
+    if not isinstance(source, str) or _runtime._whole_expression(source) is not None or not is_lookup_only(source):
+        return []
+    try:
+        tree = _runtime.env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return []
+    found: list[str] = []
+    for output in tree.find_all(nodes.Output):
+        for expression in output.nodes:
+            if isinstance(expression, nodes.TemplateData):
+                continue
+            shown, value = _looked_up(expression, scope)
+            if shown is not None and value is None:
+                found.append(shown)
+    return found
+
+
+def _looked_up(node: nodes.Node, scope: dict[str, Any]) -> tuple[str | None, Any]:
+    """A lookup expression as written, and its value in scope (None, undefined: (None, None)); the
+    sandbox's own attribute and item rules."""
+    env = _runtime.env
+    if isinstance(node, nodes.Name):
+        return (node.name, scope[node.name]) if node.name in scope else (None, None)
+    if isinstance(node, nodes.Const):
+        return None, node.value
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        shown, inner = _looked_up(node.node, scope)
+        if shown is None or inner is None:
+            return None, None
+        if isinstance(node, nodes.Getattr):
+            value, shown = env.getattr(inner, node.attr), f"{shown}.{node.attr}"
+        else:
+            assert isinstance(node.arg, nodes.Const)
+            value, shown = (
+                env.getitem(inner, node.arg.value),
+                f"{shown}[{msgspec.json.encode(node.arg.value).decode()}]",
+            )
+        return (None, None) if isinstance(value, jinja2.Undefined) else (shown, value)
+    return None, None
+
+
 def check_instantiation_template(value: Any) -> str | None:
     return _instantiation.check(value)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from dataworkflows import templating
 from dataworkflows.actions import ActionResult
 from dataworkflows.definitions import parse_duration
 from dataworkflows.json_text import json_preview
@@ -115,6 +116,22 @@ def _check_key_rendered(written: Any, rendered: Any, name: Any) -> None:
         raise WaitParameterError(
             f"correlationKey {shown} rendered to null; a wait without a key would take any {name} signal,"
             " so this one waits for none (give the value, or leave correlationKey out to take any)"
+        )
+
+
+def check_key_parts(written: Any, scope: dict[str, Any]) -> None:
+    """A correlation key written as text with values in it (`"{{ trigger.region }}-{{ trigger.id }}"`)
+    whose values are null: it rendered `null-null`, which no sender means, and the wait waited for it
+    until its timeout (for ever without one). The node fails instead, naming them, as a key that
+    renders to null does. Only keys that look values up are checked here (see
+    templating.null_lookups); one that computes them renders in a helper."""
+    nulls = templating.null_lookups(written, scope) if isinstance(written, str) else []
+    if nulls:
+        shown = written if len(written) <= 100 else written[:99] + "…"
+        raise WaitParameterError(
+            f"correlationKey {shown}: {', '.join(nulls)} {'is' if len(nulls) == 1 else 'are'} null, so the key"
+            " names no real value and no signal would be meant for it (give the value, or leave"
+            " correlationKey out to take any)"
         )
 
 

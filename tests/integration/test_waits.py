@@ -180,6 +180,25 @@ async def test_a_correlation_key_that_renders_to_null_fails_the_node(db: Databas
     assert await sql(db, "SELECT correlation_key FROM dw.waits WHERE execution_id = %s", execution_id) == [(None,)]
 
 
+async def test_a_composite_correlation_key_with_null_parts_fails_the_node(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """`{{ trigger.region }}-{{ trigger.orderId }}` with both null rendered "null-null", and the wait
+    waited for that key, which nobody sends, until its timeout (or for ever). The node fails naming
+    the null parts; the same key with its values waits for them."""
+    key = "{{ trigger.region }}-{{ trigger['orderId'] }}"
+    raw = wf("composite-key", signal("pay", name="paid", correlationKey=key), echo("after"))
+    execution_id = await started(db, raw, {"region": "eu", "orderId": None})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+    error = (await nodes(db, execution_id))["pay"]["error"]
+    assert error["code"] == "invalid_parameters", error
+    assert error["message"].startswith(f'correlationKey {key}: trigger["orderId"] is null'), error
+    assert await sql(db, "SELECT 1 FROM dw.waits WHERE execution_id = %s", execution_id) == []
+    execution_id = await started(db, raw, {"region": "eu", "orderId": 7})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+    assert await sql(db, "SELECT correlation_key FROM dw.waits WHERE execution_id = %s", execution_id) == [("eu-7",)]
+
+
 async def test_a_signal_wakes_a_parked_run_and_20_copies_deliver_once(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     execution_id = await started(db, wf("late", signal("pay", name="paid"), echo("after")))

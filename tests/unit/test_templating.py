@@ -409,3 +409,15 @@ def test_an_undefined_value_in_a_list_or_a_dict_says_what_is_undefined(template:
     with pytest.raises(TemplateRenderError) as caught:
         render({"m": template}, {**SCOPE, "trigger": {"x": 1}})
     assert words in caught.value.message and "not JSON" not in caught.value.message
+
+
+def test_null_lookups_names_the_null_values_written_into_text() -> None:
+    scope = {"trigger": {"a": None, "b": "x", "c": {"d": None}, "l": [None, 1]}}
+    source = "k-{{ trigger.a }}-{{ trigger.b }}-{{ trigger['c'].d }}-{{ trigger.l[0] }}-{{ trigger.l[1] }}"
+    assert templating.null_lookups(source, scope) == ["trigger.a", 'trigger["c"].d', "trigger.l[0]"]
+    # One whole expression is its value (a null key is refused as such); a template that computes
+    # is rendered in a helper, not looked into here; a literal none is written on purpose.
+    assert templating.null_lookups("{{ trigger.a }}", scope) == []
+    assert templating.null_lookups("{{ trigger.a | default('z') }}-k", scope) == []
+    assert templating.null_lookups("{{ none }}-{{ trigger.b }}", scope) == []
+    assert templating.null_lookups("no template", scope) == []
