@@ -93,7 +93,10 @@ def approval_read(row: Approval) -> ApprovalRead:
         approvers=[a for a in approvers if isinstance(a, str)] if isinstance(approvers, list) else [],
         required=_count(details.get("required")),
         quorum=_quorum(details.get("quorum")),
-        decided_at=row.consumed_at,
+        # Decided: a quorum's verdict (its result says it; an approved one withdrawn later keeps
+        # it). A withdrawn or timed-out approval that nobody decided showed a decision time.
+        decided_at=row.consumed_at if isinstance(row.result, dict) and "decision" in row.result else None,
+        closed_at=row.consumed_at,
     )
 
 

@@ -341,9 +341,12 @@ class ApprovalRead(Camel):
     quorum: int | str | None
     created_at: datetime
     expires_at: datetime | None
+    # When its quorum decided it (null while open, and for one withdrawn or timed out undecided).
     decided_at: datetime | None
     result: Any
     decisions: list[ApprovalDecisionRead]
+    # When it stopped taking decisions: decided, timed out, or withdrawn (its run ended).
+    closed_at: datetime | None = None
 
 
 class DecisionRequest(Camel, forbid_unknown_fields=True):

@@ -626,7 +626,10 @@ async def test_cancel_withdraws_open_waits(client: AsyncTestClient[Any], db: Dat
     approval_id = await add_wait(db, execution_id, "approval", None, APPROVAL)
     cancelled = await client.post(f"/api/v1/executions/{execution_id}/cancel", headers=OPS)
     assert cancelled.json()["status"] == "Cancelled"
-    assert (await client.get(f"/api/v1/approvals/{approval_id}")).json()["state"] == "withdrawn"
+    withdrawn = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+    # Nobody decided it: no decision time (it showed the withdrawal's), but when it closed.
+    assert (withdrawn["state"], withdrawn["decidedAt"], withdrawn["decisions"]) == ("withdrawn", None, []), withdrawn
+    assert withdrawn["closedAt"] is not None, withdrawn
     late = await client.post(
         f"/api/v1/approvals/{approval_id}/decision", json={"decision": "approve"}, headers={"X-Principal-Id": "alice"}
     )
@@ -704,6 +707,7 @@ async def test_a_decided_approval_keeps_its_decision_time_when_the_run_ends(
     assert cancelled.json()["status"] == "Cancelled", cancelled.text
     after = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
     assert (after["state"], after["decidedAt"]) == ("withdrawn", before["decidedAt"]), after
+    assert after["closedAt"] == before["closedAt"] == before["decidedAt"], (before, after)
     [wait] = (await client.get(f"/api/v1/executions/{execution_id}/waits")).json()
     assert wait["state"] == "withdrawn" and wait["consumedBy"] != "run_ended", wait
     events = await sql(
