@@ -1559,6 +1559,17 @@ BEGIN
     IF v_frees_slot THEN
         PERFORM dw.hand_over_slot_v1(v_tenant, v_workflow_id);
     END IF;
+    -- A root run past its deadline needs a human, as a failed one does: its letter redrives it
+    -- (migration 0048). A child's timeout is its parent's to handle (child_timed_out fails the
+    -- parent's node, whose letter runs it again).
+    IF p_status = 'TimedOut' AND v_parent IS NULL THEN
+        INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
+        SELECT 'timed_out', e.id,
+               jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,
+                                  'deadlineAt', e.deadline_at),
+               p_error, 1
+          FROM dw.executions e WHERE e.id = p_execution_id;
+    END IF;
 END;
 $$;
 
@@ -1789,6 +1800,7 @@ DECLARE
     v_e dw.executions%ROWTYPE;
     v_plan jsonb;
     v_refusal text;
+    v_ended text;
 BEGIN
     -- The run first, then its letter: a run's end locks the run, then closes its open job_failed
     -- letters (dw.finish_execution_v1, dw.complete_execution_v4). The other way round, a redrive and
@@ -1821,8 +1833,10 @@ BEGIN
         END IF;
         PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
     ELSE
-        IF v_e.status <> 'Failed' THEN
-            RAISE EXCEPTION 'execution % is %, not Failed: nothing to redrive', v_e.id, v_e.status
+        -- A timed_out letter's run ended TimedOut; the others' Failed.
+        v_ended := CASE v_d.kind WHEN 'timed_out' THEN 'TimedOut' ELSE 'Failed' END;
+        IF v_e.status <> v_ended THEN
+            RAISE EXCEPTION 'execution % is %, not %: nothing to redrive', v_e.id, v_e.status, v_ended
                 USING ERRCODE = 'DW005';
         END IF;
         v_refusal := dw.child_redrive_refusal_v1(v_e);

@@ -41,6 +41,8 @@ class DeadLetterKind(StrEnum):
     WORKER_LOST = "worker_lost"
     # A Procrastinate job raised.
     JOB_FAILED = "job_failed"
+    # A root run ran past its workflowTimeout.
+    TIMED_OUT = "timed_out"
 
 
 class NodeStatus(StrEnum):

@@ -90,6 +90,9 @@ async def test_overdue_runs_that_no_worker_holds_time_out(db: Database) -> None:
         assert jobs == [(0,)]
     assert (await db.fetch_one("get_execution", id=held))["status"] == "Running"
     assert await time_out_overdue(db) == []
+    # Each run the sweep timed out has its timed_out letter, for a human to redrive or let go.
+    letters = await db.fetch_all("list_dead_letters", open=True, kind="timed_out", before=None, limit=10)
+    assert sorted(row["execution_id"] for row in letters) == sorted([pending, running]), letters
 
 
 async def test_the_api_times_out_overdue_runs_while_no_worker_runs(dsn: str, db: Database) -> None:

@@ -310,6 +310,40 @@ async def test_workflow_timeout_ends_the_run_as_timed_out(db: Database, conditio
     assert (await db.fetch_one("get_execution", id=execution_id))["error"]["code"] == "workflow_timeout"
 
 
+async def test_a_timed_out_run_files_a_letter_whose_redrive_carries_it_on(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A run past its workflowTimeout ended with no dead letter and could not be redriven: a new run
+    repeated every node that had succeeded (control review). Its timed_out letter redrives what the
+    timeout cut short, under a fresh deadline; what succeeded keeps its outputs."""
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "late",
+        echo("first", to("slow")),
+        echo("slow", to("next"), delayMs="{{ 10000 if attempt == 1 else 0 }}"),
+        echo("next"),
+        workflowTimeout="PT0.5S",
+    )
+    execution_id, outcome = await execute(db, runtime, raw)
+    assert outcome == "TimedOut"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind="timed_out", before=None, limit=10)
+    assert [(row["execution_id"], row["node_id"]) for row in letters] == [(execution_id, None)], letters
+    assert letters[0]["error"]["code"] == "workflow_timeout"
+    redriven = await db.operations.redrive(letters[0]["id"], principal="ops", queue="executions")
+    assert redriven.action == "requeued", redriven
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    rows = [(r["node_id"], r["attempt"], r["status"]) for r in await attempts(db, execution_id)]
+    assert rows == [
+        ("first", 1, "Succeeded"),
+        ("slow", 1, "Cancelled"),
+        ("slow", 2, "Succeeded"),
+        ("next", 1, "Succeeded"),
+    ], rows
+    # A letter is redriven once, and a Failed-run's rule does not apply to it.
+    again = await db.fetch_all("list_dead_letters", open=True, kind="timed_out", before=None, limit=10)
+    assert again == []
+
+
 async def test_templates_render_into_attempt_rows(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     raw = wf(

@@ -148,6 +148,9 @@ export function confirmed(question) {
 }
 
 export function redriveQuestion(letter) {
+  if (letter.kind === "timed_out") {
+    return "Redrive dead letter " + letter.id + "? What the run's timeout cut short runs again, once, under a fresh deadline; what it did before may be done twice.";
+  }
   const what = letter.nodeId ? "node " + letter.nodeId : "its run";
   return "Redrive dead letter " + letter.id + "? The failed part (" + what + ") runs again, once; what it did before may be done twice.";
 }
