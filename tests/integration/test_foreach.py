@@ -108,21 +108,27 @@ async def test_fail_fast_stops_at_the_first_failure_and_routes_it(db: Database, 
     assert dict(statuses) == {"Succeeded": 2, "Failed": 1, "Cancelled": 26}
 
 
-async def test_an_item_cancelled_in_flight_keeps_its_attempt_start(db: Database, conditions: ConditionPool) -> None:
-    """failFast cancels the items in flight: each such attempt is recorded Cancelled from when it
-    started to the cancel (it was recorded as starting at the cancel, with no duration)."""
-    runtime = make_runtime(db, conditions)
+async def two_items_the_second_failing(db: Database, conditions: ConditionPool, name: str, delay_ms: str) -> Any:
+    """A failFast forEach over items 0 and 1, both in flight at once, whose item 1 fails for good
+    after `delay_ms`; run to its end. Returns the run's id."""
     action = {
         "actionType": "core.echo",
         "parameters": {
             "message": "{{ item }}",
-            "delayMs": "{{ 5000 if item == 0 else 300 }}",
+            "delayMs": delay_ms,
             "simulateFailure": "{{ 'permanent' if item == 1 else none }}",
         },
     }
-    await publish(db, wf("cut-short", for_each("all", [0, 1], action=action, concurrency=2)), conditions)
-    root = await start(db, "cut-short")
-    await asyncio.wait_for(drain(db, runtime), 20)
+    await publish(db, wf(name, for_each("all", [0, 1], action=action, concurrency=2)), conditions)
+    root = await start(db, name)
+    await asyncio.wait_for(drain(db, make_runtime(db, conditions)), 20)
+    return root
+
+
+async def test_an_item_cancelled_in_flight_keeps_its_attempt_start(db: Database, conditions: ConditionPool) -> None:
+    """failFast cancels the items in flight: each such attempt is recorded Cancelled from when it
+    started to the cancel (it was recorded as starting at the cancel, with no duration)."""
+    root = await two_items_the_second_failing(db, conditions, "cut-short", "{{ 5000 if item == 0 else 300 }}")
     rows = await sql(
         db,
         "SELECT item_index, status, start_time, end_time FROM dw.action_executions"
@@ -152,18 +158,7 @@ async def test_an_item_whose_success_committed_as_it_was_cancelled_is_counted(
             await asyncio.sleep(30)  # committed; the answer "never comes back" before the cancel
 
     monkeypatch.setattr(node_attempts._Items, "record", record_then_hang)
-    runtime = make_runtime(db, conditions)
-    action = {
-        "actionType": "core.echo",
-        "parameters": {
-            "message": "{{ item }}",
-            "delayMs": "{{ 300 if item == 1 else 0 }}",
-            "simulateFailure": "{{ 'permanent' if item == 1 else none }}",
-        },
-    }
-    await publish(db, wf("late-success", for_each("all", [0, 1], action=action, concurrency=2)), conditions)
-    root = await start(db, "late-success")
-    await asyncio.wait_for(drain(db, runtime), 20)
+    root = await two_items_the_second_failing(db, conditions, "late-success", "{{ 300 if item == 1 else 0 }}")
     state = (await nodes(db, root))["all"]
     assert state["error"]["code"] == "item_failed"
     rows = dict(await sql(db, "SELECT item_index, status FROM dw.foreach_items WHERE execution_id = %s", root))
