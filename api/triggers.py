@@ -269,7 +269,10 @@ class TriggerController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Rotate a signed webhook's secret (answered once); the old one may stay valid a while",
-        opt={**_CHANGE_TRIGGERS, "role": "author", "owner": "trigger"},
+        # Whoever holds the new secret can sign deliveries, and so run the workflow: author and
+        # operator, as creating or changing a trigger (it asked author only: an author could start
+        # runs credited to the trigger's creator).
+        opt={**_CHANGE_TRIGGERS, "role": "author", "also": "operator", "owner": "trigger"},
     )
     async def rotate_secret(
         self, svc: ServicesDep, trigger_id: FromPath[str], data: JSONBody[SecretRotation | None] = None
