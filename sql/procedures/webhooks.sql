@@ -100,8 +100,9 @@ $$;
 -- not runnable (then nothing is written). `created` is false when nothing new started (a
 -- duplicate, or a delivery whose row was pruned but whose run still exists).
 -- With p_lapse_seconds (dw.claim_webhook_delivery_v2) the claim is all there is to a duplicate:
--- the run's request id is 'hook:<trigger id>:<delivery id>#<delivery row id>', so that a body
--- claimed again once its claim lapsed, or its row was pruned, starts a run of its own.
+-- the run's request id is 'hook:<trigger id>#<delivery row id>', so that a body claimed again once
+-- its claim lapsed, or its row was pruned, starts a run of its own. No delivery id a sender names
+-- makes it ('hook:<trigger id>:' + the id), nor any requestId of the API (which refuses 'hook:').
 CREATE OR REPLACE FUNCTION dw.accept_webhook_delivery_v2(
     p_trigger_id uuid, p_delivery_id text, p_content_hash text, p_payload jsonb, p_queue text, p_body_bytes integer,
     p_received_at timestamptz, p_lapse_seconds double precision
@@ -121,8 +122,9 @@ BEGIN
     END IF;
     SELECT * INTO v_started
       FROM dw.start_triggered_v1(p_trigger_id,
-                                 'hook:' || p_trigger_id || ':' || p_delivery_id
-                                 || CASE WHEN p_lapse_seconds IS NULL THEN '' ELSE '#' || v_claim.o_id END,
+                                 'hook:' || p_trigger_id
+                                 || CASE WHEN p_lapse_seconds IS NULL THEN ':' || p_delivery_id
+                                         ELSE '#' || v_claim.o_id END,
                                  p_payload, p_queue);
     UPDATE dw.webhook_deliveries d
        SET execution_id = v_started.execution_id,

@@ -322,7 +322,8 @@ async def test_a_timed_out_run_files_a_letter_whose_redrive_carries_it_on(
         echo("first", to("slow")),
         echo("slow", to("next"), delayMs="{{ 10000 if attempt == 1 else 0 }}"),
         echo("next"),
-        workflowTimeout="PT0.5S",
+        # Time enough for the redriven run under a loaded machine (it took 0.5 s once).
+        workflowTimeout="PT3S",
     )
     execution_id, outcome = await execute(db, runtime, raw)
     assert outcome == "TimedOut"

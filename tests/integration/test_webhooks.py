@@ -509,6 +509,20 @@ async def test_an_unsigned_body_is_a_duplicate_for_the_hooks_window_only(
     renamed = await client.post(url, json={"alert": "disk full"}, headers={"X-Delivery-Id": "alert-7"})
     assert (named.status_code, renamed.json()["duplicate"]) == (202, True), renamed.text
     assert await runs_of(db, hook) == 4
+    # A sender's id cannot name a body's run: the run of the next id-less delivery (its row's id) is
+    # not one an X-Delivery-Id makes (a forged "sha256:<hash>#<next row>" took the genuine body's run).
+    body = {"alert": "db down"}
+    raw = json.dumps(body).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    ((last,),) = await sql(db, "SELECT max(id) FROM dw.webhook_deliveries")
+    # The forged delivery's row is the next one; the genuine body's, the one after.
+    forged = await client.post(url, json={"forged": 1}, headers={"X-Delivery-Id": f"sha256:{digest}#{last + 2}"})
+    assert forged.status_code == 202, forged.text
+    genuine = await client.post(url, content=raw, headers={"Content-Type": "application/json"})
+    assert (genuine.status_code, genuine.json()["duplicate"]) == (202, False), genuine.text
+    assert genuine.json()["deliveryId"] == f"sha256:{digest}", genuine.text
+    run = (await client.get(genuine.json()["statusUrl"])).json()
+    assert run["trigger"]["body"] == body, run
     # The hook says how long, and a window of its own applies.
     info = (await client.get(url)).json()
     assert "duplicate for 300 s (duplicateWindowSeconds)" in info["deliveryIdFallback"], info
