@@ -302,7 +302,8 @@ class _Delivery:
         expression = webhooks.activation_expression(self.hook.config)
         if expression is None:
             return None
-        scope = webhooks.condition_scope(self.value, self.headers, self.query)
+        headers = webhooks.condition_headers(self.request.headers)
+        scope = webhooks.condition_scope(self.value, headers, self.query)
         try:
             active = await self.svc.conditions.evaluate(expression, scope)
         except ConditionError as exc:

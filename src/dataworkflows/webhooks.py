@@ -431,6 +431,33 @@ def copied_headers(config: HookConfig, headers: Mapping[str, str]) -> dict[str, 
     return {name: sent_text(headers[name]) or headers[name] for name in config.headers if name in headers}
 
 
+# Headers that carry credentials: the activation condition does not see them (they are the sender's
+# secret, or the signature made with the hook's).
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        DW_SIGNATURE.lower(),
+        GITHUB_SIGNATURE.lower(),
+        "x-hub-signature",
+        SLACK_SIGNATURE.lower(),
+    }
+)
+
+
+def condition_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """What the activation condition sees as `headers`: every request header by lower-case name, as
+    the sender wrote it (copied_headers' decoding), but those that carry credentials. It saw only the
+    headers the config copies into the run, so `headers['x-github-event'] === 'push'` was false for
+    every delivery unless X-GitHub-Event was also listed; its answer is a boolean, stored nowhere."""
+    return {
+        name.lower(): sent_text(value) or value
+        for name, value in headers.items()
+        if name.lower() not in CREDENTIAL_HEADERS
+    }
+
+
 def fired_by(trigger_id: UUID, name: str, delivery: str, received_at: datetime) -> dict[str, Any]:
     return {
         "kind": "webhook",

@@ -309,6 +309,25 @@ async def test_activation_condition_false_answers_200_and_starts_nothing(
     ]
 
 
+async def test_the_activation_condition_sees_every_header_but_credentials(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """The condition saw only the headers the config copies into the run: `headers['x-github-event']
+    === 'push'` was false for every delivery, each answered 200 not activated (triggers review). It
+    sees every header now, but those that carry credentials; the run still gets the copied ones only."""
+    hook = await make_hook(
+        db,
+        activationCondition="headers['x-event'] === 'push' && !('x-dw-signature' in headers)"
+        " && !('authorization' in headers) && headers['x-dw-timestamp'] !== undefined",
+    )
+    pushed, _, _ = await deliver(client, hook, {"n": 1}, X_Event="push", Authorization="Bearer s3cr3t")
+    assert pushed.status_code == 202, pushed.text
+    run = (await client.get(pushed.json()["statusUrl"])).json()
+    assert run["trigger"]["headers"] == {}, run["trigger"]
+    other, _, _ = await deliver(client, hook, {"n": 2}, X_Event="ping")
+    assert (other.status_code, other.json()["activated"]) == (200, False), other.text
+
+
 async def test_a_condition_that_throws_is_refused_with_422(
     client: AsyncTestClient[Any], db: Database, hooked: str
 ) -> None:
