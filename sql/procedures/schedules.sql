@@ -245,10 +245,16 @@ BEGIN
      WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id;
     IF NOT FOUND THEN
         RETURN format('workflow %s not found', p_workflow_id);
+    -- Archived or a Draft, and disabled as well: both said, as a start's refusal says them
+    -- (dw.start_refusal_v1), so that undoing one is not met by the other.
     ELSIF v_wf.status = 'Archived' THEN
-        RETURN format('workflow %s is Archived and refuses new executions', p_workflow_id);
+        RETURN format('workflow %s is Archived%s and refuses new executions; publish a version%s', p_workflow_id,
+                      CASE WHEN v_wf.is_enabled THEN '' ELSE ' and disabled' END,
+                      CASE WHEN v_wf.is_enabled THEN ' to activate it again' ELSE ' and enable it to run it again' END);
     ELSIF v_wf.status <> 'Active' THEN
-        RETURN format('workflow %s is a Draft; publish it to run it', p_workflow_id);
+        RETURN format('workflow %s is a Draft%s; publish it%s to run it', p_workflow_id,
+                      CASE WHEN v_wf.is_enabled THEN '' ELSE ' and disabled' END,
+                      CASE WHEN v_wf.is_enabled THEN '' ELSE ' and enable it' END);
     ELSIF NOT v_wf.is_enabled THEN
         RETURN format('workflow %s is disabled', p_workflow_id);
     END IF;

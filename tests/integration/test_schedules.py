@@ -368,6 +368,8 @@ async def test_a_workflow_that_cannot_run_is_recorded_and_the_schedule_keeps_tic
     db: Database, echo_workflow: str
 ) -> None:
     trigger_id = await create(db, "every-second", "* * * * * *")
+    # Created without a time zone it runs in UTC, and the view says so (it said nothing).
+    assert await one(db, "SELECT timezone, catch_up FROM dw.v_schedules WHERE id = %s", trigger_id) == ("UTC", "latest")
     scheduler = Scheduler(db, SETTINGS)
     await sql(db, "UPDATE dw.workflows SET is_enabled = false WHERE id = %s", echo_workflow)
     tick = await a_second_just_begun()
@@ -382,6 +384,19 @@ async def test_a_workflow_that_cannot_run_is_recorded_and_the_schedule_keeps_tic
         tick,
     )
     assert trigger.next_tick_at is not None and trigger.next_tick_at > tick
+
+    # A Draft that is also disabled says both, as a start's refusal does (it said only "a Draft", and
+    # publishing it was then met by the other).
+    await sql(db, "UPDATE dw.workflows SET status = 'Draft' WHERE id = %s", echo_workflow)
+    both = await one(db, "SELECT dw.schedule_refusal_v1(%s)", echo_workflow)
+    assert both == f"workflow {echo_workflow} is a Draft and disabled; publish it and enable it to run it", both
+    await sql(db, "UPDATE dw.workflows SET status = 'Archived' WHERE id = %s", echo_workflow)
+    both = await one(db, "SELECT dw.schedule_refusal_v1(%s)", echo_workflow)
+    assert both == (
+        f"workflow {echo_workflow} is Archived and disabled and refuses new executions;"
+        " publish a version and enable it to run it again"
+    ), both
+    await sql(db, "UPDATE dw.workflows SET status = 'Active' WHERE id = %s", echo_workflow)
 
     await sql(db, "UPDATE dw.workflows SET is_enabled = true WHERE id = %s", echo_workflow)
     await make_due(db, trigger_id, tick + timedelta(seconds=1))
