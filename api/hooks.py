@@ -280,7 +280,10 @@ class _Delivery:
         except webhooks.BodyError as exc:
             return await self.refuse(400, "Bad request", Refusal("malformed_body", str(exc)))
         self.headers = webhooks.copied_headers(self.config, self.request.headers)
-        self.query = webhooks.pairs_object(self.request.query_params.multi_items())
+        try:
+            self.query = webhooks.pairs_object(webhooks.query_fields(self.request.scope.get("query_string", b"")))
+        except webhooks.BodyError as exc:
+            return await self.refuse(400, "Bad request", Refusal("malformed_query", str(exc)))
         if has_nul([self.value, self.headers, self.query]):
             refusal = Refusal(
                 "nul_character", "the body, a header or the query holds a NUL character, which is not stored"
@@ -374,6 +377,19 @@ class _Delivery:
         return Response(body, status_code=202 if created else 200, media_type=MediaType.JSON)
 
 
+def _fallback(config: HookConfig) -> str:
+    """How a delivery without an id header is named (webhooks.delivery_id)."""
+    if config.signature == webhooks.SLACK:
+        # Slack signs each retry anew: its event id, else the body's hash (not the signed content's).
+        return "slack: + the Events API's event_id; else sha256: + hex SHA-256 of the raw body"
+    if config.signed:
+        return "sha256: + hex SHA-256 of the signed content"
+    return (
+        f"sha256: + hex SHA-256 of the raw body; the same body again is a duplicate for"
+        f" {config.duplicate_window_seconds} s (duplicateWindowSeconds), then a new delivery"
+    )
+
+
 def describe(hook: HookTrigger, max_body_bytes: int) -> HookInfo:
     config = webhooks.parse_config(hook.config)
     signature_header = config.signature_header
@@ -395,10 +411,7 @@ def describe(hook: HookTrigger, max_body_bytes: int) -> HookInfo:
         timestamp_header=config.timestamp_header,
         timestamp_tolerance_seconds=webhooks.TOLERANCE_SECONDS if config.timestamp_header else None,
         delivery_id_headers=list(config.delivery_id_headers),
-        delivery_id_fallback="sha256: + hex SHA-256 of the signed content"
-        if config.signed
-        else f"sha256: + hex SHA-256 of the raw body; the same body again is a duplicate for"
-        f" {config.duplicate_window_seconds} s (duplicateWindowSeconds), then a new delivery",
+        delivery_id_fallback=_fallback(config),
         copied_headers=list(config.headers),
         activation_condition=config.activation_condition is not None,
         payload_template=config.payload_template is not None,

@@ -70,8 +70,14 @@ BEGIN
             INSERT INTO dw.webhook_deliveries (trigger_id, delivery_id, received_at, outcome, reason, status_code,
                                                execution_id, body_bytes)
             VALUES (p_trigger_id, p_delivery_id, p_received_at, 'duplicate',
-                    format('delivery id first received at %s (%s)', dw.iso_time_v1(v_first.received_at),
-                           v_first.outcome), 200,
+                    -- Which claim it met: its id's, or (a signed request sent again under
+                    -- another id) the same request's under its first id.
+                    CASE WHEN v_first.delivery_id = p_delivery_id
+                         THEN format('delivery id first received at %s (%s)', dw.iso_time_v1(v_first.received_at),
+                                     v_first.outcome)
+                         ELSE format('the same signed request was first received at %s under delivery id %s (%s)',
+                                     dw.iso_time_v1(v_first.received_at), v_first.delivery_id, v_first.outcome)
+                    END, 200,
                     v_first.execution_id, p_body_bytes);
             o_first_outcome := v_first.outcome;
             o_first_execution_id := v_first.execution_id;

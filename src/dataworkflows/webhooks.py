@@ -410,6 +410,19 @@ def _form_fields(text: str) -> list[tuple[str, str]]:
         raise BodyError("a form field's percent-escapes are not UTF-8") from None
 
 
+def query_fields(raw: bytes) -> list[tuple[str, str]]:
+    """The query string's fields, read as a form's are (strict UTF-8): `?a=%FF` was taken as U+FFFD,
+    the sender's value changed without a word, as forms' were until they were read strictly."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise BodyError("the query string is not ASCII (percent-escape what is not)") from None
+    try:
+        return urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BodyError("a query parameter's percent-escapes are not UTF-8") from None
+
+
 def pairs_object(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
     """Query (or form) pairs as an object: a name given once is a string, given more often a list."""
     result: dict[str, str | list[str]] = {}

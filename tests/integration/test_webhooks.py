@@ -307,6 +307,24 @@ async def test_activation_condition_false_answers_200_and_starts_nothing(
         ("duplicate", 200),
         ("accepted", 202),
     ]
+    # The replay under q-2 says it met q-1's request (it said "delivery id first received at", with
+    # q-1's time, as if q-2 had come before).
+    reasons = [reason for _, _, reason in await rows(db, hook)]
+    assert reasons[1] is not None and reasons[1].startswith("delivery id first received at"), reasons
+    assert reasons[3] is not None and "same signed request was first received at" in reasons[3], reasons
+    assert "under delivery id q-1 (not_activated)" in reasons[3], reasons
+
+
+async def test_a_query_is_read_as_strictly_as_a_form(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
+    """`?a=%FF` was taken as U+FFFD in the run's query, while the same in a form was a 400 (triggers
+    review). Both are now; a query's UTF-8, repeated names and blank values are kept as before."""
+    hook = await make_hook(db, signature="none")
+    refused = assert_problem(await client.post(f"/api/v1/hooks/{hook}?a=%FF", json={}), 400)
+    assert refused["code"] == "malformed_query" and "not UTF-8" in refused["detail"], refused
+    taken = await client.post(f"/api/v1/hooks/{hook}?a=%C3%A9&b=1&b=2&c=&d+e=f+g", json={"n": 1})
+    assert taken.status_code == 202, taken.text
+    query = (await client.get(taken.json()["statusUrl"])).json()["trigger"]["query"]
+    assert query == {"a": "é", "b": ["1", "2"], "c": "", "d e": "f g"}, query
 
 
 async def test_the_activation_condition_sees_every_header_but_credentials(
@@ -735,6 +753,11 @@ async def test_get_tells_what_the_hook_expects_without_the_secret(
     unsigned = await make_hook(db, name="open", signature="none")
     info = (await client.get(f"/api/v1/hooks/{unsigned}")).json()
     assert info["requiredHeaders"] == [] and info["signatureFormat"] is None
+    # Slack's retries are re-signed: named by their event id, else the body's hash (it said the
+    # signed content's, which a retry's new timestamp changes).
+    slack = await make_hook(db, name="sl", signature="slack")
+    info = (await client.get(f"/api/v1/hooks/{slack}")).json()
+    assert info["deliveryIdFallback"].startswith("slack: + the Events API's event_id"), info
 
 
 async def test_old_deliveries_are_pruned(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
