@@ -182,9 +182,11 @@ class NodeAttempts:
         rather than having it recorded as interrupted."""
         return bool(getattr(self.run.kinds.get(self.run.nodes[node_id].kind), "resumable", False))
 
-    async def run_node(self, node_id: str, *, resume: bool = False) -> Decision | None:
+    async def run_node(self, node_id: str, *, resume: bool = False, left_over: bool = False) -> Decision | None:
         """Attempts the node until it has an outcome (a Decision), or it waits or pauses (None).
-        resume: carry on with the node's Running attempt (a resumable kind's) instead of starting one."""
+        resume: carry on with the node's Running attempt (one the acquire or a record started just
+        now, or a resumable kind's) instead of starting one. left_over: that attempt began under an
+        earlier hold of the run (a forEach's, before a park, a suspension or a lost worker)."""
         node = self.run.nodes[node_id]
         kind = self.run.kinds.get(node.kind)
         # What this task's previous attempt used: an in-process retry reuses it as it was rendered
@@ -195,10 +197,12 @@ class NodeAttempts:
             start: datetime | None = None
             if resume:
                 attempt, resume = state.attempts, False
-                # The attempt began under an earlier hold of the run (before a park, a suspension or
-                # a lost worker): its row starts then, from its node_started event (it started when
-                # the run was taken again, after its own items).
-                start = await self.run.data.attempt_started_at(self.run.execution_id, node_id, attempt)
+                if left_over:
+                    # Its row starts when the attempt did, from its node_started event (it started
+                    # when the run was taken again, after its own items). Not for an attempt the
+                    # acquire or a record started moments ago: every node of every run is one, and
+                    # the read cost a 2-node step five times its transactions (bench, 2026-12-06).
+                    start = await self.run.data.attempt_started_at(self.run.execution_id, node_id, attempt)
             else:
                 started = await self.run.data.start_node_attempt(self.run.execution_id, self.run.token, node_id)
                 if started is None:

@@ -760,7 +760,7 @@ class _Run:
                 if state.parked:
                     continue  # until an item's child ends or a retry comes due (a poke unparks it)
                 # A resumable attempt (forEach) that a previous holder, or a pause, left half-way.
-                work = self.attempts.run_node(node_id, resume=True)
+                work = self.attempts.run_node(node_id, resume=True, left_over=True)
             elif state.status == NodeStatus.READY or (state.retry_due is not None and state.retry_due <= at):
                 work = self.attempts.run_node(node_id)
             else:
