@@ -200,7 +200,8 @@ $$;
 
 -- Deletes up to p_limit delivery rows received more than p_keep_seconds ago, oldest first; workers
 -- share the work (SKIP LOCKED). Returns how many it deleted. A pruned accepted delivery's replay
--- still starts nothing (its run's request id is kept with the run).
+-- under an id its sender named still starts nothing (its run's request id is kept with the run);
+-- an unsigned body known by its hash alone starts a run again (dw.accept_webhook_delivery_v2).
 CREATE OR REPLACE FUNCTION dw.prune_webhook_deliveries_v1(p_keep_seconds double precision, p_limit integer)
     RETURNS integer LANGUAGE sql AS $$
     WITH doomed AS (

@@ -414,9 +414,10 @@ def query_fields(raw: bytes) -> list[tuple[str, str]]:
     """The query string's fields, read as a form's are (strict UTF-8): `?a=%FF` was taken as U+FFFD,
     the sender's value changed without a word, as forms' were until they were read strictly."""
     try:
-        text = raw.decode("ascii")
+        # Unescaped UTF-8 is taken as it is (clients send it, though RFC 3986 says to escape it).
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BodyError("the query string is not ASCII (percent-escape what is not)") from None
+        raise BodyError("the query string is not UTF-8") from None
     try:
         return urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:

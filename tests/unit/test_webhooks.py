@@ -395,3 +395,17 @@ def test_only_an_unsigned_hooks_body_hash_ids_lapse() -> None:
     assert webhooks.lapse_seconds(webhooks.parse_config({}), {}) is None
     assert webhooks.lapse_seconds(webhooks.parse_config({"signature": "github"}), {}) is None
     assert not webhooks.parse_config({"signature": "none"}).signed
+
+
+def test_a_query_string_is_read_as_strict_utf_8() -> None:
+    assert webhooks.query_fields(b"a=%C3%A9&b=1&b=2&c=&d+e=f+g") == [
+        ("a", "é"),
+        ("b", "1"),
+        ("b", "2"),
+        ("c", ""),
+        ("d e", "f g"),
+    ]
+    assert webhooks.query_fields("q=é".encode()) == [("q", "é")]  # unescaped UTF-8, as clients send it
+    for raw in (b"a=%FF", b"a=\xff"):
+        with pytest.raises(webhooks.BodyError, match="UTF-8"):
+            webhooks.query_fields(raw)
