@@ -592,17 +592,27 @@ def test_the_triggers_and_a_workflows_versions_are_read_page_after_page(page: An
     assert page.locator(".more").count() == 0, "nothing more to say: every page was read"
 
 
+def three_versions(console: Console, workflow_id: str, *, publish: bool) -> dict[str, Any]:
+    """SLOW_PAIR as `workflow_id` with versions 1 (published), 2 and 3 (each published after the one
+    before, with `publish`); returns its definition."""
+    workflow = {**SLOW_PAIR, "id": workflow_id}
+    console.create(workflow)  # v1, published
+    for n in (2, 3):
+        changed = console.http.put(f"/api/v1/workflows/{workflow_id}", json={**workflow, "description": f"v{n}"})
+        assert changed.status_code in (200, 201), changed.text
+        if publish:
+            published = console.http.post(f"/api/v1/workflows/{workflow_id}/publish", params={"version": n})
+            assert published.status_code == 200, published.text
+    return workflow
+
+
 def test_the_current_version_is_listed_when_it_is_older_than_the_versions_read(page: Any, console: Console) -> None:
     """With more versions than the page reads (the newest 1,000), the current one was not listed: it
     could be neither compared with a draft nor rolled back to. Here the versions read are made to
     leave it out."""
     import json as json_module
 
-    workflow = {**SLOW_PAIR, "id": "old-current"}
-    console.create(workflow)  # v1, published
-    for n in (2, 3):
-        changed = console.http.put("/api/v1/workflows/old-current", json={**workflow, "description": f"v{n}"})
-        assert changed.status_code in (200, 201), changed.text
+    three_versions(console, "old-current", publish=False)
 
     def without_current(route: Any) -> None:
         answer = route.fetch()
@@ -804,12 +814,7 @@ def test_roll_back_is_offered_on_older_published_versions_only(page: Any, consol
     current one itself."""
     from playwright.sync_api import expect
 
-    workflow = {**SLOW_PAIR, "id": "rolled"}
-    console.create(workflow)  # v1, published
-    for n in (2, 3):
-        changed = console.http.put("/api/v1/workflows/rolled", json={**workflow, "description": f"v{n}"})
-        assert changed.status_code in (200, 201), changed.text
-        assert console.http.post("/api/v1/workflows/rolled/publish", params={"version": n}).status_code == 200
+    workflow = three_versions(console, "rolled", publish=True)
     assert console.http.post("/api/v1/workflows/rolled/publish", params={"version": 2}).status_code == 200
     drafted = console.http.put("/api/v1/workflows/rolled", json={**workflow, "description": "v4"})
     assert drafted.status_code in (200, 201), drafted.text
