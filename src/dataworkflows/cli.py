@@ -37,7 +37,7 @@ from dataworkflows.cli_follow import (
 )
 from dataworkflows.cli_help import LOCAL, decorate
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
-from dataworkflows.statuses import ExecutionStatus
+from dataworkflows.statuses import DeadLetterKind, ExecutionStatus
 
 if TYPE_CHECKING:
     import socket
@@ -780,6 +780,8 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if not args.all:
         params["open"] = "true"
+    if args.kind:
+        params["kind"] = args.kind
     if args.cursor:
         params["cursor"] = args.cursor
     with _client(args) as client:
@@ -1921,6 +1923,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven and closed ones)")
     dlist.add_argument("--all", action="store_true", help="also those redriven or acknowledged")
+    dlist.add_argument("--kind", choices=[k.value for k in DeadLetterKind], help="only letters of this kind")
     dlist.add_argument("--limit", type=_page_size, default=100, help="rows a page (1 to 500)")
     dlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     dlist.add_argument("--api-url")

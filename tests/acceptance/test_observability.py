@@ -136,6 +136,9 @@ def test_dead_letters_from_the_cli(stack: Stack) -> None:
     assert "retrying" in failed.stdout, "run --wait follows the live stream (retries are shown)"
     listing = cli("dead-letters", "list")
     assert listing.returncode == 0 and "node_failed" in listing.stdout and "flaky-chain" in listing.stdout
+    # By kind, as the API filters them.
+    assert cli("dead-letters", "list", "--kind", "node_failed").stdout == listing.stdout
+    assert "no open dead letters" in cli("dead-letters", "list", "--kind", "timed_out").stdout
     letter_id = listing.stdout.splitlines()[1].split()[0]
     redrive = cli("dead-letters", "redrive", letter_id, "--wait")
     # Attempts 3 fails again, 4 succeeds: the redriven node has a fresh budget of two attempts.
