@@ -387,7 +387,7 @@ def parse_body(content_type: str, body: bytes, max_depth: int) -> Any:
     media = content_type.split(";", 1)[0].strip().lower()
     try:
         if media == "application/x-www-form-urlencoded":
-            value: Any = pairs_object(_form_fields(body.decode()))
+            value: Any = pairs_object(_strict_fields(body.decode(), "a form field's"))
         elif is_json(media):
             value = _decoder.decode(body) if body.strip() else None
         else:
@@ -401,13 +401,14 @@ def parse_body(content_type: str, body: bytes, max_depth: int) -> Any:
     return value
 
 
-def _form_fields(text: str) -> list[tuple[str, str]]:
-    """A form's fields, their percent-escapes read as UTF-8 strictly, as the raw body is: `a=%FF%FE`
-    was taken as two U+FFFD, the sender's data changed without a word."""
+def _strict_fields(text: str, what: str) -> list[tuple[str, str]]:
+    """A form's (or a query's) fields, their percent-escapes read as UTF-8 strictly, as the raw body
+    is: `a=%FF%FE` was taken as two U+FFFD, the sender's data changed without a word. `what` names
+    them in the error."""
     try:
         return urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise BodyError("a form field's percent-escapes are not UTF-8") from None
+        raise BodyError(f"{what} percent-escapes are not UTF-8") from None
 
 
 def query_fields(raw: bytes) -> list[tuple[str, str]]:
@@ -418,10 +419,7 @@ def query_fields(raw: bytes) -> list[tuple[str, str]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyError("the query string is not UTF-8") from None
-    try:
-        return urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict")
-    except UnicodeDecodeError:
-        raise BodyError("a query parameter's percent-escapes are not UTF-8") from None
+    return _strict_fields(text, "a query parameter's")
 
 
 def pairs_object(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
