@@ -1095,57 +1095,55 @@ BEGIN
 
         IF cardinality(v_edge_exec) > 0 THEN
             -- Every edge fired: a target whose edges are all decided is Ready (dw.decide_edges_v1), made
-            -- so by the last record (in batch order) that fires into it.
+            -- so by the last record (in batch order) that fires into it; and each record's Ready nodes
+            -- are started in plan order up to its start_limit (dw.start_ready_nodes_v1), unless its run
+            -- has a cancel or a suspension pending. One write of each target's row: a node decided and
+            -- started goes from Pending to Running at once (the runs' rows are locked above, so the
+            -- targets read here are the ones written).
             WITH d AS (
                 SELECT t.execution_id, t.target, count(*)::integer AS fired, max(t.ord) AS owner
                   FROM unnest(v_edge_ord, v_edge_exec, v_edge_target) AS t(ord, execution_id, target)
                  GROUP BY t.execution_id, t.target
+            ), target AS (
+                SELECT d.owner, d.execution_id, d.target AS node_id, d.fired, n.position,
+                       n.decided_incoming + d.fired >= n.expected_incoming AS ready
+                  FROM d JOIN dw.node_states n ON n.execution_id = d.execution_id AND n.node_id = d.target
+                 WHERE n.status = 'Pending'
+            ), chosen AS (
+                SELECT target.*,
+                       target.ready AND l.open
+                           AND row_number() OVER (PARTITION BY target.owner, target.ready ORDER BY target.position)
+                               <= COALESCE((l.rec ->> 'start_limit')::integer, 0) AS start
+                  FROM target JOIN unnest(f_ord, f_rec, f_open) AS l(ord, rec, open) ON l.ord = target.owner
             ), decided AS (
                 UPDATE dw.node_states n
-                   SET decided_incoming = n.decided_incoming + d.fired,
-                       satisfied_incoming = n.satisfied_incoming + d.fired,
-                       status = CASE WHEN n.decided_incoming + d.fired < n.expected_incoming THEN n.status
-                                     ELSE 'Ready' END
-                  FROM d
-                 WHERE n.execution_id = d.execution_id AND n.node_id = d.target AND n.status = 'Pending'
-                RETURNING d.owner, n.execution_id, n.node_id, n.status, n.position
-            )
-            SELECT array_agg(decided.owner), array_agg(decided.execution_id), array_agg(decided.node_id),
-                   array_agg(decided.position)
-              FROM decided WHERE decided.status = 'Ready'
-              INTO v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos;
-        END IF;
-
-        IF v_ready_exec IS NOT NULL THEN
-            -- The nodes made Ready, each record's started in plan order up to its start_limit
-            -- (dw.start_ready_nodes_v1), unless its run has a cancel or a suspension pending.
-            WITH ready AS (
-                SELECT t.ord, t.execution_id, t.node_id,
-                       row_number() OVER (PARTITION BY t.ord ORDER BY t.position) AS rank
-                  FROM unnest(v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos)
-                       AS t(ord, execution_id, node_id, position)
-            ), chosen AS (
-                SELECT ready.ord, ready.execution_id, ready.node_id
-                  FROM ready
-                  JOIN unnest(f_ord, f_rec, f_open) AS l(ord, rec, open) ON l.ord = ready.ord
-                 WHERE l.open AND ready.rank <= COALESCE((l.rec ->> 'start_limit')::integer, 0)
-            ), started AS (
-                UPDATE dw.node_states n
-                   SET status = 'Running', attempts = n.attempts + 1,
-                       started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
-                  FROM chosen
-                 WHERE n.execution_id = chosen.execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
-                RETURNING chosen.ord, n.execution_id, n.node_id, n.attempts, n.position
+                   SET decided_incoming = n.decided_incoming + c.fired,
+                       satisfied_incoming = n.satisfied_incoming + c.fired,
+                       status = CASE WHEN c.start THEN 'Running' WHEN c.ready THEN 'Ready' ELSE n.status END,
+                       attempts = n.attempts + CASE WHEN c.start THEN 1 ELSE 0 END,
+                       started_at = CASE WHEN c.start THEN COALESCE(n.started_at, now()) ELSE n.started_at END,
+                       next_attempt_at = CASE WHEN c.start THEN NULL ELSE n.next_attempt_at END
+                  FROM chosen c
+                 WHERE n.execution_id = c.execution_id AND n.node_id = c.node_id AND n.status = 'Pending'
+                RETURNING c.owner, n.execution_id, n.node_id, n.attempts, n.position, c.ready, c.start
             ), events AS (
                 INSERT INTO dw.execution_events (execution_id, node_id, type, details)
-                SELECT started.execution_id, started.node_id, 'node_started',
-                       jsonb_build_object('attempt', started.attempts)
-                  FROM started ORDER BY started.ord, started.position
+                SELECT decided.execution_id, decided.node_id, 'node_started',
+                       jsonb_build_object('attempt', decided.attempts)
+                  FROM decided WHERE decided.start ORDER BY decided.owner, decided.position
             )
-            SELECT array_agg(started.ord), array_agg(started.execution_id), array_agg(started.node_id),
-                   array_agg(started.attempts), array_agg(started.position)
-              FROM started
-              INTO v_started_ord, v_started_exec, v_started_node, v_started_attempt, v_started_pos;
+            SELECT array_agg(decided.owner) FILTER (WHERE decided.ready),
+                   array_agg(decided.execution_id) FILTER (WHERE decided.ready),
+                   array_agg(decided.node_id) FILTER (WHERE decided.ready),
+                   array_agg(decided.position) FILTER (WHERE decided.ready),
+                   array_agg(decided.owner) FILTER (WHERE decided.start),
+                   array_agg(decided.execution_id) FILTER (WHERE decided.start),
+                   array_agg(decided.node_id) FILTER (WHERE decided.start),
+                   array_agg(decided.attempts) FILTER (WHERE decided.start),
+                   array_agg(decided.position) FILTER (WHERE decided.start)
+              FROM decided
+              INTO v_ready_ord, v_ready_exec, v_ready_node, v_ready_pos,
+                   v_started_ord, v_started_exec, v_started_node, v_started_attempt, v_started_pos;
         END IF;
 
         IF f_ord IS NOT NULL THEN
@@ -1265,11 +1263,14 @@ BEGIN
          ORDER BY l.ord, a.part, a.position;
     END IF;
 
-    -- Every other record, record by record; their ordinals mapped back to the batch's.
-    SELECT jsonb_agg(x.e ORDER BY x.n), array_agg(x.n::integer ORDER BY x.n)
-      INTO v_rest, v_rest_ord
-      FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
-     WHERE NOT x.n::integer = ANY(COALESCE(f_ord, '{}'));
+    -- Every other record, record by record; their ordinals mapped back to the batch's. (None when the
+    -- whole batch went the set-based way, as most do.)
+    IF f_ord IS NULL OR cardinality(f_ord) < jsonb_array_length(p_records) THEN
+        SELECT jsonb_agg(x.e ORDER BY x.n), array_agg(x.n::integer ORDER BY x.n)
+          INTO v_rest, v_rest_ord
+          FROM jsonb_array_elements(p_records) WITH ORDINALITY AS x(e, n)
+         WHERE NOT x.n::integer = ANY(COALESCE(f_ord, '{}'));
+    END IF;
     IF v_rest IS NOT NULL THEN
         RETURN QUERY
         SELECT v_rest_ord[b.ordinal], b.node_id, b.status, b.attempt, b.job_finished,
