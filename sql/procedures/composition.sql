@@ -186,6 +186,16 @@ BEGIN
 END;
 $$;
 
+-- Whether run p_child_id is a detached child: started by a subworkflow node or a forEach item with
+-- waitForCompletion false, whose wait (or item) ended when the child started. Nobody takes its end:
+-- it files its own letters, as a root run does.
+CREATE OR REPLACE FUNCTION dw.is_detached_child_v1(p_child_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM dw.waits w
+                    WHERE w.child_execution_id = p_child_id AND w.kind = 'child' AND w.state = 'started')
+        OR EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_child_id AND i.detached)
+$$;
+
 -- Why a redrive of run p_e (a node_failed or worker_lost letter) is refused because it is a child
 -- whose end its parent has already taken, or NULL when it is not: its parent's node, or its forEach
 -- item, recorded how it ended (child_failed, child_timed_out...), or stopped waiting for it (the
@@ -211,7 +221,8 @@ BEGIN
         SELECT CASE WHEN i.status = 'Cancelled' THEN format('stopped waiting for it (item %s)', i.item_index)
                     ELSE format('has taken its end (item %s)', i.item_index) END
           INTO v_taken
-          FROM dw.foreach_items i WHERE i.child_execution_id = p_e.id AND i.status <> 'Running' LIMIT 1;
+          FROM dw.foreach_items i
+         WHERE i.child_execution_id = p_e.id AND i.status <> 'Running' AND NOT i.detached LIMIT 1;
     END IF;
     IF v_taken IS NULL AND p_e.request_id LIKE 'item:%'
        AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_e.id) THEN
@@ -324,7 +335,7 @@ BEGIN
     IF NOT p_wait THEN
         v_outputs := jsonb_build_object('executionId', v_child.o_execution_id, 'workflowId', p_workflow_id,
                                         'version', v_child.o_version);
-        UPDATE dw.foreach_items i SET status = 'Succeeded', outputs = v_outputs, ended_at = now()
+        UPDATE dw.foreach_items i SET status = 'Succeeded', outputs = v_outputs, ended_at = now(), detached = true
          WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index
         RETURNING * INTO v_i;
         INSERT INTO dw.action_executions (execution_id, node_id, item_index, action_type, attempt, status,

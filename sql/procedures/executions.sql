@@ -1561,9 +1561,10 @@ BEGIN
         PERFORM dw.hand_over_slot_v1(v_tenant, v_workflow_id);
     END IF;
     -- A root run past its deadline needs a human, as a failed one does: its letter redrives it
-    -- (migration 0048). A child's timeout is its parent's to handle (child_timed_out fails the
-    -- parent's node, whose letter runs it again).
-    IF p_status = 'TimedOut' AND v_parent IS NULL THEN
+    -- (migration 0048); so does a detached child, whose end nobody takes. An attached child's
+    -- timeout is its parent's to handle (child_timed_out fails the parent's node, whose letter runs
+    -- it again).
+    IF p_status = 'TimedOut' AND (v_parent IS NULL OR dw.is_detached_child_v1(p_execution_id)) THEN
         INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
         SELECT 'timed_out', e.id,
                jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger,

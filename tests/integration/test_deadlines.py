@@ -205,6 +205,45 @@ async def test_a_detached_child_outlives_its_parents_deadline(db: Database, cond
         assert 3500 < (await _deadline_seconds(db, kids[node]) or 0) <= 3600
 
 
+async def test_a_detached_child_that_times_out_files_its_own_letter(db: Database, conditions: ConditionPool) -> None:
+    """Nobody takes a detached child's end: past its deadline it files a timed_out letter, as a root
+    run does, and the letter redrives it. An attached child's timeout stays its parent's."""
+    from tests.integration.test_runtime import make_runtime
+    from tests.integration.test_subworkflows import children, drain, sub
+    from tests.integration.test_waits import kind_node, signal
+
+    await publish(db, wf("lingers-briefly", signal("s", name="never"), workflowTimeout="PT1S"), conditions)
+    detached_item = {"workflowId": "lingers-briefly", "waitForCompletion": False}
+    await publish(
+        db,
+        wf(
+            "scatters-briefly",
+            sub("spawn", "lingers-briefly", to("each"), waitForCompletion=False),
+            kind_node("forEach", "each", (to("call"),), {"items": [1], "subworkflow": detached_item}),
+            sub("call", "lingers-briefly"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "scatters-briefly")
+    runtime = make_runtime(db, conditions)
+    await drain(db, runtime)
+    kids = {kid["parent_node_id"]: kid["id"] for kid in await children(db, parent)}
+    assert set(kids) == {"spawn", "each", "call"}
+    await asyncio.sleep(1.1)
+    await time_out_overdue(db)
+    await drain(db, runtime)
+    for kid in kids.values():
+        assert (await db.fetch_one("get_execution", id=kid))["status"] == "TimedOut"
+    assert (await db.fetch_one("get_execution", id=parent))["status"] == "Failed"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
+    filed = sorted((row["kind"], row["execution_id"]) for row in letters)
+    assert filed == sorted([("timed_out", kids["spawn"]), ("timed_out", kids["each"]), ("node_failed", parent)])
+    (item_letter,) = [row["id"] for row in letters if row["execution_id"] == kids["each"]]
+    redrive = await db.operations.redrive(int(item_letter), principal="ops", queue="executions")
+    assert redrive.action == "requeued"
+    assert (await db.fetch_one("get_execution", id=kids["each"]))["status"] == "Pending"
+
+
 async def test_a_redrive_gives_the_run_a_fresh_default_deadline(db: Database, conditions: ConditionPool) -> None:
     from tests.integration.test_runtime import make_runtime
 

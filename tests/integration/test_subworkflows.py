@@ -14,7 +14,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import Conflict, DefinitionError
 from dataworkflows.runtime import Runtime
-from tests.conftest import load_fixture, publish, start
+from tests.conftest import ROOT, load_fixture, publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 from tests.integration.test_waits import kind_node, signal, sql
 
@@ -556,3 +556,40 @@ async def test_a_workflow_that_calls_itself_under_a_concurrency_limit_of_1_finis
     await drain(db, runtime)
     tree = await db.fetch_all("execution_tree", id=root)
     assert [t["status"] for t in tree] == ["Succeeded", "Succeeded", "Succeeded"]
+
+
+async def test_a_detached_item_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
+    """A forEach item's detached child (waitForCompletion false) is nobody's to take either: its item
+    succeeded when the child started, and its letter redrives it."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks-alone", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(
+        db,
+        wf(
+            "scatters",
+            kind_node(
+                "forEach",
+                "all",
+                (),
+                {"items": [1], "subworkflow": {"workflowId": "breaks-alone", "waitForCompletion": False}},
+            ),
+        ),
+        conditions,
+    )
+    root = await start(db, "scatters")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert ((await execution(db, root))["status"], kid["status"]) == ("Succeeded", "Failed")
+    ((said,),) = await sql(db, "SELECT dw.child_redrive_refusal_v1(e) FROM dw.executions e WHERE e.id = %s", kid["id"])
+    assert said is None
+    # An item written before migration 0050 is found detached by its attempt row (the migration's
+    # backfill, run again on the item made to look as it did).
+    backfill = (ROOT / "sql" / "migrations" / "0050_detached_item_children.sql").read_text()
+    (update,) = [s for s in backfill.split(";") if "UPDATE dw.foreach_items" in s]
+    await sql(db, "UPDATE dw.foreach_items SET detached = false WHERE child_execution_id = %s", kid["id"])
+    await sql(db, update)
+    assert await sql(db, "SELECT detached FROM dw.foreach_items WHERE child_execution_id = %s", kid["id"]) == [(True,)]
+    redrive = await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    assert redrive.action == "requeued"
+    await drain(db, runtime)
+    assert [a["status"] for a in await attempts(db, kid["id"])] == ["Failed", "Failed"]
