@@ -34,8 +34,9 @@ from dataworkflows.workers.app import Backoff, connection_lost, describe, stoppe
 
 log = structlog.get_logger("dataworkflows.scheduler")
 
-# Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused).
-_FIRED_NOW = frozenset({"started", "existing", "refused"})
+# Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused, or
+# was not started for one still going: overlap skip).
+_FIRED_NOW = frozenset({"started", "existing", "refused", "overlapped"})
 # A schedule whose time zone this worker cannot load is looked at again this much later.
 ZONE_RETRY = timedelta(minutes=1)
 
@@ -199,6 +200,12 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
                 log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
         elif tick.outcome in ("started", "existing"):
             _REFUSING.discard(tick.trigger_id)
+        elif tick.outcome == "overlapped":
+            log.info(
+                "schedule tick not run: a run it started is still going (overlap skip)",
+                trigger_id=str(tick.trigger_id),
+                tick=tick.tick_at.isoformat(),
+            )
 
 
 # How long planning one batch may take: the batch's schedules stay locked (FOR NO KEY UPDATE) until

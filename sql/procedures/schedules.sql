@@ -275,8 +275,12 @@ $$;
 -- {"firedBy": {kind, triggerId, name, tick, missedTicks}, ...config.payload}. A workflow that cannot
 -- run (archived, draft, disabled) does not stop the schedule: the tick is recorded without a run
 -- (outcome refused), the reason goes to triggers.error, and the schedule goes on ticking; the
--- next tick that starts a run clears the error. outcome: started | existing (the request id had a
--- run already) | duplicate (the tick had fired) | refused.
+-- next tick that starts a run clears the error. The schedule's overlap policy (config "overlap",
+-- dataworkflows.schedules) decides what a tick does while a run the schedule started has not ended:
+-- allow starts its run, skip records the tick without one (overlapped_by: the run still going),
+-- cancelOther cancels the runs still going (dw.request_cancel_v1, by 'scheduler') and starts its own
+-- (overlapped_by: the newest it cancelled). outcome: started | existing (the request id had a run
+-- already) | duplicate (the tick had fired) | refused | overlapped (skipped for a run still going).
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
 ) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
@@ -293,6 +297,9 @@ DECLARE
     v_payload jsonb;
     v_text text;
     v_previous_tenant text;
+    v_overlap text;
+    v_going uuid;
+    v_other uuid;
 BEGIN
     SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
     IF NOT FOUND THEN
@@ -303,6 +310,7 @@ BEGIN
     v_error := v_t.error;
     v_payload := CASE WHEN jsonb_typeof(v_t.config -> 'payload') = 'object' THEN v_t.config -> 'payload'
                       ELSE '{}'::jsonb END;
+    v_overlap := COALESCE(v_t.config ->> 'overlap', 'allow');
     FOR i IN 1 .. COALESCE(cardinality(p_ticks), 0) LOOP
         v_tick := p_ticks[i];
         INSERT INTO dw.schedule_ticks AS k (trigger_id, tick_at, fired_at, missed_ticks)
@@ -325,6 +333,40 @@ BEGIN
             CONTINUE;
         END IF;
         v_text := dw.schedule_tick_text_v1(v_tick);
+        IF v_overlap IN ('skip', 'cancelOther') THEN
+            -- The newest run of this schedule that has not ended (executions_trigger_unfinished_idx).
+            v_going := NULL;
+            SELECT e.id INTO v_going FROM dw.executions e
+             WHERE e.trigger_id = p_trigger_id
+               AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+             ORDER BY e.created_at DESC LIMIT 1;
+            IF v_going IS NOT NULL THEN
+                UPDATE dw.schedule_ticks k SET overlapped_by = v_going
+                 WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+                IF v_overlap = 'skip' THEN
+                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
+                    CONTINUE;
+                END IF;
+                FOR v_other IN
+                    SELECT e.id FROM dw.executions e
+                     WHERE e.trigger_id = p_trigger_id
+                       AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                       AND e.cancel_requested_at IS NULL
+                     ORDER BY e.id
+                LOOP
+                    BEGIN
+                        PERFORM dw.request_cancel_v1(
+                            v_other, 'scheduler',
+                            format('schedule %s: its tick %s replaces this run (overlap cancelOther)', v_t.name,
+                                   v_text));
+                    EXCEPTION WHEN SQLSTATE 'DW014' THEN
+                        -- It ended between the look above and its lock: nothing left to cancel.
+                        RAISE LOG 'dw.fire_schedule_v1: run % ended before schedule % could cancel it', v_other,
+                            p_trigger_id;
+                    END;
+                END LOOP;
+            END IF;
+        END IF;
         SELECT * INTO v_started FROM dw.start_triggered_v1(
             p_trigger_id, 'schedule:' || p_trigger_id || ':' || v_text,
             v_payload || jsonb_build_object('firedBy', jsonb_build_object(

@@ -1250,7 +1250,13 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
 
 
 # The create command's options that belong to one kind (a webhook's --unsigned, a schedule's --cron...).
-_SCHEDULE_OPTIONS = {"cron": "--cron", "timezone": "--timezone", "catch_up": "--catch-up", "payload": "--payload"}
+_SCHEDULE_OPTIONS = {
+    "cron": "--cron",
+    "timezone": "--timezone",
+    "catch_up": "--catch-up",
+    "overlap": "--overlap",
+    "payload": "--payload",
+}
 _WEBHOOK_OPTIONS = {
     "signature": "--signature",
     "unsigned": "--unsigned",
@@ -1279,6 +1285,8 @@ def _schedule_config(args: argparse.Namespace) -> dict[str, Any]:
         "timezone": args.timezone or "UTC",
         "catchUp": args.catch_up or "latest",
     }
+    if args.overlap:
+        config["overlap"] = args.overlap
     try:
         payload = json.loads(args.payload or "{}", parse_constant=_no_constants)
     except ValueError as exc:
@@ -1383,6 +1391,11 @@ def _add_triggers(sub: Any) -> None:
     create.add_argument("--timezone", help="schedule: an IANA time zone (default UTC)")
     create.add_argument(
         "--catch-up", choices=("none", "latest", "all"), help="schedule: after downtime (default latest)"
+    )
+    create.add_argument(
+        "--overlap",
+        choices=("allow", "skip", "cancelOther"),
+        help="schedule: a tick while its previous run still goes (default allow)",
     )
     create.add_argument("--payload", help="schedule: the runs' trigger, a JSON object (default {})")
     create.add_argument(

@@ -4,6 +4,7 @@ what fires after a scheduler was away. Pure module (workers/scheduler.py reads a
 Config (dw.triggers.config of a schedule trigger):
     {"cron": "0 2 * * *", "timezone": "Europe/Berlin" (default "UTC"),
      "catchUp": "none" | "latest" (default) | "all", "maxCatchUp": 1..1000 (default 100),
+     "overlap": "allow" (default) | "skip" | "cancelOther",
      "payload": object (default {}), merged into the run's trigger beside "firedBy"}
 
 Cron: five fields, minute (0-59) hour (0-23) day-of-month (1-31) month (1-12 or jan-dec) day-of-week
@@ -41,6 +42,18 @@ fired when it is enabled again. A change of only its payload, catchUp or name ke
 (ticks missed while the workers were away are still caught up), and so does running the same
 dw.schedule_v1 call again.
 
+Overlap: what a tick does while a run the schedule started earlier has not ended (Temporal's
+ScheduleOverlapPolicy, of which these are ALLOW_ALL, SKIP and CANCEL_OTHER; dw.fire_schedule_v1
+applies it as the tick fires):
+    * allow: the tick starts its run whatever is still going;
+    * skip: the tick is recorded without a run (outcome overlapped; schedule_ticks.overlapped_by names
+      the run still going), and the schedule goes on ticking;
+    * cancelOther: the runs still going are cancelled (as POST /executions/{id}/cancel does, by
+      "scheduler", with a reason naming the schedule and the tick), and the tick starts its run
+      (schedule_ticks.overlapped_by names the newest run it cancelled).
+A catch-up that fires several ticks at once applies the policy to each in turn: under skip only the
+first of them runs.
+
 Time zone names: the IANA names (zoneinfo.available_timezones(); the tzdata package provides them
 where the system has none), not those whose meaning depends on the host (localtime, posix/...,
 right/...), which dw.check_schedule_v1 refuses too.
@@ -72,7 +85,10 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_CATCH_UP = LATEST
 DEFAULT_MAX_CATCH_UP = 100
 MAX_CATCH_UP_LIMIT = 1000
-CONFIG_KEYS = ("cron", "timezone", "catchUp", "maxCatchUp", "payload")
+ALLOW, SKIP, CANCEL_OTHER = "allow", "skip", "cancelOther"
+OVERLAP_POLICIES = (ALLOW, SKIP, CANCEL_OTHER)
+DEFAULT_OVERLAP = ALLOW
+CONFIG_KEYS = ("cron", "timezone", "catchUp", "maxCatchUp", "overlap", "payload")
 MAX_CRON_CHARS = 200
 # catchUp none: the most recent due tick still fires if a scheduler sees it within this time (a
 # busy scheduler, a worker restart); later than that it counts as missed and is skipped.
@@ -285,6 +301,8 @@ def check_config(config: Any) -> list[Problem]:
         problems.append(("/timezone", "invalid_timezone", str(zone_problem(timezone))))
     if config.get("catchUp", DEFAULT_CATCH_UP) not in CATCH_UP_POLICIES:
         problems.append(("/catchUp", "enum", f"must be one of {', '.join(CATCH_UP_POLICIES)}"))
+    if config.get("overlap", DEFAULT_OVERLAP) not in OVERLAP_POLICIES:
+        problems.append(("/overlap", "enum", f"must be one of {', '.join(OVERLAP_POLICIES)}"))
     bound = config.get("maxCatchUp", DEFAULT_MAX_CATCH_UP)
     if not isinstance(bound, int) or isinstance(bound, bool):
         problems.append(("/maxCatchUp", "type", "must be an integer"))

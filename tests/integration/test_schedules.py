@@ -587,3 +587,70 @@ async def test_old_ticks_are_pruned_keeping_each_schedules_newest(db: Database, 
     # All of its ticks are old: the newest stays (v_schedules shows it).
     assert [r[0] for r in await ticks(db, quiet)] == [now - timedelta(days=11)]
     assert await prune_schedule_ticks(db, Settings(schedule_tick_retention_days=30)) == 0
+
+
+@pytest.mark.parametrize("overlap", ["allow", "skip", "cancelOther"])
+async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_policy(db: Database, overlap: str) -> None:
+    """allow starts a second run beside the first; skip records the tick without a run, naming the
+    run still going; cancelOther cancels that run and starts its own."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, f"overlap-{overlap}", "* * * * *", "sched-lingers", overlap=overlap)
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    tick = this_second().replace(second=0)
+    outcome, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    assert outcome == "started"
+    # The first run is still going (Pending: no worker here) when the next tick fires.
+    outcome, second = await one(db, fire, trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2))
+    rows = await sql(
+        db,
+        "SELECT execution_id, overlapped_by FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+    first_status = await one(db, "SELECT status FROM dw.executions WHERE id = %s", first)
+    if overlap == "allow":
+        assert outcome == "started" and second not in (None, first)
+        assert rows == [(first, None), (second, None)] and first_status == "Pending"
+    elif overlap == "skip":
+        assert (outcome, second) == ("overlapped", None)
+        assert rows == [(first, None), (None, first)] and first_status == "Pending"
+        # Once the run has ended, the next tick runs.
+        await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", first)
+        outcome, third = await one(db, fire, trigger_id, tick + timedelta(minutes=2), tick + timedelta(minutes=3))
+        assert outcome == "started" and third is not None
+    else:
+        assert outcome == "started" and second not in (None, first)
+        assert rows == [(first, None), (second, first)]
+        # Nobody held it: cancelled at once, in the scheduler's name, saying why.
+        cancelled = await one(
+            db, "SELECT status, cancel_requested_by, cancel_reason FROM dw.executions WHERE id = %s", first
+        )
+        tick_text = (tick + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert cancelled == (
+            "Cancelled",
+            "scheduler",
+            f"schedule overlap-cancelOther: its tick {tick_text} replaces this run (overlap cancelOther)",
+        )
+        assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", second) == "Pending"
+
+
+async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Database) -> None:
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, "overlap-catch-up", "* * * * *", "sched-lingers", overlap="skip", catchUp="all")
+    await make_due(db, trigger_id, this_second().replace(second=0) - timedelta(minutes=3))
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    assert [t.outcome for t in handled] == ["started", "overlapped", "overlapped", "overlapped"]
+    # The unfinished runs are read from their own index (not every run the schedule ever made).
+    async with db.connection() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        plan = await conn.execute(
+            "EXPLAIN SELECT e.id FROM dw.executions e WHERE e.trigger_id = %s"
+            " AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') ORDER BY e.created_at DESC LIMIT 1",
+            (trigger_id,),
+        )
+        text = "\n".join(row[0] for row in await plan.fetchall())
+        await conn.execute("RESET enable_seqscan")
+    assert "executions_trigger_unfinished_idx" in text, text

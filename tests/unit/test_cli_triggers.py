@@ -54,6 +54,9 @@ def test_create_a_schedule_sends_its_config(
         },
     }
     assert "night" in capsys.readouterr().out
+    # The overlap policy only when given (the API's default, allow, otherwise).
+    assert run([*argv, "--overlap", "skip"]) == EXIT_OK
+    assert json.loads(seen[1].content)["config"]["overlap"] == "skip"
 
 
 def test_create_a_webhook_prints_its_secret_once(
@@ -79,6 +82,7 @@ def test_a_schedule_without_cron_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
         (["--kind", "webhook", "--unsigned", "--signature", "github"], "give --signature or --unsigned, not both"),
         (["--kind", "webhook", "--cron", "* * * * *"], "--cron: not for a webhook"),
         (["--kind", "webhook", "--payload", "{}", "--timezone", "UTC"], "--timezone, --payload: not for a webhook"),
+        (["--kind", "webhook", "--overlap", "skip"], "--overlap: not for a webhook"),
         (["--kind", "schedule", "--cron", "* * * * *", "--signature", "github"], "--signature: not for a schedule"),
         (["--kind", "schedule", "--cron", "* * * * *", "--header", "X-A"], "--header: not for a schedule"),
         (["--kind", "schedule", "--cron", "* * * * *", "--payload", "{bad"], "--payload is not JSON: Expecting"),

@@ -156,14 +156,28 @@ def test_a_config_needs_only_a_cron_and_has_defaults() -> None:
     assert (schedule.zone.key, schedule.catch_up, schedule.max_catch_up, schedule.payload) == ("UTC", "latest", 100, {})
     full = {"cron": "@daily", "timezone": "Europe/Berlin", "catchUp": "all", "maxCatchUp": 1000, "payload": {"a": 1}}
     assert check_config(full) == []
+    for overlap in ("allow", "skip", "cancelOther"):
+        assert check_config({**full, "overlap": overlap}) == []
 
 
 def test_every_config_problem_is_reported_with_its_pointer() -> None:
     problems = check_config(
-        {"cron": "0 25 * * *", "timezone": "Mars/Olympus", "catchUp": "some", "maxCatchUp": 0, "payload": [], "x~y": 1}
+        {
+            "cron": "0 25 * * *",
+            "timezone": "Mars/Olympus",
+            "catchUp": "some",
+            "maxCatchUp": 0,
+            "overlap": "bufferOne",
+            "payload": [],
+            "x~y": 1,
+        }
     )
     assert problems == [
-        ("/x~0y", "unknown_field", "unknown field; expected one of cron, timezone, catchUp, maxCatchUp, payload"),
+        (
+            "/x~0y",
+            "unknown_field",
+            "unknown field; expected one of cron, timezone, catchUp, maxCatchUp, overlap, payload",
+        ),
         ("/cron", "invalid_cron", "hour field: 25 is out of range 0-23"),
         (
             "/timezone",
@@ -171,6 +185,7 @@ def test_every_config_problem_is_reported_with_its_pointer() -> None:
             'unknown time zone "Mars/Olympus"; use an IANA name such as Europe/Berlin or UTC',
         ),
         ("/catchUp", "enum", "must be one of none, latest, all"),
+        ("/overlap", "enum", "must be one of allow, skip, cancelOther"),
         ("/maxCatchUp", "range", "must be between 1 and 1000"),
         ("/payload", "type", "must be a JSON object"),
     ]

@@ -25,7 +25,7 @@ function describe(t) {
     const catchUp = c.catchUp || "latest";
     return [
       line(h("code", {}, c.cron || ""), " ", c.timezone || "UTC"),
-      line("catch-up " + catchUp + (catchUp === "all" ? " (at most " + (c.maxCatchUp ?? 100) + ")" : "")),
+      line("catch-up " + catchUp + (catchUp === "all" ? " (at most " + (c.maxCatchUp ?? 100) + ")" : "") + " · overlap " + (c.overlap || "allow")),
       c.payload !== undefined && c.payload !== null ? line("payload ", shown(c.payload)) : "",
     ];
   }
