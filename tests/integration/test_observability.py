@@ -179,6 +179,8 @@ def test_reporting_role_reads_views_and_nothing_else(postgresql: psycopg.Connect
             "v_dead_letters",
             "v_waiting_runs",
             "v_pending_approvals",
+            "v_webhook_deliveries",
+            "v_schedule_ticks",
         ]:
             postgresql.execute(f"SELECT * FROM dw.{view}").fetchall()
         # The views run as their caller (so that row-level security shows a reporting login its
@@ -192,6 +194,8 @@ def test_reporting_role_reads_views_and_nothing_else(postgresql: psycopg.Connect
             "SELECT * FROM dw.signals",
             "SELECT * FROM dw.connections",
             "SELECT secret FROM dw.triggers",
+            "SELECT content_hash FROM dw.webhook_deliveries",
+            "SELECT * FROM dw.schedule_ticks",
             "SELECT * FROM procrastinate_jobs",
         ]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
