@@ -149,6 +149,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("PATCH", "/api/v1/triggers/{trigger_id}"): "updateTrigger",
     ("DELETE", "/api/v1/triggers/{trigger_id}"): "deleteTrigger",
     ("POST", "/api/v1/triggers/{trigger_id}/secret"): "rotateTriggerSecret",
+    ("GET", "/api/v1/triggers/{trigger_id}/deliveries"): "listTriggerDeliveries",
+    ("GET", "/api/v1/triggers/{trigger_id}/ticks"): "listTriggerTicks",
     ("GET", "/api/v1/hooks/{trigger_id}"): "describeHook",
     ("POST", "/api/v1/hooks/{trigger_id}"): "deliverHook",
 }

@@ -143,6 +143,51 @@ def decode_time_cursor(cursor: str | None, *, scope: Scope | None = None) -> tup
         raise invalid_cursor() from exc
 
 
+def _cursor_time(text: Any) -> datetime:
+    """A time a cursor names, with its offset (ValueError otherwise)."""
+    if not isinstance(text, str):
+        raise ValueError("cursor shape")
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError("a page's cursor names its time with its offset")
+    return at
+
+
+def encode_time_serial_cursor(at: datetime, row_id: int, *, scope: Scope) -> str:
+    """The cursor of a list in (time, bigserial id) order: the last row of a page."""
+    return encode_scoped(scope, [at.isoformat(), row_id])
+
+
+def decode_time_serial_cursor(cursor: str | None, *, scope: Scope) -> tuple[datetime, int] | None:
+    """The (time, id) an encode_time_serial_cursor cursor names (a 400 for any other)."""
+    after = key_of(cursor, scope)
+    if after is None:
+        return None
+    # bool is an int subclass, and JSON true is not an id; nor is anything past bigint.
+    if not (isinstance(after, list) and len(after) == 2 and type(after[1]) is int and 1 <= after[1] <= BIGINT_MAX):
+        raise invalid_cursor()
+    try:
+        return _cursor_time(after[0]), after[1]
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
+
+
+def encode_instant_cursor(at: datetime, *, scope: Scope) -> str:
+    """The cursor of a list in the order of a time unique in it (a schedule's ticks): the last row of a page."""
+    return encode_scoped(scope, at.isoformat())
+
+
+def decode_instant_cursor(cursor: str | None, *, scope: Scope) -> datetime | None:
+    """The time an encode_instant_cursor cursor names (a 400 for any other)."""
+    after = key_of(cursor, scope)
+    if after is None:
+        return None
+    try:
+        return _cursor_time(after)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
+
+
 def _next_page(
     request: Request[Any, Any, Any], rows: Sequence[Row], limit: int, cursor_of: Callable[[Row], str]
 ) -> dict[str, str]:

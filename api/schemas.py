@@ -561,6 +561,37 @@ class RecentRunRead(Camel):
     created_at: datetime
 
 
+class DeliveryRead(Camel):
+    """A delivery to a webhook, whatever its outcome (dw.webhook_deliveries; never its content hash)."""
+
+    id: int
+    # The sender's id (its delivery id header), else "sha256:" + the hash the hook's answer gave it.
+    delivery_id: str | None
+    received_at: datetime
+    # accepted | duplicate | not_activated | refused
+    outcome: str
+    # Why it was refused, not activated or a duplicate.
+    reason: str | None
+    # What the hook answered.
+    status_code: int
+    # The run it started, or the first delivery's run for a duplicate.
+    execution_id: UUID | None
+    body_bytes: int | None
+    # An unsigned hook's claim of a body that its duplicateWindowSeconds let lapse.
+    lapsed_at: datetime | None
+
+
+class TickRead(Camel):
+    """A schedule's tick that fired (dw.schedule_ticks)."""
+
+    tick_at: datetime
+    fired_at: datetime
+    # The run it started (null: its workflow could not run; the schedule's error says why).
+    execution_id: UUID | None
+    # Ticks the catch-up policy folded into this one after downtime.
+    missed_ticks: int
+
+
 class WorkerLeaseRead(Camel):
     # The worker's id as it names itself in leases and attempt rows (host/pid/random).
     worker_id: str

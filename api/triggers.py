@@ -22,6 +22,7 @@ from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, NotFound
 from dataworkflows.json_depth import json_depth
 from dataworkflows.schedules import Schedule, ScheduleConfigError, next_tick
+from dataworkflows.statuses import WebhookOutcome
 from dataworkflows.validation import Problem, is_valid_id
 
 from .locations import LOCATION, created
@@ -31,14 +32,18 @@ from .paging import (
     PageCursor,
     PageLimit,
     bare_page,
+    decode_instant_cursor,
     decode_names_cursor,
     decode_time_cursor,
+    decode_time_serial_cursor,
+    encode_instant_cursor,
     encode_scoped,
     encode_time_cursor,
+    encode_time_serial_cursor,
     next_page_header,
 )
 from .params import require_one_of
-from .schemas import SecretRotation, TriggerPatch, TriggerRead, TriggerWrite, from_row
+from .schemas import DeliveryRead, SecretRotation, TickRead, TriggerPatch, TriggerRead, TriggerWrite, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
 from .workflows import require_workflow
 
@@ -59,6 +64,15 @@ async def require_trigger(db: Database, trigger_id: str) -> Trigger:
     found = await db.triggers.get(trigger_uuid(trigger_id))
     if found is None:
         raise NotFound(f"trigger {trigger_id} not found")
+    return found
+
+
+async def require_trigger_of_kind(db: Database, trigger_id: str, kind: str, what: str) -> Trigger:
+    """The trigger, which must be of `kind` to have `what`. Another kind's is a 409, as rotating a
+    schedule's secret is: the trigger exists (its GET answers), so a 404 would say it was gone."""
+    found = await require_trigger(db, trigger_id)
+    if found.kind != kind:
+        raise Conflict(f"trigger {trigger_id} is a {found.kind}: only a {kind} has {what}")
     return found
 
 
@@ -244,6 +258,68 @@ class TriggerController(Controller):
     @get("/{trigger_id:str}", responses=PROBLEMS, summary="One trigger (never its secret)", opt={"role": "viewer"})
     async def get_trigger(self, db: DatabaseDep, trigger_id: FromPath[str]) -> TriggerRead:
         return read(await require_trigger(db, trigger_id))
+
+    @get(
+        "/{trigger_id:str}/deliveries",
+        responses=PROBLEMS,
+        summary="A webhook's deliveries (of an outcome), newest first; a schedule's id is a 409",
+        response_headers=next_page_header("/api/v1/triggers/{trigger_id}/deliveries?outcome=O&cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
+    async def list_deliveries(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        trigger_id: FromPath[str],
+        outcome: Annotated[
+            str | None, QueryParameter(name="outcome", required=False, enum=list(WebhookOutcome))
+        ] = None,
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[DeliveryRead]]:
+        """Every delivery to the hook that is still kept (DW_WEBHOOK_RETENTION_DAYS), accepted or not,
+        with what the hook answered; never the body, nor the hash of what a signature covered."""
+        require_one_of("outcome", outcome, WebhookOutcome)
+        scope = ("trigger-deliveries", trigger_id, outcome)
+        before = decode_time_serial_cursor(cursor, scope=scope)
+        hook = await require_trigger_of_kind(db, trigger_id, "webhook", "deliveries")
+        rows = await db.webhooks.deliveries(hook.id, limit=limit + 1, outcome=outcome, before=before)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(DeliveryRead, row),
+            lambda last: encode_time_serial_cursor(last.received_at, last.id, scope=scope),
+        )
+
+    @get(
+        "/{trigger_id:str}/ticks",
+        responses=PROBLEMS,
+        summary="A schedule's fired ticks, newest first; a webhook's id is a 409",
+        response_headers=next_page_header("/api/v1/triggers/{trigger_id}/ticks?cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
+    async def list_ticks(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        trigger_id: FromPath[str],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[TickRead]]:
+        """The ticks still kept (DW_SCHEDULE_TICK_RETENTION_DAYS; each schedule's newest always), each
+        with the run it started and the missed ticks it stands for."""
+        scope = ("trigger-ticks", trigger_id)
+        before = decode_instant_cursor(cursor, scope=scope)
+        schedule = await require_trigger_of_kind(db, trigger_id, "schedule", "ticks")
+        rows = await db.schedules.ticks(schedule.id, limit=limit + 1, before=before)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(TickRead, row),
+            lambda last: encode_instant_cursor(last.tick_at, scope=scope),
+        )
 
     @patch(
         "/{trigger_id:str}",

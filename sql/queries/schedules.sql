@@ -55,3 +55,13 @@ WITH doomed AS (
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM gone;
+
+-- name: list_schedule_ticks
+-- A schedule's fired ticks, newest first (the primary key, read backwards). Keyset paging: those
+-- before the tick_at of the last one of the page before.
+SELECT k.trigger_id, k.tick_at, k.fired_at, k.execution_id, k.missed_ticks
+  FROM dw.schedule_ticks k
+ WHERE k.trigger_id = %(trigger_id)s
+   AND (%(before_at)s::timestamptz IS NULL OR k.tick_at < %(before_at)s::timestamptz)
+ ORDER BY k.tick_at DESC
+ LIMIT %(limit)s;

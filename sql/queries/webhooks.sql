@@ -22,9 +22,14 @@ SELECT outcome, execution_id, first_outcome, created
 SELECT dw.prune_webhook_deliveries_v1(%(keep_seconds)s, %(limit)s) AS deleted;
 
 -- name: list_webhook_deliveries
--- A trigger's deliveries, newest first.
+-- A trigger's deliveries (of an outcome), newest first (webhook_deliveries_trigger_idx). Keyset
+-- paging: those before the (received_at, id) of the last one of the page before.
 SELECT d.id, d.trigger_id, d.delivery_id, d.received_at, d.outcome, d.reason, d.status_code, d.execution_id,
-       d.body_bytes
-  FROM dw.webhook_deliveries d WHERE d.trigger_id = %(trigger_id)s
+       d.body_bytes, d.lapsed_at
+  FROM dw.webhook_deliveries d
+ WHERE d.trigger_id = %(trigger_id)s
+   AND (%(outcome)s::text IS NULL OR d.outcome = %(outcome)s::text)
+   AND (%(before_at)s::timestamptz IS NULL
+        OR (d.received_at, d.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
  ORDER BY d.received_at DESC, d.id DESC
  LIMIT %(limit)s;

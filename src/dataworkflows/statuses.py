@@ -45,6 +45,19 @@ class DeadLetterKind(StrEnum):
     TIMED_OUT = "timed_out"
 
 
+class WebhookOutcome(StrEnum):
+    """dw.webhook_deliveries.outcome (constraint webhook_deliveries_outcome_check)."""
+
+    # A run started.
+    ACCEPTED = "accepted"
+    # A delivery id (or signed content) seen before: the first delivery's run was answered.
+    DUPLICATE = "duplicate"
+    # The activation condition was false (or a Slack url_verification was answered).
+    NOT_ACTIVATED = "not_activated"
+    # A bad signature, a stale timestamp, a body or template that could not be used, a disabled hook.
+    REFUSED = "refused"
+
+
 class NodeStatus(StrEnum):
     PENDING = "Pending"
     READY = "Ready"

@@ -280,6 +280,8 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ),
     ("GET", "/api/v1/triggers", "/api/v1/triggers", "viewer", None),
     ("GET", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "viewer", None),
+    ("GET", "/api/v1/triggers/{trigger_id:str}/deliveries", "/api/v1/triggers/{trigger}/deliveries", "viewer", None),
+    ("GET", "/api/v1/triggers/{trigger_id:str}/ticks", f"/api/v1/triggers/{uuid.UUID(int=2)}/ticks", "viewer", None),
     ("PATCH", "/api/v1/triggers/{trigger_id:str}", "/api/v1/triggers/{trigger}", "author+operator", {"enabled": True}),
     ("DELETE", "/api/v1/triggers/{trigger_id:str}", f"/api/v1/triggers/{uuid.UUID(int=2)}", "author", None),
     (

@@ -19,6 +19,7 @@ from tests.integration.test_api import assert_problem
 from tests.integration.test_control_api import sql
 
 EXECUTION = "00000000-0000-4000-8000-000000000001"
+TRIGGER = "00000000-0000-4000-8000-000000000002"
 
 # (method, path, parameter, a value it does not take): every query parameter that takes less than
 # any string. A test below fails for a documented query parameter missing here and from FREE_TEXT.
@@ -72,6 +73,11 @@ BAD_VALUES = [
     ("GET", "/api/v1/triggers", "kind", "cron"),
     ("GET", "/api/v1/triggers", "cursor", "WyJ4Il0"),  # ["x"]: not a (workflow, kind, name)
     ("GET", "/api/v1/triggers", "limit", "1001"),
+    ("GET", f"/api/v1/triggers/{TRIGGER}/deliveries", "outcome", "delivered"),
+    ("GET", f"/api/v1/triggers/{TRIGGER}/deliveries", "cursor", "WyJ4Il0"),  # ["x"]: not this list's
+    ("GET", f"/api/v1/triggers/{TRIGGER}/deliveries", "limit", "0"),
+    ("GET", f"/api/v1/triggers/{TRIGGER}/ticks", "cursor", "!!!"),
+    ("GET", f"/api/v1/triggers/{TRIGGER}/ticks", "limit", "1001"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "kind", "cron"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "cursor", "!!!"),
     ("GET", "/api/v1/workflows/simple-echo/triggers", "limit", "0"),
@@ -125,6 +131,7 @@ def _template(path: str) -> str:
         ("templates", 4): "{set_id}",
         ("templates", 5): "{name}",
         ("executions", 6): "{node_id}",
+        ("triggers", 4): "{trigger_id}",
     }
     return "/".join(names.get((parts[3], i), part) for i, part in enumerate(parts))
 

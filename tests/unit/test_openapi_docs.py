@@ -176,6 +176,8 @@ LINK_PAGED = {
     "/api/v1/workflows/{workflow_id}/versions": (1000, 1000),
     "/api/v1/workflows/{workflow_id}/triggers": (1000, 1000),
     "/api/v1/triggers": (1000, 1000),
+    "/api/v1/triggers/{trigger_id}/deliveries": (1000, 1000),
+    "/api/v1/triggers/{trigger_id}/ticks": (1000, 1000),
     "/api/v1/workflow-templates": (1000, 1000),
     "/api/v1/connections": (1000, 1000),
     "/api/v1/executions/{execution_id}/actions": (1000, 1000),

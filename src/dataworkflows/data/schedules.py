@@ -57,6 +57,18 @@ class Batch(msgspec.Struct, frozen=True):
     fired: list[FiredTick]
 
 
+class Tick(msgspec.Struct, frozen=True):
+    """A fired tick as the API and the CLI list it (a row of dw.schedule_ticks)."""
+
+    trigger_id: UUID
+    tick_at: datetime
+    fired_at: datetime
+    # The run it started; None when its workflow could not run (the schedule's error says why).
+    execution_id: UUID | None
+    # Ticks the catch-up policy folded into this one after downtime.
+    missed_ticks: int
+
+
 # Given the claimed schedules and the database's clock, what to do with each.
 Planner = Callable[[list[DueSchedule], datetime], Awaitable[list[SchedulePlan]]]
 
@@ -112,6 +124,13 @@ class ScheduleData:
         schedule's newest tick and newest tick with a run); returns how many."""
         row = await self._db.fetch_one("prune_schedule_ticks", keep_seconds=keep_seconds, limit=limit)
         return 0 if row is None else int(row["deleted"])
+
+    async def ticks(self, trigger_id: UUID, *, limit: int, before: datetime | None = None) -> list[Tick]:
+        """A schedule's fired ticks, newest first; `before`: the tick_at of the last tick of the page
+        before."""
+        return await self._db.fetch_all_as(
+            Tick, "list_schedule_ticks", trigger_id=trigger_id, limit=limit, before_at=before
+        )
 
     async def seconds_to_next_tick(self) -> float | None:
         """Until the earliest next tick of an enabled schedule (0: due now); None without any."""

@@ -51,6 +51,8 @@ class Delivery(msgspec.Struct, frozen=True):
     status_code: int
     execution_id: UUID | None
     body_bytes: int | None
+    # An unsigned hook's claim of a body's id that its duplicate window let lapse (migration 0046).
+    lapsed_at: datetime | None = None
 
 
 class WebhookData:
@@ -128,6 +130,23 @@ class WebhookData:
         row = await self._db.fetch_one("prune_webhook_deliveries", keep_seconds=keep_seconds, limit=limit)
         return 0 if row is None else int(row["deleted"])
 
-    async def deliveries(self, trigger_id: UUID, *, limit: int = 100) -> list[Delivery]:
-        """A trigger's deliveries, newest first."""
-        return await self._db.fetch_all_as(Delivery, "list_webhook_deliveries", trigger_id=trigger_id, limit=limit)
+    async def deliveries(
+        self,
+        trigger_id: UUID,
+        *,
+        limit: int = 100,
+        outcome: str | None = None,
+        before: tuple[datetime, int] | None = None,
+    ) -> list[Delivery]:
+        """A trigger's deliveries (of an outcome), newest first; `before`: the (received_at, id) of
+        the last delivery of the page before."""
+        before_at, before_id = before if before is not None else (None, None)
+        return await self._db.fetch_all_as(
+            Delivery,
+            "list_webhook_deliveries",
+            trigger_id=trigger_id,
+            limit=limit,
+            outcome=outcome,
+            before_at=before_at,
+            before_id=before_id,
+        )
