@@ -37,7 +37,7 @@ from dataworkflows.cli_follow import (
 )
 from dataworkflows.cli_help import LOCAL, decorate
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
-from dataworkflows.statuses import DeadLetterKind, ExecutionStatus
+from dataworkflows.statuses import DeadLetterKind, ExecutionStatus, WebhookOutcome
 
 if TYPE_CHECKING:
     import socket
@@ -1249,6 +1249,57 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _delivery_line(d: dict[str, Any]) -> str:
+    run = d.get("executionId") or "-"
+    delivery = d.get("deliveryId") or "-"
+    size = "-" if d.get("bodyBytes") is None else f"{d['bodyBytes']}B"
+    line = f"{d['receivedAt']:<32}  {d['outcome']:<13} {d['statusCode']:>3}  {run:<36}  {size:>8}  {delivery}"
+    reason = f"  reason: {d['reason']}" if d.get("reason") else ""
+    lapsed = f"  lapsed {d['lapsedAt']}" if d.get("lapsedAt") else ""
+    return line + reason + lapsed
+
+
+def _tick_line(t: dict[str, Any]) -> str:
+    from dataworkflows.cli_follow import seconds_text
+
+    late = datetime.fromisoformat(t["firedAt"]) - datetime.fromisoformat(t["tickAt"])
+    run = t.get("executionId") or "- (no run: see the schedule's error)"
+    missed = f"  missed {t['missedTicks']}" if t.get("missedTicks") else ""
+    return f"{t['tickAt']:<32}  fired {seconds_text(late.total_seconds()):>8} late  {run}{missed}"
+
+
+def _print_history(args: argparse.Namespace, response: httpx.Response, what: str, line: Any) -> int:
+    """A page of a trigger's deliveries or ticks: a line each (or the JSON), and the next page's
+    cursor on stderr."""
+    if response.status_code != 200:
+        return _refused(response)
+    rows = response.json()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no more {what}" if args.cursor else f"no {what}")
+    for row in [] if args.json else rows:
+        print(line(row))
+    _say_more(response)
+    return EXIT_OK
+
+
+def cmd_triggers_deliveries(args: argparse.Namespace) -> int:
+    """A webhook's deliveries, newest first (a page)."""
+    with _client(args) as client:
+        response = client.get(
+            f"/api/v1/triggers/{_path(args.trigger_id)}/deliveries", params=_page_params(args, outcome=args.outcome)
+        )
+    return _print_history(args, response, "deliveries", _delivery_line)
+
+
+def cmd_triggers_ticks(args: argparse.Namespace) -> int:
+    """A schedule's fired ticks, newest first (a page)."""
+    with _client(args) as client:
+        response = client.get(f"/api/v1/triggers/{_path(args.trigger_id)}/ticks", params=_page_params(args))
+    return _print_history(args, response, "ticks", _tick_line)
+
+
 # The create command's options that belong to one kind (a webhook's --unsigned, a schedule's --cron...).
 _SCHEDULE_OPTIONS = {
     "cron": "--cron",
@@ -1371,7 +1422,9 @@ def cmd_triggers_rotate_secret(args: argparse.Namespace) -> int:
 
 
 def _add_triggers(sub: Any) -> None:
-    triggers = sub.add_parser("triggers", help="schedules and webhooks: list, create, enable, disable, delete")
+    triggers = sub.add_parser(
+        "triggers", help="schedules and webhooks: list, create, enable, disable, delete, deliveries, ticks"
+    )
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
     tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
     tlist.add_argument("--workflow", help="only this workflow's")
@@ -1381,6 +1434,24 @@ def _add_triggers(sub: Any) -> None:
     tlist.add_argument("--json", action="store_true")
     tlist.add_argument("--api-url")
     tlist.set_defaults(func=cmd_triggers_list)
+    history = {
+        "deliveries": ("a webhook's deliveries, newest first: outcome, status, run", cmd_triggers_deliveries),
+        "ticks": ("a schedule's fired ticks, newest first: lateness, run, missed ticks", cmd_triggers_ticks),
+    }
+    for name, (text, func) in history.items():
+        listing = tsub.add_parser(name, help=text)
+        listing.add_argument("trigger_id")
+        if name == "deliveries":
+            listing.add_argument(
+                "--outcome", choices=[o.value for o in WebhookOutcome], help="only deliveries with this outcome"
+            )
+        listing.add_argument(
+            "--limit", type=_large_page_size, default=1000, help="rows a page (1 to 1000, the default)"
+        )
+        listing.add_argument("--cursor", help="the next page: the cursor a previous page gave")
+        listing.add_argument("--json", action="store_true")
+        listing.add_argument("--api-url")
+        listing.set_defaults(func=func)
     create = tsub.add_parser("create", help="add a schedule (--cron) or a webhook to a workflow")
     create.add_argument("workflow")
     create.add_argument("--kind", choices=("schedule", "webhook"), required=True)

@@ -85,6 +85,10 @@ EXAMPLES: dict[str, str] = {
     ),
     "triggers disable": "dataworkflows triggers disable 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
     "triggers delete": "dataworkflows triggers delete 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
+    "triggers deliveries": (
+        "dataworkflows triggers deliveries 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --outcome refused --limit 20"
+    ),
+    "triggers ticks": "dataworkflows triggers ticks 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --limit 20",
     "connections": "dataworkflows connections list",
     "connections list": "dataworkflows connections list --json",
     "connections put": "dataworkflows connections put slack-main --kind slack --secret-file token.txt --allow notify",

@@ -165,3 +165,54 @@ def test_rotate_secret_from_a_file_that_is_not_utf8_says_so(
     assert run(["triggers", "rotate-secret", TRIGGER["id"], "--secret-file", str(good)]) == EXIT_OK
     assert json.loads(seen[-1].content) == {"secret": "a-new-secret-0123456789abcdef"}
     assert "shown once" not in capsys.readouterr().out
+
+
+DELIVERY = {
+    "id": 7,
+    "deliveryId": "order-43",
+    "receivedAt": "2026-12-06T01:49:37.123456Z",
+    "outcome": "refused",
+    "reason": "malformed_body: not JSON",
+    "statusCode": 400,
+    "executionId": None,
+    "bodyBytes": 13,
+    "lapsedAt": None,
+}
+TICK = {"tickAt": "2026-12-06T02:00:00Z", "firedAt": "2026-12-06T02:03:00Z", "executionId": None, "missedTicks": 4}
+
+
+def test_deliveries_send_the_filter_and_print_a_line_each(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = fake_api(monkeypatch, 200, [DELIVERY])
+    assert run(["triggers", "deliveries", TRIGGER["id"], "--outcome", "refused", "--limit", "20"]) == EXIT_OK
+    assert seen[0].url.path == f"/api/v1/triggers/{TRIGGER['id']}/deliveries"
+    assert dict(seen[0].url.params) == {"outcome": "refused", "limit": "20"}
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.split()[:4] == ["2026-12-06T01:49:37.123456Z", "refused", "400", "-"]
+    assert line.endswith("order-43  reason: malformed_body: not JSON")
+    fake_api(monkeypatch, 200, [])
+    assert run(["triggers", "deliveries", TRIGGER["id"], "--cursor", "abc"]) == EXIT_OK
+    assert capsys.readouterr().out == "no more deliveries\n"
+
+
+def test_an_unknown_outcome_is_refused_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = fake_api(monkeypatch, 200, [])
+    with pytest.raises(SystemExit):
+        run(["triggers", "deliveries", TRIGGER["id"], "--outcome", "delivered"])
+    assert seen == []
+
+
+def test_ticks_print_lateness_missed_ticks_and_a_refusal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = fake_api(monkeypatch, 200, [TICK])
+    assert run(["triggers", "ticks", TRIGGER["id"], "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == [TICK]
+    assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_OK
+    assert seen[-1].url.path == f"/api/v1/triggers/{TRIGGER['id']}/ticks"
+    line = capsys.readouterr().out
+    assert "fired    3m00s late" in line and "no run" in line and line.rstrip().endswith("missed 4")
+    fake_api(monkeypatch, 409, {"status": 409, "title": "Conflict", "detail": "only a schedule has ticks"})
+    assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_USAGE
+    assert "HTTP 409: only a schedule has ticks" in capsys.readouterr().err
