@@ -586,10 +586,14 @@ class TickRead(Camel):
 
     tick_at: datetime
     fired_at: datetime
-    # The run it started (null: its workflow could not run; the schedule's error says why).
+    # The run it started (null: its workflow could not run, the schedule's error says why; or a run
+    # the schedule started was still going, overlapped_by, under overlap skip).
     execution_id: UUID | None
     # Ticks the catch-up policy folded into this one after downtime.
     missed_ticks: int
+    # The run it met still going (the schedule's overlap policy): the one it was skipped for
+    # (skip), or the newest one it cancelled (cancelOther); null when none was.
+    overlapped_by: UUID | None = None
 
 
 class WorkerLeaseRead(Camel):

@@ -1263,7 +1263,13 @@ def _tick_line(t: dict[str, Any]) -> str:
     from dataworkflows.cli_follow import seconds_text
 
     late = datetime.fromisoformat(t["firedAt"]) - datetime.fromisoformat(t["tickAt"])
-    run = t.get("executionId") or "- (no run: see the schedule's error)"
+    overlapped = t.get("overlappedBy")
+    if t.get("executionId"):
+        run = t["executionId"] + (f"  (cancelled {overlapped})" if overlapped else "")
+    elif overlapped:
+        run = f"- (skipped: {overlapped} still going)"
+    else:
+        run = "- (no run: see the schedule's error)"
     missed = f"  missed {t['missedTicks']}" if t.get("missedTicks") else ""
     return f"{t['tickAt']:<32}  fired {seconds_text(late.total_seconds()):>8} late  {run}{missed}"
 

@@ -72,7 +72,9 @@ def next_link(response: Any) -> str | None:
     return match.group(1) if match else None
 
 
-async def fire_three_hourly_ticks(db: Database, schedule: str) -> list[datetime]:
+async def fire_three_hourly_ticks(
+    db: Database, schedule: str, outcomes: tuple[str, ...] = ("started",) * 3
+) -> list[datetime]:
     """An hourly schedule (catchUp all, maxCatchUp 3) two hours behind: a scheduler's pass fires the
     three ticks due, oldest first. Returns them newest first."""
     now = datetime.now(UTC)
@@ -86,7 +88,7 @@ async def fire_three_hourly_ticks(db: Database, schedule: str) -> list[datetime]
             uuid.UUID(schedule),
         )
         fired = await Scheduler(db, Settings(scheduler_interval_seconds=0.5)).run_pass()
-    assert [t.outcome for t in fired] == ["started"] * 3, fired
+    assert [t.outcome for t in fired] == list(outcomes), fired
     return [latest - timedelta(hours=h) for h in range(3)]
 
 
@@ -156,7 +158,8 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     assert listed.status_code == 200, listed.text
     ticks = listed.json()
     assert [datetime.fromisoformat(t["tickAt"]) for t in ticks] == expected
-    assert set(ticks[0]) == {"tickAt", "firedAt", "executionId", "missedTicks"}
+    assert set(ticks[0]) == {"tickAt", "firedAt", "executionId", "missedTicks", "overlappedBy"}
+    assert all(t["overlappedBy"] is None for t in ticks)
     assert all(t["missedTicks"] == 0 and t["executionId"] for t in ticks)
     runs = (await client.get("/api/v1/executions", params={"triggerId": schedule}, headers=ACME)).json()["items"]
     assert {r["id"] for r in runs} == {t["executionId"] for t in ticks}
@@ -166,6 +169,16 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     assert [t["tickAt"] for t in first.json()] == [t["tickAt"] for t in ticks[:2]] and following
     rest = await client.get(following, headers=ACME)
     assert [t["tickAt"] for t in rest.json()] == [ticks[2]["tickAt"]] and next_link(rest) is None
+
+    # Under overlap skip, the catch-up's first tick runs and the two after it (its run still going:
+    # no worker here) are listed without a run, naming the run they met.
+    skipping = await trigger(
+        client, ACME, "schedule", "hourly-skip", cron="0 * * * *", catchUp="all", maxCatchUp=3, overlap="skip"
+    )
+    await fire_three_hourly_ticks(db, skipping, ("started", "overlapped", "overlapped"))
+    newest, middle, oldest = (await client.get(f"/api/v1/triggers/{skipping}/ticks", headers=ACME)).json()
+    assert oldest["executionId"] is not None and oldest["overlappedBy"] is None
+    assert [(t["executionId"], t["overlappedBy"]) for t in (newest, middle)] == [(None, oldest["executionId"])] * 2
 
 
 async def test_another_tenants_trigger_the_wrong_kind_and_bad_values(client: AsyncTestClient[Any]) -> None:

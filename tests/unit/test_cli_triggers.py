@@ -213,6 +213,13 @@ def test_ticks_print_lateness_missed_ticks_and_a_refusal(
     assert seen[-1].url.path == f"/api/v1/triggers/{TRIGGER['id']}/ticks"
     line = capsys.readouterr().out
     assert "fired    3m00s late" in line and "no run" in line and line.rstrip().endswith("missed 4")
+    # A tick the overlap policy skipped names the run still going; one that cancelled, the run it cancelled.
+    going, mine = "0b0f2a9c-0000-4000-8000-000000000001", "0b0f2a9c-0000-4000-8000-000000000002"
+    fake_api(monkeypatch, 200, [{**TICK, "overlappedBy": going}, {**TICK, "executionId": mine, "overlappedBy": going}])
+    assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_OK
+    skipped, cancelling = capsys.readouterr().out.splitlines()
+    assert f"- (skipped: {going} still going)" in skipped
+    assert f"{mine}  (cancelled {going})" in cancelling
     fake_api(monkeypatch, 409, {"status": 409, "title": "Conflict", "detail": "only a schedule has ticks"})
     assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_USAGE
     assert "HTTP 409: only a schedule has ticks" in capsys.readouterr().err

@@ -63,10 +63,13 @@ class Tick(msgspec.Struct, frozen=True):
     trigger_id: UUID
     tick_at: datetime
     fired_at: datetime
-    # The run it started; None when its workflow could not run (the schedule's error says why).
+    # The run it started; None when its workflow could not run (the schedule's error says why), or
+    # when a run the schedule started was still going (overlap skip: overlapped_by).
     execution_id: UUID | None
     # Ticks the catch-up policy folded into this one after downtime.
     missed_ticks: int
+    # The run it met still going: the one it was skipped for, or the newest it cancelled (overlap).
+    overlapped_by: UUID | None = None
 
 
 # Given the claimed schedules and the database's clock, what to do with each.
