@@ -562,7 +562,7 @@ class RecentRunRead(Camel):
 
 
 class DeliveryRead(Camel):
-    """A delivery to a webhook, whatever its outcome (dw.webhook_deliveries; never its content hash)."""
+    """A delivery to a webhook, whatever its outcome (dw.webhook_deliveries; never its body)."""
 
     id: int
     # The sender's id (its delivery id header), else "sha256:" + the hash the hook's answer gave it.

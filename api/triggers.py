@@ -278,7 +278,8 @@ class TriggerController(Controller):
         cursor: PageCursor = None,
     ) -> Response[list[DeliveryRead]]:
         """Every delivery to the hook that is still kept (DW_WEBHOOK_RETENTION_DAYS), accepted or not,
-        with what the hook answered; never the body, nor the hash of what a signature covered."""
+        with what the hook answered; never the body (an id-less delivery's id is its content hash, which
+        its sender was answered with; dw.v_webhook_deliveries hides it from the reporting role)."""
         require_one_of("outcome", outcome, WebhookOutcome)
         scope = ("trigger-deliveries", trigger_id, outcome)
         before = decode_time_serial_cursor(cursor, scope=scope)

@@ -71,6 +71,9 @@ HAND_OUT_SECONDS = 0.5
 NOTHING_NEW_SECONDS = 1.0
 # Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
 CANCEL_CHILDREN_TASK = "dw.cancel_children"
+# Queued by dw.fire_schedule_v1 when a tick of a schedule whose overlap policy is cancelOther finds
+# runs of the schedule still going.
+CANCEL_OVERLAPPED_TASK = "dw.cancel_overlapped"
 
 
 def new_worker_id() -> str:
@@ -130,6 +133,12 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             log.info(
                 "children cancelled with their parent", parent_execution_id=parent_execution_id, children=len(asked)
             )
+
+    @app.task(name=CANCEL_OVERLAPPED_TASK, queue=runtime.settings.queue, retry=5)
+    async def cancel_overlapped(execution_ids: list[str], tenant_id: str, reason: str) -> None:
+        with tenant_scope(tenant_id):
+            asked = await runtime.db.control.cancel_overlapped([uuid.UUID(i) for i in execution_ids], reason)
+        log.info("runs cancelled for a schedule's newer tick (overlap cancelOther)", runs=len(asked), reason=reason)
 
     return app
 

@@ -175,6 +175,8 @@ class _Planner:
 # that runs again clears it. Bounded: a schedule deleted while refused leaves its id here, and past
 # this many the set starts again (each of those warns once more).
 _REFUSING: set[UUID] = set()
+# Likewise the schedules whose latest tick this process saw overlapped (no run: overlap skip).
+_OVERLAPPING: set[UUID] = set()
 _REFUSING_MOST = 10_000
 
 
@@ -200,9 +202,17 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
                 log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
         elif tick.outcome in ("started", "existing"):
             _REFUSING.discard(tick.trigger_id)
+            _OVERLAPPING.discard(tick.trigger_id)
         elif tick.outcome == "overlapped":
-            log.info(
-                "schedule tick not run: a run it started is still going (overlap skip)",
+            # At info the first time while it lasts, as a refusal: a per-second schedule whose run is
+            # stuck would write a line a second.
+            first = tick.trigger_id not in _OVERLAPPING
+            if first:
+                if len(_OVERLAPPING) >= _REFUSING_MOST:
+                    _OVERLAPPING.clear()
+                _OVERLAPPING.add(tick.trigger_id)
+            (log.info if first else log.debug)(
+                "schedule tick not run: the schedule's run is still going (overlap), or a newer tick replaces it",
                 trigger_id=str(tick.trigger_id),
                 tick=tick.tick_at.isoformat(),
             )

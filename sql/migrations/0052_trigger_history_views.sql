@@ -15,7 +15,7 @@ SELECT d.id, d.trigger_id, t.name AS trigger_name, t.kind AS trigger_kind, t.wor
 CREATE VIEW dw.v_schedule_ticks WITH (security_barrier = true) AS
 SELECT k.trigger_id, t.name AS trigger_name, t.kind AS trigger_kind, t.workflow_id,
        k.tick_at, k.fired_at, extract(epoch FROM k.fired_at - k.tick_at) AS lateness_seconds,
-       k.execution_id, k.missed_ticks, k.overlapped_by, k.tenant_id
+       k.execution_id, k.missed_ticks, k.tenant_id
   FROM dw.schedule_ticks k
   JOIN dw.triggers t ON t.id = k.trigger_id
  WHERE dw.tenant_visible(k.tenant_id);

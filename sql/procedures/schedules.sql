@@ -277,10 +277,12 @@ $$;
 -- (outcome refused), the reason goes to triggers.error, and the schedule goes on ticking; the
 -- next tick that starts a run clears the error. The schedule's overlap policy (config "overlap",
 -- dataworkflows.schedules) decides what a tick does while a run the schedule started has not ended:
--- allow starts its run, skip records the tick without one (overlapped_by: the run still going),
--- cancelOther cancels the runs still going (dw.request_cancel_v1, by 'scheduler') and starts its own
--- (overlapped_by: the newest it cancelled). outcome: started | existing (the request id had a run
--- already) | duplicate (the tick had fired) | refused | overlapped (skipped for a run still going).
+-- allow starts its run, skip records the tick without one (overlapped_by: the newest run still
+-- going), cancelOther starts its own and queues a dw.cancel_overlapped job that cancels the runs
+-- still going (overlapped_by: the newest of them); of several ticks of one call (a catch-up) only
+-- the newest runs under cancelOther, the older ones are recorded without a run (overlapped_by: the
+-- newest's run). outcome: started | existing (the request id had a run already) | duplicate (the
+-- tick had fired) | refused | overlapped (no run: see overlapped_by).
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
 ) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
@@ -298,8 +300,8 @@ DECLARE
     v_text text;
     v_previous_tenant text;
     v_overlap text;
-    v_going uuid;
-    v_other uuid;
+    v_going uuid[];
+    v_superseded timestamptz[] := '{}';
 BEGIN
     SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
     IF NOT FOUND THEN
@@ -333,38 +335,40 @@ BEGIN
             CONTINUE;
         END IF;
         v_text := dw.schedule_tick_text_v1(v_tick);
+        IF v_overlap = 'cancelOther' AND i < cardinality(p_ticks) THEN
+            -- A catch-up's older tick: the newest tick of this call replaces its run at once, so it
+            -- starts none (its overlapped_by is that tick's run, filled in below).
+            v_superseded := v_superseded || v_tick;
+            RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
+            CONTINUE;
+        END IF;
         IF v_overlap IN ('skip', 'cancelOther') THEN
-            -- The newest run of this schedule that has not ended (executions_trigger_unfinished_idx).
-            v_going := NULL;
-            SELECT e.id INTO v_going FROM dw.executions e
-             WHERE e.trigger_id = p_trigger_id
-               AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-             ORDER BY e.created_at DESC LIMIT 1;
+            -- The schedule's runs that have not ended, newest first (executions_trigger_unfinished_idx).
+            SELECT array_agg(g.id ORDER BY g.created_at DESC) INTO v_going
+              FROM (SELECT e.id, e.created_at FROM dw.executions e
+                     WHERE e.trigger_id = p_trigger_id
+                       AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                     ORDER BY e.created_at DESC LIMIT 1000) g;
             IF v_going IS NOT NULL THEN
-                UPDATE dw.schedule_ticks k SET overlapped_by = v_going
+                UPDATE dw.schedule_ticks k SET overlapped_by = v_going[1]
                  WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
                 IF v_overlap = 'skip' THEN
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                     CONTINUE;
                 END IF;
-                FOR v_other IN
-                    SELECT e.id FROM dw.executions e
-                     WHERE e.trigger_id = p_trigger_id
-                       AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-                       AND e.cancel_requested_at IS NULL
-                     ORDER BY e.id
-                LOOP
-                    BEGIN
-                        PERFORM dw.request_cancel_v1(
-                            v_other, 'scheduler',
-                            format('schedule %s: its tick %s replaces this run (overlap cancelOther)', v_t.name,
-                                   v_text));
-                    EXCEPTION WHEN SQLSTATE 'DW014' THEN
-                        -- It ended between the look above and its lock: nothing left to cancel.
-                        RAISE LOG 'dw.fire_schedule_v1: run % ended before schedule % could cancel it', v_other,
-                            p_trigger_id;
-                    END;
-                END LOOP;
+                -- cancelOther: the cancels go in a job of their own (dw.cancel_overlapped), not in
+                -- this transaction: a cancel locks its run's row, and this one holds the scheduler's
+                -- whole batch of schedules, every tenant's, which a run's row held elsewhere (an
+                -- operator's session) would stall. The tick's run starts now; the others are asked
+                -- to stop as soon as a worker takes the job.
+                PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+                    p_queue, 'dw.cancel_overlapped', 0, NULL, NULL,
+                    jsonb_build_object(
+                        'execution_ids', to_jsonb(v_going::text[]), 'tenant_id', v_t.tenant_id,
+                        'reason', format('schedule %s: its tick %s replaces this run (overlap cancelOther)',
+                                         v_t.name, v_text)),
+                    NULL
+                )::procrastinate_job_to_defer_v1]);
             END IF;
         END IF;
         SELECT * INTO v_started FROM dw.start_triggered_v1(
@@ -375,6 +379,10 @@ BEGIN
             p_queue);
         UPDATE dw.schedule_ticks k SET execution_id = v_started.execution_id
          WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+        IF cardinality(v_superseded) > 0 THEN
+            UPDATE dw.schedule_ticks k SET overlapped_by = v_started.execution_id
+             WHERE k.trigger_id = p_trigger_id AND k.tick_at = ANY(v_superseded);
+        END IF;
         v_error := NULL;
         RETURN QUERY SELECT v_tick, v_fired_at, v_started.execution_id,
                             CASE WHEN v_started.created THEN 'started' ELSE 'existing' END;

@@ -1265,9 +1265,9 @@ def _tick_line(t: dict[str, Any]) -> str:
     late = datetime.fromisoformat(t["firedAt"]) - datetime.fromisoformat(t["tickAt"])
     overlapped = t.get("overlappedBy")
     if t.get("executionId"):
-        run = t["executionId"] + (f"  (cancelled {overlapped})" if overlapped else "")
+        run = t["executionId"] + (f"  (overlap: cancels {overlapped})" if overlapped else "")
     elif overlapped:
-        run = f"- (skipped: {overlapped} still going)"
+        run = f"- (overlap: no run beside {overlapped})"
     else:
         run = "- (no run: see the schedule's error)"
     missed = f"  missed {t['missedTicks']}" if t.get("missedTicks") else ""

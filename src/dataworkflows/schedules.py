@@ -47,12 +47,14 @@ ScheduleOverlapPolicy, of which these are ALLOW_ALL, SKIP and CANCEL_OTHER; dw.f
 applies it as the tick fires):
     * allow: the tick starts its run whatever is still going;
     * skip: the tick is recorded without a run (outcome overlapped; schedule_ticks.overlapped_by names
-      the run still going), and the schedule goes on ticking;
-    * cancelOther: the runs still going are cancelled (as POST /executions/{id}/cancel does, by
-      "scheduler", with a reason naming the schedule and the tick), and the tick starts its run
-      (schedule_ticks.overlapped_by names the newest run it cancelled).
-A catch-up that fires several ticks at once applies the policy to each in turn: under skip only the
-first of them runs.
+      the newest run still going), and the schedule goes on ticking;
+    * cancelOther: the tick starts its run and queues a job (dw.cancel_overlapped) that cancels the
+      runs still going (as POST /executions/{id}/cancel does, by "scheduler", with a reason naming
+      the schedule and the tick; overlapped_by names the newest of them). Not in the tick's
+      transaction: a cancel locks its run's row, and that transaction holds the scheduler's batch.
+A catch-up that fires several ticks at once: under skip only the oldest of them runs (the others
+find it going); under cancelOther only the newest (each would cancel the one before), and the older
+ones name its run in overlapped_by.
 
 Time zone names: the IANA names (zoneinfo.available_timezones(); the tzdata package provides them
 where the system has none), not those whose meaning depends on the host (localtime, posix/...,

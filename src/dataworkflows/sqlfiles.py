@@ -57,7 +57,8 @@ def load_queries() -> dict[str, str]:
 # recorded, are accepted. Each earlier text did what the current one does, or a later migration
 # brings the database level: 0023 also marked earlier interrupted attempts (90f548c); 0024 built
 # its indexes in place (7e1e928, ed99d1e; 0027 rebuilds them) and had older delete checks (0039
-# replaces them); 0026 and 0034 built their index in place (c9db5e5, addc780).
+# replaces them); 0026 and 0034 built their index in place (c9db5e5, addc780); 0051 built its index
+# in place (1a13f81); 0052's view had overlapped_by (45f5a7d; 0053 makes the view again).
 EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
     "0023": frozenset({"fad5144b017687a434c4e88929b958f1de8c4912ff8e8c59e9fbc1f2eff7744b"}),
     "0024": frozenset(
@@ -68,6 +69,8 @@ EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
     ),
     "0026": frozenset({"aff2bb85ade71b12ab6725f7b0ece06d674476419273298b13682dbc2010a3c5"}),
     "0034": frozenset({"40cedb1f218d8dcf326304f2006048a7f3741eb3cb61446b4e01bf7e94453527"}),
+    "0051": frozenset({"af6c75434d63e42294c660f1062fcfd0037e1772b4050bd475def0a805d682c2"}),
+    "0052": frozenset({"09a16aca985785bcdafcdeb97e24e1926d2e708f453bf4592d57f56c7b971aed"}),
 }
 # A recorded checksum may carry a mark after this: migration 0038 marks one so that the previous
 # release, which compares the whole text, refuses the database.

@@ -12,15 +12,17 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.data.schedules import FiredTick
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import InvalidInput, WorkflowNotFound
 from dataworkflows.schedules import CronError, parse_cron
 from dataworkflows.sqlfiles import load_migrations
+from dataworkflows.workers.app import build_app
 from dataworkflows.workers.scheduler import Scheduler
 from tests.conftest import publish
-from tests.integration.test_runtime import echo, wf
+from tests.integration.test_runtime import echo, make_runtime, wf
 from tests.unit.test_schedules import INVALID_CRONS
 
 WORKFLOW = "sched-echo"
@@ -590,9 +592,11 @@ async def test_old_ticks_are_pruned_keeping_each_schedules_newest(db: Database, 
 
 
 @pytest.mark.parametrize("overlap", ["allow", "skip", "cancelOther"])
-async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_policy(db: Database, overlap: str) -> None:
+async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_policy(
+    db: Database, conditions: ConditionPool, overlap: str
+) -> None:
     """allow starts a second run beside the first; skip records the tick without a run, naming the
-    run still going; cancelOther cancels that run and starts its own."""
+    run still going; cancelOther starts its own and queues the cancel of that run."""
     from tests.integration.test_waits import signal
 
     await publish(db, wf("sched-lingers", signal("s", name="never")))
@@ -622,7 +626,10 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
     else:
         assert outcome == "started" and second not in (None, first)
         assert rows == [(first, None), (second, first)]
-        # Nobody held it: cancelled at once, in the scheduler's name, saying why.
+        # The cancel is a job of its own (not in the scheduler's transaction); a worker's task runs it.
+        assert first_status == "Pending"
+        await run_cancel_overlapped_jobs(db, conditions)
+        # Nobody held it: cancelled when the job ran, in the scheduler's name, saying why.
         cancelled = await one(
             db, "SELECT status, cancel_requested_by, cancel_reason FROM dw.executions WHERE id = %s", first
         )
@@ -633,6 +640,66 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
             f"schedule overlap-cancelOther: its tick {tick_text} replaces this run (overlap cancelOther)",
         )
         assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", second) == "Pending"
+
+
+async def run_cancel_overlapped_jobs(db: Database, conditions: ConditionPool) -> int:
+    """Runs the queued dw.cancel_overlapped jobs through the worker's task, as a worker would; returns
+    how many ran."""
+    jobs = await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.cancel_overlapped' RETURNING args")
+    task = build_app(make_runtime(db, conditions)).tasks["dw.cancel_overlapped"]
+    for (args,) in jobs:
+        await task.func(**args)
+    return len(jobs)
+
+
+async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The cancel locks its run's row: in the scheduler's transaction, a row held by another session
+    (an operator's, a slow record) held every schedule it had claimed, of every tenant. The tick
+    starts its run and queues the cancel instead."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, "overlap-held", "* * * * *", "sched-lingers", overlap="cancelOther")
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    tick = this_second().replace(second=0)
+    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    async with db.connection() as holder, db.connection() as firing, holder.transaction():
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
+        async with firing.transaction():
+            await firing.execute("SET LOCAL lock_timeout = '2s'")
+            cur = await firing.execute(fire, (trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2)))
+            outcome, second = await cur.fetchone() or (None, None)
+    assert outcome == "started" and second not in (None, first)
+    assert await run_cancel_overlapped_jobs(db, conditions) == 1
+    assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+    # A run that ended before the job ran is passed over.
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", second)
+    await one(db, fire, trigger_id, tick + timedelta(minutes=2), tick + timedelta(minutes=3))
+    assert await run_cancel_overlapped_jobs(db, conditions) == 0
+
+
+async def test_under_overlap_cancel_other_a_catch_up_runs_only_the_newest_tick(db: Database) -> None:
+    """Each of a catch-up's ticks would cancel the run of the one before at once: only the newest
+    starts one, and the older ones name it."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(
+        db, "overlap-cancel-all", "* * * * *", "sched-lingers", overlap="cancelOther", catchUp="all"
+    )
+    await make_due(db, trigger_id, this_second().replace(second=0) - timedelta(minutes=3))
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    assert [t.outcome for t in handled] == ["overlapped", "overlapped", "overlapped", "started"]
+    newest = handled[-1].execution_id
+    rows = await sql(
+        db,
+        "SELECT execution_id, overlapped_by FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+    assert rows == [(None, newest)] * 3 + [(newest, None)]
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
 
 
 async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Database) -> None:

@@ -218,8 +218,8 @@ def test_ticks_print_lateness_missed_ticks_and_a_refusal(
     fake_api(monkeypatch, 200, [{**TICK, "overlappedBy": going}, {**TICK, "executionId": mine, "overlappedBy": going}])
     assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_OK
     skipped, cancelling = capsys.readouterr().out.splitlines()
-    assert f"- (skipped: {going} still going)" in skipped
-    assert f"{mine}  (cancelled {going})" in cancelling
+    assert f"- (overlap: no run beside {going})" in skipped
+    assert f"{mine}  (overlap: cancels {going})" in cancelling
     fake_api(monkeypatch, 409, {"status": 409, "title": "Conflict", "detail": "only a schedule has ticks"})
     assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_USAGE
     assert "HTTP 409: only a schedule has ticks" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from dataworkflows import metrics
-from dataworkflows.errors import ExecutionEnded
+from dataworkflows.errors import ExecutionEnded, ExecutionNotFound
 from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.statuses import ExecutionStatus
 
@@ -128,6 +128,18 @@ class ControlData:
             except ExecutionEnded:
                 continue  # it ended meanwhile: nothing to cancel
             asked.append(child)
+        return asked
+
+    async def cancel_overlapped(self, execution_ids: list[UUID], reason: str) -> list[UUID]:
+        """Cancels the runs a schedule's newer tick replaces (overlap cancelOther), each in its own
+        transaction, by "scheduler"; returns those it asked (not those that had ended meanwhile)."""
+        asked = []
+        for execution_id in execution_ids:
+            try:
+                await self.cancel(execution_id, principal="scheduler", reason=reason)
+            except (ExecutionEnded, ExecutionNotFound):
+                continue  # it ended meanwhile, or retention removed it: nothing to cancel
+            asked.append(execution_id)
         return asked
 
     async def _cascade_reason(self, parent_id: UUID) -> tuple[str | None, str]:
