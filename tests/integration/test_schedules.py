@@ -710,6 +710,15 @@ async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Databa
     await make_due(db, trigger_id, this_second().replace(second=0) - timedelta(minutes=3))
     handled = await Scheduler(db, SETTINGS).run_pass()
     assert [t.outcome for t in handled] == ["started", "overlapped", "overlapped", "overlapped"]
+    # dw.v_schedules finds the schedule's last run among its runs (it read back through its ticks,
+    # past every tick the policy left without a run), and says the policy.
+    assert await one(
+        db, "SELECT last_run_id, last_run_status, overlap FROM dw.v_schedules WHERE id = %s", trigger_id
+    ) == (
+        handled[0].execution_id,
+        "Pending",
+        "skip",
+    )
     # The unfinished runs are read from their own index (not every run the schedule ever made).
     async with db.connection() as conn:
         await conn.execute("SET enable_seqscan = off")
