@@ -105,11 +105,28 @@ export async function apiPages(path, options = {}) {
   const items = [];
   let url = "/api/v1" + path;
   while (url && items.length < most) {
-    const { data, response } = await send(url, options);
-    items.push(...(Array.isArray(data) ? data : (data && data.items) || []));
-    url = nextLink(response.headers.get("Link"));
+    const page = await readPage(url, options);
+    items.push(...page.items);
+    url = page.next;
   }
   return { items: items.slice(0, most), more: Boolean(url) || items.length > most };
+}
+
+// One page of a bare list, for a list shown a page at a time with "More" (a trigger's deliveries
+// and ticks): { items, next }, next the URL of the next page (the Link header's rel="next", as
+// the server wrote it), or null on the last page. `path` is under /api/v1; pass `next` back to
+// apiNextPage as it came.
+export async function apiPage(path, options = {}) {
+  return readPage("/api/v1" + path, options);
+}
+
+export async function apiNextPage(next, options = {}) {
+  return readPage(next, options);
+}
+
+async function readPage(url, options) {
+  const { data, response } = await send(url, options);
+  return { items: Array.isArray(data) ? data : (data && data.items) || [], next: nextLink(response.headers.get("Link")) };
 }
 
 export function query(params) {
