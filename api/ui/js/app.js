@@ -10,6 +10,7 @@ import * as workflow from "./views/workflow.js";
 import * as deadLetters from "./views/dead-letters.js";
 import * as waiting from "./views/waiting.js";
 import * as triggers from "./views/triggers.js";
+import * as triggerHistory from "./views/trigger-history.js";
 import * as workers from "./views/workers.js";
 
 const main = document.getElementById("main");
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^workflows$/, workflows, "workflows"],
   [/^dead-letters$/, deadLetters, "dead-letters"],
   [/^waiting$/, waiting, "waiting"],
+  [/^triggers\/([^/]+)\/(deliveries|ticks)$/, triggerHistory, "triggers"],
   [/^triggers$/, triggers, "triggers"],
   [/^workers$/, workers, "workers"],
 ];

@@ -1,7 +1,9 @@
-// Schedules and webhooks: their config, next and last tick, error, and their last runs.
+// Schedules and webhooks: their config, next and last tick, error, their last runs, and a link to
+// each one's history (a webhook's deliveries, a schedule's ticks).
 
 import { api, apiPages, query } from "../api.js";
 import { h, badge, execLink, timeEl, table, empty, visible } from "../dom.js";
+import { historyHref } from "./trigger-history.js";
 
 // The API's largest page, and the most triggers the page reads (ten pages); more are said, not cut silently.
 const TRIGGERS_PAGE = 1000;
@@ -79,7 +81,7 @@ export async function render(main, { params }, ctx) {
       return h(
         "tr",
         { "data-trigger": t.id },
-        h("td", {}, t.name),
+        h("td", {}, t.name, h("div", {}, h("a", { class: "history", href: historyHref(t) }, t.kind === "schedule" ? "ticks →" : "deliveries →"))),
         h("td", {}, t.kind),
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
         h("td", { class: "config" }, describe(t)),

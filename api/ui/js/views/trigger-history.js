@@ -1,0 +1,123 @@
+// A trigger's history: a webhook's deliveries (by outcome, the filter in the URL) or a schedule's
+// fired ticks, newest first, a page at a time ("More" follows the API's Link header).
+
+import { api, apiPage, apiNextPage, query } from "../api.js";
+import { h, badge, execLink, timeEl, duration, table, empty } from "../dom.js";
+
+const OUTCOMES = ["accepted", "duplicate", "not_activated", "refused"];
+// Rows a page: "More" reads the next.
+const HISTORY_PAGE = 50;
+
+// What each history is, for the trigger's kind that has it.
+const HISTORIES = {
+  deliveries: { kind: "webhook", title: "Deliveries", other: "ticks" },
+  ticks: { kind: "schedule", title: "Ticks", other: "deliveries" },
+};
+
+export function historyHref(trigger) {
+  return "#/triggers/" + encodeURIComponent(trigger.id) + "/" + (trigger.kind === "schedule" ? "ticks" : "deliveries");
+}
+
+function deliveryRow(d) {
+  return h(
+    "tr",
+    { "data-delivery": String(d.id), "data-outcome": d.outcome },
+    h("td", {}, timeEl(d.receivedAt)),
+    h("td", {}, badge(d.outcome)),
+    h("td", { class: "num" }, String(d.statusCode)),
+    // A duplicate's run is the first delivery's.
+    h("td", {}, d.executionId ? [execLink(d.executionId), d.outcome === "duplicate" ? h("span", { class: "muted" }, " (first delivery's)") : ""] : ""),
+    h("td", { class: "mono" }, d.deliveryId || ""),
+    h("td", { class: "error-text" }, d.reason || ""),
+    h("td", { class: "num" }, d.bodyBytes == null ? "" : d.bodyBytes + " B"),
+    h("td", {}, timeEl(d.lapsedAt)),
+  );
+}
+
+// The run a tick met still going (the schedule's overlap policy): skipped for it, or cancelled it.
+function overlapNote(t) {
+  if (!t.overlappedBy) return "";
+  return t.executionId
+    ? h("span", { class: "overlap" }, "cancelled ", execLink(t.overlappedBy))
+    : h("span", { class: "overlap" }, "skipped: ", execLink(t.overlappedBy), " still going");
+}
+
+function tickRow(t) {
+  const late = duration(t.tickAt, t.firedAt);
+  const overlap = t.overlappedBy ? (t.executionId ? "cancelled" : "skipped") : undefined;
+  return h(
+    "tr",
+    { "data-tick": t.tickAt, "data-overlap": overlap },
+    h("td", {}, timeEl(t.tickAt)),
+    h("td", {}, timeEl(t.firedAt)),
+    h("td", { class: "num" }, late),
+    // No run and no overlap: its workflow could not run (the schedule's error said why).
+    h("td", {}, t.executionId ? execLink(t.executionId) : t.overlappedBy ? "" : h("span", { class: "muted" }, "none (the workflow could not run)")),
+    h("td", { class: "num" }, String(t.missedTicks)),
+    h("td", {}, overlapNote(t)),
+  );
+}
+
+export async function render(main, { args, params }, ctx) {
+  const [triggerId, which] = args;
+  const history = HISTORIES[which];
+  const outcome = which === "deliveries" ? params.get("outcome") || "" : "";
+  const base = "#/triggers/" + encodeURIComponent(triggerId) + "/" + which;
+
+  const trigger = await api("/triggers/" + encodeURIComponent(triggerId), { signal: ctx.signal });
+  const outcomeSelect = h("select", { id: "delivery-outcome" }, ["", ...OUTCOMES].map((o) => h("option", { value: o, selected: o === outcome }, o || "any")));
+  outcomeSelect.addEventListener("change", () => (location.hash = base + (outcomeSelect.value ? "?outcome=" + outcomeSelect.value : "")));
+  const filter = which === "deliveries" ? h("label", {}, "Outcome ", outcomeSelect) : "";
+  const body = h("div", { id: "history-body" });
+  const pager = h("div", { class: "pager" });
+  main.append(
+    h(
+      "div",
+      { class: "titlebar", id: "trigger-header" },
+      h("h1", {}, history.title + " of ", trigger.name),
+      h("span", {}, trigger.kind, " of ", h("a", { href: "#/workflows/" + encodeURIComponent(trigger.workflowId) }, trigger.workflowId), " ", trigger.enabled ? badge("enabled") : badge("disabled")),
+      filter,
+      h("a", { href: "#/triggers" }, "all triggers"),
+    ),
+    // Asked for the other kind's history (the API answers 409): where this trigger's is.
+    trigger.kind !== history.kind ? h("p", { class: "muted", id: "other-history" }, "A " + trigger.kind + " has no " + which + ": ", h("a", { href: historyHref(trigger) }, "its " + history.other), ".") : "",
+    body,
+    pager,
+  );
+
+  const row = which === "deliveries" ? deliveryRow : tickRow;
+  const headers =
+    which === "deliveries"
+      ? ["Received", "Outcome", "Status", "Run", "Delivery id", "Reason", "Body", "Lapsed"]
+      : ["Tick", "Fired", "Late by", "Run", "Missed ticks", "Overlap"];
+  const first = await apiPage("/triggers/" + encodeURIComponent(triggerId) + "/" + which + query({ outcome, limit: HISTORY_PAGE }), { signal: ctx.signal });
+  if (!first.items.length) {
+    const none = which === "ticks" ? "No ticks fired (or none kept)." : outcome ? "No " + outcome + " deliveries (or none kept)." : "No deliveries (or none kept).";
+    body.replaceChildren(empty(none));
+    return;
+  }
+  const list = table(headers, first.items.map(row), { class: "list", id: "trigger-history", "data-history": which });
+  const rows = list.querySelector("tbody");
+  body.replaceChildren(list);
+
+  // The next page, appended: the rows already shown stay (a page of the newest may have grown since,
+  // but the cursor goes on from the last row shown).
+  let next = first.next;
+  const more = h("button", { class: "secondary", id: "history-more" }, "More");
+  more.addEventListener("click", async () => {
+    if (more.disabled || !next) return;
+    more.disabled = true;
+    try {
+      const page = await apiNextPage(next, { signal: ctx.signal });
+      ctx.ok();
+      rows.append(...page.items.map(row));
+      next = page.next;
+    } catch (error) {
+      ctx.fail(error);
+    } finally {
+      more.disabled = false;
+      if (!next) more.remove();
+    }
+  });
+  if (next) pager.append(more);
+}
