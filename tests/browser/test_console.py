@@ -17,6 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -102,10 +103,11 @@ APPROVAL = {
 
 
 class Console:
-    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path, dsn: str) -> None:
         self.url = url
         self.proc = proc
         self.log = log
+        self.dsn = dsn
         self.stopping = False
         self.http = httpx.Client(base_url=url, timeout=10.0, headers={"X-Principal-Id": "ops"})
 
@@ -125,6 +127,15 @@ class Console:
         )
         assert answer.status_code == 202, answer.text
         return str(answer.json()["executionId"])
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A statement's rows, run on the console's database as its owner and for every tenant, as the
+        workers' maintenance is (what the API cannot do: fire a schedule's ticks now)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("SET dw.tenant_id = '*'")
+            return conn.execute(query, args).fetchall()
 
     def wait_for(self, execution_id: str, statuses: set[str], timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -170,7 +181,7 @@ def console(postgresql_proc: Any, tmp_path_factory: pytest.TempPathFactory) -> I
     made: Console | None = None
     try:
         # Not waited for here: the browser starts meanwhile (see `browser`), then waits for it.
-        made = Console(f"http://127.0.0.1:{port}", proc, log)
+        made = Console(f"http://127.0.0.1:{port}", proc, log, env["DATABASE_URL"])
         try:
             yield made
         finally:
@@ -927,3 +938,171 @@ def test_a_definitions_graph_shows_no_run_state(page: Any, console: Console) -> 
     expect(node.locator(".node-sub")).to_have_text("core.echo", timeout=WAIT_MS)
     assert node.get_attribute("class") == "node" and node.get_attribute("data-status") is None
     assert "Pending" not in (page.locator("svg.graph").text_content() or "")
+
+
+ECHO = {
+    "id": "history-echo",
+    "displayName": "History echo",
+    "startNode": "say",
+    "nodes": [{"id": "say", "actionType": "core.echo", "parameters": {"message": "hi"}}],
+}
+# A run that goes on until cancelled: what a schedule's next tick meets still going.
+LINGERS = {
+    "id": "history-lingers",
+    "displayName": "History lingers",
+    "startNode": "wait",
+    "nodes": [{"id": "wait", "nodeType": "signal", "parameters": {"name": "never", "timeout": "PT10M"}}],
+}
+
+
+def once(console: Console, definition: dict[str, Any]) -> None:
+    """The workflow, unless an earlier test of the module made it."""
+    if console.http.get(f"/api/v1/workflows/{definition['id']}").status_code == 404:
+        console.create(definition)
+
+
+def add_trigger(console: Console, workflow_id: str, kind: str, name: str, **config: Any) -> str:
+    created = console.http.post(
+        f"/api/v1/workflows/{workflow_id}/triggers", json={"kind": kind, "name": name, "config": config}
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def fire_ticks(console: Console, schedule: str, ticks: list[datetime], missed: list[int]) -> list[tuple[Any, ...]]:
+    """The schedule's ticks fired now, oldest first, as a scheduler's pass fires them (its next tick
+    left a year away, so that `up`'s own scheduler fires none): (outcome, run) a tick."""
+    return console.sql(
+        "SELECT outcome, execution_id::text"
+        " FROM dw.fire_schedule_v1(%s, %s::timestamptz[], %s::int[], %s, 'executions')",
+        uuid.UUID(schedule),
+        ticks,
+        missed,
+        datetime.now(UTC) + timedelta(days=365),
+    )
+
+
+def test_a_webhooks_deliveries_are_listed_newest_first_by_outcome_a_page_at_a_time(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    once(console, ECHO)
+    hook = add_trigger(console, "history-echo", "webhook", "history-orders", signature="none")
+    url = f"/api/v1/hooks/{hook}"
+    accepted = console.http.post(url, json={"order": 42}, headers={"X-Delivery-Id": "order-42"})
+    refused = console.http.post(
+        url, content=b'{"unclosed": ', headers={"Content-Type": "application/json", "X-Delivery-Id": "order-43"}
+    )
+    assert (accepted.status_code, refused.status_code) == (202, 400), (accepted.text, refused.text)
+    run = accepted.json()["executionId"]
+
+    # From the triggers page, a page a request (the Link header names the next): "More" reads on.
+    asked: list[str] = []
+
+    def one_a_page(route: Any) -> None:
+        asked.append(route.request.url)
+        url = urlsplit(route.request.url)
+        route.continue_(url=url._replace(query=urlencode({**dict(parse_qsl(url.query)), "limit": "1"})).geturl())
+
+    page.route("**/deliveries?*", one_a_page)
+    page.goto("/ui#/triggers?kind=webhook")
+    page.locator(f'#triggers tr[data-trigger="{hook}"] a.history', has_text="deliveries").click()
+    page.wait_for_url(f"**/ui#/triggers/{hook}/deliveries")
+    expect(page.locator("#trigger-header")).to_contain_text("Deliveries of history-orders")
+    expect(page.locator("#trigger-header")).to_contain_text("webhook of history-echo")
+    rows = page.locator("#trigger-history tbody tr")
+    expect(rows).to_have_count(1)
+    newest = rows.nth(0)
+    assert newest.get_attribute("data-outcome") == "refused"
+    expect(newest).to_contain_text("400")
+    expect(newest).to_contain_text("order-43")
+    assert newest.locator("td.error-text").inner_text(), "a refusal says why"
+    assert newest.locator("a").count() == 0, "a refused delivery started no run"
+    page.click("#history-more")
+    expect(rows).to_have_count(2)
+    oldest = rows.nth(1)
+    assert oldest.get_attribute("data-outcome") == "accepted"
+    expect(oldest).to_contain_text("202")
+    assert oldest.locator("a").get_attribute("href") == f"#/executions/{run}"
+    expect(page.locator("#history-more")).to_have_count(0)
+    assert any("cursor=" in url for url in asked), asked
+    page.unroute("**/deliveries?*")
+    shot(page, "trigger-deliveries")
+
+    # The outcome filter, in the URL as the other lists' filters.
+    page.select_option("#delivery-outcome", "accepted")
+    page.wait_for_url(f"**/ui#/triggers/{hook}/deliveries?outcome=accepted")
+    expect(rows).to_have_count(1)
+    assert rows.nth(0).get_attribute("data-outcome") == "accepted"
+    page.goto(f"/ui#/triggers/{hook}/deliveries?outcome=refused")
+    expect(rows).to_have_count(1)
+    assert rows.nth(0).get_attribute("data-outcome") == "refused"
+    assert page.locator("#delivery-outcome").input_value() == "refused"
+    page.select_option("#delivery-outcome", "duplicate")
+    expect(page.locator(".empty")).to_have_text("No duplicate deliveries (or none kept).")
+
+    # A webhook has no ticks (the API's 409, shown as a problem), and says where its history is; a
+    # trigger that does not exist is a 404.
+    page.goto(f"/ui#/triggers/{hook}/ticks")
+    banner = page.locator("#problem")
+    expect(banner).to_contain_text("409")
+    expect(banner).to_contain_text("only a schedule has ticks")
+    assert page.locator("#other-history a").get_attribute("href") == f"#/triggers/{hook}/deliveries"
+    page.goto(f"/ui#/triggers/{uuid.uuid4()}/deliveries")
+    expect(banner).to_contain_text("404")
+    expect(banner).to_contain_text("not found")
+
+
+def test_a_schedules_ticks_show_their_runs_and_the_run_an_overlapped_tick_met(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    once(console, ECHO)
+    console.create(LINGERS)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    ticks = [hour - timedelta(hours=3), hour - timedelta(hours=2)]
+    rows = page.locator("#trigger-history tbody tr")
+
+    # Each tick with the run it started, newest first, how late it fired and the ticks it stands for.
+    hourly = add_trigger(console, "history-echo", "schedule", "history-hourly", cron="0 0 1 1 *")
+    page.goto(f"/ui#/triggers/{hourly}/ticks")
+    expect(page.locator(".empty")).to_have_text("No ticks fired (or none kept).")
+    fired = fire_ticks(console, hourly, ticks, [0, 4])
+    assert [outcome for outcome, _ in fired] == ["started", "started"], fired
+    page.goto("/ui#/triggers?kind=schedule")
+    page.locator(f'#triggers tr[data-trigger="{hourly}"] a.history', has_text="ticks").click()
+    page.wait_for_url(f"**/ui#/triggers/{hourly}/ticks")
+    expect(page.locator("#trigger-header")).to_contain_text("Ticks of history-hourly")
+    expect(rows).to_have_count(2)
+    for row, tick, (_, run), missed in zip(rows.all(), reversed(ticks), reversed(fired), ("4", "0"), strict=True):
+        assert datetime.fromisoformat(row.get_attribute("data-tick")) == tick
+        assert row.locator("a").get_attribute("href") == f"#/executions/{run}"
+        assert row.locator("td").nth(4).inner_text() == missed
+        assert row.locator("td").nth(2).inner_text().endswith(" h"), "fired hours after its tick"
+        assert row.get_attribute("data-overlap") is None
+    shot(page, "trigger-ticks")
+
+    # Under overlap skip, a tick that meets the schedule's run still going starts none and names it;
+    # under cancelOther, it cancels that run and starts its own.
+    going: list[str] = []
+    for overlap, note in (("skip", "skipped: {run} still going"), ("cancelOther", "cancelled {run}")):
+        schedule = add_trigger(
+            console, "history-lingers", "schedule", f"history-{overlap}", cron="0 0 1 1 *", overlap=overlap
+        )
+        [(outcome, first)] = fire_ticks(console, schedule, ticks[:1], [0])
+        [(then, second)] = fire_ticks(console, schedule, ticks[1:], [0])
+        assert (outcome, then) == ("started", "overlapped" if overlap == "skip" else "started")
+        going += [first] if overlap == "skip" else [second]
+        page.goto(f"/ui#/triggers/{schedule}/ticks")
+        expect(rows).to_have_count(2)
+        newest, oldest = rows.nth(0), rows.nth(1)
+        assert newest.get_attribute("data-overlap") == ("skipped" if overlap == "skip" else "cancelled")
+        expect(newest.locator(".overlap")).to_have_text(note.format(run=first[:8]))
+        assert newest.locator(".overlap a").get_attribute("href") == f"#/executions/{first}"
+        assert oldest.get_attribute("data-overlap") is None
+        assert oldest.locator("a").get_attribute("href") == f"#/executions/{first}"
+        if overlap == "skip":
+            expect(newest.locator("td").nth(3)).to_have_text("")
+            shot(page, "trigger-ticks-skipped")
+        else:
+            assert newest.locator("td").nth(3).locator("a").get_attribute("href") == f"#/executions/{second}"
+    for run in going:
+        assert console.http.post(f"/api/v1/executions/{run}/cancel", json={}).status_code in (200, 202)
