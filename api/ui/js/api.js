@@ -50,6 +50,13 @@ export class ApiError extends Error {
   }
 }
 
+// A fetch that got no answer. The browser's words ("Failed to fetch", "NetworkError…") said nothing
+// of what happened.
+function unanswered(error) {
+  if (error.name === "AbortError") return error;
+  return new Error("the API did not answer (" + error.message + "): it may be restarting or unreachable; the page tries again");
+}
+
 async function send(url, options) {
   const headers = authHeaders({ Accept: "application/json" });
   let body;
@@ -67,9 +74,7 @@ async function send(url, options) {
       cache: "no-store",
     });
   } catch (error) {
-    if (error.name === "AbortError") throw error;
-    // The browser's words ("Failed to fetch", "NetworkError…") said nothing of what happened.
-    throw new Error("the API did not answer (" + error.message + "): it may be restarting or unreachable; the page tries again");
+    throw unanswered(error);
   }
   const text = await response.text();
   let data = null;
@@ -145,10 +150,13 @@ export function query(params) {
 // server ends the stream (the run ended, or the server is stopping).
 export async function streamEvents(executionId, after, onEvent, signal) {
   const headers = authHeaders({ Accept: "text/event-stream" });
-  const response = await fetch(
-    "/api/v1/executions/" + encodeURIComponent(executionId) + "/events" + query({ after }),
-    { headers, signal, cache: "no-store" },
-  );
+  let response;
+  try {
+    response = await fetch("/api/v1/executions/" + encodeURIComponent(executionId) + "/events" + query({ after }), { headers, signal, cache: "no-store" });
+  } catch (error) {
+    // Reconnecting while the API is away: said as send() says it (the banner read "Failed to fetch").
+    throw unanswered(error);
+  }
   if (!response.ok) {
     let problem = null;
     try {
