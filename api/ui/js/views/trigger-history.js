@@ -34,17 +34,19 @@ function deliveryRow(d) {
   );
 }
 
-// The run a tick met still going (the schedule's overlap policy): skipped for it, or cancelled it.
+// The run a tick met (the schedule's overlap policy): with a run of its own, the newest run still
+// going that it queued the cancel of (cancelOther); without, the run it started none beside (skip:
+// the newest still going; cancelOther's catch-up: the newer tick's run that replaced it).
 function overlapNote(t) {
   if (!t.overlappedBy) return "";
   return t.executionId
-    ? h("span", { class: "overlap" }, "cancelled ", execLink(t.overlappedBy))
-    : h("span", { class: "overlap" }, "skipped: ", execLink(t.overlappedBy), " still going");
+    ? h("span", { class: "overlap" }, "cancels ", execLink(t.overlappedBy))
+    : h("span", { class: "overlap" }, "no run beside ", execLink(t.overlappedBy));
 }
 
 function tickRow(t) {
   const late = duration(t.tickAt, t.firedAt);
-  const overlap = t.overlappedBy ? (t.executionId ? "cancelled" : "skipped") : undefined;
+  const overlap = t.overlappedBy ? (t.executionId ? "cancels" : "skipped") : undefined;
   return h(
     "tr",
     { "data-tick": t.tickAt, "data-overlap": overlap },
