@@ -591,8 +591,9 @@ class TickRead(Camel):
     execution_id: UUID | None
     # Ticks the catch-up policy folded into this one after downtime.
     missed_ticks: int
-    # The run it met still going (the schedule's overlap policy): the one it was skipped for
-    # (skip), or the newest one it cancelled (cancelOther); null when none was.
+    # The schedule's overlap policy: the newest run still going that it started none beside (skip)
+    # or cancelled (cancelOther); for a catch-up's older tick under cancelOther, the newest tick's
+    # run that replaced it; null when none was.
     overlapped_by: UUID | None = None
 
 

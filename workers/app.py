@@ -72,7 +72,7 @@ NOTHING_NEW_SECONDS = 1.0
 # Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
 CANCEL_CHILDREN_TASK = "dw.cancel_children"
 # Queued by dw.fire_schedule_v1 when a tick of a schedule whose overlap policy is cancelOther finds
-# runs of the schedule still going.
+# runs of the schedule still going whose rows another transaction holds (it cancels the others itself).
 CANCEL_OVERLAPPED_TASK = "dw.cancel_overlapped"
 
 
@@ -135,10 +135,17 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             )
 
     @app.task(name=CANCEL_OVERLAPPED_TASK, queue=runtime.settings.queue, retry=5)
-    async def cancel_overlapped(execution_ids: list[str], tenant_id: str, reason: str) -> None:
+    async def cancel_overlapped(
+        execution_ids: list[str], tenant_id: str, reason: str, trigger_id: str | None = None
+    ) -> None:
         with tenant_scope(tenant_id):
             asked = await runtime.db.control.cancel_overlapped([uuid.UUID(i) for i in execution_ids], reason)
-        log.info("runs cancelled for a schedule's newer tick (overlap cancelOther)", runs=len(asked), reason=reason)
+        log.info(
+            "runs cancelled for a schedule's newer tick (overlap cancelOther)",
+            trigger_id=trigger_id,
+            asked=[str(i) for i in asked],
+            passed_over=len(execution_ids) - len(asked),
+        )
 
     return app
 

@@ -35,7 +35,7 @@ from dataworkflows.workers.app import Backoff, connection_lost, describe, stoppe
 log = structlog.get_logger("dataworkflows.scheduler")
 
 # Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused, or
-# was not started for one still going: overlap skip).
+# none started by the overlap policy).
 _FIRED_NOW = frozenset({"started", "existing", "refused", "overlapped"})
 # A schedule whose time zone this worker cannot load is looked at again this much later.
 ZONE_RETRY = timedelta(minutes=1)

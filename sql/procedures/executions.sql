@@ -1634,17 +1634,19 @@ BEGIN
     )
     SELECT d.execution_id, 'job_reconciled'::text FROM deleted d;
 
-    -- A cancel cascade (dw.cancel_children, queued by a parent's end) whose worker is gone or silent
-    -- stays 'doing' for good: Procrastinate does not retry a stalled job by itself, and the parent's
-    -- unfinished children would run on. It is queued again (as Procrastinate retries a job: status
-    -- todo, one attempt more); the task is idempotent, it cancels the children still unfinished.
-    -- The parent's id is returned, action cascade_requeued.
+    -- A cancel cascade (dw.cancel_children, queued by a parent's end) or a schedule's cancel of its
+    -- runs (dw.cancel_overlapped, queued by a tick under overlap cancelOther) whose worker is gone or
+    -- silent stays 'doing' for good: Procrastinate does not retry a stalled job by itself, and the
+    -- runs would go on. It is queued again (as Procrastinate retries a job: status todo, one attempt
+    -- more); the tasks are idempotent, they cancel the runs still unfinished. The parent's id is
+    -- returned, action cascade_requeued; or the first run's, action overlap_cancel_requeued.
     RETURN QUERY
     WITH stalled AS (
-        SELECT j.id, j.args ->> 'parent_execution_id' AS parent
+        SELECT j.id, j.task_name,
+               COALESCE(j.args ->> 'parent_execution_id', j.args -> 'execution_ids' ->> 0) AS run
           FROM procrastinate_jobs j
           LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
-         WHERE j.status = 'doing' AND j.task_name = 'dw.cancel_children'
+         WHERE j.status = 'doing' AND j.task_name IN ('dw.cancel_children', 'dw.cancel_overlapped')
            AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => p_stalled_worker_seconds))
          LIMIT 500
          FOR UPDATE OF j SKIP LOCKED
@@ -1653,9 +1655,11 @@ BEGIN
            SET status = 'todo', worker_id = NULL, attempts = j.attempts + 1, scheduled_at = NULL
           FROM stalled s
          WHERE j.id = s.id
-        RETURNING s.parent
+        RETURNING s.run, s.task_name
     )
-    SELECT r.parent::uuid, 'cascade_requeued'::text FROM requeued r;
+    SELECT r.run::uuid,
+           CASE r.task_name WHEN 'dw.cancel_children' THEN 'cascade_requeued' ELSE 'overlap_cancel_requeued' END
+      FROM requeued r;
 
     FOR v_e IN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id, e.queue,

@@ -278,10 +278,10 @@ $$;
 -- next tick that starts a run clears the error. The schedule's overlap policy (config "overlap",
 -- dataworkflows.schedules) decides what a tick does while a run the schedule started has not ended:
 -- allow starts its run, skip records the tick without one (overlapped_by: the newest run still
--- going), cancelOther starts its own and queues a dw.cancel_overlapped job that cancels the runs
--- still going (overlapped_by: the newest of them); of several ticks of one call (a catch-up) only
--- the newest runs under cancelOther, the older ones are recorded without a run (overlapped_by: the
--- newest's run). outcome: started | existing (the request id had a run already) | duplicate (the
+-- going), cancelOther cancels the runs still going and starts its own (overlapped_by: the newest of
+-- them; a run whose row is held elsewhere is left to a dw.cancel_overlapped job); of several ticks
+-- of one call (a catch-up) only the newest runs under cancelOther, the older ones are recorded
+-- without a run (overlapped_by: the newest's run). outcome: started | existing (the request id had a run already) | duplicate (the
 -- tick had fired) | refused | overlapped (no run: see overlapped_by).
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
@@ -301,6 +301,9 @@ DECLARE
     v_previous_tenant text;
     v_overlap text;
     v_going uuid[];
+    v_other uuid;
+    v_later uuid[];
+    v_reason text;
     v_superseded timestamptz[] := '{}';
 BEGIN
     SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
@@ -337,18 +340,22 @@ BEGIN
         v_text := dw.schedule_tick_text_v1(v_tick);
         IF v_overlap = 'cancelOther' AND i < cardinality(p_ticks) THEN
             -- A catch-up's older tick: the newest tick of this call replaces its run at once, so it
-            -- starts none (its overlapped_by is that tick's run, filled in below).
+            -- starts none (its overlapped_by is the newest tick's run, filled in after the loop).
             v_superseded := v_superseded || v_tick;
             RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
             CONTINUE;
         END IF;
         IF v_overlap IN ('skip', 'cancelOther') THEN
-            -- The schedule's runs that have not ended, newest first (executions_trigger_unfinished_idx).
+            -- The schedule's runs that have not ended, newest first (executions_trigger_unfinished_idx),
+            -- but this tick's own (a tick whose row was pruned while its run went on finds it again:
+            -- outcome existing).
             SELECT array_agg(g.id ORDER BY g.created_at DESC) INTO v_going
               FROM (SELECT e.id, e.created_at FROM dw.executions e
                      WHERE e.trigger_id = p_trigger_id
                        AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-                     ORDER BY e.created_at DESC LIMIT 1000) g;
+                       AND e.request_id IS DISTINCT FROM 'schedule:' || p_trigger_id || ':' || v_text
+                     ORDER BY e.created_at DESC
+                     LIMIT CASE WHEN v_overlap = 'skip' THEN 1 ELSE 1000 END) g;
             IF v_going IS NOT NULL THEN
                 UPDATE dw.schedule_ticks k SET overlapped_by = v_going[1]
                  WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
@@ -356,19 +363,38 @@ BEGIN
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                     CONTINUE;
                 END IF;
-                -- cancelOther: the cancels go in a job of their own (dw.cancel_overlapped), not in
-                -- this transaction: a cancel locks its run's row, and this one holds the scheduler's
-                -- whole batch of schedules, every tenant's, which a run's row held elsewhere (an
-                -- operator's session) would stall. The tick's run starts now; the others are asked
-                -- to stop as soon as a worker takes the job.
-                PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
-                    p_queue, 'dw.cancel_overlapped', 0, NULL, NULL,
-                    jsonb_build_object(
-                        'execution_ids', to_jsonb(v_going::text[]), 'tenant_id', v_t.tenant_id,
-                        'reason', format('schedule %s: its tick %s replaces this run (overlap cancelOther)',
-                                         v_t.name, v_text)),
-                    NULL
-                )::procrastinate_job_to_defer_v1]);
+                -- cancelOther: each run is cancelled here if its row is free (as POST
+                -- /executions/{id}/cancel does). This transaction holds the scheduler's whole batch of
+                -- schedules, every tenant's: it never waits for a run's row. A run whose row another
+                -- transaction holds (a worker's record, an operator's session) is cancelled by a
+                -- dw.cancel_overlapped job instead, once this commits.
+                v_reason := format('schedule %s: its tick %s replaces this run (overlap cancelOther)', v_t.name,
+                                   v_text);
+                v_later := '{}';
+                FOREACH v_other IN ARRAY v_going LOOP
+                    -- Locked only if free and still unfinished (the row as last committed: it may have
+                    -- ended since the look above, and dw.request_cancel_v1 refuses an ended run).
+                    PERFORM 1 FROM dw.executions e
+                     WHERE e.id = v_other AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                       FOR NO KEY UPDATE SKIP LOCKED;
+                    IF FOUND THEN
+                        -- Held now, and not ended (nothing ends a run without its row): cancelled, or
+                        -- already_cancelled or already_requested, all fine.
+                        PERFORM dw.request_cancel_v1(v_other, 'scheduler', v_reason);
+                    ELSIF EXISTS (SELECT 1 FROM dw.executions e
+                                   WHERE e.id = v_other
+                                     AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')) THEN
+                        v_later := v_later || v_other;  -- its row is held elsewhere: the job's
+                    END IF;
+                END LOOP;
+                IF cardinality(v_later) > 0 THEN
+                    PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+                        p_queue, 'dw.cancel_overlapped', 0, NULL, NULL,
+                        jsonb_build_object('execution_ids', to_jsonb(v_later::text[]), 'tenant_id', v_t.tenant_id,
+                                           'trigger_id', p_trigger_id, 'reason', v_reason),
+                        NULL
+                    )::procrastinate_job_to_defer_v1]);
+                END IF;
             END IF;
         END IF;
         SELECT * INTO v_started FROM dw.start_triggered_v1(
@@ -379,14 +405,18 @@ BEGIN
             p_queue);
         UPDATE dw.schedule_ticks k SET execution_id = v_started.execution_id
          WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
-        IF cardinality(v_superseded) > 0 THEN
-            UPDATE dw.schedule_ticks k SET overlapped_by = v_started.execution_id
-             WHERE k.trigger_id = p_trigger_id AND k.tick_at = ANY(v_superseded);
-        END IF;
         v_error := NULL;
         RETURN QUERY SELECT v_tick, v_fired_at, v_started.execution_id,
                             CASE WHEN v_started.created THEN 'started' ELSE 'existing' END;
     END LOOP;
+    IF cardinality(v_superseded) > 0 THEN
+        -- The older ticks of a cancelOther catch-up name the newest tick's run (started now, or by
+        -- an earlier call when that tick had fired already).
+        UPDATE dw.schedule_ticks k
+           SET overlapped_by = (SELECT l.execution_id FROM dw.schedule_ticks l
+                                 WHERE l.trigger_id = p_trigger_id AND l.tick_at = p_ticks[cardinality(p_ticks)])
+         WHERE k.trigger_id = p_trigger_id AND k.tick_at = ANY(v_superseded);
+    END IF;
     UPDATE dw.triggers t
        SET next_tick_at = p_next_tick, last_tick_at = GREATEST(t.last_tick_at, v_last), error = v_error
      WHERE t.id = p_trigger_id;

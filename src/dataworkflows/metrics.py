@@ -71,8 +71,9 @@ CONTROL_APPLIED = Counter(
 SCHEDULE_TICKS = Counter(
     "dataworkflows_schedule_ticks_total",
     "Schedule ticks a scheduler handled, by outcome: started, existing (its run existed), duplicate "
-    "(fired already), refused (the workflow cannot run), overlapped (a run it started was still going: overlap "
-    "skip), skipped (catch-up policy), failed (its run could not start)",
+    "(fired already), refused (the workflow cannot run), overlapped (no run, by the overlap policy: a run of the "
+    "schedule still going, or a newer tick of a catch-up replacing it), skipped (catch-up policy), failed (its run "
+    "could not start)",
     ["outcome"],
 )
 GROUP_COMMIT_RECORDS = Histogram(

@@ -48,10 +48,11 @@ applies it as the tick fires):
     * allow: the tick starts its run whatever is still going;
     * skip: the tick is recorded without a run (outcome overlapped; schedule_ticks.overlapped_by names
       the newest run still going), and the schedule goes on ticking;
-    * cancelOther: the tick starts its run and queues a job (dw.cancel_overlapped) that cancels the
-      runs still going (as POST /executions/{id}/cancel does, by "scheduler", with a reason naming
-      the schedule and the tick; overlapped_by names the newest of them). Not in the tick's
-      transaction: a cancel locks its run's row, and that transaction holds the scheduler's batch.
+    * cancelOther: the runs still going are cancelled (as POST /executions/{id}/cancel does, by
+      "scheduler", with a reason naming the schedule and the tick; overlapped_by names the newest of
+      them) and the tick starts its run. The tick's transaction holds the scheduler's batch and never
+      waits for a run's row: a run whose row is held elsewhere is cancelled by a job
+      (dw.cancel_overlapped) once it commits.
 A catch-up that fires several ticks at once: under skip only the oldest of them runs (the others
 find it going); under cancelOther only the newest (each would cancel the one before), and the older
 ones name its run in overlapped_by.

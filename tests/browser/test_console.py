@@ -1094,7 +1094,7 @@ def test_a_schedules_ticks_show_their_runs_and_the_run_an_overlapped_tick_met(pa
         page.goto(f"/ui#/triggers/{schedule}/ticks")
         expect(rows).to_have_count(2)
         newest, oldest = rows.nth(0), rows.nth(1)
-        assert newest.get_attribute("data-overlap") == ("skipped" if overlap == "skip" else "cancels")
+        assert newest.get_attribute("data-overlap") == ("no-run" if overlap == "skip" else "cancels")
         expect(newest.locator(".overlap")).to_have_text(note.format(run=first[:8]))
         assert newest.locator(".overlap a").get_attribute("href") == f"#/executions/{first}"
         assert oldest.get_attribute("data-overlap") is None

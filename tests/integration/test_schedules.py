@@ -596,7 +596,7 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
     db: Database, conditions: ConditionPool, overlap: str
 ) -> None:
     """allow starts a second run beside the first; skip records the tick without a run, naming the
-    run still going; cancelOther starts its own and queues the cancel of that run."""
+    run still going; cancelOther cancels that run and starts its own."""
     from tests.integration.test_waits import signal
 
     await publish(db, wf("sched-lingers", signal("s", name="never")))
@@ -626,10 +626,10 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
     else:
         assert outcome == "started" and second not in (None, first)
         assert rows == [(first, None), (second, first)]
-        # The cancel is a job of its own (not in the scheduler's transaction); a worker's task runs it.
-        assert first_status == "Pending"
-        await run_cancel_overlapped_jobs(db, conditions)
-        # Nobody held it: cancelled when the job ran, in the scheduler's name, saying why.
+        # Its row free and nobody holding the run: cancelled at once, in the scheduler's name, saying
+        # why; no job for it.
+        assert first_status == "Cancelled"
+        assert await run_cancel_overlapped_jobs(db, conditions) == 0
         cancelled = await one(
             db, "SELECT status, cancel_requested_by, cancel_reason FROM dw.executions WHERE id = %s", first
         )
@@ -657,7 +657,7 @@ async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
 ) -> None:
     """The cancel locks its run's row: in the scheduler's transaction, a row held by another session
     (an operator's, a slow record) held every schedule it had claimed, of every tenant. The tick
-    starts its run and queues the cancel instead."""
+    starts its run and leaves that run's cancel to a job."""
     from tests.integration.test_waits import signal
 
     await publish(db, wf("sched-lingers", signal("s", name="never")))
@@ -700,6 +700,69 @@ async def test_under_overlap_cancel_other_a_catch_up_runs_only_the_newest_tick(d
     )
     assert rows == [(None, newest)] * 3 + [(newest, None)]
     assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
+
+    # Its newest tick fired already (another scheduler's call): the older ones name that tick's run.
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, %s::timestamptz[], %s, %s, 'q')"
+    later = [handled[-1].tick_at + timedelta(minutes=m) for m in (1, 2, 3)]
+    _, third = await one(db, fire, trigger_id, later[2:], [0], later[2] + timedelta(minutes=1))
+    again = await sql(db, fire, trigger_id, later, [0, 0, 0], later[2] + timedelta(minutes=1))
+    assert again == [("overlapped", None), ("overlapped", None), ("duplicate", third)]
+    rows = await sql(
+        db,
+        "SELECT overlapped_by FROM dw.schedule_ticks WHERE trigger_id = %s AND tick_at = ANY(%s) ORDER BY tick_at",
+        trigger_id,
+        later[:2],
+    )
+    assert rows == [(third,), (third,)]
+
+
+async def test_under_overlap_a_tick_that_finds_its_own_run_leaves_it_be(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A tick whose row was pruned while its run went on finds that run by its request id (outcome
+    existing): not a run of another tick, to skip for or to cancel."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    tick = this_second().replace(second=0)
+    for overlap in ("skip", "cancelOther"):
+        trigger_id = await create(db, f"own-run-{overlap}", "* * * * *", "sched-lingers", overlap=overlap)
+        _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+        await sql(db, "DELETE FROM dw.schedule_ticks WHERE trigger_id = %s", trigger_id)
+        assert await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1)) == ("existing", first)
+        assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Pending"
+        assert await one(db, "SELECT overlapped_by FROM dw.schedule_ticks WHERE trigger_id = %s", trigger_id) is None
+    assert await run_cancel_overlapped_jobs(db, conditions) == 0
+
+
+async def test_recovery_queues_again_a_cancel_overlapped_job_whose_worker_died(
+    db: Database, conditions: ConditionPool
+) -> None:
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, "overlap-stalled", "* * * * *", "sched-lingers", overlap="cancelOther")
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    tick = this_second().replace(second=0)
+    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    async with db.connection() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
+        await one(db, fire, trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2))
+    # A worker took the job and died.
+    taken = await sql(
+        db,
+        "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL"
+        " WHERE task_name = 'dw.cancel_overlapped' AND status = 'todo' RETURNING id",
+    )
+    assert len(taken) == 1
+    recovered = await db.operations.recover(max_recoveries=5, stalled_worker_seconds=30, queue="executions")
+    assert [(r.execution_id, r.action) for r in recovered if r.action != "requeued"] == [
+        (first, "overlap_cancel_requeued")
+    ]
+    await sql(db, "UPDATE procrastinate_jobs SET status = 'todo' WHERE task_name = 'dw.cancel_overlapped'")
+    assert await run_cancel_overlapped_jobs(db, conditions) == 1
+    assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
 
 
 async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Database) -> None:

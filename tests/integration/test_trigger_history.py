@@ -337,6 +337,18 @@ async def test_the_views_show_a_reporting_login_the_tenants_it_was_granted(
         (listed,) = (await client.get(f"/api/v1/triggers/{globex_hook}/deliveries", headers=GLOBEX)).json()
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", listed["deliveryId"])
         assert everything[-1][6] == "sha256:(content hash)"
+        # Nor in a reason that names it: a signed request sent again under another id is a duplicate
+        # "first received at ... under delivery id sha256:…" (dw.claim_webhook_delivery_v2).
+        first = "the same signed request was first received at 2026-12-06T00:00:00Z under delivery id "
+        reason = first + listed["deliveryId"]
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(
+                "INSERT INTO dw.webhook_deliveries (tenant_id, trigger_id, delivery_id, outcome, reason, status_code)"
+                " VALUES ('globex', %s, 'resend-1', 'duplicate', %s, 200)",
+                (uuid.UUID(globex_hook), reason),
+            )
+        reasons = await as_reporter("globex", "SELECT delivery_id, reason FROM dw.v_webhook_deliveries ORDER BY id")
+        assert reasons[-1] == ("resend-1", first + "sha256:(content hash)")
         # The views, not the tables under them, nor a delivery's content hash.
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"SET ROLE {reporter}")

@@ -131,8 +131,9 @@ class ControlData:
         return asked
 
     async def cancel_overlapped(self, execution_ids: list[UUID], reason: str) -> list[UUID]:
-        """Cancels the runs a schedule's newer tick replaces (overlap cancelOther), each in its own
-        transaction, by "scheduler"; returns those it asked (not those that had ended meanwhile)."""
+        """Cancels the runs a schedule's newer tick replaces (overlap cancelOther) whose rows the tick
+        found held, each in its own transaction, by "scheduler"; returns those it asked (not those
+        that had ended meanwhile or are gone)."""
         asked = []
         for execution_id in execution_ids:
             try:

@@ -43,7 +43,8 @@ class Recovery(msgspec.Struct, frozen=True):
     execution_id: UUID
     # requeued; or, past the recovery limit, failed (worker_lost, or node_failed for a run whose node
     # failed unhandled) or cancelled (its cancel was pending, and not too late); job_reconciled (its
-    # run had ended); cascade_requeued (the parent's dw.cancel_children job, whose worker died).
+    # run had ended); cascade_requeued (the parent's dw.cancel_children job, whose worker died);
+    # overlap_cancel_requeued (a schedule's dw.cancel_overlapped job, whose worker died: its first run).
     action: str
     workflow_id: str | None = None
 

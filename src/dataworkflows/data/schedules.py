@@ -68,7 +68,8 @@ class Tick(msgspec.Struct, frozen=True):
     execution_id: UUID | None
     # Ticks the catch-up policy folded into this one after downtime.
     missed_ticks: int
-    # The run it met still going: the one it was skipped for, or the newest it cancelled (overlap).
+    # The schedule's overlap policy: the newest run still going that it started none beside (skip) or
+    # cancelled (cancelOther), or for a catch-up's older tick under cancelOther the newest's run.
     overlapped_by: UUID | None = None
 
 

@@ -35,8 +35,8 @@ function deliveryRow(d) {
 }
 
 // The run a tick met (the schedule's overlap policy): with a run of its own, the newest run still
-// going that it queued the cancel of (cancelOther); without, the run it started none beside (skip:
-// the newest still going; cancelOther's catch-up: the newer tick's run that replaced it).
+// going that it cancelled (cancelOther); without, the run it started none beside (skip: the newest
+// still going; cancelOther's catch-up: the newer tick's run that replaced it).
 function overlapNote(t) {
   if (!t.overlappedBy) return "";
   return t.executionId
@@ -46,7 +46,7 @@ function overlapNote(t) {
 
 function tickRow(t) {
   const late = duration(t.tickAt, t.firedAt);
-  const overlap = t.overlappedBy ? (t.executionId ? "cancels" : "skipped") : undefined;
+  const overlap = t.overlappedBy ? (t.executionId ? "cancels" : "no-run") : undefined;
   return h(
     "tr",
     { "data-tick": t.tickAt, "data-overlap": overlap },
