@@ -34,6 +34,7 @@ from dataworkflows.cli_follow import (
     event_id_of,
     follow,
     print_log,
+    seconds_text,
 )
 from dataworkflows.cli_help import LOCAL, decorate
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
@@ -1231,22 +1232,28 @@ def _trigger_line(t: dict[str, Any]) -> str:
     return line + (f"  error: {t['error']}" if t.get("error") else "")
 
 
+def _print_page(args: argparse.Namespace, response: httpx.Response, what: str, line: Any) -> int:
+    """A page of a bare list (the triggers, a trigger's deliveries or ticks): a line each (or the
+    JSON), and the next page's cursor on stderr."""
+    if response.status_code != 200:
+        return _refused(response)
+    rows = response.json()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        # Past a page that was the last, rows may have gone meanwhile: not "none at all".
+        print(f"no more {what}" if args.cursor else f"no {what}")
+    for row in [] if args.json else rows:
+        print(line(row))
+    _say_more(response)
+    return EXIT_OK
+
+
 def cmd_triggers_list(args: argparse.Namespace) -> int:
     path = f"/api/v1/workflows/{_path(args.workflow)}/triggers" if args.workflow else "/api/v1/triggers"
     with _client(args) as client:
         response = client.get(path, params=_page_params(args, kind=args.kind))
-    if response.status_code != 200:
-        return _refused(response)
-    triggers = response.json()
-    if args.json:
-        print(json.dumps(triggers, indent=2))
-    elif not triggers:
-        # Past a page that was the last, rows may have gone meanwhile: not "none at all".
-        print("no more triggers" if args.cursor else "no triggers")
-    for t in [] if args.json else triggers:
-        print(_trigger_line(t))
-    _say_more(response)
-    return EXIT_OK
+    return _print_page(args, response, "triggers", _trigger_line)
 
 
 def _delivery_line(d: dict[str, Any]) -> str:
@@ -1260,8 +1267,6 @@ def _delivery_line(d: dict[str, Any]) -> str:
 
 
 def _tick_line(t: dict[str, Any]) -> str:
-    from dataworkflows.cli_follow import seconds_text
-
     late = datetime.fromisoformat(t["firedAt"]) - datetime.fromisoformat(t["tickAt"])
     overlapped = t.get("overlappedBy")
     if t.get("executionId"):
@@ -1274,36 +1279,20 @@ def _tick_line(t: dict[str, Any]) -> str:
     return f"{t['tickAt']:<32}  fired {seconds_text(late.total_seconds()):>8} late  {run}{missed}"
 
 
-def _print_history(args: argparse.Namespace, response: httpx.Response, what: str, line: Any) -> int:
-    """A page of a trigger's deliveries or ticks: a line each (or the JSON), and the next page's
-    cursor on stderr."""
-    if response.status_code != 200:
-        return _refused(response)
-    rows = response.json()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    elif not rows:
-        print(f"no more {what}" if args.cursor else f"no {what}")
-    for row in [] if args.json else rows:
-        print(line(row))
-    _say_more(response)
-    return EXIT_OK
-
-
 def cmd_triggers_deliveries(args: argparse.Namespace) -> int:
     """A webhook's deliveries, newest first (a page)."""
     with _client(args) as client:
         response = client.get(
             f"/api/v1/triggers/{_path(args.trigger_id)}/deliveries", params=_page_params(args, outcome=args.outcome)
         )
-    return _print_history(args, response, "deliveries", _delivery_line)
+    return _print_page(args, response, "deliveries", _delivery_line)
 
 
 def cmd_triggers_ticks(args: argparse.Namespace) -> int:
     """A schedule's fired ticks, newest first (a page)."""
     with _client(args) as client:
         response = client.get(f"/api/v1/triggers/{_path(args.trigger_id)}/ticks", params=_page_params(args))
-    return _print_history(args, response, "ticks", _tick_line)
+    return _print_page(args, response, "ticks", _tick_line)
 
 
 # The create command's options that belong to one kind (a webhook's --unsigned, a schedule's --cron...).
