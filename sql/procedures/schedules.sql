@@ -281,8 +281,8 @@ $$;
 -- going), cancelOther cancels the runs still going and starts its own (overlapped_by: the newest of
 -- them; a run whose row is held elsewhere is left to a dw.cancel_overlapped job); of several ticks
 -- of one call (a catch-up) only the newest runs under cancelOther, the older ones are recorded
--- without a run (overlapped_by: the newest's run). outcome: started | existing (the request id had a run already) | duplicate (the
--- tick had fired) | refused | overlapped (no run: see overlapped_by).
+-- without a run (overlapped_by: the newest's run). outcome: started | existing (the request id had
+-- a run already) | duplicate (the tick had fired) | refused | overlapped (no run: see overlapped_by).
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
 ) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
