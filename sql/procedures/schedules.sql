@@ -304,6 +304,9 @@ DECLARE
     v_other uuid;
     v_later uuid[];
     v_reason text;
+    v_locked boolean;
+    v_contended boolean;
+    v_lock_timeout text;
     v_superseded timestamptz[] := '{}';
 BEGIN
     SELECT * INTO v_t FROM dw.triggers t WHERE t.id = p_trigger_id AND t.kind = 'schedule';
@@ -363,28 +366,44 @@ BEGIN
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                     CONTINUE;
                 END IF;
-                -- cancelOther: each run is cancelled here if its row is free (as POST
+                -- cancelOther: each run is cancelled here if that takes no wait (as POST
                 -- /executions/{id}/cancel does). This transaction holds the scheduler's whole batch of
-                -- schedules, every tenant's: it never waits for a run's row. A run whose row another
-                -- transaction holds (a worker's record, an operator's session) is cancelled by a
-                -- dw.cancel_overlapped job instead, once this commits.
+                -- schedules, every tenant's: a wait here would hold them all (a review stalled it for
+                -- as long as a psql session held a run's row), and a wait in a cycle would roll the
+                -- batch back. So the run's row is only tried (SKIP LOCKED), and the cancel's other
+                -- locks (its queued job's row, which a worker's fetch may hold; a slot's workflow) are
+                -- waited for 50 ms at most, in a subtransaction of its own. A run it cannot cancel so
+                -- (and, after one such, every run after it) is cancelled by a dw.cancel_overlapped job
+                -- once this commits, each in a transaction of its own.
                 v_reason := format('schedule %s: its tick %s replaces this run (overlap cancelOther)', v_t.name,
                                    v_text);
                 v_later := '{}';
+                v_contended := false;
                 FOREACH v_other IN ARRAY v_going LOOP
                     -- Locked only if free and still unfinished (the row as last committed: it may have
                     -- ended since the look above, and dw.request_cancel_v1 refuses an ended run).
-                    PERFORM 1 FROM dw.executions e
-                     WHERE e.id = v_other AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-                       FOR NO KEY UPDATE SKIP LOCKED;
-                    IF FOUND THEN
-                        -- Held now, and not ended (nothing ends a run without its row): cancelled, or
-                        -- already_cancelled or already_requested, all fine.
-                        PERFORM dw.request_cancel_v1(v_other, 'scheduler', v_reason);
-                    ELSIF EXISTS (SELECT 1 FROM dw.executions e
-                                   WHERE e.id = v_other
-                                     AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')) THEN
-                        v_later := v_later || v_other;  -- its row is held elsewhere: the job's
+                    IF NOT v_contended THEN
+                        PERFORM 1 FROM dw.executions e
+                         WHERE e.id = v_other AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                           FOR NO KEY UPDATE SKIP LOCKED;
+                        v_locked := FOUND;
+                    END IF;
+                    IF NOT v_contended AND v_locked THEN
+                        -- Held now, and not ended (nothing ends a run without its row).
+                        v_lock_timeout := current_setting('lock_timeout');
+                        BEGIN
+                            PERFORM set_config('lock_timeout', '50ms', true);
+                            PERFORM dw.request_cancel_v1(v_other, 'scheduler', v_reason);
+                            PERFORM set_config('lock_timeout', v_lock_timeout, true);
+                        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+                            -- Rolled back (the setting with it); the run's own row stays locked.
+                            v_contended := true;
+                            v_later := v_later || v_other;
+                        END;
+                    ELSIF v_contended OR EXISTS (
+                            SELECT 1 FROM dw.executions e
+                             WHERE e.id = v_other AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')) THEN
+                        v_later := v_later || v_other;  -- its row is held elsewhere, or the job takes the rest
                     END IF;
                 END LOOP;
                 IF cardinality(v_later) > 0 THEN

@@ -51,8 +51,8 @@ applies it as the tick fires):
     * cancelOther: the runs still going are cancelled (as POST /executions/{id}/cancel does, by
       "scheduler", with a reason naming the schedule and the tick; overlapped_by names the newest of
       them) and the tick starts its run. The tick's transaction holds the scheduler's batch and never
-      waits for a run's row: a run whose row is held elsewhere is cancelled by a job
-      (dw.cancel_overlapped) once it commits.
+      waits for a run's row, nor more than 50 ms for a cancel's other locks: a run it cannot cancel
+      so is cancelled by a job (dw.cancel_overlapped) once it commits.
 A catch-up that fires several ticks at once: under skip only the oldest of them runs (the others
 find it going); under cancelOther only the newest (each would cancel the one before), and the older
 ones name its run in overlapped_by.

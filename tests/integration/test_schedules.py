@@ -680,6 +680,49 @@ async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
     assert await run_cancel_overlapped_jobs(db, conditions) == 0
 
 
+async def test_under_overlap_cancel_other_a_lock_the_cancel_needs_holds_up_no_tick(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The run's row free, the cancel still takes other locks: ending a run nobody holds deletes its
+    queued job, whose row a worker's fetch holds until its transaction ends (a review stalled the
+    batch for as long as a fetch waited, and made a deadlock of it with a workflow's disable). The
+    cancel waits 50 ms at most, then the run goes to the job; the caller's lock_timeout is kept."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, "overlap-job-held", "* * * * *", "sched-lingers", overlap="cancelOther")
+    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+    tick = this_second().replace(second=0)
+    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    async with db.connection() as holder, db.connection() as firing, holder.transaction():
+        held = await holder.execute(
+            "SELECT id FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s AND status = 'todo' FOR UPDATE",
+            (str(first),),
+        )
+        assert len(await held.fetchall()) == 1
+        async with firing.transaction():
+            await firing.execute("SET LOCAL lock_timeout = '2s'")
+            began = asyncio.get_running_loop().time()
+            cur = await firing.execute(fire, (trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2)))
+            outcome, second = await cur.fetchone() or (None, None)
+            assert asyncio.get_running_loop().time() - began < 1.5, "it waited for the job's row"
+            assert await (await firing.execute("SHOW lock_timeout")).fetchone() == ("2s",)
+    assert outcome == "started" and second not in (None, first)
+    assert await one(db, "SELECT status, cancel_requested_at FROM dw.executions WHERE id = %s", first) == (
+        "Pending",
+        None,
+    ), "the cancel that could not finish left nothing behind"
+    assert await run_cancel_overlapped_jobs(db, conditions) == 1
+    assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+    # Nothing contended: cancelled in the tick, and the caller's lock_timeout kept too.
+    async with db.connection() as firing, firing.transaction():
+        await firing.execute("SET LOCAL lock_timeout = '3s'")
+        await firing.execute(fire, (trigger_id, tick + timedelta(minutes=2), tick + timedelta(minutes=3)))
+        assert await (await firing.execute("SHOW lock_timeout")).fetchone() == ("3s",)
+    assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", second) == "Cancelled"
+    assert await run_cancel_overlapped_jobs(db, conditions) == 0
+
+
 async def test_under_overlap_cancel_other_a_catch_up_runs_only_the_newest_tick(db: Database) -> None:
     """Each of a catch-up's ticks would cancel the run of the one before at once: only the newest
     starts one, and the older ones name it."""
