@@ -701,11 +701,10 @@ async def test_under_overlap_cancel_other_a_lock_the_cancel_needs_holds_up_no_ti
         )
         assert len(await held.fetchall()) == 1
         async with firing.transaction():
+            # Waiting for the job's row, it would fail with this lock timeout (as it did).
             await firing.execute("SET LOCAL lock_timeout = '2s'")
-            began = asyncio.get_running_loop().time()
             cur = await firing.execute(fire, (trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2)))
             outcome, second = await cur.fetchone() or (None, None)
-            assert asyncio.get_running_loop().time() - began < 1.5, "it waited for the job's row"
             assert await (await firing.execute("SHOW lock_timeout")).fetchone() == ("2s",)
     assert outcome == "started" and second not in (None, first)
     assert await one(db, "SELECT status, cancel_requested_at FROM dw.executions WHERE id = %s", first) == (
