@@ -597,14 +597,8 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
 ) -> None:
     """allow starts a second run beside the first; skip records the tick without a run, naming the
     run still going; cancelOther cancels that run and starts its own."""
-    from tests.integration.test_waits import signal
-
-    await publish(db, wf("sched-lingers", signal("s", name="never")))
-    trigger_id = await create(db, f"overlap-{overlap}", "* * * * *", "sched-lingers", overlap=overlap)
-    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
-    tick = this_second().replace(second=0)
-    outcome, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
-    assert outcome == "started"
+    trigger_id, tick, first = await lingering_schedule(db, f"overlap-{overlap}", overlap=overlap)
+    fire = FIRE_ONE
     # The first run is still going (Pending: no worker here) when the next tick fires.
     outcome, second = await one(db, fire, trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2))
     rows = await sql(
@@ -642,6 +636,22 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
         assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", second) == "Pending"
 
 
+FIRE_ONE = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
+
+
+async def lingering_schedule(db: Database, name: str, **config: Any) -> tuple[UUID, datetime, UUID]:
+    """A per-minute schedule whose runs wait for a signal nobody sends, its first tick (this minute's)
+    fired: (the schedule, that tick, its run, still Pending: no worker here)."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, name, "* * * * *", "sched-lingers", **config)
+    tick = this_second().replace(second=0)
+    outcome, first = await one(db, FIRE_ONE, trigger_id, tick, tick + timedelta(minutes=1))
+    assert outcome == "started"
+    return trigger_id, tick, first
+
+
 async def run_cancel_overlapped_jobs(db: Database, conditions: ConditionPool) -> int:
     """Runs the queued dw.cancel_overlapped jobs through the worker's task, as a worker would; returns
     how many ran."""
@@ -658,13 +668,8 @@ async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
     """The cancel locks its run's row: in the scheduler's transaction, a row held by another session
     (an operator's, a slow record) held every schedule it had claimed, of every tenant. The tick
     starts its run and leaves that run's cancel to a job."""
-    from tests.integration.test_waits import signal
-
-    await publish(db, wf("sched-lingers", signal("s", name="never")))
-    trigger_id = await create(db, "overlap-held", "* * * * *", "sched-lingers", overlap="cancelOther")
-    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
-    tick = this_second().replace(second=0)
-    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    trigger_id, tick, first = await lingering_schedule(db, "overlap-held", overlap="cancelOther")
+    fire = FIRE_ONE
     async with db.connection() as holder, db.connection() as firing, holder.transaction():
         await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
         async with firing.transaction():
@@ -687,13 +692,8 @@ async def test_under_overlap_cancel_other_a_lock_the_cancel_needs_holds_up_no_ti
     queued job, whose row a worker's fetch holds until its transaction ends (a review stalled the
     batch for as long as a fetch waited, and made a deadlock of it with a workflow's disable). The
     cancel waits 50 ms at most, then the run goes to the job; the caller's lock_timeout is kept."""
-    from tests.integration.test_waits import signal
-
-    await publish(db, wf("sched-lingers", signal("s", name="never")))
-    trigger_id = await create(db, "overlap-job-held", "* * * * *", "sched-lingers", overlap="cancelOther")
-    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
-    tick = this_second().replace(second=0)
-    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    trigger_id, tick, first = await lingering_schedule(db, "overlap-job-held", overlap="cancelOther")
+    fire = FIRE_ONE
     async with db.connection() as holder, db.connection() as firing, holder.transaction():
         held = await holder.execute(
             "SELECT id FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s AND status = 'todo' FOR UPDATE",
@@ -781,13 +781,8 @@ async def test_under_overlap_a_tick_that_finds_its_own_run_leaves_it_be(
 async def test_recovery_queues_again_a_cancel_overlapped_job_whose_worker_died(
     db: Database, conditions: ConditionPool
 ) -> None:
-    from tests.integration.test_waits import signal
-
-    await publish(db, wf("sched-lingers", signal("s", name="never")))
-    trigger_id = await create(db, "overlap-stalled", "* * * * *", "sched-lingers", overlap="cancelOther")
-    fire = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
-    tick = this_second().replace(second=0)
-    _, first = await one(db, fire, trigger_id, tick, tick + timedelta(minutes=1))
+    trigger_id, tick, first = await lingering_schedule(db, "overlap-stalled", overlap="cancelOther")
+    fire = FIRE_ONE
     async with db.connection() as holder, holder.transaction():
         await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
         await one(db, fire, trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2))
