@@ -120,26 +120,22 @@ class ControlData:
         if not rows:
             return []
         principal, reason = await self._cascade_reason(parent_id)
-        asked = []
-        for row in rows:
-            child = row["execution_id"]
-            try:
-                await self.cancel(child, principal=principal, reason=reason)
-            except ExecutionEnded:
-                continue  # it ended meanwhile: nothing to cancel
-            asked.append(child)
-        return asked
+        return await self._cancel_each([row["execution_id"] for row in rows], principal, reason)
 
     async def cancel_overlapped(self, execution_ids: list[UUID], reason: str) -> list[UUID]:
         """Cancels the runs a schedule's newer tick replaces (overlap cancelOther) whose rows the tick
-        found held, each in its own transaction, by "scheduler"; returns those it asked (not those
-        that had ended meanwhile or are gone)."""
+        found held, each in its own transaction, by "scheduler"; returns those it asked."""
+        return await self._cancel_each(execution_ids, "scheduler", reason)
+
+    async def _cancel_each(self, execution_ids: list[UUID], principal: str | None, reason: str) -> list[UUID]:
+        """Cancels each run in a transaction of its own; returns those it asked (not those that had
+        ended meanwhile, nor those gone: retention removed them)."""
         asked = []
         for execution_id in execution_ids:
             try:
-                await self.cancel(execution_id, principal="scheduler", reason=reason)
+                await self.cancel(execution_id, principal=principal, reason=reason)
             except (ExecutionEnded, ExecutionNotFound):
-                continue  # it ended meanwhile, or retention removed it: nothing to cancel
+                continue  # nothing to cancel
             asked.append(execution_id)
         return asked
 
