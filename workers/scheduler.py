@@ -8,6 +8,10 @@ schedule:<trigger id>:<tick>), then moves the schedule's next tick. A tick there
 whatever the number of schedulers, and is not lost while one worker runs: a worker that dies
 mid-batch rolls the batch back and its rows are free again.
 
+A tick that waits for the schedule's runs to end (overlap bufferOne, cancelOther) is started by a
+later pass, the first that finds none of them going (dw.start_buffered_ticks_v1): within
+DW_SCHEDULER_INTERVAL_SECONDS of the last one's end.
+
 Between passes it sleeps until the earliest next tick (looked up in SQL) or
 DW_SCHEDULER_INTERVAL_SECONDS, whichever comes first; database errors are logged and retried
 with a backoff, never ending the loop.
@@ -35,8 +39,8 @@ from dataworkflows.workers.app import Backoff, connection_lost, describe, stoppe
 log = structlog.get_logger("dataworkflows.scheduler")
 
 # Outcomes of dw.fire_schedule_v1 that mean the tick fired now (a run started, or was refused, or
-# none started by the overlap policy).
-_FIRED_NOW = frozenset({"started", "existing", "refused", "overlapped"})
+# none started, or its start deferred, by the overlap policy).
+_FIRED_NOW = frozenset({"started", "existing", "refused", "overlapped", "buffered"})
 # A schedule whose time zone this worker cannot load is looked at again this much later.
 ZONE_RETRY = timedelta(minutes=1)
 
@@ -88,7 +92,10 @@ class Scheduler:
             if isinstance(outcome, BaseException):
                 raise outcome
             fired.extend(outcome)
-        return fired
+        # Ticks that waited for their schedule's runs to end, whose schedules were not due now.
+        buffered = await self.db.schedules.start_buffered(queue=self.settings.queue, limit=self.BATCH)
+        _account((), buffered)
+        return fired + buffered
 
     async def delay(self) -> float:
         """Until the earliest next tick, at most the interval."""
@@ -192,7 +199,7 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
         metrics.SCHEDULE_TICKS.labels(tick.outcome).inc()
         if tick.outcome in _FIRED_NOW:
             metrics.SCHEDULE_LATENESS.observe(max((tick.fired_at - tick.tick_at).total_seconds(), 0.0))
-        if tick.outcome == "refused":
+        if tick.outcome in ("refused", "buffer_refused"):
             if tick.trigger_id in _REFUSING:
                 log.info("schedule tick not run: its workflow still cannot run", trigger_id=str(tick.trigger_id))
             else:
@@ -200,10 +207,10 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
                     _REFUSING.clear()
                 _REFUSING.add(tick.trigger_id)
                 log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
-        elif tick.outcome in ("started", "existing"):
+        elif tick.outcome in ("started", "existing", "buffer_started"):
             _REFUSING.discard(tick.trigger_id)
             _OVERLAPPING.discard(tick.trigger_id)
-        elif tick.outcome == "overlapped":
+        elif tick.outcome in ("overlapped", "buffered"):
             # At info the first time while it lasts, as a refusal: a per-second schedule whose run is
             # stuck would write a line a second.
             first = tick.trigger_id not in _OVERLAPPING
@@ -212,7 +219,7 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
                     _OVERLAPPING.clear()
                 _OVERLAPPING.add(tick.trigger_id)
             (log.info if first else log.debug)(
-                "schedule tick not run: the schedule's run is still going (overlap), or a newer tick replaces it",
+                "schedule tick not run now: the schedule's run is still going (overlap), or a newer tick replaces it",
                 trigger_id=str(tick.trigger_id),
                 tick=tick.tick_at.isoformat(),
             )

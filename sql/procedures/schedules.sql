@@ -268,21 +268,135 @@ CREATE OR REPLACE FUNCTION dw.schedule_tick_text_v1(p_tick timestamptz) RETURNS 
     SELECT to_char(p_tick AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 $$;
 
+-- Starts a schedule's tick's run (request id 'schedule:<trigger id>:<tick>', the trigger payload
+-- {"firedBy": {kind, triggerId, name, tick, missedTicks}, ...config.payload}) and records it on the
+-- tick's row. The caller has entered the trigger's tenant and checked that its workflow can run.
+CREATE OR REPLACE FUNCTION dw.start_schedule_tick_v1(
+    p_t dw.triggers, p_tick timestamptz, p_missed integer, p_queue text
+) RETURNS TABLE (execution_id uuid, created boolean) LANGUAGE plpgsql AS $$
+DECLARE
+    v_text text := dw.schedule_tick_text_v1(p_tick);
+    v_started record;
+BEGIN
+    SELECT * INTO v_started FROM dw.start_triggered_v1(
+        p_t.id, 'schedule:' || p_t.id || ':' || v_text,
+        CASE WHEN jsonb_typeof(p_t.config -> 'payload') = 'object' THEN p_t.config -> 'payload' ELSE '{}'::jsonb END
+        || jsonb_build_object('firedBy', jsonb_build_object(
+            'kind', 'schedule', 'triggerId', p_t.id, 'name', p_t.name, 'tick', v_text,
+            'missedTicks', COALESCE(p_missed, 0))),
+        p_queue);
+    UPDATE dw.schedule_ticks k SET execution_id = v_started.execution_id
+     WHERE k.trigger_id = p_t.id AND k.tick_at = p_tick;
+    RETURN QUERY SELECT v_started.execution_id, v_started.created;
+END;
+$$;
+
+-- The schedule's runs that have not ended, newest first, at most p_limit
+-- (executions_trigger_unfinished_idx), but the run of tick p_tick_text (a tick whose row was pruned
+-- while its run went on finds it again: outcome existing).
+CREATE OR REPLACE FUNCTION dw.schedule_runs_going_v1(p_trigger_id uuid, p_tick_text text, p_limit integer)
+    RETURNS uuid[] LANGUAGE sql STABLE AS $$
+    SELECT array_agg(g.id ORDER BY g.created_at DESC)
+      FROM (SELECT e.id, e.created_at FROM dw.executions e
+             WHERE e.trigger_id = p_trigger_id
+               AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+               AND e.request_id IS DISTINCT FROM 'schedule:' || p_trigger_id || ':' || p_tick_text
+             ORDER BY e.created_at DESC
+             LIMIT p_limit) g
+$$;
+
+-- The tick of a schedule that waits for the schedule's runs to end (overlap bufferOne or cancelOther:
+-- dw.fire_schedule_v1), started if none is going any more; the caller holds the trigger's row and
+-- has entered its tenant. A disabled schedule's waiting tick is dropped (a disabled schedule starts
+-- nothing, and its missed ticks are not caught up when it is enabled again): it reads as a tick
+-- without a run, overlapped_by naming the run it waited for. A workflow that cannot run any more
+-- (archived, a Draft, disabled) ends the wait as a refused tick (the reason in triggers.error).
+-- outcome: buffer_started | buffer_refused | buffer_dropped; no row when nothing waits or it still waits.
+CREATE OR REPLACE FUNCTION dw.start_buffered_tick_v1(p_t dw.triggers, p_queue text)
+    RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_k dw.schedule_ticks;
+    v_refusal text;
+    v_started record;
+BEGIN
+    SELECT * INTO v_k FROM dw.schedule_ticks k
+     WHERE k.trigger_id = p_t.id AND k.buffered AND k.execution_id IS NULL
+     ORDER BY k.tick_at DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF NOT p_t.enabled THEN
+        UPDATE dw.schedule_ticks k SET buffered = false WHERE k.trigger_id = p_t.id AND k.tick_at = v_k.tick_at;
+        RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_dropped'::text;
+        RETURN;
+    END IF;
+    IF dw.schedule_runs_going_v1(p_t.id, dw.schedule_tick_text_v1(v_k.tick_at), 1) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    v_refusal := dw.schedule_refusal_v1(p_t.workflow_id);
+    IF v_refusal IS NOT NULL THEN
+        UPDATE dw.schedule_ticks k SET buffered = false WHERE k.trigger_id = p_t.id AND k.tick_at = v_k.tick_at;
+        UPDATE dw.triggers t SET error = v_refusal WHERE t.id = p_t.id;
+        RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_refused'::text;
+        RETURN;
+    END IF;
+    SELECT * INTO v_started FROM dw.start_schedule_tick_v1(p_t, v_k.tick_at, v_k.missed_ticks, p_queue);
+    UPDATE dw.triggers t SET error = NULL WHERE t.id = p_t.id AND t.error IS NOT NULL;
+    RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, v_started.execution_id, 'buffer_started'::text;
+END;
+$$;
+
+-- The scheduler's look, at each pass, for ticks waiting for their schedule's runs to end
+-- (dw.start_buffered_tick_v1): up to p_limit schedules with such a tick whose rows nobody holds
+-- (SKIP LOCKED: a scheduler firing one of them handles its waiting tick itself), each as its own
+-- tenant. The schedules' rows stay locked until the caller's transaction ends.
+CREATE OR REPLACE FUNCTION dw.start_buffered_ticks_v1(p_queue text, p_limit integer)
+    RETURNS TABLE (trigger_id uuid, tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_t dw.triggers;
+    v_previous_tenant text;
+BEGIN
+    FOR v_t IN
+        SELECT t.* FROM dw.triggers t
+         WHERE t.id IN (SELECT k.trigger_id FROM dw.schedule_ticks k WHERE k.buffered AND k.execution_id IS NULL)
+           AND t.kind = 'schedule'
+         ORDER BY t.id
+         LIMIT p_limit
+           FOR NO KEY UPDATE OF t SKIP LOCKED
+    LOOP
+        v_previous_tenant := dw.enter_tenant_v1(v_t.tenant_id);
+        RETURN QUERY SELECT v_t.id, b.tick_at, b.fired_at, b.execution_id, b.outcome
+                       FROM dw.start_buffered_tick_v1(v_t, p_queue) b;
+        PERFORM dw.leave_tenant_v1(v_previous_tenant);
+    END LOOP;
+END;
+$$;
+
 -- Fires a schedule's ticks (oldest first) and moves its next tick; the caller holds the trigger's
 -- row (the scheduler's claim). Each tick: a dw.schedule_ticks row (ON CONFLICT DO NOTHING: a tick
 -- fires once, whatever the number of schedulers) and, only when that row is new, a run started
--- with request id 'schedule:<trigger id>:<tick>' and the trigger payload
--- {"firedBy": {kind, triggerId, name, tick, missedTicks}, ...config.payload}. A workflow that cannot
--- run (archived, draft, disabled) does not stop the schedule: the tick is recorded without a run
--- (outcome refused), the reason goes to triggers.error, and the schedule goes on ticking; the
--- next tick that starts a run clears the error. The schedule's overlap policy (config "overlap",
+-- (dw.start_schedule_tick_v1). A workflow that cannot run (archived, draft, disabled) does not stop
+-- the schedule: the tick is recorded without a run (outcome refused), the reason goes to
+-- triggers.error, and the schedule goes on ticking; the next tick that starts a run clears the error.
+-- First, a tick of this schedule waiting for its runs to end starts if none is going any more
+-- (dw.start_buffered_tick_v1). The schedule's overlap policy (config "overlap",
 -- dataworkflows.schedules) decides what a tick does while a run the schedule started has not ended:
--- allow starts its run, skip records the tick without one (overlapped_by: the newest run still
--- going), cancelOther cancels the runs still going and starts its own (overlapped_by: the newest of
--- them; a run whose row is held elsewhere is left to a dw.cancel_overlapped job); of several ticks
--- of one call (a catch-up) only the newest runs under cancelOther, the older ones are recorded
--- without a run (overlapped_by: the newest's run). outcome: started | existing (the request id had
--- a run already) | duplicate (the tick had fired) | refused | overlapped (no run: see overlapped_by).
+-- * allow starts its run;
+-- * skip records the tick without one (overlapped_by: the newest run still going);
+-- * bufferOne records the tick as waiting (buffered, overlapped_by: the newest run still going) and
+--   dw.start_buffered_ticks_v1 starts its run once none is going; while one tick waits, a newer tick
+--   is recorded as skip records it;
+-- * cancelOther cancels the runs still going (overlapped_by: the newest of them; a run whose row is
+--   held elsewhere is left to a dw.cancel_overlapped job) and waits for their end as bufferOne does
+--   (starting at once when every one of them ended in its cancel); a newer tick takes the place of one
+--   still waiting, which is dropped (buffered set back to false). Of several ticks of one call (a
+--   catch-up) only the newest runs under cancelOther, the older ones are recorded without a run
+--   (overlapped_by: the newest's run, or the run it waits for).
+-- outcome: started | existing (the request id had a run already) | duplicate (the tick had fired) |
+-- refused | overlapped (no run: see overlapped_by) | buffered (waits); and for a waiting tick handled
+-- first: buffer_started | buffer_refused | buffer_dropped.
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
 ) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
@@ -296,11 +410,11 @@ DECLARE
     v_last timestamptz;
     v_error text;
     v_started record;
-    v_payload jsonb;
     v_text text;
     v_previous_tenant text;
     v_overlap text;
     v_going uuid[];
+    v_waiting timestamptz;
     v_other uuid;
     v_later uuid[];
     v_reason text;
@@ -315,9 +429,9 @@ BEGIN
     END IF;
     -- The scheduler claims schedules of every tenant; each one fires as its own tenant.
     v_previous_tenant := dw.enter_tenant_v1(v_t.tenant_id);
-    v_error := v_t.error;
-    v_payload := CASE WHEN jsonb_typeof(v_t.config -> 'payload') = 'object' THEN v_t.config -> 'payload'
-                      ELSE '{}'::jsonb END;
+    RETURN QUERY SELECT b.tick_at, b.fired_at, b.execution_id, b.outcome FROM dw.start_buffered_tick_v1(v_t, p_queue) b;
+    -- Its error as that left it.
+    SELECT t.error INTO v_error FROM dw.triggers t WHERE t.id = p_trigger_id;
     v_overlap := COALESCE(v_t.config ->> 'overlap', 'allow');
     FOR i IN 1 .. COALESCE(cardinality(p_ticks), 0) LOOP
         v_tick := p_ticks[i];
@@ -348,33 +462,47 @@ BEGIN
             RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
             CONTINUE;
         END IF;
-        IF v_overlap IN ('skip', 'cancelOther') THEN
-            -- The schedule's runs that have not ended, newest first (executions_trigger_unfinished_idx),
-            -- but this tick's own (a tick whose row was pruned while its run went on finds it again:
-            -- outcome existing).
-            SELECT array_agg(g.id ORDER BY g.created_at DESC) INTO v_going
-              FROM (SELECT e.id, e.created_at FROM dw.executions e
-                     WHERE e.trigger_id = p_trigger_id
-                       AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-                       AND e.request_id IS DISTINCT FROM 'schedule:' || p_trigger_id || ':' || v_text
-                     ORDER BY e.created_at DESC
-                     LIMIT CASE WHEN v_overlap = 'skip' THEN 1 ELSE 1000 END) g;
+        IF v_overlap IN ('skip', 'bufferOne', 'cancelOther') THEN
+            v_going := dw.schedule_runs_going_v1(p_trigger_id, v_text,
+                                                 CASE WHEN v_overlap = 'cancelOther' THEN 1000 ELSE 1 END);
+            -- A tick of this schedule still waiting for those runs (left by an earlier call).
+            v_waiting := (SELECT k.tick_at FROM dw.schedule_ticks k
+                           WHERE k.trigger_id = p_trigger_id AND k.buffered AND k.execution_id IS NULL
+                           ORDER BY k.tick_at DESC LIMIT 1);
             IF v_going IS NOT NULL THEN
                 UPDATE dw.schedule_ticks k SET overlapped_by = v_going[1]
                  WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
-                IF v_overlap = 'skip' THEN
+            END IF;
+            IF v_overlap = 'skip' AND v_going IS NOT NULL THEN
+                RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
+                CONTINUE;
+            END IF;
+            IF v_overlap = 'bufferOne' AND (v_going IS NOT NULL OR v_waiting IS NOT NULL) THEN
+                IF v_waiting IS NULL THEN
+                    UPDATE dw.schedule_ticks k SET buffered = true
+                     WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
+                ELSE
+                    -- One tick waits already: this one is not run (as under skip).
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
-                    CONTINUE;
                 END IF;
-                -- cancelOther: each run is cancelled here if that takes no wait (as POST
-                -- /executions/{id}/cancel does). This transaction holds the scheduler's whole batch of
-                -- schedules, every tenant's: a wait here would hold them all (a review stalled it for
-                -- as long as a psql session held a run's row), and a wait in a cycle would roll the
-                -- batch back. So the run's row is only tried (SKIP LOCKED), and the cancel's other
-                -- locks (its queued job's row, which a worker's fetch may hold; a slot's workflow) are
-                -- waited for 50 ms at most, in a subtransaction of its own. A run it cannot cancel so
-                -- (and, after one such, every run after it) is cancelled by a dw.cancel_overlapped job
-                -- once this commits, each in a transaction of its own.
+                CONTINUE;
+            END IF;
+            IF v_overlap = 'cancelOther' AND v_waiting IS NOT NULL THEN
+                -- This tick takes the place of the one waiting.
+                UPDATE dw.schedule_ticks k SET buffered = false
+                 WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_waiting;
+            END IF;
+            IF v_overlap = 'cancelOther' AND v_going IS NOT NULL THEN
+                -- Each run is cancelled here if that takes no wait (as POST /executions/{id}/cancel
+                -- does). This transaction holds the scheduler's whole batch of schedules, every
+                -- tenant's: a wait here would hold them all (a review stalled it for as long as a psql
+                -- session held a run's row), and a wait in a cycle would roll the batch back. So the
+                -- run's row is only tried (SKIP LOCKED), and the cancel's other locks (its queued
+                -- job's row, which a worker's fetch may hold; a slot's workflow) are waited for 50 ms
+                -- at most, in a subtransaction of its own. A run it cannot cancel so (and, after one
+                -- such, every run after it) is cancelled by a dw.cancel_overlapped job once this
+                -- commits, each in a transaction of its own.
                 v_reason := format('schedule %s: its tick %s replaces this run (overlap cancelOther)', v_t.name,
                                    v_text);
                 v_later := '{}';
@@ -414,25 +542,27 @@ BEGIN
                         NULL
                     )::procrastinate_job_to_defer_v1]);
                 END IF;
+                -- The tick's run starts once they have ended: now if each ended in its cancel (one
+                -- that was waiting, parked or not yet started), else when the scheduler finds them
+                -- ended (dw.start_buffered_ticks_v1).
+                IF dw.schedule_runs_going_v1(p_trigger_id, v_text, 1) IS NOT NULL THEN
+                    UPDATE dw.schedule_ticks k SET buffered = true
+                     WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
+                    CONTINUE;
+                END IF;
             END IF;
         END IF;
-        SELECT * INTO v_started FROM dw.start_triggered_v1(
-            p_trigger_id, 'schedule:' || p_trigger_id || ':' || v_text,
-            v_payload || jsonb_build_object('firedBy', jsonb_build_object(
-                'kind', 'schedule', 'triggerId', p_trigger_id, 'name', v_t.name, 'tick', v_text,
-                'missedTicks', COALESCE(p_missed[i], 0))),
-            p_queue);
-        UPDATE dw.schedule_ticks k SET execution_id = v_started.execution_id
-         WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+        SELECT * INTO v_started FROM dw.start_schedule_tick_v1(v_t, v_tick, p_missed[i], p_queue);
         v_error := NULL;
         RETURN QUERY SELECT v_tick, v_fired_at, v_started.execution_id,
                             CASE WHEN v_started.created THEN 'started' ELSE 'existing' END;
     END LOOP;
     IF cardinality(v_superseded) > 0 THEN
         -- The older ticks of a cancelOther catch-up name the newest tick's run (started now, or by
-        -- an earlier call when that tick had fired already).
+        -- an earlier call when that tick had fired already), or the run it waits for.
         UPDATE dw.schedule_ticks k
-           SET overlapped_by = (SELECT l.execution_id FROM dw.schedule_ticks l
+           SET overlapped_by = (SELECT COALESCE(l.execution_id, l.overlapped_by) FROM dw.schedule_ticks l
                                  WHERE l.trigger_id = p_trigger_id AND l.tick_at = p_ticks[cardinality(p_ticks)])
          WHERE k.trigger_id = p_trigger_id AND k.tick_at = ANY(v_superseded);
     END IF;

@@ -20,6 +20,11 @@ SELECT t.id, t.config, t.next_tick_at, t.updated_at, now() AS now
 -- Fires the claimed schedules' ticks and moves their next ticks (dw.fire_schedules_v1).
 SELECT trigger_id, tick_at, fired_at, execution_id, outcome FROM dw.fire_schedules_v1(%(plans)s, %(queue)s);
 
+-- name: start_buffered_ticks
+-- Starts the ticks that wait for their schedule's runs to end once none is going
+-- (dw.start_buffered_ticks_v1; drops a disabled schedule's).
+SELECT trigger_id, tick_at, fired_at, execution_id, outcome FROM dw.start_buffered_ticks_v1(%(queue)s, %(limit)s);
+
 -- name: schedule_failed
 -- Records why a schedule could not fire; it skips its due ticks, or is disabled (only if the row is
 -- still as claimed: due tick and updated_at).
@@ -37,16 +42,14 @@ SELECT CASE WHEN t.next_tick_at IS NULL THEN 0
 
 -- name: prune_schedule_ticks
 -- Deletes a batch of tick rows that fired more than `keep_seconds` ago (SKIP LOCKED: workers share
--- the work), keeping each schedule's newest tick and its newest tick with a run (v_schedules's
--- last run).
+-- the work), keeping each schedule's newest tick and a tick still waiting for the schedule's runs
+-- to end (overlap bufferOne, cancelOther: its run is yet to start).
 WITH doomed AS (
     SELECT k.trigger_id, k.tick_at
       FROM dw.schedule_ticks k
      WHERE k.fired_at < now() - make_interval(secs => %(keep_seconds)s)
        AND EXISTS (SELECT 1 FROM dw.schedule_ticks n WHERE n.trigger_id = k.trigger_id AND n.tick_at > k.tick_at)
-       AND (k.execution_id IS NULL
-            OR EXISTS (SELECT 1 FROM dw.schedule_ticks n
-                        WHERE n.trigger_id = k.trigger_id AND n.tick_at > k.tick_at AND n.execution_id IS NOT NULL))
+       AND NOT (k.buffered AND k.execution_id IS NULL)
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 ), gone AS (
@@ -59,7 +62,7 @@ SELECT count(*) AS deleted FROM gone;
 -- name: list_schedule_ticks
 -- A schedule's fired ticks, newest first (the primary key, read backwards). Keyset paging: those
 -- before the tick_at of the last one of the page before.
-SELECT k.trigger_id, k.tick_at, k.fired_at, k.execution_id, k.missed_ticks, k.overlapped_by
+SELECT k.trigger_id, k.tick_at, k.fired_at, k.execution_id, k.missed_ticks, k.overlapped_by, k.buffered
   FROM dw.schedule_ticks k
  WHERE k.trigger_id = %(trigger_id)s
    AND (%(before_at)s::timestamptz IS NULL OR k.tick_at < %(before_at)s::timestamptz)

@@ -1269,7 +1269,14 @@ def _delivery_line(d: dict[str, Any]) -> str:
 def _tick_line(t: dict[str, Any]) -> str:
     late = datetime.fromisoformat(t["firedAt"]) - datetime.fromisoformat(t["tickAt"])
     overlapped = t.get("overlappedBy")
-    if t.get("executionId"):
+    if t.get("buffered"):
+        after = f" {overlapped}" if overlapped else " the schedule's runs"
+        run = (
+            f"{t['executionId']}  (overlap: started after{after} ended)"
+            if t.get("executionId")
+            else f"- (overlap: waits for{after} to end)"
+        )
+    elif t.get("executionId"):
         run = t["executionId"] + (f"  (overlap: cancels {overlapped})" if overlapped else "")
     elif overlapped:
         run = f"- (overlap: no run beside {overlapped})"
@@ -1460,7 +1467,7 @@ def _add_triggers(sub: Any) -> None:
     )
     create.add_argument(
         "--overlap",
-        choices=("allow", "skip", "cancelOther"),
+        choices=("allow", "skip", "bufferOne", "cancelOther"),
         help="schedule: a tick while its previous run still goes (default allow)",
     )
     create.add_argument("--payload", help="schedule: the runs' trigger, a JSON object (default {})")

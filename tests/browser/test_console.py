@@ -1081,13 +1081,14 @@ def test_a_schedules_ticks_show_their_runs_and_the_run_an_overlapped_tick_met(pa
     shot(page, "trigger-ticks")
 
     # Under overlap skip, a tick that meets the schedule's run still going starts none and names it;
-    # under cancelOther, it starts its own and names the run whose cancel it queued.
+    # under cancelOther, it cancels that run (parked on its signal: ended at once) and starts its own.
     going: list[str] = []
     for overlap, note in (("skip", "no run beside {run}"), ("cancelOther", "cancels {run}")):
         schedule = add_trigger(
             console, "history-lingers", "schedule", f"history-{overlap}", cron="0 0 1 1 *", overlap=overlap
         )
         [(outcome, first)] = fire_ticks(console, schedule, ticks[:1], [0])
+        console.wait_for(first, {"Waiting"})
         [(then, second)] = fire_ticks(console, schedule, ticks[1:], [0])
         assert (outcome, then) == ("started", "overlapped" if overlap == "skip" else "started")
         going += [first] if overlap == "skip" else [first, second]
@@ -1107,3 +1108,36 @@ def test_a_schedules_ticks_show_their_runs_and_the_run_an_overlapped_tick_met(pa
     for run in going:
         # (409: the queued cancel came first)
         assert console.http.post(f"/api/v1/executions/{run}/cancel", json={}).status_code in (200, 202, 409)
+
+    # Under bufferOne the tick waits for the run still going, and `up`'s scheduler starts its run
+    # once that run has ended.
+    schedule = add_trigger(
+        console, "history-lingers", "schedule", "history-buffer", cron="0 0 1 1 *", overlap="bufferOne"
+    )
+    [(outcome, first)] = fire_ticks(console, schedule, ticks[:1], [0])
+    [(then, waiting)] = fire_ticks(console, schedule, ticks[1:], [0])
+    assert (outcome, then, waiting) == ("started", "buffered", None)
+    page.goto(f"/ui#/triggers/{schedule}/ticks")
+    expect(rows).to_have_count(2)
+    newest = rows.nth(0)
+    assert newest.get_attribute("data-overlap") == "waiting"
+    expect(newest.locator(".overlap")).to_have_text(f"waits for {first[:8]} to end")
+    expect(newest.locator("td").nth(3)).to_have_text("")
+    shot(page, "trigger-ticks-waiting")
+    assert console.http.post(f"/api/v1/executions/{first}/cancel", json={}).status_code in (200, 202)
+    console.wait_for(first, {"Cancelled"})
+    deadline = time.monotonic() + 20
+    while not (
+        started := console.sql(
+            "SELECT execution_id::text FROM dw.schedule_ticks WHERE trigger_id = %s AND tick_at = %s",
+            uuid.UUID(schedule),
+            ticks[1],
+        )[0][0]
+    ):
+        assert time.monotonic() < deadline, "the waiting tick's run never started"
+        time.sleep(0.1)
+    page.reload()
+    expect(newest.locator(".overlap")).to_have_text(f"started after {first[:8]} ended")
+    assert newest.get_attribute("data-overlap") == "waited"
+    assert newest.locator("td").nth(3).locator("a").get_attribute("href") == f"#/executions/{started}"
+    assert console.http.post(f"/api/v1/executions/{started}/cancel", json={}).status_code in (200, 202)

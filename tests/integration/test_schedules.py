@@ -667,7 +667,7 @@ async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
 ) -> None:
     """The cancel locks its run's row: in the scheduler's transaction, a row held by another session
     (an operator's, a slow record) held every schedule it had claimed, of every tenant. The tick
-    starts its run and leaves that run's cancel to a job."""
+    leaves that run's cancel to a job, and its own run waits for the cancelled one's end."""
     trigger_id, tick, first = await lingering_schedule(db, "overlap-held", overlap="cancelOther")
     fire = FIRE_ONE
     async with db.connection() as holder, db.connection() as firing, holder.transaction():
@@ -676,9 +676,12 @@ async def test_under_overlap_cancel_other_a_run_held_elsewhere_holds_up_no_tick(
             await firing.execute("SET LOCAL lock_timeout = '2s'")
             cur = await firing.execute(fire, (trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2)))
             outcome, second = await cur.fetchone() or (None, None)
-    assert outcome == "started" and second not in (None, first)
+    assert (outcome, second) == ("buffered", None)
     assert await run_cancel_overlapped_jobs(db, conditions) == 1
     assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+    [started] = await Scheduler(db, SETTINGS).run_pass()
+    assert started.outcome == "buffer_started"
+    second = started.execution_id
     # A run that ended before the job ran is passed over.
     await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", second)
     await one(db, fire, trigger_id, tick + timedelta(minutes=2), tick + timedelta(minutes=3))
@@ -706,13 +709,16 @@ async def test_under_overlap_cancel_other_a_lock_the_cancel_needs_holds_up_no_ti
             cur = await firing.execute(fire, (trigger_id, tick + timedelta(minutes=1), tick + timedelta(minutes=2)))
             outcome, second = await cur.fetchone() or (None, None)
             assert await (await firing.execute("SHOW lock_timeout")).fetchone() == ("2s",)
-    assert outcome == "started" and second not in (None, first)
+    assert (outcome, second) == ("buffered", None)
     assert await one(db, "SELECT status, cancel_requested_at FROM dw.executions WHERE id = %s", first) == (
         "Pending",
         None,
     ), "the cancel that could not finish left nothing behind"
     assert await run_cancel_overlapped_jobs(db, conditions) == 1
     assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+    [started] = await Scheduler(db, SETTINGS).run_pass()
+    assert started.outcome == "buffer_started"
+    second = started.execution_id
     # Nothing contended: cancelled in the tick, and the caller's lock_timeout kept too.
     async with db.connection() as firing, firing.transaction():
         await firing.execute("SET LOCAL lock_timeout = '3s'")
@@ -800,6 +806,108 @@ async def test_recovery_queues_again_a_cancel_overlapped_job_whose_worker_died(
     await sql(db, "UPDATE procrastinate_jobs SET status = 'todo' WHERE task_name = 'dw.cancel_overlapped'")
     assert await run_cancel_overlapped_jobs(db, conditions) == 1
     assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+
+
+async def test_under_overlap_buffer_one_a_tick_waits_for_the_run_and_one_tick_only(db: Database) -> None:
+    """bufferOne: a tick while the run goes waits (no run yet; buffered, naming the run); a tick while
+    one waits is recorded as skip records it; once the run has ended the scheduler's next pass starts
+    the waiting tick's run, as that tick's (its request id and firedBy), and the next tick waits for it."""
+    trigger_id, tick, first = await lingering_schedule(db, "buffer-one", overlap="bufferOne")
+    second_tick, third_tick = tick + timedelta(minutes=1), tick + timedelta(minutes=2)
+    assert await one(db, FIRE_ONE, trigger_id, second_tick, third_tick) == ("buffered", None)
+    assert await one(db, FIRE_ONE, trigger_id, third_tick, third_tick + timedelta(minutes=1)) == ("overlapped", None)
+    rows = await sql(
+        db,
+        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+    assert rows == [(first, None, False), (None, first, True), (None, first, False)]
+    scheduler = Scheduler(db, SETTINGS)
+    # Still going: nothing starts (the schedule is not due: only the waiting tick is looked at).
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", trigger_id)
+    assert await scheduler.run_pass() == []
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
+
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", first)
+    [started] = await scheduler.run_pass()
+    assert (started.trigger_id, started.tick_at, started.outcome) == (trigger_id, second_tick, "buffer_started")
+    second = started.execution_id
+    run = await one(db, "SELECT request_id, trigger -> 'firedBy' ->> 'tick' FROM dw.executions WHERE id = %s", second)
+    second_text = second_tick.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert run == (f"schedule:{trigger_id}:{second_text}", second_text)
+    assert await one(
+        db,
+        "SELECT execution_id, buffered FROM dw.schedule_ticks WHERE trigger_id = %s AND tick_at = %s",
+        trigger_id,
+        second_tick,
+    ) == (second, True)
+    assert await scheduler.run_pass() == []
+    # The API's list says so (the CLI and the console read it).
+    [listed] = [t for t in await db.schedules.ticks(trigger_id, limit=10) if t.tick_at == second_tick]
+    assert (listed.execution_id, listed.overlapped_by, listed.buffered) == (second, first, True)
+    # The next tick waits for that run.
+    fourth_tick = third_tick + timedelta(minutes=1)
+    assert await one(db, FIRE_ONE, trigger_id, fourth_tick, fourth_tick + timedelta(minutes=1)) == ("buffered", None)
+
+
+async def test_a_waiting_tick_of_a_schedule_disabled_or_whose_workflow_cannot_run_starts_nothing(
+    db: Database,
+) -> None:
+    """A disabled schedule's waiting tick is dropped (a disabled schedule's ticks are not caught up);
+    a workflow that cannot run any more ends the wait as a refusal, its reason the schedule's error."""
+    scheduler = Scheduler(db, SETTINGS)
+    disabled, tick, first = await lingering_schedule(db, "buffer-disabled", overlap="bufferOne")
+    refused, _, other = await lingering_schedule(db, "buffer-refused", overlap="bufferOne")
+    later = tick + timedelta(minutes=1)
+    for trigger_id in (disabled, refused):
+        assert await one(db, FIRE_ONE, trigger_id, later, later + timedelta(minutes=1)) == ("buffered", None)
+    await sql(db, "UPDATE dw.triggers SET enabled = false, next_tick_at = NULL WHERE id = %s", disabled)
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", refused)
+    await sql(db, "UPDATE dw.workflows SET is_enabled = false WHERE id = 'sched-lingers'")
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = ANY(%s)", [first, other])
+    handled = sorted(await scheduler.run_pass(), key=lambda t: t.outcome)
+    assert [(t.trigger_id, t.outcome, t.execution_id) for t in handled] == [
+        (disabled, "buffer_dropped", None),
+        (refused, "buffer_refused", None),
+    ]
+    rows = await sql(
+        db,
+        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE tick_at = %s ORDER BY trigger_id",
+        later,
+    )
+    assert sorted(rows) == sorted([(None, first, False), (None, other, False)])
+    assert await one(db, "SELECT error FROM dw.triggers WHERE id = %s", refused) == "workflow sched-lingers is disabled"
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = ANY(%s)", [disabled, refused]) == 2
+    assert await scheduler.run_pass() == []
+
+
+async def test_under_overlap_cancel_other_the_ticks_run_waits_for_the_cancelled_runs_end(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """cancelOther, Temporal's way: the new run starts once the cancelled one has ended, not beside
+    it. Here the run's row is held when the tick fires, so its cancel goes to a job and the tick waits;
+    a newer tick takes the place of the waiting one; the job cancels the run and the scheduler's next
+    pass starts the newest tick's run."""
+    trigger_id, tick, first = await lingering_schedule(db, "cancel-waits", overlap="cancelOther")
+    second_tick, third_tick = tick + timedelta(minutes=1), tick + timedelta(minutes=2)
+    async with db.connection() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
+        assert await one(db, FIRE_ONE, trigger_id, second_tick, third_tick) == ("buffered", None)
+        assert await one(db, FIRE_ONE, trigger_id, third_tick, third_tick + timedelta(minutes=1)) == ("buffered", None)
+    rows = await sql(
+        db,
+        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+    assert rows == [(first, None, False), (None, first, False), (None, first, True)]
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", trigger_id)
+    scheduler = Scheduler(db, SETTINGS)
+    assert await scheduler.run_pass() == []
+    assert await run_cancel_overlapped_jobs(db, conditions) == 2
+    assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", first) == "Cancelled"
+    [started] = await scheduler.run_pass()
+    assert (started.tick_at, started.outcome) == (third_tick, "buffer_started")
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 2
 
 
 async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Database) -> None:

@@ -158,8 +158,8 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     assert listed.status_code == 200, listed.text
     ticks = listed.json()
     assert [datetime.fromisoformat(t["tickAt"]) for t in ticks] == expected
-    assert set(ticks[0]) == {"tickAt", "firedAt", "executionId", "missedTicks", "overlappedBy"}
-    assert all(t["overlappedBy"] is None for t in ticks)
+    assert set(ticks[0]) == {"tickAt", "firedAt", "executionId", "missedTicks", "overlappedBy", "buffered"}
+    assert all(t["overlappedBy"] is None and t["buffered"] is False for t in ticks)
     assert all(t["missedTicks"] == 0 and t["executionId"] for t in ticks)
     runs = (await client.get("/api/v1/executions", params={"triggerId": schedule}, headers=ACME)).json()["items"]
     assert {r["id"] for r in runs} == {t["executionId"] for t in ticks}

@@ -220,6 +220,19 @@ def test_ticks_print_lateness_missed_ticks_and_a_refusal(
     skipped, cancelling = capsys.readouterr().out.splitlines()
     assert f"- (overlap: no run beside {going})" in skipped
     assert f"{mine}  (overlap: cancels {going})" in cancelling
+    # A buffered tick (bufferOne, cancelOther) waits for the run still going, or started after its end.
+    fake_api(
+        monkeypatch,
+        200,
+        [
+            {**TICK, "overlappedBy": going, "buffered": True},
+            {**TICK, "executionId": mine, "overlappedBy": going, "buffered": True},
+        ],
+    )
+    assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_OK
+    waiting, waited = capsys.readouterr().out.splitlines()
+    assert f"- (overlap: waits for {going} to end)" in waiting
+    assert f"{mine}  (overlap: started after {going} ended)" in waited
     fake_api(monkeypatch, 409, {"status": 409, "title": "Conflict", "detail": "only a schedule has ticks"})
     assert run(["triggers", "ticks", TRIGGER["id"]]) == EXIT_USAGE
     assert "HTTP 409: only a schedule has ticks" in capsys.readouterr().err

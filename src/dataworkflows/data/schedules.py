@@ -48,7 +48,9 @@ class FiredTick(msgspec.Struct, frozen=True):
     tick_at: datetime
     fired_at: datetime
     execution_id: UUID | None
-    # started | existing | duplicate | refused (see dw.fire_schedule_v1)
+    # started | existing | duplicate | refused | overlapped | buffered, and for a tick that waited for
+    # the schedule's runs to end: buffer_started | buffer_refused | buffer_dropped (see
+    # dw.fire_schedule_v1)
     outcome: str
 
 
@@ -71,6 +73,9 @@ class Tick(msgspec.Struct, frozen=True):
     # The schedule's overlap policy: the newest run still going that it started none beside (skip) or
     # cancelled (cancelOther), or for a catch-up's older tick under cancelOther the newest's run.
     overlapped_by: UUID | None = None
+    # It waited (bufferOne, cancelOther) for the schedule's runs to end before starting its run: it
+    # waits still while execution_id is None.
+    buffered: bool = False
 
 
 # Given the claimed schedules and the database's clock, what to do with each.
@@ -100,6 +105,13 @@ class ScheduleData:
             fired = [msgspec.convert(row, FiredTick) for row in fired_rows]
         return Batch(len(due), fired)
 
+    async def start_buffered(self, *, queue: str, limit: int) -> list[FiredTick]:
+        """Starts the runs of ticks waiting for their schedule's runs to end (overlap bufferOne,
+        cancelOther) once none of those is going, up to `limit` schedules whose rows nobody holds;
+        drops a disabled schedule's waiting tick. Returns the ticks that stopped waiting."""
+        rows = await self._db.fetch_all("start_buffered_ticks", queue=queue, limit=limit)
+        return [msgspec.convert(row, FiredTick) for row in rows]
+
     async def failed(
         self,
         trigger_id: UUID,
@@ -125,7 +137,7 @@ class ScheduleData:
 
     async def prune_ticks(self, *, keep_seconds: float, limit: int = 10_000) -> int:
         """Deletes up to `limit` tick rows fired more than `keep_seconds` ago (keeping each
-        schedule's newest tick and newest tick with a run); returns how many."""
+        schedule's newest tick and a tick still waiting to start its run); returns how many."""
         row = await self._db.fetch_one("prune_schedule_ticks", keep_seconds=keep_seconds, limit=limit)
         return 0 if row is None else int(row["deleted"])
 

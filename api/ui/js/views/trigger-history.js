@@ -34,27 +34,38 @@ function deliveryRow(d) {
   );
 }
 
-// The run a tick met (the schedule's overlap policy): with a run of its own, the newest run still
-// going that it cancelled (cancelOther); without, the run it started none beside (skip: the newest
-// still going; cancelOther's catch-up: the newer tick's run that replaced it).
+// The run a tick met (the schedule's overlap policy): a buffered tick (bufferOne, cancelOther) waits,
+// or waited, for it to end before starting its own; with a run of its own, the newest run still going
+// that it cancelled (cancelOther); without, the run it started none beside (skip: the newest still
+// going; cancelOther's catch-up: the newer tick's run that replaced it).
 function overlapNote(t) {
+  if (t.buffered) {
+    const waited = t.overlappedBy ? execLink(t.overlappedBy) : "the schedule's runs";
+    return t.executionId
+      ? h("span", { class: "overlap" }, "started after ", waited, " ended")
+      : h("span", { class: "overlap" }, "waits for ", waited, " to end");
+  }
   if (!t.overlappedBy) return "";
   return t.executionId
     ? h("span", { class: "overlap" }, "cancels ", execLink(t.overlappedBy))
     : h("span", { class: "overlap" }, "no run beside ", execLink(t.overlappedBy));
 }
 
+function tickOverlap(t) {
+  if (t.buffered) return t.executionId ? "waited" : "waiting";
+  return t.overlappedBy ? (t.executionId ? "cancels" : "no-run") : undefined;
+}
+
 function tickRow(t) {
   const late = duration(t.tickAt, t.firedAt);
-  const overlap = t.overlappedBy ? (t.executionId ? "cancels" : "no-run") : undefined;
   return h(
     "tr",
-    { "data-tick": t.tickAt, "data-overlap": overlap },
+    { "data-tick": t.tickAt, "data-overlap": tickOverlap(t) },
     h("td", {}, timeEl(t.tickAt)),
     h("td", {}, timeEl(t.firedAt)),
     h("td", { class: "num" }, late),
     // No run and no overlap: its workflow could not run (the schedule's error said why).
-    h("td", {}, t.executionId ? execLink(t.executionId) : t.overlappedBy ? "" : h("span", { class: "muted" }, "none (the workflow could not run)")),
+    h("td", {}, t.executionId ? execLink(t.executionId) : t.overlappedBy || t.buffered ? "" : h("span", { class: "muted" }, "none (the workflow could not run)")),
     h("td", { class: "num" }, String(t.missedTicks)),
     h("td", {}, overlapNote(t)),
   );
