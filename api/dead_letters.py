@@ -14,7 +14,7 @@ from dataworkflows.statuses import DeadLetterKind
 from .openapi_docs import PROBLEMS
 from .paging import body_page, decode_id_cursor, encode_scoped
 from .params import query_int, require_one_of
-from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, RedriveResponse, from_row
+from .schemas import AcknowledgeRequest, DeadLetterList, DeadLetterRead, EmptyRequest, RedriveResponse, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 
@@ -66,7 +66,11 @@ class DeadLetterController(Controller):
         opt={REQUIRES_PRINCIPAL: "redrive dead letters", "role": "operator"},
     )
     async def redrive(
-        self, svc: ServicesDep, principal: PrincipalDep, dead_letter_id: FromPath[int]
+        self,
+        svc: ServicesDep,
+        principal: PrincipalDep,
+        dead_letter_id: FromPath[int],
+        data: JSONBody[EmptyRequest | None] = None,
     ) -> RedriveResponse:
         redrive = await svc.db.operations.redrive(dead_letter_id, principal=principal.id, queue=svc.settings.queue)
         return from_row(RedriveResponse, redrive, status_url=f"/api/v1/executions/{redrive.execution_id}")

@@ -45,6 +45,7 @@ from .schemas import (
     AttemptRead,
     ControlRequest,
     ControlResponse,
+    EmptyRequest,
     EventRead,
     ExecutionList,
     ExecutionRead,
@@ -406,7 +407,13 @@ class ExecutionController(Controller):
         summary="Resume a Suspended execution, or withdraw a suspension not yet in effect",
         opt={REQUIRES_PRINCIPAL: "resume executions", "role": "operator"},
     )
-    async def resume(self, svc: ServicesDep, principal: PrincipalDep, execution_id: FromPath[str]) -> ControlResponse:
+    async def resume(
+        self,
+        svc: ServicesDep,
+        principal: PrincipalDep,
+        execution_id: FromPath[str],
+        data: JSONBody[EmptyRequest | None] = None,
+    ) -> ControlResponse:
         parsed = execution_uuid(execution_id)
         outcome = await svc.db.control.resume(parsed, principal=principal.id, queue=svc.settings.queue)
         return from_row(ControlResponse, outcome, execution_id=parsed)

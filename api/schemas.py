@@ -265,6 +265,11 @@ class ControlRequest(Camel, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
+class EmptyRequest(Camel, forbid_unknown_fields=True):
+    """The body of a request that takes none (resume, redrive): absent, or `{}`. Anything else is a 400,
+    so that a field the client thought would be kept (a reason) is not silently dropped."""
+
+
 class ControlResponse(Camel):
     execution_id: UUID
     # The execution's status after the request.

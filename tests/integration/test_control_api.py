@@ -188,6 +188,15 @@ async def test_suspend_and_resume_a_pending_run(client: AsyncTestClient[Any], db
     assert (await client.get("/api/v1/executions", params={"status": "Pending"})).json()["items"] == []
 
     await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
+    # A resume takes no body: a reason it would not keep, or a body that is not JSON, is refused and
+    # resumes nothing.
+    for bad in ({"reason": "why"}, ["x"]):
+        assert_problem(await client.post(f"{url}/resume", json=bad, headers=OPS), 400)
+    garbage = await client.post(
+        f"{url}/resume", content=b"garbage", headers={**OPS, "Content-Type": "application/json"}
+    )
+    assert_problem(garbage, 400)
+    assert (await client.get(url)).json()["status"] == "Suspended"
     resumed = await client.post(f"{url}/resume", headers=OPS)
     assert resumed.status_code == 202, resumed.text
     assert resumed.json() == {"executionId": execution_id, "status": "Pending", "outcome": "resumed"}

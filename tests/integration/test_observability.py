@@ -241,7 +241,18 @@ async def test_dead_letter_and_redrive_end_to_end(
     )
     assert letter["error"]["code"] == "simulated_transient_failure" and letter["payload"]["trigger"] == {}
 
-    redriven = await client.post(f"/api/v1/dead-letters/{letter['id']}/redrive", headers={"X-Principal-Id": "ops"})
+    # A redrive takes no body: one with fields, or not JSON, is refused and redrives nothing.
+    ops = {"X-Principal-Id": "ops"}
+    for bad in ({"reason": "why"}, ["x"]):
+        assert_problem(await client.post(f"/api/v1/dead-letters/{letter['id']}/redrive", json=bad, headers=ops), 400)
+    garbage = await client.post(
+        f"/api/v1/dead-letters/{letter['id']}/redrive",
+        content=b"garbage",
+        headers={**ops, "Content-Type": "application/json"},
+    )
+    assert_problem(garbage, 400)
+    assert (await db.fetch_one("get_execution", id=execution_id))["status"] == "Failed"
+    redriven = await client.post(f"/api/v1/dead-letters/{letter['id']}/redrive", json={}, headers=ops)
     assert redriven.status_code == 200, redriven.text
     assert (await db.fetch_one("get_execution", id=execution_id))["status"] == "Pending"
     assert await runtime.run_execution(execution_id) == "Succeeded"
