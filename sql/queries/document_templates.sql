@@ -70,6 +70,12 @@ SELECT set_id, name, version, format, checksum, created_at, created_by
  ORDER BY version DESC
  LIMIT %(limit)s;
 
+-- name: document_template_version_numbers
+-- Every version number of a template, oldest first.
+SELECT version FROM dw.document_template_versions
+ WHERE set_id = %(set_id)s AND name = %(name)s
+ ORDER BY version;
+
 -- name: list_document_templates
 -- Templates (their latest versions, no bodies) ordered by set and name, optionally of one set.
 SELECT DISTINCT ON (v.set_id, v.name) v.set_id, v.name, v.version AS latest_version, v.format, v.checksum,
@@ -104,10 +110,12 @@ SELECT id FROM dw.template_sets WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR 
 -- name: template_uses
 -- What renders a template of this set: the published plans with a core.template.render node, or a
 -- forEach whose action is one, naming a template of the set literally (a templated templateId is
--- resolved per run), with the version each pins (null: the latest when it runs). Every published
--- version of a workflow that is not archived (a rollback may publish any of them again), and any
--- version with runs not finished.
-SELECT p.workflow_id, p.version AS workflow_version, split_part(r.template_id, '/', 2) AS name, r.pinned
+-- resolved per run), with the version each pins (null: the latest when it runs) and whether its
+-- version is a template (any_version: any version may be rendered). Every published version of a
+-- workflow that is not archived (a rollback may publish any of them again), and any version with
+-- runs not finished.
+SELECT p.workflow_id, p.version AS workflow_version, split_part(r.template_id, '/', 2) AS name, r.pinned,
+       r.any_version
   FROM dw.workflow_plans p
   JOIN dw.workflows w ON w.tenant_id = p.tenant_id AND w.id = p.workflow_id
  CROSS JOIN LATERAL jsonb_array_elements(p.plan -> 'nodes') AS n(node)
@@ -119,7 +127,8 @@ SELECT p.workflow_id, p.version AS workflow_version, split_part(r.template_id, '
        ) AS a
  CROSS JOIN LATERAL (
        SELECT COALESCE(a.params ->> 'templateId', (a.params ->> 'set') || '/' || (a.params ->> 'name')) AS template_id,
-              CASE WHEN jsonb_typeof(a.params -> 'version') = 'number' THEN (a.params ->> 'version')::integer END AS pinned
+              CASE WHEN jsonb_typeof(a.params -> 'version') = 'number' THEN (a.params ->> 'version')::integer END AS pinned,
+              COALESCE(jsonb_typeof(a.params -> 'version') NOT IN ('number', 'null'), false) AS any_version
        ) AS r
  WHERE split_part(r.template_id, '/', 1) = %(set_id)s
    AND (w.status <> 'Archived'

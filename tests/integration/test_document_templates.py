@@ -462,6 +462,28 @@ async def test_a_template_a_published_version_renders_is_not_deleted(client: Asy
     assert (await render(client, "ts1/main")).json()["document"] == "MAIN FOOTER-ORIGINAL"
     # What no published version renders goes as before.
     assert (await client.delete("/api/v1/templates/ts1/spare")).status_code == 204
+    # A version given by a template may be any of the template's versions (a review: only the latest
+    # was asked, and a template an older version includes went).
+    await make_set(client, "ts3", part=("text", "PART"), main=("text", "v1 {% include 'part' %}"))
+    assert (await client.put("/api/v1/templates/ts3/main", json={"format": "text", "body": "v2"})).status_code == 200
+    chosen = {
+        "id": "docchosen",
+        "displayName": "Doc chosen",
+        "startNode": "r",
+        "nodes": [
+            {
+                "id": "r",
+                "actionType": "core.template.render",
+                "parameters": {"templateId": "ts3/main", "version": "{{ trigger.v }}"},
+            }
+        ],
+    }
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=chosen)
+    assert created.status_code == 201, created.text
+    body = assert_problem(await client.delete("/api/v1/templates/ts3/part"), 409)
+    assert "docchosen v1 (renders main, a version its run chooses)" in body["detail"], body
+    assert (await client.post("/api/v1/workflows/docchosen/archive")).status_code == 200
+    assert (await client.delete("/api/v1/templates/ts3/part")).status_code == 204
     # Archived, with no run in flight: nothing can render them any more, so they may go.
     assert (await client.post("/api/v1/workflows/docpin/archive")).status_code == 200
     assert (await client.delete("/api/v1/templates/ts1/footer")).status_code == 204

@@ -206,15 +206,26 @@ class DocumentTemplateData:
                 return False
             uses = await tx.fetch_all("template_uses", set_id=set_id)
             # Whether rendering (template, pinned version) loads `name`: once per pair, however
-            # many workflow versions render it.
+            # many workflow versions render it. A version given by a template (any_version) may be
+            # any of the template's versions: each one is asked.
             loads: dict[tuple[str, int | None], bool] = {}
             blocking = []
             for use in uses:
-                key = (str(use["name"]), use["pinned"])
-                if key not in loads:
-                    loads[key] = key[0] == name or await self._loads(tx, set_id, key[0], key[1], name)
-                if loads[key]:
-                    blocking.append(use)
+                rendered = str(use["name"])
+                if use["any_version"]:
+                    versions = [
+                        row["version"]
+                        for row in await tx.fetch_all("document_template_version_numbers", set_id=set_id, name=rendered)
+                    ]
+                else:
+                    versions = [use["pinned"]]
+                for version in versions:
+                    key = (rendered, version)
+                    if key not in loads:
+                        loads[key] = rendered == name or await self._loads(tx, set_id, rendered, version, name)
+                    if loads[key]:
+                        blocking.append(use)
+                        break
             if blocking:
                 raise errors.TemplateInUse(f"template {set_id}/{name}", _uses_text(blocking))
             return await tx.fetch_one("delete_document_template", set_id=set_id, name=name) is not None
@@ -258,7 +269,8 @@ def _uses_text(uses: list[Any]) -> str:
     """The published versions that render it, a few named: "invoice v2 (renders main v1), ..."."""
     named = [
         f"{use['workflow_id']} v{use['workflow_version']} (renders {use['name']}"
-        f"{' v' + str(use['pinned']) if use['pinned'] is not None else ''})"
+        f"{' v' + str(use['pinned']) if use['pinned'] is not None else ''}"
+        f"{', a version its run chooses' if use['any_version'] else ''})"
         for use in uses[:5]
     ]
     more = f" and {len(uses) - 5} more" if len(uses) > 5 else ""
