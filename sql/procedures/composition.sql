@@ -208,6 +208,8 @@ CREATE OR REPLACE FUNCTION dw.child_redrive_refusal_v1(p_e dw.executions) RETURN
 DECLARE
     v_taken text;
     v_code text;
+    v_node_status text;
+    v_parent_status text;
     v_letter bigint;
 BEGIN
     IF p_e.parent_execution_id IS NULL THEN
@@ -231,8 +233,9 @@ BEGIN
     IF v_taken IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT n.error ->> 'code' INTO v_code
+    SELECT n.error ->> 'code', n.status INTO v_code, v_node_status
       FROM dw.node_states n WHERE n.execution_id = p_e.parent_execution_id AND n.node_id = p_e.parent_node_id;
+    SELECT e.status INTO v_parent_status FROM dw.executions e WHERE e.id = p_e.parent_execution_id;
     SELECT d.id INTO v_letter FROM dw.dead_letters d
      WHERE d.execution_id = p_e.parent_execution_id AND d.kind <> 'job_failed'
        AND d.redriven_at IS NULL AND d.closed_at IS NULL
@@ -243,6 +246,14 @@ BEGIN
                   CASE WHEN v_code IS NOT NULL THEN format(' (the node failed with %s)', v_code) ELSE '' END,
                   CASE WHEN v_letter IS NOT NULL
                        THEN format('Redrive the parent''s dead letter %s instead: its node starts a new child', v_letter)
+                       -- The child's end is recorded for its parent, which has not acted on it yet (it is
+                       -- Suspended, or no worker has taken it back since): its node has not ended.
+                       WHEN v_parent_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                            AND v_node_status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
+                       THEN format('The parent (%s) has not acted on it yet%s: its node then fails and files a dead '
+                                   'letter of its own if nothing handles the failure; redrive that one',
+                                   v_parent_status,
+                                   CASE WHEN v_parent_status = 'Suspended' THEN ', and will once it is resumed' ELSE '' END)
                        ELSE 'The parent has no open dead letter to redrive (it went on, or ended otherwise): start a new run instead' END);
 END;
 $$;

@@ -558,6 +558,34 @@ async def test_a_workflow_that_calls_itself_under_a_concurrency_limit_of_1_finis
     assert [t["status"] for t in tree] == ["Succeeded", "Succeeded", "Succeeded"]
 
 
+async def test_a_child_whose_end_its_suspended_parent_has_not_acted_on_says_so(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: a child that failed while its parent was Suspended was refused with "the parent has
+    no open dead letter ...: start a new run instead", though the parent, once resumed, fails its node
+    and files the letter to redrive. The refusal says that instead."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks-later", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-suspended", sub("call", "breaks-later")), conditions)
+    root = await start(db, "waits-suspended")
+    await runtime.run_execution(root)
+    (kid,) = await children(db, root)
+    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
+    await runtime.run_execution(kid["id"])
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    said = str(refused.value)
+    assert "The parent (Suspended) has not acted on it yet, and will once it is resumed" in said, said
+    assert "start a new run" not in said, said
+    await db.control.resume(root, principal="ops", queue="executions")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    assert f"dead letter {await open_letter(db, root)}" in str(refused.value)
+
+
 async def test_a_detached_item_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
     """A forEach item's detached child (waitForCompletion false) is nobody's to take either: its item
     succeeded when the child started, and its letter redrives it."""
