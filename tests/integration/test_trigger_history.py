@@ -349,6 +349,25 @@ async def test_the_views_show_a_reporting_login_the_tenants_it_was_granted(
             )
         reasons = await as_reporter("globex", "SELECT delivery_id, reason FROM dw.v_webhook_deliveries ORDER BY id")
         assert reasons[-1] == ("resend-1", first + "sha256:(content hash)")
+        # Nor the body's values that a failed payloadTemplate's error quotes (a review): the API shows
+        # the error whole, the view its code and what failed.
+        quoting = await trigger(
+            client,
+            GLOBEX,
+            "webhook",
+            "looks-up",
+            signature="none",
+            payloadTemplate={"who": "{{ body.users[body.user] }}"},
+        )
+        secret_value = "ssn-078-05-1120"
+        sent = await client.post(f"/api/v1/hooks/{quoting}", json={"users": {}, "user": secret_value})
+        assert sent.status_code == 422, sent.text
+        (refused,) = (await client.get(f"/api/v1/triggers/{quoting}/deliveries", headers=GLOBEX)).json()
+        assert secret_value in refused["reason"]
+        (seen,) = await as_reporter(
+            "globex", f"SELECT reason FROM dw.v_webhook_deliveries WHERE trigger_id = '{quoting}'"
+        )
+        assert secret_value not in seen[0] and seen[0].startswith("payload_template_error: "), seen
         # The views, not the tables under them, nor a delivery's content hash.
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
             await conn.execute(f"SET ROLE {reporter}")
