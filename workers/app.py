@@ -1295,6 +1295,7 @@ async def run_worker(
             throttle_delay_seconds=settings.throttle_delay_seconds,
             max_nesting_depth=settings.max_nesting_depth,
             max_interruptions=settings.max_interruptions,
+            max_run_scope_bytes=settings.max_run_scope_bytes,
             group_commit=settings.worker_group_commit,
         ),
         conditions,

@@ -21,6 +21,8 @@ MAX_GROUP_COMMIT = 60
 MAX_FETCH_BATCH = 100
 # TCP ports.
 MAX_PORT = 65535
+# DW_MAX_RUN_SCOPE_BYTES's least value: a transform's outputs may take 1,000,000 bytes alone.
+MIN_RUN_SCOPE_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,10 @@ class Settings:
     # node fails with tree_too_large. 0: no limit. Depth alone let a workflow that starts itself
     # twice, detached, make 2^9 - 1 runs from one request (a forEach of k items: k^9).
     max_runs_per_tree: int = 10_000
+    # The most bytes (as JSON) of node outputs a run keeps for its later nodes to read (the scope's
+    # `nodes`: only outputs something in the run reads are kept); a node whose outputs would take it
+    # past fails with run_outputs_too_large. A worker's memory per run in flight is bounded by it.
+    max_run_scope_bytes: int = 64 * 1024 * 1024
     template_max_steps: int = 1_000_000
     template_timeout_seconds: float = 5.0
     # core.template.render: a document larger than this (UTF-8 bytes) is stored in dw.documents and
@@ -186,7 +192,7 @@ class Settings:
     def _validate_worker(self) -> None:
         """The worker's concurrency and fetch loops (0 started a worker that could never run
         anything; below that its fetch loops failed and restarted every 2 s: a semaphore below zero),
-        and the run tree limit its sessions carry."""
+        the run tree limit its sessions carry, and the bound of what a run keeps for its nodes."""
         if self.worker_concurrency < 1:
             raise ConfigurationError(
                 f"the worker's concurrency {self.worker_concurrency} (--concurrency or DW_WORKER_CONCURRENCY):"
@@ -195,6 +201,11 @@ class Settings:
         if self.worker_fetchers < 1:
             raise ConfigurationError(
                 f"the worker's fetch loops {self.worker_fetchers} (--fetchers or DW_WORKER_FETCHERS): give 1 or more"
+            )
+        if self.max_run_scope_bytes < MIN_RUN_SCOPE_BYTES:
+            raise ConfigurationError(
+                f"DW_MAX_RUN_SCOPE_BYTES={self.max_run_scope_bytes!r}: give at least {MIN_RUN_SCOPE_BYTES:,} bytes"
+                " (a transform's outputs alone may take 1,000,000)"
             )
         if not 0 <= self.max_runs_per_tree <= 2**31 - 1:
             # The procedures read it as a PostgreSQL integer.

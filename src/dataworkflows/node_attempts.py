@@ -24,7 +24,7 @@ from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
 from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
-from dataworkflows.statuses import FINAL_NODE, NodeStatus, Verdict
+from dataworkflows.statuses import FINAL_NODE, AttemptStatus, NodeStatus, Verdict
 from dataworkflows.subworkflows import ChildSpec
 
 
@@ -55,6 +55,19 @@ class Slots:
             self.reserved -= extra
 
 
+_JSON = msgspec.json.Encoder()
+RUN_OUTPUTS_TOO_LARGE = "run_outputs_too_large"
+
+
+def _kept_sizes(state: dict[str, NodeState], used: list[str]) -> dict[str, int]:
+    """The size (as JSON) of each output a run's checkpoint gave it to keep."""
+    return {
+        node_id: len(_JSON.encode(state[node_id].outputs))
+        for node_id in used
+        if state[node_id].status == NodeStatus.SUCCEEDED and state[node_id].outputs is not None
+    }
+
+
 @dataclass
 class RunContext:
     """What the holder of one execution's lease shares between its scheduling loop and its nodes."""
@@ -76,6 +89,10 @@ class RunContext:
     log: Any
     # A node interrupted more often than this fails (DW_MAX_INTERRUPTIONS).
     max_interruptions: int = 10
+    # The most bytes (as JSON) of outputs the run keeps for its later nodes to read (its scope's
+    # `nodes`; DW_MAX_RUN_SCOPE_BYTES): a node whose outputs would take it past fails with
+    # run_outputs_too_large (see NodeAttempts._within_scope).
+    max_scope_bytes: int = 64 * 1024 * 1024
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     # Set while an operator's suspension is pending: attempts in flight finish, nothing new starts.
     suspending: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,6 +127,9 @@ class RunContext:
                 state.outputs = None
         # Those nodes, in the state's order: scope() looks at them only (it runs at every attempt).
         self._used_in_order = [node_id for node_id in self.state if node_id in self.outputs_used]
+        # The size (as JSON) of each output kept: what max_scope_bytes bounds.
+        self.scope_sizes = _kept_sizes(self.state, self._used_in_order)
+        self.scope_bytes = sum(self.scope_sizes.values())
         # The errors of Failed nodes (the scope's `errors`), kept current as nodes fail (_take_in): not a
         # scan of every node at every attempt.
         self.errors: dict[str, Any] = {
@@ -358,6 +378,7 @@ class NodeAttempts:
         the same transaction starts the nodes it makes Ready (as many as the scheduling loop has
         free slots for) and ends the run when nothing is left to do (see dw.record_attempt_v6)."""
         state = self.run.state[node.id]
+        outcome, size = self._within_scope(node, outcome, decided)
         result = outcome.result
         decision = decided or await decide(
             node,
@@ -405,7 +426,7 @@ class NodeAttempts:
                 if result.error is not None and result.error.code == "unrecordable_result":
                     raise
                 return await self._record_unrecordable(node, attempt, exc, start, end)
-            self._take_in(node.id, decision, result.outputs if succeeded else None, recorded)
+            self._take_in(node.id, decision, result.outputs if succeeded else None, recorded, size)
         metrics.ATTEMPTS.labels(node.action_type, decision.attempt_status.value).inc()
         metrics.NODE_DURATION.labels(node.action_type, decision.attempt_status.value).observe(
             (end - start).total_seconds()
@@ -426,13 +447,43 @@ class NodeAttempts:
         )
         return decision
 
-    def _take_in(self, node_id: str, decision: Decision, outputs: Any, recorded: Recorded) -> None:
+    def _within_scope(self, node: PlanNode, outcome: Attempt, decided: Decision | None) -> tuple[Attempt, int | None]:
+        """The attempt as recorded (as it is when `decided` says what it means already), and the
+        size of the outputs the run keeps from it (None: none). A success whose outputs the run keeps
+        for later nodes (its node's outputs are read) and that would take what the run keeps past
+        max_scope_bytes is recorded as a failure,
+        run_outputs_too_large, not retried (the same outputs would do it again), whose failure edge
+        or dead letter takes it; its outputs are not stored. Without this bound a run of 200 nodes
+        returning 0.9 MB each, read by one join, took a worker from 171 MB to 1.4 GB (a review);
+        forEach bounds its items' outputs the same way (foreach.MAX_OUTPUTS_BYTES)."""
+        result = outcome.result
+        if decided is not None or result.status != AttemptStatus.SUCCEEDED or node.id not in self.run.outputs_used:
+            return outcome, None
+        size = len(_JSON.encode(result.outputs))
+        kept = self.run.scope_bytes - self.run.scope_sizes.get(node.id, 0)
+        if kept + size <= self.run.max_scope_bytes:
+            return outcome, size
+        message = (
+            f"node {node.id}'s outputs ({size:,} bytes as JSON) would take what the run keeps for its later nodes"
+            f" to read past {self.run.max_scope_bytes:,} bytes (DW_MAX_RUN_SCOPE_BYTES; {kept:,} kept already)"
+        )
+        failed = ActionResult.failed(
+            RUN_OUTPUTS_TOO_LARGE, message, bytes=size, keptBytes=kept, limit=self.run.max_scope_bytes
+        )
+        return Attempt(outcome.parameters, msgspec.structs.replace(failed, resource_links=result.resource_links)), None
+
+    def _take_in(
+        self, node_id: str, decision: Decision, outputs: Any, recorded: Recorded, size: int | None = None
+    ) -> None:
         """What the record changed, in the run's state: the node, the nodes its edges made Ready,
         Skipped or (started in the record) Running, and the run's end."""
         state = self.run.state[node_id]
         state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
         if decision.verdict == Verdict.SUCCEEDED and node_id in self.run.outputs_used:
             state.outputs = outputs
+            size = len(_JSON.encode(outputs)) if size is None else size
+            self.run.scope_bytes += size - self.run.scope_sizes.get(node_id, 0)
+            self.run.scope_sizes[node_id] = size
         if decision.verdict in (Verdict.FAILED_HANDLED, Verdict.FAILED_UNHANDLED):
             state.error = decision.error
             if decision.error is not None:

@@ -66,6 +66,8 @@ class RuntimeSettings:
     max_nesting_depth: int = 8
     # DW_MAX_INTERRUPTIONS: a node interrupted more often than this fails (too_many_interruptions).
     max_interruptions: int = 10
+    # DW_MAX_RUN_SCOPE_BYTES: the most bytes of outputs a run keeps for its later nodes to read.
+    max_run_scope_bytes: int = 64 * 1024 * 1024
     # DW_WORKER_GROUP_COMMIT: the most attempt records of concurrent runs one transaction commits
     # together (dataworkflows.data.group_commit); 1: each record is a transaction of its own.
     group_commit: int = 32
@@ -223,6 +225,7 @@ class Runtime:
             park_threshold_seconds=settings.park_threshold_seconds,
             max_nesting_depth=settings.max_nesting_depth,
             max_interruptions=settings.max_interruptions,
+            max_scope_bytes=settings.max_run_scope_bytes,
             stopping=self.stopping,
             job_id=job_id,
             job_worker=job_worker,

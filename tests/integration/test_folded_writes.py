@@ -260,6 +260,59 @@ async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, c
     assert outputs["last"] == {"echo": "small said small"}
 
 
+async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
+    """DW_MAX_RUN_SCOPE_BYTES bounds the outputs a run keeps for its later nodes (a review: 200 nodes
+    of 0.9 MB, read by one join, took a worker to 1.4 GB). The node whose outputs would pass it fails
+    with run_outputs_too_large, which its failure edge takes; outputs nothing reads do not count; and
+    a holder that takes the run over counts what it loads."""
+    limit = 1_048_576
+    chunk = "x" * 400_000
+    raw = wf(
+        "scope-bound",
+        echo("a", to("unread"), message=chunk),
+        # Read by nothing: its 1.2 MB do not count (else b would not fit).
+        echo("unread", to("b"), message=chunk * 3),
+        echo("b", to("c"), message=chunk),
+        echo("c", to("joined"), to("handled", "failure"), message=chunk),
+        echo("joined", message="{{ nodes.a.echo | length }} {{ nodes.b.echo | length }} {{ nodes.c.echo | length }}"),
+        echo("handled", message="{{ errors.c.code }}: {{ errors.c.details.limit }}"),
+    )
+    await publish(db, raw)
+    runtime = make_runtime(db, conditions, max_run_scope_bytes=limit)
+    execution_id = await start(db, "scope-bound")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    expected = {"a": "Succeeded", "unread": "Succeeded", "b": "Succeeded", "c": "Failed", "joined": "Skipped"}
+    states = await nodes(db, execution_id)
+    assert {n: states[n]["status"] for n in expected} == expected
+    error = states["c"]["error"]
+    assert error["code"] == "run_outputs_too_large" and "DW_MAX_RUN_SCOPE_BYTES" in error["message"], error
+    assert error["details"]["limit"] == limit and error["details"]["bytes"] > 400_000
+    assert states["c"]["outputs"] is None, "the outputs that did not fit are not stored"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
+    assert outputs["handled"] == {"echo": f"run_outputs_too_large: {limit}"}
+
+    # Another holder takes over a run whose a and b another worker ran: it counts what it loads.
+    taken_over = await start(db, "scope-bound")
+    acquired = await db.runs.acquire(taken_over, owner="first", lease_seconds=30, start=True)
+    token = int(acquired.lease_token or 0)
+    for node_id, message in (("a", chunk), ("unread", chunk * 3), ("b", chunk)):
+        record = attempt_record(taken_over, token, node_id, fired=(True,), start_limit=1)
+        await db.runs.record_attempt(msgspec.structs.replace(record, outputs={"echo": message}))
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.executions SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (taken_over,)
+        )
+    survivor = make_runtime(db, conditions, worker_id="survivor", max_run_scope_bytes=limit)
+    assert await survivor.run_execution(taken_over) == "Succeeded"
+    states = await nodes(db, taken_over)
+    assert (states["c"]["status"], states["c"]["error"]["code"]) == ("Failed", "run_outputs_too_large")
+    # With room for them, the same nodes succeed.
+    roomy = make_runtime(db, conditions, max_run_scope_bytes=4 * limit)
+    plain = await start(db, "scope-bound")
+    assert await roomy.run_execution(plain) == "Succeeded"
+    assert (await nodes(db, plain))["joined"]["status"] == "Succeeded"
+
+
 # -- The fetch takes the lease; the last record ends the job (dw.fetch_run_jobs_v2, record_attempt_v6) --
 
 

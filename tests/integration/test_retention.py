@@ -569,6 +569,8 @@ def test_settings_are_checked_before_anything_opens(
         ("DW_WORKER_FETCH_BATCH", "101"),
         ("DW_MAX_RUNS_PER_TREE", "-1"),
         ("DW_MAX_RUNS_PER_TREE", str(2**31)),
+        ("DW_MAX_RUN_SCOPE_BYTES", "0"),
+        ("DW_MAX_RUN_SCOPE_BYTES", "1000000"),
     ]:
         with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
             Settings.from_env({name: value})
