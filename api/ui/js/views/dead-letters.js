@@ -3,6 +3,9 @@
 import { api, query } from "../api.js";
 import { h, badge, who, execLink, timeEl, table, empty, errorMessage, confirmed, redriveQuestion } from "../dom.js";
 
+// How often the list is read again.
+const REFRESH_MS = 10000;
+
 export async function render(main, { params }, ctx) {
   const state = params.get("state") || "open";
   const kind = params.get("kind") || "";
@@ -94,4 +97,11 @@ export async function render(main, { params }, ctx) {
     );
   }
   await load();
+  // New letters come, redrives and retention close others: read again every REFRESH_MS, unless a
+  // note is being written (a new list would drop it).
+  ctx.every(REFRESH_MS, () => {
+    const notes = [...body.querySelectorAll("input")];
+    if (notes.some((input) => input.value || input === document.activeElement)) return;
+    return load().catch(ctx.fail);
+  });
 }

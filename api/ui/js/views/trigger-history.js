@@ -6,6 +6,8 @@ import { h, badge, execLink, timeEl, duration, table, empty } from "../dom.js";
 
 const OUTCOMES = ["accepted", "duplicate", "not_activated", "refused"];
 // Rows a page: "More" reads the next.
+// How often the newest page is read again.
+const REFRESH_MS = 5000;
 const HISTORY_PAGE = 50;
 
 // What each history is, for the trigger's kind that has it.
@@ -103,23 +105,41 @@ export async function render(main, { args, params }, ctx) {
     which === "deliveries"
       ? ["Received", "Outcome", "Status", "Run", "Delivery id", "Reason", "Body", "Lapsed"]
       : ["Tick", "Fired", "Late by", "Run", "Missed ticks", "Overlap"];
-  const first = await apiPage("/triggers/" + encodeURIComponent(triggerId) + "/" + which + query({ outcome, limit: HISTORY_PAGE }), { signal: ctx.signal });
-  if (!first.items.length) {
-    const none = which === "ticks" ? "No ticks fired (or none kept)." : outcome ? "No " + outcome + " deliveries (or none kept)." : "No deliveries (or none kept).";
-    body.replaceChildren(empty(none));
-    return;
+  const firstPath = "/triggers/" + encodeURIComponent(triggerId) + "/" + which + query({ outcome, limit: HISTORY_PAGE });
+  const status = h("span", { class: "muted", id: "history-updated" });
+  let next = null;
+  let paged = false; // "More" was used: the rows shown are kept as they are (no refresh)
+  let rows = null;
+
+  // The newest page: shown again every REFRESH_MS while only it is shown (a tick that was waiting
+  // gets its run, a new delivery comes in); once "More" has appended older rows they stay put.
+  async function load() {
+    const first = await apiPage(firstPath, { signal: ctx.signal });
+    if (paged) return;
+    ctx.ok();
+    status.textContent = "updated " + new Date().toLocaleTimeString(undefined, { hour12: false });
+    next = first.next;
+    if (!first.items.length) {
+      const none = which === "ticks" ? "No ticks fired (or none kept)." : outcome ? "No " + outcome + " deliveries (or none kept)." : "No deliveries (or none kept).";
+      body.replaceChildren(empty(none));
+      rows = null;
+    } else {
+      const list = table(headers, first.items.map(row), { class: "list", id: "trigger-history", "data-history": which });
+      rows = list.querySelector("tbody");
+      body.replaceChildren(list);
+    }
+    pager.replaceChildren(status);
+    if (next) pager.append(more);
   }
-  const list = table(headers, first.items.map(row), { class: "list", id: "trigger-history", "data-history": which });
-  const rows = list.querySelector("tbody");
-  body.replaceChildren(list);
 
   // The next page, appended: the rows already shown stay (a page of the newest may have grown since,
   // but the cursor goes on from the last row shown).
-  let next = first.next;
   const more = h("button", { class: "secondary", id: "history-more" }, "More");
   more.addEventListener("click", async () => {
-    if (more.disabled || !next) return;
+    if (more.disabled || !next || !rows) return;
     more.disabled = true;
+    paged = true;
+    status.textContent = "older rows shown: not refreshed";
     try {
       const page = await apiNextPage(next, { signal: ctx.signal });
       ctx.ok();
@@ -132,5 +152,7 @@ export async function render(main, { args, params }, ctx) {
       if (!next) more.remove();
     }
   });
-  if (next) pager.append(more);
+
+  await load();
+  ctx.every(REFRESH_MS, () => load().catch(ctx.fail));
 }

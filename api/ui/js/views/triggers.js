@@ -40,6 +40,9 @@ function describe(t) {
   ];
 }
 
+// How often the list is read again.
+const REFRESH_MS = 10000;
+
 export async function render(main, { params }, ctx) {
   const kind = params.get("kind") || "";
   const kindSelect = h("select", { id: "trigger-kind" }, ["", "schedule", "webhook"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")));
@@ -98,4 +101,6 @@ export async function render(main, { params }, ctx) {
     );
   }
   await load();
+  // Next and last ticks, errors and runs change by themselves: read again every REFRESH_MS.
+  ctx.every(REFRESH_MS, () => load().catch(ctx.fail));
 }
