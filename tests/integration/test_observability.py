@@ -110,6 +110,18 @@ async def test_reporting_views_give_the_right_figures(db: Database, conditions: 
             )
         ).fetchone()
         assert stats == (8, 5, 1, pytest.approx(0.1667, abs=1e-4), 1, 1, True)
+        # The same per period, over the attempts of the last hour and day (the two added above started
+        # an hour ago: in the day, not the hour).
+        recent = {
+            r[0]: r[1:]
+            for r in await (
+                await conn.execute(
+                    "SELECT period, attempts, succeeded, failed, interrupted, cancelled"
+                    " FROM dw.v_action_health WHERE action_type = 'core.echo'"
+                )
+            ).fetchall()
+        }
+        assert recent == {"1 hour": (6, 5, 1, 0, 0), "1 day": (8, 5, 1, 1, 1)}
         health = {
             (r[0], r[1]): r[2:]
             for r in await (
@@ -132,11 +144,29 @@ async def test_reporting_views_give_the_right_figures(db: Database, conditions: 
             )
         ).fetchall()
         assert failures == [("1 day", 0), ("1 hour", 0)], failures
+        # Nor its attempts, in v_action_health: it reads the last day's runs, then their attempts.
+        failed_echo = await (
+            await conn.execute(
+                "SELECT period, failed FROM dw.v_action_health WHERE action_type = 'core.echo' ORDER BY period"
+            )
+        ).fetchall()
+        assert failed_echo == [("1 day", 0), ("1 hour", 0)], failed_echo
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = (await (await conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM dw.v_workflow_health")).fetchone())[0]
         scans = [n for n in _plan_nodes(plan[0]["Plan"]) if n.get("Relation Name") == "executions"]
         bounded = [n.get("Index Cond", "") + n.get("Recheck Cond", "") for n in scans]
         assert scans and all("created_at" in cond for cond in bounded), scans
+        # (On these few rows a read of the whole table is the cheaper plan: the plan is asked without it.)
+        await conn.execute("SET enable_seqscan = off")
+        plan = (await (await conn.execute("EXPLAIN (FORMAT JSON) SELECT * FROM dw.v_action_health")).fetchone())[0]
+        await conn.execute("RESET enable_seqscan")
+        nodes = _plan_nodes(plan[0]["Plan"])
+        runs = [
+            n.get("Index Cond", "") + n.get("Recheck Cond", "") for n in nodes if n.get("Relation Name") == "executions"
+        ]
+        attempts = [n.get("Index Cond", "") for n in nodes if n.get("Relation Name") == "action_executions"]
+        assert runs and all("created_at" in cond for cond in runs), runs
+        assert attempts and all("execution_id" in cond for cond in attempts), attempts
         row = await (
             await conn.execute(
                 "SELECT status, error_code, run_seconds >= 0 FROM dw.v_executions WHERE id = %s", (failed,)
@@ -174,6 +204,7 @@ def test_reporting_role_reads_views_and_nothing_else(postgresql: psycopg.Connect
             "v_executions",
             "v_node_durations",
             "v_action_stats",
+            "v_action_health",
             "v_queue_depth",
             "v_workflow_health",
             "v_dead_letters",
