@@ -199,30 +199,40 @@ def _account(plans: Iterable[SchedulePlan], fired: list[FiredTick]) -> None:
         metrics.SCHEDULE_TICKS.labels(tick.outcome).inc()
         if tick.outcome in _FIRED_NOW:
             metrics.SCHEDULE_LATENESS.observe(max((tick.fired_at - tick.tick_at).total_seconds(), 0.0))
-        if tick.outcome in ("refused", "buffer_refused"):
-            if tick.trigger_id in _REFUSING:
-                log.info("schedule tick not run: its workflow still cannot run", trigger_id=str(tick.trigger_id))
-            else:
-                if len(_REFUSING) >= _REFUSING_MOST:
-                    _REFUSING.clear()
-                _REFUSING.add(tick.trigger_id)
-                log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
-        elif tick.outcome in ("started", "existing", "buffer_started"):
-            _REFUSING.discard(tick.trigger_id)
-            _OVERLAPPING.discard(tick.trigger_id)
-        elif tick.outcome in ("overlapped", "buffered"):
-            # At info the first time while it lasts, as a refusal: a per-second schedule whose run is
-            # stuck would write a line a second.
-            first = tick.trigger_id not in _OVERLAPPING
-            if first:
-                if len(_OVERLAPPING) >= _REFUSING_MOST:
-                    _OVERLAPPING.clear()
-                _OVERLAPPING.add(tick.trigger_id)
-            (log.info if first else log.debug)(
-                "schedule tick not run now: the schedule's run is still going (overlap), or a newer tick replaces it",
-                trigger_id=str(tick.trigger_id),
-                tick=tick.tick_at.isoformat(),
-            )
+        _log_tick(tick)
+
+
+def _log_tick(tick: FiredTick) -> None:
+    """A tick's line in the log: refusals and overlaps at warning the first time, at info or debug
+    while they last."""
+    if tick.outcome == "buffer_failed":
+        log.warning(
+            "a schedule's waiting tick could not start its run (its error says why)", trigger_id=str(tick.trigger_id)
+        )
+    if tick.outcome in ("refused", "buffer_refused"):
+        if tick.trigger_id in _REFUSING:
+            log.info("schedule tick not run: its workflow still cannot run", trigger_id=str(tick.trigger_id))
+        else:
+            if len(_REFUSING) >= _REFUSING_MOST:
+                _REFUSING.clear()
+            _REFUSING.add(tick.trigger_id)
+            log.warning("schedule tick not run: its workflow cannot run", trigger_id=str(tick.trigger_id))
+    elif tick.outcome in ("started", "existing", "buffer_started"):
+        _REFUSING.discard(tick.trigger_id)
+        _OVERLAPPING.discard(tick.trigger_id)
+    elif tick.outcome in ("overlapped", "buffered"):
+        # At info the first time while it lasts, as a refusal: a per-second schedule whose run is
+        # stuck would write a line a second.
+        first = tick.trigger_id not in _OVERLAPPING
+        if first:
+            if len(_OVERLAPPING) >= _REFUSING_MOST:
+                _OVERLAPPING.clear()
+            _OVERLAPPING.add(tick.trigger_id)
+        (log.info if first else log.debug)(
+            "schedule tick not run now: the schedule's run is still going (overlap), or a newer tick replaces it",
+            trigger_id=str(tick.trigger_id),
+            tick=tick.tick_at.isoformat(),
+        )
 
 
 # How long planning one batch may take: the batch's schedules stay locked (FOR NO KEY UPDATE) until

@@ -210,6 +210,7 @@ DECLARE
     v_code text;
     v_node_status text;
     v_parent_status text;
+    v_continues boolean := false;
     v_letter bigint;
 BEGIN
     IF p_e.parent_execution_id IS NULL THEN
@@ -225,6 +226,14 @@ BEGIN
           INTO v_taken
           FROM dw.foreach_items i
          WHERE i.child_execution_id = p_e.id AND i.status <> 'Running' AND NOT i.detached LIMIT 1;
+        -- A forEach item's: whether its node goes on without a failed item (onItemFailure continue:
+        -- the node succeeds, and no letter of the parent's comes for it).
+        SELECT COALESCE(n.node -> 'parameters' ->> 'onItemFailure', 'failFast') = 'continue' INTO v_continues
+          FROM dw.executions e
+          JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                                  AND p.version = e.workflow_version
+         CROSS JOIN LATERAL jsonb_array_elements(p.plan -> 'nodes') AS n(node)
+         WHERE v_taken IS NOT NULL AND e.id = p_e.parent_execution_id AND n.node ->> 'id' = p_e.parent_node_id;
     END IF;
     IF v_taken IS NULL AND p_e.request_id LIKE 'item:%'
        AND NOT EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_e.id) THEN
@@ -248,6 +257,11 @@ BEGIN
                        THEN format('Redrive the parent''s dead letter %s instead: its node starts a new child', v_letter)
                        -- The child's end is recorded for its parent, which has not acted on it yet (it is
                        -- Suspended, or no worker has taken it back since): its node has not ended.
+                       WHEN v_parent_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                            AND v_node_status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
+                            AND v_continues
+                       THEN 'Its forEach node goes on without this item (onItemFailure continue): no dead letter of '
+                            'the parent''s will come for it; start a new run to do it again'
                        WHEN v_parent_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
                             AND v_node_status NOT IN ('Succeeded', 'Failed', 'Skipped', 'Cancelled')
                        THEN format('The parent (%s) has not acted on it yet%s: its node then fails and files a dead '

@@ -305,13 +305,20 @@ CREATE OR REPLACE FUNCTION dw.schedule_runs_going_v1(p_trigger_id uuid, p_tick_t
              LIMIT p_limit) g
 $$;
 
+-- A trigger's row as it is now.
+CREATE OR REPLACE FUNCTION dw.trigger_row_v1(p_trigger_id uuid) RETURNS dw.triggers LANGUAGE sql STABLE AS $$
+    SELECT t FROM dw.triggers t WHERE t.id = p_trigger_id
+$$;
+
 -- The tick of a schedule that waits for the schedule's runs to end (overlap bufferOne or cancelOther:
 -- dw.fire_schedule_v1), started if none is going any more; the caller holds the trigger's row and
 -- has entered its tenant. A disabled schedule's waiting tick is dropped (a disabled schedule starts
 -- nothing, and its missed ticks are not caught up when it is enabled again): it reads as a tick
 -- without a run, overlapped_by naming the run it waited for. A workflow that cannot run any more
--- (archived, a Draft, disabled) ends the wait as a refused tick (the reason in triggers.error).
--- outcome: buffer_started | buffer_refused | buffer_dropped; no row when nothing waits or it still waits.
+-- (archived, a Draft, disabled) ends the wait as a refused tick (the reason in triggers.error), and a
+-- run that cannot start (an error) as a failed one (its reason there too).
+-- outcome: buffer_started | buffer_refused | buffer_failed | buffer_dropped; no row when nothing
+-- waits or it still waits.
 CREATE OR REPLACE FUNCTION dw.start_buffered_tick_v1(p_t dw.triggers, p_queue text)
     RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
     LANGUAGE plpgsql AS $$
@@ -319,6 +326,7 @@ DECLARE
     v_k dw.schedule_ticks;
     v_refusal text;
     v_started record;
+    v_failure text;
 BEGIN
     SELECT * INTO v_k FROM dw.schedule_ticks k
      WHERE k.trigger_id = p_t.id AND k.buffered AND k.execution_id IS NULL
@@ -341,7 +349,19 @@ BEGIN
         RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_refused'::text;
         RETURN;
     END IF;
-    SELECT * INTO v_started FROM dw.start_schedule_tick_v1(p_t, v_k.tick_at, v_k.missed_ticks, p_queue);
+    BEGIN
+        SELECT * INTO v_started FROM dw.start_schedule_tick_v1(p_t, v_k.tick_at, v_k.missed_ticks, p_queue);
+    EXCEPTION WHEN OTHERS THEN
+        -- Its run could not start (its workflow's plan is gone, ...): this tick's start is rolled
+        -- back, and only this schedule misses it (a review: one such schedule failed every pass, and
+        -- with it every other schedule's waiting tick); the reason goes to triggers.error, as a
+        -- failed fire's does (workers/scheduler.py, Scheduler._failed).
+        GET STACKED DIAGNOSTICS v_failure = MESSAGE_TEXT;
+        UPDATE dw.schedule_ticks k SET buffered = false WHERE k.trigger_id = p_t.id AND k.tick_at = v_k.tick_at;
+        UPDATE dw.triggers t SET error = left('a run could not start: ' || v_failure, 2000) WHERE t.id = p_t.id;
+        RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_failed'::text;
+        RETURN;
+    END;
     UPDATE dw.triggers t SET error = NULL WHERE t.id = p_t.id AND t.error IS NOT NULL;
     RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, v_started.execution_id, 'buffer_started'::text;
 END;
@@ -359,9 +379,17 @@ DECLARE
     v_previous_tenant text;
 BEGIN
     FOR v_t IN
+        -- Only those whose tick can go now (no run of the schedule going) or is to be dropped: the
+        -- limit is never filled by ticks that still wait (a review: 500 of them, the same 500 at
+        -- every pass, hid the 501st whose run had ended). A waiting tick has no run of its own yet,
+        -- and its request id cannot be taken through the API (schedule: is reserved).
         SELECT t.* FROM dw.triggers t
          WHERE t.id IN (SELECT k.trigger_id FROM dw.schedule_ticks k WHERE k.buffered AND k.execution_id IS NULL)
            AND t.kind = 'schedule'
+           AND (NOT t.enabled
+                OR NOT EXISTS (SELECT 1 FROM dw.executions e
+                                WHERE e.trigger_id = t.id
+                                  AND e.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')))
          ORDER BY t.id
          LIMIT p_limit
            FOR NO KEY UPDATE OF t SKIP LOCKED
@@ -380,8 +408,9 @@ $$;
 -- (dw.start_schedule_tick_v1). A workflow that cannot run (archived, draft, disabled) does not stop
 -- the schedule: the tick is recorded without a run (outcome refused), the reason goes to
 -- triggers.error, and the schedule goes on ticking; the next tick that starts a run clears the error.
--- First, a tick of this schedule waiting for its runs to end starts if none is going any more
--- (dw.start_buffered_tick_v1). The schedule's overlap policy (config "overlap",
+-- First (under cancelOther last, if no new tick took its place), a tick of this schedule waiting
+-- for its runs to end starts if none is going any more (dw.start_buffered_tick_v1). The schedule's
+-- overlap policy (config "overlap",
 -- dataworkflows.schedules) decides what a tick does while a run the schedule started has not ended:
 -- * allow starts its run;
 -- * skip records the tick without one (overlapped_by: the newest run still going);
@@ -395,8 +424,8 @@ $$;
 --   catch-up) only the newest runs under cancelOther, the older ones are recorded without a run
 --   (overlapped_by: the newest's run, or the run it waits for).
 -- outcome: started | existing (the request id had a run already) | duplicate (the tick had fired) |
--- refused | overlapped (no run: see overlapped_by) | buffered (waits); and for a waiting tick handled
--- first: buffer_started | buffer_refused | buffer_dropped.
+-- refused | overlapped (no run: see overlapped_by) | buffered (waits); and for a waiting tick:
+-- buffer_started | buffer_refused | buffer_failed | buffer_dropped.
 CREATE OR REPLACE FUNCTION dw.fire_schedule_v1(
     p_trigger_id uuid, p_ticks timestamptz[], p_missed integer[], p_next_tick timestamptz, p_queue text
 ) RETURNS TABLE (tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
@@ -429,10 +458,15 @@ BEGIN
     END IF;
     -- The scheduler claims schedules of every tenant; each one fires as its own tenant.
     v_previous_tenant := dw.enter_tenant_v1(v_t.tenant_id);
-    RETURN QUERY SELECT b.tick_at, b.fired_at, b.execution_id, b.outcome FROM dw.start_buffered_tick_v1(v_t, p_queue) b;
+    v_overlap := COALESCE(v_t.config ->> 'overlap', 'allow');
+    IF v_overlap <> 'cancelOther' THEN
+        -- A tick still waiting goes first: the new ticks find its run going. (Under cancelOther a new
+        -- tick takes its place instead: it is looked at after them, if still there: a review found it
+        -- started, then cancelled at once by the tick that replaced it.)
+        RETURN QUERY SELECT b.tick_at, b.fired_at, b.execution_id, b.outcome FROM dw.start_buffered_tick_v1(v_t, p_queue) b;
+    END IF;
     -- Its error as that left it.
     SELECT t.error INTO v_error FROM dw.triggers t WHERE t.id = p_trigger_id;
-    v_overlap := COALESCE(v_t.config ->> 'overlap', 'allow');
     FOR i IN 1 .. COALESCE(cardinality(p_ticks), 0) LOOP
         v_tick := p_ticks[i];
         INSERT INTO dw.schedule_ticks AS k (trigger_id, tick_at, fired_at, missed_ticks)
@@ -569,6 +603,11 @@ BEGIN
     UPDATE dw.triggers t
        SET next_tick_at = p_next_tick, last_tick_at = GREATEST(t.last_tick_at, v_last), error = v_error
      WHERE t.id = p_trigger_id;
+    IF v_overlap = 'cancelOther' THEN
+        -- A tick still waiting that no new tick replaced (they were duplicates, or refused).
+        RETURN QUERY SELECT b.tick_at, b.fired_at, b.execution_id, b.outcome
+                       FROM dw.start_buffered_tick_v1(dw.trigger_row_v1(p_trigger_id), p_queue) b;
+    END IF;
     PERFORM dw.leave_tenant_v1(v_previous_tenant);
 END;
 $$;

@@ -130,6 +130,10 @@ class RunContext:
         # The size (as JSON) of each output kept: what max_scope_bytes bounds.
         self.scope_sizes = _kept_sizes(self.state, self._used_in_order)
         self.scope_bytes = sum(self.scope_sizes.values())
+        # Sizes of outputs whose records are in flight (parallel nodes): counted as kept from the
+        # check until the record is taken in (a review: ten parallel branches all passed the check
+        # before any was taken in, and kept six times the bound).
+        self.scope_reserved: dict[str, int] = {}
         # The errors of Failed nodes (the scope's `errors`), kept current as nodes fail (_take_in): not a
         # scan of every node at every attempt.
         self.errors: dict[str, Any] = {
@@ -460,8 +464,10 @@ class NodeAttempts:
         if decided is not None or result.status != AttemptStatus.SUCCEEDED or node.id not in self.run.outputs_used:
             return outcome, None
         size = len(_JSON.encode(result.outputs))
-        kept = self.run.scope_bytes - self.run.scope_sizes.get(node.id, 0)
+        in_flight = sum(reserved for other, reserved in self.run.scope_reserved.items() if other != node.id)
+        kept = self.run.scope_bytes - self.run.scope_sizes.get(node.id, 0) + in_flight
         if kept + size <= self.run.max_scope_bytes:
+            self.run.scope_reserved[node.id] = size  # until its record is taken in (_take_in)
             return outcome, size
         message = (
             f"node {node.id}'s outputs ({size:,} bytes as JSON) would take what the run keeps for its later nodes"
@@ -477,6 +483,7 @@ class NodeAttempts:
     ) -> None:
         """What the record changed, in the run's state: the node, the nodes its edges made Ready,
         Skipped or (started in the record) Running, and the run's end."""
+        self.run.scope_reserved.pop(node_id, None)
         state = self.run.state[node_id]
         state.status, state.next_at, state.wait = decision.verdict.node_status, decision.retry_at, None
         if decision.verdict == Verdict.SUCCEEDED and node_id in self.run.outputs_used:
@@ -513,6 +520,7 @@ class NodeAttempts:
         # What the attempt produced cannot be stored (not JSON, or refused by PostgreSQL, such as a
         # NUL character): the transaction rolled back, so record a failure that says so instead,
         # without the offending values. Not retried: the same input would do it again.
+        self.run.scope_reserved.pop(node.id, None)  # its outputs are not kept
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         self.run.log.warning("attempt result could not be stored", node_id=node.id, attempt=attempt, error=message)
         result = ActionResult.failed(

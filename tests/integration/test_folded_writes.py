@@ -306,6 +306,23 @@ async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, condition
     assert await survivor.run_execution(taken_over) == "Succeeded"
     states = await nodes(db, taken_over)
     assert (states["c"]["status"], states["c"]["error"]["code"]) == ("Failed", "run_outputs_too_large")
+    # Parallel branches: each one's outputs are counted from its check, not from its record's end
+    # (a review: ten branches of 600 kB all passed the check first and kept 6 MB against 1 MiB).
+    await publish(
+        db,
+        wf(
+            "scope-parallel",
+            echo("s", to("p1"), to("p2"), to("p3")),
+            *(echo(f"p{i}", to("j", "always"), message=chunk) for i in (1, 2, 3)),
+            echo("j", message="{{ nodes.p1 is defined }} {{ nodes.p2 is defined }} {{ nodes.p3 is defined }}"),
+            maxParallelActions=3,
+        ),
+    )
+    parallel = await start(db, "scope-parallel")
+    assert await runtime.run_execution(parallel) in ("Succeeded", "Failed")
+    states = await nodes(db, parallel)
+    codes = sorted((states[f"p{i}"]["error"] or {}).get("code", "ok") for i in (1, 2, 3))
+    assert codes == ["ok", "ok", "run_outputs_too_large"], codes
     # With room for them, the same nodes succeed.
     roomy = make_runtime(db, conditions, max_run_scope_bytes=4 * limit)
     plain = await start(db, "scope-bound")

@@ -910,6 +910,58 @@ async def test_under_overlap_cancel_other_the_ticks_run_waits_for_the_cancelled_
     assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 2
 
 
+async def test_a_waiting_tick_that_cannot_start_holds_up_no_other_schedule(db: Database) -> None:
+    """A review: one schedule whose waiting tick's run could not start (its workflow's plan gone)
+    failed every pass, and with it every other schedule's waiting tick; and the scheduler's look took
+    the first 500 schedules with a waiting tick, the same ones at every pass, whether their runs had
+    ended or not, so the 501st waited for ever."""
+    from tests.integration.test_waits import signal
+
+    good, tick, first = await lingering_schedule(db, "buffer-good", overlap="bufferOne")
+    await publish(db, wf("sched-lingers-too", signal("s", name="never")))
+    bad = await create(db, "buffer-bad", "* * * * *", "sched-lingers-too", overlap="bufferOne")
+    _, other = await one(db, FIRE_ONE, bad, tick, tick + timedelta(minutes=1))
+    later = tick + timedelta(minutes=1)
+    for trigger_id in (good, bad):
+        assert await one(db, FIRE_ONE, trigger_id, later, later + timedelta(minutes=1)) == ("buffered", None)
+        await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", trigger_id)
+    await sql(db, "DELETE FROM dw.workflow_plans WHERE workflow_id = 'sched-lingers-too'")
+    # Only the schedule whose runs ended is looked at, whatever the limit: good's run still goes.
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", other)
+    [failed] = await db.schedules.start_buffered(queue="q", limit=1)
+    assert (failed.trigger_id, failed.outcome, failed.execution_id) == (bad, "buffer_failed", None)
+    error = await one(db, "SELECT error FROM dw.triggers WHERE id = %s", bad)
+    assert error.startswith("a run could not start: ") and "plan" in error, error
+    dropped = "SELECT buffered, execution_id FROM dw.schedule_ticks WHERE trigger_id = %s AND tick_at = %s"
+    assert await one(db, dropped, bad, later) == (False, None)
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", first)
+    [started] = await Scheduler(db, SETTINGS).run_pass()
+    assert (started.trigger_id, started.outcome) == (good, "buffer_started")
+
+
+async def test_under_overlap_cancel_other_a_newer_tick_replaces_the_waiting_one_unstarted(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: the runs a tick waited for ended, and in the same pass a newer tick came; the waiting
+    tick's run was started, then cancelled at once by the newer tick. The newer tick takes its place."""
+    trigger_id, tick, first = await lingering_schedule(db, "cancel-replaces", overlap="cancelOther")
+    second_tick, third_tick = tick + timedelta(minutes=1), tick + timedelta(minutes=2)
+    async with db.connection() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
+        assert await one(db, FIRE_ONE, trigger_id, second_tick, third_tick) == ("buffered", None)
+    assert await run_cancel_overlapped_jobs(db, conditions) == 1
+    handled = await sql(db, FIRE_ONE, trigger_id, third_tick, third_tick + timedelta(minutes=1))
+    assert [outcome for outcome, _ in handled] == ["started"], handled
+    rows = await sql(
+        db,
+        "SELECT execution_id, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+    assert rows == [(first, False), (None, False), (handled[0][1], False)]
+    statuses = await sql(db, "SELECT status FROM dw.executions WHERE trigger_id = %s ORDER BY created_at", trigger_id)
+    assert statuses == [("Cancelled",), ("Pending",)]
+
+
 async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Database) -> None:
     from tests.integration.test_waits import signal
 

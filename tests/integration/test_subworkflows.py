@@ -586,6 +586,38 @@ async def test_a_child_whose_end_its_suspended_parent_has_not_acted_on_says_so(
     assert f"dead letter {await open_letter(db, root)}" in str(refused.value)
 
 
+async def test_a_failed_item_child_under_on_item_failure_continue_promises_no_letter(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: under onItemFailure continue the forEach node succeeds without a failed item, so the
+    refusal must not promise a dead letter of the parent's to redrive."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("item-breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(
+        db,
+        wf(
+            "goes-on",
+            kind_node(
+                "forEach",
+                "all",
+                (),
+                {"items": [1], "onItemFailure": "continue", "subworkflow": {"workflowId": "item-breaks"}},
+            ),
+        ),
+        conditions,
+    )
+    root = await start(db, "goes-on")
+    await runtime.run_execution(root)
+    (kid,) = await children(db, root)
+    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
+    await runtime.run_execution(kid["id"])
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    said = str(refused.value)
+    assert "onItemFailure continue" in said and "files a dead letter" not in said, said
+
+
 async def test_a_detached_item_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
     """A forEach item's detached child (waitForCompletion false) is nobody's to take either: its item
     succeeded when the child started, and its letter redrives it."""

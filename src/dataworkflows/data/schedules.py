@@ -49,7 +49,7 @@ class FiredTick(msgspec.Struct, frozen=True):
     fired_at: datetime
     execution_id: UUID | None
     # started | existing | duplicate | refused | overlapped | buffered, and for a tick that waited for
-    # the schedule's runs to end: buffer_started | buffer_refused | buffer_dropped (see
+    # the schedule's runs to end: buffer_started | buffer_refused | buffer_failed | buffer_dropped (see
     # dw.fire_schedule_v1)
     outcome: str
 
