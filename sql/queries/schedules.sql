@@ -8,6 +8,11 @@ SELECT t.id, t.config, t.next_tick_at, t.updated_at, now() AS now
  LIMIT %(limit)s
    FOR NO KEY UPDATE SKIP LOCKED;
 
+-- name: bound_claim_idle
+-- The claim's transaction ends the session if it sits idle longer than `ms` (a worker that hangs
+-- between the claim and the fire: see ScheduleData.fire_due).
+SELECT set_config('idle_in_transaction_session_timeout', %(ms)s, true);
+
 -- name: claim_due_schedule
 -- Locks one schedule if it is enabled and due (or not computed yet) and nobody holds it.
 SELECT t.id, t.config, t.next_tick_at, t.updated_at, now() AS now

@@ -16,7 +16,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.data.schedules import FiredTick
 from dataworkflows.db import Database, make_pool
-from dataworkflows.errors import InvalidInput, WorkflowNotFound
+from dataworkflows.errors import DatabaseUnavailable, InvalidInput, WorkflowNotFound
 from dataworkflows.schedules import CronError, parse_cron
 from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.workers.app import build_app
@@ -908,6 +908,30 @@ async def test_under_overlap_cancel_other_the_ticks_run_waits_for_the_cancelled_
     [started] = await scheduler.run_pass()
     assert (started.tick_at, started.outcome) == (third_tick, "buffer_started")
     assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 2
+
+
+async def test_a_scheduler_that_hangs_holding_its_claim_lets_it_go(db: Database, echo_workflow: str) -> None:
+    """A review: a worker stopped between its claim and its fire held the claimed schedules for as long
+    as it was stopped (SKIP LOCKED: the other schedulers passed over them). The claim's transaction
+    ends the session once it sits idle past its bound; another scheduler then fires them."""
+    trigger_id = await create(db, "hung-claim", "* * * * *")
+    await make_due(db, trigger_id, this_second().replace(second=0))
+
+    resumed = asyncio.Event()
+
+    async def hangs(due: list[Any], now: datetime) -> list[Any]:
+        await resumed.wait()  # the worker stopped here
+        return []
+
+    hung = asyncio.ensure_future(db.schedules.fire_due(limit=10, queue="q", planner=hangs, idle_timeout=0.2))
+    await asyncio.sleep(0.6)
+    # Meanwhile another scheduler fires the schedule the hung one had claimed.
+    handled = await Scheduler(db, SETTINGS).run_pass()
+    assert [(t.trigger_id, t.outcome) for t in handled] == [(trigger_id, "started")]
+    resumed.set()
+    with pytest.raises(DatabaseUnavailable):  # its session was ended: its batch is gone
+        await hung
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
 
 
 async def test_a_waiting_tick_that_cannot_start_holds_up_no_other_schedule(db: Database) -> None:

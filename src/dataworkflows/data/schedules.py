@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
+import psycopg.errors
 from psycopg.types.json import Jsonb
+
+from dataworkflows.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from dataworkflows.db import Database
@@ -78,6 +81,10 @@ class Tick(msgspec.Struct, frozen=True):
     buffered: bool = False
 
 
+# How long a scheduler's claim may sit idle (between the claim and the fire: planning, which
+# PLAN_BUDGET_SECONDS bounds to about a second, and the event loop's turns) before PostgreSQL ends it.
+CLAIM_IDLE_TIMEOUT_SECONDS = 5.0
+
 # Given the claimed schedules and the database's clock, what to do with each.
 Planner = Callable[[list[DueSchedule], datetime], Awaitable[list[SchedulePlan]]]
 
@@ -88,11 +95,39 @@ class ScheduleData:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def fire_due(self, *, limit: int, queue: str, planner: Planner, only: UUID | None = None) -> Batch:
+    async def fire_due(
+        self,
+        *,
+        limit: int,
+        queue: str,
+        planner: Planner,
+        only: UUID | None = None,
+        idle_timeout: float = CLAIM_IDLE_TIMEOUT_SECONDS,
+    ) -> Batch:
         """In one transaction: locks up to `limit` due schedules (SKIP LOCKED; `only`: that one
         schedule, if due and free), asks the planner what to do with them, fires their ticks and
-        moves their next ticks. A tick's run starts in the transaction that records the tick."""
+        moves their next ticks. A tick's run starts in the transaction that records the tick.
+
+        The planner runs in this process between the claim and the fire, the schedules' rows locked
+        meanwhile, and other schedulers pass over locked rows: a worker that hung there (stopped, its
+        event loop blocked, its VM paused) held those schedules for as long as it hung (a review: 40 s
+        without a tick while three other workers ran). The transaction therefore ends the session
+        when it sits idle past `idle_timeout` seconds (PostgreSQL's idle_in_transaction_session_timeout,
+        for this transaction only): the batch rolls back, the rows are free for the others, and this
+        worker's pool replaces the connection."""
+        try:
+            return await self._fire_due(limit=limit, queue=queue, planner=planner, only=only, idle_timeout=idle_timeout)
+        except psycopg.errors.IdleInTransactionSessionTimeout as exc:
+            raise DatabaseUnavailable(
+                f"this scheduler's claim sat idle over {idle_timeout:g} s (the process hung?), and PostgreSQL ended it:"
+                " its batch was rolled back, and the schedules are free for the other schedulers"
+            ) from exc
+
+    async def _fire_due(
+        self, *, limit: int, queue: str, planner: Planner, only: UUID | None, idle_timeout: float
+    ) -> Batch:
         async with self._db.transaction() as tx:
+            await tx.fetch_one("bound_claim_idle", ms=str(max(int(idle_timeout * 1000), 1)))
             if only is None:
                 rows = await tx.fetch_all("claim_due_schedules", limit=limit)
             else:
