@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,6 +96,30 @@ def _require_database(settings: Settings) -> str:
     return settings.database_url
 
 
+def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> None:
+    """Refuses (exit 2) a database that has no DataWorkflows schema, before the command starts: a
+    worker or an API on an unmigrated database ran, logging a traceback for each loop's pass and
+    never saying what was wrong, and `examples load` or `prune` printed PostgreSQL's traceback (a
+    review). One attempt to connect: a server that cannot be reached is DatabaseUnavailable (exit
+    3) at once, or, with unreachable_ok, left to the command (an API starts while the database is
+    down, and answers 503 until it is back)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(settings.db_timeout_seconds))) as conn:
+            row = conn.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL").fetchone()
+    except psycopg.OperationalError as exc:
+        if unreachable_ok:
+            return
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"the database cannot be reached ({reason})") from None
+    if not (row and row[0]):
+        raise DataWorkflowsError(
+            "the database has no DataWorkflows schema (it was never migrated): run `dataworkflows migrate` "
+            "first (`dataworkflows up` migrates its embedded database itself)"
+        )
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     import psycopg
 
@@ -139,7 +163,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from dataworkflows import serving
 
     settings = _serving_settings(args)
-    _require_database(settings)
+    _require_schema(_require_database(settings), settings, unreachable_ok=True)
     # The port first: a busy one is reported before anything starts.
     sockets = serving.bind(settings.api_host, settings.api_port)
     try:
@@ -171,11 +195,19 @@ async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import asyncio
 
+    import psycopg_pool
+
     from dataworkflows.workers.app import run_worker
 
     settings = _settings(args)
-    _require_database(settings)
-    asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    _require_schema(_require_database(settings), settings, unreachable_ok=True)
+    try:
+        asyncio.run(run_worker(settings, concurrency=args.concurrency))
+    except psycopg_pool.PoolTimeout:
+        # The worker waits for a database that is starting (30 s), then ends: said, not a traceback.
+        raise DatabaseUnavailable(
+            "the worker could not connect to the database within 30 s (is it running, and is DATABASE_URL right?)"
+        ) from None
     return EXIT_OK
 
 
@@ -405,6 +437,10 @@ def _client(args: argparse.Namespace) -> httpx.Client:
         headers["Authorization"] = f"Bearer {token}"
     http = _httpx()
     url = _api_url(args)
+    try:
+        urlsplit(url).port  # noqa: B018 - raises for a port past 65535, which httpx sent on as "refused"
+    except ValueError as exc:
+        raise http.InvalidURL(str(exc)) from None
     verify: Any = True
     if not url.lower().startswith("https:"):
         # Plain HTTP uses no TLS: a context without the CA bundle (loading it costs ~0.1 s a call)
@@ -463,6 +499,29 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# api.schemas.MAX_PREVIOUS_SECRET_SECONDS (a test keeps them equal): the longest --keep-previous.
+MAX_PREVIOUS_SECRET_SECONDS = 7 * 86_400
+# dataworkflows.rate_limits' bounds of a workflow's limits (a test keeps them equal).
+MAX_CONCURRENT_EXECUTIONS = 2**31 - 1
+MAX_RATE_PER_MINUTE = 60_000
+
+
+def _bounded_int(least: int, most: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `least` to `most` (the API's 400 named its body's field,
+    not the option)."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if not least <= number <= most:
+            raise argparse.ArgumentTypeError(f"{number}: give {least} to {most:,}")
+        return number
+
+    return parse
+
+
 # dataworkflows.tokens.ROLES (a test keeps them equal): importing tokens (jwt, cryptography) would
 # slow every command down.
 TOKEN_ROLES = ("viewer", "operator", "author", "admin")
@@ -494,9 +553,13 @@ def _problem_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:500]}"
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}: {response.text[:500]}"
     text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
-    for problem in body.get("errors") or []:
-        text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
+    errors = body.get("errors")
+    for problem in errors if isinstance(errors, list) else []:
+        if isinstance(problem, dict):
+            text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
     return text
 
 
@@ -515,10 +578,31 @@ def _path(value: str) -> str:
     return quote(value, safe="")
 
 
+def _request_id(value: str) -> str:
+    """--request-id: refused when empty (a script whose $ID came out empty started a new run each
+    time, its idempotency gone without a word) or longer than the API takes."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty request id would start a new run each time: give 1 to 200 characters"
+        )
+    if len(value) > 200:
+        raise argparse.ArgumentTypeError(f"{len(value)} characters: give 1 to 200")
+    return value
+
+
+def _load_json(text: str) -> Any:
+    """json.loads without NaN and Infinity; ValueError for what cannot be read, nesting too deep for
+    Python's recursion included (a RecursionError was a traceback)."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+
+
 def _json_object(text: str, option: str) -> dict[str, Any]:
     """A JSON object from an option's value (ValueError with the message to print)."""
     try:
-        value = json.loads(text, parse_constant=_no_constants)
+        value = _load_json(text)
     except (json.JSONDecodeError, ValueError) as exc:
         raise ValueError(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -537,6 +621,8 @@ def _check_sendable(value: Any, what: str) -> None:
         raise ValueError(f"{what} holds a lone surrogate, which is not text") from None
     except ValueError:
         raise ValueError(f"{what} holds a number too large for JSON") from None
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply") from None
 
 
 def _sample_trigger(client: httpx.Client, workflow: str) -> dict[str, Any] | None:
@@ -649,7 +735,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_workflows_apply(args: argparse.Namespace) -> int:
     """Create the workflow or add a version (the same definition is not duplicated); --publish too."""
     try:
-        raw = json.loads(Path(args.file).read_text(encoding="utf-8"), parse_constant=_no_constants)
+        raw = _load_json(Path(args.file).read_text(encoding="utf-8"))
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -1341,7 +1427,7 @@ def _schedule_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.overlap:
         config["overlap"] = args.overlap
     try:
-        payload = json.loads(args.payload or "{}", parse_constant=_no_constants)
+        payload = _load_json(args.payload or "{}")
     except ValueError as exc:
         raise ValueError(f"--payload is not JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -1402,6 +1488,8 @@ def cmd_triggers_rotate_secret(args: argparse.Namespace) -> int:
     try:
         if args.keep_previous is not None:
             body["previousValidSeconds"] = round(parse_age(args.keep_previous))
+            if body["previousValidSeconds"] > MAX_PREVIOUS_SECRET_SECONDS:
+                raise ValueError(f"{args.keep_previous} is longer than the API keeps a previous secret: at most 7d")
     except ValueError as exc:
         print(f"error: --keep-previous: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -1814,7 +1902,14 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot prune: the database cannot be reached ({reason})") from None
-    await probe.close()
+    try:
+        row = await (await probe.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL")).fetchone()
+    finally:
+        await probe.close()
+    if not (row and row[0]):
+        raise DataWorkflowsError(
+            "cannot prune: the database has no DataWorkflows schema (it was never migrated): nothing to prune"
+        )
     pool = make_pool(url, min_size=1, max_size=2, name="prune", role=settings.database_role)
     with translate_errors():
         await pool.open(wait=True, timeout=settings.db_timeout_seconds * 2)
@@ -1848,6 +1943,7 @@ def cmd_examples_load(args: argparse.Namespace) -> int:
     settings = _settings(args)
     # DATABASE_URL, else the embedded database under DW_DATA_DIR (as psql and prune take it).
     with _engine_database(settings) as url:
+        _require_schema(url, settings, unreachable_ok=False)
         asyncio.run(_load_examples(replace(settings, database_url=url)))
     return EXIT_OK
 
@@ -1940,7 +2036,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="the trigger, a JSON object (default: the workflow's metadata.sampleTrigger if it has one, else {})",
     )
-    run.add_argument("--request-id", help="idempotency key: the same one again is the same execution")
+    run.add_argument(
+        "--request-id",
+        type=_request_id,
+        help="idempotency key (1 to 200 characters): the same one again is the same execution",
+    )
     run.add_argument(
         "--wait",
         action="store_true",
@@ -1983,8 +2083,16 @@ def build_parser() -> argparse.ArgumentParser:
         "limits", help="show a workflow's start limits, or set or clear them (root runs over them wait)"
     )
     limits.add_argument("workflow_id")
-    limits.add_argument("--max-concurrent", type=int, help="root runs Running or Waiting at once")
-    limits.add_argument("--per-minute", type=int, help="root runs started per minute (one every 60/N s)")
+    limits.add_argument(
+        "--max-concurrent",
+        type=_bounded_int(1, MAX_CONCURRENT_EXECUTIONS),
+        help="root runs Running or Waiting at once",
+    )
+    limits.add_argument(
+        "--per-minute",
+        type=_bounded_int(1, MAX_RATE_PER_MINUTE),
+        help="root runs started per minute (one every 60/N s; at most 60,000)",
+    )
     limits.add_argument("--clear-max-concurrent", action="store_true", help="no concurrency limit")
     limits.add_argument("--clear-per-minute", action="store_true", help="no rate limit")
     limits.add_argument("--clear", action="store_true", help="clear both")
@@ -2061,6 +2169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
     except BrokenPipeError:
         return _pipe_closed()
+    except KeyboardInterrupt:
+        return 130  # while the arguments were read (once a command runs, _main says what it left)
     return code
 
 
@@ -2113,6 +2223,17 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command not in LOCAL_COMMANDS:
             print("interrupted: nothing was stopped on the server (a started run goes on)", file=sys.stderr)
         return 130
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        if args.command in LOCAL_COMMANDS:
+            raise
+        # An answer in JSON, but not the API's (another service at that URL, a proxy's JSON error):
+        # the commands read the API's fields, and were tracebacks (a review).
+        print(
+            f"error: the answer of the server at {_api_url(args)} is not the DataWorkflows API's "
+            f"({type(exc).__name__}: {exc}): set DW_API_URL or --api-url to the API's URL",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
 
 
 def _http_errors() -> tuple[type[Exception], ...]:

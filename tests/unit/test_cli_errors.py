@@ -141,3 +141,98 @@ def test_a_database_url_libpq_cannot_read_is_a_usage_error_that_quotes_none_of_i
     err = capsys.readouterr().err
     assert "DATABASE_URL cannot be read as a PostgreSQL connection URL" in err, err
     assert "s3cr3t" not in err and "not a url" not in err
+
+
+class _JsonNotTheApi(http.server.BaseHTTPRequestHandler):
+    """A server that answers every request with JSON, but not the API's."""
+
+    body = b"{}"
+    status = 200
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(self.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.mark.parametrize(("body", "status"), [(b"{}", 200), (b"[1]", 200), (b"[1]", 404), (b'"x"', 500)])
+@pytest.mark.parametrize("argv", [["workflows", "list"], ["status", "x"], ["run", "simple-echo"]])
+def test_a_server_that_answers_json_but_not_the_apis_is_said_to_be_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], body: bytes, status: int, argv: list[str]
+) -> None:
+    """A review: JSON that is not the API's (another service, a proxy's JSON error) gave KeyError and
+    AttributeError tracebacks with exit 1."""
+    handler = type("Handler", (_JsonNotTheApi,), {"body": body, "status": status})
+    with loopback_http_server(handler) as url:  # type: ignore[arg-type]
+        monkeypatch.setenv("DW_API_URL", url)
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert code in (EXIT_USAGE, EXIT_UNAVAILABLE) and "error: " in err and "Traceback" not in err, (code, err)
+
+
+def test_input_the_cli_cannot_use_is_said_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A review: JSON nested past Python's recursion was a RecursionError traceback; an empty
+    --request-id dropped the idempotency key without a word; a port past 65535 was 'connection
+    refused'; --keep-previous past the API's 7 days and limits out of range were the API's 400 about
+    its body's fields."""
+    monkeypatch.setenv("DW_API_URL", f"http://127.0.0.1:{free_port()}")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    nested = '{"a":' * 5000 + "1" + "}" * 5000
+    for argv, said in [
+        (["workflows", "apply", str(deep)], "is nested too deeply"),
+        (["run", "simple-echo", "--trigger", nested], "--trigger is not valid JSON: it is nested too deeply"),
+        (
+            ["triggers", "create", "wf", "--kind", "schedule", "--name", "n", "--cron", "@daily", "--payload", nested],
+            "nested too deeply",
+        ),
+        (["triggers", "rotate-secret", "00000000-0000-0000-0000-000000000001", "--keep-previous", "8d"], "at most 7d"),
+        (["workflows", "list", "--api-url", "http://127.0.0.1:99999"], "is not valid"),
+    ]:
+        assert main(argv) == EXIT_USAGE, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (argv, err)
+    for argv in (
+        ["run", "simple-echo", "--request-id", ""],
+        ["workflows", "limits", "wf", "--max-concurrent", "-1"],
+        ["workflows", "limits", "wf", "--per-minute", "99999999999999"],
+    ):
+        with pytest.raises(SystemExit) as refused:
+            main(argv)
+        assert refused.value.code == EXIT_USAGE, argv
+        assert "error: argument" in capsys.readouterr().err
+
+
+def test_a_data_directory_that_cannot_be_one_is_said(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    monkeypatch.setenv("DW_DATA_DIR", str(taken))
+    assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"the data directory {taken} (DW_DATA_DIR) cannot be made" in err and "Traceback" not in err, err
+
+
+def test_the_cli_bounds_are_the_apis() -> None:
+    from api.schemas import MAX_PREVIOUS_SECRET_SECONDS
+
+    from dataworkflows import cli, rate_limits
+
+    assert cli.MAX_PREVIOUS_SECRET_SECONDS == MAX_PREVIOUS_SECRET_SECONDS
+    assert (cli.MAX_CONCURRENT_EXECUTIONS, cli.MAX_RATE_PER_MINUTE) == (
+        rate_limits.MAX_CONCURRENT_EXECUTIONS,
+        rate_limits.MAX_RATE_PER_MINUTE,
+    )

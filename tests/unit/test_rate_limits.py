@@ -110,7 +110,7 @@ def test_limits_refuses_a_value_and_its_clearing(
 
 def test_limits_reports_the_api_s_refusal(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake_api(monkeypatch, 400, {"title": "Bad request", "detail": "Expected `int` >= 1"})
-    assert run(["workflows", "limits", "nightly", "--max-concurrent", "0"]) == EXIT_USAGE
+    assert run(["workflows", "limits", "nightly", "--max-concurrent", "5"]) == EXIT_USAGE
     assert "HTTP 400: Expected `int` >= 1" in capsys.readouterr().err
 
 
