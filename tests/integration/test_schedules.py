@@ -636,6 +636,15 @@ async def test_a_tick_while_the_schedules_run_still_goes_follows_its_overlap_pol
         assert await one(db, "SELECT status FROM dw.executions WHERE id = %s", second) == "Pending"
 
 
+async def tick_rows(db: Database, trigger_id: UUID) -> list[tuple[Any, ...]]:
+    """The schedule's ticks, oldest first: (its run, the run it met, whether it waited)."""
+    return await sql(
+        db,
+        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
+        trigger_id,
+    )
+
+
 FIRE_ONE = "SELECT outcome, execution_id FROM dw.fire_schedule_v1(%s, ARRAY[%s]::timestamptz[], ARRAY[0], %s, 'q')"
 
 
@@ -816,11 +825,7 @@ async def test_under_overlap_buffer_one_a_tick_waits_for_the_run_and_one_tick_on
     second_tick, third_tick = tick + timedelta(minutes=1), tick + timedelta(minutes=2)
     assert await one(db, FIRE_ONE, trigger_id, second_tick, third_tick) == ("buffered", None)
     assert await one(db, FIRE_ONE, trigger_id, third_tick, third_tick + timedelta(minutes=1)) == ("overlapped", None)
-    rows = await sql(
-        db,
-        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
-        trigger_id,
-    )
+    rows = await tick_rows(db, trigger_id)
     assert rows == [(first, None, False), (None, first, True), (None, first, False)]
     scheduler = Scheduler(db, SETTINGS)
     # Still going: nothing starts (the schedule is not due: only the waiting tick is looked at).
@@ -894,11 +899,7 @@ async def test_under_overlap_cancel_other_the_ticks_run_waits_for_the_cancelled_
         await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (first,))
         assert await one(db, FIRE_ONE, trigger_id, second_tick, third_tick) == ("buffered", None)
         assert await one(db, FIRE_ONE, trigger_id, third_tick, third_tick + timedelta(minutes=1)) == ("buffered", None)
-    rows = await sql(
-        db,
-        "SELECT execution_id, overlapped_by, buffered FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at",
-        trigger_id,
-    )
+    rows = await tick_rows(db, trigger_id)
     assert rows == [(first, None, False), (None, first, False), (None, first, True)]
     await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", trigger_id)
     scheduler = Scheduler(db, SETTINGS)

@@ -558,6 +558,22 @@ async def test_a_workflow_that_calls_itself_under_a_concurrency_limit_of_1_finis
     assert [t["status"] for t in tree] == ["Succeeded", "Succeeded", "Succeeded"]
 
 
+async def child_failed_under_a_suspended_parent(
+    db: Database, runtime: Runtime, workflow_id: str
+) -> tuple[UUID, dict[str, Any], str]:
+    """A run of the workflow, whose one child fails while the run is Suspended: (the run, its child,
+    why the child's redrive is refused)."""
+    root = await start(db, workflow_id)
+    await runtime.run_execution(root)
+    (kid,) = await children(db, root)
+    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
+    await runtime.run_execution(kid["id"])
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    return root, kid, str(refused.value)
+
+
 async def test_a_child_whose_end_its_suspended_parent_has_not_acted_on_says_so(
     db: Database, conditions: ConditionPool
 ) -> None:
@@ -567,15 +583,7 @@ async def test_a_child_whose_end_its_suspended_parent_has_not_acted_on_says_so(
     runtime = make_runtime(db, conditions)
     await publish(db, wf("breaks-later", echo("boom", simulateFailure="permanent")), conditions)
     await publish(db, wf("waits-suspended", sub("call", "breaks-later")), conditions)
-    root = await start(db, "waits-suspended")
-    await runtime.run_execution(root)
-    (kid,) = await children(db, root)
-    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
-    await runtime.run_execution(kid["id"])
-    assert (await execution(db, kid["id"]))["status"] == "Failed"
-    with pytest.raises(Conflict) as refused:
-        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
-    said = str(refused.value)
+    root, kid, said = await child_failed_under_a_suspended_parent(db, runtime, "waits-suspended")
     assert "The parent (Suspended) has not acted on it yet, and will once it is resumed" in said, said
     assert "start a new run" not in said, said
     await db.control.resume(root, principal="ops", queue="executions")
@@ -606,15 +614,7 @@ async def test_a_failed_item_child_under_on_item_failure_continue_promises_no_le
         ),
         conditions,
     )
-    root = await start(db, "goes-on")
-    await runtime.run_execution(root)
-    (kid,) = await children(db, root)
-    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
-    await runtime.run_execution(kid["id"])
-    assert (await execution(db, kid["id"]))["status"] == "Failed"
-    with pytest.raises(Conflict) as refused:
-        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
-    said = str(refused.value)
+    _, _, said = await child_failed_under_a_suspended_parent(db, runtime, "goes-on")
     assert "onItemFailure continue" in said and "files a dead letter" not in said, said
 
 
