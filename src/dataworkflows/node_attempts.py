@@ -454,8 +454,8 @@ class NodeAttempts:
     def _within_scope(self, node: PlanNode, outcome: Attempt, decided: Decision | None) -> tuple[Attempt, int | None]:
         """The attempt as recorded (as it is when `decided` says what it means already), and the
         size of the outputs the run keeps from it (None: none). A success whose outputs the run keeps
-        for later nodes (its node's outputs are read) and that would take what the run keeps past
-        max_scope_bytes is recorded as a failure,
+        for later nodes (its node's outputs are read) and that would take what the run keeps (and what
+        records in flight will keep) past max_scope_bytes is recorded as a failure,
         run_outputs_too_large, not retried (the same outputs would do it again), whose failure edge
         or dead letter takes it; its outputs are not stored. Without this bound a run of 200 nodes
         returning 0.9 MB each, read by one join, took a worker from 171 MB to 1.4 GB (a review);
