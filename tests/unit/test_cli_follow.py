@@ -52,6 +52,20 @@ def test_the_cli_imports_nothing_heavy() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
+def test_the_command_runs_as_a_module_and_through_its_entry_point() -> None:
+    """`python -m dataworkflows` is the command too, and the console script's entry point (which ends
+    quietly on Ctrl-C while the CLI imports) hands it the arguments."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dataworkflows", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == EXIT_OK and done.stdout.startswith("dataworkflows "), done
+    code = (
+        "import sys; from dataworkflows.entry import main; sys.argv = ['dataworkflows', '--version']; sys.exit(main())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == EXIT_OK and done.stdout.startswith("dataworkflows "), done
+
+
 def at(seconds: float) -> str:
     return (datetime(2026, 12, 1, 8, 0, tzinfo=UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
