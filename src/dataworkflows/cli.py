@@ -96,6 +96,15 @@ def _require_database(settings: Settings) -> str:
     return settings.database_url
 
 
+# Whether the database has DataWorkflows' migrations table, from the catalog: a login that acts
+# through dataworkflows_app (SET ROLE, even NOINHERIT) may have no right on schema dw itself, and
+# to_regclass('dw.…') needs one (a review: such a worker, API and prune failed with a traceback).
+_SCHEMA_MIGRATED = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = 'dw' AND c.relname = 'schema_migrations')"
+)
+
+
 def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> None:
     """Refuses (exit 2) a database that has no DataWorkflows schema, before the command starts: a
     worker or an API on an unmigrated database ran, logging a traceback for each loop's pass and
@@ -107,12 +116,14 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
 
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(settings.db_timeout_seconds))) as conn:
-            row = conn.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL").fetchone()
+            row = conn.execute(_SCHEMA_MIGRATED).fetchone()
     except psycopg.OperationalError as exc:
         if unreachable_ok:
             return
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"the database cannot be reached ({reason})") from None
+    except psycopg.Error:
+        return  # the probe could not tell: the command's own connections say what is wrong
     if not (row and row[0]):
         raise DataWorkflowsError(
             "the database has no DataWorkflows schema (it was never migrated): run `dataworkflows migrate` "
@@ -1903,7 +1914,7 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"cannot prune: the database cannot be reached ({reason})") from None
     try:
-        row = await (await probe.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL")).fetchone()
+        row = await (await probe.execute(_SCHEMA_MIGRATED)).fetchone()
     finally:
         await probe.close()
     if not (row and row[0]):

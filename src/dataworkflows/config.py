@@ -356,17 +356,25 @@ _POSITIVE = frozenset(
 )
 
 
-# The largest value a setting may have: days (retention) up to MAX_RETENTION_DAYS, seconds up to ten
-# years, every other number up to PostgreSQL's integer.
+# The largest value a setting may have: days (retention) up to MAX_RETENTION_DAYS; seconds up to ten
+# years, or, for one that becomes a PostgreSQL timeout in milliseconds (lock_timeout), up to what
+# that takes (2,147,483 s, about 24.8 days); sizes in bytes, which only this process compares, up to
+# 2^62; every other number up to PostgreSQL's integer (counts that procedures take as integers).
 MAX_SETTING_SECONDS = 10 * 366 * 86_400
 MAX_SETTING_INT = 2**31 - 1
+MAX_SETTING_BYTES = 2**62
+_MILLISECOND_TIMEOUTS = frozenset({"migrate_lock_timeout_seconds"})
 
 
 def _upper_bound(name: str) -> float:
     if name.endswith("_days"):
         return float(MAX_RETENTION_DAYS)
+    if name in _MILLISECOND_TIMEOUTS:
+        return float(MAX_SETTING_INT // 1000)
     if name.endswith("_seconds"):
         return float(MAX_SETTING_SECONDS)
+    if name.endswith("_bytes"):
+        return float(MAX_SETTING_BYTES)
     return float(MAX_SETTING_INT)
 
 

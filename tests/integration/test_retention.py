@@ -571,9 +571,13 @@ def test_settings_are_checked_before_anything_opens(
         ("DW_MAX_RUNS_PER_TREE", str(2**31)),
         ("DW_MAX_RUN_SCOPE_BYTES", "0"),
         ("DW_MAX_RUN_SCOPE_BYTES", "1000000"),
+        # lock_timeout in milliseconds holds at most 2,147,483 s.
+        ("DW_MIGRATE_LOCK_TIMEOUT_SECONDS", "3000000"),
     ]:
         with pytest.raises(errors.ConfigurationError, match=f"^{name}="):
             Settings.from_env({name: value})
+    # Sizes only this process compares are not held to PostgreSQL's integer.
+    assert Settings.from_env({"DW_MAX_RUN_SCOPE_BYTES": str(4 * 2**30)}).max_run_scope_bytes == 4 * 2**30
     # A worker that could never run anything (0), or whose fetch loops failed every 2 s (below 0).
     for name, value, said in [
         ("DW_WORKER_CONCURRENCY", "0", "the worker's concurrency 0 (--concurrency or DW_WORKER_CONCURRENCY)"),
