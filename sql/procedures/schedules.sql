@@ -305,10 +305,8 @@ CREATE OR REPLACE FUNCTION dw.schedule_runs_going_v1(p_trigger_id uuid, p_tick_t
              LIMIT p_limit) g
 $$;
 
--- A trigger's row as it is now.
-CREATE OR REPLACE FUNCTION dw.trigger_row_v1(p_trigger_id uuid) RETURNS dw.triggers LANGUAGE sql STABLE AS $$
-    SELECT t FROM dw.triggers t WHERE t.id = p_trigger_id
-$$;
+-- (A development build had dw.trigger_row_v1; no release did.)
+DROP FUNCTION IF EXISTS dw.trigger_row_v1(uuid);
 
 -- The tick of a schedule that waits for the schedule's runs to end (overlap bufferOne or cancelOther:
 -- dw.fire_schedule_v1), started if none is going any more; the caller holds the trigger's row and
@@ -606,7 +604,7 @@ BEGIN
     IF v_overlap = 'cancelOther' THEN
         -- A tick still waiting that no new tick replaced (they were duplicates, or refused).
         RETURN QUERY SELECT b.tick_at, b.fired_at, b.execution_id, b.outcome
-                       FROM dw.start_buffered_tick_v1(dw.trigger_row_v1(p_trigger_id), p_queue) b;
+                       FROM dw.start_buffered_tick_v1((SELECT t FROM dw.triggers t WHERE t.id = p_trigger_id), p_queue) b;
     END IF;
     PERFORM dw.leave_tenant_v1(v_previous_tenant);
 END;

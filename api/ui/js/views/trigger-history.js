@@ -154,5 +154,7 @@ export async function render(main, { args, params }, ctx) {
   });
 
   await load();
-  ctx.every(REFRESH_MS, () => load().catch(ctx.fail));
+  // Once More has appended older rows nothing is read again (load() also checks, for a More that
+  // came while a read was under way).
+  ctx.every(REFRESH_MS, () => (paged ? undefined : load().catch(ctx.fail)));
 }
