@@ -252,6 +252,7 @@ def create_app(settings: Settings) -> Litestar:
         timeout=settings.db_timeout_seconds,
         role=settings.database_role,
         default_workflow_timeout=settings.default_workflow_timeout_seconds,
+        idle_in_transaction_seconds=settings.idle_in_transaction_seconds,
     )
     conditions = ConditionPool(size=2)
     templates = TemplatePool(

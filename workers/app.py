@@ -1263,6 +1263,7 @@ async def run_worker(
         role=settings.database_role,
         default_workflow_timeout=settings.default_workflow_timeout_seconds,
         max_runs_per_tree=settings.max_runs_per_tree,
+        idle_in_transaction_seconds=settings.idle_in_transaction_seconds,
         # A new connection compiles the run's procedures before its first run needs them.
         warm_up=True,
     )

@@ -113,6 +113,12 @@ class Settings:
     resource_claim_seconds: float = 120.0
     # How long a request waits for a database connection before answering 503.
     db_timeout_seconds: float = 5.0
+    # How long a transaction of the API's or a worker's pools may sit idle, open between two of its
+    # statements, before PostgreSQL ends the session (idle_in_transaction_session_timeout; 0: no
+    # limit). None of their transactions waits on anything but the database, so only a process that
+    # stopped mid-transaction (SIGSTOP, a frozen VM, a network partition) meets it: the locks it held
+    # (a publish's lock on its workflow, which every start of that workflow waits for) are released then.
+    idle_in_transaction_seconds: float = 30.0
     # The database role the API and the workers act as (SET ROLE on each pooled connection): one
     # that owns no table, so row-level security applies. "none": the login's own rights (a
     # superuser bypasses tenant isolation; for benchmarks and diagnosis only).
@@ -363,7 +369,7 @@ _POSITIVE = frozenset(
 MAX_SETTING_SECONDS = 10 * 366 * 86_400
 MAX_SETTING_INT = 2**31 - 1
 MAX_SETTING_BYTES = 2**62
-_MILLISECOND_TIMEOUTS = frozenset({"migrate_lock_timeout_seconds"})
+_MILLISECOND_TIMEOUTS = frozenset({"migrate_lock_timeout_seconds", "idle_in_transaction_seconds"})
 
 
 def _upper_bound(name: str) -> float:

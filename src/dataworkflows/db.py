@@ -88,7 +88,7 @@ _CONSTRAINT_MESSAGES: dict[str, str] = {
 # The role the API's and the workers' pools act as (migration 0018 creates it).
 APP_ROLE = "dataworkflows_app"
 # The server is shutting down (57P01) or starting up (57P03): worth a retry, like a lost connection.
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03"})
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P03", "25P03"})
 # Errors the server raises for a statement that the same statement may well not meet again: a
 # serialization failure or a deadlock (class 40), insufficient resources (class 53: disk full, out
 # of memory), a lock not available (55P03), a system error (class 58: I/O). The server rolled the
@@ -180,6 +180,7 @@ def make_pool(
     default_workflow_timeout: float | None = None,
     max_runs_per_tree: int | None = None,
     warm_up: bool = False,
+    idle_in_transaction_seconds: float | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
@@ -188,7 +189,9 @@ def make_pool(
     sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour).
     max_runs_per_tree: the most runs a tree may hold when this pool's runs start children
     (DW_MAX_RUNS_PER_TREE; 0: no limit; None: the procedures' 10,000).
-    warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there)."""
+    warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there).
+    idle_in_transaction_seconds: the sessions' idle_in_transaction_session_timeout
+    (DW_IDLE_IN_TRANSACTION_SECONDS; 0 or None: the server's own)."""
     configure_json()
     pool = CheckedPool(
         conninfo,
@@ -205,6 +208,7 @@ def make_pool(
             default_timeout=default_workflow_timeout,
             max_runs_per_tree=max_runs_per_tree,
             warm_up=warm_up,
+            idle_in_transaction_seconds=idle_in_transaction_seconds,
         ),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
@@ -337,8 +341,13 @@ async def _configure(
     default_timeout: float | None = None,
     max_runs_per_tree: int | None = None,
     warm_up: bool = False,
+    idle_in_transaction_seconds: float | None = None,
 ) -> None:
     await conn.set_autocommit(True)
+    if idle_in_transaction_seconds:
+        # In milliseconds, at least 1 (PostgreSQL reads a bare number so; 0 would mean no limit).
+        milliseconds = max(round(idle_in_transaction_seconds * 1000), 1)
+        await conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (str(milliseconds),))
     if default_timeout is not None:
         # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
         await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))

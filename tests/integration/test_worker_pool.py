@@ -210,3 +210,50 @@ async def test_every_per_step_function_plans_generically(dsn: str) -> None:
     assert {
         name for name, settings in config.items() if "plan_cache_mode=force_generic_plan" in (settings or [])
     } == called
+
+
+async def test_a_transaction_left_idle_is_ended_and_its_locks_released(dsn: str) -> None:
+    """DW_IDLE_IN_TRANSACTION_SECONDS: a process stopped mid-transaction (SIGSTOP, a frozen VM) held
+    its locks for as long as it was stopped, and a publish's lock on its workflow stopped every start
+    of that workflow meanwhile. The pools' sessions carry idle_in_transaction_session_timeout: the
+    server ends such a session, its locks go, and the caller that comes back learns the database is
+    unavailable (a 503, not a 500)."""
+    import asyncio
+
+    from dataworkflows.errors import DatabaseUnavailable
+
+    bounded = make_pool(dsn, min_size=1, max_size=1, name="bounded", idle_in_transaction_seconds=0.3)
+    other = make_pool(dsn, min_size=1, max_size=1, name="other")
+    await bounded.open(wait=True)
+    await other.open(wait=True)
+    try:
+        async with bounded.connection() as conn:
+            assert (await (await conn.execute("SHOW idle_in_transaction_session_timeout")).fetchone()) == ("300ms",)
+        async with other.connection() as conn:
+            # A pool made without the setting keeps the server's (none).
+            assert (await (await conn.execute("SHOW idle_in_transaction_session_timeout")).fetchone()) == ("0",)
+        db = Database(bounded)
+        stopped = asyncio.Event()
+
+        async def holder() -> None:
+            async with db.transaction() as tx:
+                await tx.fetch_one("lock_workflow_template", id="held")
+                await stopped.wait()  # the process stops here, the lock held
+                await tx.fetch_one("lock_workflow_template", id="held")
+
+        held = asyncio.ensure_future(holder())
+        await asyncio.sleep(0.8)
+        async with other.connection() as conn:
+            # Free while its holder is still stopped (lock_timeout: waiting for it would raise).
+            await conn.execute("SET lock_timeout = '100ms'")
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended('dw.workflow_templates:' || 'held', 0))")
+            await conn.execute("SELECT pg_advisory_unlock_all()")
+        stopped.set()
+        with pytest.raises(DatabaseUnavailable):
+            await held
+        # The pool replaced the ended session: the next call works.
+        async with bounded.connection() as conn:
+            assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
+    finally:
+        await bounded.close()
+        await other.close()

@@ -117,7 +117,9 @@ class ScheduleData:
         worker's pool replaces the connection."""
         try:
             return await self._fire_due(limit=limit, queue=queue, planner=planner, only=only, idle_timeout=idle_timeout)
-        except psycopg.errors.IdleInTransactionSessionTimeout as exc:
+        except DatabaseUnavailable as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.IdleInTransactionSessionTimeout):
+                raise
             raise DatabaseUnavailable(
                 f"this scheduler's claim sat idle over {idle_timeout:g} s (the process hung?), and PostgreSQL ended it:"
                 " its batch was rolled back, and the schedules are free for the other schedulers"
