@@ -600,7 +600,7 @@ class TickRead(Camel):
     # or cancelled (cancelOther); for a catch-up's older tick under cancelOther, the newest tick's
     # run that replaced it; null when none was.
     overlapped_by: UUID | None = None
-    # It waited (overlap bufferOne, cancelOther) for the schedule's runs to end before starting its
+    # It waited (overlap bufferOne, bufferAll, cancelOther) for the schedule's runs to end before starting its
     # run: it waits still while executionId is null.
     buffered: bool = False
 

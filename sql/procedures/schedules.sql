@@ -308,13 +308,15 @@ $$;
 -- (A development build had dw.trigger_row_v1; no release did.)
 DROP FUNCTION IF EXISTS dw.trigger_row_v1(uuid);
 
--- The tick of a schedule that waits for the schedule's runs to end (overlap bufferOne or cancelOther:
--- dw.fire_schedule_v1), started if none is going any more; the caller holds the trigger's row and
--- has entered its tenant. A disabled schedule's waiting tick is dropped (a disabled schedule starts
--- nothing, and its missed ticks are not caught up when it is enabled again): it reads as a tick
--- without a run, overlapped_by naming the run it waited for. A workflow that cannot run any more
--- (archived, a Draft, disabled) ends the wait as a refused tick (the reason in triggers.error), and a
--- run that cannot start (an error) as a failed one (its reason there too).
+-- The tick of a schedule that waits for the schedule's runs to end (overlap bufferOne, bufferAll or
+-- cancelOther: dw.fire_schedule_v1), started if none is going any more: the oldest when several wait
+-- (bufferAll), the others after its run has ended, one at a time. The caller holds the trigger's row
+-- and has entered its tenant. A disabled schedule's waiting ticks are dropped (a disabled schedule
+-- starts nothing, and its missed ticks are not caught up when it is enabled again): each reads as a
+-- tick without a run, overlapped_by naming the run it waited for. A workflow that cannot run any more
+-- (archived, a Draft, disabled) ends the wait of every waiting tick as refused (the reason in
+-- triggers.error), and a run that cannot start (an error) that tick's as failed (its reason there
+-- too; the next waiting tick tries at the scheduler's next pass).
 -- outcome: buffer_started | buffer_refused | buffer_failed | buffer_dropped; no row when nothing
 -- waits or it still waits.
 CREATE OR REPLACE FUNCTION dw.start_buffered_tick_v1(p_t dw.triggers, p_queue text)
@@ -328,13 +330,14 @@ DECLARE
 BEGIN
     SELECT * INTO v_k FROM dw.schedule_ticks k
      WHERE k.trigger_id = p_t.id AND k.buffered AND k.execution_id IS NULL
-     ORDER BY k.tick_at DESC LIMIT 1;
+     ORDER BY k.tick_at LIMIT 1;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     IF NOT p_t.enabled THEN
-        UPDATE dw.schedule_ticks k SET buffered = false WHERE k.trigger_id = p_t.id AND k.tick_at = v_k.tick_at;
-        RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_dropped'::text;
+        RETURN QUERY UPDATE dw.schedule_ticks k SET buffered = false
+                      WHERE k.trigger_id = p_t.id AND k.buffered AND k.execution_id IS NULL
+                  RETURNING k.tick_at, k.fired_at, NULL::uuid, 'buffer_dropped'::text;
         RETURN;
     END IF;
     IF dw.schedule_runs_going_v1(p_t.id, dw.schedule_tick_text_v1(v_k.tick_at), 1) IS NOT NULL THEN
@@ -342,9 +345,10 @@ BEGIN
     END IF;
     v_refusal := dw.schedule_refusal_v1(p_t.workflow_id);
     IF v_refusal IS NOT NULL THEN
-        UPDATE dw.schedule_ticks k SET buffered = false WHERE k.trigger_id = p_t.id AND k.tick_at = v_k.tick_at;
         UPDATE dw.triggers t SET error = v_refusal WHERE t.id = p_t.id;
-        RETURN QUERY SELECT v_k.tick_at, v_k.fired_at, NULL::uuid, 'buffer_refused'::text;
+        RETURN QUERY UPDATE dw.schedule_ticks k SET buffered = false
+                      WHERE k.trigger_id = p_t.id AND k.buffered AND k.execution_id IS NULL
+                  RETURNING k.tick_at, k.fired_at, NULL::uuid, 'buffer_refused'::text;
         RETURN;
     END IF;
     BEGIN
@@ -415,6 +419,9 @@ $$;
 -- * bufferOne records the tick as waiting (buffered, overlapped_by: the newest run still going) and
 --   dw.start_buffered_ticks_v1 starts its run once none is going; while one tick waits, a newer tick
 --   is recorded as skip records it;
+-- * bufferAll records every such tick as waiting, and also a tick while others wait (so they start in
+--   their order, each once the run before it has ended), up to 1,000 waiting ticks of the schedule: a
+--   tick past them is recorded as skip records it;
 -- * cancelOther cancels the runs still going (overlapped_by: the newest of them; a run whose row is
 --   held elsewhere is left to a dw.cancel_overlapped job) and waits for their end as bufferOne does
 --   (starting at once when every one of them ended in its cancel); a newer tick takes the place of one
@@ -494,7 +501,7 @@ BEGIN
             RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
             CONTINUE;
         END IF;
-        IF v_overlap IN ('skip', 'bufferOne', 'cancelOther') THEN
+        IF v_overlap IN ('skip', 'bufferOne', 'bufferAll', 'cancelOther') THEN
             v_going := dw.schedule_runs_going_v1(p_trigger_id, v_text,
                                                  CASE WHEN v_overlap = 'cancelOther' THEN 1000 ELSE 1 END);
             -- A tick of this schedule still waiting for those runs (left by an earlier call).
@@ -516,6 +523,20 @@ BEGIN
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
                 ELSE
                     -- One tick waits already: this one is not run (as under skip).
+                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
+                END IF;
+                CONTINUE;
+            END IF;
+            IF v_overlap = 'bufferAll' AND (v_going IS NOT NULL OR v_waiting IS NOT NULL) THEN
+                IF (SELECT count(*) FROM (SELECT 1 FROM dw.schedule_ticks k
+                                           WHERE k.trigger_id = p_trigger_id AND k.buffered
+                                             AND k.execution_id IS NULL
+                                           LIMIT 1000) w) < 1000 THEN
+                    UPDATE dw.schedule_ticks k SET buffered = true
+                     WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
+                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
+                ELSE
+                    -- The buffer is full: this one is not run (as under skip).
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                 END IF;
                 CONTINUE;

@@ -48,7 +48,7 @@ SELECT CASE WHEN t.next_tick_at IS NULL THEN 0
 -- name: prune_schedule_ticks
 -- Deletes a batch of tick rows that fired more than `keep_seconds` ago (SKIP LOCKED: workers share
 -- the work), keeping each schedule's newest tick and a tick still waiting for the schedule's runs
--- to end (overlap bufferOne, cancelOther: its run is yet to start).
+-- to end (overlap bufferOne, bufferAll, cancelOther: its run is yet to start).
 WITH doomed AS (
     SELECT k.trigger_id, k.tick_at
       FROM dw.schedule_ticks k

@@ -1566,7 +1566,7 @@ def _add_triggers(sub: Any) -> None:
     )
     create.add_argument(
         "--overlap",
-        choices=("allow", "skip", "bufferOne", "cancelOther"),
+        choices=("allow", "skip", "bufferOne", "bufferAll", "cancelOther"),
         help="schedule: a tick while its previous run still goes (default allow)",
     )
     create.add_argument("--payload", help="schedule: the runs' trigger, a JSON object (default {})")

@@ -73,9 +73,9 @@ SCHEDULE_TICKS = Counter(
     "Schedule ticks a scheduler handled, by outcome: started, existing (its run existed), duplicate "
     "(fired already), refused (the workflow cannot run), overlapped (no run, by the overlap policy: a run of the "
     "schedule still going, or a newer tick of a catch-up replacing it), buffered (its run to start once the "
-    "schedule's runs have ended: overlap bufferOne, cancelOther), buffer_started, buffer_refused, buffer_failed and "
-    "buffer_dropped (a buffered tick's run started, refused by its workflow, could not start, or not started: its "
-    "schedule disabled), skipped (catch-up "
+    "schedule's runs have ended: overlap bufferOne, bufferAll, cancelOther), buffer_started, buffer_refused, "
+    "buffer_failed and buffer_dropped (a buffered tick's run started, refused by its workflow, could not start, "
+    "or not started: its schedule disabled), skipped (catch-up "
     "policy), failed (its run could not start)",
     ["outcome"],
 )

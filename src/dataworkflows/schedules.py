@@ -4,7 +4,7 @@ what fires after a scheduler was away. Pure module (workers/scheduler.py reads a
 Config (dw.triggers.config of a schedule trigger):
     {"cron": "0 2 * * *", "timezone": "Europe/Berlin" (default "UTC"),
      "catchUp": "none" | "latest" (default) | "all", "maxCatchUp": 1..1000 (default 100),
-     "overlap": "allow" (default) | "skip" | "bufferOne" | "cancelOther",
+     "overlap": "allow" (default) | "skip" | "bufferOne" | "bufferAll" | "cancelOther",
      "payload": object (default {}), merged into the run's trigger beside "firedBy"}
 
 Cron: five fields, minute (0-59) hour (0-23) day-of-month (1-31) month (1-12 or jan-dec) day-of-week
@@ -43,7 +43,7 @@ fired when it is enabled again. A change of only its payload, catchUp or name ke
 dw.schedule_v1 call again.
 
 Overlap: what a tick does while a run the schedule started earlier has not ended (Temporal's
-ScheduleOverlapPolicy, of which these are ALLOW_ALL, SKIP, BUFFER_ONE and CANCEL_OTHER;
+ScheduleOverlapPolicy, of which these are ALLOW_ALL, SKIP, BUFFER_ONE, BUFFER_ALL and CANCEL_OTHER;
 dw.fire_schedule_v1 applies it as the tick fires):
     * allow: the tick starts its run whatever is still going;
     * skip: the tick is recorded without a run (outcome overlapped; schedule_ticks.overlapped_by names
@@ -52,6 +52,10 @@ dw.fire_schedule_v1 applies it as the tick fires):
       run still going) and its run starts once none of the schedule's runs is going (a later
       scheduler pass: dw.start_buffered_ticks_v1); while one tick waits, a newer one is recorded as
       skip records it. A disabled schedule's waiting tick is dropped;
+    * bufferAll: as bufferOne, but every such tick waits, and so does a tick while others wait: their
+      runs start in their order, each once the run before it has ended; at most 1,000 ticks of a
+      schedule wait (dw.fire_schedule_v1), a tick past them is recorded as skip records it. A
+      disabled schedule's waiting ticks are all dropped;
     * cancelOther: the runs still going are cancelled (as POST /executions/{id}/cancel does, by
       "scheduler", with a reason naming the schedule and the tick; overlapped_by names the newest of
       them) and the tick's run starts once they have ended, as under bufferOne (at once when each
@@ -60,9 +64,9 @@ dw.fire_schedule_v1 applies it as the tick fires):
       for a cancel's other locks: a run it cannot cancel so is cancelled by a job
       (dw.cancel_overlapped) once it commits.
 A catch-up that fires several ticks at once: under skip only the oldest of them runs (the others
-find it going), under bufferOne the oldest runs and the next one waits; under cancelOther only the
-newest (each would cancel the one before), and the older ones name its run (or the run it waits
-for) in overlapped_by.
+find it going), under bufferOne the oldest runs and the next one waits, under bufferAll the oldest
+runs and the others wait in their order; under cancelOther only the newest (each would cancel the
+one before), and the older ones name its run (or the run it waits for) in overlapped_by.
 
 Time zone names: the IANA names (zoneinfo.available_timezones(); the tzdata package provides them
 where the system has none), not those whose meaning depends on the host (localtime, posix/...,
@@ -95,8 +99,8 @@ DEFAULT_TIMEZONE = "UTC"
 DEFAULT_CATCH_UP = LATEST
 DEFAULT_MAX_CATCH_UP = 100
 MAX_CATCH_UP_LIMIT = 1000
-ALLOW, SKIP, BUFFER_ONE, CANCEL_OTHER = "allow", "skip", "bufferOne", "cancelOther"
-OVERLAP_POLICIES = (ALLOW, SKIP, BUFFER_ONE, CANCEL_OTHER)
+ALLOW, SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER = "allow", "skip", "bufferOne", "bufferAll", "cancelOther"
+OVERLAP_POLICIES = (ALLOW, SKIP, BUFFER_ONE, BUFFER_ALL, CANCEL_OTHER)
 DEFAULT_OVERLAP = ALLOW
 CONFIG_KEYS = ("cron", "timezone", "catchUp", "maxCatchUp", "overlap", "payload")
 MAX_CRON_CHARS = 200

@@ -855,6 +855,53 @@ async def test_under_overlap_buffer_one_a_tick_waits_for_the_run_and_one_tick_on
     assert await one(db, FIRE_ONE, trigger_id, fourth_tick, fourth_tick + timedelta(minutes=1)) == ("buffered", None)
 
 
+async def test_under_overlap_buffer_all_every_tick_waits_and_they_run_in_order(db: Database) -> None:
+    """bufferAll (Temporal's BUFFER_ALL): every tick while the run goes waits, and so does a tick while
+    others wait; once the run has ended the scheduler's pass starts the oldest waiting tick's run, and
+    the next one's only after that run has ended, in the ticks' order (planning list: not offered)."""
+    trigger_id, tick, first = await lingering_schedule(db, "buffer-all", overlap="bufferAll")
+    ticks = [tick + timedelta(minutes=m) for m in (1, 2, 3)]
+    for at in ticks:
+        assert await one(db, FIRE_ONE, trigger_id, at, at + timedelta(minutes=1)) == ("buffered", None)
+    assert await tick_rows(db, trigger_id) == [(first, None, False), *[(None, first, True)] * 3]
+    scheduler = Scheduler(db, SETTINGS)
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = now() + interval '1 hour' WHERE id = %s", trigger_id)
+    assert await scheduler.run_pass() == []
+    previous = first
+    for at in ticks:
+        await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", previous)
+        [started] = await scheduler.run_pass()
+        assert (started.trigger_id, started.tick_at, started.outcome) == (trigger_id, at, "buffer_started")
+        text = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        request_id = await one(db, "SELECT request_id FROM dw.executions WHERE id = %s", started.execution_id)
+        assert request_id == f"schedule:{trigger_id}:{text}"
+        assert await scheduler.run_pass() == []  # the next tick waits for this run
+        previous = started.execution_id
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 4
+
+
+async def test_under_overlap_buffer_all_the_waiting_ticks_are_bounded_and_dropped_together(db: Database) -> None:
+    """At most 1,000 ticks of a schedule wait (a tick past them is recorded as skip records it); a
+    disabled schedule's waiting ticks are all dropped in one pass, not one a pass."""
+    trigger_id, tick, first = await lingering_schedule(db, "buffer-all-full", overlap="bufferAll")
+    await sql(
+        db,
+        "INSERT INTO dw.schedule_ticks (trigger_id, tick_at, fired_at, buffered, overlapped_by)"
+        " SELECT %s, %s::timestamptz + make_interval(mins => n), now(), true, %s FROM generate_series(1, 1000) n",
+        trigger_id,
+        tick,
+        first,
+    )
+    full = tick + timedelta(minutes=1001)
+    assert await one(db, FIRE_ONE, trigger_id, full, full + timedelta(minutes=1)) == ("overlapped", None)
+    await sql(db, "UPDATE dw.triggers SET enabled = false, next_tick_at = NULL WHERE id = %s", trigger_id)
+    await sql(db, "UPDATE dw.executions SET status = 'Succeeded', ended_at = now() WHERE id = %s", first)
+    dropped = await Scheduler(db, SETTINGS).run_pass()
+    assert len(dropped) == 1000 and {(t.trigger_id, t.outcome) for t in dropped} == {(trigger_id, "buffer_dropped")}
+    waiting = "SELECT count(*) FROM dw.schedule_ticks WHERE trigger_id = %s AND buffered AND execution_id IS NULL"
+    assert await one(db, waiting, trigger_id) == 0
+
+
 async def test_a_waiting_tick_of_a_schedule_disabled_or_whose_workflow_cannot_run_starts_nothing(
     db: Database,
 ) -> None:

@@ -85,7 +85,7 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     assert any(e["pointer"].startswith("/config/cron") for e in bad_cron.json()["errors"])
     bad_zone = {"kind": "schedule", "name": "x", "config": {"cron": "@daily", "timezone": "Mars/Olympus"}}
     assert_problem(await client.post(url, json=bad_zone), 422)
-    bad_overlap = {"kind": "schedule", "name": "x", "config": {"cron": "@daily", "overlap": "bufferAll"}}
+    bad_overlap = {"kind": "schedule", "name": "x", "config": {"cron": "@daily", "overlap": "queueAll"}}
     refused_overlap = await client.post(url, json=bad_overlap)
     assert_problem(refused_overlap, 422)
     assert [e["pointer"] for e in refused_overlap.json()["errors"]] == ["/config/overlap"]

@@ -156,7 +156,7 @@ def test_a_config_needs_only_a_cron_and_has_defaults() -> None:
     assert (schedule.zone.key, schedule.catch_up, schedule.max_catch_up, schedule.payload) == ("UTC", "latest", 100, {})
     full = {"cron": "@daily", "timezone": "Europe/Berlin", "catchUp": "all", "maxCatchUp": 1000, "payload": {"a": 1}}
     assert check_config(full) == []
-    for overlap in ("allow", "skip", "bufferOne", "cancelOther"):
+    for overlap in ("allow", "skip", "bufferOne", "bufferAll", "cancelOther"):
         assert check_config({**full, "overlap": overlap}) == []
 
 
@@ -167,7 +167,7 @@ def test_every_config_problem_is_reported_with_its_pointer() -> None:
             "timezone": "Mars/Olympus",
             "catchUp": "some",
             "maxCatchUp": 0,
-            "overlap": "bufferAll",
+            "overlap": "queueAll",
             "payload": [],
             "x~y": 1,
         }
@@ -185,7 +185,7 @@ def test_every_config_problem_is_reported_with_its_pointer() -> None:
             'unknown time zone "Mars/Olympus"; use an IANA name such as Europe/Berlin or UTC',
         ),
         ("/catchUp", "enum", "must be one of none, latest, all"),
-        ("/overlap", "enum", "must be one of allow, skip, bufferOne, cancelOther"),
+        ("/overlap", "enum", "must be one of allow, skip, bufferOne, bufferAll, cancelOther"),
         ("/maxCatchUp", "range", "must be between 1 and 1000"),
         ("/payload", "type", "must be a JSON object"),
     ]

@@ -76,7 +76,7 @@ class Tick(msgspec.Struct, frozen=True):
     # The schedule's overlap policy: the newest run still going that it started none beside (skip) or
     # cancelled (cancelOther), or for a catch-up's older tick under cancelOther the newest's run.
     overlapped_by: UUID | None = None
-    # It waited (bufferOne, cancelOther) for the schedule's runs to end before starting its run: it
+    # It waited (bufferOne, bufferAll, cancelOther) for the schedule's runs to end before starting its run: it
     # waits still while execution_id is None.
     buffered: bool = False
 
@@ -143,7 +143,7 @@ class ScheduleData:
         return Batch(len(due), fired)
 
     async def start_buffered(self, *, queue: str, limit: int) -> list[FiredTick]:
-        """Starts the runs of ticks waiting for their schedule's runs to end (overlap bufferOne,
+        """Starts the runs of ticks waiting for their schedule's runs to end (overlap bufferOne, bufferAll,
         cancelOther) once none of those is going, up to `limit` schedules whose rows nobody holds;
         drops a disabled schedule's waiting tick. Returns the ticks that stopped waiting."""
         rows = await self._db.fetch_all("start_buffered_ticks", queue=queue, limit=limit)

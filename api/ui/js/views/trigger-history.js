@@ -36,7 +36,7 @@ function deliveryRow(d) {
   );
 }
 
-// The run a tick met (the schedule's overlap policy): a buffered tick (bufferOne, cancelOther) waits,
+// The run a tick met (the schedule's overlap policy): a buffered tick (bufferOne, bufferAll, cancelOther) waits,
 // or waited, for it to end before starting its own; with a run of its own, the newest run still going
 // that it cancelled (cancelOther); without, the run it started none beside (skip: the newest still
 // going; cancelOther's catch-up: the newer tick's run that replaced it).
