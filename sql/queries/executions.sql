@@ -6,13 +6,14 @@ SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(reques
 
 -- name: start_execution_then_notify
 -- start_execution, committed, then in a transaction of its own the NOTIFY it did not send, for a start
--- that made a run (created): one message, so that the workers are woken as soon as the run is there,
--- not once the caller has read the answer and sent the next statement. The start leaves its queue in
--- the session's dw.notify_queue ('' when it made no run) for dw.notify_started_job_v1, which clears it
--- and never fails for a notification it cannot send (see there). A message of several statements is
--- not prepared: the driver binds its parameters. What can still fail after the COMMIT is the
--- notification's own commit on an I/O or memory error: the call fails (or, for a transient one, the
--- message goes again and answers created false), and the run is there, as after a lost answer.
+-- that made a run (created): one pipeline (dataworkflows.db._pipelined: one round trip, the parameters
+-- bound by the server, never written into the text), so that the workers are woken as soon as the run
+-- is there, not once the caller has read the answer and sent the next statement. The start leaves its
+-- queue in the session's dw.notify_queue ('' when it made no run) for dw.notify_started_job_v1, which
+-- clears it and never fails for a notification it cannot send (see there). What can still fail after
+-- the COMMIT is the notification's own commit on an I/O or memory error: the call fails (or, for a
+-- transient one, the statements go again and answer created false), and the run is there, as after a
+-- lost answer.
 SELECT s.execution_id, s.status, s.workflow_version, s.created,
        set_config('dw.notify_queue', CASE WHEN s.created THEN %(queue)s ELSE '' END, false) AS notify_queue
   FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import select
 import time
 import weakref
@@ -467,15 +468,41 @@ async def _run(
     one_message: bool = False,
 ) -> psycopg.AsyncCursor[DictRow]:
     """Runs one statement (its own transaction: the pool's connections autocommit) as the task's tenant.
-    one_message: the query is several statements, sent in one message with the parameters bound by the
-    driver (PostgreSQL prepares one statement at a time); the cursor is on the first one's answer."""
+    one_message: the query is several statements, sent together (_pipelined); the cursor is on the first
+    one's answer."""
     _stop_if_cancelled()
     await _enter(conn, pool_role)
-    cur: psycopg.AsyncCursor[DictRow] = (
-        psycopg.AsyncClientCursor(conn, row_factory=dict_row) if one_message else conn.cursor(row_factory=dict_row)
-    )
+    if one_message:
+        return await _pipelined(conn, query, _adapt(params))
+    cur: psycopg.AsyncCursor[DictRow] = conn.cursor(row_factory=dict_row)
     await cur.execute(query, _adapt(params))
     return cur
+
+
+# Where a named query of several statements ends one (sqlfiles keeps each statement's line end).
+_STATEMENT_SPLIT = re.compile(r";[ \t]*\n")
+
+
+async def _pipelined(
+    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
+) -> psycopg.AsyncCursor[DictRow]:
+    """A query of several statements in one pipeline: one round trip, each statement over the extended
+    protocol, its parameters sent apart from its text (bound by the server). Statements up to a COMMIT
+    commit with it, and those after it in a transaction of their own, committed at the pipeline's end
+    (start_execution_then_notify: the start, then its notification). It was one simple-protocol message
+    with the driver binding the values into the text, so PostgreSQL's log, which quotes a statement that
+    fails (log_min_error_statement), carried them, and every refused start (a 404, a 409) wrote its
+    whole trigger there, secrets and all (a review). Returns the first statement's cursor."""
+    cursors: list[psycopg.AsyncCursor[DictRow]] = []
+    async with conn.pipeline():
+        for statement in _STATEMENT_SPLIT.split(query):
+            cur = conn.cursor(row_factory=dict_row)
+            # Not prepared: a statement a failed one skipped (the pipeline aborted up to its end) was not
+            # prepared either, though psycopg counted it so, and its next use failed on a prepared
+            # statement that does not exist (InvalidSqlStatementName).
+            await cur.execute(statement, params if "%(" in statement else None, prepare=False)
+            cursors.append(cur)
+    return cursors[0]
 
 
 class Database:
@@ -568,10 +595,10 @@ class Database:
         return await self._statement(name, params, _fetch_one)
 
     async def fetch_one_of_message(self, name: str, /, **params: Any) -> Row | None:
-        """A named query of several statements (each committed as its COMMITs say), sent in one message:
-        the first row of the first statement's answer. A transient refusal sends the whole message
-        again, so its statements must bear that (start_execution_then_notify's do: the start is
-        idempotent by request id)."""
+        """A named query of several statements (each committed as its COMMITs say), sent together in one
+        pipeline (_pipelined): the first row of the first statement's answer. A transient refusal sends
+        them all again, so its statements must bear that (start_execution_then_notify's do: the start
+        is idempotent by request id)."""
         return await self._statement(name, params, _fetch_one, one_message=True)
 
     async def execute(self, name: str, /, **params: Any) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import re
 import threading
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -272,6 +273,31 @@ async def test_a_start_and_its_notification_are_one_message(db: Database) -> Non
         async with db.connection() as conn:
             values = await (await conn.execute("SELECT current_setting('dw.notify_queue', true)")).fetchall()
         assert values in ([("",)], [(None,)])
+
+
+async def test_a_refused_start_writes_no_trigger_value_into_the_servers_log(db: Database, dsn: str) -> None:
+    """A review: the start and its notification went as one simple-protocol message, the driver writing
+    the values into its text, and PostgreSQL's log quotes a statement that fails: every refused start
+    (a 404, a 409) wrote its whole trigger there, secrets and all. They go over the extended protocol
+    now, the values apart from the text."""
+    secret = "sk-live-" + uuid.uuid4().hex
+    missing = "no-such-workflow-" + uuid.uuid4().hex[:8]
+    with pytest.raises(errors.WorkflowNotFound):
+        await db.executions.start(
+            workflow_id=missing,
+            request_id="r",
+            trigger={"apiKey": secret},
+            principal_id=None,
+            principal_type=None,
+            correlation_id=None,
+            queue="executions",
+        )
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:  # the application role may not read it
+        [data_directory] = await (await conn.execute("SHOW data_directory")).fetchone() or [None]
+    log = Path(data_directory) / "log"  # the embedded server's (pg_ctl -l)
+    text = log.read_text(errors="replace")
+    assert missing in text  # the refusal and its statement are logged ...
+    assert secret not in text  # ... without the trigger's values
 
 
 def _function(text: str, name: str) -> str:
