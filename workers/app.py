@@ -1269,13 +1269,19 @@ async def run_worker(
     )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
-    # Before the first runs plan their calls: statistics for a new database's run tables.
-    await analyze_stale_run_tables(db)
-    # Eight more are opened (and warmed) in the background, and kept: psycopg_pool opens the ones a
-    # burst asks for one at a time, so a fresh worker's first burst waited for each in turn. Not
-    # before the worker starts (a server short of free connections would stop it), and not all of
-    # them (three workers' 28 each at once ran a test server out of connections).
-    await pool.resize(min_size=min(10, pool.max_size), max_size=pool.max_size)
+    try:
+        # Before the first runs plan their calls: statistics for a new database's run tables.
+        await analyze_stale_run_tables(db)
+        # Eight more are opened (and warmed) in the background, and kept: psycopg_pool opens the ones
+        # a burst asks for one at a time, so a fresh worker's first burst waited for each in turn. Not
+        # before the worker starts (a server short of free connections would stop it), and not all
+        # of them (three workers' 28 each at once ran a test server out of connections).
+        await pool.resize(min_size=min(10, pool.max_size), max_size=pool.max_size)
+    except BaseException:
+        # A pool left open keeps tasks that asyncio.run waits for, for ever (a review: a worker that
+        # failed here hung, and `up` with it, until killed -9).
+        await pool.close()
+        raise
     conditions = ConditionPool(size=2)
     # Transforms (up to 60 s each) in helpers of their own: conditions never queue behind them.
     # Helpers start when first asked for, so a worker that runs no transform starts none.

@@ -281,6 +281,36 @@ class Settings:
             )
         self._validate_numbers()
         self._validate_choices()
+        self._validate_parts()
+
+    def _validate_parts(self) -> None:
+        """Settings that were read only where they are used, so a bad one surfaced late: a
+        DW_CREDENTIALS_KEY that is not 32 bytes of base64 answered 500 at the API's first stored
+        connection, and stopped a worker after its pool had opened, which then hung (`up` could only
+        be killed -9; a review); a DW_QUEUE past what a PostgreSQL channel name holds dropped every
+        wake-up of its runs silently (each waited for the 5 s poll), and past 128 characters every
+        start answered 422; pool sizes the wrong way round were a traceback."""
+        if self.credentials_key:
+            from dataworkflows.credentials import Cipher
+
+            try:
+                Cipher.from_setting(self.credentials_key)
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"{exc.message}: make one with `python3 -c 'import base64, os;"
+                    " print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`"
+                ) from None
+        queue = self.queue.encode()
+        if not queue or len(queue) > MAX_QUEUE_BYTES:
+            raise ConfigurationError(
+                f"DW_QUEUE={self.queue!r}: give a name of 1 to {MAX_QUEUE_BYTES} bytes (its workers are woken on"
+                " a PostgreSQL channel named after it, which holds no more)"
+            )
+        if self.pool_min_size > self.pool_max_size:
+            raise ConfigurationError(
+                f"DW_POOL_MIN_SIZE={self.pool_min_size} is above DW_POOL_MAX_SIZE={self.pool_max_size}:"
+                " give a minimum at most the maximum"
+            )
 
     def _validate_numbers(self) -> None:
         """Every number a finite one of its range: a negative DW_LEASE_SECONDS started a worker whose
@@ -295,6 +325,9 @@ class Settings:
                 raise ConfigurationError(f"{key}={value!r}: give a finite number, 0 or more")
             if f.name in _POSITIVE and value <= 0:
                 raise ConfigurationError(f"{key}={value!r}: give a number above 0")
+            least = _AT_LEAST.get(f.name)
+            if least is not None and value < least and not (value == 0 and f.name not in _POSITIVE):
+                raise ConfigurationError(f"{key}={value!r}: give at least {least:g}")
             # And one the places it goes can take: a PostgreSQL integer, an interval, a day count
             # (a review: DW_MAX_RECOVERIES=2147483648 or DW_STALLED_WORKER_SECONDS=1e16 passed here,
             # then every recovery pass or fetch of the worker failed).
@@ -361,6 +394,26 @@ _POSITIVE = frozenset(
     }
 )
 
+
+# The smallest value above 0 a duration may have, where less cannot work: a lease must outlive the
+# round trips that renew it (a review: DW_LEASE_SECONDS=0.0000001 failed healthy runs worker_lost),
+# a worker's heartbeat the pass that writes it; the others are polls and timeouts that a value of
+# microseconds turns into a busy loop or a failure of everything.
+_AT_LEAST = {
+    "lease_seconds": 1.0,
+    "stalled_worker_seconds": 1.0,
+    "recovery_interval_seconds": 0.1,
+    "worker_poll_seconds": 0.01,
+    "scheduler_interval_seconds": 0.01,
+    "retention_interval_seconds": 0.1,
+    "template_timeout_seconds": 0.01,
+    "db_timeout_seconds": 0.01,
+    "migrate_lock_timeout_seconds": 0.001,
+    "idle_in_transaction_seconds": 0.001,
+    "resource_claim_seconds": 1.0,
+}
+# A queue's workers listen on the channel procrastinate_queue_v1#<queue>: PostgreSQL's names hold 63 bytes.
+MAX_QUEUE_BYTES = 63 - len("procrastinate_queue_v1#")
 
 # The largest value a setting may have: days (retention) up to MAX_RETENTION_DAYS; seconds up to ten
 # years, or, for one that becomes a PostgreSQL timeout in milliseconds (lock_timeout), up to what

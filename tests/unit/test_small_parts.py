@@ -71,6 +71,16 @@ def test_migrations_are_numbered_uniquely() -> None:
         ({"DW_REQUIRE_PRINCIPAL": "ture"}, "DW_REQUIRE_PRINCIPAL='ture': give true or false"),
         ({"DW_LOG_FORMAT": "xml"}, "DW_LOG_FORMAT='xml': give console or json"),
         ({"DW_LOG_LEVEL": "loud"}, "DW_LOG_LEVEL='loud'"),
+        # A review: these were read only where used. A bad key answered 500 (API) or hung the worker
+        # (`up` could only be killed -9); a tiny lease failed healthy runs worker_lost; a long queue
+        # name dropped every wake-up silently; pool sizes the wrong way round were a traceback.
+        ({"DW_CREDENTIALS_KEY": "AAAA"}, "DW_CREDENTIALS_KEY must be 32 bytes, base64-encoded: make one with"),
+        ({"DW_CREDENTIALS_KEY": "notbase64"}, "DW_CREDENTIALS_KEY is not valid base64: make one with"),
+        ({"DW_LEASE_SECONDS": "0.0000001"}, "DW_LEASE_SECONDS=1e-07: give at least 1"),
+        ({"DW_TEMPLATE_TIMEOUT_SECONDS": "1e-9"}, "DW_TEMPLATE_TIMEOUT_SECONDS=1e-09: give at least 0.01"),
+        ({"DW_QUEUE": "q" * 41}, "DW_QUEUE='" + "q" * 41 + "': give a name of 1 to 40 bytes"),
+        ({"DW_QUEUE": "é" * 21}, "give a name of 1 to 40 bytes"),
+        ({"DW_POOL_MIN_SIZE": "20", "DW_POOL_MAX_SIZE": "5"}, "DW_POOL_MIN_SIZE=20 is above DW_POOL_MAX_SIZE=5"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(environ: dict[str, str], words: str) -> None:
@@ -87,6 +97,10 @@ def test_good_settings_still_read() -> None:
             "DW_LOG_LEVEL": "WARNING",
             "DW_SCHEDULER_INTERVAL_SECONDS": "0",
             "DW_SHUTDOWN_GRACE_SECONDS": "0",
+            "DW_IDLE_IN_TRANSACTION_SECONDS": "0",
+            "DW_RETENTION_INTERVAL_SECONDS": "0",
+            "DW_QUEUE": "q" * 40,
+            "DW_CREDENTIALS_KEY": "A" * 43 + "=",
         }
     )
     assert (settings.require_principal, settings.metrics_require_auth, settings.scheduler_interval_seconds) == (
