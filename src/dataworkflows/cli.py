@@ -82,7 +82,9 @@ def _serving_settings(args: argparse.Namespace) -> Settings:
     from dataworkflows.api.cross_site import LOOPBACK_HOSTS
 
     settings = _settings(args)
-    if settings.auth_mode == "loose" and not settings.api_allowed_hosts.strip():
+    # A value that names no host (",", " , ") is unset, not "any host" (a review: "," answered every
+    # Host in loose mode); any host is "*".
+    if settings.auth_mode == "loose" and not any(name.strip() for name in settings.api_allowed_hosts.split(",")):
         settings = replace(settings, api_allowed_hosts=",".join(LOOPBACK_HOSTS))
     return settings
 
@@ -321,10 +323,21 @@ async def _load_examples(settings: Settings) -> None:
             sets = await load_template_sets(Database(pool))
             loaded = await load_examples(Database(pool), default_registry(), conditions)
             templates = await load_templates(Database(pool))
+            # Those an operator archived or disabled stay so, and are said so (a review: they were
+            # listed as Active).
+            workflows = [await Database(pool).workflows.get(workflow_id) for workflow_id in loaded]
     finally:
         await conditions.close()
         await pool.close()
-    print(f"example workflows (Active): {', '.join(loaded)}")
+    active = [w.id for w in workflows if w is not None and w.status == "Active" and w.is_enabled]
+    other = [
+        f"{w.id} ({w.status}{'' if w.is_enabled else ', disabled'})"
+        for w in workflows
+        if w is not None and w.id not in active
+    ]
+    print(f"example workflows (Active): {', '.join(active) or 'none'}")
+    if other:
+        print(f"example workflows left as an operator set them: {', '.join(other)}")
     print(f"example workflow templates: {', '.join(templates)}")
     print(f"example document template sets: {', '.join(sets)}")
 
@@ -424,11 +437,33 @@ def cmd_psql(args: argparse.Namespace) -> int:
         # login may see, unless PGOPTIONS or a SET chooses one (they showed nothing, without a word).
         env["PGOPTIONS"] = f"{options} -c dw.tenant_id=*".strip()
     with _engine_database(settings) as url:
-        return subprocess.call([binary, url, *args.psql_args], env=env)
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        # The password through the environment, not the command line, which every local user reads
+        # in the process list (a review: `ps` showed DATABASE_URL whole).
+        params = conninfo_to_dict(url)
+        password = params.pop("password", None)
+        if password is not None:
+            env["PGPASSWORD"] = str(password)
+        return subprocess.call([binary, make_conninfo("", **params), *args.psql_args], env=env)
 
 
 def _api_url(args: argparse.Namespace) -> str:
     return str(getattr(args, "api_url", None) or os.environ.get("DW_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def _shown_api_url(args: argparse.Namespace) -> str:
+    """The API's URL as a message shows it: a password in it as *** (a review: every "cannot reach the
+    API" printed it)."""
+    url = _api_url(args)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url if "@" not in url else "<the API URL>"
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
@@ -952,15 +987,16 @@ def _large_page_size(value: str) -> int:
     return _page_size(value, 1000)
 
 
-def _say_more(response: httpx.Response) -> None:
+def _say_more(response: httpx.Response, keep: str = "") -> None:
     """The next page of a bare list, from the answer's Link header, as a `more: add --cursor C`
     line on stderr (stdout keeps the rows, or the JSON): the list was cut at its limit without a
-    word before."""
+    word before. `keep`: the filter options the cursor holds to (a cursor of one filter is refused
+    with another), said with it."""
     following = response.links.get("next", {}).get("url")
     cursor = parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
     if cursor:
         sys.stdout.flush()
-        print(f"more: add --cursor {cursor}", file=sys.stderr)
+        print(f"more: add --cursor {cursor}" + (f" (keep {keep})" if keep else ""), file=sys.stderr)
 
 
 def _page_params(args: argparse.Namespace, **params: Any) -> dict[str, Any]:
@@ -1331,7 +1367,8 @@ def _trigger_line(t: dict[str, Any]) -> str:
 
 def _print_page(args: argparse.Namespace, response: httpx.Response, what: str, line: Any) -> int:
     """A page of a bare list (the triggers, a trigger's deliveries or ticks): a line each (or the
-    JSON), and the next page's cursor on stderr."""
+    JSON), and the next page's cursor on stderr, with the filter it holds to (a review: the hint for
+    `deliveries --outcome X` left --outcome out, and the cursor alone was refused)."""
     if response.status_code != 200:
         return _refused(response)
     rows = response.json()
@@ -1342,7 +1379,8 @@ def _print_page(args: argparse.Namespace, response: httpx.Response, what: str, l
         print(f"no more {what}" if args.cursor else f"no {what}")
     for row in [] if args.json else rows:
         print(line(row))
-    _say_more(response)
+    kept = [f"--{name} {getattr(args, name)}" for name in ("outcome", "kind") if getattr(args, name, None)]
+    _say_more(response, " ".join(kept))
     return EXIT_OK
 
 
@@ -2225,7 +2263,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return _http_error(args, exc)
     except NotTheApi as exc:
         print(
-            f"error: the server at {_api_url(args)} is not the DataWorkflows API (it answered {exc}): "
+            f"error: the server at {_shown_api_url(args)} is not the DataWorkflows API (it answered {exc}): "
             "set DW_API_URL or --api-url to the API's URL",
             file=sys.stderr,
         )
@@ -2240,7 +2278,7 @@ def _main(argv: Sequence[str] | None) -> int:
         # An answer in JSON, but not the API's (another service at that URL, a proxy's JSON error):
         # the commands read the API's fields, and were tracebacks (a review).
         print(
-            f"error: the answer of the server at {_api_url(args)} is not the DataWorkflows API's "
+            f"error: the answer of the server at {_shown_api_url(args)} is not the DataWorkflows API's "
             f"({type(exc).__name__}: {exc}): set DW_API_URL or --api-url to the API's URL",
             file=sys.stderr,
         )
@@ -2257,10 +2295,10 @@ def _http_error(args: argparse.Namespace, exc: Exception) -> int:
     import httpx
 
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        print(f"error: the API URL {_api_url(args)!r} is not valid: {exc}", file=sys.stderr)
+        print(f"error: the API URL {_shown_api_url(args)!r} is not valid: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(
-        f"error: cannot reach the API at {_api_url(args)} ({exc or type(exc).__name__}): is `dataworkflows up` "
+        f"error: cannot reach the API at {_shown_api_url(args)} ({exc or type(exc).__name__}): is `dataworkflows up` "
         "running there? (set DW_API_URL or --api-url)",
         file=sys.stderr,
     )

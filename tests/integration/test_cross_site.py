@@ -155,6 +155,10 @@ def test_up_and_api_answer_the_loopback_names_in_loose_mode(monkeypatch: pytest.
     assert allowed_hosts(_serving_settings(args).api_allowed_hosts) == {"dw.internal", "api"}
     monkeypatch.setenv("DW_API_ALLOWED_HOSTS", "*")
     assert allowed_hosts(_serving_settings(args).api_allowed_hosts) is None
+    # A value that names no host is not "any host" (a review: "," answered every Host).
+    for nothing in (",", " , ,", ""):
+        monkeypatch.setenv("DW_API_ALLOWED_HOSTS", nothing)
+        assert allowed_hosts(_serving_settings(args).api_allowed_hosts) == {"localhost", "127.0.0.1", "::1"}
     # Strict mode: a bearer token cannot be sent cross-site; any host unless named.
     monkeypatch.delenv("DW_API_ALLOWED_HOSTS")
     monkeypatch.setenv("DW_AUTH_MODE", "strict")

@@ -37,6 +37,17 @@ def test_examples_load_into_database_url_and_again_changes_nothing(
     assert all(first[workflow_id][0] == "Active" for workflow_id in expected)
     assert main(["examples", "load"]) == EXIT_OK
     assert versions() == first
+    # An example an operator archived or disabled stays so, and is not listed as Active (a review).
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE dw.workflows SET status = 'Archived' WHERE id = 'first-match'")
+        conn.execute("UPDATE dw.workflows SET is_enabled = false WHERE id = 'conditional'")
+    capsys.readouterr()
+    assert main(["examples", "load"]) == EXIT_OK
+    out = capsys.readouterr().out
+    active = next(line for line in out.splitlines() if line.startswith("example workflows (Active): "))
+    assert "first-match" not in active and "conditional" not in active and "simple-echo" in active
+    assert "left as an operator set them: " in out and "first-match (Archived)" in out
+    assert "conditional (Active, disabled)" in out
 
 
 def test_examples_load_needs_a_database(

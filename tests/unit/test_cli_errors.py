@@ -236,3 +236,30 @@ def test_the_cli_bounds_are_the_apis() -> None:
         rate_limits.MAX_CONCURRENT_EXECUTIONS,
         rate_limits.MAX_RATE_PER_MINUTE,
     )
+
+
+def test_a_password_in_the_api_url_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: every "cannot reach the API" (and "not the API") printed DW_API_URL whole."""
+    url = f"http://admin:S3cretPW@127.0.0.1:{free_port()}"
+    assert main(["status", "00000000-0000-0000-0000-000000000000", "--api-url", url]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the API at http://admin:***@127.0.0.1:"), err
+    assert "S3cretPW" not in err
+
+
+def test_psql_gets_the_password_through_its_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A review: `dataworkflows psql` put DATABASE_URL, password and all, on psql's command line, which
+    every local user reads in the process list."""
+    seen = tmp_path / "seen"
+    fake = tmp_path / "psql"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\nprintf "PGPASSWORD=%s\\n" "$PGPASSWORD" >> {seen}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://dw:Pa55word@db.internal:5432/dataworkflows")
+    assert main(["psql", "-c", "select 1"]) == 0
+    lines = seen.read_text().splitlines()
+    assert "Pa55word" not in " ".join(lines[:-1])
+    assert "host=db.internal" in lines[0] and "dbname=dataworkflows" in lines[0]
+    assert lines[1:] == ["-c", "select 1", "PGPASSWORD=Pa55word"]
