@@ -107,7 +107,9 @@ class HeaderPrincipalResolver:
         principal_type = _header(connection, PRINCIPAL_TYPE_HEADER, MAX_PRINCIPAL_TYPE)
         tenant = (connection.headers.get(TENANT_HEADER) or "").strip() or DEFAULT_TENANT
         if not valid_tenant(tenant):
-            raise ClientException(f"{TENANT_HEADER} must be 1-100 letters, digits, '_', '.' or '-'")
+            raise ClientException(
+                f"{TENANT_HEADER} must be 1-100 letters, digits, '_', '.' or '-', the first a letter or digit"
+            )
         return Principal(principal_id, principal_type or ("user" if principal_id else None), tenant, ALL_ROLES)
 
 

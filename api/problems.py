@@ -142,7 +142,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if isinstance(exc, ValidationException):
         status = 400
         if isinstance(exc.extra, list):
-            entries = [_validation_entry(request, item) for item in exc.extra if isinstance(item, dict)]
+            entries = [
+                _validation_entry(request, item)
+                for item in exc.extra
+                if isinstance(item, dict) and not _optional_body_absent(request, item)
+            ]
             extra["errors"] = [entry for entry, _ in entries]
             detail = "; ".join(said for _, said in entries) or detail
     titles = {
@@ -184,6 +188,16 @@ def _own_detail(request: Request[Any, Any, Any], detail: Any) -> str:
     if query:
         detail = detail.replace(f"?{query}", "")
     return _bounded(detail)
+
+
+def _optional_body_absent(request: Request[Any, Any, Any], item: dict[str, Any]) -> bool:
+    """Litestar's entry for an absent body ("'data'") that the handler does not need (`data` has a
+    default: resume, publish): it came with another field's failure (a bad query value), as if the
+    missing body were wrong too."""
+    if item.get("message") != "'data'":
+        return False
+    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    return parameter is not None and parameter.has_default
 
 
 def _validation_entry(request: Request[Any, Any, Any], item: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -266,8 +266,9 @@ class ControlRequest(Camel, forbid_unknown_fields=True):
 
 
 class EmptyRequest(Camel, forbid_unknown_fields=True):
-    """The body of a request that takes none (resume, redrive): absent, or `{}`. Anything else is a 400,
-    so that a field the client thought would be kept (a reason) is not silently dropped."""
+    """The body of a request that takes none (resume, redrive, a workflow's publish, archive, disable and
+    enable): absent, or `{}`. Anything else is a 400, so that a field the client thought would be kept
+    (a reason, a version to publish) is not silently dropped."""
 
 
 class ControlResponse(Camel):

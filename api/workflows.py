@@ -14,7 +14,7 @@ from dataworkflows import traces
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
-from dataworkflows.errors import InvalidInput, NotFound, WorkflowNotFound
+from dataworkflows.errors import HeaderRefused, InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.json_depth import json_depth
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
@@ -35,6 +35,7 @@ from .paging import (
 )
 from .params import INT_MAX, query_int, require_one_of
 from .schemas import (
+    EmptyRequest,
     ExecuteRequest,
     ExecuteResponse,
     VersionRead,
@@ -77,7 +78,10 @@ def _correlation_id(data: ExecuteRequest, request: Request[Any, Any, Any]) -> st
     """The run's correlation id: the body's correlationId, else the X-Correlation-Id header (None:
     neither; the request id stands in). Either one, when sent, is taken as sent or refused (the
     body's 422 with a pointer, the header's 400 naming it), never cut: the run would be found under
-    an id nobody sent. The header is checked even when the body's field overrides it."""
+    an id nobody sent. The header is checked even when the body's field overrides it, and given twice is
+    refused as X-Principal-Id is (a review: behind a proxy that adds its own, the client's first copy won)."""
+    if len(request.headers.getall(CORRELATION_HEADER, [])) > 1:
+        raise HeaderRefused(f"give the header {CORRELATION_HEADER} once")
     header = request.headers.get(CORRELATION_HEADER)
     if header is not None:
         header = header_text(CORRELATION_HEADER, header, MAX_CORRELATION_ID)
@@ -199,7 +203,13 @@ class WorkflowController(Controller):
         summary="Archive: refuse new executions",
         opt={"role": "author", "owner": "workflow"},
     )
-    async def archive(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
+    async def archive(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        workflow_id: FromPath[str],
+        data: JSONBody[EmptyRequest | None] = None,
+    ) -> WorkflowRead:
         await db.workflows.archive(workflow_id, principal.id)
         return await read_workflow(db, workflow_id)
 
@@ -210,7 +220,13 @@ class WorkflowController(Controller):
         summary="Disable: refuse new executions, whatever the status (running ones go on; idempotent)",
         opt={"role": "author", "owner": "workflow"},
     )
-    async def disable(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
+    async def disable(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        workflow_id: FromPath[str],
+        data: JSONBody[EmptyRequest | None] = None,
+    ) -> WorkflowRead:
         await db.workflows.set_enabled(workflow_id, False, principal.id)
         return await read_workflow(db, workflow_id)
 
@@ -221,7 +237,13 @@ class WorkflowController(Controller):
         summary="Enable a disabled workflow: it takes new executions again, as its status allows (idempotent)",
         opt={"role": "author", "owner": "workflow"},
     )
-    async def enable(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> WorkflowRead:
+    async def enable(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        workflow_id: FromPath[str],
+        data: JSONBody[EmptyRequest | None] = None,
+    ) -> WorkflowRead:
         await db.workflows.set_enabled(workflow_id, True, principal.id)
         return await read_workflow(db, workflow_id)
 
@@ -320,6 +342,9 @@ class WorkflowController(Controller):
         principal: PrincipalDep,
         workflow_id: FromPath[str],
         version: Annotated[int | None, query_int("version", ge=1, le=INT_MAX, required=False)] = None,
+        # None, or {}: the version is the query's (a body's {"version": 1} was ignored, and the latest
+        # published instead: a review).
+        data: JSONBody[EmptyRequest | None] = None,
     ) -> WorkflowRead:
         workflow = await require_workflow(svc.db, workflow_id)
         target = version or workflow.latest_version

@@ -60,6 +60,18 @@ async def test_lifecycle_transitions_and_refusals(client: AsyncTestClient[Any]) 
     assert (await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}})).status_code == 202
     assert_problem(await client.post("/api/v1/workflows/nope/archive"), 404)
     assert_problem(await client.post("/api/v1/workflows/simple-echo/publish", params={"version": 9}), 404)
+    # They take no body (a review: publish's {"version": 1} was ignored, and the latest published; a
+    # disable with a body that is not JSON disabled): a 400 that changes nothing; {} is none.
+    url = "/api/v1/workflows/simple-echo"
+    for action in ("publish", "archive", "disable", "enable"):
+        assert_problem(await client.post(f"{url}/{action}", json={"version": 1}), 400)
+        garbage = await client.post(
+            f"{url}/{action}", content=b"garbage{", headers={"Content-Type": "application/json"}
+        )
+        assert_problem(garbage, 400)
+    workflow = (await client.get(url)).json()
+    assert (workflow["status"], workflow["isEnabled"]) == ("Active", True)
+    assert (await client.post(f"{url}/disable", json={})).json()["isEnabled"] is False
 
 
 async def test_a_workflow_is_disabled_and_enabled_over_the_api(

@@ -455,3 +455,22 @@ async def test_a_tenant_or_principal_header_given_twice_is_refused(name: str) ->
     once = types.SimpleNamespace(headers=Headers([(b"x-tenant-id", b"acme"), (b"x-principal-id", b"ana")]))
     principal = await HeaderPrincipalResolver().resolve(once)  # type: ignore[arg-type]
     assert (principal.id, principal.tenant) == ("ana", "acme")
+
+
+def test_a_correlation_id_header_given_twice_is_refused() -> None:
+    """A review: as X-Principal-Id was, the first of two was taken (behind a proxy that appends its own,
+    the client's copy won). (The test client folds repeated headers into one: a request as Litestar gets
+    it from the server.)"""
+    import types
+
+    from litestar.datastructures import Headers
+
+    from dataworkflows.api.schemas import ExecuteRequest
+    from dataworkflows.api.workflows import _correlation_id
+    from dataworkflows.errors import HeaderRefused
+
+    twice = types.SimpleNamespace(headers=Headers([(b"x-correlation-id", b"client"), (b"x-correlation-id", b"proxy")]))
+    with pytest.raises(HeaderRefused, match="give the header X-Correlation-Id once"):
+        _correlation_id(ExecuteRequest(), twice)  # type: ignore[arg-type]
+    once = types.SimpleNamespace(headers=Headers([(b"x-correlation-id", b"client")]))
+    assert _correlation_id(ExecuteRequest(), once) == "client"  # type: ignore[arg-type]
