@@ -155,7 +155,10 @@ BEGIN
     SELECT w.tenant_id, w.rate_limit_per_minute INTO v_tenant, v_old_rate
       FROM dw.workflows w WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RETURN;
+        -- Said, not an empty answer: an operator's psql call that matched nothing read as done (a
+        -- review), as dw.schedule_v1 says it.
+        RAISE EXCEPTION 'workflow % not found in tenant % (the session''s dw.tenant_id; none or * is default)',
+            p_workflow_id, dw.session_tenant_v1() USING ERRCODE = 'DW001';
     END IF;
     UPDATE dw.workflows w
        SET max_concurrent_executions = CASE WHEN p_set_concurrent THEN p_concurrent

@@ -230,5 +230,11 @@ BEGIN
     UPDATE dw.workflows w SET retention_days = p_days, updated_at = now()
      WHERE w.tenant_id = dw.session_tenant_v1() AND w.id = p_workflow_id
     RETURNING w.id;
+    IF NOT FOUND THEN
+        -- Said, not an empty answer: an operator's psql call that matched nothing read as done (a
+        -- review), as dw.schedule_v1 says it.
+        RAISE EXCEPTION 'workflow % not found in tenant % (the session''s dw.tenant_id; none or * is default)',
+            p_workflow_id, dw.session_tenant_v1() USING ERRCODE = 'DW001';
+    END IF;
 END;
 $$;

@@ -24,6 +24,7 @@ from dataworkflows.api.app import create_app
 from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_prune, cmd_workflows_retention, main
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
+from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.retention import Pruned
 from dataworkflows.db import Database
 from dataworkflows.retention import Prune, parse_age, prune_due
@@ -172,6 +173,15 @@ async def test_each_workflow_keeps_its_runs_as_long_as_it_says(db: Database, dsn
         assert await db.retention.set_workflow_retention(name, retention)
         runs[name] = await start(db, name)
     assert not await db.retention.set_workflow_retention("nope", 3)
+    assert not await db.limits.set_workflow_limits("nope", WorkflowLimits(True, 1, False, None))
+    # An operator's psql call that matches nothing says so (a review: it answered nothing, as if done).
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        for call in (
+            "SELECT * FROM dw.set_workflow_retention_v1('nope', 3)",
+            "SELECT * FROM dw.set_workflow_limits_v1('nope', true, 1, false, NULL)",
+        ):
+            with pytest.raises(psycopg.Error, match="workflow nope not found in tenant default"):
+                await conn.execute(call)
     await owner(dsn, "UPDATE dw.executions SET status = 'Succeeded', started_at = now(), ended_at = now()")
     await age(dsn, list(runs.values()), 40)
     with all_tenants():

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from dataworkflows import errors
+
 if TYPE_CHECKING:
     from dataworkflows.db import Database, Transaction
 
@@ -46,8 +48,12 @@ class LimitData:
         return 0 if row is None else int(row["deleted"])
 
     async def set_workflow_limits(self, workflow_id: str, limits: WorkflowLimits) -> bool:
-        """Changes a workflow's limits; False when there is no such workflow."""
-        row = await self._db.fetch_one("set_workflow_limits", id=workflow_id, **msgspec.structs.asdict(limits))
+        """Changes a workflow's limits; False when there is no such workflow (the function raises
+        WorkflowNotFound for an operator's psql call)."""
+        try:
+            row = await self._db.fetch_one("set_workflow_limits", id=workflow_id, **msgspec.structs.asdict(limits))
+        except errors.WorkflowNotFound:
+            return False
         return row is not None
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from dataworkflows import errors
+
 if TYPE_CHECKING:
     from dataworkflows.db import Database
 
@@ -86,5 +88,9 @@ class RetentionData:
 
     async def set_workflow_retention(self, workflow_id: str, days: int | None) -> bool:
         """How many days the workflow's finished runs are kept (None: the default; 0: forever);
-        False when there is no such workflow."""
-        return await self._db.fetch_one("set_workflow_retention", id=workflow_id, days=days) is not None
+        False when there is no such workflow (the function raises WorkflowNotFound for an operator's psql
+        call)."""
+        try:
+            return await self._db.fetch_one("set_workflow_retention", id=workflow_id, days=days) is not None
+        except errors.WorkflowNotFound:
+            return False
