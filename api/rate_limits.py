@@ -38,6 +38,8 @@ HOOKS_PATH = "/api/v1/hooks/"
 # Webhook buckets belong to no tenant (trigger ids are unique across tenants); not a valid tenant id.
 HOOKS_TENANT = "-"
 WARNING_INTERVAL_SECONDS = 10.0
+# An answer that carries this field already describes a bucket of its own (a hook's 429).
+_RATE_LIMIT_FIELD = b"ratelimit-limit"
 
 _last_warning = 0.0
 
@@ -138,7 +140,12 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *encoded]
+                sent = list(message.get("headers", ()))
+                # A hook's 429 describes the bucket that refused it (its trigger's, take_trigger_token):
+                # the sender's fields as well would be a second, conflicting set of the same names.
+                if not any(name.lower() == _RATE_LIMIT_FIELD for name, _ in sent):
+                    sent.extend(encoded)
+                message["headers"] = sent
             await send(message)
 
         await app(scope, receive, send_with_headers)

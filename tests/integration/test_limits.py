@@ -308,6 +308,10 @@ async def test_a_delivery_over_its_hooks_own_limit_is_a_row_and_says_whose_limit
         refused = await client.post(f"/api/v1/hooks/{trigger_id}", json={"n": 1})
         assert refused.status_code == 429, refused.text
         assert refused.json()["detail"].startswith("this hook's delivery rate is over the limit"), refused.text
+        # One set of RateLimit fields, the hook's bucket's (empty): the sender's (2 left) were added too.
+        for name in RATE_HEADERS:
+            assert len(refused.headers.get_list(name)) == 1, (name, refused.headers)
+        assert (refused.headers["RateLimit-Limit"], refused.headers["RateLimit-Remaining"]) == ("3", "0")
     deliveries = await db.webhooks.deliveries(uuid.UUID(trigger_id), limit=10)
     assert [(d.outcome, d.status_code, (d.reason or "").split(":")[0]) for d in deliveries] == [
         ("refused", 429, "rate_limited")
