@@ -9,9 +9,12 @@ and status code (sql/procedures/webhooks.sql):
   503  a signed trigger while this server has no DW_CREDENTIALS_KEY (or one that does not decrypt
        the secret): it cannot verify anything;
   401  a missing, wrong or stale signature (dataworkflows.webhooks: hmac-sha256, github, slack);
-  400  a delivery id over 200 characters, a body that is not what its Content-Type says (JSON for
-       application/json, */*+json or no Content-Type; fields for a form; any other type is kept as
-       UTF-8 text), or one nested too deeply;
+  400  a delivery id over 200 characters or holding a control, format (bidi) or separator character,
+       a NUL or a lone surrogate (as a requestId must not; the row stores it with those escaped as
+       \\uXXXX, as every row of such an id does, whatever its refusal, and its reason says so), a
+       body that is not what its Content-Type says (JSON for application/json, */*+json or no
+       Content-Type; fields for a form; any other type is kept as UTF-8 text), or one nested too
+       deeply;
   422  an activation condition that throws, or a payloadTemplate that cannot render;
   200  {"activated": false}: the activation condition is false (the delivery id is claimed: a replay
        is a duplicate);
@@ -158,9 +161,14 @@ class _Delivery:
         return await self._accept()
 
     async def record(self, outcome: str, reason: str | None, status: int) -> DeliveryOutcome | None:
+        # Whatever the refusal (an unsigned request to a signed hook included), its id is stored
+        # printable: the id is read before anything is checked, and only a valid one is ever claimed.
+        recorded = None if self.delivery_id is None else webhooks.recorded_delivery_id(self.delivery_id)
+        if recorded != self.delivery_id and reason is not None and webhooks.ESCAPED_ID_NOTE not in reason:
+            reason = f"{reason}; {webhooks.ESCAPED_ID_NOTE}"
         return await self.svc.db.webhooks.record(
             self.hook.id,
-            delivery_id=None if self.delivery_id is None else self.delivery_id[: webhooks.MAX_DELIVERY_ID],
+            delivery_id=None if recorded is None else recorded[: webhooks.MAX_DELIVERY_ID],
             # A refused delivery claims nothing (its hash would block the genuine one).
             content_hash=None
             if outcome == "refused"
@@ -177,9 +185,7 @@ class _Delivery:
         """A delivery to a disabled hook: answered 404 as an unknown one (a sender learns nothing),
         and recorded, so that an operator sees a sender still delivering to a hook they turned off.
         Nothing else is checked (no signature, no body parsing): the row says what came."""
-        if await self._take_body():
-            assert self.delivery_id is not None
-            self.delivery_id = self.delivery_id.replace("\x00", "\\0")  # recorded, not stored as sent
+        await self._take_body()
         log.info("webhook delivery refused", trigger_id=str(self.hook.id), status=404, reason="trigger_disabled")
         await self.record("refused", "trigger_disabled: the webhook is disabled", 404)
 
@@ -260,10 +266,6 @@ class _Delivery:
 
     async def _parse(self) -> Response[Any] | None:
         assert self.delivery_id is not None
-        if "\x00" in self.delivery_id:
-            self.delivery_id = self.delivery_id.replace("\x00", "\\0")  # recorded, not stored as sent
-            refusal = Refusal("invalid_delivery_id", "a delivery id must not hold a NUL character")
-            return await self.refuse(400, "Bad request", refusal)
         bad_id = webhooks.delivery_id_refusal(self.delivery_id)
         if bad_id is not None:
             return await self.refuse(400, "Bad request", bad_id)

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ import msgspec
 
 from dataworkflows import templating
 from dataworkflows.json_depth import json_depth
-from dataworkflows.validation import sent_text, unknown_fields
+from dataworkflows.validation import has_unprintable_character, sent_text, unknown_fields
 
 HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
 SCHEMES = (HMAC_SHA256, GITHUB, SLACK, NONE)
@@ -360,10 +361,39 @@ def slack_field(body: bytes, name: str) -> str | None:
     return found if isinstance(found, str) and 0 < len(found) <= MAX_DELIVERY_ID else None
 
 
+def _unstorable(char: str) -> bool:
+    """A character no delivery id may hold: the execute route's rule for request ids (a delivery id
+    becomes the run's request id, hook:<trigger>:<id>), and a lone surrogate, which Slack's event_id
+    can carry (JSON's \\ud800 escape) and no UTF-8 text can."""
+    return unicodedata.category(char) == "Cs" or has_unprintable_character(char)
+
+
 def delivery_id_refusal(value: str) -> Refusal | None:
     if len(value) > MAX_DELIVERY_ID:
         return Refusal("invalid_delivery_id", f"a delivery id is at most {MAX_DELIVERY_ID} characters")
+    if any(_unstorable(c) for c in value):
+        return Refusal(
+            "invalid_delivery_id",
+            "a delivery id must not contain control, invisible or line-separator characters or lone surrogates"
+            " (as a requestId must not)",
+        )
     return None
+
+
+# Said in a row's reason when its delivery id is stored escaped (recorded_delivery_id).
+ESCAPED_ID_NOTE = (
+    "the delivery id is recorded with its control, invisible, separator and surrogate characters escaped as \\uXXXX"
+)
+
+
+def recorded_delivery_id(value: str) -> str:
+    """The delivery id as its row stores it: as sent, but each character no delivery id may hold
+    written as \\uXXXX (\\UXXXXXXXX past U+FFFF). A refused delivery's id is recorded whatever it
+    holds, and sent as is it would be a terminal's escape sequence in psql, a NUL or a lone surrogate
+    that PostgreSQL refuses (the refusal then went unrecorded, answered 422 or 500)."""
+    return "".join(
+        (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}") if _unstorable(c) else c for c in value
+    )
 
 
 # -- the body and the payload --------------------------------------------------------------------

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from dataworkflows import webhooks
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
@@ -643,6 +644,53 @@ async def test_nul_characters_are_refused_with_400_and_recorded(
     assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=nul_body, headers=sign(nul_body)), 400)
     assert [(o, code) for o, code, _ in await rows(db, hook)] == [("refused", 400), ("refused", 400)]
     assert await runs_of(db, hook) == 0
+
+
+async def test_a_delivery_id_a_request_id_could_not_hold_is_refused_and_recorded_escaped(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """A lone surrogate in Slack's event_id was a 500 (PostgreSQL cannot encode it), on a disabled
+    hook and without a signature too; a NUL there a 422 with no row, where the signature's 401 was
+    due; a terminal escape sequence or a bidi override in an id header was stored and became the
+    run's request id, which the execute route refuses. Every one of them is a row, its id escaped."""
+    slack = await make_hook(db, name="slack-ids", signature="slack")
+    url = f"/api/v1/hooks/{slack}"
+    surrogate, nul = b'{"event_id": "a\\ud800b"}', b'{"event_id": "a\\u0000b"}'
+    for body in (surrogate, nul):
+        unsigned = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert assert_problem(unsigned, 401)["code"] == "timestamp_missing"  # the first thing slack checks
+    signed = await client.post(url, content=surrogate, headers=slack_signed(surrogate, int(time.time())))
+    assert assert_problem(signed, 400)["code"] == "invalid_delivery_id"
+
+    hook = await make_hook(db)
+    escape = "\x1b]0;pwned\x07\x1b[2J\x1b[31mFAKE accepted"
+    sent = await client.post(f"/api/v1/hooks/{hook}", content=b"{}", headers=sign(b"{}", X_Delivery_Id=escape))
+    assert assert_problem(sent, 400)["code"] == "invalid_delivery_id"
+    github = await make_hook(db, name="gh-ids", signature="github")
+    digest = hmac.new(SECRET.encode(), b"{}", hashlib.sha256).hexdigest()
+    bidi = {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": "order-\u202e24".encode()}
+    assert assert_problem(await client.post(f"/api/v1/hooks/{github}", content=b"{}", headers=bidi), 400)
+
+    await db.triggers.update(uuid.UUID(slack), name=None, enabled=False, config=None)
+    disabled = await client.post(url, content=surrogate, headers=slack_signed(surrogate, int(time.time())))
+    assert_problem(disabled, 404)
+
+    found = await sql(
+        db,
+        "SELECT status_code, delivery_id, reason FROM dw.webhook_deliveries WHERE trigger_id = ANY(%s) ORDER BY id",
+        [uuid.UUID(slack), uuid.UUID(hook), uuid.UUID(github)],
+    )
+    assert [(code, delivery) for code, delivery, _ in found] == [
+        (401, "slack:a\\ud800b"),
+        (401, "slack:a\\u0000b"),
+        (400, "slack:a\\ud800b"),
+        (400, "\\u001b]0;pwned\\u0007\\u001b[2J\\u001b[31mFAKE accepted"),
+        (400, "order-\\u202e24"),
+        (404, "slack:a\\ud800b"),
+    ], found
+    assert all(reason.endswith(webhooks.ESCAPED_ID_NOTE) for _, _, reason in found), found
+    assert found[0][2].startswith("timestamp_missing") and found[-1][2].startswith("trigger_disabled"), found
+    assert await runs_of(db, slack) + await runs_of(db, hook) + await runs_of(db, github) == 0
 
 
 async def test_a_signed_hook_without_the_credentials_key_answers_503(dsn: str, db: Database) -> None:

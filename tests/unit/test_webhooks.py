@@ -231,6 +231,26 @@ def test_delivery_ids_are_bounded() -> None:
     assert refusal is not None and refusal.code == "invalid_delivery_id"
 
 
+def test_delivery_ids_with_what_a_request_id_must_not_hold_are_refused_and_recorded_escaped() -> None:
+    """A terminal escape sequence, a bidi override, a NUL, a lone surrogate (Slack's event_id is read
+    with json.loads, which takes `\\ud800`): refused as the execute route refuses them in a requestId,
+    and the row stores them escaped (they reached psql's terminal, or PostgreSQL refused them: a 500)."""
+    for sent, recorded in (
+        ("\x1b]0;pwned\x07\x1b[2J", "\\u001b]0;pwned\\u0007\\u001b[2J"),
+        ("order-\u202e42", "order-\\u202e42"),
+        ("a\x00b", "a\\u0000b"),
+        ("slack:a\ud800b", "slack:a\\ud800b"),
+        ("tag\U000e0041", "tag\\U000e0041"),
+    ):
+        refusal = webhooks.delivery_id_refusal(sent)
+        assert refusal is not None and refusal.code == "invalid_delivery_id", sent
+        assert webhooks.recorded_delivery_id(sent) == recorded
+    for fine in ("order-42", "72d3162e-cc78-11e3-81ab-4c9367dc0958", "ordér-1", "\u0646\u0627\u0645\u200c\u0647\u0627"):
+        assert webhooks.delivery_id_refusal(fine) is None
+        assert webhooks.recorded_delivery_id(fine) == fine
+    assert webhooks.delivery_id(SLACK, headers(), b'{"event_id": "a\\ud800b"}') == "slack:a\ud800b"
+
+
 # -- bodies and payloads ---------------------------------------------------------------------------
 
 
