@@ -8,6 +8,9 @@ and status code (sql/procedures/webhooks.sql):
   413  a body larger than DW_MAX_BODY_BYTES;
   503  a signed trigger while this server has no DW_CREDENTIALS_KEY (or one that does not decrypt
        the secret): it cannot verify anything;
+  400  a signature or timestamp header given more than once (repeated_header): which copy is the
+       sender's nobody can tell, and the first one was verified (a valid one followed by any other
+       was accepted);
   401  a missing, wrong or stale signature (dataworkflows.webhooks: hmac-sha256, github, slack);
   400  a delivery id over 200 characters or holding a control, format (bidi) or separator character,
        a NUL or a lone surrogate (as a requestId must not; the row stores it with those escaped as
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -221,6 +225,11 @@ class _Delivery:
         if secret is None:
             unverifiable = Refusal("signature_unverifiable", f"this server cannot verify the signature: {why_not}")
             return await self.refuse(503, "Service unavailable", unverifiable)
+        # Checked before the signature: verify() reads the first copy, so a valid one followed by
+        # anything at all was accepted, and which copy is the sender's nobody can tell.
+        repeated = self._repeated(h for h in (self.config.timestamp_header, self.config.signature_header) if h)
+        if repeated is not None:
+            return await self.refuse(400, "Bad request", Refusal("repeated_header", repeated))
         now = time.time()
         refusal = webhooks.verify(self.config, secret, self.request.headers, self.body, now)
         if refusal is not None and refusal.code == "signature_invalid" and self.hook.previous_secret is not None:
@@ -247,6 +256,13 @@ class _Delivery:
         await self.record("refused", f"rate_limited: {message}", 429)
         return rate_limited(self.request, refused.headers(), refused.retry_after, whose=HOOK_RATE)
 
+    def _repeated(self, names: Iterable[str]) -> str | None:
+        """Why a header the signature scheme reads is refused: given more than once, or None."""
+        for name in names:
+            if len(self.request.headers.getall(name, [])) > 1:
+                return f"the {name} header is given more than once"
+        return None
+
     def _secret(self) -> tuple[str | None, str]:
         if not self.svc.settings.credentials_key:
             return None, "DW_CREDENTIALS_KEY is not set"
@@ -269,12 +285,11 @@ class _Delivery:
         bad_id = webhooks.delivery_id_refusal(self.delivery_id)
         if bad_id is not None:
             return await self.refuse(400, "Bad request", bad_id)
-        for name in self.config.delivery_id_headers:
-            # Two of them (a proxy that added its own): which one is the sender's is anyone's guess,
-            # as for two Authorization headers; the first one was taken.
-            if len(self.request.headers.getall(name, [])) > 1:
-                twice = Refusal("invalid_delivery_id", f"the {name} header is given more than once")
-                return await self.refuse(400, "Bad request", twice)
+        # Two of them (a proxy that added its own): which one is the sender's is anyone's guess, as
+        # for two Authorization headers; the first one was taken.
+        repeated = self._repeated(self.config.delivery_id_headers)
+        if repeated is not None:
+            return await self.refuse(400, "Bad request", Refusal("invalid_delivery_id", repeated))
         # The body sits one level down in the run's trigger.
         depth = self.svc.settings.max_trigger_depth - 1
         try:

@@ -467,6 +467,40 @@ async def test_a_delivery_id_given_twice_is_refused(dsn: str, db: Database, hook
     assert await runs_of(db, hook) == 1
 
 
+async def test_a_signature_or_timestamp_header_given_twice_is_refused(dsn: str, db: Database, hooked: str) -> None:
+    """Two X-Hub-Signature-256 headers, the first valid and the second not, were accepted: the first
+    copy was verified. Refused as a repeated delivery id header is (400, recorded), whichever copy is
+    valid; also a repeated timestamp. Over a real server: the test client joins repeated headers."""
+    github = await make_hook(db, name="gh-twice", signature="github")
+    signed = await make_hook(db, name="dw-twice")
+    digest = hmac.new(SECRET.encode(), b"{}", hashlib.sha256).hexdigest()
+    valid = ("X-Hub-Signature-256", f"sha256={digest}")
+    junk = ("X-Hub-Signature-256", "sha256=00")
+    async with (
+        served(create_app(settings(dsn))) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
+    ):
+        answers = [
+            await http.post(f"/api/v1/hooks/{github}", content=b"{}", headers=[*pair, ("X-GitHub-Delivery", "g1")])
+            for pair in ([valid, junk], [junk, valid])
+        ]
+        headers = sign(b"{}")
+        twice = [*headers.items(), ("X-DW-Timestamp", headers["X-DW-Timestamp"])]
+        answers.append(await http.post(f"/api/v1/hooks/{signed}", content=b"{}", headers=twice))
+        once = await http.post(f"/api/v1/hooks/{github}", content=b"{}", headers=[valid, ("X-GitHub-Delivery", "g1")])
+    details = [assert_problem(answer, 400) for answer in answers]
+    assert [d["code"] for d in details] == ["repeated_header"] * 3, details
+    assert "X-Hub-Signature-256 header is given more than once" in details[0]["detail"], details
+    assert "X-DW-Timestamp header is given more than once" in details[2]["detail"], details
+    assert [(o, code) for o, code, _ in await rows(db, github)] == [
+        ("refused", 400),
+        ("refused", 400),
+        ("accepted", 202),
+    ]
+    assert [(o, code) for o, code, _ in await rows(db, signed)] == [("refused", 400)]
+    assert once.status_code == 202, once.text
+
+
 async def test_text_and_form_bodies(client: AsyncTestClient[Any], db: Database, hooked: str) -> None:
     hook = await make_hook(db, signature="none")
     text = await client.post(f"/api/v1/hooks/{hook}", content=b"plain words", headers={"Content-Type": "text/plain"})
