@@ -22,7 +22,8 @@ and status code (sql/procedures/webhooks.sql):
   200  {"activated": false}: the activation condition is false (the delivery id is claimed: a replay
        is a duplicate);
   202  accepted: the delivery row and the run are written in one transaction;
-  200  "duplicate": true: a delivery id seen before; the first delivery's executionId, nothing started.
+  200  "duplicate": true: a delivery id seen before; the first delivery's executionId, nothing started
+       (null, with a note, when retention removed that run).
 Nothing is cached between requests: each delivery reads its trigger (enabled, config, secret) afresh.
 """
 
@@ -71,6 +72,9 @@ class HookAnswer(Camel):
     duplicate: bool
     execution_id: UUID | None = None
     status_url: str | None = None
+    # Why a duplicate of an accepted delivery names no run: retention removed it (its delivery rows
+    # are kept apart from it); null otherwise.
+    note: str | None = None
 
 
 class HookInfo(Camel):
@@ -390,8 +394,13 @@ class _Delivery:
             duplicate=outcome.outcome == "duplicate" or (outcome.outcome == "accepted" and not outcome.created),
             execution_id=execution_id,
             status_url=None if execution_id is None else f"/api/v1/executions/{execution_id}",
+            # An accepted delivery always has its run (one transaction): without one, it was removed.
+            note=_RUN_REMOVED if outcome.first_outcome == "accepted" and execution_id is None else None,
         )
         return Response(body, status_code=202 if created else 200, media_type=MediaType.JSON)
+
+
+_RUN_REMOVED = "the first delivery's run was removed (retention); nothing was started again"
 
 
 def _fallback(config: HookConfig) -> str:

@@ -67,6 +67,10 @@ BEGIN
            AND v_first.received_at < p_received_at - make_interval(secs => p_lapse_seconds) THEN
             UPDATE dw.webhook_deliveries d SET lapsed_at = p_received_at WHERE d.id = v_first.id;
         ELSIF FOUND THEN
+            -- The first delivery's run, unless retention removed it (a delivery row is kept
+            -- DW_WEBHOOK_RETENTION_DAYS, its run its workflow's retention): the answer named it,
+            -- and its statusUrl was a 404. NULL then, and the row's reason says why.
+            SELECT e.id INTO o_first_execution_id FROM dw.executions e WHERE e.id = v_first.execution_id;
             INSERT INTO dw.webhook_deliveries (trigger_id, delivery_id, received_at, outcome, reason, status_code,
                                                execution_id, body_bytes)
             VALUES (p_trigger_id, p_delivery_id, p_received_at, 'duplicate',
@@ -77,10 +81,11 @@ BEGIN
                                      v_first.outcome)
                          ELSE format('the same signed request was first received at %s under delivery id %s (%s)',
                                      dw.iso_time_v1(v_first.received_at), v_first.delivery_id, v_first.outcome)
-                    END, 200,
-                    v_first.execution_id, p_body_bytes);
+                    END
+                    || CASE WHEN v_first.execution_id IS NOT NULL AND o_first_execution_id IS NULL
+                            THEN format('; its run %s was removed (retention)', v_first.execution_id) ELSE '' END,
+                    200, o_first_execution_id, p_body_bytes);
             o_first_outcome := v_first.outcome;
-            o_first_execution_id := v_first.execution_id;
             RETURN;
         END IF;
     END LOOP;

@@ -23,6 +23,8 @@ from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
+from dataworkflows.retention import Prune, prune_due
+from dataworkflows.tenancy import all_tenants
 from dataworkflows.workers.app import prune_webhook_deliveries
 from tests.fakes import served
 from tests.integration.test_api import assert_problem
@@ -130,6 +132,7 @@ async def test_a_valid_delivery_starts_a_run_with_body_headers_query_and_fired_b
         "duplicate": False,
         "executionId": execution_id,
         "statusUrl": f"/api/v1/executions/{execution_id}",
+        "note": None,
     }
     execution = (await client.get(answer["statusUrl"])).json()
     trigger = execution["trigger"]
@@ -278,6 +281,7 @@ async def test_activation_condition_false_answers_200_and_starts_nothing(
         "duplicate": False,
         "executionId": None,
         "statusUrl": None,
+        "note": None,
     }
     # Its replay is a duplicate of a delivery that did not activate.
     replay = await client.post(f"/api/v1/hooks/{hook}", content=body, headers=headers, params={"env": "prod"})
@@ -865,6 +869,36 @@ async def test_old_deliveries_are_pruned(client: AsyncTestClient[Any], db: Datab
     assert replay.status_code == 200, replay.text
     assert (replay.json()["duplicate"], replay.json()["executionId"]) == (True, first.json()["executionId"])
     assert await runs_of(db, hook) == 3
+
+
+async def test_a_duplicate_of_a_delivery_whose_run_retention_removed_names_no_run(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """The delivery rows outlive the run (their retention is their own): a resend answered the
+    removed run's executionId, and its statusUrl was a 404."""
+    hook = await make_hook(db, signature="none")
+    url = f"/api/v1/hooks/{hook}"
+    first = await client.post(url, json={"n": 1}, headers={"X-Delivery-Id": "d1"})
+    assert first.status_code == 202, first.text
+    run = first.json()["executionId"]
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = 'Succeeded', created_at = now() - interval '40 days',"
+        " started_at = now() - interval '40 days', ended_at = now() - interval '40 days' WHERE id = %s",
+        uuid.UUID(run),
+    )
+    with all_tenants():
+        await prune_due(db, Prune(default_seconds=30 * 86400.0))
+    assert_problem(await client.get(f"/api/v1/executions/{run}"), 404)
+    again = await client.post(url, json={"n": 1}, headers={"X-Delivery-Id": "d1"})
+    assert again.status_code == 200, again.text
+    answer = again.json()
+    assert (answer["duplicate"], answer["executionId"], answer["statusUrl"]) == (True, None, None), answer
+    assert "removed (retention)" in answer["note"], answer
+    assert first.json()["note"] is None
+    [(outcome, status, reason), *_] = reversed(await rows(db, hook))
+    assert (outcome, status) == ("duplicate", 200) and f"its run {run} was removed" in (reason or ""), reason
+    assert await runs_of(db, hook) == 0
 
 
 async def test_the_same_delivery_sent_20_times_at_once_starts_one_run(
