@@ -664,13 +664,13 @@ def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
     def written(value: Any, *args: Any, **kwargs: Any) -> Any:
         if name == "string":
             return function(as_text(value), *args, **kwargs)
-        return function(_as_text_items(value), *args, **kwargs)
+        return function(_url_items(value), *args, **kwargs)
 
     return written
 
 
 def _as_text_items(value: Any) -> Any:
-    """What `join` and `urlencode` take, each item's (or each value's) text as an output writes it."""
+    """What `join` takes, each item's (or each value's) text as an output writes it."""
     if isinstance(value, _LAZY):
         value = _drained(value)
     if isinstance(value, dict):
@@ -678,6 +678,26 @@ def _as_text_items(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [as_text(v) for v in value]
     return value
+
+
+def _url_items(value: Any) -> Any:
+    """What `urlencode` takes: a value, an object or a list of (key, value) pairs, each key and value
+    as an output writes it. Jinja quotes str() of what is not a string: a lone `null` or `false`
+    came out as `None`, `False`; and each pair of a list was made one JSON string, which no longer
+    unpacked into key and value (`[['a', 1]] | urlencode` failed)."""
+    if isinstance(value, _LAZY):
+        value = _drained(value)
+    if isinstance(value, dict):
+        return {as_text(k): as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_url_pair(item) for item in value]
+    return as_text(value)
+
+
+def _url_pair(item: Any) -> Any:
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        return (as_text(item[0]), as_text(item[1]))
+    return item  # not a pair: urlencode says so, as Jinja's does
 
 
 _runtime_env = _JsonSandbox(undefined=jinja2.StrictUndefined, autoescape=False)

@@ -106,6 +106,9 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
             "join": "{{ trigger.obj.values() | join(',') }}",
             "string": "{{ trigger.yes | string }}",
             "url": "{{ trigger.obj | urlencode }}",
+            # A lone value and a list of pairs too (Jinja wrote str(): None, False).
+            "urlScalars": "{{ trigger.none | urlencode }}|{{ trigger.no | urlencode }}|{{ trigger.f | urlencode }}",
+            "urlPairs": "{{ [['a', trigger.none], ('b', trigger.yes)] | urlencode }}",
             "reversed": "x{{ [trigger.none, 1] | reverse }}",
             "mapped": "{{ [trigger.none, trigger.yes] | map('string') | join('|') }}",
             "attribute": "{{ [trigger.obj, {'n': 1}] | join(', ', attribute='n') }}",
@@ -116,6 +119,8 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
         "join": "true,null",
         "string": "true",
         "url": "ok=true&n=null",
+        "urlScalars": "null|false|1.5",
+        "urlPairs": "a=null&b=true",
         "reversed": "x[1,null]",
         "mapped": "null|true",
         "attribute": "null, 1",
