@@ -444,6 +444,10 @@ class _Renderer:
                     result = self.compile_expression(expr)(**scope)
                     if isinstance(result, jinja2.Undefined):
                         str(result)  # StrictUndefined raises its descriptive error here
+                    if isinstance(result, _LAZY):
+                        # The array it yields, as in text (it failed as "not JSON"); each item a
+                        # step, so an endless generator ends at the step budget.
+                        result = _drained(result)
                     budget.produce(_estimate(result, budget.max_chars - budget.chars))
                     return _to_json(_check_int(result), path)
                 return _bounded(self.compile_template(value).generate(**scope), budget)
@@ -558,11 +562,14 @@ def _bounded(chunks: Any, budget: RenderBudget) -> str:
     return "".join(parts)
 
 
-def _plain_string(value: Any) -> str:
+def _plain_string(value: Any) -> Any:
     """A str subclass as a plain string: `tojson`, `e` and `safe` answer markupsafe.Markup, which is
-    text (msgspec refuses subclasses of str); anything else is not JSON."""
+    text (msgspec refuses subclasses of str); an iterator inside a value (`[xs | reverse]`) as the
+    array it yields, as a whole one is; anything else is not JSON."""
     if isinstance(value, str):
         return str.__str__(value)
+    if isinstance(value, _LAZY):
+        return _drained(value)
     if isinstance(value, jinja2.Undefined):
         # In a list or a dict (`[trigger.x, trigger.typo]`): StrictUndefined, or the sandbox's
         # refusal of an attribute, raises its own words here, as a bare `{{ trigger.typo }}`
@@ -571,9 +578,21 @@ def _plain_string(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def _counted_json(value: Any) -> Any:
+    """_plain_string for a whole template's value, whose size was estimated before an iterator in
+    it was drained (as 8 characters): what the iterator yields counts against the render's size too."""
+    if isinstance(value, _LAZY):
+        items = _drained(value)
+        budget = _budget.get()
+        if budget is not None:
+            budget.produce(_estimate(items, budget.max_chars - budget.chars))
+        return items
+    return _plain_string(value)
+
+
 def _to_json(value: Any, path: str) -> Any:
     try:
-        result = msgspec.to_builtins(value, enc_hook=_plain_string)
+        result = msgspec.to_builtins(value, enc_hook=_counted_json)
     except TypeError as exc:
         raise TemplateRenderError(
             f"template at {path or '/'} produced a {type(value).__name__}, which is not JSON"

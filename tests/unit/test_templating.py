@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any
 
 import pytest
@@ -131,6 +132,30 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
             render(template, scope)
     # Workflow templates' [[ ]] the same.
     assert templating.render_instantiation("[[ x ]] and [[ y ]]", {"x": None, "y": [False]}) == "null and [false]"
+
+
+def test_an_iterator_as_a_whole_value_is_the_array_it_yields() -> None:
+    scope = {"trigger": {"l": ["a", "b"], "big": ["x" * 1000] * 990}}
+    # It failed the node as "produced a generator, which is not JSON"; in text it was the array.
+    assert render(
+        {
+            "mapped": "{{ trigger.l | map('upper') }}",
+            "reversed": " {{ trigger.l | reverse }} ",
+            "values": "{{ {'k': 1}.values() }}",
+            "nested": "{{ {'r': trigger.l | reverse} }}",
+        },
+        scope,
+    ) == {"mapped": ["A", "B"], "reversed": ["b", "a"], "values": [1], "nested": {"r": ["b", "a"]}}
+    # Bounded as in text: each item is a step, and what it yields counts against the size.
+    with pytest.raises(TemplateBudgetExceeded):
+        render("{{ range(1000) | map('string') }}", scope, RenderBudget(max_steps=100))
+    with pytest.raises(TemplateBudgetExceeded):
+        render("{{ trigger.big | reverse }}", scope, RenderBudget(max_chars=100_000))
+    with pytest.raises(TemplateBudgetExceeded):
+        render("{{ [trigger.big | reverse, trigger.big] }}", scope)
+    # An endless one ends at the step budget.
+    with pytest.raises(TemplateBudgetExceeded):
+        render("{{ trigger.g }}", {"trigger": {"g": itertools.count()}}, RenderBudget(max_steps=1000))
 
 
 def test_values_without_templates_are_untouched() -> None:
