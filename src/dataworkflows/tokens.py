@@ -33,13 +33,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
+from dataworkflows.principal_ids import MAX_PRINCIPAL_ID, has_unprintable_character
 from dataworkflows.tenancy import is_valid_tenant
-from dataworkflows.validation import has_unprintable_character
 
 log = structlog.get_logger("dataworkflows.tokens")
 
 ROLES = ("viewer", "operator", "author", "admin")
-MAX_SUBJECT = 200
+MAX_SUBJECT = MAX_PRINCIPAL_ID
 # RFC 7518 §3.2: an HS256 key is at least as long as the hash (32 bytes).
 MIN_SECRET_BYTES = 32
 ASYMMETRIC = ("RS256", "ES256")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import types
 import typing
-import unicodedata
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -28,6 +27,7 @@ from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
 from dataworkflows.json_depth import any_string, json_depth
 from dataworkflows.json_text import json_type
+from dataworkflows.principal_ids import has_unprintable_character as has_unprintable_character
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
@@ -84,22 +84,6 @@ def sent_text(value: str) -> str | None:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return None
-
-
-# Unicode categories a name or an id must not hold: controls, format characters (zero-width space,
-# right-to-left override) and line and paragraph separators. Invisible, or a line break in a log line.
-_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-# Format characters that are part of how names are written: the zero-width non-joiner and joiner
-# (Persian, Hindi and other scripts, emoji sequences).
-_WRITTEN_FORMAT = frozenset({"\u200c", "\u200d"})
-
-
-def has_unprintable_character(text: str) -> bool:
-    """Whether the text holds a control, format (zero-width space, bidirectional override) or line or
-    paragraph separator character: has_control_character, and what looks like nothing or breaks a
-    line without being a control. The zero-width (non-)joiner, which scripts write names with, is
-    not one."""
-    return any(unicodedata.category(c) in _UNPRINTABLE_CATEGORIES and c not in _WRITTEN_FORMAT for c in text)
 
 
 def header_text(name: str, value: str, most: int, *, strip: bool = False) -> str:

@@ -24,9 +24,14 @@ from dataworkflows import templating
 from dataworkflows.actions import ActionResult
 from dataworkflows.definitions import parse_duration
 from dataworkflows.json_text import json_preview
+from dataworkflows.principal_ids import principal_id_problem
 
 WAITING_KINDS = ("delay", "signal", "approval")
 MAX_APPROVERS = 100
+# An approval's title is a display name's length (validation.MAX_DISPLAY_NAME), its description a
+# document template's or a note's.
+MAX_TITLE = 200
+MAX_DESCRIPTION = 2000
 MAX_WAIT_SECONDS = 366 * 86400
 SIGNAL_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,199}\Z")
 
@@ -157,7 +162,7 @@ def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> 
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
             raise WaitParameterError("correlationKey must be a string of 1-500 characters (or an integer)")
         return WaitSpec("signal", name=name, correlation_key=key, expires_at=expires_at)
-    return _approval(values, given, expires_at)
+    return _approval(values, given, expires_at, strict=strict)
 
 
 def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
@@ -172,7 +177,7 @@ def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
     return WaitSpec("timer", due_at=now)
 
 
-def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None) -> WaitSpec:
+def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None, *, strict: bool) -> WaitSpec:
     approvers = given("approvers")
     quorum = given("quorum") if "quorum" in values else "any"
     names: list[str] = []
@@ -182,7 +187,10 @@ def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None) -
         names = list(dict.fromkeys(a.strip() for a in approvers))
         if not 1 <= len(names) <= MAX_APPROVERS:
             raise WaitParameterError(f"an approval needs 1 to {MAX_APPROVERS} approvers")
+        _check_approvers(names, strict=strict)
     required = _required(quorum, len(names) if approvers is not None else None)
+    _check_text(given("title"), "title", MAX_TITLE)
+    _check_text(given("description"), "description", MAX_DESCRIPTION)
     details = {
         "approvers": names,
         "required": required,
@@ -191,6 +199,24 @@ def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None) -
         "description": given("description"),
     }
     return WaitSpec("approval", details={k: v for k, v in details.items() if v is not None}, expires_at=expires_at)
+
+
+def _check_approvers(names: list[str], *, strict: bool) -> None:
+    """Each approver is a principal id a caller can present (X-Principal-Id, a token's sub): one no
+    caller can be (300 characters, a line break) left the node waiting until its timeout, for ever
+    without one, since nobody could decide it."""
+    for name in names:
+        if not strict and _templated(name):
+            continue  # rendered, and checked, when the node starts
+        problem = principal_id_problem(name)
+        if problem is not None:
+            raise WaitParameterError(f"approver {json_preview(name, 60)} is not a principal id: it {problem}")
+
+
+def _check_text(value: Any, key: str, most: int) -> None:
+    # A template is None here at publish time (given): checked once rendered.
+    if isinstance(value, str) and len(value) > most:
+        raise WaitParameterError(f"{key} must be at most {most} characters (this one has {len(value)})")
 
 
 def _required(quorum: Any, approvers: int | None) -> int | None:

@@ -116,6 +116,25 @@ async def test_a_bad_until_fails_the_node_with_a_reason(db: Database, conditions
     assert error["code"] == "invalid_parameters" and "ISO 8601" in error["message"]
 
 
+async def test_an_approver_no_caller_can_be_fails_the_node(db: Database, conditions: ConditionPool) -> None:
+    """An approver id of 300 characters (or with a line break) is one no X-Principal-Id or token can
+    present (400): the node waited, undecidable, until its timeout (for ever without one). It fails
+    invalid_parameters, as other bad approver lists do; so does a title past 200 characters."""
+    raw = wf("far-approver", approval("ok", approvers="{{ trigger.ap }}", title="{{ trigger.title }}"))
+    for trigger, said in (
+        ({"ap": ["a" * 300], "title": "t"}, "must be 1-200 characters"),
+        ({"ap": ["ann", "bo\u202eb"], "title": "t"}, "must not contain control"),
+        ({"ap": ["ann"], "title": "t" * 100_000}, "title must be at most 200 characters"),
+    ):
+        execution_id = await started(db, raw, trigger)
+        assert await make_runtime(db, conditions).run_execution(execution_id) == "Failed"
+        error = (await nodes(db, execution_id))["ok"]["error"]
+        assert error["code"] == "invalid_parameters" and said in error["message"], error
+        assert await sql(db, "SELECT 1 FROM dw.waits WHERE execution_id = %s", execution_id) == []
+    execution_id = await started(db, raw, {"ap": ["a" * 200], "title": "t" * 200})
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "parked"
+
+
 async def test_a_signal_sent_before_its_wait_is_consumed_exactly_once(db: Database, conditions: ConditionPool) -> None:
     raw = wf(
         "early",

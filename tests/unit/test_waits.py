@@ -78,6 +78,32 @@ def test_an_impossible_quorum_is_refused(quorum: Any) -> None:
         wait_spec("approval", {"approvers": ["a", "b", "c"], "quorum": quorum}, now=NOW)
 
 
+@pytest.mark.parametrize(
+    ("parameters", "said"),
+    [
+        ({"approvers": ["a" * 201]}, "must be 1-200 characters"),
+        ({"approvers": ["ann", "line\nbreak"]}, "must not contain control"),
+        ({"approvers": ["\u202eevil"]}, "must not contain control"),
+        ({"approvers": ["a"], "title": "t" * 201}, "title must be at most 200"),
+        ({"approvers": ["a"], "description": "d" * 2001}, "description must be at most 2000"),
+    ],
+)
+def test_an_approver_no_caller_can_be_is_refused(parameters: dict[str, Any], said: str) -> None:
+    """Approvers are principal ids by the API's rule (X-Principal-Id, a token's sub): one it refuses
+    could never decide. Title and description are bounded as a display name and a note are."""
+    with pytest.raises(WaitParameterError, match=said):
+        wait_spec("approval", parameters, now=NOW)
+    # Written into the definition, the same is a 422 at publish; a template is checked once rendered.
+    node = {"id": "ok", "nodeType": "approval", "parameters": parameters}
+    problems = validate_definition({"id": "w", "displayName": "W", "startNode": "ok", "nodes": [node]})
+    assert [p.code for p in problems] == ["invalid_parameters"] and said in problems[0].message
+    spec = wait_spec("approval", {"approvers": [" " + "a" * 200 + " ", "ज्\u200dञ"], "title": "t" * 200}, now=NOW)
+    assert spec.details["approvers"] == ["a" * 200, "ज्\u200dञ"]
+    templated = {"approvers": ["{{ trigger.boss }}\n"], "title": "{{ trigger.t }}" + " " * 300}
+    node = {"id": "ok", "nodeType": "approval", "parameters": templated}
+    assert validate_definition({"id": "w", "displayName": "W", "startNode": "ok", "nodes": [node]}) == []
+
+
 def test_refused_values_are_quoted_as_json() -> None:
     """Rendered values are quoted in JSON's words (they were Python's: 'most', True)."""
     with pytest.raises(WaitParameterError, match='not "most"'):
