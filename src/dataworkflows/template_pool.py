@@ -35,6 +35,8 @@ class _Answer(msgspec.Struct):
     template: str | None = None
     line: int | None = None
     column: int | None = None
+    # Values' errors: the JSON pointer of the value that failed.
+    path: str | None = None
 
 
 class TemplatePool:
@@ -121,7 +123,7 @@ class TemplatePool:
         if answer.ok:
             return answer.value
         message = answer.error or "the template could not be rendered"
-        where = {"template": answer.template, "line": answer.line, "column": answer.column}
+        where = {"template": answer.template, "line": answer.line, "column": answer.column, "path": answer.path}
         where = {key: value for key, value in where.items() if value is not None}
         if answer.code == TemplateBudgetExceeded.code:
             raise TemplateBudgetExceeded(message, **where)

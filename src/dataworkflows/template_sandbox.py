@@ -7,7 +7,7 @@ render runs past its wall-clock limit. Protocol: one JSON object per line on std
 {"id", "op": "document", "name", "sources", "data", "format", "asHtml", "maxSteps"} and
 {"id", "op": "check_document", "name", "value"}; one JSON answer per line on stdout,
 {"id", "ok": true, "value"} or {"id", "ok": false, "code", "error"} (documents' errors add
-"template", "line" and "column" where known).
+"template", "line" and "column" where known; a value's render, the "path" of the value that failed).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _answer(request: Request) -> dict[str, Any]:
             return {"id": request.id, "ok": False, "code": "bad_request", "error": f"unknown op {request.op!r}"}
     except templating.TemplateRenderError as exc:
         where: dict[str, Any] = {
-            key: exc.attributes[key] for key in ("template", "line", "column") if key in exc.attributes
+            key: exc.attributes[key] for key in ("template", "line", "column", "path") if key in exc.attributes
         }
         return {"id": request.id, "ok": False, "code": exc.code, "error": exc.message, **where}
     except MemoryError:

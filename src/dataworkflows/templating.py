@@ -451,21 +451,25 @@ class _Renderer:
                     budget.produce(_estimate(result, budget.max_chars - budget.chars))
                     return _to_json(_check_int(result), path)
                 return _bounded(self.compile_template(value).generate(**scope), budget)
-            except TemplateRenderError:
+            except TemplateRenderError as exc:
+                # Which value failed (a JSON pointer into the rendered value), for a caller that
+                # points at it: a budget's refusal does not say, and an instantiation's problem
+                # pointed at the whole definition.
+                _located(exc, path)
                 raise
             except MemoryError:
                 # A width or count no budget sees ahead (tojson's indent) ran the process out of
                 # memory: the template's budget, as a string past the size limit is.
                 where = f" at {path}" if path else ""
-                raise TemplateBudgetExceeded(f"the template{where} ran out of memory") from None
+                raise TemplateBudgetExceeded(f"the template{where} ran out of memory", path=path) from None
             except Exception as exc:
                 # Jinja raises plain Python errors at render time too (TypeError,
                 # ZeroDivisionError, RecursionError...): all are the template's fault, never a
                 # reason to crash.
                 where = f" at {path}" if path else ""
-                raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}") from exc
+                raise TemplateRenderError(f"template error{where}: {type(exc).__name__}: {exc}", path=path) from exc
         if isinstance(value, dict):
-            return {k: self._render(v, scope, f"{path}/{k}", budget) for k, v in value.items()}
+            return {k: self._render(v, scope, f"{path}/{_pointer_token(k)}", budget) for k, v in value.items()}
         if isinstance(value, list):
             return [self._render(v, scope, f"{path}/{i}", budget) for i, v in enumerate(value)]
         return value
@@ -496,6 +500,17 @@ class _Renderer:
         except Exception:  # a syntax error: let the full renderer report it
             return False
         return all(_is_lookup_node(node) for node in tree.find_all(nodes.Node))
+
+
+def _pointer_token(key: Any) -> str:
+    # RFC 6901: a key with "/" or "~" in it is still one token of the pointer.
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _located(exc: TemplateRenderError, path: str) -> None:
+    """Marks where in the value the error arose, unless a deeper value did already."""
+    if "path" not in exc.attributes:
+        exc.attributes["path"] = path
 
 
 def _references(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:

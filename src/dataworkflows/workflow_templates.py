@@ -195,7 +195,11 @@ async def instantiate(
     try:
         rendered = await templates.instantiate(document.definition, {"config": values, "workflowId": workflow_id})
     except TemplateRenderError as exc:
-        return None, [Problem("/definition", exc.code, exc.message)]
+        # The field that failed (/definition/description), as a config or validation problem
+        # names its own; it said /definition, whichever field it was. A render stopped by the
+        # clock cannot say where it was.
+        where = exc.attributes.get("path")
+        return None, [Problem("/definition" + (where if isinstance(where, str) else ""), exc.code, exc.message)]
     if not isinstance(rendered, dict):
         return None, [Problem("/definition", "type", "the rendered definition is not a JSON object")]
     if rendered.get("id") != workflow_id:

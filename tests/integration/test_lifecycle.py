@@ -385,7 +385,35 @@ async def test_template_config_cannot_inject_runtime_templates_and_bombs_are_ref
         "/api/v1/workflow-templates/bomb/instantiate",
         json={"workflowId": "w3", "config": {"name": "n", "reviewer": "x"}},
     )
-    assert assert_problem(made, 422)["errors"][0]["code"] == "template_budget_exceeded"
+    problems = assert_problem(made, 422)["errors"]
+    assert [(p["pointer"], p["code"]) for p in problems] == [("/definition/displayName", "template_budget_exceeded")]
+
+
+async def test_an_instantiation_problem_points_at_the_field_that_failed(client: AsyncTestClient[Any]) -> None:
+    """A render that failed pointed at /definition whichever field it was (README: one pointer per
+    problem): now at the field, as a config or validation problem does."""
+    failing = template()
+    failing["id"] = "failing"
+    failing["definition"]["description"] = "[[ config.threshold * 1e308 ]]"
+    assert (await client.post("/api/v1/workflow-templates", json=failing)).status_code == 201
+    config = {"name": "n", "reviewer": "r", "threshold": 10}
+    made = await client.post(
+        "/api/v1/workflow-templates/failing/instantiate", json={"workflowId": "f", "config": config}
+    )
+    problems = assert_problem(made, 422)["errors"]
+    assert [(p["pointer"], p["code"]) for p in problems] == [("/definition/description", "template_error")]
+    assert "produced inf" in problems[0]["detail"]
+    failing["definition"]["description"] = "fine"
+    failing["definition"]["nodes"][1]["parameters"]["message"] = "Sent to [[ config.reviewer.__class__ ]]"
+    assert (await client.post("/api/v1/workflow-templates", json=failing)).status_code == 201
+    made = await client.post(
+        "/api/v1/workflow-templates/failing/instantiate", json={"workflowId": "f", "config": config}
+    )
+    problems = assert_problem(made, 422)["errors"]
+    assert [(p["pointer"], p["code"]) for p in problems] == [
+        ("/definition/nodes/1/parameters/message", "template_error")
+    ]
+    assert "SecurityError" in problems[0]["detail"]
 
 
 async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsive(
@@ -411,7 +439,9 @@ async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsi
         client.post("/api/v1/workflow-templates/hostile/instantiate", json=request), health_latencies()
     )
     body = assert_problem(refused, 422)
-    assert [(p["pointer"], p["code"]) for p in body["errors"]] == [("/definition", "template_budget_exceeded")]
+    assert [(p["pointer"], p["code"]) for p in body["errors"]] == [
+        ("/definition/description", "template_budget_exceeded")
+    ]
     # In process this template froze the API for 40 s; rendered in a helper, /health/live answers
     # at once throughout (generous bound: it only catches a render on the event loop).
     assert max(latencies) < 1.0
