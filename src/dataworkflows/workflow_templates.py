@@ -106,8 +106,9 @@ _REQUIRED_KEYS = ("id", "displayName", "startNode", "nodes")
 
 def _definition_problems(definition: dict[str, Any]) -> list[Problem]:
     """What no instantiation can mend, found when the template is stored (it was found at every
-    instantiation): a definition's required keys, and run-time ({{ }}) templates that do not compile
-    (those without [[ ]] or [% %] in them: a placeholder may complete the others)."""
+    instantiation): a definition's required keys, placeholders in keys, and run-time ({{ }})
+    templates that do not compile (those without [[ ]] or [% %] in them: a placeholder may complete
+    the others)."""
     problems = [
         Problem(f"/definition/{key}", "required", "is required (its value may be a [[ ]] placeholder)")
         for key in _REQUIRED_KEYS
@@ -118,6 +119,7 @@ def _definition_problems(definition: dict[str, Any]) -> list[Problem]:
         pointer, value = stack.pop()
         if isinstance(value, dict):
             stack.extend((join_pointer(pointer, str(key)), item) for key, item in value.items())
+            problems.extend(_placeholder_keys(pointer, value))
         elif isinstance(value, list):
             stack.extend((f"{pointer}/{index}", item) for index, item in enumerate(value))
         elif isinstance(value, str) and "[[" not in value and "[%" not in value:
@@ -125,6 +127,21 @@ def _definition_problems(definition: dict[str, Any]) -> list[Problem]:
             if error:
                 problems.append(Problem(pointer, "template_syntax", error))
     return sorted(problems, key=lambda problem: problem.pointer)
+
+
+def _placeholder_keys(pointer: str, value: dict[str, Any]) -> list[Problem]:
+    """Keys that hold [[ ]] or [% %]: only values are rendered, so the key stayed as written and every
+    instantiation failed on it ("unknown field [[ config.k ]]"). A placeholder fills a value, never
+    a key (README "Workflow templates")."""
+    return [
+        Problem(
+            join_pointer(pointer, key),
+            "placeholder_in_key",
+            "a [[ ]] placeholder fills a value, never an object's key (keys are not rendered)",
+        )
+        for key in value
+        if "[[" in key or "[%" in key
+    ]
 
 
 def resolve_config(parameters: tuple[TemplateParameter, ...], config: Any) -> tuple[dict[str, Any], list[Problem]]:

@@ -360,6 +360,17 @@ async def test_workflow_template_other_refusals(client: AsyncTestClient[Any]) ->
         "/definition/startNode": "required",
         "/definition/nodes/0/parameters/message": "template_syntax",
     }
+    # A placeholder as an object's key was stored (201), and every instantiation failed on it
+    # ("unknown field [[ config.k ]]"): keys are not rendered, a placeholder fills a value.
+    keyed = copy.deepcopy(template())
+    keyed["id"] = "keyed-flow"
+    keyed["definition"]["nodes"][1]["parameters"] = {"[[ config.name ]]": "x", "m": {"[% if 1 %]k[% endif %]": 1}}
+    body = assert_problem(await client.post("/api/v1/workflow-templates", json=keyed), 422)
+    assert {e["pointer"]: e["code"] for e in body["errors"]} == {
+        "/definition/nodes/1/parameters/[[ config.name ]]": "placeholder_in_key",
+        "/definition/nodes/1/parameters/m/[% if 1 %]k[% endif %]": "placeholder_in_key",
+    }
+    assert_problem(await client.get("/api/v1/workflow-templates/keyed-flow"), 404)
     mistyped = copy.deepcopy(template())
     mistyped["parameters"].append({"name": "retries", "type": "integer", "default": "3"})
     body = assert_problem(await client.post("/api/v1/workflow-templates", json=mistyped), 422)
