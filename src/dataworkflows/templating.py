@@ -231,6 +231,8 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _bounded_filter(name, function) for name, function in self.filters.items()}
         for name in ("join", "string", "urlencode"):
             self.filters[name] = _text_filter(self.filters[name], name)
+        for name in _STRING_FILTERS:
+            self.filters[name] = _text_input(self.filters[name])
 
     def counted(self, iterable: Any) -> Any:
         """Yields the items of a filtered loop, each a step."""
@@ -699,6 +701,39 @@ def _text_filter(function: Callable[..., Any], name: str) -> Callable[..., Any]:
         if name == "string":
             return function(as_text(value), *args, **kwargs)
         return function(_url_items(value), *args, **kwargs)
+
+    return written
+
+
+# Filters that take text and make str() of anything else: `{{ trigger.none | upper }}` was NONE,
+# `| trim` None, `| replace` of an object Python's {'a': None}.
+_STRING_FILTERS = (
+    "capitalize",
+    "lower",
+    "upper",
+    "title",
+    "trim",
+    "truncate",
+    "replace",
+    "striptags",
+    "wordcount",
+    "urlize",
+    "e",
+    "escape",
+    "forceescape",
+)
+
+
+def _text_input(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A text filter given a value that is not a string takes it as an output writes it (as_text)."""
+    # The filter's first argument is Jinja's context or environment when it asks for one.
+    at = 0 if getattr(function, "jinja_pass_arg", None) is None else 1
+
+    @functools.wraps(function)
+    def written(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > at and not isinstance(args[at], (str, jinja2.Undefined)):
+            args = (*args[:at], as_text(args[at]), *args[at + 1 :])
+        return function(*args, **kwargs)
 
     return written
 

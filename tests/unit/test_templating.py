@@ -126,6 +126,16 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
         "mapped": "null|true",
         "attribute": "null, 1",
     }
+    # Filters that take text take a value that is not one as text writes it (Python's str() said
+    # NONE, None, {'b': None}).
+    assert (
+        render(
+            "{{ trigger.none | upper }} {{ trigger.none | trim }} {{ trigger.obj | replace('ok', 'k') }} "
+            "{{ trigger.yes | capitalize }} {{ trigger.none | e }} {{ trigger.f | replace('.', ',') }}",
+            scope,
+        )
+        == 'NULL null {"k":true,"n":null} True null 1,5'
+    )
     # NaN or an infinity written into text fails as in a whole template (JSON has neither).
     for template in ("x{{ [1e308 * 10] }}", "x{{ 1e308 * 10 }}", "x{{ {'v': 'nan' | float} }}"):
         with pytest.raises(TemplateRenderError, match="which JSON cannot hold"):
