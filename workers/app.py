@@ -114,6 +114,15 @@ def build_app(runtime: Runtime) -> procrastinate.App:
                         # left to retry or to hand to an operator.
                         log.error("error after the run ended", error=describe(exc), exc_info=exc)
                         return
+                    if connection_broken(exc):
+                        # The database went away under the run (a restart, an outage): not the job's
+                        # failure. The run resumes as after a lost worker (its lease expires and
+                        # recovery queues it again; one not leased yet is found Pending without a
+                        # job) and this job ends. As a failure it stayed a failed job for good, with a
+                        # job_failed dead letter, for runs that then succeeded (a review: 2 of 40 runs
+                        # over a PostgreSQL restart).
+                        log.warning("the database went away under the run; recovery resumes it", error=describe(exc))
+                        return
                     # The job failed (the run itself is resumed by recovery once its lease
                     # expires): keep the evidence where an operator looks, then let Procrastinate
                     # mark it failed.

@@ -19,6 +19,7 @@ from dataworkflows.api.app import create_app
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.errors import DatabaseUnavailable
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.workers.app import build_app
 from tests.conftest import current_templates, load_fixture, publish, start
@@ -354,6 +355,33 @@ async def test_a_failed_job_is_dead_lettered(db: Database, conditions: Condition
     assert (letter["job_id"], letter["execution_id"], letter["attempts"]) == (42, None, 1)
     assert letter["error"]["message"] == "RuntimeError: boom in the worker"
     assert "Traceback" in letter["error"]["traceback"]
+
+
+async def test_a_run_whose_database_went_away_is_not_a_failed_job(db: Database, conditions: ConditionPool) -> None:
+    """A review: over a PostgreSQL restart, runs whose job met the database away were marked failed
+    jobs for good, each with a job_failed dead letter, though recovery resumed them and they
+    succeeded. Such a job ends without a failure; the run's lease and recovery decide."""
+
+    class Away(Runtime):
+        async def run_execution(self, execution_id: UUID, **lease: Any) -> str:
+            raise DatabaseUnavailable("the database is unavailable: couldn't get a connection after 9.94 sec")
+
+    runtime = Away(db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=current_templates())
+    task = build_app(runtime).tasks["dw.run_execution"]
+    execution_id = str(uuid.uuid4())
+    context = SimpleNamespace(
+        app=SimpleNamespace(job_manager=None),
+        job=SimpleNamespace(
+            id=43,
+            task_name="dw.run_execution",
+            queue="executions",
+            task_kwargs={"execution_id": execution_id},
+            attempts=0,
+            worker_id=None,
+        ),
+    )
+    await task.func(context, execution_id=execution_id)  # no failure raised to Procrastinate
+    assert await db.fetch_all("list_dead_letters", open=None, kind="job_failed", before=None, limit=10) == []
 
 
 def sample(name: str, **labels: str) -> float:
