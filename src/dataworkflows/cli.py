@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, quote, urlsplit
 
 from dataworkflows import __version__
@@ -2223,6 +2224,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# Characters a terminal acts on rather than shows: C0 controls but tab and newline (ESC starts the
+# sequences that clear the screen, move the cursor or retitle the window; a carriage return rewrites
+# the line), DEL and C1 controls, the bidirectional overrides and isolates (U+202E shows "exe.png" for
+# "gnp.exe"), and the line and paragraph separators. Each is written as its escape.
+_TERMINAL_UNSAFE = {
+    code: f"\\x{code:02x}" for code in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0))
+} | {
+    code: f"\\u{code:04x}"
+    for code in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+class _TerminalText(io.TextIOBase):
+    """A text stream that writes through another, each character a terminal would act on written as
+    its escape (_TERMINAL_UNSAFE)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text.translate(_TERMINAL_UNSAFE))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
+@contextlib.contextmanager
+def _terminal_safe(on: bool) -> Iterator[None]:
+    """While a command that prints what the API answered runs, its stdout and stderr write no
+    character a terminal acts on: a webhook's delivery id, a workflow's name or a run's error came
+    from whoever sent them (a review: an X-Delivery-Id of escape sequences, shown by `triggers
+    deliveries`, cleared the screen, retitled the window and printed a fake row; a display name with
+    U+202E read reversed). JSON output is ASCII already (json.dumps escapes these)."""
+    if not on:
+        yield
+        return
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _TerminalText(out), _TerminalText(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
 def _pipe_closed() -> int:
     """stdout's reader has gone (`dataworkflows ... | head`): end quietly, as Python's documentation
     suggests (what is still buffered goes to /dev/null, so the exit flush does not fail again);
@@ -2253,7 +2305,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_USAGE
         configure_logging(settings.log_format, settings.log_level)
     try:
-        return int(args.func(args))
+        with _terminal_safe(args.command not in LOCAL_COMMANDS):
+            return int(args.func(args))
     except DataWorkflowsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE if exc.code == "database_unavailable" else EXIT_USAGE

@@ -267,3 +267,32 @@ def test_a_buffered_signal_names_the_correlation_key_an_open_wait_expects(
     outcome["outcome"], outcome["nodeId"] = "consumed", "pay"
     assert cmd_signal(args) == 0
     assert "consumed by node pay" in capsys.readouterr().out and seen[-1] == "POST"
+
+
+def test_what_an_answer_holds_cannot_drive_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: a webhook's X-Delivery-Id of escape sequences, printed by `triggers deliveries`,
+    cleared the screen, retitled the window and printed a fake row; a display name with U+202E read
+    reversed. What the commands print from an answer has such characters written as escapes; the JSON
+    output was ASCII already."""
+    import argparse
+
+    import httpx
+
+    from dataworkflows import cli
+
+    name = "orders\x1b]0;pwned\x07\x1b[2J\r\u202egnp.exe"
+    row = {**TRIGGER, "name": name}
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, json=[row]))
+        return httpx.Client(base_url=cli._api_url(args), transport=transport)
+
+    monkeypatch.setattr(cli, "_client", client)
+    assert cli.main(["triggers", "list", "--api-url", "http://api"]) == 0
+    out = capsys.readouterr().out
+    assert "orders\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\u202egnp.exe" in out, out
+    assert not any(c in out for c in "\x1b\x07\r\u202e")
+    assert cli.main(["triggers", "list", "--json", "--api-url", "http://api"]) == 0
+    assert json.loads(capsys.readouterr().out) == [row], "the JSON keeps the value, escaped as JSON does"
