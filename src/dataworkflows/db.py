@@ -495,12 +495,12 @@ async def _pipelined(
     whole trigger there, secrets and all (a review). Returns the first statement's cursor."""
     cursors: list[psycopg.AsyncCursor[DictRow]] = []
     async with conn.pipeline():
-        for statement in _STATEMENT_SPLIT.split(query):
+        for n, statement in enumerate(_STATEMENT_SPLIT.split(query)):
             cur = conn.cursor(row_factory=dict_row)
-            # Not prepared: a statement a failed one skipped (the pipeline aborted up to its end) was not
-            # prepared either, though psycopg counted it so, and its next use failed on a prepared
-            # statement that does not exist (InvalidSqlStatementName).
-            await cur.execute(statement, params if "%(" in statement else None, prepare=False)
+            # Only the first is prepared (as psycopg decides): one after it that a failure skipped (the
+            # pipeline aborts up to its end) was not prepared either, though psycopg counted it so,
+            # and its next use failed on a prepared statement that does not exist.
+            await cur.execute(statement, params if "%(" in statement else None, prepare=None if n == 0 else False)
             cursors.append(cur)
     return cursors[0]
 
