@@ -516,27 +516,18 @@ BEGIN
                 RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                 CONTINUE;
             END IF;
-            IF v_overlap = 'bufferOne' AND (v_going IS NOT NULL OR v_waiting IS NOT NULL) THEN
-                IF v_waiting IS NULL THEN
+            IF v_overlap IN ('bufferOne', 'bufferAll') AND (v_going IS NOT NULL OR v_waiting IS NOT NULL) THEN
+                IF (v_overlap = 'bufferOne' AND v_waiting IS NULL)
+                   OR (v_overlap = 'bufferAll' AND (SELECT count(*) FROM (SELECT 1 FROM dw.schedule_ticks k
+                                                                           WHERE k.trigger_id = p_trigger_id
+                                                                             AND k.buffered AND k.execution_id IS NULL
+                                                                           LIMIT 1000) w) < 1000) THEN
                     UPDATE dw.schedule_ticks k SET buffered = true
                      WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
                 ELSE
-                    -- One tick waits already: this one is not run (as under skip).
-                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
-                END IF;
-                CONTINUE;
-            END IF;
-            IF v_overlap = 'bufferAll' AND (v_going IS NOT NULL OR v_waiting IS NOT NULL) THEN
-                IF (SELECT count(*) FROM (SELECT 1 FROM dw.schedule_ticks k
-                                           WHERE k.trigger_id = p_trigger_id AND k.buffered
-                                             AND k.execution_id IS NULL
-                                           LIMIT 1000) w) < 1000 THEN
-                    UPDATE dw.schedule_ticks k SET buffered = true
-                     WHERE k.trigger_id = p_trigger_id AND k.tick_at = v_tick;
-                    RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'buffered'::text;
-                ELSE
-                    -- The buffer is full: this one is not run (as under skip).
+                    -- One tick waits already (bufferOne), or 1,000 do (bufferAll): this one is not
+                    -- run (as under skip).
                     RETURN QUERY SELECT v_tick, v_fired_at, NULL::uuid, 'overlapped'::text;
                 END IF;
                 CONTINUE;

@@ -328,6 +328,21 @@ async def test_worker_lost_letter_redrives(
     assert await runtime.run_execution(execution_id) == "Succeeded"
 
 
+def job_context(job_id: int, execution_id: str) -> SimpleNamespace:
+    """The JobContext a run_execution task reads, for a job Procrastinate fetched (no job manager of ours)."""
+    return SimpleNamespace(
+        app=SimpleNamespace(job_manager=None),
+        job=SimpleNamespace(
+            id=job_id,
+            task_name="dw.run_execution",
+            queue="executions",
+            task_kwargs={"execution_id": execution_id},
+            attempts=0,
+            worker_id=None,
+        ),
+    )
+
+
 async def test_a_failed_job_is_dead_lettered(db: Database, conditions: ConditionPool) -> None:
     class Exploding(Runtime):
         async def run_execution(self, execution_id: UUID, **lease: Any) -> str:
@@ -338,17 +353,7 @@ async def test_a_failed_job_is_dead_lettered(db: Database, conditions: Condition
     )
     task = build_app(runtime).tasks["dw.run_execution"]
     execution_id = str(uuid.uuid4())
-    context = SimpleNamespace(
-        app=SimpleNamespace(job_manager=None),
-        job=SimpleNamespace(
-            id=42,
-            task_name="dw.run_execution",
-            queue="executions",
-            task_kwargs={"execution_id": execution_id},
-            attempts=0,
-            worker_id=None,
-        ),
-    )
+    context = job_context(42, execution_id)
     with pytest.raises(RuntimeError, match="boom"):
         await task.func(context, execution_id=execution_id)
     letter = (await db.fetch_all("list_dead_letters", open=None, kind="job_failed", before=None, limit=10))[0]
@@ -369,17 +374,7 @@ async def test_a_run_whose_database_went_away_is_not_a_failed_job(db: Database, 
     runtime = Away(db, default_registry(), RuntimeSettings(worker_id="w"), conditions, templates=current_templates())
     task = build_app(runtime).tasks["dw.run_execution"]
     execution_id = str(uuid.uuid4())
-    context = SimpleNamespace(
-        app=SimpleNamespace(job_manager=None),
-        job=SimpleNamespace(
-            id=43,
-            task_name="dw.run_execution",
-            queue="executions",
-            task_kwargs={"execution_id": execution_id},
-            attempts=0,
-            worker_id=None,
-        ),
-    )
+    context = job_context(43, execution_id)
     await task.func(context, execution_id=execution_id)  # no failure raised to Procrastinate
     assert await db.fetch_all("list_dead_letters", open=None, kind="job_failed", before=None, limit=10) == []
 
