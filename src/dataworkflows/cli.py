@@ -2304,9 +2304,15 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
         configure_logging(settings.log_format, settings.log_level)
+    # The error lines too: a refused answer's detail, an error's message, come from the server.
+    with _terminal_safe(args.command not in LOCAL_COMMANDS):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, and what is said of what went wrong around it (one line, the documented exit code)."""
     try:
-        with _terminal_safe(args.command not in LOCAL_COMMANDS):
-            return int(args.func(args))
+        return int(args.func(args))
     except DataWorkflowsError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE if exc.code == "database_unavailable" else EXIT_USAGE

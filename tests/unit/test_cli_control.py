@@ -296,3 +296,15 @@ def test_what_an_answer_holds_cannot_drive_the_terminal(
     assert not any(c in out for c in "\x1b\x07\r\u202e")
     assert cli.main(["triggers", "list", "--json", "--api-url", "http://api"]) == 0
     assert json.loads(capsys.readouterr().out) == [row], "the JSON keeps the value, escaped as JSON does"
+
+    # The error line of a refused answer too (said once the command has raised): its detail is the server's.
+    problem = {"type": "about:blank", "title": "Bad request", "status": 400, "detail": f"no {name}"}
+    response = httpx.Response(400, json=problem, headers={"Content-Type": "application/problem+json"})
+
+    def refused(args: argparse.Namespace) -> int:
+        raise cli.Refused(response)
+
+    monkeypatch.setattr(cli, "cmd_status", refused)
+    assert cli.main(["status", "x", "--api-url", "http://api"]) != 0
+    err = capsys.readouterr().err
+    assert "\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\r\u202e"), err
