@@ -253,6 +253,7 @@ def create_app(settings: Settings) -> Litestar:
         role=settings.database_role,
         default_workflow_timeout=settings.default_workflow_timeout_seconds,
         idle_in_transaction_seconds=settings.idle_in_transaction_seconds,
+        statement_timeout_seconds=settings.statement_timeout_seconds,
     )
     conditions = ConditionPool(size=2)
     templates = TemplatePool(

@@ -119,6 +119,12 @@ class Settings:
     # stopped mid-transaction (SIGSTOP, a frozen VM, a network partition) meets it: the locks it held
     # (a publish's lock on its workflow, which every start of that workflow waits for) are released then.
     idle_in_transaction_seconds: float = 30.0
+    # The API's statements: PostgreSQL's statement_timeout on its pooled sessions, and the longest the
+    # API waits for an answer (this + STATEMENT_ANSWER_GRACE_SECONDS) before it gives the connection up
+    # and answers 503 (0: neither). The second bound is for a server that answers nothing at all (its
+    # process stopped, a frozen VM, a partition), which no server-side timeout can end: without it the
+    # API's requests hung for as long as the server did (a review).
+    statement_timeout_seconds: float = 30.0
     # The database role the API and the workers act as (SET ROLE on each pooled connection): one
     # that owns no table, so row-level security applies. "none": the login's own rights (a
     # superuser bypasses tenant isolation; for benchmarks and diagnosis only).
@@ -410,6 +416,7 @@ _AT_LEAST = {
     "db_timeout_seconds": 0.01,
     "migrate_lock_timeout_seconds": 0.001,
     "idle_in_transaction_seconds": 0.001,
+    "statement_timeout_seconds": 0.001,
     "resource_claim_seconds": 1.0,
 }
 # A queue's workers listen on the channel procrastinate_queue_v1#<queue>: PostgreSQL's names hold 63 bytes.
@@ -422,7 +429,9 @@ MAX_QUEUE_BYTES = 63 - len("procrastinate_queue_v1#")
 MAX_SETTING_SECONDS = 10 * 366 * 86_400
 MAX_SETTING_INT = 2**31 - 1
 MAX_SETTING_BYTES = 2**62
-_MILLISECOND_TIMEOUTS = frozenset({"migrate_lock_timeout_seconds", "idle_in_transaction_seconds"})
+_MILLISECOND_TIMEOUTS = frozenset(
+    {"migrate_lock_timeout_seconds", "idle_in_transaction_seconds", "statement_timeout_seconds"}
+)
 
 
 def _upper_bound(name: str) -> float:

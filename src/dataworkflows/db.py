@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import select
+import socket
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -182,6 +184,7 @@ def make_pool(
     max_runs_per_tree: int | None = None,
     warm_up: bool = False,
     idle_in_transaction_seconds: float | None = None,
+    statement_timeout_seconds: float | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
@@ -192,7 +195,10 @@ def make_pool(
     (DW_MAX_RUNS_PER_TREE; 0: no limit; None: the procedures' 10,000).
     warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there).
     idle_in_transaction_seconds: the sessions' idle_in_transaction_session_timeout
-    (DW_IDLE_IN_TRANSACTION_SECONDS; 0 or None: the server's own)."""
+    (DW_IDLE_IN_TRANSACTION_SECONDS; 0 or None: the server's own).
+    statement_timeout_seconds: the sessions' statement_timeout, and the longest a Database over this pool
+    waits for an answer before it severs the connection (that + STATEMENT_ANSWER_GRACE_SECONDS;
+    DW_STATEMENT_TIMEOUT_SECONDS, the API's pool; 0 or None: neither)."""
     configure_json()
     pool = CheckedPool(
         conninfo,
@@ -210,11 +216,15 @@ def make_pool(
             max_runs_per_tree=max_runs_per_tree,
             warm_up=warm_up,
             idle_in_transaction_seconds=idle_in_transaction_seconds,
+            statement_timeout_seconds=statement_timeout_seconds,
         ),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
     pool.role = role or None
+    pool.answer_deadline = (
+        statement_timeout_seconds + STATEMENT_ANSWER_GRACE_SECONDS if statement_timeout_seconds else None
+    )
     return pool
 
 
@@ -261,6 +271,9 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
     """
 
     role: str | None = None
+    # Seconds a Database over this pool waits for a statement's answer before it severs the connection
+    # (_answer_within); None: for as long as it takes.
+    answer_deadline: float | None = None
 
     async def _add_connection(
         self, attempt: psycopg_pool.base.AttemptWithBackoff | None, growing: bool = False
@@ -343,12 +356,17 @@ async def _configure(
     max_runs_per_tree: int | None = None,
     warm_up: bool = False,
     idle_in_transaction_seconds: float | None = None,
+    statement_timeout_seconds: float | None = None,
 ) -> None:
     await conn.set_autocommit(True)
-    if idle_in_transaction_seconds:
-        # In milliseconds, at least 1 (PostgreSQL reads a bare number so; 0 would mean no limit).
-        milliseconds = max(round(idle_in_transaction_seconds * 1000), 1)
-        await conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (str(milliseconds),))
+    for setting, seconds in (
+        ("idle_in_transaction_session_timeout", idle_in_transaction_seconds),
+        ("statement_timeout", statement_timeout_seconds),
+    ):
+        if seconds:
+            # In milliseconds, at least 1 (PostgreSQL reads a bare number so; 0 would mean no limit).
+            milliseconds = max(round(seconds * 1000), 1)
+            await conn.execute("SELECT set_config(%s, %s, false)", (setting, str(milliseconds)))
     if default_timeout is not None:
         # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
         await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))
@@ -412,6 +430,62 @@ async def _enter(conn: psycopg.AsyncConnection[Any], pool_role: str | None) -> N
 def _forget(conn: psycopg.AsyncConnection[Any]) -> None:
     """The connection's session was changed outside _enter: set it again at its next use."""
     _SESSIONS.pop(conn, None)
+
+
+# How much longer than its statement_timeout a pool's caller waits for an answer before it severs the
+# connection (make_pool): time for the server's own timeout to arrive first when the server is merely slow.
+STATEMENT_ANSWER_GRACE_SECONDS = 2.0
+
+
+@contextlib.contextmanager
+def _answer_within(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> Iterator[None]:
+    """Bounds how long the block waits on the connection: past `seconds`, the connection's socket is shut
+    down, the statement waiting on it fails at once, and the block raises DatabaseUnavailable (the pool
+    discards the connection).
+
+    A server that answers nothing (its process stopped, a frozen VM, a network partition) is one that
+    PostgreSQL's own statement_timeout cannot end, and over loopback or a live link TCP keeps the
+    connection open, so the API's requests waited for as long as the server was stopped (a review).
+    Shutting the socket down, rather than cancelling the task, keeps psycopg's cancellation path out:
+    that sends the server a cancel request and waits for it, another 10 s against a server that is not
+    answering. A statement the server did finish may have committed before the answer was lost, as with
+    any lost connection: the API's writes are idempotent by their request ids or refuse a repeat."""
+    if not seconds:
+        yield
+        return
+    severed = False
+
+    def sever() -> None:
+        nonlocal severed
+        severed = True
+        _shut_down(conn)
+
+    timer = asyncio.get_running_loop().call_later(seconds, sever)
+    try:
+        yield
+    except psycopg.Error as exc:
+        if severed:
+            raise errors.DatabaseUnavailable(
+                f"the database did not answer within {seconds:g} s (DW_STATEMENT_TIMEOUT_SECONDS and its grace)"
+            ) from exc
+        raise
+    finally:
+        timer.cancel()
+
+
+def _shut_down(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shuts the connection's socket down in both directions (a duplicate of its descriptor, so that libpq
+    still owns and closes the original): whatever waits on it reads EOF."""
+    if conn.closed:
+        return
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:
+        # Already disconnected (ENOTCONN): the wait on it ends by itself.
+        _log.info("could not shut a connection down", error=str(exc))
+        return
+    _log.warning("gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid)
 
 
 class Transaction:
@@ -513,6 +587,7 @@ class Database:
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         self.pool = pool
         self._pool_role: str | None = getattr(pool, "role", None)
+        self._deadline: float | None = getattr(pool, "answer_deadline", None)
         self.workflows = WorkflowData(self)
         self.executions = ExecutionData(self)
         self.operations = OperationsData(self)
@@ -539,24 +614,26 @@ class Database:
         borrower does to its session, the next user of the connection sets it again."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                _stop_if_cancelled()
-                await _enter(conn, self._pool_role)
-                try:
-                    yield conn
-                finally:
-                    _forget(conn)
-                    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                        await conn.rollback()
+                with _answer_within(conn, self._deadline):
+                    _stop_if_cancelled()
+                    await _enter(conn, self._pool_role)
+                    try:
+                        yield conn
+                    finally:
+                        _forget(conn)
+                        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                            await conn.rollback()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several named statements that commit together, or not at all."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                _stop_if_cancelled()
-                await _enter(conn, self._pool_role)
-                async with conn.transaction():
-                    yield Transaction(conn.cursor(row_factory=dict_row))
+                with _answer_within(conn, self._deadline):
+                    _stop_if_cancelled()
+                    await _enter(conn, self._pool_role)
+                    async with conn.transaction():
+                        yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def _statement(
         self,
@@ -578,8 +655,9 @@ class Database:
             while True:
                 async with self.pool.connection() as conn:
                     try:
-                        cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
-                        return await fetch(cur)
+                        with _answer_within(conn, self._deadline):
+                            cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
+                            return await fetch(cur)
                     except psycopg.Error as exc:
                         delay = next(delays, None) if _refused_transiently(exc, conn) else None
                         if delay is None:
@@ -617,7 +695,8 @@ class Database:
     async def ping(self) -> None:
         with translate_errors():
             async with self.pool.connection(timeout=3.0) as conn:
-                await conn.execute("SELECT 1")
+                with _answer_within(conn, self._deadline and min(self._deadline, 3.0)):
+                    await conn.execute("SELECT 1")
 
 
 async def _fetch_all(cur: psycopg.AsyncCursor[DictRow]) -> list[Row]:

@@ -221,6 +221,58 @@ def test_api_answers_the_first_request_after_its_backends_are_terminated(named_s
     named_stack.assert_alive()
 
 
+def signal_backends(dsn: str, application_name: str, signum: int) -> list[int]:
+    """Sends `signum` to every backend of the test database whose application_name starts with the
+    given one (never this connection); returns their pids."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name LIKE %s",
+                (application_name + "%",),
+            ).fetchall()
+        ]
+    for pid in pids:
+        os.kill(pid, signum)
+    return pids
+
+
+def test_api_answers_503_while_its_database_answers_nothing(dsn: str, tmp_path: Path) -> None:
+    """DW_STATEMENT_TIMEOUT_SECONDS: a server that answers nothing (its backends stopped, as a frozen VM or
+    a partition leaves them) held the API's requests for as long as it was stopped; no server-side
+    timeout runs then, and TCP keeps the connection open. The API gives a connection up once
+    DW_STATEMENT_TIMEOUT_SECONDS and its 2 s grace have passed without an answer: a 503, and the
+    readiness probe says not ready; once the server answers again, so does the API."""
+    env = {**os.environ, "DATABASE_URL": dsn, **FAST_RECOVERY, "DW_STATEMENT_TIMEOUT_SECONDS": "0.5"}
+    stack = NamedStack(dsn=dsn, port=free_port(), logs=tmp_path, env=env)
+    try:
+        stack.start_api()
+        create_workflow(stack.url)
+        with stack.client() as client:
+            assert client.get("/api/v1/workflows").status_code == 200
+            stopped = signal_backends(dsn, "dw-api", signal.SIGSTOP)
+            assert len(stopped) >= 4  # DW_POOL_MIN_SIZE idle connections
+            try:
+                started = time.monotonic()
+                answer = client.get(f"/api/v1/workflows/{WORKFLOW['id']}")
+                waited = time.monotonic() - started
+                assert answer.status_code == 503, answer.text
+                assert "did not answer within 2.5 s" in answer.json()["detail"]
+                # A bound, not a speed: without it the request waited for the client's 10 s timeout.
+                assert waited < 8, waited
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+            answers = [client.get(f"/api/v1/workflows/{WORKFLOW['id']}").status_code for _ in range(10)]
+            assert answers[-1] == 200, answers
+            assert client.get("/health/ready").status_code == 200
+        stack.assert_alive()
+    finally:
+        stack.stop()
+    assert "gave up waiting for the database's answer" in (tmp_path / "api.log").read_text()
+
+
 # -- In process: the two mechanisms, each on its own -------------------------------------------------
 
 
@@ -397,3 +449,38 @@ def test_up_survives_its_backends_being_terminated(dsn: str, tmp_path: Path) -> 
     output = log.read_text()
     assert code == 0, output
     assert "error:" not in output, output
+
+
+async def test_a_statement_past_the_timeout_or_unanswered_is_given_up(dsn: str) -> None:
+    """The two halves of make_pool's statement_timeout_seconds: the server ends a statement that runs
+    past it (57014, DatabaseUnavailable: a 503), and a caller whose server answers nothing at all gives
+    the connection up once the grace has passed too; the pool replaces the connection."""
+    from dataworkflows.errors import DatabaseUnavailable
+
+    pool = make_pool(f"{dsn} application_name=dw-deadline-test", min_size=1, max_size=1, statement_timeout_seconds=0.2)
+    await pool.open(wait=True)
+    database = db.Database(pool)
+    try:
+        async with database.connection() as conn:
+            assert await (await conn.execute("SHOW statement_timeout")).fetchone() == ("200ms",)
+            pid = conn.info.backend_pid
+        with pytest.raises(DatabaseUnavailable, match="statement timeout"):
+            async with database.connection() as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+        assert pool.answer_deadline == 0.2 + db.STATEMENT_ANSWER_GRACE_SECONDS
+        async with database.connection() as conn:
+            pid = conn.info.backend_pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match=r"did not answer within 2\.2 s"):
+                await database.workflows.get("any")
+            # A bound, not a speed: without the deadline this waited until the backend was continued.
+            assert time.monotonic() - started < 6
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert await database.workflows.get("any") is None
+        async with database.connection() as conn:
+            assert conn.info.backend_pid != pid
+    finally:
+        await pool.close()

@@ -98,6 +98,7 @@ def test_good_settings_still_read() -> None:
             "DW_SCHEDULER_INTERVAL_SECONDS": "0",
             "DW_SHUTDOWN_GRACE_SECONDS": "0",
             "DW_IDLE_IN_TRANSACTION_SECONDS": "0",
+            "DW_STATEMENT_TIMEOUT_SECONDS": "0",
             "DW_RETENTION_INTERVAL_SECONDS": "0",
             "DW_QUEUE": "q" * 40,
             "DW_CREDENTIALS_KEY": "A" * 43 + "=",
