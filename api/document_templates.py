@@ -34,7 +34,7 @@ from .paging import (
 )
 from .params import INT_MAX, VersionQuery, query_int
 from .schemas import Camel, from_row
-from .services import DatabaseDep, PrincipalDep, ServicesDep
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 Format = Literal["text", "markdown", "html", "json"]
@@ -161,7 +161,7 @@ class TemplateSetController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a template set",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
     )
     async def create(
         self,
@@ -204,7 +204,7 @@ class TemplateSetController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         responses=PROBLEMS,
         summary="Delete a template set with its templates",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
     )
     async def delete_set(self, db: DatabaseDep, set_id: FromPath[str]) -> None:
         if not await db.document_templates.delete_set(set_id):
@@ -221,7 +221,7 @@ class DocumentTemplateController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a template in a set (version 1)",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
     )
     async def create(
         self, request: Request[Any, Any, Any], svc: ServicesDep, principal: PrincipalDep, data: JSONBody[TemplateCreate]
@@ -275,7 +275,7 @@ class DocumentTemplateController(Controller):
         "/{set_id:str}/{name:str}",
         responses=PROBLEMS,
         summary="Save a template's body (a changed one becomes a new version)",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
     )
     async def add_version(
         self,
@@ -338,7 +338,7 @@ class DocumentTemplateController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         responses=PROBLEMS,
         summary="Delete a template with its versions",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
     )
     async def delete_template(self, db: DatabaseDep, set_id: FromPath[str], name: FromPath[str]) -> None:
         if not await db.document_templates.delete(set_id, name):

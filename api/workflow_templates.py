@@ -27,7 +27,7 @@ from .paging import (
 )
 from .params import VersionQuery
 from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
-from .services import DatabaseDep, PrincipalDep, ServicesDep
+from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 from .workflows import read_workflow
 
 
@@ -54,7 +54,7 @@ class WorkflowTemplateController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Store a template (a changed one becomes a new version)",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change workflow templates", "role": "author"},
     )
     async def create(
         self, request: Request[Any, Any, Any], db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
@@ -118,7 +118,7 @@ class WorkflowTemplateController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a Draft workflow",
-        opt={"role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change workflow templates", "role": "author"},
     )
     async def instantiate(
         self,

@@ -48,6 +48,10 @@ from .schemas import (
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
+# DW_REQUIRE_PRINCIPAL covers every write, not only starts and control: a workflow's versions record who
+# created and published them (until this release anonymous creates, publishes and archives passed).
+_CHANGE_WORKFLOWS = {REQUIRES_PRINCIPAL: "change workflows"}
+
 
 async def require_workflow(db: Database, workflow_id: str) -> Workflow:
     workflow = await db.workflows.get(workflow_id)
@@ -105,7 +109,7 @@ class WorkflowController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a Draft workflow from a definition",
-        opt={"role": "author"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author"},
     )
     async def create(
         self,
@@ -176,7 +180,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Add a draft version (the same definition returns its version)",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def update(
         self, svc: ServicesDep, principal: PrincipalDep, workflow_id: FromPath[str], data: JSONBody[dict[str, Any]]
@@ -201,7 +205,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Archive: refuse new executions",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def archive(
         self,
@@ -218,7 +222,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Disable: refuse new executions, whatever the status (running ones go on; idempotent)",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def disable(
         self,
@@ -235,7 +239,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Enable a disabled workflow: it takes new executions again, as its status allows (idempotent)",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def enable(
         self,
@@ -252,7 +256,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Set or clear maxConcurrentExecutions and rateLimitPerMinute (null clears; left out: unchanged)",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def set_limits(
         self, db: DatabaseDep, workflow_id: FromPath[str], data: JSONBody[WorkflowLimitsUpdate]
@@ -276,7 +280,7 @@ class WorkflowController(Controller):
         responses=PROBLEMS,
         summary="Set how many days the workflow's finished runs are kept (0: forever; null: the default)",
         # Shortening it removes history (the run log is evidence): admins only.
-        opt={"role": "admin"},
+        opt={**_CHANGE_WORKFLOWS, "role": "admin"},
     )
     async def set_retention(
         self, db: DatabaseDep, workflow_id: FromPath[str], data: JSONBody[WorkflowRetentionUpdate]
@@ -334,7 +338,7 @@ class WorkflowController(Controller):
         status_code=200,
         responses=PROBLEMS,
         summary="Publish a version (default: the latest)",
-        opt={"role": "author", "owner": "workflow"},
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
     )
     async def publish(
         self,

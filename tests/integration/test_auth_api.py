@@ -20,8 +20,9 @@ from litestar.exceptions import ClientException
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
-from dataworkflows.api.auth import api_handlers, required_roles
+from dataworkflows.api.auth import PUBLIC, ROLE_OPT, api_handlers, required_roles
 from dataworkflows.api.principals import build_resolver
+from dataworkflows.api.services import REQUIRES_PRINCIPAL
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
 from dataworkflows.tokens import TokenVerifier, mint_token
@@ -328,6 +329,22 @@ def test_the_table_covers_every_api_route(dsn: str) -> None:
     declared = {(method, path): required_roles(handler) for path, method, handler in api_handlers(app)}
     tabled = {(method, template): needed for method, template, _, needed, _ in ROUTES}
     assert tabled == declared
+
+
+def test_every_write_needs_a_principal_when_one_is_required(dsn: str) -> None:
+    """DW_REQUIRE_PRINCIPAL covers each route that changes something (a write method, a role above
+    viewer): until this release it covered starts and control only, and anonymous workflow creates,
+    publishes and archives passed. The viewer's POST (a document template's render) and the webhook
+    receiver (public) write nothing a principal is recorded for."""
+    app = create_app(strict_settings(dsn))
+    uncovered = [
+        (method, path)
+        for path, method, handler in api_handlers(app)
+        if method in {"POST", "PUT", "PATCH", "DELETE"}
+        and handler.opt.get(ROLE_OPT) not in {"viewer", PUBLIC}
+        and not handler.opt.get(REQUIRES_PRINCIPAL)
+    ]
+    assert uncovered == []
 
 
 @pytest.mark.parametrize("held", ["viewer", "operator", "author", "admin"])

@@ -212,6 +212,19 @@ async def test_principals_are_stored_and_can_be_required(dsn: str, db: Database)
             "/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow(), headers=ANA
         )
         assert created.json()["createdBy"] == "ana"
+        # Writes other than starts and control too (until this release anonymous ones passed).
+        anonymous = [
+            await strict.post("/api/v1/workflows", json={**echo_workflow(), "id": "anonymous"}),
+            await strict.put("/api/v1/workflows/simple-echo", json=echo_workflow()),
+            await strict.post("/api/v1/workflows/simple-echo/archive"),
+            await strict.post("/api/v1/workflow-templates", json=template()),
+            await strict.post("/api/v1/template-sets", json={"id": "anonymous-set"}),
+        ]
+        details = [assert_problem(answer, 401)["detail"] for answer in anonymous]
+        assert details[0] == "this server requires a principal to change workflows (X-Principal-Id)"
+        assert "change workflow templates" in details[3] and "change document templates" in details[4]
+        assert (await strict.get("/api/v1/workflows/simple-echo")).json()["status"] == "Active"
+        assert (await strict.get("/api/v1/workflows/anonymous")).status_code == 404
         body = assert_problem(await strict.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {}}), 401)
         assert "X-Principal-Id" in body["detail"]
         ok = await strict.post(
