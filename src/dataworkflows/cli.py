@@ -114,16 +114,22 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
     never saying what was wrong, and `examples load` or `prune` printed PostgreSQL's traceback (a
     review). One attempt to connect: a server that cannot be reached is DatabaseUnavailable (exit
     3) at once, or, with unreachable_ok, left to the command (an API starts while the database is
-    down, and answers 503 until it is back)."""
+    down, and answers 503 until it is back). A server that answered and refused the login (no such
+    database or user, a wrong password) is a ConfigurationError (exit 2) either way, and so is a
+    DW_DB_ROLE the login cannot act as: a worker retried such a login for 30 s, a warning every two
+    seconds, then said "is it running", and an API started and answered 503 to everything (a review)."""
     import psycopg
 
     try:
         with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(settings.db_timeout_seconds))) as conn:
             row = conn.execute(_SCHEMA_MIGRATED).fetchone()
+            role = _role_problem(conn, settings.database_role) if row and row[0] else None
     except psycopg.OperationalError as exc:
+        reason = _first_line(exc)
+        if login_refused(reason):
+            raise ConfigurationError(f"the database refused the login ({reason}): check DATABASE_URL") from None
         if unreachable_ok:
             return
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(f"the database cannot be reached ({reason})") from None
     except psycopg.Error:
         return  # the probe could not tell: the command's own connections say what is wrong
@@ -132,6 +138,54 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
             "the database has no DataWorkflows schema (it was never migrated): run `dataworkflows migrate` "
             "first (`dataworkflows up` migrates its embedded database itself)"
         )
+    if role is not None:
+        raise ConfigurationError(role)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# A server's refusals of a login that come and go by themselves: it is starting or stopping, in
+# recovery, or out of connection slots. Every other FATAL answer to a login (no such database or
+# role, a failed password, pg_hba.conf) stays until someone changes the configuration.
+_PASSING_REFUSALS = (
+    "starting up",
+    "shutting down",
+    "in recovery mode",
+    "not yet accepting connections",
+    "not accepting connections",
+    "too many clients",
+    "connection slots",
+    "too many connections",
+)
+
+
+def login_refused(reason: str) -> bool:
+    """Whether psycopg's reason for a failed connection is the server's lasting refusal of the login:
+    it answered FATAL (a server that cannot be reached, or a timeout, says no such thing), for a
+    reason that does not pass by itself. libpq gives connection failures no SQLSTATE, hence the text;
+    a server whose messages are not in English is not recognised, and is waited for as before."""
+    return "FATAL:" in reason and not any(passing in reason for passing in _PASSING_REFUSALS)
+
+
+def _role_problem(conn: Any, role: str | None) -> str | None:
+    """What keeps the login from acting as `role` (DW_DB_ROLE), or None."""
+    if role is None:
+        return None
+    exists, member = conn.execute(
+        "SELECT r.oid IS NOT NULL, r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'MEMBER')"
+        " FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s",
+        (role,),
+    ).fetchone()
+    if not exists:
+        return (
+            f"DW_DB_ROLE names the role {role!r}, which does not exist in this database server: leave DW_DB_ROLE "
+            "unset (dataworkflows_app, which `dataworkflows migrate` creates) or create the role"
+        )
+    if not member:
+        return f"the database user may not act as {role!r} (DW_DB_ROLE): GRANT {role} TO <the user in DATABASE_URL>"
+    return None
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -147,7 +201,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:
         # Unreachable, no such database, refused credentials, or lost on the way (a migration that
         # did not finish rolled back): exit 3 with psycopg's words, not a traceback.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _first_line(exc)
         raise DatabaseUnavailable(f"cannot migrate: the database cannot be reached ({reason})") from None
     return EXIT_OK
 
@@ -218,11 +272,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         asyncio.run(run_worker(settings, concurrency=args.concurrency))
     except psycopg_pool.PoolTimeout:
-        # The worker waits for a database that is starting (30 s), then ends: said, not a traceback.
+        # The worker waits for a database that is starting (30 s), then ends: said, not a traceback,
+        # with the reason the last attempt met.
         raise DatabaseUnavailable(
-            "the worker could not connect to the database within 30 s (is it running, and is DATABASE_URL right?)"
+            f"the worker could not connect to the database within 30 s ({_connect_reason(settings)}): is it"
+            " running, and is DATABASE_URL right?"
         ) from None
     return EXIT_OK
+
+
+def _connect_reason(settings: Settings) -> str:
+    """Why a connection to DATABASE_URL fails now (one attempt), in psycopg's first line."""
+    import psycopg
+
+    assert settings.database_url is not None
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=max(1, int(settings.db_timeout_seconds))):
+            return "it answers now"
+    except psycopg.Error as exc:
+        return _first_line(exc)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -1950,7 +2018,7 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
     try:
         probe = await psycopg.AsyncConnection.connect(url, connect_timeout=max(1, int(settings.db_timeout_seconds)))
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _first_line(exc)
         raise DatabaseUnavailable(f"cannot prune: the database cannot be reached ({reason})") from None
     try:
         row = await (await probe.execute(_SCHEMA_MIGRATED)).fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -41,6 +42,39 @@ class ScrubbingFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """psycopg_pool's warnings while the database is away, said once per `window` seconds: each pool
+    warns at every attempt to connect (every 2 s at most, CappedReconnect), so a worker waiting 30 s
+    for its database printed 16 of the same two-line warning before its one-line error, and an outage
+    of an hour some 1,800 per pool (a review). A record whose text was said less than `window`
+    seconds ago is dropped and counted; the next one let through says how many were."""
+
+    def __init__(self, window: float = 30.0, clock: Any = time.monotonic) -> None:
+        super().__init__()
+        self._window = window
+        self._clock = clock
+        # By text: when it was last let through, and how many were dropped since.
+        self._said: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        now = self._clock()
+        said = self._said.get(text)
+        if said is not None and now - said[0] < self._window:
+            self._said[text] = (said[0], said[1] + 1)
+            return False
+        if len(self._said) >= 256:
+            self._said.clear()  # texts that vary without end (they name a pid, say): keep the memory bounded
+        self._said[text] = (now, 0)
+        if said is not None and said[1]:
+            record.msg, record.args = f"{text} (and {said[1]} more like it since it was last said)", None
+        return True
+
+
+# The libraries whose warnings repeat while the database is away.
+_REPEATING_LOGGERS = ("psycopg.pool",)
+
+
 def processors(renderer: Any) -> list[Any]:
     """The processor chain: a run's trigger values and secrets are scrubbed from every line written
     while it executes (dataworkflows.scrubbing), after the exception is formatted, so its text too."""
@@ -72,6 +106,10 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format=_PLAIN)
+    for name in _REPEATING_LOGGERS:
+        library = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in library.filters):
+            library.addFilter(RepeatFilter())
     global _json_lines
     _json_lines = fmt == "json"
     for handler in logging.getLogger().handlers:

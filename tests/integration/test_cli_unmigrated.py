@@ -47,3 +47,41 @@ def test_a_login_that_acts_only_through_the_app_role_passes_the_probe(
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     assert main(["prune", "--dry-run", "--older-than", "30d"]) == 0
     assert "would prune 0 trees" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["worker"], ["api", "--port", "0"]])
+def test_a_login_the_server_refuses_is_said_at_once(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A review: a worker retried a login the server refuses for good (no such database) for 30 s, a
+    pool warning every 2 s, then said "is it running"; an API started and answered 503 to everything.
+    Both now stop at once with the server's words (exit 2)."""
+    info = postgresql.info
+    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={info.user} dbname=no_such_db")
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    argv = [str(free_port()) if part == "0" else part for part in argv]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "the database refused the login" in err and 'database "no_such_db" does not exist' in err, err
+    assert "check DATABASE_URL" in err and "Traceback" not in err
+
+
+def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: a DW_DB_ROLE that does not exist, or that the login is no member of, made the worker
+    retry for 30 s and then say "is it running" (every connection's SET ROLE failed)."""
+    postgresql.autocommit = True
+    stranger = f"stranger_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {stranger} NOLOGIN")
+    login = f"login_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {login} LOGIN")
+    info = postgresql.info
+    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={login} dbname={info.dbname}")
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    monkeypatch.setenv("DW_DB_ROLE", "ghost_role")
+    assert main(["worker"]) == EXIT_USAGE
+    assert "DW_DB_ROLE names the role 'ghost_role', which does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("DW_DB_ROLE", stranger)
+    assert main(["worker"]) == EXIT_USAGE
+    assert f"the database user may not act as {stranger!r} (DW_DB_ROLE): GRANT {stranger} TO" in capsys.readouterr().err
