@@ -116,6 +116,8 @@ def detach_from_terminal() -> None:
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     if signum == signal.SIGHUP:
         detach_from_terminal()
+    # Said: a SIGTERM while `up` started ended it with exit code 130 and no word (a review).
+    _say(f"{signal.Signals(signum).name}: stopping before the start has finished (exit code 130)")
     raise KeyboardInterrupt
 
 

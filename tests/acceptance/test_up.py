@@ -272,6 +272,19 @@ def test_up_process_life_busy_port_leftover_server_stale_pid_term_and_hangup(tmp
         finally:
             impostor.kill()
 
+    # A stop signal while `up` starts (its PostgreSQL starting: the signal waits for that start) is
+    # said, and the server it started is stopped (a review: it exited 130 without a word).
+    early = Up(tmp_path, port, "early", "--no-examples")
+    deadline = time.monotonic() + 30
+    while "starting the embedded PostgreSQL" not in early.output():
+        assert early.proc.poll() is None and time.monotonic() < deadline, early.output()
+        time.sleep(0.01)
+    code, _ = early.signal_and_wait(signal.SIGTERM, within=30)
+    assert code == 130, early.output()
+    assert "SIGTERM: stopping before the start has finished (exit code 130)" in early.output()
+    assert "Traceback" not in early.output()
+    assert not (early.pgdata / "postmaster.pid").exists(), early.output()
+
 
 def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) -> None:
     # `dataworkflows api` on the port this API holds: one line, exit code 2.
