@@ -263,3 +263,29 @@ def test_psql_gets_the_password_through_its_environment(monkeypatch: pytest.Monk
     assert "Pa55word" not in " ".join(lines[:-1])
     assert "host=db.internal" in lines[0] and "dbname=dataworkflows" in lines[0]
     assert lines[1:] == ["-c", "select 1", "PGPASSWORD=Pa55word"]
+
+
+class _Router404(http.server.BaseHTTPRequestHandler):
+    """The API's router answering a path it has no route for."""
+
+    def do_GET(self) -> None:
+        body = b'{"title":"Not found","status":404,"detail":"Not Found","code":"not_found","instance":"/x"}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DW_API_URL=http://host:port/api (a path of its own) said only "HTTP 404: Not Found" (a review)."""
+    with loopback_http_server(_Router404) as url:
+        monkeypatch.setenv("DW_API_URL", url + "/api")
+        assert main(["workflows", "list"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "HTTP 404: Not Found (the API has no route GET /api/api/v1/workflows: DW_API_URL or --api-url" in err, err
