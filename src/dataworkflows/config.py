@@ -461,5 +461,8 @@ def _coerce(key: str, raw: str, default: Any) -> Any:
         if isinstance(default, float):
             return float(raw)
     except ValueError as exc:
+        if key.endswith("_RETENTION_DAYS"):
+            # A review: "is not a valid float" left out the one word these take besides a number.
+            raise ConfigurationError(f"{key}={raw!r}: give a number of days, or off") from exc
         raise ConfigurationError(f"{key}={raw!r} is not a valid {type(default).__name__}") from exc
     return raw

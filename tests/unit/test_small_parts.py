@@ -81,6 +81,9 @@ def test_migrations_are_numbered_uniquely() -> None:
         ({"DW_QUEUE": "q" * 41}, "DW_QUEUE='" + "q" * 41 + "': give a name of 1 to 40 bytes"),
         ({"DW_QUEUE": "é" * 21}, "give a name of 1 to 40 bytes"),
         ({"DW_POOL_MIN_SIZE": "20", "DW_POOL_MAX_SIZE": "5"}, "DW_POOL_MIN_SIZE=20 is above DW_POOL_MAX_SIZE=5"),
+        # A review: "is not a valid float" left out `off`.
+        ({"DW_RETENTION_DAYS": "abc"}, "DW_RETENTION_DAYS='abc': give a number of days, or off"),
+        ({"DW_WEBHOOK_RETENTION_DAYS": "a week"}, "DW_WEBHOOK_RETENTION_DAYS='a week': give a number of days, or off"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(environ: dict[str, str], words: str) -> None:
