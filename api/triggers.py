@@ -50,6 +50,9 @@ from .workflows import require_workflow
 _CHANGE_TRIGGERS = {REQUIRES_PRINCIPAL: "change triggers"}
 KINDS = ("schedule", "webhook")
 MIN_SECRET_LENGTH = 16
+# HMAC takes any length, but a secret is typed or pasted into a sender's settings: past this it is a
+# mistake (a file's content, a certificate), and the stored row would carry it (a review: no bound).
+MAX_SECRET_LENGTH = 1024
 
 
 def trigger_uuid(trigger_id: str) -> uuid.UUID:
@@ -144,8 +147,15 @@ def new_secret(svc: Services, data: TriggerWrite, trigger_id: uuid.UUID) -> tupl
 
 def _encrypted_secret(svc: Services, given: str | None, trigger_id: uuid.UUID) -> tuple[str, bytes]:
     secret = given if given is not None else secrets.token_urlsafe(32)
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise InvalidInput(f"a webhook secret has at least {MIN_SECRET_LENGTH} characters")
+    if not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
+        raise InvalidInput(f"a webhook secret has {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters")
+    if secret != secret.strip() or not secret.isprintable():
+        # Sixteen spaces passed as a secret (a review); a pasted one with its line end would sign
+        # nothing the sender signs: both refused, rather than a hook whose every delivery fails.
+        raise InvalidInput(
+            "a webhook secret has no whitespace at either end and no control characters (as pasted with"
+            " a line end, say)"
+        )
     if not svc.settings.credentials_key:
         raise Conflict(
             "a signed webhook's secret is stored encrypted: set DW_CREDENTIALS_KEY (base64 of 32 random bytes; "

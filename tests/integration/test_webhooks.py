@@ -993,6 +993,16 @@ async def test_a_signed_webhooks_secret_is_rotated_in_place_with_an_overlap(
     assert (await post({"i": 4}, new_secret), await post({"i": 5}, given)) == (401, 202)
     # Too short, a schedule, an unsigned hook, an overlap past a week: refused.
     assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": "short"}), 422)
+    # All spaces, a pasted line end, a control character, a file's worth (a review: all were taken).
+    for bad in (" " * 16, given + "\n", "tab\tinside-0123456789", "x" * 1025):
+        refused = assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": bad}), 422)
+        assert "a webhook secret has" in refused["detail"], refused
+    created = await client.post(
+        "/api/v1/workflows/hooked/triggers",
+        json={"kind": "webhook", "name": "spaces", "config": {}, "secret": " " * 20},
+    )
+    assert assert_problem(created, 422)["detail"].startswith("a webhook secret has no whitespace at either end")
+    assert (await post({"i": 6}, given)) == 202  # the refusals changed nothing
     assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"previousValidSeconds": 8 * 86_400}), 400)
     unsigned = await make_hook(db, name="open", signature="none")
     assert_problem(await client.post(f"/api/v1/triggers/{unsigned}/secret"), 409)
