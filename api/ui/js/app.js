@@ -28,8 +28,11 @@ const ROUTES = [
   [/^workers$/, workers, "workers"],
 ];
 
-export function showProblem(error) {
+// A sticky problem (what the sign-in form refused) stays until the form takes new values: a page's
+// next successful refresh cleared it before it could be read (a review: on Executions, within 2 s).
+export function showProblem(error, { sticky = false } = {}) {
   banner.replaceChildren();
+  banner.dataset.sticky = sticky ? "1" : "";
   if (error instanceof ApiError) {
     banner.append(
       h("strong", {}, error.status + " " + error.title),
@@ -46,9 +49,11 @@ export function showProblem(error) {
   banner.hidden = false;
 }
 
-export function clearProblem() {
+export function clearProblem({ sticky = false } = {}) {
+  if (banner.dataset.sticky === "1" && !sticky) return;
   banner.hidden = true;
   banner.replaceChildren();
+  banner.dataset.sticky = "";
 }
 
 let current = null;
@@ -170,7 +175,7 @@ function setupAuth() {
     for (const [name, input] of Object.entries(fields)) {
       const bad = [...input.value.trim()].find((c) => c < " " || c > "~");
       if (bad !== undefined) {
-        showProblem(new Error("The " + name + " field can hold only ASCII characters (a browser cannot send " + JSON.stringify(bad) + " in a header): use a token, or the CLI, for such a name."));
+        showProblem(new Error("The " + name + " field can hold only ASCII characters (a browser cannot send " + JSON.stringify(bad) + " in a header): use a token, or the CLI, for such a name."), { sticky: true });
         return;
       }
     }
@@ -178,6 +183,7 @@ function setupAuth() {
     // "Bearer Bearer eyJ…" and refused as malformed.
     fields.token.value = fields.token.value.trim().replace(/^bearer\s+/i, "");
     for (const [name, input] of Object.entries(fields)) credentials.set(name, input.value.trim());
+    clearProblem({ sticky: true });
     showWhoami();
     route();
   });
