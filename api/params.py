@@ -7,7 +7,6 @@ taking bigint, then fails in PostgreSQL: a 500 for what is the client's mistake.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from litestar.params import BodyKwarg, QueryParameter
 from litestar.routes import HTTPRoute
 
 from dataworkflows.errors import DataWorkflowsError, InvalidInput, NotFound
+from dataworkflows.json_text import LONE_SURROGATE, lone_surrogate
 from dataworkflows.validation import Problem, nul_pointer
 
 BIGINT_MAX = 2**63 - 1
@@ -210,29 +210,12 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
         key = _known_path(where.rstrip("`"))
         raise ValidationException(extra=[{"message": message, "key": key or "data", "source": "body"}]) from exc
     except msgspec.DecodeError as exc:
-        if _lone_surrogate(body):
-            raise ClientException(
-                "the body is not valid JSON: it escapes a lone UTF-16 surrogate (\\ud800-\\udfff without its "
-                "pair), which is no character"
-            ) from exc
+        if lone_surrogate(body):
+            raise ClientException(f"the body is not valid JSON: {LONE_SURROGATE}") from exc
         return
     if b"\\u0000" in body:
         # The escape in the text; the decoded value says whether it is a NUL (not "\\\\u0000").
         refuse_nul(msgspec.json.decode(body), "")
-
-
-def _lone_surrogate(body: bytes) -> bool:
-    """Whether msgspec refused the body only for a lone surrogate escape, which Python's json reads."""
-    if not _SURROGATE_ESCAPE.search(body):
-        return False
-    try:
-        json.loads(body)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def refuse_nul(value: Any, base: str) -> None:

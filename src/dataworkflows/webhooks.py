@@ -44,6 +44,7 @@ import msgspec
 
 from dataworkflows import templating
 from dataworkflows.json_depth import json_depth
+from dataworkflows.json_text import LONE_SURROGATE, lone_surrogate
 from dataworkflows.validation import has_unprintable_character, sent_text, unknown_fields
 
 HMAC_SHA256, GITHUB, SLACK, NONE = "hmac-sha256", "github", "slack", "none"
@@ -425,6 +426,8 @@ def parse_body(content_type: str, body: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError:
         raise BodyError("the request body is not valid UTF-8") from None
     except (msgspec.DecodeError, RecursionError) as exc:
+        if lone_surrogate(body):
+            raise BodyError(f"the request body is not valid JSON: {LONE_SURROGATE}") from None
         raise BodyError(f"the request body is not valid JSON: {exc}") from None
     if json_depth(value, max_depth) > max_depth:
         raise BodyError(f"the request body is nested deeper than {max_depth} levels")

@@ -433,12 +433,17 @@ async def test_oversized_and_malformed_bodies_are_refused_and_recorded(
     malformed = b'{"unclosed": '
     bad = await client.post(f"/api/v1/hooks/{hook}", content=malformed, headers=sign(malformed))
     assert assert_problem(bad, 400)["code"] == "malformed_body"
+    # A lone surrogate escape is said as such (msgspec's words were "Input data was truncated").
+    lone = b'{"name": "\\ud800"}'
+    surrogate = assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=lone, headers=sign(lone)), 400)
+    assert "lone UTF-16 surrogate" in surrogate["detail"] and "truncated" not in surrogate["detail"], surrogate
     deep = (b"[" * 20) + (b"]" * 20)
     assert assert_problem(await client.post(f"/api/v1/hooks/{hook}", content=deep, headers=sign(deep)), 400)
     long_id = await client.post(f"/api/v1/hooks/{hook}", content=b"{}", headers=sign(b"{}", X_Delivery_Id="d" * 201))
     assert assert_problem(long_id, 400)["code"] == "invalid_delivery_id"
     recorded = await db.webhooks.deliveries(uuid.UUID(hook))
     assert sorted((d.outcome, d.status_code) for d in recorded) == [
+        ("refused", 400),
         ("refused", 400),
         ("refused", 400),
         ("refused", 400),
