@@ -157,7 +157,8 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
         if isinstance(value, str) and "\x00" in value:
             # PostgreSQL text cannot hold one: no name or id has it (it was the database's 422 on
             # some routes, a 404 on others).
-            raise NotFound(f"no {name.removesuffix('_id').replace('_', ' ')} has a name with a NUL character")
+            # Named as the path's parameter (a review: "no name has a name with a NUL character").
+            raise NotFound(f"no {name.replace('_', ' ')} holds a NUL character")
         # Versions are integers in PostgreSQL, ids bigints.
         top = INT_MAX if name == "version" else BIGINT_MAX
         if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= top:

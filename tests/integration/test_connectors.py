@@ -704,7 +704,7 @@ async def test_monday_answers_of_the_wrong_shape_fail_as_bad_responses(
     """They raised (KeyError, AttributeError: action_exception with a traceback), and a cursor that
     never ended called monday.com hundreds of times a second until the node's timeout."""
     cases = {
-        "errors-object": ("monday.get-items", "monday_ERROR"),
+        "errors-object": ("monday.get-items", "monday_error"),
         "data-string": ("monday.get-items", "monday_bad_response"),
         "loop": ("monday.get-items", "monday_bad_response"),
         "created-string": ("monday.create-item", "monday_bad_response"),

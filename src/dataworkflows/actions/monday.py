@@ -134,15 +134,22 @@ def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     given = first.get("extensions")
     extensions: dict[str, Any] = given if isinstance(given, dict) else {}
-    code = str(extensions.get("code") or (f"HTTP_{status}" if status >= 400 else "ERROR"))
+    remote = extensions.get("code")
     message = str(first.get("message") or f"monday.com answered {status}")
     wait = extensions.get("retry_in_seconds")
     retry_after = float(wait) if isinstance(wait, (int, float)) else retry_after_seconds(response)
-    node_code = remote_code("monday", code)
+    if remote:
+        code = str(remote)
+        node_code = remote_code("monday", code)
+        if node_code == "monday_error":
+            message = f"{message} ({code})"  # the remote's code, kept in the scrubbed message
+    else:
+        # No code of monday's: the HTTP status's, spelt as the 5xx one (monday_http_503) is; they
+        # were monday_HTTP_400 and monday_ERROR beside it (a review).
+        code = ""
+        node_code = f"monday_http_{status}" if status >= 400 else "monday_error"
     if code in RETRIABLE_CODES or status in RETRIABLE_STATUSES:
         return ActionResult.retriable(node_code, f"monday.com: {message}", retry_after)
-    if node_code == "monday_error":
-        message = f"{message} ({code})"  # the remote's code, kept in the scrubbed message
     return ActionResult.failed(node_code, f"monday.com: {message}")
 
 
