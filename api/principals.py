@@ -22,7 +22,6 @@ from litestar.types import ParametersMap
 
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError
-from dataworkflows.principal_ids import look_alike_problem
 from dataworkflows.tenancy import DEFAULT_TENANT, enter_tenant
 from dataworkflows.tokens import MAX_SUBJECT, ROLES, TokenRejected, TokenVerifier, valid_tenant
 from dataworkflows.validation import header_text
@@ -105,9 +104,6 @@ class HeaderPrincipalResolver:
             if len(connection.headers.getall(name, [])) > 1:
                 raise ClientException(f"give the header {name} once")
         principal_id = _header(connection, PRINCIPAL_ID_HEADER, MAX_PRINCIPAL_ID)
-        look_alike = None if principal_id is None else look_alike_problem(principal_id)
-        if look_alike is not None:
-            raise ClientException(f"{PRINCIPAL_ID_HEADER} {look_alike}")
         principal_type = _header(connection, PRINCIPAL_TYPE_HEADER, MAX_PRINCIPAL_TYPE)
         tenant = (connection.headers.get(TENANT_HEADER) or "").strip() or DEFAULT_TENANT
         if not valid_tenant(tenant):

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from dataworkflows.config import Settings
 from dataworkflows.errors import ConfigurationError, DataWorkflowsError
-from dataworkflows.principal_ids import MAX_PRINCIPAL_ID, has_unprintable_character, look_alike_problem
+from dataworkflows.principal_ids import MAX_PRINCIPAL_ID, has_unprintable_character
 from dataworkflows.tenancy import is_valid_tenant
 
 log = structlog.get_logger("dataworkflows.tokens")
@@ -365,9 +365,6 @@ class TokenVerifier:
             raise TokenRejected(f"the token's sub must be a non-empty string of at most {MAX_SUBJECT} characters")
         if has_unprintable_character(subject):
             raise TokenRejected("the token's sub must not contain control, invisible or line-separator characters")
-        look_alike = look_alike_problem(subject)
-        if look_alike is not None:
-            raise TokenRejected(f"the token's sub {look_alike}")
         tenant = claim(payload, settings.jwt_tenant_claim)
         if tenant is None:
             raise TokenRejected(f"the token has no tenant claim ({settings.jwt_tenant_claim!r})")
@@ -463,9 +460,6 @@ def mint_token(
         raise ConfigurationError(
             f"the subject must be 1-{MAX_SUBJECT} characters, without control, invisible or line-separator characters"
         )
-    look_alike = look_alike_problem(subject)
-    if look_alike is not None:
-        raise ConfigurationError(f"the subject {look_alike}")
     if not valid_tenant(tenant):
         raise ConfigurationError("the tenant must be 1-100 letters, digits, '_', '.' or '-'")
     unknown = sorted(set(roles) - set(ROLES))

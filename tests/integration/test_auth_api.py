@@ -551,10 +551,6 @@ async def test_a_loose_principal_header_is_utf8_text(dsn: str) -> None:
             ("X-Principal-Id", "ops\u2028level=error".encode(), "line-separator"),
             ("X-Principal-Id", "ops\u200b".encode(), "invisible"),
             ("X-Principal-Id", "\u202eevil".encode(), "invisible"),
-            # Ids that pass for another (a review): "ana" and "ana" + a filler were two callers.
-            ("X-Principal-Id", "ana\u3164".encode(), "show as nothing"),
-            ("X-Principal-Id", "ana\U000e0100".encode(), "show as nothing"),
-            ("X-Principal-Id", "Jose\u0301".encode(), "composed form, NFC"),
         ]:
             refused = await raw.post("/api/v1/workflows", json=echo("wf2"), headers={header: value})
             body = assert_problem(refused, 400)
@@ -572,17 +568,6 @@ async def test_a_token_whose_sub_holds_a_control_character_is_refused(dsn: str, 
     assert "control, invisible or line-separator characters" in body["detail"], body
     for subject in ["ana\nadmin", "ana\u2028admin", "ana\u200b"]:
         with pytest.raises(ConfigurationError, match="control, invisible or line-separator characters"):
-            mint_token(settings, subject=subject, tenant="default", roles=["admin"], ttl_seconds=60)
-    # Ids that pass for another (a review): a Hangul filler, a variation selector, a decomposed é.
-    for subject, says in [
-        ("ana\u3164", "show as nothing"),
-        ("ana\ufe0f", "show as nothing"),
-        ("Jose\u0301", "composed form, NFC"),
-    ]:
-        token = jwt.encode({**claims, "sub": subject, "iat": now, "exp": now + 300}, SECRET, algorithm="HS256")
-        refused = await strict.get("/api/v1/workflows", headers={"Authorization": f"Bearer {token}"})
-        assert says in assert_problem(refused, 401)["detail"]
-        with pytest.raises(ConfigurationError, match=says):
             mint_token(settings, subject=subject, tenant="default", roles=["admin"], ttl_seconds=60)
 
 

@@ -84,9 +84,6 @@ def test_an_impossible_quorum_is_refused(quorum: Any) -> None:
         ({"approvers": ["a" * 201]}, "must be 1-200 characters"),
         ({"approvers": ["ann", "line\nbreak"]}, "must not contain control"),
         ({"approvers": ["\u202eevil"]}, "must not contain control"),
-        # Approvers that pass for another (a review).
-        ({"approvers": ["ann", "ann\u115f"]}, "show as nothing"),
-        ({"approvers": ["Jose\u0301"]}, "composed form, NFC"),
         ({"approvers": ["a"], "title": "t" * 201}, "title must be at most 200"),
         ({"approvers": ["a"], "description": "d" * 2001}, "description must be at most 2000"),
     ],
