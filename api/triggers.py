@@ -23,7 +23,7 @@ from dataworkflows.errors import Conflict, InvalidInput, InvalidTriggerConfig, N
 from dataworkflows.json_depth import json_depth
 from dataworkflows.schedules import Schedule, ScheduleConfigError, next_tick
 from dataworkflows.statuses import WebhookOutcome
-from dataworkflows.validation import Problem, is_valid_id
+from dataworkflows.validation import Problem, has_unprintable_character, is_valid_id
 
 from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
@@ -149,12 +149,12 @@ def _encrypted_secret(svc: Services, given: str | None, trigger_id: uuid.UUID) -
     secret = given if given is not None else secrets.token_urlsafe(32)
     if not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH:
         raise InvalidInput(f"a webhook secret has {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} characters")
-    if secret != secret.strip() or not secret.isprintable():
+    if secret != secret.strip() or has_unprintable_character(secret):
         # Sixteen spaces passed as a secret (a review); a pasted one with its line end would sign
         # nothing the sender signs: both refused, rather than a hook whose every delivery fails.
         raise InvalidInput(
-            "a webhook secret has no whitespace at either end and no control characters (as pasted with"
-            " a line end, say)"
+            "a webhook secret has no whitespace at either end and no control or invisible characters (as"
+            " pasted with a line end, say)"
         )
     if not svc.settings.credentials_key:
         raise Conflict(

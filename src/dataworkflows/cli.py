@@ -671,10 +671,16 @@ def _problem_text(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}: {response.text[:500]}"
     text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
-    if response.status_code == 404 and body.get("code") == "not_found" and body.get("detail") == "Not Found":
-        # The router's own 404 (the API's are "workflow 'x' not found" and the like): no route has that
-        # path, as when DW_API_URL carries a path of its own (a review: ".../api" said only "HTTP 404").
-        request = response.request
+    request = response.request
+    if (
+        response.status_code == 404
+        and body.get("code") == "not_found"
+        and body.get("detail") == "Not Found"
+        and not request.url.path.startswith("/api/v1/")
+    ):
+        # The router's own 404 (the API's are "workflow 'x' not found" and the like) for a path that
+        # does not begin with /api/v1: DW_API_URL carries a path of its own (a review: ".../api" said
+        # only "HTTP 404"). An id with a "/" in it meets the router's 404 too, under /api/v1: not this.
         text += (
             f" (the API has no route {request.method} {request.url.path}: DW_API_URL or --api-url is the URL"
             " the API serves /api/v1 under, such as http://127.0.0.1:5131)"

@@ -999,9 +999,15 @@ async def test_a_signed_webhooks_secret_is_rotated_in_place_with_an_overlap(
     # Too short, a schedule, an unsigned hook, an overlap past a week: refused.
     assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": "short"}), 422)
     # All spaces, a pasted line end, a control character, a file's worth (a review: all were taken).
-    for bad in (" " * 16, given + "\n", "tab\tinside-0123456789", "x" * 1025):
+    for bad in (" " * 16, given + "\n", "tab\tinside-0123456789", "zero\u200bwidth-0123456789", "x" * 1025):
         refused = assert_problem(await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": bad}), 422)
         assert "a webhook secret has" in refused["detail"], refused
+    # Inner spaces and characters of any script are a secret's own (a review: isprintable() refused them).
+    for good in ("abc\u00a0def ghi jkl mno", "aaaaaaaaaa\U0001f469\u200d\U0001f4bbbbbbbbbbbb"):
+        taken = await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": good})
+        assert taken.status_code == 200 and taken.json()["secret"] == good, taken.text
+    again = await client.post(f"/api/v1/triggers/{hook}/secret", json={"secret": given})
+    assert again.status_code == 200, again.text
     created = await client.post(
         "/api/v1/workflows/hooked/triggers",
         json={"kind": "webhook", "name": "spaces", "config": {}, "secret": " " * 20},

@@ -289,3 +289,9 @@ def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
         assert main(["workflows", "list"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "HTTP 404: Not Found (the API has no route GET /api/api/v1/workflows: DW_API_URL or --api-url" in err, err
+    # The right URL, an id with a "/" (a %2F the router decodes, so no route): not the URL's fault.
+    with loopback_http_server(_Router404) as url:
+        monkeypatch.setenv("DW_API_URL", url)
+        assert main(["status", "a/b"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "HTTP 404: Not Found" in err and "DW_API_URL" not in err, err
