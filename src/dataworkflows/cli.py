@@ -143,48 +143,60 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """psycopg's first line about a failed connection, without a host name that holds an "@": libpq
+    reads an "@" that is not percent-encoded in a URL's password as the end of it, and names the rest
+    as the host it could not resolve (a review: "failed to resolve host 'ss-secret@127.0.0.1'")."""
+    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _HOST_WITH_AT.sub("'<not shown: it holds an @; write an @ in a password as %40>'", line)
 
 
-# A server's refusals of a login that come and go by themselves: it is starting or stopping, in
-# recovery, or out of connection slots. Every other FATAL answer to a login (no such database or
-# role, a failed password, pg_hba.conf) stays until someone changes the configuration.
-_PASSING_REFUSALS = (
-    "starting up",
-    "shutting down",
-    "in recovery mode",
-    "not yet accepting connections",
-    "not accepting connections",
-    "too many clients",
-    "connection slots",
-    "too many connections",
+_HOST_WITH_AT = re.compile(r"'[^'\s]*@[^'\s]*'|\"[^\"\s]*@[^\"\s]*\"")
+
+
+# PostgreSQL's refusals of a login that stay until someone changes the configuration: no such
+# database or role, a failed password or other authentication, no pg_hba.conf entry, a role that may
+# not log in, no CONNECT right. Only these, in English: every other refusal (the server starting, in
+# recovery, out of connection slots, a pooler's own, any text in another language) may pass by
+# itself, and is waited for as before. libpq gives connection failures no SQLSTATE, hence the text
+# (a review: the other way round, a German "too many connections" or a pooler's "no more
+# connections allowed" stopped a worker that should have waited).
+_LASTING_REFUSALS = (
+    "does not exist",
+    "password authentication failed",
+    "authentication failed for user",
+    "no pg_hba.conf entry",
+    "is not permitted to log in",
+    "permission denied for database",
 )
 
 
 def login_refused(reason: str) -> bool:
-    """Whether psycopg's reason for a failed connection is the server's lasting refusal of the login:
-    it answered FATAL (a server that cannot be reached, or a timeout, says no such thing), for a
-    reason that does not pass by itself. libpq gives connection failures no SQLSTATE, hence the text;
-    a server whose messages are not in English is not recognised, and is waited for as before."""
-    return "FATAL:" in reason and not any(passing in reason for passing in _PASSING_REFUSALS)
+    """Whether psycopg's reason for a failed connection is the server's lasting refusal of the login
+    (_LASTING_REFUSALS): it answered FATAL (a server that cannot be reached, or a timeout, says no
+    such thing) for one of those reasons."""
+    return "FATAL:" in reason and any(lasting in reason for lasting in _LASTING_REFUSALS)
 
 
 def _role_problem(conn: Any, role: str | None) -> str | None:
-    """What keeps the login from acting as `role` (DW_DB_ROLE), or None."""
+    """What keeps the login from acting as `role` (DW_DB_ROLE), or None: the probe does what each pooled
+    connection does (SET ROLE), then undoes it. Asked of the catalog instead, the question came out
+    wrong both ways (a review): membership of current_user, not of the session's user, refused a login
+    whose default role differs; and PostgreSQL 16's SET option on a grant went unseen."""
+    import psycopg
+    import psycopg.sql
+
     if role is None:
         return None
-    exists, member = conn.execute(
-        "SELECT r.oid IS NOT NULL, r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, 'MEMBER')"
-        " FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_roles r ON r.rolname = %s",
-        (role,),
-    ).fetchone()
-    if not exists:
+    try:
+        conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+    except psycopg.errors.InvalidParameterValue:
         return (
             f"DW_DB_ROLE names the role {role!r}, which does not exist in this database server: leave DW_DB_ROLE "
             "unset (dataworkflows_app, which `dataworkflows migrate` creates) or create the role"
         )
-    if not member:
+    except psycopg.errors.InsufficientPrivilege:
         return f"the database user may not act as {role!r} (DW_DB_ROLE): GRANT {role} TO <the user in DATABASE_URL>"
+    conn.execute("RESET ROLE")
     return None
 
 
@@ -282,13 +294,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _connect_reason(settings: Settings) -> str:
-    """Why a connection to DATABASE_URL fails now (one attempt), in psycopg's first line."""
+    """Why a connection to DATABASE_URL fails now (one attempt, as the pool makes them: the login, then
+    SET ROLE to DW_DB_ROLE), in psycopg's first line or the role's problem."""
     import psycopg
 
     assert settings.database_url is not None
     try:
-        with psycopg.connect(settings.database_url, connect_timeout=max(1, int(settings.db_timeout_seconds))):
-            return "it answers now"
+        with psycopg.connect(
+            settings.database_url, autocommit=True, connect_timeout=max(1, int(settings.db_timeout_seconds))
+        ) as conn:
+            return _role_problem(conn, settings.database_role) or "it answers now"
     except psycopg.Error as exc:
         return _first_line(exc)
 

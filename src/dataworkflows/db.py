@@ -435,13 +435,49 @@ def _forget(conn: psycopg.AsyncConnection[Any]) -> None:
 # How much longer than its statement_timeout a pool's caller waits for an answer before it severs the
 # connection (make_pool): time for the server's own timeout to arrive first when the server is merely slow.
 STATEMENT_ANSWER_GRACE_SECONDS = 2.0
+# The readiness probe's whole time: a connection and one round trip (Database.ping).
+PING_SECONDS = 3.0
+
+
+class _Deadline:
+    """The timer of _answer_within: it severs the connection `seconds` after it was last (re)started."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:
+        self._conn = conn
+        self.seconds = seconds
+        self.severed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """An answer came: the next wait has the whole time again."""
+        if not self.seconds or self.severed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.seconds, self._sever)
+
+    def _sever(self) -> None:
+        self.severed = True
+        _shut_down(self._conn)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 @contextlib.contextmanager
-def _answer_within(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> Iterator[None]:
-    """Bounds how long the block waits on the connection: past `seconds`, the connection's socket is shut
-    down, the statement waiting on it fails at once, and the block raises DatabaseUnavailable (the pool
-    discards the connection).
+def _answer_within(
+    conn: psycopg.AsyncConnection[Any],
+    seconds: float | None,
+    *,
+    what: str = "DW_STATEMENT_TIMEOUT_SECONDS and its grace",
+) -> Iterator[_Deadline]:
+    """Bounds how long the block waits on the connection for an answer: past `seconds` without one (the
+    block restarts the deadline after each answer it gets: a transaction of several statements, each
+    answered in time, is not cut short by their sum, a review), the connection's socket is shut down,
+    the statement waiting on it fails at once, and the block raises DatabaseUnavailable (the pool
+    discards the connection). `seconds` None or 0: no bound.
 
     A server that answers nothing (its process stopped, a frozen VM, a network partition) is one that
     PostgreSQL's own statement_timeout cannot end, and over loopback or a live link TCP keeps the
@@ -450,27 +486,15 @@ def _answer_within(conn: psycopg.AsyncConnection[Any], seconds: float | None) ->
     that sends the server a cancel request and waits for it, another 10 s against a server that is not
     answering. A statement the server did finish may have committed before the answer was lost, as with
     any lost connection: the API's writes are idempotent by their request ids or refuse a repeat."""
-    if not seconds:
-        yield
-        return
-    severed = False
-
-    def sever() -> None:
-        nonlocal severed
-        severed = True
-        _shut_down(conn)
-
-    timer = asyncio.get_running_loop().call_later(seconds, sever)
+    deadline = _Deadline(conn, seconds)
     try:
-        yield
+        yield deadline
     except psycopg.Error as exc:
-        if severed:
-            raise errors.DatabaseUnavailable(
-                f"the database did not answer within {seconds:g} s (DW_STATEMENT_TIMEOUT_SECONDS and its grace)"
-            ) from exc
+        if deadline.severed:
+            raise errors.DatabaseUnavailable(f"the database did not answer within {seconds:g} s ({what})") from exc
         raise
     finally:
-        timer.cancel()
+        deadline.cancel()
 
 
 def _shut_down(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -491,15 +515,19 @@ def _shut_down(conn: psycopg.AsyncConnection[Any]) -> None:
 class Transaction:
     """Named statements on one connection inside one transaction (for the data layer)."""
 
-    def __init__(self, cursor: psycopg.AsyncCursor[DictRow]) -> None:
+    def __init__(self, cursor: psycopg.AsyncCursor[DictRow], answered: Callable[[], None] = lambda: None) -> None:
         self._cursor = cursor
+        # Called after each statement's answer (the transaction's _Deadline restarts).
+        self._answered = answered
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         await self._cursor.execute(QUERIES[name], _adapt(params))
+        self._answered()
         return await self._cursor.fetchone()
 
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         await self._cursor.execute(QUERIES[name], _adapt(params))
+        self._answered()
         return await self._cursor.fetchall()
 
 
@@ -629,11 +657,13 @@ class Database:
         """Several named statements that commit together, or not at all."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                with _answer_within(conn, self._deadline):
+                with _answer_within(conn, self._deadline) as deadline:
                     _stop_if_cancelled()
                     await _enter(conn, self._pool_role)
                     async with conn.transaction():
-                        yield Transaction(conn.cursor(row_factory=dict_row))
+                        deadline.restart()
+                        yield Transaction(conn.cursor(row_factory=dict_row), deadline.restart)
+                        deadline.restart()  # the COMMIT's wait
 
     async def _statement(
         self,
@@ -692,10 +722,14 @@ class Database:
         """Rows as structs (their fields named like the query's columns)."""
         return [msgspec.convert(row, cls) for row in await self.fetch_all(name, **params)]
 
-    async def ping(self) -> None:
+    async def ping(self, seconds: float = PING_SECONDS) -> None:
+        """A round trip, in at most `seconds` with the wait for a connection (the readiness probe's:
+        a review found it unbounded with DW_STATEMENT_TIMEOUT_SECONDS=0, and up to 6 s otherwise)."""
+        started = time.monotonic()
         with translate_errors():
-            async with self.pool.connection(timeout=3.0) as conn:
-                with _answer_within(conn, self._deadline and min(self._deadline, 3.0)):
+            async with self.pool.connection(timeout=seconds) as conn:
+                left = max(seconds - (time.monotonic() - started), 0.05)
+                with _answer_within(conn, left, what="the readiness probe's bound"):
                     await conn.execute("SELECT 1")
 
 

@@ -484,3 +484,50 @@ async def test_a_statement_past_the_timeout_or_unanswered_is_given_up(dsn: str) 
             assert conn.info.backend_pid != pid
     finally:
         await pool.close()
+
+
+async def test_the_deadline_is_for_each_answer_and_the_probe_is_bounded_alone(dsn: str) -> None:
+    """A review: the deadline ran from a transaction's first statement, so several statements each
+    answered in time were cut off by their sum; and the readiness probe had no bound at all when
+    DW_STATEMENT_TIMEOUT_SECONDS was 0."""
+    from dataworkflows.errors import DatabaseUnavailable
+
+    pool = make_pool(f"{dsn} application_name=dw-answer-test", min_size=1, max_size=1)
+    await pool.open(wait=True)
+    database = db.Database(pool)  # no statement timeout: the pool's answer_deadline is None
+    try:
+        async with pool.connection() as conn:
+            with db._answer_within(conn, 0.5) as deadline:
+                for _ in range(4):  # 1.2 s in all, each answer within 0.5 s
+                    await conn.execute("SELECT pg_sleep(0.3)")
+                    deadline.restart()
+            pid = conn.info.backend_pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match="the readiness probe's bound"):
+                await database.ping(seconds=1.0)
+            assert time.monotonic() - started < 5  # a bound, not a speed: it waited for ever
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await database.ping()
+    finally:
+        await pool.close()
+
+
+async def test_a_transactions_statements_each_answered_in_time_are_not_cut_by_their_sum(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataworkflows.sqlfiles import QUERIES
+
+    monkeypatch.setitem(QUERIES, "test_nap", "SELECT pg_sleep(0.3) AS napped")
+    pool = make_pool(dsn, min_size=1, max_size=1, statement_timeout_seconds=0.4)  # each answer within 2.4 s
+    await pool.open(wait=True)
+    try:
+        started = time.monotonic()
+        async with db.Database(pool).transaction() as tx:
+            for _ in range(10):
+                assert await tx.fetch_one("test_nap") == {"napped": ""}
+        assert time.monotonic() - started > pool.answer_deadline  # their sum was past it
+    finally:
+        await pool.close()

@@ -85,3 +85,31 @@ def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
     monkeypatch.setenv("DW_DB_ROLE", stranger)
     assert main(["worker"]) == EXIT_USAGE
     assert f"the database user may not act as {stranger!r} (DW_DB_ROLE): GRANT {stranger} TO" in capsys.readouterr().err
+
+
+def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
+    """A review: the probe asked the catalog whether current_user is a member, which refused a login
+    whose default role differs (SET ROLE goes by the session's user) and passed a grant WITH SET FALSE
+    (PostgreSQL 16), whose every pooled connection then failed. It now does what the pool does."""
+    from dataworkflows.cli import _require_schema
+    from dataworkflows.config import Settings
+    from dataworkflows.errors import ConfigurationError
+
+    postgresql.autocommit = True
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {other} NOLOGIN")
+    defaulted = f"defaulted_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {defaulted} LOGIN")
+    postgresql.execute(f"GRANT {other} TO {defaulted}")
+    postgresql.execute(f"GRANT dataworkflows_app TO {defaulted}")
+    postgresql.execute(f"ALTER ROLE {defaulted} SET role = {other}")
+    info = postgresql.info
+    url = f"host={info.host} port={info.port} user={defaulted} dbname={info.dbname}"
+    _require_schema(url, Settings(database_url=url), unreachable_ok=True)  # passes
+    if postgresql.info.server_version >= 160000:
+        no_set = f"noset_{uuid.uuid4().hex[:8]}"
+        postgresql.execute(f"CREATE ROLE {no_set} LOGIN")
+        postgresql.execute(f"GRANT dataworkflows_app TO {no_set} WITH SET FALSE")
+        url = f"host={info.host} port={info.port} user={no_set} dbname={info.dbname}"
+        with pytest.raises(ConfigurationError, match="may not act as 'dataworkflows_app'"):
+            _require_schema(url, Settings(database_url=url), unreachable_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from dataworkflows.cli import login_refused
+from dataworkflows.cli import _first_line, login_refused
 from dataworkflows.logs import RepeatFilter
 
 
@@ -49,6 +49,8 @@ def test_lasting_refusals_of_a_login_are_told_from_passing_ones() -> None:
         'FATAL:  role "nobody" does not exist',
         'FATAL:  password authentication failed for user "ana"',
         'FATAL:  no pg_hba.conf entry for host "10.0.0.1", user "ana", database "dw", no encryption',
+        'FATAL:  role "ana" is not permitted to log in',
+        'FATAL:  permission denied for database "dw"',
     ]
     passing = [
         "FATAL:  the database system is starting up",
@@ -56,8 +58,24 @@ def test_lasting_refusals_of_a_login_are_told_from_passing_ones() -> None:
         "FATAL:  the database system is in recovery mode",
         "FATAL:  sorry, too many clients already",
         "FATAL:  remaining connection slots are reserved for roles with the SUPERUSER attribute",
+        "FATAL:  canceling authentication due to timeout",
+        "FATAL:  terminating connection due to administrator command",
+        # A review: a pooler's refusals, and a server's in another language, stopped what should wait.
+        "FATAL:  no more connections allowed (max_client_conn)",
+        "FATAL:  server login has been failing, cached error: connect failed (server_login_retry)",
+        "FATAL:  tut mir leid, schon zu viele Verbindungen",
+        "FATAL:  das Datenbanksystem startet",
         "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?",
         "timeout expired",
     ]
     assert [login_refused(prefix + reason) for reason in lasting] == [True] * len(lasting)
     assert [login_refused(prefix + reason) for reason in passing] == [False] * len(passing)
+
+
+def test_a_host_with_an_at_sign_is_not_shown() -> None:
+    """libpq reads an '@' of a password that is not percent-encoded as the password's end, and names
+    the rest as a host (a review: the worker's last line showed "ss-secret@127.0.0.1")."""
+    said = _first_line(Exception("connection failed: failed to resolve host 'ss-secret@127.0.0.1': [Errno -2] x"))
+    assert "ss-secret" not in said and "write an @ in a password as %40" in said
+    kept = 'connection failed: connection to server at "127.0.0.1", port 1 failed: Connection refused'
+    assert _first_line(Exception(kept)) == kept
