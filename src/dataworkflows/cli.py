@@ -686,11 +686,12 @@ def _problem_text(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}: {response.text[:500]}"
     text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
-    request = response.request
+    request = _request_of(response)
     if (
         response.status_code == 404
         and body.get("code") == "not_found"
         and body.get("detail") == "Not Found"
+        and request is not None
         and not request.url.path.startswith("/api/v1/")
     ):
         # The router's own 404 (the API's are "workflow 'x' not found" and the like) for a path that
@@ -705,6 +706,14 @@ def _problem_text(response: httpx.Response) -> str:
         if isinstance(problem, dict):
             text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
     return text
+
+
+def _request_of(response: httpx.Response) -> httpx.Request | None:
+    """The request an answer is to (None for one made without: a test's)."""
+    try:
+        return response.request
+    except RuntimeError:
+        return None
 
 
 def _no_constants(name: str) -> Any:
