@@ -685,6 +685,10 @@ class Database:
             while True:
                 async with self.pool.connection() as conn:
                     try:
+                        if self._deadline is None:
+                            # The workers' pools (no deadline): the run path pays for no timer.
+                            cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
+                            return await fetch(cur)
                         with _answer_within(conn, self._deadline):
                             cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
                             return await fetch(cur)

@@ -91,18 +91,22 @@ def named_stack(dsn: str, tmp_path: Path) -> Iterator[NamedStack]:
         stack.stop()
 
 
+def backend_pids(conn: psycopg.Connection[Any], application_name: str, *, terminate: bool = False) -> list[int]:
+    """The backends of the test database whose application_name starts with the given one (never
+    this connection's), terminated first when asked."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND application_name LIKE %s AND CASE WHEN %s THEN pg_terminate_backend(pid) ELSE true END",
+        (application_name + "%", terminate),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def terminate_backends(dsn: str, application_name: str) -> int:
     """Terminates every backend of the test database whose application_name starts with the
     given one (never this connection) and waits until they are gone; returns how many."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        pids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                " AND application_name LIKE %s AND pg_terminate_backend(pid)",
-                (application_name + "%",),
-            ).fetchall()
-        ]
+        pids = backend_pids(conn, application_name, terminate=True)
         deadline = time.monotonic() + 10
         while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone() != (0,):
             assert time.monotonic() < deadline, f"backends {pids} still alive"
@@ -225,14 +229,7 @@ def signal_backends(dsn: str, application_name: str, signum: int) -> list[int]:
     """Sends `signum` to every backend of the test database whose application_name starts with the
     given one (never this connection); returns their pids."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        pids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                " AND application_name LIKE %s",
-                (application_name + "%",),
-            ).fetchall()
-        ]
+        pids = backend_pids(conn, application_name)
     for pid in pids:
         os.kill(pid, signum)
     return pids
