@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from dataworkflows.json_depth import any_string
+
 # Said of a JSON text refused for a lone surrogate escape (msgspec's own words are "Input data was
 # truncated", which sends its writer looking for a cut body).
 LONE_SURROGATE = "it escapes a lone UTF-16 surrogate (\\ud800-\\udfff without its pair), which is no character"
@@ -37,18 +39,7 @@ def _no_constant(name: str) -> Any:
 
 
 def _holds_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, str):
-            if _SURROGATE.search(current):
-                return True
-        elif isinstance(current, dict):
-            stack.extend(current.keys())
-            stack.extend(current.values())
-        elif isinstance(current, list):
-            stack.extend(current)
-    return False
+    return any_string(value, lambda text: _SURROGATE.search(text) is not None)
 
 
 def json_type(value: Any) -> str:
