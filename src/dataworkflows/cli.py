@@ -686,6 +686,9 @@ def _problem_text(response: httpx.Response) -> str:
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}: {response.text[:500]}"
     text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
+    if response.status_code == 401 and "requires a principal" in str(body.get("detail")):
+        # DW_REQUIRE_PRINCIPAL: the API names its header, which a CLI user does not set by hand (a review).
+        text += " (the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one)"
     request = _request_of(response)
     if (
         response.status_code == 404

@@ -295,3 +295,34 @@ def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
         assert main(["status", "a/b"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "HTTP 404: Not Found" in err and "DW_API_URL" not in err, err
+
+
+class _NeedsPrincipal(http.server.BaseHTTPRequestHandler):
+    """An API with DW_REQUIRE_PRINCIPAL on, asked without one."""
+
+    def do_POST(self) -> None:
+        body = (
+            b'{"title":"Unauthorized","status":401,"code":"unauthorized",'
+            b'"detail":"this server requires a principal to change workflows (X-Principal-Id)"}'
+        )
+        self.send_response(401)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_a_refusal_for_want_of_a_principal_says_how_the_cli_names_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API's 401 names its header (X-Principal-Id), which a CLI user does not set by hand."""
+    monkeypatch.delenv("DW_PRINCIPAL_ID", raising=False)
+    with loopback_http_server(_NeedsPrincipal) as url:
+        monkeypatch.setenv("DW_API_URL", url)
+        assert main(["workflows", "archive", "wf"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "requires a principal to change workflows (X-Principal-Id)" in err, err
+    assert "the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one" in err, err
