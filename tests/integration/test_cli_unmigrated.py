@@ -13,6 +13,12 @@ from dataworkflows.cli import EXIT_USAGE, main
 from tests.fakes import free_port
 
 
+def url_of(postgresql: Any, *, user: str | None = None, dbname: str | None = None) -> str:
+    """The test server's conninfo, as another user or for another database."""
+    info = postgresql.info
+    return f"host={info.host} port={info.port} user={user or info.user} dbname={dbname or info.dbname}"
+
+
 @pytest.mark.parametrize(
     "argv",
     [["worker"], ["api", "--port", "0"], ["examples", "load"], ["prune", "--dry-run", "--older-than", "30d"]],
@@ -23,8 +29,7 @@ def test_a_command_on_a_database_never_migrated_says_so(
     postgresql.autocommit = True
     name = f"unmigrated_{uuid.uuid4().hex[:8]}"
     postgresql.execute(f"CREATE DATABASE {name}")
-    info = postgresql.info
-    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={info.user} dbname={name}")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, dbname=name))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]
     assert main(argv) == EXIT_USAGE
@@ -42,8 +47,7 @@ def test_a_login_that_acts_only_through_the_app_role_passes_the_probe(
     login = f"noinherit_{uuid.uuid4().hex[:8]}"
     postgresql.execute(f"CREATE ROLE {login} LOGIN NOINHERIT")
     postgresql.execute(f"GRANT dataworkflows_app TO {login}")
-    info = postgresql.info
-    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={login} dbname={info.dbname}")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, user=login))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     assert main(["prune", "--dry-run", "--older-than", "30d"]) == 0
     assert "would prune 0 trees" in capsys.readouterr().out
@@ -56,8 +60,7 @@ def test_a_login_the_server_refuses_is_said_at_once(
     """A review: a worker retried a login the server refuses for good (no such database) for 30 s, a
     pool warning every 2 s, then said "is it running"; an API started and answered 503 to everything.
     Both now stop at once with the server's words (exit 2)."""
-    info = postgresql.info
-    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={info.user} dbname=no_such_db")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, dbname="no_such_db"))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]
     assert main(argv) == EXIT_USAGE
@@ -76,8 +79,7 @@ def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
     postgresql.execute(f"CREATE ROLE {stranger} NOLOGIN")
     login = f"login_{uuid.uuid4().hex[:8]}"
     postgresql.execute(f"CREATE ROLE {login} LOGIN")
-    info = postgresql.info
-    monkeypatch.setenv("DATABASE_URL", f"host={info.host} port={info.port} user={login} dbname={info.dbname}")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, user=login))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     monkeypatch.setenv("DW_DB_ROLE", "ghost_role")
     assert main(["worker"]) == EXIT_USAGE
@@ -103,13 +105,12 @@ def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
     postgresql.execute(f"GRANT {other} TO {defaulted}")
     postgresql.execute(f"GRANT dataworkflows_app TO {defaulted}")
     postgresql.execute(f"ALTER ROLE {defaulted} SET role = {other}")
-    info = postgresql.info
-    url = f"host={info.host} port={info.port} user={defaulted} dbname={info.dbname}"
+    url = url_of(postgresql, user=defaulted)
     _require_schema(url, Settings(database_url=url), unreachable_ok=True)  # passes
     if postgresql.info.server_version >= 160000:
         no_set = f"noset_{uuid.uuid4().hex[:8]}"
         postgresql.execute(f"CREATE ROLE {no_set} LOGIN")
         postgresql.execute(f"GRANT dataworkflows_app TO {no_set} WITH SET FALSE")
-        url = f"host={info.host} port={info.port} user={no_set} dbname={info.dbname}"
+        url = url_of(postgresql, user=no_set)
         with pytest.raises(ConfigurationError, match="may not act as 'dataworkflows_app'"):
             _require_schema(url, Settings(database_url=url), unreachable_ok=True)

@@ -265,19 +265,29 @@ def test_psql_gets_the_password_through_its_environment(monkeypatch: pytest.Monk
     assert lines[1:] == ["-c", "select 1", "PGPASSWORD=Pa55word"]
 
 
-class _Router404(http.server.BaseHTTPRequestHandler):
-    """The API's router answering a path it has no route for."""
+class _Problem(http.server.BaseHTTPRequestHandler):
+    """An API answering every request with one problem document (`answer`: its status and body)."""
 
-    def do_GET(self) -> None:
-        body = b'{"title":"Not found","status":404,"detail":"Not Found","code":"not_found","instance":"/x"}'
-        self.send_response(404)
+    answer: tuple[int, bytes] = (500, b"{}")
+
+    def _problem(self) -> None:
+        status, body = self.answer
+        self.send_response(status)
         self.send_header("Content-Type", "application/problem+json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    do_GET = do_POST = _problem
+
     def log_message(self, format: str, *args: object) -> None:
         return
+
+
+class _Router404(_Problem):
+    """The API's router answering a path it has no route for."""
+
+    answer = (404, b'{"title":"Not found","status":404,"detail":"Not Found","code":"not_found","instance":"/x"}')
 
 
 def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
@@ -297,22 +307,14 @@ def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
     assert "HTTP 404: Not Found" in err and "DW_API_URL" not in err, err
 
 
-class _NeedsPrincipal(http.server.BaseHTTPRequestHandler):
+class _NeedsPrincipal(_Problem):
     """An API with DW_REQUIRE_PRINCIPAL on, asked without one."""
 
-    def do_POST(self) -> None:
-        body = (
-            b'{"title":"Unauthorized","status":401,"code":"unauthorized",'
-            b'"detail":"this server requires a principal to change workflows (X-Principal-Id)"}'
-        )
-        self.send_response(401)
-        self.send_header("Content-Type", "application/problem+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
+    answer = (
+        401,
+        b'{"title":"Unauthorized","status":401,"code":"unauthorized",'
+        b'"detail":"this server requires a principal to change workflows (X-Principal-Id)"}',
+    )
 
 
 def test_a_refusal_for_want_of_a_principal_says_how_the_cli_names_one(
