@@ -53,6 +53,7 @@ from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWo
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
 
@@ -1050,7 +1051,9 @@ async def control_listener(conninfo: str, runtime: Runtime, stop: asyncio.Event)
     backoff = Backoff()
     while not stop.is_set():
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, **tcp_liveness(conninfo)
+            ) as conn:
                 await listen_for_control(conn)
                 backoff.reset()
                 runtime.poke_all()

@@ -45,6 +45,7 @@ from dataworkflows.data.webhooks import WebhookData
 from dataworkflows.data.workflows import WorkflowData
 from dataworkflows.errors import SqlState
 from dataworkflows.sqlfiles import QUERIES
+from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE, current_tenant
 
 Row = dict[str, Any]
@@ -202,6 +203,8 @@ def make_pool(
     configure_json()
     pool = CheckedPool(
         conninfo,
+        # Procrastinate opens its LISTEN connection with the pool's conninfo and kwargs: it has them too.
+        kwargs=tcp_liveness(conninfo),
         min_size=min_size,
         max_size=max_size,
         open=False,
@@ -272,7 +275,7 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
 
     role: str | None = None
     # Seconds a Database over this pool waits for a statement's answer before it severs the connection
-    # (_answer_within); None: for as long as it takes.
+    # (answer_within); None: for as long as it takes.
     answer_deadline: float | None = None
 
     async def _add_connection(
@@ -440,7 +443,7 @@ PING_SECONDS = 3.0
 
 
 class _Deadline:
-    """The timer of _answer_within: it severs the connection `seconds` after it was last (re)started."""
+    """The timer of answer_within: it severs the connection `seconds` after it was last (re)started."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:
         self._conn = conn
@@ -467,7 +470,7 @@ class _Deadline:
 
 
 @contextlib.contextmanager
-def _answer_within(
+def answer_within(
     conn: psycopg.AsyncConnection[Any],
     seconds: float | None,
     *,
@@ -642,7 +645,7 @@ class Database:
         borrower does to its session, the next user of the connection sets it again."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                with _answer_within(conn, self._deadline):
+                with answer_within(conn, self._deadline):
                     _stop_if_cancelled()
                     await _enter(conn, self._pool_role)
                     try:
@@ -657,7 +660,7 @@ class Database:
         """Several named statements that commit together, or not at all."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                with _answer_within(conn, self._deadline) as deadline:
+                with answer_within(conn, self._deadline) as deadline:
                     _stop_if_cancelled()
                     await _enter(conn, self._pool_role)
                     async with conn.transaction():
@@ -689,7 +692,7 @@ class Database:
                             # The workers' pools (no deadline): the run path pays for no timer.
                             cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
                             return await fetch(cur)
-                        with _answer_within(conn, self._deadline):
+                        with answer_within(conn, self._deadline):
                             cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
                             return await fetch(cur)
                     except psycopg.Error as exc:
@@ -733,7 +736,7 @@ class Database:
         with translate_errors():
             async with self.pool.connection(timeout=seconds) as conn:
                 left = max(seconds - (time.monotonic() - started), 0.05)
-                with _answer_within(conn, left, what="the readiness probe's bound"):
+                with answer_within(conn, left, what="the readiness probe's bound"):
                     await conn.execute("SELECT 1")
 
 

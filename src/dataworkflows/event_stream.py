@@ -8,6 +8,12 @@ psycopg's notifies() owns the connection while it waits, so one reader task is t
 only user: it waits for notifications in short windows and runs LISTEN/UNLISTEN requests between
 them. Notifications that arrive meanwhile are kept by libpq and delivered in the next window.
 
+The connection is checked, not trusted: a quiet one is pinged every PING_SECONDS, every wait for an
+answer is bounded by ANSWER_SECONDS (past it the connection is severed), and a lost connection is
+opened again, with a backoff, for as long as any stream follows an execution; once back, it listens to
+everything followed again and every stream re-reads the log. A stream whose LISTEN could not be made
+goes on by looking at the log by itself until then.
+
 When the process stops, end_streams() ends every live stream at once (after the events it has not
 sent yet), so that the server does not wait on clients that would follow a run for hours; an SSE
 client reconnects with Last-Event-ID and resumes where it was.
@@ -18,25 +24,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 import psycopg
+import psycopg.conninfo
 import structlog
 from psycopg import sql
 
 from dataworkflows.data.executions import add_event_listener, remove_event_listener
+from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, answer_within
+from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE
 
 log = structlog.get_logger("dataworkflows.events")
 
 FINAL_EVENTS = frozenset({"execution_succeeded", "execution_failed", "execution_cancelled", "execution_timedout"})
 _WINDOW_SECONDS = 0.1
+# A quiet connection is asked for an answer this often, and any wait for one is bounded by
+# ANSWER_SECONDS (EventHub's ping_seconds and answer_seconds; see _serve).
+PING_SECONDS = 10.0
+ANSWER_SECONDS = 10.0
+_BOUND = "the event listener's bound"
+# The first wait before connecting again after a loss; it doubles up to RECONNECT_MAX_DELAY_SECONDS.
+_FIRST_RECONNECT_SECONDS = 0.25
 
 
 Command = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+
+
+def _conninfo_keys(conninfo: str) -> set[str]:
+    try:
+        return set(psycopg.conninfo.conninfo_to_dict(conninfo))
+    except psycopg.ProgrammingError:
+        return set()
 
 
 def channel(execution_id: UUID) -> str:
@@ -46,8 +71,19 @@ def channel(execution_id: UUID) -> str:
 class EventHub:
     """Subscriptions by execution: LISTEN while someone follows it, UNLISTEN when the last leaves."""
 
-    def __init__(self, conninfo: str, *, role: str | None = None) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        role: str | None = None,
+        ping_seconds: float = PING_SECONDS,
+        answer_seconds: float = ANSWER_SECONDS,
+    ) -> None:
         self.conninfo = conninfo
+        self._ping_seconds = ping_seconds
+        self._answer_seconds = answer_seconds
+        self._connected = False
+        self._lost = False
         # The hub's connection serves every tenant's streams (each stream checks its caller may
         # see the execution before it subscribes): it acts as the application role, across
         # tenants, and its dw.event_listeners rows take their execution's tenant.
@@ -67,40 +103,111 @@ class EventHub:
             self._reader = asyncio.create_task(self._run(), name="event-hub", context=contextvars.Context())
 
     async def _run(self) -> None:
-        try:
-            async with await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True) as conn:
-                if self.role is not None:
-                    # Across tenants: the maintenance role (the application role is a member).
-                    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
-                await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
-                # After a reconnect, listen again to everything that is followed.
-                for name in list(self._subscribers):
+        """The reader: connects, and while anything is followed or asked for connects again after a loss
+        (at most RECONNECT_MAX_DELAY_SECONDS apart), so that streams get their wake-ups back without
+        waiting for another stream to start; ends when nothing is (the next request starts it again)."""
+        delay = 0.0
+        while not self._closed:
+            self._connected = False
+            try:
+                await self._serve()
+            except (psycopg.Error, DataWorkflowsError) as exc:
+                if self._connected or delay == 0.0:
+                    self._lost = True
+                    log.warning("event listener connection lost", error=str(exc))
+                    # Every stream re-reads from the database: what it missed meanwhile is in the log.
+                    self._wake_all()
+            if self._connected:
+                delay = 0.0
+            if self._closed or not (self._subscribers or not self._commands.empty()):
+                self._fail_pending()
+                return
+            delay = min(max(delay * 2, _FIRST_RECONNECT_SECONDS), RECONNECT_MAX_DELAY_SECONDS)
+            await asyncio.sleep(delay)
+
+    async def _serve(self) -> None:
+        """One connection's life: LISTEN to everything followed, then notifications in short windows, the
+        requests between them, and a ping when the connection has been quiet for ping_seconds. Each wait
+        for an answer is bounded by answer_seconds (answer_within severs the connection past it): a server
+        that stopped answering (its process frozen, a partition TCP has not noticed yet) left the hub
+        waiting, the streams without their wake-ups and every new stream's LISTEN unanswered."""
+        conninfo = self.conninfo
+        settings = tcp_liveness(conninfo)
+        if "connect_timeout" not in _conninfo_keys(conninfo):
+            settings["connect_timeout"] = str(max(1, round(self._answer_seconds)))
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **settings) as conn:
+            await self._set_up(conn)
+            self._connected = True
+            if self._lost:
+                self._lost = False
+                log.info("event listener connected again", following=len(self._subscribers))
+            # Events written while the hub was away came without a wake-up: the streams look now.
+            self._wake_all()
+            quiet_since = time.monotonic()
+            while not self._closed:
+                if await self._run_commands(conn):
+                    quiet_since = time.monotonic()
+                async for notify in conn.notifies(timeout=_WINDOW_SECONDS):
+                    quiet_since = time.monotonic()
+                    for queue in list(self._subscribers.get(notify.channel, ())):
+                        queue.put_nowait(0)
+                if time.monotonic() - quiet_since >= self._ping_seconds:
+                    with answer_within(conn, self._answer_seconds, what=_BOUND):
+                        await conn.execute("SELECT 1")
+                    quiet_since = time.monotonic()
+
+    async def _set_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """A new connection's session (its role, every tenant), and LISTEN to everything followed."""
+        with answer_within(conn, self._answer_seconds, what=_BOUND) as deadline:
+            if self.role is not None:
+                # Across tenants: the maintenance role (the application role is a member).
+                await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
+                deadline.restart()
+            await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
+            deadline.restart()
+            # After a reconnect, listen again to everything that is followed.
+            for name in list(self._subscribers):
+                try:
                     await self._follow(UUID(hex=name.removeprefix("dw_events_")))(conn)
-                while not self._closed:
-                    while not self._commands.empty():
-                        command, done = self._commands.get_nowait()
-                        try:
-                            await command(conn)
-                        except psycopg.Error as exc:
-                            if not done.done():
-                                done.set_exception(exc)
-                            raise
-                        if not done.done():
-                            done.set_result(None)
-                    async for notify in conn.notifies(timeout=_WINDOW_SECONDS):
-                        for queue in list(self._subscribers.get(notify.channel, ())):
-                            queue.put_nowait(0)
-        except psycopg.Error as exc:
-            log.warning("event listener connection lost", error=str(exc))
-        finally:
-            # Fail pending requests and wake every stream: streams re-read from the database.
-            while not self._commands.empty():
-                _, done = self._commands.get_nowait()
+                except psycopg.Error as exc:
+                    if conn.broken or deadline.severed:
+                        raise
+                    # That stream looks at the log by itself; the others are followed.
+                    log.warning("following an execution live failed; its stream polls", error=str(exc))
+                deadline.restart()
+
+    async def _run_commands(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """The requests waiting (LISTEN, UNLISTEN), each bounded by answer_seconds; whether any was run."""
+        ran = False
+        while not self._commands.empty():
+            command, done = self._commands.get_nowait()
+            ran = True
+            try:
+                with answer_within(conn, self._answer_seconds, what=_BOUND):
+                    await command(conn)
+            except (psycopg.Error, DataWorkflowsError) as exc:
                 if not done.done():
-                    done.set_exception(ConnectionError("the event listener stopped"))
-            for queues in self._subscribers.values():
-                for queue in queues:
-                    queue.put_nowait(None)
+                    done.set_exception(exc)
+                if conn.broken or not isinstance(exc, psycopg.Error):
+                    raise
+                # A refused statement (autocommit: nothing else is undone) fails its request only;
+                # the connection serves the other streams (it took them all down, and each
+                # reconnection made the same request fail again).
+                continue
+            if not done.done():
+                done.set_result(None)
+        return ran
+
+    def _wake_all(self) -> None:
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)
+
+    def _fail_pending(self) -> None:
+        while not self._commands.empty():
+            _, done = self._commands.get_nowait()
+            if not done.done():
+                done.set_exception(ConnectionError("the event listener stopped"))
 
     async def _request(self, command: Command) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -133,7 +240,15 @@ class EventHub:
             # A stopping hub follows nothing new: such a stream sends what is there and ends.
             if first and not self._ending:
                 self._followed.add(name)
-                await self._request(self._follow(execution_id))
+                try:
+                    await self._request(self._follow(execution_id))
+                except (psycopg.Error, DataWorkflowsError, ConnectionError, TimeoutError) as exc:
+                    # The stream goes on without wake-ups (it looks at the log by itself, at least every
+                    # _KEEPALIVE_SECONDS) until the hub is back: its reconnection listens to every
+                    # execution followed, this one included. It raised out of the stream, which ended with an error.
+                    log.warning(
+                        "following an execution live failed; its stream polls until the hub is back", error=str(exc)
+                    )
             yield queue
         finally:
             subscribers = self._subscribers.get(name)

@@ -27,6 +27,7 @@ from dataworkflows import procrastinate_schema
 from dataworkflows.errors import DatabaseNewerError, MigrationError
 from dataworkflows.migration_locks import LockPolicy, LockRetry
 from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures
+from dataworkflows.tcp_liveness import tcp_liveness
 
 log = structlog.get_logger("dataworkflows.migrations")
 
@@ -50,6 +51,7 @@ def migrate(
     Raises DatabaseNewerError (a newer release migrated the database) or MigrationError, having
     left the procedures alone."""
     applied_now: list[str] = []
+    connect_kwargs = {**tcp_liveness(conninfo), **connect_kwargs}
     with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
         retry = LockRetry(
             conn, locks or LockPolicy(), lambda: psycopg.connect(conninfo, autocommit=True, **connect_kwargs)
@@ -238,7 +240,7 @@ def _record(conn: psycopg.Connection[Any], version: str, name: str, checksum: st
 
 def held_back(conninfo: str, **connect_kwargs: Any) -> list[str]:
     """Procrastinate's post migrations that wait for the previous release's workers to be gone."""
-    with psycopg.connect(conninfo, autocommit=True, **connect_kwargs) as conn:
+    with psycopg.connect(conninfo, autocommit=True, **{**tcp_liveness(conninfo), **connect_kwargs}) as conn:
         exists = conn.execute("SELECT to_regclass('dw.schema_migrations') IS NOT NULL").fetchone()
         return procrastinate_schema.held_back(conn) if exists and exists[0] else []
 

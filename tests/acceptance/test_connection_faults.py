@@ -11,7 +11,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -494,7 +495,7 @@ async def test_the_deadline_is_for_each_answer_and_the_probe_is_bounded_alone(ds
     database = db.Database(pool)  # no statement timeout: the pool's answer_deadline is None
     try:
         async with pool.connection() as conn:
-            with db._answer_within(conn, 0.5) as deadline:
+            with db.answer_within(conn, 0.5) as deadline:
                 for _ in range(4):  # 1.2 s in all, each answer within 0.5 s
                     await conn.execute("SELECT pg_sleep(0.3)")
                     deadline.restart()
@@ -528,3 +529,59 @@ async def test_a_transactions_statements_each_answered_in_time_are_not_cut_by_th
         assert time.monotonic() - started > pool.answer_deadline  # their sum was past it
     finally:
         await pool.close()
+
+
+async def _heard(wakeups: asyncio.Queue[int | None], notify: Callable[[], Awaitable[None]], seconds: float) -> bool:
+    """Whether a notification's wake-up (0) comes within `seconds`, notifying again every 0.2 s (one sent
+    before the hub listens again is lost, as PostgreSQL's are: a stream re-reads the log when the hub is
+    back); the hub's own wake-ups (None: it lost its connection, or has it back) are passed over."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await notify()
+        try:
+            while True:
+                if await asyncio.wait_for(wakeups.get(), 0.2) == 0:
+                    return True
+        except TimeoutError:
+            continue
+    return False
+
+
+async def test_the_event_hub_gives_up_a_silent_connection_and_listens_again(dsn: str, db: db.Database) -> None:
+    """The live streams' LISTEN connection (EventHub) had no bound: with its backend stopped (a frozen
+    server, a partition TCP has not noticed yet) the streams got no more wake-ups, and a new stream's
+    LISTEN waited 10 s and failed mid-response. Now a quiet connection is pinged, an unanswered wait is
+    cut, and the hub connects again and listens to every execution followed, the new stream's too."""
+    from dataworkflows.event_stream import EventHub, channel
+    from tests.integration.test_waits import echo, started, wf
+
+    name = f"dw-hub-{uuid.uuid4().hex[:8]}"
+    hub = EventHub(f"{dsn} application_name={name}", ping_seconds=0.2, answer_seconds=0.5)
+    first = await started(db, wf("followed-first", echo("a")))
+    second = await started(db, wf("followed-second", echo("a")))
+
+    def notifier(execution_id: uuid.UUID) -> Callable[[], Awaitable[None]]:
+        async def notify() -> None:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await conn.execute("SELECT pg_notify(%s, '')", (channel(execution_id),))
+
+        return notify
+
+    try:
+        async with hub.subscribe(first) as wakeups:
+            assert await _heard(wakeups, notifier(first), 5)
+            stopped = signal_backends(dsn, name, signal.SIGSTOP)
+            assert len(stopped) == 1
+            try:
+                began = time.monotonic()
+                async with hub.subscribe(second) as later:
+                    assert time.monotonic() - began < 5, "the new stream's LISTEN waited for the stopped backend"
+                    assert await _heard(wakeups, notifier(first), 5), "the first stream's LISTEN was not made again"
+                    assert await _heard(later, notifier(second), 5), "the second stream's LISTEN was not made"
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    assert backend_pids(conn, name) != stopped, "the hub still uses the stopped backend"
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+    finally:
+        await hub.close()

@@ -1,0 +1,256 @@
+"""A network partition between a worker and PostgreSQL: packets dropped without a word, both ways.
+
+The worker runs in a network namespace of its own, joined to this one by a veth pair; a TCP proxy on
+this side's address forwards its connections to the test server. Taking this side's link down drops
+every packet between them, as a partition, a dead host or a failover to another address do: nothing
+answers, nothing refuses. Before libpq's keepalives and tcp_user_timeout were set
+(dataworkflows.tcp_liveness), a worker noticed only when the kernel gave up retransmitting, about
+15 minutes for a call in flight and never for its idle LISTEN connections.
+
+Needs root and `ip netns` (skipped without them, saying so)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataworkflows.tcp_liveness import TCP_LIVENESS
+from tests.acceptance.conftest import command
+from tests.acceptance.test_connection_faults import (
+    NamedStack,
+    create_workflow,
+    start_named_stack,
+    start_runs,
+    wait_until,
+)
+from tests.faults.harness import Probe, all_succeed, last_end, summarize, verify
+
+pytestmark = pytest.mark.acceptance
+
+# How long the worker has to notice the partition: libpq's settings say when its connections are
+# given up (tcp_user_timeout), and a few seconds more for the log line.
+NOTICE_SECONDS = int(TCP_LIVENESS["tcp_user_timeout"]) / 1000 + 8
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@dataclass
+class Proxy:
+    """Forwards TCP connections on (host, some free port) to a Unix socket, in a thread of its own."""
+
+    host: str
+    target: str
+    port: int = 0
+    errors: list[str] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._handle, host=self.host, port=0)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            async with server:
+                await server.serve_forever()
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(serve())
+            # The connections' pipes, cancelled by stop(): let them close their sockets, then the loop.
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="lane-proxy", daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "the proxy did not start"
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_unix_connection(self.target)
+        try:
+            await asyncio.gather(self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer))
+        finally:
+            server_writer.close()
+            client_writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError as exc:
+            # The worker's end reset the connection (it gave it up during the partition): the other
+            # direction's pipe ends with it.
+            self.errors.append(str(exc))
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the thread has ended
+                loop.call_soon_threadsafe(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+@dataclass
+class Lane:
+    """A network namespace whose one way out is a veth pair to this namespace."""
+
+    namespace: str
+    link: str
+    address: str
+
+    def argv(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace, *args]
+
+    def cut(self) -> None:
+        _ip("link", "set", self.link, "down")
+
+    def mend(self) -> None:
+        _ip("link", "set", self.link, "up")
+
+
+@pytest.fixture
+def lane() -> Iterator[Lane]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("a network namespace needs root and iproute2's ip")
+    n = os.getpid() % 250 + 1
+    namespace, link, peer = f"dwlane{os.getpid()}", f"dwh{os.getpid()}", f"dwn{os.getpid()}"
+    here, there = f"10.213.{n}.1", f"10.213.{n}.2"
+    try:
+        _ip("netns", "add", namespace)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"no network namespaces here: {exc.stderr.decode(errors='replace').strip()}")
+    try:
+        _ip("link", "add", link, "type", "veth", "peer", "name", peer)
+        _ip("link", "set", peer, "netns", namespace)
+        _ip("addr", "add", f"{here}/30", "dev", link)
+        _ip("link", "set", link, "up")
+        _ip("netns", "exec", namespace, "ip", "addr", "add", f"{there}/30", "dev", peer)
+        _ip("netns", "exec", namespace, "ip", "link", "set", peer, "up")
+        _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
+        yield Lane(namespace=namespace, link=link, address=here)
+    finally:
+        # Deleting the namespace deletes its end of the pair, and so the pair.
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def partition_stack(dsn: str, tmp_path: Path) -> Iterator[NamedStack]:
+    stack = start_named_stack(dsn, tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _socket_of(dsn: str) -> str:
+    params = dict(part.split("=", 1) for part in dsn.split())
+    return f"{params['host']}/.s.PGSQL.{params['port']}"
+
+
+# What the worker says when it gives up an idle LISTEN connection: its control listener's, and its fetch
+# loop's (Procrastinate's). Without keepalives neither was ever noticed.
+LISTENERS_LOST = ("control listener lost its connection; reconnecting", "listening for new jobs failed; reconnecting")
+
+
+def _listeners_lost(log: Path, since: float) -> set[str]:
+    """Which of LISTENERS_LOST the worker's log says after `since` (epoch seconds)."""
+    found = set()
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record: dict[str, Any] = json.loads(line)
+        except ValueError:
+            continue
+        stamp = datetime.fromisoformat(str(record.get("timestamp", "1970-01-01T00:00:00+00:00")).replace("Z", "+00:00"))
+        if record.get("event") in LISTENERS_LOST and stamp.timestamp() >= since:
+            found.add(str(record["event"]))
+    return found
+
+
+def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries_on(
+    partition_stack: NamedStack, lane: Lane, dsn: str
+) -> None:
+    """A worker in the lane, a batch of runs in flight; the lane is cut until the worker says it gave
+    its idle LISTEN connections up (within tcp_user_timeout), then mended: every run ends, checked from
+    the database as the other faults are (nothing lost or succeeded twice), and the worker lives on."""
+    began = time.monotonic()
+    stack = partition_stack
+    proxy = Proxy(host=lane.address, target=_socket_of(dsn))
+    proxy.start()
+    probe = Probe(dsn)
+    try:
+        params = dict(part.split("=", 1) for part in dsn.split())
+        lane_dsn = f"host={lane.address} port={proxy.port} user={params['user']} dbname={params['dbname']}"
+        log_path = stack.logs / "worker-lane.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - closed by stack.stop()
+        stack.files.append(log)
+        env = {**stack.env, "DATABASE_URL": lane_dsn, "PGAPPNAME": "dw-lane-worker"}
+        worker = subprocess.Popen(
+            lane.argv(*command(), "worker", "--concurrency", "6"), env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        stack.workers.append(worker)
+        create_workflow(stack.url)
+        warm_up = start_runs(stack.url, 6)
+        wait_until(dsn, warm_up, len(warm_up), stack, timeout=60)
+
+        ids = start_runs(stack.url, 12)
+        wait_until(dsn, ids, 2, stack)
+        cut_at = time.time()
+        lane.cut()
+        try:
+            deadline = time.monotonic() + NOTICE_SECONDS
+            while _listeners_lost(log_path, cut_at) != set(LISTENERS_LOST):
+                assert worker.poll() is None, stack.read_logs()
+                assert time.monotonic() < deadline, (
+                    f"the worker noticed nothing {NOTICE_SECONDS:g} s into the partition\n{stack.read_logs()}"
+                )
+                time.sleep(0.5)
+            noticed = time.time() - cut_at
+        finally:
+            lane.mend()
+        mended_at = time.time()
+        # Back: every run finishes, the worker alive.
+        wait_until(dsn, ids, len(ids), stack, timeout=60)
+        ended = last_end(probe, ids) - mended_at
+        checked = verify(probe, all_succeed([*warm_up, *ids]))
+        assert checked.problems() == []
+        assert worker.poll() is None, stack.read_logs()
+    finally:
+        proxy.stop()
+        probe.close()
+    summarize(
+        "network partition between a worker and PostgreSQL (packets dropped both ways), mended once noticed",
+        checked,
+        recovery_s=ended,
+        first_progress_s=None,
+        test_s=time.monotonic() - began,
+        recovery_note=(
+            f"the worker gave its silent connections up {noticed:.1f} s into the partition (tcp_user_timeout"
+            f" {int(TCP_LIVENESS['tcp_user_timeout']) // 1000} s); its runs all ended {ended:.1f} s after it was mended"
+        ),
+        noticed_s=round(noticed, 2),
+    )
