@@ -174,6 +174,18 @@ _LASTING_REFUSALS = (
 )
 
 
+def connection_failed(what: str, exc: Exception) -> DataWorkflowsError:
+    """A failed connection as the CLI says it: a login the server refuses for good (login_refused) is a
+    ConfigurationError (exit 2: DATABASE_URL must change), anything else DatabaseUnavailable (exit 3:
+    try again). `what`: the command's part ("cannot migrate"). Until this release migrate, prune and up
+    said a refused login "cannot be reached" and exited 3, where api, worker and examples load said it
+    was refused and exited 2 (a review)."""
+    reason = _first_line(exc)
+    if login_refused(reason):
+        return ConfigurationError(f"{what}: the database refused the login ({reason}): check DATABASE_URL")
+    return DatabaseUnavailable(f"{what}: the database cannot be reached ({reason})")
+
+
 def login_refused(reason: str) -> bool:
     """Whether psycopg's reason for a failed connection is the server's lasting refusal of the login
     (_LASTING_REFUSALS): it answered FATAL (a server that cannot be reached, or a timeout, says no
@@ -215,10 +227,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
             _print_held_back(database)
     except psycopg.OperationalError as exc:
-        # Unreachable, no such database, refused credentials, or lost on the way (a migration that
-        # did not finish rolled back): exit 3 with psycopg's words, not a traceback.
-        reason = _first_line(exc)
-        raise DatabaseUnavailable(f"cannot migrate: the database cannot be reached ({reason})") from None
+        # Unreachable, refused credentials, or lost on the way (a migration that did not finish rolled
+        # back): psycopg's words, not a traceback; exit 2 for a refused login, else 3.
+        raise connection_failed("cannot migrate", exc) from None
     return EXIT_OK
 
 
@@ -366,15 +377,20 @@ def _migrate_for_up(settings: Settings, database: str, *, embedded: bool) -> Non
     Procrastinate's post migrations go at once. On DATABASE_URL, `up` migrates like `migrate` (post
     migrations held back for the previous release's workers, and listed); a database a newer
     release migrated is left alone, and this release runs on it (as in a rolling upgrade)."""
+    import psycopg
+
     from dataworkflows.errors import DatabaseNewerError
 
     try:
         _migrate(settings, database, finish=embedded)
+        if not embedded:
+            _print_held_back(database)
     except DatabaseNewerError as exc:
         print(f"warning: {exc.message}", file=sys.stderr)
-        return
-    if not embedded:
-        _print_held_back(database)
+    except psycopg.OperationalError as exc:
+        # DATABASE_URL's server unreachable or refusing the login: said as `migrate` says it (it was a
+        # traceback and exit 1, a review).
+        raise connection_failed("cannot start", exc) from None
 
 
 def _local_credentials_key(data_dir: str) -> str:
@@ -2071,8 +2087,7 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
             url, connect_timeout=max(1, int(settings.db_timeout_seconds)), **tcp_liveness(url)
         )
     except psycopg.OperationalError as exc:
-        reason = _first_line(exc)
-        raise DatabaseUnavailable(f"cannot prune: the database cannot be reached ({reason})") from None
+        raise connection_failed("cannot prune", exc) from None
     try:
         row = await (await probe.execute(_SCHEMA_MIGRATED)).fetchone()
     finally:

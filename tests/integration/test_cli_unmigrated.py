@@ -53,13 +53,23 @@ def test_a_login_that_acts_only_through_the_app_role_passes_the_probe(
     assert "would prune 0 trees" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["worker"], ["api", "--port", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker"],
+        ["api", "--port", "0"],
+        ["migrate"],
+        ["prune", "--dry-run", "--older-than", "30d"],
+        ["up", "--no-examples", "--port", "0"],
+    ],
+)
 def test_a_login_the_server_refuses_is_said_at_once(
     postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     """A review: a worker retried a login the server refuses for good (no such database) for 30 s, a
     pool warning every 2 s, then said "is it running"; an API started and answered 503 to everything.
-    Both now stop at once with the server's words (exit 2)."""
+    Both now stop at once with the server's words (exit 2). migrate and prune said such a login "cannot
+    be reached" (exit 3), and up with DATABASE_URL ended in a traceback (exit 1): the same now."""
     monkeypatch.setenv("DATABASE_URL", url_of(postgresql, dbname="no_such_db"))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]

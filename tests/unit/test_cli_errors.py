@@ -30,6 +30,16 @@ def test_migrate_without_a_database_exits_3_saying_so(
     assert err.startswith("error: cannot migrate: the database cannot be reached (") and "Traceback" not in err
 
 
+def test_up_on_a_database_url_that_cannot_be_reached_exits_3_saying_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It ended in psycopg's traceback (exit 1)."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/nothing")
+    assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot start: the database cannot be reached (") and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("argv", "env"),
     [
