@@ -462,7 +462,7 @@ class _Deadline:
 
     def _sever(self) -> None:
         self.severed = True
-        _shut_down(self._conn)
+        shut_down(self._conn)
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -500,9 +500,11 @@ def answer_within(
         deadline.cancel()
 
 
-def _shut_down(conn: psycopg.AsyncConnection[Any]) -> None:
+def shut_down(conn: psycopg.AsyncConnection[Any], *, why: str | None = None) -> None:
     """Shuts the connection's socket down in both directions (a duplicate of its descriptor, so that libpq
-    still owns and closes the original): whatever waits on it reads EOF."""
+    still owns and closes the original): whatever waits on it reads EOF at once, with no cancel request
+    sent and waited for. `why`: logged with the backend's pid (a warning), None for the deadline's own
+    line."""
     if conn.closed:
         return
     try:
@@ -512,7 +514,9 @@ def _shut_down(conn: psycopg.AsyncConnection[Any]) -> None:
         # Already disconnected (ENOTCONN): the wait on it ends by itself.
         _log.info("could not shut a connection down", error=str(exc))
         return
-    _log.warning("gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid)
+    _log.warning(
+        why or "gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid
+    )
 
 
 class Transaction:

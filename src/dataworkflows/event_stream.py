@@ -22,6 +22,7 @@ client reconnects with Last-Event-ID and resumes where it was.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import time
@@ -36,7 +37,7 @@ import structlog
 from psycopg import sql
 
 from dataworkflows.data.executions import add_event_listener, remove_event_listener
-from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, answer_within
+from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, STATEMENT_ANSWER_GRACE_SECONDS, answer_within, shut_down
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE
@@ -64,6 +65,11 @@ def _conninfo_keys(conninfo: str) -> set[str]:
         return set()
 
 
+def _said(exc: BaseException) -> str:
+    """An error for a log line: a timeout's str() is empty."""
+    return str(exc) or type(exc).__name__
+
+
 def channel(execution_id: UUID) -> str:
     return "dw_events_" + execution_id.hex
 
@@ -84,6 +90,7 @@ class EventHub:
         self._answer_seconds = answer_seconds
         self._connected = False
         self._lost = False
+        self._conn: psycopg.AsyncConnection[Any] | None = None
         # The hub's connection serves every tenant's streams (each stream checks its caller may
         # see the execution before it subscribes): it acts as the application role, across
         # tenants, and its dw.event_listeners rows take their execution's tenant.
@@ -91,7 +98,9 @@ class EventHub:
         self.listener_id = uuid.uuid4().hex
         self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
         self._followed: set[str] = set()
-        self._commands: asyncio.Queue[tuple[Command, asyncio.Future[None]]] = asyncio.Queue()
+        # Requests for the reader (LISTEN, UNLISTEN), oldest first; one whose caller stopped waiting (its
+        # future done) is passed over.
+        self._commands: collections.deque[tuple[Command, asyncio.Future[None]]] = collections.deque()
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self._ending = False
@@ -114,13 +123,16 @@ class EventHub:
             except (psycopg.Error, DataWorkflowsError) as exc:
                 if self._connected or delay == 0.0:
                     self._lost = True
-                    log.warning("event listener connection lost", error=str(exc))
+                    log.warning("event listener connection lost", error=_said(exc))
                     # Every stream re-reads from the database: what it missed meanwhile is in the log.
                     self._wake_all()
+            # Requests waiting now are failed at once, not after their callers' 10 s: a new stream
+            # looks at the log by itself (the next connection listens for it), a stream that leaves
+            # leaves. Kept, they kept the reader reconnecting after the last stream had gone (a review).
+            self._fail_pending()
             if self._connected:
                 delay = 0.0
-            if self._closed or not (self._subscribers or not self._commands.empty()):
-                self._fail_pending()
+            if self._closed or not self._subscribers:
                 return
             delay = min(max(delay * 2, _FIRST_RECONNECT_SECONDS), RECONNECT_MAX_DELAY_SECONDS)
             await asyncio.sleep(delay)
@@ -136,6 +148,7 @@ class EventHub:
         if "connect_timeout" not in _conninfo_keys(conninfo):
             settings["connect_timeout"] = str(max(1, round(self._answer_seconds)))
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **settings) as conn:
+            self._conn = conn
             await self._set_up(conn)
             self._connected = True
             if self._lost:
@@ -159,6 +172,11 @@ class EventHub:
     async def _set_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A new connection's session (its role, every tenant), and LISTEN to everything followed."""
         with answer_within(conn, self._answer_seconds, what=_BOUND) as deadline:
+            # The server ends a statement that waits (on a lock: a LISTEN's row while someone holds
+            # dw.event_listeners) before the hub would cut the connection: cut, the backend stayed in
+            # the lock's queue, and each reconnection left one more there (a review).
+            await conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(self._statement_ms()),))
+            deadline.restart()
             if self.role is not None:
                 # Across tenants: the maintenance role (the application role is a member).
                 await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
@@ -176,15 +194,31 @@ class EventHub:
                     log.warning("following an execution live failed; its stream polls", error=str(exc))
                 deadline.restart()
 
+    def _statement_ms(self) -> int:
+        """The hub's statement_timeout: STATEMENT_ANSWER_GRACE_SECONDS less than answer_seconds, as the
+        pools' (half of it when it is that short)."""
+        seconds = self._answer_seconds
+        seconds = (
+            seconds - STATEMENT_ANSWER_GRACE_SECONDS if seconds > 2 * STATEMENT_ANSWER_GRACE_SECONDS else seconds / 2
+        )
+        return max(1, round(seconds * 1000))
+
     async def _run_commands(self, conn: psycopg.AsyncConnection[Any]) -> bool:
         """The requests waiting (LISTEN, UNLISTEN), each bounded by answer_seconds; whether any was run."""
         ran = False
-        while not self._commands.empty():
-            command, done = self._commands.get_nowait()
+        while self._commands:
+            command, done = self._commands.popleft()
+            if done.done():
+                continue  # its caller stopped waiting
             ran = True
             try:
                 with answer_within(conn, self._answer_seconds, what=_BOUND):
                     await command(conn)
+            except asyncio.CancelledError:
+                # close(): the request's caller is answered now, not at its 10 s.
+                if not done.done():
+                    done.set_exception(ConnectionError("the event listener stopped"))
+                raise
             except (psycopg.Error, DataWorkflowsError) as exc:
                 if not done.done():
                     done.set_exception(exc)
@@ -204,14 +238,14 @@ class EventHub:
                 queue.put_nowait(None)
 
     def _fail_pending(self) -> None:
-        while not self._commands.empty():
-            _, done = self._commands.get_nowait()
+        while self._commands:
+            _, done = self._commands.popleft()
             if not done.done():
                 done.set_exception(ConnectionError("the event listener stopped"))
 
     async def _request(self, command: Command) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._commands.put_nowait((command, done))
+        self._commands.append((command, done))
         self._ensure_reader()
         await asyncio.wait_for(done, 10)
 
@@ -247,7 +281,7 @@ class EventHub:
                     # _KEEPALIVE_SECONDS) until the hub is back: its reconnection listens to every
                     # execution followed, this one included. It raised out of the stream, which ended with an error.
                     log.warning(
-                        "following an execution live failed; its stream polls until the hub is back", error=str(exc)
+                        "following an execution live failed; its stream polls until the hub is back", error=_said(exc)
                     )
             yield queue
         finally:
@@ -258,12 +292,14 @@ class EventHub:
                     del self._subscribers[name]
                     followed = name in self._followed
                     self._followed.discard(name)
-                    if followed and not self._closed:
+                    # Without a connection there is no LISTEN to undo: the next one listens only to what
+                    # is followed then (the listener row is pruned later).
+                    if followed and not self._closed and self._connected:
                         try:
                             await self._request(self._unfollow(execution_id))
                         except Exception as exc:
                             # Harmless (a stale listener row is pruned later), but visible.
-                            log.warning("could not stop following an execution", error=str(exc))
+                            log.warning("could not stop following an execution", error=_said(exc))
 
     def end_streams(self) -> None:
         """The process is stopping: every stream ends after its next read of the log, and new
@@ -281,9 +317,16 @@ class EventHub:
         self._ending = True
         self._closed = True
         if self._reader is not None:
+            if not self._reader.done() and self._conn is not None:
+                # A wait on a server that does not answer ends at once: cancelled instead, psycopg sends
+                # a cancel request and waits up to 5 s for the statement to end.
+                shut_down(self._conn, why="the event listener stops: its connection is shut down")
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        # A request the cancelled reader had not run (a stream starting as the process stops) is
+        # answered now, not at its caller's 10 s.
+        self._fail_pending()
 
     @property
     def listening(self) -> int:

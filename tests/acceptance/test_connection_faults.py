@@ -585,3 +585,89 @@ async def test_the_event_hub_gives_up_a_silent_connection_and_listens_again(dsn:
                     os.kill(pid, signal.SIGCONT)
     finally:
         await hub.close()
+
+
+async def test_the_event_hub_answers_at_once_while_it_cannot_connect_and_stops_once_nobody_follows(
+    db: db.Database,
+) -> None:
+    """A review: with no server to connect to, a new stream waited its request's 10 s, so did a stream
+    leaving, and the requests that had timed out stayed queued and kept the reader reconnecting after
+    the last stream had gone."""
+    from dataworkflows.event_stream import EventHub
+    from tests.integration.test_waits import echo, started, wf
+
+    execution_id = await started(db, wf("followed-nowhere", echo("a")))
+    hub = EventHub(f"host=127.0.0.1 port={free_port()} user=nobody dbname=nothing", answer_seconds=1)
+    try:
+        began = time.monotonic()
+        async with hub.subscribe(execution_id):
+            assert time.monotonic() - began < 3, "the stream waited for a connection that cannot be made"
+            left = time.monotonic()
+        assert time.monotonic() - left < 1, "leaving waited for a connection that cannot be made"
+        reader = hub._reader
+        assert reader is not None
+        await asyncio.wait_for(asyncio.shield(reader), 5)  # it ends: nothing is followed
+        assert not hub._commands
+    finally:
+        await hub.close()
+
+
+async def test_a_listen_waiting_on_a_lock_is_ended_by_the_server_not_left_behind(dsn: str, db: db.Database) -> None:
+    """A review: a stream's LISTEN row waiting on a lock (someone holding dw.event_listeners) was cut by
+    the hub's answer bound, and each reconnection's LISTEN waited again: one more backend in the lock's
+    queue every bound. The hub's session now has a statement_timeout below its bound: the server ends the
+    wait, the stream polls, and the connection stays."""
+    from dataworkflows.event_stream import EventHub
+    from tests.integration.test_waits import echo, started, wf
+
+    execution_id = await started(db, wf("followed-locked", echo("a")))
+    name = f"dw-hub-{uuid.uuid4().hex[:8]}"
+    hub = EventHub(f"{dsn} application_name={name}", ping_seconds=0.2, answer_seconds=1.0)
+    async with await psycopg.AsyncConnection.connect(dsn) as holder:
+        await holder.execute("LOCK TABLE dw.event_listeners IN ACCESS EXCLUSIVE MODE")
+        try:
+            began = time.monotonic()
+            async with hub.subscribe(execution_id):
+                assert time.monotonic() - began < 5
+                await asyncio.sleep(3)  # three bounds
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    assert len(backend_pids(conn, name)) == 1, "the hub's backends piled up behind the lock"
+                    waiting = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                        (name,),
+                    ).fetchone()
+                    assert waiting == (0,)
+        finally:
+            await holder.rollback()
+            await hub.close()
+
+
+async def test_closing_the_event_hub_answers_a_request_it_had_not_run(dsn: str, db: db.Database) -> None:
+    """A review: close() cancelled the reader without failing the requests it had not run, so a stream
+    starting as the process stopped waited its 10 s."""
+    from dataworkflows.event_stream import EventHub
+    from tests.integration.test_waits import echo, started, wf
+
+    first = await started(db, wf("followed-closing-first", echo("a")))
+    second = await started(db, wf("followed-closing-second", echo("a")))
+    name = f"dw-hub-{uuid.uuid4().hex[:8]}"
+    hub = EventHub(f"{dsn} application_name={name}", ping_seconds=0.2, answer_seconds=30)
+    async with hub.subscribe(first):
+        stopped = signal_backends(dsn, name, signal.SIGSTOP)
+        try:
+
+            async def join() -> None:
+                async with hub.subscribe(second):
+                    pass
+
+            joining = asyncio.create_task(join())
+            await asyncio.sleep(0.5)  # the reader is stuck in its ping; the request waits behind it
+            assert not joining.done()
+            began = time.monotonic()
+            await hub.close()
+            await asyncio.wait_for(joining, 2)
+            assert time.monotonic() - began < 2
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
