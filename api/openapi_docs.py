@@ -317,6 +317,16 @@ class SwaggerPage(OpenAPIRenderPlugin):
         return page.encode()
 
 
+@get("/{path:str}", include_in_schema=False, sync_to_thread=False)
+def schema_path_not_found(request: Request[Any, Any, Any]) -> None:
+    """A path under /schema that serves nothing: a 404 in problem details, as everywhere else (it was
+    Litestar's HTML page, "Error 404")."""
+    raise NotFoundException(
+        f"nothing is served at {request.url.path}: the docs page is {OPENAPI_PATH}, the document"
+        f" {OPENAPI_PATH}/openapi.json, the workflow definition's schema {DEFINITION_SCHEMA_PATH}"
+    )
+
+
 def openapi_config(version: str) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="DataWorkflows",
@@ -327,6 +337,11 @@ def openapi_config(version: str) -> OpenAPIConfig:
             f"details. The workflow definition's JSON Schema: {DEFINITION_SCHEMA_PATH}."
         ),
         render_plugins=[SwaggerPage(path=["/", "/swagger"])],
+        # Litestar adds to this router a handler of its own for the paths under /schema that serve nothing,
+        # which answers an HTML page; this one, there first, takes them (tests/unit/test_openapi_docs.py).
+        openapi_router=Router(
+            OPENAPI_PATH, route_handlers=[schema_path_not_found], include_in_schema=False, dto=None, return_dto=None
+        ),
         components=DocumentedComponents(
             security_schemes={
                 "bearerAuth": SecurityScheme(

@@ -375,3 +375,18 @@ def test_an_installed_action_whose_parameters_have_no_json_schema_is_an_object()
     schema = definition_schema(ActionRegistry([*builtin_actions(), OddAction()]))
     assert schema["$defs"]["Parameters.acme.odd"]["type"] == "object"
     assert "acme.odd" in schema["$defs"]["ActionType"]["enum"]
+
+
+@pytest.mark.parametrize("path", ["/schema/nope", "/schema/redoc", "/schema/openapi.yaml", "/schema/x.json"])
+def test_a_path_under_schema_that_serves_nothing_is_a_problem_not_a_page(client: TestClient[Any], path: str) -> None:
+    """Litestar answered /schema/<anything> with an HTML page ("Error 404"); every other 404 of the API
+    is problem details, and says where the documents are."""
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text[:200]
+    body = response.json()
+    assert body["status"] == 404 and "/schema/openapi.json" in body["detail"]
+    # The documents and pages themselves are still served.
+    assert client.get("/schema/openapi.json").status_code == 200
+    assert client.get(DEFINITION_SCHEMA_PATH).status_code == 200
+    assert client.get("/schema/swagger").status_code == 200
