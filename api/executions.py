@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
+import structlog
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -19,7 +20,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from dataworkflows.data.executions import Attempt, AttemptKey, Execution, attempt_key
 from dataworkflows.db import Database
-from dataworkflows.errors import ExecutionNotFound, InvalidInput, NotFound
+from dataworkflows.errors import DatabaseUnavailable, ExecutionNotFound, InvalidInput, NotFound
 from dataworkflows.event_stream import is_final
 from dataworkflows.json_depth import json_depth
 from dataworkflows.statuses import ExecutionStatus
@@ -58,6 +59,8 @@ from .schemas import (
     from_row,
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
+
+log = structlog.get_logger("dataworkflows.api.executions")
 
 
 def execution_uuid(execution_id: str) -> uuid.UUID:
@@ -466,6 +469,21 @@ _FIRST_LOOK_SECONDS = 0.25
 
 
 async def _stream(
+    svc: Services, execution_id: uuid.UUID, after: int, already_final: bool, ends: float
+) -> AsyncIterator[ServerSentEventMessage]:
+    """_stream_events, ended as a stream whose time is up is when the database goes away under it (a
+    restart, an outage): the client reconnects after the last event it had, and a new stream answers 503
+    until the database is back. The error escaped the stream: the client saw its body broken off, the
+    API's log a traceback (a review)."""
+    try:
+        async for message in _stream_events(svc, execution_id, after, already_final, ends):
+            yield message
+    except DatabaseUnavailable as exc:
+        log.warning("an event stream lost its database; the client reconnects", error=str(exc))
+        yield ServerSentEventMessage(comment="reconnect: the database is unavailable", data=None)
+
+
+async def _stream_events(
     svc: Services, execution_id: uuid.UUID, after: int, already_final: bool, ends: float
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Events after `after`, then each new one as its NOTIFY arrives; ends with the run, or at `ends`

@@ -233,11 +233,14 @@ def follow(client: httpx.Client, execution_id: str, printer: Printer, *, timeout
             code = outcome(client, execution_id, printer.write)
         except _NoStream:
             return poll(client, execution_id, printer, deadline=deadline, timeout=timeout)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError, httpx.ConnectTimeout, Refused) as exc:
             # The connection dropped, or none could be made: a server restarting (until this release
-            # a refused connection ended the follow at once, exit 3, while the run went on). Resume
-            # with Last-Event-ID, for about a minute.
-            dropped = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+            # a refused connection ended the follow at once, exit 3, while the run went on); or the API
+            # answered 503, its database away (a restart ends the streams, and they answer 503 until it
+            # is back: that ended the follow too). Resume with Last-Event-ID, for about a minute.
+            if isinstance(exc, Refused) and exc.response.status_code != 503:
+                raise
+            dropped = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | Refused)
             connected = connected or dropped or printer.last_id > 0
             broken += 1
             if not connected or broken > _RECONNECTS:

@@ -5,14 +5,16 @@ listed in dw.event_listeners, which a hub fills while it follows them, and its p
 transaction's events fold into one notification: a wake-up, after which the stream reads its rows.
 
 psycopg's notifies() owns the connection while it waits, so one reader task is the connection's
-only user: it waits for notifications in short windows and runs LISTEN/UNLISTEN requests between
-them. Notifications that arrive meanwhile are kept by libpq and delivered in the next window.
+only user: it waits for notifications in short windows, and between them makes what the connection
+listens to match what streams follow (EventHub). Notifications that arrive meanwhile are kept by
+psycopg and delivered in the next window.
 
 The connection is checked, not trusted: a quiet one is pinged every PING_SECONDS, every wait for an
-answer is bounded by ANSWER_SECONDS (past it the connection is severed), and a lost connection is
-opened again, with a backoff, for as long as any stream follows an execution; once back, it listens to
-everything followed again and every stream re-reads the log. A stream whose LISTEN could not be made
-goes on by looking at the log by itself until then.
+answer is bounded by ANSWER_SECONDS (past it the connection is severed; the session's statement_timeout
+ends a statement that waits on a lock first), and a lost connection is opened again, with a backoff,
+for as long as any stream follows an execution; once back, it listens to everything followed again and
+every stream re-reads the log. A stream whose LISTEN is not made within FOLLOW_WAIT_SECONDS (no
+connection, a refusal, which is tried again) goes on by looking at the log by itself until it is.
 
 When the process stops, end_streams() ends every live stream at once (after the events it has not
 sent yet), so that the server does not wait on clients that would follow a run for hours; an SSE
@@ -22,7 +24,6 @@ client reconnects with Last-Event-ID and resumes where it was.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import contextvars
 import time
@@ -51,6 +52,11 @@ _WINDOW_SECONDS = 0.1
 PING_SECONDS = 10.0
 ANSWER_SECONDS = 10.0
 _BOUND = "the event listener's bound"
+# How long a joining stream waits for its LISTEN before it goes on looking at the log by itself, and how
+# soon a refused LISTEN is tried again.
+FOLLOW_WAIT_SECONDS = 2.0
+FOLLOW_RETRY_SECONDS = 2.0
+FOLLOW_RETRY_MAX_SECONDS = 30.0
 # The first wait before connecting again after a loss; it doubles up to RECONNECT_MAX_DELAY_SECONDS.
 _FIRST_RECONNECT_SECONDS = 0.25
 
@@ -75,7 +81,14 @@ def channel(execution_id: UUID) -> str:
 
 
 class EventHub:
-    """Subscriptions by execution: LISTEN while someone follows it, UNLISTEN when the last leaves."""
+    """Subscriptions by execution: LISTEN while someone follows it, UNLISTEN when the last leaves.
+
+    The reader keeps what the connection listens to (`_listening`) in line with what streams follow
+    (`_subscribers`), between notification windows: it follows what is followed and not listened to
+    (again after a refusal, FOLLOW_RETRY_SECONDS later), and unfollows what is listened to and no longer
+    followed. A new connection listens to nothing, so the same pass follows everything again. Streams
+    never send the reader requests: a stream that joins waits (FOLLOW_WAIT_SECONDS at most) for its
+    LISTEN, a stream that leaves does not wait at all."""
 
     def __init__(
         self,
@@ -84,10 +97,12 @@ class EventHub:
         role: str | None = None,
         ping_seconds: float = PING_SECONDS,
         answer_seconds: float = ANSWER_SECONDS,
+        follow_wait_seconds: float = FOLLOW_WAIT_SECONDS,
     ) -> None:
         self.conninfo = conninfo
         self._ping_seconds = ping_seconds
         self._answer_seconds = answer_seconds
+        self._follow_wait_seconds = follow_wait_seconds
         self._connected = False
         self._lost = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -96,11 +111,15 @@ class EventHub:
         # tenants, and its dw.event_listeners rows take their execution's tenant.
         self.role = role or None
         self.listener_id = uuid.uuid4().hex
+        # Channel -> the queues of the streams that follow it.
         self._subscribers: dict[str, set[asyncio.Queue[int | None]]] = {}
-        self._followed: set[str] = set()
-        # Requests for the reader (LISTEN, UNLISTEN), oldest first; one whose caller stopped waiting (its
-        # future done) is passed over.
-        self._commands: collections.deque[tuple[Command, asyncio.Future[None]]] = collections.deque()
+        # Channels the current connection listens to, and has a dw.event_listeners row for.
+        self._listening: set[str] = set()
+        # Channel -> when a follow that was refused may be tried again (time.monotonic()), and the wait
+        # before that try (doubling, up to FOLLOW_RETRY_MAX_SECONDS).
+        self._retry: dict[str, tuple[float, float]] = {}
+        # Channel -> the joining streams waiting for its LISTEN.
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self._ending = False
@@ -112,9 +131,9 @@ class EventHub:
             self._reader = asyncio.create_task(self._run(), name="event-hub", context=contextvars.Context())
 
     async def _run(self) -> None:
-        """The reader: connects, and while anything is followed or asked for connects again after a loss
-        (at most RECONNECT_MAX_DELAY_SECONDS apart), so that streams get their wake-ups back without
-        waiting for another stream to start; ends when nothing is (the next request starts it again)."""
+        """The reader: connects, and while anything is followed connects again after a loss (at most
+        RECONNECT_MAX_DELAY_SECONDS apart), so that streams get their wake-ups back without waiting for
+        another stream to start; ends when nothing is (the next stream starts it again)."""
         delay = 0.0
         while not self._closed:
             self._connected = False
@@ -124,12 +143,10 @@ class EventHub:
                 if self._connected or delay == 0.0:
                     self._lost = True
                     log.warning("event listener connection lost", error=_said(exc))
-                    # Every stream re-reads from the database: what it missed meanwhile is in the log.
-                    self._wake_all()
-            # Requests waiting now are failed at once, not after their callers' 10 s: a new stream
-            # looks at the log by itself (the next connection listens for it), a stream that leaves
-            # leaves. Kept, they kept the reader reconnecting after the last stream had gone (a review).
-            self._fail_pending()
+            self._listening.clear()
+            # Streams waiting for their LISTEN go on by themselves now, not after their wait: the next
+            # connection listens for them.
+            self._release_waiters(ConnectionError("the event listener has no connection"))
             if self._connected:
                 delay = 0.0
             if self._closed or not self._subscribers:
@@ -138,11 +155,11 @@ class EventHub:
             await asyncio.sleep(delay)
 
     async def _serve(self) -> None:
-        """One connection's life: LISTEN to everything followed, then notifications in short windows, the
-        requests between them, and a ping when the connection has been quiet for ping_seconds. Each wait
-        for an answer is bounded by answer_seconds (answer_within severs the connection past it): a server
-        that stopped answering (its process frozen, a partition TCP has not noticed yet) left the hub
-        waiting, the streams without their wake-ups and every new stream's LISTEN unanswered."""
+        """One connection's life: notifications in short windows, and between them what is followed made
+        to match what is listened to, and a ping when the connection has been quiet for ping_seconds. Each
+        wait for an answer is bounded by answer_seconds (answer_within severs the connection past it): a
+        server that stopped answering (its process frozen, a partition TCP has not noticed yet) left the
+        hub waiting, the streams without their wake-ups and every new stream's LISTEN unanswered."""
         conninfo = self.conninfo
         settings = tcp_liveness(conninfo)
         if "connect_timeout" not in _conninfo_keys(conninfo):
@@ -151,15 +168,18 @@ class EventHub:
             self._conn = conn
             await self._set_up(conn)
             self._connected = True
-            if self._lost:
-                self._lost = False
-                log.info("event listener connected again", following=len(self._subscribers))
-            # Events written while the hub was away came without a wake-up: the streams look now.
-            self._wake_all()
+            first = True
             quiet_since = time.monotonic()
             while not self._closed:
-                if await self._run_commands(conn):
+                if await self._reconcile(conn):
                     quiet_since = time.monotonic()
+                if first:
+                    first = False
+                    if self._lost:
+                        self._lost = False
+                        log.info("event listener connected again", following=len(self._listening))
+                    # Events written while the hub was away came without a wake-up: the streams look now.
+                    self._wake_all()
                 async for notify in conn.notifies(timeout=_WINDOW_SECONDS):
                     quiet_since = time.monotonic()
                     for queue in list(self._subscribers.get(notify.channel, ())):
@@ -170,7 +190,7 @@ class EventHub:
                     quiet_since = time.monotonic()
 
     async def _set_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """A new connection's session (its role, every tenant), and LISTEN to everything followed."""
+        """A new connection's session: its statement_timeout, its role, every tenant."""
         with answer_within(conn, self._answer_seconds, what=_BOUND) as deadline:
             # The server ends a statement that waits (on a lock: a LISTEN's row while someone holds
             # dw.event_listeners) before the hub would cut the connection: cut, the backend stayed in
@@ -182,17 +202,6 @@ class EventHub:
                 await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
                 deadline.restart()
             await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
-            deadline.restart()
-            # After a reconnect, listen again to everything that is followed.
-            for name in list(self._subscribers):
-                try:
-                    await self._follow(UUID(hex=name.removeprefix("dw_events_")))(conn)
-                except psycopg.Error as exc:
-                    if conn.broken or deadline.severed:
-                        raise
-                    # That stream looks at the log by itself; the others are followed.
-                    log.warning("following an execution live failed; its stream polls", error=str(exc))
-                deadline.restart()
 
     def _statement_ms(self) -> int:
         """The hub's statement_timeout: STATEMENT_ANSWER_GRACE_SECONDS less than answer_seconds, as the
@@ -203,51 +212,74 @@ class EventHub:
         )
         return max(1, round(seconds * 1000))
 
-    async def _run_commands(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        """The requests waiting (LISTEN, UNLISTEN), each bounded by answer_seconds; whether any was run."""
-        ran = False
-        while self._commands:
-            command, done = self._commands.popleft()
-            if done.done():
-                continue  # its caller stopped waiting
-            ran = True
-            try:
-                with answer_within(conn, self._answer_seconds, what=_BOUND):
-                    await command(conn)
-            except asyncio.CancelledError:
-                # close(): the request's caller is answered now, not at its 10 s.
-                if not done.done():
-                    done.set_exception(ConnectionError("the event listener stopped"))
-                raise
-            except (psycopg.Error, DataWorkflowsError) as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                if conn.broken or not isinstance(exc, psycopg.Error):
-                    raise
-                # A refused statement (autocommit: nothing else is undone) fails its request only;
-                # the connection serves the other streams (it took them all down, and each
-                # reconnection made the same request fail again).
+    async def _reconcile(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Follows what streams follow and the connection does not listen to (not while the process stops,
+        nor before a failed follow's retry time), and unfollows what it listens to and nobody follows;
+        whether it said anything to the server. A refused statement (autocommit: nothing else is undone)
+        is tried again later; a lost connection raises."""
+        now = time.monotonic()
+        joining = [] if self._ending else [name for name in self._subscribers if name not in self._listening]
+        leaving = [name for name in self._listening if name not in self._subscribers]
+        said = False
+        for name in joining:
+            if self._retry.get(name, (0.0, 0.0))[0] > now:
                 continue
-            if not done.done():
-                done.set_result(None)
-        return ran
+            said = True
+            if await self._said_to_server(conn, self._follow, name):
+                self._listening.add(name)
+                self._retry.pop(name, None)
+                self._release_waiters(None, name)
+            else:
+                self._refused(name, now)
+                self._release_waiters(ConnectionError("its LISTEN was refused; tried again later"), name)
+        for name in leaving:
+            said = True
+            # Done or not, the stream is gone: a row left behind is pruned later (a day).
+            self._listening.discard(name)
+            if not await self._said_to_server(conn, self._unfollow, name):
+                log.warning("could not stop following an execution; its listener row is pruned later", channel=name)
+        for name in [name for name in self._retry if name not in self._subscribers]:
+            del self._retry[name]
+        return said
+
+    def _refused(self, name: str, now: float) -> None:
+        """A follow the server refused: tried again after FOLLOW_RETRY_SECONDS, doubling."""
+        previous = self._retry.get(name)
+        wait = FOLLOW_RETRY_SECONDS if previous is None else min(previous[1] * 2, FOLLOW_RETRY_MAX_SECONDS)
+        self._retry[name] = (now + wait, wait)
+
+    async def _said_to_server(
+        self, conn: psycopg.AsyncConnection[Any], command: Callable[[UUID], Command], name: str
+    ) -> bool:
+        """Runs a follow or unfollow, bounded by answer_seconds: whether the server did it. A refusal is
+        answered False, and logged unless it is a follow refused before (its retries wait longer each
+        time); a lost or severed connection raises."""
+        try:
+            with answer_within(conn, self._answer_seconds, what=_BOUND):
+                await command(UUID(hex=name.removeprefix("dw_events_")))(conn)
+        except psycopg.Error as exc:
+            if conn.broken:
+                raise
+            if name not in self._retry:
+                log.warning("the event listener's statement was refused", channel=name, error=_said(exc))
+            return False
+        return True
 
     def _wake_all(self) -> None:
         for queues in self._subscribers.values():
             for queue in queues:
                 queue.put_nowait(None)
 
-    def _fail_pending(self) -> None:
-        while self._commands:
-            _, done = self._commands.popleft()
-            if not done.done():
-                done.set_exception(ConnectionError("the event listener stopped"))
-
-    async def _request(self, command: Command) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._commands.append((command, done))
-        self._ensure_reader()
-        await asyncio.wait_for(done, 10)
+    def _release_waiters(self, error: BaseException | None, name: str | None = None) -> None:
+        """Answers the streams waiting for a LISTEN (one channel's, or all): made (None), or not (error)."""
+        names = [name] if name is not None else list(self._waiters)
+        for each in names:
+            for waiter in self._waiters.pop(each, []):
+                if not waiter.done():
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
 
     def _follow(self, execution_id: UUID) -> Command:
         async def command(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -265,46 +297,40 @@ class EventHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, execution_id: UUID) -> AsyncIterator[asyncio.Queue[int | None]]:
-        """A queue of event ids for one execution; LISTEN is active when this is entered."""
+        """A queue of wake-ups for one execution. When this is entered, the execution's LISTEN is made,
+        or it could not be within follow_wait_seconds (the stream looks at the log by itself until the
+        reader has made it: FIRST_LOOK in the API's stream, then at least every keepalive)."""
         name = channel(execution_id)
         queue: asyncio.Queue[int | None] = asyncio.Queue()
-        first = name not in self._subscribers
         self._subscribers.setdefault(name, set()).add(queue)
         try:
             # A stopping hub follows nothing new: such a stream sends what is there and ends.
-            if first and not self._ending:
-                self._followed.add(name)
+            if name not in self._listening and not self._ending and not self._closed:
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiters.setdefault(name, []).append(waiter)
+                self._ensure_reader()
                 try:
-                    await self._request(self._follow(execution_id))
-                except (psycopg.Error, DataWorkflowsError, ConnectionError, TimeoutError) as exc:
-                    # The stream goes on without wake-ups (it looks at the log by itself, at least every
-                    # _KEEPALIVE_SECONDS) until the hub is back: its reconnection listens to every
-                    # execution followed, this one included. It raised out of the stream, which ended with an error.
-                    log.warning(
-                        "following an execution live failed; its stream polls until the hub is back", error=_said(exc)
-                    )
+                    await asyncio.wait_for(waiter, self._follow_wait_seconds)
+                except (ConnectionError, TimeoutError) as exc:
+                    # Until then it failed the stream: it raised out of it, which ended with an error.
+                    if not self._ending:
+                        log.warning("following an execution live is not done yet; its stream polls", error=_said(exc))
             yield queue
         finally:
             subscribers = self._subscribers.get(name)
             if subscribers is not None:
                 subscribers.discard(queue)
                 if not subscribers:
+                    # The reader unfollows it at its next pass (0.1 s): leaving waits for nothing.
                     del self._subscribers[name]
-                    followed = name in self._followed
-                    self._followed.discard(name)
-                    # Without a connection there is no LISTEN to undo: the next one listens only to what
-                    # is followed then (the listener row is pruned later).
-                    if followed and not self._closed and self._connected:
-                        try:
-                            await self._request(self._unfollow(execution_id))
-                        except Exception as exc:
-                            # Harmless (a stale listener row is pruned later), but visible.
-                            log.warning("could not stop following an execution", error=_said(exc))
 
     def end_streams(self) -> None:
         """The process is stopping: every stream ends after its next read of the log, and new
         streams only send what is already there (see `ending`)."""
         self._ending = True
+        # A stream still waiting for its LISTEN goes on now: it sends what is there and ends (it
+        # waited its FOLLOW_WAIT_SECONDS, past a short shutdown grace, and was cut off mid-body).
+        self._release_waiters(ConnectionError("the process is stopping"))
         for queues in self._subscribers.values():
             for queue in queues:
                 queue.put_nowait(None)
@@ -324,9 +350,8 @@ class EventHub:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        # A request the cancelled reader had not run (a stream starting as the process stops) is
-        # answered now, not at its caller's 10 s.
-        self._fail_pending()
+        # A stream joining as the process stops is answered now, not at the end of its wait.
+        self._release_waiters(ConnectionError("the event listener stopped"))
 
     @property
     def listening(self) -> int:

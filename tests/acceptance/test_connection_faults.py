@@ -607,7 +607,7 @@ async def test_the_event_hub_answers_at_once_while_it_cannot_connect_and_stops_o
         reader = hub._reader
         assert reader is not None
         await asyncio.wait_for(asyncio.shield(reader), 5)  # it ends: nothing is followed
-        assert not hub._commands
+        assert not hub._waiters
     finally:
         await hub.close()
 
@@ -616,7 +616,9 @@ async def test_a_listen_waiting_on_a_lock_is_ended_by_the_server_not_left_behind
     """A review: a stream's LISTEN row waiting on a lock (someone holding dw.event_listeners) was cut by
     the hub's answer bound, and each reconnection's LISTEN waited again: one more backend in the lock's
     queue every bound. The hub's session now has a statement_timeout below its bound: the server ends the
-    wait, the stream polls, and the connection stays."""
+    wait, the stream polls, and the connection stays. A second review: the refused LISTEN was never made
+    again while the connection lived, so the run's streams got no wake-ups for as long as any followed
+    it; it is tried again (2 s, doubling) until it is made."""
     from dataworkflows.event_stream import EventHub
     from tests.integration.test_waits import echo, started, wf
 
@@ -638,9 +640,48 @@ async def test_a_listen_waiting_on_a_lock_is_ended_by_the_server_not_left_behind
                         (name,),
                     ).fetchone()
                     assert waiting == (0,)
+                await holder.rollback()  # the lock is gone: the LISTEN and its row are made
+                deadline = time.monotonic() + 10
+                while (await listener_rows(db, execution_id)) != 1:
+                    assert time.monotonic() < deadline, "the refused LISTEN was not made again"
+                    await asyncio.sleep(0.2)
         finally:
             await holder.rollback()
             await hub.close()
+
+
+async def listener_rows(database: db.Database, execution_id: uuid.UUID) -> int:
+    async with database.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT count(*) FROM dw.event_listeners WHERE execution_id = %s", (execution_id,))
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_streams_that_leave_leave_no_listener_row(dsn: str, db: db.Database) -> None:
+    """A review: a stream that left while the hub's new connection was being set up had its LISTEN and
+    its dw.event_listeners row made all the same (a NOTIFY for each of the run's event transactions
+    until the row was pruned, a day later). The reader now makes what is listened to match what is
+    followed: what nobody follows is unfollowed, whenever it left."""
+    from dataworkflows.event_stream import EventHub
+    from tests.integration.test_waits import echo, started, wf
+
+    ids = [await started(db, wf(f"followed-leaving-{n}", echo("a"))) for n in range(3)]
+    hub = EventHub(dsn)
+    try:
+        for _ in range(3):
+            for execution_id in ids:
+                async with hub.subscribe(execution_id):
+                    pass
+        async with hub.subscribe(ids[0]):
+            assert await listener_rows(db, ids[0]) == 1
+        deadline = time.monotonic() + 5
+        while sum([await listener_rows(db, execution_id) for execution_id in ids]):
+            assert time.monotonic() < deadline, "a stream that left is still followed"
+            await asyncio.sleep(0.1)
+    finally:
+        await hub.close()
 
 
 async def test_closing_the_event_hub_answers_a_request_it_had_not_run(dsn: str, db: db.Database) -> None:

@@ -335,6 +335,40 @@ def test_a_follow_waits_for_an_api_that_restarts(monkeypatch: pytest.MonkeyPatch
         cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
 
 
+def test_a_follow_waits_for_an_api_whose_database_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream whose database goes away ends with a comment, and the API answers 503 until it is back:
+    the follow ended there (Refused, exit 3) while the run went on. It waits as for a dropped
+    connection; any other refusal still ends it."""
+    from dataworkflows import cli_follow
+
+    monkeypatch.setattr(cli_follow.time, "sleep", lambda seconds: None)
+    calls = {"n": 0}
+    body = {"status": "Succeeded", "startTime": at(0), "endTime": at(1), "error": None}
+    unavailable = {"type": "about:blank", "title": "Database unavailable", "status": 503, "detail": "restarting"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if request.url.path.endswith("/events"):
+            if calls["n"] == 1:
+                comment = b": reconnect: the database is unavailable\n\n"
+                return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=comment)
+            if calls["n"] < 8:
+                return httpx.Response(503, json=unavailable)
+            event = b'data: {"id": 3, "type": "execution_succeeded", "at": "' + at(1).encode() + b'"}\n\n'
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=event)
+        if calls["n"] < 8:
+            return httpx.Response(503, json=unavailable)
+        return httpx.Response(200, json=body)
+
+    lines: list[str] = []
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)) as client:
+        code = cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+    assert code == EXIT_OK and lines[-1].startswith("execution e-1 Succeeded"), lines
+    forbidden = httpx.MockTransport(lambda request: httpx.Response(403, json={**unavailable, "status": 403}))
+    with httpx.Client(base_url="http://api", transport=forbidden) as client, pytest.raises(cli_follow.Refused):
+        cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+
+
 def test_the_next_page_hint_of_an_age_window_names_the_window_it_had(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
