@@ -29,7 +29,7 @@ from dataworkflows.rate_limits import BucketPolicy, RateDecision
 from dataworkflows.tenancy import DEFAULT_TENANT
 
 from .principals import Principal, authenticate
-from .problems import rate_limited
+from .problems import handle_domain_error, rate_limited
 from .services import Services, services_of
 
 log = structlog.get_logger("dataworkflows.api")
@@ -126,7 +126,14 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
         svc = services_of(scope["litestar_app"].state)
         policy = svc.rate_policy
         request: Request[Any, Any, Any] = Request(scope, receive)
-        decision = None if policy is None else await take_token(request, svc, policy)
+        try:
+            decision = None if policy is None else await take_token(request, svc, policy)
+        except DatabaseUnavailable as exc:
+            # Answered here, as the handlers' 503 is: raised, it passed the metrics middleware as an
+            # exception, which counted and logged the request as a 500 (a review).
+            response = handle_domain_error(request, exc)
+            await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+            return
         if decision is None:
             await app(scope, receive, send)
             return

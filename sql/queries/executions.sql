@@ -152,6 +152,10 @@ SELECT dw.release_fetched_lease_v1(%(id)s, %(tenant)s, %(owner)s, %(job_id)s, %(
 -- A stream follows this execution: its events are NOTIFYed from now on.
 INSERT INTO dw.event_listeners (execution_id, listener) VALUES (%(id)s, %(listener)s) ON CONFLICT DO NOTHING;
 
+-- name: renew_event_listeners
+-- The hub's rows are still in use: prune_event_listeners goes by their age.
+UPDATE dw.event_listeners SET since = now() WHERE listener = %(listener)s;
+
 -- name: remove_event_listener
 -- The stream stopped following.
 DELETE FROM dw.event_listeners WHERE execution_id = %(id)s AND listener = %(listener)s;

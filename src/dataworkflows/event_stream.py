@@ -37,7 +37,7 @@ import psycopg.conninfo
 import structlog
 from psycopg import sql
 
-from dataworkflows.data.executions import add_event_listener, remove_event_listener
+from dataworkflows.data.executions import add_event_listener, remove_event_listener, renew_event_listeners
 from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, STATEMENT_ANSWER_GRACE_SECONDS, answer_within, shut_down
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.tcp_liveness import tcp_liveness
@@ -57,6 +57,14 @@ _BOUND = "the event listener's bound"
 FOLLOW_WAIT_SECONDS = 2.0
 FOLLOW_RETRY_SECONDS = 2.0
 FOLLOW_RETRY_MAX_SECONDS = 30.0
+# The hub's lock_timeout (below its statement_timeout).
+LOCK_TIMEOUT_MS = 1000
+# A connection that lived this long was not flapping: the next one after its loss is opened at once.
+_STABLE_SECONDS = 10.0
+# How often the hub renews its dw.event_listeners rows' `since`: the worker prunes rows older than a day
+# (those of a process that died without removing them), and a run followed by overlapping streams for
+# longer lost its notifications (a review).
+LISTENER_RENEW_SECONDS = 3600.0
 # The first wait before connecting again after a loss; it doubles up to RECONNECT_MAX_DELAY_SECONDS.
 _FIRST_RECONNECT_SECONDS = 0.25
 
@@ -98,8 +106,10 @@ class EventHub:
         ping_seconds: float = PING_SECONDS,
         answer_seconds: float = ANSWER_SECONDS,
         follow_wait_seconds: float = FOLLOW_WAIT_SECONDS,
+        renew_seconds: float = LISTENER_RENEW_SECONDS,
     ) -> None:
         self.conninfo = conninfo
+        self._renew_seconds = renew_seconds
         self._ping_seconds = ping_seconds
         self._answer_seconds = answer_seconds
         self._follow_wait_seconds = follow_wait_seconds
@@ -137,6 +147,7 @@ class EventHub:
         delay = 0.0
         while not self._closed:
             self._connected = False
+            began = time.monotonic()
             try:
                 await self._serve()
             except (psycopg.Error, DataWorkflowsError) as exc:
@@ -147,7 +158,7 @@ class EventHub:
             # Streams waiting for their LISTEN go on by themselves now, not after their wait: the next
             # connection listens for them.
             self._release_waiters(ConnectionError("the event listener has no connection"))
-            if self._connected:
+            if self._connected and time.monotonic() - began >= _STABLE_SECONDS:
                 delay = 0.0
             if self._closed or not self._subscribers:
                 return
@@ -169,7 +180,7 @@ class EventHub:
             await self._set_up(conn)
             self._connected = True
             first = True
-            quiet_since = time.monotonic()
+            quiet_since = renewed = time.monotonic()
             while not self._closed:
                 if await self._reconcile(conn):
                     quiet_since = time.monotonic()
@@ -184,6 +195,9 @@ class EventHub:
                     quiet_since = time.monotonic()
                     for queue in list(self._subscribers.get(notify.channel, ())):
                         queue.put_nowait(0)
+                if time.monotonic() - renewed >= self._renew_seconds:
+                    await self._renew(conn)
+                    quiet_since = renewed = time.monotonic()
                 if time.monotonic() - quiet_since >= self._ping_seconds:
                     with answer_within(conn, self._answer_seconds, what=_BOUND):
                         await conn.execute("SELECT 1")
@@ -197,11 +211,35 @@ class EventHub:
             # the lock's queue, and each reconnection left one more there (a review).
             await conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(self._statement_ms()),))
             deadline.restart()
+            # A lock that holds a LISTEN's row holds the reader, and so every stream's wake-ups: its wait
+            # is short, and the refused LISTEN is tried again later.
+            await conn.execute(
+                "SELECT set_config('lock_timeout', %s, false)", (str(min(LOCK_TIMEOUT_MS, self._statement_ms())),)
+            )
+            deadline.restart()
+            # The connection is idle between notifications by design: a server's idle_session_timeout
+            # (PostgreSQL 14 and later) below the ping's interval ended it every few seconds, and each
+            # reconnection listened again to every run and woke every stream (a review).
+            await conn.execute(
+                "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'"
+            )
+            deadline.restart()
             if self.role is not None:
                 # Across tenants: the maintenance role (the application role is a member).
                 await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(MAINTENANCE_ROLE)))
                 deadline.restart()
             await conn.execute("SELECT set_config('dw.tenant_id', %s, false)", (ALL_TENANTS,))
+
+    async def _renew(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Its rows are still in use (the prune goes by their age); the round trip is a ping too. A refusal
+        is said and tried again at the next renewal; a lost connection raises."""
+        try:
+            with answer_within(conn, self._answer_seconds, what=_BOUND):
+                await renew_event_listeners(conn, self.listener_id)
+        except psycopg.Error as exc:
+            if conn.broken:
+                raise
+            log.warning("the event listener could not renew its listener rows", error=_said(exc))
 
     def _statement_ms(self) -> int:
         """The hub's statement_timeout: STATEMENT_ANSWER_GRACE_SECONDS less than answer_seconds, as the
@@ -217,22 +255,8 @@ class EventHub:
         nor before a failed follow's retry time), and unfollows what it listens to and nobody follows;
         whether it said anything to the server. A refused statement (autocommit: nothing else is undone)
         is tried again later; a lost connection raises."""
-        now = time.monotonic()
-        joining = [] if self._ending else [name for name in self._subscribers if name not in self._listening]
-        leaving = [name for name in self._listening if name not in self._subscribers]
-        said = False
-        for name in joining:
-            if self._retry.get(name, (0.0, 0.0))[0] > now:
-                continue
-            said = True
-            if await self._said_to_server(conn, self._follow, name):
-                self._listening.add(name)
-                self._retry.pop(name, None)
-                self._release_waiters(None, name)
-            else:
-                self._refused(name, now)
-                self._release_waiters(ConnectionError("its LISTEN was refused; tried again later"), name)
-        for name in leaving:
+        said = await self._follow_joining(conn)
+        for name in [name for name in self._listening if name not in self._subscribers]:
             said = True
             # Done or not, the stream is gone: a row left behind is pruned later (a day).
             self._listening.discard(name)
@@ -240,6 +264,32 @@ class EventHub:
                 log.warning("could not stop following an execution; its listener row is pruned later", channel=name)
         for name in [name for name in self._retry if name not in self._subscribers]:
             del self._retry[name]
+        return said
+
+    async def _follow_joining(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """_reconcile's follows; whether any was tried."""
+        joining = [] if self._ending else [name for name in self._subscribers if name not in self._listening]
+        said = False
+        for name in joining:
+            if self._retry.get(name, (0.0, 0.0))[0] > time.monotonic():
+                continue
+            said = True
+            # Streams that no longer wait for it (their wait ended, or a refusal before) have read the
+            # log without it: once it is made they look again (events written meanwhile sent no NOTIFY).
+            stale = name in self._retry or not any(not waiter.done() for waiter in self._waiters.get(name, ()))
+            if await self._said_to_server(conn, self._follow, name):
+                self._listening.add(name)
+                self._retry.pop(name, None)
+                self._release_waiters(None, name)
+                if stale:
+                    self._wake(name)
+                continue
+            # From the attempt's end (a lock's wait took up to LOCK_TIMEOUT_MS of it).
+            self._refused(name, time.monotonic())
+            self._release_waiters(ConnectionError("its LISTEN was refused; tried again later"), name)
+            # The others wait for the next pass: a lock that refused one would hold the reader, and
+            # every stream's wake-ups, for each of them in turn (a review).
+            break
         return said
 
     def _refused(self, name: str, now: float) -> None:
@@ -264,6 +314,10 @@ class EventHub:
                 log.warning("the event listener's statement was refused", channel=name, error=_said(exc))
             return False
         return True
+
+    def _wake(self, name: str) -> None:
+        for queue in list(self._subscribers.get(name, ())):
+            queue.put_nowait(None)
 
     def _wake_all(self) -> None:
         for queues in self._subscribers.values():
@@ -303,10 +357,11 @@ class EventHub:
         name = channel(execution_id)
         queue: asyncio.Queue[int | None] = asyncio.Queue()
         self._subscribers.setdefault(name, set()).add(queue)
+        waiter: asyncio.Future[None] | None = None
         try:
             # A stopping hub follows nothing new: such a stream sends what is there and ends.
             if name not in self._listening and not self._ending and not self._closed:
-                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                waiter = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(name, []).append(waiter)
                 self._ensure_reader()
                 try:
@@ -317,6 +372,12 @@ class EventHub:
                         log.warning("following an execution live is not done yet; its stream polls", error=_said(exc))
             yield queue
         finally:
+            # Its wait ended (answered, timed out, or the stream left while waiting): not kept.
+            waiting = self._waiters.get(name)
+            if waiter is not None and waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[name]
             subscribers = self._subscribers.get(name)
             if subscribers is not None:
                 subscribers.discard(queue)

@@ -6,6 +6,7 @@ OwnServer, defined here)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -712,3 +713,80 @@ async def test_closing_the_event_hub_answers_a_request_it_had_not_run(dsn: str, 
         finally:
             for pid in stopped:
                 os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_stream_is_woken_when_its_listen_is_made_after_its_wait_and_a_lock_stalls_no_other_stream(
+    dsn: str, db: db.Database
+) -> None:
+    """A third review: a LISTEN made on a retry, after its stream had stopped waiting, woke nobody, so
+    events written meanwhile (no row, no NOTIFY) came at the stream's next look, up to 15 s late; and
+    each refused LISTEN held the reader for the whole statement_timeout, one after the other, so an
+    already followed run's wake-ups waited 8 s for each run joining behind a lock. Now the stream is
+    woken once its LISTEN is made, a lock's wait is 1 s (lock_timeout), and a pass tries no more after
+    a refusal."""
+    from dataworkflows.event_stream import EventHub, channel
+    from tests.integration.test_waits import echo, started, wf
+
+    followed = await started(db, wf("followed-unlocked", echo("a")))
+    joining = [await started(db, wf(f"followed-behind-lock-{n}", echo("a"))) for n in range(3)]
+    hub = EventHub(dsn, follow_wait_seconds=0.2)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as sender:
+
+        async def notify_and_time(wakeups: asyncio.Queue[int | None]) -> float:
+            began = time.monotonic()
+            await sender.execute("SELECT pg_notify(%s, '')", (channel(followed),))
+            while await asyncio.wait_for(wakeups.get(), 20) != 0:
+                pass
+            return time.monotonic() - began
+
+        try:
+            async with hub.subscribe(followed) as wakeups, contextlib.AsyncExitStack() as streams:
+                async with await psycopg.AsyncConnection.connect(dsn) as holder:
+                    await holder.execute("LOCK TABLE dw.event_listeners IN SHARE MODE")
+                    queues = [await streams.enter_async_context(hub.subscribe(each)) for each in joining]
+                    delays = [await notify_and_time(wakeups) for _ in range(6)]
+                    assert max(delays) < 3, f"the followed run's wake-ups waited behind the lock: {delays}"
+                    for queue in queues:  # what they were woken for until now (the connection's first pass)
+                        while not queue.empty():
+                            queue.get_nowait()
+                    await holder.rollback()
+                for queue in queues:
+                    # Made on a retry (2 s after the refusal, doubling): the stream is told to look.
+                    assert await asyncio.wait_for(queue.get(), 15) is None
+                for each in joining:
+                    assert await listener_rows(db, each) == 1
+            assert not hub._waiters
+        finally:
+            await hub.close()
+
+
+async def test_the_event_hub_keeps_its_connection_under_idle_session_timeout_and_renews_its_rows(
+    dsn: str, db: db.Database
+) -> None:
+    """A third review: a server's idle_session_timeout below the hub's 10 s ping ended its connection
+    every few seconds (each reconnection listened again and woke every stream); and its listener rows,
+    whose age the worker's prune goes by (a day), were never renewed, so a run followed by overlapping
+    streams for longer lost its notifications."""
+    from dataworkflows.event_stream import EventHub
+    from tests.integration.test_waits import echo, started, wf
+
+    execution_id = await started(db, wf("followed-idle", echo("a")))
+    name = f"dw-hub-{uuid.uuid4().hex[:8]}"
+    hub = EventHub(f"{dsn} application_name={name} options='-c idle_session_timeout=1000'", renew_seconds=0.5)
+    try:
+        async with hub.subscribe(execution_id):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                first = backend_pids(conn, name)
+                conn.execute(
+                    "UPDATE dw.event_listeners SET since = now() - interval '2 days' WHERE execution_id = %s",
+                    (execution_id,),
+                )
+                await asyncio.sleep(3)
+                assert backend_pids(conn, name) == first and len(first) == 1, "the hub's connection was ended"
+                age = conn.execute(
+                    "SELECT now() - since < interval '1 minute' FROM dw.event_listeners WHERE execution_id = %s",
+                    (execution_id,),
+                ).fetchone()
+                assert age == (True,), "the hub's listener row was not renewed"
+    finally:
+        await hub.close()

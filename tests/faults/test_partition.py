@@ -29,13 +29,7 @@ import pytest
 
 from dataworkflows.tcp_liveness import TCP_LIVENESS
 from tests.acceptance.conftest import command
-from tests.acceptance.test_connection_faults import (
-    NamedStack,
-    create_workflow,
-    start_named_stack,
-    start_runs,
-    wait_until,
-)
+from tests.acceptance.test_connection_faults import create_workflow, start_named_stack, start_runs, wait_until
 from tests.faults.harness import Probe, all_succeed, last_end, summarize, verify
 
 pytestmark = pytest.mark.acceptance
@@ -78,7 +72,8 @@ class Proxy:
             left = asyncio.all_tasks(loop)
             for task in left:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, name="lane-proxy", daemon=True)
@@ -158,15 +153,6 @@ def lane() -> Iterator[Lane]:
         subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
 
 
-@pytest.fixture
-def partition_stack(dsn: str, tmp_path: Path) -> Iterator[NamedStack]:
-    stack = start_named_stack(dsn, tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
 def _socket_of(dsn: str) -> str:
     params = dict(part.split("=", 1) for part in dsn.split())
     return f"{params['host']}/.s.PGSQL.{params['port']}"
@@ -192,13 +178,13 @@ def _listeners_lost(log: Path, since: float) -> set[str]:
 
 
 def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries_on(
-    partition_stack: NamedStack, lane: Lane, dsn: str
+    lane: Lane, dsn: str, tmp_path: Path
 ) -> None:
     """A worker in the lane, a batch of runs in flight; the lane is cut until the worker says it gave
     its idle LISTEN connections up (within tcp_user_timeout), then mended: every run ends, checked from
     the database as the other faults are (nothing lost or succeeded twice), and the worker lives on."""
     began = time.monotonic()
-    stack = partition_stack
+    stack = start_named_stack(dsn, tmp_path)
     proxy = Proxy(host=lane.address, target=_socket_of(dsn))
     proxy.start()
     probe = Probe(dsn)
@@ -240,6 +226,7 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
         assert checked.problems() == []
         assert worker.poll() is None, stack.read_logs()
     finally:
+        stack.stop()
         proxy.stop()
         probe.close()
     summarize(

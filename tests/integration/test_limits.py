@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client import REGISTRY
 
 from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
@@ -118,6 +119,32 @@ async def test_the_limiter_fails_open_and_is_off_at_zero(dsn: str, postgresql: p
     async with AsyncTestClient(broken) as client:
         answers = [await client.get("/api/v1/actions") for _ in range(3)]
         assert {a.status_code for a in answers} == {200}
+
+
+async def test_a_503_for_want_of_a_database_is_counted_as_a_503(dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the limiter's DatabaseUnavailable was raised through the metrics middleware, which
+    counted the request, and wrote its access line, as a 500 while the client got a 503."""
+    from dataworkflows.data.limits import LimitData
+    from dataworkflows.errors import DatabaseUnavailable
+
+    async def unavailable(self: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("the database is unavailable: no connection within 10 s")
+
+    monkeypatch.setattr(LimitData, "take_token", unavailable)
+    app = create_app(Settings(database_url=dsn, api_rate_per_minute=60, api_rate_burst=5))
+
+    def counted(status: str) -> float:
+        # The registry is the process's: other tests' requests are in it too.
+        value = REGISTRY.get_sample_value(
+            "dataworkflows_http_requests_total", {"method": "GET", "route": "/api/v1/actions", "status": status}
+        )
+        return value or 0.0
+
+    before = {status: counted(status) for status in ("500", "503")}
+    async with AsyncTestClient(app) as client:
+        answer = await client.get("/api/v1/actions")
+    assert answer.status_code == 503 and answer.json()["code"] == "database_unavailable", answer.text
+    assert counted("503") == before["503"] + 1 and counted("500") == before["500"]
 
 
 async def test_full_buckets_are_pruned(db: Database) -> None:

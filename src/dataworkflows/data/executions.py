@@ -341,5 +341,10 @@ async def add_event_listener(conn: psycopg.AsyncConnection[Any], execution_id: U
     await conn.execute(QUERIES["add_event_listener"], {"id": execution_id, "listener": listener})
 
 
+async def renew_event_listeners(conn: psycopg.AsyncConnection[Any], listener: str) -> None:
+    """The listener's rows are in use: their age starts again (dw.event_listeners' prune goes by it)."""
+    await conn.execute(QUERIES["renew_event_listeners"], {"listener": listener})
+
+
 async def remove_event_listener(conn: psycopg.AsyncConnection[Any], execution_id: UUID, listener: str) -> None:
     await conn.execute(QUERIES["remove_event_listener"], {"id": execution_id, "listener": listener})
