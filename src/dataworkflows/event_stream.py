@@ -142,8 +142,10 @@ class EventHub:
 
     async def _run(self) -> None:
         """The reader: connects, and while anything is followed connects again after a loss (at most
-        RECONNECT_MAX_DELAY_SECONDS apart), so that streams get their wake-ups back without waiting for
-        another stream to start; ends when nothing is (the next stream starts it again)."""
+        RECONNECT_MAX_DELAY_SECONDS apart, later while connections die young), so that streams get their
+        wake-ups back without waiting for another stream to start. A live connection is kept (pinged)
+        when nothing is followed; after a loss with nothing followed the reader ends, and the next
+        stream starts it again."""
         delay = 0.0
         while not self._closed:
             self._connected = False
