@@ -503,8 +503,8 @@ def answer_within(
 def shut_down(conn: psycopg.AsyncConnection[Any], *, why: str | None = None) -> None:
     """Shuts the connection's socket down in both directions (a duplicate of its descriptor, so that libpq
     still owns and closes the original): whatever waits on it reads EOF at once, with no cancel request
-    sent and waited for. `why`: logged with the backend's pid (a warning), None for the deadline's own
-    line."""
+    sent and waited for. `why`: logged with the backend's pid (at info: a deliberate shutdown), None for
+    the deadline's own warning."""
     if conn.closed:
         return
     try:
@@ -514,9 +514,10 @@ def shut_down(conn: psycopg.AsyncConnection[Any], *, why: str | None = None) -> 
         # Already disconnected (ENOTCONN): the wait on it ends by itself.
         _log.info("could not shut a connection down", error=str(exc))
         return
-    _log.warning(
-        why or "gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid
-    )
+    if why is None:
+        _log.warning("gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid)
+    else:
+        _log.info(why, backend_pid=conn.info.backend_pid)
 
 
 class Transaction:
