@@ -120,12 +120,8 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
     seconds, then said "is it running", and an API started and answered 503 to everything (a review)."""
     import psycopg
 
-    from dataworkflows.tcp_liveness import tcp_liveness
-
     try:
-        with psycopg.connect(
-            url, autocommit=True, connect_timeout=max(1, int(settings.db_timeout_seconds)), **tcp_liveness(url)
-        ) as conn:
+        with psycopg.connect(url, autocommit=True, **_probe_settings(url, settings)) as conn:
             row = conn.execute(_SCHEMA_MIGRATED).fetchone()
             role = _role_problem(conn, settings.database_role) if row and row[0] else None
     except psycopg.OperationalError as exc:
@@ -172,6 +168,14 @@ _LASTING_REFUSALS = (
     "is not permitted to log in",
     "permission denied for database",
 )
+
+
+def _probe_settings(url: str, settings: Settings) -> dict[str, Any]:
+    """The connect arguments of the CLI's one-attempt probes: DW_DB_TIMEOUT_SECONDS to connect (whole
+    seconds, libpq's), and libpq's TCP settings (dataworkflows.tcp_liveness)."""
+    from dataworkflows.tcp_liveness import tcp_liveness
+
+    return {"connect_timeout": max(1, int(settings.db_timeout_seconds)), **tcp_liveness(url)}
 
 
 def connection_failed(what: str, exc: Exception) -> DataWorkflowsError:
@@ -313,15 +317,10 @@ def _connect_reason(settings: Settings) -> str:
     SET ROLE to DW_DB_ROLE), in psycopg's first line or the role's problem."""
     import psycopg
 
-    from dataworkflows.tcp_liveness import tcp_liveness
-
     assert settings.database_url is not None
     try:
         with psycopg.connect(
-            settings.database_url,
-            autocommit=True,
-            connect_timeout=max(1, int(settings.db_timeout_seconds)),
-            **tcp_liveness(settings.database_url),
+            settings.database_url, autocommit=True, **_probe_settings(settings.database_url, settings)
         ) as conn:
             return _role_problem(conn, settings.database_role) or "it answers now"
     except psycopg.Error as exc:
@@ -2077,15 +2076,12 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
 
     from dataworkflows.db import Database, make_pool, translate_errors
     from dataworkflows.retention import Progress, prune_due, summary
-    from dataworkflows.tcp_liveness import tcp_liveness
     from dataworkflows.tenancy import all_tenants
 
     # One attempt first: an unreachable server is said at once, in psycopg's words (the pool would
     # log a warning for each of its retries, then time out).
     try:
-        probe = await psycopg.AsyncConnection.connect(
-            url, connect_timeout=max(1, int(settings.db_timeout_seconds)), **tcp_liveness(url)
-        )
+        probe = await psycopg.AsyncConnection.connect(url, **_probe_settings(url, settings))
     except psycopg.OperationalError as exc:
         raise connection_failed("cannot prune", exc) from None
     try:

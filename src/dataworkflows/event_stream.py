@@ -33,14 +33,13 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-import psycopg.conninfo
 import structlog
 from psycopg import sql
 
 from dataworkflows.data.executions import add_event_listener, remove_event_listener, renew_event_listeners
 from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, STATEMENT_ANSWER_GRACE_SECONDS, answer_within, shut_down
 from dataworkflows.errors import DataWorkflowsError
-from dataworkflows.tcp_liveness import tcp_liveness
+from dataworkflows.tcp_liveness import given_settings, tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE
 
 log = structlog.get_logger("dataworkflows.events")
@@ -70,13 +69,6 @@ _FIRST_RECONNECT_SECONDS = 0.25
 
 
 Command = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
-
-
-def _conninfo_keys(conninfo: str) -> set[str]:
-    try:
-        return set(psycopg.conninfo.conninfo_to_dict(conninfo))
-    except psycopg.ProgrammingError:
-        return set()
 
 
 def _said(exc: BaseException) -> str:
@@ -175,7 +167,7 @@ class EventHub:
         hub waiting, the streams without their wake-ups and every new stream's LISTEN unanswered."""
         conninfo = self.conninfo
         settings = tcp_liveness(conninfo)
-        if "connect_timeout" not in _conninfo_keys(conninfo):
+        if "connect_timeout" not in (given_settings(conninfo) or set()):
             settings["connect_timeout"] = str(max(1, round(self._answer_seconds)))
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **settings) as conn:
             self._conn = conn

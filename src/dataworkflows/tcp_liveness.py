@@ -32,9 +32,8 @@ def tcp_liveness(conninfo: str) -> dict[str, Any]:
     override the string's): none when it names a service (PGSERVICE or service=: the service file may set
     them, and a keyword argument would override it), and none for a string libpq cannot read (the connect
     says what is wrong with it)."""
-    try:
-        given = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
+    given = given_settings(conninfo)
+    if given is None:
         return {}
     if "service" in given or os.environ.get("PGSERVICE"):
         return {}
@@ -42,3 +41,11 @@ def tcp_liveness(conninfo: str) -> dict[str, Any]:
     if psycopg.pq.version() < _TCP_USER_TIMEOUT_LIBPQ:
         settings.pop("tcp_user_timeout", None)
     return settings
+
+
+def given_settings(conninfo: str) -> set[str] | None:
+    """The keywords a connection string sets; None for one libpq cannot read."""
+    try:
+        return set(psycopg.conninfo.conninfo_to_dict(conninfo))
+    except psycopg.ProgrammingError:
+        return None

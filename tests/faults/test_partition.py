@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg.conninfo
 import pytest
 
 from dataworkflows.tcp_liveness import TCP_LIVENESS
@@ -153,11 +154,6 @@ def lane() -> Iterator[Lane]:
         subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
 
 
-def _socket_of(dsn: str) -> str:
-    params = dict(part.split("=", 1) for part in dsn.split())
-    return f"{params['host']}/.s.PGSQL.{params['port']}"
-
-
 # What the worker says when it gives up an idle LISTEN connection: its control listener's, and its fetch
 # loop's (Procrastinate's). Without keepalives neither was ever noticed.
 LISTENERS_LOST = ("control listener lost its connection; reconnecting", "listening for new jobs failed; reconnecting")
@@ -185,11 +181,12 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
     the database as the other faults are (nothing lost or succeeded twice), and the worker lives on."""
     began = time.monotonic()
     stack = start_named_stack(dsn, tmp_path)
-    proxy = Proxy(host=lane.address, target=_socket_of(dsn))
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    # The test server listens on a Unix socket: the proxy forwards to it.
+    proxy = Proxy(host=lane.address, target=f"{params['host']}/.s.PGSQL.{params['port']}")
     proxy.start()
     probe = Probe(dsn)
     try:
-        params = dict(part.split("=", 1) for part in dsn.split())
         lane_dsn = f"host={lane.address} port={proxy.port} user={params['user']} dbname={params['dbname']}"
         log_path = stack.logs / "worker-lane.log"
         log = open(log_path, "ab")  # noqa: SIM115 - closed by stack.stop()
