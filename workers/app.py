@@ -35,6 +35,7 @@ from prometheus_client import start_http_server
 from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.actions.template_render import DocumentServices
+from dataworkflows.answers import unbounded_answers
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.credentials import (
@@ -926,7 +927,9 @@ async def analyze_stale_run_tables(db: Database) -> list[str]:
     first burst would run on plans made without them until autovacuum's next round (see
     sql/procedures/statistics.sql). A failure is logged and tried again at the next pass."""
     try:
-        analyzed = await db.operations.analyze_stale_run_tables()
+        # An ANALYZE of a large table may rightly take longer than DW_WORKER_ANSWER_SECONDS.
+        with unbounded_answers():
+            analyzed = await db.operations.analyze_stale_run_tables()
     except Exception as exc:
         log.warning("analyzing the run tables failed", error=str(exc), error_type=type(exc).__name__)
         return []
@@ -1276,6 +1279,10 @@ async def run_worker(
         default_workflow_timeout=settings.default_workflow_timeout_seconds,
         max_runs_per_tree=settings.max_runs_per_tree,
         idle_in_transaction_seconds=settings.idle_in_transaction_seconds,
+        # A server that answers nothing while TCP stays alive holds no call longer than this (README
+        # "Lost connections"); 0: no bound.
+        answer_seconds=settings.worker_answer_seconds,
+        answer_setting="DW_WORKER_ANSWER_SECONDS",
         # A new connection compiles the run's procedures before its first run needs them.
         warm_up=True,
     )

@@ -8,7 +8,7 @@ Each batch is one transaction that locks only finished runs (FOR UPDATE SKIP LOC
 work never waits for it; batches of several workers take turns (an advisory lock in the
 procedure). It runs across tenants (the worker starts it under all_tenants()). A failed pass is
 logged and tried again at the next one; what each pass removed is logged and counted
-(dataworkflows_retention_removed_total).
+(dataworkflows_retention_removed_total). Its calls are not bounded by DW_WORKER_ANSWER_SECONDS.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from dataworkflows import metrics
+from dataworkflows.answers import unbounded_answers
 from dataworkflows.config import Settings
 from dataworkflows.data.retention import Pruned
 from dataworkflows.db import Database
@@ -60,7 +61,10 @@ class RetentionJob:
         """One pass: batches until nothing else is due (or `stop`). Never raises."""
         started = time.monotonic()
         try:
-            total = await prune_due(self.db, self.plan, stop=stop, on_batch=count)
+            # A batch may rightly wait long (another worker's batch holds the advisory lock; a large tree's
+            # deletes): not cut off by DW_WORKER_ANSWER_SECONDS.
+            with unbounded_answers():
+                total = await prune_due(self.db, self.plan, stop=stop, on_batch=count)
         except Exception as exc:
             log.warning("pruning finished executions failed; trying again at the next pass", error=describe(exc))
             return Pruned()

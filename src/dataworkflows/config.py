@@ -125,6 +125,13 @@ class Settings:
     # process stopped, a frozen VM, a partition), which no server-side timeout can end: without it the
     # API's requests hung for as long as the server did (a review).
     statement_timeout_seconds: float = 30.0
+    # A worker's calls on its pooled connections: the longest each waits for the database's answer before
+    # the worker gives the connection up (an error as for a lost connection: the call is retried on
+    # another, its runs carry on; 0: no bound). For a server that answers nothing while TCP stays alive (a
+    # stopped backend, a frozen VM, a pooler in front of a partitioned server). ANALYZE and retention's
+    # batches are not bounded. Below the default lease (30 s, renewed every 10 s): a renewal stuck on a
+    # silent connection is made again on another while the lease still holds.
+    worker_answer_seconds: float = 10.0
     # The database role the API and the workers act as (SET ROLE on each pooled connection): one
     # that owns no table, so row-level security applies. "none": the login's own rights (a
     # superuser bypasses tenant isolation; for benchmarks and diagnosis only).
@@ -417,6 +424,8 @@ _AT_LEAST = {
     "migrate_lock_timeout_seconds": 0.001,
     "idle_in_transaction_seconds": 0.001,
     "statement_timeout_seconds": 0.001,
+    # Below a second, ordinary calls (a batch's records on a busy server) would be cut off.
+    "worker_answer_seconds": 1.0,
     "resource_claim_seconds": 1.0,
 }
 # A queue's workers listen on the channel procrastinate_queue_v1#<queue>: PostgreSQL's names hold 63 bytes.

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import re
 import select
-import socket
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -30,6 +28,7 @@ from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
+from dataworkflows.answers import CLIENT_CHECK_SECONDS, AnswerWatch, WatchedConnection, answer_within
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
 from dataworkflows.data.document_templates import DocumentTemplateData
@@ -186,6 +185,8 @@ def make_pool(
     warm_up: bool = False,
     idle_in_transaction_seconds: float | None = None,
     statement_timeout_seconds: float | None = None,
+    answer_seconds: float | None = None,
+    answer_setting: str = "DW_STATEMENT_TIMEOUT_SECONDS and its grace",
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
@@ -197,12 +198,19 @@ def make_pool(
     warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there).
     idle_in_transaction_seconds: the sessions' idle_in_transaction_session_timeout
     (DW_IDLE_IN_TRANSACTION_SECONDS; 0 or None: the server's own).
-    statement_timeout_seconds: the sessions' statement_timeout, and the longest a Database over this pool
-    waits for an answer before it severs the connection (that + STATEMENT_ANSWER_GRACE_SECONDS;
-    DW_STATEMENT_TIMEOUT_SECONDS, the API's pool; 0 or None: neither)."""
+    statement_timeout_seconds: the sessions' statement_timeout (DW_STATEMENT_TIMEOUT_SECONDS, the API's
+    pool; 0 or None: the server's own).
+    answer_seconds: the longest any call on a connection this pool lends waits for an answer before the
+    connection is severed (dataworkflows.answers.AnswerWatch; the worker's DW_WORKER_ANSWER_SECONDS; 0:
+    none), named `answer_setting` in the error; None: statement_timeout_seconds +
+    STATEMENT_ANSWER_GRACE_SECONDS when that is set (the server's own timeout comes first when the server
+    is merely slow), else none."""
     configure_json()
+    if answer_seconds is None and statement_timeout_seconds:
+        answer_seconds = statement_timeout_seconds + STATEMENT_ANSWER_GRACE_SECONDS
     pool = CheckedPool(
         conninfo,
+        connection_class=WatchedConnection,
         # Procrastinate opens its LISTEN connection with the pool's conninfo and kwargs: it has them too.
         kwargs=tcp_liveness(conninfo),
         min_size=min_size,
@@ -220,14 +228,13 @@ def make_pool(
             warm_up=warm_up,
             idle_in_transaction_seconds=idle_in_transaction_seconds,
             statement_timeout_seconds=statement_timeout_seconds,
+            client_check=bool(answer_seconds),
         ),
         # No `check=` callback: CheckedPool.getconn does the checking (see there for why).
         max_idle=300.0,
     )
     pool.role = role or None
-    pool.answer_deadline = (
-        statement_timeout_seconds + STATEMENT_ANSWER_GRACE_SECONDS if statement_timeout_seconds else None
-    )
+    pool.answer_watch = AnswerWatch(answer_seconds, answer_setting) if answer_seconds else None
     return pool
 
 
@@ -274,9 +281,8 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
     """
 
     role: str | None = None
-    # Seconds a Database over this pool waits for a statement's answer before it severs the connection
-    # (answer_within); None: for as long as it takes.
-    answer_deadline: float | None = None
+    # The bound on each answer on the connections this pool lends (dataworkflows.answers); None: none.
+    answer_watch: AnswerWatch | None = None
 
     async def _add_connection(
         self, attempt: psycopg_pool.base.AttemptWithBackoff | None, growing: bool = False
@@ -321,7 +327,7 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
         while True:
             conn = await super().getconn(max(deadline - time.monotonic(), 0.0))
             if not _peer_hung_up(conn):
-                return conn
+                return self._lent(conn)
             try:
                 await psycopg_pool.AsyncConnectionPool.check_connection(conn)
             except psycopg.Error as exc:
@@ -335,7 +341,24 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
                 await self.putconn(conn)
                 continue
             # Readable for a harmless reason (a notice, a parameter change), consumed by the check.
-            return conn
+            return self._lent(conn)
+
+    def _lent(self, conn: psycopg.AsyncConnection[TupleRow]) -> psycopg.AsyncConnection[TupleRow]:
+        """The connection, its waits for answers watched while it is lent (the pool's own use of it, its
+        checks and resets, is not: it has timeouts of its own)."""
+        if isinstance(conn, WatchedConnection):
+            conn.answer_watch = self.answer_watch
+        return conn
+
+    async def putconn(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        if isinstance(conn, WatchedConnection):
+            conn.answer_watch = None
+        await super().putconn(conn)
+
+    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - psycopg_pool's signature
+        if self.answer_watch is not None:
+            self.answer_watch.stop()
+        await super().close(timeout)
 
 
 def _peer_hung_up(conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -360,8 +383,16 @@ async def _configure(
     warm_up: bool = False,
     idle_in_transaction_seconds: float | None = None,
     statement_timeout_seconds: float | None = None,
+    client_check: bool = False,
 ) -> None:
     await conn.set_autocommit(True)
+    if client_check and conn.info.server_version >= 140000:
+        # A statement its caller gave up (the pool's AnswerWatch severed the connection: the server was
+        # merely slow) stops within this long, rather than running on to its end for nobody.
+        await conn.execute(
+            "SELECT set_config('client_connection_check_interval', %s, false)",
+            (str(round(CLIENT_CHECK_SECONDS * 1000)),),
+        )
     for setting, seconds in (
         ("idle_in_transaction_session_timeout", idle_in_transaction_seconds),
         ("statement_timeout", statement_timeout_seconds),
@@ -442,100 +473,18 @@ STATEMENT_ANSWER_GRACE_SECONDS = 2.0
 PING_SECONDS = 3.0
 
 
-class _Deadline:
-    """The timer of answer_within: it severs the connection `seconds` after it was last (re)started."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], seconds: float | None) -> None:
-        self._conn = conn
-        self.seconds = seconds
-        self.severed = False
-        self._timer: asyncio.TimerHandle | None = None
-        self.restart()
-
-    def restart(self) -> None:
-        """An answer came: the next wait has the whole time again."""
-        if not self.seconds or self.severed:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.seconds, self._sever)
-
-    def _sever(self) -> None:
-        self.severed = True
-        shut_down(self._conn)
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-
-@contextlib.contextmanager
-def answer_within(
-    conn: psycopg.AsyncConnection[Any],
-    seconds: float | None,
-    *,
-    what: str = "DW_STATEMENT_TIMEOUT_SECONDS and its grace",
-) -> Iterator[_Deadline]:
-    """Bounds how long the block waits on the connection for an answer: past `seconds` without one (the
-    block restarts the deadline after each answer it gets: a transaction of several statements, each
-    answered in time, is not cut short by their sum, a review), the connection's socket is shut down,
-    the statement waiting on it fails at once, and the block raises DatabaseUnavailable (the pool
-    discards the connection). `seconds` None or 0: no bound.
-
-    A server that answers nothing (its process stopped, a frozen VM, a network partition) is one that
-    PostgreSQL's own statement_timeout cannot end, and over loopback or a live link TCP keeps the
-    connection open, so the API's requests waited for as long as the server was stopped (a review).
-    Shutting the socket down, rather than cancelling the task, keeps psycopg's cancellation path out:
-    that sends the server a cancel request and waits for it, another 10 s against a server that is not
-    answering. A statement the server did finish may have committed before the answer was lost, as with
-    any lost connection: the API's writes are idempotent by their request ids or refuse a repeat."""
-    deadline = _Deadline(conn, seconds)
-    try:
-        yield deadline
-    except psycopg.Error as exc:
-        if deadline.severed:
-            raise errors.DatabaseUnavailable(f"the database did not answer within {seconds:g} s ({what})") from exc
-        raise
-    finally:
-        deadline.cancel()
-
-
-def shut_down(conn: psycopg.AsyncConnection[Any], *, why: str | None = None) -> None:
-    """Shuts the connection's socket down in both directions (a duplicate of its descriptor, so that libpq
-    still owns and closes the original): whatever waits on it reads EOF at once, with no cancel request
-    sent and waited for. `why`: logged with the backend's pid (at info: a deliberate shutdown), None for
-    the deadline's own warning."""
-    if conn.closed:
-        return
-    try:
-        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError as exc:
-        # Already disconnected (ENOTCONN): the wait on it ends by itself.
-        _log.info("could not shut a connection down", error=str(exc))
-        return
-    if why is None:
-        _log.warning("gave up waiting for the database's answer: connection severed", backend_pid=conn.info.backend_pid)
-    else:
-        _log.info(why, backend_pid=conn.info.backend_pid)
-
-
 class Transaction:
     """Named statements on one connection inside one transaction (for the data layer)."""
 
-    def __init__(self, cursor: psycopg.AsyncCursor[DictRow], answered: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, cursor: psycopg.AsyncCursor[DictRow]) -> None:
         self._cursor = cursor
-        # Called after each statement's answer (the transaction's _Deadline restarts).
-        self._answered = answered
 
     async def fetch_one(self, name: str, /, **params: Any) -> Row | None:
         await self._cursor.execute(QUERIES[name], _adapt(params))
-        self._answered()
         return await self._cursor.fetchone()
 
     async def fetch_all(self, name: str, /, **params: Any) -> list[Row]:
         await self._cursor.execute(QUERIES[name], _adapt(params))
-        self._answered()
         return await self._cursor.fetchall()
 
 
@@ -623,7 +572,6 @@ class Database:
     def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
         self.pool = pool
         self._pool_role: str | None = getattr(pool, "role", None)
-        self._deadline: float | None = getattr(pool, "answer_deadline", None)
         self.workflows = WorkflowData(self)
         self.executions = ExecutionData(self)
         self.operations = OperationsData(self)
@@ -650,28 +598,24 @@ class Database:
         borrower does to its session, the next user of the connection sets it again."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                with answer_within(conn, self._deadline):
-                    _stop_if_cancelled()
-                    await _enter(conn, self._pool_role)
-                    try:
-                        yield conn
-                    finally:
-                        _forget(conn)
-                        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                            await conn.rollback()
+                _stop_if_cancelled()
+                await _enter(conn, self._pool_role)
+                try:
+                    yield conn
+                finally:
+                    _forget(conn)
+                    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        await conn.rollback()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Several named statements that commit together, or not at all."""
         with translate_errors():
             async with self.pool.connection() as conn:
-                with answer_within(conn, self._deadline) as deadline:
-                    _stop_if_cancelled()
-                    await _enter(conn, self._pool_role)
-                    async with conn.transaction():
-                        deadline.restart()
-                        yield Transaction(conn.cursor(row_factory=dict_row), deadline.restart)
-                        deadline.restart()  # the COMMIT's wait
+                _stop_if_cancelled()
+                await _enter(conn, self._pool_role)
+                async with conn.transaction():
+                    yield Transaction(conn.cursor(row_factory=dict_row))
 
     async def _statement(
         self,
@@ -693,13 +637,8 @@ class Database:
             while True:
                 async with self.pool.connection() as conn:
                     try:
-                        if self._deadline is None:
-                            # The workers' pools (no deadline): the run path pays for no timer.
-                            cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
-                            return await fetch(cur)
-                        with answer_within(conn, self._deadline):
-                            cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
-                            return await fetch(cur)
+                        cur = await _run(conn, QUERIES[name], params, self._pool_role, one_message=one_message)
+                        return await fetch(cur)
                     except psycopg.Error as exc:
                         delay = next(delays, None) if _refused_transiently(exc, conn) else None
                         if delay is None:

@@ -36,8 +36,9 @@ import psycopg
 import structlog
 from psycopg import sql
 
+from dataworkflows.answers import answer_within, shut_down
 from dataworkflows.data.executions import add_event_listener, remove_event_listener, renew_event_listeners
-from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, STATEMENT_ANSWER_GRACE_SECONDS, answer_within, shut_down
+from dataworkflows.db import RECONNECT_MAX_DELAY_SECONDS, STATEMENT_ANSWER_GRACE_SECONDS
 from dataworkflows.errors import DataWorkflowsError
 from dataworkflows.tcp_liveness import given_settings, tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE

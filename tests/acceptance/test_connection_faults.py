@@ -25,6 +25,7 @@ import pytest
 from procrastinate import exceptions, jobs, manager
 
 from dataworkflows import db
+from dataworkflows.answers import answer_within
 from dataworkflows.db import make_pool
 from dataworkflows.workers.app import ResilientJobManager, supervise_fetch_loop
 from tests.acceptance.conftest import Stack, command, free_port, wait_until_ready
@@ -272,6 +273,38 @@ def test_api_answers_503_while_its_database_answers_nothing(dsn: str, tmp_path: 
     assert "gave up waiting for the database's answer" in (tmp_path / "api.log").read_text()
 
 
+def test_worker_gives_up_connections_whose_database_answers_nothing(dsn: str, tmp_path: Path) -> None:
+    """DW_WORKER_ANSWER_SECONDS: a worker whose pooled connections' backends answer nothing (stopped, as a
+    frozen VM or a pooler in front of a partitioned server leaves them; TCP keeps them alive) waited on
+    them for as long as they were stopped, and so did every run it fetched. It gives such a connection
+    up once the bound has passed and carries on over new ones: the runs finish while the old backends
+    are still stopped."""
+    env = {**os.environ, "DATABASE_URL": dsn, **FAST_RECOVERY, "DW_WORKER_ANSWER_SECONDS": "1"}
+    stack = NamedStack(dsn=dsn, port=free_port(), logs=tmp_path, env=env)
+    try:
+        stack.start_api()
+        stack.start_worker(concurrency=6)
+        create_workflow(stack.url)
+        warm_up = start_runs(stack.url, 12)  # the worker's pool grows: idle connections to be stopped
+        wait_until(dsn, warm_up, len(warm_up), stack)
+        time.sleep(0.5)  # the batch's last records and heartbeats: the connections idle, holding no lock
+        stopped = signal_backends(dsn, "dw-worker", signal.SIGSTOP)
+        assert len(stopped) >= 4
+        try:
+            ids = start_runs(stack.url, 10)
+            # Without the bound the worker waited on the first stopped connection it used, for ever.
+            wait_until(dsn, ids, len(ids), stack, timeout=40)
+            assert statuses(dsn, ids) == {"Succeeded": len(ids)}
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        stack.assert_alive()
+    finally:
+        stack.stop()
+    log = (tmp_path / "worker0.log").read_text()
+    assert "gave up waiting for the database's answer" in log and "1 s (DW_WORKER_ANSWER_SECONDS)" in log, log[-4000:]
+
+
 # -- In process: the two mechanisms, each on its own -------------------------------------------------
 
 
@@ -466,7 +499,7 @@ async def test_a_statement_past_the_timeout_or_unanswered_is_given_up(dsn: str) 
         with pytest.raises(DatabaseUnavailable, match="statement timeout"):
             async with database.connection() as conn:
                 await conn.execute("SELECT pg_sleep(5)")
-        assert pool.answer_deadline == 0.2 + db.STATEMENT_ANSWER_GRACE_SECONDS
+        assert pool.answer_watch.seconds == 0.2 + db.STATEMENT_ANSWER_GRACE_SECONDS
         async with database.connection() as conn:
             pid = conn.info.backend_pid
         os.kill(pid, signal.SIGSTOP)
@@ -493,10 +526,10 @@ async def test_the_deadline_is_for_each_answer_and_the_probe_is_bounded_alone(ds
 
     pool = make_pool(f"{dsn} application_name=dw-answer-test", min_size=1, max_size=1)
     await pool.open(wait=True)
-    database = db.Database(pool)  # no statement timeout: the pool's answer_deadline is None
+    database = db.Database(pool)  # no statement timeout: the pool bounds no answer
     try:
         async with pool.connection() as conn:
-            with db.answer_within(conn, 0.5) as deadline:
+            with answer_within(conn, 0.5, what="the test's bound") as deadline:
                 for _ in range(4):  # 1.2 s in all, each answer within 0.5 s
                     await conn.execute("SELECT pg_sleep(0.3)")
                     deadline.restart()
@@ -527,7 +560,7 @@ async def test_a_transactions_statements_each_answered_in_time_are_not_cut_by_th
         async with db.Database(pool).transaction() as tx:
             for _ in range(10):
                 assert await tx.fetch_one("test_nap") == {"napped": ""}
-        assert time.monotonic() - started > pool.answer_deadline  # their sum was past it
+        assert time.monotonic() - started > pool.answer_watch.seconds  # their sum was past it
     finally:
         await pool.close()
 
@@ -790,3 +823,56 @@ async def test_the_event_hub_keeps_its_connection_under_idle_session_timeout_and
                 assert age == (True,), "the hub's listener row was not renewed"
     finally:
         await hub.close()
+
+
+async def test_a_pools_answer_bound_spares_unbounded_work_and_connections_it_did_not_lend(dsn: str) -> None:
+    """make_pool's answer_seconds (the worker's DW_WORKER_ANSWER_SECONDS) bounds every call on a connection
+    the pool lends, Procrastinate's queries too, but not work inside unbounded_answers() (ANALYZE,
+    retention's batches) nor Procrastinate's LISTEN connection (made with the pool's connection class,
+    never lent: it waits for notifications for ever). A statement given up stops on the server too
+    (client_connection_check_interval), rather than running on for nobody."""
+    from dataworkflows.answers import CLIENT_CHECK_SECONDS, AnswerTimeout, unbounded_answers
+    from dataworkflows.errors import DatabaseUnavailable
+
+    pool = make_pool(
+        f"{dsn} application_name=dw-bound-test", min_size=1, max_size=2, answer_seconds=0.5, answer_setting="THE_BOUND"
+    )
+    await pool.open(wait=True)
+    database = db.Database(pool)
+    try:
+        async with database.connection() as conn:
+            assert await (await conn.execute("SHOW client_connection_check_interval")).fetchone() == ("5s",)
+            assert CLIENT_CHECK_SECONDS == 5.0
+            pid = conn.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match=r"did not answer within 0\.5 s \(THE_BOUND\)"):
+            async with database.connection() as conn:
+                await conn.execute("SELECT pg_sleep(60)")
+        assert time.monotonic() - started < 5  # a bound, not a speed: pg_sleep's 60 s otherwise
+        # The backend noticed its client had gone and ended the statement (and itself).
+        deadline = time.monotonic() + CLIENT_CHECK_SECONDS + 10
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as watcher:
+            while await (await watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))).fetchone():
+                assert time.monotonic() < deadline, "the given-up statement is still running"
+                await asyncio.sleep(0.1)
+
+        with unbounded_answers():
+            async with database.connection() as conn:
+                await conn.execute("SELECT pg_sleep(1)")
+
+        # Procrastinate's queries, on the connections the pool lends.
+        connector = procrastinate.PsycopgConnector()
+        await connector.open_async(pool=pool)
+        with pytest.raises(exceptions.ConnectorException) as raised:
+            await connector.execute_query_async("SELECT pg_sleep(60)")
+        assert isinstance(raised.value.__cause__, AnswerTimeout)
+        async with connector._get_standalone_connection() as listening:
+            await listening.execute("SELECT pg_sleep(1)")
+            # As Procrastinate's _loop_notify waits: notifies() without a timeout of its own.
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.5):
+                    async for _ in listening.notifies():
+                        pass
+            assert (await (await listening.execute("SELECT 1")).fetchone()) == (1,)
+    finally:
+        await pool.close()

@@ -78,6 +78,8 @@ def test_migrations_are_numbered_uniquely() -> None:
         ({"DW_CREDENTIALS_KEY": "notbase64"}, "DW_CREDENTIALS_KEY is not valid base64: make one with"),
         ({"DW_LEASE_SECONDS": "0.0000001"}, "DW_LEASE_SECONDS=1e-07: give at least 1"),
         ({"DW_TEMPLATE_TIMEOUT_SECONDS": "1e-9"}, "DW_TEMPLATE_TIMEOUT_SECONDS=1e-09: give at least 0.01"),
+        # Below a second a worker's ordinary calls would be cut off.
+        ({"DW_WORKER_ANSWER_SECONDS": "0.2"}, "DW_WORKER_ANSWER_SECONDS=0.2: give at least 1"),
         ({"DW_QUEUE": "q" * 41}, "DW_QUEUE='" + "q" * 41 + "': give a name of 1 to 40 bytes"),
         ({"DW_QUEUE": "é" * 21}, "give a name of 1 to 40 bytes"),
         ({"DW_POOL_MIN_SIZE": "20", "DW_POOL_MAX_SIZE": "5"}, "DW_POOL_MIN_SIZE=20 is above DW_POOL_MAX_SIZE=5"),
@@ -102,6 +104,7 @@ def test_good_settings_still_read() -> None:
             "DW_SHUTDOWN_GRACE_SECONDS": "0",
             "DW_IDLE_IN_TRANSACTION_SECONDS": "0",
             "DW_STATEMENT_TIMEOUT_SECONDS": "0",
+            "DW_WORKER_ANSWER_SECONDS": "0",
             "DW_RETENTION_INTERVAL_SECONDS": "0",
             "DW_QUEUE": "q" * 40,
             "DW_CREDENTIALS_KEY": "A" * 43 + "=",
