@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -57,7 +58,10 @@ _UNBOUNDED: contextvars.ContextVar[bool] = contextvars.ContextVar("dw_answers_un
 def unbounded_answers() -> Iterator[None]:
     """Calls made inside (and in tasks started inside) wait for their answers as long as they take,
     whatever their pool's AnswerWatch: for work that may rightly run long (an ANALYZE of a large
-    table, a retention batch's deletes)."""
+    table, a retention batch's deletes). It is the waiting task's context that counts: work handed to a
+    task that exists already (group commit's flusher, which writes its callers' records together) keeps
+    that task's bound, and a task started inside keeps none for its whole life, so start none here that
+    outlives the block's purpose. Neither ANALYZE nor retention goes through such tasks."""
     token = _UNBOUNDED.set(True)
     try:
         yield
@@ -97,18 +101,14 @@ class AnswerWatch:
         self._timer = None
         now = time.monotonic()
         for conn, since in list(self._waiting.items()):
-            if now - since >= self.seconds:
+            # An answer waiting to be read is one that came: the event loop, not the server, was late
+            # (a stall in another task), or the server is still sending a large one (a review).
+            if now - since >= self.seconds and not (conn.closed or readable(conn)):
                 del self._waiting[conn]
                 conn.answer_severed = True
                 shut_down(conn, bound=f"{self.seconds:g} s ({self.what})")
         if self._waiting:
             self._timer = asyncio.get_running_loop().call_later(self.period, self._check)
-
-    def stop(self) -> None:
-        """The pool closes: no more checks (a later call starts them again)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 class WatchedConnection(psycopg.AsyncConnection[TupleRow]):
@@ -130,6 +130,7 @@ class WatchedConnection(psycopg.AsyncConnection[TupleRow]):
         # A wait with a timeout of its own (psycopg's notifies()) is bounded already.
         if watch is None or timeout is not None or _UNBOUNDED.get():
             return await super().wait(gen, interval, timeout)
+        self.answer_severed = False  # this wait's: an earlier one's sever fails this one as a lost connection
         watch.begin(self)
         try:
             return await super().wait(gen, interval, timeout)
@@ -193,6 +194,18 @@ def answer_within(
         raise
     finally:
         deadline.cancel()
+
+
+def readable(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has sent something the open connection has not read yet (an answer, a FATAL
+    message, EOF): a poll of its socket with a zero timeout."""
+    fd = conn.pgconn.socket
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    found, _, errored = select.select([fd], [], [fd], 0)  # Windows: no poll()
+    return bool(found or errored)
 
 
 def shut_down(conn: psycopg.AsyncConnection[Any], *, why: str | None = None, bound: str | None = None) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import re
-import select
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +27,7 @@ from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
-from dataworkflows.answers import CLIENT_CHECK_SECONDS, AnswerWatch, WatchedConnection, answer_within
+from dataworkflows.answers import CLIENT_CHECK_SECONDS, AnswerWatch, WatchedConnection, answer_within, readable
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
 from dataworkflows.data.document_templates import DocumentTemplateData
@@ -355,23 +354,10 @@ class CheckedPool(psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Tuple
             conn.answer_watch = None
         await super().putconn(conn)
 
-    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - psycopg_pool's signature
-        if self.answer_watch is not None:
-            self.answer_watch.stop()
-        await super().close(timeout)
-
 
 def _peer_hung_up(conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether the server has sent something to an idle connection (in practice: FATAL or EOF)."""
-    if conn.closed:
-        return True
-    fd = conn.pgconn.socket
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    readable, _, errored = select.select([fd], [], [fd], 0)  # Windows: no poll()
-    return bool(readable or errored)
+    return conn.closed or readable(conn)
 
 
 async def _configure(

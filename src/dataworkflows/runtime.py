@@ -50,6 +50,8 @@ from dataworkflows.templating import TemplateRefused, TemplateRenderError, Templ
 log = structlog.get_logger("dataworkflows.runtime")
 # At most this many pokes for runs not held are kept (Runtime.early_pokes).
 EARLY_POKES = 10_000
+# A lease renewal that failed is tried again this soon (or at the renewal interval, if shorter).
+LEASE_RETRY_SECONDS = 1.0
 # The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
 # Waiting: a retry that came due).
 _LAUNCHABLE = frozenset({NodeStatus.READY, NodeStatus.RUNNING, NodeStatus.WAITING})
@@ -359,17 +361,22 @@ class _Run:
 
     async def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
+        delay = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay)
+            delay = interval
             try:
                 renewal = await self.data.renew_lease(
                     self.execution_id, self.token, lease_seconds=self.settings.lease_seconds
                 )
             except Exception as exc:
-                # A blip: keep trying; if the lease expires meanwhile, fencing protects the data.
+                # A blip: keep trying, sooner than the interval (a renewal that waited out
+                # DW_WORKER_ANSWER_SECONDS on a silent connection, 10 s, and then the interval again lost
+                # the default 30 s lease: a review); if the lease expires meanwhile, fencing protects the data.
                 self.log.warning("lease renewal failed", error=str(exc), error_type=type(exc).__name__)
                 if (task := asyncio.current_task()) is not None and task.cancelling():
                     raise asyncio.CancelledError() from exc
+                delay = min(interval, LEASE_RETRY_SECONDS)
                 continue
             if not renewal.renewed:
                 if renewal.ended:

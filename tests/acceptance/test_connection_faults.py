@@ -876,3 +876,34 @@ async def test_a_pools_answer_bound_spares_unbounded_work_and_connections_it_did
             assert (await (await listening.execute("SELECT 1")).fetchone()) == (1,)
     finally:
         await pool.close()
+
+
+async def test_an_answer_that_came_while_the_event_loop_stalled_is_not_given_up(dsn: str) -> None:
+    """A review: a stall of the event loop (a blocking call in another task) past the bound severed a
+    connection whose answer had come meanwhile, and its next call failed, blamed on the bound. The watch
+    gives up only a connection with nothing to read; and once the pool closes, calls still in flight
+    keep their bound."""
+    pool = make_pool(dsn, min_size=1, max_size=2, answer_seconds=1, answer_setting="THE_BOUND")
+    await pool.open(wait=True)
+
+    async def stall() -> None:
+        await asyncio.sleep(0.05)
+        time.sleep(1.6)  # the point: the event loop blocked past the bound
+
+    try:
+        async with pool.connection() as conn:
+            stalling = asyncio.create_task(stall())
+            assert await (await conn.execute("SELECT pg_sleep(0.2), 42")).fetchone() == ("", 42)
+            await stalling
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        async with pool.connection() as conn:
+            sleeping = asyncio.create_task(conn.execute("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0.1)
+            closing = asyncio.create_task(pool.close(timeout=0.1))
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError, match=r"did not answer within 1 s \(THE_BOUND\)"):
+                await sleeping
+            assert time.monotonic() - started < 5  # a bound, not a speed: 30 s without it
+            await closing
+    finally:
+        await pool.close()

@@ -4,6 +4,7 @@ execution through the stored procedure and runs it the way the worker task does.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -563,6 +564,35 @@ async def test_a_renewal_that_races_with_the_runs_own_end_is_not_a_lost_lease(
     assert [(r.renewed, r.ended) for r in renewals][-1] == (False, True), "a renewal came after the end"
     assert metrics.LEASES_LOST._value.get() == lost
     assert [r["status"] for r in await attempts(db, execution_id)] == ["Succeeded"]
+
+
+async def test_a_failed_lease_renewal_is_tried_again_within_a_second(
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: after a failed renewal the heartbeat waited its whole interval again. A renewal that
+    waited out DW_WORKER_ANSWER_SECONDS (10 s) on a silent connection and then the interval (10 s) lost
+    the default 30 s lease, although the next connection would have answered. It is tried again after
+    LEASE_RETRY_SECONDS."""
+    from dataworkflows.errors import DatabaseUnavailable
+    from dataworkflows.runtime import LEASE_RETRY_SECONDS
+
+    runtime = make_runtime(db, conditions, lease_seconds=9.0)  # a renewal every 3 s
+    await publish(db, wf("renewed", echo("slow", delayMs=5000)))
+    execution_id = await start(db, "renewed")
+    renew_lease = db.runs.renew_lease
+    calls: list[float] = []
+
+    async def first_fails(*args: Any, **kwargs: Any) -> Any:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise DatabaseUnavailable("the database did not answer within 10 s (DW_WORKER_ANSWER_SECONDS)")
+        return await renew_lease(*args, **kwargs)
+
+    monkeypatch.setattr(db.runs, "renew_lease", first_fails)
+    assert await asyncio.wait_for(runtime.run_execution(execution_id), 15) == "Succeeded"
+    assert len(calls) >= 2
+    # A bound, not a speed: the interval (3 s) before.
+    assert calls[1] - calls[0] < LEASE_RETRY_SECONDS + 1.2, calls
 
 
 async def test_a_run_ended_under_its_lease_by_someone_else_is_told_its_lease_is_gone(

@@ -431,6 +431,21 @@ def test_a_batch_plans_one_cron_once_whatever_the_payloads_and_within_its_time(
     assert [p.id for p in plan_batch(due, NOW, budget_seconds=0.0)] == [due[0].id], "the first, then the budget"
 
 
+def test_a_batch_fires_at_most_max_ticks_and_always_its_first_schedule() -> None:
+    """A review: 40 schedules far behind with catchUp "all" (500 ticks each) made one batch of 20,000 runs
+    to start in one statement, 17 s here: past DW_WORKER_ANSWER_SECONDS every pass was cut off and rolled
+    back, and none fired again. A batch stops before the schedule that would take it past max_ticks; the
+    first is planned whatever its ticks."""
+    config = {"cron": "0 * * * *", "catchUp": "all", "maxCatchUp": 1000}
+    behind = utc(2025, 6, 1, 12) - timedelta(hours=499)  # 500 hourly ticks due at NOW
+    due = [DueSchedule(uuid4(), config, behind, EARLIER) for _ in range(40)]
+    plans = plan_batch(due, NOW)
+    assert [len(p.ticks) for p in plans] == [500, 500]
+    assert [p.id for p in plans] == [d.id for d in due[:2]]
+    assert [len(p.ticks) for p in plan_batch(due, NOW, max_ticks=10)] == [500], "the first, then the bound"
+    assert len(plan_batch(due, NOW, max_ticks=20_000)) == 40
+
+
 def test_a_schedule_without_a_next_tick_starts_from_the_moment_it_changed() -> None:
     # Changed at 11:59:59.6, looked at 12:00:00.3: the 12:00 tick is due, whatever the policy.
     changed, now = utc(2025, 6, 1, 11, 59, 59) + timedelta(milliseconds=600), utc(2025, 6, 1, 12, 0, 0)
