@@ -553,7 +553,27 @@ def cmd_psql(args: argparse.Namespace) -> int:
         password = params.pop("password", None)
         if password is not None:
             env["PGPASSWORD"] = str(password)
-        return subprocess.call([binary, make_conninfo("", **params), *args.psql_args], env=env)
+        from dataworkflows.tcp_liveness import tcp_liveness
+
+        # The TCP settings every other connection of ours gets (a silent server given up in about 20 s),
+        # for psql's libpq: tcp_user_timeout only from PostgreSQL 12's.
+        liveness = tcp_liveness(url)
+        if _client_major(binary) < 12:
+            liveness.pop("tcp_user_timeout", None)
+        return subprocess.call([binary, make_conninfo("", **params, **liveness), *args.psql_args], env=env)
+
+
+def _client_major(binary: str) -> int:
+    """A PostgreSQL client program's major version (`psql --version`: "psql (PostgreSQL) 15.8"), 0 when it
+    does not say."""
+    import subprocess
+
+    try:
+        said = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r"\b(\d+)(?:\.\d+)?", said)
+    return int(found.group(1)) if found else 0
 
 
 def _api_url(args: argparse.Namespace) -> str:

@@ -259,12 +259,19 @@ def test_a_password_in_the_api_url_is_not_printed(
     assert "S3cretPW" not in err
 
 
-def test_psql_gets_the_password_through_its_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["15.8", "11.22"])
+def test_psql_gets_the_password_through_its_environment_and_the_tcp_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str
+) -> None:
     """A review: `dataworkflows psql` put DATABASE_URL, password and all, on psql's command line, which
-    every local user reads in the process list."""
+    every local user reads in the process list. It gets libpq's TCP settings as every other connection
+    does (tcp_user_timeout only for a psql of PostgreSQL 12 or later, whose libpq knows it)."""
     seen = tmp_path / "seen"
     fake = tmp_path / "psql"
-    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\nprintf "PGPASSWORD=%s\\n" "$PGPASSWORD" >> {seen}\n')
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "psql (PostgreSQL) {version}"; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {seen}\nprintf "PGPASSWORD=%s\\n" "$PGPASSWORD" >> {seen}\n'
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setenv("DATABASE_URL", "postgresql://dw:Pa55word@db.internal:5432/dataworkflows")
@@ -272,6 +279,8 @@ def test_psql_gets_the_password_through_its_environment(monkeypatch: pytest.Monk
     lines = seen.read_text().splitlines()
     assert "Pa55word" not in " ".join(lines[:-1])
     assert "host=db.internal" in lines[0] and "dbname=dataworkflows" in lines[0]
+    assert "keepalives=1" in lines[0] and "keepalives_idle=10" in lines[0]
+    assert ("tcp_user_timeout=20000" in lines[0]) == (version == "15.8"), lines[0]
     assert lines[1:] == ["-c", "select 1", "PGPASSWORD=Pa55word"]
 
 
