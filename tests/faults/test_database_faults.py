@@ -1,11 +1,13 @@
-"""The database failing under a batch: PostgreSQL restarted, every backend terminated again and
+"""The database failing under a batch: PostgreSQL restarted, frozen, every backend terminated again and
 again, and storage errors raised inside the procedures that checkpoint a run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from tests.conftest import publish as publish_in_process
 from tests.conftest import record, start
 from tests.faults.harness import (
     MIXED,
+    NO_RETRIES,
     PAIR,
     Answer,
     ApiPoller,
@@ -179,6 +182,96 @@ def test_postgresql_restarted_fast_and_immediate_during_a_batch_of_500(
             }
             for o in outages
         ],
+    )
+
+
+# -- PostgreSQL frozen -----------------------------------------------------------------------------------
+
+
+def server_processes(server: OwnServer) -> list[int]:
+    """The postmaster's pid and its children's (backends, checkpointer, walwriter, ...)."""
+    postmaster = int((Path(server.server.pgdata) / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+FREEZE_SECONDS = 8.0
+# PAIR under its own id: the module's server is shared with the restart test, which publishes PAIR.
+FROZEN_PAIR = workflow("faults-frozen", echo("fast", "slow"), echo("slow", delay_ms=100), **NO_RETRIES)
+
+
+def test_postgresql_frozen_then_thawed_during_a_batch(restart_server: OwnServer, tmp_path: Path) -> None:
+    """Every PostgreSQL process stopped (SIGSTOP: a frozen VM or container; to its clients a server that
+    answers nothing while TCP, or here the Unix socket, stays open) for 8 s under a batch, then
+    continued. The workers give up their calls past DW_WORKER_ANSWER_SECONDS (2 s here), the API its
+    requests past DW_STATEMENT_TIMEOUT_SECONDS and its grace (3 s here) with 503s; nothing exits, and
+    once the server runs again every run ends once (before the answer bounds, they all waited on the
+    frozen server, and a stopped backend's row locks are held either way until it runs)."""
+    began = time.monotonic()
+    dsn = restart_server.dsn
+    count = 300
+    stack = start_stack(dsn, tmp_path, workers=2, DW_WORKER_ANSWER_SECONDS="2", DW_STATEMENT_TIMEOUT_SECONDS="1")
+    probe = Probe(dsn)
+    frozen: list[int] = []
+    try:
+        publish(stack, FROZEN_PAIR)
+        ids = start_batch(dsn, FROZEN_PAIR["id"], count)
+        with ApiPoller(stack.url, FROZEN_PAIR["id"], kinds=("read", "execute")) as poller:
+            wait_terminal(probe, ids, stack, at_least=int(count * 0.15), timeout=60)
+            probe.close()
+            at = time.time()
+            frozen = server_processes(restart_server)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(FREEZE_SECONDS)
+            thawed = time.time()
+            for pid in reversed(frozen):
+                os.kill(pid, signal.SIGCONT)
+            frozen = []
+            wait_terminal(probe, ids, stack, timeout=90)
+        accepted = poller.accepted
+        wait_terminal(probe, accepted, stack, timeout=30)
+        checked = verify(probe, all_succeed(ids + accepted))
+        first = first_event_after(probe, ids + accepted, thawed, ("node_succeeded", "execution_succeeded"))
+        done = last_end(probe, ids + accepted) - thawed
+        while_frozen = [a for a in poller.answers if a.sent >= at + 0.5 and a.sent + a.seconds < thawed]
+        severed = sum(
+            (tmp_path / f"worker{n}.log").read_text().count("gave up waiting for the database's answer")
+            for n in range(len(stack.workers))
+        )
+        assert checked.problems() == []
+        # Every answer a success or a 503 with problem details; while frozen, 503s within the bound.
+        assert poller.refusals() == [], poller.refusals()[:5]
+        assert while_frozen and all(a.status == 503 for a in while_frozen), while_frozen[:5]
+        assert severed >= 1
+        stack.assert_alive()
+    finally:
+        for pid in reversed(frozen):
+            os.kill(pid, signal.SIGCONT)
+        stack.stop()
+        probe.close()
+    summarize(
+        f"PostgreSQL frozen (SIGSTOP of every server process) {FREEZE_SECONDS:g} s, batch of {count}",
+        checked,
+        recovery_s=done,
+        first_progress_s=first,
+        test_s=time.monotonic() - began,
+        recovery_note=(
+            f"the workers gave {severed} calls up (bound 2 s), the API answered {len(while_frozen)} requests with 503"
+            f" while it was frozen; first checkpoint {first or 0:.1f} s after the thaw, all runs ended {done:.1f} s"
+            " after it"
+        ),
+        accepted_by_api=len(accepted),
+        calls_given_up=severed,
+        answers_while_frozen=len(while_frozen),
+        slowest_answer_while_frozen_s=round(max(a.seconds for a in while_frozen), 2),
     )
 
 

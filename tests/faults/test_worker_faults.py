@@ -1,4 +1,4 @@
-"""Workers that die or are stopped in the middle of a batch, and three workers on one batch."""
+"""Workers that die, are stopped or frozen in the middle of a batch, and three workers on one batch."""
 
 from __future__ import annotations
 
@@ -194,6 +194,82 @@ def test_sigterm_of_a_worker_during_a_batch_hands_its_runs_back(dsn: str, tmp_pa
         long_attempts_cancelled=len(cut_long),
         released=released,
         worker_exit_s=round(exit_s, 2),
+    )
+
+
+# A worker stopped this long: three leases (2 s each), so that every run it held is taken over.
+FROZEN_SECONDS = 6.0
+
+
+def test_a_worker_frozen_past_its_leases_then_thawed(dsn: str, tmp_path: Path) -> None:
+    """A worker stopped (SIGSTOP: a long GC pause, a frozen VM or container) for three times its lease
+    during a batch, then continued. The other worker takes its runs over once their leases expire;
+    woken, the stopped one finds its leases gone (its renewals refused: fencing) rather than writing
+    over the new holder, and goes on taking work. Nothing is lost or succeeds twice."""
+    began = time.monotonic()
+    count = 300
+    stack = start_stack(dsn, tmp_path, workers=2)
+    probe = Probe(dsn)
+    stopped: subprocess.Popen[bytes] | None = None
+    try:
+        publish(stack, MIXED)
+        ids = start_batch(dsn, MIXED["id"], count)
+        wait_terminal(probe, ids, stack, at_least=int(count * 0.15))
+        victim = oldest_holding(probe, stack)
+        log = tmp_path / f"worker{stack.workers.index(victim)}.log"
+        at = time.time()
+        victim.send_signal(signal.SIGSTOP)
+        stopped = victim
+        time.sleep(0.2)  # a statement its backend was running still commits; then nothing changes
+        held = held_by(probe, victim)
+        time.sleep(FROZEN_SECONDS)
+        left_at_thaw = count - (terminal_count(probe, ids) or 0)
+        thawed = time.time()
+        victim.send_signal(signal.SIGCONT)
+        stopped = None
+        # Work after the thaw, for both workers: the woken one takes its share.
+        after = start_batch(dsn, MIXED["id"], 100)
+        wait_terminal(probe, ids + after, stack, timeout=60)
+
+        checked = verify(probe, all_succeed(ids + after))
+        requeued = last_event_after(probe, held, at, "execution_recovered")
+        resumed = first_event_after(probe, held, at, ("execution_reacquired",))
+        done = last_end(probe, held) - at
+        fenced = log.read_text().count("lease lost; another worker owns this execution now")
+        worked_after = probe.value(
+            "SELECT count(*) FROM dw.action_executions WHERE execution_id = ANY(%s::uuid[])"
+            " AND worker LIKE %s AND start_time > to_timestamp(%s)",
+            (after, f"%/{victim.pid}/%", thawed),
+        )
+        assert held, "the worker held no run when it was stopped"
+        assert checked.problems() == []
+        # Taken over while it was stopped, once their leases (2 s) had run out.
+        assert requeued is not None and requeued < FROZEN_SECONDS, requeued
+        # Woken, it learnt its leases were gone (its renewals refused) and dropped those runs.
+        assert fenced >= 1, log.read_text()[-3000:]
+        assert worked_after > 0, "the woken worker took none of the runs started after it woke"
+        stack.assert_alive()
+    finally:
+        if stopped is not None:
+            stopped.send_signal(signal.SIGCONT)
+        stack.stop()
+        probe.close()
+    summarize(
+        f"a worker frozen (SIGSTOP) {FROZEN_SECONDS:g} s, three leases, then continued (2 workers)",
+        checked,
+        recovery_s=done,
+        first_progress_s=resumed,
+        test_s=time.monotonic() - began,
+        recovery_note=(
+            f"its runs requeued {requeued:.1f} s after the stop (lease 2 s) and resumed by the other worker"
+            f" {resumed or 0:.1f} s after it; woken, it found {fenced} of its leases gone and went on"
+            f" ({worked_after} attempts of the next 100 runs)"
+        ),
+        runs_held=len(held),
+        frozen_s=FROZEN_SECONDS,
+        leases_found_lost=fenced,
+        runs_left_at_thaw=left_at_thaw,
+        its_attempts_after_thaw=worked_after,
     )
 
 
