@@ -30,6 +30,7 @@ import msgspec
 import structlog
 
 from dataworkflows import metrics
+from dataworkflows.answers import answer_timed_out
 from dataworkflows.config import Settings
 from dataworkflows.data.schedules import DueSchedule, FiredTick, SchedulePlan
 from dataworkflows.db import Database
@@ -68,6 +69,20 @@ class Scheduler:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # The most ticks (or buffered runs) one statement starts: halved whenever the answer bound cut
+        # one off (see MAX_BATCH_TICKS).
+        self.max_ticks = MAX_BATCH_TICKS
+
+    def _cut_off(self, exc: BaseException, what: str) -> None:
+        """After a failed batch: if the answer bound cut it off, later batches start half as many runs."""
+        if not answer_timed_out(exc) or self.max_ticks == 1:
+            return
+        self.max_ticks = max(self.max_ticks // 2, 1)
+        log.warning(
+            f"{what} did not answer within DW_WORKER_ANSWER_SECONDS; from now on a batch starts at most"
+            f" {self.max_ticks} runs",
+            error=describe(exc),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
@@ -100,7 +115,13 @@ class Scheduler:
                 raise outcome
             fired.extend(outcome)
         # Ticks that waited for their schedule's runs to end, whose schedules were not due now.
-        buffered = await self.db.schedules.start_buffered(queue=self.settings.queue, limit=self.BATCH)
+        try:
+            buffered = await self.db.schedules.start_buffered(
+                queue=self.settings.queue, limit=min(self.BATCH, self.max_ticks)
+            )
+        except Exception as exc:
+            self._cut_off(exc, "starting buffered ticks")
+            raise
         _account((), buffered)
         return fired + buffered
 
@@ -125,10 +146,11 @@ class Scheduler:
     async def _fire_batch(self) -> tuple[bool, list[FiredTick]]:
         """Fires one batch; returns whether more may be due now (a full batch, or one whose planning
         left schedules to the next: plan_batch's budgets) and the ticks handled."""
-        planner = _Planner()
+        planner = _Planner(self.max_ticks)
         try:
             batch = await self.db.schedules.fire_due(limit=self.BATCH, queue=self.settings.queue, planner=planner)
         except Exception as exc:
+            self._cut_off(exc, "a batch of schedules")
             if connection_lost(exc) or not planner.planned:
                 raise
             # Not the database being away: one schedule's run could not start (its workflow has no
@@ -141,7 +163,7 @@ class Scheduler:
     async def _one_by_one(self, trigger_ids: list[UUID]) -> list[FiredTick]:
         fired: list[FiredTick] = []
         for trigger_id in trigger_ids:
-            planner = _Planner()
+            planner = _Planner(self.max_ticks)
             try:
                 batch = await self.db.schedules.fire_due(
                     limit=1, queue=self.settings.queue, planner=planner, only=trigger_id
@@ -175,12 +197,13 @@ class Scheduler:
 class _Planner:
     """Plans one batch (ScheduleData.fire_due calls it with the claimed schedules) and keeps the plans."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_ticks: int) -> None:
         self.planned: dict[UUID, SchedulePlan] = {}
+        self.max_ticks = max_ticks
 
     async def __call__(self, due: list[DueSchedule], now: datetime) -> list[SchedulePlan]:
         # croniter is pure Python: a large batch is computed off the event loop's thread.
-        plans = await asyncio.to_thread(plan_batch, due, now)
+        plans = await asyncio.to_thread(plan_batch, due, now, max_ticks=self.max_ticks)
         self.planned = {plan.id: plan for plan in plans}
         return plans
 
@@ -250,12 +273,14 @@ def _log_tick(tick: FiredTick) -> None:
 # held back the API's writes and the ticks of other schedules. Past this, the rest of the batch is
 # left as it was (due, unlocked at the commit) and taken by the next one.
 PLAN_BUDGET_SECONDS = 1.0
-# The most ticks one batch fires (the first schedule's all, up to maxCatchUp's 1,000): each starts its run
-# in the batch's one statement, about 0.9 ms a tick here, and the statement must answer within
-# DW_WORKER_ANSWER_SECONDS. 500 schedules far behind with catchUp "all" planned up to 50,000 (500,000 at
-# maxCatchUp 1,000): 40 schedules of 500 ticks took 17 s, and with the bound every pass was cut off and
-# rolled back, so that none fired again (a review). The rest of the batch is left to the next, as past
-# the time budget.
+# The most ticks one batch fires at first: each starts its run in the batch's one statement (about 0.9 ms
+# a tick here for a small workflow, 11 ms for one of 1,000 nodes), and the statement must answer within
+# DW_WORKER_ANSWER_SECONDS. 500 schedules far behind with catchUp "all" planned up to 50,000 ticks
+# (500,000 at maxCatchUp 1,000): 40 schedules of 500 ticks took 17 s, and with the bound every pass was
+# cut off and rolled back, so that none fired again (a review). The rest is left to the next batch, as
+# past the time budget; a schedule with more due ticks than this fires its oldest, and its next tick is
+# the first it left. A batch the bound cut off halves this for the scheduler's life (Scheduler.max_ticks:
+# a second review's 1,000 ticks of a 1,000-node workflow took 11 s), down to one tick a batch.
 MAX_BATCH_TICKS = MAX_CATCH_UP_LIMIT
 _PlanKey = tuple[Any, ...]
 
@@ -268,8 +293,9 @@ def plan_batch(
     max_ticks: int = MAX_BATCH_TICKS,
 ) -> list[SchedulePlan]:
     """What to do with the claimed schedules, in order, as many as `budget_seconds` and `max_ticks`
-    allow (the first always). Schedules with the same cron, time zone, catch-up and next tick (10,000
-    rows of one cron, whatever their payloads) are computed once."""
+    allow (the first always, its oldest `max_ticks` ticks if it has more). Schedules with the same cron,
+    time zone, catch-up and next tick (10,000 rows of one cron, whatever their payloads) are computed
+    once."""
     parsed: dict[bytes, Schedule | ScheduleConfigError] = {}
     plans: dict[_PlanKey, TickPlan] = {}
     ends = time.monotonic() + budget_seconds
@@ -280,10 +306,19 @@ def plan_batch(
             break
         plan = _plan_one(schedule, now, parsed, plans)
         ticks += len(plan.ticks)
-        if planned and ticks > max_ticks:
-            break
+        if ticks > max_ticks:
+            if planned:
+                break
+            plan = _oldest(plan, max_ticks)
         planned.append(plan)
     return planned
+
+
+def _oldest(plan: SchedulePlan, count: int) -> SchedulePlan:
+    """The plan firing only its oldest `count` ticks; the schedule's next tick is the first it leaves
+    (due already: the next batch goes on from there)."""
+    count = max(count, 1)
+    return msgspec.structs.replace(plan, ticks=plan.ticks[:count], missed=plan.missed[:count], next=plan.ticks[count])
 
 
 def _plan_one(

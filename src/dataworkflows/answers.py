@@ -76,6 +76,18 @@ class AnswerTimeout(psycopg.OperationalError):
     treats it as one."""
 
 
+def answer_timed_out(exc: BaseException) -> bool:
+    """Whether the error is, or was caused by, an AnswerTimeout (the data layer wraps it)."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AnswerTimeout):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class AnswerWatch:
     """A pool's bound on the wait for each answer on the connections it lends (see the module's doc).
     `what` names the setting in the error."""
@@ -101,8 +113,8 @@ class AnswerWatch:
         self._timer = None
         now = time.monotonic()
         for conn, since in list(self._waiting.items()):
-            # An answer waiting to be read is one that came: the event loop, not the server, was late
-            # (a stall in another task), or the server is still sending a large one (a review).
+            # An answer waiting to be read is one that came: the event loop, not the server, was late (a
+            # stall in another task past the bound, a review); the next check sees it read, or not.
             if now - since >= self.seconds and not (conn.closed or readable(conn)):
                 del self._waiting[conn]
                 conn.answer_severed = True

@@ -50,7 +50,8 @@ from dataworkflows.templating import TemplateRefused, TemplateRenderError, Templ
 log = structlog.get_logger("dataworkflows.runtime")
 # At most this many pokes for runs not held are kept (Runtime.early_pokes).
 EARLY_POKES = 10_000
-# A lease renewal that failed is tried again this soon (or at the renewal interval, if shorter).
+# A lease renewal that lost its connection is tried again this soon, then twice as long each time in a
+# row (at most the renewal interval).
 LEASE_RETRY_SECONDS = 1.0
 # The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
 # Waiting: a retry that came due).
@@ -362,22 +363,30 @@ class _Run:
     async def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
         delay = interval
+        failed = 0
         while True:
             await asyncio.sleep(delay)
-            delay = interval
             try:
                 renewal = await self.data.renew_lease(
                     self.execution_id, self.token, lease_seconds=self.settings.lease_seconds
                 )
             except Exception as exc:
-                # A blip: keep trying, sooner than the interval (a renewal that waited out
-                # DW_WORKER_ANSWER_SECONDS on a silent connection, 10 s, and then the interval again lost
-                # the default 30 s lease: a review); if the lease expires meanwhile, fencing protects the data.
-                self.log.warning("lease renewal failed", error=str(exc), error_type=type(exc).__name__)
+                # Keep trying; if the lease expires meanwhile, fencing protects the data. A lost
+                # connection is tried again sooner than the interval, 1 s and then doubling (a renewal
+                # that waited out DW_WORKER_ANSWER_SECONDS on a silent connection, 10 s, and then the
+                # interval again lost the default 30 s lease: a review); anything else at the interval.
+                # The first failure in a row is a warning, the next ones are info (a review: an outage
+                # wrote one a second for every run in flight).
+                (self.log.info if failed else self.log.warning)(
+                    "lease renewal failed", error=str(exc), error_type=type(exc).__name__, failures_in_a_row=failed + 1
+                )
                 if (task := asyncio.current_task()) is not None and task.cancelling():
                     raise asyncio.CancelledError() from exc
-                delay = min(interval, LEASE_RETRY_SECONDS)
+                soon = LEASE_RETRY_SECONDS * 2 ** min(failed, 16) if isinstance(exc, DatabaseUnavailable) else interval
+                delay = min(interval, soon)
+                failed += 1
                 continue
+            delay, failed = interval, 0
             if not renewal.renewed:
                 if renewal.ended:
                     # The run ended under this lease: most often by its own last record, whose

@@ -434,16 +434,78 @@ def test_a_batch_plans_one_cron_once_whatever_the_payloads_and_within_its_time(
 def test_a_batch_fires_at_most_max_ticks_and_always_its_first_schedule() -> None:
     """A review: 40 schedules far behind with catchUp "all" (500 ticks each) made one batch of 20,000 runs
     to start in one statement, 17 s here: past DW_WORKER_ANSWER_SECONDS every pass was cut off and rolled
-    back, and none fired again. A batch stops before the schedule that would take it past max_ticks; the
-    first is planned whatever its ticks."""
+    back, and none fired again. A batch stops before the schedule that would take it past max_ticks, and
+    a first schedule past it alone fires its oldest max_ticks."""
     config = {"cron": "0 * * * *", "catchUp": "all", "maxCatchUp": 1000}
     behind = utc(2025, 6, 1, 12) - timedelta(hours=499)  # 500 hourly ticks due at NOW
     due = [DueSchedule(uuid4(), config, behind, EARLIER) for _ in range(40)]
     plans = plan_batch(due, NOW)
     assert [len(p.ticks) for p in plans] == [500, 500]
     assert [p.id for p in plans] == [d.id for d in due[:2]]
-    assert [len(p.ticks) for p in plan_batch(due, NOW, max_ticks=10)] == [500], "the first, then the bound"
     assert len(plan_batch(due, NOW, max_ticks=20_000)) == 40
+    # A first schedule with more due ticks than the bound fires its oldest; its next tick is the first
+    # it left (due: the next batch goes on from there).
+    [first] = plan_batch(due, NOW, max_ticks=10)
+    assert first.ticks == [behind + timedelta(hours=n) for n in range(10)]
+    assert first.next == behind + timedelta(hours=10) and len(first.missed) == 10
+
+
+async def test_a_batch_the_answer_bound_cut_off_halves_the_next_ones() -> None:
+    """A second review: a tick's cost grows with its workflow (1,000 ticks of a 1,000-node workflow took
+    11 s), so no fixed cap keeps a batch within DW_WORKER_ANSWER_SECONDS. A batch the bound cut off
+    halves the runs later batches start (their ticks, and the buffered runs started at once), down to
+    one; any other failure leaves them as they were."""
+    import psycopg
+
+    from dataworkflows.answers import AnswerTimeout
+    from dataworkflows.config import Settings
+    from dataworkflows.data.schedules import Batch
+    from dataworkflows.errors import DatabaseUnavailable
+    from dataworkflows.workers.scheduler import MAX_BATCH_TICKS, Scheduler
+
+    asked: list[tuple[str, int]] = []
+    failures: list[BaseException] = []
+
+    def failure(cause: BaseException) -> DatabaseUnavailable:
+        try:
+            raise cause
+        except BaseException as exc:
+            error = DatabaseUnavailable(f"the database is unavailable: {exc}")
+            error.__cause__ = exc
+            return error
+
+    class Schedules:
+        async def fire_due(self, *, limit: int, queue: str, planner: Any, only: Any = None) -> Batch:
+            asked.append(("fire", planner.max_ticks))
+            if failures:
+                raise failures.pop(0)
+            return Batch(0, [])
+
+        async def start_buffered(self, *, queue: str, limit: int) -> list[Any]:
+            asked.append(("buffered", limit))
+            return []
+
+    class Db:
+        schedules = Schedules()
+
+    scheduler = Scheduler(Db(), Settings())  # type: ignore[arg-type]
+    assert scheduler.max_ticks == MAX_BATCH_TICKS == 1000
+    failures.append(failure(AnswerTimeout("the database did not answer within 10 s (DW_WORKER_ANSWER_SECONDS)")))
+    with pytest.raises(DatabaseUnavailable):
+        await scheduler.run_pass()
+    assert scheduler.max_ticks == 500
+    failures.append(failure(psycopg.OperationalError("server closed the connection unexpectedly")))
+    with pytest.raises(DatabaseUnavailable):
+        await scheduler.run_pass()
+    assert scheduler.max_ticks == 500, "a lost connection is not the bound"
+    asked.clear()
+    await scheduler.run_pass()
+    assert ("fire", 500) in asked and ("buffered", 500) in asked
+    for _ in range(12):
+        failures.append(failure(AnswerTimeout("the database did not answer")))
+        with pytest.raises(DatabaseUnavailable):
+            await scheduler.run_pass()
+    assert scheduler.max_ticks == 1
 
 
 def test_a_schedule_without_a_next_tick_starts_from_the_moment_it_changed() -> None:
