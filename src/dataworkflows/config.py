@@ -129,8 +129,8 @@ class Settings:
     # the worker gives the connection up (an error as for a lost connection: the call is retried on
     # another, its runs carry on; 0: no bound). For a server that answers nothing while TCP stays alive (a
     # stopped backend, a frozen VM, a pooler in front of a partitioned server). ANALYZE and retention's
-    # batches are not bounded. Below the default lease (30 s, renewed every 10 s, a failed renewal tried
-    # again a second later): a renewal stuck on a silent connection is made again on another in time.
+    # batches are not bounded. Below the default lease (30 s, renewed every 10 s; a renewal that lost its
+    # connection is tried again a second later): one stuck on a silent connection is made again in time.
     worker_answer_seconds: float = 10.0
     # The database role the API and the workers act as (SET ROLE on each pooled connection): one
     # that owns no table, so row-level security applies. "none": the login's own rights (a
