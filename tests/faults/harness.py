@@ -508,6 +508,16 @@ def all_succeed(ids: list[str]) -> dict[str, str]:
     return dict.fromkeys(ids, "Succeeded")
 
 
+def verify_with_accepted(
+    probe: Probe, stack: FaultStack, ids: list[str], poller: ApiPoller
+) -> tuple[Checked, list[str]]:
+    """The batch and the runs the API accepted from the poller during the fault, once those have ended
+    too, checked as all deserving to succeed; and the accepted runs."""
+    accepted = poller.accepted
+    wait_terminal(probe, accepted, stack, timeout=30)
+    return verify(probe, all_succeed(ids + accepted)), accepted
+
+
 # -- The API during a fault ------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from tests.faults.harness import (
     start_stack,
     summarize,
     verify,
+    verify_with_accepted,
     wait_terminal,
     workflow,
 )
@@ -115,11 +116,8 @@ def test_postgresql_restarted_fast_and_immediate_during_a_batch_of_500(
                     {"mode": mode, "asked": asked, "down": down, "starting": starting, "up": up, "in_flight": in_flight}
                 )
             wait_terminal(probe, ids, stack, timeout=60)
-        accepted = poller.accepted
-        wait_terminal(probe, accepted, stack, timeout=30)
+        checked, accepted = verify_with_accepted(probe, stack, ids, poller)
         answers = poller.answers + ready.answers
-
-        checked = verify(probe, all_succeed(ids + accepted))
         for outage in outages:
             while_down = answered_while_down(answers, outage["down"], outage["starting"])
             outage["while_down"] = sorted({f"{a.what} {a.status}" for a in while_down})
@@ -255,9 +253,7 @@ def test_postgresql_frozen_then_thawed_during_a_batch(restart_server: OwnServer,
             thaw(frozen)
             frozen = []
             wait_terminal(probe, ids, stack, timeout=90)
-        accepted = poller.accepted
-        wait_terminal(probe, accepted, stack, timeout=30)
-        checked = verify(probe, all_succeed(ids + accepted))
+        checked, accepted = verify_with_accepted(probe, stack, ids, poller)
         first = first_event_after(probe, ids + accepted, thawed, ("node_succeeded", "execution_succeeded"))
         done = last_end(probe, ids + accepted) - thawed
         # The requests sent while the server was frozen, early enough to be answered before the thaw.
@@ -331,10 +327,7 @@ def test_pg_terminate_backend_of_every_connection_every_300_ms(dsn: str, tmp_pat
                 time.sleep(0.3)
             last = time.time()
             wait_terminal(probe, ids, stack, timeout=60)
-        accepted = poller.accepted
-        wait_terminal(probe, accepted, stack, timeout=30)
-
-        checked = verify(probe, all_succeed(ids + accepted))
+        checked, accepted = verify_with_accepted(probe, stack, ids, poller)
         progress = first_event_after(probe, ids + accepted, last, ("node_succeeded", "execution_succeeded"))
         done = last_end(probe, ids + accepted) - last
         refusals = poller.refusals()
