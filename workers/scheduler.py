@@ -69,20 +69,10 @@ class Scheduler:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
-        # The most ticks (or buffered runs) one statement starts: halved whenever the answer bound cut
-        # one off (see MAX_BATCH_TICKS).
-        self.max_ticks = MAX_BATCH_TICKS
-
-    def _cut_off(self, exc: BaseException, what: str) -> None:
-        """After a failed batch: if the answer bound cut it off, later batches start half as many runs."""
-        if not answer_timed_out(exc) or self.max_ticks == 1:
-            return
-        self.max_ticks = max(self.max_ticks // 2, 1)
-        log.warning(
-            f"{what} did not answer within DW_WORKER_ANSWER_SECONDS; from now on a batch starts at most"
-            f" {self.max_ticks} runs",
-            error=describe(exc),
-        )
+        # The most runs one statement starts (see MAX_BATCH_TICKS): a batch's ticks, and the buffered
+        # ticks' runs started at once.
+        self.ticks = _Cap("a batch of schedules", MAX_BATCH_TICKS, settings.worker_answer_seconds)
+        self.buffered = _Cap("starting buffered ticks", self.BATCH, settings.worker_answer_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff()
@@ -115,13 +105,13 @@ class Scheduler:
                 raise outcome
             fired.extend(outcome)
         # Ticks that waited for their schedule's runs to end, whose schedules were not due now.
+        limit, began = self.buffered.value, time.monotonic()
         try:
-            buffered = await self.db.schedules.start_buffered(
-                queue=self.settings.queue, limit=min(self.BATCH, self.max_ticks)
-            )
+            buffered = await self.db.schedules.start_buffered(queue=self.settings.queue, limit=limit)
         except Exception as exc:
-            self._cut_off(exc, "starting buffered ticks")
+            self.buffered.failed(exc, limit)
             raise
+        self.buffered.answered(len(buffered), time.monotonic() - began)
         _account((), buffered)
         return fired + buffered
 
@@ -146,30 +136,36 @@ class Scheduler:
     async def _fire_batch(self) -> tuple[bool, list[FiredTick]]:
         """Fires one batch; returns whether more may be due now (a full batch, or one whose planning
         left schedules to the next: plan_batch's budgets) and the ticks handled."""
-        planner = _Planner(self.max_ticks)
+        planner = _Planner(self.ticks.value)
+        began = time.monotonic()
         try:
             batch = await self.db.schedules.fire_due(limit=self.BATCH, queue=self.settings.queue, planner=planner)
         except Exception as exc:
-            self._cut_off(exc, "a batch of schedules")
+            self.ticks.failed(exc, planner.starts)
             if connection_lost(exc) or not planner.planned:
                 raise
             # Not the database being away: one schedule's run could not start (its workflow has no
             # plan, ...). One by one, so that only that schedule misses its ticks.
             log.warning("a batch of schedules failed; firing them one by one", error=describe(exc))
             return len(planner.planned) == self.BATCH, await self._one_by_one(list(planner.planned))
+        self.ticks.answered(planner.starts, time.monotonic() - began)
         _account(planner.planned.values(), batch.fired)
-        return batch.claimed == self.BATCH or len(planner.planned) < batch.claimed, batch.fired
+        # More may be due now: a full claim, schedules planning left as they were, or a schedule with due
+        # ticks it did not fire (past the cap).
+        more = batch.claimed == self.BATCH or len(planner.planned) < batch.claimed or planner.left_due
+        return more, batch.fired
 
     async def _one_by_one(self, trigger_ids: list[UUID]) -> list[FiredTick]:
         fired: list[FiredTick] = []
         for trigger_id in trigger_ids:
-            planner = _Planner(self.max_ticks)
+            planner = _Planner(self.ticks.value)
             try:
                 batch = await self.db.schedules.fire_due(
                     limit=1, queue=self.settings.queue, planner=planner, only=trigger_id
                 )
             except Exception as exc:
                 if connection_lost(exc):
+                    self.ticks.failed(exc, planner.starts)
                     raise
                 await self._failed(trigger_id, planner.planned.get(trigger_id), exc)
                 continue
@@ -195,17 +191,58 @@ class Scheduler:
 
 
 class _Planner:
-    """Plans one batch (ScheduleData.fire_due calls it with the claimed schedules) and keeps the plans."""
+    """Plans one batch (ScheduleData.fire_due calls it with the claimed schedules) and keeps the plans:
+    how many runs they may start, and whether one leaves due ticks for the next batch."""
 
     def __init__(self, max_ticks: int) -> None:
         self.planned: dict[UUID, SchedulePlan] = {}
         self.max_ticks = max_ticks
+        self.starts = 0
+        self.left_due = False
 
     async def __call__(self, due: list[DueSchedule], now: datetime) -> list[SchedulePlan]:
         # croniter is pure Python: a large batch is computed off the event loop's thread.
         plans = await asyncio.to_thread(plan_batch, due, now, max_ticks=self.max_ticks)
         self.planned = {plan.id: plan for plan in plans}
+        configs = {schedule.id: schedule.config for schedule in due}
+        self.starts = sum(_starts(configs[plan.id], plan) for plan in plans)
+        self.left_due = any(plan.ticks and plan.next is not None and plan.next <= now for plan in plans)
         return plans
+
+
+class _Cap:
+    """How many runs one statement may start (see MAX_BATCH_TICKS): cut to half of what a statement
+    held when DW_WORKER_ANSWER_SECONDS (`bound`) cut it off, and doubled again, up to `most`, after a
+    full statement answered within a quarter of the bound. A statement that held one run, or whose
+    failure was not the bound's, changes nothing (a second review: a lock or a frozen database cut the
+    cap of a scheduler with nothing due, twice a pass, for good)."""
+
+    def __init__(self, what: str, most: int, bound: float) -> None:
+        self.what = what
+        self.most = most
+        self.value = most
+        self.bound = bound
+
+    def failed(self, exc: BaseException, size: int) -> None:
+        cut = max(size // 2, 1)
+        if not answer_timed_out(exc) or size <= 1 or cut >= self.value:
+            return
+        self.value = cut
+        log.warning(
+            f"{self.what} did not answer within DW_WORKER_ANSWER_SECONDS ({size} runs); from now on at most"
+            f" {self.value} a statement",
+            error=describe(exc),
+        )
+
+    def answered(self, size: int, seconds: float) -> None:
+        if self.value < self.most and size >= self.value and self.bound and seconds < self.bound / 4:
+            self.value = min(self.value * 2, self.most)
+
+
+def _starts(config: dict[str, Any], plan: SchedulePlan) -> int:
+    """The runs a plan's ticks may start: one for cancelOther (each tick cancels the run of the one
+    before it, and in one batch only the newest starts one), else one a tick."""
+    return min(len(plan.ticks), 1) if config.get("overlap") == "cancelOther" else len(plan.ticks)
 
 
 # Schedules whose latest tick this process saw refused (their workflow cannot run): the refusal is a
@@ -273,14 +310,16 @@ def _log_tick(tick: FiredTick) -> None:
 # held back the API's writes and the ticks of other schedules. Past this, the rest of the batch is
 # left as it was (due, unlocked at the commit) and taken by the next one.
 PLAN_BUDGET_SECONDS = 1.0
-# The most ticks one batch fires at first: each starts its run in the batch's one statement (about 0.9 ms
-# a tick here for a small workflow, 11 ms for one of 1,000 nodes), and the statement must answer within
-# DW_WORKER_ANSWER_SECONDS. 500 schedules far behind with catchUp "all" planned up to 50,000 ticks
-# (500,000 at maxCatchUp 1,000): 40 schedules of 500 ticks took 17 s, and with the bound every pass was
-# cut off and rolled back, so that none fired again (a review). The rest is left to the next batch, as
-# past the time budget; a schedule with more due ticks than this fires its oldest, and its next tick is
-# the first it left. A batch the bound cut off halves this for the scheduler's life (Scheduler.max_ticks:
-# a second review's 1,000 ticks of a 1,000-node workflow took 11 s), down to one tick a batch.
+# The most runs one batch's ticks may start at first: each starts its run in the batch's one statement
+# (about 0.9 ms a tick here for a small workflow, 11 ms for one of 1,000 nodes), and the statement must
+# answer within DW_WORKER_ANSWER_SECONDS. 500 schedules far behind with catchUp "all" planned up to
+# 50,000 ticks (500,000 at maxCatchUp 1,000): 40 schedules of 500 ticks took 17 s, and with the bound
+# every pass was cut off and rolled back, so that none fired again (a review). The rest is left to the
+# next batch, as past the time budget; a first schedule with more due ticks than the cap fires its
+# oldest, and its next tick is the first it left (cancelOther's ticks start one run however many:
+# never split). A batch the bound cut off cuts the cap of the scheduler's later batches to half its
+# runs, and a full batch answered quickly doubles it again (_Cap: a second review's 1,000 ticks of a
+# 1,000-node workflow took 11 s).
 MAX_BATCH_TICKS = MAX_CATCH_UP_LIMIT
 _PlanKey = tuple[Any, ...]
 
@@ -292,21 +331,21 @@ def plan_batch(
     budget_seconds: float = PLAN_BUDGET_SECONDS,
     max_ticks: int = MAX_BATCH_TICKS,
 ) -> list[SchedulePlan]:
-    """What to do with the claimed schedules, in order, as many as `budget_seconds` and `max_ticks`
-    allow (the first always, its oldest `max_ticks` ticks if it has more). Schedules with the same cron,
-    time zone, catch-up and next tick (10,000 rows of one cron, whatever their payloads) are computed
-    once."""
+    """What to do with the claimed schedules, in order, as many as `budget_seconds` and `max_ticks` (runs
+    their ticks may start, _starts) allow (the first always, its oldest `max_ticks` ticks if it has more).
+    Schedules with the same cron, time zone, catch-up and next tick (10,000 rows of one cron, whatever
+    their payloads) are computed once."""
     parsed: dict[bytes, Schedule | ScheduleConfigError] = {}
     plans: dict[_PlanKey, TickPlan] = {}
     ends = time.monotonic() + budget_seconds
     planned: list[SchedulePlan] = []
-    ticks = 0
+    starts = 0
     for schedule in due:
         if planned and time.monotonic() > ends:
             break
         plan = _plan_one(schedule, now, parsed, plans)
-        ticks += len(plan.ticks)
-        if ticks > max_ticks:
+        starts += _starts(schedule.config, plan)
+        if starts > max_ticks:
             if planned:
                 break
             plan = _oldest(plan, max_ticks)

@@ -377,11 +377,11 @@ class _Run:
                 # interval again lost the default 30 s lease: a review); anything else at the interval.
                 # The first failure in a row is a warning, the next ones are info (a review: an outage
                 # wrote one a second for every run in flight).
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError() from exc  # the run ended: nothing to say
                 (self.log.info if failed else self.log.warning)(
                     "lease renewal failed", error=str(exc), error_type=type(exc).__name__, failures_in_a_row=failed + 1
                 )
-                if (task := asyncio.current_task()) is not None and task.cancelling():
-                    raise asyncio.CancelledError() from exc
                 soon = LEASE_RETRY_SECONDS * 2 ** min(failed, 16) if isinstance(exc, DatabaseUnavailable) else interval
                 delay = min(interval, soon)
                 failed += 1

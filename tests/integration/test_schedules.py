@@ -1062,3 +1062,61 @@ async def test_under_overlap_skip_a_catch_up_runs_only_the_first_tick(db: Databa
         text = "\n".join(row[0] for row in await plan.fetchall())
         await conn.execute("RESET enable_seqscan")
     assert "executions_trigger_unfinished_idx" in text, text
+
+
+# -- Batches within the workers' answer bound (DW_WORKER_ANSWER_SECONDS) ---------------------------------
+
+
+async def test_a_catch_up_past_the_cap_fires_every_tick_once_in_order(db: Database, echo_workflow: str) -> None:
+    """A review: a far-behind `all` schedule split across batches (its first batch past the cap fires
+    its oldest ticks, its next tick the first it left) fires each of its ticks once, in order, with the
+    ticks past maxCatchUp counted skipped once, and ends with its next tick ahead; in one pass."""
+    from dataworkflows import metrics
+
+    top = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    trigger_id = await create(db, "far-behind", "0 * * * *", catchUp="all", maxCatchUp=20)
+    await make_due(db, trigger_id, top - timedelta(hours=49))  # 50 due: the 20 newest fire, 30 skipped
+    scheduler = Scheduler(db, SETTINGS)
+    scheduler.ticks.value = 7
+    skipped = metrics.SCHEDULE_TICKS.labels("skipped")._value.get()
+    handled = await scheduler.run_pass()
+    expected = [top - timedelta(hours=h) for h in range(19, -1, -1)]
+    assert [t.tick_at for t in handled] == expected and {t.outcome for t in handled} == {"started"}
+    rows = await sql(db, "SELECT tick_at FROM dw.schedule_ticks WHERE trigger_id = %s ORDER BY tick_at", trigger_id)
+    assert [r[0] for r in rows] == expected
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 20
+    assert await one(db, "SELECT next_tick_at > now() FROM dw.triggers WHERE id = %s", trigger_id)
+    assert metrics.SCHEDULE_TICKS.labels("skipped")._value.get() - skipped == 30
+    assert await scheduler.run_pass() == []
+
+
+async def test_a_cancel_other_catch_up_past_the_cap_starts_one_run(db: Database) -> None:
+    """A review: split across batches, a cancelOther catch-up started and cancelled a run for each
+    batch's newest tick. It is never split: one run for its newest tick, as in one batch."""
+    from tests.integration.test_waits import signal
+
+    await publish(db, wf("sched-lingers", signal("s", name="never")))
+    trigger_id = await create(db, "cancel-split", "* * * * *", "sched-lingers", overlap="cancelOther", catchUp="all")
+    await make_due(db, trigger_id, this_second().replace(second=0) - timedelta(minutes=3))
+    scheduler = Scheduler(db, SETTINGS)
+    scheduler.ticks.value = 1
+    outcomes = [t.outcome for t in await scheduler.run_pass()]
+    assert sorted(outcomes) == ["overlapped"] * 3 + ["started"], outcomes
+    assert await one(db, "SELECT count(*) FROM dw.executions WHERE trigger_id = %s", trigger_id) == 1
+
+
+async def test_a_scheduler_cut_off_by_a_lock_with_nothing_planned_keeps_its_cap(dsn: str, db: Database) -> None:
+    """A review: a claim the bound cut off while another session locked the triggers (or the database
+    froze) halved the cap, twice a pass, for good, though it had planned nothing."""
+    pool = make_pool(dsn, min_size=1, max_size=4, answer_seconds=1.0, answer_setting="DW_WORKER_ANSWER_SECONDS")
+    await pool.open(wait=True)
+    try:
+        scheduler = Scheduler(Database(pool), SETTINGS)
+        async with db.connection() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE dw.triggers IN ACCESS EXCLUSIVE MODE")
+            for _ in range(2):
+                with pytest.raises(DatabaseUnavailable, match="did not answer within 1 s"):
+                    await scheduler.run_pass()
+        assert (scheduler.ticks.value, scheduler.buffered.value) == (1000, 500)
+    finally:
+        await pool.close()

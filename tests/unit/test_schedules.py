@@ -450,62 +450,110 @@ def test_a_batch_fires_at_most_max_ticks_and_always_its_first_schedule() -> None
     assert first.next == behind + timedelta(hours=10) and len(first.missed) == 10
 
 
-async def test_a_batch_the_answer_bound_cut_off_halves_the_next_ones() -> None:
-    """A second review: a tick's cost grows with its workflow (1,000 ticks of a 1,000-node workflow took
-    11 s), so no fixed cap keeps a batch within DW_WORKER_ANSWER_SECONDS. A batch the bound cut off
-    halves the runs later batches start (their ticks, and the buffered runs started at once), down to
-    one; any other failure leaves them as they were."""
+def _bound_failure(cause: BaseException) -> Exception:
+    """As the data layer raises it: DatabaseUnavailable, caused by the driver's error."""
+    from dataworkflows.errors import DatabaseUnavailable
+
+    error = DatabaseUnavailable(f"the database is unavailable: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+def test_a_statement_the_answer_bound_cut_off_halves_the_cap_to_half_its_runs() -> None:
+    """Reviews: a tick's cost grows with its workflow (1,000 ticks of a 1,000-node workflow took 11 s), so
+    no fixed cap keeps a batch within DW_WORKER_ANSWER_SECONDS. A statement the bound cut off cuts the cap
+    to half the runs it held; one that held a single run, or failed otherwise, changes nothing (a lock or
+    a frozen database cut the cap of a scheduler with nothing due, twice a pass, for good); a full
+    statement answered within a quarter of the bound doubles it again."""
     import psycopg
 
+    from dataworkflows.answers import AnswerTimeout
+    from dataworkflows.workers.scheduler import _Cap
+
+    bound = _bound_failure(AnswerTimeout("the database did not answer within 10 s (DW_WORKER_ANSWER_SECONDS)"))
+    cap = _Cap("a batch of schedules", 1000, 10.0)
+    cap.failed(bound, 1000)
+    assert cap.value == 500
+    cap.failed(bound, 1000)  # the other parallel batch, as large: not compounded
+    assert cap.value == 500
+    cap.failed(_bound_failure(psycopg.OperationalError("server closed the connection unexpectedly")), 500)
+    cap.failed(bound, 1)  # a claim that planned nothing, or one run: the bound, not the batch
+    assert cap.value == 500
+    cap.failed(bound, 500)
+    assert cap.value == 250
+    cap.answered(10, 0.1)  # not full
+    cap.answered(250, 5.0)  # full, but slow
+    assert cap.value == 250
+    cap.answered(250, 0.5)
+    cap.answered(500, 0.5)
+    cap.answered(1000, 0.5)
+    assert cap.value == 1000
+    while cap.value > 1:
+        cap.failed(bound, cap.value)
+    assert cap.value == 1
+    unbounded = _Cap("starting buffered ticks", 500, 0.0)  # DW_WORKER_ANSWER_SECONDS=0
+    unbounded.answered(500, 0.0)
+    assert unbounded.value == 500
+
+
+async def test_the_scheduler_plans_within_its_cap_and_cuts_it_from_what_a_cut_off_batch_held() -> None:
+    """The cap reaches the planner (a batch the bound cut off halves its runs for the next ones), and
+    the buffered ticks' limit has its own cap."""
     from dataworkflows.answers import AnswerTimeout
     from dataworkflows.config import Settings
     from dataworkflows.data.schedules import Batch
     from dataworkflows.errors import DatabaseUnavailable
-    from dataworkflows.workers.scheduler import MAX_BATCH_TICKS, Scheduler
+    from dataworkflows.workers.scheduler import Scheduler
 
-    asked: list[tuple[str, int]] = []
-    failures: list[BaseException] = []
-
-    def failure(cause: BaseException) -> DatabaseUnavailable:
-        try:
-            raise cause
-        except BaseException as exc:
-            error = DatabaseUnavailable(f"the database is unavailable: {exc}")
-            error.__cause__ = exc
-            return error
+    config = {"cron": "0 * * * *", "catchUp": "all", "maxCatchUp": 1000}
+    behind = [DueSchedule(uuid4(), config, utc(2025, 6, 1, 12) - timedelta(hours=999), EARLIER)]
+    planned: list[int] = []
+    failing: list[bool] = []
+    buffered_limits: list[int] = []
 
     class Schedules:
         async def fire_due(self, *, limit: int, queue: str, planner: Any, only: Any = None) -> Batch:
-            asked.append(("fire", planner.max_ticks))
-            if failures:
-                raise failures.pop(0)
-            return Batch(0, [])
+            if not failing:
+                return Batch(0, [])  # nothing due
+            failing.pop()
+            plans = await planner(behind, NOW)
+            planned.append(sum(len(p.ticks) for p in plans))
+            raise _bound_failure(AnswerTimeout("the database did not answer"))
 
         async def start_buffered(self, *, queue: str, limit: int) -> list[Any]:
-            asked.append(("buffered", limit))
+            buffered_limits.append(limit)
             return []
 
     class Db:
         schedules = Schedules()
 
     scheduler = Scheduler(Db(), Settings())  # type: ignore[arg-type]
-    assert scheduler.max_ticks == MAX_BATCH_TICKS == 1000
-    failures.append(failure(AnswerTimeout("the database did not answer within 10 s (DW_WORKER_ANSWER_SECONDS)")))
+    assert (scheduler.ticks.value, scheduler.buffered.value) == (1000, 500)
+    failing.append(True)
     with pytest.raises(DatabaseUnavailable):
         await scheduler.run_pass()
-    assert scheduler.max_ticks == 500
-    failures.append(failure(psycopg.OperationalError("server closed the connection unexpectedly")))
+    assert planned == [1000] and scheduler.ticks.value == 500
+    failing.append(True)
     with pytest.raises(DatabaseUnavailable):
         await scheduler.run_pass()
-    assert scheduler.max_ticks == 500, "a lost connection is not the bound"
-    asked.clear()
-    await scheduler.run_pass()
-    assert ("fire", 500) in asked and ("buffered", 500) in asked
-    for _ in range(12):
-        failures.append(failure(AnswerTimeout("the database did not answer")))
-        with pytest.raises(DatabaseUnavailable):
-            await scheduler.run_pass()
-    assert scheduler.max_ticks == 1
+    assert planned == [1000, 500] and scheduler.ticks.value == 250, "planned within the cap, then cut"
+    await scheduler.run_pass()  # nothing due: nothing changes
+    assert scheduler.ticks.value == 250 and buffered_limits == [500]
+
+
+def test_a_cancel_other_catch_up_is_never_split() -> None:
+    """A review: split across batches, a cancelOther catch-up started (and cancelled) a run for each
+    batch's newest tick, where one batch starts one run for them all. Its ticks count as one run, and
+    they are planned whole."""
+    from dataworkflows.workers.scheduler import _starts
+
+    config = {"cron": "0 * * * *", "catchUp": "all", "maxCatchUp": 1000, "overlap": "cancelOther"}
+    behind = utc(2025, 6, 1, 12) - timedelta(hours=499)
+    [plan] = plan_batch([DueSchedule(uuid4(), config, behind, EARLIER)], NOW, max_ticks=10)
+    assert len(plan.ticks) == 500 and plan.next == utc(2025, 6, 1, 13)
+    assert _starts(config, plan) == 1
+    two = [DueSchedule(uuid4(), config, behind, EARLIER) for _ in range(2)]
+    assert len(plan_batch(two, NOW, max_ticks=2)) == 2
 
 
 def test_a_schedule_without_a_next_tick_starts_from_the_moment_it_changed() -> None:
