@@ -185,7 +185,7 @@ def make_pool(
     idle_in_transaction_seconds: float | None = None,
     statement_timeout_seconds: float | None = None,
     answer_seconds: float | None = None,
-    answer_setting: str = "DW_STATEMENT_TIMEOUT_SECONDS and its grace",
+    answer_setting: str | None = None,
 ) -> psycopg_pool.AsyncConnectionPool:
     """A pool whose connections are in autocommit mode and, with `role`, act as that role (`SET
     ROLE`): the application role owns no table, so row-level security applies to everything the
@@ -207,6 +207,7 @@ def make_pool(
     configure_json()
     if answer_seconds is None and statement_timeout_seconds:
         answer_seconds = statement_timeout_seconds + STATEMENT_ANSWER_GRACE_SECONDS
+        answer_setting = answer_setting or "DW_STATEMENT_TIMEOUT_SECONDS and its grace"
     pool = CheckedPool(
         conninfo,
         connection_class=WatchedConnection,
@@ -233,7 +234,9 @@ def make_pool(
         max_idle=300.0,
     )
     pool.role = role or None
-    pool.answer_watch = AnswerWatch(answer_seconds, answer_setting) if answer_seconds else None
+    pool.answer_watch = (
+        AnswerWatch(answer_seconds, answer_setting or "the pool's answer bound") if answer_seconds else None
+    )
     return pool
 
 
