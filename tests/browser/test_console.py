@@ -859,18 +859,26 @@ def test_roll_back_is_offered_on_older_published_versions_only(page: Any, consol
             for i in range(rows.count())
         }
 
+    def settles_on(expected: dict[str, str]) -> None:
+        """The table shows `expected`: the result line is written before the table is read again and
+        drawn (a clean-clone CI run read v2's row between the two)."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while (seen := buttons()) != expected and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert seen == expected
+
     page.goto("/ui#/workflows/rolled")
     page.wait_for_selector("#versions tr[data-version='4']")
     # v2 is current: v1 is behind it (a rollback), v3 and the draft v4 ahead of it.
-    assert buttons() == {"4": "Publish", "3": "Publish", "2": "", "1": "Roll back to"}
+    settles_on({"4": "Publish", "3": "Publish", "2": "", "1": "Roll back to"})
     page.locator("#versions tr[data-version='1'] button").click()
     assert page.asked[-1] == "Roll rolled back to v1? New executions run v1 instead of v2.", page.asked
     expect(page.locator("#workflow-result")).to_contain_text("roll back to v1: Active (current v1)", timeout=WAIT_MS)
-    assert buttons() == {"4": "Publish", "3": "Publish", "2": "Publish", "1": ""}
+    settles_on({"4": "Publish", "3": "Publish", "2": "Publish", "1": ""})
     # Archived, the current version is published again to run again: no rollback to itself.
     page.locator("#archive").click()
     expect(page.locator("#workflow-result")).to_contain_text("archive: Archived", timeout=WAIT_MS)
-    assert buttons() == {"4": "Publish", "3": "Publish", "2": "Publish", "1": "Publish"}
+    settles_on({"4": "Publish", "3": "Publish", "2": "Publish", "1": "Publish"})
     page.locator("#versions tr[data-version='1'] button").click()
     assert "again? The archived workflow becomes Active" in page.asked[-1], page.asked
     expect(page.locator("#workflow-result")).to_contain_text("publish v1: Active (current v1)", timeout=WAIT_MS)
