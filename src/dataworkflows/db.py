@@ -540,16 +540,36 @@ async def _pipelined(
     (start_execution_then_notify: the start, then its notification). It was one simple-protocol message
     with the driver binding the values into the text, so PostgreSQL's log, which quotes a statement that
     fails (log_min_error_statement), carried them, and every refused start (a 404, a 409) wrote its
-    whole trigger there, secrets and all (a review). Returns the first statement's cursor."""
+    whole trigger there, secrets and all (a review). Returns the first statement's cursor.
+
+    A statement's failure can surface inside the block (psycopg reads the answers that have come while it
+    sends the next statement) or at its end. Raised inside, it made the pipeline's exit fail as well
+    ("pipeline aborted"), which psycopg logs as a warning of its own, outside our log's format, on every
+    refused start (a 404, a 409: a review). The failure is kept, the pipeline closed, then it is raised."""
     cursors: list[psycopg.AsyncCursor[DictRow]] = []
-    async with conn.pipeline():
-        for n, statement in enumerate(_STATEMENT_SPLIT.split(query)):
-            cur = conn.cursor(row_factory=dict_row)
-            # Only the first is prepared (as psycopg decides): one after it that a failure skipped (the
-            # pipeline aborts up to its end) was not prepared either, though psycopg counted it so,
-            # and its next use failed on a prepared statement that does not exist.
-            await cur.execute(statement, params if "%(" in statement else None, prepare=None if n == 0 else False)
-            cursors.append(cur)
+    failure: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            for n, statement in enumerate(_STATEMENT_SPLIT.split(query)):
+                cur = conn.cursor(row_factory=dict_row)
+                # Only the first is prepared (as psycopg decides): one after it that a failure skipped (the
+                # pipeline aborts up to its end) was not prepared either, though psycopg counted it so,
+                # and its next use failed on a prepared statement that does not exist.
+                try:
+                    await cur.execute(
+                        statement, params if "%(" in statement else None, prepare=None if n == 0 else False
+                    )
+                except psycopg.Error as exc:
+                    failure = exc
+                    break
+                cursors.append(cur)
+    except psycopg.Error:
+        if failure is None:
+            raise
+        # The exit's own "pipeline aborted" (or the lost connection that caused the failure): the
+        # statement's failure says what happened.
+    if failure is not None:
+        raise failure
     return cursors[0]
 
 

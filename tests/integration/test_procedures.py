@@ -8,6 +8,7 @@ import re
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -273,6 +274,35 @@ async def test_a_start_and_its_notification_are_one_message(db: Database) -> Non
         async with db.connection() as conn:
             values = await (await conn.execute("SELECT current_setting('dw.notify_queue', true)")).fetchall()
         assert values in ([("",)], [(None,)])
+
+
+async def test_a_refused_start_logs_nothing_of_the_drivers(
+    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: a refused start (a 404) whose failure psycopg read while it sent the pipeline's next
+    statement made the pipeline's exit fail too, and psycopg logged "error ignored terminating ...:
+    pipeline aborted" at warning, outside our log's format, once per refusal (under load, when the
+    refusal came back before the COMMIT went: here the COMMIT waits for it). The refusal is raised as
+    itself, nothing is logged, and the connection serves the next start."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    start_on = functools.partial(
+        db.executions.start, trigger={}, principal_id=None, principal_type=None, correlation_id=None, queue="executions"
+    )
+    execute = psycopg.AsyncCursor.execute
+
+    async def late_commit(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).strip() == "COMMIT":
+            await asyncio.sleep(0.05)
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", late_commit)
+    caplog.set_level("WARNING", logger="psycopg")
+    for n in range(8):
+        with pytest.raises(errors.WorkflowNotFound):
+            await start_on(workflow_id="no-such-workflow", request_id=f"missing-{n}")
+        started = await start_on(workflow_id="simple-echo", request_id=f"there-{n}")
+        assert started.created
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
 
 
 async def test_a_refused_start_writes_no_trigger_value_into_the_servers_log(db: Database, dsn: str) -> None:
