@@ -13,6 +13,7 @@ route but the webhook receiver (its signatures authenticate; an unsigned hook is
 - a write with a body, or naming a content type, that is not JSON (`application/json` or
   `application/*+json`): 415 `unsupported_media_type`. A cross-site page cannot send JSON without a
   preflight, which this API never answers;
+- a `Host`, `Origin` or `Content-Type` given more than once: 400 (which copy would count is not clear);
 - when the settings name allowed hosts (`DW_API_ALLOWED_HOSTS`; `up` and `api` name the loopback
   ones in loose mode unless it is set): a request for another `Host`, 403 `host_not_allowed`.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
+from litestar.exceptions import ClientException
 from litestar.handlers.base import BaseRouteHandler
 
 from .auth import PUBLIC, ROLE_OPT
@@ -30,6 +32,8 @@ from .problems import CrossSiteRequest, HostNotAllowed, UnsupportedMediaType
 from .services import services_of
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Headers these checks read that a request may give once only (a repeated one: 400).
+ONCE = ("host", "origin", "content-type")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -69,6 +73,11 @@ def refuse_cross_site(connection: ASGIConnection[Any, Any, Any, Any], handler: B
     if not connection.scope["path"].startswith("/api/v1/") or handler.opt.get(ROLE_OPT) == PUBLIC:
         return
     headers = connection.headers
+    for name in ONCE:
+        # The first of two was checked and the other may be what a server behind reads (RFC 9110: a
+        # request with two Host headers is a 400): refused, as repeated principal headers are.
+        if len(headers.getall(name, [])) > 1:
+            raise ClientException(f"give the header {name.title()} once")
     _check_host(headers.get("host", ""), services_of(connection.app.state).settings.api_allowed_hosts)
     if connection.scope.get("method", "GET") in SAFE_METHODS:
         return

@@ -17,6 +17,7 @@ from dataworkflows.cli import _serving_settings
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from tests.integration.test_api import assert_problem as problem_of
+from tests.integration.test_api import raw_client
 from tests.integration.test_runtime import echo, wf
 from tests.integration.test_webhooks import make_hook
 
@@ -62,6 +63,27 @@ async def runs(client: AsyncTestClient[Any]) -> int:
 async def test_a_write_from_another_origin_is_refused(client: AsyncTestClient[Any], headers: dict[str, str]) -> None:
     response = await client.post("/api/v1/workflows/hooked/execute", content=BODY, headers=headers)
     assert_problem(response, 403, "cross_site_request")
+    assert await runs(client) == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # The first copy was checked, the second may be what counts downstream (a review).
+        [("Origin", "http://testserver.local"), ("Origin", "http://evil.example")],
+        [("Host", "testserver.local"), ("Host", "evil.example")],
+        [("Content-Type", "application/json"), ("Content-Type", "text/plain")],
+    ],
+)
+async def test_a_header_these_checks_read_given_twice_is_refused(
+    client: AsyncTestClient[Any], headers: list[tuple[str, str]]
+) -> None:
+    sent = [("Content-Type", "application/json"), *headers] if headers[0][0] != "Content-Type" else headers
+    # As a server hands them over: two headers, not one of two values joined (the test client's).
+    async with raw_client(client) as raw:
+        response = await raw.post("/api/v1/workflows/hooked/execute", content=BODY, headers=sent)
+    problem = problem_of(response, 400)
+    assert problem["detail"] == f"give the header {headers[0][0]} once", problem
     assert await runs(client) == 0
 
 
