@@ -134,6 +134,8 @@ class WorkflowTemplateRead(Camel):
     created_at: datetime
     created_by: str | None
     definition: dict[str, Any] | None = None
+    # A store's answer: whether it stored a new version (False: the latest had the same content).
+    created: bool | None = None
 
 
 class InstantiateRequest(Camel, forbid_unknown_fields=True):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from dataworkflows.data.workflows import WorkflowTemplate
 from dataworkflows.db import Database
@@ -30,6 +32,11 @@ from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, fro
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 from .workflows import read_workflow
 
+UNCHANGED = ResponseSpec(
+    data_container=WorkflowTemplateRead,
+    description="The same content as the template's latest version: nothing stored, that version (created false)",
+)
+
 
 async def _require(db: Database, template_id: str, version: int | None) -> WorkflowTemplate:
     template = await db.workflows.get_template(template_id, version)
@@ -52,17 +59,19 @@ class WorkflowTemplateController(Controller):
         "/",
         status_code=HTTP_201_CREATED,
         response_headers=LOCATION,
-        responses=PROBLEMS,
-        summary="Store a template (a changed one becomes a new version)",
+        responses={**PROBLEMS, HTTP_200_OK: UNCHANGED},
+        summary="Store a template (a changed one becomes a new version; the latest's content again: 200)",
         opt={REQUIRES_PRINCIPAL: "change workflow templates", "role": "author"},
     )
     async def create(
         self, request: Request[Any, Any, Any], db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
     ) -> Response[WorkflowTemplateRead]:
-        document, problems = validate_template(data)
+        # In a thread: compiling a large template's text takes seconds (a review: 10 s for 660 kB, the
+        # event loop serving nobody meanwhile).
+        document, problems = await asyncio.to_thread(validate_template, data)
         if problems or document is None:
             raise DefinitionError(problems, "the workflow template is invalid")
-        version, _ = await db.workflows.add_template(
+        version, added = await db.workflows.add_template(
             template_id=document.id,
             display_name=document.display_name,
             description=document.description,
@@ -72,6 +81,11 @@ class WorkflowTemplateController(Controller):
             principal=principal.id,
         )
         template = from_row(WorkflowTemplateRead, await _require(db, document.id, version))
+        template.created = added
+        if not added:
+            # The same content as the latest version: nothing was stored, and the answer says so (until
+            # this release a 201 either way, a review), as a workflow's unchanged PUT does.
+            return Response(template, status_code=HTTP_200_OK)
         return created(request, template, "workflow-templates", document.id)
 
     @get(
@@ -129,6 +143,9 @@ class WorkflowTemplateController(Controller):
         data: JSONBody[InstantiateRequest],
     ) -> Response[WorkflowRead]:
         template = await _require(svc.db, template_id, data.template_version)
+        # Parsed, not compiled again: its templates were checked when it was stored, the instantiation
+        # renders them in a helper, and the definition it makes is checked as any other (svc.prepare).
+        # Compiling them here again froze the API for as long on every instantiation (a review).
         document, problems = validate_template(
             {
                 "id": template.id,
@@ -136,9 +153,11 @@ class WorkflowTemplateController(Controller):
                 "description": template.description,
                 "parameters": template.parameters,
                 "definition": template.definition,
-            }
+            },
+            compile_templates=False,
         )
-        assert document is not None and not problems, problems
+        if problems or document is None:
+            raise DefinitionError(problems, "the stored workflow template is not valid as it stands")
         definition, problems = await instantiate(document, data.workflow_id, data.config, svc.templates)
         if problems or definition is None:
             raise DefinitionError(problems, "the template cannot be instantiated with this request")

@@ -23,8 +23,9 @@ from dataworkflows.validation import Problem, registry_parameter_checker, valida
 MAX_CONDITIONS = 500
 # Characters of run-time template text (strings holding {{, {% or {#) in one definition: compiling
 # them to check their syntax takes about 5 ms per kB in the API's process (a 1 MB body of lookups
-# took 4.8 s), and each worker compiles them again.
-MAX_TEMPLATE_CHARS = 131_072
+# took 4.8 s), and each worker compiles them again. The same bound holds for workflow templates and
+# webhooks' payloadTemplates (templating.MAX_TEMPLATE_CHARS).
+MAX_TEMPLATE_CHARS = templating.MAX_TEMPLATE_CHARS
 
 
 class ConditionSandbox(Protocol):

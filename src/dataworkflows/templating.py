@@ -376,6 +376,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The most characters a definition's (a workflow template's, a webhook's payloadTemplate's) templates
+# may hold in all: each is compiled when it is stored, at about 5 ms per kB (a 1 MB body of lookups
+# took 4.8 s), and a body under the API's size limit could hold 20,000 of them (10 s).
+MAX_TEMPLATE_CHARS = 131_072
+
+
 class _Renderer:
     def __init__(self, env: jinja2.Environment, start: str, end: str, block: str) -> None:
         self.env = env
@@ -800,6 +806,29 @@ def check_template(value: Any) -> str | None:
 def template_chars(value: Any) -> int:
     """How many characters the run-time templates in a JSON value hold (plain strings not counted)."""
     return sum(len(source) for source in _template_strings(value))
+
+
+def any_template_chars(value: Any) -> int:
+    """How many characters the strings of a JSON value that hold a run-time or an instantiation ([[ ]])
+    template hold, each string once (a workflow template's definition holds both)."""
+    if isinstance(value, str):
+        return len(value) if _runtime.has_template(value) or _instantiation.has_template(value) else 0
+    if isinstance(value, dict):
+        return sum(any_template_chars(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(any_template_chars(item) for item in value)
+    return 0
+
+
+def too_much_template_text(chars: int, what: str) -> str | None:
+    """The refusal of `what` whose templates hold `chars` characters, past MAX_TEMPLATE_CHARS (None
+    within it). Compiling costs about 5 ms per kB, on whatever thread does it."""
+    if chars <= MAX_TEMPLATE_CHARS:
+        return None
+    return (
+        f"{what} hold at most {MAX_TEMPLATE_CHARS} characters of templates in all; these hold {chars}: move"
+        " large fixed text out of templates"
+    )
 
 
 def render(value: Any, scope: dict[str, Any], budget: RenderBudget | None = None) -> Any:

@@ -159,6 +159,10 @@ def _template_problems(template: Any) -> list[Problem]:
         return []
     if not isinstance(template, dict):
         return [("/payloadTemplate", "type", "must be a JSON object or null")]
+    # Bounded before it is compiled: 20,000 lookups (600 kB) took 11 s to compile (a review).
+    too_large = templating.too_much_template_text(templating.template_chars(template), "a payloadTemplate's strings")
+    if too_large is not None:
+        return [("/payloadTemplate", "too_large", too_large)]
     error = templating.check_template(template)
     return [] if error is None else [("/payloadTemplate", "template_syntax", error)]
 

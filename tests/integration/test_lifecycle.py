@@ -19,8 +19,10 @@ from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.template_pool import TemplatePool
+from dataworkflows.templating import MAX_TEMPLATE_CHARS
 from tests.conftest import FIXTURES, load_fixture
 from tests.integration.test_api import assert_problem
+from tests.integration.test_triggers_api import latencies_of_health
 
 ANA = {"X-Principal-Id": "ana", "X-Principal-Type": "user"}
 
@@ -255,8 +257,11 @@ async def test_workflow_template_instantiation(
     # Where the new resource is read (RFC 9110 15.3.2); 201s had no Location.
     assert created.headers["location"] == "/api/v1/workflow-templates/approval-flow"
     assert (await client.get(created.headers["location"])).json()["version"] == 1
-    assert (created.json()["version"], created.json()["createdBy"]) == (1, "ana")
-    assert (await client.post("/api/v1/workflow-templates", json=template())).json()["version"] == 1
+    assert (created.json()["version"], created.json()["createdBy"], created.json()["created"]) == (1, "ana", True)
+    # The same content again stores nothing, and says so (a review: a 201 either way).
+    unchanged = await client.post("/api/v1/workflow-templates", json=template())
+    assert (unchanged.status_code, unchanged.json()["version"], unchanged.json()["created"]) == (200, 1, False)
+    assert "location" not in unchanged.headers
     changed = template()
     changed["description"] = "v2"
     assert (await client.post("/api/v1/workflow-templates", json=changed)).json()["version"] == 2
@@ -269,7 +274,8 @@ async def test_workflow_template_instantiation(
     assert (await client.get("/api/v1/workflow-templates/approval-flow")).json()["description"] == template()[
         "description"
     ]
-    assert (await client.post("/api/v1/workflow-templates", json=template())).json()["version"] == 3
+    again = await client.post("/api/v1/workflow-templates", json=template())
+    assert (again.status_code, again.json()["version"], again.json()["created"]) == (200, 3, False)
     assert (await client.get("/api/v1/workflow-templates/approval-flow", params={"version": 1})).json()["version"] == 1
     # A version it does not have is said to be that, not the template (which is there).
     missing = await client.post(
@@ -470,6 +476,37 @@ async def test_a_hostile_workflow_template_is_refused_and_the_api_stays_responsi
     # at once throughout (generous bound: it only catches a render on the event loop).
     assert max(latencies) < 1.0
     assert_problem(await client.get("/api/v1/workflows/bombed"), 404)
+
+
+async def test_a_workflow_template_is_bounded_and_compiled_off_the_event_loop(client: AsyncTestClient[Any]) -> None:
+    """A review: a workflow template's text had no bound and was compiled on the API's event loop, when it
+    was stored and again at every instantiation: 20,000 lookups (660 kB) froze the API for 10 s each time.
+    Past templating.MAX_TEMPLATE_CHARS ({{ }} and [[ ]] strings together) it is refused before it is
+    compiled; within it, compiled in a thread when stored, and not again when instantiated."""
+
+    def lookups(template_id: str, count: int) -> dict[str, Any]:
+        stored = template()
+        stored["id"] = template_id
+        stored["definition"]["nodes"][0]["parameters"]["message"] = {
+            **{f"k{i}": "{{ trigger.a" + str(i) + " }}" for i in range(count)},
+            "who": "[[ config.reviewer ]]",
+        }
+        return stored
+
+    refused = assert_problem(await client.post("/api/v1/workflow-templates", json=lookups("huge", 20_000)), 422)
+    assert [(e["pointer"], e["code"]) for e in refused["errors"]] == [("/definition", "too_large")]
+    assert f"at most {MAX_TEMPLATE_CHARS} characters of templates" in refused["errors"][0]["detail"]
+    # About 1.5 s of compiling (4,000 lookups): /health/live answers meanwhile.
+    stored, latencies = await asyncio.gather(
+        client.post("/api/v1/workflow-templates", json=lookups("large", 4_000)), latencies_of_health(client)
+    )
+    assert stored.status_code == 201, stored.text
+    assert max(latencies) < 1.0, latencies
+    request = {"workflowId": "from-large", "config": {"name": "L", "reviewer": "r"}}
+    made = await client.post("/api/v1/workflow-templates/large/instantiate", json=request)
+    assert made.status_code == 201, made.text
+    message = made.json()["definition"]["nodes"][0]["parameters"]["message"]
+    assert (message["who"], message["k3999"]) == ("r", "{{ trigger.a3999 }}")
 
 
 async def test_a_definition_with_too_much_template_text_is_refused_before_it_is_compiled(

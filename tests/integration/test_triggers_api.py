@@ -3,6 +3,7 @@ and removed; a signed webhook's secret answered once and stored encrypted."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from dataworkflows.api.app import create_app
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
 from dataworkflows.db import Database
+from dataworkflows.templating import MAX_TEMPLATE_CHARS
 from tests.integration.test_api import assert_problem
 from tests.integration.test_composition_api import publish_over_api
 from tests.integration.test_runtime import echo, wf
@@ -118,6 +120,47 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     flip = await client.patch(f"/api/v1/triggers/{first.json()['id']}", json={"config": {"signature": "github"}})
     assert_problem(flip, 422)
     assert_problem(await client.get("/api/v1/triggers/not-a-uuid"), 404)
+
+
+async def latencies_of_health(client: AsyncTestClient[Any], count: int = 15) -> list[float]:
+    """/health/live's answer times, one every 20 ms: a long one means the event loop was busy."""
+    latencies = []
+    for _ in range(count):
+        began = asyncio.get_running_loop().time()
+        assert (await client.get("/health/live")).status_code == 200
+        latencies.append(asyncio.get_running_loop().time() - began)
+        await asyncio.sleep(0.02)
+    return latencies
+
+
+async def test_a_payload_template_is_bounded_and_compiled_off_the_event_loop(client: AsyncTestClient[Any]) -> None:
+    """A review: a webhook's payloadTemplate had no bound, and was compiled on the API's event loop: 20,000
+    lookups (600 kB, under the body limit) took 11 s to create or change, and every other request (the
+    webhook receiver's too) waited as long. Past templating.MAX_TEMPLATE_CHARS it is refused before it is
+    compiled; within it, compiled in a thread."""
+    await publish_over_api(client, wf("target", echo("e")))
+    url = "/api/v1/workflows/target/triggers"
+
+    def hook(name: str, lookups: int) -> dict[str, Any]:
+        template = {f"k{i}": "{{ body.a" + str(i) + " }}" for i in range(lookups)}
+        return {"kind": "webhook", "name": name, "config": {"signature": "none", "payloadTemplate": template}}
+
+    began = asyncio.get_running_loop().time()
+    refused = assert_problem(await client.post(url, json=hook("huge", 20_000)), 422)
+    assert asyncio.get_running_loop().time() - began < 5  # refused, not compiled (that took 11 s)
+    [error] = refused["errors"]
+    assert (error["pointer"], error["code"]) == ("/config/payloadTemplate", "too_large")
+    assert f"at most {MAX_TEMPLATE_CHARS} characters of templates" in error["detail"]
+    # About 1.5 s of compiling (4,000 lookups, 72 kB): /health/live answers meanwhile.
+    created, latencies = await asyncio.gather(client.post(url, json=hook("large", 4_000)), latencies_of_health(client))
+    assert created.status_code == 201, created.text
+    assert max(latencies) < 1.0, latencies
+    changed, latencies = await asyncio.gather(
+        client.patch(f"/api/v1/triggers/{created.json()['id']}", json={"config": hook("large", 4_001)["config"]}),
+        latencies_of_health(client),
+    )
+    assert changed.status_code == 200, changed.text
+    assert max(latencies) < 1.0, latencies
 
 
 async def test_a_signed_webhook_needs_a_credentials_key(dsn: str) -> None:
