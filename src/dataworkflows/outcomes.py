@@ -151,11 +151,12 @@ async def _succeeded(node: PlanNode, result: ActionResult, edges: _EdgeDecider) 
 
 
 async def _failed(node: PlanNode, status: AttemptStatus, error: dict[str, Any] | None, edges: _EdgeDecider) -> Decision:
-    try:
-        fired = await edges.decide(succeeded=False, error=error)
-    except ConditionTimeout as exc:
-        error = {**(error or {}), "conditionError": {"code": exc.code, "message": exc.message}}
-        fired = (False,) * len(node.edges)
+    # A condition that times out here does not fire its edge, and the node's other edges are decided as
+    # they would be: an unconditioned failure or always edge beside it still takes the failure (a
+    # review: it fired nothing, so the handler was Skipped and the run failed unhandled).
+    fired = await edges.decide(succeeded=False, error=error, timeouts_fire_nothing=False)
+    if edges.timed_out is not None:
+        error = {**(error or {}), "conditionError": {"code": edges.timed_out.code, "message": edges.timed_out.message}}
     handled = any(f and e.when in (EdgeWhen.FAILURE, EdgeWhen.ALWAYS) for f, e in zip(fired, node.edges, strict=True))
     if not handled:
         return Decision(Verdict.FAILED_UNHANDLED, status, error, condition_errors=edges.errors)
@@ -170,10 +171,20 @@ class _EdgeDecider:
         self.scope = scope
         self.conditions = conditions
         self.errors: tuple[ConditionFailure, ...] = ()
+        # The first condition that timed out, when decide() was told to go on past it.
+        self.timed_out: ConditionTimeout | None = None
 
     async def decide(
-        self, *, succeeded: bool, outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None
+        self,
+        *,
+        succeeded: bool,
+        outputs: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        timeouts_fire_nothing: bool = True,
     ) -> tuple[bool, ...]:
+        """Which edges fire, in order. A condition that times out raises ConditionTimeout, unless
+        `timeouts_fire_nothing` is false: then its edge does not fire, the others are decided, and the
+        timeout is kept in `timed_out`."""
         fired: list[bool] = []
         matched = False
         scope: dict[str, Any] | None = None
@@ -184,7 +195,7 @@ class _EdgeDecider:
             if ok and edge.condition is not None:
                 if scope is None:
                     scope = self._scope(outputs, error)
-                ok = await self._evaluate(edge.target, edge.condition, scope)
+                ok = await self._evaluate_or_not(edge.target, edge.condition, scope, timeouts_fire_nothing)
             matched = matched or ok
             fired.append(ok)
         return tuple(fired)
@@ -198,6 +209,15 @@ class _EdgeDecider:
         if error is not None:
             scope["errors"] = {**self.scope.get("errors", {}), self.node.id: error}
         return scope
+
+    async def _evaluate_or_not(self, target: str, condition: str, scope: dict[str, Any], raise_timeout: bool) -> bool:
+        try:
+            return await self._evaluate(target, condition, scope)
+        except ConditionTimeout as exc:
+            if raise_timeout:
+                raise
+            self.timed_out = self.timed_out or exc
+            return False
 
     async def _evaluate(self, target: str, condition: str, scope: dict[str, Any]) -> bool:
         try:

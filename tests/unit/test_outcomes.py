@@ -181,12 +181,31 @@ async def test_a_condition_timeout_on_success_fails_the_node_and_routes_the_fail
     assert decision.error is not None and decision.error["code"] == "condition_timeout"
 
 
-async def test_a_condition_timeout_on_the_failure_path_fires_nothing() -> None:
+async def test_a_condition_timeout_on_the_failure_path_does_not_fire_its_edge() -> None:
     conditions = FakeConditions({"slow": "timeout"})
     plan_node = node(edge("recover", EdgeWhen.FAILURE, condition="slow"))
     decision = await run(plan_node, ActionResult.failed("bad", "no"), conditions=conditions)
     assert decision.verdict == Verdict.FAILED_UNHANDLED
     assert decision.error is not None and decision.error["conditionError"]["code"] == "condition_timeout"
+
+
+@pytest.mark.parametrize("when", [EdgeWhen.FAILURE, EdgeWhen.ALWAYS])
+async def test_a_condition_timeout_on_the_failure_path_leaves_the_other_handlers(when: EdgeWhen) -> None:
+    """A review: a failed node's timed-out condition fired none of its edges, so an unconditioned failure
+    (or always) handler beside it was Skipped and the run failed unhandled, while the same timeout on a
+    success edge routed the failure. The timed-out edge does not fire; the others are decided."""
+    conditions = FakeConditions({"slow": "timeout"})
+    plan_node = node(edge("handler", when), edge("other", EdgeWhen.FAILURE, condition="slow"))
+    decision = await run(plan_node, ActionResult.failed("bad", "no"), conditions=conditions)
+    assert decision.verdict == Verdict.FAILED_HANDLED and decision.fired == (True, False)
+    assert decision.error is not None and decision.error["code"] == "bad"
+    assert decision.error["conditionError"]["code"] == "condition_timeout"
+    # firstMatch: the timed-out edge matched nothing, so the next one may.
+    first_match = node(
+        edge("other", EdgeWhen.FAILURE, condition="slow"), edge("handler", when), route=RoutePolicy.FIRST_MATCH
+    )
+    decision = await run(first_match, ActionResult.failed("bad", "no"), conditions=conditions)
+    assert decision.verdict == Verdict.FAILED_HANDLED and decision.fired == (False, True)
 
 
 @pytest.mark.parametrize("status", [AttemptStatus.FAILED, AttemptStatus.RETRIABLE_FAILURE])
