@@ -216,6 +216,12 @@ def build_app(state: FakeState) -> Litestar:
             "nul-json": (b'{"a": "x\\u0000y", "k\\u0000": 1}', "application/json"),
             "deep": (b"[" * 150 + b"]" * 150, "application/json"),
             "very-deep": (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+            # A lone surrogate escape (an emoji cut in half), in a string and a key; a pair stays one.
+            "surrogate": (b'{"a": "cut \\ud83d", "\\udc00k": "pair \\ud83d\\ude00"}', "application/json"),
+            # Not JSON, though Python's json reads them: NaN, Infinity, a number past a double's range.
+            "nan": (b'{"x": NaN}', "application/json"),
+            "infinity": (b"[-Infinity]", "application/json"),
+            "overflow": (b'{"a": 1e999}', "application/json"),
         }
         body, media_type = bodies[kind]
         return Response(body, media_type=media_type)

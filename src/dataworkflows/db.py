@@ -42,6 +42,7 @@ from dataworkflows.data.triggers import TriggerData
 from dataworkflows.data.webhooks import WebhookData
 from dataworkflows.data.workflows import WorkflowData
 from dataworkflows.errors import SqlState
+from dataworkflows.json_text import encode_json, surrogate_refused
 from dataworkflows.sqlfiles import QUERIES
 from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.tenancy import ALL_TENANTS, MAINTENANCE_ROLE, current_tenant
@@ -101,11 +102,10 @@ _TRANSIENT_SQLSTATES = frozenset({"55P03"})
 # The waits before each new try (1.05 s in all: well within a lease's renewal interval).
 STATEMENT_RETRY_DELAYS = (0.05, 0.25, 0.75)
 
-_encoder = msgspec.json.Encoder()
-
 
 def _dumps(value: Any) -> str:
-    return _encoder.encode(value).decode()
+    # A lone surrogate is refused as msgspec.EncodeError, not UnicodeEncodeError (json_text.encode_json).
+    return encode_json(value).decode()
 
 
 def configure_json() -> None:
@@ -520,10 +520,16 @@ async def _run(
     one's answer."""
     _stop_if_cancelled()
     await _enter(conn, pool_role)
-    if one_message:
-        return await _pipelined(conn, query, _adapt(params))
-    cur: psycopg.AsyncCursor[DictRow] = conn.cursor(row_factory=dict_row)
-    await cur.execute(query, _adapt(params))
+    try:
+        if one_message:
+            return await _pipelined(conn, query, _adapt(params))
+        cur: psycopg.AsyncCursor[DictRow] = conn.cursor(row_factory=dict_row)
+        await cur.execute(query, _adapt(params))
+    except UnicodeEncodeError as exc:
+        # A text parameter holding a lone surrogate (a wait's correlation key rendered from one), refused
+        # by UTF-8 as psycopg adapts it, before anything was sent: the caller's InvalidInput (a failed
+        # node, a 4xx), not a crash (a review: the node task crashed, engine_error).
+        raise errors.InvalidInput(surrogate_refused(exc, "PostgreSQL's text")) from None
     return cur
 
 

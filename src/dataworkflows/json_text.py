@@ -34,6 +34,37 @@ def lone_surrogate(body: bytes) -> bool:
     return _holds_surrogate(value)
 
 
+_encoder = msgspec.json.Encoder()
+
+
+def encode_json(value: Any) -> bytes:
+    """The value as JSON text (msgspec). A string (or key) holding a lone UTF-16 surrogate, which UTF-8,
+    JSON text and PostgreSQL hold none of, raises msgspec.EncodeError saying so, as every other value
+    JSON cannot hold does: it raised UnicodeEncodeError, which the callers that turn an unstorable
+    value into a failed node (unrecordable_result, outputs_error) did not expect (a review: the node
+    task crashed, engine_error; in a run's outputs, its job failed at every try until worker_lost)."""
+    try:
+        return _encoder.encode(value)
+    except UnicodeEncodeError as exc:
+        raise msgspec.EncodeError(surrogate_refused(exc, "JSON text")) from None
+
+
+def surrogate_refused(exc: UnicodeEncodeError, what: str) -> str:
+    """Says that a string holds a lone surrogate, which `what` cannot hold (exc: UTF-8's refusal)."""
+    found = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+    escaped = "".join(f"\\u{ord(c):04x}" for c in found) or "a surrogate"
+    return f"a string holds a lone UTF-16 surrogate ({escaped}, half of a character), which {what} cannot hold"
+
+
+def unencodable(value: Any) -> str | None:
+    """Why the value cannot be stored as JSON (None when it can)."""
+    try:
+        encode_json(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        return str(exc)
+    return None
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

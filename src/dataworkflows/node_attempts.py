@@ -21,6 +21,8 @@ from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInf
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
+from dataworkflows.json_depth import too_deep
+from dataworkflows.json_text import unencodable
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
 from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
@@ -461,7 +463,14 @@ class NodeAttempts:
         returning 0.9 MB each, read by one join, took a worker from 171 MB to 1.4 GB (a review);
         forEach bounds its items' outputs the same way (foreach.MAX_OUTPUTS_BYTES)."""
         result = outcome.result
-        if decided is not None or result.status != AttemptStatus.SUCCEEDED or node.id not in self.run.outputs_used:
+        if decided is not None or result.status != AttemptStatus.SUCCEEDED:
+            return outcome, None
+        unstorable = too_deep("outputs", result.outputs) or unencodable(result.outputs)
+        if unstorable is not None:
+            # Before its edges are decided: their conditions would be sent outputs their helper cannot
+            # read either (a lone surrogate: the node task crashed, engine_error, a review).
+            return Attempt(None, _unrecordable(unstorable)), None
+        if node.id not in self.run.outputs_used:
             return outcome, None
         size = len(_JSON.encode(result.outputs))
         in_flight = sum(reserved for other, reserved in self.run.scope_reserved.items() if other != node.id)
@@ -523,10 +532,15 @@ class NodeAttempts:
         self.run.scope_reserved.pop(node.id, None)  # its outputs are not kept
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         self.run.log.warning("attempt result could not be stored", node_id=node.id, attempt=attempt, error=message)
-        result = ActionResult.failed(
-            "unrecordable_result", f"the attempt's parameters or outputs could not be stored: {message}"[:2000]
-        )
-        return await self._record(node, attempt, Attempt(None, result), start, end)
+        return await self._record(node, attempt, Attempt(None, _unrecordable(message)), start, end)
+
+
+def _unrecordable(message: str) -> ActionResult:
+    """The failure recorded for an attempt whose parameters or outputs cannot be stored. Not retried:
+    the same input would do it again."""
+    return ActionResult.failed(
+        "unrecordable_result", f"the attempt's parameters or outputs could not be stored: {message}"[:2000]
+    )
 
 
 class _Items:

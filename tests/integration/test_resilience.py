@@ -494,3 +494,80 @@ async def test_interruptions_do_not_lengthen_the_next_backoff(db: Database, cond
         execution_id,
     )
     assert round(float(rows[0][0])) == 1, rows  # the policy's first delay, not the third one (4 s)
+
+
+# A lone UTF-16 surrogate, as a Jinja string literal in a definition: '\ud800' (no character; JSON text,
+# UTF-8 and PostgreSQL hold none). An HTTP answer's JSON text may carry one too ("\ud800", a server that cut
+# an emoji in half).
+LONE_SURROGATE = "{{ '\\ud800' }}"
+
+
+async def test_a_lone_surrogate_in_a_result_becomes_a_failed_attempt_row(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: the encoder's UnicodeEncodeError was not among the errors a record turns into
+    unrecordable_result, so the node task crashed and the run ended engine_error."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("surrogate", echo("a", to("b"), message=LONE_SURROGATE), echo("b")))
+    execution_id = await start(db, "surrogate")
+    assert await runtime.run_execution(execution_id) == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [(r["node_id"], r["status"], r["error"]["code"]) for r in rows] == [("a", "Failed", "unrecordable_result")]
+    assert "lone UTF-16 surrogate" in rows[0]["error"]["message"], rows[0]["error"]
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution["error"]["code"] == "node_failed", execution["error"]
+
+
+async def test_a_lone_surrogate_in_a_runs_outputs_fails_the_run_with_outputs_error(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: the run's end could not encode them, the run's job failed at every try, and the run
+    stayed Running (a cancel too late) until recovery gave up on it as worker_lost minutes later."""
+    runtime = make_runtime(db, conditions)
+    raw = wf("surrogate-outputs", echo("a"))
+    raw["outputs"] = {"s": LONE_SURROGATE, "fine": "{{ nodes.a.echo }}"}
+    await publish(db, raw)
+    execution_id = await start(db, "surrogate-outputs")
+    assert await runtime.run_execution(execution_id) == "Failed"
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution["error"]["code"] == "outputs_error", execution["error"]
+    assert "lone UTF-16 surrogate" in execution["error"]["message"]
+    assert execution["outputs"] is None
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"id": "w", "nodeType": "signal", "parameters": {"name": "s", "correlationKey": LONE_SURROGATE}},
+        {"id": "w", "nodeType": "approval", "parameters": {"approvers": ["ana"], "title": LONE_SURROGATE}},
+        {"id": "w", "nodeType": "approval", "parameters": {"approvers": [LONE_SURROGATE]}},
+        {"id": "w", "nodeType": "subworkflow", "parameters": {"workflowId": "child", "input": {"s": LONE_SURROGATE}}},
+        {
+            "id": "w",
+            "nodeType": "forEach",
+            "parameters": {
+                "items": [1, 2],
+                "action": {"actionType": "core.echo", "parameters": {"message": LONE_SURROGATE}},
+            },
+        },
+        {
+            "id": "w",
+            "nodeType": "forEach",
+            "parameters": {"items": [1], "subworkflow": {"workflowId": "child", "input": {"s": LONE_SURROGATE}}},
+        },
+    ],
+    ids=["signal-key", "approval-title", "approver", "subworkflow-input", "foreach-action", "foreach-subworkflow"],
+)
+async def test_a_lone_surrogate_in_a_waits_or_a_childs_parameters_fails_its_node(
+    db: Database, conditions: ConditionPool, node: dict[str, Any]
+) -> None:
+    """A review: each of these crashed its node task (engine_error) instead of failing the node."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("child", echo("c")))
+    await publish(db, wf("surrogate-kind", {**node, "edges": [to("handled", "failure")]}, echo("handled")))
+    execution_id = await start(db, "surrogate-kind")
+    assert await runtime.run_execution(execution_id) == "Succeeded"
+    states = await nodes(db, execution_id)
+    assert (states["w"]["status"], states["handled"]["status"]) == ("Failed", "Succeeded"), states
+    execution = await db.fetch_one("get_execution", id=execution_id)
+    assert execution["error"] is None

@@ -104,16 +104,47 @@ def decode_body(response: httpx.Response, body: bytes) -> Any:
     text = body.decode(charset, errors="replace").replace("\x00", NUL_STAND_IN)
     if "json" in content_type and body:
         try:
-            value = json.loads(text)
+            value = loads_json(text)
         except (ValueError, RecursionError):
             return text
         # Nested past what an attempt's outputs may be (the body is one level in), it stays text.
         if json_depth(value, MAX_RESULT_DEPTH - 1) > MAX_RESULT_DEPTH - 1:
             return text
-        if any_string(value, lambda s: "\x00" in s):
-            return _without_nul(value)  # an escaped \u0000
-        return value
+        return storable_strings(value)
     return text
+
+
+def loads_json(text: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: NaN, Infinity and numbers past a double's range (1e999) are refused
+    (ValueError), where Python's json took them as floats that the engine then stored as null, while
+    the worker holding the run went on with nan (a review: a template read them and failed, or read
+    null after the run was parked and loaded again)."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is past a double's range")
+    return value
+
+
+# A lone UTF-16 surrogate: an escape "\ud800" without its pair (a server that cut an emoji in half).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable_strings(value: Any) -> Any:
+    """The parsed JSON with the characters nothing stores replaced by U+FFFD in its strings and keys, as
+    bytes the charset cannot read are: NUL (an escaped \u0000: PostgreSQL holds none) and lone
+    surrogates (UTF-8, JSON text and PostgreSQL hold none; until this release the node failed
+    unrecordable_result, or crashed, engine_error, a review)."""
+    if any_string(value, lambda s: "\x00" in s or _LONE_SURROGATE.search(s) is not None):
+        return _without_nul(value)
+    return value
 
 
 NUL_STAND_IN = "\ufffd"
@@ -121,7 +152,7 @@ NUL_STAND_IN = "\ufffd"
 
 def _without_nul(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", NUL_STAND_IN)
+        return _LONE_SURROGATE.sub(NUL_STAND_IN, value.replace("\x00", NUL_STAND_IN))
     if isinstance(value, dict):
         return {_without_nul(k): _without_nul(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -205,6 +236,6 @@ async def post_json(
     finally:
         await response.aclose()
     try:
-        return response, json.loads(body) if body else None
-    except ValueError:
+        return response, storable_strings(loads_json(body)) if body else None
+    except (ValueError, RecursionError):
         return response, None
