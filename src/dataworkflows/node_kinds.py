@@ -55,6 +55,7 @@ from dataworkflows.actions import (
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout
 from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
+from dataworkflows.json_depth import MAX_RESULT_DEPTH, json_depth
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
 from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
@@ -390,7 +391,14 @@ class TransformKind:
             return Attempt(parameters, failed)
         except ConditionError as exc:
             return Attempt(parameters, ActionResult.failed("transform_error", exc.message))
-        return Attempt(parameters, ActionResult.succeeded(transforms.outputs_of(value)))
+        outputs = transforms.outputs_of(value)
+        if outputs is not value and json_depth(outputs, MAX_RESULT_DEPTH) > MAX_RESULT_DEPTH:
+            # The sandbox bounds the value; wrapped, one level more (a review: unrecordable_result).
+            message = (
+                f'the result, as the node\'s outputs ({{"value": …}}), is nested deeper than {MAX_RESULT_DEPTH} levels'
+            )
+            return Attempt(parameters, ActionResult.failed("transform_error", message))
+        return Attempt(parameters, ActionResult.succeeded(outputs))
 
 
 def default_node_kinds(

@@ -64,6 +64,14 @@ async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions
             )
             for depth in (100, 970, 980)
         ],
+        # A value that is not an object is the outputs' "value": one level more (a review: 100 levels
+        # passed the sandbox and failed the record, unrecordable_result).
+        (
+            "(function () { var a = []; for (var i = 0; i < 99; i++) a = [a]; return a; })()",
+            None,
+            "transform_error",
+            "is nested deeper than 100 levels",
+        ),
         # JSON has no value for these: they were recorded as null, and a typo ran on as a success.
         ("({total: 2 * trigger.prcie})", None, "transform_error", 'the value at "total" is NaN'),
         ("1e400", None, "transform_error", "the value is Infinity"),
