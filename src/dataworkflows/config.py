@@ -206,6 +206,10 @@ class Settings:
     retention_batch_size: int = 1000
 
     def __post_init__(self) -> None:
+        # One spelling from here on: the API took " LOOSE" as loose while `up` and `api`, comparing
+        # it as written, did not then limit a loose API to the loopback host names (a review: a DNS
+        # rebinding page could drive it). A value that is neither is refused where the mode is used.
+        object.__setattr__(self, "auth_mode", self.auth_mode.strip().lower())
         self.validate()
 
     def _validate_worker(self) -> None:

@@ -181,8 +181,12 @@ def test_up_and_api_answer_the_loopback_names_in_loose_mode(monkeypatch: pytest.
     for nothing in (",", " , ,", ""):
         monkeypatch.setenv("DW_API_ALLOWED_HOSTS", nothing)
         assert allowed_hosts(_serving_settings(args).api_allowed_hosts) == {"localhost", "127.0.0.1", "::1"}
-    # Strict mode: a bearer token cannot be sent cross-site; any host unless named.
+    # However loose is spelled, as the API reads it (a review: "LOOSE" ran loose with any host).
     monkeypatch.delenv("DW_API_ALLOWED_HOSTS")
+    for spelling in ("LOOSE", " Loose ", "loose\t"):
+        monkeypatch.setenv("DW_AUTH_MODE", spelling)
+        assert allowed_hosts(_serving_settings(args).api_allowed_hosts) == {"localhost", "127.0.0.1", "::1"}
+    # Strict mode: a bearer token cannot be sent cross-site; any host unless named.
     monkeypatch.setenv("DW_AUTH_MODE", "strict")
     assert _serving_settings(args).api_allowed_hosts == ""
 
