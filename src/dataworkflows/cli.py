@@ -9,6 +9,7 @@ server settings, configure logging and import the engine."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import json
@@ -124,6 +125,7 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
         with psycopg.connect(url, autocommit=True, **_probe_settings(url, settings)) as conn:
             row = conn.execute(_SCHEMA_MIGRATED).fetchone()
             role = _role_problem(conn, settings.database_role) if row and row[0] else None
+            behind = _migrations_behind(conn, settings.database_role) if row and row[0] and role is None else None
     except psycopg.OperationalError as exc:
         reason = _first_line(exc)
         if login_refused(reason):
@@ -140,6 +142,40 @@ def _require_schema(url: str, settings: Settings, *, unreachable_ok: bool) -> No
         )
     if role is not None:
         raise ConfigurationError(role)
+    if behind is not None:
+        raise DataWorkflowsError(behind)
+
+
+def _migrations_behind(conn: Any, role: str | None) -> str | None:
+    """Says so when the database lacks migrations this release has (a migrate that stopped half way, a
+    database still at the previous release), or None (up to date, newer, or not readable: the command's
+    own connections say what is wrong). A review: such a database passed the probe, and the API
+    answered 200 to /health/ready and 500 to everything else, a worker logged a missing function every
+    pass. A newer database passes (a rolling upgrade runs the previous release beside the new one)."""
+    import psycopg
+    import psycopg.sql
+
+    from dataworkflows.sqlfiles import load_migrations
+
+    try:
+        if role is not None:
+            conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+        rows = conn.execute("SELECT version FROM dw.schema_migrations").fetchall()
+    except psycopg.Error:
+        return None
+    finally:
+        if role is not None and not conn.closed:
+            conn.execute("RESET ROLE")
+    applied = {str(version) for (version,) in rows}
+    missing = sorted(m.version for m in load_migrations() if m.version not in applied)
+    if not missing:
+        return None
+    ours = sorted(v for v in applied if v.isdigit() and v != "0000")
+    last = ours[-1] if ours else "none"
+    return (
+        f"the database lacks {len(missing)} of this release's migrations ({missing[0]}"
+        f"{f' to {missing[-1]}' if len(missing) > 1 else ''}; its last is {last}): run `dataworkflows migrate` first"
+    )
 
 
 def _first_line(exc: Exception) -> str:
@@ -2104,14 +2140,10 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
         probe = await psycopg.AsyncConnection.connect(url, **_probe_settings(url, settings))
     except psycopg.OperationalError as exc:
         raise connection_failed("cannot prune", exc) from None
-    try:
-        row = await (await probe.execute(_SCHEMA_MIGRATED)).fetchone()
-    finally:
-        await probe.close()
-    if not (row and row[0]):
-        raise DataWorkflowsError(
-            "cannot prune: the database has no DataWorkflows schema (it was never migrated): nothing to prune"
-        )
+    await probe.close()
+    # Then what the worker and the API are asked (a review: a DW_DB_ROLE the login may not act as was
+    # "the database is unavailable" 10 s later, exit 3; a database migrated part way, a traceback).
+    await asyncio.to_thread(_require_schema, url, settings, unreachable_ok=False)
     pool = make_pool(url, min_size=1, max_size=2, name="prune", role=settings.database_role)
     with translate_errors():
         await pool.open(wait=True, timeout=settings.db_timeout_seconds * 2)

@@ -97,6 +97,9 @@ def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
     monkeypatch.setenv("DW_DB_ROLE", stranger)
     assert main(["worker"]) == EXIT_USAGE
     assert f"the database user may not act as {stranger!r} (DW_DB_ROLE): GRANT {stranger} TO" in capsys.readouterr().err
+    # prune too (a review: "the database is unavailable" 10 s later, exit 3).
+    assert main(["prune", "--dry-run", "--older-than", "30d"]) == EXIT_USAGE
+    assert f"the database user may not act as {stranger!r} (DW_DB_ROLE)" in capsys.readouterr().err
 
 
 def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
@@ -124,3 +127,24 @@ def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
         url = url_of(postgresql, user=no_set)
         with pytest.raises(ConfigurationError, match="may not act as 'dataworkflows_app'"):
             _require_schema(url, Settings(database_url=url), unreachable_ok=True)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["worker"], ["api", "--port", "0"], ["examples", "load"], ["prune", "--dry-run", "--older-than", "30d"]],
+)
+def test_a_command_on_a_database_migrated_part_way_says_so(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A review: a database whose migrate stopped half way, or still at the previous release, passed the
+    probe (it has dw.schema_migrations): the API answered 200 to /health/ready and 500 to everything
+    else, a worker logged a missing function at every pass, examples load printed a traceback."""
+    postgresql.autocommit = True
+    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version IN ('0057', '0058', '0059')")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    argv = [str(free_port()) if part == "0" else part for part in argv]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    expected = "the database lacks 3 of this release's migrations (0057 to 0059; its last is 0056)"
+    assert expected in err and "run `dataworkflows migrate` first" in err and "Traceback" not in err, err
