@@ -222,6 +222,9 @@ def build_app(state: FakeState) -> Litestar:
             "nan": (b'{"x": NaN}', "application/json"),
             "infinity": (b"[-Infinity]", "application/json"),
             "overflow": (b'{"a": 1e999}', "application/json"),
+            # Text in a charset that decodes to a lone surrogate, and a codec that is not a charset.
+            "utf7-text": (b"cut +2D0-", "text/plain; charset=utf-7"),
+            "hex-text": (b"plain", "text/plain; charset=hex"),
         }
         body, media_type = bodies[kind]
         return Response(body, media_type=media_type)

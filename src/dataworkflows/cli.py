@@ -9,7 +9,6 @@ server settings, configure logging and import the engine."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import io
 import json
@@ -2143,6 +2142,8 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
     await probe.close()
     # Then what the worker and the API are asked (a review: a DW_DB_ROLE the login may not act as was
     # "the database is unavailable" 10 s later, exit 3; a database migrated part way, a traceback).
+    import asyncio
+
     await asyncio.to_thread(_require_schema, url, settings, unreachable_ok=False)
     pool = make_pool(url, min_size=1, max_size=2, name="prune", role=settings.database_role)
     with translate_errors():

@@ -47,6 +47,8 @@ def encode_json(value: Any) -> bytes:
         return _encoder.encode(value)
     except UnicodeEncodeError as exc:
         raise msgspec.EncodeError(surrogate_refused(exc, "JSON text")) from None
+    except RecursionError:
+        raise msgspec.EncodeError("the value is nested too deep to encode as JSON") from None
 
 
 def surrogate_refused(exc: UnicodeEncodeError, what: str) -> str:
@@ -91,7 +93,11 @@ def json_type(value: Any) -> str:
 def json_preview(value: Any, limit: int = 200) -> str:
     """The value as JSON text, cut to `limit` characters (with an ellipsis when cut)."""
     try:
-        text = msgspec.json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError):
+        text = encode_json(value).decode()
+    except msgspec.EncodeError:
+        # A lone surrogate (a review: it raised UnicodeEncodeError here, and the node quoting the value
+        # in its error crashed): Python's json escapes it, as ASCII. str() would carry it on.
+        text = json.dumps(value, default=str)
+    except TypeError:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"

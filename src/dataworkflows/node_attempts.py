@@ -22,7 +22,7 @@ from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
 from dataworkflows.json_depth import too_deep
-from dataworkflows.json_text import unencodable
+from dataworkflows.json_text import encode_json
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
 from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
@@ -465,14 +465,15 @@ class NodeAttempts:
         result = outcome.result
         if decided is not None or result.status != AttemptStatus.SUCCEEDED:
             return outcome, None
-        unstorable = too_deep("outputs", result.outputs) or unencodable(result.outputs)
-        if unstorable is not None:
+        try:
+            encoded = encode_json(result.outputs)
+        except (TypeError, msgspec.EncodeError) as exc:
             # Before its edges are decided: their conditions would be sent outputs their helper cannot
             # read either (a lone surrogate: the node task crashed, engine_error, a review).
-            return Attempt(None, _unrecordable(unstorable)), None
+            return Attempt(None, _unrecordable(too_deep("outputs", result.outputs) or str(exc))), None
         if node.id not in self.run.outputs_used:
             return outcome, None
-        size = len(_JSON.encode(result.outputs))
+        size = len(encoded)
         in_flight = sum(reserved for other, reserved in self.run.scope_reserved.items() if other != node.id)
         kept = self.run.scope_bytes - self.run.scope_sizes.get(node.id, 0) + in_flight
         if kept + size <= self.run.max_scope_bytes:

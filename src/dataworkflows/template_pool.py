@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import msgspec
 
 from dataworkflows import templating
+from dataworkflows.json_text import unencodable
 from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
 from dataworkflows.templating import TemplateBudgetExceeded, TemplateRefused, TemplateRenderError, TemplateUnavailable
 
@@ -73,14 +74,14 @@ class TemplatePool:
         """Renders the run-time ({{ }}) templates in a JSON value."""
         if templating.is_lookup_only(value):
             self.in_process += 1
-            return templating.render(value, scope, templating.RenderBudget(self.max_steps))
+            return _storable(templating.render(value, scope, templating.RenderBudget(self.max_steps)))
         return await self._sandboxed("render", value, _narrowed(value, scope))
 
     async def instantiate(self, value: Any, scope: dict[str, Any]) -> Any:
         """Renders the [[ ]] templates of a workflow template."""
         if templating.is_lookup_only_instantiation(value):
             self.in_process += 1
-            return templating.render_instantiation(value, scope, templating.RenderBudget(self.max_steps))
+            return _storable(templating.render_instantiation(value, scope, templating.RenderBudget(self.max_steps)))
         return await self._sandboxed("instantiate", value, scope)
 
     async def document(
@@ -142,3 +143,14 @@ def _narrowed(value: Any, scope: dict[str, Any]) -> dict[str, Any]:
         outputs = narrowed["nodes"]
         narrowed["nodes"] = {node_id: outputs[node_id] for node_id in node_ids if node_id in outputs}
     return narrowed
+
+
+def _storable(rendered: Any) -> Any:
+    """What an in-process render made, refused as a helper's answer is (not_json) when it is no JSON
+    value: a string literal's escape can make a lone surrogate ({{ '\\ud800' }}), which went on into
+    parameters, a forEach's items, a webhook's payload or an instantiated definition and crashed a
+    node task (engine_error) or an API request (500) further on (a review). One msgspec encode."""
+    problem = unencodable(rendered)
+    if problem is not None:
+        raise TemplateRenderError(f"not JSON: {problem}")
+    return rendered

@@ -686,7 +686,18 @@ async def test_raw_deflate_nul_characters_and_deep_json_answers_are_recorded(
     assert execution["status"] == "Succeeded", attempts
     assert attempts[0]["outputs"]["body"] == {"hello": "world"}
     bodies = {}
-    for kind in ("nul-text", "nul-json", "deep", "very-deep", "surrogate", "nan", "infinity", "overflow"):
+    for kind in (
+        "nul-text",
+        "nul-json",
+        "deep",
+        "very-deep",
+        "surrogate",
+        "nan",
+        "infinity",
+        "overflow",
+        "utf7-text",
+        "hex-text",
+    ):
         _, execution, attempts = await run_one(
             db, runtime, f"odd-{kind}", node("call", "http.request", url=f"{fakes.base}/http/odd-json/{kind}")
         )
@@ -701,6 +712,8 @@ async def test_raw_deflate_nul_characters_and_deep_json_answers_are_recorded(
     # A review: these were stored as null while the worker went on with nan (a template read them and
     # failed, or read null once the run had been parked): not JSON, they are kept as text.
     assert (bodies["nan"], bodies["infinity"], bodies["overflow"]) == ('{"x": NaN}', "[-Infinity]", '{"a": 1e999}')
+    # A second review: in text too; and charset=hex (a codec, not a charset) failed action_exception.
+    assert (bodies["utf7-text"], bodies["hex-text"]) == ("cut \ufffd", "plain")
 
 
 async def test_monday_answers_of_the_wrong_shape_fail_as_bad_responses(

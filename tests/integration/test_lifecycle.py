@@ -524,3 +524,22 @@ async def test_a_definition_with_too_much_template_text_is_refused_before_it_is_
     assert (await client.get("/api/v1/workflows/wordy")).status_code == 404
     raw["nodes"][0]["parameters"]["message"] = "{{ trigger.a }} " * 8_000
     assert (await client.post("/api/v1/workflows", json=raw)).status_code == 201
+
+
+@pytest.mark.parametrize("where", ["message", "displayName"])
+async def test_a_placeholder_rendering_a_lone_surrogate_is_refused(client: AsyncTestClient[Any], where: str) -> None:
+    """A review: an instantiation whose [[ ]] made a lone surrogate (a string literal's escape, rendered in
+    process) answered 500 (the definition's checksum could not encode it)."""
+    stored = template()
+    stored["id"] = "surrogate-" + where.lower()
+    if where == "message":
+        stored["definition"]["nodes"][0]["parameters"]["message"] = "[[ '\\ud800' ]]"
+    else:
+        stored["definition"]["displayName"] = "[[ '\\ud800' ]]"
+    assert (await client.post("/api/v1/workflow-templates", json=stored)).status_code == 201
+    made = await client.post(
+        f"/api/v1/workflow-templates/{stored['id']}/instantiate",
+        json={"workflowId": "from-" + where.lower(), "config": {"name": "n", "reviewer": "r"}},
+    )
+    body = assert_problem(made, 422)
+    assert "lone UTF-16 surrogate" in str(body), body

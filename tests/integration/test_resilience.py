@@ -503,19 +503,37 @@ LONE_SURROGATE = "{{ '\\ud800' }}"
 
 
 async def test_a_lone_surrogate_in_a_result_becomes_a_failed_attempt_row(
-    db: Database, conditions: ConditionPool
+    db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A review: the encoder's UnicodeEncodeError was not among the errors a record turns into
-    unrecordable_result, so the node task crashed and the run ended engine_error."""
+    unrecordable_result, so the node task crashed and the run ended engine_error. Templates refuse to
+    make one (template_error, below); an action's outputs may still hold one (a connector of one's own)."""
     runtime = make_runtime(db, conditions)
-    await publish(db, wf("surrogate", echo("a", to("b"), message=LONE_SURROGATE), echo("b")))
+
+    async def cut_echo(self: EchoAction, ctx: Any, params: Any) -> ActionResult:
+        return ActionResult.succeeded({"echo": "cut \ud83d"})
+
+    monkeypatch.setattr(EchoAction, "execute", cut_echo)
+    # A condition on its edge would be sent the outputs: they are refused before.
+    await publish(db, wf("surrogate", echo("a", to("b", condition="true")), echo("b")))
     execution_id = await start(db, "surrogate")
     assert await runtime.run_execution(execution_id) == "Failed"
     rows = await attempts(db, execution_id)
     assert [(r["node_id"], r["status"], r["error"]["code"]) for r in rows] == [("a", "Failed", "unrecordable_result")]
-    assert "lone UTF-16 surrogate" in rows[0]["error"]["message"], rows[0]["error"]
+    assert "lone UTF-16 surrogate (\\ud83d" in rows[0]["error"]["message"], rows[0]["error"]
     execution = await db.fetch_one("get_execution", id=execution_id)
     assert execution["error"]["code"] == "node_failed", execution["error"]
+
+
+async def test_a_template_that_makes_a_lone_surrogate_fails_its_node(db: Database, conditions: ConditionPool) -> None:
+    """Rendered in process (a literal is a lookup), it is refused as a helper's answer is: template_error."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("surrogate-template", echo("a", to("b"), message=LONE_SURROGATE), echo("b")))
+    execution_id = await start(db, "surrogate-template")
+    assert await runtime.run_execution(execution_id) == "Failed"
+    rows = await attempts(db, execution_id)
+    assert [(r["node_id"], r["status"], r["error"]["code"]) for r in rows] == [("a", "Failed", "template_error")]
+    assert "lone UTF-16 surrogate" in rows[0]["error"]["message"], rows[0]["error"]
 
 
 async def test_a_lone_surrogate_in_a_runs_outputs_fails_the_run_with_outputs_error(
@@ -555,8 +573,51 @@ async def test_a_lone_surrogate_in_a_runs_outputs_fails_the_run_with_outputs_err
             "nodeType": "forEach",
             "parameters": {"items": [1], "subworkflow": {"workflowId": "child", "input": {"s": LONE_SURROGATE}}},
         },
+        # A second review: parameters a node kind checks and quotes in its error (json_preview), a
+        # Literal field (msgspec.convert), a forEach's items themselves, and a success's failure edge.
+        {"id": "w", "nodeType": "signal", "parameters": {"name": LONE_SURROGATE}},
+        {"id": "w", "nodeType": "delay", "parameters": {"until": LONE_SURROGATE}},
+        {"id": "w", "nodeType": "approval", "parameters": {"approvers": ["ana"], "quorum": LONE_SURROGATE}},
+        {"id": "w", "nodeType": "approval", "parameters": {"approvers": ["{{ 'a\\n\\ud800' }}"]}},
+        {"id": "w", "nodeType": "subworkflow", "parameters": {"workflowId": "child", "input": LONE_SURROGATE}},
+        {
+            "id": "w",
+            "nodeType": "forEach",
+            "parameters": {
+                "items": LONE_SURROGATE,
+                "action": {"actionType": "core.echo", "parameters": {"message": "x"}},
+            },
+        },
+        {
+            "id": "w",
+            "nodeType": "forEach",
+            "parameters": {
+                "items": [LONE_SURROGATE],
+                "action": {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}},
+            },
+        },
+        {
+            "id": "w",
+            "actionType": "http.request",
+            "parameters": {"url": "http://127.0.0.1:9/", "method": LONE_SURROGATE},
+        },
     ],
-    ids=["signal-key", "approval-title", "approver", "subworkflow-input", "foreach-action", "foreach-subworkflow"],
+    ids=[
+        "signal-key",
+        "approval-title",
+        "approver",
+        "subworkflow-input",
+        "foreach-action",
+        "foreach-subworkflow",
+        "signal-name",
+        "delay-until",
+        "quorum",
+        "approver-problem",
+        "subworkflow-input-string",
+        "foreach-items-string",
+        "foreach-item",
+        "http-method",
+    ],
 )
 async def test_a_lone_surrogate_in_a_waits_or_a_childs_parameters_fails_its_node(
     db: Database, conditions: ConditionPool, node: dict[str, Any]

@@ -1018,3 +1018,14 @@ async def test_a_signed_webhooks_secret_is_rotated_in_place_with_an_overlap(
     unsigned = await make_hook(db, name="open", signature="none")
     assert_problem(await client.post(f"/api/v1/triggers/{unsigned}/secret"), 409)
     assert_problem(await client.post(f"/api/v1/triggers/{uuid.uuid4()}/secret"), 404)
+
+
+async def test_a_payload_template_rendering_a_lone_surrogate_is_refused(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """A review: the delivery's row could not be stored (the rendered payload held a lone surrogate, from a
+    string literal's escape), and the receiver answered 500, which a sender retries for ever."""
+    hook = await make_hook(db, signature="none", payloadTemplate={"s": "{{ '\\ud800' }}"})
+    response = await client.post(f"/api/v1/hooks/{hook}", json={"n": 1})
+    assert response.status_code == 422, response.text
+    assert "lone UTF-16 surrogate" in response.text

@@ -96,12 +96,16 @@ def decode_body(response: httpx.Response, body: bytes) -> Any:
     content_type = response.headers.get("content-type", "")
     charset = response.charset_encoding or "utf-8"
     try:
-        codecs.lookup(charset)
+        # A codec that is not a text encoding (charset=hex, base64, rot13: bytes.decode refuses them
+        # with LookupError, a review) is read as UTF-8 too.
+        if not getattr(codecs.lookup(charset), "_is_text_encoding", True):
+            charset = "utf-8"
     except LookupError:
         charset = "utf-8"  # a server's unknown charset name is not a reason to fail the node
     # A NUL is stored nowhere (PostgreSQL's text and jsonb hold none): it becomes U+FFFD, as bytes
-    # the charset cannot read do, instead of failing the node unrecordable_result for good.
-    text = body.decode(charset, errors="replace").replace("\x00", NUL_STAND_IN)
+    # the charset cannot read do, instead of failing the node unrecordable_result for good; so does a
+    # lone surrogate a charset such as utf-7 can decode to (UTF-8 and PostgreSQL hold none).
+    text = _LONE_SURROGATE.sub(NUL_STAND_IN, body.decode(charset, errors="replace").replace("\x00", NUL_STAND_IN))
     if "json" in content_type and body:
         try:
             value = loads_json(text)
