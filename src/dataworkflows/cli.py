@@ -434,13 +434,32 @@ def _local_credentials_key(data_dir: str) -> str:
     from dataworkflows.credentials import Cipher
 
     path = Path(data_dir) / "credentials.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(Cipher.generate_key())
-        print(f"made a credentials key for this data directory: {path} (set DW_CREDENTIALS_KEY in production)")
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(Cipher.generate_key())
+            print(f"made a credentials key for this data directory: {path} (set DW_CREDENTIALS_KEY in production)")
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # A directory not writable, the file a directory or unreadable (a review: a traceback, exit 1).
+        why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        raise ConfigurationError(
+            f"the credentials key file {path} cannot be made or read ({why}): set DW_CREDENTIALS_KEY, or fix"
+            " the data directory (DW_DATA_DIR)"
+        ) from None
+    try:
+        Cipher.from_setting(key)
+    except ConfigurationError as exc:
+        # An empty file turned stored connections and signed webhooks off without a word, and a bad one
+        # was blamed on DW_CREDENTIALS_KEY, which was not set (a review).
+        reason = str(exc).removeprefix("DW_CREDENTIALS_KEY ")
+        raise ConfigurationError(
+            f"the credentials key file {path} holds no usable key (it {reason}): remove it to have a new one made"
+            " (connections stored with the old key cannot be read with a new one), or set DW_CREDENTIALS_KEY"
+        ) from None
+    return key
 
 
 async def _load_examples(settings: Settings) -> None:

@@ -61,13 +61,7 @@ def migrate(
         # works on every tenant's rows.
         conn.execute("SELECT set_config('dw.tenant_id', '*', false)")
         try:
-            conn.execute("CREATE SCHEMA IF NOT EXISTS dw")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS dw.schema_migrations ("
-                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            applied = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM dw.schema_migrations")}
+            applied = _applied(conn)
             if "0000" not in applied:
                 retry.run("Procrastinate's schema", lambda: _install_queue_schema(conn))
                 applied_now.append("0000")
@@ -130,6 +124,41 @@ def _install_queue_schema(conn: psycopg.Connection[Any]) -> None:
         (procrastinate_schema.BASELINE + procrastinate.__version__, "procrastinate"),
     )
     procrastinate_schema.record_baseline(conn)
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The versions applied and their checksums, the schema and the table made first if need be. A login
+    that may not make them, or a dw.schema_migrations of another application's, is a MigrationError
+    saying so (a review: a traceback, exit 1, even on a database migrated already)."""
+    try:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS dw")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS dw.schema_migrations ("
+            " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(
+            f"the database user may not create the schema dw or its tables ({_first_line(exc)}): run `migrate`"
+            " as the database's owner, or as a role that may CREATE in it"
+        ) from None
+    try:
+        rows = conn.execute("SELECT version, checksum FROM dw.schema_migrations").fetchall()
+    except psycopg.errors.UndefinedColumn:
+        raise MigrationError(
+            "dw.schema_migrations is not DataWorkflows' (it has no version and checksum columns): this database's"
+            " schema dw belongs to another application; give DataWorkflows a database of its own"
+        ) from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(
+            f"the database user may not read dw.schema_migrations ({_first_line(exc)}): run `migrate` as the"
+            " database's owner"
+        ) from None
+    return {str(row[0]): str(row[1]) for row in rows}
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def unknown_migrations(applied: Iterable[str], known: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 
 from dataworkflows.cli import EXIT_USAGE, main
@@ -148,3 +149,27 @@ def test_a_command_on_a_database_migrated_part_way_says_so(
     err = capsys.readouterr().err
     expected = "the database lacks 3 of this release's migrations (0057 to 0059; its last is 0056)"
     assert expected in err and "run `dataworkflows migrate` first" in err and "Traceback" not in err, err
+
+
+def test_migrate_by_a_login_that_may_not_or_on_another_applications_schema_says_so(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: both ended in a traceback, exit 1 (the first even on a database migrated already)."""
+    postgresql.autocommit = True
+    login = f"lowpriv_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {login} LOGIN")
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, user=login))
+    assert main(["migrate"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "the database user may not create the schema dw or its tables (permission denied" in err, err
+    assert "Traceback" not in err
+    other = f"otherapp_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE DATABASE {other}")
+    with psycopg.connect(url_of(postgresql, dbname=other), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA dw")
+        conn.execute("CREATE TABLE dw.schema_migrations (id int, name text)")
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, dbname=other))
+    assert main(["migrate"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "dw.schema_migrations is not DataWorkflows'" in err and "Traceback" not in err, err
