@@ -29,7 +29,6 @@ from dataworkflows.metrics import HTTP_DURATION, HTTP_REQUESTS
 from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import enter_tenant, no_tenant
-from dataworkflows.validation import sent_text
 
 from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
@@ -48,7 +47,7 @@ from .hooks import HooksController
 from .openapi_docs import document_operations, openapi_config
 from .params import note_query_names, refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
-from .problems import ClientDisconnected, exception_handlers, problem
+from .problems import ClientDisconnected, _loggable, exception_handlers, loggable_path, problem
 from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead
 from .security_headers import add_security_headers
@@ -156,7 +155,7 @@ def log_request(scope: Scope, status: int, seconds: float | None) -> None:
         fields["duration_ms"] = round(seconds * 1000, 1)
     bound = structlog.contextvars.get_contextvars()
     if "path" not in bound:
-        fields["path"] = _loggable(str(scope.get("path", "")), 200)
+        fields["path"] = loggable_path(str(scope.get("path", "")))
     if "request_id" not in bound:
         sent = dict(scope.get("headers", ())).get(b"x-request-id")
         if sent:
@@ -196,21 +195,6 @@ def _method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
-def _loggable(value: str | None, limit: int) -> str | None:
-    """A header's value as a log line may carry it: at most `limit` characters, control characters
-    escaped (a line break in X-Correlation-Id would otherwise forge a line in the console format).
-    Headers a handler reads are checked there (an over-long or control-character correlation id is
-    refused); every request is logged, before any handler, so this only shapes what is written.
-    UTF-8 is read as the client sent it (ASGI hands header bytes over decoded as latin-1), so the
-    line names the correlation id the run stores; other bytes are written as latin-1, escaped."""
-    if value is None:
-        return None
-    cut = (sent_text(value) or value)[:limit]
-    if cut.isprintable():
-        return cut
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
-
-
 async def bind_request_context(request: Request[Any, Any, Any]) -> None:
     """Every log line about this request names it, its caller and its correlation id."""
     structlog.contextvars.clear_contextvars()
@@ -225,7 +209,9 @@ async def bind_request_context(request: Request[Any, Any, Any]) -> None:
         request_id=request.state.request_id,
         principal=principal.id,
         correlation_id=_loggable(request.headers.get("X-Correlation-Id"), 200),
-        path=request.url.path,
+        # Escaped, as log_request writes a path no route took (a review: a path's %1b reached the console
+        # log as a raw escape sequence, a title or a cleared screen for whoever tails it).
+        path=loggable_path(request.url.path),
         tenant=principal.tenant,
     )
 

@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from dataworkflows import errors
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
+from dataworkflows.validation import sent_text
 
 from .params import BadQueryValue, quoted
 
@@ -70,6 +71,27 @@ class ClientDisconnected(Exception):
 # nginx's "client closed request": not an HTTP status a client can see, but it keeps a hang-up apart
 # from the server's own failures (500) in metrics.
 CLIENT_CLOSED_REQUEST = 499
+
+
+def loggable_path(path: str) -> str:
+    """A request's path as a log line may carry it (its first 200 characters, control and format
+    characters escaped)."""
+    return _loggable(path, 200) or ""
+
+
+def _loggable(value: str | None, limit: int) -> str | None:
+    """A header's value as a log line may carry it: at most `limit` characters, control characters
+    escaped (a line break in X-Correlation-Id would otherwise forge a line in the console format).
+    Headers a handler reads are checked there (an over-long or control-character correlation id is
+    refused); every request is logged, before any handler, so this only shapes what is written.
+    UTF-8 is read as the client sent it (ASGI hands header bytes over decoded as latin-1), so the
+    line names the correlation id the run stores; other bytes are written as latin-1, escaped."""
+    if value is None:
+        return None
+    cut = (sent_text(value) or value)[:limit]
+    if cut.isprintable():
+        return cut
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
 
 
 def problem(
@@ -129,9 +151,11 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
             if isinstance(exc, TemplateRenderError):
                 extra.update({k: exc.attributes[k] for k in ("template", "line", "column") if k in exc.attributes})
             if status == 503:
-                log.warning("database unavailable", path=request.url.path, error=exc.message)
+                log.warning("database unavailable", path=loggable_path(request.url.path), error=exc.message)
             return problem(status, title, exc.message, code=exc.code, request=request, **extra)
-    log.error("unhandled domain error", path=request.url.path, error=exc.message, error_type=type(exc).__name__)
+    log.error(
+        "unhandled domain error", path=loggable_path(request.url.path), error=exc.message, error_type=type(exc).__name__
+    )
     return problem(500, "Internal error", "an internal error occurred", code="internal_error", request=request)
 
 
@@ -163,7 +187,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
     detail = detail or titles.get(status, "error")
     if status >= 500:
-        log.error("http error", path=request.url.path, status=status, detail=detail)
+        log.error("http error", path=loggable_path(request.url.path), status=status, detail=detail)
     # The exception's headers go with its answer: a 405's Allow (RFC 9110 15.5.6), which the problem
     # dropped.
     headers = dict(exc.headers or {})
@@ -277,7 +301,7 @@ def _pointer(key: Any) -> str:
 
 def handle_client_disconnected(request: Request[Any, Any, Any], exc: ClientDisconnected) -> Response[dict[str, Any]]:
     # Nobody will read this response; it is answered so that its status is counted as the client's doing.
-    log.info("client disconnected", path=request.url.path, method=request.method, detail=str(exc))
+    log.info("client disconnected", path=loggable_path(request.url.path), method=request.method, detail=str(exc))
     return problem(
         CLIENT_CLOSED_REQUEST,
         "Client closed request",
@@ -304,7 +328,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
                 request=request,
             )
         return problem(400, "Bad request", "the request body is nested too deeply", code="bad_request", request=request)
-    log.exception("unhandled error", path=request.url.path, error_type=type(exc).__name__)
+    log.exception("unhandled error", path=loggable_path(request.url.path), error_type=type(exc).__name__)
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR,
         "Internal error",

@@ -374,3 +374,27 @@ async def test_a_correlation_id_header_is_utf8_text(client: AsyncTestClient[Any]
         assert body["code"] == "bad_request" and "X-Correlation-Id" in body["detail"] and says in body["detail"], body
     listed = (await client.get("/api/v1/executions", params={"workflowId": "simple-echo"})).json()
     assert len(listed["items"]) == 4, "nothing was started by a refused request"
+
+
+async def test_a_paths_control_characters_are_escaped_in_the_log(client: AsyncTestClient[Any]) -> None:
+    """A review: a route's request context bound the path as sent, so a %1b in /ui/… or in the public
+    webhook receiver's path reached the console log as a raw escape sequence (a terminal's title, a
+    cleared screen for whoever tails it); a path no route took was escaped already."""
+    import structlog
+    from structlog.testing import LogCapture
+
+    from dataworkflows.logs import processors
+
+    capture = LogCapture()  # behind the production chain: the request's bound context included
+    structlog.configure(processors=processors(capture), cache_logger_on_first_use=False)
+    try:
+        await client.get("/ui/%1b%5d0;TITLE%07%1b%5b2JUIPATH")
+        await client.post("/api/v1/hooks/%1b%5b2JHOOK%E2%80%AE", json={})
+    finally:
+        structlog.reset_defaults()
+    logs = capture.entries
+    paths = [str(line.get("path")) for line in logs if "path" in line]
+    assert any("UIPATH" in path for path in paths) and any("HOOK" in path for path in paths), logs
+    for path in paths:
+        assert path.isprintable(), path
+    assert any("\\x1b]0;TITLE\\x07\\x1b[2JUIPATH" in path for path in paths), paths
