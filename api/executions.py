@@ -497,7 +497,7 @@ async def _stream_events(
                 last = row.id
                 data = msgspec.json.encode(from_row(EventRead, row)).decode()
                 yield ServerSentEventMessage(data=data, event=row.type, id=row.id)
-            if any(is_final(row.type) for row in rows) or (already_final and not rows):
+            if (len(rows) < 1000 and run_ended_in([row.type for row in rows])) or (already_final and not rows):
                 return
             if svc.events.ending:
                 # The server is stopping: the client reconnects (Last-Event-ID) to the next one.
@@ -522,6 +522,14 @@ async def _stream_events(
                     # Keeps proxies from closing an idle stream; the loop re-reads from the database.
                     yield ServerSentEventMessage(comment="keepalive", data=None)
                 idle = min(idle * 2, _KEEPALIVE_SECONDS)
+
+
+def run_ended_in(types: list[str]) -> bool:
+    """Whether the events read (their types, in order) end the run: a final event that no redrive
+    follows. A redriven run's log holds its first end, then execution_redriven and the rest: the stream
+    closed at that first end while the run went on (a review)."""
+    ends = [n for n, event_type in enumerate(types) if is_final(event_type)]
+    return bool(ends) and "execution_redriven" not in types[ends[-1] + 1 :]
 
 
 def wants_stream(accept: str) -> bool:

@@ -398,3 +398,27 @@ async def test_a_paths_control_characters_are_escaped_in_the_log(client: AsyncTe
     for path in paths:
         assert path.isprintable(), path
     assert any("\\x1b]0;TITLE\\x07\\x1b[2JUIPATH" in path for path in paths), paths
+
+
+async def test_a_stream_of_a_redriven_run_stays_open_while_it_runs_again(
+    client: AsyncTestClient[Any], db: Any, conditions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: the live stream read the run's first end (execution_failed) and closed, though
+    execution_redriven followed it and the run was Running again. With a stream span of 1.5 s it now
+    stays open to its end (and says to reconnect), while the run waits for a worker."""
+    from uuid import UUID
+
+    from tests.integration.test_runtime import echo, make_runtime, wf
+
+    monkeypatch.setattr("dataworkflows.api.executions._MAX_STREAM_SECONDS", 1.5)
+    runtime = make_runtime(db, conditions)
+    raw = wf("redo", echo("a", simulateFailure="permanent", failUntilAttempt=2))
+    assert (await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)).status_code == 201
+    started = (await client.post("/api/v1/workflows/redo/execute", json={"trigger": {}})).json()
+    assert await runtime.run_execution(UUID(started["executionId"])) == "Failed"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
+    assert (await db.operations.redrive(letters[0]["id"], principal="ops", queue="executions")).action == "requeued"
+    text = (await client.get(f"{started['statusUrl']}/events", headers={"Accept": "text/event-stream"})).text
+    events = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+    assert events[-2:] == ["execution_failed", "execution_redriven"], events
+    assert "reconnect: the stream's time is up" in text, text

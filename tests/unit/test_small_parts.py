@@ -243,3 +243,15 @@ async def test_a_busy_metrics_port_is_a_bad_setting_not_a_traceback() -> None:
         settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", worker_metrics_port=port)
         with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
             await run_worker(settings, install_signal_handlers=False)
+
+
+def test_a_stream_ends_at_a_runs_end_that_no_redrive_follows() -> None:
+    """A review: the live stream closed at a redriven run's first end (execution_failed, then
+    execution_redriven and the rest in the same read) while the run was Running again."""
+    from dataworkflows.api.executions import run_ended_in
+
+    assert run_ended_in(["execution_started", "node_succeeded", "execution_succeeded"])
+    assert not run_ended_in(["execution_started", "node_started"])
+    assert not run_ended_in(["execution_failed", "execution_redriven", "node_started"])
+    assert run_ended_in(["execution_failed", "execution_redriven", "node_succeeded", "execution_succeeded"])
+    assert not run_ended_in([])
