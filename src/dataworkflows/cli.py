@@ -607,6 +607,11 @@ def cmd_psql(args: argparse.Namespace) -> int:
         password = params.pop("password", None)
         if password is not None:
             env["PGPASSWORD"] = str(password)
+        # libpq reads PGOPTIONS only when the URL sets no options of its own (a review: a URL with
+        # options=-c statement_timeout=… showed every view empty): the tenant then goes with them.
+        url_options = str(params.get("options") or "")
+        if url_options and "dw.tenant_id" not in url_options and "dw.tenant_id" not in options:
+            params["options"] = f"{url_options} -c dw.tenant_id=*"
         from dataworkflows.tcp_liveness import tcp_liveness
 
         # The TCP settings every other connection of ours gets (a silent server given up in about 20 s),

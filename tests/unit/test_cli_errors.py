@@ -284,6 +284,30 @@ def test_psql_gets_the_password_through_its_environment_and_the_tcp_settings(
     assert lines[1:] == ["-c", "select 1", "PGPASSWORD=Pa55word"]
 
 
+def test_psql_sees_every_tenant_when_the_url_sets_options_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A review: the session's tenant went through PGOPTIONS only, which libpq ignores when the URL sets
+    options of its own: every view was empty, without a word. It goes with the URL's options then."""
+    seen = tmp_path / "seen"
+    fake = tmp_path / "psql"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "psql (PostgreSQL) 15.8"; exit 0; fi\n'
+        f'printf "%s\\n" "$@" > {seen}\nprintf "PGOPTIONS=%s\\n" "$PGOPTIONS" >> {seen}\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://dw@db.internal/dw?options=-c%20statement_timeout%3D60000")
+    assert main(["psql"]) == 0
+    conninfo, pgoptions = seen.read_text().splitlines()
+    assert "options='-c statement_timeout=60000 -c dw.tenant_id=*'" in conninfo, conninfo
+    assert pgoptions == "PGOPTIONS=-c dw.tenant_id=*"
+    # Without options in the URL, PGOPTIONS carries it (libpq reads it then).
+    monkeypatch.setenv("DATABASE_URL", "postgresql://dw@db.internal/dw")
+    assert main(["psql"]) == 0
+    conninfo, pgoptions = seen.read_text().splitlines()
+    assert "options" not in conninfo and pgoptions == "PGOPTIONS=-c dw.tenant_id=*"
+
+
 class _Problem(http.server.BaseHTTPRequestHandler):
     """An API answering every request with one problem document (`answer`: its status and body)."""
 
