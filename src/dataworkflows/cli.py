@@ -657,16 +657,29 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     """The API client. Loose mode: it names the caller (X-Principal-Id) from --principal, else
     $DW_PRINCIPAL_ID, and its tenant from $DW_TENANT_ID. Strict mode: it sends $DW_API_TOKEN as a
     bearer token (`dataworkflows token` makes a local one)."""
+    from dataworkflows.tenancy import is_valid_tenant
+
     headers: dict[str, str | bytes] = {}
     principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
+        if not principal.isprintable():
+            # A line break cannot be sent in a header (a review: said to be "cannot reach the API").
+            source = "--principal" if getattr(args, "principal", None) else "DW_PRINCIPAL_ID"
+            raise ConfigurationError(f"{source} holds a control character: give the principal's id as it is")
         # As UTF-8 bytes: httpx sends a str header only when it is ASCII (José, 田中 are principals too).
         headers["X-Principal-Id"] = principal.encode()
     tenant = os.environ.get("DW_TENANT_ID")
     if tenant:
-        headers["X-Tenant-Id"] = tenant
+        if not is_valid_tenant(tenant.strip()):
+            # As the API would refuse it (a review: a non-ASCII one was a traceback).
+            raise ConfigurationError(
+                "DW_TENANT_ID must be 1-100 letters, digits, '_', '.' or '-', the first a letter or digit"
+            )
+        headers["X-Tenant-Id"] = tenant.strip()
     token = (os.environ.get("DW_API_TOKEN") or "").strip()
     if token:
+        if not (token.isascii() and token.isprintable()):
+            raise ConfigurationError("DW_API_TOKEN is not a token (a JWT is ASCII): `dataworkflows token` makes one")
         headers["Authorization"] = f"Bearer {token}"
     http = _httpx()
     url = _api_url(args)

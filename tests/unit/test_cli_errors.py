@@ -371,3 +371,23 @@ def test_a_refusal_for_want_of_a_principal_says_how_the_cli_names_one(
     err = capsys.readouterr().err
     assert "requires a principal to change workflows (X-Principal-Id)" in err, err
     assert "the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one" in err, err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("DW_TENANT_ID", "租户", "DW_TENANT_ID must be 1-100 letters"),
+        ("DW_API_TOKEN", "tök€n", "DW_API_TOKEN is not a token"),
+        ("DW_PRINCIPAL_ID", "a\nb", "DW_PRINCIPAL_ID holds a control character"),
+    ],
+)
+def test_a_client_setting_no_header_can_carry_is_said(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, says: str
+) -> None:
+    """A review: a non-ASCII tenant or token was a traceback (httpx cannot send it), and a line break in
+    the principal was reported as "cannot reach the API" (exit 3)."""
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("DW_API_URL", f"http://127.0.0.1:{free_port()}")
+    assert main(["workflows", "list"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
