@@ -131,7 +131,10 @@ def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
         return errors.InvalidInput(f"the database refused a value: {message}")
     # psycopg_pool's PoolTimeout is an OperationalError: no connection came in time.
     if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
-        return errors.DatabaseUnavailable(f"the database is unavailable: {exc}")
+        # The primary message, one line: str(exc) carries PostgreSQL's CONTEXT (a whole procedure's
+        # statement, when a prune was cut short by a stopping server: fifteen lines, a review).
+        said = (message.strip().splitlines() or [type(exc).__name__])[0]
+        return errors.DatabaseUnavailable(f"the database is unavailable: {said}")
     return None
 
 

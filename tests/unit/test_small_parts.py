@@ -255,3 +255,17 @@ def test_a_stream_ends_at_a_runs_end_that_no_redrive_follows() -> None:
     assert not run_ended_in(["execution_failed", "execution_redriven", "node_started"])
     assert run_ended_in(["execution_failed", "execution_redriven", "node_succeeded", "execution_succeeded"])
     assert not run_ended_in([])
+
+
+def test_a_lost_database_is_said_in_one_line() -> None:
+    """A review: prune cut short by a stopping server printed PostgreSQL's CONTEXT too (the whole
+    statement of dw.prune_executions_v1, about fifteen lines)."""
+    import psycopg
+
+    from dataworkflows.db import translated
+
+    lost = psycopg.OperationalError(
+        'terminating connection due to administrator command\nCONTEXT:  SQL statement "DELETE FROM dw.executions"\n'
+        "PL/pgSQL function dw.prune_executions_v1(integer) line 12 at SQL statement"
+    )
+    assert str(translated(lost)) == "the database is unavailable: terminating connection due to administrator command"
