@@ -318,7 +318,7 @@ async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
     # The one line that says where it serves (`up` prints its banner instead).
     structlog.get_logger("dataworkflows.api").info(
         "api listening",
-        url=f"http://{settings.api_host}:{settings.api_port}",
+        url=http_url(settings.api_host, settings.api_port),
         version=__version__,
         auth=settings.auth_mode,
         access_log=settings.api_access_log,
@@ -518,7 +518,7 @@ async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list
     if stopper.stop.is_set():
         return EXIT_OK
     app = create_app(settings)
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = http_url(settings.api_host, settings.api_port)
     print(
         f"\nDataWorkflows {__version__} is up.\n"
         f"  API:       {base}  (OpenAPI: {base}/schema)\n"
@@ -567,11 +567,17 @@ def _try_hint(base: str, *, strict: bool) -> str:
     )
 
 
+def http_url(host: str, port: int) -> str:
+    """The URL of an API listening on host:port, an IPv6 address in brackets (a review: `up --host ::1`
+    printed http://::1:5131, which no client reads)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def _cli_hint(host: str, port: int) -> str:
     """How to point the CLI (in another terminal) at this API."""
     if host in {"0.0.0.0", "::", ""}:  # noqa: S104 - a wildcard bind answers on loopback too
         host = "127.0.0.1"
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    url = http_url(host, port)
     if url == DEFAULT_API_URL:
         return f"  CLI:       dataworkflows run simple-echo --wait   (the CLI's default API is {url})"
     return (

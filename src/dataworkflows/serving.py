@@ -92,7 +92,9 @@ def bind(host: str, port: int) -> list[socket.socket]:
                 f"port {port} is already in use on {host} (another `dataworkflows up` or `api`?): "
                 "stop that process, or choose another port with --port N or DW_API_PORT"
             ) from None
-        raise PortUnavailable(f"cannot listen on {where}: {exc.strerror}; set --port or DW_API_PORT") from None
+        # Not an address of this machine (EADDRNOTAVAIL) is the host's fault, not the port's (a review).
+        choose = "--host or DW_API_HOST" if exc.errno == errno.EADDRNOTAVAIL else "--port or DW_API_PORT"
+        raise PortUnavailable(f"cannot listen on {where}: {exc.strerror}; set {choose}") from None
     return sockets
 
 

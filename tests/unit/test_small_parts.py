@@ -269,3 +269,14 @@ def test_a_lost_database_is_said_in_one_line() -> None:
         "PL/pgSQL function dw.prune_executions_v1(integer) line 12 at SQL statement"
     )
     assert str(translated(lost)) == "the database is unavailable: terminating connection due to administrator command"
+
+
+def test_an_address_not_of_this_machine_names_the_host_and_ipv6_urls_have_brackets() -> None:
+    """A review: `up --host 10.99.99.99` said to set --port; `up --host ::1` printed http://::1:5131."""
+    from dataworkflows.cli import http_url
+    from dataworkflows.serving import PortUnavailable, bind
+
+    with pytest.raises(PortUnavailable, match="set --host or DW_API_HOST"):
+        bind("192.0.2.77", 0)  # TEST-NET-1: an address no machine here has
+    assert http_url("::1", 5131) == "http://[::1]:5131"
+    assert http_url("127.0.0.1", 5131) == "http://127.0.0.1:5131"
