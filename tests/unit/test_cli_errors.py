@@ -234,6 +234,25 @@ def test_a_data_directory_that_cannot_be_one_is_said(
     assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"the data directory {taken} (DW_DATA_DIR) cannot be made" in err and "Traceback" not in err, err
+    # A data directory that is one, but whose pgdata initdb refuses (a file; a directory of other files):
+    # a review found the wheel's traceback and its whole log (exit 1). initdb's own words, one line.
+    for name, make, says in [
+        ("pgdata-a-file", lambda pgdata: pgdata.write_text(""), "Not a directory"),
+        (
+            "pgdata-not-empty",
+            lambda pgdata: (pgdata.mkdir(), (pgdata / "junk").write_text("x")),
+            "exists but is not empty",
+        ),
+    ]:
+        data_dir = tmp_path / name
+        data_dir.mkdir()
+        make(data_dir / "pgdata")
+        monkeypatch.setenv("DW_DATA_DIR", str(data_dir))
+        assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_USAGE
+        captured = capsys.readouterr()
+        err = captured.err
+        assert f"the embedded PostgreSQL could not be set up in {data_dir / 'pgdata'}: initdb: error:" in err, err
+        assert says in err and "Traceback" not in err and "Failed postgres command" not in captured.out + err, err
 
 
 def test_the_cli_bounds_are_the_apis() -> None:
