@@ -396,7 +396,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
         assert settings.database_url is not None
         _migrate_for_up(settings, settings.database_url, embedded=embedded is not None)
-        return asyncio.run(_up(settings, load=not args.no_examples, stopper=stopper, sockets=sockets))
+        code = asyncio.run(_up(settings, load=not args.no_examples, stopper=stopper, sockets=sockets))
     finally:
         # One more signal does not cut stopping the server short (pg_ctl ignores them too).
         with serving.signals_ignored():
@@ -404,6 +404,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             serving.close(sockets)
             if embedded is not None:
                 embedded.stop()
+    return stopper.exit_code(code)
 
 
 def _migrate_for_up(settings: Settings, database: str, *, embedded: bool) -> None:
@@ -505,14 +506,22 @@ async def _load_examples(settings: Settings) -> None:
 
 
 async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list[socket.socket]) -> int:
+    # From here the event loop has the stop signals: the first stops, a second Ctrl-C forces; the loop
+    # hands them over before it closes (Stopper.hand_over).
+    stopper.install()
+    try:
+        return await _serve_up(settings, load=load, stopper=stopper, sockets=sockets)
+    finally:
+        stopper.hand_over()
+
+
+async def _serve_up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list[socket.socket]) -> int:
     import asyncio
 
     from dataworkflows import serving
     from dataworkflows.api.app import create_app, end_live_streams
     from dataworkflows.workers.app import run_worker
 
-    # From here the event loop has the stop signals: the first stops, a second Ctrl-C forces.
-    stopper.install()
     if load:
         await _load_examples(settings)
     if stopper.stop.is_set():

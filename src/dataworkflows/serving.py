@@ -260,6 +260,31 @@ class Stopper:
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
 
+    def hand_over(self) -> None:
+        """The event loop is about to close, which puts each stop signal back to its default (SIGTERM:
+        the process ends, exit 143, before the caller's last steps ignore them: a review). The signals
+        go to a plain handler instead, which takes one as a second signal would: `forced_late`."""
+        if not _main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, self._on_late_signal)
+
+    forced_late = False
+
+    def _on_late_signal(self, signum: int, frame: Any) -> None:
+        sig = signal.Signals(signum)
+        if sig == signal.SIGHUP:
+            detach_from_terminal()
+        elif not self.forced_late:
+            _say(f"{sig.name} again: stopping at once")
+            self.forced_late = True
+
+    def exit_code(self, code: int) -> int:
+        """The process's exit code: a signal during the last steps made the stop a forced one."""
+        return EXIT_FORCED if self.forced_late and code == 0 else code
+
     def _on_signal(self, sig: signal.Signals) -> None:
         if sig == signal.SIGHUP:
             detach_from_terminal()

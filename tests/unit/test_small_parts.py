@@ -280,3 +280,32 @@ def test_an_address_not_of_this_machine_names_the_host_and_ipv6_urls_have_bracke
         bind("192.0.2.77", 0)  # TEST-NET-1: an address no machine here has
     assert http_url("::1", 5131) == "http://[::1]:5131"
     assert http_url("127.0.0.1", 5131) == "http://127.0.0.1:5131"
+
+
+def test_a_stop_signal_after_the_event_loop_closed_is_a_forced_stop_not_a_default_death() -> None:
+    """A review: a second SIGTERM just as `up`'s event loop closed found SIGTERM back at its default (the
+    loop's handler removed) and ended the process, exit 143, before its last steps ignored the signals.
+    The loop hands the signals to a plain handler before it closes: exit code 130, the steps still run."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from dataworkflows.serving import STOP_SIGNALS, Stopper
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    stopper = Stopper(1.0)
+
+    async def run() -> None:
+        stopper.install()
+        stopper.hand_over()
+
+    try:
+        asyncio.run(run())  # closes the loop, as `up`'s asyncio.run does
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs in this thread, between bytecodes
+        assert stopper.forced_late
+        assert (stopper.exit_code(0), stopper.exit_code(1)) == (130, 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
