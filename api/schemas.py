@@ -134,8 +134,13 @@ class WorkflowTemplateRead(Camel):
     created_at: datetime
     created_by: str | None
     definition: dict[str, Any] | None = None
-    # A store's answer: whether it stored a new version (False: the latest had the same content).
-    created: bool | None = None
+
+
+class WorkflowTemplateStored(WorkflowTemplateRead):
+    """A store's answer: the version, and whether the store made it (False: the latest had the same
+    content). Reads have no such field (it was null there)."""
+
+    created: bool = True
 
 
 class InstantiateRequest(Camel, forbid_unknown_fields=True):

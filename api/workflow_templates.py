@@ -28,12 +28,12 @@ from .paging import (
     next_page_header,
 )
 from .params import VersionQuery
-from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, from_row
+from .schemas import InstantiateRequest, WorkflowRead, WorkflowTemplateRead, WorkflowTemplateStored, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 from .workflows import read_workflow
 
 UNCHANGED = ResponseSpec(
-    data_container=WorkflowTemplateRead,
+    data_container=WorkflowTemplateStored,
     description="The same content as the template's latest version: nothing stored, that version (created false)",
 )
 
@@ -65,7 +65,7 @@ class WorkflowTemplateController(Controller):
     )
     async def create(
         self, request: Request[Any, Any, Any], db: DatabaseDep, principal: PrincipalDep, data: JSONBody[dict[str, Any]]
-    ) -> Response[WorkflowTemplateRead]:
+    ) -> Response[WorkflowTemplateStored]:
         # In a thread: compiling a large template's text takes seconds (a review: 10 s for 660 kB, the
         # event loop serving nobody meanwhile).
         document, problems = await asyncio.to_thread(validate_template, data)
@@ -80,8 +80,7 @@ class WorkflowTemplateController(Controller):
             checksum=checksum(data),
             principal=principal.id,
         )
-        template = from_row(WorkflowTemplateRead, await _require(db, document.id, version))
-        template.created = added
+        template = from_row(WorkflowTemplateStored, await _require(db, document.id, version), created=added)
         if not added:
             # The same content as the latest version: nothing was stored, and the answer says so (until
             # this release a 201 either way, a review), as a workflow's unchanged PUT does.

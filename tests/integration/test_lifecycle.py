@@ -256,7 +256,8 @@ async def test_workflow_template_instantiation(
     assert created.status_code == 201, created.text
     # Where the new resource is read (RFC 9110 15.3.2); 201s had no Location.
     assert created.headers["location"] == "/api/v1/workflow-templates/approval-flow"
-    assert (await client.get(created.headers["location"])).json()["version"] == 1
+    read = (await client.get(created.headers["location"])).json()
+    assert read["version"] == 1 and "created" not in read, "a read does not say what a store did"
     assert (created.json()["version"], created.json()["createdBy"], created.json()["created"]) == (1, "ana", True)
     # The same content again stores nothing, and says so (a review: a 201 either way).
     unchanged = await client.post("/api/v1/workflow-templates", json=template())
