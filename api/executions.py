@@ -497,7 +497,7 @@ async def _stream_events(
                 last = row.id
                 data = msgspec.json.encode(from_row(EventRead, row)).decode()
                 yield ServerSentEventMessage(data=data, event=row.type, id=row.id)
-            if (len(rows) < 1000 and run_ended_in([row.type for row in rows])) or (already_final and not rows):
+            if _stream_done([row.type for row in rows], already_final):
                 return
             if svc.events.ending:
                 # The server is stopping: the client reconnects (Last-Event-ID) to the next one.
@@ -522,6 +522,12 @@ async def _stream_events(
                     # Keeps proxies from closing an idle stream; the loop re-reads from the database.
                     yield ServerSentEventMessage(comment="keepalive", data=None)
                 idle = min(idle * 2, _KEEPALIVE_SECONDS)
+
+
+def _stream_done(types: list[str], already_final: bool) -> bool:
+    """Whether the stream ends after these events: the run's end read (never on a full page: a redrive
+    may be on the next), or nothing new of a run that had ended already."""
+    return (len(types) < 1000 and run_ended_in(types)) or (already_final and not types)
 
 
 def run_ended_in(types: list[str]) -> bool:

@@ -76,7 +76,12 @@ CLIENT_CLOSED_REQUEST = 499
 def loggable_path(path: str) -> str:
     """A request's path as a log line may carry it (its first 200 characters, control and format
     characters escaped)."""
-    return _loggable(path, 200) or ""
+    # Not through _loggable's header repair: the path was decoded as UTF-8 already, and reading it again
+    # as latin-1 bytes logged /ui/Ã© as /ui/é (a review).
+    cut = path[:200]
+    if cut.isprintable():
+        return cut
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
 
 
 def _loggable(value: str | None, limit: int) -> str | None:

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,30 +152,52 @@ def _migrations_behind(conn: Any, role: str | None) -> str | None:
     own connections say what is wrong). A review: such a database passed the probe, and the API
     answered 200 to /health/ready and 500 to everything else, a worker logged a missing function every
     pass. A newer database passes (a rolling upgrade runs the previous release beside the new one)."""
+    from dataworkflows.sqlfiles import load_migrations
+
+    read = _applied_versions(conn, role)
+    if read is None:
+        return None
+    applied, queue = read
+    missing = sorted(m.version for m in load_migrations() if m.version not in applied)
+    # Procrastinate's pre migrations this release's Procrastinate needs (its post ones may wait for the
+    # previous release's workers: `migrate --finish`), as a reviewer found a newer Procrastinate's passed.
+    queue_missing = [] if queue is None else _queue_pre_migrations_missing(queue)
+    lacks = []
+    if missing:
+        ours = sorted(v for v in applied if v.isdigit() and v != "0000")
+        span = f"{missing[0]}{f' to {missing[-1]}' if len(missing) > 1 else ''}; its last is {(ours or ['none'])[-1]}"
+        lacks.append(f"{len(missing)} of this release's migrations ({span})")
+    if queue_missing:
+        lacks.append(f"Procrastinate's migrations {', '.join(queue_missing)}")
+    return f"the database lacks {' and '.join(lacks)}: run `dataworkflows migrate` first" if lacks else None
+
+
+def _applied_versions(conn: Any, role: str | None) -> tuple[set[str], Any] | None:
+    """The versions dw.schema_migrations records and Procrastinate's state in it, read as `role` (as the
+    pools would); None when they cannot be read."""
     import psycopg
     import psycopg.sql
 
-    from dataworkflows.sqlfiles import load_migrations
+    from dataworkflows import procrastinate_schema
 
     try:
         if role is not None:
             conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         rows = conn.execute("SELECT version FROM dw.schema_migrations").fetchall()
+        queue = procrastinate_schema.read_state(conn)
     except psycopg.Error:
         return None
     finally:
         if role is not None and not conn.closed:
             conn.execute("RESET ROLE")
-    applied = {str(version) for (version,) in rows}
-    missing = sorted(m.version for m in load_migrations() if m.version not in applied)
-    if not missing:
-        return None
-    ours = sorted(v for v in applied if v.isdigit() and v != "0000")
-    last = ours[-1] if ours else "none"
-    return (
-        f"the database lacks {len(missing)} of this release's migrations ({missing[0]}"
-        f"{f' to {missing[-1]}' if len(missing) > 1 else ''}; its last is {last}): run `dataworkflows migrate` first"
-    )
+    return {str(version) for (version,) in rows}, queue
+
+
+def _queue_pre_migrations_missing(queue: Any) -> list[str]:
+    from dataworkflows import procrastinate_schema as schema
+
+    due = schema.pending(queue, schema.load_queue_migrations(), schema.installed_version())
+    return [m.stem for m in due if not m.post]
 
 
 def _first_line(exc: Exception) -> str:
@@ -625,8 +648,10 @@ def cmd_psql(args: argparse.Namespace) -> int:
         # libpq reads PGOPTIONS only when the URL sets no options of its own (a review: a URL with
         # options=-c statement_timeout=… showed every view empty): the tenant then goes with them.
         url_options = str(params.get("options") or "")
-        if url_options and "dw.tenant_id" not in url_options and "dw.tenant_id" not in options:
-            params["options"] = f"{url_options} -c dw.tenant_id=*"
+        if url_options and "dw.tenant_id" not in url_options:
+            # PGOPTIONS whole (a tenant it chose, or ours), after the URL's own (a second review: a tenant
+            # chosen in PGOPTIONS was lost the same way).
+            params["options"] = f"{url_options} {env['PGOPTIONS']}"
         from dataworkflows.tcp_liveness import tcp_liveness
 
         # The TCP settings every other connection of ours gets (a silent server given up in about 20 s),
@@ -677,8 +702,9 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     headers: dict[str, str | bytes] = {}
     principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
-        if not principal.isprintable():
-            # A line break cannot be sent in a header (a review: said to be "cannot reach the API").
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in principal):
+            # A line break cannot be sent in a header (a review: said to be "cannot reach the API"); a
+            # no-break or ideographic space, a ZWNJ are principals' characters (a second review).
             source = "--principal" if getattr(args, "principal", None) else "DW_PRINCIPAL_ID"
             raise ConfigurationError(f"{source} holds a control character: give the principal's id as it is")
         # As UTF-8 bytes: httpx sends a str header only when it is ASCII (José, 田中 are principals too).

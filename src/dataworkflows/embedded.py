@@ -128,11 +128,12 @@ class EmbeddedPostgres:
             self.server: Any = get_server(pgdata, cleanup_mode="stop")
         except (OSError, subprocess.CalledProcessError) as exc:
             # A data directory that exists but cannot be used (read-only, pgdata a file or a directory of
-            # other files: initdb refuses it): said, not the wheel's traceback (a review).
-            raise ConfigurationError(
-                f"the embedded PostgreSQL could not be set up in {pgdata}: {wheel_said.error() or _why(exc)};"
-                " DW_DATA_DIR must be a directory this process may write, whose pgdata is absent or one `up` made"
-            ) from None
+            # other files: initdb refuses it), or a server that would not start: said, in the words of the
+            # program that failed, not the wheel's traceback (a review).
+            raise ConfigurationError(_setup_failed(pgdata, exc, wheel_said.error())) from None
+        except BaseException:
+            wheel_said.pass_on()  # what the wheel said goes to the log, as it did, with the traceback
+            raise
         finally:
             wheel_log.removeHandler(wheel_said)
             wheel_log.propagate = True
@@ -295,18 +296,41 @@ def _why(exc: OSError | subprocess.CalledProcessError) -> str:
 
 
 class _Said(logging.Handler):
-    """What the wheel logs while it sets a server up, kept: the first line a failed command wrote as an
-    error ("initdb: error: directory ... exists but is not empty"); other records go on to the root."""
+    """What the wheel logs while it sets a server up, kept: its error records, whose lines say what a
+    failed command wrote ("initdb: error: directory ... exists but is not empty", the server's "FATAL:
+    ..."); other records go on to the root logger."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno < logging.ERROR:
             logging.getLogger().handle(record)
             return
-        self.lines.extend(line.strip() for line in record.getMessage().splitlines())
+        self.records.append(record)
 
     def error(self) -> str | None:
-        return next((line for line in self.lines if ": error: " in line or line.startswith("FATAL")), None)
+        """The first line that says what failed: initdb's "initdb: error: ...", the server's "FATAL: ..."
+        (its log's lines start with a time and a process id)."""
+        lines = (line.strip() for record in self.records for line in record.getMessage().splitlines())
+        found = next((line for line in lines if ": error: " in line or "FATAL:" in line), None)
+        return None if found is None else found[found.find("FATAL:") :] if "FATAL:" in found else found
+
+    def pass_on(self) -> None:
+        """What was kept, to the root logger after all (a failure this module does not put in words)."""
+        for record in self.records:
+            logging.getLogger().handle(record)
+
+
+def _setup_failed(pgdata: Path, exc: OSError | subprocess.CalledProcessError, said: str | None) -> str:
+    command = exc.cmd[0] if isinstance(exc, subprocess.CalledProcessError) and isinstance(exc.cmd, list) else ""
+    if Path(str(command)).name == "pg_ctl":
+        # pgdata is one `up` made (initdb ran before): the server would not start, its log says why.
+        return (
+            f"the embedded PostgreSQL in {pgdata} did not start: {said or 'pg_ctl failed'} (its log: {pgdata / 'log'})"
+        )
+    return (
+        f"the embedded PostgreSQL could not be set up in {pgdata}: {said or _why(exc)}; DW_DATA_DIR must be a"
+        " directory this process may write, whose pgdata is absent or one `up` made"
+    )

@@ -173,3 +173,20 @@ def test_migrate_by_a_login_that_may_not_or_on_another_applications_schema_says_
     assert main(["migrate"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "dw.schema_migrations is not DataWorkflows'" in err and "Traceback" not in err, err
+
+
+def test_a_database_lacking_a_procrastinate_pre_migration_says_so(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second review: a newer Procrastinate's pre migration, not applied yet, passed the probe."""
+    postgresql.autocommit = True
+    [(stem,)] = postgresql.execute(
+        "SELECT version FROM dw.schema_migrations WHERE version LIKE 'procrastinate/%%_pre_%%' ORDER BY version DESC"
+        " LIMIT 1"
+    ).fetchall()
+    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version = %s", (stem,))
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    assert main(["worker"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"the database lacks Procrastinate's migrations {stem.removeprefix('procrastinate/')}" in err, err

@@ -320,6 +320,12 @@ def test_psql_sees_every_tenant_when_the_url_sets_options_too(monkeypatch: pytes
     conninfo, pgoptions = seen.read_text().splitlines()
     assert "options='-c statement_timeout=60000 -c dw.tenant_id=*'" in conninfo, conninfo
     assert pgoptions == "PGOPTIONS=-c dw.tenant_id=*"
+    # A tenant chosen in PGOPTIONS goes with the URL's options too (a second review: it was lost).
+    monkeypatch.setenv("PGOPTIONS", "-c dw.tenant_id=acme")
+    assert main(["psql"]) == 0
+    conninfo, _ = seen.read_text().splitlines()
+    assert "options='-c statement_timeout=60000 -c dw.tenant_id=acme'" in conninfo, conninfo
+    monkeypatch.delenv("PGOPTIONS")
     # Without options in the URL, PGOPTIONS carries it (libpq reads it then).
     monkeypatch.setenv("DATABASE_URL", "postgresql://dw@db.internal/dw")
     assert main(["psql"]) == 0
@@ -410,3 +416,34 @@ def test_a_client_setting_no_header_can_carry_is_said(
     assert main(["workflows", "list"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "principal", ["田中\u3000太郎", "José\xa0García", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"]
+)
+def test_a_principal_with_spaces_and_joiners_the_api_takes_is_sent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], principal: str
+) -> None:
+    """A second review: the check for a line break refused every character str.isprintable() does not
+    take, an ideographic or no-break space and a ZWNJ among them, which principal ids may hold."""
+    monkeypatch.setenv("DW_PRINCIPAL_ID", principal)
+    monkeypatch.setenv("DW_API_URL", f"http://127.0.0.1:{free_port()}")
+    assert main(["workflows", "list"]) == EXIT_UNAVAILABLE  # sent, and nobody answered
+    assert "control character" not in capsys.readouterr().err
+
+
+def test_an_embedded_server_that_will_not_start_says_why(tmp_path: Path) -> None:
+    """A second review: the first capture of the wheel's errors kept the server's log from the console
+    and said only "pg_ctl failed", blaming DW_DATA_DIR. The server's FATAL line is said, and where its
+    log is."""
+    from dataworkflows.embedded import EmbeddedPostgres
+    from dataworkflows.errors import ConfigurationError
+
+    EmbeddedPostgres(tmp_path / "dd").stop()
+    with (tmp_path / "dd" / "pgdata" / "postgresql.auto.conf").open("a") as conf:
+        conf.write("shared_buffers = 'not a size'\n")
+    with pytest.raises(ConfigurationError) as refused:
+        EmbeddedPostgres(tmp_path / "dd")
+    said = str(refused.value)
+    assert said.startswith(f"the embedded PostgreSQL in {tmp_path / 'dd' / 'pgdata'} did not start: FATAL:"), said
+    assert "postgresql.auto.conf" in said and "DW_DATA_DIR" not in said, said

@@ -309,3 +309,13 @@ def test_a_stop_signal_after_the_event_loop_closed_is_a_forced_stop_not_a_defaul
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def test_a_logged_path_is_the_path_requested() -> None:
+    """A second review: the header repair (latin-1 read again as UTF-8) ran on paths, decoded already,
+    and /ui/Ã© was logged as /ui/é."""
+    from dataworkflows.api.problems import loggable_path
+
+    assert loggable_path("/ui/Ã©") == "/ui/Ã©"
+    assert loggable_path("/ui/\x1b[2J\u202e") == "/ui/\\x1b[2J\\u202e"
+    assert loggable_path("/" + "x" * 300) == "/" + "x" * 199
