@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,8 +184,8 @@ def _applied_versions(conn: Any, role: str | None) -> tuple[set[str], Any] | Non
             conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         rows = conn.execute("SELECT version FROM dw.schema_migrations").fetchall()
         queue = procrastinate_schema.read_state(conn)
-    except psycopg.Error:
-        return None
+    except (psycopg.Error, ValueError):
+        return None  # unreadable (a row edited by hand): migrate says what it makes of it
     finally:
         if role is not None and not conn.closed:
             conn.execute("RESET ROLE")
@@ -697,18 +696,24 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     """The API client. Loose mode: it names the caller (X-Principal-Id) from --principal, else
     $DW_PRINCIPAL_ID, and its tenant from $DW_TENANT_ID. Strict mode: it sends $DW_API_TOKEN as a
     bearer token (`dataworkflows token` makes a local one)."""
+    from dataworkflows.principal_ids import principal_id_problem
     from dataworkflows.tenancy import is_valid_tenant
 
     headers: dict[str, str | bytes] = {}
     principal = getattr(args, "principal", None) or os.environ.get("DW_PRINCIPAL_ID")
     if principal:
-        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in principal):
-            # A line break cannot be sent in a header (a review: said to be "cannot reach the API"); a
-            # no-break or ideographic space, a ZWNJ are principals' characters (a second review).
-            source = "--principal" if getattr(args, "principal", None) else "DW_PRINCIPAL_ID"
-            raise ConfigurationError(f"{source} holds a control character: give the principal's id as it is")
+        source = "--principal" if getattr(args, "principal", None) else "DW_PRINCIPAL_ID"
+        # The API's rule (a review: a line break was said to be "cannot reach the API"; a second, that
+        # the CLI refused spaces and joiners the API takes), and UTF-8 (bytes that are not: a traceback).
+        problem = principal_id_problem(principal)
+        try:
+            encoded = principal.encode()
+        except UnicodeEncodeError:
+            problem = "must be UTF-8 text"
+        if problem is not None:
+            raise ConfigurationError(f"{source} {problem}: give the principal's id as it is")
         # As UTF-8 bytes: httpx sends a str header only when it is ASCII (José, 田中 are principals too).
-        headers["X-Principal-Id"] = principal.encode()
+        headers["X-Principal-Id"] = encoded
     tenant = os.environ.get("DW_TENANT_ID")
     if tenant:
         if not is_valid_tenant(tenant.strip()):

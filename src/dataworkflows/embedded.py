@@ -311,11 +311,15 @@ class _Said(logging.Handler):
         self.records.append(record)
 
     def error(self) -> str | None:
-        """The first line that says what failed: initdb's "initdb: error: ...", the server's "FATAL: ..."
-        (its log's lines start with a time and a process id)."""
-        lines = (line.strip() for record in self.records for line in record.getMessage().splitlines())
-        found = next((line for line in lines if ": error: " in line or "FATAL:" in line), None)
-        return None if found is None else found[found.find("FATAL:") :] if "FATAL:" in found else found
+        """The line that says what failed: initdb's first "initdb: error: ...", else the server's last
+        "FATAL: ..." (its log, which the wheel logs whole, keeps every start's: an earlier one's FATAL,
+        a client's wrong database, is not the reason, a review; its lines start with a time and a pid)."""
+        lines = [line.strip() for record in self.records for line in record.getMessage().splitlines()]
+        error = next((line for line in lines if ": error: " in line), None)
+        if error is not None:
+            return error
+        fatal = next((line for line in reversed(lines) if "FATAL:" in line), None)
+        return None if fatal is None else fatal[fatal.find("FATAL:") :]
 
     def pass_on(self) -> None:
         """What was kept, to the root logger after all (a failure this module does not put in words)."""

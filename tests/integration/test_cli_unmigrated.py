@@ -190,3 +190,15 @@ def test_a_database_lacking_a_procrastinate_pre_migration_says_so(
     assert main(["worker"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"the database lacks Procrastinate's migrations {stem.removeprefix('procrastinate/')}" in err, err
+
+
+def test_a_row_the_probe_cannot_read_leaves_the_question_to_the_command(postgresql: Any) -> None:
+    """A third review: a Procrastinate row edited by hand (its name no version) made the probe raise
+    ValueError, a traceback for worker, api and examples load, which had started before."""
+    from dataworkflows.cli import _migrations_behind
+
+    postgresql.autocommit = True
+    postgresql.execute(
+        "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('procrastinate/x', 'manual fix', '')"
+    )
+    assert _migrations_behind(postgresql, None) is None

@@ -8,6 +8,7 @@ import functools
 import http.server
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from dataworkflows.cli import EXIT_UNAVAILABLE, EXIT_USAGE, main
@@ -403,7 +404,11 @@ def test_a_refusal_for_want_of_a_principal_says_how_the_cli_names_one(
     [
         ("DW_TENANT_ID", "租户", "DW_TENANT_ID must be 1-100 letters"),
         ("DW_API_TOKEN", "tök€n", "DW_API_TOKEN is not a token"),
-        ("DW_PRINCIPAL_ID", "a\nb", "DW_PRINCIPAL_ID holds a control character"),
+        ("DW_PRINCIPAL_ID", "a\nb", "DW_PRINCIPAL_ID must not contain control, invisible or line-separator"),
+        # As the API refuses it (a third review: the CLI sent it, the API answered 400).
+        ("DW_PRINCIPAL_ID", "bob\u202egnp", "DW_PRINCIPAL_ID must not contain control"),
+        # Bytes that are not UTF-8 (the environment's surrogateescape): a traceback, a third review.
+        ("DW_PRINCIPAL_ID", "bob\udcff", "DW_PRINCIPAL_ID must be UTF-8 text"),
     ],
 )
 def test_a_client_setting_no_header_can_carry_is_said(
@@ -429,7 +434,7 @@ def test_a_principal_with_spaces_and_joiners_the_api_takes_is_sent(
     monkeypatch.setenv("DW_PRINCIPAL_ID", principal)
     monkeypatch.setenv("DW_API_URL", f"http://127.0.0.1:{free_port()}")
     assert main(["workflows", "list"]) == EXIT_UNAVAILABLE  # sent, and nobody answered
-    assert "control character" not in capsys.readouterr().err
+    assert "must not contain" not in capsys.readouterr().err
 
 
 def test_an_embedded_server_that_will_not_start_says_why(tmp_path: Path) -> None:
@@ -439,7 +444,11 @@ def test_an_embedded_server_that_will_not_start_says_why(tmp_path: Path) -> None
     from dataworkflows.embedded import EmbeddedPostgres
     from dataworkflows.errors import ConfigurationError
 
-    EmbeddedPostgres(tmp_path / "dd").stop()
+    server = EmbeddedPostgres(tmp_path / "dd")
+    # An earlier FATAL in the server's log (kept across starts), which is not the reason (a third review).
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        psycopg.connect(server.uri("no_such_database")).close()
+    server.stop()
     with (tmp_path / "dd" / "pgdata" / "postgresql.auto.conf").open("a") as conf:
         conf.write("shared_buffers = 'not a size'\n")
     with pytest.raises(ConfigurationError) as refused:
