@@ -322,20 +322,30 @@ def cmd_api(args: argparse.Namespace) -> int:
     _require_schema(_require_database(settings), settings, unreachable_ok=True)
     # The port first: a busy one is reported before anything starts.
     sockets = serving.bind(settings.api_host, settings.api_port)
+    stopper = serving.Stopper(settings.shutdown_grace_seconds)
     try:
-        return asyncio.run(_api(settings, sockets))
+        code = asyncio.run(_api(settings, sockets, stopper))
     finally:
-        serving.close(sockets)
+        with serving.signals_ignored():
+            serving.close(sockets)
+    # A stop signal as the event loop closed is a forced stop, as under `up` (Stopper.hand_over).
+    return stopper.exit_code(code)
 
 
-async def _api(settings: Settings, sockets: list[socket.socket]) -> int:
+async def _api(settings: Settings, sockets: list[socket.socket], stopper: Stopper) -> int:
+    stopper.install()
+    try:
+        return await _serve_api(settings, sockets, stopper)
+    finally:
+        stopper.hand_over()
+
+
+async def _serve_api(settings: Settings, sockets: list[socket.socket], stopper: Stopper) -> int:
     import structlog
 
     from dataworkflows import serving
     from dataworkflows.api.app import create_app, end_live_streams
 
-    stopper = serving.Stopper(settings.shutdown_grace_seconds)
-    stopper.install()
     app = create_app(settings)
     # The one line that says where it serves (`up` prints its banner instead).
     structlog.get_logger("dataworkflows.api").info(
