@@ -78,10 +78,7 @@ def loggable_path(path: str) -> str:
     characters escaped)."""
     # Not through _loggable's header repair: the path was decoded as UTF-8 already, and reading it again
     # as latin-1 bytes logged /ui/Ã© as /ui/é (a review).
-    cut = path[:200]
-    if cut.isprintable():
-        return cut
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
+    return _escaped(path[:200])
 
 
 def _loggable(value: str | None, limit: int) -> str | None:
@@ -93,10 +90,14 @@ def _loggable(value: str | None, limit: int) -> str | None:
     line names the correlation id the run stores; other bytes are written as latin-1, escaped."""
     if value is None:
         return None
-    cut = (sent_text(value) or value)[:limit]
-    if cut.isprintable():
-        return cut
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut)
+    return _escaped((sent_text(value) or value)[:limit])
+
+
+def _escaped(text: str) -> str:
+    """The text with its control and format characters escaped (\\x1b, \\u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def problem(

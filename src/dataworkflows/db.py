@@ -133,7 +133,7 @@ def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
     if isinstance(exc, psycopg.OperationalError) or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES:
         # The primary message, one line: str(exc) carries PostgreSQL's CONTEXT (a whole procedure's
         # statement, when a prune was cut short by a stopping server: fifteen lines, a review).
-        said = (message.strip().splitlines() or [type(exc).__name__])[0]
+        said = errors.first_line(message, or_else=type(exc).__name__)
         return errors.DatabaseUnavailable(f"the database is unavailable: {said}")
     return None
 

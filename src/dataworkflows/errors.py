@@ -291,3 +291,9 @@ class DatabaseNewerError(MigrationError):
     """A newer release migrated the database: this one leaves it alone."""
 
     code = "database_newer"
+
+
+def first_line(said: object, *, or_else: str = "") -> str:
+    """The first line of an error's text (a driver's error carries PostgreSQL's CONTEXT after it), or
+    `or_else` when it says nothing."""
+    return (str(said).strip().splitlines() or [or_else])[0]

@@ -24,7 +24,7 @@ import structlog
 from procrastinate.schema import SchemaManager
 
 from dataworkflows import procrastinate_schema
-from dataworkflows.errors import DatabaseNewerError, MigrationError
+from dataworkflows.errors import DatabaseNewerError, MigrationError, first_line
 from dataworkflows.migration_locks import LockPolicy, LockRetry
 from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures
 from dataworkflows.tcp_liveness import tcp_liveness
@@ -138,8 +138,9 @@ def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
     except psycopg.errors.InsufficientPrivilege as exc:
+        said = first_line(exc, or_else=type(exc).__name__)
         raise MigrationError(
-            f"the database user may not create the schema dw or its tables ({_first_line(exc)}): run `migrate`"
+            f"the database user may not create the schema dw or its tables ({said}): run `migrate`"
             " as the database's owner, or as a role that may CREATE in it"
         ) from None
     try:
@@ -150,15 +151,11 @@ def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
             " schema dw belongs to another application; give DataWorkflows a database of its own"
         ) from None
     except psycopg.errors.InsufficientPrivilege as exc:
+        said = first_line(exc, or_else=type(exc).__name__)
         raise MigrationError(
-            f"the database user may not read dw.schema_migrations ({_first_line(exc)}): run `migrate` as the"
-            " database's owner"
+            f"the database user may not read dw.schema_migrations ({said}): run `migrate` as the database's owner"
         ) from None
     return {str(row[0]): str(row[1]) for row in rows}
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def unknown_migrations(applied: Iterable[str], known: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -38,7 +38,6 @@ from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
-from dataworkflows.json_text import unencodable
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
@@ -582,12 +581,6 @@ class _Run:
             raise
         except TemplateRenderError as exc:
             error = {"code": "outputs_error", "message": f"the workflow's outputs could not be rendered: {exc.message}"}
-            return await self._finish(ExecutionStatus.FAILED, error)
-        # What the run's end cannot store (a lone surrogate a lookup copied from a node's outputs) fails
-        # the run here; raised by the end's own write, it failed the run's job at every try (a review).
-        unstorable = unencodable(outputs)
-        if unstorable is not None:
-            error = {"code": "outputs_error", "message": f"the workflow's outputs cannot be stored: {unstorable}"}
             return await self._finish(ExecutionStatus.FAILED, error)
         return await self._finish(ExecutionStatus.SUCCEEDED, None, outputs=outputs)
 

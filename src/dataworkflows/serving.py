@@ -253,6 +253,8 @@ class Stopper:
         self.force = asyncio.Event()
         self._last_words: list[Callable[[], None]] = []
         self._watchdog: threading.Timer | None = None
+        # A stop signal came after the event loop handed the signals over (hand_over): a forced stop.
+        self.forced_late = False
 
     def install(self) -> None:
         """Takes the stop signals over, in the running event loop."""
@@ -270,8 +272,6 @@ class Stopper:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
             signal.signal(sig, self._on_late_signal)
-
-    forced_late = False
 
     def _on_late_signal(self, signum: int, frame: Any) -> None:
         sig = signal.Signals(signum)

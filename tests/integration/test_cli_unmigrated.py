@@ -13,6 +13,9 @@ import pytest
 from dataworkflows.cli import EXIT_USAGE, main
 from tests.fakes import free_port
 
+# The commands that probe the database before they start (cli._require_schema).
+PROBED = [["worker"], ["api", "--port", "0"], ["examples", "load"], ["prune", "--dry-run", "--older-than", "30d"]]
+
 
 def url_of(postgresql: Any, *, user: str | None = None, dbname: str | None = None) -> str:
     """The test server's conninfo, as another user or for another database."""
@@ -20,10 +23,7 @@ def url_of(postgresql: Any, *, user: str | None = None, dbname: str | None = Non
     return f"host={info.host} port={info.port} user={user or info.user} dbname={dbname or info.dbname}"
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["worker"], ["api", "--port", "0"], ["examples", "load"], ["prune", "--dry-run", "--older-than", "30d"]],
-)
+@pytest.mark.parametrize("argv", PROBED)
 def test_a_command_on_a_database_never_migrated_says_so(
     postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
@@ -130,10 +130,7 @@ def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
             _require_schema(url, Settings(database_url=url), unreachable_ok=True)
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["worker"], ["api", "--port", "0"], ["examples", "load"], ["prune", "--dry-run", "--older-than", "30d"]],
-)
+@pytest.mark.parametrize("argv", PROBED)
 def test_a_command_on_a_database_migrated_part_way_says_so(
     postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:

@@ -147,20 +147,21 @@ def storable_strings(value: Any) -> Any:
     surrogates (UTF-8, JSON text and PostgreSQL hold none; until this release the node failed
     unrecordable_result, or crashed, engine_error, a review)."""
     if any_string(value, lambda s: "\x00" in s or _LONE_SURROGATE.search(s) is not None):
-        return _without_nul(value)
+        return _stand_ins(value)
     return value
 
 
 NUL_STAND_IN = "\ufffd"
 
 
-def _without_nul(value: Any) -> Any:
+def _stand_ins(value: Any) -> Any:
+    """The value with U+FFFD for each NUL and lone surrogate in its strings and keys."""
     if isinstance(value, str):
         return _LONE_SURROGATE.sub(NUL_STAND_IN, value.replace("\x00", NUL_STAND_IN))
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_stand_ins(k): _stand_ins(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_stand_ins(v) for v in value]
     return value
 
 
