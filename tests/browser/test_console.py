@@ -505,13 +505,16 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     page.unroute("**/api/v1/workers")
     page.fill("#auth-token", "")
     page.click('#auth button[type="submit"]')
-    # A second version of a workflow, to diff.
+    # A second version of a workflow, to diff. This test makes what it reads: the module's tests share
+    # one server, but are spread over the suite's processes in no set order.
+    console.create({**SLOW_PAIR, "id": "diffed"})
     changed = {
         **SLOW_PAIR,
+        "id": "diffed",
         "nodes": [{**SLOW_PAIR["nodes"][0], "parameters": {"message": "uno"}}, *SLOW_PAIR["nodes"][1:]],
     }
-    assert console.http.put("/api/v1/workflows/slow-pair", json=changed).status_code in (200, 201)
-    page.goto("/ui#/workflows/slow-pair")
+    assert console.http.put("/api/v1/workflows/diffed", json=changed).status_code in (200, 201)
+    page.goto("/ui#/workflows/diffed")
     page.wait_for_selector("#versions tr[data-version='2']")
     page.wait_for_selector("#diff .dadd")
     assert "uno" in page.locator("#diff").inner_text()
@@ -520,10 +523,13 @@ def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> N
     console.create(APPROVAL)
     waiting = console.execute("sign-off", {"amount": 12})
     console.wait_for(waiting, {"Waiting"})
+    console.create(
+        {**SLOW_PAIR, "id": "hooked", "startNode": "only", "nodes": [{"id": "only", "actionType": "core.echo"}]}
+    )
     schedule = {"kind": "schedule", "name": "new-year", "config": {"cron": "0 0 1 1 *", "timezone": "UTC"}}
-    assert console.http.post("/api/v1/workflows/quick/triggers", json=schedule).status_code == 201
+    assert console.http.post("/api/v1/workflows/hooked/triggers", json=schedule).status_code == 201
     hook = {"kind": "webhook", "name": "orders-in", "config": {"signature": "none"}}
-    created = console.http.post("/api/v1/workflows/quick/triggers", json=hook)
+    created = console.http.post("/api/v1/workflows/hooked/triggers", json=hook)
     assert created.status_code == 201, created.text
     delivered = console.http.post(f"/api/v1/hooks/{created.json()['id']}", json={"order": 1})
     assert delivered.status_code == 202, delivered.text
