@@ -150,8 +150,9 @@ def _check_jwks_url(url: str) -> None:
 
 
 def _usable_jwk(entry: Any) -> jwt.PyJWK | None:
-    """A JWKS entry as a verification key, or None: only RSA (RS256) and P-256 (ES256) signing keys
-    with a key id; symmetric keys and keys for other uses or algorithms are skipped."""
+    """A JWKS entry as a verification key, or None: only RSA (RS256, 2048 bits or more) and P-256
+    (ES256) signing keys with a key id; symmetric keys, shorter RSA keys and keys for other uses or
+    algorithms are skipped."""
     if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
         return None
     if entry.get("use", "sig") != "sig" or entry.get("kty") not in ("RSA", "EC"):
@@ -161,6 +162,9 @@ def _usable_jwk(entry: Any) -> jwt.PyJWK | None:
     try:
         key = jwt.PyJWK(entry)
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        return None
+    if isinstance(key.key, rsa.RSAPublicKey) and key.key.key_size < 2048:
+        # As load_public_key refuses a DW_JWT_PUBLIC_KEY of fewer bits.
         return None
     return key if key.algorithm_name in ASYMMETRIC else None
 
@@ -327,10 +331,8 @@ class TokenVerifier:
         settings = self.settings
         ahead = float(payload["exp"]) - time.time()
         if ahead > settings.jwt_max_lifetime_seconds + settings.jwt_leeway_seconds:
-            # Not every digit of an exp such as 1e300.
-            shown = f"{ahead:.0f}" if ahead < 1e12 else "more than 10^12"
             raise TokenRejected(
-                f"the token is valid for {shown} more seconds, longer than this server accepts "
+                f"the token is valid for {ahead:.0f} more seconds, longer than this server accepts "
                 f"(DW_JWT_MAX_LIFETIME_SECONDS: {settings.jwt_max_lifetime_seconds:.0f})"
             )
 
@@ -398,12 +400,23 @@ def _unverified_claims(token: str) -> Mapping[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+# A NumericDate past this is no date (year 33658): an integer of 400 digits passes PyJWT's own checks,
+# which compare integers, and no float holds it.
+_LATEST_TIME = 1e12
+
+
 def _check_time_types(payload: Mapping[str, Any]) -> None:
-    """RFC 7519's NumericDate: a JSON number (PyJWT also reads "1999999999", a string, and true as 1)."""
+    """RFC 7519's NumericDate: a JSON number (PyJWT also reads "1999999999", a string, and true as 1)
+    that a float holds, within 10^12 seconds of the epoch."""
     for name in _TIME_CLAIMS:
         value = payload.get(name)
-        if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if name not in payload:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise TokenRejected(f"the token's {name} must be a JSON number (seconds since the epoch)")
+        # A float's NaN fails the comparison; an int too large for one is compared as an int.
+        if not -_LATEST_TIME <= value <= _LATEST_TIME:
+            raise TokenRejected(f"the token's {name} is no date: more than 10^12 seconds from the epoch")
 
 
 def _check_max_lifetime(settings: Settings) -> None:

@@ -132,10 +132,12 @@ async def test_time_claims_are_numbers_and_exp_is_at_most_the_max_lifetime_ahead
     assert await verifier.verify(jwt.encode(claims(exp=now + 86_400, iat=now - 5.5), SECRET, algorithm="HS256"))
     far = await refused(verifier, jwt.encode(claims(exp=now + 86_400 + 120), SECRET, algorithm="HS256"))
     assert "longer than this server accepts (DW_JWT_MAX_LIFETIME_SECONDS: 86400)" in far
-    assert "longer than" in await refused(verifier, jwt.encode(claims(exp=2**40), SECRET, algorithm="HS256"))
-    # Not its 300 digits.
-    huge = await refused(verifier, jwt.encode(claims(exp=1e300), SECRET, algorithm="HS256"))
-    assert "valid for more than 10^12 more seconds" in huge and len(huge) < 200, huge
+    assert "longer than" in await refused(verifier, jwt.encode(claims(exp=2**38), SECRET, algorithm="HS256"))
+    # No date, and not its 300 digits; an integer of 400 digits, which no float holds, was a 500
+    # (OverflowError): PyJWT compares integers and let it through.
+    for name, value in [("exp", 1e300), ("exp", 10**400), ("nbf", -(10**400)), ("iat", 10**13)]:
+        huge = await refused(verifier, hand_made({"alg": "HS256"}, claims(**{name: value}), SECRET.encode()))
+        assert huge == f"the token's {name} is no date: more than 10^12 seconds from the epoch", huge
     week = TokenVerifier.from_settings(replace(HS, jwt_max_lifetime_seconds=7 * 86_400))
     assert await week.verify(jwt.encode(claims(exp=now + 6 * 86_400), SECRET, algorithm="HS256"))
     with pytest.raises(ConfigurationError, match="DW_JWT_MAX_LIFETIME_SECONDS must be a positive"):
@@ -381,6 +383,12 @@ async def test_jwks_pins_algorithms_per_key_and_skips_symmetric_keys(jwks: Jwks)
     assert "algorithm 'HS256' is not accepted (this server takes RS256)" in await refused(verifier, confused)
     assert "algorithm 'none'" in await refused(verifier, hand_made({"alg": "none", "kid": "k1"}, claims(), None))
     assert "no key id" in await refused(verifier, jwt.encode(claims(), key, algorithm="RS256"))
+    # An RSA key shorter than DW_JWT_PUBLIC_KEY may be (2048 bits) is no key here either.
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    jwks.publish("weak", weak)
+    with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
+        weak_token = jwt.encode(claims(), weak, algorithm="RS256", headers={"kid": "weak"})
+    assert "key id 'weak' is not in the JWKS" in await refused(verifier, weak_token)
 
 
 async def test_an_unreachable_jwks_answers_unavailable_and_is_not_hammered(jwks: Jwks) -> None:
