@@ -37,15 +37,28 @@ _STRUCTURAL_KEYS = frozenset({"code", "nodeId", "retryAfter", "itemIndex", "inde
 _NON_SECRET_KEYS = frozenset({"hosts"})
 
 
+# What JavaScript's encodeURI and encodeURIComponent leave as they are, beyond what quote always does
+# (letters, digits and _.-~).
+_ENCODE_URI_SAFE = ";,/?:@&=+$#!'()*"
+_ENCODE_URI_COMPONENT_SAFE = "!'()*"
+
+
 def _variants(value: str) -> set[str]:
     """The value and how it is spelled inside a JSON string (ASCII-escaped, as Python writes it, or
-    not, as JavaScript's JSON.stringify and most servers do), a Python repr and a URL."""
+    not, as JavaScript's JSON.stringify and most servers do; with "/" escaped as "\\/", as PHP's
+    json_encode writes it), a Python repr and a URL (percent-encoded as Python's quote, with "/" kept
+    or not, and quote_plus write it, and as JavaScript's encodeURI and encodeURIComponent do: a
+    redirect's Location with the token in its query kept "/" and was stored as it was, a review)."""
+    in_json = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms = {
         value,
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
+        *in_json,
+        *(form.replace("/", "\\/") for form in in_json),
         repr(value)[1:-1],
         quote(value, safe=""),
+        quote(value),
+        quote(value, safe=_ENCODE_URI_SAFE),
+        quote(value, safe=_ENCODE_URI_COMPONENT_SAFE),
         quote_plus(value, safe=""),
     }
     # Lower-cased (found in a lower-cased text) and as written: lower() changes the length of some

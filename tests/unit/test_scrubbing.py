@@ -44,6 +44,16 @@ def test_case_escaped_and_url_encoded_forms_are_caught_base64_is_not() -> None:
     assert MASK in s.text("url ?p=Pa%20ss%22w%C3%B6rd%2F1"), "percent-encoded"
     assert MASK in s.text("url ?p=Pa+ss%22w%C3%B6rd%2F1"), "form-encoded"
     assert MASK in s.text(repr('Pa ss"wörd/1')), "inside a repr"
+    # A review: "/" kept (Python's quote, JavaScript's encodeURI: a redirect's Location with the
+    # token in its query was stored as it was), and JSON's escaped solidus (PHP's json_encode).
+    token = Scrubber(["Br3arer/Secret+Value=42"])
+    assert (
+        token.text("https://cb.example/done?token=Br3arer/Secret%2BValue%3D42")
+        == f"https://cb.example/done?token={MASK}"
+    )
+    assert token.text("?t=Br3arer/Secret+Value=42&x") == f"?t={MASK}&x", "encodeURI keeps + and ="
+    assert token.text('{"received": "Bearer Br3arer\\/Secret+Value=42"}') == f'{{"received": "Bearer {MASK}"}}'
+    assert MASK in s.text("p=Pa%20ss%22w%C3%B6rd/1"), "encodeURIComponent spells / as %2F; quote keeps it"
     import base64
 
     encoded = base64.b64encode(b'Pa ss"w\xc3\xb6rd/1').decode()

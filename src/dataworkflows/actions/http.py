@@ -44,12 +44,23 @@ _KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authenticate", "www-authenticate"})
 
 
+# What httpx writes from the URL and the body: a node's Host sent a connection's credential to another
+# virtual host than its hosts name (behind a proxy that routes by Host, another service: a review),
+# and a Content-Length or Transfer-Encoding of its own would frame the request differently from
+# what is sent.
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding"})
+# httpx's words for a Location header it cannot read (raised as it builds the response).
+_BAD_LOCATION = "Invalid URL in location header"
+
+
 def _check_headers(headers: dict[str, str]) -> None:
     if names_repeated(headers):
         raise ValueError("headers: a name is given twice (header names are case-insensitive)")
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"headers: {name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValueError(f"headers: {name} is written from the url and the body, not given")
         if not is_field_value(value):
             raise ValueError(
                 f"headers: {name}'s value must be visible ASCII, spaces and tabs (no line breaks, no other"
@@ -294,6 +305,12 @@ async def _send(
         request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
+        except httpx.RemoteProtocolError as exc:
+            if str(exc).startswith(_BAD_LOCATION):
+                # httpx reads a redirect's Location as it builds the response: the same answer comes
+                # every time (it was a retriable transport_error, retried to the last attempt).
+                return ActionResult.failed("invalid_redirect", f"{method} {url.host} redirected badly: {exc}")
+            return transport_failure(exc, f"{method} {url.host}")
         except (httpx.HTTPError, OSError, BlockedDestination) as exc:
             return transport_failure(exc, f"{method} {url.host}")
         location = response.headers.get("location")

@@ -51,62 +51,113 @@ class UnsupportedEncoding(Exception):
     pass
 
 
+class _Inflater:
+    """A Content-Encoding's decompressor that never yields more than asked: gzip (every member of a
+    multi-member body, RFC 1952, as `gzip -d` reads them: they were cut to the first) and deflate, in
+    zlib's format or raw (as many servers send it; browsers and httpx read both)."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.decoder = self._new()
+        self.first = True
+        self.received = False
+
+    def _new(self) -> Any:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+
+    def feed(self, chunk: bytes, room: int) -> bytes:
+        """At most `room` + 1 bytes of what `chunk` inflates to (ResponseTooLarge past that)."""
+        self.received = self.received or bool(chunk)
+        out = bytearray()
+        while chunk:
+            try:
+                out += self.decoder.decompress(chunk, room + 1 - len(out))
+            except zlib.error as exc:
+                if not (self.first and self.encoding == "deflate"):
+                    raise UnsupportedEncoding(f"{self.encoding}: {exc}") from exc
+                # "deflate" is zlib's format by the standard, and raw deflate from many servers: the
+                # first chunk tells which.
+                self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+                self.first = False
+                continue
+            self.first = False
+            if self.decoder.unconsumed_tail or len(out) > room:
+                raise ResponseTooLarge(len(out))
+            chunk = b""
+            if self.decoder.eof and self.gzip:
+                # Another member may follow (gzip pads with zeros between members at most).
+                chunk = self.decoder.unused_data.lstrip(b"\x00")
+                if chunk:
+                    self.decoder = self._new()
+        return bytes(out)
+
+    def finish(self) -> None:
+        """A body cut inside its compressed stream is cut (the connection closed early, or the server
+        stopped): it was taken as the whole answer, a success with part of the data."""
+        if self.received and not self.decoder.eof:
+            raise httpx.RemoteProtocolError(f"the {self.encoding} body ends before its compressed stream does")
+
+
+def _bodiless(response: httpx.Response) -> bool:
+    """An answer without a body whatever its Content-Length says (RFC 9110: a HEAD's Content-Length is
+    the size of the GET's body; 1xx, 204 and 304 have none)."""
+    return response.request.method == "HEAD" or response.status_code in (204, 304) or response.status_code < 200
+
+
 async def read_capped(response: httpx.Response, limit: int) -> bytes:
     """The body, decompressed, refusing more than `limit` bytes at any point (also inside a
     compressed stream: a small gzip body cannot expand into gigabytes)."""
+    if _bodiless(response):
+        return b""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(int(declared))
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
-        decoder = None
-    elif encoding in ("gzip", "x-gzip"):
-        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decoder = zlib.decompressobj()
+        inflater = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = _Inflater(encoding)
     else:
         raise UnsupportedEncoding(encoding)
     body = bytearray()
-    first = True
     async for chunk in response.aiter_raw():
-        if decoder is None:
-            body.extend(chunk)
-        else:
-            try:
-                body.extend(decoder.decompress(chunk, limit + 1 - len(body)))
-            except zlib.error as exc:
-                if not (first and encoding == "deflate"):
-                    raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
-                # "deflate" is zlib's format by the standard, and raw deflate from many servers (as
-                # browsers and httpx read it): the first chunk tells which.
-                decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                try:
-                    body.extend(decoder.decompress(chunk, limit + 1 - len(body)))
-                except zlib.error:
-                    raise UnsupportedEncoding(f"{encoding}: {exc}") from exc
-            first = False
-            if decoder.unconsumed_tail:
-                raise ResponseTooLarge(len(body))
+        body += chunk if inflater is None else inflater.feed(chunk, limit - len(body))
         if len(body) > limit:
             raise ResponseTooLarge(len(body))
+    if inflater is not None:
+        inflater.finish()
     return bytes(body)
+
+
+def _decoded(body: bytes, charset: str) -> str:
+    """The body as text in the answer's charset; as UTF-8 when the charset is unknown (a server's
+    unknown charset name is not a reason to fail the node), names a codec that is no text encoding
+    (hex, base64, rot13: bytes.decode refuses them), or one that cannot replace what it cannot read
+    (idna, punycode, undefined raise UnicodeError even with errors="replace": a review)."""
+    try:
+        if not getattr(codecs.lookup(charset), "_is_text_encoding", True):
+            charset = "utf-8"
+        return body.decode(charset, errors="replace")
+    except (LookupError, UnicodeError):
+        return body.decode("utf-8", errors="replace")
+
+
+def _is_json(content_type: str) -> bool:
+    """application/json, any `+json` type (problem+json, ld+json) or a `json` subtype, in any case
+    (media types are case-insensitive, RFC 9110 8.3.1: Application/JSON was kept as text)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return "json" in media_type
 
 
 def decode_body(response: httpx.Response, body: bytes) -> Any:
     content_type = response.headers.get("content-type", "")
-    charset = response.charset_encoding or "utf-8"
-    try:
-        # A codec that is not a text encoding (charset=hex, base64, rot13: bytes.decode refuses them
-        # with LookupError, a review) is read as UTF-8 too.
-        if not getattr(codecs.lookup(charset), "_is_text_encoding", True):
-            charset = "utf-8"
-    except LookupError:
-        charset = "utf-8"  # a server's unknown charset name is not a reason to fail the node
     # A NUL is stored nowhere (PostgreSQL's text and jsonb hold none): it becomes U+FFFD, as bytes
     # the charset cannot read do, instead of failing the node unrecordable_result for good; so does a
     # lone surrogate a charset such as utf-7 can decode to (UTF-8 and PostgreSQL hold none).
-    text = _LONE_SURROGATE.sub(NUL_STAND_IN, body.decode(charset, errors="replace").replace("\x00", NUL_STAND_IN))
-    if "json" in content_type and body:
+    text = _decoded(body, response.charset_encoding or "utf-8")
+    text = _LONE_SURROGATE.sub(NUL_STAND_IN, text.replace("\x00", NUL_STAND_IN))
+    if _is_json(content_type) and body:
         try:
             value = loads_json(text)
         except (ValueError, RecursionError):
