@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,6 +35,9 @@ class FakeState:
     boards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
     create_delay: float = 0.0
+    # Seconds a create_item answers late, after the item was made (a caller that gives up first does
+    # not know it exists).
+    answer_delay: float = 0.0
     next_id: int = 1000
     # /http/record/{key}: the Idempotency-Key header (None: none) of each call, per key.
     idempotency_keys: dict[str, list[str | None]] = field(default_factory=dict)
@@ -289,18 +293,26 @@ async def _create(state: FakeState, variables: dict[str, Any]) -> Response[Any]:
         return Response({"errors": [{"message": "Board not found", "extensions": {"code": "InvalidBoardIdException"}}]})
     await asyncio.sleep(state.create_delay)
     state.next_id += 1
-    item = {"id": str(state.next_id), "name": variables["name"], "columns": json.loads(variables.get("values") or "{}")}
+    item = {
+        "id": str(state.next_id),
+        "name": variables["name"],
+        "columns": json.loads(variables.get("values") or "{}"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
     state.boards.setdefault(board, []).append(item)
     state.created.append(item)
+    await asyncio.sleep(state.answer_delay)
     return Response({"data": {"create_item": {"id": item["id"]}}})
 
 
+def _matches(item: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """monday.com's any_of rule on a column, or on the item's name (column "name")."""
+    value = item["name"] if rule["column_id"] == "name" else item["columns"].get(rule["column_id"])
+    return str(value) in [str(v) for v in rule["compare_value"]]
+
+
 def _page(state: FakeState, board: str, offset: int, limit: int, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    items = [
-        i
-        for i in state.boards.get(board, [])
-        if all(str(i["columns"].get(r["column_id"])) in [str(v) for v in r["compare_value"]] for r in rules)
-    ]
+    items = [i for i in state.boards.get(board, []) if all(_matches(i, r) for r in rules)]
     chunk = items[offset : offset + limit]
     more = offset + limit < len(items)
     return {
@@ -309,6 +321,7 @@ def _page(state: FakeState, board: str, offset: int, limit: int, rules: list[dic
             {
                 "id": i["id"],
                 "name": i["name"],
+                "created_at": i.get("created_at"),
                 "column_values": [{"id": k, "text": str(v), "value": json.dumps(v)} for k, v in i["columns"].items()],
             }
             for i in chunk

@@ -1,6 +1,6 @@
 -- name: claim_resource
 -- Claims the right to create a resource, or returns the one that exists.
-SELECT * FROM dw.claim_resource_v2(%(tenant)s, %(type)s, %(key)s, %(workflow_id)s, %(execution_id)s,
+SELECT * FROM dw.claim_resource_v3(%(tenant)s, %(type)s, %(key)s, %(workflow_id)s, %(execution_id)s,
                                    %(node_id)s, %(owner)s, %(claim_seconds)s);
 
 -- name: link_resource

@@ -4,6 +4,7 @@ idempotency key create the resource once (also when they race), through db.resou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,8 +19,10 @@ def _owner(execution_id: UUID, node_id: str, attempt: int) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    state: str  # exists | claimed | pending
+    state: str  # exists | claimed | in_doubt | pending
     external_id: str | None
+    # When the key was first claimed (in_doubt: the earliest the resource can have been created).
+    claimed_at: datetime | None = None
 
 
 class DatabaseResources:
@@ -51,7 +54,7 @@ class DatabaseResources:
             owner=_owner(execution_id, node_id, attempt),
             claim_seconds=self._claim_seconds,
         )
-        return Claim(claim.state, claim.external_id)
+        return Claim(claim.state, claim.external_id, claim.claimed_at)
 
     async def link(
         self,

@@ -437,6 +437,61 @@ async def test_create_item_is_idempotent_across_racing_runs(
     assert {link["externalId"] for link in links} == {outputs[0]["itemId"]}
 
 
+def in_doubt_node(retry: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A create whose answer comes after the node's timeout (the fake makes the item, then answers
+    late: the attempt never hears of it)."""
+    return {
+        **node(
+            "create",
+            "monday.create-item",
+            retry or {**FAST, "maxAttempts": 4},
+            boardId=77,
+            itemName="Ticket T-9",
+            idempotencyKey="T-9",
+        ),
+        "timeout": "PT0.4S",
+    }
+
+
+async def test_a_create_never_answered_is_looked_up_not_made_again(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """A review: monday.create-item released its claim after any failure, and a node timeout let the
+    next attempt take the claim over: each retry of a create whose answer never came (a timeout, a
+    cut connection, a 5xx: monday.com may have made the item) created another item. Now the next
+    attempt finds the claim in doubt and looks the item up by name among those made since the key
+    was first claimed (an older namesake is not it)."""
+    old = {"id": "1", "name": "Ticket T-9", "columns": {}, "created_at": "2026-01-01T00:00:00Z"}
+    fakes.state.boards["77"] = [old]
+    fakes.state.answer_delay = 1.0
+    execution_id, execution, attempts = await run_one(db, runtime, "doubt", in_doubt_node())
+    assert execution["status"] == "Succeeded", (execution, attempts)
+    assert fakes.state.calls["monday:create"] == 1, "one item, however many attempts"
+    assert [a["error"]["code"] for a in attempts if a["error"]] == ["action_timeout"], attempts
+    (created,) = fakes.state.created
+    outputs = (await db.fetch_all("list_node_states", id=execution_id))[0]["outputs"]
+    assert outputs == {"itemId": created["id"], "created": True}
+    # Linked: another run of the key finds it without asking monday.com.
+    fakes.state.answer_delay = 0
+    _, again, _ = await run_one(db, runtime, "doubt-again", in_doubt_node())
+    assert again["status"] == "Succeeded" and fakes.state.calls["monday:create"] == 1
+
+
+async def test_a_create_in_doubt_among_namesakes_fails_and_makes_no_third(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """Two items of the name made since the key was claimed (another process made one meanwhile):
+    which is this key's cannot be told, and creating again would make a third."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    fakes.state.boards["77"] = [{"id": "1", "name": "Ticket T-9", "columns": {}, "created_at": now}]
+    fakes.state.answer_delay = 1.0
+    _, execution, attempts = await run_one(db, runtime, "doubt", in_doubt_node())
+    assert execution["status"] == "Failed", (execution, attempts)
+    assert [a["error"]["code"] for a in attempts] == ["action_timeout", "monday_outcome_unknown"], attempts
+    assert "2 items" in attempts[-1]["error"]["message"]
+    assert fakes.state.calls["monday:create"] == 1
+
+
 @pytest.fixture
 async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
     async with AsyncTestClient(create_app(Settings(database_url=dsn, credentials_key=CREDENTIAL_KEY))) as c:

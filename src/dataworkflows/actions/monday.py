@@ -10,6 +10,8 @@ bad column values are permanent.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -238,13 +240,15 @@ def _query_params(params: GetItemsParams) -> dict[str, Any] | None:
     }
 
 
-async def _first_page(services: ActionServices, params: GetItemsParams) -> dict[str, Any] | None:
+async def _first_page(
+    services: ActionServices, params: GetItemsParams, fields: str = _ITEM_FIELDS
+) -> dict[str, Any] | None:
     """The board's first items page, or None when there is no such board."""
     data = await _graphql(
         services,
         params.connection,
         "query ($board: [ID!], $limit: Int!, $qp: ItemsQuery) { boards(ids: $board) {"
-        f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {_ITEM_FIELDS} }} }} }} }}",
+        f" items_page(limit: $limit, query_params: $qp) {{ cursor items {{ {fields} }} }} }} }}",
         {"board": [str(params.board_id)], "limit": min(params.page_size, params.limit), "qp": _query_params(params)},
     )
     boards = _list(data.get("boards"), "boards")
@@ -254,7 +258,11 @@ async def _first_page(services: ActionServices, params: GetItemsParams) -> dict[
 
 
 async def _follow_pages(
-    services: ActionServices, params: GetItemsParams, page: dict[str, Any]
+    services: ActionServices,
+    params: GetItemsParams,
+    page: dict[str, Any],
+    fields: str = _ITEM_FIELDS,
+    read: Callable[[Any], dict[str, Any]] = _item,
 ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
     """Items from `page` on, following the cursor until the limit: (items, pages read, last page).
     A page without items ends it, and a cursor seen before, or more than MAX_PAGES pages, is a bad
@@ -265,7 +273,7 @@ async def _follow_pages(
     seen: set[str] = set()
     while True:
         pages += 1
-        found = [_item(i) for i in _list(page.get("items"), "items")]
+        found = [read(i) for i in _list(page.get("items"), "items")]
         items.extend(found)
         cursor = page.get("cursor")
         if not cursor or not found or len(items) >= params.limit:
@@ -284,7 +292,7 @@ async def _follow_pages(
             services,
             params.connection,
             "query ($cursor: String!, $limit: Int!) { next_items_page(cursor: $cursor, limit: $limit)"
-            f" {{ cursor items {{ {_ITEM_FIELDS} }} }} }}",
+            f" {{ cursor items {{ {fields} }} }} }}",
             {"cursor": cursor, "limit": min(params.page_size, params.limit - len(items))},
         )
         page = _object(data.get("next_items_page"), "next items page")
@@ -317,20 +325,9 @@ class MondayCreateItemAction:
         services = ctx.require_services()
         key = f"{params.board_id}:{params.idempotency_key}" if params.idempotency_key else None
         if key is not None:
-            claim = await services.resources.claim(
-                ITEM_RESOURCE,
-                key,
-                workflow_id=ctx.workflow_id,
-                execution_id=ctx.execution_id,
-                node_id=ctx.node_id,
-                attempt=ctx.attempt,
-            )
-            if claim.state == "exists":
-                return ActionResult.succeeded({"itemId": claim.external_id, "created": False})
-            if claim.state == "pending":
-                return ActionResult.retriable(
-                    "resource_pending", "another run is creating the item with this idempotency key", retry_after=1.0
-                )
+            settled = await _claim(ctx, params, key)
+            if settled is not None:
+                return settled
         try:
             data = await _graphql(
                 services,
@@ -345,7 +342,12 @@ class MondayCreateItemAction:
                 },
             )
         except MondayError as exc:
-            if key is not None:
+            if key is not None and not _may_have_acted(exc):
+                # monday.com refused the mutation, or never got it: another attempt or run may
+                # create the item at once. After an answer that never came (a timeout, a cut
+                # connection, a 5xx) the item may exist: the claim is kept, and whoever takes it
+                # over finds it in doubt and looks the item up (it was released, and each retry
+                # created another item: a review).
                 await services.resources.release(
                     ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id, attempt=ctx.attempt
                 )
@@ -358,21 +360,124 @@ class MondayCreateItemAction:
             return exc.result
         if not item_id:
             return ActionResult.failed("monday_bad_response", "monday.com did not return the new item's id")
-        links: tuple[ResourceLink, ...] = ()
-        if key is not None:
-            # Link at once (not only with the node's outcome), so a crash before the outcome is
-            # recorded cannot lead another run to create a second item.
-            await services.resources.link(
-                ITEM_RESOURCE,
-                key,
-                item_id,
-                workflow_id=ctx.workflow_id,
-                execution_id=ctx.execution_id,
-                node_id=ctx.node_id,
-                data={"boardId": str(params.board_id)},
-            )
-            links = (ResourceLink(ITEM_RESOURCE, key, item_id, {"boardId": str(params.board_id)}),)
-        return ActionResult(AttemptStatus.SUCCEEDED, {"itemId": item_id, "created": True}, None, links)
+        if key is None:
+            return ActionResult.succeeded({"itemId": item_id, "created": True})
+        return await _linked(ctx, params, key, item_id)
+
+
+async def _claim(ctx: ActionContext, params: CreateItemParams, key: str) -> ActionResult | None:
+    """Claims the key for this attempt: None when it is to create the item, else the attempt's result
+    (the item that exists or that an earlier attempt in doubt created; another run creating it)."""
+    claim = await ctx.require_services().resources.claim(
+        ITEM_RESOURCE,
+        key,
+        workflow_id=ctx.workflow_id,
+        execution_id=ctx.execution_id,
+        node_id=ctx.node_id,
+        attempt=ctx.attempt,
+    )
+    if claim.state == "exists":
+        return ActionResult.succeeded({"itemId": claim.external_id, "created": False})
+    if claim.state == "pending":
+        return ActionResult.retriable(
+            "resource_pending", "another run is creating the item with this idempotency key", retry_after=1.0
+        )
+    if claim.state == "in_doubt":
+        assert claim.claimed_at is not None
+        return await _adopt(ctx, params, key, claim.claimed_at)
+    return None
+
+
+async def _linked(ctx: ActionContext, params: CreateItemParams, key: str, item_id: str) -> ActionResult:
+    """The created item, linked to its key at once (not only with the node's outcome), so a crash
+    before the outcome is recorded cannot lead another run to create a second item."""
+    services = ctx.require_services()
+    await services.resources.link(
+        ITEM_RESOURCE,
+        key,
+        item_id,
+        workflow_id=ctx.workflow_id,
+        execution_id=ctx.execution_id,
+        node_id=ctx.node_id,
+        data={"boardId": str(params.board_id)},
+    )
+    links = (ResourceLink(ITEM_RESOURCE, key, item_id, {"boardId": str(params.board_id)}),)
+    return ActionResult(AttemptStatus.SUCCEEDED, {"itemId": item_id, "created": True}, None, links)
+
+
+# The most items of one name an in-doubt create reads (10 pages of 100) before it says it cannot tell.
+_MAX_NAMESAKES = 1_000
+# monday.com's clock against PostgreSQL's: an item created up to this long before the key was first
+# claimed may still be the one an earlier attempt created.
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed_at: datetime) -> ActionResult | None:
+    """For a claim in doubt (an earlier attempt may have created the item, and never heard): the item
+    it created, linked, when exactly one item of this name was created on the board since the key was
+    first claimed; None when none was (create it); a failure when monday.com cannot be asked (the
+    claim stays in doubt for the next attempt) or when more than one was (which one is this key's
+    cannot be told: the node fails monday_outcome_unknown for good, and so does every run of this
+    key until all but one of them are deleted)."""
+    services = ctx.require_services()
+    by_name = GetItemsParams(
+        board_id=params.board_id,
+        filters=[Filter(column_id="name", compare_value=[params.item_name])],
+        limit=_MAX_NAMESAKES,
+        page_size=100,
+        connection=params.connection,
+    )
+    try:
+        page = await _first_page(services, by_name, "id created_at")
+        if page is None:
+            return ActionResult.failed("monday_board_not_found", f"board {params.board_id} was not found")
+        items, _, last = await _follow_pages(services, by_name, page, "id created_at", lambda i: _object(i, "item"))
+    except MondayError as exc:
+        return exc.result
+    since = claimed_at - _CLOCK_SKEW
+    recent = [i for i in items if _created_since(i.get("created_at"), since)]
+    if len(recent) > 1 or (not recent and last.get("cursor") and len(items) >= _MAX_NAMESAKES):
+        shown = f"{len(recent)} items" if len(recent) > 1 else f"more than {_MAX_NAMESAKES} items"
+        return ActionResult.failed(
+            "monday_outcome_unknown",
+            f"an earlier attempt's create of {params.item_name!r} (key {params.idempotency_key!r}) was never "
+            f"answered, and {shown} of that name are on board {params.board_id} since the key was first "
+            "claimed: which one it created cannot be told; delete the extra ones and run it again",
+        )
+    if not recent:
+        return None
+    item_id = str(recent[0].get("id") or "")
+    if not item_id:
+        return ActionResult.failed("monday_bad_response", "monday.com listed an item without its id")
+    return await _linked(ctx, params, key, item_id)
+
+
+def _created_since(value: Any, since: datetime) -> bool:
+    """Whether monday.com's created_at (ISO 8601, UTC) is at or after `since`; an item whose time
+    cannot be read counts as recent (it may be the one)."""
+    if not isinstance(value, str):
+        return True
+    try:
+        created = datetime.fromisoformat(value)
+    except ValueError:
+        return True
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created >= since
+
+
+def _may_have_acted(exc: MondayError) -> bool:
+    """Whether monday.com may have run a mutation whose answer this attempt does not have: the
+    request went and no answer came (a timeout, a cut connection), the answer could not be read,
+    or it was a server error. A connection never made, and an answer that refused the request
+    (GraphQL errors, 4xx, rate and complexity limits), leave nothing behind."""
+    cause = exc.__cause__
+    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | BlockedDestination):
+        return False
+    if isinstance(cause, httpx.HTTPError | OSError | ResponseTooLarge | UnsupportedEncoding):
+        return True
+    code = exc.result.error.code if exc.result.error else ""
+    return code.startswith("monday_http_5") or code == "monday_INTERNAL_SERVER_ERROR"
 
 
 class UpdateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

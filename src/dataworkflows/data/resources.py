@@ -14,10 +14,13 @@ if TYPE_CHECKING:
 
 
 class ResourceClaim(msgspec.Struct, frozen=True):
-    # exists (external_id is set), claimed (by this owner: create it now) or pending (another
-    # owner is creating it).
+    # exists (external_id is set), claimed (by this owner: create it now), in_doubt (claimed by this
+    # owner from an attempt that may have created it: look it up first) or pending (another owner
+    # is creating it).
     state: str
     external_id: str | None
+    # When the key was first claimed: the earliest an in-doubt resource can have been created.
+    claimed_at: datetime
 
 
 class ResourceLink(msgspec.Struct, frozen=True):
