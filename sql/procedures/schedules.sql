@@ -622,17 +622,36 @@ BEGIN
 END;
 $$;
 
+-- The fields of a schedule's config this release's schedulers read (schedules.CONFIG_KEYS: a test
+-- keeps the two equal).
+CREATE OR REPLACE FUNCTION dw.schedule_config_keys_v1() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['cron', 'timezone', 'catchUp', 'maxCatchUp', 'overlap', 'payload']::text[];
+$$;
+
 -- A schedule the scheduler could not fire: the reason in triggers.error; either it is disabled
 -- (its config cannot be used: fix it and enable it again) or its due ticks are skipped and it
 -- goes on from p_next_tick. Only if the row is as the scheduler claimed it (next tick p_due,
 -- updated_at p_updated_at): the caller may no longer hold the claim, and a concurrent fire or
 -- change wins.
+-- A scheduler of an earlier release (still running during a rolling upgrade) checks a config
+-- against its own list of fields and disables a schedule with a field this release added
+-- (`overlap`): "its config is not valid: /overlap: unknown field; ...". Such a plan is not carried
+-- out when every field of the stored config is one this release reads: the schedule stays as it
+-- is, due, for a scheduler of this release (a review: the old worker disabled every schedule with
+-- `overlap`, and the ticks it missed while off were never caught up).
 DROP FUNCTION IF EXISTS dw.schedule_failed_v1(uuid, text, timestamptz, boolean);
 CREATE OR REPLACE FUNCTION dw.schedule_failed_v1(
     p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean, p_due timestamptz,
     p_updated_at timestamptz
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    IF p_disable AND p_error LIKE 'its config is not valid: %unknown field%' AND EXISTS (
+        SELECT 1 FROM dw.triggers t
+         WHERE t.id = p_trigger_id AND jsonb_typeof(t.config) = 'object'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(t.config) k
+                            WHERE NOT k = ANY (dw.schedule_config_keys_v1()))) THEN
+        RETURN;
+    END IF;
     UPDATE dw.triggers t
        SET error = left(p_error, 2000), next_tick_at = CASE WHEN p_disable THEN NULL ELSE p_next_tick END,
            enabled = t.enabled AND NOT p_disable

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from dataworkflows.config import Settings
 from dataworkflows.data.schedules import FiredTick
 from dataworkflows.db import Database, make_pool
 from dataworkflows.errors import DatabaseUnavailable, InvalidInput, WorkflowNotFound
-from dataworkflows.schedules import CronError, parse_cron
+from dataworkflows.schedules import CONFIG_KEYS, CronError, parse_cron
 from dataworkflows.sqlfiles import load_migrations
 from dataworkflows.workers.app import build_app
 from dataworkflows.workers.scheduler import Scheduler
@@ -1120,3 +1121,46 @@ async def test_a_scheduler_cut_off_by_a_lock_with_nothing_planned_keeps_its_cap(
         assert (scheduler.ticks.value, scheduler.buffered.value) == (1000, 500)
     finally:
         await pool.close()
+
+
+async def test_a_previous_release_scheduler_does_not_disable_a_schedule_with_a_field_it_lacks(
+    db: Database, echo_workflow: str
+) -> None:
+    """The previous release's scheduler (0.1.0) checks a config against its own fields, which lack
+    `overlap`, and sends dw.fire_schedules_v1 a plan that disables such a schedule (a review: during
+    a rolling upgrade every schedule with `overlap` was switched off for good, its missed ticks never
+    caught up). The plan is not carried out when this release reads every field of the config; a
+    config with a field nobody reads is still disabled, and so is one this release finds invalid."""
+    trigger_id = await create(db, "nightly-skip", "* * * * * */5", overlap="skip")
+    await sql(db, "UPDATE dw.triggers SET next_tick_at = now() - interval '1 second' WHERE id = %s", trigger_id)
+
+    async def old_plan(error: str) -> None:
+        due, updated_at = await one(db, "SELECT next_tick_at, updated_at FROM dw.triggers WHERE id = %s", trigger_id)
+        # What 0.1.0's workers/scheduler.py (_config_failure) plans for it, as its data layer sends it.
+        plan = {
+            "id": str(trigger_id),
+            "error": error,
+            "disable": True,
+            "next": None,
+            "due": due.isoformat(),
+            "updatedAt": updated_at.isoformat(),
+        }
+        await sql(db, "SELECT * FROM dw.fire_schedules_v1(%s::jsonb, 'executions')", json.dumps([plan]))
+
+    unknown = (
+        "its config is not valid: /overlap: unknown field; expected one of cron, timezone, catchUp, maxCatchUp, payload"
+    )
+    await old_plan(unknown)
+    enabled, error, due = await one(
+        db, "SELECT enabled, error, next_tick_at FROM dw.triggers WHERE id = %s", trigger_id
+    )
+    assert (enabled, error) == (True, None) and due is not None, "left due, for this release's scheduler"
+    # A field no release reads: the plan is carried out.
+    await sql(db, "UPDATE dw.triggers SET config = config || '{\"colour\": 1}' WHERE id = %s", trigger_id)
+    await old_plan("its config is not valid: /colour: unknown field; expected one of cron, timezone")
+    assert await one(db, "SELECT enabled, error FROM dw.triggers WHERE id = %s", trigger_id) == (
+        False,
+        "its config is not valid: /colour: unknown field; expected one of cron, timezone",
+    )
+    keys = await one(db, "SELECT dw.schedule_config_keys_v1()")
+    assert tuple(keys) == CONFIG_KEYS, "the procedure's list of fields is schedules.CONFIG_KEYS"
