@@ -578,8 +578,14 @@ async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> 
     where = {"workflow_id": "simple-echo", "execution_id": execution_id, "node_id": "echo1"}
     assert (await resources.claim("t", "k2", **where, attempt=1)).state == "claimed"
     assert (await resources.claim("t", "k2", **where, attempt=2)).state == "pending"
-    # Attempt 1 timed out: its outcome is recorded, so attempt 2 need not wait out the claim.
+    # Attempt 1 timed out: its outcome is recorded, so attempt 2 need not wait out the claim; but
+    # attempt 1 may have created the resource before it was stopped, so the claim is in doubt (look
+    # it up before creating it), with when the key was first claimed.
     await record(
         db, execution_id, token, status="TimedOut", node_status="Ready", error={"code": "action_timeout"}, fired=[]
     )
-    assert (await resources.claim("t", "k2", **where, attempt=2)).state == "claimed"
+    taken = await resources.claim("t", "k2", **where, attempt=2)
+    assert taken.state == "in_doubt" and taken.claimed_at is not None
+    # Released (a refusal: nothing was made), the key is claimed afresh.
+    await resources.release("t", "k2", execution_id=execution_id, node_id="echo1", attempt=2)
+    assert (await resources.claim("t", "k2", **where, attempt=3)).state == "claimed"
