@@ -1798,7 +1798,8 @@ $$;
 -- run job is queued. Succeeded nodes keep their outputs and never run again. A cancel or suspension
 -- still requested of the failed run is withdrawn (the execution_redriven event names it). A letter
 -- is redriven at most once (DW005); a run that is no longer Failed has nothing to redrive (DW005);
--- nor a child whose parent has taken its end (DW005, dw.child_redrive_refusal_v1).
+-- nor a child whose parent has taken its end (DW005, dw.child_redrive_refusal_v1), or whose parent
+-- was cancelled (DW005).
 CREATE OR REPLACE FUNCTION dw.redrive_dead_letter_v1(p_id bigint, p_principal text, p_queue text)
     RETURNS TABLE (dead_letter_id bigint, execution_id uuid, action text) LANGUAGE plpgsql AS $$
 DECLARE
@@ -1848,6 +1849,15 @@ BEGIN
         v_refusal := dw.child_redrive_refusal_v1(v_e);
         IF v_refusal IS NOT NULL THEN
             RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'DW005';
+        END IF;
+        -- A child of a cancelled parent (a detached one: an attached child's end was taken above)
+        -- would be cancelled by the first worker to take it, its node never run again, and its
+        -- letter redriven for nothing (a review: 200 requeued, then Cancelled, the letter spent).
+        IF v_e.parent_execution_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id AND p.status = 'Cancelled') THEN
+            RAISE EXCEPTION 'execution % is a child of execution %, which was cancelled: a cancelled parent''s '
+                'children are cancelled, so a redrive would run nothing; acknowledge the letter, or start a new run',
+                v_e.id, v_e.parent_execution_id USING ERRCODE = 'DW005';
         END IF;
         UPDATE dw.node_states n
            SET status = CASE

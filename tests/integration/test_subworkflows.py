@@ -520,6 +520,29 @@ async def test_a_detached_child_is_redriven_on_its_own(db: Database, conditions:
     assert "execution_redriven" in await events(db, kid["id"])
 
 
+async def test_a_detached_childs_letter_is_not_redriven_once_its_parent_was_cancelled(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: the redrive answered requeued and spent the letter, then the first worker to take the
+    child cancelled it (a cancelled parent's children are cancelled) and its node never ran again.
+    Now it is refused (409) and the letter stays open, to acknowledge."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    detached = sub("call", "breaks", {"targetNode": "hold"}, waitForCompletion=False)
+    await publish(db, wf("fires", detached, signal("hold", name="go")), conditions)
+    root = await start(db, "fires")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    assert ((await execution(db, root))["status"], kid["status"]) == ("Waiting", "Failed")
+    assert (await db.control.cancel(root, principal="ops", reason="enough")).outcome == "cancelled"
+    await drain(db, runtime)
+    letter = await open_letter(db, kid["id"])
+    with pytest.raises(Conflict, match=f"a child of execution {root}, which was cancelled"):
+        await db.operations.redrive(letter, principal="ops", queue="executions")
+    assert await open_letter(db, kid["id"]) == letter, "the letter stays open"
+    assert (await execution(db, kid["id"]))["status"] == "Failed"
+
+
 async def test_a_parent_redriven_before_its_children_were_cancelled_leaves_no_orphan(
     db: Database, conditions: ConditionPool
 ) -> None:
