@@ -2244,6 +2244,10 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
     try:
         db = Database(pool)
         with all_tenants():
+            if plan.workflow_id is not None and not await db.retention.workflow_known(plan.workflow_id, plan.tenant):
+                where = f"in tenant {plan.tenant}" if plan.tenant else "in any tenant"
+                print(f"error: workflow {plan.workflow_id} not found ({where}): nothing was pruned", file=sys.stderr)
+                return EXIT_USAGE
             if dry_run:
                 preview = await db.retention.preview(
                     default_seconds=plan.default_seconds, workflow_id=plan.workflow_id, tenant=plan.tenant

@@ -420,6 +420,17 @@ def test_the_prune_command(
     assert (code, out.splitlines()[-1].split(" in ")[0]) == (EXIT_OK, "pruned 2 trees: 2 executions")
     code, out, _ = run("--older-than", "15d", "--workflow", "w")
     assert out.splitlines()[-1].split(" in ")[0] == "pruned 4 trees: 4 executions"
+    # A mistyped workflow said "pruned 0 trees", exit 0, as if nothing were due (a review).
+    for argv, where in [
+        (["--workflow", "nope"], "in any tenant"),
+        (["--workflow", "w", "--tenant", "zeta"], "in tenant zeta"),
+    ]:
+        for dry in ([], ["--dry-run"]):
+            code, _, err = run("--older-than", "15d", *argv, *dry)
+            assert (code, err.splitlines()[-1]) == (
+                EXIT_USAGE,
+                f"error: workflow {argv[1]} not found ({where}): nothing was pruned",
+            ), err
     postgresql.execute("DROP FUNCTION dw.preview_prune_v1")
     postgresql.commit()
     code, _, err = run("--dry-run")

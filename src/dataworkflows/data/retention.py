@@ -86,6 +86,11 @@ class RetentionData:
         assert preview is not None
         return preview
 
+    async def workflow_known(self, workflow_id: str, tenant: str | None) -> bool:
+        """Whether the workflow exists (in `tenant`, or in any tenant the caller sees)."""
+        row = await self._db.fetch_one("workflow_known", workflow_id=workflow_id, tenant=tenant)
+        return bool(row and row["known"])
+
     async def set_workflow_retention(self, workflow_id: str, days: int | None) -> bool:
         """How many days the workflow's finished runs are kept (None: the default; 0: forever);
         False when there is no such workflow (the function raises WorkflowNotFound for an operator's psql
