@@ -611,6 +611,9 @@ class TickRead(Camel):
     # It waited (overlap bufferOne, bufferAll, cancelOther) for the schedule's runs to end before starting its
     # run: it waits still while executionId is null.
     buffered: bool = False
+    # The run it started was removed by retention since: executionId names it still, and reading it
+    # answers 404.
+    run_removed: bool = False
 
 
 class WorkerLeaseRead(Camel):

@@ -67,7 +67,10 @@ SELECT count(*) AS deleted FROM gone;
 -- name: list_schedule_ticks
 -- A schedule's fired ticks, newest first (the primary key, read backwards). Keyset paging: those
 -- before the tick_at of the last one of the page before.
-SELECT k.trigger_id, k.tick_at, k.fired_at, k.execution_id, k.missed_ticks, k.overlapped_by, k.buffered
+SELECT k.trigger_id, k.tick_at, k.fired_at, k.execution_id, k.missed_ticks, k.overlapped_by, k.buffered,
+       -- Its run was removed by retention since (the tick stays, naming it).
+       (k.execution_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM dw.executions e WHERE e.id = k.execution_id)) AS run_removed
   FROM dw.schedule_ticks k
  WHERE k.trigger_id = %(trigger_id)s
    AND (%(before_at)s::timestamptz IS NULL OR k.tick_at < %(before_at)s::timestamptz)

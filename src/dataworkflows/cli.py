@@ -1699,6 +1699,8 @@ def _tick_line(t: dict[str, Any]) -> str:
         run = f"- (overlap: no run beside {overlapped})"
     else:
         run = "- (no run: see the schedule's error)"
+    if t.get("runRemoved"):
+        run += "  (its run was removed by retention)"
     missed = f"  missed {t['missedTicks']}" if t.get("missedTicks") else ""
     return f"{t['tickAt']:<32}  fired {seconds_text(late.total_seconds()):>8} late  {run}{missed}"
 

@@ -158,8 +158,16 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     assert listed.status_code == 200, listed.text
     ticks = listed.json()
     assert [datetime.fromisoformat(t["tickAt"]) for t in ticks] == expected
-    assert set(ticks[0]) == {"tickAt", "firedAt", "executionId", "missedTicks", "overlappedBy", "buffered"}
-    assert all(t["overlappedBy"] is None and t["buffered"] is False for t in ticks)
+    assert set(ticks[0]) == {
+        "tickAt",
+        "firedAt",
+        "executionId",
+        "missedTicks",
+        "overlappedBy",
+        "buffered",
+        "runRemoved",
+    }
+    assert all(t["overlappedBy"] is None and t["buffered"] is False and t["runRemoved"] is False for t in ticks)
     assert all(t["missedTicks"] == 0 and t["executionId"] for t in ticks)
     runs = (await client.get("/api/v1/executions", params={"triggerId": schedule}, headers=ACME)).json()["items"]
     assert {r["id"] for r in runs} == {t["executionId"] for t in ticks}
@@ -169,6 +177,17 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     assert [t["tickAt"] for t in first.json()] == [t["tickAt"] for t in ticks[:2]] and following
     rest = await client.get(following, headers=ACME)
     assert [t["tickAt"] for t in rest.json()] == [ticks[2]["tickAt"]] and next_link(rest) is None
+    # A tick whose run retention removed since still names it, and says so (a review: the id was a
+    # 404 without a word).
+    with all_tenants():
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE dw.schedule_ticks SET execution_id = gen_random_uuid() WHERE trigger_id = %s AND tick_at = %s",
+                (schedule, expected[0]),
+            )
+    removed, *kept = (await client.get(url, headers=ACME)).json()
+    assert removed["runRemoved"] is True and removed["executionId"] is not None
+    assert [t["runRemoved"] for t in kept] == [False, False]
 
     # Under overlap skip, the catch-up's first tick runs and the two after it (its run still going:
     # no worker here) are listed without a run, naming the run they met.
@@ -271,7 +290,16 @@ async def test_the_cli_prints_deliveries_and_ticks(
     assert await asyncio.to_thread(run_cli, "ticks", schedule) == cli.EXIT_OK
     lines = printed_rows(capsys.readouterr().out)
     assert [datetime.fromisoformat(line.split()[0]) for line in lines] == expected
-    assert all("late" in line for line in lines)
+    assert all("late" in line and "removed" not in line for line in lines)
+    with all_tenants():
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE dw.schedule_ticks SET execution_id = gen_random_uuid() WHERE trigger_id = %s AND tick_at = %s",
+                (schedule, expected[0]),
+            )
+    assert await asyncio.to_thread(run_cli, "ticks", schedule) == cli.EXIT_OK
+    first = printed_rows(capsys.readouterr().out)[0]
+    assert first.endswith("(its run was removed by retention)"), first
 
     # The wrong kind: the API's refusal, a usage error.
     assert await asyncio.to_thread(run_cli, "ticks", hook) == cli.EXIT_USAGE

@@ -79,6 +79,8 @@ class Tick(msgspec.Struct, frozen=True):
     # It waited (bufferOne, bufferAll, cancelOther) for the schedule's runs to end before starting its run: it
     # waits still while execution_id is None.
     buffered: bool = False
+    # The run it started was removed by retention since (execution_id names it still).
+    run_removed: bool = False
 
 
 # How long a scheduler's claim may sit idle (between the claim and the fire: planning, which
