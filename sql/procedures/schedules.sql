@@ -633,13 +633,29 @@ $$;
 -- goes on from p_next_tick. Only if the row is as the scheduler claimed it (next tick p_due,
 -- updated_at p_updated_at): the caller may no longer hold the claim, and a concurrent fire or
 -- change wins.
--- A scheduler of an earlier release (still running during a rolling upgrade) checks a config
--- against its own list of fields and disables a schedule with a field this release added
--- (`overlap`): "its config is not valid: /overlap: unknown field; ...". Such a plan is not carried
--- out when every field of the stored config is one this release reads: the schedule stays as it
--- is, due, for a scheduler of this release (a review: the old worker disabled every schedule with
--- `overlap`, and the ticks it missed while off were never caught up).
+-- This release's schedulers call v2 (and mark their plans to dw.fire_schedules_v1 "checked"): they
+-- read every field this release has. v1 is what the previous release's scheduler calls, still
+-- running during a rolling upgrade: it checks a config against its own list of fields and disables
+-- a schedule with a field this release added (`overlap`): "its config is not valid: /overlap:
+-- unknown field; ...". v1 does not carry out such a plan when every field of the stored config is
+-- one this release reads: the schedule stays as it is, due, for a scheduler of this release (a
+-- review: the old worker disabled every schedule with `overlap`, and the ticks it missed while off
+-- were never caught up). Only the old scheduler's plans are so read: a value of this release's
+-- error text (a cron "@unknown field") never keeps a schedule due (a second review).
 DROP FUNCTION IF EXISTS dw.schedule_failed_v1(uuid, text, timestamptz, boolean);
+CREATE OR REPLACE FUNCTION dw.schedule_failed_v2(
+    p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean, p_due timestamptz,
+    p_updated_at timestamptz
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.triggers t
+       SET error = left(p_error, 2000), next_tick_at = CASE WHEN p_disable THEN NULL ELSE p_next_tick END,
+           enabled = t.enabled AND NOT p_disable
+     WHERE t.id = p_trigger_id AND t.kind = 'schedule' AND t.next_tick_at IS NOT DISTINCT FROM p_due
+       AND t.updated_at IS NOT DISTINCT FROM p_updated_at;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION dw.schedule_failed_v1(
     p_trigger_id uuid, p_error text, p_next_tick timestamptz, p_disable boolean, p_due timestamptz,
     p_updated_at timestamptz
@@ -652,18 +668,15 @@ BEGIN
                             WHERE NOT k = ANY (dw.schedule_config_keys_v1()))) THEN
         RETURN;
     END IF;
-    UPDATE dw.triggers t
-       SET error = left(p_error, 2000), next_tick_at = CASE WHEN p_disable THEN NULL ELSE p_next_tick END,
-           enabled = t.enabled AND NOT p_disable
-     WHERE t.id = p_trigger_id AND t.kind = 'schedule' AND t.next_tick_at IS NOT DISTINCT FROM p_due
-       AND t.updated_at IS NOT DISTINCT FROM p_updated_at;
+    PERFORM dw.schedule_failed_v2(p_trigger_id, p_error, p_next_tick, p_disable, p_due, p_updated_at);
 END;
 $$;
 
 -- The scheduler's batch: what to do with each schedule it claimed, in one round trip.
 -- p_plans: [{"id", "ticks": [timestamptz], "missed": [integer], "next": timestamptz | null,
 --            "error": text | null, "disable": boolean, "due": timestamptz | null, "updatedAt": timestamptz}]
---          (with an error: dw.schedule_failed_v1).
+--          "checked": true from this release's schedulers (with an error: dw.schedule_failed_v2; a
+--          plan without it is a previous release's: dw.schedule_failed_v1).
 CREATE OR REPLACE FUNCTION dw.fire_schedules_v1(p_plans jsonb, p_queue text)
     RETURNS TABLE (trigger_id uuid, tick_at timestamptz, fired_at timestamptz, execution_id uuid, outcome text)
     LANGUAGE plpgsql AS $$
@@ -673,7 +686,13 @@ DECLARE
 BEGIN
     FOR v_plan IN SELECT p.value FROM jsonb_array_elements(p_plans) p LOOP
         v_id := (v_plan ->> 'id')::uuid;
-        IF v_plan ->> 'error' IS NOT NULL THEN
+        IF v_plan ->> 'error' IS NOT NULL AND COALESCE((v_plan ->> 'checked')::boolean, false) THEN
+            PERFORM dw.schedule_failed_v2(v_id, v_plan ->> 'error', (v_plan ->> 'next')::timestamptz,
+                                          COALESCE((v_plan ->> 'disable')::boolean, false),
+                                          (v_plan ->> 'due')::timestamptz, (v_plan ->> 'updatedAt')::timestamptz);
+            CONTINUE;
+        ELSIF v_plan ->> 'error' IS NOT NULL THEN
+            -- A previous release's plan (see dw.schedule_failed_v1).
             PERFORM dw.schedule_failed_v1(v_id, v_plan ->> 'error', (v_plan ->> 'next')::timestamptz,
                                           COALESCE((v_plan ->> 'disable')::boolean, false),
                                           (v_plan ->> 'due')::timestamptz, (v_plan ->> 'updatedAt')::timestamptz);

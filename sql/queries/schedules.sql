@@ -33,7 +33,7 @@ SELECT trigger_id, tick_at, fired_at, execution_id, outcome FROM dw.start_buffer
 -- name: schedule_failed
 -- Records why a schedule could not fire; it skips its due ticks, or is disabled (only if the row is
 -- still as claimed: due tick and updated_at).
-SELECT dw.schedule_failed_v1(%(id)s, %(error)s, %(next_tick)s, %(disable)s, %(due)s, %(updated_at)s);
+SELECT dw.schedule_failed_v2(%(id)s, %(error)s, %(next_tick)s, %(disable)s, %(due)s, %(updated_at)s);
 
 -- name: seconds_to_next_tick
 -- Seconds until the earliest next tick of an enabled schedule (0: one is due or not computed yet;

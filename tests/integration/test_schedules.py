@@ -1164,3 +1164,27 @@ async def test_a_previous_release_scheduler_does_not_disable_a_schedule_with_a_f
     )
     keys = await one(db, "SELECT dw.schedule_config_keys_v1()")
     assert tuple(keys) == CONFIG_KEYS, "the procedure's list of fields is schedules.CONFIG_KEYS"
+
+
+@pytest.mark.parametrize(
+    "config", ['{"cron": "@unknown field"}', '{"cron": "0 * * * *", "timezone": "/unknown field"}']
+)
+async def test_this_releases_own_disable_is_carried_out_whatever_its_error_quotes(
+    db: Database, echo_workflow: str, config: str
+) -> None:
+    """A second review: the guard for the previous release's plans read this release's errors too,
+    which quote a config's values; a cron "@unknown field" kept its schedule due, claimed and dropped
+    at every pass, and every other schedule's ticks fired up to a second late."""
+    trigger_id = await create(db, "bad", "0 * * * *")
+    # Past the API's checks, as test_a_config_that_cannot_be_used_disables_the_schedule writes one.
+    await sql(
+        db,
+        "UPDATE dw.triggers SET config = %s::jsonb, next_tick_at = now() - interval '1 minute' WHERE id = %s",
+        config,
+        trigger_id,
+    )
+    assert await Scheduler(db, SETTINGS).run_pass() == []
+    enabled, error, due = await one(
+        db, "SELECT enabled, error, next_tick_at FROM dw.triggers WHERE id = %s", trigger_id
+    )
+    assert (enabled, due) == (False, None) and error.startswith("its config is not valid: "), (enabled, error, due)

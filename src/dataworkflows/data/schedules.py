@@ -44,6 +44,9 @@ class SchedulePlan(msgspec.Struct, frozen=True):
     # The row as claimed (next_tick_at, updated_at): an error is recorded only if it still is.
     due: datetime | None = None
     updated_at: datetime | None = msgspec.field(default=None, name="updatedAt")
+    # Made by this release's scheduler, which reads every field of this release's configs: its errors
+    # are carried out as they are (a plan without it is a previous release's, dw.schedule_failed_v1).
+    checked: bool = True
 
 
 class FiredTick(msgspec.Struct, frozen=True):
