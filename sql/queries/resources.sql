@@ -12,6 +12,12 @@ SELECT * FROM dw.link_external_resource_v1(%(tenant)s, %(type)s, %(key)s, %(exte
 -- Gives up a claim after a failed create.
 SELECT dw.release_resource_claim_v2(%(tenant)s, %(type)s, %(key)s, %(owner)s);
 
+-- name: linked_external_ids
+-- Which of these external ids a key of this type is linked to already (an in-doubt create's
+-- namesakes that are another key's).
+SELECT l.external_id FROM dw.resource_links l
+ WHERE l.tenant_id = %(tenant)s AND l.resource_type = %(type)s AND l.external_id = ANY(%(ids)s::text[]);
+
 -- name: check_resource
 -- The external id of a linked resource, or null.
 SELECT dw.check_resource_exists_v1(%(tenant)s, %(type)s, %(key)s) AS external_id;

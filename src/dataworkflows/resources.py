@@ -83,5 +83,8 @@ class DatabaseResources:
             tenant=self._tenant, resource_type=resource_type, key=key, owner=_owner(execution_id, node_id, attempt)
         )
 
+    async def linked(self, resource_type: str, external_ids: list[str]) -> set[str]:
+        return await self._data.linked(tenant=self._tenant, resource_type=resource_type, external_ids=external_ids)
+
     async def check(self, resource_type: str, key: str) -> str | None:
         return await self._data.check(tenant=self._tenant, resource_type=resource_type, key=key)

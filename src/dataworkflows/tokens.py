@@ -159,6 +159,10 @@ def _usable_jwk(entry: Any) -> jwt.PyJWK | None:
         return None
     if entry.get("alg") is not None and entry["alg"] not in ASYMMETRIC:
         return None
+    if "d" in entry:
+        # A private key's members: a JWKS publishes public keys only (PyJWT made it a private key,
+        # which cannot verify: an AttributeError for a token naming it, a review).
+        return None
     try:
         key = jwt.PyJWK(entry)
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):

@@ -11,8 +11,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from litestar import Response as LitestarResponse
 from litestar.testing import AsyncTestClient
 
+import tests.fakes as fakes_module
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.api.app import create_app
 from dataworkflows.conditions import ConditionPool
@@ -490,6 +492,66 @@ async def test_a_create_in_doubt_among_namesakes_fails_and_makes_no_third(
     assert [a["error"]["code"] for a in attempts] == ["action_timeout", "monday_outcome_unknown"], attempts
     assert "2 items" in attempts[-1]["error"]["message"]
     assert fakes.state.calls["monday:create"] == 1
+
+
+def first_create_answers(monkeypatch: pytest.MonkeyPatch, status: int, body: Any, *, makes: bool) -> None:
+    """The fake's first create_item answers `status` with `body`, having made the item or not; the
+    later ones behave."""
+    real = fakes_module._create
+    seen = {"n": 0}
+
+    async def flaky(state: Any, variables: dict[str, Any]) -> Any:
+        seen["n"] += 1
+        if seen["n"] > 1:
+            return await real(state, variables)
+        if makes:
+            await real(state, variables)
+        else:
+            state.calls["monday:create"] += 1
+        return LitestarResponse(body, status_code=status)
+
+    monkeypatch.setattr(fakes_module, "_create", flaky)
+
+
+def ticket(key: str) -> dict[str, Any]:
+    return node(
+        "create", "monday.create-item", {**FAST, "maxAttempts": 3}, boardId=78, itemName="Ticket", idempotencyKey=key
+    )
+
+
+async def test_an_in_doubt_create_never_takes_another_keys_item(
+    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: key A made "Ticket" and linked it; key B's first create answered 502 having made
+    nothing, and B's next attempt, in doubt, took A's item (the one of that name) as its own."""
+    _, first, attempts_a = await run_one(db, runtime, "key-a", ticket("A"))
+    assert first["status"] == "Succeeded"
+    item_a = attempts_a[-1]["outputs"]["itemId"]
+    first_create_answers(monkeypatch, 502, "bad gateway", makes=False)
+    _, second, attempts_b = await run_one(db, runtime, "key-b", ticket("B"))
+    assert second["status"] == "Succeeded", attempts_b
+    assert attempts_b[-1]["outputs"]["itemId"] not in (item_a, None)
+    assert [i["name"] for i in fakes.state.created] == ["Ticket", "Ticket"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (500, {"errors": [{"message": "Internal error", "extensions": {"code": "InternalServerException"}}]}),
+        (200, "<html>upstream reset</html>"),
+    ],
+    ids=["500-with-a-monday-code", "200-unreadable"],
+)
+async def test_a_create_that_may_have_acted_is_not_made_twice(
+    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch, status: int, body: Any
+) -> None:
+    """A review: the claim was released after a 500 whose body named monday's own code, and after an
+    unreadable 200 (a failure for good: the key's next run made a second item)."""
+    first_create_answers(monkeypatch, status, body, makes=True)
+    _, execution, attempts = await run_one(db, runtime, "dup", ticket("D"))
+    if execution["status"] != "Succeeded":
+        await run_one(db, runtime, "dup-again", ticket("D"))
+    assert len(fakes.state.created) == 1, (fakes.state.created, attempts)
 
 
 @pytest.fixture

@@ -389,6 +389,11 @@ async def test_jwks_pins_algorithms_per_key_and_skips_symmetric_keys(jwks: Jwks)
     with pytest.warns(jwt.warnings.InsecureKeyLengthWarning):
         weak_token = jwt.encode(claims(), weak, algorithm="RS256", headers={"kid": "weak"})
     assert "key id 'weak' is not in the JWKS" in await refused(verifier, weak_token)
+    # A private key's JWK (its "d" and the rest) is no JWKS entry either, whatever its size.
+    private = rsa_key()
+    jwks.keys.append({**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private)), "kid": "private", "use": "sig"})
+    private_token = jwt.encode(claims(), private, algorithm="RS256", headers={"kid": "private"})
+    assert "key id 'private' is not in the JWKS" in await refused(verifier, private_token)
 
 
 async def test_an_unreachable_jwks_answers_unavailable_and_is_not_hammered(jwks: Jwks) -> None:

@@ -4,13 +4,14 @@ and an error without a code on a 200 monday_ERROR beside the generic monday_erro
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 
-from dataworkflows.actions.monday import MondayError, _may_have_acted, _raise_for_errors
-from dataworkflows.actions.web import ResponseTooLarge, transport_failure
+from dataworkflows.actions import ActionServices
+from dataworkflows.actions.monday import MondayError, _may_have_acted, _post, _raise_for_errors
 
 
 def failure(status: int, body: Any) -> tuple[str, str, str]:
@@ -36,35 +37,51 @@ def test_mondays_own_code_names_the_error() -> None:
     assert failure(200, odd) == ("Failed", "monday_error", "monday.com: odd (not a code!)")
 
 
-def test_only_a_failure_that_may_have_created_the_item_keeps_its_claim() -> None:
+async def test_only_a_failure_that_may_have_created_the_item_keeps_its_claim() -> None:
     """A create whose request may have reached monday.com (the answer timed out or was cut, could not
-    be read, or was a 5xx) keeps its claim for the next attempt to look the item up; one that never
-    went, or that monday.com refused, releases it (a review: every failure released it)."""
-    request = httpx.Request("POST", "https://api.monday.com/v2")
+    be read, or was a 5xx, whatever code its body names) keeps its claim for the next attempt to look
+    the item up; one that never went, or that monday.com refused (4xx, GraphQL errors on a 2xx),
+    releases it (reviews: every failure released it; then a 500 naming InternalServerException and
+    an unreadable 200 still did)."""
 
-    def raised(cause: BaseException | None, status: int = 200, body: Any = None) -> MondayError:
-        if cause is None:
-            with pytest.raises(MondayError) as caught:
-                _raise_for_errors(httpx.Response(status, json=body), body)
-            return caught.value
-        error = MondayError(transport_failure(cause, "monday.com"))
-        error.__cause__ = cause
-        return error
+    async def failure(answer: Any) -> MondayError:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if isinstance(answer, Exception):
+                raise answer
+            status, body = answer
+            text, media_type = (body, "text/html") if isinstance(body, str) else (json.dumps(body), "application/json")
+            return httpx.Response(status, headers={"Content-Type": media_type}, stream=httpx.ByteStream(text.encode()))
 
+        services = ActionServices(
+            credentials=None,  # type: ignore[arg-type]
+            http=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            resources=None,  # type: ignore[arg-type]
+            endpoints={"monday": "http://monday.test/v2"},
+        )
+        with pytest.raises(MondayError) as caught:
+            response, body = await _post(services, "token-1234", "mutation { x }", {})
+            _raise_for_errors(response, body)
+        return caught.value
+
+    request = httpx.Request("POST", "http://monday.test/v2")
+    coded_500 = {"errors": [{"message": "x", "extensions": {"code": "InternalServerException"}}]}
     kept = [
-        raised(httpx.ReadTimeout("timed out", request=request)),
-        raised(httpx.RemoteProtocolError("peer closed", request=request)),
-        raised(ConnectionResetError()),
-        raised(ResponseTooLarge(10)),
-        raised(None, 502, "bad gateway"),
-        raised(None, 500, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}),
+        httpx.ReadTimeout("timed out", request=request),
+        httpx.RemoteProtocolError("peer closed", request=request),
+        (502, "bad gateway"),
+        (500, coded_500),
+        (500, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}),
+        (200, "<html>upstream reset</html>"),
     ]
     released = [
-        raised(httpx.ConnectError("refused", request=request)),
-        raised(httpx.ConnectTimeout("no answer to SYN", request=request)),
-        raised(None, 200, {"errors": [{"message": "no board", "extensions": {"code": "InvalidBoardIdException"}}]}),
-        raised(None, 429, {"errors": [{"message": "slow down", "extensions": {"code": "RATE_LIMIT_EXCEEDED"}}]}),
-        raised(None, 401, {"errors": [{"message": "who?"}]}),
+        httpx.ConnectError("refused", request=request),
+        httpx.ConnectTimeout("no answer to SYN", request=request),
+        (200, {"errors": [{"message": "no board", "extensions": {"code": "InvalidBoardIdException"}}]}),
+        (429, {"errors": [{"message": "slow down", "extensions": {"code": "RATE_LIMIT_EXCEEDED"}}]}),
+        (200, {"errors": [{"message": "budget", "extensions": {"code": "COMPLEXITY_BUDGET_EXHAUSTED"}}]}),
+        (401, {"errors": [{"message": "who?"}]}),
+        (400, "bad request"),
     ]
-    assert [_may_have_acted(e) for e in kept] == [True] * len(kept)
-    assert [_may_have_acted(e) for e in released] == [False] * len(released)
+    assert [_may_have_acted(await failure(a)) for a in kept] == [True] * len(kept)
+    assert [_may_have_acted(await failure(a)) for a in released] == [False] * len(released)
+    assert (await failure((500, coded_500))).result.error.code == "monday_InternalServerException"  # type: ignore[union-attr]

@@ -83,6 +83,10 @@ class ResourceStore(Protocol):
         self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int
     ) -> None: ...
 
+    async def linked(self, resource_type: str, external_ids: list[str]) -> set[str]:
+        """Which of these external ids a key of this type is linked to already."""
+        ...
+
 
 class SecretSource(Protocol):
     async def get(self, name: str, *, workflow_id: str | None = None) -> Any:

@@ -56,16 +56,22 @@ MAX_PAGES = 10_001
 
 
 class MondayError(Exception):
-    def __init__(self, result: ActionResult) -> None:
+    """A monday.com call that did not give its answer: `result` is the attempt's. `refused` when
+    monday.com certainly did nothing: the request never went (no connection, no credential), or its
+    answer refused it (4xx, GraphQL errors on a 2xx: bad input, authentication, rate and complexity
+    limits). Otherwise (no answer, an unreadable or misshapen one, a 5xx) a mutation may have run."""
+
+    def __init__(self, result: ActionResult, *, refused: bool = False) -> None:
         super().__init__(result.error.message if result.error else "monday error")
         self.result = result
+        self.refused = refused
 
 
 async def _graphql(services: ActionServices, connection: str, query: str, variables: dict[str, Any]) -> Any:
     """The answer's `data`; MondayError carries the attempt's result when Monday cannot answer."""
     secret = await secret_for(services, connection)
     if isinstance(secret, ActionResult):
-        raise MondayError(secret)
+        raise MondayError(secret, refused=True)
     response, body = await _post(services, secret.reveal(), query, variables)
     _raise_for_errors(response, body)
     return _object(body.get("data"), "data")
@@ -101,7 +107,10 @@ async def _post(
             client, url, {"query": query, "variables": variables}, {"Authorization": token, "API-Version": API_VERSION}
         )
     except (httpx.HTTPError, OSError, BlockedDestination) as exc:
-        raise MondayError(scrub_result(transport_failure(exc, "monday.com"), [token])) from exc
+        # A connection never made (or refused by the guard) sent nothing; a timeout or a reset after
+        # the request went may have come after monday.com acted.
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | BlockedDestination)
+        raise MondayError(scrub_result(transport_failure(exc, "monday.com"), [token]), refused=never_sent) from exc
     except (ResponseTooLarge, UnsupportedEncoding) as exc:
         raise MondayError(
             ActionResult.failed("monday_bad_response", f"unreadable answer: {type(exc).__name__}")
@@ -109,16 +118,23 @@ async def _post(
 
 
 def _raise_for_errors(response: httpx.Response, body: Any) -> None:
-    if response.status_code in (401, 403):
-        raise MondayError(ActionResult.failed("monday_unauthorized", f"monday.com answered {response.status_code}"))
+    status = response.status_code
+    if status in (401, 403):
+        raise MondayError(ActionResult.failed("monday_unauthorized", f"monday.com answered {status}"), refused=True)
+    # Decided by the status, not by the node's code (named after monday's own code when the body has
+    # one: a 500 with InternalServerException was taken for a refusal, a review): a 3xx or 4xx did
+    # nothing, a 5xx may have acted.
+    refused = 300 <= status < 500
     if not isinstance(body, dict):
-        if response.status_code in RETRIABLE_STATUSES:
+        if status in RETRIABLE_STATUSES:
             raise MondayError(
                 ActionResult.retriable(
-                    f"monday_http_{response.status_code}", "monday.com is unavailable", retry_after_seconds(response)
-                )
+                    f"monday_http_{status}", "monday.com is unavailable", retry_after_seconds(response)
+                ),
+                refused=refused,
             )
-        raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {response.status_code}"))
+        # A 2xx whose body is not JSON: unreadable, so a mutation may have run (not refused).
+        raise MondayError(ActionResult.failed("monday_bad_response", f"monday.com answered {status}"), refused=refused)
     errors = body.get("errors") or []
     if not isinstance(errors, list):
         # GraphQL's errors are a list; one object (or anything else) alone is still the error.
@@ -126,8 +142,9 @@ def _raise_for_errors(response: httpx.Response, body: Any) -> None:
     if body.get("error_code"):
         # The older error shape, alongside the GraphQL one.
         errors = [*errors, {"message": body.get("error_message", ""), "extensions": {"code": body["error_code"]}}]
-    if errors or response.status_code >= 400:
-        raise MondayError(_error_result(response, errors))
+    if errors or status >= 400:
+        # GraphQL errors on a 2xx refuse the request (bad input, limits); on a 5xx they do not say.
+        raise MondayError(_error_result(response, errors), refused=status < 500)
 
 
 def _error_result(response: httpx.Response, errors: list[Any]) -> ActionResult:
@@ -392,7 +409,7 @@ async def _linked(ctx: ActionContext, params: CreateItemParams, key: str, item_i
     """The created item, linked to its key at once (not only with the node's outcome), so a crash
     before the outcome is recorded cannot lead another run to create a second item."""
     services = ctx.require_services()
-    await services.resources.link(
+    linked = await services.resources.link(
         ITEM_RESOURCE,
         key,
         item_id,
@@ -401,8 +418,10 @@ async def _linked(ctx: ActionContext, params: CreateItemParams, key: str, item_i
         node_id=ctx.node_id,
         data={"boardId": str(params.board_id)},
     )
-    links = (ResourceLink(ITEM_RESOURCE, key, item_id, {"boardId": str(params.board_id)}),)
-    return ActionResult(AttemptStatus.SUCCEEDED, {"itemId": item_id, "created": True}, None, links)
+    # The first link wins: a run whose claim expired under it while another linked the key reports
+    # the key's item, not its own (it said created with an id no link named).
+    links = (ResourceLink(ITEM_RESOURCE, key, linked, {"boardId": str(params.board_id)}),)
+    return ActionResult(AttemptStatus.SUCCEEDED, {"itemId": linked, "created": linked == item_id}, None, links)
 
 
 # The most items of one name an in-doubt create reads (10 pages of 100) before it says it cannot tell.
@@ -414,11 +433,38 @@ _CLOCK_SKEW = timedelta(minutes=5)
 
 async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed_at: datetime) -> ActionResult | None:
     """For a claim in doubt (an earlier attempt may have created the item, and never heard): the item
-    it created, linked, when exactly one item of this name was created on the board since the key was
-    first claimed; None when none was (create it); a failure when monday.com cannot be asked (the
-    claim stays in doubt for the next attempt) or when more than one was (which one is this key's
-    cannot be told: the node fails monday_outcome_unknown for good, and so does every run of this
-    key until all but one of them are deleted)."""
+    it created, linked, when exactly one item of this name that no other key is linked to was created
+    on the board since the key was first claimed; None when none was (create it); a failure when
+    monday.com cannot be asked (the claim stays in doubt for the next attempt) or when more than one
+    was (which one is this key's cannot be told: the node fails monday_outcome_unknown for good, and so
+    does every run of this key until all but one of them are deleted)."""
+    found = await _namesakes(ctx, params, claimed_at - _CLOCK_SKEW)
+    if isinstance(found, ActionResult):
+        return found
+    recent, overflow = found
+    if len(recent) > 1 or (not recent and overflow):
+        shown = f"{len(recent)} items" if len(recent) > 1 else f"more than {_MAX_NAMESAKES} items"
+        return ActionResult.failed(
+            "monday_outcome_unknown",
+            f"an earlier attempt's create of {params.item_name!r} (key {params.idempotency_key!r}) was never "
+            f"answered, and {shown} of that name that no other key is linked to are on board {params.board_id} "
+            "since the key was first claimed: which one it created cannot be told; delete the ones it did not "
+            "create and run it again",
+        )
+    if not recent:
+        return None
+    item_id = str(recent[0].get("id") or "")
+    if not item_id:
+        return ActionResult.failed("monday_bad_response", "monday.com listed an item without its id")
+    return await _linked(ctx, params, key, item_id)
+
+
+async def _namesakes(
+    ctx: ActionContext, params: CreateItemParams, since: datetime
+) -> tuple[list[dict[str, Any]], bool] | ActionResult:
+    """The board's items of the item's name created since `since` that no other key is linked to (a
+    review: key B, whose create made nothing, was linked to key A's item of the same name), and
+    whether there were more of the name than were read; or the failure to ask."""
     services = ctx.require_services()
     by_name = GetItemsParams(
         board_id=params.board_id,
@@ -434,22 +480,10 @@ async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed
         items, _, last = await _follow_pages(services, by_name, page, "id created_at", lambda i: _object(i, "item"))
     except MondayError as exc:
         return exc.result
-    since = claimed_at - _CLOCK_SKEW
     recent = [i for i in items if _created_since(i.get("created_at"), since)]
-    if len(recent) > 1 or (not recent and last.get("cursor") and len(items) >= _MAX_NAMESAKES):
-        shown = f"{len(recent)} items" if len(recent) > 1 else f"more than {_MAX_NAMESAKES} items"
-        return ActionResult.failed(
-            "monday_outcome_unknown",
-            f"an earlier attempt's create of {params.item_name!r} (key {params.idempotency_key!r}) was never "
-            f"answered, and {shown} of that name are on board {params.board_id} since the key was first "
-            "claimed: which one it created cannot be told; delete the extra ones and run it again",
-        )
-    if not recent:
-        return None
-    item_id = str(recent[0].get("id") or "")
-    if not item_id:
-        return ActionResult.failed("monday_bad_response", "monday.com listed an item without its id")
-    return await _linked(ctx, params, key, item_id)
+    theirs = await services.resources.linked(ITEM_RESOURCE, [str(i.get("id")) for i in recent]) if recent else set()
+    overflow = bool(last.get("cursor")) and len(items) >= _MAX_NAMESAKES
+    return [i for i in recent if str(i.get("id")) not in theirs], overflow
 
 
 def _created_since(value: Any, since: datetime) -> bool:
@@ -467,17 +501,10 @@ def _created_since(value: Any, since: datetime) -> bool:
 
 
 def _may_have_acted(exc: MondayError) -> bool:
-    """Whether monday.com may have run a mutation whose answer this attempt does not have: the
-    request went and no answer came (a timeout, a cut connection), the answer could not be read,
-    or it was a server error. A connection never made, and an answer that refused the request
-    (GraphQL errors, 4xx, rate and complexity limits), leave nothing behind."""
-    cause = exc.__cause__
-    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | BlockedDestination):
-        return False
-    if isinstance(cause, httpx.HTTPError | OSError | ResponseTooLarge | UnsupportedEncoding):
-        return True
-    code = exc.result.error.code if exc.result.error else ""
-    return code.startswith("monday_http_5") or code == "monday_INTERNAL_SERVER_ERROR"
+    """Whether monday.com may have run a mutation whose answer this attempt does not have: unless it
+    certainly did nothing (MondayError.refused). Only then is a create's claim released (after any
+    other failure it was released, and the retry made a second item: a review)."""
+    return not exc.refused
 
 
 class UpdateItemParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

@@ -53,24 +53,39 @@ class UnsupportedEncoding(Exception):
 
 class _Inflater:
     """A Content-Encoding's decompressor that never yields more than asked: gzip (every member of a
-    multi-member body, RFC 1952, as `gzip -d` reads them: they were cut to the first) and deflate, in
-    zlib's format or raw (as many servers send it; browsers and httpx read both)."""
+    multi-member body, RFC 1952, as `gzip -d` reads them: they were cut to the first; zeros between
+    members skipped; what follows the last member that is no member ignored, as browsers and curl
+    do) and deflate, in zlib's format or raw (as many servers send it; browsers and httpx read both;
+    what follows its end ignored). The compressed bytes are bounded too, at twice the limit and
+    1 MiB: bytes that inflate to nothing (zero padding, empty members, junk after the end) were read
+    without end, and kept (a review)."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, limit: int) -> None:
         self.encoding = encoding
         self.gzip = encoding in ("gzip", "x-gzip")
         self.decoder = self._new()
         self.first = True
-        self.received = False
+        self.received = 0
+        self.raw_limit = 2 * limit + 1_048_576
+        # The stream ended and what follows is not read (a deflate stream's end, or no gzip member).
+        self.done = False
+        # A gzip magic's first byte at a chunk's end, after a member: the next chunk says.
+        self.pending = b""
 
     def _new(self) -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
 
     def feed(self, chunk: bytes, room: int) -> bytes:
         """At most `room` + 1 bytes of what `chunk` inflates to (ResponseTooLarge past that)."""
-        self.received = self.received or bool(chunk)
+        self.received += len(chunk)
+        if self.received > self.raw_limit:
+            raise ResponseTooLarge(self.received)
         out = bytearray()
-        while chunk:
+        chunk, self.pending = self.pending + chunk, b""
+        while chunk and not self.done:
+            if self.decoder.eof:
+                chunk = self._next_member(chunk)
+                continue
             try:
                 out += self.decoder.decompress(chunk, room + 1 - len(out))
             except zlib.error as exc:
@@ -84,19 +99,32 @@ class _Inflater:
             self.first = False
             if self.decoder.unconsumed_tail or len(out) > room:
                 raise ResponseTooLarge(len(out))
-            chunk = b""
-            if self.decoder.eof and self.gzip:
-                # Another member may follow (gzip pads with zeros between members at most).
-                chunk = self.decoder.unused_data.lstrip(b"\x00")
-                if chunk:
-                    self.decoder = self._new()
+            # What this chunk holds past the stream's end (a decoder at its end is never fed again:
+            # it keeps what it is given).
+            chunk = self.decoder.unused_data if self.decoder.eof else b""
         return bytes(out)
+
+    def _next_member(self, chunk: bytes) -> bytes:
+        """After a stream's end: the next gzip member's bytes (zeros before it skipped, a new decoder
+        for it), or nothing, and nothing more read (deflate, or bytes that are no gzip member)."""
+        rest = chunk.lstrip(b"\x00") if self.gzip else b""
+        if rest[:2] == _GZIP_MAGIC:
+            self.decoder = self._new()
+            return rest
+        if rest == _GZIP_MAGIC[:1]:
+            self.pending = rest
+        elif rest or not self.gzip:
+            self.done = True
+        return b""
 
     def finish(self) -> None:
         """A body cut inside its compressed stream is cut (the connection closed early, or the server
         stopped): it was taken as the whole answer, a success with part of the data."""
         if self.received and not self.decoder.eof:
             raise httpx.RemoteProtocolError(f"the {self.encoding} body ends before its compressed stream does")
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _bodiless(response: httpx.Response) -> bool:
@@ -117,7 +145,7 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
     if encoding in ("", "identity"):
         inflater = None
     elif encoding in ("gzip", "x-gzip", "deflate"):
-        inflater = _Inflater(encoding)
+        inflater = _Inflater(encoding, limit)
     else:
         raise UnsupportedEncoding(encoding)
     body = bytearray()

@@ -99,6 +99,11 @@ class ResourceData:
         """Gives up a claim after a failed create."""
         await self._db.fetch_one("release_resource_claim", tenant=tenant, type=resource_type, key=key, owner=owner)
 
+    async def linked(self, *, tenant: str, resource_type: str, external_ids: list[str]) -> set[str]:
+        """Which of these external ids a key of this type is linked to already."""
+        rows = await self._db.fetch_all("linked_external_ids", tenant=tenant, type=resource_type, ids=external_ids)
+        return {str(row["external_id"]) for row in rows}
+
     async def check(self, *, tenant: str, resource_type: str, key: str) -> str | None:
         """The external id of a linked resource, or None."""
         row = await self._db.fetch_one("check_resource", tenant=tenant, type=resource_type, key=key)
