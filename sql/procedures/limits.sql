@@ -27,6 +27,7 @@ DECLARE
     v_spacing interval;
     v_slot timestamptz;
     v_earliest timestamptz;
+    v_now timestamptz;
 BEGIN
     SELECT w.max_concurrent_executions, w.rate_limit_per_minute INTO v_concurrent, v_rate
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
@@ -53,6 +54,11 @@ BEGIN
         END IF;
     END IF;
     IF v_rate IS NOT NULL THEN
+        -- The admission's own time, once the workflow's row is locked: now() is when the transaction
+        -- began, and the admitting transaction (a worker's fetch of a batch, a wait for this lock
+        -- behind another worker's) may be old by then; two starts 3.6 ms apart were admitted at 60
+        -- a minute when the first's transaction had begun 1.5 s before (a review).
+        v_now := clock_timestamp();
         v_spacing := make_interval(secs => 60.0 / v_rate);
         v_slot := p_e.rate_slot_at;
         IF v_slot IS NULL THEN
@@ -61,20 +67,20 @@ BEGIN
             SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
              WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
                AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id;
-            v_slot := GREATEST(v_next, v_last + v_spacing, now());
+            v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
             UPDATE dw.workflows w SET rate_next_slot_at = v_slot + v_spacing
              WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
         END IF;
         -- GREATEST ignores NULL: the first start of a workflow waits for nobody.
         v_earliest := GREATEST(v_slot, v_last + v_spacing);
-        IF v_earliest > now() THEN
+        IF v_earliest > v_now THEN
             IF p_e.rate_slot_at IS DISTINCT FROM v_slot THEN
                 UPDATE dw.executions e SET rate_slot_at = v_slot WHERE e.id = p_e.id;
             END IF;
             RETURN QUERY SELECT 'rate'::text, v_earliest;
             RETURN;
         END IF;
-        UPDATE dw.workflows w SET rate_last_start_at = now()
+        UPDATE dw.workflows w SET rate_last_start_at = v_now
          WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
         IF p_e.rate_slot_at IS NOT NULL THEN
             UPDATE dw.executions e SET rate_slot_at = NULL WHERE e.id = p_e.id;
