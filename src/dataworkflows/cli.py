@@ -157,20 +157,7 @@ def _migrations_behind(conn: Any, role: str | None) -> str | None:
     if read is None:
         return None
     applied, queue = read
-    lacks = _lacking(applied, queue)
-    known = {m.version for m in load_migrations()}
-    newer = any(v.isdigit() and v not in known and v != "0000" for v in applied)
-    if not lacks and not newer and not _procedures_installed(conn):
-        # Recorded last by migrate: one stopped before its procedures were all in passed (a review).
-        lacks.append("this release's stored procedures (a migrate stopped before it installed them all)")
-    return f"the database lacks {' and '.join(lacks)}: run `dataworkflows migrate` first" if lacks else None
-
-
-def _lacking(applied: set[str], queue: Any) -> list[str]:
-    """What of this release's migrations, and of its Procrastinate's pre migrations, is not applied."""
-    from dataworkflows.sqlfiles import load_migrations
-
-    missing = sorted({m.version for m in load_migrations()} - applied)
+    missing = sorted(m.version for m in load_migrations() if m.version not in applied)
     # Procrastinate's pre migrations this release's Procrastinate needs (its post ones may wait for the
     # previous release's workers: `migrate --finish`), as a reviewer found a newer Procrastinate's passed.
     queue_missing = [] if queue is None else _queue_pre_migrations_missing(queue)
@@ -181,24 +168,7 @@ def _lacking(applied: set[str], queue: Any) -> list[str]:
         lacks.append(f"{len(missing)} of this release's migrations ({span})")
     if queue_missing:
         lacks.append(f"Procrastinate's migrations {', '.join(queue_missing)}")
-    return lacks
-
-
-def _procedures_installed(conn: Any) -> bool:
-    """Whether dw.procedures_installed_v1 names this release's procedures (from the catalog, which any
-    role reads); True when the catalog cannot be read (the command's own connections say why)."""
-    import psycopg
-
-    from dataworkflows.sqlfiles import procedures_checksum
-
-    try:
-        row = conn.execute(
-            "SELECT p.prosrc FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-            " WHERE n.nspname = 'dw' AND p.proname = 'procedures_installed_v1'"
-        ).fetchone()
-    except psycopg.Error:
-        return True
-    return row is not None and f"'{procedures_checksum()}'" in str(row[0])
+    return f"the database lacks {' and '.join(lacks)}: run `dataworkflows migrate` first" if lacks else None
 
 
 def _applied_versions(conn: Any, role: str | None) -> tuple[set[str], Any] | None:

@@ -20,14 +20,13 @@ from typing import Any
 
 import procrastinate
 import psycopg
-import psycopg.sql
 import structlog
 from procrastinate.schema import SchemaManager
 
 from dataworkflows import procrastinate_schema
 from dataworkflows.errors import DatabaseNewerError, MigrationError, first_line
 from dataworkflows.migration_locks import LockPolicy, LockRetry
-from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures, procedures_checksum
+from dataworkflows.sqlfiles import Migration, load_migrations, load_procedures
 from dataworkflows.tcp_liveness import tcp_liveness
 
 log = structlog.get_logger("dataworkflows.migrations")
@@ -251,15 +250,6 @@ def _install_procedures(conn: psycopg.Connection[Any]) -> None:
             raise
         except psycopg.Error as exc:
             raise MigrationError(f"procedures in {name} failed: {exc}") from exc
-    # Last, once every file is in: which procedures these are. A migrate stopped before (a lock retry
-    # run out, Ctrl-C) left its migrations recorded and the procedures part old, part new, and the
-    # startup probe passed (a review); it now finds another checksum, or none, and says to migrate.
-    conn.execute(
-        psycopg.sql.SQL(
-            "CREATE OR REPLACE FUNCTION dw.procedures_installed_v1() RETURNS text LANGUAGE sql IMMUTABLE"
-            " AS $$ SELECT {} $$"
-        ).format(psycopg.sql.Literal(procedures_checksum()))
-    )
 
 
 def _apply(conn: psycopg.Connection[Any], text: str) -> None:

@@ -137,13 +137,4 @@ def load_procedures() -> list[tuple[str, str]]:
     ]
 
 
-def procedures_checksum() -> str:
-    """This release's procedures, as one SHA-256 (hex): what `migrate` records once it has installed
-    them all (dw.procedures_installed_v1), and what the startup probe looks for."""
-    digest = hashlib.sha256()
-    for name, text in load_procedures():
-        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-    return digest.hexdigest()
-
-
 QUERIES = load_queries()

@@ -199,32 +199,3 @@ def test_a_row_the_probe_cannot_read_leaves_the_question_to_the_command(postgres
         "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('procrastinate/x', 'manual fix', '')"
     )
     assert _migrations_behind(postgresql, None) is None
-
-
-def test_a_migrate_stopped_before_its_procedures_were_all_in_says_so(
-    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Carried from a review: a migrate stopped after recording its migrations but before installing
-    every procedure (its last step: a lock retry run out, Ctrl-C) passed the probe, and the worker ran
-    on procedures part old, part missing. migrate records which procedures it installed, last."""
-    from dataworkflows.cli import _migrations_behind
-    from dataworkflows.migrations import migrate
-
-    postgresql.autocommit = True
-    assert _migrations_behind(postgresql, None) is None
-    lacks = "the database lacks this release's stored procedures (a migrate stopped before it installed them all)"
-    postgresql.execute(
-        "CREATE OR REPLACE FUNCTION dw.procedures_installed_v1() RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$"
-    )
-    assert _migrations_behind(postgresql, None) == f"{lacks}: run `dataworkflows migrate` first"
-    postgresql.execute("DROP FUNCTION dw.procedures_installed_v1()")
-    monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
-    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
-    assert main(["worker"]) == EXIT_USAGE
-    assert lacks in capsys.readouterr().err
-    # A database a newer release migrated has its procedures: passed, as before.
-    postgresql.execute("INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('9999', 'newer', '')")
-    assert _migrations_behind(postgresql, None) is None
-    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version = '9999'")
-    migrate(url_of(postgresql))
-    assert _migrations_behind(postgresql, None) is None
