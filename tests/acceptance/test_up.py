@@ -34,6 +34,11 @@ SLOW = {
 }
 
 
+# How long up's stop may take past its grace: the API's, the worker's and PostgreSQL's (fast) stops,
+# well under the default grace (10 s) that a stop which did not hand its runs back would wait out.
+STOPPING = 7.0
+
+
 def running(pid: int) -> bool:
     """Whether process `pid` runs (a server exits just after it removed its postmaster.pid; an
     orphan that nobody reaps stays a zombie)."""
@@ -234,8 +239,11 @@ def test_up_process_life_busy_port_leftover_server_stale_pid_term_and_hangup(tmp
     term.wait_for_node(slow, "slow", "Running")
     pid_file = (term.pgdata / "postmaster.pid").read_text()
     with followed(term, slow) as stream:
-        code, took = term.signal_and_wait(signal.SIGTERM, within=10)
-    assert code == 0 and took < 0.5 + 3, (took, term.output())
+        code, took = term.signal_and_wait(signal.SIGTERM, within=20)
+    # Within the 0.5 s grace and the stops of the API, the worker and PostgreSQL: not the default
+    # grace (10 s), nor the node's 60 s. The stops took up to 4.6 s with four test processes on two
+    # loaded cores.
+    assert code == 0 and took < 0.5 + STOPPING, (took, term.output())
     assert stream.ended_at is not None and stream.error is None, stream.lines
     assert "execution released for another worker (shutdown)" in term.output()
     assert "Traceback" not in term.output()
@@ -263,8 +271,8 @@ def test_up_process_life_busy_port_leftover_server_stale_pid_term_and_hangup(tmp
                 in output
             )
             with followed(hup, slow) as stream:
-                code, took = hup.signal_and_wait(signal.SIGHUP, within=10)
-            assert code == 0 and took < 0.5 + 3, (took, hup.output())
+                code, took = hup.signal_and_wait(signal.SIGHUP, within=20)
+            assert code == 0 and took < 0.5 + STOPPING, (took, hup.output())
             assert stream.ended_at is not None and stream.error is None, stream.lines
             assert "SIGHUP: stopping" in hup.output() and "Traceback" not in hup.output()
             hup.assert_postgres_stopped()
