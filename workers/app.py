@@ -919,7 +919,12 @@ def count_recoveries(recovered: Iterable[Recovery]) -> None:
         status = RECOVERY_END_STATUS.get(recovery.action)
         if status is not None and recovery.workflow_id is not None:
             metrics.EXECUTIONS_FINISHED.labels(recovery.workflow_id, status).inc()
-        log.warning("execution recovered", execution_id=str(recovery.execution_id), action=recovery.action)
+        log.warning(
+            "execution recovered",
+            execution_id=str(recovery.execution_id),
+            workflow_id=recovery.workflow_id,
+            action=recovery.action,
+        )
 
 
 async def analyze_stale_run_tables(db: Database) -> list[str]:

@@ -123,6 +123,10 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
                     processors=[
                         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.format_exc_info,
+                        # The traceback formatted here again (from exc_info) is scrubbed too: the
+                        # handler's ScrubbingFilter scrubbed only the text the plain format uses, and
+                        # a secret in a library's exception went out in JSON lines (a review).
+                        scrub_log_event,
                         structlog.processors.JSONRenderer(),
                     ],
                     foreign_pre_chain=[

@@ -216,6 +216,10 @@ class ApiServer(uvicorn.Server):
                 port=settings.api_port,
                 log_level="warning",
                 access_log=False,
+                # uvicorn's records go to the root handler configure_logging set up (JSON lines with
+                # DW_LOG_FORMAT=json, scrubbed): its default config gave its loggers handlers of their
+                # own, and any client's malformed request wrote plain text among the JSON (a review).
+                log_config=None,
                 # h11 always, with its 400 as a problem document (uvicorn's "auto" would take
                 # httptools if it were installed, and answer in plain text).
                 http=ProblemH11Protocol,

@@ -22,6 +22,7 @@ span (messages can quote inputs and, before scrubbing, secrets).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -89,10 +90,33 @@ def start(env: Mapping[str, str] = os.environ) -> bool:
         resource = Resource.create()
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-        provider = TracerProvider(resource=resource)
+        # Not the SDK's own shutdown at exit, which waits for every queued batch (each up to
+        # OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) on a collector that does not answer: a bounded one.
+        provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         _use_locked(provider)
+        atexit.register(_shutdown_at_exit, provider)
     return True
+
+
+def _shutdown_at_exit(provider: TracerProvider) -> None:
+    """The provider's shutdown at exit, bounded, unless stop() shut it down already."""
+    if _provider is provider:
+        _bounded(provider.shutdown, EXIT_SECONDS)
+
+
+# How long the spans still buffered may hold a process that exits.
+EXIT_SECONDS = 2.0
+
+
+def _bounded(call: Callable[[], object], seconds: float) -> None:
+    """`call` in a daemon thread, waited for at most `seconds`: the SDK's force_flush ignores its
+    timeout (it sends every queued batch, each up to the exporter's timeout), and a collector that
+    stalls made a SIGTERM of `up` a forced stop, exit 130 (a review). What is not sent by then is
+    dropped with the process."""
+    thread = threading.Thread(target=call, name="dw-trace-flush", daemon=True)
+    thread.start()
+    thread.join(seconds)
 
 
 def use(provider: TracerProvider | None) -> None:
@@ -124,9 +148,10 @@ def enabled() -> bool:
 
 
 def flush(timeout_millis: int = 2000) -> None:
-    """Sends the spans still buffered (a process that stops)."""
-    if _provider is not None:
-        _provider.force_flush(timeout_millis)
+    """Sends the spans still buffered (a process that stops), waiting at most `timeout_millis`."""
+    provider = _provider
+    if provider is not None:
+        _bounded(lambda: provider.force_flush(timeout_millis), timeout_millis / 1000)
 
 
 # --- the execute request (API) ---------------------------------------------------------------------
@@ -216,7 +241,8 @@ async def execution(
     tracer = _tracer
     if tracer is None:
         return await run()
-    parent = _PROPAGATOR.extract(await _stored_context(db, execution_id) or {})
+    stored = await _stored_context(db, execution_id)
+    parent = _PROPAGATOR.extract(stored or {})
     attributes: dict[str, Any] = {
         "dw.execution.id": str(execution_id),
         "dw.workflow.id": workflow_id,
@@ -231,6 +257,8 @@ async def execution(
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
+        if stored is None:
+            await _keep_context(db, execution_id)
         try:
             ended = await run()
         except Exception as exc:
@@ -240,6 +268,21 @@ async def execution(
         if ended in _FAILED_OUTCOMES:
             span.set_status(Status(StatusCode.ERROR, ended))
         return ended
+
+
+async def _keep_context(db: Database, execution_id: UUID) -> None:
+    """A run without a stored context (a webhook's, a schedule's, an API's that did not trace) keeps
+    this hold's, before its nodes run: its later holds and the children it starts (which inherit
+    their parent's, migration 0030) join this trace. Each hold and each child was a trace of its own
+    (a review: a webhook's forEach of 100 children made 101 traces)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    if not carrier:
+        return
+    try:
+        await db.executions.keep_trace_context(execution_id, carrier)
+    except DataWorkflowsError as exc:
+        _log.warning("could not keep the execution's trace context", execution_id=str(execution_id), error=str(exc))
 
 
 async def _stored_context(db: Database, execution_id: UUID) -> dict[str, str] | None:

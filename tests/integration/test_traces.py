@@ -192,3 +192,23 @@ async def test_one_trace_from_the_request_through_the_worker_to_http_request_and
     assert await db.executions.trace_context(invalid) is None
     assert "traceparent" not in await sent_headers(db, with_context, "call")
     assert not spans.get_finished_spans()
+
+
+async def test_a_run_started_without_a_trace_context_keeps_its_first_workers_for_its_tree(
+    db: Database, conditions: ConditionPool, spans: InMemorySpanExporter, stack: Any
+) -> None:
+    """A review: a run a webhook or a schedule started (no stored context) began a new trace at each
+    hold, and each child it started began one more; now its first hold's context is kept."""
+    from tests.conftest import start
+
+    _, runtime, _ = stack
+    await publish(db, wf("untraced-child", echo("inner")), conditions)
+    await publish(db, wf("untraced", sub("kid", "untraced-child", to("after")), echo("after")), conditions)
+    execution_id = await start(db, "untraced")  # as a webhook's or a schedule's start: no context
+    await drain(db, runtime)
+    runs = [s for s in spans.get_finished_spans() if s.name.startswith("execution ")]
+    assert {s.name for s in runs} == {"execution untraced", "execution untraced-child"}
+    assert len(runs) >= 3, [s.name for s in runs]  # the parent parked on its child, then resumed
+    assert len({s.context.trace_id for s in runs}) == 1, [(s.name, s.context.trace_id) for s in runs]
+    kept = await db.executions.trace_context(execution_id)
+    assert kept is not None and "traceparent" in kept

@@ -115,6 +115,38 @@ def test_library_log_records_are_scrubbed_too() -> None:
     assert record.getMessage() == f"request to {MASK}.io failed"
 
 
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_library_records_traceback_is_scrubbed_in_either_format(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A review: with DW_LOG_FORMAT=json the JSON formatter formatted the traceback again from
+    exc_info, after the handler's filter had scrubbed the text, and the secret went out."""
+    import structlog
+
+    from dataworkflows import logs
+    from dataworkflows.logs import configure_logging
+
+    root = logging.getLogger()
+    saved, saved_level, saved_config = root.handlers[:], root.level, structlog.get_config()
+    root.handlers[:] = []
+    try:
+        configure_logging(fmt, "info")
+        with scrubbing.scrubbing(Scrubber.for_trigger({"password": "hunter2-trigger-secret"})):
+            try:
+                raise RuntimeError("could not resolve hunter2-trigger-secret.example")
+            except RuntimeError:
+                logging.getLogger("httpx").error(
+                    "request to %s failed", "hunter2-trigger-secret.example", exc_info=True
+                )
+        err = capsys.readouterr().err
+        assert "could not resolve" in err and "hunter2-trigger-secret" not in err, err
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        root.handlers[:] = saved
+        root.setLevel(saved_level)
+        structlog.configure(**saved_config)
+        logs._json_lines = False
+
+
 def test_publish_finds_the_connections_a_definition_will_use() -> None:
     raw = {
         "nodes": [

@@ -79,3 +79,38 @@ async def test_spans_are_exported_over_otlp_http_to_the_configured_endpoint(
     assert _Collector.received, "no OTLP request reached the collector"
     path, content_type, length = _Collector.received[0]
     assert path == "/v1/traces" and content_type == "application/x-protobuf" and length > 0
+
+
+async def test_a_flush_to_a_collector_that_never_answers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: the SDK's force_flush ignores its timeout and sends every queued batch, each up to
+    OTEL_EXPORTER_OTLP_TIMEOUT; a stalled collector held a stopping API or worker 9-20 s, and a
+    SIGTERM of `up` became a forced stop (exit 130)."""
+    import socket
+    import threading
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # accepts, never answers
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")
+    provider = None
+    try:
+        assert traces.start()
+        provider = traces._provider
+
+        async def noop() -> None:
+            return None
+
+        for i in range(1500):  # three batches of 512
+            await traces.attempt(f"n{i}", "core.echo", 1, noop())
+        began = time.monotonic()
+        traces.flush(1000)
+        assert time.monotonic() - began < 2.0
+    finally:
+        with traces._lock:
+            traces._use_locked(None)
+        if provider is not None:  # its export threads end with the socket (daemon: not waited for)
+            threading.Thread(target=provider.shutdown, daemon=True).start()
+        silent.close()

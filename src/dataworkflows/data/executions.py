@@ -235,6 +235,10 @@ class ExecutionData:
         context = None if row is None else row["trace_context"]
         return {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else None
 
+    async def keep_trace_context(self, execution_id: UUID, context: dict[str, str]) -> None:
+        """Stores `context` as the execution's trace context if it has none."""
+        await self._db.execute("keep_execution_trace_context", id=execution_id, context=Jsonb(context))
+
     async def tenant_of(self, execution_id: UUID) -> str | None:
         """The execution's tenant, if this task may see it (under ALL_TENANTS: any execution)."""
         row = await self._db.fetch_one("execution_tenant", id=execution_id)
