@@ -82,9 +82,11 @@ BEGIN
         END IF;
         UPDATE dw.workflows w SET rate_last_start_at = v_now
          WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
-        IF p_e.rate_slot_at IS NOT NULL THEN
-            UPDATE dw.executions e SET rate_slot_at = NULL WHERE e.id = p_e.id;
-        END IF;
+        -- The run's recorded start is its admission's time too (the acquire keeps a started_at it
+        -- finds): with its transaction's start, two recorded starts came closer than the rate
+        -- allows although their admissions did not (a review).
+        UPDATE dw.executions e SET rate_slot_at = NULL, started_at = COALESCE(e.started_at, v_now)
+         WHERE e.id = p_e.id;
     END IF;
     RETURN QUERY SELECT NULL::text, NULL::timestamptz;
 END;
