@@ -513,10 +513,9 @@ def first_create_answers(monkeypatch: pytest.MonkeyPatch, status: int, body: Any
     monkeypatch.setattr(fakes_module, "_create", flaky)
 
 
-def ticket(key: str) -> dict[str, Any]:
-    return node(
-        "create", "monday.create-item", {**FAST, "maxAttempts": 3}, boardId=78, itemName="Ticket", idempotencyKey=key
-    )
+def ticket(key: str, name: str = "Ticket") -> dict[str, Any]:
+    retry = {**FAST, "maxAttempts": 3}
+    return node("create", "monday.create-item", retry, boardId=78, itemName=name, idempotencyKey=key)
 
 
 async def test_an_in_doubt_create_never_takes_another_keys_item(
@@ -548,10 +547,42 @@ async def test_a_create_that_may_have_acted_is_not_made_twice(
     """A review: the claim was released after a 500 whose body named monday's own code, and after an
     unreadable 200 (a failure for good: the key's next run made a second item)."""
     first_create_answers(monkeypatch, status, body, makes=True)
-    _, execution, attempts = await run_one(db, runtime, "dup", ticket("D"))
-    if execution["status"] != "Succeeded":
-        await run_one(db, runtime, "dup-again", ticket("D"))
+    _, execution, attempts = await run_one(db, runtime, "dup", ticket("D", "Ticket D"))
+    if execution["status"] != "Succeeded":  # the unreadable 200 fails for good: the key's next run
+        _, execution, attempts = await run_one(db, runtime, "dup-again", ticket("D", "Ticket D"))
+    # The retry, or the next run, found the item the first create made.
+    assert execution["status"] == "Succeeded", attempts
     assert len(fakes.state.created) == 1, (fakes.state.created, attempts)
+
+
+async def test_an_item_in_doubt_whose_name_lacks_its_key_is_never_taken(
+    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third review: key A's create made "Ticket" and answered 502 (in doubt, not linked); key B's
+    made nothing (502), and B's retry took A's item as its own, so A's rerun made a second one. A
+    name without its key may be another key's: the node fails monday_outcome_unknown instead."""
+    real = fakes_module._create
+    seen = {"n": 0}
+
+    async def flaky(state: Any, variables: dict[str, Any]) -> Any:
+        seen["n"] += 1
+        if seen["n"] == 1:
+            await real(state, variables)  # made, never heard
+        elif seen["n"] == 2:
+            state.calls["monday:create"] += 1  # made nothing
+        else:
+            return await real(state, variables)
+        return LitestarResponse("bad gateway", status_code=502)
+
+    monkeypatch.setattr(fakes_module, "_create", flaky)
+    once = {**ticket("A"), "retryPolicy": {**FAST, "maxAttempts": 1}}
+    _, a, _ = await run_one(db, runtime, "key-a", once)
+    assert a["status"] == "Failed"
+    _, b, attempts_b = await run_one(db, runtime, "key-b", ticket("B"))
+    assert b["status"] == "Failed", attempts_b
+    assert attempts_b[-1]["error"]["code"] == "monday_outcome_unknown"
+    assert "does not hold the key" in attempts_b[-1]["error"]["message"]
+    assert len(fakes.state.created) == 1
 
 
 @pytest.fixture

@@ -442,6 +442,18 @@ async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed
     if isinstance(found, ActionResult):
         return found
     recent, overflow = found
+    key_in_name = str(params.idempotency_key) in params.item_name
+    if recent and not key_in_name:
+        # A name that does not hold the key may be another key's item's too, made by a create of
+        # its own whose answer is in doubt and not linked yet: taking it would give that key's item
+        # to this one (a review). Only a person can tell.
+        return ActionResult.failed(
+            "monday_outcome_unknown",
+            f"an earlier attempt's create of {params.item_name!r} (key {params.idempotency_key!r}) was never "
+            f"answered, and an item of that name is on board {params.board_id}; the name does not hold the "
+            "key, so it may be another key's: check the board, delete the item if it is this key's (or "
+            "link it), and run it again; put the key in itemName to let a retry find its item",
+        )
     if len(recent) > 1 or (not recent and overflow):
         shown = f"{len(recent)} items" if len(recent) > 1 else f"more than {_MAX_NAMESAKES} items"
         return ActionResult.failed(
