@@ -361,6 +361,9 @@ async def test_a_reporting_logins_own_function_sees_no_row_the_view_hides(
             cur = await conn.execute("SELECT DISTINCT tenant_id FROM dw.v_queue_depth WHERE pg_temp.peek(tenant_id)")
             assert await cur.fetchall() == [("acme",)], "the queue counts only the granted tenant's jobs"
             assert set(seen) == {"peek acme"}
+            # Dropped here, not left to the backend's exit: a DROP ROLE that came first (a loaded
+            # machine) found the role still owning it.
+            await conn.execute("DROP FUNCTION pg_temp.peek(text)")
     finally:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
             await admin.execute("DELETE FROM dw.reporting_tenants WHERE role_name = %s", (reporter,))
