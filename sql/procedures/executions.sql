@@ -573,11 +573,15 @@ BEGIN
         ) c
          ORDER BY c.position LIMIT v_limit
     ), started AS (
+        -- Never before its run's start: a run a rate admits records its admission's time
+        -- (clock_timestamp, dw.admit_root_run_v1), later than this transaction's now() (a review:
+        -- a run's first node started a second before the run).
         UPDATE dw.node_states n
            SET status = 'Running', attempts = n.attempts + 1,
-               started_at = COALESCE(n.started_at, now()), next_attempt_at = NULL
-          FROM chosen
+               started_at = COALESCE(n.started_at, GREATEST(now(), e.started_at)), next_attempt_at = NULL
+          FROM chosen, dw.executions e
          WHERE n.execution_id = p_execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
+           AND e.id = p_execution_id
         RETURNING n.node_id, n.attempts
     ), events AS (
         INSERT INTO dw.execution_events (execution_id, node_id, type, details)

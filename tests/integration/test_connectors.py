@@ -555,12 +555,22 @@ async def test_a_create_that_may_have_acted_is_not_made_twice(
     assert len(fakes.state.created) == 1, (fakes.state.created, attempts)
 
 
+@pytest.mark.parametrize(
+    ("key_a", "key_b", "name"), [("A", "B", "Ticket"), ("1", "2", "Sprint 12 review")], ids=["no-key", "inside-a-word"]
+)
 async def test_an_item_in_doubt_whose_name_lacks_its_key_is_never_taken(
-    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    runtime: Runtime,
+    fakes: FakeServers,
+    monkeypatch: pytest.MonkeyPatch,
+    key_a: str,
+    key_b: str,
+    name: str,
 ) -> None:
     """A third review: key A's create made "Ticket" and answered 502 (in doubt, not linked); key B's
     made nothing (502), and B's retry took A's item as its own, so A's rerun made a second one. A
-    name without its key may be another key's: the node fails monday_outcome_unknown instead."""
+    name without its key as a word of its own may be another key's ("Sprint 12 review" holds "12",
+    not "1" or "2": a fourth review): the node fails monday_outcome_unknown instead."""
     real = fakes_module._create
     seen = {"n": 0}
 
@@ -575,10 +585,10 @@ async def test_an_item_in_doubt_whose_name_lacks_its_key_is_never_taken(
         return LitestarResponse("bad gateway", status_code=502)
 
     monkeypatch.setattr(fakes_module, "_create", flaky)
-    once = {**ticket("A"), "retryPolicy": {**FAST, "maxAttempts": 1}}
+    once = {**ticket(key_a, name), "retryPolicy": {**FAST, "maxAttempts": 1}}
     _, a, _ = await run_one(db, runtime, "key-a", once)
     assert a["status"] == "Failed"
-    _, b, attempts_b = await run_one(db, runtime, "key-b", ticket("B"))
+    _, b, attempts_b = await run_one(db, runtime, "key-b", ticket(key_b, name))
     assert b["status"] == "Failed", attempts_b
     assert attempts_b[-1]["error"]["code"] == "monday_outcome_unknown"
     assert "does not hold the key" in attempts_b[-1]["error"]["message"]

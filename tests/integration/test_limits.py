@@ -392,3 +392,26 @@ async def test_a_delivery_over_its_hooks_own_limit_is_a_row_and_says_whose_limit
     assert [(d.outcome, d.status_code, (d.reason or "").split(":")[0]) for d in deliveries] == [
         ("refused", 429, "rate_limited")
     ]
+
+
+async def test_a_rate_admitted_runs_first_node_starts_no_earlier_than_the_run(db: Database, dsn: str) -> None:
+    """A review of the admission's own time as the run's start: the acquire's transaction stamped the
+    run's first node with its start (now()), a second before the run's."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    assert await db.limits.set_workflow_limits("simple-echo", WorkflowLimits(set_rate=True, rate_per_minute=60))
+    run = await start(db, "simple-echo")
+    acquire = "SELECT outcome FROM dw.try_acquire_execution_v6(%s, 'w', 30, true, NULL)"
+    async with await psycopg.AsyncConnection.connect(dsn) as old:
+        await old.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+        await old.commit()
+        await old.execute("SELECT pg_sleep(1.0)")  # a batch's transaction, begun before
+        assert (await (await old.execute(acquire, (run,))).fetchone()) == ("acquired",)
+        await old.commit()
+        cur = await old.execute(
+            "SELECT e.started_at, min(n.started_at) FROM dw.executions e"
+            " JOIN dw.node_states n ON n.execution_id = e.id AND n.started_at IS NOT NULL"
+            " WHERE e.id = %s GROUP BY e.started_at",
+            (run,),
+        )
+        run_start, first_node_start = await cur.fetchone()  # type: ignore[misc]
+    assert run_start <= first_node_start, (run_start, first_node_start)

@@ -10,6 +10,7 @@ bad column values are permanent.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -442,8 +443,7 @@ async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed
     if isinstance(found, ActionResult):
         return found
     recent, overflow = found
-    key_in_name = str(params.idempotency_key) in params.item_name
-    if recent and not key_in_name:
+    if recent and not _holds_key(params.item_name, str(params.idempotency_key)):
         # A name that does not hold the key may be another key's item's too, made by a create of
         # its own whose answer is in doubt and not linked yet: taking it would give that key's item
         # to this one (a review). Only a person can tell.
@@ -451,8 +451,9 @@ async def _adopt(ctx: ActionContext, params: CreateItemParams, key: str, claimed
             "monday_outcome_unknown",
             f"an earlier attempt's create of {params.item_name!r} (key {params.idempotency_key!r}) was never "
             f"answered, and an item of that name is on board {params.board_id}; the name does not hold the "
-            "key, so it may be another key's: check the board, delete the item if it is this key's (or "
-            "link it), and run it again; put the key in itemName to let a retry find its item",
+            "key as a word of its own, so the item may be another key's: a person must check the board, and "
+            "every run of this key fails so until the item is deleted or renamed there; put the key in "
+            "itemName (Ticket {{ trigger.ticketId }}) to let a retry find its item",
         )
     if len(recent) > 1 or (not recent and overflow):
         shown = f"{len(recent)} items" if len(recent) > 1 else f"more than {_MAX_NAMESAKES} items"
@@ -496,6 +497,13 @@ async def _namesakes(
     theirs = await services.resources.linked(ITEM_RESOURCE, [str(i.get("id")) for i in recent]) if recent else set()
     overflow = bool(last.get("cursor")) and len(items) >= _MAX_NAMESAKES
     return [i for i in recent if str(i.get("id")) not in theirs], overflow
+
+
+def _holds_key(name: str, key: str) -> bool:
+    """Whether the item's name holds the key as a word of its own (not inside a longer run of letters
+    and digits: 'Sprint 12 review' holds '12', not '1' or '2', a review), so that an item of that name
+    is this key's."""
+    return re.search(rf"(?<![^\W_]){re.escape(key)}(?![^\W_])", name) is not None
 
 
 def _created_since(value: Any, since: datetime) -> bool:
