@@ -41,60 +41,14 @@ END;
 $$;
 
 -- Before creating a resource: 'exists' (here is its id, do not create), 'claimed' (you create it,
--- then link it), or 'pending' (another attempt is creating it right now: try again shortly). The
--- claim is owned by one attempt (p_owner, e.g. execution:node:attempt):
--- another attempt, even of the same node, sees 'pending' until the claim is linked, released or
--- expired.
-CREATE OR REPLACE FUNCTION dw.claim_resource_v2(
-    p_tenant text, p_type text, p_key text, p_workflow_id text, p_execution_id uuid, p_node_id text,
-    p_owner text, p_claim_seconds double precision
-) RETURNS TABLE (state text, external_id text) LANGUAGE plpgsql AS $$
-DECLARE
-    v_l dw.resource_links%ROWTYPE;
-BEGIN
-    INSERT INTO dw.resource_links AS l (tenant_id, resource_type, resource_key, workflow_id, execution_id, node_id,
-                                        claim_owner, claimed_until)
-    VALUES (p_tenant, p_type, p_key, p_workflow_id, p_execution_id, p_node_id, p_owner,
-            now() + make_interval(secs => p_claim_seconds))
-    ON CONFLICT ON CONSTRAINT resource_links_key DO NOTHING
-    RETURNING l.* INTO v_l;
-    IF FOUND THEN
-        RETURN QUERY SELECT 'claimed'::text, NULL::text;
-        RETURN;
-    END IF;
-
-    SELECT * INTO v_l FROM dw.resource_links l
-     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key FOR UPDATE;
-    IF v_l.external_id IS NOT NULL THEN
-        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action)
-        VALUES (v_l.id, p_execution_id, p_node_id, 'found');
-        RETURN QUERY SELECT 'exists'::text, v_l.external_id;
-    ELSIF v_l.claim_owner IS NOT DISTINCT FROM p_owner OR v_l.claimed_until < now()
-          -- The owning attempt has a recorded outcome, so it is over (cancelled by its timeout,
-          -- say): its claim need not be waited out. (Owner: execution:node:attempt; for a forEach
-          -- item, execution:node#index:attempt.)
-          OR EXISTS (SELECT 1 FROM dw.action_executions a
-                      WHERE a.execution_id::text = split_part(v_l.claim_owner, ':', 1)
-                        AND a.node_id || COALESCE('#' || a.item_index, '') = split_part(v_l.claim_owner, ':', 2)
-                        AND a.attempt::text = split_part(v_l.claim_owner, ':', 3)) THEN
-        UPDATE dw.resource_links l
-           SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,
-               claim_owner = p_owner, claimed_until = now() + make_interval(secs => p_claim_seconds)
-         WHERE l.id = v_l.id;
-        RETURN QUERY SELECT 'claimed'::text, NULL::text;
-    ELSE
-        RETURN QUERY SELECT 'pending'::text, NULL::text;
-    END IF;
-END;
-$$;
-
--- As v2, with what an attempt must know when it takes over a claim that another attempt (or an
--- interrupted run of itself) held and neither linked nor released: 'in_doubt', because that attempt
--- may have created the resource before it ended (a create whose answer timed out, a connection cut
--- after the request went, a worker killed mid-call: the remote may have acted). The caller looks the
--- resource up before creating it; claimed_at is when the key was first claimed (the row's
--- created_at), the earliest the resource can have been created. v2 stays for the previous release's
--- workers during a rolling upgrade.
+-- then link it), 'in_doubt' (yours now, but taken over from an attempt, or an interrupted run of
+-- this one, that held it and neither linked nor released it: that attempt may have created the
+-- resource before it ended, a create whose answer timed out, a connection cut after the request
+-- went, a worker killed mid-call; look it up before creating it), or 'pending' (another attempt is
+-- creating it right now: try again shortly). The claim is owned by one attempt (p_owner, e.g.
+-- execution:node:attempt): another attempt, even of the same node, sees 'pending' until the claim
+-- is linked, released or expired. claimed_at is when the key was first claimed (the row's
+-- created_at), the earliest the resource can have been created.
 CREATE OR REPLACE FUNCTION dw.claim_resource_v3(
     p_tenant text, p_type text, p_key text, p_workflow_id text, p_execution_id uuid, p_node_id text,
     p_owner text, p_claim_seconds double precision
@@ -136,6 +90,18 @@ BEGIN
         RETURN QUERY SELECT 'pending'::text, NULL::text, v_l.created_at;
     END IF;
 END;
+$$;
+
+-- The previous release's workers' claim (during a rolling upgrade): v3 without 'in_doubt', which
+-- they do not know.
+CREATE OR REPLACE FUNCTION dw.claim_resource_v2(
+    p_tenant text, p_type text, p_key text, p_workflow_id text, p_execution_id uuid, p_node_id text,
+    p_owner text, p_claim_seconds double precision
+) RETURNS TABLE (state text, external_id text) LANGUAGE sql AS $$
+    -- An in-doubt claim is theirs to create, as v2 said before v3.
+    SELECT CASE WHEN c.state = 'in_doubt' THEN 'claimed' ELSE c.state END, c.external_id
+      FROM dw.claim_resource_v3(p_tenant, p_type, p_key, p_workflow_id, p_execution_id, p_node_id, p_owner,
+                                p_claim_seconds) c;
 $$;
 
 -- Gives up a claim after a failed create, so another run need not wait for it to expire.

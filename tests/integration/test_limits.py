@@ -7,9 +7,10 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -285,16 +286,20 @@ async def test_starts_never_come_closer_than_the_rate_allows(db: Database) -> No
     assert min(gaps) >= 0.5, gaps
 
 
-async def test_the_rate_spaces_admissions_by_when_they_happen_not_when_their_transaction_began(
-    db: Database, dsn: str
-) -> None:
-    """A review: the admission took now(), its transaction's start; a worker's fetch that had worked
-    (or waited for the workflow's lock) 1.5 s before admitting recorded its start 1.5 s early, and
-    the next run was admitted 3.6 ms after it at 60 a minute."""
+ACQUIRE = "SELECT outcome FROM dw.try_acquire_execution_v6(%s, 'w', 30, true, NULL)"
+
+
+async def _rate_limited_runs(db: Database, count: int) -> list[UUID]:
+    """`count` runs of simple-echo under 60 starts a minute."""
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     assert await db.limits.set_workflow_limits("simple-echo", WorkflowLimits(set_rate=True, rate_per_minute=60))
-    first, second = [await start(db, "simple-echo") for _ in range(2)]
-    admit = "SELECT throttled_by FROM dw.admit_root_run_v1((SELECT e FROM dw.executions e WHERE e.id = %s))"
+    return [await start(db, "simple-echo") for _ in range(count)]
+
+
+@asynccontextmanager
+async def _old_and_fresh(dsn: str) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], psycopg.AsyncConnection[Any]]]:
+    """Two sessions of the default tenant: `old`, whose transaction is open (as a worker's fetch of a
+    batch, or one waiting for a lock, is when it admits a run), and `fresh`, autocommit."""
     async with (
         await psycopg.AsyncConnection.connect(dsn) as old,
         await psycopg.AsyncConnection.connect(dsn, autocommit=True) as fresh,
@@ -302,6 +307,18 @@ async def test_the_rate_spaces_admissions_by_when_they_happen_not_when_their_tra
         for conn in (old, fresh):
             await conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
         await old.commit()
+        yield old, fresh
+
+
+async def test_the_rate_spaces_admissions_by_when_they_happen_not_when_their_transaction_began(
+    db: Database, dsn: str
+) -> None:
+    """A review: the admission took now(), its transaction's start; a worker's fetch that had worked
+    (or waited for the workflow's lock) 1.5 s before admitting recorded its start 1.5 s early, and
+    the next run was admitted 3.6 ms after it at 60 a minute."""
+    first, second = await _rate_limited_runs(db, 2)
+    admit = "SELECT throttled_by FROM dw.admit_root_run_v1((SELECT e FROM dw.executions e WHERE e.id = %s))"
+    async with _old_and_fresh(dsn) as (old, fresh):
         await old.execute("SELECT pg_sleep(1.5)")  # a batch's earlier work, or a wait for the lock
         assert (await (await old.execute(admit, (first,))).fetchone()) == (None,)
         await old.commit()
@@ -311,21 +328,12 @@ async def test_the_rate_spaces_admissions_by_when_they_happen_not_when_their_tra
 async def test_recorded_starts_are_as_far_apart_as_their_admissions(db: Database, dsn: str) -> None:
     """A second review: with the admission spaced by its own time, a run's started_at was still its
     acquire's transaction's start, and two recorded starts came 0.5 s apart at 60 a minute."""
-    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    assert await db.limits.set_workflow_limits("simple-echo", WorkflowLimits(set_rate=True, rate_per_minute=60))
-    first, second = [await start(db, "simple-echo") for _ in range(2)]
-    acquire = "SELECT outcome FROM dw.try_acquire_execution_v6(%s, 'w', 30, true, NULL)"
-    async with (
-        await psycopg.AsyncConnection.connect(dsn) as old,
-        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as fresh,
-    ):
-        for conn in (old, fresh):
-            await conn.execute("SELECT set_config('dw.tenant_id', 'default', false)")
-        await old.commit()
+    first, second = await _rate_limited_runs(db, 2)
+    async with _old_and_fresh(dsn) as (old, fresh):
         await old.execute("SELECT pg_sleep(0.5)")  # a batch's transaction, begun before
-        assert (await (await fresh.execute(acquire, (first,))).fetchone()) == ("acquired",)
+        assert (await (await fresh.execute(ACQUIRE, (first,))).fetchone()) == ("acquired",)
         await old.execute("SELECT pg_sleep(1.1)")
-        assert (await (await old.execute(acquire, (second,))).fetchone()) == ("acquired",)
+        assert (await (await old.execute(ACQUIRE, (second,))).fetchone()) == ("acquired",)
         await old.commit()
         cur = await fresh.execute(
             "SELECT started_at FROM dw.executions WHERE id = ANY(%s) ORDER BY 1", ([first, second],)
@@ -397,15 +405,10 @@ async def test_a_delivery_over_its_hooks_own_limit_is_a_row_and_says_whose_limit
 async def test_a_rate_admitted_runs_first_node_starts_no_earlier_than_the_run(db: Database, dsn: str) -> None:
     """A review of the admission's own time as the run's start: the acquire's transaction stamped the
     run's first node with its start (now()), a second before the run's."""
-    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    assert await db.limits.set_workflow_limits("simple-echo", WorkflowLimits(set_rate=True, rate_per_minute=60))
-    run = await start(db, "simple-echo")
-    acquire = "SELECT outcome FROM dw.try_acquire_execution_v6(%s, 'w', 30, true, NULL)"
-    async with await psycopg.AsyncConnection.connect(dsn) as old:
-        await old.execute("SELECT set_config('dw.tenant_id', 'default', false)")
-        await old.commit()
+    (run,) = await _rate_limited_runs(db, 1)
+    async with _old_and_fresh(dsn) as (old, _):
         await old.execute("SELECT pg_sleep(1.0)")  # a batch's transaction, begun before
-        assert (await (await old.execute(acquire, (run,))).fetchone()) == ("acquired",)
+        assert (await (await old.execute(ACQUIRE, (run,))).fetchone()) == ("acquired",)
         await old.commit()
         cur = await old.execute(
             "SELECT e.started_at, min(n.started_at) FROM dw.executions e"
