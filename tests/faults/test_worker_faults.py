@@ -71,7 +71,9 @@ def test_kill_9_of_a_worker_three_times_during_a_batch(dsn: str, tmp_path: Path)
         resumed = [first_event_after(probe, held, at, ("execution_reacquired",)) for at, held in kills]
         done = [last_end(probe, held) - at for at, held in kills]
         assert checked.problems() == []
-        assert all(r is not None and 1.0 < r < 8 for r in requeued), requeued
+        # Not before the lease ran out, and not long after: 2.2 s on a quiet machine, 8.0 s once with
+        # the suite's four processes running fault tests side by side on two cores.
+        assert all(r is not None and 1.0 < r < 20 for r in requeued), requeued
         assert checked.interrupted_attempts >= len(kills)  # each kill caught attempts in flight
     finally:
         stack.stop()
@@ -167,7 +169,9 @@ def test_sigterm_of_a_worker_during_a_batch_hands_its_runs_back(dsn: str, tmp_pa
         resumed = first_event_after(probe, held, at, ("execution_reacquired",))
         done = last_end(probe, held) - at
         assert code == 0, stack.read_logs()
-        assert exit_s < 1 + 5, exit_s  # the grace, the hand-back, closing the helpers
+        # The grace (1 s), the hand-back, closing the helpers; under the default grace (10 s) that a
+        # worker ignoring its setting would wait out, with room for a loaded machine.
+        assert exit_s < 1 + 7, exit_s
         assert checked.problems() == []
         # Handed back, not left to expire: no run was recovered, and runs the worker held were
         # released.
