@@ -573,15 +573,15 @@ BEGIN
         ) c
          ORDER BY c.position LIMIT v_limit
     ), started AS (
-        -- Never before its run's start: a run a rate admits records its admission's time
-        -- (clock_timestamp, dw.admit_root_run_v1), later than this transaction's now() (a review:
-        -- a run's first node started a second before the run).
+        -- The time of the start itself, never before its run's: a run a rate admits records its
+        -- admission's time (clock_timestamp, dw.admit_root_run_v1, earlier in the same call), later
+        -- than this transaction's now() (a review: a run's first node started a second before the
+        -- run). No read of the run's row for it.
         UPDATE dw.node_states n
            SET status = 'Running', attempts = n.attempts + 1,
-               started_at = COALESCE(n.started_at, GREATEST(now(), e.started_at)), next_attempt_at = NULL
-          FROM chosen, dw.executions e
+               started_at = COALESCE(n.started_at, clock_timestamp()), next_attempt_at = NULL
+          FROM chosen
          WHERE n.execution_id = p_execution_id AND n.node_id = chosen.node_id AND n.status = 'Ready'
-           AND e.id = p_execution_id
         RETURNING n.node_id, n.attempts
     ), events AS (
         INSERT INTO dw.execution_events (execution_id, node_id, type, details)
