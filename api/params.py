@@ -81,32 +81,55 @@ REPEATABLE_QUERY = "repeatable_query"
 QUERY_NAMES = "query_names"
 
 
+# What note_query_names found, by route and handler: the same code documents the same query in every
+# app a process makes (the test suite makes hundreds, and building the OpenAPI document was about
+# half of making one).
+_QUERY_NAMES_SEEN: dict[tuple[str, str, frozenset[str]], frozenset[str] | None] = {}
+
+
 def note_query_names(app: Litestar) -> None:
     """Gives each /api/v1 route the names of the query parameters it takes (QUERY_NAMES), from the
     OpenAPI document, which a test keeps complete (tests/integration/test_query_values.py): what is
     documented is what is accepted."""
-    paths = app.openapi_schema.paths or {}
-    for route in app.routes:
+    handlers = [
+        (route, handler)
+        for route in app.routes
         # Not the webhook receiver's: what a provider puts in its URL is its own (the delivery
         # records it as the hook's query; a provider's GET that checks the URL must not be refused).
-        if (
-            not isinstance(route, HTTPRoute)
-            or not route.path.startswith("/api/v1/")
-            or route.path.startswith("/api/v1/hooks/")
-        ):
-            continue
-        item = paths.get(route.path_format)
-        for handler in route.route_handlers:
-            names: set[str] = set()
-            for method in handler.http_methods:
-                operation = getattr(item, method.lower(), None) if item is not None else None
-                names.update(
-                    p.name
-                    for p in getattr(operation, "parameters", None) or ()
-                    if getattr(p, "param_in", None) == "query"
-                )
-            if item is not None and "OPTIONS" not in handler.http_methods:
-                handler.opt[QUERY_NAMES] = frozenset(names)
+        if isinstance(route, HTTPRoute)
+        and route.path.startswith("/api/v1/")
+        and not route.path.startswith("/api/v1/hooks/")
+        for handler in route.route_handlers
+    ]
+    # By name, not by function: a controller's handlers are bound to an instance made for each app.
+    keys = [(route.path_format, _qualified(handler.fn), frozenset(handler.http_methods)) for route, handler in handlers]
+    if any(key not in _QUERY_NAMES_SEEN for key in keys):
+        paths = app.openapi_schema.paths or {}
+        for (route, handler), key in zip(handlers, keys, strict=True):
+            _QUERY_NAMES_SEEN[key] = _documented_query(paths.get(route.path_format), handler)
+    for (_, handler), key in zip(handlers, keys, strict=True):
+        names = _QUERY_NAMES_SEEN[key]
+        if names is not None:
+            handler.opt[QUERY_NAMES] = names
+
+
+def _qualified(fn: Any) -> str:
+    function = getattr(fn, "__func__", fn)
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _documented_query(item: Any, handler: Any) -> frozenset[str] | None:
+    """The query parameters the OpenAPI path item documents for the handler's methods; None for a
+    route the document leaves out, and for the OPTIONS handler."""
+    if item is None or "OPTIONS" in handler.http_methods:
+        return None
+    names: set[str] = set()
+    for method in handler.http_methods:
+        operation = getattr(item, method.lower(), None)
+        names.update(
+            p.name for p in getattr(operation, "parameters", None) or () if getattr(p, "param_in", None) == "query"
+        )
+    return frozenset(names)
 
 
 def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
@@ -161,10 +184,31 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
             raise NotFound(f"no {name.replace('_', ' ')} holds a NUL character")
         # Versions are integers in PostgreSQL, ids bigints.
         top = INT_MAX if name == "version" else BIGINT_MAX
-        if isinstance(value, int) and not isinstance(value, bool) and not 1 <= value <= top:
-            # The value is not echoed: it may be thousands of digits long.
+        if isinstance(value, int) and not isinstance(value, bool):
             what = name.removesuffix("_id").replace("_", " ")
-            raise NotFound(f"no {what} has that number (ids are 1 to {BIGINT_MAX}, versions 1 to {INT_MAX})")
+            if not 1 <= value <= top:
+                # The value is not echoed: it may be thousands of digits long.
+                raise NotFound(f"no {what} has that number (ids are 1 to {BIGINT_MAX}, versions 1 to {INT_MAX})")
+            written = _path_segment(connection, name)
+            if written and not _ASCII_DIGITS.fullmatch(written):
+                # Python's int() read `1_0` as 10, and `+1` and a fullwidth one (U+FF11) as 1 (a query value's
+                # are 400s: api/params.py, query_int).
+                raise NotFound(f"no {what} is written that way: a number in a path is written in the digits 0-9")
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def _path_segment(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str:
+    """The path's segment that the route's template names {name}, as the request wrote it (decoded);
+    "" when the template does not say (Litestar's scope holds it for every HTTP route). Counted from the end: a
+    proxy's prefix adds segments before the route's."""
+    template = str(connection.scope.get("path_template") or "").split("/")
+    path = str(connection.scope.get("path") or "").split("/")
+    for back, part in enumerate(reversed(template), start=1):
+        if part.partition(":")[0] == "{" + name or part == "{" + name + "}":
+            return path[-back] if back <= len(path) else ""
+    return ""
 
 
 def _known_path(where: str) -> str:
@@ -188,8 +232,9 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
     parameters need), so `{"rateLimitPerMinute": "30"}` set 30, and `"1e1"` 10. Here the body is
     decoded strictly against the same type first, and a value of the wrong JSON type is the 400 a
     wrong value is (api/problems.py), naming where it is. An empty body and a body that is not JSON
-    are left to Litestar's own answers. A guard after the caller's (authorize): one who may not call
-    the route learns nothing of its body's rules.
+    are left to Litestar's own answers, but a body of whitespace (which Litestar called "truncated")
+    and a JSON `null` (which a route whose body may be left out read as no body) are 400s. A guard
+    after the caller's (authorize): one who may not call the route learns nothing of its body's rules.
 
     A NUL character (`\u0000`) anywhere in the body is a 422 naming where it is (refuse_nul):
     PostgreSQL stores none, and its refusal named no field. A lone UTF-16 surrogate escape is a 400
@@ -202,8 +247,15 @@ async def refuse_coerced_body(connection: ASGIConnection[Any, Any, Any, Any], ro
         return
     request = connection if isinstance(connection, Request) else Request(connection.scope, connection.receive)
     body = await request.body()
-    if not body.strip():
+    if not body:
         return
+    if not body.strip():
+        # msgspec's words for it were "Input data was truncated".
+        raise ClientException("the request body holds only whitespace: send a JSON object")
+    if body.strip() == b"null":
+        # Read as no body by a route whose body may be left out (resume, redrive): "no body, or
+        # a JSON object" is what they take.
+        raise ValidationException(extra=[{"message": "Expected `object`, got `null`", "key": "data", "source": "body"}])
     try:
         msgspec.json.decode(body, type=field.annotation, strict=True)
     except msgspec.ValidationError as exc:

@@ -120,6 +120,18 @@ async def test_an_id_or_version_that_cannot_exist_is_404(
     assert assert_problem(response, 404)["code"].endswith("not_found")
 
 
+@pytest.mark.parametrize("written", ["+1", "%EF%BC%91", "%D9%A1", "1_0", " 1", "1%20"])
+async def test_a_number_in_a_path_is_written_in_ascii_digits(
+    client: AsyncTestClient[Any], execution: str, written: str
+) -> None:
+    """Python's int() read `1_0` as 10, and `+1`, a fullwidth one (U+FF11) and an Arabic-Indic one (U+0661) as 1: the
+    version 1 answered 200 (the same values as query parameters were 400s)."""
+    for path in ("/api/v1/workflows/simple-echo/versions/{n}", "/api/v1/dead-letters/{n}"):
+        problem = assert_problem(await client.get(path.format(n=written)), 404)
+        assert "a number in a path is written in the digits 0-9" in problem["detail"], problem
+    assert (await client.get("/api/v1/workflows/simple-echo/versions/1")).status_code == 200
+
+
 @pytest.mark.parametrize("value", OUT_OF_RANGE)
 @pytest.mark.parametrize(("method", "path", "name"), INT_QUERIES)
 async def test_an_int_query_value_out_of_range_is_400(
@@ -415,6 +427,20 @@ async def test_a_lone_surrogate_escape_is_named(client: AsyncTestClient[Any], ex
         headers={"Content-Type": "application/json"},
     )
     assert paired.status_code == 202, paired.text
+
+
+async def test_a_body_of_whitespace_or_null_is_a_400_that_says_so(client: AsyncTestClient[Any], execution: str) -> None:
+    """Whitespace was "Input data was truncated"; `null` was read as no body by the routes whose body
+    may be left out (a redrive, a resume: "no body, or `{}`"), and did what they do."""
+    json_type = {"Content-Type": "application/json"}
+    for path in ("/api/v1/workflows/simple-echo/execute", f"/api/v1/executions/{execution}/resume"):
+        blank = await client.post(path, content=b" \n ", headers=json_type)
+        assert assert_problem(blank, 400)["detail"] == "the request body holds only whitespace: send a JSON object"
+        null = await client.post(path, content=b" null ", headers=json_type)
+        assert "Expected `object`, got `null`" in assert_problem(null, 400)["detail"], null.text
+    # No body at all is still no body.
+    answer = await client.post(f"/api/v1/executions/{execution}/resume")
+    assert answer.status_code in (202, 409), answer.text
 
 
 async def test_a_stored_value_too_deep_to_read_is_not_a_bad_request(
