@@ -867,11 +867,12 @@ def _problem_text(response: httpx.Response) -> str:
         and body.get("code") == "not_found"
         and body.get("detail") == "Not Found"
         and request is not None
-        and not request.url.path.startswith("/api/v1/")
+        and _api_url_has_a_path(request.url.raw_path.decode("ascii", "replace"))
     ):
         # The router's own 404 (the API's are "workflow 'x' not found" and the like) for a path that
-        # does not begin with /api/v1: DW_API_URL carries a path of its own (a review: ".../api" said
-        # only "HTTP 404"). An id with a "/" in it meets the router's 404 too, under /api/v1: not this.
+        # does not begin with /api/v1, or begins with it twice: DW_API_URL carries a path of its own
+        # (a review: ".../api", and ".../api/v1", said only "HTTP 404"). An id with a "/" in it
+        # meets the router's 404 too, under /api/v1: not this.
         text += (
             f" (the API has no route {request.method} {request.url.path}: DW_API_URL or --api-url is the URL"
             " the API serves /api/v1 under, such as http://127.0.0.1:5131)"
@@ -881,6 +882,11 @@ def _problem_text(response: httpx.Response) -> str:
         if isinstance(problem, dict):
             text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
     return text
+
+
+def _api_url_has_a_path(path: str) -> bool:
+    """Whether a request's path (as sent: an id's "/" is %2F) says that DW_API_URL carries a path."""
+    return not path.startswith("/api/v1/") or path.startswith("/api/v1/api/v1/")
 
 
 def _request_of(response: httpx.Response) -> httpx.Request | None:
@@ -1323,6 +1329,18 @@ class _Age(datetime):
     """A --since/--until given as an age: the moment it came to now, and the age as given (`age`)."""
 
     age: str
+    seconds: float
+
+
+def _same_now(since: datetime | None, until: datetime | None) -> datetime | None:
+    """--until as of --since's now when both are ages: each was read from the clock in turn, so
+    `--since 2h --until 2h` made a window of a few microseconds instead of an empty one."""
+    if isinstance(since, _Age) and isinstance(until, _Age):
+        moment = since + timedelta(seconds=since.seconds - until.seconds)
+        rebased = _Age.fromtimestamp(moment.timestamp(), UTC)
+        rebased.age, rebased.seconds = until.age, until.seconds
+        return rebased
+    return until
 
 
 def _moment(value: str) -> datetime:
@@ -1333,9 +1351,10 @@ def _moment(value: str) -> datetime:
     age = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)\s*(s|sec|min|h|d|w)", text)
     if age:
         try:
-            moment = datetime.now(UTC) - timedelta(seconds=float(age.group(1)) * _AGE_UNITS[age.group(2)])
+            seconds = float(age.group(1)) * _AGE_UNITS[age.group(2)]
+            moment = datetime.now(UTC) - timedelta(seconds=seconds)
             resolved = _Age.fromtimestamp(moment.timestamp(), UTC)
-            resolved.age = text
+            resolved.age, resolved.seconds = text, seconds
             return resolved
         except OverflowError:
             # 99999999d: before year 1.
@@ -1392,6 +1411,7 @@ def _execution_row(e: dict[str, Any]) -> str:
 
 def cmd_executions_list(args: argparse.Namespace) -> int:
     """One page of executions, newest first; the next page's --cursor is said on stderr."""
+    args.until = _same_now(args.since, args.until)
     if args.since is not None and args.until is not None and args.until <= args.since:
         # `--since 1h --until 2h` (the two swapped): it printed "no executions".
         print(

@@ -362,12 +362,19 @@ class _Router404(_Problem):
 def test_an_api_url_with_a_path_of_its_own_is_said_to_be_the_cause(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """DW_API_URL=http://host:port/api (a path of its own) said only "HTTP 404: Not Found" (a review)."""
+    """DW_API_URL=http://host:port/api (a path of its own), or .../api/v1, said only "HTTP 404: Not
+    Found" (reviews)."""
     with loopback_http_server(_Router404) as url:
         monkeypatch.setenv("DW_API_URL", url + "/api")
         assert main(["workflows", "list"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "HTTP 404: Not Found (the API has no route GET /api/api/v1/workflows: DW_API_URL or --api-url" in err, err
+    # The URL of /api/v1 itself: the path begins with /api/v1, twice.
+    with loopback_http_server(_Router404) as url:
+        monkeypatch.setenv("DW_API_URL", url + "/api/v1")
+        assert main(["status", "0b7c6f4e-0000-4000-8000-000000000000"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "(the API has no route GET /api/v1/api/v1/executions/" in err and "DW_API_URL or --api-url" in err, err
     # The right URL, an id with a "/" (a %2F the router decodes, so no route): not the URL's fault.
     with loopback_http_server(_Router404) as url:
         monkeypatch.setenv("DW_API_URL", url)
