@@ -453,6 +453,22 @@ async def test_published_versions_are_immutable(db: Database) -> None:
         await _sql(db, "UPDATE dw.workflow_versions SET definition = '{}'::jsonb")
 
 
+async def test_a_published_version_stays_on_record_and_a_draft_may_go(db: Database) -> None:
+    """A DELETE (by hand) removed a published version that had no runs, and its plan with it."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    with pytest.raises(errors.Immutable, match="stays on record"):
+        await _sql(db, "DELETE FROM dw.workflow_versions WHERE workflow_id = 'simple-echo'")
+    await _sql(
+        db,
+        "INSERT INTO dw.workflow_versions (workflow_id, version, definition, checksum)"
+        " SELECT workflow_id, 2, definition, 'draft' FROM dw.workflow_versions"
+        " WHERE workflow_id = 'simple-echo'",
+    )
+    await _sql(db, "DELETE FROM dw.workflow_versions WHERE workflow_id = 'simple-echo' AND version = 2")
+    rows = await _sql(db, "SELECT version FROM dw.workflow_versions WHERE workflow_id = 'simple-echo'")
+    assert [row[0] for row in rows] == [1]
+
+
 async def test_recovery_requeues_runs_whose_worker_vanished(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     execution_id = await start(db, "simple-echo")
