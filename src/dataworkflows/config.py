@@ -391,7 +391,8 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 LOG_FORMATS = ("console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Durations and sizes that must be above 0 (the others may be 0: off, none or at once; a scheduler
-# or retention interval of 0 runs none, and DW_JWT_MAX_LIFETIME_SECONDS says its own words).
+# or retention interval of 0 runs none, a migration's lock timeout of 0 waits without limit, and
+# DW_JWT_MAX_LIFETIME_SECONDS says its own words).
 _POSITIVE = frozenset(
     {
         "lease_seconds",
@@ -402,7 +403,8 @@ _POSITIVE = frozenset(
         "template_timeout_seconds",
         "jwt_jwks_cache_seconds",
         "resource_claim_seconds",
-        "migrate_lock_timeout_seconds",
+        "throttle_delay_seconds",
+        "jwt_jwks_min_refresh_seconds",
         "max_body_bytes",
         "max_trigger_depth",
         "pool_max_size",
@@ -420,6 +422,11 @@ _AT_LEAST = {
     "lease_seconds": 1.0,
     "stalled_worker_seconds": 1.0,
     "recovery_interval_seconds": 0.1,
+    # A held-back run tries again this often (a review: at 0 a worker asked ~280 times a second for
+    # one free slot, and logged each).
+    "throttle_delay_seconds": 0.1,
+    # How often a token with an unknown key id may make the API fetch the JWKS again.
+    "jwt_jwks_min_refresh_seconds": 1.0,
     "worker_poll_seconds": 0.01,
     "scheduler_interval_seconds": 0.01,
     "retention_interval_seconds": 0.1,

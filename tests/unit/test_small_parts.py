@@ -80,6 +80,11 @@ def test_migrations_are_numbered_uniquely() -> None:
         ({"DW_TEMPLATE_TIMEOUT_SECONDS": "1e-9"}, "DW_TEMPLATE_TIMEOUT_SECONDS=1e-09: give at least 0.01"),
         # Below a second a worker's ordinary calls would be cut off.
         ({"DW_WORKER_ANSWER_SECONDS": "0.2"}, "DW_WORKER_ANSWER_SECONDS=0.2: give at least 1"),
+        # A review: at 0 a worker asked for a free slot about 280 times a second.
+        ({"DW_THROTTLE_DELAY_SECONDS": "0"}, "DW_THROTTLE_DELAY_SECONDS=0.0: give a number above 0"),
+        ({"DW_THROTTLE_DELAY_SECONDS": "0.001"}, "DW_THROTTLE_DELAY_SECONDS=0.001: give at least 0.1"),
+        ({"DW_JWT_JWKS_MIN_REFRESH_SECONDS": "0"}, "DW_JWT_JWKS_MIN_REFRESH_SECONDS=0.0: give a number above 0"),
+        ({"DW_JWT_JWKS_MIN_REFRESH_SECONDS": "0.5"}, "DW_JWT_JWKS_MIN_REFRESH_SECONDS=0.5: give at least 1"),
         ({"DW_QUEUE": "q" * 41}, "DW_QUEUE='" + "q" * 41 + "': give a name of 1 to 40 bytes"),
         ({"DW_QUEUE": "é" * 21}, "give a name of 1 to 40 bytes"),
         ({"DW_POOL_MIN_SIZE": "20", "DW_POOL_MAX_SIZE": "5"}, "DW_POOL_MIN_SIZE=20 is above DW_POOL_MAX_SIZE=5"),
@@ -106,6 +111,8 @@ def test_good_settings_still_read() -> None:
             "DW_STATEMENT_TIMEOUT_SECONDS": "0",
             "DW_WORKER_ANSWER_SECONDS": "0",
             "DW_RETENTION_INTERVAL_SECONDS": "0",
+            # 0 waits without limit for a migration's locks (it was refused: "give a number above 0").
+            "DW_MIGRATE_LOCK_TIMEOUT_SECONDS": "0",
             "DW_QUEUE": "q" * 40,
             "DW_CREDENTIALS_KEY": "A" * 43 + "=",
         }
