@@ -273,7 +273,21 @@ def _role_problem(conn: Any, role: str | None) -> str | None:
         )
     except psycopg.errors.InsufficientPrivilege:
         return f"the database user may not act as {role!r} (DW_DB_ROLE): GRANT {role} TO <the user in DATABASE_URL>"
-    conn.execute("RESET ROLE")
+    try:
+        # The application's rights are dataworkflows_app's (what `migrate` grants): a role without
+        # them (dw_reporting, say) started an API whose every request was a 500, and a worker that
+        # logged a traceback at every pass (a review). Not asked before `migrate` made the role.
+        (lacking,) = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dataworkflows_app')"
+            " AND NOT pg_has_role('dataworkflows_app', 'USAGE')"
+        ).fetchone()
+    finally:
+        conn.execute("RESET ROLE")
+    if lacking:
+        return (
+            f"the role {role!r} (DW_DB_ROLE) lacks the application's rights: leave DW_DB_ROLE unset "
+            f"(dataworkflows_app), or GRANT dataworkflows_app TO {role}"
+        )
     return None
 
 

@@ -101,6 +101,14 @@ def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
     # prune too (a review: "the database is unavailable" 10 s later, exit 3).
     assert main(["prune", "--dry-run", "--older-than", "30d"]) == EXIT_USAGE
     assert f"the database user may not act as {stranger!r} (DW_DB_ROLE)" in capsys.readouterr().err
+    # A role the login may act as, without the application's rights (a review: the API answered 500
+    # to every request, a worker logged a traceback at every pass).
+    postgresql.execute(f"GRANT {stranger} TO {login}")
+    for argv in (["worker"], ["api", "--port", str(free_port())], ["prune", "--dry-run", "--older-than", "30d"]):
+        assert main(argv) == EXIT_USAGE, argv
+        err = capsys.readouterr().err
+        assert f"the role {stranger!r} (DW_DB_ROLE) lacks the application's rights" in err, err
+        assert "Traceback" not in err, err
 
 
 def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
