@@ -1443,13 +1443,20 @@ BEGIN
        OR EXISTS (SELECT 1 FROM dw.waits w
                    WHERE w.execution_id = p_execution_id AND w.state <> 'withdrawn' AND w.recorded_at IS NULL) THEN
         -- Attempts in flight (running, or waiting on a wait) are recorded Cancelled: the attempt row
-        -- says that the run's end stopped them, whatever they may already have done.
+        -- says that the run's end stopped them, whatever they may already have done. It started when
+        -- its wait was made, or at its node_started event: node_states.started_at is the node's
+        -- first attempt's start (a review: a redriven node's second attempt, timed out after 3 s,
+        -- said it ran 9 s, from the first attempt's start).
         INSERT INTO dw.action_executions (execution_id, node_id, action_type, attempt, status, parameters, error,
                                           start_time, end_time)
         SELECT n.execution_id, n.node_id, n.action_type, n.attempts, 'Cancelled', w.parameters,
                jsonb_build_object('code', 'run_ended',
                                   'message', format('the run ended (%s) while this attempt was in flight', p_status)),
-               COALESCE(w.created_at, n.started_at, now()), now()
+               COALESCE(w.created_at, (
+                   SELECT ev.at FROM dw.execution_events ev
+                    WHERE ev.execution_id = n.execution_id AND ev.node_id = n.node_id
+                      AND ev.type = 'node_started' AND ev.details ->> 'attempt' = n.attempts::text
+                    ORDER BY ev.id DESC LIMIT 1), n.started_at, now()), now()
           FROM dw.node_states n
           LEFT JOIN dw.waits w ON w.execution_id = n.execution_id AND w.node_id = n.node_id
                               AND w.attempt = n.attempts AND w.recorded_at IS NULL AND w.state <> 'withdrawn'
@@ -1530,9 +1537,14 @@ BEGIN
         DELETE FROM procrastinate_jobs j
          WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
     ), event AS (
+        -- A suspension asked and not yet in effect is withdrawn with the run's end (the row above
+        -- clears it), and the event says when it was asked: it was dropped without a word (a
+        -- review). This statement reads the row as it was before the UPDATE beside it (one snapshot).
         INSERT INTO dw.execution_events (execution_id, type, details)
-        VALUES (p_execution_id, p_event,
-                jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error)))
+        SELECT p_execution_id, p_event,
+               jsonb_strip_nulls(jsonb_build_object('status', p_status, 'error', p_error, 'withdrewSuspension',
+                                                    CASE WHEN o.suspended_at IS NULL THEN o.suspend_requested_at END))
+          FROM dw.executions o WHERE o.id = p_execution_id
     ), letters AS (
         -- A job of this run raised earlier and recovery resumed the run: now that it has ended, that
         -- letter needs nobody.

@@ -349,6 +349,51 @@ def test_the_job_notify_trigger_is_procrastinates_own_but_for_the_dw_block() -> 
     assert _function(block.sub("", ours), name) == _function(upstream, name)
 
 
+async def test_a_cancelled_attempt_row_starts_when_its_own_attempt_started(db: Database) -> None:
+    """The run's end recorded an attempt in flight from node_states.started_at, the node's first
+    attempt's start: a redriven node's second attempt, timed out after 3 s, said it ran 9 s."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=execution_id, owner="w1", lease_seconds=30)
+    [(status,)] = await _sql(
+        db, "SELECT status FROM dw.node_states WHERE execution_id = %s AND node_id = 'echo1'", execution_id
+    )
+    if status != "Running":
+        await db.fetch_one("start_node_attempt", id=execution_id, token=1, node_id="echo1")
+    # As for a node whose first attempt was an hour ago.
+    await _sql(
+        db, "UPDATE dw.node_states SET started_at = now() - interval '1 hour' WHERE execution_id = %s", execution_id
+    )
+    await _sql(db, "SELECT dw.finish_execution_v1(%s, 'Cancelled', NULL, 'execution_cancelled')", execution_id)
+    [(start_time, started_event)] = await _sql(
+        db,
+        "SELECT a.start_time, (SELECT ev.at FROM dw.execution_events ev WHERE ev.execution_id = a.execution_id"
+        " AND ev.node_id = a.node_id AND ev.type = 'node_started') FROM dw.action_executions a"
+        " WHERE a.execution_id = %s AND a.status = 'Cancelled'",
+        execution_id,
+    )
+    assert start_time == started_event
+
+
+async def test_a_suspension_pending_at_the_runs_end_is_withdrawn_by_it_and_said(db: Database) -> None:
+    """The end cleared a suspension asked while the run ran, without a word (a review: the redrive's
+    `withdrewSuspension` never found one to withdraw)."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    await db.fetch_one("try_acquire", id=execution_id, owner="w1", lease_seconds=30)
+    await _sql(db, "UPDATE dw.executions SET suspend_requested_at = now() WHERE id = %s", execution_id)
+    [(asked,)] = await _sql(db, "SELECT suspend_requested_at FROM dw.executions WHERE id = %s", execution_id)
+    await _sql(db, "SELECT dw.finish_execution_v1(%s, 'Failed', NULL, 'execution_failed')", execution_id)
+    [(details, pending)] = await _sql(
+        db,
+        "SELECT ev.details, e.suspend_requested_at FROM dw.execution_events ev JOIN dw.executions e"
+        " ON e.id = ev.execution_id WHERE ev.execution_id = %s AND ev.type = 'execution_failed'",
+        execution_id,
+    )
+    assert pending is None
+    assert details["status"] == "Failed" and details["withdrewSuspension"] == asked.isoformat()
+
+
 async def test_two_workers_one_lease_and_fencing(db: Database) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
     execution_id = await start(db, "simple-echo")
