@@ -48,10 +48,9 @@ from dataworkflows.credentials import Cipher
 from dataworkflows.data.webhooks import DeliveryOutcome, HookTrigger
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict, DatabaseUnavailable, DataWorkflowsError, InvalidInput, NotFound
-from dataworkflows.json_depth import json_depth
+from dataworkflows.json_depth import has_nul, json_depth
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 from dataworkflows.tenancy import all_tenants, tenant_scope
-from dataworkflows.validation import has_nul
 from dataworkflows.webhooks import HookConfig, Refusal
 
 from .openapi_docs import PROBLEMS

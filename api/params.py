@@ -21,8 +21,9 @@ from litestar.params import BodyKwarg, QueryParameter
 from litestar.routes import HTTPRoute
 
 from dataworkflows.errors import DataWorkflowsError, InvalidInput, NotFound
+from dataworkflows.json_depth import nul_pointer
 from dataworkflows.json_text import LONE_SURROGATE, lone_surrogate
-from dataworkflows.validation import Problem, nul_pointer
+from dataworkflows.validation import Problem
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1

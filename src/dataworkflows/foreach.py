@@ -41,6 +41,7 @@ from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
+from dataworkflows.json_depth import nul_pointer
 from dataworkflows.json_text import json_preview, json_type
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
 from dataworkflows.outcomes import error_json, interruption_error, retries_left
@@ -229,7 +230,13 @@ class ForEachKind:
             if isinstance(items, ActionResult):
                 return Attempt(recorded, items)
             # Also when there are none: a redrive's new attempt drops the previous attempt's items.
-            rows = await store.begin(action_type, items)
+            try:
+                rows = await store.begin(action_type, items)
+            except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+                # Refused by PostgreSQL (its transaction rolled back): the node fails saying so. It
+                # was a crash of the node's task, the run's end engine_error (a review).
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                return Attempt(recorded, _unstorable_items(message))
         recorded["itemCount"] = len(rows)
         if params.subworkflow is not None:
             return await _ChildItems(self.templates, ctx, store, params, rows).run(recorded)
@@ -253,7 +260,16 @@ class ForEachKind:
                 f"items has {len(items)} elements; the limit is {params.max_items}"
                 f" (maxItems, at most {HARD_MAX_ITEMS})",
             )
+        where = nul_pointer(items, "/items")
+        if where is not None:
+            return _unstorable_items(f"{where} holds a NUL character (U+0000), which PostgreSQL stores in no value")
         return items
+
+
+def _unstorable_items(message: str) -> ActionResult:
+    """The failure of a forEach whose rendered items cannot be stored (not retried: the same items
+    would be refused again)."""
+    return ActionResult.failed("unrecordable_result", f"the items could not be stored: {message}"[:2000])
 
 
 class _Items:

@@ -52,3 +52,31 @@ def any_string(value: Any, test: Callable[[str], bool]) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in the value's strings or keys (PostgreSQL stores none)."""
+    return any_string(value, lambda text: "\x00" in text)
+
+
+def nul_pointer(value: Any, base: str) -> str | None:
+    """The JSON pointer (under `base`) of the first string or key in the value that holds a NUL
+    character, which PostgreSQL stores in no text or JSON value; None when there is none. The
+    pointers are made only for a value that has one (has_nul first: the common case walks once)."""
+    if not has_nul(value):
+        return None
+    stack: list[tuple[Any, str]] = [(value, base)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                at = f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
+                if "\x00" in str(key):
+                    return at
+                stack.append((child, at))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}/{index}") for index, child in enumerate(item))
+    return None

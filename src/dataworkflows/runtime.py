@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import structlog
 
 from dataworkflows import metrics, traces
@@ -37,7 +38,8 @@ from dataworkflows.checkpoints import Acquired, LeaseRenewal, NodeState, Throttl
 from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
-from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, LeaseLost
+from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, InvalidInput, LeaseLost
+from dataworkflows.json_depth import nul_pointer
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
@@ -582,7 +584,19 @@ class _Run:
         except TemplateRenderError as exc:
             error = {"code": "outputs_error", "message": f"the workflow's outputs could not be rendered: {exc.message}"}
             return await self._finish(ExecutionStatus.FAILED, error)
-        return await self._finish(ExecutionStatus.SUCCEEDED, None, outputs=outputs)
+        # A value PostgreSQL stores in no JSON (a NUL character): its completion was refused at every
+        # try, the run Running until recovery gave up on it, worker_lost (a review).
+        where = nul_pointer(outputs, "")
+        if where is not None:
+            message = f"the workflow's outputs cannot be stored: {where or 'the value'} holds a NUL character (U+0000)"
+            return await self._finish(ExecutionStatus.FAILED, {"code": "outputs_error", "message": message})
+        try:
+            return await self._finish(ExecutionStatus.SUCCEEDED, None, outputs=outputs)
+        except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
+            # Any other value refused (the completion's transaction rolled back): said, not retried.
+            refused = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            message = f"the workflow's outputs cannot be stored: {refused}"[:2000]
+            return await self._finish(ExecutionStatus.FAILED, {"code": "outputs_error", "message": message})
 
     async def _park(self, *, waiting_on: list[str]) -> str:
         """Gives the lease up; the database queues the wake-up job (if a time is due at all)."""

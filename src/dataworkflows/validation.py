@@ -25,7 +25,7 @@ from dataworkflows.definitions import (
 )
 from dataworkflows.errors import HeaderRefused
 from dataworkflows.foreach import check_parameters as check_foreach_parameters
-from dataworkflows.json_depth import any_string, json_depth
+from dataworkflows.json_depth import json_depth
 from dataworkflows.json_text import json_type
 from dataworkflows.principal_ids import has_unprintable_character as has_unprintable_character
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
@@ -517,34 +517,6 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
     for name, value, most in limits:
         if value is not None and not 1 <= value <= most:
             problems.append(Problem(f"/orchestration/{name}", "range", f"must be between 1 and {most} (or null)"))
-
-
-def has_nul(value: Any) -> bool:
-    """Whether a NUL character is anywhere in the value's strings or keys (PostgreSQL stores none)."""
-    return any_string(value, lambda text: "\x00" in text)
-
-
-def nul_pointer(value: Any, base: str) -> str | None:
-    """The JSON pointer (under `base`) of the first string or key in the value that holds a NUL
-    character, which PostgreSQL stores in no text or JSON value; None when there is none. The
-    pointers are made only for a value that has one (has_nul first: the common case walks once)."""
-    if not has_nul(value):
-        return None
-    stack: list[tuple[Any, str]] = [(value, base)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return where
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                at = f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
-                if "\x00" in str(key):
-                    return at
-                stack.append((child, at))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}/{index}") for index, child in enumerate(item))
-    return None
 
 
 def find_cycle(definition: WorkflowDefinition) -> list[str] | None:
