@@ -188,6 +188,13 @@ async def test_a_schedules_ticks_newest_first_and_paged(client: AsyncTestClient[
     removed, *kept = (await client.get(url, headers=ACME)).json()
     assert removed["runRemoved"] is True and removed["executionId"] is not None
     assert [t["runRemoved"] for t in kept] == [False, False]
+    # So does dw.v_schedule_ticks for psql (it said nothing: a join to dw.v_executions found no row).
+    with all_tenants():
+        async with db.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT run_removed FROM dw.v_schedule_ticks WHERE trigger_id = %s ORDER BY tick_at DESC", (schedule,)
+            )
+            assert [row[0] for row in await cursor.fetchall()] == [True, False, False]
 
     # Under overlap skip, the catch-up's first tick runs and the two after it (its run still going:
     # no worker here) are listed without a run, naming the run they met.
