@@ -545,7 +545,7 @@ async def _pipelined(
 ) -> psycopg.AsyncCursor[DictRow]:
     """A query of several statements in one pipeline: one round trip, each statement over the extended
     protocol, its parameters sent apart from its text (bound by the server). Statements up to a COMMIT
-    commit with it, and those after it in a transaction of their own, committed at the pipeline's end
+    commit with it (sent as the protocol's Sync), and those after it in a transaction of their own, committed at the pipeline's end
     (start_execution_then_notify: the start, then its notification). It was one simple-protocol message
     with the driver binding the values into the text, so PostgreSQL's log, which quotes a statement that
     fails (log_min_error_statement), carried them, and every refused start (a 404, a 409) wrote its
@@ -558,8 +558,19 @@ async def _pipelined(
     cursors: list[psycopg.AsyncCursor[DictRow]] = []
     failure: psycopg.Error | None = None
     try:
-        async with conn.pipeline():
+        async with conn.pipeline() as pipeline:
             for n, statement in enumerate(_STATEMENT_SPLIT.split(query)):
+                if statement.strip().upper() == "COMMIT":
+                    # A Sync, which commits the statements before it (the pool's connections
+                    # autocommit: they are one implicit transaction). A COMMIT statement did the same,
+                    # with a WARNING "there is no transaction in progress" in PostgreSQL's log at every
+                    # start (a review). Their failure is raised here, before anything after is sent.
+                    try:
+                        await pipeline.sync()
+                    except psycopg.Error as exc:
+                        failure = exc
+                        break
+                    continue
                 cur = conn.cursor(row_factory=dict_row)
                 # Only the first is prepared (as psycopg decides): one after it that a failure skipped (the
                 # pipeline aborts up to its end) was not prepared either, though psycopg counted it so,

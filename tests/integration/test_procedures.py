@@ -288,14 +288,14 @@ async def test_a_refused_start_logs_nothing_of_the_drivers(
     start_on = functools.partial(
         db.executions.start, trigger={}, principal_id=None, principal_type=None, correlation_id=None, queue="executions"
     )
-    execute = psycopg.AsyncCursor.execute
+    sync = psycopg.AsyncPipeline.sync
 
-    async def late_commit(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        if str(query).strip() == "COMMIT":
-            await asyncio.sleep(0.05)
-        return await execute(self, query, *args, **kwargs)
+    async def late_commit(self: psycopg.AsyncPipeline) -> None:
+        # The COMMIT goes as the pipeline's Sync.
+        await asyncio.sleep(0.05)
+        await sync(self)
 
-    monkeypatch.setattr(psycopg.AsyncCursor, "execute", late_commit)
+    monkeypatch.setattr(psycopg.AsyncPipeline, "sync", late_commit)
     caplog.set_level("WARNING", logger="psycopg")
     for n in range(8):
         with pytest.raises(errors.WorkflowNotFound):
@@ -303,6 +303,30 @@ async def test_a_refused_start_logs_nothing_of_the_drivers(
         started = await start_on(workflow_id="simple-echo", request_id=f"there-{n}")
         assert started.created
     assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+
+
+async def test_a_start_leaves_no_warning_in_the_servers_log(db: Database, dsn: str) -> None:
+    """A review: the start's COMMIT, sent in the pipeline's implicit transaction, made PostgreSQL log
+    "WARNING: there is no transaction in progress" at every start. It goes as the protocol's Sync."""
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:  # the application role may not read it
+        [data_directory] = await (await conn.execute("SHOW data_directory")).fetchone() or [None]
+    log = Path(data_directory) / "log"  # the embedded server's (pg_ctl -l)
+    warning = "there is no transaction in progress"
+    before = log.read_text(errors="replace").count(warning)
+    for n in range(3):
+        started = await db.executions.start(
+            workflow_id="simple-echo",
+            request_id=f"quiet-{n}",
+            trigger={},
+            principal_id=None,
+            principal_type=None,
+            correlation_id=None,
+            queue="executions",
+        )
+        assert started.created
+    await asyncio.sleep(0.2)  # the server's log is written as it goes
+    assert log.read_text(errors="replace").count(warning) == before
 
 
 async def test_a_refused_start_writes_no_trigger_value_into_the_servers_log(db: Database, dsn: str) -> None:
