@@ -545,11 +545,12 @@ async def _pipelined(
 ) -> psycopg.AsyncCursor[DictRow]:
     """A query of several statements in one pipeline: one round trip, each statement over the extended
     protocol, its parameters sent apart from its text (bound by the server). Statements up to a COMMIT
-    commit with it (sent as the protocol's Sync), and those after it in a transaction of their own, committed at the pipeline's end
-    (start_execution_then_notify: the start, then its notification). It was one simple-protocol message
-    with the driver binding the values into the text, so PostgreSQL's log, which quotes a statement that
-    fails (log_min_error_statement), carried them, and every refused start (a 404, a 409) wrote its
-    whole trigger there, secrets and all (a review). Returns the first statement's cursor.
+    commit with it (sent as the protocol's Sync), and those after it in a transaction of their own,
+    committed at the pipeline's end (start_execution_then_notify: the start, then its notification).
+    It was one simple-protocol message with the driver binding the values into the text, so
+    PostgreSQL's log, which quotes a statement that fails (log_min_error_statement), carried them,
+    and every refused start (a 404, a 409) wrote its whole trigger there, secrets and all (a review).
+    Returns the first statement's cursor.
 
     A statement's failure can surface inside the block (psycopg reads the answers that have come while it
     sends the next statement) or at its end. Raised inside, it made the pipeline's exit fail as well

@@ -41,7 +41,7 @@ from dataworkflows import metrics
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
-from dataworkflows.json_depth import nul_pointer
+from dataworkflows.json_depth import nul_pointer, printable_pointer
 from dataworkflows.json_text import json_preview, json_type
 from dataworkflows.node_kinds import ActionKind, Attempt, AttemptContext, Outcome, Paused
 from dataworkflows.outcomes import error_json, interruption_error, retries_left
@@ -262,7 +262,8 @@ class ForEachKind:
             )
         where = nul_pointer(items, "/items")
         if where is not None:
-            return _unstorable_items(f"{where} holds a NUL character (U+0000), which PostgreSQL stores in no value")
+            at = printable_pointer(where)
+            return _unstorable_items(f"{at} holds a NUL character (U+0000), which PostgreSQL stores in no value")
         return items
 
 

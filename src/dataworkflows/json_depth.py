@@ -80,3 +80,10 @@ def nul_pointer(value: Any, base: str) -> str | None:
         elif isinstance(item, list):
             stack.extend((child, f"{where}/{index}") for index, child in enumerate(item))
     return None
+
+
+def printable_pointer(pointer: str) -> str:
+    """A pointer nul_pointer made, with a key's NUL characters written as the text `\\u0000`: a message
+    naming where a NUL is can then be stored (a review: a NUL in an output's key made the message
+    that said so unstorable too, and the run stuck as before)."""
+    return pointer.replace("\x00", "\\u0000")

@@ -39,7 +39,7 @@ from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, InvalidInput, LeaseLost
-from dataworkflows.json_depth import nul_pointer
+from dataworkflows.json_depth import nul_pointer, printable_pointer
 from dataworkflows.node_attempts import NodeAttempts, RunContext, now
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
@@ -588,7 +588,8 @@ class _Run:
         # try, the run Running until recovery gave up on it, worker_lost (a review).
         where = nul_pointer(outputs, "")
         if where is not None:
-            message = f"the workflow's outputs cannot be stored: {where or 'the value'} holds a NUL character (U+0000)"
+            at = printable_pointer(where) or "the value"
+            message = f"the workflow's outputs cannot be stored: {at} holds a NUL character (U+0000)"
             return await self._finish(ExecutionStatus.FAILED, {"code": "outputs_error", "message": message})
         try:
             return await self._finish(ExecutionStatus.SUCCEEDED, None, outputs=outputs)

@@ -563,33 +563,43 @@ async def test_a_nul_character_in_a_runs_outputs_fails_the_run_with_outputs_erro
     sequence"), a job_failed letter each time, the run Running until recovery gave up on it as
     worker_lost minutes later."""
     runtime = make_runtime(db, conditions)
-    raw = wf("nul-outputs", echo("a"))
-    raw["outputs"] = {"x": {"deep": [NUL]}, "fine": "{{ nodes.a.echo }}"}
-    await publish(db, raw)
-    execution_id = await start(db, "nul-outputs")
-    assert await runtime.run_execution(execution_id) == "Failed"
-    execution = await db.fetch_one("get_execution", id=execution_id)
-    assert execution["error"]["code"] == "outputs_error", execution["error"]
-    assert "/x/deep/0 holds a NUL character" in execution["error"]["message"], execution["error"]
-    assert execution["outputs"] is None
+    # In a value, and in a key (whose pointer, holding the NUL, made the message unstorable too).
+    for name, outputs, where in [
+        ("nul-outputs", {"x": {"deep": [NUL]}, "fine": "{{ nodes.a.echo }}"}, "/x/deep/0"),
+        ("nul-key-outputs", {"x": "{{ {'k\\x00': 1} }}"}, "/x/k\\u0000"),
+    ]:
+        raw = wf(name, echo("a"))
+        raw["outputs"] = outputs
+        await publish(db, raw)
+        execution_id = await start(db, name)
+        assert await runtime.run_execution(execution_id) == "Failed"
+        execution = await db.fetch_one("get_execution", id=execution_id)
+        assert execution["error"]["code"] == "outputs_error", execution["error"]
+        assert f"{where} holds a NUL character" in execution["error"]["message"], execution["error"]
+        assert execution["outputs"] is None
 
 
 async def test_a_nul_character_in_a_for_eachs_items_fails_its_node(db: Database, conditions: ConditionPool) -> None:
     """A review: the items' insert was refused, the node's task crashed, the run ended engine_error."""
     runtime = make_runtime(db, conditions)
-    each = {
-        "id": "w",
-        "nodeType": "forEach",
-        "parameters": {"items": [1, {"k": NUL}], "action": {"actionType": "core.echo", "parameters": {"message": "x"}}},
-    }
-    await publish(db, wf("nul-items", {**each, "edges": [to("handled", "failure")]}, echo("handled")))
-    execution_id = await start(db, "nul-items")
-    assert await runtime.run_execution(execution_id) == "Succeeded"
-    states = await nodes(db, execution_id)
-    assert (states["w"]["status"], states["handled"]["status"]) == ("Failed", "Succeeded"), states
-    rows = await attempts(db, execution_id)
-    failed = [r["error"] for r in rows if r["node_id"] == "w"]
-    assert failed[0]["code"] == "unrecordable_result" and "/items/1/k holds a NUL character" in failed[0]["message"]
+    for name, items, where in [
+        ("nul-items", [1, {"k": NUL}], "/items/1/k"),
+        ("nul-key-items", "{{ [1, {'k\\x00': 1}] }}", "/items/1/k\\u0000"),
+    ]:
+        each = {
+            "id": "w",
+            "nodeType": "forEach",
+            "parameters": {"items": items, "action": {"actionType": "core.echo", "parameters": {"message": "x"}}},
+        }
+        await publish(db, wf(name, {**each, "edges": [to("handled", "failure")]}, echo("handled")))
+        execution_id = await start(db, name)
+        assert await runtime.run_execution(execution_id) == "Succeeded"
+        states = await nodes(db, execution_id)
+        assert (states["w"]["status"], states["handled"]["status"]) == ("Failed", "Succeeded"), states
+        rows = await attempts(db, execution_id)
+        failed = [r["error"] for r in rows if r["node_id"] == "w"]
+        assert failed[0]["code"] == "unrecordable_result", failed
+        assert f"{where} holds a NUL character" in failed[0]["message"], failed
 
 
 @pytest.mark.parametrize(
