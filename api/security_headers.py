@@ -39,7 +39,7 @@ SWAGGER_POLICY = "; ".join(
 )
 DOCUMENT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; sandbox"
 
-_EVERY_ANSWER = (
+EVERY_ANSWER = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -54,7 +54,7 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
         return
     headers = list(message.get("headers") or [])
     present = {name.lower() for name, _ in headers}
-    added = [(name, value) for name, value in _EVERY_ANSWER if name not in present]
+    added = [(name, value) for name, value in EVERY_ANSWER if name not in present]
     if b"content-security-policy" not in present:
         path = str(scope.get("path", ""))
         if path in _DOCS_PAGES:

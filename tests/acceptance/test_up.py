@@ -313,6 +313,10 @@ def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) 
     assert head.startswith(b"HTTP/1.1 400 "), answer
     assert b"content-type: application/problem+json" in head.lower(), answer
     assert body.endswith(b"}\n") and f"content-length: {len(body)}".encode() in head.lower(), answer
+    # With the headers every answer carries (a review: this one had none).
+    for header in (b"x-content-type-options: nosniff", b"x-frame-options: deny", b"referrer-policy: no-referrer"):
+        assert header in head.lower(), answer
+    assert b"content-security-policy: default-src 'none'" in head.lower(), answer
     assert json.loads(body) == {
         "type": "https://dataworkflows.dev/problems/malformed_request",
         "title": "Bad Request",
