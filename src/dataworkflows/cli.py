@@ -285,8 +285,10 @@ def _role_problem(conn: Any, role: str | None) -> str | None:
         conn.execute("RESET ROLE")
     if lacking:
         return (
-            f"the role {role!r} (DW_DB_ROLE) lacks the application's rights: leave DW_DB_ROLE unset "
-            f"(dataworkflows_app), or GRANT dataworkflows_app TO {role}"
+            f"the role {role!r} (DW_DB_ROLE) lacks the application's rights (dataworkflows_app's, which a"
+            " role has by being it, or a member of it that inherits its rights): leave DW_DB_ROLE unset"
+            f" (dataworkflows_app), or GRANT dataworkflows_app TO {role} WITH INHERIT TRUE (PostgreSQL 16"
+            f" and later; before, a plain GRANT, and ALTER ROLE {role} INHERIT for a NOINHERIT role)"
         )
     return None
 
@@ -442,6 +444,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             settings = replace(settings, credentials_key=_local_credentials_key(settings.data_dir))
         assert settings.database_url is not None
         _migrate_for_up(settings, settings.database_url, embedded=embedded is not None)
+        # A DW_DB_ROLE the login cannot act as, or without the application's rights, as `api` and
+        # `worker` say it (a review: `up` ended in a traceback, exit 1).
+        _require_schema(settings.database_url, settings, unreachable_ok=False)
         code = asyncio.run(_up(settings, load=not args.no_examples, stopper=stopper, sockets=sockets))
     finally:
         # One more signal does not cut stopping the server short (pg_ctl ignores them too).

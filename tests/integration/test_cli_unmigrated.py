@@ -109,6 +109,12 @@ def test_a_db_role_the_login_cannot_act_as_is_said_at_once(
         err = capsys.readouterr().err
         assert f"the role {stranger!r} (DW_DB_ROLE) lacks the application's rights" in err, err
         assert "Traceback" not in err, err
+    # `up` too, by a login that may migrate (a review: a traceback, exit 1).
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
+    assert main(["up", "--port", str(free_port()), "--no-examples"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"the role {stranger!r} (DW_DB_ROLE) lacks the application's rights" in err, err
+    assert "Traceback" not in err, err
 
 
 def test_the_role_probe_asks_what_set_role_does(postgresql: Any) -> None:
