@@ -193,9 +193,11 @@ def test_up_runs_everything_and_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
             assert stream.error is None and ": server stopping" in stream.lines, stream.lines
             assert up.proc.poll() is None, "the running attempt has its grace period"
     finally:
-        code, took = up.signal_and_wait(signal.SIGINT, within=10)
+        code, took = up.signal_and_wait(signal.SIGINT, within=20)
     output = up.output()
-    assert code == 130 and took < 5, output
+    # At once: well inside the running attempt's 30 s of grace (the embedded PostgreSQL's stop
+    # included, which took 5.7 s once on a loaded machine).
+    assert code == 130 and took < 15, output
     assert "DataWorkflows" in output and "is up" in output
     # On a port of its own, it says how to point the CLI at it.
     assert f"CLI:       export DW_API_URL={up.base}   (the CLI talks to $DW_API_URL, or --api-url URL" in output

@@ -250,11 +250,26 @@ def shot(page: Any, name: str) -> None:
 
 
 def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: Console) -> None:
-    console.create(SLOW_PAIR)
-    execution_id = console.execute("slow-pair", {"n": 7})
+    # The run waits at its gate until the page has loaded: on a loaded machine a page that took
+    # longer than the first node's 1.5 s never saw it Running (a flaky failure).
+    gated = {
+        **SLOW_PAIR,
+        "id": "gated-pair",
+        "startNode": "gate",
+        "nodes": [
+            {"id": "gate", "nodeType": "signal", "parameters": {"name": "go"}, "edges": [{"targetNode": "first"}]},
+            *SLOW_PAIR["nodes"],
+        ],
+    }
+    console.create(gated)
+    execution_id = console.execute("gated-pair", {"n": 7})
     page.goto(f"/ui#/executions/{execution_id}")
     first = page.locator('g[data-node="first"]')
     second = page.locator('g[data-node="second"]')
+    page.wait_for_selector('g[data-node="gate"][data-status="Waiting"]')
+    page.evaluate("window.__sameDocument = true")
+    opened = console.http.post(f"/api/v1/executions/{execution_id}/signals/go", json={"payload": {}})
+    assert opened.status_code == 202, opened.text
     # While the first node runs, the second has not started; then both succeed, without a reload.
     page.wait_for_selector('g[data-node="first"][data-status="Running"]')
     assert second.get_attribute("data-status") in {"Pending", "Ready"}
@@ -262,7 +277,6 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     from playwright.sync_api import expect
 
     expect(page.locator("#facts")).to_contain_text("Worker", timeout=WAIT_MS)
-    page.evaluate("window.__sameDocument = true")
     page.wait_for_selector('g[data-node="second"][data-status="Running"]')
     page.wait_for_selector('g[data-node="second"][data-status="Succeeded"]')
     assert first.get_attribute("data-status") == "Succeeded"
@@ -271,8 +285,9 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     # The log arrived over the stream, the waterfall has a bar per attempt.
     page.wait_for_selector('#events tr[data-event="execution_succeeded"]')
     expect(page.locator("#facts")).not_to_contain_text("Worker", timeout=WAIT_MS)
-    assert page.locator('#events tr[data-event="node_succeeded"]').count() == 2
-    assert page.locator("#timeline .bar").count() == 2
+    # The gate, first and second.
+    assert page.locator('#events tr[data-event="node_succeeded"]').count() == 3
+    assert page.locator("#timeline .bar").count() == 3
     # A node's rendered parameters, outputs and error.
     first.click()
     panel = page.locator("#node-panel")
