@@ -132,6 +132,15 @@ def test_poison_conditions_and_templates_among_good_runs(dsn: str, tmp_path: Pat
             " JOIN dw.node_states n ON n.execution_id = e.id WHERE e.id = ANY(%s::uuid[]) AND n.status = 'Failed'",
             ([w[0] for w in checked.wrong],),
         )
+        # What each attempt of a poison run's node a said, for a failure's message.
+        attempts = probe.rows(
+            "SELECT e.workflow_id, x.attempt, x.status, x.error ->> 'code', left(x.error ->> 'message', 200)"
+            " FROM dw.executions e JOIN dw.action_executions x ON x.execution_id = e.id AND x.node_id = 'a'"
+            " WHERE e.id = ANY(%s::uuid[]) AND x.attempt > 1 OR (e.id = ANY(%s::uuid[]) AND x.attempt = 1"
+            " AND EXISTS (SELECT 1 FROM dw.action_executions y WHERE y.execution_id = e.id AND y.node_id = 'a'"
+            " AND y.attempt = 2))",
+            ([i for ids in poison.values() for i in ids], [i for ids in poison.values() for i in ids]),
+        )
         good_done = last_end(probe, good) - at
         poison_done = last_end(probe, [i for ids in poison.values() for i in ids]) - at
     finally:
@@ -143,9 +152,9 @@ def test_poison_conditions_and_templates_among_good_runs(dsn: str, tmp_path: Pat
     for kind, (_, count, status, code) in POISON.items():
         if status == "Failed":
             # Failed with the reason, on its first and only attempt; b never ran.
-            assert outcomes[kind] == [("Failed", "node_failed", "Failed", code, "Skipped", 1, False)], kind
+            assert outcomes[kind] == [("Failed", "node_failed", "Failed", code, "Skipped", 1, False)], (kind, attempts)
         else:
-            assert outcomes[kind] == [("Succeeded", None, "Succeeded", None, "Skipped", 1, True)], kind
+            assert outcomes[kind] == [("Succeeded", None, "Succeeded", None, "Skipped", 1, True)], (kind, attempts)
         assert len(poison[kind]) == count
     summarize(
         "poison input: 50 conditions and templates that loop, allocate or throw, among 200 good runs",
