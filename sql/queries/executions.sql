@@ -5,7 +5,8 @@ SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(reques
                                     %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s);
 
 -- name: start_execution_then_notify
--- start_execution, committed, then in a transaction of its own the NOTIFY it did not send, for a start
+-- start_execution, committed (BEGIN ... COMMIT: an explicit transaction, of which a COMMIT logs no warning),
+-- then in a transaction of its own the NOTIFY it did not send, for a start
 -- that made a run (created): one pipeline (dataworkflows.db._pipelined: one round trip, the parameters
 -- bound by the server, never written into the text), so that the workers are woken as soon as the run
 -- is there, not once the caller has read the answer and sent the next statement. The start leaves its
@@ -14,6 +15,7 @@ SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(reques
 -- the COMMIT is the notification's own commit on an I/O or memory error: the call fails (or, for a
 -- transient one, the statements go again and answer created false), and the run is there, as after a
 -- lost answer.
+BEGIN;
 SELECT s.execution_id, s.status, s.workflow_version, s.created,
        set_config('dw.notify_queue', CASE WHEN s.created THEN %(queue)s ELSE '' END, false) AS notify_queue
   FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,

@@ -544,13 +544,17 @@ async def _pipelined(
     conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
 ) -> psycopg.AsyncCursor[DictRow]:
     """A query of several statements in one pipeline: one round trip, each statement over the extended
-    protocol, its parameters sent apart from its text (bound by the server). Statements up to a COMMIT
-    commit with it (sent as the protocol's Sync), and those after it in a transaction of their own,
-    committed at the pipeline's end (start_execution_then_notify: the start, then its notification).
+    protocol, its parameters sent apart from its text (bound by the server). Statements from a BEGIN
+    to a COMMIT commit with it, and those after it in a transaction of their own, committed at the
+    pipeline's end (start_execution_then_notify: the start, then its notification). The BEGIN makes
+    the transaction explicit: a COMMIT of the pipeline's implicit one (the pool's connections
+    autocommit) made PostgreSQL log "WARNING: there is no transaction in progress" at every start (a
+    review); a Sync in its place waited for the start's answer before the notification went (psycopg's
+    Pipeline.sync), a round trip more.
     It was one simple-protocol message with the driver binding the values into the text, so
     PostgreSQL's log, which quotes a statement that fails (log_min_error_statement), carried them,
     and every refused start (a 404, a 409) wrote its whole trigger there, secrets and all (a review).
-    Returns the first statement's cursor.
+    Returns the cursor of the first statement that is not a BEGIN or a COMMIT.
 
     A statement's failure can surface inside the block (psycopg reads the answers that have come while it
     sends the next statement) or at its end. Raised inside, it made the pipeline's exit fail as well
@@ -559,39 +563,42 @@ async def _pipelined(
     cursors: list[psycopg.AsyncCursor[DictRow]] = []
     failure: psycopg.Error | None = None
     try:
-        async with conn.pipeline() as pipeline:
-            for n, statement in enumerate(_STATEMENT_SPLIT.split(query)):
-                if statement.strip().upper() == "COMMIT":
-                    # A Sync, which commits the statements before it (the pool's connections
-                    # autocommit: they are one implicit transaction). A COMMIT statement did the same,
-                    # with a WARNING "there is no transaction in progress" in PostgreSQL's log at every
-                    # start (a review). Their failure is raised here, before anything after is sent.
-                    try:
-                        await pipeline.sync()
-                    except psycopg.Error as exc:
-                        failure = exc
-                        break
-                    continue
+        async with conn.pipeline():
+            for statement in _STATEMENT_SPLIT.split(query):
                 cur = conn.cursor(row_factory=dict_row)
-                # Only the first is prepared (as psycopg decides): one after it that a failure skipped (the
-                # pipeline aborts up to its end) was not prepared either, though psycopg counted it so,
-                # and its next use failed on a prepared statement that does not exist.
+                # Only the first that answers rows is prepared (as psycopg decides; BEGIN and COMMIT
+                # never): one after it that a failure skipped (the pipeline aborts up to its end) was
+                # not prepared either, though psycopg counted it so, and its next use failed on a
+                # prepared statement that does not exist.
+                control = statement.strip().upper() in _TRANSACTION_CONTROL
                 try:
                     await cur.execute(
-                        statement, params if "%(" in statement else None, prepare=None if n == 0 else False
+                        statement,
+                        params if "%(" in statement else None,
+                        prepare=False if control or cursors else None,
                     )
                 except psycopg.Error as exc:
                     failure = exc
                     break
-                cursors.append(cur)
-    except psycopg.Error:
-        if failure is None:
-            raise
-        # The exit's own "pipeline aborted" (or the lost connection that caused the failure): the
-        # statement's failure says what happened.
+                if not control:
+                    cursors.append(cur)
+    except psycopg.Error as exc:
+        # A failure read at the pipeline's end; after one read inside, the exit's own "pipeline
+        # aborted" (or the lost connection that caused the failure): the statement's says what happened.
+        failure = failure or exc
     if failure is not None:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            # A statement between the BEGIN and its COMMIT failed: the transaction it began stays
+            # open, aborted, until it is rolled back (else the pool does it, with a warning of its
+            # own). A connection lost meanwhile is the pool's to discard.
+            with contextlib.suppress(psycopg.OperationalError):
+                await conn.rollback()
         raise failure
     return cursors[0]
+
+
+# A named query's BEGIN and COMMIT: sent in the pipeline, not answered with rows.
+_TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT"})
 
 
 class Database:

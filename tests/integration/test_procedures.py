@@ -9,6 +9,7 @@ import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -288,14 +289,14 @@ async def test_a_refused_start_logs_nothing_of_the_drivers(
     start_on = functools.partial(
         db.executions.start, trigger={}, principal_id=None, principal_type=None, correlation_id=None, queue="executions"
     )
-    sync = psycopg.AsyncPipeline.sync
+    execute = psycopg.AsyncCursor.execute
 
-    async def late_commit(self: psycopg.AsyncPipeline) -> None:
-        # The COMMIT goes as the pipeline's Sync.
-        await asyncio.sleep(0.05)
-        await sync(self)
+    async def late_commit(self: psycopg.AsyncCursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).strip() == "COMMIT":
+            await asyncio.sleep(0.05)
+        return await execute(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(psycopg.AsyncPipeline, "sync", late_commit)
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", late_commit)
     caplog.set_level("WARNING", logger="psycopg")
     for n in range(8):
         with pytest.raises(errors.WorkflowNotFound):
@@ -327,6 +328,62 @@ async def test_a_start_leaves_no_warning_in_the_servers_log(db: Database, dsn: s
         assert started.created
     await asyncio.sleep(0.2)  # the server's log is written as it goes
     assert log.read_text(errors="replace").count(warning) == before
+
+
+async def test_a_start_is_one_round_trip_and_a_refused_one_leaves_its_connection_idle(db: Database) -> None:
+    """Reviews: the start's COMMIT sent as the pipeline's Sync waited for the start's answer before the
+    notification went (two round trips); sent between a BEGIN and the start, a refused start left its
+    connection in the aborted transaction (the pool rolled it back, with a warning)."""
+    import tempfile
+
+    from psycopg.pq import TransactionStatus
+
+    from dataworkflows.db import _run
+    from dataworkflows.sqlfiles import QUERIES
+
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    params: dict[str, Any] = {
+        "trace_context": None,
+        "workflow_id": "simple-echo",
+        "request_id": "traced",
+        "trigger": psycopg.types.json.Jsonb({}),
+        "principal_id": None,
+        "principal_type": None,
+        "correlation_id": None,
+        "queue": "executions",
+    }
+    async with db.pool.connection() as conn:
+        # A first start gives the connection its tenant (a statement of its own, once).
+        first = await _run(
+            conn, QUERIES["start_execution_then_notify"], {**params, "request_id": "first"}, None, one_message=True
+        )
+        assert (await first.fetchone() or {}).get("created") is True
+        with tempfile.TemporaryFile("w+") as trace:
+            conn.pgconn.trace(trace.fileno())
+            try:
+                cursor = await _run(conn, QUERIES["start_execution_then_notify"], params, None, one_message=True)
+                started = await cursor.fetchone()
+            finally:
+                conn.pgconn.untrace()
+            trace.seek(0)
+            lines = trace.read().splitlines()
+        assert started is not None and started["created"] is True
+        # libpq's trace: one Sync sent, one ReadyForQuery back.
+        assert sum("\tF\t" in line and line.endswith("\tSync") for line in lines) == 1, lines
+        assert sum("\tB\t" in line and "\tReadyForQuery" in line for line in lines) == 1, lines
+        with pytest.raises(psycopg.Error):
+            await _run(
+                conn,
+                QUERIES["start_execution_then_notify"],
+                {**params, "workflow_id": "no-such-workflow", "request_id": "refused"},
+                None,
+                one_message=True,
+            )
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        again = await _run(
+            conn, QUERIES["start_execution_then_notify"], {**params, "request_id": "after"}, None, one_message=True
+        )
+        assert (await again.fetchone() or {}).get("created") is True
 
 
 async def test_a_refused_start_writes_no_trigger_value_into_the_servers_log(db: Database, dsn: str) -> None:
