@@ -296,8 +296,9 @@ class TokenVerifier:
         jwks = JwksKeys(
             settings.jwt_jwks_url,
             cache_seconds=settings.jwt_jwks_cache_seconds,
-            # At least a second: unknown key ids in a flood of forged tokens cost one fetch a second.
-            min_refresh_seconds=max(1.0, settings.jwt_jwks_min_refresh_seconds),
+            # At least a second (Settings refuses less): unknown key ids in a flood of forged tokens
+            # cost one fetch a second.
+            min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
         )
         return cls(settings, jwks=jwks)
 
