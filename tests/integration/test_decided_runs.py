@@ -5,6 +5,7 @@ have ended: Succeeded with its outputs, or Failed with its node_failed dead lett
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -264,12 +265,17 @@ async def test_a_cancel_heard_as_an_unhandled_failure_is_recorded_is_too_late(
     real_record = db.runs.record_attempt
 
     async def cancel_then_record(record: Any) -> Any:
-        if record.node_id == "b":
-            # The worker hears of the request as b's failure goes out: it stops b's task, whose
-            # record commits all the same, and takes the cancel in before b's failure.
-            assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "requested"
-            runtime.poke(execution_id)
-        return await real_record(record)
+        if record.node_id != "b":
+            return await real_record(record)
+        # The worker hears of the request as b's failure goes out: b's record commits, its answer is
+        # not back when the worker takes the cancel in and stops b's task. (Poked before the record
+        # was awaited, a loaded machine's worker stopped the task before the record was sent, and
+        # the run rightly ended Cancelled: a cancel taken in before the failure is recorded.)
+        assert (await db.control.cancel(execution_id, principal="ops", reason=None)).outcome == "requested"
+        await real_record(record)
+        runtime.poke(execution_id)
+        await asyncio.sleep(30)
+        raise AssertionError("the cancel did not stop b's task")
 
     db.runs.record_attempt = cancel_then_record  # type: ignore[method-assign]
     try:
