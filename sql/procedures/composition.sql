@@ -142,6 +142,41 @@ BEGIN
 END;
 $$;
 
+-- As dw.begin_child_v1, but no child starts while an operator's cancel or suspension of the parent
+-- is pending: the answer is then the error control_request_pending and nothing is written (the
+-- worker learns the request and stops; the node's attempt is taken up again, or recorded as
+-- interrupted, when the run goes on). v1 started one: a cancel whose worker had not heard of it
+-- yet let the child start after the 202, and run to its end under a Cancelled parent (race review,
+-- 2026-12-07). v1 stays for workers of the previous release.
+CREATE OR REPLACE FUNCTION dw.begin_child_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_workflow_id text,
+    p_version integer, p_input jsonb, p_parameters jsonb, p_wait boolean, p_max_depth integer
+) RETURNS TABLE (wait jsonb, error jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL OR v_e.suspend_requested_at IS NOT NULL THEN
+        -- A repeated call for a child that started before the request answers its wait, as v1 does.
+        IF NOT EXISTS (SELECT 1 FROM dw.waits w WHERE w.execution_id = p_execution_id AND w.node_id = p_node_id
+                                                   AND w.attempt = p_attempt AND w.kind = 'child') THEN
+            RETURN QUERY SELECT NULL::jsonb, dw.control_request_pending_v1(v_e);
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM dw.begin_child_v1(p_execution_id, p_token, p_node_id, p_attempt, p_workflow_id,
+                                                 p_version, p_input, p_parameters, p_wait, p_max_depth);
+END;
+$$;
+
+-- The error a child's start is refused with while its parent's cancel or suspension is pending.
+CREATE OR REPLACE FUNCTION dw.control_request_pending_v1(p_e dw.executions) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('code', 'control_request_pending',
+        'message', format('a %s of execution %s is pending: no child starts',
+                          CASE WHEN p_e.cancel_requested_at IS NOT NULL THEN 'cancel' ELSE 'suspension' END, p_e.id));
+$$;
+
 -- Whether the execution a child's request id found is this parent node's child (and not one that
 -- somebody started with that request id through the API).
 CREATE OR REPLACE FUNCTION dw.is_child_of_v1(p_child_id uuid, p_parent_id uuid, p_node_id text)
@@ -374,6 +409,40 @@ BEGIN
 END;
 $$;
 
+-- As dw.begin_item_child_v1, but no child starts while an operator's cancel or suspension of the
+-- run is pending. The items the worker started for children that have not started are put back as
+-- they were before (their attempt not counted: nothing ran), and the answer is the error
+-- control_request_pending; the worker reads its items again and stops starting them. v1 started them: a suspension answered 202 while a forEach of 100 subworkflow items was
+-- starting its children saw 89 of them start after the answer (race review, 2026-12-07).
+CREATE OR REPLACE FUNCTION dw.begin_item_child_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_index integer, p_attempt integer, p_workflow_id text,
+    p_version integer, p_input jsonb, p_wait boolean, p_max_depth integer, p_worker text
+) RETURNS TABLE (item jsonb, error jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_i dw.foreach_items;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL OR v_e.suspend_requested_at IS NOT NULL THEN
+        UPDATE dw.foreach_items i
+           SET attempts = i.attempts - 1,
+               status = CASE WHEN i.attempts = 1 THEN 'Pending' ELSE 'Waiting' END,
+               started_at = CASE WHEN i.attempts = 1 THEN NULL ELSE i.started_at END,
+               next_attempt_at = CASE WHEN i.attempts = 1 THEN NULL ELSE now() END
+         WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id
+           AND i.status = 'Running' AND i.child_execution_id IS NULL;
+        SELECT * INTO v_i FROM dw.foreach_items i
+         WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = p_index;
+        IF v_i.child_execution_id IS NULL THEN
+            RETURN QUERY SELECT NULL::jsonb, dw.control_request_pending_v1(v_e);
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM dw.begin_item_child_v1(p_execution_id, p_token, p_node_id, p_index, p_attempt,
+                                                      p_workflow_id, p_version, p_input, p_wait, p_max_depth, p_worker);
+END;
+$$;
+
 -- A forEach item's child ended (from dw.child_ended_v1, in the child's completion transaction): the
 -- item's attempt row and its outcome (the child's outputs, or its error as the cause of
 -- child_failed, child_cancelled or child_timed_out), and the parent is woken.
@@ -497,6 +566,23 @@ BEGIN
      WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.item_index = ANY (p_indexes)
        AND i.status IN ('Pending', 'Waiting')
     RETURNING i.item_index, i.attempts;
+END;
+$$;
+
+-- As dw.start_item_attempts_v1, but no item starts while an operator's cancel or suspension of the
+-- run is pending: no rows then (the worker learns the request and stops starting items). v1
+-- started them (race review, 2026-12-07: in-process items began 153 ms after a suspension's 202).
+CREATE OR REPLACE FUNCTION dw.start_item_attempts_v2(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_indexes integer[]
+) RETURNS TABLE (item_index integer, attempt integer) LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+BEGIN
+    v_e := dw.check_lease_v1(p_execution_id, p_token);
+    IF v_e.cancel_requested_at IS NOT NULL OR v_e.suspend_requested_at IS NOT NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM dw.start_item_attempts_v1(p_execution_id, p_token, p_node_id, p_indexes);
 END;
 $$;
 

@@ -1,6 +1,6 @@
 -- name: begin_child
 -- A subworkflow node starts its child (or is refused: error) in its attempt's fenced transaction.
-SELECT wait, error FROM dw.begin_child_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(workflow_id)s,
+SELECT wait, error FROM dw.begin_child_v2(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(workflow_id)s,
     %(version)s, %(input)s, %(parameters)s, %(wait)s, %(max_depth)s);
 
 -- name: children_to_cancel
@@ -23,7 +23,7 @@ SELECT i AS item FROM dw.begin_items_v1(%(id)s, %(token)s, %(node_id)s, %(attemp
 
 -- name: start_item_attempts
 -- Items start their next attempt.
-SELECT item_index, attempt FROM dw.start_item_attempts_v1(%(id)s, %(token)s, %(node_id)s, %(indexes)s);
+SELECT item_index, attempt FROM dw.start_item_attempts_v2(%(id)s, %(token)s, %(node_id)s, %(indexes)s);
 
 -- name: record_item_attempt
 -- One item attempt's outcome, the item's new state and the resources its action reported.
@@ -33,7 +33,7 @@ SELECT dw.record_item_attempt_v3(%(id)s, %(token)s, %(node_id)s, %(index)s, %(at
 
 -- name: begin_item_child
 -- A forEach item starts its child (or is refused: error), fenced.
-SELECT item, error FROM dw.begin_item_child_v1(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s,
+SELECT item, error FROM dw.begin_item_child_v2(%(id)s, %(token)s, %(node_id)s, %(index)s, %(attempt)s,
     %(workflow_id)s, %(version)s, %(input)s, %(wait)s, %(max_depth)s, %(worker)s);
 
 -- name: stop_items

@@ -11,7 +11,7 @@
   each item is retried by the node's retryPolicy and bounded by its timeout; or
 - subworkflow: {"workflowId", "version", "input", "waitForCompletion"} (as a subworkflow node's,
   `input` also seeing `item` and `index`): a child execution per item, started from SQL
-  (dw.begin_item_child_v1); the run holds no worker while only children are in flight, and each
+  (dw.begin_item_child_v2); the run holds no worker while only children are in flight, and each
   child's end records its item (dw.item_child_ended_v1) and wakes the run;
 - concurrency: items in flight at once (default 10, at most 100);
 - onItemFailure: failFast (default: the first item that fails for good fails the node with
@@ -48,7 +48,7 @@ from dataworkflows.outcomes import error_json, interruption_error, retries_left
 from dataworkflows.planning import PlanNode
 from dataworkflows.retry import backoff_seconds
 from dataworkflows.statuses import AttemptStatus
-from dataworkflows.subworkflows import ChildSpec, SubworkflowParameterError, child_spec
+from dataworkflows.subworkflows import CONTROL_REQUEST_PENDING, ChildSpec, SubworkflowParameterError, child_spec
 from dataworkflows.subworkflows import check_parameters as check_subworkflow
 from dataworkflows.template_pool import TemplateRenderer
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
@@ -395,7 +395,8 @@ class _ChildItems(_Items):
                 return Attempt(recorded, self.succeeded())
             free = self.params.concurrency - in_flight
             if due and free > 0 and not self.ctx.holding():
-                await self._start(due[:free])
+                if not await self._start(due[:free]):
+                    return Paused()  # a request is pending: the run reads it before going on
                 continue
             paused = self._pause(in_flight, retries, at)
             if paused is not None:
@@ -423,14 +424,25 @@ class _ChildItems(_Items):
     def _is_due(row: ItemCheckpoint, at: datetime) -> bool:
         return row.status == "Pending" or (row.status == "Waiting" and (row.next_attempt_at or at) <= at)
 
-    async def _start(self, indexes: list[int]) -> None:
+    async def _start(self, indexes: list[int]) -> bool:
+        """Starts the items and their children; False when the database refused because an
+        operator's cancel or suspension is pending (dw.start_item_attempts_v2 starts none, and
+        dw.begin_item_child_v2 puts back the items whose children had not started): the run is
+        asked to read the request, and the rows are read again."""
         started = await self.store.start(indexes)
+        if not started:
+            self.ctx.request_check()
+            return False
         for index, attempt in sorted(started.items()):
             if self.first_failure() is not None:
                 # failFast: the items started with it are cancelled by the stop, not begun.
                 self.rows[index].status, self.rows[index].attempts = "Running", attempt
                 continue
-            await self._start_child(self.rows[index], attempt)
+            if not await self._start_child(self.rows[index], attempt):
+                self.rows = {row.index: row for row in await self.store.load()}
+                self.ctx.request_check()
+                return False
+        return True
 
     async def _stop(self) -> ActionResult:
         """failFast: items not started are not run, children in flight are cancelled; the outputs
@@ -450,32 +462,37 @@ class _ChildItems(_Items):
                     row, "subworkflow", "the worker starting this item's child stopped first"
                 )
 
-    async def _start_child(self, row: ItemCheckpoint, attempt: int) -> None:
+    async def _start_child(self, row: ItemCheckpoint, attempt: int) -> bool:
+        """Starts the item's child, or records why it did not start; False when the start was
+        refused because an operator's request is pending (the item was put back, nothing recorded)."""
         row.status, row.attempts = "Running", attempt
         scope = {**self.ctx.scope, "item": row.item, "index": row.index, "attempt": attempt}
         try:
             spec = child_spec(await self.templates.render(self.spec, scope))
         except TemplateUnavailable as exc:
             await self._record(row, ActionResult.retriable(exc.code, exc.message))
-            return
+            return True
         except TemplateRenderError as exc:
             await self._record(row, ActionResult.failed(exc.code, exc.message))
-            return
+            return True
         except SubworkflowParameterError as exc:
             await self._record(row, ActionResult.failed("invalid_parameters", str(exc)))
-            return
+            return True
         try:
             started, error = await self.store.begin_child(row.index, attempt, spec)
         except (InvalidInput, TypeError, msgspec.EncodeError) as exc:
             # The input could not be stored (not JSON, or refused by PostgreSQL): the item fails.
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             await self._record(row, ActionResult.failed("unrecordable_result", f"the child's input: {message}"[:2000]))
-            return
+            return True
+        if error is not None and error.get("code") == CONTROL_REQUEST_PENDING:
+            return False
         if started is None:
             error = error or {}
             await self._record(row, ActionResult.failed(str(error.get("code")), str(error.get("message"))))
-            return
+            return True
         self.rows[row.index] = started
+        return True
 
     async def _record(self, row: ItemCheckpoint, result: ActionResult) -> None:
         """An item attempt that ended without a child (refused, or interrupted before it started)."""
@@ -523,6 +540,10 @@ class _ActionItems(_Items):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         # When each item's attempt in flight began (a cancelled one is recorded with it).
         self.attempt_started: dict[int, datetime] = {}
+        # Set when the database refused to start items because an operator's cancel or suspension
+        # is pending (dw.start_item_attempts_v2): none starts in this attempt; once the items in
+        # flight have ended, the attempt pauses and the run reads the request.
+        self.refused = False
 
     async def run(self, recorded: dict[str, Any]) -> Outcome:
         try:
@@ -536,9 +557,11 @@ class _ActionItems(_Items):
                 if failed is not None:
                     return Attempt(recorded, await self._stop(failed))
                 at = _now()
-                if not self.ctx.holding():
+                if not self.ctx.holding() and not self.refused:
                     await self._launch(at)
                 if not self.tasks:
+                    if self.refused:
+                        return Paused()
                     idle = await self._idle(at)
                     if isinstance(idle, Paused):
                         return idle
@@ -583,7 +606,7 @@ class _ActionItems(_Items):
     def _next_due(self, at: datetime) -> float | None:
         """Seconds until an item's retry is due while items run, when it could start then (a slot
         free, nothing holding); None: wait for an item to end."""
-        if len(self.tasks) >= self.params.concurrency or self.ctx.holding():
+        if len(self.tasks) >= self.params.concurrency or self.ctx.holding() or self.refused:
             return None
         waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting" and r.next_attempt_at]
         return max((min(waiting) - at).total_seconds(), 0.0) if waiting else None
@@ -594,6 +617,9 @@ class _ActionItems(_Items):
         if not due:
             return
         started = await self.store.start(due)
+        if not started:
+            self.refused = True
+            self.ctx.request_check()
         for index, attempt in sorted(started.items()):
             row = self.rows[index]
             row.status, row.attempts = "Running", attempt

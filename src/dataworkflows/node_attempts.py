@@ -27,7 +27,7 @@ from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused,
 from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, decide, interrupted_decision
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import FINAL_NODE, AttemptStatus, NodeStatus, Verdict
-from dataworkflows.subworkflows import ChildSpec
+from dataworkflows.subworkflows import CONTROL_REQUEST_PENDING, ChildSpec
 
 
 def now() -> datetime:
@@ -289,6 +289,13 @@ class NodeAttempts:
             return await self._record_unrecordable(node, attempt, exc, start, now())
         if wait is None:
             assert error is not None
+            if error.get("code") == CONTROL_REQUEST_PENDING:
+                # As for a node's start (start_node_attempt): the node stays as it is (Running, no
+                # child), and the loop reads the request; the attempt is taken up again if the
+                # request was withdrawn, else recorded as interrupted when the run goes on.
+                self.run.log.info("child not started: a control request is pending", node_id=node.id)
+                self.run.request_check()
+                return None
             code, message = str(error.get("code", "child_not_started")), str(error.get("message", ""))
             failed = ActionResult.failed(
                 code, message, **{k: v for k, v in error.items() if k not in ("code", "message")}
@@ -341,6 +348,7 @@ class NodeAttempts:
             log=self.run.log.bind(node_id=node.id, attempt=attempt, action_type=node.action_type),
             earlier_parameters=earlier_parameters,
             holding=self.run.holding,
+            request_check=lambda: self.run.request_check(),
             items=_Items(self.run, node.id, attempt) if self.resumable(node.id) else None,
             park_threshold_seconds=self.run.park_threshold_seconds,
             max_interruptions=self.run.max_interruptions,

@@ -17,7 +17,7 @@ writes the wait (dw.begin_wait_v1: the wait row and the node Waiting, in one fen
 and the run holds nothing while it waits. Once the wait is resolved (a timer fired, a signal or a
 decision came, a timeout expired), the runtime calls the kind's `resume(wait)` for the ActionResult
 and records it like any attempt's: same decision, same edges, same procedure. A subworkflow returns
-a `StartChild`: the runtime starts the child in the same kind of transaction (dw.begin_child_v1),
+a `StartChild`: the runtime starts the child in the same kind of transaction (dw.begin_child_v2),
 and the node waits on it (a `child` wait) that the child's own end resolves.
 
 A kind whose attempt is long and made of parts (forEach: an action per item) checkpoints each part
@@ -89,6 +89,9 @@ class AttemptContext:
     earlier_parameters: Callable[[], Awaitable[dict[str, Any] | None]]
     # Whether no new work may start now (the worker stops, or the run is being suspended).
     holding: Callable[[], bool] = lambda: False
+    # Asks the run to read its control requests now: the database refused to start work because
+    # an operator's cancel or suspension is pending that the worker has not heard of yet.
+    request_check: Callable[[], None] = lambda: None
     # A forEach node's item checkpoints, bound to this node attempt (dataworkflows.foreach).
     items: Any = None
     # For a forEach item's attempt: the item's index (its action sees node#index as its node).
@@ -333,7 +336,7 @@ class WaitingKind:
 
 class SubworkflowKind:
     """subworkflow (dataworkflows.subworkflows): renders the node's parameters (each attempt) into
-    the child to start; the runtime starts it in the attempt's checkpoint (dw.begin_child_v1) and
+    the child to start; the runtime starts it in the attempt's checkpoint (dw.begin_child_v2) and
     the node waits on it like on any wait, holding no worker."""
 
     name = "subworkflow"

@@ -11,7 +11,7 @@
   outputs when it succeeds, or fails with child_failed, child_cancelled or child_timed_out (the
   child's error as its cause); false: the node succeeds at once with the child's execution id.
 
-The child starts in the node attempt's checkpoint transaction (dw.begin_child_v1), one level deeper
+The child starts in the node attempt's checkpoint transaction (dw.begin_child_v2), one level deeper
 than its parent; past DW_MAX_NESTING_DEPTH the node fails with nesting_too_deep.
 """
 
@@ -26,6 +26,9 @@ import msgspec
 from dataworkflows.json_text import json_preview, json_type
 
 WORKFLOW_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+# The error dw.begin_child_v2 and dw.begin_item_child_v2 refuse a child's start with while an
+# operator's cancel or suspension of the parent is pending: no child starts, nothing fails.
+CONTROL_REQUEST_PENDING = "control_request_pending"
 
 
 class SubworkflowParameterError(ValueError):
@@ -41,7 +44,7 @@ class SubworkflowParams(msgspec.Struct, frozen=True, rename="camel", forbid_unkn
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """What dw.begin_child_v1 starts."""
+    """What dw.begin_child_v2 starts."""
 
     workflow_id: str
     version: int | None

@@ -338,7 +338,8 @@ class RunData:
     async def start_item_attempts(
         self, execution_id: UUID, token: int, node_id: str, indexes: list[int]
     ) -> dict[int, int]:
-        """Items start their next attempt: index -> attempt number."""
+        """Items start their next attempt: index -> attempt number (none while an operator's cancel
+        or suspension of the run is pending)."""
         rows = await self._db.fetch_all(
             "start_item_attempts", id=execution_id, token=token, node_id=node_id, indexes=indexes
         )
@@ -382,7 +383,9 @@ class RunData:
         max_depth: int,
         worker: str,
     ) -> tuple[ItemCheckpoint | None, dict[str, Any] | None]:
-        """A forEach item starts its child: (the item, None), or (None, why no child started)."""
+        """A forEach item starts its child: (the item, None), or (None, why no child started:
+        control_request_pending when an operator's request is pending and the node's items whose
+        children had not started were put back)."""
         row = await self._db.fetch_one(
             "begin_item_child",
             id=execution_id,

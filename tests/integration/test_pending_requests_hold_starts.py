@@ -1,0 +1,168 @@
+"""Nothing starts once an operator's cancel or suspension is committed, even before the worker holding
+the run has heard of it: forEach items (dw.start_item_attempts_v2), their children
+(dw.begin_item_child_v2) and a subworkflow node's child (dw.begin_child_v2) are refused by the
+database as a node's start is (dw.start_node_attempt_v2). A race review found them started after the
+202: 89 of 100 subworkflow items' children after a suspension's answer, and a child that ran to its
+end under its Cancelled parent. Each test commits the request just before the worker's call, without
+telling the worker (its notification still on the way)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.conftest import publish, start
+from tests.integration.test_foreach import child_items, for_each, item_attempts
+from tests.integration.test_runtime import echo, make_runtime, wf
+from tests.integration.test_subworkflows import drain, execution, sub
+from tests.integration.test_waits import sql
+
+
+async def _not_running(db: Database, root: Any) -> None:
+    """The run waits for its worker in this test, not for Procrastinate's."""
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args->>'execution_id' = %s", str(root))
+
+
+async def _children(db: Database, root: Any) -> int:
+    ((count,),) = await sql(db, "SELECT count(*) FROM dw.executions WHERE parent_execution_id = %s", root)
+    return int(count)
+
+
+async def _items(db: Database, root: Any) -> dict[str, int]:
+    rows = await sql(db, "SELECT status, count(*) FROM dw.foreach_items WHERE execution_id = %s GROUP BY 1", root)
+    return {str(status): int(count) for status, count in rows}
+
+
+async def _leaf(db: Database, conditions: ConditionPool) -> None:
+    await publish(db, wf("leaf", echo("only", message="{{ trigger.value }}")), conditions)
+
+
+async def test_a_suspension_before_the_first_item_child_starts_none(db: Database, conditions: ConditionPool) -> None:
+    await _leaf(db, conditions)
+    await publish(db, wf("fan", child_items("all", list(range(20)), "leaf", concurrency=20)), conditions)
+    root = await start(db, "fan")
+    await _not_running(db, root)
+    real = db.runs.begin_item_child
+    asked: list[int] = []
+
+    async def suspend_first(*args: Any, **kwargs: Any) -> Any:
+        if not asked:
+            asked.append(1)
+            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.begin_item_child = suspend_first  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "suspended"
+    finally:
+        db.runs.begin_item_child = real  # type: ignore[method-assign]
+    # The items started for children that never started were put back, their attempt not counted.
+    assert await _children(db, root) == 0
+    assert await _items(db, root) == {"Pending": 20}
+    assert await sql(db, "SELECT max(attempts) FROM dw.foreach_items WHERE execution_id = %s", root) == [(0,)]
+    await db.control.resume(root, principal="ops", queue="executions")
+    await drain(db, make_runtime(db, conditions))
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await _children(db, root) == 20
+    assert await item_attempts(db, root) == [(i, 1, "Succeeded") for i in range(20)]
+
+
+async def test_a_cancel_before_the_items_start_starts_none(db: Database, conditions: ConditionPool) -> None:
+    await _leaf(db, conditions)
+    await publish(db, wf("fan-cancel", child_items("all", list(range(5)), "leaf", concurrency=5)), conditions)
+    root = await start(db, "fan-cancel")
+    await _not_running(db, root)
+    real = db.runs.start_item_attempts
+
+    async def cancel_first(*args: Any, **kwargs: Any) -> Any:
+        assert (await db.control.cancel(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.start_item_attempts = cancel_first  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "Cancelled"
+    finally:
+        db.runs.start_item_attempts = real  # type: ignore[method-assign]
+    assert await _children(db, root) == 0
+    assert "Running" not in await _items(db, root)
+    assert await item_attempts(db, root) == []
+
+
+async def test_a_suspension_lets_action_items_in_flight_finish_and_starts_no_more(
+    db: Database, conditions: ConditionPool
+) -> None:
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 20}}
+    await publish(db, wf("one-by-one", for_each("all", [0, 1, 2], action=action, concurrency=1)), conditions)
+    root = await start(db, "one-by-one")
+    await _not_running(db, root)
+    real = db.runs.start_item_attempts
+    calls: list[int] = []
+
+    async def suspend_at_the_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.start_item_attempts = suspend_at_the_second  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "suspended"
+    finally:
+        db.runs.start_item_attempts = real  # type: ignore[method-assign]
+    assert await item_attempts(db, root) == [(0, 1, "Succeeded")]
+    assert await _items(db, root) == {"Succeeded": 1, "Pending": 2}
+    await db.control.resume(root, principal="ops", queue="executions")
+    await drain(db, make_runtime(db, conditions))
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await item_attempts(db, root) == [(i, 1, "Succeeded") for i in range(3)]
+
+
+async def test_a_cancel_before_a_subworkflow_nodes_child_starts_it_not(db: Database, conditions: ConditionPool) -> None:
+    await _leaf(db, conditions)
+    await publish(db, wf("calls-leaf", sub("call", "leaf", input={"value": 1})), conditions)
+    root = await start(db, "calls-leaf")
+    await _not_running(db, root)
+    real = db.runs.begin_child
+
+    async def cancel_first(*args: Any, **kwargs: Any) -> Any:
+        assert (await db.control.cancel(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.begin_child = cancel_first  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "Cancelled"
+    finally:
+        db.runs.begin_child = real  # type: ignore[method-assign]
+    assert await _children(db, root) == 0
+    assert await sql(
+        db, "SELECT status FROM dw.action_executions WHERE execution_id = %s AND node_id = 'call'", root
+    ) == [("Cancelled",)]
+
+
+async def test_a_suspension_before_a_subworkflow_nodes_child_holds_it_until_resumed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    await _leaf(db, conditions)
+    await publish(db, wf("calls-leaf-later", sub("call", "leaf", input={"value": 2})), conditions)
+    root = await start(db, "calls-leaf-later")
+    await _not_running(db, root)
+    real = db.runs.begin_child
+    asked: list[int] = []
+
+    async def suspend_first(*args: Any, **kwargs: Any) -> Any:
+        if not asked:
+            asked.append(1)
+            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.begin_child = suspend_first  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "suspended"
+    finally:
+        db.runs.begin_child = real  # type: ignore[method-assign]
+    assert await _children(db, root) == 0
+    await db.control.resume(root, principal="ops", queue="executions")
+    await drain(db, make_runtime(db, conditions))
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await _children(db, root) == 1
