@@ -15,7 +15,9 @@ them a pool of their own) share for its whole time limit (up to a minute for a t
 caller names the code it sends (`key`: the expression), and code that timed out is a suspect for
 SUSPECT_SECONDS after its last timeout: its requests go to a lane of their own, one helper at a time
 besides the pool's `size`, and queue there behind each other instead of in front of everyone else's.
-The first timeout of a code still holds a shared helper for its time limit; what follows does not.
+The first timeout of a code still holds a shared helper for its time limit; what follows does not,
+requests of it that were already waiting for a shared helper included (suspicion is looked at again
+when one is handed out).
 - Suspicion is per tenant (the task's tenant is part of the key): one tenant's data that made an
   expression time out does not send another tenant's runs of the same expression to the lane.
 - At most MAX_SUSPECT_WAITERS requests of one tenant wait for the lane; one more is refused at once
@@ -326,16 +328,26 @@ class SandboxPool:
         while len(self._suspects) > MAX_SUSPECTS:
             self._suspects.popitem(last=False)
 
-    async def _acquire(self, owner: Owner) -> tuple[_Helper, Callable[[], None]]:
-        """A helper on one of the shared slots, taken for `owner`, and how to give the slot back."""
+    async def _acquire(self, digest: bytes | None) -> tuple[_Helper, Callable[[], None]]:
+        """A helper for code named by `digest`, and how to give its slot back: the suspects' lane's
+        when the code is a suspect, else one on a shared slot, taken for the current owner. Suspicion
+        is looked at again when the shared slot is handed out: code whose earlier run timed out while
+        this request waited goes to the lane (looked at only before the wait, six runs of a loop
+        started at once held both shared helpers three times over, not once)."""
         if self._closed:
             raise SandboxGone("the sandbox pool is closed")
-        await self._slots.acquire(owner)
+        if digest is None or not self._is_suspect(digest):
+            owner = current_owner()
+            await self._slots.acquire(owner)
 
-        def release() -> None:
-            self._slots.release(owner)
+            def release() -> None:
+                self._slots.release(owner)
 
-        return await self._take_helper(release), release
+            if digest is None or not self._is_suspect(digest):
+                return await self._take_helper(release), release
+            release()  # a suspect now: the slot goes on to the next waiter
+        self.suspect_calls += 1
+        return await self._acquire_suspect(), self._suspect_slots.release
 
     async def _acquire_suspect(self) -> _Helper:
         """The suspects' lane's helper, refused at once (SandboxBusy) when MAX_SUSPECT_WAITERS wait."""
@@ -398,11 +410,7 @@ class SandboxPool:
 
     async def _call_once(self, request: dict[str, Any], timeout_seconds: float | None, digest: bytes | None) -> bytes:
         timeout = self.timeout_seconds if timeout_seconds is None else timeout_seconds
-        if digest is not None and self._is_suspect(digest):
-            self.suspect_calls += 1
-            helper, release = await self._acquire_suspect(), self._suspect_slots.release
-        else:
-            helper, release = await self._acquire(current_owner())
+        helper, release = await self._acquire(digest)
         healthy = False
         try:
             request_id = next(self._ids)

@@ -202,6 +202,35 @@ async def test_code_that_timed_out_queues_in_its_own_lane() -> None:
         await _stop(tasks, pool)
 
 
+async def test_requests_already_waiting_when_their_code_times_out_go_to_its_lane() -> None:
+    """Four runs of a loop started at once, two shared helpers: the first two hold them and time
+    out; the other two, which waited for a shared helper, go to the suspects' lane when one is handed
+    to them (they took the shared helpers a second time: the sandbox review's six runs held both
+    three times over, and a good transform behind them waited for every round). A good condition
+    sent after them takes a shared helper and is answered while they still loop in the lane."""
+    import asyncio
+
+    pool = ConditionPool(size=2, timeout_seconds=1.0)
+    tasks: list[asyncio.Task[bool]] = []
+    try:
+        loops = [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(4)]
+        tasks += loops
+        await asyncio.sleep(0)
+        good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        tasks.append(good)
+        assert await asyncio.wait_for(good, 30) is True
+        assert loops[0].done() and loops[1].done()
+        assert not loops[3].done()  # the second in the lane: it waits for the first's whole second
+        for loop in loops:
+            with pytest.raises(ConditionTimeout):
+                await asyncio.wait_for(loop, 30)
+        # The two that waited ran in the lane, one after the other.
+        assert pool._pool.suspect_calls == 2
+        assert pool.helpers_killed == 4
+    finally:
+        await _stop(tasks, pool)
+
+
 @pytest.mark.parametrize(("slow", "other"), [(("acme", None), ("globex", None)), (("acme", "r1"), ("acme", "r2"))])
 async def test_a_backlog_does_not_stand_in_front_of_another_tenants_or_runs_request(
     slow: tuple[str, str | None], other: tuple[str, str | None]
