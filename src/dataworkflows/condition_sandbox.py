@@ -10,6 +10,7 @@ boolean (a condition); "value" returns it as JSON (a transform), up to max_bytes
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 import msgspec
@@ -131,6 +132,13 @@ _CHECK = """(function () { 'use strict';
 # An error's text, as the helper answers it (the worker keeps its first line, at most 500 characters).
 MAX_ERROR_TEXT = 16_384
 
+# Duktape's error for an allocation that failed (a large buffer or string)...
+_OUT_OF_MEMORY = "InternalError: out of memory"
+# ...and, when not even that error could be allocated (an array grown until the limit), a thrown
+# null, which dukpy passes on as the text "null": a transform failed with the message "null". Code
+# that throws null itself cannot be told apart from it.
+_THROWN_NULL = "null"
+
 
 class Request(msgspec.Struct):
     id: int
@@ -181,7 +189,7 @@ def main() -> None:
         except Exception as exc:
             # Whole (bounded): the worker cuts it to its first line once the run's scrubber has
             # seen it (cut here, the first line of a multi-line secret was not recognized).
-            return {"id": request.id, "ok": False, "error": str(exc).strip()[:MAX_ERROR_TEXT] or "error"}
+            return {"id": request.id, "ok": False, "error": _error_text(str(exc).strip()) or "error"}
 
     def intact() -> bool:
         # If a condition managed to make dukpy's bindings unusable, this helper must not serve
@@ -192,6 +200,23 @@ def main() -> None:
             return False
 
     serve(Request, answer, intact=intact)
+
+
+def _error_text(text: str) -> str:
+    """An evaluation's error as the helper answers it: one that ran out of memory says so, and what
+    the limit is (until this, a transform that did failed with the message "null")."""
+    if text == _THROWN_NULL:
+        return f"{_out_of_memory()}, or threw null"
+    if text.startswith(_OUT_OF_MEMORY):
+        return _out_of_memory()
+    return text[:MAX_ERROR_TEXT]
+
+
+def _out_of_memory() -> str:
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return "the expression ran out of memory"
+    return f"the expression ran out of memory (its helper's limit is {limit // (1024 * 1024)} MB)"
 
 
 def _value(request: Request, value: Any) -> dict[str, Any]:

@@ -76,6 +76,14 @@ async def test_a_transform_reshapes_data_in_the_sandbox(db: Database, conditions
         ("({total: 2 * trigger.prcie})", None, "transform_error", 'the value at "total" is NaN'),
         ("1e400", None, "transform_error", "the value is Infinity"),
         ("trigger.missing", None, "transform_error", "the expression's value is undefined"),
+        # Out of memory: Duktape throws null when it cannot allocate even the error, and the node
+        # failed with the message "null".
+        (
+            "(function () { var a = []; for (;;) a.push(new Array(1e6)); })()",
+            None,
+            "transform_error",
+            "the expression ran out of memory (its helper's limit is 512 MB), or threw null",
+        ),
     ],
 )
 async def test_a_transform_that_throws_loops_or_returns_too_much_fails_its_node(

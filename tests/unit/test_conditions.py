@@ -176,6 +176,33 @@ async def test_shared_intrinsics_are_frozen_and_a_poisoned_helper_retires() -> N
         await pool.close()
 
 
+GROW = "(function () { var a = []; for (;;) { a.push(new Array(1e6)); } })()"
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        # Duktape throws null when it cannot even allocate the error: the message was "null".
+        (GROW, "the expression ran out of memory (its helper's limit is 256 MB), or threw null"),
+        ("new ArrayBuffer(1e9).byteLength > 0", "the expression ran out of memory (its helper's limit is 256 MB)"),
+    ],
+)
+async def test_code_that_runs_out_of_memory_says_so(expr: str, message: str) -> None:
+    """A transform and a condition that run out of memory fail with a message that says so and
+    names the helper's limit, and the helper goes on serving."""
+    pool = ConditionPool(size=1, timeout_seconds=30.0, memory_bytes=256 * 1024 * 1024)
+    try:
+        with pytest.raises(ConditionError) as as_transform:
+            await pool.value(expr, SCOPE, time_limit=30.0, max_bytes=1000)
+        with pytest.raises(ConditionError) as as_condition:
+            await pool.evaluate(expr, SCOPE)
+        assert (as_transform.value.code, as_transform.value.message) == ("condition_error", message)
+        assert (as_condition.value.code, as_condition.value.message) == ("condition_error", message)
+        assert await pool.evaluate("trigger.n === 2", SCOPE) is True
+    finally:
+        await pool.close()
+
+
 LOOP = "(function () { while (true) {} })()"
 
 
