@@ -233,6 +233,7 @@ class _JsonSandbox(ImmutableSandboxedEnvironment):
             self.filters[name] = _text_filter(self.filters[name], name)
         for name in _STRING_FILTERS:
             self.filters[name] = _text_input(self.filters[name])
+        self.filters["xmlattr"] = _xmlattr_values(self.filters["xmlattr"])
 
     def counted(self, iterable: Any) -> Any:
         """Yields the items of a filtered loop, each a step."""
@@ -727,6 +728,9 @@ _STRING_FILTERS = (
     "e",
     "escape",
     "forceescape",
+    # Marks text as not to be escaped: a value that is not text was Python's words (`None`,
+    # `{'k': None}`), now its JSON, marked.
+    "safe",
 )
 
 
@@ -740,6 +744,19 @@ def _text_input(function: Callable[..., Any]) -> Callable[..., Any]:
         if len(args) > at and not isinstance(args[at], (str, jinja2.Undefined)):
             args = (*args[:at], as_text(args[at]), *args[at + 1 :])
         return function(*args, **kwargs)
+
+    return written
+
+
+def _xmlattr_values(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`xmlattr` writes each attribute's value as an output does (as_text: `true`, not `True`; an
+    object as JSON). A null value still leaves its attribute out, as Jinja documents."""
+
+    @functools.wraps(function)
+    def written(eval_ctx: Any, d: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(d, dict):
+            d = {k: v if v is None or isinstance(v, (str, jinja2.Undefined)) else as_text(v) for k, v in d.items()}
+        return function(eval_ctx, d, *args, **kwargs)
 
     return written
 

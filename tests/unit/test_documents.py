@@ -100,6 +100,11 @@ def test_json_documents_escape_values_for_json_strings() -> None:
     assert text == 'null true {"a":"<b>"}'
     html = documents.render("h", {"h": "<p>{{ thing }}</p>"}, data, "html")["document"]
     assert "<p>{&#34;a&#34;:&#34;&lt;b&gt;&#34;}</p>" in html
+    # `| safe` of a value that is not text is its JSON, marked not to be escaped (it was Python's:
+    # {'a': '<b>'} and None); of text, the text as it is.
+    marked = "<p>{{ thing | safe }} {{ none | safe }} {{ on | safe }} {{ '<i>' | safe }} {{ '<i>' }}</p>"
+    html = documents.render("h", {"h": marked}, data, "html")["document"]
+    assert '<p>{"a":"<b>"} null true <i> &lt;i&gt;</p>' in html
     # `~` keeps a safe part as it is and escapes the others once, the document's way: `| tojson ~ ""` was
     # escaped into a string (not JSON), and an html macro's output joined with `~` was escaped twice.
     joined = documents.render(

@@ -136,6 +136,21 @@ def test_values_in_text_are_written_as_json_writes_them() -> None:
         )
         == 'NULL null {"k":true,"n":null} True null 1,5'
     )
+    # `| safe` of a value that is not text, and `| xmlattr`'s values, the same (Python's repr:
+    # x{'k': None, 't': True}, xNone, a="True"); xmlattr still leaves a null attribute out.
+    assert render(
+        {
+            "safe": "x{{ trigger.obj | safe }} {{ trigger.none | safe }} {{ trigger.yes | safe }} {{ 's' | safe }}",
+            "xmlattr": "<p{{ {'a': trigger.yes, 'n': trigger.none, 'o': {'k': trigger.none}} | xmlattr }}>",
+            "pprint": "{{ trigger.none | pprint }}",
+        },
+        scope,
+    ) == {
+        "safe": 'x{"ok":true,"n":null} null true s',
+        "xmlattr": '<p a="true" o="{&#34;k&#34;:null}">',
+        # By design Python's pretty-printer (the README names it with % and .format()).
+        "pprint": "None",
+    }
     # NaN or an infinity written into text fails as in a whole template (JSON has neither).
     for template in ("x{{ [1e308 * 10] }}", "x{{ 1e308 * 10 }}", "x{{ {'v': 'nan' | float} }}"):
         with pytest.raises(TemplateRenderError, match="which JSON cannot hold"):
