@@ -30,6 +30,7 @@ never runs an item that succeeded again. The node itself is not retried (its ite
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -540,10 +541,11 @@ class _ActionItems(_Items):
         self.tasks: dict[int, asyncio.Task[None]] = {}
         # When each item's attempt in flight began (a cancelled one is recorded with it).
         self.attempt_started: dict[int, datetime] = {}
-        # Set when the database refused to start items because an operator's cancel or suspension
-        # is pending (dw.start_item_attempts_v2): none starts in this attempt; once the items in
-        # flight have ended, the attempt pauses and the run reads the request.
-        self.refused = False
+        # When the database last refused to start items because an operator's cancel or suspension
+        # is pending (dw.start_item_attempts_v2), by time.monotonic(): the run is asked to read the
+        # request, and for HOLD_CHECK_SECONDS no item starts (the run holds by then, or the request
+        # was withdrawn and items start again); with no item in flight the attempt pauses instead.
+        self.refused_at: float | None = None
 
     async def run(self, recorded: dict[str, Any]) -> Outcome:
         try:
@@ -557,11 +559,11 @@ class _ActionItems(_Items):
                 if failed is not None:
                     return Attempt(recorded, await self._stop(failed))
                 at = _now()
-                if not self.ctx.holding() and not self.refused:
+                if not self.ctx.holding() and not self._refused():
                     await self._launch(at)
                 if not self.tasks:
-                    if self.refused:
-                        return Paused()
+                    if self._refused():
+                        return Paused()  # the run reads the request before taking the node up again
                     idle = await self._idle(at)
                     if isinstance(idle, Paused):
                         return idle
@@ -576,6 +578,9 @@ class _ActionItems(_Items):
                     task.result()  # the record's own failure (the lease lost, the database away) ends the node task
         finally:
             await self._cancel_tasks(recorded_as=None)
+
+    def _refused(self) -> bool:
+        return self.refused_at is not None and time.monotonic() - self.refused_at < HOLD_CHECK_SECONDS
 
     async def _idle(self, at: datetime) -> Paused | ActionResult | None:
         """No item runs: the result when all are done; Paused when the run must stop starting work
@@ -605,9 +610,11 @@ class _ActionItems(_Items):
 
     def _next_due(self, at: datetime) -> float | None:
         """Seconds until an item's retry is due while items run, when it could start then (a slot
-        free, nothing holding); None: wait for an item to end."""
-        if len(self.tasks) >= self.params.concurrency or self.ctx.holding() or self.refused:
+        free, nothing holding), or until a refusal's hold ends; None: wait for an item to end."""
+        if len(self.tasks) >= self.params.concurrency or self.ctx.holding():
             return None
+        if self.refused_at is not None and self._refused():
+            return max(self.refused_at + HOLD_CHECK_SECONDS - time.monotonic(), 0.0)
         waiting = [r.next_attempt_at for r in self.rows.values() if r.status == "Waiting" and r.next_attempt_at]
         return max((min(waiting) - at).total_seconds(), 0.0) if waiting else None
 
@@ -618,7 +625,7 @@ class _ActionItems(_Items):
             return
         started = await self.store.start(due)
         if not started:
-            self.refused = True
+            self.refused_at = time.monotonic()
             self.ctx.request_check()
         for index, attempt in sorted(started.items()):
             row = self.rows[index]

@@ -175,6 +175,8 @@ class NodeAttempts:
             state = self.run.state[node_id]
             if state.status != NodeStatus.RUNNING or state.prestarted or self.resumable(node_id):
                 continue
+            if getattr(self.run.kinds.get(self.run.nodes[node_id].kind), "retakes_running_attempt", False):
+                continue  # taken up again (dataworkflows.node_kinds.SubworkflowKind)
             at = now()
             # Its real start, from the node_started event its start wrote (attempt rows are written
             # when an attempt ends, so this one has none); the recovery time if that is gone.

@@ -340,6 +340,12 @@ class SubworkflowKind:
     the node waits on it like on any wait, holding no worker."""
 
     name = "subworkflow"
+    # Its attempt does nothing outside its checkpoint transaction (the child starts in it, idempotent
+    # per attempt): an attempt left Running with no child (its worker stopped before the child's
+    # start, or the start was refused while an operator's request was pending) is taken up again
+    # by the next holder, not recorded as interrupted. Recorded so, a suspension that held a child
+    # back counted against DW_MAX_INTERRUPTIONS, and three of them failed the node (a review).
+    retakes_running_attempt = True
 
     def __init__(self, templates: TemplateRenderer) -> None:
         self.templates = templates

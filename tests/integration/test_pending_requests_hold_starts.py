@@ -166,3 +166,85 @@ async def test_a_suspension_before_a_subworkflow_nodes_child_holds_it_until_resu
     await drain(db, make_runtime(db, conditions))
     assert (await execution(db, root))["status"] == "Succeeded"
     assert await _children(db, root) == 1
+    # The attempt the suspension held back was taken up again, not recorded as interrupted.
+    assert await _call_attempts(db, root) == [(1, "Succeeded", False)]
+
+
+async def _call_attempts(db: Database, root: Any) -> list[tuple[int, str, bool]]:
+    rows = await sql(
+        db,
+        "SELECT attempt, status, interrupted FROM dw.action_executions"
+        " WHERE execution_id = %s AND node_id = 'call' ORDER BY attempt",
+        root,
+    )
+    return [(int(a), str(s), bool(i)) for a, s, i in rows]
+
+
+async def test_suspensions_that_hold_a_child_back_are_no_interruptions(db: Database, conditions: ConditionPool) -> None:
+    """Recorded as interrupted, three suspensions that each held the child back failed the node with
+    too_many_interruptions (DW_MAX_INTERRUPTIONS 2): nothing ran, and no worker stopped (a review)."""
+    await _leaf(db, conditions)
+    await publish(db, wf("calls-leaf-held", sub("call", "leaf", input={"value": 3})), conditions)
+    root = await start(db, "calls-leaf-held")
+    await _not_running(db, root)
+    real = db.runs.begin_child
+    holds: list[int] = []
+
+    async def suspend_thrice(*args: Any, **kwargs: Any) -> Any:
+        if len(holds) < 3:
+            holds.append(1)
+            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
+        return await real(*args, **kwargs)
+
+    db.runs.begin_child = suspend_thrice  # type: ignore[method-assign]
+    try:
+        runtime = make_runtime(db, conditions, max_interruptions=2)
+        assert await runtime.run_execution(root) == "suspended"
+        for _ in range(3):
+            await db.control.resume(root, principal="ops", queue="executions")
+            await drain(db, runtime)
+    finally:
+        db.runs.begin_child = real  # type: ignore[method-assign]
+    assert len(holds) == 3
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await _call_attempts(db, root) == [(1, "Succeeded", False)]
+
+
+async def test_items_start_again_once_a_refusing_suspension_is_withdrawn(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A suspension refused an item's start, then a resume withdrew it before the worker heard of
+    it: the free slot is used again while the long item runs on (the attempt started no item until
+    every item in flight had ended, a review)."""
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": "{{ item }}"}}
+    await publish(db, wf("withdrawn", for_each("all", [4000, 50, 50, 50], action=action, concurrency=2)), conditions)
+    root = await start(db, "withdrawn")
+    await _not_running(db, root)
+    real = db.runs.start_item_attempts
+    calls: list[int] = []
+
+    async def refused_then_withdrawn(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) != 2:
+            return await real(*args, **kwargs)
+        assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
+        started = await real(*args, **kwargs)
+        assert started == {}
+        resumed = await db.control.resume(root, principal="ops", queue="executions")
+        assert resumed.outcome == "withdrawn", resumed
+        return started
+
+    db.runs.start_item_attempts = refused_then_withdrawn  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, conditions).run_execution(root) == "Succeeded"
+    finally:
+        db.runs.start_item_attempts = real  # type: ignore[method-assign]
+    rows = await sql(
+        db,
+        "SELECT item_index, start_time, end_time FROM dw.action_executions"
+        " WHERE execution_id = %s AND item_index IS NOT NULL ORDER BY item_index",
+        root,
+    )
+    times = {int(index): (begun, ended) for index, begun, ended in rows}
+    assert sorted(times) == [0, 1, 2, 3]
+    assert times[2][0] < times[0][1] and times[3][0] < times[0][1], rows
