@@ -115,7 +115,11 @@ def test_poison_conditions_and_templates_among_good_runs(dsn: str, tmp_path: Pat
         for kind, ids in poison.items():
             outcomes[kind] = probe.rows(
                 "SELECT DISTINCT e.status, e.error ->> 'code', a.status, a.error ->> 'code', b.status,"
-                " (SELECT count(*) FROM dw.action_executions x WHERE x.execution_id = e.id AND x.node_id = 'a'),"
+                # Attempts that counted: one interrupted because its worker's 2 s lease ran out on an
+                # overloaded machine (seen in CI and in a loaded run) is re-run free of charge, as
+                # for any lost worker, and is no retry of the poison.
+                " (SELECT count(*) FROM dw.action_executions x WHERE x.execution_id = e.id AND x.node_id = 'a'"
+                "   AND NOT x.interrupted),"
                 " EXISTS (SELECT 1 FROM dw.execution_events ev WHERE ev.execution_id = e.id"
                 "          AND ev.type = 'condition_error')"
                 " FROM dw.executions e JOIN dw.node_states a ON a.execution_id = e.id AND a.node_id = 'a'"
@@ -151,7 +155,7 @@ def test_poison_conditions_and_templates_among_good_runs(dsn: str, tmp_path: Pat
     assert good_output == [({"echo": 42},)]
     for kind, (_, count, status, code) in POISON.items():
         if status == "Failed":
-            # Failed with the reason, on its first and only attempt; b never ran.
+            # Failed with the reason, on its first and only attempt that counted; b never ran.
             assert outcomes[kind] == [("Failed", "node_failed", "Failed", code, "Skipped", 1, False)], (kind, attempts)
         else:
             assert outcomes[kind] == [("Succeeded", None, "Succeeded", None, "Skipped", 1, True)], (kind, attempts)
