@@ -134,6 +134,11 @@ def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
         # The primary message, one line: str(exc) carries PostgreSQL's CONTEXT (a whole procedure's
         # statement, when a prune was cut short by a stopping server: fifteen lines, a review).
         said = errors.first_line(message, or_else=type(exc).__name__)
+        if sqlstate == "57014":
+            # The database answered, and cancelled the statement (a statement_timeout, or somebody's
+            # pg_cancel_backend): a prune past its login's statement_timeout said the database was
+            # unavailable (scale review).
+            return errors.DatabaseUnavailable(f"the database cancelled a statement: {said}")
         return errors.DatabaseUnavailable(f"the database is unavailable: {said}")
     return None
 

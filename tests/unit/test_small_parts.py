@@ -276,6 +276,10 @@ def test_a_lost_database_is_said_in_one_line() -> None:
         "PL/pgSQL function dw.prune_executions_v1(integer) line 12 at SQL statement"
     )
     assert str(translated(lost)) == "the database is unavailable: terminating connection due to administrator command"
+    timed_out = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    assert (
+        str(translated(timed_out)) == "the database cancelled a statement: canceling statement due to statement timeout"
+    )
 
 
 def test_an_address_not_of_this_machine_names_the_host_and_ipv6_urls_have_brackets() -> None:
