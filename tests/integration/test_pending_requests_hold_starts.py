@@ -8,6 +8,8 @@ telling the worker (its notification still on the way)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from dataworkflows.conditions import ConditionPool
@@ -34,6 +36,27 @@ async def _items(db: Database, root: Any) -> dict[str, int]:
     return {str(status): int(count) for status, count in rows}
 
 
+@contextlib.contextmanager
+def _requested_before(db: Database, root: Any, method: str, request: str, calls: set[int]) -> Iterator[list[int]]:
+    """db.runs.<method> with the operator's `request` (suspend or cancel) of run `root` committed
+    just before the calls numbered in `calls` (from 1), the worker not told; yields the calls made."""
+    real = getattr(db.runs, method)
+    made: list[int] = []
+
+    async def requesting_first(*args: Any, **kwargs: Any) -> Any:
+        made.append(1)
+        if len(made) in calls:
+            answer = await getattr(db.control, request)(root, principal="ops", reason=None)
+            assert answer.outcome == "requested", answer
+        return await real(*args, **kwargs)
+
+    setattr(db.runs, method, requesting_first)
+    try:
+        yield made
+    finally:
+        setattr(db.runs, method, real)
+
+
 async def _leaf(db: Database, conditions: ConditionPool) -> None:
     await publish(db, wf("leaf", echo("only", message="{{ trigger.value }}")), conditions)
 
@@ -43,20 +66,8 @@ async def test_a_suspension_before_the_first_item_child_starts_none(db: Database
     await publish(db, wf("fan", child_items("all", list(range(20)), "leaf", concurrency=20)), conditions)
     root = await start(db, "fan")
     await _not_running(db, root)
-    real = db.runs.begin_item_child
-    asked: list[int] = []
-
-    async def suspend_first(*args: Any, **kwargs: Any) -> Any:
-        if not asked:
-            asked.append(1)
-            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.begin_item_child = suspend_first  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "begin_item_child", "suspend", {1}):
         assert await make_runtime(db, conditions).run_execution(root) == "suspended"
-    finally:
-        db.runs.begin_item_child = real  # type: ignore[method-assign]
     # The items started for children that never started were put back, their attempt not counted.
     assert await _children(db, root) == 0
     assert await _items(db, root) == {"Pending": 20}
@@ -73,17 +84,8 @@ async def test_a_cancel_before_the_items_start_starts_none(db: Database, conditi
     await publish(db, wf("fan-cancel", child_items("all", list(range(5)), "leaf", concurrency=5)), conditions)
     root = await start(db, "fan-cancel")
     await _not_running(db, root)
-    real = db.runs.start_item_attempts
-
-    async def cancel_first(*args: Any, **kwargs: Any) -> Any:
-        assert (await db.control.cancel(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.start_item_attempts = cancel_first  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "start_item_attempts", "cancel", {1}):
         assert await make_runtime(db, conditions).run_execution(root) == "Cancelled"
-    finally:
-        db.runs.start_item_attempts = real  # type: ignore[method-assign]
     assert await _children(db, root) == 0
     assert "Running" not in await _items(db, root)
     assert await item_attempts(db, root) == []
@@ -96,20 +98,8 @@ async def test_a_suspension_lets_action_items_in_flight_finish_and_starts_no_mor
     await publish(db, wf("one-by-one", for_each("all", [0, 1, 2], action=action, concurrency=1)), conditions)
     root = await start(db, "one-by-one")
     await _not_running(db, root)
-    real = db.runs.start_item_attempts
-    calls: list[int] = []
-
-    async def suspend_at_the_second(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
-            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.start_item_attempts = suspend_at_the_second  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "start_item_attempts", "suspend", {2}):
         assert await make_runtime(db, conditions).run_execution(root) == "suspended"
-    finally:
-        db.runs.start_item_attempts = real  # type: ignore[method-assign]
     assert await item_attempts(db, root) == [(0, 1, "Succeeded")]
     assert await _items(db, root) == {"Succeeded": 1, "Pending": 2}
     await db.control.resume(root, principal="ops", queue="executions")
@@ -123,17 +113,8 @@ async def test_a_cancel_before_a_subworkflow_nodes_child_starts_it_not(db: Datab
     await publish(db, wf("calls-leaf", sub("call", "leaf", input={"value": 1})), conditions)
     root = await start(db, "calls-leaf")
     await _not_running(db, root)
-    real = db.runs.begin_child
-
-    async def cancel_first(*args: Any, **kwargs: Any) -> Any:
-        assert (await db.control.cancel(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.begin_child = cancel_first  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "begin_child", "cancel", {1}):
         assert await make_runtime(db, conditions).run_execution(root) == "Cancelled"
-    finally:
-        db.runs.begin_child = real  # type: ignore[method-assign]
     assert await _children(db, root) == 0
     assert await sql(
         db, "SELECT status FROM dw.action_executions WHERE execution_id = %s AND node_id = 'call'", root
@@ -147,20 +128,8 @@ async def test_a_suspension_before_a_subworkflow_nodes_child_holds_it_until_resu
     await publish(db, wf("calls-leaf-later", sub("call", "leaf", input={"value": 2})), conditions)
     root = await start(db, "calls-leaf-later")
     await _not_running(db, root)
-    real = db.runs.begin_child
-    asked: list[int] = []
-
-    async def suspend_first(*args: Any, **kwargs: Any) -> Any:
-        if not asked:
-            asked.append(1)
-            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.begin_child = suspend_first  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "begin_child", "suspend", {1}):
         assert await make_runtime(db, conditions).run_execution(root) == "suspended"
-    finally:
-        db.runs.begin_child = real  # type: ignore[method-assign]
     assert await _children(db, root) == 0
     await db.control.resume(root, principal="ops", queue="executions")
     await drain(db, make_runtime(db, conditions))
@@ -187,25 +156,13 @@ async def test_suspensions_that_hold_a_child_back_are_no_interruptions(db: Datab
     await publish(db, wf("calls-leaf-held", sub("call", "leaf", input={"value": 3})), conditions)
     root = await start(db, "calls-leaf-held")
     await _not_running(db, root)
-    real = db.runs.begin_child
-    holds: list[int] = []
-
-    async def suspend_thrice(*args: Any, **kwargs: Any) -> Any:
-        if len(holds) < 3:
-            holds.append(1)
-            assert (await db.control.suspend(root, principal="ops", reason=None)).outcome == "requested"
-        return await real(*args, **kwargs)
-
-    db.runs.begin_child = suspend_thrice  # type: ignore[method-assign]
-    try:
+    with _requested_before(db, root, "begin_child", "suspend", {1, 2, 3}) as calls:
         runtime = make_runtime(db, conditions, max_interruptions=2)
         assert await runtime.run_execution(root) == "suspended"
         for _ in range(3):
             await db.control.resume(root, principal="ops", queue="executions")
             await drain(db, runtime)
-    finally:
-        db.runs.begin_child = real  # type: ignore[method-assign]
-    assert len(holds) == 3
+    assert len(calls) == 4  # three held back, then the child started
     assert (await execution(db, root))["status"] == "Succeeded"
     assert await _call_attempts(db, root) == [(1, "Succeeded", False)]
 
