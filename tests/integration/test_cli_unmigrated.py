@@ -186,6 +186,35 @@ def test_migrate_by_a_login_that_may_not_or_on_another_applications_schema_says_
     assert "dw.schema_migrations is not DataWorkflows'" in err and "Traceback" not in err, err
 
 
+def test_a_login_that_is_no_superuser_migrates_a_database_of_its_own(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: migration 0062 gave the reporting views to dataworkflows_views, which a login that
+    is no superuser could not do ("permission denied for schema dw": a new owner must be able to
+    create in the schema); superusers are not asked, so the embedded database and the tests passed.
+    The cluster's roles exist already (earlier migrations made them): on PostgreSQL 16 and later such
+    a login needs their ADMIN option (README, "Roles that own nothing")."""
+    postgresql.autocommit = True
+    login, database = f"owner_{uuid.uuid4().hex[:8]}", f"own_{uuid.uuid4().hex[:8]}"
+    postgresql.execute(f"CREATE ROLE {login} LOGIN CREATEROLE")
+    postgresql.execute(
+        f"GRANT dataworkflows_app, dataworkflows_maintenance, dataworkflows_all_tenants, dw_reporting,"
+        f" dataworkflows_views TO {login} WITH ADMIN OPTION"
+    )
+    postgresql.execute(f"CREATE DATABASE {database} OWNER {login}")
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql, user=login, dbname=database))
+    assert main(["migrate"]) == 0, capsys.readouterr().err
+    with psycopg.connect(url_of(postgresql, user=login, dbname=database), autocommit=True) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.relnamespace = 'dw'::regnamespace"
+            " AND c.relkind = 'v' AND c.relname LIKE 'v\\_%%' AND c.relname <> 'v_queue_depth'"
+        ).fetchall()
+        assert owners == [("dataworkflows_views",)]
+        # The role's right to create in the schema was for the change of owner only.
+        assert conn.execute("SELECT has_schema_privilege('dataworkflows_views', 'dw', 'CREATE')").fetchone() == (False,)
+
+
 def test_a_database_lacking_a_procrastinate_pre_migration_says_so(
     postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -430,6 +430,8 @@ async def test_a_reporting_query_ordered_by_time_takes_the_index(client: AsyncTe
                 )
                 plan = "\n".join(str(row[0]) for row in await cur.fetchall())
                 assert "Sort" not in plan and "Index" in plan, plan
+                # dw.tenant_visible, given a body parsed once (0062), is still inlined.
+                assert "tenant_visible(" not in plan and "CASE WHEN" in plan, plan
             cur = await conn.execute("SELECT tenant_id, workflow_id FROM dw.v_executions")
             assert await cur.fetchall() == [("acme", "simple-echo")]
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -459,6 +461,47 @@ async def test_a_login_of_the_application_that_also_reports_sees_as_the_applicat
             assert {row[0] for row in await cur.fetchall()} == {"acme"}
     finally:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(f"DROP ROLE {reporter}")
+
+
+async def test_no_tenant_set_and_a_function_of_the_callers_path_show_nothing(
+    client: AsyncTestClient[Any], dsn: str
+) -> None:
+    """Two holes a review of migration 0062 found: with no tenant set, dw.visible_tenants_v1 read the
+    unset setting as '*' for a role with every tenant's rights (the maintenance role's view rows, by
+    a function of its own, showed both tenants); and dw.tenant_visible's body, parsed where it was
+    inlined, took pg_has_role from the caller's search_path (0018's: a login that could create one
+    read every tenant it set)."""
+    reporter = await one_run_each(client)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+        await admin.execute(f"CREATE ROLE {reporter} NOLOGIN IN ROLE dw_reporting")
+        await admin.execute(f"CREATE SCHEMA {reporter} AUTHORIZATION {reporter}")
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            seen: list[str] = []
+            conn.add_notice_handler(lambda notice: seen.append(notice.message_primary or ""))
+            await conn.execute("SET ROLE dataworkflows_maintenance")  # dw.tenant_id never set: NULL
+            await conn.execute(
+                "CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 "
+                "AS $f$ BEGIN RAISE NOTICE 'peek %', t; RETURN true; END $f$"
+            )
+            for view in ("v_executions", "v_workflow_health", "v_node_durations"):
+                cur = await conn.execute(f"SELECT count(*) FROM dw.{view} WHERE pg_temp.peek(tenant_id)")
+                assert await cur.fetchone() == (0,), view
+            assert seen == [], "no tenant set: no row"
+            await conn.execute("DROP FUNCTION pg_temp.peek(text)")
+            await conn.execute("RESET ROLE")
+            await conn.execute(f"SET ROLE {reporter}")
+            await conn.execute(
+                f"CREATE FUNCTION {reporter}.pg_has_role(name, text) RETURNS boolean LANGUAGE sql AS 'SELECT true'"
+            )
+            await conn.execute(f"SET search_path = {reporter}, pg_catalog")
+            await conn.execute("SELECT set_config('dw.tenant_id', 'acme', false)")
+            cur = await conn.execute("SELECT count(*) FROM dw.v_executions")
+            assert await cur.fetchone() == (0,), "a grant it does not have"
+    finally:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute(f"DROP SCHEMA {reporter} CASCADE")
             await admin.execute(f"DROP ROLE {reporter}")
 
 
