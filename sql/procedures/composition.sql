@@ -144,10 +144,10 @@ $$;
 
 -- As dw.begin_child_v1, but no child starts while an operator's cancel or suspension of the parent
 -- is pending: the answer is then the error control_request_pending and nothing is written (the
--- worker learns the request and stops; the node's attempt is taken up again, or recorded as
--- interrupted, when the run goes on). v1 started one: a cancel whose worker had not heard of it
--- yet let the child start after the 202, and run to its end under a Cancelled parent (race review,
--- 2026-12-07). v1 stays for workers of the previous release.
+-- worker learns the request and stops; the node's attempt is taken up again when the run goes
+-- on). v1 started one: a cancel whose worker had not heard of it yet let the child start after the
+-- 202, and run to its end under a Cancelled parent (race review, 2026-12-07). v1 stays for workers
+-- of the previous release.
 CREATE OR REPLACE FUNCTION dw.begin_child_v2(
     p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_workflow_id text,
     p_version integer, p_input jsonb, p_parameters jsonb, p_wait boolean, p_max_depth integer

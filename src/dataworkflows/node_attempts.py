@@ -293,8 +293,8 @@ class NodeAttempts:
             assert error is not None
             if error.get("code") == CONTROL_REQUEST_PENDING:
                 # As for a node's start (start_node_attempt): the node stays as it is (Running, no
-                # child), and the loop reads the request; the attempt is taken up again if the
-                # request was withdrawn, else recorded as interrupted when the run goes on.
+                # child), and the loop reads the request; the attempt is taken up again when the
+                # run goes on (at once if the request was withdrawn; SubworkflowKind).
                 self.run.log.info("child not started: a control request is pending", node_id=node.id)
                 self.run.request_check()
                 return None
