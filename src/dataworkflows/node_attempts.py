@@ -111,7 +111,9 @@ class RunContext:
     job_id: int | None = None
     job_worker: int | None = None
     job_finished: bool = False
-    # Asks the scheduling loop to renew the lease now and take in what it says (set by the loop).
+    # Says the database refused a start because an operator's request is pending: the scheduling
+    # loop renews the lease now, takes in what it says, and starts nothing for a moment (set by the
+    # loop; runtime.REFUSAL_PAUSE_SECONDS).
     request_check: Callable[[], None] = field(default=lambda: None)
 
     def holding(self) -> bool:

@@ -89,8 +89,9 @@ class AttemptContext:
     earlier_parameters: Callable[[], Awaitable[dict[str, Any] | None]]
     # Whether no new work may start now (the worker stops, or the run is being suspended).
     holding: Callable[[], bool] = lambda: False
-    # Asks the run to read its control requests now: the database refused to start work because
-    # an operator's cancel or suspension is pending that the worker has not heard of yet.
+    # Says the database refused to start work because an operator's cancel or suspension is pending
+    # that the worker has not heard of yet: the run reads its requests now, and starts nothing for
+    # a moment (runtime.REFUSAL_PAUSE_SECONDS).
     request_check: Callable[[], None] = lambda: None
     # A forEach node's item checkpoints, bound to this node attempt (dataworkflows.foreach).
     items: Any = None

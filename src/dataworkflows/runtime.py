@@ -55,6 +55,10 @@ EARLY_POKES = 10_000
 # A lease renewal that lost its connection is tried again this soon, then twice as long each time in a
 # row (at most the renewal interval).
 LEASE_RETRY_SECONDS = 1.0
+# After the database refused to start work because an operator's request is pending (a node's
+# start, a forEach's items, a child), nothing of the run starts for this long: its loop reads the
+# request meanwhile (and holds, or finds it withdrawn).
+REFUSAL_PAUSE_SECONDS = 0.5
 # The statuses _launch_ready may start a node from when it has no wait (Running: a resumable attempt;
 # Waiting: a retry that came due).
 _LAUNCHABLE = frozenset({NodeStatus.READY, NodeStatus.RUNNING, NodeStatus.WAITING})
@@ -288,11 +292,13 @@ class _Run:
         # Set by a poke, a renewal that brought news, or a wait that came due: the loop looks again.
         self.wakeup = asyncio.Event()
         self.check_requested = False
+        # When the database last refused a start of this run (time.monotonic(); see _refused).
+        self.refused_at: float | None = None
         # Not before this time does the loop ask again to fire waits it believes due (the
         # database's clock decides; this keeps a small skew from spinning the loop).
         self.next_fire_check: datetime | None = None
         run.slots.available = self._free_slots
-        run.request_check = self.poke
+        run.request_check = self._refused
 
     def _free_slots(self) -> int:
         """Parallel slots a node's record may fill with the nodes it makes Ready: its own (it ends)
@@ -308,6 +314,21 @@ class _Run:
     def _slots_taken(self) -> int:
         """Running node tasks, and the slots granted to their records in flight (see Slots)."""
         return len(self.running) + self.ctx.slots.reserved
+
+    def _refused(self) -> None:
+        """The database refused to start work because an operator's request is pending that this
+        worker has not taken in: the loop reads the request now, and starts nothing for
+        REFUSAL_PAUSE_SECONDS. Without the pause, a renewal that failed (the request not taken in)
+        let the loop take the node up again at once, to be refused again: a review counted 3,905
+        refused item starts in 2 s."""
+        self.refused_at = time.monotonic()
+        self.poke()
+
+    def _refusal_pause(self) -> float:
+        """Seconds left of the pause after the latest refusal (0: none)."""
+        if self.refused_at is None:
+            return 0.0
+        return max(self.refused_at + REFUSAL_PAUSE_SECONDS - time.monotonic(), 0.0)
 
     def poke(self) -> None:
         self.check_requested = True
@@ -516,6 +537,11 @@ class _Run:
                 return await self._suspend()
             if self.runtime.stopping.is_set() and self._startable_now(at):
                 return await self._hand_back()
+            pause = self._refusal_pause()
+            if pause > 0:
+                # Nothing starts until the request is read (or the pause ends): not idle.
+                await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+                return None
             return await self._idle(at, waiters)
         done, _ = await asyncio.wait(
             {*self.running.values(), *waiters}, timeout=self._next_wakeup(at), return_when=asyncio.FIRST_COMPLETED
@@ -751,7 +777,10 @@ class _Run:
         # (counting it would make the wait time 0 and spin); so does every retry once the worker is
         # stopping (nothing new starts).
         candidates: list[datetime] = []
-        retries = self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding()
+        pause = self._refusal_pause()
+        if pause > 0:
+            candidates.append(at + timedelta(seconds=pause))  # then nodes may start again
+        retries = self._slots_taken() < self.plan.max_parallel_actions and not self.ctx.holding() and not pause
         for node_id, state in self.state.items():
             wait = state.wait
             if wait is None:
@@ -777,7 +806,7 @@ class _Run:
 
     def _launch_ready(self, at: datetime) -> None:
         self._launch_prestarted()
-        if self.ctx.holding():
+        if self.ctx.holding() or self._refusal_pause() > 0:
             return
         for node_id in self.ctx.order:
             if self._slots_taken() >= self.plan.max_parallel_actions:

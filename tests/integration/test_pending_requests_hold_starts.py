@@ -8,6 +8,7 @@ telling the worker (its notification still on the way)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -205,3 +206,35 @@ async def test_items_start_again_once_a_refusing_suspension_is_withdrawn(
     times = {int(index): (begun, ended) for index, begun, ended in rows}
     assert sorted(times) == [0, 1, 2, 3]
     assert times[2][0] < times[0][1] and times[3][0] < times[0][1], rows
+
+
+async def test_a_refused_start_whose_request_is_not_heard_is_not_tried_again_at_once(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: with the lease renewals failing (the request never taken in), the worker took the
+    refused forEach up again at once and was refused again, 3,905 times in 2 s, a core busy. After a
+    refusal the run now starts nothing for REFUSAL_PAUSE_SECONDS (0.5 s)."""
+    from dataworkflows.errors import DatabaseUnavailable
+
+    action = {"actionType": "core.echo", "parameters": {"message": "{{ item }}"}}
+    await publish(db, wf("unheard", for_each("all", [0, 1, 2], action=action, concurrency=1)), conditions)
+    root = await start(db, "unheard")
+    await _not_running(db, root)
+    real_renew = db.runs.renew_lease
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("the database is unavailable: renewals fail in this test")
+
+    with _requested_before(db, root, "start_item_attempts", "suspend", {1}) as calls:
+        db.runs.renew_lease = unavailable  # type: ignore[method-assign]
+        try:
+            task = asyncio.create_task(make_runtime(db, conditions).run_execution(root))
+            await asyncio.sleep(2.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            db.runs.renew_lease = real_renew  # type: ignore[method-assign]
+    # One refusal every 0.5 s at most (bounded loosely: a loaded machine's loop runs late, never early).
+    assert 1 <= len(calls) <= 6, len(calls)
+    assert await _items(db, root) == {"Pending": 3}
