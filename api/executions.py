@@ -44,6 +44,7 @@ from .paging import (
 from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
 from .schemas import (
     AttemptRead,
+    ChildRead,
     ControlRequest,
     ControlResponse,
     EmptyRequest,
@@ -103,6 +104,19 @@ def _decode_item_cursor(cursor: str | None, scope: Scope) -> int:
     return value
 
 
+def _decode_tree_cursor(cursor: str | None, scope: Scope) -> uuid.UUID | None:
+    """The run a page of a tree ends with."""
+    value = key_of(cursor, scope)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError("cursor shape")
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise invalid_cursor() from exc
+
+
 def _decode_attempt_cursor(cursor: str | None, scope: Scope) -> AttemptKey | None:
     value = key_of(cursor, scope)
     if value is None:
@@ -123,6 +137,9 @@ def _decode_attempt_cursor(cursor: str | None, scope: Scope) -> AttemptKey | Non
     except (TypeError, ValueError) as exc:
         raise invalid_cursor() from exc
 
+
+# The children GET /executions/{id} shows (the rest are at …/children).
+CHILDREN_SHOWN = 100
 
 # What started a run, as the executions list filters it (and reports it as triggerKind).
 TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
@@ -218,18 +235,76 @@ class ExecutionController(Controller):
     async def get_execution(self, db: DatabaseDep, execution_id: FromPath[str]) -> ExecutionRead:
         execution = await _require(db, execution_id)
         nodes = await db.executions.node_states(execution.id)
-        children = await db.executions.children(execution.id)
-        return from_row(ExecutionRead, execution, nodes=nodes, children=children, worker=execution.lease_owner)
+        # The first children only: a forEach of 10,000 subworkflow items made this answer 3 MB. The
+        # rest are at …/children (paged), and childCount says how many there are.
+        children = await db.executions.children(execution.id, limit=CHILDREN_SHOWN + 1)
+        count = len(children) if len(children) <= CHILDREN_SHOWN else await db.executions.child_count(execution.id)
+        return from_row(
+            ExecutionRead,
+            execution,
+            nodes=nodes,
+            children=children[:CHILDREN_SHOWN],
+            child_count=count,
+            worker=execution.lease_owner,
+        )
+
+    @get(
+        "/{execution_id:str}/children",
+        responses=PROBLEMS,
+        summary="The executions an execution's nodes started (subworkflows, forEach items), oldest first",
+        response_headers=next_page_header("/api/v1/executions/{execution_id}/children?cursor=C&limit=L"),
+        opt={"role": "viewer"},
+    )
+    async def children(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        execution_id: FromPath[str],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[ChildRead]]:
+        # What the cursor was made for: this run's children (as the path named the run).
+        scope = ("children", execution_id)
+        after = decode_time_cursor(cursor, scope=scope)
+        execution = await _require(db, execution_id)
+        rows = await db.executions.children(execution.id, after=after, limit=limit + 1)
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(ChildRead, row),
+            lambda last: encode_time_cursor(last.created_at, last.id, scope=scope),
+        )
 
     @get(
         "/{execution_id:str}/tree",
         responses=PROBLEMS,
         summary="The whole tree the execution belongs to (from its root), each child under its parent",
+        response_headers=next_page_header("/api/v1/executions/{execution_id}/tree?cursor=C&limit=L"),
         opt={"role": "viewer"},
     )
-    async def tree(self, db: DatabaseDep, execution_id: FromPath[str]) -> list[TreeNodeRead]:
+    async def tree(
+        self,
+        db: DatabaseDep,
+        request: Request[Any, Any, Any],
+        execution_id: FromPath[str],
+        limit: PageLimit = PAGE_LIMIT,
+        cursor: PageCursor = None,
+    ) -> Response[list[TreeNodeRead]]:
+        # What the cursor was made for: the tree of this run (as the path named it).
+        scope = ("tree", execution_id)
+        after = _decode_tree_cursor(cursor, scope)
         execution = await _require(db, execution_id)
-        return [from_row(TreeNodeRead, row) for row in await db.executions.tree(execution.id)]
+        rows = await db.executions.tree(execution.id, after=after, limit=limit + 1)
+        # A bare list with the next page in a Link header, as the children's (a tree of 10,000 runs
+        # came at once: 2.7 MB).
+        return bare_page(
+            request,
+            rows,
+            limit,
+            lambda row: from_row(TreeNodeRead, row),
+            lambda last: encode_scoped(scope, str(last.id)),
+        )
 
     @get(
         "/{execution_id:str}/nodes/{node_id:str}/items",

@@ -121,6 +121,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/executions/{execution_id}/actions"): "listExecutionActions",
     ("GET", "/api/v1/executions/{execution_id}/events"): "listExecutionEvents",
     ("GET", "/api/v1/executions/{execution_id}/tree"): "getExecutionTree",
+    ("GET", "/api/v1/executions/{execution_id}/children"): "listExecutionChildren",
     ("GET", "/api/v1/executions/{execution_id}/waits"): "listExecutionWaits",
     ("GET", "/api/v1/executions/{execution_id}/nodes/{node_id}/items"): "listNodeItems",
     ("POST", "/api/v1/executions/{execution_id}/cancel"): "cancelExecution",

@@ -146,6 +146,7 @@ EXECUTION_READ: dict[str, Any] = {
     "rootExecutionId": EXECUTION_ID,
     "depth": 0,
     "children": [],
+    "childCount": 0,
     "triggerId": None,
     "worker": None,
     "leaseExpiresAt": None,

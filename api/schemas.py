@@ -194,7 +194,9 @@ class ExecutionRead(Camel):
     parent_node_id: str | None = None
     root_execution_id: UUID | None = None
     depth: int = 0
+    # The first 100 children, oldest first; childCount counts them all (the rest: …/children).
     children: list[ChildRead] = msgspec.field(default_factory=list)
+    child_count: int = 0
     # The schedule or webhook that started it (its trigger payload's firedBy says more).
     trigger_id: UUID | None = None
     # The worker that holds the run now, and until when (it renews the lease while it runs); null

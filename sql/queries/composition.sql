@@ -41,19 +41,35 @@ SELECT item, error FROM dw.begin_item_child_v2(%(id)s, %(token)s, %(node_id)s, %
 SELECT dw.stop_items_v2(%(id)s, %(token)s, %(node_id)s, %(why)s) AS stopped;
 
 -- name: list_children
--- An execution's children, oldest first.
+-- An execution's children, oldest first: after (%(after_created)s, %(after_id)s) (NULL: from the
+-- first), at most %(limit)s (NULL: all).
 SELECT e.id, e.workflow_id, e.workflow_version, e.parent_node_id, e.status, e.created_at,
        e.started_at AS start_time, e.ended_at AS end_time
-  FROM dw.executions e WHERE e.parent_execution_id = %(id)s ORDER BY e.created_at, e.id;
+  FROM dw.executions e
+ WHERE e.parent_execution_id = %(id)s
+   AND (%(after_created)s::timestamptz IS NULL OR (e.created_at, e.id) > (%(after_created)s, %(after_id)s::uuid))
+ ORDER BY e.created_at, e.id
+ LIMIT %(limit)s;
+
+-- name: count_children
+-- How many children an execution has.
+SELECT count(*) AS n FROM dw.executions e WHERE e.parent_execution_id = %(id)s;
 
 -- name: execution_tree
--- The whole tree an execution belongs to, each child under its parent.
+-- The tree an execution belongs to, each child under its parent (in the order of their paths, the
+-- execution ids from the root down): after the run %(after)s (NULL: from the root), at most
+-- %(limit)s (NULL: all). A run of another tree, or one gone, ends the tree: nothing comes after it.
+WITH root AS (SELECT e.root_execution_id AS id FROM dw.executions e WHERE e.id = %(id)s),
+     past AS (SELECT a.path FROM dw.executions a JOIN root ON a.root_execution_id = root.id
+               WHERE a.id = %(after)s::uuid)
 SELECT t.execution_id AS id, t.parent_execution_id, t.parent_node_id, t.depth, t.workflow_id,
        t.workflow_version, t.status, t.created_at, t.started_at AS start_time, t.ended_at AS end_time,
        t.error_code
   FROM dw.v_execution_tree t
- WHERE t.root_execution_id = (SELECT e.root_execution_id FROM dw.executions e WHERE e.id = %(id)s)
- ORDER BY t.path;
+ WHERE t.root_execution_id = (SELECT root.id FROM root)
+   AND (%(after)s::uuid IS NULL OR t.path > (SELECT past.path FROM past))
+ ORDER BY t.path
+ LIMIT %(limit)s;
 
 -- name: list_items
 -- A forEach node's items after index %(after)s (-1: from the first), in order, at most %(limit)s

@@ -1294,13 +1294,18 @@ def _large_page_size(value: str) -> int:
     return _page_size(value, 1000)
 
 
+def _next_cursor(response: httpx.Response) -> str | None:
+    """The cursor of a bare list's next page, from the answer's Link header (None on the last page)."""
+    following = response.links.get("next", {}).get("url")
+    return parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
+
+
 def _say_more(response: httpx.Response, keep: str = "") -> None:
     """The next page of a bare list, from the answer's Link header, as a `more: add --cursor C`
     line on stderr (stdout keeps the rows, or the JSON): the list was cut at its limit without a
     word before. `keep`: the filter options the cursor holds to (a cursor of one filter is refused
     with another), said with it."""
-    following = response.links.get("next", {}).get("url")
-    cursor = parse_qs(urlsplit(following).query).get("cursor", [None])[0] if following else None
+    cursor = _next_cursor(response)
     if cursor:
         sys.stdout.flush()
         print(f"more: add --cursor {cursor}" + (f" (keep {keep})" if keep else ""), file=sys.stderr)
@@ -1486,11 +1491,19 @@ def _tree_line(e: dict[str, Any]) -> str:
 
 def cmd_executions_tree(args: argparse.Namespace) -> int:
     """The tree an execution belongs to: its root and every execution started under it."""
+    tree: list[dict[str, Any]] = []
+    params: dict[str, str] = {}
     with _client(args) as client:
-        response = client.get(f"/api/v1/executions/{_path(args.execution_id)}/tree")
-    if response.status_code != 200:
-        return _refused(response)
-    tree = response.json()
+        # Every page (a page holds 1,000 runs; its Link header names the next one).
+        while True:
+            response = client.get(f"/api/v1/executions/{_path(args.execution_id)}/tree", params=params)
+            if response.status_code != 200:
+                return _refused(response)
+            tree.extend(response.json())
+            cursor = _next_cursor(response)
+            if cursor is None:
+                break
+            params = {"cursor": cursor}
     if args.json:
         print(json.dumps(tree, indent=2))
         return EXIT_OK

@@ -750,6 +750,33 @@ def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, cons
     assert [q for q in asked if "nodeId" in q] == [{"nodeId": ["each"], "order": ["desc"], "limit": ["51"]}], reads
 
 
+def test_an_execution_shows_its_oldest_children_and_says_how_many_more(page: Any, console: Console) -> None:
+    """Every child was in the execution's answer and on its page: a forEach of 10,000 subworkflow
+    items made both 3 MB. The page shows the oldest 100 and says where the rest are."""
+    from playwright.sync_api import expect
+
+    tiny = {"id": "tiny-child", "displayName": "Tiny child", "startNode": "say"}
+    once(console, {**tiny, "nodes": [{"id": "say", "actionType": "core.echo"}]})
+    each = {
+        "id": "each",
+        "nodeType": "forEach",
+        "parameters": {"items": list(range(103)), "concurrency": 50, "subworkflow": {"workflowId": "tiny-child"}},
+    }
+    once(console, {"id": "many-children", "displayName": "Many children", "startNode": "each", "nodes": [each]})
+    execution_id = console.execute("many-children")
+    shown = console.wait_for(execution_id, {"Succeeded", "Failed"}, timeout=60)
+    assert (shown["status"], len(shown["children"]), shown["childCount"]) == ("Succeeded", 100, 103)
+    page.goto(f"/ui#/executions/{execution_id}")
+    section = page.locator("#children")
+    expect(section.locator("p.more")).to_have_text(
+        f"The oldest 100 of 103 children: GET /api/v1/executions/{execution_id}/children lists them all, a page"
+        f" at a time (its Link header names the next); `dataworkflows executions tree {execution_id}` prints"
+        " the whole tree.",
+        timeout=WAIT_MS,
+    )
+    assert section.locator("tbody tr").count() == 100
+
+
 CORRELATED = {
     "id": "paid-order",
     # A right-to-left override: drawn as such, "\u202eevil" read "live".

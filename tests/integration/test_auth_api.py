@@ -212,6 +212,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("GET", "/api/v1/executions/{execution_id:str}/tree", f"/api/v1/executions/{EXECUTION}/tree", "viewer", None),
     (
         "GET",
+        "/api/v1/executions/{execution_id:str}/children",
+        f"/api/v1/executions/{EXECUTION}/children",
+        "viewer",
+        None,
+    ),
+    (
+        "GET",
         "/api/v1/executions/{execution_id:str}/nodes/{node_id:str}/items",
         f"/api/v1/executions/{EXECUTION}/nodes/echo1/items",
         "viewer",

@@ -98,6 +98,54 @@ async def test_a_subworkflow_shows_its_parent_children_and_tree(
         assert missing["code"] == "execution_not_found"
 
 
+async def test_children_and_the_tree_come_in_pages(
+    client: AsyncTestClient[Any],
+    db: Database,
+    conditions: ConditionPool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GET /executions/{id} shows the first children and counts them all; …/children and …/tree page
+    (a forEach of 10,000 subworkflow items made each answer 3 MB at once)."""
+    from dataworkflows.api import executions as executions_api
+
+    monkeypatch.setattr(executions_api, "CHILDREN_SHOWN", 3)
+    await publish_over_api(client, wf("leaf", echo("say", message="{{ trigger.i }}")))
+    each = {
+        "id": "all",
+        "nodeType": "forEach",
+        "parameters": {"items": [1, 2, 3, 4, 5], "subworkflow": {"workflowId": "leaf", "input": {"i": "{{ item }}"}}},
+    }
+    await publish_over_api(client, wf("many", each))
+    root = await execute(client, "many", {})
+    await drain(db, make_runtime(db, conditions))
+
+    shown = (await client.get(f"/api/v1/executions/{root}")).json()
+    assert shown["status"] == "Succeeded", shown
+    assert (len(shown["children"]), shown["childCount"]) == (3, 5)
+
+    children, pages = await _pages(client, f"/api/v1/executions/{root}/children", {"limit": 2})
+    assert (len(children), pages) == (5, 3)
+    assert [c["id"] for c in children[:3]] == [c["id"] for c in shown["children"]]
+    assert len({c["id"] for c in children}) == 5
+    assert [(c["createdAt"], c["id"]) for c in children] == sorted((c["createdAt"], c["id"]) for c in children)
+    assert {c["parentNodeId"] for c in children} == {"all"}
+
+    whole = (await client.get(f"/api/v1/executions/{root}/tree")).json()
+    assert len(whole) == 6 and whole[0]["id"] == root
+    for member in (root, children[-1]["id"]):
+        assert await _pages(client, f"/api/v1/executions/{member}/tree", {"limit": 4}) == (whole, 2)
+
+    # A child without children counts none; a cursor of another list, or another run's, is a 400.
+    leaf = (await client.get(f"/api/v1/executions/{children[0]['id']}")).json()
+    assert (leaf["children"], leaf["childCount"]) == ([], 0)
+    first = await client.get(f"/api/v1/executions/{root}/children", params={"limit": 2})
+    cursor = first.links["next"]["url"].split("cursor=")[1].split("&")[0]
+    for path in (f"/api/v1/executions/{root}/tree", f"/api/v1/executions/{children[0]['id']}/children"):
+        refused = assert_problem(await client.get(path, params={"cursor": cursor}), 400)
+        assert "cursor" in refused["detail"], refused
+    assert_problem(await client.get(f"/api/v1/executions/{root}/tree", params={"cursor": "bm90LWEtY3Vyc29y"}), 400)
+
+
 async def test_a_foreach_node_lists_its_items_and_item_attempts(
     client: AsyncTestClient[Any],
     db: Database,

@@ -325,12 +325,12 @@ async def test_a_subworkflow_per_item_parks_the_parent_while_children_run(
     assert await sql(
         db, "SELECT status, wake_at = deadline_at, lease_owner FROM dw.executions WHERE id = %s", root
     ) == [("Waiting", True, None)]
-    assert len(await db.fetch_all("list_children", id=root)) == 2
+    assert len(await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)) == 2
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
     outputs = (await nodes(db, root))["all"]["outputs"]
     assert outputs["items"] == [{"square": v * v, "at": i} for i, v in enumerate([1, 2, 3, 4, 5])]
-    kids = await db.fetch_all("list_children", id=root)
+    kids = await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
     assert len(kids) == 5 and {k["status"] for k in kids} == {"Succeeded"}
     assert await item_attempts(db, root) == [(i, 1, "Succeeded") for i in range(5)]
 
@@ -353,7 +353,10 @@ async def test_a_failing_child_item_stops_the_for_each_and_cancels_its_siblings(
     error = (await nodes(db, root))["all"]["error"]
     assert error["code"] == "item_failed" and error["details"]["index"] == 1
     assert error["details"]["cause"]["code"] == "child_failed"
-    kids = {k["id"]: k["status"] for k in await db.fetch_all("list_children", id=root)}
+    kids = {
+        k["id"]: k["status"]
+        for k in await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
+    }
     # Three started (the concurrency); the one that failed, and two cancelled with the forEach.
     assert sorted(kids.values()) == ["Cancelled", "Cancelled", "Failed"]
     statuses = await sql(db, "SELECT item_index, status FROM dw.foreach_items WHERE execution_id = %s ORDER BY 1", root)
@@ -369,7 +372,7 @@ async def test_cancelling_a_parent_cancels_the_children_of_its_items(db: Databas
     assert (await execution(db, root))["status"] == "Waiting"
     await db.control.cancel(root, principal="ops", reason="stop")
     await drain(db, runtime)
-    kids = await db.fetch_all("list_children", id=root)
+    kids = await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
     assert [k["status"] for k in kids] == ["Cancelled", "Cancelled"]
 
 
@@ -455,7 +458,9 @@ async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed
     root = await start(db, "redrives")
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Failed"
-    first_children = {k["id"] for k in await db.fetch_all("list_children", id=root)}
+    first_children = {
+        k["id"] for k in await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
+    }
     assert len(first_children) == 2  # item 0 succeeded, item 1 failed, item 2 never started
     # The child workflow is fixed, then the run redriven: item 1 starts a child of its own.
     await publish(db, wf("breaks-on-2", echo("x", message="fixed")), conditions)
@@ -464,7 +469,7 @@ async def test_a_redriven_for_each_starts_new_children_for_the_items_that_failed
     await db.operations.redrive(letter.id, principal="ops", queue="executions")
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
-    kids = await db.fetch_all("list_children", id=root)
+    kids = await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
     assert len(kids) == 4 and len({k["id"] for k in kids} - first_children) == 2
     # Item 0 kept its first child's outputs; items 1 and 2 ran new children.
     assert await item_attempts(db, root) == [
@@ -485,7 +490,7 @@ async def test_an_item_child_whose_end_its_item_took_is_not_redriven(db: Databas
     await publish(db, wf("item-kids", child_items("all", [2], "breaks-on-2")), conditions)
     root = await start(db, "item-kids")
     await drain(db, runtime)
-    (kid,) = await db.fetch_all("list_children", id=root)
+    (kid,) = await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
     letters = await db.operations.dead_letters(open_only=True, kind=None, before=None, limit=10)
     by_run = {d.execution_id: d.id for d in letters}
     with pytest.raises(Conflict) as refused:

@@ -50,7 +50,7 @@ async def execution(db: Database, execution_id: UUID | str) -> dict[str, Any]:
 
 
 async def children(db: Database, execution_id: UUID) -> list[dict[str, Any]]:
-    return await db.fetch_all("list_children", id=execution_id)
+    return await db.fetch_all("list_children", id=execution_id, after_created=None, after_id=None, limit=None)
 
 
 async def test_outputs_flow_back_from_a_grandchild(db: Database, conditions: ConditionPool) -> None:
@@ -80,7 +80,7 @@ async def test_outputs_flow_back_from_a_grandchild(db: Database, conditions: Con
     assert (low["depth"], low["root_execution_id"], low["parent_execution_id"]) == (2, root, kid["id"])
     assert low["trigger"] == {"x": 21} and mid["outputs"] == {"fromGrandchild": 42}
     assert (await nodes(db, root))["call"]["outputs"] == {"fromGrandchild": 42}
-    tree = await db.fetch_all("execution_tree", id=grandkid["id"])
+    tree = await db.fetch_all("execution_tree", id=grandkid["id"], after=None, limit=None)
     assert [(t["id"], t["depth"]) for t in tree] == [(root, 0), (kid["id"], 1), (grandkid["id"], 2)]
     assert "child_started" in await events(db, root) and "child_ended" in await events(db, root)
 
@@ -90,7 +90,7 @@ async def test_the_depth_limit_stops_a_workflow_that_calls_itself(db: Database, 
     await publish(db, wf("again", sub("call", "again")), conditions)
     root = await start(db, "again")
     await drain(db, runtime)
-    chain = await db.fetch_all("execution_tree", id=root)
+    chain = await db.fetch_all("execution_tree", id=root, after=None, limit=None)
     assert [t["depth"] for t in chain] == [0, 1, 2]
     deepest = await execution(db, chain[-1]["id"])
     assert deepest["status"] == "Failed"
@@ -577,7 +577,7 @@ async def test_a_workflow_that_calls_itself_under_a_concurrency_limit_of_1_finis
     await sql(db, "UPDATE dw.workflows SET max_concurrent_executions = 1 WHERE id = 'narrow'")
     root = await start(db, "narrow")
     await drain(db, runtime)
-    tree = await db.fetch_all("execution_tree", id=root)
+    tree = await db.fetch_all("execution_tree", id=root, after=None, limit=None)
     assert [t["status"] for t in tree] == ["Succeeded", "Succeeded", "Succeeded"]
 
 

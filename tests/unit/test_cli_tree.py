@@ -74,6 +74,26 @@ def test_tree_prints_each_execution_indented_by_depth(
     ]
 
 
+def test_tree_follows_every_page(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tree of more runs than a page holds came cut at 1,000 without a word: every page is read."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        page = 0 if "cursor" not in request.url.params else int(request.url.params["cursor"][1:])
+        headers = {"Link": f'</api/v1/executions/{ROOT}/tree?cursor=c{page + 1}&limit=1000>; rel="next"'}
+        return httpx.Response(200, json=[TREE[page]], headers=headers if page < 2 else {})
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        return httpx.Client(base_url=cli._api_url(args), transport=httpx.MockTransport(handler))
+
+    monkeypatch.setattr(cli, "_client", client)
+    args = build_parser().parse_args(["executions", "tree", ROOT, "--api-url", "http://api"])
+    assert cmd_executions_tree(args) == EXIT_OK
+    assert [r.url.params.get("cursor") for r in seen] == [None, "c1", "c2"]
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
 def test_tree_json_prints_the_api_rows(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake_api(monkeypatch, 200, TREE[:1])
     args = build_parser().parse_args(["executions", "tree", ROOT, "--json", "--api-url", "http://api"])

@@ -310,13 +310,32 @@ class ExecutionData:
             limit=limit,
         )
 
-    async def children(self, execution_id: UUID) -> list[ChildExecution]:
-        """The executions its nodes started, oldest first."""
-        return await self._db.fetch_all_as(ChildExecution, "list_children", id=execution_id)
+    async def children(
+        self, execution_id: UUID, *, after: tuple[datetime, UUID] | None = None, limit: int | None = None
+    ) -> list[ChildExecution]:
+        """The executions its nodes started, oldest first: after the child (created_at, id) `after`
+        (None: from the first), at most `limit` (None: all)."""
+        after_created, after_id = after or (None, None)
+        return await self._db.fetch_all_as(
+            ChildExecution,
+            "list_children",
+            id=execution_id,
+            after_created=after_created,
+            after_id=after_id,
+            limit=limit,
+        )
 
-    async def tree(self, execution_id: UUID) -> list[TreeExecution]:
-        """The whole tree it belongs to (from its root), each child under its parent."""
-        return await self._db.fetch_all_as(TreeExecution, "execution_tree", id=execution_id)
+    async def child_count(self, execution_id: UUID) -> int:
+        """How many executions its nodes started."""
+        row = await self._db.fetch_one("count_children", id=execution_id)
+        return int(row["n"]) if row else 0
+
+    async def tree(
+        self, execution_id: UUID, *, after: UUID | None = None, limit: int | None = None
+    ) -> list[TreeExecution]:
+        """The tree it belongs to (from its root), each child under its parent: after the run `after`
+        (None: from the root), at most `limit` (None: all)."""
+        return await self._db.fetch_all_as(TreeExecution, "execution_tree", id=execution_id, after=after, limit=limit)
 
     async def items(
         self, execution_id: UUID, node_id: str, *, after: int = -1, limit: int | None = None

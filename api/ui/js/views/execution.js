@@ -64,6 +64,9 @@ function children(e) {
       e.children.map((c) => h("tr", {}, h("td", {}, execLink(c.id)), h("td", {}, c.workflowId + " v" + c.workflowVersion), h("td", {}, c.parentNodeId || ""), h("td", {}, badge(c.status)), h("td", {}, timeEl(c.createdAt)))),
       { class: "list" },
     ),
+    e.childCount > e.children.length
+      ? h("p", { class: "muted more" }, "The oldest " + e.children.length + " of " + e.childCount + " children: GET /api/v1/executions/" + e.id + "/children lists them all, a page at a time (its Link header names the next); `dataworkflows executions tree " + e.id + "` prints the whole tree.")
+      : "",
   );
 }
 
