@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import procrastinate
@@ -36,6 +36,7 @@ from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.answers import unbounded_answers
+from dataworkflows.clock import CLOCK, SYNC_SECONDS, synchronize
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.credentials import (
@@ -982,6 +983,15 @@ async def _prune(what: str, retention_days: float, prune: Callable[..., Awaitabl
     return deleted
 
 
+async def synchronize_clock(db: Database) -> None:
+    """Measures how far this host's clock is from the database's (clock.py: the worker reads the
+    database's); a failure keeps the last offset, and the next pass measures again."""
+    try:
+        await synchronize(db)
+    except Exception as exc:
+        log.warning("reading the database's clock failed", error=describe(exc))
+
+
 class Waker:
     """Queues the run jobs of parked runs whose wake-up time has come (dw.wake_due_runs_v1): every
     DW_WORKER_POLL_SECONDS, and at the wake-up times of the runs this worker parked itself
@@ -1006,7 +1016,7 @@ class Waker:
         the first wake-up's time until 2026-12-04, and bench/waits.py's paced timers saw one of 200
         fire 1 s late in some runs."""
         loop = asyncio.get_running_loop()
-        delay = max((when - datetime.now(UTC)).total_seconds(), 0.0) + 0.002
+        delay = max(CLOCK.seconds_until(when), 0.0) + 0.002
         slot = math.ceil((loop.time() + delay) * 100)
         if slot in self._slots:
             return
@@ -1019,10 +1029,14 @@ class Waker:
         loop.call_at(slot / 100, wake)
 
     async def run(self, stop: asyncio.Event) -> None:
+        synchronized = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.kick.wait(), timeout=self.settings.worker_poll_seconds)
             self.kick.clear()
+            if time.monotonic() - synchronized >= SYNC_SECONDS:
+                synchronized = time.monotonic()
+                await synchronize_clock(self.db)
             try:
                 while await self.db.operations.wake_due_runs(limit=self.BATCH, queue=self.settings.queue) == self.BATCH:
                     continue  # more are due: the next batch now
@@ -1353,6 +1367,8 @@ async def run_worker(
     # The maintenance loops work across tenants (their tasks keep the scope they were created in);
     # jobs run each in its run's tenant.
     with all_tenants():
+        # Before any run is taken: its times are the database's (clock.py).
+        await synchronize_clock(db)
         retaining = start_retention(db, settings, stop_event)
         recovery = asyncio.create_task(recovery_loop(db, settings))
         waking = asyncio.create_task(waker.run(stop_event), name="waker")

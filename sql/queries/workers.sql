@@ -24,3 +24,7 @@ SELECT w.id, w.last_heartbeat,
 -- name: analyze_stale_run_tables
 -- Analyzes the run tables whose planner statistics are missing or far behind (see the procedure).
 SELECT dw.analyze_stale_run_tables_v1() AS tables;
+
+-- name: database_time
+-- The database server's clock now (a worker measures its own clock's offset from it: clock.py).
+SELECT clock_timestamp() AS now;

@@ -32,13 +32,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 
-from dataworkflows import metrics
+from dataworkflows import clock, metrics
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.errors import InvalidInput, NodeNotRunnable
@@ -192,7 +192,7 @@ def outputs_of(rows: list[ItemCheckpoint]) -> dict[str, Any]:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def _link_json(link: Any) -> dict[str, Any]:

@@ -58,6 +58,10 @@ WAITS_RESOLVED = Counter(
     "Waits whose outcome a worker recorded, by wait kind and how they ended",
     ["kind", "state"],
 )
+CLOCK_OFFSET = Gauge(
+    "dataworkflows_worker_clock_offset_seconds",
+    "How far the database's clock is ahead of this worker host's (the worker reads the database's)",
+)
 WAITING_RUNS = Gauge(
     "dataworkflows_waiting_runs",
     "Runs that hold no worker: Waiting (timers, signals, approvals, retries) or Suspended",

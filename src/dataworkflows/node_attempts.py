@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ import msgspec
 from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionResult
 from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInfo, WaitCheckpoint
+from dataworkflows.clock import now
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
 from dataworkflows.foreach import ItemCheckpoint, ItemRecord
@@ -28,10 +29,6 @@ from dataworkflows.outcomes import INTERRUPTED, ConditionEvaluator, Decision, de
 from dataworkflows.planning import Plan, PlanNode
 from dataworkflows.statuses import FINAL_NODE, AttemptStatus, NodeStatus, Verdict
 from dataworkflows.subworkflows import CONTROL_REQUEST_PENDING, ChildSpec
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Slots:

@@ -36,13 +36,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
-from dataworkflows import scrubbing, transforms
+from dataworkflows import clock, scrubbing, transforms
 from dataworkflows.actions import (
     ActionContext,
     ActionError,
@@ -320,7 +319,7 @@ class WaitingKind:
         try:
             scope = {**ctx.scope, "attempt": ctx.attempt}
             rendered = await self.templates.render(ctx.node.parameters, scope)
-            spec = wait_spec(self.name, rendered, now=datetime.now(UTC), written=ctx.node.parameters)
+            spec = wait_spec(self.name, rendered, now=clock.now(), written=ctx.node.parameters)
             if self.name == "signal":
                 check_key_parts(ctx.node.parameters.get("correlationKey"), scope)
             return WaitFor(rendered, spec)

@@ -35,12 +35,13 @@ import structlog
 from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionRegistry, ActionServices
 from dataworkflows.checkpoints import Acquired, LeaseRenewal, NodeState, Throttle, WaitCheckpoint
+from dataworkflows.clock import now
 from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, InvalidInput, LeaseLost
 from dataworkflows.json_depth import nul_pointer, printable_pointer
-from dataworkflows.node_attempts import NodeAttempts, RunContext, now
+from dataworkflows.node_attempts import NodeAttempts, RunContext
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
 from dataworkflows.outcomes import ConditionEvaluator, Decision
 from dataworkflows.sandbox_pool import run_scope

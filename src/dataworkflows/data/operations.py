@@ -136,6 +136,12 @@ class OperationsData:
             attempts=attempts,
         )
 
+    async def database_time(self) -> datetime:
+        """The database server's clock now (clock_timestamp(), not the transaction's start)."""
+        row = await self._db.fetch_one("database_time")
+        assert row is not None
+        return row["now"]  # type: ignore[no-any-return]
+
     async def wake_due_runs(self, *, limit: int, queue: str) -> int:
         """Queues a run job for parked runs whose wake-up time has come; returns how many."""
         row = await self._db.fetch_one("wake_due_runs", limit=limit, queue=queue)
