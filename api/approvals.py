@@ -96,7 +96,8 @@ def approval_read(row: Approval) -> ApprovalRead:
         # Decided: a quorum's verdict (its result says it; an approved one withdrawn later keeps
         # it). A withdrawn or timed-out approval that nobody decided showed a decision time.
         decided_at=row.consumed_at if isinstance(row.result, dict) and "decision" in row.result else None,
-        closed_at=row.consumed_at,
+        # An open one past its timeout (its run Suspended, or its waker not come) takes no decisions.
+        closed_at=row.consumed_at or row.lapsed_at,
     )
 
 

@@ -64,9 +64,12 @@ BEGIN
 END;
 $$;
 
--- Timers that came due fire; signal and approval waits past their timeout time out. Callers hold
--- the execution row (the worker through its lease, or acquire).
-CREATE OR REPLACE FUNCTION dw.fire_due_waits_internal_v1(p_execution_id uuid)
+-- Timers that came due fire (when p_timers); signal and approval waits past their timeout time out.
+-- Callers hold the execution row (the worker through its lease, or acquire). A Suspended run's
+-- timers do not fire: a signal to it times out the waits past their timeout, so that none of those
+-- takes it, and leaves the timers that came due to fire when the run is resumed (until 2026-12-07 it
+-- fired them, with the signal's time).
+CREATE OR REPLACE FUNCTION dw.fire_due_waits_internal_v2(p_execution_id uuid, p_timers boolean)
     RETURNS SETOF dw.waits LANGUAGE plpgsql AS $$
 DECLARE
     v_w dw.waits;
@@ -74,7 +77,7 @@ BEGIN
     FOR v_w IN
         SELECT * FROM dw.waits w
          WHERE w.execution_id = p_execution_id AND w.state = 'open'
-           AND (w.due_at <= now() OR w.expires_at <= now())
+           AND ((p_timers AND w.due_at <= now()) OR w.expires_at <= now())
          ORDER BY w.created_at
          FOR UPDATE
     LOOP
@@ -92,6 +95,12 @@ BEGIN
         END IF;
     END LOOP;
 END;
+$$;
+
+-- Timers included (a run that is not Suspended).
+CREATE OR REPLACE FUNCTION dw.fire_due_waits_internal_v1(p_execution_id uuid)
+    RETURNS SETOF dw.waits LANGUAGE sql AS $$
+    SELECT * FROM dw.fire_due_waits_internal_v2(p_execution_id, true);
 $$;
 
 -- The worker's call for the same, fenced; answers every resolved wait not yet recorded.
@@ -286,7 +295,7 @@ BEGIN
 
     IF EXISTS (SELECT 1 FROM dw.waits w
                 WHERE w.execution_id = p_execution_id AND w.state = 'open' AND w.expires_at <= now()) THEN
-        PERFORM dw.fire_due_waits_internal_v1(p_execution_id);
+        PERFORM dw.fire_due_waits_internal_v2(p_execution_id, v_e.status <> 'Suspended');
         PERFORM dw.wake_run_v1(v_e, p_queue);
     END IF;
     SELECT * INTO v_w FROM dw.waits w

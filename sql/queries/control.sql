@@ -43,10 +43,13 @@ SELECT w.id, w.execution_id, w.node_id, w.attempt, w.kind, w.state, w.name, w.co
 
 -- name: list_approvals
 -- Approvals, newest first: open ones (or all), optionally only those a principal may decide: one of
--- its approvers, and (open ones) not decided by it yet (a second decision is a 409). Keyset paging:
+-- its approvers, and (open ones) not decided by it yet (a second decision is a 409) nor past their
+-- timeout (lapsed_at: no worker has timed it out yet, its run Suspended or its waker not come, and a
+-- decision is a 409 too). Keyset paging:
 -- the page after the (created_at, id) of the last one of the page before.
 SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
        w.consumed_at, w.result,
+       CASE WHEN w.state = 'open' AND w.expires_at <= now() THEN w.expires_at END AS lapsed_at,
        COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                     'principal', d.principal, 'decision', d.decision, 'comment', d.comment,
                     'decidedAt', d.decided_at)) ORDER BY d.decided_at, d.principal)
@@ -56,8 +59,9 @@ SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.cre
    AND (NOT %(open_only)s::boolean OR w.state = 'open')
    AND (%(principal)s::text IS NULL OR (w.details -> 'approvers') ? %(principal)s::text)
    AND (%(principal)s::text IS NULL OR NOT %(open_only)s::boolean
-        OR NOT EXISTS (SELECT 1 FROM dw.approval_decisions d
-                        WHERE d.wait_id = w.id AND d.principal = %(principal)s::text))
+        OR (NOT EXISTS (SELECT 1 FROM dw.approval_decisions d
+                         WHERE d.wait_id = w.id AND d.principal = %(principal)s::text)
+            AND (w.expires_at IS NULL OR w.expires_at > now())))
    AND (%(execution_id)s::uuid IS NULL OR w.execution_id = %(execution_id)s::uuid)
    AND (%(before_at)s::timestamptz IS NULL OR (w.created_at, w.id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
  ORDER BY w.created_at DESC, w.id DESC
@@ -67,6 +71,7 @@ SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.cre
 -- One approval with its decisions.
 SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.created_at, w.expires_at,
        w.consumed_at, w.result,
+       CASE WHEN w.state = 'open' AND w.expires_at <= now() THEN w.expires_at END AS lapsed_at,
        COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                     'principal', d.principal, 'decision', d.decision, 'comment', d.comment,
                     'decidedAt', d.decided_at)) ORDER BY d.decided_at, d.principal)

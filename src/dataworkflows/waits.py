@@ -252,8 +252,12 @@ def _seconds(text: Any, name: str, *, allow_zero: bool) -> float:
 def _timestamp(text: Any) -> datetime:
     if not isinstance(text, str):
         raise WaitParameterError(f"until must be an ISO 8601 timestamp, not {json_preview(text)}")
+    stripped = text.strip()
+    # RFC 3339 allows a lowercase z (and t), which fromisoformat refuses.
+    if stripped[-1:] in ("Z", "z"):
+        stripped = stripped[:-1] + "+00:00"
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = datetime.fromisoformat(stripped)
     except ValueError:
         raise WaitParameterError(
             f"until {json_preview(text)} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z"

@@ -19,6 +19,10 @@ def test_a_delay_is_a_timer_due_after_its_duration_or_at_its_time() -> None:
     assert wait_spec("delay", {"until": "2026-12-24T18:00:00Z"}, now=NOW).due_at == datetime(
         2026, 12, 24, 18, tzinfo=UTC
     )
+    # RFC 3339's lowercase t and z too (a z was refused).
+    assert wait_spec("delay", {"until": "2026-12-24t18:00:00z"}, now=NOW).due_at == datetime(
+        2026, 12, 24, 18, tzinfo=UTC
+    )
     # No offset: UTC.
     assert wait_spec("delay", {"until": "2026-12-24T18:00:00"}, now=NOW).due_at == datetime(
         2026, 12, 24, 18, tzinfo=UTC

@@ -87,6 +87,8 @@ class Approval(msgspec.Struct, frozen=True):
     expires_at: datetime | None
     consumed_at: datetime | None
     result: Any
+    # Past its timeout while still open (no worker has timed it out yet): it takes no decisions.
+    lapsed_at: datetime | None
     decisions: list[dict[str, Any]]
 
 
