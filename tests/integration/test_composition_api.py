@@ -15,6 +15,8 @@ from dataworkflows.api.app import create_app
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.sqlfiles import QUERIES
+from tests.conftest import publish, start
 from tests.integration.test_api import assert_problem
 from tests.integration.test_runtime import echo, make_runtime, wf
 from tests.integration.test_subworkflows import drain
@@ -324,3 +326,51 @@ async def test_a_foreach_nodes_items_page_by_link_header(
     assert_problem(await client.get(url, params={"limit": 0}), 400)
     # A node the run has not is still a 404, with a cursor or without.
     assert_problem(await client.get(f"/api/v1/executions/{execution_id}/nodes/nope/items"), 404)
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+async def test_a_page_of_children_reads_the_page_not_the_tenants_history(db: Database, postgresql: Any) -> None:
+    """A review: GET /executions/{id}'s oldest 100 children (LIMIT 101) of a parent with 2,000 were
+    read by walking the tenant's runs in created_at order (executions_tenant_created_idx) and filtering
+    on the parent, all 30,000 older runs of the tenant read to fill the page (310,000 at 320,000
+    runs). A page now reads about its own rows. (A page of the tree may read the tree's index in
+    order, or read the whole tree and sort it: the planner takes a tree for a run or two either way.)"""
+    await publish(db, wf("leaf", echo("say")))
+    parent = await start(db, "leaf")
+    postgresql.autocommit = True
+    # 30,000 older runs of the tenant (roots), then the parent's 2,000 children, each in a tree.
+    postgresql.execute(
+        "INSERT INTO dw.executions (id, tenant_id, workflow_id, workflow_version, request_id, status,"
+        " root_execution_id, path, depth, created_at, ended_at)"
+        " SELECT g.id, 'default', 'leaf', 1, 'old-' || g.n, 'Succeeded', g.id, ARRAY[g.id], 0,"
+        " now() - make_interval(secs => g.n), now()"
+        " FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, 30000) n) g"
+    )
+    postgresql.execute(
+        "INSERT INTO dw.executions (id, tenant_id, workflow_id, workflow_version, request_id, status,"
+        " parent_execution_id, parent_node_id, root_execution_id, path, depth, created_at, ended_at)"
+        " SELECT g.id, 'default', 'leaf', 1, 'kid-' || g.n, 'Succeeded', %(p)s, 'all', %(p)s,"
+        " ARRAY[%(p)s::uuid, g.id], 1, now() + make_interval(secs => g.n / 1000.0), now()"
+        " FROM (SELECT n, gen_random_uuid() AS id FROM generate_series(1, 2000) n) g",
+        {"p": parent},
+    )
+    postgresql.execute("ANALYZE dw.executions")
+    kids = await db.executions.children(parent)
+    middle = kids[len(kids) // 2]
+    cases = [
+        ("list_children", {"id": parent, "after_created": None, "after_id": None, "limit": 101}),
+        ("list_children", {"id": parent, "after_created": middle.created_at, "after_id": middle.id, "limit": 101}),
+    ]
+    # As the API reads them: the application role, under the tenant's row-level security.
+    postgresql.execute("SET ROLE dataworkflows_app")
+    postgresql.execute("SELECT set_config('dw.tenant_id', 'default', false)")
+    for name, params in cases:
+        text = QUERIES[name].strip().rstrip(";")
+        ((plan,),) = postgresql.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params).fetchall()
+        nodes = _plan_nodes(plan[0]["Plan"])
+        read = sum(n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0) for n in nodes if "Relation Name" in n)
+        assert read < 1500, (name, params, read, [(n["Node Type"], n.get("Index Name")) for n in nodes])
+    postgresql.execute("RESET ROLE")

@@ -181,6 +181,9 @@ LINK_PAGED = {
     "/api/v1/workflow-templates": (1000, 1000),
     "/api/v1/connections": (1000, 1000),
     "/api/v1/executions/{execution_id}/actions": (1000, 1000),
+    "/api/v1/executions/{execution_id}/children": (1000, 1000),
+    "/api/v1/executions/{execution_id}/tree": (1000, 1000),
+    "/api/v1/executions/{execution_id}/nodes/{node_id}/items": (1000, 1000),
     "/api/v1/templates/{set_id}/{name}/versions": (1000, 1000),
 }
 
