@@ -133,3 +133,30 @@ async def test_a_worker_measures_the_offset_before_it_takes_a_run(
     assert (status, state) == ("Waiting", "open")
     assert timedelta(minutes=9) < due_in <= timedelta(minutes=10), due_in
     assert 3599 < clock.CLOCK.offset < 3601
+
+
+async def test_the_offset_is_measured_over_the_statements_round_trip_not_the_pools_wait(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: the reading was timed from before the wait for a pooled connection, so a worker whose
+    pool was busy for 2.4 s read a host clock in step with the database's as 1.2 s behind it (warned
+    of it, and moved every time it decided by as much)."""
+    from dataworkflows.db import make_pool
+
+    monkeypatch.setattr(clock.CLOCK, "offset", 0.0)
+    pool = make_pool(dsn, min_size=2, max_size=2, name="busy")
+    await pool.open(wait=True)
+    busy = Database(pool)
+
+    async def hold() -> None:
+        async with pool.connection():
+            await asyncio.sleep(2.4)
+
+    try:
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        offset = await clock.synchronize(busy)  # this host's clock is the database's: about 0
+        await asyncio.gather(*holders)
+    finally:
+        await pool.close()
+    assert abs(offset) < 0.1, offset
