@@ -7,13 +7,14 @@ import codecs
 import email.utils
 import json
 import re
-import time
 import zlib
 from collections.abc import Iterable
+from datetime import UTC
 from typing import Any
 
 import httpx
 
+from dataworkflows import clock
 from dataworkflows.actions import ActionResult
 from dataworkflows.credentials import CredentialNotFound, Secret
 from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
@@ -27,8 +28,17 @@ RETRIABLE_STATUSES = frozenset({408, 425, 429, *(s for s in range(500, 600) if s
 REDACTED = "[redacted]"
 
 
+def _http_date(value: str) -> float:
+    """An HTTP date as seconds since 1970 (one without a zone, "-0000", is UTC); ValueError if it is none."""
+    at = email.utils.parsedate_to_datetime(value)
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date), capped at an hour."""
+    """Retry-After as seconds (delta-seconds or an HTTP date), capped at an hour. An HTTP date is
+    counted from the answer's own Date (the server's clock, which set it), else from the database's
+    clock (dataworkflows.clock), as the retry's time is: this host's clock may be off (a review: an
+    hour behind, "retry in a minute" waited the hour's cap; ahead, it retried at once)."""
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -37,9 +47,14 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     except ValueError:
         # Not delta-seconds, so an HTTP date (or nothing usable).
         try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            until = _http_date(value)
         except (TypeError, ValueError):
             return None
+        try:
+            now = _http_date(response.headers["date"])
+        except (KeyError, TypeError, ValueError):
+            now = clock.now().timestamp()
+        seconds = until - now
     return min(max(seconds, 0.0), 3600.0)
 
 
