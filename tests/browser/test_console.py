@@ -417,6 +417,32 @@ def test_a_decided_approval_takes_no_decision(page: Any, console: Console) -> No
     assert "approved" in row.inner_text().lower()
 
 
+def test_an_approval_past_its_timeout_takes_no_decision(page: Any, console: Console) -> None:
+    """A review: an approval still open past its timeout (its run Suspended, so no worker has timed it
+    out) has a closedAt, and deciding it is a 409, yet the console offered Approve and Reject."""
+    ask, pay = APPROVAL["nodes"]
+    expiring = {**APPROVAL, "id": "sign-off-lapsing"}
+    expiring["nodes"] = [{**ask, "parameters": {**ask["parameters"], "timeout": "PT3S"}}, pay]
+    console.create(expiring)
+    execution_id = console.execute("sign-off-lapsing", {"amount": 13})
+    console.wait_for(execution_id, {"Waiting"})
+    suspended = console.http.post(f"/api/v1/executions/{execution_id}/suspend", json={})
+    assert suspended.status_code == 202, suspended.text
+    console.wait_for(execution_id, {"Suspended"})
+    time.sleep(3.3)  # past its timeout, which nothing times out while the run is Suspended
+    [approval] = [
+        a
+        for a in console.http.get("/api/v1/approvals", params={"status": "open"}).json()
+        if a["executionId"] == execution_id
+    ]
+    assert approval["state"] == "open" and approval["closedAt"] is not None, approval
+    page.goto("/ui#/waiting")
+    row = page.locator(f'tr[data-approval="{approval["id"]}"]')
+    row.wait_for()
+    assert row.get_by_role("button").count() == 0, "no Approve or Reject on an approval past its timeout"
+    assert "expired" in row.inner_text().lower()
+
+
 def test_the_executions_list_filters(page: Any, console: Console) -> None:
     from playwright.sync_api import expect
 

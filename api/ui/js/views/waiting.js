@@ -34,10 +34,12 @@ function approvalRow(a, ctx, reload, result) {
     h("td", { class: "num" }, (a.decisions || []).filter((d) => d.decision === "approve").length + " / " + (a.required ?? "?")),
     h("td", {}, (a.decisions || []).map((d) => h("div", {}, d.principal + ": " + d.decision + (d.comment ? " — " + d.comment : "")))),
     h("td", {}, timeEl(a.expiresAt)),
-    // A decided (or expired) approval takes no decision: its state instead of the buttons.
-    a.state === "open"
+    // A decided (or expired) approval takes no decision: its state instead of the buttons. One still
+    // open past its timeout (its run Suspended: no worker has timed it out) has a closedAt, and a
+    // decision on it is a 409: "expired", not the buttons.
+    a.state === "open" && !a.closedAt
       ? h("td", { class: "row-actions" }, comment, h("button", { class: "small", onclick: decide("approve") }, "Approve"), h("button", { class: "small danger", onclick: decide("reject") }, "Reject"))
-      : h("td", {}, badge(a.state)),
+      : h("td", {}, badge(a.state === "open" ? "expired" : a.state)),
   );
 }
 
