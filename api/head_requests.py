@@ -4,18 +4,28 @@ answer's status and headers are sent without its body; Content-Length stays the 
 a HEAD handler of its own (the health checks) keeps it. A streamed answer (an event stream) ends
 after its headers: the application is told that the client has gone, as when it hangs up.
 
-Until this release only the health checks took HEAD; every other route answered 405."""
+Until this release only the health checks took HEAD; every other route answered 405.
+
+The app refuses a path with an encoded slash (%2F) in a segment before it is routed, too
+(api/params.py, encoded_slash_refusal)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.routes import HTTPRoute
-from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, LifeSpanReceive, LifeSpanScope, LifeSpanSend, Message, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
+
+from .params import encoded_slash_refusal
 
 # Set on a HEAD request's scope that goes through its GET route: the metrics count it as HEAD.
 MARK = "dw.head_as_get"
+# Set on a request's scope that is refused before routing: the exception its answer is made from.
+_REFUSAL = "dw.refusal"
 
 
 class HeadAsGet(Litestar):
@@ -56,6 +66,33 @@ class HeadAsGet(Litestar):
 
         as_get: Any = {**fields, "method": "GET", MARK: True}
         await super().__call__(as_get, receive_until_answered, send_head)
+
+    def _create_asgi_handler(self) -> ASGIApp:
+        """Litestar's handler (the router inside its exception handling), after a check that the
+        raw path holds no encoded slash: the router sees the path decoded, where `a%2Fb` is two
+        segments. The refusal goes through the app's exception handlers, after_exception and
+        before_send hooks, as the router's own 404 does. Litestar has no public hook that runs
+        before routing."""
+        routed = super()._create_asgi_handler()
+
+        async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+            # As the router does for a path it has no route for: the app's exception handlers answer.
+            ScopeState.from_scope(scope).exception_handlers = self.exception_handlers
+            raise scope[_REFUSAL]  # type: ignore[literal-required]
+
+        refused = ExceptionHandlerMiddleware(app=refuse, debug=None)
+
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP:
+                paths = (route.path for route in self.routes if isinstance(route, HTTPRoute))
+                found = encoded_slash_refusal(scope.get("raw_path") or b"", paths)
+                if found is not None:
+                    scope[_REFUSAL] = found  # type: ignore[literal-required]
+                    await refused(scope, receive, send)
+                    return
+            await routed(scope, receive, send)
+
+        return handler
 
     def _allow_all(self, scope: Any, send: Any) -> Any:
         """OPTIONS, and a 405, answer every method of its path in Allow: Litestar's answer named one

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import msgspec
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, ValidationException
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import BodyKwarg, QueryParameter
 from litestar.routes import HTTPRoute
@@ -198,6 +199,50 @@ def refuse_impossible_ids(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
 
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+# A slash written inside a path segment (%2F, %2f), as the request sent it.
+_ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+
+
+def encoded_slash_refusal(raw_path: bytes, route_paths: Iterable[str]) -> NotFoundException | None:
+    """The 404 for a path whose segment holds an encoded slash (%2F), naming the parameter it fills
+    in the route it would take; None for a path without one.
+
+    No id in this API holds a slash (workflow, workflow template and connection ids, template sets
+    and names, node ids: letters, digits, '.', '_', '-'; signal names add ':'; the others are UUIDs
+    and numbers), so such a segment names nothing. It is refused before routing: the server decodes
+    %2F into the path, and the router read `simple-echo%2Fversions` as two segments (the versions of
+    simple-echo), `%2F` as the list itself, and a DELETE of `triggers/%2F` as a DELETE of the list
+    (405)."""
+    if not _ENCODED_SLASH.search(raw_path):
+        return None
+    segments = raw_path.decode("latin-1").split("/")
+    # The segment with the slash: the first one, should several have it.
+    slashed = next(i for i, segment in enumerate(segments) if _ENCODED_SLASH.search(segment.encode("latin-1")))
+    named = "id in this API"
+    best = -1
+    for route_path in route_paths:
+        # The route's path with its parameters' types: `/api/v1/workflows/{workflow_id:str}`.
+        template = route_path.split("/")
+        # Counted from the end, as _path_segment counts: a proxy's prefix adds segments before the route's.
+        offset = len(segments) - len(template)
+        if offset < 0 or slashed < offset:
+            continue
+        literal = 0
+        for part, segment in zip(template, segments[offset:], strict=True):
+            if part.startswith("{"):
+                continue
+            if part != unquote(segment):
+                break
+            literal += 1
+        else:
+            name, _, kind = template[slashed - offset].strip("{}").partition(":")
+            if literal > best:
+                # The route with the most literal segments in common, as the router would choose;
+                # a file's path (`{name:path}`) is no id, and its files have no slash in a name.
+                best, named = literal, "id in this API" if kind == "path" else name.replace("_", " ")
+    return NotFoundException(f"no {named} holds a slash ('/', written %2F): nothing is at this path")
 
 
 def _path_segment(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> str:
