@@ -28,7 +28,10 @@ class DeadLetterController(Controller):
         db: DatabaseDep,
         open_only: Annotated[bool | None, QueryParameter(name="open", required=False)] = None,
         kind: Annotated[
-            str | None, QueryParameter(name="kind", required=False, description=", ".join(DeadLetterKind))
+            str | None,
+            QueryParameter(
+                name="kind", required=False, description=", ".join(DeadLetterKind), enum=list(DeadLetterKind)
+            ),
         ] = None,
         execution_id: Annotated[UUID | None, QueryParameter(name="executionId", required=False)] = None,
         cursor: Annotated[str | None, QueryParameter(name="cursor", required=False)] = None,

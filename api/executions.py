@@ -168,10 +168,15 @@ class ExecutionController(Controller):
         self,
         db: DatabaseDep,
         workflow_id: Annotated[str | None, QueryParameter(name="workflowId", required=False)] = None,
-        status: Annotated[str | None, QueryParameter(name="status", required=False)] = None,
+        status: Annotated[str | None, QueryParameter(name="status", required=False, enum=list(ExecutionStatus))] = None,
         trigger_kind: Annotated[
             str | None,
-            QueryParameter(name="triggerKind", required=False, description="manual, schedule, webhook or subworkflow"),
+            QueryParameter(
+                name="triggerKind",
+                required=False,
+                description="manual, schedule, webhook or subworkflow",
+                enum=list(TRIGGER_KINDS),
+            ),
         ] = None,
         trigger_id: Annotated[uuid.UUID | None, QueryParameter(name="triggerId", required=False)] = None,
         created_from: Annotated[

@@ -32,6 +32,7 @@ from dataworkflows.api.services import services_of
 from dataworkflows.config import Settings
 from dataworkflows.definition_schema import definition_schema, render
 from dataworkflows.examples import example_definitions
+from dataworkflows.statuses import DeadLetterKind, ExecutionStatus
 from dataworkflows.validation import registry_parameter_checker, validate_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,3 +394,20 @@ def test_a_path_under_schema_that_serves_nothing_is_a_problem_not_a_page(client:
     assert client.get("/schema/openapi.json").status_code == 200
     assert client.get(DEFINITION_SCHEMA_PATH).status_code == 200
     assert client.get("/schema/swagger").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "values"),
+    [
+        ("/api/v1/executions", "status", {s.value for s in ExecutionStatus}),
+        ("/api/v1/executions", "triggerKind", {"manual", "schedule", "webhook", "subworkflow"}),
+        ("/api/v1/dead-letters", "kind", {k.value for k in DeadLetterKind}),
+    ],
+)
+def test_a_query_value_the_route_checks_against_a_list_documents_it(
+    document: dict[str, Any], path: str, name: str, values: set[str]
+) -> None:
+    """Each is refused (400) outside its list; a client (and schemathesis) learnt the list only from
+    the refusal."""
+    (parameter,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    assert set(parameter["schema"]["enum"]) == values, parameter
