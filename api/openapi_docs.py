@@ -10,6 +10,7 @@ JSON, so that an invalid definition gets the validator's 422 with every problem,
 from __future__ import annotations
 
 import html
+from dataclasses import fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.openapi.spec import Components, Example, Operation, SecurityScheme
+from litestar.openapi.spec import Components, Example, OpenAPI, Operation, SecurityScheme
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
 
 from dataworkflows.actions import default_registry
 from dataworkflows.definition_schema import definition_schema
 
+from .openapi_contract import finish_document
 from .openapi_examples import OPERATION_EXAMPLES, PROBLEM_EXAMPLES
 from .problems import PROBLEM_JSON
 from .schemas import ProblemDetails
@@ -328,8 +330,23 @@ def schema_path_not_found(request: Request[Any, Any, Any]) -> None:
     )
 
 
+class DocumentedOpenAPI(OpenAPI):
+    """The document, finished as a whole once Litestar has built it (api/openapi_contract.py)."""
+
+    def to_schema(self) -> dict[str, Any]:
+        schema = super().to_schema()
+        finish_document(schema)
+        return schema
+
+
+class DocumentedConfig(OpenAPIConfig):
+    def to_openapi_schema(self) -> OpenAPI:
+        built = super().to_openapi_schema()
+        return DocumentedOpenAPI(**{f.name: getattr(built, f.name) for f in fields(built)})
+
+
 def openapi_config(version: str) -> OpenAPIConfig:
-    return OpenAPIConfig(
+    return DocumentedConfig(
         title="DataWorkflows",
         version=version,
         path=OPENAPI_PATH,

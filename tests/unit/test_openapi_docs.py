@@ -411,3 +411,71 @@ def test_a_query_value_the_route_checks_against_a_list_documents_it(
     the refusal."""
     (parameter,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
     assert set(parameter["schema"]["enum"]) == values, parameter
+
+
+def _bounds(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+                yield f"{where}/{key}", item
+            elif key not in ("example", "examples"):
+                yield from _bounds(item, f"{where}/{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _bounds(item, f"{where}/{index}")
+
+
+def test_bounds_are_exact_integers(client: TestClient[Any], document: dict[str, Any]) -> None:
+    """Litestar wrote a parameter's bounds as floats: 2^63 - 1 as 9.223372036854776e+18 (2^63), past
+    the largest event id a client may send."""
+    floats = [(where, bound) for where, bound in _bounds(document) if isinstance(bound, float)]
+    assert not floats, floats
+    (after,) = [
+        p
+        for p in document["paths"]["/api/v1/executions/{execution_id}/events"]["get"]["parameters"]
+        if p["name"] == "after"
+    ]
+    assert after["schema"]["maximum"] == 2**63 - 1
+    assert b'"maximum":9223372036854775807' in client.get("/schema/openapi.json").content
+
+
+def test_a_request_body_that_refuses_unknown_fields_is_a_closed_object(document: dict[str, Any]) -> None:
+    """Every request struct refuses a field it does not have (400): its schema says so, and
+    EmptyRequest takes no field at all."""
+    schemas = document["components"]["schemas"]
+    closed = {name for name, schema in schemas.items() if schema.get("additionalProperties") is False}
+    bodies = set()
+    for _, _, operation in operations(document):
+        schema = _json_schema(operation)
+        ref = schema.get("$ref", "") if schema else ""
+        if ref.startswith("#/components/schemas/") and "WorkflowDefinition" not in ref:
+            bodies.add(ref.rsplit("/", 1)[1])
+    assert bodies and bodies <= closed, bodies - closed
+    assert {"ExecuteRequest", "SignalRequest", "ConnectionWrite", "TriggerPatch", "EmptyRequest"} <= closed
+    assert schemas["EmptyRequest"]["properties"] == {}
+    assert not {name for name in closed if name.endswith("Read")}, "an answer is not closed"
+
+
+def test_the_rules_the_handlers_enforce_are_documented(document: dict[str, Any]) -> None:
+    """Each was a 400 or 422 that the document did not foresee (a schemathesis run)."""
+    schemas = document["components"]["schemas"]
+    assert schemas["TriggerWrite"]["properties"]["kind"]["enum"] == ["schedule", "webhook"]
+    assert {"http", "slack", "monday"} <= set(schemas["ConnectionWrite"]["properties"]["kind"]["enum"])
+    key = schemas["SignalRequest"]["properties"]["correlationKey"]["oneOf"]
+    assert {"type": "string", "minLength": 1, "maxLength": 500} in key and {"type": "integer"} in key
+    assert schemas["WorkflowRetentionUpdate"]["properties"]["retentionDays"]["minimum"] == 0
+    assert schemas["WorkflowRetentionUpdate"]["minProperties"] == schemas["WorkflowLimitsUpdate"]["minProperties"] == 1
+    paths = document["paths"]
+
+    def parameter(path: str, method: str, name: str) -> dict[str, Any]:
+        (found,) = [p for p in paths[path][method]["parameters"] if p["name"] == name]
+        return found["schema"]  # type: ignore[no-any-return]
+
+    for method in ("get", "put", "patch", "delete"):
+        assert parameter("/api/v1/connections/{name}", method, "name")["pattern"] == (
+            "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+        )
+    signal = parameter("/api/v1/executions/{execution_id}/signals/{name}", "post", "name")
+    assert signal["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
+    (ids,) = [c for c in parameter("/api/v1/waits", "get", "executionId")["oneOf"] if c.get("type") == "array"]
+    assert (ids["minItems"], ids["maxItems"]) == (1, 100)

@@ -1,0 +1,139 @@
+"""What the OpenAPI document says beyond what Litestar generates from the handlers' types: rules the
+API enforces that the types do not carry, and bounds written as the integers they are. Applied to the
+whole document once it is built (api/openapi_docs.py, DocumentedOpenAPI).
+
+A schemathesis run against the server found each of these: a client generated from the document
+sent what the API refuses, or could not read what the API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from dataworkflows.actions import connector_of, default_registry
+from dataworkflows.connection_kinds import connection_kinds
+from dataworkflows.definition_schema import ID_PATTERN, SIGNAL_NAME_PATTERN
+
+from .params import BIGINT_MAX, INT_MAX
+from .schemas import Camel
+
+_NUMERIC_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
+_COUNT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"})
+# Bounds a float cannot hold: Litestar writes a parameter's ge/le as floats, and 2^63 - 1 became
+# 9.223372036854776e+18 (2^63), which a client generated from the document took as a valid id.
+_EXACT = {float(n): n for n in (BIGINT_MAX, -BIGINT_MAX - 1, INT_MAX)}
+# The trigger kinds a trigger is created with (api/triggers.py, KINDS; not imported: it imports this
+# module's importer).
+TRIGGER_KINDS = ["schedule", "webhook"]
+# At most this many executionId values on GET /api/v1/waits (api/waits.py, MAX_EXECUTIONS).
+MAX_WAITED_EXECUTIONS = 100
+
+
+def finish_document(document: dict[str, Any]) -> None:
+    """The document as a client should read it (every step says what it adds)."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    close_request_bodies(schemas)
+    enforced_rules(document, schemas)
+    exact_integers(document)
+
+
+def camel_structs() -> dict[str, type[msgspec.Struct]]:
+    """The API's request and response structs by component name (Litestar names a component after
+    its struct)."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    pending: list[type[msgspec.Struct]] = [Camel]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def is_request_struct(cls: type[msgspec.Struct]) -> bool:
+    """Every request body's struct refuses an unknown field (a 400); no answer's struct does."""
+    return bool(cls.__struct_config__.forbid_unknown_fields)
+
+
+def close_request_bodies(schemas: dict[str, Any]) -> None:
+    """A body with a field its struct does not have is a 400 (forbid_unknown_fields), so its schema
+    is a closed object; EmptyRequest, which has no fields, takes none."""
+    for name, cls in camel_structs().items():
+        schema = schemas.get(name)
+        if schema is not None and is_request_struct(cls):
+            schema["additionalProperties"] = False
+
+
+def enforced_rules(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Rules a handler checks that its types do not carry (each refusal is a 400 or a 422 that a
+    client generated from the document could not foresee)."""
+    _property(schemas, "TriggerWrite", "kind")["enum"] = TRIGGER_KINDS
+    # The installed actions' connectors add kinds, as the definition schema's action types are the
+    # installed ones (dataworkflows.definition_schema).
+    kinds = connection_kinds(_connectors())
+    _property(schemas, "ConnectionWrite", "kind")["enum"] = kinds
+    # msgspec's lengths of a string in a union with an int were lost (the handler refuses "" and
+    # 501 characters).
+    _property(schemas, "SignalRequest", "correlationKey").update(
+        {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 500}, {"type": "integer"}, {"type": "null"}]}
+    )
+    # Litestar drops a falsy bound (ge=0).
+    _property(schemas, "WorkflowRetentionUpdate", "retentionDays")["minimum"] = 0
+    # An empty PATCH changes nothing and is refused (422: "give retentionDays ...").
+    for name in ("WorkflowLimitsUpdate", "WorkflowRetentionUpdate"):
+        if name in schemas:
+            schemas[name]["minProperties"] = 1
+    paths: dict[str, Any] = document.get("paths", {})
+    for path, item in paths.items():
+        for operation in _operations(item):
+            for parameter in operation.get("parameters", ()):
+                _parameter_rule(path, parameter)
+
+
+def _parameter_rule(path: str, parameter: dict[str, Any]) -> None:
+    where, name, schema = parameter.get("in"), parameter.get("name"), parameter.get("schema")
+    if not isinstance(schema, dict):
+        return
+    if where == "path" and name == "name" and path.startswith("/api/v1/connections/"):
+        # A name outside it is refused when stored (422) and so names no connection (404).
+        schema["pattern"] = ID_PATTERN
+    elif where == "path" and name == "name" and "/signals/" in path:
+        schema["pattern"] = SIGNAL_NAME_PATTERN
+    elif where == "query" and name == "executionId" and path == "/api/v1/waits":
+        for choice in schema.get("oneOf", [schema]):
+            if choice.get("type") == "array":
+                choice.update({"minItems": 1, "maxItems": MAX_WAITED_EXECUTIONS})
+
+
+def _connectors() -> list[str]:
+    registry = default_registry()
+    return [connector_of(registry.get(name)) for name in registry.types()]
+
+
+def _property(schemas: dict[str, Any], component: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = schemas[component]["properties"][name]
+    return found
+
+
+def _operations(item: Any) -> list[dict[str, Any]]:
+    if not isinstance(item, dict):
+        return []
+    return [item[m] for m in ("get", "put", "post", "delete", "patch") if isinstance(item.get(m), dict)]
+
+
+def exact_integers(value: Any) -> None:
+    """Bounds written as integers: 500 for 500.0, and 9223372036854775807 for the float 2^63 that
+    stood for it. An example's values are the API's data, left as they are."""
+    if isinstance(value, list):
+        for item in value:
+            exact_integers(item)
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        if key in ("example", "examples"):
+            continue
+        if key in _NUMERIC_BOUNDS | _COUNT_BOUNDS and isinstance(item, float) and item.is_integer():
+            value[key] = _EXACT.get(item, int(item))
+        else:
+            exact_integers(item)
