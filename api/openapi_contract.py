@@ -34,6 +34,7 @@ def finish_document(document: dict[str, Any]) -> None:
     """The document as a client should read it (every step says what it adds)."""
     schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
     close_request_bodies(schemas)
+    require_answer_fields(schemas)
     enforced_rules(document, schemas)
     exact_integers(document)
 
@@ -62,6 +63,17 @@ def close_request_bodies(schemas: dict[str, Any]) -> None:
         schema = schemas.get(name)
         if schema is not None and is_request_struct(cls):
             schema["additionalProperties"] = False
+
+
+def require_answer_fields(schemas: dict[str, Any]) -> None:
+    """Every field of an answer's struct is sent (omit_defaults=False: null when it has no value), so
+    every property of its component is required: a client generated from the document made them
+    optional, and checked for their absence. A request's struct keeps its optional fields. (Problem
+    details are made as dicts, not from their struct: their optional members are left out.)"""
+    for name, cls in camel_structs().items():
+        schema = schemas.get(name)
+        if schema is not None and not is_request_struct(cls) and not cls.__struct_config__.omit_defaults:
+            schema["required"] = sorted(schema.get("properties", {}))
 
 
 def enforced_rules(document: dict[str, Any], schemas: dict[str, Any]) -> None:

@@ -83,6 +83,8 @@ WORKFLOW_READ: dict[str, Any] = {
     "definition": SIMPLE_ECHO,
     "checksum": CHECKSUM,
     "retentionDays": None,
+    "disabledAt": None,
+    "disabledBy": None,
 }
 
 EXECUTE_RESPONSE: dict[str, Any] = {
@@ -166,6 +168,9 @@ EXECUTION_LIST: dict[str, Any] = {
             "endTime": "2026-01-15T10:00:00.260000Z",
             "cancelRequestedAt": None,
             "suspendedAt": None,
+            "triggerId": None,
+            "parentExecutionId": None,
+            "triggerKind": "manual",
         }
     ],
     "nextCursor": "WyIyMDI2LTAxLTE1VDEwOjAwOjAwLjEwMDAwMFoiXQ",

@@ -479,3 +479,37 @@ def test_the_rules_the_handlers_enforce_are_documented(document: dict[str, Any])
     assert signal["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
     (ids,) = [c for c in parameter("/api/v1/waits", "get", "executionId")["oneOf"] if c.get("type") == "array"]
     assert (ids["minItems"], ids["maxItems"]) == (1, 100)
+
+
+def _reachable(document: dict[str, Any], roots: list[Any]) -> set[str]:
+    """The components the schemas in `roots` refer to, directly or through other components."""
+    schemas = document["components"]["schemas"]
+    found: set[str] = set()
+    pending = list(roots)
+    while pending:
+        for ref in _refs(pending.pop()):
+            name = ref.removeprefix("#/components/schemas/")
+            if name in schemas and name not in found:
+                found.add(name)
+                pending.append(schemas[name])
+    return found
+
+
+def test_every_field_an_answer_always_has_is_required(document: dict[str, Any]) -> None:
+    """Answers are encoded with every field (null when it has no value): a client generated from
+    the document made them optional. No component is both a request's and an answer's, so a
+    request's optional fields stay optional; problem details' members vary (built as dicts)."""
+    requests, answers = [], []
+    for _, _, operation in operations(document):
+        requests.extend(c.get("schema") for c in operation.get("requestBody", {}).get("content", {}).values())
+        for response in operation["responses"].values():
+            answers.extend(c.get("schema") for c in response.get("content", {}).values())
+    asked = {n for n in _reachable(document, requests) if not n.startswith("WorkflowDefinition")}
+    answered = {n for n in _reachable(document, answers) if not n.startswith("WorkflowDefinition")}
+    assert not asked & answered, asked & answered
+    schemas = document["components"]["schemas"]
+    for name in answered - {"ProblemDetails", "ProblemEntry"}:
+        schema = schemas[name]
+        assert set(schema.get("required", [])) == set(schema.get("properties", {})), name
+    assert "disabledBy" in schemas["WorkflowRead"]["required"]
+    assert "signalId" not in schemas["SignalRequest"]["required"], "a request keeps its optional fields"
