@@ -14,8 +14,18 @@ import msgspec
 from dataworkflows.actions import connector_of, default_registry
 from dataworkflows.connection_kinds import connection_kinds
 from dataworkflows.definition_schema import ID_PATTERN, SIGNAL_NAME_PATTERN
+from dataworkflows.webhooks import (
+    DELIVERY_ID_HEADER,
+    DW_SIGNATURE,
+    DW_TIMESTAMP,
+    GITHUB_DELIVERY,
+    GITHUB_SIGNATURE,
+    SLACK_SIGNATURE,
+    SLACK_TIMESTAMP,
+)
 
 from .params import BIGINT_MAX, INT_MAX
+from .problems import PROBLEM_JSON
 from .schemas import Camel
 
 _NUMERIC_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"})
@@ -26,6 +36,9 @@ _EXACT = {float(n): n for n in (BIGINT_MAX, -BIGINT_MAX - 1, INT_MAX)}
 # The trigger kinds a trigger is created with (api/triggers.py, KINDS; not imported: it imports this
 # module's importer).
 TRIGGER_KINDS = ["schedule", "webhook"]
+API_PREFIX = "/api/v1/"
+# The extension api/auth.py writes each /api/v1 operation's role in ("public": the webhook receiver).
+ROLE_EXTENSION = "x-required-role"
 # At most this many executionId values on GET /api/v1/waits (api/waits.py, MAX_EXECUTIONS).
 MAX_WAITED_EXECUTIONS = 100
 
@@ -36,6 +49,8 @@ def finish_document(document: dict[str, Any]) -> None:
     close_request_bodies(schemas)
     require_answer_fields(schemas)
     enforced_rules(document, schemas)
+    method_and_media_type_answers(document)
+    documented_headers(document)
     exact_integers(document)
 
 
@@ -117,6 +132,114 @@ def _parameter_rule(path: str, parameter: dict[str, Any]) -> None:
                 choice.update({"minItems": 1, "maxItems": MAX_WAITED_EXECUTIONS})
 
 
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+def method_and_media_type_answers(document: dict[str, Any]) -> None:
+    """405 on every operation: its path answers any other method so, with Allow naming the ones it
+    takes (api/head_requests.py). 415 on every /api/v1 write but the webhook receiver's: a body, or
+    a Content-Type, that is not JSON (api/cross_site.py), which a DELETE may send too."""
+    for path, item in document.get("paths", {}).items():
+        for method, operation in _methods(item):
+            responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "405",
+                _problem(
+                    "The path does not take this method (method_not_allowed); Allow names those it takes",
+                    {"Allow": _header("The methods the path takes, HEAD wherever GET is")},
+                ),
+            )
+            if (
+                path.startswith(API_PREFIX)
+                and method not in ("get", "head")
+                and operation.get(ROLE_EXTENSION) != "public"
+            ):
+                responses.setdefault(
+                    "415",
+                    _problem(
+                        "The body, or the Content-Type named, is not JSON (unsupported_media_type): send "
+                        "Content-Type: application/json"
+                    ),
+                )
+
+
+# Sent on every /api/v1 answer while DW_API_RATE_PER_MINUTE is set (dataworkflows.rate_limits).
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": _header("The caller's bucket size (the burst)", {"type": "integer"}),
+    "RateLimit-Remaining": _header("Whole requests left in the bucket", {"type": "integer"}),
+    "RateLimit-Reset": _header("Seconds until the bucket is full again", {"type": "integer"}),
+    "RateLimit-Policy": _header("`<burst>;w=<seconds to refill the whole bucket>`"),
+}
+_RETRY_AFTER = _header("Seconds to wait before trying again", {"type": "integer", "minimum": 1})
+_CHALLENGE = _header(
+    "Strict mode: the bearer challenge (RFC 6750): `Bearer realm=...` with error=invalid_token, or "
+    "error=insufficient_scope on a 403"
+)
+# Request headers an operation reads beyond the caller's (X-Principal-*), by operationId.
+REQUEST_HEADERS: dict[str, list[tuple[str, str]]] = {
+    "executeWorkflow": [
+        (
+            "X-Correlation-Id",
+            "The run's correlation id when the body has no correlationId (at most 200 printable characters; "
+            "given twice: 400)",
+        )
+    ],
+    "listExecutionEvents": [
+        ("Last-Event-ID", "text/event-stream: resume after this event id (an EventSource sends it on reconnecting)")
+    ],
+    "deliverHook": [
+        (DW_TIMESTAMP, "hmac-sha256 hooks: the Unix time signed with the body"),
+        (DW_SIGNATURE, "hmac-sha256 hooks: `sha256=<hex HMAC-SHA256 of <timestamp>.<raw body>>`"),
+        (GITHUB_SIGNATURE, "github hooks: `sha256=<hex HMAC-SHA256 of the raw body>`"),
+        (GITHUB_DELIVERY, "github hooks: the delivery id (a redelivery is a duplicate)"),
+        (SLACK_TIMESTAMP, "slack hooks: the Unix time signed with the body"),
+        (SLACK_SIGNATURE, "slack hooks: `v0=<hex HMAC-SHA256 of v0:<timestamp>:<raw body>>`"),
+        (DELIVERY_ID_HEADER, "The delivery id where the hook names no other header (a repeat is a duplicate)"),
+    ],
+}
+
+
+def documented_headers(document: dict[str, Any]) -> None:
+    """The headers the API sends and reads that no handler's type carries: Retry-After on 429 and
+    503, the RateLimit fields on every /api/v1 answer, WWW-Authenticate on 401 and 403 (but the
+    webhook receiver's, whose signature is no bearer token), and the request headers of
+    REQUEST_HEADERS. Each answer's header is a reference to one in components.headers."""
+    components = document.setdefault("components", {}).setdefault("headers", {})
+    components.update({**RATE_LIMIT_HEADERS, "Retry-After": _RETRY_AFTER, "WWW-Authenticate": _CHALLENGE})
+    for path, item in document.get("paths", {}).items():
+        for _, operation in _methods(item):
+            public = operation.get(ROLE_EXTENSION) == "public"
+            for status, response in operation.get("responses", {}).items():
+                names = ["Retry-After"] if status in ("429", "503") else []
+                if status in ("401", "403") and not public:
+                    names.append("WWW-Authenticate")
+                if path.startswith(API_PREFIX):
+                    names.extend(RATE_LIMIT_HEADERS)
+                if names:
+                    headers = response.setdefault("headers", {})
+                    headers.update({name: {"$ref": f"#/components/headers/{name}"} for name in names})
+            _request_headers(operation)
+
+
+def _request_headers(operation: dict[str, Any]) -> None:
+    parameters = operation.setdefault("parameters", [])
+    for name, description in REQUEST_HEADERS.get(str(operation.get("operationId")), ()):
+        if not any(p.get("in") == "header" and p.get("name") == name for p in parameters):
+            header = {"name": name, "in": "header", "required": False, "description": description}
+            parameters.append({**header, "schema": {"type": "string"}})
+
+
 def _connectors() -> list[str]:
     registry = default_registry()
     return [connector_of(registry.get(name)) for name in registry.types()]
@@ -128,9 +251,13 @@ def _property(schemas: dict[str, Any], component: str, name: str) -> dict[str, A
 
 
 def _operations(item: Any) -> list[dict[str, Any]]:
+    return [operation for _, operation in _methods(item)]
+
+
+def _methods(item: Any) -> list[tuple[str, dict[str, Any]]]:
     if not isinstance(item, dict):
         return []
-    return [item[m] for m in ("get", "put", "post", "delete", "patch") if isinstance(item.get(m), dict)]
+    return [(m, item[m]) for m in ("get", "put", "post", "delete", "patch") if isinstance(item.get(m), dict)]
 
 
 def exact_integers(value: Any) -> None:

@@ -512,6 +512,12 @@ class ProblemDetails(msgspec.Struct):
     code: str
     instance: str | None = None
     errors: list[ProblemEntry] | None = None
+    # A 403 for want of a role (role_required): the role that would have been enough.
+    requiredRole: str | None = None
+    # A 422 template_error: the template that failed, and where in it (when the engine says).
+    template: str | None = None
+    line: int | None = None
+    column: int | None = None
 
 
 class TriggerWrite(Camel, forbid_unknown_fields=True):

@@ -11,6 +11,7 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, MediaType, Response, get
+from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 
 from .openapi_docs import PROBLEMS
@@ -32,6 +33,13 @@ class WaitController(Controller):
         responses=PROBLEMS,
         summary="The waits of up to 100 executions (executionId repeated), in the order named, each one's oldest first",
         opt={"role": "viewer", REPEATABLE_QUERY: ("executionId",)},
+        response_headers=[
+            ResponseHeader(
+                name="X-More-Waits",
+                description="`true` when the waits were cut at `limit` (the executions named last are cut)",
+                documentation_only=True,
+            )
+        ],
     )
     async def list_waits(
         self,
