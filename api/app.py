@@ -14,6 +14,7 @@ import structlog
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -44,12 +45,12 @@ from .executions import ExecutionController
 from .head_requests import MARK as HEAD_AS_GET
 from .head_requests import HeadAsGet
 from .hooks import HooksController
-from .openapi_docs import document_operations, openapi_config
+from .openapi_docs import PROBLEMS, document_operations, openapi_config
 from .params import note_query_names, refuse_coerced_body, refuse_impossible_ids, refuse_nul_query_values
 from .principals import PRINCIPAL_HEADERS, build_resolver, principal_for_logs
-from .problems import ClientDisconnected, _loggable, exception_handlers, loggable_path, problem
+from .problems import PROBLEM_JSON, ClientDisconnected, _loggable, exception_handlers, loggable_path, problem
 from .rate_limits import rate_limit_middleware
-from .schemas import HealthRead
+from .schemas import HealthRead, ProblemDetails
 from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
 from .triggers import TriggerController, WorkflowTriggerController
@@ -65,7 +66,18 @@ async def live() -> HealthRead:
     return HealthRead(status="ok")
 
 
-@get("/health/ready", tags=["health"], summary="The database answers", responses=None)
+@get(
+    "/health/ready",
+    tags=["health"],
+    summary="The database answers",
+    # The handler answers a Response (ready or not): both bodies are declared here.
+    responses={
+        200: ResponseSpec(
+            data_container=HealthRead, description='Ready: {"status": "ok", "database": "ok"}', generate_examples=False
+        ),
+        503: PROBLEMS[503],
+    },
+)
 async def ready(request: Request[Any, Any, Any], db: DatabaseDep) -> Response[Any]:
     try:
         await db.ping()
@@ -73,6 +85,19 @@ async def ready(request: Request[Any, Any, Any], db: DatabaseDep) -> Response[An
         return problem(503, "Not ready", exc.message, code="database_unavailable", request=request)
     return Response(HealthRead(status="ok", database="ok"), media_type=MediaType.JSON)
 
+
+METRICS_UNAUTHORIZED = ResponseSpec(
+    data_container=ProblemDetails,
+    description="DW_METRICS_REQUIRE_AUTH: no caller (strict mode: a missing or invalid token, with WWW-Authenticate)",
+    media_type=PROBLEM_JSON,
+    generate_examples=False,
+)
+METRICS_FORBIDDEN = ResponseSpec(
+    data_container=ProblemDetails,
+    description="DW_METRICS_REQUIRE_AUTH: the caller lacks the viewer role (role_required)",
+    media_type=PROBLEM_JSON,
+    generate_examples=False,
+)
 
 # Prometheus's text format without its charset: Litestar adds "; charset=utf-8" to a text/ type
 # itself (given here too, it was sent twice).
@@ -85,6 +110,8 @@ METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
     summary="Prometheus metrics (the viewer role with DW_METRICS_REQUIRE_AUTH)",
     media_type=METRICS_MEDIA_TYPE,
     guards=[authorize_metrics],
+    # Only with DW_METRICS_REQUIRE_AUTH (api/auth.py, authorize_metrics).
+    responses={401: METRICS_UNAUTHORIZED, 403: METRICS_FORBIDDEN},
 )
 async def metrics() -> bytes:
     return generate_latest()

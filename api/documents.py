@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from dataworkflows.errors import NotFound
@@ -22,7 +23,13 @@ class DocumentController(Controller):
 
     @get(
         "/{document_id:str}",
-        responses=PROBLEMS,
+        # Its content types and headers: api/openapi_contract.py.
+        responses={
+            **PROBLEMS,
+            304: ResponseSpec(
+                data_container=None, description="If-None-Match names its ETag: the copy the client has is this one"
+            ),
+        },
         summary="A stored document, with its content type",
         opt={"role": "viewer"},
     )

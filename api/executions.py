@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -394,7 +395,17 @@ class ExecutionController(Controller):
 
     @get(
         "/{execution_id:str}/events",
-        responses=PROBLEMS,
+        # The handler answers a Response (a page, or a stream): its body is declared here (the stream's
+        # content type in api/openapi_contract.py).
+        responses={
+            **PROBLEMS,
+            200: ResponseSpec(
+                data_container=list[EventRead],
+                generate_examples=False,
+                description="The events after `after`, oldest first; with Accept: text/event-stream, a stream "
+                "of them (each an `event: <type>` with the event as `data:` and its id as `id:`)",
+            ),
+        },
         summary="The execution log, in order; with Accept: text/event-stream, live until the run ends",
         response_headers=[
             ResponseHeader(

@@ -40,6 +40,7 @@ from uuid import UUID
 import structlog
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from dataworkflows import webhooks
@@ -74,6 +75,12 @@ class HookAnswer(Camel):
     # Why a duplicate of an accepted delivery names no run: retention removed it (its delivery rows
     # are kept apart from it); null otherwise.
     note: str | None = None
+
+
+class HookChallenge(Camel):
+    """Slack's url_verification answered: its challenge, as the body gave it (null without one)."""
+
+    challenge: Any
 
 
 class HookInfo(Camel):
@@ -319,7 +326,9 @@ class _Delivery:
         if self.value.get("type") != "url_verification":
             return None
         await self.record("not_activated", "Slack url_verification: the challenge was answered", 200)
-        return Response({"challenge": self.value.get("challenge")}, status_code=200, media_type=MediaType.JSON)
+        return Response(
+            HookChallenge(challenge=self.value.get("challenge")), status_code=200, media_type=MediaType.JSON
+        )
 
     async def _activate(self) -> Response[Any] | None:
         expression = webhooks.activation_expression(self.hook.config)
@@ -445,6 +454,18 @@ def describe(hook: HookTrigger, max_body_bytes: int) -> HookInfo:
     )
 
 
+# The receiver answers a Response (its status depends on the outcome): its bodies are declared here.
+ACCEPTED = ResponseSpec(
+    data_container=HookAnswer, description="Accepted: the run is started (activated true)", generate_examples=False
+)
+ANSWERED = ResponseSpec(
+    data_container=HookAnswer | HookChallenge,
+    generate_examples=False,
+    description="Nothing started: a duplicate delivery (duplicate true: the first delivery's run), a false "
+    "activation condition (activated false), or Slack's url_verification (its challenge)",
+)
+
+
 class HooksController(Controller):
     path = "/hooks"
     tags = ["webhooks"]
@@ -452,7 +473,7 @@ class HooksController(Controller):
     @post(
         "/{trigger_id:str}",
         status_code=202,
-        responses=PROBLEMS,
+        responses={**PROBLEMS, 202: ACCEPTED, 200: ANSWERED},
         summary="Deliver a webhook: verifies its signature and starts the trigger's workflow (202), "
         "or answers a duplicate or a false activation condition (200)",
         opt={"role": "public", QUERY_IS_PAYLOAD: True},

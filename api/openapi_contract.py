@@ -23,6 +23,7 @@ from dataworkflows.webhooks import (
     SLACK_SIGNATURE,
     SLACK_TIMESTAMP,
 )
+from dataworkflows.workflow_templates import WorkflowTemplateDocument
 
 from .params import BIGINT_MAX, INT_MAX
 from .problems import PROBLEM_JSON
@@ -49,6 +50,7 @@ def finish_document(document: dict[str, Any]) -> None:
     close_request_bodies(schemas)
     require_answer_fields(schemas)
     enforced_rules(document, schemas)
+    untyped_bodies(document, schemas)
     method_and_media_type_answers(document)
     documented_headers(document)
     exact_integers(document)
@@ -146,6 +148,57 @@ def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str,
     return {"description": description, "schema": schema or {"type": "string"}}
 
 
+# getDocument's content types (dataworkflows.documents.CONTENT_TYPES, without their charset).
+DOCUMENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/json")
+_DOCUMENT_HEADERS = {
+    "ETag": _header("The document's checksum, quoted: a document never changes"),
+    "X-Document-Checksum": _header("The document's checksum (sha256:...)"),
+}
+
+
+def untyped_bodies(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Bodies the handlers' types do not say: the event log's stream, a stored document's content
+    types and validators, and a workflow template's body (the handler reads raw JSON, so that an
+    invalid template gets every problem in one 422)."""
+    for _, item in document.get("paths", {}).items():
+        for _, operation in _methods(item):
+            operation_id = operation.get("operationId")
+            responses = operation.get("responses", {})
+            if operation_id == "listExecutionEvents" and "200" in responses:
+                responses["200"].setdefault("content", {})["text/event-stream"] = {
+                    "schema": {"type": "string", "description": "Server-sent events: `id:`, `event:` and `data:` lines"}
+                }
+            elif operation_id == "getDocument":
+                if "200" in responses:
+                    responses["200"]["description"] = "The document, in its content type"
+                    responses["200"]["content"] = {
+                        media: {"schema": {} if media == "application/json" else {"type": "string"}}
+                        for media in DOCUMENT_TYPES
+                    }
+                for status in ("200", "304"):
+                    if status in responses:
+                        responses[status].setdefault("headers", {}).update(_DOCUMENT_HEADERS)
+            elif operation_id == "createWorkflowTemplate":
+                _template_body(operation, schemas)
+
+
+def _template_body(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    (body,), components = msgspec.json.schema_components(
+        [WorkflowTemplateDocument], ref_template="#/components/schemas/{name}"
+    )
+    for name, component in components.items():
+        # msgspec says nothing of a closed struct; the template refuses an unknown field (422).
+        component["additionalProperties"] = False
+        schemas[name] = component
+    template = schemas["WorkflowTemplateDocument"]["properties"]
+    template["id"]["pattern"] = ID_PATTERN
+    definition = template["definition"]
+    definition["description"] = "A workflow definition whose values may be [[ parameter ]] placeholders"
+    content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is not None:
+        content["schema"] = body
+
+
 def method_and_media_type_answers(document: dict[str, Any]) -> None:
     """405 on every operation: its path answers any other method so, with Allow naming the ones it
     takes (api/head_requests.py). 415 on every /api/v1 write but the webhook receiver's: a body, or
@@ -198,6 +251,7 @@ REQUEST_HEADERS: dict[str, list[tuple[str, str]]] = {
     "listExecutionEvents": [
         ("Last-Event-ID", "text/event-stream: resume after this event id (an EventSource sends it on reconnecting)")
     ],
+    "getDocument": [("If-None-Match", "The ETag of the copy the client has: 304 when it is this one (or `*`)")],
     "deliverHook": [
         (DW_TIMESTAMP, "hmac-sha256 hooks: the Unix time signed with the body"),
         (DW_SIGNATURE, "hmac-sha256 hooks: `sha256=<hex HMAC-SHA256 of <timestamp>.<raw body>>`"),

@@ -538,7 +538,7 @@ def test_the_headers_sent_and_read_are_documented(document: dict[str, Any]) -> N
             named = set(response.get("headers", {}))
             if status in ("429", "503"):
                 assert "Retry-After" in named, (method, path, status)
-            if status in ("401", "403") and operation["x-required-role"] != "public":
+            if status in ("401", "403") and operation.get("x-required-role") != "public":
                 assert "WWW-Authenticate" in named, (method, path, status)
             if path.startswith("/api/v1/"):
                 assert "RateLimit-Remaining" in named, (method, path, status)
@@ -560,3 +560,39 @@ def test_a_problems_extra_members_are_documented(document: dict[str, Any]) -> No
     """A 403's requiredRole, and a template_error's template, line and column."""
     members = document["components"]["schemas"]["ProblemDetails"]["properties"]
     assert {"requiredRole", "template", "line", "column"} <= set(members)
+
+
+def test_the_answers_a_handler_makes_itself_are_typed(document: dict[str, Any]) -> None:
+    """Handlers that answer a Response (its status or type depends on the outcome) were documented
+    with an empty `{}` body, or not at all (a schemathesis run)."""
+    paths = document["paths"]
+    schemas = document["components"]["schemas"]
+    hook = paths["/api/v1/hooks/{trigger_id}"]["post"]["responses"]
+    assert hook["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HookAnswer"}
+    assert {c["$ref"] for c in hook["200"]["content"]["application/json"]["schema"]["oneOf"]} == {
+        "#/components/schemas/HookAnswer",
+        "#/components/schemas/HookChallenge",
+    }
+    assert {"deliveryId", "activated", "duplicate", "executionId"} <= set(schemas["HookAnswer"]["required"])
+    ready = paths["/health/ready"]["get"]["responses"]
+    assert ready["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/HealthRead"}
+    assert "application/problem+json" in ready["503"]["content"] and "Retry-After" in ready["503"]["headers"]
+    assert {"401", "403"} <= set(paths["/metrics"]["get"]["responses"])
+    document_answers = paths["/api/v1/documents/{document_id}"]["get"]
+    assert "If-None-Match" in {p["name"] for p in document_answers["parameters"]}
+    for status in ("200", "304"):
+        assert {"ETag", "X-Document-Checksum"} <= set(document_answers["responses"][status]["headers"])
+    assert "content" not in document_answers["responses"]["304"]
+    assert {"text/markdown", "text/html", "text/plain", "application/json"} == set(
+        document_answers["responses"]["200"]["content"]
+    )
+    events = paths["/api/v1/executions/{execution_id}/events"]["get"]["responses"]["200"]["content"]
+    assert events["application/json"]["schema"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/EventRead"},
+    }
+    assert "text/event-stream" in events
+    body = paths["/api/v1/workflow-templates"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    template = schemas[body["$ref"].rsplit("/", 1)[1]]
+    assert set(template["required"]) == {"id", "displayName", "definition"} and "parameters" in template["properties"]
+    assert template["additionalProperties"] is False
