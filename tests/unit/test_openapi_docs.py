@@ -596,3 +596,38 @@ def test_the_answers_a_handler_makes_itself_are_typed(document: dict[str, Any]) 
     template = schemas[body["$ref"].rsplit("/", 1)[1]]
     assert set(template["required"]) == {"id", "displayName", "definition"} and "parameters" in template["properties"]
     assert template["additionalProperties"] is False
+
+
+def _readme_api_rows() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## HTTP API\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_the_readme_names_every_query_parameter_of_a_route_it_lists(document: dict[str, Any]) -> None:
+    """The README's table is read before the document: a parameter it leaves out is one nobody uses
+    (the dead letters' cursor and limit, the resource links' limit)."""
+    listed: dict[str, set[str]] = {}
+    for row in _readme_api_rows():
+        for path, query in re.findall(r"`GET (/[^`\[\s]+)\[\?([^\]]+)\]", row):
+            names = {part.split("=")[0] for part in query.replace("&", " ").split()}
+            listed[re.sub(r"\{[^}]*\}", "{}", path)] = names
+    checked = 0
+    for method, path, operation in operations(document):
+        key = re.sub(r"\{[^}]*\}", "{}", path)
+        if method != "GET" or key not in listed:
+            continue
+        documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert documented <= listed[key], (path, documented - listed[key])
+        checked += 1
+    assert checked > 10
+
+
+def test_the_readme_lists_the_document_and_schema_routes_and_the_hooks_answer(document: dict[str, Any]) -> None:
+    rows = "\n".join(_readme_api_rows())
+    assert "`GET /api/v1/documents/{id}`" in rows
+    assert "`GET /schema/workflow-definition.schema.json`" in rows
+    (hooks,) = [row for row in _readme_api_rows() if row.startswith("| `POST /api/v1/hooks/")]
+    for field in document["components"]["schemas"]["HookAnswer"]["properties"]:
+        assert field in hooks, field
+    assert "challenge" in hooks
