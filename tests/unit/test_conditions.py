@@ -182,8 +182,9 @@ GROW = "(function () { var a = []; for (;;) { a.push(new Array(1e6)); } })()"
 @pytest.mark.parametrize(
     ("expr", "message"),
     [
-        # Duktape throws null when it cannot even allocate the error: the message was "null".
-        (GROW, "the expression ran out of memory (its helper's limit is 256 MB), or threw null"),
+        # Duktape throws null when it cannot even allocate the error (the message was "null"), or
+        # its out-of-memory error when it can: which one depends on where the growth stops.
+        (GROW, "the expression ran out of memory (its helper's limit is 256 MB)"),
         ("new ArrayBuffer(1e9).byteLength > 0", "the expression ran out of memory (its helper's limit is 256 MB)"),
     ],
 )
@@ -196,8 +197,9 @@ async def test_code_that_runs_out_of_memory_says_so(expr: str, message: str) -> 
             await pool.value(expr, SCOPE, time_limit=30.0, max_bytes=1000)
         with pytest.raises(ConditionError) as as_condition:
             await pool.evaluate(expr, SCOPE)
-        assert (as_transform.value.code, as_transform.value.message) == ("condition_error", message)
-        assert (as_condition.value.code, as_condition.value.message) == ("condition_error", message)
+        said = {message, message + ", or threw null"}
+        assert (as_transform.value.code, as_transform.value.message in said) == ("condition_error", True), as_transform
+        assert (as_condition.value.code, as_condition.value.message in said) == ("condition_error", True), as_condition
         assert await pool.evaluate("trigger.n === 2", SCOPE) is True
     finally:
         await pool.close()
