@@ -265,19 +265,26 @@ class SandboxPool:
 
     async def _spawn(self) -> _Helper:
         workdir = tempfile.mkdtemp(prefix="dw-sandbox-")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",  # isolated: ignore PYTHON* variables and the user site directory
-            "-m",
-            self.module,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            cwd=workdir,
-            env={},
-            preexec_fn=lambda: _limit_resources(self.memory_bytes),
-            limit=self.max_line_bytes,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",  # isolated: ignore PYTHON* variables and the user site directory
+                "-m",
+                self.module,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                cwd=workdir,
+                env={},
+                preexec_fn=lambda: _limit_resources(self.memory_bytes),
+                limit=self.max_line_bytes,
+            )
+        except BaseException:
+            # No helper to close it (the spawn failed: EAGAIN, EMFILE, ENOMEM; or the caller was
+            # cancelled meanwhile, and asyncio killed the process it had started): the directory
+            # goes now, or every such spawn left one behind in $TMPDIR for good.
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
         helper = _Helper(process, workdir)
         if self.warm_up is not None:
             try:

@@ -5,6 +5,9 @@ is lost to a caller cancelled while it waited or just after it was granted one."
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from dataworkflows.sandbox_pool import _FairSlots
 
@@ -73,3 +76,27 @@ async def test_a_lone_owner_uses_every_slot_and_none_is_lost_to_cancellation() -
     assert (slots.taken, dict(slots.held), slots.waiting) == (1, {A: 1}, {})
     await asyncio.wait_for(slots.acquire(("d", None)), 1)
     assert slots.taken == 2
+
+
+async def test_a_helper_that_could_not_start_leaves_no_directory(tmp_path: Any, monkeypatch: Any) -> None:
+    """A spawn that failed (EMFILE, EAGAIN) or whose caller was cancelled left its working directory
+    in $TMPDIR for good (a soak test: 7 after a few hundred cancellations)."""
+    import errno
+    import tempfile
+
+    from dataworkflows.conditions import ConditionError, ConditionPool
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", refused)
+    pool = ConditionPool(size=1)
+    try:
+        for _ in range(3):
+            with pytest.raises(ConditionError, match=r"could not start a helper: .*Too many open files"):
+                await pool.evaluate("true", {})
+    finally:
+        await pool.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
