@@ -266,7 +266,7 @@ REQUEST_HEADERS: dict[str, list[tuple[str, str]]] = {
 
 def documented_headers(document: dict[str, Any]) -> None:
     """The headers the API sends and reads that no handler's type carries: Retry-After on 429 and
-    503, the RateLimit fields on every /api/v1 answer, WWW-Authenticate on 401 and 403 (but the
+    503, the RateLimit fields on every /api/v1 answer but a 405, WWW-Authenticate on 401 and 403 (but the
     webhook receiver's, whose signature is no bearer token), and the request headers of
     REQUEST_HEADERS. Each answer's header is a reference to one in components.headers."""
     components = document.setdefault("components", {}).setdefault("headers", {})
@@ -278,7 +278,9 @@ def documented_headers(document: dict[str, Any]) -> None:
                 names = ["Retry-After"] if status in ("429", "503") else []
                 if status in ("401", "403") and not public:
                     names.append("WWW-Authenticate")
-                if path.startswith(API_PREFIX):
+                # Not on a 405: the router answers it before any route's middleware runs, the
+                # limiter's too (no token is taken, no field sent).
+                if path.startswith(API_PREFIX) and status != "405":
                     names.extend(RATE_LIMIT_HEADERS)
                 if names:
                     headers = response.setdefault("headers", {})
