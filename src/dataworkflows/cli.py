@@ -1032,8 +1032,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return _refused(response)
         started = response.json()
         execution_id = started["executionId"]
+        # A request id used before answers that run, started then: said, or it read as a new start.
+        again = "" if started.get("created", True) else " (started before with this request id; not again)"
         print(
-            f"execution {execution_id} ({args.workflow} v{started['workflowVersion']}) {started['status']}", flush=True
+            f"execution {execution_id} ({args.workflow} v{started['workflowVersion']}) {started['status']}{again}",
+            flush=True,
         )
         if not args.wait:
             return EXIT_OK
@@ -1144,6 +1147,10 @@ def cmd_workflows_list(args: argparse.Namespace) -> int:
             cursor = page["nextCursor"]
             if not cursor:
                 break
+    if not rows:
+        # A header alone read as output cut short (executions list says so too).
+        print("no workflows")
+        return EXIT_OK
     print(f"{'ID':<28} {'STATUS':<9} {'CURRENT':>7} {'LATEST':>6}  NAME")
     for w in rows:
         current = w["currentVersion"] if w["currentVersion"] is not None else "-"

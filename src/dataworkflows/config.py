@@ -25,6 +25,29 @@ MAX_PORT = 65535
 MIN_RUN_SCOPE_BYTES = 1_048_576
 
 
+def _check_database_url(url: str) -> None:
+    """A DATABASE_URL libpq can read, with ports that are numbers: a bad one is a configuration error
+    (exit 2) at once, not a database that cannot be reached (exit 3, after the connect timeout)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except ProgrammingError:
+        # libpq's words are not repeated: they quote the part they could not read, a
+        # password perhaps. (A bad one used to be retried for 10 s as "unavailable", exit 3.)
+        raise ConfigurationError(
+            "DATABASE_URL cannot be read as a PostgreSQL connection URL (postgresql://user@host:5432/db,"
+            " with reserved characters percent-encoded) or key=value string"
+        ) from None
+    # libpq parses a port only when it connects: `port=abc` (or `host:abc`) failed as a database
+    # that cannot be reached, retried for the worker's 30 s (a walk through the README). A port is
+    # no secret; an empty one (in a list of hosts) is the default.
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= MAX_PORT):
+            raise ConfigurationError(f"DATABASE_URL's port {port!r} is not a port number (1 to {MAX_PORT})")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -262,18 +285,7 @@ class Settings:
                 f"{MAX_FETCH_BATCH} jobs a fetch"
             )
         if self.database_url:
-            from psycopg import ProgrammingError
-            from psycopg.conninfo import conninfo_to_dict
-
-            try:
-                conninfo_to_dict(self.database_url)
-            except ProgrammingError:
-                # libpq's words are not repeated: they quote the part they could not read, a
-                # password perhaps. (A bad one used to be retried for 10 s as "unavailable", exit 3.)
-                raise ConfigurationError(
-                    "DATABASE_URL cannot be read as a PostgreSQL connection URL (postgresql://user@host:5432/db,"
-                    " with reserved characters percent-encoded) or key=value string"
-                ) from None
+            _check_database_url(self.database_url)
         if not 1 <= self.api_port <= MAX_PORT:
             # The socket layer takes a port modulo 65536 (70000 listened on 4464) and 0 for any free
             # one, while `up` printed the port as given in the URL it tells the CLI to use.

@@ -154,6 +154,27 @@ def test_a_database_url_libpq_cannot_read_is_a_usage_error_that_quotes_none_of_i
     assert "s3cr3t" not in err and "not a url" not in err
 
 
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("postgresql://postgres@/dataworkflows?host=/tmp/nowhere&port=abc", "abc"),
+        ("postgresql://ops:s3cr3t@db.example:notaport/dw", "notaport"),
+        ("host=a,b port=5432,70000 dbname=dw", "70000"),
+    ],
+)
+@pytest.mark.parametrize("command", [["migrate"], ["worker"]])
+def test_a_database_url_whose_port_is_no_number_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str, port: str, command: list[str]
+) -> None:
+    """libpq reads a port only when it connects: the worker waited 30 s and said the database could
+    not be reached (exit 3)."""
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(command) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"DATABASE_URL's port {port!r} is not a port number (1 to 65535)" in err, err
+    assert "s3cr3t" not in err
+
+
 class _JsonNotTheApi(http.server.BaseHTTPRequestHandler):
     """A server that answers every request with JSON, but not the API's."""
 

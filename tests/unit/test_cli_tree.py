@@ -1,5 +1,5 @@
-"""`dataworkflows executions tree`: the API's tree printed indented by depth (the API is faked with
-httpx's MockTransport: no server is needed)."""
+"""`dataworkflows executions tree` (the API's tree printed indented by depth), and what `run` and
+`workflows list` print (the API is faked with httpx's MockTransport: no server is needed)."""
 
 from __future__ import annotations
 
@@ -112,3 +112,25 @@ def test_tree_of_an_unknown_execution_is_refused(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "error: HTTP 404: execution a/b not found" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("created", "said"), [(True, ""), (False, " (started before with this request id; not again)")]
+)
+def test_run_says_when_its_request_id_was_used_before(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], created: bool, said: str
+) -> None:
+    """The same --request-id twice answers the first run (created: false), and printed it as a new start."""
+    answer = {"executionId": ROOT, "status": "Succeeded", "workflowVersion": 1, "created": created}
+    fake_api(monkeypatch, 202, answer)
+    args = build_parser().parse_args(["run", "parent", "--request-id", "rq-1", "--api-url", "http://api"])
+    assert args.func(args) == EXIT_OK
+    assert capsys.readouterr().out == f"execution {ROOT} (parent v1) Succeeded{said}\n"
+
+
+def test_an_empty_workflows_list_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tenant with no workflows got the table's header alone."""
+    fake_api(monkeypatch, 200, {"items": [], "nextCursor": None})
+    args = build_parser().parse_args(["workflows", "list", "--api-url", "http://api"])
+    assert args.func(args) == EXIT_OK
+    assert capsys.readouterr().out == "no workflows\n"
