@@ -1649,9 +1649,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if response.status_code != 200:
         return _refused(response)
     d = response.json()
-    verb = "approved" if args.decision == "approve" else "rejected"
+    # "approved; it is now open" read as a contradiction: the decision is one person's, the state the
+    # approval's (a walk through the README).
+    said = "approval" if args.decision == "approve" else "rejection"
     print(
-        f"approval {d['approvalId']} {verb}; it is now {d['state']} "
+        f"your {said} is recorded; approval {d['approvalId']} is {d['state']} "
         f"({d['approvals']}/{d['required']} approvals, {d['rejections']} rejections)"
     )
     return EXIT_OK

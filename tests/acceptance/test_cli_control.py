@@ -93,10 +93,10 @@ def test_executions_signals_and_approvals(stack: Stack, cli: Cli, tmp_path: Path
     refused(cli("approve", approval_id), "--principal NAME or DW_PRINCIPAL_ID")
     refused(cli("approve", approval_id, "--principal", "mallory"), "not an approver")
     first = ok(cli("approve", approval_id, "--principal", "alice", "--comment", "fine"))
-    assert "approved; it is now open (1/2 approvals, 0 rejections)" in first
+    assert "your approval is recorded; approval" in first and "is open (1/2 approvals, 0 rejections)" in first
     refused(cli("reject", approval_id, "--principal", "alice"), "already decided")
     second = ok(cli("approve", approval_id, principal="bob"))
-    assert "it is now approved (2/2 approvals" in second
+    assert "is approved (2/2 approvals" in second
     refused(cli("reject", approval_id, principal="carol"), "already approved")
     assert ok(cli("approvals", "list")).strip() == "no open approvals"
     assert "approved" in ok(cli("approvals", "list", "--all"))
