@@ -1147,6 +1147,9 @@ def cmd_workflows_list(args: argparse.Namespace) -> int:
             cursor = page["nextCursor"]
             if not cursor:
                 break
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
     if not rows:
         # A header alone read as output cut short (executions list says so too).
         print("no workflows")
@@ -1236,10 +1239,22 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     if response.status_code != 200:
         return _refused(response)
     page = response.json()
+    if args.json:
+        # The page as the API answers it, as executions list --json prints it.
+        print(json.dumps(page, indent=2))
+        return EXIT_OK
     items = page["items"]
     if not items:
         print("no dead letters" if args.all else "no open dead letters")
         return EXIT_OK
+    _print_dead_letters(items)
+    if page.get("nextCursor"):
+        sys.stdout.flush()
+        print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_dead_letters(items: list[dict[str, Any]]) -> None:
     print(f"{'ID':>6} {'KIND':<12} {'WORKFLOW':<20} {'NODE':<16} {'ATTEMPTS':>8}  {'STATE':<12} ERROR")
     for d in items:
         state = "redriven" if d["redrivenAt"] else (d.get("closeReason") or "open")
@@ -1248,10 +1263,6 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
             f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
             f"{d['attempts']:>8}  {state:<12} {message}"
         )
-    if page.get("nextCursor"):
-        sys.stdout.flush()
-        print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
-    return EXIT_OK
 
 
 def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
@@ -1620,6 +1631,11 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
     if response.status_code != 200:
         return _refused(response)
     items = response.json()
+    if args.json:
+        # A bare list, its next page on stderr, as triggers list --json prints them.
+        print(json.dumps(items, indent=2))
+        _say_more(response)
+        return EXIT_OK
     if not items:
         print("no approvals" if args.all else "no open approvals")
         return EXIT_OK
@@ -2128,6 +2144,7 @@ def _add_signals_and_approvals(sub: Any) -> None:
     alist.add_argument("--all", action="store_true")
     alist.add_argument("--limit", type=_page_size, default=100, help="rows a page (1 to 500)")
     alist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
+    alist.add_argument("--json", action="store_true", help="print the page as a JSON list (the next cursor on stderr)")
     alist.add_argument("--api-url")
     alist.set_defaults(func=cmd_approvals_list)
     for decision in ("approve", "reject"):
@@ -2472,6 +2489,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--api-url")
     apply.set_defaults(func=cmd_workflows_apply)
     wlist = wsub.add_parser("list", help="list workflows")
+    wlist.add_argument("--json", action="store_true", help="print every workflow's row as a JSON list")
     wlist.add_argument("--api-url")
     wlist.set_defaults(func=cmd_workflows_list)
     limits = wsub.add_parser(
@@ -2515,6 +2533,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--kind", choices=[k.value for k in DeadLetterKind], help="only letters of this kind")
     dlist.add_argument("--limit", type=_page_size, default=100, help="rows a page (1 to 500)")
     dlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
+    dlist.add_argument("--json", action="store_true", help='print {"items": [...], "nextCursor": ...} as JSON')
     dlist.add_argument("--api-url")
     dlist.set_defaults(func=cmd_dead_letters_list)
     redrive = dsub.add_parser("redrive", help="re-run the failed part of a dead-lettered run (once)")
