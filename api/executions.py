@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from dataworkflows.clock import iso_time
 from dataworkflows.data.executions import Attempt, AttemptKey, Execution, attempt_key
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, ExecutionNotFound, InvalidInput, NotFound
@@ -153,7 +154,7 @@ def _moment(parameter: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment = iso_time(value)
     except ValueError:
         message = f"query parameter {parameter}={quoted(value)}: not an ISO 8601 date or date and time"
         raise BadQueryValue(parameter, message) from None

@@ -1402,7 +1402,9 @@ def _moment(value: str) -> datetime:
             # 99999999d: before year 1.
             raise argparse.ArgumentTypeError(f"{value!r} goes back before year 1") from None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        from dataworkflows.clock import iso_time
+
+        moment = iso_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither an ISO 8601 time (2026-12-01T08:00:00Z) nor an age (90s, 30min, 2h, 7d, 2w)"

@@ -81,6 +81,16 @@ def now() -> datetime:
     return CLOCK.now()
 
 
+def iso_time(text: str) -> datetime:
+    """ISO 8601 text as a datetime (naive when it names no offset). RFC 3339's lowercase z, which
+    fromisoformat refuses, is UTC as its Z is (a delay's until, the executions list's window and the
+    CLI's --since took one and not the other); ValueError for anything else it cannot read."""
+    stripped = text.strip()
+    if stripped[-1:] in ("Z", "z"):
+        stripped = stripped[:-1] + "+00:00"
+    return datetime.fromisoformat(stripped)
+
+
 async def synchronize(db: Database) -> float:
     """Measures the offset of this host's clock from the database's; returns it (seconds). Of
     SAMPLES readings on one connection, the one with the shortest round trip counts (its midpoint

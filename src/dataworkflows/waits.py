@@ -22,6 +22,7 @@ import msgspec
 
 from dataworkflows import templating
 from dataworkflows.actions import ActionResult
+from dataworkflows.clock import iso_time
 from dataworkflows.definitions import parse_duration
 from dataworkflows.json_text import json_preview
 from dataworkflows.principal_ids import principal_id_problem
@@ -252,12 +253,8 @@ def _seconds(text: Any, name: str, *, allow_zero: bool) -> float:
 def _timestamp(text: Any) -> datetime:
     if not isinstance(text, str):
         raise WaitParameterError(f"until must be an ISO 8601 timestamp, not {json_preview(text)}")
-    stripped = text.strip()
-    # RFC 3339 allows a lowercase z (and t), which fromisoformat refuses.
-    if stripped[-1:] in ("Z", "z"):
-        stripped = stripped[:-1] + "+00:00"
     try:
-        value = datetime.fromisoformat(stripped)
+        value = iso_time(text)
     except ValueError:
         raise WaitParameterError(
             f"until {json_preview(text)} is not an ISO 8601 timestamp such as 2026-12-24T18:00:00Z"

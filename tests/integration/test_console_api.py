@@ -164,6 +164,8 @@ async def test_executions_filter_by_trigger_kind_trigger_and_time(
         conn.execute("UPDATE dw.executions SET created_at = '2026-01-01T10:00:00Z' WHERE id = %s", (manual,))
     assert await ids(createdFrom="2026-01-01T10:00:00Z", createdTo="2026-01-01T10:00:01Z") == [str(manual)]
     assert await ids(createdFrom="2026-01-01T10:00:00", createdTo="2026-01-01T10:00:01") == [str(manual)]
+    # RFC 3339's lowercase z is UTC too (it was a 400).
+    assert await ids(createdFrom="2026-01-01t10:00:00z", createdTo="2026-01-01t10:00:01z") == [str(manual)]
     assert await ids(createdTo="2026-01-01T10:00:00Z") == []
     recent = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     assert await ids(createdFrom=recent) == [hooked]

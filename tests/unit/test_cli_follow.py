@@ -164,6 +164,8 @@ def test_since_and_until() -> None:
     moment = cli._moment("2026-12-01T08:00:00")
     assert moment == datetime(2026, 12, 1, 8, tzinfo=UTC)
     assert cli._moment("2026-12-01T09:00:00+01:00") == moment
+    # RFC 3339's lowercase t and z (a z was refused, as a delay's until refused it).
+    assert cli._moment("2026-12-01t08:00:00z") == moment
     ago = datetime.now(UTC) - cli._moment("90min")
     assert timedelta(minutes=89) < ago < timedelta(minutes=91)
     for bad in ("yesterday", "5m", "-2h", "99999999d", "3000000w"):
