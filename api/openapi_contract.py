@@ -14,6 +14,7 @@ import msgspec
 from dataworkflows.actions import connector_of, default_registry
 from dataworkflows.connection_kinds import connection_kinds
 from dataworkflows.definition_schema import ID_PATTERN, SIGNAL_NAME_PATTERN
+from dataworkflows.documents import CONTENT_TYPES
 from dataworkflows.webhooks import (
     DELIVERY_ID_HEADER,
     DW_SIGNATURE,
@@ -34,14 +35,9 @@ _COUNT_BOUNDS = frozenset({"minLength", "maxLength", "minItems", "maxItems", "mi
 # Bounds a float cannot hold: Litestar writes a parameter's ge/le as floats, and 2^63 - 1 became
 # 9.223372036854776e+18 (2^63), which a client generated from the document took as a valid id.
 _EXACT = {float(n): n for n in (BIGINT_MAX, -BIGINT_MAX - 1, INT_MAX)}
-# The trigger kinds a trigger is created with (api/triggers.py, KINDS; not imported: it imports this
-# module's importer).
-TRIGGER_KINDS = ["schedule", "webhook"]
 API_PREFIX = "/api/v1/"
 # The extension api/auth.py writes each /api/v1 operation's role in ("public": the webhook receiver).
 ROLE_EXTENSION = "x-required-role"
-# At most this many executionId values on GET /api/v1/waits (api/waits.py, MAX_EXECUTIONS).
-MAX_WAITED_EXECUTIONS = 100
 
 
 def finish_document(document: dict[str, Any]) -> None:
@@ -96,7 +92,10 @@ def require_answer_fields(schemas: dict[str, Any]) -> None:
 def enforced_rules(document: dict[str, Any], schemas: dict[str, Any]) -> None:
     """Rules a handler checks that its types do not carry (each refusal is a 400 or a 422 that a
     client generated from the document could not foresee)."""
-    _property(schemas, "TriggerWrite", "kind")["enum"] = TRIGGER_KINDS
+    # Imported here: api/triggers.py imports this module's importer (api/openapi_docs.py).
+    from .triggers import KINDS
+
+    _property(schemas, "TriggerWrite", "kind")["enum"] = list(KINDS)
     # The installed actions' connectors add kinds, as the definition schema's action types are the
     # installed ones (dataworkflows.definition_schema).
     kinds = connection_kinds(_connectors())
@@ -129,9 +128,12 @@ def _parameter_rule(path: str, parameter: dict[str, Any]) -> None:
     elif where == "path" and name == "name" and "/signals/" in path:
         schema["pattern"] = SIGNAL_NAME_PATTERN
     elif where == "query" and name == "executionId" and path == "/api/v1/waits":
+        # Imported here, as api/triggers.py above.
+        from .waits import MAX_EXECUTIONS
+
         for choice in schema.get("oneOf", [schema]):
             if choice.get("type") == "array":
-                choice.update({"minItems": 1, "maxItems": MAX_WAITED_EXECUTIONS})
+                choice.update({"minItems": 1, "maxItems": MAX_EXECUTIONS})
 
 
 def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,8 +150,8 @@ def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str,
     return {"description": description, "schema": schema or {"type": "string"}}
 
 
-# getDocument's content types (dataworkflows.documents.CONTENT_TYPES, without their charset).
-DOCUMENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/json")
+# getDocument's content types, without their charset.
+DOCUMENT_TYPES = tuple(media.split(";")[0] for media in CONTENT_TYPES.values())
 _DOCUMENT_HEADERS = {
     "ETag": _header("The document's checksum, quoted: a document never changes"),
     "X-Document-Checksum": _header("The document's checksum (sha256:...)"),
