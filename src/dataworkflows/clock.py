@@ -44,7 +44,6 @@ class DatabaseClock:
 
     def __init__(self) -> None:
         self.offset = 0.0  # seconds the database's clock is ahead of this host's
-        self.synchronized = False
         self._warned_at: float | None = None
 
     def now(self) -> datetime:
@@ -55,7 +54,6 @@ class DatabaseClock:
         """A reading of the server's clock (`server`) between this host's `sent` and `received`:
         taken as at the midpoint of the round trip."""
         self.offset = server.timestamp() - (sent + received) / 2
-        self.synchronized = True
         metrics.CLOCK_OFFSET.set(self.offset)
         if abs(self.offset) >= WARN_SECONDS and (
             self._warned_at is None or abs(self.offset - self._warned_at) >= WARN_SECONDS
