@@ -1,6 +1,7 @@
 """What a Suspended run's waits do meanwhile: its timers do not fire (README "Cancel, suspend,
 resume"), not even when a signal comes to it; an approval past its timeout that no worker has timed
-out yet (its run Suspended) is no longer offered to its approvers."""
+out yet (its run Suspended) is no longer offered to its approvers, nor listed by
+dw.v_pending_approvals."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
 from dataworkflows.errors import Conflict
 from tests.integration.test_runtime import echo, make_runtime, to, wf
-from tests.integration.test_waits import approval, delay, signal, started
+from tests.integration.test_waits import approval, delay, signal, sql, started
 
 
 async def test_a_signal_to_a_suspended_run_fires_none_of_its_timers(db: Database, conditions: ConditionPool) -> None:
@@ -55,3 +56,7 @@ async def test_an_approval_past_its_timeout_is_not_offered_to_decide(db: Databas
     assert await db.control.approvals(principal="alice", open_only=True) == []
     (listed,) = await db.control.approvals(principal=None, open_only=True)
     assert (listed.state, listed.lapsed_at) == ("open", listed.expires_at)
+    # The operators' view of what is waiting for a decision leaves it out too (migration 0064);
+    # the view of waiting runs still shows the open wait, with its timeout.
+    assert await sql(db, "SELECT count(*) FROM dw.v_pending_approvals") == [(0,)]
+    assert await sql(db, "SELECT expires_at FROM dw.v_waiting_runs") == [(listed.expires_at,)]
