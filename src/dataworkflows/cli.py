@@ -90,13 +90,28 @@ def _serving_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _require_database(settings: Settings) -> str:
-    if not settings.database_url:
+def _require_database(settings: Settings) -> None:
+    """DATABASE_URL, else the embedded database `up` made under DW_DATA_DIR (a worker or an API beside
+    `up` on one host, as `psql` and `prune` take it): refused (exit 2) when there is neither."""
+    from dataworkflows.embedded import has_cluster
+
+    if not settings.database_url and not has_cluster(settings.data_dir):
         raise DataWorkflowsError(
-            "DATABASE_URL is not set. Set it to your PostgreSQL server, or run `dataworkflows up`, "
-            "which starts an embedded database and prints its URL."
+            f"DATABASE_URL is not set, and there is no embedded database under {os.path.abspath(settings.data_dir)}"
+            " (DW_DATA_DIR): set DATABASE_URL to your PostgreSQL server, or run `dataworkflows up`, which makes"
+            " one there"
         )
-    return settings.database_url
+
+
+@contextlib.contextmanager
+def _database_settings(settings: Settings) -> Iterator[tuple[Settings, str]]:
+    """The settings and the database's URL: DATABASE_URL, else the embedded database's under
+    DW_DATA_DIR, started for as long as the command runs unless `up` (or another process) serves it
+    already."""
+    from dataclasses import replace
+
+    with _engine_database(settings) as url:
+        yield replace(settings, database_url=url), url
 
 
 # Whether the database has DataWorkflows' migrations table, from the catalog: a login that acts
@@ -335,12 +350,17 @@ def cmd_api(args: argparse.Namespace) -> int:
     from dataworkflows import serving
 
     settings = _serving_settings(args)
-    _require_schema(_require_database(settings), settings, unreachable_ok=True)
-    # The port first: a busy one is reported before anything starts.
+    _require_database(settings)
+    if settings.database_url:
+        _require_schema(settings.database_url, settings, unreachable_ok=True)
+    # The port first: a busy one is reported before anything starts (the embedded database too).
     sockets = serving.bind(settings.api_host, settings.api_port)
     stopper = serving.Stopper(settings.shutdown_grace_seconds)
     try:
-        code = asyncio.run(_api(settings, sockets, stopper))
+        with _database_settings(settings) as (served, url):
+            if not settings.database_url:
+                _require_schema(url, served, unreachable_ok=True)
+            code = asyncio.run(_api(served, sockets, stopper))
     finally:
         with serving.signals_ignored():
             serving.close(sockets)
@@ -382,16 +402,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from dataworkflows.workers.app import run_worker
 
     settings = _settings(args)
-    _require_schema(_require_database(settings), settings, unreachable_ok=True)
-    try:
-        asyncio.run(run_worker(settings, concurrency=args.concurrency))
-    except psycopg_pool.PoolTimeout:
-        # The worker waits for a database that is starting (30 s), then ends: said, not a traceback,
-        # with the reason the last attempt met.
-        raise DatabaseUnavailable(
-            f"the worker could not connect to the database within 30 s ({_connect_reason(settings)}): is it"
-            " running, and is DATABASE_URL right?"
-        ) from None
+    _require_database(settings)
+    with _database_settings(settings) as (served, url):
+        _require_schema(url, served, unreachable_ok=True)
+        try:
+            asyncio.run(run_worker(served, concurrency=args.concurrency))
+        except psycopg_pool.PoolTimeout:
+            # The worker waits for a database that is starting (30 s), then ends: said, not a
+            # traceback, with the reason the last attempt met.
+            raise DatabaseUnavailable(
+                f"the worker could not connect to the database within 30 s ({_connect_reason(served)}): is it"
+                " running, and is DATABASE_URL right?"
+            ) from None
     return EXIT_OK
 
 

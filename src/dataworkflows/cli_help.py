@@ -33,7 +33,7 @@ API_ENVIRONMENT = f"""environment:
   DW_PRINCIPAL_ID  who calls, in loose mode (X-Principal-Id); --principal, where given, wins
   DW_TENANT_ID     the tenant (X-Tenant-Id), in loose mode"""
 LOCAL_ENVIRONMENT = """environment:
-  DATABASE_URL     the PostgreSQL server (unset: `up`, `psql` and `prune` use the embedded one in DW_DATA_DIR)
+  DATABASE_URL     the PostgreSQL server (unset: the embedded one `up` makes in DW_DATA_DIR)
   DW_DATA_DIR      where the embedded PostgreSQL lives (default .dataworkflows)
   DW_API_HOST, DW_API_PORT, DW_WORKER_CONCURRENCY, DW_LOG_FORMAT, DW_LOG_LEVEL, ...: see README "Configuration"
   (options given on the command line win over the environment)"""

@@ -349,3 +349,43 @@ def test_api_ends_live_streams_on_sigterm_and_reports_a_busy_port(stack: Stack) 
         assert stack.api.wait(10) == 0, stack.read_logs()
     assert time.monotonic() - stopped < 3, stack.read_logs()
     assert stream.error is None and ": server stopping" in stream.lines, stream.lines
+
+
+def test_a_worker_and_an_api_beside_up_take_its_database_without_database_url(tmp_path: Path) -> None:
+    """Beside `up` on one host, `worker` and `api` needed DATABASE_URL (a README walk): they take the
+    embedded database under DW_DATA_DIR, as `psql` and `prune` do, and leave it running for `up`."""
+    up = Up(tmp_path, free_port(), "up", "--no-examples").ready()
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environ |= {"DW_DATA_DIR": str(tmp_path / "data"), "DW_WORKER_FETCHERS": "1"}
+    api_port = free_port()
+    with (tmp_path / "beside.log").open("wb") as out:
+        worker = subprocess.Popen([*command(), "worker"], env=environ, stdout=out, stderr=subprocess.STDOUT)
+        api = subprocess.Popen(
+            [*command(), "api", "--port", str(api_port)], env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    log = tmp_path / "beside.log"
+    try:
+        wait_until_ready(api, f"http://127.0.0.1:{api_port}", log)
+        # up's worker's fetch loop and this worker's, in the same database (DW_WORKER_FETCHERS 1 here).
+        deadline = time.monotonic() + 30
+        while len(httpx.get(f"{up.base}/api/v1/workers").json()["fetchLoops"]) < 3:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        other = f"http://127.0.0.1:{api_port}/api/v1/workflows"
+        assert httpx.post(other, params={"autoActivate": "true"}, json=SLOW).status_code == 201
+        assert "slow" in {w["id"] for w in httpx.get(f"{up.base}/api/v1/workflows").json()["items"]}
+        for proc in (worker, api):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, log.read_text(errors="replace")
+    finally:
+        for proc in (worker, api):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert "Traceback" not in log.read_text(errors="replace")
+    # Their ends left up's server running: up still answers from it, then stops it as it stops.
+    assert up.postmaster is not None and running(up.postmaster)
+    assert httpx.get(f"{up.base}/health/ready").status_code == 200
+    code, _ = up.signal_and_wait(signal.SIGTERM, within=30)
+    assert code == 0, up.output()
+    up.assert_postgres_stopped()

@@ -72,7 +72,14 @@ def test_a_port_that_is_not_one_is_a_usage_error(
 
 @pytest.mark.parametrize(
     "argv",
-    [["psql", "-c", "SELECT 1"], ["prune", "--dry-run", "--older-than", "30d"], ["migrate"], ["examples", "load"]],
+    [
+        ["psql", "-c", "SELECT 1"],
+        ["prune", "--dry-run", "--older-than", "30d"],
+        ["migrate"],
+        ["examples", "load"],
+        ["worker"],
+        ["api", "--port", str(free_port())],
+    ],
 )
 def test_a_data_directory_without_a_database_gets_none_made(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
