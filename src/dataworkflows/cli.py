@@ -2305,8 +2305,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import psycopg
 
     with _engine_database(settings) as url:
-        # Said once the database is found (a missing one is said alone), before anything is removed.
-        print(_cutoff_text(plan), flush=True)
         try:
             return asyncio.run(_prune(url, settings, plan, dry_run=args.dry_run))
         except psycopg.errors.UndefinedFunction:
@@ -2352,6 +2350,9 @@ async def _prune(url: str, settings: Settings, plan: Any, *, dry_run: bool) -> i
                 where = f"in tenant {plan.tenant}" if plan.tenant else "in any tenant"
                 print(f"error: workflow {plan.workflow_id} not found ({where}): nothing was pruned", file=sys.stderr)
                 return EXIT_USAGE
+            # Said once the database and the workflow are found (a missing one is said alone, a review),
+            # before anything is removed.
+            print(_cutoff_text(plan), flush=True)
             if dry_run:
                 preview = await db.retention.preview(
                     default_seconds=plan.default_seconds, workflow_id=plan.workflow_id, tenant=plan.tenant

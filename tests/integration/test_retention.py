@@ -427,11 +427,12 @@ def test_the_prune_command(
         (["--workflow", "w", "--tenant", "zeta"], "in tenant zeta"),
     ]:
         for dry in ([], ["--dry-run"]):
-            code, _, err = run("--older-than", "15d", *argv, *dry)
+            code, out, err = run("--older-than", "15d", *argv, *dry)
             assert (code, err.splitlines()[-1]) == (
                 EXIT_USAGE,
                 f"error: workflow {argv[1]} not found ({where}): nothing was pruned",
             ), err
+            assert out == "", "no cutoff said for a workflow that is not there"
     postgresql.execute("DROP FUNCTION dw.preview_prune_v1")
     postgresql.commit()
     code, _, err = run("--dry-run")
