@@ -92,9 +92,12 @@ _INTEGRITY = """(function () {
   return !!(d && c && d.writable && c.writable && !d.get && !c.get && !d.configurable && !c.configurable);
 })()"""
 
+# The scope is taken off dukpy's global before the expression runs: the expression reaches it only
+# through the names bound here, which the plan sees spelled (planning.outputs_read keeps a node's
+# outputs in a run only when something names it; `globalThis['duk' + 'py'].scope` names none).
 _EVAL = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
-  var errors = __s.errors || {};
+  var errors = __s.errors || {}; dukpy.scope = undefined;
   return !!(%s
   );
 })()"""
@@ -104,7 +107,7 @@ _EVAL = """(function () { 'use strict';
 # (NaN, Infinity: a typo such as `l.qty * l.prcie`), is an error; both were recorded as null.
 _VALUE = """(function () { 'use strict';
   var __s = dukpy.scope; var trigger = __s.trigger, nodes = __s.nodes, execution = __s.execution;
-  var errors = __s.errors || {};
+  var errors = __s.errors || {}; dukpy.scope = undefined;
   var __v = (%s
   );
   if (__v === undefined) { throw new Error("the expression's value is undefined"); }

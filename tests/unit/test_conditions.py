@@ -114,6 +114,17 @@ async def test_host_bridges_are_closed(conditions: ConditionPool) -> None:
         assert await conditions.evaluate(f"typeof {name} === 'undefined'", SCOPE) is True
 
 
+async def test_the_scope_is_reached_only_through_the_names_it_binds(conditions: ConditionPool) -> None:
+    # The plan keeps a node's outputs in a run's scope only when some text names it (`nodes.a`,
+    # planning.outputs_read); a condition or transform that reached the scope through dukpy's global,
+    # spelled in pieces, read what a resumed run does not load: its edge fired before a park and
+    # failed after one (a condition error, the node behind it Skipped).
+    reach = "globalThis['duk' + 'py'].scope"
+    assert await conditions.evaluate(f"typeof {reach} === 'undefined'", SCOPE) is True
+    assert await conditions.value(f"typeof {reach}", SCOPE, time_limit=5, max_bytes=1000) == "undefined"
+    assert await conditions.evaluate("nodes.a.echo === 'x' && trigger.n === 2", SCOPE) is True
+
+
 async def test_one_condition_cannot_steal_or_forge_anothers_result() -> None:
     pool = ConditionPool(size=1)  # one helper: both conditions share its interpreter
     try:
