@@ -53,7 +53,12 @@ from dataworkflows.actions import (
 )
 from dataworkflows.checkpoints import WaitCheckpoint
 from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout
-from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
+from dataworkflows.errors import (
+    ConnectionKindMismatch,
+    ConnectionNotAllowed,
+    ConnectionSecretTooShort,
+    DatabaseUnavailable,
+)
 from dataworkflows.json_depth import MAX_RESULT_DEPTH, json_depth
 from dataworkflows.planning import PlanNode
 from dataworkflows.statuses import AttemptStatus
@@ -255,6 +260,13 @@ class ActionKind:
                     "action_timeout", f"the action ran longer than its {node.timeout_seconds:g}s timeout"
                 ),
             )
+        except DatabaseUnavailable:
+            # The worker's database, not the action: a stored connection's lookup or a resource claim
+            # that met it away (no pooled connection in time, a lost connection, a cancelled
+            # statement). Raised as the runtime's own writes raise it: the run is resumed as after a
+            # lost database, and this attempt recorded as interrupted, not counted against the retry
+            # budget. It failed the node for good as action_exception (a review).
+            raise
         except Exception as exc:
             # An action that raises is a bug or an unexpected condition: fail the attempt with
             # the exception named (not retried: a crash half-way may already have side effects).

@@ -1,0 +1,92 @@
+"""Errors of the worker's own (its database, its helpers) that reach a node's attempt: never the
+node's failure for good, never blamed on the user's action or expression."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from dataworkflows.actions import default_registry
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.credentials import EnvCredentialProvider
+from dataworkflows.db import Database
+from dataworkflows.errors import DatabaseUnavailable
+from dataworkflows.http_client import make_http_client
+from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.template_pool import TemplatePool
+from dataworkflows.workers.app import build_services
+from tests.conftest import publish, start
+from tests.fakes import HTTP_TOKEN, FakeServers, fake_servers
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[FakeServers]:
+    async with fake_servers() as servers:
+        yield servers
+
+
+class _Blip:
+    """A credential source whose database is away for its first `failures` lookups (a pool that had
+    no connection to give in time, a connection lost, a statement cancelled)."""
+
+    def __init__(self, inner: Any, failures: int = 1) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    async def get(self, name: str, *, workflow_id: str | None = None) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise DatabaseUnavailable("the database is unavailable: couldn't get a connection after 30.00 sec")
+        return await self.inner.get(name, workflow_id=workflow_id)
+
+
+async def test_a_database_blip_in_an_actions_credential_lookup_is_not_the_actions_failure(
+    db: Database, conditions: ConditionPool, templates: TemplatePool, fakes: FakeServers
+) -> None:
+    """The stored connections are read from the database: a lookup that met the database away failed
+    the node for good as action_exception ("DatabaseUnavailable: ..."), not retried, blamed on the
+    action. It is the worker's trouble: the run is resumed as after any lost database (its lease
+    expires, the attempt is recorded as interrupted, not counted against the retry budget) and goes on."""
+    secret = json.dumps({"hosts": [f"127.0.0.1:{fakes.port}"], "bearer": HTTP_TOKEN})
+    settings = Settings(http_allowed_hosts=f"127.0.0.1:{fakes.port}")
+    http = make_http_client(settings.allowed_hosts)
+    services = build_services(settings, db, http)
+    blip = _Blip(EnvCredentialProvider({"DW_CONNECTION_EXAMPLE_API": secret}))
+    services = dataclasses.replace(services, credentials=blip)
+    runtime = Runtime(
+        db,
+        default_registry(),
+        RuntimeSettings(worker_id="w", lease_seconds=1.0),
+        conditions,
+        services,
+        templates=templates,
+    )
+    node = {
+        "id": "call",
+        "actionType": "http.request",
+        "parameters": {"url": f"{fakes.base}/http/json", "connection": "example-api"},
+        "retryPolicy": {"maxAttempts": 1},
+    }
+    raw = {"id": "blip", "displayName": "blip", "startNode": "call", "nodes": [node]}
+    try:
+        await publish(db, raw)
+        execution_id = await start(db, "blip")
+        with pytest.raises(DatabaseUnavailable):
+            await runtime.run_execution(execution_id)
+        execution = await db.fetch_one("get_execution", id=execution_id)
+        assert execution is not None and execution["status"] == "Running", execution["error"]
+        await asyncio.sleep(1.5)  # the lease runs out; recovery would queue the run again
+        assert await runtime.run_execution(execution_id) == "Succeeded"
+        attempts = await db.fetch_all("list_attempts", id=execution_id)
+        assert [(a["attempt"], a["status"], a["interrupted"]) for a in attempts] == [
+            (1, "RetriableFailure", True),
+            (2, "Succeeded", False),
+        ]
+    finally:
+        await http.aclose()
