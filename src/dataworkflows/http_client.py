@@ -62,8 +62,15 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             self._per_host[key] = transport
             if len(self._per_host) > self._max_hosts:
                 _, oldest = self._per_host.popitem(last=False)
-                # Requests may still be in flight on it: close it once they can have finished.
-                handle = asyncio.get_running_loop().call_later(_RETIRE_AFTER_SECONDS, _close_soon, oldest)
+
+                # Requests may still be in flight on it: close it once they can have finished. The
+                # timer is forgotten once it fired (kept, it held the closed pool for the worker's
+                # life: one more for every new host past the last 64, a review).
+                def retire(oldest: httpx.AsyncBaseTransport = oldest) -> None:
+                    self._retiring.discard(handle)
+                    _close_soon(oldest)
+
+                handle = asyncio.get_running_loop().call_later(_RETIRE_AFTER_SECONDS, retire)
                 self._retiring.add(handle)
         else:
             self._per_host.move_to_end(key)

@@ -1,0 +1,33 @@
+"""The guarded HTTP client's connection pools per destination: bounded, also over a worker's life."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import httpx
+import pytest
+
+from dataworkflows import http_client
+from dataworkflows.http_client import GuardedTransport
+
+
+async def test_retired_pools_are_closed_and_then_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its last 64 destinations, a pool is retired (closed a while later). Each retirement's
+    timer stayed in a set for good, and with it the retired pool: a worker whose actions called
+    many hosts (an http.request node per customer domain) held one more closed pool for every new
+    host, for as long as it ran."""
+    monkeypatch.setattr(http_client, "_RETIRE_AFTER_SECONDS", 0.01)
+    transport = GuardedTransport()
+    retired: list[weakref.ref[httpx.AsyncBaseTransport]] = []
+    for n in range(200):
+        pool = await transport._transport_for(("https", f"host{n}.example.com", 443))
+        retired.append(weakref.ref(pool))
+    await asyncio.sleep(0.1)  # the retirements' timers fire, and their closes run
+    await asyncio.sleep(0)
+    gc.collect()
+    assert len(transport._per_host) == 64
+    assert len(transport._retiring) == 0, "a fired retirement is forgotten"
+    assert sum(ref() is not None for ref in retired) == 64, "only the pools in use are held"
+    await transport.aclose()
