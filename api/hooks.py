@@ -44,7 +44,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from dataworkflows import webhooks
-from dataworkflows.conditions import ConditionError
+from dataworkflows.conditions import ConditionError, ConditionUnavailable
 from dataworkflows.credentials import Cipher
 from dataworkflows.data.webhooks import DeliveryOutcome, HookTrigger
 from dataworkflows.db import Database
@@ -338,6 +338,8 @@ class _Delivery:
         scope = webhooks.condition_scope(self.value, headers, self.query)
         try:
             active = await self.svc.conditions.evaluate(expression, scope)
+        except ConditionUnavailable as exc:
+            return await self.refuse(503, "Service unavailable", Refusal(exc.code, exc.message))
         except ConditionError as exc:
             refusal = Refusal("activation_condition_error", f"the activation condition failed: {exc.message}")
             return await self.refuse(422, "Activation condition failed", refusal)

@@ -37,7 +37,7 @@ from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.answers import unbounded_answers
 from dataworkflows.clock import CLOCK, SYNC_SECONDS, synchronize
-from dataworkflows.conditions import ConditionPool
+from dataworkflows.conditions import ConditionPool, ConditionUnavailable
 from dataworkflows.config import Settings
 from dataworkflows.credentials import (
     ChainedCredentialProvider,
@@ -125,6 +125,14 @@ def build_app(runtime: Runtime) -> procrastinate.App:
                         # job_failed dead letter, for runs that then succeeded (a review: 2 of 40 runs
                         # over a PostgreSQL restart).
                         log.warning("the database went away under the run; recovery resumes it", error=describe(exc))
+                        return
+                    if isinstance(exc, ConditionUnavailable):
+                        # No sandbox helper could be started for an edge's condition (the process or
+                        # file limit): the worker's trouble, like a lost database; the node's record
+                        # was not written and the run resumes as after a lost worker.
+                        log.warning(
+                            "no condition helper could be started; recovery resumes the run", error=describe(exc)
+                        )
                         return
                     # The job failed (the run itself is resumed by recovery once its lease
                     # expires): keep the evidence where an operator looks, then let Procrastinate

@@ -17,7 +17,7 @@ import msgspec
 
 from dataworkflows import scrubbing
 from dataworkflows.errors import DataWorkflowsError
-from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
+from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout, SandboxUnavailable
 
 
 class ConditionError(DataWorkflowsError):
@@ -35,6 +35,15 @@ class ConditionTimeout(ConditionError):
 class ConditionRefused(ConditionTimeout):
     """Not run: the expression ran past its limit recently and too many of it wait for the
     suspects' lane (dataworkflows.sandbox_pool.SandboxBusy). It fails as its timeout would."""
+
+
+class ConditionUnavailable(DataWorkflowsError):
+    """No helper could be had to evaluate the expression (none could be started: the process or file
+    limit, memory; sandbox_pool.SandboxUnavailable). Not the expression's error, and so not a
+    ConditionError: an edge condition that meets it decides no route (the node's record raises it
+    and the run is resumed later, dataworkflows.outcomes), a transform retries by its policy."""
+
+    code = "condition_unavailable"
 
 
 class _Answer(msgspec.Struct):
@@ -91,6 +100,9 @@ class ConditionPool:
             limit = self._pool.timeout_seconds if time_limit is None else time_limit
             what = "the transform" if op == "value" else "condition"
             raise ConditionTimeout(f"{what} ran longer than {limit:g}s and was stopped") from None
+        except SandboxUnavailable as exc:
+            what = "the transform" if op == "value" else "the condition"
+            raise ConditionUnavailable(f"{what} was not run: no sandbox helper could be had: {exc}") from exc
         except SandboxGone as exc:
             raise ConditionError(f"the condition helper exited (memory limit or crash): {exc}") from exc
         return self._decoder.decode(line)

@@ -52,7 +52,7 @@ from dataworkflows.actions import (
     connector_of,
 )
 from dataworkflows.checkpoints import WaitCheckpoint
-from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout
+from dataworkflows.conditions import ConditionError, ConditionRefused, ConditionTimeout, ConditionUnavailable
 from dataworkflows.errors import (
     ConnectionKindMismatch,
     ConnectionNotAllowed,
@@ -405,6 +405,9 @@ class TransformKind:
             value = await self.sandbox.value(
                 str(parameters["expression"]), ctx.scope, time_limit=timeout, max_bytes=transforms.MAX_OUTPUT_BYTES
             )
+        except ConditionUnavailable as exc:
+            # Nothing ran (no helper could be started): not the expression's failure, it retries.
+            return Attempt(parameters, ActionResult.retriable("transform_unavailable", exc.message))
         except ConditionRefused as exc:
             return Attempt(parameters, ActionResult.failed("transform_timeout", exc.message))
         except ConditionTimeout:

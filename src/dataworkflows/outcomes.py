@@ -6,8 +6,9 @@ time, failed and handled by a failure/always edge, failed with nothing to handle
 status to record, the error, and which outgoing edges fire. Edge conditions are evaluated by the
 evaluator passed in (the sandboxed ConditionPool at run time, a fake in tests); a condition that
 throws does not fire its edge and is reported in `condition_errors`; one that times out fails the
-node (success path) or leaves every edge unfired (failure path). The runtime writes a Decision
-with one fenced call (dw.record_attempt_v6, whose p_outcome is a Verdict value).
+node (success path) or leaves every edge unfired (failure path); one that no helper could evaluate
+(ConditionUnavailable: the worker's trouble, not the condition's) raises, and decides nothing. The
+runtime writes a Decision with one fenced call (dw.record_attempt_v6, whose p_outcome is a Verdict value).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionRegistry, ActionServices
 from dataworkflows.checkpoints import Acquired, LeaseRenewal, NodeState, Throttle, WaitCheckpoint
 from dataworkflows.clock import now
+from dataworkflows.conditions import ConditionUnavailable
 from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
@@ -748,8 +749,10 @@ class _Run:
         self.running.pop(node_id, None)
         try:
             decision = task.result()
-        except (LeaseLost, DatabaseUnavailable):
-            raise  # fenced out, or the database is away: the lease/recovery resume it
+        except (LeaseLost, DatabaseUnavailable, ConditionUnavailable):
+            # Fenced out, the database away, or no helper for an edge's condition (its edges were
+            # not decided, so nothing was recorded): the lease/recovery resume it.
+            raise
         except Exception as exc:
             # An engine bug must end the run with a reason, not crash the job and loop through
             # recoveries.

@@ -79,6 +79,12 @@ class SandboxGone(Exception):
     """The helper exited before answering (memory limit, crash, or it retired itself)."""
 
 
+class SandboxUnavailable(SandboxGone):
+    """No helper could be had for the request, which was never sent: none could be started (EAGAIN,
+    EMFILE, ENOMEM), a fresh one did not answer its warm-up, or the pool is closed. The worker's
+    trouble, whatever the code to run: a caller tells it from a helper that died running the code."""
+
+
 class _Id(msgspec.Struct):
     id: int
     error: str | None = None
@@ -309,10 +315,10 @@ class SandboxPool:
             line = await asyncio.wait_for(helper.process.stdout.readline(), self.startup_seconds)
         except (TimeoutError, BrokenPipeError, ConnectionResetError, ValueError) as exc:
             await helper.close()
-            raise SandboxGone(f"the helper did not start: {type(exc).__name__}") from exc
+            raise SandboxUnavailable(f"the helper did not start: {type(exc).__name__}") from exc
         if not line:
             await helper.close()
-            raise SandboxGone("the helper exited as it started")
+            raise SandboxUnavailable("the helper exited as it started")
 
     def _digest(self, key: str) -> bytes:
         digest = hashlib.blake2b(digest_size=16)
@@ -342,7 +348,7 @@ class SandboxPool:
         this request waited goes to the lane (looked at only before the wait, six runs of a loop
         started at once held both shared helpers three times over, not once)."""
         if self._closed:
-            raise SandboxGone("the sandbox pool is closed")
+            raise SandboxUnavailable("the sandbox pool is closed")
         if digest is None or not self._is_suspect(digest):
             owner = current_owner()
             await self._slots.acquire(owner)
@@ -359,7 +365,7 @@ class SandboxPool:
     async def _acquire_suspect(self) -> _Helper:
         """The suspects' lane's helper, refused at once (SandboxBusy) when MAX_SUSPECT_WAITERS wait."""
         if self._closed:
-            raise SandboxGone("the sandbox pool is closed")
+            raise SandboxUnavailable("the sandbox pool is closed")
         tenant = current_tenant()
         waiting = self._suspect_waiters[tenant]
         if waiting >= MAX_SUSPECT_WAITERS:
@@ -382,7 +388,7 @@ class SandboxPool:
         except OSError as exc:
             # No process, file or memory to spare right now (EAGAIN, EMFILE, ENOMEM).
             release()
-            raise SandboxGone(f"could not start a helper: {exc}") from exc
+            raise SandboxUnavailable(f"could not start a helper: {exc}") from exc
         except BaseException:
             release()
             raise

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dataworkflows.actions import default_registry
-from dataworkflows.conditions import ConditionPool
+from dataworkflows.conditions import ConditionPool, ConditionUnavailable
 from dataworkflows.config import Settings
 from dataworkflows.credentials import EnvCredentialProvider
 from dataworkflows.db import Database
@@ -90,3 +90,77 @@ async def test_a_database_blip_in_an_actions_credential_lookup_is_not_the_action
         ]
     finally:
         await http.aclose()
+
+
+def _no_helper_can_start(pool: ConditionPool) -> None:
+    """The pool's helpers cannot be started: fork refused (EAGAIN, the process limit), no file
+    descriptor left (EMFILE), no memory."""
+
+    async def refused() -> Any:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    pool._pool._spawn = refused  # type: ignore[method-assign]
+
+
+async def test_a_transform_whose_helper_cannot_start_is_retried_not_failed(db: Database) -> None:
+    """A transform whose sandbox helper could not be started failed its node for good as
+    transform_error ("the condition helper exited (memory limit or crash): could not start a
+    helper: ..."), as if the expression were wrong. Nothing ran: the node retries by its policy."""
+    from tests.integration.test_composition import transform
+    from tests.integration.test_runtime import make_runtime, wf
+    from tests.integration.test_waits import started
+
+    broken = ConditionPool(size=1)
+    _no_helper_can_start(broken)
+    runtime = make_runtime(db, broken)
+    node = transform("shape", expression="trigger.n * 2")
+    node["retryPolicy"] = {"maxAttempts": 2, "initialDelay": "PT0.05S", "jitter": False}
+    execution_id = await started(db, wf("no-helper", node), {"n": 21})
+    try:
+        assert await runtime.run_execution(execution_id) == "Failed"
+    finally:
+        await broken.close()
+    attempts = await db.fetch_all("list_attempts", id=execution_id)
+    assert [(a["attempt"], a["status"], a["error"]["code"]) for a in attempts] == [
+        (1, "RetriableFailure", "transform_unavailable"),
+        (2, "RetriableFailure", "transform_unavailable"),
+    ]
+    assert "could not start a helper" in attempts[0]["error"]["message"]
+
+
+async def test_an_edge_condition_whose_helper_cannot_start_does_not_skip_its_branch(db: Database) -> None:
+    """An edge condition whose sandbox helper could not be started was taken for a condition that
+    threw: its edge did not fire, its target was Skipped and the run Succeeded without the branch.
+    The worker's trouble decides no route: the run stops where it is and is resumed (the attempt
+    recorded as interrupted), and once helpers start again the branch runs."""
+    from dataworkflows.workers.app import build_app
+    from tests.integration.test_observability import job_context
+    from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
+    from tests.integration.test_waits import started
+
+    raw = wf("no-helper-edge", echo("a", to("b", condition="nodes.a.echo == 'a'")), echo("b"))
+    execution_id = await started(db, raw)  # published with helpers that start
+    broken = ConditionPool(size=1)
+    _no_helper_can_start(broken)
+    try:
+        runtime = make_runtime(db, broken, lease_seconds=1.0)
+        with pytest.raises(ConditionUnavailable):
+            await runtime.run_execution(execution_id)
+        # As the worker's job runs it: not a failed job (a job_failed dead letter for a run that
+        # then succeeds), as for a database that went away; recovery resumes the run.
+        await asyncio.sleep(1.5)
+        task = build_app(runtime).tasks["dw.run_execution"]
+        await task.func(job_context(7, str(execution_id)), execution_id=str(execution_id))
+    finally:
+        await broken.close()
+    state = await nodes(db, execution_id)
+    assert state["b"]["status"] != "Skipped"
+    assert await db.fetch_all("list_dead_letters", open=None, kind="job_failed", before=None, limit=10) == []
+    await asyncio.sleep(1.5)
+    good = ConditionPool(size=1)
+    try:
+        assert await make_runtime(db, good, lease_seconds=1.0).run_execution(execution_id) == "Succeeded"
+    finally:
+        await good.close()
+    state = await nodes(db, execution_id)
+    assert state["b"]["status"] == "Succeeded"

@@ -84,7 +84,7 @@ async def test_a_helper_that_could_not_start_leaves_no_directory(tmp_path: Any, 
     import errno
     import tempfile
 
-    from dataworkflows.conditions import ConditionError, ConditionPool
+    from dataworkflows.conditions import ConditionPool, ConditionUnavailable
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
@@ -95,7 +95,7 @@ async def test_a_helper_that_could_not_start_leaves_no_directory(tmp_path: Any, 
     pool = ConditionPool(size=1)
     try:
         for _ in range(3):
-            with pytest.raises(ConditionError, match=r"could not start a helper: .*Too many open files"):
+            with pytest.raises(ConditionUnavailable, match=r"could not start a helper: .*Too many open files"):
                 await pool.evaluate("true", {})
     finally:
         await pool.close()
