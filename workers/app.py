@@ -72,6 +72,10 @@ HAND_OUT_SECONDS = 0.5
 # loop's poll, which looks for the jobs no notification announces (queued for later and now due,
 # given back by another worker), always reaches the database.
 NOTHING_NEW_SECONDS = 1.0
+# How far ahead a parked run's wake-up time gets a timer of its own in the waker (Waker.wake_at): each
+# holds about 570 bytes until its time, and the poll wakes a later one at most DW_WORKER_POLL_SECONDS
+# late (a day's delay, a month's approval timeout).
+WAKE_HINT_HORIZON_SECONDS = 600.0
 # Queued by dw.finish_execution_v1 when a parent ends with children it can no longer wait for.
 CANCEL_CHILDREN_TASK = "dw.cancel_children"
 # Queued by dw.fire_schedule_v1 when a tick of a schedule whose overlap policy is cancelOther finds
@@ -1019,12 +1023,16 @@ class Waker:
         """Runs a pass at `when` (2 ms after: the database's clock decides what is due). Wake-ups
         within the same 10 ms are one pass, at the end of those 10 ms, when every one of them is due:
         one timer for 10,000 runs parked until the same time, and at most one per 10 ms for runs
-        parked a day ahead (each timer is held in memory until then). A pass before a wake-up's time
+        parked further (each timer is held in memory until then). A pass before a wake-up's time
         would leave that run to the next poll, DW_WORKER_POLL_SECONDS later: the shared pass ran at
         the first wake-up's time until 2026-12-04, and bench/waits.py's paced timers saw one of 200
-        fire 1 s late in some runs."""
+        fire 1 s late in some runs. A wake-up more than WAKE_HINT_HORIZON_SECONDS ahead is left to the poll:
+        its timer was held until then, one per 10 ms of distinct times (a worker parking a run with a
+        30-day approval timeout each second held 2.6 million of them a month on, 1.5 GB: a review)."""
         loop = asyncio.get_running_loop()
         delay = max(CLOCK.seconds_until(when), 0.0) + 0.002
+        if delay > WAKE_HINT_HORIZON_SECONDS:
+            return
         slot = math.ceil((loop.time() + delay) * 100)
         if slot in self._slots:
             return

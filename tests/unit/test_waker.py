@@ -39,3 +39,20 @@ async def test_every_wake_up_gets_a_pass_at_or_after_its_time(monkeypatch: pytes
         # A pass from when it is due, and soon after (the 2 ms the waker adds, then the end of its 10 ms).
         assert any(due <= at <= due + 0.0125 for at in scheduled), (offset, sorted(at - clock for at in scheduled))
     assert len(scheduled) <= len(offsets) + 1, "a thousand wake-ups at one time are one pass"
+
+
+async def test_wake_ups_far_ahead_hold_no_timer_the_poll_wakes_them() -> None:
+    """Each hint held a timer until its time (about 570 bytes, one per 10 ms of distinct wake-up
+    times): a worker parking an approval with a 30-day timeout a second held 2.6 million of them
+    (1.5 GB) a month on, for a run its poll (DW_WORKER_POLL_SECONDS) wakes at most that late anyway.
+    Past WAKE_HINT_HORIZON_SECONDS a hint holds nothing; within it, as before."""
+    from workers.app import WAKE_HINT_HORIZON_SECONDS
+
+    waker = Waker(db=None, settings=Settings())  # type: ignore[arg-type]  # wake_at reads no database
+    wall = datetime.now(UTC)
+    for i in range(10_000):
+        waker.wake_at(wall + timedelta(days=30, milliseconds=37 * i))
+    assert len(waker._slots) == 0
+    for i in range(100):
+        waker.wake_at(wall + timedelta(seconds=WAKE_HINT_HORIZON_SECONDS / 2, milliseconds=37 * i))
+    assert len(waker._slots) == 100
