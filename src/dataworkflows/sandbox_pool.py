@@ -311,8 +311,11 @@ class SandboxPool:
         assert helper.process.stdin is not None and helper.process.stdout is not None
         try:
             helper.process.stdin.write(self._encoder.encode({**request, "id": 0}) + b"\n")
-            await asyncio.wait_for(helper.process.stdin.drain(), self.startup_seconds)
-            line = await asyncio.wait_for(helper.process.stdout.readline(), self.startup_seconds)
+            # asyncio.timeout, not wait_for (see _call_once).
+            async with asyncio.timeout(self.startup_seconds):
+                await helper.process.stdin.drain()
+            async with asyncio.timeout(self.startup_seconds):
+                line = await helper.process.stdout.readline()
         except (TimeoutError, BrokenPipeError, ConnectionResetError, ValueError) as exc:
             await helper.close()
             raise SandboxUnavailable(f"the helper did not start: {type(exc).__name__}") from exc
@@ -430,8 +433,13 @@ class SandboxPool:
             assert helper.process.stdin is not None and helper.process.stdout is not None
             helper.process.stdin.write(self._encoder.encode({**request, "id": request_id}) + b"\n")
             try:
-                await asyncio.wait_for(helper.process.stdin.drain(), timeout)
-                line = await asyncio.wait_for(helper.process.stdout.readline(), timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the answer of a wait
+                # that ended as its task was cancelled and drops the cancel, and the node task that
+                # asked went on (recorded its attempt under a run being cancelled or stopped: a review).
+                async with asyncio.timeout(timeout):
+                    await helper.process.stdin.drain()
+                async with asyncio.timeout(timeout):
+                    line = await helper.process.stdout.readline()
             except TimeoutError:
                 self.helpers_killed += 1
                 log.warning("sandboxed work timed out; replacing its helper", module=self.module, timeout=timeout)

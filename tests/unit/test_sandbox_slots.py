@@ -100,3 +100,38 @@ async def test_a_helper_that_could_not_start_leaves_no_directory(tmp_path: Any, 
     finally:
         await pool.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+async def test_a_cancel_that_comes_with_the_helpers_answer_is_not_lost(monkeypatch: Any) -> None:
+    """A node task cancelled (the run cancelled or failed fast, the worker's grace over) just as its
+    condition's, transform's or template's answer came went on as if nothing had been asked: Python
+    3.11's asyncio.wait_for returns the result of a wait that ended as the cancel came and drops the
+    cancel, so the task recorded its attempt, and started the nodes after it, under a run being
+    stopped. The cancel now reaches the task."""
+    from dataworkflows.conditions import ConditionPool
+
+    pool = ConditionPool(size=1)
+    try:
+        assert await pool.evaluate("true", {}) is True  # a helper is up, warmed
+        target: list[asyncio.Task[Any]] = []
+        went_on: list[bool] = []
+        real = asyncio.StreamReader.readline
+
+        async def readline(self: asyncio.StreamReader) -> bytes:
+            line = await real(self)
+            target[0].cancel()  # the cancel comes as the answer does
+            return line
+
+        async def node_task() -> None:
+            await pool.evaluate("1 + 1 == 2", {})
+            await asyncio.sleep(0.05)
+            went_on.append(True)  # it would record its attempt here
+
+        monkeypatch.setattr(asyncio.StreamReader, "readline", readline)
+        task = asyncio.create_task(node_task())
+        target.append(task)
+        await asyncio.wait({task}, timeout=5)
+        monkeypatch.undo()
+        assert task.cancelled() and not went_on
+    finally:
+        await pool.close()
