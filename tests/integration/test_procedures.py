@@ -709,6 +709,32 @@ async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
     assert await resources.check("t", "k") == "ext-1"
 
 
+async def test_a_pending_claim_reads_its_owners_attempt_row_by_key(db: Database) -> None:
+    """A claim that another attempt holds ('pending', asked again each second by monday.create-item)
+    looks the owning attempt's row up by the table's key: it compared the columns as text, and
+    read every attempt row of every tenant at each retry (67 ms at 300,000 rows). Sequential scans
+    are off in the session, so a plan that can only scan the table shows in its statistics."""
+    from dataworkflows.resources import DatabaseResources
+
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    execution_id = await start(db, "simple-echo")
+    resources = DatabaseResources(db, claim_seconds=300)
+    where = {"workflow_id": "simple-echo", "execution_id": execution_id, "node_id": "echo1"}
+    assert (await resources.claim("t", "k3", **where, attempt=1)).state == "claimed"
+    async with db.connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        for owner in (f"{execution_id}:echo1:2", f"{execution_id}:echo1#4:2"):
+            cur = await conn.execute(
+                "SELECT state FROM dw.claim_resource_v3('default', 't', 'k3', 'simple-echo', %s, 'echo1', %s, 300)",
+                (execution_id, owner),
+            )
+            assert await cur.fetchall() == [("pending",)]
+        cur = await conn.execute(
+            "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE schemaname = 'dw' AND relname = 'action_executions'"
+        )
+        assert await cur.fetchall() == [(0,)]
+
+
 async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> None:
 
     from dataworkflows.resources import DatabaseResources
