@@ -1890,8 +1890,11 @@ BEGIN
                 OR (n.status = 'Failed' AND n.end_reason = 'unhandled_failure')
                 OR n.end_reason = 'run_ended');
 
+        -- The run's tenant's plan: a session that sees every tenant (an operator's psql, the
+        -- maintenance role) read another tenant's workflow of the same id and version, and its deadline.
         SELECT p.plan INTO v_plan
-          FROM dw.workflow_plans p WHERE p.workflow_id = v_e.workflow_id AND p.version = v_e.workflow_version;
+          FROM dw.workflow_plans p
+         WHERE p.tenant_id = v_e.tenant_id AND p.workflow_id = v_e.workflow_id AND p.version = v_e.workflow_version;
         UPDATE dw.executions e
            SET status = 'Pending', ended_at = NULL, error = NULL, recovery_count = 0,
                lease_owner = NULL, lease_expires_at = NULL,

@@ -709,6 +709,38 @@ async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
     assert await resources.check("t", "k") == "ext-1"
 
 
+async def test_a_redrive_gives_the_run_its_own_tenants_deadline(db: Database) -> None:
+    """A redrive reads the run's plan for its fresh deadline: the run's tenant's, not that of
+    another tenant's workflow of the same id and version (a session that sees every tenant: an
+    operator's psql, the maintenance role; row-level security does not narrow it there)."""
+    from datetime import timedelta
+
+    from dataworkflows.tenancy import all_tenants, tenant_scope
+    from tests.integration.test_runtime import echo, wf
+
+    with tenant_scope("aaa"):  # published first, and first in the plans' key order
+        await publish(db, wf("same-id", echo("a"), workflowTimeout="P7D"))
+    await publish(db, wf("same-id", echo("a"), workflowTimeout="PT5M"))
+    execution_id = await start(db, "same-id")
+    await _sql(db, "UPDATE dw.executions SET status = 'Failed', ended_at = now() WHERE id = %s", execution_id)
+    await _sql(
+        db,
+        "UPDATE dw.node_states SET status = 'Failed', end_reason = 'unhandled_failure' WHERE execution_id = %s",
+        execution_id,
+    )
+    [(letter,)] = await _sql(
+        db,
+        "INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)"
+        " VALUES ('node_failed', %s, 'a', '{}', '{}', 1) RETURNING id",
+        execution_id,
+    )
+    with all_tenants():
+        [row] = await db.fetch_all("redrive_dead_letter", id=letter, principal="ops", queue="executions")
+    assert row["action"] == "requeued"
+    [(left,)] = await _sql(db, "SELECT deadline_at - now() FROM dw.executions WHERE id = %s", execution_id)
+    assert timedelta(minutes=4) < left <= timedelta(minutes=5), left
+
+
 async def test_a_pending_claim_reads_its_owners_attempt_row_by_key(db: Database) -> None:
     """A claim that another attempt holds ('pending', asked again each second by monday.create-item)
     looks the owning attempt's row up by the table's key: it compared the columns as text, and
