@@ -5,24 +5,29 @@
 CREATE OR REPLACE FUNCTION dw.publish_workflow_v1(
     p_workflow_id text, p_version integer, p_plan jsonb, p_principal text
 ) RETURNS TABLE (workflow_id text, version integer, status text) LANGUAGE plpgsql AS $$
+DECLARE
+    -- The session's tenant, as in dw.archive_workflow_v1: a session that sees every tenant made
+    -- each tenant's workflow of that id Active at this version.
+    v_tenant text := dw.session_tenant_v1();
 BEGIN
-    PERFORM 1 FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    PERFORM 1 FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
-    PERFORM 1 FROM dw.workflow_versions v WHERE v.workflow_id = p_workflow_id AND v.version = p_version;
+    PERFORM 1 FROM dw.workflow_versions v
+     WHERE v.tenant_id = v_tenant AND v.workflow_id = p_workflow_id AND v.version = p_version;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
     END IF;
 
-    INSERT INTO dw.workflow_plans (workflow_id, version, plan)
-    VALUES (p_workflow_id, p_version, p_plan)
+    INSERT INTO dw.workflow_plans (tenant_id, workflow_id, version, plan)
+    VALUES (v_tenant, p_workflow_id, p_version, p_plan)
     ON CONFLICT ON CONSTRAINT workflow_plans_pkey DO NOTHING;
 
     UPDATE dw.workflow_versions v
        SET published_at = COALESCE(v.published_at, now()),
            published_by = CASE WHEN v.published_at IS NULL THEN p_principal ELSE v.published_by END
-     WHERE v.workflow_id = p_workflow_id AND v.version = p_version;
+     WHERE v.tenant_id = v_tenant AND v.workflow_id = p_workflow_id AND v.version = p_version;
 
     -- The workflow's names follow the version that runs.
     UPDATE dw.workflows w
@@ -31,7 +36,8 @@ BEGIN
            display_name = COALESCE(v.definition ->> 'displayName', w.display_name),
            description = v.definition ->> 'description'
       FROM dw.workflow_versions v
-     WHERE w.id = p_workflow_id AND v.workflow_id = p_workflow_id AND v.version = p_version;
+     WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id
+       AND v.tenant_id = v_tenant AND v.workflow_id = p_workflow_id AND v.version = p_version;
 
     RETURN QUERY SELECT p_workflow_id, p_version, 'Active'::text;
 END;
@@ -43,9 +49,14 @@ $$;
 CREATE OR REPLACE FUNCTION dw.archive_workflow_v1(p_workflow_id text, p_principal text)
     RETURNS TABLE (workflow_id text, status text) LANGUAGE plpgsql AS $$
 DECLARE
+    v_tenant text := dw.session_tenant_v1();
     v_status text;
 BEGIN
-    SELECT w.status INTO v_status FROM dw.workflows w WHERE w.id = p_workflow_id FOR NO KEY UPDATE;
+    -- In the session's tenant (a psql session that set none, or '*', means the default one), as
+    -- dw.set_workflow_enabled_v1: row-level security narrows the API's role to its tenant, but not a
+    -- session that sees every tenant, where this archived each tenant's workflow of that id.
+    SELECT w.status INTO v_status FROM dw.workflows w
+     WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
@@ -56,7 +67,7 @@ BEGIN
     IF v_status = 'Active' THEN
         UPDATE dw.workflows w SET status = 'Archived', archived_at = now(), archived_by = p_principal,
                                   updated_at = now()
-         WHERE w.id = p_workflow_id;
+         WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
     END IF;
     RETURN QUERY SELECT p_workflow_id, 'Archived'::text;
 END;

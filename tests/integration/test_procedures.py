@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from dataworkflows import errors
 from dataworkflows.db import Database
@@ -739,6 +740,26 @@ async def test_a_redrive_gives_the_run_its_own_tenants_deadline(db: Database) ->
     assert row["action"] == "requeued"
     [(left,)] = await _sql(db, "SELECT deadline_at - now() FROM dw.executions WHERE id = %s", execution_id)
     assert timedelta(minutes=4) < left <= timedelta(minutes=5), left
+
+
+async def test_publish_and_archive_act_in_the_sessions_tenant_only(db: Database) -> None:
+    """A session that sees every tenant (an operator's psql, the maintenance role) publishes and
+    archives in its own tenant ('default' when it set none, or '*'), as dw.set_workflow_enabled_v1
+    does: an archive of a workflow id archived every tenant's workflow of that id, and a publish
+    wrote its plan for tenant '*' (refused) after reading another tenant's version."""
+    from dataworkflows.tenancy import all_tenants, tenant_scope
+    from tests.integration.test_runtime import echo, wf
+
+    with tenant_scope("aaa"):
+        await publish(db, wf("shared", echo("a")))
+    await publish(db, wf("shared", echo("a")))
+    plan = (await _sql(db, "SELECT plan FROM dw.workflow_plans WHERE workflow_id = 'shared'"))[0][0]
+    with all_tenants():
+        async with db.connection() as conn:
+            await conn.execute("SELECT * FROM dw.publish_workflow_v1('shared', 1, %s, 'ops')", (Jsonb(plan),))
+            await conn.execute("SELECT * FROM dw.archive_workflow_v1('shared', 'ops')")
+            cur = await conn.execute("SELECT tenant_id, status FROM dw.workflows WHERE id = 'shared' ORDER BY 1")
+            assert await cur.fetchall() == [("aaa", "Active"), ("default", "Archived")]
 
 
 async def test_a_pending_claim_reads_its_owners_attempt_row_by_key(db: Database) -> None:
