@@ -608,7 +608,8 @@ async def _stream_events(
                 yield ServerSentEventMessage(comment="reconnect: the stream's time is up", data=None)
                 return
             try:
-                await asyncio.wait_for(wakeups.get(), min(idle, left))
+                async with asyncio.timeout(min(idle, left)):
+                    await wakeups.get()
             except TimeoutError:
                 if idle >= _KEEPALIVE_SECONDS:
                     # Keeps proxies from closing an idle stream; the loop re-reads from the database.

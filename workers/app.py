@@ -257,7 +257,8 @@ def describe(exc: BaseException) -> str:
 async def stopped_within(stop: asyncio.Event, delay: float) -> bool:
     """Sleeps `delay` seconds, or less if `stop` is set; returns whether it was."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)
+        async with asyncio.timeout(delay):
+            await stop.wait()
     return stop.is_set()
 
 
@@ -546,7 +547,8 @@ class ResilientJobManager(manager.JobManager):
         if worker_id in self._fetching or self.fetched.get(worker_id):
             settled = self._settled[worker_id] = asyncio.Event()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(settled.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await settled.wait()
             self._settled.pop(worker_id, None)
         await self._give_back_fetched(worker_id)
 
@@ -1048,7 +1050,8 @@ class Waker:
         synchronized = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.kick.wait(), timeout=self.settings.worker_poll_seconds)
+                async with asyncio.timeout(self.settings.worker_poll_seconds):
+                    await self.kick.wait()
             self.kick.clear()
             if time.monotonic() - synchronized >= SYNC_SECONDS:
                 synchronized = time.monotonic()

@@ -360,7 +360,8 @@ class EventHub:
                 self._waiters.setdefault(name, []).append(waiter)
                 self._ensure_reader()
                 try:
-                    await asyncio.wait_for(waiter, self._follow_wait_seconds)
+                    async with asyncio.timeout(self._follow_wait_seconds):
+                        await waiter
                 except (ConnectionError, TimeoutError) as exc:
                     # Until then it failed the stream: it raised out of it, which ended with an error.
                     if not self._ending:

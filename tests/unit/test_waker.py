@@ -56,3 +56,36 @@ async def test_wake_ups_far_ahead_hold_no_timer_the_poll_wakes_them() -> None:
     for i in range(100):
         waker.wake_at(wall + timedelta(seconds=WAKE_HINT_HORIZON_SECONDS / 2, milliseconds=37 * i))
     assert len(waker._slots) == 100
+
+
+async def test_a_cancel_that_comes_as_the_wait_ends_is_not_lost() -> None:
+    """asyncio.wait_for (Python 3.11) returned the result of a wait that ended in the loop turn its
+    task was cancelled, and dropped the cancel: the waker's loop and stopped_within's sleepers went on
+    (the waker waited again), and a shutdown that cancelled them could hang. asyncio.timeout keeps the
+    cancel (and ruff's TID251 bans wait_for outside the tests)."""
+    from workers.app import stopped_within
+
+    went_on: list[str] = []
+
+    async def sleeper(event: asyncio.Event) -> None:
+        await stopped_within(event, 5)
+        await asyncio.sleep(0)
+        went_on.append("stopped_within")
+
+    async def waker_loop(event: asyncio.Event) -> None:
+        waker = Waker(db=None, settings=Settings())  # type: ignore[arg-type]
+        waker.kick = event
+        await waker.run(asyncio.Event())  # never stopped: only its cancel ends it
+        went_on.append("waker")
+
+    for make in (sleeper, waker_loop):
+        event = asyncio.Event()
+        task = asyncio.create_task(make(event))
+        await asyncio.sleep(0.01)
+        event.set()  # the stop or the kick, and the cancel, in the same loop turn
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        assert task.cancelled(), make.__name__
+        if not task.done():
+            task.cancel()
+    assert went_on == []
