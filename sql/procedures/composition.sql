@@ -335,6 +335,36 @@ CREATE OR REPLACE FUNCTION dw.children_to_cancel_v1(p_parent_id uuid)
      ORDER BY c.created_at;
 $$;
 
+-- A run that ends closes the letters of the children whose failure it handled, and of their own
+-- children beneath them: a child whose subworkflow node or forEach item took its end, where that node
+-- then went on (it succeeded, as a forEach with onItemFailure continue does, or it failed and a
+-- failure or always edge took the failure: no unhandled_failure). No redrive may take such a letter
+-- (dw.child_redrive_refusal_v1: its parent took the end) and no letter of the parent's supersedes
+-- it (the parent went on), so it stayed open for good: listed as needing a human, and keeping the
+-- whole tree from retention until someone acknowledged each one. Detached children (refused
+-- nothing: they are redriven on their own) keep theirs, and so do the children of a node whose
+-- failure nothing handled, which the parent's own letter supersedes when it is redriven
+-- (dw.redrive_dead_letter_v1). Closed as superseded, with a note that says by what.
+CREATE OR REPLACE FUNCTION dw.close_handled_child_letters_v1(p_parent_id uuid) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    WITH RECURSIVE handled AS (
+        SELECT c.id, c.parent_node_id AS node_id FROM dw.executions c
+          JOIN dw.node_states n ON n.execution_id = c.parent_execution_id AND n.node_id = c.parent_node_id
+         WHERE c.parent_execution_id = p_parent_id
+           AND (n.status = 'Succeeded' OR (n.status = 'Failed' AND n.end_reason IS NULL))
+        UNION ALL
+        SELECT c.id, h.node_id FROM dw.executions c JOIN handled h ON c.parent_execution_id = h.id
+    )
+    UPDATE dw.dead_letters d
+       SET closed_at = now(), close_reason = 'superseded',
+           close_note = format('execution %s handled its failure (node %s) and ended', p_parent_id, h.node_id)
+      FROM handled h JOIN dw.executions c ON c.id = h.id
+     WHERE d.execution_id = h.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+       AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
+END;
+$$;
+
 -- Queues the cancellation of the children dw.children_to_cancel_v1 names, if there are any.
 CREATE OR REPLACE FUNCTION dw.queue_cancel_children_v1(p_parent_id uuid, p_queue text) RETURNS void
     LANGUAGE plpgsql AS $$

@@ -1572,6 +1572,7 @@ BEGIN
     END IF;
     IF v_has_children THEN
         PERFORM dw.queue_cancel_children_v1(p_execution_id, v_queue);
+        PERFORM dw.close_handled_child_letters_v1(p_execution_id);
     END IF;
     IF v_frees_slot THEN
         PERFORM dw.hand_over_slot_v1(v_tenant, v_workflow_id);

@@ -503,6 +503,48 @@ async def test_a_child_whose_end_its_parent_took_is_not_redriven_but_the_parent_
     ]
 
 
+async def test_the_letters_of_children_whose_failure_the_parent_handled_close_with_its_end(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child's failure that its parent handled (a failure edge; a forEach that goes on,
+    onItemFailure continue) files the child's letter, which no redrive may take (its parent took the
+    end) and no parent's letter supersedes (the parent went on): it stayed open for good, listed as
+    needing a human, and retention kept the whole tree until someone acknowledged each one. The
+    parent's end closes them, a grandchild's under a handled child too; a detached child's stays
+    open (it is redriven on its own)."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("middle", sub("call", "breaks")), conditions)
+    parent = wf(
+        "handles",
+        sub("call", "breaks", to("items", "always")),
+        kind_node(
+            "forEach",
+            "items",
+            (to("deep"),),
+            {"items": [1, 2], "onItemFailure": "continue", "subworkflow": {"workflowId": "breaks"}},
+        ),
+        sub("deep", "middle", to("loose", "always")),
+        sub("loose", "breaks", waitForCompletion=False),
+    )
+    await publish(db, parent, conditions)
+    root = await start(db, "handles")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    tree = await sql(db, "SELECT id, workflow_id, parent_node_id FROM dw.executions WHERE root_execution_id = %s", root)
+    assert len(tree) == 7, tree
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    by_node: dict[tuple[str, str], list[Any]] = {(n, w): [] for _, w, n in tree}
+    for execution_id, workflow_id, node in tree:
+        by_node[(node, workflow_id)] += [d for d in letters if d.execution_id == execution_id]
+    still_open = [(node, d.kind) for (node, _), ds in by_node.items() for d in ds if d.closed_at is None]
+    # The detached child is redriven on its own: its letter stays open.
+    assert still_open == [("loose", "node_failed")], still_open
+    closed = [d for ds in by_node.values() for d in ds if d.closed_at is not None]
+    assert len(closed) == 5 and {d.close_reason for d in closed} == {"superseded"}, closed
+    assert all("handled its failure" in (d.close_note or "") for d in closed), [d.close_note for d in closed]
+
+
 async def test_a_detached_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
     """Nobody waits for a detached child (waitForCompletion false): its letter redrives it (the
     version it pinned runs again: its node fails again, a second time)."""
