@@ -41,13 +41,14 @@ BEGIN
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id FOR NO KEY UPDATE;
     IF v_concurrent IS NOT NULL THEN
         -- A suspended run that had started keeps its place: resuming it does not pass through
-        -- here again.
+        -- here again. Not one suspended Pending (a redriven run not admitted again: it passes
+        -- through here when resumed, dw.suspended_pending_v1).
         SELECT count(*) INTO v_running FROM dw.executions e
          WHERE e.workflow_id = p_e.workflow_id AND e.tenant_id = p_e.tenant_id AND e.depth = 0
            -- The status list first, so that it stays in the (tenant_id, workflow_id, status) index
            -- condition under any plan, and a workflow's history of ended runs is not read.
            AND e.status IN ('Running', 'Waiting', 'Suspended')
-           AND (e.status <> 'Suspended' OR e.started_at IS NOT NULL);
+           AND (e.status <> 'Suspended' OR (e.started_at IS NOT NULL AND NOT dw.suspended_pending_v1(e.id)));
         IF v_running >= v_concurrent THEN
             RETURN QUERY SELECT 'concurrency'::text, NULL::timestamptz;
             RETURN;

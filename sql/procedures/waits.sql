@@ -697,6 +697,17 @@ BEGIN
 END;
 $$;
 
+-- Whether a Suspended run was suspended Pending, before a worker admitted it: one that never started,
+-- or a redriven one (Pending again, its started_at its first start's). Its latest execution_suspended
+-- event says (previousStatus). Such a run holds no place under its workflow's maxConcurrentExecutions
+-- (dw.admit_root_run_v1) and is resumed Pending, to pass admission then: resumed Waiting, a redriven
+-- run ran beside the run that held the only slot (a review).
+CREATE OR REPLACE FUNCTION dw.suspended_pending_v1(p_execution_id uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT COALESCE((SELECT ev.details ->> 'previousStatus' = 'Pending' FROM dw.execution_events ev
+                      WHERE ev.execution_id = p_execution_id AND ev.type = 'execution_suspended'
+                      ORDER BY ev.id DESC LIMIT 1), false);
+$$;
+
 -- POST /executions/{id}/resume. A Suspended run is queued again (timers that came due meanwhile
 -- fire as soon as a worker takes it); a suspension requested but not yet in effect is withdrawn.
 -- outcome: resumed | withdrawn.
@@ -711,7 +722,8 @@ BEGIN
         RAISE EXCEPTION 'execution % has already ended (%)', p_execution_id, v_e.status USING ERRCODE = 'DW014';
     END IF;
     IF v_e.status = 'Suspended' THEN
-        v_status := CASE WHEN v_e.started_at IS NULL THEN 'Pending' ELSE 'Waiting' END;
+        v_status := CASE WHEN v_e.started_at IS NULL OR dw.suspended_pending_v1(p_execution_id) THEN 'Pending'
+                         ELSE 'Waiting' END;
         UPDATE dw.executions e
            SET status = v_status, suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL,
                wake_at = now()

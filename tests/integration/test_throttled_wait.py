@@ -250,3 +250,45 @@ async def test_runs_ended_together_in_a_batch_each_hand_a_slot_over(db: Database
     assert all(answer["error_state"] is None for answer in answers)
     assert [(await run_row(db, run))["status"] for run in runs[:2]] == ["Succeeded", "Succeeded"]
     assert [await jobs_of(db, run) for run in runs[2:]] == [[("todo", True)], [("todo", True)]]
+
+
+async def test_a_redriven_run_suspended_before_its_admission_passes_it_when_resumed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A redriven root run is Pending again, with its first start's time. Suspended before a worker
+    admitted it, it counted as a run holding a slot (it had started), and resumed it came back
+    Waiting, which no admission looks at: it ran beside the run holding the only slot (a review:
+    maxConcurrentExecutions 1, two runs in flight). It is Pending until admitted, whatever it did
+    before its redrive."""
+    from tests.integration.test_subworkflows import open_letter
+
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    await publish(db, wf("one-slot", echo("a", simulateFailure="permanent")))
+    failed = await start(db, "one-slot")
+    assert await runtime.run_execution(failed) == "Failed"
+    await limited(db, "one-slot", concurrent=1)  # a new version, and the limit
+
+    async def holding() -> tuple[Any, int]:
+        run = await start(db, "one-slot")
+        held = await db.fetch_one("try_acquire", id=run, owner="w1", lease_seconds=30)
+        assert held is not None and held["outcome"] == "acquired"
+        return run, int(held["lease_token"])
+
+    async def run_now(run: Any) -> str:
+        async with db.connection() as conn:
+            await conn.execute("DELETE FROM procrastinate_jobs")
+        return await runtime.run_execution(run)
+
+    holder, token = await holding()
+    await db.operations.redrive(await open_letter(db, failed), principal="ops", queue=QUEUE)
+    assert await run_now(failed) == "throttled"
+    assert (await db.control.suspend(failed, principal="ops", reason=None)).status == "Suspended"
+    # Suspended before its admission, it holds no slot: the holder's end lets another run start.
+    await db.runs.complete(holder, token, status=ExecutionStatus.SUCCEEDED, error=None)
+    assert await run_now(await start(db, "one-slot")) == "Succeeded"
+    # Resumed while another run holds the slot: held back, as any run not yet admitted.
+    holder, token = await holding()
+    assert (await db.control.resume(failed, principal="ops", queue=QUEUE)).status == "Pending"
+    assert await run_now(failed) == "throttled"
+    await db.runs.complete(holder, token, status=ExecutionStatus.SUCCEEDED, error=None)
+    assert await run_now(failed) == "Failed"
