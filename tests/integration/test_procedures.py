@@ -811,3 +811,17 @@ async def test_a_claim_of_a_finished_attempt_can_be_taken_over(db: Database) -> 
     # Released (a refusal: nothing was made), the key is claimed afresh.
     await resources.release("t", "k2", execution_id=execution_id, node_id="echo1", attempt=2)
     assert (await resources.claim("t", "k2", **where, attempt=3)).state == "claimed"
+
+
+async def test_a_request_id_is_a_workflows_own(db: Database) -> None:
+    """Idempotency is per workflow and request id (README "Guarantees"): the same request id and
+    trigger sent to another workflow of the tenant start a run of that workflow, not the first one's."""
+    from tests.integration.test_runtime import echo, wf
+
+    for workflow_id in ("first-of-two", "second-of-two"):
+        await publish(db, wf(workflow_id, echo("a")))
+    first = await start(db, "first-of-two", {"n": 1}, request_id="shared")
+    assert await start(db, "first-of-two", {"n": 1}, request_id="shared") == first
+    second = await start(db, "second-of-two", {"n": 1}, request_id="shared")
+    assert second != first
+    assert (await db.executions.get(second)).workflow_id == "second-of-two"  # type: ignore[union-attr]
