@@ -515,3 +515,20 @@ async def test_a_wake_that_comes_while_the_worker_holds_the_run_is_kept_for_its_
     # Taking the run answers the wake; a run woken while Waiting is due now (recovery's view).
     await db.runs.acquire(root, owner="w2", lease_seconds=5)
     assert await sql(db, "SELECT wake_requested_at FROM dw.executions WHERE id = %s", root) == [(None,)]
+
+
+async def test_an_item_whose_child_failed_is_not_retried(db: Database, conditions: ConditionPool) -> None:
+    """README "A subworkflow per item": the node's retryPolicy does not start a second child for an
+    item whose child failed (the child had its own retries), as a subworkflow node's does not."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("always-fails", echo("x", simulateFailure="permanent")), conditions)
+    node = child_items("each", [1], "always-fails")
+    node["retryPolicy"] = {"maxAttempts": 3, "initialDelay": "PT0.05S", "jitter": False}
+    await publish(db, wf("no-item-retry", node), conditions)
+    root = await start(db, "no-item-retry")
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    statuses = await sql(db, "SELECT status, attempts FROM dw.foreach_items WHERE execution_id = %s", root)
+    assert statuses == [("Failed", 1)]
+    kids = await db.fetch_all("list_children", id=root, after_created=None, after_id=None, limit=None)
+    assert len(kids) == 1
