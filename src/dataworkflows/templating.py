@@ -408,7 +408,15 @@ class _Renderer:
     def _whole_expression(self, value: str) -> str | None:
         match = self.whole.match(value)
         if match and self.start not in match.group("expr") and self.end not in match.group("expr"):
-            return match.group("expr")
+            expr = match.group("expr")
+            # Jinja's whitespace control (`{{- x -}}`, `{{+ x }}`) trims text around the tag, which a
+            # whole value has none of: not part of the expression (it was taken for `- x -`, a
+            # syntax error at publish).
+            if expr[:1] in ("-", "+"):
+                expr = expr[1:]
+            if expr[-1:] == "-":
+                expr = expr[:-1]
+            return expr
         return None
 
     def check(self, value: Any) -> str | None:

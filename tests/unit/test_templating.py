@@ -33,6 +33,21 @@ def test_whole_expression_keeps_its_json_type() -> None:
     assert render(params, SCOPE) == {"count": 3, "tags": ["a", "b"], "flag": True, "sum": 4}
 
 
+def test_whitespace_control_is_jinjas_in_a_whole_expression_too() -> None:
+    """`{{- x -}}` is Jinja2 (its whitespace control); a value that is only that expression was
+    taken apart as the expression `- x -`, refused at publish as a syntax error, and `{{- x }}` as
+    `- x`: the number negated, without a word (a review)."""
+    params = {
+        "count": "{{- trigger.n -}}",
+        "plus": "{{+ trigger.tags }}",
+        "tight": "{{-trigger.n}}",
+        "minus": "{{ -1 }}",
+    }
+    assert check_template(params) is None
+    assert render(params, SCOPE) == {"count": 3, "plus": ["a", "b"], "tight": 3, "minus": -1}
+    assert render({"text": "a {{- trigger.n -}} b"}, SCOPE) == {"text": "a3b"}
+
+
 @pytest.mark.parametrize(
     ("template", "said"),
     [
