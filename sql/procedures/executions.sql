@@ -1980,6 +1980,22 @@ BEGIN
        SET closed_at = now(), closed_by = p_principal, close_reason = 'acknowledged', close_note = p_note
      WHERE d.id = p_id
     RETURNING * INTO v_d;
+    IF v_d.kind <> 'job_failed' AND v_d.execution_id IS NOT NULL THEN
+        -- The letters of the children (and theirs) whose end this run took: refused every redrive
+        -- (naming this letter), they stayed open for good once it was acknowledged instead of
+        -- redriven, and retention kept the tree. Closed as a redrive of this letter closes them.
+        WITH RECURSIVE tree AS (
+            SELECT c.* FROM dw.executions c WHERE c.parent_execution_id = v_d.execution_id
+            UNION ALL
+            SELECT c.* FROM dw.executions c JOIN tree t ON c.parent_execution_id = t.id
+        )
+        UPDATE dw.dead_letters d
+           SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',
+               close_note = format('execution %s''s dead letter %s was acknowledged', v_d.execution_id, p_id)
+          FROM tree t
+         WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+           AND dw.child_redrive_refusal_v1(t::dw.executions) IS NOT NULL;
+    END IF;
     IF v_d.execution_id IS NOT NULL THEN
         INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
         VALUES (v_d.execution_id, v_d.node_id, 'dead_letter_acknowledged', p_principal,

@@ -545,6 +545,26 @@ async def test_the_letters_of_children_whose_failure_the_parent_handled_close_wi
     assert all("handled its failure" in (d.close_note or "") for d in closed), [d.close_note for d in closed]
 
 
+async def test_acknowledging_a_parents_letter_closes_those_of_the_children_whose_end_it_took(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child's letter whose end its parent took is refused every redrive, naming the parent's
+    letter. Acknowledged instead of redriven, the parent's letter left the child's open for good
+    (and retention kept the tree): the acknowledgement closes them, as a redrive does."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    root = await start(db, "waits-on")
+    await drain(db, runtime)
+    (kid,) = await children(db, root)
+    child_letter = await open_letter(db, kid["id"])
+    await db.operations.acknowledge(await open_letter(db, root), principal="ops", note="not needed")
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (closed,) = [d for d in letters if d.id == child_letter]
+    assert (closed.close_reason, closed.closed_by) == ("superseded", "ops"), closed
+    assert closed.close_note is not None and "acknowledged" in closed.close_note, closed.close_note
+
+
 async def test_a_detached_child_is_redriven_on_its_own(db: Database, conditions: ConditionPool) -> None:
     """Nobody waits for a detached child (waitForCompletion false): its letter redrives it (the
     version it pinned runs again: its node fails again, a second time)."""
