@@ -762,6 +762,30 @@ async def test_publish_and_archive_act_in_the_sessions_tenant_only(db: Database)
             assert await cur.fetchall() == [("aaa", "Active"), ("default", "Archived")]
 
 
+async def test_a_triggered_start_runs_in_its_triggers_tenant(db: Database, dsn: str) -> None:
+    """dw.start_triggered_v1 started the trigger's workflow by its id in the session's tenant, not the
+    trigger's: a superuser's psql session (row-level security does not bind it) set to another tenant
+    started that tenant's workflow of the same id under the trigger's id. It runs in the trigger's
+    tenant now: under '*' as that tenant, and in a session of another tenant not at all (DW040)."""
+    from dataworkflows.tenancy import tenant_scope
+    from tests.integration.test_runtime import echo, wf
+
+    with tenant_scope("aaa"):
+        await publish(db, wf("same-id", echo("a")))
+        await publish(db, wf("same-id", echo("a"), workflowTimeout="PT7M"))  # aaa's version 2
+        [(trigger,)] = await _sql(db, "SELECT dw.schedule_v1('nightly', 'same-id', '0 2 * * *')")
+    await publish(db, wf("same-id", echo("a")))  # the default tenant's, version 1
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:  # a superuser
+        await conn.execute("SET dw.tenant_id = 'default'")
+        with pytest.raises(psycopg.Error) as refused:
+            await conn.execute("SELECT * FROM dw.start_triggered_v1(%s, 'r-1', '{}', 'executions')", (trigger,))
+        assert refused.value.sqlstate == "DW040", refused.value
+        await conn.execute("SET dw.tenant_id = '*'")
+        await conn.execute("SELECT * FROM dw.start_triggered_v1(%s, 'r-2', '{}', 'executions')", (trigger,))
+        cur = await conn.execute("SELECT tenant_id, workflow_version, request_id FROM dw.executions ORDER BY 3")
+        assert await cur.fetchall() == [("aaa", 2, "r-2")]
+
+
 async def test_a_pending_claim_reads_its_owners_attempt_row_by_key(db: Database) -> None:
     """A claim that another attempt holds ('pending', asked again each second by monday.create-item)
     looks the owning attempt's row up by the table's key: it compared the columns as text, and
