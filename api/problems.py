@@ -13,6 +13,7 @@ from litestar.params import ParameterKwarg
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from dataworkflows import errors
+from dataworkflows.conditions import ConditionUnavailable
 from dataworkflows.templating import TemplateRenderError, TemplateUnavailable
 from dataworkflows.validation import sent_text
 
@@ -53,6 +54,9 @@ _STATUS: list[tuple[type[errors.DataWorkflowsError], int, str]] = [
     (errors.Conflict, 409, "Conflict"),
     (errors.DatabaseUnavailable, 503, "Database unavailable"),
     (TemplateUnavailable, 503, "Template helpers unavailable"),
+    # No condition helper could be started to check a trigger's or a workflow's condition: the
+    # server's trouble, not the caller's (it was a 500, and a publish's 422 blamed the definition).
+    (ConditionUnavailable, 503, "Condition helpers unavailable"),
     # Document templates (previews): a template that cannot compile, fails or runs past its budget.
     (TemplateRenderError, 422, "Template error"),
 ]

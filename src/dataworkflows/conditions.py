@@ -135,6 +135,11 @@ class ConditionPool:
         """Checks concurrently, as many at once as the pool has helpers."""
         unique = list(dict.fromkeys(expressions))
         checked = await asyncio.gather(*(self.check(expr) for expr in unique), return_exceptions=True)
+        # No helper could be had: nothing was checked, and it is not the expressions' fault (a
+        # publish answered 422, "could not be checked", for valid conditions).
+        unavailable = next((r for r in checked if isinstance(r, ConditionUnavailable)), None)
+        if unavailable is not None:
+            raise unavailable
         return {
             expr: (f"the condition could not be checked: {result}" if isinstance(result, BaseException) else result)
             for expr, result in zip(unique, checked, strict=True)

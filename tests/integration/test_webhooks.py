@@ -30,7 +30,7 @@ from tests.fakes import served
 from tests.integration.test_api import assert_problem
 from tests.integration.test_composition_api import publish_over_api
 from tests.integration.test_control_api import sql
-from tests.integration.test_runtime import echo, wf
+from tests.integration.test_runtime import echo, to, wf
 
 KEY = Cipher.generate_key()
 SECRET = "hook-secret-0123456789abcdef"
@@ -1029,3 +1029,31 @@ async def test_a_payload_template_rendering_a_lone_surrogate_is_refused(
     response = await client.post(f"/api/v1/hooks/{hook}", json={"n": 1})
     assert response.status_code == 422, response.text
     assert "lone UTF-16 surrogate" in response.text
+
+
+async def test_no_condition_helper_is_503_for_an_activation_condition_a_trigger_and_a_publish(
+    client: AsyncTestClient[Any], db: Database, hooked: str
+) -> None:
+    """No condition helper can be started in the API (fork refused: the process limit; EMFILE;
+    ENOMEM). A delivery's activation condition answers 503, as an unavailable payload template does;
+    so do a trigger's and a workflow's condition checks, which answered 500 ("unhandled domain
+    error") and 422 (the definition's conditions "could not be checked"), blaming the caller."""
+    hook = await make_hook(db, activationCondition="body.a === 1")
+    conditions = client.app.state.services.conditions
+    await conditions.close()  # no idle helper left, and none can start
+
+    async def refused() -> Any:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    conditions._pool._closed = False
+    conditions._pool._spawn = refused  # type: ignore[method-assign]
+    response, _, _ = await deliver(client, hook, {"a": 1})
+    assert assert_problem(response, 503)["code"] == "condition_unavailable"
+    trigger = await client.post(
+        "/api/v1/workflows/hooked/triggers",
+        json={"kind": "webhook", "name": "conditional", "config": {"activationCondition": "body.a === 1"}},
+    )
+    assert assert_problem(trigger, 503)["code"] == "condition_unavailable", trigger.text
+    raw = wf("conditional", echo("a", to("b", condition="nodes.a.echo == 'a'")), echo("b"))
+    published = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+    assert assert_problem(published, 503)["code"] == "condition_unavailable", published.text
