@@ -104,14 +104,34 @@ def _require_database(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def _database_settings(settings: Settings) -> Iterator[tuple[Settings, str]]:
+def _database_settings(settings: Settings, stopper: Stopper | None = None) -> Iterator[tuple[Settings, str]]:
     """The settings and the database's URL: DATABASE_URL, else the embedded database's under
     DW_DATA_DIR, started for as long as the command runs unless `up` (or another process) serves it
-    already."""
+    already. The embedded server is held as `up` holds its own: until the command's event loop takes
+    the stop signals, SIGTERM and SIGHUP interrupt like Ctrl-C (their default action ended the process
+    and left the server it had started running, nobody's: a review), they are held while the server
+    starts and ignored while it stops, and a forced exit (`stopper`'s) stops it too."""
     from dataclasses import replace
 
-    with _engine_database(settings) as url:
+    from dataworkflows import serving
+
+    if settings.database_url:
+        yield settings, settings.database_url
+        return
+    from dataworkflows.embedded import EmbeddedPostgres
+
+    _require_database(settings)
+    serving.interrupt_on_stop_signals()
+    with serving.signals_held():
+        embedded = EmbeddedPostgres(settings.data_dir)
+    if stopper is not None:
+        stopper.at_forced_exit(embedded.stop)
+    try:
+        url = embedded.uri()
         yield replace(settings, database_url=url), url
+    finally:
+        with serving.signals_ignored():
+            embedded.stop()
 
 
 # Whether the database has DataWorkflows' migrations table, from the catalog: a login that acts
@@ -357,7 +377,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     sockets = serving.bind(settings.api_host, settings.api_port)
     stopper = serving.Stopper(settings.shutdown_grace_seconds)
     try:
-        with _database_settings(settings) as (served, url):
+        with _database_settings(settings, stopper) as (served, url):
             if not settings.database_url:
                 _require_schema(url, served, unreachable_ok=True)
             code = asyncio.run(_api(served, sockets, stopper))

@@ -389,3 +389,38 @@ def test_a_worker_and_an_api_beside_up_take_its_database_without_database_url(tm
     code, _ = up.signal_and_wait(signal.SIGTERM, within=30)
     assert code == 0, up.output()
     up.assert_postgres_stopped()
+
+
+@pytest.mark.parametrize("kind", ["worker", "api"])
+def test_a_worker_or_an_api_stopped_as_it_starts_the_embedded_database_stops_it_too(tmp_path: Path, kind: str) -> None:
+    """Without `up` and DATABASE_URL, `worker` and `api` start the embedded database for as long as
+    they run. A SIGTERM while they started (the server up, their own handlers not yet installed)
+    ended them by its default action and left the server running, nobody's."""
+    up = Up(tmp_path, free_port(), "up", "--no-examples").ready()
+    code, _ = up.signal_and_wait(signal.SIGTERM, within=30)
+    assert code == 0, up.output()
+    up.assert_postgres_stopped()
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DW_DATA_DIR": str(tmp_path / "data")}
+    pid_file = up.pgdata / "postmaster.pid"
+    argv = ["worker"] if kind == "worker" else ["api", "--port", str(free_port())]
+    with (tmp_path / "started.log").open("wb") as out:
+        proc = subprocess.Popen([*command(), *argv], env=environ, stdout=out, stderr=subprocess.STDOUT)
+    postmaster = None
+    try:
+        deadline = time.monotonic() + 60
+        while postmaster is None:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "started.log").read_text()
+            with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+                postmaster = int(pid_file.read_text().split()[0])
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    left = running(postmaster)
+    if left:
+        os.kill(postmaster, signal.SIGTERM)  # the server this test's process started
+    assert not left, (tmp_path / "started.log").read_text(errors="replace")
+    assert "Traceback" not in (tmp_path / "started.log").read_text(errors="replace")
