@@ -165,6 +165,11 @@ class EmbeddedPostgres:
         with self._stop_lock:
             if not self._stopped:
                 self._stopped = True
+                # Users that died without letting go (a worker or an API beside `up` killed -9) are
+                # forgotten first: on the list, they kept the last one that stops from stopping the
+                # server, which ran on for nobody (a review).
+                with self.server._lock:
+                    _prune_handles(self.server.pgdata)
                 self.server.cleanup()
 
 

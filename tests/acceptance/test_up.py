@@ -424,3 +424,29 @@ def test_a_worker_or_an_api_stopped_as_it_starts_the_embedded_database_stops_it_
         os.kill(postmaster, signal.SIGTERM)  # the server this test's process started
     assert not left, (tmp_path / "started.log").read_text(errors="replace")
     assert "Traceback" not in (tmp_path / "started.log").read_text(errors="replace")
+
+
+def test_up_stops_its_server_when_a_worker_beside_it_was_killed(tmp_path: Path) -> None:
+    """A worker beside `up` (no DATABASE_URL) is one more user of its embedded server. Killed (-9, the
+    OOM killer), it stayed on the server's list of users, and `up`'s stop, not the last user as far
+    as that list said, left the server running for nobody."""
+    up = Up(tmp_path, free_port(), "up", "--no-examples").ready()
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"DW_DATA_DIR": str(tmp_path / "data")}
+    handles = up.pgdata / ".handle_pids.json"
+    with (tmp_path / "beside.log").open("wb") as out:
+        worker = subprocess.Popen([*command(), "worker"], env=environ, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while worker.pid not in json.loads(handles.read_text()):
+            assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "beside.log").read_text()
+            time.sleep(0.05)
+    finally:
+        worker.kill()
+        worker.wait(10)
+    code, _ = up.signal_and_wait(signal.SIGTERM, within=30)
+    assert code == 0, up.output()
+    assert up.postmaster is not None
+    left = running(up.postmaster)
+    if left:
+        os.kill(up.postmaster, signal.SIGTERM)  # the server this test's `up` started
+    assert not left, up.output()
