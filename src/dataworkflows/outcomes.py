@@ -7,12 +7,14 @@ status to record, the error, and which outgoing edges fire. Edge conditions are 
 evaluator passed in (the sandboxed ConditionPool at run time, a fake in tests); a condition that
 throws does not fire its edge and is reported in `condition_errors`; one that times out fails the
 node (success path) or leaves every edge unfired (failure path); one that no helper could evaluate
-(ConditionUnavailable: the worker's trouble, not the condition's) raises, and decides nothing. The
-runtime writes a Decision with one fenced call (dw.record_attempt_v6, whose p_outcome is a Verdict value).
+(ConditionUnavailable: the worker's trouble, not the condition's) raises, once it waited a moment
+for one (UNAVAILABLE_PAUSES), and decides nothing. The runtime writes a Decision with one fenced
+call (dw.record_attempt_v6, whose p_outcome is a Verdict value).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 import msgspec
 
 from dataworkflows.actions import ActionResult
-from dataworkflows.conditions import ConditionError, ConditionTimeout
+from dataworkflows.conditions import ConditionError, ConditionTimeout, ConditionUnavailable
 from dataworkflows.definitions import EdgeWhen, RoutePolicy
 from dataworkflows.planning import PlanNode
 from dataworkflows.retry import backoff_seconds
@@ -221,6 +223,14 @@ class _EdgeDecider:
             return False
 
     async def _evaluate(self, target: str, condition: str, scope: dict[str, Any]) -> bool:
+        for pause in UNAVAILABLE_PAUSES:
+            try:
+                return await self._evaluate_once(target, condition, scope)
+            except ConditionUnavailable:
+                await asyncio.sleep(pause)
+        return await self._evaluate_once(target, condition, scope)
+
+    async def _evaluate_once(self, target: str, condition: str, scope: dict[str, Any]) -> bool:
         try:
             return await self.conditions.evaluate(condition, scope)
         except ConditionTimeout:
@@ -228,3 +238,10 @@ class _EdgeDecider:
         except ConditionError as exc:
             self.errors = (*self.errors, ConditionFailure(target, condition, exc.message))
             return False
+
+
+# How long an edge's condition waits, in turn, for a sandbox helper that could not be started (the
+# process or file limit reached for a moment) before it gives up with ConditionUnavailable. Given up,
+# the node's attempt, which is over (its action's call made), is recorded as interrupted once the
+# run's lease runs out, and the node runs again: a review saw an action run twice for one refused fork.
+UNAVAILABLE_PAUSES = (0.1, 0.5, 2.0)

@@ -164,3 +164,33 @@ async def test_an_edge_condition_whose_helper_cannot_start_does_not_skip_its_bra
         await good.close()
     state = await nodes(db, execution_id)
     assert state["b"]["status"] == "Succeeded"
+
+
+async def test_an_edge_condition_waits_a_moment_for_a_helper_rather_than_run_its_node_again(db: Database) -> None:
+    """No helper could be started for an edge's condition for a moment (fork refused once, the
+    process limit). Raised at once, it gave up the node's attempt, done already (an action's call
+    made), as interrupted: the run was resumed a lease later and the node's action ran again. The
+    condition waits a moment for a helper first."""
+    from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
+    from tests.integration.test_waits import started
+
+    raw = wf("helper-moment", echo("a", to("b", condition="nodes.a.echo == 'a'")), echo("b"))
+    execution_id = await started(db, raw)
+    pool = ConditionPool(size=1)
+    spawn = pool._pool._spawn
+    refusals = [BlockingIOError(11, "Resource temporarily unavailable")] * 2  # both of one call's tries
+
+    async def sometimes() -> Any:
+        if refusals:
+            raise refusals.pop()
+        return await spawn()
+
+    pool._pool._spawn = sometimes  # type: ignore[method-assign]
+    try:
+        assert await make_runtime(db, pool).run_execution(execution_id) == "Succeeded"
+    finally:
+        await pool.close()
+    assert not refusals
+    attempts = await db.fetch_all("list_attempts", id=execution_id)
+    assert [(a["node_id"], a["attempt"], a["interrupted"]) for a in attempts] == [("a", 1, False), ("b", 1, False)]
+    assert (await nodes(db, execution_id))["b"]["status"] == "Succeeded"
