@@ -430,9 +430,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except psycopg_pool.PoolTimeout:
             # The worker waits for a database that is starting (30 s), then ends: said, not a
             # traceback, with the reason the last attempt met.
+            question = (
+                "is it running, and is DATABASE_URL right?"
+                if settings.database_url
+                else f"is the embedded database under {os.path.abspath(settings.data_dir)} still running?"
+            )
             raise DatabaseUnavailable(
-                f"the worker could not connect to the database within 30 s ({_connect_reason(served)}): is it"
-                " running, and is DATABASE_URL right?"
+                f"the worker could not connect to the database within 30 s ({_connect_reason(served)}): {question}"
             ) from None
     return EXIT_OK
 
