@@ -345,20 +345,30 @@ $$;
 -- nothing: they are redriven on their own) keep theirs, and so do the children of a node whose
 -- failure nothing handled, which the parent's own letter supersedes when it is redriven
 -- (dw.redrive_dead_letter_v1). Closed as superseded, with a note that says by what.
+-- A cancelled run closes those of every child whose end it took, whatever its node did: a child that
+-- failed while its parent was suspended (or before a worker took the parent back), the parent then
+-- cancelled, left a letter refused every redrive (its parent stopped waiting for it) that no letter
+-- of the parent's supersedes (a cancelled run files none and is never redriven): open for good too.
 CREATE OR REPLACE FUNCTION dw.close_handled_child_letters_v1(p_parent_id uuid) RETURNS void
     LANGUAGE plpgsql AS $$
+DECLARE
+    v_cancelled boolean;
 BEGIN
+    SELECT e.status = 'Cancelled' INTO v_cancelled FROM dw.executions e WHERE e.id = p_parent_id;
     WITH RECURSIVE handled AS (
         SELECT c.id, c.parent_node_id AS node_id FROM dw.executions c
           JOIN dw.node_states n ON n.execution_id = c.parent_execution_id AND n.node_id = c.parent_node_id
          WHERE c.parent_execution_id = p_parent_id
-           AND (n.status = 'Succeeded' OR (n.status = 'Failed' AND n.end_reason IS NULL))
+           AND (v_cancelled OR n.status = 'Succeeded' OR (n.status = 'Failed' AND n.end_reason IS NULL))
         UNION ALL
         SELECT c.id, h.node_id FROM dw.executions c JOIN handled h ON c.parent_execution_id = h.id
     )
     UPDATE dw.dead_letters d
        SET closed_at = now(), close_reason = 'superseded',
-           close_note = format('execution %s handled its failure (node %s) and ended', p_parent_id, h.node_id)
+           close_note = CASE WHEN v_cancelled
+                             THEN format('execution %s was cancelled (node %s)', p_parent_id, h.node_id)
+                             ELSE format('execution %s handled its failure (node %s) and ended', p_parent_id, h.node_id)
+                        END
       FROM handled h JOIN dw.executions c ON c.id = h.id
      WHERE d.execution_id = h.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
        AND dw.child_redrive_refusal_v1(c) IS NOT NULL;

@@ -738,3 +738,30 @@ async def test_a_detached_item_child_is_redriven_on_its_own(db: Database, condit
     assert redrive.action == "requeued"
     await drain(db, runtime)
     assert [a["status"] for a in await attempts(db, kid["id"])] == ["Failed", "Failed"]
+
+
+async def test_a_cancelled_parent_closes_the_letters_of_the_children_whose_end_it_took(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child that failed while its parent was suspended, the parent then cancelled: the child's
+    letter is refused every redrive (its parent stopped waiting for it) and a cancelled run files no
+    letter and is never redriven, so nothing superseded it: it stayed open for good, as a handled
+    child's did. The parent's end closes it."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    root = await start(db, "waits-on")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    assert (await db.control.suspend(root, principal="ops", reason=None)).status == "Suspended"
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(kid["id"]) == "Failed"
+    letter = await open_letter(db, kid["id"])
+    assert (await db.control.cancel(root, principal="ops", reason="enough")).outcome == "cancelled"
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Cancelled"
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (closed,) = [d for d in letters if d.id == letter]
+    assert closed.closed_at is not None and closed.close_reason == "superseded", closed
+    assert closed.close_note == f"execution {root} was cancelled (node call)", closed.close_note
