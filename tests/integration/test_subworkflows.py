@@ -765,3 +765,67 @@ async def test_a_cancelled_parent_closes_the_letters_of_the_children_whose_end_i
     (closed,) = [d for d in letters if d.id == letter]
     assert closed.closed_at is not None and closed.close_reason == "superseded", closed
     assert closed.close_note == f"execution {root} was cancelled (node call)", closed.close_note
+
+
+async def test_letters_left_open_before_this_release_are_closed_by_the_migration(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The procedures close a handled child's letter at its parent's end, those of a cancelled
+    parent's children, and those of the children of a parent whose letter is acknowledged; letters
+    already left open by an earlier release (refused every redrive, superseded by nothing) are closed
+    by migration 0065, as 0044 closed those of redriven parents. A detached child's stays open."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("middle", sub("call", "breaks")), conditions)
+    parent = wf(
+        "handles",
+        sub("call", "breaks", to("items", "always")),
+        kind_node(
+            "forEach",
+            "items",
+            (to("deep"),),
+            {"items": [1, 2], "onItemFailure": "continue", "subworkflow": {"workflowId": "breaks"}},
+        ),
+        sub("deep", "middle", to("loose", "always")),
+        sub("loose", "breaks", waitForCompletion=False),
+    )
+    await publish(db, parent, conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    handled = await start(db, "handles")
+    acked = await start(db, "waits-on")
+    await drain(db, runtime)
+    await db.operations.acknowledge(await open_letter(db, acked), principal="ops", note=None)
+    cancelled = await start(db, "waits-on")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(cancelled) == "parked"
+    (kid,) = await children(db, cancelled)
+    assert (await db.control.suspend(cancelled, principal="ops", reason=None)).status == "Suspended"
+    assert await runtime.run_execution(kid["id"]) == "Failed"
+    assert (await db.control.cancel(cancelled, principal="ops", reason=None)).outcome == "cancelled"
+    await drain(db, runtime)
+    # As an earlier release left them.
+    await sql(
+        db,
+        "UPDATE dw.dead_letters SET closed_at = NULL, close_reason = NULL, close_note = NULL, closed_by = NULL"
+        " WHERE close_reason = 'superseded'",
+    )
+    reopened = await sql(db, "SELECT count(*) FROM dw.dead_letters WHERE closed_at IS NULL")
+    assert reopened == [(8,)], reopened  # 5 under handles, its detached child's, acked's and cancelled's child's
+    migration = ROOT / "sql" / "migrations" / "0065_handled_child_letters_closed.sql"
+    async with db.connection() as conn:
+        await conn.execute(migration.read_text("utf-8"))
+    still_open = await sql(
+        db,
+        "SELECT e.parent_node_id FROM dw.dead_letters d JOIN dw.executions e ON e.id = d.execution_id"
+        " WHERE d.closed_at IS NULL",
+    )
+    assert still_open == [("loose",)], still_open
+    notes = await sql(
+        db,
+        "SELECT e.root_execution_id, d.close_note FROM dw.dead_letters d JOIN dw.executions e ON e.id = d.execution_id"
+        " WHERE d.close_reason = 'superseded'",
+    )
+    assert len(notes) == 7 and all(note for _, note in notes), notes
+    assert all("handled its failure" in note for root, note in notes if root == handled), notes
+    assert {note for root, note in notes if root == cancelled} == {f"execution {cancelled} was cancelled (node call)"}
+    assert {note for root, note in notes if root == acked} == {f"execution {acked}'s dead letter was acknowledged"}
