@@ -345,6 +345,11 @@ $$;
 -- nothing: they are redriven on their own) keep theirs, and so do the children of a node whose
 -- failure nothing handled, which the parent's own letter supersedes when it is redriven
 -- (dw.redrive_dead_letter_v1). Closed as superseded, with a note that says by what.
+-- Only through children that did not succeed: a run that succeeded has no open letter of its own (it
+-- succeeds again only by its letter's redrive) and closed its handled children's at its own end; and
+-- never into a detached child's tree, whose letters are its own to redrive or acknowledge (they were
+-- closed, the note saying this run handled their failure, while the detached child's letter stayed
+-- open). A forEach of thousands of items that succeeded is not walked.
 -- A cancelled run closes those of every child whose end it took, whatever its node did: a child that
 -- failed while its parent was suspended (or before a worker took the parent back), the parent then
 -- cancelled, left a letter refused every redrive (its parent stopped waiting for it) that no letter
@@ -358,10 +363,12 @@ BEGIN
     WITH RECURSIVE handled AS (
         SELECT c.id, c.parent_node_id AS node_id FROM dw.executions c
           JOIN dw.node_states n ON n.execution_id = c.parent_execution_id AND n.node_id = c.parent_node_id
-         WHERE c.parent_execution_id = p_parent_id
+         WHERE c.parent_execution_id = p_parent_id AND c.status <> 'Succeeded'
            AND (v_cancelled OR n.status = 'Succeeded' OR (n.status = 'Failed' AND n.end_reason IS NULL))
+           AND NOT dw.is_detached_child_v1(c.id)
         UNION ALL
         SELECT c.id, h.node_id FROM dw.executions c JOIN handled h ON c.parent_execution_id = h.id
+         WHERE c.status <> 'Succeeded' AND NOT dw.is_detached_child_v1(c.id)
     )
     UPDATE dw.dead_letters d
        SET closed_at = now(), close_reason = 'superseded',

@@ -1983,11 +1983,14 @@ BEGIN
     IF v_d.kind <> 'job_failed' AND v_d.execution_id IS NOT NULL THEN
         -- The letters of the children (and theirs) whose end this run took: refused every redrive
         -- (naming this letter), they stayed open for good once it was acknowledged instead of
-        -- redriven, and retention kept the tree. Closed as a redrive of this letter closes them.
+        -- redriven, and retention kept the tree. Closed as a redrive of this letter closes them. Not
+        -- in a detached child's tree: its letter, still open, is the one to redrive or acknowledge.
         WITH RECURSIVE tree AS (
-            SELECT c.* FROM dw.executions c WHERE c.parent_execution_id = v_d.execution_id
+            SELECT c.* FROM dw.executions c
+             WHERE c.parent_execution_id = v_d.execution_id AND NOT dw.is_detached_child_v1(c.id)
             UNION ALL
             SELECT c.* FROM dw.executions c JOIN tree t ON c.parent_execution_id = t.id
+             WHERE NOT dw.is_detached_child_v1(c.id)
         )
         UPDATE dw.dead_letters d
            SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',

@@ -829,3 +829,34 @@ async def test_letters_left_open_before_this_release_are_closed_by_the_migration
     assert all("handled its failure" in note for root, note in notes if root == handled), notes
     assert {note for root, note in notes if root == cancelled} == {f"execution {cancelled} was cancelled (node call)"}
     assert {note for root, note in notes if root == acked} == {f"execution {acked}'s dead letter was acknowledged"}
+
+
+async def test_a_parents_end_or_acknowledgement_leaves_the_letters_in_a_detached_childs_tree(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A detached child's letters, and those of its own children beneath it, are its to redrive or
+    acknowledge: its parent's end closed its child's letter (the note saying the parent handled a
+    failure it never saw) while the detached child's own letter stayed open, and so did an
+    acknowledgement of the parent's letter."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("middle", sub("call", "breaks")), conditions)
+    loose = sub("loose", "middle", to("hold"), waitForCompletion=False)
+    parent = wf("holds", loose, signal("hold", to("last"), name="go"))
+    parent["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, parent, conditions)
+    root = await start(db, "holds")
+    await drain(db, runtime)
+    (detached,) = await children(db, root)
+    (grandchild,) = await children(db, detached["id"])
+    assert (await execution(db, grandchild["id"]))["status"] == "Failed"
+    await db.control.signal(
+        root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+    )
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    await open_letter(db, detached["id"])
+    grandchild_letter = await open_letter(db, grandchild["id"])  # the parent's end left it open
+    await db.operations.acknowledge(await open_letter(db, root), principal="ops", note=None)
+    assert await open_letter(db, grandchild["id"]) == grandchild_letter  # and so did the acknowledgement
+    await open_letter(db, detached["id"])
