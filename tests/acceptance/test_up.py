@@ -54,8 +54,28 @@ def running(pid: int) -> bool:
     return True
 
 
+_STARTED: list[Up] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_up_left_behind() -> Iterator[None]:
+    """An `up` that a failed test did not stop is stopped after it (SIGTERM: it stops its embedded
+    server too; then killed): one was left running for an hour after an assertion failed."""
+    yield
+    while _STARTED:
+        up = _STARTED.pop()
+        if up.proc.poll() is None:
+            up.proc.terminate()
+            try:
+                up.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                up.proc.kill()
+                up.proc.wait(10)
+
+
 class Up:
-    """One `dataworkflows up` process on a data directory, its output in a log file."""
+    """One `dataworkflows up` process on a data directory, its output in a log file (stopped after
+    the test if the test did not: _no_up_left_behind)."""
 
     def __init__(self, tmp_path: Path, port: int, name: str, *args: str, **env: str) -> None:
         self.base = f"http://127.0.0.1:{port}"
@@ -68,6 +88,7 @@ class Up:
                 [*command(), "up", *args], env=environ, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
             )
         self.postmaster: int | None = None
+        _STARTED.append(self)
 
     def ready(self) -> Up:
         wait_until_ready(self.proc, self.base, self.log)

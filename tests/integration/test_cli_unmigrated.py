@@ -152,7 +152,9 @@ def test_a_command_on_a_database_migrated_part_way_says_so(
     probe (it has dw.schema_migrations): the API answered 200 to /health/ready and 500 to everything
     else, a worker logged a missing function at every pass, examples load printed a traceback."""
     postgresql.autocommit = True
-    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version IN ('0060', '0061', '0062', '0063', '0064', '0065')")
+    postgresql.execute(
+        "DELETE FROM dw.schema_migrations WHERE version IN ('0060', '0061', '0062', '0063', '0064', '0065')"
+    )
     monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]
