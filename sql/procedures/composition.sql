@@ -382,6 +382,39 @@ BEGIN
 END;
 $$;
 
+-- A child that files its letter after its parent was cancelled (the parent's cancel came as the child
+-- ended: its queued cancel not yet taken, or too late) closes it at once, with those of its own
+-- children beneath it, as the parent's end closed those already filed
+-- (dw.close_handled_child_letters_v1): refused every redrive (its parent stopped waiting for it)
+-- and superseded by nothing (a cancelled run files none), it stayed open for good. Only this child's
+-- tree: a cancelled forEach's items that fail one by one do not walk their siblings.
+CREATE OR REPLACE FUNCTION dw.close_cancelled_parents_child_letters_v1(p_child_id uuid) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_parent uuid;
+    v_node text;
+BEGIN
+    SELECT p.id, c.parent_node_id INTO v_parent, v_node
+      FROM dw.executions c JOIN dw.executions p ON p.id = c.parent_execution_id
+     WHERE c.id = p_child_id AND p.status = 'Cancelled';
+    IF v_parent IS NULL OR dw.is_detached_child_v1(p_child_id) THEN
+        RETURN;
+    END IF;
+    WITH RECURSIVE tree AS (
+        SELECT p_child_id AS id
+        UNION ALL
+        SELECT c.id FROM dw.executions c JOIN tree t ON c.parent_execution_id = t.id
+         WHERE c.status <> 'Succeeded' AND NOT dw.is_detached_child_v1(c.id)
+    )
+    UPDATE dw.dead_letters d
+       SET closed_at = now(), close_reason = 'superseded',
+           close_note = format('execution %s was cancelled (node %s)', v_parent, v_node)
+      FROM tree t JOIN dw.executions c ON c.id = t.id
+     WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+       AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
+END;
+$$;
+
 -- Queues the cancellation of the children dw.children_to_cancel_v1 names, if there are any.
 CREATE OR REPLACE FUNCTION dw.queue_cancel_children_v1(p_parent_id uuid, p_queue text) RETURNS void
     LANGUAGE plpgsql AS $$

@@ -1344,7 +1344,8 @@ $$;
 -- p_error (the node's own error), for a human to redrive or let go. Its worker's end
 -- (dw.complete_execution_v2) and dw.fail_decided_run_v1 file it.
 CREATE OR REPLACE FUNCTION dw.file_node_failed_letter_v1(p_execution_id uuid, p_node_id text, p_error jsonb)
-    RETURNS void LANGUAGE sql AS $$
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO dw.dead_letters (kind, execution_id, node_id, payload, error, attempts)
     SELECT 'node_failed', p_execution_id, n.node_id,
            jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
@@ -1352,6 +1353,9 @@ CREATE OR REPLACE FUNCTION dw.file_node_failed_letter_v1(p_execution_id uuid, p_
            p_error, n.attempts
       FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id;
+    -- A child whose parent was cancelled before it ended: nobody can act on it.
+    PERFORM dw.close_cancelled_parents_child_letters_v1(p_execution_id);
+END;
 $$;
 
 -- Ends the run: final status, error, times, event; nodes that never started become Skipped and
@@ -1776,6 +1780,7 @@ BEGIN
                    jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger),
                    e.error, v_e.recovery_count + 1
               FROM dw.executions e WHERE e.id = v_e.id;
+            PERFORM dw.close_cancelled_parents_child_letters_v1(v_e.id);
             action := 'failed';
             RETURN NEXT;
             CONTINUE;

@@ -860,3 +860,37 @@ async def test_a_parents_end_or_acknowledgement_leaves_the_letters_in_a_detached
     await db.operations.acknowledge(await open_letter(db, root), principal="ops", note=None)
     assert await open_letter(db, grandchild["id"]) == grandchild_letter  # and so did the acknowledgement
     await open_letter(db, detached["id"])
+
+
+async def test_a_child_that_fails_after_its_parent_was_cancelled_leaves_no_letter_open(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The parent cancelled first (its child's cancel queued, not yet taken), the child then failed:
+    its letter was filed after the parent's end had closed its children's, refused every redrive (its
+    parent stopped waiting for it) and superseded by nothing (a cancelled run files none): open for
+    good. It is closed as it is filed."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    root = await start(db, "waits-on")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    real_complete = db.runs.complete
+
+    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        # The parent's cancel lands as the child's worker ends it (its node failed unhandled).
+        assert (await db.control.cancel(root, principal="ops", reason="enough")).outcome == "cancelled"
+        return await real_complete(*args, **kwargs)
+
+    db.runs.complete = cancelled_meanwhile  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(kid["id"]) == "Failed"
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+    assert (await execution(db, root))["status"] == "Cancelled"
+    await drain(db, runtime)
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (letter,) = [d for d in letters if d.execution_id == kid["id"]]
+    assert letter.closed_at is not None and letter.close_reason == "superseded", letter
+    assert letter.close_note == f"execution {root} was cancelled (node call)", letter.close_note
