@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 import traceback
 import uuid
@@ -1279,6 +1280,16 @@ def _hang_up(stop: asyncio.Event) -> None:
     stop.set()
 
 
+def _interrupt_closing(signum: int, frame: Any) -> None:
+    from dataworkflows.serving import detach_from_terminal
+
+    if signum == signal.SIGHUP:
+        detach_from_terminal()
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{signal.Signals(signum).name} again: stopping at once (exit code 130)", file=sys.stderr, flush=True)
+    raise KeyboardInterrupt
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -1407,6 +1418,11 @@ async def run_worker(
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            # Not their default action while the worker closes (SIGTERM's ended the process at once,
+            # without the command's `finally`, and an embedded server it had started ran on for
+            # nobody: a review): they interrupt like Ctrl-C, as before the loop took them.
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _interrupt_closing)
         for task in (recovery, control, waking, *scheduling, *retaining):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
