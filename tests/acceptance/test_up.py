@@ -71,6 +71,8 @@ def _no_up_left_behind() -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 up.proc.kill()
                 up.proc.wait(10)
+                if up.postmaster is not None and running(up.postmaster):
+                    os.kill(up.postmaster, signal.SIGTERM)  # the server that killed `up` left
 
 
 class Up:
