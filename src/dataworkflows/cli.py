@@ -422,7 +422,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from dataworkflows.workers.app import run_worker
 
     settings = _settings(args)
-    _require_database(settings)
     with _database_settings(settings) as (served, url):
         _require_schema(url, served, unreachable_ok=True)
         try:
