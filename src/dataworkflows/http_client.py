@@ -50,7 +50,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # one name, is never reused for another name that resolves to the same address.
         self._per_host: OrderedDict[tuple[str, str, int], httpx.AsyncBaseTransport] = OrderedDict()
         self._max_hosts = 64
-        self._retiring: set[asyncio.TimerHandle] = set()
+        # Pools pushed out of _per_host, each with the timer that closes it once its requests can
+        # have finished; aclose closes them at once.
+        self._retiring: dict[asyncio.TimerHandle, httpx.AsyncBaseTransport] = {}
 
     def _is_allowed(self, host: str, port: int) -> bool:
         return (host, None) in self._allowed or (host, port) in self._allowed
@@ -67,11 +69,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 # timer is forgotten once it fired (kept, it held the closed pool for the worker's
                 # life: one more for every new host past the last 64, a review).
                 def retire(oldest: httpx.AsyncBaseTransport = oldest) -> None:
-                    self._retiring.discard(handle)
+                    self._retiring.pop(handle, None)
                     _close_soon(oldest)
 
                 handle = asyncio.get_running_loop().call_later(_RETIRE_AFTER_SECONDS, retire)
-                self._retiring.add(handle)
+                self._retiring[handle] = oldest
         else:
             self._per_host.move_to_end(key)
         return transport
@@ -110,9 +112,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return await transport.handle_async_request(pinned)
 
     async def aclose(self) -> None:
-        for handle in self._retiring:
-            handle.cancel()
+        retiring = list(self._retiring.items())
         self._retiring.clear()
+        for handle, retired in retiring:
+            handle.cancel()
+            await retired.aclose()
         await self._transport.aclose()
         for transport in self._per_host.values():
             await transport.aclose()

@@ -31,3 +31,23 @@ async def test_retired_pools_are_closed_and_then_forgotten(monkeypatch: pytest.M
     assert len(transport._retiring) == 0, "a fired retirement is forgotten"
     assert sum(ref() is not None for ref in retired) == 64, "only the pools in use are held"
     await transport.aclose()
+
+
+async def test_closing_the_client_closes_the_pools_it_retired(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool retired less than _RETIRE_AFTER_SECONDS before the worker stops still holds its
+    connections: closing the client cancelled its timer and left the pool open, its sockets
+    closed only by the process's exit (a review)."""
+    closed: list[httpx.AsyncBaseTransport] = []
+
+    async def aclose(self: httpx.AsyncHTTPTransport) -> None:
+        closed.append(self)
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", aclose)
+    transport = GuardedTransport()
+    transport._max_hosts = 2  # each pool costs its TLS context
+    pools = [await transport._transport_for(("http", f"host{n}.example.com", 80)) for n in range(4)]
+    assert len(transport._retiring) == 2
+    await transport.aclose()
+    assert pools[0] in closed and pools[1] in closed, "the retired pools are closed with the client"
+    assert all(pool in closed for pool in pools[2:]), "and the pools in use"
+    assert not transport._retiring
