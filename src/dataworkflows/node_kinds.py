@@ -227,8 +227,13 @@ class ActionKind:
             generation=ctx.generation,
         )
         result = await self._execute(ctx, action, action_ctx, params)
-        # Whatever the action does with a secret it resolved, its outputs never show it (trigger
-        # values stay: they are the workflow's data; errors are scrubbed where they are recorded).
+        # Whatever the action does with a secret it resolved, neither its outputs nor its error
+        # show it (trigger values stay: they are the workflow's data; errors are scrubbed of them
+        # where they are recorded). The error too: it becomes data the run reads (`errors` in later
+        # templates, conditions and transforms, a forEach's `errors` outputs), which is recorded as
+        # parameters and outputs, not as an error (a review: an http.request whose server echoed
+        # the bearer token, lower-cased, in its Content-Encoding showed it in a forEach's outputs,
+        # a failure handler's rendered parameters and a transform's outputs).
         return _without_secrets(result, scrubbing.current())
 
     def _services_for(self, workflow_id: str, action: Any) -> ActionServices | None:
@@ -313,9 +318,15 @@ class WorkflowCredentials:
 
 def _without_secrets(result: ActionResult, scrubber: scrubbing.Scrubber) -> ActionResult:
     outputs = scrubber.secrets(result.outputs)
-    if outputs is result.outputs:
+    error = result.error
+    if error is not None:
+        message = scrubber.error(error.message, secrets_only=True)
+        details = scrubber.error(error.details, secrets_only=True)
+        if message != error.message or details != error.details:
+            error = msgspec.structs.replace(error, message=message, details=details)
+    if outputs is result.outputs and error is result.error:
         return result
-    return ActionResult(result.status, outputs, result.error, result.resource_links)
+    return ActionResult(result.status, outputs, error, result.resource_links)
 
 
 class WaitingKind:

@@ -159,19 +159,22 @@ class Scrubber:
             return [self.value(v, secrets_only=secrets_only) for v in value]
         return value
 
-    def error(self, error: Any) -> Any:
+    def error(self, error: Any, *, secrets_only: bool = False) -> Any:
         """A recorded error (code, message, details, cause, ...): every value scrubbed except the
-        fields that name things (code, nodeId, ...)."""
-        if self.empty:
+        fields that name things (code, nodeId, ...). With secrets_only, of the secrets alone: an
+        error as the run's own data (the `errors` scope, a forEach's outputs)."""
+        if self.empty or (secrets_only and not self._secrets):
             return error
         if isinstance(error, Mapping):
             return {
-                (k if k in _STRUCTURAL_KEYS else self.text(str(k))): (v if k in _STRUCTURAL_KEYS else self.error(v))
+                (k if k in _STRUCTURAL_KEYS else self.text(str(k), secrets_only=secrets_only)): (
+                    v if k in _STRUCTURAL_KEYS else self.error(v, secrets_only=secrets_only)
+                )
                 for k, v in error.items()
             }
         if isinstance(error, list | tuple):
-            return [self.error(v) for v in error]
-        return self.value(error)
+            return [self.error(v, secrets_only=secrets_only) for v in error]
+        return self.value(error, secrets_only=secrets_only)
 
     def secrets(self, value: Any) -> Any:
         """Outputs: the secrets scrubbed, trigger values kept (they are the workflow's data)."""

@@ -522,3 +522,51 @@ async def test_resolved_secrets_never_reach_outputs_errors_or_logs(
     for sink, text in texts.items():
         assert LEAKED not in text, sink
     assert LEAKED not in json.dumps(logged.entries, default=str)
+
+
+async def test_a_secret_in_an_action_s_error_never_reaches_what_the_run_reads_of_it(
+    db: Database, runtime: Runtime, client: AsyncTestClient[Any]
+) -> None:
+    """An error is data the run reads (`errors` in a failure handler's templates, conditions and
+    transforms; a forEach's `errors` outputs), recorded as parameters and outputs: the secrets its
+    nodes resolved are scrubbed from it as from outputs. They were scrubbed only where the error was
+    recorded as an error (a review: an http.request whose server echoed the bearer token in its
+    Content-Encoding showed it, lower-cased, in all three)."""
+    failing = {"id": "leak", "actionType": "test.leaky", "parameters": {}, "retryPolicy": {"maxAttempts": 1}}
+    failing["edges"] = [{"targetNode": "report", "when": "failure"}]
+    report = {
+        "id": "report",
+        "actionType": "core.echo",
+        "parameters": {"message": "failed: {{ errors.leak.message }}"},
+        "edges": [{"targetNode": "shape"}],
+    }
+    shape = {
+        "id": "shape",
+        "nodeType": "transform",
+        "parameters": {"expression": "({seen: errors.leak.message})"},
+        "edges": [{"targetNode": "each"}],
+    }
+    each = {
+        "id": "each",
+        "nodeType": "forEach",
+        "parameters": {
+            "items": [1],
+            "onItemFailure": "continue",
+            "action": {"actionType": "test.leaky", "parameters": {}},
+        },
+    }
+    execution_id = await run(db, runtime, workflow("leaky-handled", failing, report, shape, each), {"fail": True})
+
+    texts = await stored_texts(db, execution_id)
+    for sink, text in texts.items():
+        assert LEAKED not in text, f"{sink} shows the secret: {text}"
+    shown = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+    assert shown["status"] == "Succeeded", shown
+    nodes = {n["nodeId"]: n for n in shown["nodes"]}
+    assert nodes["report"]["outputs"] == {"echo": "failed: the server refused token [redacted]"}
+    assert nodes["shape"]["outputs"] == {"seen": "the server refused token [redacted]"}
+    assert nodes["each"]["outputs"]["errors"] == [
+        {"index": 0, "error": {"code": "leaky_failed", "message": "the server refused token [redacted]"}}
+    ]
+    actions = (await client.get(f"/api/v1/executions/{execution_id}/actions")).json()
+    assert LEAKED not in json.dumps(actions) and LEAKED not in json.dumps(shown)
