@@ -6,8 +6,8 @@ ROLE_OPT), or `opt={"role": "public"}` for the webhook receiver, which its signa
   401 a missing or invalid bearer token (strict mode), or no principal where DW_REQUIRE_PRINCIPAL
       asks for one (loose mode, the routes with the requires_principal opt);
   403 role_required: the caller's roles do not include the route's;
-  403 not_owner (strict mode): an author changing a workflow (or its triggers) created by someone
-      else; admins change any.
+  403 not_owner (strict mode): an author changing a workflow (or its triggers), or a document
+      template set (or its templates), created by someone else; admins change any.
 `check_routes` makes the application refuse to start when an /api/v1 route declares no role, so a
 new route cannot be left open by mistake."""
 
@@ -35,9 +35,11 @@ from .services import REQUIRES_PRINCIPAL, services_of
 
 # The opt key a route's decorator sets to the role it needs.
 ROLE_OPT = "role"
-# The opt key that makes an author's change depend on owning the workflow: "workflow" (the path's
-# workflow_id) or "trigger" (the workflow of the path's trigger_id).
+# The opt key that makes an author's change depend on owning what it changes: "workflow" (the path's
+# workflow_id), "trigger" (the workflow of the path's trigger_id) or "template_set" (the path's
+# set_id; POST /templates, whose set is in its body, checks it in its handler).
 OWNER_OPT = "owner"
+TEMPLATE_SET = "template_set"
 PUBLIC = "public"
 # The opt key of a second role a route needs as well: a trigger is a standing permission to run its
 # workflow, so creating one or changing it needs the operator role besides the author role.
@@ -53,7 +55,7 @@ class RoleRequired(Forbidden):
 
 
 class NotOwner(Forbidden):
-    """Only the workflow's creator (or an admin) may change it."""
+    """Only the workflow's (or the template set's) creator, or an admin, may change it."""
 
     code = "not_owner"
 
@@ -110,6 +112,10 @@ async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], principal
     this server cannot see answers 404 here, as its handler would."""
     db = services_of(connection.app.state).db
     params = connection.path_params
+    if owned == TEMPLATE_SET:
+        if "set_id" in params:
+            await check_template_set_owner(db, principal, str(params["set_id"]))
+        return
     if owned == "trigger":
         try:
             trigger = await db.triggers.get(uuid.UUID(str(params["trigger_id"])))
@@ -127,6 +133,22 @@ async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], principal
         raise NotOwner(
             f"workflow {workflow_id!r} was created by {workflow.created_by or 'an unknown principal'}; "
             "only its creator or an admin may change it",
+            required_role="admin",
+        )
+
+
+async def check_template_set_owner(db: Any, principal: Principal, set_id: str) -> None:
+    """Strict mode, for an author who is not an admin: a document template set (its templates, their
+    versions, the set itself) is changed only by the principal that created it, as a workflow is (a
+    review: any author could rewrite another's invoice template, and every workflow that rendered
+    it unpinned sent the new text). A set this server cannot see answers 404, as its handler would."""
+    template_set = await db.document_templates.get_set(set_id)
+    if template_set is None:
+        raise NotFound(f"template set {set_id!r} not found")
+    if template_set.created_by is None or template_set.created_by != principal.id:
+        raise NotOwner(
+            f"template set {set_id!r} was created by {template_set.created_by or 'an unknown principal'}; "
+            "only its creator or an admin may change it or its templates",
             required_role="admin",
         )
 
@@ -224,7 +246,7 @@ def _document(handler: HTTPRouteHandler, needed: str) -> None:
             f"{', and every role includes viewer' if needed == 'viewer' else ''})."
         )
         if handler.opt.get(OWNER_OPT):
-            note += " In strict mode an author may change only the workflows it created."
+            note += f" In strict mode an author may change only the {_owned(handler)} it created."
         forbidden = _spec(f"The caller lacks the {needed} role (role_required)" + _owner_note(handler))
         responses = dict(handler.responses or {})
         responses[401] = _UNAUTHORIZED
@@ -248,5 +270,12 @@ def _with_role(base: type[Operation], needed: str) -> type[Operation]:
     return type(f"{base.__name__}WithRole", (base,), {"to_schema": to_schema})
 
 
+def _owned(handler: HTTPRouteHandler) -> str:
+    return "document template sets" if handler.opt.get(OWNER_OPT) == TEMPLATE_SET else "workflows"
+
+
 def _owner_note(handler: HTTPRouteHandler) -> str:
-    return ", or (strict mode) it does not own the workflow (not_owner)" if handler.opt.get(OWNER_OPT) else ""
+    if not handler.opt.get(OWNER_OPT):
+        return ""
+    owned = "template set" if handler.opt.get(OWNER_OPT) == TEMPLATE_SET else "workflow"
+    return f", or (strict mode) it does not own the {owned} (not_owner)"

@@ -18,6 +18,7 @@ from dataworkflows.definitions import checksum
 from dataworkflows.documents import MAX_BODY_CHARS, MAX_SET_CHARS, sources_for_render
 from dataworkflows.errors import InvalidInput, NotFound
 
+from .auth import OWNER_OPT, TEMPLATE_SET, check_template_set_owner
 from .locations import LOCATION, created
 from .openapi_docs import PROBLEMS
 from .paging import (
@@ -204,7 +205,7 @@ class TemplateSetController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         responses=PROBLEMS,
         summary="Delete a template set with its templates",
-        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author", OWNER_OPT: TEMPLATE_SET},
     )
     async def delete_set(self, db: DatabaseDep, set_id: FromPath[str]) -> None:
         if not await db.document_templates.delete_set(set_id):
@@ -221,11 +222,13 @@ class DocumentTemplateController(Controller):
         response_headers=LOCATION,
         responses=PROBLEMS,
         summary="Create a template in a set (version 1)",
-        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author", OWNER_OPT: TEMPLATE_SET},
     )
     async def create(
         self, request: Request[Any, Any, Any], svc: ServicesDep, principal: PrincipalDep, data: JSONBody[TemplateCreate]
     ) -> Response[TemplateRead]:
+        if svc.principals.strict and not principal.has_role("admin"):
+            await check_template_set_owner(svc.db, principal, data.set)  # its set is in the body
         await svc.templates.check_document(data.name, data.body)
         await svc.db.document_templates.create(
             set_id=data.set, name=data.name, format=data.format, body=data.body, sample_data=data.sample_data,
@@ -275,7 +278,7 @@ class DocumentTemplateController(Controller):
         "/{set_id:str}/{name:str}",
         responses=PROBLEMS,
         summary="Save a template's body (a changed one becomes a new version)",
-        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author", OWNER_OPT: TEMPLATE_SET},
     )
     async def add_version(
         self,
@@ -338,7 +341,7 @@ class DocumentTemplateController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         responses=PROBLEMS,
         summary="Delete a template with its versions",
-        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author"},
+        opt={REQUIRES_PRINCIPAL: "change document templates", "role": "author", OWNER_OPT: TEMPLATE_SET},
     )
     async def delete_template(self, db: DatabaseDep, set_id: FromPath[str], name: FromPath[str]) -> None:
         if not await db.document_templates.delete(set_id, name):

@@ -457,6 +457,47 @@ async def test_authors_change_only_their_own_workflows(dsn: str, strict: AsyncTe
     assert (latest["version"], latest["createdBy"], latest["publishedBy"]) == (2, "alice", "root")
 
 
+async def test_authors_change_only_their_own_document_template_sets(dsn: str, strict: AsyncTestClient[Any]) -> None:
+    """A review: any author could rewrite (or delete) another author's document template, and every
+    workflow that rendered it unpinned sent the new text (an invoice with someone else's IBAN)."""
+    settings = strict_settings(dsn)
+    alice, bob, root, viewer = (
+        bearer(settings, "alice", "author"),
+        bearer(settings, "bob", "author"),
+        bearer(settings, "root", "admin"),
+        bearer(settings, "vic", "viewer"),
+    )
+    made = await strict.post("/api/v1/template-sets", json={"id": "docs"}, headers=alice)
+    assert made.status_code == 201 and made.json()["createdBy"] == "alice", made.text
+    body = {"format": "text", "body": "Pay to {{ iban }}"}
+    assert (
+        await strict.post("/api/v1/templates", json={"set": "docs", "name": "invoice", **body}, headers=alice)
+    ).status_code == 201
+    for method, url, sent in [
+        ("PUT", "/api/v1/templates/docs/invoice", {"format": "text", "body": "Pay to MALLORY"}),
+        ("POST", "/api/v1/templates", {"set": "docs", "name": "receipt", **body}),
+        ("DELETE", "/api/v1/templates/docs/invoice", None),
+        ("DELETE", "/api/v1/template-sets/docs", None),
+    ]:
+        problem = assert_problem(await strict.request(method, url, json=sent, headers=bob), 403)
+        assert problem["code"] == "not_owner" and "created by alice" in problem["detail"], (method, url)
+    latest = (await strict.get("/api/v1/templates/docs/invoice", headers=viewer)).json()
+    assert (latest["version"], latest["body"]) == (1, "Pay to {{ iban }}")
+    # Reading and previewing someone else's template is fine; an unknown set is a 404 as before.
+    rendered = await strict.post("/api/v1/templates/docs/invoice/render", json={"data": {"iban": "X"}}, headers=bob)
+    assert rendered.status_code == 200, rendered.text
+    missing = await strict.put("/api/v1/templates/nope/invoice", json=body, headers=bob)
+    assert_problem(missing, 404)
+    missing = await strict.post("/api/v1/templates", json={"set": "nope", "name": "x", **body}, headers=bob)
+    assert_problem(missing, 404)
+    # Its creator and admins change it.
+    saved = await strict.put("/api/v1/templates/docs/invoice", json={"format": "text", "body": "v2"}, headers=alice)
+    assert saved.status_code == 200 and saved.json()["version"] == 2, saved.text
+    saved = await strict.put("/api/v1/templates/docs/invoice", json={"format": "text", "body": "v3"}, headers=root)
+    assert saved.status_code == 200 and saved.json()["createdBy"] == "root", saved.text
+    assert (await strict.delete("/api/v1/template-sets/docs", headers=root)).status_code == 204
+
+
 async def test_the_token_names_the_caller_and_is_verified_once_per_request(
     dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
