@@ -533,22 +533,46 @@ def _located(exc: TemplateRenderError, path: str) -> None:
 def _references(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:
     names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
     uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == "nodes" and n.ctx == "load")
-    node_ids: set[str] = set()
-    lookups = 0
-    for item in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(item, (nodes.Getattr, nodes.Getitem))
-        inner = item.node
-        if not (isinstance(inner, nodes.Name) and inner.name == "nodes"):
-            continue
-        if isinstance(item, nodes.Getattr):
-            node_ids.add(item.attr)
-        elif isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
-            node_ids.add(item.arg.value)
-        else:
-            continue
-        lookups += 1
+    # Each use of `nodes` as the node it names (None: a use that may read any node).
+    lookups = [_node_named(item, tree) for item in tree.find_all((nodes.Getattr, nodes.Getitem))]
+    named = [name for name in lookups if name != ""]
     # Every use of `nodes` must be a lookup of one named node; any other use may read them all.
-    return frozenset(names), frozenset(node_ids) if lookups == uses else None
+    if len(named) != uses or None in named:
+        return frozenset(names), None
+    return frozenset(names), frozenset(name for name in named if name is not None)
+
+
+def _is_nodes(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "nodes" and node.ctx == "load"
+
+
+def _node_named(item: nodes.Node, tree: nodes.Template) -> str | None:
+    """The node a lookup on `nodes` names; "" for a lookup on something else, None for one that may
+    read any node: a method of the mapping called (`nodes.items()`, `nodes.keys()`), but
+    `nodes.get('a'[, default])`, which reads a, as planning.outputs_read takes it. Until this,
+    `nodes.items()` counted as a read of a node "items", and a helper's render got none of the
+    outputs (a loop over them rendered nothing, and `nodes.get('a').echo` failed)."""
+    assert isinstance(item, (nodes.Getattr, nodes.Getitem))
+    if not _is_nodes(item.node):
+        return ""
+    if isinstance(item, nodes.Getattr):
+        name = item.attr
+    elif isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+        name = item.arg.value
+    else:
+        return None
+    call = next((c for c in tree.find_all(nodes.Call) if c.node is item), None)
+    if call is None:
+        return name
+    return _got(call) if name == "get" and isinstance(item, nodes.Getattr) else None
+
+
+def _got(call: nodes.Call) -> str | None:
+    """The node `nodes.get('a'[, default])` reads; None when `nodes.get` is not called so."""
+    if not call.args or call.kwargs or call.dyn_args or call.dyn_kwargs:
+        return None
+    first = call.args[0]
+    return first.value if isinstance(first, nodes.Const) and isinstance(first.value, str) else None
 
 
 _LOOKUP_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Const)

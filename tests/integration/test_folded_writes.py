@@ -260,6 +260,24 @@ async def test_outputs_nothing_reads_are_neither_loaded_nor_kept(db: Database, c
     assert outputs["last"] == {"echo": "small said small"}
 
 
+async def test_a_template_that_reads_every_node_renders_every_nodes_outputs(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A loop over `nodes.items()` renders in a helper, which got none of the outputs (the call was
+    taken for a read of a node named "items"): the node succeeded with an empty message."""
+    raw = wf(
+        "every-node-read",
+        echo("a", to("b")),
+        echo("b", to("c")),
+        echo("c", message="{% for k, v in nodes.items() %}{{ k }}={{ v.echo }};{% endfor %}{{ nodes.get('a').echo }}"),
+    )
+    await publish(db, raw)
+    execution_id = await start(db, "every-node-read")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
+    assert outputs["c"] == {"echo": "a=a;b=b;a"}
+
+
 async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
     """DW_MAX_RUN_SCOPE_BYTES bounds the outputs a run keeps for its later nodes (a review: 200 nodes
     of 0.9 MB, read by one join, took a worker to 1.4 GB). The node whose outputs would pass it fails

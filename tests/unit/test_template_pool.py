@@ -201,3 +201,21 @@ async def test_a_template_that_runs_out_of_memory_fails_on_its_budget() -> None:
         assert await pool.render({"r": "{{ range }} of {{ trigger.n }}"}, SCOPE) == {"r": "range of 3"}
     finally:
         await pool.close()
+
+
+async def test_a_helper_gets_every_output_when_its_template_calls_a_method_of_nodes(templates: TemplatePool) -> None:
+    """`nodes.items()` is no read of a node named "items": a helper got none of the outputs, so a loop
+    over them rendered nothing (a wrong document, not an error), and `nodes.get('a')` (a way of naming
+    a node planning.outputs_read knows) failed as None."""
+    from dataworkflows.template_pool import _narrowed
+
+    scope = {"trigger": {}, "nodes": {"a": {"echo": 1}, "b": {"echo": 2}}, "execution": {}}
+    every = "{% for k, v in nodes.items() %}{{ k }}={{ v.echo }};{% endfor %}"
+    assert _narrowed({"m": every}, scope)["nodes"] == scope["nodes"]
+    assert await templates.render({"m": every}, scope) == {"m": "a=1;b=2;"}
+    assert await templates.render({"m": "{{ nodes.keys() | list | join(',') }}"}, scope) == {"m": "a,b"}
+    named = "{{ nodes.get('a').echo }}-{{ nodes.get('b', {}).echo | default(0) }}"
+    assert _narrowed({"m": named}, scope)["nodes"] == scope["nodes"]
+    assert await templates.render({"m": named}, scope) == {"m": "1-2"}
+    # Still narrowed to what it names.
+    assert _narrowed({"m": "{{ nodes.get('a').echo | string }}"}, scope)["nodes"] == {"a": {"echo": 1}}
