@@ -38,6 +38,8 @@ FIGURES = (
     ("2-node transactions per step, one job a fetch", "engine.drain_one_fetch.transactions_per_step"),
     ("start latency p50 ms", "engine.latency.start_to_first_node_ms.p50"),
     ("start latency p95 ms", "engine.latency.start_to_first_node_ms.p95"),
+    ("start latency p50 ms, running worker", "engine.latency.running_start_to_first_node_ms.p50"),
+    ("start latency p95 ms, running worker", "engine.latency.running_start_to_first_node_ms.p95"),
     ("start latency offered load / capacity", "engine.latency.offered_load_vs_drain_capacity"),
     ("start latency p50 ms at 0.25 of capacity", "engine.latency.at_load.25pct.start_to_first_node_ms.p50"),
     ("start latency p95 ms at 0.25 of capacity", "engine.latency.at_load.25pct.start_to_first_node_ms.p95"),

@@ -223,3 +223,16 @@ def test_compare_prints_both_files_and_b_over_a(results: dict[str, Any], tmp_pat
     assert low.split()[-1] == "1.00"
     half = next(line for line in lines if line.startswith("start latency p50 ms at half the capacity with starts"))
     assert half.split()[-3:] == ["3.53", "3.53", "1.00"]
+
+
+def test_compare_shows_every_targets_figure(results: dict[str, Any], tmp_path: Path) -> None:
+    """compare's headline figures hold every target's (its docstring says so): the running worker's
+    start latencies, two of issue 17's targets, were missing."""
+    paths = {path for _, path in compare.FIGURES}
+    missing = [t.name for t in report.TARGETS if not t.path.startswith("ratios.") and t.path not in paths]
+    assert missing == []
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(results))
+    lines: list[str] = []
+    compare.main([str(a), str(a)], lines.append)
+    assert any(line.startswith("start latency p95 ms, running worker") for line in lines)
