@@ -21,7 +21,7 @@ from dataworkflows.definitions import (
     WorkflowDefinition,
     parse_duration,
 )
-from dataworkflows.templating import has_template
+from dataworkflows.templating import SCOPE_METHOD_NAMES, has_template
 
 PLAN_FORMAT = 1
 
@@ -139,10 +139,12 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
 # `nodes` as a word (also as a property, `globalThis.nodes`: over-counting is safe), then how it is
 # read: `.name` (not a method call), `["name"]` / `['name']`, or `.get("name")`, the name alone
 # between the brackets. Anything else (`nodes[key]`, `nodes['a' + b]`, `nodes?.a`, `nodes.items()`,
-# `nodes | tojson`, `Object.keys(nodes)`, or the word in plain text) may read any node.
+# `nodes | tojson`, `Object.keys(nodes)`, or the word in plain text) may read any node, and so may a
+# name of one of the mapping's own methods (`nodes.values`, `nodes['valueOf']`:
+# templating.SCOPE_METHOD_NAMES).
 _NODES = re.compile(r"(?<![\w$])nodes(?![\w$])")
 _ATTRIBUTE = re.compile(r"\s*\.\s*([A-Za-z_$][\w$]*)(?![\w$])(?!\s*\()")
-_ITEM = re.compile(r"""\s*(?:\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)\s*[\])]""")
+_ITEM = re.compile(r"""\s*(?P<open>\[|\.\s*get\s*\()\s*(?P<q>['"])(?P<name>(?:(?!(?P=q))[^\\])*)(?P=q)\s*[\])]""")
 
 
 # Ways into the scope of a JavaScript condition or expression that do not spell `nodes`: the
@@ -165,8 +167,13 @@ def outputs_read(definition: WorkflowDefinition) -> set[str] | None:
             item = _ITEM.match(rest)
             attribute = None if item else _ATTRIBUTE.match(rest)
             if item is not None:
-                names.add(item.group("name"))
-            elif attribute is not None:
+                name = item.group("name")
+                # `nodes['items']`, `nodes['valueOf']`: a method of the mapping, which reaches every
+                # node (templating.SCOPE_METHOD_NAMES); `nodes.get('items')` names a node.
+                if item.group("open") == "[" and name in SCOPE_METHOD_NAMES:
+                    return None
+                names.add(name)
+            elif attribute is not None and attribute.group(1) not in SCOPE_METHOD_NAMES:
                 names.add(attribute.group(1))
             else:
                 return None

@@ -530,6 +530,16 @@ def _located(exc: TemplateRenderError, path: str) -> None:
         exc.attributes["path"] = path
 
 
+# Names under which `nodes` answers with a method of its own rather than a node's outputs: Jinja looks
+# an attribute up on the mapping before its items (and an item the mapping lacks up as an attribute),
+# and a JavaScript object inherits Object.prototype's. `nodes.values`, `nodes['items']()` and
+# `nodes['valueOf']()` reach every node without naming one, so they read every node
+# (planning.outputs_read, _references).
+SCOPE_METHOD_NAMES = frozenset(name for name in dir(dict) if not name.startswith("_")) | frozenset(
+    {"constructor", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable", "toLocaleString", "toString", "valueOf"}
+)
+
+
 def _references(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:
     names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
     uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == "nodes" and n.ctx == "load")
@@ -548,7 +558,7 @@ def _is_nodes(node: nodes.Node) -> bool:
 
 def _node_named(item: nodes.Node, tree: nodes.Template) -> str | None:
     """The node a lookup on `nodes` names; "" for a lookup on something else, None for one that may
-    read any node: a method of the mapping called (`nodes.items()`, `nodes.keys()`), but
+    read any node: a name of the mapping's own methods (SCOPE_METHOD_NAMES), called or not, but
     `nodes.get('a'[, default])`, which reads a, as planning.outputs_read takes it. Until this,
     `nodes.items()` counted as a read of a node "items", and a helper's render got none of the
     outputs (a loop over them rendered nothing, and `nodes.get('a').echo` failed)."""
@@ -561,15 +571,15 @@ def _node_named(item: nodes.Node, tree: nodes.Template) -> str | None:
         name = item.arg.value
     else:
         return None
-    call = next((c for c in tree.find_all(nodes.Call) if c.node is item), None)
-    if call is None:
-        return name
-    return _got(call) if name == "get" and isinstance(item, nodes.Getattr) else None
+    if name == "get" and isinstance(item, nodes.Getattr):
+        return _got(item, tree)
+    return None if name in SCOPE_METHOD_NAMES else name
 
 
-def _got(call: nodes.Call) -> str | None:
+def _got(getter: nodes.Getattr, tree: nodes.Template) -> str | None:
     """The node `nodes.get('a'[, default])` reads; None when `nodes.get` is not called so."""
-    if not call.args or call.kwargs or call.dyn_args or call.dyn_kwargs:
+    call = next((c for c in tree.find_all(nodes.Call) if c.node is getter), None)
+    if call is None or not call.args or call.kwargs or call.dyn_args or call.dyn_kwargs:
         return None
     first = call.args[0]
     return first.value if isinstance(first, nodes.Const) and isinstance(first.value, str) else None

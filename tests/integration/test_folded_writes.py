@@ -278,6 +278,29 @@ async def test_a_template_that_reads_every_node_renders_every_nodes_outputs(
     assert outputs["c"] == {"echo": "a=a;b=b;a"}
 
 
+async def test_a_method_of_nodes_reads_every_nodes_outputs(db: Database, conditions: ConditionPool) -> None:
+    """`nodes.values`, `nodes['items']` (Jinja looks attributes up first) and `nodes['valueOf']()`
+    (Object.prototype's) reach every node without naming one: they were taken for reads of nodes
+    named so, and the run went on without the others' outputs (0 nodes counted, b's echo lost)."""
+    raw = wf(
+        "method-of-nodes",
+        echo("a", to("b")),
+        echo("b", to("c")),
+        echo(
+            "c",
+            to("t"),
+            message="{% set f = nodes.values %}{{ f() | list | length }}/{{ nodes['items']() | list | length }}",
+        ),
+        {"id": "t", "nodeType": "transform", "parameters": {"expression": "nodes['valueOf']().b.echo"}},
+    )
+    await publish(db, raw, conditions)
+    execution_id = await start(db, "method-of-nodes")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
+    assert outputs["c"] == {"echo": "2/2"}
+    assert outputs["t"] == {"value": "b"}
+
+
 async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
     """DW_MAX_RUN_SCOPE_BYTES bounds the outputs a run keeps for its later nodes (a review: 200 nodes
     of 0.9 MB, read by one join, took a worker to 1.4 GB). The node whose outputs would pass it fails

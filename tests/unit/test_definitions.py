@@ -112,6 +112,10 @@ def _reads(*texts: str, js: tuple[str, ...] = (), outputs: Any = None) -> set[st
         (("{{ nodes.items() | list }}",), None),
         (("{{ nodes | tojson }}",), None),
         (("{{ nodes['a' ~ suffix] }}",), None),
+        # A method of the mapping reaches every node: Jinja looks attributes up before items.
+        (("{% set f = nodes.values %}{{ f() | list | length }}",), None),
+        (("{{ nodes['items']() | list }}",), None),
+        (("{{ nodes.get('items').x }}",), {"items"}),
     ],
 )
 def test_which_outputs_templates_read(texts: tuple[str, ...], expected: set[str] | None) -> None:
@@ -129,6 +133,9 @@ def test_which_outputs_templates_read(texts: tuple[str, ...], expected: set[str]
         ("Object.values(__s)", None),
         ("eval('no' + 'des')", None),
         ("n\\u006fdes.a", None),
+        # Object.prototype's valueOf answers the whole object.
+        ("nodes['valueOf']().b.total", None),
+        ("nodes.valueOf.call(this)", None),
     ],
 )
 def test_which_outputs_expressions_read(expression: str, expected: set[str] | None) -> None:

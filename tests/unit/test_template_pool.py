@@ -219,3 +219,11 @@ async def test_a_helper_gets_every_output_when_its_template_calls_a_method_of_no
     assert await templates.render({"m": named}, scope) == {"m": "1-2"}
     # Still narrowed to what it names.
     assert _narrowed({"m": "{{ nodes.get('a').echo | string }}"}, scope)["nodes"] == {"a": {"echo": 1}}
+
+
+async def test_a_helper_gets_every_output_when_its_template_takes_a_method_of_nodes(templates: TemplatePool) -> None:
+    """`nodes.values` or `nodes['items']` is the mapping's method (Jinja looks attributes up first), not
+    a node's outputs: a helper that got only a node named so rendered 0 for the number of nodes."""
+    scope = {"trigger": {}, "nodes": {"a": {"echo": 1}, "b": {"echo": 2}}, "execution": {}}
+    for template in ("{% set f = nodes.values %}{{ f() | list | length }}", "n={{ nodes['items']() | list | length }}"):
+        assert (await templates.render({"m": template}, scope))["m"] in ("2", "n=2"), template
