@@ -348,3 +348,17 @@ async def test_an_installed_action_without_a_connector_is_a_core_action() -> Non
     services = ActionServices(credentials=object(), http=None, resources=object())  # type: ignore[arg-type]
     kind = ActionKind(registry, templates=object(), services=services)  # type: ignore[arg-type]
     assert kind._services_for("billing", registry.get("acme.ping")) is not None
+
+
+def test_an_action_scrubs_its_secrets_whatever_their_case() -> None:
+    """A security review: an http.request whose server echoed the bearer token lower-cased (in a
+    Content-Encoding it could not decode) kept it in its error: the action's own scrub matched the
+    token's case only, unlike the run's scrubber."""
+    from dataworkflows.actions.web import scrub
+
+    assert scrub("cannot decode the response: bearer supersecrettok3n", ["SuperSecretTok3n"]) == (
+        "cannot decode the response: bearer [redacted]"
+    )
+    assert scrub({"SUPERSECRETTOK3N": ["x SuperSecretTok3n"]}, ["SuperSecretTok3n", "Sup"]) == {
+        "[redacted]": ["x [redacted]"]
+    }

@@ -266,14 +266,18 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
     needles += [e for e in (json.dumps(s)[1:-1] for s in needles) if e not in needles]
     if not needles:
         return value
+    # Whatever the case: a server may echo a token lower-cased (a header value it normalised), as
+    # the run's scrubber (dataworkflows.scrubbing) takes it.
+    return _scrubbed(value, re.compile("|".join(map(re.escape, sorted(needles, key=len, reverse=True))), re.IGNORECASE))
+
+
+def _scrubbed(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, str):
-        for needle in needles:
-            value = value.replace(needle, REDACTED)
-        return value
+        return pattern.sub(REDACTED, value)
     if isinstance(value, dict):
-        return {scrub(k, needles): scrub(v, needles) for k, v in value.items()}
+        return {_scrubbed(k, pattern): _scrubbed(v, pattern) for k, v in value.items()}
     if isinstance(value, list):
-        return [scrub(v, needles) for v in value]
+        return [_scrubbed(v, pattern) for v in value]
     return value
 
 
