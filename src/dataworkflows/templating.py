@@ -543,8 +543,12 @@ SCOPE_METHOD_NAMES = frozenset(name for name in dir(dict) if not name.startswith
 def _references(tree: nodes.Template) -> tuple[frozenset[str], frozenset[str] | None]:
     names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
     uses = sum(1 for n in tree.find_all(nodes.Name) if n.name == "nodes" and n.ctx == "load")
+    # The call of each callee, found in one walk of the tree: looked up per `nodes.get`, a template of
+    # thousands of them (within MAX_TEMPLATE_CHARS) walked the tree once each, and held the worker's
+    # event loop for minutes (a review: 4,000 took 40 s) as a helper's render narrowed its scope.
+    calls = {id(call.node): call for call in tree.find_all(nodes.Call)}
     # Each use of `nodes` as the node it names (None: a use that may read any node).
-    lookups = [_node_named(item, tree) for item in tree.find_all((nodes.Getattr, nodes.Getitem))]
+    lookups = [_node_named(item, calls) for item in tree.find_all((nodes.Getattr, nodes.Getitem))]
     named = [name for name in lookups if name != ""]
     # Every use of `nodes` must be a lookup of one named node; any other use may read them all.
     if len(named) != uses or None in named:
@@ -556,7 +560,7 @@ def _is_nodes(node: nodes.Node) -> bool:
     return isinstance(node, nodes.Name) and node.name == "nodes" and node.ctx == "load"
 
 
-def _node_named(item: nodes.Node, tree: nodes.Template) -> str | None:
+def _node_named(item: nodes.Node, calls: dict[int, nodes.Call]) -> str | None:
     """The node a lookup on `nodes` names; "" for a lookup on something else, None for one that may
     read any node: a name of the mapping's own methods (SCOPE_METHOD_NAMES), called or not, but
     `nodes.get('a'[, default])`, which reads a, as planning.outputs_read takes it. Until this,
@@ -572,13 +576,13 @@ def _node_named(item: nodes.Node, tree: nodes.Template) -> str | None:
     else:
         return None
     if name == "get" and isinstance(item, nodes.Getattr):
-        return _got(item, tree)
+        return _got(calls.get(id(item)))
     return None if name in SCOPE_METHOD_NAMES else name
 
 
-def _got(getter: nodes.Getattr, tree: nodes.Template) -> str | None:
-    """The node `nodes.get('a'[, default])` reads; None when `nodes.get` is not called so."""
-    call = next((c for c in tree.find_all(nodes.Call) if c.node is getter), None)
+def _got(call: nodes.Call | None) -> str | None:
+    """The node `nodes.get('a'[, default])` reads (`call`: the call of that `nodes.get`, if it is
+    called); None when `nodes.get` is not called so."""
     if call is None or not call.args or call.kwargs or call.dyn_args or call.dyn_kwargs:
         return None
     first = call.args[0]
