@@ -268,16 +268,36 @@ def scrub(value: Any, secrets: Iterable[str]) -> Any:
         return value
     # Whatever the case: a server may echo a token lower-cased (a header value it normalised), as
     # the run's scrubber (dataworkflows.scrubbing) takes it.
-    return _scrubbed(value, re.compile("|".join(map(re.escape, sorted(needles, key=len, reverse=True))), re.IGNORECASE))
+    pattern = re.compile("|".join(map(re.escape, sorted(needles, key=len, reverse=True))), re.IGNORECASE)
+    # Secrets are header values (ASCII): looked for in the folded text first. Any other: the pattern.
+    folded = tuple({_folded(n) for n in needles}) if all(n.isascii() for n in needles) else None
+    return _scrubbed(value, pattern, folded)
 
 
-def _scrubbed(value: Any, pattern: re.Pattern[str]) -> Any:
+# What the case-insensitive pattern takes for an ASCII letter besides its two cases (Python's re): a
+# dotted capital I and a dotless i are an i (a Turkish locale's case mapping), a long s is an s; the
+# Kelvin sign lower-cases to a k.
+_ASCII_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s"})
+
+
+def _folded(text: str) -> str:
+    return (text if text.isascii() else text.translate(_ASCII_FOLD)).lower()
+
+
+def _scrubbed(value: Any, pattern: re.Pattern[str], folded: tuple[str, ...] | None) -> Any:
     if isinstance(value, str):
+        # Most texts hold no secret: a substring scan of the folded text is far cheaper than the
+        # case-insensitive pattern, which cannot skip ahead to a literal (a review: 1 s on the event
+        # loop for a 50 MB response body, where the case-sensitive replace took 0.02 s).
+        if folded is not None:
+            text = _folded(value)
+            if not any(n in text for n in folded):
+                return value
         return pattern.sub(REDACTED, value)
     if isinstance(value, dict):
-        return {_scrubbed(k, pattern): _scrubbed(v, pattern) for k, v in value.items()}
+        return {_scrubbed(k, pattern, folded): _scrubbed(v, pattern, folded) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrubbed(v, pattern) for v in value]
+        return [_scrubbed(v, pattern, folded) for v in value]
     return value
 
 
