@@ -386,3 +386,15 @@ def test_an_action_s_scrub_of_a_large_body_without_its_secrets_is_quick() -> Non
         "SUPERSECRETTOK3N-\u0130D",
     ):
         assert scrub(f"x {body[:20]} {echoed}", ["SuperSecretTok3n-id"]) == f"x {body[:20]} [redacted]", echoed
+
+
+def test_the_run_s_scrubber_finds_a_secret_a_turkish_locale_cased() -> None:
+    """Its pattern ignores case as Python's re does (a dotless i and a dotted capital I are an i, a
+    long s an s), but it ran only when a lower-cased scan of the text found a secret first: a token
+    a server echoed through a Turkish locale's case mapping ('I' lower-cased to a dotless i) was
+    shown, in an error or in outputs (a review)."""
+    s = Scrubber(secrets=["SuperSecretTok3n-id"])
+    for echoed in ("SuperSecretTok3n-\u0131D", "SUPERSECRETTOK3N-\u0130D", "Super\u017fecretTok3n-id"):
+        assert s.secrets(f"x {echoed} y") == f"x {MASK} y", echoed
+        assert s.text(f"x {echoed} y") == f"x {MASK} y", echoed
+    assert s.secrets("x SuperSecretTok3n-ix y") == "x SuperSecretTok3n-ix y"
