@@ -153,14 +153,14 @@ def test_a_command_on_a_database_migrated_part_way_says_so(
     else, a worker logged a missing function at every pass, examples load printed a traceback."""
     postgresql.autocommit = True
     postgresql.execute(
-        "DELETE FROM dw.schema_migrations WHERE version IN ('0060', '0061', '0062', '0063', '0064', '0065')"
+        "DELETE FROM dw.schema_migrations WHERE version IN ('0060', '0061', '0062', '0063', '0064', '0065', '0066')"
     )
     monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
-    expected = "the database lacks 6 of this release's migrations (0060 to 0065; its last is 0059)"
+    expected = "the database lacks 7 of this release's migrations (0060 to 0066; its last is 0059)"
     assert expected in err and "run `dataworkflows migrate` first" in err and "Traceback" not in err, err
 
 

@@ -26,7 +26,7 @@ from dataworkflows.data.runs import acquired_from_row, fetch_run_jobs
 from dataworkflows.db import Database
 from dataworkflows.statuses import AttemptStatus, ExecutionStatus, NodeStatus, Verdict
 from dataworkflows.workers.app import RUN_EXECUTION_TASK, LeaseWithFetch, ResilientJobManager, connection_broken
-from tests.conftest import publish, start
+from tests.conftest import ROOT, publish, start
 from tests.integration.test_runtime import attempts, echo, events, make_runtime, nodes, to, wf
 
 
@@ -299,6 +299,50 @@ async def test_a_method_of_nodes_reads_every_nodes_outputs(db: Database, conditi
     outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, execution_id) if r["status"] == "Succeeded"}
     assert outputs["c"] == {"echo": "2/2"}
     assert outputs["t"] == {"value": "b"}
+
+
+async def test_plans_compiled_before_are_mended_by_the_migration(db: Database, conditions: ConditionPool) -> None:
+    """Plans compiled before the release marked the nodes such a name reads as unused (their outputs
+    not loaded): migration 0066 marks every node of such a plan used, in the plan and in its runs
+    that have not ended. Other plans, and ended runs, stay as they are."""
+    reads_all = wf(
+        "old-method-of-nodes",
+        echo("a", to("b")),
+        echo("b", message="{{ nodes['items']() | list | length }}"),
+    )
+    names_one = wf("old-names-one", echo("a", to("b")), echo("b", to("c")), echo("c", message="{{ nodes.b.echo }}"))
+    for raw in (reads_all, names_one):
+        await publish(db, raw, conditions)
+    running = await start(db, "old-method-of-nodes")
+    ended = await start(db, "old-method-of-nodes")
+    other = await start(db, "old-names-one")
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET status = 'Cancelled', ended_at = now() WHERE id = %s", (ended,))
+        # As the earlier release compiled them: a, read through nodes['items'](), taken for unused.
+        await conn.execute(
+            "UPDATE dw.workflow_plans SET plan = jsonb_set(plan, '{nodes,0,outputsUsed}', 'false')"
+            " WHERE workflow_id = 'old-method-of-nodes'"
+        )
+        await conn.execute(
+            "UPDATE dw.node_states s SET outputs_used = false FROM dw.executions e"
+            " WHERE e.id = s.execution_id AND e.workflow_id = 'old-method-of-nodes' AND s.node_id = 'a'"
+        )
+        await conn.execute((ROOT / "sql" / "migrations" / "0066_plans_reading_nodes_methods.sql").read_text("utf-8"))
+        cur = await conn.execute(
+            "SELECT workflow_id, array_agg((n ->> 'outputsUsed')::boolean ORDER BY n ->> 'id')"
+            " FROM dw.workflow_plans, jsonb_array_elements(plan -> 'nodes') n"
+            " WHERE workflow_id LIKE 'old-%%' GROUP BY workflow_id ORDER BY workflow_id"
+        )
+        assert await cur.fetchall() == [("old-method-of-nodes", [True, True]), ("old-names-one", [False, True, False])]
+        cur = await conn.execute(
+            "SELECT execution_id, node_id, outputs_used FROM dw.node_states"
+            " WHERE execution_id = ANY(%s) ORDER BY execution_id, node_id",
+            ([running, ended, other],),
+        )
+        used = {(str(e), n): u for e, n, u in await cur.fetchall()}
+    assert used[(str(running), "a")] is True, "a run not ended loads a's outputs now"
+    assert used[(str(ended), "a")] is False, "an ended run is left as it was"
+    assert (used[(str(other), "a")], used[(str(other), "b")]) == (False, True), "a plan naming its nodes is kept"
 
 
 async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
