@@ -172,8 +172,17 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
 
 async def _loaders_own(db: Database, workflow: Workflow) -> bool:
     """Whether an existing example workflow is as the loader left it: at a version the loader
-    published, not archived (archiving is an operator's decision)."""
-    if workflow.status == "Archived" or workflow.current_version is None:
+    published, not archived (archiving is an operator's decision); or never published, made by the
+    loader and its latest version saved by it. The loader saves every example before it publishes
+    them, so a load that died in between (an `up` killed while it loaded them, a helper that could
+    not start for a later example's conditions) left Drafts that no later load published: every
+    later `up` said they were "left as an operator set them" and the walkthrough answered 409."""
+    if workflow.status == "Archived":
         return False
+    if workflow.current_version is None:
+        if workflow.created_by != EXAMPLES_PRINCIPAL or workflow.latest_version is None:
+            return False
+        latest = await db.workflows.get_version(workflow.id, workflow.latest_version)
+        return latest is not None and latest.created_by == EXAMPLES_PRINCIPAL
     current = await db.workflows.get_version(workflow.id, workflow.current_version)
     return current is not None and current.published_by == EXAMPLES_PRINCIPAL
