@@ -257,6 +257,10 @@ def create_app(settings: Settings) -> Litestar:
         raise ConfigurationError("DATABASE_URL is not set")
     traces.start()  # OTLP traces when an endpoint is configured (README "Traces")
     rate_policy = BucketPolicy.from_settings(settings.api_rate_per_minute, settings.api_rate_burst)
+    # Here, not in the lifespan: an installed package's action that cannot be loaded (ConfigurationError)
+    # stops the command with one line, before the pool opens (in the lifespan, after it, the API
+    # logged its startup failure and then hung for good, deaf to SIGTERM: a review).
+    registry = default_registry()
     pool = make_pool(
         settings.database_url,
         min_size=settings.pool_min_size,
@@ -284,7 +288,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.services = Services(
             db=Database(pool),
             settings=settings,
-            registry=default_registry(),
+            registry=registry,
             conditions=conditions,
             principals=principals,
             events=events,

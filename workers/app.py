@@ -1302,6 +1302,9 @@ async def run_worker(
     if not settings.database_url:
         raise ConfigurationError("DATABASE_URL is not set")
     concurrency = concurrency or settings.worker_concurrency
+    # Before the pool opens: an installed package's action that cannot be loaded (ConfigurationError)
+    # left the open pool's tasks behind, which asyncio.run waited for: the worker hung (a review).
+    registry = default_registry()
     worker_id = new_worker_id()
     traces.start()  # OTLP traces when an endpoint is configured (README "Traces")
     if settings.worker_metrics_port:
@@ -1361,7 +1364,7 @@ async def run_worker(
     services = build_services(settings, db, http, templates)
     runtime = Runtime(
         db,
-        default_registry(),
+        registry,
         RuntimeSettings(
             worker_id=worker_id,
             queue=settings.queue,

@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
-from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 from dataworkflows.statuses import AttemptStatus
 
 ENTRY_POINT_GROUP = "dataworkflows.actions"
@@ -214,8 +214,17 @@ def load_entry_point_actions() -> list[Action]:
     """Actions that installed packages declare in the dataworkflows.actions entry-point group."""
     actions: list[Action] = []
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry_point.load()
-        actions.append(loaded() if isinstance(loaded, type) else loaded)
+        try:
+            loaded = entry_point.load()
+            actions.append(loaded() if isinstance(loaded, type) else loaded)
+        except Exception as exc:
+            # A package's import error (a dependency of its own missing) was a traceback, and a
+            # worker or an API that met it hung (a review): one line naming the package, exit 2.
+            raise ConfigurationError(
+                f"the action entry point {entry_point.name} ({entry_point.value}) of the {ENTRY_POINT_GROUP}"
+                f" group cannot be loaded: {type(exc).__name__}: {exc}; fix or uninstall the package that"
+                " declares it"
+            ) from None
     return actions
 
 

@@ -1,0 +1,57 @@
+"""Actions from installed packages (the `dataworkflows.actions` entry-point group): one that cannot be
+loaded stops `worker`, `api` and `examples load` at once, naming it, exit 2. A review (installed
+from the wheel, a plugin whose own dependency was missing): the worker and the API had opened their
+pool when they loaded it, the error left that pool open, and they hung for good (the API ignored
+SIGTERM too, after "Application startup failed. Exiting."); `examples load` printed a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dataworkflows.cli import EXIT_USAGE
+from tests.fakes import free_port
+
+
+def broken_plugin(root: Path) -> Path:
+    """A distribution on `root` whose entry point names a module that imports what is not there."""
+    info = root / "brokenplugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dataworkflows.actions]\ngreet = brokenplugin:GreetAction\n")
+    (root / "brokenplugin.py").write_text("import no_such_module_of_the_plugin\n")
+    return root
+
+
+@pytest.mark.parametrize("argv", [["worker"], ["api", "--port", "0"], ["examples", "load"]])
+def test_an_action_package_that_cannot_be_loaded_stops_the_command_naming_it(
+    dsn: str, tmp_path: Path, argv: list[str]
+) -> None:
+    argv = [str(free_port()) if part == "0" else part for part in argv]
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "PYTHONPATH": str(broken_plugin(tmp_path / "site")),
+        "DW_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataworkflows", *argv],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _, err = proc.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"`dataworkflows {' '.join(argv)}` still ran after 45 s:\n{err.decode(errors='replace')}")
+    text = err.decode(errors="replace")
+    assert proc.returncode == EXIT_USAGE, text
+    assert "Traceback" not in text, text
+    assert "greet (brokenplugin:GreetAction)" in text and "no_such_module_of_the_plugin" in text, text
