@@ -300,6 +300,10 @@ def _why(exc: OSError | subprocess.CalledProcessError) -> str:
     return lines[-1] if lines else f"{Path(str(exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd)).name} failed"
 
 
+# initdb's lines that are not its reason.
+_INITDB_ASIDE = re.compile(r"initdb: (hint|detail|warning|note):")
+
+
 class _Said(logging.Handler):
     """What the wheel logs while it sets a server up, kept: its error records, whose lines say what a
     failed command wrote ("initdb: error: directory ... exists but is not empty", the server's "FATAL:
@@ -321,6 +325,11 @@ class _Said(logging.Handler):
         a client's wrong database, is not the reason, a review; its lines start with a time and a pid)."""
         lines = [line.strip() for record in self.records for line in record.getMessage().splitlines()]
         error = next((line for line in lines if ": error: " in line), None)
+        if error is not None:
+            return error
+        # Some of initdb's reasons have no "error:" (a user id with no passwd entry, as a container's
+        # arbitrary uid has: "initdb: could not look up effective user ID ..."), and were "initdb failed".
+        error = next((line for line in lines if line.startswith("initdb: ") and not _INITDB_ASIDE.match(line)), None)
         if error is not None:
             return error
         fatal = next((line for line in reversed(lines) if "FATAL:" in line), None)
