@@ -16,6 +16,7 @@ running for this data directory (left by an `up` that died) is reused, and stops
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -157,7 +158,11 @@ class EmbeddedPostgres:
         with psycopg.connect(self.uri("postgres"), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
             if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                # Another process starting on this data directory may make it meanwhile (two `up`s,
+                # or `up` and a worker, started together on a fresh one): the second one ended with
+                # PostgreSQL's traceback (a review).
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
 
     def stop(self) -> None:
         """Lets go of the server; stops it when no other live process uses it. Once (it may be
