@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # constraints.txt: the exact version of every run-time dependency (scripts/lock_constraints.py writes it
 # from the venv the suite passed in); the final stage installs with it, so rebuilds get the same libraries.
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY src/ src/
 COPY api/ api/
 COPY workers/ workers/
