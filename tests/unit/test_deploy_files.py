@@ -249,6 +249,8 @@ def test_only_the_api_keeps_the_http_healthcheck(services: dict[str, Any]) -> No
     for name in ("migrate", "examples", "worker"):
         assert services[name]["healthcheck"] == {"disable": True}, name
     assert services["api"]["healthcheck"].get("disable") is not True
+    # It probes the port the API listens on, which DW_API_PORT may move (a review: it named 5131).
+    assert "os.environ.get('DW_API_PORT', '5131')" in " ".join(services["api"]["healthcheck"]["test"])
 
 
 def test_compose_config_is_valid_for_the_docker_cli() -> None:
