@@ -123,7 +123,12 @@ def translated(exc: psycopg.Error) -> errors.DataWorkflowsError | None:
     """The DataWorkflowsError a driver error stands for, or None for one that is a bug (a 500)."""
     message = exc.diag.message_primary or str(exc)
     sqlstate = exc.sqlstate or ""
-    if sqlstate == "23505" or sqlstate in SQLSTATE_ERRORS or sqlstate.startswith(("22", "54")):
+    if (
+        sqlstate == "23505"
+        or sqlstate in SQLSTATE_ERRORS
+        or sqlstate.startswith(("22", "54"))
+        or _too_large(sqlstate, message)
+    ):
         error = translated_state(sqlstate, message, detail=exc.diag.message_detail, constraint=exc.diag.constraint_name)
         assert isinstance(error, errors.DataWorkflowsError)
         return error
@@ -155,6 +160,8 @@ def translated_state(
     mapped = SQLSTATE_ERRORS.get(sqlstate)
     if mapped is not None:
         return mapped(message, detail=detail)
+    if _too_large(sqlstate, message):
+        return errors.InvalidInput(f"the database refused a value too large to store: {message}")
     if sqlstate.startswith(("22", "54")):
         # Data exceptions (a NUL character, a number out of range, an impossible interval) and
         # program limits: the input's fault, never a 500.
@@ -165,6 +172,14 @@ def translated_state(
         return psycopg.errors.lookup(sqlstate)(message)
     except KeyError:
         return psycopg.Error(f"{sqlstate}: {message}")
+
+
+def _too_large(sqlstate: str, message: str) -> bool:
+    """Whether PostgreSQL refused a value for its size as an internal error, not a program limit:
+    a JSON array of 26 million numbers (52 MB, an HTTP response within maxResponseBytes) needs more
+    than the 1 GB a single allocation may take to become jsonb. The run failed with engine_error
+    (a size review); as the input's fault, its node fails with unrecordable_result."""
+    return sqlstate == "XX000" and message.startswith("invalid memory alloc request size")
 
 
 @contextlib.contextmanager

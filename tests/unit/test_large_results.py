@@ -62,3 +62,18 @@ def test_escaped_nuls_and_lone_surrogates_still_become_stand_ins() -> None:
     body = b'{"a": ["x\\u0000y", "\\ud800", "\\ud83d\\ude00"], "k\\u0000": 1}'
     response = httpx.Response(200, headers={"content-type": "application/json"}, content=body)
     assert decode_body(response, body) == {"a": ["x\ufffdy", "\ufffd", "\U0001f600"], "k\ufffd": 1}
+
+
+def test_a_value_too_large_for_an_allocation_is_the_inputs_fault() -> None:
+    """PostgreSQL says so as an internal error (XX000), not a program limit (54000): the 52 MB
+    response's run failed engine_error, where its node now fails unrecordable_result."""
+    import psycopg
+
+    from dataworkflows.db import translated, translated_state
+    from dataworkflows.errors import InvalidInput
+
+    refused = psycopg.errors.InternalError_("invalid memory alloc request size 1073741824")
+    assert "too large to store" in str(translated(refused))
+    assert isinstance(translated_state("XX000", "invalid memory alloc request size 1073741824"), InvalidInput)
+    # Another internal error is still a bug.
+    assert translated(psycopg.errors.InternalError_("cache lookup failed for type 0")) is None
