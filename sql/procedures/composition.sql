@@ -24,7 +24,7 @@ $$;
 
 -- Starts a child of the execution's node with this request id: (its id and version, NULL), or
 -- (NULL, NULL, why not) when it is too deep, its tree holds the most runs a tree may (the session's
--- dw.max_runs_per_tree, DW_MAX_RUNS_PER_TREE: 10,000 when unset, 0 for no limit), its workflow or
+-- dw.max_runs_per_tree, DW_MAX_RUNS_PER_TREE: 20,000 when unset, 0 for no limit), its workflow or
 -- version is unknown or cannot run, or the request id names an execution this node did not start.
 -- Nothing is written when refused. The tree's runs are counted, up to the limit, at each start: runs
 -- of one tree started at the same moment in other transactions may each pass, so a tree may go
@@ -38,7 +38,7 @@ DECLARE
     v_child record;
     v_state text;
     v_message text;
-    v_max_runs integer := COALESCE(NULLIF(current_setting('dw.max_runs_per_tree', true), '')::integer, 10000);
+    v_max_runs integer := COALESCE(NULLIF(current_setting('dw.max_runs_per_tree', true), '')::integer, 20000);
     v_runs bigint;
 BEGIN
     IF p_parent.depth + 1 > p_max_depth THEN

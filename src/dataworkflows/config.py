@@ -199,8 +199,11 @@ class Settings:
     # The most runs one tree (a root run and every run its subworkflow and forEach nodes started,
     # attached or detached, down to the deepest) may hold: a child past it is not started, and its
     # node fails with tree_too_large. 0: no limit. Depth alone let a workflow that starts itself
-    # twice, detached, make 2^9 - 1 runs from one request (a forEach of k items: k^9).
-    max_runs_per_tree: int = 10_000
+    # twice, detached, make 2^9 - 1 runs from one request (a forEach of k items: k^9). Twice the
+    # largest forEach (foreach.HARD_MAX_ITEMS): at 10,000, which counts the root too, a forEach of
+    # 10,000 subworkflow items never finished (its last item's child was refused, a review), nor
+    # one whose items' children were retried.
+    max_runs_per_tree: int = 20_000
     # The most bytes (as JSON) of node outputs a run keeps for its later nodes to read (the scope's
     # `nodes`: only outputs something in the run reads are kept); a node whose outputs would take it
     # past fails with run_outputs_too_large. A worker's memory per run in flight is bounded by it.

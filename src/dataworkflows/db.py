@@ -216,7 +216,7 @@ def make_pool(
     default_workflow_timeout: the deadline, in seconds, of runs this pool starts whose definition
     sets none (DW_DEFAULT_WORKFLOW_TIMEOUT_SECONDS; 0: none; None: the procedures' one hour).
     max_runs_per_tree: the most runs a tree may hold when this pool's runs start children
-    (DW_MAX_RUNS_PER_TREE; 0: no limit; None: the procedures' 10,000).
+    (DW_MAX_RUNS_PER_TREE; 0: no limit; None: the procedures' 20,000).
     warm_up: each new connection runs dw.warm_up_session_v1 (a worker's pool: see there).
     idle_in_transaction_seconds: the sessions' idle_in_transaction_session_timeout
     (DW_IDLE_IN_TRANSACTION_SECONDS; 0 or None: the server's own).

@@ -131,6 +131,23 @@ async def test_the_tree_limit_stops_a_workflow_that_starts_itself_twice(dsn: str
         await pool.close()
 
 
+def test_the_default_tree_limit_holds_the_largest_foreach_of_subworkflows_with_retries() -> None:
+    """A review: at 10,000, which counts the root, a forEach of 10,000 subworkflow items (maxItems'
+    most) never finished: its last item's child was refused (tree_too_large), and so was any retried
+    item's new child. The default is twice the largest forEach, in the settings and in the procedure
+    (for a session that does not set it)."""
+    import re
+
+    from dataworkflows.config import Settings
+    from dataworkflows.foreach import HARD_MAX_ITEMS
+
+    default = Settings().max_runs_per_tree
+    assert default == 2 * HARD_MAX_ITEMS
+    procedure = (ROOT / "sql" / "procedures" / "composition.sql").read_text("utf-8")
+    unset = re.search(r"current_setting\('dw\.max_runs_per_tree', true\), ''\)::integer, (\d+)\)", procedure)
+    assert unset is not None and int(unset.group(1)) == default
+
+
 async def test_a_child_failure_is_routed_by_the_parent_failure_edge(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
