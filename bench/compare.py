@@ -58,6 +58,7 @@ FIGURES = (
     ("start latency phase: postgres CPU ms per run", "engine.latency.cpu.fresh.postgres_cpu_ms_per_execution"),
     ("fan-out 1->50->1 steps/s", "engine.wide.steps_per_second"),
     ("chain 20 steps/s", "engine.chain.steps_per_second"),
+    ("branch steps/s", "engine.branch.steps_per_second"),
     ("worker RSS MB, in flight", "engine.memory.inflight.rss_mb"),
     ("worker RSS MB, waiting", "engine.memory.waiting.rss_mb"),
     ("DBOS two-step steps/s", "peer.dbos.steps_per_second"),

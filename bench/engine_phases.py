@@ -41,6 +41,7 @@ from harness import (
 )
 from sizes import Sizes
 from workloads import (
+    branch_workflow,
     chain_workflow,
     echo2_workflow,
     echo_node,
@@ -57,6 +58,7 @@ from workloads import (
 )
 
 DRAIN_ID, LATENCY_ID, WIDE_ID, CHAIN_ID = "bench-echo2", "bench-echo2-latency", "bench-wide", "bench-chain"
+BRANCH_ID = "bench-branch"
 # The same 2-node workflow, started as fast as the client goes while the worker runs (capacity_with_starts).
 WITH_STARTS_ID = "bench-echo2-with-starts"
 # The same 2-node workflow, drained by a worker that writes each record in a transaction of its own.
@@ -103,6 +105,7 @@ async def publish_all(conninfo: str, sizes: Sizes) -> None:
         await publish(db, echo2_workflow(WITH_STARTS_ID))
         await publish(db, wide_workflow(WIDE_ID, sizes.wide_fanout))
         await publish(db, chain_workflow(CHAIN_ID, sizes.chain_length))
+        await publish(db, branch_workflow(BRANCH_ID))
         await publish(db, hold_workflow(HOLD_ID, sizes.inflight_hold_ms))
         await publish(db, park_workflow(PARK_ID))
 
@@ -472,7 +475,7 @@ async def engine_batch(
 async def live_phases(
     conninfo: str, monitor: Monitor, sizes: Sizes, args: argparse.Namespace, workdir: Path, capacity: float | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start latency, fan-out and chain, with one fresh worker listening while the executions are started."""
+    """Start latency, fan-out, chain and branch, with one fresh worker listening while the executions are started."""
     results: dict[str, Any] = {}
     worker = engine_worker(conninfo, sizes.concurrency, workdir / "engine-worker-rest.log")
     try:
@@ -492,6 +495,9 @@ async def live_phases(
             if not args.skip_chain:
                 progress(f"engine: chain, {sizes.chain_executions} executions of {sizes.chain_length} nodes")
                 results["chain"] = await engine_batch(db, monitor, sizes, CHAIN_ID, sizes.chain_executions, worker)
+            if not getattr(args, "skip_branch", False) and sizes.branch_executions:
+                progress(f"engine: branch, {sizes.branch_executions} executions (templates, edge conditions)")
+                results["branch"] = await engine_batch(db, monitor, sizes, BRANCH_ID, sizes.branch_executions, worker)
     finally:
         code, stop_seconds = await worker.stop()
     record = {"phase": "latency/wide/chain", "exit_code": code, "stop_seconds": stop_seconds}
@@ -708,7 +714,7 @@ async def bench_engine(
     progress(f"engine: one worker (concurrency {sizes.concurrency}) drains the backlog")
     results["drain"], workers = await drain_with_workers(conninfo, monitor, sizes, DRAIN_ID, 1, workdir, "drain")
 
-    if not (args.skip_latency and args.skip_wide and args.skip_chain):
+    if not (args.skip_latency and args.skip_wide and args.skip_chain and getattr(args, "skip_branch", False)):
         live, record = await live_phases(
             conninfo, monitor, sizes, args, workdir, results["drain"]["executions_per_second"]
         )

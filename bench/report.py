@@ -42,7 +42,10 @@ executions_per_second, steps_per_second, share_of_drain_capacity, all_succeeded,
 second the machine completes when it starts them too (started as fast as the client goes while the worker runs,
 first start -> last end; engine_phases.capacity_with_starts), and engine.latency.at_half_capacity_with_starts (an
 at_load point's keys): the start latency at half of that rate. Null when the pace was given. Figures for reading
-the latency targets, which stay at half the drain capacity.
+the latency targets, which stay at half the drain capacity. Version 11 adds engine.branch (engine.chain's keys):
+runs of a workflow with data in it (a lookup template, two edge conditions of which one fires, a template with a
+filter: workloads.branch_workflow), started while the live phases' worker runs, and the ratio
+`branch_steps_per_s / procrastinate_jobs_per_s`: a figure, not a target.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -56,7 +59,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -108,6 +111,8 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "engine_steps_per_s / one_fetch_steps_per_s": ratio(
             drain.get("steps_per_second"), engine.get("drain_one_fetch", {}).get("steps_per_second")
         ),
+        # Schema version 11: data in a run (templates, edge conditions).
+        "branch_steps_per_s / procrastinate_jobs_per_s": ratio(engine.get("branch", {}).get("steps_per_second"), jobs),
     }
 
 
@@ -367,7 +372,11 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
                 f"{fmt(cpu['worker_cpu_ms_per_execution'], 2)} + {fmt(cpu['postgres_cpu_ms_per_execution'], 2)}",
                 "ms, worker + PostgreSQL (its start included)",
             )
-    for key, label in (("wide", "wide (1 -> 50 -> 1)"), ("chain", "chain (20 nodes)")):
+    for key, label in (
+        ("wide", "wide (1 -> 50 -> 1)"),
+        ("chain", "chain (20 nodes)"),
+        ("branch", "branch (templates, conditions)"),
+    ):
         figures = engine.get(key)
         if figures:
             rows.gap()
@@ -607,6 +616,13 @@ def readme_table(results: dict[str, Any]) -> str:
         f"{fmt(dig(results, 'engine.chain.steps_per_second'), 0)}"
         f" / {fmt(dig(results, 'engine.wide.steps_per_second'), 0)}",
     )
+    if dig(results, "engine.branch.steps_per_second") is not None:
+        add(
+            "2 steps with data in them (a lookup template, two edge conditions of which one fires, a template"
+            " with a filter; no target): steps/s, ratio to the no-op jobs",
+            f"{fmt(dig(results, 'engine.branch.steps_per_second'), 0)},"
+            f" {fmt(dig(results, 'ratios.branch_steps_per_s / procrastinate_jobs_per_s'), 2)}x",
+        )
     add(
         "start latency: the start calls' own p95; from a call's answer to the first node, p95 fresh / running",
         f"{fmt(dig(results, 'engine.latency.start_call_ms.p95'), 1)} ms;"

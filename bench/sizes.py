@@ -35,6 +35,8 @@ class Sizes:
     # Added with results schema_version 9: the offered loads (shares of the drain capacity) at which the
     # start latency is measured again after the half-capacity halves (engine.latency.at_load).
     latency_loads: tuple[float, ...] = (0.1, 0.25)
+    # Added with results schema_version 11: executions of the branching workflow (engine.branch).
+    branch_executions: int = 0
 
 
 def sizes_from_args(args: argparse.Namespace) -> Sizes:
@@ -69,4 +71,5 @@ def sizes_from_args(args: argparse.Namespace) -> Sizes:
         dbos_executions=pick(args.dbos_executions, executions, executions),
         dbos_timeout=args.dbos_timeout,
         dbos_polling_ms=args.dbos_polling_ms,
+        branch_executions=pick(getattr(args, "branch_executions", None), 1000, 8),
     )

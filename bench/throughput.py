@@ -30,7 +30,9 @@ What is measured, in one run, on the same server (the modules that measure it):
   the worker running, then at 0.1 and 0.25 of the drain capacity, then the capacity with starts (N more runs
   started as fast as they go while the worker runs) and the latency at half of that (figures; the targets are
   at half the drain capacity). Fan-out (start -> 50 parallel echo nodes -> join) and chain (20 echo nodes): K
-  executions each, started while that worker runs.
+  executions each, started while that worker runs; then B runs of a branching workflow (a lookup template, two
+  edge conditions of which one fires, a template with a filter: workloads.branch_workflow), the cost of data in
+  a run, as a figure (no target).
   Scale-out: the same backlog drained by 1, 2 and 4 worker processes (concurrency C each), with the CPU split
   between the workers and PostgreSQL. Memory: a worker's RSS with 1,000 executions in flight (concurrency 1,000,
   each holding its lease in a sleeping echo node) and with 100,000 executions parked on a one-day delay.
@@ -201,6 +203,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--commits", type=int, help="single-row commits in baseline B (default 5000)")
     parser.add_argument("--wide-executions", type=int, help="executions of the fan-out workflow (default 200)")
     parser.add_argument("--chain-executions", type=int, help="executions of the 20-node chain (default 500)")
+    parser.add_argument(
+        "--branch-executions",
+        type=int,
+        help="executions of the branching workflow, templates and conditions (default 1000)",
+    )
     parser.add_argument("--condition-evals", type=int, help="sequential JS condition evaluations (default 2000)")
     parser.add_argument("--scale-executions", type=int, help="backlog of each scale-out point (default: -n)")
     parser.add_argument(
@@ -232,6 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start latency with the benchmark's start client cold, as before schema version 7 (no warm_client)",
     )
     parser.add_argument("--skip-wide", action="store_true")
+    parser.add_argument("--skip-branch", action="store_true")
     parser.add_argument("--skip-chain", action="store_true")
     parser.add_argument("--skip-scale", action="store_true", help="no scale-out (1, 2, 4 workers)")
     parser.add_argument("--skip-memory", action="store_true", help="no in-flight / waiting memory phase")

@@ -63,6 +63,35 @@ def chain_workflow(workflow_id: str, length: int) -> dict[str, Any]:
     }
 
 
+def branch_workflow(workflow_id: str) -> dict[str, Any]:
+    """Two steps as a workflow with data in it takes them: a lookup template (rendered in the worker), two
+    edge conditions (JavaScript, in the condition helpers), one of which fires, and a template with a
+    filter (rendered in a template helper); the other branch is Skipped. Its records are not the common
+    record (an edge that does not fire), so they take group commit's record-by-record way."""
+    return {
+        "id": workflow_id,
+        "displayName": "Bench: branch on a condition",
+        "startNode": "check",
+        "nodes": [
+            {
+                "id": "check",
+                "actionType": "core.echo",
+                "parameters": {"message": "{{ trigger.status }}"},
+                "edges": [
+                    {"targetNode": "approve", "when": "success", "condition": "nodes.check.echo === 'approved'"},
+                    {"targetNode": "reject", "when": "success", "condition": "nodes.check.echo !== 'approved'"},
+                ],
+            },
+            {
+                "id": "approve",
+                "actionType": "core.echo",
+                "parameters": {"message": "{{ nodes.check.echo | upper }} #{{ trigger.index }}"},
+            },
+            {"id": "reject", "actionType": "core.echo", "parameters": {"message": "rejected"}},
+        ],
+    }
+
+
 async def publish(db: Database, raw: dict[str, Any]) -> None:
     # Prepared as the API prepares it; the pool starts a helper only for a workflow with conditions.
     conditions = ConditionPool(size=1)

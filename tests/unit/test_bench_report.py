@@ -1,6 +1,7 @@
 """bench/report.py and bench/compare.py on a canned results file (tests/unit/data/throughput-results.json, from a
 --quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9;
-engine.latency.capacity_with_starts and at_half_capacity_with_starts from a third, schema version 10): the schema's
+engine.latency.capacity_with_starts and at_half_capacity_with_starts from a third, schema version 10; engine.branch
+from a fourth, a run of that phase alone, schema version 11): the schema's
 keys, the ratios, the targets' verdicts, the README table and the side-by-side comparison. No database, no timing."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 10
+    assert results["schema_version"] == report.SCHEMA_VERSION == 11
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -57,10 +58,10 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     assert "engine_steps_per_s / dbos_steps_per_s" in report.compute_ratios(results)
     # Version 5: the same 2-node backlog with group commit off, and what group commit gains.
     assert set(results["engine"]["drain_unbatched"]) >= {"steps_per_second", "transactions_per_step", "cpu_ms_per_step"}
-    assert list(report.compute_ratios(results))[-2] == "engine_steps_per_s / unbatched_steps_per_s"
+    assert list(report.compute_ratios(results))[-3] == "engine_steps_per_s / unbatched_steps_per_s"
     # Version 6: the same 2-node backlog with one job a fetch, and what the batched fetch gains.
     assert set(results["engine"]["drain_one_fetch"]) >= {"steps_per_second", "transactions_per_step", "cpu_ms_per_step"}
-    assert list(report.compute_ratios(results))[-1] == "engine_steps_per_s / one_fetch_steps_per_s"
+    assert list(report.compute_ratios(results))[-2] == "engine_steps_per_s / one_fetch_steps_per_s"
     # Version 7: the start client warmed before the start-latency phase.
     assert set(results["engine"]["latency"]["client_warm_up"]) == {"connections", "starts_per_connection", "seconds"}
     # Version 8: what the machine's CPUs did in each half of the start-latency phase.
@@ -90,6 +91,9 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
         "cpu",
     }
     assert set(latency["at_half_capacity_with_starts"]) == set(at_load["10pct"])
+    # Version 11: runs with data in them (templates, edge conditions), as the chain's keys, and their ratio.
+    assert set(results["engine"]["branch"]) == set(results["engine"]["chain"])
+    assert list(report.compute_ratios(results))[-1] == "branch_steps_per_s / procrastinate_jobs_per_s"
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
