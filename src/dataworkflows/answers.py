@@ -100,18 +100,32 @@ class AnswerWatch:
         self.period = min(1.0, max(seconds / 4, 0.05))
         self._waiting: dict[WatchedConnection, float] = {}
         self._timer: asyncio.TimerHandle | None = None
+        # When the timer is due: a check that runs later than that ran behind a stalled event loop.
+        self._due = 0.0
 
     def begin(self, conn: WatchedConnection) -> None:
         self._waiting[conn] = time.monotonic()
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.period, self._check)
+            self._schedule()
 
     def end(self, conn: WatchedConnection) -> None:
         self._waiting.pop(conn, None)
 
+    def _schedule(self) -> None:
+        self._due = time.monotonic() + self.period
+        self._timer = asyncio.get_running_loop().call_later(self.period, self._check)
+
     def _check(self) -> None:
         self._timer = None
         now = time.monotonic()
+        stalled = now - self._due
+        if stalled > self.period:
+            # The event loop itself was held (a CPU-bound step in some task: a large answer's parse):
+            # a call may not even have been sent meanwhile, and its time is not the server's silence.
+            # It is not counted (a size review: a 15 s stall severed a worker's calls, its runs were
+            # taken over and their HTTP calls made again).
+            for conn in self._waiting:
+                self._waiting[conn] += stalled
         for conn, since in list(self._waiting.items()):
             # An answer waiting to be read is one that came: the event loop, not the server, was late (a
             # stall in another task past the bound, a review); the next check sees it read, or not.
@@ -120,7 +134,7 @@ class AnswerWatch:
                 conn.answer_severed = True
                 shut_down(conn, bound=f"{self.seconds:g} s ({self.what})")
         if self._waiting:
-            self._timer = asyncio.get_running_loop().call_later(self.period, self._check)
+            self._schedule()
 
 
 class WatchedConnection(psycopg.AsyncConnection[TupleRow]):
