@@ -345,6 +345,47 @@ async def test_plans_compiled_before_are_mended_by_the_migration(db: Database, c
     assert (used[(str(other), "a")], used[(str(other), "b")]) == (False, True), "a plan naming its nodes is kept"
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "{% set f = nodes\n  .values %}{{ f() | list | length }}",
+        "{{ nodes[\n'items'\n]() | list | length }}",
+        "{% set f = nodes\t.values %}{{ f() | list | length }}",
+        "{% set f = nodes\r\n.values %}{{ f() | list | length }}",
+    ],
+)
+async def test_plans_spelling_a_method_of_nodes_across_lines_are_mended(
+    db: Database, conditions: ConditionPool, message: str
+) -> None:
+    """The planner before this release read `nodes`, a method's name and the brackets between
+    them across a line break or a tab (Python's \\s), so such a template's plan marked its nodes
+    unused too; migration 0066 looked for them with \\s over the plan's JSON text, where a line
+    break is the escape \\n, and left these plans as they were (migration 0068 finds them)."""
+    await publish(db, wf("old-across-lines", echo("a", to("b")), echo("b", message=message)), conditions)
+    running = await start(db, "old-across-lines")
+    async with db.connection() as conn:
+        # As the earlier release compiled it: a, read through the method, taken for unused.
+        await conn.execute(
+            "UPDATE dw.workflow_plans SET plan = jsonb_set(plan, '{nodes,0,outputsUsed}', 'false')"
+            " WHERE workflow_id = 'old-across-lines'"
+        )
+        await conn.execute("UPDATE dw.node_states SET outputs_used = false WHERE execution_id = %s", (running,))
+        for name in ("0066_plans_reading_nodes_methods.sql", "0068_plans_reading_nodes_methods_across_lines.sql"):
+            await conn.execute((ROOT / "sql" / "migrations" / name).read_text("utf-8"))
+        cur = await conn.execute(
+            "SELECT array_agg((n ->> 'outputsUsed')::boolean ORDER BY n ->> 'id')"
+            " FROM dw.workflow_plans, jsonb_array_elements(plan -> 'nodes') n WHERE workflow_id = 'old-across-lines'"
+        )
+        assert await cur.fetchone() == ([True, True],)
+        cur = await conn.execute(
+            "SELECT bool_and(outputs_used) FROM dw.node_states WHERE execution_id = %s", (running,)
+        )
+        assert await cur.fetchone() == (True,), "the run not ended loads a's outputs now"
+    assert await make_runtime(db, conditions).run_execution(running) == "Succeeded"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, running) if r["status"] == "Succeeded"}
+    assert str(outputs["b"]["echo"]) == "1", "b saw a's outputs"
+
+
 async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
     """DW_MAX_RUN_SCOPE_BYTES bounds the outputs a run keeps for its later nodes (a review: 200 nodes
     of 0.9 MB, read by one join, took a worker to 1.4 GB). The node whose outputs would pass it fails
