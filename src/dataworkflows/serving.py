@@ -43,13 +43,15 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dataworkflows.config import Settings
-from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The exit code of a forced stop (128 + SIGINT, as a shell reports an interrupted command), and
 # of a server or worker that failed (the CLI's EXIT_UNAVAILABLE).
 EXIT_FORCED = 130
 EXIT_FAILED = 3
+# A failure that is a bad setting (ConfigurationError; the CLI's EXIT_USAGE).
+EXIT_BAD_SETTING = 2
 # A stop still going on this long after the grace period is forced: the worker's hand-back of the
 # attempts it cancelled at the end of the grace period takes well under a second.
 HANDBACK_SECONDS = 5.0
@@ -380,4 +382,9 @@ class Stopper:
             return EXIT_FAILED
         if forced:
             return EXIT_FORCED
+        if failures and all(isinstance(failure, ConfigurationError) for failure in failures):
+            # A bad setting the worker met only once the API was up (a busy DW_WORKER_METRICS_PORT):
+            # exit 2, as `worker` alone does, not 3, which says the database cannot be reached (a
+            # review: a supervisor retried it as an outage).
+            return EXIT_BAD_SETTING
         return EXIT_FAILED if failures else 0

@@ -242,3 +242,22 @@ def test_a_row_the_probe_cannot_read_leaves_the_question_to_the_command(postgres
         "INSERT INTO dw.schema_migrations (version, name, checksum) VALUES ('procrastinate/x', 'manual fix', '')"
     )
     assert _migrations_behind(postgresql, None) is None
+
+
+def test_up_whose_worker_has_a_bad_setting_exits_as_a_bad_setting(
+    postgresql: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A review: `up` on a busy DW_WORKER_METRICS_PORT started the API, then its worker refused the
+    port (ConfigurationError, which `worker` alone exits 2 for), and `up` exited 3, "the database
+    cannot be reached", which a supervisor retries as an outage rather than reporting a bad setting."""
+    import socket
+
+    monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
+    monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setenv("DW_WORKER_METRICS_PORT", str(busy.getsockname()[1]))
+        assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "the worker's metrics endpoint cannot listen on" in err and "Traceback" not in err, err
