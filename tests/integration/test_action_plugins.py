@@ -55,3 +55,20 @@ def test_an_action_package_that_cannot_be_loaded_stops_the_command_naming_it(
     assert proc.returncode == EXIT_USAGE, text
     assert "Traceback" not in text, text
     assert "greet (brokenplugin:GreetAction)" in text and "no_such_module_of_the_plugin" in text, text
+
+
+def test_an_entry_point_that_is_not_an_action_is_said_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: a package whose entry point loads but is no action (no type_name) stopped `worker` and
+    `api` with ActionRegistry.register's traceback, exit 1, not the line naming the entry point."""
+    from dataworkflows.actions import default_registry
+    from dataworkflows.errors import ConfigurationError
+
+    root = tmp_path / "site"
+    info = root / "oddplugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: oddplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nodd = oddplugin:Odd\n")
+    (root / "oddplugin.py").write_text("class Odd:\n    pass\n")
+    monkeypatch.syspath_prepend(str(root))
+    with pytest.raises(ConfigurationError, match=r"odd \(oddplugin:Odd\) .* cannot be loaded: .*not an action"):
+        default_registry()

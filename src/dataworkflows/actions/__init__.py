@@ -216,7 +216,11 @@ def load_entry_point_actions() -> list[Action]:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry_point.load()
-            actions.append(loaded() if isinstance(loaded, type) else loaded)
+            action = loaded() if isinstance(loaded, type) else loaded
+            if not isinstance(getattr(action, "type_name", None), str):
+                # ActionRegistry.register's TypeError was a traceback, exit 1 (a review).
+                raise TypeError(f"{action!r} is not an action (it has no type_name)")
+            actions.append(action)
         except Exception as exc:
             # A package's import error (a dependency of its own missing) was a traceback, and a
             # worker or an API that met it hung (a review): one line naming the package, exit 2.
