@@ -386,6 +386,43 @@ async def test_plans_spelling_a_method_of_nodes_across_lines_are_mended(
     assert str(outputs["b"]["echo"]) == "1", "b saw a's outputs"
 
 
+async def test_a_run_that_failed_for_it_and_is_redriven_after_the_migration_reads_every_node(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The runs that ended Failed for want of the outputs such a name reads are the ones an operator
+    redrives once the release is in; migration 0066 left ended runs' nodes unused, so the redriven
+    run acquired a's outputs as absent again and t failed as before. 0068 marks them used in every
+    run that a redrive can take on (not ended, or ended with an open dead letter)."""
+    await publish(
+        db,
+        wf(
+            "old-redriven",
+            echo("a", to("t")),
+            {"id": "t", "nodeType": "transform", "parameters": {"expression": "nodes['valueOf']().a.echo"}},
+        ),
+        conditions,
+    )
+    async with db.connection() as conn:
+        # As the earlier release compiled it: a, read through nodes['valueOf'](), taken for unused.
+        await conn.execute(
+            "UPDATE dw.workflow_plans SET plan = jsonb_set(plan, '{nodes,0,outputsUsed}', 'false')"
+            " WHERE workflow_id = 'old-redriven'"
+        )
+    failed = await start(db, "old-redriven")
+    runtime = make_runtime(db, conditions)
+    assert await runtime.run_execution(failed) == "Failed", "t read no outputs of a"
+    letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
+    [letter] = [row for row in letters if row["execution_id"] == failed]
+    async with db.connection() as conn:
+        for name in ("0066_plans_reading_nodes_methods.sql", "0068_plans_reading_nodes_methods_across_lines.sql"):
+            await conn.execute((ROOT / "sql" / "migrations" / name).read_text("utf-8"))
+    redriven = await db.operations.redrive(letter["id"], principal="ops", queue="executions")
+    assert redriven.action == "requeued", redriven
+    assert await make_runtime(db, conditions).run_execution(failed) == "Succeeded"
+    outputs = {r["node_id"]: r["outputs"] for r in await attempts(db, failed) if r["status"] == "Succeeded"}
+    assert outputs["t"] == {"value": "a"}
+
+
 async def test_what_a_run_keeps_for_its_nodes_is_bounded(db: Database, conditions: ConditionPool) -> None:
     """DW_MAX_RUN_SCOPE_BYTES bounds the outputs a run keeps for its later nodes (a review: 200 nodes
     of 0.9 MB, read by one join, took a worker to 1.4 GB). The node whose outputs would pass it fails
