@@ -12,7 +12,7 @@ import structlog
 from dataworkflows import documents
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
-from dataworkflows.data.workflows import Workflow
+from dataworkflows.data.workflows import Workflow, rendered_template_sets
 from dataworkflows.db import Database
 from dataworkflows.definitions import checksum
 from dataworkflows.errors import DefinitionError
@@ -68,13 +68,20 @@ async def load_template_sets(db: Database) -> list[str]:
     for file_name, raw in example_template_sets():
         info = raw["templateSet"]
         set_id = str(info["id"])
-        if await db.document_templates.get_set(set_id) is None:
+        existing = await db.document_templates.get_set(set_id)
+        if existing is None:
             await db.document_templates.create_set(
                 set_id=set_id,
                 display_name=str(info.get("displayName") or set_id),
                 description=info.get("description"),
                 principal=EXAMPLES_PRINCIPAL,
             )
+        elif existing.created_by != EXAMPLES_PRINCIPAL:
+            # A set of this id that someone else made first is theirs (in strict mode its creator
+            # changes it and its templates): filled with the examples' templates, it let that author
+            # rewrite what the example workflows render (a review). Left as it is, as a workflow is.
+            log.info("example document template set left as an operator made it", set_id=set_id)
+            continue
         for template in raw["templates"]:
             await _load_document_template(db, set_id, template, file_name)
         loaded.append(set_id)
@@ -144,7 +151,17 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
     for name, raw in example_definitions():
         prepared = await prepare_definition(raw, registry, conditions)
         existing = await db.workflows.get(prepared.definition.id)
-        if existing is not None and not await _loaders_own(db, existing):
+        foreign = await _foreign_template_sets(db, raw)
+        if foreign and (existing is None or existing.current_version is None):
+            # It would render the templates of a set the loader did not make (load_template_sets
+            # left it): not published, so no example sends what that set's creator writes.
+            log.info(
+                "example workflow not loaded: it renders an operator's template set",
+                workflow_id=prepared.definition.id,
+                template_sets=foreign,
+            )
+            continue
+        if existing is not None and (foreign or not await _loaders_own(db, existing)):
             # Archived, published by someone else (a new version, a rollback), or a workflow of this
             # id that was not the loader's: an operator's decision, left as it is.
             log.info("example workflow left as an operator set it", workflow_id=existing.id)
@@ -168,6 +185,16 @@ async def load_examples(db: Database, registry: ActionRegistry, conditions: Cond
         log.info("example workflow ready", workflow_id=definition.id, version=version, file=name)
         loaded.append(definition.id)
     return loaded
+
+
+async def _foreign_template_sets(db: Database, raw: dict[str, Any]) -> list[str]:
+    """The document template sets an example renders from that the loader did not make."""
+    foreign = []
+    for set_id in rendered_template_sets(list(raw.get("nodes") or [])):
+        found = await db.document_templates.get_set(set_id)
+        if found is not None and found.created_by != EXAMPLES_PRINCIPAL:
+            foreign.append(set_id)
+    return foreign
 
 
 async def _loaders_own(db: Database, workflow: Workflow) -> bool:

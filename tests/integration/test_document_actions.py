@@ -217,6 +217,24 @@ async def test_hostile_templates_fail_their_node_while_another_run_finishes(
     assert (await nodes(db, ids[2]))["doc"]["outputs"]["document"] == "ok you"
 
 
+async def test_the_examples_leave_a_template_set_of_their_id_that_someone_else_made(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: an author who made the set project-briefs before the examples were loaded (`up
+    --no-examples` until then) got the examples' templates in it, and in strict mode a set is its
+    creator's: that author then saved new versions of the brief that the example workflow, which
+    only admins change, rendered and sent. The loader leaves such a set, as it leaves a workflow
+    someone else made, and does not publish the example that renders from it."""
+    await db.document_templates.create_set(
+        set_id="project-briefs", display_name="Mine", description=None, principal="mallory"
+    )
+    assert await load_template_sets(db) == []
+    assert await db.document_templates.get_version("project-briefs", "brief", None) is None
+    loaded = await load_examples(db, default_registry(), conditions)
+    assert "project-brief" not in loaded and "simple-echo" in loaded
+    assert await db.workflows.get("project-brief") is None
+
+
 async def test_the_sample_project_brief_loads_and_runs(db: Database, conditions: ConditionPool) -> None:
     assert [name for name, _ in example_template_sets()] == ["documents/project-brief-templates.json"]
     assert await load_template_sets(db) == ["project-briefs"]
