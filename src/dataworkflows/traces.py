@@ -33,7 +33,7 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.errors import ConfigurationError, DataWorkflowsError
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,8 +92,14 @@ def start(env: Mapping[str, str] = os.environ) -> bool:
             resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
         # Not the SDK's own shutdown at exit, which waits for every queued batch (each up to
         # OTEL_EXPORTER_OTLP_TIMEOUT, 10 s) on a collector that does not answer: a bounded one.
+        try:
+            processor = BatchSpanProcessor(OTLPSpanExporter())
+        except ValueError as exc:
+            # An OTEL_BSP_* or exporter value the SDK refuses (OTEL_BSP_MAX_QUEUE_SIZE=-5) stopped the
+            # worker and the API with its traceback, exit 1 (a review): a bad setting, said as one.
+            raise ConfigurationError(f"the OpenTelemetry settings (OTEL_* variables) cannot be used: {exc}") from None
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(processor)
         _use_locked(provider)
         atexit.register(_shutdown_at_exit, provider)
     return True

@@ -114,3 +114,18 @@ async def test_a_flush_to_a_collector_that_never_answers_is_bounded(monkeypatch:
         if provider is not None:  # its export threads end with the socket (daemon: not waited for)
             threading.Thread(target=provider.shutdown, daemon=True).start()
         silent.close()
+
+
+def test_a_setting_the_sdk_refuses_is_a_bad_setting_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: OTEL_BSP_MAX_QUEUE_SIZE=-5 stopped `worker` and `api` with the SDK's ValueError, a
+    traceback and exit 1; the CLI says a ConfigurationError in one line, exit 2."""
+    from dataworkflows.errors import ConfigurationError
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "-5")
+    try:
+        with pytest.raises(ConfigurationError, match=r"OTEL_.*max_queue_size must be a positive integer"):
+            traces.start()
+        assert not traces.enabled()
+    finally:
+        traces.stop()
