@@ -304,7 +304,7 @@ async def test_a_method_of_nodes_reads_every_nodes_outputs(db: Database, conditi
 async def test_plans_compiled_before_are_mended_by_the_migration(db: Database, conditions: ConditionPool) -> None:
     """Plans compiled before the release marked the nodes such a name reads as unused (their outputs
     not loaded): migration 0066 marks every node of such a plan used, in the plan and in its runs
-    that have not ended. Other plans, and ended runs, stay as they are."""
+    that have not ended. Other plans, and ended runs without an open dead letter, stay as they are."""
     reads_all = wf(
         "old-method-of-nodes",
         echo("a", to("b")),
@@ -359,8 +359,8 @@ async def test_plans_spelling_a_method_of_nodes_across_lines_are_mended(
 ) -> None:
     """The planner before this release read `nodes`, a method's name and the brackets between
     them across a line break or a tab (Python's \\s), so such a template's plan marked its nodes
-    unused too; migration 0066 looked for them with \\s over the plan's JSON text, where a line
-    break is the escape \\n, and left these plans as they were (migration 0068 finds them)."""
+    unused too; migration 0066, looking for them with \\s over the plan's JSON text, where a line
+    break is the escape \\n, left these plans as they were (a review): it takes the escapes too."""
     await publish(db, wf("old-across-lines", echo("a", to("b")), echo("b", message=message)), conditions)
     running = await start(db, "old-across-lines")
     async with db.connection() as conn:
@@ -370,8 +370,7 @@ async def test_plans_spelling_a_method_of_nodes_across_lines_are_mended(
             " WHERE workflow_id = 'old-across-lines'"
         )
         await conn.execute("UPDATE dw.node_states SET outputs_used = false WHERE execution_id = %s", (running,))
-        for name in ("0066_plans_reading_nodes_methods.sql", "0068_plans_reading_nodes_methods_across_lines.sql"):
-            await conn.execute((ROOT / "sql" / "migrations" / name).read_text("utf-8"))
+        await conn.execute((ROOT / "sql" / "migrations" / "0066_plans_reading_nodes_methods.sql").read_text("utf-8"))
         cur = await conn.execute(
             "SELECT array_agg((n ->> 'outputsUsed')::boolean ORDER BY n ->> 'id')"
             " FROM dw.workflow_plans, jsonb_array_elements(plan -> 'nodes') n WHERE workflow_id = 'old-across-lines'"
@@ -391,8 +390,8 @@ async def test_a_run_that_failed_for_it_and_is_redriven_after_the_migration_read
 ) -> None:
     """The runs that ended Failed for want of the outputs such a name reads are the ones an operator
     redrives once the release is in; migration 0066 left ended runs' nodes unused, so the redriven
-    run acquired a's outputs as absent again and t failed as before. 0068 marks them used in every
-    run that a redrive can take on (not ended, or ended with an open dead letter)."""
+    run acquired a's outputs as absent again and t failed as before (a review). It marks them used
+    in every run that a redrive can take on (not ended, or ended with an open dead letter)."""
     await publish(
         db,
         wf(
@@ -414,8 +413,7 @@ async def test_a_run_that_failed_for_it_and_is_redriven_after_the_migration_read
     letters = await db.fetch_all("list_dead_letters", open=True, kind=None, before=None, limit=10)
     [letter] = [row for row in letters if row["execution_id"] == failed]
     async with db.connection() as conn:
-        for name in ("0066_plans_reading_nodes_methods.sql", "0068_plans_reading_nodes_methods_across_lines.sql"):
-            await conn.execute((ROOT / "sql" / "migrations" / name).read_text("utf-8"))
+        await conn.execute((ROOT / "sql" / "migrations" / "0066_plans_reading_nodes_methods.sql").read_text("utf-8"))
     redriven = await db.operations.redrive(letter["id"], principal="ops", queue="executions")
     assert redriven.action == "requeued", redriven
     assert await make_runtime(db, conditions).run_execution(failed) == "Succeeded"
