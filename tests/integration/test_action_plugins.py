@@ -72,3 +72,22 @@ def test_an_entry_point_that_is_not_an_action_is_said_as_one(tmp_path: Path, mon
     monkeypatch.syspath_prepend(str(root))
     with pytest.raises(ConfigurationError, match=r"odd \(oddplugin:Odd\) .* cannot be loaded: .*not an action"):
         default_registry()
+
+
+def test_an_installed_action_may_not_replace_another_of_its_type_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: a package's action named core.http.request silently replaced the built-in one (its
+    destination checks and secret scrubbing with it); two packages' actions of one name, the first."""
+    from dataworkflows.actions import default_registry
+    from dataworkflows.errors import ConfigurationError
+
+    root = tmp_path / "site"
+    info = root / "shadowplugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadowplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nshadow = shadowplugin:Shadow\n")
+    (root / "shadowplugin.py").write_text("class Shadow:\n    type_name = 'core.echo'\n")
+    monkeypatch.syspath_prepend(str(root))
+    with pytest.raises(ConfigurationError, match=r"two actions are named 'core.echo' \(built in, and shadowplugin"):
+        default_registry()

@@ -233,4 +233,18 @@ def load_entry_point_actions() -> list[Action]:
 
 
 def default_registry() -> ActionRegistry:
-    return ActionRegistry([*builtin_actions(), *load_entry_point_actions()])
+    builtins = builtin_actions()
+    taken = {action.type_name: "built in" for action in builtins}
+    plugins = load_entry_point_actions()
+    for action in plugins:
+        # A second action of a type name silently replaced the first: an installed package could
+        # take over core.http.request (its destination checks and secret scrubbing with it) without
+        # a word (a review). One type, one action.
+        if action.type_name in taken:
+            raise ConfigurationError(
+                f"two actions are named {action.type_name!r} ({taken[action.type_name]}, and"
+                f" {type(action).__module__}.{type(action).__qualname__} from the {ENTRY_POINT_GROUP} group):"
+                " an installed package may not replace an action; uninstall one of them"
+            )
+        taken[action.type_name] = f"{type(action).__module__}.{type(action).__qualname__}"
+    return ActionRegistry([*builtins, *plugins])
