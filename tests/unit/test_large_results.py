@@ -68,7 +68,7 @@ def test_a_value_too_large_for_an_allocation_is_the_inputs_fault() -> None:
     from dataworkflows.errors import InvalidInput
 
     refused = psycopg.errors.InternalError_("invalid memory alloc request size 1073741824")
-    assert "too large to store" in str(translated(refused))
+    assert "cannot hold a value this large" in str(translated(refused))
     assert isinstance(translated_state("XX000", "invalid memory alloc request size 1073741824"), InvalidInput)
     # Another internal error is still a bug.
     assert translated(psycopg.errors.InternalError_("cache lookup failed for type 0")) is None
