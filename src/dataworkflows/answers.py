@@ -123,9 +123,11 @@ class AnswerWatch:
             # The event loop itself was held (a CPU-bound step in some task: a large answer's parse):
             # a call may not even have been sent meanwhile, and its time is not the server's silence.
             # It is not counted (a size review: a 15 s stall severed a worker's calls, its runs were
-            # taken over and their HTTP calls made again).
-            for conn in self._waiting:
-                self._waiting[conn] += stalled
+            # taken over and their HTTP calls made again). Only the part of a call's wait inside the
+            # lateness is: a call begun after the check was due (by the task that held the loop, once it
+            # let go) was not held by it, and is not given the stall on top of its bound (a review).
+            for conn, since in self._waiting.items():
+                self._waiting[conn] = min(since + stalled, now)
         for conn, since in list(self._waiting.items()):
             # An answer waiting to be read is one that came: the event loop, not the server, was late (a
             # stall in another task past the bound, a review); the next check sees it read, or not.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from typing import Any
 
 import pytest
@@ -51,3 +52,33 @@ async def test_a_stalled_event_loop_is_not_the_servers_silence(severed: list[Any
         if severed:
             break
     assert severed == [call], "silence after the stall is still bounded"
+
+
+async def test_a_call_begun_after_a_stall_is_not_given_the_stall(
+    severed: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: the stall's length was added to every call waiting when the late check ran, also to
+    one that began after the stall (the task that held the loop then made its call, on a frozen
+    backend): that call was given the stall on top of its bound (15 s held, 10 s bound: severed 25 s
+    after it began, with the loop free all that while). Only the part of its wait in the check's
+    lateness is taken off. A clock of the test's own: no timing."""
+    clock = [100.0]
+    monkeypatch.setattr(answers, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    watch = AnswerWatch(10, "DW_WORKER_ANSWER_SECONDS")  # checked every 1 s
+    earlier: Any = Call()
+    watch.begin(earlier)  # the check is due at 101
+    watch.end(earlier)
+    clock[0] = 116.0  # the loop held for 15 s
+    call: Any = Call()
+    watch.begin(call)  # made by the task that held the loop; the server is silent
+    checks = 0
+    try:
+        while not severed and checks < 40:
+            clock[0] += 1.0 if checks else 0.01
+            watch._check()
+            checks += 1
+    finally:
+        if watch._timer is not None:
+            watch._timer.cancel()
+    assert severed == [call]
+    assert clock[0] - 116.0 <= 10 + watch.period + 0.01, "the stall before the call began was counted off its wait"
