@@ -91,3 +91,19 @@ def test_an_installed_action_may_not_replace_another_of_its_type_name(
     monkeypatch.syspath_prepend(str(root))
     with pytest.raises(ConfigurationError, match=r"two actions are named 'core.echo' \(built in, and shadowplugin"):
         default_registry()
+
+
+def test_one_action_under_two_entry_point_names_is_one_action(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review: a package that declares its action under a second entry-point name (an old name kept
+    while it is renamed) was refused as "two actions" naming the same class twice, and told to
+    uninstall "one of them": it is one action, registered once."""
+    from dataworkflows.actions import default_registry
+
+    root = tmp_path / "site"
+    info = root / "aliasplugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aliasplugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nmine = aliasplugin:Mine\nold = aliasplugin:Mine\n")
+    (root / "aliasplugin.py").write_text("class Mine:\n    type_name = 'acme.mine'\n")
+    monkeypatch.syspath_prepend(str(root))
+    assert type(default_registry().get("acme.mine")).__name__ == "Mine"

@@ -234,17 +234,23 @@ def load_entry_point_actions() -> list[Action]:
 
 def default_registry() -> ActionRegistry:
     builtins = builtin_actions()
-    taken = {action.type_name: "built in" for action in builtins}
-    plugins = load_entry_point_actions()
-    for action in plugins:
+    taken: dict[str, tuple[str, type]] = {action.type_name: ("built in", type(action)) for action in builtins}
+    plugins: list[Action] = []
+    for action in load_entry_point_actions():
         # A second action of a type name silently replaced the first: an installed package could
         # take over core.http.request (its destination checks and secret scrubbing with it) without
         # a word (a review). One type, one action.
         if action.type_name in taken:
+            said, kind = taken[action.type_name]
+            if kind is type(action):
+                # The same action under a second entry-point name (an old name kept): one action, not
+                # two to uninstall one of (a review).
+                continue
             raise ConfigurationError(
-                f"two actions are named {action.type_name!r} ({taken[action.type_name]}, and"
+                f"two actions are named {action.type_name!r} ({said}, and"
                 f" {type(action).__module__}.{type(action).__qualname__} from the {ENTRY_POINT_GROUP} group):"
                 " an installed package may not replace an action; uninstall one of them"
             )
-        taken[action.type_name] = f"{type(action).__module__}.{type(action).__qualname__}"
+        taken[action.type_name] = (f"{type(action).__module__}.{type(action).__qualname__}", type(action))
+        plugins.append(action)
     return ActionRegistry([*builtins, *plugins])
