@@ -500,7 +500,7 @@ async def live_phases(
                 results["branch"] = await engine_batch(db, monitor, sizes, BRANCH_ID, sizes.branch_executions, worker)
     finally:
         code, stop_seconds = await worker.stop()
-    record = {"phase": "latency/wide/chain", "exit_code": code, "stop_seconds": stop_seconds}
+    record = {"phase": "latency/wide/chain/branch", "exit_code": code, "stop_seconds": stop_seconds}
     return results, {**record, "log": summarize_log(worker.log_path)}
 
 

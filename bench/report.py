@@ -621,7 +621,7 @@ def readme_table(results: dict[str, Any]) -> str:
             "2 steps with data in them (a lookup template, two edge conditions of which one fires, a template"
             " with a filter; no target): steps/s, ratio to the no-op jobs",
             f"{fmt(dig(results, 'engine.branch.steps_per_second'), 0)},"
-            f" {fmt(dig(results, 'ratios.branch_steps_per_s / procrastinate_jobs_per_s'), 2)}x",
+            f" {fmt(dig(results, 'ratios.branch_steps_per_s / procrastinate_jobs_per_s'), 2)}\N{MULTIPLICATION SIGN}",
         )
     add(
         "start latency: the start calls' own p95; from a call's answer to the first node, p95 fresh / running",
