@@ -588,6 +588,21 @@ BEGIN
 END;
 $$;
 
+-- Some items of a forEach node's attempt (those at p_indexes), in order: a worker that carries the
+-- attempt's items between the run's wakes reads again only those that can have changed meanwhile
+-- (the items whose children are in flight: dw.item_child_ended_v1 records them), not all of them.
+CREATE OR REPLACE FUNCTION dw.load_items_at_v1(
+    p_execution_id uuid, p_token bigint, p_node_id text, p_attempt integer, p_indexes integer[]
+) RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dw.check_lease_v1(p_execution_id, p_token);
+    RETURN QUERY SELECT dw.foreach_item_json_v1(i) FROM dw.foreach_items i
+                  WHERE i.execution_id = p_execution_id AND i.node_id = p_node_id AND i.node_attempt = p_attempt
+                    AND i.item_index = ANY (p_indexes)
+                  ORDER BY i.item_index;
+END;
+$$;
+
 -- A forEach node's attempt writes its items (fenced; the node must be Running in that attempt).
 -- Items an earlier attempt of the node ran (before a redrive) and that succeeded with the same value
 -- are kept as they are; the others start again, their retry budget counted afresh.

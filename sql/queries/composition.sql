@@ -16,6 +16,10 @@ SELECT status, cancel_requested_by, cancel_reason FROM dw.executions WHERE id = 
 -- A forEach node attempt's items (none before it wrote them).
 SELECT i AS item FROM dw.load_items_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s) AS i;
 
+-- name: load_items_at
+-- Some items of a forEach node attempt (those at the indexes), in order.
+SELECT i AS item FROM dw.load_items_at_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(indexes)s) AS i;
+
 -- name: begin_items
 -- A forEach node attempt writes its items; answers every item, in order.
 SELECT i AS item FROM dw.begin_items_v1(%(id)s, %(token)s, %(node_id)s, %(attempt)s, %(action_type)s,

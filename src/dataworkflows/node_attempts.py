@@ -21,7 +21,7 @@ from dataworkflows.checkpoints import AttemptRecord, NodeState, Recorded, RunInf
 from dataworkflows.clock import now
 from dataworkflows.data.runs import RunData
 from dataworkflows.errors import InvalidInput, LeaseLost
-from dataworkflows.foreach import ItemCheckpoint, ItemRecord
+from dataworkflows.foreach import ItemCheckpoint, ItemRecord, KeptItems
 from dataworkflows.json_depth import too_deep
 from dataworkflows.json_text import encode_json
 from dataworkflows.node_kinds import Attempt, AttemptContext, NodeKinds, Paused, StartChild, WaitFor
@@ -112,6 +112,8 @@ class RunContext:
     # loop renews the lease now, takes in what it says, and starts nothing for a moment (set by the
     # loop; runtime.REFUSAL_PAUSE_SECONDS).
     request_check: Callable[[], None] = field(default=lambda: None)
+    # The worker's forEach item states carried between a run's wakes (foreach.KeptItems; None: none).
+    kept_items: KeptItems | None = None
 
     def holding(self) -> bool:
         """Whether no new attempt may start now (the worker stops, or the run is being suspended)."""
@@ -564,6 +566,21 @@ class _Items:
 
     async def load(self) -> list[ItemCheckpoint]:
         return await self.run.data.load_items(self.run.execution_id, self.run.token, self.node_id, self.attempt)
+
+    async def load_some(self, indexes: list[int]) -> list[ItemCheckpoint]:
+        return await self.run.data.load_items_at(
+            self.run.execution_id, self.run.token, self.node_id, self.attempt, indexes
+        )
+
+    def kept(self) -> Any:
+        """What the attempt kept when it last parked, if this hold may carry it on (KeptItems)."""
+        if self.run.kept_items is None:
+            return None
+        return self.run.kept_items.take(self.run.execution_id, self.node_id, self.attempt, self.run.token)
+
+    def keep(self, state: Any) -> None:
+        if self.run.kept_items is not None:
+            self.run.kept_items.put(self.run.execution_id, self.node_id, self.attempt, self.run.token, state)
 
     async def begin(self, action_type: str, items: list[Any]) -> list[ItemCheckpoint]:
         return await self.run.data.begin_items(

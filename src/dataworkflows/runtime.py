@@ -41,6 +41,7 @@ from dataworkflows.data.group_commit import GroupCommit
 from dataworkflows.data.runs import PlanCache
 from dataworkflows.db import Database
 from dataworkflows.errors import DatabaseUnavailable, DataWorkflowsError, InvalidInput, LeaseLost
+from dataworkflows.foreach import KeptItems
 from dataworkflows.json_depth import nul_pointer, printable_pointer
 from dataworkflows.node_attempts import NodeAttempts, RunContext
 from dataworkflows.node_kinds import ExpressionSandbox, NodeKinds, default_node_kinds
@@ -124,6 +125,10 @@ class Runtime:
         # went on with what its acquire read until its next lease renewal). A run registered after
         # its poke checks at once.
         self.early_pokes: dict[UUID, float] = {}
+        # forEach item states carried between the wakes of parked runs (a forEach of subworkflow
+        # items takes its items up again at each child's end): dropped when a run ends here
+        # otherwise than parked, and bounded.
+        self.kept_items = KeptItems()
         # Told when a run parks until a time (a throttled run included), so the worker can queue its
         # wake-up job then rather than at the next polling interval (set by the worker process).
         self.wake_hint: Callable[[datetime], None] | None = None
@@ -240,6 +245,7 @@ class Runtime:
             stopping=self.stopping,
             job_id=job_id,
             job_worker=job_worker,
+            kept_items=self.kept_items,
             log=log.bind(
                 execution_id=str(execution_id),
                 workflow_id=info.workflow_id,
@@ -255,15 +261,20 @@ class Runtime:
         self.active[execution_id] = holder
         if self.early_pokes.pop(execution_id, None) is not None:
             holder.poke()
+        outcome = None
         try:
             # The run's trigger values, and the secrets its nodes resolve, are scrubbed from the
             # errors it records and the lines it logs (its node tasks inherit the scrubber).
             with scrubbing(Scrubber.for_trigger(run.trigger)):
                 # In the execution's span (a child of the stored trace context) when tracing is on.
-                return await traces.execution(
+                outcome = await traces.execution(
                     self.db, execution_id, info.workflow_id, info.version, settings.worker_id, holder.execute
                 )
+                return outcome
         finally:
+            if outcome != "parked":
+                # Ended, suspended, handed back or lost: its next holder reads its items afresh.
+                self.kept_items.drop_run(execution_id)
             if self.active.get(execution_id) is holder:
                 del self.active[execution_id]
             if run.job_finished and job_id is not None and self.job_finished is not None:

@@ -320,6 +320,15 @@ class RunData:
         rows = await self._db.fetch_all("load_items", id=execution_id, token=token, node_id=node_id, attempt=attempt)
         return [msgspec.convert(row["item"], ItemCheckpoint) for row in rows]
 
+    async def load_items_at(
+        self, execution_id: UUID, token: int, node_id: str, attempt: int, indexes: list[int]
+    ) -> list[ItemCheckpoint]:
+        """Those of a forEach node attempt's items at `indexes`, in order."""
+        rows = await self._db.fetch_all(
+            "load_items_at", id=execution_id, token=token, node_id=node_id, attempt=attempt, indexes=indexes
+        )
+        return [msgspec.convert(row["item"], ItemCheckpoint) for row in rows]
+
     async def begin_items(
         self, execution_id: UUID, token: int, node_id: str, attempt: int, *, action_type: str, items: list[Any]
     ) -> list[ItemCheckpoint]:
