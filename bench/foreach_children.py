@@ -77,9 +77,13 @@ def parent_workflow(concurrency: int) -> dict[str, Any]:
     }
 
 
-async def one_size(db: Database, monitor: Monitor, items: int, worker: Any, limit_seconds: float) -> dict[str, Any]:
+async def one_size(
+    db: Database, monitor: Monitor, items: int, worker: Any, limit_seconds: float, *, profile: bool
+) -> dict[str, Any]:
     await monitor.checkpoint()
     cpu = CpuSampler(worker.process.pid if worker.process else None)
+    if profile:
+        await monitor.rows("SELECT pg_stat_reset()")
     execution_id = await start_with_trigger(db, PARENT_ID, {"items": list(range(items))})
     await wait_final(monitor, PARENT_ID, limit_seconds, worker, interval=0.2, cpu=cpu)
     status, span = (
@@ -95,6 +99,21 @@ async def one_size(db: Database, monitor: Monitor, items: int, worker: Any, limi
             {"id": execution_id},
         )
     )[0]
+    # The parent's holds: its first, and each wake that took it again (a child's end wakes it).
+    holds = await monitor.value(
+        "SELECT count(*) FROM dw.execution_events WHERE execution_id = %s"
+        " AND type IN ('execution_started', 'execution_reacquired')",
+        (execution_id,),
+    )
+    functions = []
+    if profile:
+        functions = [
+            {"function": name, "calls": int(calls), "self_ms": float(self_ms), "total_ms": float(total_ms)}
+            for name, calls, self_ms, total_ms in await monitor.rows(
+                "SELECT funcname, calls, self_time, total_time FROM pg_stat_user_functions"
+                " WHERE schemaname = 'dw' ORDER BY self_time DESC LIMIT 8"
+            )
+        ]
     ok = status == "Succeeded" and succeeded == children == items
     if not ok:
         progress(f"WARNING: run {status}; {succeeded} items and {children} children Succeeded of {items}")
@@ -105,6 +124,8 @@ async def one_size(db: Database, monitor: Monitor, items: int, worker: Any, limi
         "span_seconds": span,
         "children_per_second": ratio(children, span),
         "cpu": cpu_per(cpu, span, int(children) or items),
+        "parent_holds": int(holds),
+        "functions": functions,
     }
 
 
@@ -128,13 +149,18 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
             db = Database(pool)
             await publish(db, child_workflow())
             await publish(db, parent_workflow(args.foreach_concurrency))
+            if args.profile:
+                # The procedures' own time (pg_stat_user_functions), for the worker's sessions.
+                await monitor.rows(f"ALTER DATABASE {conn.info.dbname} SET track_functions = 'pl'")
             worker = engine_worker(conninfo, args.concurrency, workdir / "engine-worker.log")
             try:
                 await worker.start()
                 await wait_registered(monitor, worker)
                 for items in args.items:
                     progress(f"forEach of {items} subworkflow items")
-                    results["runs"].append(await one_size(db, monitor, items, worker, args.timeout))
+                    results["runs"].append(
+                        await one_size(db, monitor, items, worker, args.timeout, profile=args.profile)
+                    )
             finally:
                 code, stop_seconds = await worker.stop()
                 results["worker"] = {"exit_code": code, "stop_seconds": stop_seconds}
@@ -146,14 +172,23 @@ def print_report(results: dict[str, Any]) -> None:
     print(
         f"\nforEach of subworkflow items | nproc {machine['nproc']} | git {machine['git'] or '-'} | {results['sizes']}"
     )
-    print(f"{'items':>7} {'span s':>9} {'children/s':>11} {'worker ms/child':>16} {'pg ms/child':>12}  checked")
+    print(
+        f"{'items':>7} {'span s':>9} {'children/s':>11} {'worker ms/child':>16} {'pg ms/child':>12}"
+        f" {'parent holds':>13}  checked"
+    )
     for r in results["runs"]:
         cpu = r["cpu"]
         print(
             f"{r['items']:>7} {fmt(r['span_seconds'], 2):>9} {fmt(r['children_per_second']):>11}"
             f" {fmt(cpu.get('worker_cpu_ms_per_unit'), 2):>16} {fmt(cpu.get('postgres_cpu_ms_per_unit'), 2):>12}"
+            f" {r['parent_holds']:>13}"
             f"  {r['checked']}"
         )
+    for r in results["runs"]:
+        if r["functions"]:
+            print(f"{r['items']} items, procedures by their own time (ms, calls):")
+            for f in r["functions"]:
+                print(f"    {f['function']:<40} {f['self_ms']:>10.0f} {f['calls']:>8}  (total {f['total_ms']:.0f})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,6 +198,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", "-c", type=int, default=20, help="worker concurrency (default 20)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per size (default 600)")
     parser.add_argument("--total-timeout", type=float, default=1800.0, help="seconds allowed in all (default 1800)")
+    parser.add_argument("--profile", action="store_true", help="print the procedures taking the most time")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/foreach_children-*.json")
     args = parser.parse_args(argv)
     try:

@@ -82,6 +82,76 @@ BEGIN
 END;
 $$;
 
+-- As dw.start_child_v1, but the tree's runs are counted on its root's row (dw.executions.tree_runs,
+-- migration 0067) rather than read at each start: v1 read every run of the tree, under the parent's
+-- lock, at every child's start (O(n) each, O(n^2) over a forEach of n subworkflow items). The count
+-- is read and kept under the root row's lock, so runs of one tree started at the same moment take
+-- their turn and the tree never passes the limit. Counted once, at the first start under a limit,
+-- for a tree started before (or under no limit): runs started later under no limit are counted when
+-- the count exists.
+CREATE OR REPLACE FUNCTION dw.start_child_v2(
+    p_parent dw.executions, p_node_id text, p_request_id text, p_workflow_id text, p_version integer,
+    p_input jsonb, p_max_depth integer,
+    OUT o_execution_id uuid, OUT o_version integer, OUT o_error jsonb
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_child record;
+    v_state text;
+    v_message text;
+    v_max_runs integer := COALESCE(NULLIF(current_setting('dw.max_runs_per_tree', true), '')::integer, 20000);
+    v_runs bigint;
+BEGIN
+    IF p_parent.depth + 1 > p_max_depth THEN
+        o_error := jsonb_build_object(
+            'code', 'nesting_too_deep',
+            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
+                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, p_parent.depth + 1, p_max_depth),
+            'depth', p_parent.depth + 1, 'maxDepth', p_max_depth);
+        RETURN;
+    END IF;
+    -- The root's row holds the count (locked here until the start commits: starts in one tree take
+    -- their turn, and the count is exact). Most starts are a forEach's or a subworkflow node's of
+    -- the root itself, whose row the parent's lease check already locked.
+    SELECT e.tree_runs INTO v_runs FROM dw.executions e WHERE e.id = p_parent.root_execution_id FOR NO KEY UPDATE;
+    IF v_runs IS NULL AND v_max_runs > 0 THEN
+        SELECT count(*) INTO v_runs
+          FROM (SELECT 1 FROM dw.executions e WHERE e.root_execution_id = p_parent.root_execution_id
+                 LIMIT v_max_runs) t;
+        UPDATE dw.executions e SET tree_runs = v_runs WHERE e.id = p_parent.root_execution_id;
+    END IF;
+    IF v_max_runs > 0 THEN
+        IF v_runs >= v_max_runs THEN
+            o_error := jsonb_build_object(
+                'code', 'tree_too_large',
+                'message', format('starting workflow %s here would make run tree %s hold more than %s runs '
+                                  '(DW_MAX_RUNS_PER_TREE)', p_workflow_id, p_parent.root_execution_id, v_max_runs),
+                'rootExecutionId', p_parent.root_execution_id, 'maxRuns', v_max_runs);
+            RETURN;
+        END IF;
+    END IF;
+    BEGIN
+        SELECT * INTO v_child FROM dw.start_execution_v2(
+            p_workflow_id, p_version, p_request_id, p_input, p_parent.principal_id, p_parent.principal_type,
+            p_parent.correlation_id, p_parent.queue, p_parent, p_node_id);
+    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        o_error := jsonb_build_object(
+            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
+            'message', v_message);
+        RETURN;
+    END;
+    IF NOT dw.is_child_of_v1(v_child.execution_id, p_parent.id, p_node_id) THEN
+        o_error := dw.child_request_taken_v1(v_child.execution_id);
+        RETURN;
+    END IF;
+    o_execution_id := v_child.execution_id;
+    o_version := v_child.workflow_version;
+    IF v_child.created AND v_runs IS NOT NULL THEN
+        UPDATE dw.executions e SET tree_runs = e.tree_runs + 1 WHERE e.id = p_parent.root_execution_id;
+    END IF;
+END;
+$$;
+
 -- Starts a subworkflow node's child, in the node attempt's fenced transaction: the child execution
 -- (its run job queued), the child wait, the node Waiting and the event, or nothing. Idempotent per
 -- node attempt: the child's request id is derived from it, and a repeated call answers the wait
@@ -111,7 +181,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM dw.lock_running_attempt_v1(p_execution_id, p_node_id, p_attempt);
-    SELECT * INTO v_child FROM dw.start_child_v1(
+    SELECT * INTO v_child FROM dw.start_child_v2(
         v_e, p_node_id, format('child:%s:%s:%s', p_execution_id, p_node_id, p_attempt), p_workflow_id, p_version,
         p_input, p_max_depth);
     IF v_child.o_error IS NOT NULL THEN
@@ -462,7 +532,7 @@ BEGIN
         RETURN QUERY SELECT dw.foreach_item_json_v1(v_i), NULL::jsonb;  -- a repeated call
         RETURN;
     END IF;
-    SELECT * INTO v_child FROM dw.start_child_v1(
+    SELECT * INTO v_child FROM dw.start_child_v2(
         v_e, p_node_id, format('item:%s:%s:%s:%s', p_execution_id, p_node_id, p_index, p_attempt), p_workflow_id,
         p_version, p_input, p_max_depth);
     IF v_child.o_error IS NOT NULL THEN

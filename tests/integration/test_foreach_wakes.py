@@ -76,6 +76,15 @@ async def test_a_wake_reads_the_items_in_flight_not_every_item(
     assert read.some <= concurrency * wakes, (read.some, wakes)
     assert read.all + read.some < 3 * n, (read.all, read.some, wakes)
     assert len(runtime.kept_items) == 0  # dropped when the attempt ended
+    # The tree's runs are counted on its root's row as children start (dw.start_child_v2), not read
+    # at each start.
+    assert await sql(
+        db,
+        "SELECT tree_runs, (SELECT count(*) FROM dw.executions WHERE root_execution_id = %s)"
+        " FROM dw.executions WHERE id = %s",
+        root,
+        root,
+    ) == [(n + 1, n + 1)]
 
 
 async def test_another_holder_between_wakes_reads_the_items_afresh(
@@ -126,3 +135,17 @@ def test_kept_items_are_taken_by_the_same_hold_or_the_next_one_only() -> None:
     assert len(kept) == 2 and kept.take(run, "all", 1, 7) is None  # bounded: the oldest dropped
     kept.drop_run(run)
     assert len(kept) == 1
+
+
+async def test_a_tree_not_counted_yet_is_counted_at_its_next_start_and_kept_after(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A tree started before its root's row held its count (migration 0067), or while the limit was
+    0, has none: its runs are counted once, at its next child's start under a limit, then kept."""
+    runtime = make_runtime(db, conditions)
+    root = await squares(db, conditions, "late-count", 6, concurrency=2)
+    assert await runtime.run_execution(root) == "parked"  # two children started
+    await sql(db, "UPDATE dw.executions SET tree_runs = NULL WHERE id = %s", root)
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Succeeded"
+    assert await sql(db, "SELECT tree_runs FROM dw.executions WHERE id = %s", root) == [(7,)]
