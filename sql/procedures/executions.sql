@@ -1564,8 +1564,11 @@ BEGIN
     )
     SELECT ended.parent_execution_id, ended.queue,
            -- Most runs have no children: one index probe says so (dw.queue_cancel_children_v1
-           -- asks the fuller question).
-           EXISTS (SELECT 1 FROM dw.executions c WHERE c.parent_execution_id = p_execution_id),
+           -- asks the fuller question). Ordered by executions_parent_created_idx, so that it is
+           -- that index's probe: as an EXISTS, its generic plan scanned the table when one
+           -- parent's children filled it (a forEach's 9,999: each child's end read them all).
+           (SELECT true FROM dw.executions c WHERE c.parent_execution_id = p_execution_id
+             ORDER BY c.parent_execution_id, c.created_at, c.id LIMIT 1) IS NOT NULL,
            ended.tenant_id, ended.workflow_id,
            -- A root run that had started held a slot of its workflow's maxConcurrentExecutions
            -- (dw.admit_root_run_v1 counts those): it frees it. Most workflows have no such limit:
