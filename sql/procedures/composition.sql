@@ -117,7 +117,13 @@ BEGIN
         SELECT count(*) INTO v_runs
           FROM (SELECT 1 FROM dw.executions e WHERE e.root_execution_id = p_parent.root_execution_id
                  LIMIT v_max_runs) t;
-        UPDATE dw.executions e SET tree_runs = v_runs WHERE e.id = p_parent.root_execution_id;
+        -- A count that reached the limit says only "at least the limit": kept, it undercounted the
+        -- tree under a higher limit later (DW_MAX_RUNS_PER_TREE raised, or another worker's), which
+        -- then passed it (a review: a tree of 9 counted under 3 grew to 14 under 12). Such a tree
+        -- is counted again at its next start, as v1 counted every tree.
+        IF v_runs < v_max_runs THEN
+            UPDATE dw.executions e SET tree_runs = v_runs WHERE e.id = p_parent.root_execution_id;
+        END IF;
     END IF;
     IF v_max_runs > 0 THEN
         IF v_runs >= v_max_runs THEN

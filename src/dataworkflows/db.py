@@ -417,7 +417,7 @@ async def _configure(
         # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
         await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))
     if max_runs_per_tree is not None:
-        # Read by dw.start_child_v1 (a session setting: the children's procedures keep their signatures).
+        # Read by dw.start_child_v2 (a session setting: the children's procedures keep their signatures).
         await conn.execute("SELECT set_config('dw.max_runs_per_tree', %s, false)", (str(max_runs_per_tree),))
     if role is not None:
         try:
