@@ -143,6 +143,10 @@ class ItemStore(Protocol):
 # The most forEach attempts a worker carries between their runs' wakes (KeptItems): past it the
 # least recently parked is dropped (its next wake reads its items afresh).
 KEPT_ATTEMPTS = 64
+# And the most succeeded items' outputs (JSON bytes, _Items.output_bytes) they hold together: an
+# attempt may hold up to MAX_OUTPUTS_BYTES, and 64 of them a gigabyte of JSON (more as Python
+# objects) for as long as their runs park (a review); past it the least recently parked are dropped.
+KEPT_OUTPUT_BYTES = 64 * 1024 * 1024
 
 
 class KeptItems:
@@ -154,8 +158,9 @@ class KeptItems:
     between, and only dw.item_child_ended_v1 changed its items, those whose children were in flight,
     which are read again). Any other holder between, or an end other than a park, reads afresh."""
 
-    def __init__(self, limit: int = KEPT_ATTEMPTS) -> None:
+    def __init__(self, limit: int = KEPT_ATTEMPTS, max_bytes: int = KEPT_OUTPUT_BYTES) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
         self._kept: OrderedDict[tuple[UUID, str, int], tuple[int, Any]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -172,8 +177,11 @@ class KeptItems:
         key = (execution_id, node_id, attempt)
         self._kept[key] = (token, state)
         self._kept.move_to_end(key)
-        while len(self._kept) > self.limit:
+        while len(self._kept) > self.limit or (len(self._kept) > 1 and self._bytes() > self.max_bytes):
             self._kept.popitem(last=False)
+
+    def _bytes(self) -> int:
+        return sum(getattr(state, "output_bytes", 0) for _, state in self._kept.values())
 
     def drop_run(self, execution_id: UUID) -> None:
         for key in [k for k in self._kept if k[0] == execution_id]:

@@ -97,3 +97,20 @@ async def test_a_tree_counted_under_a_lower_limit_is_not_undercounted_under_a_hi
     codes = await start_children(db, root, 12, 5, "high")
     assert codes == [None, None, None, "tree_too_large", "tree_too_large"], codes
     assert await sql(db, "SELECT count(*) FROM dw.executions WHERE root_execution_id = %s", root) == [(12,)]
+
+
+def test_kept_items_are_bounded_by_the_outputs_they_hold() -> None:
+    """Each kept attempt may hold up to MAX_OUTPUTS_BYTES of outputs: 64 of them held a gigabyte of
+    JSON while their runs parked. Past the bytes bound the least recently parked is dropped."""
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from dataworkflows import foreach
+
+    kept = foreach.KeptItems()
+    runs = [uuid4() for _ in range(8)]
+    for k, run in enumerate(runs):
+        kept.put(run, "all", 1, k, SimpleNamespace(output_bytes=foreach.MAX_OUTPUTS_BYTES))
+    assert 0 < len(kept) * foreach.MAX_OUTPUTS_BYTES <= foreach.KEPT_OUTPUT_BYTES
+    assert kept.take(runs[-1], "all", 1, 7) is not None  # the latest is kept
+    assert kept.take(runs[0], "all", 1, 0) is None  # the oldest was dropped
