@@ -380,11 +380,16 @@ class Stopper:
         if api.done() and not server.started and not forced:
             _say("error: the API did not start (see the lines above)")
             return EXIT_FAILED
-        if forced:
-            return EXIT_FORCED
-        if failures and all(isinstance(failure, ConfigurationError) for failure in failures):
-            # A bad setting the worker met only once the API was up (a busy DW_WORKER_METRICS_PORT):
-            # exit 2, as `worker` alone does, not 3, which says the database cannot be reached (a
-            # review: a supervisor retried it as an outage).
-            return EXIT_BAD_SETTING
-        return EXIT_FAILED if failures else 0
+        return EXIT_FORCED if forced else _exit_code(failures)
+
+
+def _exit_code(failures: Sequence[BaseException | None]) -> int:
+    """`serve`'s exit code once its tasks stopped in time: 0, or EXIT_FAILED for a task's failure, or
+    EXIT_BAD_SETTING when every failure is a bad setting the worker met only once the API was up (a
+    busy DW_WORKER_METRICS_PORT): 2, as `worker` alone says it, not 3, which says the database cannot
+    be reached (a review: a supervisor retried it as an outage)."""
+    if not failures:
+        return 0
+    if all(isinstance(failure, ConfigurationError) for failure in failures):
+        return EXIT_BAD_SETTING
+    return EXIT_FAILED
