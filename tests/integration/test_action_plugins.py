@@ -17,14 +17,19 @@ from dataworkflows.cli import EXIT_USAGE
 from tests.fakes import free_port
 
 
+def plugin(root: Path, name: str, entry_points: str, module: str) -> Path:
+    """A distribution `name` on `root`: its dataworkflows.actions entry points and its one module."""
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[dataworkflows.actions]\n{entry_points}")
+    (root / f"{name}.py").write_text(module)
+    return root
+
+
 def broken_plugin(root: Path) -> Path:
     """A distribution on `root` whose entry point names a module that imports what is not there."""
-    info = root / "brokenplugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[dataworkflows.actions]\ngreet = brokenplugin:GreetAction\n")
-    (root / "brokenplugin.py").write_text("import no_such_module_of_the_plugin\n")
-    return root
+    return plugin(root, "brokenplugin", "greet = brokenplugin:GreetAction\n", "import no_such_module_of_the_plugin\n")
 
 
 @pytest.mark.parametrize("argv", [["worker"], ["api", "--port", "0"], ["examples", "load"]])
@@ -63,13 +68,9 @@ def test_an_entry_point_that_is_not_an_action_is_said_as_one(tmp_path: Path, mon
     from dataworkflows.actions import default_registry
     from dataworkflows.errors import ConfigurationError
 
-    root = tmp_path / "site"
-    info = root / "oddplugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: oddplugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nodd = oddplugin:Odd\n")
-    (root / "oddplugin.py").write_text("class Odd:\n    pass\n")
-    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(
+        str(plugin(tmp_path / "site", "oddplugin", "odd = oddplugin:Odd\n", "class Odd:\n    pass\n"))
+    )
     with pytest.raises(ConfigurationError, match=r"odd \(oddplugin:Odd\) .* cannot be loaded: .*not an action"):
         default_registry()
 
@@ -82,13 +83,16 @@ def test_an_installed_action_may_not_replace_another_of_its_type_name(
     from dataworkflows.actions import default_registry
     from dataworkflows.errors import ConfigurationError
 
-    root = tmp_path / "site"
-    info = root / "shadowplugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shadowplugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nshadow = shadowplugin:Shadow\n")
-    (root / "shadowplugin.py").write_text("class Shadow:\n    type_name = 'core.echo'\n")
-    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(
+        str(
+            plugin(
+                tmp_path / "site",
+                "shadowplugin",
+                "shadow = shadowplugin:Shadow\n",
+                "class Shadow:\n    type_name = 'core.echo'\n",
+            )
+        )
+    )
     with pytest.raises(ConfigurationError, match=r"two actions are named 'core.echo' \(built in, and shadowplugin"):
         default_registry()
 
@@ -99,11 +103,14 @@ def test_one_action_under_two_entry_point_names_is_one_action(tmp_path: Path, mo
     uninstall "one of them": it is one action, registered once."""
     from dataworkflows.actions import default_registry
 
-    root = tmp_path / "site"
-    info = root / "aliasplugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aliasplugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[dataworkflows.actions]\nmine = aliasplugin:Mine\nold = aliasplugin:Mine\n")
-    (root / "aliasplugin.py").write_text("class Mine:\n    type_name = 'acme.mine'\n")
-    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.syspath_prepend(
+        str(
+            plugin(
+                tmp_path / "site",
+                "aliasplugin",
+                "mine = aliasplugin:Mine\nold = aliasplugin:Mine\n",
+                "class Mine:\n    type_name = 'acme.mine'\n",
+            )
+        )
+    )
     assert type(default_registry().get("acme.mine")).__name__ == "Mine"
