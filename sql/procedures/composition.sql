@@ -26,67 +26,11 @@ $$;
 -- (NULL, NULL, why not) when it is too deep, its tree holds the most runs a tree may (the session's
 -- dw.max_runs_per_tree, DW_MAX_RUNS_PER_TREE: 20,000 when unset, 0 for no limit), its workflow or
 -- version is unknown or cannot run, or the request id names an execution this node did not start.
--- Nothing is written when refused. The tree's runs are counted, up to the limit, at each start: runs
--- of one tree started at the same moment in other transactions may each pass, so a tree may go
--- past the limit by the children being started at that moment.
-CREATE OR REPLACE FUNCTION dw.start_child_v1(
-    p_parent dw.executions, p_node_id text, p_request_id text, p_workflow_id text, p_version integer,
-    p_input jsonb, p_max_depth integer,
-    OUT o_execution_id uuid, OUT o_version integer, OUT o_error jsonb
-) LANGUAGE plpgsql AS $$
-DECLARE
-    v_child record;
-    v_state text;
-    v_message text;
-    v_max_runs integer := COALESCE(NULLIF(current_setting('dw.max_runs_per_tree', true), '')::integer, 20000);
-    v_runs bigint;
-BEGIN
-    IF p_parent.depth + 1 > p_max_depth THEN
-        o_error := jsonb_build_object(
-            'code', 'nesting_too_deep',
-            'message', format('starting workflow %s here would nest executions %s levels deep; the limit is %s '
-                              '(DW_MAX_NESTING_DEPTH)', p_workflow_id, p_parent.depth + 1, p_max_depth),
-            'depth', p_parent.depth + 1, 'maxDepth', p_max_depth);
-        RETURN;
-    END IF;
-    IF v_max_runs > 0 THEN
-        SELECT count(*) INTO v_runs
-          FROM (SELECT 1 FROM dw.executions e WHERE e.root_execution_id = p_parent.root_execution_id
-                 LIMIT v_max_runs) t;
-        IF v_runs >= v_max_runs THEN
-            o_error := jsonb_build_object(
-                'code', 'tree_too_large',
-                'message', format('starting workflow %s here would make run tree %s hold more than %s runs '
-                                  '(DW_MAX_RUNS_PER_TREE)', p_workflow_id, p_parent.root_execution_id, v_max_runs),
-                'rootExecutionId', p_parent.root_execution_id, 'maxRuns', v_max_runs);
-            RETURN;
-        END IF;
-    END IF;
-    BEGIN
-        SELECT * INTO v_child FROM dw.start_execution_v2(
-            p_workflow_id, p_version, p_request_id, p_input, p_parent.principal_id, p_parent.principal_type,
-            p_parent.correlation_id, p_parent.queue, p_parent, p_node_id);
-    EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        o_error := jsonb_build_object(
-            'code', CASE v_state WHEN 'DW002' THEN 'child_not_runnable' ELSE 'child_workflow_not_found' END,
-            'message', v_message);
-        RETURN;
-    END;
-    IF NOT dw.is_child_of_v1(v_child.execution_id, p_parent.id, p_node_id) THEN
-        o_error := dw.child_request_taken_v1(v_child.execution_id);
-        RETURN;
-    END IF;
-    o_execution_id := v_child.execution_id;
-    o_version := v_child.workflow_version;
-END;
-$$;
-
--- As dw.start_child_v1, but the tree's runs are counted on its root's row (dw.executions.tree_runs,
--- migration 0067) rather than read at each start: v1 read every run of the tree, under the parent's
--- lock, at every child's start (O(n) each, O(n^2) over a forEach of n subworkflow items). The count
--- is read and kept under the root row's lock, so runs of one tree started at the same moment take
--- their turn and the tree never passes the limit. Counted once, at the first start under a limit,
+-- Nothing is written when refused. The tree's runs are counted on its root's row
+-- (dw.executions.tree_runs, migration 0067) rather than read at each start: v1 read every run of
+-- the tree, under the parent's lock, at every child's start (O(n) each, O(n^2) over a forEach of n
+-- subworkflow items). The count is read and kept under the root row's lock, so runs of one tree
+-- started at the same moment take their turn and the tree never passes the limit. Counted once, at the first start under a limit,
 -- for a tree started before (or under no limit): runs started later under no limit are counted when
 -- the count exists.
 CREATE OR REPLACE FUNCTION dw.start_child_v2(
@@ -156,6 +100,17 @@ BEGIN
         UPDATE dw.executions e SET tree_runs = e.tree_runs + 1 WHERE e.id = p_parent.root_execution_id;
     END IF;
 END;
+$$;
+
+-- The previous release's start of a child, which counted the tree's runs at each start: now
+-- dw.start_child_v2's (this release's procedures call v2; the name stays for any caller of the
+-- previous release's).
+CREATE OR REPLACE FUNCTION dw.start_child_v1(
+    p_parent dw.executions, p_node_id text, p_request_id text, p_workflow_id text, p_version integer,
+    p_input jsonb, p_max_depth integer,
+    OUT o_execution_id uuid, OUT o_version integer, OUT o_error jsonb
+) LANGUAGE sql AS $$
+    SELECT * FROM dw.start_child_v2(p_parent, p_node_id, p_request_id, p_workflow_id, p_version, p_input, p_max_depth);
 $$;
 
 -- Starts a subworkflow node's child, in the node attempt's fenced transaction: the child execution

@@ -67,15 +67,18 @@ async def test_failfast_a_child_cancelled_between_holds_stops_the_items(
     assert [i for i, _, _ in await children(db, root)] == [0, 1, 2]  # nothing started after
 
 
-async def start_children(db: Database, root: UUID, limit: int, count: int, tag: str) -> list[str | None]:
-    """Starts `count` children of the root's node directly (dw.start_child_v2) under a tree limit."""
+async def start_children(
+    db: Database, root: UUID, limit: int, count: int, tag: str, version: int = 2
+) -> list[str | None]:
+    """Starts `count` children of the root's node directly (dw.start_child_v2, or v1, the previous
+    release's name for it) under a tree limit."""
     codes: list[str | None] = []
     async with db.connection() as conn:
         await conn.execute("SELECT set_config('dw.max_runs_per_tree', %s, false)", (str(limit),))
         for k in range(count):
             cur = await conn.execute(
-                "SELECT o_error ->> 'code' FROM dw.start_child_v2((SELECT e FROM dw.executions e WHERE e.id = %s),"
-                " 'all', %s, 'square', NULL, '{\"value\": 1}'::jsonb, 10)",
+                f"SELECT o_error ->> 'code' FROM dw.start_child_v{version}((SELECT e FROM dw.executions e"
+                " WHERE e.id = %s), 'all', %s, 'square', NULL, '{\"value\": 1}'::jsonb, 10)",
                 (root, f"{tag}:{k}"),
             )
             codes.append((await cur.fetchone())[0])
@@ -97,6 +100,9 @@ async def test_a_tree_counted_under_a_lower_limit_is_not_undercounted_under_a_hi
     codes = await start_children(db, root, 12, 5, "high")
     assert codes == [None, None, None, "tree_too_large", "tree_too_large"], codes
     assert await sql(db, "SELECT count(*) FROM dw.executions WHERE root_execution_id = %s", root) == [(12,)]
+    # The previous release's name for the start keeps the same count (it is v2's start).
+    assert await start_children(db, root, 13, 2, "v1", version=1) == [None, "tree_too_large"]
+    assert await sql(db, "SELECT tree_runs FROM dw.executions WHERE id = %s", root) == [(13,)]
 
 
 def test_kept_items_are_bounded_by_the_outputs_they_hold() -> None:
