@@ -129,12 +129,7 @@ async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], principal
     workflow = await db.workflows.get(workflow_id)
     if workflow is None:
         raise WorkflowNotFound(f"workflow {workflow_id!r} not found")
-    if workflow.created_by is None or workflow.created_by != principal.id:
-        raise NotOwner(
-            f"workflow {workflow_id!r} was created by {workflow.created_by or 'an unknown principal'}; "
-            "only its creator or an admin may change it",
-            required_role="admin",
-        )
+    _require_creator(principal, workflow.created_by, f"workflow {workflow_id!r}", "it")
 
 
 async def check_template_set_owner(db: Any, principal: Principal, set_id: str) -> None:
@@ -145,10 +140,15 @@ async def check_template_set_owner(db: Any, principal: Principal, set_id: str) -
     template_set = await db.document_templates.get_set(set_id)
     if template_set is None:
         raise NotFound(f"template set {set_id!r} not found")
-    if template_set.created_by is None or template_set.created_by != principal.id:
+    _require_creator(principal, template_set.created_by, f"template set {set_id!r}", "it or its templates")
+
+
+def _require_creator(principal: Principal, created_by: str | None, what: str, changes: str) -> None:
+    """NotOwner unless the principal created it (one whose creator is unknown: admins only)."""
+    if created_by is None or created_by != principal.id:
         raise NotOwner(
-            f"template set {set_id!r} was created by {template_set.created_by or 'an unknown principal'}; "
-            "only its creator or an admin may change it or its templates",
+            f"{what} was created by {created_by or 'an unknown principal'}; only its creator or an admin"
+            f" may change {changes}",
             required_role="admin",
         )
 
