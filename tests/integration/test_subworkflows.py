@@ -520,16 +520,10 @@ async def test_a_child_whose_end_its_parent_took_is_not_redriven_but_the_parent_
     ]
 
 
-async def test_the_letters_of_children_whose_failure_the_parent_handled_close_with_its_end(
-    db: Database, conditions: ConditionPool
-) -> None:
-    """A child's failure that its parent handled (a failure edge; a forEach that goes on,
-    onItemFailure continue) files the child's letter, which no redrive may take (its parent took the
-    end) and no parent's letter supersedes (the parent went on): it stayed open for good, listed as
-    needing a human, and retention kept the whole tree until someone acknowledged each one. The
-    parent's end closes them, a grandchild's under a handled child too; a detached child's stays
-    open (it is redriven on its own)."""
-    runtime = make_runtime(db, conditions)
+async def publish_handling_tree(db: Database, conditions: ConditionPool) -> None:
+    """`handles`: a child that fails (handled by an always edge), a forEach of two failing item
+    children (continue), a child whose own child fails, and a detached failing child; and the
+    `breaks` and `middle` workflows they start."""
     await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
     await publish(db, wf("middle", sub("call", "breaks")), conditions)
     parent = wf(
@@ -545,6 +539,19 @@ async def test_the_letters_of_children_whose_failure_the_parent_handled_close_wi
         sub("loose", "breaks", waitForCompletion=False),
     )
     await publish(db, parent, conditions)
+
+
+async def test_the_letters_of_children_whose_failure_the_parent_handled_close_with_its_end(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child's failure that its parent handled (a failure edge; a forEach that goes on,
+    onItemFailure continue) files the child's letter, which no redrive may take (its parent took the
+    end) and no parent's letter supersedes (the parent went on): it stayed open for good, listed as
+    needing a human, and retention kept the whole tree until someone acknowledged each one. The
+    parent's end closes them, a grandchild's under a handled child too; a detached child's stays
+    open (it is redriven on its own)."""
+    runtime = make_runtime(db, conditions)
+    await publish_handling_tree(db, conditions)
     root = await start(db, "handles")
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Succeeded"
@@ -792,21 +799,7 @@ async def test_letters_left_open_before_this_release_are_closed_by_the_migration
     already left open by an earlier release (refused every redrive, superseded by nothing) are closed
     by migration 0065, as 0044 closed those of redriven parents. A detached child's stays open."""
     runtime = make_runtime(db, conditions)
-    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
-    await publish(db, wf("middle", sub("call", "breaks")), conditions)
-    parent = wf(
-        "handles",
-        sub("call", "breaks", to("items", "always")),
-        kind_node(
-            "forEach",
-            "items",
-            (to("deep"),),
-            {"items": [1, 2], "onItemFailure": "continue", "subworkflow": {"workflowId": "breaks"}},
-        ),
-        sub("deep", "middle", to("loose", "always")),
-        sub("loose", "breaks", waitForCompletion=False),
-    )
-    await publish(db, parent, conditions)
+    await publish_handling_tree(db, conditions)
     await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
     handled = await start(db, "handles")
     acked = await start(db, "waits-on")
