@@ -138,7 +138,7 @@ async def test_an_edge_condition_whose_helper_cannot_start_does_not_skip_its_bra
     from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
     from tests.integration.test_waits import started
 
-    raw = wf("no-helper-edge", echo("a", to("b", condition="nodes.a.echo == 'a'")), echo("b"))
+    raw = wf("no-helper-edge", echo("a", to("b", condition="nodes.a.echo + '' == 'a'")), echo("b"))
     execution_id = await started(db, raw)  # published with helpers that start
     broken = ConditionPool(size=1)
     _no_helper_can_start(broken)
@@ -174,7 +174,7 @@ async def test_an_edge_condition_waits_a_moment_for_a_helper_rather_than_run_its
     from tests.integration.test_runtime import echo, make_runtime, nodes, to, wf
     from tests.integration.test_waits import started
 
-    raw = wf("helper-moment", echo("a", to("b", condition="nodes.a.echo == 'a'")), echo("b"))
+    raw = wf("helper-moment", echo("a", to("b", condition="nodes.a.echo + '' == 'a'")), echo("b"))
     execution_id = await started(db, raw)
     pool = ConditionPool(size=1)
     spawn = pool._pool._spawn

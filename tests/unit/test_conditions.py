@@ -11,6 +11,9 @@ import pytest
 from dataworkflows.conditions import ConditionError, ConditionPool, ConditionRefused, ConditionTimeout
 
 SCOPE = {"trigger": {"status": "approved", "n": 2}, "nodes": {"a": {"echo": "x"}}, "execution": {"id": "e"}}
+# True on SCOPE, and outside what the worker decides itself (dataworkflows.simple_conditions): a helper
+# evaluates it.
+HELPER_CONDITION = "trigger.n === 1 + 1"
 
 
 async def test_conditions_see_trigger_nodes_and_execution(conditions: ConditionPool) -> None:
@@ -55,7 +58,7 @@ async def test_an_infinite_loop_times_out_and_the_helper_is_replaced() -> None:
         assert caught.value.code == "condition_timeout"
         assert pool.helpers_killed == 1
         # The pool works again with a fresh helper.
-        assert await pool.evaluate("trigger.n === 2", SCOPE) is True
+        assert await pool.evaluate(HELPER_CONDITION, SCOPE) is True
     finally:
         await pool.close()
 
@@ -158,7 +161,7 @@ async def test_a_waiter_gets_a_fresh_helper_after_a_timeout() -> None:
     try:
         looping = asyncio.create_task(pool.evaluate("(function () { while (true) {} })()", SCOPE))
         await asyncio.sleep(0.05)
-        waiting = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        waiting = asyncio.create_task(pool.evaluate(HELPER_CONDITION, SCOPE))
         with pytest.raises(ConditionTimeout):
             await looping
         assert await asyncio.wait_for(waiting, 5) is True
@@ -211,7 +214,7 @@ async def test_code_that_runs_out_of_memory_says_so(expr: str, message: str) -> 
         said = {message, message + ", or threw null"}
         assert (as_transform.value.code, as_transform.value.message in said) == ("condition_error", True), as_transform
         assert (as_condition.value.code, as_condition.value.message in said) == ("condition_error", True), as_condition
-        assert await pool.evaluate("trigger.n === 2", SCOPE) is True
+        assert await pool.evaluate(HELPER_CONDITION, SCOPE) is True
     finally:
         await pool.close()
 
@@ -231,7 +234,7 @@ async def test_code_that_timed_out_queues_in_its_own_lane() -> None:
             await pool.evaluate(LOOP, SCOPE)
         tasks += [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(3)]
         await asyncio.sleep(0)
-        good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        good = asyncio.create_task(pool.evaluate(HELPER_CONDITION, SCOPE))
         tasks.append(good)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         assert done == {good}
@@ -256,7 +259,7 @@ async def test_requests_already_waiting_when_their_code_times_out_go_to_its_lane
         loops = [asyncio.create_task(pool.evaluate(LOOP, SCOPE)) for _ in range(4)]
         tasks += loops
         await asyncio.sleep(0)
-        good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+        good = asyncio.create_task(pool.evaluate(HELPER_CONDITION, SCOPE))
         tasks.append(good)
         assert await asyncio.wait_for(good, 30) is True
         assert loops[0].done() and loops[1].done()
@@ -303,7 +306,7 @@ async def test_a_backlog_does_not_stand_in_front_of_another_tenants_or_runs_requ
         tasks += loops
         await asyncio.sleep(0.1)
         with scope(other):
-            good = asyncio.create_task(pool.evaluate("trigger.n === 2", SCOPE))
+            good = asyncio.create_task(pool.evaluate(HELPER_CONDITION, SCOPE))
         tasks.append(good)
         assert await good is True
         assert loops[0].done() and not loops[1].done() and not loops[2].done()
@@ -380,7 +383,7 @@ async def test_one_tenants_flood_does_not_refuse_another_tenants_request(monkeyp
     monkeypatch.setattr(sandbox_pool, "MAX_SUSPECT_WAITERS", 1)
     pool = ConditionPool(size=1, timeout_seconds=1.0)
     tasks: list[asyncio.Task[bool]] = []
-    good = "trigger.n === 2"
+    good = HELPER_CONDITION
     try:
         with tenant_scope("acme"), pytest.raises(ConditionTimeout):
             await pool.evaluate(LOOP, SCOPE)
