@@ -10,6 +10,7 @@ waits on a pipe: lease renewals, other runs and health checks go on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -18,6 +19,9 @@ from dataworkflows import templating
 from dataworkflows.json_text import unencodable
 from dataworkflows.sandbox_pool import SandboxBusy, SandboxGone, SandboxPool, SandboxTimeout
 from dataworkflows.templating import TemplateBudgetExceeded, TemplateRefused, TemplateRenderError, TemplateUnavailable
+
+# TemplatePool._in_process's answer for a value a helper must render.
+_TO_A_HELPER = object()
 
 
 class TemplateRenderer(Protocol):
@@ -73,16 +77,28 @@ class TemplatePool:
     async def render(self, value: Any, scope: dict[str, Any]) -> Any:
         """Renders the run-time ({{ }}) templates in a JSON value."""
         if templating.is_lookup_only(value):
-            self.in_process += 1
-            return _storable(templating.render(value, scope, templating.RenderBudget(self.max_steps)))
+            rendered = self._in_process(templating.render, value, scope)
+            if rendered is not _TO_A_HELPER:
+                return rendered
         return await self._sandboxed("render", value, _narrowed(value, scope))
 
     async def instantiate(self, value: Any, scope: dict[str, Any]) -> Any:
         """Renders the [[ ]] templates of a workflow template."""
         if templating.is_lookup_only_instantiation(value):
-            self.in_process += 1
-            return _storable(templating.render_instantiation(value, scope, templating.RenderBudget(self.max_steps)))
+            rendered = self._in_process(templating.render_instantiation, value, scope)
+            if rendered is not _TO_A_HELPER:
+                return rendered
         return await self._sandboxed("instantiate", value, scope)
+
+    def _in_process(self, render: Callable[..., Any], value: Any, scope: dict[str, Any]) -> Any:
+        """The value rendered here, or _TO_A_HELPER when its filters were given more than a lookup's
+        work (templating.NotInProcess): a helper renders it then, to the same value."""
+        try:
+            rendered = render(value, scope, templating.RenderBudget(self.max_steps, in_process=True))
+        except templating.NotInProcess:
+            return _TO_A_HELPER
+        self.in_process += 1
+        return _storable(rendered)
 
     async def document(
         self, name: str, sources: dict[str, str], data: dict[str, Any], format: str, *, as_html: bool = False

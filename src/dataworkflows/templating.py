@@ -68,16 +68,51 @@ DEFAULT_MAX_STEPS = 1_000_000
 MAX_INT_BITS = 1024
 
 
+class NotInProcess(TemplateRenderError):
+    """An in-process render's filters were given more than MAX_IN_PROCESS_FILTER_CHARS: a helper
+    renders the value instead (its answer is the same; only where the work is done differs). Only a
+    RenderBudget(in_process=True) raises it, and its caller (TemplatePool) takes it."""
+
+    code = "template_not_in_process"
+
+
+# What the filters of one in-process render (is_lookup_only values, rendered by the worker or the
+# API) may be given in all, in characters: their work stays about a lookup's, and a template that
+# would do more (`{{ trigger.big | upper | length }}` written a thousand times) goes to a helper,
+# where a render's time is limited.
+MAX_IN_PROCESS_FILTER_CHARS = MAX_RENDERED_CHARS
+
+
 class RenderBudget:
-    """The work one render may do. Not thread-safe: one budget per render call."""
+    """The work one render may do. Not thread-safe: one budget per render call. `in_process`: the
+    render runs in the caller's process, so its filters' input is limited too (NotInProcess)."""
 
-    __slots__ = ("chars", "max_chars", "max_steps", "steps")
+    __slots__ = ("chars", "filter_chars", "max_chars", "max_steps", "steps")
 
-    def __init__(self, max_steps: int = DEFAULT_MAX_STEPS, max_chars: int = MAX_RENDERED_CHARS) -> None:
+    def __init__(
+        self, max_steps: int = DEFAULT_MAX_STEPS, max_chars: int = MAX_RENDERED_CHARS, *, in_process: bool = False
+    ) -> None:
         self.max_steps = max_steps
         self.max_chars = max_chars
         self.steps = 0
         self.chars = 0
+        self.filter_chars: int | None = MAX_IN_PROCESS_FILTER_CHARS if in_process else None
+
+    def filter_input(self, name: str, value: Any) -> None:
+        """Charges a filter's input to an in-process render (nothing for a helper's): its size, or
+        one for a filter that does not go through its input."""
+        if self.filter_chars is None:
+            return
+        if name in _CONSTANT_TIME_FILTERS:
+            self.filter_chars -= 1
+        elif isinstance(value, str):
+            self.filter_chars -= len(value)
+        elif isinstance(value, (list, tuple, dict)):
+            self.filter_chars -= _estimate(value, max(self.filter_chars, 0) + 1)
+        else:
+            self.filter_chars -= 1
+        if self.filter_chars < 0:
+            raise NotInProcess("the template's filters were given more than an in-process render takes")
 
     def step(self) -> None:
         self.steps += 1
@@ -358,9 +393,15 @@ _COUNT_FILTERS = frozenset({"slice", "batch"})
 
 
 def _bounded_filter(name: str, function: Any) -> Any:
+    # The filter's first argument is Jinja's context or environment when it asks for one.
+    at = 0 if getattr(function, "jinja_pass_arg", None) is None else 1
+
     @functools.wraps(function)  # keeps Jinja's pass_context/pass_environment marker
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _step()
+        budget = _budget.get()
+        if budget is not None and len(args) > at:
+            budget.filter_input(name, args[at])
         if name in _COUNT_FILTERS:
             for argument in (*args[1:], *kwargs.values()):
                 if _is_int(argument) and abs(argument) > MAX_RANGE:
@@ -493,8 +534,10 @@ class _Renderer:
 
     def is_lookup_only(self, value: Any) -> bool:
         """Whether every template in the value only looks values up (`{{ trigger.a }}`,
-        `Hi {{ nodes.x['y'] }}`): no loops, calls, filters or operators. Such a template does work
-        proportional to the data it copies, so it is safe to render anywhere."""
+        `Hi {{ nodes.x['y'] }}`), through at most a few linear filters (`{{ trigger.a | upper }}`,
+        `{{ trigger.a | default('-') }}`: _LINEAR_FILTERS): no loops, calls, other filters or
+        operators. Such a template does work proportional to the data it copies, so it is safe to
+        render anywhere."""
         if isinstance(value, str):
             return not self.has_template(value) or self._lookup_only_source(value)
         if isinstance(value, dict):
@@ -591,8 +634,27 @@ def _got(call: nodes.Call | None) -> str | None:
 
 _LOOKUP_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Const)
 
+# Filters whose work is proportional to the value they are given (as a lookup's copy is), and that
+# take no argument but constants: a template of lookups and these is rendered in process too, not
+# in a helper (a helper's round trip cost a run about as much CPU as a step of it, docs/performance.md).
+# The same environment renders it either way, so the value is the same.
+_LINEAR_FILTERS = frozenset(
+    {"upper", "lower", "trim", "capitalize", "title", "string", "length", "count", "first", "last"}
+)
+# ...and `default` (`d`), with at most its two constant arguments (the value, and whether a falsy
+# value counts as undefined).
+_DEFAULT_FILTERS = frozenset({"default", "d"})
+# Of those, the ones that do not go through their input (RenderBudget.filter_input).
+_CONSTANT_TIME_FILTERS = frozenset({"length", "count", "first", "last", *_DEFAULT_FILTERS})
+
 
 def _is_lookup_node(node: nodes.Node) -> bool:
+    if isinstance(node, nodes.Filter):
+        if node.kwargs or node.dyn_args is not None or node.dyn_kwargs is not None or node.node is None:
+            return False
+        if node.name in _DEFAULT_FILTERS:
+            return len(node.args) <= 2 and all(isinstance(arg, nodes.Const) for arg in node.args)
+        return node.name in _LINEAR_FILTERS and not node.args
     if isinstance(node, nodes.Getitem):
         return isinstance(node.arg, nodes.Const)
     if isinstance(node, nodes.Name):

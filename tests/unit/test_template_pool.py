@@ -28,6 +28,25 @@ async def test_lookups_render_in_process_and_the_rest_in_helpers(templates: Temp
     assert templates.sandboxed == 1
 
 
+async def test_lookups_through_linear_filters_render_in_process_as_a_helper_renders_them(
+    templates: TemplatePool,
+) -> None:
+    scope = {**SCOPE, "trigger": {**SCOPE["trigger"], "none": None, "obj": {"k": [1, 2]}, "pad": "  a b  "}}
+    value = {
+        "u": "{{ trigger.user | upper }} #{{ trigger.n }}",
+        "whole": "{{ trigger.tags | first | upper }}",
+        "d": "{{ trigger.missing | default('-') }}/{{ trigger.none | d('none', true) }}/{{ trigger.none | d('x') }}",
+        "t": "{{ trigger.pad | trim | title }} {{ trigger.pad | capitalize }} {{ trigger.user | lower }}",
+        "n": "{{ trigger.tags | length }} {{ trigger.obj | count }} {{ trigger.tags | last }}",
+        "s": "{{ trigger.obj | string }} {{ trigger.n | string | length }}",
+    }
+    rendered = await templates.render(value, scope)
+    assert (templates.in_process, templates.sandboxed) == (1, 0)
+    assert rendered == await templates._sandboxed("render", value, scope)
+    assert rendered["u"] == "ANA #3"
+    assert rendered["d"] == "-/none/null"
+
+
 async def test_template_errors_keep_their_code(templates: TemplatePool) -> None:
     with pytest.raises(TemplateRenderError) as caught:
         await templates.render({"m": "{{ ''.__class__.__mro__ }}"}, SCOPE)
@@ -251,3 +270,18 @@ def test_narrowing_a_template_of_many_gets_takes_one_walk_of_it() -> None:
         patch.setattr(nodes.Node, "find_all", counted)
         assert _narrowed({"m": many}, scope)["nodes"] == {"a": {"echo": 1}}
     assert walks <= 5, f"{walks} walks of a template of 300 lookups: one each, or a few in all"
+
+
+async def test_filters_given_more_than_a_lookups_work_render_in_a_helper(templates: TemplatePool) -> None:
+    # Each `upper` goes through 600,000 characters: twice is past what an in-process render's filters may
+    # be given (templating.MAX_IN_PROCESS_FILTER_CHARS), so a helper renders it, to the same value.
+    scope = {**SCOPE, "trigger": {"big": "a" * 600_000, "many": ["x"] * 150_000}}
+    once = {"n": "{{ trigger.big | upper | length }}", "m": "{{ trigger.many | length }} {{ trigger.many | last }}"}
+    assert await templates.render(once, scope) == {"n": 600_000, "m": "150000 x"}
+    assert (templates.in_process, templates.sandboxed) == (1, 0)
+    twice = {"n": "{{ trigger.big | upper | length }} {{ trigger.big | lower | length }}"}
+    assert await templates.render(twice, scope) == {"n": "600000 600000"}
+    assert (templates.in_process, templates.sandboxed) == (1, 1)
+    listed = {"s": "{{ trigger.many | string | length }}/{{ trigger.many | string | length }}"}
+    assert await templates.render(listed, scope) == {"s": "600001/600001"}
+    assert (templates.in_process, templates.sandboxed) == (1, 2)
