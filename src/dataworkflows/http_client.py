@@ -18,10 +18,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 import httpx
+import structlog
 
 from dataworkflows.errors import DataWorkflowsError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_log = structlog.get_logger("dataworkflows.http")
 
 
 class BlockedDestination(DataWorkflowsError):
@@ -112,15 +115,28 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return await transport.handle_async_request(pinned)
 
     async def aclose(self) -> None:
-        retiring = list(self._retiring.items())
-        self._retiring.clear()
-        for handle, retired in retiring:
+        """Closes every pool: retired, the allow-listed destinations', in use. One that fails to close
+        does not leave the rest open (a review: the loop stopped at the first, and every pool after it
+        kept its connections until the process exited). The first failure is raised once all are
+        closed, as one close's was; the others are logged, not lost."""
+        for handle in self._retiring:
             handle.cancel()
-            await retired.aclose()
-        await self._transport.aclose()
-        for transport in self._per_host.values():
-            await transport.aclose()
+        pools = [*self._retiring.values(), self._transport, *self._per_host.values()]
+        self._retiring.clear()
         self._per_host.clear()
+        first: Exception | None = None
+        for pool in pools:
+            try:
+                await pool.aclose()
+            except Exception as exc:
+                if first is None:
+                    first = exc
+                else:
+                    _log.warning(
+                        "closing an HTTP connection pool failed", error=str(exc), error_type=type(exc).__name__
+                    )
+        if first is not None:
+            raise first
 
 
 _RETIRE_AFTER_SECONDS = 900.0  # longer than any request timeout (timeoutMs is at most 600 s)

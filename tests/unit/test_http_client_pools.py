@@ -8,6 +8,7 @@ import weakref
 
 import httpx
 import pytest
+import structlog.testing
 
 from dataworkflows import http_client
 from dataworkflows.http_client import GuardedTransport
@@ -51,3 +52,29 @@ async def test_closing_the_client_closes_the_pools_it_retired(monkeypatch: pytes
     assert pools[0] in closed and pools[1] in closed, "the retired pools are closed with the client"
     assert all(pool in closed for pool in pools[2:]), "and the pools in use"
     assert not transport._retiring
+
+
+async def test_a_pool_that_fails_to_close_leaves_none_of_the_others_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A review: the client closed its pools one after the other and stopped at the first that
+    raised, so every pool after it (retired or in use, and the allow-listed destinations' own)
+    kept its connections open until the process exited. All are closed; the first failure is
+    raised, as it was, and the others are logged."""
+    closed: list[httpx.AsyncBaseTransport] = []
+
+    async def aclose(self: httpx.AsyncHTTPTransport) -> None:
+        closed.append(self)
+        if len(closed) in (1, 3):
+            raise OSError(f"close number {len(closed)} failed")
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "aclose", aclose)
+    transport = GuardedTransport()
+    transport._max_hosts = 2
+    pools = [await transport._transport_for(("http", f"host{n}.example.com", 80)) for n in range(4)]
+    with structlog.testing.capture_logs() as logs, pytest.raises(OSError, match="close number 1 failed"):
+        await transport.aclose()
+    assert all(pool in closed for pool in [*pools, transport._transport]), "every pool was closed"
+    assert len(closed) == 5
+    assert [entry["error"] for entry in logs] == ["close number 3 failed"]
+    assert not transport._retiring and not transport._per_host
