@@ -98,13 +98,15 @@ class AnswerWatch:
         # How often the waiting calls are checked: a call is severed between `seconds` and `seconds`
         # plus this after its wait began.
         self.period = min(1.0, max(seconds / 4, 0.05))
-        self._waiting: dict[WatchedConnection, float] = {}
+        # Each waiting call: (when it began, when its counted wait began, its longest stall so far).
+        self._waiting: dict[WatchedConnection, tuple[float, float, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         # When the timer is due: a check that runs later than that ran behind a stalled event loop.
         self._due = 0.0
 
     def begin(self, conn: WatchedConnection) -> None:
-        self._waiting[conn] = time.monotonic()
+        now = time.monotonic()
+        self._waiting[conn] = (now, now, 0.0)
         if self._timer is None:
             self._schedule()
 
@@ -126,9 +128,17 @@ class AnswerWatch:
             # taken over and their HTTP calls made again). Only the part of a call's wait inside the
             # lateness is: a call begun after the check was due (by the task that held the loop, once it
             # let go) was not held by it, and is not given the stall on top of its bound (a review).
-            for conn, since in self._waiting.items():
-                self._waiting[conn] = min(since + stalled, now)
-        for conn, since in list(self._waiting.items()):
+            # What a call is given back in all is capped: its bound, or its longest single stall when
+            # that is longer. A busy loop (a task holding it 0.2 s at a time, again and again) made
+            # every check late, and each lateness was given back: a 1 s bound took 2.8 s, and longer
+            # holds stretched it without end (a review). Between holds the loop runs, the call is sent
+            # and its answer read: the holds' sum is not the call's lost time, as one long stall's is.
+            # A call on a silent server is severed within twice the larger of the two (plus a check's
+            # period and lateness); an answer that came meanwhile still saves it (readable, below).
+            for conn, (began, since, longest) in self._waiting.items():
+                longest = max(longest, min(stalled, now - began))
+                self._waiting[conn] = (began, min(since + stalled, now, began + max(self.seconds, longest)), longest)
+        for conn, (_, since, _) in list(self._waiting.items()):
             # An answer waiting to be read is one that came: the event loop, not the server, was late (a
             # stall in another task past the bound, a review); the next check sees it read, or not.
             if now - since >= self.seconds and not (conn.closed or readable(conn)):

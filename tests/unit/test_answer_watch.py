@@ -82,3 +82,32 @@ async def test_a_call_begun_after_a_stall_is_not_given_the_stall(
             watch._timer.cancel()
     assert severed == [call]
     assert clock[0] - 116.0 <= 10 + watch.period + 0.01, "the stall before the call began was counted off its wait"
+
+
+@pytest.mark.parametrize("late", [0.45, 0.9, 5.0])
+async def test_a_busy_event_loop_does_not_stretch_a_call_without_end(
+    severed: list[Any], monkeypatch: pytest.MonkeyPatch, late: float
+) -> None:
+    """A review: a task that held the loop again and again (0.2 s at a time, each check ran late
+    by more than the watch's period) had every check's lateness taken off the waiting call, so a
+    1 s bound on a silent server was 2.8 s, and with longer holds it grew with them, without end
+    (four checks late by 5 s: 21 s). A call is given back at most its bound, or its longest single
+    stall when that is longer: it is severed within twice that, plus a check's period and
+    lateness. Driven checks on a clock of the test's own: no timing."""
+    clock = [100.0]
+    monkeypatch.setattr(answers, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    watch = AnswerWatch(1, "DW_WORKER_ANSWER_SECONDS")  # checked every 0.25 s
+    call: Any = Call()
+    watch.begin(call)  # the server is silent
+    checks = 0
+    try:
+        while not severed and checks < 100:
+            clock[0] = watch._due + late  # every check runs `late` behind its time
+            watch._check()
+            checks += 1
+    finally:
+        if watch._timer is not None:
+            watch._timer.cancel()
+    assert severed == [call]
+    given = max(watch.seconds, late)
+    assert clock[0] - 100.0 <= 2 * given + watch.period + late, "the busy loop's lateness was given without end"
