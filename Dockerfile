@@ -33,6 +33,10 @@ COPY --from=build /wheels/ /tmp/wheels/
 COPY --from=build /src/constraints.txt /tmp/constraints.txt
 RUN pip install --constraint /tmp/constraints.txt /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels /tmp/constraints.txt
+# tini (Debian's) as PID 1, see ENTRYPOINT.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric uid, so orchestrators can verify "not root" (Kubernetes runAsNonRoot) without /etc/passwd.
 # /app is its home and working directory: `dataworkflows up` keeps its embedded database under ./.dataworkflows.
@@ -47,7 +51,13 @@ EXPOSE 5131
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('DW_API_PORT', '5131'), timeout=3)"]
 
-# Exec form: dataworkflows is PID 1 and receives SIGTERM itself, so a stopping worker hands its running
-# executions back instead of being killed mid-run.
-ENTRYPOINT ["dataworkflows"]
+# tini is PID 1 and passes SIGTERM on to dataworkflows, its only child (not its process group: `up`'s
+# embedded PostgreSQL is stopped by dataworkflows itself), and reaps orphaned processes. With dataworkflows
+# as PID 1 (the exec form alone), a SIGTERM that came before its handlers were installed was dropped,
+# since the kernel gives PID 1 no default action for it: a `docker stop` while `api` or `worker` started
+# (under a second with a database that answers; as long as the first connection's wait with one that
+# does not) or at any time during `migrate` or `examples load` (which install none) waited for the
+# SIGKILL, and a worker it missed went on taking runs (a review). Once its handlers are installed, a
+# stopping worker hands its running executions back instead of being killed mid-run.
+ENTRYPOINT ["/usr/bin/tini", "--", "dataworkflows"]
 CMD ["api"]

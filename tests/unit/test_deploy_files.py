@@ -302,13 +302,49 @@ def test_final_stage_runs_dataworkflows_as_a_non_root_user(dockerfile: list[Inst
     # Nothing after the USER switches back.
     assert all(i.keyword != "USER" for i in final[start:])
 
-    entrypoint = next((i.exec_form() for i in reversed(final) if i.keyword == "ENTRYPOINT"), None) or []
-    cmd = next((i.exec_form() for i in reversed(final) if i.keyword == "CMD"), None) or []
-    # Exec form, so dataworkflows gets SIGTERM itself (a worker then hands its executions back).
-    argv = entrypoint + cmd
+    # Exec form, so the signals reach dataworkflows through the init only (a worker then hands its
+    # executions back; see test_an_init_is_pid_1_and_passes_the_stop_signal_on).
+    argv = command_line(final)[len(INIT) :]
     assert argv[:2] == ["dataworkflows", "api"], argv
     assert build_parser().parse_args(argv[1:]).func.__name__ == "cmd_api"
     assert any(i.keyword == "WORKDIR" for i in final)
+
+
+INIT = ["/usr/bin/tini", "--"]
+
+
+def command_line(final: list[Instruction]) -> list[str]:
+    """The final stage's ENTRYPOINT and CMD (exec form), as the container runs them."""
+    entrypoint = next((i.exec_form() for i in reversed(final) if i.keyword == "ENTRYPOINT"), None) or []
+    cmd = next((i.exec_form() for i in reversed(final) if i.keyword == "CMD"), None) or []
+    return entrypoint + cmd
+
+
+def test_an_init_is_pid_1_and_passes_the_stop_signal_on(
+    dockerfile: list[Instruction], services: dict[str, Any]
+) -> None:
+    """A review: dataworkflows was PID 1, and the kernel gives PID 1 no default action for SIGTERM, so a
+    `docker stop` before its handlers were installed was dropped (as PID 1 in a PID namespace, `api`
+    and `worker` ignored a SIGTERM 0.3 s after they started, `migrate` one while it waited for a
+    database that does not answer, and a container went on to its SIGKILL). Debian's tini is PID 1: it
+    passes the signal on to its child, whose default action then ends it, as anywhere else."""
+    final = [i for i in dockerfile if i.stage == max(i.stage for i in dockerfile)]
+    argv = command_line(final)
+    assert argv[: len(INIT)] == INIT, f"the ENTRYPOINT starts dataworkflows under tini: {argv}"
+    assert argv[len(INIT)] == "dataworkflows"
+    # To its child only: `-g` (the process group) would stop `up`'s embedded PostgreSQL behind its back.
+    assert "-g" not in argv[: len(INIT)]
+    installs = [i.args for i in final if i.keyword == "RUN" and "apt-get install" in i.args]
+    assert any(re.search(r"apt-get install\b.*\btini\b", args) for args in installs), "tini is installed"
+    start = min(n for n, i in enumerate(final) if i.keyword in ("ENTRYPOINT", "CMD"))
+    users = [n for n, i in enumerate(final[:start]) if i.keyword == "USER"]
+    install = next(n for n, i in enumerate(final) if i.keyword == "RUN" and "tini" in i.args)
+    assert install < users[-1], "installed as root, before the USER switch"
+    for name in APP_SERVICES:
+        # A service that replaced the entrypoint would be PID 1 again; compose's own init beside tini
+        # makes tini PID 2 (it warns so, and reaps nothing).
+        assert "entrypoint" not in services[name], name
+        assert not services[name].get("init"), name
 
 
 def test_final_stage_serves_the_api_port_with_a_healthcheck(dockerfile: list[Instruction]) -> None:
