@@ -82,6 +82,13 @@ UPDATE dw.workflows SET template_id = %(template_id)s, template_version = %(temp
 -- Serializes version numbering for one workflow template.
 SELECT pg_advisory_xact_lock(hashtextextended('dw.workflow_templates:' || %(id)s, 0));
 
+-- name: try_lock_examples_load
+-- One examples load at a time (examples.load_all), each in one transaction: one that comes while
+-- another loads waits for it to commit, then finds what it loaded. Tried, not waited for inside the
+-- statement: a session blocked on an advisory lock holds a snapshot (a CREATE INDEX CONCURRENTLY
+-- waits for it), one between tries holds none.
+SELECT pg_try_advisory_xact_lock(hashtextextended('dw.examples_load', 0)) AS locked;
+
 -- name: find_template_by_checksum
 -- The latest version, if it has the same canonical content (an earlier version's content again
 -- makes a new latest version).

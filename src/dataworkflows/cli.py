@@ -563,7 +563,7 @@ async def _load_examples(settings: Settings) -> None:
     from dataworkflows.actions import default_registry
     from dataworkflows.conditions import ConditionPool
     from dataworkflows.db import Database, make_pool
-    from dataworkflows.examples import load_examples, load_template_sets, load_templates
+    from dataworkflows.examples import load_all
     from dataworkflows.tenancy import DEFAULT_TENANT, tenant_scope
 
     assert settings.database_url is not None
@@ -578,13 +578,11 @@ async def _load_examples(settings: Settings) -> None:
     conditions = ConditionPool(size=1)
     try:
         with tenant_scope(DEFAULT_TENANT):
-            # Template sets first: a workflow's core.template.render names one.
-            sets = await load_template_sets(Database(pool))
-            loaded = await load_examples(Database(pool), default_registry(), conditions)
-            templates = await load_templates(Database(pool))
+            # All of them or none (one transaction).
+            loaded = await load_all(Database(pool), default_registry(), conditions)
             # Those an operator archived or disabled stay so, and are said so (a review: they were
             # listed as Active).
-            workflows = [await Database(pool).workflows.get(workflow_id) for workflow_id in loaded]
+            workflows = [await Database(pool).workflows.get(workflow_id) for workflow_id in loaded.workflows]
     finally:
         await conditions.close()
         await pool.close()
@@ -597,8 +595,8 @@ async def _load_examples(settings: Settings) -> None:
     print(f"example workflows (Active): {', '.join(active) or 'none'}")
     if other:
         print(f"example workflows left as an operator set them: {', '.join(other)}")
-    print(f"example workflow templates: {', '.join(templates)}")
-    print(f"example document template sets: {', '.join(sets)}")
+    print(f"example workflow templates: {', '.join(loaded.templates)}")
+    print(f"example document template sets: {', '.join(loaded.template_sets)}")
 
 
 async def _up(settings: Settings, *, load: bool, stopper: Stopper, sockets: list[socket.socket]) -> int:

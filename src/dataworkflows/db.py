@@ -14,7 +14,7 @@ import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import psycopg
@@ -510,7 +510,14 @@ def _refused_transiently(exc: psycopg.Error, conn: psycopg.AsyncConnection[Any])
     on a connection that is still open. Never true for a statement whose answer was lost (the
     connection died: it may have committed) nor for a refusal that would come again (a DWnnn
     invariant, a constraint, a bug)."""
-    return transient_state(exc.sqlstate or "") and exc.pgresult is not None and not conn.closed
+    return (
+        transient_state(exc.sqlstate or "")
+        and exc.pgresult is not None
+        and not conn.closed
+        # In a transaction (Database.all_or_nothing's), a refused statement aborted all of it: it is not
+        # run again alone, which would only be refused as "current transaction is aborted".
+        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
 
 
 def _stop_if_cancelled() -> None:
@@ -621,14 +628,38 @@ async def _pipelined(
 _TRANSACTION_CONTROL = frozenset({"BEGIN", "COMMIT"})
 
 
+class ConnectionLender(Protocol):
+    """What a Database borrows its connections from: a pool, or _OneConnection."""
+
+    def connection(
+        self, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]: ...
+
+
+class _OneConnection:
+    """Lends the same connection, in a transaction, to every call (Database.all_or_nothing)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], role: str | None) -> None:
+        self._conn = conn
+        self.role = role
+
+    @contextlib.asynccontextmanager
+    async def connection(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - the pool's signature
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        yield self._conn
+
+
 class Database:
     """Named queries over an async pool. Each call is one round trip and one transaction, except
-    inside `transaction()`. Every transaction runs under the task's tenant (dataworkflows.tenancy).
-    The data layer's typed methods hang off it by area."""
+    inside `transaction()` and `all_or_nothing()`. Every transaction runs under the task's tenant
+    (dataworkflows.tenancy). The data layer's typed methods hang off it by area."""
 
-    def __init__(self, pool: psycopg_pool.AsyncConnectionPool) -> None:
+    def __init__(self, pool: ConnectionLender) -> None:
         self.pool = pool
         self._pool_role: str | None = getattr(pool, "role", None)
+        self._pinned = isinstance(pool, _OneConnection)
         self.workflows = WorkflowData(self)
         self.executions = ExecutionData(self)
         self.operations = OperationsData(self)
@@ -653,6 +684,8 @@ class Database:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection for tools and tests, as the task's tenant (see _enter). Whatever the
         borrower does to its session, the next user of the connection sets it again."""
+        if self._pinned:
+            raise RuntimeError("connection() would roll all_or_nothing's transaction back as it ends")
         with translate_errors():
             async with self.pool.connection() as conn:
                 _stop_if_cancelled()
@@ -673,6 +706,24 @@ class Database:
                 await _enter(conn, self._pool_role)
                 async with conn.transaction():
                     yield Transaction(conn.cursor(row_factory=dict_row))
+
+    @contextlib.asynccontextmanager
+    async def all_or_nothing(self) -> AsyncIterator[Database]:
+        """A Database whose every call, the typed methods' included, runs on one connection in one
+        transaction: committed as the block ends, rolled back whole if it raises (and by the server if
+        the process dies). A typed method's own transaction() is a savepoint in it. It holds the
+        connection and every lock it takes until the block ends (a typed method's transaction-level
+        advisory locks too): for short work that must land whole or not at all (the examples' load).
+        Not for fetch_one_of_message, whose COMMIT would end the block's transaction."""
+        with translate_errors():
+            async with self.pool.connection() as conn:
+                _stop_if_cancelled()
+                await _enter(conn, self._pool_role)
+                try:
+                    async with conn.transaction():
+                        yield Database(_OneConnection(conn, self._pool_role))
+                finally:
+                    _forget(conn)  # a session setting changed inside was rolled back with it
 
     async def _statement(
         self,
@@ -715,6 +766,8 @@ class Database:
         pipeline (_pipelined): the first row of the first statement's answer. A transient refusal sends
         them all again, so its statements must bear that (start_execution_then_notify's do: the start
         is idempotent by request id)."""
+        if self._pinned:
+            raise RuntimeError("a pipeline's COMMIT would end all_or_nothing's transaction")
         return await self._statement(name, params, _fetch_one, one_message=True)
 
     async def execute(self, name: str, /, **params: Any) -> None:

@@ -3,8 +3,11 @@ templates, and the workflows as Active workflows (after the template sets their 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -58,6 +61,48 @@ def example_template_sets() -> list[tuple[str, dict[str, Any]]]:
     {id, displayName, description}, "templates": [{name, format, body, sampleData}]}, a body being a
     string or a list of lines."""
     return [(name, d) for name, d in _fixture_documents() if "templateSet" in d and "templates" in d]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a load made ready or found as an operator left it, by id."""
+
+    template_sets: list[str]
+    workflows: list[str]
+    templates: list[str]
+
+
+# How often a load tries the examples' lock while another load holds it, and after how long it says so.
+LOCK_TRY_SECONDS = 0.1
+LOCK_NOTICE_SECONDS = 5.0
+
+
+async def load_all(db: Database, registry: ActionRegistry, conditions: ConditionPool) -> Loaded:
+    """Loads every example (`up` and `examples load`): the document template sets, then the workflows
+    (which render them), then the workflow templates, all in one transaction. A load that fails or is
+    killed midway leaves nothing of itself: it had left some examples at a release's new version and
+    others at the old one (a workflow calling a subworkflow of another release), or saved Drafts, until
+    a later load finished the work (a review). Two loads at once (two `up`s on one database, `up`
+    beside compose's `examples`) take turns: the second waits for the first to commit, then finds its
+    work done."""
+    async with db.all_or_nothing() as loading:
+        await _take_lock(loading)
+        sets = await load_template_sets(loading)
+        workflows = await load_examples(loading, registry, conditions)
+        templates = await load_templates(loading)
+    return Loaded(sets, workflows, templates)
+
+
+async def _take_lock(db: Database) -> None:
+    began = time.monotonic()
+    said = False
+    while True:
+        if await db.workflows.try_lock_examples_load():
+            return
+        if not said and time.monotonic() - began >= LOCK_NOTICE_SECONDS:
+            said = True
+            log.info("waiting for another load of the examples to finish")
+        await asyncio.sleep(LOCK_TRY_SECONDS)
 
 
 async def load_template_sets(db: Database) -> list[str]:
@@ -201,9 +246,10 @@ async def _loaders_own(db: Database, workflow: Workflow) -> bool:
     """Whether an existing example workflow is as the loader left it: at a version the loader
     published, not archived (archiving is an operator's decision); or never published, made by the
     loader and its latest version saved by it. The loader saves every example before it publishes
-    them, so a load that died in between (an `up` killed while it loaded them, a helper that could
-    not start for a later example's conditions) left Drafts that no later load published: every
-    later `up` said they were "left as an operator set them" and the walkthrough answered 409."""
+    them, and before load_all made a load one transaction, a load that died in between (an `up`
+    killed while it loaded them, a helper that could not start for a later example's conditions) left
+    Drafts that no later load published: every later `up` said they were "left as an operator set
+    them" and the walkthrough answered 409. A database such a load left still has them."""
     if workflow.status == "Archived":
         return False
     if workflow.current_version is None:

@@ -280,6 +280,12 @@ class WorkflowData:
             assert row is not None
             return int(row["version"]), True
 
+    async def try_lock_examples_load(self) -> bool:
+        """Whether this transaction (Database.all_or_nothing's) now holds the examples' load lock
+        (examples.load_all): False while another load holds it."""
+        row = await self._db.fetch_one("try_lock_examples_load")
+        return row is not None and bool(row["locked"])
+
     async def get_template(self, template_id: str, version: int | None = None) -> WorkflowTemplate | None:
         """One version of a template, with its definition (the latest when version is None)."""
         return await self._db.fetch_one_as(WorkflowTemplate, "get_workflow_template", id=template_id, version=version)
