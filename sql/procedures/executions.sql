@@ -1929,11 +1929,17 @@ BEGIN
     IF v_d.kind <> 'job_failed' THEN
         -- The letters of the children (and theirs) whose end this run took: its redriven nodes start
         -- children of their own, and those letters could never be redriven (a 409 naming this
-        -- run's letter). Closed as superseded: they stayed open, and retention kept the tree.
+        -- run's letter). Closed as superseded: they stayed open, and retention kept the tree. Not in
+        -- a detached child's tree, as an acknowledgement and a run's end leave it: its letter, still
+        -- open, supersedes those beneath it (this redrive closed them, saying it had, while the
+        -- detached child's letter stayed open; and it and the detached child's own redrive or
+        -- acknowledgement locked the same letters, each in its plan's order).
         WITH RECURSIVE tree AS (
-            SELECT c.* FROM dw.executions c WHERE c.parent_execution_id = v_e.id
+            SELECT c.* FROM dw.executions c
+             WHERE c.parent_execution_id = v_e.id AND NOT dw.is_detached_child_v1(c.id)
             UNION ALL
             SELECT c.* FROM dw.executions c JOIN tree t ON c.parent_execution_id = t.id
+             WHERE NOT dw.is_detached_child_v1(c.id)
         )
         UPDATE dw.dead_letters d
            SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',

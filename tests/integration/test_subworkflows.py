@@ -904,3 +904,36 @@ async def test_a_child_that_fails_after_its_parent_was_cancelled_leaves_no_lette
     (letter,) = [d for d in letters if d.execution_id == kid["id"]]
     assert letter.closed_at is not None and letter.close_reason == "superseded", letter
     assert letter.close_note == f"execution {root} was cancelled (node call)", letter.close_note
+
+
+async def test_a_parents_redrive_leaves_the_letters_in_a_detached_childs_tree(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """As its end and its acknowledgement do, a parent's redrive leaves the letters of a detached
+    child's tree alone: it closed the detached child's own child's letter ("execution ... was
+    redriven") while the detached child's letter, which supersedes it, stayed open. The detached
+    child's redrive closes it, naming that letter."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("middle", sub("call", "breaks")), conditions)
+    loose = sub("loose", "middle", to("hold"), waitForCompletion=False)
+    parent = wf("holds", loose, signal("hold", to("last"), name="go"))
+    parent["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, parent, conditions)
+    root = await start(db, "holds")
+    await drain(db, runtime)
+    (detached,) = await children(db, root)
+    (grandchild,) = await children(db, detached["id"])
+    await db.control.signal(
+        root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+    )
+    await drain(db, runtime)
+    assert (await execution(db, root))["status"] == "Failed"
+    detached_letter = await open_letter(db, detached["id"])
+    grandchild_letter = await open_letter(db, grandchild["id"])
+    await db.operations.redrive(await open_letter(db, root), principal="ops", queue="executions")
+    assert await open_letter(db, grandchild["id"]) == grandchild_letter
+    await db.operations.redrive(detached_letter, principal="ops", queue="executions")
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (closed,) = [d for d in letters if d.id == grandchild_letter]
+    assert closed.close_note == f"execution {detached['id']} was redriven (dead letter {detached_letter})", closed
