@@ -2,10 +2,15 @@
 -- checkpoint, checkpoint forEach items) and every procedure that ends a run (a child's end
 -- resolves its parent's wait; a parent's end cancels the children it can no longer wait for).
 --
--- Lock order. A child's end locks the child, then its parent (to resolve the parent's wait under
--- the parent's lock, as every wait is resolved). Nothing locks a parent and then its children: a
--- parent's end only queues a dw.cancel_children job, which cancels each child in a transaction of
--- its own. So a parent and its children never wait for each other's locks.
+-- Lock order. Runs' rows from a child up, then letters. A child's end locks the child, then its
+-- parent (to resolve the parent's wait under the parent's lock, as every wait is resolved; and,
+-- when it files a letter, before it takes any letter's row: dw.complete_execution_v2); a child's
+-- start locks the run starting it, then its tree's root (dw.start_child_v2). Nothing locks a parent's
+-- row and then its children's rows: a parent's end only queues a dw.cancel_children job, which
+-- cancels each child in a transaction of its own. A redrive or an acknowledgement of a run's letter,
+-- and a run's end, lock that run's row, then the letters of its tree (never a descendant's row: a
+-- redrive that locked them would wait for a descendant's start, which holds its own row and waits
+-- for the root's). So a parent and its children never wait for each other's locks.
 
 -- Locks a node's state while its attempt p_attempt is in flight (Running); DW011 otherwise.
 CREATE OR REPLACE FUNCTION dw.lock_running_attempt_v1(p_execution_id uuid, p_node_id text, p_attempt integer)
@@ -413,23 +418,66 @@ BEGIN
 END;
 $$;
 
--- A child that files its letter after its parent was cancelled (the parent's cancel came as the child
--- ended: its queued cancel not yet taken, or too late) closes it at once, with those of its own
--- children beneath it, as the parent's end closed those already filed
--- (dw.close_handled_child_letters_v1): refused every redrive (its parent stopped waiting for it)
--- and superseded by nothing (a cancelled run files none), it stayed open for good. Only this child's
+-- A child that files its letter after its parent has stopped waiting for it, where nothing will
+-- supersede that letter, closes it at once, with those of its own children beneath it, as the
+-- parent's end or acknowledgement closed those already filed: refused every redrive (its parent
+-- took its end, or stopped waiting for it), it stayed open for good, listed as needing a human,
+-- and kept the tree from retention. Its parent was cancelled (the cancel came as the child ended:
+-- its queued cancel not yet taken, or too late; a cancelled run files no letter), or had ended with
+-- no letter of its own open, and none of its runs above it is still going or has one open: its
+-- letter was acknowledged (dw.acknowledge_dead_letter_v1 closed its children's letters filed by
+-- then), or it handled the failure and ended (dw.close_handled_child_letters_v1 closed those),
+-- while this child, its end no longer awaited (its cancel not yet taken), ran on and failed later.
+-- Left open where something will close it: a run above it still going (its end closes it, or files
+-- a letter whose redrive or acknowledgement does; not through a run that succeeded, which its
+-- end does not walk), or one with an open letter (its redrive or acknowledgement does). Never in a
+-- detached child's tree beyond the detached child: its letters are its own. Only this child's
 -- tree: a cancelled forEach's items that fail one by one do not walk their siblings.
-CREATE OR REPLACE FUNCTION dw.close_cancelled_parents_child_letters_v1(p_child_id uuid) RETURNS void
+CREATE OR REPLACE FUNCTION dw.close_late_child_letters_v1(p_child_id uuid) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_parent uuid;
-    v_node text;
+    v_c dw.executions;
+    v_p dw.executions;
+    v_a dw.executions;
+    v_through_succeeded boolean := false;
+    v_acknowledged bigint;
+    v_note text;
 BEGIN
-    SELECT p.id, c.parent_node_id INTO v_parent, v_node
-      FROM dw.executions c JOIN dw.executions p ON p.id = c.parent_execution_id
-     WHERE c.id = p_child_id AND p.status = 'Cancelled';
-    IF v_parent IS NULL OR dw.is_detached_child_v1(p_child_id) THEN
+    SELECT * INTO v_c FROM dw.executions c WHERE c.id = p_child_id;
+    IF v_c.parent_execution_id IS NULL OR dw.is_detached_child_v1(p_child_id) THEN
         RETURN;
+    END IF;
+    SELECT * INTO v_p FROM dw.executions p WHERE p.id = v_c.parent_execution_id;
+    IF v_p.status = 'Cancelled' THEN
+        v_note := format('execution %s was cancelled (node %s)', v_p.id, v_c.parent_node_id);
+    ELSE
+        v_a := v_p;
+        LOOP
+            IF v_a.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') AND NOT v_through_succeeded THEN
+                RETURN;
+            END IF;
+            IF EXISTS (SELECT 1 FROM dw.dead_letters d
+                        WHERE d.execution_id = v_a.id AND d.kind <> 'job_failed'
+                          AND d.redriven_at IS NULL AND d.closed_at IS NULL) THEN
+                RETURN;
+            END IF;
+            EXIT WHEN v_a.parent_execution_id IS NULL OR dw.is_detached_child_v1(v_a.id);
+            v_through_succeeded := v_through_succeeded OR v_a.status = 'Succeeded';
+            SELECT * INTO v_a FROM dw.executions e WHERE e.id = v_a.parent_execution_id;
+        END LOOP;
+        SELECT d.id INTO v_acknowledged FROM dw.dead_letters d
+         WHERE d.execution_id = v_p.id AND d.kind <> 'job_failed' AND d.close_reason = 'acknowledged'
+         ORDER BY d.id DESC LIMIT 1;
+        v_note := CASE
+            WHEN v_acknowledged IS NOT NULL
+                THEN format('execution %s''s dead letter %s was acknowledged', v_p.id, v_acknowledged)
+            WHEN v_p.status = 'Succeeded' OR EXISTS (
+                    SELECT 1 FROM dw.node_states n
+                     WHERE n.execution_id = v_p.id AND n.node_id = v_c.parent_node_id
+                       AND (n.status = 'Succeeded' OR (n.status = 'Failed' AND n.end_reason IS NULL)))
+                THEN format('execution %s handled its failure (node %s) and ended', v_p.id, v_c.parent_node_id)
+            ELSE format('execution %s ended %s (node %s) with no dead letter open to supersede this one',
+                        v_p.id, v_p.status, v_c.parent_node_id) END;
     END IF;
     WITH RECURSIVE tree AS (
         SELECT p_child_id AS id
@@ -438,12 +486,18 @@ BEGIN
          WHERE c.status <> 'Succeeded' AND NOT dw.is_detached_child_v1(c.id)
     )
     UPDATE dw.dead_letters d
-       SET closed_at = now(), close_reason = 'superseded',
-           close_note = format('execution %s was cancelled (node %s)', v_parent, v_node)
+       SET closed_at = now(), close_reason = 'superseded', close_note = v_note
       FROM tree t JOIN dw.executions c ON c.id = t.id
      WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
        AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
 END;
+$$;
+
+-- The previous release's name (it closed them under a cancelled parent only): this release's
+-- procedures call dw.close_late_child_letters_v1.
+CREATE OR REPLACE FUNCTION dw.close_cancelled_parents_child_letters_v1(p_child_id uuid) RETURNS void
+    LANGUAGE sql AS $$
+    SELECT dw.close_late_child_letters_v1(p_child_id);
 $$;
 
 -- Queues the cancellation of the children dw.children_to_cancel_v1 names, if there are any.

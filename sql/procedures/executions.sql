@@ -473,7 +473,11 @@ BEGIN
         'code', 'node_failed', 'nodeId', v_node,
         'message', format('node %L failed', v_node) || COALESCE(': ' || NULLIF(v_cause ->> 'message', ''), ''),
         'cause', COALESCE(v_failure, 'null'::jsonb));
-    -- As its worker's end does (dw.complete_execution_v2), without the lease.
+    -- As its worker's end does (dw.complete_execution_v2), without the lease: its parent's row first
+    -- (recovery and the timeout sweep took it already, without waiting; an acquire waits for it).
+    PERFORM 1 FROM dw.executions p
+     WHERE p.id = (SELECT e.parent_execution_id FROM dw.executions e WHERE e.id = p_execution_id)
+       FOR NO KEY UPDATE;
     PERFORM dw.record_cancel_too_late_v1(p_execution_id, 'Failed');
     PERFORM dw.finish_execution_v1(p_execution_id, 'Failed', v_error, 'execution_failed');
     PERFORM dw.file_node_failed_letter_v1(p_execution_id, v_node, COALESCE(v_cause, v_error));
@@ -1353,8 +1357,9 @@ BEGIN
            p_error, n.attempts
       FROM dw.node_states n JOIN dw.executions e ON e.id = n.execution_id
      WHERE n.execution_id = p_execution_id AND n.node_id = p_node_id;
-    -- A child whose parent was cancelled before it ended: nobody can act on it.
-    PERFORM dw.close_cancelled_parents_child_letters_v1(p_execution_id);
+    -- A child whose parent was cancelled before it ended, or had ended with no letter open to
+    -- supersede this one: nobody can act on it.
+    PERFORM dw.close_late_child_letters_v1(p_execution_id);
 END;
 $$;
 
@@ -1380,6 +1385,14 @@ BEGIN
         RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = 'DW013';
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
+    -- A child that files a letter holds its parent's row from here, before it takes any letter's (the
+    -- child, then its parent, as dw.child_ended_v1 takes them, and before letters, as a redrive or an
+    -- acknowledgement of the parent's letter takes the parent's row before the letters of its tree):
+    -- dw.close_late_child_letters_v1 reads whether the parent has ended, or has an open letter, and a
+    -- parent's end or acknowledgement in flight, which does not see this letter, left it open for good.
+    IF p_dead_letter_node IS NOT NULL AND v_e.parent_execution_id IS NOT NULL THEN
+        PERFORM 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id FOR NO KEY UPDATE;
+    END IF;
     IF v_e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled' THEN
         PERFORM dw.record_cancel_too_late_v1(p_execution_id, p_status);
     END IF;
@@ -1789,7 +1802,7 @@ BEGIN
                    jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version, 'trigger', e.trigger),
                    e.error, v_e.recovery_count + 1
               FROM dw.executions e WHERE e.id = v_e.id;
-            PERFORM dw.close_cancelled_parents_child_letters_v1(v_e.id);
+            PERFORM dw.close_late_child_letters_v1(v_e.id);
             action := 'failed';
             RETURN NEXT;
             CONTINUE;

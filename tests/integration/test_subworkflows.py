@@ -4,6 +4,7 @@ played by `drain`, which runs queued jobs in-process the way the worker's tasks 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
@@ -937,3 +938,255 @@ async def test_a_parents_redrive_leaves_the_letters_in_a_detached_childs_tree(
     letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
     (closed,) = [d for d in letters if d.id == grandchild_letter]
     assert closed.close_note == f"execution {detached['id']} was redriven (dead letter {detached_letter})", closed
+
+
+async def closed_again_by_migration_0068(db: Database, letter_ids: list[int]) -> dict[int, str | None]:
+    """The letters reopened, as an earlier release left them, then migration 0068 run: each one's
+    close note (None: left open)."""
+    await sql(
+        db,
+        "UPDATE dw.dead_letters SET closed_at = NULL, close_reason = NULL, close_note = NULL WHERE id = ANY(%s)",
+        letter_ids,
+    )
+    migration = ROOT / "sql" / "migrations" / "0068_late_child_letters_closed.sql"
+    async with db.connection() as conn:
+        await conn.execute(migration.read_text("utf-8"))
+    rows = await sql(db, "SELECT id, close_note FROM dw.dead_letters WHERE id = ANY(%s)", letter_ids)
+    return {letter_id: note for letter_id, note in rows}
+
+
+async def fail_late(db: Database, runtime: Runtime, kid: UUID, meanwhile: Any) -> None:
+    """Runs child `kid` to its failure, `meanwhile` awaited as its worker ends it (its node failed
+    unhandled): what its parent does while the child is in flight, before its letter is filed."""
+    real_complete = db.runs.complete
+
+    async def then_end(execution_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        if execution_id == kid:
+            await meanwhile()
+        return await real_complete(execution_id, *args, **kwargs)
+
+    db.runs.complete = then_end  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(kid) == "Failed"
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+
+
+async def test_a_child_that_fails_after_its_parents_letter_was_acknowledged_leaves_no_letter_open(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The parent failed (another of its nodes) while its child ran, and its letter was acknowledged,
+    closing those of the children whose end it took; the child then failed: its letter, filed after,
+    was refused every redrive (its parent stopped waiting for it) and superseded by nothing (the
+    parent's letter was closed): open for good, and retention kept the tree. It is closed as it is
+    filed, as the acknowledgement would have closed it."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    parent = wf(
+        "forks", echo("go", to("call"), to("hold")), sub("call", "breaks"), signal("hold", to("last"), name="go")
+    )
+    parent["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, parent, conditions)
+    root = await start(db, "forks")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    acknowledged: list[int] = []
+
+    async def parent_fails_and_is_acknowledged() -> None:
+        await db.control.signal(
+            root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+        )
+        assert await runtime.run_execution(root) == "Failed"
+        acknowledged.append(await open_letter(db, root))
+        await db.operations.acknowledge(acknowledged[0], principal="ops", note=None)
+
+    await fail_late(db, runtime, kid["id"], parent_fails_and_is_acknowledged)
+    await drain(db, runtime)
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (letter,) = [d for d in letters if d.execution_id == kid["id"]]
+    assert letter.closed_at is not None and letter.close_reason == "superseded", letter
+    assert letter.close_note == f"execution {root}'s dead letter {acknowledged[0]} was acknowledged", letter.close_note
+    assert await closed_again_by_migration_0068(db, [letter.id]) == {letter.id: letter.close_note}
+
+
+async def test_a_child_that_fails_after_its_parent_handled_its_node_and_ended_leaves_no_letter_open(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A forEach's item child failed (failFast), the forEach stopped waiting for its sibling's
+    child, an always edge took the node's failure and the parent succeeded, closing the letters of
+    the children whose failure it handled; the sibling's child then failed: its letter, filed after,
+    was refused every redrive (its parent stopped waiting for it) and superseded by nothing: open for
+    good. It is closed as it is filed."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    items = kind_node(
+        "forEach", "items", (to("done", "always"),), {"items": [1, 2], "subworkflow": {"workflowId": "breaks"}}
+    )
+    await publish(db, wf("fans", items, echo("done")), conditions)
+    root = await start(db, "fans")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    first, second = await children(db, root)
+    await sql(db, "DELETE FROM procrastinate_jobs")
+
+    async def sibling_fails_and_parent_ends() -> None:
+        assert await runtime.run_execution(first["id"]) == "Failed"
+        assert await runtime.run_execution(root) == "Succeeded"
+
+    await fail_late(db, runtime, second["id"], sibling_fails_and_parent_ends)
+    await drain(db, runtime)
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    kids = {first["id"]: "first", second["id"]: "second"}
+    states = {kids[d.execution_id]: (d.close_reason, d.close_note) for d in letters if d.execution_id in kids}
+    assert states["first"] == ("superseded", f"execution {root} handled its failure (node items) and ended"), states
+    assert states["second"] == ("superseded", f"execution {root} handled its failure (node items) and ended"), states
+    (second_letter,) = [d.id for d in letters if d.execution_id == second["id"]]
+    assert await closed_again_by_migration_0068(db, [second_letter]) == {second_letter: states["second"][1]}
+
+
+async def test_a_childs_letter_filed_while_its_parents_letter_is_being_acknowledged_is_closed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The parent's letter acknowledged in a transaction still in flight as the child fails: the
+    acknowledgement closes the letters of its tree that it sees, not the child's, filed meanwhile;
+    and the child's end saw the parent's letter open (superseding its own) and left its letter open
+    for good. The child's end files its letter under its parent's row, which the acknowledgement
+    holds: it waits for it, then sees the letter acknowledged."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    parent = wf(
+        "forks", echo("go", to("call"), to("hold")), sub("call", "breaks"), signal("hold", to("last"), name="go")
+    )
+    parent["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, parent, conditions)
+    root = await start(db, "forks")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    await db.control.signal(
+        root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+    )
+    real_complete = db.runs.complete
+    parent_letter: list[int] = []
+
+    async def while_acknowledging(execution_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        if execution_id != kid["id"]:
+            return await real_complete(execution_id, *args, **kwargs)
+        assert await runtime.run_execution(root) == "Failed"
+        parent_letter.append(await open_letter(db, root))
+        async with db.connection() as acknowledging:
+            async with acknowledging.transaction():
+                await acknowledging.execute(
+                    "SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (parent_letter[0],)
+                )
+                info = acknowledging.info.backend_pid
+                ending = asyncio.create_task(real_complete(execution_id, *args, **kwargs))
+                for _ in range(250):
+                    if ending.done() or await sql(
+                        db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", info
+                    ):
+                        break
+                    await asyncio.sleep(0.02)
+            return await ending
+
+    db.runs.complete = while_acknowledging  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(kid["id"]) == "Failed"
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (letter,) = [d for d in letters if d.execution_id == kid["id"]]
+    assert letter.close_reason == "superseded", letter
+    assert letter.close_note == f"execution {root}'s dead letter {parent_letter[0]} was acknowledged", letter.close_note
+
+
+async def test_migration_0068_leaves_the_letters_something_will_still_close(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child's letter under its parent's open letter (whose redrive or acknowledgement closes it),
+    and a detached child's, stay open."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    await publish(db, wf("fires", sub("call", "breaks", waitForCompletion=False)), conditions)
+    waits_on = await start(db, "waits-on")
+    fires = await start(db, "fires")
+    await drain(db, runtime)
+    (kid,) = await children(db, waits_on)
+    (loose,) = await children(db, fires)
+    letters = [await open_letter(db, kid["id"]), await open_letter(db, loose["id"])]
+    assert await closed_again_by_migration_0068(db, letters) == dict.fromkeys(letters)
+
+
+async def test_a_roots_redrive_and_its_childs_end_take_their_locks_in_one_order(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review suspected a deadlock: a redrive of the root's letter holds the root's row and closes
+    the letters of its tree, while a child's end (closing the letters of the children whose failure
+    it handled, filing its own) locks its own rows and then its parent's. Both take the runs' rows
+    first, from the child up, and then letters: the child's end waits for the redrive to commit,
+    then ends, and neither is aborted."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    middle = wf("handles-then-breaks", sub("call", "breaks", to("next", "always")))
+    middle["nodes"].append(echo("next", simulateFailure="permanent"))
+    await publish(db, middle, conditions)
+    parent = wf(
+        "forks",
+        echo("go", to("call"), to("hold")),
+        sub("call", "handles-then-breaks"),
+        signal("hold", to("last"), name="go"),
+    )
+    parent["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, parent, conditions)
+    root = await start(db, "forks")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    assert await runtime.run_execution(kid["id"]) == "parked"
+    (grandchild,) = await children(db, kid["id"])
+    assert await runtime.run_execution(grandchild["id"]) == "Failed"
+    grandchild_letter = await open_letter(db, grandchild["id"])
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    await db.control.signal(
+        root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+    )
+    real_complete = db.runs.complete
+    blocked: list[bool] = []
+
+    async def while_redriving(execution_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        if execution_id != kid["id"]:
+            return await real_complete(execution_id, *args, **kwargs)
+        assert await runtime.run_execution(root) == "Failed"
+        root_letter = await open_letter(db, root)
+        async with db.connection() as redriving:
+            async with redriving.transaction():
+                await redriving.execute(
+                    "SELECT * FROM dw.redrive_dead_letter_v1(%s, 'ops', 'executions')", (root_letter,)
+                )
+                pid = redriving.info.backend_pid
+                ending = asyncio.create_task(real_complete(execution_id, *args, **kwargs))
+                for _ in range(250):
+                    if ending.done():
+                        break
+                    if await sql(db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", pid):
+                        blocked.append(True)
+                        break
+                    await asyncio.sleep(0.02)
+            return await ending
+
+    db.runs.complete = while_redriving  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(kid["id"]) == "Failed"
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+    assert blocked == [True]  # the child's end waited for the redrive, holding no letter
+    assert (await execution(db, root))["status"] == "Pending"
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (closed,) = [d for d in letters if d.id == grandchild_letter]
+    assert closed.close_reason == "superseded" and closed.closed_by == "ops", closed
+    # The child's letter, filed under its redriven parent: the parent's end, or its letter, closes it.
+    assert [d.closed_at for d in letters if d.execution_id == kid["id"]] == [None]
