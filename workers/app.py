@@ -37,6 +37,7 @@ from dataworkflows import metrics, traces
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.answers import unbounded_answers
+from dataworkflows.circuit_breaker import CircuitBreakers
 from dataworkflows.clock import CLOCK, SYNC_SECONDS, synchronize
 from dataworkflows.conditions import ConditionPool, ConditionUnavailable
 from dataworkflows.config import Settings
@@ -1360,7 +1361,10 @@ async def run_worker(
     templates = TemplatePool(
         size=2, timeout_seconds=settings.template_timeout_seconds, max_steps=settings.template_max_steps
     )
-    http = make_http_client(settings.allowed_hosts)
+    http = make_http_client(
+        settings.allowed_hosts,
+        circuits=CircuitBreakers(settings.circuit_breaker_failures, settings.circuit_breaker_open_seconds),
+    )
     services = build_services(settings, db, http, templates)
     runtime = Runtime(
         db,

@@ -128,6 +128,10 @@ class Settings:
     log_level: str = "info"
     # Connectors. Hosts (or host:port) that may be private/loopback despite SSRF protection.
     http_allowed_hosts: str = ""
+    # A destination's circuit (dataworkflows.circuit_breaker): this many failures in a row (refused or
+    # reset connections, timeouts, 5xx) open it (0: never), and it stays open this long before a trial.
+    circuit_breaker_failures: int = 5
+    circuit_breaker_open_seconds: float = 30.0
     slack_api_url: str = "https://slack.com/api"
     monday_api_url: str = "https://api.monday.com/v2"
     # base64 of 32 random bytes: encrypts connections stored in the database (unset: env only).
@@ -425,6 +429,7 @@ _POSITIVE = frozenset(
         "pool_max_size",
         "max_nesting_depth",
         "template_max_steps",
+        "circuit_breaker_open_seconds",
     }
 )
 
@@ -453,6 +458,8 @@ _AT_LEAST = {
     # Below a second, ordinary calls (a batch's records on a busy server) would be cut off.
     "worker_answer_seconds": 1.0,
     "resource_claim_seconds": 1.0,
+    # An open circuit's time before a trial: less would send trials as fast as attempts come.
+    "circuit_breaker_open_seconds": 0.1,
 }
 # A queue's workers listen on the channel procrastinate_queue_v1#<queue>: PostgreSQL's names hold 63 bytes.
 MAX_QUEUE_BYTES = 63 - len("procrastinate_queue_v1#")

@@ -20,7 +20,9 @@ from collections.abc import Iterable
 import httpx
 import structlog
 
+from dataworkflows.circuit_breaker import CircuitBreakers, is_failure
 from dataworkflows.errors import DataWorkflowsError
+from dataworkflows.tenancy import current_tenant
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -46,8 +48,14 @@ def is_public(address: IPAddress) -> bool:
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Resolves, checks and pins each request's destination before the real transport sends it."""
 
-    def __init__(self, allowed: Iterable[str] = (), transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        allowed: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        circuits: CircuitBreakers | None = None,
+    ) -> None:
         self._allowed = {_allow_entry(entry) for entry in allowed if entry.strip()}
+        self.circuits = circuits or CircuitBreakers()
         self._transport = transport or httpx.AsyncHTTPTransport()
         # One connection pool per (scheme, host, port): a TLS connection to a pinned IP, verified for
         # one name, is never reused for another name that resolves to the same address.
@@ -87,6 +95,24 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             raise BlockedDestination(f"only http and https URLs are allowed, not {url.scheme}:")
         host = url.host.lower().rstrip(".")
         port = url.port or (443 if url.scheme == "https" else 80)
+        # The destination's circuit (dataworkflows.circuit_breaker): CircuitOpen, not sent, while it is open.
+        key = (current_tenant() or "", url.scheme, host, port)
+        trial = self.circuits.admit(key)
+        try:
+            response = await self._send(request, url, host, port)
+        except BaseException as exc:
+            if is_failure(exc):
+                self.circuits.failed(key, trial, exc)
+            else:
+                self.circuits.abandoned(key, trial)
+            raise
+        if is_failure(response):
+            self.circuits.failed(key, trial, response)
+        else:
+            self.circuits.succeeded(key)
+        return response
+
+    async def _send(self, request: httpx.Request, url: httpx.URL, host: str, port: int) -> httpx.Response:
         if self._is_allowed(host, port):
             return await self._transport.handle_async_request(request)
         addresses = await _resolve(host, port)
@@ -181,10 +207,13 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def make_http_client(allowed_hosts: Iterable[str] = (), *, timeout: float = 30.0) -> httpx.AsyncClient:
-    """The shared client: SSRF-guarded, redirects followed (each hop checked), no environment proxies."""
+def make_http_client(
+    allowed_hosts: Iterable[str] = (), *, timeout: float = 30.0, circuits: CircuitBreakers | None = None
+) -> httpx.AsyncClient:
+    """The shared client: SSRF-guarded, redirects followed (each hop checked), no environment proxies,
+    a circuit breaker per destination (`circuits`; by default 5 failures in a row open one for 30 s)."""
     return httpx.AsyncClient(
-        transport=GuardedTransport(allowed_hosts),
+        transport=GuardedTransport(allowed_hosts, circuits=circuits),
         timeout=timeout,
         follow_redirects=True,
         max_redirects=5,

@@ -48,6 +48,14 @@ INTERRUPTIONS = Counter(
     "Attempts cut short by their worker (handed back or lost), retried without using the budget",
     ["action_type"],
 )
+CIRCUITS_OPENED = Counter(
+    "dataworkflows_circuits_opened_total",
+    "Connector destinations whose circuit opened (failures in a row, or a failed trial): requests to them"
+    " fail at once for a while",
+)
+CIRCUITS_CLOSED = Counter(
+    "dataworkflows_circuits_closed_total", "Connector destinations whose open circuit closed (a request succeeded)"
+)
 LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because another worker took the lease")
 RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued, failed or cancelled by recovery", ["action"])
 QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 import tests.fakes as fakes_module
 from dataworkflows.actions import ActionServices, default_registry
 from dataworkflows.api.app import create_app
+from dataworkflows.circuit_breaker import CircuitBreakers
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.credentials import Cipher
@@ -60,7 +61,9 @@ async def runtime(
         monday_api_url=f"{fakes.base}/monday/v2",
         credentials_key=CREDENTIAL_KEY,
     )
-    http = make_http_client(settings.allowed_hosts)
+    # These tests check how each answer is taken, several failing ones in a row to one destination:
+    # no circuit opens here (circuit breakers: test_circuit_breakers).
+    http = make_http_client(settings.allowed_hosts, circuits=CircuitBreakers(failures=0))
     services: ActionServices = build_services(settings, db, http)
     try:
         yield Runtime(

@@ -16,6 +16,7 @@ import httpx
 
 from dataworkflows import clock
 from dataworkflows.actions import ActionResult
+from dataworkflows.circuit_breaker import CircuitOpen
 from dataworkflows.credentials import CredentialNotFound, Secret
 from dataworkflows.errors import ConnectionKindMismatch, ConnectionNotAllowed, ConnectionSecretTooShort
 from dataworkflows.http_client import BlockedDestination
@@ -332,9 +333,12 @@ def scrub_result(result: ActionResult, secrets: Iterable[str]) -> ActionResult:
 
 
 def transport_failure(exc: Exception, what: str) -> ActionResult:
-    """Blocked destinations are permanent; network trouble is retriable."""
+    """Blocked destinations are permanent; network trouble is retriable; an open circuit is retriable
+    once it may close (its retry-after)."""
     if isinstance(exc, BlockedDestination):
         return ActionResult.failed(exc.code, exc.message)
+    if isinstance(exc, CircuitOpen):
+        return ActionResult.retriable(CircuitOpen.code, f"{what}: {exc}", retry_after=exc.retry_after)
     if isinstance(exc, httpx.TimeoutException):
         return ActionResult.retriable("timeout", f"{what} timed out: {type(exc).__name__}")
     if isinstance(exc, httpx.LocalProtocolError):

@@ -1,0 +1,132 @@
+"""A destination's circuit breaker (dataworkflows.circuit_breaker), with a clock the test moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from dataworkflows.circuit_breaker import CircuitBreakers, CircuitOpen, is_failure
+from dataworkflows.http_client import GuardedTransport
+from dataworkflows.tenancy import tenant_scope
+
+KEY = ("acme", "https", "api.example.com", 443)
+FAILED = httpx.Response(503)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breakers(failures: int = 3, open_seconds: float = 10.0) -> tuple[CircuitBreakers, Clock]:
+    clock = Clock()
+    return CircuitBreakers(failures, open_seconds, clock=clock), clock
+
+
+def test_failures_in_a_row_open_the_circuit_and_requests_fail_at_once() -> None:
+    circuits, clock = breakers()
+    for _ in range(3):
+        assert circuits.admit(KEY) is False
+        circuits.failed(KEY, False, FAILED)
+    with pytest.raises(CircuitOpen) as refused:
+        circuits.admit(KEY)
+    assert refused.value.retry_after == pytest.approx(10.0)
+    assert "failed 3 times in a row (the last: HTTP 503)" in str(refused.value)
+    clock.now += 4
+    with pytest.raises(CircuitOpen) as refused:
+        circuits.admit(KEY)
+    assert refused.value.retry_after == pytest.approx(6.0)
+    # Another destination, or another tenant's calls to this one, are not held up.
+    assert circuits.admit(("acme", "https", "other.example.com", 443)) is False
+    assert circuits.admit(("globex", *KEY[1:])) is False
+
+
+def test_a_success_forgets_the_failures() -> None:
+    circuits, _ = breakers()
+    for _ in range(2):
+        circuits.failed(KEY, False, FAILED)
+    circuits.succeeded(KEY)
+    for _ in range(2):
+        circuits.failed(KEY, False, httpx.ConnectError("refused"))
+    assert circuits.admit(KEY) is False
+
+
+def test_after_its_time_one_trial_goes_and_its_outcome_decides() -> None:
+    circuits, clock = breakers()
+    for _ in range(3):
+        circuits.failed(KEY, False, FAILED)
+    clock.now += 10
+    assert circuits.admit(KEY) is True  # the trial
+    with pytest.raises(CircuitOpen, match="a trial request is testing it"):
+        circuits.admit(KEY)
+    circuits.failed(KEY, True, httpx.ReadTimeout("slow"))  # the trial failed: open again, for the whole time
+    with pytest.raises(CircuitOpen) as refused:
+        circuits.admit(KEY)
+    assert refused.value.retry_after == pytest.approx(10.0)
+    assert "(the last: ReadTimeout)" in str(refused.value)
+    clock.now += 10
+    assert circuits.admit(KEY) is True
+    circuits.succeeded(KEY)
+    assert circuits.admit(KEY) is False
+    assert not circuits.is_open(KEY)
+
+
+def test_a_trial_that_ends_without_an_answer_lets_the_next_request_be_the_trial() -> None:
+    circuits, clock = breakers()
+    for _ in range(3):
+        circuits.failed(KEY, False, FAILED)
+    clock.now += 10
+    assert circuits.admit(KEY) is True
+    circuits.abandoned(KEY, True)  # cancelled, say
+    assert circuits.admit(KEY) is True
+
+
+def test_no_circuit_opens_with_failures_0() -> None:
+    circuits, _ = breakers(failures=0)
+    for _ in range(100):
+        circuits.failed(KEY, False, FAILED)
+    assert circuits.admit(KEY) is False
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failure"),
+    [
+        (httpx.Response(500), True),
+        (httpx.Response(503), True),
+        (httpx.Response(200), False),
+        (httpx.Response(404), False),
+        (httpx.Response(429), False),
+        (httpx.ConnectError("refused"), True),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("reset"), True),
+        (CircuitOpen("open", retry_after=1.0), None),
+        (ValueError("the caller's"), None),
+    ],
+)
+def test_what_counts_as_the_destinations_failure(outcome: Any, failure: bool | None) -> None:
+    assert is_failure(outcome) is failure
+
+
+async def test_the_transport_stops_sending_to_a_failing_destination_per_tenant() -> None:
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.host)
+        return httpx.Response(502)
+
+    transport = GuardedTransport(["failing.test", "fine.test"], httpx.MockTransport(answer), CircuitBreakers(2, 30.0))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with tenant_scope("acme"):
+            for _ in range(2):
+                assert (await client.get("http://failing.test/x")).status_code == 502
+            with pytest.raises(CircuitOpen):
+                await client.get("http://failing.test/x")
+            assert (await client.get("http://fine.test/x")).status_code == 502  # its own circuit
+        with tenant_scope("globex"):
+            assert (await client.get("http://failing.test/x")).status_code == 502
+    assert sent == ["failing.test", "failing.test", "fine.test", "failing.test"]
