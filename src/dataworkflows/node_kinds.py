@@ -320,10 +320,12 @@ def _without_secrets(result: ActionResult, scrubber: scrubbing.Scrubber) -> Acti
     outputs = scrubber.secrets(result.outputs)
     error = result.error
     if error is not None:
+        # The code too: a third-party action makes its own (Scrubber.error on structural keys).
+        code = scrubber.secrets(error.code)
         message = scrubber.error(error.message, secrets_only=True)
         details = scrubber.error(error.details, secrets_only=True)
-        if message != error.message or details != error.details:
-            error = msgspec.structs.replace(error, message=message, details=details)
+        if code != error.code or message != error.message or details != error.details:
+            error = msgspec.structs.replace(error, code=code, message=message, details=details)
     if outputs is result.outputs and error is result.error:
         return result
     return ActionResult(result.status, outputs, error, result.resource_links)

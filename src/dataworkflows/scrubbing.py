@@ -31,7 +31,10 @@ MASK = "[redacted]"
 # A trigger with more distinct strings than this has only its first ones scrubbed (bounds the
 # cost of every scrubbed log line and error).
 MAX_TRIGGER_VALUES = 256
-# An error's fields that name things rather than carry values.
+# An error's fields that name things rather than carry values: kept from trigger values (a trigger
+# value "prod" blanked no code), but scrubbed of secrets: a third-party action's error code is its own
+# text, and one made of what its server said carried the credential into every record of the error (a
+# review: a code `refused_<token>` was stored, answered and rendered into a failure handler's parameters).
 _STRUCTURAL_KEYS = frozenset({"code", "nodeId", "retryAfter", "itemIndex", "index"})
 # In an http.request connection's JSON, where the credential may be sent: not a secret.
 _NON_SECRET_KEYS = frozenset({"hosts"})
@@ -163,15 +166,15 @@ class Scrubber:
         return value
 
     def error(self, error: Any, *, secrets_only: bool = False) -> Any:
-        """A recorded error (code, message, details, cause, ...): every value scrubbed except the
-        fields that name things (code, nodeId, ...). With secrets_only, of the secrets alone: an
-        error as the run's own data (the `errors` scope, a forEach's outputs)."""
+        """A recorded error (code, message, details, cause, ...): every value scrubbed, the fields
+        that name things (code, nodeId, ...) of the secrets alone. With secrets_only, of the secrets
+        alone: an error as the run's own data (the `errors` scope, a forEach's outputs)."""
         if self.empty or (secrets_only and not self._secrets):
             return error
         if isinstance(error, Mapping):
             return {
                 (k if k in _STRUCTURAL_KEYS else self.text(str(k), secrets_only=secrets_only)): (
-                    v if k in _STRUCTURAL_KEYS else self.error(v, secrets_only=secrets_only)
+                    self.secrets(v) if k in _STRUCTURAL_KEYS else self.error(v, secrets_only=secrets_only)
                 )
                 for k, v in error.items()
             }

@@ -119,6 +119,7 @@ def slack_node(connection: str | None = None) -> dict[str, Any]:
 def registry() -> ActionRegistry:
     actions = default_registry()
     actions.register(LeakyAction())
+    actions.register(CodeLeakyAction())
     return actions
 
 
@@ -570,3 +571,32 @@ async def test_a_secret_in_an_action_s_error_never_reaches_what_the_run_reads_of
     ]
     actions = (await client.get(f"/api/v1/executions/{execution_id}/actions")).json()
     assert LEAKED not in json.dumps(actions) and LEAKED not in json.dumps(shown)
+
+
+class CodeLeakyAction(LeakyAction):
+    """A careless third-party action that builds its error's code from what the server said (here its
+    credential), the code being the one part of an error the scrubber left alone."""
+
+    type_name: ClassVar[str] = "test.code-leaky"
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        secret = (await ctx.require_services().credentials.get(params.connection)).reveal()
+        return ActionResult.failed(f"refused_{secret}", "the server refused the request")
+
+
+async def test_a_secret_in_an_action_s_error_code_is_never_recorded_or_read(
+    db: Database, runtime: Runtime, client: AsyncTestClient[Any], logged: LogCapture
+) -> None:
+    failing = {"id": "leak", "actionType": "test.code-leaky", "parameters": {}, "retryPolicy": {"maxAttempts": 1}}
+    failing["edges"] = [{"targetNode": "report", "when": "failure"}]
+    report = {"id": "report", "actionType": "core.echo", "parameters": {"message": "{{ errors.leak.code }}"}}
+    execution_id = await run(db, runtime, workflow("code-leaky", failing, report), {})
+    texts = await stored_texts(db, execution_id)
+    for sink, text in texts.items():
+        assert LEAKED not in text, f"{sink} shows the secret: {text}"
+    shown = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+    actions = (await client.get(f"/api/v1/executions/{execution_id}/actions")).json()
+    events = (await client.get(f"/api/v1/executions/{execution_id}/events")).json()
+    for answer in (shown, actions, events):
+        assert LEAKED not in json.dumps(answer), answer
+    assert LEAKED not in json.dumps(logged.entries, default=str)

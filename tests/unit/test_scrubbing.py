@@ -78,6 +78,14 @@ def test_longest_match_wins_and_errors_keep_their_names() -> None:
     assert Scrubber().error(error) is error
 
 
+def test_an_error_s_names_are_scrubbed_of_secrets_but_not_of_trigger_values() -> None:
+    """A third-party action makes its own code: one made of its credential was recorded as it was."""
+    s = Scrubber(["secret"], secrets=["tok3n-value"])
+    error = {"code": "refused_TOK3N-value", "nodeId": "secret", "cause": {"code": "secret_failed"}}
+    assert s.error(error) == {"code": f"refused_{MASK}", "nodeId": "secret", "cause": {"code": "secret_failed"}}
+    assert s.error(error, secrets_only=True)["code"] == f"refused_{MASK}"
+
+
 def test_secrets_json_values_are_scrubbed_but_not_their_hosts_and_outputs_keep_trigger_values() -> None:
     s = Scrubber.for_trigger({"customer": "ann-the-customer"})
     s.add_secret(json.dumps({"hosts": ["api.example.com"], "headers": {"X-Api-Key": "k-123456"}, "bearer": "tok-abc"}))
