@@ -20,9 +20,16 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from dataworkflows.clock import iso_time
-from dataworkflows.data.executions import Attempt, AttemptKey, Execution, attempt_key
+from dataworkflows.data.executions import Attempt, AttemptKey, Event, Execution, attempt_key
 from dataworkflows.db import Database
-from dataworkflows.errors import DatabaseUnavailable, ExecutionNotFound, InvalidInput, NotFound
+from dataworkflows.errors import (
+    DatabaseUnavailable,
+    DataWorkflowsError,
+    ExecutionNotFound,
+    InvalidInput,
+    NotFound,
+    ValueTooLarge,
+)
 from dataworkflows.event_stream import is_final
 from dataworkflows.json_depth import json_depth
 from dataworkflows.statuses import ExecutionStatus
@@ -436,7 +443,11 @@ class ExecutionController(Controller):
             ends = time.time() + _MAX_STREAM_SECONDS
             if principal.valid_until is not None:
                 ends = min(ends, principal.valid_until)
-            return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final, ends))
+            # The first page is read before the answer starts: a read the database refuses (a stored value
+            # too large to answer) is a problem, not a stream broken off at once, which a client
+            # reconnects to for ever.
+            first = await svc.db.executions.events(execution.id, after=start, limit=_STREAM_PAGE)
+            return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final, ends, first=first))
         # One row past the page says whether there is a next one, as the other lists' nextCursor does.
         rows = await svc.db.executions.events(execution.id, after=after, limit=limit + 1)
         page = [from_row(EventRead, row) for row in rows[:limit]]
@@ -558,33 +569,59 @@ _MAX_STREAM_SECONDS = 600.0
 # transaction that was under way when the stream subscribed may come without a NOTIFY (the
 # trigger looked for listeners before this one was there), and is read at the next look.
 _FIRST_LOOK_SECONDS = 0.25
+# The most events a stream reads at once.
+_STREAM_PAGE = 1000
 
 
 async def _stream(
-    svc: Services, execution_id: uuid.UUID, after: int, already_final: bool, ends: float
+    svc: Services,
+    execution_id: uuid.UUID,
+    after: int,
+    already_final: bool,
+    ends: float,
+    first: list[Event] | None = None,
 ) -> AsyncIterator[ServerSentEventMessage]:
     """_stream_events, ended as a stream whose time is up is when the database goes away under it (a
     restart, an outage): the client reconnects after the last event it had, and a new stream answers 503
     until the database is back. The error escaped the stream: the client saw its body broken off, the
     API's log a traceback (a review)."""
     try:
-        async for message in _stream_events(svc, execution_id, after, already_final, ends):
+        async for message in _stream_events(svc, execution_id, after, already_final, ends, first):
             yield message
     except DatabaseUnavailable as exc:
         log.warning("an event stream lost its database; the client reconnects", error=str(exc))
         yield ServerSentEventMessage(comment="reconnect: the database is unavailable", data=None)
+    except DataWorkflowsError as exc:
+        # A later read refused (a stored value too large to answer): it escaped the stream, whose body
+        # broke off with a traceback in the log. The stream ends; the client's reconnect reads that page
+        # before answering, and gets the problem.
+        code = "stored_value_too_large" if isinstance(exc, ValueTooLarge) else exc.code
+        log.warning("an event stream's read was refused", error=exc.message, code=code)
+        yield ServerSentEventMessage(comment=f"ended: {code}", data=None)
 
 
 async def _stream_events(
-    svc: Services, execution_id: uuid.UUID, after: int, already_final: bool, ends: float
+    svc: Services,
+    execution_id: uuid.UUID,
+    after: int,
+    already_final: bool,
+    ends: float,
+    first: list[Event] | None = None,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Events after `after`, then each new one as its NOTIFY arrives; ends with the run, or at `ends`
-    (epoch seconds: the stream's span, or its token's expiry)."""
+    """Events after `after` (`first`: the first page of them, when read already), then each new one as its
+    NOTIFY arrives; ends with the run, or at `ends` (epoch seconds: the stream's span, or its token's
+    expiry). An event written between that read and the subscription is read at the first look."""
     last = after
     idle = _FIRST_LOOK_SECONDS
+    page = first
     async with svc.events.subscribe(execution_id) as wakeups:
         while True:
-            rows = await svc.db.executions.events(execution_id, after=last, limit=1000)
+            rows = (
+                page
+                if page is not None
+                else await svc.db.executions.events(execution_id, after=last, limit=_STREAM_PAGE)
+            )
+            page = None
             for row in rows:
                 last = row.id
                 data = msgspec.json.encode(from_row(EventRead, row)).decode()
@@ -601,7 +638,7 @@ async def _stream_events(
                 if current is None or current.status.is_final:
                     already_final = True
                     continue
-            if len(rows) == 1000:
+            if len(rows) == _STREAM_PAGE:
                 continue
             left = ends - time.time()
             if left <= 0:

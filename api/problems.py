@@ -148,9 +148,21 @@ def rate_limited_message(retry_after: int, *, whose: str = "this caller's reques
     return f"{whose} rate is over the limit; retry in {retry_after} s"
 
 
+# Methods that only read: what the database cannot answer is not their input's fault.
+_READS = frozenset({"GET", "HEAD"})
+STORED_VALUE_TOO_LARGE = (
+    "the values stored with this resource are too large for the database to answer in one piece (a value of"
+    " 1 GB or more); its other routes, and smaller pages of this one where it has them (limit), may still answer"
+)
+
+
 def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflowsError) -> Response[dict[str, Any]]:
     if isinstance(exc, Unauthorized):
         return problem(401, "Unauthorized", exc.message, code=exc.code, request=request)
+    if isinstance(exc, errors.ValueTooLarge) and request.method in _READS:
+        # A read sent nothing too large: "Invalid input" blamed a GET for what the database holds (as
+        # a stored value too deep to read is not a bad request; a write's value is the input's fault).
+        return problem(422, "Unprocessable", STORED_VALUE_TOO_LARGE, code="stored_value_too_large", request=request)
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
             extra: dict[str, Any] = {}

@@ -161,7 +161,7 @@ def translated_state(
     if mapped is not None:
         return mapped(message, detail=detail)
     if _too_large(sqlstate, message):
-        return errors.InvalidInput(f"the database cannot hold a value this large in one piece (1 GB): {message}")
+        return errors.ValueTooLarge(f"the database cannot hold a value this large in one piece (1 GB): {message}")
     if sqlstate.startswith(("22", "54")):
         # Data exceptions (a NUL character, a number out of range, an impossible interval) and
         # program limits: the input's fault, never a 500.

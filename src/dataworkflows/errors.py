@@ -166,6 +166,12 @@ class InvalidInput(DataWorkflowsError):
         self.problems = list(problems or [])
 
 
+class ValueTooLarge(InvalidInput):
+    """PostgreSQL cannot hold a value this large in one piece (a single allocation is at most 1 GB).
+    Written, it is the input's fault (its code stays invalid_input); read, the request sent nothing
+    too large: the API answers that a stored value cannot be answered (stored_value_too_large)."""
+
+
 class HeaderRefused(DataWorkflowsError):
     """A request header's value is not taken: not UTF-8 text, too long, or with a control character.
     The message names the header and the rule, never the value."""

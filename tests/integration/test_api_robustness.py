@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -455,3 +456,40 @@ async def test_a_stored_value_too_deep_to_read_is_not_a_bad_request(
         )
     problem = assert_problem(await client.get(f"/api/v1/executions/{execution}"), 422)
     assert problem["code"] == "stored_value_too_deep", problem
+
+
+def refuse_as_too_large(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """The named queries fail as PostgreSQL fails a value past its 1 GB allocation (XX000): reproducing
+    it takes a value of that size, so the error is raised where the statement would have run."""
+    from dataworkflows import db as data_layer
+
+    real = data_layer._run
+    refused = {data_layer.QUERIES[name] for name in names}
+
+    async def run(conn: Any, query: str, params: dict[str, Any], role: str | None, **kwargs: Any) -> Any:
+        if query in refused:
+            raise psycopg.errors.InternalError_("invalid memory alloc request size 1073741824")
+        return await real(conn, query, params, role, **kwargs)
+
+    monkeypatch.setattr(data_layer, "_run", run)
+
+
+async def test_a_read_the_database_cannot_answer_in_one_piece_is_not_the_request_s_fault(
+    client: AsyncTestClient[Any], execution: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: a GET whose stored values PostgreSQL could not answer (past its 1 GB allocation) said
+    422 "Invalid input" (a GET has none), and an event stream broke off with a traceback in the log at
+    once, which its client reconnected to for ever."""
+    refuse_as_too_large(
+        monkeypatch, "list_node_states", "list_events", "list_executions", "start_execution_then_notify"
+    )
+    for path in (f"/api/v1/executions/{execution}", f"/api/v1/executions/{execution}/events", "/api/v1/executions"):
+        problem = assert_problem(await client.get(path), 422)
+        assert problem["code"] == "stored_value_too_large", problem
+        assert "too large for the database to answer in one piece" in problem["detail"], problem
+    stream = await client.get(f"/api/v1/executions/{execution}/events", headers={"Accept": "text/event-stream"})
+    assert assert_problem(stream, 422)["code"] == "stored_value_too_large"
+    # A write's value is its own fault, as it was.
+    started = await client.post("/api/v1/workflows/simple-echo/execute", json={"trigger": {"a": 1}})
+    problem = assert_problem(started, 422)
+    assert problem["code"] == "invalid_input" and "cannot hold a value this large" in problem["detail"], problem
