@@ -53,6 +53,7 @@ from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead, ProblemDetails
 from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
+from .stream_slots import StreamSlots
 from .triggers import TriggerController, WorkflowTriggerController
 from .waits import WaitController
 from .whoami import WhoAmIController
@@ -294,6 +295,7 @@ def create_app(settings: Settings) -> Litestar:
             events=events,
             templates=templates,
             rate_policy=rate_policy,
+            streams=StreamSlots(settings.max_streams_per_caller),
         )
         # Runs past their deadline that no worker holds end also while no worker runs.
         overdue = asyncio.create_task(

@@ -35,7 +35,7 @@ from dataworkflows.json_depth import json_depth
 from dataworkflows.statuses import ExecutionStatus
 from dataworkflows.waits import SIGNAL_NAME
 
-from .openapi_docs import PROBLEMS
+from .openapi_docs import EVENT_STREAM_PROBLEMS, PROBLEMS
 from .paging import (
     PAGE_LIMIT,
     PageCursor,
@@ -51,6 +51,8 @@ from .paging import (
     next_page_header,
 )
 from .params import BIGINT_MAX, INT_MAX, BadQueryValue, query_int, quoted, require_one_of
+from .principals import Principal
+from .rate_limits import caller_key
 from .schemas import (
     AttemptRead,
     ChildRead,
@@ -69,6 +71,7 @@ from .schemas import (
     from_row,
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
+from .stream_slots import too_many_streams
 
 log = structlog.get_logger("dataworkflows.api.executions")
 
@@ -406,7 +409,7 @@ class ExecutionController(Controller):
         # The handler answers a Response (a page, or a stream): its body is declared here (the stream's
         # content type in api/openapi_contract.py).
         responses={
-            **PROBLEMS,
+            **EVENT_STREAM_PROBLEMS,
             200: ResponseSpec(
                 data_container=list[EventRead],
                 generate_examples=False,
@@ -438,16 +441,7 @@ class ExecutionController(Controller):
         if wants_stream(request.headers.get("accept", "")):
             last_id = request.headers.get("last-event-id", "")
             start = int(last_id) if re.fullmatch(r"[0-9]{1,18}", last_id) else after
-            # Read again past the stream's span: a token that has expired (or lost a role, or been
-            # revoked at its provider) stops reading when the client reconnects.
-            ends = time.time() + _MAX_STREAM_SECONDS
-            if principal.valid_until is not None:
-                ends = min(ends, principal.valid_until)
-            # The first page is read before the answer starts: a read the database refuses (a stored value
-            # too large to answer) is a problem, not a stream broken off at once, which a client
-            # reconnects to for ever.
-            first = await svc.db.executions.events(execution.id, after=start, limit=_STREAM_PAGE)
-            return ServerSentEvent(_stream(svc, execution.id, start, execution.status.is_final, ends, first=first))
+            return await _open_stream(svc, principal, request, execution, start)
         # One row past the page says whether there is a next one, as the other lists' nextCursor does.
         rows = await svc.db.executions.events(execution.id, after=after, limit=limit + 1)
         page = [from_row(EventRead, row) for row in rows[:limit]]
@@ -571,6 +565,32 @@ _MAX_STREAM_SECONDS = 600.0
 _FIRST_LOOK_SECONDS = 0.25
 # The most events a stream reads at once.
 _STREAM_PAGE = 1000
+
+
+async def _open_stream(
+    svc: Services, principal: Principal, request: Request[Any, Any, Any], execution: Execution, start: int
+) -> Response[Any]:
+    """The live stream of the run's events after `start`, holding one of its caller's stream slots
+    (api/stream_slots.py: past DW_MAX_STREAMS_PER_CALLER, 429 too_many_streams) until it ends."""
+    slot = svc.streams.take(await caller_key(request, svc))
+    if slot is None:
+        log.warning("event stream refused: the caller holds the most it may", limit=svc.streams.limit)
+        return too_many_streams(request, svc.streams.limit)
+    # Read again past the stream's span: a token that has expired (or lost a role, or been revoked at
+    # its provider) stops reading when the client reconnects.
+    ends = time.time() + _MAX_STREAM_SECONDS
+    if principal.valid_until is not None:
+        ends = min(ends, principal.valid_until)
+    try:
+        # The first page is read before the answer starts: a read the database refuses (a stored value
+        # too large to answer) is a problem, not a stream broken off at once, which a client reconnects
+        # to for ever.
+        first = await svc.db.executions.events(execution.id, after=start, limit=_STREAM_PAGE)
+    except BaseException:
+        slot.release()
+        raise
+    messages = _stream(svc, execution.id, start, execution.status.is_final, ends, first=first)
+    return ServerSentEvent(slot.holding(messages))
 
 
 async def _stream(

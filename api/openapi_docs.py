@@ -78,6 +78,15 @@ PROBLEMS = {
     429: _spec("Over the caller's rate limit (DW_API_RATE_PER_MINUTE): see Retry-After and the RateLimit fields", 429),
     503: _spec("The database is unreachable; retry later", 503),
 }
+# GET …/events: a stream is refused past the caller's live streams too (api/stream_slots.py).
+EVENT_STREAM_PROBLEMS = {
+    **PROBLEMS,
+    429: _spec(
+        "Over the caller's rate limit (DW_API_RATE_PER_MINUTE); or, asking for a stream, the caller holds"
+        " DW_MAX_STREAMS_PER_CALLER live streams already (too_many_streams): see Retry-After",
+        429,
+    ),
+}
 
 # (method, path) -> operationId. Every operation in the document has one (a test checks it): a new
 # route adds its line here.

@@ -6,7 +6,7 @@ and DW_REQUIRE_PRINCIPAL."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
@@ -23,6 +23,7 @@ from dataworkflows.rate_limits import BucketPolicy
 from dataworkflows.template_pool import TemplatePool
 
 from .principals import Principal, PrincipalResolver, authenticate
+from .stream_slots import StreamSlots
 
 # A route's opt entry that makes DW_REQUIRE_PRINCIPAL apply to it; the value completes "this server
 # requires a principal to ...".
@@ -41,6 +42,8 @@ class Services:
     templates: TemplatePool
     # The API's rate limit per caller (api/rate_limits.py); None: off.
     rate_policy: BucketPolicy | None = None
+    # Live event streams per caller (api/stream_slots.py, DW_MAX_STREAMS_PER_CALLER); no limit unless given.
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(0))
 
     async def prepare(self, raw: Any, *, expected_id: str | None = None) -> PreparedDefinition:
         """Validates a definition: conditions compile in the sandbox, then everything else."""

@@ -272,7 +272,11 @@ def _read_stream(
     ) as response:
         if response.status_code != 200:
             response.read()
-            raise _NoStream if response.status_code < 400 else Refused(response)
+            if response.status_code < 400 or _too_many_streams(response):
+                # The caller holds the most live streams the API lets it (DW_MAX_STREAMS_PER_CALLER):
+                # the log is read a page at a time instead.
+                raise _NoStream
+            raise Refused(response)
         if "text/event-stream" not in response.headers.get("content-type", ""):
             raise _NoStream
         for line in response.iter_lines():
@@ -283,6 +287,17 @@ def _read_stream(
                     return
             if deadline is not None and time.monotonic() >= deadline:
                 return
+
+
+def _too_many_streams(response: httpx.Response) -> bool:
+    """Whether the API refused the stream as one too many of its caller's (429 too_many_streams)."""
+    if response.status_code != 429:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("code") == "too_many_streams"
 
 
 def poll(

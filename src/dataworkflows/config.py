@@ -83,6 +83,9 @@ class Settings:
     # minute and holds at most api_rate_burst (0 per minute: no limit).
     api_rate_per_minute: int = 600
     api_rate_burst: int = 100
+    # The most live event streams (GET .../events with Accept: text/event-stream) one caller (as the
+    # rate limit's) holds at once in an API process; past it, 429 too_many_streams. 0: no limit.
+    max_streams_per_caller: int = 20
     # loose: callers name themselves (X-Principal-Id, X-Tenant-Id) and hold every role; strict:
     # `Authorization: Bearer <JWT>` only, the caller, tenant and roles from its verified claims.
     auth_mode: str = "loose"

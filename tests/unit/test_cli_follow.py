@@ -371,6 +371,31 @@ def test_a_follow_waits_for_an_api_whose_database_restarts(monkeypatch: pytest.M
         cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
 
 
+def test_a_follow_refused_a_stream_as_one_too_many_reads_the_log_by_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that holds DW_MAX_STREAMS_PER_CALLER streams already is refused a new one (429
+    too_many_streams): `run --wait` polls the log instead of ending (a rate limit's 429 still ends it)."""
+    from dataworkflows import cli_follow
+
+    monkeypatch.setattr(cli_follow.time, "sleep", lambda seconds: None)
+    body = {"status": "Succeeded", "startTime": at(0), "endTime": at(1), "error": None}
+    too_many = {"type": "about:blank", "title": "Too many requests", "status": 429, "detail": "d"}
+
+    def answer(request: httpx.Request, code: str = "too_many_streams") -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            if request.headers.get("accept") == "text/event-stream":
+                return httpx.Response(429, headers={"Retry-After": "15"}, json={**too_many, "code": code})
+            return httpx.Response(200, json=[{"id": 3, "type": "execution_succeeded", "at": at(1)}])
+        return httpx.Response(200, json=body)
+
+    lines: list[str] = []
+    with httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer)) as client:
+        code = cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+    assert code == EXIT_OK and lines[-1].startswith("execution e-1 Succeeded"), lines
+    limited = httpx.MockTransport(lambda request: answer(request, "rate_limited"))
+    with httpx.Client(base_url="http://api", transport=limited) as client, pytest.raises(cli_follow.Refused):
+        cli_follow.follow(client, "e-1", Printer(write=lines.append), timeout=None)
+
+
 def test_the_next_page_hint_of_an_age_window_names_the_window_it_had(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
