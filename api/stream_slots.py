@@ -1,8 +1,8 @@
 """Live event streams per caller (DW_MAX_STREAMS_PER_CALLER). A stream holds its HTTP connection and a
 task for up to ten minutes, and reads the run's log from the API's pool at every wake-up and keepalive:
 one caller that opened thousands (each within the rate limit, a token a request) made every event of
-that run thousands of reads at once, exhausted the pool (others' requests waited seconds, or answered
-503) and held thousands of sockets (a review: one principal held 2,389 streams of one run). Past the
+that run thousands of reads at once, exhausted the pool (others' requests waited seconds) and held
+thousands of sockets (a review: one principal held 2,389 streams of one run). Past the
 limit a new stream is a 429 problem (`too_many_streams`) with Retry-After; a stream's slot is given back
 when it ends, however it ends (the run's end, its time up, the client gone, the server stopping).
 
