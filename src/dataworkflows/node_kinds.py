@@ -48,6 +48,7 @@ from dataworkflows.actions import (
     ActionRegistry,
     ActionResult,
     ActionServices,
+    ResourceLink,
     UnknownActionType,
     connector_of,
 )
@@ -326,9 +327,24 @@ def _without_secrets(result: ActionResult, scrubber: scrubbing.Scrubber) -> Acti
         details = scrubber.error(error.details, secrets_only=True)
         if code != error.code or message != error.message or details != error.details:
             error = msgspec.structs.replace(error, code=code, message=message, details=details)
-    if outputs is result.outputs and error is result.error:
+    # And the resources it says it touched (stored with the attempt, answered by GET /resource-links):
+    # a third-party action's link that named its credential was kept as it was.
+    links = tuple(_link_without_secrets(link, scrubber) for link in result.resource_links)
+    if outputs is result.outputs and error is result.error and links == result.resource_links:
         return result
-    return ActionResult(result.status, outputs, error, result.resource_links)
+    return ActionResult(result.status, outputs, error, links)
+
+
+def _link_without_secrets(link: ResourceLink, scrubber: scrubbing.Scrubber) -> ResourceLink:
+    scrubbed = {
+        "resource_type": scrubber.secrets(link.resource_type),
+        "resource_key": scrubber.secrets(link.resource_key),
+        "external_id": scrubber.secrets(link.external_id),
+        "data": scrubber.secrets(link.data),
+    }
+    if all(scrubbed[name] == getattr(link, name) for name in scrubbed):
+        return link
+    return msgspec.structs.replace(link, **scrubbed)
 
 
 class WaitingKind:

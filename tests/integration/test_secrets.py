@@ -15,7 +15,14 @@ import structlog
 from litestar.testing import AsyncTestClient
 from structlog.testing import LogCapture
 
-from dataworkflows.actions import ActionContext, ActionRegistry, ActionResult, ActionServices, default_registry
+from dataworkflows.actions import (
+    ActionContext,
+    ActionRegistry,
+    ActionResult,
+    ActionServices,
+    ResourceLink,
+    default_registry,
+)
 from dataworkflows.api.app import create_app
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
@@ -26,6 +33,7 @@ from dataworkflows.logs import processors
 from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.sqlfiles import load_migrations
+from dataworkflows.statuses import AttemptStatus
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.workers.app import build_services
 from tests.conftest import start
@@ -120,6 +128,7 @@ def registry() -> ActionRegistry:
     actions = default_registry()
     actions.register(LeakyAction())
     actions.register(CodeLeakyAction())
+    actions.register(LinkLeakyAction())
     return actions
 
 
@@ -600,3 +609,27 @@ async def test_a_secret_in_an_action_s_error_code_is_never_recorded_or_read(
     for answer in (shown, actions, events):
         assert LEAKED not in json.dumps(answer), answer
     assert LEAKED not in json.dumps(logged.entries, default=str)
+
+
+class LinkLeakyAction(LeakyAction):
+    """A careless third-party action that records the resource it touched with its credential in it."""
+
+    type_name: ClassVar[str] = "test.link-leaky"
+
+    async def execute(self, ctx: ActionContext, params: Any) -> ActionResult:
+        secret = (await ctx.require_services().credentials.get(params.connection)).reveal()
+        link = ResourceLink("crm.item", f"item-for-{secret}", f"id-{secret}", {"token": secret})
+        return ActionResult(AttemptStatus.SUCCEEDED, {"ok": True}, resource_links=(link,))
+
+
+async def test_a_secret_in_an_action_s_resource_links_is_never_recorded_or_answered(
+    db: Database, runtime: Runtime, client: AsyncTestClient[Any]
+) -> None:
+    node = {"id": "link", "actionType": "test.link-leaky", "parameters": {}, "retryPolicy": FAST}
+    execution_id = await run(db, runtime, workflow("link-leaky", node), {})
+    links = (await client.get("/api/v1/resource-links", params={"executionId": str(execution_id)})).json()
+    assert links["items"] if isinstance(links, dict) else links, links
+    assert LEAKED not in json.dumps(links), links
+    async with db.connection() as conn:
+        rows = await (await conn.execute("SELECT * FROM dw.resource_links")).fetchall()
+    assert LEAKED not in json.dumps([list(r) for r in rows], default=str)
