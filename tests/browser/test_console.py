@@ -9,6 +9,7 @@ a Chromium is missing (`.ci/run` installs Debian's `chromium` when it can)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -294,6 +295,42 @@ def test_a_running_execution_changes_state_live_on_its_page(page: Any, console: 
     panel.get_by_text("Rendered parameters").wait_for()
     assert "one 7" in panel.inner_text()
     shot(page, "execution")
+
+
+def test_a_caller_past_its_stream_limit_still_sees_the_log_on_an_execution_page(page: Any, console: Console) -> None:
+    """A caller holding DW_MAX_STREAMS_PER_CALLER live streams (20) is refused a 21st (429
+    too_many_streams): the page read the log only over its stream, so it showed no events, and gave up
+    following after 30 refusals. It reads the log a page at a time instead, as the CLI does."""
+    gated = {
+        **SLOW_PAIR,
+        "id": "gated-pair-streams",
+        "startNode": "gate",
+        "nodes": [
+            {"id": "gate", "nodeType": "signal", "parameters": {"name": "go"}, "edges": [{"targetNode": "first"}]},
+            *SLOW_PAIR["nodes"],
+        ],
+    }
+    console.create(gated)
+    execution_id = console.execute("gated-pair-streams", {"n": 3})
+    caller = {"Accept": "text/event-stream", "X-Principal-Id": "stream-holder"}
+    with contextlib.ExitStack() as held:
+        client = held.enter_context(httpx.Client(base_url=console.url, timeout=httpx.Timeout(30.0)))
+        for _ in range(20):
+            response = held.enter_context(
+                client.stream("GET", f"/api/v1/executions/{execution_id}/events", headers=caller)
+            )
+            assert response.status_code == 200, response.status_code
+        refused = client.get(f"/api/v1/executions/{execution_id}/events", headers=caller)
+        assert refused.status_code == 429 and refused.json()["code"] == "too_many_streams", refused.text
+        page.add_init_script("sessionStorage.setItem('dw.console.principal', 'stream-holder')")
+        page.goto(f"/ui#/executions/{execution_id}")
+        page.wait_for_selector('g[data-node="gate"][data-status="Waiting"]')
+        page.wait_for_selector('#events tr[data-event="execution_started"]', state="attached")
+        opened = console.http.post(f"/api/v1/executions/{execution_id}/signals/go", json={"payload": {}})
+        assert opened.status_code == 202, opened.text
+        page.wait_for_selector('#events tr[data-event="execution_succeeded"]', state="attached")
+        page.wait_for_selector('g[data-node="second"][data-status="Succeeded"]')
+        assert page.locator('#events tr[data-event="node_succeeded"]').count() == 3
 
 
 def gated_chain() -> dict[str, Any]:

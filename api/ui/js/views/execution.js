@@ -455,6 +455,24 @@ export async function render(main, { args }, ctx) {
   }
   document.addEventListener("visibilitychange", visibility);
   ctx.onCleanup(() => document.removeEventListener("visibilitychange", visibility));
+  function shown(ev) {
+    recovered();
+    lastEvent = Math.max(lastEvent, ev.id);
+    eventsBody.append(eventRow(ev));
+    apply(ev);
+    soon();
+  }
+  // Until when the log is read a page at a time: the API refused a stream as one too many of this
+  // caller's (429 too_many_streams, DW_MAX_STREAMS_PER_CALLER). The log came only over the stream, so
+  // the page showed no events, and gave up following after 30 refusals (a review); the CLI reads pages.
+  let pagesUntil = 0;
+  async function readPages() {
+    for (;;) {
+      const page = await api(base + "/events" + query({ after: lastEvent, limit: 1000 }), { signal: ctx.signal });
+      for (const ev of page) if (ev.id > lastEvent) shown(ev);
+      if (page.length < 1000) return;
+    }
+  }
   async function follow() {
     if (following || !ctx.alive) return;
     following = true;
@@ -463,22 +481,22 @@ export async function render(main, { args }, ctx) {
         liveState.textContent = "(live)";
         try {
           if (document.hidden) return; // visibilitychange follows again when the tab is shown
+          if (Date.now() < pagesUntil) {
+            await readPages();
+            tries = 0;
+            await refresh().then(recovered, () => {});
+            if (FINAL.has(execution.status)) {
+              await readPages();
+              break;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 1000));
+            continue;
+          }
           stream = new AbortController();
           const stop = () => stream.abort();
           ctx.signal.addEventListener("abort", stop, { once: true });
           try {
-            lastEvent = await streamEvents(
-              execution.id,
-              lastEvent,
-              (ev) => {
-                recovered();
-                lastEvent = Math.max(lastEvent, ev.id);
-                eventsBody.append(eventRow(ev));
-                apply(ev);
-                soon();
-              },
-              stream.signal,
-            );
+            lastEvent = await streamEvents(execution.id, lastEvent, shown, stream.signal);
           } finally {
             ctx.signal.removeEventListener("abort", stop);
           }
@@ -486,6 +504,12 @@ export async function render(main, { args }, ctx) {
         } catch (error) {
           if (error.name === "AbortError") {
             if (!ctx.alive || document.hidden) return;
+            continue;
+          }
+          if (error.status === 429 && error.problem && error.problem.code === "too_many_streams") {
+            // A stream is tried again after the Retry-After the API gives (15 s), pages meanwhile.
+            pagesUntil = Date.now() + 15000;
+            tries = -1;
             continue;
           }
           troubles(error);
