@@ -5,7 +5,8 @@
 -- Lock order. Runs' rows from a child up, then letters. A child's end locks the child, then its
 -- parent (to resolve the parent's wait under the parent's lock, as every wait is resolved; and,
 -- when it files a letter, before it takes any letter's row: dw.complete_execution_v2); a child's
--- start locks the run starting it, then its tree's root (dw.start_child_v2). Nothing locks a parent's
+-- start locks the run starting it, then its tree's root (dw.start_child_v2); a run that files a
+-- letter locks every run above it, from its parent up (dw.lock_letter_ancestors_v1). Nothing locks a parent's
 -- row and then its children's rows: a parent's end only queues a dw.cancel_children job, which
 -- cancels each child in a transaction of its own. A redrive or an acknowledgement of a run's letter,
 -- and a run's end, lock that run's row, then the letters of its tree (never a descendant's row: a
@@ -490,6 +491,46 @@ BEGIN
       FROM tree t JOIN dw.executions c ON c.id = t.id
      WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
        AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
+END;
+$$;
+
+-- Locks the rows of the runs above a child that files a letter, from its parent up (the order runs'
+-- rows are taken in: from the child up), to its tree's root or to the detached child it is under,
+-- whose letters are its own: each of them, as it ends or as its letter is redriven or acknowledged,
+-- closes the letters of its tree that it sees, under its own row (dw.redrive_dead_letter_v1,
+-- dw.acknowledge_dead_letter_v1, dw.close_handled_child_letters_v1), and this child's letter is
+-- closed as it is filed only when no run above it is going or has a letter open
+-- (dw.close_late_child_letters_v1). Its parent's row alone was not enough: a grandchild's letter
+-- filed while its root's letter was being acknowledged was seen by neither, and stayed open for
+-- good (a review). p_skip_locked: one that another transaction holds is not waited for (recovery and
+-- the timeout sweep, which hold other runs' rows): false, and those taken stay taken until the
+-- caller's transaction ends.
+CREATE OR REPLACE FUNCTION dw.lock_letter_ancestors_v1(p_child_id uuid, p_skip_locked boolean) RETURNS boolean
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_id uuid := p_child_id;
+    v_parent uuid;
+BEGIN
+    LOOP
+        SELECT e.parent_execution_id INTO v_parent FROM dw.executions e WHERE e.id = v_id;
+        IF v_parent IS NULL THEN
+            RETURN true;
+        END IF;
+        IF p_skip_locked THEN
+            PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                RETURN false;
+            END IF;
+        ELSE
+            PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE;
+        END IF;
+        -- Above a detached child (its parent's row is taken still, as its end takes it), the letters
+        -- are not of its tree.
+        IF dw.is_detached_child_v1(v_id) THEN
+            RETURN true;
+        END IF;
+        v_id := v_parent;
+    END LOOP;
 END;
 $$;
 

@@ -473,11 +473,10 @@ BEGIN
         'code', 'node_failed', 'nodeId', v_node,
         'message', format('node %L failed', v_node) || COALESCE(': ' || NULLIF(v_cause ->> 'message', ''), ''),
         'cause', COALESCE(v_failure, 'null'::jsonb));
-    -- As its worker's end does (dw.complete_execution_v2), without the lease: its parent's row first
-    -- (recovery and the timeout sweep took it already, without waiting; an acquire waits for it).
-    PERFORM 1 FROM dw.executions p
-     WHERE p.id = (SELECT e.parent_execution_id FROM dw.executions e WHERE e.id = p_execution_id)
-       FOR NO KEY UPDATE;
+    -- As its worker's end does (dw.complete_execution_v2), without the lease: the rows of the runs
+    -- above it first (recovery and the timeout sweep took them already, without waiting; an acquire
+    -- waits for them).
+    PERFORM dw.lock_letter_ancestors_v1(p_execution_id, false);
     PERFORM dw.record_cancel_too_late_v1(p_execution_id, 'Failed');
     PERFORM dw.finish_execution_v1(p_execution_id, 'Failed', v_error, 'execution_failed');
     PERFORM dw.file_node_failed_letter_v1(p_execution_id, v_node, COALESCE(v_cause, v_error));
@@ -1385,13 +1384,15 @@ BEGIN
         RAISE EXCEPTION 'a dead-letter node for a % run', p_status USING ERRCODE = 'DW013';
     END IF;
     v_e := dw.check_lease_v1(p_execution_id, p_token);
-    -- A child that files a letter holds its parent's row from here, before it takes any letter's (the
-    -- child, then its parent, as dw.child_ended_v1 takes them, and before letters, as a redrive or an
-    -- acknowledgement of the parent's letter takes the parent's row before the letters of its tree):
-    -- dw.close_late_child_letters_v1 reads whether the parent has ended, or has an open letter, and a
-    -- parent's end or acknowledgement in flight, which does not see this letter, left it open for good.
+    -- A child that files a letter holds the rows of the runs above it from here, before it takes any
+    -- letter's (the child, then its parent, as dw.child_ended_v1 takes them, then theirs; and before
+    -- letters, as a redrive or an acknowledgement of a letter above takes that run's row before the
+    -- letters of its tree): dw.close_late_child_letters_v1 reads whether the runs above have ended, or
+    -- have a letter open, and an end or acknowledgement above in flight, which does not see this
+    -- letter, left it open for good (the parent's; and, with only the parent's row taken, the root's
+    -- over a grandchild: dw.lock_letter_ancestors_v1).
     IF p_dead_letter_node IS NOT NULL AND v_e.parent_execution_id IS NOT NULL THEN
-        PERFORM 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id FOR NO KEY UPDATE;
+        PERFORM dw.lock_letter_ancestors_v1(p_execution_id, false);
     END IF;
     IF v_e.cancel_requested_at IS NOT NULL AND p_status <> 'Cancelled' THEN
         PERFORM dw.record_cancel_too_late_v1(p_execution_id, p_status);
@@ -1746,10 +1747,8 @@ BEGIN
         IF v_e.recovery_count >= p_max_recoveries THEN
             -- A child's end locks its parent. Not waiting for it here, where other runs' rows are
             -- held (two sweeps could wait for each other): a parent locked now is tried next time.
-            IF v_e.parent_execution_id IS NOT NULL THEN
-                PERFORM 1 FROM dw.executions p WHERE p.id = v_e.parent_execution_id FOR NO KEY UPDATE SKIP LOCKED;
-                CONTINUE WHEN NOT FOUND;
-            END IF;
+            -- The runs above it too, whose end or acknowledgement closes its letter (dw.lock_letter_ancestors_v1).
+            CONTINUE WHEN NOT dw.lock_letter_ancestors_v1(v_e.id, true);
             execution_id := v_e.id;
             -- It ends as a worker's acquire would have ended it: Cancelled when its cancel was
             -- requested in time (its worker died before taking it in; dw.end_cancelled_in_time_v1),
@@ -2068,10 +2067,8 @@ BEGIN
            FOR NO KEY UPDATE SKIP LOCKED
     LOOP
         -- A child's end locks its parent: not waited for here (as in recovery), tried next time.
-        IF v_parent IS NOT NULL THEN
-            PERFORM 1 FROM dw.executions p WHERE p.id = v_parent FOR NO KEY UPDATE SKIP LOCKED;
-            CONTINUE WHEN NOT FOUND;
-        END IF;
+        -- And the runs above it, whose end or acknowledgement closes its letter (dw.lock_letter_ancestors_v1).
+        CONTINUE WHEN NOT dw.lock_letter_ancestors_v1(v_id, true);
         execution_id := v_id;
         workflow_id := v_workflow;
         IF v_cancel IS NOT NULL AND dw.end_cancelled_in_time_v1(v_id) THEN

@@ -1100,6 +1100,7 @@ async def test_a_childs_letter_filed_while_its_parents_letter_is_being_acknowled
     letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
     (letter,) = [d for d in letters if d.execution_id == kid["id"]]
     assert letter.close_reason == "superseded", letter
+    assert [d.close_reason for d in letters if d.execution_id == kid["id"]] == ["superseded"]
     assert letter.close_note == f"execution {root}'s dead letter {parent_letter[0]} was acknowledged", letter.close_note
 
 
@@ -1190,3 +1191,66 @@ async def test_a_roots_redrive_and_its_childs_end_take_their_locks_in_one_order(
     assert closed.close_reason == "superseded" and closed.closed_by == "ops", closed
     # The child's letter, filed under its redriven parent: the parent's end, or its letter, closes it.
     assert [d.closed_at for d in letters if d.execution_id == kid["id"]] == [None]
+
+
+async def test_a_grandchilds_letter_filed_while_the_roots_letter_is_being_acknowledged_is_closed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The root failed as its child did (another of the child's nodes), while the grandchild ran; the
+    root's letter is acknowledged in a transaction still in flight as the grandchild fails. The
+    acknowledgement closes the letters of the root's whole tree that it sees, not the grandchild's,
+    filed meanwhile; and the grandchild's end, holding its parent's row only, saw the child's letter
+    still open (the acknowledgement closing it had not committed) and left its own open: refused every
+    redrive (its parent stopped waiting for it), open for good. It waits for the root's row too."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    middle = wf(
+        "forks", echo("go", to("call"), to("hold")), sub("call", "breaks"), signal("hold", to("last"), name="go")
+    )
+    middle["nodes"].append(echo("last", simulateFailure="permanent"))
+    await publish(db, middle, conditions)
+    await publish(db, wf("tops", sub("call", "forks")), conditions)
+    root = await start(db, "tops")
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(root) == "parked"
+    (kid,) = await children(db, root)
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(kid["id"]) == "parked"
+    (grandchild,) = await children(db, kid["id"])
+    await sql(db, "DELETE FROM procrastinate_jobs")
+    real_complete = db.runs.complete
+
+    async def while_acknowledging(execution_id: UUID, *args: Any, **kwargs: Any) -> Any:
+        if execution_id != grandchild["id"]:
+            return await real_complete(execution_id, *args, **kwargs)
+        await db.control.signal(
+            kid["id"], "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
+        )
+        assert await runtime.run_execution(kid["id"]) == "Failed"
+        assert await runtime.run_execution(root) == "Failed"
+        root_letter = await open_letter(db, root)
+        await sql(db, "DELETE FROM procrastinate_jobs")
+        async with db.connection() as acknowledging:
+            async with acknowledging.transaction():
+                await acknowledging.execute(
+                    "SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (root_letter,)
+                )
+                pid = acknowledging.info.backend_pid
+                ending = asyncio.create_task(real_complete(execution_id, *args, **kwargs))
+                for _ in range(250):
+                    if ending.done() or await sql(
+                        db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", pid
+                    ):
+                        break
+                    await asyncio.sleep(0.02)
+            return await ending
+
+    db.runs.complete = while_acknowledging  # type: ignore[method-assign]
+    try:
+        assert await runtime.run_execution(grandchild["id"]) == "Failed"
+    finally:
+        db.runs.complete = real_complete  # type: ignore[method-assign]
+    letters = await db.operations.dead_letters(open_only=None, kind=None, before=None, limit=50)
+    (letter,) = [d for d in letters if d.execution_id == grandchild["id"]]
+    assert letter.close_reason == "superseded", letter
+    assert [d.close_reason for d in letters if d.execution_id == kid["id"]] == ["superseded"]
