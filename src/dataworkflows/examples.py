@@ -10,15 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import structlog
 
 from dataworkflows import documents
 from dataworkflows.actions import ActionRegistry
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.workflows import Workflow, rendered_template_sets
-from dataworkflows.db import Database
+from dataworkflows.db import Database, transient_state
 from dataworkflows.definitions import checksum
-from dataworkflows.errors import DefinitionError
+from dataworkflows.errors import DatabaseUnavailable, DefinitionError
 from dataworkflows.publishing import compile_for_publish, prepare_definition
 from dataworkflows.workflow_templates import validate_template
 
@@ -84,7 +85,37 @@ async def load_all(db: Database, registry: ActionRegistry, conditions: Condition
     others at the old one (a workflow calling a subworkflow of another release), or saved Drafts, until
     a later load finished the work (a review). Two loads at once (two `up`s on one database, `up`
     beside compose's `examples`) take turns: the second waits for the first to commit, then finds its
-    work done."""
+    work done.
+
+    A transient refusal of one of its statements (a deadlock, a moment out of memory: db.
+    transient_state) aborts the transaction, and is not run again alone in it: the whole load is
+    made again, after the waits of LOAD_RETRY_DELAYS, as each statement was when each was its own
+    transaction (until this release one such refusal made `up` exit, where it had gone on). A load
+    made again finds what it needs to do, as any later load does."""
+    delays = iter(LOAD_RETRY_DELAYS)
+    while True:
+        try:
+            return await _load_all_once(db, registry, conditions)
+        except DatabaseUnavailable as exc:
+            delay = next(delays, None) if _refused_transiently(exc) else None
+            if delay is None:
+                raise
+            log.warning("loading the examples again: the database refused a statement", error=str(exc), retry_in=delay)
+        await asyncio.sleep(delay)
+
+
+# The waits before each new try of a whole load refused transiently (as db.STATEMENT_RETRY_DELAYS).
+LOAD_RETRY_DELAYS = (0.05, 0.25, 0.75)
+
+
+def _refused_transiently(exc: DatabaseUnavailable) -> bool:
+    """Whether the server answered one of the load's statements with a transient refusal (the
+    connection still open: nothing committed), not a lost connection or a server going away."""
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.Error) and cause.pgresult is not None and transient_state(cause.sqlstate or "")
+
+
+async def _load_all_once(db: Database, registry: ActionRegistry, conditions: ConditionPool) -> Loaded:
     async with db.all_or_nothing() as loading:
         await _take_lock(loading)
         sets = await load_template_sets(loading)

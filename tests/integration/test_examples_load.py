@@ -220,3 +220,36 @@ async def test_examples_two_loads_at_once_take_turns(db: Database, conditions: C
     stored = _stored(dsn)
     assert {row[1:] for row in stored["workflows"]} == {("Active", 1)}
     assert len(stored["workflow_versions"]) == len(stored["workflows"])
+
+
+async def test_examples_a_load_the_database_refuses_for_a_moment_is_made_again_whole(
+    db: Database, conditions: ConditionPool, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient refusal (a deadlock, a moment out of memory) of one of a load's statements: each
+    statement was its own transaction, run again after a short wait (Database._statement). In the
+    load's one transaction it aborts all of it and is not run again alone (db._refused_transiently):
+    `up` and `examples load` failed where they had gone on. The whole load is made again instead."""
+    from dataworkflows import db as db_module
+    from dataworkflows.db import QUERIES
+
+    registry = default_registry()
+    await examples.load_all(db, registry, conditions)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE public.refusals")
+        conn.execute(
+            "CREATE FUNCTION public.refused_once() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+            " IF nextval('public.refusals') = 3 THEN"
+            " RAISE EXCEPTION 'deadlock detected (injected)' USING ERRCODE = '40P01'; END IF;"
+            " RETURN true; END $$"
+        )
+        conn.execute("GRANT USAGE, UPDATE ON SEQUENCE public.refusals TO PUBLIC")
+    monkeypatch.setattr(db_module, "STATEMENT_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(examples, "LOAD_RETRY_DELAYS", (0.0, 0.0, 0.0), raising=False)
+    statement = QUERIES["get_workflow"].strip().rstrip(";")
+    monkeypatch.setitem(QUERIES, "get_workflow", f"SELECT * FROM ({statement}) q WHERE public.refused_once()")
+    loaded = await examples.load_all(db, registry, conditions)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT last_value FROM public.refusals").fetchone() > (3,)  # refused, then made again
+    stored = _stored(dsn)
+    assert {row[1:] for row in stored["workflows"]} == {("Active", 1)}
+    assert sorted(row[0] for row in stored["workflows"]) == sorted(loaded.workflows)
