@@ -103,6 +103,10 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             if is_failure(exc):
                 self.circuits.failed(key, trial, exc)
+            elif _deadline_passed(request, exc):
+                # The caller's deadline cut the request off (http.request's timeoutMs, which expires
+                # before httpx's own timeouts do): the destination did not answer in time.
+                self.circuits.failed(key, trial, httpx.TimeoutException("the call's deadline passed"))
             else:
                 self.circuits.abandoned(key, trial)
             raise
@@ -173,6 +177,19 @@ def _close_soon(transport: httpx.AsyncBaseTransport) -> None:
     task = asyncio.ensure_future(transport.aclose())
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+# A request's extension: the loop time (asyncio's) by which its caller cancels it (a deadline of its
+# own around the whole call). A request cancelled at or past it timed out, as far as its destination's
+# circuit is concerned; any other cancellation is the caller's business.
+DEADLINE_EXTENSION = "dataworkflows.deadline"
+
+
+def _deadline_passed(request: httpx.Request, exc: BaseException) -> bool:
+    deadline = request.extensions.get(DEADLINE_EXTENSION)
+    if not isinstance(exc, asyncio.CancelledError) or not isinstance(deadline, (int, float)):
+        return False
+    return asyncio.get_running_loop().time() >= deadline
 
 
 def _allow_entry(entry: str) -> tuple[str, int | None]:

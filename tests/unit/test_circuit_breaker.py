@@ -130,3 +130,73 @@ async def test_the_transport_stops_sending_to_a_failing_destination_per_tenant()
         with tenant_scope("globex"):
             assert (await client.get("http://failing.test/x")).status_code == 502
     assert sent == ["failing.test", "failing.test", "fine.test", "failing.test"]
+
+
+async def test_http_requests_cut_off_by_their_timeoutms_count_as_the_destinations_timeouts() -> None:
+    # A destination that never answers: http.request's timeoutMs deadline (asyncio's) cancels the call
+    # before httpx's own timeouts fire, and the transport saw only a cancellation, which it took for the
+    # caller's (abandoned): the circuit never opened for the failure it exists for (a review).
+    import asyncio
+    import uuid
+
+    import msgspec
+
+    from dataworkflows.actions import ActionContext, ActionServices
+    from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
+
+    sent: list[str] = []
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    circuits = CircuitBreakers(2, 30.0)
+    client = httpx.AsyncClient(transport=GuardedTransport(["api.test"], httpx.MockTransport(never), circuits))
+    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
+    context = ActionContext(
+        execution_id=uuid.uuid4(),
+        workflow_id="w",
+        workflow_version=1,
+        node_id="n",
+        attempt=1,
+        max_attempts=3,
+        trigger={},
+        services=services,
+    )
+    params = msgspec.convert({"url": "http://api.test/x", "timeoutMs": 20}, HttpRequestParams)
+    try:
+        with tenant_scope("acme"):
+            codes = []
+            for _ in range(3):
+                result = await HttpRequestAction().execute(context, params)
+                codes.append(result.error.code if result.error else None)
+    finally:
+        await client.aclose()
+    assert codes == ["timeout", "timeout", "circuit_open"]
+    assert sent == ["/x", "/x"]
+    assert circuits.is_open(("acme", "http", "api.test", 80))
+
+
+async def test_a_request_cancelled_before_its_deadline_is_not_the_destinations_failure() -> None:
+    import asyncio
+
+    started = asyncio.Event()
+
+    async def never(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    circuits = CircuitBreakers(1, 30.0)
+    transport = GuardedTransport(["api.test"], httpx.MockTransport(never), circuits)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with tenant_scope("acme"):
+            far = asyncio.get_running_loop().time() + 3600
+            request = client.build_request("GET", "http://api.test/x", extensions={"dataworkflows.deadline": far})
+            call = asyncio.ensure_future(client.send(request))
+            await started.wait()
+            call.cancel()  # a run's cancellation, say
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    assert not circuits.is_open(("acme", "http", "api.test", 80))

@@ -35,7 +35,7 @@ from dataworkflows.actions.web import (
 )
 from dataworkflows.connection_kinds import is_field_value, names_repeated, sendable_header_value
 from dataworkflows.credentials import Secret
-from dataworkflows.http_client import BlockedDestination
+from dataworkflows.http_client import DEADLINE_EXTENSION, BlockedDestination
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -210,7 +210,7 @@ class HttpRequestAction:
         # sending a byte now and then held the attempt until the node's timeout.
         try:
             async with asyncio.timeout(params.timeout_ms / 1000) as deadline:
-                exchange = await _send(services.http, params, url, headers, auth_headers)
+                exchange = await _send(services.http, params, url, headers, auth_headers, deadline.when())
                 if isinstance(exchange, ActionResult):
                     return exchange
                 body = await _read_body(exchange, params.max_response_bytes)
@@ -295,14 +295,21 @@ async def _send(
     url: httpx.URL,
     headers: dict[str, str],
     auth_headers: dict[str, str],
+    deadline: float | None = None,
 ) -> _Exchange | ActionResult:
+    """`deadline`: the loop time at which the call's timeoutMs cancels it; each request carries it
+    (http_client.DEADLINE_EXTENSION), so a destination that never answers counts as timed out for its
+    circuit (the deadline expires before httpx's own timeouts, which start later)."""
     content = _content(params)
+    extensions = {} if deadline is None else {DEADLINE_EXTENSION: deadline}
     origin = _origin(url)
     method: str = params.method
     timeout = params.timeout_ms / 1000
     for _ in range(_MAX_REDIRECTS + 1):
         send_headers = _headers_for(url, origin, headers, auth_headers)
-        request = client.build_request(method, url, headers=send_headers, timeout=timeout, **content)
+        request = client.build_request(
+            method, url, headers=send_headers, timeout=timeout, extensions=extensions, **content
+        )
         try:
             response = await client.send(request, stream=True, follow_redirects=False)
         except httpx.RemoteProtocolError as exc:
