@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from dataworkflows import templating
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.templating import TemplateBudgetExceeded, TemplateRenderError
 from tests.unit.test_templating import NESTED_LOOPS_1E9, NESTED_LOOPS_1E12
@@ -285,3 +286,34 @@ async def test_filters_given_more_than_a_lookups_work_render_in_a_helper(templat
     listed = {"s": "{{ trigger.many | string | length }}/{{ trigger.many | string | length }}"}
     assert await templates.render(listed, scope) == {"s": "600001/600001"}
     assert (templates.in_process, templates.sandboxed) == (1, 2)
+
+
+async def test_title_is_charged_for_its_work_and_a_long_title_renders_in_a_helper(templates: TemplatePool) -> None:
+    # `title` makes two strings of every word: 1,000,000 characters of "a-a-..." took 0.4 s in the worker's
+    # event loop while within the in-process budget (a review). 60,000 characters are past it now.
+    scope = {**SCOPE, "trigger": {"s": "a-" * 30_000, "name": "ana maria"}}
+    with pytest.raises(templating.NotInProcess):
+        templating.render({"t": "{{ trigger.s | title }}"}, scope, templating.RenderBudget(in_process=True))
+    assert await templates.render({"t": "{{ trigger.s | title }}"}, scope) == {"t": "A-" * 30_000}
+    assert (templates.in_process, templates.sandboxed) == (0, 1)
+    assert await templates.render({"t": "{{ trigger.name | title }}"}, scope) == {"t": "Ana Maria"}
+    assert (templates.in_process, templates.sandboxed) == (1, 1)
+
+
+def test_a_text_filters_input_is_charged_before_it_is_written_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `{{ trigger.many | upper }}`: upper takes text, and a list is written as JSON first (as_text). Charged
+    # after that, the whole list was written in the worker, then again by the helper it went to.
+    written: list[Any] = []
+    as_text = templating.as_text
+
+    def counted(value: Any) -> Any:
+        written.append(value)
+        return as_text(value)
+
+    monkeypatch.setattr(templating, "as_text", counted)
+    scope = {"trigger": {"many": list(range(300_000)), "small": [1, 2]}}
+    for name in ("upper", "lower", "trim", "capitalize", "title", "string"):
+        with pytest.raises(templating.NotInProcess):
+            templating.render(f"{{{{ trigger.many | {name} }}}}", scope, templating.RenderBudget(in_process=True))
+    assert written == []
+    assert templating.render("{{ trigger.small | upper }}", scope, templating.RenderBudget(in_process=True)) == "[1,2]"
