@@ -276,3 +276,130 @@ async def test_random_expressions_decide_as_the_sandbox_does(conditions: Conditi
         assert bool(value) is decided, expr
     # Most of the grammar's expressions are decided here, not only the trivial ones.
     assert decided_count > 300
+
+
+async def test_number_literals_of_many_digits_are_left_to_the_sandbox(conditions: ConditionPool) -> None:
+    # The sandbox's engine rounds a literal of about 40 digits or more at (or near) the midpoint of two
+    # doubles otherwise than Python's float() does: decided here, the answer was not the sandbox's.
+    midpoint = "1.00000000000000033306690738754696212708950042724609375"
+    expr = f"{midpoint} === 1.0000000000000004"
+    assert await sandbox_answer(conditions, expr, SCOPE) == (True, False)
+    assert float(midpoint) == 1.0000000000000004  # Python's correctly rounded parse: true
+    assert simple_conditions.decide(expr, SCOPE) is None
+    assert simple_conditions.decide(f"trigger.n < -{midpoint}e3", SCOPE) is None
+    # Up to 20 digits, as ever.
+    assert simple_conditions.decide("trigger.half === 0.5000000000000000000", SCOPE) is True
+    assert simple_conditions.decide("trigger.n > 1.0000000000000000000e0", SCOPE) is True
+
+
+# A wider random differential: nested parentheses, `!`, bracket paths into lists and objects, paths
+# that miss, every root, whitespace and line breaks, and more literal forms (exponents, -0, long and
+# halfway decimals, strings of odd characters).
+_WIDE_VALUES: list[Any] = [
+    *_VALUES,
+    0.1,
+    -(2**53),
+    2**53 - 1,
+    1e-7,
+    5e-324,
+    "1e3",
+    " ",
+    "e\u0301",
+    "\ue000",
+    "\x00",
+    "null",
+    "0",
+    [1, 2, 3],
+    [None],
+    {"": 0},
+    {"constructor": 2},
+    {"length": 3},
+]
+_WIDE_LITERALS = [
+    *_LITERALS,
+    "- 0",
+    "-\n1",
+    "0.50",
+    "5E-1",
+    "1e+21",
+    "0.0",
+    "0e0",
+    "9007199254740993",
+    "1.7976931348623157e308",
+    "2e-324",
+    "0.1000000000000000055511151231257827",
+    "1.00000000000000033306690738754696212708950042724609375",
+    "1.0000000000000004",
+    '""',
+    "'\u00e9'",
+    "'\uffff'",
+    "'\U0001f600'",
+    "'\x00'",
+    "'\u00a0'",
+    "'\t'",
+    "'\"'",
+    '"\'"',
+    "'${x}'",
+]
+_SPACES = [" ", "", "\n", "\t", "\r\n", "  "]
+
+
+def _wide_path(rng: random.Random) -> str:
+    if rng.random() < 0.1:
+        root = rng.choice(["nodes", "errors", "execution"])
+        return root + rng.choice(["", ".x", ".a.b", "['x']", ".check.code", ".check"])
+    index = rng.randrange(len(_WIDE_VALUES))
+    path = "trigger" + rng.choice([f".v{index}", f"['v{index}']", f'["v{index}"]', f" . v{index}", f"[ 'v{index}' ]"])
+    value = _WIDE_VALUES[index]
+    if isinstance(value, list) and rng.random() < 0.7:
+        path += f"[{rng.randrange(4)}]"
+    elif isinstance(value, dict) and rng.random() < 0.7:
+        path += rng.choice([".a", "['']", ".constructor", ".length", "['__proto__']", "[0]"])
+    elif rng.random() < 0.1:
+        path += rng.choice([".length", "[0]", ".x"])
+    return path
+
+
+def _wide_expression(rng: random.Random, depth: int = 0) -> str:
+    def space() -> str:
+        return rng.choice(_SPACES) if rng.random() < 0.3 else " "
+
+    roll = rng.random()
+    if depth < 4 and roll < 0.25:
+        joiner = rng.choice(["&&", "||"])
+        return f"{_wide_expression(rng, depth + 1)}{space()}{joiner}{space()}{_wide_expression(rng, depth + 1)}"
+    if depth < 4 and roll < 0.35:
+        return f"!{space()}({_wide_expression(rng, depth + 1)})"
+    if depth < 4 and roll < 0.42:
+        return f"({space()}{_wide_expression(rng, depth + 1)}{space()})"
+    if roll < 0.45:
+        return f"!{_wide_path(rng)}"
+    if roll < 0.55:
+        return _wide_path(rng)
+
+    def operand() -> str:
+        return rng.choice(_WIDE_LITERALS) if rng.random() < 0.5 else _wide_path(rng)
+
+    return f"{operand()}{space()}{rng.choice(_OPS)}{space()}{operand()}"
+
+
+async def test_a_wider_random_differential_decides_as_the_sandbox_does(conditions: ConditionPool) -> None:
+    rng = random.Random(7)
+    values = {f"v{i}": value for i, value in enumerate(_WIDE_VALUES)}
+    scopes = [
+        {"trigger": values, "nodes": {"check": {"code": "x"}}, "execution": {"x": 1}, "errors": {"check": {"code": 0}}},
+        {"trigger": values, "errors": None, "nodes": {}, "execution": {}},
+        {"trigger": values, "errors": False, "nodes": {"x": 0}, "execution": None},
+    ]
+    decided_count = 0
+    for _ in range(1500):
+        expr = _wide_expression(rng)
+        scope = rng.choice(scopes)
+        decided = simple_conditions.decide(expr, scope)
+        if decided is None:
+            continue
+        decided_count += 1
+        ok, value = await sandbox_answer(conditions, expr, scope)
+        assert ok, (expr, value)
+        assert bool(value) is decided, expr
+    assert decided_count > 500
