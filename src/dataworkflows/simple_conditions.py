@@ -192,7 +192,9 @@ class _Parser:
             kind, text = self.take()
             if kind == "str":
                 steps.append(text[1:-1])
-            elif kind == "num" and text.isdigit():
+            elif kind == "num" and text.isdigit() and len(text) <= _MAX_NUMBER_DIGITS:
+                # No longer: int() refuses more than 4,300 digits (ValueError, which crashed the
+                # evaluation: `trigger.list[111…1]`), and no array is that long anyway.
                 steps.append(int(text))
             else:
                 raise _NotSimple

@@ -403,3 +403,11 @@ async def test_a_wider_random_differential_decides_as_the_sandbox_does(condition
         assert ok, (expr, value)
         assert bool(value) is decided, expr
     assert decided_count > 500
+
+
+async def test_an_index_of_thousands_of_digits_is_left_to_the_sandbox(conditions: ConditionPool) -> None:
+    # int() refuses a string of more than 4,300 digits: the ValueError came out of ConditionPool.evaluate
+    # (an expression the sandbox checks, and answers, as any other).
+    expr = "trigger.list[" + "1" * 5000 + "] === 1"
+    assert simple_conditions.decide(expr, SCOPE) is None
+    assert await conditions.evaluate(expr, SCOPE) is False
