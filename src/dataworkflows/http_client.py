@@ -12,6 +12,7 @@ development and tests.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ipaddress
 import socket
 from collections import OrderedDict
@@ -104,8 +105,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             if is_failure(exc):
                 self.circuits.failed(key, trial, exc)
             elif _deadline_passed(request, exc):
-                # The caller's deadline cut the request off (http.request's timeoutMs, which expires
-                # before httpx's own timeouts do): the destination did not answer in time.
+                # The caller's deadline cut the request off (http.request's timeoutMs, or the node's
+                # timeout, which expire before httpx's own timeouts do): the destination did not
+                # answer in time.
                 self.circuits.failed(key, trial, httpx.TimeoutException("the call's deadline passed"))
             else:
                 self.circuits.abandoned(key, trial)
@@ -185,11 +187,18 @@ def _close_soon(transport: httpx.AsyncBaseTransport) -> None:
 DEADLINE_EXTENSION = "dataworkflows.deadline"
 
 
+# The loop time by which the task's caller cancels whatever it awaits (a node's timeout, set by
+# node_kinds around an action): a request cancelled at or past it timed out too.
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "dataworkflows_call_deadline", default=None
+)
+
+
 def _deadline_passed(request: httpx.Request, exc: BaseException) -> bool:
-    deadline = request.extensions.get(DEADLINE_EXTENSION)
-    if not isinstance(exc, asyncio.CancelledError) or not isinstance(deadline, (int, float)):
+    if not isinstance(exc, asyncio.CancelledError):
         return False
-    return asyncio.get_running_loop().time() >= deadline
+    deadlines = [d for d in (request.extensions.get(DEADLINE_EXTENSION), CALL_DEADLINE.get()) if d is not None]
+    return bool(deadlines) and asyncio.get_running_loop().time() >= min(deadlines)
 
 
 def _allow_entry(entry: str) -> tuple[str, int | None]:

@@ -41,7 +41,7 @@ from uuid import UUID
 
 import msgspec
 
-from dataworkflows import clock, scrubbing, transforms
+from dataworkflows import clock, http_client, scrubbing, transforms
 from dataworkflows.actions import (
     ActionContext,
     ActionError,
@@ -253,8 +253,13 @@ class ActionKind:
         started = time.monotonic()
         try:
             # In this task (asyncio.timeout, not wait_for: no task of its own and its loop turns per attempt).
-            async with asyncio.timeout(node.timeout_seconds):
-                result: ActionResult = await action.execute(action_ctx, params)
+            async with asyncio.timeout(node.timeout_seconds) as limit:
+                # Its connectors' requests cut off by it timed out, for their destinations' circuits.
+                deadline = http_client.CALL_DEADLINE.set(limit.when())
+                try:
+                    result: ActionResult = await action.execute(action_ctx, params)
+                finally:
+                    http_client.CALL_DEADLINE.reset(deadline)
             return result
         except (ConnectionNotAllowed, ConnectionKindMismatch, ConnectionSecretTooShort) as exc:
             # An action that asks for credentials itself (rather than through actions.web).

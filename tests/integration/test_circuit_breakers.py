@@ -89,3 +89,36 @@ async def test_a_destinations_circuit_does_not_hold_up_another_destination(
     other = fakes.base.replace("127.0.0.1", "localhost")
     _, execution, attempts = await run_one(db, runtime, "up", node("call", "http.request", url=f"{other}/http/json"))
     assert execution["status"] == "Succeeded", attempts
+
+
+async def test_requests_cut_off_by_the_nodes_timeout_count_as_the_destinations_timeouts(
+    db: Database, conditions: ConditionPool, templates: TemplatePool, fakes: FakeServers
+) -> None:
+    # A destination slower than the node's timeout: the node's deadline (asyncio's) cancels the request
+    # before httpx's timeout fires, and the transport took the cancellation for the caller's own, so no
+    # number of such timeouts opened the circuit (a review). Its connectors' requests carry it now.
+    settings = Settings(http_allowed_hosts=f"127.0.0.1:{fakes.port}")
+    http = make_http_client(settings.allowed_hosts, circuits=CircuitBreakers(failures=2, open_seconds=30.0))
+    runtime = Runtime(
+        db,
+        default_registry(),
+        RuntimeSettings(worker_id="w", lease_seconds=10),
+        conditions,
+        build_services(settings, db, http),
+        templates=templates,
+    )
+    quick = {
+        "maxAttempts": 3,
+        "initialDelay": "PT0.01S",
+        "backoffMultiplier": 1,
+        "maxDelay": "PT0.01S",
+        "jitter": False,
+    }
+    call = node("call", "http.request", retry=quick, url=f"{fakes.base}/http/record/slow?sleepMs=5000")
+    try:
+        _, execution, attempts = await run_one(db, runtime, "slow", {**call, "timeout": "PT0.2S"})
+    finally:
+        await http.aclose()
+    assert execution["status"] == "Failed"
+    assert [a["error"]["code"] for a in attempts] == ["action_timeout", "action_timeout", "circuit_open"]
+    assert len(fakes.state.idempotency_keys["slow"]) == 2
