@@ -78,8 +78,10 @@ class CircuitBreakers:
         if left > 0:
             raise CircuitOpen(_open_message(key, circuit, left), retry_after=left)
         if circuit.trial:
-            # Another request is the trial: this one waits for its outcome, a moment at least.
-            raise CircuitOpen(_open_message(key, circuit, 0.0), retry_after=1.0)
+            # Another request is the trial, which may take its whole timeout: this one waits as long as
+            # the circuit stays open (a retry a second later, a review found, spent a run's attempts in
+            # seconds while a trial waited 30 s for its answer).
+            raise CircuitOpen(_open_message(key, circuit, 0.0), retry_after=self.open_seconds)
         circuit.trial = True
         return True
 

@@ -62,8 +62,9 @@ def test_after_its_time_one_trial_goes_and_its_outcome_decides() -> None:
         circuits.failed(KEY, False, FAILED)
     clock.now += 10
     assert circuits.admit(KEY) is True  # the trial
-    with pytest.raises(CircuitOpen, match="a trial request is testing it"):
+    with pytest.raises(CircuitOpen, match="a trial request is testing it") as refused:
         circuits.admit(KEY)
+    assert refused.value.retry_after == pytest.approx(10.0)  # the trial may take a while
     circuits.failed(KEY, True, httpx.ReadTimeout("slow"))  # the trial failed: open again, for the whole time
     with pytest.raises(CircuitOpen) as refused:
         circuits.admit(KEY)
