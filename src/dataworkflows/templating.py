@@ -81,6 +81,11 @@ class NotInProcess(TemplateRenderError):
 # would do more (`{{ trigger.big | upper | length }}` written a thousand times) goes to a helper,
 # where a render's time is limited.
 MAX_IN_PROCESS_FILTER_CHARS = MAX_RENDERED_CHARS
+# The largest array or object (its JSON's characters, about) an in-process render writes: making it
+# JSON is a walk in Python (its size, its numbers' finiteness, its conversion), 0.2 s of the event
+# loop for 250,000 empty arrays (a review); larger, a helper renders the value, where that walk is
+# not the worker's.
+MAX_IN_PROCESS_VALUE_CHARS = 65_536
 
 
 class RenderBudget:
@@ -97,6 +102,15 @@ class RenderBudget:
         self.steps = 0
         self.chars = 0
         self.filter_chars: int | None = MAX_IN_PROCESS_FILTER_CHARS if in_process else None
+
+    def written_value(self, value: Any) -> None:
+        """Checks an array or object an in-process render writes (nothing for a helper's)."""
+        if (
+            self.filter_chars is not None
+            and isinstance(value, (list, tuple, dict))
+            and _estimate(value, MAX_IN_PROCESS_VALUE_CHARS) > MAX_IN_PROCESS_VALUE_CHARS
+        ):
+            raise NotInProcess("the template writes a value larger than an in-process render takes")
 
     def filter_input(self, name: str, value: Any) -> None:
         """Charges a filter's input to an in-process render (nothing for a helper's): its size, or
@@ -522,6 +536,7 @@ class _Renderer:
                         # The array it yields, as in text (it failed as "not JSON"); each item a
                         # step, so an endless generator ends at the step budget.
                         result = _drained(result)
+                    budget.written_value(result)
                     budget.produce(_estimate(result, budget.max_chars - budget.chars))
                     return _to_json(_check_int(result), path)
                 return _bounded(self.compile_template(value).generate(**scope), budget)
@@ -792,6 +807,9 @@ def as_text(value: Any) -> Any:
     if isinstance(value, _LAZY):
         value = _drained(value)
     if isinstance(value, (dict, list, tuple)):
+        budget = _budget.get()
+        if budget is not None:
+            budget.written_value(value)
         try:
             data = msgspec.to_builtins(value, enc_hook=_plain_string)
         except TypeError:
