@@ -178,7 +178,8 @@ async def bench_procrastinate(conninfo: str, monitor: Monitor, sizes: Sizes, wor
 
 
 async def bench_conditions(sizes: Sizes) -> dict[str, Any]:
-    """One JavaScript condition through the sandboxed helper pool, sequentially."""
+    """One JavaScript condition through the sandboxed helper pool, sequentially; and the same condition decided
+    in the worker (dataworkflows.simple_conditions: it is one of the simple ones), as `in_worker`."""
     pool = ConditionPool(size=2, timeout_seconds=1.0)
     expr = "trigger.status === 'approved'"
     scope = {
@@ -188,14 +189,9 @@ async def bench_conditions(sizes: Sizes) -> dict[str, Any]:
     }
     try:
         for _ in range(20):  # spawn the helper and warm it up
-            assert await pool.evaluate(expr, scope)
-        timings = []
-        for _ in range(sizes.condition_evals):
-            started = time.perf_counter_ns()
-            value = await pool.evaluate(expr, scope)
-            timings.append((time.perf_counter_ns() - started) / 1000)
-            if value is not True:
-                raise BenchError(f"condition evaluated to {value!r}, expected True")
+            assert await pool.evaluate(expr, scope, in_worker=False)
+        timings = await _timed_conditions(pool, expr, scope, sizes.condition_evals, in_worker=False)
+        in_worker = await _timed_conditions(pool, expr, scope, sizes.condition_evals, in_worker=True)
     finally:
         await pool.close()
     mean = sum(timings) / len(timings)
@@ -208,4 +204,22 @@ async def bench_conditions(sizes: Sizes) -> dict[str, Any]:
         "p95_us": p95,
         "max_us": max(timings),
         "under_1ms": bool(p95 is not None and p95 < 1000),
+        "in_worker": {
+            "mean_us": sum(in_worker) / len(in_worker),
+            "p50_us": percentile(in_worker, 50),
+            "p95_us": percentile(in_worker, 95),
+        },
     }
+
+
+async def _timed_conditions(
+    pool: ConditionPool, expr: str, scope: dict[str, Any], count: int, *, in_worker: bool
+) -> list[float]:
+    timings = []
+    for _ in range(count):
+        started = time.perf_counter_ns()
+        value = await pool.evaluate(expr, scope, in_worker=in_worker)
+        timings.append((time.perf_counter_ns() - started) / 1000)
+        if value is not True:
+            raise BenchError(f"condition evaluated to {value!r}, expected True")
+    return timings

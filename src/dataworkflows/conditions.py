@@ -107,11 +107,12 @@ class ConditionPool:
             raise ConditionError(f"the condition helper exited (memory limit or crash): {exc}") from exc
         return self._decoder.decode(line)
 
-    async def evaluate(self, expr: str, scope: dict[str, Any]) -> bool:
+    async def evaluate(self, expr: str, scope: dict[str, Any], *, in_worker: bool = True) -> bool:
         """The condition's value, coerced to a boolean. ConditionError if it throws,
         ConditionTimeout if it runs too long. A simple one (dataworkflows.simple_conditions) is
-        decided here, as the sandbox would decide it, without a helper's round trip."""
-        decided = simple_conditions.decide(expr, scope)
+        decided here, as the sandbox would decide it, without a helper's round trip (in_worker=False:
+        always in a helper, for a measurement or a comparison)."""
+        decided = simple_conditions.decide(expr, scope) if in_worker else None
         if decided is not None:
             return decided
         answer = await self._call("eval", expr, scope)

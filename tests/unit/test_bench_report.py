@@ -1,7 +1,8 @@
 """bench/report.py and bench/compare.py on a canned results file (tests/unit/data/throughput-results.json, from a
 --quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9;
 engine.latency.capacity_with_starts and at_half_capacity_with_starts from a third, schema version 10; engine.branch
-from a fourth, a run of that phase alone, schema version 11): the schema's
+from a fourth, a run of that phase alone, schema version 11; conditions.in_worker from a fifth, that phase alone,
+schema version 12): the schema's
 keys, the ratios, the targets' verdicts, the README table and the side-by-side comparison. No database, no timing."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 11
+    assert results["schema_version"] == report.SCHEMA_VERSION == 12
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -94,6 +95,8 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     # Version 11: runs with data in them (templates, edge conditions), as the chain's keys, and their ratio.
     assert set(results["engine"]["branch"]) == set(results["engine"]["chain"])
     assert list(report.compute_ratios(results))[-1] == "branch_steps_per_s / procrastinate_jobs_per_s"
+    # Version 12: the sandbox's figure keeps its meaning; a simple condition decided in the worker beside it.
+    assert set(results["conditions"]["in_worker"]) == {"mean_us", "p50_us", "p95_us"}
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
