@@ -92,7 +92,7 @@ class RenderBudget:
     """The work one render may do. Not thread-safe: one budget per render call. `in_process`: the
     render runs in the caller's process, so its filters' input is limited too (NotInProcess)."""
 
-    __slots__ = ("chars", "filter_chars", "max_chars", "max_steps", "steps")
+    __slots__ = ("chars", "filter_chars", "max_chars", "max_steps", "steps", "value_chars")
 
     def __init__(
         self, max_steps: int = DEFAULT_MAX_STEPS, max_chars: int = MAX_RENDERED_CHARS, *, in_process: bool = False
@@ -102,15 +102,18 @@ class RenderBudget:
         self.steps = 0
         self.chars = 0
         self.filter_chars: int | None = MAX_IN_PROCESS_FILTER_CHARS if in_process else None
+        # What is left of the arrays and objects an in-process render may write, in all: each is a walk
+        # in Python, and a value just under the limit written fifteen times (fifteen parameters, or
+        # fifteen times in one text) held the event loop 15 times as long (a review).
+        self.value_chars: int | None = MAX_IN_PROCESS_VALUE_CHARS if in_process else None
 
     def written_value(self, value: Any) -> None:
-        """Checks an array or object an in-process render writes (nothing for a helper's)."""
-        if (
-            self.filter_chars is not None
-            and isinstance(value, (list, tuple, dict))
-            and _estimate(value, MAX_IN_PROCESS_VALUE_CHARS) > MAX_IN_PROCESS_VALUE_CHARS
-        ):
-            raise NotInProcess("the template writes a value larger than an in-process render takes")
+        """Charges an array or object an in-process render writes (nothing for a helper's)."""
+        if self.value_chars is None or not isinstance(value, (list, tuple, dict)):
+            return
+        self.value_chars -= _estimate(value, max(self.value_chars, 0) + 1)
+        if self.value_chars < 0:
+            raise NotInProcess("the template writes more arrays and objects than an in-process render takes")
 
     def filter_input(self, name: str, value: Any) -> None:
         """Charges a filter's input to an in-process render (nothing for a helper's): its size, or
@@ -178,6 +181,9 @@ def _estimate(value: Any, limit: int) -> int:
             total += len(item) + 2
         elif isinstance(item, dict):
             total += 2 + len(item)
+            if len(item) > limit:
+                # As for a list: copying a million keys onto the stack was its own walk (a review).
+                return limit + 1
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, (list, tuple)):

@@ -336,3 +336,31 @@ async def test_a_lookup_of_a_large_array_is_written_by_a_helper(templates: Templ
     # A lookup into it is still written in process.
     assert await templates.render("{{ trigger.large[7] }}", scope) == []
     assert (templates.in_process, templates.sandboxed) == (2, 2)
+
+
+async def test_values_written_in_process_are_limited_in_all_not_each(templates: TemplatePool) -> None:
+    # A value just under templating.MAX_IN_PROCESS_VALUE_CHARS written fifteen times (as fifteen
+    # parameters, or fifteen times in one text) was fifteen walks of the event loop (a review): the
+    # limit is the render's, in all, and past it a helper writes the whole, to the same value.
+    almost = [[] for _ in range(templating.MAX_IN_PROCESS_VALUE_CHARS // 3 - 100)]
+    scope = {**SCOPE, "trigger": {"almost": almost}}
+    assert await templates.render({"a": "{{ trigger.almost }}"}, scope) == {"a": almost}
+    assert (templates.in_process, templates.sandboxed) == (1, 0)
+    many = {f"k{i}": "{{ trigger.almost }}" for i in range(3)}
+    assert await templates.render(many, scope) == {f"k{i}": almost for i in range(3)}
+    assert (templates.in_process, templates.sandboxed) == (1, 1)
+    text = "".join(["{{ trigger.almost }}"] * 3)
+    assert await templates.render(text, scope) == msgspec.json.encode(almost).decode() * 3
+    assert (templates.in_process, templates.sandboxed) == (1, 2)
+
+
+def test_a_large_object_is_handed_over_without_walking_its_keys() -> None:
+    # An object of more keys than the limit is past it at once (as an array is): its million keys
+    # were copied for the estimate before the render handed it over.
+    class Keys(dict):  # type: ignore[type-arg]
+        def keys(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("walked")
+
+    scope = {"trigger": {"d": Keys((str(i), 0) for i in range(2 * templating.MAX_IN_PROCESS_VALUE_CHARS))}}
+    with pytest.raises(templating.NotInProcess):
+        templating.render("{{ trigger.d }}", scope, templating.RenderBudget(in_process=True))
