@@ -243,3 +243,32 @@ def test_compare_shows_every_targets_figure(results: dict[str, Any], tmp_path: P
     lines: list[str] = []
     compare.main([str(a), str(a)], lines.append)
     assert any(line.startswith("start latency p95 ms, running worker") for line in lines)
+
+
+def test_compare_reads_an_older_schemas_worker_decided_condition_as_such(
+    results: dict[str, Any], tmp_path: Path
+) -> None:
+    """Before schema 12, conditions.mean_us was the worker's decision once the engine decided simple conditions
+    itself (bench/published/throughput-20261207T125929Z.json: 0.98 us, schema 11): beside a schema-12 file's
+    sandbox figure it read as 200 times slower. It is compared as the worker's decision."""
+    old = copy.deepcopy(results)
+    old["schema_version"] = 11
+    old["conditions"] = {"evaluations": 2000, "mean_us": 0.98, "p50_us": 0.97, "p95_us": 1.04, "max_us": 5.9}
+    new = copy.deepcopy(results)
+    new["schema_version"] = 12
+    new["conditions"] = {**new["conditions"], "mean_us": 197.0, "in_worker": {"mean_us": 1.78}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(old))
+    b.write_text(json.dumps(new))
+    lines: list[str] = []
+    compare.main([str(a), str(b)], lines.append)
+    sandbox = next(line for line in lines if line.startswith("JS condition mean us"))
+    assert sandbox.split()[-3:] == ["-", "197.00", "-"]
+    worker = next(line for line in lines if line.startswith("JS condition decided in the worker, mean us"))
+    assert worker.split()[-3:] == ["0.98", "1.78", "1.82"]
+    old["conditions"]["mean_us"] = 191.0  # a sandbox's figure, as schema 11 files before it measured
+    a.write_text(json.dumps(old))
+    lines.clear()
+    compare.main([str(a), str(b)], lines.append)
+    sandbox = next(line for line in lines if line.startswith("JS condition mean us"))
+    assert sandbox.split()[-3:] == ["191.00", "197.00", "1.03"]
