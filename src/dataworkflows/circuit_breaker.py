@@ -145,7 +145,11 @@ def is_failure(outcome: httpx.Response | BaseException) -> bool | None:
     reach it, or ended for the caller's reasons)."""
     if isinstance(outcome, httpx.Response):
         return outcome.status_code >= 500
-    if isinstance(outcome, CircuitOpen):
+    if isinstance(outcome, CircuitOpen | httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+        # Not sent, for the caller's reasons: a request h11 refuses to write (a header value that a
+        # template rendered with a leading space, say: http.request's invalid_request, permanent) or a
+        # URL httpx cannot send. Five of them opened the destination's circuit for every run of the
+        # tenant (a review).
         return None
     if isinstance(outcome, httpx.TransportError):
         return True

@@ -106,6 +106,8 @@ def test_no_circuit_opens_with_failures_0() -> None:
         (httpx.ReadTimeout("slow"), True),
         (httpx.RemoteProtocolError("reset"), True),
         (CircuitOpen("open", retry_after=1.0), None),
+        (httpx.LocalProtocolError("Illegal header value b' a'"), None),
+        (httpx.UnsupportedProtocol("ftp"), None),
         (ValueError("the caller's"), None),
     ],
 )
@@ -201,3 +203,56 @@ async def test_a_request_cancelled_before_its_deadline_is_not_the_destinations_f
             with pytest.raises(asyncio.CancelledError):
                 await call
     assert not circuits.is_open(("acme", "http", "api.test", 80))
+
+
+async def test_a_request_refused_before_it_is_sent_is_not_the_destinations_failure() -> None:
+    # A header value with a leading or trailing space (a template's rendering, say) passes http.request's
+    # check, and h11 refuses to write it (LocalProtocolError: invalid_request, permanent). The breaker
+    # counted it as the destination's failure, a TransportError: two such requests (here) opened the
+    # circuit and a well-formed request of another run was refused as circuit_open (a review).
+    import asyncio
+    import uuid
+
+    import msgspec
+
+    from dataworkflows.actions import ActionContext, ActionServices
+    from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    circuits = CircuitBreakers(2, 30.0)
+    client = httpx.AsyncClient(transport=GuardedTransport([f"127.0.0.1:{port}"], circuits=circuits))
+    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
+    context = ActionContext(
+        execution_id=uuid.uuid4(),
+        workflow_id="w",
+        workflow_version=1,
+        node_id="n",
+        attempt=1,
+        max_attempts=3,
+        trigger={},
+        services=services,
+    )
+    url = f"http://127.0.0.1:{port}/x"
+    malformed = msgspec.convert({"url": url, "headers": {"X-Order": " 42"}}, HttpRequestParams)
+    fine = msgspec.convert({"url": url, "headers": {"X-Order": "42"}}, HttpRequestParams)
+    try:
+        with tenant_scope("acme"):
+            codes = []
+            for params in (malformed, malformed, malformed, fine):
+                result = await HttpRequestAction().execute(context, params)
+                codes.append(result.error.code if result.error else result.outputs["status"])
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert codes == ["invalid_request", "invalid_request", "invalid_request", 200]
+    assert not circuits.is_open(("acme", "http", "127.0.0.1", port))
