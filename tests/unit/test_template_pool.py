@@ -364,3 +364,21 @@ def test_a_large_object_is_handed_over_without_walking_its_keys() -> None:
     scope = {"trigger": {"d": Keys((str(i), 0) for i in range(2 * templating.MAX_IN_PROCESS_VALUE_CHARS))}}
     with pytest.raises(templating.NotInProcess):
         templating.render("{{ trigger.d }}", scope, templating.RenderBudget(in_process=True))
+
+
+@pytest.mark.parametrize(
+    "template", ["{{ trigger.w | default(0) }}", "{{ trigger.w | string }}", "x{{ trigger.o | first }}"]
+)
+def test_a_filters_large_array_is_handed_over_before_it_is_walked(template: str) -> None:
+    # A filter's result was measured up to MAX_RENDERED_CHARS and a text filter's input up to its
+    # 1,000,000 characters, walks in Python before the value's writing handed it over (`| default(0)`
+    # of 300,000 empty arrays: ~60 ms of the event loop; a review). Past MAX_IN_PROCESS_VALUE_CHARS it
+    # goes to a helper at once.
+    class Walked(list):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("walked")
+
+    walked = Walked([[] for _ in range(4 * templating.MAX_IN_PROCESS_VALUE_CHARS)])
+    scope = {"trigger": {"w": walked, "o": [walked]}}
+    with pytest.raises(templating.NotInProcess):
+        templating.render(template, scope, templating.RenderBudget(in_process=True))
