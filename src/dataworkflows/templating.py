@@ -69,9 +69,10 @@ MAX_INT_BITS = 1024
 
 
 class NotInProcess(TemplateRenderError):
-    """An in-process render's filters were given more than MAX_IN_PROCESS_FILTER_CHARS: a helper
-    renders the value instead (its answer is the same; only where the work is done differs). Only a
-    RenderBudget(in_process=True) raises it, and its caller (TemplatePool) takes it."""
+    """An in-process render would do more than a lookup's work (its filters given more than
+    MAX_IN_PROCESS_FILTER_CHARS, or arrays and objects past MAX_IN_PROCESS_VALUE_CHARS to write): a
+    helper renders the value instead (its answer is the same; only where the work is done differs).
+    Only a RenderBudget(in_process=True) raises it, and its caller (TemplatePool) takes it."""
 
     code = "template_not_in_process"
 
