@@ -5,6 +5,7 @@ played by `drain`, which runs queued jobs in-process the way the worker's tasks 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -972,14 +973,10 @@ async def fail_late(db: Database, runtime: Runtime, kid: UUID, meanwhile: Any) -
         db.runs.complete = real_complete  # type: ignore[method-assign]
 
 
-async def test_a_child_that_fails_after_its_parents_letter_was_acknowledged_leaves_no_letter_open(
-    db: Database, conditions: ConditionPool
-) -> None:
-    """The parent failed (another of its nodes) while its child ran, and its letter was acknowledged,
-    closing those of the children whose end it took; the child then failed: its letter, filed after,
-    was refused every redrive (its parent stopped waiting for it) and superseded by nothing (the
-    parent's letter was closed): open for good, and retention kept the tree. It is closed as it is
-    filed, as the acknowledgement would have closed it."""
+async def a_parent_waiting_on_a_failing_child(db: Database, conditions: ConditionPool) -> tuple[Any, UUID, Any]:
+    """`forks` started and parked: its `call` a child of `breaks` (which fails when it runs), its `hold`
+    waiting for the signal `go`, after which `last` fails. The runtime, the root and the child; no job
+    queued (each run is run by hand)."""
     runtime = make_runtime(db, conditions)
     await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
     parent = wf(
@@ -992,6 +989,18 @@ async def test_a_child_that_fails_after_its_parents_letter_was_acknowledged_leav
     assert await runtime.run_execution(root) == "parked"
     (kid,) = await children(db, root)
     await sql(db, "DELETE FROM procrastinate_jobs")
+    return runtime, root, kid
+
+
+async def test_a_child_that_fails_after_its_parents_letter_was_acknowledged_leaves_no_letter_open(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The parent failed (another of its nodes) while its child ran, and its letter was acknowledged,
+    closing those of the children whose end it took; the child then failed: its letter, filed after,
+    was refused every redrive (its parent stopped waiting for it) and superseded by nothing (the
+    parent's letter was closed): open for good, and retention kept the tree. It is closed as it is
+    filed, as the acknowledgement would have closed it."""
+    runtime, root, kid = await a_parent_waiting_on_a_failing_child(db, conditions)
     acknowledged: list[int] = []
 
     async def parent_fails_and_is_acknowledged() -> None:
@@ -1046,6 +1055,23 @@ async def test_a_child_that_fails_after_its_parent_handled_its_node_and_ended_le
     assert await closed_again_by_migration_0068(db, [second_letter]) == {second_letter: states["second"][1]}
 
 
+async def ended_while_acknowledging(db: Database, letter: int, end: Callable[[], Awaitable[Any]]) -> Any:
+    """`end` run while `letter`'s acknowledgement is written and not yet committed: once `end` waits on
+    it (pg_blocking_pids, a bounded poll) or has ended, the acknowledgement commits; `end`'s answer."""
+    async with db.connection() as acknowledging:
+        async with acknowledging.transaction():
+            await acknowledging.execute("SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (letter,))
+            pid = acknowledging.info.backend_pid
+            ending = asyncio.create_task(end())
+            for _ in range(250):
+                if ending.done() or await sql(
+                    db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", pid
+                ):
+                    break
+                await asyncio.sleep(0.02)
+        return await ending
+
+
 async def test_a_childs_letter_filed_while_its_parents_letter_is_being_acknowledged_is_closed(
     db: Database, conditions: ConditionPool
 ) -> None:
@@ -1054,18 +1080,7 @@ async def test_a_childs_letter_filed_while_its_parents_letter_is_being_acknowled
     and the child's end saw the parent's letter open (superseding its own) and left its letter open
     for good. The child's end files its letter under its parent's row, which the acknowledgement
     holds: it waits for it, then sees the letter acknowledged."""
-    runtime = make_runtime(db, conditions)
-    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
-    parent = wf(
-        "forks", echo("go", to("call"), to("hold")), sub("call", "breaks"), signal("hold", to("last"), name="go")
-    )
-    parent["nodes"].append(echo("last", simulateFailure="permanent"))
-    await publish(db, parent, conditions)
-    root = await start(db, "forks")
-    await sql(db, "DELETE FROM procrastinate_jobs")
-    assert await runtime.run_execution(root) == "parked"
-    (kid,) = await children(db, root)
-    await sql(db, "DELETE FROM procrastinate_jobs")
+    runtime, root, kid = await a_parent_waiting_on_a_failing_child(db, conditions)
     await db.control.signal(
         root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
     )
@@ -1077,20 +1092,9 @@ async def test_a_childs_letter_filed_while_its_parents_letter_is_being_acknowled
             return await real_complete(execution_id, *args, **kwargs)
         assert await runtime.run_execution(root) == "Failed"
         parent_letter.append(await open_letter(db, root))
-        async with db.connection() as acknowledging:
-            async with acknowledging.transaction():
-                await acknowledging.execute(
-                    "SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (parent_letter[0],)
-                )
-                info = acknowledging.info.backend_pid
-                ending = asyncio.create_task(real_complete(execution_id, *args, **kwargs))
-                for _ in range(250):
-                    if ending.done() or await sql(
-                        db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", info
-                    ):
-                        break
-                    await asyncio.sleep(0.02)
-            return await ending
+        return await ended_while_acknowledging(
+            db, parent_letter[0], lambda: real_complete(execution_id, *args, **kwargs)
+        )
 
     db.runs.complete = while_acknowledging  # type: ignore[method-assign]
     try:
@@ -1230,20 +1234,7 @@ async def test_a_grandchilds_letter_filed_while_the_roots_letter_is_being_acknow
         assert await runtime.run_execution(root) == "Failed"
         root_letter = await open_letter(db, root)
         await sql(db, "DELETE FROM procrastinate_jobs")
-        async with db.connection() as acknowledging:
-            async with acknowledging.transaction():
-                await acknowledging.execute(
-                    "SELECT * FROM dw.acknowledge_dead_letter_v1(%s, 'ops', NULL)", (root_letter,)
-                )
-                pid = acknowledging.info.backend_pid
-                ending = asyncio.create_task(real_complete(execution_id, *args, **kwargs))
-                for _ in range(250):
-                    if ending.done() or await sql(
-                        db, "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", pid
-                    ):
-                        break
-                    await asyncio.sleep(0.02)
-            return await ending
+        return await ended_while_acknowledging(db, root_letter, lambda: real_complete(execution_id, *args, **kwargs))
 
     db.runs.complete = while_acknowledging  # type: ignore[method-assign]
     try:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
+from dataworkflows.actions import ActionContext, ActionServices
+from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
 from dataworkflows.circuit_breaker import CircuitBreakers, CircuitOpen, is_failure
 from dataworkflows.http_client import GuardedTransport
 from dataworkflows.tenancy import tenant_scope
@@ -115,6 +120,21 @@ def test_what_counts_as_the_destinations_failure(outcome: Any, failure: bool | N
     assert is_failure(outcome) is failure
 
 
+def action_context(client: httpx.AsyncClient) -> ActionContext:
+    """An action's context whose HTTP client is `client`, and nothing else."""
+    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
+    return ActionContext(
+        execution_id=uuid.uuid4(),
+        workflow_id="w",
+        workflow_version=1,
+        node_id="n",
+        attempt=1,
+        max_attempts=3,
+        trigger={},
+        services=services,
+    )
+
+
 async def test_the_transport_stops_sending_to_a_failing_destination_per_tenant() -> None:
     sent: list[str] = []
 
@@ -139,14 +159,6 @@ async def test_http_requests_cut_off_by_their_timeoutms_count_as_the_destination
     # A destination that never answers: http.request's timeoutMs deadline (asyncio's) cancels the call
     # before httpx's own timeouts fire, and the transport saw only a cancellation, which it took for the
     # caller's (abandoned): the circuit never opened for the failure it exists for (a review).
-    import asyncio
-    import uuid
-
-    import msgspec
-
-    from dataworkflows.actions import ActionContext, ActionServices
-    from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
-
     sent: list[str] = []
 
     async def never(request: httpx.Request) -> httpx.Response:
@@ -156,17 +168,7 @@ async def test_http_requests_cut_off_by_their_timeoutms_count_as_the_destination
 
     circuits = CircuitBreakers(2, 30.0)
     client = httpx.AsyncClient(transport=GuardedTransport(["api.test"], httpx.MockTransport(never), circuits))
-    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
-    context = ActionContext(
-        execution_id=uuid.uuid4(),
-        workflow_id="w",
-        workflow_version=1,
-        node_id="n",
-        attempt=1,
-        max_attempts=3,
-        trigger={},
-        services=services,
-    )
+    context = action_context(client)
     params = msgspec.convert({"url": "http://api.test/x", "timeoutMs": 20}, HttpRequestParams)
     try:
         with tenant_scope("acme"):
@@ -182,8 +184,6 @@ async def test_http_requests_cut_off_by_their_timeoutms_count_as_the_destination
 
 
 async def test_a_request_cancelled_before_its_deadline_is_not_the_destinations_failure() -> None:
-    import asyncio
-
     started = asyncio.Event()
 
     async def never(request: httpx.Request) -> httpx.Response:
@@ -210,14 +210,6 @@ async def test_a_request_refused_before_it_is_sent_is_not_the_destinations_failu
     # check, and h11 refuses to write it (LocalProtocolError: invalid_request, permanent). The breaker
     # counted it as the destination's failure, a TransportError: two such requests (here) opened the
     # circuit and a well-formed request of another run was refused as circuit_open (a review).
-    import asyncio
-    import uuid
-
-    import msgspec
-
-    from dataworkflows.actions import ActionContext, ActionServices
-    from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
-
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readuntil(b"\r\n\r\n")
@@ -230,17 +222,7 @@ async def test_a_request_refused_before_it_is_sent_is_not_the_destinations_failu
     port = server.sockets[0].getsockname()[1]
     circuits = CircuitBreakers(2, 30.0)
     client = httpx.AsyncClient(transport=GuardedTransport([f"127.0.0.1:{port}"], circuits=circuits))
-    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
-    context = ActionContext(
-        execution_id=uuid.uuid4(),
-        workflow_id="w",
-        workflow_version=1,
-        node_id="n",
-        attempt=1,
-        max_attempts=3,
-        trigger={},
-        services=services,
-    )
+    context = action_context(client)
     url = f"http://127.0.0.1:{port}/x"
     malformed = msgspec.convert({"url": url, "headers": {"X-Order": " 42"}}, HttpRequestParams)
     fine = msgspec.convert({"url": url, "headers": {"X-Order": "42"}}, HttpRequestParams)

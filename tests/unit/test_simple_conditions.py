@@ -156,6 +156,20 @@ async def sandbox_answer(pool: ConditionPool, expr: str, scope: dict[str, Any]) 
     return answer.ok, answer.value if answer.ok else answer.error
 
 
+async def decided_as_the_sandbox(conditions: ConditionPool, cases: list[tuple[str, dict[str, Any]]]) -> int:
+    """Checks every case the subset decides against the sandbox's answer; how many it decided."""
+    decided_count = 0
+    for expr, scope in cases:
+        decided = simple_conditions.decide(expr, scope)
+        if decided is None:
+            continue
+        decided_count += 1
+        ok, value = await sandbox_answer(conditions, expr, scope)
+        assert ok, (expr, value)
+        assert bool(value) is decided, expr
+    return decided_count
+
+
 async def test_what_the_subset_decides_the_sandbox_decides_alike(conditions: ConditionPool) -> None:
     for expr in DECIDED:
         decided = simple_conditions.decide(expr, SCOPE)
@@ -264,18 +278,9 @@ def _expression(rng: random.Random, depth: int = 0) -> str:
 async def test_random_expressions_decide_as_the_sandbox_does(conditions: ConditionPool) -> None:
     rng = random.Random(20261207)
     scope = {"trigger": {f"v{i}": value for i, value in enumerate(_VALUES)}}
-    decided_count = 0
-    for _ in range(600):
-        expr = _expression(rng)
-        decided = simple_conditions.decide(expr, scope)
-        if decided is None:
-            continue
-        decided_count += 1
-        ok, value = await sandbox_answer(conditions, expr, scope)
-        assert ok, (expr, value)
-        assert bool(value) is decided, expr
+    cases = [(_expression(rng), scope) for _ in range(600)]
     # Most of the grammar's expressions are decided here, not only the trivial ones.
-    assert decided_count > 300
+    assert await decided_as_the_sandbox(conditions, cases) > 300
 
 
 async def test_number_literals_of_many_digits_are_left_to_the_sandbox(conditions: ConditionPool) -> None:
@@ -391,18 +396,8 @@ async def test_a_wider_random_differential_decides_as_the_sandbox_does(condition
         {"trigger": values, "errors": None, "nodes": {}, "execution": {}},
         {"trigger": values, "errors": False, "nodes": {"x": 0}, "execution": None},
     ]
-    decided_count = 0
-    for _ in range(1500):
-        expr = _wide_expression(rng)
-        scope = rng.choice(scopes)
-        decided = simple_conditions.decide(expr, scope)
-        if decided is None:
-            continue
-        decided_count += 1
-        ok, value = await sandbox_answer(conditions, expr, scope)
-        assert ok, (expr, value)
-        assert bool(value) is decided, expr
-    assert decided_count > 500
+    cases = [(_wide_expression(rng), rng.choice(scopes)) for _ in range(1500)]
+    assert await decided_as_the_sandbox(conditions, cases) > 500
 
 
 async def test_an_index_of_thousands_of_digits_is_left_to_the_sandbox(conditions: ConditionPool) -> None:
