@@ -1281,6 +1281,23 @@ def _hang_up(stop: asyncio.Event) -> None:
     stop.set()
 
 
+async def close_all(*closes: Callable[[], Awaitable[object]]) -> None:
+    """Runs every close of a stopping worker, in order, even past one that fails: a pool that failed to
+    close skipped the database pool's close and the traces' flush after it (a review). The first failure
+    is raised once all have run; the others are logged."""
+    first: Exception | None = None
+    for close in closes:
+        try:
+            await close()
+        except Exception as exc:
+            if first is None:
+                first = exc
+            else:
+                log.warning("a worker's close failed", error=str(exc), error_type=type(exc).__name__)
+    if first is not None:
+        raise first
+
+
 def _interrupt_closing(signum: int, frame: Any) -> None:
     from dataworkflows.serving import detach_from_terminal
 
@@ -1434,10 +1451,12 @@ async def run_worker(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await conditions.close()
-        await transforms.close()
-        await templates.close()
-        await http.aclose()
-        await pool.close()
-        await asyncio.to_thread(traces.flush)
+        await close_all(
+            conditions.close,
+            transforms.close,
+            templates.close,
+            http.aclose,
+            pool.close,
+            lambda: asyncio.to_thread(traces.flush),
+        )
         log.info("worker stopped")

@@ -145,11 +145,12 @@ def is_failure(outcome: httpx.Response | BaseException) -> bool | None:
     reach it, or ended for the caller's reasons)."""
     if isinstance(outcome, httpx.Response):
         return outcome.status_code >= 500
-    if isinstance(outcome, CircuitOpen | httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+    if isinstance(outcome, CircuitOpen | httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.PoolTimeout):
         # Not sent, for the caller's reasons: a request h11 refuses to write (a header value that a
         # template rendered with a leading space, say: http.request's invalid_request, permanent) or a
         # URL httpx cannot send. Five of them opened the destination's circuit for every run of the
-        # tenant (a review).
+        # tenant (a review). Nor a request that waited for a connection of the worker's own pool
+        # (PoolTimeout): the worker's own load, not the destination's answer.
         return None
     if isinstance(outcome, httpx.TransportError):
         return True

@@ -110,6 +110,8 @@ def test_no_circuit_opens_with_failures_0() -> None:
         (httpx.ConnectError("refused"), True),
         (httpx.ReadTimeout("slow"), True),
         (httpx.RemoteProtocolError("reset"), True),
+        (httpx.ConnectTimeout("no answer"), True),
+        (httpx.PoolTimeout("our own pool is full"), None),
         (CircuitOpen("open", retry_after=1.0), None),
         (httpx.LocalProtocolError("Illegal header value b' a'"), None),
         (httpx.UnsupportedProtocol("ftp"), None),
@@ -238,3 +240,22 @@ async def test_a_request_refused_before_it_is_sent_is_not_the_destinations_failu
         await server.wait_closed()
     assert codes == ["invalid_request", "invalid_request", "invalid_request", 200]
     assert not circuits.is_open(("acme", "http", "127.0.0.1", port))
+
+
+async def test_a_stopping_worker_runs_every_close_even_past_one_that_fails() -> None:
+    from dataworkflows.workers.app import close_all
+
+    ran: list[str] = []
+
+    def close(name: str, fails: bool = False) -> Any:
+        async def closing() -> None:
+            ran.append(name)
+            if fails:
+                raise OSError(f"{name} would not close")
+
+        return closing
+
+    with pytest.raises(OSError, match="http would not close"):
+        await close_all(close("conditions"), close("http", True), close("pool"), close("traces", True))
+    # The database pool's close and the traces' flush ran after the HTTP pools' failed.
+    assert ran == ["conditions", "http", "pool", "traces"]
