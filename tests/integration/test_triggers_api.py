@@ -3,7 +3,6 @@ and removed; a signed webhook's secret answered once and stored encrypted."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -120,17 +119,6 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     flip = await client.patch(f"/api/v1/triggers/{first.json()['id']}", json={"config": {"signature": "github"}})
     assert_problem(flip, 422)
     assert_problem(await client.get("/api/v1/triggers/not-a-uuid"), 404)
-
-
-async def latencies_of_health(client: AsyncTestClient[Any], count: int = 15) -> list[float]:
-    """/health/live's answer times, one every 20 ms: a long one means the event loop was busy."""
-    latencies = []
-    for _ in range(count):
-        began = asyncio.get_running_loop().time()
-        assert (await client.get("/health/live")).status_code == 200
-        latencies.append(asyncio.get_running_loop().time() - began)
-        await asyncio.sleep(0.02)
-    return latencies
 
 
 async def test_a_payload_template_is_bounded_and_compiled_off_the_event_loop(
