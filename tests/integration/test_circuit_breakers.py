@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dataworkflows.actions import ActionServices, default_registry
+from dataworkflows.actions import default_registry
 from dataworkflows.circuit_breaker import CircuitBreakers
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
@@ -17,7 +17,7 @@ from dataworkflows.runtime import Runtime, RuntimeSettings
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.workers.app import build_services
 from tests.fakes import FakeServers, fake_servers
-from tests.integration.test_connectors import node, run_one
+from tests.integration.test_connectors import connector_runtime, node, run_one
 
 # Enough attempts for two failures, the refusals while the circuit is open, and the trial.
 PATIENT = {"maxAttempts": 10, "initialDelay": "PT0.05S", "backoffMultiplier": 1, "maxDelay": "PT2S", "jitter": False}
@@ -35,16 +35,8 @@ async def runtime(
 ) -> AsyncIterator[Runtime]:
     settings = Settings(http_allowed_hosts=f"127.0.0.1:{fakes.port},localhost:{fakes.port}")
     http = make_http_client(settings.allowed_hosts, circuits=CircuitBreakers(failures=2, open_seconds=0.5))
-    services: ActionServices = build_services(settings, db, http)
     try:
-        yield Runtime(
-            db,
-            default_registry(),
-            RuntimeSettings(worker_id="w", lease_seconds=10),
-            conditions,
-            services,
-            templates=templates,
-        )
+        yield connector_runtime(db, conditions, templates, settings, http)
     finally:
         await http.aclose()
 

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from litestar import Response as LitestarResponse
 from litestar.testing import AsyncTestClient
 
 import tests.fakes as fakes_module
-from dataworkflows.actions import ActionServices, default_registry
+from dataworkflows.actions import default_registry
 from dataworkflows.api.app import create_app
 from dataworkflows.circuit_breaker import CircuitBreakers
 from dataworkflows.conditions import ConditionPool
@@ -64,18 +65,24 @@ async def runtime(
     # These tests check how each answer is taken, several failing ones in a row to one destination:
     # no circuit opens here (circuit breakers: test_circuit_breakers).
     http = make_http_client(settings.allowed_hosts, circuits=CircuitBreakers(failures=0))
-    services: ActionServices = build_services(settings, db, http)
     try:
-        yield Runtime(
-            db,
-            default_registry(),
-            RuntimeSettings(worker_id="w", lease_seconds=10),
-            conditions,
-            services,
-            templates=templates,
-        )
+        yield connector_runtime(db, conditions, templates, settings, http)
     finally:
         await http.aclose()
+
+
+def connector_runtime(
+    db: Database, conditions: ConditionPool, templates: TemplatePool, settings: Settings, http: httpx.AsyncClient
+) -> Runtime:
+    """A runtime whose actions reach the network through `http`, with the services `settings` give."""
+    return Runtime(
+        db,
+        default_registry(),
+        RuntimeSettings(worker_id="w", lease_seconds=10),
+        conditions,
+        build_services(settings, db, http),
+        templates=templates,
+    )
 
 
 def node(node_id: str, action: str, retry: dict[str, Any] | None = None, **parameters: Any) -> dict[str, Any]:

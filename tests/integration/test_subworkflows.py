@@ -843,13 +843,9 @@ async def test_letters_left_open_before_this_release_are_closed_by_the_migration
     assert {note for root, note in notes if root == acked} == {f"execution {acked}'s dead letter was acknowledged"}
 
 
-async def test_a_parents_end_or_acknowledgement_leaves_the_letters_in_a_detached_childs_tree(
-    db: Database, conditions: ConditionPool
-) -> None:
-    """A detached child's letters, and those of its own children beneath it, are its to redrive or
-    acknowledge: its parent's end closed its child's letter (the note saying the parent handled a
-    failure it never saw) while the detached child's own letter stayed open, and so did an
-    acknowledgement of the parent's letter."""
+async def a_failed_parent_over_a_detached_failed_tree(db: Database, conditions: ConditionPool) -> tuple[UUID, Any, Any]:
+    """`holds` run to its end: its detached child (`middle`) failed with its own child (`breaks`), then
+    `holds` was signalled on and failed (`last`). The root, the detached child and its child."""
     runtime = make_runtime(db, conditions)
     await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
     await publish(db, wf("middle", sub("call", "breaks")), conditions)
@@ -867,6 +863,17 @@ async def test_a_parents_end_or_acknowledgement_leaves_the_letters_in_a_detached
     )
     await drain(db, runtime)
     assert (await execution(db, root))["status"] == "Failed"
+    return root, detached, grandchild
+
+
+async def test_a_parents_end_or_acknowledgement_leaves_the_letters_in_a_detached_childs_tree(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A detached child's letters, and those of its own children beneath it, are its to redrive or
+    acknowledge: its parent's end closed its child's letter (the note saying the parent handled a
+    failure it never saw) while the detached child's own letter stayed open, and so did an
+    acknowledgement of the parent's letter."""
+    root, detached, grandchild = await a_failed_parent_over_a_detached_failed_tree(db, conditions)
     await open_letter(db, detached["id"])
     grandchild_letter = await open_letter(db, grandchild["id"])  # the parent's end left it open
     await db.operations.acknowledge(await open_letter(db, root), principal="ops", note=None)
@@ -915,22 +922,7 @@ async def test_a_parents_redrive_leaves_the_letters_in_a_detached_childs_tree(
     child's tree alone: it closed the detached child's own child's letter ("execution ... was
     redriven") while the detached child's letter, which supersedes it, stayed open. The detached
     child's redrive closes it, naming that letter."""
-    runtime = make_runtime(db, conditions)
-    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
-    await publish(db, wf("middle", sub("call", "breaks")), conditions)
-    loose = sub("loose", "middle", to("hold"), waitForCompletion=False)
-    parent = wf("holds", loose, signal("hold", to("last"), name="go"))
-    parent["nodes"].append(echo("last", simulateFailure="permanent"))
-    await publish(db, parent, conditions)
-    root = await start(db, "holds")
-    await drain(db, runtime)
-    (detached,) = await children(db, root)
-    (grandchild,) = await children(db, detached["id"])
-    await db.control.signal(
-        root, "go", payload={}, signal_id=None, correlation_key=None, principal="ops", queue="executions"
-    )
-    await drain(db, runtime)
-    assert (await execution(db, root))["status"] == "Failed"
+    root, detached, grandchild = await a_failed_parent_over_a_detached_failed_tree(db, conditions)
     detached_letter = await open_letter(db, detached["id"])
     grandchild_letter = await open_letter(db, grandchild["id"])
     await db.operations.redrive(await open_letter(db, root), principal="ops", queue="executions")

@@ -17,17 +17,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from dataworkflows import traces
-from dataworkflows.actions import default_registry
 from dataworkflows.api.app import create_app
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.http_client import make_http_client
-from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.runtime import Runtime
 from dataworkflows.template_pool import TemplatePool
-from dataworkflows.workers.app import build_services
 from tests.conftest import publish
 from tests.fakes import HTTP_TOKEN, FakeServers, fake_servers
+from tests.integration.test_connectors import connector_runtime
 from tests.integration.test_runtime import echo, to, wf
 from tests.integration.test_subworkflows import drain, sub
 
@@ -62,14 +61,7 @@ async def stack(
         monkeypatch.setenv("DW_CONNECTION_EXAMPLE_API", json.dumps({"hosts": hosts, "bearer": HTTP_TOKEN}))
         settings = Settings(http_allowed_hosts=f"127.0.0.1:{fakes.port}")
         http = make_http_client(settings.allowed_hosts)
-        runtime = Runtime(
-            db,
-            default_registry(),
-            RuntimeSettings(worker_id="w", lease_seconds=10),
-            conditions,
-            build_services(settings, db, http),
-            templates=templates,
-        )
+        runtime = connector_runtime(db, conditions, templates, settings, http)
         try:
             async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
                 yield client, runtime, fakes

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
-from dataworkflows.actions import ActionContext, ActionServices
 from dataworkflows.actions.http import HttpRequestAction, HttpRequestParams
 from dataworkflows.circuit_breaker import CircuitBreakers, CircuitOpen, is_failure
 from dataworkflows.http_client import GuardedTransport
 from dataworkflows.tenancy import tenant_scope
+from tests.unit.test_http_answers import action_context
 
 KEY = ("acme", "https", "api.example.com", 443)
 FAILED = httpx.Response(503)
@@ -120,21 +119,6 @@ def test_no_circuit_opens_with_failures_0() -> None:
 )
 def test_what_counts_as_the_destinations_failure(outcome: Any, failure: bool | None) -> None:
     assert is_failure(outcome) is failure
-
-
-def action_context(client: httpx.AsyncClient) -> ActionContext:
-    """An action's context whose HTTP client is `client`, and nothing else."""
-    services = ActionServices(credentials=None, http=client, resources=None)  # type: ignore[arg-type]
-    return ActionContext(
-        execution_id=uuid.uuid4(),
-        workflow_id="w",
-        workflow_version=1,
-        node_id="n",
-        attempt=1,
-        max_attempts=3,
-        trigger={},
-        services=services,
-    )
 
 
 async def test_the_transport_stops_sending_to_a_failing_destination_per_tenant() -> None:

@@ -25,9 +25,9 @@ class _Connection:
         return Secret('{"hosts": ["api.test:80"], "bearer": "bearer-secret-1234"}')
 
 
-def _context(handler: Any) -> ActionContext:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    services = ActionServices(credentials=_Connection(), http=client, resources=None)  # type: ignore[arg-type]
+def action_context(client: httpx.AsyncClient, credentials: Any = None) -> ActionContext:
+    """An http.request attempt's context whose HTTP client is `client` (and connections `credentials`)."""
+    services = ActionServices(credentials=credentials, http=client, resources=None)
     return ActionContext(
         execution_id=uuid.uuid4(),
         workflow_id="w",
@@ -38,6 +38,10 @@ def _context(handler: Any) -> ActionContext:
         trigger={},
         services=services,
     )
+
+
+def _context(handler: Any) -> ActionContext:
+    return action_context(httpx.AsyncClient(transport=httpx.MockTransport(handler)), _Connection())
 
 
 async def _call(handler: Any, **parameters: Any) -> ActionResult:
