@@ -29,7 +29,7 @@ def test_kill_9_during_a_for_each_of_200_items_resumes_and_no_item_succeeds_twic
                     "parameters": {
                         "items": "{{ trigger.items }}",
                         "concurrency": 10,
-                        "action": {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 20}},
+                        "action": {"actionType": "core.echo", "parameters": {"message": "{{ item }}", "delayMs": 200}},
                     },
                 }
             ],
@@ -43,7 +43,9 @@ def test_kill_9_during_a_for_each_of_200_items_resumes_and_no_item_succeeds_twic
         while True:
             items = client.get(items_url).json()
             done = sum(1 for item in items if item["status"] == "Succeeded")
-            if done >= 60:
+            # Killed while items are in flight (on a loaded machine a kill between two batches
+            # found none, once in a full suite run).
+            if done >= 60 and any(item["status"] == "Running" for item in items):
                 break
             assert time.monotonic() < deadline, f"only {done} items done\n{stack.read_logs()}"
             time.sleep(0.02)

@@ -276,7 +276,19 @@ def test_a_worker_frozen_past_its_leases_then_thawed(dsn: str, tmp_path: Path) -
         # Woken, it learnt its leases were gone (its renewals refused) and started nothing more on them.
         assert fenced >= len(held), log.read_text()[-3000:]
         assert attempts_by_victim(held) == 0
-        assert checked.interrupted_attempts == len(held)  # its long attempts, recorded by the new holder
+        # Its long attempts, each recorded as interrupted by the new holder.
+        held_interrupted = probe.value(
+            "SELECT count(*) FROM dw.action_executions WHERE execution_id = ANY(%s::uuid[]) AND interrupted", (held,)
+        )
+        assert held_interrupted == len(held)
+        # Any other interrupted attempt is a run whose lease ran out too (on a loaded machine the
+        # other worker's renewal came late once, in a full suite run): it was recovered, and counted.
+        others_recovered = probe.value(
+            "SELECT COALESCE(sum(recovery_count), 0) FROM dw.executions"
+            " WHERE id = ANY(%s::uuid[]) AND NOT id = ANY(%s::uuid[])",
+            (ids + after, held),
+        )
+        assert checked.interrupted_attempts - held_interrupted <= int(others_recovered)
         assert worked_after > 0, "the woken worker took none of the runs started after it woke"
         stack.assert_alive()
     finally:

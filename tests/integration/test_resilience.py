@@ -338,13 +338,28 @@ async def test_a_stopping_worker_does_not_spin_while_an_attempt_finishes(
 
 
 async def _interrupt(
-    db: Database, conditions: ConditionPool, execution_id: UUID, *, after: float = 0.15, **settings: Any
+    db: Database,
+    conditions: ConditionPool,
+    execution_id: UUID,
+    *,
+    after: float = 0.15,
+    attempt: tuple[str, int] | None = None,
+    **settings: Any,
 ) -> None:
     """A worker runs the execution and is stopped with attempts still running once its grace is
-    over (the task is cancelled, as the worker does at the end of DW_SHUTDOWN_GRACE_SECONDS)."""
+    over (the task is cancelled, as the worker does at the end of DW_SHUTDOWN_GRACE_SECONDS).
+    `attempt`: (node, n): not before that node's attempt n is running (a loaded machine took more
+    than `after` to take the run and start it, once in a full suite run)."""
     runtime = make_runtime(db, conditions, **settings)
     run = asyncio.ensure_future(runtime.run_execution(execution_id))
     await asyncio.sleep(after)
+    for _ in range(400):
+        if attempt is None or run.done():
+            break
+        node = (await nodes(db, execution_id))[attempt[0]]
+        if (node["status"], node["attempts"]) == ("Running", attempt[1]):
+            break
+        await asyncio.sleep(0.05)
     runtime.stop_starting()
     run.cancel()
     try:
@@ -361,8 +376,8 @@ async def test_restarts_do_not_use_up_the_retry_budget(db: Database, conditions:
     slow["retryPolicy"] = {"maxAttempts": 1}
     await publish(db, wf("long-node", slow))
     execution_id = await start(db, "long-node")
-    for _ in range(3):
-        await _interrupt(db, conditions, execution_id)
+    for n in range(1, 4):
+        await _interrupt(db, conditions, execution_id, attempt=("slow", n))
         assert "execution_released" in await events(db, execution_id)
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     rows = await attempts(db, execution_id)
@@ -383,8 +398,8 @@ async def test_interruptions_have_their_own_bound(db: Database, conditions: Cond
     slow["retryPolicy"] = {"maxAttempts": 5}
     await publish(db, wf("crash-loop", slow))
     execution_id = await start(db, "crash-loop")
-    for _ in range(2):
-        await _interrupt(db, conditions, execution_id)
+    for n in range(1, 3):
+        await _interrupt(db, conditions, execution_id, attempt=("slow", n))
     # DW_MAX_INTERRUPTIONS=1: the second interruption fails the node, whatever its retry budget.
     assert await make_runtime(db, conditions, max_interruptions=1).run_execution(execution_id) == "Failed"
     rows = await attempts(db, execution_id)
