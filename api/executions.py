@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -64,6 +64,8 @@ from .schemas import (
     ExecutionRead,
     ExecutionSummary,
     ItemRead,
+    PriorityRequest,
+    PriorityResponse,
     SignalRequest,
     SignalResponse,
     TreeNodeRead,
@@ -499,6 +501,23 @@ class ExecutionController(Controller):
         reason = data.reason if data is not None else None
         outcome = await db.control.suspend(parsed, principal=principal.id, reason=reason)
         return from_row(ControlResponse, outcome, execution_id=parsed)
+
+    @put(
+        "/{execution_id:str}/priority",
+        responses=PROBLEMS,
+        summary="Change a run's priority: its queued job moves in line, and every later job carries it",
+        opt={REQUIRES_PRINCIPAL: "change execution priorities", "role": "operator"},
+    )
+    async def set_priority(
+        self,
+        db: DatabaseDep,
+        principal: PrincipalDep,
+        execution_id: FromPath[str],
+        data: JSONBody[PriorityRequest],
+    ) -> PriorityResponse:
+        parsed = execution_uuid(execution_id)
+        change = await db.control.set_priority(parsed, data.priority, principal=principal.id)
+        return from_row(PriorityResponse, change, execution_id=parsed)
 
     @post(
         "/{execution_id:str}/resume",

@@ -137,6 +137,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/executions/{execution_id}/nodes/{node_id}/items"): "listNodeItems",
     ("POST", "/api/v1/executions/{execution_id}/cancel"): "cancelExecution",
     ("POST", "/api/v1/executions/{execution_id}/suspend"): "suspendExecution",
+    ("PUT", "/api/v1/executions/{execution_id}/priority"): "setExecutionPriority",
     ("POST", "/api/v1/executions/{execution_id}/resume"): "resumeExecution",
     ("POST", "/api/v1/executions/{execution_id}/signals/{name}"): "signalExecution",
     ("GET", "/api/v1/waits"): "listWaitsOfExecutions",

@@ -152,6 +152,7 @@ EXECUTION_READ: dict[str, Any] = {
     "triggerId": None,
     "worker": None,
     "leaseExpiresAt": None,
+    "priority": 0,
 }
 
 EXECUTION_LIST: dict[str, Any] = {
@@ -171,6 +172,7 @@ EXECUTION_LIST: dict[str, Any] = {
             "triggerId": None,
             "parentExecutionId": None,
             "triggerKind": "manual",
+            "priority": 0,
         }
     ],
     "nextCursor": "WyIyMDI2LTAxLTE1VDEwOjAwOjAwLjEwMDAwMFoiXQ",

@@ -10,6 +10,7 @@ from uuid import UUID
 
 import msgspec
 
+from dataworkflows.priorities import MAX_RUN_PRIORITY, MIN_RUN_PRIORITY
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.retention import MAX_RETENTION_DAYS
 
@@ -34,6 +35,8 @@ class ExecuteRequest(Camel, forbid_unknown_fields=True):
     # Idempotency key: the same requestId for the same workflow returns the same execution.
     request_id: str | None = None
     correlation_id: str | None = None
+    # The run's priority, higher first (README "Run priority"); null: the definition's, else 0.
+    priority: Annotated[int, msgspec.Meta(ge=MIN_RUN_PRIORITY, le=MAX_RUN_PRIORITY)] | None = None
 
 
 class ExecuteResponse(Camel):
@@ -205,6 +208,9 @@ class ExecutionRead(Camel):
     # its expiry is a worker that stopped renewing it: recovery queues the run again.
     worker: str | None = None
     lease_expires_at: datetime | None = None
+    # Its jobs' priority, higher first (README "Run priority"): the start's, its definition's or its
+    # parent's; changed by PUT /executions/{id}/priority.
+    priority: int = 0
 
 
 class ChildRead(Camel):
@@ -262,6 +268,8 @@ class ExecutionSummary(Camel):
     parent_execution_id: UUID | None = None
     # manual (the API or the CLI) | schedule | webhook | subworkflow
     trigger_kind: str = "manual"
+    # Its jobs' priority, higher first.
+    priority: int = 0
 
 
 class ExecutionList(Camel):
@@ -272,6 +280,24 @@ class ExecutionList(Camel):
 class ControlRequest(Camel, forbid_unknown_fields=True):
     # Why (kept in the run's log, and in a cancelled run's error).
     reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class PriorityRequest(Camel, forbid_unknown_fields=True):
+    # Higher runs first (README "Run priority").
+    priority: Annotated[int, msgspec.Meta(ge=MIN_RUN_PRIORITY, le=MAX_RUN_PRIORITY)]
+
+
+class PriorityResponse(Camel):
+    execution_id: UUID
+    # The execution's status (unchanged by the request).
+    status: str
+    priority: int
+    previous: int
+    # False when it had that priority already (nothing written, nothing logged).
+    changed: bool
+    # Its queued jobs moved in line (0 while a worker holds the run or it waits: its next job
+    # carries the new priority).
+    jobs: int
 
 
 class EmptyRequest(Camel, forbid_unknown_fields=True):

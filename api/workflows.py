@@ -408,6 +408,7 @@ class WorkflowController(Controller):
             correlation_id=correlation_id,
             queue=svc.settings.queue,
             trace_context=traces.trace_context_to_store(request.headers),
+            priority=data.priority,
         )
         traces.annotate_start(started.execution_id, started.created)
         return from_row(

@@ -149,6 +149,7 @@ async def warm_client(db: Database, connections: int, workflow_id: str, starts: 
                         principal_type="user",
                         correlation_id=None,
                         queue=QUEUE,
+                        priority=None,
                     )
                 raise _RolledBack
 

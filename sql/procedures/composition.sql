@@ -86,9 +86,9 @@ BEGIN
         END IF;
     END IF;
     BEGIN
-        SELECT * INTO v_child FROM dw.start_execution_v2(
+        SELECT * INTO v_child FROM dw.start_run_v1(
             p_workflow_id, p_version, p_request_id, p_input, p_parent.principal_id, p_parent.principal_type,
-            p_parent.correlation_id, p_parent.queue, p_parent, p_node_id);
+            p_parent.correlation_id, p_parent.queue, p_parent, p_node_id, NULL, NULL);
     EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' OR SQLSTATE 'DW003' THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
         o_error := jsonb_build_object(

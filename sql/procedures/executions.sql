@@ -24,16 +24,18 @@ CREATE OR REPLACE FUNCTION dw.iso_time_v1(p_at timestamptz) RETURNS text
     SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 $$;
 
--- Defers one run job for an execution. Procrastinate's own function, so the insert fires its
--- NOTIFY trigger and workers wake at once; called inside the caller's transaction (the outbox).
+-- Defers one run job for an execution, at the run's priority (migration 0069: every job of a run
+-- carries it, so a run keeps its place in line through its wake-ups and recoveries). Procrastinate's
+-- own function, so the insert fires its NOTIFY trigger and workers wake at once; called inside the
+-- caller's transaction (the outbox).
 CREATE OR REPLACE FUNCTION dw.defer_run_job_v1(p_execution_id uuid, p_queue text, p_scheduled_at timestamptz)
     RETURNS bigint LANGUAGE sql AS $$
     SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(
-        p_queue, 'dw.run_execution', 0, NULL, NULL,
-        jsonb_build_object('execution_id', p_execution_id::text,
-                           'tenant_id', (SELECT e.tenant_id FROM dw.executions e WHERE e.id = p_execution_id)),
+        p_queue, 'dw.run_execution', COALESCE(e.priority, 0), NULL, NULL,
+        jsonb_build_object('execution_id', p_execution_id::text, 'tenant_id', e.tenant_id),
         p_scheduled_at
-    )::procrastinate_job_to_defer_v1]))[1];
+    )::procrastinate_job_to_defer_v1]))[1]
+      FROM (SELECT 1) AS one LEFT JOIN dw.executions e ON e.id = p_execution_id;
 $$;
 
 -- Starts an execution of the workflow's current version. Idempotent on (workflow, request id),
@@ -49,9 +51,9 @@ CREATE OR REPLACE FUNCTION dw.start_execution_v1(
 ) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
     LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM dw.start_execution_v2(p_workflow_id, NULL, p_request_id, p_trigger, p_principal_id,
-                                                     p_principal_type, p_correlation_id, p_queue,
-                                                     NULL::dw.executions, NULL);
+    RETURN QUERY SELECT * FROM dw.start_run_v1(p_workflow_id, NULL, p_request_id, p_trigger, p_principal_id,
+                                               p_principal_type, p_correlation_id, p_queue,
+                                               NULL::dw.executions, NULL, NULL, NULL);
 END;
 $$;
 
@@ -94,7 +96,7 @@ BEGIN
 END;
 $$;
 
--- Raises why dw.start_execution_v2 refuses to start a run of workflow p_workflow_id (p_found: its
+-- Raises why dw.start_run_v1 refuses to start a run of workflow p_workflow_id (p_found: its
 -- row was found, as p_wf; p_version: the version asked for, NULL for the current one, p_resolved; p_plan:
 -- that version's compiled plan, NULL when none was read).
 CREATE OR REPLACE FUNCTION dw.start_refusal_v1(
@@ -133,7 +135,9 @@ $$;
 
 -- v2 (over v1): a version other than the current one (p_version; NULL: the current one), and a
 -- parent (p_parent, p_parent_node_id: a subworkflow's child, started by dw.begin_child_v1 in its
--- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper.
+-- parent's checkpoint). A child belongs to its parent's tenant and tree, one level deeper. Now
+-- dw.start_run_v1's, with no priority of the caller's (kept for the previous release's procedures;
+-- this release's call dw.start_run_v1).
 DROP FUNCTION IF EXISTS dw.start_execution_v2(text, integer, text, jsonb, text, text, text, text, dw.executions,
                                                text);
 CREATE OR REPLACE FUNCTION dw.start_execution_v2(
@@ -147,11 +151,39 @@ CREATE OR REPLACE FUNCTION dw.start_execution_v2(
     p_queue text,
     p_parent dw.executions,
     p_parent_node_id text,
-    -- The schedule or webhook starting it (dw.start_triggered_v1).
     p_trigger_id uuid DEFAULT NULL
 ) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
     LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM dw.start_run_v1(p_workflow_id, p_version, p_request_id, p_trigger, p_principal_id,
+                                               p_principal_type, p_correlation_id, p_queue, p_parent, p_parent_node_id,
+                                               p_trigger_id, NULL);
+END;
+$$;
+
+-- Starts a run: dw.start_execution_v2's start, and the run's priority (migration 0069): p_priority
+-- (the start request's), else its parent's (a tree runs at its root's priority: a child below its
+-- parent's would keep the parent waiting behind lower work), else the plan's (the definition's
+-- orchestration.priority), else 0. Not part of a request's identity: the same request id again
+-- answers the first start's run, at its priority.
+CREATE OR REPLACE FUNCTION dw.start_run_v1(
+    p_workflow_id text,
+    p_version integer,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text,
+    p_parent dw.executions,
+    p_parent_node_id text,
+    -- The schedule or webhook starting it (dw.start_triggered_v1).
+    p_trigger_id uuid,
+    p_priority integer
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
 DECLARE
+    v_priority integer;
     v_wf dw.workflows%ROWTYPE;
     v_version integer;
     v_plan jsonb;
@@ -191,10 +223,14 @@ BEGIN
         PERFORM dw.start_refusal_v1(p_workflow_id, v_found, v_wf, p_version, v_version, v_plan);
     END IF;
 
+    v_priority := COALESCE(p_priority, p_parent.priority, (v_plan ->> 'priority')::integer, 0);
+    IF v_priority NOT BETWEEN -100 AND 100 THEN
+        RAISE EXCEPTION 'a run''s priority is between -100 and 100, not %', v_priority USING ERRCODE = '22023';
+    END IF;
     INSERT INTO dw.executions AS e (id, workflow_id, workflow_version, request_id, trigger, principal_id,
                                     principal_type, correlation_id, tenant_id, deadline_at, queue,
                                     parent_execution_id, parent_node_id, root_execution_id, path, depth,
-                                    trigger_id)
+                                    trigger_id, priority)
     VALUES (v_id, p_workflow_id, v_version, p_request_id, COALESCE(p_trigger, '{}'::jsonb),
             p_principal_id, p_principal_type, p_correlation_id, v_wf.tenant_id,
             -- An attached child of a parent without a deadline (started with none, or before
@@ -202,7 +238,8 @@ BEGIN
             dw.deadline_for_v1(v_plan, CASE WHEN p_parent.id IS NOT NULL AND p_parent.deadline_at IS NULL
                                             THEN 'infinity' ELSE p_parent.deadline_at END),
             p_queue, p_parent.id, p_parent_node_id, COALESCE(p_parent.root_execution_id, v_id),
-            COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0), p_trigger_id)
+            COALESCE(p_parent.path, ARRAY[]::uuid[]) || v_id, COALESCE(p_parent.depth + 1, 0), p_trigger_id,
+            v_priority)
     ON CONFLICT ON CONSTRAINT executions_request_key DO NOTHING
     RETURNING e.id INTO v_inserted;
 

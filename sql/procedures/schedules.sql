@@ -233,7 +233,7 @@ BEGIN
 END;
 $$;
 
--- Why the workflow cannot start a run (NULL: it can), checked the way dw.start_execution_v2 does;
+-- Why the workflow cannot start a run (NULL: it can), checked the way dw.start_run_v1 does;
 -- takes the workflow's start lock shared first (as that does: migration 0033), so the answer holds
 -- until the transaction ends. Checking first keeps a refusal from aborting the scheduler's whole batch.
 CREATE OR REPLACE FUNCTION dw.schedule_refusal_v1(p_workflow_id text) RETURNS text LANGUAGE plpgsql AS $$

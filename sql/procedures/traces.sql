@@ -47,3 +47,28 @@ BEGIN
     PERFORM set_config('dw.notify_after_commit', '', true);
 END;
 $$;
+
+-- v4 (over v3, which stays for the previous release's API): the run's priority (p_priority, -100
+-- to 100; NULL: its definition's, else 0; README "Run priority"). Otherwise v3.
+CREATE OR REPLACE FUNCTION dw.start_execution_v4(
+    p_trace_context jsonb,
+    p_workflow_id text,
+    p_request_id text,
+    p_trigger jsonb,
+    p_principal_id text,
+    p_principal_type text,
+    p_correlation_id text,
+    p_queue text,
+    p_priority integer
+) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('dw.notify_after_commit', 'on', true);
+    PERFORM set_config('dw.trace_context', COALESCE(p_trace_context::text, ''), true);
+    RETURN QUERY SELECT * FROM dw.start_run_v1(p_workflow_id, NULL, p_request_id, p_trigger, p_principal_id,
+                                               p_principal_type, p_correlation_id, p_queue,
+                                               NULL::dw.executions, NULL, NULL, p_priority);
+    PERFORM set_config('dw.trace_context', '', true);
+    PERFORM set_config('dw.notify_after_commit', '', true);
+END;
+$$;

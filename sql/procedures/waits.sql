@@ -590,6 +590,51 @@ BEGIN
 END;
 $$;
 
+-- Changes a run's priority (README "Run priority"): its row, so that every job it gets from now on
+-- carries the new one (dw.defer_run_job_v1), and its queued jobs (todo), so that it moves in line at
+-- once. An ended run refuses (DW014: there is nothing to move). Children it already started keep
+-- theirs (each is changed on its own: locking them here, after the parent's row, would break the
+-- lock order, composition.sql); children it starts later take the new one. The run's row first, as
+-- every control request; then its queued jobs, SKIP LOCKED, so that this never waits for a worker's
+-- fetch, which locks a job and then the run's row (a job a fetch is taking at that moment runs now,
+-- where it stands). The same priority again changes nothing and logs nothing (changed false).
+CREATE OR REPLACE FUNCTION dw.set_execution_priority_v1(p_execution_id uuid, p_priority integer, p_principal text)
+    RETURNS TABLE (status text, priority integer, previous integer, changed boolean, jobs integer)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_e dw.executions;
+    v_jobs integer;
+BEGIN
+    IF p_priority IS NULL OR p_priority NOT BETWEEN -100 AND 100 THEN
+        RAISE EXCEPTION 'a run''s priority is between -100 and 100, not %', COALESCE(p_priority::text, 'null')
+            USING ERRCODE = '22023';
+    END IF;
+    v_e := dw.lock_execution_v1(p_execution_id);
+    IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
+        RAISE EXCEPTION 'execution % has already ended (%); its priority no longer matters', p_execution_id, v_e.status
+            USING ERRCODE = 'DW014';
+    END IF;
+    IF v_e.priority = p_priority THEN
+        RETURN QUERY SELECT v_e.status, p_priority, p_priority, false, 0;
+        RETURN;
+    END IF;
+    UPDATE dw.executions e SET priority = p_priority WHERE e.id = p_execution_id;
+    WITH queued AS (
+        SELECT j.id FROM procrastinate_jobs j
+         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+           AND j.task_name = 'dw.run_execution'
+         FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE procrastinate_jobs j SET priority = p_priority FROM queued WHERE j.id = queued.id RETURNING j.id
+    )
+    SELECT count(*) INTO v_jobs FROM moved;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_execution_id, 'priority_changed', p_principal,
+            jsonb_build_object('priority', p_priority, 'previous', v_e.priority, 'status', v_e.status));
+    RETURN QUERY SELECT v_e.status, p_priority, v_e.priority::integer, true, v_jobs;
+END;
+$$;
+
 -- Whether a node of the run is Running with nobody running it (the caller knows no live worker
 -- holds the run): an attempt its worker was cut off from. Not a forEach node: its Running attempt
 -- is the checkpoint its items resume from, kept while suspended.
@@ -846,7 +891,7 @@ BEGIN
     -- counts it against DW_MAX_RECOVERIES.
     UPDATE dw.executions e SET wake_at = NULL WHERE e.id = ANY (v_ids) AND e.status = 'Pending';
     PERFORM procrastinate_defer_jobs_v1(ARRAY(
-        SELECT ROW(e.queue, 'dw.run_execution', 0, NULL, NULL,
+        SELECT ROW(e.queue, 'dw.run_execution', e.priority, NULL, NULL,
                    jsonb_build_object('execution_id', e.id::text, 'tenant_id', e.tenant_id),
                    NULL)::procrastinate_job_to_defer_v1
           FROM dw.executions e WHERE e.id = ANY (v_ids)));

@@ -87,3 +87,7 @@ SELECT status, count(*) AS runs FROM dw.executions
 -- name: listen_control
 -- A worker's listening connection: control requests and resolved waits of runs it may hold.
 LISTEN dw_control;
+
+-- name: set_execution_priority
+-- Changes a run's priority and its queued jobs' (dw.set_execution_priority_v1).
+SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_v1(%(id)s, %(priority)s, %(principal)s);

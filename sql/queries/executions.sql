@@ -1,8 +1,9 @@
 -- name: start_execution
 -- Starts (or finds, by request id) an execution and queues its run job in the same transaction, with
 -- the caller's W3C trace context (NULL: none); notify_job_inserted wakes the workers once it committed.
-SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
-                                    %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s);
+SELECT * FROM dw.start_execution_v4(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
+                                    %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s,
+                                    %(priority)s);
 
 -- name: start_execution_then_notify
 -- start_execution, committed (BEGIN ... COMMIT: an explicit transaction, of which a COMMIT logs no warning),
@@ -18,8 +19,9 @@ SELECT * FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(reques
 BEGIN;
 SELECT s.execution_id, s.status, s.workflow_version, s.created,
        set_config('dw.notify_queue', CASE WHEN s.created THEN %(queue)s ELSE '' END, false) AS notify_queue
-  FROM dw.start_execution_v3(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
-                             %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s) AS s;
+  FROM dw.start_execution_v4(%(trace_context)s, %(workflow_id)s, %(request_id)s, %(trigger)s,
+                             %(principal_id)s, %(principal_type)s, %(correlation_id)s, %(queue)s,
+                             %(priority)s) AS s;
 COMMIT;
 SELECT dw.notify_started_job_v1();
 
@@ -29,7 +31,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.lease_expires_at, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
-       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id
+       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id, e.priority
   FROM dw.executions e
   JOIN dw.workflow_versions v
     ON v.tenant_id = e.tenant_id AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
@@ -45,7 +47,7 @@ SELECT tenant_id FROM dw.executions WHERE id = %(id)s;
 -- parent; anything else was asked for through the API or the CLI: manual).
 SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
        e.created_at, e.started_at AS start_time, e.ended_at AS end_time, e.cancel_requested_at,
-       e.suspended_at, e.trigger_id, e.parent_execution_id,
+       e.suspended_at, e.trigger_id, e.parent_execution_id, e.priority,
        CASE WHEN e.parent_execution_id IS NOT NULL THEN 'subworkflow'
             WHEN e.trigger_id IS NOT NULL AND e.principal_type IN ('schedule', 'webhook') THEN e.principal_type
             ELSE 'manual' END AS trigger_kind

@@ -39,6 +39,7 @@ from dataworkflows.cli_follow import (
 )
 from dataworkflows.cli_help import LOCAL, decorate
 from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWorkflowsError
+from dataworkflows.priorities import MAX_RUN_PRIORITY, MIN_RUN_PRIORITY
 from dataworkflows.statuses import DeadLetterKind, ExecutionStatus, WebhookOutcome
 
 if TYPE_CHECKING:
@@ -1070,6 +1071,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         body: dict[str, Any] = {"trigger": trigger}
         if args.request_id:
             body["requestId"] = args.request_id
+        if args.priority is not None:
+            body["priority"] = args.priority
         response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/execute", json=body)
         if response.status_code != 202:
             return _refused(response)
@@ -1388,6 +1391,17 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _priority(value: str) -> int:
+    """A run's priority: a whole number from -100 to 100 (higher runs first)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not MIN_RUN_PRIORITY <= number <= MAX_RUN_PRIORITY:
+        raise argparse.ArgumentTypeError(f"{number}: give {MIN_RUN_PRIORITY} to {MAX_RUN_PRIORITY} (higher runs first)")
+    return number
+
+
 def _positive_seconds(value: str) -> float:
     try:
         number = float(value)
@@ -1608,6 +1622,26 @@ def cmd_executions_control(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_executions_priority(args: argparse.Namespace) -> int:
+    """Changes one execution's priority."""
+    with _client(args) as client:
+        response = client.put(
+            f"/api/v1/executions/{_path(args.execution_id)}/priority", json={"priority": args.priority}
+        )
+    if response.status_code != 200:
+        return _refused(response)
+    body = response.json()
+    if not body["changed"]:
+        print(f"execution {body['executionId']} priority {body['priority']} already (status {body['status']})")
+        return EXIT_OK
+    moved = "its queued job moved in line" if body["jobs"] else "its next job takes it"
+    print(
+        f"execution {body['executionId']} priority {body['priority']} (was {body['previous']}; {moved}; "
+        f"status {body['status']})"
+    )
+    return EXIT_OK
+
+
 def cmd_signal(args: argparse.Namespace) -> int:
     try:
         payload = _json_object(args.payload, "--payload")
@@ -1721,7 +1755,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _add_executions(sub: Any) -> None:
-    executions = sub.add_parser("executions", help="list executions; show one's tree; cancel, suspend or resume one")
+    executions = sub.add_parser(
+        "executions", help="list executions; show one's tree; cancel, suspend, resume or reprioritize one"
+    )
     esub = executions.add_subparsers(dest="executions_command", required=True)
     elist = esub.add_parser("list", help="executions, newest first, a page at a time")
     elist.add_argument(
@@ -1756,6 +1792,14 @@ def _add_executions(sub: Any) -> None:
         control.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
         control.add_argument("--api-url")
         control.set_defaults(func=cmd_executions_control, action=action)
+    priority = esub.add_parser(
+        "priority", help="change an execution's priority (-100 to 100, higher first): its queued job moves in line"
+    )
+    priority.add_argument("execution_id")
+    priority.add_argument("priority", type=_priority)
+    priority.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    priority.add_argument("--api-url")
+    priority.set_defaults(func=cmd_executions_priority)
 
 
 def _trigger_line(t: dict[str, Any]) -> str:
@@ -2498,6 +2542,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-id",
         type=_request_id,
         help="idempotency key (1 to 200 characters): the same one again is the same execution",
+    )
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        metavar="N",
+        help="the run's priority, -100 to 100, higher first (default: the workflow's orchestration.priority, else 0)",
     )
     run.add_argument(
         "--wait",

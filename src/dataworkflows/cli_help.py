@@ -74,6 +74,7 @@ EXAMPLES: dict[str, str] = {
     "executions cancel": "dataworkflows executions cancel 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 --reason 'wrong input'",
     "executions suspend": "dataworkflows executions suspend 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 --reason maintenance",
     "executions resume": "dataworkflows executions resume 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10",
+    "executions priority": "dataworkflows executions priority 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 50",
     "approvals": "dataworkflows approvals list --principal alice",
     "approvals list": "dataworkflows approvals list --principal alice --all",
     "triggers": "dataworkflows triggers list --kind schedule",

@@ -414,7 +414,7 @@ async def _configure(
             milliseconds = max(round(seconds * 1000), 1)
             await conn.execute("SELECT set_config(%s, %s, false)", (setting, str(milliseconds)))
     if default_timeout is not None:
-        # Read by dw.start_execution_v2 for runs whose definition sets no workflowTimeout.
+        # Read by dw.start_run_v1 for runs whose definition sets no workflowTimeout.
         await conn.execute("SELECT set_config('dw.default_workflow_timeout', %s, false)", (str(default_timeout),))
     if max_runs_per_tree is not None:
         # Read by dw.start_child_v2 (a session setting: the children's procedures keep their signatures).

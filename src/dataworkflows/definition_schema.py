@@ -26,6 +26,7 @@ import msgspec
 from dataworkflows import foreach, transforms, waits
 from dataworkflows.actions import ActionRegistry, builtin_actions
 from dataworkflows.definitions import EdgeWhen, NodeType, Orchestration, RetryPolicy, RoutePolicy
+from dataworkflows.priorities import MAX_RUN_PRIORITY, MIN_RUN_PRIORITY
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.validation import MAX_CONDITION_LENGTH, MAX_EDGES_PER_NODE, MAX_NODES
 
@@ -157,6 +158,10 @@ def _orchestration() -> Schema:
             "rateLimitPerMinute": {
                 **_nullable({"type": "integer", "minimum": 1, "maximum": MAX_RATE_PER_MINUTE}),
                 "description": "Root runs started per minute (publishing sets it; null clears)",
+            },
+            "priority": {
+                **_nullable({"type": "integer", "minimum": MIN_RUN_PRIORITY, "maximum": MAX_RUN_PRIORITY}),
+                "description": "Its runs' priority when a start gives none (higher first; children: their parent's)",
             },
         },
         "additionalProperties": False,

@@ -61,6 +61,8 @@ class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_
     # (null clears; left out keeps what the API or CLI set). Enforced when a run starts.
     max_concurrent_executions: int | None = None
     rate_limit_per_minute: int | None = None
+    # Its runs' priority when the start request gives none (children: their parent's); 0 if unset.
+    priority: int | None = None
 
 
 class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

@@ -69,6 +69,9 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     nodes: tuple[PlanNode, ...]
     # The definition's `outputs` templates (plans compiled before they existed have none).
     outputs: dict[str, Any] | None = None
+    # Its runs' priority when a start gives none (orchestration.priority; read by
+    # dw.start_run_v1). Plans compiled before it existed have none: 0.
+    priority: int | None = None
 
 
 def _retry(policy: RetryPolicy) -> PlanRetry:
@@ -133,6 +136,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
         implicit_order=implicit,
         nodes=nodes,
         outputs=definition.outputs,
+        priority=orchestration.priority,
     )
 
 

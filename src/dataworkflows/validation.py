@@ -28,6 +28,7 @@ from dataworkflows.foreach import check_parameters as check_foreach_parameters
 from dataworkflows.json_depth import json_depth
 from dataworkflows.json_text import json_type
 from dataworkflows.principal_ids import has_unprintable_character as has_unprintable_character
+from dataworkflows.priorities import MAX_RUN_PRIORITY, MIN_RUN_PRIORITY
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.subworkflows import check_parameters as check_subworkflow_parameters
 from dataworkflows.templating import has_template
@@ -517,6 +518,15 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
     for name, value, most in limits:
         if value is not None and not 1 <= value <= most:
             problems.append(Problem(f"/orchestration/{name}", "range", f"must be between 1 and {most} (or null)"))
+    priority = orchestration.priority
+    if priority is not None and not MIN_RUN_PRIORITY <= priority <= MAX_RUN_PRIORITY:
+        problems.append(
+            Problem(
+                "/orchestration/priority",
+                "range",
+                f"must be between {MIN_RUN_PRIORITY} and {MAX_RUN_PRIORITY} (higher runs first; or null)",
+            )
+        )
 
 
 def find_cycle(definition: WorkflowDefinition) -> list[str] | None:

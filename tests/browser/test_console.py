@@ -759,6 +759,20 @@ def test_a_draft_is_shown_as_never_published(page: Any, console: Console) -> Non
     assert "sha256:" not in page.locator("dl.facts").inner_text()
 
 
+def test_a_runs_priority_is_shown_when_it_is_not_the_default(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    console.create({**SLOW_PAIR, "id": "prioritized"})
+    answer = console.http.post("/api/v1/workflows/prioritized/execute", json={"trigger": {}, "priority": 30})
+    assert answer.status_code == 202, answer.text
+    page.goto(f"/ui#/executions/{answer.json()['executionId']}")
+    expect(page.locator("dl.facts")).to_contain_text("Priority30 (ahead of the default)", timeout=WAIT_MS)
+    plain = console.execute("prioritized")
+    page.goto(f"/ui#/executions/{plain}")
+    expect(page.locator("dl.facts")).to_contain_text("Request id", timeout=WAIT_MS)
+    assert "Priority" not in page.locator("dl.facts").inner_text()
+
+
 def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, console: Console) -> None:
     """Thousands of item attempts, each with its parameters and outputs, were all rendered (and
     stringified on every live refresh)."""

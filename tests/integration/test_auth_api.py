@@ -249,6 +249,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
         {},
     ),
     ("POST", "/api/v1/executions/{execution_id:str}/resume", f"/api/v1/executions/{EXECUTION}/resume", "operator", {}),
+    (
+        "PUT",
+        "/api/v1/executions/{execution_id:str}/priority",
+        f"/api/v1/executions/{EXECUTION}/priority",
+        "operator",
+        {"priority": 5},
+    ),
     ("POST", "/api/v1/executions/{execution_id:str}/cancel", f"/api/v1/executions/{EXECUTION}/cancel", "operator", {}),
     ("GET", "/api/v1/approvals", "/api/v1/approvals", "viewer", None),
     ("GET", "/api/v1/approvals/{approval_id:str}", f"/api/v1/approvals/{uuid.UUID(int=1)}", "viewer", None),

@@ -352,6 +352,7 @@ async def test_a_start_is_one_round_trip_and_a_refused_one_leaves_its_connection
         "principal_type": None,
         "correlation_id": None,
         "queue": "executions",
+        "priority": None,
     }
     async with db.pool.connection() as conn:
         # A first start gives the connection its tenant (a statement of its own, once).

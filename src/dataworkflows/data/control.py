@@ -24,6 +24,19 @@ if TYPE_CHECKING:
 CONTROL_CHANNEL = "dw_control"
 
 
+class PriorityChange(msgspec.Struct, frozen=True):
+    """dw.set_execution_priority_v1's answer."""
+
+    # The run's status (unchanged by the request).
+    status: str
+    priority: int
+    previous: int
+    # False when it had that priority already (nothing written).
+    changed: bool
+    # Its queued jobs moved to the new priority (0 while a worker holds the run or it waits).
+    jobs: int
+
+
 class ControlOutcome(msgspec.Struct, frozen=True):
     # The execution's status after the request.
     status: str
@@ -157,6 +170,14 @@ class ControlData:
     async def suspend(self, execution_id: UUID, *, principal: str | None, reason: str | None) -> ControlOutcome:
         row = await self._db.fetch_one_as(
             ControlOutcome, "request_suspend", id=execution_id, principal=principal, reason=reason
+        )
+        assert row is not None
+        return row
+
+    async def set_priority(self, execution_id: UUID, priority: int, *, principal: str | None) -> PriorityChange:
+        """Changes the run's priority and its queued jobs' (an ended run: ExecutionEnded)."""
+        row = await self._db.fetch_one_as(
+            PriorityChange, "set_execution_priority", id=execution_id, priority=priority, principal=principal
         )
         assert row is not None
         return row

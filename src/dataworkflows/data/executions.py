@@ -61,6 +61,8 @@ class Execution(msgspec.Struct, frozen=True):
     trigger_id: UUID | None = None
     # Until when the worker named lease_owner holds the run (it renews it while it runs).
     lease_expires_at: datetime | None = None
+    # Its jobs' priority, higher first (migration 0069).
+    priority: int = 0
 
 
 class ChildExecution(msgspec.Struct, frozen=True):
@@ -108,6 +110,7 @@ class ExecutionListItem(msgspec.Struct, frozen=True):
     parent_execution_id: UUID | None = None
     # manual | schedule | webhook | subworkflow
     trigger_kind: str = "manual"
+    priority: int = 0
 
 
 class NodeState(msgspec.Struct, frozen=True):
@@ -199,12 +202,14 @@ class ExecutionData:
         correlation_id: str | None,
         queue: str,
         trace_context: dict[str, str] | None = None,
+        priority: int | None = None,
     ) -> StartedExecution:
         """Starts an execution and queues its run job, or finds the one with this request id.
         trace_context: the caller's W3C trace context (traceparent, tracestate), kept on a new
-        execution for its worker (dataworkflows.traces); None: none.
+        execution for its worker (dataworkflows.traces); None: none. priority: the run's (-100 to
+        100, higher first; None: its definition's, else 0), which every job of the run carries.
 
-        The start's transaction sends no NOTIFY (dw.start_execution_v3): once it has committed, a
+        The start's transaction sends no NOTIFY (dw.start_execution_v4): once it has committed, a
         second statement, in the same message (start_execution_then_notify), wakes the workers, so that
         concurrent starts share their commits' WAL flushes instead of queuing for PostgreSQL's notify
         lock one flush after another, and the workers are woken without waiting for this process to
@@ -222,6 +227,7 @@ class ExecutionData:
             principal_type=principal_type,
             correlation_id=correlation_id,
             queue=queue,
+            priority=priority,
         )
         assert row is not None
         return msgspec.convert(row, StartedExecution)

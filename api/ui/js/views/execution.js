@@ -38,6 +38,8 @@ function summary(e) {
     e.parentExecutionId ? field("Parent", execLink(e.parentExecutionId), e.parentNodeId ? " node " + e.parentNodeId : "") : [],
     e.rootExecutionId && e.rootExecutionId !== e.id ? field("Root", execLink(e.rootExecutionId), " depth " + e.depth) : [],
     e.recoveryCount ? field("Recoveries", String(e.recoveryCount)) : [],
+    // Shown when it is not the default: higher runs first (README "Run priority").
+    e.priority ? field("Priority", String(e.priority), e.priority > 0 ? " (ahead of the default)" : " (behind the default)") : [],
     workerField(e),
   );
 }

@@ -1,0 +1,177 @@
+"""Run priority (README "Run priority", migration 0069): where a run's priority comes from, that every
+job the run gets carries it, and changing it over HTTP. No worker runs here: the order in which a
+worker takes runs is checked live in tests/acceptance/test_limits_live.py."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.db import Database
+from tests.conftest import load_fixture
+from tests.integration.test_api import assert_problem
+from tests.integration.test_control_api import OPS, client, end_run, sql
+
+__all__ = ["client"]
+
+
+def echo_workflow(workflow_id: str, priority: int | None = None) -> dict[str, Any]:
+    raw = copy.deepcopy(load_fixture("bundle1/simple-echo-workflow.json"))
+    raw["id"] = workflow_id
+    if priority is not None:
+        raw["orchestration"] = {"priority": priority}
+    return raw
+
+
+async def create(client: AsyncTestClient[Any], raw: dict[str, Any]) -> None:
+    created = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=raw)
+    assert created.status_code == 201, created.text
+
+
+async def execute(client: AsyncTestClient[Any], workflow_id: str, **body: Any) -> str:
+    started = await client.post(f"/api/v1/workflows/{workflow_id}/execute", json={"trigger": {}, **body})
+    assert started.status_code == 202, started.text
+    return str(started.json()["executionId"])
+
+
+async def job_priorities(db: Database, execution_id: str) -> list[tuple[str, int]]:
+    rows = await sql(
+        db,
+        "SELECT status::text, priority FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s ORDER BY id",
+        execution_id,
+    )
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+async def test_a_runs_priority_is_the_requests_else_its_definitions_else_zero(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await create(client, echo_workflow("plain"))
+    await create(client, echo_workflow("urgent", priority=40))
+    runs = {
+        "plain, none asked": (await execute(client, "plain"), 0),
+        "plain, asked": (await execute(client, "plain", priority=-7), -7),
+        "urgent, none asked": (await execute(client, "urgent"), 40),
+        "urgent, asked": (await execute(client, "urgent", priority=100), 100),
+        "urgent, asked 0": (await execute(client, "urgent", priority=0), 0),
+    }
+    for name, (execution_id, priority) in runs.items():
+        read = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+        assert read["priority"] == priority, name
+        assert await job_priorities(db, execution_id) == [("todo", priority)], name
+        assert await sql(db, "SELECT priority FROM dw.v_executions WHERE id = %s", execution_id) == [(priority,)]
+    listed = {i["id"]: i["priority"] for i in (await client.get("/api/v1/executions")).json()["items"]}
+    assert listed == {execution_id: priority for execution_id, priority in runs.values()}
+
+    # The same request again is the same run, at the first start's priority: a priority is not part
+    # of a request's identity.
+    first = await client.post("/api/v1/workflows/plain/execute", json={"requestId": "r-1", "priority": 3})
+    again = await client.post("/api/v1/workflows/plain/execute", json={"requestId": "r-1", "priority": 90})
+    assert again.status_code == 202 and again.json()["created"] is False
+    assert again.json()["executionId"] == first.json()["executionId"]
+    assert (await client.get(f"/api/v1/executions/{first.json()['executionId']}")).json()["priority"] == 3
+
+
+async def test_a_priority_out_of_range_or_not_an_integer_is_refused_and_starts_nothing(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await create(client, echo_workflow("plain"))
+    for bad in (101, -101, 1.5, "high", True, 10**20):
+        problem = assert_problem(await client.post("/api/v1/workflows/plain/execute", json={"priority": bad}), 400)
+        assert "priority" in problem["detail"], (bad, problem)
+    assert (await client.get("/api/v1/executions")).json()["items"] == []
+    assert await sql(db, "SELECT count(*) FROM procrastinate_jobs") == [(0,)]
+
+    # A definition's is checked when it is saved, with the field's pointer.
+    refused = await client.post("/api/v1/workflows", json=echo_workflow("loud", priority=1000))
+    problem = assert_problem(refused, 422)
+    pointers = {p["pointer"] for p in problem["errors"]}
+    assert "/orchestration/priority" in pointers, problem
+
+
+async def test_every_job_of_a_run_carries_its_priority(client: AsyncTestClient[Any], db: Database) -> None:
+    """Its start's job, and a job queued again later (here: a resume), through dw.defer_run_job_v1."""
+    await create(client, echo_workflow("plain"))
+    execution_id = await execute(client, "plain", priority=25)
+    url = f"/api/v1/executions/{execution_id}"
+    assert (await client.post(f"{url}/suspend", headers=OPS)).json()["status"] == "Suspended"
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
+    assert (await client.post(f"{url}/resume", headers=OPS)).json()["outcome"] == "resumed"
+    assert await job_priorities(db, execution_id) == [("todo", 25)]
+
+
+async def test_a_child_runs_at_its_parents_priority(client: AsyncTestClient[Any], db: Database) -> None:
+    """A tree runs at its root's priority, whatever the child's definition says (a child below its
+    parent's priority would keep the parent waiting behind lower work)."""
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child", priority=-50))
+    parent = await execute(client, "parent", priority=60)
+    rows = await sql(
+        db,
+        "SELECT c.o_execution_id, c.o_error FROM dw.executions p,"
+        " dw.start_child_v2(p, 'echo1', 'child:1', 'child', NULL, '{}'::jsonb, 10) c WHERE p.id = %s",
+        parent,
+    )
+    child, error = rows[0]
+    assert error is None and child is not None
+    assert (await client.get(f"/api/v1/executions/{child}")).json()["priority"] == 60
+    assert await job_priorities(db, str(child)) == [("todo", 60)]
+
+
+async def test_changing_a_queued_runs_priority_moves_its_job(client: AsyncTestClient[Any], db: Database) -> None:
+    await create(client, echo_workflow("plain"))
+    execution_id = await execute(client, "plain")
+    url = f"/api/v1/executions/{execution_id}"
+
+    changed = await client.put(f"{url}/priority", json={"priority": 80}, headers=OPS)
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {
+        "executionId": execution_id,
+        "status": "Pending",
+        "priority": 80,
+        "previous": 0,
+        "changed": True,
+        "jobs": 1,
+    }
+    assert await job_priorities(db, execution_id) == [("todo", 80)]
+    assert (await client.get(url)).json()["priority"] == 80
+    events = [e for e in (await client.get(f"{url}/events")).json() if e["type"] == "priority_changed"]
+    assert [(e["principal"], e["details"]) for e in events] == [
+        ("ops", {"priority": 80, "previous": 0, "status": "Pending"})
+    ]
+
+    # The same priority again writes and logs nothing.
+    same = (await client.put(f"{url}/priority", json={"priority": 80})).json()
+    assert (same["changed"], same["jobs"], same["previous"]) == (False, 0, 80)
+    events = [e for e in (await client.get(f"{url}/events")).json() if e["type"] == "priority_changed"]
+    assert len(events) == 1
+
+    # Bad bodies are refused and change nothing.
+    for bad in ({"priority": 101}, {"priority": "high"}, {}, {"priority": 5, "why": "x"}, ["x"]):
+        assert_problem(await client.put(f"{url}/priority", json=bad), 400)
+    assert (await client.get(url)).json()["priority"] == 80
+
+    # An unknown run is a 404; an ended one a 409 (its priority no longer matters).
+    for unknown in ("00000000-0000-0000-0000-000000000001", "not-a-uuid"):
+        missing = assert_problem(await client.put(f"/api/v1/executions/{unknown}/priority", json={"priority": 1}), 404)
+        assert missing["code"] == "execution_not_found"
+    await end_run(db, execution_id)
+    ended = assert_problem(await client.put(f"{url}/priority", json={"priority": 1}), 409)
+    assert ended["code"] == "execution_ended" and "Succeeded" in ended["detail"]
+    assert (await client.get(url)).json()["priority"] == 80
+
+
+async def test_a_run_held_by_a_worker_keeps_its_doing_job_and_its_next_job_takes_the_new_priority(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await create(client, echo_workflow("plain"))
+    execution_id = await execute(client, "plain", priority=5)
+    await sql(db, "UPDATE procrastinate_jobs SET status = 'doing' WHERE args ->> 'execution_id' = %s", execution_id)
+    changed = (await client.put(f"/api/v1/executions/{execution_id}/priority", json={"priority": -20})).json()
+    assert (changed["changed"], changed["jobs"]) == (True, 0)
+    assert await job_priorities(db, execution_id) == [("doing", 5)]
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
+    await sql(db, "SELECT dw.defer_run_job_v1(%s, 'executions', NULL)", execution_id)
+    assert await job_priorities(db, execution_id) == [("todo", -20)]
