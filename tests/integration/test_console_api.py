@@ -41,6 +41,8 @@ async def test_the_console_is_served_offline_with_a_strict_policy(client: AsyncT
     # Every script and stylesheet comes from the package: nothing from another origin, no inline script.
     assert "http://" not in page.text and "https://" not in page.text
     assert '<script type="module" src="/ui/js/app.js"></script>' in page.text
+    # boot.js, a classic script, runs first: it sees a module that failed to load (browser tests).
+    assert page.text.index('<script src="/ui/js/boot.js"></script>') < page.text.index('<script type="module"')
     for name in ("js/app.js", "js/views/execution.js", "console.css"):
         asset = await client.get(f"/ui/{name}")
         assert asset.status_code == 200 and asset.headers["content-security-policy"] == policy

@@ -197,6 +197,8 @@ export function navigate(path, params) {
   else location.hash = next;
 }
 
+// Every module loaded: the next failed load is tried again from the start (boot.js).
+sessionStorage.removeItem("dw.console.reloads");
 setupAuth();
 window.addEventListener("hashchange", route);
 route();
