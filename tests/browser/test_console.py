@@ -506,6 +506,29 @@ def test_the_executions_list_filters(page: Any, console: Console) -> None:
     page.get_by_text("No executions match.").wait_for()
 
 
+def test_the_executions_list_is_read_again_only_once_answered(page: Any, console: Console) -> None:
+    """The list is read again 2 s after the last read answered: the executions page did not wait for
+    it, so on a slow API its reads piled up, one every 2 s, each holding one of the browser's six
+    connections to the host, and answered out of order."""
+    from playwright.sync_api import expect
+
+    page.goto("/ui#/executions")
+    page.get_by_text("updated ").wait_for()
+    held: list[Any] = []
+    page.route("**/api/v1/executions?*", lambda route: held.append(route))  # answered only below
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "no refresh"
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(5000)  # two more periods: no read starts while one is unanswered
+    assert len(held) == 1, [route.request.url for route in held]
+    shown = page.locator("#list-state").inner_text()
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/executions?*")
+    expect(page.locator("#list-state")).not_to_have_text(shown, timeout=WAIT_MS)  # and it goes on
+
+
 def test_a_dead_letter_is_redriven_from_the_page(page: Any, console: Console) -> None:
     # `once`: with --dist worksteal a worker may run the module's tests out of order, and
     # test_the_dead_letters_page_shows_a_new_letter_by_itself makes the same workflow.
