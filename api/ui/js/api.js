@@ -147,8 +147,9 @@ export function query(params) {
 
 // The execution's log as a live stream. EventSource cannot send an Authorization header, so this
 // reads the server-sent events from fetch()'s body. Resolves with the last event id when the
-// server ends the stream (the run ended, or the server is stopping).
-export async function streamEvents(executionId, after, onEvent, signal) {
+// server ends the stream (the run ended, or the server is stopping). onOpen, if given, is called
+// once the server has taken the stream (a 200), before any event.
+export async function streamEvents(executionId, after, onEvent, signal, onOpen) {
   const headers = authHeaders({ Accept: "text/event-stream" });
   let response;
   try {
@@ -166,6 +167,7 @@ export async function streamEvents(executionId, after, onEvent, signal) {
     }
     throw new ApiError(response.status, problem, response.headers.get("WWW-Authenticate"));
   }
+  if (onOpen) onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let last = after;

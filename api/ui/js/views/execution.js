@@ -498,7 +498,9 @@ export async function render(main, { args }, ctx) {
           const stop = () => stream.abort();
           ctx.signal.addEventListener("abort", stop, { once: true });
           try {
-            lastEvent = await streamEvents(execution.id, lastEvent, shown, stream.signal);
+            // Open is working again: a waiting run's stream may bring no event for hours, and the
+            // banner of the outage it came back from stayed until one came.
+            lastEvent = await streamEvents(execution.id, lastEvent, shown, stream.signal, recovered);
           } finally {
             ctx.signal.removeEventListener("abort", stop);
           }
