@@ -697,9 +697,10 @@ def test_a_name_a_browser_cannot_send_in_a_header_is_said_and_not_kept(page: Any
 
 
 def test_a_script_that_failed_to_load_is_said_and_the_page_loaded_again(page: Any, console: Console) -> None:
-    """One of the console's modules failed to load (a request that failed while the page loaded; in
-    CI one did, on a loaded machine): the browser ran none, and the page read "Loading…" for ever
-    without a word. It says so and loads the page again, until the modules come."""
+    """One of the console's modules failed to load: the browser ran none, and the page read
+    "Loading…" for ever without a word. In CI the partition test (tests/faults) brought a veth pair
+    up meanwhile, and Chromium failed its requests in flight with net::ERR_NETWORK_CHANGED. The page
+    says so and loads itself again, until the modules come."""
     from playwright.sync_api import expect
 
     failed: list[str] = []
