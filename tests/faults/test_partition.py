@@ -1,9 +1,12 @@
 """A network partition between a worker and PostgreSQL: packets dropped without a word, both ways.
 
-The worker runs in a network namespace of its own, joined to this one by a veth pair; a TCP proxy on
-this side's address forwards its connections to the test server. Taking this side's link down drops
-every packet between them, as a partition, a dead host or a failover to another address do: nothing
-answers, nothing refuses. Before libpq's keepalives and tcp_user_timeout were set
+The worker runs in a network namespace of its own, joined by a veth pair to a second one (the hub),
+where a TCP proxy, a thread of this process moved into the hub, forwards its connections to the test
+server's Unix socket. Taking the hub's end of the pair down drops every packet between them, as a
+partition, a dead host or a failover to another address do: nothing answers, nothing refuses. No
+link of the host's own namespace is added, changed or removed: Chromium fails the requests it has in
+flight at such a change (net::ERR_NETWORK_CHANGED), and the browser tests running beside this one
+saw their page's scripts fail to load (a CI run at a6e3bd1). Before libpq's keepalives and tcp_user_timeout were set
 (dataworkflows.tcp_liveness), a worker noticed only when the kernel gave up retransmitting, about
 15 minutes for a call in flight and never for its idle LISTEN connections.
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -44,12 +48,29 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
+# setns(2)'s flag for a network namespace.
+CLONE_NEWNET = 0x40000000
+
+
+def _enter_namespace(namespace: str) -> None:
+    """Moves the calling thread (only it) into the named network namespace (`ip netns add`'s)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/var/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class Proxy:
-    """Forwards TCP connections on (host, some free port) to a Unix socket, in a thread of its own."""
+    """Forwards TCP connections on (host, some free port) to a Unix socket, in a thread of its own
+    inside network namespace `namespace` (the Unix socket is reached by its path from any)."""
 
     host: str
     target: str
+    namespace: str
     port: int = 0
     errors: list[str] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
@@ -66,6 +87,7 @@ class Proxy:
                 await server.serve_forever()
 
         def run() -> None:
+            _enter_namespace(self.namespace)
             loop = self._loop = asyncio.new_event_loop()
             with contextlib.suppress(asyncio.CancelledError):
                 loop.run_until_complete(serve())
@@ -112,9 +134,11 @@ class Proxy:
 
 @dataclass
 class Lane:
-    """A network namespace whose one way out is a veth pair to this namespace."""
+    """A network namespace whose one way out is a veth pair to the hub, another one (`address` and
+    `link` are the hub's end)."""
 
     namespace: str
+    hub: str
     link: str
     address: str
 
@@ -122,36 +146,42 @@ class Lane:
         return ["ip", "netns", "exec", self.namespace, *args]
 
     def cut(self) -> None:
-        _ip("link", "set", self.link, "down")
+        _ip("-n", self.hub, "link", "set", self.link, "down")
 
     def mend(self) -> None:
-        _ip("link", "set", self.link, "up")
+        _ip("-n", self.hub, "link", "set", self.link, "up")
 
 
 @pytest.fixture
 def lane() -> Iterator[Lane]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("a network namespace needs root and iproute2's ip")
-    n = os.getpid() % 250 + 1
-    namespace, link, peer = f"dwlane{os.getpid()}", f"dwh{os.getpid()}", f"dwn{os.getpid()}"
-    here, there = f"10.213.{n}.1", f"10.213.{n}.2"
+    pid = os.getpid()
+    namespace, hub, link, peer = f"dwlane{pid}", f"dwhub{pid}", f"dwh{pid}", f"dwn{pid}"
+    here, there = "10.213.0.1", "10.213.0.2"  # the namespaces are this test's own: no other user
+    made: list[str] = []
     try:
-        _ip("netns", "add", namespace)
+        for name in (hub, namespace):
+            _ip("netns", "add", name)
+            made.append(name)
     except subprocess.CalledProcessError as exc:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
         pytest.skip(f"no network namespaces here: {exc.stderr.decode(errors='replace').strip()}")
     try:
-        _ip("link", "add", link, "type", "veth", "peer", "name", peer)
-        _ip("link", "set", peer, "netns", namespace)
-        _ip("addr", "add", f"{here}/30", "dev", link)
-        _ip("link", "set", link, "up")
-        _ip("netns", "exec", namespace, "ip", "addr", "add", f"{there}/30", "dev", peer)
-        _ip("netns", "exec", namespace, "ip", "link", "set", peer, "up")
-        _ip("netns", "exec", namespace, "ip", "link", "set", "lo", "up")
-        yield Lane(namespace=namespace, link=link, address=here)
+        # Made in the hub, its peer put straight into the lane: never a link in the host's namespace.
+        _ip("-n", hub, "link", "add", link, "type", "veth", "peer", "name", peer, "netns", namespace)
+        _ip("-n", hub, "addr", "add", f"{here}/30", "dev", link)
+        _ip("-n", hub, "link", "set", link, "up")
+        _ip("-n", hub, "link", "set", "lo", "up")
+        _ip("-n", namespace, "addr", "add", f"{there}/30", "dev", peer)
+        _ip("-n", namespace, "link", "set", peer, "up")
+        _ip("-n", namespace, "link", "set", "lo", "up")
+        yield Lane(namespace=namespace, hub=hub, link=link, address=here)
     finally:
-        # Deleting the namespace deletes its end of the pair, and so the pair.
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
+        # Deleting a namespace deletes its end of the pair, and so the pair.
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
 
 
 # What the worker says when it gives up an idle LISTEN connection: its control listener's, and its fetch
@@ -183,7 +213,7 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
     stack = start_named_stack(dsn, tmp_path)
     params = psycopg.conninfo.conninfo_to_dict(dsn)
     # The test server listens on a Unix socket: the proxy forwards to it.
-    proxy = Proxy(host=lane.address, target=f"{params['host']}/.s.PGSQL.{params['port']}")
+    proxy = Proxy(host=lane.address, target=f"{params['host']}/.s.PGSQL.{params['port']}", namespace=lane.hub)
     proxy.start()
     probe = Probe(dsn)
     try:
