@@ -595,15 +595,14 @@ $$;
 -- once. An ended run refuses (DW014: there is nothing to move). Children it already started keep
 -- theirs (each is changed on its own: locking them here, after the parent's row, would break the
 -- lock order, composition.sql); children it starts later take the new one. The run's row first, as
--- every control request; then its queued jobs, SKIP LOCKED, so that this never waits for a worker's
--- fetch, which locks a job and then the run's row (a job a fetch is taking at that moment runs now,
--- where it stands). The same priority again changes nothing and logs nothing (changed false).
+-- every control request; then its queued jobs (dw.move_queued_run_jobs_v1). The same priority again
+-- changes and logs nothing (changed false), but still moves a queued job left at another one (a
+-- fetch that held it rolled back, or a worker queued again a job whose fetch lost its answer).
 CREATE OR REPLACE FUNCTION dw.set_execution_priority_v1(p_execution_id uuid, p_priority integer, p_principal text)
     RETURNS TABLE (status text, priority integer, previous integer, changed boolean, jobs integer)
     LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
-    v_jobs integer;
 BEGIN
     IF p_priority IS NULL OR p_priority NOT BETWEEN -100 AND 100 THEN
         RAISE EXCEPTION 'a run''s priority is between -100 and 100, not %', COALESCE(p_priority::text, 'null')
@@ -615,23 +614,61 @@ BEGIN
             USING ERRCODE = 'DW014';
     END IF;
     IF v_e.priority = p_priority THEN
-        RETURN QUERY SELECT v_e.status, p_priority, p_priority, false, 0;
+        RETURN QUERY SELECT v_e.status, p_priority, p_priority, false, dw.move_queued_run_jobs_v1(p_execution_id, p_priority);
         RETURN;
     END IF;
     UPDATE dw.executions e SET priority = p_priority WHERE e.id = p_execution_id;
+    INSERT INTO dw.execution_events (execution_id, type, principal, details)
+    VALUES (p_execution_id, 'priority_changed', p_principal,
+            jsonb_build_object('priority', p_priority, 'previous', v_e.priority, 'status', v_e.status));
+    RETURN QUERY SELECT v_e.status, p_priority, v_e.priority::integer, true,
+                        dw.move_queued_run_jobs_v1(p_execution_id, p_priority);
+END;
+$$;
+
+-- Gives the run's queued jobs (todo) priority p_priority; how many it changed. The caller holds the
+-- run's row. First the jobs nobody holds (SKIP LOCKED). A job a worker's fetch holds at that moment
+-- (it locks a job and then only tries the run's row, which this transaction holds) is then waited
+-- for, a moment at most: a fetch that commits takes it ('doing': it runs now, where it stands, and
+-- is not changed), one that rolls back (an acquire that raised, a lost connection) leaves it queued,
+-- and it is changed, instead of waiting at its old priority for as long as it is queued. Past the
+-- moment (a fetch may wait for other runs' rows while it holds its jobs), or on a deadlock, it is
+-- left as it is: the same priority again moves it.
+CREATE OR REPLACE FUNCTION dw.move_queued_run_jobs_v1(p_execution_id uuid, p_priority integer)
+    RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_moved integer;
+    v_held integer;
+    v_lock_timeout text;
+BEGIN
     WITH queued AS (
         SELECT j.id FROM procrastinate_jobs j
          WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
-           AND j.task_name = 'dw.run_execution'
+           AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority
          FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE procrastinate_jobs j SET priority = p_priority FROM queued WHERE j.id = queued.id RETURNING j.id
     )
-    SELECT count(*) INTO v_jobs FROM moved;
-    INSERT INTO dw.execution_events (execution_id, type, principal, details)
-    VALUES (p_execution_id, 'priority_changed', p_principal,
-            jsonb_build_object('priority', p_priority, 'previous', v_e.priority, 'status', v_e.status));
-    RETURN QUERY SELECT v_e.status, p_priority, v_e.priority::integer, true, v_jobs;
+    SELECT count(*) INTO v_moved FROM moved;
+    IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                    WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+                      AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority) THEN
+        RETURN v_moved;
+    END IF;
+    v_lock_timeout := current_setting('lock_timeout');
+    BEGIN
+        PERFORM set_config('lock_timeout', '100ms', true);
+        -- Rechecked once the lock is granted: a job the fetch took is 'doing' and left alone.
+        UPDATE procrastinate_jobs j SET priority = p_priority
+         WHERE (j.args ->> 'execution_id') = p_execution_id::text AND j.status = 'todo'
+           AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority;
+        GET DIAGNOSTICS v_held = ROW_COUNT;
+        PERFORM set_config('lock_timeout', v_lock_timeout, true);
+        RETURN v_moved + v_held;
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        -- Rolled back (the setting with it); the run's row and the jobs moved above stay.
+        RETURN v_moved;
+    END;
 END;
 $$;
 

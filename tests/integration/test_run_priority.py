@@ -4,9 +4,13 @@ worker takes runs is checked live in tests/acceptance/test_limits_live.py."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import threading
+import time
 from typing import Any
 
+import psycopg
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.db import Database
@@ -175,3 +179,62 @@ async def test_a_run_held_by_a_worker_keeps_its_doing_job_and_its_next_job_takes
     await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", execution_id)
     await sql(db, "SELECT dw.defer_run_job_v1(%s, 'executions', NULL)", execution_id)
     assert await job_priorities(db, execution_id) == [("todo", -20)]
+
+
+def hold_the_queued_job(dsn: str, execution_id: str, seconds: float) -> tuple[threading.Thread, threading.Event]:
+    """A worker's fetch in flight: the run's queued job locked, then, after `seconds`, rolled back (an
+    acquire that raised, a lost connection). Returns the thread and an event set once it holds the job."""
+    held = threading.Event()
+
+    def fetch_then_roll_back() -> None:
+        with psycopg.connect(dsn) as fetch:
+            fetch.execute(
+                "SELECT id FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s FOR UPDATE", (execution_id,)
+            )
+            held.set()
+            time.sleep(seconds)
+            fetch.rollback()
+
+    thread = threading.Thread(target=fetch_then_roll_back)
+    thread.start()
+    return thread, held
+
+
+async def test_a_queued_job_a_fetch_held_and_gave_back_takes_the_new_priority(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    """A fetch held the run's queued job when the priority changed, then rolled back: the job is
+    queued again, and it takes the new priority (the change waits a moment for a fetch in flight),
+    instead of waiting at the old one for as long as it is queued."""
+    await create(client, echo_workflow("plain"))
+    execution_id = await execute(client, "plain", priority=-10)
+    fetching, held = hold_the_queued_job(dsn, execution_id, 0.03)
+    assert await asyncio.to_thread(held.wait, 10)
+    changed = await client.put(f"/api/v1/executions/{execution_id}/priority", json={"priority": 70})
+    await asyncio.to_thread(fetching.join, 10)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["changed"], changed.json()["jobs"]) == (True, 1)
+    assert await job_priorities(db, execution_id) == [("todo", 70)]
+
+
+async def test_a_fetch_that_holds_the_queued_job_for_long_does_not_hold_the_change(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    """The change waits for a fetch in flight only a moment (a fetch may wait for other runs' rows):
+    past it, it answers jobs 0; the same priority again moves the job left behind, and logs nothing."""
+    await create(client, echo_workflow("plain"))
+    execution_id = await execute(client, "plain")
+    url = f"/api/v1/executions/{execution_id}/priority"
+    fetching, held = hold_the_queued_job(dsn, execution_id, 1.5)
+    assert await asyncio.to_thread(held.wait, 10)
+    began = time.monotonic()
+    changed = (await client.put(url, json={"priority": 30})).json()
+    assert time.monotonic() - began < 1.0
+    assert (changed["changed"], changed["jobs"]) == (True, 0)
+    await asyncio.to_thread(fetching.join, 10)
+    assert await job_priorities(db, execution_id) == [("todo", 0)]
+    again = (await client.put(url, json={"priority": 30})).json()
+    assert (again["changed"], again["jobs"], again["previous"]) == (False, 1, 30)
+    assert await job_priorities(db, execution_id) == [("todo", 30)]
+    events = (await client.get(f"/api/v1/executions/{execution_id}/events")).json()
+    assert [e["type"] for e in events].count("priority_changed") == 1
