@@ -549,9 +549,11 @@ BEGIN
     IF EXISTS (SELECT 1 FROM dw.executions c WHERE c.parent_execution_id = p_parent_id)
        AND EXISTS (SELECT 1 FROM dw.children_to_cancel_v1(p_parent_id)) THEN
         -- Not in this transaction: cancelling a child locks it, and a child that ends locks it and
-        -- then its parent.
+        -- then its parent. Ahead of every run (priority 1000, above a run's -100 to 100: README "Run
+        -- priority"): at 0 it waited behind every run above 0, those queued after it too, while the
+        -- children it cancels ran on.
         PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
-            p_queue, 'dw.cancel_children', 0, NULL, NULL,
+            p_queue, 'dw.cancel_children', 1000, NULL, NULL,
             jsonb_build_object('parent_execution_id', p_parent_id::text), NULL
         )::procrastinate_job_to_defer_v1]);
     END IF;

@@ -579,8 +579,10 @@ BEGIN
                     END IF;
                 END LOOP;
                 IF cardinality(v_later) > 0 THEN
+                    -- Ahead of every run (as dw.cancel_children: README "Run priority"); the tick's
+                    -- run waits for it.
                     PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
-                        p_queue, 'dw.cancel_overlapped', 0, NULL, NULL,
+                        p_queue, 'dw.cancel_overlapped', 1000, NULL, NULL,
                         jsonb_build_object('execution_ids', to_jsonb(v_later::text[]), 'tenant_id', v_t.tenant_id,
                                            'trigger_id', p_trigger_id, 'reason', v_reason),
                         NULL

@@ -238,3 +238,31 @@ async def test_a_fetch_that_holds_the_queued_job_for_long_does_not_hold_the_chan
     assert await job_priorities(db, execution_id) == [("todo", 30)]
     events = (await client.get(f"/api/v1/executions/{execution_id}/events")).json()
     assert [e["type"] for e in events].count("priority_changed") == 1
+
+
+async def test_a_cancel_cascade_goes_ahead_of_every_run(client: AsyncTestClient[Any], db: Database) -> None:
+    """A parent's cancel queues the cancel of its children (dw.cancel_children): a job of the engine's
+    own that a worker takes before any run's, whatever their priorities. At priority 0 it waited
+    behind every run above 0, queued before or after it (no aging): the children of a cancelled
+    parent ran on for as long as a stream of such runs lasted."""
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child"))
+    parent = await execute(client, "parent", priority=20)
+    rows = await sql(
+        db,
+        "SELECT c.o_execution_id FROM dw.executions p,"
+        " dw.start_child_v2(p, 'echo1', 'child:1', 'child', NULL, '{}'::jsonb, 10) c WHERE p.id = %s",
+        parent,
+    )
+    assert rows[0][0] is not None
+    cancelled = await client.post(f"/api/v1/executions/{parent}/cancel", json={"reason": "enough"})
+    assert cancelled.status_code == 202, cancelled.text
+    later = await execute(client, "parent", priority=100)
+    first = await sql(
+        db,
+        "SELECT task_name, args FROM procrastinate_jobs WHERE status = 'todo' ORDER BY priority DESC, id LIMIT 1",
+    )
+    assert first[0][0] == "dw.cancel_children", (first, later)
+    assert first[0][1]["parent_execution_id"] == parent
+    fetched = await sql(db, "SELECT task_name FROM dw.fetch_jobs_v1(ARRAY['executions']::varchar[], NULL, 1)")
+    assert fetched == [("dw.cancel_children",)]
