@@ -372,6 +372,7 @@ CREATE OR REPLACE FUNCTION dw.release_fetched_lease_v1(
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_queue text;
+    v_released boolean;
 BEGIN
     IF p_tenant IS NULL OR p_tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$' THEN
         RETURN false;
@@ -381,7 +382,17 @@ BEGIN
      WHERE e.id = p_execution_id AND e.lease_owner = p_owner AND e.lease_job_id = p_job_id
        AND e.status = 'Running' AND (p_token IS NULL OR e.lease_token = p_token)
     RETURNING e.queue INTO v_queue;
-    IF NOT FOUND THEN
+    v_released := FOUND;
+    IF p_queue IS NULL THEN
+        -- The job goes back to the queue as it is (Procrastinate's retry keeps its priority): at the
+        -- run's priority, which may have changed while it was 'doing' (README "Run priority": a
+        -- change leaves a job a fetch took). After the run's row, as dw.set_execution_priority_v1.
+        UPDATE procrastinate_jobs j SET priority = e.priority
+          FROM dw.executions e
+         WHERE j.id = p_job_id AND j.status = 'doing' AND e.id = p_execution_id
+           AND (j.args ->> 'execution_id') = p_execution_id::text AND j.priority <> e.priority;
+    END IF;
+    IF NOT v_released THEN
         RETURN false;
     END IF;
     INSERT INTO dw.execution_events (execution_id, type, details)

@@ -597,7 +597,8 @@ $$;
 -- lock order, composition.sql); children it starts later take the new one. The run's row first, as
 -- every control request; then its queued jobs (dw.move_queued_run_jobs_v1). The same priority again
 -- changes and logs nothing (changed false), but still moves a queued job left at another one (a
--- fetch that held it rolled back, or a worker queued again a job whose fetch lost its answer).
+-- fetch held it past dw.move_queued_run_jobs_v1's wait, then rolled back). A job 'doing' is left: a
+-- worker that hands it back after a lost answer gives it the run's (dw.release_fetched_lease_v1).
 CREATE OR REPLACE FUNCTION dw.set_execution_priority_v1(p_execution_id uuid, p_priority integer, p_principal text)
     RETURNS TABLE (status text, priority integer, previous integer, changed boolean, jobs integer)
     LANGUAGE plpgsql AS $$

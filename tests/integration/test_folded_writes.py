@@ -1135,3 +1135,19 @@ def test_only_a_broken_connection_is_retried_as_one() -> None:
     assert connection_broken(error("08006")) and connection_broken(error("57P01"))
     assert connection_broken(error(None)), "the client's own: the connection is closed"
     assert connection_broken(psycopg_pool.PoolTimeout("no connection"))
+
+
+async def test_a_job_whose_fetch_lost_its_answer_goes_back_at_its_runs_priority(db: Database) -> None:
+    """The run's priority changed while the job was 'doing' for a fetch whose answer was lost (jobs 0:
+    the change left it); handed back to the queue, it takes the run's priority, not its old one."""
+    await publish(db, wf("lost-priority", echo("a")))
+    execution_id = await start(db, "lost-priority")
+    async with job_manager(db) as (manager, worker_id):
+        row = await fetch_losing_its_answer(manager, worker_id)
+        assert row["outcome"] == "acquired"
+        change = await db.control.set_priority(UUID(str(execution_id)), 60, principal="ops")
+        assert (change.changed, change.jobs) == (True, 0)
+        await manager._requeue_lost_fetches(worker_id)
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT status::text, priority FROM procrastinate_jobs")
+            assert await cur.fetchall() == [("todo", 60)]
