@@ -4,7 +4,7 @@
 -- priority is the run's, not its first job's. Set at the start (the request's `priority`, else the
 -- definition's orchestration.priority, else a child's parent's), -100 to 100, 0 by default. No CHECK
 -- constraint: every UPDATE of a run row would evaluate it (about 6 us each, docs/performance.md),
--- and the only writers check the range (dw.start_execution_v2, dw.set_execution_priority_v1).
+-- and the only writers check the range (dw.start_run_v1, dw.set_execution_priority_v1).
 -- A constant default: no table rewrite.
 ALTER TABLE dw.executions ADD COLUMN priority smallint NOT NULL DEFAULT 0;
 

@@ -1121,6 +1121,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"  workflow  {execution['workflowId']} v{execution['workflowVersion']} ({execution['workflowChecksum'][:19]})"
     )
     print(f"  status    {execution['status']}")
+    if execution.get("priority"):
+        print(f"  priority  {execution['priority']}")
     print(f"  started   {execution['startTime'] or '-'}")
     print(f"  ended     {execution['endTime'] or '-'}")
     if execution.get("error"):

@@ -66,5 +66,9 @@ def test_a_worker_takes_higher_priority_runs_first(stack: Stack, cli: Cli, tmp_p
     by_start = sorted(order, key=lambda run: datetime.fromisoformat(finals[run]["startTime"]))
     assert by_start == order
 
+    status = cli("status", bumped)
+    assert status.returncode == 0 and "  priority  90" in status.stdout, status.stdout
+    assert "priority" not in cli("status", plain).stdout
+
     ended = cli("executions", "priority", bumped, "1")
     assert ended.returncode != 0 and "has already ended" in ended.stderr
