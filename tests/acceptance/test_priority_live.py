@@ -7,24 +7,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli_in_process import in_process
 from tests.acceptance.conftest import Stack
+from tests.acceptance.test_cli_control import Cli, cli
 from tests.conftest import load_fixture
 
 pytestmark = pytest.mark.acceptance
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def cli(stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return in_process(stack, capsys, monkeypatch)
+__all__ = ["cli"]
 
 
 def started(result: subprocess.CompletedProcess[str]) -> str:
