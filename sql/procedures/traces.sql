@@ -27,6 +27,7 @@ $$;
 -- (created) calls dw.notify_job_inserted_v1(p_queue) (see there, and for why, Procrastinate's
 -- procrastinate_notify_queue_job_inserted_v1 in queue.sql). Both settings hold for the start alone, as
 -- the trace context's does in v1: what the caller's transaction does afterwards notifies as usual.
+-- Now v4's with no priority of the caller's (kept for the previous release's API).
 CREATE OR REPLACE FUNCTION dw.start_execution_v3(
     p_trace_context jsonb,
     p_workflow_id text,
@@ -39,12 +40,9 @@ CREATE OR REPLACE FUNCTION dw.start_execution_v3(
 ) RETURNS TABLE (execution_id uuid, status text, workflow_version integer, created boolean)
     LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM set_config('dw.notify_after_commit', 'on', true);
-    PERFORM set_config('dw.trace_context', COALESCE(p_trace_context::text, ''), true);
-    RETURN QUERY SELECT * FROM dw.start_execution_v1(p_workflow_id, p_request_id, p_trigger, p_principal_id,
-                                                     p_principal_type, p_correlation_id, p_queue);
-    PERFORM set_config('dw.trace_context', '', true);
-    PERFORM set_config('dw.notify_after_commit', '', true);
+    RETURN QUERY SELECT * FROM dw.start_execution_v4(p_trace_context, p_workflow_id, p_request_id, p_trigger,
+                                                     p_principal_id, p_principal_type, p_correlation_id, p_queue,
+                                                     NULL);
 END;
 $$;
 
