@@ -13,9 +13,13 @@ SELECT id, status FROM dw.workflows WHERE id = %(id)s FOR NO KEY UPDATE;
 SELECT version FROM dw.workflow_versions WHERE workflow_id = %(id)s AND checksum = %(checksum)s;
 
 -- name: insert_version
--- Adds the next version number for a workflow.
+-- Adds the next version number for a workflow: after its latest, and after the last one of a deleted
+-- workflow of the same id (dw.deleted_workflows: a workflow and version name one definition for good).
 INSERT INTO dw.workflow_versions (workflow_id, version, definition, checksum, created_by)
-SELECT %(id)s, COALESCE(MAX(version), 0) + 1, %(definition)s, %(checksum)s, %(principal)s
+SELECT %(id)s,
+       GREATEST(COALESCE(MAX(version), 0),
+                COALESCE((SELECT max(d.last_version) FROM dw.deleted_workflows d WHERE d.workflow_id = %(id)s), 0)) + 1,
+       %(definition)s, %(checksum)s, %(principal)s
   FROM dw.workflow_versions WHERE workflow_id = %(id)s
 RETURNING version;
 
@@ -73,6 +77,10 @@ SELECT * FROM dw.set_workflow_enabled_v1(%(id)s, %(enabled)s, %(principal)s);
 -- name: archive_workflow
 -- Archives a workflow (see dw.archive_workflow_v1).
 SELECT * FROM dw.archive_workflow_v1(%(id)s, %(principal)s);
+
+-- name: delete_workflow
+-- Deletes a workflow without runs, with its versions, plans and triggers (see dw.delete_workflow_v1).
+SELECT * FROM dw.delete_workflow_v1(%(id)s, %(principal)s);
 
 -- name: set_workflow_template
 -- Records which template version a workflow was instantiated from.

@@ -59,6 +59,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.DEAD_LETTER_CLOSED: errors.Conflict,
     SqlState.DEAD_LETTER_NOT_FOUND: errors.NotFound,
     SqlState.REQUEST_ID_REUSED: errors.RequestIdReused,
+    SqlState.WORKFLOW_HAS_EXECUTIONS: errors.WorkflowHasExecutions,
     SqlState.LEASE_LOST: errors.LeaseLost,
     SqlState.NODE_NOT_RUNNABLE: errors.NodeNotRunnable,
     SqlState.EXECUTION_NOT_FOUND: errors.ExecutionNotFound,

@@ -25,6 +25,8 @@ class SqlState(StrEnum):
     DEAD_LETTER_NOT_FOUND = "DW006"
     # A start's request id names a run that another request (a different trigger) started.
     REQUEST_ID_REUSED = "DW007"
+    # Deleting a workflow that has executions (DETAIL: how many): runs are the audit log.
+    WORKFLOW_HAS_EXECUTIONS = "DW008"
     # The caller's fencing token is not the execution's current lease (another worker holds it).
     LEASE_LOST = "DW010"
     # The node is not in a state that allows an attempt (or this outcome).
@@ -213,6 +215,17 @@ class TemplateInUse(Conflict):
             f"{what} is rendered by published workflow versions: {uses}. A rollback may publish any "
             "version of a workflow again: archive those workflows (and let their runs finish) first"
         )
+
+
+class WorkflowHasExecutions(Conflict):
+    """A workflow with executions cannot be deleted: its runs are the audit log."""
+
+    code = "workflow_has_executions"
+
+    def __init__(self, message: str | None = None, *, detail: str | None = None, **attributes: Any) -> None:
+        super().__init__(message, **attributes)
+        # How many (dw.delete_workflow_v1 says it as the error's DETAIL); the problem's executionCount.
+        self.execution_count = int(detail) if detail and detail.isdigit() else None
 
 
 class RequestIdReused(Conflict):

@@ -54,6 +54,16 @@ class Version(msgspec.Struct, frozen=True):
     definition: dict[str, Any] | None = None
 
 
+class DeletedWorkflow(msgspec.Struct, frozen=True):
+    """What a workflow's deletion removed besides its row: versions (with their plans), triggers
+    (with their ticks and deliveries), and connections whose allow-lists named it."""
+
+    workflow_id: str
+    versions: int
+    triggers: int
+    connections: int
+
+
 class WorkflowTemplate(msgspec.Struct, frozen=True):
     id: str
     version: int
@@ -242,6 +252,14 @@ class WorkflowData:
     async def archive(self, workflow_id: str, principal: str | None) -> None:
         """New executions are refused from now on; a Draft cannot be archived (Conflict)."""
         await self._db.fetch_one("archive_workflow", id=workflow_id, principal=principal)
+
+    async def delete(self, workflow_id: str, principal: str | None) -> DeletedWorkflow:
+        """Deletes a workflow that has no executions, with its versions, plans and triggers, and takes
+        its id out of the connections' allow-lists (dw.delete_workflow_v1, one transaction).
+        WorkflowNotFound for an unknown one; WorkflowHasExecutions while any run of it exists."""
+        deleted = await self._db.fetch_one_as(DeletedWorkflow, "delete_workflow", id=workflow_id, principal=principal)
+        assert deleted is not None
+        return deleted
 
     async def set_template(self, workflow_id: str, *, template_id: str, template_version: int) -> None:
         """Records which template version the workflow was instantiated from."""
