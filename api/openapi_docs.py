@@ -99,6 +99,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/workflows"): "createWorkflow",
     ("GET", "/api/v1/workflows/{workflow_id}"): "getWorkflow",
     ("PUT", "/api/v1/workflows/{workflow_id}"): "updateWorkflow",
+    ("DELETE", "/api/v1/workflows/{workflow_id}"): "deleteWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/archive"): "archiveWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/disable"): "disableWorkflow",
     ("POST", "/api/v1/workflows/{workflow_id}/enable"): "enableWorkflow",
@@ -220,12 +221,14 @@ class DocumentedComponents(Components):
 
 
 def _json_content(operation: dict[str, Any], *keys: str) -> dict[str, Any] | None:
+    """The application/json content there, else the problem details' (a route's own example of
+    one of its problems: deleteWorkflow's 409)."""
     node: Any = operation
     for key in (*keys, "content"):
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict):
         return None
-    content = node.get("application/json")
+    content = node.get("application/json", node.get(PROBLEM_JSON))
     return content if isinstance(content, dict) else None
 
 

@@ -205,6 +205,27 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         },
         "responses": {"202": {"started": _example("The execution is queued", EXECUTE_RESPONSE)}},
     },
+    "deleteWorkflow": {
+        "responses": {
+            "409": {
+                "hasExecutions": _example(
+                    "A workflow with runs is not deleted: they are its audit log",
+                    {
+                        "type": "https://dataworkflows.dev/problems/workflow_has_executions",
+                        "title": "Conflict",
+                        "status": 409,
+                        "detail": "workflow simple-echo has 3 execution(s), and a workflow is deleted only without any:"
+                        " they are its audit log. Remove them first: they go with retention once they have ended"
+                        ' (`dataworkflows prune --workflow simple-echo`, README "Retention"); cancel those still'
+                        " running",
+                        "code": "workflow_has_executions",
+                        "instance": "/api/v1/workflows/simple-echo",
+                        "executionCount": 3,
+                    },
+                )
+            }
+        },
+    },
     "getExecution": {
         "responses": {"200": {"succeeded": _example("A run that succeeded", EXECUTION_READ)}},
     },

@@ -156,6 +156,21 @@ STORED_VALUE_TOO_LARGE = (
 )
 
 
+def _extension_members(exc: errors.DataWorkflowsError) -> dict[str, Any]:
+    """What a problem says besides its detail: one entry per problem, where the template failed, how
+    many runs keep a workflow from being deleted."""
+    extra: dict[str, Any] = {}
+    if isinstance(exc, errors.DefinitionError) or (isinstance(exc, errors.InvalidInput) and exc.problems):
+        extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
+    if isinstance(exc, BadQueryValue):
+        extra["errors"] = [_query_entry(exc.parameter, exc.message)]
+    if isinstance(exc, TemplateRenderError):
+        extra.update({k: exc.attributes[k] for k in ("template", "line", "column") if k in exc.attributes})
+    if isinstance(exc, errors.WorkflowHasExecutions):
+        extra["executionCount"] = exc.execution_count
+    return extra
+
+
 def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflowsError) -> Response[dict[str, Any]]:
     if isinstance(exc, Unauthorized):
         return problem(401, "Unauthorized", exc.message, code=exc.code, request=request)
@@ -165,13 +180,7 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: errors.DataWorkflo
         return problem(422, "Unprocessable", STORED_VALUE_TOO_LARGE, code="stored_value_too_large", request=request)
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
-            extra: dict[str, Any] = {}
-            if isinstance(exc, errors.DefinitionError) or (isinstance(exc, errors.InvalidInput) and exc.problems):
-                extra["errors"] = [{"pointer": p.pointer, "code": p.code, "detail": p.message} for p in exc.problems]
-            if isinstance(exc, BadQueryValue):
-                extra["errors"] = [_query_entry(exc.parameter, exc.message)]
-            if isinstance(exc, TemplateRenderError):
-                extra.update({k: exc.attributes[k] for k in ("template", "line", "column") if k in exc.attributes})
+            extra = _extension_members(exc)
             if status == 503:
                 log.warning("database unavailable", path=loggable_path(request.url.path), error=exc.message)
             return problem(status, title, exc.message, code=exc.code, request=request, **extra)

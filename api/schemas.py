@@ -544,6 +544,8 @@ class ProblemDetails(msgspec.Struct):
     template: str | None = None
     line: int | None = None
     column: int | None = None
+    # A 409 workflow_has_executions (deleting a workflow): how many runs it has.
+    executionCount: int | None = None
 
 
 class TriggerWrite(Camel, forbid_unknown_fields=True):

@@ -1,4 +1,4 @@
-"""/api/v1/workflows: create, list, get, versions, publish, execute, limits, retention."""
+"""/api/v1/workflows: create, list, get, delete, versions, publish, execute, limits, retention."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, patch, post, put
+import structlog
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -51,6 +52,8 @@ from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 # DW_REQUIRE_PRINCIPAL covers every write, not only starts and control: a workflow's versions record who
 # created and published them (until this release anonymous creates, publishes and archives passed).
 _CHANGE_WORKFLOWS = {REQUIRES_PRINCIPAL: "change workflows"}
+
+log = structlog.get_logger("dataworkflows.api.workflows")
 
 
 async def require_workflow(db: Database, workflow_id: str) -> Workflow:
@@ -198,6 +201,25 @@ class WorkflowController(Controller):
             created=created,
             workflow_status=workflow.status,
             current_version=workflow.current_version,
+        )
+
+    @delete(
+        "/{workflow_id:str}",
+        status_code=204,
+        responses=PROBLEMS,
+        summary="Delete a workflow without executions, with its versions, plans and triggers (409 while it has runs)",
+        opt={**_CHANGE_WORKFLOWS, "role": "author", "owner": "workflow"},
+    )
+    async def delete_workflow(self, db: DatabaseDep, principal: PrincipalDep, workflow_id: FromPath[str]) -> None:
+        deleted = await db.workflows.delete(workflow_id, principal.id)
+        # Besides dw.deleted_workflows' row (who, when), the log says what went with it.
+        log.info(
+            "workflow deleted",
+            workflow_id=workflow_id,
+            principal=principal.id,
+            versions=deleted.versions,
+            triggers=deleted.triggers,
+            connections=deleted.connections,
         )
 
     @post(

@@ -114,6 +114,7 @@ async def test_another_tenants_objects_answer_404(client: AsyncTestClient[Any], 
         ("GET", "/api/v1/workflows/simple-echo/versions", None),
         ("POST", "/api/v1/workflows/simple-echo/execute", {"trigger": {}}),
         ("POST", "/api/v1/workflows/simple-echo/publish", None),
+        ("DELETE", "/api/v1/workflows/simple-echo", None),
         ("DELETE", "/api/v1/connections/acme-slack", None),
     ]:
         response = await client.request(method, path, json=body, headers=B)
