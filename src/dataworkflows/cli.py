@@ -1220,6 +1220,20 @@ def cmd_workflows_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_workflows_delete(args: argparse.Namespace) -> int:
+    """Deletes a workflow without runs, with its versions, plans and triggers (the API's 409 while it
+    has runs says how to remove them)."""
+    with _client(args) as client:
+        response = client.delete(f"/api/v1/workflows/{_path(args.workflow_id)}")
+    if response.status_code != 204:
+        return _refused(response)
+    print(
+        f"{args.workflow_id} deleted, with its versions, plans and triggers; connections no longer name it"
+        " in their allow-lists"
+    )
+    return EXIT_OK
+
+
 def cmd_workflows_enabled(args: argparse.Namespace) -> int:
     """enable or disable (args.action) one workflow."""
     with _client(args) as client:
@@ -2614,6 +2628,14 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("workflow_id")
     archive.add_argument("--api-url")
     archive.set_defaults(func=cmd_workflows_archive)
+    remove = wsub.add_parser(
+        "delete",
+        help="delete a workflow that has no executions, with its versions, plans and triggers"
+        " (refused while it has runs: prune them first)",
+    )
+    remove.add_argument("workflow_id")
+    remove.add_argument("--api-url")
+    remove.set_defaults(func=cmd_workflows_delete)
     for action, help_text in (
         ("disable", "disable a workflow: refuse new executions, whatever its status (running ones finish)"),
         ("enable", "enable a disabled workflow again"),

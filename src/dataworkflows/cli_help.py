@@ -61,6 +61,7 @@ EXAMPLES: dict[str, str] = {
     "workflows list": "dataworkflows workflows list",
     "workflows limits": "dataworkflows workflows limits simple-echo --max-concurrent 2 --per-minute 30",
     "workflows archive": "dataworkflows workflows archive old-export    # one of yours that should start no more runs",
+    "workflows delete": "dataworkflows workflows delete old-export    # one without runs: prune them first",
     "workflows disable": "dataworkflows workflows disable simple-echo",
     "workflows enable": "dataworkflows workflows enable simple-echo",
     "workflows retention": "dataworkflows workflows retention simple-echo --days 90",
