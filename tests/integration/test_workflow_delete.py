@@ -1,0 +1,325 @@
+"""Deleting a workflow (DELETE /api/v1/workflows/{id}, dw.delete_workflow_v1, `dataworkflows workflows
+delete`; README "Workflow lifecycle"): everything that is the workflow's goes in one transaction,
+refused while any run of it exists, and ordered against a start by the workflow's start lock."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+import uvicorn
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_workflows_delete
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from tests.conftest import load_fixture, publish, start
+from tests.fakes import free_port
+from tests.integration.test_api import assert_problem
+from tests.integration.test_auth_api import bearer, strict_settings
+from tests.integration.test_retention import age, owner, prune
+from tests.integration.test_runtime import echo, make_runtime, wf
+from tests.integration.test_subworkflows import drain, execution, sub
+from tests.integration.test_waits import sql
+
+OPS = {"X-Principal-Id": "ops", "X-Principal-Type": "user"}
+# The tables holding what is a workflow's own, and how each names it.
+OWN = {
+    "workflows": "SELECT count(*) FROM dw.workflows WHERE id = %s",
+    "workflow_versions": "SELECT count(*) FROM dw.workflow_versions WHERE workflow_id = %s",
+    "workflow_plans": "SELECT count(*) FROM dw.workflow_plans WHERE workflow_id = %s",
+    "triggers": "SELECT count(*) FROM dw.triggers WHERE workflow_id = %s",
+    "schedule_ticks": "SELECT count(*) FROM dw.schedule_ticks k JOIN dw.triggers t ON t.id = k.trigger_id"
+    " WHERE t.workflow_id = %s",
+    "webhook_deliveries": "SELECT count(*) FROM dw.webhook_deliveries d JOIN dw.triggers t ON t.id = d.trigger_id"
+    " WHERE t.workflow_id = %s",
+}
+START = "SELECT execution_id FROM dw.start_execution_v1(%s, %s, '{}', 'tests', 'user', NULL, 'executions')"
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    key = base64.b64encode(b"k" * 32).decode()
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, credentials_key=key))) as test_client:
+        yield test_client
+
+
+def definition(workflow_id: str, message: str = "hello") -> dict[str, Any]:
+    raw = load_fixture("bundle1/simple-echo-workflow.json") | {"id": workflow_id}
+    raw["nodes"][0]["parameters"]["message"] = message
+    return raw
+
+
+async def counts(dsn: str, workflow_id: str) -> dict[str, int]:
+    return {table: (await owner(dsn, query, workflow_id))[0][0] for table, query in OWN.items()}
+
+
+async def allowed(client: AsyncTestClient[Any]) -> dict[str, list[str]]:
+    return {c["name"]: c["allowedWorkflows"] for c in (await client.get("/api/v1/connections")).json()}
+
+
+async def test_a_workflow_goes_with_everything_that_is_its_own(client: AsyncTestClient[Any], dsn: str) -> None:
+    made = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("gone"))
+    assert made.status_code == 201, made.text
+    assert (await client.put("/api/v1/workflows/gone", json=definition("gone", "v2"))).json()["version"] == 2
+    assert (await client.post("/api/v1/workflows/gone/publish")).status_code == 200
+    assert (await client.put("/api/v1/workflows/gone", json=definition("gone", "draft"))).json()["version"] == 3
+    limits = await client.patch("/api/v1/workflows/gone/limits", json={"maxConcurrentExecutions": 2})
+    assert limits.status_code == 200
+    schedule = await client.post(
+        "/api/v1/workflows/gone/triggers",
+        json={"kind": "schedule", "name": "nightly", "config": {"cron": "0 2 * * *"}},
+    )
+    hook = await client.post(
+        "/api/v1/workflows/gone/triggers", json={"kind": "webhook", "name": "inbox", "config": {"signature": "none"}}
+    )
+    assert (schedule.status_code, hook.status_code) == (201, 201), (schedule.text, hook.text)
+    # A tick and a delivery that started nothing (a run would keep the workflow: below).
+    await owner(
+        dsn,
+        "INSERT INTO dw.schedule_ticks (trigger_id, tick_at, fired_at) VALUES (%s, now(), now())",
+        UUID(schedule.json()["id"]),
+    )
+    await owner(
+        dsn,
+        "INSERT INTO dw.webhook_deliveries (trigger_id, delivery_id, outcome, reason, status_code, body_bytes)"
+        " VALUES (%s, 'd-1', 'refused', 'bad body', 400, 3)",
+        UUID(hook.json()["id"]),
+    )
+    for name, allow in (("only-gone", ["gone"]), ("shared", ["gone", "kept"]), ("everyone", ["*"])):
+        stored = await client.put(
+            f"/api/v1/connections/{name}", json={"kind": "slack", "secret": "xoxb-1234", "allowedWorkflows": allow}
+        )
+        assert stored.status_code in (200, 201), stored.text
+    assert (await client.post("/api/v1/workflows", json=definition("kept"))).status_code == 201
+    assert await counts(dsn, "gone") == {
+        "workflows": 1,
+        "workflow_versions": 3,
+        "workflow_plans": 2,
+        "triggers": 2,
+        "schedule_ticks": 1,
+        "webhook_deliveries": 1,
+    }
+
+    deleted = await client.delete("/api/v1/workflows/gone", headers=OPS)
+    assert deleted.status_code == 204 and deleted.content == b"", deleted.text
+    assert set((await counts(dsn, "gone")).values()) == {0}
+    assert await allowed(client) == {"everyone": ["*"], "only-gone": [], "shared": ["kept"]}
+    assert (await client.get("/api/v1/workflows/kept")).status_code == 200, "another workflow stays"
+    assert await counts(dsn, "kept") == dict.fromkeys(OWN, 0) | {"workflows": 1, "workflow_versions": 1}
+    # Recorded: who deleted it, what it was, the last version it had.
+    assert await owner(dsn, "SELECT workflow_id, last_version, created_by, deleted_by FROM dw.deleted_workflows") == [
+        ("gone", 3, None, "ops")
+    ]
+    assert assert_problem(await client.get("/api/v1/workflows/gone"), 404)["code"] == "workflow_not_found"
+    again = await client.delete("/api/v1/workflows/gone")
+    assert assert_problem(again, 404)["code"] == "workflow_not_found"
+    assert assert_problem(await client.delete("/api/v1/workflows/never"), 404)["code"] == "workflow_not_found"
+
+    # Created again: nothing of the deleted one but its version numbers, which go on (a workflow and
+    # version name one definition for good: workers cache plans by them).
+    again_made = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("gone"))
+    assert again_made.status_code == 201, again_made.text
+    body = again_made.json()
+    assert (body["currentVersion"], body["latestVersion"], body["maxConcurrentExecutions"]) == (4, 4, None)
+    assert [v["version"] for v in (await client.get("/api/v1/workflows/gone/versions")).json()] == [4]
+    assert (await client.get("/api/v1/workflows/gone/triggers")).json() == []
+    assert await allowed(client) == {"everyone": ["*"], "only-gone": [], "shared": ["kept"]}
+    uses = definition("gone") | {"startNode": "post"}
+    post = {"channel": "#c", "text": "x", "connection": "only-gone"}
+    uses["nodes"] = [{"id": "post", "actionType": "slack.post-message", "parameters": post}]
+    assert (await client.put("/api/v1/workflows/gone", json=uses)).status_code == 200
+    refused = assert_problem(await client.post("/api/v1/workflows/gone/publish"), 422)
+    assert refused["code"] == "connection_not_allowed", refused
+    # A second deletion is recorded too, and numbering goes on from the latest.
+    assert (await client.delete("/api/v1/workflows/gone")).status_code == 204
+    assert await owner(dsn, "SELECT last_version FROM dw.deleted_workflows ORDER BY id") == [(3,), (5,)]
+    assert (await client.post("/api/v1/workflows", json=definition("gone"))).json()["latestVersion"] == 6
+
+
+async def test_a_workflow_with_runs_is_refused_until_they_are_pruned(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    made = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("busy"))
+    assert made.status_code == 201, made.text
+    runs = []
+    for request_id in ("r-1", "r-2"):
+        started = await client.post("/api/v1/workflows/busy/execute", json={"trigger": {}, "requestId": request_id})
+        assert started.status_code == 202, started.text
+        runs.append(UUID(started.json()["executionId"]))
+
+    refused = assert_problem(await client.delete("/api/v1/workflows/busy"), 409)
+    assert (refused["code"], refused["executionCount"]) == ("workflow_has_executions", 2)
+    assert "dataworkflows prune --workflow busy" in refused["detail"] and "audit log" in refused["detail"]
+    assert (await counts(dsn, "busy"))["workflow_versions"] == 1, "nothing went"
+    assert (await client.get("/api/v1/workflows/busy")).status_code == 200
+
+    # Whatever their status: ended runs count until retention removes them.
+    for run in runs:
+        assert (await client.post(f"/api/v1/executions/{run}/cancel", json={})).status_code == 202
+    assert assert_problem(await client.delete("/api/v1/workflows/busy"), 409)["executionCount"] == 2
+    await age(dsn, runs[:1], 40)
+    assert (await prune(db, 30, workflow_id="busy")).executions == 1
+    assert assert_problem(await client.delete("/api/v1/workflows/busy"), 409)["executionCount"] == 1
+    await age(dsn, runs[1:], 40)
+    assert (await prune(db, 30, workflow_id="busy")).executions == 1
+    assert (await client.delete("/api/v1/workflows/busy")).status_code == 204
+    assert set((await counts(dsn, "busy")).values()) == {0}
+
+
+async def test_another_tenants_workflow_is_not_found(client: AsyncTestClient[Any], dsn: str) -> None:
+    acme, globex = {"X-Tenant-Id": "acme"}, {"X-Tenant-Id": "globex"}
+    assert (await client.post("/api/v1/workflows", json=definition("shared"), headers=acme)).status_code == 201
+    assert (await client.post("/api/v1/workflows", json=definition("shared"), headers=globex)).status_code == 201
+    assert (await client.post("/api/v1/workflows", json=definition("acme-only"), headers=acme)).status_code == 201
+    assert_problem(await client.delete("/api/v1/workflows/acme-only", headers=globex), 404)
+    assert (await client.get("/api/v1/workflows/acme-only", headers=acme)).status_code == 200
+    # A workflow of the same id in another tenant is that tenant's: only the caller's goes.
+    assert (await client.delete("/api/v1/workflows/shared", headers=globex)).status_code == 204
+    assert (await client.get("/api/v1/workflows/shared", headers=acme)).status_code == 200
+    assert_problem(await client.get("/api/v1/workflows/shared", headers=globex), 404)
+    assert await owner(dsn, "SELECT tenant_id, workflow_id FROM dw.deleted_workflows") == [("globex", "shared")]
+
+
+async def test_strict_mode_an_author_deletes_only_its_own(dsn: str) -> None:
+    settings = strict_settings(dsn)
+    alice, bob, viewer, root = (
+        bearer(settings, "alice", "author"),
+        bearer(settings, "bob", "author"),
+        bearer(settings, "vera", "viewer"),
+        bearer(settings, "root", "admin"),
+    )
+    async with AsyncTestClient(create_app(settings)) as strict:
+        for workflow_id in ("mine", "hers"):
+            made = await strict.post("/api/v1/workflows", json=definition(workflow_id), headers=alice)
+            assert made.status_code == 201, made.text
+        assert_problem(await strict.delete("/api/v1/workflows/mine"), 401)
+        assert assert_problem(await strict.delete("/api/v1/workflows/mine", headers=viewer), 403)["code"] == (
+            "role_required"
+        )
+        problem = assert_problem(await strict.delete("/api/v1/workflows/mine", headers=bob), 403)
+        assert problem["code"] == "not_owner" and "created by alice" in problem["detail"]
+        assert assert_problem(await strict.delete("/api/v1/workflows/nope", headers=bob), 404)["code"] == (
+            "workflow_not_found"
+        )
+        assert (await strict.delete("/api/v1/workflows/mine", headers=alice)).status_code == 204
+        assert (await strict.delete("/api/v1/workflows/hers", headers=root)).status_code == 204
+        assert (await strict.get("/api/v1/workflows", headers=viewer)).json()["items"] == []
+
+
+async def test_a_start_in_flight_makes_the_delete_409(db: Database) -> None:
+    """The start holds the workflow's start lock until it commits: the delete cannot count the runs
+    before then (a lock_timeout proves that it waits, without a sleep), and then counts its run."""
+    await publish(db, definition("raced"))
+    async with db.connection() as starting, db.connection() as deleting:
+        async with starting.transaction():
+            await starting.execute(START, ("raced", "in-flight"))
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                async with deleting.transaction():
+                    await deleting.execute("SET LOCAL lock_timeout = '100ms'")
+                    await deleting.execute("SELECT * FROM dw.delete_workflow_v1('raced', 'tests')")
+            # Waiting now, for the start's commit just below.
+            waiting = asyncio.ensure_future(deleting.execute("SELECT * FROM dw.delete_workflow_v1('raced', 'tests')"))
+        with pytest.raises(psycopg.Error, match="has 1 execution") as refused:
+            await waiting
+        assert refused.value.sqlstate == "DW008" and refused.value.diag.message_detail == "1"
+    assert await sql(db, "SELECT count(*) FROM dw.executions") == [(1,)]
+    assert await sql(db, "SELECT status FROM dw.workflows WHERE id = 'raced'") == [("Active",)]
+
+
+async def test_a_delete_in_flight_makes_the_start_404(db: Database, client: AsyncTestClient[Any]) -> None:
+    """The delete holds the start lock until it commits: a start waits for it, then finds no workflow
+    (and starts nothing), as the API's 404 says."""
+    await publish(db, definition("raced"))
+    async with db.connection() as deleting, db.connection() as starting:
+        async with deleting.transaction():
+            await deleting.execute("SELECT * FROM dw.delete_workflow_v1('raced', 'tests')")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                async with starting.transaction():
+                    await starting.execute("SET LOCAL lock_timeout = '100ms'")
+                    await starting.execute(START, ("raced", "too-late"))
+            waiting = asyncio.ensure_future(starting.execute(START, ("raced", "after")))
+        with pytest.raises(psycopg.Error, match="workflow raced not found") as refused:
+            await waiting
+        assert refused.value.sqlstate == "DW001"
+    assert await sql(db, "SELECT count(*) FROM dw.executions") == [(0,)]
+    started = await client.post("/api/v1/workflows/raced/execute", json={"trigger": {}})
+    assert assert_problem(started, 404)["code"] == "workflow_not_found"
+
+
+async def test_a_caller_of_a_deleted_workflow_fails_its_node_and_a_recreated_one_runs_its_own_plan(
+    db: Database, client: AsyncTestClient[Any], dsn: str, conditions: ConditionPool
+) -> None:
+    """Another workflow's plan may call it (not refused: such a node fails child_workflow_not_found,
+    as for any id that names no workflow). And a worker that ran the deleted workflow's version 1
+    runs the recreated workflow's own plan: its versions are numbered on, so the worker's plan cache
+    (by tenant, workflow, version) cannot hand it the deleted one's."""
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("child", echo("old", message="the deleted one")), conditions)
+    await publish(db, wf("parent", sub("call", "child")), conditions)
+    first = await start(db, "child")
+    await drain(db, runtime)
+    assert (await execution(db, first))["status"] == "Succeeded"
+    await age(dsn, [first], 40)
+    await prune(db, 30, workflow_id="child")
+
+    assert (await client.delete("/api/v1/workflows/child")).status_code == 204
+    orphan = await start(db, "parent")
+    await drain(db, runtime)
+    assert (await execution(db, orphan))["status"] == "Failed"
+    [(error,)] = await sql(db, "SELECT error FROM dw.node_states WHERE execution_id = %s", orphan)
+    assert error["code"] == "child_workflow_not_found", error
+
+    await publish(db, wf("child", echo("new", message="the new one")), conditions)
+    fresh = await start(db, "child")
+    await drain(db, runtime)
+    run = await execution(db, fresh)
+    assert (run["status"], run["workflow_version"]) == ("Succeeded", 2)
+    assert await sql(db, "SELECT node_id FROM dw.node_states WHERE execution_id = %s", fresh) == [("new",)]
+
+
+async def test_the_delete_command(dsn: str, db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    await publish(db, definition("by-cli"))
+    await publish(db, definition("has-runs"))
+    await start(db, "has-runs")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(database_url=dsn, api_access_log=False)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    parser = build_parser()
+
+    async def run(workflow_id: str) -> tuple[int, str, str]:
+        args = parser.parse_args(["workflows", "delete", workflow_id, "--api-url", f"http://127.0.0.1:{port}"])
+        code = await asyncio.to_thread(cmd_workflows_delete, args)
+        out, err = capsys.readouterr()
+        return code, out.strip(), err.strip()
+
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
+        code, out, err = await run("by-cli")
+        assert (code, err) == (EXIT_OK, ""), err
+        # (The API's own log line, in this process, comes first.)
+        assert out.splitlines()[-1].startswith("by-cli deleted, with its versions, plans and triggers"), out
+        code, out, err = await run("by-cli")
+        assert code == EXIT_USAGE and "HTTP 404: workflow by-cli not found" in err, err
+        code, out, err = await run("has-runs")
+        assert code == EXIT_USAGE
+        assert "HTTP 409: workflow has-runs has 1 execution(s)" in err and "dataworkflows prune" in err, err
+    finally:
+        server.should_exit = True
+        await serving
