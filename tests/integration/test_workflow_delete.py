@@ -254,6 +254,37 @@ async def test_a_delete_in_flight_makes_the_start_404(db: Database, client: Asyn
     assert assert_problem(started, 404)["code"] == "workflow_not_found"
 
 
+async def test_a_delivery_holding_its_trigger_starts_its_run_before_the_delete(
+    db: Database, client: AsyncTestClient[Any]
+) -> None:
+    """A webhook delivery (or a schedule's tick) holds its trigger's row while it starts a run, which
+    takes the start lock: the delete locks the triggers before it takes that lock, so the two do not
+    wait for each other (a deadlock, one of them refused), and the delivery's run makes the delete a
+    409."""
+    await publish(db, definition("hooked"))
+    hook = await client.post(
+        "/api/v1/workflows/hooked/triggers", json={"kind": "webhook", "name": "in", "config": {"signature": "none"}}
+    )
+    assert hook.status_code == 201, hook.text
+    async with db.connection() as delivering, db.connection() as deleting:
+        [(pid,)] = await (await deleting.execute("SELECT pg_backend_pid()")).fetchall()
+        async with delivering.transaction():
+            await delivering.execute("SELECT dw.lock_webhook_trigger_v1(%s, true)", (UUID(hook.json()["id"]),))
+            waiting = asyncio.ensure_future(deleting.execute("SELECT * FROM dw.delete_workflow_v1('hooked', 'tests')"))
+            # Until the delete waits for the trigger's row (a read of pg_locks each time, no sleep).
+            for _ in range(10_000):
+                await asyncio.sleep(0)
+                held = await sql(db, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+                if held == [(1,)]:
+                    break
+            assert held == [(1,)], "the delete waits for the delivery's trigger row"
+            await delivering.execute("SET LOCAL lock_timeout = '5s'")
+            await delivering.execute(START, ("hooked", "hook:delivery"))
+        with pytest.raises(psycopg.Error, match="has 1 execution") as refused:
+            await waiting
+        assert refused.value.sqlstate == "DW008"
+
+
 async def test_a_caller_of_a_deleted_workflow_fails_its_node_and_a_recreated_one_runs_its_own_plan(
     db: Database, client: AsyncTestClient[Any], dsn: str, conditions: ConditionPool
 ) -> None:
