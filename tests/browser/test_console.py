@@ -1375,3 +1375,20 @@ def test_a_schedules_ticks_show_their_runs_and_the_run_an_overlapped_tick_met(pa
     assert newest.get_attribute("data-overlap") == "waited"
     assert newest.locator("td").nth(3).locator("a").get_attribute("href") == f"#/executions/{started}"
     assert console.http.post(f"/api/v1/executions/{started}/cancel", json={}).status_code in (200, 202)
+
+
+def test_a_deleted_workflows_page_says_it_is_not_found(page: Any, console: Console) -> None:
+    """DELETE /api/v1/workflows/{id} has no button; a page left open on the workflow, read again,
+    shows the API's 404 as a problem (the page does not break)."""
+    from playwright.sync_api import expect
+
+    console.create({**SLOW_PAIR, "id": "short-lived"})
+    page.goto("/ui#/workflows/short-lived")
+    page.wait_for_selector("#versions tr[data-version='1']")
+    deleted = console.http.delete("/api/v1/workflows/short-lived")
+    assert deleted.status_code == 204, deleted.text
+    page.reload()
+    banner = page.locator("#problem")
+    expect(banner).to_contain_text("404")
+    expect(banner).to_contain_text("workflow_not_found")
+    assert page.locator("#versions").count() == 0
