@@ -284,7 +284,8 @@ def test_a_client_that_hangs_up_mid_body_is_a_499_not_a_500(dsn: str, tmp_path: 
 
 async def test_a_405_says_which_methods_the_path_allows(client: AsyncTestClient[Any], execution: str) -> None:
     # RFC 9110 15.5.6: a 405 carries Allow. Litestar puts it on its exception; the problem kept it.
-    for method, path in [("DELETE", "/api/v1/workflows/simple-echo"), ("PUT", f"/api/v1/executions/{execution}")]:
+    # (A workflow's path takes DELETE since workflows can be deleted: PATCH is one it does not take.)
+    for method, path in [("PATCH", "/api/v1/workflows/simple-echo"), ("PUT", f"/api/v1/executions/{execution}")]:
         response = await client.request(method, path)
         assert_problem(response, 405)
         allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
