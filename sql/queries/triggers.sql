@@ -1,8 +1,12 @@
 -- name: insert_trigger
--- A new trigger of a workflow (the workflow must exist: NotFound otherwise).
+-- A new trigger of a workflow (the workflow must exist: NotFound otherwise). The workflow's row is
+-- locked as the foreign key's check would lock it, but before the insert: a delete of the workflow
+-- in flight (dw.delete_workflow_v1) makes this wait and then insert nothing (no workflow), where
+-- the check after the insert raised a foreign key violation.
 INSERT INTO dw.triggers (id, tenant_id, workflow_id, kind, name, enabled, config, secret, created_by)
 SELECT %(id)s, w.tenant_id, w.id, %(kind)s, %(name)s, %(enabled)s, %(config)s, %(secret)s, %(principal)s
   FROM dw.workflows w WHERE w.id = %(workflow_id)s
+   FOR KEY SHARE
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
           created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
 

@@ -8,7 +8,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -20,6 +20,7 @@ from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_workflows_d
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
+from dataworkflows.errors import WorkflowNotFound
 from tests.conftest import load_fixture, publish, start
 from tests.fakes import free_port
 from tests.integration.test_api import assert_problem
@@ -283,6 +284,37 @@ async def test_a_delivery_holding_its_trigger_starts_its_run_before_the_delete(
         with pytest.raises(psycopg.Error, match="has 1 execution") as refused:
             await waiting
         assert refused.value.sqlstate == "DW008"
+
+
+async def test_a_trigger_created_while_its_workflow_is_deleted_is_not_found(db: Database) -> None:
+    """The trigger's insert waits for the delete, then finds no workflow (it raised a foreign key
+    violation, a 500, when the row was locked only by the key's check after the insert)."""
+    await publish(db, definition("doomed"))
+    async with db.connection() as deleting:
+        async with deleting.transaction():
+            await deleting.execute("SELECT * FROM dw.delete_workflow_v1('doomed', 'tests')")
+            creating = asyncio.ensure_future(
+                db.triggers.create(
+                    workflow_id="doomed",
+                    kind="schedule",
+                    name="late",
+                    enabled=True,
+                    config={"cron": "0 2 * * *"},
+                    principal="tests",
+                    trigger_id=uuid4(),
+                    secret=None,
+                )
+            )
+            # Until the insert waits for the workflow's row (a read of pg_locks each time, no sleep).
+            for _ in range(10_000):
+                await asyncio.sleep(0)
+                waiting = await sql(db, "SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if waiting == [(1,)]:
+                    break
+            assert waiting == [(1,)], "the trigger's insert waits for the delete"
+        with pytest.raises(WorkflowNotFound):
+            await creating
+    assert await sql(db, "SELECT count(*) FROM dw.triggers") == [(0,)]
 
 
 async def test_a_caller_of_a_deleted_workflow_fails_its_node_and_a_recreated_one_runs_its_own_plan(

@@ -9,6 +9,8 @@ from uuid import UUID
 import msgspec
 from psycopg.types.json import Jsonb
 
+from dataworkflows import errors
+
 if TYPE_CHECKING:
     from dataworkflows.db import Database
 
@@ -76,7 +78,9 @@ class TriggerData:
             secret=secret,
             principal=principal,
         )
-        assert row is not None
+        if row is None:
+            # Deleted meanwhile (the API looked it up first).
+            raise errors.WorkflowNotFound(f"workflow {workflow_id!r} not found")
         return row
 
     async def get(self, trigger_id: UUID) -> Trigger | None:
