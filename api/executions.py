@@ -56,6 +56,8 @@ from .rate_limits import caller_key
 from .schemas import (
     AttemptRead,
     ChildRead,
+    CompensationRead,
+    CompensationStepRead,
     ControlRequest,
     ControlResponse,
     EmptyRequest,
@@ -258,6 +260,16 @@ class ExecutionController(Controller):
         # rest are at …/children (paged), and childCount says how many there are.
         children = await db.executions.children(execution.id, limit=CHILDREN_SHOWN + 1)
         count = len(children) if len(children) <= CHILDREN_SHOWN else await db.executions.child_count(execution.id)
+        compensation = None
+        if execution.compensation_status is not None:
+            steps = await db.compensations.steps(execution.id)
+            compensation = CompensationRead(
+                status=execution.compensation_status,
+                steps=[
+                    from_row(CompensationStepRead, step, start_time=step.started_at, end_time=step.ended_at)
+                    for step in steps
+                ],
+            )
         return from_row(
             ExecutionRead,
             execution,
@@ -265,6 +277,7 @@ class ExecutionController(Controller):
             children=children[:CHILDREN_SHOWN],
             child_count=count,
             worker=execution.lease_owner,
+            compensation=compensation,
         )
 
     @get(

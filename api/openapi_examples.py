@@ -153,6 +153,75 @@ EXECUTION_READ: dict[str, Any] = {
     "worker": None,
     "leaseExpiresAt": None,
     "priority": 0,
+    "compensation": None,
+}
+
+# A run whose last node failed: the compensations of the two before it ran, the later one first.
+EXECUTION_COMPENSATED: dict[str, Any] = {
+    **EXECUTION_READ,
+    "workflowId": "book-trip",
+    "status": "Failed",
+    "trigger": {"trip": "T-88"},
+    "error": {"code": "node_failed", "message": "node ship failed: simulated_permanent_failure"},
+    "nodes": [
+        {
+            **_NODE_DONE,
+            "nodeId": "reserve",
+            "outputs": {"echo": "R-1"},
+            "startTime": "2026-01-15T10:00:00.190000Z",
+            "endTime": "2026-01-15T10:00:00.200000Z",
+        },
+        {
+            **_NODE_DONE,
+            "nodeId": "charge",
+            "outputs": {"echo": "C-7"},
+            "startTime": "2026-01-15T10:00:00.190000Z",
+            "endTime": "2026-01-15T10:00:00.200000Z",
+        },
+        {
+            **_NODE_DONE,
+            "nodeId": "ship",
+            "status": "Failed",
+            "outputs": None,
+            "error": {"code": "simulated_permanent_failure", "message": "Simulated permanent failure"},
+            "startTime": "2026-01-15T10:00:00.190000Z",
+            "endTime": "2026-01-15T10:00:00.200000Z",
+        },
+    ],
+    "outputs": None,
+    "compensation": {
+        "status": "Compensated",
+        "steps": [
+            {
+                "nodeId": "charge",
+                "position": 1,
+                "actionType": "core.echo",
+                "status": "Succeeded",
+                "attempts": 1,
+                "maxAttempts": 3,
+                "parameters": {"message": "refund C-7"},
+                "outputs": {"echo": "refund C-7"},
+                "error": None,
+                "nextAttemptAt": None,
+                "startTime": "2026-01-15T10:00:00.300000Z",
+                "endTime": "2026-01-15T10:00:00.310000Z",
+            },
+            {
+                "nodeId": "reserve",
+                "position": 2,
+                "actionType": "core.echo",
+                "status": "Succeeded",
+                "attempts": 1,
+                "maxAttempts": 3,
+                "parameters": {"message": "release R-1"},
+                "outputs": {"echo": "release R-1"},
+                "error": None,
+                "nextAttemptAt": None,
+                "startTime": "2026-01-15T10:00:00.320000Z",
+                "endTime": "2026-01-15T10:00:00.330000Z",
+            },
+        ],
+    },
 }
 
 EXECUTION_LIST: dict[str, Any] = {
@@ -173,6 +242,7 @@ EXECUTION_LIST: dict[str, Any] = {
             "parentExecutionId": None,
             "triggerKind": "manual",
             "priority": 0,
+            "compensationStatus": None,
         }
     ],
     "nextCursor": "WyIyMDI2LTAxLTE1VDEwOjAwOjAwLjEwMDAwMFoiXQ",
@@ -227,7 +297,12 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "getExecution": {
-        "responses": {"200": {"succeeded": _example("A run that succeeded", EXECUTION_READ)}},
+        "responses": {
+            "200": {
+                "succeeded": _example("A run that succeeded", EXECUTION_READ),
+                "compensated": _example("A run that failed, its earlier nodes undone", EXECUTION_COMPENSATED),
+            }
+        },
     },
     "listExecutions": {
         "responses": {"200": {"page": _example("One page, newest first", EXECUTION_LIST)}},

@@ -211,6 +211,33 @@ class ExecutionRead(Camel):
     # Its jobs' priority, higher first (README "Run priority"): the start's, its definition's or its
     # parent's; changed by PUT /executions/{id}/priority.
     priority: int = 0
+    # What undid its Succeeded nodes after it ended otherwise than Succeeded (README
+    # "Compensation"); null when nothing was to be undone.
+    compensation: CompensationRead | None = None
+
+
+class CompensationStepRead(Camel):
+    node_id: str
+    # The order the steps run in: 1 first (the node that succeeded last).
+    position: int
+    action_type: str
+    # Pending | Running | Succeeded | Failed
+    status: str
+    attempts: int
+    max_attempts: int
+    # The last attempt's rendered parameters, its outputs (Succeeded) or its error.
+    parameters: Any
+    outputs: Any
+    error: Any
+    next_attempt_at: datetime | None
+    start_time: datetime | None
+    end_time: datetime | None
+
+
+class CompensationRead(Camel):
+    # Compensating | Compensated | CompensationFailed
+    status: str
+    steps: list[CompensationStepRead]
 
 
 class ChildRead(Camel):
@@ -270,6 +297,8 @@ class ExecutionSummary(Camel):
     trigger_kind: str = "manual"
     # Its jobs' priority, higher first.
     priority: int = 0
+    # Compensating | Compensated | CompensationFailed (null: none; README "Compensation").
+    compensation_status: str | None = None
 
 
 class ExecutionList(Camel):

@@ -39,6 +39,7 @@ from dataworkflows.actions.template_render import DocumentServices
 from dataworkflows.answers import unbounded_answers
 from dataworkflows.circuit_breaker import CircuitBreakers
 from dataworkflows.clock import CLOCK, SYNC_SECONDS, synchronize
+from dataworkflows.compensations import CompensationRunner
 from dataworkflows.conditions import ConditionPool, ConditionUnavailable
 from dataworkflows.config import Settings
 from dataworkflows.credentials import (
@@ -57,6 +58,7 @@ from dataworkflows.errors import ConfigurationError, DatabaseUnavailable, DataWo
 from dataworkflows.http_client import make_http_client
 from dataworkflows.resources import DatabaseResources
 from dataworkflows.runtime import Runtime, RuntimeSettings
+from dataworkflows.sandbox_pool import run_scope
 from dataworkflows.tcp_liveness import tcp_liveness
 from dataworkflows.template_pool import TemplatePool
 from dataworkflows.tenancy import DEFAULT_TENANT, all_tenants, tenant_scope
@@ -83,6 +85,8 @@ CANCEL_CHILDREN_TASK = "dw.cancel_children"
 # Queued by dw.fire_schedule_v1 when a tick of a schedule whose overlap policy is cancelOther finds
 # runs of the schedule still going whose rows another transaction holds (it cancels the others itself).
 CANCEL_OVERLAPPED_TASK = "dw.cancel_overlapped"
+# Runs a run's compensation steps (queued by the run's end: dw.queue_compensations_v1).
+COMPENSATE_TASK = "dw.compensate"
 
 
 def new_worker_id() -> str:
@@ -172,6 +176,27 @@ def build_app(runtime: Runtime) -> procrastinate.App:
             asked=[str(i) for i in asked],
             passed_over=len(execution_ids) - len(asked),
         )
+
+    runner = CompensationRunner(
+        data=runtime.db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id=runtime.settings.worker_id,
+        park_threshold_seconds=runtime.settings.park_threshold_seconds,
+        stopping=runtime.stopping,
+    )
+
+    @app.task(name=COMPENSATE_TASK, queue=runtime.settings.queue, retry=5)
+    async def compensate(run_id: str, tenant_id: str) -> None:
+        # Retried by Procrastinate when it raises (a lost database); a job that stalled with its
+        # worker, or failed for good, is queued again by recovery (dw.recover_executions_v1).
+        structlog.contextvars.bind_contextvars(execution_id=run_id)
+        try:
+            with tenant_scope(tenant_id), run_scope(run_id):
+                outcome = await runner.run(uuid.UUID(run_id))
+            log.info("compensation job ended", outcome=outcome)
+        finally:
+            structlog.contextvars.unbind_contextvars("execution_id")
 
     return app
 

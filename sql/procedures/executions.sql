@@ -1641,6 +1641,11 @@ BEGIN
     IF v_frees_slot THEN
         PERFORM dw.hand_over_slot_v1(v_tenant, v_workflow_id);
     END IF;
+    -- What its Succeeded nodes did is undone by their compensations, when its plan says so (migration
+    -- 0071; a plan without compensations stops at its first look).
+    IF p_status <> 'Succeeded' THEN
+        PERFORM dw.queue_compensations_v1(p_execution_id, p_status);
+    END IF;
     -- A root run past its deadline needs a human, as a failed one does: its letter redrives it
     -- (migration 0048); so does a detached child, whose end nobody takes. An attached child's
     -- timeout is its parent's to handle (child_timed_out fails the parent's node, whose letter runs
@@ -1724,10 +1729,10 @@ BEGIN
     RETURN QUERY
     WITH stalled AS (
         SELECT j.id, j.task_name,
-               COALESCE(j.args ->> 'parent_execution_id', j.args -> 'execution_ids' ->> 0) AS run
+               COALESCE(j.args ->> 'parent_execution_id', j.args -> 'execution_ids' ->> 0, j.args ->> 'run_id') AS run
           FROM procrastinate_jobs j
           LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
-         WHERE j.status = 'doing' AND j.task_name IN ('dw.cancel_children', 'dw.cancel_overlapped')
+         WHERE j.status = 'doing' AND j.task_name IN ('dw.cancel_children', 'dw.cancel_overlapped', 'dw.compensate')
            AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => p_stalled_worker_seconds))
          LIMIT 500
          FOR UPDATE OF j SKIP LOCKED
@@ -1739,8 +1744,28 @@ BEGIN
         RETURNING s.run, s.task_name
     )
     SELECT r.run::uuid,
-           CASE r.task_name WHEN 'dw.cancel_children' THEN 'cascade_requeued' ELSE 'overlap_cancel_requeued' END
+           CASE r.task_name WHEN 'dw.cancel_children' THEN 'cascade_requeued'
+                            WHEN 'dw.compensate' THEN 'compensation_requeued'
+                            ELSE 'overlap_cancel_requeued' END
       FROM requeued r;
+
+    -- A run whose compensation is under way with no dw.compensate job queued or running (its job
+    -- failed for good, or was deleted by hand) gets one: the steps left would wait for ever. Its
+    -- first job is queued with the run's end, so only runs that ended a while ago are looked at.
+    RETURN QUERY
+    WITH lost AS (
+        SELECT e.id FROM dw.executions e
+         WHERE e.compensation_status = 'Compensating'
+           AND e.ended_at < now() - make_interval(secs => p_stalled_worker_seconds)
+           AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
+                            WHERE j.task_name = 'dw.compensate' AND (j.args ->> 'run_id') = e.id::text
+                              AND j.status IN ('todo', 'doing'))
+         ORDER BY e.ended_at
+         LIMIT 100
+         FOR NO KEY UPDATE OF e SKIP LOCKED
+    )
+    SELECT l.id, 'compensation_requeued'::text FROM lost l
+     WHERE dw.defer_compensation_job_v1(l.id, NULL) IS NOT NULL;
 
     FOR v_e IN
         SELECT e.id, e.status, e.recovery_count, e.lease_owner, e.parent_execution_id, e.queue,
@@ -1912,6 +1937,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'dead letter % has no execution to redrive', p_id USING ERRCODE = 'DW005';
     END IF;
+    IF v_d.kind = 'compensation_failed' THEN
+        -- The run stays as it ended: only its failed compensation steps run again.
+        RETURN QUERY SELECT * FROM dw.redrive_compensation_v1(p_id, v_e.id, p_principal);
+        RETURN;
+    END IF;
 
     IF v_d.kind = 'job_failed' THEN
         IF v_e.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') THEN
@@ -1929,6 +1959,13 @@ BEGIN
         v_refusal := dw.child_redrive_refusal_v1(v_e);
         IF v_refusal IS NOT NULL THEN
             RAISE EXCEPTION '%', v_refusal USING ERRCODE = 'DW005';
+        END IF;
+        -- What the run had done was undone (or is being undone) by its compensations (migration
+        -- 0071): running its failed nodes again would build on effects that are gone.
+        IF v_e.compensation_status IS NOT NULL THEN
+            RAISE EXCEPTION 'execution %''s compensation ran (%): what its nodes did was undone, so a redrive would '
+                'build on effects that are gone; acknowledge the letter, or start a new run', v_e.id,
+                v_e.compensation_status USING ERRCODE = 'DW005';
         END IF;
         -- A child of a cancelled parent (a detached one: an attached child's end was taken above)
         -- would be cancelled by the first worker to take it, its node never run again, and its

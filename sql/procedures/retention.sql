@@ -41,7 +41,9 @@ CREATE OR REPLACE FUNCTION dw.retention_trees_v1(
          CROSS JOIN LATERAL (
             SELECT count(*) AS runs, max(m.ended_at) AS newest, min(mp.cutoff) AS tree_cutoff,
                    bool_and(m.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') AND m.ended_at IS NOT NULL
-                            AND mp.cutoff IS NOT NULL) AS all_due
+                            AND mp.cutoff IS NOT NULL
+                            -- A run's compensation under way keeps its tree (migration 0071).
+                            AND m.compensation_status IS DISTINCT FROM 'Compensating') AS all_due
               FROM dw.executions m
               LEFT JOIN policy mp ON mp.tenant_id = m.tenant_id AND mp.id = m.workflow_id
              WHERE m.root_execution_id = e.id) t
@@ -138,7 +140,8 @@ BEGIN
          CROSS JOIN LATERAL (
              SELECT count(*) AS runs,
                     bool_and(COALESCE(m.status IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
-                                      AND m.ended_at < c.cutoff, false)) AS ended
+                                      AND m.ended_at < c.cutoff
+                                      AND m.compensation_status IS DISTINCT FROM 'Compensating', false)) AS ended
                FROM dw.executions m WHERE m.root_execution_id = c.id) t
          WHERE t.runs = l.n AND t.ended
            AND NOT EXISTS (

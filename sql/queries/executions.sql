@@ -31,7 +31,8 @@ SELECT e.id, e.workflow_id, e.workflow_version, v.checksum AS workflow_checksum,
        e.trigger, e.principal_id, e.principal_type, e.correlation_id, e.parent_execution_id,
        e.lease_owner, e.lease_expires_at, e.recovery_count, e.deadline_at, e.created_at, e.started_at AS start_time,
        e.ended_at AS end_time, e.error, e.cancel_requested_at, e.cancel_requested_by, e.suspend_requested_at,
-       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id, e.priority
+       e.suspended_at, e.outputs, e.parent_node_id, e.root_execution_id, e.depth, e.trigger_id, e.priority,
+       e.compensation_status
   FROM dw.executions e
   JOIN dw.workflow_versions v
     ON v.tenant_id = e.tenant_id AND v.workflow_id = e.workflow_id AND v.version = e.workflow_version
@@ -47,7 +48,7 @@ SELECT tenant_id FROM dw.executions WHERE id = %(id)s;
 -- parent; anything else was asked for through the API or the CLI: manual).
 SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.principal_id,
        e.created_at, e.started_at AS start_time, e.ended_at AS end_time, e.cancel_requested_at,
-       e.suspended_at, e.trigger_id, e.parent_execution_id, e.priority,
+       e.suspended_at, e.trigger_id, e.parent_execution_id, e.priority, e.compensation_status,
        CASE WHEN e.parent_execution_id IS NOT NULL THEN 'subworkflow'
             WHEN e.trigger_id IS NOT NULL AND e.principal_type IN ('schedule', 'webhook') THEN e.principal_type
             ELSE 'manual' END AS trigger_kind

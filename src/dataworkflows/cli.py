@@ -1133,7 +1133,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  suspended {execution['suspendedAt']}")
     for node in execution["nodes"]:
         print(f"  {node['nodeId']:<24} {node['status']:<10} attempts={node['attempts']}")
+    _print_compensation(execution.get("compensation"))
     return EXIT_OK
+
+
+def _print_compensation(compensation: Any) -> None:
+    """A run's compensation steps, in the order they run (README "Compensation")."""
+    if not isinstance(compensation, dict):
+        return
+    print(f"  compensation {compensation['status']}")
+    for step in compensation["steps"]:
+        error = step.get("error") or {}
+        why = f" {error.get('code')}: {error.get('message')}" if error else ""
+        print(
+            f"    {step['position']}. undo {step['nodeId']:<17} {step['status']:<10} attempts={step['attempts']}{why}"
+        )
 
 
 def cmd_workflows_apply(args: argparse.Namespace) -> int:

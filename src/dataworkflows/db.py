@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 
 from dataworkflows import errors
 from dataworkflows.answers import CLIENT_CHECK_SECONDS, AnswerWatch, WatchedConnection, answer_within, readable
+from dataworkflows.data.compensations import CompensationData
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
 from dataworkflows.data.document_templates import DocumentTemplateData
@@ -680,6 +681,8 @@ class Database:
         self.document_templates = DocumentTemplateData(self)
         # Removing finished runs past their retention; workflows' retention.
         self.retention = RetentionData(self)
+        # The steps that undo a run's nodes after it ended otherwise than Succeeded.
+        self.compensations = CompensationData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

@@ -25,7 +25,7 @@ import msgspec
 
 from dataworkflows import foreach, transforms, waits
 from dataworkflows.actions import ActionRegistry, builtin_actions
-from dataworkflows.definitions import EdgeWhen, NodeType, Orchestration, RetryPolicy, RoutePolicy
+from dataworkflows.definitions import COMPENSATE_ON, EdgeWhen, NodeType, Orchestration, RetryPolicy, RoutePolicy
 from dataworkflows.priorities import MAX_RUN_PRIORITY, MIN_RUN_PRIORITY
 from dataworkflows.rate_limits import MAX_CONCURRENT_EXECUTIONS, MAX_RATE_PER_MINUTE
 from dataworkflows.validation import MAX_CONDITION_LENGTH, MAX_EDGES_PER_NODE, MAX_NODES
@@ -163,8 +163,32 @@ def _orchestration() -> Schema:
                 **_nullable({"type": "integer", "minimum": MIN_RUN_PRIORITY, "maximum": MAX_RUN_PRIORITY}),
                 "description": "Its runs' priority when a start gives none (higher first; children: their parent's)",
             },
+            "compensateOn": {
+                **_nullable({"type": "array", "items": {"enum": list(COMPENSATE_ON)}, "uniqueItems": True}),
+                "description": "The ends of a run after which its nodes' compensations run (default: all three)",
+            },
         },
         "additionalProperties": False,
+    }
+
+
+def _compensation() -> Schema:
+    return {
+        "type": "object",
+        "description": "An action run after the run's end (see orchestration.compensateOn) for each node that "
+        "had Succeeded, the last to succeed first; its parameters are templates over the run's scope",
+        "properties": {
+            "actionType": _ref("ActionType"),
+            "parameters": {"type": "object", "description": "What the action takes"},
+            "retryPolicy": _nullable(_ref("RetryPolicy")),
+            "timeout": {
+                **_nullable(_ref("PositiveDuration")),
+                "description": "Each attempt's timeout (default: orchestration.defaultActionTimeout)",
+            },
+        },
+        "required": ["actionType"],
+        "additionalProperties": False,
+        "allOf": [_ref("ActionParameters")],
     }
 
 
@@ -212,6 +236,10 @@ def _node() -> Schema:
                 "description": "Render the parameters again for each attempt (default: once per node)",
             },
             "description": _nullable({"type": "string"}),
+            "compensation": {
+                **_nullable(_ref("Compensation")),
+                "description": "What undoes this action node's effect when the run does not succeed",
+            },
         },
         "required": ["id"],
         "additionalProperties": False,
@@ -232,7 +260,7 @@ def _kind_node(parameters: Schema, description: str) -> Schema:
     """A node of a kind other than action: its parameters, and no actionType."""
     return {
         "description": description,
-        "properties": {"actionType": {"const": ""}, "parameters": parameters},
+        "properties": {"actionType": {"const": ""}, "parameters": parameters, "compensation": {"type": "null"}},
         "required": ["nodeType", "parameters"],
     }
 
@@ -443,6 +471,7 @@ def definition_schema(registry: ActionRegistry | None = None) -> Schema:
         "Edge": _edge(),
         "RetryPolicy": _retry_policy(),
         "Orchestration": _orchestration(),
+        "Compensation": _compensation(),
         "ActionNode": {
             "description": "Runs an action (the default kind)",
             "properties": {"actionType": _ref("ActionType")},

@@ -52,6 +52,20 @@ class RetryPolicy(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fi
     jitter: bool = True
 
 
+class Compensation(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    """What undoes a node's effect when its run does not succeed (a saga's compensating action): an
+    action run after the run's end, for each node that had Succeeded, the last to succeed first."""
+
+    action_type: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    retry_policy: RetryPolicy | None = None
+    timeout: str | None = None
+
+
+# The ends of a run that start its compensations (orchestration.compensateOn; all three by default).
+COMPENSATE_ON = ("Failed", "TimedOut", "Cancelled")
+
+
 class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     max_parallel_actions: int = 10
     default_action_timeout: str = "PT5M"
@@ -63,6 +77,8 @@ class Orchestration(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_
     rate_limit_per_minute: int | None = None
     # Its runs' priority when the start request gives none (children: their parent's); 0 if unset.
     priority: int | None = None
+    # The ends of a run that run its nodes' compensations (None: every one of COMPENSATE_ON).
+    compensate_on: tuple[str, ...] | None = None
 
 
 class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
@@ -77,6 +93,8 @@ class Node(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=Tr
     rerender_on_retry: bool = False
     node_type: NodeType = NodeType.ACTION
     description: str | None = None
+    # An action node's compensating action (see Compensation).
+    compensation: Compensation | None = None
 
 
 class WorkflowDefinition(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):

@@ -57,6 +57,11 @@ CIRCUITS_CLOSED = Counter(
     "dataworkflows_circuits_closed_total", "Connector destinations whose open circuit closed (a request succeeded)"
 )
 LEASES_LOST = Counter("dataworkflows_leases_lost_total", "Runs stopped because another worker took the lease")
+COMPENSATION_ATTEMPTS = Counter(
+    "dataworkflows_compensation_attempts_total",
+    "Attempts of compensation steps, by outcome (Succeeded, Failed for good, Retry)",
+    ["outcome"],
+)
 RECOVERIES = Counter("dataworkflows_recoveries_total", "Runs re-queued, failed or cancelled by recovery", ["action"])
 QUEUE_DEPTH = Gauge("dataworkflows_queue_depth", "Jobs in the queue, by queue and status", ["queue", "status"])
 QUEUE_OLDEST = Gauge("dataworkflows_queue_oldest_job_age_seconds", "Age of the oldest waiting job, by queue", ["queue"])

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 
 from dataworkflows.definitions import (
+    COMPENSATE_ON,
+    Compensation,
     EdgeWhen,
     NodeType,
     RetryPolicy,
@@ -40,6 +42,15 @@ class PlanEdge(msgspec.Struct, frozen=True, rename="camel"):
     condition: str | None = None
 
 
+class PlanCompensation(msgspec.Struct, frozen=True, rename="camel"):
+    """A node's compensating action (definitions.Compensation), its timeout and retries resolved."""
+
+    action_type: str
+    parameters: dict[str, Any]
+    timeout_seconds: float
+    retry: PlanRetry
+
+
 class PlanNode(msgspec.Struct, frozen=True, rename="camel"):
     id: str
     action_type: str
@@ -56,6 +67,8 @@ class PlanNode(msgspec.Struct, frozen=True, rename="camel"):
     # Whether anything in the run can read this node's outputs (see outputs_read): if not, its
     # worker neither loads nor keeps them. Plans compiled before it existed: every node's.
     outputs_used: bool = True
+    # What undoes its effect when the run does not succeed (None: nothing).
+    compensation: PlanCompensation | None = None
 
 
 class Plan(msgspec.Struct, frozen=True, rename="camel"):
@@ -72,6 +85,10 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     # Its runs' priority when a start gives none (orchestration.priority; read by
     # dw.start_run_v1). Plans compiled before it existed have none: 0.
     priority: int | None = None
+    # The ends of a run (Failed, TimedOut, Cancelled) after which its Succeeded nodes' compensations
+    # run, last to succeed first (dw.queue_compensations_v1 reads it). None when no node has one:
+    # the run's end then looks no further.
+    compensate_on: tuple[str, ...] | None = None
 
 
 def _retry(policy: RetryPolicy) -> PlanRetry:
@@ -121,6 +138,7 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
             rerender_on_retry=node.rerender_on_retry,
             kind=node.node_type.value,
             outputs_used=read is None or node.id in read,
+            compensation=_compensation(node.compensation, default_retry, default_timeout),
         )
         for node in definition.nodes
     )
@@ -137,6 +155,28 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
         nodes=nodes,
         outputs=definition.outputs,
         priority=orchestration.priority,
+        compensate_on=_compensate_on(definition),
+    )
+
+
+def _compensate_on(definition: WorkflowDefinition) -> tuple[str, ...] | None:
+    """The ends of a run that compensate: None when no node has a compensation."""
+    if all(node.compensation is None for node in definition.nodes):
+        return None
+    chosen = definition.orchestration.compensate_on
+    return chosen if chosen is not None else COMPENSATE_ON
+
+
+def _compensation(
+    compensation: Compensation | None, default_retry: RetryPolicy, default_timeout: float
+) -> PlanCompensation | None:
+    if compensation is None:
+        return None
+    return PlanCompensation(
+        action_type=compensation.action_type,
+        parameters=compensation.parameters,
+        timeout_seconds=parse_duration(compensation.timeout) if compensation.timeout else default_timeout,
+        retry=_retry(compensation.retry_policy or default_retry),
     )
 
 
@@ -186,7 +226,7 @@ def outputs_read(definition: WorkflowDefinition) -> set[str] | None:
 
 def _texts(definition: WorkflowDefinition) -> Iterator[str]:
     """What is evaluated against the run's scope: templates (plain text is not), a transform's
-    JavaScript expression, edge conditions (JavaScript)."""
+    JavaScript expression, edge conditions (JavaScript), compensations' templates."""
     for node in definition.nodes:
         for text in _strings(node.parameters):
             if node.node_type == NodeType.TRANSFORM or has_template(text):
@@ -194,6 +234,8 @@ def _texts(definition: WorkflowDefinition) -> Iterator[str]:
         for edge in node.edges:
             if edge.condition:
                 yield edge.condition
+        if node.compensation is not None:
+            yield from (text for text in _strings(node.compensation.parameters) if has_template(text))
     yield from (text for text in _strings(definition.outputs) if has_template(text))
 
 

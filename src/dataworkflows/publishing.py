@@ -123,6 +123,13 @@ def connection_uses(raw: dict[str, Any], registry: ActionRegistry) -> tuple[Conn
     a literal `connection` parameter, or the action's default (slack.post-message: "slack")."""
     found: list[ConnectionUse] = []
     for index, node in enumerate(raw.get("nodes") or []):
+        compensation = node.get("compensation") if isinstance(node, dict) else None
+        if isinstance(compensation, dict):
+            parameters = compensation.get("parameters")
+            pointer = f"/nodes/{index}/compensation/parameters"
+            use = _connection_of(registry, compensation.get("actionType"), parameters or {}, pointer)
+            if use is not None:
+                found.append(use)
         if not isinstance(node, dict) or not isinstance(node.get("parameters"), dict):
             continue
         parameters = node["parameters"]
@@ -171,6 +178,14 @@ def _template_syntax(raw: dict[str, Any]) -> list[Problem]:
         for index, node in enumerate(nodes)
         if isinstance(node, dict) and "parameters" in node and node.get("nodeType") != "transform"
     ]
+    # A compensation's parameters are templates over the run's scope too.
+    parts.extend(
+        (f"/nodes/{index}/compensation/parameters", node["compensation"]["parameters"])
+        for index, node in enumerate(nodes)
+        if isinstance(node, dict)
+        and isinstance(node.get("compensation"), dict)
+        and "parameters" in node["compensation"]
+    )
     if isinstance(raw.get("outputs"), dict):
         parts.append(("/outputs", raw["outputs"]))
     found = []

@@ -41,6 +41,9 @@ class DeadLetterKind(StrEnum):
     WORKER_LOST = "worker_lost"
     # A Procrastinate job raised.
     JOB_FAILED = "job_failed"
+    # A step of a run's compensation failed for good (README "Compensation"): its redrive runs the
+    # failed steps again.
+    COMPENSATION_FAILED = "compensation_failed"
     # A root run ran past its workflowTimeout.
     TIMED_OUT = "timed_out"
 

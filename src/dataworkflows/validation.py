@@ -15,6 +15,7 @@ from typing import Any, Union
 import msgspec
 
 from dataworkflows.definitions import (
+    COMPENSATE_ON,
     Edge,
     Node,
     NodeType,
@@ -392,6 +393,41 @@ def _check_node_local(
             problems.extend(found)
     for edge_index, edge in enumerate(node.edges):
         _check_edge(edge, f"{pointer}/edges/{edge_index}", problems, check_condition)
+    if node.compensation is not None:
+        _check_compensation(node, f"{pointer}/compensation", problems, check_parameters)
+
+
+def _check_compensation(
+    node: Node, pointer: str, problems: list[Problem], check_parameters: ParameterChecker | None
+) -> None:
+    """An action node's compensation: a known action with parameters it accepts, its own timeout and
+    retry policy. Other kinds have none: a wait, a transform or a subworkflow has no effect of its own
+    to undo (a subworkflow's child compensates its own nodes), and a forEach's items would need one
+    each."""
+    compensation = node.compensation
+    assert compensation is not None
+    if node.node_type != NodeType.ACTION:
+        kind = _a_node_of(str(node.node_type))
+        problems.append(
+            Problem(pointer, "not_allowed", f"only an action node has a compensation, and this is {kind}; remove it")
+        )
+        return
+    if compensation.timeout is not None:
+        _check_duration(compensation.timeout, f"{pointer}/timeout", problems, positive=True)
+    if compensation.retry_policy is not None:
+        _check_retry_policy(compensation.retry_policy, f"{pointer}/retryPolicy", problems)
+    if not compensation.action_type:
+        problems.append(Problem(f"{pointer}/actionType", "required", "a compensation needs an actionType"))
+    elif check_parameters is not None:
+        found = check_parameters(compensation.action_type, compensation.parameters, f"{pointer}/parameters")
+        if found is None:
+            problems.append(
+                Problem(
+                    f"{pointer}/actionType", "unknown_action_type", f"unknown action type {compensation.action_type!r}"
+                )
+            )
+        else:
+            problems.extend(found)
 
 
 def _what_bounds(node: Node) -> str | None:
@@ -518,6 +554,7 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
     for name, value, most in limits:
         if value is not None and not 1 <= value <= most:
             problems.append(Problem(f"/orchestration/{name}", "range", f"must be between 1 and {most} (or null)"))
+    _check_compensate_on(orchestration.compensate_on, problems)
     priority = orchestration.priority
     if priority is not None and not MIN_RUN_PRIORITY <= priority <= MAX_RUN_PRIORITY:
         problems.append(
@@ -527,6 +564,21 @@ def _check_orchestration(definition: WorkflowDefinition, problems: list[Problem]
                 f"must be between {MIN_RUN_PRIORITY} and {MAX_RUN_PRIORITY} (higher runs first; or null)",
             )
         )
+
+
+def _check_compensate_on(ends: tuple[str, ...] | None, problems: list[Problem]) -> None:
+    """orchestration.compensateOn: some of the ends COMPENSATE_ON names, each once (empty: never)."""
+    for index, end in enumerate(ends or ()):
+        if end not in COMPENSATE_ON:
+            problems.append(
+                Problem(
+                    f"/orchestration/compensateOn/{index}",
+                    "enum",
+                    f"must be one of {', '.join(COMPENSATE_ON)} (the ends of a run that compensate)",
+                )
+            )
+        elif end in (ends or ())[:index]:
+            problems.append(Problem(f"/orchestration/compensateOn/{index}", "duplicate", f"{end!r} is already listed"))
 
 
 def find_cycle(definition: WorkflowDefinition) -> list[str] | None:

@@ -830,6 +830,43 @@ def test_a_runs_priority_is_shown_when_it_is_not_the_default(page: Any, console:
     assert "Priority" not in page.locator("dl.facts").inner_text()
 
 
+def test_a_runs_compensation_is_shown_step_by_step(page: Any, console: Console) -> None:
+    import time
+
+    from playwright.sync_api import expect
+
+    saga = {
+        "id": "undone",
+        "displayName": "Undone",
+        "startNode": "book",
+        "nodes": [
+            {
+                "id": "book",
+                "actionType": "core.echo",
+                "parameters": {"message": "B-1"},
+                "compensation": {"actionType": "core.echo", "parameters": {"message": "cancel {{ nodes.book.echo }}"}},
+                "edges": [{"targetNode": "pay"}],
+            },
+            {"id": "pay", "actionType": "core.echo", "parameters": {"simulateFailure": "permanent"}},
+        ],
+    }
+    console.create(saga)
+    execution_id = console.execute("undone")
+    assert console.wait_for(execution_id, {"Succeeded", "Failed"})["status"] == "Failed"
+    deadline = time.monotonic() + 20
+    while (console.http.get(f"/api/v1/executions/{execution_id}").json().get("compensation") or {}).get(
+        "status"
+    ) != "Compensated":
+        assert time.monotonic() < deadline, "the compensation did not end"
+        time.sleep(0.1)
+    page.goto(f"/ui#/executions/{execution_id}")
+    section = page.locator("section#compensation")
+    expect(section.get_by_role("heading")).to_contain_text("Compensation Compensated", timeout=WAIT_MS)
+    expect(section.locator("tbody tr")).to_have_count(1)
+    expect(section.locator("tbody tr")).to_contain_text("book")
+    expect(section.locator("tbody tr")).to_contain_text("1 of 3")
+
+
 def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, console: Console) -> None:
     """Thousands of item attempts, each with its parameters and outputs, were all rendered (and
     stringified on every live refresh)."""

@@ -226,6 +226,7 @@ async def test_procrastinate_migrations_apply_under_our_views_and_grants(
         dependents = capture_dependents(postgresql)
     assert [v.name for v in dependents.views] == ["dw.v_queue_depth"]
     assert sorted(i.name for i in dependents.indexes) == [
+        "public.dw_procrastinate_jobs_compensate_idx",
         "public.dw_procrastinate_jobs_execution_idx",
         "public.dw_procrastinate_jobs_queue_todo_idx",
     ]

@@ -63,6 +63,8 @@ class Execution(msgspec.Struct, frozen=True):
     lease_expires_at: datetime | None = None
     # Its jobs' priority, higher first (migration 0069).
     priority: int = 0
+    # Its compensation (migration 0071): None, Compensating, Compensated or CompensationFailed.
+    compensation_status: str | None = None
 
 
 class ChildExecution(msgspec.Struct, frozen=True):
@@ -111,6 +113,7 @@ class ExecutionListItem(msgspec.Struct, frozen=True):
     # manual | schedule | webhook | subworkflow
     trigger_kind: str = "manual"
     priority: int = 0
+    compensation_status: str | None = None
 
 
 class NodeState(msgspec.Struct, frozen=True):

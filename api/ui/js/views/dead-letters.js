@@ -14,7 +14,7 @@ export async function render(main, { params }, ctx) {
   const kindSelect = h(
     "select",
     { id: "letter-kind" },
-    ["", "node_failed", "worker_lost", "job_failed", "timed_out"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")),
+    ["", "node_failed", "worker_lost", "job_failed", "timed_out", "compensation_failed"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")),
   );
   const go = () => {
     const next = new URLSearchParams({ state: stateSelect.value });

@@ -72,6 +72,35 @@ function children(e) {
   );
 }
 
+// What undid its Succeeded nodes after it ended otherwise (README "Compensation"), step by step in
+// the order they run.
+function compensation(e) {
+  const c = e.compensation;
+  if (!c) return null;
+  return h(
+    "section",
+    { id: "compensation" },
+    h("h2", {}, "Compensation ", badge(c.status)),
+    table(
+      ["#", "Undoes", "Action", "Status", "Attempts", "Ended", "Error"],
+      c.steps.map((s) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, String(s.position)),
+          h("td", { class: "mono" }, s.nodeId),
+          h("td", { class: "mono" }, s.actionType),
+          h("td", {}, badge(s.status)),
+          h("td", {}, s.attempts + " of " + s.maxAttempts),
+          h("td", {}, s.endTime ? timeEl(s.endTime) : s.nextAttemptAt ? ["retry ", timeEl(s.nextAttemptAt)] : ""),
+          h("td", {}, s.error ? errorMessage(s.error) : ""),
+        ),
+      ),
+      { class: "list" },
+    ),
+  );
+}
+
 // The waterfall: one bar per attempt (and one per node running now), on a shared time axis.
 // `more`: the run has more attempts than `attempts` (the first MAX_BARS it started).
 function waterfall(e, attempts, nodes, more) {
@@ -259,7 +288,9 @@ export async function render(main, { args }, ctx) {
     }
     timeline.replaceChildren(waterfall(execution, attempts, execution.nodes, moreAttempts));
     const kids = children(execution);
+    const undone = compensation(execution);
     extra.replaceChildren(
+      ...(undone ? [undone] : []),
       ...(kids ? [kids] : []),
       h("section", { class: "two" }, jsonBlock(execution.trigger, "Trigger"), execution.outputs != null ? jsonBlock(execution.outputs, "Outputs") : execution.error != null ? jsonBlock(execution.error, "Error") : ""),
     );

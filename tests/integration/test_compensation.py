@@ -1,0 +1,313 @@
+"""Compensation (README "Compensation"): after a run ends Failed, TimedOut or Cancelled, the
+compensations of its Succeeded nodes run, the last to succeed first, each an action attempt with its
+own retries, recorded as rows and events. In-process: the runtime runs the run, and the worker
+task's CompensationRunner its steps."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from dataworkflows.compensations import CompensationRunner
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from dataworkflows.errors import Conflict
+from dataworkflows.runtime import Runtime
+from tests.conftest import publish, start
+from tests.integration.test_runtime import FAST_RETRY, echo, events, make_runtime, to, wf
+
+FAST = {**FAST_RETRY, "maxAttempts": 2}
+
+
+def undo(node: dict[str, Any], message: str, **params: Any) -> dict[str, Any]:
+    """The node with a core.echo compensation."""
+    return {**node, "compensation": {"actionType": "core.echo", "parameters": {"message": message, **params}}}
+
+
+def runner(db: Database, runtime: Runtime, *, park: float = 30.0, worker: str = "test-worker") -> CompensationRunner:
+    return CompensationRunner(
+        data=db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id=worker,
+        park_threshold_seconds=park,
+        stopping=asyncio.Event(),
+    )
+
+
+async def run(db: Database, runtime: Runtime, raw: dict[str, Any], conditions: ConditionPool) -> UUID:
+    await publish(db, raw, conditions)
+    execution_id = await start(db, raw["id"], {"order": "A-17"})
+    await runtime.run_execution(execution_id)
+    return execution_id
+
+
+async def compensate_jobs(db: Database, execution_id: UUID) -> list[dict[str, Any]]:
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, scheduled_at FROM procrastinate_jobs WHERE task_name = 'dw.compensate' "
+            "AND args ->> 'run_id' = %s ORDER BY id",
+            (str(execution_id),),
+        )
+        return [{"status": r[0], "scheduled_at": r[1]} for r in await cur.fetchall()]
+
+
+async def test_a_failed_run_undoes_its_succeeded_nodes_last_first(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "saga",
+        undo(echo("reserve", to("charge")), "release {{ nodes.reserve.echo }} for {{ trigger.order }}"),
+        undo(echo("charge", to("ship")), "refund {{ nodes.charge.echo }} ({{ execution.status }})"),
+        echo("ship", simulateFailure="permanent"),
+    )
+    execution_id = await run(db, runtime, raw, conditions)
+    execution = await db.executions.get(execution_id)
+    assert execution.status == "Failed"
+    steps = await db.compensations.steps(execution_id)
+    assert [(s.position, s.node_id, s.status) for s in steps] == [(1, "charge", "Pending"), (2, "reserve", "Pending")]
+    assert [j["status"] for j in await compensate_jobs(db, execution_id)] == ["todo"]
+
+    assert await runner(db, runtime).run(execution_id) == "done"
+    steps = await db.compensations.steps(execution_id)
+    assert [(s.node_id, s.status, s.attempts, s.outputs) for s in steps] == [
+        ("charge", "Succeeded", 1, {"echo": "refund charge (Failed)"}),
+        ("reserve", "Succeeded", 1, {"echo": "release reserve for A-17"}),
+    ]
+    assert steps[0].ended_at <= steps[1].started_at
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT compensation_status FROM dw.executions WHERE id = %s", (execution_id,))
+        assert (await cur.fetchone())[0] == "Compensated"
+        cur = await conn.execute(
+            "SELECT node_id, status FROM dw.v_compensations WHERE execution_id = %s ORDER BY position",
+            (execution_id,),
+        )
+        assert await cur.fetchall() == [("charge", "Succeeded"), ("reserve", "Succeeded")]
+    kinds = await events(db, execution_id)
+    assert kinds[kinds.index("execution_failed") :] == [
+        "execution_failed",
+        "compensation_started",
+        "compensation_attempt_started",
+        "compensation_succeeded",
+        "compensation_attempt_started",
+        "compensation_succeeded",
+        "compensation_ended",
+    ]
+    # A second job (a duplicate delivery) finds nothing to do and changes nothing.
+    assert await runner(db, runtime).run(execution_id) == "done"
+    assert len(await events(db, execution_id)) == len(kinds)
+
+
+async def test_a_succeeded_run_and_a_handled_failure_compensate_nothing(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    handled = wf(
+        "handled",
+        undo(echo("a", to("b")), "undo a"),
+        echo("b", to("fix", "failure"), simulateFailure="permanent"),
+        echo("fix"),
+    )
+    execution_id = await run(db, runtime, handled, conditions)
+    assert (await db.executions.get(execution_id)).status == "Succeeded"
+    assert await db.compensations.steps(execution_id) == []
+    assert await compensate_jobs(db, execution_id) == []
+
+
+async def test_a_retriable_compensation_is_retried_and_a_failed_one_does_not_stop_the_others(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    a = undo(echo("a", to("b")), "undo a", simulateFailure="transient", failUntilAttempt=2)
+    a["compensation"]["retryPolicy"] = FAST
+    b = undo(echo("b", to("c")), "undo b", simulateFailure="permanent")
+    raw = wf("retried", a, b, echo("c", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    assert await runner(db, runtime).run(execution_id) == "done"
+    steps = {s.node_id: s for s in await db.compensations.steps(execution_id)}
+    assert (steps["b"].status, steps["b"].attempts, steps["b"].error["code"]) == (
+        "Failed",
+        1,
+        "simulated_permanent_failure",
+    )
+    assert (steps["a"].status, steps["a"].attempts, steps["a"].error) == ("Succeeded", 2, None)
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT compensation_status FROM dw.v_executions WHERE id = %s", (execution_id,))
+        assert (await cur.fetchone())[0] == "CompensationFailed"
+    kinds = await events(db, execution_id)
+    assert "compensation_attempt_failed" in kinds and "compensation_failed" in kinds
+
+
+async def test_compensate_on_limits_the_ends_that_compensate(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "only-cancel",
+        undo(echo("a", to("b")), "undo a"),
+        echo("b", simulateFailure="permanent"),
+        compensateOn=["Cancelled"],
+    )
+    execution_id = await run(db, runtime, raw, conditions)
+    assert (await db.executions.get(execution_id)).status == "Failed"
+    assert await db.compensations.steps(execution_id) == []
+    assert await compensate_jobs(db, execution_id) == []
+
+
+async def test_a_cancelled_run_compensates(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("cancelled", undo(echo("a", to("b")), "undo a"), echo("b", delayMs=60_000))
+    await publish(db, raw, conditions)
+    execution_id = await start(db, raw["id"])
+    task = asyncio.create_task(runtime.run_execution(execution_id))
+    for _ in range(500):
+        states = await db.fetch_all("list_node_states", id=execution_id)
+        if any(s["node_id"] == "b" and s["status"] == "Running" for s in states):
+            break
+        await asyncio.sleep(0.02)
+    await db.control.cancel(execution_id, principal="ops", reason="changed my mind")
+    assert await asyncio.wait_for(task, 30) == "Cancelled"
+    assert await runner(db, runtime).run(execution_id) == "done"
+    steps = await db.compensations.steps(execution_id)
+    assert [(s.node_id, s.status) for s in steps] == [("a", "Succeeded")]
+
+
+async def test_a_retry_past_the_park_threshold_is_a_job_for_then(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    a = undo(echo("a", to("b")), "undo a", simulateFailure="transient", failUntilAttempt=2)
+    a["compensation"]["retryPolicy"] = {**FAST, "initialDelay": "PT1H", "maxDelay": "PT2H"}
+    raw = wf("parked", a, echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    assert await runner(db, runtime, park=30.0).run(execution_id) == "later"
+    (step,) = await db.compensations.steps(execution_id)
+    assert step.status == "Pending" and step.attempts == 1
+    assert step.next_attempt_at is not None and step.next_attempt_at > step.started_at + timedelta(minutes=29)
+    jobs = await compensate_jobs(db, execution_id)
+    assert [j["status"] for j in jobs] == ["todo", "todo"]
+    assert jobs[1]["scheduled_at"] == step.next_attempt_at
+
+
+async def test_a_lost_claim_is_taken_over_and_the_late_record_refused(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("lost", undo(echo("a", to("b")), "undo a"), echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    first = await db.compensations.claim(execution_id, "worker-1")
+    assert (first.outcome, first.node_id, first.attempt) == ("claimed", "a", 1)
+    held = await db.compensations.claim(execution_id, "worker-2")
+    assert held.outcome == "held"
+    # A job that finds the step held queues one for when the claim runs out (its holder may be gone).
+    assert await runner(db, runtime, worker="worker-2").run(execution_id) == "held"
+    jobs = await compensate_jobs(db, execution_id)
+    assert [j["status"] for j in jobs] == ["todo", "todo"] and jobs[1]["scheduled_at"] == held.due_at
+    # worker-1 goes silent: its claim runs out.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.compensations SET claimed_until = now() - interval '1 second' WHERE execution_id = %s",
+            (execution_id,),
+        )
+    second = await db.compensations.claim(execution_id, "worker-2")
+    assert (second.outcome, second.attempt) == ("claimed", 2)
+    assert not await db.compensations.record(execution_id, "a", 1, "Succeeded", outputs={"late": True})
+    assert await db.compensations.record(execution_id, "a", 2, "Succeeded", outputs={"echo": "undo a"})
+    assert (await db.compensations.claim(execution_id, "worker-2")).outcome == "done"
+    assert "compensation_attempt_interrupted" in await events(db, execution_id)
+
+
+async def test_a_compensated_run_is_not_redriven(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    raw = wf("no-redrive", undo(echo("a", to("b")), "undo a"), echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    letters = await db.operations.dead_letters(
+        open_only=True, kind=None, before=None, limit=10, execution_id=execution_id
+    )
+    assert letters
+    with pytest.raises(Conflict, match="compensation ran"):
+        await db.operations.redrive(letters[0].id, principal="ops", queue="executions")
+
+
+async def test_a_failed_step_files_a_letter_whose_redrive_runs_it_again(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    # Its first two attempts fail (transient), and it has two: the step fails for good; the
+    # redrive's attempt is its third, which succeeds.
+    a = undo(echo("a", to("b")), "undo a", simulateFailure="transient", failUntilAttempt=3)
+    a["compensation"]["retryPolicy"] = FAST
+    raw = wf("redriven", a, echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    assert await runner(db, runtime).run(execution_id) == "done"
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.attempts) == ("Failed", 2)
+    letters = await db.operations.dead_letters(
+        open_only=True, kind="compensation_failed", before=None, limit=10, execution_id=execution_id
+    )
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter.error["code"] == "compensation_failed"
+    assert letter.error["message"] == (
+        "1 of 1 compensation steps failed: a (simulated_transient_failure: Simulated transient failure (attempt 2))"
+    )
+    assert letter.payload["failedSteps"] == ["a"]
+
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.attempts, step.max_attempts) == ("Pending", 2, 2)
+    assert await runner(db, runtime).run(execution_id) == "done"
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.attempts, step.outputs) == ("Succeeded", 3, {"echo": "undo a"})
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT status, compensation_status FROM dw.executions WHERE id = %s", (execution_id,))
+        assert await cur.fetchone() == ("Failed", "Compensated")
+    # Once: a second redrive of the letter is refused.
+    with pytest.raises(Conflict, match="already redriven"):
+        await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    kinds = await events(db, execution_id)
+    assert kinds.count("compensation_ended") == 2 and "compensation_redriven" in kinds
+
+
+async def test_definitions_refuse_compensations_where_they_cannot_be(db: Database, conditions: ConditionPool) -> None:
+    from dataworkflows.errors import DefinitionError
+
+    bad = wf(
+        "bad-undo",
+        {
+            "id": "wait",
+            "nodeType": "delay",
+            "parameters": {"duration": "PT1S"},
+            "compensation": {"actionType": "core.echo"},
+            "edges": [{"targetNode": "a"}],
+        },
+        {**echo("a"), "compensation": {"actionType": "no.such", "parameters": {}}},
+        {**echo("b"), "compensation": {"actionType": "core.echo", "parameters": {"message": "{{ nodes.a.echo "}}},
+        compensateOn=["Failed", "Lost", "Failed"],
+    )
+    bad["nodes"][1]["edges"] = [{"targetNode": "b"}]
+    with pytest.raises(DefinitionError) as caught:
+        await publish(db, bad, conditions)
+    found = {(p.pointer, p.code) for p in caught.value.problems}
+    assert {
+        ("/nodes/0/compensation", "not_allowed"),
+        ("/nodes/1/compensation/actionType", "unknown_action_type"),
+        ("/nodes/2/compensation/parameters", "template_syntax"),
+        ("/orchestration/compensateOn/1", "enum"),
+        ("/orchestration/compensateOn/2", "duplicate"),
+    } <= found, found
+
+
+async def test_the_trip_booking_example_releases_what_it_booked(db: Database, conditions: ConditionPool) -> None:
+    from tests.conftest import load_fixture
+
+    runtime = make_runtime(db, conditions)
+    raw = load_fixture("bundle8/trip-booking-saga-workflow.json")
+    await publish(db, raw, conditions)
+    failing = await start(db, raw["id"], raw["metadata"]["sampleTrigger"])
+    assert await runtime.run_execution(failing) == "Failed"
+    assert await runner(db, runtime).run(failing) == "done"
+    assert [(s.node_id, s.outputs) for s in await db.compensations.steps(failing)] == [
+        ("reserve-hotel", {"echo": "released hotel H-T-100"}),
+        ("reserve-flight", {"echo": "released flight F-T-100 for ada (Failed)"}),
+    ]
+    paid = await start(db, raw["id"], {**raw["metadata"]["sampleTrigger"], "failPayment": False})
+    assert await runtime.run_execution(paid) == "Succeeded"
+    assert await db.compensations.steps(paid) == []
