@@ -53,6 +53,7 @@ from .rate_limits import rate_limit_middleware
 from .schemas import HealthRead, ProblemDetails
 from .security_headers import add_security_headers
 from .services import DEPENDENCIES, DatabaseDep, Services, services_of
+from .signals import SignalController
 from .stream_slots import StreamSlots
 from .triggers import TriggerController, WorkflowTriggerController
 from .waits import WaitController
@@ -324,6 +325,7 @@ def create_app(settings: Settings) -> Litestar:
             ExecutionController,
             ApprovalController,
             WaitController,
+            SignalController,
             DeadLetterController,
             CatalogController,
             ConnectionController,

@@ -141,6 +141,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/executions/{execution_id}/priority"): "setExecutionPriority",
     ("POST", "/api/v1/executions/{execution_id}/resume"): "resumeExecution",
     ("POST", "/api/v1/executions/{execution_id}/signals/{name}"): "signalExecution",
+    ("POST", "/api/v1/signals/{name}"): "broadcastSignal",
     ("GET", "/api/v1/waits"): "listWaitsOfExecutions",
     ("GET", "/api/v1/approvals"): "listApprovals",
     ("GET", "/api/v1/approvals/{approval_id}"): "getApproval",

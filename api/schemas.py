@@ -363,6 +363,37 @@ class SignalResponse(Camel):
     execution_status: str
 
 
+class BroadcastRequest(Camel, forbid_unknown_fields=True):
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The same signal to each run (a run's idempotency key, as for one run's signal); generated when
+    # left out, and answered: send it again with the same id to reach the runs it did not.
+    signal_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    # Only waits with this key (an integer is its decimal digits); left out: only waits without one.
+    correlation_key: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | int | None = None
+    # Only runs of this workflow.
+    workflow_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")] | None = None
+    # At most this many runs (those waiting longest first).
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+
+
+class BroadcastDeliveryRead(Camel):
+    execution_id: UUID
+    workflow_id: str | None
+    # consumed | buffered (its wait was resolved meanwhile: kept for a wait to come) | duplicate (the
+    # run had this signalId) | ended (it ended meanwhile: passed over)
+    outcome: str
+    wait_id: UUID | None
+    node_id: str | None
+
+
+class BroadcastResponse(Camel):
+    signal_id: str
+    deliveries: list[BroadcastDeliveryRead]
+    # Runs whose matching waits are still open (past `limit`, or waiting since): send the same
+    # signalId again to reach them.
+    remaining: int
+
+
 class WaitRead(Camel):
     id: UUID
     node_id: str

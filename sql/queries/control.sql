@@ -20,6 +20,12 @@ SELECT signal_id, outcome, wait_id, node_id, execution_status
   FROM dw.deliver_signal_v2(%(id)s, %(name)s, %(signal_id)s, %(correlation_key)s, %(payload)s, %(principal)s,
                             %(queue)s, true);
 
+-- name: broadcast_signal
+-- One signal to every run of the tenant waiting for it by name and key (dw.broadcast_signal_v1).
+SELECT execution_id, workflow_id, outcome, wait_id, node_id, remaining
+  FROM dw.broadcast_signal_v1(%(name)s, %(signal_id)s, %(correlation_key)s, %(payload)s, %(principal)s, %(queue)s,
+                              %(workflow_id)s, %(limit)s);
+
 -- name: decide_approval
 -- One approver's decision; resolves the approval once its quorum is reached or cannot be.
 SELECT approval_id, execution_id, node_id, state, approvals, rejections, required

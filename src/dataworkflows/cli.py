@@ -1700,6 +1700,36 @@ def cmd_signal(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_signal_all(args: argparse.Namespace) -> int:
+    """A signal to every run waiting for it by name and correlation key (POST /api/v1/signals/NAME)."""
+    try:
+        payload = _json_object(args.payload, "--payload")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    body: dict[str, Any] = {"payload": payload, "limit": args.limit}
+    for key, value in (("signalId", args.signal_id), ("correlationKey", args.correlation_key)):
+        if value:
+            body[key] = value
+    if args.workflow:
+        body["workflowId"] = args.workflow
+    with _client(args) as client:
+        response = client.post(f"/api/v1/signals/{_path(args.name)}", json=body)
+        if response.status_code != 200:
+            return _refused(response)
+        sent = response.json()
+    for delivery in sent["deliveries"]:
+        node = f" node {delivery['nodeId']}" if delivery.get("nodeId") else ""
+        print(f"{delivery['executionId']}  {delivery['workflowId'] or '-':<24} {delivery['outcome']}{node}")
+    reached = len(sent["deliveries"])
+    print(f"signal {args.name} ({sent['signalId']}) sent to {reached} run{'' if reached == 1 else 's'}", end="")
+    if sent["remaining"]:
+        print(f"; {sent['remaining']} more wait for it: send it again with --signal-id {sent['signalId']}")
+    else:
+        print()
+    return EXIT_OK
+
+
 def _buffered(client: httpx.Client, args: argparse.Namespace) -> str:
     """What a buffered signal is waiting for. A wait for this name that expects another correlation key
     is open, it says so: "no node waits for it yet" misled while the README's order-payment example
@@ -2255,6 +2285,19 @@ def _add_signals_and_approvals(sub: Any) -> None:
     signal_parser.add_argument("--principal", help="who sends it (default $DW_PRINCIPAL_ID)")
     signal_parser.add_argument("--api-url")
     signal_parser.set_defaults(func=cmd_signal)
+
+    every = sub.add_parser(
+        "signal-all", help="send a named signal to every run waiting for it (by correlation key, not by run)"
+    )
+    every.add_argument("name")
+    every.add_argument("--correlation-key", help="only waits with this key (without it: only waits with none)")
+    every.add_argument("--payload", default="{}", help="the signal's payload, a JSON object")
+    every.add_argument("--signal-id", help="idempotency key: sent again, it reaches only the runs that lack it")
+    every.add_argument("--workflow", help="only runs of this workflow")
+    every.add_argument("--limit", type=_large_page_size, default=1000, help="at most this many runs (1 to 1000)")
+    every.add_argument("--principal", help="who sends it (default $DW_PRINCIPAL_ID)")
+    every.add_argument("--api-url")
+    every.set_defaults(func=cmd_signal_all)
 
     approvals = sub.add_parser("approvals", help="approvals waiting for people's decisions")
     asub = approvals.add_subparsers(dest="approvals_command", required=True)

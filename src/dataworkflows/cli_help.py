@@ -54,6 +54,7 @@ EXAMPLES: dict[str, str] = {
     "examples": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load",
     "examples load": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load    # safe to run again",
     "signal": "dataworkflows signal 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 order.paid --payload '{\"amount\": 42}'",
+    "signal-all": "dataworkflows signal-all payment --correlation-key A-1003 --payload '{\"amount\": 42}'",
     "approve": "dataworkflows approve 7c1d2c9a-4f1e-4b7a-a7a8-0f8e2b1d9c33 --principal alice --comment 'fine'",
     "reject": "dataworkflows reject 7c1d2c9a-4f1e-4b7a-a7a8-0f8e2b1d9c33 --principal bob --comment 'too much'",
     "workflows": "dataworkflows workflows apply my-workflow.json --publish",

@@ -241,6 +241,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
         "operator",
         {},
     ),
+    ("POST", "/api/v1/signals/{name:str}", "/api/v1/signals/go", "operator", {}),
     (
         "POST",
         "/api/v1/executions/{execution_id:str}/suspend",

@@ -59,6 +59,25 @@ class SignalDelivery(msgspec.Struct, frozen=True):
     execution_status: str
 
 
+class BroadcastDelivery(msgspec.Struct, frozen=True):
+    """One run a signal sent to every waiting run reached (dw.broadcast_signal_v1)."""
+
+    execution_id: UUID
+    workflow_id: str | None
+    # consumed | buffered (its wait was resolved meanwhile) | duplicate (it had this signal id) |
+    # ended (it ended meanwhile: passed over)
+    outcome: str
+    wait_id: UUID | None
+    node_id: str | None
+
+
+class Broadcast(msgspec.Struct, frozen=True):
+    signal_id: str
+    deliveries: list[BroadcastDelivery]
+    # The runs whose matching waits are still open after it (past the limit, or waiting since).
+    remaining: int
+
+
 class ApprovalDecision(msgspec.Struct, frozen=True):
     approval_id: UUID
     execution_id: UUID
@@ -213,6 +232,34 @@ class ControlData:
         )
         assert row is not None
         return row
+
+    async def broadcast(
+        self,
+        name: str,
+        *,
+        payload: Any,
+        signal_id: str,
+        correlation_key: str | None,
+        workflow_id: str | None,
+        principal: str | None,
+        queue: str,
+        limit: int,
+    ) -> Broadcast:
+        """A signal to every run of the tenant waiting for it by name and key (README "Signals to
+        every run that waits"), in one transaction."""
+        rows = await self._db.fetch_all(
+            "broadcast_signal",
+            name=name,
+            signal_id=signal_id,
+            correlation_key=correlation_key,
+            payload=Jsonb(payload),
+            principal=principal,
+            queue=queue,
+            workflow_id=workflow_id,
+            limit=limit,
+        )
+        deliveries = [msgspec.convert(row, BroadcastDelivery) for row in rows if row["outcome"] != "none"]
+        return Broadcast(signal_id=signal_id, deliveries=deliveries, remaining=int(rows[0]["remaining"]) if rows else 0)
 
     async def decide(
         self, approval_id: UUID, *, principal: str | None, decision: str, comment: str | None, queue: str

@@ -1,0 +1,167 @@
+"""POST /api/v1/signals/{name} (README "Signals to every run that waits"): a signal by name and
+correlation key reaches every run whose signal wait expects it, without the sender knowing the runs.
+The runs are run in-process to their waits, the signal sent through the API, the runs resumed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from tests.conftest import load_fixture, publish, start
+from tests.integration.test_api import assert_problem
+from tests.integration.test_runtime import make_runtime
+
+OPS = {"X-Principal-Id": "ops"}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, max_trigger_depth=16))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def waiting_orders(db: Database, conditions: ConditionPool, *orders: str | int) -> dict[str, UUID]:
+    """A run of order-payment per order, each run by the runtime to its payment wait (parked)."""
+    runtime = make_runtime(db, conditions)
+    raw = load_fixture("bundle5/order-payment-workflow.json")
+    await publish(db, raw, conditions)
+    runs = {}
+    for order in orders:
+        execution_id = await start(db, "order-payment", {"orderId": order, "timeout": "PT1H"})
+        assert await runtime.run_execution(execution_id) == "parked"
+        runs[str(order)] = execution_id
+    return runs
+
+
+async def test_a_signal_by_key_reaches_the_runs_waiting_for_that_key_only(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    runs = await waiting_orders(db, conditions, "A-1", "A-2", 1003)
+    body = {"correlationKey": "A-2", "payload": {"amount": 40}, "signalId": "pay-A-2"}
+    sent = await client.post("/api/v1/signals/payment", json=body, headers=OPS)
+    assert sent.status_code == 200, sent.text
+    answer = sent.json()
+    assert answer["signalId"] == "pay-A-2" and answer["remaining"] == 0
+    assert [(d["executionId"], d["workflowId"], d["outcome"], d["nodeId"]) for d in answer["deliveries"]] == [
+        (str(runs["A-2"]), "order-payment", "consumed", "payment")
+    ]
+    runtime = make_runtime(db, conditions)
+    assert await runtime.run_execution(runs["A-2"]) == "Succeeded"
+    shipped = (await client.get(f"/api/v1/executions/{runs['A-2']}")).json()
+    ship = next(n for n in shipped["nodes"] if n["nodeId"] == "ship")
+    assert ship["outputs"] == {"echo": "shipping order A-2, paid 40"}
+    # The others still wait; a number is a key as its digits.
+    numeric = await client.post("/api/v1/signals/payment", json={"correlationKey": 1003, "payload": {"amount": 1}})
+    assert [d["executionId"] for d in numeric.json()["deliveries"]] == [str(runs["1003"])]
+    assert numeric.json()["signalId"]  # generated
+
+    # The same signal again: nothing is waiting for it any more.
+    again = await client.post("/api/v1/signals/payment", json=body, headers=OPS)
+    assert again.status_code == 200 and again.json() == {"signalId": "pay-A-2", "deliveries": [], "remaining": 0}
+    events = (await client.get(f"/api/v1/executions/{runs['A-2']}/events")).json()
+    received = [e for e in events if e["type"] == "signal_received"]
+    assert [(e["principal"], e["details"]["signalId"]) for e in received] == [("ops", "pay-A-2")]
+
+
+async def test_a_limit_leaves_the_rest_for_the_same_signal_sent_again(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    await waiting_orders(db, conditions, "B", "B", "B")
+    body = {"correlationKey": "B", "signalId": "pay-B", "limit": 2}
+    first = (await client.post("/api/v1/signals/payment", json=body)).json()
+    assert [d["outcome"] for d in first["deliveries"]] == ["consumed", "consumed"] and first["remaining"] == 1
+    second = (await client.post("/api/v1/signals/payment", json=body)).json()
+    assert [d["outcome"] for d in second["deliveries"]] == ["consumed"] and second["remaining"] == 0
+    assert not {d["executionId"] for d in first["deliveries"]} & {d["executionId"] for d in second["deliveries"]}
+
+
+async def test_a_signal_without_a_key_reaches_only_waits_without_one(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    await waiting_orders(db, conditions, "C-1")
+    answer = (await client.post("/api/v1/signals/payment", json={"payload": {}})).json()
+    assert answer["deliveries"] == [] and answer["remaining"] == 0
+
+
+async def test_a_workflow_filter_and_another_tenant(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    runs = await waiting_orders(db, conditions, "D-1")
+    other = (await client.post("/api/v1/signals/payment", json={"correlationKey": "D-1", "workflowId": "nope"})).json()
+    assert other["deliveries"] == [] and other["remaining"] == 0
+    elsewhere = await client.post(
+        "/api/v1/signals/payment", json={"correlationKey": "D-1"}, headers={"X-Tenant-Id": "acme"}
+    )
+    assert elsewhere.status_code == 200 and elsewhere.json()["deliveries"] == []
+    mine = (
+        await client.post("/api/v1/signals/payment", json={"correlationKey": "D-1", "workflowId": "order-payment"})
+    ).json()
+    assert [d["executionId"] for d in mine["deliveries"]] == [str(runs["D-1"])]
+
+
+async def test_bad_input_is_a_clear_400(client: AsyncTestClient[Any]) -> None:
+    assert_problem(await client.post("/api/v1/signals/-bad", json={}), 422)
+    assert_problem(await client.post("/api/v1/signals/go", json={"payload": [1]}), 400)
+    assert_problem(await client.post("/api/v1/signals/go", json={"limit": 0}), 400)
+    assert_problem(await client.post("/api/v1/signals/go", json={"workflowId": "a b"}), 400)
+    assert_problem(await client.post("/api/v1/signals/go", json={"correlationKey": True}), 400)
+    assert_problem(await client.post("/api/v1/signals/go", json={"surprise": 1}), 400)
+
+
+async def test_the_signal_all_command(
+    dsn: str, db: Database, conditions: ConditionPool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    import uvicorn
+
+    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_signal_all
+    from tests.fakes import free_port
+
+    runs = await waiting_orders(db, conditions, "E-1", "E-1")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(database_url=dsn, api_access_log=False)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    parser = build_parser()
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(["signal-all", *argv, "--api-url", f"http://127.0.0.1:{port}"])
+        code = await asyncio.to_thread(cmd_signal_all, args)
+        out, err = capsys.readouterr()
+        return code, out.strip(), err.strip()
+
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
+        code, out, err = await run("payment", "--correlation-key", "E-1", "--signal-id", "e1", "--limit", "1")
+        assert (code, err) == (EXIT_OK, ""), err
+        lines = out.splitlines()
+        assert lines[-1] == "signal payment (e1) sent to 1 run; 1 more wait for it: send it again with --signal-id e1"
+        assert lines[-2].split()[1:] == ["order-payment", "consumed", "node", "payment"]
+        code, out, err = await run("payment", "--correlation-key", "E-1", "--signal-id", "e1")
+        assert code == EXIT_OK and out.splitlines()[-1] == "signal payment (e1) sent to 1 run", out
+        assert {line.split()[0] for line in out.splitlines()[:-1]} <= {str(r) for r in runs.values()}
+        code, out, err = await run("payment", "--payload", "[1]")
+        assert code == EXIT_USAGE and "--payload" in err, err
+        code, out, err = await run("bad name!")
+        assert code == EXIT_USAGE and "signal name" in err, err
+    finally:
+        server.should_exit = True
+        await serving
