@@ -41,6 +41,7 @@ from .cross_site import refuse_cross_site
 from .dead_letters import DeadLetterController
 from .document_templates import DocumentTemplateController, TemplateSetController
 from .documents import DocumentController
+from .events import EventController
 from .executions import ExecutionController
 from .head_requests import MARK as HEAD_AS_GET
 from .head_requests import HeadAsGet
@@ -326,6 +327,7 @@ def create_app(settings: Settings) -> Litestar:
             ApprovalController,
             WaitController,
             SignalController,
+            EventController,
             DeadLetterController,
             CatalogController,
             ConnectionController,

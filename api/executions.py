@@ -158,7 +158,7 @@ def _decode_attempt_cursor(cursor: str | None, scope: Scope) -> AttemptKey | Non
 CHILDREN_SHOWN = 100
 
 # What started a run, as the executions list filters it (and reports it as triggerKind).
-TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
+TRIGGER_KINDS = ("manual", "schedule", "webhook", "event", "subworkflow")
 
 
 def _moment(parameter: str, value: str | None) -> datetime | None:
@@ -190,7 +190,7 @@ class ExecutionController(Controller):
             QueryParameter(
                 name="triggerKind",
                 required=False,
-                description="manual, schedule, webhook or subworkflow",
+                description="manual, schedule, webhook, event or subworkflow",
                 enum=list(TRIGGER_KINDS),
             ),
         ] = None,

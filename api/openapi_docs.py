@@ -142,6 +142,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/executions/{execution_id}/resume"): "resumeExecution",
     ("POST", "/api/v1/executions/{execution_id}/signals/{name}"): "signalExecution",
     ("POST", "/api/v1/signals/{name}"): "broadcastSignal",
+    ("POST", "/api/v1/events"): "publishEvent",
     ("GET", "/api/v1/waits"): "listWaitsOfExecutions",
     ("GET", "/api/v1/approvals"): "listApprovals",
     ("GET", "/api/v1/approvals/{approval_id}"): "getApproval",

@@ -394,6 +394,25 @@ class BroadcastResponse(Camel):
     remaining: int
 
 
+class EventDeliveryRead(Camel):
+    trigger_id: UUID
+    workflow_id: str
+    # started (a run: executionId) | refused (the workflow could not start one: reason)
+    outcome: str
+    execution_id: UUID | None
+    reason: str | None
+
+
+class EventPublished(Camel):
+    event_id: str
+    source: str
+    type: str
+    # The (source, id) was published before: nothing was started; the first time's deliveries.
+    duplicate: bool
+    received_at: datetime
+    deliveries: list[EventDeliveryRead]
+
+
 class WaitRead(Camel):
     id: UUID
     node_id: str

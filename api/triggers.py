@@ -49,7 +49,7 @@ from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, S
 from .workflows import require_workflow
 
 _CHANGE_TRIGGERS = {REQUIRES_PRINCIPAL: "change triggers"}
-KINDS = ("schedule", "webhook")
+KINDS = ("schedule", "webhook", "event")
 MIN_SECRET_LENGTH = 16
 # HMAC takes any length, but a secret is typed or pasted into a sender's settings: past this it is a
 # mistake (a file's content, a certificate), and the stored row would carry it (a review: no bound).
@@ -120,6 +120,10 @@ async def check_config(svc: Services, kind: str, config: dict[str, Any]) -> None
         payload = config.get("payload")
         if isinstance(payload, dict) and json_depth(payload, limit) > limit:
             found.append(("/payload", "too_deep", f"nested deeper than {limit} levels (DW_MAX_TRIGGER_DEPTH)"))
+    elif kind == "event":
+        from dataworkflows import events
+
+        found = events.check_config(config)
     else:
         from dataworkflows import webhooks
 
@@ -177,7 +181,7 @@ class WorkflowTriggerController(Controller):
         status_code=HTTP_201_CREATED,
         response_headers=LOCATION,
         responses=PROBLEMS,
-        summary="Add a schedule or a webhook to a workflow (a webhook's secret is answered once)",
+        summary="Add a schedule, a webhook or an event trigger to a workflow (a webhook's secret is answered once)",
         opt={**_CHANGE_TRIGGERS, "role": "author", "also": "operator", "owner": "workflow"},
     )
     async def create(
@@ -190,7 +194,7 @@ class WorkflowTriggerController(Controller):
     ) -> Response[TriggerRead]:
         await require_workflow(svc.db, workflow_id)
         if data.kind not in KINDS:
-            raise InvalidInput("kind must be schedule or webhook")
+            raise InvalidInput("kind must be schedule, webhook or event")
         if not is_valid_id(data.name):
             raise InvalidInput("a trigger name is 1-128 letters, digits, '.', '_' or '-'")
         await check_config(svc, data.kind, data.config)

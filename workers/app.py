@@ -945,6 +945,7 @@ async def recovery_loop(db: Database, settings: Settings) -> None:
         await time_out_overdue(db)
         await analyze_stale_run_tables(db)
         await prune_webhook_deliveries(db, settings)
+        await prune_events(db, settings)
         await prune_schedule_ticks(db, settings)
         await prune_rate_buckets(db)
 
@@ -988,6 +989,11 @@ async def analyze_stale_run_tables(db: Database) -> list[str]:
 async def prune_webhook_deliveries(db: Database, settings: Settings) -> int:
     """Deletes a batch of webhook delivery rows older than DW_WEBHOOK_RETENTION_DAYS."""
     return await _prune("webhook deliveries", settings.webhook_retention_days, db.webhooks.prune)
+
+
+async def prune_events(db: Database, settings: Settings) -> int:
+    """Deletes a batch of published events older than DW_WEBHOOK_RETENTION_DAYS (as deliveries)."""
+    return await _prune("events", settings.webhook_retention_days, db.events.prune)
 
 
 async def prune_schedule_ticks(db: Database, settings: Settings) -> int:

@@ -50,7 +50,7 @@ SELECT e.id, e.workflow_id, e.workflow_version, e.request_id, e.status, e.princi
        e.created_at, e.started_at AS start_time, e.ended_at AS end_time, e.cancel_requested_at,
        e.suspended_at, e.trigger_id, e.parent_execution_id, e.priority, e.compensation_status,
        CASE WHEN e.parent_execution_id IS NOT NULL THEN 'subworkflow'
-            WHEN e.trigger_id IS NOT NULL AND e.principal_type IN ('schedule', 'webhook') THEN e.principal_type
+            WHEN e.trigger_id IS NOT NULL AND e.principal_type IN ('schedule', 'webhook', 'event') THEN e.principal_type
             ELSE 'manual' END AS trigger_kind
   FROM dw.executions e
  WHERE (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)

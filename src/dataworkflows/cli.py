@@ -1451,7 +1451,7 @@ def _status_name(value: str) -> str:
 
 
 _AGE_UNITS = {"s": 1, "sec": 1, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-TRIGGER_KINDS = ("manual", "schedule", "webhook", "subworkflow")
+TRIGGER_KINDS = ("manual", "schedule", "webhook", "event", "subworkflow")
 
 
 class _Age(datetime):
@@ -1730,6 +1730,39 @@ def cmd_signal_all(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_events_publish(args: argparse.Namespace) -> int:
+    """Publishes a CloudEvent (POST /api/v1/events): each matching event trigger starts a run."""
+    import uuid
+
+    try:
+        data = _load_json(args.data) if args.data is not None else None
+    except (json.JSONDecodeError, ValueError) as exc:
+        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": args.id or str(uuid.uuid4()),
+        "source": args.source,
+        "type": args.type,
+    }
+    if args.subject:
+        event["subject"] = args.subject
+    if args.data is not None:
+        event["data"] = data
+    with _client(args) as client:
+        response = client.post("/api/v1/events", json=event)
+        if response.status_code != 202:
+            return _refused(response)
+        published = response.json()
+    for delivery in published["deliveries"]:
+        what = delivery["executionId"] if delivery["outcome"] == "started" else f"refused: {delivery['reason']}"
+        print(f"{delivery['workflowId']:<24} {what}")
+    runs = sum(1 for d in published["deliveries"] if d["outcome"] == "started")
+    again = " (published before: nothing new started)" if published["duplicate"] else ""
+    print(f"event {published['eventId']} ({published['type']}) started {runs} run{'' if runs == 1 else 's'}{again}")
+    return EXIT_OK
+
+
 def _buffered(client: httpx.Client, args: argparse.Namespace) -> str:
     """What a buffered signal is waiting for. A wait for this name that expects another correlation key
     is open, it says so: "no node waits for it yet" misled while the README's order-payment example
@@ -1867,6 +1900,8 @@ def _trigger_line(t: dict[str, Any]) -> str:
     config = t.get("config") or {}
     if t["kind"] == "schedule":
         what = f"{config.get('cron')} {config.get('timezone') or 'UTC'}  next {t.get('nextTickAt') or '-'}"
+    elif t["kind"] == "event":
+        what = f"on {config.get('eventType')}" + (f" from {config['source']}" if config.get("source") else "")
     else:
         what = f"{t.get('hookUrl')}  signature {config.get('signature') or 'hmac-sha256'}"
     line = f"{t['id']}  {t['workflowId']:<24} {t['kind']:<8} {t['name']:<24} {state:<8} {what}"
@@ -1961,17 +1996,29 @@ _WEBHOOK_OPTIONS = {
     "activation": "--activation",
     "header": "--header",
 }
+_EVENT_OPTIONS = {"event_type": "--event-type", "source": "--source"}
+_KIND_OPTIONS = {"schedule": _SCHEDULE_OPTIONS, "webhook": _WEBHOOK_OPTIONS, "event": _EVENT_OPTIONS}
 
 
 def _trigger_config(args: argparse.Namespace) -> dict[str, Any]:
     """A schedule's or a webhook's config from the create command's options; ValueError for an
     option of the other kind, or two that contradict each other (they used to be dropped silently:
     --unsigned won over --signature, a webhook's --cron was lost)."""
-    other = _WEBHOOK_OPTIONS if args.kind == "schedule" else _SCHEDULE_OPTIONS
-    given = [flag for name, flag in other.items() if getattr(args, name) not in (None, False)]
+    mine = _KIND_OPTIONS[args.kind]
+    given = [
+        flag
+        for kind, options in _KIND_OPTIONS.items()
+        if kind != args.kind
+        for name, flag in options.items()
+        if getattr(args, name) not in (None, False)
+    ]
     if given:
-        mine = _SCHEDULE_OPTIONS if args.kind == "schedule" else _WEBHOOK_OPTIONS
-        raise ValueError(f"{', '.join(given)}: not for a {args.kind}; a {args.kind} takes {', '.join(mine.values())}")
+        what = "an event trigger" if args.kind == "event" else f"a {args.kind}"
+        raise ValueError(f"{', '.join(given)}: not for {what}; {what} takes {', '.join(mine.values())}")
+    if args.kind == "event":
+        if not args.event_type:
+            raise ValueError("an event trigger needs --event-type (com.example.order.created, com.example.order.*, *)")
+        return {"eventType": args.event_type} | ({"source": args.source} if args.source else {})
     return _schedule_config(args) if args.kind == "schedule" else _webhook_config(args)
 
 
@@ -2077,7 +2124,7 @@ def _add_triggers(sub: Any) -> None:
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
     tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
     tlist.add_argument("--workflow", help="only this workflow's")
-    tlist.add_argument("--kind", choices=("schedule", "webhook"))
+    tlist.add_argument("--kind", choices=("schedule", "webhook", "event"))
     tlist.add_argument("--limit", type=_large_page_size, default=1000, help="rows a page (1 to 1000, the default)")
     tlist.add_argument("--cursor", help="the next page: the cursor a previous page gave")
     tlist.add_argument("--json", action="store_true")
@@ -2103,7 +2150,7 @@ def _add_triggers(sub: Any) -> None:
         listing.set_defaults(func=func)
     create = tsub.add_parser("create", help="add a schedule (--cron) or a webhook to a workflow")
     create.add_argument("workflow")
-    create.add_argument("--kind", choices=("schedule", "webhook"), required=True)
+    create.add_argument("--kind", choices=("schedule", "webhook", "event"), required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--cron", help="schedule: 5 fields (or @hourly, @daily, ...), e.g. '0 2 * * *'")
     # No argparse defaults for the kinds' own options: one given for the other kind is refused, not
@@ -2126,6 +2173,8 @@ def _add_triggers(sub: Any) -> None:
     create.add_argument("--unsigned", action="store_true", help="webhook: accept unsigned deliveries")
     create.add_argument("--activation", help="webhook: a JavaScript condition over body, headers, query")
     create.add_argument("--header", action="append", help="webhook: a request header to pass to the run")
+    create.add_argument("--event-type", help="event: the type it starts a run for (a type, 'prefix.*' or '*')")
+    create.add_argument("--source", help="event: only events of this source")
     create.add_argument("--disabled", action="store_true", help="create it disabled")
     create.add_argument("--principal", help="who creates it (default $DW_PRINCIPAL_ID)")
     create.add_argument("--api-url")
@@ -2298,6 +2347,18 @@ def _add_signals_and_approvals(sub: Any) -> None:
     every.add_argument("--principal", help="who sends it (default $DW_PRINCIPAL_ID)")
     every.add_argument("--api-url")
     every.set_defaults(func=cmd_signal_all)
+
+    events = sub.add_parser("events", help="publish CloudEvents to the workflows' event triggers")
+    esub = events.add_subparsers(dest="events_command", required=True)
+    publish = esub.add_parser("publish", help="publish an event: each matching event trigger starts a run")
+    publish.add_argument("type", help="the event's type (com.example.order.created)")
+    publish.add_argument("--source", required=True, help="who it comes from (a URI reference: /shop)")
+    publish.add_argument("--id", help="its id, unique for its source (default: a new UUID); again: a duplicate")
+    publish.add_argument("--subject", help="what in the source it is about")
+    publish.add_argument("--data", help="its data, JSON (an object becomes the runs' trigger)")
+    publish.add_argument("--principal", help="who publishes it (default $DW_PRINCIPAL_ID)")
+    publish.add_argument("--api-url")
+    publish.set_defaults(func=cmd_events_publish)
 
     approvals = sub.add_parser("approvals", help="approvals waiting for people's decisions")
     asub = approvals.add_subparsers(dest="approvals_command", required=True)

@@ -32,6 +32,7 @@ from dataworkflows.data.compensations import CompensationData
 from dataworkflows.data.connections import ConnectionData
 from dataworkflows.data.control import ControlData
 from dataworkflows.data.document_templates import DocumentTemplateData
+from dataworkflows.data.events import EventData
 from dataworkflows.data.executions import ExecutionData
 from dataworkflows.data.limits import LimitData
 from dataworkflows.data.operations import OperationsData
@@ -73,6 +74,7 @@ SQLSTATE_ERRORS: dict[str, type[errors.DataWorkflowsError]] = {
     SqlState.NOT_AN_APPROVER: errors.Forbidden,
     SqlState.APPROVAL_DECIDED: errors.Conflict,
     SqlState.SIGNAL_ID_REUSED: errors.SignalIdReused,
+    SqlState.EVENT_ID_REUSED: errors.EventIdReused,
     SqlState.TRIGGER_NOT_FOUND: errors.NotFound,
     SqlState.INVALID_SCHEDULE: errors.InvalidInput,
     SqlState.TENANT_REQUIRED: errors.InvariantViolation,
@@ -683,6 +685,8 @@ class Database:
         self.retention = RetentionData(self)
         # The steps that undo a run's nodes after it ended otherwise than Succeeded.
         self.compensations = CompensationData(self)
+        # Published CloudEvents and the runs their event triggers started.
+        self.events = EventData(self)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

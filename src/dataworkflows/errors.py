@@ -54,6 +54,8 @@ class SqlState(StrEnum):
     VERSION_IMMUTABLE = "DW020"
     # An execution event was to be updated, deleted or truncated: the log is append-only.
     EVENTS_APPEND_ONLY = "DW021"
+    # A published event's (source, id) already named another event (another type, subject or data).
+    EVENT_ID_REUSED = "DW022"
     # No trigger with this id.
     TRIGGER_NOT_FOUND = "DW030"
     # A schedule's cron expression or time zone is not valid (dw.schedule_v1).
@@ -238,6 +240,12 @@ class SignalIdReused(Conflict):
     """The signal id already named another signal of the execution."""
 
     code = "signal_id_reused"
+
+
+class EventIdReused(Conflict):
+    """A CloudEvent's (source, id) already named another event of the tenant."""
+
+    code = "event_id_reused"
 
 
 class WorkflowExists(Conflict):

@@ -867,6 +867,27 @@ def test_a_runs_compensation_is_shown_step_by_step(page: Any, console: Console) 
     expect(section.locator("tbody tr")).to_contain_text("1 of 3")
 
 
+def test_an_event_trigger_is_listed_with_its_type_and_its_runs(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    console.create({**SLOW_PAIR, "id": "on-event"})
+    made = console.http.post(
+        "/api/v1/workflows/on-event/triggers",
+        json={"kind": "event", "name": "orders", "config": {"eventType": "shop.order.*", "source": "/shop"}},
+    )
+    assert made.status_code == 201, made.text
+    event = {"specversion": "1.0", "id": "ui-1", "source": "/shop", "type": "shop.order.created", "data": {}}
+    published = console.http.post("/api/v1/events", json=event)
+    assert published.status_code == 202 and published.json()["deliveries"][0]["outcome"] == "started"
+    page.goto("/ui#/triggers")
+    row = page.locator(f'#triggers tr[data-trigger="{made.json()["id"]}"]')
+    expect(row).to_contain_text("on shop.order.*", timeout=WAIT_MS)
+    expect(row).to_contain_text("from /shop")
+    expect(row.locator(".runs a")).to_have_count(1, timeout=WAIT_MS)
+    # No history page of its own (a webhook's deliveries page would refuse it).
+    assert row.locator("a.history").count() == 0
+
+
 def test_a_for_each_node_panel_shows_its_latest_attempts_not_all(page: Any, console: Console) -> None:
     """Thousands of item attempts, each with its parameters and outputs, were all rendered (and
     stringified on every live refresh)."""

@@ -244,6 +244,13 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("POST", "/api/v1/signals/{name:str}", "/api/v1/signals/go", "operator", {}),
     (
         "POST",
+        "/api/v1/events",
+        "/api/v1/events",
+        "operator",
+        {"specversion": "1.0", "id": "e", "source": "/s", "type": "t"},
+    ),
+    (
+        "POST",
         "/api/v1/executions/{execution_id:str}/suspend",
         f"/api/v1/executions/{EXECUTION}/suspend",
         "operator",

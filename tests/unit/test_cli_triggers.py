@@ -86,6 +86,10 @@ def test_a_schedule_without_cron_is_a_usage_error(monkeypatch: pytest.MonkeyPatc
         (["--kind", "schedule", "--cron", "* * * * *", "--signature", "github"], "--signature: not for a schedule"),
         (["--kind", "schedule", "--cron", "* * * * *", "--header", "X-A"], "--header: not for a schedule"),
         (["--kind", "schedule", "--cron", "* * * * *", "--payload", "{bad"], "--payload is not JSON: Expecting"),
+        (["--kind", "event"], "an event trigger needs --event-type"),
+        (["--kind", "event", "--event-type", "x", "--cron", "* * * * *"], "--cron: not for an event trigger"),
+        (["--kind", "webhook", "--event-type", "x"], "--event-type: not for a webhook"),
+        (["--kind", "schedule", "--cron", "* * * * *", "--source", "/s"], "--source: not for a schedule"),
     ],
 )
 def test_an_option_of_the_other_kind_or_a_contradiction_is_a_usage_error(
@@ -97,6 +101,17 @@ def test_an_option_of_the_other_kind_or_a_contradiction_is_a_usage_error(
     assert run(["triggers", "create", "nightly", "--name", "n", *extra]) == EXIT_USAGE
     assert says in capsys.readouterr().err
     assert seen == [], "nothing was created"
+
+
+def test_an_event_trigger_takes_its_type_and_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = fake_api(monkeypatch, 201, TRIGGER)
+    argv = ["triggers", "create", "nightly", "--kind", "event", "--name", "orders", "--event-type", "shop.order.*"]
+    assert run(argv) == EXIT_OK
+    assert run([*argv, "--source", "/shop"]) == EXIT_OK
+    assert [json.loads(r.content)["config"] for r in seen] == [
+        {"eventType": "shop.order.*"},
+        {"eventType": "shop.order.*", "source": "/shop"},
+    ]
 
 
 def test_a_webhook_is_signed_with_hmac_sha256_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -402,7 +402,7 @@ def test_a_path_under_schema_that_serves_nothing_is_a_problem_not_a_page(client:
     ("path", "name", "values"),
     [
         ("/api/v1/executions", "status", {s.value for s in ExecutionStatus}),
-        ("/api/v1/executions", "triggerKind", {"manual", "schedule", "webhook", "subworkflow"}),
+        ("/api/v1/executions", "triggerKind", {"manual", "schedule", "webhook", "event", "subworkflow"}),
         ("/api/v1/dead-letters", "kind", {k.value for k in DeadLetterKind}),
     ],
 )
@@ -461,7 +461,7 @@ def test_a_request_body_that_refuses_unknown_fields_is_a_closed_object(document:
 def test_the_rules_the_handlers_enforce_are_documented(document: dict[str, Any]) -> None:
     """Each was a 400 or 422 that the document did not foresee (a schemathesis run)."""
     schemas = document["components"]["schemas"]
-    assert schemas["TriggerWrite"]["properties"]["kind"]["enum"] == ["schedule", "webhook"]
+    assert schemas["TriggerWrite"]["properties"]["kind"]["enum"] == ["schedule", "webhook", "event"]
     assert {"http", "slack", "monday"} <= set(schemas["ConnectionWrite"]["properties"]["kind"]["enum"])
     key = schemas["SignalRequest"]["properties"]["correlationKey"]["oneOf"]
     assert {"type": "string", "minLength": 1, "maxLength": 500} in key and {"type": "integer"} in key

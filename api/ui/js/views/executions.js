@@ -5,7 +5,7 @@ import { api, query } from "../api.js";
 import { h, badge, who, execLink, timeEl, duration, table, empty, FINAL } from "../dom.js";
 
 const STATUSES = ["Pending", "Running", "Waiting", "Suspended", "Succeeded", "Failed", "Cancelled", "TimedOut"];
-const KINDS = ["manual", "schedule", "webhook", "subworkflow"];
+const KINDS = ["manual", "schedule", "webhook", "event", "subworkflow"];
 const REFRESH_MS = 2000;
 
 function select(name, label, options, value) {

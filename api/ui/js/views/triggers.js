@@ -31,6 +31,10 @@ function describe(t) {
       c.payload !== undefined && c.payload !== null ? line("payload ", shown(c.payload)) : "",
     ];
   }
+  if (t.kind === "event") {
+    // README "Events": the CloudEvent type (or prefix) it starts a run for, and the only source it takes.
+    return [line("on ", h("code", {}, c.eventType || "")), c.source ? line("from ", shown(c.source)) : ""];
+  }
   return [
     line(h("code", {}, t.hookUrl || "/api/v1/hooks/" + t.id), " · ", c.signature || (t.hasSecret ? "signed" : "unsigned")),
     c.activationCondition ? line("if ", shown(c.activationCondition)) : "",
@@ -45,7 +49,7 @@ const REFRESH_MS = 10000;
 
 export async function render(main, { params }, ctx) {
   const kind = params.get("kind") || "";
-  const kindSelect = h("select", { id: "trigger-kind" }, ["", "schedule", "webhook"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")));
+  const kindSelect = h("select", { id: "trigger-kind" }, ["", "schedule", "webhook", "event"].map((k) => h("option", { value: k, selected: k === kind }, k || "any")));
   kindSelect.addEventListener("change", () => (location.hash = "#/triggers" + (kindSelect.value ? "?kind=" + kindSelect.value : "")));
   const result = h("div", { class: "muted" });
   const body = h("div", {});
@@ -84,7 +88,8 @@ export async function render(main, { params }, ctx) {
       return h(
         "tr",
         { "data-trigger": t.id },
-        h("td", {}, t.name, h("div", {}, h("a", { class: "history", href: historyHref(t) }, t.kind === "schedule" ? "ticks →" : "deliveries →"))),
+        // An event trigger's history is its runs (Last runs) and dw.v_events: it has no page of its own.
+        h("td", {}, t.name, t.kind === "event" ? "" : h("div", {}, h("a", { class: "history", href: historyHref(t) }, t.kind === "schedule" ? "ticks →" : "deliveries →"))),
         h("td", {}, t.kind),
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
         h("td", { class: "config" }, describe(t)),
@@ -96,7 +101,7 @@ export async function render(main, { params }, ctx) {
       );
     });
     body.replaceChildren(
-      rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules or webhooks."),
+      rows.length ? table(["Name", "Kind", "Workflow", "Config", "State", "Ticks", "Error", "Last runs", ""], rows, { class: "list", id: "triggers" }) : empty("No schedules, webhooks or event triggers."),
       more ? h("p", { class: "muted more" }, "More triggers than the " + TRIGGERS_SHOWN + " shown (by workflow, kind and name): GET /api/v1/triggers lists them all, a page at a time (its Link header names the next; `dataworkflows triggers list --cursor C` reads the page after C).") : "",
     );
   }

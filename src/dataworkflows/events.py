@@ -1,0 +1,96 @@
+"""Event triggers (README "Events"): a CloudEvent (https://cloudevents.io, structured JSON mode,
+specversion 1.0) published to POST /api/v1/events starts a run of each workflow whose enabled
+trigger of kind `event` subscribes to its type. This module checks an event trigger's config and a
+published event's attributes; dw.publish_event_v1 matches and starts. Pure module."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+# An eventType: a CloudEvents type as producers write them ("com.example.order.created"), or a
+# prefix ending in ".*" ("com.example.order.*": every type under it), or "*" (every type).
+EVENT_TYPE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}\Z")
+_PATTERN = re.compile(r"\A(?:\*|[A-Za-z0-9][A-Za-z0-9._:/-]{0,197}\.\*|[A-Za-z0-9][A-Za-z0-9._:/-]{0,199})\Z")
+MAX_SOURCE = 500
+MAX_ID = 200
+MAX_SUBJECT = 500
+_CONFIG_KEYS = ("eventType", "source")
+
+
+def check_config(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """An event trigger's config: {"eventType": a type, "prefix.*" or "*", "source"?: the only
+    source it takes}. Problems as (pointer, code, message)."""
+    found: list[tuple[str, str, str]] = []
+    for key in config:
+        if key not in _CONFIG_KEYS:
+            found.append(
+                (f"/{key}", "unknown_field", f"unknown field {key!r} (an event trigger takes eventType, source)")
+            )
+    pattern = config.get("eventType")
+    if pattern is None:
+        found.append(("/eventType", "required", "the event type it starts a run for ('order.created', 'order.*', '*')"))
+    elif not isinstance(pattern, str) or not _PATTERN.match(pattern):
+        found.append(
+            (
+                "/eventType",
+                "format",
+                "an event type (1-200 letters, digits, '.', '_', ':', '/' or '-', starting with a letter or digit), "
+                "a prefix ending in '.*', or '*'",
+            )
+        )
+    source = config.get("source")
+    if source is not None and (not isinstance(source, str) or not 1 <= len(source) <= MAX_SOURCE or not source.strip()):
+        found.append(("/source", "format", f"the source it takes: 1 to {MAX_SOURCE} characters (or left out: any)"))
+    return found
+
+
+def check_event(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with a published CloudEvent's context attributes, as (attribute, message)."""
+    found: list[tuple[str, str]] = []
+    if event.get("specversion") != "1.0":
+        found.append(("specversion", 'must be "1.0" (CloudEvents 1.0, structured JSON mode)'))
+    for name, most in (("id", MAX_ID), ("source", MAX_SOURCE)):
+        value = event.get(name)
+        if not isinstance(value, str) or not 1 <= len(value) <= most or not value.strip():
+            found.append((name, f"is required: 1 to {most} characters"))
+    kind = event.get("type")
+    if not isinstance(kind, str) or not EVENT_TYPE.match(kind):
+        found.append(
+            ("type", "is required: 1-200 letters, digits, '.', '_', ':', '/' or '-', starting with a letter or digit")
+        )
+    return found + _optional_problems(event)
+
+
+def _optional_problems(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """The optional attributes' problems (subject, time, data's form)."""
+    found: list[tuple[str, str]] = []
+    subject = event.get("subject")
+    if subject is not None and (not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT):
+        found.append(("subject", f"1 to {MAX_SUBJECT} characters"))
+    if event.get("time") is not None and parse_time(event.get("time")) is None:
+        found.append(("time", "an RFC 3339 timestamp with its offset (2026-12-07T10:00:00Z)"))
+    if "data_base64" in event:
+        found.append(("data_base64", "binary data is not taken: send JSON data in `data`"))
+    content_type = event.get("datacontenttype")
+    if content_type is not None and not (isinstance(content_type, str) and _is_json(content_type)):
+        found.append(("datacontenttype", "only JSON data is taken (application/json, or left out)"))
+    return found
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp with an offset (Z or ±hh:mm); None when it is not one."""
+    if not isinstance(value, str) or not re.match(
+        r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z", value
+    ):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")

@@ -1,0 +1,213 @@
+"""Event triggers (README "Events"): a CloudEvent published to POST /api/v1/events starts a run of
+each workflow whose enabled event trigger matches its type (and source); a redelivery of the same
+(source, id) starts nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.api.app import create_app
+from dataworkflows.config import Settings
+from dataworkflows.db import Database
+from tests.conftest import load_fixture
+from tests.integration.test_api import assert_problem
+from tests.integration.test_control_api import sql
+
+OPS = {"X-Principal-Id": "ops"}
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(Settings(database_url=dsn, max_trigger_depth=16))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+async def workflow(client: AsyncTestClient[Any], workflow_id: str, *, active: bool = True) -> None:
+    raw = {**load_fixture("bundle1/simple-echo-workflow.json"), "id": workflow_id}
+    made = await client.post("/api/v1/workflows", params={"autoActivate": str(active).lower()}, json=raw)
+    assert made.status_code == 201, made.text
+
+
+async def subscribe(client: AsyncTestClient[Any], workflow_id: str, name: str, **config: Any) -> str:
+    made = await client.post(
+        f"/api/v1/workflows/{workflow_id}/triggers", json={"kind": "event", "name": name, "config": config}, headers=OPS
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def event(event_id: str, type_: str = "com.shop.order.created", **more: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": event_id, "source": "/shop", "type": type_, **more}
+
+
+async def test_an_event_starts_a_run_per_matching_trigger(client: AsyncTestClient[Any], db: Database) -> None:
+    await workflow(client, "on-order")
+    await workflow(client, "on-anything-shop")
+    await workflow(client, "on-refund")
+    exact = await subscribe(client, "on-order", "order-created", eventType="com.shop.order.created")
+    prefix = await subscribe(client, "on-anything-shop", "shop-orders", eventType="com.shop.order.*", source="/shop")
+    await subscribe(client, "on-refund", "refunds", eventType="com.shop.refund.created")
+    await subscribe(client, "on-order", "elsewhere", eventType="*", source="/other")
+
+    body = event("e-1", data={"orderId": "A-7", "total": 12}, subject="orders/A-7", time="2026-12-07T10:00:00Z")
+    published = await client.post("/api/v1/events", json=body, headers=OPS)
+    assert published.status_code == 202, published.text
+    answer = published.json()
+    assert (answer["eventId"], answer["source"], answer["type"], answer["duplicate"]) == (
+        "e-1",
+        "/shop",
+        "com.shop.order.created",
+        False,
+    )
+    by_trigger = {d["triggerId"]: d for d in answer["deliveries"]}
+    assert set(by_trigger) == {exact, prefix}
+    assert {d["outcome"] for d in answer["deliveries"]} == {"started"}
+
+    run = (await client.get(f"/api/v1/executions/{by_trigger[exact]['executionId']}")).json()
+    assert run["workflowId"] == "on-order" and run["triggerId"] == exact
+    assert run["principalType"] == "event" and run["principalId"] == "ops"
+    assert run["trigger"]["orderId"] == "A-7" and run["trigger"]["total"] == 12
+    assert run["trigger"]["firedBy"] == {
+        "kind": "event",
+        "triggerId": exact,
+        "name": "order-created",
+        "eventId": "e-1",
+        "source": "/shop",
+        "type": "com.shop.order.created",
+        "subject": "orders/A-7",
+        "time": "2026-12-07T10:00:00+00:00",
+    }
+    listed = (await client.get("/api/v1/executions", params={"triggerKind": "event"})).json()["items"]
+    assert {i["workflowId"] for i in listed} == {"on-order", "on-anything-shop"}
+
+    # The producer delivers it again: nothing new, the first time's runs answered.
+    again = await client.post("/api/v1/events", json=body, headers=OPS)
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+    assert again.json()["deliveries"] == answer["deliveries"]
+    assert len((await client.get("/api/v1/executions")).json()["items"]) == 2
+    # The same (source, id) with other data is not the same event.
+    reused = await client.post("/api/v1/events", json={**body, "data": {"orderId": "B"}})
+    assert assert_problem(reused, 409)["code"] == "event_id_reused"
+
+    rows = await sql(db, "SELECT type, triggers, runs_started, refused FROM dw.v_events ORDER BY id")
+    assert rows == [("com.shop.order.created", 2, 2, 0)]
+
+
+async def test_what_does_not_start_a_run(client: AsyncTestClient[Any]) -> None:
+    await workflow(client, "draft-one", active=False)
+    await workflow(client, "off")
+    refused = await subscribe(client, "draft-one", "draft-orders", eventType="com.shop.order.created")
+    disabled = await subscribe(client, "off", "off-orders", eventType="com.shop.order.created")
+    assert (await client.patch(f"/api/v1/triggers/{disabled}", json={"enabled": False})).status_code == 200
+
+    answer = (await client.post("/api/v1/events", json=event("e-2", data=[1, 2]))).json()
+    assert [(d["triggerId"], d["outcome"]) for d in answer["deliveries"]] == [(refused, "refused")]
+    assert "Draft" in answer["deliveries"][0]["reason"] or "not" in answer["deliveries"][0]["reason"]
+    # No trigger for the type: accepted, nothing started.
+    nothing = await client.post("/api/v1/events", json=event("e-3", "com.shop.cart.abandoned"))
+    assert nothing.status_code == 202 and nothing.json()["deliveries"] == []
+    # "order.*" is not "order" nor "orders.x".
+    await workflow(client, "prefixed")
+    await subscribe(client, "prefixed", "p", eventType="com.shop.order.*")
+    for type_ in ("com.shop.order", "com.shop.orders.x"):
+        answer = (await client.post("/api/v1/events", json=event(f"e-{type_}", type_))).json()
+        assert answer["deliveries"] == [], type_
+
+
+async def test_another_tenants_triggers_are_not_matched(client: AsyncTestClient[Any]) -> None:
+    await workflow(client, "mine")
+    await subscribe(client, "mine", "mine", eventType="com.shop.order.created")
+    theirs = await client.post("/api/v1/events", json=event("e-4"), headers={"X-Tenant-Id": "acme"})
+    assert theirs.status_code == 202 and theirs.json()["deliveries"] == []
+    # The same (source, id) in this tenant is its own event.
+    mine = (await client.post("/api/v1/events", json=event("e-4"))).json()
+    assert mine["duplicate"] is False and len(mine["deliveries"]) == 1
+
+
+async def test_a_non_object_payload_is_under_data(client: AsyncTestClient[Any]) -> None:
+    await workflow(client, "listy")
+    await subscribe(client, "listy", "listy", eventType="*")
+    answer = (await client.post("/api/v1/events", json=event("e-5", data=["a", "b"]))).json()
+    run = (await client.get(f"/api/v1/executions/{answer['deliveries'][0]['executionId']}")).json()
+    assert run["trigger"]["data"] == ["a", "b"] and run["trigger"]["firedBy"]["eventId"] == "e-5"
+
+
+async def test_bad_events_and_bad_configs_are_refused(client: AsyncTestClient[Any]) -> None:
+    for bad, word in [
+        ({**event("x"), "specversion": "0.3"}, "specversion"),
+        ({k: v for k, v in event("x").items() if k != "source"}, "source"),
+        (event(""), "id"),
+        (event("x", "has space"), "type"),
+        (event("x", time="yesterday"), "time"),
+        (event("x", data_base64="AAAA"), "data_base64"),
+        (event("x", datacontenttype="text/plain"), "datacontenttype"),
+    ]:
+        problem = assert_problem(await client.post("/api/v1/events", json=bad), 422)
+        assert word in problem["detail"], (word, problem)
+    assert_problem(await client.post("/api/v1/events", json=[1]), 400)
+    await workflow(client, "cfg")
+    for config, pointer in [
+        ({}, "/config/eventType"),
+        ({"eventType": "a b"}, "/config/eventType"),
+        ({"eventType": "x", "extra": 1}, "/config/extra"),
+        ({"eventType": "x", "source": ""}, "/config/source"),
+    ]:
+        made = await client.post(
+            "/api/v1/workflows/cfg/triggers", json={"kind": "event", "name": "bad", "config": config}
+        )
+        problem = assert_problem(made, 422)
+        assert pointer in {e["pointer"] for e in problem["errors"]}, (config, problem)
+
+
+async def test_the_events_publish_command(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    import uvicorn
+
+    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_events_publish
+    from tests.fakes import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(database_url=dsn, api_access_log=False)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    parser = build_parser()
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(["events", "publish", *argv, "--api-url", f"http://127.0.0.1:{port}"])
+        code = await asyncio.to_thread(cmd_events_publish, args)
+        out, err = capsys.readouterr()
+        return code, out.strip(), err.strip()
+
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
+        async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
+            await workflow(client, "by-cli")
+            await subscribe(client, "by-cli", "by-cli", eventType="com.cli.*")
+        argv = ("com.cli.ping", "--source", "/cli", "--id", "c-1", "--data", '{"n": 1}')
+        code, out, err = await run(*argv)
+        assert (code, err) == (EXIT_OK, ""), err
+        lines = out.splitlines()
+        assert lines[-1] == "event c-1 (com.cli.ping) started 1 run" and lines[-2].startswith("by-cli "), out
+        code, out, err = await run(*argv)
+        assert out.splitlines()[-1] == "event c-1 (com.cli.ping) started 1 run (published before: nothing new started)"
+        code, out, err = await run("com.cli.ping", "--source", "/cli", "--data", "{nope")
+        assert code == EXIT_USAGE and "--data is not valid JSON" in err, err
+        code, out, err = await run("bad type", "--source", "/cli")
+        assert code == EXIT_USAGE and "type" in err, err
+    finally:
+        server.should_exit = True
+        await serving
