@@ -204,7 +204,10 @@ BEGIN
         RAISE EXCEPTION 'the payload of schedule % is nested deeper than 32 levels (as the API refuses it)', p_name
             USING ERRCODE = 'DW031';
     END IF;
-    PERFORM 1 FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id;
+    -- Locked as the foreign key's check would lock it, but before the insert (as insert_trigger's
+    -- read): a delete of the workflow in flight (dw.delete_workflow_v1) makes this wait and then
+    -- find no workflow, where the check after the insert raised a foreign key violation.
+    PERFORM 1 FROM dw.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow_id FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;

@@ -317,6 +317,36 @@ async def test_a_trigger_created_while_its_workflow_is_deleted_is_not_found(db: 
     assert await sql(db, "SELECT count(*) FROM dw.triggers") == [(0,)]
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "moved"])
+async def test_a_schedule_made_from_sql_while_its_workflow_is_deleted_is_not_found(
+    db: Database, existing: bool
+) -> None:
+    """dw.schedule_v1 (psql's cron.schedule) waits for the delete, then says DW001 as for any unknown
+    workflow, whether it makes a schedule or moves one of another workflow onto it (it read the
+    workflow without a lock, and the foreign key's check after the insert raised a violation)."""
+    await publish(db, definition("doomed"))
+    if existing:
+        await publish(db, definition("other"))
+        await sql(db, "SELECT dw.schedule_v1('late', 'other', '0 2 * * *')")
+    async with db.connection() as deleting, db.connection() as scheduling:
+        [(pid,)] = await (await scheduling.execute("SELECT pg_backend_pid()")).fetchall()
+        async with deleting.transaction():
+            await deleting.execute("SELECT * FROM dw.delete_workflow_v1('doomed', 'tests')")
+            waiting = asyncio.ensure_future(scheduling.execute("SELECT dw.schedule_v1('late', 'doomed', '0 3 * * *')"))
+            # Until the schedule waits for the delete (a read of pg_locks each time, no sleep).
+            for _ in range(10_000):
+                await asyncio.sleep(0)
+                held = await sql(db, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+                if held == [(1,)]:
+                    break
+            assert held == [(1,)], "the schedule waits for the delete"
+        with pytest.raises(psycopg.Error, match="workflow doomed not found") as refused:
+            await waiting
+        assert refused.value.sqlstate == "DW001"
+    expected = [("late", "other", "0 2 * * *")] if existing else []
+    assert await sql(db, "SELECT name, workflow_id, config->>'cron' FROM dw.triggers") == expected
+
+
 async def test_a_caller_of_a_deleted_workflow_fails_its_node_and_a_recreated_one_runs_its_own_plan(
     db: Database, client: AsyncTestClient[Any], dsn: str, conditions: ConditionPool
 ) -> None:
