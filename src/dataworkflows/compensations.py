@@ -111,6 +111,8 @@ class CompensationRunner:
             park_threshold_seconds=self.park_threshold_seconds,
             # The attempts before its latest redrive: the idempotency generation its action sees.
             generation=claim.attempt - (claim.tries or claim.attempt),
+            # Its requests carry a key of their own, not the node's (its refund is not its charge).
+            compensating=True,
         )
         # The run's trigger values, and the secrets the action resolves, are scrubbed from what is
         # recorded and logged, as for the run's own attempts.

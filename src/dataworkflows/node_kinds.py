@@ -108,6 +108,8 @@ class AttemptContext:
     max_interruptions: int = 10
     # The attempts of this node (or item) before its latest redrive (its idempotency generation).
     generation: int = 0
+    # Whether the attempt is the node's compensation (its action's idempotency key is its own).
+    compensating: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ class ActionKind:
             log=ctx.log,
             services=self._services_for(ctx.workflow_id, action),
             generation=ctx.generation,
+            compensating=ctx.compensating,
         )
         result = await self._execute(ctx, action, action_ctx, params)
         # Whatever the action does with a secret it resolved, neither its outputs nor its error

@@ -311,3 +311,54 @@ async def test_the_trip_booking_example_releases_what_it_booked(db: Database, co
     paid = await start(db, raw["id"], {**raw["metadata"]["sampleTrigger"], "failPayment": False})
     assert await runtime.run_execution(paid) == "Succeeded"
     assert await db.compensations.steps(paid) == []
+
+
+async def test_a_compensating_request_sends_its_own_idempotency_key(
+    db: Database, conditions: ConditionPool, templates: Any
+) -> None:
+    """A review: a compensation acts under its node's id, and http.request's default key is
+    execution:node:generation, so the refund's POST carried the very Idempotency-Key of the charge's
+    POST: a de-duplicating receiver (a payment API keys idempotency per account) answered the refund
+    with the charge's stored answer, or refused it, and nothing was undone."""
+    from dataworkflows.actions import default_registry
+    from dataworkflows.circuit_breaker import CircuitBreakers
+    from dataworkflows.config import Settings
+    from dataworkflows.http_client import make_http_client
+    from dataworkflows.runtime import RuntimeSettings
+    from dataworkflows.workers.app import build_services
+    from tests.fakes import fake_servers
+
+    async with fake_servers() as fakes:
+        settings = Settings(http_allowed_hosts=f"127.0.0.1:{fakes.port}")
+        http = make_http_client(settings.allowed_hosts, circuits=CircuitBreakers(failures=0))
+        try:
+            runtime = Runtime(
+                db,
+                default_registry(),
+                RuntimeSettings(worker_id="w", lease_seconds=10),
+                conditions,
+                build_services(settings, db, http),
+                templates=templates,
+            )
+            charge = {
+                "id": "charge",
+                "actionType": "http.request",
+                "parameters": {"method": "POST", "url": f"{fakes.base}/http/record/charge"},
+                "compensation": {
+                    "actionType": "http.request",
+                    "parameters": {"method": "POST", "url": f"{fakes.base}/http/record/refund"},
+                },
+                "edges": [{"targetNode": "ship"}],
+            }
+            execution_id = await run(
+                db, runtime, wf("refund-key", charge, echo("ship", simulateFailure="permanent")), conditions
+            )
+            assert await runner(db, runtime).run(execution_id) == "done"
+        finally:
+            await http.aclose()
+    (step,) = await db.compensations.steps(execution_id)
+    assert step.status == "Succeeded", step
+    (charged,) = fakes.state.idempotency_keys["charge"]
+    (refunded,) = fakes.state.idempotency_keys["refund"]
+    assert charged is not None and refunded is not None
+    assert refunded != charged

@@ -127,6 +127,9 @@ class ActionContext:
     # Attempts of this node (or forEach item) made before its latest redrive: the generation of
     # its idempotency key (0 until a redrive).
     generation: int = 0
+    # Whether this is the node's compensation (README "Compensation"): it acts under the node's id,
+    # but its requests are not the node's, so its idempotency key is its own.
+    compensating: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -134,7 +137,11 @@ class ActionContext:
         again, and a retry (after a timeout, a lost connection or an error answer: the target may
         have acted on the first call), send the same key, so a de-duplicating receiver acts once;
         a redrive (a person asked for the work to be done again) sends a new one.
-        execution:node[#item]:generation."""
+        execution:node[#item]:generation; a compensation's execution:node:compensation:generation
+        (it sent its node's key: a receiver that de-duplicates by key took the refund for the
+        charge, and answered it with the charge's stored answer or refused it)."""
+        if self.compensating:
+            return f"{self.execution_id}:{self.node_id}:compensation:{self.generation}"
         return f"{self.execution_id}:{self.node_id}:{self.generation}"
 
     def require_services(self) -> ActionServices:
