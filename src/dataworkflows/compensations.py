@@ -11,6 +11,7 @@ as every action attempt is).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,14 @@ log = structlog.get_logger(__name__)
 
 # The attempts a step's retry policy retries (as a node's).
 _RETRYABLE = frozenset({AttemptStatus.RETRIABLE_FAILURE, AttemptStatus.TIMED_OUT})
+
+
+async def _stopped_within(stop: asyncio.Event, delay: float) -> bool:
+    """Sleeps `delay` seconds, or less if `stop` is set; returns whether it was."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await stop.wait()
+    return stop.is_set()
 
 
 async def _no_earlier_parameters() -> dict[str, Any] | None:
@@ -72,10 +81,15 @@ class CompensationRunner:
             if claim.outcome == "later":
                 assert claim.due_at is not None
                 delay = (claim.due_at - now()).total_seconds()
-                if delay > self.park_threshold_seconds or self.stopping.is_set():
+                # Waited for in the job, but not past the worker's stop: a plain sleep held a
+                # stopping worker for its whole grace, and the job was cut off at its end.
+                if (
+                    delay > self.park_threshold_seconds
+                    or self.stopping.is_set()
+                    or await _stopped_within(self.stopping, max(delay, 0.0))
+                ):
                     await self.data.defer(execution_id, claim.due_at)
                     return "later"
-                await asyncio.sleep(max(delay, 0.0))
                 continue
             await self._attempt(execution_id, claim)
             if self.stopping.is_set():

@@ -362,3 +362,29 @@ async def test_a_compensating_request_sends_its_own_idempotency_key(
     (refunded,) = fakes.state.idempotency_keys["refund"]
     assert charged is not None and refunded is not None
     assert refunded != charged
+
+
+async def test_a_stopping_worker_does_not_wait_out_a_retry(db: Database, conditions: ConditionPool) -> None:
+    """A review: a step's retry due within the park threshold (30 s) was waited for with a plain
+    sleep, deaf to the worker's stop: a SIGTERM then held the worker for its whole grace (10 s) and
+    the job was cut off at its end. Now a stop leaves the wait at once, with a job for the retry."""
+    runtime = make_runtime(db, conditions)
+    a = undo(echo("a", to("b")), "undo a", simulateFailure="transient", failUntilAttempt=2)
+    a["compensation"]["retryPolicy"] = {**FAST, "initialDelay": "PT20S", "maxDelay": "PT20S"}
+    raw = wf("stopping", a, echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+    worker = runner(db, runtime, park=30.0)
+    task = asyncio.create_task(worker.run(execution_id))
+    for _ in range(500):
+        (step,) = await db.compensations.steps(execution_id)
+        if step.next_attempt_at is not None:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    worker.stopping.set()
+    assert await asyncio.wait_for(task, 3) == "later"
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.attempts) == ("Pending", 1)
+    jobs = await compensate_jobs(db, execution_id)
+    assert [j["status"] for j in jobs] == ["todo", "todo"]
+    assert jobs[1]["scheduled_at"] == step.next_attempt_at
