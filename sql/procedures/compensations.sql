@@ -212,13 +212,17 @@ END;
 $$;
 
 -- What a step's templates read: the run, and its nodes' outputs (Succeeded) and errors (Failed).
+-- Only the outputs a template, condition or expression of the run can read (node_states.outputs_used:
+-- the plan counts compensations' templates among them), as a run's acquire loads them: every step's
+-- attempt loaded every node's, the unread ones among them (not bounded by DW_MAX_RUN_SCOPE_BYTES).
 CREATE OR REPLACE FUNCTION dw.compensation_scope_v1(p_execution_id uuid)
     RETURNS TABLE (workflow_id text, workflow_version integer, status text, trigger jsonb, principal_id text,
                    error jsonb, nodes jsonb, errors jsonb)
     LANGUAGE sql STABLE AS $$
     SELECT e.workflow_id, e.workflow_version, e.status, e.trigger, e.principal_id, e.error,
            COALESCE((SELECT jsonb_object_agg(n.node_id, n.outputs) FROM dw.node_states n
-                      WHERE n.execution_id = e.id AND n.status = 'Succeeded' AND n.outputs IS NOT NULL), '{}'),
+                      WHERE n.execution_id = e.id AND n.status = 'Succeeded' AND n.outputs_used
+                        AND n.outputs IS NOT NULL), '{}'),
            COALESCE((SELECT jsonb_object_agg(n.node_id, n.error) FROM dw.node_states n
                       WHERE n.execution_id = e.id AND n.status = 'Failed' AND n.error IS NOT NULL), '{}')
       FROM dw.executions e WHERE e.id = p_execution_id;

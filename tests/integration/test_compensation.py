@@ -388,3 +388,26 @@ async def test_a_stopping_worker_does_not_wait_out_a_retry(db: Database, conditi
     jobs = await compensate_jobs(db, execution_id)
     assert [j["status"] for j in jobs] == ["todo", "todo"]
     assert jobs[1]["scheduled_at"] == step.next_attempt_at
+
+
+async def test_a_step_loads_only_the_outputs_a_template_of_the_run_reads(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: every step's attempt loaded the outputs of every Succeeded node, those nothing reads
+    among them (node_states.outputs_used false), which a run's worker never loads: a run of large
+    unread outputs (stored, not counted against DW_MAX_RUN_SCOPE_BYTES) took each compensation
+    attempt's worker that much memory again, or past PostgreSQL's 1 GB for one jsonb value."""
+    runtime = make_runtime(db, conditions)
+    raw = wf(
+        "unread",
+        echo("big", to("a"), message="x" * 200_000),
+        undo(echo("a", to("b")), "undo {{ nodes.a.echo }}"),
+        echo("b", simulateFailure="permanent"),
+    )
+    execution_id = await run(db, runtime, raw, conditions)
+    scope = await db.compensations.scope(execution_id)
+    assert scope is not None
+    assert set(scope.nodes) == {"a"}
+    assert await runner(db, runtime).run(execution_id) == "done"
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.outputs) == ("Succeeded", {"echo": "undo a"})
