@@ -414,7 +414,10 @@ BEGIN
                              ELSE format('execution %s handled its failure (node %s) and ended', p_parent_id, h.node_id)
                         END
       FROM handled h JOIN dw.executions c ON c.id = h.id
-     WHERE d.execution_id = h.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+     -- Not a compensation_failed letter: an effect of that run was not undone, which no redrive,
+     -- acknowledgement or end of a run above it undoes (a review: they closed it as superseded).
+     WHERE d.execution_id = h.id AND d.kind NOT IN ('job_failed', 'compensation_failed')
+       AND d.redriven_at IS NULL AND d.closed_at IS NULL
        AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
 END;
 $$;
@@ -489,7 +492,10 @@ BEGIN
     UPDATE dw.dead_letters d
        SET closed_at = now(), close_reason = 'superseded', close_note = v_note
       FROM tree t JOIN dw.executions c ON c.id = t.id
-     WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+     -- Not a compensation_failed letter: an effect of that run was not undone, which no redrive,
+     -- acknowledgement or end of a run above it undoes (a review: they closed it as superseded).
+     WHERE d.execution_id = t.id AND d.kind NOT IN ('job_failed', 'compensation_failed')
+       AND d.redriven_at IS NULL AND d.closed_at IS NULL
        AND dw.child_redrive_refusal_v1(c) IS NOT NULL;
 END;
 $$;

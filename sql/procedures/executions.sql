@@ -2031,7 +2031,10 @@ BEGIN
            SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',
                close_note = format('execution %s was redriven (dead letter %s)', v_e.id, p_id)
           FROM tree t
-         WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+         -- Not a compensation_failed letter: an effect of that run was not undone, which no redrive,
+         -- acknowledgement or end of a run above it undoes (a review: they closed it as superseded).
+         WHERE d.execution_id = t.id AND d.kind NOT IN ('job_failed', 'compensation_failed')
+           AND d.redriven_at IS NULL AND d.closed_at IS NULL
            AND dw.child_redrive_refusal_v1(t::dw.executions) IS NOT NULL;
     END IF;
     INSERT INTO dw.execution_events (execution_id, node_id, type, principal, details)
@@ -2102,7 +2105,10 @@ BEGIN
            SET closed_at = now(), closed_by = p_principal, close_reason = 'superseded',
                close_note = format('execution %s''s dead letter %s was acknowledged', v_d.execution_id, p_id)
           FROM tree t
-         WHERE d.execution_id = t.id AND d.kind <> 'job_failed' AND d.redriven_at IS NULL AND d.closed_at IS NULL
+         -- Not a compensation_failed letter: an effect of that run was not undone, which no redrive,
+         -- acknowledgement or end of a run above it undoes (a review: they closed it as superseded).
+         WHERE d.execution_id = t.id AND d.kind NOT IN ('job_failed', 'compensation_failed')
+           AND d.redriven_at IS NULL AND d.closed_at IS NULL
            AND dw.child_redrive_refusal_v1(t::dw.executions) IS NOT NULL;
     END IF;
     IF v_d.execution_id IS NOT NULL THEN

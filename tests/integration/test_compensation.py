@@ -411,3 +411,93 @@ async def test_a_step_loads_only_the_outputs_a_template_of_the_run_reads(
     assert await runner(db, runtime).run(execution_id) == "done"
     (step,) = await db.compensations.steps(execution_id)
     assert (step.status, step.outputs) == ("Succeeded", {"echo": "undo a"})
+
+
+async def _drain(db: Database, runtime: Runtime) -> None:
+    """Runs queued jobs (runs, cancels, compensations) one by one until none is left."""
+    from tests.integration.test_subworkflows import sql
+
+    for _ in range(200):
+        rows = await sql(
+            db,
+            "DELETE FROM procrastinate_jobs WHERE id = (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
+            " AND (scheduled_at IS NULL OR scheduled_at <= now()) ORDER BY id LIMIT 1) RETURNING task_name, args",
+        )
+        if not rows:
+            return
+        task, args = rows[0]
+        if task == "dw.cancel_children":
+            await db.control.cancel_children(UUID(args["parent_execution_id"]))
+        elif task == "dw.compensate":
+            await runner(db, runtime).run(UUID(args["run_id"]))
+        else:
+            await runtime.run_execution(UUID(args["execution_id"]))
+    raise AssertionError("jobs still queued")
+
+
+async def _open_letters(db: Database, execution_id: UUID, kind: str) -> list[Any]:
+    return await db.operations.dead_letters(open_only=True, kind=kind, before=None, limit=10, execution_id=execution_id)
+
+
+@pytest.mark.parametrize("parent_letter", ["acknowledged", "redriven"])
+async def test_a_childs_compensation_letter_outlives_its_parents_letter(
+    db: Database, conditions: ConditionPool, parent_letter: str
+) -> None:
+    """A review: a parent's letter, acknowledged or redriven, closed the letters of the children whose
+    end it had taken as superseded, and a child's compensation_failed letter among them: that letter
+    says an effect of the child's was not undone, which no redrive of the parent's node undoes (it
+    starts a new child); closed, nobody was told, and retention then removed the tree."""
+    from tests.integration.test_subworkflows import sub
+
+    runtime = make_runtime(db, conditions)
+    book = undo(echo("book", to("boom")), "release", simulateFailure="permanent")
+    await publish(db, wf("child-saga", book, echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("parent-of-saga", sub("call", "child-saga")), conditions)
+    parent = await start(db, "parent-of-saga")
+    await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Failed"
+    (child,) = [
+        c["id"] for c in await db.fetch_all("list_children", id=parent, after_created=None, after_id=None, limit=None)
+    ]
+    (letter,) = await _open_letters(db, child, "compensation_failed")
+    (parents,) = await _open_letters(db, parent, "node_failed")
+    if parent_letter == "acknowledged":
+        await db.operations.acknowledge(parents.id, principal="ops", note="seen")
+    else:
+        await db.operations.redrive(parents.id, principal="ops", queue="executions")
+    assert [d.id for d in await _open_letters(db, child, "compensation_failed")] == [letter.id]
+
+
+async def test_a_childs_compensation_letter_outlives_a_parent_that_handled_its_failure(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The parent's end closes the letters of the children whose failure it handled: not a child's
+    compensation_failed letter (filed while the parent went on)."""
+    from tests.integration.test_subworkflows import sub
+    from tests.integration.test_waits import kind_node
+
+    runtime = make_runtime(db, conditions)
+    book = undo(echo("book", to("boom")), "release", simulateFailure="permanent")
+    await publish(db, wf("child-saga2", book, echo("boom", simulateFailure="permanent")), conditions)
+    await publish(
+        db,
+        wf(
+            "handler",
+            sub("call", "child-saga2", to("later", "failure")),
+            kind_node("delay", "later", (), {"duration": "PT1S"}),
+        ),
+        conditions,
+    )
+    parent = await start(db, "handler")
+    await _drain(db, runtime)
+    for _ in range(100):
+        if (await db.executions.get(parent)).status == "Succeeded":
+            break
+        await asyncio.sleep(0.1)
+        await db.operations.wake_due_runs(limit=10, queue="executions")
+        await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Succeeded"
+    (child,) = [
+        c["id"] for c in await db.fetch_all("list_children", id=parent, after_created=None, after_id=None, limit=None)
+    ]
+    assert len(await _open_letters(db, child, "compensation_failed")) == 1
