@@ -104,10 +104,6 @@ BEGIN
 END;
 $$;
 
--- The runs whose compensation is under way, for recovery (a run whose dw.compensate job was lost
--- gets another). Partial: other runs' rows are not in it, and an UPDATE that leaves the column
--- alone stays a HOT update.
-CREATE INDEX executions_compensating_idx ON dw.executions (ended_at) WHERE compensation_status = 'Compensating';
--- A run's dw.compensate jobs, by run (recovery's "has it a job?"). Partial: no other job is in it.
-CREATE INDEX dw_procrastinate_jobs_compensate_idx ON procrastinate_jobs ((args ->> 'run_id'))
-    WHERE task_name = 'dw.compensate';
+-- Its two indexes (the runs whose compensation is under way; a run's dw.compensate jobs) are built
+-- CONCURRENTLY by migration 0072: a plain build here, in this transaction, after its ALTER TABLE
+-- dw.executions, would hold every read and write of the runs and every job fetch for both scans.

@@ -1,4 +1,4 @@
--- Events (migration 0073, README "Events"): a CloudEvent published to the tenant starts a run of
+-- Events (migration 0074, README "Events"): a CloudEvent published to the tenant starts a run of
 -- each workflow whose enabled event trigger subscribes to its type.
 
 -- Whether a trigger's eventType pattern takes a type: the type itself, a prefix ending in ".*"

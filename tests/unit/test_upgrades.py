@@ -190,3 +190,25 @@ def test_the_release_list_names_real_migrations_and_the_newest_has_its_fixture()
     assert (DATA / f"release-{newest['version']}.sql").exists()
     for entry in [*releases["releases"], releases["unreleased"]]:
         assert all(re.fullmatch(r"dw\.\w+\(.*\)", name) for name in entry["retires"]), entry
+
+
+# The tables every start, fetch, acquire, record and wait writes: a plain CREATE INDEX on one holds
+# those writes for its whole scan (README "Upgrading": 0026's held every start for about a second with
+# 600,000 runs), and in a transaction that also ALTERs the table, its reads too.
+_HOT_TABLES = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?!CONCURRENTLY)\S+\s+ON\s+(dw\.executions|dw\.waits|procrastinate_jobs)\b"
+)
+
+
+def test_migrations_since_0071_build_indexes_on_the_hot_tables_concurrently() -> None:
+    """A review: migration 0071 built two indexes on dw.executions and procrastinate_jobs in its
+    transaction, after its ALTER TABLE dw.executions: every start, fetch and read of a run would wait
+    for both scans during an upgrade that says the previous release keeps running."""
+    for migration in load_migrations():
+        if migration.version < "0071":
+            continue
+        code = "\n".join(line.split("--", 1)[0] for line in migration.sql.splitlines())
+        found = _HOT_TABLES.findall(code)
+        assert not found, f"migration {migration.version} builds an index on {found} without CONCURRENTLY"
+        if "CONCURRENTLY" in code:
+            assert not migration.transactional, migration.version
