@@ -26,6 +26,9 @@ CREATE TABLE dw.compensations (
     -- The attempts made before its latest redrive (a compensation_failed letter's): it has
     -- max_attempts more after each.
     attempt_base     integer NOT NULL DEFAULT 0,
+    -- Its attempts interrupted (their claim ran out: a worker lost or stopped), which its retry
+    -- budget does not count (attempt_base is raised for each); more than 10 fail the step.
+    interruptions    integer NOT NULL DEFAULT 0,
     -- The plan's retry policy and timeout for the step, copied when it is queued.
     max_attempts     integer NOT NULL,
     timeout_seconds  double precision NOT NULL,

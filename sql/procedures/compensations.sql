@@ -75,8 +75,10 @@ $$;
 --   held:    another worker holds the step until `due_at`;
 --   done:    every step has ended (the run's compensation_status is now Compensated or
 --            CompensationFailed); nothing was claimed.
--- A step whose claim ran out (its worker died or was cut off) is its attempt interrupted: retried as
--- a retriable failure is, or Failed when that was its last attempt.
+-- A step whose claim ran out (its worker died or was cut off, its database connection lost) is its
+-- attempt interrupted: tried again without using its retry budget (as a node's interrupted attempt
+-- is), or Failed (too_many_interruptions) once interrupted more than 10 times (DW_MAX_INTERRUPTIONS'
+-- default: a step whose action kills its worker each time must not go on for ever).
 -- `attempt` is the step's attempt number (the record's fence); `tries` the attempts since its latest
 -- redrive, what its retry policy counts.
 CREATE OR REPLACE FUNCTION dw.claim_compensation_v1(p_execution_id uuid, p_worker text)
@@ -104,19 +106,23 @@ BEGIN
             INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
             VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_attempt_interrupted',
                     jsonb_build_object('attempt', v_c.attempts, 'worker', v_c.claimed_by));
-            IF v_c.attempts - v_c.attempt_base >= v_c.max_attempts THEN
+            IF v_c.interruptions >= 10 THEN
                 UPDATE dw.compensations c
                    SET status = 'Failed', ended_at = now(), claimed_by = NULL, claimed_until = NULL,
-                       error = jsonb_build_object('code', 'attempt_interrupted',
-                                                  'message', format('attempt %s of %s was interrupted (its worker '
-                                                                    'was lost) and it was the last',
-                                                                    v_c.attempts - v_c.attempt_base, v_c.max_attempts))
+                       interruptions = v_c.interruptions + 1,
+                       error = jsonb_build_object('code', 'too_many_interruptions',
+                                                  'message', format('its attempts were interrupted %s times (their '
+                                                                    'worker lost or stopped each time)',
+                                                                    v_c.interruptions + 1))
                  WHERE c.execution_id = p_execution_id AND c.node_id = v_c.node_id;
                 INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
                 VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_failed',
-                        jsonb_build_object('attempts', v_c.attempts, 'code', 'attempt_interrupted'));
+                        jsonb_build_object('attempts', v_c.attempts, 'code', 'too_many_interruptions'));
                 CONTINUE;
             END IF;
+            -- Not counted against its retries: the attempt after it has the same try number.
+            v_c.interruptions := v_c.interruptions + 1;
+            v_c.attempt_base := v_c.attempt_base + 1;
         ELSIF v_c.next_attempt_at > now() THEN
             RETURN QUERY SELECT 'later'::text, v_c.node_id, v_c.action_type, v_c.attempts,
                                 v_c.attempts - v_c.attempt_base, v_c.next_attempt_at;
@@ -124,6 +130,7 @@ BEGIN
         END IF;
         UPDATE dw.compensations c
            SET status = 'Running', attempts = v_c.attempts + 1, next_attempt_at = NULL,
+               attempt_base = v_c.attempt_base, interruptions = v_c.interruptions,
                claimed_by = p_worker,
                -- Its attempt's timeout, and a minute for the worker to render and record it.
                claimed_until = now() + make_interval(secs => v_c.timeout_seconds + 60),
@@ -245,7 +252,8 @@ BEGIN
     END IF;
     WITH again AS (
         UPDATE dw.compensations c
-           SET status = 'Pending', attempt_base = c.attempts, error = NULL, outputs = NULL, ended_at = NULL,
+           SET status = 'Pending', attempt_base = c.attempts, interruptions = 0, error = NULL, outputs = NULL,
+               ended_at = NULL,
                next_attempt_at = NULL
          WHERE c.execution_id = p_execution_id AND c.status = 'Failed'
         RETURNING c.node_id, c.position

@@ -501,3 +501,34 @@ async def test_a_childs_compensation_letter_outlives_a_parent_that_handled_its_f
         c["id"] for c in await db.fetch_all("list_children", id=parent, after_created=None, after_id=None, limit=None)
     ]
     assert len(await _open_letters(db, child, "compensation_failed")) == 1
+
+
+async def test_an_interrupted_attempt_does_not_use_the_retry_budget(db: Database, conditions: ConditionPool) -> None:
+    """A review: with maxAttempts 1, a worker lost (or a database blip) in the step's only attempt
+    failed the step for good; a node's interrupted attempt is tried again without counting."""
+    runtime = make_runtime(db, conditions)
+    a = undo(echo("a", to("b")), "undo a")
+    a["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    raw = wf("interrupted", a, echo("b", simulateFailure="permanent"))
+    execution_id = await run(db, runtime, raw, conditions)
+
+    async def lose_claim() -> None:
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE dw.compensations SET claimed_until = now() - interval '1 second' WHERE execution_id = %s",
+                (execution_id,),
+            )
+
+    first = await db.compensations.claim(execution_id, "worker-1")
+    assert (first.attempt, first.tries) == (1, 1)
+    await lose_claim()
+    second = await db.compensations.claim(execution_id, "worker-2")
+    assert (second.outcome, second.attempt, second.tries) == ("claimed", 2, 1)
+    # At most 10 interruptions: the 11th fails the step (an action that kills its worker each time).
+    for _ in range(9):
+        await lose_claim()
+        assert (await db.compensations.claim(execution_id, "worker-2")).outcome == "claimed"
+    await lose_claim()
+    assert (await db.compensations.claim(execution_id, "worker-2")).outcome == "done"
+    (step,) = await db.compensations.steps(execution_id)
+    assert (step.status, step.attempts, step.error["code"]) == ("Failed", 11, "too_many_interruptions")

@@ -91,7 +91,9 @@ function compensation(e) {
           h("td", { class: "mono" }, s.nodeId),
           h("td", { class: "mono" }, s.actionType),
           h("td", {}, badge(s.status)),
-          h("td", {}, s.attempts + " of " + s.maxAttempts),
+          // Its attempts in all: after a redrive or an interruption they may pass maxAttempts, which
+          // counts the tries of its retry policy.
+          h("td", {}, String(s.attempts)),
           h("td", {}, s.endTime ? timeEl(s.endTime) : s.nextAttemptAt ? ["retry ", timeEl(s.nextAttemptAt)] : ""),
           h("td", {}, s.error ? errorMessage(s.error) : ""),
         ),
