@@ -317,8 +317,13 @@ BEGIN
     SELECT n.error ->> 'code', n.status INTO v_code, v_node_status
       FROM dw.node_states n WHERE n.execution_id = p_e.parent_execution_id AND n.node_id = p_e.parent_node_id;
     SELECT e.status INTO v_parent_status FROM dw.executions e WHERE e.id = p_e.parent_execution_id;
+    -- A letter whose redrive runs the parent's node again: not a compensation_failed one (its redrive
+    -- runs compensation steps), nor any letter of a parent whose compensation ran (refused: its
+    -- effects were undone).
     SELECT d.id INTO v_letter FROM dw.dead_letters d
-     WHERE d.execution_id = p_e.parent_execution_id AND d.kind <> 'job_failed'
+      JOIN dw.executions pe ON pe.id = d.execution_id
+     WHERE d.execution_id = p_e.parent_execution_id AND d.kind NOT IN ('job_failed', 'compensation_failed')
+       AND pe.compensation_status IS NULL
        AND d.redriven_at IS NULL AND d.closed_at IS NULL
      ORDER BY d.id DESC LIMIT 1;
     RETURN format('execution %s is a child of execution %s, whose node %s %s%s: redriven, it would change '
@@ -340,6 +345,9 @@ BEGIN
                                    'letter of its own if nothing handles the failure; redrive that one',
                                    v_parent_status,
                                    CASE WHEN v_parent_status = 'Suspended' THEN ', and will once it is resumed' ELSE '' END)
+                       WHEN EXISTS (SELECT 1 FROM dw.executions pe
+                                     WHERE pe.id = p_e.parent_execution_id AND pe.compensation_status IS NOT NULL)
+                       THEN 'The parent''s compensation ran (what it did was undone): start a new run instead'
                        ELSE 'The parent has no open dead letter to redrive (it went on, or ended otherwise): start a new run instead' END);
 END;
 $$;

@@ -532,3 +532,35 @@ async def test_an_interrupted_attempt_does_not_use_the_retry_budget(db: Database
     assert (await db.compensations.claim(execution_id, "worker-2")).outcome == "done"
     (step,) = await db.compensations.steps(execution_id)
     assert (step.status, step.attempts, step.error["code"]) == ("Failed", 11, "too_many_interruptions")
+
+
+async def test_a_childs_redrive_refusal_does_not_point_at_a_compensated_parents_letter(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: refused because its parent took its end, a child's redrive named the parent's newest
+    open letter to redrive instead: the parent's compensation_failed letter (which runs compensation
+    steps, not the node), or a letter of a compensated parent (whose redrive is refused)."""
+    from tests.integration.test_subworkflows import children, drain, open_letter, sub
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    parent = wf(
+        "books-then-calls",
+        undo(echo("book", to("call")), "unbook", simulateFailure="permanent"),
+        sub("call", "breaks"),
+    )
+    parent["nodes"][0]["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    await publish(db, parent, conditions)
+    root = await start(db, "books-then-calls")
+    await drain(db, runtime)
+    assert await runner(db, runtime).run(root) == "done"
+    (kid,) = await children(db, root)
+    compensation_letter = (
+        await db.operations.dead_letters(
+            open_only=True, kind="compensation_failed", before=None, limit=10, execution_id=root
+        )
+    )[0].id
+    with pytest.raises(Conflict) as refused:
+        await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
+    said = str(refused.value)
+    assert f"dead letter {compensation_letter}" not in said and "compensation ran" in said, said
