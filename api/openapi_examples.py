@@ -285,9 +285,10 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
                         "title": "Conflict",
                         "status": 409,
                         "detail": "workflow simple-echo has 3 execution(s), and a workflow is deleted only without any:"
-                        " they are its audit log. Remove them first: they go with retention once they have ended"
-                        ' (`dataworkflows prune --workflow simple-echo`, README "Retention"); cancel those still'
-                        " running",
+                        " they are its audit log. Remove them first: they go with retention once they have ended,"
+                        " or now with `dataworkflows prune --workflow simple-echo --older-than 1h` (those that ended"
+                        ' over an hour ago; a workflow\'s own retention still applies: README "Retention"); cancel'
+                        " those still running",
                         "code": "workflow_has_executions",
                         "instance": "/api/v1/workflows/simple-echo",
                         "executionCount": 3,

@@ -149,8 +149,10 @@ BEGIN
     SELECT count(*) INTO v_runs FROM dw.executions e WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id;
     IF v_runs > 0 THEN
         RAISE EXCEPTION 'workflow % has % execution(s), and a workflow is deleted only without any: they are its '
-                        'audit log. Remove them first: they go with retention once they have ended '
-                        '(`dataworkflows prune --workflow %`, README "Retention"); cancel those still running',
+                        'audit log. Remove them first: they go with retention once they have ended, or '
+                        'now with `dataworkflows prune --workflow % --older-than 1h` (those that ended over an '
+                        'hour ago; a workflow''s own retention still applies: README "Retention"); cancel those '
+                        'still running',
                         p_workflow_id, v_runs, p_workflow_id
             USING ERRCODE = 'DW008', DETAIL = v_runs::text;
     END IF;
