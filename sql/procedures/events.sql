@@ -13,7 +13,9 @@ $$;
 -- duplicate, with the deliveries it made; another type, subject or data under that (source, id) is
 -- DW022), then, for each enabled event trigger of the tenant that matches (its eventType, and its
 -- source when it names one), a run of the trigger's workflow (dw.start_triggered_v1: request id
--- "event:<row>", its trigger payload the event's data object, or {"data": …} for another value,
+-- "event:<row>:<trigger id>", a run per trigger as a webhook's: with "event:<row>", two triggers of one
+-- workflow shared it, and the second was answered with the first one's run, which named the other
+-- trigger; its trigger payload the event's data object, or {"data": …} for another value,
 -- with firedBy), or the reason it could not start (refused). The triggers are key-share locked in
 -- id order (a trigger deleted meanwhile waits for this transaction). One row per delivery, or one
 -- with no trigger when none matched.
@@ -73,7 +75,8 @@ BEGIN
         v_payload := CASE WHEN jsonb_typeof(p_data) = 'object' THEN p_data ELSE jsonb_build_object('data', p_data) END
                      || jsonb_build_object('firedBy', v_fired);
         BEGIN
-            SELECT * INTO v_started FROM dw.start_triggered_v1(v_t.id, 'event:' || v_row, v_payload, p_queue);
+            SELECT * INTO v_started
+              FROM dw.start_triggered_v1(v_t.id, 'event:' || v_row || ':' || v_t.id, v_payload, p_queue);
             INSERT INTO dw.event_deliveries (event_row, trigger_id, workflow_id, outcome, execution_id)
             VALUES (v_row, v_t.id, v_t.workflow_id, 'started', v_started.execution_id);
         EXCEPTION WHEN SQLSTATE 'DW001' OR SQLSTATE 'DW002' THEN

@@ -211,3 +211,22 @@ async def test_the_events_publish_command(dsn: str, capsys: pytest.CaptureFixtur
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_two_triggers_of_one_workflow_start_a_run_each(client: AsyncTestClient[Any]) -> None:
+    """Every matching trigger starts a run, as the README says, each naming its trigger: two triggers
+    of one workflow shared the event's request id, so the second was answered with the first's run
+    (its delivery said `started`, a run whose triggerId and firedBy named the other trigger; a review)."""
+    await workflow(client, "twice")
+    exact = await subscribe(client, "twice", "exact", eventType="com.shop.order.created")
+    prefix = await subscribe(client, "twice", "prefix", eventType="com.shop.order.*")
+    answer = (await client.post("/api/v1/events", json=event("e-twice"))).json()
+    by_trigger = {d["triggerId"]: d["executionId"] for d in answer["deliveries"]}
+    assert set(by_trigger) == {exact, prefix} and len(set(by_trigger.values())) == 2, answer
+    for trigger_id, execution_id in by_trigger.items():
+        run = (await client.get(f"/api/v1/executions/{execution_id}")).json()
+        assert run["triggerId"] == trigger_id and run["trigger"]["firedBy"]["triggerId"] == trigger_id
+    # A redelivery still starts nothing.
+    again = (await client.post("/api/v1/events", json=event("e-twice"))).json()
+    assert again["duplicate"] is True and again["deliveries"] == answer["deliveries"]
+    assert len((await client.get("/api/v1/executions")).json()["items"]) == 2
