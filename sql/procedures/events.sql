@@ -96,13 +96,16 @@ END;
 $$;
 
 -- Removes a batch of events older than p_keep_seconds (the workers' retention pass; their
--- deliveries go with them). A producer's redelivery after that is a new event.
+-- deliveries go with them). A producer's redelivery after that is a new event. Workers share the
+-- work, as with webhook deliveries (SKIP LOCKED): a worker's pass waited for another's batch to
+-- commit, and then found it gone.
 CREATE OR REPLACE FUNCTION dw.prune_events_v1(p_keep_seconds double precision, p_limit integer)
     RETURNS integer LANGUAGE sql AS $$
     WITH old AS (
         SELECT ev.tenant_id, ev.id FROM dw.events ev
          WHERE ev.received_at < now() - make_interval(secs => p_keep_seconds)
          ORDER BY ev.received_at LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
     ), gone AS (
         DELETE FROM dw.events ev USING old WHERE ev.tenant_id = old.tenant_id AND ev.id = old.id RETURNING 1
     )

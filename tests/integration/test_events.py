@@ -230,3 +230,27 @@ async def test_two_triggers_of_one_workflow_start_a_run_each(client: AsyncTestCl
     again = (await client.post("/api/v1/events", json=event("e-twice"))).json()
     assert again["duplicate"] is True and again["deliveries"] == answer["deliveries"]
     assert len((await client.get("/api/v1/executions")).json()["items"]) == 2
+
+
+async def test_pruning_events_passes_over_rows_another_worker_prunes(
+    client: AsyncTestClient[Any], db: Database, dsn: str
+) -> None:
+    """Workers share the retention's work, as with webhook deliveries (SKIP LOCKED): a worker's prune
+    waited for another's batch to commit, and then deleted none of it (a review)."""
+    import asyncio
+    from datetime import timedelta
+
+    import psycopg
+
+    for i in range(3):
+        assert (await client.post("/api/v1/events", json=event(f"old-{i}"))).status_code == 202
+    await sql(db, "UPDATE dw.events SET received_at = received_at - %s", timedelta(days=30))
+    other = await psycopg.AsyncConnection.connect(dsn)
+    try:
+        async with other.transaction():
+            # Another worker's batch, not yet committed: the oldest event.
+            await other.execute("SELECT 1 FROM dw.events WHERE event_id = 'old-0' FOR UPDATE")
+            assert await asyncio.wait_for(db.events.prune(keep_seconds=86400.0), 10) == 2
+    finally:
+        await other.close()
+    assert await db.events.prune(keep_seconds=86400.0) == 1
