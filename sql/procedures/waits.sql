@@ -981,16 +981,38 @@ CREATE OR REPLACE FUNCTION dw.renew_lease_v2(p_execution_id uuid, p_token bigint
     SELECT r.renewed, r.control, r.waits FROM dw.renew_lease_v3(p_execution_id, p_token, p_lease_seconds) r;
 $$;
 
+-- The runs of the session's tenant that a broadcast (dw.broadcast_signal_v1) reaches: each with an
+-- open signal wait of the name and key, not past its timeout, of the workflow when one is named, that
+-- has not had this signal (its id under this name and key); since: its oldest such wait's creation.
+CREATE OR REPLACE FUNCTION dw.broadcast_matches_v1(
+    p_name text, p_signal_id text, p_correlation_key text, p_workflow_id text
+) RETURNS TABLE (execution_id uuid, since timestamptz) LANGUAGE sql STABLE AS $$
+    SELECT w.execution_id, min(w.created_at)
+      FROM dw.waits w
+     WHERE w.kind = 'signal' AND w.state = 'open' AND w.name = p_name
+       AND w.tenant_id = current_setting('dw.tenant_id', true)
+       AND (w.correlation_key = p_correlation_key OR (p_correlation_key IS NULL AND w.correlation_key IS NULL))
+       AND (w.expires_at IS NULL OR w.expires_at > now())
+       AND (p_workflow_id IS NULL
+            OR EXISTS (SELECT 1 FROM dw.executions e WHERE e.id = w.execution_id AND e.workflow_id = p_workflow_id))
+       AND NOT EXISTS (SELECT 1 FROM dw.signals s
+                        WHERE s.execution_id = w.execution_id AND s.signal_id = p_signal_id AND s.name = p_name
+                          AND s.correlation_key IS NOT DISTINCT FROM p_correlation_key)
+     GROUP BY w.execution_id;
+$$;
+
 -- POST /api/v1/signals/{name}: one signal, by name and correlation key, to every run of the tenant
 -- with an open signal wait of that name and that key (without a key: the waits that have none; a
 -- wait without a key takes any key from a run's own signal, but not a key sent to every run, which
 -- would hand one order's payment to every run waiting for a payment), optionally only the runs of one
 -- workflow; at most p_limit runs, those waiting longest first. Each run gets it as from
--- dw.deliver_signal_v2 (under the same signal id: sent again, it is a duplicate for the runs that
--- had it, and reaches the runs that waited since or past the limit). A run that ended between the
--- look and its delivery is passed over (outcome `ended`). A wait past its timeout is not a match.
--- Returns each delivery; `remaining` (on every row) counts the matching waits left open after
--- them: more runs to reach with the same signal id.
+-- dw.deliver_signal_v2 (under the same signal id: sent again, it reaches the runs that waited since or
+-- past the limit). A run that had this signal (its id, name and key) is not a match, though it waits
+-- for the name again in another branch: it takes a signal once, as from its own POST, and it stayed a
+-- match, counted in `remaining` for ever and, with a limit, first again at every resend, before the
+-- runs the resend was for. A run that ended between the look and its delivery is passed over
+-- (outcome `ended`). A wait past its timeout is not a match. Returns each delivery; `remaining` (on
+-- every row) counts the matching runs left after them: more runs to reach with the same signal id.
 CREATE OR REPLACE FUNCTION dw.broadcast_signal_v1(
     p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb, p_principal text, p_queue text,
     p_workflow_id text, p_limit integer
@@ -998,41 +1020,28 @@ CREATE OR REPLACE FUNCTION dw.broadcast_signal_v1(
                  remaining bigint)
     LANGUAGE plpgsql AS $$
 DECLARE
-    v_run record;
+    v_runs uuid[];
+    v_run uuid;
     v_d record;
     v_deliveries jsonb := '[]'::jsonb;
     v_remaining bigint;
 BEGIN
-    FOR v_run IN
-        SELECT w.execution_id AS id, min(w.created_at) AS since
-          FROM dw.waits w
-         WHERE w.kind = 'signal' AND w.state = 'open' AND w.name = p_name
-           AND w.tenant_id = current_setting('dw.tenant_id', true)
-           AND (w.correlation_key = p_correlation_key OR (p_correlation_key IS NULL AND w.correlation_key IS NULL))
-           AND (w.expires_at IS NULL OR w.expires_at > now())
-           AND (p_workflow_id IS NULL
-                OR EXISTS (SELECT 1 FROM dw.executions e WHERE e.id = w.execution_id AND e.workflow_id = p_workflow_id))
-         GROUP BY w.execution_id
-         ORDER BY min(w.created_at), w.execution_id
-         LIMIT p_limit
-    LOOP
+    v_runs := ARRAY(
+        SELECT m.execution_id FROM dw.broadcast_matches_v1(p_name, p_signal_id, p_correlation_key, p_workflow_id) m
+         ORDER BY m.since, m.execution_id
+         LIMIT p_limit);
+    FOREACH v_run IN ARRAY v_runs LOOP
         BEGIN
-            SELECT * INTO v_d FROM dw.deliver_signal_v2(v_run.id, p_name, p_signal_id, p_correlation_key, p_payload,
+            SELECT * INTO v_d FROM dw.deliver_signal_v2(v_run, p_name, p_signal_id, p_correlation_key, p_payload,
                                                         p_principal, p_queue, true) d;
-            v_deliveries := v_deliveries || jsonb_build_object('run', v_run.id, 'outcome', v_d.outcome,
+            v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', v_d.outcome,
                                                                'wait', v_d.wait_id, 'node', v_d.node_id);
         EXCEPTION WHEN SQLSTATE 'DW014' THEN
-            v_deliveries := v_deliveries || jsonb_build_object('run', v_run.id, 'outcome', 'ended');
+            v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', 'ended');
         END;
     END LOOP;
-    SELECT count(DISTINCT w.execution_id) INTO v_remaining
-      FROM dw.waits w
-     WHERE w.kind = 'signal' AND w.state = 'open' AND w.name = p_name
-       AND w.tenant_id = current_setting('dw.tenant_id', true)
-       AND (w.correlation_key = p_correlation_key OR (p_correlation_key IS NULL AND w.correlation_key IS NULL))
-       AND (w.expires_at IS NULL OR w.expires_at > now())
-       AND (p_workflow_id IS NULL
-            OR EXISTS (SELECT 1 FROM dw.executions e WHERE e.id = w.execution_id AND e.workflow_id = p_workflow_id));
+    SELECT count(*) INTO v_remaining
+      FROM dw.broadcast_matches_v1(p_name, p_signal_id, p_correlation_key, p_workflow_id);
     RETURN QUERY
     SELECT (d ->> 'run')::uuid, e.workflow_id, p_signal_id, d ->> 'outcome', (d ->> 'wait')::uuid, d ->> 'node',
            v_remaining

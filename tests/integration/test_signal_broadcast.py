@@ -165,3 +165,58 @@ async def test_the_signal_all_command(
     finally:
         server.should_exit = True
         await serving
+
+
+def two_waits(workflow_id: str, first: str, second: str) -> dict[str, Any]:
+    """A workflow whose run waits for two signals at once (two branches), unkeyed."""
+    wait = {"nodeType": "signal", "edges": []}
+    return {
+        "id": workflow_id,
+        "displayName": workflow_id,
+        "startNode": "start",
+        "nodes": [
+            {
+                "id": "start",
+                "actionType": "core.echo",
+                "parameters": {"message": "go"},
+                "edges": [{"targetNode": "w1"}, {"targetNode": "w2"}],
+            },
+            {**wait, "id": "w1", "parameters": {"name": first, "timeout": "PT1H"}},
+            {**wait, "id": "w2", "parameters": {"name": second, "timeout": "PT1H"}},
+        ],
+    }
+
+
+async def parked_runs(db: Database, conditions: ConditionPool, raw: dict[str, Any], count: int) -> list[UUID]:
+    runtime = make_runtime(db, conditions)
+    await publish(db, raw, conditions)
+    runs = []
+    for _ in range(count):
+        execution_id = await start(db, raw["id"])
+        assert await runtime.run_execution(execution_id) == "parked"
+        runs.append(execution_id)
+    return runs
+
+
+async def test_a_run_with_two_waits_for_the_signal_does_not_hold_the_resend_back(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    """A run that waits for the signal in two branches takes one broadcast once (as its own signal
+    would, one wait): sent again under the same id it is a duplicate, so it is no longer among the
+    matches. It stayed one: `remaining` never reached 0, and with a limit the same run came first
+    each time and the runs behind it were never reached (a review)."""
+    twice, once = await parked_runs(db, conditions, two_waits("twice", "go", "go"), 1) + await parked_runs(
+        db, conditions, two_waits("once", "go", "other"), 1
+    )
+    body = {"signalId": "go-1", "limit": 1}
+    first = (await client.post("/api/v1/signals/go", json=body)).json()
+    assert [(d["executionId"], d["outcome"]) for d in first["deliveries"]] == [(str(twice), "consumed")]
+    assert first["remaining"] == 1
+    second = (await client.post("/api/v1/signals/go", json=body)).json()
+    assert [(d["executionId"], d["outcome"]) for d in second["deliveries"]] == [(str(once), "consumed")]
+    assert second["remaining"] == 0
+    third = (await client.post("/api/v1/signals/go", json=body)).json()
+    assert third == {"signalId": "go-1", "deliveries": [], "remaining": 0}
+    # Another signal of that name reaches the run's other wait.
+    other = (await client.post("/api/v1/signals/go", json={"signalId": "go-2"})).json()
+    assert [(d["executionId"], d["outcome"]) for d in other["deliveries"]] == [(str(twice), "consumed")]
