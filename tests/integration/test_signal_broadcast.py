@@ -17,6 +17,7 @@ from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from tests.conftest import load_fixture, publish, start
 from tests.integration.test_api import assert_problem
+from tests.integration.test_control_api import sql
 from tests.integration.test_runtime import make_runtime
 
 OPS = {"X-Principal-Id": "ops"}
@@ -220,3 +221,61 @@ async def test_a_run_with_two_waits_for_the_signal_does_not_hold_the_resend_back
     # Another signal of that name reaches the run's other wait.
     other = (await client.post("/api/v1/signals/go", json={"signalId": "go-2"})).json()
     assert [(d["executionId"], d["outcome"]) for d in other["deliveries"]] == [(str(twice), "consumed")]
+
+
+async def test_broadcasts_of_two_names_lock_their_runs_in_one_order(
+    dsn: str, db: Database, conditions: ConditionPool
+) -> None:
+    """Two broadcasts that reach the same runs take their rows in one order (the runs' ids), not each
+    in the order its waits were made: runs that waited for "paid" in one order and for "shipped" in
+    the other made the two broadcasts deadlock (a review)."""
+    import asyncio
+
+    import psycopg
+
+    low, high = sorted(await parked_runs(db, conditions, two_waits("paid-shipped", "paid", "shipped"), 2))
+    # "paid": low waited first; "shipped": high did.
+    await sql(
+        db,
+        "UPDATE dw.waits w SET created_at = now() - (CASE WHEN (w.execution_id = %s) = (w.name = 'paid') "
+        "THEN interval '2 minutes' ELSE interval '1 minute' END) WHERE w.execution_id IN (%s, %s)",
+        low,
+        low,
+        high,
+    )
+    holder = await psycopg.AsyncConnection.connect(dsn)
+    senders = [await psycopg.AsyncConnection.connect(dsn) for _ in range(2)]
+
+    async def broadcast(conn: psycopg.AsyncConnection[Any], name: str) -> list[Any]:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('dw.tenant_id', 'default', true)")
+            cur = await conn.execute(
+                "SELECT execution_id, outcome FROM dw.broadcast_signal_v1(%s, %s, NULL, '{}', 'ops', 'executions', "
+                "NULL, 10)",
+                (name, f"{name}-1"),
+            )
+            return await cur.fetchall()
+
+    async def blocked(count: int) -> None:
+        while True:
+            cur = await holder.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] >= count:
+                return
+            await asyncio.sleep(0.02)
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (low,))
+            paid = asyncio.create_task(broadcast(senders[0], "paid"))
+            await asyncio.wait_for(blocked(1), 10)
+            shipped = asyncio.create_task(broadcast(senders[1], "shipped"))
+            await asyncio.wait_for(blocked(2), 10)
+        results = await asyncio.gather(paid, shipped, return_exceptions=True)
+    finally:
+        for conn in (holder, *senders):
+            await conn.close()
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert [sorted(outcome for _, outcome in r) for r in results] == [["consumed", "consumed"]] * 2
