@@ -143,7 +143,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'workflow % not found', p_workflow_id USING ERRCODE = 'DW001';
     END IF;
-    PERFORM 1 FROM dw.triggers t WHERE t.tenant_id = v_tenant AND t.workflow_id = p_workflow_id FOR UPDATE;
+    -- In id order, as an event's publish key-share locks its triggers (dw.publish_event_v1): as the
+    -- scan met them, a publish holding one and waiting for another that this held deadlocked.
+    PERFORM 1 FROM dw.triggers t WHERE t.tenant_id = v_tenant AND t.workflow_id = p_workflow_id
+     ORDER BY t.id FOR UPDATE;
     PERFORM pg_advisory_xact_lock(dw.workflow_start_key_v1(v_tenant, p_workflow_id));
     -- A new statement: it sees the runs of the starts that held the lock until now.
     SELECT count(*) INTO v_runs FROM dw.executions e WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow_id;

@@ -286,6 +286,64 @@ async def test_a_delivery_holding_its_trigger_starts_its_run_before_the_delete(
         assert refused.value.sqlstate == "DW008"
 
 
+async def test_an_event_holding_two_triggers_and_the_delete_do_not_deadlock(db: Database) -> None:
+    """An event publish key-share locks its matching triggers in id order (dw.publish_event_v1); the
+    delete locks the workflow's triggers in that order too. It locked them as its scan met them: a
+    publish holding the first by id and waiting for the second, which the delete held while it waited
+    for the first, deadlocked (one of them refused)."""
+    await publish(db, definition("subscribed"))
+    low, high = UUID(int=1), UUID(int=2**128 - 1)
+    for trigger_id, name in ((high, "high"), (low, "low")):  # made in this order: a scan meets `high` first
+        await sql(
+            db,
+            "INSERT INTO dw.triggers (id, workflow_id, kind, name, config, created_by) "
+            "VALUES (%s, 'subscribed', 'event', %s, '{\"eventType\": \"*\"}', 'tests')",
+            trigger_id,
+            name,
+        )
+
+    async def waits(pid: int, task: asyncio.Future[Any]) -> None:
+        # Until the statement waits for a lock, or is done (a read of pg_locks each time, no sleep).
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if task.done() or await sql(db, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid) == [
+                (1,)
+            ]:
+                return
+        raise AssertionError("it neither waited nor ended")
+
+    async def published(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('dw.tenant_id', 'default', true)")
+            cur = await conn.execute(
+                "SELECT outcome FROM dw.publish_event_v1('/s', 'e-1', 'order.created', NULL, NULL, '{}', 'ops', "
+                "'executions')"
+            )
+            return await cur.fetchall()
+
+    async with db.connection() as holding, db.connection() as deleting, db.connection() as publishing:
+        [(deleter,)] = await (await deleting.execute("SELECT pg_backend_pid()")).fetchall()
+        [(publisher,)] = await (await publishing.execute("SELECT pg_backend_pid()")).fetchall()
+        async with holding.transaction():
+            # Another event's publish, holding `low`.
+            await holding.execute("SELECT 1 FROM dw.triggers WHERE id = %s FOR KEY SHARE", (low,))
+            deleted = asyncio.ensure_future(
+                deleting.execute("SELECT * FROM dw.delete_workflow_v1('subscribed', 'tests')")
+            )
+            await waits(deleter, deleted)
+            publishing_task = asyncio.ensure_future(published(publishing))
+            await waits(publisher, publishing_task)
+        outcomes = await asyncio.gather(publishing_task, deleted, return_exceptions=True)
+    assert not [o for o in outcomes if isinstance(o, psycopg.errors.DeadlockDetected)], outcomes
+    started, refused = outcomes
+    if started and started[0][0] is not None:
+        # The publish came first: its runs make the delete a 409.
+        assert [o for (o,) in started] == ["started", "started"], started
+        assert isinstance(refused, psycopg.Error) and refused.sqlstate == "DW008", refused
+    else:
+        assert not isinstance(refused, BaseException), refused
+
+
 async def test_a_trigger_created_while_its_workflow_is_deleted_is_not_found(db: Database) -> None:
     """The trigger's insert waits for the delete, then finds no workflow (it raised a foreign key
     violation, a 500, when the row was locked only by the key's check after the insert)."""
