@@ -6,7 +6,7 @@ published event's attributes; dw.publish_event_v1 matches and starts. Pure modul
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 # An eventType: a CloudEvents type as producers write them ("com.example.order.created"), or a
@@ -70,7 +70,9 @@ def _optional_problems(event: dict[str, Any]) -> list[tuple[str, str]]:
     if subject is not None and (not isinstance(subject, str) or not 1 <= len(subject) <= MAX_SUBJECT):
         found.append(("subject", f"1 to {MAX_SUBJECT} characters"))
     if event.get("time") is not None and parse_time(event.get("time")) is None:
-        found.append(("time", "an RFC 3339 timestamp with its offset (2026-12-07T10:00:00Z)"))
+        found.append(
+            ("time", "an RFC 3339 timestamp with its offset (2026-12-07T10:00:00Z), in years 1 to 9999 in UTC")
+        )
     if "data_base64" in event:
         found.append(("data_base64", "binary data is not taken: send JSON data in `data`"))
     content_type = event.get("datacontenttype")
@@ -80,15 +82,21 @@ def _optional_problems(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp with an offset (Z or ±hh:mm); None when it is not one."""
+    """An RFC 3339 timestamp with an offset (Z or ±hh:mm; its T and Z may be lowercase, as RFC 3339
+    allows and a delay's until takes); None when it is not one."""
     if not isinstance(value, str) or not re.match(
-        r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z", value
+        r"\A\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z", value
     ):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
+        # An instant of the years 1 to 9999 in UTC, as stored and as firedBy.time says it (in UTC):
+        # "0001-01-01T00:00:00+14:00" was stored in 1 BC and handed to the run as
+        # "0001-12-31T10:00:00+00:00 BC", not a timestamp; 9999-12-31 at -10:00 in year 10000.
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return parsed
 
 
 def _is_json(content_type: str) -> bool:

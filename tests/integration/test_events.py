@@ -254,3 +254,22 @@ async def test_pruning_events_passes_over_rows_another_worker_prunes(
     finally:
         await other.close()
     assert await db.events.prune(keep_seconds=86400.0) == 1
+
+
+async def test_an_events_time_is_an_instant_of_the_years_1_to_9999(client: AsyncTestClient[Any]) -> None:
+    """A time whose offset takes it out of the years 1 to 9999 in UTC is refused: "0001-01-01T00:00:00
+    +14:00" was stored in 1 BC and its run's firedBy.time said "0001-12-31T10:00:00+00:00 BC", not a
+    timestamp (and 9999-12-31 at -10:00, a year 10000). RFC 3339's lowercase t and z are taken, as a
+    delay's until takes them (they were refused; a review)."""
+    await workflow(client, "timed")
+    await subscribe(client, "timed", "timed", eventType="*")
+    for when in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-10:00"):
+        problem = assert_problem(await client.post("/api/v1/events", json=event(f"t-{when}", time=when)), 422)
+        assert "time" in problem["detail"], problem
+    for event_id, when, said in [
+        ("t-1", "0001-01-01T00:00:00-14:00", "0001-01-01T14:00:00+00:00"),
+        ("t-2", "2026-12-07t10:00:00z", "2026-12-07T10:00:00+00:00"),
+    ]:
+        answer = (await client.post("/api/v1/events", json=event(event_id, time=when))).json()
+        run = (await client.get(f"/api/v1/executions/{answer['deliveries'][0]['executionId']}")).json()
+        assert run["trigger"]["firedBy"]["time"] == said, run["trigger"]
