@@ -273,3 +273,21 @@ async def test_an_events_time_is_an_instant_of_the_years_1_to_9999(client: Async
         answer = (await client.post("/api/v1/events", json=event(event_id, time=when))).json()
         run = (await client.get(f"/api/v1/executions/{answer['deliveries'][0]['executionId']}")).json()
         assert run["trigger"]["firedBy"]["time"] == said, run["trigger"]
+
+
+async def test_a_source_of_many_bytes_is_refused_by_name(client: AsyncTestClient[Any]) -> None:
+    """A source of 500 four-byte characters with an id of 200 made the unique index's row too large
+    for PostgreSQL: a 422 quoting the index ("index row size 2824 exceeds btree version 4 maximum
+    2704 for index events_once"). A source is at most 1,500 bytes in UTF-8; such an id is taken."""
+    wide = "".join(chr(0x20000 + i * 37) for i in range(500))
+    problem = assert_problem(await client.post("/api/v1/events", json={**event(wide[:200]), "source": wide}), 422)
+    assert problem["detail"].startswith("the event's source is at most 1500 bytes"), problem
+    taken = await client.post("/api/v1/events", json={**event(wide[:200]), "source": "é" * 500})
+    assert taken.status_code == 202, taken.text
+    # A trigger's source that no event could have is refused too.
+    await workflow(client, "wide")
+    made = await client.post(
+        "/api/v1/workflows/wide/triggers",
+        json={"kind": "event", "name": "w", "config": {"eventType": "*", "source": wide}},
+    )
+    assert "/config/source" in {e["pointer"] for e in assert_problem(made, 422)["errors"]}
