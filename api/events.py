@@ -40,9 +40,14 @@ class EventController(Controller):
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise InvalidInput(f"the event's {attribute} {message}{more}")
         payload = data.get("data")
-        limit = svc.settings.max_trigger_depth
+        # The run's trigger is the data when it is an object, else {"data": ...}: one level down, as a
+        # webhook's body is (the trigger was a level deeper than an execute's may be).
+        limit = svc.settings.max_trigger_depth - (0 if isinstance(payload, dict) else 1)
         if json_depth(payload, limit) > limit:
-            raise InvalidInput(f"the event's data is nested deeper than {limit} levels")
+            under = (
+                "" if isinstance(payload, dict) else " (data that is not an object sits a level down in the trigger)"
+            )
+            raise InvalidInput(f"the event's data is nested deeper than {limit} levels{under}")
         published = await svc.db.events.publish(
             source=data["source"],
             event_id=data["id"],

@@ -291,3 +291,23 @@ async def test_a_source_of_many_bytes_is_refused_by_name(client: AsyncTestClient
         json={"kind": "event", "name": "w", "config": {"eventType": "*", "source": wide}},
     )
     assert "/config/source" in {e["pointer"] for e in assert_problem(made, 422)["errors"]}
+
+
+async def test_data_that_is_not_an_object_sits_a_level_down(client: AsyncTestClient[Any]) -> None:
+    """Data that is not an object becomes the run's trigger under "data": it may be a level less deep
+    than DW_MAX_TRIGGER_DEPTH (16 here), as a webhook's body, or the trigger was deeper than an
+    execute's may be (a review)."""
+    await workflow(client, "deep")
+    await subscribe(client, "deep", "deep", eventType="*")
+
+    def nested(levels: int, leaf: Any) -> Any:
+        value = leaf
+        for _ in range(levels - 1):
+            value = [value] if isinstance(leaf, list) else {"x": value}
+        return value
+
+    problem = assert_problem(await client.post("/api/v1/events", json=event("d-1", data=nested(15, [1]))), 422)
+    assert "15 levels" in problem["detail"], problem
+    assert (await client.post("/api/v1/events", json=event("d-2", data=nested(14, [1])))).status_code == 202
+    assert (await client.post("/api/v1/events", json=event("d-3", data=nested(15, {"y": 1})))).status_code == 202
+    assert_problem(await client.post("/api/v1/events", json=event("d-4", data=nested(16, {"y": 1}))), 422)
