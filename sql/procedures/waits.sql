@@ -1014,9 +1014,11 @@ $$;
 -- (outcome `ended`). A wait past its timeout is not a match. Returns each delivery; `remaining` (on
 -- every row) counts the matching runs left after them: more runs to reach with the same signal id.
 --
--- The runs' rows are locked up front in id order, the order of every transaction that locks several
--- runs: each in the order its waits were made, a broadcast of "paid" and one of "shipped" reaching
--- the same runs took them in opposite orders and deadlocked.
+-- The runs' rows are locked up front, from a child up as everywhere (composition.sql: a child's end
+-- locks the child, then its parent), then in id order: each in the order its waits were made, a
+-- broadcast of "paid" and one of "shipped" reaching the same runs took them in opposite orders and
+-- deadlocked; by id alone, one holding a parent and waiting for its child deadlocked with the
+-- child's end.
 CREATE OR REPLACE FUNCTION dw.broadcast_signal_v1(
     p_name text, p_signal_id text, p_correlation_key text, p_payload jsonb, p_principal text, p_queue text,
     p_workflow_id text, p_limit integer
@@ -1034,7 +1036,7 @@ BEGIN
         SELECT m.execution_id FROM dw.broadcast_matches_v1(p_name, p_signal_id, p_correlation_key, p_workflow_id) m
          ORDER BY m.since, m.execution_id
          LIMIT p_limit);
-    PERFORM 1 FROM dw.executions e WHERE e.id = ANY (v_runs) ORDER BY e.id FOR NO KEY UPDATE;
+    PERFORM 1 FROM dw.executions e WHERE e.id = ANY (v_runs) ORDER BY e.depth DESC, e.id FOR NO KEY UPDATE;
     FOREACH v_run IN ARRAY v_runs LOOP
         BEGIN
             SELECT * INTO v_d FROM dw.deliver_signal_v2(v_run, p_name, p_signal_id, p_correlation_key, p_payload,

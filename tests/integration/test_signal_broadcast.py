@@ -279,3 +279,55 @@ async def test_broadcasts_of_two_names_lock_their_runs_in_one_order(
             await conn.close()
     assert not [r for r in results if isinstance(r, BaseException)], results
     assert [sorted(outcome for _, outcome in r) for r in results] == [["consumed", "consumed"]] * 2
+
+
+async def test_a_broadcast_locks_a_child_before_its_parent(dsn: str, db: Database, conditions: ConditionPool) -> None:
+    """Runs' rows are locked from a child up (sql/procedures/composition.sql: a child's end locks the
+    child, then its parent). A broadcast reaching both locked them by id alone: holding the parent
+    and waiting for the child, whose end held the child and waited for the parent, it deadlocked."""
+    import asyncio
+
+    import psycopg
+
+    parent, child = sorted(await parked_runs(db, conditions, two_waits("family", "x", "other"), 2))
+    await sql(
+        db,
+        "UPDATE dw.executions SET parent_execution_id = %s, parent_node_id = 'w2', root_execution_id = %s, "
+        "depth = 1, path = ARRAY[%s, %s]::uuid[] WHERE id = %s",
+        parent,
+        parent,
+        parent,
+        child,
+        child,
+    )
+    ending = await psycopg.AsyncConnection.connect(dsn)
+    sending = await psycopg.AsyncConnection.connect(dsn)
+
+    async def broadcast() -> list[Any]:
+        async with sending.transaction():
+            await sending.execute("SELECT set_config('dw.tenant_id', 'default', true)")
+            cur = await sending.execute(
+                "SELECT execution_id, outcome FROM dw.broadcast_signal_v1('x', 'x-1', NULL, '{}', 'ops', 'executions', "
+                "NULL, 10)"
+            )
+            return await cur.fetchall()
+
+    [(pid,)] = await (await sending.execute("SELECT pg_backend_pid()")).fetchall()
+    try:
+        async with ending.transaction():
+            # The child's end: its row, then its parent's.
+            await ending.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (child,))
+            sent = asyncio.ensure_future(broadcast())
+            for _ in range(10_000):
+                await asyncio.sleep(0)
+                waiting = await sql(db, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", pid)
+                if waiting == [(1,)]:
+                    break
+            assert waiting == [(1,)], "the broadcast waits for the child"
+            await ending.execute("SET LOCAL lock_timeout = '10s'")
+            await ending.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (parent,))
+        delivered = await sent
+    finally:
+        await ending.close()
+        await sending.close()
+    assert sorted(outcome for _, outcome in delivered) == ["consumed", "consumed"], delivered
