@@ -30,7 +30,7 @@ CREATE TABLE dw.event_deliveries (
     event_row     bigint NOT NULL,
     trigger_id    uuid NOT NULL,
     workflow_id   text NOT NULL,
-    -- started: a run was started (or an existing one of the same request id answered); refused:
+    -- started: a run was started (its request id is "event:<row>:<trigger>"); refused:
     -- the workflow could not start one (reason says why: not active, disabled, ...).
     outcome       text NOT NULL,
     execution_id  uuid,
