@@ -165,38 +165,14 @@ async def test_bad_events_and_bad_configs_are_refused(client: AsyncTestClient[An
 
 
 async def test_the_events_publish_command(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    import asyncio
+    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, cmd_events_publish
+    from tests.integration.cli_api import cli_command, served_api
 
-    import uvicorn
-
-    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_events_publish
-    from tests.fakes import free_port
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(database_url=dsn, api_access_log=False)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    parser = build_parser()
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        args = parser.parse_args(["events", "publish", *argv, "--api-url", f"http://127.0.0.1:{port}"])
-        code = await asyncio.to_thread(cmd_events_publish, args)
-        out, err = capsys.readouterr()
-        return code, out.strip(), err.strip()
-
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
-        async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
-            await workflow(client, "by-cli")
-            await subscribe(client, "by-cli", "by-cli", eventType="com.cli.*")
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
+        await workflow(client, "by-cli")
+        await subscribe(client, "by-cli", "by-cli", eventType="com.cli.*")
+    async with served_api(dsn) as url:
+        run = cli_command(url, capsys, cmd_events_publish, "events", "publish")
         argv = ("com.cli.ping", "--source", "/cli", "--id", "c-1", "--data", '{"n": 1}')
         code, out, err = await run(*argv)
         assert (code, err) == (EXIT_OK, ""), err
@@ -208,9 +184,6 @@ async def test_the_events_publish_command(dsn: str, capsys: pytest.CaptureFixtur
         assert code == EXIT_USAGE and "--data is not valid JSON" in err, err
         code, out, err = await run("bad type", "--source", "/cli")
         assert code == EXIT_USAGE and "type" in err, err
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def test_two_triggers_of_one_workflow_start_a_run_each(client: AsyncTestClient[Any]) -> None:

@@ -16,7 +16,6 @@ from uuid import UUID
 
 import psycopg
 import pytest
-import uvicorn
 from litestar.testing import AsyncTestClient
 
 from dataworkflows import errors
@@ -33,7 +32,7 @@ from dataworkflows.tenancy import all_tenants, tenant_scope
 from dataworkflows.workers.app import run_worker
 from tests.acceptance.conftest import command
 from tests.conftest import load_fixture, publish, start
-from tests.fakes import free_port
+from tests.integration.cli_api import cli_command, served_api
 from tests.integration.test_runtime import echo, make_runtime, to, wf
 from tests.integration.test_subworkflows import drain, sub
 from tests.integration.test_waits import signal
@@ -298,31 +297,8 @@ async def test_the_retention_command_goes_through_the_api(
     dsn: str, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            # Without the API's access log: it would write to the output the test reads.
-            create_app(Settings(database_url=dsn, api_access_log=False)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    parser = build_parser()
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        args = parser.parse_args(["workflows", "retention", *argv, "--api-url", f"http://127.0.0.1:{port}"])
-        code = await asyncio.to_thread(cmd_workflows_retention, args)
-        out, err = capsys.readouterr()
-        return code, out.strip(), err.strip()
-
-    try:
-        for _ in range(250):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
+    async with served_api(dsn) as url:
+        run = cli_command(url, capsys, cmd_workflows_retention, "workflows", "retention")
         assert await run("simple-echo") == (
             EXIT_OK,
             "simple-echo  finished runs kept the default (DW_RETENTION_DAYS)",
@@ -335,9 +311,6 @@ async def test_the_retention_command_goes_through_the_api(
         assert (code, err) == (EXIT_USAGE, "error: --days is 0 (keep forever) to 36500, not -3")
         code, _, err = await run("nope", "--days", "3")
         assert code == EXIT_USAGE and "HTTP 404" in err
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
 
 
 def test_ages_parse_with_a_unit() -> None:

@@ -121,36 +121,12 @@ async def test_bad_input_is_a_clear_400(client: AsyncTestClient[Any]) -> None:
 async def test_the_signal_all_command(
     dsn: str, db: Database, conditions: ConditionPool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-
-    import uvicorn
-
-    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_signal_all
-    from tests.fakes import free_port
+    from dataworkflows.cli import EXIT_OK, EXIT_USAGE, cmd_signal_all
+    from tests.integration.cli_api import cli_command, served_api
 
     runs = await waiting_orders(db, conditions, "E-1", "E-1")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(database_url=dsn, api_access_log=False)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    parser = build_parser()
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        args = parser.parse_args(["signal-all", *argv, "--api-url", f"http://127.0.0.1:{port}"])
-        code = await asyncio.to_thread(cmd_signal_all, args)
-        out, err = capsys.readouterr()
-        return code, out.strip(), err.strip()
-
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
+    async with served_api(dsn) as url:
+        run = cli_command(url, capsys, cmd_signal_all, "signal-all")
         code, out, err = await run("payment", "--correlation-key", "E-1", "--signal-id", "e1", "--limit", "1")
         assert (code, err) == (EXIT_OK, ""), err
         lines = out.splitlines()
@@ -163,9 +139,6 @@ async def test_the_signal_all_command(
         assert code == EXIT_USAGE and "--payload" in err, err
         code, out, err = await run("bad name!")
         assert code == EXIT_USAGE and "signal name" in err, err
-    finally:
-        server.should_exit = True
-        await serving
 
 
 def two_waits(workflow_id: str, first: str, second: str) -> dict[str, Any]:

@@ -12,17 +12,16 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-import uvicorn
 from litestar.testing import AsyncTestClient
 
 from dataworkflows.api.app import create_app
-from dataworkflows.cli import EXIT_OK, EXIT_USAGE, build_parser, cmd_workflows_delete
+from dataworkflows.cli import EXIT_OK, EXIT_USAGE, cmd_workflows_delete
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.config import Settings
 from dataworkflows.db import Database
 from dataworkflows.errors import WorkflowNotFound
 from tests.conftest import load_fixture, publish, start
-from tests.fakes import free_port
+from tests.integration.cli_api import cli_command, served_api
 from tests.integration.test_api import assert_problem
 from tests.integration.test_auth_api import bearer, strict_settings
 from tests.integration.test_retention import age, owner, prune
@@ -440,28 +439,8 @@ async def test_the_delete_command(dsn: str, db: Database, capsys: pytest.Capture
     await publish(db, definition("by-cli"))
     await publish(db, definition("has-runs"))
     await start(db, "has-runs")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Settings(database_url=dsn, api_access_log=False)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    parser = build_parser()
-
-    async def run(workflow_id: str) -> tuple[int, str, str]:
-        args = parser.parse_args(["workflows", "delete", workflow_id, "--api-url", f"http://127.0.0.1:{port}"])
-        code = await asyncio.to_thread(cmd_workflows_delete, args)
-        out, err = capsys.readouterr()
-        return code, out.strip(), err.strip()
-
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)  # the server's start-up, not a timed assertion
+    async with served_api(dsn) as url:
+        run = cli_command(url, capsys, cmd_workflows_delete, "workflows", "delete")
         code, out, err = await run("by-cli")
         assert (code, err) == (EXIT_OK, ""), err
         # (The API's own log line, in this process, comes first.)
@@ -471,6 +450,3 @@ async def test_the_delete_command(dsn: str, db: Database, capsys: pytest.Capture
         code, out, err = await run("has-runs")
         assert code == EXIT_USAGE
         assert "HTTP 409: workflow has-runs has 1 execution(s)" in err and "dataworkflows prune" in err, err
-    finally:
-        server.should_exit = True
-        await serving
