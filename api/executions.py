@@ -26,14 +26,11 @@ from dataworkflows.errors import (
     DatabaseUnavailable,
     DataWorkflowsError,
     ExecutionNotFound,
-    InvalidInput,
     NotFound,
     ValueTooLarge,
 )
 from dataworkflows.event_stream import is_final
-from dataworkflows.json_depth import json_depth
 from dataworkflows.statuses import ExecutionStatus
-from dataworkflows.waits import SIGNAL_NAME
 
 from .openapi_docs import EVENT_STREAM_PROBLEMS, PROBLEMS
 from .paging import (
@@ -75,6 +72,7 @@ from .schemas import (
     from_row,
 )
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, Services, ServicesDep
+from .signals import check_signal
 from .stream_slots import too_many_streams
 
 log = structlog.get_logger("dataworkflows.api.executions")
@@ -566,14 +564,8 @@ class ExecutionController(Controller):
         data: JSONBody[SignalRequest | None] = None,
     ) -> SignalResponse:
         parsed = execution_uuid(execution_id)
-        if not SIGNAL_NAME.match(name):
-            raise InvalidInput(
-                "the signal name must be 1-200 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
-            )
         body = data if data is not None else SignalRequest()
-        limit = svc.settings.max_trigger_depth
-        if json_depth(body.payload, limit) > limit:
-            raise InvalidInput(f"the signal payload is nested deeper than {limit} levels")
+        check_signal(name, body.payload, svc.settings.max_trigger_depth)
         delivery = await svc.db.control.signal(
             parsed,
             name,

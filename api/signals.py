@@ -5,6 +5,7 @@ for the order's payment, reaches it this way; POST /executions/{id}/signals/{nam
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from litestar import Controller, post
 from litestar.params import FromPath, JSONBody
@@ -16,6 +17,16 @@ from dataworkflows.waits import SIGNAL_NAME
 from .openapi_docs import PROBLEMS
 from .schemas import BroadcastRequest, BroadcastResponse, from_row
 from .services import REQUIRES_PRINCIPAL, PrincipalDep, ServicesDep
+
+
+def check_signal(name: str, payload: Any, depth: int) -> None:
+    """A signal's name and payload, as a run's own signal and a broadcast take them (422)."""
+    if not SIGNAL_NAME.match(name):
+        raise InvalidInput(
+            "the signal name must be 1-200 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+        )
+    if json_depth(payload, depth) > depth:
+        raise InvalidInput(f"the signal payload is nested deeper than {depth} levels")
 
 
 class SignalController(Controller):
@@ -36,14 +47,8 @@ class SignalController(Controller):
         name: FromPath[str],
         data: JSONBody[BroadcastRequest | None] = None,
     ) -> BroadcastResponse:
-        if not SIGNAL_NAME.match(name):
-            raise InvalidInput(
-                "the signal name must be 1-200 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
-            )
         body = data if data is not None else BroadcastRequest()
-        limit = svc.settings.max_trigger_depth
-        if json_depth(body.payload, limit) > limit:
-            raise InvalidInput(f"the signal payload is nested deeper than {limit} levels")
+        check_signal(name, body.payload, svc.settings.max_trigger_depth)
         sent = await svc.db.control.broadcast(
             name,
             payload=body.payload,
