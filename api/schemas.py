@@ -380,7 +380,8 @@ class BroadcastDeliveryRead(Camel):
     execution_id: UUID
     workflow_id: str | None
     # consumed | buffered (its wait was resolved meanwhile: kept for a wait to come) | duplicate (the
-    # run had this signalId) | ended (it ended meanwhile: passed over)
+    # run had this signalId) | ended (it ended meanwhile: passed over) | signal_id_reused (the run took
+    # another signal under this signalId: passed over)
     outcome: str
     wait_id: UUID | None
     node_id: str | None

@@ -34,14 +34,24 @@ DECLARE
     v_fired jsonb;
     v_at timestamptz;
 BEGIN
-    INSERT INTO dw.events AS ev (source, event_id, type, subject, time, data, published_by)
-    VALUES (p_source, p_event_id, p_type, p_subject, p_time, p_data, p_principal)
-    ON CONFLICT ON CONSTRAINT events_once DO NOTHING
-    RETURNING ev.id, ev.received_at INTO v_row, v_at;
-    IF v_row IS NULL THEN
+    -- Three tries: the first publication's row may be pruned (retention) between the conflict and
+    -- the read of it; the event is then published anew rather than refused as another one.
+    FOR i IN 1..3 LOOP
+        INSERT INTO dw.events AS ev (source, event_id, type, subject, time, data, published_by)
+        VALUES (p_source, p_event_id, p_type, p_subject, p_time, p_data, p_principal)
+        ON CONFLICT ON CONSTRAINT events_once DO NOTHING
+        RETURNING ev.id, ev.received_at INTO v_row, v_at;
+        EXIT WHEN v_row IS NOT NULL;
         SELECT * INTO v_first FROM dw.events ev
          WHERE ev.tenant_id = current_setting('dw.tenant_id', true) AND ev.source = p_source
            AND ev.event_id = p_event_id;
+        EXIT WHEN FOUND;
+    END LOOP;
+    IF v_row IS NULL THEN
+        IF v_first.id IS NULL THEN
+            RAISE EXCEPTION 'event % of source % could not be published: its first publication was being pruned',
+                p_event_id, p_source USING ERRCODE = '40001';
+        END IF;
         IF v_first.type IS DISTINCT FROM p_type OR v_first.subject IS DISTINCT FROM p_subject
            OR v_first.data IS DISTINCT FROM p_data THEN
             RAISE EXCEPTION 'event % of source % was already published with another %', p_event_id, p_source,

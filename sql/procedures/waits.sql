@@ -1043,8 +1043,14 @@ BEGIN
                                                         p_principal, p_queue, true) d;
             v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', v_d.outcome,
                                                                'wait', v_d.wait_id, 'node', v_d.node_id);
-        EXCEPTION WHEN SQLSTATE 'DW014' THEN
-            v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', 'ended');
+        EXCEPTION
+            WHEN SQLSTATE 'DW014' THEN
+                v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', 'ended');
+            -- The run took another signal under this signal id (another name, key or payload): it is
+            -- passed over and named, the others get theirs (the whole broadcast was refused, 409,
+            -- naming no run).
+            WHEN SQLSTATE 'DW019' THEN
+                v_deliveries := v_deliveries || jsonb_build_object('run', v_run, 'outcome', 'signal_id_reused');
         END;
     END LOOP;
     SELECT count(*) INTO v_remaining

@@ -304,3 +304,20 @@ async def test_a_broadcast_locks_a_child_before_its_parent(dsn: str, db: Databas
         await ending.close()
         await sending.close()
     assert sorted(outcome for _, outcome in delivered) == ["consumed", "consumed"], delivered
+
+
+async def test_a_run_that_used_the_signal_id_for_another_signal_is_passed_over_and_named(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    """The whole broadcast was refused (409 signal_id_reused) because one run had taken another
+    signal under its signalId, and no run was reached or named."""
+    runs = await waiting_orders(db, conditions, "F-1", "F-2")
+    own = await client.post(f"/api/v1/executions/{runs['F-1']}/signals/other", json={"signalId": "shared"})
+    assert own.status_code == 202, own.text
+    sent = await client.post("/api/v1/signals/payment", json={"correlationKey": "F-1", "signalId": "shared"})
+    assert sent.status_code == 200, sent.text
+    assert [(d["executionId"], d["outcome"]) for d in sent.json()["deliveries"]] == [
+        (str(runs["F-1"]), "signal_id_reused")
+    ]
+    other = (await client.post("/api/v1/signals/payment", json={"correlationKey": "F-2", "signalId": "shared"})).json()
+    assert [(d["executionId"], d["outcome"]) for d in other["deliveries"]] == [(str(runs["F-2"]), "consumed")]

@@ -65,7 +65,7 @@ class BroadcastDelivery(msgspec.Struct, frozen=True):
     execution_id: UUID
     workflow_id: str | None
     # consumed | buffered (its wait was resolved meanwhile) | duplicate (it had this signal id) |
-    # ended (it ended meanwhile: passed over)
+    # ended (it ended meanwhile: passed over) | signal_id_reused (it took another signal under this id)
     outcome: str
     wait_id: UUID | None
     node_id: str | None
