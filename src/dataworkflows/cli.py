@@ -871,9 +871,9 @@ MAX_CONCURRENT_EXECUTIONS = 2**31 - 1
 MAX_RATE_PER_MINUTE = 60_000
 
 
-def _bounded_int(least: int, most: int) -> Callable[[str], int]:
+def _bounded_int(least: int, most: int, meaning: str = "") -> Callable[[str], int]:
     """An argparse type: an integer from `least` to `most` (the API's 400 named its body's field,
-    not the option)."""
+    not the option); `meaning` follows the range in the refusal."""
 
     def parse(value: str) -> int:
         try:
@@ -881,7 +881,7 @@ def _bounded_int(least: int, most: int) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
         if not least <= number <= most:
-            raise argparse.ArgumentTypeError(f"{number}: give {least} to {most:,}")
+            raise argparse.ArgumentTypeError(f"{number}: give {least} to {most:,}{meaning}")
         return number
 
     return parse
@@ -1421,15 +1421,8 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _priority(value: str) -> int:
-    """A run's priority: a whole number from -100 to 100 (higher runs first)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not MIN_RUN_PRIORITY <= number <= MAX_RUN_PRIORITY:
-        raise argparse.ArgumentTypeError(f"{number}: give {MIN_RUN_PRIORITY} to {MAX_RUN_PRIORITY} (higher runs first)")
-    return number
+# A run's priority: a whole number from -100 to 100.
+_priority = _bounded_int(MIN_RUN_PRIORITY, MAX_RUN_PRIORITY, " (higher runs first)")
 
 
 def _positive_seconds(value: str) -> float:
