@@ -11,6 +11,12 @@
 -- the only writers are the procedures above. No default: no table rewrite.
 ALTER TABLE dw.executions ADD COLUMN compensation_status text;
 
+-- The ends of a run that compensate, from the plan's compensateOn (NULL: no node of the plan has a
+-- compensation), set when the plan is stored (dw.publish_workflow_v1): a run's end that did not
+-- succeed reads this, not the plan, whose jsonb (large for a large definition) would be detoasted
+-- whole at every such end to find that there is nothing to do. Plans stored before have none.
+ALTER TABLE dw.workflow_plans ADD COLUMN compensate_on text[];
+
 CREATE TABLE dw.compensations (
     tenant_id        text NOT NULL DEFAULT current_setting('dw.tenant_id', true),
     execution_id     uuid NOT NULL REFERENCES dw.executions (id) ON DELETE CASCADE,

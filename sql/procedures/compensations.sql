@@ -24,19 +24,26 @@ $$;
 CREATE OR REPLACE FUNCTION dw.queue_compensations_v1(p_execution_id uuid, p_status text)
     RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
+    v_on text[];
     v_plan jsonb;
     v_tenant text;
+    v_workflow text;
+    v_version integer;
     v_count integer;
 BEGIN
-    SELECT p.plan, e.tenant_id INTO v_plan, v_tenant
+    -- The plan's compensateOn as stored beside it (migration 0071): a plan without compensations,
+    -- most, is not read at all.
+    SELECT p.compensate_on, e.tenant_id, e.workflow_id, e.workflow_version
+      INTO v_on, v_tenant, v_workflow, v_version
       FROM dw.executions e
       JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
                               AND p.version = e.workflow_version
      WHERE e.id = p_execution_id AND e.compensation_status IS NULL;
-    IF v_plan IS NULL OR jsonb_typeof(v_plan -> 'compensateOn') IS DISTINCT FROM 'array'
-       OR NOT (v_plan -> 'compensateOn') ? p_status THEN
+    IF v_on IS NULL OR NOT p_status = ANY (v_on) THEN
         RETURN 0;
     END IF;
+    SELECT p.plan INTO v_plan FROM dw.workflow_plans p
+     WHERE p.tenant_id = v_tenant AND p.workflow_id = v_workflow AND p.version = v_version;
     -- The plan's compensations read once, joined to the run's nodes by id (a plan of 1,000 nodes is
     -- not walked once per node).
     WITH planned AS (

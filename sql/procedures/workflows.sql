@@ -20,8 +20,11 @@ BEGIN
         RAISE EXCEPTION 'workflow % has no version %', p_workflow_id, p_version USING ERRCODE = 'DW003';
     END IF;
 
-    INSERT INTO dw.workflow_plans (tenant_id, workflow_id, version, plan)
-    VALUES (v_tenant, p_workflow_id, p_version, p_plan)
+    INSERT INTO dw.workflow_plans (tenant_id, workflow_id, version, plan, compensate_on)
+    VALUES (v_tenant, p_workflow_id, p_version, p_plan,
+            -- What a run's end reads instead of the plan (migration 0071).
+            CASE WHEN jsonb_typeof(p_plan -> 'compensateOn') = 'array'
+                 THEN ARRAY(SELECT jsonb_array_elements_text(p_plan -> 'compensateOn')) END)
     ON CONFLICT ON CONSTRAINT workflow_plans_pkey DO NOTHING;
 
     UPDATE dw.workflow_versions v

@@ -86,7 +86,8 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     # dw.start_run_v1). Plans compiled before it existed have none: 0.
     priority: int | None = None
     # The ends of a run (Failed, TimedOut, Cancelled) after which its Succeeded nodes' compensations
-    # run, last to succeed first (dw.queue_compensations_v1 reads it). None when no node has one:
+    # run, last to succeed first (dw.publish_workflow_v1 stores it beside the plan, for the run's
+    # end to read: workflow_plans.compensate_on). None when no node has one:
     # the run's end then looks no further.
     compensate_on: tuple[str, ...] | None = None
 
