@@ -74,8 +74,9 @@ async def read_workflow(db: Database, workflow_id: str) -> WorkflowRead:
 
 
 # Request ids the engine derives for the runs it starts itself: subworkflow children, schedule
-# ticks and webhook deliveries.
-RESERVED_REQUEST_PREFIXES = ("child:", "item:", "schedule:", "hook:")
+# ticks, webhook deliveries and events (`event:<row>:<trigger>`: a start that took one first would
+# be the run an event's delivery answers with, its trigger data the caller's).
+RESERVED_REQUEST_PREFIXES = ("child:", "item:", "schedule:", "hook:", "event:")
 CORRELATION_HEADER = "X-Correlation-Id"
 # As long as a request id may be.
 MAX_CORRELATION_ID = 200

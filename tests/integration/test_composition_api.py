@@ -185,10 +185,9 @@ async def test_a_foreach_node_lists_its_items_and_item_attempts(
     assert all(a["itemIndex"] is None for a in attempts if a["nodeId"] == "other")
 
 
-async def test_request_ids_reserved_for_children_are_refused(client: Any) -> None:
-    response = await client.post(
-        "/api/v1/workflows/whatever/execute", json={"trigger": {}, "requestId": "child:abc:call:1"}
-    )
+@pytest.mark.parametrize("request_id", ["child:abc:call:1", "item:abc:all:0:1", "schedule:x", "hook:x:1", "event:7:x"])
+async def test_request_ids_reserved_for_the_engines_own_starts_are_refused(client: Any, request_id: str) -> None:
+    response = await client.post("/api/v1/workflows/whatever/execute", json={"trigger": {}, "requestId": request_id})
     assert response.status_code == 422, response.text
     assert "must not start with" in response.json()["detail"]
 
