@@ -220,8 +220,9 @@ class CompensationStepRead(Camel):
     node_id: str
     # The order the steps run in: 1 first (the node that succeeded last).
     position: int
+    # The compensation's action; `subworkflow` for a child run's compensation (childExecutionId).
     action_type: str
-    # Pending | Running | Succeeded | Failed
+    # Pending | Running | Waiting (a child's compensation under way) | Succeeded | Failed
     status: str
     attempts: int
     max_attempts: int
@@ -230,6 +231,9 @@ class CompensationStepRead(Camel):
     outputs: Any
     error: Any
     next_attempt_at: datetime | None
+    # The child run (a subworkflow node's, a forEach item's) this step undoes, by its own
+    # compensation; null for a node's compensating action.
+    child_execution_id: UUID | None
     start_time: datetime | None
     end_time: datetime | None
 

@@ -15,10 +15,81 @@ CREATE OR REPLACE FUNCTION dw.defer_compensation_job_v1(p_execution_id uuid, p_s
       FROM dw.executions e WHERE e.id = p_execution_id;
 $$;
 
+-- The steps of a run's compensation after an end of status p_status, written in its order (the last
+-- to end first: a node's record time, a child's end; the later node in the definition among
+-- equals), and how many there are. A step per node that had Succeeded and has a compensation in
+-- p_plan (NULL: none has), and one per child run that Succeeded and has something to undo by the
+-- same rule: its own plan compensates on p_status, or (its plan has no compensation) it has
+-- succeeded children of its own. Its compensation starts when its step is claimed
+-- (dw.start_child_compensation_v1), where a child with nothing to undo after all ends its step.
+CREATE OR REPLACE FUNCTION dw.queue_compensation_steps_v1(p_execution_id uuid, p_status text, p_tenant text,
+                                                           p_plan jsonb)
+    RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    -- The plan's compensations read once, joined to the run's nodes by id (a plan of 1,000 nodes is
+    -- not walked once per node).
+    WITH planned AS (
+        SELECT pn ->> 'id' AS node_id, pn -> 'compensation' AS compensation
+          FROM jsonb_array_elements(COALESCE(p_plan -> 'nodes', '[]')) pn
+         WHERE jsonb_typeof(pn -> 'compensation') = 'object'
+    ), steps AS (
+        SELECT n.node_id, NULL::uuid AS child_execution_id, n.ended_at, n.position,
+               c.compensation ->> 'actionType' AS action_type,
+               (c.compensation -> 'retry' ->> 'maxAttempts')::integer AS max_attempts,
+               (c.compensation ->> 'timeoutSeconds')::double precision AS timeout_seconds
+          FROM dw.node_states n
+          JOIN planned c ON c.node_id = n.node_id
+         WHERE n.execution_id = p_execution_id AND n.status = 'Succeeded'
+        UNION ALL
+        SELECT k.parent_node_id, k.id, k.ended_at, COALESCE(n.position, 0), 'subworkflow', 1, 0
+          FROM dw.executions k
+          JOIN dw.workflow_plans kp ON kp.tenant_id = k.tenant_id AND kp.workflow_id = k.workflow_id
+                                   AND kp.version = k.workflow_version
+          LEFT JOIN dw.node_states n ON n.execution_id = p_execution_id AND n.node_id = k.parent_node_id
+         WHERE k.parent_execution_id = p_execution_id AND k.status = 'Succeeded'
+           AND k.compensation_status IS NULL
+           AND (p_status = ANY (kp.compensate_on)
+                OR (kp.compensate_on IS NULL
+                    AND EXISTS (SELECT 1 FROM dw.executions g
+                                 WHERE g.parent_execution_id = k.id AND g.status = 'Succeeded')))
+    )
+    INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,
+                                  timeout_seconds, child_execution_id, parameters)
+    SELECT p_tenant, p_execution_id, s.node_id,
+           row_number() OVER (ORDER BY s.ended_at DESC, s.position DESC, s.child_execution_id DESC NULLS FIRST),
+           s.action_type, s.max_attempts, s.timeout_seconds, s.child_execution_id,
+           -- A child's step: the end its compensation is as if it had (its grandchildren's too).
+           CASE WHEN s.child_execution_id IS NOT NULL THEN jsonb_build_object('compensateAs', p_status) END
+      FROM steps s;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+-- A run's compensation begins: its status, its compensation_started event (`details` besides the
+-- steps) and its job.
+CREATE OR REPLACE FUNCTION dw.begin_compensation_v1(p_execution_id uuid, p_tenant text, p_steps integer,
+                                                     p_details jsonb)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_execution_id;
+    INSERT INTO dw.execution_events (tenant_id, execution_id, type, details)
+    VALUES (p_tenant, p_execution_id, 'compensation_started',
+            p_details || jsonb_build_object(
+                'steps', p_steps,
+                'nodes', (SELECT jsonb_agg(c.node_id ORDER BY c.position) FROM dw.compensations c
+                           WHERE c.execution_id = p_execution_id)));
+    PERFORM dw.defer_compensation_job_v1(p_execution_id, NULL);
+END;
+$$;
+
 -- Called by dw.finish_execution_v1 as a run ends otherwise than Succeeded (after its row's update, in
--- its transaction). When the run's plan compensates on that end, a step for each node that had
--- Succeeded and has a compensation, the last to succeed first (its record's time; the later node in
--- the definition among equals), and the job that runs them. A run whose compensation was queued
+-- its transaction). When the run's plan compensates on that end, its steps
+-- (dw.queue_compensation_steps_v1) and the job that runs them. A plan with neither a compensation
+-- nor a compensateOn (workflow_plans.compensate_on NULL) compensates on all three ends when the run
+-- has a succeeded child (whose own plan says what it undoes). A run whose compensation was queued
 -- before (it ended, was redriven, and ended again) queues none: dw.redrive_dead_letter_v1 refuses to
 -- redrive a compensated run. Returns how many steps were queued.
 CREATE OR REPLACE FUNCTION dw.queue_compensations_v1(p_execution_id uuid, p_status text)
@@ -39,40 +110,136 @@ BEGIN
       JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
                               AND p.version = e.workflow_version
      WHERE e.id = p_execution_id AND e.compensation_status IS NULL;
-    IF v_on IS NULL OR NOT p_status = ANY (v_on) THEN
+    IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    SELECT p.plan INTO v_plan FROM dw.workflow_plans p
-     WHERE p.tenant_id = v_tenant AND p.workflow_id = v_workflow AND p.version = v_version;
-    -- The plan's compensations read once, joined to the run's nodes by id (a plan of 1,000 nodes is
-    -- not walked once per node).
-    WITH planned AS (
-        SELECT pn ->> 'id' AS node_id, pn -> 'compensation' AS compensation
-          FROM jsonb_array_elements(v_plan -> 'nodes') pn
-         WHERE jsonb_typeof(pn -> 'compensation') = 'object'
-    )
-    INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,
-                                  timeout_seconds)
-    SELECT v_tenant, p_execution_id, n.node_id,
-           row_number() OVER (ORDER BY n.ended_at DESC, n.position DESC),
-           c.compensation ->> 'actionType',
-           (c.compensation -> 'retry' ->> 'maxAttempts')::integer,
-           (c.compensation ->> 'timeoutSeconds')::double precision
-      FROM dw.node_states n
-      JOIN planned c ON c.node_id = n.node_id
-     WHERE n.execution_id = p_execution_id AND n.status = 'Succeeded';
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    IF v_count = 0 THEN
+    IF v_on IS NULL THEN
+        IF p_status NOT IN ('Failed', 'TimedOut', 'Cancelled')
+           OR NOT EXISTS (SELECT 1 FROM dw.executions k
+                           WHERE k.parent_execution_id = p_execution_id AND k.status = 'Succeeded') THEN
+            RETURN 0;
+        END IF;
+    ELSIF NOT p_status = ANY (v_on) THEN
         RETURN 0;
+    ELSE
+        SELECT p.plan INTO v_plan FROM dw.workflow_plans p
+         WHERE p.tenant_id = v_tenant AND p.workflow_id = v_workflow AND p.version = v_version;
     END IF;
-    UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_execution_id;
-    INSERT INTO dw.execution_events (tenant_id, execution_id, type, details)
-    VALUES (v_tenant, p_execution_id, 'compensation_started',
-            jsonb_build_object('runStatus', p_status, 'steps', v_count,
-                               'nodes', (SELECT jsonb_agg(c.node_id ORDER BY c.position) FROM dw.compensations c
-                                          WHERE c.execution_id = p_execution_id)));
-    PERFORM dw.defer_compensation_job_v1(p_execution_id, NULL);
+    v_count := dw.queue_compensation_steps_v1(p_execution_id, p_status, v_tenant, v_plan);
+    IF v_count > 0 THEN
+        PERFORM dw.begin_compensation_v1(p_execution_id, v_tenant, v_count,
+                                         jsonb_build_object('runStatus', p_status));
+    END IF;
     RETURN v_count;
+END;
+$$;
+
+-- A parent's step for a child run (claimed by dw.claim_compensation_v1): the child's compensation,
+-- as if the child had ended as its parent did (p_status). Returns
+--   started:     it is under way (begun now, begun before, or its failed steps run again: a child's
+--                CompensationFailed whose parent's letter was redriven); its end records the step;
+--   Compensated: it had ended so before;
+--   nothing:     the child has nothing to undo.
+CREATE OR REPLACE FUNCTION dw.start_child_compensation_v1(p_child uuid, p_status text, p_parent uuid,
+                                                           p_node_id text)
+    RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_tenant text;
+    v_on text[];
+    v_plan jsonb;
+    v_count integer;
+    v_steps jsonb;
+BEGIN
+    SELECT e.compensation_status, e.tenant_id, p.compensate_on
+      INTO v_state, v_tenant, v_on
+      FROM dw.executions e
+      JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                              AND p.version = e.workflow_version
+     WHERE e.id = p_child
+       FOR NO KEY UPDATE OF e;
+    IF NOT FOUND THEN
+        RETURN 'nothing';
+    ELSIF v_state = 'Compensating' THEN
+        RETURN 'started';
+    ELSIF v_state = 'Compensated' THEN
+        RETURN 'Compensated';
+    ELSIF v_state = 'CompensationFailed' THEN
+        WITH again AS (
+            UPDATE dw.compensations c
+               SET status = 'Pending', attempt_base = c.attempts, interruptions = 0, error = NULL, outputs = NULL,
+                   ended_at = NULL, next_attempt_at = NULL
+             WHERE c.execution_id = p_child AND c.status = 'Failed'
+            RETURNING c.node_id, c.position
+        )
+        SELECT jsonb_agg(again.node_id ORDER BY again.position) INTO v_steps FROM again;
+        UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_child;
+        -- Its own letter, if it filed one (not while its parent waited for it), is redriven with it.
+        UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = 'compensation of ' || p_parent
+         WHERE d.execution_id = p_child AND d.kind = 'compensation_failed'
+           AND d.redriven_at IS NULL AND d.closed_at IS NULL;
+        INSERT INTO dw.execution_events (tenant_id, execution_id, type, details)
+        VALUES (v_tenant, p_child, 'compensation_redriven',
+                jsonb_build_object('parentExecutionId', p_parent, 'steps', v_steps));
+        PERFORM dw.defer_compensation_job_v1(p_child, NULL);
+        RETURN 'started';
+    END IF;
+    IF v_on IS NOT NULL AND NOT p_status = ANY (v_on) THEN
+        RETURN 'nothing';
+    ELSIF v_on IS NOT NULL THEN
+        SELECT p.plan INTO v_plan FROM dw.workflow_plans p
+          JOIN dw.executions e ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                              AND p.version = e.workflow_version
+         WHERE e.id = p_child;
+    END IF;
+    v_count := dw.queue_compensation_steps_v1(p_child, p_status, v_tenant, v_plan);
+    IF v_count = 0 THEN
+        RETURN 'nothing';
+    END IF;
+    PERFORM dw.begin_compensation_v1(p_child, v_tenant, v_count,
+                                     jsonb_build_object('runStatus', 'Succeeded', 'parentExecutionId', p_parent,
+                                                        'parentNodeId', p_node_id, 'parentStatus', p_status));
+    RETURN 'started';
+END;
+$$;
+
+-- A child step ends with its child's compensation: Succeeded when it ended Compensated (or the child
+-- had nothing to undo: p_child_status 'nothing', its outputs' compensation null), Failed otherwise.
+CREATE OR REPLACE FUNCTION dw.end_child_step_v1(p_execution_id uuid, p_position integer, p_child uuid,
+                                                 p_child_status text)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_c dw.compensations;
+    v_failed text;
+BEGIN
+    IF p_child_status IN ('Compensated', 'nothing') THEN
+        UPDATE dw.compensations c
+           SET status = 'Succeeded', ended_at = now(), error = NULL,
+               outputs = jsonb_build_object('childExecutionId', p_child,
+                                            'compensation', NULLIF(p_child_status, 'nothing'))
+         WHERE c.execution_id = p_execution_id AND c.position = p_position
+        RETURNING * INTO v_c;
+    ELSE
+        SELECT string_agg(format('%s (%s: %s)', c.node_id, c.error ->> 'code', c.error ->> 'message'), '; '
+                          ORDER BY c.position)
+          INTO v_failed
+          FROM dw.compensations c WHERE c.execution_id = p_child AND c.status = 'Failed';
+        UPDATE dw.compensations c
+           SET status = 'Failed', ended_at = now(), outputs = NULL,
+               error = jsonb_build_object(
+                   'code', 'child_compensation_failed',
+                   'message', left(format('child run %s''s compensation ended %s: %s', p_child,
+                                          COALESCE(p_child_status, 'none'), COALESCE(v_failed, 'no step failed')),
+                                   2000),
+                   'childExecutionId', p_child)
+         WHERE c.execution_id = p_execution_id AND c.position = p_position
+        RETURNING * INTO v_c;
+    END IF;
+    INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
+    VALUES (v_c.tenant_id, p_execution_id, v_c.node_id,
+            CASE v_c.status WHEN 'Succeeded' THEN 'compensation_succeeded' ELSE 'compensation_failed' END,
+            jsonb_strip_nulls(jsonb_build_object('attempt', v_c.attempts, 'childExecutionId', p_child,
+                                                 'code', v_c.error ->> 'code')));
 END;
 $$;
 
@@ -80,8 +247,11 @@ $$;
 --   claimed: the step is the caller's (attempt `attempt`, until `due_at`); run it and record it;
 --   later:   the next step waits for its retry until `due_at`;
 --   held:    another worker holds the step until `due_at`;
+--   waiting: the next step is a child's compensation, under way (its end queues this run's job);
 --   done:    every step has ended (the run's compensation_status is now Compensated or
 --            CompensationFailed); nothing was claimed.
+-- A child's step is taken here, not by the caller: its compensation is started
+-- (dw.start_child_compensation_v1; a child with nothing left to undo ends its step at once).
 -- A step whose claim ran out (its worker died or was cut off, its database connection lost) is its
 -- attempt interrupted: tried again without using its retry budget (as a node's interrupted attempt
 -- is), or Failed (too_many_interruptions) once interrupted more than 10 times (DW_MAX_INTERRUPTIONS'
@@ -94,16 +264,42 @@ CREATE OR REPLACE FUNCTION dw.claim_compensation_v1(p_execution_id uuid, p_worke
     LANGUAGE plpgsql AS $$
 DECLARE
     v_c dw.compensations;
-    v_failed integer;
-    v_succeeded integer;
-    v_status text;
+    v_child text;
 BEGIN
     LOOP
         SELECT * INTO v_c FROM dw.compensations c
-         WHERE c.execution_id = p_execution_id AND c.status IN ('Pending', 'Running')
+         WHERE c.execution_id = p_execution_id AND c.status IN ('Pending', 'Running', 'Waiting')
          ORDER BY c.position LIMIT 1
            FOR UPDATE;
         EXIT WHEN NOT FOUND;
+        IF v_c.child_execution_id IS NOT NULL THEN
+            IF v_c.status = 'Waiting' THEN
+                SELECT e.compensation_status INTO v_child FROM dw.executions e WHERE e.id = v_c.child_execution_id;
+                IF v_child = 'Compensating' THEN
+                    RETURN QUERY SELECT 'waiting'::text, v_c.node_id, v_c.action_type, v_c.attempts,
+                                        v_c.attempts - v_c.attempt_base, NULL::timestamptz;
+                    RETURN;
+                END IF;
+                -- Its end came without recording the step (it records it when it ends): recorded now.
+                PERFORM dw.end_child_step_v1(p_execution_id, v_c.position, v_c.child_execution_id, v_child);
+                CONTINUE;
+            END IF;
+            v_child := dw.start_child_compensation_v1(v_c.child_execution_id, v_c.parameters ->> 'compensateAs',
+                                                      p_execution_id, v_c.node_id);
+            UPDATE dw.compensations c
+               SET status = 'Waiting', attempts = v_c.attempts + 1, started_at = COALESCE(c.started_at, now()),
+                   next_attempt_at = NULL
+             WHERE c.execution_id = p_execution_id AND c.position = v_c.position;
+            INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
+            VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_attempt_started',
+                    jsonb_build_object('attempt', v_c.attempts + 1, 'actionType', v_c.action_type,
+                                       'childExecutionId', v_c.child_execution_id, 'worker', p_worker));
+            IF v_child <> 'started' THEN
+                -- Nothing to undo, or undone before: ended now, and on to the next step.
+                PERFORM dw.end_child_step_v1(p_execution_id, v_c.position, v_c.child_execution_id, v_child);
+            END IF;
+            CONTINUE;
+        END IF;
         IF v_c.status = 'Running' AND v_c.claimed_until > now() THEN
             RETURN QUERY SELECT 'held'::text, v_c.node_id, v_c.action_type, v_c.attempts,
                                 v_c.attempts - v_c.attempt_base, v_c.claimed_until;
@@ -121,7 +317,7 @@ BEGIN
                                                   'message', format('its attempts were interrupted %s times (their '
                                                                     'worker lost or stopped each time)',
                                                                     v_c.interruptions + 1))
-                 WHERE c.execution_id = p_execution_id AND c.node_id = v_c.node_id;
+                 WHERE c.execution_id = p_execution_id AND c.position = v_c.position;
                 INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
                 VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_failed',
                         jsonb_build_object('attempts', v_c.attempts, 'code', 'too_many_interruptions'));
@@ -142,7 +338,7 @@ BEGIN
                -- Its attempt's timeout, and a minute for the worker to render and record it.
                claimed_until = now() + make_interval(secs => v_c.timeout_seconds + 60),
                started_at = COALESCE(c.started_at, now())
-         WHERE c.execution_id = p_execution_id AND c.node_id = v_c.node_id;
+         WHERE c.execution_id = p_execution_id AND c.position = v_c.position;
         INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
         VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_attempt_started',
                 jsonb_build_object('attempt', v_c.attempts + 1, 'actionType', v_c.action_type, 'worker', p_worker));
@@ -151,40 +347,64 @@ BEGIN
         RETURN;
     END LOOP;
 
-    -- Every step has ended: the run's compensation ends (once: a second worker finds it ended).
+    PERFORM dw.end_compensation_v1(p_execution_id);
+    RETURN QUERY SELECT 'done'::text, NULL::text, NULL::text, NULL::integer, NULL::integer, NULL::timestamptz;
+END;
+$$;
+
+-- Every step of a run's compensation has ended: the compensation ends (once: a second worker finds it
+-- ended). A child's, whose parent's step waits for it, records that step and queues the parent's
+-- job; otherwise, when a step failed, it files a compensation_failed letter (a child whose parent
+-- waited files none: the parent's letter names it, and its redrive runs the child's failed steps).
+CREATE OR REPLACE FUNCTION dw.end_compensation_v1(p_execution_id uuid)
+    RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_failed integer;
+    v_succeeded integer;
+    v_status text;
+    v_parent dw.compensations;
+BEGIN
     SELECT count(*) FILTER (WHERE c.status = 'Failed'), count(*) FILTER (WHERE c.status = 'Succeeded')
       INTO v_failed, v_succeeded
       FROM dw.compensations c WHERE c.execution_id = p_execution_id;
     v_status := CASE WHEN v_failed > 0 THEN 'CompensationFailed' ELSE 'Compensated' END;
     UPDATE dw.executions e SET compensation_status = v_status
      WHERE e.id = p_execution_id AND e.compensation_status = 'Compensating';
-    IF FOUND THEN
-        INSERT INTO dw.execution_events (execution_id, type, details)
-        VALUES (p_execution_id, 'compensation_ended',
-                jsonb_build_object('status', v_status, 'succeeded', v_succeeded, 'failed', v_failed));
-        IF v_failed > 0 THEN
-            -- Someone has to undo what the failed steps' nodes did, or redrive this letter to run
-            -- those steps again (dw.redrive_compensation_v1); it keeps the run from retention.
-            INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
-            SELECT 'compensation_failed', e.id,
-                   jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
-                                      'runStatus', e.status,
-                                      'failedSteps', (SELECT jsonb_agg(c.node_id ORDER BY c.position)
-                                                        FROM dw.compensations c
-                                                       WHERE c.execution_id = e.id AND c.status = 'Failed')),
-                   jsonb_build_object(
-                       'code', 'compensation_failed',
-                       'message', format('%s of %s compensation steps failed: %s', v_failed, v_failed + v_succeeded,
-                                         (SELECT string_agg(format('%s (%s: %s)', c.node_id, c.error ->> 'code',
-                                                                   c.error ->> 'message'), '; ' ORDER BY c.position)
-                                            FROM dw.compensations c
-                                           WHERE c.execution_id = e.id AND c.status = 'Failed'))),
-                   (SELECT sum(c.attempts - c.attempt_base)::integer FROM dw.compensations c
-                     WHERE c.execution_id = e.id AND c.status = 'Failed')
-              FROM dw.executions e WHERE e.id = p_execution_id;
-        END IF;
+    IF NOT FOUND THEN
+        RETURN;
     END IF;
-    RETURN QUERY SELECT 'done'::text, NULL::text, NULL::text, NULL::integer, NULL::integer, NULL::timestamptz;
+    INSERT INTO dw.execution_events (execution_id, type, details)
+    VALUES (p_execution_id, 'compensation_ended',
+            jsonb_build_object('status', v_status, 'succeeded', v_succeeded, 'failed', v_failed));
+    SELECT * INTO v_parent FROM dw.compensations c
+     WHERE c.child_execution_id = p_execution_id AND c.status = 'Waiting'
+       FOR UPDATE;
+    IF FOUND THEN
+        PERFORM dw.end_child_step_v1(v_parent.execution_id, v_parent.position, p_execution_id, v_status);
+        PERFORM dw.defer_compensation_job_v1(v_parent.execution_id, NULL);
+        RETURN;
+    END IF;
+    IF v_failed > 0 THEN
+        -- Someone has to undo what the failed steps' nodes did, or redrive this letter to run
+        -- those steps again (dw.redrive_compensation_v1); it keeps the run from retention.
+        INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
+        SELECT 'compensation_failed', e.id,
+               jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
+                                  'runStatus', e.status,
+                                  'failedSteps', (SELECT jsonb_agg(c.node_id ORDER BY c.position)
+                                                    FROM dw.compensations c
+                                                   WHERE c.execution_id = e.id AND c.status = 'Failed')),
+               jsonb_build_object(
+                   'code', 'compensation_failed',
+                   'message', format('%s of %s compensation steps failed: %s', v_failed, v_failed + v_succeeded,
+                                     (SELECT string_agg(format('%s (%s: %s)', c.node_id, c.error ->> 'code',
+                                                               c.error ->> 'message'), '; ' ORDER BY c.position)
+                                        FROM dw.compensations c
+                                       WHERE c.execution_id = e.id AND c.status = 'Failed'))),
+               (SELECT sum(c.attempts - c.attempt_base)::integer FROM dw.compensations c
+                 WHERE c.execution_id = e.id AND c.status = 'Failed')
+          FROM dw.executions e WHERE e.id = p_execution_id;
+    END IF;
 END;
 $$;
 
@@ -209,7 +429,7 @@ BEGIN
            ended_at = CASE WHEN p_outcome <> 'Retry' THEN now() END,
            claimed_by = NULL, claimed_until = NULL
      WHERE c.execution_id = p_execution_id AND c.node_id = p_node_id AND c.attempts = p_attempt
-       AND c.status = 'Running'
+       AND c.status = 'Running' AND c.child_execution_id IS NULL
     RETURNING c.tenant_id INTO v_tenant;
     IF NOT FOUND THEN
         RETURN false;

@@ -19,7 +19,7 @@ SELECT dw.defer_compensation_job_v1(%(id)s, %(at)s) AS job_id;
 -- name: list_compensations
 -- A run's compensation steps, in the order they run.
 SELECT node_id, position, action_type, status, attempts, max_attempts, parameters, outputs, error,
-       next_attempt_at, created_at, started_at, ended_at
+       next_attempt_at, child_execution_id, created_at, started_at, ended_at
   FROM dw.compensations
  WHERE execution_id = %(id)s
  ORDER BY position;

@@ -1145,8 +1145,10 @@ def _print_compensation(compensation: Any) -> None:
     for step in compensation["steps"]:
         error = step.get("error") or {}
         why = f" {error.get('code')}: {error.get('message')}" if error else ""
+        child = f" child={step['childExecutionId']}" if step.get("childExecutionId") else ""
         print(
-            f"    {step['position']}. undo {step['nodeId']:<17} {step['status']:<10} attempts={step['attempts']}{why}"
+            f"    {step['position']}. undo {step['nodeId']:<17} {step['status']:<10} "
+            f"attempts={step['attempts']}{child}{why}"
         )
 
 

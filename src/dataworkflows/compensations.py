@@ -65,11 +65,14 @@ class CompensationRunner:
 
     async def run(self, execution_id: UUID) -> str:
         """Runs the run's steps until none is left (done), another worker holds one (held: a job is
-        queued for when its claim runs out), or the next waits past the park threshold or the worker
-        stops (later: a job is queued for it)."""
+        queued for when its claim runs out), the next is a child's compensation under way (waiting),
+        or the next waits past the park threshold or the worker stops (later: a job is queued for
+        it)."""
         while True:
             claim = await self.data.claim(execution_id, self.worker_id)
-            if claim.outcome == "done":
+            if claim.outcome in ("done", "waiting"):
+                # waiting: the next step is a child run's compensation, under way; its end queues
+                # this run's job again.
                 return claim.outcome
             if claim.outcome == "held":
                 # Another worker holds the step. Should that worker be gone, the step is claimed

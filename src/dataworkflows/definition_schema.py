@@ -165,7 +165,8 @@ def _orchestration() -> Schema:
             },
             "compensateOn": {
                 **_nullable({"type": "array", "items": {"enum": list(COMPENSATE_ON)}, "uniqueItems": True}),
-                "description": "The ends of a run after which its nodes' compensations run (default: all three)",
+                "description": "The ends of a run after which its nodes' compensations, and its succeeded children's, "
+                "run (default: all three)",
             },
         },
         "additionalProperties": False,

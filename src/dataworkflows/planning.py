@@ -86,9 +86,10 @@ class Plan(msgspec.Struct, frozen=True, rename="camel"):
     # dw.start_run_v1). Plans compiled before it existed have none: 0.
     priority: int | None = None
     # The ends of a run (Failed, TimedOut, Cancelled) after which its Succeeded nodes' compensations
-    # run, last to succeed first (dw.publish_workflow_v1 stores it beside the plan, for the run's
-    # end to read: workflow_plans.compensate_on). None when no node has one:
-    # the run's end then looks no further.
+    # run, last to succeed first, and its succeeded children's compensations
+    # (dw.publish_workflow_v1 stores it beside the plan, for the run's end to read:
+    # workflow_plans.compensate_on). None when no node has one and the definition names none: the
+    # run's end then looks only for succeeded children.
     compensate_on: tuple[str, ...] | None = None
 
 
@@ -161,11 +162,16 @@ def compile_plan(definition: WorkflowDefinition, version: int) -> Plan:
 
 
 def _compensate_on(definition: WorkflowDefinition) -> tuple[str, ...] | None:
-    """The ends of a run that compensate: None when no node has a compensation."""
+    """The ends of a run that compensate: None when no node has a compensation and the definition
+    names none (its run's end then undoes its succeeded children, if any, on all three ends: their
+    own plans say what they undo). A compensateOn named without a compensation of its own governs
+    the children (`[]`: they are not undone either)."""
+    chosen = definition.orchestration.compensate_on
+    if chosen is not None:
+        return chosen
     if all(node.compensation is None for node in definition.nodes):
         return None
-    chosen = definition.orchestration.compensate_on
-    return chosen if chosen is not None else COMPENSATE_ON
+    return COMPENSATE_ON
 
 
 def _compensation(

@@ -156,3 +156,68 @@ def test_a_step_whose_worker_was_killed_is_taken_over(stack: Stack, cli: Cli, tm
         events = client.get(f"/api/v1/executions/{run}/events").json()
     interrupted = [e for e in events if e["type"] == "compensation_attempt_interrupted"]
     assert [(e["nodeId"], e["details"]["attempt"]) for e in interrupted] == [("charge", 1)]
+
+
+def test_a_failed_parent_undoes_its_succeeded_child_through_a_worker(stack: Stack, cli: Cli, tmp_path: Path) -> None:
+    """A parent that failed after its child succeeded: the worker runs the child's compensation as the
+    parent's first step, then the parent's own; the API, `status` and the view show the child's step."""
+    child = saga(
+        "hotel-child", {"actionType": "core.echo", "parameters": {"message": "refund {{ nodes.charge.echo }}"}}
+    )
+    # The child succeeds: its last node does not fail.
+    child["nodes"][2]["parameters"] = {"message": "shipped"}
+    parent = {
+        "id": "trip-with-child",
+        "displayName": "A trip with a hotel child",
+        "startNode": "hold",
+        "nodes": [
+            {
+                "id": "hold",
+                "actionType": "core.echo",
+                "parameters": {"message": "H"},
+                "compensation": {"actionType": "core.echo", "parameters": {"message": "unhold"}},
+                "edges": [{"targetNode": "book"}],
+            },
+            {
+                "id": "book",
+                "nodeType": "subworkflow",
+                "parameters": {"workflowId": "hotel-child", "input": {"trip": 7}},
+                "edges": [{"targetNode": "pay"}],
+            },
+            {"id": "pay", "actionType": "core.echo", "parameters": {"simulateFailure": "permanent"}},
+        ],
+    }
+    for raw in (child, parent):
+        path = tmp_path / f"{raw['id']}.json"
+        path.write_text(json.dumps(raw))
+        applied = cli("workflows", "apply", str(path), "--publish")
+        assert applied.returncode == 0, applied.stderr
+    run = started(cli("run", "trip-with-child"))
+    stack.start_worker()
+    assert stack.wait_for(run, {"Succeeded", "Failed", "Cancelled", "TimedOut"})["status"] == "Failed"
+    body = compensated(stack, run)
+    assert body["compensation"]["status"] == "Compensated"
+    (kid,) = [c["id"] for c in body["children"]]
+    steps = body["compensation"]["steps"]
+    assert [(s["nodeId"], s["actionType"], s["status"], s["childExecutionId"]) for s in steps] == [
+        ("book", "subworkflow", "Succeeded", kid),
+        ("hold", "core.echo", "Succeeded", None),
+    ]
+    assert steps[0]["parameters"] == {"compensateAs": "Failed"}
+    kid_body = compensated(stack, kid)
+    assert kid_body["status"] == "Succeeded"
+    assert [(s["nodeId"], s["outputs"]) for s in kid_body["compensation"]["steps"]] == [
+        ("charge", {"echo": "refund C-7"}),
+        ("reserve", {"echo": "release R-7"}),
+    ]
+    assert steps[0]["endTime"] <= steps[1]["startTime"]
+    status = cli("status", run)
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"1\. undo book\s+Succeeded\s+attempts=1 child={kid}", status.stdout), status.stdout
+    with psycopg.connect(stack.dsn) as conn:
+        conn.execute("SET dw.tenant_id = 'default'")
+        rows = conn.execute(
+            "SELECT node_id, child_execution_id::text FROM dw.v_compensations WHERE execution_id = %s ORDER BY position",
+            (run,),
+        ).fetchall()
+    assert rows == [("book", kid), ("hold", None)]

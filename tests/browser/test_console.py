@@ -845,11 +845,32 @@ def test_a_runs_compensation_is_shown_step_by_step(page: Any, console: Console) 
                 "actionType": "core.echo",
                 "parameters": {"message": "B-1"},
                 "compensation": {"actionType": "core.echo", "parameters": {"message": "cancel {{ nodes.book.echo }}"}},
+                "edges": [{"targetNode": "call"}],
+            },
+            # A child that succeeds: undone by its own compensation, as the parent's first step.
+            {
+                "id": "call",
+                "nodeType": "subworkflow",
+                "parameters": {"workflowId": "undone-child"},
                 "edges": [{"targetNode": "pay"}],
             },
             {"id": "pay", "actionType": "core.echo", "parameters": {"simulateFailure": "permanent"}},
         ],
     }
+    child = {
+        "id": "undone-child",
+        "displayName": "Undone child",
+        "startNode": "hold",
+        "nodes": [
+            {
+                "id": "hold",
+                "actionType": "core.echo",
+                "parameters": {"message": "H"},
+                "compensation": {"actionType": "core.echo", "parameters": {"message": "unhold"}},
+            }
+        ],
+    }
+    console.create(child)
     console.create(saga)
     execution_id = console.execute("undone")
     assert console.wait_for(execution_id, {"Succeeded", "Failed"})["status"] == "Failed"
@@ -862,9 +883,14 @@ def test_a_runs_compensation_is_shown_step_by_step(page: Any, console: Console) 
     page.goto(f"/ui#/executions/{execution_id}")
     section = page.locator("section#compensation")
     expect(section.get_by_role("heading")).to_contain_text("Compensation Compensated", timeout=WAIT_MS)
-    expect(section.locator("tbody tr")).to_have_count(1)
-    expect(section.locator("tbody tr")).to_contain_text("book")
-    expect(section.locator("tbody tr td").nth(4)).to_have_text("1")
+    rows = section.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    (kid,) = [c["id"] for c in console.http.get(f"/api/v1/executions/{execution_id}").json()["children"]]
+    expect(rows.nth(0)).to_contain_text("call")
+    # The child's step links to the child, whose page shows its own compensation.
+    expect(rows.nth(0).locator(f'a[href="#/executions/{kid}"]')).to_have_count(1)
+    expect(rows.nth(1)).to_contain_text("book")
+    expect(rows.nth(1).locator("td").nth(4)).to_have_text("1")
 
 
 def test_an_event_trigger_is_listed_with_its_type_and_its_runs(page: Any, console: Console) -> None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class Claim(msgspec.Struct, frozen=True):
-    """dw.claim_compensation_v1's answer: claimed, later, held or done."""
+    """dw.claim_compensation_v1's answer: claimed, later, held, waiting or done."""
 
     outcome: str
     node_id: str | None
@@ -53,6 +53,8 @@ class CompensationStep(msgspec.Struct, frozen=True):
     outputs: Any
     error: Any
     next_attempt_at: datetime | None
+    # The child run whose compensation the step is (None: the node's own compensating action).
+    child_execution_id: UUID | None
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None

@@ -89,7 +89,12 @@ function compensation(e) {
           {},
           h("td", {}, String(s.position)),
           h("td", { class: "mono" }, s.nodeId),
-          h("td", { class: "mono" }, s.actionType),
+          // A child run's step: the child, whose own compensation this step is.
+          h(
+            "td",
+            { class: "mono" },
+            s.childExecutionId ? ["child ", execLink(s.childExecutionId)] : s.actionType,
+          ),
           h("td", {}, badge(s.status)),
           // Its attempts in all: after a redrive or an interruption they may pass maxAttempts, which
           // counts the tries of its retry policy.

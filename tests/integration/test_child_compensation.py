@@ -1,0 +1,273 @@
+"""A run's compensation undoes its succeeded children (README "Compensation", "Children"): a child
+run that Succeeded (a subworkflow node's, a forEach item's) is a step of its parent's compensation,
+in the order of its end; the step starts the child's own compensation and waits for it, and the
+child's end of it records the step and queues the parent's job again. In-process: `_drain` plays
+the workers (runs, cancels, compensations)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.conftest import publish, start
+from tests.integration.test_compensation import FAST, _drain, _open_letters, runner, undo
+from tests.integration.test_foreach import child_items
+from tests.integration.test_runtime import echo, events, make_runtime, to, wf
+from tests.integration.test_subworkflows import children, sql, sub
+
+
+async def compensation(db: Database, execution_id: UUID | str) -> str | None:
+    rows = await sql(db, "SELECT compensation_status FROM dw.executions WHERE id = %s", execution_id)
+    return rows[0][0]
+
+
+async def steps(db: Database, execution_id: UUID | str) -> list[tuple[str, str, str | None]]:
+    """(node, status, child id or None) of each step, in order."""
+    return [
+        (s.node_id, s.status, None if s.child_execution_id is None else str(s.child_execution_id))
+        for s in await db.compensations.steps(UUID(str(execution_id)))
+    ]
+
+
+async def publish_hotel(
+    db: Database,
+    conditions: ConditionPool,
+    workflow_id: str = "hotel",
+    message: str = "release {{ nodes['book-hotel'].echo }} of {{ trigger.who }}",
+    **extra: Any,
+) -> None:
+    """A child that books and succeeds; its booking's compensation releases it."""
+    raw = wf(workflow_id, undo(echo("book-hotel"), message))
+    raw.setdefault("orchestration", {}).update(extra)
+    await publish(db, raw, conditions)
+
+
+async def test_a_failed_parent_undoes_its_succeeded_child_in_order_of_ends(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions)
+    await publish(
+        db,
+        wf(
+            "trip",
+            undo(echo("flight", to("stay")), "cancel flight"),
+            sub("stay", "hotel", to("pay"), input={"who": "ada"}),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "trip")
+    await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Failed"
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    # The child ended after the flight was booked: it is undone first, by its own compensation.
+    assert await steps(db, parent) == [("stay", "Succeeded", str(kid)), ("flight", "Succeeded", None)]
+    assert await compensation(db, parent) == "Compensated"
+    # The child keeps its end (it did succeed); its compensation is its own, as its parent's end.
+    assert (await db.executions.get(kid)).status == "Succeeded"
+    assert await compensation(db, kid) == "Compensated"
+    (hotel,) = await db.compensations.steps(kid)
+    assert (hotel.node_id, hotel.status, hotel.outputs) == (
+        "book-hotel",
+        "Succeeded",
+        {"echo": "release book-hotel of ada"},
+    )
+    started = await sql(
+        db,
+        "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_started'",
+        kid,
+    )
+    assert started[0][0]["parentExecutionId"] == str(parent) and started[0][0]["parentStatus"] == "Failed"
+    child_step = (await db.compensations.steps(parent))[0]
+    assert child_step.action_type == "subworkflow"
+    assert child_step.outputs == {"childExecutionId": str(kid), "compensation": "Compensated"}
+    # The child was undone before the flight: the parent's next step waited for the child's end.
+    hotel_end = hotel.ended_at
+    flight = (await db.compensations.steps(parent))[1]
+    assert flight.started_at is not None and hotel_end <= flight.started_at
+    kinds = await events(db, parent)
+    assert kinds.count("compensation_attempt_started") == 2 and kinds[-1] == "compensation_ended"
+    # No letter: nothing failed.
+    assert await _open_letters(db, parent, "compensation_failed") == []
+
+
+async def test_the_parent_job_waits_for_the_child_and_the_childs_end_wakes_it(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Step by step: the parent's job starts the child's compensation and ends (waiting), recovery
+    does not queue it again while the child's is under way, and the child's end queues it."""
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-2")
+    await publish(
+        db,
+        wf("trip-2", sub("stay", "hotel-2", to("pay"), input={"who": "bo"}), echo("pay", simulateFailure="permanent")),
+        conditions,
+    )
+    parent = await start(db, "trip-2")
+    from tests.integration.test_subworkflows import drain
+
+    await drain(db, runtime)  # runs, not compensations
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    assert await steps(db, parent) == [("stay", "Pending", str(kid))]
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    assert await runner(db, runtime).run(parent) == "waiting"
+    assert await steps(db, parent) == [("stay", "Waiting", str(kid))]
+    assert await compensation(db, kid) == "Compensating"
+    jobs = await sql(db, "SELECT args ->> 'run_id' FROM procrastinate_jobs WHERE task_name = 'dw.compensate'")
+    assert jobs == [(str(kid),)]
+    # A second delivery of the parent's job finds the step waiting, and changes nothing.
+    assert await runner(db, runtime).run(parent) == "waiting"
+    # Recovery passes over a parent that waits for a child's compensation under way (it would queue
+    # a job each pass), though the parent's own job is gone.
+    await sql(
+        db,
+        "UPDATE dw.executions SET ended_at = now() - interval '1 hour' WHERE id IN (%s, %s) RETURNING id",
+        parent,
+        kid,
+    )
+    recovered = await db.operations.recover(max_recoveries=3, stalled_worker_seconds=1, queue="executions")
+    assert [r for r in recovered if str(r.execution_id) == str(parent)] == []
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    assert await runner(db, runtime).run(kid) == "done"
+    assert await steps(db, parent) == [("stay", "Succeeded", str(kid))]
+    jobs = await sql(db, "SELECT args ->> 'run_id' FROM procrastinate_jobs WHERE task_name = 'dw.compensate'")
+    assert jobs == [(str(parent),)]
+    assert await runner(db, runtime).run(parent) == "done"
+    assert await compensation(db, parent) == "Compensated"
+
+
+async def test_every_succeeded_item_of_a_for_each_is_undone_last_first(db: Database, conditions: ConditionPool) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-3", "release {{ trigger.value }}")
+    await publish(
+        db,
+        wf(
+            "tour",
+            child_items("stays", ["a", "b", "c"], "hotel-3", to("pay"), concurrency=1),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "tour")
+    await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Failed"
+    kids = await sql(
+        db, "SELECT id FROM dw.executions WHERE parent_execution_id = %s ORDER BY ended_at DESC, id DESC", parent
+    )
+    assert len(kids) == 3
+    assert await steps(db, parent) == [("stays", "Succeeded", str(k)) for (k,) in kids]
+    for (k,) in kids:
+        assert await compensation(db, k) == "Compensated"
+    released = [(await db.compensations.steps(k))[0].outputs["echo"] for (k,) in kids]
+    assert released == ["release c", "release b", "release a"]
+    assert await compensation(db, parent) == "Compensated"
+
+
+async def test_a_childs_failed_compensation_fails_the_parents_step_and_its_letter_redrives_the_child(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    # The child's compensation fails its first attempt (its only one), and succeeds at its second.
+    raw = wf("hotel-4", undo(echo("book-hotel"), "release", simulateFailure="transient", failUntilAttempt=2))
+    raw["nodes"][0]["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    await publish(db, raw, conditions)
+    await publish(
+        db, wf("trip-4", sub("stay", "hotel-4", to("pay")), echo("pay", simulateFailure="permanent")), conditions
+    )
+    parent = await start(db, "trip-4")
+    await _drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    assert await compensation(db, kid) == "CompensationFailed"
+    assert await compensation(db, parent) == "CompensationFailed"
+    (step,) = await db.compensations.steps(parent)
+    assert step.parameters == {"compensateAs": "Failed"}
+    assert (step.status, step.error["code"], step.error["childExecutionId"]) == (
+        "Failed",
+        "child_compensation_failed",
+        str(kid),
+    )
+    assert "book-hotel (simulated_transient_failure" in step.error["message"]
+    # One letter, the parent's: it names the child's failure; the child files none while its parent
+    # waits for it (the parent's letter's redrive reaches it).
+    (letter,) = await _open_letters(db, parent, "compensation_failed")
+    assert await _open_letters(db, kid, "compensation_failed") == []
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    await _drain(db, runtime)
+    assert await compensation(db, kid) == "Compensated"
+    assert await compensation(db, parent) == "Compensated"
+    (hotel,) = await db.compensations.steps(kid)
+    assert (hotel.status, hotel.attempts) == ("Succeeded", 2)
+    assert await steps(db, parent) == [("stay", "Succeeded", str(kid))]
+    redriven = await sql(
+        db, "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_redriven'", kid
+    )
+    assert redriven[0][0]["parentExecutionId"] == str(parent)
+
+
+@pytest.mark.parametrize(
+    ("child_on", "undone"),
+    [(None, True), (["Failed"], True), (["Cancelled"], False), ([], False)],
+)
+async def test_the_childs_compensate_on_says_whether_its_parents_end_undoes_it(
+    db: Database, conditions: ConditionPool, child_on: list[str] | None, undone: bool
+) -> None:
+    """As if the child had ended as its parent did: a parent that Failed undoes a child that
+    compensates on Failed (all three by default), not one that names other ends, or none."""
+    runtime = make_runtime(db, conditions)
+    extra = {} if child_on is None else {"compensateOn": child_on}
+    await publish_hotel(db, conditions, "hotel-5", **extra)
+    # The parent has no compensation of its own: its end still looks for succeeded children.
+    await publish(
+        db,
+        wf("trip-5", sub("stay", "hotel-5", to("pay"), input={"who": "di"}), echo("pay", simulateFailure="permanent")),
+        conditions,
+    )
+    parent = await start(db, "trip-5")
+    await _drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    if undone:
+        assert await steps(db, parent) == [("stay", "Succeeded", str(kid))]
+        assert await compensation(db, kid) == "Compensated"
+    else:
+        assert await steps(db, parent) == []
+        assert await compensation(db, parent) is None and await compensation(db, kid) is None
+
+
+async def test_a_parent_that_compensates_on_nothing_leaves_its_children(
+    db: Database, conditions: ConditionPool
+) -> None:
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-6")
+    raw = wf("trip-6", sub("stay", "hotel-6", to("pay")), echo("pay", simulateFailure="permanent"))
+    raw["orchestration"] = {"compensateOn": []}
+    await publish(db, raw, conditions)
+    parent = await start(db, "trip-6")
+    await _drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    assert await compensation(db, parent) is None and await compensation(db, kid) is None
+
+
+async def test_a_grandchild_is_undone_through_a_child_without_compensations(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A child whose plan has no compensation of its own is a step when it has succeeded children:
+    its compensation is its children's."""
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-7")
+    await publish(db, wf("middle-7", sub("inner", "hotel-7", input={"who": "cy"})), conditions)
+    await publish(
+        db, wf("trip-7", sub("outer", "middle-7", to("pay")), echo("pay", simulateFailure="permanent")), conditions
+    )
+    parent = await start(db, "trip-7")
+    await _drain(db, runtime)
+    ((middle,),) = [[c["id"] for c in await children(db, parent)]]
+    ((grandchild,),) = [[c["id"] for c in await children(db, middle)]]
+    assert await steps(db, parent) == [("outer", "Succeeded", str(middle))]
+    assert await steps(db, middle) == [("inner", "Succeeded", str(grandchild))]
+    assert await compensation(db, grandchild) == "Compensated"
+    assert await compensation(db, parent) == "Compensated"
