@@ -2095,11 +2095,14 @@ BEGIN
        SET closed_at = now(), closed_by = p_principal, close_reason = 'acknowledged', close_note = p_note
      WHERE d.id = p_id
     RETURNING * INTO v_d;
-    IF v_d.kind <> 'job_failed' AND v_d.execution_id IS NOT NULL THEN
+    IF v_d.kind NOT IN ('job_failed', 'compensation_failed') AND v_d.execution_id IS NOT NULL THEN
         -- The letters of the children (and theirs) whose end this run took: refused every redrive
         -- (naming this letter), they stayed open for good once it was acknowledged instead of
         -- redriven, and retention kept the tree. Closed as a redrive of this letter closes them. Not
         -- in a detached child's tree: its letter, still open, is the one to redrive or acknowledge.
+        -- Not by a compensation_failed letter: its acknowledgement says an undo was done by hand,
+        -- and the run's own letter, which supersedes its children's, stays open (they were closed
+        -- as superseded by a letter that was not theirs).
         WITH RECURSIVE tree AS (
             SELECT c.* FROM dw.executions c
              WHERE c.parent_execution_id = v_d.execution_id AND NOT dw.is_detached_child_v1(c.id)

@@ -564,3 +564,35 @@ async def test_a_childs_redrive_refusal_does_not_point_at_a_compensated_parents_
         await db.operations.redrive(await open_letter(db, kid["id"]), principal="ops", queue="executions")
     said = str(refused.value)
     assert f"dead letter {compensation_letter}" not in said and "compensation ran" in said, said
+
+
+async def test_acknowledging_a_parents_compensation_letter_leaves_its_childrens_letters(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Planning's note: acknowledging a parent's compensation_failed letter closed the node_failed
+    letters of the children whose end the parent took, as superseded, while the parent's own
+    node_failed letter, the one that supersedes them, stayed open (its redrive, refused for them,
+    would name it). That acknowledgement says the undo was done by hand, nothing about the node."""
+    from tests.integration.test_subworkflows import children, open_letter, sub
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks-2", echo("boom", simulateFailure="permanent")), conditions)
+    parent = wf(
+        "books-then-calls-2",
+        undo(echo("book", to("call")), "unbook", simulateFailure="permanent"),
+        sub("call", "breaks-2"),
+    )
+    parent["nodes"][0]["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    await publish(db, parent, conditions)
+    root = await start(db, "books-then-calls-2")
+    await _drain(db, runtime)
+    (kid,) = await children(db, root)
+    child_letter = await open_letter(db, kid["id"])
+    (compensation_letter,) = await _open_letters(db, root, "compensation_failed")
+    (node_letter,) = await _open_letters(db, root, "node_failed")
+    await db.operations.acknowledge(compensation_letter.id, principal="ops", note="unbooked by hand")
+    assert [d.id for d in await _open_letters(db, root, "node_failed")] == [node_letter.id]
+    assert [d.id for d in await _open_letters(db, kid["id"], "node_failed")] == [child_letter]
+    # The parent's node letter still closes them, as before.
+    await db.operations.acknowledge(node_letter.id, principal="ops", note="not needed")
+    assert await _open_letters(db, kid["id"], "node_failed") == []
