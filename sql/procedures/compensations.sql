@@ -48,12 +48,18 @@ BEGIN
           JOIN dw.workflow_plans kp ON kp.tenant_id = k.tenant_id AND kp.workflow_id = k.workflow_id
                                    AND kp.version = k.workflow_version
           LEFT JOIN dw.node_states n ON n.execution_id = p_execution_id AND n.node_id = k.parent_node_id
-         WHERE k.parent_execution_id = p_execution_id AND k.status = 'Succeeded'
-           AND k.compensation_status IS NULL
-           AND (p_status = ANY (kp.compensate_on)
-                OR (kp.compensate_on IS NULL
-                    AND EXISTS (SELECT 1 FROM dw.executions g
-                                 WHERE g.parent_execution_id = k.id AND g.status = 'Succeeded')))
+         WHERE k.parent_execution_id = p_execution_id
+           AND ((k.status = 'Succeeded' AND k.compensation_status IS NULL
+                 AND (p_status = ANY (kp.compensate_on)
+                      OR (kp.compensate_on IS NULL
+                          AND EXISTS (SELECT 1 FROM dw.executions g
+                                       WHERE g.parent_execution_id = k.id AND g.status = 'Succeeded'))))
+                -- A child the run's end cancels (dw.cancel_children: those it waited for; every one
+                -- when it was cancelled) compensates itself as it ends: its step waits for that, so
+                -- that what it did is undone before what its parent did before it (its end, not
+                -- yet come, sorts it first). A detached child outlives a parent that failed.
+                OR (k.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+                    AND (p_status = 'Cancelled' OR NOT dw.is_detached_child_v1(k.id))))
     )
     INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,
                                   timeout_seconds, child_execution_id, parameters)
@@ -243,6 +249,63 @@ BEGIN
 END;
 $$;
 
+-- A child's step, locked by dw.claim_compensation_v1: true when it has ended (the claim goes on to
+-- the next step), false when it waits (Waiting: for the child's end, which queues the parent's job
+-- (dw.child_ended_v1), or for its compensation's, which records the step (dw.end_compensation_v1)).
+-- The child's state is read, not locked: its end, or its compensation's, queues the parent's job
+-- once committed, and that job reads it again.
+CREATE OR REPLACE FUNCTION dw.take_child_step_v1(p_c dw.compensations, p_worker text)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_compensation text;
+    v_started text;
+BEGIN
+    SELECT e.status, e.compensation_status INTO v_status, v_compensation
+      FROM dw.executions e WHERE e.id = p_c.child_execution_id;
+    IF (v_status = 'Succeeded' AND v_compensation IS NULL)
+       -- The parent's compensation_failed letter was redriven: the child's failed steps again.
+       OR (v_compensation = 'CompensationFailed' AND p_c.status = 'Pending' AND p_c.attempts > 0) THEN
+        v_started := dw.start_child_compensation_v1(p_c.child_execution_id, p_c.parameters ->> 'compensateAs',
+                                                    p_c.execution_id, p_c.node_id);
+    ELSIF v_status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') OR v_compensation = 'Compensating' THEN
+        v_started := 'started';
+    ELSE
+        -- Ended, and its compensation too, or it had nothing to undo.
+        IF p_c.status = 'Pending' THEN
+            PERFORM dw.wait_child_step_v1(p_c, p_worker);
+        END IF;
+        PERFORM dw.end_child_step_v1(p_c.execution_id, p_c.position, p_c.child_execution_id,
+                                     COALESCE(v_compensation, 'nothing'));
+        RETURN true;
+    END IF;
+    IF p_c.status = 'Pending' OR v_started <> 'started' THEN
+        PERFORM dw.wait_child_step_v1(p_c, p_worker);
+    END IF;
+    IF v_started <> 'started' THEN
+        -- Nothing to undo, or undone before: ended now.
+        PERFORM dw.end_child_step_v1(p_c.execution_id, p_c.position, p_c.child_execution_id, v_started);
+        RETURN true;
+    END IF;
+    RETURN false;
+END;
+$$;
+
+-- A child's step is taken: Waiting, an attempt more, and its event.
+CREATE OR REPLACE FUNCTION dw.wait_child_step_v1(p_c dw.compensations, p_worker text)
+    RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dw.compensations c
+       SET status = 'Waiting', attempts = p_c.attempts + 1, started_at = COALESCE(c.started_at, now()),
+           next_attempt_at = NULL
+     WHERE c.execution_id = p_c.execution_id AND c.position = p_c.position;
+    INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
+    VALUES (p_c.tenant_id, p_c.execution_id, p_c.node_id, 'compensation_attempt_started',
+            jsonb_build_object('attempt', p_c.attempts + 1, 'actionType', p_c.action_type,
+                               'childExecutionId', p_c.child_execution_id, 'worker', p_worker));
+END;
+$$;
+
 -- The next step of a run's compensation for a worker to attempt, in order. outcome:
 --   claimed: the step is the caller's (attempt `attempt`, until `due_at`); run it and record it;
 --   later:   the next step waits for its retry until `due_at`;
@@ -264,7 +327,6 @@ CREATE OR REPLACE FUNCTION dw.claim_compensation_v1(p_execution_id uuid, p_worke
     LANGUAGE plpgsql AS $$
 DECLARE
     v_c dw.compensations;
-    v_child text;
 BEGIN
     LOOP
         SELECT * INTO v_c FROM dw.compensations c
@@ -273,32 +335,10 @@ BEGIN
            FOR UPDATE;
         EXIT WHEN NOT FOUND;
         IF v_c.child_execution_id IS NOT NULL THEN
-            IF v_c.status = 'Waiting' THEN
-                SELECT e.compensation_status INTO v_child FROM dw.executions e WHERE e.id = v_c.child_execution_id;
-                IF v_child = 'Compensating' THEN
-                    RETURN QUERY SELECT 'waiting'::text, v_c.node_id, v_c.action_type, v_c.attempts,
-                                        v_c.attempts - v_c.attempt_base, NULL::timestamptz;
-                    RETURN;
-                END IF;
-                -- Its end came without recording the step (it records it when it ends): recorded now.
-                PERFORM dw.end_child_step_v1(p_execution_id, v_c.position, v_c.child_execution_id, v_child);
-                CONTINUE;
-            END IF;
-            v_child := dw.start_child_compensation_v1(v_c.child_execution_id, v_c.parameters ->> 'compensateAs',
-                                                      p_execution_id, v_c.node_id);
-            UPDATE dw.compensations c
-               SET status = 'Waiting', attempts = v_c.attempts + 1, started_at = COALESCE(c.started_at, now()),
-                   next_attempt_at = NULL
-             WHERE c.execution_id = p_execution_id AND c.position = v_c.position;
-            INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
-            VALUES (v_c.tenant_id, p_execution_id, v_c.node_id, 'compensation_attempt_started',
-                    jsonb_build_object('attempt', v_c.attempts + 1, 'actionType', v_c.action_type,
-                                       'childExecutionId', v_c.child_execution_id, 'worker', p_worker));
-            IF v_child <> 'started' THEN
-                -- Nothing to undo, or undone before: ended now, and on to the next step.
-                PERFORM dw.end_child_step_v1(p_execution_id, v_c.position, v_c.child_execution_id, v_child);
-            END IF;
-            CONTINUE;
+            CONTINUE WHEN dw.take_child_step_v1(v_c, p_worker);
+            RETURN QUERY SELECT 'waiting'::text, v_c.node_id, v_c.action_type, v_c.attempts,
+                                v_c.attempts - v_c.attempt_base, NULL::timestamptz;
+            RETURN;
         END IF;
         IF v_c.status = 'Running' AND v_c.claimed_until > now() THEN
             RETURN QUERY SELECT 'held'::text, v_c.node_id, v_c.action_type, v_c.attempts,

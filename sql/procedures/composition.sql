@@ -236,6 +236,12 @@ DECLARE
     v_child dw.executions;
     v_w dw.waits;
 BEGIN
+    -- The parent's compensation waits for this end (migration 0075: a child its end cancelled): its
+    -- job looks again once this commits (the child's own compensation, queued after this, included).
+    IF EXISTS (SELECT 1 FROM dw.compensations c
+                WHERE c.child_execution_id = p_child_id AND c.status IN ('Pending', 'Waiting')) THEN
+        PERFORM dw.defer_compensation_job_v1(p_parent_id, NULL);
+    END IF;
     IF EXISTS (SELECT 1 FROM dw.foreach_items i WHERE i.child_execution_id = p_child_id AND i.status = 'Running') THEN
         PERFORM dw.item_child_ended_v1(p_child_id, p_parent_id);
         RETURN;

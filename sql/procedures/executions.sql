@@ -1760,12 +1760,13 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                             WHERE j.task_name = 'dw.compensate' AND (j.args ->> 'run_id') = e.id::text
                               AND j.status IN ('todo', 'doing'))
-           -- Nor one whose step waits for a child's compensation under way (that one's end queues
+           -- Nor one whose step waits for a child's end or its compensation under way (those queue
            -- its job).
            AND NOT EXISTS (SELECT 1 FROM dw.compensations c
                              JOIN dw.executions k ON k.id = c.child_execution_id
                             WHERE c.execution_id = e.id AND c.status = 'Waiting'
-                              AND k.compensation_status = 'Compensating')
+                              AND (k.compensation_status = 'Compensating'
+                                   OR k.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')))
          ORDER BY e.ended_at
          LIMIT 100
          FOR NO KEY UPDATE OF e SKIP LOCKED

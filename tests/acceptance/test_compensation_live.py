@@ -217,7 +217,8 @@ def test_a_failed_parent_undoes_its_succeeded_child_through_a_worker(stack: Stac
     with psycopg.connect(stack.dsn) as conn:
         conn.execute("SET dw.tenant_id = 'default'")
         rows = conn.execute(
-            "SELECT node_id, child_execution_id::text FROM dw.v_compensations WHERE execution_id = %s ORDER BY position",
+            "SELECT node_id, child_execution_id::text FROM dw.v_compensations"
+            " WHERE execution_id = %s ORDER BY position",
             (run,),
         ).fetchall()
     assert rows == [("book", kid), ("hold", None)]

@@ -271,3 +271,62 @@ async def test_a_grandchild_is_undone_through_a_child_without_compensations(
     assert await steps(db, middle) == [("inner", "Succeeded", str(grandchild))]
     assert await compensation(db, grandchild) == "Compensated"
     assert await compensation(db, parent) == "Compensated"
+
+
+async def test_a_child_its_parents_end_cancels_is_undone_before_the_parent(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """Planning's note: a parent's compensation and those of the children its end cancelled ran at
+    the same time, the parent's earlier effects undone before (or while) the child's later ones.
+    The parent's step for such a child waits for the child's end and its own compensation."""
+    from tests.integration.test_subworkflows import drain
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("holds-8", undo(echo("hold", to("s")), "unhold"), signal("s", name="never")), conditions)
+    await publish(db, wf("trip-8", undo(echo("book", to("call")), "unbook"), sub("call", "holds-8")), conditions)
+    parent = await start(db, "trip-8")
+    await drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    assert (await db.executions.get(kid)).status == "Waiting"
+    assert (await db.control.cancel(parent, principal="ops", reason="enough")).outcome == "cancelled"
+    # The parent's end: a step for the child it cancels, first (its end is the last to come).
+    assert await steps(db, parent) == [("call", "Pending", str(kid)), ("book", "Pending", None)]
+    # Its job runs before the cancel cascade reached the child: the step waits.
+    assert await runner(db, runtime).run(parent) == "waiting"
+    assert await steps(db, parent) == [("call", "Waiting", str(kid)), ("book", "Pending", None)]
+    # While the child has not ended, recovery leaves the parent be (the child's end queues its job).
+    await sql(db, "UPDATE dw.executions SET ended_at = now() - interval '1 hour' WHERE id = %s RETURNING id", parent)
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    recovered = await db.operations.recover(max_recoveries=3, stalled_worker_seconds=1, queue="executions")
+    assert [r for r in recovered if str(r.execution_id) == str(parent)] == []
+    await _drain(db, runtime)
+    assert (await db.executions.get(kid)).status == "Cancelled"
+    assert await compensation(db, kid) == "Compensated"
+    assert await steps(db, parent) == [("call", "Succeeded", str(kid)), ("book", "Succeeded", None)]
+    assert await compensation(db, parent) == "Compensated"
+    (unhold,) = await db.compensations.steps(kid)
+    unbook = (await db.compensations.steps(parent))[1]
+    assert unhold.ended_at is not None and unbook.started_at is not None and unhold.ended_at <= unbook.started_at
+
+
+async def test_a_cancelled_child_with_nothing_to_undo_ends_its_parents_step(
+    db: Database, conditions: ConditionPool
+) -> None:
+    from tests.integration.test_subworkflows import drain
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("plain-9", signal("s", name="never")), conditions)
+    await publish(db, wf("trip-9", undo(echo("book", to("call")), "unbook"), sub("call", "plain-9")), conditions)
+    parent = await start(db, "trip-9")
+    await drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    await db.control.cancel(parent, principal="ops", reason="enough")
+    assert await runner(db, runtime).run(parent) == "waiting"
+    await _drain(db, runtime)
+    assert await compensation(db, kid) is None
+    assert await steps(db, parent) == [("call", "Succeeded", str(kid)), ("book", "Succeeded", None)]
+    (call, _) = await db.compensations.steps(parent)
+    assert call.outputs == {"childExecutionId": str(kid), "compensation": None}
+    assert await compensation(db, parent) == "Compensated"
