@@ -264,6 +264,38 @@ def _semantic_checks(
         _check_edge_targets(node, f"/nodes/{index}", index_of, problems)
     _check_graph(definition, index_of, problems)
     _check_orchestration(definition, problems)
+    _check_delays_within_timeout(definition, problems)
+
+
+def _check_delays_within_timeout(definition: WorkflowDefinition, problems: list[Problem]) -> None:
+    """A delay whose literal duration is not shorter than the definition's own workflowTimeout: every
+    run that reaches it would time out there (its deadline counts from its start). Not checked
+    against the server's default deadline, which a definition without one gets as a root run but not
+    as a child (its parent's), nor for a templated duration or an `until`."""
+    written = definition.orchestration.workflow_timeout
+    if written is None:
+        return
+    try:
+        limit = parse_duration(written)
+    except ValueError:
+        return  # reported as /orchestration/workflowTimeout
+    for index, node in enumerate(definition.nodes):
+        duration = node.parameters.get("duration") if node.node_type == NodeType.DELAY else None
+        if not isinstance(duration, str) or "{{" in duration or "{%" in duration:
+            continue
+        try:
+            seconds = parse_duration(duration)
+        except ValueError:
+            continue  # reported with the node's parameters
+        if seconds >= limit:
+            problems.append(
+                Problem(
+                    f"/nodes/{index}/parameters/duration",
+                    "exceeds_timeout",
+                    f"the delay ({duration}) is not shorter than orchestration.workflowTimeout ({written}): "
+                    "every run that reaches it would time out there",
+                )
+            )
 
 
 def _check_workflow_fields(definition: WorkflowDefinition, problems: list[Problem]) -> None:

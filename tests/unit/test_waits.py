@@ -217,3 +217,35 @@ def test_transform_parameters_are_checked_at_publish() -> None:
         ("/nodes/2/parameters/extra", "unknown_field"),
         ("/nodes/3/parameters/expression", "expression_syntax"),
     }
+
+
+@pytest.mark.parametrize(
+    ("duration", "timeout", "refused"),
+    [
+        ("PT2H", "PT1H", True),
+        ("PT1H", "PT1H", True),
+        ("PT59M", "PT1H", False),
+        ("P2D", None, False),  # the deadline is the server's default, or a parent's: not known here
+        ("{{ trigger.wait }}", "PT1H", False),  # known when rendered
+    ],
+)
+def test_a_delay_not_shorter_than_the_workflow_timeout_is_refused_at_publish(
+    duration: str, timeout: str | None, refused: bool
+) -> None:
+    """Every run reaching such a delay would time out there (planning's note: no warning)."""
+    definition: dict[str, Any] = {
+        "id": "w",
+        "displayName": "W",
+        "startNode": "d",
+        "nodes": [{"id": "d", "nodeType": "delay", "parameters": {"duration": duration}}],
+    }
+    if timeout is not None:
+        definition["orchestration"] = {"workflowTimeout": timeout}
+    problems = [(p.pointer, p.code) for p in validate_definition(definition)]
+    assert problems == ([("/nodes/0/parameters/duration", "exceeds_timeout")] if refused else [])
+    if refused:
+        (problem,) = validate_definition(definition)
+        assert problem.message == (
+            f"the delay ({duration}) is not shorter than orchestration.workflowTimeout ({timeout}): "
+            "every run that reaches it would time out there"
+        )
