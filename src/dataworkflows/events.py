@@ -6,7 +6,7 @@ published event's attributes; dw.publish_event_v1 matches and starts. Pure modul
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # An eventType: a CloudEvents type as producers write them ("com.example.order.created"), or a
@@ -105,8 +105,15 @@ def parse_time(value: Any) -> datetime | None:
         r"\A\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z", value
     ):
         return None
+    # A leap second (23:59:60, which RFC 3339 allows) is the instant after :59, as PostgreSQL reads
+    # it: Python's datetime has no second 60, and such an event was refused.
+    leap = value[17:19] == "60"
+    if leap:
+        value = value[:17] + "59" + value[19:]
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
+        if leap:
+            parsed += timedelta(seconds=1)
         # An instant of the years 1 to 9999 in UTC, as stored and as firedBy.time says it (in UTC):
         # "0001-01-01T00:00:00+14:00" was stored in 1 BC and handed to the run as
         # "0001-12-31T10:00:00+00:00 BC", not a timestamp; 9999-12-31 at -10:00 in year 10000.

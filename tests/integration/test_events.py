@@ -242,6 +242,10 @@ async def test_an_events_time_is_an_instant_of_the_years_1_to_9999(client: Async
     for event_id, when, said in [
         ("t-1", "0001-01-01T00:00:00-14:00", "0001-01-01T14:00:00+00:00"),
         ("t-2", "2026-12-07t10:00:00z", "2026-12-07T10:00:00+00:00"),
+        # A leap second, which RFC 3339 allows, is the instant after :59 (as PostgreSQL reads it);
+        # it was refused.
+        ("t-3", "2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),
+        ("t-4", "2016-12-31T23:59:60.5+00:00", "2017-01-01T00:00:00.5+00:00"),
     ]:
         answer = (await client.post("/api/v1/events", json=event(event_id, time=when))).json()
         run = (await client.get(f"/api/v1/executions/{answer['deliveries'][0]['executionId']}")).json()
