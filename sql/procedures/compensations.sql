@@ -451,13 +451,18 @@ $$;
 -- Records an attempt of a step the caller claimed (fenced: the step must still be Running at that
 -- attempt; a claim that ran out and was taken over is refused, and nothing is written). p_outcome:
 -- Succeeded, Failed (for good), or Retry (a retriable failure with attempts left: the step waits
--- until p_retry_at). Returns whether it was recorded.
-CREATE OR REPLACE FUNCTION dw.record_compensation_v1(
+-- until p_retry_at). Returns whether it was recorded. Succeeded releases the resources its node
+-- created (dw.release_node_resources_v1: they were undone); p_resource_links, the resources the
+-- compensation's own action reported, are linked under its node, as a node's attempt's are.
+CREATE OR REPLACE FUNCTION dw.record_compensation_v2(
     p_execution_id uuid, p_node_id text, p_attempt integer, p_outcome text,
-    p_parameters jsonb, p_outputs jsonb, p_error jsonb, p_retry_at timestamptz
+    p_parameters jsonb, p_outputs jsonb, p_error jsonb, p_retry_at timestamptz, p_resource_links jsonb
 ) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     v_tenant text;
+    v_started timestamptz;
+    v_released integer := 0;
+    v_link jsonb;
 BEGIN
     IF p_outcome NOT IN ('Succeeded', 'Failed', 'Retry') THEN
         RAISE EXCEPTION 'unknown compensation outcome %', p_outcome USING ERRCODE = '22023';
@@ -470,9 +475,20 @@ BEGIN
            claimed_by = NULL, claimed_until = NULL
      WHERE c.execution_id = p_execution_id AND c.node_id = p_node_id AND c.attempts = p_attempt
        AND c.status = 'Running' AND c.child_execution_id IS NULL
-    RETURNING c.tenant_id INTO v_tenant;
+    RETURNING c.tenant_id, c.started_at INTO v_tenant, v_started;
     IF NOT FOUND THEN
         RETURN false;
+    END IF;
+    IF p_outcome = 'Succeeded' THEN
+        v_released := dw.release_node_resources_v1(p_execution_id, p_node_id, v_started);
+    END IF;
+    IF p_resource_links IS NOT NULL THEN
+        FOR v_link IN SELECT * FROM jsonb_array_elements(p_resource_links) LOOP
+            PERFORM dw.link_external_resource_v1(
+                v_tenant, v_link ->> 'resourceType', v_link ->> 'resourceKey', v_link ->> 'externalId',
+                (SELECT e.workflow_id FROM dw.executions e WHERE e.id = p_execution_id), p_execution_id, p_node_id,
+                v_link -> 'data');
+        END LOOP;
     END IF;
     INSERT INTO dw.execution_events (tenant_id, execution_id, node_id, type, details)
     VALUES (v_tenant, p_execution_id, p_node_id,
@@ -480,9 +496,19 @@ BEGIN
                            WHEN 'Failed' THEN 'compensation_failed'
                            ELSE 'compensation_attempt_failed' END,
             jsonb_strip_nulls(jsonb_build_object('attempt', p_attempt, 'code', p_error ->> 'code',
-                                                 'message', p_error ->> 'message', 'retryAt', p_retry_at)));
+                                                 'message', p_error ->> 'message', 'retryAt', p_retry_at,
+                                                 'resourcesReleased', NULLIF(v_released, 0))));
     RETURN true;
 END;
+$$;
+
+-- v2 without the compensation's own resource links (the first form of this release's workers).
+CREATE OR REPLACE FUNCTION dw.record_compensation_v1(
+    p_execution_id uuid, p_node_id text, p_attempt integer, p_outcome text,
+    p_parameters jsonb, p_outputs jsonb, p_error jsonb, p_retry_at timestamptz
+) RETURNS boolean LANGUAGE sql AS $$
+    SELECT dw.record_compensation_v2(p_execution_id, p_node_id, p_attempt, p_outcome, p_parameters, p_outputs,
+                                     p_error, p_retry_at, NULL);
 $$;
 
 -- What a step's templates read: the run, and its nodes' outputs (Succeeded) and errors (Failed).

@@ -26,15 +26,17 @@ BEGIN
            data = CASE WHEN l.external_id IS NULL THEN EXCLUDED.data ELSE l.data END,
            linked_at = COALESCE(l.linked_at, now()),
            claimed_until = NULL,
+           -- A released key (migration 0076) linked again names the new resource.
+           released_at = CASE WHEN l.external_id IS NULL THEN NULL ELSE l.released_at END,
            execution_id = CASE WHEN l.external_id IS NULL THEN EXCLUDED.execution_id ELSE l.execution_id END,
            node_id = CASE WHEN l.external_id IS NULL THEN EXCLUDED.node_id ELSE l.node_id END
     RETURNING l.* INTO v_l;
     IF NOT EXISTS (SELECT 1 FROM dw.resource_touches t
                     WHERE t.resource_link_id = v_l.id AND t.execution_id IS NOT DISTINCT FROM p_execution_id
                       AND t.node_id IS NOT DISTINCT FROM p_node_id AND t.action = 'created') THEN
-        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action)
+        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action, external_id)
         VALUES (v_l.id, p_execution_id, p_node_id,
-                CASE WHEN v_l.external_id = p_external_id THEN 'created' ELSE 'found' END);
+                CASE WHEN v_l.external_id = p_external_id THEN 'created' ELSE 'found' END, v_l.external_id);
     END IF;
     RETURN QUERY SELECT v_l.external_id, v_l.external_id = p_external_id;
 END;
@@ -84,9 +86,18 @@ BEGIN
         v_attempt := split_part(v_l.claim_owner, ':', 3)::integer;
     END IF;
     IF v_l.external_id IS NOT NULL THEN
-        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action)
-        VALUES (v_l.id, p_execution_id, p_node_id, 'found');
+        INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action, external_id)
+        VALUES (v_l.id, p_execution_id, p_node_id, 'found', v_l.external_id);
         RETURN QUERY SELECT 'exists'::text, v_l.external_id, v_l.created_at;
+    ELSIF v_l.released_at IS NOT NULL THEN
+        -- Released by a compensation (migration 0076): the resource it named was undone, so the key
+        -- is a fresh claim, first claimed now (the earliest its new resource can have been made).
+        UPDATE dw.resource_links l
+           SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,
+               claim_owner = p_owner, claimed_until = now() + make_interval(secs => p_claim_seconds),
+               released_at = NULL, linked_at = NULL, data = NULL, created_at = now()
+         WHERE l.id = v_l.id;
+        RETURN QUERY SELECT 'claimed'::text, NULL::text, now();
     ELSIF v_l.claim_owner IS NOT DISTINCT FROM p_owner OR v_l.claimed_until < now()
           -- The owning attempt has a recorded outcome, so it is over (cancelled by its timeout,
           -- say): its claim need not be waited out. (Owner: execution:node:attempt; for a forEach
@@ -132,4 +143,33 @@ CREATE OR REPLACE FUNCTION dw.release_resource_claim_v2(p_tenant text, p_type te
     DELETE FROM dw.resource_links l
      WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
        AND l.external_id IS NULL AND l.claim_owner = p_owner;
+$$;
+
+-- A node's compensation succeeded (dw.record_compensation_v2): the resources the node created
+-- (before p_before, when its compensation began: what the compensation's own action creates under
+-- the node's id is not released), and that are still its links, are released (migration 0076), each
+-- with a 'released' touch naming the id it had. A resource the node only found (another run's) is
+-- left linked: its compensation undid this run's effect, and whether that removed the resource is
+-- not known here.
+CREATE OR REPLACE FUNCTION dw.release_node_resources_v1(p_execution_id uuid, p_node_id text, p_before timestamptz)
+    RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    WITH released AS (
+        UPDATE dw.resource_links l
+           SET external_id = NULL, claimed_until = now(), claim_owner = NULL, released_at = now()
+          FROM dw.resource_links o
+         WHERE l.id = o.id AND l.execution_id = p_execution_id AND l.node_id = p_node_id
+           AND l.external_id IS NOT NULL
+           AND EXISTS (SELECT 1 FROM dw.resource_touches t
+                        WHERE t.resource_link_id = l.id AND t.execution_id = p_execution_id
+                          AND t.node_id = p_node_id AND t.action = 'created' AND t.at < p_before)
+        RETURNING l.id, o.external_id
+    )
+    INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action, external_id)
+    SELECT r.id, p_execution_id, p_node_id, 'released', r.external_id FROM released r;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
 $$;

@@ -4,8 +4,8 @@ SELECT outcome, node_id, action_type, attempt, tries, due_at FROM dw.claim_compe
 
 -- name: record_compensation
 -- Records a claimed step's attempt (fenced by its attempt number); whether it was recorded.
-SELECT dw.record_compensation_v1(%(id)s, %(node_id)s, %(attempt)s, %(outcome)s, %(parameters)s, %(outputs)s,
-                                 %(error)s, %(retry_at)s) AS recorded;
+SELECT dw.record_compensation_v2(%(id)s, %(node_id)s, %(attempt)s, %(outcome)s, %(parameters)s, %(outputs)s,
+                                 %(error)s, %(retry_at)s, %(resource_links)s) AS recorded;
 
 -- name: compensation_scope
 -- What a step's templates read: the run and its nodes' outputs and errors.

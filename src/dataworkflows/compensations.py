@@ -192,6 +192,8 @@ class CompensationRunner:
             outputs=result.outputs if result.status == AttemptStatus.SUCCEEDED else None,
             error=error,
             retry_at=retry_at,
+            # The resources its action reported (secrets already scrubbed by the action kind).
+            resource_links=[msgspec.to_builtins(link) for link in result.resource_links],
         )
         return (verdict, error) if recorded else None
 

@@ -449,6 +449,73 @@ async def test_create_item_is_idempotent_across_racing_runs(
     assert {link["externalId"] for link in links} == {outputs[0]["itemId"]}
 
 
+async def test_a_compensated_create_releases_its_key_and_its_undo_links_its_own(
+    db: Database, runtime: Runtime, fakes: FakeServers, client: AsyncTestClient[Any]
+) -> None:
+    """Planning's note: a compensation's resource links were not recorded, and the item its node
+    created stayed linked to the key: the next run for the ticket was handed the id of the item
+    the compensation had removed (created: false) instead of creating one. A compensation that
+    succeeds releases what its node created; what its own action creates is linked under it."""
+    from dataworkflows.compensations import CompensationRunner
+
+    create = node(
+        "create",
+        "monday.create-item",
+        boardId=42,
+        itemName="Ticket {{ trigger.ticketId }}",
+        idempotencyKey="{{ trigger.ticketId }}",
+    )
+    create["compensation"] = {
+        "actionType": "monday.create-item",
+        "parameters": {
+            "boardId": 42,
+            "itemName": "Cancel {{ trigger.ticketId }} ({{ nodes.create.itemId }})",
+            "idempotencyKey": "cancel-{{ trigger.ticketId }}",
+        },
+    }
+    create["edges"] = [{"targetNode": "boom"}]
+    boom = node("boom", "core.echo", message="x", simulateFailure="{{ 'permanent' if trigger.fail else none }}")
+    await publish(db, {"id": "undone-ticket", "displayName": "U", "startNode": "create", "nodes": [create, boom]})
+    first = await start(db, "undone-ticket", {"ticketId": "T-9", "fail": True})
+    assert await runtime.run_execution(first) == "Failed"
+    runner = CompensationRunner(
+        data=db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id="w",
+        park_threshold_seconds=30.0,
+        stopping=asyncio.Event(),
+    )
+    assert await runner.run(first) == "done"
+    (step,) = await db.compensations.steps(first)
+    assert step.status == "Succeeded", step.error
+    first_item = (await db.fetch_all("list_node_states", id=first))[0]["outputs"]["itemId"]
+
+    again = await start(db, "undone-ticket", {"ticketId": "T-9", "fail": False})
+    assert await runtime.run_execution(again) == "Succeeded"
+    outputs = (await db.fetch_all("list_node_states", id=again))[0]["outputs"]
+    assert outputs["created"] is True and outputs["itemId"] != first_item
+    assert fakes.state.calls["monday:create"] == 3  # the item, its undo's, the item again
+    links = (await client.get("/api/v1/resource-links", params={"type": "monday.item", "key": "42:T-9"})).json()
+    assert sorted((link["action"], link["executionId"], link["externalId"]) for link in links) == sorted(
+        [
+            ("created", str(first), first_item),
+            ("released", str(first), first_item),
+            ("created", str(again), outputs["itemId"]),
+        ]
+    )
+    undo = (await client.get("/api/v1/resource-links", params={"type": "monday.item", "key": "42:cancel-T-9"})).json()
+    assert [(link["action"], link["executionId"], link["nodeId"]) for link in undo] == [
+        ("created", str(first), "create")
+    ]
+    events = await sql(
+        db,
+        "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_succeeded'",
+        first,
+    )
+    assert events[0][0]["resourcesReleased"] == 1
+
+
 def in_doubt_node(retry: dict[str, Any] | None = None) -> dict[str, Any]:
     """A create whose answer comes after the node's timeout (the fake makes the item, then answers
     late: the attempt never hears of it)."""

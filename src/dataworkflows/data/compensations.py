@@ -84,6 +84,7 @@ class CompensationData:
         outputs: Any = None,
         error: Any = None,
         retry_at: datetime | None = None,
+        resource_links: list[dict[str, Any]] | None = None,
     ) -> bool:
         row = await self._db.fetch_one(
             "record_compensation",
@@ -95,6 +96,7 @@ class CompensationData:
             outputs=_json(outputs),
             error=_json(error),
             retry_at=retry_at,
+            resource_links=_json(resource_links or None),
         )
         return bool(row and row["recorded"])
 
