@@ -639,12 +639,18 @@ class TriggerWrite(Camel, forbid_unknown_fields=True):
     enabled: bool = True
     # A webhook's signing secret (default: a generated one, answered once); never for a schedule.
     secret: str | None = None
+    # The priority of the runs it starts (README "Run priority"); null: their workflow's.
+    priority: Annotated[int, msgspec.Meta(ge=MIN_RUN_PRIORITY, le=MAX_RUN_PRIORITY)] | None = None
 
 
 class TriggerPatch(Camel, forbid_unknown_fields=True):
     name: str | None = None
     enabled: bool | None = None
     config: dict[str, Any] | None = None
+    # A number sets it; null clears it (the workflow's again); left out, unchanged.
+    priority: Annotated[int, msgspec.Meta(ge=MIN_RUN_PRIORITY, le=MAX_RUN_PRIORITY)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
 
 
 # The longest the secret a rotation replaces may stay valid: a week.
@@ -680,6 +686,8 @@ class TriggerRead(Camel):
     hook_url: str | None = None
     # A signed webhook whose secret was rotated: until when the one it replaced still verifies.
     previous_secret_until: datetime | None = None
+    # The priority of the runs it starts; null: their workflow's (README "Run priority").
+    priority: int | None = None
     # The generated or given secret, in the creation answer only.
     secret: str | None = None
     # GET /api/v1/triggers only: its latest runs, newest first (at most 5), and whether it has more

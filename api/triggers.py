@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
@@ -209,6 +210,7 @@ class WorkflowTriggerController(Controller):
             principal=principal.id,
             trigger_id=trigger_id,
             secret=encrypted,
+            priority=data.priority,
         )
         return created(request, read(stored, secret=secret), "triggers", str(trigger_id))
 
@@ -353,7 +355,15 @@ class TriggerController(Controller):
             await check_config(svc, current.kind, data.config)
             if current.kind == "webhook" and signed(data.config) != current.has_secret:
                 raise InvalidInput("a webhook cannot change between signed and unsigned; create a new trigger instead")
-        changed = await svc.db.triggers.update(current.id, name=data.name, enabled=data.enabled, config=data.config)
+        priority = None if data.priority is msgspec.UNSET else data.priority
+        changed = await svc.db.triggers.update(
+            current.id,
+            name=data.name,
+            enabled=data.enabled,
+            config=data.config,
+            priority=priority,
+            clear_priority=data.priority is None,
+        )
         if changed is None:
             raise NotFound(f"trigger {trigger_id} not found")
         return read(changed)

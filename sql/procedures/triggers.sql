@@ -22,9 +22,10 @@ BEGIN
         RAISE EXCEPTION 'trigger % not found', p_trigger_id USING ERRCODE = 'DW030';
     END IF;
     v_previous_tenant := dw.enter_tenant_v1(v_t.tenant_id);
+    -- The trigger's own priority (migration 0077), else the workflow's (dw.start_run_v1).
     SELECT * INTO v_started FROM dw.start_run_v1(
         v_t.workflow_id, NULL, p_request_id, p_payload, v_t.created_by, v_t.kind, NULL, p_queue,
-        NULL::dw.executions, NULL, p_trigger_id, NULL);
+        NULL::dw.executions, NULL, p_trigger_id, v_t.priority);
     PERFORM dw.leave_tenant_v1(v_previous_tenant);
     RETURN QUERY SELECT v_started.execution_id, v_started.status, v_started.workflow_version, v_started.created;
 END;

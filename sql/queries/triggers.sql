@@ -3,16 +3,17 @@
 -- locked as the foreign key's check would lock it, but before the insert: a delete of the workflow
 -- in flight (dw.delete_workflow_v1) makes this wait and then insert nothing (no workflow), where
 -- the check after the insert raised a foreign key violation.
-INSERT INTO dw.triggers (id, tenant_id, workflow_id, kind, name, enabled, config, secret, created_by)
-SELECT %(id)s, w.tenant_id, w.id, %(kind)s, %(name)s, %(enabled)s, %(config)s, %(secret)s, %(principal)s
+INSERT INTO dw.triggers (id, tenant_id, workflow_id, kind, name, enabled, config, secret, created_by, priority)
+SELECT %(id)s, w.tenant_id, w.id, %(kind)s, %(name)s, %(enabled)s, %(config)s, %(secret)s, %(principal)s,
+       %(priority)s
   FROM dw.workflows w WHERE w.id = %(workflow_id)s
    FOR KEY SHARE
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until, priority;
 
 -- name: get_trigger
 SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until
+       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until, priority
   FROM dw.triggers WHERE id = %(id)s;
 
 -- name: get_trigger_secret
@@ -22,7 +23,7 @@ SELECT secret FROM dw.triggers WHERE id = %(id)s;
 -- A workflow's triggers (of a kind), oldest first. Keyset paging: those after the (created_at, id)
 -- of the last one of the page before.
 SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until
+       created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until, priority
   FROM dw.triggers
  WHERE workflow_id = %(workflow_id)s
    AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
@@ -38,7 +39,7 @@ SELECT id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NU
 -- of the last one of the page before; the runs are read for the page's triggers only.
 SELECT t.id, t.tenant_id, t.workflow_id, t.kind, t.name, t.enabled, t.config, t.secret IS NOT NULL AS has_secret,
        t.created_by, t.created_at, t.updated_at, t.next_tick_at, t.last_tick_at, t.error, t.previous_secret_until,
-       COALESCE(r.runs, '[]'::jsonb) AS recent_runs
+       t.priority, COALESCE(r.runs, '[]'::jsonb) AS recent_runs
   FROM (SELECT * FROM dw.triggers t
          WHERE (%(kind)s::text IS NULL OR t.kind = %(kind)s::text)
            AND (%(after_workflow)s::text IS NULL
@@ -63,6 +64,8 @@ UPDATE dw.triggers t
    SET name = COALESCE(%(name)s, t.name),
        enabled = COALESCE(%(enabled)s, t.enabled),
        config = COALESCE(%(config)s, t.config),
+       -- Its own priority: given (a number), cleared (clear_priority), or kept.
+       priority = CASE WHEN %(clear_priority)s THEN NULL ELSE COALESCE(%(priority)s, t.priority) END,
        updated_at = now(),
        next_tick_at = CASE WHEN t.kind = 'schedule'
                             AND ((%(config)s::jsonb IS NOT NULL
@@ -77,7 +80,7 @@ UPDATE dw.triggers t
        error = CASE WHEN %(config)s::jsonb IS NOT NULL OR %(enabled)s::boolean THEN NULL ELSE t.error END
  WHERE t.id = %(id)s
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until, priority;
 
 -- name: rotate_trigger_secret
 -- A signed webhook's new secret (encrypted); the one it replaces stays valid for keep_seconds (0:
@@ -90,7 +93,7 @@ UPDATE dw.triggers t
        updated_at = now()
  WHERE t.id = %(id)s AND t.kind = 'webhook' AND t.secret IS NOT NULL
 RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT NULL AS has_secret, created_by,
-          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until;
+          created_at, updated_at, next_tick_at, last_tick_at, error, previous_secret_until, priority;
 
 -- name: delete_trigger
 DELETE FROM dw.triggers WHERE id = %(id)s RETURNING id;

@@ -1900,6 +1900,8 @@ def _trigger_line(t: dict[str, Any]) -> str:
     else:
         what = f"{t.get('hookUrl')}  signature {config.get('signature') or 'hmac-sha256'}"
     line = f"{t['id']}  {t['workflowId']:<24} {t['kind']:<8} {t['name']:<24} {state:<8} {what}"
+    if t.get("priority") is not None:
+        line += f"  priority {t['priority']}"
     return line + (f"  error: {t['error']}" if t.get("error") else "")
 
 
@@ -2055,6 +2057,8 @@ def cmd_triggers_create(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     body = {"kind": args.kind, "name": args.name, "config": config, "enabled": not args.disabled}
+    if args.priority is not None:
+        body["priority"] = args.priority
     with _client(args) as client:
         response = client.post(f"/api/v1/workflows/{_path(args.workflow)}/triggers", json=body)
     if response.status_code != 201:
@@ -2077,6 +2081,21 @@ def cmd_triggers_change(args: argparse.Namespace) -> int:
     if response.status_code not in (200, 204):
         return _refused(response)
     print(f"trigger {args.trigger_id} {args.action}d")
+    return EXIT_OK
+
+
+def _trigger_priority(value: str) -> int | None:
+    """`triggers priority`'s value: -100 to 100, or none (the workflow's again)."""
+    return None if value.strip().lower() == "none" else _priority(value)
+
+
+def cmd_triggers_priority(args: argparse.Namespace) -> int:
+    """Sets (or, with none, clears) the priority of the runs a trigger starts."""
+    with _client(args) as client:
+        response = client.patch(f"/api/v1/triggers/{_path(args.trigger_id)}", json={"priority": args.priority})
+    if response.status_code != 200:
+        return _refused(response)
+    print(_trigger_line(response.json()))
     return EXIT_OK
 
 
@@ -2171,6 +2190,12 @@ def _add_triggers(sub: Any) -> None:
     create.add_argument("--event-type", help="event: the type it starts a run for (a type, 'prefix.*' or '*')")
     create.add_argument("--source", help="event: only events of this source")
     create.add_argument("--disabled", action="store_true", help="create it disabled")
+    create.add_argument(
+        "--priority",
+        type=_priority,
+        metavar="N",
+        help="its runs' priority, -100 to 100, higher first (default: their workflow's)",
+    )
     create.add_argument("--principal", help="who creates it (default $DW_PRINCIPAL_ID)")
     create.add_argument("--api-url")
     create.set_defaults(func=cmd_triggers_create)
@@ -2189,6 +2214,12 @@ def _add_triggers(sub: Any) -> None:
     rotate.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
     rotate.add_argument("--api-url")
     rotate.set_defaults(func=cmd_triggers_rotate_secret)
+    priority = tsub.add_parser("priority", help="set the priority of the runs a trigger starts (none: the workflow's)")
+    priority.add_argument("trigger_id")
+    priority.add_argument("priority", type=_trigger_priority, metavar="N|none")
+    priority.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    priority.add_argument("--api-url")
+    priority.set_defaults(func=cmd_triggers_priority)
     for action in ("enable", "disable", "delete"):
         change = tsub.add_parser(action, help=f"{action} a trigger")
         change.add_argument("trigger_id")

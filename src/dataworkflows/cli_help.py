@@ -89,6 +89,7 @@ EXAMPLES: dict[str, str] = {
         "dataworkflows triggers rotate-secret 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --keep-previous 1h"
     ),
     "triggers disable": "dataworkflows triggers disable 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
+    "triggers priority": "dataworkflows triggers priority 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f 50",
     "triggers delete": "dataworkflows triggers delete 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
     "triggers deliveries": (
         "dataworkflows triggers deliveries 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --outcome refused --limit 20"

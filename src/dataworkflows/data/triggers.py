@@ -33,6 +33,8 @@ class Trigger(msgspec.Struct, frozen=True):
     error: str | None
     # A webhook's secret that a rotation replaced stays valid until then (migration 0045).
     previous_secret_until: datetime | None = None
+    # Its runs' priority (migration 0077); None: their workflow's.
+    priority: int | None = None
     # The list only (list_all_triggers): its latest runs, newest first.
     recent_runs: list[RecentRun] | None = None
 
@@ -64,6 +66,7 @@ class TriggerData:
         principal: str | None,
         trigger_id: UUID,
         secret: bytes | None,
+        priority: int | None = None,
     ) -> Trigger:
         """A new trigger (Conflict when the name is taken for this kind; NotFound without the workflow)."""
         row = await self._db.fetch_one_as(
@@ -77,6 +80,7 @@ class TriggerData:
             config=Jsonb(config),
             secret=secret,
             principal=principal,
+            priority=priority,
         )
         if row is None:
             # Deleted meanwhile (the API looked it up first).
@@ -119,10 +123,18 @@ class TriggerData:
         )
 
     async def update(
-        self, trigger_id: UUID, *, name: str | None, enabled: bool | None, config: dict[str, Any] | None
+        self,
+        trigger_id: UUID,
+        *,
+        name: str | None,
+        enabled: bool | None,
+        config: dict[str, Any] | None,
+        priority: int | None = None,
+        clear_priority: bool = False,
     ) -> Trigger | None:
-        """Changes what is given; a schedule whose cron or time zone changes, or that is enabled
-        again, has its next tick computed afresh by the scheduler (from the change)."""
+        """Changes what is given (a priority, or clear_priority: none of its own); a schedule whose
+        cron or time zone changes, or that is enabled again, has its next tick computed afresh by the
+        scheduler (from the change)."""
         return await self._db.fetch_one_as(
             Trigger,
             "update_trigger",
@@ -130,6 +142,8 @@ class TriggerData:
             name=name,
             enabled=enabled,
             config=None if config is None else Jsonb(config),
+            priority=priority,
+            clear_priority=clear_priority,
         )
 
     async def rotate_secret(self, trigger_id: UUID, *, secret: bytes, keep_seconds: float) -> Trigger | None:
