@@ -57,6 +57,7 @@ from .schemas import (
     CompensationStepRead,
     ControlRequest,
     ControlResponse,
+    DescendantsPriorityRead,
     EmptyRequest,
     EventRead,
     ExecutionList,
@@ -528,7 +529,15 @@ class ExecutionController(Controller):
     ) -> PriorityResponse:
         parsed = execution_uuid(execution_id)
         change = await db.control.set_priority(parsed, data.priority, principal=principal.id)
-        return from_row(PriorityResponse, change, execution_id=parsed)
+        below = None
+        if data.descendants:
+            # In a transaction of its own, after the run's (which is committed: the runs below
+            # are locked without their ancestor, see dw.set_descendants_priority_v1).
+            below = from_row(
+                DescendantsPriorityRead,
+                await db.control.set_descendants_priority(parsed, data.priority, principal=principal.id),
+            )
+        return from_row(PriorityResponse, change, execution_id=parsed, descendants=below)
 
     @post(
         "/{execution_id:str}/resume",

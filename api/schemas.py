@@ -318,6 +318,16 @@ class ControlRequest(Camel, forbid_unknown_fields=True):
 class PriorityRequest(Camel, forbid_unknown_fields=True):
     # Higher runs first (README "Run priority").
     priority: Annotated[int, msgspec.Meta(ge=MIN_RUN_PRIORITY, le=MAX_RUN_PRIORITY)]
+    # The unfinished runs below it (children, theirs, detached ones too) take it as well.
+    descendants: bool = False
+
+
+class DescendantsPriorityRead(Camel):
+    # The runs below that took the priority; those skipped (their row was locked at that moment:
+    # the same request again changes them); their queued jobs moved in line.
+    changed: int
+    skipped: int
+    jobs: int
 
 
 class PriorityResponse(Camel):
@@ -331,6 +341,8 @@ class PriorityResponse(Camel):
     # Its queued jobs moved in line (0 while a worker holds the run or it waits: its next job
     # carries the new priority).
     jobs: int
+    # With descendants: what the runs below it did (null without).
+    descendants: DescendantsPriorityRead | None = None
 
 
 class EmptyRequest(Camel, forbid_unknown_fields=True):

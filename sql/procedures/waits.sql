@@ -627,6 +627,57 @@ BEGIN
 END;
 $$;
 
+-- The unfinished runs below a run (its children, theirs, detached ones too) take priority p_priority
+-- (PUT /executions/{id}/priority with descendants: after the run's own change, in a transaction of
+-- its own: this locks no ancestor, so a child's end, which locks the child and then its parent,
+-- does not wait in a cycle with it). A run whose row is locked at that moment (a worker's record or
+-- fetch, an end) is skipped and counted (the same request again changes it), as is a queued job a
+-- fetch holds (it runs now). Each run changed logs priority_changed (byAncestor: the run asked).
+CREATE OR REPLACE FUNCTION dw.set_descendants_priority_v1(p_execution_id uuid, p_priority integer, p_principal text)
+    RETURNS TABLE (changed integer, skipped integer, jobs integer)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_root uuid;
+BEGIN
+    IF p_priority IS NULL OR p_priority NOT BETWEEN -100 AND 100 THEN
+        RAISE EXCEPTION 'a run''s priority is between -100 and 100, not %', COALESCE(p_priority::text, 'null')
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT e.root_execution_id INTO v_root FROM dw.executions e WHERE e.id = p_execution_id;
+    RETURN QUERY
+    WITH candidates AS (
+        -- Its tree's runs (the root's index), those below it by their path.
+        SELECT m.id FROM dw.executions m
+         WHERE m.root_execution_id = v_root AND m.id <> p_execution_id AND p_execution_id = ANY (m.path)
+           AND m.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') AND m.priority <> p_priority
+    ), locked AS (
+        SELECT m.id, m.priority AS previous, m.status FROM dw.executions m
+         WHERE m.id IN (SELECT c.id FROM candidates c)
+         ORDER BY m.id
+           FOR NO KEY UPDATE OF m SKIP LOCKED
+    ), raised AS (
+        UPDATE dw.executions e SET priority = p_priority FROM locked l WHERE e.id = l.id
+        RETURNING e.id, l.previous, l.status
+    ), logged AS (
+        INSERT INTO dw.execution_events (execution_id, type, principal, details)
+        SELECT r.id, 'priority_changed', p_principal,
+               jsonb_build_object('priority', p_priority, 'previous', r.previous, 'status', r.status,
+                                  'byAncestor', p_execution_id)
+          FROM raised r
+    ), queued AS (
+        SELECT j.id FROM procrastinate_jobs j
+         WHERE (j.args ->> 'execution_id') IN (SELECT r.id::text FROM raised r) AND j.status = 'todo'
+           AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority
+           FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE procrastinate_jobs j SET priority = p_priority FROM queued q WHERE j.id = q.id RETURNING j.id
+    )
+    SELECT (SELECT count(*) FROM raised)::integer,
+           ((SELECT count(*) FROM candidates) - (SELECT count(*) FROM raised))::integer,
+           (SELECT count(*) FROM moved)::integer;
+END;
+$$;
+
 -- Gives the run's queued jobs (todo) priority p_priority; how many it changed. The caller holds the
 -- run's row. First the jobs nobody holds (SKIP LOCKED). A job a worker's fetch holds at that moment
 -- (it locks a job and then only tries the run's row, which this transaction holds) is then waited

@@ -94,6 +94,10 @@ SELECT status, count(*) AS runs FROM dw.executions
 -- A worker's listening connection: control requests and resolved waits of runs it may hold.
 LISTEN dw_control;
 
+-- name: set_descendants_priority
+-- The unfinished runs below a run take its new priority (dw.set_descendants_priority_v1).
+SELECT changed, skipped, jobs FROM dw.set_descendants_priority_v1(%(id)s, %(priority)s, %(principal)s);
+
 -- name: set_execution_priority
 -- Changes a run's priority and its queued jobs' (dw.set_execution_priority_v1).
 SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_v1(%(id)s, %(priority)s, %(principal)s);

@@ -1648,22 +1648,29 @@ def cmd_executions_control(args: argparse.Namespace) -> int:
 
 
 def cmd_executions_priority(args: argparse.Namespace) -> int:
-    """Changes one execution's priority."""
+    """Changes one execution's priority (--descendants: the unfinished runs below it too)."""
+    body: dict[str, Any] = {"priority": args.priority}
+    if args.descendants:
+        body["descendants"] = True
     with _client(args) as client:
-        response = client.put(
-            f"/api/v1/executions/{_path(args.execution_id)}/priority", json={"priority": args.priority}
-        )
+        response = client.put(f"/api/v1/executions/{_path(args.execution_id)}/priority", json=body)
     if response.status_code != 200:
         return _refused(response)
     body = response.json()
     if not body["changed"]:
         print(f"execution {body['executionId']} priority {body['priority']} already (status {body['status']})")
-        return EXIT_OK
-    moved = "its queued job moved in line" if body["jobs"] else "its next job takes it"
-    print(
-        f"execution {body['executionId']} priority {body['priority']} (was {body['previous']}; {moved}; "
-        f"status {body['status']})"
-    )
+    else:
+        moved = "its queued job moved in line" if body["jobs"] else "its next job takes it"
+        print(
+            f"execution {body['executionId']} priority {body['priority']} (was {body['previous']}; {moved}; "
+            f"status {body['status']})"
+        )
+    below = body.get("descendants")
+    if below is not None:
+        skipped = (
+            f"; {below['skipped']} busy at that moment, not changed: run it again for them" if below["skipped"] else ""
+        )
+        print(f"  runs below it: {below['changed']} changed, {below['jobs']} queued jobs moved{skipped}")
     return EXIT_OK
 
 
@@ -1885,6 +1892,9 @@ def _add_executions(sub: Any) -> None:
     )
     priority.add_argument("execution_id")
     priority.add_argument("priority", type=_priority)
+    priority.add_argument(
+        "--descendants", action="store_true", help="the unfinished runs below it (children, theirs) take it too"
+    )
     priority.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
     priority.add_argument("--api-url")
     priority.set_defaults(func=cmd_executions_priority)

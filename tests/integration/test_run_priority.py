@@ -138,6 +138,7 @@ async def test_changing_a_queued_runs_priority_moves_its_job(client: AsyncTestCl
         "previous": 0,
         "changed": True,
         "jobs": 1,
+        "descendants": None,
     }
     assert await job_priorities(db, execution_id) == [("todo", 80)]
     assert (await client.get(url)).json()["priority"] == 80
@@ -266,3 +267,85 @@ async def test_a_cancel_cascade_goes_ahead_of_every_run(client: AsyncTestClient[
     assert first[0][1]["parent_execution_id"] == parent
     fetched = await sql(db, "SELECT task_name FROM dw.fetch_jobs_v1(ARRAY['executions']::varchar[], NULL, 1)")
     assert fetched == [("dw.cancel_children",)]
+
+
+async def start_child(db: Database, parent: str, request_id: str) -> str:
+    rows = await sql(
+        db,
+        "SELECT c.o_execution_id, c.o_error FROM dw.executions p,"
+        " dw.start_child_v2(p, 'echo1', %s, 'child', NULL, '{}'::jsonb, 10) c WHERE p.id = %s",
+        request_id,
+        parent,
+    )
+    child, error = rows[0]
+    assert error is None and child is not None
+    return str(child)
+
+
+async def test_a_change_with_descendants_reaches_the_runs_below_it(client: AsyncTestClient[Any], db: Database) -> None:
+    """Planning's note: a parent's change left the children it had started at the old priority
+    (change them one by one). With descendants, every unfinished run below it takes it: children,
+    grandchildren; not its parent, nor an ended child, nor a run of another tree."""
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child"))
+    root = await execute(client, "parent", priority=10)
+    middle = await start_child(db, root, "child:m")
+    grandchild = await start_child(db, middle, "child:g")
+    ended = await start_child(db, middle, "child:e")
+    await end_run(db, ended)
+    other = await execute(client, "parent", priority=10)
+    answer = await client.put(
+        f"/api/v1/executions/{middle}/priority", json={"priority": 70, "descendants": True}, headers=OPS
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["priority"], body["changed"]) == (70, True)
+    assert body["descendants"] == {"changed": 1, "skipped": 0, "jobs": 1}
+    priorities = {
+        run: (await client.get(f"/api/v1/executions/{run}")).json()["priority"]
+        for run in (root, middle, grandchild, ended, other)
+    }
+    assert priorities == {root: 10, middle: 70, grandchild: 70, ended: 10, other: 10}
+    assert await job_priorities(db, grandchild) == [("todo", 70)]
+    events = await sql(
+        db,
+        "SELECT principal, details FROM dw.execution_events WHERE execution_id = %s AND type = 'priority_changed'",
+        grandchild,
+    )
+    assert events == [("ops", {"priority": 70, "previous": 10, "status": "Pending", "byAncestor": middle})]
+    # From the root: the whole tree. A run whose row is locked at that moment is skipped, and said.
+    async with db.connection() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR UPDATE", (grandchild,))
+        answer = await client.put(
+            f"/api/v1/executions/{root}/priority", json={"priority": -5, "descendants": True}, headers=OPS
+        )
+    assert answer.json()["descendants"] == {"changed": 1, "skipped": 1, "jobs": 1}
+    again = await client.put(
+        f"/api/v1/executions/{root}/priority", json={"priority": -5, "descendants": True}, headers=OPS
+    )
+    assert (again.json()["changed"], again.json()["descendants"]) == (False, {"changed": 1, "skipped": 0, "jobs": 1})
+    assert (await client.get(f"/api/v1/executions/{grandchild}")).json()["priority"] == -5
+    # Without descendants, nothing below is touched, and the answer says none.
+    plain = await client.put(f"/api/v1/executions/{root}/priority", json={"priority": 0}, headers=OPS)
+    assert plain.json()["descendants"] is None
+    assert (await client.get(f"/api/v1/executions/{middle}")).json()["priority"] == -5
+
+
+async def test_the_priority_command_with_descendants(
+    client: AsyncTestClient[Any], db: Database, dsn: str, capsys: Any
+) -> None:
+    from dataworkflows.cli import EXIT_OK, cmd_executions_priority
+    from tests.integration.cli_api import cli_command, served_api
+
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child"))
+    root = await execute(client, "parent")
+    kid = await start_child(db, root, "child:c")
+    async with served_api(dsn) as url:
+        run = cli_command(url, capsys, cmd_executions_priority, "executions", "priority")
+        code, out, err = await run(root, "30", "--descendants")
+    assert (code, err) == (EXIT_OK, ""), err
+    lines = out.splitlines()
+    assert lines[-2].startswith(f"execution {root} priority 30 (was 0;"), out
+    assert lines[-1] == "  runs below it: 1 changed, 1 queued jobs moved", out
+    assert (await client.get(f"/api/v1/executions/{kid}")).json()["priority"] == 30

@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 CONTROL_CHANNEL = "dw_control"
 
 
+class DescendantsPriority(msgspec.Struct, frozen=True):
+    """dw.set_descendants_priority_v1's answer."""
+
+    # The runs below that took the priority; those whose row was locked at that moment (the same
+    # request again changes them); the queued jobs moved in line.
+    changed: int
+    skipped: int
+    jobs: int
+
+
 class PriorityChange(msgspec.Struct, frozen=True):
     """dw.set_execution_priority_v1's answer."""
 
@@ -197,6 +207,16 @@ class ControlData:
         """Changes the run's priority and its queued jobs' (an ended run: ExecutionEnded)."""
         row = await self._db.fetch_one_as(
             PriorityChange, "set_execution_priority", id=execution_id, priority=priority, principal=principal
+        )
+        assert row is not None
+        return row
+
+    async def set_descendants_priority(
+        self, execution_id: UUID, priority: int, *, principal: str | None
+    ) -> DescendantsPriority:
+        """The unfinished runs below the run take `priority` (after the run's own change)."""
+        row = await self._db.fetch_one_as(
+            DescendantsPriority, "set_descendants_priority", id=execution_id, priority=priority, principal=principal
         )
         assert row is not None
         return row
