@@ -902,6 +902,8 @@ def test_an_event_trigger_is_listed_with_its_type_and_its_runs(page: Any, consol
         json={"kind": "event", "name": "orders", "config": {"eventType": "shop.order.*", "source": "/shop"}},
     )
     assert made.status_code == 201, made.text
+    # A trigger's own priority is shown in its config (README "Run priority").
+    assert console.http.patch(f"/api/v1/triggers/{made.json()['id']}", json={"priority": 25}).status_code == 200
     event = {"specversion": "1.0", "id": "ui-1", "source": "/shop", "type": "shop.order.created", "data": {}}
     published = console.http.post("/api/v1/events", json=event)
     assert published.status_code == 202 and published.json()["deliveries"][0]["outcome"] == "started"
@@ -909,6 +911,7 @@ def test_an_event_trigger_is_listed_with_its_type_and_its_runs(page: Any, consol
     row = page.locator(f'#triggers tr[data-trigger="{made.json()["id"]}"]')
     expect(row).to_contain_text("on shop.order.*", timeout=WAIT_MS)
     expect(row).to_contain_text("from /shop")
+    expect(row.locator(".config .priority")).to_have_text("priority 25")
     expect(row.locator(".runs a")).to_have_count(1, timeout=WAIT_MS)
     # No history page of its own (a webhook's deliveries page would refuse it).
     assert row.locator("a.history").count() == 0

@@ -92,7 +92,8 @@ export async function render(main, { params }, ctx) {
         h("td", {}, t.name, t.kind === "event" ? "" : h("div", {}, h("a", { class: "history", href: historyHref(t) }, t.kind === "schedule" ? "ticks →" : "deliveries →"))),
         h("td", {}, t.kind),
         h("td", {}, h("a", { href: "#/workflows/" + encodeURIComponent(t.workflowId) }, t.workflowId)),
-        h("td", { class: "config" }, describe(t)),
+        // Its runs' priority when it has one of its own (README "Run priority").
+        h("td", { class: "config" }, describe(t), t.priority != null ? h("div", { class: "priority" }, "priority " + t.priority) : ""),
         h("td", {}, t.enabled ? badge("enabled") : badge("disabled")),
         h("td", {}, t.kind === "schedule" ? [h("div", {}, "next ", t.enabled ? timeEl(t.nextTickAt) || "not computed yet" : "none (disabled)"), h("div", {}, "last ", timeEl(t.lastTickAt) || "never")] : ""),
         h("td", { class: "error-text" }, t.error || ""),
