@@ -15,7 +15,7 @@ from dataworkflows import traces
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.workflows import Workflow
 from dataworkflows.db import Database
-from dataworkflows.errors import HeaderRefused, InvalidInput, NotFound, WorkflowNotFound
+from dataworkflows.errors import Conflict, HeaderRefused, InvalidInput, NotFound, WorkflowNotFound
 from dataworkflows.json_depth import json_depth
 from dataworkflows.publishing import compile_for_publish
 from dataworkflows.statuses import WorkflowStatus
@@ -142,15 +142,23 @@ class WorkflowController(Controller):
             principal=principal.id,
             max_concurrent_executions=max_concurrent_executions,
         )
-        if auto_activate:
-            await svc.db.connections.check_uses(definition.id, prepared.connections)
-            await svc.db.workflows.publish(
-                workflow_id=definition.id,
-                version=version,
-                plan=compile_for_publish(definition, version),
-                principal=principal.id,
-            )
-        return created(request, await read_workflow(svc.db, definition.id), "workflows", definition.id)
+        try:
+            if auto_activate:
+                await svc.db.connections.check_uses(definition.id, prepared.connections)
+                await svc.db.workflows.publish(
+                    workflow_id=definition.id,
+                    version=version,
+                    plan=compile_for_publish(definition, version),
+                    principal=principal.id,
+                )
+            return created(request, await read_workflow(svc.db, definition.id), "workflows", definition.id)
+        except WorkflowNotFound:
+            # A DELETE came between the Draft's transaction and the publish's (or the read): said,
+            # where a 404 told a create request that its workflow was never there.
+            raise Conflict(
+                f"workflow {definition.id!r} was deleted before its creation was answered (a DELETE came between "
+                "its create and its publish): create it again"
+            ) from None
 
     @get("/", responses=PROBLEMS, summary="List workflows", opt={"role": "viewer"})
     async def list_workflows(

@@ -450,3 +450,28 @@ async def test_the_delete_command(dsn: str, db: Database, capsys: pytest.Capture
         code, out, err = await run("has-runs")
         assert code == EXIT_USAGE
         assert "HTTP 409: workflow has-runs has 1 execution(s)" in err and "dataworkflows prune" in err, err
+
+
+async def test_a_delete_between_a_creates_draft_and_its_publish_is_a_conflict(
+    client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning's note: POST /workflows?autoActivate=true creates the Draft, then publishes it, in
+    two transactions; a DELETE that landed between them made the create answer 404 (the publish
+    found no workflow), a create request told its workflow was never there. It is a 409 saying
+    what happened."""
+    from dataworkflows.data.workflows import WorkflowData
+
+    publish = WorkflowData.publish
+
+    async def deleted_first(self: WorkflowData, **kwargs: Any) -> None:
+        await self.delete(kwargs["workflow_id"], "someone-else")
+        await publish(self, **kwargs)
+
+    monkeypatch.setattr(WorkflowData, "publish", deleted_first)
+    answer = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("raced"))
+    problem = assert_problem(answer, 409)
+    assert "was deleted before its creation was answered" in problem["detail"], problem
+    monkeypatch.setattr(WorkflowData, "publish", publish)
+    assert (await client.get("/api/v1/workflows/raced")).status_code == 404
+    again = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("raced"))
+    assert again.status_code == 201, again.text
