@@ -330,3 +330,82 @@ async def test_a_cancelled_child_with_nothing_to_undo_ends_its_parents_step(
     (call, _) = await db.compensations.steps(parent)
     assert call.outputs == {"childExecutionId": str(kid), "compensation": None}
     assert await compensation(db, parent) == "Compensated"
+
+
+async def test_a_child_that_succeeds_after_its_parent_was_cancelled_is_undone(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: the parent was cancelled while its child's last action ran; the child ended
+    Succeeded after the parent's end had made its steps (none), and its booking stayed for good.
+    It compensates at its end, as if it had ended as its parent did, with a letter of its own."""
+    import asyncio
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("hotel-8", undo(echo("book-hotel", delayMs=1500), "release")), conditions)
+    await publish(db, wf("trip-8", sub("stay", "hotel-8")), conditions)
+    parent = await start(db, "trip-8")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s RETURNING id", str(parent))
+    await runtime.run_execution(parent)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s RETURNING id", str(kid))
+
+    async def cancel_while_the_child_books() -> None:
+        for _ in range(100):
+            if "node_started" in await events(db, kid):
+                break
+            await asyncio.sleep(0.02)
+        await db.control.cancel(parent, principal="ops", reason="enough")
+
+    await asyncio.gather(runtime.run_execution(UUID(str(kid))), cancel_while_the_child_books())
+    await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Cancelled"
+    assert (await db.executions.get(kid)).status == "Succeeded"
+    assert await compensation(db, kid) == "Compensated"
+    (hotel,) = await db.compensations.steps(kid)
+    assert (hotel.node_id, hotel.status) == ("book-hotel", "Succeeded")
+    started = await sql(
+        db,
+        "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_started'",
+        kid,
+    )
+    assert started[0][0]["parentExecutionId"] == str(parent) and started[0][0]["parentStatus"] == "Cancelled"
+
+
+@pytest.mark.parametrize("child_first", [True, False])
+async def test_a_detached_child_outlives_a_failed_parent_whichever_ends_first(
+    db: Database, conditions: ConditionPool, child_first: bool
+) -> None:
+    """A review: a detached child (waitForCompletion false) outlives a parent that fails (README
+    "Subworkflows"): one still running at the parent's end went on and kept its effects, but one
+    that had succeeded a moment before was undone by the parent's compensation, so the same
+    definition left or undid the child by timing alone. Neither is a step of a failed parent's
+    compensation (a cancelled parent cancels its detached children, and undoes those that
+    succeeded)."""
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-10")
+    await publish(
+        db,
+        wf(
+            "trip-10",
+            sub("fire", "hotel-10", to("go"), waitForCompletion=False, input={"who": "ed"}),
+            signal("go", to("pay"), name="go"),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "trip-10")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s RETURNING id", str(parent))
+    await runtime.run_execution(parent)  # starts the child, then waits for the signal
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    if child_first:
+        await sql(db, "DELETE FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s RETURNING id", str(kid))
+        await runtime.run_execution(UUID(str(kid)))
+        assert (await db.executions.get(kid)).status == "Succeeded"
+    await db.control.signal(parent, "go", payload={}, signal_id="s-10", correlation_key=None, principal="t", queue="q")
+    await _drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Failed"
+    assert (await db.executions.get(kid)).status == "Succeeded"
+    assert await steps(db, parent) == []
+    assert await compensation(db, kid) is None
