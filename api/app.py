@@ -35,6 +35,7 @@ from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
 from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
+from .bulk import BulkController
 from .connectors import CatalogController, ConnectionController, ResourceLinkController
 from .console import console_router
 from .cross_site import refuse_cross_site
@@ -329,6 +330,7 @@ def create_app(settings: Settings) -> Litestar:
             SignalController,
             EventController,
             DeadLetterController,
+            BulkController,
             CatalogController,
             ConnectionController,
             ResourceLinkController,

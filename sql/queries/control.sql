@@ -101,3 +101,15 @@ SELECT changed, skipped, jobs FROM dw.set_descendants_priority_v1(%(id)s, %(prio
 -- name: set_execution_priority
 -- Changes a run's priority and its queued jobs' (dw.set_execution_priority_v1).
 SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_v1(%(id)s, %(priority)s, %(principal)s);
+
+-- name: bulk_cancel_candidates
+-- The root runs of a workflow a bulk cancel takes (POST /executions/bulk/cancel), oldest first:
+-- unfinished, of the statuses asked, created before a time, not yet asked to cancel (so that the
+-- same request again goes on to the next ones). Row-level security keeps it to the tenant.
+SELECT e.id FROM dw.executions e
+ WHERE e.workflow_id = %(workflow_id)s AND e.parent_execution_id IS NULL
+   AND e.status = ANY (%(statuses)s::text[])
+   AND e.cancel_requested_at IS NULL
+   AND (%(before)s::timestamptz IS NULL OR e.created_at < %(before)s::timestamptz)
+ ORDER BY e.created_at, e.id
+ LIMIT %(limit)s;

@@ -318,3 +318,15 @@ SELECT at FROM dw.execution_events
 SELECT parameters FROM dw.action_executions
  WHERE execution_id = %(id)s AND node_id = %(node_id)s AND parameters IS NOT NULL
  ORDER BY attempt LIMIT 1;
+
+-- name: bulk_redrive_candidates
+-- The open dead letters a bulk redrive takes (POST /dead-letters/bulk/redrive), oldest first, after
+-- an id (the answer's lastId: the letters it refused stay open, and are not taken again).
+SELECT d.id, d.execution_id FROM dw.dead_letters d
+  LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE d.redriven_at IS NULL AND d.closed_at IS NULL
+   AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
+   AND (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
+   AND d.id > %(after)s
+ ORDER BY d.id
+ LIMIT %(limit)s;

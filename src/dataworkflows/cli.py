@@ -1365,6 +1365,68 @@ def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bulk_limit(value: str) -> int:
+    return _page_size(value, most=1000)
+
+
+# --after: a letter id, or 0 (from the first).
+_letter_id = _bounded_int(0, 2**63 - 1)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "none"
+
+
+def cmd_dead_letters_redrive_all(args: argparse.Namespace) -> int:
+    """Redrives the open letters that match, oldest first, up to --limit, each as its own redrive."""
+    body: dict[str, Any] = {"limit": args.limit, "afterId": args.after}
+    if args.kind:
+        body["kind"] = args.kind
+    if args.workflow:
+        body["workflowId"] = args.workflow
+    with _client(args) as client:
+        response = client.post("/api/v1/dead-letters/bulk/redrive", json=body)
+    if response.status_code != 200:
+        return _refused(response)
+    answer = response.json()
+    for item in answer["outcomes"]:
+        why = f": {item['reason']}" if item.get("reason") else ""
+        print(f"dead letter {item['deadLetterId']} {item['outcome']} (execution {item['executionId'] or '-'}){why}")
+    print(f"{len(answer['outcomes'])} dead letters: {_counts_text(answer['counts'])}")
+    if answer["more"]:
+        print(f"more: add --after {answer['lastId']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
+    """Cancels a workflow's root runs that match, oldest first, up to --limit, each as its own cancel."""
+    from dataworkflows.retention import parse_age
+
+    body: dict[str, Any] = {"workflowId": args.workflow, "limit": args.limit}
+    try:
+        if args.older_than is not None:
+            body["createdBefore"] = (datetime.now(UTC) - timedelta(seconds=parse_age(args.older_than))).isoformat()
+    except ValueError as exc:
+        print(f"error: --older-than: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.status:
+        body["status"] = args.status
+    if args.reason:
+        body["reason"] = args.reason
+    with _client(args) as client:
+        response = client.post("/api/v1/executions/bulk/cancel", json=body)
+    if response.status_code != 200:
+        return _refused(response)
+    answer = response.json()
+    for item in answer["outcomes"]:
+        done = _CONTROL_OUTCOMES.get(("cancel", item["outcome"]), item["outcome"])
+        print(f"execution {item['executionId']} {done} (status {item['status'] or '-'})")
+    print(f"{len(answer['outcomes'])} executions: {_counts_text(answer['counts'])}")
+    if answer["more"]:
+        print("more: the same command again cancels the next ones", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
     with _client(args) as client:
         response = client.post(
@@ -1887,6 +1949,22 @@ def _add_executions(sub: Any) -> None:
         control.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
         control.add_argument("--api-url")
         control.set_defaults(func=cmd_executions_control, action=action)
+    everything = esub.add_parser(
+        "cancel-all", help="cancel a workflow's root executions that match, oldest first, each as its own cancel"
+    )
+    everything.add_argument("workflow")
+    everything.add_argument(
+        "--status",
+        action="append",
+        choices=("Pending", "Running", "Waiting", "Suspended"),
+        help="only of this status (again for more; default every one not ended)",
+    )
+    everything.add_argument("--older-than", metavar="AGE", help="only those created longer ago (such as 1h or 2d)")
+    everything.add_argument("--reason", help="why (kept in each execution's log)")
+    everything.add_argument("--limit", type=_bulk_limit, default=100, help="executions a request (1 to 1000)")
+    everything.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    everything.add_argument("--api-url")
+    everything.set_defaults(func=cmd_executions_cancel_all)
     priority = esub.add_parser(
         "priority", help="change an execution's priority (-100 to 100, higher first): its queued job moves in line"
     )
@@ -2821,6 +2899,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("--api-url")
     redrive.set_defaults(func=cmd_dead_letters_redrive)
+    again = dsub.add_parser(
+        "redrive-all", help="redrive the open dead letters that match, oldest first, each as its own redrive"
+    )
+    again.add_argument("--kind", choices=[k.value for k in DeadLetterKind], help="only letters of this kind")
+    again.add_argument("--workflow", help="only letters of runs of this workflow")
+    again.add_argument("--limit", type=_bulk_limit, default=100, help="letters a request (1 to 1000)")
+    again.add_argument("--after", type=_letter_id, default=0, help="after this letter id (what the last one printed)")
+    again.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
+    again.add_argument("--api-url")
+    again.set_defaults(func=cmd_dead_letters_redrive_all)
     ack = dsub.add_parser("ack", help="close a dead letter without a redrive (once)")
     ack.add_argument("dead_letter_id", type=int)
     ack.add_argument("--note", help="why nothing needs to be re-run")

@@ -89,6 +89,8 @@ EXAMPLES: dict[str, str] = {
         "dataworkflows triggers rotate-secret 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f --keep-previous 1h"
     ),
     "triggers disable": "dataworkflows triggers disable 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
+    "executions cancel-all": "dataworkflows executions cancel-all nightly-sync --status Pending --older-than 1h",
+    "dead-letters redrive-all": "dataworkflows dead-letters redrive-all --kind node_failed --workflow nightly-sync",
     "triggers priority": "dataworkflows triggers priority 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f 50",
     "triggers delete": "dataworkflows triggers delete 5d0c3f7e-2b8a-4f0e-9d61-0a1b2c3d4e5f",
     "triggers deliveries": (

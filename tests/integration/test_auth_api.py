@@ -279,6 +279,14 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("GET", "/api/v1/whoami", "/api/v1/whoami", "viewer", None),
     ("GET", "/api/v1/dead-letters/{dead_letter_id:int}", "/api/v1/dead-letters/1", "viewer", None),
     ("POST", "/api/v1/dead-letters/{dead_letter_id:int}/redrive", "/api/v1/dead-letters/1/redrive", "operator", None),
+    ("POST", "/api/v1/dead-letters/bulk/redrive", "/api/v1/dead-letters/bulk/redrive", "operator", {"limit": 1}),
+    (
+        "POST",
+        "/api/v1/executions/bulk/cancel",
+        "/api/v1/executions/bulk/cancel",
+        "operator",
+        {"workflowId": "none-such", "limit": 1},
+    ),
     (
         "POST",
         "/api/v1/dead-letters/{dead_letter_id:int}/acknowledge",

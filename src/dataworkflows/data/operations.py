@@ -112,6 +112,15 @@ class OperationsData:
     async def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         return await self._db.fetch_one_as(DeadLetter, "get_dead_letter", id=dead_letter_id)
 
+    async def bulk_redrive_candidates(
+        self, *, kind: str | None, workflow_id: str | None, after: int, limit: int
+    ) -> list[tuple[int, UUID | None]]:
+        """The open letters a bulk redrive takes, oldest first, after the id `after`: (id, run)."""
+        rows = await self._db.fetch_all(
+            "bulk_redrive_candidates", kind=kind, workflow_id=workflow_id, after=after, limit=limit
+        )
+        return [(int(row["id"]), row["execution_id"]) for row in rows]
+
     async def redrive(self, dead_letter_id: int, *, principal: str | None, queue: str) -> Redrive:
         """Re-runs the failed part of the letter's run (once; Conflict after that)."""
         redrive = await self._db.fetch_one_as(

@@ -1,0 +1,147 @@
+"""Bulk operations (README "Bulk operations"): cancel a workflow's runs, or redrive dead letters,
+many at a time, each in a transaction of its own (one run's cancel or one letter's redrive, as the
+single requests do), with every item's outcome in the answer. A bounded number a request (`limit`,
+at most 1,000): the answer says whether more match, and the same request again goes on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, post
+from litestar.params import JSONBody
+
+from dataworkflows.errors import Conflict, InvalidInput, NotFound
+from dataworkflows.statuses import DeadLetterKind
+
+from .openapi_docs import PROBLEMS
+from .schemas import Camel
+from .services import REQUIRES_PRINCIPAL, PrincipalDep, ServicesDep
+
+MAX_BULK = 1000
+# What a bulk cancel may take: a run that has not ended.
+CANCELLABLE = ("Pending", "Running", "Waiting", "Suspended")
+
+
+class BulkCancelRequest(Camel, forbid_unknown_fields=True):
+    # The workflow whose root runs are cancelled (required: no request cancels every workflow's).
+    workflow_id: str
+    # Of these statuses (default: every one that has not ended).
+    status: list[str] | None = None
+    # Created before this time (default: any).
+    created_before: datetime | None = None
+    reason: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_BULK)] = 100
+
+
+class CancelOutcome(Camel):
+    execution_id: UUID
+    # As POST /executions/{id}/cancel answers (cancelled, requested, too_late, ...), or ended (it
+    # ended before its turn) or gone (removed meanwhile).
+    outcome: str
+    status: str | None
+
+
+class BulkCancelResponse(Camel):
+    outcomes: list[CancelOutcome]
+    # How many of each outcome.
+    counts: dict[str, int]
+    # Whether more runs matched than `limit`: the same request again takes them.
+    more: bool
+
+
+class BulkRedriveRequest(Camel, forbid_unknown_fields=True):
+    # Only letters of this kind, of runs of this workflow (default: any).
+    kind: str | None = None
+    workflow_id: str | None = None
+    # After this letter id (the previous answer's lastId: letters it refused stay open).
+    after_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_BULK)] = 100
+
+
+class RedriveOutcome(Camel):
+    dead_letter_id: int
+    execution_id: UUID | None
+    # requeued (as POST /dead-letters/{id}/redrive answers), refused (reason: why, as that request's
+    # 409 says) or gone (closed or removed meanwhile).
+    outcome: str
+    reason: str | None = None
+
+
+class BulkRedriveResponse(Camel):
+    outcomes: list[RedriveOutcome]
+    counts: dict[str, int]
+    # The last letter taken (0: none): give it as afterId for the next ones.
+    last_id: int
+    more: bool
+
+
+def _counts(outcomes: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in outcomes:
+        counts[item.outcome] = counts.get(item.outcome, 0) + 1
+    return counts
+
+
+class BulkController(Controller):
+    path = "/"
+    tags = ["bulk operations"]
+
+    @post(
+        "/executions/bulk/cancel",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Cancel a workflow's root runs, oldest first, up to limit (each as its own cancel)",
+        opt={REQUIRES_PRINCIPAL: "cancel executions", "role": "operator"},
+    )
+    async def bulk_cancel(
+        self, svc: ServicesDep, principal: PrincipalDep, data: JSONBody[BulkCancelRequest]
+    ) -> BulkCancelResponse:
+        statuses = list(CANCELLABLE) if data.status is None else data.status
+        unknown = [s for s in statuses if s not in CANCELLABLE]
+        if unknown or not statuses:
+            raise InvalidInput(f"status: one or more of {', '.join(CANCELLABLE)} (runs that have not ended)")
+        found = await svc.db.control.bulk_cancel_candidates(
+            data.workflow_id, statuses=statuses, before=data.created_before, limit=data.limit + 1
+        )
+        outcomes: list[CancelOutcome] = []
+        for execution_id in found[: data.limit]:
+            try:
+                done = await svc.db.control.cancel(execution_id, principal=principal.id, reason=data.reason)
+                outcomes.append(CancelOutcome(execution_id, done.outcome, done.status))
+            except Conflict:
+                # It ended between the selection and its turn.
+                outcomes.append(CancelOutcome(execution_id, "ended", None))
+            except NotFound:
+                outcomes.append(CancelOutcome(execution_id, "gone", None))
+        return BulkCancelResponse(outcomes, _counts(outcomes), more=len(found) > data.limit)
+
+    @post(
+        "/dead-letters/bulk/redrive",
+        status_code=200,
+        responses=PROBLEMS,
+        summary="Redrive open dead letters, oldest first, up to limit (each as its own redrive)",
+        opt={REQUIRES_PRINCIPAL: "redrive dead letters", "role": "operator"},
+    )
+    async def bulk_redrive(
+        self, svc: ServicesDep, principal: PrincipalDep, data: JSONBody[BulkRedriveRequest]
+    ) -> BulkRedriveResponse:
+        if data.kind is not None and data.kind not in set(DeadLetterKind):
+            raise InvalidInput(f"kind: one of {', '.join(DeadLetterKind)}")
+        found = await svc.db.operations.bulk_redrive_candidates(
+            kind=data.kind, workflow_id=data.workflow_id, after=data.after_id, limit=data.limit + 1
+        )
+        outcomes: list[RedriveOutcome] = []
+        for letter_id, execution_id in found[: data.limit]:
+            try:
+                await svc.db.operations.redrive(letter_id, principal=principal.id, queue=svc.settings.queue)
+                outcomes.append(RedriveOutcome(letter_id, execution_id, "requeued"))
+            except Conflict as exc:
+                # As the letter's own redrive answers 409: why, with what to do instead.
+                outcomes.append(RedriveOutcome(letter_id, execution_id, "refused", str(exc)))
+            except NotFound:
+                outcomes.append(RedriveOutcome(letter_id, execution_id, "gone"))
+        last = outcomes[-1].dead_letter_id if outcomes else data.after_id
+        return BulkRedriveResponse(outcomes, _counts(outcomes), last_id=last, more=len(found) > data.limit)

@@ -1,0 +1,186 @@
+"""Bulk operations (README "Bulk operations"): a workflow's root runs cancelled, and open dead
+letters redriven, many at a time, each as its own request would, every item's outcome answered, a
+bounded number a request; and their CLI commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from dataworkflows.conditions import ConditionPool
+from dataworkflows.db import Database
+from tests.conftest import publish, start
+from tests.integration.test_api import assert_problem
+from tests.integration.test_control_api import OPS, client, sql
+from tests.integration.test_run_priority import create, echo_workflow, execute
+from tests.integration.test_runtime import echo, make_runtime, wf
+
+__all__ = ["client"]
+
+
+async def status(client: AsyncTestClient[Any], execution_id: str) -> str:
+    return str((await client.get(f"/api/v1/executions/{execution_id}")).json()["status"])
+
+
+async def test_a_bulk_cancel_takes_a_workflows_root_runs_oldest_first(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await create(client, echo_workflow("noisy"))
+    await create(client, echo_workflow("quiet"))
+    runs = [await execute(client, "noisy") for _ in range(5)]
+    other = await execute(client, "quiet")
+    first = await client.post(
+        "/api/v1/executions/bulk/cancel",
+        json={"workflowId": "noisy", "limit": 3, "reason": "backlog"},
+        headers=OPS,
+    )
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [o["executionId"] for o in body["outcomes"]] == runs[:3]
+    assert {o["outcome"] for o in body["outcomes"]} == {"cancelled"}
+    assert (body["counts"], body["more"]) == ({"cancelled": 3}, True)
+    # The same request again goes on to the next ones.
+    second = (
+        await client.post("/api/v1/executions/bulk/cancel", json={"workflowId": "noisy", "limit": 3}, headers=OPS)
+    ).json()
+    assert [o["executionId"] for o in second["outcomes"]] == runs[3:]
+    assert second["more"] is False
+    assert [await status(client, run) for run in runs] == ["Cancelled"] * 5
+    assert await status(client, other) == "Pending"
+    # Each is its own cancel: in its log, with who and why.
+    logged = await sql(
+        db,
+        "SELECT principal, details ->> 'reason' FROM dw.execution_events WHERE execution_id = %s"
+        " AND type = 'cancel_requested'",
+        runs[0],
+    )
+    assert logged == [("ops", "backlog")]
+    # Nothing left: an empty answer.
+    empty = (await client.post("/api/v1/executions/bulk/cancel", json={"workflowId": "noisy"}, headers=OPS)).json()
+    assert (empty["outcomes"], empty["counts"], empty["more"]) == ([], {}, False)
+
+
+async def test_a_bulk_cancel_filters_by_status_and_age_and_leaves_children(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    await create(client, echo_workflow("parent-b"))
+    await create(client, echo_workflow("child"))
+    old = await execute(client, "parent-b")
+    await sql(db, "UPDATE dw.executions SET created_at = now() - interval '2 hours' WHERE id = %s RETURNING id", old)
+    new = await execute(client, "parent-b")
+    # A child of the old run: cancelled with its parent's cascade, never by a bulk cancel directly.
+    await sql(
+        db,
+        "SELECT c.o_execution_id FROM dw.executions p,"
+        " dw.start_child_v2(p, 'echo1', 'child:b', 'child', NULL, '{}'::jsonb, 10) c WHERE p.id = %s",
+        old,
+    )
+    before = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    running = (
+        await client.post(
+            "/api/v1/executions/bulk/cancel", json={"workflowId": "parent-b", "status": ["Running"]}, headers=OPS
+        )
+    ).json()
+    assert running["outcomes"] == []
+    aged = (
+        await client.post(
+            "/api/v1/executions/bulk/cancel",
+            json={"workflowId": "parent-b", "status": ["Pending"], "createdBefore": before},
+            headers=OPS,
+        )
+    ).json()
+    assert [o["executionId"] for o in aged["outcomes"]] == [old]
+    assert await status(client, new) == "Pending"
+    for refused in ({"workflowId": "parent-b", "status": ["Succeeded"]}, {"workflowId": "parent-b", "status": []}):
+        problem = assert_problem(await client.post("/api/v1/executions/bulk/cancel", json=refused, headers=OPS), 422)
+        assert "status: one or more of Pending, Running, Waiting, Suspended" in problem["detail"], problem
+    # Without a workflow: refused (no request cancels every workflow's runs), as is a limit past 1,000.
+    for refused in ({}, {"workflowId": "parent-b", "limit": 1001}):
+        assert (await client.post("/api/v1/executions/bulk/cancel", json=refused, headers=OPS)).status_code == 400
+
+
+async def failed_runs(db: Database, conditions: ConditionPool, workflow_id: str, n: int) -> list[str]:
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf(workflow_id, echo("boom", simulateFailure="permanent")), conditions)
+    runs = []
+    for _ in range(n):
+        execution_id = await start(db, workflow_id)
+        await runtime.run_execution(execution_id)
+        runs.append(str(execution_id))
+    return runs
+
+
+async def test_a_bulk_redrive_redrives_open_letters_oldest_first(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    runs = await failed_runs(db, conditions, "flaky", 3)
+    others = await failed_runs(db, conditions, "other-flaky", 1)
+    first = (
+        await client.post("/api/v1/dead-letters/bulk/redrive", json={"workflowId": "flaky", "limit": 2}, headers=OPS)
+    ).json()
+    assert [o["executionId"] for o in first["outcomes"]] == runs[:2]
+    assert (first["counts"], first["more"]) == ({"requeued": 2}, True)
+    rest = (
+        await client.post(
+            "/api/v1/dead-letters/bulk/redrive",
+            json={"workflowId": "flaky", "afterId": first["lastId"], "kind": "node_failed"},
+            headers=OPS,
+        )
+    ).json()
+    assert [o["executionId"] for o in rest["outcomes"]] == runs[2:]
+    assert rest["more"] is False
+    assert {await status(client, run) for run in runs} == {"Pending"}
+    assert await status(client, others[0]) == "Failed"
+    # A letter its own redrive refuses (a compensated run's) is refused here too, said why, and
+    # stays open; the next request goes on after it.
+    await sql(db, "UPDATE dw.executions SET compensation_status = 'Compensated' WHERE id = %s RETURNING id", others[0])
+    refused = (
+        await client.post("/api/v1/dead-letters/bulk/redrive", json={"workflowId": "other-flaky"}, headers=OPS)
+    ).json()
+    (outcome,) = refused["outcomes"]
+    assert (outcome["executionId"], outcome["outcome"]) == (others[0], "refused")
+    assert "undone" in outcome["reason"] or "compensat" in outcome["reason"], outcome
+    after = (
+        await client.post(
+            "/api/v1/dead-letters/bulk/redrive",
+            json={"workflowId": "other-flaky", "afterId": refused["lastId"]},
+            headers=OPS,
+        )
+    ).json()
+    assert after["outcomes"] == [] and after["lastId"] == refused["lastId"]
+    assert assert_problem(
+        await client.post("/api/v1/dead-letters/bulk/redrive", json={"kind": "nonsense"}, headers=OPS), 422
+    )
+
+
+async def test_the_bulk_commands(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dataworkflows.cli import EXIT_OK, cmd_dead_letters_redrive_all, cmd_executions_cancel_all
+    from tests.integration.cli_api import cli_command, served_api
+
+    await create(client, echo_workflow("by-cli-bulk"))
+    pending = [await execute(client, "by-cli-bulk") for _ in range(2)]
+    failed = await failed_runs(db, conditions, "by-cli-failing", 2)
+    async with served_api(dsn) as url:
+        cancel = cli_command(url, capsys, cmd_executions_cancel_all, "executions", "cancel-all")
+        code, out, err = await cancel("by-cli-bulk", "--limit", "1", "--reason", "enough")
+        assert code == EXIT_OK, err
+        assert out.splitlines()[-2:] == [
+            f"execution {pending[0]} cancelled (status Cancelled)",
+            "1 executions: 1 cancelled",
+        ], out
+        assert "more: the same command again cancels the next ones" in err
+        code, out, err = await cancel("by-cli-bulk", "--older-than", "6m")
+        assert code != EXIT_OK and "ambiguous" in err, err
+        redrive = cli_command(url, capsys, cmd_dead_letters_redrive_all, "dead-letters", "redrive-all")
+        code, out, err = await redrive("--workflow", "by-cli-failing", "--limit", "1")
+        assert code == EXIT_OK, err
+        assert out.splitlines()[-1] == "1 dead letters: 1 requeued", out
+        assert f"(execution {failed[0]})" in out
+        assert err.startswith("more: add --after "), err
+        code, out, err = await redrive("--workflow", "by-cli-failing", "--after", err.split()[-1])
+        assert code == EXIT_OK and f"(execution {failed[1]})" in out and err == "", (out, err)
