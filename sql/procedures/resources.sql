@@ -48,7 +48,7 @@ $$;
 -- resource before it ended, a create whose answer timed out, a connection cut after the request
 -- went, a worker killed mid-call; look it up before creating it), or 'pending' (another attempt is
 -- creating it right now: try again shortly). The claim is owned by one attempt (p_owner, e.g.
--- execution:node:attempt): another attempt, even of the same node, sees 'pending' until the claim
+-- execution:node:attempt; a compensation's execution:node:compensation:attempt): another attempt, even of the same node, sees 'pending' until the claim
 -- is linked, released or expired. claimed_at is when the key was first claimed (the row's
 -- created_at), the earliest the resource can have been created.
 CREATE OR REPLACE FUNCTION dw.claim_resource_v3(
@@ -63,6 +63,9 @@ DECLARE
     v_node text;
     v_index integer;
     v_attempt integer;
+    -- A compensation's attempt (execution:node:compensation:attempt): its attempt numbers are its
+    -- step's (dw.compensations), not its node's (dw.action_executions).
+    v_compensation boolean;
 BEGIN
     INSERT INTO dw.resource_links AS l (tenant_id, resource_type, resource_key, workflow_id, execution_id, node_id,
                                         claim_owner, claimed_until)
@@ -77,13 +80,14 @@ BEGIN
 
     SELECT * INTO v_l FROM dw.resource_links l
      WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key FOR UPDATE;
+    v_compensation := COALESCE(split_part(v_l.claim_owner, ':', 3) = 'compensation', false);
     IF split_part(v_l.claim_owner, ':', 1) ~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
-       AND split_part(v_l.claim_owner, ':', 3) ~ '^[0-9]{1,9}$'
+       AND split_part(v_l.claim_owner, ':', CASE WHEN v_compensation THEN 4 ELSE 3 END) ~ '^[0-9]{1,9}$'
        AND split_part(split_part(v_l.claim_owner, ':', 2), '#', 2) ~ '^([0-9]{1,9})?$' THEN
         v_exec := split_part(v_l.claim_owner, ':', 1)::uuid;
         v_node := split_part(split_part(v_l.claim_owner, ':', 2), '#', 1);
         v_index := NULLIF(split_part(split_part(v_l.claim_owner, ':', 2), '#', 2), '')::integer;
-        v_attempt := split_part(v_l.claim_owner, ':', 3)::integer;
+        v_attempt := split_part(v_l.claim_owner, ':', CASE WHEN v_compensation THEN 4 ELSE 3 END)::integer;
     END IF;
     IF v_l.external_id IS NOT NULL THEN
         INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action, external_id)
@@ -106,14 +110,20 @@ BEGIN
           -- columns as text read every attempt row of every tenant, at each retry of a 'pending'
           -- answer (each second) while another attempt created the resource (a review: 67 ms a
           -- claim at 300,000 attempt rows, and growing with the table).
-          OR (v_index IS NULL AND EXISTS (
+          OR (NOT v_compensation AND v_index IS NULL AND EXISTS (
                   SELECT 1 FROM dw.action_executions a
                    WHERE a.execution_id = v_exec AND a.node_id = v_node AND a.item_index IS NULL
                      AND a.attempt = v_attempt))
-          OR (v_index IS NOT NULL AND EXISTS (
+          OR (NOT v_compensation AND v_index IS NOT NULL AND EXISTS (
                   SELECT 1 FROM dw.action_executions a
                    WHERE a.execution_id = v_exec AND a.node_id = v_node AND a.item_index = v_index
-                     AND a.attempt = v_attempt)) THEN
+                     AND a.attempt = v_attempt))
+          -- A compensation's attempt is over once its step is no longer Running at that attempt
+          -- (recorded, retried, failed, or taken over after its worker was lost).
+          OR (v_compensation AND v_index IS NULL AND EXISTS (
+                  SELECT 1 FROM dw.compensations c
+                   WHERE c.execution_id = v_exec AND c.node_id = v_node AND c.child_execution_id IS NULL
+                     AND NOT (c.status = 'Running' AND c.attempts = v_attempt))) THEN
         UPDATE dw.resource_links l
            SET execution_id = p_execution_id, node_id = p_node_id, workflow_id = p_workflow_id,
                claim_owner = p_owner, claimed_until = now() + make_interval(secs => p_claim_seconds)

@@ -13,7 +13,13 @@ from dataworkflows.errors import InvariantViolation
 from dataworkflows.tenancy import ALL_TENANTS, current_tenant
 
 
-def _owner(execution_id: UUID, node_id: str, attempt: int) -> str:
+def _owner(execution_id: UUID, node_id: str, attempt: int, compensating: bool = False) -> str:
+    """execution:node:attempt; a compensation's attempt execution:node:compensation:attempt. Its
+    attempt numbers are its step's, not its node's: as execution:node:attempt, the live claim of its
+    attempt 1 was taken by another run as over (its node's attempt 1 had ended), found in doubt,
+    and the other run looked its item up before it existed or failed for good (a review)."""
+    if compensating:
+        return f"{execution_id}:{node_id}:compensation:{attempt}"
     return f"{execution_id}:{node_id}:{attempt}"
 
 
@@ -41,7 +47,15 @@ class DatabaseResources:
         return tenant
 
     async def claim(
-        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int
+        self,
+        resource_type: str,
+        key: str,
+        *,
+        workflow_id: str,
+        execution_id: UUID,
+        node_id: str,
+        attempt: int,
+        compensating: bool = False,
     ) -> Claim:
         """Claims the key for this attempt (another attempt of the same node sees 'pending')."""
         claim = await self._data.claim(
@@ -51,7 +65,7 @@ class DatabaseResources:
             workflow_id=workflow_id,
             execution_id=execution_id,
             node_id=node_id,
-            owner=_owner(execution_id, node_id, attempt),
+            owner=_owner(execution_id, node_id, attempt, compensating),
             claim_seconds=self._claim_seconds,
         )
         return Claim(claim.state, claim.external_id, claim.claimed_at)
@@ -78,9 +92,21 @@ class DatabaseResources:
             data=data,
         )
 
-    async def release(self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int) -> None:
+    async def release(
+        self,
+        resource_type: str,
+        key: str,
+        *,
+        execution_id: UUID,
+        node_id: str,
+        attempt: int,
+        compensating: bool = False,
+    ) -> None:
         await self._data.release_claim(
-            tenant=self._tenant, resource_type=resource_type, key=key, owner=_owner(execution_id, node_id, attempt)
+            tenant=self._tenant,
+            resource_type=resource_type,
+            key=key,
+            owner=_owner(execution_id, node_id, attempt, compensating),
         )
 
     async def linked(self, resource_type: str, external_ids: list[str]) -> set[str]:

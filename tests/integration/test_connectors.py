@@ -516,6 +516,66 @@ async def test_a_compensated_create_releases_its_key_and_its_undo_links_its_own(
     assert events[0][0]["resourcesReleased"] == 1
 
 
+async def test_a_compensations_claim_is_not_taken_for_over_by_its_nodes_ended_attempt(
+    db: Database, runtime: Runtime, fakes: FakeServers
+) -> None:
+    """A review: a compensation's action claimed its key as execution:node:attempt, its attempt
+    numbers its step's. Its node's attempt of that number had ended long before, so another run's
+    claim of the key took the live claim for one whose attempt was over: in doubt, it looked the
+    item up while the first create was under way and failed for good (monday_outcome_unknown), or
+    found nothing and made a second. It waits now (pending), then finds the item made."""
+    from dataworkflows.compensations import CompensationRunner
+
+    create = node(
+        "create",
+        "monday.create-item",
+        boardId=42,
+        itemName="Ticket {{ trigger.ticketId }}",
+        idempotencyKey="{{ trigger.ticketId }}",
+    )
+    create["compensation"] = {
+        "actionType": "monday.create-item",
+        "parameters": {
+            "boardId": 42,
+            "itemName": "Cancel {{ trigger.ticketId }}",
+            "idempotencyKey": "cancel-{{ trigger.ticketId }}",
+        },
+        "retryPolicy": {**FAST, "maxAttempts": 8, "initialDelay": "PT0.3S"},
+    }
+    create["edges"] = [{"targetNode": "boom"}]
+    boom = node("boom", "core.echo", message="x", simulateFailure="permanent")
+    await publish(db, {"id": "undone-twice", "displayName": "U", "startNode": "create", "nodes": [create, boom]})
+    first = await start(db, "undone-twice", {"ticketId": "T-9"})
+    second = await start(db, "undone-twice", {"ticketId": "T-9"})
+    assert await runtime.run_execution(first) == "Failed"
+    assert await runtime.run_execution(second) == "Failed"
+    fakes.state.answer_delay = 1.5  # the first compensation's create is under way a while
+
+    def runner() -> CompensationRunner:
+        return CompensationRunner(
+            data=db.compensations,
+            plans=runtime.plans,
+            kinds=runtime.kinds,
+            worker_id="w",
+            park_threshold_seconds=30.0,
+            stopping=asyncio.Event(),
+        )
+
+    async def a_moment_later() -> str:
+        await asyncio.sleep(0.5)
+        return await runner().run(second)
+
+    assert await asyncio.gather(runner().run(first), a_moment_later()) == ["done", "done"]
+    for run in (first, second):
+        (step,) = await db.compensations.steps(run)
+        assert step.status == "Succeeded", step.error
+    assert fakes.state.calls["monday:create"] == 2  # the ticket's item, and one undo's
+    first_undo = (await db.compensations.steps(first))[0].outputs
+    second_undo = (await db.compensations.steps(second))[0].outputs
+    assert first_undo == {"itemId": second_undo["itemId"], "created": True}
+    assert second_undo["created"] is False
+
+
 def in_doubt_node(retry: dict[str, Any] | None = None) -> dict[str, Any]:
     """A create whose answer comes after the node's timeout (the fake makes the item, then answers
     late: the attempt never hears of it)."""

@@ -64,8 +64,19 @@ class ResourceStore(Protocol):
     """Resource links as actions see them (dataworkflows.resources.DatabaseResources)."""
 
     async def claim(
-        self, resource_type: str, key: str, *, workflow_id: str, execution_id: UUID, node_id: str, attempt: int
-    ) -> Any: ...
+        self,
+        resource_type: str,
+        key: str,
+        *,
+        workflow_id: str,
+        execution_id: UUID,
+        node_id: str,
+        attempt: int,
+        compensating: bool = False,
+    ) -> Any:
+        """Claims the key for this attempt; `compensating`: the attempt is its node's compensation's
+        (its own claim owner: its attempt numbers are its step's, not its node's)."""
+        ...
 
     async def link(
         self,
@@ -80,7 +91,14 @@ class ResourceStore(Protocol):
     ) -> str: ...
 
     async def release(
-        self, resource_type: str, key: str, *, execution_id: UUID, node_id: str, attempt: int
+        self,
+        resource_type: str,
+        key: str,
+        *,
+        execution_id: UUID,
+        node_id: str,
+        attempt: int,
+        compensating: bool = False,
     ) -> None: ...
 
     async def linked(self, resource_type: str, external_ids: list[str]) -> set[str]:

@@ -367,7 +367,12 @@ class MondayCreateItemAction:
                 # over finds it in doubt and looks the item up (it was released, and each retry
                 # created another item: a review).
                 await services.resources.release(
-                    ITEM_RESOURCE, key, execution_id=ctx.execution_id, node_id=ctx.node_id, attempt=ctx.attempt
+                    ITEM_RESOURCE,
+                    key,
+                    execution_id=ctx.execution_id,
+                    node_id=ctx.node_id,
+                    attempt=ctx.attempt,
+                    compensating=ctx.compensating,
                 )
             return exc.result
         try:
@@ -393,6 +398,7 @@ async def _claim(ctx: ActionContext, params: CreateItemParams, key: str) -> Acti
         execution_id=ctx.execution_id,
         node_id=ctx.node_id,
         attempt=ctx.attempt,
+        compensating=ctx.compensating,
     )
     if claim.state == "exists":
         return ActionResult.succeeded({"itemId": claim.external_id, "created": False})
