@@ -176,6 +176,13 @@ BEGIN
                         WHERE t.resource_link_id = l.id AND t.execution_id = p_execution_id
                           AND t.node_id = p_node_id AND t.action = 'created' AND t.at < p_before)
         RETURNING l.id, o.external_id
+    ), named AS (
+        -- Entries made before migration 0076 have no id of their own (the view shows their key's):
+        -- released, the key has none, and once created again another resource's. They name the id
+        -- they were about (a review: a run's 'created' entry showed the next run's item).
+        UPDATE dw.resource_touches t SET external_id = r.external_id
+          FROM released r
+         WHERE t.resource_link_id = r.id AND t.external_id IS NULL
     )
     INSERT INTO dw.resource_touches (resource_link_id, execution_id, node_id, action, external_id)
     SELECT r.id, p_execution_id, p_node_id, 'released', r.external_id FROM released r;

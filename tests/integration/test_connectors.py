@@ -516,6 +516,57 @@ async def test_a_compensated_create_releases_its_key_and_its_undo_links_its_own(
     assert events[0][0]["resourcesReleased"] == 1
 
 
+async def test_a_release_keeps_the_id_its_key_had_on_entries_made_before_the_upgrade(
+    db: Database, runtime: Runtime, fakes: FakeServers, client: AsyncTestClient[Any]
+) -> None:
+    """A review: an entry of dw.v_resource_links made before migration 0076 has no id of its own
+    (the view shows its key's). Released, the key had none, so the entries of the item a run created
+    before the upgrade showed no id, and once the key was created again the new item's: its history
+    said the first run had created the second run's item. The release names the id on them."""
+    from dataworkflows.compensations import CompensationRunner
+
+    create = node(
+        "create",
+        "monday.create-item",
+        boardId=42,
+        itemName="Ticket {{ trigger.ticketId }}",
+        idempotencyKey="{{ trigger.ticketId }}",
+    )
+    create["compensation"] = {"actionType": "core.echo", "parameters": {"message": "undone"}}
+    create["edges"] = [{"targetNode": "boom"}]
+    boom = node("boom", "core.echo", message="x", simulateFailure="{{ 'permanent' if trigger.fail else none }}")
+    await publish(db, {"id": "undone-old", "displayName": "U", "startNode": "create", "nodes": [create, boom]})
+    first = await start(db, "undone-old", {"ticketId": "T-9", "fail": True})
+    assert await runtime.run_execution(first) == "Failed"
+    found = await start(db, "undone-old", {"ticketId": "T-9", "fail": True})
+    assert await runtime.run_execution(found) == "Failed"
+    # As the entries were written before the upgrade.
+    await sql(db, "UPDATE dw.resource_touches SET external_id = NULL")
+    runner = CompensationRunner(
+        data=db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id="w",
+        park_threshold_seconds=30.0,
+        stopping=asyncio.Event(),
+    )
+    assert await runner.run(first) == "done"
+    first_item = (await db.fetch_all("list_node_states", id=first))[0]["outputs"]["itemId"]
+    again = await start(db, "undone-old", {"ticketId": "T-9", "fail": False})
+    assert await runtime.run_execution(again) == "Succeeded"
+    second_item = (await db.fetch_all("list_node_states", id=again))[0]["outputs"]["itemId"]
+    assert second_item != first_item
+    links = (await client.get("/api/v1/resource-links", params={"type": "monday.item", "key": "42:T-9"})).json()
+    assert sorted((link["action"], link["executionId"], link["externalId"]) for link in links) == sorted(
+        [
+            ("created", str(first), first_item),
+            ("found", str(found), first_item),
+            ("released", str(first), first_item),
+            ("created", str(again), second_item),
+        ]
+    )
+
+
 async def test_a_compensations_claim_is_not_taken_for_over_by_its_nodes_ended_attempt(
     db: Database, runtime: Runtime, fakes: FakeServers
 ) -> None:
