@@ -14,9 +14,15 @@ SELECT dw.release_resource_claim_v2(%(tenant)s, %(type)s, %(key)s, %(owner)s);
 
 -- name: linked_external_ids
 -- Which of these external ids a key of this type is linked to already (an in-doubt create's
--- namesakes that are another key's).
+-- namesakes that are another key's), or was until a compensation released it (the resource was
+-- undone: never the one an in-doubt create made).
 SELECT l.external_id FROM dw.resource_links l
- WHERE l.tenant_id = %(tenant)s AND l.resource_type = %(type)s AND l.external_id = ANY(%(ids)s::text[]);
+ WHERE l.tenant_id = %(tenant)s AND l.resource_type = %(type)s AND l.external_id = ANY(%(ids)s::text[])
+UNION
+SELECT t.external_id FROM dw.resource_touches t
+  JOIN dw.resource_links l ON l.id = t.resource_link_id
+ WHERE t.action = 'released' AND t.external_id = ANY(%(ids)s::text[])
+   AND l.tenant_id = %(tenant)s AND l.resource_type = %(type)s;
 
 -- name: check_resource
 -- The external id of a linked resource, or null.

@@ -152,13 +152,13 @@ def test_a_command_on_a_database_migrated_part_way_says_so(
     probe (it has dw.schema_migrations): the API answered 200 to /health/ready and 500 to everything
     else, a worker logged a missing function at every pass, examples load printed a traceback."""
     postgresql.autocommit = True
-    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version BETWEEN '0060' AND '0078'")
+    postgresql.execute("DELETE FROM dw.schema_migrations WHERE version BETWEEN '0060' AND '0079'")
     monkeypatch.setenv("DATABASE_URL", url_of(postgresql))
     monkeypatch.setattr("dataworkflows.cli.configure_logging", lambda *args: None)
     argv = [str(free_port()) if part == "0" else part for part in argv]
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
-    expected = "the database lacks 19 of this release's migrations (0060 to 0078; its last is 0059)"
+    expected = "the database lacks 20 of this release's migrations (0060 to 0079; its last is 0059)"
     assert expected in err and "run `dataworkflows migrate` first" in err and "Traceback" not in err, err
 
 

@@ -721,6 +721,42 @@ async def test_an_in_doubt_create_never_takes_another_keys_item(
     assert [i["name"] for i in fakes.state.created] == ["Ticket", "Ticket"]
 
 
+async def test_an_in_doubt_create_never_takes_an_item_a_compensation_undid(
+    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: a compensation released its node's item ("Ticket T-9"), which its undo left on the
+    board (it changed it, or made a cancellation of its own). The next run's first create answered
+    502 having made nothing, and its next attempt, in doubt, found the undone item among those of
+    the name made lately, linked to no key now, and took it as its own (created: true)."""
+    from dataworkflows.compensations import CompensationRunner
+
+    create = node(
+        "create", "monday.create-item", boardId=42, itemName="Ticket {{ trigger.ticketId }}", idempotencyKey="T-9"
+    )
+    create["compensation"] = {"actionType": "core.echo", "parameters": {"message": "undone"}}
+    create["edges"] = [{"targetNode": "boom"}]
+    boom = node("boom", "core.echo", message="x", simulateFailure="{{ 'permanent' if trigger.fail else none }}")
+    await publish(db, {"id": "undone-doubt", "displayName": "U", "startNode": "create", "nodes": [create, boom]})
+    first = await start(db, "undone-doubt", {"ticketId": "T-9", "fail": True})
+    assert await runtime.run_execution(first) == "Failed"
+    runner = CompensationRunner(
+        data=db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id="w",
+        park_threshold_seconds=30.0,
+        stopping=asyncio.Event(),
+    )
+    assert await runner.run(first) == "done"
+    undone = (await db.fetch_all("list_node_states", id=first))[0]["outputs"]["itemId"]
+    first_create_answers(monkeypatch, 502, "bad gateway", makes=False)
+    again = await start(db, "undone-doubt", {"ticketId": "T-9", "fail": False})
+    assert await runtime.run_execution(again) == "Succeeded"
+    outputs = (await db.fetch_all("list_node_states", id=again))[0]["outputs"]
+    assert outputs["itemId"] != undone and outputs["created"] is True
+    assert [i["id"] for i in fakes.state.created] == [undone, outputs["itemId"]]
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [

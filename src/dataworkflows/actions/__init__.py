@@ -102,7 +102,8 @@ class ResourceStore(Protocol):
     ) -> None: ...
 
     async def linked(self, resource_type: str, external_ids: list[str]) -> set[str]:
-        """Which of these external ids a key of this type is linked to already."""
+        """Which of these external ids a key of this type is linked to already, or was until a
+        compensation released it (undone: never an in-doubt create's item)."""
         ...
 
 

@@ -482,7 +482,8 @@ async def _namesakes(
     ctx: ActionContext, params: CreateItemParams, since: datetime
 ) -> tuple[list[dict[str, Any]], bool] | ActionResult:
     """The board's items of the item's name created since `since` that no other key is linked to (a
-    review: key B, whose create made nothing, was linked to key A's item of the same name), and
+    review: key B, whose create made nothing, was linked to key A's item of the same name) and that
+    no compensation released (an item it undid, left on the board, was taken by the key's next run), and
     whether there were more of the name than were read; or the failure to ask."""
     services = ctx.require_services()
     by_name = GetItemsParams(

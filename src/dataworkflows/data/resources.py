@@ -100,7 +100,8 @@ class ResourceData:
         await self._db.fetch_one("release_resource_claim", tenant=tenant, type=resource_type, key=key, owner=owner)
 
     async def linked(self, *, tenant: str, resource_type: str, external_ids: list[str]) -> set[str]:
-        """Which of these external ids a key of this type is linked to already."""
+        """Which of these external ids a key of this type is linked to already, or was until a
+        compensation released it (undone: never an in-doubt create's item)."""
         rows = await self._db.fetch_all("linked_external_ids", tenant=tenant, type=resource_type, ids=external_ids)
         return {str(row["external_id"]) for row in rows}
 
