@@ -711,6 +711,35 @@ async def test_a_resource_claim_belongs_to_one_attempt(db: Database) -> None:
     assert await resources.check("t", "k") == "ext-1"
 
 
+async def test_a_compensations_claim_is_over_once_its_step_is_past_that_attempt(db: Database) -> None:
+    """A compensation's attempt claims as execution:node:compensation:attempt: live while its step is
+    Running at that attempt (another run waits: pending), over once the step moved on (taken over
+    after its worker was lost: in doubt, looked up). Its node's attempt of that number says nothing."""
+    from dataworkflows.resources import DatabaseResources
+
+    await publish(db, load_fixture("bundle1/simple-echo-workflow.json"))
+    undone = await start(db, "simple-echo")
+    other = await start(db, "simple-echo", request_id="another")
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,"
+            " timeout_seconds, status, attempts) VALUES ('default', %s, 'echo1', 1, 'monday.create-item', 3, 30,"
+            " 'Running', 1)",
+            (undone,),
+        )
+    resources = DatabaseResources(db, claim_seconds=30)
+    mine = {"workflow_id": "simple-echo", "execution_id": undone, "node_id": "echo1"}
+    theirs = {"workflow_id": "simple-echo", "execution_id": other, "node_id": "echo1"}
+    assert (await resources.claim("t", "undo", **mine, attempt=1, compensating=True)).state == "claimed"
+    assert (await resources.claim("t", "undo", **theirs, attempt=1)).state == "pending"
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.compensations SET attempts = 2 WHERE execution_id = %s", (undone,))
+    assert (await resources.claim("t", "undo", **mine, attempt=2, compensating=True)).state == "in_doubt"
+    assert (await resources.claim("t", "undo", **theirs, attempt=1)).state == "pending"
+    await resources.release("t", "undo", execution_id=undone, node_id="echo1", attempt=2, compensating=True)
+    assert (await resources.claim("t", "undo", **theirs, attempt=1)).state == "claimed"
+
+
 async def test_a_redrive_gives_the_run_its_own_tenants_deadline(db: Database) -> None:
     """A redrive reads the run's plan for its fresh deadline: the run's tenant's, not that of
     another tenant's workflow of the same id and version (a session that sees every tenant: an
