@@ -147,9 +147,18 @@ CREATE OR REPLACE FUNCTION dw.claim_resource_v2(
                                 p_claim_seconds) c;
 $$;
 
--- Gives up a claim after a failed create, so another run need not wait for it to expire.
+-- Gives up a claim after a failed create, so another run need not wait for it to expire. A key a
+-- compensation released (migration 0076) keeps its row, which its entries name: it is released
+-- again (the next claim is a fresh one). Deleting it broke their foreign key, and the attempt that
+-- gave the claim up (a refused create: a rate limit, say) failed for good with the engine's error
+-- (a review).
 CREATE OR REPLACE FUNCTION dw.release_resource_claim_v2(p_tenant text, p_type text, p_key text, p_owner text)
     RETURNS void LANGUAGE sql AS $$
+    UPDATE dw.resource_links l
+       SET claim_owner = NULL, claimed_until = now(), released_at = now()
+     WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
+       AND l.external_id IS NULL AND l.claim_owner = p_owner
+       AND EXISTS (SELECT 1 FROM dw.resource_touches t WHERE t.resource_link_id = l.id);
     DELETE FROM dw.resource_links l
      WHERE l.tenant_id = p_tenant AND l.resource_type = p_type AND l.resource_key = p_key
        AND l.external_id IS NULL AND l.claim_owner = p_owner;

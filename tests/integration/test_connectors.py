@@ -757,6 +757,58 @@ async def test_an_in_doubt_create_never_takes_an_item_a_compensation_undid(
     assert [i["id"] for i in fakes.state.created] == [undone, outputs["itemId"]]
 
 
+async def test_a_refused_create_gives_up_its_claim_of_a_released_key(
+    db: Database, runtime: Runtime, fakes: FakeServers, monkeypatch: pytest.MonkeyPatch, client: AsyncTestClient[Any]
+) -> None:
+    """A review: a refused create gives its claim up by deleting the key's row, which a released key
+    (migration 0076) keeps with its entries: the delete broke their foreign key, and the attempt
+    ended in an error of the engine's instead of its retry. The claim is given up, the entries stay."""
+    from dataworkflows.compensations import CompensationRunner
+
+    create = node(
+        "create", "monday.create-item", boardId=42, itemName="Ticket {{ trigger.ticketId }}", idempotencyKey="T-9"
+    )
+    create["compensation"] = {"actionType": "core.echo", "parameters": {"message": "undone"}}
+    create["edges"] = [{"targetNode": "boom"}]
+    boom = node("boom", "core.echo", message="x", simulateFailure="{{ 'permanent' if trigger.fail else none }}")
+    await publish(db, {"id": "undone-refused", "displayName": "U", "startNode": "create", "nodes": [create, boom]})
+    first = await start(db, "undone-refused", {"ticketId": "T-9", "fail": True})
+    assert await runtime.run_execution(first) == "Failed"
+    runner = CompensationRunner(
+        data=db.compensations,
+        plans=runtime.plans,
+        kinds=runtime.kinds,
+        worker_id="w",
+        park_threshold_seconds=30.0,
+        stopping=asyncio.Event(),
+    )
+    assert await runner.run(first) == "done"
+    undone = (await db.fetch_all("list_node_states", id=first))[0]["outputs"]["itemId"]
+    # Refused (a rate limit): the claim is given up, and the retry creates the item.
+    refusal = {
+        "errors": [{"message": "Rate limit", "extensions": {"code": "RATE_LIMIT_EXCEEDED", "retry_in_seconds": 0}}]
+    }
+    first_create_answers(monkeypatch, 429, refusal, makes=False)
+    again = await start(db, "undone-refused", {"ticketId": "T-9", "fail": False})
+    ended = await runtime.run_execution(again)
+    assert ended == "Succeeded", [
+        (a["attempt"], a["status"], a["error"]) for a in await db.fetch_all("list_attempts", id=again)
+    ]
+    attempts = await db.fetch_all("list_attempts", id=again)
+    codes = [a["error"]["code"] if a["error"] else None for a in attempts if a["node_id"] == "create"]
+    assert codes == ["monday_RATE_LIMIT_EXCEEDED", None], attempts
+    outputs = (await db.fetch_all("list_node_states", id=again))[0]["outputs"]
+    assert outputs["itemId"] != undone and outputs["created"] is True
+    links = (await client.get("/api/v1/resource-links", params={"type": "monday.item", "key": "42:T-9"})).json()
+    assert sorted((link["action"], link["executionId"], link["externalId"]) for link in links) == sorted(
+        [
+            ("created", str(first), undone),
+            ("released", str(first), undone),
+            ("created", str(again), outputs["itemId"]),
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [
