@@ -112,12 +112,14 @@ def parse_time(value: Any) -> datetime | None:
         value = value[:17] + "59" + value[19:]
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
-        if leap:
-            parsed += timedelta(seconds=1)
         # An instant of the years 1 to 9999 in UTC, as stored and as firedBy.time says it (in UTC):
         # "0001-01-01T00:00:00+14:00" was stored in 1 BC and handed to the run as
         # "0001-12-31T10:00:00+00:00 BC", not a timestamp; 9999-12-31 at -10:00 in year 10000.
-        parsed.astimezone(UTC)
+        in_utc = parsed.astimezone(UTC)
+        if leap:
+            # Added in UTC: 9999-12-31T23:59:60+01:00 is 22:59:60 UTC, an instant of year 9999,
+            # where the second added at +01:00 overflowed the local year (a review).
+            parsed = in_utc + timedelta(seconds=1)
     except (ValueError, OverflowError):
         return None
     return parsed

@@ -246,6 +246,7 @@ async def test_an_events_time_is_an_instant_of_the_years_1_to_9999(client: Async
         # it was refused.
         ("t-3", "2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),
         ("t-4", "2016-12-31T23:59:60.5+00:00", "2017-01-01T00:00:00.5+00:00"),
+        ("t-5", "9999-12-31T23:59:60+01:00", "9999-12-31T23:00:00+00:00"),
     ]:
         answer = (await client.post("/api/v1/events", json=event(event_id, time=when))).json()
         run = (await client.get(f"/api/v1/executions/{answer['deliveries'][0]['executionId']}")).json()
