@@ -185,15 +185,7 @@ BEGIN
     ELSIF v_state = 'Compensated' THEN
         RETURN 'Compensated';
     ELSIF v_state = 'CompensationFailed' THEN
-        WITH again AS (
-            UPDATE dw.compensations c
-               SET status = 'Pending', attempt_base = c.attempts, interruptions = 0, error = NULL, outputs = NULL,
-                   ended_at = NULL, next_attempt_at = NULL
-             WHERE c.execution_id = p_child AND c.status = 'Failed'
-            RETURNING c.node_id, c.position
-        )
-        SELECT jsonb_agg(again.node_id ORDER BY again.position) INTO v_steps FROM again;
-        UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_child;
+        v_steps := dw.rerun_failed_compensation_steps_v1(p_child);
         -- Its own letter, if it filed one (not while its parent waited for it), is redriven with it.
         UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = 'compensation of ' || p_parent
          WHERE d.execution_id = p_child AND d.kind = 'compensation_failed'
@@ -550,6 +542,27 @@ CREATE OR REPLACE FUNCTION dw.compensation_scope_v1(p_execution_id uuid)
       FROM dw.executions e WHERE e.id = p_execution_id;
 $$;
 
+-- The steps of a run's compensation that failed for good run again, each with a fresh retry budget,
+-- in their order, and the run is Compensating again (a letter's redrive, or a parent's step that
+-- redrives its child's): the steps redone, in order. The caller queues the job.
+CREATE OR REPLACE FUNCTION dw.rerun_failed_compensation_steps_v1(p_execution_id uuid)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_steps jsonb;
+BEGIN
+    WITH again AS (
+        UPDATE dw.compensations c
+           SET status = 'Pending', attempt_base = c.attempts, interruptions = 0, error = NULL, outputs = NULL,
+               ended_at = NULL, next_attempt_at = NULL
+         WHERE c.execution_id = p_execution_id AND c.status = 'Failed'
+        RETURNING c.node_id, c.position
+    )
+    SELECT jsonb_agg(again.node_id ORDER BY again.position) INTO v_steps FROM again;
+    UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_execution_id;
+    RETURN v_steps;
+END;
+$$;
+
 -- Redrives a compensation_failed letter (called by dw.redrive_dead_letter_v1, which has locked the
 -- run and the letter): the steps that failed for good run again, each with a fresh retry budget, in
 -- their order; the run is Compensating again and its job queued. The steps that succeeded are not
@@ -565,16 +578,7 @@ BEGIN
         RAISE EXCEPTION 'execution %''s compensation is %, not CompensationFailed: nothing to redrive', p_execution_id,
             COALESCE(v_status, 'none') USING ERRCODE = 'DW005';
     END IF;
-    WITH again AS (
-        UPDATE dw.compensations c
-           SET status = 'Pending', attempt_base = c.attempts, interruptions = 0, error = NULL, outputs = NULL,
-               ended_at = NULL,
-               next_attempt_at = NULL
-         WHERE c.execution_id = p_execution_id AND c.status = 'Failed'
-        RETURNING c.node_id, c.position
-    )
-    SELECT jsonb_agg(again.node_id ORDER BY again.position) INTO v_steps FROM again;
-    UPDATE dw.executions e SET compensation_status = 'Compensating' WHERE e.id = p_execution_id;
+    v_steps := dw.rerun_failed_compensation_steps_v1(p_execution_id);
     UPDATE dw.dead_letters d SET redriven_at = now(), redriven_by = p_principal WHERE d.id = p_id;
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'compensation_redriven', p_principal,
