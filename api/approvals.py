@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -25,7 +26,7 @@ from .paging import (
 from .params import BadQueryValue, query_int, require_one_of
 from .principals import PRINCIPAL_ID_HEADER
 from .problems import PROBLEM_JSON, Unauthorized
-from .schemas import ApprovalRead, DecisionRequest, DecisionResponse, ProblemDetails, from_row
+from .schemas import ApprovalEscalationRead, ApprovalRead, DecisionRequest, DecisionResponse, ProblemDetails, from_row
 from .services import REQUIRES_PRINCIPAL, DatabaseDep, PrincipalDep, ServicesDep
 
 DECISION_PROBLEMS = {
@@ -81,6 +82,16 @@ def _quorum(value: Any) -> int | str | None:
     return value if isinstance(value, str) else _count(value)
 
 
+def _escalation(value: Any) -> ApprovalEscalationRead | None:
+    if not isinstance(value, dict) or not isinstance(value.get("at"), str):
+        return None
+    approvers = value.get("approvers")
+    return ApprovalEscalationRead(
+        approvers=[a for a in approvers if isinstance(a, str)] if isinstance(approvers, list) else [],
+        at=datetime.fromisoformat(value["at"]),
+    )
+
+
 def approval_read(row: Approval) -> ApprovalRead:
     """The wire shape: what the approval node keeps in the wait's details, as fields."""
     details = row.details
@@ -98,6 +109,7 @@ def approval_read(row: Approval) -> ApprovalRead:
         decided_at=row.consumed_at if isinstance(row.result, dict) and "decision" in row.result else None,
         # An open one past its timeout (its run Suspended, or its waker not come) takes no decisions.
         closed_at=row.consumed_at or row.lapsed_at,
+        escalation=_escalation(details.get("escalation")),
     )
 
 

@@ -462,6 +462,12 @@ class ApprovalDecisionRead(Camel):
     comment: str | None = None
 
 
+class ApprovalEscalationRead(Camel):
+    # Who may decide too, from when (the approval's start and its escalation's `after`).
+    approvers: list[str]
+    at: datetime
+
+
 class ApprovalRead(Camel):
     id: UUID
     execution_id: UUID
@@ -484,6 +490,8 @@ class ApprovalRead(Camel):
     decisions: list[ApprovalDecisionRead]
     # When it stopped taking decisions: decided, timed out, or withdrawn (its run ended).
     closed_at: datetime | None = None
+    # Its escalation (README "Waiting node kinds"), null without one.
+    escalation: ApprovalEscalationRead | None = None
 
 
 class DecisionRequest(Camel, forbid_unknown_fields=True):

@@ -325,7 +325,8 @@ $$;
 
 -- POST /approvals/{id}/decision. Approved once `required` approvers approve; rejected as soon as
 -- that can no longer happen (so one rejection rejects an approval that needs everyone). Refused
--- once the approval is past its timeout.
+-- once the approval is past its timeout. From its escalation's time (details.escalation.at), its
+-- escalation's approvers may decide too, and count among those who still could approve.
 CREATE OR REPLACE FUNCTION dw.decide_approval_v1(
     p_wait_id uuid, p_principal text, p_decision text, p_comment text, p_queue text
 ) RETURNS TABLE (approval_id uuid, execution_id uuid, node_id text, state text, approvals integer,
@@ -341,6 +342,7 @@ DECLARE
     v_total integer;
     v_state text := 'open';
     v_result jsonb;
+    v_escalated boolean;
 BEGIN
     IF p_decision IS NULL OR p_decision NOT IN ('approve', 'reject') THEN
         RAISE EXCEPTION 'decision must be approve or reject, not %', COALESCE(p_decision, 'nothing')
@@ -353,7 +355,13 @@ BEGIN
     -- Lock order as everywhere: the execution, then its rows.
     v_e := dw.lock_execution_v1(v_execution);
     SELECT * INTO v_w FROM dw.waits w WHERE w.id = p_wait_id FOR UPDATE;
-    IF p_principal IS NULL OR NOT (v_w.details -> 'approvers') ? p_principal THEN
+    v_escalated := COALESCE((v_w.details #>> '{escalation,at}')::timestamptz <= now(), false);
+    IF p_principal IS NULL OR NOT ((v_w.details -> 'approvers') ? p_principal
+                                   OR (v_escalated AND (v_w.details #> '{escalation,approvers}') ? p_principal)) THEN
+        IF (v_w.details #> '{escalation,approvers}') ? p_principal THEN
+            RAISE EXCEPTION '% decides approval % from %, its escalation', quote_literal(p_principal), p_wait_id,
+                dw.iso_time_v1((v_w.details #>> '{escalation,at}')::timestamptz) USING ERRCODE = 'DW017';
+        END IF;
         RAISE EXCEPTION '% is not an approver of approval %', COALESCE(quote_literal(p_principal), 'an anonymous caller'),
             p_wait_id USING ERRCODE = 'DW017';
     END IF;
@@ -383,7 +391,12 @@ BEGIN
     SELECT count(*) FILTER (WHERE d.decision = 'approve'), count(*) FILTER (WHERE d.decision = 'reject')
       INTO v_yes, v_no FROM dw.approval_decisions d WHERE d.wait_id = p_wait_id;
     v_required := (v_w.details ->> 'required')::integer;
-    v_total := jsonb_array_length(v_w.details -> 'approvers');
+    -- Those who may decide: its approvers, and once it has escalated, its escalation's too.
+    v_total := jsonb_array_length(v_w.details -> 'approvers')
+               + CASE WHEN v_escalated
+                      THEN (SELECT count(*) FROM jsonb_array_elements_text(v_w.details #> '{escalation,approvers}') x
+                             WHERE NOT (v_w.details -> 'approvers') ? x)::integer
+                      ELSE 0 END;
     IF v_yes >= v_required THEN
         v_state := 'approved';
     ELSIF v_yes + (v_total - v_yes - v_no) < v_required THEN

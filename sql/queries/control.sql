@@ -63,7 +63,10 @@ SELECT w.id, w.execution_id, e.workflow_id, w.node_id, w.state, w.details, w.cre
   FROM dw.waits w JOIN dw.executions e ON e.id = w.execution_id
  WHERE w.kind = 'approval'
    AND (NOT %(open_only)s::boolean OR w.state = 'open')
-   AND (%(principal)s::text IS NULL OR (w.details -> 'approvers') ? %(principal)s::text)
+   AND (%(principal)s::text IS NULL OR (w.details -> 'approvers') ? %(principal)s::text
+        -- An escalation's approver, from its time.
+        OR ((w.details #> '{escalation,approvers}') ? %(principal)s::text
+            AND (w.details #>> '{escalation,at}')::timestamptz <= now()))
    AND (%(principal)s::text IS NULL OR NOT %(open_only)s::boolean
         OR (NOT EXISTS (SELECT 1 FROM dw.approval_decisions d
                          WHERE d.wait_id = w.id AND d.principal = %(principal)s::text)

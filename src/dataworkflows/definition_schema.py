@@ -326,6 +326,18 @@ def _wait_nodes() -> dict[str, Schema]:
             "timeout": _nullable(timeout),
             "title": _nullable({"type": "string"}),
             "description": _nullable({"type": "string"}),
+            "escalation": _nullable(
+                {
+                    "type": "object",
+                    "description": "After `after`, these approvers may decide too (shorter than the timeout)",
+                    "properties": {
+                        "after": timeout,
+                        "approvers": {**_or_template({**approvers, "maxItems": waits.MAX_APPROVERS})},
+                    },
+                    "required": ["after", "approvers"],
+                    "additionalProperties": False,
+                }
+            ),
         },
         "required": ["approvers"],
         "additionalProperties": False,

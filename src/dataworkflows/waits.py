@@ -66,12 +66,19 @@ class SignalParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_f
     timeout: str | None = None
 
 
+class EscalationParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
+    # How long the approvers have alone; then these may decide too (README "Waiting node kinds").
+    after: str
+    approvers: list[str] | str
+
+
 class ApprovalParams(msgspec.Struct, frozen=True, rename="camel", forbid_unknown_fields=True):
     approvers: list[str] | str
     quorum: str | int = "any"
     timeout: str | None = None
     title: str | None = None
     description: str | None = None
+    escalation: EscalationParams | None = None
 
 
 _PARAMS: dict[str, type[msgspec.Struct]] = {"delay": DelayParams, "signal": SignalParams, "approval": ApprovalParams}
@@ -163,7 +170,7 @@ def _spec(kind: str, values: dict[str, Any], *, now: datetime, strict: bool) -> 
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 500):
             raise WaitParameterError("correlationKey must be a string of 1-500 characters (or an integer)")
         return WaitSpec("signal", name=name, correlation_key=key, expires_at=expires_at)
-    return _approval(values, given, expires_at, strict=strict)
+    return _approval(values, given, expires_at, now, strict=strict)
 
 
 def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
@@ -178,18 +185,45 @@ def _delay(values: dict[str, Any], given: Any, now: datetime) -> WaitSpec:
     return WaitSpec("timer", due_at=now)
 
 
-def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None, *, strict: bool) -> WaitSpec:
+def _approver_names(approvers: Any, what: str, *, strict: bool) -> list[str]:
+    if isinstance(approvers, str) or not all(isinstance(a, str) and a.strip() for a in approvers):
+        raise WaitParameterError(f"{what} must be a list of principal ids")
+    names = list(dict.fromkeys(a.strip() for a in approvers))
+    if not 1 <= len(names) <= MAX_APPROVERS:
+        raise WaitParameterError(
+            f"{'an approval needs' if what == 'approvers' else what + ': give'} 1 to {MAX_APPROVERS} approvers"
+        )
+    _check_approvers(names, strict=strict)
+    return names
+
+
+def _escalation(escalation: Any, expires_at: datetime | None, now: datetime, *, strict: bool) -> dict[str, Any] | None:
+    """{"approvers", "at"}: who else may decide, from when (the wait's start and `after`); refused
+    when it would come at or after the timeout (nobody could decide then)."""
+    if not isinstance(escalation, dict):
+        return None
+    after = escalation.get("after")
+    names = escalation.get("approvers")
+    at = None
+    if isinstance(after, str) and (strict or not _templated(after)):
+        at = now + timedelta(seconds=_seconds(after, "escalation.after", allow_zero=False))
+        if expires_at is not None and at >= expires_at:
+            raise WaitParameterError("escalation.after must be shorter than the approval's timeout")
+    if names is not None and (strict or not _templated(names)):
+        names = _approver_names(names, "escalation.approvers", strict=strict)
+    return {"approvers": names, "at": at.isoformat() if at is not None else None}
+
+
+def _approval(
+    values: dict[str, Any], given: Any, expires_at: datetime | None, now: datetime, *, strict: bool
+) -> WaitSpec:
     approvers = given("approvers")
     quorum = given("quorum") if "quorum" in values else "any"
     names: list[str] = []
     if approvers is not None:
-        if isinstance(approvers, str) or not all(isinstance(a, str) and a.strip() for a in approvers):
-            raise WaitParameterError("approvers must be a list of principal ids")
-        names = list(dict.fromkeys(a.strip() for a in approvers))
-        if not 1 <= len(names) <= MAX_APPROVERS:
-            raise WaitParameterError(f"an approval needs 1 to {MAX_APPROVERS} approvers")
-        _check_approvers(names, strict=strict)
+        names = _approver_names(approvers, "approvers", strict=strict)
     required = _required(quorum, len(names) if approvers is not None else None)
+    escalation = _escalation(given("escalation"), expires_at, now, strict=strict)
     _check_text(given("title"), "title", MAX_TITLE)
     _check_text(given("description"), "description", MAX_DESCRIPTION)
     details = {
@@ -198,6 +232,7 @@ def _approval(values: dict[str, Any], given: Any, expires_at: datetime | None, *
         "quorum": quorum,
         "title": given("title"),
         "description": given("description"),
+        "escalation": escalation,
     }
     return WaitSpec("approval", details={k: v for k, v in details.items() if v is not None}, expires_at=expires_at)
 

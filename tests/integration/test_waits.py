@@ -786,3 +786,86 @@ async def test_a_node_cancelled_in_its_retry_backoff_is_cancelled_not_skipped(
         execution_id,
     )
     assert node_events == [("after", "node_skipped"), ("flaky", "node_cancelled")]
+
+
+async def test_an_approval_escalates_to_more_approvers_after_a_while(db: Database, conditions: ConditionPool) -> None:
+    """The seeds' approval expiry with escalation: its approvers alone until escalation.after, then
+    the escalation's approvers may decide too (and are listed as able to), and count among those who
+    could still approve: everyone rejecting before it is a rejection, after it is not."""
+    execution_id, approval_id = await _approval_run(
+        db, conditions, "escalates", escalation={"after": "PT1H", "approvers": ["dana", "alice"]}
+    )
+    (pending,) = await db.control.approvals(principal="alice", open_only=True)
+    assert pending.details["escalation"]["approvers"] == ["dana", "alice"]
+    # Before its time: dana may not decide, and is not listed; the refusal says from when.
+    assert await db.control.approvals(principal="dana", open_only=True) == []
+    with pytest.raises(Forbidden) as refused:
+        await db.control.decide(approval_id, principal="dana", decision="approve", comment=None, queue="q")
+    assert "from" in str(refused.value) and "its escalation" in str(refused.value)
+    for who in ("alice", "bob"):
+        await db.control.decide(approval_id, principal=who, decision="reject", comment=None, queue="q")
+    # The hour passes.
+    await sql(
+        db,
+        "UPDATE dw.waits SET details = jsonb_set(details, '{escalation,at}', to_jsonb(now() - interval '1 second'))"
+        " WHERE id = %s RETURNING id",
+        approval_id,
+    )
+    (listed,) = await db.control.approvals(principal="dana", open_only=True)
+    assert listed.id == approval_id
+    # carol's rejection would have ended it; dana may still approve now.
+    after = await db.control.decide(approval_id, principal="carol", decision="reject", comment=None, queue="q")
+    assert after.state == "open"
+    decided = await db.control.decide(approval_id, principal="dana", decision="approve", comment="ok", queue="q")
+    assert decided.state == "approved"
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    outputs = (await nodes(db, execution_id))["ok"]["outputs"]
+    assert [d["principal"] for d in outputs["decisions"] if d["decision"] == "approve"] == ["dana"]
+
+
+@pytest.mark.parametrize(
+    ("escalation", "timeout", "message"),
+    [
+        (
+            {"after": "PT2H", "approvers": ["dana"]},
+            "PT1H",
+            "escalation.after must be shorter than the approval's timeout",
+        ),
+        ({"after": "PT0S", "approvers": ["dana"]}, None, "escalation.after"),
+        ({"after": "PT1H", "approvers": []}, None, "escalation.approvers: give 1 to 100 approvers"),
+        ({"after": "PT1H", "approvers": "dana"}, None, "escalation.approvers must be a list of principal ids"),
+        ({"after": "PT1H"}, None, "approvers"),
+    ],
+)
+def test_an_escalation_that_cannot_be_is_refused_at_publish(
+    escalation: dict[str, Any], timeout: str | None, message: str
+) -> None:
+    from dataworkflows.validation import validate_definition
+
+    params: dict[str, Any] = {"approvers": ["alice"], "escalation": escalation}
+    if timeout:
+        params["timeout"] = timeout
+    node = {"id": "ok", "nodeType": "approval", "parameters": params}
+    problems = validate_definition({"id": "w", "displayName": "W", "startNode": "ok", "nodes": [node]})
+    assert [p.pointer for p in problems] == ["/nodes/0/parameters"], problems
+    assert message in problems[0].message, problems
+
+
+async def test_the_api_shows_an_approvals_escalation(db: Database, conditions: ConditionPool, dsn: str) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from dataworkflows.api.app import create_app
+    from dataworkflows.config import Settings
+
+    execution_id, approval_id = await _approval_run(
+        db, conditions, "escalates-api", escalation={"after": "PT30M", "approvers": ["{{ 'da' ~ 'na' }}"]}
+    )
+    async with AsyncTestClient(create_app(Settings(database_url=dsn))) as client:
+        shown = (await client.get(f"/api/v1/approvals/{approval_id}")).json()
+        plain = (await client.get("/api/v1/approvals", params={"principal": "alice"})).json()
+    # Its approvers rendered at the start, as the node's are; its time, from then.
+    assert shown["escalation"]["approvers"] == ["dana"]
+    at = datetime.fromisoformat(shown["escalation"]["at"])
+    assert timedelta(minutes=29) < at - datetime.fromisoformat(shown["createdAt"]) <= timedelta(minutes=31)
+    assert [a["escalation"] is not None for a in plain] == [True], plain
+    assert execution_id is not None
