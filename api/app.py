@@ -33,6 +33,7 @@ from dataworkflows.tenancy import enter_tenant, no_tenant
 
 from .answer_newline import end_json_with_newline
 from .approvals import ApprovalController
+from .audit import AuditLogController
 from .auth import EXCEPTION_HANDLERS as AUTH_EXCEPTION_HANDLERS
 from .auth import authorize, authorize_metrics, check_routes
 from .bulk import BulkController
@@ -331,6 +332,7 @@ def create_app(settings: Settings) -> Litestar:
             EventController,
             DeadLetterController,
             BulkController,
+            AuditLogController,
             CatalogController,
             ConnectionController,
             ResourceLinkController,

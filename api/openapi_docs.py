@@ -143,6 +143,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/executions/{execution_id}/signals/{name}"): "signalExecution",
     ("POST", "/api/v1/signals/{name}"): "broadcastSignal",
     ("POST", "/api/v1/executions/bulk/cancel"): "bulkCancelExecutions",
+    ("GET", "/api/v1/audit-log"): "listAuditLog",
     ("POST", "/api/v1/dead-letters/bulk/redrive"): "bulkRedriveDeadLetters",
     ("POST", "/api/v1/events"): "publishEvent",
     ("GET", "/api/v1/waits"): "listWaitsOfExecutions",

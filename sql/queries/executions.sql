@@ -330,3 +330,18 @@ SELECT d.id, d.execution_id FROM dw.dead_letters d
    AND d.id > %(after)s
  ORDER BY d.id
  LIMIT %(limit)s;
+
+-- name: list_audit_events
+-- The execution log of every run of the tenant (row-level security), in order (GET /api/v1/audit-log,
+-- `dataworkflows audit-log`): after an event id, of a workflow, of a type, and written at least
+-- `settle` seconds ago (an export that goes on from the last id does not pass over an event whose
+-- transaction, holding a smaller id, had not committed yet).
+SELECT ev.id, ev.execution_id, e.workflow_id, ev.node_id, ev.type, ev.at, ev.principal, ev.details
+  FROM dw.execution_events ev
+  JOIN dw.executions e ON e.id = ev.execution_id
+ WHERE ev.id > %(after)s
+   AND ev.at < now() - make_interval(secs => %(settle)s)
+   AND (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
+   AND (%(type)s::text IS NULL OR ev.type = %(type)s::text)
+ ORDER BY ev.id
+ LIMIT %(limit)s;

@@ -2709,6 +2709,56 @@ def _add_examples(sub: Any) -> None:
     load.set_defaults(func=cmd_examples_load)
 
 
+def cmd_audit_log(args: argparse.Namespace) -> int:
+    """Every run's log events after --after, in order, as NDJSON (a line each), a page at a time until
+    none is left or --max are written; the last id on stderr, for the next export's --after."""
+    params: dict[str, Any] = {"after": args.after, "limit": args.page_size, "settleSeconds": args.settle}
+    if args.workflow:
+        params["workflowId"] = args.workflow
+    if args.type:
+        params["type"] = args.type
+    written = 0
+    last = args.after
+    with _client(args) as client:
+        while args.max is None or written < args.max:
+            if args.max is not None:
+                params["limit"] = min(args.page_size, args.max - written)
+            response = client.get("/api/v1/audit-log", params={**params, "after": last})
+            if response.status_code != 200:
+                return _refused(response)
+            page = response.json()
+            for item in page["items"]:
+                print(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+            written += len(page["items"])
+            if page["items"]:
+                last = page["items"][-1]["id"]
+            if page["nextAfter"] is None:
+                break
+    print(f"{written} events; the next export: --after {last}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_audit_log(sub: Any) -> None:
+    audit = sub.add_parser(
+        "audit-log", help="every run's log events, in order, as NDJSON (for a SIEM or an archive; through the API)"
+    )
+    audit.add_argument("--after", type=_letter_id, default=0, help="after this event id (what the last export said)")
+    audit.add_argument("--workflow", help="only events of runs of this workflow")
+    audit.add_argument("--type", help="only events of this type (execution_cancelled, approval_decided, ...)")
+    audit.add_argument("--max", type=_positive_int, help="at most this many events (default: all)")
+    audit.add_argument(
+        "--settle",
+        type=_bounded_int(0, 3600),
+        default=5,
+        metavar="SECONDS",
+        help="only events written at least this long ago (default 5: the next export's --after passes over none "
+        "whose transaction was still open)",
+    )
+    audit.add_argument("--page-size", type=_bounded_int(1, 5000), default=1000, help="events a request (1 to 5000)")
+    audit.add_argument("--api-url")
+    audit.set_defaults(func=cmd_audit_log)
+
+
 def _add_prune(sub: Any) -> None:
     prune = sub.add_parser(
         "prune",
@@ -2921,6 +2971,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connections(sub)
     _add_token(sub)
     _add_prune(sub)
+    _add_audit_log(sub)
     _add_examples(sub)
 
     psql = sub.add_parser("psql", help="psql on the engine's database (DATABASE_URL or the embedded one)")

@@ -51,6 +51,7 @@ EXAMPLES: dict[str, str] = {
     "psql": "dataworkflows psql -c 'SELECT status, count(*) FROM dw.executions GROUP BY 1'",
     "token": "export DW_API_TOKEN=$(dataworkflows token --sub alice --tenant acme --role author --role operator)",
     "prune": "dataworkflows prune --older-than 30d --dry-run",
+    "audit-log": "dataworkflows audit-log --after 0 --workflow nightly-sync > audit.ndjson",
     "examples": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load",
     "examples load": "DATABASE_URL=postgresql://app@db/dw dataworkflows examples load    # safe to run again",
     "signal": "dataworkflows signal 0b9e0c1e-6d5f-4a43-9a64-3c2b1f7d2e10 order.paid --payload '{\"amount\": 42}'",

@@ -280,6 +280,7 @@ ROUTES: list[tuple[str, str, str, str, Any]] = [
     ("GET", "/api/v1/dead-letters/{dead_letter_id:int}", "/api/v1/dead-letters/1", "viewer", None),
     ("POST", "/api/v1/dead-letters/{dead_letter_id:int}/redrive", "/api/v1/dead-letters/1/redrive", "operator", None),
     ("POST", "/api/v1/dead-letters/bulk/redrive", "/api/v1/dead-letters/bulk/redrive", "operator", {"limit": 1}),
+    ("GET", "/api/v1/audit-log", "/api/v1/audit-log", "viewer", None),
     (
         "POST",
         "/api/v1/executions/bulk/cancel",

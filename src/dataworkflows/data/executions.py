@@ -188,6 +188,19 @@ class Event(msgspec.Struct, frozen=True):
     details: dict[str, Any]
 
 
+class AuditEvent(msgspec.Struct, frozen=True):
+    """An event of the execution log with its run and workflow (the tenant's audit log)."""
+
+    id: int
+    execution_id: UUID
+    workflow_id: str
+    node_id: str | None
+    type: str
+    at: datetime
+    principal: str | None
+    details: dict[str, Any]
+
+
 class ExecutionData:
     """Starting and reading executions."""
 
@@ -358,6 +371,21 @@ class ExecutionData:
     async def events(self, execution_id: UUID, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """The execution log after event id `after`, in order."""
         return await self._db.fetch_all_as(Event, "list_events", id=execution_id, after=after, limit=limit)
+
+    async def audit_events(
+        self, *, after: int, workflow_id: str | None, event_type: str | None, limit: int, settle: float = 0.0
+    ) -> list[AuditEvent]:
+        """Every run's log events after event id `after`, in order (the tenant's, by row-level
+        security), written at least `settle` seconds ago."""
+        return await self._db.fetch_all_as(
+            AuditEvent,
+            "list_audit_events",
+            after=after,
+            workflow_id=workflow_id,
+            type=event_type,
+            limit=limit,
+            settle=settle,
+        )
 
     async def prune_event_listeners(self, *, max_age_seconds: float) -> None:
         """Forgets listeners of processes that died without saying so."""
