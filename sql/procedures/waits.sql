@@ -645,7 +645,11 @@ $$;
 -- its own: this locks no ancestor, so a child's end, which locks the child and then its parent,
 -- does not wait in a cycle with it). A run whose row is locked at that moment (a worker's record or
 -- fetch, an end) is skipped and counted (the same request again changes it), as is a queued job a
--- fetch holds (it runs now). Each run changed logs priority_changed (byAncestor: the run asked).
+-- fetch holds (it runs now; or, the fetch rolled back, it stays queued at its old priority). A run
+-- already at p_priority with a queued job at another (one a fetch held then) is taken too: its job
+-- moves, as a single run's same priority again moves one (until this release the same request
+-- again left it, the run no longer below the priority asked). Each run changed logs
+-- priority_changed (byAncestor: the run asked).
 CREATE OR REPLACE FUNCTION dw.set_descendants_priority_v1(p_execution_id uuid, p_priority integer, p_principal text)
     RETURNS TABLE (changed integer, skipped integer, jobs integer)
     LANGUAGE plpgsql AS $$
@@ -659,17 +663,23 @@ BEGIN
     SELECT e.root_execution_id INTO v_root FROM dw.executions e WHERE e.id = p_execution_id;
     RETURN QUERY
     WITH candidates AS (
-        -- Its tree's runs (the root's index), those below it by their path.
+        -- Its tree's runs (the root's index), those below it by their path: at another priority, or
+        -- with a queued job left at another.
         SELECT m.id FROM dw.executions m
          WHERE m.root_execution_id = v_root AND m.id <> p_execution_id AND p_execution_id = ANY (m.path)
-           AND m.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut') AND m.priority <> p_priority
+           AND m.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
+           AND (m.priority <> p_priority
+                OR EXISTS (SELECT 1 FROM procrastinate_jobs j
+                            WHERE (j.args ->> 'execution_id') = m.id::text AND j.status = 'todo'
+                              AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority))
     ), locked AS (
         SELECT m.id, m.priority AS previous, m.status FROM dw.executions m
          WHERE m.id IN (SELECT c.id FROM candidates c)
          ORDER BY m.id
            FOR NO KEY UPDATE OF m SKIP LOCKED
     ), raised AS (
-        UPDATE dw.executions e SET priority = p_priority FROM locked l WHERE e.id = l.id
+        UPDATE dw.executions e SET priority = p_priority FROM locked l
+         WHERE e.id = l.id AND l.previous <> p_priority
         RETURNING e.id, l.previous, l.status
     ), logged AS (
         INSERT INTO dw.execution_events (execution_id, type, principal, details)
@@ -677,16 +687,21 @@ BEGIN
                jsonb_build_object('priority', p_priority, 'previous', r.previous, 'status', r.status,
                                   'byAncestor', p_execution_id)
           FROM raised r
+    ), waiting AS (
+        -- The queued jobs of the runs it holds.
+        SELECT j.id FROM procrastinate_jobs j
+         WHERE (j.args ->> 'execution_id') IN (SELECT l.id::text FROM locked l) AND j.status = 'todo'
+           AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority
     ), queued AS (
         SELECT j.id FROM procrastinate_jobs j
-         WHERE (j.args ->> 'execution_id') IN (SELECT r.id::text FROM raised r) AND j.status = 'todo'
-           AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority
+         WHERE j.id IN (SELECT w.id FROM waiting w)
            FOR UPDATE SKIP LOCKED
     ), moved AS (
         UPDATE procrastinate_jobs j SET priority = p_priority FROM queued q WHERE j.id = q.id RETURNING j.id
     )
     SELECT (SELECT count(*) FROM raised)::integer,
-           ((SELECT count(*) FROM candidates) - (SELECT count(*) FROM raised))::integer,
+           ((SELECT count(*) FROM candidates) - (SELECT count(*) FROM locked)
+            + (SELECT count(*) FROM waiting) - (SELECT count(*) FROM moved))::integer,
            (SELECT count(*) FROM moved)::integer;
 END;
 $$;

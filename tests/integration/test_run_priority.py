@@ -349,3 +349,31 @@ async def test_the_priority_command_with_descendants(
     assert lines[-2].startswith(f"execution {root} priority 30 (was 0;"), out
     assert lines[-1] == "  runs below it: 1 changed, 1 queued jobs moved", out
     assert (await client.get(f"/api/v1/executions/{kid}")).json()["priority"] == 30
+
+
+async def test_a_descendants_job_a_fetch_held_is_skipped_and_moved_by_the_same_request_again(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """A review: a child's queued job that a worker's fetch held at that moment (a fetch that then
+    rolled back leaves it queued) stayed at its old priority while its run took the new one, the
+    answer counted nothing skipped, and the same request again never moved it (the run was no longer
+    below the priority asked), where a single run's same priority again moves a job left so."""
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child"))
+    root = await execute(client, "parent")
+    kid = await start_child(db, root, "child:held")
+    url = f"/api/v1/executions/{root}/priority"
+    async with db.connection() as conn, conn.transaction():
+        # As a fetch holds the job (and then rolls back: this one changed nothing).
+        await conn.execute("SELECT 1 FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s FOR UPDATE", (kid,))
+        first = await client.put(url, json={"priority": 50, "descendants": True}, headers=OPS)
+    assert first.json()["descendants"] == {"changed": 1, "skipped": 1, "jobs": 0}, first.json()
+    assert await job_priorities(db, kid) == [("todo", 0)]
+    again = await client.put(url, json={"priority": 50, "descendants": True}, headers=OPS)
+    assert again.json()["descendants"] == {"changed": 0, "skipped": 0, "jobs": 1}, again.json()
+    assert await job_priorities(db, kid) == [("todo", 50)]
+    # Its log says the change once.
+    logged = await sql(
+        db, "SELECT count(*) FROM dw.execution_events WHERE execution_id = %s AND type = 'priority_changed'", kid
+    )
+    assert logged == [(1,)]
