@@ -10,15 +10,18 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+import structlog
 from litestar import Controller, post
 from litestar.params import JSONBody
 
-from dataworkflows.errors import Conflict, InvalidInput, NotFound
+from dataworkflows.errors import Conflict, DatabaseUnavailable, DataWorkflowsError, InvalidInput, NotFound
 from dataworkflows.statuses import DeadLetterKind
 
 from .openapi_docs import PROBLEMS
 from .schemas import Camel
 from .services import REQUIRES_PRINCIPAL, PrincipalDep, ServicesDep
+
+_log = structlog.get_logger(__name__)
 
 MAX_BULK = 1000
 # What a bulk cancel may take: a run that has not ended.
@@ -39,9 +42,10 @@ class BulkCancelRequest(Camel, forbid_unknown_fields=True):
 class CancelOutcome(Camel):
     execution_id: UUID
     # As POST /executions/{id}/cancel answers (cancelled, requested, too_late, ...), or ended (it
-    # ended before its turn) or gone (removed meanwhile).
+    # ended before its turn), gone (removed meanwhile) or failed (reason: why).
     outcome: str
     status: str | None
+    reason: str | None = None
 
 
 class BulkCancelResponse(Camel):
@@ -65,7 +69,7 @@ class RedriveOutcome(Camel):
     dead_letter_id: int
     execution_id: UUID | None
     # requeued (as POST /dead-letters/{id}/redrive answers), refused (reason: why, as that request's
-    # 409 says) or gone (closed or removed meanwhile).
+    # 409 says), gone (closed or removed meanwhile) or failed (reason: why).
     outcome: str
     reason: str | None = None
 
@@ -76,6 +80,16 @@ class BulkRedriveResponse(Camel):
     # The last letter taken (0: none): give it as afterId for the next ones.
     last_id: int
     more: bool
+
+
+def _failure(exc: Exception, item: object) -> str:
+    """Why an item's request failed otherwise than by a refusal or a 404 (outcome failed): the error's
+    own words, or, for a bug, that it was logged (the answer keeps every other item's outcome: a
+    500 lost those done before it, and the same request again stopped at the same item)."""
+    if isinstance(exc, DataWorkflowsError):
+        return str(exc)
+    _log.exception("a bulk operation's item failed", item=str(item))
+    return "an internal error occurred (logged)"
 
 
 def _counts(outcomes: list[Any]) -> dict[str, int]:
@@ -116,6 +130,11 @@ class BulkController(Controller):
                 outcomes.append(CancelOutcome(execution_id, "ended", None))
             except NotFound:
                 outcomes.append(CancelOutcome(execution_id, "gone", None))
+            except Exception as exc:
+                outcomes.append(CancelOutcome(execution_id, "failed", None, _failure(exc, execution_id)))
+                if isinstance(exc, DatabaseUnavailable):
+                    # The next ones would wait for it too: this answer says what was done.
+                    return BulkCancelResponse(outcomes, _counts(outcomes), more=True)
         return BulkCancelResponse(outcomes, _counts(outcomes), more=len(found) > data.limit)
 
     @post(
@@ -143,5 +162,12 @@ class BulkController(Controller):
                 outcomes.append(RedriveOutcome(letter_id, execution_id, "refused", str(exc)))
             except NotFound:
                 outcomes.append(RedriveOutcome(letter_id, execution_id, "gone"))
+            except Exception as exc:
+                outcomes.append(RedriveOutcome(letter_id, execution_id, "failed", _failure(exc, letter_id)))
+                if isinstance(exc, DatabaseUnavailable):
+                    # The next ones would wait for it too: lastId is the one before it (this letter is
+                    # taken again by the next request).
+                    last = outcomes[-2].dead_letter_id if len(outcomes) > 1 else data.after_id
+                    return BulkRedriveResponse(outcomes, _counts(outcomes), last_id=last, more=True)
         last = outcomes[-1].dead_letter_id if outcomes else data.after_id
         return BulkRedriveResponse(outcomes, _counts(outcomes), last_id=last, more=len(found) > data.limit)

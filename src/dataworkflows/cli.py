@@ -1420,7 +1420,8 @@ def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
     answer = response.json()
     for item in answer["outcomes"]:
         done = _CONTROL_OUTCOMES.get(("cancel", item["outcome"]), item["outcome"])
-        print(f"execution {item['executionId']} {done} (status {item['status'] or '-'})")
+        why = f": {item['reason']}" if item.get("reason") else ""
+        print(f"execution {item['executionId']} {done} (status {item['status'] or '-'}){why}")
     print(f"{len(answer['outcomes'])} executions: {_counts_text(answer['counts'])}")
     if answer["more"]:
         print("more: the same command again cancels the next ones", file=sys.stderr)

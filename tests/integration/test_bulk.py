@@ -184,3 +184,81 @@ async def test_the_bulk_commands(
         assert err.startswith("more: add --after "), err
         code, out, err = await redrive("--workflow", "by-cli-failing", "--after", err.split()[-1])
         assert code == EXIT_OK and f"(execution {failed[1]})" in out and err == "", (out, err)
+
+
+async def test_an_item_that_fails_otherwise_is_answered_and_the_others_go_on(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: an item whose request raised anything but a refusal (a 409) or a 404 made the whole
+    answer a 500: the items done before it were done but not answered, those after it not tried,
+    and the same request again met that item first again, and stopped there again. It is answered
+    as failed (with why), and the others go on; a database that cannot be reached ends the batch
+    there, with what was done answered and more: true."""
+    from dataworkflows.data.control import ControlData
+    from dataworkflows.data.operations import OperationsData
+    from dataworkflows.errors import DatabaseUnavailable, InvalidInput
+
+    letters = await failed_runs(db, conditions, "poisoned", 3)
+    redrive = OperationsData.redrive
+    tried: list[int] = []
+
+    async def second_raises(self: OperationsData, dead_letter_id: int, **kwargs: Any) -> Any:
+        tried.append(dead_letter_id)
+        if len(tried) == 2:
+            raise RuntimeError("a bug")
+        return await redrive(self, dead_letter_id, **kwargs)
+
+    monkeypatch.setattr(OperationsData, "redrive", second_raises)
+    answer = await client.post("/api/v1/dead-letters/bulk/redrive", json={"workflowId": "poisoned"}, headers=OPS)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(o["executionId"], o["outcome"]) for o in body["outcomes"]] == [
+        (letters[0], "requeued"),
+        (letters[1], "failed"),
+        (letters[2], "requeued"),
+    ]
+    assert body["outcomes"][1]["reason"] == "an internal error occurred (logged)"
+    assert (body["counts"], body["more"]) == ({"requeued": 2, "failed": 1}, False)
+    # The letter that failed is still open; a database that cannot be reached stops the batch at
+    # it, and lastId leaves it to the next request.
+    tried.clear()
+
+    async def unavailable(self: OperationsData, dead_letter_id: int, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("the database cannot be reached")
+
+    monkeypatch.setattr(OperationsData, "redrive", unavailable)
+    answer = await client.post(
+        "/api/v1/dead-letters/bulk/redrive",
+        json={"workflowId": "poisoned", "afterId": body["outcomes"][0]["deadLetterId"]},
+        headers=OPS,
+    )
+    stopped = answer.json()
+    assert [o["outcome"] for o in stopped["outcomes"]] == ["failed"], stopped
+    assert (stopped["lastId"], stopped["more"]) == (body["outcomes"][0]["deadLetterId"], True)
+
+    await create(client, echo_workflow("poisoned-runs"))
+    runs = [await execute(client, "poisoned-runs") for _ in range(4)]
+    cancel = ControlData.cancel
+    asked: list[Any] = []
+
+    async def fails_then_unavailable(self: ControlData, execution_id: Any, **kwargs: Any) -> Any:
+        asked.append(execution_id)
+        if len(asked) == 2:
+            raise InvalidInput("not this one")
+        if len(asked) == 3:
+            raise DatabaseUnavailable("the database cannot be reached")
+        return await cancel(self, execution_id, **kwargs)
+
+    monkeypatch.setattr(ControlData, "cancel", fails_then_unavailable)
+    answer = await client.post(
+        "/api/v1/executions/bulk/cancel", json={"workflowId": "poisoned-runs", "limit": 10}, headers=OPS
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(o["executionId"], o["outcome"], o.get("reason")) for o in body["outcomes"]] == [
+        (runs[0], "cancelled", None),
+        (runs[1], "failed", "not this one"),
+        (runs[2], "failed", "the database cannot be reached"),
+    ]
+    assert body["more"] is True
+    assert [await status(client, run) for run in runs] == ["Cancelled", "Pending", "Pending", "Pending"]
