@@ -152,9 +152,12 @@ class WorkflowController(Controller):
                     principal=principal.id,
                 )
             return created(request, await read_workflow(svc.db, definition.id), "workflows", definition.id)
-        except WorkflowNotFound:
+        except NotFound:
             # A DELETE came between the Draft's transaction and the publish's (or the read): said,
-            # where a 404 told a create request that its workflow was never there.
+            # where a 404 told a create request that its workflow was never there. Also when another
+            # create of the id came after the DELETE: the publish finds the workflow but not this
+            # create's version (a deleted workflow's version numbers are never used again), a
+            # NotFound that is not a WorkflowNotFound.
             raise Conflict(
                 f"workflow {definition.id!r} was deleted before its creation was answered (a DELETE came between "
                 "its create and its publish): create it again"

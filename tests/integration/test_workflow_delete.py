@@ -475,3 +475,41 @@ async def test_a_delete_between_a_creates_draft_and_its_publish_is_a_conflict(
     assert (await client.get("/api/v1/workflows/raced")).status_code == 404
     again = await client.post("/api/v1/workflows", params={"autoActivate": "true"}, json=definition("raced"))
     assert again.status_code == 201, again.text
+
+
+async def test_a_create_whose_workflow_was_deleted_and_created_again_before_its_publish_is_a_conflict(
+    client: AsyncTestClient[Any], db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review of the 409 above: a DELETE and another create of the same id (a Draft of another
+    definition) between a create's Draft and its publish made the publish store this create's plan
+    for the other's version 1 and make it Active: the version said one definition and its runs ran
+    another's plan. The publish is of the version the create wrote (its checksum), else a 409."""
+    from dataworkflows.data.workflows import WorkflowData
+
+    publish = WorkflowData.publish
+
+    async def replaced_first(self: WorkflowData, **kwargs: Any) -> None:
+        await self.delete(kwargs["workflow_id"], "someone-else")
+        other = definition("replaced", message="theirs")
+        await self.create(
+            workflow_id="replaced",
+            display_name="theirs",
+            description=None,
+            definition=other,
+            checksum="sha256:theirs",
+            principal="someone-else",
+        )
+        await publish(self, **kwargs)
+
+    monkeypatch.setattr(WorkflowData, "publish", replaced_first)
+    answer = await client.post(
+        "/api/v1/workflows", params={"autoActivate": "true"}, json=definition("replaced", message="mine")
+    )
+    problem = assert_problem(answer, 409)
+    assert "was deleted before its creation was answered" in problem["detail"], problem
+    monkeypatch.setattr(WorkflowData, "publish", publish)
+    # The other create's Draft is left as it was: a Draft, with no plan.
+    read = (await client.get("/api/v1/workflows/replaced")).json()
+    assert read["status"] == "Draft", read
+    plans = await db.fetch_all("published_versions", ids=["replaced"], versions=[1])
+    assert plans == []
