@@ -108,9 +108,12 @@ SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_
 -- name: bulk_cancel_candidates
 -- The root runs of a workflow a bulk cancel takes (POST /executions/bulk/cancel), oldest first:
 -- unfinished, of the statuses asked, created before a time, not yet asked to cancel (so that the
--- same request again goes on to the next ones). Row-level security keeps it to the tenant.
+-- same request again goes on to the next ones). The session's tenant's, as dw.publish_workflow_v1
+-- takes a workflow id: row-level security alone let a session that sees every tenant (DW_DB_ROLE=none
+-- as a superuser) cancel every tenant's runs of the id.
 SELECT e.id FROM dw.executions e
- WHERE e.workflow_id = %(workflow_id)s AND e.parent_execution_id IS NULL
+ WHERE e.tenant_id = dw.session_tenant_v1()
+   AND e.workflow_id = %(workflow_id)s AND e.parent_execution_id IS NULL
    AND e.status = ANY (%(statuses)s::text[])
    AND e.cancel_requested_at IS NULL
    AND (%(before)s::timestamptz IS NULL OR e.created_at < %(before)s::timestamptz)

@@ -321,10 +321,12 @@ SELECT parameters FROM dw.action_executions
 
 -- name: bulk_redrive_candidates
 -- The open dead letters a bulk redrive takes (POST /dead-letters/bulk/redrive), oldest first, after
--- an id (the answer's lastId: the letters it refused stay open, and are not taken again).
+-- an id (the answer's lastId: the letters it refused stay open, and are not taken again). The
+-- session's tenant's (as bulk_cancel_candidates: not every tenant's to a session that sees them all).
 SELECT d.id, d.execution_id FROM dw.dead_letters d
   LEFT JOIN dw.executions e ON e.id = d.execution_id
- WHERE d.redriven_at IS NULL AND d.closed_at IS NULL
+ WHERE d.tenant_id = dw.session_tenant_v1()
+   AND d.redriven_at IS NULL AND d.closed_at IS NULL
    AND (%(kind)s::text IS NULL OR d.kind = %(kind)s::text)
    AND (%(workflow_id)s::text IS NULL OR e.workflow_id = %(workflow_id)s::text)
    AND d.id > %(after)s

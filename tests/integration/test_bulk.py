@@ -262,3 +262,36 @@ async def test_an_item_that_fails_otherwise_is_answered_and_the_others_go_on(
     ]
     assert body["more"] is True
     assert [await status(client, run) for run in runs] == ["Cancelled", "Pending", "Pending", "Pending"]
+
+
+async def test_a_bulk_request_takes_its_tenants_items_in_a_session_that_sees_every_tenant(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, dsn: str
+) -> None:
+    """A review: the items were chosen by row-level security alone, so an API whose sessions see
+    every tenant (DW_DB_ROLE=none as a superuser: diagnosis, benchmarks) cancelled every tenant's
+    runs of a workflow id, and redrove every tenant's letters, for a caller of one tenant; as
+    publish and the limits do, they are the session's tenant's."""
+    from dataworkflows.api.app import create_app
+    from dataworkflows.config import Settings
+
+    await create(client, echo_workflow("shared-id"))
+    mine = await execute(client, "shared-id")
+    letters = await failed_runs(db, conditions, "shared-failing", 1)
+    acme = {**OPS, "X-Tenant-Id": "acme"}
+    made = await client.post(
+        "/api/v1/workflows", params={"autoActivate": "true"}, json=echo_workflow("shared-id"), headers=acme
+    )
+    assert made.status_code == 201, made.text
+    theirs = (await client.post("/api/v1/workflows/shared-id/execute", json={"trigger": {}}, headers=acme)).json()[
+        "executionId"
+    ]
+    app = create_app(Settings(database_url=dsn, db_role="none"))
+    async with AsyncTestClient(app) as everything:
+        cancelled = (
+            await everything.post("/api/v1/executions/bulk/cancel", json={"workflowId": "shared-id"}, headers=acme)
+        ).json()
+        redriven = (await everything.post("/api/v1/dead-letters/bulk/redrive", json={}, headers=acme)).json()
+    assert [o["executionId"] for o in cancelled["outcomes"]] == [theirs]
+    assert redriven["outcomes"] == []
+    assert await status(client, mine) == "Pending"
+    assert await status(client, letters[0]) == "Failed"
