@@ -5,7 +5,7 @@ at most 1,000): the answer says whether more match, and the same request again g
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -33,7 +33,7 @@ class BulkCancelRequest(Camel, forbid_unknown_fields=True):
     workflow_id: str
     # Of these statuses (default: every one that has not ended).
     status: list[str] | None = None
-    # Created before this time (default: any).
+    # Created before this time (default: any; without an offset, UTC).
     created_before: datetime | None = None
     reason: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_BULK)] = 100
@@ -117,8 +117,13 @@ class BulkController(Controller):
         unknown = [s for s in statuses if s not in CANCELLABLE]
         if unknown or not statuses:
             raise InvalidInput(f"status: one or more of {', '.join(CANCELLABLE)} (runs that have not ended)")
+        before = data.created_before
+        if before is not None and before.tzinfo is None:
+            # Without an offset it is UTC, as the API's other times (GET /executions?createdTo=):
+            # PostgreSQL read it in the session's TimeZone, the server's setting.
+            before = before.replace(tzinfo=UTC)
         found = await svc.db.control.bulk_cancel_candidates(
-            data.workflow_id, statuses=statuses, before=data.created_before, limit=data.limit + 1
+            data.workflow_id, statuses=statuses, before=before, limit=data.limit + 1
         )
         outcomes: list[CancelOutcome] = []
         for execution_id in found[: data.limit]:

@@ -295,3 +295,34 @@ async def test_a_bulk_request_takes_its_tenants_items_in_a_session_that_sees_eve
     assert redriven["outcomes"] == []
     assert await status(client, mine) == "Pending"
     assert await status(client, letters[0]) == "Failed"
+
+
+async def test_a_created_before_without_an_offset_is_utc(db: Database, dsn: str) -> None:
+    """A review: a createdBefore without an offset went to PostgreSQL as a timestamp without time
+    zone, read in the session's TimeZone (the server's setting), where the API's other times
+    without an offset are UTC (GET /executions?createdTo=...): on a server set to Pacific/Auckland
+    a bulk cancel of the runs created before two hours ago (UTC) took none."""
+    from dataworkflows.api.app import create_app
+    from dataworkflows.config import Settings
+    from tests.integration.test_retention import owner
+
+    await owner(
+        dsn,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET timezone = ''Pacific/Auckland''',"
+        " current_database()); END $$",
+    )
+    app = create_app(Settings(database_url=dsn))
+    async with AsyncTestClient(app) as client:
+        await create(client, echo_workflow("aged"))
+        old = await execute(client, "aged")
+        await sql(
+            db, "UPDATE dw.executions SET created_at = now() - interval '3 hours' WHERE id = %s RETURNING id", old
+        )
+        new = await execute(client, "aged")
+        before = (datetime.now(UTC) - timedelta(hours=2)).replace(tzinfo=None).isoformat()
+        answer = await client.post(
+            "/api/v1/executions/bulk/cancel", json={"workflowId": "aged", "createdBefore": before}, headers=OPS
+        )
+        assert answer.status_code == 200, answer.text
+        assert [o["executionId"] for o in answer.json()["outcomes"]] == [old]
+        assert await status(client, new) == "Pending"
