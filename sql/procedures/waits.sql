@@ -644,8 +644,9 @@ $$;
 -- (PUT /executions/{id}/priority with descendants: after the run's own change, in a transaction of
 -- its own: this locks no ancestor, so a child's end, which locks the child and then its parent,
 -- does not wait in a cycle with it). A run whose row is locked at that moment (a worker's record or
--- fetch, an end) is skipped and counted (the same request again changes it), as is a queued job a
--- fetch holds (it runs now; or, the fetch rolled back, it stays queued at its old priority). A run
+-- fetch, an end; or one that ended meanwhile) is skipped and counted (the same request again changes
+-- it, if it has not ended), as is a queued job a fetch holds (it runs now; or, the fetch rolled
+-- back, it stays queued at its old priority). A run
 -- already at p_priority with a queued job at another (one a fetch held then) is taken too: its job
 -- moves, as a single run's same priority again moves one (until this release the same request
 -- again left it, the run no longer below the priority asked). Each run changed logs
@@ -673,8 +674,12 @@ BEGIN
                             WHERE (j.args ->> 'execution_id') = m.id::text AND j.status = 'todo'
                               AND j.task_name = 'dw.run_execution' AND j.priority <> p_priority))
     ), locked AS (
+        -- Not ended, checked again on the row locked: a run that ended after this statement began
+        -- (its candidates were read then) was locked in its ended version, and changed and logged
+        -- after its end (a review: priority_changed after execution_succeeded).
         SELECT m.id, m.priority AS previous, m.status FROM dw.executions m
          WHERE m.id IN (SELECT c.id FROM candidates c)
+           AND m.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
          ORDER BY m.id
            FOR NO KEY UPDATE OF m SKIP LOCKED
     ), raised AS (

@@ -8,6 +8,7 @@ import asyncio
 import copy
 import threading
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -377,3 +378,51 @@ async def test_a_descendants_job_a_fetch_held_is_skipped_and_moved_by_the_same_r
         db, "SELECT count(*) FROM dw.execution_events WHERE execution_id = %s AND type = 'priority_changed'", kid
     )
     assert logged == [(1,)]
+
+
+async def test_a_descendant_that_ends_while_the_change_goes_on_is_left_as_it_ended(
+    client: AsyncTestClient[Any], db: Database
+) -> None:
+    """A review, live: 40 changes with descendants of a forEach of 2,000 children, its children
+    ending meanwhile, logged priority_changed after execution_succeeded on 5 of them. A run that
+    ended after the change's statement began, and before its walk reached the run's row, was still
+    locked and changed (the lock followed the row to its ended version, and only its id was checked
+    again). Timing-based: the children end one by one while the changes walk them."""
+    await create(client, echo_workflow("parent"))
+    await create(client, echo_workflow("child"))
+    root = await execute(client, "parent")
+    first = await start_child(db, root, "child:first")
+    await sql(
+        db,
+        "INSERT INTO dw.executions SELECT (jsonb_populate_record(e, jsonb_build_object("
+        " 'id', x.id, 'path', e.path[1:1] || x.id, 'request_id', 'child:' || x.id))).*"
+        " FROM dw.executions e, generate_series(1, 1500) g, LATERAL (SELECT gen_random_uuid() AS id, g AS k) x"
+        " WHERE e.id = %s RETURNING 1",
+        first,
+    )
+    children = [
+        str(row[0])
+        for row in await sql(db, "SELECT id FROM dw.executions WHERE parent_execution_id = %s ORDER BY id DESC", root)
+    ]
+    done = asyncio.Event()
+
+    async def end_them() -> None:
+        for child in children:
+            await end_run(db, child)
+        done.set()
+
+    async def change_them() -> int:
+        changes = 0
+        while not done.is_set():
+            changes += 1
+            await db.control.set_descendants_priority(uuid.UUID(root), 10 + changes % 2, principal="ops")
+        return changes
+
+    _, changes = await asyncio.gather(end_them(), change_them())
+    assert changes > 2
+    late = await sql(
+        db,
+        "SELECT count(*) FROM dw.execution_events WHERE type = 'priority_changed'"
+        " AND details ->> 'status' IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')",
+    )
+    assert late == [(0,)]
