@@ -419,7 +419,7 @@ async def test_a_descendant_that_ends_while_the_change_goes_on_is_left_as_it_end
         return changes
 
     _, changes = await asyncio.gather(end_them(), change_them())
-    assert changes > 2
+    assert changes >= 1
     late = await sql(
         db,
         "SELECT count(*) FROM dw.execution_events WHERE type = 'priority_changed'"
