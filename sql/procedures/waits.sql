@@ -326,7 +326,8 @@ $$;
 -- POST /approvals/{id}/decision. Approved once `required` approvers approve; rejected as soon as
 -- that can no longer happen (so one rejection rejects an approval that needs everyone). Refused
 -- once the approval is past its timeout. From its escalation's time (details.escalation.at), its
--- escalation's approvers may decide too, and count among those who still could approve.
+-- escalation's approvers may decide too, and count among those who still could approve (with
+-- quorum all they stand in for approvers who have not decided: one rejection still rejects).
 CREATE OR REPLACE FUNCTION dw.decide_approval_v1(
     p_wait_id uuid, p_principal text, p_decision text, p_comment text, p_queue text
 ) RETURNS TABLE (approval_id uuid, execution_id uuid, node_id text, state text, approvals integer,
@@ -399,6 +400,10 @@ BEGIN
                       ELSE 0 END;
     IF v_yes >= v_required THEN
         v_state := 'approved';
+    ELSIF v_no > 0 AND v_w.details ->> 'quorum' = 'all' THEN
+        -- Everyone had to approve: one rejection decides, escalated or not (an escalation's
+        -- approvers stand in for those who have not decided, not for one who rejected).
+        v_state := 'rejected';
     ELSIF v_yes + (v_total - v_yes - v_no) < v_required THEN
         v_state := 'rejected';
     END IF;

@@ -869,3 +869,26 @@ async def test_the_api_shows_an_approvals_escalation(db: Database, conditions: C
     assert timedelta(minutes=29) < at - datetime.fromisoformat(shown["createdAt"]) <= timedelta(minutes=31)
     assert [a["escalation"] is not None for a in plain] == [True], plain
     assert execution_id is not None
+
+
+async def test_one_rejection_still_rejects_an_all_approval_once_it_has_escalated(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """quorum all: one rejection rejects (README "Waiting node kinds"), escalated or not. The
+    escalation's approvers counted among those who could still approve, so after it an 'all'
+    approval that alice had rejected stayed open, and bob, carol and dana approved it over her veto."""
+    execution_id, approval_id = await _approval_run(
+        db, conditions, "all-escalated", quorum="all", escalation={"after": "PT1H", "approvers": ["dana"]}
+    )
+    await sql(
+        db,
+        "UPDATE dw.waits SET details = jsonb_set(details, '{escalation,at}', to_jsonb(now() - interval '1 second'))"
+        " WHERE id = %s RETURNING id",
+        approval_id,
+    )
+    decided = await db.control.decide(approval_id, principal="alice", decision="reject", comment="no", queue="q")
+    assert decided.state == "rejected"
+    with pytest.raises(Conflict):
+        await db.control.decide(approval_id, principal="dana", decision="approve", comment=None, queue="q")
+    assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
+    assert (await nodes(db, execution_id))["ok"]["error"]["code"] == "rejected"
