@@ -2720,22 +2720,26 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
         params["type"] = args.type
     written = 0
     last = args.after
-    with _client(args) as client:
-        while args.max is None or written < args.max:
-            if args.max is not None:
-                params["limit"] = min(args.page_size, args.max - written)
-            response = client.get("/api/v1/audit-log", params={**params, "after": last})
-            if response.status_code != 200:
-                return _refused(response)
-            page = response.json()
-            for item in page["items"]:
-                print(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
-            written += len(page["items"])
-            if page["items"]:
-                last = page["items"][-1]["id"]
-            if page["nextAfter"] is None:
-                break
-    print(f"{written} events; the next export: --after {last}", file=sys.stderr)
+    # Said however the export ends: one cut by a failing page (a 503, a lost connection) has written
+    # its first pages, and the next export goes on after them (it wrote them again from the old --after).
+    try:
+        with _client(args) as client:
+            while args.max is None or written < args.max:
+                if args.max is not None:
+                    params["limit"] = min(args.page_size, args.max - written)
+                response = client.get("/api/v1/audit-log", params={**params, "after": last})
+                if response.status_code != 200:
+                    return _refused(response)
+                page = response.json()
+                for item in page["items"]:
+                    print(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+                written += len(page["items"])
+                if page["items"]:
+                    last = page["items"][-1]["id"]
+                if page["nextAfter"] is None:
+                    break
+    finally:
+        print(f"{written} events; the next export: --after {last}", file=sys.stderr)
     return EXIT_OK
 
 
