@@ -892,3 +892,22 @@ async def test_one_rejection_still_rejects_an_all_approval_once_it_has_escalated
         await db.control.decide(approval_id, principal="dana", decision="approve", comment=None, queue="q")
     assert await make_runtime(db, conditions).run_execution(execution_id) == "Succeeded"
     assert (await nodes(db, execution_id))["ok"]["error"]["code"] == "rejected"
+
+
+async def test_the_pending_approvals_view_says_who_may_decide_once_it_has_escalated(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """dw.v_pending_approvals is who may decide (README "Execution control"): it listed only the
+    approvers, also once the escalation's approvers could decide."""
+    _, approval_id = await _approval_run(
+        db, conditions, "view-escalated", escalation={"after": "PT1H", "approvers": ["dana", "alice"]}
+    )
+    view = "SELECT approvers, escalation_approvers, escalation_at IS NOT NULL FROM dw.v_pending_approvals"
+    assert await sql(db, view) == [(["alice", "bob", "carol"], ["dana", "alice"], True)]
+    await sql(
+        db,
+        "UPDATE dw.waits SET details = jsonb_set(details, '{escalation,at}', to_jsonb(now() - interval '1 second'))"
+        " WHERE id = %s RETURNING id",
+        approval_id,
+    )
+    assert await sql(db, view) == [(["alice", "bob", "carol", "dana"], ["dana", "alice"], True)]
