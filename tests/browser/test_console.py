@@ -476,6 +476,24 @@ def test_an_approval_past_its_timeout_takes_no_decision(page: Any, console: Cons
     assert "expired" in row.inner_text().lower()
 
 
+def test_an_approvals_escalation_is_shown_with_its_approvers(page: Any, console: Console) -> None:
+    """The console's Approvers column named only the approvers: who else may decide, and from when
+    (its escalation), was not shown, though they may decide from then."""
+    ask, pay = APPROVAL["nodes"]
+    escalating = {**APPROVAL, "id": "sign-off-escalating"}
+    escalation = {"after": "PT30M", "approvers": ["dana", "erin"]}
+    escalating["nodes"] = [{**ask, "parameters": {**ask["parameters"], "escalation": escalation}}, pay]
+    console.create(escalating)
+    execution_id = console.execute("sign-off-escalating", {"amount": 14})
+    console.wait_for(execution_id, {"Waiting"})
+    [approval] = [a for a in console.http.get("/api/v1/approvals").json() if a["executionId"] == execution_id]
+    page.goto("/ui#/waiting")
+    row = page.locator(f'tr[data-approval="{approval["id"]}"]')
+    row.wait_for()
+    cell = row.locator("td").nth(3).inner_text()
+    assert cell.startswith("ops") and "dana, erin" in cell and "from" in cell, cell
+
+
 def test_the_executions_list_filters(page: Any, console: Console) -> None:
     from playwright.sync_api import expect
 

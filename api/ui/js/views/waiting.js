@@ -30,7 +30,8 @@ function approvalRow(a, ctx, reload, result) {
     h("td", {}, a.title || a.nodeId, a.description ? h("div", { class: "muted" }, a.description) : ""),
     h("td", {}, a.workflowId),
     h("td", {}, execLink(a.executionId), " ", a.nodeId),
-    h("td", {}, a.approvers.join(", ")),
+    // Its escalation's approvers may decide too from its time (README "Waiting node kinds").
+    h("td", {}, a.approvers.join(", "), a.escalation ? h("div", { class: "muted" }, "then " + a.escalation.approvers.join(", ") + " from ", timeEl(a.escalation.at)) : ""),
     h("td", { class: "num" }, (a.decisions || []).filter((d) => d.decision === "approve").length + " / " + (a.required ?? "?")),
     h("td", {}, (a.decisions || []).map((d) => h("div", {}, d.principal + ": " + d.decision + (d.comment ? " — " + d.comment : "")))),
     h("td", {}, timeEl(a.expiresAt)),
