@@ -1881,6 +1881,10 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
         approved = sum(1 for d in a["decisions"] if d["decision"] == "approve")
         votes = f"{approved}/{a['required'] if a['required'] is not None else '?'}"
         approvers = ",".join(a["approvers"])
+        escalation = a.get("escalation")
+        if escalation:
+            # Who else may decide, from when (--principal lists those it brings in).
+            approvers += f" (then {','.join(escalation['approvers'])} from {escalation['at']})"
         print(
             f"{a['id']:<36}  {a['state']:<9} {a['workflowId']:<20} {a['nodeId']:<16} {votes:>5}  "
             f"{approvers:<24} {a['title'] or ''}".rstrip()

@@ -310,3 +310,37 @@ def test_what_an_answer_holds_cannot_drive_the_terminal(
     assert cli.main(["status", "x", "--api-url", "http://api"]) != 0
     err = capsys.readouterr().err
     assert "\\x1b]0;pwned" in err and not any(c in err for c in "\x1b\x07\r\u202e"), err
+
+
+def test_approvals_list_names_an_escalations_approvers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`approvals list --principal dana` listed an approval dana may decide from its escalation, and
+    its APPROVERS column named only alice: who else may decide, and from when, was not said."""
+    import argparse
+
+    import httpx
+
+    from dataworkflows import cli
+
+    approval = {
+        "id": "a-1",
+        "state": "open",
+        "workflowId": "w",
+        "nodeId": "ok",
+        "required": 1,
+        "decisions": [],
+        "approvers": ["alice"],
+        "title": "t",
+        "escalation": {"approvers": ["dana", "erin"], "at": "2026-12-07T22:18:10+00:00"},
+    }
+
+    def client(args: argparse.Namespace) -> httpx.Client:
+        answer = httpx.MockTransport(lambda request: httpx.Response(200, json=[approval]))
+        return httpx.Client(base_url=cli._api_url(args), transport=answer)
+
+    monkeypatch.setattr(cli, "_client", client)
+    args = build_parser().parse_args(["approvals", "list", "--principal", "dana", "--api-url", "http://api"])
+    assert args.func(args) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "alice (then dana,erin from 2026-12-07T22:18:10+00:00)" in row and row.endswith(" t"), row
