@@ -55,8 +55,9 @@ class AuditLogController(Controller):
         limit: Annotated[int, query_int("limit", ge=1, le=MAX_PAGE)] = 1000,
         settle: Annotated[int, query_int("settleSeconds", ge=0, le=3600)] = 0,
     ) -> AuditPage:
-        # settleSeconds: only events written at least that long ago (an export going on from its last
-        # id then does not pass over an event of a transaction that had not committed yet).
+        # settleSeconds: the page ends at the first event written less than that long ago (an export
+        # going on from its last id then does not pass over an event of a transaction that had not
+        # committed yet).
         rows = await db.executions.audit_events(
             after=after, workflow_id=workflow_id, event_type=event_type, limit=limit + 1, settle=settle
         )

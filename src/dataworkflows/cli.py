@@ -2760,8 +2760,8 @@ def _add_audit_log(sub: Any) -> None:
         type=_bounded_int(0, 3600),
         default=5,
         metavar="SECONDS",
-        help="only events written at least this long ago (default 5: the next export's --after passes over none "
-        "whose transaction was still open)",
+        help="stop at the first event written less than this long ago (default 5: the next export's --after "
+        "passes over none whose transaction was still open)",
     )
     audit.add_argument("--page-size", type=_bounded_int(1, 5000), default=1000, help="events a request (1 to 5000)")
     audit.add_argument("--api-url")

@@ -376,7 +376,7 @@ class ExecutionData:
         self, *, after: int, workflow_id: str | None, event_type: str | None, limit: int, settle: float = 0.0
     ) -> list[AuditEvent]:
         """Every run's log events after event id `after`, in order (the tenant's, by row-level
-        security), written at least `settle` seconds ago."""
+        security), up to the first written less than `settle` seconds ago."""
         return await self._db.fetch_all_as(
             AuditEvent,
             "list_audit_events",
