@@ -70,7 +70,16 @@ BEGIN
                 -- compensation (dw.start_child_compensation_v1) cancels none of its children.
                 OR (k.status NOT IN ('Succeeded', 'Failed', 'Cancelled', 'TimedOut')
                     AND (p_status = 'Cancelled' OR NOT dw.is_detached_child_v1(k.id))
-                    AND (SELECT r.status FROM dw.executions r WHERE r.id = p_execution_id) = p_status))
+                    AND (SELECT r.status FROM dw.executions r WHERE r.id = p_execution_id) = p_status
+                    -- Only a child that may have something to undo: a plan with compensations that
+                    -- does not say never, or children of its own. A step for any child made every
+                    -- parent that failed while a child ran a compensated run, whose redrive is
+                    -- refused, though nothing was there to undo (a full-suite run caught it).
+                    AND (cardinality(kp.compensate_on) > 0
+                         OR (kp.compensate_on IS NULL
+                             AND EXISTS (SELECT 1 FROM dw.executions g
+                                          WHERE g.parent_execution_id = k.id
+                                            AND g.status NOT IN ('Failed', 'Cancelled', 'TimedOut'))))))
     )
     INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,
                                   timeout_seconds, child_execution_id, parameters)

@@ -313,11 +313,13 @@ async def test_a_child_its_parents_end_cancels_is_undone_before_the_parent(
 async def test_a_cancelled_child_with_nothing_to_undo_ends_its_parents_step(
     db: Database, conditions: ConditionPool
 ) -> None:
+    """A child whose plan has compensations, cancelled before any of its nodes succeeded: its step
+    waits for its end, and ends with nothing undone."""
     from tests.integration.test_subworkflows import drain
     from tests.integration.test_waits import signal
 
     runtime = make_runtime(db, conditions)
-    await publish(db, wf("plain-9", signal("s", name="never")), conditions)
+    await publish(db, wf("plain-9", signal("s", to("later"), name="never"), undo(echo("later"), "unlater")), conditions)
     await publish(db, wf("trip-9", undo(echo("book", to("call")), "unbook"), sub("call", "plain-9")), conditions)
     parent = await start(db, "trip-9")
     await drain(db, runtime)
@@ -409,3 +411,31 @@ async def test_a_detached_child_outlives_a_failed_parent_whichever_ends_first(
     assert (await db.executions.get(kid)).status == "Succeeded"
     assert await steps(db, parent) == []
     assert await compensation(db, kid) is None
+
+
+async def test_a_child_with_nothing_that_could_be_undone_is_no_step(db: Database, conditions: ConditionPool) -> None:
+    """A full-suite run: a step for every child the parent's end cancels made every parent that
+    failed while a child ran a compensated run (whose redrive is refused), though nothing could be
+    undone. A child whose plan has no compensations and who has no children of its own is no step:
+    the parent compensates nothing, and its letter redrives it."""
+    from tests.integration.test_subworkflows import drain
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("bare-11", signal("s", name="never")), conditions)
+    await publish(
+        db,
+        wf(
+            "trip-11",
+            echo("go", to("call"), to("boom")),
+            sub("call", "bare-11"),
+            echo("boom", simulateFailure="permanent", delayMs=300),
+        ),
+        conditions,
+    )
+    parent = await start(db, "trip-11")
+    await drain(db, runtime)
+    assert (await db.executions.get(parent)).status == "Failed"
+    assert await steps(db, parent) == [] and await compensation(db, parent) is None
+    (letter,) = await _open_letters(db, parent, "node_failed")
+    assert (await db.operations.redrive(letter.id, principal="ops", queue="executions")).action == "requeued"

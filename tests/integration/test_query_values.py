@@ -95,6 +95,11 @@ BAD_VALUES = [
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "nodeId", "n\x00"),
     ("GET", "/api/v1/resource-links", "type", "\x00"),
     ("GET", "/api/v1/resource-links", "key", "k\x00"),
+    ("GET", "/api/v1/audit-log", "after", "-1"),
+    ("GET", "/api/v1/audit-log", "limit", "5001"),
+    ("GET", "/api/v1/audit-log", "settleSeconds", "3601"),
+    ("GET", "/api/v1/audit-log", "workflowId", "w\x00"),
+    ("GET", "/api/v1/audit-log", "type", "t\x00"),
 ]
 
 # Query parameters that take any string (an id or a name to match).
@@ -104,6 +109,8 @@ FREE_TEXT = {
     ("GET", "/api/v1/resource-links", "type"),
     ("GET", "/api/v1/resource-links", "key"),
     ("GET", f"/api/v1/executions/{EXECUTION}/actions", "nodeId"),
+    ("GET", "/api/v1/audit-log", "workflowId"),
+    ("GET", "/api/v1/audit-log", "type"),
 }
 
 
