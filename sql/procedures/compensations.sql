@@ -116,8 +116,9 @@ $$;
 -- (dw.queue_compensation_steps_v1) and the job that runs them. A plan with neither a compensation
 -- nor a compensateOn (workflow_plans.compensate_on NULL) compensates on all three ends when the run
 -- has a child that succeeded or has not ended (whose own plan says what it undoes). A run whose
--- compensation was queued before (it ended, was redriven, and ended again) queues none: dw.redrive_dead_letter_v1 refuses to
--- redrive a compensated run. Returns how many steps were queued.
+-- compensation was queued before (it ended, was redriven, and ended again) queues none:
+-- dw.redrive_dead_letter_v1 refuses to redrive a compensated run. Returns how many steps were
+-- queued.
 CREATE OR REPLACE FUNCTION dw.queue_compensations_v1(p_execution_id uuid, p_status text)
     RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
