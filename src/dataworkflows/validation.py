@@ -268,10 +268,12 @@ def _semantic_checks(
 
 
 def _check_delays_within_timeout(definition: WorkflowDefinition, problems: list[Problem]) -> None:
-    """A delay whose literal duration is not shorter than the definition's own workflowTimeout: every
-    run that reaches it would time out there (its deadline counts from its start). Not checked
-    against the server's default deadline, which a definition without one gets as a root run but not
-    as a child (its parent's), nor for a templated duration or an `until`."""
+    """A wait's literal time not shorter than the definition's own workflowTimeout: a delay's
+    duration (every run that reaches it would time out there), a signal's or an approval's timeout
+    (its timeout, and the failure edge that routes it, could never come: the run times out first),
+    an approval's escalation.after (its escalation would never come). Its deadline counts from the
+    run's start. Not checked against the server's default deadline, which a definition without one
+    gets as a root run but not as a child (its parent's), nor for a templated value or an `until`."""
     written = definition.orchestration.workflow_timeout
     if written is None:
         return
@@ -280,22 +282,44 @@ def _check_delays_within_timeout(definition: WorkflowDefinition, problems: list[
     except ValueError:
         return  # reported as /orchestration/workflowTimeout
     for index, node in enumerate(definition.nodes):
-        duration = node.parameters.get("duration") if node.node_type == NodeType.DELAY else None
-        if not isinstance(duration, str) or "{{" in duration or "{%" in duration:
-            continue
-        try:
-            seconds = parse_duration(duration)
-        except ValueError:
-            continue  # reported with the node's parameters
-        if seconds >= limit:
-            problems.append(
-                Problem(
-                    f"/nodes/{index}/parameters/duration",
-                    "exceeds_timeout",
-                    f"the delay ({duration}) is not shorter than orchestration.workflowTimeout ({written}): "
-                    "every run that reaches it would time out there",
+        for pointer, value, what in _wait_times(node):
+            if not isinstance(value, str) or "{{" in value or "{%" in value:
+                continue
+            try:
+                seconds = parse_duration(value)
+            except ValueError:
+                continue  # reported with the node's parameters
+            if seconds >= limit:
+                problems.append(
+                    Problem(
+                        f"/nodes/{index}/parameters/{pointer}",
+                        "exceeds_timeout",
+                        f"the {what} ({value}) is not shorter than orchestration.workflowTimeout ({written}): "
+                        + _NEVER[what],
+                    )
                 )
-            )
+
+
+# What a wait's time past the run's deadline means (the problem's message).
+_NEVER = {
+    "delay": "every run that reaches it would time out there",
+    "timeout": "the run would time out first, and the wait's timeout (and its failure edge) never come",
+    "escalation": "the run would time out first, and its escalation never come",
+}
+
+
+def _wait_times(node: Node) -> list[tuple[str, Any, str]]:
+    """(pointer under parameters, value, what) of a waiting node's literal times."""
+    parameters = node.parameters
+    if node.node_type == NodeType.DELAY:
+        return [("duration", parameters.get("duration"), "delay")]
+    if node.node_type not in (NodeType.SIGNAL, NodeType.APPROVAL):
+        return []
+    times = [("timeout", parameters.get("timeout"), "timeout")]
+    escalation = parameters.get("escalation")
+    if node.node_type == NodeType.APPROVAL and isinstance(escalation, dict):
+        times.append(("escalation/after", escalation.get("after"), "escalation"))
+    return times
 
 
 def _check_workflow_fields(definition: WorkflowDefinition, problems: list[Problem]) -> None:

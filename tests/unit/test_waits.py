@@ -249,3 +249,38 @@ def test_a_delay_not_shorter_than_the_workflow_timeout_is_refused_at_publish(
             f"the delay ({duration}) is not shorter than orchestration.workflowTimeout ({timeout}): "
             "every run that reaches it would time out there"
         )
+
+
+@pytest.mark.parametrize(
+    ("node", "pointer"),
+    [
+        ({"nodeType": "signal", "parameters": {"name": "paid", "timeout": "PT1H"}}, "/nodes/0/parameters/timeout"),
+        (
+            {"nodeType": "approval", "parameters": {"approvers": ["a"], "timeout": "PT2H"}},
+            "/nodes/0/parameters/timeout",
+        ),
+        (
+            {
+                "nodeType": "approval",
+                "parameters": {"approvers": ["a"], "escalation": {"after": "PT1H", "approvers": ["b"]}},
+            },
+            "/nodes/0/parameters/escalation/after",
+        ),
+    ],
+)
+def test_a_wait_timeout_or_escalation_past_the_workflow_timeout_is_refused_at_publish(
+    node: dict[str, Any], pointer: str
+) -> None:
+    """A review's note: a signal's or an approval's timeout, or an escalation, that comes no sooner
+    than the run's own workflowTimeout could never come (the run times out first): refused as a
+    delay is."""
+    definition = {
+        "id": "w",
+        "displayName": "W",
+        "startNode": "n",
+        "orchestration": {"workflowTimeout": "PT1H"},
+        "nodes": [{"id": "n", **node}],
+    }
+    assert [(p.pointer, p.code) for p in validate_definition(definition)] == [(pointer, "exceeds_timeout")]
+    shorter = {**definition, "orchestration": {"workflowTimeout": "PT3H"}}
+    assert validate_definition(shorter) == []
