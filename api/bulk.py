@@ -5,6 +5,7 @@ at most 1,000): the answer says whether more match, and the same request again g
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -93,10 +94,7 @@ def _failure(exc: Exception, item: object) -> str:
 
 
 def _counts(outcomes: list[Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in outcomes:
-        counts[item.outcome] = counts.get(item.outcome, 0) + 1
-    return counts
+    return dict(Counter(item.outcome for item in outcomes))
 
 
 class BulkController(Controller):

@@ -1384,18 +1384,38 @@ def cmd_dead_letters_redrive_all(args: argparse.Namespace) -> int:
         body["kind"] = args.kind
     if args.workflow:
         body["workflowId"] = args.workflow
-    with _client(args) as client:
-        response = client.post("/api/v1/dead-letters/bulk/redrive", json=body)
-    if response.status_code != 200:
-        return _refused(response)
-    answer = response.json()
-    for item in answer["outcomes"]:
-        why = f": {item['reason']}" if item.get("reason") else ""
-        print(f"dead letter {item['deadLetterId']} {item['outcome']} (execution {item['executionId'] or '-'}){why}")
-    print(f"{len(answer['outcomes'])} dead letters: {_counts_text(answer['counts'])}")
+    answer = _bulk(args, "/api/v1/dead-letters/bulk/redrive", body, "dead letters", _redrive_line)
+    if isinstance(answer, int):
+        return answer
     if answer["more"]:
         print(f"more: add --after {answer['lastId']}", file=sys.stderr)
     return EXIT_OK
+
+
+def _redrive_line(item: dict[str, Any]) -> str:
+    return f"dead letter {item['deadLetterId']} {item['outcome']} (execution {item['executionId'] or '-'})"
+
+
+def _cancel_line(item: dict[str, Any]) -> str:
+    done = _CONTROL_OUTCOMES.get(("cancel", item["outcome"]), item["outcome"])
+    return f"execution {item['executionId']} {done} (status {item['status'] or '-'})"
+
+
+def _bulk(
+    args: argparse.Namespace, path: str, body: dict[str, Any], noun: str, line: Callable[[dict[str, Any]], str]
+) -> dict[str, Any] | int:
+    """A bulk request (README "Bulk operations"): a line per item (its reason after it, if any) and
+    the counts; the answer, or the exit code of a refusal."""
+    with _client(args) as client:
+        response = client.post(path, json=body)
+    if response.status_code != 200:
+        return _refused(response)
+    answer: dict[str, Any] = response.json()
+    for item in answer["outcomes"]:
+        why = f": {item['reason']}" if item.get("reason") else ""
+        print(line(item) + why)
+    print(f"{len(answer['outcomes'])} {noun}: {_counts_text(answer['counts'])}")
+    return answer
 
 
 def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
@@ -1413,16 +1433,9 @@ def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
         body["status"] = args.status
     if args.reason:
         body["reason"] = args.reason
-    with _client(args) as client:
-        response = client.post("/api/v1/executions/bulk/cancel", json=body)
-    if response.status_code != 200:
-        return _refused(response)
-    answer = response.json()
-    for item in answer["outcomes"]:
-        done = _CONTROL_OUTCOMES.get(("cancel", item["outcome"]), item["outcome"])
-        why = f": {item['reason']}" if item.get("reason") else ""
-        print(f"execution {item['executionId']} {done} (status {item['status'] or '-'}){why}")
-    print(f"{len(answer['outcomes'])} executions: {_counts_text(answer['counts'])}")
+    answer = _bulk(args, "/api/v1/executions/bulk/cancel", body, "executions", _cancel_line)
+    if isinstance(answer, int):
+        return answer
     if answer["more"]:
         print("more: the same command again cancels the next ones", file=sys.stderr)
     return EXIT_OK
