@@ -121,8 +121,10 @@ $$;
 -- A root run of a workflow with maxConcurrentExecutions ended (dw.finish_execution_v1, or the
 -- set-based end of dw.record_attempts_v2) and freed a slot: of the runs that limit holds back
 -- (Pending on their rows until their next look, with no rate promise: dw.park_throttled_run_v1),
--- the one whose look comes first is queued now instead of at that look (DW_THROTTLE_DELAY_SECONDS
--- after it was held back: the one held back longest, unless it lost a slot to another run since).
+-- the one of the highest priority, and among those the one whose look comes first, is queued now
+-- instead of at that look (DW_THROTTLE_DELAY_SECONDS after it was held back: the one held back
+-- longest, unless it lost a slot to another run since). Migration 0081's index holds them in that
+-- order, per workflow.
 -- Its acquire counts again (dw.admit_root_run_v1): a run started meanwhile may have taken the slot,
 -- and then it waits again. SKIP LOCKED: a run a worker is taking or waking at this moment is left
 -- to it, and an end never waits here. One run per end: each end frees one slot.
@@ -137,7 +139,7 @@ BEGIN
            AND t.status = 'Pending' AND t.wake_at IS NOT NULL AND t.rate_slot_at IS NULL
            AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs j
                             WHERE (j.args ->> 'execution_id') = t.id::text AND j.status IN ('todo', 'doing'))
-         ORDER BY t.wake_at
+         ORDER BY t.priority DESC, t.wake_at
          LIMIT 1
          FOR NO KEY UPDATE OF t SKIP LOCKED
     ), handed AS (

@@ -224,6 +224,30 @@ async def test_a_run_that_ends_hands_its_slot_to_the_run_held_back_longest(
     assert await runtime.run_execution(third) == "Succeeded"
 
 
+async def test_a_freed_slot_goes_to_the_highest_priority_run_held_back(db: Database, conditions: ConditionPool) -> None:
+    """The hand-off takes the held-back runs by priority first, then by look: the run held back last,
+    its priority raised while it waited, is queued ahead of the one held back before it (until this
+    release the hand-off went by look alone, whatever their priorities). Its job carries that
+    priority."""
+    runtime, (first, second, third), token = await one_holding_two_held_back(db, conditions, "slot-priority")
+    assert (await db.control.set_priority(third, 5, principal="ops")).priority == 5
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")  # the priority change's requeue, if any
+    await db.runs.complete(first, token, status=ExecutionStatus.SUCCEEDED, error=None)
+    assert await jobs_of(db, third) == [("todo", True)]
+    assert await jobs_of(db, second) == []
+    async with db.connection() as conn:
+        priority = await (
+            await conn.execute(
+                "SELECT priority FROM procrastinate_jobs WHERE args ->> 'execution_id' = %s", (str(third),)
+            )
+        ).fetchone()
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert priority == (5,)
+    assert await runtime.run_execution(third) == "Succeeded"
+    assert await jobs_of(db, second) == [("todo", True)]
+
+
 async def test_a_run_that_never_started_frees_no_slot(db: Database, conditions: ConditionPool) -> None:
     """A held-back run cancelled while Pending held no slot: the other held-back run keeps waiting."""
     _, (_, second, third), _ = await one_holding_two_held_back(db, conditions, "no-slot")
