@@ -1389,7 +1389,7 @@ def cmd_dead_letters_redrive_all(args: argparse.Namespace) -> int:
         return answer
     if answer["more"]:
         print(f"more: add --after {answer['lastId']}", file=sys.stderr)
-    return EXIT_OK
+    return _bulk_exit(answer)
 
 
 def _redrive_line(item: dict[str, Any]) -> str:
@@ -1418,6 +1418,18 @@ def _bulk(
     return answer
 
 
+def _bulk_exit(answer: dict[str, Any]) -> int:
+    """0 when every item was done (or needed nothing: ended, gone, too late), 1 when some were refused
+    or failed, said on stderr: a script's `&&` must not read a batch with refusals as done."""
+    undone = sum(answer["counts"].get(outcome, 0) for outcome in ("refused", "failed"))
+    if not undone:
+        return EXIT_OK
+    print(
+        f"error: {undone} of {len(answer['outcomes'])} not done (refused or failed: see their lines)", file=sys.stderr
+    )
+    return EXIT_RUN_FAILED
+
+
 def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
     """Cancels a workflow's root runs that match, oldest first, up to --limit, each as its own cancel."""
     from dataworkflows.retention import parse_age
@@ -1438,7 +1450,7 @@ def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
         return answer
     if answer["more"]:
         print("more: the same command again cancels the next ones", file=sys.stderr)
-    return EXIT_OK
+    return _bulk_exit(answer)
 
 
 def cmd_dead_letters_ack(args: argparse.Namespace) -> int:

@@ -19,6 +19,11 @@ API_EXIT_CODES = """exit codes:
   0    done
   2    bad input, or the API refused the request (4xx)
   3    the API cannot be reached, or failed (5xx)"""
+BULK_EXIT_CODES = """exit codes:
+  0    done: every item's outcome is in the lines printed
+  1    some items were refused or failed (their lines say why); the others were done
+  2    bad input, or the API refused the request (4xx)
+  3    the API cannot be reached, or failed (5xx)"""
 LOCAL_EXIT_CODES = """exit codes:
   0    done
   2    bad input or configuration (a busy port, a bad DW_ variable)
@@ -26,6 +31,8 @@ LOCAL_EXIT_CODES = """exit codes:
   130  Ctrl-C (`up`, `api`: a second one, which stops at once)"""
 # The commands that follow a run.
 FOLLOWING = frozenset({"", "run", "logs", "dead-letters redrive"})
+# The bulk commands: an item refused or failed is exit code 1.
+BULK = frozenset({"executions cancel-all", "dead-letters redrive-all"})
 
 API_ENVIRONMENT = f"""environment:
   DW_API_URL       the API (default {API_URL_DEFAULT}); --api-url overrides it
@@ -135,6 +142,8 @@ def _epilog(path: str) -> str:
         parts.append(API_ENVIRONMENT)
     if path in FOLLOWING:
         parts.append(FOLLOW_EXIT_CODES)
+    elif path in BULK:
+        parts.append(BULK_EXIT_CODES)
     else:
         parts.append(LOCAL_EXIT_CODES if top in LOCAL else API_EXIT_CODES)
     return "\n\n".join(parts)

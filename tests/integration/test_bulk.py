@@ -159,7 +159,7 @@ async def test_a_bulk_redrive_redrives_open_letters_oldest_first(
 async def test_the_bulk_commands(
     client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dataworkflows.cli import EXIT_OK, cmd_dead_letters_redrive_all, cmd_executions_cancel_all
+    from dataworkflows.cli import EXIT_OK, EXIT_RUN_FAILED, cmd_dead_letters_redrive_all, cmd_executions_cancel_all
     from tests.integration.cli_api import cli_command, served_api
 
     await create(client, echo_workflow("by-cli-bulk"))
@@ -182,8 +182,17 @@ async def test_the_bulk_commands(
         assert out.splitlines()[-1] == "1 dead letters: 1 requeued", out
         assert f"(execution {failed[0]})" in out
         assert err.startswith("more: add --after "), err
-        code, out, err = await redrive("--workflow", "by-cli-failing", "--after", err.split()[-1])
+        after = err.split()[-1]
+        code, out, err = await redrive("--workflow", "by-cli-failing", "--after", after)
         assert code == EXIT_OK and f"(execution {failed[1]})" in out and err == "", (out, err)
+        # A batch with an item refused is exit code 1, said on stderr (until this release 0: a
+        # script's `&&` went on as if every letter had been redriven).
+        third = (await failed_runs(db, conditions, "by-cli-failing", 1))[0]
+        await sql(db, "UPDATE dw.executions SET compensation_status = 'Compensated' WHERE id = %s RETURNING id", third)
+        code, out, err = await redrive("--workflow", "by-cli-failing", "--after", after)
+        assert code == EXIT_RUN_FAILED, (out, err)
+        assert f"refused (execution {third})" in out and out.splitlines()[-1] == "1 dead letters: 1 refused", out
+        assert err == "error: 1 of 1 not done (refused or failed: see their lines)", err
 
 
 async def test_an_item_that_fails_otherwise_is_answered_and_the_others_go_on(
