@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -42,11 +44,40 @@ class EmbeddedServer:
     template_dbname: str | None = None
 
 
+# The test server's files go to a RAM file system when one has this much room: every test clones the
+# template database (about a thousand files) and drops it, and on this project's machine those file
+# operations on ext4 were the suite's largest single cost (about 90 s of system CPU per test process
+# in a run of 9 min 19 s, measured with process accounting; half as much per clone on tmpfs).
+_RAM_DIR = Path("/dev/shm")
+_RAM_ROOM = 4 << 30
+
+
+def _server_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bool]:
+    """Where the test process's server lives, and whether it is ours to remove (RAM) or pytest's."""
+    if _ram_room():
+        return Path(tempfile.mkdtemp(prefix="dw-test-pg-", dir=_RAM_DIR)), True
+    return tmp_path_factory.mktemp("pg"), False
+
+
+def _ram_room() -> bool:
+    try:
+        room = os.statvfs(_RAM_DIR)
+    except OSError:  # no /dev/shm (macOS): the temporary directory, as before
+        return False
+    return room.f_bavail * room.f_frsize >= _RAM_ROOM and os.access(_RAM_DIR, os.W_OK)
+
+
 @pytest.fixture(scope="session")
 def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     from dataworkflows.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), database="postgres")
+    directory, in_ram = _server_dir(tmp_path_factory)
+    try:
+        server = EmbeddedPostgres(directory, database="postgres")
+    except BaseException:
+        if in_ram:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     # A throwaway server: durability buys nothing here, and every test clones and drops a database.
     with psycopg.connect(server.uri("postgres"), autocommit=True) as conn:
         for setting in ("fsync", "synchronous_commit", "full_page_writes"):
@@ -56,6 +87,8 @@ def embedded_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSe
         yield EmbeddedServer(host=server.socket_dir, port=server.port)
     finally:
         server.stop()
+        if in_ram:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
