@@ -1,6 +1,7 @@
 -- Compensation (migration 0071, README "Compensation"): after a run ends Failed, TimedOut or
 -- Cancelled, the compensations of the nodes that had Succeeded run, the last to succeed first, one at
--- a time, each with its own retries, under a dw.compensate job.
+-- a time (a forEach's children up to its concurrency at once), each with its own retries, under a
+-- dw.compensate job.
 
 -- Queues the dw.compensate job of a run (the outbox: in the caller's transaction). Its argument is
 -- `run_id`, not `execution_id`: the run-job procedures find a run's jobs by that key (a run's end
@@ -37,6 +38,20 @@ BEGIN
         SELECT pn ->> 'id' AS node_id, pn -> 'compensation' AS compensation
           FROM jsonb_array_elements(COALESCE(p_plan -> 'nodes', '[]')) pn
          WHERE jsonb_typeof(pn -> 'compensation') = 'object'
+    ), item_nodes AS (
+        -- The run's forEach nodes and their concurrency (default 10): as many of a node's children
+        -- compensate at once as ran at once (read from the run's own plan: p_plan is NULL for a plan
+        -- without compensations, whose children may still be steps).
+        SELECT pn ->> 'id' AS node_id,
+               CASE WHEN jsonb_typeof(pn -> 'parameters' -> 'concurrency') = 'number'
+                    THEN LEAST(GREATEST((pn -> 'parameters' ->> 'concurrency')::numeric, 1), 100)::integer
+                    ELSE 10 END AS concurrency
+          FROM dw.executions e
+          JOIN dw.workflow_plans p ON p.tenant_id = e.tenant_id AND p.workflow_id = e.workflow_id
+                                  AND p.version = e.workflow_version
+         CROSS JOIN LATERAL jsonb_array_elements(p.plan -> 'nodes') pn
+         WHERE e.id = p_execution_id AND pn ->> 'kind' = 'forEach'
+           AND EXISTS (SELECT 1 FROM dw.executions k WHERE k.parent_execution_id = p_execution_id)
     ), steps AS (
         SELECT n.node_id, NULL::uuid AS child_execution_id, n.ended_at, n.position,
                c.compensation ->> 'actionType' AS action_type,
@@ -86,9 +101,15 @@ BEGIN
     SELECT p_tenant, p_execution_id, s.node_id,
            row_number() OVER (ORDER BY s.ended_at DESC, s.position DESC, s.child_execution_id DESC NULLS FIRST),
            s.action_type, s.max_attempts, s.timeout_seconds, s.child_execution_id,
-           -- A child's step: the end its compensation is as if it had (its grandchildren's too).
-           CASE WHEN s.child_execution_id IS NOT NULL THEN jsonb_build_object('compensateAs', p_status) END
-      FROM steps s;
+           -- A child's step: the end its compensation is as if it had (its grandchildren's too), and
+           -- for a forEach's child how many of its node's children's steps in a row may wait at once
+           -- (its concurrency; none, one: a subworkflow node's child, a step queued before this
+           -- release).
+           CASE WHEN s.child_execution_id IS NOT NULL
+                THEN jsonb_strip_nulls(jsonb_build_object('compensateAs', p_status, 'concurrency', i.concurrency))
+           END
+      FROM steps s
+      LEFT JOIN item_nodes i ON s.child_execution_id IS NOT NULL AND i.node_id = s.node_id;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END;
@@ -326,7 +347,8 @@ $$;
 --   claimed: the step is the caller's (attempt `attempt`, until `due_at`); run it and record it;
 --   later:   the next step waits for its retry until `due_at`;
 --   held:    another worker holds the step until `due_at`;
---   waiting: the next step is a child's compensation, under way (its end queues this run's job);
+--   waiting: the next step is a child's compensation, under way, and with it up to its `concurrency` of its
+--            node's children's steps after it (each one's end queues this run's job);
 --   done:    every step has ended (the run's compensation_status is now Compensated or
 --            CompensationFailed); nothing was claimed.
 -- A child's step is taken here, not by the caller: its compensation is started
@@ -349,6 +371,11 @@ DECLARE
     -- a forEach's children made the loop quadratic, 4,000 children with nothing to undo 13 s in one
     -- claim; a review).
     v_from integer := 0;
+    -- The children's steps in a row, of one node, that wait (their compensations under way): up to
+    -- the step's `concurrency` (a forEach's) are under way at once; the step after them, of
+    -- another node, waits for them all.
+    v_waiting integer := 0;
+    v_first dw.compensations;
 BEGIN
     LOOP
         SELECT * INTO v_c FROM dw.compensations c
@@ -357,12 +384,20 @@ BEGIN
          ORDER BY c.position LIMIT 1
            FOR UPDATE;
         EXIT WHEN NOT FOUND;
+        IF v_waiting > 0 AND (v_c.child_execution_id IS NULL OR v_c.node_id <> v_first.node_id) THEN
+            EXIT;
+        END IF;
         v_from := v_c.position;
         IF v_c.child_execution_id IS NOT NULL THEN
             CONTINUE WHEN dw.take_child_step_v1(v_c, p_worker);
-            RETURN QUERY SELECT 'waiting'::text, v_c.node_id, v_c.action_type, v_c.attempts,
-                                v_c.attempts - v_c.attempt_base, NULL::timestamptz;
-            RETURN;
+            IF v_waiting = 0 THEN
+                v_first := v_c;
+            END IF;
+            v_waiting := v_waiting + 1;
+            EXIT WHEN v_waiting >= COALESCE((v_c.parameters ->> 'concurrency')::integer, 1);
+            -- Past it: the steps after it of the same node's children may start too.
+            v_from := v_c.position + 1;
+            CONTINUE;
         END IF;
         IF v_c.status = 'Running' AND v_c.claimed_until > now() THEN
             RETURN QUERY SELECT 'held'::text, v_c.node_id, v_c.action_type, v_c.attempts,
@@ -411,6 +446,12 @@ BEGIN
         RETURN;
     END LOOP;
 
+    IF v_waiting > 0 THEN
+        -- Children's compensations under way: each one's end records its step and queues this job.
+        RETURN QUERY SELECT 'waiting'::text, v_first.node_id, v_first.action_type, v_first.attempts,
+                            v_first.attempts - v_first.attempt_base, NULL::timestamptz;
+        RETURN;
+    END IF;
     PERFORM dw.end_compensation_v1(p_execution_id);
     RETURN QUERY SELECT 'done'::text, NULL::text, NULL::text, NULL::integer, NULL::integer, NULL::timestamptz;
 END;

@@ -168,6 +168,58 @@ async def test_every_succeeded_item_of_a_for_each_is_undone_last_first(db: Datab
     assert await compensation(db, parent) == "Compensated"
 
 
+async def test_a_for_eachs_children_are_undone_up_to_its_concurrency_at_once(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A forEach's children compensate as they ran: up to its concurrency at once (until this release
+    one at a time, two job round trips each: a forEach of 1,000 children about 20 s). A child's end
+    of its compensation lets the next one start; the parent's step before the forEach (the flight,
+    which ended first) waits for them all."""
+    from tests.integration.test_subworkflows import drain
+
+    runtime = make_runtime(db, conditions)
+    await publish_hotel(db, conditions, "hotel-5", "release {{ trigger.value }}")
+    await publish(
+        db,
+        wf(
+            "tour-5",
+            undo(echo("flight", to("stays")), "cancel flight"),
+            child_items("stays", ["a", "b", "c", "d", "e"], "hotel-5", to("pay"), concurrency=3),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "tour-5")
+    await drain(db, runtime)  # runs, not compensations
+    assert (await db.executions.get(parent)).status == "Failed"
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    assert [s.parameters for s in await db.compensations.steps(parent)][:1] == [
+        {"compensateAs": "Failed", "concurrency": 3}
+    ]
+    assert await runner(db, runtime).run(parent) == "waiting"
+    statuses = [status for _, status, _ in await steps(db, parent)]
+    assert statuses == ["Waiting", "Waiting", "Waiting", "Pending", "Pending", "Pending"]
+    kids = [kid for _, _, kid in await steps(db, parent)][:5]
+    assert [await compensation(db, kid) for kid in kids[:3]] == ["Compensating"] * 3
+    assert await compensation(db, kids[3]) is None
+    # The second of the three ends first: its step is recorded and the parent's job queued, and the
+    # next child's compensation starts (the others' jobs stay queued, for the drain below).
+    jobs = "SELECT args ->> 'run_id' FROM procrastinate_jobs WHERE task_name = 'dw.compensate'"
+    assert await runner(db, runtime).run(kids[1]) == "done"
+    assert (str(parent),) in await sql(db, jobs)
+    assert await runner(db, runtime).run(parent) == "waiting"
+    statuses = [status for _, status, _ in await steps(db, parent)]
+    assert statuses == ["Waiting", "Succeeded", "Waiting", "Waiting", "Pending", "Pending"]
+    # The others end; the flight, which succeeded before them, is undone once they all have.
+    await _drain(db, runtime)
+    assert await compensation(db, parent) == "Compensated"
+    done = await db.compensations.steps(parent)
+    assert [(s.node_id, s.status) for s in done] == [("stays", "Succeeded")] * 5 + [("flight", "Succeeded")]
+    last_child_end = max(s.ended_at for s in done[:5] if s.ended_at is not None)
+    assert done[5].started_at is not None and last_child_end <= done[5].started_at
+    assert [await compensation(db, kid) for kid in kids] == ["Compensated"] * 5
+
+
 async def test_a_childs_failed_compensation_fails_the_parents_step_and_its_letter_redrives_the_child(
     db: Database, conditions: ConditionPool
 ) -> None:
