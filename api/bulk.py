@@ -36,7 +36,10 @@ class BulkCancelRequest(Camel, forbid_unknown_fields=True):
     status: list[str] | None = None
     # Created before this time (default: any; without an offset, UTC).
     created_before: datetime | None = None
-    reason: str | None = None
+    # As POST /executions/{id}/cancel takes it (ControlRequest): at most 2,000 characters. Without the
+    # bound one request wrote a reason of up to the body's size into each run it cancelled (its row,
+    # its cancel_requested event, its error) and into every child its cascade cancelled.
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_BULK)] = 100
 
 

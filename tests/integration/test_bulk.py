@@ -97,9 +97,12 @@ async def test_a_bulk_cancel_filters_by_status_and_age_and_leaves_children(
     for refused in ({"workflowId": "parent-b", "status": ["Succeeded"]}, {"workflowId": "parent-b", "status": []}):
         problem = assert_problem(await client.post("/api/v1/executions/bulk/cancel", json=refused, headers=OPS), 422)
         assert "status: one or more of Pending, Running, Waiting, Suspended" in problem["detail"], problem
-    # Without a workflow: refused (no request cancels every workflow's runs), as is a limit past 1,000.
-    for refused in ({}, {"workflowId": "parent-b", "limit": 1001}):
+    # Without a workflow: refused (no request cancels every workflow's runs), as is a limit past 1,000,
+    # and a reason longer than a single cancel takes (2,000 characters: a review found a bulk cancel
+    # wrote one of 900 KB into each run it cancelled).
+    for refused in ({}, {"workflowId": "parent-b", "limit": 1001}, {"workflowId": "parent-b", "reason": "r" * 2001}):
         assert (await client.post("/api/v1/executions/bulk/cancel", json=refused, headers=OPS)).status_code == 400
+    assert await status(client, new) == "Pending"
 
 
 async def failed_runs(db: Database, conditions: ConditionPool, workflow_id: str, n: int) -> list[str]:
