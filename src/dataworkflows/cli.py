@@ -987,6 +987,17 @@ def _request_id(value: str) -> str:
     return value
 
 
+def _filter_value(value: str) -> str:
+    """A filter's value (`--workflow W`, `--type T`): refused when empty or blank. The commands leave an
+    empty one out of the request, and without it the request takes every one: `dead-letters
+    redrive-all --workflow "$WF"` with $WF empty redrove the open letters of every workflow, and
+    `signal-all go --workflow "$WF"` signalled every workflow's waiting runs (a review), where the
+    API, given the empty id, matches none."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty: give a value, or leave the option out to take every one")
+    return value
+
+
 def _load_json(text: str) -> Any:
     """json.loads without NaN and Infinity; ValueError for what cannot be read, nesting too deep for
     Python's recursion included (a RecursionError was a traceback)."""
@@ -1982,7 +1993,7 @@ def _add_executions(sub: Any) -> None:
     everything = esub.add_parser(
         "cancel-all", help="cancel a workflow's root executions that match, oldest first, each as its own cancel"
     )
-    everything.add_argument("workflow")
+    everything.add_argument("workflow", type=_filter_value)
     everything.add_argument(
         "--status",
         action="append",
@@ -2486,7 +2497,7 @@ def _add_signals_and_approvals(sub: Any) -> None:
     every.add_argument("--correlation-key", help="only waits with this key (without it: only waits with none)")
     every.add_argument("--payload", default="{}", help="the signal's payload, a JSON object")
     every.add_argument("--signal-id", help="idempotency key: sent again, it reaches only the runs that lack it")
-    every.add_argument("--workflow", help="only runs of this workflow")
+    every.add_argument("--workflow", type=_filter_value, help="only runs of this workflow")
     every.add_argument("--limit", type=_large_page_size, default=1000, help="at most this many runs (1 to 1000)")
     every.add_argument("--principal", help="who sends it (default $DW_PRINCIPAL_ID)")
     every.add_argument("--api-url")
@@ -2777,8 +2788,10 @@ def _add_audit_log(sub: Any) -> None:
         "audit-log", help="every run's log events, in order, as NDJSON (for a SIEM or an archive; through the API)"
     )
     audit.add_argument("--after", type=_letter_id, default=0, help="after this event id (what the last export said)")
-    audit.add_argument("--workflow", help="only events of runs of this workflow")
-    audit.add_argument("--type", help="only events of this type (execution_cancelled, approval_decided, ...)")
+    audit.add_argument("--workflow", type=_filter_value, help="only events of runs of this workflow")
+    audit.add_argument(
+        "--type", type=_filter_value, help="only events of this type (execution_cancelled, approval_decided, ...)"
+    )
     audit.add_argument("--max", type=_positive_int, help="at most this many events (default: all)")
     audit.add_argument(
         "--settle",
@@ -2987,7 +3000,7 @@ def build_parser() -> argparse.ArgumentParser:
         "redrive-all", help="redrive the open dead letters that match, oldest first, each as its own redrive"
     )
     again.add_argument("--kind", choices=[k.value for k in DeadLetterKind], help="only letters of this kind")
-    again.add_argument("--workflow", help="only letters of runs of this workflow")
+    again.add_argument("--workflow", type=_filter_value, help="only letters of runs of this workflow")
     again.add_argument("--limit", type=_bulk_limit, default=100, help="letters a request (1 to 1000)")
     again.add_argument("--after", type=_letter_id, default=0, help="after this letter id (what the last one printed)")
     again.add_argument("--principal", help="who asks (default $DW_PRINCIPAL_ID)")
