@@ -111,7 +111,7 @@ SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_
 -- same request again goes on to the next ones). The session's tenant's, as dw.publish_workflow_v1
 -- takes a workflow id: row-level security alone let a session that sees every tenant (DW_DB_ROLE=none
 -- as a superuser) cancel every tenant's runs of the id.
-SELECT e.id FROM dw.executions e
+SELECT e.id, e.status FROM dw.executions e
  WHERE e.tenant_id = dw.session_tenant_v1()
    AND e.workflow_id = %(workflow_id)s AND e.parent_execution_id IS NULL
    AND e.status = ANY (%(statuses)s::text[])

@@ -338,3 +338,38 @@ async def test_a_created_before_without_an_offset_is_utc(db: Database, dsn: str)
         assert answer.status_code == 200, answer.text
         assert [o["executionId"] for o in answer.json()["outcomes"]] == [old]
         assert await status(client, new) == "Pending"
+
+
+async def test_a_bulk_cancel_takes_the_runs_not_started_before_those_that_hold_slots(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool
+) -> None:
+    """Under maxConcurrentExecutions, the end of a run that holds a slot hands it to a run held back
+    (dw.hand_over_slot_v1: a job queued for it). Cancelled oldest first, the runs holding the slots
+    went first, and each one's end queued a held-back run that the same request was about to cancel:
+    a worker took it meanwhile and ran its first node (live: 6 of 38 held-back runs ran one while a
+    bulk cancel cancelled them). The runs not started (Pending) are cancelled first, then the others;
+    the answer still lists them oldest first."""
+    from tests.integration.test_throttled_wait import jobs_of, one_holding_two_held_back
+
+    _, (first, second, third), _ = await one_holding_two_held_back(db, conditions, "held-bulk")
+    # The slot holder as a parked run is (no worker holds it): a cancel ends it at once, and hands
+    # its slot over.
+    await sql(
+        db,
+        "UPDATE dw.executions SET status = 'Waiting', lease_owner = NULL, lease_expires_at = NULL"
+        " WHERE id = %s RETURNING id",
+        first,
+    )
+    answer = await client.post("/api/v1/executions/bulk/cancel", json={"workflowId": "held-bulk"}, headers=OPS)
+    assert answer.status_code == 200, answer.text
+    assert [o["executionId"] for o in answer.json()["outcomes"]] == [str(first), str(second), str(third)]
+    assert answer.json()["counts"] == {"cancelled": 3}
+    # The held-back runs were cancelled before the slot holder's end could hand one of them its slot.
+    order = await sql(
+        db,
+        "SELECT execution_id FROM dw.execution_events WHERE type = 'cancel_requested'"
+        " AND execution_id = ANY (%s) ORDER BY id",
+        [first, second, third],
+    )
+    assert order == [(second,), (third,), (first,)], order
+    assert [await jobs_of(db, run) for run in (first, second, third)] == [[], [], []]

@@ -159,12 +159,13 @@ class ControlData:
 
     async def bulk_cancel_candidates(
         self, workflow_id: str, *, statuses: list[str], before: datetime | None, limit: int
-    ) -> list[UUID]:
-        """The root runs of the workflow a bulk cancel takes, oldest first (not yet asked to cancel)."""
+    ) -> list[tuple[UUID, str]]:
+        """The root runs of the workflow a bulk cancel takes, oldest first (not yet asked to cancel),
+        each with its status when read."""
         rows = await self._db.fetch_all(
             "bulk_cancel_candidates", workflow_id=workflow_id, statuses=statuses, before=before, limit=limit
         )
-        return [row["id"] for row in rows]
+        return [(row["id"], row["status"]) for row in rows]
 
     async def cancel_children(self, parent_id: UUID) -> list[UUID]:
         """Cancels the unfinished children a parent that ended must cancel (dw.children_to_cancel_v1),
