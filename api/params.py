@@ -81,12 +81,17 @@ QUERY_IS_PAYLOAD = "query_is_payload"
 REPEATABLE_QUERY = "repeatable_query"
 # A route's opt, set when the app is made (note_query_names): the query parameters its OpenAPI documents.
 QUERY_NAMES = "query_names"
+# A route's opt, set with QUERY_NAMES: those of them that take an integer.
+QUERY_INTS = "query_ints"
+# An integer as a query writes one: digits, with a sign at most. Litestar's lenient parsing also took
+# a number written as a float whose value is whole (`after=1e3` read as 1000, `limit=10e-1` as 1).
+_INTEGER = re.compile(r"[-+]?[0-9]+", re.ASCII)
 
 
 # What note_query_names found, by route and handler: the same code documents the same query in every
 # app a process makes (the test suite makes hundreds, and building the OpenAPI document was about
 # half of making one).
-_QUERY_NAMES_SEEN: dict[tuple[str, str, frozenset[str]], frozenset[str] | None] = {}
+_QUERY_NAMES_SEEN: dict[tuple[str, str, frozenset[str]], tuple[frozenset[str], frozenset[str]] | None] = {}
 
 
 def note_query_names(app: Litestar) -> None:
@@ -110,9 +115,9 @@ def note_query_names(app: Litestar) -> None:
         for (route, handler), key in zip(handlers, keys, strict=True):
             _QUERY_NAMES_SEEN[key] = _documented_query(paths.get(route.path_format), handler)
     for (_, handler), key in zip(handlers, keys, strict=True):
-        names = _QUERY_NAMES_SEEN[key]
-        if names is not None:
-            handler.opt[QUERY_NAMES] = names
+        documented = _QUERY_NAMES_SEEN[key]
+        if documented is not None:
+            handler.opt[QUERY_NAMES], handler.opt[QUERY_INTS] = documented
 
 
 def _qualified(fn: Any) -> str:
@@ -120,18 +125,39 @@ def _qualified(fn: Any) -> str:
     return f"{function.__module__}.{function.__qualname__}"
 
 
-def _documented_query(item: Any, handler: Any) -> frozenset[str] | None:
-    """The query parameters the OpenAPI path item documents for the handler's methods; None for a
-    route the document leaves out, and for the OPTIONS handler."""
+def _documented_query(item: Any, handler: Any) -> tuple[frozenset[str], frozenset[str]] | None:
+    """The query parameters the OpenAPI path item documents for the handler's methods, and those of
+    them that take an integer; None for a route the document leaves out, and for the OPTIONS handler."""
     if item is None or "OPTIONS" in handler.http_methods:
         return None
     names: set[str] = set()
+    ints: set[str] = set()
     for method in handler.http_methods:
         operation = getattr(item, method.lower(), None)
-        names.update(
-            p.name for p in getattr(operation, "parameters", None) or () if getattr(p, "param_in", None) == "query"
-        )
-    return frozenset(names)
+        for p in getattr(operation, "parameters", None) or ():
+            if getattr(p, "param_in", None) == "query":
+                names.add(p.name)
+                if _integer_schema(getattr(p, "schema", None)):
+                    ints.add(p.name)
+    return frozenset(names), frozenset(ints)
+
+
+def _integer_schema(schema: Any) -> bool:
+    """Whether an OpenAPI schema takes an integer and nothing else (`int`, or `int | None`: an absent
+    parameter); not one that also takes a string."""
+    if schema is None:
+        return False
+    alternatives = [*(getattr(schema, "one_of", None) or ()), *(getattr(schema, "any_of", None) or ())]
+    if alternatives:
+        kinds = [_kinds(alternative) for alternative in alternatives]
+        return all(k <= {"integer", "null"} for k in kinds) and any("integer" in k for k in kinds)
+    return _kinds(schema) - {"null"} == {"integer"}
+
+
+def _kinds(schema: Any) -> set[str]:
+    kinds = getattr(schema, "type", None)
+    kinds = kinds if isinstance(kinds, list | tuple) else [kinds]
+    return {str(getattr(kind, "value", kind)) for kind in kinds if kind is not None}
 
 
 def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler) -> None:
@@ -150,6 +176,9 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
         if not name:
             # `?=x` (or `?&=x`): Litestar reads it as a parameter named "", which no route takes.
             raise BadQueryValue("", f"a query parameter needs a name ({quoted('=' + value)} has none)")
+        if name in route.opt.get(QUERY_INTS, ()) and not _INTEGER.fullmatch(value):
+            # As Litestar says of `limit=abc`; it took `after=1e3` as 1000 (a review).
+            raise BadQueryValue(_named(name), f"query parameter {name}={quoted(value)}: Expected `int`, got `str`")
         seen[name] = seen.get(name, 0) + 1
     repeatable = route.opt.get(REPEATABLE_QUERY, ())
     for name, times in seen.items():
