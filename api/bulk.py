@@ -116,6 +116,15 @@ def _oldest_first(outcomes: list[CancelOutcome], taken: list[tuple[UUID, str]]) 
     return sorted(outcomes, key=lambda outcome: position[outcome.execution_id])
 
 
+async def _closed_meanwhile(svc: Any, letter_id: int) -> bool:
+    """Whether a letter whose redrive was refused is no longer open: another request (a redrive, an
+    acknowledgement, a concurrent bulk redrive) took it since this one selected it. Its redrive's 409
+    was answered `refused`, which says the letter stays open, and made `redrive-all` exit with code 1
+    (two operators' bulk redrives at once refused each other's letters: 34 and 30 of 60 here)."""
+    letter = await svc.db.operations.dead_letter(letter_id)
+    return letter is None or letter.redriven_at is not None or letter.closed_at is not None
+
+
 class BulkController(Controller):
     path = "/"
     tags = ["bulk operations"]
@@ -181,8 +190,10 @@ class BulkController(Controller):
                 await svc.db.operations.redrive(letter_id, principal=principal.id, queue=svc.settings.queue)
                 outcomes.append(RedriveOutcome(letter_id, execution_id, "requeued"))
             except Conflict as exc:
-                # As the letter's own redrive answers 409: why, with what to do instead.
-                outcomes.append(RedriveOutcome(letter_id, execution_id, "refused", str(exc)))
+                # As the letter's own redrive answers 409: why, with what to do instead; or gone, when
+                # another request redrove or closed it since it was selected (the 409 says by whom).
+                outcome = "gone" if await _closed_meanwhile(svc, letter_id) else "refused"
+                outcomes.append(RedriveOutcome(letter_id, execution_id, outcome, str(exc)))
             except NotFound:
                 outcomes.append(RedriveOutcome(letter_id, execution_id, "gone"))
             except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -373,3 +374,37 @@ async def test_a_bulk_cancel_takes_the_runs_not_started_before_those_that_hold_s
     )
     assert order == [(second,), (third,), (first,)], order
     assert [await jobs_of(db, run) for run in (first, second, third)] == [[], [], []]
+
+
+async def test_a_letter_redriven_or_closed_meanwhile_is_gone_not_refused(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A letter another request redrove or acknowledged after this bulk redrive selected it: its
+    redrive's 409 was answered `refused`, which says the letter stays open (and made `redrive-all`
+    exit 1, two operators' bulk redrives at once refusing each other's letters). It is `gone`, with
+    the 409's words; a letter still open that its redrive refuses stays `refused`."""
+    from dataworkflows.data.operations import OperationsData
+
+    runs = await failed_runs(db, conditions, "raced", 3)
+    letters = [
+        row[0]
+        for row in await sql(
+            db, "SELECT id FROM dw.dead_letters WHERE execution_id = ANY (%s) ORDER BY id", [*map(UUID, runs)]
+        )
+    ]
+    redrive = OperationsData.redrive
+
+    async def others_first(self: OperationsData, dead_letter_id: int, **kwargs: Any) -> Any:
+        if dead_letter_id == letters[0]:
+            # Meanwhile, someone else acknowledges the second letter and redrives the third.
+            await self.acknowledge(letters[1], principal="bob", note=None)
+            await redrive(self, letters[2], principal="carol", queue=kwargs["queue"])
+        return await redrive(self, dead_letter_id, **kwargs)
+
+    monkeypatch.setattr(OperationsData, "redrive", others_first)
+    answer = await client.post("/api/v1/dead-letters/bulk/redrive", json={"workflowId": "raced"}, headers=OPS)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [o["outcome"] for o in body["outcomes"]] == ["requeued", "gone", "gone"], body
+    assert "(acknowledged)" in body["outcomes"][1]["reason"] and "by carol" in body["outcomes"][2]["reason"], body
+    assert body["counts"] == {"requeued": 1, "gone": 2}
