@@ -1997,6 +1997,8 @@ def _add_executions(sub: Any) -> None:
     everything.add_argument(
         "--status",
         action="append",
+        # In any letter case, as `executions list --status suspended` takes it (it was refused here).
+        type=_status_name,
         choices=("Pending", "Running", "Waiting", "Suspended"),
         help="only of this status (again for more; default every one not ended)",
     )

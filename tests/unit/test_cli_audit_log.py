@@ -72,3 +72,12 @@ def test_an_empty_filter_is_refused_not_left_out(argv: list[str], capsys: pytest
         build_parser().parse_args(argv)
     assert exit_.value.code == 2
     assert "empty: give a value, or leave the option out" in capsys.readouterr().err
+
+
+def test_cancel_all_takes_a_status_in_any_letter_case() -> None:
+    """`executions list --status suspended` works; `executions cancel-all W --status suspended` was
+    refused (invalid choice: 'suspended')."""
+    args = build_parser().parse_args(["executions", "cancel-all", "w", "--status", "suspended", "--status", "RUNNING"])
+    assert args.status == ["Suspended", "Running"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["executions", "cancel-all", "w", "--status", "succeeded"])
