@@ -52,32 +52,3 @@ def test_an_export_cut_by_a_lost_connection_still_says_where_to_go_on(
     with pytest.raises(httpx.ConnectError):
         cli.cmd_audit_log(build_parser().parse_args(["audit-log", "--page-size", "1"]))
     assert "1 events; the next export: --after 1" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["dead-letters", "redrive-all", "--workflow", ""],
-        ["signal-all", "go", "--workflow", " "],
-        ["audit-log", "--workflow", ""],
-        ["audit-log", "--type", ""],
-        ["executions", "cancel-all", ""],
-    ],
-)
-def test_an_empty_filter_is_refused_not_left_out(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """`dead-letters redrive-all --workflow "$WF"` with $WF empty: the command left the empty filter
-    out of its request, and redrove every workflow's open letters (signal-all signalled every
-    workflow's waiting runs); an empty filter is a usage error (exit code 2) before anything is sent."""
-    with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args(argv)
-    assert exit_.value.code == 2
-    assert "empty: give a value, or leave the option out" in capsys.readouterr().err
-
-
-def test_cancel_all_takes_a_status_in_any_letter_case() -> None:
-    """`executions list --status suspended` works; `executions cancel-all W --status suspended` was
-    refused (invalid choice: 'suspended')."""
-    args = build_parser().parse_args(["executions", "cancel-all", "w", "--status", "suspended", "--status", "RUNNING"])
-    assert args.status == ["Suspended", "Running"]
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["executions", "cancel-all", "w", "--status", "succeeded"])
