@@ -113,3 +113,23 @@ async def test_an_export_stops_at_the_first_event_not_settled(client: AsyncTestC
     assert page == {"items": [], "nextAfter": None}
     later = (await client.get("/api/v1/audit-log", params={"after": last[0], "settleSeconds": 0})).json()
     assert [i["type"] for i in later["items"]] == ["fresh", "older"]
+
+
+async def test_the_audit_log_is_the_tenants_in_a_session_that_sees_every_tenant(
+    client: AsyncTestClient[Any], dsn: str
+) -> None:
+    """A review: the events were chosen by row-level security alone, so an API whose sessions see
+    every tenant (DW_DB_ROLE=none as a superuser) answered every tenant's log to a caller of one, as
+    the bulk requests did before they took the session's tenant explicitly."""
+    from dataworkflows.api.app import create_app
+    from dataworkflows.config import Settings
+
+    await create(client, echo_workflow("default-flow"))
+    await execute(client, "default-flow")
+    await create_in(client, ACME)
+    app = create_app(Settings(database_url=dsn, db_role="none"))
+    async with AsyncTestClient(app) as everything:
+        theirs = (await everything.get("/api/v1/audit-log", headers=ACME)).json()["items"]
+        ours = (await everything.get("/api/v1/audit-log")).json()["items"]
+    assert theirs and {item["workflowId"] for item in theirs} == {"acme-flow"}
+    assert ours and {item["workflowId"] for item in ours} == {"default-flow"}
