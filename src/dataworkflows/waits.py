@@ -224,6 +224,8 @@ def _approval(
         names = _approver_names(approvers, "approvers", strict=strict)
     required = _required(quorum, len(names) if approvers is not None else None)
     escalation = _escalation(given("escalation"), expires_at, now, strict=strict)
+    if escalation is not None and approvers is not None:
+        _check_escalation_adds(escalation["approvers"], names, strict=strict)
     _check_text(given("title"), "title", MAX_TITLE)
     _check_text(given("description"), "description", MAX_DESCRIPTION)
     details = {
@@ -247,6 +249,16 @@ def _check_approvers(names: list[str], *, strict: bool) -> None:
         problem = principal_id_problem(name)
         if problem is not None:
             raise WaitParameterError(f"approver {json_preview(name, 60)} is not a principal id: it {problem}")
+
+
+def _check_escalation_adds(escalated: Any, approvers: list[str], *, strict: bool) -> None:
+    """An escalation whose approvers are all approvers already adds nobody: it would never change who
+    may decide (refused, as a timeout nobody could decide before is). Templated names are checked
+    once rendered."""
+    if not isinstance(escalated, list) or (not strict and any(_templated(n) for n in [*escalated, *approvers])):
+        return
+    if set(escalated) <= set(approvers):
+        raise WaitParameterError("escalation.approvers adds nobody: each of them is an approver already")
 
 
 def _check_text(value: Any, key: str, most: int) -> None:

@@ -835,6 +835,8 @@ async def test_an_approval_escalates_to_more_approvers_after_a_while(db: Databas
         ({"after": "PT1H", "approvers": []}, None, "escalation.approvers: give 1 to 100 approvers"),
         ({"after": "PT1H", "approvers": "dana"}, None, "escalation.approvers must be a list of principal ids"),
         ({"after": "PT1H"}, None, "approvers"),
+        # A review's note: one that adds nobody would never change who may decide.
+        ({"after": "PT1H", "approvers": ["alice", " alice"]}, None, "escalation.approvers adds nobody"),
     ],
 )
 def test_an_escalation_that_cannot_be_is_refused_at_publish(
