@@ -365,11 +365,11 @@ CREATE OR REPLACE FUNCTION dw.claim_compensation_v1(p_execution_id uuid, p_worke
     LANGUAGE plpgsql AS $$
 DECLARE
     v_c dw.compensations;
-    -- The position of the step last taken: a step goes on (CONTINUE) only once it has ended, and the
-    -- steps before it are ended and locked by this transaction; the next is looked for from there
-    -- (the ended steps' versions of this transaction are in the index until it ends: from the first,
-    -- a forEach's children made the loop quadratic, 4,000 children with nothing to undo 13 s in one
-    -- claim; a review).
+    -- Where the next step is looked for: the step last taken once it has ended (CONTINUE), the one
+    -- after it when it waits (a child's, among those under way at once); the steps before are ended
+    -- or waiting, and locked by this transaction (the ended steps' versions of this transaction are
+    -- in the index until it ends: from the first, a forEach's children made the loop quadratic,
+    -- 4,000 children with nothing to undo 13 s in one claim; a review).
     v_from integer := 0;
     -- The children's steps in a row, of one node, that wait (their compensations under way): up to
     -- the step's `concurrency` (a forEach's) are under way at once; the step after them, of
