@@ -676,6 +676,34 @@ async def test_semantics_fixtures(
     assert {k: v["status"] for k, v in (await nodes(db, execution_id)).items()} == expected
 
 
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "bundle3/conditional-branch-workflow.json",
+        "bundle3/dead-path-join-workflow.json",
+        "bundle3/failure-routing-workflow.json",
+        "bundle3/first-match-workflow.json",
+        "bundle4/templated-greeting-workflow.json",
+        "bundle6/order-summary-transform-workflow.json",
+    ],
+)
+async def test_an_examples_sample_trigger_renders_valid_parameters(
+    db: Database, conditions: ConditionPool, fixture: str
+) -> None:
+    """`dataworkflows run EXAMPLE` without --trigger runs it with its metadata.sampleTrigger: no node of
+    it may fail on the parameters that trigger renders. failure-routing's sample gave its charge
+    `simulateFailure: "card declined"`, not a value core.echo takes: the node failed on invalid
+    parameters (its message quoting "[redacted]"), not with the simulated failure its failure edge
+    shows, and the walkthrough's run read as a broken example."""
+    raw = load_fixture(fixture)
+    execution_id, outcome = await execute(
+        db, make_runtime(db, conditions), raw, raw["metadata"]["sampleTrigger"], conditions
+    )
+    assert outcome == "Succeeded"
+    errors = {a["node_id"]: a["error"]["code"] for a in await attempts(db, execution_id) if a["error"]}
+    assert errors == ({"charge": "simulated_permanent_failure"} if "failure-routing" in fixture else {})
+
+
 async def test_templating_fixture_keeps_types(db: Database, conditions: ConditionPool) -> None:
     runtime = make_runtime(db, conditions)
     trigger = {"user": {"name": "ada lovelace"}, "items": ["tea", "cake"]}
