@@ -2000,7 +2000,7 @@ def _add_executions(sub: Any) -> None:
         # In any letter case, as `executions list --status suspended` takes it (it was refused here).
         type=_status_name,
         choices=("Pending", "Running", "Waiting", "Suspended"),
-        help="only of this status (again for more; default every one not ended)",
+        help="only of this status, in any letter case (again for more; default every one not ended)",
     )
     everything.add_argument("--older-than", metavar="AGE", help="only those created longer ago (such as 1h or 2d)")
     everything.add_argument("--reason", help="why (kept in each execution's log)")
@@ -2264,7 +2264,9 @@ def cmd_triggers_rotate_secret(args: argparse.Namespace) -> int:
 
 def _add_triggers(sub: Any) -> None:
     triggers = sub.add_parser(
-        "triggers", help="schedules and webhooks: list, create, enable, disable, delete, deliveries, ticks"
+        "triggers",
+        help="schedules, webhooks and event triggers: list, create, enable, disable, delete, deliveries, ticks, "
+        "priority, rotate-secret",
     )
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
     tlist = tsub.add_parser("list", help="every trigger, or a workflow's")
@@ -2293,7 +2295,9 @@ def _add_triggers(sub: Any) -> None:
         listing.add_argument("--json", action="store_true")
         listing.add_argument("--api-url")
         listing.set_defaults(func=func)
-    create = tsub.add_parser("create", help="add a schedule (--cron) or a webhook to a workflow")
+    create = tsub.add_parser(
+        "create", help="add a schedule (--cron), a webhook or an event trigger (--event-type) to a workflow"
+    )
     create.add_argument("workflow")
     create.add_argument("--kind", choices=("schedule", "webhook", "event"), required=True)
     create.add_argument("--name", required=True)
