@@ -926,6 +926,17 @@ def _problem_text(response: httpx.Response) -> str:
         text += " (the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one)"
     request = _request_of(response)
     if (
+        response.status_code == 401
+        and body.get("code") == "invalid_token"
+        and request is not None
+        and "authorization" not in request.headers
+    ):
+        # Strict mode, and no token sent: the API names its header, the CLI's user sets a variable.
+        text += (
+            " (the CLI sends DW_API_TOKEN as its bearer token: set it, e.g. `export DW_API_TOKEN=$(dataworkflows "
+            "token --sub you --role operator)` with the server's DW_JWT_SECRET)"
+        )
+    if (
         response.status_code == 404
         and body.get("code") == "not_found"
         and body.get("detail") == "Not Found"

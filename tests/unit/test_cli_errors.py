@@ -434,6 +434,35 @@ def test_a_refusal_for_want_of_a_principal_says_how_the_cli_names_one(
     assert "the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one" in err, err
 
 
+class _NeedsToken(_Problem):
+    """An API in strict mode, asked without a bearer token (its own words)."""
+
+    answer = (
+        401,
+        b'{"title":"Unauthorized","status":401,"code":"invalid_token",'
+        b'"detail":"this server requires a bearer token (Authorization: Bearer <JWT>)"}',
+    )
+
+
+def test_a_refusal_for_want_of_a_token_says_how_the_cli_sends_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A strict API's 401 names its header; the CLI sends $DW_API_TOKEN there, which a new user of a
+    strict `up` has not set: the error line says so (it said only the API's words). A token that was
+    sent and refused (expired, malformed) gets no such hint: the token is what is wrong."""
+    monkeypatch.delenv("DW_API_TOKEN", raising=False)
+    with loopback_http_server(_NeedsToken) as url:
+        monkeypatch.setenv("DW_API_URL", url)
+        assert main(["workflows", "list"]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "requires a bearer token (Authorization: Bearer <JWT>)" in err, err
+        assert "the CLI sends DW_API_TOKEN as its bearer token: set it" in err, err
+        monkeypatch.setenv("DW_API_TOKEN", "a.b.c")
+        assert main(["workflows", "list"]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "requires a bearer token" in err and "set it" not in err, err
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
