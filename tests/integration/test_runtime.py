@@ -657,12 +657,12 @@ async def test_a_run_ended_under_its_lease_by_someone_else_is_told_its_lease_is_
         ),
         (
             "bundle3/failure-routing-workflow.json",
-            {"orderId": 9, "simulate": "permanent"},
+            {"orderId": 9, "declined": True},
             {"charge": "Failed", "receipt": "Skipped", "refund-flow": "Succeeded", "audit": "Succeeded"},
         ),
         (
             "bundle3/failure-routing-workflow.json",
-            {"orderId": 9, "simulate": None},
+            {"orderId": 9},
             {"charge": "Succeeded", "receipt": "Succeeded", "refund-flow": "Skipped", "audit": "Succeeded"},
         ),
     ],
@@ -694,14 +694,18 @@ async def test_an_examples_sample_trigger_renders_valid_parameters(
     it may fail on the parameters that trigger renders. failure-routing's sample gave its charge
     `simulateFailure: "card declined"`, not a value core.echo takes: the node failed on invalid
     parameters (its message quoting "[redacted]"), not with the simulated failure its failure edge
-    shows, and the walkthrough's run read as a broken example."""
+    shows, and the walkthrough's run read as a broken example. It now says `declined: true`, a value
+    the failure's message does not hold (the run's scrubber blanks trigger strings in errors)."""
     raw = load_fixture(fixture)
     execution_id, outcome = await execute(
         db, make_runtime(db, conditions), raw, raw["metadata"]["sampleTrigger"], conditions
     )
     assert outcome == "Succeeded"
-    errors = {a["node_id"]: a["error"]["code"] for a in await attempts(db, execution_id) if a["error"]}
-    assert errors == ({"charge": "simulated_permanent_failure"} if "failure-routing" in fixture else {})
+    errors = {a["node_id"]: a["error"] for a in await attempts(db, execution_id) if a["error"]}
+    # Its message as the action gave it: a trigger value in it would be scrubbed ("Simulated
+    # [redacted] failure" when the sample said `simulate: "permanent"`).
+    failed = {"charge": {"code": "simulated_permanent_failure", "message": "Simulated permanent failure"}}
+    assert errors == (failed if "failure-routing" in fixture else {})
 
 
 async def test_templating_fixture_keeps_types(db: Database, conditions: ConditionPool) -> None:
