@@ -627,6 +627,7 @@ async def _serve_up(settings: Settings, *, load: bool, stopper: Stopper, sockets
         f"\nDataWorkflows {__version__} is up.\n"
         f"  API:       {base}  (OpenAPI: {base}/schema)\n"
         f"  Database:  {shown_conninfo(settings.database_url or '')}\n"
+        f"{_examples_hint(loaded=load)}"
         f"{_try_hint(base, strict=settings.auth_mode == 'strict')}\n"
         f"{_cli_hint(settings.api_host, settings.api_port)}\n"
         "  Ctrl-C stops the API and the worker (twice: at once); running executions are handed back and resume on "
@@ -653,6 +654,17 @@ def shown_conninfo(conninfo: str) -> str:
     if "://" in conninfo:
         return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", conninfo))
     return _KEY_PASSWORD.sub(r"\1***", conninfo)
+
+
+def _examples_hint(*, loaded: bool) -> str:
+    """A line before the hints that run simple-echo when this start loaded no examples: on a new
+    database there is none, and the request to try answered 404 (a review)."""
+    if loaded:
+        return ""
+    return (
+        "  Examples:  not loaded by this start (--no-examples); `dataworkflows examples load` loads simple-echo and "
+        "the others the lines below run\n"
+    )
 
 
 def _try_hint(base: str, *, strict: bool) -> str:

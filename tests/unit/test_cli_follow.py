@@ -203,6 +203,14 @@ def test_up_says_how_to_point_the_cli_at_it() -> None:
     assert strict.endswith('-H "Authorization: Bearer $DW_API_TOKEN"')
 
 
+def test_up_without_examples_says_the_hints_need_them() -> None:
+    """`up --no-examples` printed the same request to try (simple-echo), which a new database answered
+    404; it now says the examples were not loaded, and how to load them."""
+    assert cli._examples_hint(loaded=True) == ""
+    said = cli._examples_hint(loaded=False)
+    assert "--no-examples" in said and "dataworkflows examples load" in said and said.endswith("\n")
+
+
 def test_the_sample_trigger_is_read_from_the_definition(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
