@@ -17,13 +17,16 @@ FOLLOW_EXIT_CODES = """exit codes:
   130  Ctrl-C (a run goes on)"""
 API_EXIT_CODES = """exit codes:
   0    done
+  1    stdout was closed early (`| head`: Python's code for it)
   2    bad input, or the API refused the request (4xx)
-  3    the API cannot be reached, or failed (5xx)"""
+  3    the API cannot be reached, or failed (5xx)
+  130  Ctrl-C"""
 BULK_EXIT_CODES = """exit codes:
   0    done: every item's outcome is in the lines printed
-  1    some items were refused or failed (their lines say why); the others were done
+  1    some items were refused or failed (their lines say why; the others were done), or stdout was closed early
   2    bad input, or the API refused the request (4xx)
-  3    the API cannot be reached, or failed (5xx)"""
+  3    the API cannot be reached, or failed (5xx)
+  130  Ctrl-C (the items already sent are done)"""
 LOCAL_EXIT_CODES = """exit codes:
   0    done
   2    bad input or configuration (a busy port, a bad DW_ variable)

@@ -37,6 +37,17 @@ def test_every_command_has_an_example_environment_exit_codes_and_defaults() -> N
     assert "0    done; with --wait or --follow: the run Succeeded" in run and "4    --timeout passed" in run
 
 
+def test_every_api_commands_help_names_the_codes_a_closed_pipe_and_ctrl_c_give() -> None:
+    """Every command exits 1 when its reader goes (`| head`) and 130 on Ctrl-C (README "Exit codes");
+    the API commands' help listed 0, 2 and 3 only, so `executions list --help` did not explain the 1
+    that `executions list | head -1` gives."""
+    for path, command in commands(build_parser()):
+        if not path or path.split(" ")[0] in ("up", "migrate", "api", "worker", "psql", "prune", "token", "examples"):
+            continue
+        text = command.format_help()
+        assert re.search(r"\n  1    .*stdout was closed early", text) and "\n  130  Ctrl-C" in text, path
+
+
 def test_token_roles_are_the_engines() -> None:
     from dataworkflows.tokens import ROLES
 
