@@ -71,9 +71,43 @@ def migrate(
             applied_now += procrastinate_schema.apply_pending(conn, retry, finish=finish)
             applied_now += _apply_ours(retry, migrations, applied)
             retry.run("the procedures", lambda: _install_procedures(conn))
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        except BaseException as exc:
+            _let_go_after_failure(conn)
+            if not isinstance(exc, KeyboardInterrupt) and _interruption_under(exc):
+                # psycopg's own clean-up failed while the interruption went through it (a pipeline
+                # that cannot end while busy), and its error took the interruption's place.
+                raise KeyboardInterrupt from exc
+            raise
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     return applied_now
+
+
+def _interruption_under(exc: BaseException) -> bool:
+    """Whether an error was raised while a KeyboardInterrupt was being handled (its context)."""
+    seen: BaseException | None = exc.__context__
+    for _ in range(20):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
+
+
+def _let_go_after_failure(conn: psycopg.Connection[Any]) -> None:
+    """The lock, let go as what stopped the migrations goes on. An interruption (Ctrl-C, or a stop
+    signal `up` turns into one) can come while a statement is in flight and leave the connection
+    busy: the unlock failed ("another command is already in progress") and replaced the interruption,
+    which `up` and `migrate` then said as a database they cannot reach (exit 3, not 130). A busy
+    session is closed instead (its end lets the lock go), and an unlock that fails is not said over
+    the error that stopped the migrations."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE:
+        conn.close()
+        return
+    try:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    except psycopg.Error:
+        conn.close()
 
 
 def _take_lock(conn: psycopg.Connection[Any]) -> None:

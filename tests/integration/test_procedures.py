@@ -630,6 +630,45 @@ async def test_recovery_requeues_runs_whose_worker_vanished(db: Database) -> Non
     assert row["status"] == "Failed" and row["error"]["code"] == "worker_lost"
 
 
+@pytest.mark.parametrize("how", ["in flight", "pipeline"])
+def test_an_interrupted_migration_is_an_interruption_and_lets_its_lock_go(
+    postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Ctrl-C or a stop signal (`up` turns SIGTERM and SIGHUP into KeyboardInterrupt until it serves)
+    while a migration statement is in flight leaves the connection busy; the unlock in `migrate`'s
+    `finally` then failed ("another command is already in progress") and replaced the interruption:
+    `up` said "cannot start: the database cannot be reached" and exited 3, not 130 as the README
+    says. Or psycopg's own clean-up failed as the interruption went through it (Procrastinate's schema
+    is written with executemany, a pipeline: "cannot exit pipeline mode while busy") and its error
+    took the interruption's place. The interruption now goes on as itself, and the session's end
+    lets the lock go."""
+    from dataworkflows import migrations
+
+    info = postgresql.info
+    postgresql.autocommit = True
+    postgresql.execute("CREATE DATABASE dw_migrate_interrupted")
+    try:
+        conninfo = f"host={info.host} port={info.port} user={info.user} dbname=dw_migrate_interrupted"
+
+        def interrupted(conn: psycopg.Connection[Any]) -> None:
+            conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # in flight when the interruption comes
+            if how == "in flight":
+                raise KeyboardInterrupt
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise psycopg.OperationalError("cannot exit pipeline mode while busy") from None
+
+        monkeypatch.setattr(migrations, "_install_procedures", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            migrate(conninfo)
+        monkeypatch.undo()
+        # Not left holding the migrations' lock: the next migrate goes on (it would poll for it).
+        assert migrate(conninfo) == []
+    finally:
+        postgresql.execute("DROP DATABASE dw_migrate_interrupted WITH (FORCE)")
+
+
 def test_migrations_are_idempotent_and_safe_from_two_processes_at_once(postgresql: psycopg.Connection) -> None:
     info = postgresql.info
     postgresql.autocommit = True
