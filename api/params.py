@@ -169,16 +169,9 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
     if route.opt.get(QUERY_IS_PAYLOAD):
         return
     seen: dict[str, int] = {}
+    ints = route.opt.get(QUERY_INTS, ())
     for name, value in connection.query_params.multi_items():
-        if "\x00" in value or "\x00" in name:
-            what = "name" if "\x00" in name else "value"
-            raise BadQueryValue(_named(name.replace("\x00", "\\0")), f"a query {what} must not hold a NUL character")
-        if not name:
-            # `?=x` (or `?&=x`): Litestar reads it as a parameter named "", which no route takes.
-            raise BadQueryValue("", f"a query parameter needs a name ({quoted('=' + value)} has none)")
-        if name in route.opt.get(QUERY_INTS, ()) and not _INTEGER.fullmatch(value):
-            # As Litestar says of `limit=abc`; it took `after=1e3` as 1000 (a review).
-            raise BadQueryValue(_named(name), f"query parameter {name}={quoted(value)}: Expected `int`, got `str`")
+        _check_query_item(name, value, takes_int=name in ints)
         seen[name] = seen.get(name, 0) + 1
     repeatable = route.opt.get(REPEATABLE_QUERY, ())
     for name, times in seen.items():
@@ -193,6 +186,19 @@ def refuse_nul_query_values(connection: ASGIConnection[Any, Any, Any, Any], rout
             # (?stauts=Failed listed every run).
             takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
             raise BadQueryValue(_named(name), f"this route has no query parameter {quoted(name)}: {takes}")
+
+
+def _check_query_item(name: str, value: str, *, takes_int: bool) -> None:
+    """One name=value of a query: no NUL in either, a name, and digits for an integer's value."""
+    if "\x00" in value or "\x00" in name:
+        what = "name" if "\x00" in name else "value"
+        raise BadQueryValue(_named(name.replace("\x00", "\\0")), f"a query {what} must not hold a NUL character")
+    if not name:
+        # `?=x` (or `?&=x`): Litestar reads it as a parameter named "", which no route takes.
+        raise BadQueryValue("", f"a query parameter needs a name ({quoted('=' + value)} has none)")
+    if takes_int and not _INTEGER.fullmatch(value):
+        # As Litestar says of `limit=abc`; it took `after=1e3` as 1000 (a review).
+        raise BadQueryValue(_named(name), f"query parameter {name}={quoted(value)}: Expected `int`, got `str`")
 
 
 def _named(name: str) -> str:

@@ -932,7 +932,17 @@ def _problem_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}: {response.text[:500]}"
     if not isinstance(body, dict):
         return f"HTTP {response.status_code}: {response.text[:500]}"
-    text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
+    text = f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}" + _problem_hint(response, body)
+    errors = body.get("errors")
+    for problem in errors if isinstance(errors, list) else []:
+        if isinstance(problem, dict):
+            text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
+    return text
+
+
+def _problem_hint(response: httpx.Response, body: dict[str, Any]) -> str:
+    """What the CLI's user can do about a problem the API words for an HTTP client, if anything."""
+    text = ""
     if response.status_code == 401 and "requires a principal" in str(body.get("detail")):
         # DW_REQUIRE_PRINCIPAL: the API names its header, which a CLI user does not set by hand (a review).
         text += " (the CLI sends it from DW_PRINCIPAL_ID, or --principal where a command takes one)"
@@ -963,10 +973,6 @@ def _problem_text(response: httpx.Response) -> str:
             f" (the API has no route {request.method} {request.url.path}: DW_API_URL or --api-url is the URL"
             " the API serves /api/v1 under, such as http://127.0.0.1:5131)"
         )
-    errors = body.get("errors")
-    for problem in errors if isinstance(errors, list) else []:
-        if isinstance(problem, dict):
-            text += f"\n  {problem.get('pointer') or '/'}: {problem.get('detail')}"
     return text
 
 
