@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -288,24 +287,25 @@ async def test_the_api_answers_while_a_hostile_preview_runs(dsn: str) -> None:
     """Over a real server (the test client runs one request at a time): a template with no step
     limit runs until the wall-clock limit stops its helper, while other requests, a preview among
     them, are answered."""
-    settings = Settings(database_url=dsn, template_timeout_seconds=2.0, template_max_steps=10**9)
+    # The order of the answers proves it, not their times (a full suite on a busy machine once took
+    # 1.9 s for the preview, where this test allowed 1.5): the preview is answered while the hostile
+    # request is still running, which its wall-clock limit (5 s) stops only then.
+    settings = Settings(database_url=dsn, template_timeout_seconds=5.0, template_max_steps=10**9)
     async with (
         served(create_app(settings)) as port,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http,
     ):
         await make_set(http, spin=("text", HOSTILE["loops"]), hello=("text", "hello {{ who }}"))
-        started = time.monotonic()
         hostile = asyncio.create_task(http.post("/api/v1/templates/brief/spin/render", json={}))
         await asyncio.sleep(0.2)
         listed = await http.get("/api/v1/template-sets")
         preview = await http.post("/api/v1/templates/brief/hello/render", json={"data": {"who": "you"}})
-        answered = time.monotonic() - started
+        still_running = not hostile.done()
         answer = await hostile
-        finished = time.monotonic() - started
     assert listed.status_code == 200 and preview.json()["document"] == "hello you", preview.text
+    assert still_running
     problem = assert_problem(answer, 422)
-    assert problem["code"] == "template_budget_exceeded" and "longer than 2s" in problem["detail"], problem
-    assert answered < 1.5 <= finished, (answered, finished)
+    assert problem["code"] == "template_budget_exceeded" and "longer than 5s" in problem["detail"], problem
 
 
 async def test_another_tenant_sees_nothing(client: AsyncTestClient[Any]) -> None:
