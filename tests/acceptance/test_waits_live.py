@@ -72,8 +72,9 @@ def test_a_2s_delay_survives_kill_9_of_its_worker_and_fires_once(stack: Stack) -
     ]
 
 
-def test_cancel_during_a_30s_node_ends_the_run_in_under_2s(stack: Stack) -> None:
-    # The lease renewal is 10 s away: only the NOTIFY on dw_control can be this fast.
+def test_cancel_during_a_30s_node_ends_the_run_before_its_lease_renewal(stack: Stack) -> None:
+    # The lease renewal is 10 s away: only the NOTIFY on dw_control can be this fast. (The bound is
+    # that renewal, not a speed: 2 s until this release, which a loaded machine can pass.)
     stack.env["DW_LEASE_SECONDS"] = "30"
     create(
         stack,
@@ -95,9 +96,9 @@ def test_cancel_during_a_30s_node_ends_the_run_in_under_2s(stack: Stack) -> None
     with stack.client() as client:
         response = client.post(f"/api/v1/executions/{started['executionId']}/cancel", json={"reason": "too slow"})
         assert response.status_code == 202, response.text
-    execution = stack.wait_for(started["executionId"], {"Cancelled", "Succeeded", "Failed"}, timeout=5)
+    execution = stack.wait_for(started["executionId"], {"Cancelled", "Succeeded", "Failed"}, timeout=15)
     elapsed = time.monotonic() - began
-    assert execution["status"] == "Cancelled" and elapsed < 2, (execution["status"], elapsed)
+    assert execution["status"] == "Cancelled" and elapsed < 9, (execution["status"], elapsed)
     with stack.client() as client:
         attempts = client.get(f"{started['statusUrl']}/actions").json()
         again = client.post(f"/api/v1/executions/{started['executionId']}/cancel", json={})
