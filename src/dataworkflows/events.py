@@ -68,14 +68,18 @@ def check_event(event: dict[str, Any]) -> list[tuple[str, str]]:
         found.append(("specversion", 'must be "1.0" (CloudEvents 1.0, structured JSON mode)'))
     for name, most in (("id", MAX_ID), ("source", MAX_SOURCE)):
         value = event.get(name)
-        if not isinstance(value, str) or not 1 <= len(value) <= most or not value.strip():
+        if value is None:
             found.append((name, f"is required: 1 to {most} characters"))
+        elif not isinstance(value, str) or not 1 <= len(value) <= most or not value.strip():
+            found.append((name, f"must be 1 to {most} characters, not all blank"))
         elif name == "source" and len(value.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
             found.append((name, f"is at most {MAX_SOURCE_BYTES} bytes in UTF-8 ({most} characters of up to 3 bytes)"))
     kind = event.get("type")
     if not isinstance(kind, str) or not EVENT_TYPE.match(kind):
+        # Said as required only when it is missing (a type given as `bad type!` read as required).
+        what = "is required" if kind is None else "must be"
         found.append(
-            ("type", "is required: 1-200 letters, digits, '.', '_', ':', '/' or '-', starting with a letter or digit")
+            ("type", f"{what}: 1-200 letters, digits, '.', '_', ':', '/' or '-', starting with a letter or digit")
         )
     return found + _optional_problems(event)
 

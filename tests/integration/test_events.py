@@ -149,6 +149,14 @@ async def test_bad_events_and_bad_configs_are_refused(client: AsyncTestClient[An
     ]:
         problem = assert_problem(await client.post("/api/v1/events", json=bad), 422)
         assert word in problem["detail"], (word, problem)
+    # A value given but wrong is not said to be missing (a walk through the README: `type` "is
+    # required" for `bad type!`); one left out is.
+    wrong = assert_problem(await client.post("/api/v1/events", json=event("x", "bad type!")), 422)
+    assert "type must be: 1-200 letters" in wrong["detail"] and "required" not in wrong["detail"], wrong
+    blank = assert_problem(await client.post("/api/v1/events", json=event(" ")), 422)
+    assert "id must be 1 to" in blank["detail"] and "required" not in blank["detail"], blank
+    missing = {k: v for k, v in event("x").items() if k != "type"}
+    assert "type is required" in assert_problem(await client.post("/api/v1/events", json=missing), 422)["detail"]
     assert_problem(await client.post("/api/v1/events", json=[1]), 400)
     await workflow(client, "cfg")
     for config, pointer in [
