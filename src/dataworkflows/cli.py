@@ -1974,9 +1974,10 @@ def cmd_decide(args: argparse.Namespace) -> int:
     # "approved; it is now open" read as a contradiction: the decision is one person's, the state the
     # approval's (a walk through the README).
     said = "approval" if args.decision == "approve" else "rejection"
+    rejections = f"{d['rejections']} rejection" + ("" if d["rejections"] == 1 else "s")
     print(
         f"your {said} is recorded; approval {d['approvalId']} is {d['state']} "
-        f"({d['approvals']}/{d['required']} approvals, {d['rejections']} rejections)"
+        f"({d['approvals']}/{d['required']} approvals, {rejections})"
     )
     return EXIT_OK
 
