@@ -460,7 +460,8 @@ $$;
 -- Every step of a run's compensation has ended: the compensation ends (once: a second worker finds it
 -- ended). A child's, whose parent's step waits for it, records that step and queues the parent's
 -- job; otherwise, when a step failed, it files a compensation_failed letter (a child whose parent
--- waited files none: the parent's letter names it, and its redrive runs the child's failed steps).
+-- has a step for it, waiting or not reached yet, files none: the parent's letter names it, and its
+-- redrive runs the child's failed steps).
 CREATE OR REPLACE FUNCTION dw.end_compensation_v1(p_execution_id uuid)
     RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -481,10 +482,17 @@ BEGIN
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'compensation_ended',
             jsonb_build_object('status', v_status, 'succeeded', v_succeeded, 'failed', v_failed));
+    -- Pending too: a parent's claim that is making the step Waiting (it read this compensation under
+    -- way) holds it; looking for Waiting alone saw it Pending, as before that claim, and went by:
+    -- the step stayed Waiting and nothing queued the parent's job (a review). Locked, it is read
+    -- again once that claim has committed. Still Pending, the parent has not reached it: its claim
+    -- will read this end and fail or end the step, so no letter is filed here either.
     SELECT * INTO v_parent FROM dw.compensations c
-     WHERE c.child_execution_id = p_execution_id AND c.status = 'Waiting'
+     WHERE c.child_execution_id = p_execution_id AND c.status IN ('Pending', 'Waiting')
        FOR UPDATE;
-    IF FOUND THEN
+    IF FOUND AND v_parent.status = 'Pending' THEN
+        RETURN;
+    ELSIF FOUND THEN
         PERFORM dw.end_child_step_v1(v_parent.execution_id, v_parent.position, p_execution_id, v_status);
         PERFORM dw.defer_compensation_job_v1(v_parent.execution_id, NULL);
         RETURN;

@@ -491,3 +491,98 @@ async def test_a_child_with_nothing_that_could_be_undone_is_no_step(db: Database
     assert await steps(db, parent) == [] and await compensation(db, parent) is None
     (letter,) = await _open_letters(db, parent, "node_failed")
     assert (await db.operations.redrive(letter.id, principal="ops", queue="executions")).action == "requeued"
+
+
+async def test_a_cancelled_childs_compensation_that_ends_while_its_parent_takes_its_step_wakes_the_parent(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: a child the parent's end cancels compensates itself as it ends, and that end queues
+    its compensation's job and its parent's at once. The parent's claim read the child's compensation
+    under way and made the step Waiting; the child's compensation ended before that claim committed,
+    looked for a Waiting step, saw the step as it was (Pending), and neither recorded it nor queued
+    the parent's job: the parent stayed Compensating, nothing queued, until recovery (a forEach's
+    claim, which starts up to its concurrency of children at once, is the longer for it)."""
+    import asyncio
+
+    from tests.integration.test_subworkflows import drain
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("holds-12", undo(echo("hold", to("s")), "unhold"), signal("s", name="never")), conditions)
+    await publish(db, wf("trip-12", undo(echo("book", to("call")), "unbook"), sub("call", "holds-12")), conditions)
+    parent = await start(db, "trip-12")
+    await drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    await db.control.cancel(parent, principal="ops", reason="enough")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    await db.control.cancel_children(UUID(str(parent)))
+    await _drain_runs(db, runtime)
+    assert (await db.executions.get(kid)).status == "Cancelled"
+    assert await compensation(db, kid) == "Compensating"
+    parent_jobs = "SELECT id FROM procrastinate_jobs WHERE task_name = 'dw.compensate' AND args ->> 'run_id' = %s"
+    await sql(
+        db,
+        "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' AND args ->> 'run_id' = %s RETURNING id",
+        str(parent),
+    )
+    async with db.connection() as conn:
+        async with conn.transaction():
+            # The parent's claim: the child's compensation is under way, its step waits (not committed).
+            cur = await conn.execute("SELECT outcome FROM dw.claim_compensation_v1(%s, 'w1')", (parent,))
+            assert await cur.fetchall() == [("waiting",)]
+            # The child's compensation ends meanwhile (its end waits for the claim, or not at all).
+            ending = asyncio.create_task(runner(db, runtime, worker="w2").run(UUID(str(kid))))
+            await asyncio.sleep(0.5)
+        assert await ending == "done"
+    assert await compensation(db, kid) == "Compensated"
+    # The step is recorded by the child's end, and the parent's job queued to go on.
+    assert await steps(db, parent) == [("call", "Succeeded", str(kid)), ("book", "Pending", None)]
+    assert len(await sql(db, parent_jobs, str(parent))) == 1
+    await _drain(db, runtime)
+    assert await compensation(db, parent) == "Compensated"
+
+
+async def _drain_runs(db: Database, runtime: Any) -> None:
+    """Runs the queued run jobs only (not compensations)."""
+    for _ in range(50):
+        rows = await sql(
+            db,
+            "DELETE FROM procrastinate_jobs WHERE id = (SELECT id FROM procrastinate_jobs WHERE status = 'todo'"
+            " AND task_name NOT IN ('dw.compensate', 'dw.cancel_children') ORDER BY id LIMIT 1) RETURNING args",
+        )
+        if not rows:
+            return
+        await runtime.run_execution(UUID(rows[0][0]["execution_id"]))
+
+
+async def test_a_cancelled_childs_failed_compensation_before_its_parent_reaches_its_step_files_one_letter(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A review: a child the parent's end cancels whose compensation failed before the parent's job
+    reached its step (the step still Pending) filed a compensation_failed letter of its own, and the
+    parent's step, failed for it, filed the parent's: two open letters for one failure, and the
+    parent's acknowledgement left the child's open. The parent's letter is the one filed."""
+    from tests.integration.test_subworkflows import drain
+    from tests.integration.test_waits import signal
+
+    runtime = make_runtime(db, conditions)
+    raw = wf("holds-13", undo(echo("hold", to("s")), "unhold", simulateFailure="permanent"), signal("s", name="never"))
+    raw["nodes"][0]["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    await publish(db, raw, conditions)
+    await publish(db, wf("trip-13", undo(echo("book", to("call")), "unbook"), sub("call", "holds-13")), conditions)
+    parent = await start(db, "trip-13")
+    await drain(db, runtime)
+    ((kid,),) = [[c["id"] for c in await children(db, parent)]]
+    await db.control.cancel(parent, principal="ops", reason="enough")
+    await sql(db, "DELETE FROM procrastinate_jobs WHERE task_name = 'dw.compensate' RETURNING id")
+    await db.control.cancel_children(UUID(str(parent)))
+    await _drain_runs(db, runtime)
+    # The child's compensation runs first, and fails, while the parent's step is Pending.
+    assert await runner(db, runtime).run(UUID(str(kid))) == "done"
+    assert await compensation(db, kid) == "CompensationFailed"
+    assert await steps(db, parent) == [("call", "Pending", str(kid)), ("book", "Pending", None)]
+    await _drain(db, runtime)
+    assert await steps(db, parent) == [("call", "Failed", str(kid)), ("book", "Succeeded", None)]
+    assert await compensation(db, parent) == "CompensationFailed"
+    assert len(await _open_letters(db, parent, "compensation_failed")) == 1
+    assert await _open_letters(db, UUID(str(kid)), "compensation_failed") == []
