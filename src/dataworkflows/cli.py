@@ -1424,12 +1424,14 @@ def cmd_dead_letters_redrive_all(args: argparse.Namespace) -> int:
         body["kind"] = args.kind
     if args.workflow:
         body["workflowId"] = args.workflow
-    answer = _bulk(args, "/api/v1/dead-letters/bulk/redrive", body, "dead letters", _redrive_line)
-    if isinstance(answer, int):
-        return answer
-    if answer["more"]:
-        print(f"more: add --after {answer['lastId']}", file=sys.stderr)
-    return _bulk_exit(answer)
+    return _bulk(
+        args,
+        "/api/v1/dead-letters/bulk/redrive",
+        body,
+        "dead letters",
+        _redrive_line,
+        more=lambda answer: f"add --after {answer['lastId']}",
+    )
 
 
 def _redrive_line(item: dict[str, Any]) -> str:
@@ -1442,10 +1444,16 @@ def _cancel_line(item: dict[str, Any]) -> str:
 
 
 def _bulk(
-    args: argparse.Namespace, path: str, body: dict[str, Any], noun: str, line: Callable[[dict[str, Any]], str]
-) -> dict[str, Any] | int:
-    """A bulk request (README "Bulk operations"): a line per item (its reason after it, if any) and
-    the counts; the answer, or the exit code of a refusal."""
+    args: argparse.Namespace,
+    path: str,
+    body: dict[str, Any],
+    noun: str,
+    line: Callable[[dict[str, Any]], str],
+    *,
+    more: Callable[[dict[str, Any]], str],
+) -> int:
+    """A bulk request (README "Bulk operations"): a line per item (its reason after it, if any), the
+    counts, how to go on when more match (`more`, on stderr), and the exit code (_bulk_exit)."""
     with _client(args) as client:
         response = client.post(path, json=body)
     if response.status_code != 200:
@@ -1455,7 +1463,9 @@ def _bulk(
         why = f": {item['reason']}" if item.get("reason") else ""
         print(line(item) + why)
     print(f"{len(answer['outcomes'])} {noun}: {_counts_text(answer['counts'])}")
-    return answer
+    if answer["more"]:
+        print(f"more: {more(answer)}", file=sys.stderr)
+    return _bulk_exit(answer)
 
 
 def _bulk_exit(answer: dict[str, Any]) -> int:
@@ -1485,12 +1495,14 @@ def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
         body["status"] = args.status
     if args.reason:
         body["reason"] = args.reason
-    answer = _bulk(args, "/api/v1/executions/bulk/cancel", body, "executions", _cancel_line)
-    if isinstance(answer, int):
-        return answer
-    if answer["more"]:
-        print("more: the same command again cancels the next ones", file=sys.stderr)
-    return _bulk_exit(answer)
+    return _bulk(
+        args,
+        "/api/v1/executions/bulk/cancel",
+        body,
+        "executions",
+        _cancel_line,
+        more=lambda _: "the same command again cancels the next ones",
+    )
 
 
 def cmd_dead_letters_ack(args: argparse.Namespace) -> int:
