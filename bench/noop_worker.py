@@ -54,7 +54,11 @@ def build_app(queue: str, stats: Stats | None = None) -> procrastinate.App:
     return app
 
 
-async def drain(conninfo: str, queue: str, concurrency: int, limit_seconds: float) -> dict[str, object]:
+async def drain(
+    conninfo: str, queue: str, concurrency: int, limit_seconds: float, *, listen: bool = False
+) -> dict[str, object]:
+    """Runs the queue's jobs: until it is empty, or with `listen` as they come until SIGTERM or the limit (jobs
+    kept, so their deferred and started events give each job's start latency)."""
     stats = Stats()
     app = build_app(queue, stats)
     # Sized like the engine worker's pool: one connection per concurrent job plus the listener's.
@@ -70,14 +74,14 @@ async def drain(conninfo: str, queue: str, concurrency: int, limit_seconds: floa
                         queues=[queue],
                         concurrency=concurrency,
                         name=f"noop-{os.getpid()}",
-                        wait=False,
-                        delete_jobs="successful",
+                        wait=listen,
+                        delete_jobs="never" if listen else "successful",
                         shutdown_graceful_timeout=10.0,
                         update_heartbeat_interval=10.0,
                         stalled_worker_timeout=30.0,
                     )
             except TimeoutError:
-                timed_out = True
+                timed_out = not listen
             run_seconds = time.perf_counter() - started
             cpu_seconds = time.process_time() - cpu_started
     finally:
@@ -97,6 +101,9 @@ def main() -> int:
     parser.add_argument("--queue", default="bench_noop")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--listen", action="store_true", help="run jobs as they come (kept), until SIGTERM or --timeout"
+    )
     args = parser.parse_args()
     # The app is built in this script (__main__) on purpose; Procrastinate warns about that once.
     logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)
@@ -104,7 +111,7 @@ def main() -> int:
     if not conninfo:
         print("error: DATABASE_URL is not set", file=sys.stderr)
         return 2
-    result = asyncio.run(drain(conninfo, args.queue, args.concurrency, args.timeout))
+    result = asyncio.run(drain(conninfo, args.queue, args.concurrency, args.timeout, listen=args.listen))
     print(json.dumps(result), flush=True)
     return 1 if result["timed_out"] else 0
 

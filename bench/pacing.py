@@ -5,6 +5,7 @@ Run from the repository root:
     .venv/bin/python bench/pacing.py                       # about 1 minute: idle, then 25 50 100 200 400 starts/s
     .venv/bin/python bench/pacing.py --rates 10 300 --seconds 10
     .venv/bin/python bench/pacing.py --functions           # also PostgreSQL's function calls per run
+    .venv/bin/python bench/pacing.py --queue-baseline      # also bare Procrastinate jobs at the same rates
 
 Database as in bench/throughput.py (an embedded PostgreSQL in a temporary directory with DATABASE_URL unset,
 else a scratch database on that server; removed at the end). The CPU is read from the processes, so the server
@@ -15,6 +16,12 @@ nothing to do (the worker's and the server's idle CPU), then, for each rate, sta
 --seconds (each start a call of its own, not waiting for the one before), until every run of the window has
 ended. For each window: the worker's and PostgreSQL's cores busy, their CPU per run (the run's start included
 in PostgreSQL's), and the start latency (the run's creation to its first node's start, server clock) p50 / p95.
+
+With --queue-baseline, after the engine's windows, the same rates again with bare Procrastinate jobs: a no-op
+worker (bench/noop_worker.py --listen, the same concurrency) runs jobs deferred one at a time, each its own
+transaction, and a job's start latency is its `started` event's time minus its `deferred` event's (both the
+transaction's start, as the engine's figure is): the queue's own floor on this host at those rates, which an
+engine built on it cannot go under.
 
 Why: bench/throughput.py's drain measures runs that come in batches (a fetch takes several jobs, a record
 batch holds several records); its latency phase runs at half the drain's capacity, where runs come one at a
@@ -32,12 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg_pool
 
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
 from figures import percentile
-from harness import postmaster_pid
+from harness import BENCH_DIR, BenchError, Subprocess, child_env, postmaster_pid
+from noop_worker import NOOP_TASK, build_app
 from throughput import (
     Monitor,
     ProcessCpu,
@@ -55,6 +64,7 @@ from throughput import (
 )
 
 WORKFLOW_ID = "bench-pacing"
+QUEUE = "bench_pacing_noop"
 # pg_stat_user_functions as the window's delta: backends report their counts when idle, at most once a
 # second, and up to 10 s late (PGSTAT_MAX_INTERVAL): the windows wait that long before and after.
 STATS_SETTLE_SECONDS = 11.0
@@ -134,6 +144,102 @@ async def window(
     return result
 
 
+async def paced_defers(pool: psycopg_pool.AsyncConnectionPool, rate: float, seconds: float) -> int:
+    """Defers no-op jobs one every 1 / rate seconds for `seconds`, each in a transaction of its own; returns how
+    many."""
+    app = build_app(QUEUE)
+    async with app.open_async(pool=pool):
+        task = app.tasks[NOOP_TASK]
+        interval = 1 / rate
+        began = time.perf_counter()
+        tasks: list[asyncio.Task[int]] = []
+        n = 0
+        while (due := began + n * interval) - began < seconds:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(task.defer_async()))
+            n += 1
+        await asyncio.gather(*tasks)
+    return n
+
+
+async def queue_window(
+    pool: psycopg_pool.AsyncConnectionPool,
+    monitor: Monitor,
+    worker: Subprocess,
+    postmaster: int | None,
+    args: argparse.Namespace,
+    rate: float,
+) -> dict[str, Any]:
+    """One window of bare jobs at `rate` a second for args.seconds, until they have all run."""
+    first = int(await monitor.value("SELECT coalesce(max(id), 0) FROM procrastinate_jobs"))
+    cpu = ProcessCpu([worker.process.pid], postmaster)
+    cpu.mark()
+    began = time.perf_counter()
+    progress(f"bare jobs: {rate:g} a second for {args.seconds:g} s")
+    jobs = await paced_defers(pool, rate, args.seconds)
+    deadline = time.perf_counter() + args.phase_timeout
+    query = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND id > %s AND status <> 'succeeded'"
+    while await monitor.value(query, (QUEUE, first)):
+        if worker.returncode is not None or time.perf_counter() > deadline:
+            raise BenchError(f"the no-op worker did not run the window's jobs:\n{worker.tail()}")
+        cpu.sample()
+        await asyncio.sleep(0.05)
+    seconds = time.perf_counter() - began
+    usage = cpu.result(seconds)
+    rows = await monitor.rows(
+        "SELECT extract(epoch FROM s.at - d.at)::float8 * 1000 FROM procrastinate_jobs j"
+        " JOIN procrastinate_events d ON d.job_id = j.id AND d.type = 'deferred'"
+        " JOIN procrastinate_events s ON s.job_id = j.id AND s.type = 'started'"
+        " WHERE j.queue_name = %s AND j.id > %s",
+        (QUEUE, first),
+    )
+    latencies = [r[0] for r in rows]
+    return {
+        "rate_per_second": rate,
+        "runs": jobs,
+        "seconds": seconds,
+        **usage,
+        "worker_cpu_ms_per_run": ratio(usage["worker_cpu_seconds"] * 1000, jobs),
+        "postgres_cpu_ms_per_run": ratio(usage["postgres_cpu_seconds"] * 1000, jobs),
+        "start_to_first_node_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+    }
+
+
+async def queue_baseline(conninfo: str, monitor: Monitor, args: argparse.Namespace, workdir: Path) -> list[Any]:
+    """The same rates with bare Procrastinate jobs and a no-op worker listening (see the module's docstring)."""
+    worker = Subprocess(
+        "noop worker",
+        [
+            sys.executable,
+            str(BENCH_DIR / "noop_worker.py"),
+            "--queue",
+            QUEUE,
+            "--concurrency",
+            str(args.concurrency),
+            "--listen",
+            "--timeout",
+            str(args.total_timeout),
+        ],
+        child_env(conninfo),
+        workdir / "noop-worker.log",
+    )
+    windows = []
+    async with open_pool(conninfo, 8) as pool:
+        try:
+            await worker.start()
+            await wait_registered(monitor, worker)
+            postmaster = await postmaster_pid(monitor)
+            await paced_defers(pool, 100, 0.2)  # the client's connections and the worker's first fetches
+            await asyncio.sleep(1.0)
+            for rate in args.rates:
+                windows.append(await queue_window(pool, monitor, worker, postmaster, args, rate))
+        finally:
+            await worker.stop()
+    return windows
+
+
 async def run(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
     configure_logging("console", "warning")
     progress("applying migrations")
@@ -167,6 +273,9 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
                 results["windows"] = windows
             finally:
                 await worker.stop()
+        if args.queue_baseline:
+            await monitor.rows("DELETE FROM procrastinate_workers")  # the engine worker's row, if it left one
+            results["queue_windows"] = await queue_baseline(conninfo, monitor, args, workdir)
     return results
 
 
@@ -176,11 +285,19 @@ def report(results: dict[str, Any]) -> None:
         f"one worker (concurrency {results['concurrency']}), 2-node echo runs,"
         f" {results['seconds_per_window']:g} s a window"
     )
+    print_windows(results["windows"])
+    if results.get("queue_windows"):
+        print()
+        print("bare Procrastinate no-op jobs, one no-op worker listening (the same concurrency), at the same rates")
+        print_windows(results["queue_windows"])
+
+
+def print_windows(windows: list[dict[str, Any]]) -> None:
     print(
         f"{'starts/s':>9}{'runs':>7}{'worker cores':>14}{'pg cores':>10}{'worker ms/run':>15}{'pg ms/run':>11}"
         f"{'latency p50':>13}{'p95':>8}"
     )
-    for w in results["windows"]:
+    for w in windows:
         latency = w.get("start_to_first_node_ms") or {}
         cells = f"{w['rate_per_second']:9g}{w['runs']:7d}{w['worker_cores']:14.3f}{w['postgres_cores']:10.3f}" + (
             f"{w['worker_cpu_ms_per_run']:15.2f}{w['postgres_cpu_ms_per_run']:11.2f}"
@@ -202,6 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=40, help="the worker's concurrency (default 40)")
     parser.add_argument(
         "--functions", action="store_true", help="PostgreSQL's function calls per run (track_functions; +22 s a window)"
+    )
+    parser.add_argument(
+        "--queue-baseline", action="store_true", help="also bare Procrastinate jobs at the same rates (about 1 min)"
     )
     parser.add_argument("--phase-timeout", type=float, default=120.0, help="seconds allowed a window's runs to end")
     parser.add_argument("--total-timeout", type=float, default=900.0)
