@@ -17,7 +17,7 @@ import psycopg_pool
 from dataworkflows import simple_conditions
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import make_pool
-from figures import percentile, ratio
+from figures import percentile, progress, ratio
 from harness import (
     BENCH_DIR,
     BenchError,
@@ -33,6 +33,7 @@ from noop_worker import NOOP_TASK, build_app
 from sizes import Sizes
 
 NOOP_QUEUE = "bench_noop"
+LATENCY_QUEUE = "bench_noop_latency"
 
 
 async def bench_commits(conninfo: str, monitor: Monitor, sizes: Sizes) -> dict[str, Any]:
@@ -227,3 +228,115 @@ async def _timed_conditions(
         if value is not True:
             raise BenchError(f"condition evaluated to {value!r}, expected True")
     return timings
+
+
+async def paced_defers(pool: psycopg_pool.AsyncConnectionPool, queue: str, rate: float, count: int) -> None:
+    """Defers `count` no-op jobs one every 1 / rate seconds, each in a transaction of its own (without waiting
+    for a defer's answer before the next, as the engine's paced starts)."""
+    app = build_app(queue)
+    async with app.open_async(pool=pool):
+        task = app.tasks[NOOP_TASK]
+        began = time.perf_counter()
+        tasks: list[asyncio.Task[int]] = []
+        for n in range(count):
+            delay = began + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(task.defer_async()))
+        await asyncio.gather(*tasks)
+
+
+async def bare_queue_window(
+    pool: psycopg_pool.AsyncConnectionPool,
+    monitor: Monitor,
+    worker: Subprocess,
+    postmaster: int | None,
+    rate: float,
+    count: int,
+    phase_timeout: float,
+) -> dict[str, Any]:
+    """`count` bare jobs deferred at `rate` a second, until they have all run: their start latency (a job's
+    `started` event's time minus its `deferred` event's: both a transaction's start, as the engine's figure
+    is) and the CPU of the no-op worker and PostgreSQL per job (its defer included in PostgreSQL's)."""
+    first = int(await monitor.value("SELECT coalesce(max(id), 0) FROM procrastinate_jobs"))
+    cpu = ProcessCpu([worker.process.pid] if worker.process is not None else [], postmaster)
+    cpu.mark()
+    began = time.perf_counter()
+    progress(f"baseline: bare Procrastinate jobs' start latency, {count} jobs at {rate:.0f} a second")
+    await paced_defers(pool, LATENCY_QUEUE, rate, count)
+    deadline = time.perf_counter() + phase_timeout
+    query = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND id > %s AND status <> 'succeeded'"
+    while await monitor.value(query, (LATENCY_QUEUE, first)):
+        if worker.returncode is not None or time.perf_counter() > deadline:
+            raise BenchError(f"the no-op worker did not run the jobs:\n{worker.tail()}")
+        cpu.sample()
+        await asyncio.sleep(0.05)
+    seconds = time.perf_counter() - began
+    usage = cpu.result(seconds)
+    rows = await monitor.rows(
+        "SELECT extract(epoch FROM s.at - d.at)::float8 * 1000 FROM procrastinate_jobs j"
+        " JOIN procrastinate_events d ON d.job_id = j.id AND d.type = 'deferred'"
+        " JOIN procrastinate_events s ON s.job_id = j.id AND s.type = 'started'"
+        " WHERE j.queue_name = %s AND j.id > %s",
+        (LATENCY_QUEUE, first),
+    )
+    latencies = [r[0] for r in rows]
+    return {
+        "rate_per_second": rate,
+        "runs": count,
+        "seconds": seconds,
+        **usage,
+        "worker_cpu_ms_per_run": ratio(usage["worker_cpu_seconds"] * 1000, count),
+        "postgres_cpu_ms_per_run": ratio(usage["postgres_cpu_seconds"] * 1000, count),
+        "start_to_first_node_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+    }
+
+
+async def bare_queue_latency(
+    conninfo: str,
+    monitor: Monitor,
+    points: list[tuple[float, int]],
+    concurrency: int,
+    workdir: Path,
+    phase_timeout: float,
+) -> list[dict[str, Any]]:
+    """Baseline B: bare Procrastinate jobs deferred one at a time at each (rate, count) of `points`, run by a
+    no-op worker listening (noop_worker.py --listen, jobs kept) at `concurrency`: the queue's own start latency
+    on this host at those rates, which an engine built on it cannot go under. One window (bare_queue_window)
+    a point."""
+    worker = Subprocess(
+        "noop worker (listening)",
+        [
+            sys.executable,
+            str(BENCH_DIR / "noop_worker.py"),
+            "--queue",
+            LATENCY_QUEUE,
+            "--concurrency",
+            str(concurrency),
+            "--listen",
+            "--timeout",
+            str(phase_timeout * (len(points) + 1)),
+        ],
+        child_env(conninfo),
+        workdir / "noop-worker-listening.log",
+    )
+    windows = []
+    registered = "SELECT coalesce(max(id), 0) FROM procrastinate_workers"
+    before = await monitor.value(registered)
+    async with open_pool(conninfo, 8) as pool:
+        try:
+            await worker.start()
+            deadline = time.perf_counter() + 60
+            while await monitor.value(registered) == before:
+                if worker.returncode is not None or time.perf_counter() > deadline:
+                    raise BenchError(f"the no-op worker did not start:\n{worker.tail()}")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # its LISTEN connection comes up right after
+            postmaster = await postmaster_pid(monitor)
+            await paced_defers(pool, LATENCY_QUEUE, 100, 20)  # the client's connections, the worker's first fetches
+            await asyncio.sleep(1.0)
+            for rate, count in points:
+                windows.append(await bare_queue_window(pool, monitor, worker, postmaster, rate, count, phase_timeout))
+        finally:
+            await worker.stop()
+    return windows

@@ -54,6 +54,8 @@ FIGURES = (
         "start latency p95 ms at half the capacity with starts",
         "engine.latency.at_half_capacity_with_starts.start_to_first_node_ms.p95",
     ),
+    ("bare queue start latency p50 ms, same rate", "engine.latency.bare_queue.start_to_first_node_ms.p50"),
+    ("bare queue start latency p95 ms, same rate", "engine.latency.bare_queue.start_to_first_node_ms.p95"),
     ("start latency phase: machine busy (share of cores)", "engine.latency.cpu.fresh.busy_share_of_machine"),
     ("start latency phase: postgres CPU ms per run", "engine.latency.cpu.fresh.postgres_cpu_ms_per_execution"),
     ("fan-out 1->50->1 steps/s", "engine.wide.steps_per_second"),

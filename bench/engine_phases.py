@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from baselines import bare_queue_latency
 from dataworkflows.db import Database
 from figures import percentile, progress, ratio, spread
 from harness import (
@@ -720,6 +721,22 @@ async def bench_engine(
         )
         results.update(live)
         workers.append(record)
+        if latency := results.get("latency"):
+            # The queue's own start latency at the phase's rate, a worker's worth of no-op jobs, in the same run.
+            try:
+                latency["bare_queue"] = (
+                    await bare_queue_latency(
+                        conninfo,
+                        monitor,
+                        [(latency["offered_rate_per_second"], 2 * sizes.latency_executions)],
+                        sizes.concurrency,
+                        workdir,
+                        sizes.phase_timeout,
+                    )
+                )[0]
+            except BenchError as exc:  # the figures measured so far are kept
+                progress(f"WARNING: the bare queue's start latency failed: {exc}")
+                latency["bare_queue"] = {"error": str(exc)}
     if not args.skip_unbatched:
         # What group commit gains, in the same run: the same backlog, each record a transaction of its own.
         # After the live phases, so that the latency phase follows one drain, as it did before this one.

@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import psycopg_pool
 
+from baselines import bare_queue_latency
 from dataworkflows.db import Database
 from dataworkflows.logs import configure_logging
 from dataworkflows.migrations import migrate
 from figures import percentile
-from harness import BENCH_DIR, BenchError, Subprocess, child_env, postmaster_pid
-from noop_worker import NOOP_TASK, build_app
+from harness import postmaster_pid
 from throughput import (
     Monitor,
     ProcessCpu,
@@ -64,7 +63,6 @@ from throughput import (
 )
 
 WORKFLOW_ID = "bench-pacing"
-QUEUE = "bench_pacing_noop"
 # pg_stat_user_functions as the window's delta: backends report their counts when idle, at most once a
 # second, and up to 10 s late (PGSTAT_MAX_INTERVAL): the windows wait that long before and after.
 STATS_SETTLE_SECONDS = 11.0
@@ -144,102 +142,6 @@ async def window(
     return result
 
 
-async def paced_defers(pool: psycopg_pool.AsyncConnectionPool, rate: float, seconds: float) -> int:
-    """Defers no-op jobs one every 1 / rate seconds for `seconds`, each in a transaction of its own; returns how
-    many."""
-    app = build_app(QUEUE)
-    async with app.open_async(pool=pool):
-        task = app.tasks[NOOP_TASK]
-        interval = 1 / rate
-        began = time.perf_counter()
-        tasks: list[asyncio.Task[int]] = []
-        n = 0
-        while (due := began + n * interval) - began < seconds:
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(task.defer_async()))
-            n += 1
-        await asyncio.gather(*tasks)
-    return n
-
-
-async def queue_window(
-    pool: psycopg_pool.AsyncConnectionPool,
-    monitor: Monitor,
-    worker: Subprocess,
-    postmaster: int | None,
-    args: argparse.Namespace,
-    rate: float,
-) -> dict[str, Any]:
-    """One window of bare jobs at `rate` a second for args.seconds, until they have all run."""
-    first = int(await monitor.value("SELECT coalesce(max(id), 0) FROM procrastinate_jobs"))
-    cpu = ProcessCpu([worker.process.pid], postmaster)
-    cpu.mark()
-    began = time.perf_counter()
-    progress(f"bare jobs: {rate:g} a second for {args.seconds:g} s")
-    jobs = await paced_defers(pool, rate, args.seconds)
-    deadline = time.perf_counter() + args.phase_timeout
-    query = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND id > %s AND status <> 'succeeded'"
-    while await monitor.value(query, (QUEUE, first)):
-        if worker.returncode is not None or time.perf_counter() > deadline:
-            raise BenchError(f"the no-op worker did not run the window's jobs:\n{worker.tail()}")
-        cpu.sample()
-        await asyncio.sleep(0.05)
-    seconds = time.perf_counter() - began
-    usage = cpu.result(seconds)
-    rows = await monitor.rows(
-        "SELECT extract(epoch FROM s.at - d.at)::float8 * 1000 FROM procrastinate_jobs j"
-        " JOIN procrastinate_events d ON d.job_id = j.id AND d.type = 'deferred'"
-        " JOIN procrastinate_events s ON s.job_id = j.id AND s.type = 'started'"
-        " WHERE j.queue_name = %s AND j.id > %s",
-        (QUEUE, first),
-    )
-    latencies = [r[0] for r in rows]
-    return {
-        "rate_per_second": rate,
-        "runs": jobs,
-        "seconds": seconds,
-        **usage,
-        "worker_cpu_ms_per_run": ratio(usage["worker_cpu_seconds"] * 1000, jobs),
-        "postgres_cpu_ms_per_run": ratio(usage["postgres_cpu_seconds"] * 1000, jobs),
-        "start_to_first_node_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
-    }
-
-
-async def queue_baseline(conninfo: str, monitor: Monitor, args: argparse.Namespace, workdir: Path) -> list[Any]:
-    """The same rates with bare Procrastinate jobs and a no-op worker listening (see the module's docstring)."""
-    worker = Subprocess(
-        "noop worker",
-        [
-            sys.executable,
-            str(BENCH_DIR / "noop_worker.py"),
-            "--queue",
-            QUEUE,
-            "--concurrency",
-            str(args.concurrency),
-            "--listen",
-            "--timeout",
-            str(args.total_timeout),
-        ],
-        child_env(conninfo),
-        workdir / "noop-worker.log",
-    )
-    windows = []
-    async with open_pool(conninfo, 8) as pool:
-        try:
-            await worker.start()
-            await wait_registered(monitor, worker)
-            postmaster = await postmaster_pid(monitor)
-            await paced_defers(pool, 100, 0.2)  # the client's connections and the worker's first fetches
-            await asyncio.sleep(1.0)
-            for rate in args.rates:
-                windows.append(await queue_window(pool, monitor, worker, postmaster, args, rate))
-        finally:
-            await worker.stop()
-    return windows
-
-
 async def run(args: argparse.Namespace, conninfo: str, description: str, workdir: Path) -> dict[str, Any]:
     configure_logging("console", "warning")
     progress("applying migrations")
@@ -274,8 +176,14 @@ async def run(args: argparse.Namespace, conninfo: str, description: str, workdir
             finally:
                 await worker.stop()
         if args.queue_baseline:
-            await monitor.rows("DELETE FROM procrastinate_workers")  # the engine worker's row, if it left one
-            results["queue_windows"] = await queue_baseline(conninfo, monitor, args, workdir)
+            results["queue_windows"] = await bare_queue_latency(
+                conninfo,
+                monitor,
+                [(rate, max(1, round(rate * args.seconds))) for rate in args.rates],
+                args.concurrency,
+                workdir,
+                args.phase_timeout,
+            )
     return results
 
 

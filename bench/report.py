@@ -49,6 +49,12 @@ filter: workloads.branch_workflow), started while the live phases' worker runs, 
 {mean_us, p50_us, p95_us}: the same condition decided in the worker (dataworkflows.simple_conditions), which
 the engine now does for simple conditions; conditions.mean_us and its siblings keep their meaning (through a
 sandbox helper: until version 12's code, a simple condition measured in the worker would have read as one).
+Version 13 adds engine.latency.bare_queue {rate_per_second, runs, seconds, worker_cores, postgres_cores,
+worker_cpu_seconds, postgres_cpu_seconds, worker_cpu_ms_per_run, postgres_cpu_ms_per_run, start_to_first_node_ms
+{p50, p95}} (or {error}): after the live phases, twice the latency phase's number of bare Procrastinate no-op
+jobs deferred one at a time at its offered rate, run by a no-op worker listening (baselines.bare_queue_latency):
+the queue's own start latency (its `started` event minus its `deferred` event) at that rate in the same run.
+A figure, not a target: the targets are the engine's.
 
 Nothing here touches a database: the unit test (tests/unit/test_bench_report.py) runs it on a canned file.
 """
@@ -62,7 +68,7 @@ from typing import Any
 
 from figures import fmt, ratio
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Every wake-up of a LISTENing backend by a NOTIFY counts as a transaction too (engine_phases.py's docstring
 # says what else is in the count).
@@ -348,6 +354,17 @@ def live_rows(rows: Rows, engine: dict[str, Any]) -> None:
                 f" ({fmt(half['share_of_drain_capacity'], 2)} of drain capacity),"
                 f" machine {fmt(half['cpu']['busy_share_of_machine'], 2)} busy",
             )
+        if (bare := latency.get("bare_queue")) and "error" not in bare:
+            figures = bare["start_to_first_node_ms"]
+            rows.text(
+                "bare Procrastinate jobs at the same rate: start latency p50 / p95",
+                f"{fmt(figures['p50'], 1)} / {fmt(figures['p95'], 1)}",
+                f"ms; {bare['runs']} no-op jobs deferred one at a time, deferred -> started; CPU a job,"
+                f" worker + PostgreSQL: {fmt(bare['worker_cpu_ms_per_run'], 2)}"
+                f" + {fmt(bare['postgres_cpu_ms_per_run'], 2)} ms",
+            )
+        elif bare:
+            rows.text("bare Procrastinate jobs at the same rate", "failed", bare["error"][:200])
         rows.add("start -> execution end p50", latency["start_to_end_ms"]["p50"], "ms")
         rows.add("start -> execution end p95", latency["start_to_end_ms"]["p95"], "ms")
         calls = latency["start_call_ms"]
@@ -671,6 +688,17 @@ def readme_table(results: dict[str, Any]) -> str:
             f" ({fmt(fresh.get('busy_share_of_machine'), 2)}); {fmt(fresh.get('worker_cpu_ms_per_execution'), 2)}"
             f" + {fmt(fresh.get('postgres_cpu_ms_per_execution'), 2)} ms (the backlog drain's, start apart:"
             f" {fmt(per_run('worker'), 2)} + {fmt(per_run('postgres'), 2)} ms)",
+        )
+    bare = dig(results, "engine.latency.bare_queue") or {}
+    if bare:
+        p50, p95 = dig(bare, "start_to_first_node_ms.p50"), dig(bare, "start_to_first_node_ms.p95")
+        worker, postgres = bare.get("worker_cpu_ms_per_run"), bare.get("postgres_cpu_ms_per_run")
+        add(
+            "bare Procrastinate no-op jobs deferred one at a time at the latency phase's rate (no target): start"
+            " latency p50 / p95; CPU a job, worker + PostgreSQL (its defer included)",
+            "failed"
+            if "error" in bare
+            else f"{fmt(p50, 1)} / {fmt(p95, 1)} ms; {fmt(worker, 2)} + {fmt(postgres, 2)} ms",
         )
     dbos = dig(results, "peer.dbos") or {}
     add(

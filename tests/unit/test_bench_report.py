@@ -2,7 +2,7 @@
 --quick run, worker logs trimmed; engine.latency.at_load from a later --quick run, schema version 9;
 engine.latency.capacity_with_starts and at_half_capacity_with_starts from a third, schema version 10; engine.branch
 from a fourth, a run of that phase alone, schema version 11; conditions.in_worker from a fifth, that phase alone,
-schema version 12): the schema's
+schema version 12; engine.latency.bare_queue from a sixth, the latency phase alone, schema version 13): the schema's
 keys, the ratios, the targets' verdicts, the README table and the side-by-side comparison. No database, no timing."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def results() -> dict[str, Any]:
 
 
 def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, Any]) -> None:
-    assert results["schema_version"] == report.SCHEMA_VERSION == 12
+    assert results["schema_version"] == report.SCHEMA_VERSION == 13
     for key in ("timestamp", "quick", "sizes", "machine", "commits", "pool_check", "procrastinate", "engine"):
         assert key in results, key
     for key in ("start_backlog", "drain", "latency", "wide", "chain", "workers", "scale_out", "memory"):
@@ -97,6 +97,10 @@ def test_the_schema_keeps_version_1_keys_and_adds_version_2(results: dict[str, A
     assert list(report.compute_ratios(results))[-1] == "branch_steps_per_s / procrastinate_jobs_per_s"
     # Version 12: the sandbox's figure keeps its meaning; a simple condition decided in the worker beside it.
     assert set(results["conditions"]["in_worker"]) == {"mean_us", "p50_us", "p95_us"}
+    # Version 13: bare Procrastinate jobs' start latency at the latency phase's rate.
+    bare = results["engine"]["latency"]["bare_queue"]
+    assert set(bare) >= {"rate_per_second", "runs", "worker_cpu_ms_per_run", "postgres_cpu_ms_per_run"}
+    assert set(bare["start_to_first_node_ms"]) == {"p50", "p95"}
 
 
 def test_ratios_are_same_run_quotients(results: dict[str, Any]) -> None:
@@ -164,6 +168,9 @@ def test_targets_say_met_or_not_met(results: dict[str, Any]) -> None:
     assert "630.2" in capacity and "0.79 of drain capacity" in capacity and "machine 0.77 busy" in capacity
     half = next(line for line in lines if line.startswith("start latency p50 / p95 at half the capacity with starts"))
     assert "3.5 / 6.7" in half and "50 starts at 316/s (0.39 of drain capacity)" in half
+    # Version 13: the bare queue at the same rate; a failed phase says so.
+    bare = next(line for line in lines if line.startswith("bare Procrastinate jobs at the same rate"))
+    assert "13.5 / 42.6" in bare and "100 no-op jobs" in bare and "1.50 + 1.40 ms" in bare
     # Without the phase (the pace given), no line.
     del (
         results["engine"]["latency"]["capacity_with_starts"],
@@ -206,6 +213,8 @@ def test_readme_table_replaces_only_the_marked_block(results: dict[str, Any]) ->
     assert "| 0.10: 1.6 / 1.9 ms (0.29); 0.25: 2.5 / 3.6 ms (" in lower
     with_starts = next(line for line in updated.splitlines() if line.startswith("| capacity with starts"))
     assert "| 630 (0.79); 3.5 / 6.7 ms |" in with_starts
+    bare = next(line for line in updated.splitlines() if line.startswith("| bare Procrastinate no-op jobs"))
+    assert "| 13.5 / 42.6 ms; 1.50 + 1.40 ms |" in bare
     with pytest.raises(SystemExit):
         report.replace_table("no markers", "table")
 
