@@ -35,13 +35,28 @@ import pytest
 from dataworkflows.tcp_liveness import TCP_LIVENESS
 from tests.acceptance.conftest import command
 from tests.acceptance.test_connection_faults import create_workflow, start_named_stack, start_runs, wait_until
-from tests.faults.harness import Probe, all_succeed, last_end, summarize, verify
+from tests.faults.harness import Probe, all_succeed, held_by, last_end, summarize, verify
 
 pytestmark = pytest.mark.acceptance
 
+# The lane worker's libpq TCP settings, in its DATABASE_URL as a user sets them (README, DATABASE_URL):
+# the same mechanism as the defaults (TCP_LIVENESS, for whichever the URL leaves unset), shorter, so that
+# the test waits 3 s for the worker to notice the partition rather than the default's 20 s (its longest
+# wait, a CI run's longest test). What the test proves does not depend on the figure: that the worker's
+# every connection, busy or an idle LISTEN, carries libpq's settings and is given up by them, and that
+# it carries on once mended. That the defaults reach each connection when the URL sets none is
+# tests/unit/test_tcp_liveness.py's. Probes every second on an idle connection: with tcp_user_timeout
+# the kernel gives it up once nothing has been acknowledged for that long, whatever keepalives_count.
+LANE_LIVENESS = {
+    "keepalives_idle": "1",
+    "keepalives_interval": "1",
+    "keepalives_count": "2",
+    "tcp_user_timeout": "3000",
+}
+assert set(LANE_LIVENESS) <= set(TCP_LIVENESS)
 # How long the worker has to notice the partition: libpq's settings say when its connections are
 # given up (tcp_user_timeout), and a few seconds more for the log line.
-NOTICE_SECONDS = int(TCP_LIVENESS["tcp_user_timeout"]) / 1000 + 8
+NOTICE_SECONDS = int(LANE_LIVENESS["tcp_user_timeout"]) / 1000 + 8
 
 
 def _ip(*args: str) -> None:
@@ -203,11 +218,18 @@ def _listeners_lost(log: Path, since: float) -> set[str]:
     return found
 
 
+# How many of the runs are Running under a lease that has not run out (the database's clock).
+_HELD_LEASES = (
+    "SELECT count(*) FROM dw.executions WHERE id = ANY(%s::uuid[]) AND status = 'Running' AND lease_expires_at >= now()"
+)
+
+
 def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries_on(
     lane: Lane, dsn: str, tmp_path: Path
 ) -> None:
     """A worker in the lane, a batch of runs in flight; the lane is cut until the worker says it gave
-    its idle LISTEN connections up (within tcp_user_timeout), then mended: every run ends, checked from
+    its idle LISTEN connections up (within the tcp_user_timeout its DATABASE_URL sets) and the leases
+    of the runs it held have run out, then mended: every run ends, checked from
     the database as the other faults are (nothing lost or succeeded twice), and the worker lives on."""
     began = time.monotonic()
     stack = start_named_stack(dsn, tmp_path)
@@ -217,7 +239,9 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
     proxy.start()
     probe = Probe(dsn)
     try:
-        lane_dsn = f"host={lane.address} port={proxy.port} user={params['user']} dbname={params['dbname']}"
+        lane_dsn = psycopg.conninfo.make_conninfo(
+            host=lane.address, port=proxy.port, user=params["user"], dbname=params["dbname"], **LANE_LIVENESS
+        )
         log_path = stack.logs / "worker-lane.log"
         log = open(log_path, "ab")  # noqa: SIM115 - closed by stack.stop()
         stack.files.append(log)
@@ -232,6 +256,8 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
 
         ids = start_runs(stack.url, 12)
         wait_until(dsn, ids, 2, stack)
+        held = held_by(probe, worker)
+        assert held, f"the lane worker holds none of the runs\n{stack.read_logs()}"
         cut_at = time.time()
         lane.cut()
         try:
@@ -243,6 +269,13 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
                 )
                 time.sleep(0.5)
             noticed = time.time() - cut_at
+            # Cut until the leases of the runs it held have run out too (DW_LEASE_SECONDS, 2 s): the
+            # worker comes back to runs it may no longer hold, as after any long partition (with the
+            # default's 20 s that was so by the time it noticed; with 3 s it may not be).
+            while probe.value(_HELD_LEASES, (held,)):
+                assert worker.poll() is None, stack.read_logs()
+                assert time.monotonic() < deadline, f"leases {held} did not run out\n{stack.read_logs()}"
+                time.sleep(0.2)
         finally:
             lane.mend()
         mended_at = time.time()
@@ -264,7 +297,9 @@ def test_a_worker_cut_off_from_the_database_gives_its_connections_up_and_carries
         test_s=time.monotonic() - began,
         recovery_note=(
             f"the worker gave its silent connections up {noticed:.1f} s into the partition (tcp_user_timeout"
-            f" {int(TCP_LIVENESS['tcp_user_timeout']) // 1000} s); its runs all ended {ended:.1f} s after it was mended"
+            f" {int(LANE_LIVENESS['tcp_user_timeout']) / 1000:g} s,"
+            f" the default {int(TCP_LIVENESS['tcp_user_timeout']) // 1000} s);"
+            f" its runs all ended {ended:.1f} s after it was mended"
         ),
         noticed_s=round(noticed, 2),
     )

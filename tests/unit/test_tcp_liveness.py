@@ -53,3 +53,24 @@ def test_pools_carry_them_and_so_does_procrastinates_listen_connection() -> None
     # (PsycopgConnector._get_standalone_connection).
     pool = make_pool("host=db.internal dbname=dw", min_size=1, max_size=1)
     assert pool.kwargs == TCP_LIVENESS
+
+
+async def test_the_workers_control_listener_carries_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its LISTEN connection is its own, not the pool's: an idle one, which only keepalives and
+    # tcp_user_timeout see gone (tests/faults/test_partition.py sets them in its URL, so it cannot
+    # tell whether the defaults reach this connection).
+    import asyncio
+
+    from workers import app
+
+    stop = asyncio.Event()
+    seen: list[dict[str, object]] = []
+
+    async def connect(conninfo: str, **kwargs: object) -> None:
+        seen.append(kwargs)
+        stop.set()
+        raise psycopg.OperationalError("no server here")
+
+    monkeypatch.setattr(app.psycopg.AsyncConnection, "connect", connect)
+    await app.control_listener("host=db.internal dbname=dw", runtime=None, stop=stop)  # type: ignore[arg-type]
+    assert seen == [{"autocommit": True, **TCP_LIVENESS}]
