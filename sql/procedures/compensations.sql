@@ -457,6 +457,26 @@ BEGIN
 END;
 $$;
 
+-- A run's failed compensation steps, in order, each as its node and (a child's step) its child run:
+-- what the compensation_ended event lists.
+CREATE OR REPLACE FUNCTION dw.failed_compensation_steps_v1(p_execution_id uuid)
+    RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT COALESCE(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('nodeId', c.node_id,
+                                                                   'childExecutionId', c.child_execution_id,
+                                                                   'code', c.error ->> 'code'))
+                              ORDER BY c.position), '[]')
+      FROM dw.compensations c WHERE c.execution_id = p_execution_id AND c.status = 'Failed';
+$$;
+
+-- What failed in a child run's compensation, for its parent's letter: its failed steps, each with its
+-- error (NULL: none failed).
+CREATE OR REPLACE FUNCTION dw.child_compensation_failures_v1(p_child uuid)
+    RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT string_agg(format('%s (%s: %s)', k.node_id, k.error ->> 'code', k.error ->> 'message'), '; '
+                      ORDER BY k.position)
+      FROM dw.compensations k WHERE k.execution_id = p_child AND k.status = 'Failed';
+$$;
+
 -- Every step of a run's compensation has ended: the compensation ends (once: a second worker finds it
 -- ended). A child's, whose parent's step waits for it, records that step and queues the parent's
 -- job; otherwise, when a step failed, it files a compensation_failed letter (a child whose parent
@@ -479,9 +499,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- The failed steps by name, a child's with its run: a forEach's children are steps of one node,
+    -- which alone did not say whose undo failed.
     INSERT INTO dw.execution_events (execution_id, type, details)
     VALUES (p_execution_id, 'compensation_ended',
-            jsonb_build_object('status', v_status, 'succeeded', v_succeeded, 'failed', v_failed));
+            jsonb_build_object('status', v_status, 'succeeded', v_succeeded, 'failed', v_failed)
+            || CASE WHEN v_failed > 0 THEN jsonb_build_object('failedSteps', dw.failed_compensation_steps_v1(p_execution_id))
+                    ELSE '{}' END);
     -- Pending too: a parent's claim that is making the step Waiting (it read this compensation under
     -- way) holds it; looking for Waiting alone saw it Pending, as before that claim, and went by:
     -- the step stayed Waiting and nothing queued the parent's job (a review). Locked, it is read
@@ -500,18 +524,41 @@ BEGIN
     IF v_failed > 0 THEN
         -- Someone has to undo what the failed steps' nodes did, or redrive this letter to run
         -- those steps again (dw.redrive_compensation_v1); it keeps the run from retention.
+        -- A child's step names its run, first in its part of the message, and what failed in it: a
+        -- forEach's children are steps of one node, and its name once per failed child (the child's id
+        -- deep in each one's error) did not say whose undo failed (a review).
         INSERT INTO dw.dead_letters (kind, execution_id, payload, error, attempts)
         SELECT 'compensation_failed', e.id,
                jsonb_build_object('workflowId', e.workflow_id, 'version', e.workflow_version,
                                   'runStatus', e.status,
                                   'failedSteps', (SELECT jsonb_agg(c.node_id ORDER BY c.position)
                                                     FROM dw.compensations c
-                                                   WHERE c.execution_id = e.id AND c.status = 'Failed')),
+                                                   WHERE c.execution_id = e.id AND c.status = 'Failed'),
+                                  'failedChildren', COALESCE(
+                                      (SELECT jsonb_agg(jsonb_build_object(
+                                                  'nodeId', c.node_id, 'childExecutionId', c.child_execution_id,
+                                                  'failedSteps', COALESCE(
+                                                      (SELECT jsonb_agg(k.node_id ORDER BY k.position)
+                                                         FROM dw.compensations k
+                                                        WHERE k.execution_id = c.child_execution_id
+                                                          AND k.status = 'Failed'), '[]'))
+                                                ORDER BY c.position)
+                                         FROM dw.compensations c
+                                        WHERE c.execution_id = e.id AND c.status = 'Failed'
+                                          AND c.child_execution_id IS NOT NULL), '[]')),
                jsonb_build_object(
                    'code', 'compensation_failed',
                    'message', format('%s of %s compensation steps failed: %s', v_failed, v_failed + v_succeeded,
-                                     (SELECT string_agg(format('%s (%s: %s)', c.node_id, c.error ->> 'code',
-                                                               c.error ->> 'message'), '; ' ORDER BY c.position)
+                                     (SELECT string_agg(
+                                                 CASE WHEN c.child_execution_id IS NULL
+                                                      THEN format('%s (%s: %s)', c.node_id, c.error ->> 'code',
+                                                                  c.error ->> 'message')
+                                                      ELSE format('%s child run %s (%s)', c.node_id,
+                                                                  c.child_execution_id,
+                                                                  COALESCE(dw.child_compensation_failures_v1(
+                                                                               c.child_execution_id),
+                                                                           c.error ->> 'code'))
+                                                 END, '; ' ORDER BY c.position)
                                         FROM dw.compensations c
                                        WHERE c.execution_id = e.id AND c.status = 'Failed'))),
                (SELECT sum(c.attempts - c.attempt_base)::integer FROM dw.compensations c
@@ -599,6 +646,41 @@ CREATE OR REPLACE FUNCTION dw.compensation_scope_v1(p_execution_id uuid)
            COALESCE((SELECT jsonb_object_agg(n.node_id, n.error) FROM dw.node_states n
                       WHERE n.execution_id = e.id AND n.status = 'Failed' AND n.error IS NOT NULL), '{}')
       FROM dw.executions e WHERE e.id = p_execution_id;
+$$;
+
+-- v1 and `compensation`, what a step's templates read of why it runs (README "Compensation"):
+--   cause:  the run whose end the compensation undoes: the run itself, or, for a run its parent's
+--           compensation undoes (a succeeded child, or one its parent's end cancelled), that parent's
+--           cause, and so on up the tree (a grandchild's is its root's end);
+--   parent: the run's parent as it is now (null for a root): a child's own `execution.status` is
+--           its end (a succeeded child's Succeeded), not why it is undone.
+-- Each as {executionId, workflowId, status, error} (parent: and nodeId, its node that started the
+-- child).
+CREATE OR REPLACE FUNCTION dw.compensation_scope_v2(p_execution_id uuid)
+    RETURNS TABLE (workflow_id text, workflow_version integer, status text, trigger jsonb, principal_id text,
+                   error jsonb, nodes jsonb, errors jsonb, compensation jsonb)
+    LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE up AS (
+        SELECT p_execution_id AS id, 0 AS depth
+        UNION ALL
+        -- A parent whose compensation has a step for the run: its end is the cause. The depth bound is
+        -- the tree's (DW_MAX_DEPTH is at most 10), against a cycle that cannot be.
+        SELECT c.execution_id, up.depth + 1
+          FROM up JOIN dw.compensations c ON c.child_execution_id = up.id
+         WHERE up.depth < 50
+    ), cause AS (
+        SELECT up.id FROM up ORDER BY up.depth DESC LIMIT 1
+    )
+    SELECT s.workflow_id, s.workflow_version, s.status, s.trigger, s.principal_id, s.error, s.nodes, s.errors,
+           jsonb_build_object(
+               'cause', (SELECT jsonb_build_object('executionId', r.id, 'workflowId', r.workflow_id,
+                                                   'status', r.status, 'error', r.error)
+                           FROM dw.executions r JOIN cause ON cause.id = r.id),
+               'parent', (SELECT jsonb_build_object('executionId', p.id, 'workflowId', p.workflow_id,
+                                                    'nodeId', e.parent_node_id, 'status', p.status, 'error', p.error)
+                            FROM dw.executions e JOIN dw.executions p ON p.id = e.parent_execution_id
+                           WHERE e.id = p_execution_id))
+      FROM dw.compensation_scope_v1(p_execution_id) s;
 $$;
 
 -- The steps of a run's compensation that failed for good run again, each with a fresh retry budget,

@@ -8,9 +8,9 @@ SELECT dw.record_compensation_v2(%(id)s, %(node_id)s, %(attempt)s, %(outcome)s, 
                                  %(error)s, %(retry_at)s, %(resource_links)s) AS recorded;
 
 -- name: compensation_scope
--- What a step's templates read: the run and its nodes' outputs and errors.
-SELECT workflow_id, workflow_version, status, trigger, principal_id, error, nodes, errors
-  FROM dw.compensation_scope_v1(%(id)s);
+-- What a step's templates read: the run and its nodes' outputs and errors, and why it is undone.
+SELECT workflow_id, workflow_version, status, trigger, principal_id, error, nodes, errors, compensation
+  FROM dw.compensation_scope_v2(%(id)s);
 
 -- name: defer_compensation_job
 -- Queues the run's dw.compensate job again, at a step's retry time.

@@ -218,8 +218,9 @@ def _step_node(node: PlanNode) -> PlanNode | None:
 
 def _template_scope(execution_id: UUID, scope: CompensationScope, trigger: dict[str, Any]) -> dict[str, Any]:
     """What a compensation's templates read: the run's scope at its end (trigger, nodes: the outputs
-    of its Succeeded nodes, errors: those of its Failed ones) and `execution` with the run's end
-    (`status`, `error`)."""
+    of its Succeeded nodes, errors: those of its Failed ones), `execution` with the run's end
+    (`status`, `error`), and `compensation`: the end it undoes (`cause`: the run's own, or the
+    parent's whose compensation undoes it) and the run's `parent` (null for a root)."""
     execution = {
         "id": str(execution_id),
         "workflowId": scope.workflow_id,
@@ -228,7 +229,14 @@ def _template_scope(execution_id: UUID, scope: CompensationScope, trigger: dict[
         "status": scope.status,
         "error": scope.error,
     }
-    return {"trigger": trigger, "nodes": scope.nodes, "errors": scope.errors, "execution": execution}
+    compensation = scope.compensation if isinstance(scope.compensation, dict) else {"cause": None, "parent": None}
+    return {
+        "trigger": trigger,
+        "nodes": scope.nodes,
+        "errors": scope.errors,
+        "execution": execution,
+        "compensation": compensation,
+    }
 
 
 def _unrecordable(message: str) -> ActionResult:

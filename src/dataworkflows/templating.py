@@ -607,7 +607,12 @@ class _Renderer:
         try:
             return _references(self.env.parse(source))
         except Exception:  # a syntax error: the render reports it; ship everything meanwhile
-            return frozenset({"trigger", "nodes", "errors", "execution", "attempt", "config", "workflowId"}), None
+            return (
+                frozenset(
+                    {"trigger", "nodes", "errors", "execution", "compensation", "attempt", "config", "workflowId"}
+                ),
+                None,
+            )
 
     @functools.lru_cache(maxsize=2048)  # noqa: B019 - two module-level renderers, never collected
     def _lookup_only_source(self, source: str) -> bool:

@@ -586,3 +586,103 @@ async def test_a_cancelled_childs_failed_compensation_before_its_parent_reaches_
     assert await compensation(db, parent) == "CompensationFailed"
     assert len(await _open_letters(db, parent, "compensation_failed")) == 1
     assert await _open_letters(db, UUID(str(kid)), "compensation_failed") == []
+
+
+async def test_a_for_eachs_failed_undos_are_named_by_their_child_runs(db: Database, conditions: ConditionPool) -> None:
+    """A review: a forEach's children are steps of one node, and the parent's compensation_failed
+    letter named that node once per failed child, the child's id only deep in each one's error: an
+    operator could not tell whose undo failed. The letter (payload, message) and the run's
+    compensation_ended event name each failed child's run and what failed in it."""
+    runtime = make_runtime(db, conditions)
+    # Item a's release succeeds; b's and c's fail (their one attempt), and succeed when redriven.
+    raw = wf(
+        "hotel-11",
+        undo(
+            echo("book-hotel"),
+            "release",
+            simulateFailure="transient",
+            failUntilAttempt="{{ 2 if trigger.value != 'a' else 1 }}",
+        ),
+    )
+    raw["nodes"][0]["compensation"]["retryPolicy"] = {**FAST, "maxAttempts": 1}
+    await publish(db, raw, conditions)
+    await publish(
+        db,
+        wf(
+            "tour-11",
+            child_items("stays", ["a", "b", "c"], "hotel-11", to("pay"), concurrency=1),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    parent = await start(db, "tour-11")
+    await _drain(db, runtime)
+    assert await compensation(db, parent) == "CompensationFailed"
+    kid_of = {
+        value: str(kid)
+        for kid, value in await sql(
+            db, "SELECT id, trigger ->> 'value' FROM dw.executions WHERE parent_execution_id = %s", parent
+        )
+    }
+    failed = [kid for node, status, kid in await steps(db, parent) if status == "Failed"]
+    assert sorted(failed) == sorted([kid_of["b"], kid_of["c"]])
+    (letter,) = await _open_letters(db, parent, "compensation_failed")
+    assert letter.payload["failedSteps"] == ["stays", "stays"]
+    assert letter.payload["failedChildren"] == [
+        {"nodeId": "stays", "childExecutionId": kid, "failedSteps": ["book-hotel"]} for kid in failed
+    ]
+    message = letter.error["message"]
+    assert message.startswith(f"2 of 3 compensation steps failed: stays child run {failed[0]} (book-hotel (")
+    assert f"; stays child run {failed[1]} (book-hotel (simulated_transient_failure" in message
+    assert kid_of["a"] not in message
+    ended = await sql(
+        db, "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_ended'", parent
+    )
+    assert ended[0][0]["failedSteps"] == [
+        {"nodeId": "stays", "childExecutionId": kid, "code": "child_compensation_failed"} for kid in failed
+    ]
+    await db.operations.redrive(letter.id, principal="ops", queue="executions")
+    await _drain(db, runtime)
+    assert await compensation(db, parent) == "Compensated"
+    ended = await sql(
+        db,
+        "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'compensation_ended' ORDER BY id",
+        parent,
+    )
+    assert "failedSteps" not in ended[-1][0]
+
+
+async def test_a_childs_compensation_reads_why_it_is_undone(db: Database, conditions: ConditionPool) -> None:
+    """A child's own `execution.status` is its end (a succeeded child's Succeeded), not its parent's:
+    its compensation's templates read why it is undone in `compensation` (the cause: the end of the
+    run whose compensation undoes it, up the tree; and its parent as it is). A root's cause is its
+    own end, and it has no parent."""
+    runtime = make_runtime(db, conditions)
+    message = (
+        "{{ execution.status }} child of {{ compensation.parent.workflowId }} ({{ compensation.parent.nodeId }},"
+        " {{ compensation.parent.status }}), undone for {{ compensation.cause.workflowId }}'s"
+        " {{ compensation.cause.status }} at {{ compensation.cause.error.nodeId }}"
+    )
+    await publish(db, wf("hotel-12", undo(echo("book-hotel"), message)), conditions)
+    # The middle run has no compensation of its own: its child is undone through it.
+    await publish(db, wf("stay-12", sub("book", "hotel-12")), conditions)
+    root_message = "{{ compensation.cause.status }} {{ compensation.cause.executionId }} {{ compensation.parent }}"
+    await publish(
+        db,
+        wf(
+            "trip-12",
+            undo(echo("flight", to("stay")), root_message),
+            sub("stay", "stay-12", to("pay")),
+            echo("pay", simulateFailure="permanent"),
+        ),
+        conditions,
+    )
+    root = await start(db, "trip-12")
+    await _drain(db, runtime)
+    assert await compensation(db, root) == "Compensated"
+    ((middle,),) = [[c["id"] for c in await children(db, root)]]
+    ((kid,),) = [[c["id"] for c in await children(db, middle)]]
+    (hotel,) = await db.compensations.steps(UUID(str(kid)))
+    assert hotel.outputs["echo"] == ("Succeeded child of stay-12 (book, Succeeded), undone for trip-12's Failed at pay")
+    flight = next(s for s in await db.compensations.steps(root) if s.node_id == "flight")
+    assert flight.outputs["echo"] == f"Failed {root} null"

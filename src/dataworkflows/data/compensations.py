@@ -38,6 +38,8 @@ class CompensationScope(msgspec.Struct, frozen=True):
     error: Any
     nodes: dict[str, Any]
     errors: dict[str, Any]
+    # Why it is undone: {cause, parent} (dw.compensation_scope_v2).
+    compensation: Any = None
 
 
 class CompensationStep(msgspec.Struct, frozen=True):
