@@ -13,9 +13,11 @@ $$;
 -- counted). 'concurrency': maxConcurrentExecutions root runs are Running or Waiting (retry_at NULL:
 -- when one ends, which the worker polls for). 'rate': rateLimitPerMinute N allows one start every
 -- 60/N s, with no burst, so that no window of 60 s ever holds more than N starts; retry_at is the
--- run's turn. A run is promised a start time (rate_slot_at) when it first waits, in arrival order, so
--- that waiting runs wake one by one rather than all at each free slot; the start itself still
--- waits for the spacing after the last actual start. A workflow without limits takes no lock.
+-- run's turn. A run is promised a start time (rate_slot_at) when it first waits, so that waiting runs
+-- wake one by one rather than all at each free slot; the start itself still waits for the spacing
+-- after the last actual start. Promises go by priority, then arrival: a run goes ahead of the lower
+-- ones waiting, which move back a turn each, but none ever to more than a minute after its first
+-- promise (rate_first_slot_at), so a stream of higher runs delays a promised run by a minute at most. A workflow without limits takes no lock.
 CREATE OR REPLACE FUNCTION dw.admit_root_run_v1(p_e dw.executions)
     RETURNS TABLE (throttled_by text, retry_at timestamptz) LANGUAGE plpgsql AS $$
 DECLARE
@@ -28,6 +30,8 @@ DECLARE
     v_slot timestamptz;
     v_earliest timestamptz;
     v_now timestamptz;
+    -- How far a promise may be moved back in all (by runs of higher priority held back later).
+    c_slip constant interval := interval '1 minute';
 BEGIN
     SELECT w.max_concurrent_executions, w.rate_limit_per_minute INTO v_concurrent, v_rate
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
@@ -63,13 +67,34 @@ BEGIN
         v_spacing := make_interval(secs => 60.0 / v_rate);
         v_slot := p_e.rate_slot_at;
         IF v_slot IS NULL THEN
-            -- After the last start promised to a run still waiting: a promised run that ended
-            -- meanwhile (cancelled while Pending) gives its turn back.
+            -- After the last start promised to a run still waiting that it does not go ahead of: one
+            -- of its priority or higher, one whose turn has come (its job queued, or its acquire
+            -- under way: no wake-up time), or one already moved back as far as it may be (a minute
+            -- after its first promise, less one turn). A promised run that ended meanwhile
+            -- (cancelled while Pending) gives its turn back.
             SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
              WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
-               AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id;
+               AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
+               AND (e.priority >= p_e.priority OR e.wake_at IS NULL
+                    OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
             v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
-            UPDATE dw.workflows w SET rate_next_slot_at = v_slot + v_spacing
+            -- The lower runs promised that time or later move back one turn each (their wake-ups
+            -- too): they stay a turn apart, and the rate's spacing is not touched. SKIP LOCKED: a
+            -- run a worker is taking at this moment keeps its time (its start still waits for the
+            -- spacing after the last one), and this admission, which holds the workflow's row,
+            -- never waits for a run's (an acquire locks the run, then the workflow).
+            WITH behind AS (
+                SELECT t.id FROM dw.executions t
+                 WHERE t.tenant_id = p_e.tenant_id AND t.workflow_id = p_e.workflow_id AND t.status = 'Pending'
+                   AND t.rate_slot_at >= v_slot AND t.priority < p_e.priority AND t.wake_at IS NOT NULL
+                   AND t.id <> p_e.id
+                 FOR NO KEY UPDATE OF t SKIP LOCKED
+            )
+            UPDATE dw.executions e
+               SET rate_first_slot_at = COALESCE(e.rate_first_slot_at, e.rate_slot_at),
+                   rate_slot_at = e.rate_slot_at + v_spacing, wake_at = e.wake_at + v_spacing
+              FROM behind b WHERE e.id = b.id;
+            UPDATE dw.workflows w SET rate_next_slot_at = GREATEST(w.rate_next_slot_at, v_slot + v_spacing)
              WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
         END IF;
         -- GREATEST ignores NULL: the first start of a workflow waits for nobody.
@@ -86,7 +111,8 @@ BEGIN
         -- The run's recorded start is its admission's time too (the acquire keeps a started_at it
         -- finds): with its transaction's start, two recorded starts came closer than the rate
         -- allows although their admissions did not (a review).
-        UPDATE dw.executions e SET rate_slot_at = NULL, started_at = COALESCE(e.started_at, v_now)
+        UPDATE dw.executions e SET rate_slot_at = NULL, rate_first_slot_at = NULL,
+                                   started_at = COALESCE(e.started_at, v_now)
          WHERE e.id = p_e.id;
     END IF;
     RETURN QUERY SELECT NULL::text, NULL::timestamptz;
@@ -186,7 +212,8 @@ BEGIN
              FOR NO KEY UPDATE SKIP LOCKED
         ), withdrawn AS (
             -- They waited on their rows for the old start times (dw.park_throttled_run_v1).
-            UPDATE dw.executions e SET rate_slot_at = NULL, wake_at = NULL FROM promised p WHERE e.id = p.id
+            UPDATE dw.executions e SET rate_slot_at = NULL, rate_first_slot_at = NULL, wake_at = NULL
+              FROM promised p WHERE e.id = p.id
             RETURNING e.id, e.queue
         ), unscheduled AS (
             -- Or as jobs scheduled for them (the release before this one).

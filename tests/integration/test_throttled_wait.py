@@ -107,6 +107,76 @@ async def test_a_throttled_run_waits_on_its_row_until_its_turn(db: Database, con
     assert await runtime.run_execution(second) == "Succeeded"
 
 
+async def promises(db: Database, runs: list[Any]) -> list[tuple[datetime, datetime | None]]:
+    """Each run's promised start time and the one first promised (NULL: never moved)."""
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT rate_slot_at, rate_first_slot_at FROM dw.executions WHERE id = ANY(%s)"
+            " ORDER BY array_position(%s, id)",
+            (runs, runs),
+        )
+        return [(slot, first) for slot, first in await cur.fetchall()]
+
+
+async def held_back_by_rate(
+    db: Database, conditions: ConditionPool, workflow_id: str, rate: int, priorities: list[int]
+) -> tuple[Runtime, list[Any]]:
+    """A run of the workflow started (the last start), then one held back by its rate per priority
+    given, in that order, each through a worker's acquire and park; no job is left queued."""
+    await limited(db, workflow_id, rate=rate)
+    first = await start(db, workflow_id)
+    runs = [await start(db, workflow_id) for _ in priorities]
+    for run, priority in zip(runs, priorities, strict=True):
+        if priority:
+            await db.control.set_priority(run, priority, principal="ops")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    runtime = make_runtime(db, conditions, throttle_delay_seconds=60.0)
+    assert await runtime.run_execution(first) == "Succeeded"
+    assert [await runtime.run_execution(run) for run in runs] == ["throttled"] * len(runs)
+    return runtime, runs
+
+
+async def test_a_higher_run_held_back_later_is_promised_the_next_start(db: Database, conditions: ConditionPool) -> None:
+    """Under rateLimitPerMinute, a run of higher priority held back after two lower ones is promised
+    the next start, and they move back a turn each (until this release it was promised the turn
+    after theirs, in the order they were held back); the runs then start in that order, a turn apart."""
+    runtime, (low1, low2, high) = await held_back_by_rate(db, conditions, "ranked", 60, [0, 0, 5])
+    (high_at, high_first), (low1_at, low1_first), (low2_at, _) = await promises(db, [high, low1, low2])
+    assert (low1_at - high_at).total_seconds() == 1.0 and (low2_at - low1_at).total_seconds() == 1.0
+    assert high_first is None and low1_first == high_at  # its first promise was the one it gave up
+    assert [(await run_row(db, run))["wake_at"] for run in (high, low1, low2)] == [high_at, low1_at, low2_at]
+    for run in (high, low1, low2):
+        # At its wake-up its job is queued; its start may still wait for the spacing after the last
+        # actual one (the run before it started a little after its time): then it waits again.
+        outcome = "throttled"
+        while outcome == "throttled":
+            turn = (await run_row(db, run))["wake_at"]
+            await asyncio.sleep(max((turn - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
+            assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 1
+            assert await jobs_of(db, run) == [("todo", True)]
+            async with db.connection() as conn:
+                await conn.execute("DELETE FROM procrastinate_jobs")
+            outcome = await runtime.run_execution(run)
+        assert outcome == "Succeeded"
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM dw.executions WHERE id = ANY(%s) ORDER BY started_at", ([low1, low2, high],)
+        )
+        assert [row[0] for row in await cur.fetchall()] == [high, low1, low2]
+
+
+async def test_a_promise_is_moved_back_by_a_minute_at_most(db: Database, conditions: ConditionPool) -> None:
+    """At one start a minute, a lower run promised the next start gives it up to a higher one held
+    back later and moves back a minute; the next higher one held back then waits behind it: a stream
+    of higher runs cannot keep a promised run waiting for ever."""
+    _, (low, high1, high2) = await held_back_by_rate(db, conditions, "bounded", 1, [0, 5, 5])
+    (high1_at, _), (low_at, low_first), (high2_at, _) = await promises(db, [high1, low, high2])
+    assert low_first == high1_at
+    assert (low_at - low_first).total_seconds() == 60.0
+    assert (high2_at - low_at).total_seconds() == 60.0
+
+
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
     await limited(db, "held", concurrent=1)
     first, second = await start(db, "held"), await start(db, "held")
