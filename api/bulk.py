@@ -100,22 +100,6 @@ def _counts(outcomes: list[Any]) -> dict[str, int]:
     return dict(Counter(item.outcome for item in outcomes))
 
 
-def _not_started_first(taken: list[tuple[UUID, str]]) -> list[UUID]:
-    """The order a bulk cancel cancels its runs in: those not started yet (Pending) first, then the
-    others, each oldest first. Under maxConcurrentExecutions the end of a run that holds a slot hands
-    it to a run held back (dw.hand_over_slot_v1): cancelled oldest first, the slot holders went first,
-    and each one's end queued a held-back run this request was about to cancel, which a worker took
-    meanwhile and ran a node of (live: 6 of 38 held-back runs ran their first node)."""
-    return [run for run, status in taken if status == "Pending"] + [run for run, status in taken if status != "Pending"]
-
-
-def _oldest_first(outcomes: list[CancelOutcome], taken: list[tuple[UUID, str]]) -> list[CancelOutcome]:
-    """The answer lists the runs in the order they were taken, oldest first, whatever order they were
-    cancelled in."""
-    position = {run: i for i, (run, _) in enumerate(taken)}
-    return sorted(outcomes, key=lambda outcome: position[outcome.execution_id])
-
-
 async def _closed_meanwhile(svc: Any, letter_id: int) -> bool:
     """Whether a letter whose redrive was refused is no longer open: another request (a redrive, an
     acknowledgement, a concurrent bulk redrive) took it since this one selected it. Its redrive's 409
@@ -133,7 +117,7 @@ class BulkController(Controller):
         "/executions/bulk/cancel",
         status_code=200,
         responses=PROBLEMS,
-        summary="Cancel a workflow's root runs, oldest first, up to limit (each as its own cancel)",
+        summary="Cancel a workflow's root runs, not started first, oldest first, up to limit (each as its own cancel)",
         opt={REQUIRES_PRINCIPAL: "cancel executions", "role": "operator"},
     )
     async def bulk_cancel(
@@ -153,7 +137,11 @@ class BulkController(Controller):
         )
         taken = found[: data.limit]
         outcomes: list[CancelOutcome] = []
-        for execution_id in _not_started_first(taken):
+        # In the order taken: the runs not started (Pending) first, then the others, oldest first
+        # (bulk_cancel_candidates): cancelled oldest first, the runs holding maxConcurrentExecutions
+        # slots went first, and each one's end queued a held-back run (dw.hand_over_slot_v1) this or
+        # a later request was about to cancel, which a worker took meanwhile and ran a node of.
+        for execution_id, _ in taken:
             try:
                 done = await svc.db.control.cancel(execution_id, principal=principal.id, reason=data.reason)
                 outcomes.append(CancelOutcome(execution_id, done.outcome, done.status))
@@ -166,8 +154,8 @@ class BulkController(Controller):
                 outcomes.append(CancelOutcome(execution_id, "failed", None, _failure(exc, execution_id)))
                 if isinstance(exc, DatabaseUnavailable):
                     # The next ones would wait for it too: this answer says what was done.
-                    return BulkCancelResponse(_oldest_first(outcomes, taken), _counts(outcomes), more=True)
-        return BulkCancelResponse(_oldest_first(outcomes, taken), _counts(outcomes), more=len(found) > data.limit)
+                    return BulkCancelResponse(outcomes, _counts(outcomes), more=True)
+        return BulkCancelResponse(outcomes, _counts(outcomes), more=len(found) > data.limit)
 
     @post(
         "/dead-letters/bulk/redrive",

@@ -106,16 +106,21 @@ SELECT changed, skipped, jobs FROM dw.set_descendants_priority_v1(%(id)s, %(prio
 SELECT status, priority, previous, changed, jobs FROM dw.set_execution_priority_v1(%(id)s, %(priority)s, %(principal)s);
 
 -- name: bulk_cancel_candidates
--- The root runs of a workflow a bulk cancel takes (POST /executions/bulk/cancel), oldest first:
--- unfinished, of the statuses asked, created before a time, not yet asked to cancel (so that the
--- same request again goes on to the next ones). The session's tenant's, as dw.publish_workflow_v1
--- takes a workflow id: row-level security alone let a session that sees every tenant (DW_DB_ROLE=none
--- as a superuser) cancel every tenant's runs of the id.
+-- The root runs of a workflow a bulk cancel takes (POST /executions/bulk/cancel): unfinished, of the
+-- statuses asked, created before a time, not yet asked to cancel (so that the same request again
+-- goes on to the next ones). Those not started (Pending) first, then the others, each oldest first,
+-- across the requests of a cancel of more runs than one takes: under maxConcurrentExecutions the end
+-- of a run that holds a slot hands it to a run held back (dw.hand_over_slot_v1), and with the slot
+-- holders among the oldest, each page's holders handed their slots to held-back runs a later page
+-- was to cancel, which a worker started meanwhile (live: 2 of 8 held back, pages of 5). The
+-- session's tenant's, as dw.publish_workflow_v1 takes a workflow id: row-level security alone let a
+-- session that sees every tenant (DW_DB_ROLE=none as a superuser) cancel every tenant's runs of the
+-- id.
 SELECT e.id, e.status FROM dw.executions e
  WHERE e.tenant_id = dw.session_tenant_v1()
    AND e.workflow_id = %(workflow_id)s AND e.parent_execution_id IS NULL
    AND e.status = ANY (%(statuses)s::text[])
    AND e.cancel_requested_at IS NULL
    AND (%(before)s::timestamptz IS NULL OR e.created_at < %(before)s::timestamptz)
- ORDER BY e.created_at, e.id
+ ORDER BY e.status <> 'Pending', e.created_at, e.id
  LIMIT %(limit)s;

@@ -1481,7 +1481,8 @@ def _bulk_exit(answer: dict[str, Any]) -> int:
 
 
 def cmd_executions_cancel_all(args: argparse.Namespace) -> int:
-    """Cancels a workflow's root runs that match, oldest first, up to --limit, each as its own cancel."""
+    """Cancels a workflow's root runs that match, not started first, oldest first, up to --limit, each
+    as its own cancel."""
     from dataworkflows.retention import parse_age
 
     body: dict[str, Any] = {"workflowId": args.workflow, "limit": args.limit}
@@ -2033,7 +2034,8 @@ def _add_executions(sub: Any) -> None:
         control.add_argument("--api-url")
         control.set_defaults(func=cmd_executions_control, action=action)
     everything = esub.add_parser(
-        "cancel-all", help="cancel a workflow's root executions that match, oldest first, each as its own cancel"
+        "cancel-all",
+        help="cancel a workflow's root executions that match, not started first, oldest first, each as its own cancel",
     )
     everything.add_argument("workflow", type=_filter_value)
     everything.add_argument(

@@ -348,8 +348,10 @@ async def test_a_bulk_cancel_takes_the_runs_not_started_before_those_that_hold_s
     (dw.hand_over_slot_v1: a job queued for it). Cancelled oldest first, the runs holding the slots
     went first, and each one's end queued a held-back run that the same request was about to cancel:
     a worker took it meanwhile and ran its first node (live: 6 of 38 held-back runs ran one while a
-    bulk cancel cancelled them). The runs not started (Pending) are cancelled first, then the others;
-    the answer still lists them oldest first."""
+    bulk cancel cancelled them). Until this release the runs not started went first within one
+    request only: with the slot holders among the oldest, a page's holders handed their slots to
+    held-back runs the next page was to take (live: 2 of 8, pages of 5). The runs not started
+    (Pending) are taken first across the pages, then the others, and answered in that order."""
     from tests.integration.test_throttled_wait import jobs_of, one_holding_two_held_back
 
     _, (first, second, third), _ = await one_holding_two_held_back(db, conditions, "held-bulk")
@@ -361,10 +363,14 @@ async def test_a_bulk_cancel_takes_the_runs_not_started_before_those_that_hold_s
         " WHERE id = %s RETURNING id",
         first,
     )
-    answer = await client.post("/api/v1/executions/bulk/cancel", json={"workflowId": "held-bulk"}, headers=OPS)
+    request = {"workflowId": "held-bulk", "limit": 2}
+    answer = await client.post("/api/v1/executions/bulk/cancel", json=request, headers=OPS)
     assert answer.status_code == 200, answer.text
-    assert [o["executionId"] for o in answer.json()["outcomes"]] == [str(first), str(second), str(third)]
-    assert answer.json()["counts"] == {"cancelled": 3}
+    assert [o["executionId"] for o in answer.json()["outcomes"]] == [str(second), str(third)]
+    assert (answer.json()["counts"], answer.json()["more"]) == ({"cancelled": 2}, True)
+    answer = await client.post("/api/v1/executions/bulk/cancel", json=request, headers=OPS)
+    assert [o["executionId"] for o in answer.json()["outcomes"]] == [str(first)]
+    assert (answer.json()["counts"], answer.json()["more"]) == ({"cancelled": 1}, False)
     # The held-back runs were cancelled before the slot holder's end could hand one of them its slot.
     order = await sql(
         db,

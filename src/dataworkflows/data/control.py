@@ -160,8 +160,8 @@ class ControlData:
     async def bulk_cancel_candidates(
         self, workflow_id: str, *, statuses: list[str], before: datetime | None, limit: int
     ) -> list[tuple[UUID, str]]:
-        """The root runs of the workflow a bulk cancel takes, oldest first (not yet asked to cancel),
-        each with its status when read."""
+        """The root runs of the workflow a bulk cancel takes (not yet asked to cancel), those not started
+        first, then the others, each oldest first, with their statuses when read."""
         rows = await self._db.fetch_all(
             "bulk_cancel_candidates", workflow_id=workflow_id, statuses=statuses, before=before, limit=limit
         )
