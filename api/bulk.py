@@ -73,7 +73,9 @@ class RedriveOutcome(Camel):
     dead_letter_id: int
     execution_id: UUID | None
     # requeued (as POST /dead-letters/{id}/redrive answers), refused (reason: why, as that request's
-    # 409 says), gone (closed or removed meanwhile) or failed (reason: why).
+    # 409 says; the letter is still open), superseded (refused, then closed by the redrive of its
+    # parent's letter later in the same batch; reason: the close note), gone (closed or removed
+    # meanwhile) or failed (reason: why).
     outcome: str
     reason: str | None = None
 
@@ -107,6 +109,29 @@ async def _closed_meanwhile(svc: Any, letter_id: int) -> bool:
     (two operators' bulk redrives at once refused each other's letters: 34 and 30 of 60 here)."""
     letter = await svc.db.operations.dead_letter(letter_id)
     return letter is None or letter.redriven_at is not None or letter.closed_at is not None
+
+
+async def _in_the_end(svc: Any, outcomes: list[RedriveOutcome]) -> list[RedriveOutcome]:
+    """Each refused letter as it is at the end of the batch: a child's letter is refused while its
+    parent's letter is open (its redrive names that letter), and the parent's letter, later in the
+    same batch (filed after the child's), closes it as superseded when it is redriven. The answer
+    said `refused`, which says the letter stays open, and `redrive-all` exited 1 for a letter it had
+    closed itself. A letter closed otherwise since (another request) is `gone`."""
+    letters = await svc.db.operations.dead_letters_by_id(
+        [item.dead_letter_id for item in outcomes if item.outcome == "refused"]
+    )
+    settled: list[RedriveOutcome] = []
+    for item in outcomes:
+        letter = letters.get(item.dead_letter_id)
+        if item.outcome != "refused" or (
+            letter is not None and letter.redriven_at is None and letter.closed_at is None
+        ):
+            settled.append(item)
+        elif letter is not None and letter.close_reason == "superseded":
+            settled.append(RedriveOutcome(item.dead_letter_id, item.execution_id, "superseded", letter.close_note))
+        else:
+            settled.append(RedriveOutcome(item.dead_letter_id, item.execution_id, "gone", item.reason))
+    return settled
 
 
 class BulkController(Controller):
@@ -192,4 +217,8 @@ class BulkController(Controller):
                     last = outcomes[-2].dead_letter_id if len(outcomes) > 1 else data.after_id
                     return BulkRedriveResponse(outcomes, _counts(outcomes), last_id=last, more=True)
         last = outcomes[-1].dead_letter_id if outcomes else data.after_id
+        if any(item.outcome == "refused" for item in outcomes):
+            # A refused letter this batch's later redrives (or another request) may have closed since
+            # (not after a database failure: the batch stopped there, and the read would wait too).
+            outcomes = await _in_the_end(svc, outcomes)
         return BulkRedriveResponse(outcomes, _counts(outcomes), last_id=last, more=len(found) > data.limit)

@@ -290,6 +290,13 @@ SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.paylo
   FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
  WHERE d.id = %(id)s;
 
+-- name: get_dead_letters
+-- The dead letters of these ids that exist (a bulk redrive's refused letters, read again at its end).
+SELECT d.id, d.kind, d.execution_id, e.workflow_id, d.node_id, d.job_id, d.payload, d.error, d.attempts,
+       d.created_at, d.redriven_at, d.redriven_by, d.closed_at, d.closed_by, d.close_reason, d.close_note
+  FROM dw.dead_letters d LEFT JOIN dw.executions e ON e.id = d.execution_id
+ WHERE d.id = ANY (%(ids)s::bigint[]);
+
 -- name: acknowledge_dead_letter
 -- Closes a dead letter without redriving it (see dw.acknowledge_dead_letter_v1).
 SELECT id FROM dw.acknowledge_dead_letter_v1(%(id)s, %(principal)s, %(note)s);

@@ -1469,7 +1469,7 @@ def _bulk(
 
 
 def _bulk_exit(answer: dict[str, Any]) -> int:
-    """0 when every item was done (or needed nothing: ended, gone, too late), 1 when some were refused
+    """0 when every item was done (or needed nothing: ended, gone, superseded, too late), 1 when some were refused
     or failed, said on stderr: a script's `&&` must not read a batch with refusals as done."""
     undone = sum(answer["counts"].get(outcome, 0) for outcome in ("refused", "failed"))
     if not undone:

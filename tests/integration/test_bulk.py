@@ -414,3 +414,50 @@ async def test_a_letter_redriven_or_closed_meanwhile_is_gone_not_refused(
     assert [o["outcome"] for o in body["outcomes"]] == ["requeued", "gone", "gone"], body
     assert "(acknowledged)" in body["outcomes"][1]["reason"] and "by carol" in body["outcomes"][2]["reason"], body
     assert body["counts"] == {"requeued": 1, "gone": 2}
+
+
+async def test_a_childs_letter_its_parents_redrive_closed_in_the_same_batch_is_superseded(
+    client: AsyncTestClient[Any], db: Database, conditions: ConditionPool, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A child's letter comes before its parent's (it failed first), and its redrive is refused while
+    the parent's letter is open; the parent's redrive, later in the same batch, closes it as
+    superseded. The answer said `refused` (the letter stays open) and `redrive-all` exited 1, for a
+    letter the batch itself had closed. Each item is answered as it is at the batch's end: the child's
+    `superseded`, with the close note; a letter its redrive refuses and nothing closed stays
+    `refused`."""
+    from dataworkflows.cli import EXIT_OK, cmd_dead_letters_redrive_all
+    from tests.integration.cli_api import cli_command, served_api
+    from tests.integration.test_subworkflows import children, drain, open_letter, sub
+
+    runtime = make_runtime(db, conditions)
+    await publish(db, wf("breaks", echo("boom", simulateFailure="permanent")), conditions)
+    await publish(db, wf("waits-on", sub("call", "breaks")), conditions)
+    trees = [await start(db, "waits-on") for _ in range(2)]
+    await drain(db, runtime)
+    kids = [(await children(db, root))[0]["id"] for root in trees]
+    kid_letters = [await open_letter(db, kid) for kid in kids]
+    root_letters = [await open_letter(db, root) for root in trees]
+    assert max(kid_letters) < min(root_letters)
+    answer = await client.post("/api/v1/dead-letters/bulk/redrive", json={"limit": 3}, headers=OPS)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # The second tree's parent is past this batch's limit: its child's letter is still open, refused.
+    assert [(o["deadLetterId"], o["outcome"]) for o in body["outcomes"]] == [
+        (kid_letters[0], "superseded"),
+        (kid_letters[1], "refused"),
+        (root_letters[0], "requeued"),
+    ]
+    assert body["outcomes"][0]["reason"] == f"execution {trees[0]} was redriven (dead letter {root_letters[0]})"
+    assert body["counts"] == {"superseded": 1, "refused": 1, "requeued": 1}
+    # The CLI from the first open letter: the second child's, then its parent's, which closes it.
+    # Nothing is left undone: exit code 0 (until this release 1, for the refusal).
+    async with served_api(dsn) as url:
+        redrive = cli_command(url, capsys, cmd_dead_letters_redrive_all, "dead-letters", "redrive-all")
+        code, out, err = await redrive()
+    assert code == EXIT_OK, (out, err)
+    assert [line for line in out.splitlines() if "[info" not in line][-3:] == [
+        f"dead letter {kid_letters[1]} superseded (execution {kids[1]}): execution {trees[1]} was redriven"
+        f" (dead letter {root_letters[1]})",
+        f"dead letter {root_letters[1]} requeued (execution {trees[1]})",
+        "2 dead letters: 1 requeued, 1 superseded",
+    ], out

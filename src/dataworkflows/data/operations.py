@@ -112,6 +112,11 @@ class OperationsData:
     async def dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
         return await self._db.fetch_one_as(DeadLetter, "get_dead_letter", id=dead_letter_id)
 
+    async def dead_letters_by_id(self, ids: list[int]) -> dict[int, DeadLetter]:
+        """The letters of these ids that exist, by id."""
+        letters = await self._db.fetch_all_as(DeadLetter, "get_dead_letters", ids=ids)
+        return {letter.id: letter for letter in letters}
+
     async def bulk_redrive_candidates(
         self, *, kind: str | None, workflow_id: str | None, after: int, limit: int
     ) -> list[tuple[int, UUID | None]]:
