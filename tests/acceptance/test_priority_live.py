@@ -4,12 +4,15 @@ priorities, one moved in line with `dataworkflows executions priority`, then one
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.acceptance.conftest import Stack
@@ -65,3 +68,34 @@ def test_a_worker_takes_higher_priority_runs_first(stack: Stack, cli: Cli, tmp_p
 
     ended = cli("executions", "priority", bumped, "1")
     assert ended.returncode != 0 and "has already ended" in ended.stderr
+
+
+def test_a_higher_run_held_back_by_the_rate_later_starts_before_the_lower_ones(
+    stack: Stack, cli: Cli, tmp_path: Path
+) -> None:
+    """A workflow limited to 20 starts a minute (one every 3 s) and a `dataworkflows worker`: three
+    runs held back are promised the next three starts; a run of higher priority held back after them
+    takes the first of those, and they start after it, each a turn later (until this release it
+    started after all three)."""
+    definition = {**load_fixture("bundle1/simple-echo-workflow.json"), "orchestration": {"rateLimitPerMinute": 20}}
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(definition))
+    assert cli("workflows", "apply", str(path), "--publish").returncode == 0
+    stack.start_worker(concurrency=2)
+    first = started(cli("run", "simple-echo"))
+    stack.wait_for(first, {"Succeeded"})
+    low = [started(cli("run", "simple-echo")) for _ in range(3)]
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while conn.execute(
+            "SELECT count(*) FROM dw.executions WHERE id = ANY (%s::uuid[]) AND rate_slot_at IS NOT NULL", (low,)
+        ).fetchone() != (3,):
+            assert time.monotonic() < deadline, stack.read_logs()
+            time.sleep(0.05)
+    high = started(cli("run", "simple-echo", "--priority", "50"))
+    finals = {run: stack.wait_for(run, {"Succeeded", "Failed"}, timeout=60) for run in [high, *low]}
+    assert {f["status"] for f in finals.values()} == {"Succeeded"}
+    by_start = sorted(finals, key=lambda run: datetime.fromisoformat(finals[run]["startTime"]))
+    assert by_start == [high, *low]
+    starts = [datetime.fromisoformat(finals[run]["startTime"]) for run in by_start]
+    assert all((b - a).total_seconds() >= 3.0 for a, b in itertools.pairwise(starts)), starts
