@@ -17,6 +17,9 @@ from .services import DatabaseDep
 
 # The largest page: a page is read in one statement and answered at once.
 MAX_PAGE = 5000
+# settleSeconds when the caller gives none: the CLI's --settle default. With 0, a consumer paging
+# with the defaults could pass over an event whose transaction committed after a later id was read.
+DEFAULT_SETTLE_SECONDS = 5
 
 
 class AuditEventRead(Camel):
@@ -53,11 +56,11 @@ class AuditLogController(Controller):
         workflow_id: Annotated[str | None, QueryParameter(name="workflowId", required=False)] = None,
         event_type: Annotated[str | None, QueryParameter(name="type", required=False)] = None,
         limit: Annotated[int, query_int("limit", ge=1, le=MAX_PAGE)] = 1000,
-        settle: Annotated[int, query_int("settleSeconds", ge=0, le=3600)] = 0,
+        settle: Annotated[int, query_int("settleSeconds", ge=0, le=3600)] = DEFAULT_SETTLE_SECONDS,
     ) -> AuditPage:
         # settleSeconds: the page ends at the first event written less than that long ago (an export
         # going on from its last id then does not pass over an event of a transaction that had not
-        # committed yet).
+        # committed yet); 0 answers every committed event, for a caller that knows none is in flight.
         rows = await db.executions.audit_events(
             after=after, workflow_id=workflow_id, event_type=event_type, limit=limit + 1, settle=settle
         )
