@@ -2800,6 +2800,45 @@ def _add_examples(sub: Any) -> None:
     load.set_defaults(func=cmd_examples_load)
 
 
+class _StdoutFailed(Exception):
+    """stdout could not take an event's line (a full disk, an I/O error; a closed pipe is a
+    BrokenPipeError, said otherwise)."""
+
+
+class _AuditExport:
+    """What `audit-log` has written: each line is flushed before it counts, so that `last` is the last
+    event whose line reached stdout whole, wherever the export stops (until this release it was the
+    last whole page's, and a reader that stopped mid-page, or a full disk, was told an id before
+    events already written, or after events that never were)."""
+
+    def __init__(self, after: int) -> None:
+        self.written = 0
+        self.last = after
+        self.reader_gone = False
+
+    def write(self, item: dict[str, Any]) -> None:
+        try:
+            sys.stdout.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise
+        except OSError as exc:
+            raise _StdoutFailed(f"writing event {item['id']} to stdout failed ({exc})") from exc
+        self.written += 1
+        self.last = item["id"]
+
+    def summary(self) -> str:
+        if self.reader_gone:
+            # What the pipe took is not what its reader read (`| head` leaves lines unread in it): an
+            # id to go on from could pass over events nobody read.
+            return (
+                f"{self.written} events written before stdout's reader went (it may not have read them all);"
+                " the next export: --after the last id it kept"
+            )
+        return f"{self.written} events; the next export: --after {self.last}"
+
+
 def cmd_audit_log(args: argparse.Namespace) -> int:
     """Every run's log events after --after, in order, as NDJSON (a line each), a page at a time until
     none is left or --max are written; the last id on stderr, for the next export's --after."""
@@ -2808,28 +2847,28 @@ def cmd_audit_log(args: argparse.Namespace) -> int:
         params["workflowId"] = args.workflow
     if args.type:
         params["type"] = args.type
-    written = 0
-    last = args.after
+    export = _AuditExport(args.after)
     # Said however the export ends: one cut by a failing page (a 503, a lost connection) has written
     # its first pages, and the next export goes on after them (it wrote them again from the old --after).
     try:
         with _client(args) as client:
-            while args.max is None or written < args.max:
+            while args.max is None or export.written < args.max:
                 if args.max is not None:
-                    params["limit"] = min(args.page_size, args.max - written)
-                response = client.get("/api/v1/audit-log", params={**params, "after": last})
+                    params["limit"] = min(args.page_size, args.max - export.written)
+                response = client.get("/api/v1/audit-log", params={**params, "after": export.last})
                 if response.status_code != 200:
                     return _refused(response)
                 page = response.json()
                 for item in page["items"]:
-                    print(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
-                written += len(page["items"])
-                if page["items"]:
-                    last = page["items"][-1]["id"]
+                    export.write(item)
                 if page["nextAfter"] is None:
                     break
+    except _StdoutFailed as exc:
+        print(f"error: {exc}: its line may be cut short at the end of the output", file=sys.stderr)
+        _stdout_to_devnull()  # the rest of that line, still buffered, would fail again at exit
+        return EXIT_RUN_FAILED
     finally:
-        print(f"{written} events; the next export: --after {last}", file=sys.stderr)
+        print(export.summary(), file=sys.stderr)
     return EXIT_OK
 
 
@@ -3153,12 +3192,18 @@ def _pipe_closed() -> int:
     """stdout's reader has gone (`dataworkflows ... | head`): end quietly, as Python's documentation
     suggests (what is still buffered goes to /dev/null, so the exit flush does not fail again);
     exit code 1, Python's for EPIPE."""
+    _stdout_to_devnull()
+    return EXIT_RUN_FAILED
+
+
+def _stdout_to_devnull() -> None:
+    """stdout's descriptor, from now on /dev/null: what is still buffered for a stdout that failed
+    (a closed pipe, a full disk) is dropped at exit instead of failing again there."""
     with contextlib.suppress(OSError, ValueError):
         descriptor = sys.stdout.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, descriptor)
         os.close(devnull)
-    return EXIT_RUN_FAILED
 
 
 def _main(argv: Sequence[str] | None) -> int:
