@@ -220,12 +220,37 @@ def _applied_versions(conn: Any, role: str | None) -> tuple[set[str], Any] | Non
             conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
         rows = conn.execute("SELECT version FROM dw.schema_migrations").fetchall()
         queue = procrastinate_schema.read_state(conn)
-    except (psycopg.Error, ValueError):
-        return None  # unreadable (a row edited by hand): migrate says what it makes of it
-    finally:
-        if role is not None and not conn.closed:
-            conn.execute("RESET ROLE")
+    except BaseException as exc:
+        if role is not None:
+            _reset_role_after_failure(conn)
+        if isinstance(exc, (psycopg.Error, ValueError)):
+            return None  # unreadable (a row edited by hand): migrate says what it makes of it
+        raise
+    if role is not None:
+        conn.execute("RESET ROLE")
     return {str(version) for (version,) in rows}, queue
+
+
+def _reset_role_after_failure(conn: Any) -> None:
+    """RESET ROLE after a probe that acted as DW_DB_ROLE failed, never said over what stopped it (as
+    migrate's unlock, migrations._let_go_after_failure). A session that cannot take it is closed
+    instead (a closed session acts as nobody): one busy with a statement in flight (Ctrl-C, or a stop
+    signal `up` turns into one, while the probe waited for its answer), lost, or in a failed
+    transaction. Until this release the probes' `finally` ran RESET ROLE on such a session, and its
+    error ("another command is already in progress", "the connection is closed") took the place of
+    the interruption, which the start-up probe then read as a database it cannot reach: `api` and
+    `worker` went on starting after Ctrl-C, `up` and `examples load` exited 3, not 130."""
+    import psycopg
+
+    if conn.closed:
+        return
+    if conn.info.transaction_status not in (psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.INTRANS):
+        conn.close()
+        return
+    try:
+        conn.execute("RESET ROLE")
+    except psycopg.Error:
+        conn.close()
 
 
 def _queue_pre_migrations_missing(queue: Any) -> list[str]:
@@ -317,8 +342,10 @@ def _role_problem(conn: Any, role: str | None) -> str | None:
             "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = 'dataworkflows_app')"
             " AND NOT pg_has_role('dataworkflows_app', 'USAGE')"
         ).fetchone()
-    finally:
-        conn.execute("RESET ROLE")
+    except BaseException:
+        _reset_role_after_failure(conn)
+        raise
+    conn.execute("RESET ROLE")
     if lacking:
         return (
             f"the role {role!r} (DW_DB_ROLE) lacks the application's rights (dataworkflows_app's, which a"

@@ -266,3 +266,74 @@ def test_up_whose_worker_has_a_bad_setting_exits_as_a_bad_setting(
         assert main(["up", "--no-examples", "--port", str(free_port())]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "the worker's metrics endpoint cannot listen on" in err and "Traceback" not in err, err
+
+
+class _Failing:
+    """A probe's connection whose statement containing `where` fails `how`: interrupted while in
+    flight (Ctrl-C, or a stop signal `up` turns into one), on a connection its server ended, or in a
+    transaction (the statement fails, the transaction is aborted)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], where: str, how: str, admin: psycopg.Connection[Any]) -> None:
+        self.conn, self.where, self.how, self.admin = conn, where, how, admin
+
+    def execute(self, query: Any, *args: Any) -> Any:
+        if self.where not in str(query):
+            return self.conn.execute(query, *args)
+        if self.how == "interrupted":
+            self.conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")  # in flight when the interruption comes
+            raise KeyboardInterrupt
+        if self.how == "lost":
+            self.admin.execute("SELECT pg_terminate_backend(%s)", (self.conn.info.backend_pid,))
+            return self.conn.execute(query, *args)
+        return self.conn.execute("SELECT 1 / 0")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+@pytest.mark.parametrize("how", ["interrupted", "lost", "aborted"])
+@pytest.mark.parametrize("probe", ["_applied_versions", "_role_problem"])
+def test_a_probe_whose_query_fails_says_what_stopped_it(postgresql: Any, probe: str, how: str) -> None:
+    """The start-up probes act as DW_DB_ROLE and ran RESET ROLE in a `finally`, as migrate's unlock
+    did: on a session left busy by an interruption its error ("another command is already in
+    progress") replaced the interruption, on a lost one "the connection is closed" replaced the
+    server's reason, and in an aborted transaction "current transaction is aborted" replaced the
+    failure (for _applied_versions, an unreadable table it answers None for). What stopped the probe
+    now goes on, and a session that cannot take RESET ROLE is closed instead."""
+    from dataworkflows import cli
+
+    postgresql.autocommit = True
+    with psycopg.connect(url_of(postgresql), autocommit=how != "aborted") as conn:
+        failing = _Failing(conn, "pg_has_role" if probe == "_role_problem" else "schema_migrations", how, postgresql)
+        call = getattr(cli, probe)
+        if how == "interrupted":
+            with pytest.raises(KeyboardInterrupt):
+                call(failing, "dataworkflows_app")
+        elif probe == "_applied_versions":
+            assert call(failing, "dataworkflows_app") is None
+        elif how == "lost":
+            with pytest.raises(psycopg.OperationalError, match="terminat"):
+                call(failing, "dataworkflows_app")
+        else:
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                call(failing, "dataworkflows_app")
+        # Left acting as nobody: reset, or closed.
+        assert conn.closed or conn.execute("SELECT current_user = session_user").fetchone() == (True,)
+
+
+def test_an_interrupted_start_up_probe_is_an_interruption(postgresql: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`api`, `worker` and `up` probe the database before they start, a database that cannot be
+    reached left to them (unreachable_ok): Ctrl-C while the probe's query was in flight was turned
+    into "another command is already in progress" by its RESET ROLE, read as that, and the command
+    went on starting. The interruption now ends the probe (exit 130)."""
+    from dataworkflows import cli, procrastinate_schema
+    from dataworkflows.config import Settings
+
+    def interrupted(conn: psycopg.Connection[Any]) -> None:
+        conn.pgconn.send_query(b"SELECT pg_sleep(0.2)")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(procrastinate_schema, "read_state", interrupted)
+    url = url_of(postgresql)
+    with pytest.raises(KeyboardInterrupt):
+        cli._require_schema(url, Settings(database_url=url), unreachable_ok=True)
