@@ -211,6 +211,7 @@ class WorkflowTriggerController(Controller):
             trigger_id=trigger_id,
             secret=encrypted,
             priority=data.priority,
+            most_event_triggers=svc.settings.max_event_triggers,
         )
         return created(request, read(stored, secret=secret), "triggers", str(trigger_id))
 
@@ -363,6 +364,7 @@ class TriggerController(Controller):
             config=data.config,
             priority=priority,
             clear_priority=data.priority is None,
+            most_event_triggers=svc.settings.max_event_triggers,
         )
         if changed is None:
             raise NotFound(f"trigger {trigger_id} not found")

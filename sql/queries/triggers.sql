@@ -97,3 +97,16 @@ RETURNING id, tenant_id, workflow_id, kind, name, enabled, config, secret IS NOT
 
 -- name: delete_trigger
 DELETE FROM dw.triggers WHERE id = %(id)s RETURNING id;
+
+-- name: lock_event_triggers
+-- Held while an event trigger is created, enabled or reconfigured, until its transaction ends: two
+-- at once would each count the other's triggers without its own and pass DW_MAX_EVENT_TRIGGERS
+-- together. Per tenant: an event matches its own tenant's triggers only.
+SELECT pg_advisory_xact_lock(hashtextextended('dw.event_triggers:' || dw.session_tenant_v1(), 0));
+
+-- name: enabled_event_subscriptions
+-- The session tenant's enabled event triggers but one (the one being changed), as matching sees
+-- them: their eventType pattern and source (NULL: any). The tenant explicitly, as the audit log's.
+SELECT t.config ->> 'eventType' AS pattern, t.config ->> 'source' AS source
+  FROM dw.triggers t
+ WHERE t.tenant_id = dw.session_tenant_v1() AND t.kind = 'event' AND t.enabled AND t.id <> %(id)s;

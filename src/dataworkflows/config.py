@@ -211,6 +211,11 @@ class Settings:
     # 10,000 subworkflow items never finished (its last item's child was refused, a review), nor
     # one whose items' children were retried.
     max_runs_per_tree: int = 20_000
+    # The most enabled event triggers of a tenant one event may match: a publish starts a run for
+    # each in one transaction (its locks and its time grow with them), so an event trigger that would
+    # take one event past it is refused when it is created, enabled or reconfigured (409
+    # too_many_event_triggers). 0: no limit. Lowering it leaves the triggers already there alone.
+    max_event_triggers: int = 100
     # The most bytes (as JSON) of node outputs a run keeps for its later nodes to read (the scope's
     # `nodes`: only outputs something in the run reads are kept); a node whose outputs would take it
     # past fails with run_outputs_too_large. A worker's memory per run in flight is bounded by it.

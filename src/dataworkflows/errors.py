@@ -260,6 +260,12 @@ class TriggerNameTaken(Conflict):
     code = "trigger_name_taken"
 
 
+class TooManyEventTriggers(Conflict):
+    """One event would match more of the tenant's enabled event triggers than DW_MAX_EVENT_TRIGGERS."""
+
+    code = "too_many_event_triggers"
+
+
 class Immutable(Conflict):
     """The record cannot be changed: a published version, or the execution log."""
 

@@ -6,8 +6,9 @@ published event's attributes; dw.publish_event_v1 matches and starts. Pure modul
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 # An eventType: a CloudEvents type as producers write them ("com.example.order.created"), or a
 # prefix ending in ".*" ("com.example.order.*": every type under it), or "*" (every type).
@@ -132,3 +133,68 @@ def parse_time(value: Any) -> datetime | None:
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+class Subscription(NamedTuple):
+    """An enabled event trigger as matching sees it: its eventType pattern and the only source it
+    takes (None: any)."""
+
+    pattern: str
+    source: str | None
+
+
+def pattern_matches(pattern: str, event_type: str) -> bool:
+    """dw.event_type_matches_v1: the type itself, a prefix ending in ".*", or "*"."""
+    return pattern == "*" or pattern == event_type or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
+
+
+# A type under a prefix that no trigger names exactly (no type has this character): what a prefix
+# pattern stands for when the busiest type under it is looked for.
+_UNNAMED = "\x00"
+
+
+def busiest_event(new: Subscription, others: list[Subscription]) -> tuple[int, str]:
+    """The most of `others` and `new` together that one event `new` takes would match, and that
+    event, said ("com.shop.order.created", "a type under com.shop.", "any type"; "from S" when only
+    one source gets there). Only the types the patterns name, or one under a prefix that none names
+    exactly, need looking at: any other type is matched by the same triggers as one of those."""
+    everyone = [*others, new]
+    by_pattern: dict[str, Counter[str | None]] = defaultdict(Counter)
+    for sub in everyone:
+        by_pattern[sub.pattern][sub.source] += 1
+    best = (0, "")
+    for candidate in {_stand_in(pattern) for pattern in by_pattern}:
+        if not pattern_matches(new.pattern, candidate):
+            continue
+        counts: Counter[str | None] = Counter()
+        for pattern in _patterns_taking(candidate):
+            counts.update(by_pattern.get(pattern, Counter()))
+        anywhere = counts.pop(None, 0)
+        source: str | None
+        if new.source is not None:
+            source, most = new.source, counts.get(new.source, 0)
+        else:
+            source, most = max(counts.items(), key=lambda item: item[1], default=(None, 0))
+        if anywhere + most > best[0]:
+            best = (anywhere + most, _said(candidate) + (f" from {source}" if most else ""))
+    return best
+
+
+def _stand_in(pattern: str) -> str:
+    if pattern == "*":
+        return _UNNAMED
+    return pattern[:-1] + _UNNAMED if pattern.endswith(".*") else pattern
+
+
+def _patterns_taking(event_type: str) -> list[str]:
+    """Every pattern that takes the type: "*", itself, and each prefix of it that ends in "."."""
+    prefixes = [event_type[: i + 1] + "*" for i, c in enumerate(event_type) if c == "."]
+    return ["*", event_type, *prefixes]
+
+
+def _said(candidate: str) -> str:
+    if candidate == _UNNAMED:
+        return "any type"
+    if candidate.endswith(_UNNAMED):
+        return f"a type under {candidate[:-1]}"
+    return candidate

@@ -297,3 +297,54 @@ async def test_data_that_is_not_an_object_sits_a_level_down(client: AsyncTestCli
     assert (await client.post("/api/v1/events", json=event("d-2", data=nested(14, [1])))).status_code == 202
     assert (await client.post("/api/v1/events", json=event("d-3", data=nested(15, {"y": 1})))).status_code == 202
     assert_problem(await client.post("/api/v1/events", json=event("d-4", data=nested(16, {"y": 1}))), 422)
+
+
+async def test_one_event_matches_at_most_the_configured_number_of_triggers(dsn: str) -> None:
+    """Each enabled event trigger an event matches starts a run in the publish's one transaction, and
+    nothing bounded how many one event matched. An event trigger that would take one event past
+    DW_MAX_EVENT_TRIGGERS is now refused when it is created, enabled or reconfigured, with the event
+    it would be too many for; a trigger that matches other events, a rename, a disable pass."""
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, max_event_triggers=3))) as client:
+        await workflow(client, "fan")
+        first = await subscribe(client, "fan", "t1", eventType="a.b.c")
+        await subscribe(client, "fan", "t2", eventType="a.b.c")
+        await subscribe(client, "fan", "t3", eventType="a.*")
+
+        async def add(name: str, enabled: bool = True, **config: Any) -> Any:
+            body = {"kind": "event", "name": name, "enabled": enabled, "config": config}
+            return await client.post("/api/v1/workflows/fan/triggers", json=body, headers=OPS)
+
+        for config, said in (
+            ({"eventType": "*"}, "an event of a.b.c would match 4"),
+            ({"eventType": "a.b.*"}, "an event of a.b.c would match 4"),
+            ({"eventType": "a.b.c", "source": "/other"}, "an event of a.b.c from /other would match 4"),
+        ):
+            body = assert_problem(await add("fourth", **config), 409)
+            assert body["code"] == "too_many_event_triggers" and said in body["detail"], body
+            assert "DW_MAX_EVENT_TRIGGERS" in body["detail"]
+        # Other events: a.x matches t3 and this one.
+        other = await add("elsewhere", eventType="a.x")
+        assert other.status_code == 201, other.text
+        # Disabled, it matches nothing; enabled, it is counted.
+        idle = await add("everything", enabled=False, eventType="*")
+        assert idle.status_code == 201, idle.text
+        everything = f"/api/v1/triggers/{idle.json()['id']}"
+        refused = assert_problem(await client.patch(everything, json={"enabled": True}, headers=OPS), 409)
+        assert refused["code"] == "too_many_event_triggers"
+        # A reconfiguration of an enabled one is counted too; a rename is not.
+        t1 = f"/api/v1/triggers/{first}"
+        assert (await client.patch(t1, json={"config": {"eventType": "q"}}, headers=OPS)).status_code == 200
+        assert (await client.patch(t1, json={"name": "t1-renamed"}, headers=OPS)).status_code == 200
+        # With t1 on "q", a.b.c has room for the catch-all; then none for t1 back under a.b.
+        assert (await client.patch(everything, json={"enabled": True}, headers=OPS)).status_code == 200
+        widened = assert_problem(await client.patch(t1, json={"config": {"eventType": "a.b.*"}}, headers=OPS), 409)
+        assert "an event of a.b.c would match 4" in widened["detail"], widened
+        published = await client.post("/api/v1/events", json=event("fan-1", "a.b.c"), headers=OPS)
+        assert len(published.json()["deliveries"]) == 3
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, max_event_triggers=0))) as unbounded:
+        made = await unbounded.post(
+            "/api/v1/workflows/fan/triggers",
+            json={"kind": "event", "name": "no-limit", "config": {"eventType": "a.b.c"}},
+            headers=OPS,
+        )
+        assert made.status_code == 201, made.text

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from dataworkflows import errors
 
 if TYPE_CHECKING:
-    from dataworkflows.db import Database
+    from dataworkflows.db import Database, Transaction
 
 
 class Trigger(msgspec.Struct, frozen=True):
@@ -67,21 +67,28 @@ class TriggerData:
         trigger_id: UUID,
         secret: bytes | None,
         priority: int | None = None,
+        most_event_triggers: int = 0,
     ) -> Trigger:
-        """A new trigger (Conflict when the name is taken for this kind; NotFound without the workflow)."""
-        row = await self._db.fetch_one_as(
-            Trigger,
-            "insert_trigger",
-            id=trigger_id,
-            workflow_id=workflow_id,
-            kind=kind,
-            name=name,
-            enabled=enabled,
-            config=Jsonb(config),
-            secret=secret,
-            principal=principal,
-            priority=priority,
-        )
+        """A new trigger (Conflict when the name is taken for this kind; NotFound without the workflow;
+        TooManyEventTriggers when, enabled, it would take one event past `most_event_triggers`)."""
+        params = {
+            "id": trigger_id,
+            "workflow_id": workflow_id,
+            "kind": kind,
+            "name": name,
+            "enabled": enabled,
+            "config": Jsonb(config),
+            "secret": secret,
+            "principal": principal,
+            "priority": priority,
+        }
+        if kind == "event" and enabled and most_event_triggers:
+            async with self._db.transaction() as tx:
+                await _check_event_fan_out(tx, trigger_id, config, most_event_triggers)
+                found = await tx.fetch_one("insert_trigger", **params)
+            row = None if found is None else msgspec.convert(found, Trigger)
+        else:
+            row = await self._db.fetch_one_as(Trigger, "insert_trigger", **params)
         if row is None:
             # Deleted meanwhile (the API looked it up first).
             raise errors.WorkflowNotFound(f"workflow {workflow_id!r} not found")
@@ -131,20 +138,35 @@ class TriggerData:
         config: dict[str, Any] | None,
         priority: int | None = None,
         clear_priority: bool = False,
+        most_event_triggers: int = 0,
     ) -> Trigger | None:
         """Changes what is given (a priority, or clear_priority: none of its own); a schedule whose
         cron or time zone changes, or that is enabled again, has its next tick computed afresh by the
-        scheduler (from the change)."""
-        return await self._db.fetch_one_as(
-            Trigger,
-            "update_trigger",
-            id=trigger_id,
-            name=name,
-            enabled=enabled,
-            config=None if config is None else Jsonb(config),
-            priority=priority,
-            clear_priority=clear_priority,
-        )
+        scheduler (from the change). An event trigger enabled, or reconfigured and enabled after,
+        is refused with TooManyEventTriggers when it would take one event past `most_event_triggers`
+        (0: no limit); what it was is read under the tenant's event trigger lock, so a change made
+        meanwhile is counted."""
+        params = {
+            "id": trigger_id,
+            "name": name,
+            "enabled": enabled,
+            "config": None if config is None else Jsonb(config),
+            "priority": priority,
+            "clear_priority": clear_priority,
+        }
+        if not most_event_triggers or (enabled is not True and config is None):
+            # A rename, a disable, a priority: nothing that makes a trigger match more.
+            return await self._db.fetch_one_as(Trigger, "update_trigger", **params)
+        async with self._db.transaction() as tx:
+            await tx.fetch_one("lock_event_triggers")
+            current = await tx.fetch_one("get_trigger", id=trigger_id)
+            if current is not None and current["kind"] == "event":
+                enabled_after = current["enabled"] if enabled is None else enabled
+                if enabled_after and (config is not None or not current["enabled"]):
+                    after = config if config is not None else current["config"]
+                    await _check_event_fan_out(tx, trigger_id, after, most_event_triggers)
+            row = await tx.fetch_one("update_trigger", **params)
+        return None if row is None else msgspec.convert(row, Trigger)
 
     async def rotate_secret(self, trigger_id: UUID, *, secret: bytes, keep_seconds: float) -> Trigger | None:
         """A signed webhook's new (encrypted) secret; the one it replaces stays valid `keep_seconds`.
@@ -161,3 +183,22 @@ class TriggerData:
         """The encrypted signing secret (for the webhook endpoint)."""
         row = await self._db.fetch_one("get_trigger_secret", id=trigger_id)
         return None if row is None else row["secret"]
+
+
+async def _check_event_fan_out(tx: Transaction, trigger_id: UUID, config: dict[str, Any], most: int) -> None:
+    """Refuses an enabled event trigger with this config when one event would then match more than
+    `most` of the tenant's enabled event triggers (each starts a run in the publish's one
+    transaction). The tenant's event triggers stay locked until the caller's transaction ends."""
+    from dataworkflows import events
+
+    await tx.fetch_one("lock_event_triggers")  # again in a transaction that holds it: no harm
+    rows = await tx.fetch_all("enabled_event_subscriptions", id=trigger_id)
+    others = [events.Subscription(str(row["pattern"]), row["source"]) for row in rows]
+    new = events.Subscription(str(config["eventType"]), config.get("source"))
+    count, event = events.busiest_event(new, others)
+    if count > most:
+        raise errors.TooManyEventTriggers(
+            f"an event of {event} would match {count} enabled event triggers of this tenant, one a run started"
+            f" in one transaction; at most {most} may match one event (DW_MAX_EVENT_TRIGGERS): disable one, or"
+            " narrow it (a longer eventType, a source) first"
+        )
