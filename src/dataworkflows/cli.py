@@ -2845,7 +2845,9 @@ class _AuditExport:
 
     def write(self, item: dict[str, Any]) -> None:
         try:
-            sys.stdout.write(json.dumps(item, separators=(",", ":"), ensure_ascii=False) + "\n")
+            # ASCII, every other character a JSON escape: the terminal guard (_terminal_safe) wrote a
+            # C1 control as `\x85`, no JSON escape, and the line could not be read back.
+            sys.stdout.write(json.dumps(item, separators=(",", ":")) + "\n")
             sys.stdout.flush()
         except BrokenPipeError:
             self.reader_gone = True

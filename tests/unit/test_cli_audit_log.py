@@ -125,3 +125,23 @@ def test_an_export_whose_reader_goes_mid_page_names_no_id_to_go_on_from(
     assert "4 events written before stdout's reader went" in err, err
     assert "--after the last id it kept" in err and not re.search(r"--after \d", err), err
     assert "Traceback" not in err
+
+
+def test_an_exported_line_is_json_whatever_characters_an_event_holds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run's details come from whoever started it. The lines were written with their characters as
+    they are, and the CLI's terminal guard then wrote a C1 control (U+0085, say) as `\\x85`, which is
+    no JSON escape: the export's line could not be read back. The lines are ASCII now, each such
+    character a JSON escape of itself."""
+    details = {"reason": "a\x85b\u202ec\u2028d\x1be", "name": "Zoë"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": [{**_event(1), "details": details}], "nextAfter": None})
+
+    monkeypatch.setattr(
+        cli, "_client", lambda args: httpx.Client(base_url="http://api", transport=httpx.MockTransport(handler))
+    )
+    assert cli.main(["audit-log", "--settle", "0"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.isascii() and json.loads(line)["details"] == details
