@@ -107,6 +107,13 @@ SELECT pg_advisory_xact_lock(hashtextextended('dw.event_triggers:' || dw.session
 -- name: enabled_event_subscriptions
 -- The session tenant's enabled event triggers but one (the one being changed), as matching sees
 -- them: their eventType pattern and source (NULL: any). The tenant explicitly, as the audit log's.
+-- Only those one event could match together with a trigger of this pattern and source (NULL: any):
+-- a source it takes, and a pattern that takes a type the other takes (one takes the other's pattern
+-- as a type: a prefix over the other, '*', the same type). The tenant's every event trigger was read
+-- for each change (a review: 100,000 of them, 1.6 s a creation), and only these can count.
 SELECT t.config ->> 'eventType' AS pattern, t.config ->> 'source' AS source
   FROM dw.triggers t
- WHERE t.tenant_id = dw.session_tenant_v1() AND t.kind = 'event' AND t.enabled AND t.id <> %(id)s;
+ WHERE t.tenant_id = dw.session_tenant_v1() AND t.kind = 'event' AND t.enabled AND t.id <> %(id)s
+   AND (%(source)s::text IS NULL OR t.config ->> 'source' IS NULL OR t.config ->> 'source' = %(source)s::text)
+   AND (dw.event_type_matches_v1(t.config ->> 'eventType', %(pattern)s::text)
+        OR dw.event_type_matches_v1(%(pattern)s::text, t.config ->> 'eventType'));
