@@ -148,6 +148,12 @@ def pattern_matches(pattern: str, event_type: str) -> bool:
     return pattern == "*" or pattern == event_type or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
 
 
+def takes_every_event_of(old: Subscription, new: Subscription) -> bool:
+    """Whether every event `new` matches, `old` matches too: a trigger changed from old to new
+    matches no event it did not, and no event's count of triggers grows."""
+    return (old.source is None or old.source == new.source) and pattern_matches(old.pattern, new.pattern)
+
+
 # A type under a prefix that no trigger names exactly (no type has this character): what a prefix
 # pattern stands for when the busiest type under it is looked for.
 _UNNAMED = "\x00"

@@ -395,3 +395,28 @@ async def test_the_event_trigger_count_reads_only_overlapping_triggers_off_the_e
             False,
         )
     ], seen
+
+
+async def test_an_event_trigger_past_a_lowered_limit_may_still_be_narrowed(dsn: str) -> None:
+    """A lowered DW_MAX_EVENT_TRIGGERS leaves the triggers already there alone, and its refusal says
+    "disable one, or narrow it first"; but narrowing an enabled trigger of a group already past the
+    limit was refused too, since the event it still matches is past it: only a disable passed. A
+    change after which the trigger matches no event it did not match before is never refused now; a
+    widening is, as before."""
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, max_event_triggers=0))) as unbounded:
+        await workflow(unbounded, "narrow")
+        ids = [await subscribe(unbounded, "narrow", f"n{i}", eventType="n.b.c") for i in range(4)]
+    async with AsyncTestClient(create_app(Settings(database_url=dsn, max_event_triggers=3))) as client:
+        first, second = (f"/api/v1/triggers/{ids[0]}", f"/api/v1/triggers/{ids[1]}")
+        narrowed = await client.patch(first, json={"config": {"eventType": "n.b.c", "source": "/x"}}, headers=OPS)
+        assert narrowed.status_code == 200, narrowed.text
+        kept = await client.patch(second, json={"config": {"eventType": "n.b.c"}, "enabled": True}, headers=OPS)
+        assert kept.status_code == 200, kept.text
+        # Wider (another source, a prefix) is a new event for it: refused.
+        for config in ({"eventType": "n.b.c", "source": "/y"}, {"eventType": "n.b.*", "source": "/x"}):
+            widened = assert_problem(await client.patch(first, json={"config": config}, headers=OPS), 409)
+            assert widened["code"] == "too_many_event_triggers", widened
+        # Disabled, then enabled again: counted as new.
+        assert (await client.patch(second, json={"enabled": False}, headers=OPS)).status_code == 200
+        again = assert_problem(await client.patch(second, json={"enabled": True}, headers=OPS), 409)
+        assert again["code"] == "too_many_event_triggers", again

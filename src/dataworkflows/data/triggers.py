@@ -145,8 +145,8 @@ class TriggerData:
         cron or time zone changes, or that is enabled again, has its next tick computed afresh by the
         scheduler (from the change). An event trigger enabled, or reconfigured and enabled after,
         is refused with TooManyEventTriggers when it would take one event past `most_event_triggers`
-        (0: no limit); what it was is read under the tenant's event trigger lock, so a change made
-        meanwhile is counted."""
+        (0: no limit), unless it stays enabled and matches no event it did not before (a narrowing); what it
+        was is read under the tenant's event trigger lock, so a change made meanwhile is counted."""
         params = {
             "id": trigger_id,
             "name": name,
@@ -165,7 +165,11 @@ class TriggerData:
                 enabled_after = current["enabled"] if enabled is None else enabled
                 if enabled_after and (config is not None or not current["enabled"]):
                     after = config if config is not None else current["config"]
-                    await _check_event_fan_out(tx, trigger_id, after, most_event_triggers)
+                    # An enabled one narrowed (or given its config again) matches no event it did
+                    # not: never refused, even in a group a lowered setting left past the limit,
+                    # which the refusal tells to narrow (until this release only a disable passed).
+                    if not (current["enabled"] and _narrows(current["config"], after)):
+                        await _check_event_fan_out(tx, trigger_id, after, most_event_triggers)
             row = await tx.fetch_one("update_trigger", **params)
         return None if row is None else msgspec.convert(row, Trigger)
 
@@ -184,6 +188,13 @@ class TriggerData:
         """The encrypted signing secret (for the webhook endpoint)."""
         row = await self._db.fetch_one("get_trigger_secret", id=trigger_id)
         return None if row is None else row["secret"]
+
+
+def _narrows(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    def subscription(config: dict[str, Any]) -> events.Subscription:
+        return events.Subscription(str(config["eventType"]), config.get("source"))
+
+    return events.takes_every_event_of(subscription(before), subscription(after))
 
 
 def _busiest_event(new: events.Subscription, rows: list[dict[str, Any]]) -> tuple[int, str]:
