@@ -469,11 +469,13 @@ CREATE OR REPLACE FUNCTION dw.failed_compensation_steps_v1(p_execution_id uuid)
 $$;
 
 -- What failed in a child run's compensation, for its parent's letter: its failed steps, each with its
--- error (NULL: none failed).
+-- error (NULL: none failed), at most 2,000 characters, as the parent's step's own error
+-- (dw.end_child_step_v1): taken whole, a child whose forEach had 1,000 failed undos made its parent's
+-- message megabytes (a review).
 CREATE OR REPLACE FUNCTION dw.child_compensation_failures_v1(p_child uuid)
     RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT string_agg(format('%s (%s: %s)', k.node_id, k.error ->> 'code', k.error ->> 'message'), '; '
-                      ORDER BY k.position)
+    SELECT left(string_agg(format('%s (%s: %s)', k.node_id, k.error ->> 'code', k.error ->> 'message'), '; '
+                           ORDER BY k.position), 2000)
       FROM dw.compensations k WHERE k.execution_id = p_child AND k.status = 'Failed';
 $$;
 

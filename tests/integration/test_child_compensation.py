@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.db import Database
@@ -686,3 +687,26 @@ async def test_a_childs_compensation_reads_why_it_is_undone(db: Database, condit
     assert hotel.outputs["echo"] == ("Succeeded child of stay-12 (book, Succeeded), undone for trip-12's Failed at pay")
     flight = next(s for s in await db.compensations.steps(root) if s.node_id == "flight")
     assert flight.outputs["echo"] == f"Failed {root} null"
+
+
+async def test_a_failed_childs_part_of_its_parents_letter_stays_bounded(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A failed child step's error was its child's failures cut to 2,000 characters
+    (dw.end_child_step_v1); the parent's letter, which now reads them from the child's own steps
+    (dw.child_compensation_failures_v1), took every one of them whole: a child with a forEach of
+    1,000 failed undos made its parent's message megabytes. Its part stays within those 2,000."""
+    await publish(db, wf("many-12", echo("a")), conditions)
+    child = await start(db, "many-12")
+    for position in range(1, 41):
+        await sql(
+            db,
+            "INSERT INTO dw.compensations (tenant_id, execution_id, node_id, position, action_type, max_attempts,"
+            " timeout_seconds, status, error) VALUES ('default', %s, %s, %s, 'core.echo', 1, 1, 'Failed', %s)",
+            child,
+            f"step-{position}",
+            position,
+            Jsonb({"code": "refund_refused", "message": "x" * 200}),
+        )
+    ((failures,),) = await sql(db, "SELECT dw.child_compensation_failures_v1(%s)", child)
+    assert failures.startswith("step-1 (refund_refused: xxx") and len(failures) <= 2000, len(failures)
