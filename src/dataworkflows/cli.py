@@ -1405,9 +1405,79 @@ def _print_dead_letters(items: list[dict[str, Any]]) -> None:
         state = "redriven" if d["redrivenAt"] else (d.get("closeReason") or "open")
         message = ((d.get("error") or {}).get("message") or "")[:80]
         print(
-            f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {d['nodeId'] or '-':<16} "
+            f"{d['id']:>6} {d['kind']:<12} {d['workflowId'] or '-':<20} {_letter_nodes(d):<16} "
             f"{d['attempts']:>8}  {state:<12} {message}"
         )
+        # A compensation letter's failed children, one a line, whole: the message, cut at 80
+        # characters, cut a child's run id in two (a review).
+        for child in _failed_children(d):
+            print(f"{'':>6} {_child_line(child)}")
+
+
+def _letter_nodes(letter: dict[str, Any]) -> str:
+    """The letter's node; a compensation_failed letter has none (it is the run's): its failed steps."""
+    if letter.get("nodeId"):
+        return str(letter["nodeId"])
+    steps = (letter.get("payload") or {}).get("failedSteps") if letter["kind"] == "compensation_failed" else None
+    if isinstance(steps, list) and steps:
+        # A forEach's failed children are steps of one node: named once.
+        return ",".join(dict.fromkeys(str(step) for step in steps))
+    return "-"
+
+
+def _failed_children(letter: dict[str, Any]) -> list[dict[str, Any]]:
+    """A compensation_failed letter's failed child steps (payload failedChildren; none on a letter
+    filed before it was recorded)."""
+    children = (letter.get("payload") or {}).get("failedChildren") if letter["kind"] == "compensation_failed" else None
+    return [c for c in children if isinstance(c, dict)] if isinstance(children, list) else []
+
+
+def _child_line(child: dict[str, Any]) -> str:
+    steps = ", ".join(str(step) for step in child.get("failedSteps") or []) or "-"
+    return f"child run {child.get('childExecutionId')}  (undo of {child.get('nodeId')}; failed in it: {steps})"
+
+
+def cmd_dead_letters_show(args: argparse.Namespace) -> int:
+    """One dead letter, whole: its run, its error unabridged, and a compensation letter's failed steps
+    and child runs, one a line."""
+    with _client(args) as client:
+        response = client.get(f"/api/v1/dead-letters/{args.dead_letter_id}")
+    if response.status_code != 200:
+        return _refused(response)
+    letter = response.json()
+    if args.json:
+        print(json.dumps(letter, indent=2))
+    else:
+        _print_dead_letter(letter)
+    return EXIT_OK
+
+
+def _letter_state(d: dict[str, Any]) -> str:
+    if d["redrivenAt"]:
+        return f"redriven {d['redrivenAt']} by {d.get('redrivenBy') or '-'}"
+    if d.get("closeReason"):
+        return f"{d['closeReason']} {d.get('closedAt')} by {d.get('closedBy') or '-'}"
+    return "open"
+
+
+def _print_dead_letter(d: dict[str, Any]) -> None:
+    print(f"dead letter {d['id']}")
+    print(f"  kind      {d['kind']}")
+    print(f"  run       {d.get('executionId') or '-'}")
+    print(f"  workflow  {d.get('workflowId') or '-'}")
+    print(f"  node      {_letter_nodes(d)}")
+    print(f"  attempts  {d['attempts']}")
+    print(f"  created   {d['createdAt']}")
+    print(f"  state     {_letter_state(d)}")
+    if d.get("closeNote"):
+        print(f"  note      {d['closeNote']}")
+    error = d.get("error") or {}
+    if isinstance(error, dict) and error:
+        print(f"  error     {error.get('code') or '-'}: {error.get('message') or ''}")
+    elif error:
+        print(f"  error     {error}")
+    for child in _failed_children(d):
+        print(f"  {_child_line(child)}")
 
 
 def cmd_dead_letters_redrive(args: argparse.Namespace) -> int:
@@ -3093,7 +3163,7 @@ def build_parser() -> argparse.ArgumentParser:
         toggle.set_defaults(func=cmd_workflows_enabled, action=action)
     _add_workflow_retention(wsub)
 
-    dead = sub.add_parser("dead-letters", help="what needs a human: list, redrive, acknowledge")
+    dead = sub.add_parser("dead-letters", help="what needs a human: list, show, redrive, acknowledge")
     dsub = dead.add_subparsers(dest="dead_letters_command", required=True)
     dlist = dsub.add_parser("list", help="open dead letters (--all: also redriven and closed ones)")
     dlist.add_argument("--all", action="store_true", help="also those redriven or acknowledged")
@@ -3103,6 +3173,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--json", action="store_true", help='print {"items": [...], "nextCursor": ...} as JSON')
     dlist.add_argument("--api-url")
     dlist.set_defaults(func=cmd_dead_letters_list)
+    show = dsub.add_parser("show", help="one dead letter, whole: its run, error, failed steps and child runs")
+    show.add_argument("dead_letter_id", type=int)
+    show.add_argument("--json", action="store_true", help="print the letter as the API answers it")
+    show.add_argument("--api-url")
+    show.set_defaults(func=cmd_dead_letters_show)
     redrive = dsub.add_parser("redrive", help="re-run the failed part of a dead-lettered run (once)")
     redrive.add_argument("dead_letter_id", type=int)
     redrive.add_argument("--wait", action="store_true", help="follow the run until it ends (as run --wait)")

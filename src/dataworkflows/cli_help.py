@@ -80,6 +80,7 @@ EXAMPLES: dict[str, str] = {
     "workflows retention": "dataworkflows workflows retention simple-echo --days 90",
     "dead-letters": "dataworkflows dead-letters list",
     "dead-letters list": "dataworkflows dead-letters list --all --kind timed_out --limit 20",
+    "dead-letters show": "dataworkflows dead-letters show 12",
     "dead-letters redrive": "dataworkflows dead-letters redrive 12 --wait --timeout 300",
     "dead-letters ack": "dataworkflows dead-letters ack 12 --note 'refunded by hand'",
     "executions": "dataworkflows executions list --status Failed --since 2h",

@@ -584,6 +584,44 @@ def test_the_dead_letters_page_shows_a_new_letter_by_itself(page: Any, console: 
     expect(page.locator(f'#dead-letters tr[data-letter="{letter["id"]}"]')).to_have_count(1, timeout=25_000)
 
 
+def test_a_compensation_letter_names_its_steps_and_child_runs(page: Any, console: Console) -> None:
+    """A compensation_failed letter has no node (it is the run's): the Node column names its failed
+    steps, once each, and each failed child run with its id whole, a link to the child's page (the
+    message named it deep in a long text)."""
+    from playwright.sync_api import expect
+
+    once(console, FAILING)
+    execution_id = console.execute("always-fails")
+    console.wait_for(execution_id, {"Failed"})
+    kids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    payload = {
+        "workflowId": "always-fails",
+        "failedSteps": ["stays", "stays"],
+        "failedChildren": [
+            {"nodeId": "stays", "childExecutionId": kids[0], "failedSteps": ["book-hotel"]},
+            {"nodeId": "stays", "childExecutionId": kids[1], "failedSteps": ["book-hotel", "book-car"]},
+        ],
+    }
+    error = {"code": "compensation_failed", "message": "2 of 3 compensation steps failed: ..."}
+    ((letter_id,),) = console.sql(
+        "INSERT INTO dw.dead_letters (tenant_id, kind, execution_id, payload, error, attempts)"
+        " SELECT e.tenant_id, 'compensation_failed', e.id, %s::jsonb, %s::jsonb, 2 FROM dw.executions e"
+        " WHERE e.id = %s RETURNING id",
+        json.dumps(payload),
+        json.dumps(error),
+        execution_id,
+    )
+    page.goto("/ui#/dead-letters?state=open&kind=compensation_failed")
+    node = page.locator(f'#dead-letters tr[data-letter="{letter_id}"] td').nth(4)
+    expect(node).to_contain_text("stays", timeout=WAIT_MS)
+    children = node.locator(".failed-child")
+    expect(children).to_have_count(2)
+    for n, (kid, steps) in enumerate(zip(kids, ["book-hotel", "book-hotel, book-car"], strict=True)):
+        assert children.nth(n).inner_text() == f"child run {kid} (stays; failed in it: {steps})"
+        expect(children.nth(n).locator(f'a[href="#/executions/{kid}"]')).to_have_text(kid)
+    assert node.inner_text().splitlines()[0] == "stays"
+
+
 def test_problems_are_shown_and_the_main_pages(page: Any, console: Console) -> None:
     page.goto("/ui#/executions/00000000-0000-0000-0000-000000000000")
     banner = page.locator("#problem")

@@ -6,6 +6,28 @@ import { h, badge, who, execLink, timeEl, table, empty, errorMessage, confirmed,
 // How often the list is read again.
 const REFRESH_MS = 10000;
 
+// A compensation_failed letter has no node (it is the run's): its failed steps, named once (a
+// forEach's failed children are steps of one node), and each failed child run with its id whole, a
+// link to its page (the message named it deep in a long text, or not at all once cut).
+function letterNodes(d) {
+  if (d.kind !== "compensation_failed") return "";
+  const payload = d.payload || {};
+  const steps = [...new Set(Array.isArray(payload.failedSteps) ? payload.failedSteps : [])];
+  const children = Array.isArray(payload.failedChildren) ? payload.failedChildren : [];
+  return [
+    steps.join(", "),
+    ...children.map((c) =>
+      h(
+        "div",
+        { class: "failed-child", "data-child": c.childExecutionId },
+        "child run ",
+        execLink(c.childExecutionId, c.childExecutionId),
+        " (" + c.nodeId + "; failed in it: " + ((c.failedSteps || []).join(", ") || "-") + ")",
+      ),
+    ),
+  ];
+}
+
 export async function render(main, { params }, ctx) {
   const state = params.get("state") || "open";
   const kind = params.get("kind") || "";
@@ -83,7 +105,7 @@ export async function render(main, { params }, ctx) {
         h("td", {}, d.kind),
         h("td", {}, d.workflowId ? h("a", { href: "#/workflows/" + encodeURIComponent(d.workflowId) }, d.workflowId) : ""),
         h("td", {}, d.executionId ? execLink(d.executionId) : ""),
-        h("td", {}, d.nodeId || ""),
+        h("td", {}, d.nodeId || letterNodes(d)),
         h("td", { class: "num" }, String(d.attempts)),
         h("td", { class: "error-text" }, errorMessage(d.error)),
         h("td", {}, timeEl(d.createdAt)),
