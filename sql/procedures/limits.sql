@@ -119,6 +119,74 @@ BEGIN
 END;
 $$;
 
+-- A run waiting on its row for a promised start time (dw.park_throttled_run_v1) had its priority
+-- raised to p_priority (dw.set_execution_priority_v1, which holds the run's row): it is promised
+-- again as a run held back now at that priority would be (dw.admit_root_run_v1), if that is earlier
+-- than its promise: after the runs it does not go ahead of, and the lower runs promised from that
+-- time up to its old one move back a turn each (their wake-ups too), none further than a minute after
+-- its first promise (those that far are runs it does not go ahead of). Its old turn is taken by the
+-- run just before it, so no turn is left empty; and the rate itself is untouched: a start still waits
+-- for the spacing after the last actual start. Lock order as an acquire's: the run (held by the
+-- caller), then its workflow; other runs' rows SKIP LOCKED (a run a worker is taking keeps its time),
+-- so this never waits for a run's row while it holds the workflow's. Returns the new promise, or NULL
+-- when it keeps its own: its turn has come (its job queued or running: no wake-up time), its workflow
+-- has no rate limit, or no earlier time is free for it. A lowered run keeps its promise (README "Run
+-- priority": moving it back would leave its turn empty or move runs held back before it forward).
+CREATE OR REPLACE FUNCTION dw.repromise_raised_run_v1(p_e dw.executions, p_priority integer)
+    RETURNS timestamptz LANGUAGE plpgsql AS $$
+DECLARE
+    v_rate integer;
+    v_last timestamptz;
+    v_spacing interval;
+    v_next timestamptz;
+    v_slot timestamptz;
+    c_slip constant interval := interval '1 minute';
+BEGIN
+    IF p_e.status <> 'Pending' OR p_e.depth <> 0 OR p_e.rate_slot_at IS NULL OR p_e.wake_at IS NULL
+       OR p_e.lease_owner IS NOT NULL OR p_priority <= p_e.priority
+       OR EXISTS (SELECT 1 FROM procrastinate_jobs j
+                   WHERE (j.args ->> 'execution_id') = p_e.id::text AND j.status IN ('todo', 'doing')) THEN
+        RETURN NULL;
+    END IF;
+    SELECT w.rate_limit_per_minute, w.rate_last_start_at INTO v_rate, v_last
+      FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id FOR NO KEY UPDATE;
+    IF v_rate IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_spacing := make_interval(secs => 60.0 / v_rate);
+    -- As dw.admit_root_run_v1 places a run held back now, at the new priority.
+    SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
+     WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
+       AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
+       AND (e.priority >= p_priority OR e.wake_at IS NULL
+            OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
+    v_slot := GREATEST(v_next, v_last + v_spacing, clock_timestamp());
+    IF v_slot >= p_e.rate_slot_at THEN
+        RETURN NULL;
+    END IF;
+    -- Only those promised before its old time: those after it keep theirs (it leaves its turn to
+    -- the one just before it).
+    WITH behind AS (
+        SELECT t.id FROM dw.executions t
+         WHERE t.tenant_id = p_e.tenant_id AND t.workflow_id = p_e.workflow_id AND t.status = 'Pending'
+           AND t.rate_slot_at >= v_slot AND t.rate_slot_at < p_e.rate_slot_at
+           AND t.priority < p_priority AND t.wake_at IS NOT NULL AND t.id <> p_e.id
+         FOR NO KEY UPDATE OF t SKIP LOCKED
+    )
+    UPDATE dw.executions e
+       SET rate_first_slot_at = COALESCE(e.rate_first_slot_at, e.rate_slot_at),
+           rate_slot_at = e.rate_slot_at + v_spacing, wake_at = e.wake_at + v_spacing
+      FROM behind b WHERE e.id = b.id;
+    -- Its bound stays where it was, or comes earlier: a first promise before its new time is kept
+    -- (it may still be moved back to a minute after that one), else the new time is its first.
+    UPDATE dw.executions e
+       SET rate_slot_at = v_slot, wake_at = GREATEST(v_slot, v_last + v_spacing),
+           rate_first_slot_at = CASE WHEN e.rate_first_slot_at < v_slot THEN e.rate_first_slot_at END
+     WHERE e.id = p_e.id;
+    RETURN v_slot;
+END;
+$$;
+
 -- A root run its workflow's limits hold back (dw.admit_root_run_v1 said 'throttled') waits on its
 -- row until p_wake_at (its turn under the rate, or the next look for a free concurrency slot), as a
 -- parked run does: it stays Pending, with no job, and dw.wake_due_runs_v1 queues one when the time

@@ -622,6 +622,7 @@ CREATE OR REPLACE FUNCTION dw.set_execution_priority_v1(p_execution_id uuid, p_p
     LANGUAGE plpgsql AS $$
 DECLARE
     v_e dw.executions;
+    v_promised timestamptz;
 BEGIN
     IF p_priority IS NULL OR p_priority NOT BETWEEN -100 AND 100 THEN
         RAISE EXCEPTION 'a run''s priority is between -100 and 100, not %', COALESCE(p_priority::text, 'null')
@@ -637,9 +638,16 @@ BEGIN
         RETURN;
     END IF;
     UPDATE dw.executions e SET priority = p_priority WHERE e.id = p_execution_id;
+    -- A raised run waiting for a promised start time under its workflow's rate is promised again, as
+    -- a run held back now at that priority would be (until this release it kept its time until its
+    -- next promise).
+    v_promised := dw.repromise_raised_run_v1(v_e, p_priority);
     INSERT INTO dw.execution_events (execution_id, type, principal, details)
     VALUES (p_execution_id, 'priority_changed', p_principal,
-            jsonb_build_object('priority', p_priority, 'previous', v_e.priority, 'status', v_e.status));
+            jsonb_build_object('priority', p_priority, 'previous', v_e.priority, 'status', v_e.status)
+            || CASE WHEN v_promised IS NOT NULL
+                    THEN jsonb_build_object('promisedAt', v_promised, 'previousPromisedAt', v_e.rate_slot_at)
+                    ELSE '{}' END);
     RETURN QUERY SELECT v_e.status, p_priority, v_e.priority::integer, true,
                         dw.move_queued_run_jobs_v1(p_execution_id, p_priority);
 END;

@@ -9,6 +9,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from dataworkflows.conditions import ConditionPool
 from dataworkflows.data.limits import WorkflowLimits
 from dataworkflows.data.runs import acquired_from_row
@@ -175,6 +177,88 @@ async def test_a_promise_is_moved_back_by_a_minute_at_most(db: Database, conditi
     assert low_first == high1_at
     assert (low_at - low_first).total_seconds() == 60.0
     assert (high2_at - low_at).total_seconds() == 60.0
+
+
+async def wake_ups(db: Database, runs: list[Any]) -> list[datetime]:
+    return [(await run_row(db, run))["wake_at"] for run in runs]
+
+
+async def test_a_raised_run_is_promised_again_as_a_run_held_back_now(db: Database, conditions: ConditionPool) -> None:
+    """A run waiting for its promised start whose priority is raised is placed as a run held back now
+    at that priority would be: ahead of the lower ones promised before it, which move back a turn each
+    (their wake-ups too), the last of them into its old turn (until this release the change applied
+    from its next promise only, and it waited behind them). At one start a minute, so that every
+    time is far from now."""
+    _, (a, b, c) = await held_back_by_rate(db, conditions, "raised", 1, [0, 0, 0])
+    (a_at, _), (b_at, _), (c_at, _) = await promises(db, [a, b, c])
+    assert (b_at - a_at).total_seconds() == 60.0 and (c_at - b_at).total_seconds() == 60.0
+    change = await db.control.set_priority(c, 5, principal="ops")
+    assert change.changed
+    # c takes a's turn; a and b move back one each, their first promises kept as their bounds.
+    assert await promises(db, [c, a, b]) == [(a_at, None), (b_at, a_at), (c_at, b_at)]
+    assert await wake_ups(db, [c, a, b]) == [a_at, b_at, c_at]
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT details FROM dw.execution_events WHERE execution_id = %s AND type = 'priority_changed'", (c,)
+        )
+        (details,) = [row[0] for row in await cur.fetchall()]
+    assert datetime.fromisoformat(details["promisedAt"]) == a_at
+    assert datetime.fromisoformat(details["previousPromisedAt"]) == c_at
+    # No job was queued by it: each wakes at its time, as before.
+    assert [await jobs_of(db, run) for run in (a, b, c)] == [[], [], []]
+
+
+async def test_a_raised_run_does_not_pass_a_run_moved_back_a_minute_and_a_lowered_run_keeps_its_promise(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """The bound holds for a raise as for a hold-back: a run already moved back a minute is not moved
+    again, so a run raised behind it keeps its time. A lowered run keeps its promise: moving it back
+    would leave its turn empty, or move runs held back before it forward."""
+    _, (low, high, c) = await held_back_by_rate(db, conditions, "raised-bounded", 1, [0, 5, 0])
+    before = await promises(db, [high, low, c])
+    (high_at, _), (low_at, low_first), (c_at, _) = before
+    assert low_first == high_at and (low_at - low_first).total_seconds() == 60.0
+    assert (await db.control.set_priority(c, 5, principal="ops")).changed
+    assert (await db.control.set_priority(high, -5, principal="ops")).changed
+    assert await promises(db, [high, low, c]) == before
+    assert await wake_ups(db, [high, low, c]) == [high_at, low_at, c_at]
+
+
+async def test_a_raise_waits_for_an_admission_and_never_for_a_run_being_taken(
+    db: Database, conditions: ConditionPool, dsn: str
+) -> None:
+    """Lock order as an acquire's: the raised run, then its workflow (an admission under way holds it:
+    the raise waits for it), and the runs it moves SKIP LOCKED: one a worker is taking at that moment
+    keeps its time, and the raise does not wait for it while it holds the workflow's row."""
+    _, (a, b, c) = await held_back_by_rate(db, conditions, "raised-locks", 1, [0, 0, 0])
+    (a_at, _), (b_at, _), (c_at, _) = await promises(db, [a, b, c])
+    async with (
+        await psycopg.AsyncConnection.connect(dsn) as taking,
+        await psycopg.AsyncConnection.connect(dsn) as admitting,
+        # Another session to look: pg_stat_activity is read once per transaction.
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as look,
+    ):
+        for conn in (taking, admitting):
+            await conn.execute("SELECT set_config('dw.tenant_id', '*', false)")
+        await taking.execute("SELECT 1 FROM dw.executions WHERE id = %s FOR NO KEY UPDATE", (a,))
+        await admitting.execute("SELECT 1 FROM dw.workflows WHERE id = 'raised-locks' FOR NO KEY UPDATE")
+        raise_c = asyncio.create_task(db.control.set_priority(c, 5, principal="ops"))
+        while True:  # until the raise waits for the workflow's row (it holds c's)
+            cur = await look.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND %s = ANY (pg_blocking_pids(pid)) AND query LIKE '%%set_execution_priority%%'",
+                (admitting.info.backend_pid,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] > 0:
+                break
+            assert not raise_c.done(), raise_c
+            await asyncio.sleep(0.01)
+        await admitting.commit()
+        # The workflow's row released, a's still held (a worker taking it): the raise ends.
+        assert (await raise_c).changed
+        await taking.rollback()
+    assert await promises(db, [a, c, b]) == [(a_at, None), (a_at, None), (c_at, b_at)]
 
 
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
