@@ -69,13 +69,15 @@ BEGIN
         IF v_slot IS NULL THEN
             -- After the last start promised to a run still waiting that it does not go ahead of: one
             -- of its priority or higher, one whose turn has come (its job queued, or its acquire
-            -- under way: no wake-up time), or one already moved back as far as it may be (a minute
-            -- after its first promise, less one turn). A promised run that ended meanwhile
-            -- (cancelled while Pending) gives its turn back.
+            -- under way: no wake-up time; or its time passed, its waker not yet run, or it lost its
+            -- start to a run that came late and waits again: it is never moved back, so a higher run
+            -- that went ahead of it took its start, and one each turn kept it waiting for ever), or
+            -- one already moved back as far as it may be (a minute after its first promise, less one
+            -- turn). A promised run that ended meanwhile (cancelled while Pending) gives its turn back.
             SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
              WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
                AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
-               AND (e.priority >= p_e.priority OR e.wake_at IS NULL
+               AND (e.priority >= p_e.priority OR e.wake_at IS NULL OR e.rate_slot_at <= v_now
                     OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
             v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
             -- The lower runs promised that time or later move back one turn each (their wake-ups

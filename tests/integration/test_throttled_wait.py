@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -259,6 +259,37 @@ async def test_a_raise_waits_for_an_admission_and_never_for_a_run_being_taken(
         assert (await raise_c).changed
         await taking.rollback()
     assert await promises(db, [a, c, b]) == [(a_at, None), (a_at, None), (c_at, b_at)]
+
+
+async def test_a_higher_run_does_not_go_ahead_of_a_run_whose_turn_has_come(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A lower run whose promised time has passed (its waker has not queued its job yet, or it lost
+    its start to a run that came late and waits again) cannot be moved back: a higher run held back
+    then goes after it. Before, the higher one was promised the time now (or the next start after the
+    last) and took it, the lower one's promise was not moved, so the minute's bound never counted:
+    a higher run arriving each turn kept it waiting for ever."""
+    runtime, (low,) = await held_back_by_rate(db, conditions, "due", 1, [0])
+    async with db.connection() as conn:
+        # A minute and a second later: its turn came a second ago; the waker has not run yet.
+        await conn.execute(
+            "UPDATE dw.workflows SET rate_last_start_at = rate_last_start_at - interval '61 seconds' WHERE id = 'due'"
+        )
+        await conn.execute(
+            "UPDATE dw.executions SET rate_slot_at = rate_slot_at - interval '61 seconds',"
+            " wake_at = wake_at - interval '61 seconds' WHERE id = %s",
+            (low,),
+        )
+    low_at = (await run_row(db, low))["rate_slot_at"]
+    high = await start(db, "due")
+    await db.control.set_priority(high, 5, principal="ops")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(high) == "throttled"
+    assert (await run_row(db, high))["rate_slot_at"] == low_at + timedelta(seconds=60)
+    ((_, low_first),) = await promises(db, [low])
+    assert low_first is None  # not moved
+    assert await runtime.run_execution(low) == "Succeeded"
 
 
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
