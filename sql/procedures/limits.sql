@@ -74,7 +74,12 @@ BEGIN
             -- that went ahead of it took its start, and one each turn kept it waiting for ever), or
             -- one already moved back as far as it may be (a minute after its first promise, less one
             -- turn). A promised run that ended meanwhile (cancelled while Pending) gives its turn back.
-            SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
+            -- One whose time has passed counts at its wake-up (if it has one: it lost its start to a
+            -- run that came late, and waits again for the spacing after that start; or its
+            -- concurrency slot, and looks again then): promised that same time, a higher run woke
+            -- with it, its job went first, and the lower one waited again, each turn (a review).
+            SELECT max(CASE WHEN e.rate_slot_at <= v_now THEN GREATEST(e.rate_slot_at, e.wake_at)
+                            ELSE e.rate_slot_at END) + v_spacing INTO v_next FROM dw.executions e
              WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
                AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
                AND (e.priority >= p_e.priority OR e.wake_at IS NULL OR e.rate_slot_at <= v_now

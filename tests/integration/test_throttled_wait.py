@@ -292,6 +292,47 @@ async def test_a_higher_run_does_not_go_ahead_of_a_run_whose_turn_has_come(
     assert await runtime.run_execution(low) == "Succeeded"
 
 
+async def test_a_higher_run_is_promised_a_turn_after_the_wake_up_of_a_run_that_lost_its_start(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A lower run whose promised time passed while another run started (one that came late) waits
+    again, for the spacing after that start. A higher run held back then was promised that same time:
+    the two woke together, the higher one's job went first, and the lower one waited again; a higher
+    run held back each turn kept it waiting for ever, its promise never moved (the minute's bound
+    never counted). The higher run is now promised the turn after the lower one's wake-up."""
+    runtime, (low,) = await held_back_by_rate(db, conditions, "lost", 1, [0])
+    async with db.connection() as conn:
+        # A minute and a second later its turn came; another run started just before it was taken.
+        await conn.execute(
+            "UPDATE dw.executions SET rate_slot_at = rate_slot_at - interval '61 seconds',"
+            " wake_at = NULL WHERE id = %s",
+            (low,),
+        )
+        await conn.execute("UPDATE dw.workflows SET rate_last_start_at = clock_timestamp() WHERE id = 'lost'")
+    assert await runtime.run_execution(low) == "throttled"
+    low_wake = (await run_row(db, low))["wake_at"]
+    assert low_wake is not None and low_wake > datetime.now(UTC)
+    high = await start(db, "lost")
+    await db.control.set_priority(high, 5, principal="ops")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(high) == "throttled"
+    assert (await run_row(db, high))["rate_slot_at"] == low_wake + timedelta(seconds=60)
+    # At its wake-up (a minute on), the lower run starts; the higher one is not due yet.
+    async with db.connection() as conn:
+        await conn.execute(
+            "UPDATE dw.workflows SET rate_last_start_at = rate_last_start_at - interval '60 seconds' WHERE id = 'lost'"
+        )
+        await conn.execute(
+            "UPDATE dw.executions SET wake_at = wake_at - interval '60 seconds',"
+            " rate_slot_at = rate_slot_at - interval '60 seconds' WHERE id = ANY(%s)",
+            ([low, high],),
+        )
+    assert await db.operations.wake_due_runs(limit=10, queue=QUEUE) == 1
+    assert await jobs_of(db, low) == [("todo", True)]
+    assert await jobs_of(db, high) == []
+
+
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
     await limited(db, "held", concurrent=1)
     first, second = await start(db, "held"), await start(db, "held")
