@@ -2013,7 +2013,11 @@ BEGIN
                -- was pending when it failed) was about that run: the redriven one would otherwise
                -- be cancelled or suspended by it at its first acquire. The event below says so.
                cancel_requested_at = NULL, cancel_requested_by = NULL, cancel_reason = NULL,
-               suspend_requested_at = NULL, suspend_requested_by = NULL
+               suspend_requested_at = NULL, suspend_requested_by = NULL,
+               -- A start time its workflow's rateLimitPerMinute promised the run that ended while
+               -- held back (timed out) was given back then, and promised to the next run held back:
+               -- it is held back anew (dw.admit_root_run_v1), not on the old time beside that run's.
+               rate_slot_at = NULL, rate_first_slot_at = NULL
          WHERE e.id = v_e.id;
         PERFORM dw.defer_run_job_v1(v_e.id, v_e.queue, NULL);
     END IF;

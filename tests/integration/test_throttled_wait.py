@@ -333,6 +333,33 @@ async def test_a_higher_run_is_promised_a_turn_after_the_wake_up_of_a_run_that_l
     assert await jobs_of(db, high) == []
 
 
+async def test_a_redriven_run_that_timed_out_held_back_is_promised_a_new_time(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A run that ran past its workflowTimeout while the rate held it back ends with its promise on
+    its row; the turn it gave back goes to the next run held back. Redriven, it is Pending again and
+    held back anew: it is promised a time of its own, after that run's, not the one it had (both
+    were promised the same start, and it went ahead of runs that waited for theirs)."""
+    runtime, (late,) = await held_back_by_rate(db, conditions, "again", 1, [0])
+    async with db.connection() as conn:
+        await conn.execute("UPDATE dw.executions SET deadline_at = now() - interval '1 second' WHERE id = %s", (late,))
+    assert [(run, status) for run, _, status in await db.operations.time_out_overdue()] == [(late, "TimedOut")]
+    promised = (await run_row(db, late))["rate_slot_at"]
+    other = await start(db, "again")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(other) == "throttled"
+    assert (await run_row(db, other))["rate_slot_at"] == promised  # the turn it gave back
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT id FROM dw.dead_letters WHERE execution_id = %s", (late,))
+        ((letter,),) = await cur.fetchall()
+    await db.operations.redrive(letter, principal="ops", queue=QUEUE)
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(late) == "throttled"
+    assert (await run_row(db, late))["rate_slot_at"] == promised + timedelta(seconds=60)
+
+
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
     await limited(db, "held", concurrent=1)
     first, second = await start(db, "held"), await start(db, "held")
