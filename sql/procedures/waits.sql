@@ -906,7 +906,12 @@ BEGIN
                          ELSE 'Waiting' END;
         UPDATE dw.executions e
            SET status = v_status, suspended_at = NULL, suspend_requested_at = NULL, suspend_requested_by = NULL,
-               wake_at = now()
+               wake_at = now(),
+               -- A start time its workflow's rateLimitPerMinute promised it, held back when it was
+               -- suspended, was given back then (the next run held back was promised it): resumed
+               -- Pending, it is held back anew (dw.admit_root_run_v1), not on that time beside that
+               -- run's. A run that had started has none.
+               rate_slot_at = NULL, rate_first_slot_at = NULL
          WHERE e.id = p_execution_id;
         INSERT INTO dw.execution_events (execution_id, type, principal, details)
         VALUES (p_execution_id, 'execution_resumed', p_principal,

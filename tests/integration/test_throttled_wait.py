@@ -360,6 +360,26 @@ async def test_a_redriven_run_that_timed_out_held_back_is_promised_a_new_time(
     assert (await run_row(db, late))["rate_slot_at"] == promised + timedelta(seconds=60)
 
 
+async def test_a_run_suspended_while_held_back_is_promised_a_new_time_when_resumed(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A run suspended while the rate held it back gives its turn back (the next run held back is
+    promised it); resumed, it is held back anew, after that run, not on its old time beside it."""
+    runtime, (paused,) = await held_back_by_rate(db, conditions, "paused", 1, [0])
+    promised = (await run_row(db, paused))["rate_slot_at"]
+    assert (await db.control.suspend(paused, principal="ops", reason=None)).outcome == "suspended"
+    other = await start(db, "paused")
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(other) == "throttled"
+    assert (await run_row(db, other))["rate_slot_at"] == promised  # the turn it gave back
+    assert (await db.control.resume(paused, principal="ops", queue=QUEUE)).status == "Pending"
+    async with db.connection() as conn:
+        await conn.execute("DELETE FROM procrastinate_jobs")
+    assert await runtime.run_execution(paused) == "throttled"
+    assert (await run_row(db, paused))["rate_slot_at"] == promised + timedelta(seconds=60)
+
+
 async def test_a_throttled_run_whose_wake_up_was_lost_is_recovered(db: Database, conditions: ConditionPool) -> None:
     await limited(db, "held", concurrent=1)
     first, second = await start(db, "held"), await start(db, "held")
