@@ -147,6 +147,7 @@ DECLARE
     v_spacing interval;
     v_next timestamptz;
     v_slot timestamptz;
+    v_now timestamptz;
     c_slip constant interval := interval '1 minute';
 BEGIN
     IF p_e.status <> 'Pending' OR p_e.depth <> 0 OR p_e.rate_slot_at IS NULL OR p_e.wake_at IS NULL
@@ -161,13 +162,16 @@ BEGIN
         RETURN NULL;
     END IF;
     v_spacing := make_interval(secs => 60.0 / v_rate);
-    -- As dw.admit_root_run_v1 places a run held back now, at the new priority.
-    SELECT max(e.rate_slot_at) + v_spacing INTO v_next FROM dw.executions e
+    -- As dw.admit_root_run_v1 places a run held back now, at the new priority (a run whose time has
+    -- passed is one whose turn has come, counted at its wake-up: see there).
+    v_now := clock_timestamp();
+    SELECT max(CASE WHEN e.rate_slot_at <= v_now THEN GREATEST(e.rate_slot_at, e.wake_at)
+                    ELSE e.rate_slot_at END) + v_spacing INTO v_next FROM dw.executions e
      WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
        AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
-       AND (e.priority >= p_priority OR e.wake_at IS NULL
+       AND (e.priority >= p_priority OR e.wake_at IS NULL OR e.rate_slot_at <= v_now
             OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
-    v_slot := GREATEST(v_next, v_last + v_spacing, clock_timestamp());
+    v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
     IF v_slot >= p_e.rate_slot_at THEN
         RETURN NULL;
     END IF;

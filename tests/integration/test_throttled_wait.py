@@ -292,6 +292,28 @@ async def test_a_higher_run_does_not_go_ahead_of_a_run_whose_turn_has_come(
     assert await runtime.run_execution(low) == "Succeeded"
 
 
+async def test_a_raised_run_does_not_go_ahead_of_a_run_whose_turn_has_come(
+    db: Database, conditions: ConditionPool
+) -> None:
+    """A raise places the run as a hold-back at its new priority would be, so it too goes after a lower
+    run whose promised time has passed (its waker not yet run): raised, the later run keeps the turn
+    after that one, which it was promised already, and the lower one is not moved."""
+    _, (low, later) = await held_back_by_rate(db, conditions, "due-raised", 1, [0, 0])
+    async with db.connection() as conn:
+        # A minute and a second later: low's turn came a second ago; the waker has not run yet.
+        for sql in (
+            "UPDATE dw.workflows SET rate_last_start_at = rate_last_start_at - interval '61 seconds'"
+            " WHERE id = 'due-raised'",
+            "UPDATE dw.executions SET rate_slot_at = rate_slot_at - interval '61 seconds',"
+            " wake_at = wake_at - interval '61 seconds' WHERE workflow_id = 'due-raised'",
+        ):
+            await conn.execute(sql)
+    before = await promises(db, [low, later])
+    change = await db.control.set_priority(later, 5, principal="ops")
+    assert change.changed
+    assert await promises(db, [low, later]) == before
+
+
 async def test_a_higher_run_is_promised_a_turn_after_the_wake_up_of_a_run_that_lost_its_start(
     db: Database, conditions: ConditionPool
 ) -> None:
