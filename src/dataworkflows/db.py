@@ -89,7 +89,7 @@ _CONSTRAINT_MESSAGES: dict[str, str] = {
     "workflows_pkey": "a workflow with this id already exists (created just now by another request); PUT"
     " /api/v1/workflows/{id} adds a version",
     "triggers_name_key": "another trigger of this kind has this name: a trigger's name is unique among the"
-    " tenant's schedules (or webhooks), whatever their workflow",
+    " tenant's triggers of its kind (schedules, webhooks or event triggers), whatever their workflow",
     "template_sets_pkey": "a template set with this id exists already: choose another id, or add templates to that set",
 }
 # The role the API's and the workers' pools act as (migration 0018 creates it).

@@ -115,6 +115,8 @@ async def test_bad_triggers_are_refused_with_reasons(client: AsyncTestClient[Any
     )
     assert taken["code"] == "trigger_name_taken" and "unique among the tenant's" in taken["detail"]
     assert "constraint" not in taken["detail"]
+    # The kinds said as they are: an event trigger's name is unique among event triggers too.
+    assert "schedules, webhooks or event triggers" in taken["detail"]
     # Signed and unsigned are different triggers.
     flip = await client.patch(f"/api/v1/triggers/{first.json()['id']}", json={"config": {"signature": "github"}})
     assert_problem(flip, 422)
