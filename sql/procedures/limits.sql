@@ -8,6 +8,56 @@ CREATE OR REPLACE FUNCTION dw.api_bucket_level_v1(
     SELECT LEAST(p_burst, p_tokens + GREATEST(0, extract(epoch FROM now() - p_since)) * p_per_second);
 $$;
 
+-- The earliest start time a run held back now under its workflow's rate (one turn every p_spacing,
+-- the last start at p_last) may be promised at priority p_priority (dw.admit_root_run_v1, and
+-- dw.repromise_raised_run_v1 for a raised run): after the last start promised to a run still waiting
+-- that it does not go ahead of: one of its priority or higher, one whose turn has come (its job
+-- queued, or its acquire under way: no wake-up time; or its time passed, its waker not yet run, or it
+-- lost its start to a run that came late and waits again: it is never moved back, so a higher run
+-- that went ahead of it took its start, and one each turn kept it waiting for ever), or one already
+-- moved back as far as it may be (a minute after its first promise, less one turn). A promised run
+-- that ended meanwhile (cancelled while Pending) gives its turn back. One whose time has passed counts
+-- at its wake-up (if it has one: it lost its start to a run that came late, and waits again for the
+-- spacing after that start; or its concurrency slot, and looks again then): promised that same time,
+-- a higher run woke with it, its job went first, and the lower one waited again, each turn (a review).
+CREATE OR REPLACE FUNCTION dw.rate_turn_v1(p_tenant text, p_workflow_id text, p_id uuid, p_priority integer,
+                                           p_spacing interval, p_last timestamptz, p_now timestamptz)
+    RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    -- GREATEST ignores NULL: no run ahead, or no start yet.
+    SELECT GREATEST(max(CASE WHEN e.rate_slot_at <= p_now THEN GREATEST(e.rate_slot_at, e.wake_at)
+                             ELSE e.rate_slot_at END) + p_spacing,
+                    p_last + p_spacing, p_now)
+      FROM dw.executions e
+     WHERE e.tenant_id = p_tenant AND e.workflow_id = p_workflow_id AND e.status = 'Pending'
+       AND e.rate_slot_at IS NOT NULL AND e.id <> p_id
+       AND (e.priority >= p_priority OR e.wake_at IS NULL OR e.rate_slot_at <= p_now
+            OR e.rate_slot_at + p_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + interval '1 minute');
+$$;
+
+-- The runs of lower priority than p_priority promised p_from or later (and before p_before; NULL: no
+-- end) move back one turn each, their wake-ups too, their first promise kept as their bound: they
+-- stay a turn apart, and the rate's spacing is not touched (dw.rate_turn_v1 counts a run moved back a
+-- minute as one not to go ahead of, so none of these goes further). SKIP LOCKED: a run a worker is
+-- taking at this moment keeps its time (its start still waits for the spacing after the last one),
+-- and the caller, which holds the workflow's row, never waits for a run's (an acquire locks the run,
+-- then the workflow).
+CREATE OR REPLACE FUNCTION dw.move_rate_promises_back_v1(p_tenant text, p_workflow_id text, p_id uuid,
+                                                         p_priority integer, p_spacing interval,
+                                                         p_from timestamptz, p_before timestamptz)
+    RETURNS void LANGUAGE sql AS $$
+    WITH behind AS (
+        SELECT t.id FROM dw.executions t
+         WHERE t.tenant_id = p_tenant AND t.workflow_id = p_workflow_id AND t.status = 'Pending'
+           AND t.rate_slot_at >= p_from AND (p_before IS NULL OR t.rate_slot_at < p_before)
+           AND t.priority < p_priority AND t.wake_at IS NOT NULL AND t.id <> p_id
+         FOR NO KEY UPDATE OF t SKIP LOCKED
+    )
+    UPDATE dw.executions e
+       SET rate_first_slot_at = COALESCE(e.rate_first_slot_at, e.rate_slot_at),
+           rate_slot_at = e.rate_slot_at + p_spacing, wake_at = e.wake_at + p_spacing
+      FROM behind b WHERE e.id = b.id;
+$$;
+
 -- May this Pending root run start now under its workflow's limits? Called by
 -- dw.try_acquire_execution_v4 with the run's row locked. throttled_by NULL: yes (the start is
 -- counted). 'concurrency': maxConcurrentExecutions root runs are Running or Waiting (retry_at NULL:
@@ -23,15 +73,12 @@ CREATE OR REPLACE FUNCTION dw.admit_root_run_v1(p_e dw.executions)
 DECLARE
     v_concurrent integer;
     v_rate integer;
-    v_next timestamptz;
     v_last timestamptz;
     v_running integer;
     v_spacing interval;
     v_slot timestamptz;
     v_earliest timestamptz;
     v_now timestamptz;
-    -- How far a promise may be moved back in all (by runs of higher priority held back later).
-    c_slip constant interval := interval '1 minute';
 BEGIN
     SELECT w.max_concurrent_executions, w.rate_limit_per_minute INTO v_concurrent, v_rate
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
@@ -40,8 +87,8 @@ BEGIN
         RETURN;
     END IF;
     -- One admission at a time per limited workflow: the count and the spacing hold.
-    SELECT w.max_concurrent_executions, w.rate_limit_per_minute, w.rate_next_slot_at, w.rate_last_start_at
-      INTO v_concurrent, v_rate, v_next, v_last
+    SELECT w.max_concurrent_executions, w.rate_limit_per_minute, w.rate_last_start_at
+      INTO v_concurrent, v_rate, v_last
       FROM dw.workflows w WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id FOR NO KEY UPDATE;
     IF v_concurrent IS NOT NULL THEN
         -- A suspended run that had started keeps its place: resuming it does not pass through
@@ -67,40 +114,12 @@ BEGIN
         v_spacing := make_interval(secs => 60.0 / v_rate);
         v_slot := p_e.rate_slot_at;
         IF v_slot IS NULL THEN
-            -- After the last start promised to a run still waiting that it does not go ahead of: one
-            -- of its priority or higher, one whose turn has come (its job queued, or its acquire
-            -- under way: no wake-up time; or its time passed, its waker not yet run, or it lost its
-            -- start to a run that came late and waits again: it is never moved back, so a higher run
-            -- that went ahead of it took its start, and one each turn kept it waiting for ever), or
-            -- one already moved back as far as it may be (a minute after its first promise, less one
-            -- turn). A promised run that ended meanwhile (cancelled while Pending) gives its turn back.
-            -- One whose time has passed counts at its wake-up (if it has one: it lost its start to a
-            -- run that came late, and waits again for the spacing after that start; or its
-            -- concurrency slot, and looks again then): promised that same time, a higher run woke
-            -- with it, its job went first, and the lower one waited again, each turn (a review).
-            SELECT max(CASE WHEN e.rate_slot_at <= v_now THEN GREATEST(e.rate_slot_at, e.wake_at)
-                            ELSE e.rate_slot_at END) + v_spacing INTO v_next FROM dw.executions e
-             WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
-               AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
-               AND (e.priority >= p_e.priority OR e.wake_at IS NULL OR e.rate_slot_at <= v_now
-                    OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
-            v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
-            -- The lower runs promised that time or later move back one turn each (their wake-ups
-            -- too): they stay a turn apart, and the rate's spacing is not touched. SKIP LOCKED: a
-            -- run a worker is taking at this moment keeps its time (its start still waits for the
-            -- spacing after the last one), and this admission, which holds the workflow's row,
-            -- never waits for a run's (an acquire locks the run, then the workflow).
-            WITH behind AS (
-                SELECT t.id FROM dw.executions t
-                 WHERE t.tenant_id = p_e.tenant_id AND t.workflow_id = p_e.workflow_id AND t.status = 'Pending'
-                   AND t.rate_slot_at >= v_slot AND t.priority < p_e.priority AND t.wake_at IS NOT NULL
-                   AND t.id <> p_e.id
-                 FOR NO KEY UPDATE OF t SKIP LOCKED
-            )
-            UPDATE dw.executions e
-               SET rate_first_slot_at = COALESCE(e.rate_first_slot_at, e.rate_slot_at),
-                   rate_slot_at = e.rate_slot_at + v_spacing, wake_at = e.wake_at + v_spacing
-              FROM behind b WHERE e.id = b.id;
+            -- Its turn (dw.rate_turn_v1), and the lower runs promised that time or later move back
+            -- one turn each (dw.move_rate_promises_back_v1).
+            v_slot := dw.rate_turn_v1(p_e.tenant_id, p_e.workflow_id, p_e.id, p_e.priority, v_spacing, v_last,
+                                      v_now);
+            PERFORM dw.move_rate_promises_back_v1(p_e.tenant_id, p_e.workflow_id, p_e.id, p_e.priority, v_spacing,
+                                                  v_slot, NULL);
             UPDATE dw.workflows w SET rate_next_slot_at = GREATEST(w.rate_next_slot_at, v_slot + v_spacing)
              WHERE w.id = p_e.workflow_id AND w.tenant_id = p_e.tenant_id;
         END IF;
@@ -145,10 +164,7 @@ DECLARE
     v_rate integer;
     v_last timestamptz;
     v_spacing interval;
-    v_next timestamptz;
     v_slot timestamptz;
-    v_now timestamptz;
-    c_slip constant interval := interval '1 minute';
 BEGIN
     IF p_e.status <> 'Pending' OR p_e.depth <> 0 OR p_e.rate_slot_at IS NULL OR p_e.wake_at IS NULL
        OR p_e.lease_owner IS NOT NULL OR p_priority <= p_e.priority
@@ -162,32 +178,16 @@ BEGIN
         RETURN NULL;
     END IF;
     v_spacing := make_interval(secs => 60.0 / v_rate);
-    -- As dw.admit_root_run_v1 places a run held back now, at the new priority (a run whose time has
-    -- passed is one whose turn has come, counted at its wake-up: see there).
-    v_now := clock_timestamp();
-    SELECT max(CASE WHEN e.rate_slot_at <= v_now THEN GREATEST(e.rate_slot_at, e.wake_at)
-                    ELSE e.rate_slot_at END) + v_spacing INTO v_next FROM dw.executions e
-     WHERE e.tenant_id = p_e.tenant_id AND e.workflow_id = p_e.workflow_id AND e.status = 'Pending'
-       AND e.rate_slot_at IS NOT NULL AND e.id <> p_e.id
-       AND (e.priority >= p_priority OR e.wake_at IS NULL OR e.rate_slot_at <= v_now
-            OR e.rate_slot_at + v_spacing > COALESCE(e.rate_first_slot_at, e.rate_slot_at) + c_slip);
-    v_slot := GREATEST(v_next, v_last + v_spacing, v_now);
+    -- As dw.admit_root_run_v1 places a run held back now, at the new priority.
+    v_slot := dw.rate_turn_v1(p_e.tenant_id, p_e.workflow_id, p_e.id, p_priority, v_spacing, v_last,
+                              clock_timestamp());
     IF v_slot >= p_e.rate_slot_at THEN
         RETURN NULL;
     END IF;
     -- Only those promised before its old time: those after it keep theirs (it leaves its turn to
     -- the one just before it).
-    WITH behind AS (
-        SELECT t.id FROM dw.executions t
-         WHERE t.tenant_id = p_e.tenant_id AND t.workflow_id = p_e.workflow_id AND t.status = 'Pending'
-           AND t.rate_slot_at >= v_slot AND t.rate_slot_at < p_e.rate_slot_at
-           AND t.priority < p_priority AND t.wake_at IS NOT NULL AND t.id <> p_e.id
-         FOR NO KEY UPDATE OF t SKIP LOCKED
-    )
-    UPDATE dw.executions e
-       SET rate_first_slot_at = COALESCE(e.rate_first_slot_at, e.rate_slot_at),
-           rate_slot_at = e.rate_slot_at + v_spacing, wake_at = e.wake_at + v_spacing
-      FROM behind b WHERE e.id = b.id;
+    PERFORM dw.move_rate_promises_back_v1(p_e.tenant_id, p_e.workflow_id, p_e.id, p_priority, v_spacing, v_slot,
+                                          p_e.rate_slot_at);
     -- Its bound stays where it was, or comes earlier: a first promise before its new time is kept
     -- (it may still be moved back to a minute after that one), else the new time is its first.
     UPDATE dw.executions e
